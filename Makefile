@@ -1,0 +1,61 @@
+# vrrpd - make targets. The two set-up commands of the README are `sudo make demo` and `sudo make test`.
+PYTHON ?= python3
+PYTEST ?= $(PYTHON) -m pytest
+APT_PACKAGES = keepalived ipvsadm iproute2 iputils-ping tcpdump nftables procps psmisc openssl \
+               qemu-system-x86 busybox-static kmod xz-utils
+PIP_PACKAGES = pytest ruff vermin aiosmtpd
+
+.PHONY: all test deps lint check demo bench fuzz soak install uninstall clean
+
+all: check
+
+# Install what the tests need (Debian/Ubuntu), then run every check and the whole suite.
+test: deps lint
+	$(PYTEST) -q -ra test_vrrpd.py
+
+deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi; \
+	else echo "not root or no apt-get: skipping system packages (root-only tests will skip)"; fi
+	@$(PYTHON) -c "import pytest, aiosmtpd" 2>/dev/null && command -v ruff >/dev/null && command -v vermin >/dev/null || \
+	  $(PYTHON) -m pip install -q $(PIP_PACKAGES) 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --break-system-packages $(PIP_PACKAGES)
+	@if [ "$$(id -u)" = 0 ] && [ -x .ci/ipvs-vm.sh ]; then bash .ci/ipvs-vm.sh --setup; fi
+
+# Lint, the standard-library-only rule, and the minimum Python version (3.9).
+lint:
+	$(PYTHON) -m ruff check --config .ci/ruff.toml vrrpd.py test_vrrpd.py
+	$(PYTHON) .ci/stdlib_only.py vrrpd.py
+	$(PYTHON) -m vermin -q --no-tips --violations -t=3.9- vrrpd.py
+
+check:
+	$(PYTHON) vrrpd.py --check -f vrrpd.conf.example
+
+demo:
+	$(PYTHON) vrrpd.py --demo
+
+bench:
+	$(PYTHON) test_vrrpd.py bench
+
+fuzz:
+	VRRPD_FUZZ_SECONDS=120 $(PYTEST) -q -k fuzz test_vrrpd.py
+
+soak:
+	VRRPD_SOAK_SECONDS=600 $(PYTEST) -q -s -k soak test_vrrpd.py
+
+PREFIX ?= /usr/local
+install:
+	install -D -m 0755 vrrpd.py $(DESTDIR)$(PREFIX)/sbin/vrrpd
+	install -D -m 0644 vrrpd.service $(DESTDIR)/etc/systemd/system/vrrpd.service
+	install -d -m 0755 $(DESTDIR)/etc/vrrpd
+	[ -e $(DESTDIR)/etc/vrrpd/vrrpd.conf ] || install -m 0644 vrrpd.conf.example $(DESTDIR)/etc/vrrpd/vrrpd.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/vrrpd $(DESTDIR)/etc/systemd/system/vrrpd.service
+
+clean:
+	rm -rf .pytest_cache __pycache__ .ruff_cache

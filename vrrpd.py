@@ -1,0 +1,859 @@
+#!/usr/bin/env python3
+"""vrrpd - a keepalived-compatible VRRP and LVS daemon in one standard-library Python file.
+
+Map of this file (sections in the order data flows, from the edges to the core and back out):
+
+  1. Constants and small types   VRRP/netlink numbers, State, AuthType, LbKind, Diagnostic, errors
+  2. Configuration model         dataclasses, one per keepalived block, values already typed
+  3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), parser, validation
+  4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP/NA frames, netlink packing
+  5. VRRP state machine          sans-IO: given `now` and events, returns actions (RFC 5798 section 6)
+  6. Tracking and health checks  vrrp_script/track_file/track_process and LVS checkers, decisions only
+  7. Kernel edge                 raw VRRP sockets, AF_PACKET, rtnetlink, generic netlink IPVS
+  8. Event loop                  one selectors loop with a timer heap, child processes, signals
+  9. Notification                notify scripts, notify FIFO, SMTP alerts (off the loop)
+ 10. Daemon                      wires config -> engines -> kernel, reload, status
+ 11. Command line                main(), --check, signals
+
+Only the standard library is used, and Python 3.9 is the minimum version.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import ipaddress
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+__version__ = "0.1.0"
+PROG = "vrrpd"
+log = logging.getLogger(PROG)
+
+# ============================================================================================
+# 1. Constants and small types
+# ============================================================================================
+
+IPPROTO_VRRP = 112
+IPPROTO_AH = 51
+VRRP_MCAST_GROUP4 = ipaddress.IPv4Address("224.0.0.18")
+VRRP_MCAST_GROUP6 = ipaddress.IPv6Address("ff02::12")
+VRRP_TTL = 255
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+class State(enum.Enum):
+    """VRRP instance states, named as keepalived logs them."""
+
+    INIT = "INIT"
+    BACKUP = "BACKUP"
+    MASTER = "MASTER"
+    FAULT = "FAULT"
+    STOP = "STOP"
+
+
+class AuthType(enum.Enum):
+    NONE = 0
+    PASS = 1
+    AH = 2
+
+
+class LbKind(enum.Enum):
+    """IPVS forwarding methods; the values are IP_VS_CONN_F_* numbers."""
+
+    NAT = 0
+    TUN = 2
+    DR = 3
+
+
+class Severity(enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass
+class Diagnostic:
+    """One configuration problem: FILE:LINE: error|warning: message (hint)."""
+
+    file: str
+    line: int
+    severity: Severity
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.file}:{self.line}: {self.severity.value}: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class VrrpdError(Exception):
+    """Base class of every error this module raises on purpose."""
+
+
+class ConfigError(VrrpdError):
+    """A configuration could not be read; carries every Diagnostic found."""
+
+    def __init__(self, diagnostics: List[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(str(d) for d in diagnostics))
+
+
+class PacketError(VrrpdError):
+    """A received packet is malformed; `reason` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class NetlinkError(VrrpdError):
+    """The kernel answered a netlink request with an error (errno in .errno)."""
+
+    def __init__(self, err: int, what: str = ""):
+        self.errno = err
+        super().__init__(f"{what}: {os.strerror(err)}" if what else os.strerror(err))
+
+
+# ============================================================================================
+# 2. Configuration model: plain dataclasses, one per block, typed values.
+#    Defaults equal keepalived's. `line`/`file` say where a block was defined.
+# ============================================================================================
+
+
+@dataclass
+class Command:
+    """A script or notify command as written (`raw`) and split into argv as keepalived does.
+
+    `shell` is True when the text uses shell syntax and must run through a shell."""
+
+    raw: str
+    argv: List[str]
+    shell: bool = False
+    user: Optional[str] = None
+    group: Optional[str] = None
+
+
+@dataclass
+class GlobalDefs:
+    router_id: str = field(default_factory=lambda: socket.gethostname())
+    notification_email: List[str] = field(default_factory=list)
+    notification_email_from: str = field(default_factory=lambda: f"keepalived@{socket.gethostname()}")
+    smtp_server: Optional[str] = None
+    smtp_port: int = 25
+    smtp_helo_name: Optional[str] = None
+    smtp_connect_timeout: float = 30.0
+    smtp_alert: Optional[bool] = None
+    smtp_alert_vrrp: Optional[bool] = None
+    smtp_alert_checker: Optional[bool] = None
+    no_email_faults: bool = False
+    vrrp_skip_check_adv_addr: bool = False
+    vrrp_strict: bool = False
+    vrrp_iptables: bool = False
+    vrrp_nftables: bool = False
+    vrrp_garp_interval: float = 0.0
+    vrrp_gna_interval: float = 0.0
+    vrrp_mcast_group4: ipaddress.IPv4Address = VRRP_MCAST_GROUP4
+    vrrp_mcast_group6: ipaddress.IPv6Address = VRRP_MCAST_GROUP6
+    vrrp_version: int = 2
+    vrrp_garp_master_delay: float = 5.0
+    vrrp_garp_master_repeat: int = 5
+    vrrp_garp_master_refresh: float = 0.0
+    vrrp_garp_master_refresh_repeat: int = 1
+    vrrp_garp_lower_prio_delay: Optional[float] = None
+    vrrp_garp_lower_prio_repeat: Optional[int] = None
+    vrrp_lower_prio_no_advert: bool = False
+    vrrp_higher_prio_send_advert: bool = False
+    vrrp_check_unicast_src: bool = False
+    vrrp_startup_delay: float = 0.0
+    v3_checksum_as_v2: bool = False
+    script_user: Optional[str] = None
+    script_group: Optional[str] = None
+    enable_script_security: bool = False
+    notify_fifo: Optional[str] = None
+    vrrp_notify_fifo: Optional[str] = None
+    lvs_notify_fifo: Optional[str] = None
+    vrrp_notify_priority_changes: bool = False
+    lvs_flush: bool = False
+    lvs_flush_on_stop: bool = False
+    lvs_timeouts: Dict[str, int] = field(default_factory=dict)
+    # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
+    vrrp_handover_on_stop: bool = False
+    # keywords vrrpd accepts but does not act on, kept for dumps: name -> list of words
+    other: Dict[str, List[str]] = field(default_factory=dict)
+
+
+@dataclass
+class VirtualIP:
+    """One `virtual_ipaddress` entry."""
+
+    address: IPInterface  # address with its prefix (default /32 or /128)
+    brd: Optional[IPAddress] = None
+    dev: Optional[str] = None  # None: the instance's interface
+    scope: str = "global"
+    label: Optional[str] = None
+    peer: Optional[IPAddress] = None
+    nodad: bool = False
+    no_track: bool = False
+    line: int = 0
+
+
+@dataclass
+class TrackRef:
+    """An entry of track_script / track_file / track_process / track_interface."""
+
+    name: str
+    weight: Optional[int] = None  # None: use the tracked object's own weight
+    reverse: bool = False
+    line: int = 0
+
+
+@dataclass
+class UnicastPeer:
+    address: IPAddress
+    min_ttl: int = 0
+    max_ttl: int = 255
+
+
+@dataclass
+class VrrpInstance:
+    name: str
+    file: str = ""
+    line: int = 0
+    state: State = State.BACKUP  # configured start-up preference: MASTER or BACKUP
+    interface: Optional[str] = None
+    virtual_router_id: int = 0
+    priority: int = 100
+    advert_int: float = 1.0
+    version: Optional[int] = None  # None: global vrrp_version
+    auth_type: AuthType = AuthType.NONE
+    auth_pass: bytes = b""  # already truncated to 8 bytes
+    virtual_ipaddress: List[VirtualIP] = field(default_factory=list)
+    virtual_ipaddress_excluded: List[VirtualIP] = field(default_factory=list)
+    track_interface: List[TrackRef] = field(default_factory=list)
+    track_script: List[TrackRef] = field(default_factory=list)
+    track_file: List[TrackRef] = field(default_factory=list)
+    track_process: List[TrackRef] = field(default_factory=list)
+    unicast_src_ip: Optional[IPAddress] = None
+    unicast_peer: List[UnicastPeer] = field(default_factory=list)
+    unicast_ttl: int = 255
+    mcast_src_ip: Optional[IPAddress] = None
+    nopreempt: bool = False
+    preempt_delay: float = 0.0
+    notify_master: Optional[Command] = None
+    notify_backup: Optional[Command] = None
+    notify_fault: Optional[Command] = None
+    notify_stop: Optional[Command] = None
+    notify_deleted: Optional[Command] = None
+    notify: Optional[Command] = None
+    notify_master_rx_lower_pri: Optional[Command] = None
+    smtp_alert: Optional[bool] = None
+    garp_master_delay: Optional[float] = None  # None: global value
+    garp_master_repeat: Optional[int] = None
+    garp_master_refresh: Optional[float] = None
+    garp_master_refresh_repeat: Optional[int] = None
+    garp_lower_prio_delay: Optional[float] = None
+    garp_lower_prio_repeat: Optional[int] = None
+    use_vmac: bool = False
+    vmac_name: Optional[str] = None
+    vmac_xmit_base: bool = False
+    native_ipv6: bool = False
+    accept: Optional[bool] = None  # None: keepalived's default (accept unless strict)
+    skip_check_adv_addr: Optional[bool] = None
+    strict_mode: Optional[bool] = None
+    lower_prio_no_advert: Optional[bool] = None
+    higher_prio_send_advert: Optional[bool] = None
+    dont_track_primary: bool = False
+    v3_checksum_as_v2: Optional[bool] = None
+    sync_group: Optional[str] = None  # filled from vrrp_sync_group
+
+    @property
+    def family(self) -> int:
+        """4 or 6, from the first VIP (IPv4 when there is none)."""
+        if self.virtual_ipaddress:
+            return self.virtual_ipaddress[0].address.version
+        return 4
+
+
+@dataclass
+class VrrpScript:
+    name: str
+    file: str = ""
+    line: int = 0
+    script: Optional[Command] = None
+    interval: float = 1.0
+    timeout: Optional[float] = None  # None: equal to interval
+    weight: int = 0
+    weight_reverse: bool = False
+    rise: int = 1
+    fall: int = 1
+    user: Optional[str] = None
+    group: Optional[str] = None
+    init_fail: bool = False
+
+
+@dataclass
+class TrackFile:
+    name: str
+    file: str = ""
+    line: int = 0
+    path: str = ""
+    weight: int = 1
+    weight_reverse: bool = False
+    init_file: Optional[int] = None
+    init_file_overwrite: bool = False
+
+
+@dataclass
+class TrackProcess:
+    name: str
+    file: str = ""
+    line: int = 0
+    process: List[str] = field(default_factory=list)  # name then optional arguments
+    param_match: str = "exact"  # exact | initial | partial
+    weight: int = 0
+    weight_reverse: bool = False
+    quorum: int = 1
+    quorum_max: Optional[int] = None
+    delay: float = 0.0
+    full_command: bool = False
+
+
+@dataclass
+class SyncGroup:
+    name: str
+    file: str = ""
+    line: int = 0
+    group: List[str] = field(default_factory=list)
+    track_interface: List[TrackRef] = field(default_factory=list)
+    track_script: List[TrackRef] = field(default_factory=list)
+    track_file: List[TrackRef] = field(default_factory=list)
+    track_process: List[TrackRef] = field(default_factory=list)
+    notify_master: Optional[Command] = None
+    notify_backup: Optional[Command] = None
+    notify_fault: Optional[Command] = None
+    notify_stop: Optional[Command] = None
+    notify: Optional[Command] = None
+    smtp_alert: Optional[bool] = None
+
+
+@dataclass
+class UrlCheck:
+    path: str = "/"
+    digest: Optional[str] = None  # lower-case hex MD5 of the body
+    status_code: List[Tuple[int, int]] = field(default_factory=list)  # ranges; empty: 200-299
+    virtualhost: Optional[str] = None
+
+
+@dataclass
+class Checker:
+    """One health checker of a real server: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK."""
+
+    kind: str
+    line: int = 0
+    connect_ip: Optional[IPAddress] = None  # None: the real server's address
+    connect_port: Optional[int] = None  # None: the real server's port
+    bindto: Optional[IPAddress] = None
+    bind_port: Optional[int] = None
+    connect_timeout: Optional[float] = None  # None: inherit (real server, virtual server, 5 s)
+    retry: Optional[int] = None  # None: checker default (1; MISC 0; DNS 3)
+    delay_before_retry: Optional[float] = None  # None: checker default (1 s; HTTP/SSL 3 s)
+    delay_loop: Optional[float] = None  # None: inherit from the virtual server
+    warmup: Optional[float] = None
+    alpha: Optional[bool] = None
+    log_all_failures: bool = False
+    # HTTP_GET / SSL_GET
+    urls: List[UrlCheck] = field(default_factory=list)
+    virtualhost: Optional[str] = None
+    http_protocol: str = "1.0"
+    enable_sni: bool = True
+    sni_name: Optional[str] = None
+    # MISC_CHECK
+    misc_path: Optional[Command] = None
+    misc_timeout: Optional[float] = None
+    misc_dynamic: bool = False
+    user: Optional[str] = None
+    # SMTP_CHECK
+    helo_name: Optional[str] = None
+    # DNS_CHECK
+    dns_type: str = "SOA"
+    dns_name: str = "."
+
+
+@dataclass
+class RealServer:
+    address: IPAddress
+    port: Optional[int] = None
+    line: int = 0
+    weight: int = 1
+    lb_kind: Optional[LbKind] = None  # None: the virtual server's
+    notify_up: Optional[Command] = None
+    notify_down: Optional[Command] = None
+    uthreshold: int = 0
+    lthreshold: int = 0
+    inhibit_on_failure: Optional[bool] = None
+    alpha: Optional[bool] = None
+    smtp_alert: Optional[bool] = None
+    virtualhost: Optional[str] = None
+    connect_timeout: Optional[float] = None
+    retry: Optional[int] = None
+    delay_before_retry: Optional[float] = None
+    delay_loop: Optional[float] = None
+    warmup: Optional[float] = None
+    checkers: List[Checker] = field(default_factory=list)
+
+
+@dataclass
+class VirtualServerGroupEntry:
+    """`IP [PORT]`, a range `IP1-IP2 [PORT]` / `IP-LASTOCTET`, a CIDR, or `fwmark N`."""
+
+    first: Optional[IPAddress] = None
+    last: Optional[IPAddress] = None
+    port: Optional[int] = None
+    fwmark: Optional[int] = None
+    family: int = 4
+
+
+@dataclass
+class VirtualServerGroup:
+    name: str
+    file: str = ""
+    line: int = 0
+    entries: List[VirtualServerGroupEntry] = field(default_factory=list)
+
+
+@dataclass
+class VirtualServer:
+    file: str = ""
+    line: int = 0
+    address: Optional[IPAddress] = None  # `virtual_server IP PORT`
+    port: Optional[int] = None
+    fwmark: Optional[int] = None  # `virtual_server fwmark N`
+    group: Optional[str] = None  # `virtual_server group NAME`
+    ip_family: Optional[int] = None
+    delay_loop: float = 60.0
+    lb_algo: str = "wlc"
+    lb_kind: LbKind = LbKind.NAT
+    tunnel_type: Optional[str] = None  # ipip | gue | gre
+    tunnel_port: Optional[int] = None
+    tunnel_csum: Optional[str] = None
+    persistence_timeout: Optional[int] = None
+    persistence_granularity: Optional[IPAddress] = None
+    persistence_engine: Optional[str] = None
+    protocol: str = "TCP"
+    ops: bool = False
+    sched_flags: List[str] = field(default_factory=list)  # flag-1.., sh-port, sh-fallback, mh-port, mh-fallback
+    hashed: bool = False
+    sorry_server: Optional[Tuple[IPAddress, Optional[int]]] = None
+    sorry_server_inhibit: bool = False
+    sorry_server_lvs_method: Optional[LbKind] = None
+    quorum: int = 1
+    hysteresis: int = 0
+    quorum_up: Optional[Command] = None
+    quorum_down: Optional[Command] = None
+    alpha: bool = False
+    omega: bool = False
+    inhibit_on_failure: bool = False
+    ha_suspend: bool = False
+    virtualhost: Optional[str] = None
+    smtp_alert: Optional[bool] = None
+    connect_timeout: Optional[float] = None
+    retry: Optional[int] = None
+    delay_before_retry: Optional[float] = None
+    warmup: Optional[float] = None
+    real_servers: List[RealServer] = field(default_factory=list)
+
+    @property
+    def family(self) -> int:
+        if self.address is not None:
+            return self.address.version
+        return self.ip_family or 4
+
+
+@dataclass
+class Config:
+    """Everything one configuration file (with its includes) says."""
+
+    global_defs: GlobalDefs = field(default_factory=GlobalDefs)
+    vrrp_instances: List[VrrpInstance] = field(default_factory=list)
+    vrrp_scripts: Dict[str, VrrpScript] = field(default_factory=dict)
+    track_files: Dict[str, TrackFile] = field(default_factory=dict)
+    track_processes: Dict[str, TrackProcess] = field(default_factory=dict)
+    sync_groups: List[SyncGroup] = field(default_factory=list)
+    virtual_server_groups: Dict[str, VirtualServerGroup] = field(default_factory=dict)
+    virtual_servers: List[VirtualServer] = field(default_factory=list)
+    files: List[str] = field(default_factory=list)  # every file read, includes too
+
+
+# ============================================================================================
+# 3. Configuration parser
+# ============================================================================================
+
+# (parser, validation and check_config() go here)
+
+
+# ============================================================================================
+# 4. Wire formats: pure functions on bytes
+# ============================================================================================
+
+# (VRRP encode/decode, checksums, ARP/NA frames, netlink packing go here)
+
+
+# ============================================================================================
+# 5. VRRP state machine (sans-IO)
+# ============================================================================================
+
+# (the per-instance state machine goes here)
+
+
+# ============================================================================================
+# 6. Tracking and health-check decisions (sans-IO)
+# ============================================================================================
+
+# (script/file/process trackers and LVS checker decision logic go here)
+
+
+# ============================================================================================
+# 7. Kernel edge: sockets and netlink
+# ============================================================================================
+
+# (raw VRRP sockets, AF_PACKET, rtnetlink, generic netlink IPVS go here)
+
+
+# ============================================================================================
+# 8. Event loop
+# ============================================================================================
+
+
+class Timer:
+    """A callback scheduled on the EventLoop; cancel() is cheap (lazy removal from the heap)."""
+
+    __slots__ = ("when", "callback", "args", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple):
+        self.when = when
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: Timer) -> bool:
+        return self.when < other.when
+
+
+class Child:
+    """A child process started by EventLoop.spawn(); its exit is reported on the loop."""
+
+    def __init__(self, proc: subprocess.Popen, on_exit: Optional[Callable[[Child], Any]]):
+        self.proc = proc
+        self.pid = proc.pid
+        self.on_exit = on_exit
+        self.returncode: Optional[int] = None  # exit status, or -signal
+        self.timed_out = False
+        self.timer: Optional[Timer] = None
+        self.pidfd: Optional[int] = None
+
+    def kill(self) -> None:
+        """Kill the child's whole process group (scripts run in their own session)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+
+
+class EventLoop:
+    """One selectors loop with a timer heap, child processes and signals; nothing here blocks.
+
+    Time is `time.monotonic()`. Thread-safe entry: call_soon_threadsafe()."""
+
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self._timers: List[Timer] = []
+        self._ready: List[Tuple[Callable[..., Any], tuple]] = []
+        self._lock = threading.Lock()
+        self._running = False
+        self._children: Dict[int, Child] = {}
+        self._signal_handlers: Dict[int, Callable[[int], Any]] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.add_reader(self._wake_r, self._on_wakeup)
+        self._old_wakeup_fd: Optional[int] = None
+        self._poll_children_timer: Optional[Timer] = None
+
+    # -- time and timers ------------------------------------------------------------------
+    @staticmethod
+    def time() -> float:
+        return time.monotonic()
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        timer = Timer(when, callback, args)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        return self.call_at(self.time() + max(0.0, delay), callback, *args)
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        self._ready.append((callback, args))
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            self._ready.append((callback, args))
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+
+    # -- file descriptors -----------------------------------------------------------------
+    def add_reader(self, fileobj: Any, callback: Callable[..., Any], *args: Any) -> None:
+        self._modify(fileobj, selectors.EVENT_READ, (callback, args))
+
+    def remove_reader(self, fileobj: Any) -> None:
+        self._modify(fileobj, selectors.EVENT_READ, None)
+
+    def add_writer(self, fileobj: Any, callback: Callable[..., Any], *args: Any) -> None:
+        self._modify(fileobj, selectors.EVENT_WRITE, (callback, args))
+
+    def remove_writer(self, fileobj: Any) -> None:
+        self._modify(fileobj, selectors.EVENT_WRITE, None)
+
+    def _modify(self, fileobj: Any, event: int, handler: Optional[tuple]) -> None:
+        try:
+            key: Optional[selectors.SelectorKey] = self.selector.get_key(fileobj)
+        except (KeyError, ValueError):
+            key = None
+        reader, writer = key.data if key is not None else (None, None)
+        if event == selectors.EVENT_READ:
+            reader = handler
+        else:
+            writer = handler
+        mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        if key is None:
+            if mask:
+                self.selector.register(fileobj, mask, (reader, writer))
+        elif mask:
+            self.selector.modify(fileobj, mask, (reader, writer))
+        else:
+            self.selector.unregister(fileobj)
+
+    # -- child processes ------------------------------------------------------------------
+    def spawn(
+        self,
+        argv: List[str],
+        on_exit: Optional[Callable[[Child], Any]] = None,
+        timeout: Optional[float] = None,
+        env: Optional[Dict[str, str]] = None,
+        user: Optional[str] = None,
+        group: Optional[str] = None,
+        stdout: Any = subprocess.DEVNULL,
+    ) -> Child:
+        """Start argv in its own session; on_exit(child) runs on the loop when it ends.
+
+        A child still running after `timeout` seconds is killed with its process group and
+        reported with child.timed_out = True. Raises OSError if it cannot be started."""
+        kwargs: Dict[str, Any] = {}
+        if user is not None or group is not None:
+            kwargs.update(_user_group_kwargs(user, group))
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            **kwargs,
+        )
+        child = Child(proc, on_exit)
+        self._children[child.pid] = child
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                child.pidfd = pidfd_open(child.pid)
+                self.add_reader(child.pidfd, self._reap, child)
+            except OSError:
+                child.pidfd = None
+        if child.pidfd is None and self._poll_children_timer is None:
+            self._poll_children_timer = self.call_later(0.05, self._poll_children)
+        if timeout is not None:
+            child.timer = self.call_later(timeout, self._child_timeout, child)
+        return child
+
+    def _child_timeout(self, child: Child) -> None:
+        if child.returncode is None:
+            child.timed_out = True
+            child.kill()
+
+    def _poll_children(self) -> None:
+        self._poll_children_timer = None
+        for child in list(self._children.values()):
+            if child.pidfd is None:
+                self._reap(child)
+        if any(c.pidfd is None for c in self._children.values()):
+            self._poll_children_timer = self.call_later(0.05, self._poll_children)
+
+    def _reap(self, child: Child) -> None:
+        try:
+            pid, status = os.waitpid(child.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = child.pid, 0
+        if pid == 0:
+            return
+        child.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+        child.proc.returncode = child.returncode
+        self._children.pop(child.pid, None)
+        if child.pidfd is not None:
+            self.remove_reader(child.pidfd)
+            os.close(child.pidfd)
+            child.pidfd = None
+        if child.timer is not None:
+            child.timer.cancel()
+        if child.on_exit is not None:
+            child.on_exit(child)
+
+    def kill_children(self) -> None:
+        for child in list(self._children.values()):
+            child.kill()
+
+    # -- signals --------------------------------------------------------------------------
+    def add_signal_handler(self, signum: int, callback: Callable[[int], Any]) -> None:
+        """Run callback(signum) on the loop when the signal arrives (main thread only)."""
+        if self._old_wakeup_fd is None:
+            self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w.fileno())
+        self._signal_handlers[signum] = callback
+        signal.signal(signum, lambda s, f: None)
+
+    def _on_wakeup(self) -> None:
+        try:
+            data = self._wake_r.recv(4096)
+        except OSError:
+            data = b""
+        for byte in data:
+            handler = self._signal_handlers.get(byte)
+            if handler is not None:
+                self._ready.append((handler, (byte,)))
+
+    # -- running --------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._running = False
+
+    def run(self, until: Optional[float] = None) -> None:
+        """Run until stop() is called, or until monotonic time `until` if given."""
+        self._running = True
+        while self._running:
+            if until is not None and self.time() >= until:
+                break
+            self.run_once(until)
+
+    def run_once(self, until: Optional[float] = None) -> None:
+        now = self.time()
+        timeout: Optional[float] = None
+        if self._ready:
+            timeout = 0.0
+        else:
+            while self._timers and self._timers[0].cancelled:
+                heapq.heappop(self._timers)
+            if self._timers:
+                timeout = max(0.0, self._timers[0].when - now)
+            if until is not None:
+                timeout = max(0.0, until - now) if timeout is None else min(timeout, max(0.0, until - now))
+        try:
+            events = self.selector.select(timeout)
+        except InterruptedError:
+            events = []
+        for key, mask in events:
+            reader, writer = key.data
+            if mask & selectors.EVENT_READ and reader:
+                self._ready.append(reader)
+            if mask & selectors.EVENT_WRITE and writer:
+                self._ready.append(writer)
+        now = self.time()
+        while self._timers and (self._timers[0].when <= now or self._timers[0].cancelled):
+            timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                self._ready.append((timer.callback, timer.args))
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for callback, args in ready:
+            try:
+                callback(*args)
+            except Exception as exc:  # one faulty callback must not stop the daemon
+                log.exception("internal error in %s: %s", getattr(callback, "__qualname__", callback), exc)
+
+    def close(self) -> None:
+        if self._old_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._old_wakeup_fd)
+            self._old_wakeup_fd = None
+        self.selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def _user_group_kwargs(user: Optional[str], group: Optional[str]) -> Dict[str, Any]:
+    """Popen keyword arguments that drop privileges to user/group (names or numbers)."""
+    import grp
+    import pwd
+
+    kwargs: Dict[str, Any] = {}
+    if user is not None:
+        pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        kwargs["user"] = pw.pw_uid
+        kwargs["group"] = pw.pw_gid
+        kwargs["extra_groups"] = []
+    if group is not None:
+        kwargs["group"] = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    return kwargs
+
+
+# ============================================================================================
+# 9. Notification
+# ============================================================================================
+
+# (notify scripts, notify FIFO, SMTP alerts go here)
+
+
+# ============================================================================================
+# 10. Daemon
+# ============================================================================================
+
+# (the Daemon class that wires everything together goes here)
+
+
+# ============================================================================================
+# 11. Command line
+# ============================================================================================
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=PROG, description="keepalived-compatible VRRP and LVS daemon")
+    parser.add_argument("-f", "--use-file", dest="config", help="configuration file")
+    parser.add_argument("--check", "-t", "--config-test", dest="check", action="store_true",
+                        help="check the configuration and exit")
+    parser.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
+    parser.parse_args(argv)
+    print(f"{PROG}: not implemented yet", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
