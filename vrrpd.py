@@ -525,11 +525,72 @@ class Config:
 # (script/file/process trackers and LVS checker decision logic go here)
 
 
+class Tracking:
+    """vrrp_script / track_file / track_process state for every instance and sync group.
+
+    Contract used by the Daemon (section 10):
+      Tracking(loop, config, on_change)   on_change() is called on the loop whenever any tracked
+                                          object changes state, so the daemon re-reads adjustments.
+      start() / stop()                    begin / end running scripts and watching files/processes.
+      adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
+                                          state, and whether a weight-0 tracker says FAULT.
+      status() -> dict                    per-tracker state for dumps and --json.
+    Placeholder until the tracking work lands: nothing is tracked."""
+
+    def __init__(self, loop: EventLoop, config: Config, on_change: Callable[[], Any]):
+        self.loop = loop
+        self.config = config
+        self.on_change = on_change
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def adjustment(self, inst: VrrpInstance) -> Tuple[int, bool]:
+        return 0, False
+
+    def status(self) -> Dict[str, Any]:
+        return {}
+
+
 # ============================================================================================
 # 7. Kernel edge: sockets and netlink
 # ============================================================================================
 
 # (raw VRRP sockets, AF_PACKET, rtnetlink, generic netlink IPVS go here)
+
+
+class LvsManager:
+    """The LVS half: programs IPVS over generic netlink and runs the checkers on the loop.
+
+    Contract used by the Daemon:
+      LvsManager(loop, config, notifier)
+      start()            read the kernel table, create what is missing, start checkers; if the
+                         kernel has no IPVS, log why and keep VRRP running.
+      stop()             stop checkers, remove what vrrpd created.
+      reload(config)     apply only the difference.
+      status() -> dict   services, real servers, checker states.
+    Placeholder until the LVS work lands."""
+
+    def __init__(self, loop: EventLoop, config: Config, notifier: Notifier):
+        self.loop = loop
+        self.config = config
+        self.notifier = notifier
+
+    def start(self) -> None:
+        if self.config.virtual_servers:
+            log.warning("LVS: virtual_server blocks are not supported yet; ignoring them")
+
+    def stop(self) -> None:
+        pass
+
+    def reload(self, config: Config) -> None:
+        self.config = config
+
+    def status(self) -> Dict[str, Any]:
+        return {}
 
 
 # ============================================================================================
@@ -828,6 +889,38 @@ def _user_group_kwargs(user: Optional[str], group: Optional[str]) -> Dict[str, A
 # ============================================================================================
 
 # (notify scripts, notify FIFO, SMTP alerts go here)
+
+
+class Notifier:
+    """Tells the operator: notify scripts, the notify FIFO and SMTP alerts. Never blocks the loop.
+
+    Contract used by the Daemon and the LVS manager:
+      Notifier(loop, config)
+      vrrp_instance(inst, state, priority)   an instance entered `state` (MASTER/BACKUP/FAULT/STOP)
+      vrrp_group(group, state)               a sync group entered `state`
+      vrrp_master_rx_lower_pri(inst, priority)
+      checker(vs, rs, up, reason)            a real server went up/down (LVS)
+      close(timeout)                         flush what can be flushed within timeout seconds
+    Placeholder until the notify work lands: transitions are only logged by the caller."""
+
+    def __init__(self, loop: EventLoop, config: Config):
+        self.loop = loop
+        self.config = config
+
+    def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
+        pass
+
+    def vrrp_group(self, group: SyncGroup, state: State) -> None:
+        pass
+
+    def vrrp_master_rx_lower_pri(self, inst: VrrpInstance, priority: int) -> None:
+        pass
+
+    def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
+        pass
+
+    def close(self, timeout: float = 1.0) -> None:
+        pass
 
 
 # ============================================================================================
