@@ -196,6 +196,46 @@ def test_module_imports_and_has_map():
 # ============================================================================================
 
 
+def test_sd_notify_sends_datagram_to_notify_socket(tmp_path, monkeypatch):
+    import socket as _socket
+
+    path = str(tmp_path / "notify.sock")
+    receiver = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    receiver.bind(path)
+    receiver.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    assert vrrpd.sd_notify("READY=1\nSTATUS=running")
+    assert receiver.recv(100) == b"READY=1\nSTATUS=running"
+    receiver.close()
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert vrrpd.sd_notify("READY=1") is False
+
+
+def test_control_socket_serves_status_json_without_blocking_the_loop(tmp_path):
+    loop = vrrpd.EventLoop()
+    path = str(tmp_path / "ctl" / "vrrpd.sock")
+    status = {"version": "x", "pid": 1, "router_id": "r1", "uptime": 2,
+              "instances": [{"name": "VI_1", "state": "MASTER", "interface": "eth0", "vrid": 51, "priority": 150,
+                             "effective_priority": 140, "master_address": "10.0.0.1", "vips": ["10.0.0.100/32"]}]}
+    server = vrrpd.ControlServer(loop, path, lambda: status)
+    result = {}
+    import threading
+
+    def client():
+        result["status"] = vrrpd.query_status(path)
+        loop.call_soon_threadsafe(loop.stop)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    loop.run(until=time.monotonic() + 5)
+    thread.join(5)
+    server.close()
+    loop.close()
+    assert result["status"] == status
+    table = vrrpd.format_status_table(result["status"])
+    assert "VI_1" in table and "MASTER" in table and "10.0.0.100/32" in table and "140" in table
+
+
 def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop = vrrpd.EventLoop()
     seen: list = []
