@@ -196,6 +196,30 @@ def test_module_imports_and_has_map():
 # ============================================================================================
 
 
+def test_systemd_unit_verifies_and_keeps_the_capabilities_vrrpd_needs(tmp_path):
+    require(shutil.which("systemd-analyze") is not None, "needs systemd-analyze")
+    text = (HERE / "vrrpd.service").read_text()
+    for needed in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
+                   "CAP_NET_ADMIN", "CAP_NET_RAW", "ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true"):
+        assert needed in text, needed
+    unit = tmp_path / "vrrpd.service"
+    unit.write_text(text.replace("/usr/local/sbin/vrrpd", VRRPD))
+    result = sh(["systemd-analyze", "verify", str(unit)], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_make_install_and_uninstall_into_a_destdir(tmp_path):
+    require(shutil.which("make") is not None, "needs make")
+    dest = tmp_path / "root"
+    sh(["make", "-C", str(HERE), "install", f"DESTDIR={dest}"])
+    binary = dest / "usr/local/sbin/vrrpd"
+    assert binary.read_bytes() == (HERE / "vrrpd.py").read_bytes() and os.access(binary, os.X_OK)
+    assert (dest / "etc/systemd/system/vrrpd.service").exists()
+    assert (dest / "etc/vrrpd/vrrpd.conf").read_text() == (HERE / "vrrpd.conf.example").read_text()
+    sh(["make", "-C", str(HERE), "uninstall", f"DESTDIR={dest}"])
+    assert not binary.exists() and not (dest / "etc/systemd/system/vrrpd.service").exists()
+
+
 def test_sd_notify_sends_datagram_to_notify_socket(tmp_path, monkeypatch):
     import socket as _socket
 
