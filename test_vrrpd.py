@@ -171,6 +171,152 @@ def test_module_imports_and_has_map():
     assert vrrpd.__doc__ and "Map of this file" in vrrpd.__doc__
 
 
+def seed_lines(name: str, first: int, last: int) -> str:
+    """Lines first..last (1-based, inclusive) of a seed tutorial: one configuration as the tutorial shows it."""
+    path = next(SEEDS.glob(f"{name}_*.txt"))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(lines[first - 1:last]) + "\n"
+
+
+def parse_ok(text: str, **kw):
+    """Parse text; return (config, diagnostics) after asserting there is no ERROR."""
+    config, diags = vrrpd.parse_config_text(text, "test.conf", **kw)
+    errors = [str(d) for d in diags if d.severity is vrrpd.Severity.ERROR]
+    assert not errors, errors
+    return config, diags
+
+
+def model_without_positions(config) -> dict:
+    """The model as plain data, without line/file fields (which differ between layouts of one text)."""
+    import dataclasses
+
+    def strip(o):
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k not in ("line", "file", "files")}
+        if isinstance(o, list):
+            return [strip(v) for v in o]
+        return o
+
+    return strip(dataclasses.asdict(config))
+
+
+def messages(diags, severity=None) -> List[str]:
+    return [str(d) for d in diags if severity is None or d.severity is severity]
+
+
+def test_seed000_master_config_field_by_field():
+    text = seed_lines("000", 144, 198)
+    config, diags = vrrpd.parse_config_text(text, "seed000.conf")
+    assert not messages(diags, vrrpd.Severity.ERROR)
+    g = config.global_defs
+    assert g.notification_email == ["jason@yinzhengjie.org.cn"]
+    assert g.notification_email_from == "root@yinzhengjie.org.cn"
+    assert g.smtp_server == "127.0.0.1" and g.smtp_port == 25
+    assert g.smtp_connect_timeout == 30.0
+    assert g.router_id == "node102.yinzhengjie.org.cn"
+    assert g.vrrp_skip_check_adv_addr and g.vrrp_iptables and g.vrrp_strict
+    assert g.vrrp_garp_interval == 0.0 and g.vrrp_gna_interval == 0.0
+    assert g.vrrp_mcast_group4 == vrrpd.ipaddress.IPv4Address("224.0.0.18")
+    [inst] = config.vrrp_instances
+    assert inst.name == "VIP01" and inst.state is vrrpd.State.MASTER
+    assert inst.interface == "eth1" and inst.virtual_router_id == 27
+    assert inst.priority == 150 and inst.advert_int == 3.0
+    [vip] = inst.virtual_ipaddress
+    assert vip.address == vrrpd.ipaddress.ip_interface("172.30.1.200/32")
+    assert vip.dev == "eth1" and vip.label == "eth1:0" and vip.line == 53
+    # vrrp_strict drops authentication as keepalived does, with a warning at the authentication line
+    assert inst.auth_type is vrrpd.AuthType.NONE and inst.auth_pass == b""
+    warnings = messages(diags, vrrpd.Severity.WARNING)
+    assert any(w.startswith("seed000.conf:45: warning:") and "authentication" in w for w in warnings), warnings
+    assert any(w.startswith("seed000.conf:49: warning: auth_pass 'yinzhengjie'") and "'yinzheng'" in w
+               for w in warnings), warnings
+    assert any(w.startswith("seed000.conf:26: warning: vrrp_garp_interval 0") for w in warnings), warnings
+
+
+def test_seed000_auth_pass_truncated_to_8_bytes_without_strict():
+    text = seed_lines("000", 144, 198).replace("vrrp_strict\n", "\n")
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"yinzheng"
+
+
+def test_seed002_unicast_master_and_notify_scripts():
+    g_text = seed_lines("002", 240, 256)
+    inst_text = seed_lines("002", 463, 485)
+    config, diags = parse_ok(g_text + inst_text)
+    assert config.global_defs.router_id == "ha1.example.com" and not config.global_defs.vrrp_strict
+    [inst] = config.vrrp_instances
+    assert inst.state is vrrpd.State.BACKUP and inst.priority == 100
+    assert inst.unicast_src_ip == vrrpd.ipaddress.ip_address("10.10.100.106")
+    assert [p.address for p in inst.unicast_peer] == [vrrpd.ipaddress.ip_address("10.10.100.107")]
+    assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"1111"
+    assert inst.notify_master.argv == ["/etc/keepalived/notify.sh", "master"]
+    assert inst.notify_master.raw == "/etc/keepalived/notify.sh master" and not inst.notify_master.shell
+    assert inst.notify_backup.argv[-1] == "backup" and inst.notify_fault.argv[-1] == "fault"
+
+
+def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
+    text = seed_lines("002", 341, 359)
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.preempt_delay == 60.0
+    assert any(m.startswith("test.conf:7: warning: preempt_delay '60s'") for m in messages(diags)), messages(diags)
+
+
+def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
+    text = seed_lines("003", 24, 55)  # from "! Configuration File for keepalived" to the instance's "}"
+    assert text.splitlines()[2].strip() == "notification_email {"
+    config, diags = vrrpd.parse_config_text(text, "seed003.conf")
+    errors = messages(diags, vrrpd.Severity.ERROR)
+    assert errors == ["seed003.conf:3: error: 'notification_email' block opened here is not closed before "
+                      "'notification_email_from' at line 4 (add the missing '}')"]
+    # recovery: the instance keepalived silently swallowed is there, with its unicast settings
+    [inst] = config.vrrp_instances
+    assert inst.name == "VI_1" and inst.virtual_router_id == 27 and inst.advert_int == 2.0
+    assert str(inst.unicast_peer[0].address) == "172.20.27.11"
+    assert config.global_defs.notification_email == []
+    assert config.global_defs.router_id == "s1.mylinuxops.com"
+    with pytest.raises(vrrpd.ConfigError) as exc:
+        path = HERE / ".pytest-seed003.conf"
+        try:
+            path.write_text(text)
+            vrrpd.load_config(str(path), check_interfaces=False)
+        finally:
+            path.unlink()
+    assert "not closed" in str(exc.value)
+
+
+def test_seed001_one_line_config_equals_the_multi_line_form():
+    one_line = seed_lines("001", 66, 66)
+    multi = one_line.replace("{", "{\n").replace("}", "\n}\n")
+    assert multi.count("\n") > 10
+    a, da = vrrpd.parse_config_text(one_line, "one.conf")
+    b, db = vrrpd.parse_config_text(multi, "multi.conf")
+    assert model_without_positions(a) == model_without_positions(b)
+    [inst] = a.vrrp_instances
+    assert inst.state is vrrpd.State.MASTER and inst.interface == "eno16777736"
+    assert inst.virtual_router_id == 101 and inst.priority == 100 and inst.advert_int == 1.0
+    assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"123.com"
+    assert [str(v.address) for v in inst.virtual_ipaddress] == ["172.16.1.11/32"]
+    g = a.global_defs
+    assert g.smtp_server == "127.0.0.1" and g.smtp_connect_timeout == 30.0 and g.router_id == "one"
+    # the tutorial lost the instance's name and '{': both forms say so
+    for diags in (da, db):
+        errors = messages(diags, vrrpd.Severity.ERROR)
+        assert any("vrrp_instance has no name" in e for e in errors), errors
+        assert any("missing '{' after 'vrrp_instance'" in e for e in errors), errors
+
+
+def test_one_line_config_with_names_parses_cleanly():
+    text = ("global_defs { router_id x } vrrp_instance VI_1 { state BACKUP interface lo virtual_router_id 5 "
+            "priority 90 advert_int 1 virtual_ipaddress { 10.0.0.5/24 10.0.0.6/24 dev lo } }")
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert [str(v.address) for v in inst.virtual_ipaddress] == ["10.0.0.5/24", "10.0.0.6/24"]
+    assert [v.dev for v in inst.virtual_ipaddress] == [None, "lo"]
+    assert not diags, messages(diags)
+
+
 # ============================================================================================
 # C. VRRP wire format and state machine (unit)
 # ============================================================================================
