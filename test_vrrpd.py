@@ -317,6 +317,282 @@ def test_one_line_config_with_names_parses_cleanly():
     assert not diags, messages(diags)
 
 
+# -- grammar edge cases --------------------------------------------------------------------------
+
+MINIMAL = """vrrp_instance VI_1 {
+    interface lo
+    virtual_router_id 51
+    virtual_ipaddress {
+        10.9.9.9/24
+    }
+}
+"""
+
+
+def test_comments_bang_hash_trailing_and_non_ascii():
+    text = ("! keepalived style comment\n# hash comment\nglobal_defs {   # 全局配置\n"
+            "    router_id node-1 ! trailing 注释\n    notification_email_from a@b.c#tail\n}\n" + MINIMAL)
+    config, diags = parse_ok(text)
+    assert config.global_defs.router_id == "node-1"
+    assert config.global_defs.notification_email_from == "a@b.c"
+    assert not diags, messages(diags)
+
+
+def test_escaped_comment_characters_and_quoted_hash_are_literal():
+    text = 'global_defs {\n    router_id a\\#b\n}\nvrrp_script chk {\n    script "/bin/echo #1 !x"\n}\n'
+    config, diags = vrrpd.parse_config_text(text)
+    assert config.global_defs.router_id == "a#b"
+    assert config.vrrp_scripts["chk"].script.argv == ["/bin/echo", "#1", "!x"]
+
+
+def test_braces_glued_to_words_and_blocks_on_one_line():
+    text = "vrrp_instance VI_1{interface lo\nvirtual_router_id 7\nvirtual_ipaddress{10.0.0.7}}\n"
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.name == "VI_1" and inst.virtual_router_id == 7
+    assert str(inst.virtual_ipaddress[0].address) == "10.0.0.7/32"
+
+
+def test_block_brace_on_next_line():
+    text = "vrrp_instance VI_1\n{\n interface lo\n virtual_router_id 8\n virtual_ipaddress\n {\n 10.0.0.8\n }\n}\n"
+    config, diags = parse_ok(text)
+    assert config.vrrp_instances[0].virtual_router_id == 8
+    assert len(config.vrrp_instances[0].virtual_ipaddress) == 1
+
+
+def test_line_continuation_joins_lines():
+    text = MINIMAL.replace("    priority", "") + "vrrp_script chk {\n    script \"/bin/check \\\n --fast\"\n  interval 3\n}\n"
+    config, diags = parse_ok(text)
+    script = config.vrrp_scripts["chk"]
+    assert script.script.argv == ["/bin/check", "--fast"] and script.interval == 3.0
+    assert script.line == 8
+
+
+def test_parameters_defined_and_substituted():
+    text = ("$IF=lo\n$PRIO=120\n$VIP=10.1.2.3/24 dev ${IF}\n"
+            "vrrp_instance VI_$PRIO {\n  interface $IF\n  virtual_router_id 9\n  priority ${PRIO}\n"
+            "  virtual_ipaddress {\n    $VIP\n  }\n  notify_master \"/bin/echo $UNDEFINED\"\n}\n")
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.name == "VI_120" and inst.interface == "lo" and inst.priority == 120
+    assert inst.virtual_ipaddress[0].dev == "lo" and str(inst.virtual_ipaddress[0].address) == "10.1.2.3/24"
+    assert inst.notify_master.argv == ["/bin/echo", "$UNDEFINED"]
+    assert inst.line == 4  # definition lines still count
+
+
+def test_multi_line_parameter_definition_expands_to_a_block():
+    text = ("$INST= \\\nvrrp_instance VI_${ID} { \\\n interface lo \\\n virtual_router_id ${ID} \\\n"
+            " virtual_ipaddress { 10.0.${ID}.1 } \\\n}\n$ID=11\n$INST\n$ID=12\n$INST\n")
+    config, diags = parse_ok(text)
+    assert [(i.name, i.virtual_router_id) for i in config.vrrp_instances] == [("VI_11", 11), ("VI_12", 12)]
+    assert str(config.vrrp_instances[1].virtual_ipaddress[0].address) == "10.0.12.1/32"
+
+
+def test_self_referencing_parameter_is_an_error_not_a_hang():
+    config, diags = vrrpd.parse_config_text("$A=x$A\nglobal_defs {\n router_id $A\n}\n")
+    assert any(d.line == 3 and "does not terminate" in d.message for d in diags), messages(diags)
+
+
+def test_conditional_config_id_lines():
+    me = vrrpd.socket.gethostname().split(".")[0]
+    text = (f"global_defs {{\n@{me} router_id mine\n@not-{me} router_id other\n@^{me} smtp_server 10.0.0.1\n}}\n"
+            + MINIMAL)
+    config, diags = parse_ok(text)
+    assert config.global_defs.router_id == "mine" and config.global_defs.smtp_server is None
+
+
+def test_include_glob_relative_to_including_file_and_nested(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "main.conf").write_text("global_defs {\n router_id r1\n}\ninclude conf.d/*.conf\ninclude sub/{x,y}.inc\n")
+    (tmp_path / "conf.d" / "b.conf").write_text(MINIMAL.replace("VI_1", "VI_B").replace("51", "52"))
+    (tmp_path / "conf.d" / "a.conf").write_text(MINIMAL.replace("VI_1", "VI_A"))
+    (tmp_path / "sub" / "x.inc").write_text("include ../scripts.inc\n")
+    (tmp_path / "scripts.inc").write_text("vrrp_script chk {\n script /bin/true\n}\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "main.conf"))
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR], messages(diags)
+    assert [i.name for i in config.vrrp_instances] == ["VI_A", "VI_B"]  # glob matches sorted
+    assert "chk" in config.vrrp_scripts
+    assert config.vrrp_instances[1].file == str(tmp_path / "conf.d" / "b.conf")
+    assert len(config.files) == 5
+
+
+def test_include_loop_is_reported_once_and_terminates(tmp_path):
+    (tmp_path / "a.conf").write_text("include b.conf\n" + MINIMAL)
+    (tmp_path / "b.conf").write_text("global_defs {\n router_id x\n}\ninclude a.conf\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "a.conf"))
+    loops = [d for d in diags if "include loop" in d.message]
+    assert len(loops) == 1 and loops[0].file.endswith("b.conf") and loops[0].line == 4
+    assert len(config.vrrp_instances) == 1
+
+
+def test_include_without_match_warns_and_includem_errors(tmp_path):
+    (tmp_path / "m.conf").write_text(MINIMAL + "include nothing-*.conf\nincludem missing.conf\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
+    got = {(d.line, d.severity) for d in diags if "matches no file" in d.message}
+    assert got == {(8, vrrpd.Severity.WARNING), (9, vrrpd.Severity.ERROR)}
+
+
+def test_unreadable_file_is_an_error_diagnostic(tmp_path):
+    config, diags = vrrpd.parse_config(str(tmp_path / "absent.conf"))
+    assert len(diags) == 1 and diags[0].severity is vrrpd.Severity.ERROR and "cannot read" in diags[0].message
+    with pytest.raises(vrrpd.ConfigError):
+        vrrpd.load_config(str(tmp_path / "absent.conf"))
+
+
+def test_command_splitting_quotes_escapes_shell_and_user():
+    text = ('vrrp_script a {\n script "/usr/bin/check \'two words\' x\\"y\\ty"\n user nobody nogroup\n}\n'
+            'vrrp_script b {\n script "killall -0 nginx" \n}\n'
+            'vrrp_script c {\n script "/bin/sh -c \'test -f /x || exit 1\'"\n}\n'
+            'vrrp_script d {\n script "[[ -f /etc/keepalived/down ]] && exit 1 || exit 0"\n}\n'
+            'vrrp_script e {\n script "/bin/ls /tmp/*.pid"\n}\n'
+            'vrrp_instance V {\n interface lo\n virtual_router_id 1\n'
+            ' notify_master "/etc/keepalived/notify.sh master" keepalived_script staff\n'
+            ' notify_backup /etc/keepalived/notify.sh backup\n}\n')
+    config, diags = vrrpd.parse_config_text(text)
+    s = config.vrrp_scripts
+    assert s["a"].script.argv == ["/usr/bin/check", "two words", 'x"y\ty'] and not s["a"].script.shell
+    assert (s["a"].user, s["a"].group) == ("nobody", "nogroup")
+    assert s["b"].script.argv == ["killall", "-0", "nginx"] and s["b"].script.raw == "killall -0 nginx"
+    assert s["c"].script.argv == ["/bin/sh", "-c", "test -f /x || exit 1"]
+    assert s["d"].script.shell and s["e"].script.shell
+    inst = config.vrrp_instances[0]
+    assert inst.notify_master.argv == ["/etc/keepalived/notify.sh", "master"]
+    assert (inst.notify_master.user, inst.notify_master.group) == ("keepalived_script", "staff")
+    assert inst.notify_backup.argv == ["/etc/keepalived/notify.sh", "backup"] and inst.notify_backup.user is None
+
+
+def test_flags_accept_optional_booleans():
+    text = ("global_defs {\n vrrp_strict off\n smtp_alert\n vrrp_skip_check_adv_addr yes\n}\n"
+            "vrrp_instance V {\n interface lo\n virtual_router_id 1\n strict_mode false\n"
+            " virtual_ipaddress {\n 10.0.0.1\n }\n}\n")
+    config, diags = parse_ok(text)
+    g = config.global_defs
+    assert g.vrrp_strict is False and g.smtp_alert is True and g.vrrp_skip_check_adv_addr is True
+    assert config.vrrp_instances[0].strict_mode is False
+
+
+def test_times_stay_floats_and_advert_int_rounding_is_a_warning():
+    text = MINIMAL.replace("virtual_router_id 51", "virtual_router_id 51\n    advert_int 0.05")
+    config, diags = vrrpd.parse_config_text(text, "t.conf")
+    assert config.vrrp_instances[0].advert_int == 0.05
+    assert messages(diags) == ["t.conf:4: warning: vrrp_instance VI_1: advert_int 0.05 must be whole seconds in "
+                               "VRRPv2; using 1 (use 'version 3' for sub-second adverts)"]
+    config, diags = parse_ok(text.replace("advert_int 0.05", "advert_int 0.05\n    version 3"))
+    assert not diags and vrrpd.vrrp_timers(config.vrrp_instances[0], config.global_defs)[0] == 0.05
+
+
+def test_virtual_server_forms_and_checkers():
+    text = """virtual_server_group web {
+    10.0.0.1 80
+    10.0.0.10-20 80
+    192.168.0.0/30 443
+    fwmark 5
+}
+virtual_server group web {
+    lb_algo wrr
+    lb_kind TUN type gue port 6080
+    protocol udp
+    persistence_timeout
+    real_server 10.1.0.1 80 {
+        weight 3
+        notify_down "/bin/echo down"
+        HTTP_GET {
+            url {
+                path /health
+                digest 0123456789ABCDEF0123456789abcdef
+                status_code 200 301-302
+            }
+            nb_get_retry 4
+            delay_before_retry 2
+        }
+        SMTP_CHECK {
+            helo_name mx.example.com
+        }
+    }
+}
+virtual_server 2001:db8::1 53 {
+    protocol UDP
+    real_server 2001:db8::2 53 {
+        DNS_CHECK {
+            type AAAA
+            name example.org
+        }
+    }
+}
+"""
+    config, diags = vrrpd.parse_config_text(text, "vs.conf")
+    assert messages(diags) == ["vs.conf:21: warning: nb_get_retry is deprecated (write 'retry')"]
+    grp = config.virtual_server_groups["web"]
+    assert [(str(e.first), str(e.last), e.port) for e in grp.entries[:3]] == [
+        ("10.0.0.1", "10.0.0.1", 80), ("10.0.0.10", "10.0.0.20", 80), ("192.168.0.0", "192.168.0.3", 443)]
+    assert grp.entries[3].fwmark == 5
+    vs = config.virtual_servers[0]
+    assert vs.group == "web" and vs.lb_algo == "wrr" and vs.lb_kind is vrrpd.LbKind.TUN
+    assert (vs.tunnel_type, vs.tunnel_port) == ("gue", 6080) and vs.protocol == "UDP"
+    assert vs.persistence_timeout == 360
+    rs = vs.real_servers[0]
+    assert rs.weight == 3 and rs.notify_down.argv == ["/bin/echo", "down"]
+    http, smtp = rs.checkers
+    assert http.kind == "HTTP_GET" and http.retry == 4 and http.delay_before_retry == 2.0
+    assert http.urls[0].digest == "0123456789abcdef0123456789abcdef"
+    assert http.urls[0].status_code == [(200, 200), (301, 302)]
+    assert smtp.kind == "SMTP_CHECK" and smtp.helo_name == "mx.example.com"
+    v6 = config.virtual_servers[1]
+    assert v6.address == vrrpd.ipaddress.ip_address("2001:db8::1") and v6.family == 6
+    assert v6.real_servers[0].checkers[0].dns_type == "AAAA"
+
+
+def test_sync_group_track_file_and_track_process_blocks():
+    text = MINIMAL + MINIMAL.replace("VI_1", "VI_2").replace("51", "52") + """
+vrrp_sync_group G {
+    group {
+        VI_1 VI_2
+    }
+    track_file {
+        tf weight 2
+    }
+    notify "/bin/notify.sh"
+}
+track_file tf {
+    file "/run/prio"
+    weight -3 reverse
+    init_file 5 overwrite
+}
+vrrp_track_process nginx {
+    process nginx -g daemon
+    param_match initial
+    quorum 2
+    weight 10
+}
+"""
+    config, diags = parse_ok(text)
+    g = config.sync_groups[0]
+    assert g.group == ["VI_1", "VI_2"] and g.track_file[0].weight == 2
+    assert [i.sync_group for i in config.vrrp_instances] == ["G", "G"]
+    tf = config.track_files["tf"]
+    assert (tf.path, tf.weight, tf.weight_reverse, tf.init_file, tf.init_file_overwrite) == (
+        "/run/prio", -3, True, 5, True)
+    tp = config.track_processes["nginx"]
+    assert tp.process == ["nginx", "-g", "daemon"] and tp.param_match == "initial" and tp.quorum == 2
+
+
+def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_min_garp\n}\nstatic_ipaddress {\n 1.2.3.4 dev lo\n}\n"
+    config, diags = parse_ok(text + MINIMAL)
+    assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
+    assert config.global_defs.other["vrrp_min_garp"] == []
+    assert not diags, messages(diags)
+
+
+def test_keyword_table_markdown_comes_from_the_registry():
+    table = vrrpd.keyword_table_markdown()
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "`" in r]
+    assert len(rows) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
+    assert "| vrrp_instance | `virtual_router_id` | supported |" in table
+    assert "| global_defs | `lvs_sync_daemon` | accepted, not acted upon |" in table
+
+
 # ============================================================================================
 # C. VRRP wire format and state machine (unit)
 # ============================================================================================

@@ -531,10 +531,11 @@ class Token:
         return f"Token({self.text!r}, {self.file}:{self.line})"
 
 
-_WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"[^"]*(?:"|$))+)""")
+_WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"(?:[^"\\]|\\.)*(?:"|\\?$))+)""")
+_QUOTE_RE = re.compile(r'\\.|"')
 _PARAM_DEF_RE = re.compile(r"\s*\$([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-_SPECIAL_CHARS = frozenset('"\\!#{}')
+_SLOW_CHARS_RE = re.compile(r'["\\!#]')
 _INCLUDE_WORDS = frozenset(("include", "includer", "includem", "includew", "includeb", "includea"))
 _MAX_INCLUDE_DEPTH = 32
 _MAX_SUBSTITUTIONS = 32
@@ -659,7 +660,9 @@ class _Lexer:
 
     def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
         lid = self.lid
-        if not any(c in _SPECIAL_CHARS for c in line):
+        if _SLOW_CHARS_RE.search(line) is None:
+            if "{" in line or "}" in line:
+                line = line.replace("{", " { ").replace("}", " } ")
             return [Token(w, file, line_no, lid) for w in line.split()]
         out: List[Token] = []
         for m in _WORD_RE.finditer(line):
@@ -674,9 +677,10 @@ class _Lexer:
                 continue
             quoted = '"' in word
             if quoted:
-                if word.count('"') % 2:
+                bare = [m for m in _QUOTE_RE.findall(word) if m == '"']
+                if len(bare) % 2:
                     self.warning(file, line_no, "unterminated quoted string", "add the closing '\"'")
-                word = word.replace('"', "")
+                word = _QUOTE_RE.sub(lambda q: q.group(0) if len(q.group(0)) == 2 else "", word)
             if "\\" in word:
                 word = word.replace("\\#", "#").replace("\\!", "!")
             out.append(Token(word, file, line_no, lid, quoted))
@@ -1216,36 +1220,49 @@ _TRACK_OPTIONS = {"weight": 1, "reverse": 0, "noreverse": 0}
 _SCOPES = {"global", "site", "link", "host", "nowhere"}
 
 
+def _looks_like_address(text: str) -> bool:
+    """True for words that start a new address entry (IPv4/IPv6, with an optional /prefix)."""
+    return _ADDRESS_RE.match(text) is not None
+
+
+_ADDRESS_RE = re.compile(r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:.]*)(?:/[0-9.]+)?$")
+
+
 def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
     vips: List[VirtualIP] = []
     for entry in entries:
         head = entry[0]
         try:
-            if "/" in head.text:
-                address: IPInterface = ipaddress.ip_interface(head.text)
-            else:
-                address = ipaddress.ip_interface(head.text)
+            address: IPInterface = ipaddress.ip_interface(head.text)
         except ValueError:
             p.error(head, f"'{_short(head.text)}' is not an IP address", "virtual_ipaddress { IP[/MASK] [dev IF] ... }")
             continue
         vip = VirtualIP(address=address, line=head.line)
         k = 1
         while k < len(entry):
-            opt = entry[k].text
-            val = entry[k + 1] if k + 1 < len(entry) else None
-            k += 1 + _VIP_OPTIONS.get(opt, 0)
+            opt_tok = entry[k]
+            opt = opt_tok.text
+            k += 1
             if opt not in _VIP_OPTIONS:
-                p.warning(entry[k - 1], f"unknown option '{_short(opt)}' for virtual address {head.text} (ignored)")
+                close = difflib.get_close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
+                p.warning(opt_tok, f"unknown option '{_short(opt)}' for virtual address {head.text} (ignored)",
+                          f"did you mean '{close[0]}'?" if close else "")
+                if k < len(entry) and entry[k].text not in _VIP_OPTIONS:
+                    k += 1
                 continue
-            if _VIP_OPTIONS[opt] and val is None:
-                p.error(entry[k - 2] if k - 2 < len(entry) else head, f"'{opt}' needs a value ({head.text})")
-                continue
+            val: Optional[Token] = None
+            if _VIP_OPTIONS[opt]:
+                if k >= len(entry):
+                    p.error(opt_tok, f"'{opt}' needs a value ({head.text})")
+                    continue
+                val = entry[k]
+                k += 1
             try:
-                if opt in ("brd", "broadcast"):
-                    if val is not None and val.text not in ("+", "-"):
+                if opt in ("brd", "broadcast") and val is not None:
+                    if val.text not in ("+", "-"):
                         vip.brd = _parse_ip(val.text)
-                elif opt == "dev":
-                    vip.dev = val.text if val is not None else None
+                elif opt == "dev" and val is not None:
+                    vip.dev = val.text
                 elif opt == "scope" and val is not None:
                     if val.text not in _SCOPES and not val.text.isdigit():
                         raise _Invalid(f"unknown scope '{val.text}'")
@@ -1261,7 +1278,7 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                 elif opt == "no_track":
                     vip.no_track = True
             except _Invalid as exc:
-                p.error(head, f"virtual address {head.text}: {exc}")
+                p.error(opt_tok, f"virtual address {head.text}: {exc}")
         vips.append(vip)
     return vips
 
@@ -1632,14 +1649,14 @@ _kw(_I, "version", _g_version)
 _kw(_I, "authentication", _i_auth, (0, 0), "authentication")
 _kw("authentication", "auth_type", _a_type)
 _kw("authentication", "auth_pass", _a_pass)
-_kw(_I, "virtual_ipaddress", _i_vips("virtual_ipaddress"), (0, 0), ValueBlock(_VIP_OPTIONS))
-_kw(_I, "virtual_ipaddress_excluded", _i_vips("virtual_ipaddress_excluded"), (0, 0), ValueBlock(_VIP_OPTIONS))
+_kw(_I, "virtual_ipaddress", _i_vips("virtual_ipaddress"), (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
+_kw(_I, "virtual_ipaddress_excluded", _i_vips("virtual_ipaddress_excluded"), (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
 _kw(_I, "track_interface", _i_track("track_interface"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "track_script", _i_track("track_script"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "track_file", _i_track("track_file", -2147483647, 2147483647), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "unicast_src_ip", _h_ip("unicast_src_ip"))
-_kw(_I, "unicast_peer", _i_unicast_peer, (0, 0), ValueBlock({"min_ttl": 1, "max_ttl": 1}))
+_kw(_I, "unicast_peer", _i_unicast_peer, (0, 0), ValueBlock({"min_ttl": 1, "max_ttl": 1}, _looks_like_address))
 _kw(_I, "unicast_ttl", _h_int("unicast_ttl", 1, 255))
 _kw(_I, "mcast_src_ip", _h_ip("mcast_src_ip"))
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
