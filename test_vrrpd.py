@@ -361,7 +361,7 @@ def test_block_brace_on_next_line():
 
 
 def test_line_continuation_joins_lines():
-    text = MINIMAL.replace("    priority", "") + "vrrp_script chk {\n    script \"/bin/check \\\n --fast\"\n  interval 3\n}\n"
+    text = MINIMAL + "vrrp_script chk {\n    script \"/bin/check \\\n --fast\"\n  interval 3\n}\n"
     config, diags = parse_ok(text)
     script = config.vrrp_scripts["chk"]
     assert script.script.argv == ["/bin/check", "--fast"] and script.interval == 3.0
@@ -404,7 +404,8 @@ def test_conditional_config_id_lines():
 def test_include_glob_relative_to_including_file_and_nested(tmp_path):
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "sub").mkdir()
-    (tmp_path / "main.conf").write_text("global_defs {\n router_id r1\n}\ninclude conf.d/*.conf\ninclude sub/{x,y}.inc\n")
+    (tmp_path / "main.conf").write_text(
+        "global_defs {\n router_id r1\n}\ninclude conf.d/*.conf\ninclude sub/{x,y}.inc\n")
     (tmp_path / "conf.d" / "b.conf").write_text(MINIMAL.replace("VI_1", "VI_B").replace("51", "52"))
     (tmp_path / "conf.d" / "a.conf").write_text(MINIMAL.replace("VI_1", "VI_A"))
     (tmp_path / "sub" / "x.inc").write_text("include ../scripts.inc\n")
