@@ -15,6 +15,7 @@ Root-only tests skip with a reason on a laptop; under CI=true a missing prerequi
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -592,6 +593,198 @@ def test_keyword_table_markdown_comes_from_the_registry():
     assert len(rows) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
     assert "| vrrp_instance | `virtual_router_id` | supported |" in table
     assert "| global_defs | `lvs_sync_daemon` | accepted, not acted upon |" in table
+
+
+# -- validation: every rule, with its line ---------------------------------------------------------
+
+def inst(body: str, name: str = "VI_1", head: str = "") -> str:
+    """A vrrp_instance block (line 1 is its header) with body lines indented."""
+    lines = [f"vrrp_instance {name} {{"] + ["    " + b for b in body.strip("\n").split("\n")] + ["}"]
+    return head + "\n".join(lines) + "\n"
+
+
+BASE = "interface lo\nvirtual_router_id 50\nvirtual_ipaddress {\n    10.0.0.1\n}"
+
+VALIDATION_CASES = [
+    # (id, text, expected line, severity, text the message must contain)
+    ("no-name", "vrrp_instance {\n interface lo\n virtual_router_id 1\n}\n", 1, "error", "vrrp_instance has no name"),
+    ("no-interface", inst("virtual_router_id 5"), 1, "error", "no 'interface'"),
+    ("no-vrid", inst("interface lo"), 1, "error", "no 'virtual_router_id'"),
+    ("vrid-range", inst("interface lo\nvirtual_router_id 256"), 3, "error", "number '256' outside range [1, 255]"),
+    ("vrid-zero", inst("interface lo\nvirtual_router_id 0"), 3, "error", "outside range [1, 255]"),
+    ("prio-range", inst(BASE + "\npriority 0"), 7, "error", "priority: number '0' outside range [1, 255]"),
+    ("prio-nan", inst(BASE + "\npriority high"), 7, "error", "'high' is not a number"),
+    ("advert-range", inst(BASE + "\nadvert_int 300"), 7, "error", "advert_int '300' outside range"),
+    ("advert-v2-int", inst(BASE + "\nadvert_int 1.5"), 7, "warning", "must be whole seconds in VRRPv2; using 2"),
+    ("advert-v3-max", inst(BASE + "\nversion 3\nadvert_int 50"), 8, "error", "exceeds the VRRPv3 maximum"),
+    ("auth-pass-long", inst(BASE + "\nauthentication {\n auth_type PASS\n auth_pass 123456789\n}"), 9, "warning",
+     "longer than 8 characters; only '12345678' is used"),
+    ("auth-v3", inst(BASE + "\nversion 3\nauthentication {\n auth_type PASS\n auth_pass x\n}"), 8, "error",
+     "VRRPv3 has no authentication"),
+    ("auth-type", inst(BASE + "\nauthentication {\n auth_type MD5\n}"), 8, "error", "'MD5' is not PASS or AH"),
+    ("strict-unicast", "global_defs {\n vrrp_strict\n}\n" + inst(BASE + "\nunicast_peer {\n 10.0.0.2\n}"), 10,
+     "error", "unicast_peer is not allowed with vrrp_strict"),
+    ("strict-no-vip", "global_defs {\n vrrp_strict\n}\n" + inst("interface lo\nvirtual_router_id 3"), 4, "error",
+     "vrrp_strict needs at least one virtual_ipaddress"),
+    ("strict-v2-ipv6", "global_defs {\n vrrp_strict\n}\n" + inst(
+        "interface lo\nvirtual_router_id 3\nvirtual_ipaddress {\n 2001:db8::1\n}"), 8, "error",
+     "IPv6 addresses need VRRPv3 under vrrp_strict"),
+    ("strict-mode-instance", inst("interface lo\nvirtual_router_id 3\nstrict_mode"), 1, "error",
+     "strict_mode needs at least one virtual_ipaddress"),
+    ("dup-vrid", inst(BASE) + inst(BASE.replace("10.0.0.1", "10.0.0.2"), "VI_2"), 10, "error",
+     "virtual_router_id 50 on lo is already used by vrrp_instance VI_1 (line 1)"),
+    ("dup-name", inst(BASE) + inst(BASE.replace("50", "51")), 8, "error",
+     "duplicate vrrp_instance name 'VI_1' (first defined at line 1)"),
+    ("track-script", "vrrp_script chk_nginx {\n script /bin/true\n}\n" + inst(BASE + "\ntrack_script {\n chk_ngnix\n}"),
+     11, "error", "track_script 'chk_ngnix' names no vrrp_script (did you mean 'chk_nginx'?)"),
+    ("sync-member", inst(BASE) + "vrrp_sync_group G {\n group {\n  VI_1\n  VI_9\n }\n}\n", 11, "error",
+     "vrrp_sync_group G: 'VI_9' names no vrrp_instance"),
+    ("script-missing", "vrrp_script chk {\n interval 2\n}\n", 1, "error", "vrrp_script chk has no 'script'"),
+    ("preempt-delay-unit", inst(BASE + "\npreempt_delay 60s"), 7, "warning",
+     "preempt_delay '60s': keepalived rejects time units; read as 60 seconds"),
+    ("garp-zero", "global_defs {\n vrrp_garp_interval 0\n}\n", 2, "warning", "vrrp_garp_interval 0: keepalived 2.2 "
+     "rejects 0; read as no delay"),
+    ("did-you-mean", inst(BASE + "\nnopreemt"), 7, "warning",
+     "unknown keyword 'nopreemt' in vrrp_instance (ignored) (did you mean 'nopreempt'?)"),
+    ("wrong-block-global", "global_defs {\n nopreempt\n}\n", 2, "warning",
+     "'nopreempt' does not belong in global_defs (ignored) (it belongs in vrrp_instance)"),
+    ("wrong-block-instance", inst(BASE + "\nvrrp_strict"), 7, "warning",
+     "'vrrp_strict' does not belong in vrrp_instance (ignored) (it belongs in global_defs)"),
+    ("extra-brace", inst(BASE) + "}\n", 8, "error", "extra '}' at top level"),
+    ("never-closed", "global_defs {\n router_id x\n" + inst(BASE)[:-2], 1, "error",
+     "'global_defs' block opened here is not closed before 'vrrp_instance' at line 3"),
+    ("eof-unclosed", inst(BASE)[:-2], 1, "error", "'vrrp_instance' block opened here is never closed"),
+    ("vip-unclosed", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\npriority 90"), 4,
+     "error", "'virtual_ipaddress' block opened here is not closed before 'priority' at line 6"),
+    ("bad-vip", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.300/24\n}"), 5, "error",
+     "'10.0.0.300/24' is not an IP address"),
+    ("bad-state", inst(BASE + "\nstate PRIMARY"), 7, "error", "'PRIMARY' is not MASTER or BACKUP"),
+    ("missing-value", inst(BASE + "\npriority"), 7, "error", "'priority' needs a value"),
+    ("bad-mcast", "global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n", 2, "error", "not an IPv4 multicast address"),
+    ("nat-mask", "virtual_server 10.0.0.1 80 {\n nat_mask 255.255.255.0\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
+     "warning", "unknown keyword 'nat_mask' in virtual_server"),
+    ("vs-no-rs", "virtual_server 10.0.0.1 80 {\n lb_algo rr\n}\n", 1, "warning", "virtual_server has no real_server"),
+    ("vs-group", "virtual_server group nope {\n real_server 10.0.0.2 80 {\n }\n}\n", 1, "error",
+     "virtual_server group 'nope' names no virtual_server_group"),
+    ("unknown-sched", "virtual_server 10.0.0.1 80 {\n lb_algo rrr\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
+     "warning", "unknown scheduler 'rrr' (did you mean 'rr'?)"),
+    ("nopreempt-master", inst(BASE + "\nstate MASTER\nnopreempt"), 8, "warning", "nopreempt is ignored with state MASTER"),
+]
+
+
+@pytest.mark.parametrize("case", VALIDATION_CASES, ids=[c[0] for c in VALIDATION_CASES])
+def test_validation_rule_reports_line_and_message(case):
+    _, text, line, severity, fragment = case
+    config, diags = vrrpd.parse_config_text(text, "v.conf")
+    wanted = f"v.conf:{line}: {severity}: "
+    found = [m for m in messages(diags) if m.startswith(wanted) and fragment in m]
+    assert found, f"expected '{wanted}...{fragment}' in {messages(diags)}"
+
+
+def test_every_problem_is_reported_in_one_run_sorted_by_line():
+    text = (inst("interface lo\nvirtual_router_id 300\npriority 0\nnopreemt", "A")
+            + inst("virtual_router_id 5\ntrack_script {\n nope\n}", "B"))
+    config, diags = vrrpd.parse_config_text(text, "m.conf")
+    lines = [d.line for d in diags]
+    assert lines == sorted(lines)
+    assert {3, 4, 5, 7, 10}.issubset(set(lines)), messages(diags)
+    with pytest.raises(vrrpd.ConfigError) as exc:
+        raise vrrpd.ConfigError(diags)
+    assert len(exc.value.diagnostics) == len(diags)
+
+
+def test_diagnostics_from_includes_sort_by_file_then_line(tmp_path):
+    (tmp_path / "main.conf").write_text("include inc.conf\nglobal_defs {\n bogus_a\n}\n")
+    (tmp_path / "inc.conf").write_text("\n\nglobal_defs {\n bogus_b\n}\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "main.conf"))
+    assert [(os.path.basename(d.file), d.line) for d in diags] == [("main.conf", 3), ("inc.conf", 4)]
+
+
+def test_missing_interface_is_warning_under_check_and_error_at_start_up(tmp_path):
+    text = inst("interface vrrpdnone0\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n}")
+    config, diags = vrrpd.parse_config_text(text, "i.conf")
+    assert messages(diags) == ["i.conf:2: warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist on this host"]
+    path = tmp_path / "i.conf"
+    path.write_text(text)
+    with pytest.raises(vrrpd.ConfigError) as exc:
+        vrrpd.load_config(str(path))
+    assert ":2: error: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in str(exc.value)
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    assert "warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in out.getvalue()
+
+
+def test_load_config_logs_warnings_and_returns_the_model(tmp_path, caplog):
+    path = tmp_path / "w.conf"
+    path.write_text(inst(BASE + "\nnopreemt"))
+    with caplog.at_level("WARNING", logger="vrrpd"):
+        config = vrrpd.load_config(str(path))
+    assert config.vrrp_instances[0].virtual_router_id == 50
+    assert any("did you mean 'nopreempt'" in r.getMessage() for r in caplog.records)
+
+
+# -- --check -------------------------------------------------------------------------------------
+
+
+def test_check_command_prints_summary_with_derived_timers(tmp_path):
+    path = tmp_path / "c.conf"
+    path.write_text(inst(BASE + "\npriority 150\nstate MASTER") +
+                    inst("interface lo\nvirtual_router_id 60\nversion 3\nadvert_int 0.5\npriority 150\n"
+                         "virtual_ipaddress {\n 10.0.1.1/24\n}", "VI_3"))
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    text = out.getvalue()
+    assert "vrrp_instance VI_1: vrid 50 on lo, VRRPv2, priority 150, start MASTER" in text
+    assert "advert interval 1 s, skew time 0.414 s, master down interval 3.414 s" in text
+    # v3: skew = (256 - 150) * 0.5 / 256 = 0.207 s; master down = 3 * 0.5 + skew (RFC 5798 6.1)
+    assert "advert interval 0.5 s, skew time 0.207 s, master down interval 1.707 s" in text
+    assert "VIPs: 10.0.1.1/24" in text
+    assert text.rstrip().endswith("0 error(s), 0 warning(s)")
+
+
+def test_check_command_exit_status_and_cli_spellings(tmp_path):
+    bad = tmp_path / "bad.conf"
+    bad.write_text(inst("interface lo"))
+    good = tmp_path / "good.conf"
+    good.write_text(inst(BASE))
+    for flag in ("--check", "-t", "--config-test"):
+        res = sh([PYTHON, VRRPD, flag, "-f", str(bad)], check=False)
+        assert res.returncode == 1 and f"{bad}:1: error: vrrp_instance VI_1: no 'virtual_router_id'" in res.stdout
+        res = sh([PYTHON, VRRPD, flag, "-f", str(good)], check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_default_config_path_prefers_vrrpd_then_keepalived(monkeypatch):
+    existing = set()
+    monkeypatch.setattr(vrrpd.os.path, "exists", lambda p: p in existing)
+    assert vrrpd.default_config_path() == "/etc/vrrpd/vrrpd.conf"
+    existing.add("/etc/keepalived/keepalived.conf")
+    assert vrrpd.default_config_path() == "/etc/keepalived/keepalived.conf"
+    existing.add("/etc/vrrpd/vrrpd.conf")
+    assert vrrpd.default_config_path() == "/etc/vrrpd/vrrpd.conf"
+
+
+def test_example_config_is_a_valid_two_node_setup():
+    example = (HERE / "vrrpd.conf.example").read_text()
+    node1, diags = vrrpd.parse_config_text(example, "vrrpd.conf.example")
+    assert not [d for d in diags if "does not exist" not in d.message], messages(diags)
+    # node 2 is documented in the comments: apply exactly the changes they list
+    node2_text = "\n".join(
+        line.replace("router_id lb1", "router_id lb2").replace("priority 150", "priority 100")
+        .replace("unicast_src_ip 192.168.100.11", "unicast_src_ip 192.168.100.12")
+        .replace("        192.168.100.12", "        192.168.100.11")
+        if "node 2" in line else line for line in example.splitlines())
+    node2, diags2 = vrrpd.parse_config_text(node2_text, "node2.conf")
+    assert not [d for d in diags2 if "does not exist" not in d.message], messages(diags2)
+    a, b = node1.vrrp_instances[0], node2.vrrp_instances[0]
+    assert (a.virtual_router_id, a.advert_int, a.auth_pass, a.virtual_ipaddress) == (
+        b.virtual_router_id, b.advert_int, b.auth_pass, b.virtual_ipaddress)
+    assert (a.priority, b.priority) == (150, 100) and node2.global_defs.router_id == "lb2"
+    assert a.unicast_src_ip == b.unicast_peer[0].address and b.unicast_src_ip == a.unicast_peer[0].address
+    # the tracked script's weight really hands the VIP over: 150 - 60 < 100
+    script = node1.vrrp_scripts[a.track_script[0].name]
+    assert a.priority + script.weight < b.priority and script.script.argv[0].startswith("/")
+    assert sum(1 for line in example.splitlines() if line.lstrip().startswith(("!", "#")) or " # " in line) >= 20
 
 
 # ============================================================================================
