@@ -668,7 +668,8 @@ VALIDATION_CASES = [
      "virtual_server group 'nope' names no virtual_server_group"),
     ("unknown-sched", "virtual_server 10.0.0.1 80 {\n lb_algo rrr\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
      "warning", "unknown scheduler 'rrr' (did you mean 'rr'?)"),
-    ("nopreempt-master", inst(BASE + "\nstate MASTER\nnopreempt"), 8, "warning", "nopreempt is ignored with state MASTER"),
+    ("nopreempt-master", inst(BASE + "\nstate MASTER\nnopreempt"), 8, "warning",
+     "nopreempt is ignored with state MASTER"),
 ]
 
 
@@ -703,7 +704,8 @@ def test_diagnostics_from_includes_sort_by_file_then_line(tmp_path):
 def test_missing_interface_is_warning_under_check_and_error_at_start_up(tmp_path):
     text = inst("interface vrrpdnone0\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n}")
     config, diags = vrrpd.parse_config_text(text, "i.conf")
-    assert messages(diags) == ["i.conf:2: warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist on this host"]
+    assert messages(diags) == [
+        "i.conf:2: warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist on this host"]
     path = tmp_path / "i.conf"
     path.write_text(text)
     with pytest.raises(vrrpd.ConfigError) as exc:
