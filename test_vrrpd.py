@@ -176,6 +176,379 @@ def test_module_imports_and_has_map():
 # ============================================================================================
 
 
+import ipaddress  # noqa: E402
+import random  # noqa: E402
+
+IP4 = ipaddress.IPv4Address
+
+
+def _adv(priority=100, vrid=51, version=3, advert_int=1.0, addresses=("10.0.0.100",), **kw):
+    return vrrpd.VrrpAdvert(version, vrid, priority, [IP4(a) for a in addresses], advert_int, **kw)
+
+
+def test_v2_pass_advert_matches_keepalived_golden_bytes():
+    adv = _adv(100, 0x33, 2, 1, ("10.99.0.100",), auth_type=1, auth_data=b"secret12")
+    wire = vrrpd.encode_advert(adv)
+    assert wire.hex() == "21336401010101850a630064" + b"secret12".hex()
+    back = vrrpd.decode_advert(wire)
+    assert (back.vrid, back.priority, back.addresses, back.auth_data, back.advert_int) == (
+        0x33, 100, [IP4("10.99.0.100")], b"secret12", 1.0)
+
+
+def test_v3_checksum_uses_ipv4_pseudo_header_like_keepalived():
+    adv = _adv(100, 0x34, 3, 0.5, ("10.99.0.101", "10.99.0.102"))
+    src, dst = IP4("10.99.0.2"), IP4("10.99.0.1")
+    wire = vrrpd.encode_advert(adv, src, dst)
+    assert wire.hex() == "3134640200323fbd0a6300650a630066"
+    assert vrrpd.decode_advert(wire, src, dst).advert_int == 0.5
+    with pytest.raises(vrrpd.PacketError) as err:
+        vrrpd.decode_advert(wire, src, IP4("224.0.0.18"))
+    assert err.value.reason == "bad_checksum"
+    assert vrrpd.decode_advert(vrrpd.encode_advert(adv, src, dst, checksum_as_v2=True), src, dst,
+                               checksum_as_v2=True).priority == 100
+
+
+def test_v3_advert_interval_in_centiseconds_allows_50ms():
+    wire = vrrpd.encode_advert(_adv(advert_int=0.05), IP4("10.0.0.1"), IP4("224.0.0.18"))
+    assert wire[4:6] == b"\x00\x05"
+    assert vrrpd.decode_advert(wire, IP4("10.0.0.1"), IP4("224.0.0.18")).advert_int == 0.05
+
+
+def test_pass_auth_is_first_8_bytes_zero_padded():
+    assert vrrpd.encode_advert(_adv(version=2, auth_type=1, auth_data=b"abc"))[-8:] == b"abc\0\0\0\0\0"
+    assert vrrpd.encode_advert(_adv(version=2, auth_type=1, auth_data=b"yinzhengjie"))[-8:] == b"yinzheng"
+
+
+@pytest.mark.parametrize("mutate,reason", [
+    (lambda b: b[:7], "truncated"),
+    (lambda b: b[:-1], "bad_length"),
+    (lambda b: bytes([0x41]) + b[1:], "bad_version"),
+    (lambda b: bytes([0x22]) + b[1:], "bad_type"),
+    (lambda b: b[:3] + b"\x02" + b[4:], "bad_length"),
+    (lambda b: b[:8] + b"\x0b" + b[9:], "bad_checksum"),
+])
+def test_decoder_rejects_malformed_adverts_with_reason(mutate, reason):
+    wire = vrrpd.encode_advert(_adv(version=2, auth_type=1, auth_data=b"pw"))
+    with pytest.raises(vrrpd.PacketError) as err:
+        vrrpd.decode_advert(mutate(wire))
+    assert err.value.reason == reason
+
+
+def test_ipv4_header_round_trip_and_ttl():
+    payload = vrrpd.encode_advert(_adv(version=2))
+    pkt = vrrpd.encode_ipv4(IP4("10.0.0.1"), IP4("224.0.0.18"), payload, ttl=64)
+    assert vrrpd.inet_checksum(pkt[:20]) == 0
+    ip = vrrpd.decode_ipv4(pkt)
+    assert (ip.ttl, ip.protocol, ip.src, ip.dst, ip.payload) == (64, 112, IP4("10.0.0.1"), IP4("224.0.0.18"), payload)
+
+
+def test_garp_frame_is_broadcast_arp_request_for_the_vip():
+    mac = bytes.fromhex("020000000001")
+    frame = vrrpd.garp_frame(mac, IP4("10.0.0.100"))
+    assert frame[:6] == b"\xff" * 6 and frame[6:12] == mac and frame[12:14] == b"\x08\x06"
+    assert frame[20:22] == b"\x00\x01"  # request
+    assert frame[28:32] == frame[38:42] == IP4("10.0.0.100").packed
+
+
+def test_netlink_message_and_attribute_packing_round_trip():
+    attrs = vrrpd.nla_pack(1, b"\x01\x02\x03") + vrrpd.nla_pack_str(3, "eth1:0")
+    msg = vrrpd.nlmsg_pack(20, vrrpd.NLM_F_REQUEST, 7, b"\0" * 8 + attrs, pid=9)
+    assert len(msg) % 4 == 0
+    ((mtype, flags, seq, pid, payload),) = vrrpd.nlmsg_parse(msg)
+    assert (mtype, flags, seq, pid) == (20, vrrpd.NLM_F_REQUEST, 7, 9)
+    parsed = vrrpd.nla_parse(payload[8:])
+    assert parsed[1] == b"\x01\x02\x03" and vrrpd.nla_str(parsed[3]) == "eth1:0"
+    with pytest.raises(vrrpd.PacketError):
+        vrrpd.nla_parse(b"\xff\x00\x01\x00")
+
+
+def test_addr_request_carries_label_and_scope():
+    vip = ipaddress.IPv4Interface("172.30.1.200/32")
+    payload = vrrpd.addr_request_payload(5, vip, scope="link", label="eth1:0")
+    info = vrrpd.parse_addr(payload)
+    assert info.index == 5 and info.address == vip and info.scope == 253 and info.label == "eth1:0"
+
+
+def test_fuzz_decoder_only_raises_packet_error():
+    seconds = float(os.environ.get("VRRPD_FUZZ_SECONDS", "2"))
+    rng = random.Random(1234)
+    seeds = [vrrpd.encode_advert(_adv(version=2, auth_type=1, auth_data=b"pw")),
+             vrrpd.encode_advert(_adv(version=3, addresses=("10.0.0.1", "10.0.0.2")),
+                                 IP4("1.2.3.4"), IP4("224.0.0.18"))]
+    deadline = time.monotonic() + seconds
+    count = accepted = 0
+    while time.monotonic() < deadline:
+        if rng.random() < 0.3:
+            data = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
+        else:
+            data = bytearray(rng.choice(seeds))
+            for _ in range(rng.randint(1, 4)):
+                op = rng.randint(0, 2)
+                if op == 0 and data:
+                    data[rng.randrange(len(data))] = rng.getrandbits(8)
+                elif op == 1 and data:
+                    del data[rng.randrange(len(data)):]
+                else:
+                    data += bytes([rng.getrandbits(8)])
+            data = bytes(data)
+        for fn in (lambda d: vrrpd.decode_advert(d, IP4("1.2.3.4"), IP4("224.0.0.18")),
+                   lambda d: vrrpd.decode_ipv4(d), lambda d: vrrpd.nlmsg_parse(d)):
+            try:
+                fn(data)
+                accepted += 1
+            except vrrpd.PacketError:
+                pass
+        count += 1
+    assert count > 1000
+
+
+# -- the state machine, driven with a fake clock ------------------------------------------------------
+
+
+def _machine(priority=100, advert_int=1.0, version=3, **kw):
+    kw.setdefault("primary_ip", IP4("10.0.0.1"))
+    kw.setdefault("addresses", [IP4("10.0.0.100")])
+    return vrrpd.VrrpMachine("VI_1", 51, priority, advert_int, version, **kw)
+
+
+def _kinds(actions):
+    return [type(a).__name__ for a in actions]
+
+
+def _logs(actions):
+    return [a.message for a in actions if isinstance(a, vrrpd.Log)]
+
+
+def test_starts_in_backup_init_and_arms_master_down_timer():
+    m = _machine(priority=100, advert_int=1.0, version=2)
+    acts = m.start(0.0)
+    assert m.state == vrrpd.State.BACKUP and "(VI_1) Entering BACKUP STATE (init)" in _logs(acts)
+    assert vrrpd.Notify(vrrpd.State.BACKUP, 100) in acts
+    # RFC 5798 6.1: Master_Down_Interval = 3 * 1 + (256 - 100) / 256
+    assert m.next_deadline() == pytest.approx(3 + 156 / 256)
+
+
+def test_backup_takes_over_after_master_down_interval():
+    m = _machine(priority=100, advert_int=1.0, version=3)
+    m.start(0.0)
+    m.on_advert(0.5, _adv(150), IP4("10.0.0.2"))
+    mdi = 3 * 1.0 + 156 / 256
+    assert m.next_deadline() == pytest.approx(0.5 + mdi)
+    assert m.on_timer(0.5 + mdi - 0.01) == [] and m.state == vrrpd.State.BACKUP
+    acts = m.on_timer(0.5 + mdi)
+    assert m.state == vrrpd.State.MASTER
+    assert vrrpd.SendAdvert(100) in acts and vrrpd.AddVips() in acts
+    assert vrrpd.StartGarp() in acts and "(VI_1) Entering MASTER STATE" in _logs(acts)
+    assert acts.index(vrrpd.SendAdvert(100)) < acts.index(vrrpd.AddVips())
+
+
+def test_master_sends_adverts_every_advert_interval():
+    m = _machine(priority=255, advert_int=0.1)
+    m.start(0.0)
+    sent = []
+    t = 0.0
+    while t < 1.0:
+        t = m.next_deadline()
+        sent += [t for a in m.on_timer(t) if isinstance(a, vrrpd.SendAdvert)]
+    assert sent[:3] == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_address_owner_priority_255_becomes_master_at_once():
+    m = _machine(priority=255)
+    acts = m.start(0.0)
+    assert m.state == vrrpd.State.MASTER and vrrpd.SendAdvert(255) in acts
+
+
+def test_state_master_below_255_waits_one_advert_interval_plus_skew():
+    m = _machine(priority=150, advert_int=1.0, start_master=True)
+    m.start(0.0)
+    assert m.state == vrrpd.State.BACKUP
+    assert m.next_deadline() == pytest.approx(1.0 + 106 / 256)
+
+
+def test_v3_backup_learns_master_advert_interval():
+    m = _machine(priority=100, advert_int=1.0, version=3)
+    m.start(0.0)
+    m.on_advert(0.0, _adv(200, advert_int=0.1), IP4("10.0.0.2"))
+    assert m.master_adver_int == 0.1
+    assert m.next_deadline() == pytest.approx(0.3 + 156 * 0.1 / 256)
+
+
+def test_backup_on_priority_zero_sets_timer_to_skew_time():
+    m = _machine(priority=100, advert_int=1.0, version=2)
+    m.start(0.0)
+    m.on_advert(1.0, _adv(150, version=2), IP4("10.0.0.2"))
+    m.on_advert(2.0, _adv(0, version=2), IP4("10.0.0.2"))
+    assert m.next_deadline() == pytest.approx(2.0 + 156 / 256)
+
+
+def test_backup_with_preempt_discards_lower_priority_and_takes_over():
+    m = _machine(priority=150)
+    m.start(0.0)
+    first = m.next_deadline()
+    acts = m.on_advert(1.0, _adv(100), IP4("10.0.0.2"))
+    assert m.next_deadline() == first  # discarded: the timer keeps running
+    assert any("received lower priority (100)" in line for line in _logs(acts))
+    m.on_timer(first)
+    assert m.state == vrrpd.State.MASTER
+
+
+def test_nopreempt_backup_keeps_lower_priority_master():
+    m = _machine(priority=150, preempt=False)
+    m.start(0.0)
+    for t in range(1, 20):
+        m.on_advert(float(t), _adv(100), IP4("10.0.0.2"))
+        m.on_timer(float(t))
+    assert m.state == vrrpd.State.BACKUP
+
+
+def test_preempt_delay_waits_before_preempting():
+    m = _machine(priority=150, preempt_delay=5.0, advert_int=1.0)
+    m.start(0.0)
+    t = 0.0
+    while m.state == vrrpd.State.BACKUP and t < 30:
+        t += 1.0
+        m.on_advert(t, _adv(100), IP4("10.0.0.2"))
+        m.on_timer(t)
+        if m.next_deadline() is not None and m.next_deadline() <= t + 1.0:
+            m.on_timer(m.next_deadline())
+            t = m.next_deadline() or t
+    # first lower advert at t=1, delay 5 s, then the down interval (3 + 106/256) must still run out
+    assert m.state == vrrpd.State.MASTER and t >= 1 + 5 + 3
+
+
+def test_master_steps_down_on_higher_priority():
+    m = _machine(priority=100)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(150), IP4("10.0.0.2"))
+    assert m.state == vrrpd.State.BACKUP
+    assert "(VI_1) Master received advert from 10.0.0.2 with higher priority 150, ours 100" in _logs(acts)
+    assert vrrpd.RemoveVips() in acts and vrrpd.SendAdvert(0) not in acts
+    assert vrrpd.Notify(vrrpd.State.BACKUP, 100) in acts
+
+
+def test_master_equal_priority_higher_primary_ip_wins():
+    m = _machine(priority=100, primary_ip=IP4("10.0.0.5"))
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(100), IP4("10.0.0.4"))
+    assert m.state == vrrpd.State.MASTER
+    assert "(VI_1) Received advert from 10.0.0.4 with lower priority 100, ours 100, forcing new election" in _logs(acts)
+    m.on_advert(10.5, _adv(100), IP4("10.0.0.9"))
+    assert m.state == vrrpd.State.BACKUP
+
+
+def test_master_forces_new_election_on_lower_priority():
+    m = _machine(priority=150, garp_lower_prio_repeat=2)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(90), IP4("10.0.0.2"))
+    assert vrrpd.SendAdvert(150) in acts and vrrpd.NotifyRxLowerPri(90) in acts and vrrpd.SendGarp(2) in acts
+    quiet = _machine(priority=150, lower_prio_no_advert=True)
+    quiet.start(0.0)
+    quiet.on_timer(quiet.next_deadline())
+    assert vrrpd.SendAdvert(150) not in quiet.on_advert(10.0, _adv(90), IP4("10.0.0.2"))
+
+
+def test_master_answers_priority_zero_with_an_advert():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(0), IP4("10.0.0.2"))
+    assert acts == [vrrpd.SendAdvert(150)] and m.next_deadline() == pytest.approx(11.0)
+
+
+def test_shutdown_master_sends_priority_zero_and_removes_vips():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.shutdown(20.0)
+    assert acts[0] == vrrpd.SendAdvert(0) and vrrpd.RemoveVips() in acts
+    assert "(VI_1) sent 0 priority" in _logs(acts) and m.stopped
+    assert vrrpd.Notify(vrrpd.State.STOP, 150) in acts
+
+
+def test_handover_on_stop_keeps_vips_until_new_master_heard():
+    m = _machine(priority=150, advert_int=1.0)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.shutdown(20.0, handover=True)
+    assert vrrpd.SendAdvert(0) in acts and vrrpd.RemoveVips() not in acts and not m.stopped
+    assert m.next_deadline() == pytest.approx(22.0)  # longest skew (1 advert interval in v3) + 1 interval
+    assert vrrpd.RemoveVips() in m.on_advert(20.6, _adv(100), IP4("10.0.0.2")) and m.stopped
+
+
+def test_handover_on_stop_is_bounded_when_nobody_takes_over():
+    m = _machine(priority=150, advert_int=1.0, version=2)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    m.shutdown(20.0, handover=True)
+    assert m.on_timer(21.5) == []
+    assert vrrpd.RemoveVips() in m.on_timer(22.0) and m.stopped
+
+
+def test_fault_removes_vips_and_recovery_goes_back_to_backup():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.set_fault(10.0, True)
+    assert m.state == vrrpd.State.FAULT and vrrpd.RemoveVips() in acts and vrrpd.SendAdvert(0) in acts
+    assert "(VI_1) Entering FAULT STATE" in _logs(acts) and m.next_deadline() is None
+    assert m.on_advert(11.0, _adv(100), IP4("10.0.0.2")) == []
+    acts = m.set_fault(12.0, False)
+    assert m.state == vrrpd.State.BACKUP and vrrpd.Notify(vrrpd.State.BACKUP, 150) in acts
+    assert m.next_deadline() == pytest.approx(12.0 + m.master_down_interval)
+
+
+def test_start_with_fault_enters_fault_init():
+    m = _machine()
+    acts = m.start(0.0, fault=True)
+    assert m.state == vrrpd.State.FAULT and "(VI_1) Entering FAULT STATE (init)" in _logs(acts)
+
+
+def test_effective_priority_is_clamped_and_owner_fixed():
+    m = _machine(priority=100)
+    acts = m.set_effective_priority(0.0, 300)
+    assert m.effective_priority == 254 and "(VI_1) Changing effective priority from 100 to 254" in _logs(acts)
+    m.set_effective_priority(0.0, -5)
+    assert m.effective_priority == 1
+    owner = _machine(priority=255)
+    owner.set_effective_priority(0.0, 100)
+    assert owner.effective_priority == 255
+
+
+def test_lower_effective_priority_master_is_preempted_by_backup_timeout():
+    backup = _machine(priority=100, primary_ip=IP4("10.0.0.2"))
+    backup.start(0.0)
+    backup.on_advert(0.5, _adv(150), IP4("10.0.0.1"))
+    deadline = backup.next_deadline()
+    backup.on_advert(1.5, _adv(90), IP4("10.0.0.1"))  # the master's trackers lowered it to 90
+    assert backup.next_deadline() == deadline
+    backup.on_timer(deadline)
+    assert backup.state == vrrpd.State.MASTER
+
+
+def test_receive_checks_for_v2_auth_interval_and_version():
+    m = _machine(version=2, auth_type=vrrpd.AuthType.PASS, auth_pass=b"secret")
+    good = _adv(version=2, auth_type=1, auth_data=b"secret\0\0")
+    assert m.check_advert(good) is None
+    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "bad_auth"
+    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "bad_auth"
+    bad_int = _adv(version=2, auth_type=1, auth_data=b"secret\0\0", advert_int=3)
+    assert m.check_advert(bad_int) == ("bad_interval", "advertisement interval mismatch mine=1 rcv'd=3")
+    assert m.check_advert(_adv(version=3))[0] == "bad_version"
+    v3 = _machine(version=3, advert_int=1.0)
+    assert v3.check_advert(_adv(version=3, advert_int=0.5)) is None  # v3: the backup learns it instead
+
+
+def test_address_list_mismatch_is_reported_unless_skipped():
+    m = _machine(addresses=[IP4("10.0.0.100")])
+    assert m.address_mismatch(_adv(addresses=("10.0.0.101",)))
+    assert not m.address_mismatch(_adv(addresses=("10.0.0.100",)))
+    assert not _machine(skip_check_adv_addr=True).address_mismatch(_adv(addresses=("10.0.0.101",)))
+
+
 # ============================================================================================
 # D. VRRP in the namespace lab, and interop with keepalived
 # ============================================================================================

@@ -28,6 +28,7 @@ import os
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -508,14 +509,676 @@ class Config:
 # 4. Wire formats: pure functions on bytes
 # ============================================================================================
 
-# (VRRP encode/decode, checksums, ARP/NA frames, netlink packing go here)
+VRRP_TYPE_ADVERTISEMENT = 1
+VRRP_AUTH_DATA_LEN = 8
+VRRP_HEADER_LEN = 8
+IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+VRRP_V2_HEADER = struct.Struct("!BBBBBBH")  # vers_type, vrid, priority, naddr, auth_type, adver_int, csum
+VRRP_V3_HEADER = struct.Struct("!BBBBHH")  # vers_type, vrid, priority, naddr, rsvd|max_adver_int, csum
+
+
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _pseudo_header4(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, length: int) -> bytes:
+    return src.packed + dst.packed + struct.pack("!BBH", 0, IPPROTO_VRRP, length)
+
+
+@dataclass
+class VrrpAdvert:
+    """One decoded VRRP ADVERTISEMENT (RFC 3768 section 5 for v2, RFC 5798 section 5.2 for v3).
+
+    `advert_int` is in seconds (v2 whole seconds, v3 centisecond resolution)."""
+
+    version: int
+    vrid: int
+    priority: int
+    addresses: List[ipaddress.IPv4Address]
+    advert_int: float
+    auth_type: int = 0
+    auth_data: bytes = b""
+    checksum: int = 0
+
+
+def encode_advert(
+    adv: VrrpAdvert,
+    src: Optional[ipaddress.IPv4Address] = None,
+    dst: Optional[ipaddress.IPv4Address] = None,
+    checksum_as_v2: bool = False,
+) -> bytes:
+    """The VRRP message bytes of adv, checksum filled in.
+
+    v3 over IPv4 sums the pseudo-header {src, dst, 0, 112, length} (RFC 5798 section 5.2.8) unless
+    checksum_as_v2 (keepalived's v3_checksum_as_v2); v2 sums the message only."""
+    addrs = b"".join(a.packed for a in adv.addresses)
+    if adv.version == 2:
+        auth = adv.auth_data[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
+        intvl = max(1, min(255, int(round(adv.advert_int))))
+        head = VRRP_V2_HEADER.pack(0x21, adv.vrid, adv.priority, len(adv.addresses), adv.auth_type, intvl, 0)
+        msg = head + addrs + auth
+        csum = inet_checksum(msg)
+    elif adv.version == 3:
+        centis = max(1, min(0xFFF, int(round(adv.advert_int * 100))))
+        msg = VRRP_V3_HEADER.pack(0x31, adv.vrid, adv.priority, len(adv.addresses), centis, 0) + addrs
+        if checksum_as_v2 or src is None or dst is None:
+            csum = inet_checksum(msg)
+        else:
+            csum = inet_checksum(_pseudo_header4(src, dst, len(msg)) + msg)
+    else:
+        raise ValueError(f"VRRP version {adv.version} not supported")
+    return msg[:6] + struct.pack("!H", csum) + msg[8:]
+
+
+def decode_advert(
+    msg: bytes,
+    src: Optional[ipaddress.IPv4Address] = None,
+    dst: Optional[ipaddress.IPv4Address] = None,
+    checksum_as_v2: bool = False,
+) -> VrrpAdvert:
+    """Decode and verify an IPv4 VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
+
+    Checks (RFC 5798 section 7.1): version, type, complete packet for the address count, checksum."""
+    if len(msg) < VRRP_HEADER_LEN:
+        raise PacketError("truncated", f"{len(msg)} bytes")
+    vers_type, vrid, priority, naddr = msg[0], msg[1], msg[2], msg[3]
+    version, ptype = vers_type >> 4, vers_type & 0x0F
+    if version not in (2, 3):
+        raise PacketError("bad_version", str(version))
+    if ptype != VRRP_TYPE_ADVERTISEMENT:
+        raise PacketError("bad_type", str(ptype))
+    expected = VRRP_HEADER_LEN + 4 * naddr + (VRRP_AUTH_DATA_LEN if version == 2 else 0)
+    if len(msg) != expected:
+        raise PacketError("bad_length", f"{len(msg)} bytes for {naddr} addresses (expected {expected})")
+    if naddr == 0 and version == 2:
+        raise PacketError("bad_length", "no address")
+    checksum = struct.unpack_from("!H", msg, 6)[0]
+    if version == 2 or checksum_as_v2 or src is None or dst is None:
+        ok = inet_checksum(msg) == 0
+    else:
+        ok = inet_checksum(_pseudo_header4(src, dst, len(msg)) + msg) == 0
+    if not ok:
+        raise PacketError("bad_checksum", f"0x{checksum:04x}")
+    addresses = [ipaddress.IPv4Address(msg[8 + 4 * i: 12 + 4 * i]) for i in range(naddr)]
+    if version == 2:
+        auth_type, intvl = msg[4], msg[5]
+        if intvl == 0:
+            raise PacketError("bad_interval", "0")
+        auth_data = msg[expected - VRRP_AUTH_DATA_LEN: expected]
+        return VrrpAdvert(2, vrid, priority, addresses, float(intvl), auth_type, auth_data, checksum)
+    centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
+    if centis == 0:
+        raise PacketError("bad_interval", "0")
+    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)
+
+
+@dataclass
+class IPv4Packet:
+    """The fields of a received IPv4 header that VRRP's receive checks need, and its payload."""
+
+    ttl: int
+    protocol: int
+    src: ipaddress.IPv4Address
+    dst: ipaddress.IPv4Address
+    payload: bytes
+
+
+def decode_ipv4(packet: bytes) -> IPv4Packet:
+    """Split a raw IPv4 datagram (as a raw socket returns it) into header fields and payload."""
+    if len(packet) < IPV4_HEADER.size:
+        raise PacketError("truncated", "short IP header")
+    ver_ihl, _tos, tot_len, _ident, _frag, ttl, proto, _csum, src, dst = IPV4_HEADER.unpack_from(packet)
+    ihl = (ver_ihl & 0x0F) * 4
+    if ver_ihl >> 4 != 4 or ihl < IPV4_HEADER.size or len(packet) < ihl:
+        raise PacketError("bad_ip_header")
+    end = min(len(packet), tot_len) if tot_len >= ihl else len(packet)
+    return IPv4Packet(ttl, proto, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), packet[ihl:end])
+
+
+def encode_ipv4(
+    src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload: bytes,
+    ttl: int = VRRP_TTL, tos: int = 0xC0, ident: int = 0, protocol: int = IPPROTO_VRRP,
+) -> bytes:
+    """An IPv4 header (no options, header checksum filled in) followed by payload, for IP_HDRINCL sockets."""
+    head = IPV4_HEADER.pack(0x45, tos, IPV4_HEADER.size + len(payload), ident, 0, ttl, protocol, 0,
+                            src.packed, dst.packed)
+    return head[:10] + struct.pack("!H", inet_checksum(head)) + head[12:] + payload
+
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_BROADCAST = b"\xff" * 6
+
+
+def garp_frame(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
+    """A gratuitous ARP: an Ethernet broadcast ARP request with sender = target = address (RFC 5227 section 3)."""
+    eth = ETH_BROADCAST + mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, 1) + mac + address.packed + b"\0" * 6 + address.packed
+    return eth + arp
+
+
+def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
+    """The Ethernet multicast address of an IPv4 group (01:00:5e + low 23 bits)."""
+    low = int(group) & 0x7FFFFF
+    return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
+
+
+# -- netlink message and attribute packing (generic; rtnetlink and generic netlink both use it) -------
+
+NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+NLA_HEADER = struct.Struct("=HH")  # len, type
+NLMSG_NOOP = 1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+NLM_F_ROOT = 0x100
+NLM_F_MATCH = 0x200
+NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH
+NLM_F_REPLACE = 0x100
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+NLA_F_NESTED = 0x8000
+NLA_TYPE_MASK = 0x3FFF
+
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST = 1, 2, 3, 4
+IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+RT_SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+
+
+def nla_align(length: int) -> int:
+    return (length + 3) & ~3
+
+
+def nlmsg_pack(msg_type: int, flags: int, seq: int, payload: bytes, pid: int = 0) -> bytes:
+    """One netlink message: header + payload, padded to 4 bytes."""
+    length = NLMSG_HEADER.size + len(payload)
+    return NLMSG_HEADER.pack(length, msg_type, flags, seq, pid) + payload + b"\0" * (nla_align(length) - length)
+
+
+def nlmsg_parse(data: bytes) -> List[Tuple[int, int, int, int, bytes]]:
+    """Split a netlink datagram into (type, flags, seq, pid, payload) tuples; raises PacketError if malformed."""
+    out = []
+    offset = 0
+    while offset + NLMSG_HEADER.size <= len(data):
+        length, msg_type, flags, seq, pid = NLMSG_HEADER.unpack_from(data, offset)
+        if length < NLMSG_HEADER.size or offset + length > len(data):
+            raise PacketError("bad_netlink", f"message length {length}")
+        out.append((msg_type, flags, seq, pid, data[offset + NLMSG_HEADER.size: offset + length]))
+        offset += nla_align(length)
+    return out
+
+
+def nlmsg_error_code(payload: bytes) -> int:
+    """The positive errno of an NLMSG_ERROR payload (0 is an ACK)."""
+    return -struct.unpack_from("=i", payload)[0]
+
+
+def nla_pack(attr_type: int, value: bytes) -> bytes:
+    """One netlink attribute (TLV), padded to 4 bytes."""
+    length = NLA_HEADER.size + len(value)
+    return NLA_HEADER.pack(length, attr_type) + value + b"\0" * (nla_align(length) - length)
+
+
+def nla_pack_str(attr_type: int, value: str) -> bytes:
+    return nla_pack(attr_type, value.encode() + b"\0")
+
+
+def nla_parse(data: bytes) -> Dict[int, bytes]:
+    """Attributes as {type: value} (flag bits masked off; the last of a repeated type wins)."""
+    return dict(nla_parse_list(data))
+
+
+def nla_parse_list(data: bytes) -> List[Tuple[int, bytes]]:
+    """Attributes in order as (type, value), for repeated or nested attributes."""
+    out = []
+    offset = 0
+    while offset + NLA_HEADER.size <= len(data):
+        length, attr_type = NLA_HEADER.unpack_from(data, offset)
+        if length < NLA_HEADER.size or offset + length > len(data):
+            raise PacketError("bad_netlink", f"attribute length {length}")
+        out.append((attr_type & NLA_TYPE_MASK, data[offset + NLA_HEADER.size: offset + length]))
+        offset += nla_align(length)
+    return out
+
+
+def nla_str(value: bytes) -> str:
+    return value.split(b"\0", 1)[0].decode(errors="replace")
+
+
+@dataclass
+class LinkInfo:
+    """What rtnetlink says about one interface."""
+
+    index: int
+    name: str
+    flags: int
+    mac: bytes = b""
+
+    @property
+    def up(self) -> bool:
+        """Administratively up with the carrier on (IFF_UP and IFF_RUNNING)."""
+        return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
+
+
+@dataclass
+class AddrInfo:
+    """One interface address as rtnetlink reports it."""
+
+    index: int
+    address: IPInterface
+    scope: int = 0
+    label: str = ""
+
+
+def parse_link(payload: bytes) -> LinkInfo:
+    """An RTM_NEWLINK/RTM_DELLINK payload."""
+    if len(payload) < IFINFOMSG.size:
+        raise PacketError("bad_netlink", "short ifinfomsg")
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
+    attrs = nla_parse(payload[IFINFOMSG.size:])
+    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""))
+
+
+def parse_addr(payload: bytes) -> Optional[AddrInfo]:
+    """An RTM_NEWADDR/RTM_DELADDR payload (IPv4 only; None for other families)."""
+    if len(payload) < IFADDRMSG.size:
+        raise PacketError("bad_netlink", "short ifaddrmsg")
+    family, prefixlen, _flags, scope, index = IFADDRMSG.unpack_from(payload)
+    if family != socket.AF_INET:
+        return None
+    attrs = nla_parse(payload[IFADDRMSG.size:])
+    raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+    if raw is None or len(raw) != 4:
+        return None
+    address = ipaddress.IPv4Interface((ipaddress.IPv4Address(raw), prefixlen))
+    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")))
+
+
+def addr_request_payload(
+    index: int, address: IPInterface, scope: str = "global", label: Optional[str] = None,
+    brd: Optional[IPAddress] = None, peer: Optional[IPAddress] = None,
+) -> bytes:
+    """The ifaddrmsg + attributes of an RTM_NEWADDR/RTM_DELADDR request for one address."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    payload = IFADDRMSG.pack(family, address.network.prefixlen, 0, RT_SCOPES.get(scope, 0), index)
+    payload += nla_pack(IFA_LOCAL, address.ip.packed)
+    payload += nla_pack(IFA_ADDRESS, (peer or address.ip).packed)
+    if brd is not None:
+        payload += nla_pack(IFA_BROADCAST, brd.packed)
+    if label:
+        payload += nla_pack_str(IFA_LABEL, label)
+    return payload
 
 
 # ============================================================================================
 # 5. VRRP state machine (sans-IO)
 # ============================================================================================
 
-# (the per-instance state machine goes here)
+@dataclass(frozen=True)
+class SendAdvert:
+    """Send one ADVERTISEMENT carrying `priority`."""
+
+    priority: int
+
+
+@dataclass(frozen=True)
+class AddVips:
+    """Put the virtual addresses on their interfaces."""
+
+
+@dataclass(frozen=True)
+class RemoveVips:
+    """Take the virtual addresses off."""
+
+
+@dataclass(frozen=True)
+class StartGarp:
+    """Became MASTER: send the gratuitous ARP bursts (garp_master_repeat now, again after garp_master_delay)."""
+
+
+@dataclass(frozen=True)
+class StopGarp:
+    """Left MASTER: cancel pending GARP bursts and refreshes."""
+
+
+@dataclass(frozen=True)
+class SendGarp:
+    """Send `repeat` gratuitous ARPs per VIP now (keepalived's garp_lower_prio_repeat)."""
+
+    repeat: int
+
+
+@dataclass(frozen=True)
+class Notify:
+    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail."""
+
+    state: State
+    priority: int
+
+
+@dataclass(frozen=True)
+class NotifyRxLowerPri:
+    """A MASTER heard an advert of lower priority (keepalived's notify_master_rx_lower_pri)."""
+
+    priority: int
+
+
+@dataclass(frozen=True)
+class Log:
+    """A log line in keepalived's words; `detail` lines show only with -D."""
+
+    message: str
+    level: int = logging.INFO
+    detail: bool = False
+
+
+Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
+
+
+class VrrpMachine:
+    """One VRRP instance's protocol state (RFC 5798 section 6, with keepalived's variations), sans-IO.
+
+    Every event method takes `now` (seconds, any monotonic clock) and returns a list of actions;
+    `next_deadline()` says when `on_timer(now)` must be called next. Nothing here reads a clock,
+    touches a socket or logs by itself."""
+
+    def __init__(
+        self,
+        name: str,
+        vrid: int,
+        priority: int,
+        advert_int: float,
+        version: int = 2,
+        primary_ip: Optional[ipaddress.IPv4Address] = None,
+        addresses: Optional[List[ipaddress.IPv4Address]] = None,
+        auth_type: AuthType = AuthType.NONE,
+        auth_pass: bytes = b"",
+        start_master: bool = False,
+        preempt: bool = True,
+        preempt_delay: float = 0.0,
+        lower_prio_no_advert: bool = False,
+        garp_lower_prio_repeat: int = 0,
+        skip_check_adv_addr: bool = False,
+    ):
+        self.name = name
+        self.vrid = vrid
+        self.priority = priority  # configured base priority
+        self.effective_priority = priority
+        self.version = version
+        # RFC 5798 section 6.1: v3 carries centiseconds; v2 whole seconds (keepalived rounds, minimum 1)
+        self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
+        self.master_adver_int = self.advert_int
+        self.primary_ip = primary_ip
+        self.addresses = list(addresses or [])
+        self.auth_type = auth_type
+        self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
+        self.start_master = start_master
+        self.preempt = preempt
+        self.preempt_delay = preempt_delay
+        self.lower_prio_no_advert = lower_prio_no_advert
+        self.garp_lower_prio_repeat = garp_lower_prio_repeat
+        self.skip_check_adv_addr = skip_check_adv_addr
+        self.state = State.INIT
+        self.fault = False
+        self.adver_timer: Optional[float] = None
+        self.master_down_timer: Optional[float] = None
+        self.preempt_delay_timer: Optional[float] = None
+        self.handover_timer: Optional[float] = None
+        self.master_ip: Optional[ipaddress.IPv4Address] = None
+        self.vips_set = False
+
+    # -- timers (RFC 5798 section 6.1, keepalived vrrp.h) ---------------------------------------
+    @property
+    def skew_time(self) -> float:
+        """Skew_Time: v2 (256 - Priority) / 256 s; v3 ((256 - Priority) * Master_Adver_Interval) / 256."""
+        if self.version == 2:
+            return (256 - self.effective_priority) / 256.0
+        return (256 - self.effective_priority) * self.master_adver_int / 256.0
+
+    @property
+    def master_down_interval(self) -> float:
+        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time."""
+        return 3 * self.master_adver_int + self.skew_time
+
+    def next_deadline(self) -> Optional[float]:
+        deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
+        return min(deadlines) if deadlines else None
+
+    @property
+    def stopped(self) -> bool:
+        """Shut down and nothing left to do (no handover pending)."""
+        return self.state == State.STOP and self.handover_timer is None
+
+    # -- events -------------------------------------------------------------------------------
+    def start(self, now: float, fault: bool = False) -> List[Action]:
+        """RFC 5798 section 6.4.1 Initialize; keepalived always passes through BACKUP (init) unless owner or faulty."""
+        self.fault = fault
+        if fault:
+            return self._enter_fault(now, init=True)
+        if self.priority == 255:
+            # the address owner goes straight to MASTER
+            return self._become_master(now)
+        self.master_adver_int = self.advert_int
+        acts = self._enter_backup(now, init=True)
+        if self.start_master:
+            # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
+            self.master_down_timer = now + self.advert_int + self.skew_time
+        return acts
+
+    def on_timer(self, now: float) -> List[Action]:
+        """Fire whatever timers are due at `now`."""
+        acts: List[Action] = []
+        if self.handover_timer is not None and now >= self.handover_timer:
+            acts += self._finish_handover("timeout")
+        if self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer:
+            # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
+            acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
+            acts += self._become_master(now)
+        elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
+            # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
+            acts.append(SendAdvert(self.effective_priority))
+            nxt = self.adver_timer + self.advert_int
+            self.adver_timer = nxt if nxt > now else now + self.advert_int
+        return acts
+
+    def check_advert(self, adv: VrrpAdvert) -> Optional[Tuple[str, str]]:
+        """The per-instance receive checks of RFC 5798 section 7.1 and keepalived; (counter, log text) to drop.
+
+        Address-list mismatches are reported with counter "addr_mismatch" but do not drop (keepalived >= 2.3.3)."""
+        if adv.version != self.version:
+            return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
+        if adv.version == 2:
+            if adv.auth_type != self.auth_type.value:
+                return "bad_auth", f"received an invalid auth type {adv.auth_type}"
+            if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
+                return "bad_auth", "received an invalid passwd"
+            if adv.advert_int != self.advert_int:
+                return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
+                                        f"rcv'd={int(adv.advert_int)}")
+        return None
+
+    def address_mismatch(self, adv: VrrpAdvert) -> bool:
+        """True when the advert's address list differs from ours (logged unless skip_check_adv_addr)."""
+        return not self.skip_check_adv_addr and sorted(adv.addresses) != sorted(self.addresses)
+
+    def on_advert(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+        """An advert that passed the receive checks arrived from `src`."""
+        if self.state == State.STOP:
+            if self.handover_timer is not None and adv.priority > 0:
+                # vrrpd extension: the new master is heard, now the VIPs can go
+                return self._finish_handover(f"new master {src}")
+            return []
+        if self.state == State.BACKUP:
+            return self._backup_rx(now, adv, src)
+        if self.state == State.MASTER:
+            return self._master_rx(now, adv, src)
+        return []  # INIT and FAULT ignore adverts
+
+    def _backup_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+        # RFC 5798 section 6.4.2, "If an ADVERTISEMENT is received"
+        if adv.priority == 0:
+            # "If the Priority in the ADVERTISEMENT is zero, then: Set the Master_Down_Timer to Skew_Time"
+            self.master_down_timer = now + self.skew_time
+            return [Log(f"({self.name}) Backup received priority 0 advertisement", detail=True)]
+        lower = adv.priority < self.effective_priority
+        if lower and self.preempt and self.preempt_delay > 0:
+            # keepalived: preempt_delay counts from the first lower-priority advert and postpones the preemption
+            if self.preempt_delay_timer is None:
+                self.preempt_delay_timer = now + self.preempt_delay
+            if now < self.preempt_delay_timer:
+                lower = False
+        if not self.preempt or not lower:
+            # "If Preempt_Mode is False, or if the Priority in the ADVERTISEMENT is greater than or equal to the
+            #  local Priority: Set Master_Adver_Interval to Adver Interval contained in the ADVERTISEMENT,
+            #  Recompute the Skew_Time, Recompute the Master_Down_Interval, Reset the Master_Down_Timer"
+            if adv.priority >= self.effective_priority:
+                self.preempt_delay_timer = None
+            if self.version == 3:
+                self.master_adver_int = adv.advert_int
+            self.master_ip = src
+            self.master_down_timer = now + self.master_down_interval
+            return []
+        # "Discard the ADVERTISEMENT": the Master_Down_Timer runs out and this router preempts
+        return [Log(f"({self.name}) received lower priority ({adv.priority}) advert from {src} - discarding",
+                    detail=True)]
+
+    def _master_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+        # RFC 5798 section 6.4.3, "If an ADVERTISEMENT is received"
+        if adv.priority == 0:
+            # "If the Priority in the ADVERTISEMENT is zero, then: Send an ADVERTISEMENT, Reset the Adver_Timer"
+            self.adver_timer = now + self.advert_int
+            return [SendAdvert(self.effective_priority)]
+        higher = adv.priority > self.effective_priority or (
+            adv.priority == self.effective_priority and self.primary_ip is not None and int(src) > int(self.primary_ip))
+        if higher:
+            # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
+            #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
+            #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
+            acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
+                                      f"{adv.priority}, ours {self.effective_priority}")]
+            if self.version == 3:
+                self.master_adver_int = adv.advert_int
+            self.master_ip = src
+            return acts + self._enter_backup(now)
+        # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
+        acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
+                    f"ours {self.effective_priority}, forcing new election"),
+                NotifyRxLowerPri(adv.priority)]
+        if not self.lower_prio_no_advert:
+            acts.append(SendAdvert(self.effective_priority))
+            self.adver_timer = now + self.advert_int
+            if self.garp_lower_prio_repeat > 0:
+                acts.append(SendGarp(self.garp_lower_prio_repeat))
+        return acts
+
+    def set_effective_priority(self, now: float, priority: int) -> List[Action]:
+        """Trackers changed the priority; the base priority 255 (address owner) never changes."""
+        if self.priority == 255:
+            priority = 255
+        else:
+            priority = max(1, min(254, priority))
+        if priority == self.effective_priority:
+            return []
+        old, self.effective_priority = self.effective_priority, priority
+        return [Log(f"({self.name}) Changing effective priority from {old} to {priority}")]
+
+    def set_fault(self, now: float, fault: bool) -> List[Action]:
+        """An interface or tracker fault appeared (True) or cleared (False)."""
+        if fault == self.fault:
+            return []
+        self.fault = fault
+        if self.state in (State.STOP, State.INIT):
+            return []
+        if fault:
+            return self._enter_fault(now)
+        # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
+        if self.priority == 255:
+            return self._become_master(now)
+        self.master_adver_int = self.advert_int
+        return self._enter_backup(now)
+
+    def shutdown(self, now: float, handover: bool = False) -> List[Action]:
+        """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
+
+        With `handover` (vrrpd's vrrp_handover_on_stop) the VIPs stay until the new master is heard, bounded
+        by the longest Skew_Time plus one advert interval."""
+        acts: List[Action] = []
+        was_master = self.state == State.MASTER
+        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
+        if was_master:
+            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
+            if handover:
+                longest_skew = 1.0 if self.version == 2 else self.advert_int
+                self.handover_timer = now + longest_skew + self.advert_int
+            else:
+                acts += self._remove_vips()
+        self.state = State.STOP
+        acts.append(Notify(State.STOP, self.effective_priority))
+        return acts
+
+    # -- transitions ---------------------------------------------------------------------------
+    def _become_master(self, now: float) -> List[Action]:
+        # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
+        self.state = State.MASTER
+        self.master_down_timer = None
+        self.preempt_delay_timer = None
+        self.adver_timer = now + self.advert_int
+        self.master_ip = self.primary_ip
+        acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE"), SendAdvert(self.effective_priority)]
+        if not self.vips_set:
+            self.vips_set = True
+            acts += [Log(f"({self.name}) setting VIPs.", detail=True), AddVips()]
+        acts += [StartGarp(), Notify(State.MASTER, self.effective_priority)]
+        return acts
+
+    def _enter_backup(self, now: float, init: bool = False) -> List[Action]:
+        was_master = self.state == State.MASTER
+        self.state = State.BACKUP
+        self.adver_timer = None
+        self.master_down_timer = now + self.master_down_interval
+        acts: List[Action] = [Log(f"({self.name}) Entering BACKUP STATE" + (" (init)" if init else ""))]
+        if was_master:
+            acts.append(StopGarp())
+        acts += self._remove_vips()
+        acts.append(Notify(State.BACKUP, self.effective_priority))
+        return acts
+
+    def _enter_fault(self, now: float, init: bool = False) -> List[Action]:
+        acts: List[Action] = []
+        if self.state == State.MASTER:
+            # keepalived sends priority 0 when a MASTER goes to FAULT
+            acts += [SendAdvert(0), StopGarp()]
+        self.state = State.FAULT
+        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
+        acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
+        acts += self._remove_vips()
+        acts.append(Notify(State.FAULT, self.effective_priority))
+        return acts
+
+    def _remove_vips(self) -> List[Action]:
+        if not self.vips_set:
+            return []
+        self.vips_set = False
+        return [Log(f"({self.name}) removing VIPs.", detail=True), RemoveVips()]
+
+    def _finish_handover(self, why: str) -> List[Action]:
+        self.handover_timer = None
+        return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
 # ============================================================================================
