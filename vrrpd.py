@@ -2490,10 +2490,7 @@ def add_run_arguments(parser: Any) -> None:
 def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) -> int:
     """Load the configuration and run the daemon in the foreground until SIGTERM/SIGINT."""
     setup_logging(console=log_console, detail=log_detail)
-    loader = globals().get("load_config")
-    if loader is None:
-        print(f"{PROG}: the configuration parser is not available", file=sys.stderr)
-        return 1
+    loader = globals().get("load_config", _interim_load_config)
     path = config_file or DEFAULT_CONFIG_FILE
     try:
         config = loader(path)
@@ -2504,6 +2501,96 @@ def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) 
         print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
         return 1
     return Daemon(config).run()
+
+
+def _interim_load_config(path: str) -> Config:
+    """INTERIM (removed when section 3's load_config lands): the keepalived subset the VRRP labs use."""
+    import re
+
+    with open(path) as fh:
+        text = fh.read()
+    tokens: List[List[str]] = []
+    for raw in text.splitlines():
+        line = re.split(r"[!#]", raw, maxsplit=1)[0]
+        for part in re.split(r"([{}])", line):
+            words = part.split()
+            if words:
+                tokens.append(words)
+    config = Config(files=[path])
+    pos = 0
+
+    def block() -> List[Tuple[List[str], Any]]:
+        nonlocal pos
+        items: List[Tuple[List[str], Any]] = []
+        while pos < len(tokens):
+            words = tokens[pos]
+            pos += 1
+            if words == ["}"]:
+                return items
+            if pos < len(tokens) and tokens[pos] == ["{"]:
+                pos += 1
+                items.append((words, block()))
+            elif words != ["{"]:
+                items.append((words, None))
+        return items
+
+    def vip(words: List[str]) -> VirtualIP:
+        v = VirtualIP(ipaddress.ip_interface(words[0]))
+        opts = dict(zip(words[1::2], words[2::2]))
+        v.dev, v.label = opts.get("dev"), opts.get("label")
+        v.scope = opts.get("scope", "global")
+        if "brd" in opts:
+            v.brd = ipaddress.ip_address(opts["brd"])
+        return v
+
+    g = config.global_defs
+    for words, body in block():
+        if words[0] == "global_defs":
+            for (key, *vals), _sub in body or []:
+                if key == "vrrp_version":
+                    g.vrrp_version = int(vals[0])
+                elif key == "vrrp_mcast_group4":
+                    g.vrrp_mcast_group4 = ipaddress.IPv4Address(vals[0])
+                elif key in ("vrrp_garp_master_delay", "vrrp_garp_master_refresh", "vrrp_garp_interval"):
+                    setattr(g, key, float(vals[0]))
+                elif key in ("vrrp_garp_master_repeat",):
+                    setattr(g, key, int(vals[0]))
+                elif key == "router_id":
+                    g.router_id = vals[0]
+                elif hasattr(g, key) and isinstance(getattr(g, key), bool):
+                    setattr(g, key, True)
+        elif words[0] == "vrrp_instance":
+            inst = VrrpInstance(name=words[1], file=path)
+            for (key, *vals), sub in body or []:
+                if key == "state":
+                    inst.state = State(vals[0])
+                elif key in ("interface",):
+                    inst.interface = vals[0]
+                elif key in ("virtual_router_id", "priority", "version"):
+                    setattr(inst, key, int(vals[0]))
+                elif key in ("advert_int", "preempt_delay", "garp_master_delay"):
+                    setattr(inst, key, float(vals[0]))
+                elif key == "nopreempt":
+                    inst.nopreempt = True
+                elif key in ("unicast_src_ip", "mcast_src_ip"):
+                    setattr(inst, key, ipaddress.ip_address(vals[0]))
+                elif key == "authentication":
+                    for (akey, *avals), _ in sub or []:
+                        if akey == "auth_type":
+                            inst.auth_type = AuthType[avals[0]]
+                        elif akey == "auth_pass":
+                            inst.auth_pass = avals[0].encode()[:8]
+                elif key in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+                    getattr(inst, key).extend(vip(w) for w, _ in sub or [])
+                elif key == "unicast_peer":
+                    inst.unicast_peer = [UnicastPeer(ipaddress.ip_address(w[0])) for w, _ in sub or []]
+                elif key == "track_interface":
+                    for w, _ in sub or []:
+                        opts = dict(zip(w[1::2], w[2::2]))
+                        inst.track_interface.append(
+                            TrackRef(w[0], int(opts["weight"]) if "weight" in opts else None, "reverse" in w))
+            config.vrrp_instances.append(inst)
+    return config
 
 
 DEMO_CONFIG = """\
