@@ -773,8 +773,14 @@ def check_command_runnable(cmd: Command, user: Optional[str], secure: bool, what
         if weak is not None:
             if secure:
                 return f"unsafe permissions found for script '{path}' ({weak} is writable by non-root)"
-            log.warning("%s: unsafe permissions found for script '%s' (%s is writable by non-root)", what, path, weak)
+            if path not in _unsafe_scripts_logged:
+                _unsafe_scripts_logged.add(path)
+                log.warning("SECURITY VIOLATION - %s: unsafe permissions found for script '%s' (%s is writable by "
+                            "non-root) and enable_script_security is not set", what, path, weak)
     return None
+
+
+_unsafe_scripts_logged: set = set()  # scripts already reported as unsafe (said once, not every run)
 
 
 class _ScriptRunner:
