@@ -224,6 +224,32 @@ def _tracking_config(scripts=(), files=(), processes=(), refs=None):
     return cfg, inst
 
 
+class _LogLines(logging.Handler):
+    """Collects the messages of the `vrrpd` logger (works even when propagation is turned off)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def vlog():
+    logger = logging.getLogger("vrrpd")
+    handler, old_level = _LogLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
 @pytest.fixture
 def loop():
     the_loop = vrrpd.EventLoop()
@@ -373,9 +399,8 @@ def test_adjustment_sums_instance_and_sync_group_trackers_with_weight_override(t
 # -- trackers on a real event loop ------------------------------------------------------------
 
 
-def test_down_file_script_lowers_priority_by_weight_and_recovers(tmp_path, loop, caplog):
+def test_down_file_script_lowers_priority_by_weight_and_recovers(tmp_path, loop, vlog):
     """Seed 001: `[[ -f /etc/keepalived/down ]] && exit 1 || exit 0`, weight -5."""
-    caplog.set_level(logging.INFO, logger="vrrpd")
     down = tmp_path / "down"
     chk = vrrpd.VrrpScript(name="chk_down", script=_cmd(f"[[ -f {down} ]] && exit 1 || exit 0", shell=True),
                            interval=0.1, weight=-5)
@@ -388,16 +413,15 @@ def test_down_file_script_lowers_priority_by_weight_and_recovers(tmp_path, loop,
     assert tracking.adjustment(inst) == (0, False) and changes == [(0, False)]
     down.touch()
     _spin(loop, lambda: tracking.adjustment(inst) == (-5, False), 5, "priority drop")
-    assert "VRRP_Script(chk_down) failed (exited with status 1)" in caplog.text
+    assert "VRRP_Script(chk_down) failed (exited with status 1)" in vlog.text
     down.unlink()
     _spin(loop, lambda: tracking.adjustment(inst) == (0, False), 5, "recovery")
     assert changes == [(0, False), (-5, False), (0, False)]
-    assert caplog.text.count("VRRP_Script(chk_down) succeeded") == 2
+    assert vlog.text.count("VRRP_Script(chk_down) succeeded") == 2
     tracking.stop()
 
 
-def test_hung_script_is_killed_with_its_group_at_timeout_and_counts_as_failure(tmp_path, loop, caplog):
-    caplog.set_level(logging.INFO, logger="vrrpd")
+def test_hung_script_is_killed_with_its_group_at_timeout_and_counts_as_failure(tmp_path, loop, vlog):
     marker = f"{uuid.uuid4().int % 1000 + 3000}.{os.getpid() % 1000}"
     chk = vrrpd.VrrpScript(name="chk_hang", script=_cmd(f"sleep {marker} & sleep {marker}", shell=True),
                            interval=5, timeout=0.3, weight=0)
@@ -407,7 +431,7 @@ def test_hung_script_is_killed_with_its_group_at_timeout_and_counts_as_failure(t
     tracking.start()
     _spin(loop, lambda: tracking.adjustment(inst)[1], 5, "FAULT from the hung script")
     assert time.monotonic() - start < 2.0
-    assert "VRRP_Script(chk_hang) timed_out" in caplog.text
+    assert "VRRP_Script(chk_hang) timed_out" in vlog.text
 
     def leftovers():
         return [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).endswith(f"sleep {marker}")]
@@ -424,8 +448,7 @@ def _cmdline(pid: str) -> str:
         return ""
 
 
-def test_missing_script_logs_clearly_and_faults_only_with_weight_0(tmp_path, loop, caplog):
-    caplog.set_level(logging.INFO, logger="vrrpd")
+def test_missing_script_logs_clearly_and_faults_only_with_weight_0(tmp_path, loop, vlog):
     missing = str(tmp_path / "no-such-check.sh")
     weighted = vrrpd.VrrpScript(name="chk_w", script=_cmd(missing), interval=0.1, weight=-10)
     unweighted = vrrpd.VrrpScript(name="chk_0", script=_cmd("no-such-command-xyz --x"), interval=0.1, weight=0)
@@ -438,9 +461,9 @@ def test_missing_script_logs_clearly_and_faults_only_with_weight_0(tmp_path, loo
     _spin(loop, lambda: tracking.adjustment(inst) == (-10, False) and tracking.adjustment(inst0) == (0, True),
           5, "both scripts failed")
     loop.run(until=time.monotonic() + 0.35)
-    assert f"VRRP_Script(chk_w) script '{missing}' not found or not executable - counts as failure" in caplog.text
-    assert "VRRP_Script(chk_0) script 'no-such-command-xyz' not found" in caplog.text
-    assert caplog.text.count("not found or not executable") == 2  # said once per script, not every run
+    assert f"VRRP_Script(chk_w) script '{missing}' not found or not executable - counts as failure" in vlog.text
+    assert "VRRP_Script(chk_0) script 'no-such-command-xyz' not found" in vlog.text
+    assert vlog.text.count("not found or not executable") == 2  # said once per script, not every run
     tracking.stop()
 
 
@@ -463,8 +486,7 @@ def test_track_file_changes_reach_the_daemon(tmp_path, loop):
     tracking.stop()
 
 
-def test_track_process_counts_a_running_process_and_fails_over_when_it_stops(tmp_path, loop, caplog):
-    caplog.set_level(logging.INFO, logger="vrrpd")
+def test_track_process_counts_a_running_process_and_fails_over_when_it_stops(tmp_path, loop, vlog):
     name = "vt" + uuid.uuid4().hex[:10]
     binary = tmp_path / name
     shutil.copy("/bin/sleep", binary)
@@ -481,7 +503,7 @@ def test_track_process_counts_a_running_process_and_fails_over_when_it_stops(tmp
         proc.kill()
         proc.wait()
         _spin(loop, lambda: tracking.adjustment(inst) == (-20, False), 3, "the process to be missed")
-        assert "Track_Process(chk_proc) now DOWN (0 running, quorum 1)" in caplog.text
+        assert "Track_Process(chk_proc) now DOWN (0 running, quorum 1)" in vlog.text
         tracking.stop()
     finally:
         proc.kill()
@@ -496,9 +518,8 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def test_enable_script_security_refuses_a_world_writable_script(tmp_path, loop, caplog):
+def test_enable_script_security_refuses_a_world_writable_script(tmp_path, loop, vlog):
     require(os.geteuid() == 0, "needs root: the rule is about scripts run as root")
-    caplog.set_level(logging.INFO, logger="vrrpd")
     tmp_path.chmod(0o755)
     script = tmp_path / "chk.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
@@ -509,7 +530,7 @@ def test_enable_script_security_refuses_a_world_writable_script(tmp_path, loop, 
     tracking = vrrpd.Tracking(loop, cfg, lambda: None)
     tracking.start()
     _spin(loop, lambda: tracking.adjustment(inst) == (-7, False), 3, "the script to be refused")
-    assert f"unsafe permissions found for script '{script}'" in caplog.text
+    assert f"unsafe permissions found for script '{script}'" in vlog.text
     tracking.stop()
     # without enable_script_security it runs (and succeeds), with a warning
     cfg.global_defs.enable_script_security = False
@@ -688,11 +709,10 @@ def test_smtp_alert_defaults_follow_keepalived():
     assert vrrpd.smtp_alert_wanted(None, None, None, default=True) is True  # real servers: on
 
 
-def test_silent_smtp_server_never_delays_loop_timers(loop, caplog):
+def test_silent_smtp_server_never_delays_loop_timers(loop, vlog):
     """An SMTP server that accepts TCP and never answers: timers stay on time, close() keeps its limit."""
     import socket
 
-    caplog.set_level(logging.INFO, logger="vrrpd")
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
@@ -722,7 +742,7 @@ def test_silent_smtp_server_never_delays_loop_timers(loop, caplog):
         gaps = [b - a for a, b in zip(ticks, ticks[1:])]
         assert len(ticks) > 50
         assert max(gaps) < 0.15, f"max timer gap {max(gaps):.3f}s while mail was stuck"
-        assert notifier.mailer.sent == 0 and "SMTP alert" in caplog.text and "failed (attempt 1 of 3)" in caplog.text
+        assert notifier.mailer.sent == 0 and "SMTP alert" in vlog.text and "failed (attempt 1 of 3)" in vlog.text
         start = time.monotonic()
         notifier.close(timeout=0.3)
         assert time.monotonic() - start < 1.0
