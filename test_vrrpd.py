@@ -750,6 +750,179 @@ def test_silent_smtp_server_never_delays_loop_timers(loop, vlog):
         silent.close()
 
 
+# -- the seed 001 scenarios in the namespace lab ---------------------------------------------------
+
+
+def _require_daemon() -> None:
+    require(hasattr(vrrpd, "Daemon") and hasattr(vrrpd, "load_config"), "needs the Daemon and the config parser")
+
+
+def _recorder_script(directory: Path, node: str) -> str:
+    """A notify script appending its arguments to DIRECTORY/notify-NODE.log."""
+    script = directory / f"record-{node}.sh"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {directory / f"notify-{node}.log"}\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def _seed001_conf(directory: Path, node: str, state: str, priority: int, check: str, track: str,
+                  extra_global: str = "") -> Path:
+    """Seed 001's configuration (vrrp_script + weight -5 + notify scripts) at lab speed (VRRPv3, 0.1 s)."""
+    rec = _recorder_script(directory, node)
+    conf = directory / f"keepalived-{node}.conf"
+    conf.write_text(f"""
+global_defs {{
+    router_id {node}
+    vrrp_version 3
+{extra_global}
+}}
+{check}
+vrrp_instance VI_1 {{
+    state {state}
+    interface eth0
+    virtual_router_id 22
+    priority {priority}
+    advert_int 0.1
+    virtual_ipaddress {{
+        10.77.0.66/32
+    }}
+    {track}
+    notify_master "{rec} master-{node}"
+    notify_backup "{rec} backup-{node}"
+    notify_fault "{rec} fault-{node}"
+    notify "{rec}"
+}}
+""")
+    return conf
+
+
+def _start_node(lab, ns: str, conf: Path, directory: Path, node: str):
+    err = open(directory / f"vrrpd-{node}.log", "w")
+    return lab.exec(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=err, stderr=subprocess.STDOUT)
+
+
+def _stop_node(proc) -> None:
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def _notify_lines(directory: Path, node: str) -> List[str]:
+    path = directory / f"notify-{node}.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _vip_on(lab, ns: str) -> bool:
+    return lab.has_address(ns, "10.77.0.66")
+
+
+def test_seed001_down_file_moves_the_vip_to_the_peer_and_back(lab, tmp_path):
+    """touch down -> priority 100-5=95 < 98 -> the peer takes the VIP; rm down -> A preempts back."""
+    _require_daemon()
+    tmp_path.chmod(0o755)
+    down = tmp_path / "down"
+    check = f"""vrrp_script chk_down {{
+    script "[[ -f {down} ]] && exit 1 || exit 0"
+    interval 0.2
+    weight -5
+}}"""
+    a = lab.host("a", "10.77.0.1/24")
+    b = lab.host("b", "10.77.0.2/24")
+    conf_a = _seed001_conf(tmp_path, "A", "MASTER", 100, check, "track_script {\n        chk_down\n    }")
+    conf_b = _seed001_conf(tmp_path, "B", "BACKUP", 98, check.replace(str(down), str(tmp_path / "down-b")),
+                           "track_script {\n        chk_down\n    }")
+    node_a = _start_node(lab, a, conf_a, tmp_path, "A")
+    node_b = _start_node(lab, b, conf_b, tmp_path, "B")
+    wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
+    wait_for(lambda: "master-A" in _notify_lines(tmp_path, "A"), 5, what="A's notify_master")
+    down.touch()
+    wait_for(lambda: _vip_on(lab, b) and not _vip_on(lab, a), 10, what="B to take the VIP")
+    down.unlink()
+    wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
+    wait_for(lambda: _notify_lines(tmp_path, "A")[-1:] == ["INSTANCE VI_1 MASTER 100"], 5, what="A's notify")
+    _stop_node(node_a)
+    _stop_node(node_b)
+    log_a = (tmp_path / "vrrpd-A.log").read_text()
+    assert "VRRP_Script(chk_down) failed (exited with status 1)" in log_a
+    assert "(VI_1) Changing effective priority from 100 to 95" in log_a
+    assert _notify_lines(tmp_path, "A") == [
+        "backup-A", "INSTANCE VI_1 BACKUP 100", "master-A", "INSTANCE VI_1 MASTER 100",
+        "backup-A", "INSTANCE VI_1 BACKUP 95", "master-A", "INSTANCE VI_1 MASTER 100",
+        "INSTANCE VI_1 STOP 100"]
+    assert _notify_lines(tmp_path, "B")[-5:] == [
+        "master-B", "INSTANCE VI_1 MASTER 98", "backup-B", "INSTANCE VI_1 BACKUP 98", "INSTANCE VI_1 STOP 98"]
+
+
+@pytest.mark.parametrize("how", ["vrrp_script", "track_process"])
+def test_seed001_check_on_a_stopped_process_fails_over(lab, tmp_path, how):
+    """Seed 001's `killall -0 httpd` (and the same with track_process): stop the service, the VIP moves."""
+    _require_daemon()
+    tmp_path.chmod(0o755)
+    require(shutil.which("killall") is not None, "needs killall (psmisc)")
+    service = "vt" + uuid.uuid4().hex[:8] + "d"  # a unique process name: namespaces share the PID space
+    binary = tmp_path / service
+    shutil.copy("/bin/sleep", binary)
+    httpd = subprocess.Popen([str(binary), "300"])
+    try:
+        if how == "vrrp_script":
+            check = f'vrrp_script chk_httpd {{\n    script "killall -0 {service}"\n    interval 0.2\n    weight -5\n}}'
+            track = "track_script {\n        chk_httpd\n    }"
+        else:
+            check = f"vrrp_track_process chk_httpd {{\n    process {service}\n    weight -5\n}}"
+            track = "track_process {\n        chk_httpd\n    }"
+        a = lab.host("a", "10.77.0.1/24")
+        b = lab.host("b", "10.77.0.2/24")
+        node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 100, check, track), tmp_path, "A")
+        node_b = _start_node(lab, b, _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""), tmp_path, "B")
+        wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
+        httpd.kill()
+        httpd.wait()
+        wait_for(lambda: _vip_on(lab, b) and not _vip_on(lab, a), 10, what="B to take the VIP")
+        _stop_node(node_a)
+        _stop_node(node_b)
+        assert _notify_lines(tmp_path, "A")[-3:] == ["backup-A", "INSTANCE VI_1 BACKUP 95", "INSTANCE VI_1 STOP 95"]
+    finally:
+        httpd.kill()
+        httpd.wait()
+
+
+def test_adverts_stay_on_time_while_the_smtp_server_never_answers(lab, tmp_path):
+    """Mail to an SMTP server that accepts TCP and never answers is stuck for 30 s; adverts are not."""
+    _require_daemon()
+    require(shutil.which("tcpdump") is not None, "needs tcpdump")
+    tmp_path.chmod(0o755)
+    mail = """    notification_email {
+        root@localhost
+    }
+    notification_email_from keepalived@a
+    smtp_server 127.0.0.1 2525
+    smtp_connect_timeout 30
+    smtp_alert"""
+    a = lab.host("a", "10.77.0.1/24")
+    b = lab.host("b", "10.77.0.2/24")
+    lab.exec(a, [PYTHON, "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',2525))\n"
+                 "s.listen(50)\ntime.sleep(300)"])
+    time.sleep(0.3)
+    node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 110, "", "", mail), tmp_path, "A")
+    wait_for(lambda: _vip_on(lab, a), 15, what="A to be MASTER")  # two mails queued: BACKUP (init), MASTER
+    capture = tmp_path / "adverts.txt"
+    dump = lab.exec(b, ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "ip proto 112 and src 10.77.0.1"],
+                    stdout=open(capture, "w"), stderr=subprocess.DEVNULL)
+    time.sleep(3.5)
+    dump.terminate()
+    dump.wait(5)
+    start = time.monotonic()
+    _stop_node(node_a)
+    stop_time = time.monotonic() - start
+    stamps = [float(line.split()[0]) for line in capture.read_text().splitlines() if "VRRP" in line]
+    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
+    assert len(stamps) > 20, capture.read_text()[:500]
+    assert max(gaps) < 0.35, f"max advert gap {max(gaps):.3f}s while mail was stuck (advert_int 0.1)"
+    assert stop_time < 5, f"stopping took {stop_time:.1f}s with mail stuck"
+    log_a = (tmp_path / "vrrpd-A.log").read_text()
+    assert "SMTP alert successfully sent" not in log_a
+    print(f"adverts: {len(stamps)}, max gap {max(gaps) * 1000:.0f} ms, stop {stop_time:.2f}s")
+
+
 # ============================================================================================
 # F. LVS: IPVS netlink and checkers (unit), and the real kernel in a VM
 # ============================================================================================
