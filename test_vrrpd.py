@@ -839,8 +839,8 @@ def test_seed001_down_file_moves_the_vip_to_the_peer_and_back(lab, tmp_path):
     down.unlink()
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
     wait_for(lambda: _notify_lines(tmp_path, "A")[-1:] == ["INSTANCE VI_1 MASTER 100"], 5, what="A's notify")
+    _stop_node(node_b)  # B first: a stopping master sends priority 0 and B would take over
     _stop_node(node_a)
-    _stop_node(node_b)
     log_a = (tmp_path / "vrrpd-A.log").read_text()
     assert "VRRP_Script(chk_down) failed (exited with status 1)" in log_a
     assert "(VI_1) Changing effective priority from 100 to 95" in log_a
