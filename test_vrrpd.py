@@ -540,6 +540,32 @@ def test_enable_script_security_refuses_a_world_writable_script(tmp_path, loop, 
     tracking.stop()
 
 
+def test_scripts_run_as_script_user(tmp_path, loop):
+    require(os.geteuid() == 0, "needs root to change user")
+    import pwd
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="vrrpd-test-"))  # pytest's tmp_path is closed to other users
+    try:
+        out.chmod(0o1777)
+        chk = vrrpd.VrrpScript(name="chk_id", script=_cmd(f"id -u > {out}/script", shell=True), interval=5)
+        cfg, inst = _tracking_config(scripts=[chk])
+        cfg.global_defs.script_user = "nobody"
+        inst.notify_master = _cmd(f"id -u > {out}/notify", shell=True)
+        tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+        tracking.start()
+        _spin(loop, lambda: tracking.scripts["chk_id"].runs, 5, "the script to run")
+        tracking.stop()
+        notifier = vrrpd.Notifier(loop, cfg)
+        notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)
+        notifier.close(timeout=5)
+        nobody = str(pwd.getpwnam("nobody").pw_uid)
+        assert (out / "script").read_text().strip() == nobody
+        assert (out / "notify").read_text().strip() == nobody
+    finally:
+        shutil.rmtree(out)
+
+
 # -- notify scripts, FIFO and mail -------------------------------------------------------------
 
 

@@ -769,7 +769,8 @@ def check_command_runnable(cmd: Command, user: Optional[str], secure: bool, what
     if path is None:
         return f"script '{argv[0] if argv else cmd.raw}' not found or not executable"
     if _runs_as_root(user):
-        weak = script_security_problem(os.path.realpath(path))
+        real = os.path.realpath(path)
+        weak = script_security_problem(path) or (script_security_problem(real) if real != path else None)
         if weak is not None:
             if secure:
                 return f"unsafe permissions found for script '{path}' ({weak} is writable by non-root)"
@@ -1036,7 +1037,9 @@ class Tracking:
     def adjustment(self, inst: VrrpInstance) -> Tuple[int, bool]:
         """(sum of inst's tracker weights in their current state, whether one of them says FAULT).
 
-        The daemon adds the sum to the base priority and clamps to 1..254 (255 never changes)."""
+        The trackers of inst's sync group count for inst too. Unlike keepalived, which ignores
+        weighted trackers of sync-group members, their weights apply. The daemon adds the sum to
+        the base priority and clamps to 1..254 (255 never changes)."""
         scripts, files, procs = self._refs(inst)
         total, fault = 0, False
         for ref in scripts:
