@@ -1014,6 +1014,47 @@ def test_adjustment_sums_instance_and_sync_group_trackers_with_weight_override(t
         tracking.loop.close()
 
 
+def test_parsed_seed001_configuration_drives_tracking_and_notify(tmp_path, loop):
+    """The parser's model (section 3) feeds Tracking and Notifier: shell syntax, weight override, notify."""
+    require(hasattr(vrrpd, "parse_config_text"), "needs the config parser")
+    tmp_path.chmod(0o755)
+    down = tmp_path / "down"
+    rec = _recorder(tmp_path, "rec.sh")
+    cfg, diags = vrrpd.parse_config_text(f"""
+vrrp_script chk_down {{
+    script "[[ -f {down} ]] && exit 1 || exit 0"
+    interval 0.1
+    weight -5
+}}
+vrrp_instance VI_1 {{
+    state MASTER
+    interface eth0
+    virtual_router_id 22
+    priority 100
+    virtual_ipaddress {{
+        172.16.1.66
+    }}
+    track_script {{
+        chk_down weight -20
+    }}
+    notify_master "{rec} master-A"
+    notify "{rec}"
+}}
+""")
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR], diags
+    inst = cfg.vrrp_instances[0]
+    assert cfg.vrrp_scripts["chk_down"].script.shell
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.start()
+    down.touch()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-20, False), 5, "the instance's weight -20 to apply")
+    tracking.stop()
+    notifier = vrrpd.Notifier(loop, cfg)
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 80)
+    notifier.close(timeout=5)
+    assert (tmp_path / "log").read_text().splitlines() == ["master-A", "INSTANCE VI_1 MASTER 80"]
+
+
 # -- trackers on a real event loop ------------------------------------------------------------
 
 
