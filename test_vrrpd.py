@@ -1298,6 +1298,20 @@ def test_group_notify_and_fifo_lines_match_keepalived(tmp_path, loop):
     assert not fifo.exists()  # we created it, we remove it
 
 
+def test_deleted_instance_notifies_deleted_or_fault_like_keepalived(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    rec = _recorder(tmp_path, "rec.sh")
+    with_deleted = vrrpd.VrrpInstance(name="VI_1", notify_deleted=_cmd(f"{rec} deleted-1"), notify=_cmd(rec))
+    without = vrrpd.VrrpInstance(name="VI_2", notify_fault=_cmd(f"{rec} fault-2"))
+    notifier = vrrpd.Notifier(loop, vrrpd.Config(vrrp_instances=[with_deleted, without]))
+    notifier.vrrp_deleted(with_deleted, 100)
+    notifier.close(timeout=5)
+    notifier = vrrpd.Notifier(loop, vrrpd.Config(vrrp_instances=[with_deleted, without]))
+    notifier.vrrp_deleted(without, 90)
+    notifier.close(timeout=5)
+    assert (tmp_path / "log").read_text().splitlines() == ["deleted-1", "INSTANCE VI_1 DELETED 100", "fault-2"]
+
+
 def test_notify_fifo_without_reader_neither_blocks_nor_fails(tmp_path, loop):
     fifo = tmp_path / "nobody.fifo"
     os.mkfifo(fifo)

@@ -3396,7 +3396,8 @@ class Notifier:
       checker(vs, rs, up, reason)            a real server went up/down (LVS)
       close(timeout)                         flush what can be flushed within timeout seconds
     Also: vrrp_priority_change(inst, state, priority) for the FIFO's MASTER_PRIORITY/BACKUP_PRIORITY
-    lines (vrrp_notify_priority_changes) and virtual_server_quorum(vs, up, body)."""
+    lines (vrrp_notify_priority_changes), vrrp_deleted(inst, priority) for an instance a reload
+    removed, and virtual_server_quorum(vs, up, body) for LVS quorum changes."""
 
     def __init__(self, loop: EventLoop, config: Config):
         self.loop = loop
@@ -3429,6 +3430,22 @@ class Notifier:
         if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
             subject, body = _VRRP_MAIL[state]
             self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+
+    def vrrp_deleted(self, inst: VrrpInstance, priority: int) -> None:
+        """A reload removed `inst`: notify_deleted and `notify ... DELETED` if notify_deleted is set,
+        otherwise a FAULT notification, as keepalived does for compatibility."""
+        if inst.notify_deleted is None:
+            self.vrrp_instance(inst, State.FAULT, priority)
+            return
+        key = f"INSTANCE {inst.name}"
+        self._queue(key, inst.notify_deleted, [])
+        if inst.notify is not None:
+            self._queue(key, inst.notify, ["INSTANCE", inst.name, "DELETED", str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "DELETED", priority))
+        gd = self.config.global_defs
+        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
+            self._mail(key, "DELETED", f"[{gd.router_id}] VRRP Instance {inst.name} - Deleted",
+                       "=> VRRP Deleted at reload <=")
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
