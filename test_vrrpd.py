@@ -1440,7 +1440,8 @@ def test_silent_smtp_server_never_delays_loop_timers(loop, vlog):
         loop.run(until=time.monotonic() + 2.5)
         gaps = [b - a for a, b in zip(ticks, ticks[1:])]
         assert len(ticks) > 50
-        assert max(gaps) < 0.15, f"max timer gap {max(gaps):.3f}s while mail was stuck"
+        # a blocked loop would stall for smtp_connect_timeout (1 s); allow for a busy shared CPU
+        assert max(gaps) < 0.5, f"max timer gap {max(gaps):.3f}s while mail was stuck"
         assert notifier.mailer.sent == 0 and "SMTP alert" in vlog.text and "failed (attempt 1 of 3)" in vlog.text
         start = time.monotonic()
         notifier.close(timeout=0.3)
