@@ -1437,9 +1437,10 @@ class LvsManager:
         if not self.config.virtual_servers:
             return
         try:
-            self.nl = IpvsNetlink()
+            if self.nl is None:
+                self.nl = IpvsNetlink()
             self.kernel = {svc.key: svc for svc in self.nl.services()}
-        except OSError as exc:
+        except (OSError, VrrpdError) as exc:
             self.error = f"the kernel has no IPVS (is the ip_vs module available?): {exc}"
             log.error("LVS: %s; virtual servers are not programmed, VRRP keeps running", self.error)
             if self.nl is not None:
@@ -1465,7 +1466,10 @@ class LvsManager:
             self.error = None
             self.start()
             return
-        self.kernel = {svc.key: svc for svc in self.nl.services()}
+        try:
+            self.kernel = {svc.key: svc for svc in self.nl.services()}
+        except (OSError, VrrpdError) as exc:
+            log.error("LVS: reading the kernel's IPVS table failed: %s", exc)
         self._apply(config)
 
     def status(self) -> Dict[str, Any]:
@@ -1484,7 +1488,7 @@ class LvsManager:
         try:
             fn(*args)
             return True
-        except OSError as exc:
+        except (OSError, VrrpdError) as exc:
             log.error("LVS: %s %s failed: %s", fn.__name__, " ".join(str(a) for a in args[:2]), exc)
             return False
 
@@ -1516,7 +1520,11 @@ class LvsManager:
                     if _service_differs(want, have):
                         self._call(self.nl.set_service, want)  # type: ignore[union-attr]
                     if key not in vsr.programmed:
-                        dests = self.nl.dests(key)  # type: ignore[union-attr]
+                        try:
+                            dests = self.nl.dests(key)  # type: ignore[union-attr]
+                        except (OSError, VrrpdError) as exc:
+                            log.error("LVS: reading the destinations of %s failed: %s", key, exc)
+                            dests = []
                         vsr.programmed[key] = {(d.addr, d.port): d for d in dests}
             self._start_real_servers(vsr, old)
             self._sync(vsr)
