@@ -182,6 +182,210 @@ def test_module_imports_and_has_map():
 
 
 # ============================================================================================
+# D2. VRRP beyond IPv4: IPv6, VMAC, sync groups, strict mode firewall, AH
+# ============================================================================================
+
+# An AH-protected VRRPv2 advert captured from keepalived 2.2.7 (10.77.0.1, vrid 51, prio 150,
+# VIP 10.77.0.100, auth_pass "secret12", IP id 1, AH sequence number 1).
+KEEPALIVED_AH_ADVERT = bytes.fromhex(
+    "45c0004000010000ff33d0690a4d0001e0000012"
+    "700400000a4d0001000000013ec2483f6b8b48530167ea60"
+    "2133960102013c190a4d00640000000000000000"
+)
+
+
+def run_py_in(lab: Lab, ns: str, code: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Run a Python snippet (with `vrrpd` importable) inside namespace ns."""
+    prologue = f"import sys; sys.path.insert(0, {str(HERE)!r}); import vrrpd\n"
+    return lab.run(ns, [PYTHON, "-c", prologue + code], timeout=timeout)
+
+
+def _csum_ok(data: bytes) -> bool:
+    return vrrpd._csum16(data) == 0
+
+
+def test_vrrp6_checksum_matches_golden_vector():
+    src, dst = vrrpd.ipaddress.IPv6Address("fe80::c8"), vrrpd.VRRP_MCAST_GROUP6
+    message = bytes.fromhex("310a640200640000") + vrrpd.ipaddress.IPv6Address("fe80::1").packed
+    message += vrrpd.ipaddress.IPv6Address("2001:db8::1").packed
+    assert vrrpd.vrrp6_checksum(src, dst, message) == 0x3F5D
+    # a different source changes the sum: the pseudo-header is really included
+    assert vrrpd.vrrp6_checksum(vrrpd.ipaddress.IPv6Address("fe80::c9"), dst, message) != 0x3F5D
+
+
+def test_unsolicited_na_frame_layout_flags_and_checksum():
+    mac = bytes.fromhex("00005e00020a")
+    target = vrrpd.ipaddress.IPv6Address("2001:db8::100")
+    frame = vrrpd.build_unsolicited_na(mac, target, router=True)
+    assert frame[:6] == bytes.fromhex("333300000001") and frame[6:12] == mac
+    assert frame[12:14] == b"\x86\xdd"
+    ip6, icmp = frame[14:54], frame[54:]
+    assert ip6[0] >> 4 == 6 and ip6[6] == 58 and ip6[7] == 255
+    assert ip6[8:24] == target.packed and ip6[24:40] == vrrpd.ipaddress.IPv6Address("ff02::1").packed
+    assert len(icmp) == int.from_bytes(ip6[4:6], "big") == 32
+    assert icmp[0] == 136 and icmp[1] == 0
+    assert icmp[4] == 0xA0  # Router + Override, not Solicited
+    assert icmp[8:24] == target.packed and icmp[24:26] == b"\x02\x01" and icmp[26:32] == mac
+    assert _csum_ok(vrrpd.ipv6_pseudo_header(target, vrrpd.ALL_NODES6, len(icmp), 58) + icmp)
+    assert vrrpd.build_unsolicited_na(mac, target, router=False)[54 + 4] == 0x20
+
+
+def test_ah_advert_of_keepalived_verifies_and_rebuilds_byte_for_byte():
+    seq, message = vrrpd.parse_ipv4_ah(KEEPALIVED_AH_ADVERT, b"secret12")
+    assert seq == 1 and message[:2] == b"\x21\x33" and message[4] == 2  # v2 advert, auth_type AH
+    rebuilt = vrrpd.build_ipv4_ah(vrrpd.ipaddress.IPv4Address("10.77.0.1"), vrrpd.VRRP_MCAST_GROUP4, message,
+                                  b"secret12", seq=1, ident=1)
+    assert rebuilt == KEEPALIVED_AH_ADVERT
+
+
+def test_ah_rejects_wrong_password_forged_spi_and_changed_payload():
+    with pytest.raises(vrrpd.PacketError) as err:
+        vrrpd.parse_ipv4_ah(KEEPALIVED_AH_ADVERT, b"secret13")
+    assert err.value.reason == "ah_icv"
+    tampered = bytearray(KEEPALIVED_AH_ADVERT)
+    tampered[46] = 200  # the VRRP priority
+    with pytest.raises(vrrpd.PacketError):
+        vrrpd.parse_ipv4_ah(bytes(tampered), b"secret12")
+    # mutable fields (TOS, TTL is not mutable for multicast) do not matter; TOS does not
+    tos = bytearray(KEEPALIVED_AH_ADVERT)
+    tos[1] = 0
+    assert vrrpd.parse_ipv4_ah(bytes(tos), b"secret12")[0] == 1
+    src, dst = vrrpd.ipaddress.IPv4Address("10.77.0.2"), vrrpd.VRRP_MCAST_GROUP4
+    good = vrrpd.build_ipv4_ah(src, dst, b"\x21\x33\x96\x01\x02\x01\x00\x00" + bytes(12), b"pw", 5, ident=9)
+    forged = bytearray(good)
+    forged[24:28] = bytes([10, 77, 0, 9])  # SPI other than the source; ICV recomputed by the forger
+    forged[32:44] = vrrpd.ah_icv(b"pw", bytes(forged[:20]), bytes(forged[20:44]), bytes(forged[44:]))
+    with pytest.raises(vrrpd.PacketError) as err:
+        vrrpd.parse_ipv4_ah(bytes(forged), b"pw")
+    assert err.value.reason == "ah_spi"
+
+
+def test_ah_sequence_numbers_count_up_reject_replays_and_continue_across_masters():
+    a, b = vrrpd.AhSequence(), vrrpd.AhSequence()
+    sent = [a.next() for _ in range(3)]
+    assert sent == [1, 2, 3]
+    assert all(b.accept(s) for s in sent)
+    assert not b.accept(3) and not b.accept(2)  # replays
+    # b becomes master: it continues above what it heard, so a accepts its adverts
+    assert b.next() == 4 and a.accept(4)
+    a.seq_number = vrrpd.AH_SEQ_MAX + 1
+    a.next()
+    assert a.cycle
+    a.becoming_master()
+    assert a.seq_number == 0 and a.next() == 1
+
+
+def test_nft_ruleset_lists_vips_by_family():
+    vips = [vrrpd.ipaddress.ip_address(a) for a in ("10.0.0.2", "10.0.0.1", "2001:db8::5", "10.0.0.1")]
+    text = vrrpd.nft_ruleset(vips)
+    assert text.startswith("table inet vrrpd {")
+    assert "elements = { 10.0.0.1, 10.0.0.2 }" in text and "elements = { 2001:db8::5 }" in text
+    assert "ip daddr @vips4 drop" in text and "ip6 daddr @vips6 drop" in text
+    assert "elements" not in vrrpd.nft_ruleset([])
+
+
+def test_vmac_address_and_name_follow_rfc_and_keepalived():
+    assert vrrpd.vmac_address(10) == bytes.fromhex("00005e00010a")
+    assert vrrpd.vmac_address(255, family=6) == bytes.fromhex("00005e0002ff")
+    assert vrrpd.vmac_ifname(51) == "vrrp.51" and vrrpd.vmac_ifname(51, "vmac1") == "vmac1"
+
+
+def test_sync_group_goes_master_only_when_every_member_wants_it():
+    group = vrrpd.SyncGroupEngine("G1", ["VI_1", "VI_2"])
+    assert group.request_master("VI_1") == []
+    assert group.state == vrrpd.State.BACKUP
+    group.withdraw("VI_1")
+    assert group.request_master("VI_2") == []
+    moves = group.request_master("VI_1")
+    assert sorted(moves) == [("VI_1", vrrpd.State.MASTER), ("VI_2", vrrpd.State.MASTER)]
+    assert group.state == vrrpd.State.MASTER
+
+
+def test_sync_group_backup_or_fault_of_one_member_moves_all(caplog):
+    group = vrrpd.SyncGroupEngine("G1", ["VI_1", "VI_2"])
+    group.request_master("VI_1")
+    group.request_master("VI_2")
+    with caplog.at_level("INFO", logger="vrrpd"):
+        moves = group.backup("VI_2")
+    assert dict(moves) == {"VI_1": vrrpd.State.BACKUP, "VI_2": vrrpd.State.BACKUP}
+    assert "VRRP_Group(G1) Syncing instances to BACKUP state" in caplog.text
+    group.request_master("VI_1")
+    group.request_master("VI_2")
+    assert dict(group.set_fault("VI_1", True)) == {"VI_1": vrrpd.State.FAULT, "VI_2": vrrpd.State.FAULT}
+    # while one member is faulty nobody may go MASTER, and the group stays FAULT
+    assert group.request_master("VI_2") == []
+    assert group.set_fault("VI_2", True) == [("VI_2", vrrpd.State.FAULT)]
+    assert group.set_fault("VI_1", False) == [("VI_1", vrrpd.State.FAULT)]
+    assert dict(group.set_fault("VI_2", False)) == {"VI_1": vrrpd.State.BACKUP, "VI_2": vrrpd.State.BACKUP}
+    assert group.state == vrrpd.State.BACKUP
+
+
+def test_unsolicited_na_updates_a_neighbours_cache(lab):
+    client = lab.host("c", "10.82.0.1/24")
+    router = lab.host("r", "10.82.0.2/24")
+    lab.ip("addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad", ns=client)
+    lab.ip("addr", "add", "2001:db8::100/64", "dev", "eth0", "nodad", ns=router)
+    wait_for(lambda: lab.run(client, ["ping", "-6", "-c1", "-W1", "2001:db8::100"], check=False).returncode == 0,
+             10, 0.2, "client reaches the VIP")
+    lab.ip("addr", "del", "2001:db8::100/64", "dev", "eth0", ns=router)
+    run_py_in(lab, router, (
+        "import socket, ipaddress\n"
+        "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
+        "s.bind(('eth0', 0))\n"
+        "s.send(vrrpd.build_unsolicited_na(vrrpd.vmac_address(10, 6), ipaddress.IPv6Address('2001:db8::100'), True))\n"
+    ))
+
+    def entry():
+        out = lab.ip("-6", "neigh", "show", "2001:db8::100", "dev", "eth0", ns=client).stdout
+        return out if "00:00:5e:00:02:0a" in out else ""
+
+    assert "router" in wait_for(entry, 5, 0.1, "neighbour entry with the VMAC")
+
+
+def test_nft_ruleset_drops_traffic_to_vips_and_goes_away(lab):
+    require(shutil.which("nft") is not None, "needs nft")
+    client = lab.host("c", "10.80.0.1/24")
+    node = lab.host("n", "10.80.0.2/24")
+    lab.ip("addr", "add", "10.80.0.100/24", "dev", "eth0", ns=node)
+    ping = ["ping", "-c1", "-W1", "10.80.0.100"]
+    assert lab.run(client, ping, check=False).returncode == 0
+    vip = vrrpd.ipaddress.ip_address("10.80.0.100")
+    lab.run(node, ["sh", "-c", f"printf '%s' '{vrrpd.nft_ruleset([vip])}' | nft -f -"])
+    assert lab.run(client, ping, check=False).returncode != 0
+    assert lab.run(client, ["ping", "-c1", "-W1", "10.80.0.2"], check=False).returncode == 0
+    lab.run(node, vrrpd.nft_delete_argv())
+    assert "vrrpd" not in lab.run(node, ["nft", "list", "tables"]).stdout
+    assert lab.run(client, ping, check=False).returncode == 0
+
+
+def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
+    node = lab.host("n", "10.81.0.2/24")
+    run_py_in(lab, node, (
+        "import socket\n"
+        "nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)\n"
+        "def talk(msg):\n"
+        "    nl.send(msg)\n"
+        "    err = int.from_bytes(nl.recv(65536)[16:20], 'little', signed=True)\n"
+        "    assert err == 0, err\n"
+        "base = socket.if_nametoindex('eth0')\n"
+        "talk(vrrpd.rtm_newlink_macvlan(1, 'vrrp.10', base, vrrpd.vmac_address(10)))\n"
+        "idx = socket.if_nametoindex('vrrp.10')\n"
+        "talk(vrrpd.rtm_setlink_addrgenmode(2, idx))\n"
+        "talk(vrrpd.rtm_setlink_up(3, idx))\n"
+    ))
+    out = lab.ip("-d", "link", "show", "vrrp.10", ns=node).stdout
+    assert "macvlan mode private" in out and "00:00:5e:00:01:0a" in out
+    assert "addrgenmode random" in out and ",UP" in out
+    run_py_in(lab, node, (
+        "import socket\n"
+        "nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)\n"
+        "nl.send(vrrpd.rtm_dellink(4, socket.if_nametoindex('vrrp.10')))\n"
+        "assert int.from_bytes(nl.recv(65536)[16:20], 'little', signed=True) == 0\n"
+    ))
+    assert lab.ip("link", "show", "vrrp.10", ns=node, check=False).returncode != 0
+
+
+# ============================================================================================
 # E. Tracking, notify scripts and e-mail
 # ============================================================================================
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import enum
 import heapq
+import hmac
 import ipaddress
 import logging
 import os
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -511,11 +513,362 @@ class Config:
 # (VRRP encode/decode, checksums, ARP/NA frames, netlink packing go here)
 
 
+# --------------------------------------------------------------------------------------------
+# 4b. IPv6, AH and firewall formats
+#     IPv6 pseudo-header checksum, unsolicited Neighbour Advertisements, the IPsec AH header
+#     keepalived puts in front of VRRPv2 (`auth_type AH`), the nftables ruleset of strict mode,
+#     and the VMAC address and macvlan rtnetlink messages. Pure functions on bytes and text.
+# --------------------------------------------------------------------------------------------
+
+ETH_P_IPV6 = 0x86DD
+IPPROTO_ICMPV6 = 58
+ND_NEIGHBOR_ADVERT = 136
+ND_OPT_TARGET_LINKADDR = 2
+ND_NA_FLAG_ROUTER = 0x80
+ND_NA_FLAG_SOLICITED = 0x40
+ND_NA_FLAG_OVERRIDE = 0x20
+ALL_NODES6 = ipaddress.IPv6Address("ff02::1")
+NDISC_HOPLIMIT = 255
+
+AH_HEADER_LEN = 24  # next header, payload len, reserved, SPI, sequence number, 96-bit ICV
+AH_PAYLOAD_LEN = 4  # RFC 2402 section 2.2: (3 + 3 ICV words) - 2
+AH_ICV_LEN = 12  # HMAC-MD5-96, RFC 2403
+AH_SEQ_MAX = 0xFFFFFFFD  # keepalived stops counting here and waits for a new master
+
+NFT_TABLE = "vrrpd"  # our own table, `inet vrrpd`; keepalived's is `keepalived`
+
+# rtnetlink numbers for the VMAC macvlan (linux/rtnetlink.h, linux/if_link.h)
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+IFF_UP = 0x1
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFLA_LINK = 5
+IFLA_LINKINFO = 18
+IFLA_AF_SPEC = 26
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+IFLA_MACVLAN_MODE = 1
+IFLA_INET6_ADDR_GEN_MODE = 8
+MACVLAN_MODE_PRIVATE = 1
+IN6_ADDR_GEN_MODE_NONE = 1
+IN6_ADDR_GEN_MODE_RANDOM = 3
+NLA_F_NESTED = 0x8000
+
+
+def _csum16(data: bytes) -> int:
+    """RFC 1071 Internet checksum of data (odd lengths padded with a zero byte)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv6_pseudo_header(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, length: int, next_header: int) -> bytes:
+    """RFC 8200 section 8.1 pseudo-header: source, destination, 32-bit length, 3 zero bytes, next header."""
+    return src.packed + dst.packed + struct.pack("!I3xB", length, next_header)
+
+
+def vrrp6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, message: bytes) -> int:
+    """VRRPv3 checksum over an IPv6 message (RFC 5798 section 5.2.8); the checksum field must be zero."""
+    return _csum16(ipv6_pseudo_header(src, dst, len(message), IPPROTO_VRRP) + message)
+
+
+def multicast_mac6(group: ipaddress.IPv6Address) -> bytes:
+    """Ethernet address of an IPv6 multicast group (RFC 2464 section 7): 33:33 + low 32 bits."""
+    return b"\x33\x33" + group.packed[12:]
+
+
+def build_unsolicited_na(src_mac: bytes, target: ipaddress.IPv6Address, router: bool) -> bytes:
+    """An Ethernet frame carrying an unsolicited Neighbour Advertisement for `target` (RFC 4861 section 4.4).
+
+    As keepalived sends it: from the VIP itself to ff02::1, hop limit 255, Override set, Router set
+    when the interface forwards IPv6, Solicited clear, and a target link-layer address option."""
+    flags = ND_NA_FLAG_OVERRIDE | (ND_NA_FLAG_ROUTER if router else 0)
+    option = struct.pack("!BB", ND_OPT_TARGET_LINKADDR, 1) + src_mac
+    icmp = struct.pack("!BBHB3x", ND_NEIGHBOR_ADVERT, 0, 0, flags) + target.packed + option
+    checksum = _csum16(ipv6_pseudo_header(target, ALL_NODES6, len(icmp), IPPROTO_ICMPV6) + icmp)
+    icmp = icmp[:2] + struct.pack("!H", checksum) + icmp[4:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(icmp), IPPROTO_ICMPV6, NDISC_HOPLIMIT) + target.packed + ALL_NODES6.packed
+    return multicast_mac6(ALL_NODES6) + src_mac + struct.pack("!H", ETH_P_IPV6) + ip6 + icmp
+
+
+def ipv6_forwarding(ifname: str) -> bool:
+    """Whether the kernel forwards IPv6 on ifname: keepalived then sets the NA Router flag."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+# -- IPsec AH for VRRPv2 (RFC 2402 header, HMAC-MD5-96 as RFC 2403; keepalived's choices) ------
+
+
+def ah_key(auth_pass: bytes) -> bytes:
+    """The HMAC key: auth_pass NUL-padded (or cut) to 8 bytes, as keepalived stores it."""
+    return auth_pass[:8].ljust(8, b"\0")
+
+
+def _ipv4_header(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload_len: int, ident: int, ttl: int,
+                 proto: int, tos: int = 0xC0, frag_off: int = 0, checksum: int = 0) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, ident, frag_off, ttl, proto, checksum,
+                       src.packed, dst.packed)
+
+
+def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast: bool = False) -> bytes:
+    """The 96-bit ICV keepalived computes: HMAC-MD5 over IP header + AH header + VRRP message.
+
+    The IP header's mutable fields TOS, fragment offset and header checksum are zeroed (TTL too for
+    unicast, whose TTL may differ), and so is the ICV field of the AH header."""
+    ip = bytearray(ip_header)
+    ip[1] = 0
+    ip[6:8] = b"\0\0"
+    ip[10:12] = b"\0\0"
+    if unicast:
+        ip[8] = 0
+    ah = ah_header[:12] + bytes(AH_ICV_LEN)
+    return hmac.new(ah_key(key), bytes(ip) + ah + vrrp, "md5").digest()[:AH_ICV_LEN]
+
+
+def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: bytes, key: bytes, seq: int,
+                  ident: int, ttl: int = VRRP_TTL, unicast: bool = False) -> bytes:
+    """A whole IPv4 packet (for an IP_HDRINCL socket): IP header, AH header, then the VRRPv2 message.
+
+    SPI = the source address, as keepalived chooses it; `ident` must be non-zero, otherwise the
+    kernel would fill in an IP id after the ICV was computed."""
+    header = _ipv4_header(src, dst, AH_HEADER_LEN + len(vrrp), ident, ttl, IPPROTO_AH)
+    ah = struct.pack("!BBH4sI", IPPROTO_VRRP, AH_PAYLOAD_LEN, 0, src.packed, seq) + bytes(AH_ICV_LEN)
+    icv = ah_icv(key, header, ah, vrrp, unicast)
+    header = header[:10] + struct.pack("!H", _csum16(header)) + header[12:]
+    return header + ah[:12] + icv + vrrp
+
+
+def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int, bytes]:
+    """Check the AH header of a received IPv4 packet; return (sequence number, VRRP message).
+
+    Raises PacketError with reason `ah_short`, `ah_next_header`, `ah_icv` or `ah_spi`. The
+    sequence number is for AhSequence.accept() to judge."""
+    if len(packet) < 20:
+        raise PacketError("ah_short", "no IPv4 header")
+    ihl = (packet[0] & 0x0F) * 4
+    if len(packet) < ihl + AH_HEADER_LEN or packet[9] != IPPROTO_AH:
+        raise PacketError("ah_short", "no AH header")
+    ah = packet[ihl:ihl + AH_HEADER_LEN]
+    next_header, _plen, _rsvd, spi, seq = struct.unpack("!BBH4sI", ah[:12])
+    if next_header != IPPROTO_VRRP:
+        raise PacketError("ah_next_header", f"AH carries protocol {next_header}")
+    vrrp = packet[ihl + AH_HEADER_LEN:]
+    if not hmac.compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
+        raise PacketError("ah_icv", "invalid IPSEC HMAC-MD5 value, due to fields mutation or bad password")
+    if spi != packet[12:16]:
+        raise PacketError("ah_spi", f"SPI {ipaddress.IPv4Address(spi)} is not the source address")
+    return seq, vrrp
+
+
+class AhSequence:
+    """keepalived's one AH sequence counter per instance, shared by sending and receiving.
+
+    A sender counts up from its counter; a receiver accepts only numbers above it and raises it,
+    so a new master continues above the numbers its peers have already seen."""
+
+    def __init__(self) -> None:
+        self.seq_number = 0
+        self.cycle = False  # the counter ran out; reset when becoming MASTER
+
+    def next(self) -> int:
+        """The sequence number of the next advert to send."""
+        if self.seq_number > AH_SEQ_MAX:
+            self.cycle = True
+        else:
+            self.seq_number += 1
+        return self.seq_number
+
+    def accept(self, seq: int) -> bool:
+        """Anti-replay check of a received number; True (and remembered) if it is new."""
+        if seq > self.seq_number:
+            self.seq_number = seq
+            return True
+        return False
+
+    def sync_from_lower(self, seq: int) -> None:
+        """A MASTER hearing a lower-priority AH advert continues above its number (keepalived)."""
+        self.seq_number = seq + 1
+        self.cycle = False
+
+    def becoming_master(self) -> None:
+        if self.cycle:
+            self.cycle = False
+            self.seq_number = 0
+
+
+# -- strict mode firewall: the nftables ruleset -------------------------------------------------
+
+
+def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
+    """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
+
+    The sets hold every VIP of instances without `accept` that are not address owners. Packets
+    only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
+    so one static set gives keepalived's behaviour without touching the firewall on transitions.
+    Neighbour discovery stays allowed so IPv6 VIPs still resolve."""
+    v4 = sorted({a for a in vips if a.version == 4})
+    v6 = sorted({a for a in vips if a.version == 6})
+
+    def elements(addrs: List[Any]) -> str:
+        return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
+
+    nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+    return (
+        f"table inet {table} {{\n"
+        f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
+        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
+        f"  chain in {{\n    type filter hook input priority -1; policy accept;\n"
+        f"    {nd}\n    ip daddr @vips4 drop\n    ip6 daddr @vips6 drop\n  }}\n"
+        f"  chain out {{\n    type filter hook output priority -1; policy accept;\n"
+        f"    {nd}\n    ip saddr @vips4 drop\n    ip6 saddr @vips6 drop\n  }}\n"
+        f"}}\n"
+    )
+
+
+def nft_delete_argv(table: str = NFT_TABLE) -> List[str]:
+    return ["nft", "delete", "table", "inet", table]
+
+
+# -- VMAC: the macvlan and its rtnetlink messages ------------------------------------------------
+
+
+def vmac_address(vrid: int, family: int = 4) -> bytes:
+    """RFC 5798 section 7.3 virtual MAC: 00-00-5E-00-01-{VRID} (IPv4) or 00-00-5E-00-02-{VRID} (IPv6)."""
+    return bytes([0, 0, 0x5E, 0, 1 if family == 4 else 2, vrid])
+
+
+def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> str:
+    """The macvlan's name: the one given to `use_vmac`, else keepalived's `vrrp.<VRID>`."""
+    return name or f"{prefix}.{vrid}"
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + bytes(-length % 4)
+
+
+def _nlmsg(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), msg_type, flags, seq, 0) + body
+
+
+def _ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+    return struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, flags, change)
+
+
+def rtm_newlink_macvlan(seq: int, name: str, base_ifindex: int, mac: bytes) -> bytes:
+    """RTM_NEWLINK creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
+    info = _nla(IFLA_INFO_KIND, b"macvlan") + _nla(IFLA_INFO_DATA | NLA_F_NESTED,
+                                                  _nla(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
+    attrs = (_nla(IFLA_IFNAME, name.encode() + b"\0") + _nla(IFLA_LINK, struct.pack("=I", base_ifindex))
+             + _nla(IFLA_ADDRESS, mac) + _nla(IFLA_LINKINFO | NLA_F_NESTED, info))
+    return _nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, _ifinfomsg() + attrs)
+
+
+def rtm_setlink_addrgenmode(seq: int, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
+    """RTM_NEWLINK setting the IPv6 link-local generation mode; must come before the link goes up.
+
+    `random` (FRR's advice, RFC 5798 section 7.4) keeps two routers' link-locals apart although
+    their VMACs are equal."""
+    spec = _nla(IFLA_AF_SPEC | NLA_F_NESTED,
+                _nla(socket.AF_INET6 | NLA_F_NESTED, _nla(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
+    return _nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex) + spec)
+
+
+def rtm_setlink_up(seq: int, ifindex: int, up: bool = True) -> bytes:
+    return _nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
+
+
+def rtm_dellink(seq: int, ifindex: int) -> bytes:
+    return _nlmsg(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex))
+
+
 # ============================================================================================
 # 5. VRRP state machine (sans-IO)
 # ============================================================================================
 
 # (the per-instance state machine goes here)
+
+
+# --------------------------------------------------------------------------------------------
+# 5b. Sync groups (keepalived's vrrp_sync.c, sans-IO)
+#     Members move together: the group goes MASTER only when every member wants MASTER (its own
+#     master-down timer fired); one member going BACKUP or FAULT takes all the others with it.
+#     Methods return the moves [(instance name, state)] for the daemon to apply to each member.
+# --------------------------------------------------------------------------------------------
+
+
+class SyncGroupEngine:
+    """The state of one vrrp_sync_group and the rules that keep its members together."""
+
+    def __init__(self, name: str, members: List[str]):
+        self.name = name
+        self.members = list(members)
+        self.state = State.BACKUP
+        self.wants_master: set = set()
+        self.faulty: set = set()
+
+    def _move_all(self, state: State) -> List[Tuple[str, State]]:
+        log.info("VRRP_Group(%s) Syncing instances to %s state", self.name, state.value)
+        self.state = state
+        return [(member, state) for member in self.members]
+
+    def request_master(self, member: str) -> List[Tuple[str, State]]:
+        """`member` wants MASTER (its master-down timer fired or it preempts).
+
+        Returns every member's move when all now want it (or the group already is MASTER), and
+        nothing while some member does not: the caller then stays BACKUP and re-arms its timer."""
+        if self.state == State.FAULT or self.faulty:
+            return []
+        if self.state == State.MASTER:
+            return [(member, State.MASTER)]
+        self.wants_master.add(member)
+        if self.wants_master.issuperset(self.members):
+            return self._move_all(State.MASTER)
+        log.debug("VRRP_Group(%s) %s waits for the other members to want MASTER", self.name, member)
+        return []
+
+    def withdraw(self, member: str) -> None:
+        """`member` heard a master again: it no longer wants MASTER."""
+        self.wants_master.discard(member)
+
+    def backup(self, member: str) -> List[Tuple[str, State]]:
+        """`member` went BACKUP on its own (a higher-priority master): every member follows."""
+        self.wants_master.discard(member)
+        if self.state == State.MASTER:
+            self.wants_master.clear()
+            return self._move_all(State.BACKUP)
+        return []
+
+    def set_fault(self, member: str, fault: bool) -> List[Tuple[str, State]]:
+        """`member`'s fault condition (interface down, weight-0 tracker) became `fault`.
+
+        The group is in FAULT while any member is; it returns to BACKUP when none is."""
+        if fault:
+            self.faulty.add(member)
+            self.wants_master.discard(member)
+            if self.state != State.FAULT:
+                self.wants_master.clear()
+                return self._move_all(State.FAULT)
+            return [(member, State.FAULT)]
+        self.faulty.discard(member)
+        if self.state == State.FAULT:
+            if not self.faulty:
+                return self._move_all(State.BACKUP)
+            return [(member, State.FAULT)]
+        return []
 
 
 # ============================================================================================
