@@ -400,6 +400,70 @@ def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
 # ============================================================================================
 
 
+def test_systemd_unit_verifies_and_keeps_the_capabilities_vrrpd_needs(tmp_path):
+    require(shutil.which("systemd-analyze") is not None, "needs systemd-analyze")
+    text = (HERE / "vrrpd.service").read_text()
+    for needed in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
+                   "CAP_NET_ADMIN", "CAP_NET_RAW", "ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true"):
+        assert needed in text, needed
+    unit = tmp_path / "vrrpd.service"
+    unit.write_text(text.replace("/usr/local/sbin/vrrpd", VRRPD))
+    result = sh(["systemd-analyze", "verify", str(unit)], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_make_install_and_uninstall_into_a_destdir(tmp_path):
+    require(shutil.which("make") is not None, "needs make")
+    dest = tmp_path / "root"
+    sh(["make", "-C", str(HERE), "install", f"DESTDIR={dest}"])
+    binary = dest / "usr/local/sbin/vrrpd"
+    assert binary.read_bytes() == (HERE / "vrrpd.py").read_bytes() and os.access(binary, os.X_OK)
+    assert (dest / "etc/systemd/system/vrrpd.service").exists()
+    assert (dest / "etc/vrrpd/vrrpd.conf").read_text() == (HERE / "vrrpd.conf.example").read_text()
+    sh(["make", "-C", str(HERE), "uninstall", f"DESTDIR={dest}"])
+    assert not binary.exists() and not (dest / "etc/systemd/system/vrrpd.service").exists()
+
+
+def test_sd_notify_sends_datagram_to_notify_socket(tmp_path, monkeypatch):
+    import socket as _socket
+
+    path = str(tmp_path / "notify.sock")
+    receiver = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    receiver.bind(path)
+    receiver.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    assert vrrpd.sd_notify("READY=1\nSTATUS=running")
+    assert receiver.recv(100) == b"READY=1\nSTATUS=running"
+    receiver.close()
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert vrrpd.sd_notify("READY=1") is False
+
+
+def test_control_socket_serves_status_json_without_blocking_the_loop(tmp_path):
+    loop = vrrpd.EventLoop()
+    path = str(tmp_path / "ctl" / "vrrpd.sock")
+    status = {"version": "x", "pid": 1, "router_id": "r1", "uptime": 2,
+              "instances": [{"name": "VI_1", "state": "MASTER", "interface": "eth0", "vrid": 51, "priority": 150,
+                             "effective_priority": 140, "master_address": "10.0.0.1", "vips": ["10.0.0.100/32"]}]}
+    server = vrrpd.ControlServer(loop, path, lambda: status)
+    result = {}
+    import threading
+
+    def client():
+        result["status"] = vrrpd.query_status(path)
+        loop.call_soon_threadsafe(loop.stop)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    loop.run(until=time.monotonic() + 5)
+    thread.join(5)
+    server.close()
+    loop.close()
+    assert result["status"] == status
+    table = vrrpd.format_status_table(result["status"])
+    assert "VI_1" in table and "MASTER" in table and "10.0.0.100/32" in table and "140" in table
+
+
 def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop = vrrpd.EventLoop()
     seen: list = []

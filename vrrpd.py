@@ -1287,6 +1287,185 @@ class Notifier:
 # 11. Command line
 # ============================================================================================
 
+# --------------------------------------------------------------------------------------------
+# 11a. Logging, systemd notification, and the status socket
+# --------------------------------------------------------------------------------------------
+
+SYSLOG_FACILITIES = {
+    "daemon": 3 << 3, "user": 1 << 3,
+    **{f"local{n}": (16 + n) << 3 for n in range(8)},
+    **{str(n): (16 + n) << 3 for n in range(8)},
+}
+DEFAULT_CONTROL_SOCKET = "/run/vrrpd/vrrpd.sock"
+
+
+class ConsoleFormatter(logging.Formatter):
+    """keepalived's console format: `Sun Nov 22 01:02:03 2026: (VI_1) Entering MASTER STATE`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(record.created))
+        text = f"{stamp}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(console: bool, detail: bool = False, facility: str = "daemon") -> None:
+    """Log to stderr (`-l`) and/or syslog through /dev/log with the `-S` facility; `-D` adds detail lines."""
+    import logging.handlers
+
+    root = logging.getLogger(PROG)
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG if detail else logging.INFO)
+    root.propagate = False
+    if console:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(ConsoleFormatter())
+        root.addHandler(handler)
+    if os.path.exists("/dev/log"):
+        try:
+            code = SYSLOG_FACILITIES.get(facility, SYSLOG_FACILITIES["daemon"]) >> 3
+            syslog = logging.handlers.SysLogHandler("/dev/log", facility=code)
+            syslog.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(message)s"))
+            root.addHandler(syslog)
+        except OSError:
+            pass
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+
+
+def sd_notify(message: str) -> bool:
+    """Send a systemd notification (READY=1, RELOADING=1, STOPPING=1, STATUS=...) to $NOTIFY_SOCKET."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.sendto(message.encode(), path)
+        return True
+    except OSError as exc:
+        log.warning("sd_notify to %s failed: %s", path.replace("\0", "@"), exc)
+        return False
+
+
+class ControlServer:
+    """A unix stream socket that answers every connection with the daemon's status as one JSON document.
+
+    `status()` returns the dict documented at format_status_table(). Writes are non-blocking; a client that
+    does not read is dropped after a second."""
+
+    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]]):
+        self.loop = loop
+        self.path = path
+        self.status = status
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o660)
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+        loop.add_reader(self.sock, self._accept)
+
+    def _accept(self) -> None:
+        import json
+
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        conn.setblocking(False)
+        data = (json.dumps(self.status(), indent=2, default=str) + "\n").encode()
+        state = {"data": data}
+        deadline = self.loop.call_later(1.0, self._drop, conn)
+
+        def write() -> None:
+            try:
+                sent = conn.send(state["data"])
+            except BlockingIOError:
+                return
+            except OSError:
+                sent = len(state["data"])
+            state["data"] = state["data"][sent:]
+            if not state["data"]:
+                deadline.cancel()
+                self._drop(conn)
+
+        self.loop.add_writer(conn, write)
+
+    def _drop(self, conn: socket.socket) -> None:
+        try:
+            self.loop.remove_writer(conn)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock)
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
+    """Ask a running daemon for its status (the client side of ControlServer)."""
+    import json
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return json.loads(b"".join(chunks).decode())
+
+
+def format_status_table(status: Dict[str, Any]) -> str:
+    """Render the daemon's status for a human.
+
+    The status dict: {"version", "pid", "router_id", "uptime",
+      "instances": [{"name", "state", "interface", "vrid", "version", "priority", "effective_priority",
+                     "master_address", "vips": [str], "stats": {"adverts_sent", "adverts_received",
+                     "bad_packets": {reason: n}, "transitions"}}],
+      "sync_groups": [{"name", "state", "members": [str]}],
+      "trackers": {name: {"kind", "state", ...}}, "lvs": {...}}"""
+    lines = [f"vrrpd {status.get('version', '?')} pid {status.get('pid', '?')} "
+             f"router_id {status.get('router_id', '?')} up {float(status.get('uptime', 0)):.0f}s"]
+    rows = [("INSTANCE", "STATE", "IF", "VRID", "PRIO", "EFF", "MASTER", "VIPS")]
+    for inst in status.get("instances", []):
+        rows.append((
+            str(inst.get("name", "")), str(inst.get("state", "")), str(inst.get("interface", "")),
+            str(inst.get("vrid", "")), str(inst.get("priority", "")), str(inst.get("effective_priority", "")),
+            str(inst.get("master_address") or "-"), ",".join(inst.get("vips", [])) or "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    for group in status.get("sync_groups", []):
+        lines.append(f"sync group {group.get('name')}: {group.get('state')} ({', '.join(group.get('members', []))})")
+    trackers = status.get("trackers") or {}
+    if trackers:
+        lines.append("TRACKER  STATE")
+        for name, info in sorted(trackers.items()):
+            lines.append(f"{name}  {info.get('state', info) if isinstance(info, dict) else info}")
+    lvs = status.get("lvs") or {}
+    for vs in lvs.get("virtual_servers", []) if isinstance(lvs, dict) else []:
+        lines.append(f"VS {vs.get('name', '')}: {vs.get('state', '')}")
+        for rs in vs.get("real_servers", []):
+            lines.append(f"  RS {rs.get('name', '')}: {'UP' if rs.get('up') else 'DOWN'} weight {rs.get('weight', '')}")
+    return "\n".join(lines) + "\n"
+
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     import argparse
