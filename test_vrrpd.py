@@ -385,6 +385,60 @@ def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
     assert lab.ip("link", "show", "vrrp.10", ns=node, check=False).returncode != 0
 
 
+def test_accept_mode_follows_keepalived_defaults():
+    gd = vrrpd.GlobalDefs(router_id="t")
+    inst = vrrpd.VrrpInstance("VI_1", priority=100)
+    assert vrrpd.instance_accepts(inst, gd)
+    gd.vrrp_strict = True
+    assert not vrrpd.instance_accepts(inst, gd)
+    inst.accept = True
+    assert vrrpd.instance_accepts(inst, gd)
+    owner = vrrpd.VrrpInstance("VI_2", priority=255, accept=False)
+    assert vrrpd.instance_accepts(owner, gd)
+    vip = vrrpd.VirtualIP(vrrpd.ipaddress.ip_interface("10.0.0.9/24"))
+    config = vrrpd.Config(global_defs=gd, vrrp_instances=[
+        vrrpd.VrrpInstance("A", priority=100, virtual_ipaddress=[vip]),
+        vrrpd.VrrpInstance("B", priority=100, accept=True, virtual_ipaddress=[vip])])
+    assert vrrpd.no_accept_vips(config) == [vrrpd.ipaddress.ip_address("10.0.0.9")]
+
+
+def test_strict_firewall_replaces_a_stale_table_and_removes_it_on_stop(lab):
+    require(shutil.which("nft") is not None, "needs nft")
+    node = lab.host("n", "10.83.0.2/24")
+    lab.run(node, ["nft", "add", "table", "inet", "vrrpd"])
+    lab.run(node, ["nft", "add", "chain", "inet", "vrrpd", "stale"])
+    out = run_py_in(lab, node, (
+        "import ipaddress, subprocess\n"
+        "fw = vrrpd.StrictFirewall()\n"
+        "assert fw.start([ipaddress.ip_address('10.83.0.100'), ipaddress.ip_address('2001:db8::64')])\n"
+        "print(subprocess.run(['nft', 'list', 'table', 'inet', 'vrrpd'], capture_output=True, text=True).stdout)\n"
+        "print('=====')\n"
+        "fw.stop()\n"
+        "print(subprocess.run(['nft', 'list', 'tables'], capture_output=True, text=True).stdout)\n"
+    )).stdout
+    listed, after = out.split("=====")
+    assert "stale" not in listed and "10.83.0.100" in listed and "2001:db8::64" in listed
+    assert "vrrpd" not in after
+
+
+def test_vmac_manager_creates_the_macvlan_and_restores_everything(lab):
+    node = lab.host("n", "10.84.0.2/24")
+    before = lab.run(node, ["sysctl", "-n", "net.ipv4.conf.eth0.arp_ignore"]).stdout.strip()
+    out = run_py_in(lab, node, (
+        "import subprocess\n"
+        "m = vrrpd.VmacManager()\n"
+        "m.create('vrrp.7', 'eth0', 7)\n"
+        "print(subprocess.run(['ip', '-d', 'link', 'show', 'vrrp.7'], capture_output=True, text=True).stdout)\n"
+        "print(open('/proc/sys/net/ipv4/conf/eth0/arp_ignore').read())\n"
+        "print('=====')\n"
+        "m.remove_all()\n"
+    )).stdout
+    shown, _ = out.split("=====")
+    assert "00:00:5e:00:01:07" in shown and "macvlan mode private" in shown and "\n1\n" in shown
+    assert lab.ip("link", "show", "vrrp.7", ns=node, check=False).returncode != 0
+    assert lab.run(node, ["sysctl", "-n", "net.ipv4.conf.eth0.arp_ignore"]).stdout.strip() == before
+
+
 # ============================================================================================
 # E. Tracking, notify scripts and e-mail
 # ============================================================================================

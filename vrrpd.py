@@ -946,6 +946,176 @@ class LvsManager:
         return {}
 
 
+# --------------------------------------------------------------------------------------------
+# 7c. Strict-mode firewall and VMAC links
+#     Both are set up at start and undone at stop with short blocking calls (the `nft` command,
+#     one rtnetlink request each); nothing here runs on the advert path.
+# --------------------------------------------------------------------------------------------
+
+
+def instance_accepts(inst: VrrpInstance, global_defs: GlobalDefs) -> bool:
+    """Accept_Mode as keepalived decides it: `accept`/`no_accept` if given, else off in strict mode.
+
+    An address owner (priority 255) always accepts (RFC 5798 section 6.1)."""
+    if inst.priority == 255:
+        return True
+    if inst.accept is not None:
+        return inst.accept
+    strict = inst.strict_mode if inst.strict_mode is not None else global_defs.vrrp_strict
+    return not strict
+
+
+def no_accept_vips(config: Config) -> List[IPAddress]:
+    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them."""
+    vips: List[IPAddress] = []
+    for inst in config.vrrp_instances:
+        if not instance_accepts(inst, config.global_defs):
+            vips += [v.address.ip for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded]
+    return vips
+
+
+class StrictFirewall:
+    """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
+
+    def __init__(self, table: str = NFT_TABLE):
+        self.table = table
+        self.active = False
+
+    def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10, check=False)
+
+    def start(self, vips: List[IPAddress]) -> bool:
+        """Remove a table left by a crashed run, then add ours if some VIP needs it; False on failure."""
+        try:
+            if self._nft(["nft", "list", "table", "inet", self.table]).returncode == 0:
+                log.info("Deleting old inet %s table", self.table)
+                self._nft(nft_delete_argv(self.table))
+            if not vips:
+                return True
+            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table))
+        except (OSError, subprocess.SubprocessError) as exc:
+            if vips:
+                log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
+            return not vips
+        if result.returncode != 0:
+            log.error("no_accept: nft refused the ruleset: %s", result.stderr.strip())
+            return False
+        self.active = True
+        log.info("no_accept: nftables table inet %s drops traffic to %d VIP(s)", self.table, len(set(vips)))
+        return True
+
+    def stop(self) -> None:
+        if not self.active:
+            return
+        try:
+            self._nft(nft_delete_argv(self.table))
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.error("cannot remove nftables table inet %s: %s", self.table, exc)
+        self.active = False
+
+
+def rtnl_talk(message: bytes) -> None:
+    """Send one rtnetlink request and wait for its acknowledgement (a short blocking call).
+
+    Raises NetlinkError with the kernel's errno."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
+        nl.settimeout(2.0)
+        nl.send(message)
+        seq = struct.unpack_from("=I", message, 8)[0]
+        while True:
+            data = nl.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
+                if msg_type == 2 and msg_seq == seq:  # NLMSG_ERROR; 0 is the acknowledgement
+                    err = -struct.unpack_from("=i", data, offset + 16)[0]
+                    if err:
+                        raise NetlinkError(err, "rtnetlink")
+                    return
+                offset += max(16, (length + 3) & ~3)
+
+
+def _read_sysctl(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _write_sysctl(path: str, value: str) -> bool:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+        return True
+    except OSError:
+        return False
+
+
+class VmacManager:
+    """Creates the VMAC macvlans of `use_vmac` instances and removes them (and restores sysctls) on stop."""
+
+    def __init__(self) -> None:
+        self.created: Dict[str, int] = {}  # name -> ifindex
+        self._saved_sysctls: Dict[str, str] = {}
+        self._seq = 0
+
+    def _set_sysctl(self, path: str, value: str, restore: bool = False) -> None:
+        old = _read_sysctl(path)
+        if old is None or old == value:
+            return
+        if restore and path not in self._saved_sysctls:
+            self._saved_sysctls[path] = old
+        _write_sysctl(path, value)
+
+    def create(self, name: str, base: str, vrid: int, family: int = 4) -> int:
+        """Create (or re-create after a crash) macvlan `name` on `base` with the VMAC; returns its ifindex.
+
+        An existing interface of that name is only replaced if it carries this VMAC."""
+        mac = vmac_address(vrid, family)
+        if os.path.exists(f"/sys/class/net/{name}"):
+            found = _read_sysctl(f"/sys/class/net/{name}/address") or ""
+            if found != ":".join(f"{b:02x}" for b in mac):
+                raise VrrpdError(f"use_vmac: interface {name} exists with MAC {found}, not the VMAC")
+            log.info("use_vmac: removing stale %s", name)
+            self._seq += 1
+            rtnl_talk(rtm_dellink(self._seq, socket.if_nametoindex(name)))
+        base_index = socket.if_nametoindex(base)
+        self._seq += 1
+        rtnl_talk(rtm_newlink_macvlan(self._seq, name, base_index, mac))
+        index = socket.if_nametoindex(name)
+        self.created[name] = index
+        self._seq += 1
+        rtnl_talk(rtm_setlink_addrgenmode(self._seq, index))
+        conf4 = "/proc/sys/net/ipv4/conf"
+        # keepalived's settings: the VMAC must hear its peers and answer ARP only for its own VIPs;
+        # the base interface must not answer ARP for the VIPs with its own MAC.
+        self._set_sysctl(f"{conf4}/{name}/arp_ignore", "1")
+        self._set_sysctl(f"{conf4}/{name}/accept_local", "1")
+        self._set_sysctl(f"{conf4}/{name}/rp_filter", "0")
+        if family == 4:
+            self._set_sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
+            self._set_sysctl(f"{conf4}/{base}/arp_ignore", "1", restore=True)
+            self._set_sysctl(f"{conf4}/{base}/arp_filter", "1", restore=True)
+        self._seq += 1
+        rtnl_talk(rtm_setlink_up(self._seq, index))
+        log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
+        return index
+
+    def remove_all(self) -> None:
+        for name, index in list(self.created.items()):
+            self._seq += 1
+            try:
+                rtnl_talk(rtm_dellink(self._seq, index))
+                log.info("use_vmac: removed %s", name)
+            except (OSError, NetlinkError) as exc:
+                log.warning("use_vmac: cannot remove %s: %s", name, exc)
+            del self.created[name]
+        for path, value in self._saved_sysctls.items():
+            _write_sysctl(path, value)
+        self._saved_sysctls.clear()
+
+
 # ============================================================================================
 # 8. Event loop
 # ============================================================================================
