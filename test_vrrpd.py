@@ -439,6 +439,81 @@ def test_vmac_manager_creates_the_macvlan_and_restores_everything(lab):
     assert lab.run(node, ["sysctl", "-n", "net.ipv4.conf.eth0.arp_ignore"]).stdout.strip() == before
 
 
+def keepalived_conf(tmp_path: Path, body: str, name: str = "keepalived.conf") -> Path:
+    path = tmp_path / name
+    path.write_text("global_defs {\n  router_id ka\n}\n" + body)
+    return path
+
+
+def start_keepalived(lab: Lab, ns: str, conf: Path, tmp_path: Path) -> Path:
+    """keepalived in the foreground inside ns, logging to a file; returns the log path."""
+    require(shutil.which("keepalived") is not None, "needs keepalived")
+    logfile = tmp_path / f"keepalived-{ns}.log"
+    out = open(logfile, "w")
+    lab.exec(ns, ["keepalived", "-n", "-l", "-D", "--no-syslog", "-f", str(conf),
+                  "-p", str(tmp_path / f"ka-{ns}.pid"), "-r", str(tmp_path / f"vrrp-{ns}.pid")],
+             stdout=out, stderr=subprocess.STDOUT)
+    return logfile
+
+
+def wait_link_local(lab: Lab, ns: str, ifname: str = "eth0") -> str:
+    def ready():
+        out = lab.ip("-6", "-o", "addr", "show", "dev", ifname, "scope", "link", ns=ns).stdout
+        return out.split()[3].split("/")[0] if out and "tentative" not in out else ""
+    return wait_for(ready, 10, 0.1, f"link-local address on {ns}")
+
+
+def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
+    ka = lab.host("k", "10.85.0.1/24")
+    us = lab.host("v", "10.85.0.2/24")
+    ka_ll, us_ll = wait_link_local(lab, ka), wait_link_local(lab, us)
+    conf = keepalived_conf(tmp_path, (
+        "vrrp_instance VI6 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 60\n  priority 100\n"
+        "  advert_int 0.1\n  virtual_ipaddress {\n    2001:db8:60::100/64\n  }\n}\n"))
+    logfile = start_keepalived(lab, ka, conf, tmp_path)
+    # our side: listen 2 s (keepalived becomes MASTER and advertises), then advertise priority 200 for 2 s
+    out = run_py_in(lab, us, (
+        "import ipaddress, socket, struct, time, json\n"
+        "s = vrrpd.VrrpSocket6('eth0', socket.if_nametoindex('eth0'))\n"
+        "s.join(vrrpd.VRRP_MCAST_GROUP6)\n"
+        "src = vrrpd.link_local_address('eth0')\n"
+        "msg = struct.pack('!BBBBHH', 0x31, 60, 200, 1, 10, 0) + ipaddress.IPv6Address('2001:db8:60::100').packed\n"
+        "seen, t0 = [], time.monotonic()\n"
+        "while time.monotonic() - t0 < 4.5:\n"
+        "    if time.monotonic() - t0 > 2:\n"
+        "        s.send(src, vrrpd.VRRP_MCAST_GROUP6, msg)\n"
+        "    time.sleep(0.1)\n"
+        "    while True:\n"
+        "        got = s.recv()\n"
+        "        if got is None:\n"
+        "            break\n"
+        "        data, frm, dst, hl = got\n"
+        "        seen.append([data.hex(), str(frm), str(dst), hl, round(time.monotonic() - t0, 2)])\n"
+        "print(json.dumps(seen))\n"
+    ), timeout=30).stdout
+    import json
+    seen = json.loads(out)
+    assert seen, "no advert from keepalived"
+    first = bytes.fromhex(seen[0][0])
+    assert seen[0][1] == ka_ll and seen[0][2] == "ff02::12" and seen[0][3] == 255
+    assert first[:4] == bytes([0x31, 60, 100, 1]) and struct_unpack_h(first, 4) & 0xFFF == 10
+    assert first[8:] == vrrpd.ipaddress.IPv6Address("2001:db8:60::100").packed
+    # kernel-verified checksum matches ours over the pseudo-header
+    zeroed = first[:6] + b"\0\0" + first[8:]
+    assert vrrpd.vrrp6_checksum(vrrpd.ipaddress.IPv6Address(ka_ll), vrrpd.VRRP_MCAST_GROUP6, zeroed) == \
+        struct_unpack_h(first, 6)
+    # keepalived heard our priority-200 adverts (checksum filled by the kernel) and stepped down
+    text = wait_for(lambda: (lambda t: t if "Entering BACKUP STATE" in t.split("Entering MASTER STATE", 1)[-1]
+                             else "")(logfile.read_text()), 5, 0.1, "keepalived back to BACKUP")
+    assert f"Master received advert from {us_ll} with higher priority 200" in text
+    late = [s for s in seen if s[4] > 3.0]
+    assert not late or all(bytes.fromhex(s[0])[2] != 100 for s in late), "keepalived kept advertising as MASTER"
+
+
+def struct_unpack_h(data: bytes, offset: int) -> int:
+    return int.from_bytes(data[offset:offset + 2], "big")
+
+
 # ============================================================================================
 # E. Tracking, notify scripts and e-mail
 # ============================================================================================

@@ -1116,6 +1116,93 @@ class VmacManager:
         self._saved_sysctls.clear()
 
 
+class VrrpSocket6:
+    """The raw IPv6 VRRP socket of one interface (RFC 5798 section 5.1.2).
+
+    Adverts go from the interface's link-local address with hop limit 255; the kernel fills in and
+    verifies the checksum over the IPv6 pseudo-header (IPV6_CHECKSUM), as keepalived has it do."""
+
+    def __init__(self, ifname: str, ifindex: int):
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.groups: List[ipaddress.IPv6Address] = []
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25), ifname.encode())
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def join(self, group: ipaddress.IPv6Address) -> None:
+        if group in self.groups:
+            return
+        mreq = group.packed + struct.pack("=I", self.ifindex)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        self.groups.append(group)
+
+    def send(self, src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, payload: bytes) -> None:
+        """Send payload (checksum left zero for the kernel) from src, which is set per packet."""
+        pktinfo = src.packed + struct.pack("=I", self.ifindex)
+        self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
+                          (str(dst), 0, 0, self.ifindex))
+
+    def recv(self) -> Optional[Tuple[bytes, ipaddress.IPv6Address, ipaddress.IPv6Address, int]]:
+        """One pending advert as (VRRP message, source, destination, hop limit), or None."""
+        try:
+            data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
+        except (BlockingIOError, InterruptedError):
+            return None
+        hoplimit, dst = -1, ipaddress.IPv6Address(0)
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hoplimit = struct.unpack("=i", value[:4])[0]
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                dst = ipaddress.IPv6Address(value[:16])
+        return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class NdiscSocket:
+    """An AF_PACKET socket that sends unsolicited Neighbour Advertisements on one interface."""
+
+    def __init__(self, ifname: str):
+        self.ifname = ifname
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.sock.setblocking(False)
+
+    def send(self, mac: bytes, address: ipaddress.IPv6Address) -> None:
+        frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))
+        self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def link_local_address(ifname: str) -> Optional[ipaddress.IPv6Address]:
+    """The interface's usable (not tentative) IPv6 link-local address, from /proc/net/if_inet6."""
+    try:
+        with open("/proc/net/if_inet6") as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    for row in rows:
+        if len(row) >= 6 and row[5] == ifname and row[3] == "20" and not int(row[4], 16) & 0x40:  # 0x40 tentative
+            return ipaddress.IPv6Address(bytes.fromhex(row[0]))
+    return None
+
+
 # ============================================================================================
 # 8. Event loop
 # ============================================================================================
