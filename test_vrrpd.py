@@ -197,7 +197,9 @@ KEEPALIVED_AH_ADVERT = bytes.fromhex(
 def run_py_in(lab: Lab, ns: str, code: str, timeout: float = 20) -> subprocess.CompletedProcess:
     """Run a Python snippet (with `vrrpd` importable) inside namespace ns."""
     prologue = f"import sys; sys.path.insert(0, {str(HERE)!r}); import vrrpd\n"
-    return lab.run(ns, [PYTHON, "-c", prologue + code], timeout=timeout)
+    result = lab.run(ns, [PYTHON, "-c", prologue + code], check=False, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def _csum_ok(data: bytes) -> bool:
@@ -508,6 +510,56 @@ def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
     assert f"Master received advert from {us_ll} with higher priority 200" in text
     late = [s for s in seen if s[4] > 3.0]
     assert not late or all(bytes.fromhex(s[0])[2] != 100 for s in late), "keepalived kept advertising as MASTER"
+
+
+def test_ah_adverts_interoperate_with_keepalived(lab, tmp_path):
+    ka = lab.host("k", "10.86.0.1/24")
+    us = lab.host("v", "10.86.0.2/24")
+    conf = keepalived_conf(tmp_path, (
+        "vrrp_instance VI_AH {\n  state MASTER\n  interface eth0\n  virtual_router_id 61\n  priority 100\n"
+        "  advert_int 1\n  authentication {\n    auth_type AH\n    auth_pass s3cret\n  }\n"
+        "  virtual_ipaddress {\n    10.86.0.100/24\n  }\n}\n"))
+    logfile = start_keepalived(lab, ka, conf, tmp_path)
+    out = run_py_in(lab, us, (
+        "import ipaddress, socket, struct, time, json\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, vrrpd.IPPROTO_AH)\n"
+        "s.setsockopt(socket.SOL_SOCKET, 25, b'eth0')\n"
+        "s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)\n"
+        "mreq = socket.inet_aton('224.0.0.18') + struct.pack('=4si', b'\\0' * 4, socket.if_nametoindex('eth0'))\n"
+        "s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)\n"
+        "s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)\n"
+        "s.settimeout(0.1)\n"
+        "seq = vrrpd.AhSequence()\n"
+        "src, vip = ipaddress.IPv4Address('10.86.0.2'), ipaddress.IPv4Address('10.86.0.100')\n"
+        "body = struct.pack('!BBBBBBH', 0x21, 61, 200, 1, 2, 1, 0) + vip.packed + bytes(8)\n"
+        "body = body[:6] + struct.pack('!H', vrrpd._csum16(body)) + body[8:]\n"
+        "heard, bad, t0, sending, ident, last = [], 0, time.monotonic(), None, 0, 0.0\n"
+        "while time.monotonic() - t0 < 12 and (sending is None or time.monotonic() - sending < 3.5):\n"
+        "    try:\n"
+        "        pkt = s.recv(2000)\n"
+        "        try:\n"
+        "            n, vrrp = vrrpd.parse_ipv4_ah(pkt, b's3cret')\n"
+        "            heard.append([n, vrrp[2], seq.accept(n)])\n"
+        "        except vrrpd.PacketError:\n"
+        "            bad += 1\n"
+        "    except socket.timeout:\n"
+        "        pass\n"
+        "    if heard and sending is None:\n"
+        "        sending = time.monotonic()\n"
+        "    if sending is not None and time.monotonic() - last > 0.3:\n"
+        "        ident, last = ident + 1, time.monotonic()\n"
+        "        s.sendto(vrrpd.build_ipv4_ah(src, vrrpd.VRRP_MCAST_GROUP4, body, b's3cret', seq.next(), ident),\n"
+        "                 ('224.0.0.18', 0))\n"
+        "print(json.dumps({'heard': heard, 'bad': bad}))\n"
+    ), timeout=30).stdout
+    import json
+    result = json.loads(out)
+    assert result["heard"] and result["bad"] == 0
+    assert all(prio == 100 and fresh for _n, prio, fresh in result["heard"][:1])
+    text = logfile.read_text()
+    assert "Master received advert from 10.86.0.2 with higher priority 200, ours 100" in text
+    assert "Entering BACKUP STATE" in text.split("Entering MASTER STATE", 1)[-1]
+    assert "IPSEC-AH" not in text, "keepalived rejected an AH advert"
 
 
 def struct_unpack_h(data: bytes, offset: int) -> int:
