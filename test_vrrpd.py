@@ -1569,7 +1569,7 @@ def run_py_in(lab: Lab, ns: str, code: str, timeout: float = 20) -> subprocess.C
 
 
 def _csum_ok(data: bytes) -> bool:
-    return vrrpd._csum16(data) == 0
+    return vrrpd.inet_checksum(data) == 0
 
 
 def test_vrrp6_checksum_matches_golden_vector():
@@ -1898,7 +1898,7 @@ def test_ah_adverts_interoperate_with_keepalived(lab, tmp_path):
         "seq = vrrpd.AhSequence()\n"
         "src, vip = ipaddress.IPv4Address('10.86.0.2'), ipaddress.IPv4Address('10.86.0.100')\n"
         "body = struct.pack('!BBBBBBH', 0x21, 61, 200, 1, 2, 1, 0) + vip.packed + bytes(8)\n"
-        "body = body[:6] + struct.pack('!H', vrrpd._csum16(body)) + body[8:]\n"
+        "body = body[:6] + struct.pack('!H', vrrpd.inet_checksum(body)) + body[8:]\n"
         "heard, bad, t0, sending, ident, last = [], 0, time.monotonic(), None, 0, 0.0\n"
         "while time.monotonic() - t0 < 12 and (sending is None or time.monotonic() - sending < 3.5):\n"
         "    try:\n"
@@ -1930,6 +1930,172 @@ def test_ah_adverts_interoperate_with_keepalived(lab, tmp_path):
 
 def struct_unpack_h(data: bytes, offset: int) -> int:
     return int.from_bytes(data[offset:offset + 2], "big")
+
+
+V6_NET = "10.56.0"
+
+
+def _v6_conf(name, vrid, priority, vips, state="BACKUP", advert=0.1, version=3, extra="", global_extra="",
+             interface="eth0", auth=None):
+    auth_block = f"    authentication {{\n        auth_type AH\n        auth_pass {auth}\n    }}\n" if auth else ""
+    vip_lines = "".join(f"        {v}\n" for v in vips)
+    return (f"vrrp_instance {name} {{\n    state {state}\n    interface {interface}\n"
+            f"    virtual_router_id {vrid}\n    priority {priority}\n    advert_int {advert}\n    version {version}\n"
+            f"{auth_block}    virtual_ipaddress {{\n{vip_lines}    }}\n{extra}}}\n")
+
+
+def _global(router_id, extra=""):
+    return f"global_defs {{\n    router_id {router_id}\n{extra}}}\n"
+
+
+def _has_addr6(lab, ns, address, ifname="eth0"):
+    out = lab.ip("-6", "-o", "addr", "show", "dev", ifname, ns=ns, check=False).stdout
+    return [line for line in out.splitlines() if f" {address}/" in line]
+
+
+def _neigh_mac(lab, ns, address, ifname="eth0"):
+    out = lab.ip("neigh", "show", address, "dev", ifname, ns=ns, check=False).stdout.split()
+    return out[out.index("lladdr") + 1] if "lladdr" in out else ""
+
+
+def test_ipv6_instance_against_keepalived_failover_nodad_and_neighbour_advert(lab, tmp_path):
+    vip6 = "2001:db8:56::100"
+    client = lab.host("c", f"{V6_NET}.9/24")
+    lab.ip("addr", "add", "2001:db8:56::9/64", "dev", "eth0", "nodad", ns=client)
+    ns_k = lab.host("k", f"{V6_NET}.1/24")
+    ns_v = lab.host("v", f"{V6_NET}.2/24")
+    wait_link_local(lab, ns_k)
+    wait_link_local(lab, ns_v)
+    ka_conf = _global("ka") + _v6_conf("VI6", 66, 150, [f"{vip6}/64"])
+    ka = _Node(lab, ns_k, tmp_path, "K", ka_conf, keepalived=True)
+    ours = _Node(lab, ns_v, tmp_path, "V", _global("v") + _v6_conf("VI6", 66, 100, [f"{vip6}/64"]))
+    wait_for(lambda: _has_addr6(lab, ns_k, vip6), 10, 0.05, "keepalived holds the IPv6 VIP")
+    time.sleep(1.0)
+    assert not _has_addr6(lab, ns_v, vip6), "vrrpd took the VIP from a higher-priority keepalived"
+    assert "Entering MASTER STATE" not in ours.log()
+    wait_for(lambda: lab.run(client, ["ping", "-6", "-c1", "-W1", vip6], check=False).returncode == 0, 5, 0.2,
+             "client reaches the VIP on keepalived")
+    ka_mac = _neigh_mac(lab, client, vip6)
+    ka.kill()
+    lines = wait_for(lambda: _has_addr6(lab, ns_v, vip6), 5, 0.02, "vrrpd takes over the IPv6 VIP")
+    assert "tentative" not in lines[0] and "nodad" in lines[0]
+    v_mac = lab.run(ns_v, ["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    # the unsolicited NA (Override flag) moves the client's entry without waiting for NUD
+    wait_for(lambda: _neigh_mac(lab, client, vip6) == v_mac, 5, 0.05, "client neighbour entry follows the NA")
+    assert ka_mac and ka_mac != v_mac
+    assert lab.run(client, ["ping", "-6", "-c1", "-W1", vip6], check=False).returncode == 0
+    # keepalived comes back with the higher priority and takes the VIP back from vrrpd
+    wait_for(lambda: not sh(["ip", "netns", "pids", ns_k], check=False).stdout.strip(), 10, 0.1, "keepalived gone")
+    ka.start()
+    wait_for(lambda: not _has_addr6(lab, ns_v, vip6), 10, 0.05, "vrrpd gives the VIP back")
+    assert "Master received advert from fe80::" in ours.log()
+    ours.stop()
+
+
+def test_ah_instance_against_keepalived_both_ways(lab, tmp_path):
+    vip = f"{V6_NET}.100"
+    ns_k = lab.host("k", f"{V6_NET}.1/24")
+    ns_v = lab.host("v", f"{V6_NET}.2/24")
+    conf = _v6_conf("VI_AH", 57, 100, [f"{vip}/24"], advert=1, version=2, auth="pw4ah")
+    ka = _Node(lab, ns_k, tmp_path, "K", _global("ka") + conf, keepalived=True)
+    wait_for(lambda: lab.has_address(ns_k, vip), 10, 0.05, "keepalived MASTER")
+    ours = _Node(lab, ns_v, tmp_path, "V", _global("v") + conf.replace("priority 100", "priority 200"))
+    # vrrpd (200) preempts keepalived (100): keepalived accepted our AH adverts and sequence numbers
+    wait_for(lambda: lab.has_address(ns_v, vip) and not lab.has_address(ns_k, vip), 12, 0.05, "vrrpd preempts")
+    time.sleep(2.5)
+    assert lab.has_address(ns_v, vip) and not lab.has_address(ns_k, vip)
+    assert "IPSEC-AH" not in ka.log() and "ah_" not in ours.log()
+    # and vrrpd accepted keepalived's: stopping vrrpd (priority 0) hands the VIP back at once
+    ours.stop()
+    wait_for(lambda: lab.has_address(ns_k, vip), 3, 0.05, "keepalived takes over after vrrpd's priority 0")
+    assert "Backup received priority 0 advertisement" in ka.log() or "Entering MASTER STATE" in ka.log()
+
+
+def _second_port(lab, ns, ifname, address):
+    lab._port += 1
+    peer = f"p{lab._port}"
+    lab.ip("link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
+    lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
+    lab.ip("addr", "add", address, "dev", ifname, ns=ns)
+    lab.ip("link", "set", ifname, "up", ns=ns)
+
+
+def test_sync_group_moves_both_instances_when_one_interface_dies(lab, tmp_path):
+    ns_a = lab.host("a", f"{V6_NET}.1/24")
+    ns_b = lab.host("b", f"{V6_NET}.2/24")
+    _second_port(lab, ns_a, "eth1", "10.57.0.1/24")
+    _second_port(lab, ns_b, "eth1", "10.57.0.2/24")
+
+    def conf(router, prio):
+        return (_global(router) + "vrrp_sync_group G1 {\n    group {\n        VI_1\n        VI_2\n    }\n}\n"
+                + _v6_conf("VI_1", 71, prio, [f"{V6_NET}.100/24"])
+                + _v6_conf("VI_2", 72, prio, ["10.57.0.100/24"], interface="eth1"))
+
+    a = _Node(lab, ns_a, tmp_path, "A", conf("a", 150))
+    b = _Node(lab, ns_b, tmp_path, "B", conf("b", 100))
+
+    def holds(ns):
+        return lab.has_address(ns, f"{V6_NET}.100"), lab.has_address(ns, "10.57.0.100", "eth1")
+
+    wait_for(lambda: holds(ns_a) == (True, True) and holds(ns_b) == (False, False), 10, 0.05, "A master of both")
+    assert "VRRP_Group(G1) Syncing instances to MASTER state" in a.log()
+    lab.link(ns_a, "eth1", up=False)
+    wait_for(lambda: holds(ns_b) == (True, True), 5, 0.02, "B takes over both instances")
+    assert holds(ns_a) == (False, False)
+    assert "VRRP_Group(G1) Syncing instances to FAULT state" in a.log()
+    assert "VRRP_Group(G1) Syncing instances to MASTER state" in b.log()
+    lab.link(ns_a, "eth1", up=True)
+    wait_for(lambda: holds(ns_a) == (True, True) and holds(ns_b) == (False, False), 10, 0.05, "A preempts both")
+    a.stop()
+    b.stop()
+
+
+def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
+    vip = f"{V6_NET}.100"
+    client = lab.host("c", f"{V6_NET}.9/24")
+    ns_a = lab.host("a", f"{V6_NET}.1/24")
+    ns_b = lab.host("b", f"{V6_NET}.2/24")
+    extra = "    use_vmac\n"
+    a = _Node(lab, ns_a, tmp_path, "A", _global("a") + _v6_conf("VI_1", 51, 150, [f"{vip}/24"], extra=extra))
+    b = _Node(lab, ns_b, tmp_path, "B", _global("b") + _v6_conf("VI_1", 51, 100, [f"{vip}/24"], extra=extra))
+    wait_for(lambda: lab.has_address(ns_a, vip, "vrrp.51"), 10, 0.05, "A holds the VIP on vrrp.51")
+    assert "macvlan mode private" in lab.ip("-d", "link", "show", "vrrp.51", ns=ns_b).stdout
+    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
+    assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
+    a.stop()
+    wait_for(lambda: lab.has_address(ns_b, vip, "vrrp.51"), 5, 0.02, "B takes over")
+    assert lab.ip("link", "show", "vrrp.51", ns=ns_a, check=False).returncode != 0, "VMAC left behind on stop"
+    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
+    assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
+    b.stop()
+
+
+def test_strict_mode_master_drops_traffic_to_its_vip_and_the_table_goes_away(lab, tmp_path):
+    require(shutil.which("nft") is not None, "needs nft")
+    vip = f"{V6_NET}.100"
+    client = lab.host("c", f"{V6_NET}.9/24")
+    ns = lab.host("n", f"{V6_NET}.1/24")
+    text = _global("n", "    vrrp_strict\n") + _v6_conf("VI_1", 51, 100, [f"{vip}/24"])
+    node = _Node(lab, ns, tmp_path, "N", text)
+    wait_for(lambda: lab.has_address(ns, vip), 10, 0.05, "the node becomes MASTER")
+    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode != 0
+    assert lab.run(client, ["ping", "-c1", "-W1", f"{V6_NET}.1"], check=False).returncode == 0
+    assert vip in lab.run(ns, ["nft", "list", "table", "inet", "vrrpd"]).stdout
+    # a crash leaves the table; the next start replaces it, and a clean stop removes it
+    node.kill()
+    assert lab.run(ns, ["nft", "list", "table", "inet", "vrrpd"], check=False).returncode == 0
+    lab.ip("addr", "del", f"{vip}/24", "dev", "eth0", ns=ns)
+    node.start()
+    wait_for(lambda: lab.has_address(ns, vip), 10, 0.05, "MASTER again")
+    assert "Deleting old inet vrrpd table" in node.log()
+    node.stop()
+    assert "vrrpd" not in lab.run(ns, ["nft", "list", "tables"]).stdout
+    # with `accept` the VIP answers
+    node.conf.write_text(text.replace("    version 3\n", "    version 3\n    accept\n"))
+    node.start()
+    wait_for(lambda: lab.has_address(ns, vip), 10, 0.05, "MASTER with accept")
+    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
+    node.stop()
 
 
 # ============================================================================================

@@ -2603,16 +2603,7 @@ AH_SEQ_MAX = 0xFFFFFFFD  # keepalived stops counting here and waits for a new ma
 
 NFT_TABLE = "vrrpd"  # our own table, `inet vrrpd`; keepalived's is `keepalived`
 
-# rtnetlink numbers for the VMAC macvlan (linux/rtnetlink.h, linux/if_link.h)
-RTM_NEWLINK = 16
-RTM_DELLINK = 17
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
-IFF_UP = 0x1
-IFLA_ADDRESS = 1
-IFLA_IFNAME = 3
+# rtnetlink numbers for the VMAC macvlan (linux/if_link.h); the generic ones are in section 4
 IFLA_LINK = 5
 IFLA_LINKINFO = 18
 IFLA_AF_SPEC = 26
@@ -2623,17 +2614,6 @@ IFLA_INET6_ADDR_GEN_MODE = 8
 MACVLAN_MODE_PRIVATE = 1
 IN6_ADDR_GEN_MODE_NONE = 1
 IN6_ADDR_GEN_MODE_RANDOM = 3
-NLA_F_NESTED = 0x8000
-
-
-def _csum16(data: bytes) -> int:
-    """RFC 1071 Internet checksum of data (odd lengths padded with a zero byte)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def ipv6_pseudo_header(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, length: int, next_header: int) -> bytes:
@@ -2643,7 +2623,44 @@ def ipv6_pseudo_header(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, l
 
 def vrrp6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, message: bytes) -> int:
     """VRRPv3 checksum over an IPv6 message (RFC 5798 section 5.2.8); the checksum field must be zero."""
-    return _csum16(ipv6_pseudo_header(src, dst, len(message), IPPROTO_VRRP) + message)
+    return inet_checksum(ipv6_pseudo_header(src, dst, len(message), IPPROTO_VRRP) + message)
+
+
+def encode_advert6(adv: VrrpAdvert, src: Optional[ipaddress.IPv6Address] = None,
+                   dst: Optional[ipaddress.IPv6Address] = None) -> bytes:
+    """A VRRPv3 message with IPv6 addresses (RFC 5798 section 5.1.2).
+
+    With src and dst the checksum is filled in; without them it stays zero for a socket whose kernel
+    computes it (IPV6_CHECKSUM), as ours does."""
+    centis = max(1, min(0xFFF, int(round(adv.advert_int * 100))))
+    msg = VRRP_V3_HEADER.pack(0x31, adv.vrid, adv.priority, len(adv.addresses), centis, 0)
+    msg += b"".join(a.packed for a in adv.addresses)
+    if src is not None and dst is not None:
+        msg = msg[:6] + struct.pack("!H", vrrp6_checksum(src, dst, msg)) + msg[8:]
+    return msg
+
+
+def decode_advert6(msg: bytes, src: Optional[ipaddress.IPv6Address] = None,
+                   dst: Optional[ipaddress.IPv6Address] = None) -> VrrpAdvert:
+    """Decode a VRRPv3 message with IPv6 addresses; the checksum is checked when src and dst are given
+    (a socket with IPV6_CHECKSUM has already dropped bad ones). Raises PacketError."""
+    if len(msg) < VRRP_HEADER_LEN:
+        raise PacketError("truncated", f"{len(msg)} bytes")
+    version, ptype, vrid, priority, naddr = msg[0] >> 4, msg[0] & 0x0F, msg[1], msg[2], msg[3]
+    if version != 3:
+        raise PacketError("bad_version", f"{version} (IPv6 needs VRRPv3)")
+    if ptype != VRRP_TYPE_ADVERTISEMENT:
+        raise PacketError("bad_type", str(ptype))
+    if len(msg) != VRRP_HEADER_LEN + 16 * naddr:
+        raise PacketError("bad_length", f"{len(msg)} bytes for {naddr} addresses")
+    checksum = struct.unpack_from("!H", msg, 6)[0]
+    if src is not None and dst is not None and inet_checksum(ipv6_pseudo_header(src, dst, len(msg), 112) + msg):
+        raise PacketError("bad_checksum", f"0x{checksum:04x}")
+    centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
+    if centis == 0:
+        raise PacketError("bad_interval", "0")
+    addresses = [ipaddress.IPv6Address(msg[8 + 16 * i: 24 + 16 * i]) for i in range(naddr)]
+    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)  # type: ignore[arg-type]
 
 
 def multicast_mac6(group: ipaddress.IPv6Address) -> bytes:
@@ -2659,7 +2676,7 @@ def build_unsolicited_na(src_mac: bytes, target: ipaddress.IPv6Address, router: 
     flags = ND_NA_FLAG_OVERRIDE | (ND_NA_FLAG_ROUTER if router else 0)
     option = struct.pack("!BB", ND_OPT_TARGET_LINKADDR, 1) + src_mac
     icmp = struct.pack("!BBHB3x", ND_NEIGHBOR_ADVERT, 0, 0, flags) + target.packed + option
-    checksum = _csum16(ipv6_pseudo_header(target, ALL_NODES6, len(icmp), IPPROTO_ICMPV6) + icmp)
+    checksum = inet_checksum(ipv6_pseudo_header(target, ALL_NODES6, len(icmp), IPPROTO_ICMPV6) + icmp)
     icmp = icmp[:2] + struct.pack("!H", checksum) + icmp[4:]
     ip6 = struct.pack("!IHBB", 6 << 28, len(icmp), IPPROTO_ICMPV6, NDISC_HOPLIMIT) + target.packed + ALL_NODES6.packed
     return multicast_mac6(ALL_NODES6) + src_mac + struct.pack("!H", ETH_P_IPV6) + ip6 + icmp
@@ -2712,7 +2729,7 @@ def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: 
     header = _ipv4_header(src, dst, AH_HEADER_LEN + len(vrrp), ident, ttl, IPPROTO_AH)
     ah = struct.pack("!BBH4sI", IPPROTO_VRRP, AH_PAYLOAD_LEN, 0, src.packed, seq) + bytes(AH_ICV_LEN)
     icv = ah_icv(key, header, ah, vrrp, unicast)
-    header = header[:10] + struct.pack("!H", _csum16(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
     return header + ah[:12] + icv + vrrp
 
 
@@ -2820,27 +2837,17 @@ def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> 
     return name or f"{prefix}.{vrid}"
 
 
-def _nla(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + bytes(-length % 4)
-
-
-def _nlmsg(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
-    return struct.pack("=IHHII", 16 + len(body), msg_type, flags, seq, 0) + body
-
-
 def _ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
-    return struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, flags, change)
+    return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
 
 def rtm_newlink_macvlan(seq: int, name: str, base_ifindex: int, mac: bytes) -> bytes:
     """RTM_NEWLINK creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
-    info = _nla(IFLA_INFO_KIND, b"macvlan") + _nla(IFLA_INFO_DATA | NLA_F_NESTED,
-                                                  _nla(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
-    attrs = (_nla(IFLA_IFNAME, name.encode() + b"\0") + _nla(IFLA_LINK, struct.pack("=I", base_ifindex))
-             + _nla(IFLA_ADDRESS, mac) + _nla(IFLA_LINKINFO | NLA_F_NESTED, info))
-    return _nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, _ifinfomsg() + attrs)
+    info = nla_pack(IFLA_INFO_KIND, b"macvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED,
+                                                  nla_pack(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
+    attrs = (nla_pack(IFLA_IFNAME, name.encode() + b"\0") + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
+             + nla_pack(IFLA_ADDRESS, mac) + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
+    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, _ifinfomsg() + attrs)
 
 
 def rtm_setlink_addrgenmode(seq: int, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
@@ -2848,17 +2855,17 @@ def rtm_setlink_addrgenmode(seq: int, ifindex: int, mode: int = IN6_ADDR_GEN_MOD
 
     `random` (FRR's advice, RFC 5798 section 7.4) keeps two routers' link-locals apart although
     their VMACs are equal."""
-    spec = _nla(IFLA_AF_SPEC | NLA_F_NESTED,
-                _nla(socket.AF_INET6 | NLA_F_NESTED, _nla(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
-    return _nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex) + spec)
+    spec = nla_pack(IFLA_AF_SPEC | NLA_F_NESTED,
+                nla_pack(socket.AF_INET6 | NLA_F_NESTED, nla_pack(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
+    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex) + spec)
 
 
 def rtm_setlink_up(seq: int, ifindex: int, up: bool = True) -> bytes:
-    return _nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
+    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
 
 
 def rtm_dellink(seq: int, ifindex: int) -> bytes:
-    return _nlmsg(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex))
+    return nlmsg_pack(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex))
 
 
 # ============================================================================================
@@ -4198,6 +4205,7 @@ class Daemon:
         self.notifier = Notifier(self.loop, config)
         self.tracking = Tracking(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
+        self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -4207,6 +4215,7 @@ class Daemon:
         self.rtnl = Rtnetlink()
         self.links = self.rtnl.links()
         self.addrs = self.rtnl.addresses()
+        self.beyond.start()
         for inst in self.config.vrrp_instances:
             try:
                 self._add_instance(inst)
@@ -4223,9 +4232,7 @@ class Daemon:
 
     def _add_instance(self, inst: VrrpInstance) -> None:
         g = self.g
-        version = inst.version or g.vrrp_version
-        if inst.family != 4:
-            raise ValueError("only IPv4 instances are supported")
+        version = 3 if inst.family == 6 else (inst.version or g.vrrp_version)  # keepalived: IPv6 is VRRPv3
         pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
         machine = VrrpMachine(
             inst.name, inst.virtual_router_id, inst.priority, inst.advert_int, version,
@@ -4242,6 +4249,10 @@ class Daemon:
         )
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(pick(inst.v3_checksum_as_v2, g.v3_checksum_as_v2))
+        if inst.family == 6:
+            self.beyond.attach6(rt)
+            self.runtimes.append(rt)
+            return
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
@@ -4265,6 +4276,7 @@ class Daemon:
                 rt.vsock.join(g.vrrp_mcast_group4)
         rt.src = self._source_address(rt)
         machine.primary_ip = rt.src
+        self.beyond.attach4(rt)
         self.runtimes.append(rt)
 
     def _source_address(self, rt: InstanceRuntime) -> Optional[ipaddress.IPv4Address]:
@@ -4306,6 +4318,7 @@ class Daemon:
         try:
             self.tracking.stop()
             self.lvs.stop()
+            self.beyond.stop()
         finally:
             self.notifier.close(0.5)
             log.info("Stopped %s v%s", PROG, __version__)
@@ -4322,6 +4335,7 @@ class Daemon:
     def close(self) -> None:
         for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
             sock.close()
+        self.beyond.close()
         if self.monitor is not None:
             self.monitor.close()
         if self.rtnl is not None:
@@ -4352,6 +4366,7 @@ class Daemon:
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
+        self.beyond.after_actions(rt, actions)
         if self.stopping:
             self._maybe_finish()
 
@@ -4374,10 +4389,12 @@ class Daemon:
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         rt.timer = None
+        if self.beyond.hold_master(rt):
+            return
         self._apply(rt, rt.machine.on_timer(self.loop.time()))
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
-        if rt.vsock is None or rt.src is None:
+        if self.beyond.send_advert(rt, priority) or rt.vsock is None or rt.src is None:
             return
         m = rt.machine
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
@@ -4393,7 +4410,7 @@ class Daemon:
 
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
         if vip.dev is None or vip.dev == rt.inst.interface:
-            return rt.ifindex
+            return self.beyond.vip_ifindex(rt) or rt.ifindex
         link = self._link_by_name(vip.dev)
         return link.index if link is not None else 0
 
@@ -4404,7 +4421,9 @@ class Daemon:
             if not index:
                 continue
             try:
-                if add:
+                if add and vip.address.version == 6:
+                    self.beyond.add_vip6(index, vip)
+                elif add:
                     self.rtnl.add_address(index, vip)
                 else:
                     self.rtnl.del_address(index, vip)
@@ -4443,6 +4462,7 @@ class Daemon:
 
     def _send_garps(self, rt: InstanceRuntime, repeat: int, announce: bool = False) -> None:
         """`repeat` GARPs per IPv4 VIP, paced by vrrp_garp_interval when it is set."""
+        self.beyond.send_nas(rt, repeat)
         if rt.machine.state != State.MASTER and not (rt.machine.state == State.STOP and rt.machine.vips_set):
             return
         frames: List[Tuple[str, bytes, ipaddress.IPv4Address]] = []
@@ -4542,6 +4562,7 @@ class Daemon:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         inst = rt.inst
         fault = not self._link_up(inst.interface) or (rt.src is None and not rt.unicast)
+        fault = fault or self.beyond.group_fault(rt)
         delta = 0
         for ref in inst.track_interface:
             up = self._link_up(ref.name)
@@ -4645,8 +4666,429 @@ class Daemon:
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
-                "uptime": time.time() - self.started, "instances": instances, "sync_groups": [],
+                "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
+
+
+# --------------------------------------------------------------------------------------------
+# 10b. Beyond IPv4: IPv6 instances, VMAC, sync groups, the strict-mode firewall and AH
+#      One helper the Daemon calls from a few hooks; it owns the extra sockets and state.
+# --------------------------------------------------------------------------------------------
+
+IFA_F_NODAD = 0x02
+
+
+class AhSocket:
+    """A raw IPPROTO_AH socket on one interface: receives the AH-wrapped adverts of `auth_type AH`."""
+
+    def __init__(self, ifname: str, ifindex: int):
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.groups: List[ipaddress.IPv4Address] = []
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_AH)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def join(self, group: ipaddress.IPv4Address) -> None:
+        if group not in self.groups:
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                                 IP_MREQN.pack(group.packed, b"\0" * 4, self.ifindex))
+            self.groups.append(group)
+
+    def recv(self) -> Optional[bytes]:
+        try:
+            return self.sock.recv(65535)
+        except (BlockingIOError, InterruptedError):
+            return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def sync_force(machine: VrrpMachine, now: float, state: State) -> List[Action]:
+    """Move a sync-group member to `state` as keepalived's vrrp_sync_master/backup/fault do.
+
+    A MASTER forced to FAULT sends priority 0, so the peer's members take over at once."""
+    if machine.state == state or machine.state in (State.STOP, State.INIT):
+        return []
+    if state == State.MASTER:
+        return machine._become_master(now)
+    if state == State.FAULT:
+        return machine._enter_fault(now)
+    machine.master_adver_int = machine.advert_int
+    return machine._enter_backup(now)
+
+
+class BeyondIPv4:
+    """IPv6 instances, VMACs, sync groups, the no_accept firewall and AH, for one Daemon."""
+
+    def __init__(self, daemon: Daemon):
+        self.d = daemon
+        self.firewall = StrictFirewall()
+        self.vmacs = VmacManager()
+        self.vsocks6: Dict[str, VrrpSocket6] = {}
+        self.by_socket6: Dict[str, List[InstanceRuntime]] = {}
+        self.sock6_of: Dict[str, VrrpSocket6] = {}
+        self.ndisc: Dict[str, NdiscSocket] = {}
+        self.ah_socks: Dict[str, AhSocket] = {}
+        self.ah_seq: Dict[str, AhSequence] = {}
+        self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
+        self.xmit: Dict[str, VrrpSocket] = {}  # instance -> socket sending from its VMAC
+        self.groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
+        self.group_of: Dict[str, str] = {}
+        self.last_state: Dict[str, State] = {}
+        self.syncing = False
+        self.ll_timer: Optional[Timer] = None
+
+    # -- start and stop ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Firewall, sync groups and VMACs, before the instances are added."""
+        cfg = self.d.config
+        self.firewall.start(no_accept_vips(cfg))
+        names = {inst.name for inst in cfg.vrrp_instances}
+        for sg in cfg.sync_groups:
+            members = [m for m in sg.group if m in names and m not in self.group_of]
+            if members:
+                self.groups[sg.name] = (sg, SyncGroupEngine(sg.name, members))
+                self.group_of.update({m: sg.name for m in members})
+        created = False
+        for inst in cfg.vrrp_instances:
+            if not inst.use_vmac or not inst.interface:
+                continue
+            name = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
+            try:
+                self.vmac_index[inst.name] = self.vmacs.create(name, inst.interface, inst.virtual_router_id,
+                                                               inst.family)
+                created = True
+            except (OSError, VrrpdError) as exc:
+                log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
+        if created and self.d.rtnl is not None:
+            self.d.links = self.d.rtnl.links()
+
+    def stop(self) -> None:
+        """After the VIPs are gone: remove the VMACs and our nftables table."""
+        if self.ll_timer is not None:
+            self.ll_timer.cancel()
+        self.vmacs.remove_all()
+        self.firewall.stop()
+
+    def close(self) -> None:
+        socks: List[Any] = list(self.vsocks6.values()) + list(self.ndisc.values()) + list(self.ah_socks.values())
+        for sock in socks + list(self.xmit.values()):
+            sock.close()
+
+    # -- instances -----------------------------------------------------------------------------
+    def attach6(self, rt: InstanceRuntime) -> None:
+        """Socket, source (the link-local address) and targets of an IPv6 instance."""
+        d, inst = self.d, rt.inst
+        link = d._link_by_name(inst.interface) if inst.interface else None
+        if link is None:
+            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, inst.interface)
+            return
+        rt.ifindex = link.index
+        vsock = self.vsocks6.get(link.name)
+        if vsock is None:
+            vsock = self.vsocks6[link.name] = VrrpSocket6(link.name, link.index)
+            d.loop.add_reader(vsock.sock, self._on_readable6, vsock)
+            self.by_socket6[link.name] = []
+        self.sock6_of[inst.name] = vsock
+        self.by_socket6[link.name].append(rt)
+        if rt.unicast:
+            rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
+        else:
+            rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
+            vsock.join(d.g.vrrp_mcast_group6)
+        chosen = inst.unicast_src_ip or inst.mcast_src_ip
+        rt.src = chosen if chosen is not None and chosen.version == 6 else link_local_address(link.name)  # type: ignore
+        rt.machine.primary_ip = rt.src  # type: ignore[assignment]
+        if rt.src is None and self.ll_timer is None:
+            self.ll_timer = d.loop.call_later(0.2, self._poll_link_local)
+
+    def _poll_link_local(self) -> None:
+        """An IPv6 instance has no usable link-local address yet (DAD): look again until it has."""
+        self.ll_timer = None
+        waiting = [rt for rt in self.d.runtimes if rt.inst.family == 6 and rt.src is None and rt.ifindex]
+        found = False
+        for rt in waiting:
+            link = self.d.links.get(rt.ifindex)
+            rt.src = link_local_address(link.name) if link is not None else None  # type: ignore[assignment]
+            rt.machine.primary_ip = rt.src  # type: ignore[assignment]
+            found = found or rt.src is not None
+        if found and not self.d.stopping:
+            self.d._reevaluate()
+        if any(rt.src is None for rt in waiting) and not self.d.stopping:
+            self.ll_timer = self.d.loop.call_later(0.2, self._poll_link_local)
+
+    def attach4(self, rt: InstanceRuntime) -> None:
+        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket."""
+        d, inst = self.d, rt.inst
+        index = self.vmac_index.get(inst.name)
+        if index is not None and not inst.vmac_xmit_base:
+            try:
+                self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
+            except OSError as exc:
+                log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
+        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.vsock is not None:
+            ahsock = self.ah_socks.get(rt.vsock.ifname)
+            if ahsock is None:
+                ahsock = self.ah_socks[rt.vsock.ifname] = AhSocket(rt.vsock.ifname, rt.vsock.ifindex)
+                d.loop.add_reader(ahsock.sock, self._on_ah_readable, ahsock)
+            for group in rt.vsock.groups:
+                ahsock.join(group)
+            self.ah_seq[inst.name] = AhSequence()
+
+    def vip_ifindex(self, rt: InstanceRuntime) -> Optional[int]:
+        """Where the instance's VIPs go: its VMAC when it has one."""
+        return self.vmac_index.get(rt.inst.name)
+
+    def add_vip6(self, index: int, vip: VirtualIP) -> None:
+        """Add an IPv6 VIP with nodad, as keepalived does: VRRP is its duplicate detection."""
+        assert self.d.rtnl is not None
+        payload = bytearray(addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer))
+        payload[2] |= IFA_F_NODAD
+        try:
+            self.d.rtnl.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, bytes(payload))
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+
+    # -- sending -------------------------------------------------------------------------------
+    def send_advert(self, rt: InstanceRuntime, priority: int) -> bool:
+        """Send the advert if it is ours to send (IPv6, VMAC, AH); False leaves it to the Daemon."""
+        inst, m = rt.inst, rt.machine
+        if inst.family == 6:
+            sock6 = self.sock6_of.get(inst.name)
+            if sock6 is None or rt.src is None:
+                return True
+            msg = encode_advert6(VrrpAdvert(3, m.vrid, priority, m.addresses, m.advert_int))
+            for dst, _ttl in rt.targets:
+                try:
+                    sock6.send(rt.src, dst, msg)  # type: ignore[arg-type]
+                    rt.adverts_sent += 1
+                except OSError as exc:
+                    self.d.ratelimit(("send6", inst.name, exc.errno), self.d.loop.time(),
+                                     f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
+            return True
+        ah = inst.name in self.ah_seq
+        sock = self.xmit.get(inst.name) or rt.vsock
+        if not ah and inst.name not in self.xmit:
+            return False
+        if sock is None or rt.src is None:
+            return True
+        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
+                         m.auth_type.value if rt.version == 2 else 0,
+                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
+        for dst, ttl in rt.targets:
+            msg = encode_advert(adv, rt.src, dst, rt.checksum_as_v2)
+            try:
+                if ah:
+                    sock.ident = sock.ident % 0xFFFF + 1
+                    packet = build_ipv4_ah(rt.src, dst, msg, inst.auth_pass, self.ah_seq[inst.name].next(),
+                                           sock.ident, ttl, unicast=rt.unicast)
+                    sock.sock.sendto(packet, (str(dst), 0))
+                else:
+                    sock.send(rt.src, dst, msg, ttl)
+                rt.adverts_sent += 1
+            except OSError as exc:
+                self.d.ratelimit(("send", inst.name, exc.errno), self.d.loop.time(),
+                                 f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
+        return True
+
+    def send_nas(self, rt: InstanceRuntime, repeat: int) -> None:
+        """`repeat` unsolicited Neighbour Advertisements per IPv6 VIP, paced by vrrp_gna_interval."""
+        d, m = self.d, rt.machine
+        if m.state != State.MASTER and not (m.state == State.STOP and m.vips_set):
+            return
+        frames: List[Tuple[str, bytes, ipaddress.IPv6Address]] = []
+        for vip in rt.vips:
+            link = d.links.get(d._vip_index(rt, vip))
+            if link is None or len(link.mac) != 6 or vip.address.version != 6:
+                continue
+            frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
+        interval = d.g.vrrp_gna_interval
+        for n, frame in enumerate(frames):
+            if interval > 0:
+                rt.garp_timers.append(d.loop.call_later(n * interval, self._send_na, *frame))
+            else:
+                self._send_na(*frame)
+
+    def _send_na(self, ifname: str, mac: bytes, address: ipaddress.IPv6Address) -> None:
+        try:
+            sock = self.ndisc.get(ifname)
+            if sock is None:
+                sock = self.ndisc[ifname] = NdiscSocket(ifname)
+            log.debug("Sending unsolicited Neighbour Advert on %s for %s", ifname, address)
+            sock.send(mac, address)
+        except OSError as exc:
+            self.d.ratelimit(("na", ifname), self.d.loop.time(), f"cannot send neighbour advert on {ifname}: {exc}")
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _on_readable6(self, vsock: VrrpSocket6) -> None:
+        for _ in range(256):
+            got = vsock.recv()
+            if got is None:
+                return
+            self._handle_packet6(vsock, *got)
+
+    def _handle_packet6(self, vsock: VrrpSocket6, msg: bytes, src: ipaddress.IPv6Address,
+                        dst: ipaddress.IPv6Address, hoplimit: int) -> None:
+        """RFC 5798 section 7.1 for IPv6 (the kernel has checked the checksum), then the machine."""
+        d = self.d
+        rts = self.by_socket6.get(vsock.ifname, [])
+        if len(msg) < 2 or any(src == rt.src for rt in rts):
+            return
+        vrid, unicast = msg[1], not dst.is_multicast
+        rt = next((r for r in rts if r.machine.vrid == vrid), None)
+        if rt is None:
+            d.ratelimit(("vrid6", vsock.ifname, vrid), d.loop.time(),
+                        f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
+            return
+        name = rt.inst.name
+        if not unicast and hoplimit != VRRP_TTL:
+            d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
+            return
+        if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
+            d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
+            return
+        try:
+            adv = decode_advert6(msg)
+        except PacketError as exc:
+            d._bad(rt, exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
+            return
+        problem = rt.machine.check_advert(adv)
+        if problem is not None:
+            d._bad(rt, problem[0], f"({name}) {problem[1]}")
+            return
+        if adv.priority and rt.machine.address_mismatch(adv):
+            d._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
+                   f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
+        rt.adverts_received += 1
+        d._apply(rt, rt.machine.on_advert(d.loop.time(), adv, src))  # type: ignore[arg-type]
+
+    def _on_ah_readable(self, ahsock: AhSocket) -> None:
+        for _ in range(256):
+            data = ahsock.recv()
+            if data is None:
+                return
+            self._handle_ah(ahsock, data)
+
+    def _handle_ah(self, ahsock: AhSocket, data: bytes) -> None:
+        """Check the AH header and the sequence number, then hand the bare advert to the Daemon."""
+        d = self.d
+        ihl = (data[0] & 0x0F) * 4 if data else 0
+        if len(data) < ihl + AH_HEADER_LEN + 2:
+            return
+        src, vrid = ipaddress.IPv4Address(data[12:16]), data[ihl + AH_HEADER_LEN + 1]
+        rt = next((r for r in d.by_socket.get(ahsock.ifname, [])
+                   if r.machine.vrid == vrid and r.inst.name in self.ah_seq), None)
+        if rt is None or rt.vsock is None or src == rt.src:
+            return
+        name = rt.inst.name
+        try:
+            seq, vrrp = parse_ipv4_ah(data, rt.inst.auth_pass, unicast=rt.unicast)
+        except PacketError as exc:
+            d._bad(rt, exc.reason, f"({name}) IPSEC-AH : {exc}")
+            return
+        counter = self.ah_seq[name]
+        if not counter.accept(seq):
+            d._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
+                   f"Packet dropped. Local({counter.seq_number})")
+            return
+        if rt.machine.state == State.MASTER and 0 < vrrp[2] < rt.machine.effective_priority:
+            counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
+        d._handle_packet(rt.vsock, encode_ipv4(src, ipaddress.IPv4Address(data[16:20]), vrrp, ttl=data[8]))
+
+    # -- sync groups ---------------------------------------------------------------------------
+    def _runtime(self, name: str) -> Optional[InstanceRuntime]:
+        return next((rt for rt in self.d.runtimes if rt.inst.name == name), None)
+
+    def hold_master(self, rt: InstanceRuntime) -> bool:
+        """The member's master-down timer is due: True when its sync group makes it wait.
+
+        A waiting member parks (no timer) until every member wants MASTER or an advert re-arms it;
+        members whose timer was re-armed by an advert no longer want MASTER."""
+        d, m, name = self.d, rt.machine, rt.inst.name
+        gname = self.group_of.get(name)
+        if (gname is None or self.syncing or m.state != State.BACKUP or m.master_down_timer is None
+                or d.loop.time() < m.master_down_timer):
+            return False
+        engine = self.groups[gname][1]
+        before = engine.state
+        for member in engine.members:
+            other = self._runtime(member)
+            if other is not None and other is not rt and other.machine.state == State.BACKUP \
+                    and other.machine.master_down_timer is not None:
+                engine.withdraw(member)
+        moves = engine.request_master(name)
+        if not moves:
+            m.master_down_timer = None
+            d._reschedule(rt)
+            return True
+        self._apply_moves([mv for mv in moves if mv[0] != name], gname, before)
+        return False
+
+    def after_actions(self, rt: InstanceRuntime, actions: List[Action]) -> None:
+        """Follow the member's state changes with the rest of its sync group."""
+        for act in actions:
+            if isinstance(act, Notify):
+                self._state_changed(rt, act.state)
+
+    def _state_changed(self, rt: InstanceRuntime, state: State) -> None:
+        name = rt.inst.name
+        prev, self.last_state[name] = self.last_state.get(name), state
+        if state == State.MASTER and name in self.ah_seq:
+            self.ah_seq[name].becoming_master()
+        gname = self.group_of.get(name)
+        if gname is None or self.syncing or state == State.STOP:
+            return
+        engine = self.groups[gname][1]
+        before = engine.state
+        moves: List[Tuple[str, State]] = []
+        if state == State.FAULT:
+            moves = engine.set_fault(name, True)
+        elif prev == State.FAULT:
+            moves = engine.set_fault(name, False)
+        elif engine.state == State.FAULT:
+            moves = [(name, State.FAULT)]
+        elif state == State.BACKUP:
+            moves = engine.backup(name)
+        elif state == State.MASTER:
+            moves = engine.request_master(name) or [(name, State.BACKUP)]
+        self._apply_moves(moves, gname, before)
+
+    def _apply_moves(self, moves: List[Tuple[str, State]], gname: str, before: State) -> None:
+        sg, engine = self.groups[gname]
+        now = self.d.loop.time()
+        self.syncing = True
+        try:
+            for member, state in moves:
+                other = self._runtime(member)
+                if other is not None:
+                    acts = sync_force(other.machine, now, state)
+                    if acts:
+                        self.d._apply(other, acts)
+        finally:
+            self.syncing = False
+        if engine.state != before:
+            self.d._safe(self.d.notifier.vrrp_group, sg, engine.state)
+
+    def group_fault(self, rt: InstanceRuntime) -> bool:
+        """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
+        gname = self.group_of.get(rt.inst.name)
+        if gname is None:
+            return False
+        sg = self.groups[gname][0]
+        return any(self.d._link_up(ref.name) == ref.reverse for ref in sg.track_interface)
+
+    def status(self) -> List[Dict[str, Any]]:
+        return [{"name": name, "state": engine.state.value, "members": list(engine.members)}
+                for name, (_sg, engine) in self.groups.items()]
 
 
 # ============================================================================================
