@@ -3689,7 +3689,7 @@ class VmacManager:
         rtnl_talk(rtm_setlink_addrgenmode(self._seq, index))
         conf4 = "/proc/sys/net/ipv4/conf"
         # keepalived's settings: the VMAC must hear its peers and answer ARP only for its own VIPs;
-        # the base interface must not answer ARP for the VIPs with its own MAC.
+        # the base interface must not answer ARP for the VIPs with its own MAC (arp_announce is ours).
         self._set_sysctl(f"{conf4}/{name}/arp_ignore", "1")
         self._set_sysctl(f"{conf4}/{name}/accept_local", "1")
         self._set_sysctl(f"{conf4}/{name}/rp_filter", "0")
@@ -3697,6 +3697,9 @@ class VmacManager:
             self._set_sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
             self._set_sysctl(f"{conf4}/{base}/arp_ignore", "1", restore=True)
             self._set_sysctl(f"{conf4}/{base}/arp_filter", "1", restore=True)
+            # replies from a VIP leave through the base interface; its ARP requests must not carry the VIP
+            # as sender, or neighbours would learn the base MAC for it
+            self._set_sysctl(f"{conf4}/{base}/arp_announce", "2", restore=True)
         self._seq += 1
         rtnl_talk(rtm_setlink_up(self._seq, index))
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
