@@ -2027,8 +2027,12 @@ def test_sync_group_moves_both_instances_when_one_interface_dies(lab, tmp_path):
     _second_port(lab, ns_a, "eth1", "10.57.0.1/24")
     _second_port(lab, ns_b, "eth1", "10.57.0.2/24")
 
+    tmp_path.chmod(0o755)
+    recorders = {node: _recorder_script(tmp_path, node) for node in ("a", "b")}
+
     def conf(router, prio):
-        return (_global(router) + "vrrp_sync_group G1 {\n    group {\n        VI_1\n        VI_2\n    }\n}\n"
+        return (_global(router) + "vrrp_sync_group G1 {\n    group {\n        VI_1\n        VI_2\n    }\n"
+                + f"    notify {recorders[router]}\n}}\n"
                 + _v6_conf("VI_1", 71, prio, [f"{V6_NET}.100/24"])
                 + _v6_conf("VI_2", 72, prio, ["10.57.0.100/24"], interface="eth1"))
 
@@ -2045,9 +2049,34 @@ def test_sync_group_moves_both_instances_when_one_interface_dies(lab, tmp_path):
     assert holds(ns_a) == (False, False)
     assert "VRRP_Group(G1) Syncing instances to FAULT state" in a.log()
     assert "VRRP_Group(G1) Syncing instances to MASTER state" in b.log()
+    wait_for(lambda: (tmp_path / "notify-b.log").exists() and "GROUP G1 MASTER 0"
+             in (tmp_path / "notify-b.log").read_text(), 5, 0.05, "B's group notify script")
+    assert "GROUP G1 FAULT 0" in (tmp_path / "notify-a.log").read_text()
     lab.link(ns_a, "eth1", up=True)
     wait_for(lambda: holds(ns_a) == (True, True) and holds(ns_b) == (False, False), 10, 0.05, "A preempts both")
     a.stop()
+    b.stop()
+
+
+def test_ipv6_unicast_peers_between_two_vrrpd_nodes(lab, tmp_path):
+    vip6 = "2001:db8:58::100"
+    ns_a = lab.host("a", f"{V6_NET}.1/24")
+    ns_b = lab.host("b", f"{V6_NET}.2/24")
+    for ns, own in ((ns_a, "2001:db8:58::1"), (ns_b, "2001:db8:58::2")):
+        lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
+
+    def conf(router, prio, src, peer):
+        extra = f"    unicast_src_ip {src}\n    unicast_peer {{\n        {peer}\n    }}\n"
+        return _global(router) + _v6_conf("VI6", 68, prio, [f"{vip6}/64"], extra=extra)
+
+    a = _Node(lab, ns_a, tmp_path, "A", conf("a", 150, "2001:db8:58::1", "2001:db8:58::2"))
+    b = _Node(lab, ns_b, tmp_path, "B", conf("b", 100, "2001:db8:58::2", "2001:db8:58::1"))
+    wait_for(lambda: _has_addr6(lab, ns_a, vip6), 10, 0.05, "A MASTER")
+    time.sleep(1.0)
+    assert not _has_addr6(lab, ns_b, vip6), "B must hear A's unicast adverts"
+    a.stop()
+    wait_for(lambda: _has_addr6(lab, ns_b, vip6), 5, 0.02, "B takes over after A's priority 0")
+    assert "(VI6) Backup received priority 0 advertisement" in b.log() or "Entering MASTER STATE" in b.log()
     b.stop()
 
 

@@ -5148,7 +5148,7 @@ class Daemon:
 
     def _add_instance(self, inst: VrrpInstance) -> None:
         g = self.g
-        version = 3 if inst.family == 6 else (inst.version or g.vrrp_version)  # keepalived: IPv6 is VRRPv3
+        version = 3 if instance_family(inst) == 6 else (inst.version or g.vrrp_version)  # keepalived: IPv6 is VRRPv3
         pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
         machine = VrrpMachine(
             inst.name, inst.virtual_router_id, inst.priority, inst.advert_int, version,
@@ -5165,7 +5165,7 @@ class Daemon:
         )
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(pick(inst.v3_checksum_as_v2, g.v3_checksum_as_v2))
-        if inst.family == 6:
+        if instance_family(inst) == 6:
             self.beyond.attach6(rt)
             self.runtimes.append(rt)
             return
@@ -5594,6 +5594,11 @@ class Daemon:
 IFA_F_NODAD = 0x02
 
 
+def instance_family(inst: VrrpInstance) -> int:
+    """4 or 6: `native_ipv6` makes an instance IPv6 even without IPv6 VIPs (keepalived), else its first VIP."""
+    return 6 if inst.native_ipv6 else inst.family
+
+
 class AhSocket:
     """A raw IPPROTO_AH socket on one interface: receives the AH-wrapped adverts of `auth_type AH`."""
 
@@ -5680,7 +5685,7 @@ class BeyondIPv4:
             name = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
             try:
                 self.vmac_index[inst.name] = self.vmacs.create(name, inst.interface, inst.virtual_router_id,
-                                                               inst.family)
+                                                               instance_family(inst))
                 created = True
             except (OSError, VrrpdError) as exc:
                 log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
@@ -5729,7 +5734,7 @@ class BeyondIPv4:
     def _poll_link_local(self) -> None:
         """An IPv6 instance has no usable link-local address yet (DAD): look again until it has."""
         self.ll_timer = None
-        waiting = [rt for rt in self.d.runtimes if rt.inst.family == 6 and rt.src is None and rt.ifindex]
+        waiting = [rt for rt in self.d.runtimes if instance_family(rt.inst) == 6 and rt.src is None and rt.ifindex]
         found = False
         for rt in waiting:
             link = self.d.links.get(rt.ifindex)
@@ -5778,7 +5783,7 @@ class BeyondIPv4:
     def send_advert(self, rt: InstanceRuntime, priority: int) -> bool:
         """Send the advert if it is ours to send (IPv6, VMAC, AH); False leaves it to the Daemon."""
         inst, m = rt.inst, rt.machine
-        if inst.family == 6:
+        if instance_family(inst) == 6:
             sock6 = self.sock6_of.get(inst.name)
             if sock6 is None or rt.src is None:
                 return True
