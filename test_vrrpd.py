@@ -1689,6 +1689,92 @@ def test_sync_group_backup_or_fault_of_one_member_moves_all(caplog):
     assert group.state == vrrpd.State.BACKUP
 
 
+def _group_daemon(strict=False):
+    """A Daemon with two started instances in sync group G (no sockets: adverts go nowhere)."""
+    insts = [vrrpd.VrrpInstance(name, interface="eth0", virtual_router_id=vrid, priority=100, advert_int=0.1,
+                                version=3, sync_group="G")
+             for name, vrid in (("VI_1", 1), ("VI_2", 2))]
+    config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="t", vrrp_strict=strict), vrrp_instances=insts,
+                          sync_groups=[vrrpd.SyncGroup("G", group=["VI_1", "VI_2"])])
+    d = vrrpd.Daemon(config)
+    d.rtnl = object()  # no VIPs here, so never used
+    d.beyond.groups["G"] = (config.sync_groups[0], vrrpd.SyncGroupEngine("G", ["VI_1", "VI_2"]))
+    d.beyond.group_of.update({"VI_1": "G", "VI_2": "G"})
+    for inst in insts:
+        machine = vrrpd.VrrpMachine(inst.name, inst.virtual_router_id, 100, 0.1, 3,
+                                    garp_lower_prio_repeat=3)
+        rt = vrrpd.InstanceRuntime(inst, machine, 3)
+        d.beyond.apply_strict(rt)
+        d.runtimes.append(rt)
+    now = d.loop.time()
+    for rt in d.runtimes:
+        d._apply(rt, rt.machine.start(now))
+    return d
+
+
+def _fire_down_timer(d, rt):
+    rt.machine.master_down_timer = d.loop.time() - 0.001
+    d._on_timer(rt)
+
+
+def test_daemon_sync_group_waits_for_every_member_then_moves_together():
+    d = _group_daemon()
+    one, two = d.runtimes
+    try:
+        _fire_down_timer(d, one)
+        assert one.machine.state == vrrpd.State.BACKUP and one.machine.master_down_timer is None  # parked
+        _fire_down_timer(d, two)
+        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.MASTER] * 2
+        assert d.beyond.status() == [{"name": "G", "state": "MASTER", "members": ["VI_1", "VI_2"]}]
+        d._apply(two, two.machine.set_fault(d.loop.time(), True))
+        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.FAULT] * 2
+        d._apply(two, two.machine.set_fault(d.loop.time(), False))
+        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
+        assert all(rt.machine.master_down_timer is not None for rt in d.runtimes)
+    finally:
+        d.loop.close()
+
+
+def test_daemon_parked_member_that_hears_a_master_no_longer_counts_as_wanting():
+    d = _group_daemon()
+    one, two = d.runtimes
+    try:
+        _fire_down_timer(d, one)
+        adv = vrrpd.VrrpAdvert(3, 1, 200, [], 0.1)
+        d._apply(one, one.machine.on_advert(d.loop.time(), adv, vrrpd.ipaddress.ip_address("10.0.0.9")))
+        _fire_down_timer(d, two)
+        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
+    finally:
+        d.loop.close()
+
+
+def test_strict_mode_silences_a_master_hearing_a_lower_priority():
+    d = _group_daemon(strict=True)
+    try:
+        assert all(rt.machine.lower_prio_no_advert and rt.machine.garp_lower_prio_repeat == 0 for rt in d.runtimes)
+        relaxed = _group_daemon(strict=False)
+        assert not relaxed.runtimes[0].machine.lower_prio_no_advert
+        relaxed.loop.close()
+    finally:
+        d.loop.close()
+
+
+def test_ipv6_advert_encode_decode_round_trip_and_checksum():
+    src = vrrpd.ipaddress.IPv6Address("fe80::c8")
+    addrs = [vrrpd.ipaddress.IPv6Address("fe80::1"), vrrpd.ipaddress.IPv6Address("2001:db8::1")]
+    msg = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0), src, vrrpd.VRRP_MCAST_GROUP6)
+    assert msg[:8].hex() == "310a640200643f5d"  # the golden vector, checksum included
+    adv = vrrpd.decode_advert6(msg, src, vrrpd.VRRP_MCAST_GROUP6)
+    assert (adv.vrid, adv.priority, adv.addresses, adv.advert_int) == (10, 100, addrs, 1.0)
+    with pytest.raises(vrrpd.PacketError) as err:
+        vrrpd.decode_advert6(msg, vrrpd.ipaddress.IPv6Address("fe80::c9"), vrrpd.VRRP_MCAST_GROUP6)
+    assert err.value.reason == "bad_checksum"
+    with pytest.raises(vrrpd.PacketError) as err:
+        vrrpd.decode_advert6(msg[:-1])
+    assert err.value.reason == "bad_length"
+    assert vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0))[6:8] == b"\0\0"  # left to the kernel
+
+
 def test_unsolicited_na_updates_a_neighbours_cache(lab):
     client = lab.host("c", "10.82.0.1/24")
     router = lab.host("r", "10.82.0.2/24")

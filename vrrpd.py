@@ -5705,9 +5705,18 @@ class BeyondIPv4:
             sock.close()
 
     # -- instances -----------------------------------------------------------------------------
+    def apply_strict(self, rt: InstanceRuntime) -> None:
+        """vrrp_strict's run-time rules (keepalived): a MASTER hearing a lower priority stays silent and
+        sends no extra GARPs."""
+        inst = rt.inst
+        if inst.strict_mode if inst.strict_mode is not None else self.d.g.vrrp_strict:
+            rt.machine.lower_prio_no_advert = True
+            rt.machine.garp_lower_prio_repeat = 0
+
     def attach6(self, rt: InstanceRuntime) -> None:
         """Socket, source (the link-local address) and targets of an IPv6 instance."""
         d, inst = self.d, rt.inst
+        self.apply_strict(rt)
         link = d._link_by_name(inst.interface) if inst.interface else None
         if link is None:
             log.error("(%s) WARNING - interface %s doesn't exist", inst.name, inst.interface)
@@ -5749,6 +5758,7 @@ class BeyondIPv4:
     def attach4(self, rt: InstanceRuntime) -> None:
         """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket."""
         d, inst = self.d, rt.inst
+        self.apply_strict(rt)
         index = self.vmac_index.get(inst.name)
         if index is not None and not inst.vmac_xmit_base:
             try:
