@@ -1748,6 +1748,19 @@ def test_daemon_parked_member_that_hears_a_master_no_longer_counts_as_wanting():
         d.loop.close()
 
 
+def test_sync_group_track_interface_faults_every_member():
+    d = _group_daemon()
+    try:
+        d.beyond.groups["G"][0].track_interface = [vrrpd.TrackRef("eth9")]
+        assert all(d.beyond.group_fault(rt) for rt in d.runtimes)
+        d.links[9] = vrpd_link = vrrpd.LinkInfo(9, "eth9", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)
+        assert vrpd_link.up and not any(d.beyond.group_fault(rt) for rt in d.runtimes)
+        assert vrrpd.instance_family(vrrpd.VrrpInstance("x", native_ipv6=True)) == 6
+        assert vrrpd.instance_family(vrrpd.VrrpInstance("x")) == 4
+    finally:
+        d.loop.close()
+
+
 def test_strict_mode_silences_a_master_hearing_a_lower_priority():
     d = _group_daemon(strict=True)
     try:
@@ -2164,6 +2177,35 @@ def test_ipv6_unicast_peers_between_two_vrrpd_nodes(lab, tmp_path):
     wait_for(lambda: _has_addr6(lab, ns_b, vip6), 5, 0.02, "B takes over after A's priority 0")
     assert "(VI6) Backup received priority 0 advertisement" in b.log() or "Entering MASTER STATE" in b.log()
     b.stop()
+
+
+def _capture(lab, ns, bpf, count, timeout=15):
+    """Start tcpdump in ns (link-level headers, µs timestamps); returns the Popen whose stdout has the lines."""
+    require(shutil.which("tcpdump") is not None, "needs tcpdump")
+    proc = lab.exec(ns, ["timeout", str(timeout), "tcpdump", "-i", "eth0", "-n", "-e", "-v", "-l", "-tt",
+                         "-c", str(count), bpf], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.5)
+    return proc
+
+
+def test_neighbour_adverts_are_paced_by_gna_interval_and_carry_the_router_flag(lab, tmp_path):
+    vip6 = "2001:db8:59::100"
+    client = lab.host("c", f"{V6_NET}.9/24")
+    ns = lab.host("n", f"{V6_NET}.1/24")
+    wait_link_local(lab, ns)
+    lab.run(ns, ["sysctl", "-qw", "net.ipv6.conf.eth0.forwarding=1"])
+    cap = _capture(lab, client, "icmp6 and ip6[40] == 136", 3)
+    text = (_global("n", "    vrrp_gna_interval 0.4\n    vrrp_garp_master_repeat 3\n    vrrp_garp_master_delay 0\n")
+            + _v6_conf("VI6", 69, 100, [f"{vip6}/64"]))
+    node = _Node(lab, ns, tmp_path, "N", text)
+    out, _ = cap.communicate(timeout=20)
+    lines = [line for line in out.splitlines() if "neighbor advertisement" in line and vip6 in line]
+    assert len(lines) == 3, out
+    stamps = [float(line.split()[0]) for line in lines]
+    assert all(b - a >= 0.3 for a, b in zip(stamps, stamps[1:])), stamps
+    assert all("Flags [router, override]" in line and "[icmp6 sum ok]" in line and "hlim 255" in line
+               for line in lines), lines
+    node.stop()
 
 
 def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
