@@ -2218,6 +2218,8 @@ def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     b = _Node(lab, ns_b, tmp_path, "B", _global("b") + _v6_conf("VI_1", 51, 100, [f"{vip}/24"], extra=extra))
     wait_for(lambda: lab.has_address(ns_a, vip, "vrrp.51"), 10, 0.05, "A holds the VIP on vrrp.51")
     assert "macvlan mode private" in lab.ip("-d", "link", "show", "vrrp.51", ns=ns_b).stdout
+    adverts, _ = _capture(lab, client, "ip proto 112", 2).communicate(timeout=20)
+    assert adverts.count("00:00:5e:00:01:33 > 01:00:5e:00:00:12") == 2, adverts  # sent from the VMAC
     assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
     assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
     a.stop()
