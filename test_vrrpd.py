@@ -3935,6 +3935,243 @@ def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop.close()
 
 
+# -- G2. Command line, daemonising, signals, dumps, reload (issue 7) ---------------------------
+
+
+class _OpsNode(_Node):
+    """A vrrpd node with its own control socket and dump directory, so nodes never share them."""
+
+    def __init__(self, lab, ns, tmp_path, name, conf_text, env=None):
+        self.ctl = str(tmp_path / f"{name}.sock")
+        self.dumps = tmp_path / f"{name}-dumps"
+        self.dumps.mkdir(exist_ok=True)
+        self.env = env
+        super().__init__(lab, ns, tmp_path, name, conf_text)
+
+    def start(self):
+        logf = open(self.log_path, "a")
+        cmd = [PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(self.conf), "--control-socket", self.ctl,
+               "--dump-dir", str(self.dumps)]
+        env = dict(os.environ, **(self.env or {}))
+        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        logf.close()
+        return self
+
+    def status(self):
+        return vrrpd.query_status(self.ctl)
+
+    def instance(self, name="VI_1"):
+        return next(i for i in self.status()["instances"] if i["name"] == name)
+
+    def reload(self, conf_text):
+        self.conf.write_text(conf_text)
+        before = self.log().count("Reload complete") + self.log().count("Reload failed")
+        self.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.log().count("Reload complete") + self.log().count("Reload failed") > before, 5,
+                 what=f"node {self.name} to finish its reload")
+
+
+def _second_instance(name="VI_2", vrid=52, priority=100, state="BACKUP", vip=f"{LAB_NET}.101/24"):
+    """A vrrp_instance block to append to _conf()'s text."""
+    return (f"vrrp_instance {name} {{\n    state {state}\n    interface eth0\n    virtual_router_id {vrid}\n"
+            f"    priority {priority}\n    advert_int 0.1\n    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n")
+
+
+def test_signum_names_match_keepalived(capsys):
+    for name, number in (("STOP", 15), ("RELOAD", 1), ("DATA", 10), ("STATS", 12), ("JSON", signal.SIGRTMIN + 2),
+                         ("STATS_CLEAR", 63)):
+        assert vrrpd.main(["--signum", name]) == 0
+        assert capsys.readouterr().out.strip() == str(int(number)), name
+    assert vrrpd.main(["--signum", "NOPE"]) == 1
+
+
+def test_cli_accepts_keepalived_spellings_and_C_is_lvs_only():
+    parser = vrrpd.build_arg_parser()
+    args = parser.parse_args(["--use-file", "x.conf", "--dont-fork", "--log-console", "--log-detail",
+                              "--log-facility", "local3", "--vrrp", "--pid", "/tmp/p", "--dump-conf"])
+    assert (args.config, args.dont_fork, args.log_console, args.log_detail, args.log_facility, args.vrrp_only,
+            args.pid, args.dump_conf) == ("x.conf", True, True, True, "local3", True, "/tmp/p", True)
+    short = parser.parse_args(["-f", "y", "-n", "-l", "-D", "-S", "2", "-C", "-p", "q"])
+    assert (short.config, short.log_facility, short.lvs_only, short.vrrp_only, short.check) == ("y", "2", True, False,
+                                                                                                 False)
+    assert parser.parse_args(["--check"]).check and parser.parse_args(["-t"]).check
+    with pytest.raises(SystemExit):
+        parser.parse_args(["-P", "-C"])  # one or the other, as keepalived's child processes
+    cfg = vrrpd.parse_config_text(inst("state BACKUP\ninterface eth0\nvirtual_router_id 1\npriority 100\n"
+                                       "virtual_ipaddress { 10.0.0.1 }") +
+                                  "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n")[0]
+    assert cfg.vrrp_instances and cfg.virtual_servers
+    lvs = vrrpd._select_subsystems(cfg, vrrp_only=False, lvs_only=True)
+    assert not lvs.vrrp_instances and lvs.virtual_servers
+
+
+def test_status_without_a_daemon_says_so_and_exits_3(tmp_path, capsys):
+    assert vrrpd.main(["--status", "--control-socket", str(tmp_path / "none.sock")]) == vrrpd.EXIT_NOT_RUNNING
+    assert "no running vrrpd" in capsys.readouterr().err
+
+
+def test_pid_file_refuses_a_second_holder_and_is_removed_by_its_owner(tmp_path):
+    path = str(tmp_path / "run" / "vrrpd.pid")
+    first = vrrpd.PidFile(path)
+    first.acquire()
+    first.write(os.getpid())
+    second = vrrpd.PidFile(path)
+    with pytest.raises(vrrpd.VrrpdError, match=f"already running \\(pid {os.getpid()}, pid file {path}\\)"):
+        second.acquire()
+    first.release()
+    assert not os.path.exists(path)
+    second.acquire()  # free again
+    second.release()
+
+
+def test_data_and_stats_dumps_follow_keepalived_layout():
+    status = {"instances": [{"name": "VI_1", "stats": {
+        "adverts_sent": 7, "adverts_received": 3, "bad_packets": {"bad_ttl": 2, "bad_auth": 1}, "transitions": 2,
+        "entered": {"BACKUP": 1, "MASTER": 1}, "released_master": 0, "priority_zero_sent": 0,
+        "priority_zero_received": 1}}]}
+    text = vrrpd.format_stats(status)
+    for line in ("VRRP Instance: VI_1", "    Received: 3", "    Sent: 7", "  Became master: 1",
+                 "  Packet errors: 3", "    bad_ttl: 2", "  Priority Zero:"):
+        assert line in text.splitlines(), (line, text)
+
+
+def test_daemon_forks_writes_pid_file_and_a_second_copy_refuses(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    conf = tmp_path / "a.conf"
+    conf.write_text(_conf(priority=150, state="MASTER"))
+    pid_path = tmp_path / "vrrpd.pid"
+    argv = [PYTHON, VRRPD, "-f", str(conf), "-p", str(pid_path), "--control-socket", str(tmp_path / "a.sock"),
+            "--dump-dir", str(tmp_path)]
+    first = lab.run(ns, argv, check=False, timeout=30)
+    assert first.returncode == 0, first.stderr
+    pid = int(pid_path.read_text())
+    try:
+        assert os.path.exists(f"/proc/{pid}") and pid != os.getpid()
+        assert os.getsid(pid) not in (os.getsid(0), pid)  # a new session it does not lead: no controlling tty
+        wait_for(lambda: lab.has_address(ns, VIP), 5, what="the forked daemon to hold the VIP")
+        second = lab.run(ns, argv, check=False, timeout=30)
+        assert second.returncode == 1
+        assert f"already running (pid {pid}, pid file {pid_path})" in second.stderr
+        assert int(pid_path.read_text()) == pid
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 5, what="the daemon to exit")
+    assert not pid_path.exists() and not lab.has_address(ns, VIP)
+
+
+def test_status_json_signal_dumps_and_sd_notify_of_a_running_daemon(lab, tmp_path):
+    import json
+    import socket as _socket
+
+    notify_path = str(tmp_path / "notify.sock")
+    notify = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(10)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"), env={"NOTIFY_SOCKET": notify_path})
+    try:
+        assert notify.recv(4096).decode().startswith("READY=1")
+        wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+        wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+        table = sh([PYTHON, VRRPD, "--status", "--control-socket", node.ctl]).stdout
+        assert "VI_1" in table and "MASTER" in table and f"{VIP}/24" in table
+        doc = json.loads(sh([PYTHON, VRRPD, "--json", "--control-socket", node.ctl]).stdout)
+        assert doc["instances"][0]["state"] == "MASTER" and doc["instances"][0]["effective_priority"] == 150
+        assert doc["config_file"] == str(node.conf) and doc["pid"] == int(sh(["ip", "netns", "pids", ns]).stdout
+                                                                             .split()[0])
+        for sig, name in ((signal.SIGUSR1, "data"), (signal.SIGUSR2, "stats"), (signal.SIGRTMIN + 2, "json")):
+            node.proc.send_signal(sig)
+            wait_for(lambda n=name: (node.dumps / f"vrrpd.{n}").exists(), 5, what=f"vrrpd.{name}")
+        data = (node.dumps / "vrrpd.data").read_text()
+        assert "------< VRRP Topology >------" in data and " VRRP Instance = VI_1" in data
+        assert "   State = MASTER" in data and f"     {VIP}/24 dev eth0" in data
+        stats = (node.dumps / "vrrpd.stats").read_text()
+        sent = int(stats.split("    Sent: ")[1].split()[0])
+        assert sent > 0 and "  Became master: 1" in stats
+        dumped = json.loads((node.dumps / "vrrpd.json").read_text())
+        assert dumped["instances"][0]["name"] == "VI_1" and dumped["instances"][0]["state"] == "MASTER"
+        node.proc.send_signal(signal.SIGHUP)
+        reloading = notify.recv(4096).decode()
+        assert reloading.startswith("RELOADING=1\nMONOTONIC_USEC=")
+        assert notify.recv(4096).decode().startswith("READY=1")
+        assert node.stop() == 0
+        assert notify.recv(4096).decode() == "STOPPING=1"
+        assert not os.path.exists(node.ctl)
+    finally:
+        notify.close()
+
+
+def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_path):
+    a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, state="MASTER"))
+    b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B", _conf(priority=100))
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    wait_for(lambda: os.path.exists(a.ctl), 5, what="control socket")
+    sent_before = a.instance()["stats"]["adverts_sent"]
+    ping = lab.exec(client, ["ping", "-n", "-q", "-i", "0.01", "-w", "4", VIP], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    a.reload(_conf(priority=200, state="MASTER") + _second_instance(priority=200, state="MASTER"))
+    b.reload(_conf(priority=100) + _second_instance(priority=100))
+    reload_took = time.monotonic() - t0
+    second_vip = f"{LAB_NET}.101"
+    wait_for(lambda: lab.has_address(a.ns, second_vip), 3, what="the added instance's VIP on A")
+    sent, received = _ping_stats(ping.communicate(timeout=15)[0])
+    assert sent > 200 and received == sent, (sent, received)
+    st = a.instance()
+    assert st["state"] == "MASTER" and st["priority"] == 200 and st["effective_priority"] == 200
+    assert st["stats"]["adverts_sent"] > sent_before
+    assert a.instance("VI_2")["state"] == "MASTER" and b.instance("VI_2")["state"] == "BACKUP"
+    assert b.instance()["state"] == "BACKUP"
+    log_a = a.log().split("Reloading ...", 1)[1]
+    # VI_1 kept its state and VIPs: no transition, no VIP removal
+    assert "(VI_1) Entering" not in log_a and "(VI_1) removing VIPs" not in log_a
+    assert "(VI_1) Changing effective priority from 150 to 200" in log_a
+    assert "1 instance(s) kept (1 changed in place), 1 added, 0 removed" in log_a
+    reloads = a.status()["reloads"]
+    assert reloads["done"] == 1 and reloads["last"]["added"] == ["VI_2"]
+    assert reload_took < 5
+
+
+def test_invalid_reload_logs_every_problem_and_keeps_running(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    good = node.conf.read_text()
+    bad = good.replace("priority 150", "priority 999").replace("virtual_router_id 51", "virtual_router_id 300")
+    node.reload(bad)
+    log_text = node.log().split("Reloading ...", 1)[1]
+    errors = [line for line in log_text.splitlines() if str(node.conf) in line]
+    assert len(errors) >= 2, log_text
+    assert "Reload failed: " in log_text and "still running the previous configuration" in log_text
+    st = node.status()
+    assert st["reloads"]["failed"] == 1 and len(st["reloads"]["last"]["errors"]) >= 2
+    assert st["instances"][0]["state"] == "MASTER" and st["instances"][0]["priority"] == 150
+    assert lab.has_address(ns, VIP) and node.proc.poll() is None
+    node.reload(good.replace("priority 150", "priority 120"))
+    assert node.instance()["effective_priority"] == 120 and lab.has_address(ns, VIP)
+
+
+def test_reload_that_removes_the_master_instance_hands_over_at_once(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    ns_b = lab.host("b", f"{LAB_NET}.2/24")
+    other = _second_instance(name="VI_9", vrid=59, vip=f"{LAB_NET}.109/24")
+    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER", version=2, advert=1) + other)
+    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100, version=2, advert=1))
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    a.reload(_conf(priority=150, state="MASTER", version=2, advert=1).split("vrrp_instance")[0] + other)
+    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    took = time.monotonic() - t0
+    # priority 0 from the removed master: B takes over after its skew time, not the master-down interval
+    assert took < 3 * 1 + (256 - 100) / 256 - 1, took
+    assert "(VI_1) removed by the reload" in a.log() and "(VI_1) sent 0 priority" in a.log()
+    assert [i["name"] for i in a.status()["instances"]] == ["VI_9"]
+    assert a.proc.poll() is None
+
+
 # ============================================================================================
 # H. Fuzzing, soak and benchmark
 # ============================================================================================

@@ -6182,6 +6182,11 @@ class InstanceRuntime:
         self.adverts_received = 0
         self.transitions = 0
         self.bad_packets: Dict[str, int] = {}
+        self.entered: Dict[str, int] = {}  # state name -> times entered (SIGUSR2 stats)
+        self.released_master = 0
+        self.last_notified: Optional[State] = None
+        self.priority_zero_sent = 0
+        self.priority_zero_received = 0
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -6370,6 +6375,10 @@ class Daemon:
                 self._send_garps(rt, act.repeat)
             elif isinstance(act, Notify):
                 rt.transitions += 1
+                if rt.last_notified == State.MASTER and act.state != State.MASTER:
+                    rt.released_master += 1
+                rt.last_notified = act.state
+                rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
@@ -6412,6 +6421,7 @@ class Daemon:
             try:
                 rt.vsock.send(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl)
                 rt.adverts_sent += 1
+                rt.priority_zero_sent += priority == 0
             except OSError as exc:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
                                f"({rt.inst.name}) cannot send advert to {dst}: {exc.strerror}")
@@ -6556,6 +6566,7 @@ class Daemon:
             self._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
                       f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
         rt.adverts_received += 1
+        rt.priority_zero_received += adv.priority == 0
         self._apply(rt, rt.machine.on_advert(self.loop.time(), adv, ip.src))
 
     # -- links, addresses, tracking ------------------------------------------------------------
@@ -6671,11 +6682,18 @@ class Daemon:
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
-                          "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions},
+                          "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
+                          "entered": dict(rt.entered), "released_master": rt.released_master,
+                          "priority_zero_sent": rt.priority_zero_sent,
+                          "priority_zero_received": rt.priority_zero_received},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
                 "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
+
+    def reload(self, config: Config) -> ReloadReport:
+        """SIGHUP with an already validated config: apply only the difference (section 10c)."""
+        return Reloader(self, config).run()
 
 
 # --------------------------------------------------------------------------------------------
@@ -7114,6 +7132,314 @@ class BeyondIPv4:
                 for name, (_sg, engine) in self.groups.items()]
 
 
+# --------------------------------------------------------------------------------------------
+# 10c. Live reload (SIGHUP): apply only the difference between the running and the new config
+#      An instance whose identity (name, interface, vrid, family) is unchanged keeps its machine,
+#      its state, its timers and its VIPs; everything else about it is updated in place.
+# --------------------------------------------------------------------------------------------
+
+def instance_identity(inst: VrrpInstance) -> Tuple[str, Optional[str], int, int]:
+    """What must stay equal for a reload to keep an instance running: name, interface, VRID, family."""
+    return inst.name, inst.interface, inst.virtual_router_id, instance_family(inst)
+
+
+def same_definition(a: Any, b: Any) -> bool:
+    """Two config objects are equal apart from where they were written (file, line)."""
+    import dataclasses
+
+    if type(a) is not type(b):
+        return False
+    strip = {k: "" if k == "file" else 0 for k in ("file", "line") if hasattr(a, k)}
+    return dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+
+
+@dataclass
+class ReloadReport:
+    """What a reload did, by instance name."""
+
+    kept: List[str] = field(default_factory=list)
+    changed: List[str] = field(default_factory=list)
+    added: List[str] = field(default_factory=list)
+    removed: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{len(self.kept)} instance(s) kept ({len(self.changed)} changed in place), "
+                f"{len(self.added)} added, {len(self.removed)} removed")
+
+
+class Reloader:
+    """Carries a running Daemon over to a new, already validated Config."""
+
+    def __init__(self, daemon: Daemon, config: Config):
+        self.d = daemon
+        self.new = config
+        self.old = daemon.config
+        self.report = ReloadReport()
+
+    def run(self) -> ReloadReport:
+        d, now = self.d, self.d.loop.time()
+        old_rts = {instance_identity(rt.inst): rt for rt in d.runtimes}
+        new_insts = {instance_identity(inst): inst for inst in self.new.vrrp_instances}
+        d.config, d.g = self.new, self.new.global_defs
+        self._notifier()
+        self._tracking()
+        self._beyond_shared()
+        # kept first (their new VIPs go up), then removed (a VIP that moved to a kept MASTER stays up)
+        for key, rt in old_rts.items():
+            if key in new_insts:
+                self._reconfigure(rt, new_insts[key])
+        for key, rt in old_rts.items():
+            if key not in new_insts:
+                self._remove(rt, now)
+        added = [inst for key, inst in new_insts.items() if key not in old_rts]
+        self._add(added)
+        d.lvs.notifier = d.notifier
+        try:
+            d.lvs.reload(self.new)
+        except Exception as exc:  # LVS trouble must not take VRRP down
+            log.exception("LVS reload failed: %s", exc)
+        d._reevaluate()
+        for rt in d.runtimes:
+            d._reschedule(rt)
+        return self.report
+
+    # -- shared parts ----------------------------------------------------------------------
+    def _notifier(self) -> None:
+        """New notify commands and mail settings take effect; FIFOs are reopened if their paths changed."""
+        n, old_g, new_g = self.d.notifier, self.old.global_defs, self.new.global_defs
+        n.config = self.new
+        n.mailer.global_defs = new_g
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        if any(getattr(old_g, p) != getattr(new_g, p) for p in paths):
+            fresh = Notifier(self.d.loop, self.new)
+            for fifo in n.vrrp_fifos + n.lvs_fifos:
+                fifo.close()
+            n.vrrp_fifos, n.lvs_fifos = fresh.vrrp_fifos, fresh.lvs_fifos
+
+    def _tracking(self) -> None:
+        """A new Tracking that adopts every tracker whose definition is unchanged, with its state
+        and its running schedule, so an unchanged vrrp_script neither reruns at once nor resets."""
+        d = self.d
+        old, fresh = d.tracking, Tracking(d.loop, self.new, d._on_tracking_change)
+        adopted_scripts = []
+        for name, runner in list(fresh.scripts.items()):
+            prev = old.scripts.get(name)
+            if prev is not None and same_definition(prev.script, runner.script):
+                prev.tracking, prev.script = fresh, runner.script
+                fresh.scripts[name] = prev
+                del old.scripts[name]
+                adopted_scripts.append(name)
+        adopted_files = []
+        for name, watch in list(fresh.files.items()):
+            prev_watch = old.files.get(name)
+            if prev_watch is not None and same_definition(prev_watch.track_file, watch.track_file):
+                prev_watch.track_file = watch.track_file
+                fresh.files[name] = prev_watch
+                adopted_files.append(name)
+        for name in list(fresh.processes):
+            prev_quorum = old.processes.get(name)
+            if prev_quorum is not None and same_definition(self.old.track_processes[name],
+                                                           self.new.track_processes[name]):
+                fresh.processes[name] = prev_quorum
+        old.stop()  # stops what was not adopted, and old's poll timers
+        # fresh.start() would rerun adopted scripts at once; start only what is new
+        fresh._started = True
+        for name, watch in fresh.files.items():
+            if name not in adopted_files:
+                watch.init_file()
+                watch.read()
+        if fresh.processes:
+            fresh._scan(initial=True)
+        if fresh.files:
+            fresh._file_timer = d.loop.call_later(fresh.file_poll_interval, fresh._poll_files)
+        for name, runner in fresh.scripts.items():
+            if name not in adopted_scripts:
+                runner.timer = d.loop.call_later(0, runner.run)
+        d.tracking = fresh
+
+    def _beyond_shared(self) -> None:
+        """Sync groups (an unchanged group keeps its engine) and the no_accept firewall."""
+        b, cfg = self.d.beyond, self.new
+        if no_accept_vips(cfg) != no_accept_vips(self.old):
+            b.firewall.start(no_accept_vips(cfg))
+        names = {inst.name for inst in cfg.vrrp_instances}
+        groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
+        group_of: Dict[str, str] = {}
+        for sg in cfg.sync_groups:
+            members = [m for m in sg.group if m in names and m not in group_of]
+            if not members:
+                continue
+            prev = b.groups.get(sg.name)
+            engine = prev[1] if prev is not None and prev[1].members == members else SyncGroupEngine(sg.name, members)
+            groups[sg.name] = (sg, engine)
+            group_of.update({m: sg.name for m in members})
+        b.groups, b.group_of = groups, group_of
+
+    # -- instances -------------------------------------------------------------------------
+    def _reconfigure(self, rt: InstanceRuntime, inst: VrrpInstance) -> None:
+        """Same identity: update the machine in place; a MASTER adds and removes only the VIPs that changed."""
+        d, g, m = self.d, self.d.g, rt.machine
+        old_inst, old_vips = rt.inst, list(rt.vips)
+        self.report.kept.append(inst.name)
+        if not same_definition(old_inst, inst):
+            self.report.changed.append(inst.name)
+        rt.inst = inst
+        version = 3 if instance_family(inst) == 6 else (inst.version or g.vrrp_version)
+        pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
+        rt.version = m.version = version
+        m.advert_int = max(1.0, float(round(inst.advert_int))) if version == 2 else max(0.01, round(inst.advert_int, 2))
+        if m.state != State.BACKUP or version == 2:
+            m.master_adver_int = m.advert_int
+        m.priority = inst.priority
+        m.addresses = [v.address.ip for v in inst.virtual_ipaddress]  # type: ignore[misc]
+        m.auth_type = inst.auth_type if version == 2 else AuthType.NONE
+        m.auth_pass = inst.auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
+        m.preempt, m.preempt_delay = not inst.nopreempt, inst.preempt_delay
+        m.lower_prio_no_advert = bool(pick(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert))
+        m.garp_lower_prio_repeat = int(pick(inst.garp_lower_prio_repeat,
+                                            pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat)))
+        m.skip_check_adv_addr = bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr))
+        d.beyond.apply_strict(rt)
+        rt.checksum_as_v2 = bool(pick(inst.v3_checksum_as_v2, g.v3_checksum_as_v2))
+        rt.unicast = bool(inst.unicast_peer)
+        if instance_family(inst) == 6:
+            if rt.unicast:
+                rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
+            else:
+                rt.targets = [(g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
+                sock6 = d.beyond.sock6_of.get(inst.name)
+                if sock6 is not None:
+                    sock6.join(g.vrrp_mcast_group6)
+        else:
+            if rt.unicast:
+                rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
+            else:
+                rt.targets = [(g.vrrp_mcast_group4, VRRP_TTL)]
+                if rt.vsock is not None:
+                    rt.vsock.join(g.vrrp_mcast_group4)
+            if (inst.unicast_src_ip, inst.mcast_src_ip) != (old_inst.unicast_src_ip, old_inst.mcast_src_ip):
+                rt.src = d._source_address(rt)
+                m.primary_ip = rt.src
+        if m.vips_set:
+            self._move_vips(rt, old_vips)
+
+    def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[int, IPAddress]:
+        return self.d._vip_index(rt, vip), vip.address.ip
+
+    def _held_elsewhere(self, rt: InstanceRuntime, key: Tuple[int, IPAddress]) -> bool:
+        return any(other is not rt and other.machine.vips_set and key in {self._vip_key(other, v) for v in other.vips}
+                   for other in self.d.runtimes)
+
+    def _move_vips(self, rt: InstanceRuntime, old_vips: List[VirtualIP]) -> None:
+        d = self.d
+        assert d.rtnl is not None
+        before = {self._vip_key(rt, v): v for v in old_vips}
+        after = {self._vip_key(rt, v): v for v in rt.vips}
+        added = False
+        for key, vip in after.items():
+            if key in before and same_definition(before[key], vip):
+                continue  # untouched: never removed, never re-added
+            try:
+                if vip.address.version == 6:
+                    d.beyond.add_vip6(key[0], vip)
+                else:
+                    if key in before:
+                        d.rtnl.del_address(key[0], before[key])  # its label/scope/peer changed
+                    d.rtnl.add_address(key[0], vip)
+                added = True
+                log.info("(%s) reload: VIP %s added", rt.inst.name, vip.address)
+            except (NetlinkError, OSError) as exc:
+                log.error("(%s) cannot add VIP %s: %s", rt.inst.name, vip.address, exc)
+        for key, vip in before.items():
+            if key not in after and not self._held_elsewhere(rt, key):
+                self._del_vip(rt, key[0], vip)
+        if added:
+            d._send_garps(rt, d._garp_params(rt)[1])
+
+    def _del_vip(self, rt: InstanceRuntime, index: int, vip: VirtualIP) -> None:
+        assert self.d.rtnl is not None
+        if not index:
+            return
+        try:
+            self.d.rtnl.del_address(index, vip)
+            log.info("(%s) reload: VIP %s removed", rt.inst.name, vip.address)
+        except (NetlinkError, OSError) as exc:
+            log.error("(%s) cannot remove VIP %s: %s", rt.inst.name, vip.address, exc)
+
+    def _remove(self, rt: InstanceRuntime, now: float) -> None:
+        """A removed instance stops as at shutdown (priority 0 if MASTER), is notified as DELETED, then detached."""
+        d, name = self.d, rt.inst.name
+        self.report.removed.append(name)
+        log.info("(%s) removed by the reload; stopping it", name)
+        acts = rt.machine.shutdown(now, handover=False)
+        rt.machine.handover_timer = None
+        keep: List[Action] = []
+        for act in acts:
+            if isinstance(act, RemoveVips):
+                for vip in rt.vips:
+                    key = self._vip_key(rt, vip)
+                    if not self._held_elsewhere(rt, key):
+                        self._del_vip(rt, key[0], vip)
+            elif isinstance(act, Notify):
+                d._safe(d.notifier.vrrp_deleted, rt.inst, act.priority)
+            else:
+                keep.append(act)
+        d._apply(rt, keep)
+        d._cancel_garp(rt)
+        if rt.timer is not None:
+            rt.timer.cancel()
+            rt.timer = None
+        d.runtimes.remove(rt)
+        b = d.beyond
+        if rt.vsock is not None:
+            users = d.by_socket.get(rt.vsock.ifname, [])
+            if rt in users:
+                users.remove(rt)
+            if not users and d.vsocks.get(rt.vsock.ifname) is rt.vsock:
+                d.loop.remove_reader(rt.vsock.sock)
+                rt.vsock.close()
+                del d.vsocks[rt.vsock.ifname], d.by_socket[rt.vsock.ifname]
+        sock6 = b.sock6_of.pop(name, None)
+        if sock6 is not None:
+            users6 = b.by_socket6.get(sock6.ifname, [])
+            if rt in users6:
+                users6.remove(rt)
+        xmit = b.xmit.pop(name, None)
+        if xmit is not None:
+            xmit.close()
+        b.ah_seq.pop(name, None)
+        b.last_state.pop(name, None)
+
+    def _add(self, insts: List[VrrpInstance]) -> None:
+        """New instances start as at start-up (their VMAC first)."""
+        d, now = self.d, self.d.loop.time()
+        created = False
+        for inst in insts:
+            if inst.use_vmac and inst.interface and inst.name not in d.beyond.vmac_index:
+                name = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
+                try:
+                    d.beyond.vmac_index[inst.name] = d.beyond.vmacs.create(name, inst.interface, inst.virtual_router_id,
+                                                                           instance_family(inst))
+                    created = True
+                except (OSError, VrrpdError) as exc:
+                    log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
+        if created and d.rtnl is not None:
+            d.links = d.rtnl.links()
+        fresh = []
+        for inst in insts:
+            try:
+                d._add_instance(inst)
+                fresh.append(d.runtimes[-1])
+                self.report.added.append(inst.name)
+                log.info("(%s) added by the reload", inst.name)
+            except (OSError, ValueError) as exc:
+                log.error("(%s) cannot start: %s", inst.name, exc)
+        for rt in fresh:
+            delta, fault = d._adjustment(rt)
+            d._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
+            d._apply(rt, rt.machine.start(now, fault=fault))
+
+
 # ============================================================================================
 # 11. Command line
 # ============================================================================================
@@ -7318,29 +7644,6 @@ def check_command(path: Optional[str], out: Any = None) -> int:
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
-def add_run_arguments(parser: Any) -> None:
-    """The run-path options of keepalived's command line that vrrpd honours."""
-    parser.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (the only mode)")
-    parser.add_argument("-l", "--log-console", action="store_true", help="log to the console too")
-    parser.add_argument("-D", "--log-detail", action="store_true", help="detailed log messages")
-    parser.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
-
-
-def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) -> int:
-    """Load the configuration and run the daemon in the foreground until SIGTERM/SIGINT."""
-    setup_logging(console=log_console, detail=log_detail)
-    path = config_file or default_config_path()
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
-        return 1
-    return Daemon(config).run()
-
-
 DEMO_CONFIG = """\
 ! vrrpd demo node {node}: the two-node pair of the keepalived tutorials, VRRPv3 at 100 ms
 global_defs {{
@@ -7470,24 +7773,508 @@ def run_demo() -> int:
         signal.signal(signal.SIGINT, old_int)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+# --------------------------------------------------------------------------------------------
+# 11c. Operating it: keepalived's command line, daemonising with a pid file, signals, reload,
+#      dumps (SIGUSR1 data, SIGUSR2 stats, SIGRTMIN+2 JSON) and systemd notification
+# --------------------------------------------------------------------------------------------
+
+DEFAULT_PID_FILE = "/run/vrrpd.pid"
+DEFAULT_DUMP_DIR = "/tmp"
+EXIT_NOT_RUNNING = 3  # --status/--json when no daemon answers
+
+
+def _signal_numbers() -> Dict[str, int]:
+    """keepalived's signal names (`keepalived --signum=NAME`) and vrrpd's numbers for them."""
+    return {"STOP": int(signal.SIGTERM), "RELOAD": int(signal.SIGHUP), "DATA": int(signal.SIGUSR1),
+            "STATS": int(signal.SIGUSR2), "STATS_CLEAR": int(signal.SIGRTMAX) - 1, "JSON": int(signal.SIGRTMIN) + 2}
+
+
+class PidFile:
+    """The pid file, held with an exclusive flock for the daemon's life: a second copy cannot take it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        """Lock the file or raise VrrpdError saying which process holds it."""
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise VrrpdError(f"{PROG} is already running (pid {holder}, pid file {self.path}); "
+                             f"stop it first, or give this copy its own -p PIDFILE") from None
+        self.fd = fd
+
+    def write(self, pid: int) -> None:
+        assert self.fd is not None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{pid}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            if os.read(self.fd, 32).decode(errors="replace").strip() == str(os.getpid()):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def daemonize(wait: float = 60.0) -> int:
+    """Double fork and setsid. The launching process waits until the daemon reports its start-up on a
+    pipe and exits 0 (started) or 1 (failed, with the reason on stderr). Returns the pipe in the daemon."""
+    read_fd, write_fd = os.pipe()
+    if os.fork() > 0:
+        os.close(write_fd)
+        message = b""
+        deadline = time.monotonic() + wait
+        import select
+
+        while time.monotonic() < deadline and not message.endswith(b"\n"):
+            ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                break
+            message += chunk
+        text = message.decode(errors="replace").strip()
+        if text == "ok":
+            os._exit(0)
+        print(f"{PROG}: {text or 'the daemon exited during start-up (see the system log)'}", file=sys.stderr)
+        os._exit(1)
+    os.close(read_fd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    os.umask(0o022)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    return write_fd
+
+
+def _select_subsystems(config: Config, vrrp_only: bool, lvs_only: bool) -> Config:
+    """-P keeps only VRRP, -C only the LVS checkers (keepalived's split into two child processes)."""
+    if vrrp_only:
+        config.virtual_servers = []
+    if lvs_only:
+        config.vrrp_instances = []
+        config.sync_groups = []
+    return config
+
+
+def _atomic_write(path: str, text: str) -> None:
+    """Write a dump as a new file renamed into place, so a symlink planted in /tmp is never followed."""
+    import tempfile
+
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _kv_lines(data: Any, indent: int) -> List[str]:
+    """Nested status data as keepalived-style `key = value` lines."""
+    pad = " " * indent
+    out: List[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, (dict, list)) and value:
+                out.append(f"{pad}{key}:")
+                out += _kv_lines(value, indent + 2)
+            else:
+                out.append(f"{pad}{key} = {value if value not in (None, [], {}) else '-'}")
+    elif isinstance(data, list):
+        for item in data:
+            if isinstance(item, (dict, list)):
+                out += _kv_lines(item, indent)
+                out.append("")
+            else:
+                out.append(f"{pad}{item}")
+    return out
+
+
+def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> str:
+    """SIGUSR1: the running configuration and state, in keepalived's /tmp/keepalived.data layout."""
+    g, st = daemon.g, daemon.status()
+    lines = ["------< Global definitions >------",
+             f" {PROG} version = {__version__}", f" Process id = {os.getpid()}",
+             f" Uptime = {st['uptime']:.0f} sec", f" Router ID = {g.router_id}"]
+    for key, value in (extra or {}).items():
+        lines.append(f" {key.replace('_', ' ').capitalize()} = {value}")
+    lines += [f" Default VRRP version = {g.vrrp_version}", f" Multicast group = {g.vrrp_mcast_group4}, "
+              f"{g.vrrp_mcast_group6}", f" Strict mode = {'yes' if g.vrrp_strict else 'no'}",
+              f" Gratuitous ARP delay = {g.vrrp_garp_master_delay:g} sec, repeat = {g.vrrp_garp_master_repeat}",
+              f" Handover on stop = {'yes' if g.vrrp_handover_on_stop else 'no'}",
+              f" SMTP server = {g.smtp_server or '-'}",
+              f" Notification email = {', '.join(g.notification_email) or '-'}",
+              "------< VRRP Topology >------"]
+    for rt in daemon.runtimes:
+        inst, m = rt.inst, rt.machine
+        mode = ("unicast to " + ", ".join(str(p.address) for p in inst.unicast_peer)) if rt.unicast \
+            else f"multicast to {', '.join(str(t[0]) for t in rt.targets) or '-'}"
+        lines += [f" VRRP Instance = {inst.name}", f"   State = {m.state.value}",
+                  f"   Interface = {inst.interface}", f"   Virtual Router ID = {m.vrid}",
+                  f"   VRRP version = {rt.version}", f"   Priority = {m.priority}",
+                  f"   Effective priority = {m.effective_priority}",
+                  f"   Advert interval = {m.advert_int:g} sec (master's {m.master_adver_int:g} sec)",
+                  f"   Master router = {m.master_ip or '-'}", f"   Source address = {rt.src or '-'}",
+                  f"   Mode = {mode}", f"   Preempt = {'enabled' if m.preempt else 'disabled'}, "
+                  f"delay {m.preempt_delay:g} sec", f"   Authentication = {m.auth_type.name}",
+                  f"   VIPs set = {'yes' if m.vips_set else 'no'}",
+                  f"   Virtual IP ({len(inst.virtual_ipaddress)}):"]
+        lines += [f"     {v.address} dev {v.dev or inst.interface}" + (f" label {v.label}" if v.label else "")
+                  for v in inst.virtual_ipaddress]
+        if inst.virtual_ipaddress_excluded:
+            lines.append(f"   Virtual IP excluded ({len(inst.virtual_ipaddress_excluded)}):")
+            lines += [f"     {v.address} dev {v.dev or inst.interface}" for v in inst.virtual_ipaddress_excluded]
+        for title, refs in (("Tracked interfaces", inst.track_interface), ("Tracked scripts", inst.track_script),
+                            ("Tracked files", inst.track_file), ("Tracked processes", inst.track_process)):
+            if refs:
+                lines.append(f"   {title} ({len(refs)}):")
+                lines += [f"     {r.name}" + (f" weight {r.weight}" if r.weight is not None else "")
+                          + (" reverse" if r.reverse else "") for r in refs]
+        for word in ("master", "backup", "fault", "stop", "deleted"):
+            cmd = getattr(inst, f"notify_{word}")
+            if cmd is not None:
+                lines.append(f"   Notify {word} = {cmd.raw}")
+        if inst.notify is not None:
+            lines.append(f"   Notify = {inst.notify.raw}")
+    if st.get("sync_groups"):
+        lines.append("------< VRRP Sync groups >------")
+        for group in st["sync_groups"]:
+            lines.append(f" VRRP Sync Group = {group['name']}, {group['state']}: {' '.join(group['members'])}")
+    lines.append("------< VRRP Trackers >------")
+    lines += _kv_lines(st.get("trackers") or {}, 1)
+    lines.append("------< LVS Topology >------")
+    lines += _kv_lines(st.get("lvs") or {}, 1)
+    return "\n".join(lines) + "\n"
+
+
+def format_stats(status: Dict[str, Any]) -> str:
+    """SIGUSR2: per-instance counters, in keepalived's /tmp/keepalived.stats layout."""
+    lines: List[str] = []
+    for inst in status.get("instances", []):
+        s = inst.get("stats", {})
+        entered = s.get("entered", {})
+        lines += [f"VRRP Instance: {inst['name']}", "  Advertisements:",
+                  f"    Received: {s.get('adverts_received', 0)}", f"    Sent: {s.get('adverts_sent', 0)}",
+                  f"  Became master: {entered.get('MASTER', 0)}", f"  Released master: {s.get('released_master', 0)}",
+                  f"  State transitions: {s.get('transitions', 0)}"]
+        lines += [f"    {state}: {count}" for state, count in sorted(entered.items())]
+        bad = s.get("bad_packets", {})
+        lines.append(f"  Packet errors: {sum(bad.values())}")
+        lines += [f"    {reason}: {count}" for reason, count in sorted(bad.items())]
+        lines += ["  Priority Zero:", f"    Received: {s.get('priority_zero_received', 0)}",
+                  f"    Sent: {s.get('priority_zero_sent', 0)}"]
+    return "\n".join(lines) + "\n"
+
+
+class Operator:
+    """What an operator drives in a running daemon: signals, reload, dumps, the control socket, systemd."""
+
+    def __init__(self, daemon: Daemon, config_file: str, vrrp_only: bool = False, lvs_only: bool = False,
+                 control_socket: Optional[str] = DEFAULT_CONTROL_SOCKET, dump_dir: str = DEFAULT_DUMP_DIR):
+        self.d = daemon
+        self.config_file = config_file
+        self.vrrp_only, self.lvs_only = vrrp_only, lvs_only
+        self.control_path = control_socket
+        self.dump_dir = dump_dir
+        self.control: Optional[ControlServer] = None
+        self.reloads = 0
+        self.reload_failures = 0
+        self.last_reload: Optional[Dict[str, Any]] = None
+
+    def install(self) -> None:
+        """Signal handlers and the control socket (never taken from another live daemon)."""
+        loop, nums = self.d.loop, _signal_numbers()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda signum: self.reload())
+        loop.add_signal_handler(signal.SIGUSR1, lambda signum: self.dump("data"))
+        loop.add_signal_handler(signal.SIGUSR2, lambda signum: self.dump("stats"))
+        loop.add_signal_handler(nums["JSON"], lambda signum: self.dump("json"))
+        loop.add_signal_handler(nums["STATS_CLEAR"], lambda signum: self.dump("stats", clear=True))
+        if self.control_path:
+            self._open_control()
+
+    def _open_control(self) -> None:
+        path = self.control_path
+        assert path is not None
+        if os.path.exists(path):
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                    probe.settimeout(0.5)
+                    probe.connect(path)
+                log.warning("control socket %s belongs to another running %s; this one has none "
+                            "(give it --control-socket PATH)", path, PROG)
+                return
+            except OSError:
+                pass  # stale: ControlServer replaces it
+        try:
+            self.control = ControlServer(self.d.loop, path, self.status)
+        except OSError as exc:
+            log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+
+    def status(self) -> Dict[str, Any]:
+        """The daemon's status document plus the operator's view (config file, reloads)."""
+        st = self.d.status()
+        st["config_file"] = self.config_file
+        st["reloads"] = {"done": self.reloads, "failed": self.reload_failures, "last": self.last_reload}
+        return st
+
+    def stop(self, signum: int = 0) -> None:
+        if not self.d.stopping:
+            sd_notify("STOPPING=1")
+        self.d.stop(signum)
+
+    # -- reload ----------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """SIGHUP: validate the file first; with any error keep running untouched, else apply the difference."""
+        if self.d.stopping:
+            return False
+        log.info("Reloading ...")
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={int(time.monotonic() * 1e6)}\nSTATUS=reloading")
+        started = time.monotonic()
+        try:
+            config, diags = parse_config(self.config_file, check_interfaces=True)
+        except Exception as exc:  # the parser reports problems as diagnostics; anything else is a bug
+            config, diags = None, [Diagnostic(self.config_file, 0, Severity.ERROR, f"internal error: {exc}")]
+        errors = [x for x in diags if x.severity is Severity.ERROR]
+        if errors or config is None:
+            for x in diags:
+                log.error("%s", x)
+            log.error("Reload failed: %d error(s) in %s; still running the previous configuration",
+                      len(errors), self.config_file)
+            self.reload_failures += 1
+            self.last_reload = {"ok": False, "at": time.time(), "errors": [str(x) for x in errors]}
+            sd_notify("READY=1\nSTATUS=reload failed, previous configuration kept")
+            return False
+        for x in diags:
+            log.warning("%s", x)
+        report = self.d.reload(_select_subsystems(config, self.vrrp_only, self.lvs_only))
+        self.reloads += 1
+        took = time.monotonic() - started
+        self.last_reload = {"ok": True, "at": time.time(), "seconds": round(took, 4), "kept": report.kept,
+                            "changed": report.changed, "added": report.added, "removed": report.removed}
+        log.info("Reload: %s (%.1f ms)", report.summary(), took * 1000)
+        log.info("Reload complete")
+        sd_notify(f"READY=1\nSTATUS={self._status_line()}")
+        return True
+
+    def _status_line(self) -> str:
+        states = [f"{rt.inst.name} {rt.machine.state.value}" for rt in self.d.runtimes]
+        return ", ".join(states) or "no VRRP instances"
+
+    # -- dumps -----------------------------------------------------------------------------
+    def dump_path(self, kind: str) -> str:
+        return os.path.join(self.dump_dir, f"{PROG}.{kind}")
+
+    def dump(self, kind: str, clear: bool = False) -> Optional[str]:
+        """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
+        import json
+
+        path = self.dump_path(kind)
+        try:
+            if kind == "data":
+                text = format_data_dump(self.d, {"config_file": self.config_file, "reloads": self.reloads})
+            elif kind == "stats":
+                text = format_stats(self.d.status())
+            else:
+                text = json.dumps(self.status(), indent=2, default=str) + "\n"
+            _atomic_write(path, text)
+        except OSError as exc:
+            log.error("cannot write %s: %s", path, exc)
+            return None
+        if clear:
+            for rt in self.d.runtimes:
+                rt.adverts_sent = rt.adverts_received = rt.transitions = rt.released_master = 0
+                rt.priority_zero_sent = rt.priority_zero_received = 0
+                rt.bad_packets, rt.entered = {}, {}
+        log.info("Wrote %s", path)
+        return path
+
+
+def build_arg_parser() -> Any:
+    """keepalived's command line (the options vrrpd honours) plus --check, --status and --json."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog=PROG, description="keepalived-compatible VRRP and LVS daemon")
-    parser.add_argument("-f", "--use-file", dest="config", help="configuration file")
-    parser.add_argument("--check", "-t", "--config-test", dest="check", action="store_true",
-                        help="check the configuration and exit")
-    parser.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
-    add_run_arguments(parser)
-    args = parser.parse_args(argv)
+    p = argparse.ArgumentParser(
+        prog=PROG, description="keepalived-compatible VRRP and LVS daemon",
+        epilog="-C means keepalived's LVS-only mode; the long --check is the configuration check (same as -t). "
+               "Signals: HUP reload, TERM/INT stop, USR1 data dump, USR2 stats, RTMIN+2 JSON "
+               f"(files in {DEFAULT_DUMP_DIR}).")
+    p.add_argument("-f", "--use-file", dest="config", metavar="FILE",
+                   help="configuration file (default /etc/vrrpd/vrrpd.conf, else /etc/keepalived/keepalived.conf)")
+    p.add_argument("-t", "--config-test", "--check", dest="check", action="store_true",
+                   help="check the configuration, print every problem and what would run, and exit")
+    p.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (systemd runs it so)")
+    p.add_argument("-l", "--log-console", action="store_true", help="log to the console (with -n)")
+    p.add_argument("-D", "--log-detail", action="store_true", help="detailed log messages")
+    p.add_argument("-S", "--log-facility", default="daemon", metavar="FACILITY",
+                   help="syslog facility: 0-7 (local0-7), local0-7, user or daemon (default)")
+    p.add_argument("-G", "--no-syslog", action="store_true", help="do not log to syslog")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("-P", "--vrrp", dest="vrrp_only", action="store_true", help="run only VRRP (no LVS)")
+    only.add_argument("-C", "--lvs-only", dest="lvs_only", action="store_true",
+                      help="run only the LVS checkers (keepalived's -C; --check is the config check)")
+    p.add_argument("-p", "--pid", metavar="FILE",
+                   help=f"pid file (default {DEFAULT_PID_FILE} when forking; with -n only if given)")
+    p.add_argument("-d", "--dump-conf", action="store_true", help="log what the configuration will run")
+    p.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH",
+                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET})")
+    p.add_argument("--dump-dir", default=DEFAULT_DUMP_DIR, metavar="DIR",
+                   help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write vrrpd.data/.stats/.json (default /tmp)")
+    p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
+    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON")
+    p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
+                   "STATS_CLEAR or JSON (as keepalived --signum)")
+    p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
+    p.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
+    return p
+
+
+def status_command(path: str, as_json: bool, out: Any = None) -> int:
+    """--status / --json: ask the daemon on its control socket."""
+    import json
+
+    out = out if out is not None else sys.stdout
+    try:
+        status = query_status(path)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
+              f"(see --control-socket)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    out.write(json.dumps(status, indent=2, default=str) + "\n" if as_json else format_status_table(status))
+    return 0
+
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
+    import logging.handlers
+
+    setup_logging(console=console, detail=detail, facility=facility)
+    root = logging.getLogger(PROG)
+    if not use_syslog:
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.handlers.SysLogHandler):
+                root.removeHandler(handler)
+                handler.close()
+        if not root.handlers:
+            root.addHandler(logging.NullHandler())
+
+
+def run_daemon(args: Any) -> int:
+    """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
+    if args.log_facility not in SYSLOG_FACILITIES:
+        print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
+        return 1
+    foreground = args.dont_fork
+    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
+    path = os.path.abspath(args.config or default_config_path())
+    try:
+        config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    if args.dump_conf:
+        for line in config_summary(config):
+            log.info("%s", line)
+    pidfile = PidFile(args.pid or DEFAULT_PID_FILE) if (args.pid or not foreground) else None
+    try:
+        if pidfile is not None:
+            pidfile.acquire()
+    except (VrrpdError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        log.error("%s", exc)
+        return 1
+    ready_fd = None if foreground else daemonize()
+
+    def report(text: str) -> None:
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, (text + "\n").encode())
+                os.close(ready_fd)
+            except OSError:
+                pass
+
+    if pidfile is not None:
+        pidfile.write(os.getpid())
+    daemon: Optional[Daemon] = None
+    operator: Optional[Operator] = None
+    try:
+        daemon = Daemon(config)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, args.control_socket, args.dump_dir)
+        operator.install()
+        daemon.start()
+    except Exception as exc:
+        log.exception("start-up failed: %s", exc)
+        report(f"start-up failed: {exc}")
+        if operator is not None:
+            operator.close()
+        if pidfile is not None:
+            pidfile.release()
+        return 1
+    report("ok")
+    sd_notify(f"READY=1\nSTATUS={operator._status_line()}\nMAINPID={os.getpid()}")
+    try:
+        daemon.loop.run()
+    finally:
+        daemon.close()
+        operator.close()
+        if pidfile is not None:
+            pidfile.release()
+    return daemon.exit_code
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    if args.signum is not None:
+        number = _signal_numbers().get(args.signum.upper())
+        if number is None:
+            print(f"{PROG}: unknown signal name {args.signum} ({', '.join(_signal_numbers())})", file=sys.stderr)
+            return 1
+        print(number)
+        return 0
     if args.check:
         return check_command(args.config)
+    if args.status or args.json:
+        return status_command(args.control_socket, args.json)
     if args.genhash:
         return genhash(args.genhash)
     if args.demo:
         return run_demo()
-    return run_daemon(args.config, args.log_console, args.log_detail)
+    return run_daemon(args)
 
 
 if __name__ == "__main__":
