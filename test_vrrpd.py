@@ -4108,6 +4108,9 @@ def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_
     _wait_holders(lab, [a, b], ["A"], timeout=5)
     wait_for(lambda: os.path.exists(a.ctl), 5, what="control socket")
     sent_before = a.instance()["stats"]["adverts_sent"]
+    adverts = Probe(lab, client, ("224.0.0.18@eth0",))  # VI_1's adverts as the LAN sees them
+    addresses = Probe(lab, a.ns)  # address events on A: a VIP removal would show as "-"
+    t_start = time.time()
     ping = lab.exec(client, ["ping", "-n", "-q", "-i", "0.01", "-w", "4", VIP], stdout=subprocess.PIPE, text=True)
     time.sleep(1.0)
     t0 = time.monotonic()
@@ -4118,6 +4121,11 @@ def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_
     wait_for(lambda: lab.has_address(a.ns, second_vip), 3, what="the added instance's VIP on A")
     sent, received = _ping_stats(ping.communicate(timeout=15)[0])
     assert sent > 200 and received == sent, (sent, received)
+    vi1 = [e for e in adverts.adverts(src=f"{LAB_NET}.1", since=t_start) if e[3] == "51"]
+    gaps = [later[1] - earlier[1] for earlier, later in zip(vi1, vi1[1:])]
+    assert len(vi1) > 20 and max(gaps) < 0.25, max(gaps)  # advert_int 0.1: no advert gap through the reload
+    assert {e[4] for e in vi1} == {"150", "200"} and vi1[-1][4] == "200"
+    assert not [e for e in addresses.events if e[0] == "ADDR" and e[2] == "-"], addresses.events
     st = a.instance()
     assert st["state"] == "MASTER" and st["priority"] == 200 and st["effective_priority"] == 200
     assert st["stats"]["adverts_sent"] > sent_before
