@@ -1892,6 +1892,21 @@ def test_track_file_changes_reach_the_daemon(tmp_path, loop):
     tracking.stop()
 
 
+def test_track_file_change_is_seen_at_once_through_inotify(tmp_path, loop):
+    path = tmp_path / "weight"
+    path.write_text("0\n")
+    cfg, inst = _tracking_config(files=[vrrpd.TrackFile(name="tf", path=str(path), weight=-1)])
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.file_poll_interval = 3600  # only inotify can see the change in time
+    tracking.start()
+    require(tracking._inotify is not None, "needs inotify")
+    path.write_text("40\n")
+    start = time.monotonic()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-40, False), 2, "the change through inotify")
+    assert time.monotonic() - start < 0.5
+    tracking.stop()
+
+
 def test_track_process_counts_a_running_process_and_fails_over_when_it_stops(tmp_path, loop, vlog):
     name = "vt" + uuid.uuid4().hex[:10]
     binary = tmp_path / name

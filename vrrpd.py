@@ -3321,6 +3321,42 @@ class _FileWatch:
         return True
 
 
+class Inotify:
+    """Watches directories with inotify(7) (through ctypes and the C library already loaded), so a
+    track_file change is seen at once, as keepalived sees it; open() gives None where unavailable."""
+
+    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # MODIFY CLOSE_WRITE MOVED_FROM MOVED_TO CREATE DELETE
+
+    def __init__(self, libc: Any, fd: int):
+        self.libc = libc
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> Optional[Inotify]:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return None
+        return cls(libc, fd) if fd >= 0 else None
+
+    def watch(self, directory: str) -> bool:
+        return self.libc.inotify_add_watch(self.fd, os.fsencode(directory), self.MASK) >= 0
+
+    def drain(self) -> None:
+        """Read and discard the pending events (the caller re-reads what it watches)."""
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     """(comm, argv) of every live process in /proc; zombies are left out; argv only if asked."""
     found: List[Tuple[str, List[str]]] = []
@@ -3357,8 +3393,9 @@ class Tracking:
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
                                           state, and whether a weight-0 tracker says FAULT.
       status() -> dict                    per-tracker state for dumps and --json.
-    Scripts run as child processes on the loop; files and /proc are polled on loop timers.
-    Only trackers that some instance or sync group refers to are run."""
+    Scripts run as child processes on the loop; files are watched with inotify (and polled on a
+    loop timer as a fallback); /proc is scanned on a loop timer. Only trackers that some instance
+    or sync group refers to are run."""
 
     file_poll_interval = 0.5
     process_scan_interval = 1.0
@@ -3370,6 +3407,7 @@ class Tracking:
         self._started = False
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
+        self._inotify: Optional[Inotify] = None
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
             used["script"].update(r.name for r in owner.track_script)
@@ -3394,6 +3432,11 @@ class Tracking:
             self._scan(initial=True)
         if self.files:
             self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+            self._inotify = Inotify.open()
+            if self._inotify is not None:
+                for watch in self.files.values():
+                    self._inotify.watch(os.path.dirname(os.path.abspath(watch.track_file.path)))
+                self.loop.add_reader(self._inotify.fd, self._on_inotify)
         for runner in self.scripts.values():
             runner.timer = self.loop.call_later(0, runner.run)
 
@@ -3405,13 +3448,25 @@ class Tracking:
             if timer is not None:
                 timer.cancel()
         self._file_timer = self._process_timer = None
+        if self._inotify is not None:
+            self.loop.remove_reader(self._inotify.fd)
+            self._inotify.close()
+            self._inotify = None
 
     def _changed(self) -> None:
         if self._started:
             self.on_change()
 
+    def _on_inotify(self) -> None:
+        if self._inotify is not None:
+            self._inotify.drain()
+            self._read_files()
+
     def _poll_files(self) -> None:
         self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        self._read_files()
+
+    def _read_files(self) -> None:
         changed = False
         for name, watch in self.files.items():
             if watch.read():
