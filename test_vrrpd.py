@@ -2426,7 +2426,8 @@ def test_vrrpd_and_keepalived_send_the_same_alert_mail(lab, tmp_path, impl):
     assert [m[:3] for m in mails] == [envelope] * (3 if impl == "vrrpd" else 2)
     bodies = [m[3].split("\r\n") for m in mails]
     for lines in bodies:  # strftime("%a, %d %b %Y %H:%M:%S %z") in both
-        assert re.fullmatch(r"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", lines[0]), lines[0]
+        date = r"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}"
+        assert re.fullmatch(date, lines[0]), lines[0]
     assert [lines[1:] for lines in bodies] == [
         ["From: keepalived@one.zou.com", f"Subject: [A] VRRP Instance VI_1 - {subject}", "X-Mailer: Keepalived",
          "To: root@localhost, ops@example.com", "", body, "", ""]
