@@ -2090,6 +2090,12 @@ def test_notify_fifo_without_reader_neither_blocks_nor_fails(tmp_path, loop):
     assert fifo.exists()  # not ours: left in place
 
 
+def _require_aiosmtpd() -> None:
+    import importlib.util
+
+    require(importlib.util.find_spec("aiosmtpd") is not None, "needs aiosmtpd (make deps)")
+
+
 class _MailSink:
     """An aiosmtpd handler keeping (helo, mail_from, rcpt_tos, data) of each mail."""
 
@@ -2124,11 +2130,12 @@ def _mail_config(port: int):
 
 
 def test_smtp_alerts_reach_a_real_server_as_keepalived_writes_them(loop):
-    controller_mod = pytest.importorskip("aiosmtpd.controller") if not IN_CI else __import__(
-        "aiosmtpd.controller", fromlist=["Controller"])
+    _require_aiosmtpd()
+    from aiosmtpd.controller import Controller
+
     sink = _MailSink()
     port = _free_port()
-    controller = controller_mod.Controller(sink, hostname="127.0.0.1", port=port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         cfg = _mail_config(port)
@@ -2386,7 +2393,7 @@ time.sleep(300)
 def test_vrrpd_and_keepalived_send_the_same_alert_mail(lab, tmp_path, impl):
     """An SMTP sink inside the node's namespace receives the same conversation and DATA from both."""
     _require_daemon()
-    pytest.importorskip("aiosmtpd") if not IN_CI else None
+    _require_aiosmtpd()
     if impl == "keepalived":
         require(shutil.which("keepalived") is not None, "needs keepalived")
     import json
