@@ -795,7 +795,6 @@ def test_example_config_is_a_valid_two_node_setup():
 # ============================================================================================
 
 
-import ipaddress  # noqa: E402
 import random  # noqa: E402
 
 IP4 = ipaddress.IPv4Address
