@@ -16,6 +16,7 @@ Root-only tests skip with a reason on a laptop; under CI=true a missing prerequi
 from __future__ import annotations
 
 import io
+import ipaddress
 import logging
 import os
 import shutil
