@@ -2354,7 +2354,8 @@ def test_vrrpd_and_keepalived_run_the_same_notify_sequence_for_a_failing_check(l
     wait_for(lambda: "INSTANCE VI_1 BACKUP 95" in _notify_lines(tmp_path, "A"), 5, what="A's notify")
     down.unlink()
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
-    wait_for(lambda: _notify_lines(tmp_path, "A")[-1:] == ["INSTANCE VI_1 MASTER 100"], 5, what="A's notify")
+    wait_for(lambda: _notify_lines(tmp_path, "A").count("INSTANCE VI_1 MASTER 100") == 2
+             and _notify_lines(tmp_path, "A").count("master-A") == 2, 5, what="A's notify scripts")
     _stop_node(node_b)
     _stop_node(node_a)
     log_a = (tmp_path / "vrrpd-A.log").read_text()
