@@ -2074,6 +2074,28 @@ def test_deleted_instance_notifies_deleted_or_fault_like_keepalived(tmp_path, lo
     assert (tmp_path / "log").read_text().splitlines() == ["deleted-1", "INSTANCE VI_1 DELETED 100", "fault-2"]
 
 
+def test_checker_events_write_the_lvs_fifo_and_leave_scripts_to_the_lvs_manager(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    fifo = tmp_path / "lvs.fifo"
+    cfg = vrrpd.Config()
+    cfg.global_defs.lvs_notify_fifo = str(fifo)
+    notifier = vrrpd.Notifier(loop, cfg)
+    vs = vrrpd.VirtualServer(address=ipaddress.ip_address("10.0.0.10"), port=443, protocol="TCP")
+    rs = vrrpd.RealServer(address=ipaddress.ip_address("10.0.0.21"), notify_up=_cmd(_recorder(tmp_path, "up.sh")))
+    fw = vrrpd.VirtualServer(fwmark=7)
+    notifier.checker(vs, rs, True)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        notifier.virtual_server_quorum(fw, False)
+        notifier.vrrp_instance(vrrpd.VrrpInstance(name="VI_1"), vrrpd.State.MASTER, 100)  # not an LVS line
+        data = os.read(reader, 4096).decode()
+    finally:
+        os.close(reader)
+        notifier.close(timeout=2)
+    assert data.splitlines() == ["RS [10.0.0.21]:tcp:443 [10.0.0.10]:tcp:443 UP", "VS FWM 7 DOWN"]
+    assert not (tmp_path / "log").exists()  # notify_up is run by the LVS manager, not twice
+
+
 def test_notify_fifo_without_reader_neither_blocks_nor_fails(tmp_path, loop):
     fifo = tmp_path / "nobody.fifo"
     os.mkfifo(fifo)
