@@ -1673,6 +1673,13 @@ def test_parse_track_file_value_reads_like_strtol(text, value):
     assert vrrpd.parse_track_file_value(text) == value
 
 
+def test_track_reference_weight_overrides_and_reverse_is_kept():
+    assert vrrpd.tracker_weight(vrrpd.TrackRef("chk"), -5, False) == (-5, False)
+    assert vrrpd.tracker_weight(vrrpd.TrackRef("chk", weight=-20), -5, False) == (-20, False)
+    assert vrrpd.tracker_weight(vrrpd.TrackRef("chk", weight=-20), -5, True) == (-20, True)  # as keepalived
+    assert vrrpd.tracker_weight(vrrpd.TrackRef("chk", weight=0, reverse=True), -5, False) == (0, True)
+
+
 def test_process_matches_comm_exactly_and_params_by_param_match():
     tp = vrrpd.TrackProcess(name="p", process=["ssh"])
     assert vrrpd.process_matches(tp, "ssh", [])

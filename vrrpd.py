@@ -3039,10 +3039,9 @@ def parse_track_file_value(text: str) -> Optional[int]:
 
 
 def tracker_weight(ref: TrackRef, weight: int, reverse: bool) -> Tuple[int, bool]:
-    """The weight and reverse flag that apply: the instance's override if it gives a weight."""
-    if ref.weight is not None:
-        return ref.weight, ref.reverse
-    return weight, reverse or ref.reverse
+    """The weight and reverse flag that apply: the reference's weight overrides the tracker's;
+    `reverse` holds if either says so (as keepalived, which keeps the tracker's unless told)."""
+    return (weight if ref.weight is None else ref.weight), reverse or ref.reverse
 
 
 def process_matches(tp: TrackProcess, comm: str, cmdline: List[str]) -> bool:
