@@ -1834,6 +1834,36 @@ def test_down_file_script_lowers_priority_by_weight_and_recovers(tmp_path, loop,
     tracking.stop()
 
 
+def test_reload_keeps_the_state_of_unchanged_trackers(tmp_path, loop):
+    """SIGHUP must not reset a failing check to INIT (keepalived #349/#1009: priority drift, flaps)."""
+    down = tmp_path / "down"
+    down.touch()
+
+    def config(interval: float, line: int, with_file: bool):
+        chk = vrrpd.VrrpScript(name="chk", script=_cmd(f"test ! -f {down}"), interval=interval, weight=-5,
+                               line=line)
+        files = [vrrpd.TrackFile(name="tf", path=str(tmp_path / "tf"), weight=-1)] if with_file else []
+        return _tracking_config(scripts=[chk], files=files)
+
+    (tmp_path / "tf").write_text("3\n")
+    cfg, inst = config(0.1, line=10, with_file=True)
+    changes: list = []
+    tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(1))
+    tracking.start()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-8, False), 5, "the check to fail")
+    runner = tracking.scripts["chk"]
+    cfg2, inst2 = config(0.1, line=12, with_file=False)  # the same check, moved down two lines
+    tracking.reload(cfg2)
+    assert tracking.scripts["chk"] is runner and tracking.adjustment(inst2) == (-5, False)
+    assert "tf" not in tracking.files and changes
+    cfg3, inst3 = config(0.2, line=12, with_file=False)  # a changed check starts afresh
+    tracking.reload(cfg3)
+    assert tracking.scripts["chk"] is not runner and tracking.adjustment(inst3) == (0, False)
+    _spin(loop, lambda: tracking.adjustment(inst3) == (-5, False), 5, "the new check to run")
+    assert runner.timer is None and runner.child is None  # the old one is stopped
+    tracking.stop()
+
+
 def test_hung_script_is_killed_with_its_group_at_timeout_and_counts_as_failure(tmp_path, loop, vlog):
     marker = f"{uuid.uuid4().int % 1000 + 3000}.{os.getpid() % 1000}"
     chk = vrrpd.VrrpScript(name="chk_hang", script=_cmd(f"sleep {marker} & sleep {marker}", shell=True),
@@ -2101,6 +2131,31 @@ def test_checker_events_write_the_lvs_fifo_and_leave_scripts_to_the_lvs_manager(
         notifier.close(timeout=2)
     assert data.splitlines() == ["RS [10.0.0.21]:tcp:443 [10.0.0.10]:tcp:443 UP", "VS FWM 7 DOWN"]
     assert not (tmp_path / "log").exists()  # notify_up is run by the LVS manager, not twice
+
+
+def test_notifier_reload_keeps_the_mail_memory_and_moves_the_fifo(tmp_path, loop):
+    first, second = tmp_path / "first.fifo", tmp_path / "second.fifo"
+    inst = vrrpd.VrrpInstance(name="VI_1")
+    cfg = vrrpd.Config(vrrp_instances=[inst])
+    cfg.global_defs.notify_fifo = str(first)
+    notifier = vrrpd.Notifier(loop, cfg)
+    sent: list = []
+    notifier.mailer.submit = lambda subject, body: sent.append(subject)
+    cfg.global_defs.smtp_alert = True
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)
+    cfg2 = vrrpd.Config(vrrp_instances=[inst])
+    cfg2.global_defs.smtp_alert = True
+    cfg2.global_defs.notify_fifo = str(second)
+    notifier.reload(cfg2)
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)  # still MASTER after the reload: no second mail
+    reader = os.open(second, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        data = os.read(reader, 4096).decode()
+    finally:
+        os.close(reader)
+        notifier.close(timeout=1)
+    assert len(sent) == 1 and not first.exists()  # the first FIFO was ours: removed when left
+    assert data == 'INSTANCE "VI_1" MASTER 100\n'
 
 
 def test_notify_fifo_without_reader_neither_blocks_nor_fails(tmp_path, loop):

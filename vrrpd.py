@@ -3408,24 +3408,76 @@ class Tracking:
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
         self._inotify: Optional[Inotify] = None
+        self.scripts: Dict[str, _ScriptRunner] = {}
+        self.files: Dict[str, _FileWatch] = {}
+        self.processes: Dict[str, ProcessQuorum] = {}
+        self._take(config)
+
+    def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
+        """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
+        is unchanged; returns the script runners and file watches that are new."""
+        import dataclasses
+
+        def same(a: Any, b: Any) -> bool:
+            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
             used["script"].update(r.name for r in owner.track_script)
             used["file"].update(r.name for r in owner.track_file)
             used["process"].update(r.name for r in owner.track_process)
-        self.scripts: Dict[str, _ScriptRunner] = {
-            name: _ScriptRunner(self, s) for name, s in config.vrrp_scripts.items() if name in used["script"]}
-        self.files: Dict[str, _FileWatch] = {
-            name: _FileWatch(f) for name, f in config.track_files.items() if name in used["file"]}
-        self.processes: Dict[str, ProcessQuorum] = {
-            name: ProcessQuorum(p.quorum, p.quorum_max, p.delay)
-            for name, p in config.track_processes.items() if name in used["process"]}
+        scripts: Dict[str, _ScriptRunner] = {}
+        new_runners: List[_ScriptRunner] = []
+        gd, old_gd = config.global_defs, self.config.global_defs
+        same_user = (gd.script_user, gd.script_group) == (old_gd.script_user, old_gd.script_group)
+        for name, script in config.vrrp_scripts.items():
+            if name not in used["script"]:
+                continue
+            old = self.scripts.pop(name, None)
+            if old is not None and same_user and same(old.script, script):
+                old.script = script
+                scripts[name] = old
+            else:
+                if old is not None:
+                    old.stop()
+                scripts[name] = _ScriptRunner(self, script)
+                new_runners.append(scripts[name])
+        for runner in self.scripts.values():
+            runner.stop()
+        files: Dict[str, _FileWatch] = {}
+        new_files: List[_FileWatch] = []
+        for name, track_file in config.track_files.items():
+            if name not in used["file"]:
+                continue
+            old_watch = self.files.get(name)
+            if old_watch is not None and same(old_watch.track_file, track_file):
+                old_watch.track_file = track_file
+                files[name] = old_watch
+            else:
+                files[name] = _FileWatch(track_file)
+                new_files.append(files[name])
+        processes: Dict[str, ProcessQuorum] = {}
+        for name, tp in config.track_processes.items():
+            if name not in used["process"]:
+                continue
+            old_tp = self.config.track_processes.get(name)
+            if name in self.processes and old_tp is not None and same(old_tp, tp):
+                processes[name] = self.processes[name]
+            else:
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+        self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
+        return new_runners, new_files
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
         """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
         self._started = True
-        for watch in self.files.values():
+        self._watch(list(self.files.values()))
+        for runner in self.scripts.values():
+            runner.timer = self.loop.call_later(0, runner.run)
+
+    def _watch(self, new_files: List[_FileWatch]) -> None:
+        for watch in new_files:
             watch.init_file()
             watch.read()
         if self.processes:
@@ -3437,13 +3489,8 @@ class Tracking:
                 for watch in self.files.values():
                     self._inotify.watch(os.path.dirname(os.path.abspath(watch.track_file.path)))
                 self.loop.add_reader(self._inotify.fd, self._on_inotify)
-        for runner in self.scripts.values():
-            runner.timer = self.loop.call_later(0, runner.run)
 
-    def stop(self) -> None:
-        self._started = False
-        for runner in self.scripts.values():
-            runner.stop()
+    def _unwatch(self) -> None:
         for timer in (self._file_timer, self._process_timer):
             if timer is not None:
                 timer.cancel()
@@ -3452,6 +3499,26 @@ class Tracking:
             self.loop.remove_reader(self._inotify.fd)
             self._inotify.close()
             self._inotify = None
+
+    def stop(self) -> None:
+        self._started = False
+        for runner in self.scripts.values():
+            runner.stop()
+        self._unwatch()
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP). Trackers whose definition did not change keep their
+        state and schedule, so a reload neither resets weights nor makes instances flap (keepalived
+        issues #349, #1009); new ones start, removed ones stop. on_change() follows."""
+        if not self._started:
+            self._take(config)
+            return
+        self._unwatch()
+        new_runners, new_files = self._take(config)
+        self._watch(new_files)
+        for runner in new_runners:
+            runner.timer = self.loop.call_later(0, runner.run)
+        self._changed()
 
     def _changed(self) -> None:
         if self._started:
@@ -5396,12 +5463,28 @@ class Notifier:
         self._running: Dict[str, Child] = {}
         self._last_mail: Dict[str, Any] = {}
         self.scripts_run = 0
-        self.vrrp_fifos = [NotifyFifo(p) for p in dict.fromkeys(x for x in (gd.notify_fifo, gd.vrrp_notify_fifo) if x)]
-        self.lvs_fifos = [f for f in self.vrrp_fifos if f.path == gd.notify_fifo]
-        if gd.lvs_notify_fifo and gd.lvs_notify_fifo not in (gd.notify_fifo, gd.vrrp_notify_fifo):
-            self.lvs_fifos.append(NotifyFifo(gd.lvs_notify_fifo))
-        elif gd.lvs_notify_fifo:
-            self.lvs_fifos += [f for f in self.vrrp_fifos if f.path == gd.lvs_notify_fifo and f not in self.lvs_fifos]
+        self.vrrp_fifos: List[NotifyFifo] = []
+        self.lvs_fifos: List[NotifyFifo] = []
+        self._open_fifos(gd)
+
+    def _open_fifos(self, gd: GlobalDefs) -> None:
+        """notify_fifo gets every line, vrrp_notify_fifo the VRRP ones, lvs_notify_fifo the LVS ones."""
+        fifos = {p: NotifyFifo(p) for p in (gd.notify_fifo, gd.vrrp_notify_fifo, gd.lvs_notify_fifo) if p}
+        self.vrrp_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.vrrp_notify_fifo)) if p]
+        self.lvs_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.lvs_notify_fifo)) if p]
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP): queued scripts still run, mail settings apply to the
+        next mail, the last mailed states are kept (no repeated mails), and the FIFOs are reopened
+        only if their paths changed."""
+        old, gd = self.config.global_defs, config.global_defs
+        self.config = config
+        self.mailer.global_defs = gd
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        if any(getattr(old, p) != getattr(gd, p) for p in paths):
+            for fifo in set(self.vrrp_fifos + self.lvs_fifos):
+                fifo.close()
+            self._open_fifos(gd)
 
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
@@ -5507,14 +5590,14 @@ class Notifier:
         self._running.clear()
         self._queues.clear()
         self.mailer.close(max(0.0, deadline - self.loop.time()))
-        for fifo in self.vrrp_fifos + self.lvs_fifos:
+        for fifo in set(self.vrrp_fifos + self.lvs_fifos):
             fifo.close()
 
     def status(self) -> Dict[str, Any]:
         return {"scripts_run": self.scripts_run, "scripts_queued": sum(len(q) for q in self._queues.values()),
                 "scripts_running": sorted(self._running), "mail_sent": self.mailer.sent,
                 "mail_failed": self.mailer.failed, "mail_queued": self.mailer.pending(),
-                "fifo_dropped": sum(f.dropped for f in self.vrrp_fifos + self.lvs_fifos)}
+                "fifo_dropped": sum(f.dropped for f in set(self.vrrp_fifos + self.lvs_fifos))}
 
     # -- notify scripts -------------------------------------------------------------------
     def _queue(self, key: str, cmd: Command, extra: List[str]) -> None:
