@@ -2383,6 +2383,13 @@ def test_parse_track_file_value_reads_like_strtol(text, value):
     assert vrrpd.parse_track_file_value(text) == value
 
 
+def test_track_reference_weight_overrides_and_reverse_is_kept():
+    assert vrrpd.tracker_weight(vrrpd.TrackRef("chk"), -5, False) == (-5, False)
+    assert vrrpd.tracker_weight(vrrpd.TrackRef("chk", weight=-20), -5, False) == (-20, False)
+    assert vrrpd.tracker_weight(vrrpd.TrackRef("chk", weight=-20), -5, True) == (-20, True)  # as keepalived
+    assert vrrpd.tracker_weight(vrrpd.TrackRef("chk", weight=0, reverse=True), -5, False) == (0, True)
+
+
 def test_process_matches_comm_exactly_and_params_by_param_match():
     tp = vrrpd.TrackProcess(name="p", process=["ssh"])
     assert vrrpd.process_matches(tp, "ssh", [])
@@ -2537,6 +2544,36 @@ def test_down_file_script_lowers_priority_by_weight_and_recovers(tmp_path, loop,
     tracking.stop()
 
 
+def test_reload_keeps_the_state_of_unchanged_trackers(tmp_path, loop):
+    """SIGHUP must not reset a failing check to INIT (keepalived #349/#1009: priority drift, flaps)."""
+    down = tmp_path / "down"
+    down.touch()
+
+    def config(interval: float, line: int, with_file: bool):
+        chk = vrrpd.VrrpScript(name="chk", script=_cmd(f"test ! -f {down}"), interval=interval, weight=-5,
+                               line=line)
+        files = [vrrpd.TrackFile(name="tf", path=str(tmp_path / "tf"), weight=-1)] if with_file else []
+        return _tracking_config(scripts=[chk], files=files)
+
+    (tmp_path / "tf").write_text("3\n")
+    cfg, inst = config(0.1, line=10, with_file=True)
+    changes: list = []
+    tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(1))
+    tracking.start()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-8, False), 5, "the check to fail")
+    runner = tracking.scripts["chk"]
+    cfg2, inst2 = config(0.1, line=12, with_file=False)  # the same check, moved down two lines
+    tracking.reload(cfg2)
+    assert tracking.scripts["chk"] is runner and tracking.adjustment(inst2) == (-5, False)
+    assert "tf" not in tracking.files and changes
+    cfg3, inst3 = config(0.2, line=12, with_file=False)  # a changed check starts afresh
+    tracking.reload(cfg3)
+    assert tracking.scripts["chk"] is not runner and tracking.adjustment(inst3) == (0, False)
+    _spin(loop, lambda: tracking.adjustment(inst3) == (-5, False), 5, "the new check to run")
+    assert runner.timer is None and runner.child is None  # the old one is stopped
+    tracking.stop()
+
+
 def test_hung_script_is_killed_with_its_group_at_timeout_and_counts_as_failure(tmp_path, loop, vlog):
     marker = f"{uuid.uuid4().int % 1000 + 3000}.{os.getpid() % 1000}"
     chk = vrrpd.VrrpScript(name="chk_hang", script=_cmd(f"sleep {marker} & sleep {marker}", shell=True),
@@ -2599,6 +2636,21 @@ def test_track_file_changes_reach_the_daemon(tmp_path, loop):
     path.unlink()  # a missing file reads as 0
     _spin(loop, lambda: len(changes) == 2, 3, "file removal")
     assert changes[-1] == (0, False)
+    tracking.stop()
+
+
+def test_track_file_change_is_seen_at_once_through_inotify(tmp_path, loop):
+    path = tmp_path / "weight"
+    path.write_text("0\n")
+    cfg, inst = _tracking_config(files=[vrrpd.TrackFile(name="tf", path=str(path), weight=-1)])
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.file_poll_interval = 3600  # only inotify can see the change in time
+    tracking.start()
+    require(tracking._inotify is not None, "needs inotify")
+    path.write_text("40\n")
+    start = time.monotonic()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-40, False), 2, "the change through inotify")
+    assert time.monotonic() - start < 0.5
     tracking.stop()
 
 
@@ -2769,6 +2821,53 @@ def test_deleted_instance_notifies_deleted_or_fault_like_keepalived(tmp_path, lo
     assert (tmp_path / "log").read_text().splitlines() == ["deleted-1", "INSTANCE VI_1 DELETED 100", "fault-2"]
 
 
+def test_checker_events_write_the_lvs_fifo_and_leave_scripts_to_the_lvs_manager(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    fifo = tmp_path / "lvs.fifo"
+    cfg = vrrpd.Config()
+    cfg.global_defs.lvs_notify_fifo = str(fifo)
+    notifier = vrrpd.Notifier(loop, cfg)
+    vs = vrrpd.VirtualServer(address=ipaddress.ip_address("10.0.0.10"), port=443, protocol="TCP")
+    rs = vrrpd.RealServer(address=ipaddress.ip_address("10.0.0.21"), notify_up=_cmd(_recorder(tmp_path, "up.sh")))
+    fw = vrrpd.VirtualServer(fwmark=7)
+    notifier.checker(vs, rs, True)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        notifier.virtual_server_quorum(fw, False)
+        notifier.vrrp_instance(vrrpd.VrrpInstance(name="VI_1"), vrrpd.State.MASTER, 100)  # not an LVS line
+        data = os.read(reader, 4096).decode()
+    finally:
+        os.close(reader)
+        notifier.close(timeout=2)
+    assert data.splitlines() == ["RS [10.0.0.21]:tcp:443 [10.0.0.10]:tcp:443 UP", "VS FWM 7 DOWN"]
+    assert not (tmp_path / "log").exists()  # notify_up is run by the LVS manager, not twice
+
+
+def test_notifier_reload_keeps_the_mail_memory_and_moves_the_fifo(tmp_path, loop):
+    first, second = tmp_path / "first.fifo", tmp_path / "second.fifo"
+    inst = vrrpd.VrrpInstance(name="VI_1")
+    cfg = vrrpd.Config(vrrp_instances=[inst])
+    cfg.global_defs.notify_fifo = str(first)
+    notifier = vrrpd.Notifier(loop, cfg)
+    sent: list = []
+    notifier.mailer.submit = lambda subject, body: sent.append(subject)
+    cfg.global_defs.smtp_alert = True
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)
+    cfg2 = vrrpd.Config(vrrp_instances=[inst])
+    cfg2.global_defs.smtp_alert = True
+    cfg2.global_defs.notify_fifo = str(second)
+    notifier.reload(cfg2)
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)  # still MASTER after the reload: no second mail
+    reader = os.open(second, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        data = os.read(reader, 4096).decode()
+    finally:
+        os.close(reader)
+        notifier.close(timeout=1)
+    assert len(sent) == 1 and not first.exists()  # the first FIFO was ours: removed when left
+    assert data == 'INSTANCE "VI_1" MASTER 100\n'
+
+
 def test_notify_fifo_without_reader_neither_blocks_nor_fails(tmp_path, loop):
     fifo = tmp_path / "nobody.fifo"
     os.mkfifo(fifo)
@@ -2783,6 +2882,12 @@ def test_notify_fifo_without_reader_neither_blocks_nor_fails(tmp_path, loop):
     assert notifier.status()["fifo_dropped"] > 0
     notifier.close(timeout=0.1)
     assert fifo.exists()  # not ours: left in place
+
+
+def _require_aiosmtpd() -> None:
+    import importlib.util
+
+    require(importlib.util.find_spec("aiosmtpd") is not None, "needs aiosmtpd (make deps)")
 
 
 class _MailSink:
@@ -2819,11 +2924,12 @@ def _mail_config(port: int):
 
 
 def test_smtp_alerts_reach_a_real_server_as_keepalived_writes_them(loop):
-    controller_mod = pytest.importorskip("aiosmtpd.controller") if not IN_CI else __import__(
-        "aiosmtpd.controller", fromlist=["Controller"])
+    _require_aiosmtpd()
+    from aiosmtpd.controller import Controller
+
     sink = _MailSink()
     port = _free_port()
-    controller = controller_mod.Controller(sink, hostname="127.0.0.1", port=port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         cfg = _mail_config(port)
@@ -2846,10 +2952,10 @@ def test_smtp_alerts_reach_a_real_server_as_keepalived_writes_them(loop):
     assert helo == "one.zou.com" and mail_from == "keepalived@one.zou.com"
     assert rcpts == ["root@localhost", "ops@example.com"]
     lines = data.split("\r\n")
-    assert lines[0].startswith("Date: ") and lines[1:7] == [
+    assert lines[0].startswith("Date: ") and lines[1:6] == [
         "From: keepalived@one.zou.com", "Subject: [LVS_one] VRRP Instance VI_1 - Entering MASTER state",
-        "X-Mailer: Keepalived", "To: root@localhost,", " Ops <ops@example.com>", ""]
-    assert lines[7] == "=> VRRP Instance is now owning VRRP VIPs <="
+        "X-Mailer: Keepalived", "To: root@localhost, Ops <ops@example.com>", ""]
+    assert lines[6] == "=> VRRP Instance is now owning VRRP VIPs <="
     assert "Subject: [LVS_one] VRRP Instance VI_1 - Entering BACKUP state" in sink.mails[1][3]
     assert "=> VRRP Instance is no longer owning VRRP VIPs <=" in sink.mails[1][3]
     assert ("Subject: [LVS_one] Realserver [172.16.1.1]:tcp:80 of virtual server [172.16.1.44]:tcp:80 - DOWN"
@@ -3007,6 +3113,129 @@ def test_seed001_down_file_moves_the_vip_to_the_peer_and_back(lab, tmp_path):
         "INSTANCE VI_1 STOP 100"]
     assert _notify_lines(tmp_path, "B")[-5:] == [
         "master-B", "INSTANCE VI_1 MASTER 98", "backup-B", "INSTANCE VI_1 BACKUP 98", "INSTANCE VI_1 STOP 98"]
+
+
+@pytest.mark.parametrize("impl", ["vrrpd", "keepalived"])
+def test_vrrpd_and_keepalived_run_the_same_notify_sequence_for_a_failing_check(lab, tmp_path, impl):
+    """Node A is vrrpd or keepalived 2.2.7 (the bar), node B vrrpd; a check script file with weight -5.
+
+    The same A sequence from both proves the notify arguments and order are keepalived's."""
+    _require_daemon()
+    if impl == "keepalived":
+        require(shutil.which("keepalived") is not None, "needs keepalived")
+    tmp_path.chmod(0o755)
+    down = tmp_path / "down"
+    chk = tmp_path / "chk_down.sh"
+    chk.write_text(f"#!/bin/sh\ntest -f {down} && exit 1\nexit 0\n")
+    chk.chmod(0o755)
+    check = f'vrrp_script chk_down {{\n    script "{chk}"\n    interval 1\n    weight -5\n}}'  # 2.2.7: whole seconds
+    track = "track_script {\n        chk_down\n    }"
+    a = lab.host("a", "10.77.0.1/24")
+    b = lab.host("b", "10.77.0.2/24")
+    conf_a = _seed001_conf(tmp_path, "A", "MASTER", 100, check, track)
+    if impl == "keepalived":
+        out = open(tmp_path / "vrrpd-A.log", "w")
+        pids = [f"{flag}{tmp_path / name}" for flag, name in (("-p", "k.pid"), ("-r", "kv.pid"), ("-c", "kc.pid"))]
+        node_a = lab.exec(a, ["keepalived", "-n", "-l", "-P", "-f", str(conf_a)] + pids,
+                          stdout=out, stderr=subprocess.STDOUT)
+    else:
+        node_a = _start_node(lab, a, conf_a, tmp_path, "A")
+    node_b = _start_node(lab, b, _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""), tmp_path, "B")
+    wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
+    wait_for(lambda: "INSTANCE VI_1 MASTER 100" in _notify_lines(tmp_path, "A"), 5, what="A's notify")
+    down.touch()
+    wait_for(lambda: _vip_on(lab, b) and not _vip_on(lab, a), 10, what="B to take the VIP")
+    wait_for(lambda: "INSTANCE VI_1 BACKUP 95" in _notify_lines(tmp_path, "A"), 5, what="A's notify")
+    down.unlink()
+    wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
+    wait_for(lambda: _notify_lines(tmp_path, "A").count("INSTANCE VI_1 MASTER 100") == 2
+             and _notify_lines(tmp_path, "A").count("master-A") == 2, 5, what="A's notify scripts")
+    _stop_node(node_b)
+    _stop_node(node_a)
+    log_a = (tmp_path / "vrrpd-A.log").read_text()
+    assert "VRRP_Script(chk_down) failed (exited with status 1)" in log_a
+    assert "(VI_1) Changing effective priority from 100 to 95" in log_a
+    expected = ["backup-A", "INSTANCE VI_1 BACKUP 100", "master-A", "INSTANCE VI_1 MASTER 100",
+                "backup-A", "INSTANCE VI_1 BACKUP 95", "master-A", "INSTANCE VI_1 MASTER 100", "INSTANCE VI_1 STOP 100"]
+    lines = _notify_lines(tmp_path, "A")
+    if impl == "vrrpd":
+        assert lines == expected  # specific then generic, one at a time
+    else:
+        # keepalived starts notify_backup and notify together, so they may finish in either order
+        # (its issue #1213); each kind on its own is in transition order, as with vrrpd.
+        assert [x for x in lines if x.startswith("INSTANCE")] == [x for x in expected if x.startswith("INSTANCE")]
+        assert [x for x in lines if not x.startswith("INSTANCE")] == [
+            x for x in expected if not x.startswith("INSTANCE")]
+
+
+_SMTP_SINK = """
+import json, sys, time
+from aiosmtpd.controller import Controller
+out = sys.argv[1]
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, "a") as f:
+            f.write(json.dumps([session.host_name, envelope.mail_from, envelope.rcpt_tos,
+                                envelope.original_content.decode()]) + "\\n")
+        return "250 OK"
+Controller(Sink(), hostname="127.0.0.1", port=2525).start()
+open(out + ".ready", "w").close()
+time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("impl", ["vrrpd", "keepalived"])
+def test_vrrpd_and_keepalived_send_the_same_alert_mail(lab, tmp_path, impl):
+    """An SMTP sink inside the node's namespace receives the same conversation and DATA from both."""
+    _require_daemon()
+    _require_aiosmtpd()
+    if impl == "keepalived":
+        require(shutil.which("keepalived") is not None, "needs keepalived")
+    import json
+    import re
+
+    tmp_path.chmod(0o755)
+    mail = """    notification_email {
+        root@localhost
+        ops@example.com
+    }
+    notification_email_from keepalived@one.zou.com
+    smtp_server 127.0.0.1 2525
+    smtp_helo_name one.zou.com
+    smtp_connect_timeout 30
+    smtp_alert"""
+    a = lab.host("a", "10.77.0.1/24")
+    sink = tmp_path / "mails.jsonl"
+    lab.exec(a, [PYTHON, "-c", _SMTP_SINK, str(sink)])
+    wait_for(lambda: Path(str(sink) + ".ready").exists(), 10, what="the SMTP sink")
+    conf = _seed001_conf(tmp_path, "A", "MASTER", 100, "", "", mail)
+    out = open(tmp_path / "vrrpd-A.log", "w")
+    if impl == "keepalived":
+        pids = [f"{flag}{tmp_path / name}" for flag, name in (("-p", "k.pid"), ("-r", "kv.pid"), ("-c", "kc.pid"))]
+        node = lab.exec(a, ["keepalived", "-n", "-l", "-P", "-f", str(conf)] + pids,
+                        stdout=out, stderr=subprocess.STDOUT)
+    else:
+        node = lab.exec(a, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    wait_for(lambda: _vip_on(lab, a), 15, what="A to be MASTER")
+    wait_for(lambda: sink.exists() and len(sink.read_text().splitlines()) >= 2, 10, what="two mails")
+    _stop_node(node)
+    if impl == "vrrpd":
+        wait_for(lambda: len(sink.read_text().splitlines()) >= 3, 10, what="the stop mail")
+    else:
+        time.sleep(1)  # keepalived 2.2.7 exits before its "Stopping" mail goes out; vrrpd sends it
+    mails = [json.loads(line) for line in sink.read_text().splitlines()]
+    envelope = ["one.zou.com", "keepalived@one.zou.com", ["root@localhost", "ops@example.com"]]
+    assert [m[:3] for m in mails] == [envelope] * (3 if impl == "vrrpd" else 2)
+    bodies = [m[3].split("\r\n") for m in mails]
+    for lines in bodies:  # strftime("%a, %d %b %Y %H:%M:%S %z") in both
+        date = r"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}"
+        assert re.fullmatch(date, lines[0]), lines[0]
+    assert [lines[1:] for lines in bodies] == [
+        ["From: keepalived@one.zou.com", f"Subject: [A] VRRP Instance VI_1 - {subject}", "X-Mailer: Keepalived",
+         "To: root@localhost, ops@example.com", "", body, "", ""]
+        for subject, body in [("Entering BACKUP state", "=> VRRP Instance is no longer owning VRRP VIPs <="),
+                              ("Entering MASTER state", "=> VRRP Instance is now owning VRRP VIPs <="),
+                              ("Stopping", "=> VRRP Instance stopping <=")]][:len(bodies)]
 
 
 @pytest.mark.parametrize("how", ["vrrp_script", "track_process"])

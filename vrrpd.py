@@ -3399,10 +3399,9 @@ def parse_track_file_value(text: str) -> Optional[int]:
 
 
 def tracker_weight(ref: TrackRef, weight: int, reverse: bool) -> Tuple[int, bool]:
-    """The weight and reverse flag that apply: the instance's override if it gives a weight."""
-    if ref.weight is not None:
-        return ref.weight, ref.reverse
-    return weight, reverse or ref.reverse
+    """The weight and reverse flag that apply: the reference's weight overrides the tracker's;
+    `reverse` holds if either says so (as keepalived, which keeps the tracker's unless told)."""
+    return (weight if ref.weight is None else ref.weight), reverse or ref.reverse
 
 
 def process_matches(tp: TrackProcess, comm: str, cmdline: List[str]) -> bool:
@@ -3681,6 +3680,42 @@ class _FileWatch:
         return True
 
 
+class Inotify:
+    """Watches directories with inotify(7) (through ctypes and the C library already loaded), so a
+    track_file change is seen at once, as keepalived sees it; open() gives None where unavailable."""
+
+    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # MODIFY CLOSE_WRITE MOVED_FROM MOVED_TO CREATE DELETE
+
+    def __init__(self, libc: Any, fd: int):
+        self.libc = libc
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> Optional[Inotify]:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return None
+        return cls(libc, fd) if fd >= 0 else None
+
+    def watch(self, directory: str) -> bool:
+        return self.libc.inotify_add_watch(self.fd, os.fsencode(directory), self.MASK) >= 0
+
+    def drain(self) -> None:
+        """Read and discard the pending events (the caller re-reads what it watches)."""
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     """(comm, argv) of every live process in /proc; zombies are left out; argv only if asked."""
     found: List[Tuple[str, List[str]]] = []
@@ -3717,8 +3752,9 @@ class Tracking:
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
                                           state, and whether a weight-0 tracker says FAULT.
       status() -> dict                    per-tracker state for dumps and --json.
-    Scripts run as child processes on the loop; files and /proc are polled on loop timers.
-    Only trackers that some instance or sync group refers to are run."""
+    Scripts run as child processes on the loop; files are watched with inotify (and polled on a
+    loop timer as a fallback); /proc is scanned on a loop timer. Only trackers that some instance
+    or sync group refers to are run."""
 
     file_poll_interval = 0.5
     process_scan_interval = 1.0
@@ -3730,48 +3766,133 @@ class Tracking:
         self._started = False
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
+        self._inotify: Optional[Inotify] = None
+        self.scripts: Dict[str, _ScriptRunner] = {}
+        self.files: Dict[str, _FileWatch] = {}
+        self.processes: Dict[str, ProcessQuorum] = {}
+        self._take(config)
+
+    def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
+        """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
+        is unchanged; returns the script runners and file watches that are new."""
+        import dataclasses
+
+        def same(a: Any, b: Any) -> bool:
+            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
             used["script"].update(r.name for r in owner.track_script)
             used["file"].update(r.name for r in owner.track_file)
             used["process"].update(r.name for r in owner.track_process)
-        self.scripts: Dict[str, _ScriptRunner] = {
-            name: _ScriptRunner(self, s) for name, s in config.vrrp_scripts.items() if name in used["script"]}
-        self.files: Dict[str, _FileWatch] = {
-            name: _FileWatch(f) for name, f in config.track_files.items() if name in used["file"]}
-        self.processes: Dict[str, ProcessQuorum] = {
-            name: ProcessQuorum(p.quorum, p.quorum_max, p.delay)
-            for name, p in config.track_processes.items() if name in used["process"]}
+        scripts: Dict[str, _ScriptRunner] = {}
+        new_runners: List[_ScriptRunner] = []
+        gd, old_gd = config.global_defs, self.config.global_defs
+        same_user = (gd.script_user, gd.script_group) == (old_gd.script_user, old_gd.script_group)
+        for name, script in config.vrrp_scripts.items():
+            if name not in used["script"]:
+                continue
+            old = self.scripts.pop(name, None)
+            if old is not None and same_user and same(old.script, script):
+                old.script = script
+                scripts[name] = old
+            else:
+                if old is not None:
+                    old.stop()
+                scripts[name] = _ScriptRunner(self, script)
+                new_runners.append(scripts[name])
+        for runner in self.scripts.values():
+            runner.stop()
+        files: Dict[str, _FileWatch] = {}
+        new_files: List[_FileWatch] = []
+        for name, track_file in config.track_files.items():
+            if name not in used["file"]:
+                continue
+            old_watch = self.files.get(name)
+            if old_watch is not None and same(old_watch.track_file, track_file):
+                old_watch.track_file = track_file
+                files[name] = old_watch
+            else:
+                files[name] = _FileWatch(track_file)
+                new_files.append(files[name])
+        processes: Dict[str, ProcessQuorum] = {}
+        for name, tp in config.track_processes.items():
+            if name not in used["process"]:
+                continue
+            old_tp = self.config.track_processes.get(name)
+            if name in self.processes and old_tp is not None and same(old_tp, tp):
+                processes[name] = self.processes[name]
+            else:
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+        self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
+        return new_runners, new_files
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
         """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
         self._started = True
-        for watch in self.files.values():
+        self._watch(list(self.files.values()))
+        for runner in self.scripts.values():
+            runner.timer = self.loop.call_later(0, runner.run)
+
+    def _watch(self, new_files: List[_FileWatch]) -> None:
+        for watch in new_files:
             watch.init_file()
             watch.read()
         if self.processes:
             self._scan(initial=True)
         if self.files:
             self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
-        for runner in self.scripts.values():
-            runner.timer = self.loop.call_later(0, runner.run)
+            self._inotify = Inotify.open()
+            if self._inotify is not None:
+                for watch in self.files.values():
+                    self._inotify.watch(os.path.dirname(os.path.abspath(watch.track_file.path)))
+                self.loop.add_reader(self._inotify.fd, self._on_inotify)
+
+    def _unwatch(self) -> None:
+        for timer in (self._file_timer, self._process_timer):
+            if timer is not None:
+                timer.cancel()
+        self._file_timer = self._process_timer = None
+        if self._inotify is not None:
+            self.loop.remove_reader(self._inotify.fd)
+            self._inotify.close()
+            self._inotify = None
 
     def stop(self) -> None:
         self._started = False
         for runner in self.scripts.values():
             runner.stop()
-        for timer in (self._file_timer, self._process_timer):
-            if timer is not None:
-                timer.cancel()
-        self._file_timer = self._process_timer = None
+        self._unwatch()
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP). Trackers whose definition did not change keep their
+        state and schedule, so a reload neither resets weights nor makes instances flap (keepalived
+        issues #349, #1009); new ones start, removed ones stop. on_change() follows."""
+        if not self._started:
+            self._take(config)
+            return
+        self._unwatch()
+        new_runners, new_files = self._take(config)
+        self._watch(new_files)
+        for runner in new_runners:
+            runner.timer = self.loop.call_later(0, runner.run)
+        self._changed()
 
     def _changed(self) -> None:
         if self._started:
             self.on_change()
 
+    def _on_inotify(self) -> None:
+        if self._inotify is not None:
+            self._inotify.drain()
+            self._read_files()
+
     def _poll_files(self) -> None:
         self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        self._read_files()
+
+    def _read_files(self) -> None:
         changed = False
         for name, watch in self.files.items():
             if watch.read():
@@ -5792,9 +5913,9 @@ def smtp_message(global_defs: GlobalDefs, subject: str, body: str, date: Optiona
     import email.utils
 
     date = date or email.utils.formatdate(localtime=True)
-    to = ",\r\n".join(" " + addr for addr in global_defs.notification_email)
+    to = ", ".join(global_defs.notification_email)  # keepalived 2.2.7's form (later ones fold the line)
     return (f"Date: {date}\r\nFrom: {global_defs.notification_email_from}\r\nSubject: {subject}\r\n"
-            f"X-Mailer: Keepalived\r\nTo:{to}\r\n\r\n{body}\r\n\r\n")
+            f"X-Mailer: Keepalived\r\nTo: {to}\r\n\r\n{body}\r\n\r\n")
 
 
 class SmtpAlerter:
@@ -5946,7 +6067,7 @@ class Notifier:
       vrrp_instance(inst, state, priority)   an instance entered `state` (MASTER/BACKUP/FAULT/STOP)
       vrrp_group(group, state)               a sync group entered `state`
       vrrp_master_rx_lower_pri(inst, priority)
-      checker(vs, rs, up, reason)            a real server went up/down (LVS)
+      checker(vs, rs, up, reason)            a real server went up/down (LVS): FIFO line and mail
       close(timeout)                         flush what can be flushed within timeout seconds
     Also: vrrp_priority_change(inst, state, priority) for the FIFO's MASTER_PRIORITY/BACKUP_PRIORITY
     lines (vrrp_notify_priority_changes), vrrp_deleted(inst, priority) for an instance a reload
@@ -5961,12 +6082,28 @@ class Notifier:
         self._running: Dict[str, Child] = {}
         self._last_mail: Dict[str, Any] = {}
         self.scripts_run = 0
-        self.vrrp_fifos = [NotifyFifo(p) for p in dict.fromkeys(x for x in (gd.notify_fifo, gd.vrrp_notify_fifo) if x)]
-        self.lvs_fifos = [f for f in self.vrrp_fifos if f.path == gd.notify_fifo]
-        if gd.lvs_notify_fifo and gd.lvs_notify_fifo not in (gd.notify_fifo, gd.vrrp_notify_fifo):
-            self.lvs_fifos.append(NotifyFifo(gd.lvs_notify_fifo))
-        elif gd.lvs_notify_fifo:
-            self.lvs_fifos += [f for f in self.vrrp_fifos if f.path == gd.lvs_notify_fifo and f not in self.lvs_fifos]
+        self.vrrp_fifos: List[NotifyFifo] = []
+        self.lvs_fifos: List[NotifyFifo] = []
+        self._open_fifos(gd)
+
+    def _open_fifos(self, gd: GlobalDefs) -> None:
+        """notify_fifo gets every line, vrrp_notify_fifo the VRRP ones, lvs_notify_fifo the LVS ones."""
+        fifos = {p: NotifyFifo(p) for p in (gd.notify_fifo, gd.vrrp_notify_fifo, gd.lvs_notify_fifo) if p}
+        self.vrrp_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.vrrp_notify_fifo)) if p]
+        self.lvs_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.lvs_notify_fifo)) if p]
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP): queued scripts still run, mail settings apply to the
+        next mail, the last mailed states are kept (no repeated mails), and the FIFOs are reopened
+        only if their paths changed."""
+        old, gd = self.config.global_defs, config.global_defs
+        self.config = config
+        self.mailer.global_defs = gd
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        if any(getattr(old, p) != getattr(gd, p) for p in paths):
+            for fifo in set(self.vrrp_fifos + self.lvs_fifos):
+                fifo.close()
+            self._open_fifos(gd)
 
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
@@ -6028,18 +6165,19 @@ class Notifier:
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        """Real server `rs` of `vs` went up or down: notify_up/notify_down, FIFO `RS ...`, mail."""
+        """Real server `rs` of `vs` went up or down: the FIFO `RS ...` line and the mail.
+
+        The LVS manager runs the real server's notify_up/notify_down scripts itself."""
         rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
         key = f"RS {rs_name} {vs_name}"
-        cmd = rs.notify_up if up else rs.notify_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
             if reason.startswith("=>"):
                 body = reason
+            elif reason == "shutdown":  # omega: real servers reported down as the daemon stops
+                body = "=> Shutting down <="
             elif up:
                 body = "=> CHECK succeed on service <="
             else:
@@ -6047,12 +6185,10 @@ class Notifier:
             self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
 
     def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
-        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, FIFO `VS ...`, mail."""
+        """A virtual server gained (up) or lost its quorum: the FIFO `VS ...` line and the mail
+        (the LVS manager runs quorum_up/quorum_down itself)."""
         vs_name = format_virtual_server(vs)
         key = f"VS {vs_name}"
-        cmd = vs.quorum_up if up else vs.quorum_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
         gd = self.config.global_defs
@@ -6073,14 +6209,14 @@ class Notifier:
         self._running.clear()
         self._queues.clear()
         self.mailer.close(max(0.0, deadline - self.loop.time()))
-        for fifo in self.vrrp_fifos + self.lvs_fifos:
+        for fifo in set(self.vrrp_fifos + self.lvs_fifos):
             fifo.close()
 
     def status(self) -> Dict[str, Any]:
         return {"scripts_run": self.scripts_run, "scripts_queued": sum(len(q) for q in self._queues.values()),
                 "scripts_running": sorted(self._running), "mail_sent": self.mailer.sent,
                 "mail_failed": self.mailer.failed, "mail_queued": self.mailer.pending(),
-                "fifo_dropped": sum(f.dropped for f in self.vrrp_fifos + self.lvs_fifos)}
+                "fifo_dropped": sum(f.dropped for f in set(self.vrrp_fifos + self.lvs_fifos))}
 
     # -- notify scripts -------------------------------------------------------------------
     def _queue(self, key: str, cmd: Command, extra: List[str]) -> None:
