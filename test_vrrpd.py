@@ -4413,7 +4413,8 @@ def bench_graceful_failover(kind: str, workdir: Path, version: int = 2, advert: 
     try:
         if extra_global:
             for node in (a, b):
-                node.conf.write_text(node.conf.read_text().replace("router_id", "vrrp_handover_on_stop\n    router_id", 1))
+                text = node.conf.read_text().replace("router_id", "vrrp_handover_on_stop\n    router_id", 1)
+                node.conf.write_text(text)
         _start_pair(lab, a, b, probe_b, advert)
         ping = _pinger(lab, client, "10.77.0.100")
         time.sleep(0.5)
