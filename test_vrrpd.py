@@ -789,6 +789,82 @@ def test_example_config_is_a_valid_two_node_setup():
     assert sum(1 for line in example.splitlines() if line.lstrip().startswith(("!", "#")) or " # " in line) >= 20
 
 
+# -- robustness: random input never raises anything but ConfigError, never hangs --------------------
+
+def _fuzz_budget(default: float) -> float:
+    return float(os.environ.get("VRRPD_FUZZ_SECONDS", default))
+
+
+def _fuzz_vocabulary() -> List[str]:
+    words = sorted({name for spec in vrrpd.KEYWORDS.values() for name in spec})
+    words += ["{", "}", "{", "}", "\n", "\n", "\n", "0", "1", "255", "256", "-5", "0.05", "60s", "1e9", "10.0.0.1",
+              "10.0.0.1/24", "fe80::1", "2001:db8::/64", "dev", "lo", "weight", "reverse", "MASTER", "BACKUP",
+              "PASS", "AH", '"quoted string"', '"unterminated', "'single'", "# comment", "! bang", "\\", "\\#",
+              "$X=1", "$X", "${X}", "${Y}", "$Y=${X}$Y", "include", "include *.conf", "include nothing", "@x", "@^x",
+              "VI_1", "chk", "G", "brd", "label", "x" * 300, "\u00e9\u4e2d", "\t", "yes", "off", "-", "/"]
+    return words
+
+
+def _run_parser_on(text: str, tmp_path) -> None:
+    """Parse text as a file in tmp_path; only Diagnostics (or ConfigError from load_config) may come out."""
+    path = tmp_path / "fuzz.conf"
+    start = time.monotonic()
+    config, diags = vrrpd.parse_config_text(text, str(path))
+    assert isinstance(config, vrrpd.Config)
+    assert all(isinstance(d, vrrpd.Diagnostic) and d.line >= 0 for d in diags)
+    path.write_text(text, encoding="utf-8", errors="surrogateescape")
+    vrrpd.log.disabled = True  # warnings are logged; thousands of them only slow the run
+    try:
+        vrrpd.load_config(str(path), check_interfaces=False)
+    except vrrpd.ConfigError:
+        pass
+    finally:
+        vrrpd.log.disabled = False
+    vrrpd.config_summary(config)
+    assert time.monotonic() - start < 5.0, "parser too slow on one input: " + repr(text[:200])
+
+
+def test_fuzz_random_token_streams(tmp_path):
+    import random
+
+    vocab = _fuzz_vocabulary()
+    deadline = time.monotonic() + _fuzz_budget(1.5)
+    rng = random.Random(20261122)
+    (tmp_path / "a.conf").write_text("include fuzz.conf\nglobal_defs {\n")  # includes back: loop guard
+    runs = 0
+    while time.monotonic() < deadline or runs < 50:
+        n = rng.randint(1, 120)
+        text = " ".join(rng.choice(vocab) for _ in range(n))
+        _run_parser_on(text, tmp_path)
+        runs += 1
+    assert runs >= 50
+
+
+def test_fuzz_mutated_seed_configs_and_random_bytes(tmp_path):
+    import random
+
+    rng = random.Random(5798)
+    seeds = [seed_lines("000", 144, 198), seed_lines("003", 24, 55), seed_lines("001", 66, 66),
+             (HERE / "vrrpd.conf.example").read_text()]
+    deadline = time.monotonic() + _fuzz_budget(1.5)
+    runs = 0
+    while time.monotonic() < deadline or runs < 50:
+        base = bytearray(rng.choice(seeds).encode())
+        for _ in range(rng.randint(1, 12)):
+            op = rng.random()
+            pos = rng.randrange(len(base) + 1)
+            if op < 0.4 and base:
+                del base[pos:pos + rng.randint(1, 20)]
+            elif op < 0.8:
+                base[pos:pos] = bytes(rng.choice(b"{}\"\\#!$ \n\t0123456789.:/abc\xff\x00") for _ in range(
+                    rng.randint(1, 6)))
+            else:
+                base[pos:pos] = rng.randbytes(rng.randint(1, 30)) if hasattr(rng, "randbytes") else b"\x80\xfe"
+        _run_parser_on(base.decode("utf-8", errors="replace"), tmp_path)
+        runs += 1
+    assert runs >= 50
+
+
 # ============================================================================================
 # C. VRRP wire format and state machine (unit)
 # ============================================================================================

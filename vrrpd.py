@@ -31,6 +31,7 @@ import re
 import selectors
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -538,6 +539,7 @@ _PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0
 _SLOW_CHARS_RE = re.compile(r'["\\!#]')
 _INCLUDE_WORDS = frozenset(("include", "includer", "includem", "includew", "includeb", "includea"))
 _MAX_INCLUDE_DEPTH = 32
+_MAX_FILE_SIZE = 64 << 20
 _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
 
@@ -581,8 +583,15 @@ class _Lexer:
             self.error(file or path, line, f"includes nested deeper than {_MAX_INCLUDE_DEPTH} levels at '{path}'")
             return
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
+            # O_NONBLOCK: opening a FIFO must not wait for a writer
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    self.error(file or path, line, f"'{path}' is not a regular file")
+                    return
+                data = fh.read(_MAX_FILE_SIZE + 1)
+            if len(data) > _MAX_FILE_SIZE:
+                self.error(file or path, line, f"'{path}' is larger than {_MAX_FILE_SIZE >> 20} MiB")
+                return
         except OSError as exc:
             if mandatory:
                 self.error(file or path, line, f"cannot read configuration file '{path}': {exc.strerror or exc}")
@@ -1140,7 +1149,7 @@ class _Parser:
                 return
             self.call(kw, tok, obj, args, entries)
             return
-        child = self.call(kw, tok, obj, args)
+        child = self.call(kw, tok, obj, args) if len(args) >= lo else None
         if child is None:
             child = _Discard()
         self.statements(sub, child, tok)
@@ -1156,6 +1165,9 @@ class _Parser:
             return kw.handler(self, obj, tok, args, *extra)
         except _Invalid as exc:
             self.error(tok, f"{tok.text}: {exc}")
+        except AttributeError:
+            if not isinstance(obj, _Discard):
+                raise
         return None
 
     def value_entries(self, vb: ValueBlock, opener: Token, parent: Dict[str, Keyword]) -> List[List[Token]]:
