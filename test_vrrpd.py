@@ -865,6 +865,38 @@ def test_fuzz_mutated_seed_configs_and_random_bytes(tmp_path):
     assert runs >= 50
 
 
+# -- size: the generated 10,000-line configuration of the speed goal (measured, not timed here) ------
+
+def generate_large_config(instances: int = 500, servers: int = 200) -> str:
+    """A keepalived configuration of about 10,000 lines: `instances` VRRP instances, `servers` virtual servers.
+
+    Used to measure `--check` speed:  python3 -c 'import test_vrrpd as t; print(t.generate_large_config())' > big.conf
+    then  time python3 vrrpd.py --check -f big.conf"""
+    out = ["global_defs {", "    router_id bench", "    enable_script_security", "}",
+           "vrrp_script chk {", '    script "/bin/true"', "    interval 2", "    weight -10", "}"]
+    for i in range(instances):
+        out += [f"vrrp_instance VI_{i} {{", "    state BACKUP", f"    interface eth{i // 255}",
+                f"    virtual_router_id {i % 255 + 1}", f"    priority {100 + i % 50}", "    advert_int 1",
+                "    authentication {", "        auth_type PASS", "        auth_pass secret", "    }",
+                "    virtual_ipaddress {", f"        10.{i // 250}.{i % 250}.1/24 dev eth{i // 255}", "    }",
+                "    track_script {", "        chk", "    }", "}"]
+    for v in range(servers):
+        out += [f"virtual_server 192.168.{v // 250}.{v % 250 + 1} 80 {{", "    delay_loop 6", "    lb_algo rr",
+                "    lb_kind NAT", "    protocol TCP", f"    real_server 172.16.{v // 250}.{v % 250 + 1} 80 {{",
+                "        TCP_CHECK {", "            connect_timeout 3", "        }", "    }", "}"]
+    return "\n".join(out) + "\n"
+
+
+def test_large_generated_config_parses_completely():
+    text = generate_large_config()
+    assert 10000 <= text.count("\n") <= 11000
+    config, diags = vrrpd.parse_config_text(text, "big.conf")
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR], messages(diags)[:5]
+    assert len(config.vrrp_instances) == 500 and len(config.virtual_servers) == 200
+    assert config.vrrp_instances[499].priority == 149 and config.vrrp_instances[499].interface == "eth1"
+    assert all(vs.real_servers[0].checkers[0].connect_timeout == 3.0 for vs in config.virtual_servers)
+
+
 # ============================================================================================
 # C. VRRP wire format and state machine (unit)
 # ============================================================================================

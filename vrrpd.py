@@ -609,39 +609,59 @@ class _Lexer:
         if "\0" in text:
             text = text.replace("\0", " ")
         lines = text.splitlines()
+        # features absent from the whole text cost nothing per line
+        has_backslash, has_dollar = "\\" in text, "$" in text
+        has_at, has_include = "@" in text, "include" in text
+        slow_chars = _SLOW_CHARS_RE.search
+        tokens = self.tokens
         n = len(lines)
         i = 0
         while i < n:
-            line_no = i + 1
             line = lines[i]
             i += 1
+            line_no = i
             # line continuation: a trailing backslash joins the next line (not inside comments)
-            while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
-                line = line[:-1] + " " + lines[i]
-                i += 1
-            if "$" in line:
+            if has_backslash:
+                first_no = line_no
+                while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
+                    line = line[:-1] + " " + lines[i]
+                    i += 1
+                line_no = first_no
+            if has_dollar and "$" in line:
                 m = _PARAM_DEF_RE.match(line)
                 if m:
-                    value = _strip_comment(m.group(2)).strip()
-                    self.params[m.group(1)] = value
+                    self.params[m.group(1)] = _strip_comment(m.group(2)).strip()
                     continue
                 if self.params or "${_" in line:
                     line = self.substitute(line, file, line_no)
-            stripped = line.lstrip()
-            if not stripped:
-                continue
-            if stripped[0] == "@":
-                cond, _, rest = stripped[1:].partition(" ")
-                keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
-                if not keep:
+            if has_at or has_include:
+                stripped = line.lstrip()
+                if not stripped:
                     continue
-                line = rest
-            self.lid += 1
-            first = stripped.split(None, 1)[0]
-            if first in _INCLUDE_WORDS:
-                self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
-                continue
-            self.tokens.extend(self.split_line(line, file, line_no))
+                if stripped[0] == "@":
+                    cond, _, rest = stripped[1:].partition(" ")
+                    keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
+                    if not keep:
+                        continue
+                    line = stripped = rest.lstrip()
+                    if not stripped:
+                        continue
+                first = stripped.split(None, 1)[0]
+                if first in _INCLUDE_WORDS:
+                    self.lid += 1
+                    self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
+                    continue
+            if slow_chars(line) is None:
+                if "{" in line or "}" in line:
+                    line = line.replace("{", " { ").replace("}", " } ")
+                words = line.split()
+                if words:
+                    self.lid += 1
+                    lid = self.lid
+                    tokens.extend([Token(w, file, line_no, lid) for w in words])
+            else:
+                self.lid += 1
+                tokens.extend(self.split_line(line, file, line_no))
 
     def substitute(self, line: str, file: str, line_no: int) -> str:
         """Replace `$NAME` and `${NAME}` (recursively); unknown names stay as written."""
@@ -1576,7 +1596,8 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
              "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
              "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
-             "vrrp_garp_interval_random")
+             "vrrp_garp_interval_random nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
+             "rs_init_notifies")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
