@@ -670,6 +670,13 @@ VALIDATION_CASES = [
      "warning", "unknown scheduler 'rrr' (did you mean 'rr'?)"),
     ("nopreempt-master", inst(BASE + "\nstate MASTER\nnopreempt"), 8, "warning",
      "nopreempt is ignored with state MASTER"),
+    ("script-missing-file", inst(BASE + '\nnotify_master "/nonexistent/vrrpd-notify.sh master"'), 7, "warning",
+     "notify_master: '/nonexistent/vrrpd-notify.sh' does not exist or is not executable on this host"),
+    ("unicast-families", inst(BASE + "\nunicast_src_ip 10.0.0.5\nunicast_peer {\n 2001:db8::2\n}"), 8, "error",
+     "unicast_src_ip and unicast_peer mix IPv4 and IPv6"),
+    ("vip-families", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n 2001:db8::1\n}"),
+     5, "error", "virtual_ipaddress mixes IPv4 and IPv6"),
+    ("v3-advert-rounding", inst(BASE + "\nversion 3\nadvert_int 0.125"), 8, "warning", "rounded to 0.12"),
 ]
 
 
@@ -744,6 +751,18 @@ def test_check_command_prints_summary_with_derived_timers(tmp_path):
     assert text.rstrip().endswith("0 error(s), 0 warning(s)")
 
 
+def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
+    path = tmp_path / "a.conf"
+    path.write_text("global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"
+                    " src 10.0.0.1 to 10.1.0.0/16 dev lo\n}"))
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    text = out.getvalue()
+    assert "accepted but not acted upon by vrrpd:" in text
+    for where in (f"{path}:2: lvs_sync_daemon", f"{path}:10: use_ipvlan", f"{path}:11: virtual_routes"):
+        assert where in text, text
+
+
 def test_check_command_exit_status_and_cli_spellings(tmp_path):
     bad = tmp_path / "bad.conf"
     bad.write_text(inst("interface lo"))
@@ -787,6 +806,13 @@ def test_example_config_is_a_valid_two_node_setup():
     script = node1.vrrp_scripts[a.track_script[0].name]
     assert a.priority + script.weight < b.priority and script.script.argv[0].startswith("/")
     assert sum(1 for line in example.splitlines() if line.lstrip().startswith(("!", "#")) or " # " in line) >= 20
+
+
+def test_example_config_is_accepted_by_keepalived_too(lab):
+    require(shutil.which("keepalived") is not None, "needs keepalived for the compatibility check")
+    ns = lab.host("a", "192.168.100.11/24")
+    res = lab.run(ns, ["keepalived", "-t", "-f", str(HERE / "vrrpd.conf.example")], check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 # -- robustness: random input never raises anything but ConfigError, never hangs --------------------

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import selectors
+import shutil
 import signal
 import socket
 import stat
@@ -499,6 +500,8 @@ class Config:
     virtual_server_groups: Dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: List[VirtualServer] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
+    # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
+    accepted_only: List[str] = field(default_factory=list)
 
 
 # ============================================================================================
@@ -954,6 +957,7 @@ def _h_cmd(attr: str) -> Handler:
 
 def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
     """Accepted but not acted upon; global_defs keeps the words for dumps."""
+    p.config.accepted_only.append(f"{kw.file}:{kw.line}: {kw.text}")
     other = getattr(obj, "other", None)
     if isinstance(other, dict):
         other[kw.text] = [a.text for a in args]
@@ -992,6 +996,7 @@ class _Parser:
         self.unwind = False
         self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
+        self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -1020,6 +1025,11 @@ class _Parser:
         return _parse_ip(tok.text)
 
     def command_value(self, kw: Token, args: List[Token]) -> Command:
+        cmd = self._command(kw, args)
+        self.commands.append((cmd, kw))
+        return cmd
+
+    def _command(self, kw: Token, args: List[Token]) -> Command:
         if args[0].quoted:
             user = args[1].text if len(args) > 1 else None
             group = args[2].text if len(args) > 2 else None
@@ -2047,6 +2057,13 @@ def _host_interfaces() -> Optional[set]:
         return None
 
 
+def _which(program: str) -> Optional[str]:
+    try:
+        return shutil.which(program)
+    except (ValueError, OSError):
+        return None
+
+
 def _validate(p: _Parser, check_interfaces: bool) -> None:
     """Cross-checks that need the whole configuration (names, duplicates, strict mode)."""
     cfg = p.config
@@ -2099,6 +2116,11 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
         if inst.auth_type == AuthType.PASS and not inst.auth_pass:
             err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
         families = {v.address.version for v in inst.virtual_ipaddress}
+        peer_families = {u.address.version for u in inst.unicast_peer}
+        if inst.unicast_src_ip is not None:
+            peer_families.add(inst.unicast_src_ip.version)
+        if len(peer_families) > 1:
+            err(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_src_ip and unicast_peer mix IPv4 and IPv6")
         if len(families) > 1:
             err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
                 "use one instance per address family")
@@ -2141,6 +2163,12 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
                     f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
             else:
                 vrids[key] = inst
+    for cmd, tok in p.commands:
+        program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
+        if not program:
+            err(tok.file, tok.line, f"{tok.text}: empty command")
+        elif _which(program) is None:
+            warn(tok.file, tok.line, f"{tok.text}: '{program}' does not exist or is not executable on this host")
     seen_groups: Dict[str, SyncGroup] = {}
     member_of: Dict[str, str] = {}
     for sg in cfg.sync_groups:
@@ -2286,6 +2314,9 @@ def config_summary(config: Config) -> List[str]:
             name = f"{vs.address}:{vs.port}"
         out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
                    f"{len(vs.real_servers)} real server(s)")
+    if config.accepted_only:
+        out.append("accepted but not acted upon by vrrpd:")
+        out.extend("    " + where for where in config.accepted_only)
     return out
 
 
