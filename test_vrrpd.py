@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -587,12 +588,16 @@ def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
     assert not diags, messages(diags)
 
 
-def test_keyword_table_markdown_comes_from_the_registry():
+def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
     table = vrrpd.keyword_table_markdown()
     rows = [r for r in table.splitlines() if r.startswith("| ") and "`" in r]
-    assert len(rows) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
-    assert "| vrrp_instance | `virtual_router_id` | supported |" in table
-    assert "| global_defs | `lvs_sync_daemon` | accepted, not acted upon |" in table
+    listed = [(r.split(" | ")[0][2:], name, r.rsplit(" | ", 1)[1].rstrip(" |"))
+              for r in rows for name in re.findall(r"`([^`]+)`", r)]
+    assert len(listed) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
+    assert ("vrrp_instance", "virtual_router_id", "supported") in listed
+    assert ("global_defs", "lvs_sync_daemon", "accepted, not acted upon") in listed
+    readme = (HERE / "README.md").read_text()
+    assert table in readme, "README keyword table is stale: paste vrrpd.keyword_table_markdown() between its markers"
 
 
 # -- validation: every rule, with its line ---------------------------------------------------------

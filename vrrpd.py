@@ -2273,13 +2273,16 @@ def default_config_path() -> str:
 
 
 def keyword_table_markdown() -> str:
-    """The keyword registry as a Markdown table (block, keyword, support) for the README."""
-    rows = ["| block | keyword | vrrpd |", "|---|---|---|"]
+    """The keyword registry as a Markdown table (block, keywords, what vrrpd does) for the README.
+
+    One row per block and kind of support, so the README cannot drift from the parser."""
+    rows = ["| block | keywords | vrrpd |", "|---|---|---|"]
     for block, spec in KEYWORDS.items():
         title = "(top level)" if block == "top" else BLOCK_TITLES.get(block, block)
-        for name in sorted(spec, key=str.lower):
-            kw = spec[name]
-            rows.append(f"| {title} | `{name}` | {'supported' if kw.supported else 'accepted, not acted upon'} |")
+        for supported, what in ((True, "supported"), (False, "accepted, not acted upon")):
+            names = sorted((n for n, kw in spec.items() if kw.supported is supported), key=str.lower)
+            if names:
+                rows.append(f"| {title} | {' '.join(f'`{n}`' for n in names)} | {what} |")
     return "\n".join(rows) + "\n"
 
 
