@@ -685,6 +685,44 @@ VALIDATION_CASES = [
 ]
 
 
+def test_missing_brace_inside_a_block_closes_it_and_keeps_reading():
+    text = inst("interface lo\nvirtual_router_id 5\nauthentication {\n auth_type PASS\n auth_pass abc\npriority 90\n"
+                "virtual_ipaddress {\n 10.0.0.1\n}")
+    config, diags = vrrpd.parse_config_text(text, "b.conf")
+    assert messages(diags) == ["b.conf:4: error: 'authentication' block opened here is not closed before 'priority' "
+                               "at line 7 (add the missing '}')"]
+    i = config.vrrp_instances[0]
+    assert i.priority == 90 and i.auth_pass == b"abc" and len(i.virtual_ipaddress) == 1
+
+
+def test_missing_brace_of_a_real_server_before_the_next_one():
+    text = ("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  weight 2\n"
+            " real_server 10.0.0.3 80 {\n  weight 3\n }\n}\n")
+    config, diags = vrrpd.parse_config_text(text, "r.conf")
+    assert messages(diags) == ["r.conf:2: error: 'real_server' block opened here is not closed before 'real_server' "
+                               "at line 4 (add the missing '}')"]
+    assert [(str(r.address), r.weight) for r in config.virtual_servers[0].real_servers] == [
+        ("10.0.0.2", 2), ("10.0.0.3", 3)]
+
+
+def test_misplaced_keyword_with_balanced_braces_is_only_a_warning():
+    text = ("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n   weight 5\n"
+            "   connect_timeout 4\n  }\n }\n}\n")
+    config, diags = vrrpd.parse_config_text(text, "m.conf")
+    assert messages(diags) == ["m.conf:4: warning: 'weight' does not belong in TCP_CHECK (ignored) (it belongs in "
+                               "real_server / track_file / virtual_server / vrrp_script / vrrp_track_process)"]
+    rs = config.virtual_servers[0].real_servers[0]
+    assert rs.weight == 1 and rs.checkers[0].connect_timeout == 4.0
+
+
+def test_block_nested_in_another_is_an_error_but_still_read():
+    text = "global_defs {\n router_id x\n" + inst(BASE) + "}\n"
+    config, diags = vrrpd.parse_config_text(text, "n.conf")
+    assert messages(diags) == ["n.conf:3: error: 'vrrp_instance' must be at the top level, not inside global_defs "
+                               "(move the block out)"]
+    assert config.vrrp_instances[0].virtual_router_id == 50 and config.global_defs.router_id == "x"
+
+
 @pytest.mark.parametrize("case", VALIDATION_CASES, ids=[c[0] for c in VALIDATION_CASES])
 def test_validation_rule_reports_line_and_message(case):
     _, text, line, severity, fragment = case

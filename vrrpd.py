@@ -993,7 +993,9 @@ class _Parser:
         self.i = 0
         self.diags = diags
         self.config = Config()
-        self.unwind = False
+        self.stack: List[str] = []  # names of the blocks being read, top level first
+        self.unwind_to: Optional[int] = None  # after a missing '}': return up to this stack depth
+        self._suffix_closes: Optional[List[int]] = None
         self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
@@ -1098,36 +1100,77 @@ class _Parser:
         """Read keyword statements until the `}` closing `opener` (or the end, at top level)."""
         spec = KEYWORDS[block]
         toks = self.toks
-        while self.i < self.n:
-            tok = toks[self.i]
-            if not tok.quoted and tok.text in ("{", "}"):
+        depth = len(self.stack)
+        self.stack.append(block)
+        try:
+            while self.i < self.n:
+                tok = toks[self.i]
+                if not tok.quoted and tok.text in ("{", "}"):
+                    self.i += 1
+                    if tok.text == "}":
+                        if opener is not None:
+                            return
+                        self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
+                    else:
+                        self.error(tok, "unexpected '{'", "a block must follow its keyword")
+                        self.skip_block(tok)
+                    continue
+                kw = spec.get(tok.text) if not tok.quoted else None
+                if kw is None and opener is not None and not tok.quoted:
+                    home = self.ancestor_home(tok.text)
+                    if home is not None:
+                        if self.closes_after(self.i) < depth:
+                            self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                                       f"'{tok.text}' at line {tok.line}", "add the missing '}'")
+                            self.unwind_to = home
+                            return
+                        top_kw = KEYWORDS["top"].get(tok.text) if home == 0 else None
+                        if top_kw is not None and top_kw.block is not None:
+                            # braces balance: a whole block was put inside another; read it where it belongs
+                            self.error(tok, f"'{tok.text}' must be at the top level, not inside "
+                                       f"{BLOCK_TITLES.get(block, block)}", "move the block out")
+                            self.i += 1
+                            self.statement("top", KEYWORDS["top"], top_kw, tok, self.config)
+                            self.unwind_to = None
+                            continue
+                if kw is None:
+                    self.unknown(block, tok)
+                    continue
                 self.i += 1
-                if tok.text == "}":
-                    if opener is not None:
+                self.statement(block, spec, kw, tok, obj)
+                if self.unwind_to is not None:
+                    if self.unwind_to < depth:
                         return
-                    self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
-                else:
-                    self.error(tok, "unexpected '{'", "a block must follow its keyword")
-                    self.skip_block(tok)
-                continue
-            kw = spec.get(tok.text) if not tok.quoted else None
-            if kw is None:
-                if opener is not None and tok.text in _TOP_BLOCKS and not tok.quoted:
-                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
-                               f"'{tok.text}' at line {tok.line}", "add the missing '}'")
-                    self.unwind = True
-                    return
-                self.unknown(block, tok)
-                continue
-            self.i += 1
-            self.statement(block, spec, kw, tok, obj)
-            if self.unwind:
-                if opener is not None:
-                    return
-                self.unwind = False
-        if opener is not None:
-            self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
-            self.unwind = True
+                    self.unwind_to = None
+            if opener is not None:
+                self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
+                self.unwind_to = 0
+        finally:
+            self.stack.pop()
+
+    def ancestor_home(self, word: str) -> Optional[int]:
+        """Depth of the innermost enclosing block (not the current one) that knows `word` as a keyword."""
+        for d in range(len(self.stack) - 2, -1, -1):
+            if word in KEYWORDS[self.stack[d]]:
+                return d
+        return None
+
+    def closes_after(self, i: int) -> int:
+        """How many more `}` than `{` the tokens from index i on hold (blocks they can still close)."""
+        if self._suffix_closes is None:
+            suffix = [0] * (self.n + 1)
+            acc = 0
+            toks = self.toks
+            for j in range(self.n - 1, -1, -1):
+                t = toks[j]
+                if not t.quoted:
+                    if t.text == "}":
+                        acc += 1
+                    elif t.text == "{":
+                        acc -= 1
+                suffix[j] = acc
+            self._suffix_closes = suffix
+        return self._suffix_closes[i]
 
     def unknown(self, block: str, tok: Token) -> None:
         spec = KEYWORDS[block]
@@ -1174,7 +1217,7 @@ class _Parser:
                 if opened:
                     self.skip_block(tok)
                 return
-            entries = self.value_entries(sub, tok, spec)
+            entries = self.value_entries(sub, tok)
             if len(args) < lo:
                 return
             self.call(kw, tok, obj, args, entries)
@@ -1200,7 +1243,7 @@ class _Parser:
                 raise
         return None
 
-    def value_entries(self, vb: ValueBlock, opener: Token, parent: Dict[str, Keyword]) -> List[List[Token]]:
+    def value_entries(self, vb: ValueBlock, opener: Token) -> List[List[Token]]:
         """Read a value block's entries up to its `}`; a keyword of the enclosing block inside
         it means the `}` was forgotten (the entries end there, with an error)."""
         entries: List[List[Token]] = []
@@ -1219,10 +1262,15 @@ class _Parser:
                     self.error(tok, f"unexpected '{{' inside '{opener.text}'")
                     self.skip_block(tok)
                     continue
-                if need == 0 and text not in options and (text in parent or text in _TOP_BLOCKS):
-                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
-                               f"'{text}' at line {tok.line}", "add the missing '}'")
-                    return entries
+                if need == 0 and text not in options:
+                    home = next((d for d in range(len(self.stack) - 1, -1, -1) if text in KEYWORDS[self.stack[d]]),
+                                None)
+                    if home is not None and self.closes_after(self.i) < len(self.stack):
+                        self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                                   f"'{text}' at line {tok.line}", "add the missing '}'")
+                        if home < len(self.stack) - 1:
+                            self.unwind_to = home
+                        return entries
             self.i += 1
             if entries and entries[-1][0].lid == tok.lid and (need > 0 or (tok.text in options and not tok.quoted)
                                                               or (vb.starts_entry is not None
@@ -1236,7 +1284,7 @@ class _Parser:
                 entries.append([tok])
                 need = 0
         self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
-        self.unwind = True
+        self.unwind_to = 0
         return entries
 
 
@@ -2011,7 +2059,6 @@ _kw("DNS_CHECK", "type", _c_dns_type)
 _kw("DNS_CHECK", "name", _h_str("dns_name"))
 
 BLOCK_TITLES.update({"top": "the top level", "HTTP_GET": "HTTP_GET/SSL_GET", "url": "url (HTTP_GET/SSL_GET)"})
-_TOP_BLOCKS = frozenset(k for k, v in KEYWORDS["top"].items() if v.block is not None)
 _KEYWORD_HOMES: Dict[str, List[str]] = {}
 for _blk, _spec in KEYWORDS.items():
     for _name in _spec:
