@@ -451,7 +451,7 @@ def test_command_splitting_quotes_escapes_shell_and_user():
             'vrrp_script e {\n script "/bin/ls /tmp/*.pid"\n}\n'
             'vrrp_instance V {\n interface lo\n virtual_router_id 1\n'
             ' notify_master "/etc/keepalived/notify.sh master" keepalived_script staff\n'
-            ' notify_backup /etc/keepalived/notify.sh backup\n}\n')
+            ' notify_backup /etc/keepalived/notify.sh to-backup\n}\n')
     config, diags = vrrpd.parse_config_text(text)
     s = config.vrrp_scripts
     assert s["a"].script.argv == ["/usr/bin/check", "two words", 'x"y\ty'] and not s["a"].script.shell
@@ -462,7 +462,22 @@ def test_command_splitting_quotes_escapes_shell_and_user():
     inst = config.vrrp_instances[0]
     assert inst.notify_master.argv == ["/etc/keepalived/notify.sh", "master"]
     assert (inst.notify_master.user, inst.notify_master.group) == ("keepalived_script", "staff")
-    assert inst.notify_backup.argv == ["/etc/keepalived/notify.sh", "backup"] and inst.notify_backup.user is None
+    assert inst.notify_backup.argv == ["/etc/keepalived/notify.sh", "to-backup"] and inst.notify_backup.user is None
+    assert any(d.line == 21 and 'write notify_backup "/etc/keepalived/notify.sh to-backup"' in str(d) for d in diags)
+
+
+def test_unquoted_notify_words_naming_a_user_are_user_and_group_as_in_keepalived():
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(0).pw_name
+    group = grp.getgrgid(0).gr_name
+    text = inst(BASE + f"\nnotify_master /bin/echo {user} {group}\nnotify_backup /bin/echo hello")
+    config, diags = vrrpd.parse_config_text(text, "u.conf")
+    i = config.vrrp_instances[0]
+    assert (i.notify_master.argv, i.notify_master.user, i.notify_master.group) == (["/bin/echo"], user, group)
+    assert (i.notify_backup.argv, i.notify_backup.user) == (["/bin/echo", "hello"], None)
+    assert [d.line for d in diags] == [7, 8], messages(diags)
 
 
 def test_flags_accept_optional_booleans():

@@ -842,6 +842,31 @@ def _split_command(text: str) -> List[str]:
     return argv
 
 
+_COMMANDS_WITH_USER = frozenset(("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",
+                                 "notify", "notify_master_rx_lower_pri", "quorum_up", "quorum_down", "notify_up",
+                                 "notify_down"))
+
+
+def _is_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+        return True
+    except (KeyError, ValueError):
+        return False
+
+
+def _is_group(name: str) -> bool:
+    import grp
+
+    try:
+        grp.getgrnam(name)
+        return True
+    except (KeyError, ValueError):
+        return False
+
+
 def make_command(raw: str, user: Optional[str] = None, group: Optional[str] = None) -> Command:
     """Build a Command from the text as written; `shell` is set when it uses shell syntax."""
     shell = bool(_SHELL_SYNTAX_RE.search(raw))
@@ -1032,14 +1057,31 @@ class _Parser:
         return cmd
 
     def _command(self, kw: Token, args: List[Token]) -> Command:
-        if args[0].quoted:
-            user = args[1].text if len(args) > 1 else None
-            group = args[2].text if len(args) > 2 else None
+        takes_user = kw.text in _COMMANDS_WITH_USER
+        if args[0].quoted or len(args) == 1:
+            if len(args) > 1 and not takes_user:
+                self.warning(args[1], f"{kw.text}: words after the quoted command are ignored",
+                             "put the whole command inside the quotes")
+                args = args[:1]
             if len(args) > 3:
                 self.warning(args[3], f"{kw.text}: extra words after the user and group are ignored",
-                             "quote the whole command")
+                             "put the whole command inside the quotes")
+            user = args[1].text if len(args) > 1 else None
+            group = args[2].text if len(args) > 2 else None
             return make_command(args[0].text, user, group)
-        return make_command(" ".join(a.text for a in args))
+        # Unquoted words: keepalived takes only the first as the command and, for notify scripts, the
+        # next ones as user and group. Follow it when they name a real user (and group); otherwise
+        # run all the words as the command the user evidently meant.
+        words = [a.text for a in args]
+        quoted = '"' + " ".join(words) + '"'
+        if takes_user and len(words) <= 3 and _is_user(words[1]) and (len(words) < 3 or _is_group(words[2])):
+            self.warning(args[1], f"{kw.text}: runs '{words[0]}' as user '{words[1]}', as keepalived does",
+                         f"if '{words[1]}' is an argument, write {kw.text} {quoted}")
+            return make_command(words[0], words[1], words[2] if len(words) > 2 else None)
+        as_user = f" with '{words[1]}' as its user" if takes_user else ""
+        self.warning(args[1], f"{kw.text}: unquoted command with arguments; keepalived would run only "
+                     f"'{words[0]}'{as_user}; vrrpd runs it all", f"write {kw.text} {quoted}")
+        return make_command(" ".join(words))
 
     # -- token stream ---------------------------------------------------------------------
     def peek(self) -> Optional[Token]:
