@@ -696,6 +696,12 @@ VALIDATION_CASES = [
      "unicast_src_ip and unicast_peer mix IPv4 and IPv6"),
     ("vip-families", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n 2001:db8::1\n}"),
      5, "error", "virtual_ipaddress mixes IPv4 and IPv6"),
+    ("nopreempt-delay", inst(BASE + "\nnopreempt\npreempt_delay 10"), 8, "warning",
+     "preempt_delay has no effect with nopreempt"),
+    ("strict-preempt-delay", "global_defs {\n vrrp_strict\n}\n" + inst(BASE + "\npreempt_delay 10"), 10, "warning",
+     "vrrp_strict does not allow preempt_delay; it is ignored"),
+    ("own-peer", inst(BASE + "\nunicast_src_ip 10.0.0.5\nunicast_peer {\n 10.0.0.5\n 10.0.0.6\n}"), 8, "warning",
+     "unicast_peer lists this node's own unicast_src_ip 10.0.0.5"),
     ("v3-advert-rounding", inst(BASE + "\nversion 3\nadvert_int 0.125"), 8, "warning", "rounded to 0.12"),
 ]
 

@@ -2223,10 +2223,19 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
             if version == 2 and 6 in families:
                 err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
                     "add 'version 3'")
+            if inst.preempt_delay:
+                warn(f, line_of(inst, "preempt_delay", ln), f"{label}: {why} does not allow preempt_delay; it is "
+                     "ignored (as keepalived does)")
+                inst.preempt_delay = 0.0
             if has_auth and version == 2:
                 warn(f, ln_auth, f"{label}: {why} does not support authentication; it is ignored (as keepalived does)",
                      "remove the authentication block")
                 inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+        if inst.nopreempt and inst.preempt_delay:
+            warn(f, line_of(inst, "preempt_delay", ln), f"{label}: preempt_delay has no effect with nopreempt")
+        if inst.unicast_src_ip is not None and any(u.address == inst.unicast_src_ip for u in inst.unicast_peer):
+            warn(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer lists this node's own unicast_src_ip "
+                 f"{inst.unicast_src_ip}", "list the other nodes only")
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
             warn(f, line_of(inst, "nopreempt", ln), f"{label}: nopreempt is ignored with state MASTER or priority 255",
                  "set 'state BACKUP' on every node")
