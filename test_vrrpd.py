@@ -342,6 +342,15 @@ def test_comments_bang_hash_trailing_and_non_ascii():
     assert not diags, messages(diags)
 
 
+def test_crlf_and_unicode_separators_do_not_shift_line_numbers():
+    # a non-breaking space (pasted from a web page) separates words; U+2028 and form feed do not end lines
+    text = "global_defs {\r\n router_id\u00a0a\u2028\x0c\r\n}\r\n" + MINIMAL.replace("\n", "\r\n") + "bogus\r\n"
+    config, diags = vrrpd.parse_config_text(text, "crlf.conf")
+    assert config.global_defs.router_id == "a"
+    assert config.vrrp_instances[0].virtual_router_id == 51
+    assert [(d.line, d.message) for d in diags] == [(11, "unknown keyword 'bogus' in the top level (ignored)")]
+
+
 def test_escaped_comment_characters_and_quoted_hash_are_literal():
     text = 'global_defs {\n    router_id a\\#b\n}\nvrrp_script chk {\n    script "/bin/echo #1 !x"\n}\n'
     config, diags = vrrpd.parse_config_text(text)
@@ -704,6 +713,12 @@ VALIDATION_CASES = [
      "vrrp_strict does not allow preempt_delay; it is ignored"),
     ("own-peer", inst(BASE + "\nunicast_src_ip 10.0.0.5\nunicast_peer {\n 10.0.0.5\n 10.0.0.6\n}"), 8, "warning",
      "unicast_peer lists this node's own unicast_src_ip 10.0.0.5"),
+    ("vs-no-protocol-tcp", "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+     1, "warning", "no 'protocol'; keepalived would use UDP, vrrpd uses TCP as its TCP checkers show"),
+    ("vs-no-protocol-udp", "virtual_server 10.0.0.1 53 {\n real_server 10.0.0.2 53 {\n }\n}\n", 1, "warning",
+     "no 'protocol'; UDP is used, as keepalived does"),
+    ("vs-ops-tcp", "virtual_server 10.0.0.1 80 {\n protocol TCP\n ops\n real_server 10.0.0.2 80 {\n }\n}\n", 3,
+     "warning", "ops (one-packet scheduling) needs protocol UDP; ignored"),
     ("v3-advert-rounding", inst(BASE + "\nversion 3\nadvert_int 0.125"), 8, "warning", "rounded to 0.12"),
 ]
 
@@ -720,7 +735,7 @@ def test_missing_brace_inside_a_block_closes_it_and_keeps_reading():
 
 def test_missing_brace_of_a_real_server_before_the_next_one():
     text = ("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  weight 2\n"
-            " real_server 10.0.0.3 80 {\n  weight 3\n }\n}\n")
+            " real_server 10.0.0.3 80 {\n  weight 3\n }\n protocol TCP\n}\n")
     config, diags = vrrpd.parse_config_text(text, "r.conf")
     assert messages(diags) == ["r.conf:2: error: 'real_server' block opened here is not closed before 'real_server' "
                                "at line 4 (add the missing '}')"]
@@ -730,7 +745,7 @@ def test_missing_brace_of_a_real_server_before_the_next_one():
 
 def test_misplaced_keyword_with_balanced_braces_is_only_a_warning():
     text = ("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n   weight 5\n"
-            "   connect_timeout 4\n  }\n }\n}\n")
+            "   connect_timeout 4\n  }\n }\n protocol TCP\n}\n")
     config, diags = vrrpd.parse_config_text(text, "m.conf")
     assert messages(diags) == ["m.conf:4: warning: 'weight' does not belong in TCP_CHECK (ignored) (it belongs in "
                                "real_server / track_file / virtual_server / vrrp_script / vrrp_track_process)"]

@@ -613,7 +613,12 @@ class _Lexer:
             self.files.append(file)
         if "\0" in text:
             text = text.replace("\0", " ")
-        lines = text.splitlines()
+        # lines end at "\n" only (as editors and keepalived count them), with a "\r" before it dropped
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if "\r" in text:
+            lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
         # features absent from the whole text cost nothing per line
         has_backslash, has_dollar = "\\" in text, "$" in text
         has_at, has_include = "@" in text, "include" in text
@@ -2305,6 +2310,23 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
             err(vs.file, vs.line, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
             warn(vs.file, vs.line, "virtual_server has no real_server", "keepalived ignores it too")
+        if vs.fwmark is None and p.where(vs, "protocol") is None:
+            kinds = {c.kind for rs in vs.real_servers for c in rs.checkers}
+            if kinds & {"HTTP_GET", "SSL_GET", "TCP_CHECK", "SMTP_CHECK"}:
+                warn(vs.file, vs.line, "virtual_server has no 'protocol'; keepalived would use UDP, vrrpd uses TCP "
+                     "as its TCP checkers show", "write 'protocol TCP'")
+                vs.protocol = "TCP"
+            else:
+                warn(vs.file, vs.line, "virtual_server has no 'protocol'; UDP is used, as keepalived does",
+                     "write 'protocol TCP' or 'protocol UDP'")
+                vs.protocol = "UDP"
+        if vs.ops and vs.protocol != "UDP" and vs.fwmark is None:
+            warn(vs.file, line_of(vs, "ops", vs.line), "ops (one-packet scheduling) needs protocol UDP; ignored")
+            vs.ops = False
+        if vs.hysteresis and vs.hysteresis >= vs.quorum:
+            warn(vs.file, line_of(vs, "hysteresis", vs.line), f"hysteresis {vs.hysteresis} >= quorum {vs.quorum}; "
+                 f"using {max(0, vs.quorum - 1)}, as keepalived does")
+            vs.hysteresis = max(0, vs.quorum - 1)
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
                 rs.port = vs.port
