@@ -578,7 +578,7 @@ class _Lexer:
     def warning(self, file: str, line: int, message: str, hint: str = "") -> None:
         self.diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
 
-    def read_file(self, path: str, file: str = "", line: int = 0, mandatory: bool = True) -> None:
+    def read_file(self, path: str, file: str = "", line: int = 0) -> None:
         """Lex the file at `path`; an unreadable file is an error at the including line."""
         real = os.path.realpath(path)
         if real in self.stack:
@@ -598,8 +598,7 @@ class _Lexer:
                 self.error(file or path, line, f"'{path}' is larger than {_MAX_FILE_SIZE >> 20} MiB")
                 return
         except OSError as exc:
-            if mandatory:
-                self.error(file or path, line, f"cannot read configuration file '{path}': {exc.strerror or exc}")
+            self.error(file or path, line, f"cannot read configuration file '{path}': {exc.strerror or exc}")
             return
         text = data.decode("utf-8", errors="replace")
         self.stack.append(real)
@@ -609,6 +608,7 @@ class _Lexer:
             self.stack.pop()
 
     def lex_text(self, text: str, file: str) -> None:
+        """Append the tokens of `text` (the contents of `file`) to self.tokens."""
         if file not in self.files:
             self.files.append(file)
         if "\0" in text:
@@ -632,11 +632,9 @@ class _Lexer:
             line_no = i
             # line continuation: a trailing backslash joins the next line (not inside comments)
             if has_backslash:
-                first_no = line_no
                 while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
                     line = line[:-1] + " " + lines[i]
                     i += 1
-                line_no = first_no
             if has_dollar and "$" in line:
                 m = _PARAM_DEF_RE.match(line)
                 if m:
@@ -649,7 +647,7 @@ class _Lexer:
                 if not stripped:
                     continue
                 if stripped[0] == "@":
-                    cond, _, rest = stripped[1:].partition(" ")
+                    cond, rest = (stripped[1:].split(None, 1) + [""])[:2]
                     keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
                     if not keep:
                         continue
@@ -698,11 +696,8 @@ class _Lexer:
         return line
 
     def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
+        """Words of a line with quotes, escapes or comments (the simple lines never get here)."""
         lid = self.lid
-        if _SLOW_CHARS_RE.search(line) is None:
-            if "{" in line or "}" in line:
-                line = line.replace("{", " { ").replace("}", " } ")
-            return [Token(w, file, line_no, lid) for w in line.split()]
         out: List[Token] = []
         for m in _WORD_RE.finditer(line):
             if m.group(1) is not None:
@@ -716,8 +711,7 @@ class _Lexer:
                 continue
             quoted = '"' in word
             if quoted:
-                bare = [m for m in _QUOTE_RE.findall(word) if m == '"']
-                if len(bare) % 2:
+                if _QUOTE_RE.findall(word).count('"') % 2:
                     self.warning(file, line_no, "unterminated quoted string", "add the closing '\"'")
                 word = _QUOTE_RE.sub(lambda q: q.group(0) if len(q.group(0)) == 2 else "", word)
             if "\\" in word:
