@@ -645,7 +645,7 @@ VALIDATION_CASES = [
     ("vrid-zero", inst("interface lo\nvirtual_router_id 0"), 3, "error", "outside range [1, 255]"),
     ("prio-range", inst(BASE + "\npriority 0"), 7, "error", "priority: number '0' outside range [1, 255]"),
     ("prio-nan", inst(BASE + "\npriority high"), 7, "error", "'high' is not a number"),
-    ("advert-range", inst(BASE + "\nadvert_int 300"), 7, "error", "advert_int '300' outside range"),
+    ("advert-range", inst(BASE + "\nadvert_int 300"), 7, "error", "advert_int: '300' outside range [0.01, 255] seconds"),
     ("advert-v2-int", inst(BASE + "\nadvert_int 1.5"), 7, "warning", "must be whole seconds in VRRPv2; using 2"),
     ("advert-v3-max", inst(BASE + "\nversion 3\nadvert_int 50"), 8, "error", "exceeds the VRRPv3 maximum"),
     ("auth-pass-long", inst(BASE + "\nauthentication {\n auth_type PASS\n auth_pass 123456789\n}"), 9, "warning",

@@ -1046,7 +1046,7 @@ class _Parser:
             self.warning(tok, f"{kw.text} '{tok.text}': keepalived rejects time units; read as {value:g} seconds",
                          f"write '{kw.text} {value:g}'")
         if not lo <= value <= hi:
-            raise _Invalid(f"{kw.text} '{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
+            raise _Invalid(f"'{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
         return value
 
     def ip_value(self, tok: Token) -> IPAddress:
