@@ -645,7 +645,8 @@ VALIDATION_CASES = [
     ("vrid-zero", inst("interface lo\nvirtual_router_id 0"), 3, "error", "outside range [1, 255]"),
     ("prio-range", inst(BASE + "\npriority 0"), 7, "error", "priority: number '0' outside range [1, 255]"),
     ("prio-nan", inst(BASE + "\npriority high"), 7, "error", "'high' is not a number"),
-    ("advert-range", inst(BASE + "\nadvert_int 300"), 7, "error", "advert_int: '300' outside range [0.01, 255] seconds"),
+    ("advert-range", inst(BASE + "\nadvert_int 300"), 7, "error",
+     "advert_int: '300' outside range [0.01, 255] seconds"),
     ("advert-v2-int", inst(BASE + "\nadvert_int 1.5"), 7, "warning", "must be whole seconds in VRRPv2; using 2"),
     ("advert-v3-max", inst(BASE + "\nversion 3\nadvert_int 50"), 8, "error", "exceeds the VRRPv3 maximum"),
     ("auth-pass-long", inst(BASE + "\nauthentication {\n auth_type PASS\n auth_pass 123456789\n}"), 9, "warning",
@@ -719,6 +720,10 @@ VALIDATION_CASES = [
      "no 'protocol'; UDP is used, as keepalived does"),
     ("vs-ops-tcp", "virtual_server 10.0.0.1 80 {\n protocol TCP\n ops\n real_server 10.0.0.2 80 {\n }\n}\n", 3,
      "warning", "ops (one-packet scheduling) needs protocol UDP; ignored"),
+    ("vip-dev-missing", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1 dev vrrpdnone1\n}"),
+     5, "warning", "interface 'vrrpdnone1' of 10.0.0.1/32 does not exist on this host"),
+    ("track-if-missing", inst(BASE + "\ntrack_interface {\n vrrpdnone2 weight 10\n}"), 8, "warning",
+     "track_interface 'vrrpdnone2' does not exist on this host"),
     ("v3-advert-rounding", inst(BASE + "\nversion 3\nadvert_int 0.125"), 8, "warning", "rounded to 0.12"),
 ]
 

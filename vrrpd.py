@@ -2187,6 +2187,14 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
         elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
             (err if check_interfaces else warn)(f, line_of(inst, "interface", ln),
                                                 f"{label}: interface '{inst.interface}' does not exist on this host")
+        if interfaces is not None:
+            for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                if vip.dev is not None and vip.dev not in interfaces:
+                    (err if check_interfaces else warn)(f, vip.line, f"{label}: interface '{vip.dev}' of "
+                                                        f"{vip.address} does not exist on this host")
+            for ref in inst.track_interface:
+                if ref.name not in interfaces:
+                    warn(f, ref.line, f"{label}: track_interface '{ref.name}' does not exist on this host")
         if inst.virtual_router_id == 0 and p.where(inst, "virtual_router_id") is None:
             err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
         version = effective_version(inst, g)
