@@ -692,6 +692,8 @@ VALIDATION_CASES = [
      "'10.0.0.300/24' is not an IP address"),
     ("bad-state", inst(BASE + "\nstate PRIMARY"), 7, "error", "'PRIMARY' is not MASTER or BACKUP"),
     ("missing-value", inst(BASE + "\npriority"), 7, "error", "'priority' needs a value"),
+    ("keyword-as-value", inst(BASE + "\nnotify_master notify_backup /bin/true"), 7, "error",
+     "'notify_master' needs a value"),
     ("bad-mcast", "global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n", 2, "error", "not an IPv4 multicast address"),
     ("nat-mask", "virtual_server 10.0.0.1 80 {\n nat_mask 255.255.255.0\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
      "warning", "unknown keyword 'nat_mask' in virtual_server"),

@@ -1126,8 +1126,12 @@ class _Parser:
             t = toks[j]
             if t.lid != tok.lid or (not t.quoted and t.text in ("{", "}")):
                 break
-            if len(args) >= lo and not t.quoted:
-                if t.text in spec or (kw.accept is not None and not kw.accept(t.text)):
+            if not t.quoted:
+                # a keyword of this block is the next statement, even where a value was due
+                # (`notify_master notify_backup ...`): better "needs a value" than a wrong value
+                if t.text in spec and (len(args) >= lo or kw.block is None):
+                    break
+                if len(args) >= lo and kw.accept is not None and not kw.accept(t.text):
                     break
             args.append(t)
             j += 1
