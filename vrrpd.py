@@ -25,9 +25,11 @@ import enum
 import errno
 import glob
 import heapq
+import hmac
 import ipaddress
 import logging
 import os
+import random
 import re
 import selectors
 import shutil
@@ -2771,6 +2773,295 @@ def addr_request_payload(
     return payload
 
 
+# --------------------------------------------------------------------------------------------
+# 4b. IPv6, AH and firewall formats
+#     IPv6 pseudo-header checksum, unsolicited Neighbour Advertisements, the IPsec AH header
+#     keepalived puts in front of VRRPv2 (`auth_type AH`), the nftables ruleset of strict mode,
+#     and the VMAC address and macvlan rtnetlink messages. Pure functions on bytes and text.
+# --------------------------------------------------------------------------------------------
+
+ETH_P_IPV6 = 0x86DD
+IPPROTO_ICMPV6 = 58
+ND_NEIGHBOR_ADVERT = 136
+ND_OPT_TARGET_LINKADDR = 2
+ND_NA_FLAG_ROUTER = 0x80
+ND_NA_FLAG_SOLICITED = 0x40
+ND_NA_FLAG_OVERRIDE = 0x20
+ALL_NODES6 = ipaddress.IPv6Address("ff02::1")
+NDISC_HOPLIMIT = 255
+
+AH_HEADER_LEN = 24  # next header, payload len, reserved, SPI, sequence number, 96-bit ICV
+AH_PAYLOAD_LEN = 4  # RFC 2402 section 2.2: (3 + 3 ICV words) - 2
+AH_ICV_LEN = 12  # HMAC-MD5-96, RFC 2403
+AH_SEQ_MAX = 0xFFFFFFFD  # keepalived stops counting here and waits for a new master
+
+NFT_TABLE = "vrrpd"  # our own table, `inet vrrpd`; keepalived's is `keepalived`
+
+# rtnetlink numbers for the VMAC macvlan (linux/if_link.h); the generic ones are in section 4
+IFLA_LINK = 5
+IFLA_LINKINFO = 18
+IFLA_AF_SPEC = 26
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+IFLA_MACVLAN_MODE = 1
+IFLA_INET6_ADDR_GEN_MODE = 8
+MACVLAN_MODE_PRIVATE = 1
+IN6_ADDR_GEN_MODE_NONE = 1
+IN6_ADDR_GEN_MODE_RANDOM = 3
+
+
+def ipv6_pseudo_header(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, length: int, next_header: int) -> bytes:
+    """RFC 8200 section 8.1 pseudo-header: source, destination, 32-bit length, 3 zero bytes, next header."""
+    return src.packed + dst.packed + struct.pack("!I3xB", length, next_header)
+
+
+def vrrp6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, message: bytes) -> int:
+    """VRRPv3 checksum over an IPv6 message (RFC 5798 section 5.2.8); the checksum field must be zero."""
+    return inet_checksum(ipv6_pseudo_header(src, dst, len(message), IPPROTO_VRRP) + message)
+
+
+def encode_advert6(adv: VrrpAdvert, src: Optional[ipaddress.IPv6Address] = None,
+                   dst: Optional[ipaddress.IPv6Address] = None) -> bytes:
+    """A VRRPv3 message with IPv6 addresses (RFC 5798 section 5.1.2).
+
+    With src and dst the checksum is filled in; without them it stays zero for a socket whose kernel
+    computes it (IPV6_CHECKSUM), as ours does."""
+    centis = max(1, min(0xFFF, int(round(adv.advert_int * 100))))
+    msg = VRRP_V3_HEADER.pack(0x31, adv.vrid, adv.priority, len(adv.addresses), centis, 0)
+    msg += b"".join(a.packed for a in adv.addresses)
+    if src is not None and dst is not None:
+        msg = msg[:6] + struct.pack("!H", vrrp6_checksum(src, dst, msg)) + msg[8:]
+    return msg
+
+
+def decode_advert6(msg: bytes, src: Optional[ipaddress.IPv6Address] = None,
+                   dst: Optional[ipaddress.IPv6Address] = None) -> VrrpAdvert:
+    """Decode a VRRPv3 message with IPv6 addresses; the checksum is checked when src and dst are given
+    (a socket with IPV6_CHECKSUM has already dropped bad ones). Raises PacketError."""
+    if len(msg) < VRRP_HEADER_LEN:
+        raise PacketError("truncated", f"{len(msg)} bytes")
+    version, ptype, vrid, priority, naddr = msg[0] >> 4, msg[0] & 0x0F, msg[1], msg[2], msg[3]
+    if version != 3:
+        raise PacketError("bad_version", f"{version} (IPv6 needs VRRPv3)")
+    if ptype != VRRP_TYPE_ADVERTISEMENT:
+        raise PacketError("bad_type", str(ptype))
+    if len(msg) != VRRP_HEADER_LEN + 16 * naddr:
+        raise PacketError("bad_length", f"{len(msg)} bytes for {naddr} addresses")
+    checksum = struct.unpack_from("!H", msg, 6)[0]
+    if src is not None and dst is not None and inet_checksum(ipv6_pseudo_header(src, dst, len(msg), 112) + msg):
+        raise PacketError("bad_checksum", f"0x{checksum:04x}")
+    centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
+    if centis == 0:
+        raise PacketError("bad_interval", "0")
+    addresses = [ipaddress.IPv6Address(msg[8 + 16 * i: 24 + 16 * i]) for i in range(naddr)]
+    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)  # type: ignore[arg-type]
+
+
+def multicast_mac6(group: ipaddress.IPv6Address) -> bytes:
+    """Ethernet address of an IPv6 multicast group (RFC 2464 section 7): 33:33 + low 32 bits."""
+    return b"\x33\x33" + group.packed[12:]
+
+
+def build_unsolicited_na(src_mac: bytes, target: ipaddress.IPv6Address, router: bool) -> bytes:
+    """An Ethernet frame carrying an unsolicited Neighbour Advertisement for `target` (RFC 4861 section 4.4).
+
+    As keepalived sends it: from the VIP itself to ff02::1, hop limit 255, Override set, Router set
+    when the interface forwards IPv6, Solicited clear, and a target link-layer address option."""
+    flags = ND_NA_FLAG_OVERRIDE | (ND_NA_FLAG_ROUTER if router else 0)
+    option = struct.pack("!BB", ND_OPT_TARGET_LINKADDR, 1) + src_mac
+    icmp = struct.pack("!BBHB3x", ND_NEIGHBOR_ADVERT, 0, 0, flags) + target.packed + option
+    checksum = inet_checksum(ipv6_pseudo_header(target, ALL_NODES6, len(icmp), IPPROTO_ICMPV6) + icmp)
+    icmp = icmp[:2] + struct.pack("!H", checksum) + icmp[4:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(icmp), IPPROTO_ICMPV6, NDISC_HOPLIMIT) + target.packed + ALL_NODES6.packed
+    return multicast_mac6(ALL_NODES6) + src_mac + struct.pack("!H", ETH_P_IPV6) + ip6 + icmp
+
+
+def ipv6_forwarding(ifname: str) -> bool:
+    """Whether the kernel forwards IPv6 on ifname: keepalived then sets the NA Router flag."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+# -- IPsec AH for VRRPv2 (RFC 2402 header, HMAC-MD5-96 as RFC 2403; keepalived's choices) ------
+
+
+def ah_key(auth_pass: bytes) -> bytes:
+    """The HMAC key: auth_pass NUL-padded (or cut) to 8 bytes, as keepalived stores it."""
+    return auth_pass[:8].ljust(8, b"\0")
+
+
+def _ipv4_header(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload_len: int, ident: int, ttl: int,
+                 proto: int, tos: int = 0xC0, frag_off: int = 0, checksum: int = 0) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, ident, frag_off, ttl, proto, checksum,
+                       src.packed, dst.packed)
+
+
+def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast: bool = False) -> bytes:
+    """The 96-bit ICV keepalived computes: HMAC-MD5 over IP header + AH header + VRRP message.
+
+    The IP header's mutable fields TOS, fragment offset and header checksum are zeroed (TTL too for
+    unicast, whose TTL may differ), and so is the ICV field of the AH header."""
+    ip = bytearray(ip_header)
+    ip[1] = 0
+    ip[6:8] = b"\0\0"
+    ip[10:12] = b"\0\0"
+    if unicast:
+        ip[8] = 0
+    ah = ah_header[:12] + bytes(AH_ICV_LEN)
+    return hmac.new(ah_key(key), bytes(ip) + ah + vrrp, "md5").digest()[:AH_ICV_LEN]
+
+
+def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: bytes, key: bytes, seq: int,
+                  ident: int, ttl: int = VRRP_TTL, unicast: bool = False) -> bytes:
+    """A whole IPv4 packet (for an IP_HDRINCL socket): IP header, AH header, then the VRRPv2 message.
+
+    SPI = the source address, as keepalived chooses it; `ident` must be non-zero, otherwise the
+    kernel would fill in an IP id after the ICV was computed."""
+    header = _ipv4_header(src, dst, AH_HEADER_LEN + len(vrrp), ident, ttl, IPPROTO_AH)
+    ah = struct.pack("!BBH4sI", IPPROTO_VRRP, AH_PAYLOAD_LEN, 0, src.packed, seq) + bytes(AH_ICV_LEN)
+    icv = ah_icv(key, header, ah, vrrp, unicast)
+    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
+    return header + ah[:12] + icv + vrrp
+
+
+def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int, bytes]:
+    """Check the AH header of a received IPv4 packet; return (sequence number, VRRP message).
+
+    Raises PacketError with reason `ah_short`, `ah_next_header`, `ah_icv` or `ah_spi`. The
+    sequence number is for AhSequence.accept() to judge."""
+    if len(packet) < 20:
+        raise PacketError("ah_short", "no IPv4 header")
+    ihl = (packet[0] & 0x0F) * 4
+    if len(packet) < ihl + AH_HEADER_LEN or packet[9] != IPPROTO_AH:
+        raise PacketError("ah_short", "no AH header")
+    ah = packet[ihl:ihl + AH_HEADER_LEN]
+    next_header, _plen, _rsvd, spi, seq = struct.unpack("!BBH4sI", ah[:12])
+    if next_header != IPPROTO_VRRP:
+        raise PacketError("ah_next_header", f"AH carries protocol {next_header}")
+    vrrp = packet[ihl + AH_HEADER_LEN:]
+    if not hmac.compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
+        raise PacketError("ah_icv", "invalid IPSEC HMAC-MD5 value, due to fields mutation or bad password")
+    if spi != packet[12:16]:
+        raise PacketError("ah_spi", f"SPI {ipaddress.IPv4Address(spi)} is not the source address")
+    return seq, vrrp
+
+
+class AhSequence:
+    """keepalived's one AH sequence counter per instance, shared by sending and receiving.
+
+    A sender counts up from its counter; a receiver accepts only numbers above it and raises it,
+    so a new master continues above the numbers its peers have already seen."""
+
+    def __init__(self) -> None:
+        self.seq_number = 0
+        self.cycle = False  # the counter ran out; reset when becoming MASTER
+
+    def next(self) -> int:
+        """The sequence number of the next advert to send."""
+        if self.seq_number > AH_SEQ_MAX:
+            self.cycle = True
+        else:
+            self.seq_number += 1
+        return self.seq_number
+
+    def accept(self, seq: int) -> bool:
+        """Anti-replay check of a received number; True (and remembered) if it is new."""
+        if seq > self.seq_number:
+            self.seq_number = seq
+            return True
+        return False
+
+    def sync_from_lower(self, seq: int) -> None:
+        """A MASTER hearing a lower-priority AH advert continues above its number (keepalived)."""
+        self.seq_number = seq + 1
+        self.cycle = False
+
+    def becoming_master(self) -> None:
+        if self.cycle:
+            self.cycle = False
+            self.seq_number = 0
+
+
+# -- strict mode firewall: the nftables ruleset -------------------------------------------------
+
+
+def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
+    """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
+
+    The sets hold every VIP of instances without `accept` that are not address owners. Packets
+    only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
+    so one static set gives keepalived's behaviour without touching the firewall on transitions.
+    Neighbour discovery stays allowed so IPv6 VIPs still resolve."""
+    v4 = sorted({a for a in vips if a.version == 4})
+    v6 = sorted({a for a in vips if a.version == 6})
+
+    def elements(addrs: List[Any]) -> str:
+        return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
+
+    nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+    return (
+        f"table inet {table} {{\n"
+        f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
+        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
+        f"  chain in {{\n    type filter hook input priority -1; policy accept;\n"
+        f"    {nd}\n    ip daddr @vips4 drop\n    ip6 daddr @vips6 drop\n  }}\n"
+        f"  chain out {{\n    type filter hook output priority -1; policy accept;\n"
+        f"    {nd}\n    ip saddr @vips4 drop\n    ip6 saddr @vips6 drop\n  }}\n"
+        f"}}\n"
+    )
+
+
+def nft_delete_argv(table: str = NFT_TABLE) -> List[str]:
+    return ["nft", "delete", "table", "inet", table]
+
+
+# -- VMAC: the macvlan and its rtnetlink messages ------------------------------------------------
+
+
+def vmac_address(vrid: int, family: int = 4) -> bytes:
+    """RFC 5798 section 7.3 virtual MAC: 00-00-5E-00-01-{VRID} (IPv4) or 00-00-5E-00-02-{VRID} (IPv6)."""
+    return bytes([0, 0, 0x5E, 0, 1 if family == 4 else 2, vrid])
+
+
+def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> str:
+    """The macvlan's name: the one given to `use_vmac`, else keepalived's `vrrp.<VRID>`."""
+    return name or f"{prefix}.{vrid}"
+
+
+def _ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+    return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
+
+
+def rtm_newlink_macvlan(seq: int, name: str, base_ifindex: int, mac: bytes) -> bytes:
+    """RTM_NEWLINK creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
+    info = nla_pack(IFLA_INFO_KIND, b"macvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED,
+                                                  nla_pack(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
+    attrs = (nla_pack(IFLA_IFNAME, name.encode() + b"\0") + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
+             + nla_pack(IFLA_ADDRESS, mac) + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
+    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, _ifinfomsg() + attrs)
+
+
+def rtm_setlink_addrgenmode(seq: int, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
+    """RTM_NEWLINK setting the IPv6 link-local generation mode; must come before the link goes up.
+
+    `random` (FRR's advice, RFC 5798 section 7.4) keeps two routers' link-locals apart although
+    their VMACs are equal."""
+    spec = nla_pack(IFLA_AF_SPEC | NLA_F_NESTED,
+                nla_pack(socket.AF_INET6 | NLA_F_NESTED, nla_pack(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
+    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex) + spec)
+
+
+def rtm_setlink_up(seq: int, ifindex: int, up: bool = True) -> bytes:
+    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
+
+
+def rtm_dellink(seq: int, ifindex: int) -> bytes:
+    return nlmsg_pack(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex))
+
+
 # ============================================================================================
 # 5. VRRP state machine (sans-IO)
 # ============================================================================================
@@ -3127,6 +3418,75 @@ class VrrpMachine:
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
+# --------------------------------------------------------------------------------------------
+# 5b. Sync groups (keepalived's vrrp_sync.c, sans-IO)
+#     Members move together: the group goes MASTER only when every member wants MASTER (its own
+#     master-down timer fired); one member going BACKUP or FAULT takes all the others with it.
+#     Methods return the moves [(instance name, state)] for the daemon to apply to each member.
+# --------------------------------------------------------------------------------------------
+
+
+class SyncGroupEngine:
+    """The state of one vrrp_sync_group and the rules that keep its members together."""
+
+    def __init__(self, name: str, members: List[str]):
+        self.name = name
+        self.members = list(members)
+        self.state = State.BACKUP
+        self.wants_master: set = set()
+        self.faulty: set = set()
+
+    def _move_all(self, state: State) -> List[Tuple[str, State]]:
+        log.info("VRRP_Group(%s) Syncing instances to %s state", self.name, state.value)
+        self.state = state
+        return [(member, state) for member in self.members]
+
+    def request_master(self, member: str) -> List[Tuple[str, State]]:
+        """`member` wants MASTER (its master-down timer fired or it preempts).
+
+        Returns every member's move when all now want it (or the group already is MASTER), and
+        nothing while some member does not: the caller then stays BACKUP and re-arms its timer."""
+        if self.state == State.FAULT or self.faulty:
+            return []
+        if self.state == State.MASTER:
+            return [(member, State.MASTER)]
+        self.wants_master.add(member)
+        if self.wants_master.issuperset(self.members):
+            return self._move_all(State.MASTER)
+        log.debug("VRRP_Group(%s) %s waits for the other members to want MASTER", self.name, member)
+        return []
+
+    def withdraw(self, member: str) -> None:
+        """`member` heard a master again: it no longer wants MASTER."""
+        self.wants_master.discard(member)
+
+    def backup(self, member: str) -> List[Tuple[str, State]]:
+        """`member` went BACKUP on its own (a higher-priority master): every member follows."""
+        self.wants_master.discard(member)
+        if self.state == State.MASTER:
+            self.wants_master.clear()
+            return self._move_all(State.BACKUP)
+        return []
+
+    def set_fault(self, member: str, fault: bool) -> List[Tuple[str, State]]:
+        """`member`'s fault condition (interface down, weight-0 tracker) became `fault`.
+
+        The group is in FAULT while any member is; it returns to BACKUP when none is."""
+        if fault:
+            self.faulty.add(member)
+            self.wants_master.discard(member)
+            if self.state != State.FAULT:
+                self.wants_master.clear()
+                return self._move_all(State.FAULT)
+            return [(member, State.FAULT)]
+        self.faulty.discard(member)
+        if self.state == State.FAULT:
+            if not self.faulty:
+                return self._move_all(State.BACKUP)
+            return [(member, State.FAULT)]
+        return []
+
+
 # ============================================================================================
 # 6. Tracking and health-check decisions (sans-IO)
 # ============================================================================================
@@ -3232,10 +3592,9 @@ def parse_track_file_value(text: str) -> Optional[int]:
 
 
 def tracker_weight(ref: TrackRef, weight: int, reverse: bool) -> Tuple[int, bool]:
-    """The weight and reverse flag that apply: the instance's override if it gives a weight."""
-    if ref.weight is not None:
-        return ref.weight, ref.reverse
-    return weight, reverse or ref.reverse
+    """The weight and reverse flag that apply: the reference's weight overrides the tracker's;
+    `reverse` holds if either says so (as keepalived, which keeps the tracker's unless told)."""
+    return (weight if ref.weight is None else ref.weight), reverse or ref.reverse
 
 
 def process_matches(tp: TrackProcess, comm: str, cmdline: List[str]) -> bool:
@@ -3514,6 +3873,42 @@ class _FileWatch:
         return True
 
 
+class Inotify:
+    """Watches directories with inotify(7) (through ctypes and the C library already loaded), so a
+    track_file change is seen at once, as keepalived sees it; open() gives None where unavailable."""
+
+    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # MODIFY CLOSE_WRITE MOVED_FROM MOVED_TO CREATE DELETE
+
+    def __init__(self, libc: Any, fd: int):
+        self.libc = libc
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> Optional[Inotify]:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return None
+        return cls(libc, fd) if fd >= 0 else None
+
+    def watch(self, directory: str) -> bool:
+        return self.libc.inotify_add_watch(self.fd, os.fsencode(directory), self.MASK) >= 0
+
+    def drain(self) -> None:
+        """Read and discard the pending events (the caller re-reads what it watches)."""
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     """(comm, argv) of every live process in /proc; zombies are left out; argv only if asked."""
     found: List[Tuple[str, List[str]]] = []
@@ -3550,8 +3945,9 @@ class Tracking:
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
                                           state, and whether a weight-0 tracker says FAULT.
       status() -> dict                    per-tracker state for dumps and --json.
-    Scripts run as child processes on the loop; files and /proc are polled on loop timers.
-    Only trackers that some instance or sync group refers to are run."""
+    Scripts run as child processes on the loop; files are watched with inotify (and polled on a
+    loop timer as a fallback); /proc is scanned on a loop timer. Only trackers that some instance
+    or sync group refers to are run."""
 
     file_poll_interval = 0.5
     process_scan_interval = 1.0
@@ -3563,48 +3959,133 @@ class Tracking:
         self._started = False
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
+        self._inotify: Optional[Inotify] = None
+        self.scripts: Dict[str, _ScriptRunner] = {}
+        self.files: Dict[str, _FileWatch] = {}
+        self.processes: Dict[str, ProcessQuorum] = {}
+        self._take(config)
+
+    def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
+        """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
+        is unchanged; returns the script runners and file watches that are new."""
+        import dataclasses
+
+        def same(a: Any, b: Any) -> bool:
+            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
             used["script"].update(r.name for r in owner.track_script)
             used["file"].update(r.name for r in owner.track_file)
             used["process"].update(r.name for r in owner.track_process)
-        self.scripts: Dict[str, _ScriptRunner] = {
-            name: _ScriptRunner(self, s) for name, s in config.vrrp_scripts.items() if name in used["script"]}
-        self.files: Dict[str, _FileWatch] = {
-            name: _FileWatch(f) for name, f in config.track_files.items() if name in used["file"]}
-        self.processes: Dict[str, ProcessQuorum] = {
-            name: ProcessQuorum(p.quorum, p.quorum_max, p.delay)
-            for name, p in config.track_processes.items() if name in used["process"]}
+        scripts: Dict[str, _ScriptRunner] = {}
+        new_runners: List[_ScriptRunner] = []
+        gd, old_gd = config.global_defs, self.config.global_defs
+        same_user = (gd.script_user, gd.script_group) == (old_gd.script_user, old_gd.script_group)
+        for name, script in config.vrrp_scripts.items():
+            if name not in used["script"]:
+                continue
+            old = self.scripts.pop(name, None)
+            if old is not None and same_user and same(old.script, script):
+                old.script = script
+                scripts[name] = old
+            else:
+                if old is not None:
+                    old.stop()
+                scripts[name] = _ScriptRunner(self, script)
+                new_runners.append(scripts[name])
+        for runner in self.scripts.values():
+            runner.stop()
+        files: Dict[str, _FileWatch] = {}
+        new_files: List[_FileWatch] = []
+        for name, track_file in config.track_files.items():
+            if name not in used["file"]:
+                continue
+            old_watch = self.files.get(name)
+            if old_watch is not None and same(old_watch.track_file, track_file):
+                old_watch.track_file = track_file
+                files[name] = old_watch
+            else:
+                files[name] = _FileWatch(track_file)
+                new_files.append(files[name])
+        processes: Dict[str, ProcessQuorum] = {}
+        for name, tp in config.track_processes.items():
+            if name not in used["process"]:
+                continue
+            old_tp = self.config.track_processes.get(name)
+            if name in self.processes and old_tp is not None and same(old_tp, tp):
+                processes[name] = self.processes[name]
+            else:
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+        self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
+        return new_runners, new_files
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
         """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
         self._started = True
-        for watch in self.files.values():
+        self._watch(list(self.files.values()))
+        for runner in self.scripts.values():
+            runner.timer = self.loop.call_later(0, runner.run)
+
+    def _watch(self, new_files: List[_FileWatch]) -> None:
+        for watch in new_files:
             watch.init_file()
             watch.read()
         if self.processes:
             self._scan(initial=True)
         if self.files:
             self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
-        for runner in self.scripts.values():
-            runner.timer = self.loop.call_later(0, runner.run)
+            self._inotify = Inotify.open()
+            if self._inotify is not None:
+                for watch in self.files.values():
+                    self._inotify.watch(os.path.dirname(os.path.abspath(watch.track_file.path)))
+                self.loop.add_reader(self._inotify.fd, self._on_inotify)
+
+    def _unwatch(self) -> None:
+        for timer in (self._file_timer, self._process_timer):
+            if timer is not None:
+                timer.cancel()
+        self._file_timer = self._process_timer = None
+        if self._inotify is not None:
+            self.loop.remove_reader(self._inotify.fd)
+            self._inotify.close()
+            self._inotify = None
 
     def stop(self) -> None:
         self._started = False
         for runner in self.scripts.values():
             runner.stop()
-        for timer in (self._file_timer, self._process_timer):
-            if timer is not None:
-                timer.cancel()
-        self._file_timer = self._process_timer = None
+        self._unwatch()
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP). Trackers whose definition did not change keep their
+        state and schedule, so a reload neither resets weights nor makes instances flap (keepalived
+        issues #349, #1009); new ones start, removed ones stop. on_change() follows."""
+        if not self._started:
+            self._take(config)
+            return
+        self._unwatch()
+        new_runners, new_files = self._take(config)
+        self._watch(new_files)
+        for runner in new_runners:
+            runner.timer = self.loop.call_later(0, runner.run)
+        self._changed()
 
     def _changed(self) -> None:
         if self._started:
             self.on_change()
 
+    def _on_inotify(self) -> None:
+        if self._inotify is not None:
+            self._inotify.drain()
+            self._read_files()
+
     def _poll_files(self) -> None:
         self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        self._read_files()
+
+    def _read_files(self) -> None:
         changed = False
         for name, watch in self.files.items():
             if watch.read():
@@ -3704,6 +4185,144 @@ class Tracking:
                        "quorum": q.quorum, "quorum_max": q.quorum_max}
                 for name, q in self.processes.items()},
         }
+
+
+# --------------------------------------------------------------------------------------------
+# 6b. LVS checkers: decisions from results and time (sans-IO); the I/O is in section 7b
+# --------------------------------------------------------------------------------------------
+
+LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK")
+
+
+@dataclass
+class CheckerParams:
+    """A checker's effective timing, resolved checker -> real server -> virtual server -> default."""
+
+    delay_loop: float
+    connect_timeout: float
+    retry: int
+    delay_before_retry: float
+    warmup: float
+    alpha: bool
+
+
+def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerParams:
+    """keepalived's inheritance of checker settings, with its per-checker defaults."""
+
+    def pick(*values: Any) -> Any:
+        return next(v for v in values if v is not None)
+
+    delay_loop = pick(chk.delay_loop, rs.delay_loop, vs.delay_loop)
+    default_retry = {"MISC_CHECK": 0, "DNS_CHECK": 3}.get(chk.kind, 1)
+    default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
+    return CheckerParams(
+        delay_loop=delay_loop,
+        connect_timeout=pick(chk.connect_timeout, rs.connect_timeout, vs.connect_timeout, 5.0),
+        retry=pick(chk.retry, rs.retry, vs.retry, default_retry),
+        delay_before_retry=pick(chk.delay_before_retry, rs.delay_before_retry, vs.delay_before_retry, default_dbr),
+        warmup=pick(chk.warmup, rs.warmup, vs.warmup, 0.0),
+        alpha=pick(chk.alpha, rs.alpha, vs.alpha),
+    )
+
+
+class CheckDecision:
+    """One checker's up/down state: retries while up, then down; one success brings it up.
+
+    `alpha` starts it down until the first success. record() says what changed and when to
+    check next; it never reads the clock."""
+
+    def __init__(self, params: CheckerParams):
+        self.params = params
+        self.up = not params.alpha
+        self.retry_it = 0
+        self.weight: Optional[int] = None  # MISC_CHECK misc_dynamic weight, None: configured
+
+    def record(self, now: float, ok: bool, weight: Optional[int] = None) -> Tuple[Optional[bool], float]:
+        """Take one attempt's result; return (new up state if it changed else None, next attempt time)."""
+        p = self.params
+        if ok:
+            self.retry_it = 0
+            self.weight = weight
+            if not self.up:
+                self.up = True
+                return True, now + p.delay_loop
+            return None, now + p.delay_loop
+        if self.up and self.retry_it < p.retry:
+            self.retry_it += 1
+            return None, now + p.delay_before_retry
+        self.retry_it = 0
+        if self.up:
+            self.up = False
+            return False, now + p.delay_loop
+        return None, now + p.delay_loop
+
+
+def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool) -> Tuple[bool, Optional[int]]:
+    """MISC_CHECK exit status -> (up, weight): 0 up; misc_dynamic 2..255 up with weight status-2."""
+    if timed_out or returncode is None or returncode < 0:
+        return False, None
+    if returncode == 0:
+        return True, None
+    if dynamic and 2 <= returncode <= 255:
+        return True, returncode - 2
+    return False, None
+
+
+def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
+    """Judge an HTTP response against a `url` block: status in range (200-299 by default) and digest."""
+    head, sep, body = response.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = response.partition(b"\n\n")
+    words = head.split(b"\r\n", 1)[0].split()
+    if len(words) < 2 or not words[0].startswith(b"HTTP/") or not words[1].isdigit():
+        return False, "bad HTTP response"
+    status = int(words[1])
+    ranges = url.status_code or [(200, 299)]
+    if not any(lo <= status <= hi for lo, hi in ranges):
+        return False, f"status_code [{status}]"
+    if url.digest:
+        import hashlib
+
+        got = hashlib.md5(body).hexdigest()
+        if got != url.digest.lower():
+            return False, f"MD5 digest error, expected {url.digest.lower()}, got {got}"
+    return True, ""
+
+
+def lvs_quorum_transition(vs: VirtualServer, weight_sum: int, quorum_up: bool) -> Optional[bool]:
+    """New quorum state if it changes: lost below quorum-hysteresis, regained at quorum+hysteresis."""
+    if quorum_up and weight_sum < vs.quorum - vs.hysteresis:
+        return False
+    if not quorum_up and weight_sum >= vs.quorum + vs.hysteresis:
+        return True
+    return None
+
+
+def lvs_desired_dests(
+    vs: VirtualServer, alive: Dict[Tuple[IPAddress, int], Tuple[RealServer, bool, int]], quorum_up: bool
+) -> Dict[Tuple[IPAddress, int], Tuple[int, LbKind, int, int]]:
+    """The destinations the kernel should hold for vs: (address, port) -> (weight, method, uthr, lthr).
+
+    `alive` maps each real server to (config, alive, current weight). A dead server is left out,
+    or kept at weight 0 with inhibit_on_failure; without quorum a sorry server replaces them all."""
+    plan: Dict[Tuple[IPAddress, int], Tuple[int, LbKind, int, int]] = {}
+    sorry = vs.sorry_server is not None and not quorum_up
+    for key, (rs, up, weight) in alive.items():
+        inhibit = rs.inhibit_on_failure if rs.inhibit_on_failure is not None else vs.inhibit_on_failure
+        method = rs.lb_kind or vs.lb_kind
+        if up and not sorry:
+            plan[key] = (weight, method, rs.uthreshold, rs.lthreshold)
+        elif inhibit:
+            plan[key] = (0, method, rs.uthreshold, rs.lthreshold)
+    if vs.sorry_server is not None:
+        address, port = vs.sorry_server
+        key = (address, port if port is not None else (vs.port or 0))
+        method = vs.sorry_server_lvs_method or vs.lb_kind
+        if sorry:
+            plan[key] = (1, method, 0, 0)
+        elif vs.sorry_server_inhibit and key not in plan:
+            plan[key] = (0, method, 0, 0)
+    return plan
 
 
 # ============================================================================================
@@ -3891,6 +4510,714 @@ class GarpSocket:
 
 
 
+# --------------------------------------------------------------------------------------------
+# 7b. Generic netlink IPVS, checker I/O and the LVS manager
+#     (small private netlink packing helpers live here until section 4 has shared ones)
+# --------------------------------------------------------------------------------------------
+
+NETLINK_GENERIC = 16
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLMSG_ERROR, NLMSG_DONE, GENL_ID_CTRL = 2, 3, 16
+CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
+NLA_F_NESTED = 0x8000
+IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
+(IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
+ IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
+IPVS_CMD_FLUSH = 17
+IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
+(IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
+ IPVS_SVC_ATTR_SCHED_NAME, IPVS_SVC_ATTR_FLAGS, IPVS_SVC_ATTR_TIMEOUT, IPVS_SVC_ATTR_NETMASK) = range(1, 10)
+(IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_PORT, IPVS_DEST_ATTR_FWD_METHOD, IPVS_DEST_ATTR_WEIGHT,
+ IPVS_DEST_ATTR_U_THRESH, IPVS_DEST_ATTR_L_THRESH) = range(1, 7)
+IPVS_DEST_ATTR_ADDR_FAMILY, IPVS_DEST_ATTR_TUN_TYPE, IPVS_DEST_ATTR_TUN_PORT, IPVS_DEST_ATTR_TUN_FLAGS = 11, 13, 14, 15
+IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_HASHED, IP_VS_SVC_F_ONEPACKET = 0x1, 0x2, 0x4
+IPVS_SCHED_FLAGS = {"flag-1": 0x8, "flag-2": 0x10, "flag-3": 0x20, "sh-fallback": 0x8, "sh-port": 0x10,
+                    "mh-fallback": 0x8, "mh-port": 0x10}
+IPVS_PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
+IPVS_TUN_TYPES = {"ipip": 0, "gue": 1, "gre": 2}
+IPVS_TUN_CSUM = {"nocsum": 0, "csum": 1, "remcsum": 2}
+
+
+@dataclass(frozen=True)
+class IpvsServiceKey:
+    """What identifies a kernel service: (family, protocol, address, port) or (family, fwmark)."""
+
+    af: int
+    protocol: int = 0
+    addr: Optional[IPAddress] = None
+    port: int = 0
+    fwmark: int = 0
+
+    def __str__(self) -> str:
+        if self.fwmark:
+            return f"FWM {self.fwmark}"
+        proto = {v: k.lower() for k, v in IPVS_PROTOCOLS.items()}.get(self.protocol, str(self.protocol))
+        return f"[{self.addr}]:{proto}:{self.port}"
+
+
+@dataclass
+class IpvsService:
+    key: IpvsServiceKey
+    sched_name: str = "wlc"
+    flags: int = 0
+    timeout: int = 0
+    netmask: int = 0xFFFFFFFF  # IPv4: the mask's 32 bits; IPv6: a prefix length
+
+
+@dataclass
+class IpvsDest:
+    addr: IPAddress
+    port: int
+    fwd_method: int = LbKind.NAT.value
+    weight: int = 1
+    u_thresh: int = 0
+    l_thresh: int = 0
+    tun_type: Optional[int] = None
+    tun_port: int = 0
+    tun_flags: int = 0
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
+
+
+def _nla_parse(data: bytes) -> Dict[int, bytes]:
+    attrs: Dict[int, bytes] = {}
+    offset = 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        attrs[kind & 0x3FFF] = data[offset + 4:offset + length]
+        offset += (length + 3) & ~3
+    return attrs
+
+
+def _inet_addr(addr: IPAddress) -> bytes:
+    return addr.packed.ljust(16, b"\0")
+
+
+def genl_message(family: int, cmd: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST | NLM_F_ACK,
+                 version: int = IPVS_GENL_VERSION) -> bytes:
+    """nlmsghdr + genlmsghdr + attributes (the port id is left 0: the kernel fills it)."""
+    return struct.pack("=IHHII", 20 + len(attrs), family, flags, seq, 0) + struct.pack("=BBH", cmd, version, 0) + attrs
+
+
+def ipvs_service_attr(svc: Union[IpvsService, IpvsServiceKey]) -> bytes:
+    """IPVS_CMD_ATTR_SERVICE: the key alone (GET/DEL and dest commands) or the full service."""
+    key = svc.key if isinstance(svc, IpvsService) else svc
+    body = _nla(IPVS_SVC_ATTR_AF, struct.pack("=H", key.af))
+    if key.fwmark:
+        body += _nla(IPVS_SVC_ATTR_FWMARK, struct.pack("=I", key.fwmark))
+    else:
+        assert key.addr is not None
+        body += _nla(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", key.protocol))
+        body += _nla(IPVS_SVC_ATTR_ADDR, _inet_addr(key.addr))
+        body += _nla(IPVS_SVC_ATTR_PORT, struct.pack("!H", key.port))
+    if isinstance(svc, IpvsService):
+        body += _nla(IPVS_SVC_ATTR_SCHED_NAME, svc.sched_name.encode() + b"\0")
+        body += _nla(IPVS_SVC_ATTR_FLAGS, struct.pack("=II", svc.flags, 0xFFFFFFFF))
+        body += _nla(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
+        netmask = struct.pack("=I", svc.netmask) if key.af == socket.AF_INET6 else struct.pack("!I", svc.netmask)
+        body += _nla(IPVS_SVC_ATTR_NETMASK, netmask)
+    return _nla(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
+
+
+def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
+    """IPVS_CMD_ATTR_DEST: address and port, plus method, weight and thresholds when `full`."""
+    body = _nla(IPVS_DEST_ATTR_ADDR, _inet_addr(dest.addr)) + _nla(IPVS_DEST_ATTR_PORT, struct.pack("!H", dest.port))
+    if full:
+        body += _nla(IPVS_DEST_ATTR_FWD_METHOD, struct.pack("=I", dest.fwd_method))
+        body += _nla(IPVS_DEST_ATTR_WEIGHT, struct.pack("=I", dest.weight))
+        body += _nla(IPVS_DEST_ATTR_U_THRESH, struct.pack("=I", dest.u_thresh))
+        body += _nla(IPVS_DEST_ATTR_L_THRESH, struct.pack("=I", dest.l_thresh))
+        af = socket.AF_INET6 if dest.addr.version == 6 else socket.AF_INET
+        body += _nla(IPVS_DEST_ATTR_ADDR_FAMILY, struct.pack("=H", af))
+        if dest.tun_type is not None:
+            body += _nla(IPVS_DEST_ATTR_TUN_TYPE, struct.pack("=B", dest.tun_type))
+            body += _nla(IPVS_DEST_ATTR_TUN_PORT, struct.pack("!H", dest.tun_port))
+            body += _nla(IPVS_DEST_ATTR_TUN_FLAGS, struct.pack("=H", dest.tun_flags))
+    return _nla(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
+
+
+def _ip_from(af: int, raw: bytes) -> IPAddress:
+    return ipaddress.ip_address(raw[:16] if af == socket.AF_INET6 else raw[:4])
+
+
+def ipvs_parse_service(nested: bytes) -> IpvsService:
+    """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService."""
+    a = _nla_parse(nested)
+    af = struct.unpack("=H", a[IPVS_SVC_ATTR_AF])[0]
+    fwmark = struct.unpack("=I", a[IPVS_SVC_ATTR_FWMARK])[0] if IPVS_SVC_ATTR_FWMARK in a else 0
+    if fwmark:
+        key = IpvsServiceKey(af, fwmark=fwmark)
+    else:
+        key = IpvsServiceKey(af, struct.unpack("=H", a[IPVS_SVC_ATTR_PROTOCOL])[0],
+                             _ip_from(af, a[IPVS_SVC_ATTR_ADDR]), struct.unpack("!H", a[IPVS_SVC_ATTR_PORT])[0])
+    raw_mask = a.get(IPVS_SVC_ATTR_NETMASK, b"\xff\xff\xff\xff")
+    netmask = struct.unpack("=I" if af == socket.AF_INET6 else "!I", raw_mask[:4])[0]
+    return IpvsService(
+        key,
+        sched_name=a.get(IPVS_SVC_ATTR_SCHED_NAME, b"").split(b"\0")[0].decode(),
+        flags=struct.unpack_from("=I", a.get(IPVS_SVC_ATTR_FLAGS, b"\0" * 8))[0],
+        timeout=struct.unpack("=I", a.get(IPVS_SVC_ATTR_TIMEOUT, b"\0" * 4))[0],
+        netmask=netmask,
+    )
+
+
+def ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
+    """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest."""
+    a = _nla_parse(nested)
+    if IPVS_DEST_ATTR_ADDR_FAMILY in a:
+        af = struct.unpack("=H", a[IPVS_DEST_ATTR_ADDR_FAMILY])[0]
+
+    def u32(kind: int) -> int:
+        return struct.unpack("=I", a[kind])[0] if kind in a else 0
+
+    return IpvsDest(
+        _ip_from(af, a[IPVS_DEST_ATTR_ADDR]), struct.unpack("!H", a[IPVS_DEST_ATTR_PORT])[0],
+        fwd_method=u32(IPVS_DEST_ATTR_FWD_METHOD) & 0x7, weight=u32(IPVS_DEST_ATTR_WEIGHT),
+        u_thresh=u32(IPVS_DEST_ATTR_U_THRESH), l_thresh=u32(IPVS_DEST_ATTR_L_THRESH),
+        tun_type=a[IPVS_DEST_ATTR_TUN_TYPE][0] if IPVS_DEST_ATTR_TUN_TYPE in a else None,
+        tun_port=struct.unpack("!H", a[IPVS_DEST_ATTR_TUN_PORT])[0] if IPVS_DEST_ATTR_TUN_PORT in a else 0,
+        tun_flags=struct.unpack("=H", a[IPVS_DEST_ATTR_TUN_FLAGS])[0] if IPVS_DEST_ATTR_TUN_FLAGS in a else 0,
+    )
+
+
+def genl_parse_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, Dict[int, bytes]]], bool]:
+    """Split a netlink datagram into (genl cmd, attributes) replies; True once DONE or ACK is seen.
+
+    Raises NetlinkError for an error reply to `seq`."""
+    replies: List[Tuple[int, Dict[int, bytes]]] = []
+    offset, finished = 0, False
+    while offset + 16 <= len(data):
+        length, kind, _flags, rseq, _pid = struct.unpack_from("=IHHII", data, offset)
+        if length < 16:
+            break
+        payload = data[offset + 16:offset + length]
+        offset += (length + 3) & ~3
+        if rseq != seq:
+            continue
+        if kind == NLMSG_ERROR:
+            err = -struct.unpack_from("=i", payload)[0]
+            if err:
+                raise NetlinkError(err)
+            finished = True
+        elif kind == NLMSG_DONE:
+            finished = True
+        else:
+            replies.append((payload[0], _nla_parse(payload[4:])))
+    return replies, finished
+
+
+class IpvsNetlink:
+    """A generic netlink socket to the kernel's IPVS family; each request waits for the kernel's
+    answer, which is immediate (no network is involved), so the loop is not held up."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        self.sock.settimeout(5.0)
+        self.sock.bind((0, 0))
+        self.seq = int(time.time()) & 0xFFFFFF
+        try:
+            replies = self._request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
+                                    _nla(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME.encode() + b"\0"), version=1)
+            self.family = struct.unpack("=H", replies[0][1][CTRL_ATTR_FAMILY_ID][:2])[0]
+        except Exception:
+            self.sock.close()
+            raise
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _request(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
+                 version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
+        self.seq += 1
+        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
+        self.sock.send(genl_message(family, cmd, attrs, self.seq, flags, version))
+        out: List[Tuple[int, Dict[int, bytes]]] = []
+        while True:
+            replies, finished = genl_parse_replies(self.sock.recv(1 << 20), self.seq)
+            out.extend(replies)
+            if finished or (out and not dump and family == GENL_ID_CTRL):
+                return out
+
+    def request(self, cmd: int, attrs: bytes, dump: bool = False) -> List[Tuple[int, Dict[int, bytes]]]:
+        return self._request(self.family, cmd, attrs, dump)
+
+    def services(self) -> List[IpvsService]:
+        return [ipvs_parse_service(a[IPVS_CMD_ATTR_SERVICE])
+                for _, a in self.request(IPVS_CMD_GET_SERVICE, b"", dump=True) if IPVS_CMD_ATTR_SERVICE in a]
+
+    def dests(self, key: IpvsServiceKey) -> List[IpvsDest]:
+        replies = self.request(IPVS_CMD_GET_DEST, ipvs_service_attr(key), dump=True)
+        return [ipvs_parse_dest(a[IPVS_CMD_ATTR_DEST], key.af) for _, a in replies if IPVS_CMD_ATTR_DEST in a]
+
+    def new_service(self, svc: IpvsService) -> None:
+        self.request(IPVS_CMD_NEW_SERVICE, ipvs_service_attr(svc))
+
+    def set_service(self, svc: IpvsService) -> None:
+        self.request(IPVS_CMD_SET_SERVICE, ipvs_service_attr(svc))
+
+    def del_service(self, key: IpvsServiceKey) -> None:
+        self.request(IPVS_CMD_DEL_SERVICE, ipvs_service_attr(key))
+
+    def new_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
+        self.request(IPVS_CMD_NEW_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+
+    def set_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
+        self.request(IPVS_CMD_SET_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+
+    def del_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
+        self.request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
+
+
+def _vs_name(vs: VirtualServer) -> str:
+    if vs.group:
+        return f"[{vs.group}]:{vs.protocol.lower()}:{vs.port or 0}"
+    if vs.fwmark:
+        return f"FWM {vs.fwmark}"
+    return f"[{vs.address}]:{vs.protocol.lower()}:{vs.port}"
+
+
+def _rs_name(vs: VirtualServer, key: Tuple[IPAddress, int]) -> str:
+    return f"[{key[0]}]:{vs.protocol.lower()}:{key[1]}"
+
+
+def lvs_service_keys(vs: VirtualServer, config: Config) -> List[IpvsServiceKey]:
+    """The kernel services one virtual_server stands for (a group gives one per address or fwmark)."""
+    proto = IPVS_PROTOCOLS.get(vs.protocol.upper(), socket.IPPROTO_TCP)
+
+    def af_of(version: int) -> int:
+        return socket.AF_INET6 if version == 6 else socket.AF_INET
+
+    if vs.fwmark:
+        return [IpvsServiceKey(af_of(vs.family), fwmark=vs.fwmark)]
+    if vs.address is not None:
+        return [IpvsServiceKey(af_of(vs.address.version), proto, vs.address, vs.port or 0)]
+    keys: List[IpvsServiceKey] = []
+    group = config.virtual_server_groups.get(vs.group or "")
+    for entry in group.entries if group else []:
+        if entry.fwmark:
+            keys.append(IpvsServiceKey(af_of(entry.family), fwmark=entry.fwmark))
+            continue
+        if entry.first is None:
+            continue
+        last = entry.last or entry.first
+        port = entry.port if entry.port is not None else (vs.port or 0)
+        for n in range(int(entry.first), int(last) + 1):
+            addr = ipaddress.ip_address(n) if entry.first.version == 4 else ipaddress.IPv6Address(n)
+            keys.append(IpvsServiceKey(af_of(addr.version), proto, addr, port))
+    return keys
+
+
+def lvs_service(vs: VirtualServer, key: IpvsServiceKey) -> IpvsService:
+    """The kernel service settings a virtual_server asks for."""
+    flags = 0
+    timeout = 0
+    if vs.persistence_timeout:
+        flags |= IP_VS_SVC_F_PERSISTENT
+        timeout = vs.persistence_timeout
+    if vs.ops:
+        flags |= IP_VS_SVC_F_ONEPACKET
+    if vs.hashed:
+        flags |= IP_VS_SVC_F_HASHED
+    for name in vs.sched_flags:
+        flags |= IPVS_SCHED_FLAGS.get(name, 0)
+    if key.af == socket.AF_INET6:
+        netmask = 128
+        if isinstance(vs.persistence_granularity, int):
+            netmask = vs.persistence_granularity
+    else:
+        netmask = 0xFFFFFFFF
+        if vs.persistence_granularity is not None:
+            netmask = int(vs.persistence_granularity)
+    return IpvsService(key, vs.lb_algo, flags, timeout, netmask)
+
+
+def _service_differs(want: IpvsService, have: IpvsService) -> bool:
+    mask = ~IP_VS_SVC_F_HASHED
+    return (want.sched_name, want.flags & mask, want.timeout, want.netmask) != (
+        have.sched_name, have.flags & mask, have.timeout, have.netmask)
+
+
+# -- checker I/O on the event loop -------------------------------------------------------------
+
+
+class _CheckRunner:
+    """Runs one checker on the loop; subclasses start an attempt and end it with _done()."""
+
+    def __init__(self, manager: LvsManager, vsr: _VsRuntime, rsr: _RsRuntime, chk: Checker):
+        self.manager = manager
+        self.loop = manager.loop
+        self.vs, self.rs, self.chk = vsr.vs, rsr.rs, chk
+        self.vsr, self.rsr = vsr, rsr
+        self.params = checker_params(self.vs, self.rs, chk)
+        self.decision = CheckDecision(self.params)
+        self.timer: Optional[Timer] = None
+        self.deadline: Optional[Timer] = None
+        self.sock: Optional[socket.socket] = None
+        self.child: Optional[Child] = None
+        self.busy = False
+        self.last_result = ""
+        self.due = self.loop.time()
+        ip = chk.connect_ip or rsr.key[0]
+        self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
+        self.name = f"[{ip}]:{self.vs.protocol.lower()}:{self.target[1]}"
+
+    def start(self, delay: float) -> None:
+        self.due = self.loop.time() + delay
+        self.timer = self.loop.call_at(self.due, self._attempt)
+
+    def stop(self) -> None:
+        for t in (self.timer, self.deadline):
+            if t is not None:
+                t.cancel()
+        self.timer = self.deadline = None
+        self._close()
+        if self.child is not None:
+            self.child.on_exit = None
+            self.child.kill()
+            self.child = None
+
+    def _close(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        if self.sock is not None:
+            self.loop.remove_reader(self.sock)
+            self.loop.remove_writer(self.sock)
+            self.sock.close()
+            self.sock = None
+
+    def _attempt(self) -> None:
+        self.timer = None
+        self.busy = True
+        self.manager.max_late = max(self.manager.max_late, self.loop.time() - self.due)
+        try:
+            self.begin()
+        except OSError as exc:
+            self._done(False, str(exc))
+
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def _done(self, ok: bool, reason: str = "", weight: Optional[int] = None) -> None:
+        self._close()
+        self.busy = False
+        self.last_result = "ok" if ok else reason
+        was_up = self.decision.up
+        if not ok and (was_up or self.chk.log_all_failures):
+            log.info("%s", reason)
+        change, when = self.decision.record(self.loop.time(), ok, weight)
+        if change is False:
+            log.info("%s on service %s failed after %d retries.", self._label(), self.name, self.params.retry)
+        elif change is True:
+            log.info("%s", self._success_line())
+        if change is not None or (ok and weight != self.rsr.weight_seen.get(id(self))):
+            self.rsr.weight_seen[id(self)] = weight
+            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
+        self.due = when
+        self.timer = self.loop.call_at(when, self._attempt)
+
+    def _label(self) -> str:
+        return {"HTTP_GET": "HTTP_CHECK", "SSL_GET": "SSL_CHECK"}.get(self.chk.kind, self.chk.kind)
+
+    def _success_line(self) -> str:
+        return f"{self._label()} on service {self.name} succeeded."
+
+    # -- a non-blocking TCP connection shared by the stream checkers -----------------------
+    def _connect(self, on_connected: Callable[[], Any]) -> None:
+        ip, port = self.target
+        sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = sock
+        sock.setblocking(False)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
+        err = sock.connect_ex((str(ip), port))
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, os.strerror(err))
+        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
+        self.loop.add_writer(sock, self._connected, on_connected)
+
+    def _connected(self, on_connected: Callable[[], Any]) -> None:
+        assert self.sock is not None
+        self.loop.remove_writer(self.sock)
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._done(False, self._connect_failed(os.strerror(err)))
+            return
+        on_connected()
+
+    def _connect_failed(self, why: str) -> str:
+        return f"TCP connection to {self.name} failed ({why})."
+
+    def _timeout(self) -> None:
+        self.deadline = None
+        self._done(False, f"Timeout connecting to {self.name}." if self.chk.kind == "TCP_CHECK"
+                   else f"Timeout reading data to {self.name}.")
+
+
+class _TcpCheck(_CheckRunner):
+    def begin(self) -> None:
+        self._connect(lambda: self._done(True))
+
+    def _connect_failed(self, why: str) -> str:
+        return f"TCP connection to {self.name} failed."
+
+    def _success_line(self) -> str:
+        return f"TCP connection to {self.name} success."
+
+
+class _HttpCheck(_CheckRunner):
+    """HTTP_GET and SSL_GET: each url in turn over a new connection; every url must pass."""
+
+    def begin(self) -> None:
+        self.urls = list(self.chk.urls) or [UrlCheck()]
+        self._next_url()
+
+    def _next_url(self) -> None:
+        self.url = self.urls.pop(0)
+        self.response = bytearray()
+        self._connect(self._tls_start if self.chk.kind == "SSL_GET" else self._send)
+
+    def _tls_start(self) -> None:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sni = (self.chk.sni_name or self.url.virtualhost or self.chk.virtualhost or self.rs.virtualhost
+               or self.vs.virtualhost) if self.chk.enable_sni else None
+        assert self.sock is not None
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=sni, do_handshake_on_connect=False)
+        self._handshake()
+
+    def _handshake(self) -> None:
+        import ssl
+
+        assert self.sock is not None
+        try:
+            self.sock.do_handshake()  # type: ignore[attr-defined]
+        except ssl.SSLWantReadError:
+            self.loop.remove_writer(self.sock)
+            self.loop.add_reader(self.sock, self._handshake)
+            return
+        except ssl.SSLWantWriteError:
+            self.loop.remove_reader(self.sock)
+            self.loop.add_writer(self.sock, self._handshake)
+            return
+        except (OSError, ValueError) as exc:
+            self._done(False, f"SSL handshake with {self.name} failed ({exc}).")
+            return
+        self.loop.remove_reader(self.sock)
+        self.loop.remove_writer(self.sock)
+        self._send()
+
+    def _send(self) -> None:
+        assert self.sock is not None
+        ip, port = self.target
+        vhost = self.url.virtualhost or self.chk.virtualhost or self.rs.virtualhost or self.vs.virtualhost
+        host = vhost or (f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}")
+        version = "1.1" if self.chk.http_protocol == "1.1" else "1.0"
+        close = "Connection: close\r\n" if self.chk.http_protocol in ("1.0C", "1.1") else ""
+        self.outgoing = (f"GET {self.url.path} HTTP/{version}\r\nUser-Agent: KeepAliveClient\r\n{close}"
+                         f"Host: {host}\r\n\r\n").encode()
+        self._write()
+
+    def _write(self) -> None:
+        import ssl
+
+        assert self.sock is not None
+        try:
+            sent = self.sock.send(self.outgoing)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError as exc:
+            self._done(False, f"Error sending request to {self.name} ({exc}).")
+            return
+        self.outgoing = self.outgoing[sent:]
+        if self.outgoing:
+            self.loop.add_writer(self.sock, self._write)
+        else:
+            self.loop.remove_writer(self.sock)
+            self.loop.add_reader(self.sock, self._read)
+
+    def _read(self) -> None:
+        import ssl
+
+        assert self.sock is not None
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionResetError):
+                data = b""
+            except OSError as exc:
+                self._done(False, f"Error reading data from {self.name} ({exc}).")
+                return
+            if not data:
+                break
+            self.response += data
+            if len(self.response) > 16 << 20:
+                break
+        ok, why = http_response_ok(bytes(self.response), self.url)
+        if not ok:
+            self._done(False, f"HTTP {why} to {self.name} url({self.url.path}).")
+            return
+        self._close()
+        if self.urls:
+            try:
+                self._next_url()
+            except OSError as exc:
+                self._done(False, self._connect_failed(str(exc)))
+        else:
+            self._done(True)
+
+    def _success_line(self) -> str:
+        return f"Remote Web server {self.name} succeed on service."
+
+
+class _MiscCheck(_CheckRunner):
+    def begin(self) -> None:
+        cmd = self.chk.misc_path
+        if cmd is None:
+            self._done(False, "MISC_CHECK has no misc_path")
+            return
+        argv = ["/bin/sh", "-c", cmd.raw] if cmd.shell or not cmd.argv else cmd.argv
+        timeout = self.chk.misc_timeout or self.params.delay_loop
+        self.child = self.loop.spawn(argv, on_exit=self._exited, timeout=timeout, user=self.chk.user)
+
+    def _exited(self, child: Child) -> None:
+        self.child = None
+        up, weight = misc_check_result(child.returncode, child.timed_out, self.chk.misc_dynamic)
+        path = self.chk.misc_path.raw if self.chk.misc_path else ""
+        what = "succeeded" if up else f"failed (exited with status {child.returncode})"
+        if child.timed_out:
+            what = "timed out"
+        self._done(up, f"Misc check for [{self.name} VS {_vs_name(self.vs)}] by [{path}] {what}.", weight)
+
+    def _success_line(self) -> str:
+        path = self.chk.misc_path.raw if self.chk.misc_path else ""
+        return f"Misc check for [{self.name} VS {_vs_name(self.vs)}] by [{path}] succeeded."
+
+
+class _SmtpCheck(_CheckRunner):
+    """SMTP_CHECK: a 2xx greeting, HELO answered with 250, then QUIT."""
+
+    def begin(self) -> None:
+        self.buf = b""
+        self.stage = 0
+        self._connect(lambda: self.loop.add_reader(self.sock, self._read))
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._done(False, f"SMTP connection to {self.name} failed ({exc}).")
+            return
+        if not data:
+            self._done(False, f"SMTP server {self.name} closed the connection.")
+            return
+        self.buf += data
+        lines = self.buf.split(b"\r\n")
+        last = [x for x in lines if x[:3].isdigit() and x[3:4] != b"-"]
+        if not last:
+            return
+        code, self.buf = last[-1][:3], b""
+        if self.stage == 0 and code.startswith(b"2"):
+            helo = self.chk.helo_name or socket.gethostname()
+            self.sock.send(f"HELO {helo}\r\n".encode())
+            self.stage = 1
+        elif self.stage == 1 and code == b"250":
+            try:
+                self.sock.send(b"QUIT\r\n")
+            except OSError:
+                pass
+            self._done(True)
+        else:
+            self._done(False, f"SMTP server {self.name} answered {code.decode(errors='replace')}.")
+
+
+class _DnsCheck(_CheckRunner):
+    """DNS_CHECK: one UDP query of `type` for `name`; success is a NOERROR answer with records."""
+
+    TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28}
+
+    def begin(self) -> None:
+        ip, port = self.target
+        self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.qid = int.from_bytes(os.urandom(2), "big")
+        qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
+        query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
+        query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
+        self.sock.sendto(query, (str(ip), port or 53))
+        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
+        self.loop.add_reader(self.sock, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._done(False, f"DNS query to {self.name} failed ({exc}).")
+            return
+        if len(data) < 12:
+            return
+        qid, flags, _qd, ancount = struct.unpack_from("!HHHH", data)
+        if qid != self.qid or not flags & 0x8000:
+            return
+        if flags & 0xF or not ancount:
+            self._done(False, f"DNS query to {self.name} failed (rcode {flags & 0xF}, {ancount} answers).")
+        else:
+            self._done(True)
+
+
+_CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
+                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck}
+
+
+# -- the manager -------------------------------------------------------------------------------
+
+
+class _RsRuntime:
+    def __init__(self, rs: RealServer, key: Tuple[IPAddress, int]):
+        self.rs = rs
+        self.key = key
+        self.checkers: List[_CheckRunner] = []
+        self.weight_seen: Dict[int, Optional[int]] = {}
+        self.was_alive: Optional[bool] = None
+
+    @property
+    def alive(self) -> bool:
+        return all(c.decision.up for c in self.checkers)
+
+    @property
+    def weight(self) -> int:
+        for c in self.checkers:
+            if c.decision.weight is not None:
+                return c.decision.weight
+        return self.rs.weight
+
+
+class _VsRuntime:
+    def __init__(self, vs: VirtualServer, keys: List[IpvsServiceKey]):
+        self.vs = vs
+        self.keys = keys
+        self.rs: Dict[Tuple[IPAddress, int], _RsRuntime] = {}
+        self.quorum_up = True
+        self.programmed: Dict[IpvsServiceKey, Dict[Tuple[IPAddress, int], IpvsDest]] = {}
+
+
 class LvsManager:
     """The LVS half: programs IPVS over generic netlink and runs the checkers on the loop.
 
@@ -3901,25 +5228,530 @@ class LvsManager:
       stop()             stop checkers, remove what vrrpd created.
       reload(config)     apply only the difference.
       status() -> dict   services, real servers, checker states.
-    Placeholder until the LVS work lands."""
+    Services the configuration does not name are never touched."""
 
     def __init__(self, loop: EventLoop, config: Config, notifier: Notifier):
         self.loop = loop
         self.config = config
         self.notifier = notifier
+        self.nl: Optional[IpvsNetlink] = None
+        self.error: Optional[str] = None
+        self.vs: Dict[str, _VsRuntime] = {}
+        self.kernel: Dict[IpvsServiceKey, IpvsService] = {}
+        self.max_late = 0.0  # the latest a check started after its due time, in seconds
 
     def start(self) -> None:
-        if self.config.virtual_servers:
-            log.warning("LVS: virtual_server blocks are not supported yet; ignoring them")
+        if not self.config.virtual_servers:
+            return
+        try:
+            if self.nl is None:
+                self.nl = IpvsNetlink()
+            self.kernel = {svc.key: svc for svc in self.nl.services()}
+        except (OSError, VrrpdError) as exc:
+            self.error = f"the kernel has no IPVS (is the ip_vs module available?): {exc}"
+            log.error("LVS: %s; virtual servers are not programmed, VRRP keeps running", self.error)
+            if self.nl is not None:
+                self.nl.close()
+                self.nl = None
+            return
+        if self.config.global_defs.lvs_flush:
+            self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
+            self.kernel = {}
+        self._apply(self.config)
 
     def stop(self) -> None:
-        pass
+        for vsr in list(self.vs.values()):
+            self._remove_vs(vsr, shutdown=True)
+        self.vs = {}
+        if self.nl is not None:
+            self.nl.close()
+            self.nl = None
 
     def reload(self, config: Config) -> None:
         self.config = config
+        if self.nl is None:
+            self.error = None
+            self.start()
+            return
+        try:
+            self.kernel = {svc.key: svc for svc in self.nl.services()}
+        except (OSError, VrrpdError) as exc:
+            log.error("LVS: reading the kernel's IPVS table failed: %s", exc)
+        self._apply(config)
 
     def status(self) -> Dict[str, Any]:
-        return {}
+        out: Dict[str, Any] = {"error": self.error, "virtual_servers": []}
+        for vsr in self.vs.values():
+            out["virtual_servers"].append({
+                "name": _vs_name(vsr.vs), "quorum_up": vsr.quorum_up,
+                "real_servers": [{"address": str(k[0]), "port": k[1], "alive": r.alive, "weight": r.weight,
+                                  "checkers": [{"kind": c.chk.kind, "up": c.decision.up, "last": c.last_result}
+                                               for c in r.checkers]} for k, r in vsr.rs.items()],
+            })
+        return out
+
+    # -- reconciliation ----------------------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
+        try:
+            fn(*args)
+            return True
+        except (OSError, VrrpdError) as exc:
+            log.error("LVS: %s %s failed: %s", fn.__name__, " ".join(str(a) for a in args[:2]), exc)
+            return False
+
+    def _apply(self, config: Config) -> None:
+        wanted: Dict[str, VirtualServer] = {}
+        for vs in config.virtual_servers:
+            if vs.real_servers or vs.sorry_server:
+                wanted[_vs_name(vs)] = vs
+        for name in [n for n in self.vs if n not in wanted]:
+            self._remove_vs(self.vs.pop(name))
+        for name, vs in wanted.items():
+            old = self.vs.get(name)
+            keys = lvs_service_keys(vs, config)
+            vsr = _VsRuntime(vs, keys)
+            if old is not None:
+                vsr.quorum_up, vsr.programmed = old.quorum_up, old.programmed
+                for key in [k for k in old.programmed if k not in keys]:
+                    self._call(self.nl.del_service, key)  # type: ignore[union-attr]
+                    del vsr.programmed[key]
+            self.vs[name] = vsr
+            for key in keys:
+                want = lvs_service(vs, key)
+                have = self.kernel.get(key)
+                if have is None:
+                    if self._call(self.nl.new_service, want):  # type: ignore[union-attr]
+                        vsr.programmed[key] = {}
+                        self.kernel[key] = want
+                else:
+                    if _service_differs(want, have):
+                        self._call(self.nl.set_service, want)  # type: ignore[union-attr]
+                    if key not in vsr.programmed:
+                        try:
+                            dests = self.nl.dests(key)  # type: ignore[union-attr]
+                        except (OSError, VrrpdError) as exc:
+                            log.error("LVS: reading the destinations of %s failed: %s", key, exc)
+                            dests = []
+                        vsr.programmed[key] = {(d.addr, d.port): d for d in dests}
+            self._start_real_servers(vsr, old)
+            self._sync(vsr)
+
+    def _start_real_servers(self, vsr: _VsRuntime, old: Optional[_VsRuntime]) -> None:
+        vs = vsr.vs
+        for index, rs in enumerate(vs.real_servers):
+            key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
+            previous = old.rs.pop(key, None) if old is not None else None
+            if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
+                previous.rs = rs
+                for c in previous.checkers:
+                    c.vs, c.vsr = vs, vsr
+                vsr.rs[key] = previous
+                continue
+            if previous is not None:
+                for c in previous.checkers:
+                    c.stop()
+            rsr = _RsRuntime(rs, key)
+            vsr.rs[key] = rsr
+            for chk in rs.checkers:
+                runner = _CHECK_RUNNERS.get(chk.kind)
+                if runner is None:
+                    log.warning("LVS: %s is not supported; real server %s is treated as up", chk.kind, key[0])
+                    continue
+                check = runner(self, vsr, rsr, chk)
+                rsr.checkers.append(check)
+                # spread the first checks a little so many real servers do not fire at once
+                first = check.params.warmup * random.random() if check.params.warmup else (index % 100) * 0.001
+                check.start(first)
+            rsr.was_alive = rsr.alive
+        for rsr in old.rs.values() if old is not None else []:
+            for c in rsr.checkers:
+                c.stop()
+
+    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str) -> None:
+        if self.vs.get(_vs_name(vsr.vs)) is not vsr:
+            return
+        alive = rsr.alive
+        if alive != rsr.was_alive:
+            rsr.was_alive = alive
+            inhibit = rsr.rs.inhibit_on_failure if rsr.rs.inhibit_on_failure is not None else vsr.vs.inhibit_on_failure
+            verb = ("Enabling" if alive else "Disabling") if inhibit else ("Adding" if alive else "Removing")
+            log.info("%s service %s %s VS %s", verb, _rs_name(vsr.vs, rsr.key), "to" if verb == "Adding" else
+                     ("of" if inhibit else "from"), _vs_name(vsr.vs))
+            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)
+            cmd = rsr.rs.notify_up if alive else rsr.rs.notify_down
+            if cmd is not None:
+                self._run(cmd)
+        self._sync(vsr)
+
+    def _run(self, cmd: Command) -> None:
+        try:
+            self.loop.spawn(["/bin/sh", "-c", cmd.raw] if cmd.shell or not cmd.argv else cmd.argv,
+                            timeout=60, user=cmd.user, group=cmd.group)
+        except OSError as exc:
+            log.error("LVS: cannot run %s: %s", cmd.raw, exc)
+
+    def _sync(self, vsr: _VsRuntime) -> None:
+        """Bring the kernel's destinations of vsr's services to what the checkers say."""
+        vs = vsr.vs
+        states = {k: (r.rs, r.alive, r.weight) for k, r in vsr.rs.items()}
+        weight_sum = sum(w for _, up, w in states.values() if up)
+        change = lvs_quorum_transition(vs, weight_sum, vsr.quorum_up)
+        if change is not None:
+            vsr.quorum_up = change
+            if change:
+                log.info("Gained quorum %d+%d=%d <= %d for VS %s", vs.quorum, vs.hysteresis,
+                         vs.quorum + vs.hysteresis, weight_sum, _vs_name(vs))
+            else:
+                log.info("Lost quorum %d-%d=%d > %d for VS %s", vs.quorum, vs.hysteresis,
+                         vs.quorum - vs.hysteresis, weight_sum, _vs_name(vs))
+            if vs.sorry_server is not None:
+                log.info("%s sorry server [%s]:%s:%s %s VS %s", "Removing" if change else "Adding",
+                         vs.sorry_server[0], vs.protocol.lower(), vs.sorry_server[1] or vs.port or 0,
+                         "from" if change else "to", _vs_name(vs))
+            cmd = vs.quorum_up if change else vs.quorum_down
+            if cmd is not None:
+                self._run(cmd)
+        plan = lvs_desired_dests(vs, states, vsr.quorum_up)
+        want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
+        for key, (weight, method, uthr, lthr) in plan.items():
+            dest = IpvsDest(key[0], key[1], method.value, weight, uthr, lthr)
+            if method == LbKind.TUN and vs.tunnel_type:
+                dest.tun_type = IPVS_TUN_TYPES.get(vs.tunnel_type, 0)
+                dest.tun_port = vs.tunnel_port or 0
+                dest.tun_flags = IPVS_TUN_CSUM.get(vs.tunnel_csum or "nocsum", 0)
+            want[key] = dest
+        assert self.nl is not None
+        for skey in vsr.keys:
+            have = vsr.programmed.get(skey)
+            if have is None:
+                continue
+            for dkey in [k for k in have if k not in want]:
+                if self._call(self.nl.del_dest, skey, have[dkey]):
+                    del have[dkey]
+            for dkey, dest in want.items():
+                if dkey not in have:
+                    if self._call(self.nl.new_dest, skey, dest):
+                        have[dkey] = dest
+                elif have[dkey] != dest:
+                    if self._call(self.nl.set_dest, skey, dest):
+                        have[dkey] = dest
+
+    def _remove_vs(self, vsr: _VsRuntime, shutdown: bool = False) -> None:
+        for rsr in vsr.rs.values():
+            for c in rsr.checkers:
+                c.stop()
+            if shutdown and vsr.vs.omega and rsr.alive:
+                self.notifier.checker(vsr.vs, rsr.rs, False, "shutdown")
+                if rsr.rs.notify_down is not None:
+                    self._run(rsr.rs.notify_down)
+        if shutdown and vsr.vs.omega and vsr.quorum_up and vsr.vs.quorum_down is not None:
+            self._run(vsr.vs.quorum_down)
+        if self.nl is not None:
+            for key in vsr.programmed:
+                self._call(self.nl.del_service, key)
+                self.kernel.pop(key, None)
+        vsr.programmed = {}
+
+
+def genhash(url: str, timeout: float = 5.0) -> int:
+    """`--genhash URL`: fetch URL once with the HTTP_GET/SSL_GET checker and print the body's MD5."""
+    import hashlib
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme == "https"
+    try:
+        ip = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        ip = ipaddress.ip_address(socket.getaddrinfo(parts.hostname, None, proto=socket.IPPROTO_TCP)[0][4][0])
+    port = parts.port or (443 if https else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    loop = EventLoop()
+    url_check = UrlCheck(path=path, status_code=[(0, 999)], virtualhost=parts.hostname)
+    chk = Checker(kind="SSL_GET" if https else "HTTP_GET", urls=[url_check], connect_timeout=timeout, retry=0)
+    rs = RealServer(ip, port, checkers=[chk])
+    vs = VirtualServer(address=ip, port=port, real_servers=[rs])
+    manager = LvsManager(loop, Config(virtual_servers=[vs]), Notifier(loop, Config()))
+    vsr = _VsRuntime(vs, [])
+    check = _HttpCheck(manager, vsr, _RsRuntime(rs, (ip, port)), chk)
+    result: List[Any] = []
+
+    def done(ok: bool, reason: str = "", weight: Optional[int] = None) -> None:
+        result.append((ok, reason, bytes(getattr(check, "response", b""))))
+        check._close()
+        loop.stop()
+
+    check._done = done  # type: ignore[assignment]
+    check._attempt()
+    loop.run(until=loop.time() + timeout + 1)
+    loop.close()
+    if not result or not result[0][0]:
+        print(f"{PROG}: {url}: {result[0][1] if result else 'timed out'}", file=sys.stderr)
+        return 1
+    head, _, body = result[0][2].partition(b"\r\n\r\n")
+    print(head.split(b"\r\n", 1)[0].decode(errors="replace"), file=sys.stderr)
+    print(f"MD5SUM = {hashlib.md5(body).hexdigest()}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# 7c. Strict-mode firewall and VMAC links
+#     Both are set up at start and undone at stop with short blocking calls (the `nft` command,
+#     one rtnetlink request each); nothing here runs on the advert path.
+# --------------------------------------------------------------------------------------------
+
+
+def instance_accepts(inst: VrrpInstance, global_defs: GlobalDefs) -> bool:
+    """Accept_Mode as keepalived decides it: `accept`/`no_accept` if given, else off in strict mode.
+
+    An address owner (priority 255) always accepts (RFC 5798 section 6.1)."""
+    if inst.priority == 255:
+        return True
+    if inst.accept is not None:
+        return inst.accept
+    strict = inst.strict_mode if inst.strict_mode is not None else global_defs.vrrp_strict
+    return not strict
+
+
+def no_accept_vips(config: Config) -> List[IPAddress]:
+    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them."""
+    vips: List[IPAddress] = []
+    for inst in config.vrrp_instances:
+        if not instance_accepts(inst, config.global_defs):
+            vips += [v.address.ip for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded]
+    return vips
+
+
+class StrictFirewall:
+    """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
+
+    def __init__(self, table: str = NFT_TABLE):
+        self.table = table
+        self.active = False
+
+    def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10, check=False)
+
+    def start(self, vips: List[IPAddress]) -> bool:
+        """Remove a table left by a crashed run, then add ours if some VIP needs it; False on failure."""
+        try:
+            if self._nft(["nft", "list", "table", "inet", self.table]).returncode == 0:
+                log.info("Deleting old inet %s table", self.table)
+                self._nft(nft_delete_argv(self.table))
+            if not vips:
+                return True
+            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table))
+        except (OSError, subprocess.SubprocessError) as exc:
+            if vips:
+                log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
+            return not vips
+        if result.returncode != 0:
+            log.error("no_accept: nft refused the ruleset: %s", result.stderr.strip())
+            return False
+        self.active = True
+        log.info("no_accept: nftables table inet %s drops traffic to %d VIP(s)", self.table, len(set(vips)))
+        return True
+
+    def stop(self) -> None:
+        if not self.active:
+            return
+        try:
+            self._nft(nft_delete_argv(self.table))
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.error("cannot remove nftables table inet %s: %s", self.table, exc)
+        self.active = False
+
+
+def rtnl_talk(message: bytes) -> None:
+    """Send one rtnetlink request and wait for its acknowledgement (a short blocking call).
+
+    Raises NetlinkError with the kernel's errno."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
+        nl.settimeout(2.0)
+        nl.send(message)
+        seq = struct.unpack_from("=I", message, 8)[0]
+        while True:
+            data = nl.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
+                if msg_type == 2 and msg_seq == seq:  # NLMSG_ERROR; 0 is the acknowledgement
+                    err = -struct.unpack_from("=i", data, offset + 16)[0]
+                    if err:
+                        raise NetlinkError(err, "rtnetlink")
+                    return
+                offset += max(16, (length + 3) & ~3)
+
+
+def _read_sysctl(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _write_sysctl(path: str, value: str) -> bool:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+        return True
+    except OSError:
+        return False
+
+
+class VmacManager:
+    """Creates the VMAC macvlans of `use_vmac` instances and removes them (and restores sysctls) on stop."""
+
+    def __init__(self) -> None:
+        self.created: Dict[str, int] = {}  # name -> ifindex
+        self._saved_sysctls: Dict[str, str] = {}
+        self._seq = 0
+
+    def _set_sysctl(self, path: str, value: str, restore: bool = False) -> None:
+        old = _read_sysctl(path)
+        if old is None or old == value:
+            return
+        if restore and path not in self._saved_sysctls:
+            self._saved_sysctls[path] = old
+        _write_sysctl(path, value)
+
+    def create(self, name: str, base: str, vrid: int, family: int = 4) -> int:
+        """Create (or re-create after a crash) macvlan `name` on `base` with the VMAC; returns its ifindex.
+
+        An existing interface of that name is only replaced if it carries this VMAC."""
+        mac = vmac_address(vrid, family)
+        if os.path.exists(f"/sys/class/net/{name}"):
+            found = _read_sysctl(f"/sys/class/net/{name}/address") or ""
+            if found != ":".join(f"{b:02x}" for b in mac):
+                raise VrrpdError(f"use_vmac: interface {name} exists with MAC {found}, not the VMAC")
+            log.info("use_vmac: removing stale %s", name)
+            self._seq += 1
+            rtnl_talk(rtm_dellink(self._seq, socket.if_nametoindex(name)))
+        base_index = socket.if_nametoindex(base)
+        self._seq += 1
+        rtnl_talk(rtm_newlink_macvlan(self._seq, name, base_index, mac))
+        index = socket.if_nametoindex(name)
+        self.created[name] = index
+        self._seq += 1
+        rtnl_talk(rtm_setlink_addrgenmode(self._seq, index))
+        conf4 = "/proc/sys/net/ipv4/conf"
+        # keepalived's settings: the VMAC must hear its peers and answer ARP only for its own VIPs;
+        # the base interface must not answer ARP for the VIPs with its own MAC (arp_announce is ours).
+        self._set_sysctl(f"{conf4}/{name}/arp_ignore", "1")
+        self._set_sysctl(f"{conf4}/{name}/accept_local", "1")
+        self._set_sysctl(f"{conf4}/{name}/rp_filter", "0")
+        if family == 4:
+            self._set_sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
+            self._set_sysctl(f"{conf4}/{base}/arp_ignore", "1", restore=True)
+            self._set_sysctl(f"{conf4}/{base}/arp_filter", "1", restore=True)
+            # replies from a VIP leave through the base interface; its ARP requests must not carry the VIP
+            # as sender, or neighbours would learn the base MAC for it
+            self._set_sysctl(f"{conf4}/{base}/arp_announce", "2", restore=True)
+        self._seq += 1
+        rtnl_talk(rtm_setlink_up(self._seq, index))
+        log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
+        return index
+
+    def remove_all(self) -> None:
+        for name, index in list(self.created.items()):
+            self._seq += 1
+            try:
+                rtnl_talk(rtm_dellink(self._seq, index))
+                log.info("use_vmac: removed %s", name)
+            except (OSError, NetlinkError) as exc:
+                log.warning("use_vmac: cannot remove %s: %s", name, exc)
+            del self.created[name]
+        for path, value in self._saved_sysctls.items():
+            _write_sysctl(path, value)
+        self._saved_sysctls.clear()
+
+
+class VrrpSocket6:
+    """The raw IPv6 VRRP socket of one interface (RFC 5798 section 5.1.2).
+
+    Adverts go from the interface's link-local address with hop limit 255; the kernel fills in and
+    verifies the checksum over the IPv6 pseudo-header (IPV6_CHECKSUM), as keepalived has it do."""
+
+    def __init__(self, ifname: str, ifindex: int):
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.groups: List[ipaddress.IPv6Address] = []
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25), ifname.encode())
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def join(self, group: ipaddress.IPv6Address) -> None:
+        if group in self.groups:
+            return
+        mreq = group.packed + struct.pack("=I", self.ifindex)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        self.groups.append(group)
+
+    def send(self, src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, payload: bytes) -> None:
+        """Send payload (checksum left zero for the kernel) from src, which is set per packet."""
+        pktinfo = src.packed + struct.pack("=I", self.ifindex)
+        self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
+                          (str(dst), 0, 0, self.ifindex))
+
+    def recv(self) -> Optional[Tuple[bytes, ipaddress.IPv6Address, ipaddress.IPv6Address, int]]:
+        """One pending advert as (VRRP message, source, destination, hop limit), or None."""
+        try:
+            data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
+        except (BlockingIOError, InterruptedError):
+            return None
+        hoplimit, dst = -1, ipaddress.IPv6Address(0)
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hoplimit = struct.unpack("=i", value[:4])[0]
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                dst = ipaddress.IPv6Address(value[:16])
+        return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class NdiscSocket:
+    """An AF_PACKET socket that sends unsolicited Neighbour Advertisements on one interface."""
+
+    def __init__(self, ifname: str):
+        self.ifname = ifname
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.sock.setblocking(False)
+
+    def send(self, mac: bytes, address: ipaddress.IPv6Address) -> None:
+        frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))
+        self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def link_local_address(ifname: str) -> Optional[ipaddress.IPv6Address]:
+    """The interface's usable (not tentative) IPv6 link-local address, from /proc/net/if_inet6."""
+    try:
+        with open("/proc/net/if_inet6") as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    for row in rows:
+        if len(row) >= 6 and row[5] == ifname and row[3] == "20" and not int(row[4], 16) & 0x40:  # 0x40 tentative
+            return ipaddress.IPv6Address(bytes.fromhex(row[0]))
+    return None
 
 
 # ============================================================================================
@@ -4274,9 +6106,9 @@ def smtp_message(global_defs: GlobalDefs, subject: str, body: str, date: Optiona
     import email.utils
 
     date = date or email.utils.formatdate(localtime=True)
-    to = ",\r\n".join(" " + addr for addr in global_defs.notification_email)
+    to = ", ".join(global_defs.notification_email)  # keepalived 2.2.7's form (later ones fold the line)
     return (f"Date: {date}\r\nFrom: {global_defs.notification_email_from}\r\nSubject: {subject}\r\n"
-            f"X-Mailer: Keepalived\r\nTo:{to}\r\n\r\n{body}\r\n\r\n")
+            f"X-Mailer: Keepalived\r\nTo: {to}\r\n\r\n{body}\r\n\r\n")
 
 
 class SmtpAlerter:
@@ -4428,7 +6260,7 @@ class Notifier:
       vrrp_instance(inst, state, priority)   an instance entered `state` (MASTER/BACKUP/FAULT/STOP)
       vrrp_group(group, state)               a sync group entered `state`
       vrrp_master_rx_lower_pri(inst, priority)
-      checker(vs, rs, up, reason)            a real server went up/down (LVS)
+      checker(vs, rs, up, reason)            a real server went up/down (LVS): FIFO line and mail
       close(timeout)                         flush what can be flushed within timeout seconds
     Also: vrrp_priority_change(inst, state, priority) for the FIFO's MASTER_PRIORITY/BACKUP_PRIORITY
     lines (vrrp_notify_priority_changes), vrrp_deleted(inst, priority) for an instance a reload
@@ -4443,12 +6275,28 @@ class Notifier:
         self._running: Dict[str, Child] = {}
         self._last_mail: Dict[str, Any] = {}
         self.scripts_run = 0
-        self.vrrp_fifos = [NotifyFifo(p) for p in dict.fromkeys(x for x in (gd.notify_fifo, gd.vrrp_notify_fifo) if x)]
-        self.lvs_fifos = [f for f in self.vrrp_fifos if f.path == gd.notify_fifo]
-        if gd.lvs_notify_fifo and gd.lvs_notify_fifo not in (gd.notify_fifo, gd.vrrp_notify_fifo):
-            self.lvs_fifos.append(NotifyFifo(gd.lvs_notify_fifo))
-        elif gd.lvs_notify_fifo:
-            self.lvs_fifos += [f for f in self.vrrp_fifos if f.path == gd.lvs_notify_fifo and f not in self.lvs_fifos]
+        self.vrrp_fifos: List[NotifyFifo] = []
+        self.lvs_fifos: List[NotifyFifo] = []
+        self._open_fifos(gd)
+
+    def _open_fifos(self, gd: GlobalDefs) -> None:
+        """notify_fifo gets every line, vrrp_notify_fifo the VRRP ones, lvs_notify_fifo the LVS ones."""
+        fifos = {p: NotifyFifo(p) for p in (gd.notify_fifo, gd.vrrp_notify_fifo, gd.lvs_notify_fifo) if p}
+        self.vrrp_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.vrrp_notify_fifo)) if p]
+        self.lvs_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.lvs_notify_fifo)) if p]
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP): queued scripts still run, mail settings apply to the
+        next mail, the last mailed states are kept (no repeated mails), and the FIFOs are reopened
+        only if their paths changed."""
+        old, gd = self.config.global_defs, config.global_defs
+        self.config = config
+        self.mailer.global_defs = gd
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        if any(getattr(old, p) != getattr(gd, p) for p in paths):
+            for fifo in set(self.vrrp_fifos + self.lvs_fifos):
+                fifo.close()
+            self._open_fifos(gd)
 
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
@@ -4510,18 +6358,19 @@ class Notifier:
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        """Real server `rs` of `vs` went up or down: notify_up/notify_down, FIFO `RS ...`, mail."""
+        """Real server `rs` of `vs` went up or down: the FIFO `RS ...` line and the mail.
+
+        The LVS manager runs the real server's notify_up/notify_down scripts itself."""
         rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
         key = f"RS {rs_name} {vs_name}"
-        cmd = rs.notify_up if up else rs.notify_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
             if reason.startswith("=>"):
                 body = reason
+            elif reason == "shutdown":  # omega: real servers reported down as the daemon stops
+                body = "=> Shutting down <="
             elif up:
                 body = "=> CHECK succeed on service <="
             else:
@@ -4529,12 +6378,10 @@ class Notifier:
             self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
 
     def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
-        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, FIFO `VS ...`, mail."""
+        """A virtual server gained (up) or lost its quorum: the FIFO `VS ...` line and the mail
+        (the LVS manager runs quorum_up/quorum_down itself)."""
         vs_name = format_virtual_server(vs)
         key = f"VS {vs_name}"
-        cmd = vs.quorum_up if up else vs.quorum_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
         gd = self.config.global_defs
@@ -4555,14 +6402,14 @@ class Notifier:
         self._running.clear()
         self._queues.clear()
         self.mailer.close(max(0.0, deadline - self.loop.time()))
-        for fifo in self.vrrp_fifos + self.lvs_fifos:
+        for fifo in set(self.vrrp_fifos + self.lvs_fifos):
             fifo.close()
 
     def status(self) -> Dict[str, Any]:
         return {"scripts_run": self.scripts_run, "scripts_queued": sum(len(q) for q in self._queues.values()),
                 "scripts_running": sorted(self._running), "mail_sent": self.mailer.sent,
                 "mail_failed": self.mailer.failed, "mail_queued": self.mailer.pending(),
-                "fifo_dropped": sum(f.dropped for f in self.vrrp_fifos + self.lvs_fifos)}
+                "fifo_dropped": sum(f.dropped for f in set(self.vrrp_fifos + self.lvs_fifos))}
 
     # -- notify scripts -------------------------------------------------------------------
     def _queue(self, key: str, cmd: Command, extra: List[str]) -> None:
@@ -4695,6 +6542,7 @@ class Daemon:
         self.notifier = Notifier(self.loop, config)
         self.tracking = Tracking(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
+        self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -4704,6 +6552,7 @@ class Daemon:
         self.rtnl = Rtnetlink()
         self.links = self.rtnl.links()
         self.addrs = self.rtnl.addresses()
+        self.beyond.start()
         for inst in self.config.vrrp_instances:
             try:
                 self._add_instance(inst)
@@ -4720,9 +6569,7 @@ class Daemon:
 
     def _add_instance(self, inst: VrrpInstance) -> None:
         g = self.g
-        version = inst.version or g.vrrp_version
-        if inst.family != 4:
-            raise ValueError("only IPv4 instances are supported")
+        version = 3 if instance_family(inst) == 6 else (inst.version or g.vrrp_version)  # keepalived: IPv6 is VRRPv3
         pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
         machine = VrrpMachine(
             inst.name, inst.virtual_router_id, inst.priority, inst.advert_int, version,
@@ -4739,6 +6586,10 @@ class Daemon:
         )
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(pick(inst.v3_checksum_as_v2, g.v3_checksum_as_v2))
+        if instance_family(inst) == 6:
+            self.beyond.attach6(rt)
+            self.runtimes.append(rt)
+            return
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
@@ -4762,6 +6613,7 @@ class Daemon:
                 rt.vsock.join(g.vrrp_mcast_group4)
         rt.src = self._source_address(rt)
         machine.primary_ip = rt.src
+        self.beyond.attach4(rt)
         self.runtimes.append(rt)
 
     def _source_address(self, rt: InstanceRuntime) -> Optional[ipaddress.IPv4Address]:
@@ -4803,6 +6655,7 @@ class Daemon:
         try:
             self.tracking.stop()
             self.lvs.stop()
+            self.beyond.stop()
         finally:
             self.notifier.close(0.5)
             log.info("Stopped %s v%s", PROG, __version__)
@@ -4819,6 +6672,7 @@ class Daemon:
     def close(self) -> None:
         for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
             sock.close()
+        self.beyond.close()
         if self.monitor is not None:
             self.monitor.close()
         if self.rtnl is not None:
@@ -4849,6 +6703,7 @@ class Daemon:
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
+        self.beyond.after_actions(rt, actions)
         if self.stopping:
             self._maybe_finish()
 
@@ -4871,10 +6726,12 @@ class Daemon:
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         rt.timer = None
+        if self.beyond.hold_master(rt):
+            return
         self._apply(rt, rt.machine.on_timer(self.loop.time()))
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
-        if rt.vsock is None or rt.src is None:
+        if self.beyond.send_advert(rt, priority) or rt.vsock is None or rt.src is None:
             return
         m = rt.machine
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
@@ -4890,7 +6747,7 @@ class Daemon:
 
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
         if vip.dev is None or vip.dev == rt.inst.interface:
-            return rt.ifindex
+            return self.beyond.vip_ifindex(rt) or rt.ifindex
         link = self._link_by_name(vip.dev)
         return link.index if link is not None else 0
 
@@ -4901,7 +6758,9 @@ class Daemon:
             if not index:
                 continue
             try:
-                if add:
+                if add and vip.address.version == 6:
+                    self.beyond.add_vip6(index, vip)
+                elif add:
                     self.rtnl.add_address(index, vip)
                 else:
                     self.rtnl.del_address(index, vip)
@@ -4940,6 +6799,7 @@ class Daemon:
 
     def _send_garps(self, rt: InstanceRuntime, repeat: int, announce: bool = False) -> None:
         """`repeat` GARPs per IPv4 VIP, paced by vrrp_garp_interval when it is set."""
+        self.beyond.send_nas(rt, repeat)
         if rt.machine.state != State.MASTER and not (rt.machine.state == State.STOP and rt.machine.vips_set):
             return
         frames: List[Tuple[str, bytes, ipaddress.IPv4Address]] = []
@@ -5039,6 +6899,7 @@ class Daemon:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         inst = rt.inst
         fault = not self._link_up(inst.interface) or (rt.src is None and not rt.unicast)
+        fault = fault or self.beyond.group_fault(rt)
         delta = 0
         for ref in inst.track_interface:
             up = self._link_up(ref.name)
@@ -5142,8 +7003,444 @@ class Daemon:
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
-                "uptime": time.time() - self.started, "instances": instances, "sync_groups": [],
+                "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
+
+
+# --------------------------------------------------------------------------------------------
+# 10b. Beyond IPv4: IPv6 instances, VMAC, sync groups, the strict-mode firewall and AH
+#      One helper the Daemon calls from a few hooks; it owns the extra sockets and state.
+# --------------------------------------------------------------------------------------------
+
+IFA_F_NODAD = 0x02
+
+
+def instance_family(inst: VrrpInstance) -> int:
+    """4 or 6: `native_ipv6` makes an instance IPv6 even without IPv6 VIPs (keepalived), else its first VIP."""
+    return 6 if inst.native_ipv6 else inst.family
+
+
+class AhSocket:
+    """A raw IPPROTO_AH socket on one interface: receives the AH-wrapped adverts of `auth_type AH`."""
+
+    def __init__(self, ifname: str, ifindex: int):
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.groups: List[ipaddress.IPv4Address] = []
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_AH)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def join(self, group: ipaddress.IPv4Address) -> None:
+        if group not in self.groups:
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                                 IP_MREQN.pack(group.packed, b"\0" * 4, self.ifindex))
+            self.groups.append(group)
+
+    def recv(self) -> Optional[bytes]:
+        try:
+            return self.sock.recv(65535)
+        except (BlockingIOError, InterruptedError):
+            return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def sync_force(machine: VrrpMachine, now: float, state: State) -> List[Action]:
+    """Move a sync-group member to `state` as keepalived's vrrp_sync_master/backup/fault do.
+
+    A MASTER forced to FAULT sends priority 0, so the peer's members take over at once."""
+    if machine.state == state or machine.state in (State.STOP, State.INIT):
+        return []
+    if state == State.MASTER:
+        return machine._become_master(now)
+    if state == State.FAULT:
+        return machine._enter_fault(now)
+    machine.master_adver_int = machine.advert_int
+    return machine._enter_backup(now)
+
+
+class BeyondIPv4:
+    """IPv6 instances, VMACs, sync groups, the no_accept firewall and AH, for one Daemon."""
+
+    def __init__(self, daemon: Daemon):
+        self.d = daemon
+        self.firewall = StrictFirewall()
+        self.vmacs = VmacManager()
+        self.vsocks6: Dict[str, VrrpSocket6] = {}
+        self.by_socket6: Dict[str, List[InstanceRuntime]] = {}
+        self.sock6_of: Dict[str, VrrpSocket6] = {}
+        self.ndisc: Dict[str, NdiscSocket] = {}
+        self.ah_socks: Dict[str, AhSocket] = {}
+        self.ah_seq: Dict[str, AhSequence] = {}
+        self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
+        self.xmit: Dict[str, VrrpSocket] = {}  # instance -> socket sending from its VMAC
+        self.groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
+        self.group_of: Dict[str, str] = {}
+        self.last_state: Dict[str, State] = {}
+        self.syncing = False
+        self.ll_timer: Optional[Timer] = None
+
+    # -- start and stop ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Firewall, sync groups and VMACs, before the instances are added."""
+        cfg = self.d.config
+        self.firewall.start(no_accept_vips(cfg))
+        names = {inst.name for inst in cfg.vrrp_instances}
+        for sg in cfg.sync_groups:
+            members = [m for m in sg.group if m in names and m not in self.group_of]
+            if members:
+                self.groups[sg.name] = (sg, SyncGroupEngine(sg.name, members))
+                self.group_of.update({m: sg.name for m in members})
+        created = False
+        for inst in cfg.vrrp_instances:
+            if not inst.use_vmac or not inst.interface:
+                continue
+            name = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
+            try:
+                self.vmac_index[inst.name] = self.vmacs.create(name, inst.interface, inst.virtual_router_id,
+                                                               instance_family(inst))
+                created = True
+            except (OSError, VrrpdError) as exc:
+                log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
+        if created and self.d.rtnl is not None:
+            self.d.links = self.d.rtnl.links()
+
+    def stop(self) -> None:
+        """After the VIPs are gone: remove the VMACs and our nftables table."""
+        if self.ll_timer is not None:
+            self.ll_timer.cancel()
+        self.vmacs.remove_all()
+        self.firewall.stop()
+
+    def close(self) -> None:
+        socks: List[Any] = list(self.vsocks6.values()) + list(self.ndisc.values()) + list(self.ah_socks.values())
+        for sock in socks + list(self.xmit.values()):
+            sock.close()
+
+    # -- instances -----------------------------------------------------------------------------
+    def apply_strict(self, rt: InstanceRuntime) -> None:
+        """vrrp_strict's run-time rules (keepalived): a MASTER hearing a lower priority stays silent and
+        sends no extra GARPs."""
+        inst = rt.inst
+        if inst.strict_mode if inst.strict_mode is not None else self.d.g.vrrp_strict:
+            rt.machine.lower_prio_no_advert = True
+            rt.machine.garp_lower_prio_repeat = 0
+
+    def attach6(self, rt: InstanceRuntime) -> None:
+        """Socket, source (the link-local address) and targets of an IPv6 instance."""
+        d, inst = self.d, rt.inst
+        self.apply_strict(rt)
+        link = d._link_by_name(inst.interface) if inst.interface else None
+        if link is None:
+            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, inst.interface)
+            return
+        rt.ifindex = link.index
+        vsock = self.vsocks6.get(link.name)
+        if vsock is None:
+            vsock = self.vsocks6[link.name] = VrrpSocket6(link.name, link.index)
+            d.loop.add_reader(vsock.sock, self._on_readable6, vsock)
+            self.by_socket6[link.name] = []
+        self.sock6_of[inst.name] = vsock
+        self.by_socket6[link.name].append(rt)
+        if rt.unicast:
+            rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
+        else:
+            rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
+            vsock.join(d.g.vrrp_mcast_group6)
+        chosen = inst.unicast_src_ip or inst.mcast_src_ip
+        rt.src = chosen if chosen is not None and chosen.version == 6 else link_local_address(link.name)  # type: ignore
+        rt.machine.primary_ip = rt.src  # type: ignore[assignment]
+        if rt.src is None and self.ll_timer is None:
+            self.ll_timer = d.loop.call_later(0.2, self._poll_link_local)
+
+    def _poll_link_local(self) -> None:
+        """An IPv6 instance has no usable link-local address yet (DAD): look again until it has."""
+        self.ll_timer = None
+        waiting = [rt for rt in self.d.runtimes if instance_family(rt.inst) == 6 and rt.src is None and rt.ifindex]
+        found = False
+        for rt in waiting:
+            link = self.d.links.get(rt.ifindex)
+            rt.src = link_local_address(link.name) if link is not None else None  # type: ignore[assignment]
+            rt.machine.primary_ip = rt.src  # type: ignore[assignment]
+            found = found or rt.src is not None
+        if found and not self.d.stopping:
+            self.d._reevaluate()
+        if any(rt.src is None for rt in waiting) and not self.d.stopping:
+            self.ll_timer = self.d.loop.call_later(0.2, self._poll_link_local)
+
+    def attach4(self, rt: InstanceRuntime) -> None:
+        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket."""
+        d, inst = self.d, rt.inst
+        self.apply_strict(rt)
+        index = self.vmac_index.get(inst.name)
+        if index is not None and not inst.vmac_xmit_base:
+            try:
+                self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
+            except OSError as exc:
+                log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
+        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.vsock is not None:
+            ahsock = self.ah_socks.get(rt.vsock.ifname)
+            if ahsock is None:
+                ahsock = self.ah_socks[rt.vsock.ifname] = AhSocket(rt.vsock.ifname, rt.vsock.ifindex)
+                d.loop.add_reader(ahsock.sock, self._on_ah_readable, ahsock)
+            for group in rt.vsock.groups:
+                ahsock.join(group)
+            self.ah_seq[inst.name] = AhSequence()
+
+    def vip_ifindex(self, rt: InstanceRuntime) -> Optional[int]:
+        """Where the instance's VIPs go: its VMAC when it has one."""
+        return self.vmac_index.get(rt.inst.name)
+
+    def add_vip6(self, index: int, vip: VirtualIP) -> None:
+        """Add an IPv6 VIP with nodad, as keepalived does: VRRP is its duplicate detection."""
+        assert self.d.rtnl is not None
+        payload = bytearray(addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer))
+        payload[2] |= IFA_F_NODAD
+        try:
+            self.d.rtnl.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, bytes(payload))
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+
+    # -- sending -------------------------------------------------------------------------------
+    def send_advert(self, rt: InstanceRuntime, priority: int) -> bool:
+        """Send the advert if it is ours to send (IPv6, VMAC, AH); False leaves it to the Daemon."""
+        inst, m = rt.inst, rt.machine
+        if instance_family(inst) == 6:
+            sock6 = self.sock6_of.get(inst.name)
+            if sock6 is None or rt.src is None:
+                return True
+            msg = encode_advert6(VrrpAdvert(3, m.vrid, priority, m.addresses, m.advert_int))
+            for dst, _ttl in rt.targets:
+                try:
+                    sock6.send(rt.src, dst, msg)  # type: ignore[arg-type]
+                    rt.adverts_sent += 1
+                except OSError as exc:
+                    self.d.ratelimit(("send6", inst.name, exc.errno), self.d.loop.time(),
+                                     f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
+            return True
+        ah = inst.name in self.ah_seq
+        sock = self.xmit.get(inst.name) or rt.vsock
+        if not ah and inst.name not in self.xmit:
+            return False
+        if sock is None or rt.src is None:
+            return True
+        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
+                         m.auth_type.value if rt.version == 2 else 0,
+                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
+        for dst, ttl in rt.targets:
+            msg = encode_advert(adv, rt.src, dst, rt.checksum_as_v2)
+            try:
+                if ah:
+                    sock.ident = sock.ident % 0xFFFF + 1
+                    packet = build_ipv4_ah(rt.src, dst, msg, inst.auth_pass, self.ah_seq[inst.name].next(),
+                                           sock.ident, ttl, unicast=rt.unicast)
+                    sock.sock.sendto(packet, (str(dst), 0))
+                else:
+                    sock.send(rt.src, dst, msg, ttl)
+                rt.adverts_sent += 1
+            except OSError as exc:
+                self.d.ratelimit(("send", inst.name, exc.errno), self.d.loop.time(),
+                                 f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
+        return True
+
+    def send_nas(self, rt: InstanceRuntime, repeat: int) -> None:
+        """`repeat` unsolicited Neighbour Advertisements per IPv6 VIP, paced by vrrp_gna_interval."""
+        d, m = self.d, rt.machine
+        if m.state != State.MASTER and not (m.state == State.STOP and m.vips_set):
+            return
+        frames: List[Tuple[str, bytes, ipaddress.IPv6Address]] = []
+        for vip in rt.vips:
+            link = d.links.get(d._vip_index(rt, vip))
+            if link is None or len(link.mac) != 6 or vip.address.version != 6:
+                continue
+            frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
+        interval = d.g.vrrp_gna_interval
+        for n, frame in enumerate(frames):
+            if interval > 0:
+                rt.garp_timers.append(d.loop.call_later(n * interval, self._send_na, *frame))
+            else:
+                self._send_na(*frame)
+
+    def _send_na(self, ifname: str, mac: bytes, address: ipaddress.IPv6Address) -> None:
+        try:
+            sock = self.ndisc.get(ifname)
+            if sock is None:
+                sock = self.ndisc[ifname] = NdiscSocket(ifname)
+            log.debug("Sending unsolicited Neighbour Advert on %s for %s", ifname, address)
+            sock.send(mac, address)
+        except OSError as exc:
+            self.d.ratelimit(("na", ifname), self.d.loop.time(), f"cannot send neighbour advert on {ifname}: {exc}")
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _on_readable6(self, vsock: VrrpSocket6) -> None:
+        for _ in range(256):
+            got = vsock.recv()
+            if got is None:
+                return
+            self._handle_packet6(vsock, *got)
+
+    def _handle_packet6(self, vsock: VrrpSocket6, msg: bytes, src: ipaddress.IPv6Address,
+                        dst: ipaddress.IPv6Address, hoplimit: int) -> None:
+        """RFC 5798 section 7.1 for IPv6 (the kernel has checked the checksum), then the machine."""
+        d = self.d
+        rts = self.by_socket6.get(vsock.ifname, [])
+        if len(msg) < 2 or any(src == rt.src for rt in rts):
+            return
+        vrid, unicast = msg[1], not dst.is_multicast
+        rt = next((r for r in rts if r.machine.vrid == vrid), None)
+        if rt is None:
+            d.ratelimit(("vrid6", vsock.ifname, vrid), d.loop.time(),
+                        f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
+            return
+        name = rt.inst.name
+        if not unicast and hoplimit != VRRP_TTL:
+            d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
+            return
+        if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
+            d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
+            return
+        try:
+            adv = decode_advert6(msg)
+        except PacketError as exc:
+            d._bad(rt, exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
+            return
+        problem = rt.machine.check_advert(adv)
+        if problem is not None:
+            d._bad(rt, problem[0], f"({name}) {problem[1]}")
+            return
+        if adv.priority and rt.machine.address_mismatch(adv):
+            d._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
+                   f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
+        rt.adverts_received += 1
+        d._apply(rt, rt.machine.on_advert(d.loop.time(), adv, src))  # type: ignore[arg-type]
+
+    def _on_ah_readable(self, ahsock: AhSocket) -> None:
+        for _ in range(256):
+            data = ahsock.recv()
+            if data is None:
+                return
+            self._handle_ah(ahsock, data)
+
+    def _handle_ah(self, ahsock: AhSocket, data: bytes) -> None:
+        """Check the AH header and the sequence number, then hand the bare advert to the Daemon."""
+        d = self.d
+        ihl = (data[0] & 0x0F) * 4 if data else 0
+        if len(data) < ihl + AH_HEADER_LEN + 2:
+            return
+        src, vrid = ipaddress.IPv4Address(data[12:16]), data[ihl + AH_HEADER_LEN + 1]
+        rt = next((r for r in d.by_socket.get(ahsock.ifname, [])
+                   if r.machine.vrid == vrid and r.inst.name in self.ah_seq), None)
+        if rt is None or rt.vsock is None or src == rt.src:
+            return
+        name = rt.inst.name
+        try:
+            seq, vrrp = parse_ipv4_ah(data, rt.inst.auth_pass, unicast=rt.unicast)
+        except PacketError as exc:
+            d._bad(rt, exc.reason, f"({name}) IPSEC-AH : {exc}")
+            return
+        counter = self.ah_seq[name]
+        if not counter.accept(seq):
+            d._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
+                   f"Packet dropped. Local({counter.seq_number})")
+            return
+        if rt.machine.state == State.MASTER and 0 < vrrp[2] < rt.machine.effective_priority:
+            counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
+        d._handle_packet(rt.vsock, encode_ipv4(src, ipaddress.IPv4Address(data[16:20]), vrrp, ttl=data[8]))
+
+    # -- sync groups ---------------------------------------------------------------------------
+    def _runtime(self, name: str) -> Optional[InstanceRuntime]:
+        return next((rt for rt in self.d.runtimes if rt.inst.name == name), None)
+
+    def hold_master(self, rt: InstanceRuntime) -> bool:
+        """The member's master-down timer is due: True when its sync group makes it wait.
+
+        A waiting member parks (no timer) until every member wants MASTER or an advert re-arms it;
+        members whose timer was re-armed by an advert no longer want MASTER."""
+        d, m, name = self.d, rt.machine, rt.inst.name
+        gname = self.group_of.get(name)
+        if (gname is None or self.syncing or m.state != State.BACKUP or m.master_down_timer is None
+                or d.loop.time() < m.master_down_timer):
+            return False
+        engine = self.groups[gname][1]
+        before = engine.state
+        for member in engine.members:
+            other = self._runtime(member)
+            if other is not None and other is not rt and other.machine.state == State.BACKUP \
+                    and other.machine.master_down_timer is not None:
+                engine.withdraw(member)
+        moves = engine.request_master(name)
+        if not moves:
+            m.master_down_timer = None
+            d._reschedule(rt)
+            return True
+        self._apply_moves([mv for mv in moves if mv[0] != name], gname, before)
+        return False
+
+    def after_actions(self, rt: InstanceRuntime, actions: List[Action]) -> None:
+        """Follow the member's state changes with the rest of its sync group."""
+        for act in actions:
+            if isinstance(act, Notify):
+                self._state_changed(rt, act.state)
+
+    def _state_changed(self, rt: InstanceRuntime, state: State) -> None:
+        name = rt.inst.name
+        prev, self.last_state[name] = self.last_state.get(name), state
+        if state == State.MASTER and name in self.ah_seq:
+            self.ah_seq[name].becoming_master()
+        gname = self.group_of.get(name)
+        if gname is None or self.syncing or state == State.STOP:
+            return
+        engine = self.groups[gname][1]
+        before = engine.state
+        moves: List[Tuple[str, State]] = []
+        if state == State.FAULT:
+            moves = engine.set_fault(name, True)
+        elif prev == State.FAULT:
+            moves = engine.set_fault(name, False)
+        elif engine.state == State.FAULT:
+            moves = [(name, State.FAULT)]
+        elif state == State.BACKUP:
+            moves = engine.backup(name)
+        elif state == State.MASTER:
+            moves = engine.request_master(name) or [(name, State.BACKUP)]
+        self._apply_moves(moves, gname, before)
+
+    def _apply_moves(self, moves: List[Tuple[str, State]], gname: str, before: State) -> None:
+        sg, engine = self.groups[gname]
+        now = self.d.loop.time()
+        self.syncing = True
+        try:
+            for member, state in moves:
+                other = self._runtime(member)
+                if other is not None:
+                    acts = sync_force(other.machine, now, state)
+                    if acts:
+                        self.d._apply(other, acts)
+        finally:
+            self.syncing = False
+        if engine.state != before:
+            self.d._safe(self.d.notifier.vrrp_group, sg, engine.state)
+
+    def group_fault(self, rt: InstanceRuntime) -> bool:
+        """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
+        gname = self.group_of.get(rt.inst.name)
+        if gname is None:
+            return False
+        sg = self.groups[gname][0]
+        return any(self.d._link_up(ref.name) == ref.reverse for ref in sg.track_interface)
+
+    def status(self) -> List[Dict[str, Any]]:
+        return [{"name": name, "state": engine.state.value, "members": list(engine.members)}
+                for name, (_sg, engine) in self.groups.items()]
 
 
 # ============================================================================================
@@ -5510,10 +7807,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--check", "-t", "--config-test", dest="check", action="store_true",
                         help="check the configuration and exit")
     parser.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     if args.check:
         return check_command(args.config)
+    if args.genhash:
+        return genhash(args.genhash)
     if args.demo:
         return run_demo()
     return run_daemon(args.config, args.log_console, args.log_detail)
