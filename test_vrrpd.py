@@ -4664,6 +4664,47 @@ def test_reload_that_removes_the_master_instance_hands_over_at_once(lab, tmp_pat
     assert a.proc.poll() is None
 
 
+def test_readme_keyword_table_is_the_parsers_registry():
+    text = (HERE / "README.md").read_text()
+    begin, end = "<!-- keywords:begin -->\n", "<!-- keywords:end -->"
+    table = text[text.index(begin) + len(begin):text.index(end)]
+    assert table == vrrpd.keyword_table_markdown(), "README keyword table is stale: run `make readme`"
+
+
+def test_readme_starts_with_the_two_setup_commands_and_its_recipes_are_valid():
+    text = (HERE / "README.md").read_text()
+    first_code = next(line.strip() for line in text.splitlines() if line.startswith("    "))
+    assert first_code.startswith("sudo make demo")
+    assert text.index("sudo make test") < text.index("## Migrating from keepalived") < text.index("## Benchmark")
+    assert "scp vrrpd.py host:" in text
+    blocks, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("    ") or (current and not line.strip()):
+            current.append(line[4:])
+        elif current:
+            blocks.append("\n".join(current).strip())
+            current = []
+    recipes = [b for b in blocks if b.startswith(("global_defs", "virtual_server"))]
+    assert len(recipes) >= 3
+    for recipe in recipes:
+        config, diags = vrrpd.parse_config_text(recipe, "README.md")
+        errors = [str(d) for d in diags if d.severity is vrrpd.Severity.ERROR]
+        assert not errors, (recipe[:60], errors)
+        assert config.vrrp_instances or config.virtual_servers
+
+
+def test_systemd_unit_command_lines_are_valid_vrrpd_options():
+    import shlex
+
+    text = (HERE / "vrrpd.service").read_text().replace("\\\n", " ")
+    for key in ("ExecStartPre=", "ExecStart="):
+        line = next(x for x in text.splitlines() if x.startswith(key))
+        argv = [a for a in shlex.split(line[len(key):])[1:] if a != "$VRRPD_OPTIONS"]
+        args = vrrpd.build_arg_parser().parse_args(argv)
+        assert args.config == "/etc/vrrpd/vrrpd.conf"
+    assert args.dont_fork and args.pid == "/run/vrrpd.pid" and args.dump_dir == "/run/vrrpd"
+
+
 # ============================================================================================
 # H. Fuzzing, soak and benchmark
 # ============================================================================================
