@@ -4641,8 +4641,17 @@ def test_invalid_reload_logs_every_problem_and_keeps_running(lab, tmp_path):
     assert st["reloads"]["failed"] == 1 and len(st["reloads"]["last"]["errors"]) >= 2
     assert st["instances"][0]["state"] == "MASTER" and st["instances"][0]["priority"] == 150
     assert lab.has_address(ns, VIP) and node.proc.poll() is None
-    node.reload(good.replace("priority 150", "priority 120"))
-    assert node.instance()["effective_priority"] == 120 and lab.has_address(ns, VIP)
+    addresses = Probe(lab, ns)
+    extra = f"{LAB_NET}.102"
+    node.reload(good.replace("priority 150", "priority 120").replace(f"{VIP}/24\n", f"{VIP}/24\n{extra}/24\n"))
+    assert node.instance()["effective_priority"] == 120 and node.instance()["state"] == "MASTER"
+    wait_for(lambda: lab.has_address(ns, extra), 2, what="the VIP added by the reload")
+    node.reload(good)
+    wait_for(lambda: not lab.has_address(ns, extra), 2, what="the VIP removed by the reload")
+    assert lab.has_address(ns, VIP) and node.instance()["state"] == "MASTER"
+    removed = [e[3] for e in addresses.events if e[0] == "ADDR" and e[2] == "-"]
+    assert removed == [extra], removed  # the VIP that stayed in the list was never taken down
+    assert "(VI_1) reload: VIP 10.55.0.102/24 added" in node.log()
 
 
 def test_reload_that_removes_the_master_instance_hands_over_at_once(lab, tmp_path):
@@ -4703,6 +4712,132 @@ def test_systemd_unit_command_lines_are_valid_vrrpd_options():
         args = vrrpd.build_arg_parser().parse_args(argv)
         assert args.config == "/etc/vrrpd/vrrpd.conf"
     assert args.dont_fork and args.pid == "/run/vrrpd.pid" and args.dump_dir == "/run/vrrpd"
+
+
+def test_rate_limit_summarises_a_flood_of_bad_packets(caplog):
+    limit = vrrpd._RateLimit(period=5.0)
+    with caplog.at_level(logging.WARNING, logger="vrrpd"):
+        for n in range(1000):
+            limit(("bad_ttl", "VI_1"), 100.0 + n * 0.001, "(VI_1) invalid TTL/HL. Received 64 and expect 255")
+        limit(("bad_ttl", "VI_1"), 106.0, "(VI_1) invalid TTL/HL. Received 64 and expect 255")
+    lines = [r.getMessage() for r in caplog.records if "invalid TTL" in r.getMessage()]
+    assert lines == ["(VI_1) invalid TTL/HL. Received 64 and expect 255",
+                     "(VI_1) invalid TTL/HL. Received 64 and expect 255 (999 more suppressed)"]
+
+
+RELOAD_BASE = """\
+vrrp_script chk_same {
+    script "/bin/true"
+    interval 0.2
+}
+vrrp_script chk_changed {
+    script "/bin/true"
+    interval 0.2
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    priority 100
+    advert_int 0.1
+    version 3
+    virtual_ipaddress {
+        10.9.0.1
+    }
+    track_script {
+        chk_same
+        chk_changed
+    }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 2
+    advert_int 0.1
+    version 3
+    virtual_ipaddress {
+        10.9.0.2
+    }
+}
+"""
+
+
+class _SilentVrrpSocket:
+    """Stands in for VrrpSocket: selectable, sends nothing, counts what would have gone out."""
+
+    def __init__(self, ifname, ifindex):
+        import socket as _socket
+
+        self.ifname, self.ifindex, self.groups, self.sent = ifname, ifindex, [], 0
+        self.sock, self._peer = _socket.socketpair()
+
+    def join(self, group):
+        self.groups.append(group)
+
+    def send(self, src, dst, data, ttl):
+        self.sent += 1
+
+    def recv(self):
+        return None
+
+    def close(self):
+        self.sock.close()
+        self._peer.close()
+
+
+def _offline_daemon(config, monkeypatch, loop):
+    """A Daemon whose instances exist without the network: eth0 is up, adverts go nowhere, no VIPs are set."""
+    monkeypatch.setattr(vrrpd, "VrrpSocket", _SilentVrrpSocket)
+    d = vrrpd.Daemon(config, loop)
+    d.rtnl = object()
+    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
+    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.9.0.250/24"))]
+    for inst in config.vrrp_instances:
+        d._add_instance(inst)
+    return d
+
+
+def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, monkeypatch):
+    config, diags = vrrpd.parse_config_text(RELOAD_BASE, "a.conf")
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR]
+    d = _offline_daemon(config, monkeypatch, loop)
+    d.tracking.start()
+    now = loop.time()
+    for rt in d.runtimes:
+        d._apply(rt, rt.machine.start(now))
+    _spin(loop, lambda: all(r.result.good for r in d.tracking.scripts.values()), 5, "both scripts GOOD")
+    vi1 = d.runtimes[0]
+    machine, same_runner = vi1.machine, d.tracking.scripts["chk_same"]
+    old_changed = d.tracking.scripts["chk_changed"]
+    new_text = ("! a comment moves every line\n" + RELOAD_BASE.replace("priority 100", "priority 120")
+                .replace("interval 0.2\n}\nvrrp_instance VI_1", "interval 0.3\n}\nvrrp_instance VI_1")
+                .split("vrrp_instance VI_2")[0]
+                + "vrrp_instance VI_3 {\n interface eth0\n virtual_router_id 3\n advert_int 0.1\n version 3\n"
+                  " virtual_ipaddress {\n 10.9.0.3\n }\n}\n")
+    new_config, diags = vrrpd.parse_config_text(new_text, "a.conf")
+    assert not [x for x in diags if x.severity is vrrpd.Severity.ERROR]
+    runs_before = same_runner.runs
+    report = d.reload(new_config)
+    assert (report.kept, report.changed, report.added, report.removed) == (["VI_1"], ["VI_1"], ["VI_3"], ["VI_2"])
+    assert [rt.inst.name for rt in d.runtimes] == ["VI_1", "VI_3"]
+    assert d.runtimes[0] is vi1 and vi1.machine is machine and vi1.inst is new_config.vrrp_instances[0]
+    assert machine.priority == 120 and machine.state == vrrpd.State.BACKUP
+    # the unchanged script kept its object, its GOOD state and its schedule; the changed one starts afresh
+    assert d.tracking.scripts["chk_same"] is same_runner and same_runner.result.good is True
+    assert same_runner.tracking is d.tracking and same_runner.runs == runs_before
+    fresh = d.tracking.scripts["chk_changed"]
+    assert fresh is not old_changed and fresh.script.interval == 0.3 and old_changed.timer is None
+    assert d.runtimes[1].machine.state == vrrpd.State.BACKUP
+    _spin(loop, lambda: fresh.result.good, 5, "the changed script to run again")
+    assert machine.effective_priority == 120
+    d.tracking.stop()
+
+
+def test_a_bad_config_or_log_facility_fails_before_forking(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("vrrp_instance VI_1 {\n    priority 999\n}\n")
+    result = sh([PYTHON, VRRPD, "-f", str(conf), "-p", str(tmp_path / "p.pid")], check=False)
+    assert result.returncode == 1 and "bad.conf:2" in result.stderr and not (tmp_path / "p.pid").exists()
+    result = sh([PYTHON, VRRPD, "-f", str(conf), "-S", "local9"], check=False)
+    assert result.returncode == 1 and "unknown log facility 'local9'" in result.stderr
 
 
 # ============================================================================================
