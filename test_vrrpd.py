@@ -4725,6 +4725,23 @@ def test_rate_limit_summarises_a_flood_of_bad_packets(caplog):
                      "(VI_1) invalid TTL/HL. Received 64 and expect 255 (999 more suppressed)"]
 
 
+
+def test_rate_limit_summary_comes_when_the_storm_window_closes(caplog):
+    timers = []
+    limit = vrrpd._RateLimit(period=5.0, schedule=lambda delay, fn, *args: timers.append((delay, fn, args)))
+    text = "Unknown VRID(99) received on interface(eth0). ignoring..."
+    with caplog.at_level(logging.WARNING, logger="vrrpd"):
+        for n in range(500):
+            limit(("vrid", "eth0", 99), 10.0 + n * 0.002, text)
+        assert len(timers) == 1 and timers[0][0] == pytest.approx(5.0 - 0.002)
+        delay, fn, args = timers.pop()
+        fn(*args)  # the window closes with no further packet
+        limit(("vrid", "eth0", 99), 15.5, text)  # the storm goes on: a new window, a new summary
+        assert len(timers) == 1
+    lines = [r.getMessage() for r in caplog.records if "VRID(99)" in r.getMessage()]
+    assert lines == [text, f"{text} (499 more like this in 5 s)"]
+
+
 RELOAD_BASE = """\
 vrrp_script chk_same {
     script "/bin/true"

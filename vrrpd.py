@@ -6475,11 +6475,16 @@ class Notifier:
 # ============================================================================================
 
 class _RateLimit:
-    """Log a repeated complaint at most once per `period` seconds per key, with the count suppressed."""
+    """Log a repeated complaint at most once per `period` seconds per key, with the count suppressed.
 
-    def __init__(self, period: float = 5.0):
+    With `schedule` (the loop's call_later) a storm is summarised when its window closes, even if no
+    further packet comes: one line at the start, then one `(N more like this in 5 s)` line per window."""
+
+    def __init__(self, period: float = 5.0, schedule: Optional[Callable[..., Any]] = None):
         self.period = period
+        self.schedule = schedule
         self.last: Dict[Any, Tuple[float, int]] = {}
+        self.pending: Dict[Any, Tuple[str, int]] = {}  # key -> (latest message, level) awaiting a summary
 
     def __call__(self, key: Any, now: float, message: str, level: int = logging.WARNING) -> None:
         last, suppressed = self.last.get(key, (-1e18, 0))
@@ -6490,6 +6495,18 @@ class _RateLimit:
             self.last[key] = (now, 0)
         else:
             self.last[key] = (last, suppressed + 1)
+            if self.schedule is not None:
+                if key not in self.pending:
+                    self.schedule(max(0.0, last + self.period - now), self._summarise, key)
+                self.pending[key] = (message, level)
+
+    def _summarise(self, key: Any) -> None:
+        message, level = self.pending.pop(key)
+        last, suppressed = self.last.get(key, (0.0, 0))
+        if suppressed:
+            log.log(level, f"{message} ({suppressed} more like this in {self.period:g} s)")
+            # the summary opens a new window: a storm that goes on gets one line per period
+            self.last[key] = (last + self.period, 0)
 
 
 class InstanceRuntime:
@@ -6539,7 +6556,7 @@ class Daemon:
         self.addrs: List[AddrInfo] = []
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
-        self.ratelimit = _RateLimit()
+        self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self.stopping = False
         self.finished = False
         self.exit_code = 0
