@@ -2141,7 +2141,7 @@ class Daemon:
         if rt is None:
             rt = next((r for r in self.by_socket[vsock.ifname] if r.machine.vrid == vrid), None)
             if rt is None:
-                self.ratelimit(("vrid", vsock.ifname, vrid), self.loop.time(),
+                self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                                f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
                 return
             self._bad(rt, "mode_mismatch", f"({rt.inst.name}) received {'unicast' if unicast else 'multicast'} "
