@@ -15,6 +15,7 @@ Root-only tests skip with a reason on a laptop; under CI=true a missing prerequi
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -169,6 +170,623 @@ def lab():
 
 def test_module_imports_and_has_map():
     assert vrrpd.__doc__ and "Map of this file" in vrrpd.__doc__
+
+
+def seed_lines(name: str, first: int, last: int) -> str:
+    """Lines first..last (1-based, inclusive) of a seed tutorial: one configuration as the tutorial shows it."""
+    path = next(SEEDS.glob(f"{name}_*.txt"))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(lines[first - 1:last]) + "\n"
+
+
+def parse_ok(text: str, **kw):
+    """Parse text; return (config, diagnostics) after asserting there is no ERROR."""
+    config, diags = vrrpd.parse_config_text(text, "test.conf", **kw)
+    errors = [str(d) for d in diags if d.severity is vrrpd.Severity.ERROR]
+    assert not errors, errors
+    return config, diags
+
+
+def model_without_positions(config) -> dict:
+    """The model as plain data, without line/file fields (which differ between layouts of one text)."""
+    import dataclasses
+
+    def strip(o):
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k not in ("line", "file", "files")}
+        if isinstance(o, list):
+            return [strip(v) for v in o]
+        return o
+
+    return strip(dataclasses.asdict(config))
+
+
+def messages(diags, severity=None) -> List[str]:
+    return [str(d) for d in diags if severity is None or d.severity is severity]
+
+
+def test_seed000_master_config_field_by_field():
+    text = seed_lines("000", 144, 198)
+    config, diags = vrrpd.parse_config_text(text, "seed000.conf")
+    assert not messages(diags, vrrpd.Severity.ERROR)
+    g = config.global_defs
+    assert g.notification_email == ["jason@yinzhengjie.org.cn"]
+    assert g.notification_email_from == "root@yinzhengjie.org.cn"
+    assert g.smtp_server == "127.0.0.1" and g.smtp_port == 25
+    assert g.smtp_connect_timeout == 30.0
+    assert g.router_id == "node102.yinzhengjie.org.cn"
+    assert g.vrrp_skip_check_adv_addr and g.vrrp_iptables and g.vrrp_strict
+    assert g.vrrp_garp_interval == 0.0 and g.vrrp_gna_interval == 0.0
+    assert g.vrrp_mcast_group4 == vrrpd.ipaddress.IPv4Address("224.0.0.18")
+    [inst] = config.vrrp_instances
+    assert inst.name == "VIP01" and inst.state is vrrpd.State.MASTER
+    assert inst.interface == "eth1" and inst.virtual_router_id == 27
+    assert inst.priority == 150 and inst.advert_int == 3.0
+    [vip] = inst.virtual_ipaddress
+    assert vip.address == vrrpd.ipaddress.ip_interface("172.30.1.200/32")
+    assert vip.dev == "eth1" and vip.label == "eth1:0" and vip.line == 53
+    # vrrp_strict drops authentication as keepalived does, with a warning at the authentication line
+    assert inst.auth_type is vrrpd.AuthType.NONE and inst.auth_pass == b""
+    warnings = messages(diags, vrrpd.Severity.WARNING)
+    assert any(w.startswith("seed000.conf:45: warning:") and "authentication" in w for w in warnings), warnings
+    assert any(w.startswith("seed000.conf:49: warning: auth_pass 'yinzhengjie'") and "'yinzheng'" in w
+               for w in warnings), warnings
+    assert any(w.startswith("seed000.conf:26: warning: vrrp_garp_interval 0") for w in warnings), warnings
+
+
+def test_seed000_auth_pass_truncated_to_8_bytes_without_strict():
+    text = seed_lines("000", 144, 198).replace("vrrp_strict\n", "\n")
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"yinzheng"
+
+
+def test_seed002_unicast_master_and_notify_scripts():
+    g_text = seed_lines("002", 240, 256)
+    inst_text = seed_lines("002", 463, 485)
+    config, diags = parse_ok(g_text + inst_text)
+    assert config.global_defs.router_id == "ha1.example.com" and not config.global_defs.vrrp_strict
+    [inst] = config.vrrp_instances
+    assert inst.state is vrrpd.State.BACKUP and inst.priority == 100
+    assert inst.unicast_src_ip == vrrpd.ipaddress.ip_address("10.10.100.106")
+    assert [p.address for p in inst.unicast_peer] == [vrrpd.ipaddress.ip_address("10.10.100.107")]
+    assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"1111"
+    assert inst.notify_master.argv == ["/etc/keepalived/notify.sh", "master"]
+    assert inst.notify_master.raw == "/etc/keepalived/notify.sh master" and not inst.notify_master.shell
+    assert inst.notify_backup.argv[-1] == "backup" and inst.notify_fault.argv[-1] == "fault"
+
+
+def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
+    text = seed_lines("002", 341, 359)
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.preempt_delay == 60.0
+    assert any(m.startswith("test.conf:7: warning: preempt_delay '60s'") for m in messages(diags)), messages(diags)
+
+
+def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
+    text = seed_lines("003", 24, 55)  # from "! Configuration File for keepalived" to the instance's "}"
+    assert text.splitlines()[2].strip() == "notification_email {"
+    config, diags = vrrpd.parse_config_text(text, "seed003.conf")
+    errors = messages(diags, vrrpd.Severity.ERROR)
+    assert errors == ["seed003.conf:3: error: 'notification_email' block opened here is not closed before "
+                      "'notification_email_from' at line 4 (add the missing '}')"]
+    # recovery: the instance keepalived silently swallowed is there, with its unicast settings
+    [inst] = config.vrrp_instances
+    assert inst.name == "VI_1" and inst.virtual_router_id == 27 and inst.advert_int == 2.0
+    assert str(inst.unicast_peer[0].address) == "172.20.27.11"
+    assert config.global_defs.notification_email == []
+    assert config.global_defs.router_id == "s1.mylinuxops.com"
+    with pytest.raises(vrrpd.ConfigError) as exc:
+        path = HERE / ".pytest-seed003.conf"
+        try:
+            path.write_text(text)
+            vrrpd.load_config(str(path), check_interfaces=False)
+        finally:
+            path.unlink()
+    assert "not closed" in str(exc.value)
+
+
+def test_seed001_one_line_config_equals_the_multi_line_form():
+    one_line = seed_lines("001", 66, 66)
+    multi = one_line.replace("{", "{\n").replace("}", "\n}\n")
+    assert multi.count("\n") > 10
+    a, da = vrrpd.parse_config_text(one_line, "one.conf")
+    b, db = vrrpd.parse_config_text(multi, "multi.conf")
+    assert model_without_positions(a) == model_without_positions(b)
+    [inst] = a.vrrp_instances
+    assert inst.state is vrrpd.State.MASTER and inst.interface == "eno16777736"
+    assert inst.virtual_router_id == 101 and inst.priority == 100 and inst.advert_int == 1.0
+    assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"123.com"
+    assert [str(v.address) for v in inst.virtual_ipaddress] == ["172.16.1.11/32"]
+    g = a.global_defs
+    assert g.smtp_server == "127.0.0.1" and g.smtp_connect_timeout == 30.0 and g.router_id == "one"
+    # the tutorial lost the instance's name and '{': both forms say so
+    for diags in (da, db):
+        errors = messages(diags, vrrpd.Severity.ERROR)
+        assert any("vrrp_instance has no name" in e for e in errors), errors
+        assert any("missing '{' after 'vrrp_instance'" in e for e in errors), errors
+
+
+def test_one_line_config_with_names_parses_cleanly():
+    text = ("global_defs { router_id x } vrrp_instance VI_1 { state BACKUP interface lo virtual_router_id 5 "
+            "priority 90 advert_int 1 virtual_ipaddress { 10.0.0.5/24 10.0.0.6/24 dev lo } }")
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert [str(v.address) for v in inst.virtual_ipaddress] == ["10.0.0.5/24", "10.0.0.6/24"]
+    assert [v.dev for v in inst.virtual_ipaddress] == [None, "lo"]
+    assert not diags, messages(diags)
+
+
+# -- grammar edge cases --------------------------------------------------------------------------
+
+MINIMAL = """vrrp_instance VI_1 {
+    interface lo
+    virtual_router_id 51
+    virtual_ipaddress {
+        10.9.9.9/24
+    }
+}
+"""
+
+
+def test_comments_bang_hash_trailing_and_non_ascii():
+    text = ("! keepalived style comment\n# hash comment\nglobal_defs {   # 全局配置\n"
+            "    router_id node-1 ! trailing 注释\n    notification_email_from a@b.c#tail\n}\n" + MINIMAL)
+    config, diags = parse_ok(text)
+    assert config.global_defs.router_id == "node-1"
+    assert config.global_defs.notification_email_from == "a@b.c"
+    assert not diags, messages(diags)
+
+
+def test_escaped_comment_characters_and_quoted_hash_are_literal():
+    text = 'global_defs {\n    router_id a\\#b\n}\nvrrp_script chk {\n    script "/bin/echo #1 !x"\n}\n'
+    config, diags = vrrpd.parse_config_text(text)
+    assert config.global_defs.router_id == "a#b"
+    assert config.vrrp_scripts["chk"].script.argv == ["/bin/echo", "#1", "!x"]
+
+
+def test_braces_glued_to_words_and_blocks_on_one_line():
+    text = "vrrp_instance VI_1{interface lo\nvirtual_router_id 7\nvirtual_ipaddress{10.0.0.7}}\n"
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.name == "VI_1" and inst.virtual_router_id == 7
+    assert str(inst.virtual_ipaddress[0].address) == "10.0.0.7/32"
+
+
+def test_block_brace_on_next_line():
+    text = "vrrp_instance VI_1\n{\n interface lo\n virtual_router_id 8\n virtual_ipaddress\n {\n 10.0.0.8\n }\n}\n"
+    config, diags = parse_ok(text)
+    assert config.vrrp_instances[0].virtual_router_id == 8
+    assert len(config.vrrp_instances[0].virtual_ipaddress) == 1
+
+
+def test_line_continuation_joins_lines():
+    text = MINIMAL + "vrrp_script chk {\n    script \"/bin/check \\\n --fast\"\n  interval 3\n}\n"
+    config, diags = parse_ok(text)
+    script = config.vrrp_scripts["chk"]
+    assert script.script.argv == ["/bin/check", "--fast"] and script.interval == 3.0
+    assert script.line == 8
+
+
+def test_parameters_defined_and_substituted():
+    text = ("$IF=lo\n$PRIO=120\n$VIP=10.1.2.3/24 dev ${IF}\n"
+            "vrrp_instance VI_$PRIO {\n  interface $IF\n  virtual_router_id 9\n  priority ${PRIO}\n"
+            "  virtual_ipaddress {\n    $VIP\n  }\n  notify_master \"/bin/echo $UNDEFINED\"\n}\n")
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.name == "VI_120" and inst.interface == "lo" and inst.priority == 120
+    assert inst.virtual_ipaddress[0].dev == "lo" and str(inst.virtual_ipaddress[0].address) == "10.1.2.3/24"
+    assert inst.notify_master.argv == ["/bin/echo", "$UNDEFINED"]
+    assert inst.line == 4  # definition lines still count
+
+
+def test_multi_line_parameter_definition_expands_to_a_block():
+    text = ("$INST= \\\nvrrp_instance VI_${ID} { \\\n interface lo \\\n virtual_router_id ${ID} \\\n"
+            " virtual_ipaddress { 10.0.${ID}.1 } \\\n}\n$ID=11\n$INST\n$ID=12\n$INST\n")
+    config, diags = parse_ok(text)
+    assert [(i.name, i.virtual_router_id) for i in config.vrrp_instances] == [("VI_11", 11), ("VI_12", 12)]
+    assert str(config.vrrp_instances[1].virtual_ipaddress[0].address) == "10.0.12.1/32"
+
+
+def test_self_referencing_parameter_is_an_error_not_a_hang():
+    config, diags = vrrpd.parse_config_text("$A=x$A\nglobal_defs {\n router_id $A\n}\n")
+    assert any(d.line == 3 and "does not terminate" in d.message for d in diags), messages(diags)
+
+
+def test_conditional_config_id_lines():
+    me = vrrpd.socket.gethostname().split(".")[0]
+    text = (f"global_defs {{\n@{me} router_id mine\n@not-{me} router_id other\n@^{me} smtp_server 10.0.0.1\n}}\n"
+            + MINIMAL)
+    config, diags = parse_ok(text)
+    assert config.global_defs.router_id == "mine" and config.global_defs.smtp_server is None
+
+
+def test_include_glob_relative_to_including_file_and_nested(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "main.conf").write_text(
+        "global_defs {\n router_id r1\n}\ninclude conf.d/*.conf\ninclude sub/{x,y}.inc\n")
+    (tmp_path / "conf.d" / "b.conf").write_text(MINIMAL.replace("VI_1", "VI_B").replace("51", "52"))
+    (tmp_path / "conf.d" / "a.conf").write_text(MINIMAL.replace("VI_1", "VI_A"))
+    (tmp_path / "sub" / "x.inc").write_text("include ../scripts.inc\n")
+    (tmp_path / "scripts.inc").write_text("vrrp_script chk {\n script /bin/true\n}\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "main.conf"))
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR], messages(diags)
+    assert [i.name for i in config.vrrp_instances] == ["VI_A", "VI_B"]  # glob matches sorted
+    assert "chk" in config.vrrp_scripts
+    assert config.vrrp_instances[1].file == str(tmp_path / "conf.d" / "b.conf")
+    assert len(config.files) == 5
+
+
+def test_include_loop_is_reported_once_and_terminates(tmp_path):
+    (tmp_path / "a.conf").write_text("include b.conf\n" + MINIMAL)
+    (tmp_path / "b.conf").write_text("global_defs {\n router_id x\n}\ninclude a.conf\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "a.conf"))
+    loops = [d for d in diags if "include loop" in d.message]
+    assert len(loops) == 1 and loops[0].file.endswith("b.conf") and loops[0].line == 4
+    assert len(config.vrrp_instances) == 1
+
+
+def test_include_without_match_warns_and_includem_errors(tmp_path):
+    (tmp_path / "m.conf").write_text(MINIMAL + "include nothing-*.conf\nincludem missing.conf\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
+    got = {(d.line, d.severity) for d in diags if "matches no file" in d.message}
+    assert got == {(8, vrrpd.Severity.WARNING), (9, vrrpd.Severity.ERROR)}
+
+
+def test_unreadable_file_is_an_error_diagnostic(tmp_path):
+    config, diags = vrrpd.parse_config(str(tmp_path / "absent.conf"))
+    assert len(diags) == 1 and diags[0].severity is vrrpd.Severity.ERROR and "cannot read" in diags[0].message
+    with pytest.raises(vrrpd.ConfigError):
+        vrrpd.load_config(str(tmp_path / "absent.conf"))
+
+
+def test_command_splitting_quotes_escapes_shell_and_user():
+    text = ('vrrp_script a {\n script "/usr/bin/check \'two words\' x\\"y\\ty"\n user nobody nogroup\n}\n'
+            'vrrp_script b {\n script "killall -0 nginx" \n}\n'
+            'vrrp_script c {\n script "/bin/sh -c \'test -f /x || exit 1\'"\n}\n'
+            'vrrp_script d {\n script "[[ -f /etc/keepalived/down ]] && exit 1 || exit 0"\n}\n'
+            'vrrp_script e {\n script "/bin/ls /tmp/*.pid"\n}\n'
+            'vrrp_instance V {\n interface lo\n virtual_router_id 1\n'
+            ' notify_master "/etc/keepalived/notify.sh master" keepalived_script staff\n'
+            ' notify_backup /etc/keepalived/notify.sh backup\n}\n')
+    config, diags = vrrpd.parse_config_text(text)
+    s = config.vrrp_scripts
+    assert s["a"].script.argv == ["/usr/bin/check", "two words", 'x"y\ty'] and not s["a"].script.shell
+    assert (s["a"].user, s["a"].group) == ("nobody", "nogroup")
+    assert s["b"].script.argv == ["killall", "-0", "nginx"] and s["b"].script.raw == "killall -0 nginx"
+    assert s["c"].script.argv == ["/bin/sh", "-c", "test -f /x || exit 1"]
+    assert s["d"].script.shell and s["e"].script.shell
+    inst = config.vrrp_instances[0]
+    assert inst.notify_master.argv == ["/etc/keepalived/notify.sh", "master"]
+    assert (inst.notify_master.user, inst.notify_master.group) == ("keepalived_script", "staff")
+    assert inst.notify_backup.argv == ["/etc/keepalived/notify.sh", "backup"] and inst.notify_backup.user is None
+
+
+def test_flags_accept_optional_booleans():
+    text = ("global_defs {\n vrrp_strict off\n smtp_alert\n vrrp_skip_check_adv_addr yes\n}\n"
+            "vrrp_instance V {\n interface lo\n virtual_router_id 1\n strict_mode false\n"
+            " virtual_ipaddress {\n 10.0.0.1\n }\n}\n")
+    config, diags = parse_ok(text)
+    g = config.global_defs
+    assert g.vrrp_strict is False and g.smtp_alert is True and g.vrrp_skip_check_adv_addr is True
+    assert config.vrrp_instances[0].strict_mode is False
+
+
+def test_times_stay_floats_and_advert_int_rounding_is_a_warning():
+    text = MINIMAL.replace("virtual_router_id 51", "virtual_router_id 51\n    advert_int 0.05")
+    config, diags = vrrpd.parse_config_text(text, "t.conf")
+    assert config.vrrp_instances[0].advert_int == 0.05
+    assert messages(diags) == ["t.conf:4: warning: vrrp_instance VI_1: advert_int 0.05 must be whole seconds in "
+                               "VRRPv2; using 1 (use 'version 3' for sub-second adverts)"]
+    config, diags = parse_ok(text.replace("advert_int 0.05", "advert_int 0.05\n    version 3"))
+    assert not diags and vrrpd.vrrp_timers(config.vrrp_instances[0], config.global_defs)[0] == 0.05
+
+
+def test_virtual_server_forms_and_checkers():
+    text = """virtual_server_group web {
+    10.0.0.1 80
+    10.0.0.10-20 80
+    192.168.0.0/30 443
+    fwmark 5
+}
+virtual_server group web {
+    lb_algo wrr
+    lb_kind TUN type gue port 6080
+    protocol udp
+    persistence_timeout
+    real_server 10.1.0.1 80 {
+        weight 3
+        notify_down "/bin/echo down"
+        HTTP_GET {
+            url {
+                path /health
+                digest 0123456789ABCDEF0123456789abcdef
+                status_code 200 301-302
+            }
+            nb_get_retry 4
+            delay_before_retry 2
+        }
+        SMTP_CHECK {
+            helo_name mx.example.com
+        }
+    }
+}
+virtual_server 2001:db8::1 53 {
+    protocol UDP
+    real_server 2001:db8::2 53 {
+        DNS_CHECK {
+            type AAAA
+            name example.org
+        }
+    }
+}
+"""
+    config, diags = vrrpd.parse_config_text(text, "vs.conf")
+    assert messages(diags) == ["vs.conf:21: warning: nb_get_retry is deprecated (write 'retry')"]
+    grp = config.virtual_server_groups["web"]
+    assert [(str(e.first), str(e.last), e.port) for e in grp.entries[:3]] == [
+        ("10.0.0.1", "10.0.0.1", 80), ("10.0.0.10", "10.0.0.20", 80), ("192.168.0.0", "192.168.0.3", 443)]
+    assert grp.entries[3].fwmark == 5
+    vs = config.virtual_servers[0]
+    assert vs.group == "web" and vs.lb_algo == "wrr" and vs.lb_kind is vrrpd.LbKind.TUN
+    assert (vs.tunnel_type, vs.tunnel_port) == ("gue", 6080) and vs.protocol == "UDP"
+    assert vs.persistence_timeout == 360
+    rs = vs.real_servers[0]
+    assert rs.weight == 3 and rs.notify_down.argv == ["/bin/echo", "down"]
+    http, smtp = rs.checkers
+    assert http.kind == "HTTP_GET" and http.retry == 4 and http.delay_before_retry == 2.0
+    assert http.urls[0].digest == "0123456789abcdef0123456789abcdef"
+    assert http.urls[0].status_code == [(200, 200), (301, 302)]
+    assert smtp.kind == "SMTP_CHECK" and smtp.helo_name == "mx.example.com"
+    v6 = config.virtual_servers[1]
+    assert v6.address == vrrpd.ipaddress.ip_address("2001:db8::1") and v6.family == 6
+    assert v6.real_servers[0].checkers[0].dns_type == "AAAA"
+
+
+def test_sync_group_track_file_and_track_process_blocks():
+    text = MINIMAL + MINIMAL.replace("VI_1", "VI_2").replace("51", "52") + """
+vrrp_sync_group G {
+    group {
+        VI_1 VI_2
+    }
+    track_file {
+        tf weight 2
+    }
+    notify "/bin/notify.sh"
+}
+track_file tf {
+    file "/run/prio"
+    weight -3 reverse
+    init_file 5 overwrite
+}
+vrrp_track_process nginx {
+    process nginx -g daemon
+    param_match initial
+    quorum 2
+    weight 10
+}
+"""
+    config, diags = parse_ok(text)
+    g = config.sync_groups[0]
+    assert g.group == ["VI_1", "VI_2"] and g.track_file[0].weight == 2
+    assert [i.sync_group for i in config.vrrp_instances] == ["G", "G"]
+    tf = config.track_files["tf"]
+    assert (tf.path, tf.weight, tf.weight_reverse, tf.init_file, tf.init_file_overwrite) == (
+        "/run/prio", -3, True, 5, True)
+    tp = config.track_processes["nginx"]
+    assert tp.process == ["nginx", "-g", "daemon"] and tp.param_match == "initial" and tp.quorum == 2
+
+
+def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_min_garp\n}\nstatic_ipaddress {\n 1.2.3.4 dev lo\n}\n"
+    config, diags = parse_ok(text + MINIMAL)
+    assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
+    assert config.global_defs.other["vrrp_min_garp"] == []
+    assert not diags, messages(diags)
+
+
+def test_keyword_table_markdown_comes_from_the_registry():
+    table = vrrpd.keyword_table_markdown()
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "`" in r]
+    assert len(rows) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
+    assert "| vrrp_instance | `virtual_router_id` | supported |" in table
+    assert "| global_defs | `lvs_sync_daemon` | accepted, not acted upon |" in table
+
+
+# -- validation: every rule, with its line ---------------------------------------------------------
+
+def inst(body: str, name: str = "VI_1", head: str = "") -> str:
+    """A vrrp_instance block (line 1 is its header) with body lines indented."""
+    lines = [f"vrrp_instance {name} {{"] + ["    " + b for b in body.strip("\n").split("\n")] + ["}"]
+    return head + "\n".join(lines) + "\n"
+
+
+BASE = "interface lo\nvirtual_router_id 50\nvirtual_ipaddress {\n    10.0.0.1\n}"
+
+VALIDATION_CASES = [
+    # (id, text, expected line, severity, text the message must contain)
+    ("no-name", "vrrp_instance {\n interface lo\n virtual_router_id 1\n}\n", 1, "error", "vrrp_instance has no name"),
+    ("no-interface", inst("virtual_router_id 5"), 1, "error", "no 'interface'"),
+    ("no-vrid", inst("interface lo"), 1, "error", "no 'virtual_router_id'"),
+    ("vrid-range", inst("interface lo\nvirtual_router_id 256"), 3, "error", "number '256' outside range [1, 255]"),
+    ("vrid-zero", inst("interface lo\nvirtual_router_id 0"), 3, "error", "outside range [1, 255]"),
+    ("prio-range", inst(BASE + "\npriority 0"), 7, "error", "priority: number '0' outside range [1, 255]"),
+    ("prio-nan", inst(BASE + "\npriority high"), 7, "error", "'high' is not a number"),
+    ("advert-range", inst(BASE + "\nadvert_int 300"), 7, "error", "advert_int '300' outside range"),
+    ("advert-v2-int", inst(BASE + "\nadvert_int 1.5"), 7, "warning", "must be whole seconds in VRRPv2; using 2"),
+    ("advert-v3-max", inst(BASE + "\nversion 3\nadvert_int 50"), 8, "error", "exceeds the VRRPv3 maximum"),
+    ("auth-pass-long", inst(BASE + "\nauthentication {\n auth_type PASS\n auth_pass 123456789\n}"), 9, "warning",
+     "longer than 8 characters; only '12345678' is used"),
+    ("auth-v3", inst(BASE + "\nversion 3\nauthentication {\n auth_type PASS\n auth_pass x\n}"), 8, "error",
+     "VRRPv3 has no authentication"),
+    ("auth-type", inst(BASE + "\nauthentication {\n auth_type MD5\n}"), 8, "error", "'MD5' is not PASS or AH"),
+    ("strict-unicast", "global_defs {\n vrrp_strict\n}\n" + inst(BASE + "\nunicast_peer {\n 10.0.0.2\n}"), 10,
+     "error", "unicast_peer is not allowed with vrrp_strict"),
+    ("strict-no-vip", "global_defs {\n vrrp_strict\n}\n" + inst("interface lo\nvirtual_router_id 3"), 4, "error",
+     "vrrp_strict needs at least one virtual_ipaddress"),
+    ("strict-v2-ipv6", "global_defs {\n vrrp_strict\n}\n" + inst(
+        "interface lo\nvirtual_router_id 3\nvirtual_ipaddress {\n 2001:db8::1\n}"), 8, "error",
+     "IPv6 addresses need VRRPv3 under vrrp_strict"),
+    ("strict-mode-instance", inst("interface lo\nvirtual_router_id 3\nstrict_mode"), 1, "error",
+     "strict_mode needs at least one virtual_ipaddress"),
+    ("dup-vrid", inst(BASE) + inst(BASE.replace("10.0.0.1", "10.0.0.2"), "VI_2"), 10, "error",
+     "virtual_router_id 50 on lo is already used by vrrp_instance VI_1 (line 1)"),
+    ("dup-name", inst(BASE) + inst(BASE.replace("50", "51")), 8, "error",
+     "duplicate vrrp_instance name 'VI_1' (first defined at line 1)"),
+    ("track-script", "vrrp_script chk_nginx {\n script /bin/true\n}\n" + inst(BASE + "\ntrack_script {\n chk_ngnix\n}"),
+     11, "error", "track_script 'chk_ngnix' names no vrrp_script (did you mean 'chk_nginx'?)"),
+    ("sync-member", inst(BASE) + "vrrp_sync_group G {\n group {\n  VI_1\n  VI_9\n }\n}\n", 11, "error",
+     "vrrp_sync_group G: 'VI_9' names no vrrp_instance"),
+    ("script-missing", "vrrp_script chk {\n interval 2\n}\n", 1, "error", "vrrp_script chk has no 'script'"),
+    ("preempt-delay-unit", inst(BASE + "\npreempt_delay 60s"), 7, "warning",
+     "preempt_delay '60s': keepalived rejects time units; read as 60 seconds"),
+    ("garp-zero", "global_defs {\n vrrp_garp_interval 0\n}\n", 2, "warning", "vrrp_garp_interval 0: keepalived 2.2 "
+     "rejects 0; read as no delay"),
+    ("did-you-mean", inst(BASE + "\nnopreemt"), 7, "warning",
+     "unknown keyword 'nopreemt' in vrrp_instance (ignored) (did you mean 'nopreempt'?)"),
+    ("wrong-block-global", "global_defs {\n nopreempt\n}\n", 2, "warning",
+     "'nopreempt' does not belong in global_defs (ignored) (it belongs in vrrp_instance)"),
+    ("wrong-block-instance", inst(BASE + "\nvrrp_strict"), 7, "warning",
+     "'vrrp_strict' does not belong in vrrp_instance (ignored) (it belongs in global_defs)"),
+    ("extra-brace", inst(BASE) + "}\n", 8, "error", "extra '}' at top level"),
+    ("never-closed", "global_defs {\n router_id x\n" + inst(BASE)[:-2], 1, "error",
+     "'global_defs' block opened here is not closed before 'vrrp_instance' at line 3"),
+    ("eof-unclosed", inst(BASE)[:-2], 1, "error", "'vrrp_instance' block opened here is never closed"),
+    ("vip-unclosed", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\npriority 90"), 4,
+     "error", "'virtual_ipaddress' block opened here is not closed before 'priority' at line 6"),
+    ("bad-vip", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.300/24\n}"), 5, "error",
+     "'10.0.0.300/24' is not an IP address"),
+    ("bad-state", inst(BASE + "\nstate PRIMARY"), 7, "error", "'PRIMARY' is not MASTER or BACKUP"),
+    ("missing-value", inst(BASE + "\npriority"), 7, "error", "'priority' needs a value"),
+    ("bad-mcast", "global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n", 2, "error", "not an IPv4 multicast address"),
+    ("nat-mask", "virtual_server 10.0.0.1 80 {\n nat_mask 255.255.255.0\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
+     "warning", "unknown keyword 'nat_mask' in virtual_server"),
+    ("vs-no-rs", "virtual_server 10.0.0.1 80 {\n lb_algo rr\n}\n", 1, "warning", "virtual_server has no real_server"),
+    ("vs-group", "virtual_server group nope {\n real_server 10.0.0.2 80 {\n }\n}\n", 1, "error",
+     "virtual_server group 'nope' names no virtual_server_group"),
+    ("unknown-sched", "virtual_server 10.0.0.1 80 {\n lb_algo rrr\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
+     "warning", "unknown scheduler 'rrr' (did you mean 'rr'?)"),
+    ("nopreempt-master", inst(BASE + "\nstate MASTER\nnopreempt"), 8, "warning",
+     "nopreempt is ignored with state MASTER"),
+]
+
+
+@pytest.mark.parametrize("case", VALIDATION_CASES, ids=[c[0] for c in VALIDATION_CASES])
+def test_validation_rule_reports_line_and_message(case):
+    _, text, line, severity, fragment = case
+    config, diags = vrrpd.parse_config_text(text, "v.conf")
+    wanted = f"v.conf:{line}: {severity}: "
+    found = [m for m in messages(diags) if m.startswith(wanted) and fragment in m]
+    assert found, f"expected '{wanted}...{fragment}' in {messages(diags)}"
+
+
+def test_every_problem_is_reported_in_one_run_sorted_by_line():
+    text = (inst("interface lo\nvirtual_router_id 300\npriority 0\nnopreemt", "A")
+            + inst("virtual_router_id 5\ntrack_script {\n nope\n}", "B"))
+    config, diags = vrrpd.parse_config_text(text, "m.conf")
+    lines = [d.line for d in diags]
+    assert lines == sorted(lines)
+    assert {3, 4, 5, 7, 10}.issubset(set(lines)), messages(diags)
+    with pytest.raises(vrrpd.ConfigError) as exc:
+        raise vrrpd.ConfigError(diags)
+    assert len(exc.value.diagnostics) == len(diags)
+
+
+def test_diagnostics_from_includes_sort_by_file_then_line(tmp_path):
+    (tmp_path / "main.conf").write_text("include inc.conf\nglobal_defs {\n bogus_a\n}\n")
+    (tmp_path / "inc.conf").write_text("\n\nglobal_defs {\n bogus_b\n}\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "main.conf"))
+    assert [(os.path.basename(d.file), d.line) for d in diags] == [("main.conf", 3), ("inc.conf", 4)]
+
+
+def test_missing_interface_is_warning_under_check_and_error_at_start_up(tmp_path):
+    text = inst("interface vrrpdnone0\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n}")
+    config, diags = vrrpd.parse_config_text(text, "i.conf")
+    assert messages(diags) == [
+        "i.conf:2: warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist on this host"]
+    path = tmp_path / "i.conf"
+    path.write_text(text)
+    with pytest.raises(vrrpd.ConfigError) as exc:
+        vrrpd.load_config(str(path))
+    assert ":2: error: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in str(exc.value)
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    assert "warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in out.getvalue()
+
+
+def test_load_config_logs_warnings_and_returns_the_model(tmp_path, caplog):
+    path = tmp_path / "w.conf"
+    path.write_text(inst(BASE + "\nnopreemt"))
+    with caplog.at_level("WARNING", logger="vrrpd"):
+        config = vrrpd.load_config(str(path))
+    assert config.vrrp_instances[0].virtual_router_id == 50
+    assert any("did you mean 'nopreempt'" in r.getMessage() for r in caplog.records)
+
+
+# -- --check -------------------------------------------------------------------------------------
+
+
+def test_check_command_prints_summary_with_derived_timers(tmp_path):
+    path = tmp_path / "c.conf"
+    path.write_text(inst(BASE + "\npriority 150\nstate MASTER") +
+                    inst("interface lo\nvirtual_router_id 60\nversion 3\nadvert_int 0.5\npriority 150\n"
+                         "virtual_ipaddress {\n 10.0.1.1/24\n}", "VI_3"))
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    text = out.getvalue()
+    assert "vrrp_instance VI_1: vrid 50 on lo, VRRPv2, priority 150, start MASTER" in text
+    assert "advert interval 1 s, skew time 0.414 s, master down interval 3.414 s" in text
+    # v3: skew = (256 - 150) * 0.5 / 256 = 0.207 s; master down = 3 * 0.5 + skew (RFC 5798 6.1)
+    assert "advert interval 0.5 s, skew time 0.207 s, master down interval 1.707 s" in text
+    assert "VIPs: 10.0.1.1/24" in text
+    assert text.rstrip().endswith("0 error(s), 0 warning(s)")
+
+
+def test_check_command_exit_status_and_cli_spellings(tmp_path):
+    bad = tmp_path / "bad.conf"
+    bad.write_text(inst("interface lo"))
+    good = tmp_path / "good.conf"
+    good.write_text(inst(BASE))
+    for flag in ("--check", "-t", "--config-test"):
+        res = sh([PYTHON, VRRPD, flag, "-f", str(bad)], check=False)
+        assert res.returncode == 1 and f"{bad}:1: error: vrrp_instance VI_1: no 'virtual_router_id'" in res.stdout
+        res = sh([PYTHON, VRRPD, flag, "-f", str(good)], check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_default_config_path_prefers_vrrpd_then_keepalived(monkeypatch):
+    existing = set()
+    monkeypatch.setattr(vrrpd.os.path, "exists", lambda p: p in existing)
+    assert vrrpd.default_config_path() == "/etc/vrrpd/vrrpd.conf"
+    existing.add("/etc/keepalived/keepalived.conf")
+    assert vrrpd.default_config_path() == "/etc/keepalived/keepalived.conf"
+    existing.add("/etc/vrrpd/vrrpd.conf")
+    assert vrrpd.default_config_path() == "/etc/vrrpd/vrrpd.conf"
+
+
+def test_example_config_is_a_valid_two_node_setup():
+    example = (HERE / "vrrpd.conf.example").read_text()
+    node1, diags = vrrpd.parse_config_text(example, "vrrpd.conf.example")
+    assert not [d for d in diags if "does not exist" not in d.message], messages(diags)
+    # node 2 is documented in the comments: apply exactly the changes they list
+    node2_text = "\n".join(
+        line.replace("router_id lb1", "router_id lb2").replace("priority 150", "priority 100")
+        .replace("unicast_src_ip 192.168.100.11", "unicast_src_ip 192.168.100.12")
+        .replace("        192.168.100.12", "        192.168.100.11")
+        if "node 2" in line else line for line in example.splitlines())
+    node2, diags2 = vrrpd.parse_config_text(node2_text, "node2.conf")
+    assert not [d for d in diags2 if "does not exist" not in d.message], messages(diags2)
+    a, b = node1.vrrp_instances[0], node2.vrrp_instances[0]
+    assert (a.virtual_router_id, a.advert_int, a.auth_pass, a.virtual_ipaddress) == (
+        b.virtual_router_id, b.advert_int, b.auth_pass, b.virtual_ipaddress)
+    assert (a.priority, b.priority) == (150, 100) and node2.global_defs.router_id == "lb2"
+    assert a.unicast_src_ip == b.unicast_peer[0].address and b.unicast_src_ip == a.unicast_peer[0].address
+    # the tracked script's weight really hands the VIP over: 150 - 60 < 100
+    script = node1.vrrp_scripts[a.track_script[0].name]
+    assert a.priority + script.weight < b.priority and script.script.argv[0].startswith("/")
+    assert sum(1 for line in example.splitlines() if line.lstrip().startswith(("!", "#")) or " # " in line) >= 20
 
 
 # ============================================================================================
@@ -1035,5 +1653,429 @@ def test_event_loop_runs_timers_children_and_kills_on_timeout():
 # ============================================================================================
 
 
+# --------------------------------------------------------------------------------------------
+# H1. Benchmark: `make bench` runs vrrpd and keepalived on the same scenarios in the same run
+# --------------------------------------------------------------------------------------------
+
+# A probe runs inside a lab namespace and prints events stamped with the kernel's receive time
+# (CLOCK_REALTIME, compared with time.time() here): "ADV t src vrid prio" for each VRRP packet seen,
+# "ADDR t +|- ip" for address changes.
+PROBE_SOURCE = r"""
+import select, socket, struct, sys, time
+SO_TIMESTAMPNS = 35
+vr = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+vr.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+for spec in sys.argv[1:]:
+    group, ifname = spec.split("@")
+    mreqn = socket.inet_aton(group) + socket.inet_aton("0.0.0.0") + struct.pack("=i", socket.if_nametoindex(ifname))
+    vr.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+nl.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+nl.bind((0, 0x10))
+print("READY", flush=True)
+
+def stamp(ancdata):
+    # kernel receive time (CLOCK_REALTIME), so a busy probe does not skew the measurement
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack("=qq", data[:16])
+            return sec + nsec / 1e9
+    return time.time()
+
+while True:
+    ready, _, _ = select.select([vr, nl], [], [])
+    if vr in ready:
+        data, anc, _, addr = vr.recvmsg(4096, 256)
+        ihl = (data[0] & 15) * 4
+        if len(data) >= ihl + 3:
+            print("ADV %.6f %s %d %d" % (stamp(anc), addr[0], data[ihl + 1], data[ihl + 2]), flush=True)
+    if nl in ready:
+        data, anc, _, _ = nl.recvmsg(65536, 256)
+        now = stamp(anc)
+        off = 0
+        while off + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, off)
+            if length < 16:
+                break
+            if kind in (20, 21):
+                pos = off + 16 + 8
+                while pos + 4 <= off + length:
+                    alen, atype = struct.unpack_from("=HH", data, pos)
+                    if alen < 4:
+                        break
+                    if atype == 2 and alen == 8:
+                        ip = socket.inet_ntoa(data[pos + 4:pos + 8])
+                        print("ADDR %.6f %s %s" % (now, "+" if kind == 20 else "-", ip), flush=True)
+                    pos += (alen + 3) & ~3
+            off += (length + 3) & ~3
+"""
+
+
+class Probe:
+    """Reads a PROBE_SOURCE process's events in a thread; events are (kind, t, *fields)."""
+
+    def __init__(self, lab: Lab, ns: str, groups: tuple = ()):
+        import threading
+
+        self.events: list = []
+        self.proc = lab.exec(ns, [PYTHON, "-c", PROBE_SOURCE, *groups], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "READY"
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            parts = line.split()
+            if parts:
+                self.events.append((parts[0], float(parts[1]), *parts[2:]))
+
+    def adverts(self, src: Optional[str] = None, since: float = 0.0) -> list:
+        return [e for e in list(self.events) if e[0] == "ADV" and e[1] >= since and (src is None or e[2] == src)]
+
+    def address_added(self, ip: str, since: float = 0.0) -> Optional[float]:
+        for event in list(self.events):
+            if event[0] == "ADDR" and event[1] >= since and event[2] == "+" and event[3] == ip:
+                return event[1]
+        return None
+
+
+def bench_config(instances: list, router_id: str = "bench") -> str:
+    """keepalived syntax understood by both daemons; instances are dicts of keyword -> value."""
+    out = [f"global_defs {{\n    router_id {router_id}\n    vrrp_garp_master_delay 0\n}}"]
+    for inst in instances:
+        vips = inst.pop("vips")
+        body = "\n".join(f"    {k} {v}" for k, v in inst.items() if k != "name")
+        out.append(f"vrrp_instance {inst['name']} {{\n{body}\n    virtual_ipaddress {{\n"
+                   + "".join(f"        {v}\n" for v in vips) + "    }\n}")
+    return "\n".join(out) + "\n"
+
+
+class BenchNode:
+    """One daemon (vrrpd or keepalived) in a namespace, with the same keepalived-syntax config."""
+
+    def __init__(self, lab: Lab, kind: str, ns: str, conf: str, workdir: Path):
+        self.lab, self.kind, self.ns = lab, kind, ns
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / f"{ns}.conf"
+        self.conf.write_text(conf)
+        self.log = workdir / f"{ns}.log"
+        self.workdir = workdir
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> float:
+        """Start the daemon; returns the wall-clock start time (comparable with probe stamps)."""
+        if self.kind == "keepalived":
+            cmd = ["keepalived", "-n", "-l", "-D", "-P", "-f", str(self.conf),
+                   "-p", str(self.workdir / f"{self.ns}.pid"), "-r", str(self.workdir / f"{self.ns}.vrrp.pid"),
+                   "-c", str(self.workdir / f"{self.ns}.chk.pid")]
+        else:
+            cmd = [PYTHON, VRRPD, "-n", "-l", "-f", str(self.conf)]
+        started = time.time()
+        self.proc = self.lab.exec(self.ns, cmd, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+        return started
+
+    def pids(self) -> List[int]:
+        """Every process of this daemon (keepalived runs a parent and a VRRP child)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        pids = [self.proc.pid]
+        out = sh(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], check=False).stdout.split()
+        return pids + [int(p) for p in out]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill_hard(self) -> None:
+        """kill -9 every process of the daemon at once (a crash: no priority-0 advert, VIPs left)."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.proc is not None:
+            self.proc.wait()
+
+
+def _cpu_seconds(pids: List[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _rss_mb(pids: List[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024.0
+
+
+def _pair_lab(kind: str, workdir: Path, version: int, advert: float, prio_a: int = 150, prio_b: int = 100,
+              extra: Optional[dict] = None):
+    """Two nodes A (higher priority) and B and a client on one bridge; returns (lab, a, b, client, probe_b)."""
+    lab = Lab()
+    a_ns = lab.host("a", "10.77.0.1/24")
+    b_ns = lab.host("b", "10.77.0.2/24")
+    client = lab.host("c", "10.77.0.9/24")
+    common = {"interface": "eth0", "virtual_router_id": 51, "advert_int": advert, "version": version,
+              "vips": ["10.77.0.100/24"]}
+    common.update(extra or {})
+    conf_a = bench_config([dict(common, name="VI_1", state="MASTER", priority=prio_a)], "nodeA")
+    conf_b = bench_config([dict(common, name="VI_1", state="BACKUP", priority=prio_b)], "nodeB")
+    a = BenchNode(lab, kind, a_ns, conf_a, workdir / kind)
+    b = BenchNode(lab, kind, b_ns, conf_b, workdir / kind)
+    probe_b = Probe(lab, b_ns)
+    return lab, a, b, client, probe_b
+
+
+def _master_down_interval(version: int, advert: float, prio: int) -> float:
+    if version == 2:
+        return 3 * advert + (256 - prio) / 256.0
+    centis = round(advert * 100)
+    return 3 * advert + ((256 - prio) * centis // 256) / 100.0
+
+
+def _start_pair(lab, a, b, probe_b, advert: float) -> None:
+    a.start()
+    wait_for(lambda: lab.has_address(a.ns, "10.77.0.100"), 15, what="VIP on node A")
+    b.start()
+    # steady state: B has heard A for a while and holds no VIP
+    time.sleep(max(1.0, 3 * advert))
+    assert not lab.has_address(b.ns, "10.77.0.100"), "both nodes hold the VIP"
+
+
+def bench_hard_failover(kind: str, workdir: Path, version: int = 2, advert: float = 1.0) -> dict:
+    lab, a, b, client, probe_b = _pair_lab(kind, workdir, version, advert)
+    try:
+        _start_pair(lab, a, b, probe_b, advert)
+        killed = time.time()
+        a.kill_hard()
+        lab.link(a.ns, "eth0", False)
+        wait_for(lambda: probe_b.address_added("10.77.0.100", killed), 10 + 4 * advert, 0.005, "VIP on node B")
+        took = probe_b.address_added("10.77.0.100", killed)
+        last = max(e[1] for e in probe_b.adverts("10.77.0.1"))
+        mdi = _master_down_interval(version, advert, 100)
+        return {"after_last_advert": took - last, "over_mdi": took - last - mdi}
+    finally:
+        lab.close()
+
+
+def _pinger(lab: Lab, client: str, target: str):
+    return lab.exec(client, ["ping", "-n", "-D", "-i", "0.01", "-W", "1", target],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _longest_gap(ping: subprocess.Popen) -> float:
+    ping.send_signal(signal.SIGINT)
+    out, _ = ping.communicate(timeout=10)
+    stamps = [float(line.split("]")[0][1:]) for line in out.splitlines()
+              if line.startswith("[") and "bytes from" in line]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return max(gaps) if gaps else float("inf")
+
+
+def bench_graceful_failover(kind: str, workdir: Path, version: int = 2, advert: float = 1.0,
+                            handover: bool = False) -> dict:
+    extra_global = handover
+    lab, a, b, client, probe_b = _pair_lab(kind, workdir, version, advert)
+    try:
+        if extra_global:
+            for node in (a, b):
+                node.conf.write_text(node.conf.read_text().replace("router_id", "vrrp_handover_on_stop\n    router_id"))
+        _start_pair(lab, a, b, probe_b, advert)
+        ping = _pinger(lab, client, "10.77.0.100")
+        time.sleep(0.5)
+        stopped = time.time()
+        a.stop(signal.SIGTERM)
+        wait_for(lambda: probe_b.address_added("10.77.0.100", stopped), 10, 0.005, "VIP on node B")
+        took = probe_b.address_added("10.77.0.100", stopped) - stopped
+        time.sleep(0.5)
+        return {"sigterm_to_vip": took, "ping_gap": _longest_gap(ping)}
+    finally:
+        lab.close()
+
+
+def bench_preempt_back(kind: str, workdir: Path, version: int = 2, advert: float = 1.0) -> dict:
+    lab, a, b, client, probe_b = _pair_lab(kind, workdir, version, advert)
+    try:
+        b.start()
+        wait_for(lambda: lab.has_address(b.ns, "10.77.0.100"), 15, what="VIP on node B")
+        ping = _pinger(lab, client, "10.77.0.100")
+        time.sleep(0.5)
+        started = time.time()
+        a.start()
+        wait_for(lambda: lab.has_address(a.ns, "10.77.0.100") and not lab.has_address(b.ns, "10.77.0.100"),
+                 15, what="VIP back on node A")
+        took = time.time() - started
+        time.sleep(0.5)
+        return {"start_to_preempt": took, "ping_gap": _longest_gap(ping)}
+    finally:
+        lab.close()
+
+
+def bench_first_master(kind: str, workdir: Path) -> dict:
+    lab = Lab()
+    try:
+        ns = lab.host("a", "10.77.0.1/24")
+        conf = bench_config([{"name": "VI_1", "state": "MASTER", "interface": "eth0", "virtual_router_id": 51,
+                              "priority": 150, "advert_int": 1, "vips": ["10.77.0.100/24"]}])
+        node = BenchNode(lab, kind, ns, conf, workdir / kind)
+        probe = Probe(lab, ns)
+        started = node.start()
+        wait_for(lambda: probe.address_added("10.77.0.100", started), 15, 0.005, "VIP")
+        return {"start_to_master": probe.address_added("10.77.0.100", started) - started}
+    finally:
+        lab.close()
+
+
+def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) -> dict:
+    """CPU seconds per minute and RSS of one node running `count` MASTER instances (advert_int 1)."""
+    lab = Lab()
+    try:
+        interfaces = max(1, (count + 249) // 250)
+        ns = lab.netns("n")
+        obs = lab.host("o", "10.78.0.254/16")
+        for i in range(interfaces):
+            lab._port += 1
+            peer = f"p{lab._port}"
+            lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
+            lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
+            lab.ip("addr", "add", f"10.78.{i}.1/16", "dev", f"eth{i}", ns=ns)
+            lab.ip("link", "set", f"eth{i}", "up", ns=ns)
+        instances = []
+        for n in range(count):
+            i, vrid = divmod(n, 250)
+            instances.append({"name": f"VI_{n}", "state": "MASTER", "interface": f"eth{i}",
+                              "virtual_router_id": vrid + 1, "priority": 150, "advert_int": 1,
+                              "vips": [f"10.79.{i}.{vrid + 1}/32"]})
+        node = BenchNode(lab, kind, ns, bench_config(instances), workdir / kind)
+        probe = Probe(lab, obs, ("224.0.0.18@eth0",))
+        node.start()
+        wait_for(lambda: len({e[3] for e in probe.adverts(since=time.time() - 1.5)}) >= min(count, 250),
+                 60, 0.2, f"{count} instances advertising")
+        time.sleep(2)
+        pids = node.pids()
+        cpu0, t0 = _cpu_seconds(pids), time.time()
+        time.sleep(window)
+        cpu1, t1 = _cpu_seconds(pids), time.time()
+        intervals = []
+        first_vrid = "1"
+        stamps = [e[1] for e in probe.adverts(src="10.78.0.1", since=t0) if e[3] == first_vrid]
+        intervals = [abs((b - a) - 1.0) for a, b in zip(stamps, stamps[1:])]
+        intervals.sort()
+        result = {"cpu_s_per_min": (cpu1 - cpu0) * 60.0 / (t1 - t0), "rss_mb": _rss_mb(pids)}
+        if intervals:
+            result["jitter_p50_ms"] = intervals[len(intervals) // 2] * 1000
+            result["jitter_p99_ms"] = intervals[min(len(intervals) - 1, int(len(intervals) * 0.99))] * 1000
+        return result
+    finally:
+        lab.close()
+
+
+def _idle_scenario(count: int, window: float):
+    def run(kind: str, workdir: Path) -> dict:
+        r = bench_idle_cost(kind, workdir, count, window)
+        out = {f"cpu_{count}": r["cpu_s_per_min"], f"rss_{count}": r["rss_mb"]}
+        if "jitter_p50_ms" in r:
+            out.update({f"jit50_{count}": r["jitter_p50_ms"], f"jit99_{count}": r["jitter_p99_ms"]})
+        return out
+
+    return run
+
+
+def _summary(values: List[float]) -> dict:
+    values = sorted(values)
+    return {"median": values[len(values) // 2], "min": values[0], "max": values[-1], "n": len(values)}
+
+
+def bench_main(argv: List[str]) -> int:
+    """Run every scenario for both daemons, print one table with ratios, write bench-results.json."""
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", choices=["vrrpd", "keepalived"])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter windows")
+    parser.add_argument("--output", default=str(HERE / "bench-results.json"))
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0 or shutil.which("keepalived") is None:
+        print("make bench needs root and keepalived (sudo make deps)", file=sys.stderr)
+        return 2
+    reps = 2 if args.quick else args.reps
+    window = 8.0 if args.quick else 20.0
+    kinds = [args.only] if args.only else ["vrrpd", "keepalived"]
+    scenarios = [
+        ("time to first MASTER (s)", "start_to_master", lambda k, w: bench_first_master(k, w), reps),
+        ("hard failover after last advert (s)", "after_last_advert", lambda k, w: bench_hard_failover(k, w), reps),
+        ("  excess over Master_Down_Interval (ms)", "over_mdi_ms", None, 0),
+        ("graceful failover SIGTERM->VIP (s)", "sigterm_to_vip", lambda k, w: bench_graceful_failover(k, w), reps),
+        ("  client ping gap (s)", "ping_gap", None, 0),
+        ("graceful + vrrp_handover_on_stop ping gap (s)", "handover_gap",
+         lambda k, w: {"handover_gap": bench_graceful_failover(k, w, handover=True)["ping_gap"]}
+         if k == "vrrpd" else {}, reps),
+        ("preempt-back client ping gap (s)", "preempt_gap",
+         lambda k, w: {"preempt_gap": bench_preempt_back(k, w)["ping_gap"]}, reps),
+        ("v3 advert_int 0.05 hard failover (s)", "v3_fast",
+         lambda k, w: {"v3_fast": bench_hard_failover(k, w, 3, 0.05)["after_last_advert"]}, reps),
+    ]
+    for count in (1, 255, 1000):
+        scenarios += [
+            (f"{count} instances: CPU s/min", f"cpu_{count}", _idle_scenario(count, window), 1 if count > 1 else reps),
+            (f"{count} instances: RSS MB", f"rss_{count}", None, 0),
+            (f"{count} instances: advert jitter p50 (ms)", f"jit50_{count}", None, 0),
+            (f"{count} instances: advert jitter p99 (ms)", f"jit99_{count}", None, 0),
+        ]
+    results: dict = {k: {} for k in kinds}
+    with tempfile.TemporaryDirectory(prefix="vrrpd-bench-") as tmp:
+        for title, _key, func, n in scenarios:
+            if func is None:
+                continue
+            for kind in kinds:
+                for rep in range(n):
+                    try:
+                        values = func(kind, Path(tmp))
+                    except Exception as exc:  # one failed scenario must not lose the others
+                        print(f"  {kind} {title}: failed: {exc}", file=sys.stderr)
+                        continue
+                    if "over_mdi" in values:
+                        values["over_mdi_ms"] = values.pop("over_mdi") * 1000
+                    for k, v in values.items():
+                        results[kind].setdefault(k, []).append(v)
+                    print(f"  {kind:10} {title:45} rep {rep + 1}: "
+                          + ", ".join(f"{k}={v:.4f}" for k, v in values.items()), file=sys.stderr, flush=True)
+    table = {kind: {k: _summary(v) for k, v in vals.items() if v} for kind, vals in results.items()}
+    lines = ["| scenario | vrrpd | keepalived | ratio vrrpd/keepalived |", "|---|---|---|---|"]
+    for title, key, _func, _n in scenarios:
+        cells = []
+        for kind in ("vrrpd", "keepalived"):
+            s = table.get(kind, {}).get(key)
+            cells.append(f"{s['median']:.3f} ({s['min']:.3f}-{s['max']:.3f})" if s else "-")
+        a, b = table.get("vrrpd", {}).get(key), table.get("keepalived", {}).get(key)
+        ratio = f"{a['median'] / b['median']:.2f}" if a and b and b["median"] else "-"
+        lines.append(f"| {title} | {cells[0]} | {cells[1]} | {ratio} |")
+    print("\n".join(lines))
+    Path(args.output).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "results": table}, indent=2))
+    print(f"\n(median of repetitions, min-max in brackets; JSON in {args.output})")
+    return 0
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "bench":
-    print("benchmark not implemented yet")
+    sys.exit(bench_main(sys.argv[2:]))

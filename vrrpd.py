@@ -20,12 +20,15 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import errno
+import glob
 import heapq
 import ipaddress
 import logging
 import os
+import re
 import selectors
 import signal
 import socket
@@ -503,7 +506,1756 @@ class Config:
 # 3. Configuration parser
 # ============================================================================================
 
-# (parser, validation and check_config() go here)
+# --------------------------------------------------------------------------------------------
+# 3.1 Lexer: physical lines -> logical lines -> tokens. Handles comments, quotes, braces,
+#     line continuation, `$NAME=value` parameters, `@id` conditional lines and `include`.
+# --------------------------------------------------------------------------------------------
+
+
+class Token:
+    """One word of the configuration, with where it came from.
+
+    `lid` numbers logical lines across all files, so "same line" is one integer comparison."""
+
+    __slots__ = ("text", "file", "line", "lid", "quoted")
+
+    def __init__(self, text: str, file: str, line: int, lid: int, quoted: bool = False):
+        self.text = text
+        self.file = file
+        self.line = line
+        self.lid = lid
+        self.quoted = quoted
+
+    def is_brace(self, brace: str) -> bool:
+        return self.text == brace and not self.quoted
+
+    def __repr__(self) -> str:
+        return f"Token({self.text!r}, {self.file}:{self.line})"
+
+
+_WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"(?:[^"\\]|\\.)*(?:"|\\?$))+)""")
+_QUOTE_RE = re.compile(r'\\.|"')
+_PARAM_DEF_RE = re.compile(r"\s*\$([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_SLOW_CHARS_RE = re.compile(r'["\\!#]')
+_INCLUDE_WORDS = frozenset(("include", "includer", "includem", "includew", "includeb", "includea"))
+_MAX_INCLUDE_DEPTH = 32
+_MAX_SUBSTITUTIONS = 32
+_BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
+
+
+def _expand_braces(pattern: str) -> List[str]:
+    """csh-style `{a,b}` expansion as keepalived's include does (no nesting across commas)."""
+    m = re.search(r"\{([^{}]*,[^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    out: List[str] = []
+    for alt in m.group(1).split(","):
+        out.extend(_expand_braces(pattern[: m.start()] + alt + pattern[m.end():]))
+    return out
+
+
+class _Lexer:
+    """Turns files into one token list; problems become Diagnostics, never exceptions."""
+
+    def __init__(self, diags: List[Diagnostic], config_id: Optional[str] = None):
+        self.diags = diags
+        self.tokens: List[Token] = []
+        self.params: Dict[str, str] = {}
+        self.files: List[str] = []
+        self.stack: List[str] = []
+        self.lid = 0
+        self.config_id = config_id if config_id is not None else socket.gethostname().split(".")[0]
+
+    def error(self, file: str, line: int, message: str, hint: str = "") -> None:
+        self.diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
+
+    def warning(self, file: str, line: int, message: str, hint: str = "") -> None:
+        self.diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
+
+    def read_file(self, path: str, file: str = "", line: int = 0, mandatory: bool = True) -> None:
+        """Lex the file at `path`; an unreadable file is an error at the including line."""
+        real = os.path.realpath(path)
+        if real in self.stack:
+            self.error(file or path, line, f"include loop: '{path}' is already being read", "remove the include")
+            return
+        if len(self.stack) >= _MAX_INCLUDE_DEPTH:
+            self.error(file or path, line, f"includes nested deeper than {_MAX_INCLUDE_DEPTH} levels at '{path}'")
+            return
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            if mandatory:
+                self.error(file or path, line, f"cannot read configuration file '{path}': {exc.strerror or exc}")
+            return
+        text = data.decode("utf-8", errors="replace")
+        self.stack.append(real)
+        try:
+            self.lex_text(text, path)
+        finally:
+            self.stack.pop()
+
+    def lex_text(self, text: str, file: str) -> None:
+        if file not in self.files:
+            self.files.append(file)
+        if "\0" in text:
+            text = text.replace("\0", " ")
+        lines = text.splitlines()
+        n = len(lines)
+        i = 0
+        while i < n:
+            line_no = i + 1
+            line = lines[i]
+            i += 1
+            # line continuation: a trailing backslash joins the next line (not inside comments)
+            while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
+                line = line[:-1] + " " + lines[i]
+                i += 1
+            if "$" in line:
+                m = _PARAM_DEF_RE.match(line)
+                if m:
+                    value = _strip_comment(m.group(2)).strip()
+                    self.params[m.group(1)] = value
+                    continue
+                if self.params or "${_" in line:
+                    line = self.substitute(line, file, line_no)
+            stripped = line.lstrip()
+            if not stripped:
+                continue
+            if stripped[0] == "@":
+                cond, _, rest = stripped[1:].partition(" ")
+                keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
+                if not keep:
+                    continue
+                line = rest
+            self.lid += 1
+            first = stripped.split(None, 1)[0]
+            if first in _INCLUDE_WORDS:
+                self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
+                continue
+            self.tokens.extend(self.split_line(line, file, line_no))
+
+    def substitute(self, line: str, file: str, line_no: int) -> str:
+        """Replace `$NAME` and `${NAME}` (recursively); unknown names stay as written."""
+        params = self.params
+
+        def repl(m: re.Match) -> str:
+            name = m.group(1) or m.group(2)
+            if name in params:
+                return params[name]
+            if name in _BUILTIN_PARAMS:
+                return _BUILTIN_PARAMS[name]
+            if name == "_PWD":
+                return os.path.dirname(os.path.abspath(file))
+            return m.group(0)
+
+        for _ in range(_MAX_SUBSTITUTIONS):
+            new = _PARAM_USE_RE.sub(repl, line)
+            if new == line:
+                return new
+            line = new
+            if len(line) > 1_000_000:
+                break
+        self.error(file, line_no, "parameter substitution does not terminate (a $NAME refers to itself?)")
+        return line
+
+    def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
+        lid = self.lid
+        if _SLOW_CHARS_RE.search(line) is None:
+            if "{" in line or "}" in line:
+                line = line.replace("{", " { ").replace("}", " } ")
+            return [Token(w, file, line_no, lid) for w in line.split()]
+        out: List[Token] = []
+        for m in _WORD_RE.finditer(line):
+            if m.group(1) is not None:
+                break
+            brace = m.group(2)
+            if brace is not None:
+                out.append(Token(brace, file, line_no, lid))
+                continue
+            word = m.group(3)
+            if word is None:
+                continue
+            quoted = '"' in word
+            if quoted:
+                bare = [m for m in _QUOTE_RE.findall(word) if m == '"']
+                if len(bare) % 2:
+                    self.warning(file, line_no, "unterminated quoted string", "add the closing '\"'")
+                word = _QUOTE_RE.sub(lambda q: q.group(0) if len(q.group(0)) == 2 else "", word)
+            if "\\" in word:
+                word = word.replace("\\#", "#").replace("\\!", "!")
+            out.append(Token(word, file, line_no, lid, quoted))
+        return out
+
+    def include(self, kind: str, patterns: List[str], file: str, line_no: int) -> None:
+        """`include GLOB...`: relative to the including file's directory, sorted, loop-guarded."""
+        if not patterns:
+            self.error(file, line_no, f"{kind} needs a file name or pattern")
+            return
+        base = os.path.dirname(os.path.abspath(file)) if file and not file.startswith("<") else os.getcwd()
+        for pattern in patterns:
+            pattern = pattern.strip('"')
+            matched: List[str] = []
+            for pat in _expand_braces(pattern):
+                full = pat if os.path.isabs(pat) else os.path.join(base, pat)
+                if any(c in full for c in "*?["):
+                    matched.extend(sorted(glob.glob(full)))
+                elif os.path.exists(full):
+                    matched.append(full)
+                elif kind in ("includer", "includea"):
+                    matched.append(full)
+            if not matched:
+                sev = self.error if kind in ("includem", "includew", "includea") else self.warning
+                sev(file, line_no, f"include '{pattern}' matches no file")
+                continue
+            for path in matched:
+                self.read_file(path, file, line_no)
+
+
+def _is_comment_line(line: str) -> bool:
+    s = line.lstrip()
+    return bool(s) and s[0] in "!#"
+
+
+def _strip_comment(text: str) -> str:
+    """Text up to the first `!`/`#` outside double quotes."""
+    quoted = False
+    prev = ""
+    for i, c in enumerate(text):
+        if c == '"':
+            quoted = not quoted
+        elif c in "!#" and not quoted and prev != "\\":
+            return text[:i]
+        prev = c
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# 3.2 Typed values and commands
+# --------------------------------------------------------------------------------------------
+
+_BOOL_WORDS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
+_TIME_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_TIME_RE = re.compile(r"^([0-9]*\.?[0-9]+)([a-z]*)$")
+_SHELL_SYNTAX_RE = re.compile(r"&&|\|\||[;|`*<>]|\[\[|\$\(")
+_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "e": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+class _Invalid(Exception):
+    """A value could not be converted; the message says why (internal to the parser)."""
+
+
+def _parse_bool(text: str) -> bool:
+    try:
+        return _BOOL_WORDS[text.lower()]
+    except KeyError:
+        raise _Invalid(f"'{text}' is not a boolean (on|off|true|false|yes|no)") from None
+
+
+def _parse_int(text: str, lo: int, hi: int) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise _Invalid(f"'{text}' is not a number") from None
+    if not lo <= value <= hi:
+        raise _Invalid(f"number '{text}' outside range [{lo}, {hi}]")
+    return value
+
+
+def _split_command(text: str) -> List[str]:
+    """Split a command as keepalived's quoted keywords do: quotes join, backslash escapes."""
+    argv: List[str] = []
+    cur: List[str] = []
+    have = False
+    quote = ""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == quote:
+                quote = ""
+            elif c == "\\" and quote == '"' and i + 1 < n:
+                i += 1
+                cur.append(_ESCAPES.get(text[i], text[i]))
+            else:
+                cur.append(c)
+        elif c in "'\"":
+            quote = c
+            have = True
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            e = text[i]
+            if e == "x" and re.match(r"[0-9a-fA-F]{1,2}", text[i + 1:i + 3]):
+                h = re.match(r"[0-9a-fA-F]{1,2}", text[i + 1:i + 3]).group(0)  # type: ignore[union-attr]
+                cur.append(chr(int(h, 16)))
+                i += len(h)
+            elif e.isdigit():
+                o = re.match(r"[0-7]{1,3}", text[i:i + 3])
+                if o:
+                    cur.append(chr(int(o.group(0), 8)))
+                    i += len(o.group(0)) - 1
+                else:
+                    cur.append(e)
+            else:
+                cur.append(_ESCAPES.get(e, e))
+            have = True
+        elif c.isspace():
+            if cur or have:
+                argv.append("".join(cur))
+                cur, have = [], False
+        else:
+            cur.append(c)
+        i += 1
+    if cur or have:
+        argv.append("".join(cur))
+    return argv
+
+
+def make_command(raw: str, user: Optional[str] = None, group: Optional[str] = None) -> Command:
+    """Build a Command from the text as written; `shell` is set when it uses shell syntax."""
+    shell = bool(_SHELL_SYNTAX_RE.search(raw))
+    return Command(raw=raw, argv=_split_command(raw), shell=shell, user=user, group=group)
+
+
+# --------------------------------------------------------------------------------------------
+# 3.3 The keyword registry: the parser is driven by it, and the README table is rendered from it
+# --------------------------------------------------------------------------------------------
+
+Handler = Callable[..., Any]
+
+
+class Keyword:
+    """How one keyword of one block is read.
+
+    nargs: (min, max) argument words (max None: the rest of the statement); accept(token)
+    decides whether an optional word belongs to this keyword; block: None, the name of a
+    statement block, a `ValueBlock`, or "skip" (accepted, contents ignored)."""
+
+    __slots__ = ("name", "handler", "nargs", "block", "supported", "accept", "doc")
+
+    def __init__(self, name: str, handler: Optional[Handler], nargs: Tuple[int, Optional[int]] = (1, 1),
+                 block: Any = None, supported: bool = True, accept: Optional[Callable[[str], bool]] = None,
+                 doc: str = ""):
+        self.name = name
+        self.handler = handler
+        self.nargs = nargs
+        self.block = block
+        self.supported = supported
+        self.accept = accept
+        self.doc = doc
+
+
+class ValueBlock:
+    """A `{ ... }` block of entries (addresses, names) rather than of keywords.
+
+    `options` maps an option word to the number of words it takes; any other word starts a new
+    entry. Entries never span lines."""
+
+    def __init__(self, options: Optional[Dict[str, int]] = None, starts_entry: Optional[Callable[[str], bool]] = None):
+        self.options = options or {}
+        self.starts_entry = starts_entry
+
+
+KEYWORDS: Dict[str, Dict[str, Keyword]] = {}
+BLOCK_TITLES: Dict[str, str] = {}
+
+
+def _kw(block: str, name: str, handler: Optional[Handler], nargs: Tuple[int, Optional[int]] = (1, 1),
+        sub: Any = None, supported: bool = True, accept: Optional[Callable[[str], bool]] = None) -> None:
+    KEYWORDS.setdefault(block, {})[name] = Keyword(name, handler, nargs, sub, supported, accept)
+
+
+def _is_bool_word(text: str) -> bool:
+    return text.lower() in _BOOL_WORDS
+
+
+def _is_number(text: str) -> bool:
+    return text.isdigit()
+
+
+def _not_keyword_of(block: str) -> Callable[[str], bool]:
+    return lambda text: text not in KEYWORDS.get(block, ())
+
+
+# handler factories: each returns handler(p, obj, kw_token, args)
+
+def _h_str(attr: str) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, args[0].text)
+    return handler
+
+
+def _h_words(attr: str) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, [a.text for a in args])
+    return handler
+
+
+def _h_int(attr: str, lo: int, hi: int) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, _parse_int(args[0].text, lo, hi))
+    return handler
+
+
+def _h_time(attr: str, lo: float = 0.0, hi: float = 4294.0, zero_to: Optional[float] = None) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        value = p.time_value(kw, args[0], lo, hi)
+        if value == 0 and zero_to is not None:
+            value = zero_to
+        setattr(obj, attr, value)
+    return handler
+
+
+def _h_flag(attr: str, value: bool = True) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, _parse_bool(args[0].text) == value if args else value)
+    return handler
+
+
+def _h_ip(attr: str) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, p.ip_value(args[0]))
+    return handler
+
+
+def _h_cmd(attr: str) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, p.command_value(kw, args))
+    return handler
+
+
+def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+    """Accepted but not acted upon; global_defs keeps the words for dumps."""
+    other = getattr(obj, "other", None)
+    if isinstance(other, dict):
+        other[kw.text] = [a.text for a in args]
+
+
+def _accept_only(block: str, names: str, nargs: Tuple[int, Optional[int]] = (0, None), sub: Any = None) -> None:
+    for name in names.split():
+        _kw(block, name, _h_other, nargs, sub, supported=False)
+
+
+def _parse_ip(text: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise _Invalid(f"'{text}' is not an IP address") from None
+
+
+def _parse_port(text: str) -> int:
+    return _parse_int(text, 0, 65535)
+
+
+# --------------------------------------------------------------------------------------------
+# 3.4 Parser
+# --------------------------------------------------------------------------------------------
+
+
+class _Parser:
+    """Recursive descent over the token list, driven by KEYWORDS; fills a Config."""
+
+    def __init__(self, tokens: List[Token], diags: List[Diagnostic]):
+        self.toks = tokens
+        self.n = len(tokens)
+        self.i = 0
+        self.diags = diags
+        self.config = Config()
+        self.unwind = False
+        self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
+        self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
+
+    # -- diagnostics ----------------------------------------------------------------------
+    def error(self, tok: Token, message: str, hint: str = "") -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, Severity.ERROR, message, hint))
+
+    def warning(self, tok: Token, message: str, hint: str = "") -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, Severity.WARNING, message, hint))
+
+    def where(self, obj: Any, keyword: str) -> Optional[Token]:
+        return self.seen.get(id(obj), {}).get(keyword)
+
+    # -- typed values ---------------------------------------------------------------------
+    def time_value(self, kw: Token, tok: Token, lo: float, hi: float) -> float:
+        m = _TIME_RE.match(tok.text.lower())
+        if not m or m.group(2) not in _TIME_UNITS and m.group(2):
+            raise _Invalid(f"'{tok.text}' is not a time in seconds")
+        value = float(m.group(1)) * _TIME_UNITS.get(m.group(2), 1.0)
+        if m.group(2):
+            self.warning(tok, f"{kw.text} '{tok.text}': keepalived rejects time units; read as {value:g} seconds",
+                         f"write '{kw.text} {value:g}'")
+        if not lo <= value <= hi:
+            raise _Invalid(f"{kw.text} '{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
+        return value
+
+    def ip_value(self, tok: Token) -> IPAddress:
+        return _parse_ip(tok.text)
+
+    def command_value(self, kw: Token, args: List[Token]) -> Command:
+        if args[0].quoted:
+            user = args[1].text if len(args) > 1 else None
+            group = args[2].text if len(args) > 2 else None
+            if len(args) > 3:
+                self.warning(args[3], f"{kw.text}: extra words after the user and group are ignored",
+                             "quote the whole command")
+            return make_command(args[0].text, user, group)
+        return make_command(" ".join(a.text for a in args))
+
+    # -- token stream ---------------------------------------------------------------------
+    def peek(self) -> Optional[Token]:
+        return self.toks[self.i] if self.i < self.n else None
+
+    def skip_block(self, opener: Token) -> None:
+        """Skip to the `}` matching an already consumed `{` (nested blocks included)."""
+        depth = 1
+        toks = self.toks
+        while self.i < self.n:
+            tok = toks[self.i]
+            self.i += 1
+            if not tok.quoted:
+                if tok.text == "{":
+                    depth += 1
+                elif tok.text == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return
+        self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
+
+    def skip_statement(self, kw: Token, spec: Dict[str, Keyword]) -> None:
+        """Skip the words after an unknown keyword on its line, and a block that follows it."""
+        toks = self.toks
+        while self.i < self.n:
+            tok = toks[self.i]
+            if tok.lid != kw.lid or (not tok.quoted and (tok.text in "{}" or tok.text in spec)):
+                break
+            self.i += 1
+        nxt = self.peek()
+        if nxt is not None and nxt.is_brace("{"):
+            self.i += 1
+            self.skip_block(kw)
+
+    def take_args(self, kw: Keyword, tok: Token, spec: Dict[str, Keyword]) -> List[Token]:
+        lo, hi = kw.nargs
+        toks = self.toks
+        args: List[Token] = []
+        j = self.i
+        while j < self.n and (hi is None or len(args) < hi):
+            t = toks[j]
+            if t.lid != tok.lid or (not t.quoted and t.text in ("{", "}")):
+                break
+            if len(args) >= lo and not t.quoted:
+                if t.text in spec or (kw.accept is not None and not kw.accept(t.text)):
+                    break
+            args.append(t)
+            j += 1
+        self.i = j
+        return args
+
+    # -- blocks ---------------------------------------------------------------------------
+    def parse(self) -> Config:
+        self.statements("top", self.config, None)
+        return self.config
+
+    def statements(self, block: str, obj: Any, opener: Optional[Token]) -> None:
+        """Read keyword statements until the `}` closing `opener` (or the end, at top level)."""
+        spec = KEYWORDS[block]
+        toks = self.toks
+        while self.i < self.n:
+            tok = toks[self.i]
+            if not tok.quoted and tok.text in ("{", "}"):
+                self.i += 1
+                if tok.text == "}":
+                    if opener is not None:
+                        return
+                    self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
+                else:
+                    self.error(tok, "unexpected '{'", "a block must follow its keyword")
+                    self.skip_block(tok)
+                continue
+            kw = spec.get(tok.text) if not tok.quoted else None
+            if kw is None:
+                if opener is not None and tok.text in _TOP_BLOCKS and not tok.quoted:
+                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                               f"'{tok.text}' at line {tok.line}", "add the missing '}'")
+                    self.unwind = True
+                    return
+                self.unknown(block, tok)
+                continue
+            self.i += 1
+            self.statement(block, spec, kw, tok, obj)
+            if self.unwind:
+                if opener is not None:
+                    return
+                self.unwind = False
+        if opener is not None:
+            self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
+            self.unwind = True
+
+    def unknown(self, block: str, tok: Token) -> None:
+        spec = KEYWORDS[block]
+        title = BLOCK_TITLES.get(block, block)
+        homes = [BLOCK_TITLES.get(b, b) for b in _KEYWORD_HOMES.get(tok.text, ()) if b != block]
+        if homes:
+            self.warning(tok, f"'{tok.text}' does not belong in {title} (ignored)",
+                         f"it belongs in {' / '.join(sorted(set(homes)))}")
+        else:
+            close = difflib.get_close_matches(tok.text, list(spec), n=1, cutoff=0.75)
+            hint = f"did you mean '{close[0]}'?" if close else ""
+            self.warning(tok, f"unknown keyword '{_short(tok.text)}' in {title} (ignored)", hint)
+        self.i += 1
+        self.skip_statement(tok, spec)
+
+    def statement(self, block: str, spec: Dict[str, Keyword], kw: Keyword, tok: Token, obj: Any) -> None:
+        args = self.take_args(kw, tok, spec)
+        sub = kw.block
+        if sub is not None and args and not isinstance(sub, ValueBlock) and sub != "skip" \
+                and args[0].text in KEYWORDS.get(sub, ()) and not args[0].quoted and not self._brace_next():
+            # `vrrp_instance state MASTER ...`: the name is missing, the first word is a keyword
+            self.i -= len(args)
+            args = []
+        lo = kw.nargs[0]
+        if len(args) < lo:
+            if sub is not None and not isinstance(sub, ValueBlock):
+                what = "an address" if tok.text == "real_server" else "a name"
+                self.error(tok, f"'{tok.text}' needs {what}", f"{tok.text} {what.split()[-1].upper()} {{ ... }}")
+            else:
+                self.error(tok, f"'{tok.text}' needs {'a value' if lo == 1 else f'{lo} values'}")
+                return
+        self.seen.setdefault(id(obj), {})[tok.text] = tok
+        if sub is None:
+            self.call(kw, tok, obj, args)
+            return
+        opened = self._brace_next()
+        if opened:
+            self.i += 1
+        elif sub != "skip":
+            self.error(tok, f"missing '{{' after '{tok.text}'", "a block is written KEYWORD ... { ... }")
+        if sub == "skip" or isinstance(sub, ValueBlock):
+            if sub == "skip":
+                self.call(kw, tok, obj, args)
+                if opened:
+                    self.skip_block(tok)
+                return
+            entries = self.value_entries(sub, tok, spec)
+            if len(args) < lo:
+                return
+            self.call(kw, tok, obj, args, entries)
+            return
+        child = self.call(kw, tok, obj, args)
+        if child is None:
+            child = _Discard()
+        self.statements(sub, child, tok)
+
+    def _brace_next(self) -> bool:
+        nxt = self.peek()
+        return nxt is not None and nxt.is_brace("{")
+
+    def call(self, kw: Keyword, tok: Token, obj: Any, args: List[Token], *extra: Any) -> Any:
+        if kw.handler is None:
+            return None
+        try:
+            return kw.handler(self, obj, tok, args, *extra)
+        except _Invalid as exc:
+            self.error(tok, f"{tok.text}: {exc}")
+        return None
+
+    def value_entries(self, vb: ValueBlock, opener: Token, parent: Dict[str, Keyword]) -> List[List[Token]]:
+        """Read a value block's entries up to its `}`; a keyword of the enclosing block inside
+        it means the `}` was forgotten (the entries end there, with an error)."""
+        entries: List[List[Token]] = []
+        toks = self.toks
+        options = vb.options
+        need = 0
+        while self.i < self.n:
+            tok = toks[self.i]
+            if not tok.quoted:
+                text = tok.text
+                if text == "}":
+                    self.i += 1
+                    return entries
+                if text == "{":
+                    self.i += 1
+                    self.error(tok, f"unexpected '{{' inside '{opener.text}'")
+                    self.skip_block(tok)
+                    continue
+                if need == 0 and text not in options and (text in parent or text in _TOP_BLOCKS):
+                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                               f"'{text}' at line {tok.line}", "add the missing '}'")
+                    return entries
+            self.i += 1
+            if entries and entries[-1][0].lid == tok.lid and (need > 0 or (tok.text in options and not tok.quoted)
+                                                              or (vb.starts_entry is not None
+                                                                  and not vb.starts_entry(tok.text))):
+                entries[-1].append(tok)
+                if need > 0:
+                    need -= 1
+                else:
+                    need = options.get(tok.text, 0)
+            else:
+                entries.append([tok])
+                need = 0
+        self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
+        self.unwind = True
+        return entries
+
+
+class _Discard:
+    """Receives the keywords of a block whose header was wrong, so they are still checked."""
+
+    def __init__(self) -> None:
+        self.other: Dict[str, List[str]] = {}
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# 3.5 Keywords by block (keepalived.conf(5)); defaults live in the dataclasses of section 2
+# --------------------------------------------------------------------------------------------
+
+_VIP_OPTIONS = {"brd": 1, "broadcast": 1, "dev": 1, "scope": 1, "label": 1, "peer": 1, "home": 0, "-nodad": 0,
+                "nodad": 0, "mngtmpaddr": 0, "noprefixroute": 0, "autojoin": 0, "no_track": 0,
+                "preferred_lft": 1, "use_vmac": 0, "track_group": 1}
+_TRACK_OPTIONS = {"weight": 1, "reverse": 0, "noreverse": 0}
+_SCOPES = {"global", "site", "link", "host", "nowhere"}
+
+
+def _looks_like_address(text: str) -> bool:
+    """True for words that start a new address entry (IPv4/IPv6, with an optional /prefix)."""
+    return _ADDRESS_RE.match(text) is not None
+
+
+_ADDRESS_RE = re.compile(r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:.]*)(?:/[0-9.]+)?$")
+
+
+def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
+    vips: List[VirtualIP] = []
+    for entry in entries:
+        head = entry[0]
+        try:
+            address: IPInterface = ipaddress.ip_interface(head.text)
+        except ValueError:
+            p.error(head, f"'{_short(head.text)}' is not an IP address", "virtual_ipaddress { IP[/MASK] [dev IF] ... }")
+            continue
+        vip = VirtualIP(address=address, line=head.line)
+        k = 1
+        while k < len(entry):
+            opt_tok = entry[k]
+            opt = opt_tok.text
+            k += 1
+            if opt not in _VIP_OPTIONS:
+                close = difflib.get_close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
+                p.warning(opt_tok, f"unknown option '{_short(opt)}' for virtual address {head.text} (ignored)",
+                          f"did you mean '{close[0]}'?" if close else "")
+                if k < len(entry) and entry[k].text not in _VIP_OPTIONS:
+                    k += 1
+                continue
+            val: Optional[Token] = None
+            if _VIP_OPTIONS[opt]:
+                if k >= len(entry):
+                    p.error(opt_tok, f"'{opt}' needs a value ({head.text})")
+                    continue
+                val = entry[k]
+                k += 1
+            try:
+                if opt in ("brd", "broadcast") and val is not None:
+                    if val.text not in ("+", "-"):
+                        vip.brd = _parse_ip(val.text)
+                elif opt == "dev" and val is not None:
+                    vip.dev = val.text
+                elif opt == "scope" and val is not None:
+                    if val.text not in _SCOPES and not val.text.isdigit():
+                        raise _Invalid(f"unknown scope '{val.text}'")
+                    vip.scope = val.text
+                elif opt == "label" and val is not None:
+                    if len(val.text) > 15:
+                        p.warning(val, f"label '{val.text}' longer than 15 characters is truncated")
+                    vip.label = val.text[:15]
+                elif opt == "peer" and val is not None:
+                    vip.peer = _parse_ip(val.text)
+                elif opt in ("-nodad", "nodad"):
+                    vip.nodad = True
+                elif opt == "no_track":
+                    vip.no_track = True
+            except _Invalid as exc:
+                p.error(opt_tok, f"virtual address {head.text}: {exc}")
+        vips.append(vip)
+    return vips
+
+
+def _track_refs(p: _Parser, entries: List[List[Token]], lo: int = -253, hi: int = 253) -> List[TrackRef]:
+    refs: List[TrackRef] = []
+    for entry in entries:
+        ref = TrackRef(name=entry[0].text, line=entry[0].line)
+        k = 1
+        while k < len(entry):
+            word = entry[k].text
+            if word == "weight" and k + 1 < len(entry):
+                try:
+                    ref.weight = _parse_int(entry[k + 1].text, lo, hi)
+                except _Invalid as exc:
+                    p.error(entry[k + 1], f"{ref.name} weight: {exc}")
+                k += 2
+            elif word in ("reverse", "noreverse"):
+                ref.reverse = word == "reverse"
+                k += 1
+            else:
+                p.warning(entry[k], f"unexpected '{_short(word)}' after '{ref.name}' (ignored)",
+                          "NAME [weight N] [reverse]")
+                k += 1
+        refs.append(ref)
+    return refs
+
+
+def _weight_reverse(lo: int, hi: int) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        obj.weight = _parse_int(args[0].text, lo, hi)
+        if len(args) > 1:
+            if args[1].text not in ("reverse", "noreverse"):
+                raise _Invalid(f"'{args[1].text}' after the weight: only 'reverse' is allowed")
+            obj.weight_reverse = args[1].text == "reverse"
+    return handler
+
+
+# -- top level ---------------------------------------------------------------------------------
+
+def _top_global(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> GlobalDefs:
+    return cfg.global_defs
+
+
+def _top_instance(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> VrrpInstance:
+    inst = VrrpInstance(name=args[0].text if args else "", file=kw.file, line=kw.line)
+    cfg.vrrp_instances.append(inst)
+    return inst
+
+
+def _top_script(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Optional[VrrpScript]:
+    if not args:
+        return None
+    script = VrrpScript(name=args[0].text, file=kw.file, line=kw.line)
+    if script.name in cfg.vrrp_scripts:
+        p.error(kw, f"vrrp_script '{script.name}' defined twice", f"first at line {cfg.vrrp_scripts[script.name].line}")
+    cfg.vrrp_scripts[script.name] = script
+    return script
+
+
+def _top_track_file(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Optional[TrackFile]:
+    if not args:
+        return None
+    tf = TrackFile(name=args[0].text, file=kw.file, line=kw.line)
+    cfg.track_files[tf.name] = tf
+    return tf
+
+
+def _top_track_process(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Optional[TrackProcess]:
+    if not args:
+        return None
+    tp = TrackProcess(name=args[0].text, file=kw.file, line=kw.line)
+    cfg.track_processes[tp.name] = tp
+    return tp
+
+
+def _top_sync_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> SyncGroup:
+    group = SyncGroup(name=args[0].text if args else "", file=kw.file, line=kw.line)
+    cfg.sync_groups.append(group)
+    return group
+
+
+def _top_vs_group(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    vsg = VirtualServerGroup(name=args[0].text, file=kw.file, line=kw.line)
+    for entry in entries:
+        try:
+            vsg.entries.append(_vsg_entry(entry))
+        except _Invalid as exc:
+            p.error(entry[0], f"virtual_server_group {vsg.name}: {exc}")
+    cfg.virtual_server_groups[vsg.name] = vsg
+
+
+def _vsg_entry(entry: List[Token]) -> VirtualServerGroupEntry:
+    words = [t.text for t in entry]
+    if words[0] == "fwmark":
+        if len(words) < 2:
+            raise _Invalid("fwmark needs a number")
+        family = 6 if len(words) > 2 and words[2] == "inet6" else 4
+        return VirtualServerGroupEntry(fwmark=_parse_int(words[1], 1, 0xFFFFFFFF), family=family)
+    port = _parse_port(words[1]) if len(words) > 1 else None
+    text = words[0]
+    if "/" in text:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise _Invalid(f"'{text}' is not an address range") from None
+        return VirtualServerGroupEntry(first=net[0], last=net[-1], port=port, family=net.version)
+    if "-" in text:
+        left, _, right = text.partition("-")
+        first = _parse_ip(left)
+        if right.isdigit() and first.version == 4:
+            last: IPAddress = ipaddress.IPv4Address((int(first) & ~0xFF) | _parse_int(right, 0, 255))
+        else:
+            last = _parse_ip(right)
+        if last.version != first.version or last < first:  # type: ignore[operator]
+            raise _Invalid(f"bad range '{text}'")
+        return VirtualServerGroupEntry(first=first, last=last, port=port, family=first.version)
+    first = _parse_ip(text)
+    return VirtualServerGroupEntry(first=first, last=first, port=port, family=first.version)
+
+
+def _top_virtual_server(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> VirtualServer:
+    vs = VirtualServer(file=kw.file, line=kw.line)
+    cfg.virtual_servers.append(vs)
+    words = [a.text for a in args]
+    try:
+        if not words:
+            raise _Invalid("needs 'IP PORT', 'fwmark N' or 'group NAME'")
+        if words[0] == "fwmark":
+            if len(words) < 2:
+                raise _Invalid("fwmark needs a number")
+            vs.fwmark = _parse_int(words[1], 1, 0xFFFFFFFF)
+        elif words[0] == "group":
+            if len(words) < 2:
+                raise _Invalid("group needs a name")
+            vs.group = words[1]
+        else:
+            vs.address = _parse_ip(words[0])
+            if len(words) > 1:
+                vs.port = _parse_port(words[1])
+            else:
+                vs.port = 0
+    except _Invalid as exc:
+        p.error(kw, f"virtual_server: {exc}")
+    return vs
+
+
+for _name, _handler, _sub in (
+    ("global_defs", _top_global, "global_defs"),
+    ("vrrp_instance", _top_instance, "vrrp_instance"),
+    ("vrrp_script", _top_script, "vrrp_script"),
+    ("vrrp_sync_group", _top_sync_group, "vrrp_sync_group"),
+    ("track_file", _top_track_file, "track_file"),
+    ("vrrp_track_file", _top_track_file, "track_file"),
+    ("vrrp_track_process", _top_track_process, "vrrp_track_process"),
+    ("virtual_server", _top_virtual_server, "virtual_server"),
+):
+    _kw("top", _name, _handler, (0, 1) if _name != "global_defs" else (0, 0), _sub)
+KEYWORDS["top"]["virtual_server"].nargs = (0, 2)
+_kw("top", "virtual_server_group", _top_vs_group, (1, 1),
+    ValueBlock({"fwmark": 2}, starts_entry=lambda t: not t.isdigit() and t not in ("inet", "inet6")))
+_accept_only("top", "static_ipaddress static_routes static_rules linkbeat_interfaces interface_up_down_delays "
+             "garp_group bfd_instance SSL track_group", (0, 1), "skip")
+_accept_only("top", "net_namespace net_namespace_ipvs namespace_with_ipsets instance use_pid_dir child_wait_time")
+
+# -- global_defs ---------------------------------------------------------------------------------
+
+
+def _g_email(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    g.notification_email.extend(t.text for e in entries for t in e)
+
+
+def _g_smtp_server(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.smtp_server = args[0].text
+    if len(args) > 1:
+        g.smtp_port = _parse_port(args[1].text)
+
+
+def _g_smtp_connect_timeout(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.smtp_connect_timeout = float(_parse_int(args[0].text, 0, 4294) or 1)
+
+
+def _g_garp_interval(attr: str) -> Handler:
+    def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+        value = p.time_value(kw, args[0], 0.0, 4294.967295)
+        if value == 0:
+            p.warning(kw, f"{kw.text} 0: keepalived 2.2 rejects 0; read as no delay", f"remove the '{kw.text}' line")
+        setattr(g, attr, value)
+    return handler
+
+
+def _g_mcast(attr: str, version: int) -> Handler:
+    def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+        addr = _parse_ip(args[0].text)
+        if addr.version != version or not addr.is_multicast:
+            raise _Invalid(f"'{args[0].text}' is not an IPv{version} multicast address")
+        setattr(g, attr, addr)
+    return handler
+
+
+def _g_iptables(attr: str) -> Handler:
+    def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+        setattr(g, attr, True)
+        if args:
+            g.other[kw.text] = [a.text for a in args]
+    return handler
+
+
+def _g_script_user(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.script_user = args[0].text
+    g.script_group = args[1].text if len(args) > 1 else None
+
+
+def _g_lvs_timeouts(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    words = [a.text for a in args]
+    if len(words) % 2:
+        raise _Invalid("expects pairs: tcp|tcpfin|udp SECONDS")
+    for name, value in zip(words[::2], words[1::2]):
+        if name not in ("tcp", "tcpfin", "udp"):
+            raise _Invalid(f"unknown protocol '{name}' (tcp, tcpfin or udp)")
+        g.lvs_timeouts[name] = _parse_int(value, 0, 86400 * 31)
+
+
+def _g_version(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+    value = _parse_int(args[0].text, 2, 3)
+    if isinstance(obj, GlobalDefs):
+        obj.vrrp_version = value
+    else:
+        obj.version = value
+
+
+_G = "global_defs"
+_kw(_G, "notification_email", _g_email, (0, 0), ValueBlock())
+_kw(_G, "notification_email_from", _h_str("notification_email_from"))
+_kw(_G, "smtp_server", _g_smtp_server, (1, 2), accept=_is_number)
+_kw(_G, "smtp_helo_name", _h_str("smtp_helo_name"))
+_kw(_G, "smtp_connect_timeout", _g_smtp_connect_timeout)
+_kw(_G, "router_id", _h_str("router_id"))
+for _name in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
+    _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_lower_prio_no_advert",
+              "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src", "v3_checksum_as_v2",
+              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop"):
+    _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_kw(_G, "lvs_flush_on_stop", _h_flag("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS" or _is_bool_word(t))
+_kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
+_kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
+_kw(_G, "vrrp_gna_interval", _g_garp_interval("vrrp_gna_interval"))
+_kw(_G, "vrrp_mcast_group4", _g_mcast("vrrp_mcast_group4", 4))
+_kw(_G, "vrrp_mcast_group6", _g_mcast("vrrp_mcast_group6", 6))
+_kw(_G, "vrrp_version", _g_version)
+_kw(_G, "vrrp_garp_master_delay", _h_time("vrrp_garp_master_delay", 0, 255))
+_kw(_G, "vrrp_garp_master_repeat", _h_int("vrrp_garp_master_repeat", 0, 255))
+_kw(_G, "vrrp_garp_master_refresh", _h_time("vrrp_garp_master_refresh", 0, 4294))
+_kw(_G, "vrrp_garp_master_refresh_repeat", _h_int("vrrp_garp_master_refresh_repeat", 0, 255))
+_kw(_G, "vrrp_garp_lower_prio_delay", _h_time("vrrp_garp_lower_prio_delay", 0, 255))
+_kw(_G, "vrrp_garp_lower_prio_repeat", _h_int("vrrp_garp_lower_prio_repeat", 0, 255))
+_kw(_G, "vrrp_startup_delay", _h_time("vrrp_startup_delay", 0, 3600))
+_kw(_G, "script_user", _g_script_user, (1, 2), accept=_not_keyword_of(_G))
+_kw(_G, "notify_fifo", _h_str("notify_fifo"), (1, 3))
+_kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
+_kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
+_kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
+_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
+             "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
+             "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
+             "fifo_write_vrrp_states_on_reload lvs_sync_daemon default_interface dynamic_interfaces "
+             "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
+             "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
+             "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
+             "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
+             "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
+             "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
+             "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
+             "reload_time_file reload_repeat reload_file include_check data_use_instance state_dump_file "
+             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix log_unknown_vrids "
+             "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
+             "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
+             "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
+             "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
+             "vrrp_startup_delay_log instance net_namespace local_name disable_local_igmp "
+             "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
+             "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
+             "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
+             "vrrp_garp_interval_random")
+
+# -- vrrp_instance ---------------------------------------------------------------------------------
+
+
+def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    text = args[0].text
+    if text.upper() in ("MASTER", "BACKUP"):
+        if text != text.upper():
+            p.warning(args[0], f"state '{text}': keepalived needs upper case", f"write 'state {text.upper()}'")
+        inst.state = State(text.upper())
+    else:
+        raise _Invalid(f"'{text}' is not MASTER or BACKUP")
+
+
+def _i_advert_int(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    inst.advert_int = p.time_value(kw, args[0], 0.01, 255.0)
+
+
+def _i_auth(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> VrrpInstance:
+    return inst
+
+
+def _a_type(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    text = args[0].text.upper()
+    if text not in ("PASS", "AH"):
+        raise _Invalid(f"'{args[0].text}' is not PASS or AH")
+    inst.auth_type = AuthType[text]
+
+
+def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    raw = args[0].text.encode("utf-8")
+    if len(raw) > 8:
+        used = raw[:8].decode("utf-8", "replace")
+        p.warning(args[0], f"auth_pass '{args[0].text}' is longer than 8 characters; only '{used}' is used",
+                  "keepalived truncates it too; write the 8 characters")
+    inst.auth_pass = raw[:8]
+
+
+def _i_vips(attr: str) -> Handler:
+    def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+        getattr(inst, attr).extend(_vip_entries(p, entries))
+    return handler
+
+
+def _i_track(attr: str, lo: int = -253, hi: int = 253) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+        getattr(obj, attr).extend(_track_refs(p, entries, lo, hi))
+    return handler
+
+
+def _i_unicast_peer(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    for entry in entries:
+        try:
+            peer = UnicastPeer(address=_parse_ip(entry[0].text))
+            words = [t.text for t in entry[1:]]
+            for name, value in zip(words[::2], words[1::2]):
+                setattr(peer, name, _parse_int(value, 0, 255))
+            inst.unicast_peer.append(peer)
+        except _Invalid as exc:
+            p.error(entry[0], f"unicast_peer: {exc}")
+
+
+def _i_use_vmac(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    inst.use_vmac = True
+    if args and ":" not in args[0].text:
+        inst.vmac_name = args[0].text
+
+
+def _i_accept(value: bool) -> Handler:
+    def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+        inst.accept = value
+    return handler
+
+
+_I = "vrrp_instance"
+_kw(_I, "state", _i_state)
+_kw(_I, "interface", _h_str("interface"))
+_kw(_I, "virtual_router_id", _h_int("virtual_router_id", 1, 255))
+_kw(_I, "priority", _h_int("priority", 1, 255))
+_kw(_I, "advert_int", _i_advert_int)
+_kw(_I, "version", _g_version)
+_kw(_I, "authentication", _i_auth, (0, 0), "authentication")
+_kw("authentication", "auth_type", _a_type)
+_kw("authentication", "auth_pass", _a_pass)
+_kw(_I, "virtual_ipaddress", _i_vips("virtual_ipaddress"), (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
+_kw(_I, "virtual_ipaddress_excluded", _i_vips("virtual_ipaddress_excluded"), (0, 0),
+    ValueBlock(_VIP_OPTIONS, _looks_like_address))
+_kw(_I, "track_interface", _i_track("track_interface"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "track_script", _i_track("track_script"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "track_file", _i_track("track_file", -2147483647, 2147483647), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "unicast_src_ip", _h_ip("unicast_src_ip"))
+_kw(_I, "unicast_peer", _i_unicast_peer, (0, 0), ValueBlock({"min_ttl": 1, "max_ttl": 1}, _looks_like_address))
+_kw(_I, "unicast_ttl", _h_int("unicast_ttl", 1, 255))
+_kw(_I, "mcast_src_ip", _h_ip("mcast_src_ip"))
+_kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
+_kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
+_kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
+for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted", "notify",
+              "notify_master_rx_lower_pri"):
+    _kw(_I, _name, _h_cmd(_name), (1, None))
+_kw(_I, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
+_kw(_I, "garp_master_delay", _h_time("garp_master_delay", 0, 255))
+_kw(_I, "garp_master_repeat", _h_int("garp_master_repeat", 0, 255))
+_kw(_I, "garp_master_refresh", _h_time("garp_master_refresh", 0, 4294))
+_kw(_I, "garp_master_refresh_repeat", _h_int("garp_master_refresh_repeat", 0, 255))
+_kw(_I, "garp_lower_prio_delay", _h_time("garp_lower_prio_delay", 0, 255))
+_kw(_I, "garp_lower_prio_repeat", _h_int("garp_lower_prio_repeat", 0, 255))
+_kw(_I, "use_vmac", _i_use_vmac, (0, 3), accept=_not_keyword_of(_I))
+_kw(_I, "vmac_xmit_base", _h_flag("vmac_xmit_base"), (0, 0))
+_kw(_I, "native_ipv6", _h_flag("native_ipv6"), (0, 0))
+_kw(_I, "accept", _i_accept(True), (0, 0))
+_kw(_I, "no_accept", _i_accept(False), (0, 0))
+for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "higher_prio_send_advert",
+              "v3_checksum_as_v2"):
+    _kw(_I, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
+_accept_only(_I, "virtual_routes virtual_rules", (0, 0), "skip")
+_accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
+             "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
+             "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
+             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src track_bfd")
+KEYWORDS[_I]["track_bfd"] = Keyword("track_bfd", None, (0, 0), "skip", supported=False)
+
+# -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
+
+
+def _s_user(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+    obj.user = args[0].text
+    if len(args) > 1 and hasattr(obj, "group"):
+        obj.group = args[1].text
+
+
+_S = "vrrp_script"
+_kw(_S, "script", _h_cmd("script"), (1, None))
+_kw(_S, "interval", _h_time("interval", 0, 4294, zero_to=1.0))
+_kw(_S, "timeout", _h_time("timeout", 0, 4294))
+_kw(_S, "weight", _weight_reverse(-253, 253), (1, 2), accept=lambda t: t in ("reverse", "noreverse"))
+_kw(_S, "rise", _h_int("rise", 1, 2147483647))
+_kw(_S, "fall", _h_int("fall", 1, 2147483647))
+_kw(_S, "user", _s_user, (1, 2))
+_kw(_S, "init_fail", _h_flag("init_fail"), (0, 0))
+
+
+def _tf_init(p: _Parser, tf: TrackFile, kw: Token, args: List[Token]) -> None:
+    tf.init_file = 0
+    for a in args:
+        if a.text == "overwrite":
+            tf.init_file_overwrite = True
+        else:
+            tf.init_file = _parse_int(a.text.lstrip("-") and a.text, -2147483647, 2147483647)
+
+
+_kw("track_file", "file", _h_str("path"))
+_kw("track_file", "weight", _weight_reverse(-2147483647, 2147483647), (1, 2), accept=lambda t: t == "reverse")
+_kw("track_file", "init_file", _tf_init, (0, 2))
+
+_P = "vrrp_track_process"
+_kw(_P, "process", _h_words("process"), (1, None))
+_kw(_P, "param_match", _h_str("param_match"))
+_kw(_P, "weight", _weight_reverse(-254, 254), (1, 2), accept=lambda t: t == "reverse")
+_kw(_P, "quorum", _h_int("quorum", 1, 65535))
+_kw(_P, "delay", _h_time("delay", 0, 3600))
+_kw(_P, "full_command", _h_flag("full_command"), (0, 0))
+_accept_only(_P, "quorum_max fork_delay terminate_delay")
+
+# -- vrrp_sync_group ---------------------------------------------------------------------------------
+
+
+def _sg_group(p: _Parser, sg: SyncGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    for entry in entries:
+        for t in entry:
+            sg.group.append(t.text)
+            p.member_lines[(id(sg), t.text)] = t
+
+
+_SG = "vrrp_sync_group"
+_kw(_SG, "group", _sg_group, (0, 0), ValueBlock())
+_kw(_SG, "track_interface", _i_track("track_interface"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_SG, "track_script", _i_track("track_script"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_SG, "track_file", _i_track("track_file", -2147483647, 2147483647), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlock(_TRACK_OPTIONS))
+for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
+    _kw(_SG, _name, _h_cmd(_name), (1, None))
+_kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
+_accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
+KEYWORDS[_SG]["track_bfd"] = Keyword("track_bfd", None, (0, 0), "skip", supported=False)
+
+# -- virtual_server, real_server and checkers --------------------------------------------------------
+
+
+def _lb_kind(text: str) -> LbKind:
+    try:
+        return LbKind[text.upper()]
+    except KeyError:
+        raise _Invalid(f"'{text}' is not NAT, DR or TUN") from None
+
+
+def _v_lb_kind(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+    obj.lb_kind = _lb_kind(args[0].text)
+    if isinstance(obj, VirtualServer):
+        words = [a.text for a in args[1:]]
+        k = 0
+        while k < len(words):
+            if words[k] == "type" and k + 1 < len(words):
+                obj.tunnel_type = words[k + 1]
+                k += 2
+            elif words[k] == "port" and k + 1 < len(words):
+                obj.tunnel_port = _parse_port(words[k + 1])
+                k += 2
+            elif words[k] in ("nocsum", "csum", "remcsum"):
+                obj.tunnel_csum = words[k]
+                k += 1
+            else:
+                raise _Invalid(f"unexpected '{words[k]}' after {args[0].text}")
+
+
+_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos")
+
+
+def _v_sched(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if args[0].text not in _SCHEDULERS:
+        close = difflib.get_close_matches(args[0].text, _SCHEDULERS, n=1)
+        p.warning(args[0], f"unknown scheduler '{args[0].text}'", f"did you mean '{close[0]}'?" if close else
+                  "one of " + " ".join(_SCHEDULERS))
+    vs.lb_algo = args[0].text
+
+
+def _v_persistence(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    vs.persistence_timeout = _parse_int(args[0].text, 1, 2678400) if args else 360
+
+
+def _v_protocol(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    text = args[0].text.upper()
+    if text not in ("TCP", "UDP", "SCTP"):
+        raise _Invalid(f"'{args[0].text}' is not TCP, UDP or SCTP")
+    vs.protocol = text
+
+
+def _v_sorry(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    vs.sorry_server = (_parse_ip(args[0].text), _parse_port(args[1].text) if len(args) > 1 else None)
+
+
+def _v_sched_flag(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if kw.text not in vs.sched_flags:
+        vs.sched_flags.append(kw.text)
+
+
+def _v_ip_family(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if args[0].text not in ("inet", "inet6"):
+        raise _Invalid(f"'{args[0].text}' is not inet or inet6")
+    vs.ip_family = 6 if args[0].text == "inet6" else 4
+
+
+def _v_real_server(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> Optional[RealServer]:
+    try:
+        rs = RealServer(address=_parse_ip(args[0].text), line=kw.line)
+    except _Invalid as exc:
+        p.error(kw, f"real_server: {exc}")
+        return None
+    if len(args) > 1:
+        rs.port = _parse_port(args[1].text)
+    vs.real_servers.append(rs)
+    return rs
+
+
+def _v_sorry_method(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    vs.sorry_server_lvs_method = _lb_kind(args[0].text)
+
+
+_V = "virtual_server"
+_kw(_V, "delay_loop", _h_time("delay_loop", 0.001, 86400))
+for _name in ("lb_algo", "lvs_sched"):
+    _kw(_V, _name, _v_sched)
+for _name in ("lb_kind", "lvs_method"):
+    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in ("type", "port", "nocsum", "csum", "remcsum", "ipip",
+                                                               "gue", "gre") or t.isdigit())
+_kw(_V, "persistence_timeout", _v_persistence, (0, 1), accept=_is_number)
+_kw(_V, "persistence_granularity", _h_ip("persistence_granularity"))
+_kw(_V, "persistence_engine", _h_str("persistence_engine"))
+_kw(_V, "protocol", _v_protocol)
+_kw(_V, "sorry_server", _v_sorry, (1, 2), accept=_is_number)
+_kw(_V, "sorry_server_inhibit", _h_flag("sorry_server_inhibit"), (0, 1), accept=_is_bool_word)
+_kw(_V, "sorry_server_lvs_method", _v_sorry_method)
+_kw(_V, "quorum", _h_int("quorum", 0, 2147483647))
+_kw(_V, "hysteresis", _h_int("hysteresis", 0, 2147483647))
+_kw(_V, "quorum_up", _h_cmd("quorum_up"), (1, None))
+_kw(_V, "quorum_down", _h_cmd("quorum_down"), (1, None))
+for _name in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "hashed", "smtp_alert"):
+    _kw(_V, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+for _name in ("flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback"):
+    _kw(_V, _name, _v_sched_flag, (0, 0))
+_kw(_V, "ip_family", _v_ip_family)
+_kw(_V, "virtualhost", _h_str("virtualhost"))
+_kw(_V, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
+_kw(_V, "retry", _h_int("retry", 0, 2147483647))
+_kw(_V, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
+_kw(_V, "warmup", _h_time("warmup", 0, 86400))
+_kw(_V, "real_server", _v_real_server, (1, 2), "real_server")
+_accept_only(_V, "snmp_name weight")
+
+_R = "real_server"
+_kw(_R, "weight", _h_int("weight", 0, 2147483647))
+for _name in ("lb_kind", "lvs_method"):
+    _kw(_R, _name, _v_lb_kind)
+_kw(_R, "notify_up", _h_cmd("notify_up"), (1, None))
+_kw(_R, "notify_down", _h_cmd("notify_down"), (1, None))
+_kw(_R, "uthreshold", _h_int("uthreshold", 0, 2147483647))
+_kw(_R, "lthreshold", _h_int("lthreshold", 0, 2147483647))
+for _name in ("inhibit_on_failure", "alpha", "smtp_alert"):
+    _kw(_R, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_kw(_R, "virtualhost", _h_str("virtualhost"))
+_kw(_R, "retry", _h_int("retry", 0, 2147483647))
+_kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
+_kw(_R, "warmup", _h_time("warmup", 0, 86400))
+_kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
+_kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
+_accept_only(_R, "BFD_CHECK UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
+_accept_only(_R, "tun_type tun_port")
+
+
+def _checker(kind: str) -> Handler:
+    def handler(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> Checker:
+        chk = Checker(kind=kind, line=kw.line)
+        rs.checkers.append(chk)
+        return chk
+    return handler
+
+
+def _c_nb_get_retry(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    p.warning(kw, "nb_get_retry is deprecated", "write 'retry'")
+    chk.retry = _parse_int(args[0].text, 0, 2147483647)
+
+
+def _c_url(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> UrlCheck:
+    url = UrlCheck()
+    chk.urls.append(url)
+    return url
+
+
+def _u_status(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    for a in args:
+        for part in a.text.split(","):
+            lo_text, _, hi_text = part.partition("-")
+            lo = _parse_int(lo_text, 100, 599)
+            url.status_code.append((lo, _parse_int(hi_text, lo, 599) if hi_text else lo))
+
+
+def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    text = args[0].text.lower()
+    if not re.fullmatch(r"[0-9a-f]{32}", text):
+        raise _Invalid(f"'{args[0].text}' is not an MD5 digest (32 hex digits)")
+    url.digest = text
+
+
+def _c_dns_type(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    text = args[0].text.upper()
+    if text not in ("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"):
+        raise _Invalid(f"unknown DNS type '{args[0].text}'")
+    chk.dns_type = text
+
+
+_kw(_R, "HTTP_GET", _checker("HTTP_GET"), (0, 0), "HTTP_GET")
+_kw(_R, "SSL_GET", _checker("SSL_GET"), (0, 0), "HTTP_GET")
+_kw(_R, "TCP_CHECK", _checker("TCP_CHECK"), (0, 0), "TCP_CHECK")
+_kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
+_kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
+_kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
+for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
+    _kw(_blk, "connect_ip", _h_ip("connect_ip"))
+    _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
+    _kw(_blk, "bindto", _h_ip("bindto"))
+    _kw(_blk, "bind_port", _h_int("bind_port", 0, 65535))
+    _kw(_blk, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
+    _kw(_blk, "retry", _h_int("retry", 0, 2147483647))
+    _kw(_blk, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
+    _kw(_blk, "delay_loop", _h_time("delay_loop", 0.001, 86400))
+    _kw(_blk, "warmup", _h_time("warmup", 0, 86400))
+    _kw(_blk, "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
+    _kw(_blk, "log_all_failures", _h_flag("log_all_failures"), (0, 1), accept=_is_bool_word)
+    _accept_only(_blk, "bind_if fwmark")
+_kw("HTTP_GET", "nb_get_retry", _c_nb_get_retry)
+_kw("HTTP_GET", "url", _c_url, (0, 0), "url")
+_kw("HTTP_GET", "http_protocol", _h_str("http_protocol"))
+_kw("HTTP_GET", "virtualhost", _h_str("virtualhost"))
+_kw("HTTP_GET", "enable_sni", _h_flag("enable_sni"), (0, 1), accept=_is_bool_word)
+_kw("HTTP_GET", "sni_name", _h_str("sni_name"))
+_accept_only("HTTP_GET", "fast_recovery tls_compliant")
+_kw("url", "path", _h_str("path"))
+_kw("url", "digest", _u_digest)
+_kw("url", "status_code", _u_status, (1, None), accept=lambda t: t[:1].isdigit())
+_kw("url", "virtualhost", _h_str("virtualhost"))
+_accept_only("url", "regex regex_no_match regex_options regex_min_offset regex_max_offset regex_stack")
+_kw("MISC_CHECK", "misc_path", _h_cmd("misc_path"), (1, None))
+_kw("MISC_CHECK", "misc_timeout", _h_time("misc_timeout", 0.001, 86400))
+_kw("MISC_CHECK", "misc_dynamic", _h_flag("misc_dynamic"), (0, 1), accept=_is_bool_word)
+_kw("MISC_CHECK", "user", _s_user, (1, 2))
+_kw("SMTP_CHECK", "helo_name", _h_str("helo_name"))
+_accept_only("SMTP_CHECK", "host", (0, 0), "skip")
+_kw("DNS_CHECK", "type", _c_dns_type)
+_kw("DNS_CHECK", "name", _h_str("dns_name"))
+
+BLOCK_TITLES.update({"top": "the top level", "HTTP_GET": "HTTP_GET/SSL_GET", "url": "url (HTTP_GET/SSL_GET)"})
+_TOP_BLOCKS = frozenset(k for k, v in KEYWORDS["top"].items() if v.block is not None)
+_KEYWORD_HOMES: Dict[str, List[str]] = {}
+for _blk, _spec in KEYWORDS.items():
+    for _name in _spec:
+        _KEYWORD_HOMES.setdefault(_name, []).append(_blk)
+
+
+# --------------------------------------------------------------------------------------------
+# 3.6 Validation: the whole configuration at once, every problem reported
+# --------------------------------------------------------------------------------------------
+
+
+def effective_version(inst: VrrpInstance, g: GlobalDefs) -> int:
+    """The VRRP version an instance runs: its own `version`, else global `vrrp_version`."""
+    return inst.version if inst.version is not None else g.vrrp_version
+
+
+def advert_interval(inst: VrrpInstance, g: GlobalDefs) -> float:
+    """advert_int as it goes on the wire: whole seconds (1..255) in v2, centiseconds in v3."""
+    if effective_version(inst, g) == 2:
+        return float(min(255, max(1, int(inst.advert_int + 0.5))))
+    return min(40.95, max(0.01, round(inst.advert_int * 100) / 100))
+
+
+def vrrp_timers(inst: VrrpInstance, g: GlobalDefs) -> Tuple[float, float, float]:
+    """(advert interval, skew time, master-down interval) in seconds, as RFC 3768/5798 define them."""
+    adv = advert_interval(inst, g)
+    prio = inst.priority
+    if effective_version(inst, g) == 2:
+        skew = (256 - prio) / 256.0
+    else:
+        skew = (256 - prio) * adv / 256.0
+    return adv, skew, 3 * adv + skew
+
+
+def _strict(inst: VrrpInstance, g: GlobalDefs) -> bool:
+    return inst.strict_mode if inst.strict_mode is not None else g.vrrp_strict
+
+
+def _host_interfaces() -> Optional[set]:
+    try:
+        return {name for _, name in socket.if_nameindex()}
+    except OSError:
+        return None
+
+
+def _validate(p: _Parser, check_interfaces: bool) -> None:
+    """Cross-checks that need the whole configuration (names, duplicates, strict mode)."""
+    cfg = p.config
+    g = cfg.global_defs
+    diags = p.diags
+
+    def err(file: str, line: int, message: str, hint: str = "") -> None:
+        diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
+
+    def warn(file: str, line: int, message: str, hint: str = "") -> None:
+        diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
+
+    def line_of(obj: Any, keyword: str, default: int) -> int:
+        tok = p.where(obj, keyword)
+        return tok.line if tok is not None else default
+
+    interfaces = _host_interfaces()
+    names: Dict[str, VrrpInstance] = {}
+    vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
+    for inst in cfg.vrrp_instances:
+        f, ln = inst.file, inst.line
+        label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
+        if not inst.name:
+            err(f, ln, "vrrp_instance has no name", "vrrp_instance NAME { ... }")
+        elif inst.name in names:
+            err(f, ln, f"duplicate vrrp_instance name '{inst.name}'", f"first defined at line {names[inst.name].line}")
+        else:
+            names[inst.name] = inst
+        if inst.interface is None and inst.unicast_src_ip is None:
+            err(f, ln, f"{label}: no 'interface'", "interface IFNAME")
+        elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
+            (err if check_interfaces else warn)(f, line_of(inst, "interface", ln),
+                                                f"{label}: interface '{inst.interface}' does not exist on this host")
+        if inst.virtual_router_id == 0 and p.where(inst, "virtual_router_id") is None:
+            err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
+        version = effective_version(inst, g)
+        ln_adv = line_of(inst, "advert_int", ln)
+        if version == 2 and inst.advert_int != int(inst.advert_int):
+            warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} must be whole seconds in VRRPv2; "
+                 f"using {advert_interval(inst, g):g}", "use 'version 3' for sub-second adverts")
+        elif version == 3 and inst.advert_int > 40.95:
+            err(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} exceeds the VRRPv3 maximum of 40.95 s")
+        elif version == 3 and round(inst.advert_int * 100) != inst.advert_int * 100:
+            warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} rounded to {advert_interval(inst, g):g} "
+                 "(VRRPv3 counts centiseconds)")
+        has_auth = p.where(inst, "auth_type") is not None or p.where(inst, "auth_pass") is not None
+        ln_auth = line_of(inst, "authentication", ln)
+        if has_auth and version == 3:
+            err(f, ln_auth, f"{label}: VRRPv3 has no authentication", "remove the authentication block")
+        if inst.auth_type == AuthType.PASS and not inst.auth_pass:
+            err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
+        families = {v.address.version for v in inst.virtual_ipaddress}
+        if len(families) > 1:
+            err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
+                "use one instance per address family")
+        if _strict(inst, g):
+            why = "vrrp_strict" if inst.strict_mode is None else "strict_mode"
+            if inst.unicast_peer:
+                err(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer is not allowed with {why}",
+                    "remove vrrp_strict for unicast")
+            if not inst.virtual_ipaddress:
+                err(f, ln, f"{label}: {why} needs at least one virtual_ipaddress")
+            if version == 2 and 6 in families:
+                err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
+                    "add 'version 3'")
+            if has_auth and version == 2:
+                warn(f, ln_auth, f"{label}: {why} does not support authentication; it is ignored (as keepalived does)",
+                     "remove the authentication block")
+                inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+        if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
+            warn(f, line_of(inst, "nopreempt", ln), f"{label}: nopreempt is ignored with state MASTER or priority 255",
+                 "set 'state BACKUP' on every node")
+        if inst.auth_type == AuthType.AH and 6 in families:
+            err(f, ln_auth, f"{label}: auth_type AH is IPv4-only")
+        for ref in inst.track_script:
+            if ref.name not in cfg.vrrp_scripts:
+                close = difflib.get_close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
+                err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
+                    f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
+        for ref in inst.track_file:
+            if ref.name not in cfg.track_files:
+                err(f, ref.line, f"{label}: track_file '{ref.name}' names no track_file block")
+        for ref in inst.track_process:
+            if ref.name not in cfg.track_processes:
+                err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
+        if inst.interface is not None and inst.virtual_router_id:
+            key = (inst.interface, inst.virtual_router_id, inst.family)
+            other = vrids.get(key)
+            if other is not None and not (inst.unicast_peer and other.unicast_peer):
+                err(f, line_of(inst, "virtual_router_id", ln),
+                    f"{label}: virtual_router_id {inst.virtual_router_id} on {inst.interface} is already used by "
+                    f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
+            else:
+                vrids[key] = inst
+    seen_groups: Dict[str, SyncGroup] = {}
+    member_of: Dict[str, str] = {}
+    for sg in cfg.sync_groups:
+        if not sg.name:
+            err(sg.file, sg.line, "vrrp_sync_group has no name")
+        elif sg.name in seen_groups:
+            err(sg.file, sg.line, f"duplicate vrrp_sync_group name '{sg.name}'")
+        seen_groups[sg.name] = sg
+        if not sg.group:
+            err(sg.file, sg.line, f"vrrp_sync_group {sg.name}: no 'group {{ ... }}' of instances")
+        elif len(sg.group) == 1:
+            warn(sg.file, sg.line, f"vrrp_sync_group {sg.name} has only one member")
+        for member in sg.group:
+            tok = p.member_lines.get((id(sg), member))
+            ln = tok.line if tok is not None else sg.line
+            inst = names.get(member)
+            if inst is None:
+                close = difflib.get_close_matches(member, list(names), n=1)
+                err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
+                    f"did you mean '{close[0]}'?" if close else "")
+            elif member in member_of:
+                err(sg.file, ln, f"vrrp_instance {member} is already in vrrp_sync_group {member_of[member]}")
+            else:
+                member_of[member] = sg.name
+                inst.sync_group = sg.name
+        for ref in sg.track_script:
+            if ref.name not in cfg.vrrp_scripts:
+                err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' names no vrrp_script")
+    for script in cfg.vrrp_scripts.values():
+        if script.script is None:
+            err(script.file, script.line, f"vrrp_script {script.name} has no 'script'", 'script "/path/to/check args"')
+    for vs in cfg.virtual_servers:
+        if vs.group is not None and vs.group not in cfg.virtual_server_groups:
+            err(vs.file, vs.line, f"virtual_server group '{vs.group}' names no virtual_server_group")
+        if not vs.real_servers:
+            warn(vs.file, vs.line, "virtual_server has no real_server", "keepalived ignores it too")
+        for rs in vs.real_servers:
+            if rs.port is None and vs.port and vs.fwmark is None:
+                rs.port = vs.port
+
+
+def _sort_diagnostics(diags: List[Diagnostic], files: List[str]) -> List[Diagnostic]:
+    order = {f: i for i, f in enumerate(files)}
+    return sorted(diags, key=lambda d: (order.get(d.file, len(order)), d.file, d.line))
+
+
+# --------------------------------------------------------------------------------------------
+# 3.7 Public entry points
+# --------------------------------------------------------------------------------------------
+
+
+def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> Tuple[Config, List[Diagnostic]]:
+    parser = _Parser(lexer.tokens, diags)
+    try:
+        config = parser.parse()
+        _validate(parser, check_interfaces)
+    except RecursionError:
+        config = parser.config
+        diags.append(Diagnostic(lexer.files[0] if lexer.files else "<string>", 0, Severity.ERROR,
+                                "configuration nested too deeply"))
+    config.files = list(lexer.files)
+    return config, _sort_diagnostics(diags, lexer.files)
+
+
+def parse_config_text(text: str, filename: str = "<string>", *,
+                      check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
+    """Parse configuration text; returns the model and every problem found (never raises for bad input)."""
+    diags: List[Diagnostic] = []
+    lexer = _Lexer(diags)
+    lexer.stack.append(os.path.realpath(filename) if not filename.startswith("<") else filename)
+    lexer.lex_text(text, filename)
+    return _finish(lexer, diags, check_interfaces)
+
+
+def parse_config(path: str, *, check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
+    """Parse the file at `path` with its includes; an unreadable file is an ERROR diagnostic."""
+    diags: List[Diagnostic] = []
+    lexer = _Lexer(diags)
+    lexer.read_file(path)
+    if not lexer.files:
+        lexer.files.append(path)
+    return _finish(lexer, diags, check_interfaces)
+
+
+def load_config(path: str, *, check_interfaces: bool = True) -> Config:
+    """Parse and validate for the daemon: raises ConfigError if any ERROR; logs the warnings."""
+    config, diags = parse_config(path, check_interfaces=check_interfaces)
+    errors = [d for d in diags if d.severity is Severity.ERROR]
+    if errors:
+        raise ConfigError(diags)
+    for d in diags:
+        log.warning(str(d))
+    return config
+
+
+def default_config_path() -> str:
+    """/etc/vrrpd/vrrpd.conf, or /etc/keepalived/keepalived.conf when only that one exists."""
+    ours, theirs = "/etc/vrrpd/vrrpd.conf", "/etc/keepalived/keepalived.conf"
+    if not os.path.exists(ours) and os.path.exists(theirs):
+        return theirs
+    return ours
+
+
+def keyword_table_markdown() -> str:
+    """The keyword registry as a Markdown table (block, keyword, support) for the README."""
+    rows = ["| block | keyword | vrrpd |", "|---|---|---|"]
+    for block, spec in KEYWORDS.items():
+        title = "(top level)" if block == "top" else BLOCK_TITLES.get(block, block)
+        for name in sorted(spec, key=str.lower):
+            kw = spec[name]
+            rows.append(f"| {title} | `{name}` | {'supported' if kw.supported else 'accepted, not acted upon'} |")
+    return "\n".join(rows) + "\n"
+
+
+def config_summary(config: Config) -> List[str]:
+    """Lines describing what would run: instances with VIPs and derived timers, scripts, services."""
+    g = config.global_defs
+    out: List[str] = []
+    for inst in config.vrrp_instances:
+        adv, skew, down = vrrp_timers(inst, g)
+        peers = ", ".join(str(u.address) for u in inst.unicast_peer)
+        mode = f"unicast to {peers}" if peers else "multicast"
+        out.append(f"vrrp_instance {inst.name or '?'}: vrid {inst.virtual_router_id} on {inst.interface or '?'}, "
+                   f"VRRPv{effective_version(inst, g)}, priority {inst.priority}, start {inst.state.value}, {mode}")
+        vips = " ".join(str(v.address) + (f" dev {v.dev}" if v.dev else "") for v in inst.virtual_ipaddress)
+        out.append(f"    VIPs: {vips or '(none)'}")
+        out.append(f"    advert interval {adv:g} s, skew time {skew:.3f} s, master down interval {down:.3f} s")
+        if inst.track_script:
+            out.append("    track_script: " + ", ".join(
+                r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_script))
+    for sg in config.sync_groups:
+        out.append(f"vrrp_sync_group {sg.name}: {' '.join(sg.group)}")
+    for script in config.vrrp_scripts.values():
+        cmd = script.script.raw if script.script else "?"
+        out.append(f"vrrp_script {script.name}: '{cmd}' every {script.interval:g} s, weight {script.weight}, "
+                   f"rise {script.rise}, fall {script.fall}")
+    for vs in config.virtual_servers:
+        if vs.fwmark is not None:
+            name = f"fwmark {vs.fwmark}"
+        elif vs.group is not None:
+            name = f"group {vs.group}"
+        else:
+            name = f"{vs.address}:{vs.port}"
+        out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
+                   f"{len(vs.real_servers)} real server(s)")
+    return out
 
 
 # ============================================================================================
@@ -2476,9 +4228,6 @@ def format_status_table(status: Dict[str, Any]) -> str:
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
-DEFAULT_CONFIG_FILE = "/etc/keepalived/keepalived.conf"
-
-
 def add_run_arguments(parser: Any) -> None:
     """The run-path options of keepalived's command line that vrrpd honours."""
     parser.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (the only mode)")
@@ -2490,10 +4239,9 @@ def add_run_arguments(parser: Any) -> None:
 def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) -> int:
     """Load the configuration and run the daemon in the foreground until SIGTERM/SIGINT."""
     setup_logging(console=log_console, detail=log_detail)
-    loader = globals().get("load_config", _interim_load_config)
-    path = config_file or DEFAULT_CONFIG_FILE
+    path = config_file or default_config_path()
     try:
-        config = loader(path)
+        config = load_config(path)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -2501,96 +4249,6 @@ def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) 
         print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
         return 1
     return Daemon(config).run()
-
-
-def _interim_load_config(path: str) -> Config:
-    """INTERIM (removed when section 3's load_config lands): the keepalived subset the VRRP labs use."""
-    import re
-
-    with open(path) as fh:
-        text = fh.read()
-    tokens: List[List[str]] = []
-    for raw in text.splitlines():
-        line = re.split(r"[!#]", raw, maxsplit=1)[0]
-        for part in re.split(r"([{}])", line):
-            words = part.split()
-            if words:
-                tokens.append(words)
-    config = Config(files=[path])
-    pos = 0
-
-    def block() -> List[Tuple[List[str], Any]]:
-        nonlocal pos
-        items: List[Tuple[List[str], Any]] = []
-        while pos < len(tokens):
-            words = tokens[pos]
-            pos += 1
-            if words == ["}"]:
-                return items
-            if pos < len(tokens) and tokens[pos] == ["{"]:
-                pos += 1
-                items.append((words, block()))
-            elif words != ["{"]:
-                items.append((words, None))
-        return items
-
-    def vip(words: List[str]) -> VirtualIP:
-        v = VirtualIP(ipaddress.ip_interface(words[0]))
-        opts = dict(zip(words[1::2], words[2::2]))
-        v.dev, v.label = opts.get("dev"), opts.get("label")
-        v.scope = opts.get("scope", "global")
-        if "brd" in opts:
-            v.brd = ipaddress.ip_address(opts["brd"])
-        return v
-
-    g = config.global_defs
-    for words, body in block():
-        if words[0] == "global_defs":
-            for (key, *vals), _sub in body or []:
-                if key == "vrrp_version":
-                    g.vrrp_version = int(vals[0])
-                elif key == "vrrp_mcast_group4":
-                    g.vrrp_mcast_group4 = ipaddress.IPv4Address(vals[0])
-                elif key in ("vrrp_garp_master_delay", "vrrp_garp_master_refresh", "vrrp_garp_interval"):
-                    setattr(g, key, float(vals[0]))
-                elif key in ("vrrp_garp_master_repeat",):
-                    setattr(g, key, int(vals[0]))
-                elif key == "router_id":
-                    g.router_id = vals[0]
-                elif hasattr(g, key) and isinstance(getattr(g, key), bool):
-                    setattr(g, key, True)
-        elif words[0] == "vrrp_instance":
-            inst = VrrpInstance(name=words[1], file=path)
-            for (key, *vals), sub in body or []:
-                if key == "state":
-                    inst.state = State(vals[0])
-                elif key in ("interface",):
-                    inst.interface = vals[0]
-                elif key in ("virtual_router_id", "priority", "version"):
-                    setattr(inst, key, int(vals[0]))
-                elif key in ("advert_int", "preempt_delay", "garp_master_delay"):
-                    setattr(inst, key, float(vals[0]))
-                elif key == "nopreempt":
-                    inst.nopreempt = True
-                elif key in ("unicast_src_ip", "mcast_src_ip"):
-                    setattr(inst, key, ipaddress.ip_address(vals[0]))
-                elif key == "authentication":
-                    for (akey, *avals), _ in sub or []:
-                        if akey == "auth_type":
-                            inst.auth_type = AuthType[avals[0]]
-                        elif akey == "auth_pass":
-                            inst.auth_pass = avals[0].encode()[:8]
-                elif key in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
-                    getattr(inst, key).extend(vip(w) for w, _ in sub or [])
-                elif key == "unicast_peer":
-                    inst.unicast_peer = [UnicastPeer(ipaddress.ip_address(w[0])) for w, _ in sub or []]
-                elif key == "track_interface":
-                    for w, _ in sub or []:
-                        opts = dict(zip(w[1::2], w[2::2]))
-                        inst.track_interface.append(
-                            TrackRef(w[0], int(opts["weight"]) if "weight" in opts else None, "reverse" in w))
-            config.vrrp_instances.append(inst)
-    return config
 
 
 DEMO_CONFIG = """\
@@ -2722,6 +4380,22 @@ def run_demo() -> int:
         signal.signal(signal.SIGINT, old_int)
 
 
+def check_command(path: Optional[str], out: Any = None) -> int:
+    """`--check`: print every problem, then what would run; 0 without errors, 1 with."""
+    out = out if out is not None else sys.stdout
+    path = path or default_config_path()
+    config, diags = parse_config(path, check_interfaces=False)
+    for d in diags:
+        print(str(d), file=out)
+    errors = sum(1 for d in diags if d.severity is Severity.ERROR)
+    warnings = len(diags) - errors
+    if errors == 0:
+        for line in config_summary(config):
+            print(line, file=out)
+    print(f"{path}: {errors} error(s), {warnings} warning(s)", file=out)
+    return 1 if errors else 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     import argparse
 
@@ -2732,6 +4406,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    if args.check:
+        return check_command(args.config)
     if args.demo:
         return run_demo()
     return run_daemon(args.config, args.log_console, args.log_detail)
