@@ -3575,6 +3575,8 @@ class Daemon:
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
         self.by_socket: Dict[str, List[InstanceRuntime]] = {}
+        self.by_vrid: Dict[Tuple[str, int], List[InstanceRuntime]] = {}
+        self.own_sources: set = set()
         self.vsocks: Dict[str, VrrpSocket] = {}
         self.garp_socks: Dict[str, GarpSocket] = {}
         self.links: Dict[int, LinkInfo] = {}
@@ -3648,6 +3650,7 @@ class Daemon:
                 self.by_socket[ifname] = []
             rt.vsock = vsock
             self.by_socket[ifname].append(rt)
+            self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
         if rt.unicast:
             rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
         else:
@@ -3657,6 +3660,11 @@ class Daemon:
         rt.src = self._source_address(rt)
         machine.primary_ip = rt.src
         self.runtimes.append(rt)
+        self._update_own_sources()
+
+    def _update_own_sources(self) -> None:
+        """Our own advert sources and interface addresses: packets from them are our own echoes."""
+        self.own_sources = {rt.src for rt in self.runtimes if rt.src is not None}
 
     def _source_address(self, rt: InstanceRuntime) -> Optional[ipaddress.IPv4Address]:
         """unicast_src_ip, mcast_src_ip, else the interface's first IPv4 address that is not one of our VIPs."""
@@ -3882,16 +3890,17 @@ class Daemon:
         except PacketError as exc:
             self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
             return
-        if ip.protocol != IPPROTO_VRRP or any(ip.src == rt.src for rt in self.by_socket[vsock.ifname]):
+        if ip.protocol != IPPROTO_VRRP or ip.src in self.own_sources:
             return
         if len(ip.payload) < 2:
             self._bad(None, "truncated", f"truncated VRRP packet from {ip.src} on {vsock.ifname}")
             return
         vrid = ip.payload[1]
         unicast = not ip.dst.is_multicast
-        rt = next((r for r in self.by_socket[vsock.ifname] if r.machine.vrid == vrid and r.unicast == unicast), None)
+        candidates = self.by_vrid.get((vsock.ifname, vrid), [])
+        rt = next((r for r in candidates if r.unicast == unicast), None)
         if rt is None:
-            rt = next((r for r in self.by_socket[vsock.ifname] if r.machine.vrid == vrid), None)
+            rt = candidates[0] if candidates else None
             if rt is None:
                 self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                                f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
@@ -4003,6 +4012,7 @@ class Daemon:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
+        self._update_own_sources()
         return changed
 
     def _vip_deleted(self, addr: AddrInfo) -> None:
