@@ -957,7 +957,8 @@ def test_backup_takes_over_after_master_down_interval():
     assert m.state == vrrpd.State.MASTER
     assert vrrpd.SendAdvert(100) in acts and vrrpd.AddVips() in acts
     assert vrrpd.StartGarp() in acts and "(VI_1) Entering MASTER STATE" in _logs(acts)
-    assert acts.index(vrrpd.SendAdvert(100)) < acts.index(vrrpd.AddVips())
+    # RFC 5798 6.4.2: the advert, then the gratuitous ARPs; the VIPs are up before either goes out
+    assert acts.index(vrrpd.AddVips()) < acts.index(vrrpd.SendAdvert(100)) < acts.index(vrrpd.StartGarp())
 
 
 def test_master_sends_adverts_every_advert_interval():

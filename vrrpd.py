@@ -2892,11 +2892,13 @@ class VrrpMachine:
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
         self.master_ip = self.primary_ip
-        acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE"), SendAdvert(self.effective_priority)]
+        # the VIPs go up just before the advert (the RFC does not order them), so the old master, which drops
+        # them on hearing us, and the client, which follows our GARPs, never find the address missing
+        acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE")]
         if not self.vips_set:
             self.vips_set = True
             acts += [Log(f"({self.name}) setting VIPs.", detail=True), AddVips()]
-        acts += [StartGarp(), Notify(State.MASTER, self.effective_priority)]
+        acts += [SendAdvert(self.effective_priority), StartGarp(), Notify(State.MASTER, self.effective_priority)]
         return acts
 
     def _enter_backup(self, now: float, init: bool = False) -> List[Action]:
@@ -3649,6 +3651,8 @@ class Daemon:
                 self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
                 self.by_socket[ifname] = []
             rt.vsock = vsock
+            if ifname not in self.garp_socks:
+                self.garp_socks[ifname] = GarpSocket(ifname)
             self.by_socket[ifname].append(rt)
             self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
         if rt.unicast:
@@ -3730,9 +3734,10 @@ class Daemon:
     def _apply(self, rt: InstanceRuntime, actions: List[Action]) -> None:
         """Carry out what the machine asked for, then re-arm its timer."""
         inst = rt.inst
+        # kernel actions first, in order; log lines and notifications after them (they may be slow)
         for act in actions:
-            if isinstance(act, Log):
-                log.log(logging.DEBUG if act.detail else act.level, act.message)
+            if isinstance(act, (Log, Notify, NotifyRxLowerPri)):
+                continue
             elif isinstance(act, SendAdvert):
                 self._send_advert(rt, act.priority)
             elif isinstance(act, AddVips):
@@ -3745,6 +3750,9 @@ class Daemon:
                 self._cancel_garp(rt)
             elif isinstance(act, SendGarp):
                 self._send_garps(rt, act.repeat)
+        for act in actions:
+            if isinstance(act, Log):
+                log.log(logging.DEBUG if act.detail else act.level, act.message)
             elif isinstance(act, Notify):
                 rt.transitions += 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
