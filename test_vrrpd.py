@@ -16,6 +16,8 @@ Root-only tests skip with a reason on a laptop; under CI=true a missing prerequi
 from __future__ import annotations
 
 import io
+import ipaddress
+import logging
 import os
 import shutil
 import signal
@@ -794,7 +796,6 @@ def test_example_config_is_a_valid_two_node_setup():
 # ============================================================================================
 
 
-import ipaddress  # noqa: E402
 import random  # noqa: E402
 
 IP4 = ipaddress.IPv4Address
@@ -1372,7 +1373,8 @@ def test_custom_multicast_group_seed001(lab, tmp_path):
     glob = "    vrrp_mcast_group4 224.0.101.11\n"
     a, b = _pair(lab, tmp_path, _conf(priority=150, global_extra=glob), _conf(priority=100, global_extra=glob))
     _wait_holders(lab, [a, b], ["A"], timeout=5)
-    assert "224.0.101.11" in lab.ip("maddr", "show", "dev", "eth0", ns=b.ns).stdout
+    wait_for(lambda: "224.0.101.11" in lab.ip("maddr", "show", "dev", "eth0", ns=b.ns).stdout, 5,
+             what="node B joined 224.0.101.11")
     _steady_single_master(lab, [a, b], 0.5)
     a.kill()
     wait_for(lambda: lab.has_address(b.ns, VIP), 2, what="VIP on B")
@@ -1554,6 +1556,823 @@ def test_hostile_input_does_not_change_state_or_delay_adverts(lab, tmp_path):
 # ============================================================================================
 # E. Tracking, notify scripts and e-mail
 # ============================================================================================
+
+
+def _cmd(raw: str, shell: bool = False) -> vrrpd.Command:
+    """A Command as the parser builds it (tests of section E build models directly)."""
+    import shlex
+
+    return vrrpd.Command(raw=raw, argv=shlex.split(raw), shell=shell)
+
+
+def _spin(loop, predicate, timeout: float, what: str = "condition"):
+    """Run `loop` until predicate() is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        loop.run_once(until=min(deadline, time.monotonic() + 0.05))
+
+
+def _tracking_config(scripts=(), files=(), processes=(), refs=None):
+    cfg = vrrpd.Config()
+    for s in scripts:
+        cfg.vrrp_scripts[s.name] = s
+    for f in files:
+        cfg.track_files[f.name] = f
+    for p in processes:
+        cfg.track_processes[p.name] = p
+    inst = vrrpd.VrrpInstance(name="VI_1", priority=100)
+    refs = refs or {}
+    inst.track_script = [vrrpd.TrackRef(s.name) for s in scripts] if "script" not in refs else refs["script"]
+    inst.track_file = [vrrpd.TrackRef(f.name) for f in files] if "file" not in refs else refs["file"]
+    inst.track_process = [vrrpd.TrackRef(p.name) for p in processes] if "process" not in refs else refs["process"]
+    cfg.vrrp_instances.append(inst)
+    return cfg, inst
+
+
+class _LogLines(logging.Handler):
+    """Collects the messages of the `vrrpd` logger (works even when propagation is turned off)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def vlog():
+    logger = logging.getLogger("vrrpd")
+    handler, old_level = _LogLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+@pytest.fixture
+def loop():
+    the_loop = vrrpd.EventLoop()
+    yield the_loop
+    the_loop.kill_children()
+    the_loop.close()
+
+
+# -- pure decisions ---------------------------------------------------------------------------
+
+
+def test_script_result_one_success_makes_good_first_failure_fails_then_rise_fall_counts():
+    res = vrrpd.ScriptResult(rise=2, fall=3)
+    assert res.state == "INIT"
+    assert res.record(True) is True and res.good is True  # result starts at rise-1
+    assert [res.record(False) for _ in range(3)] == [False, False, True] and res.good is False
+    assert [res.record(True) for _ in range(2)] == [False, True] and res.good is True
+    res = vrrpd.ScriptResult(rise=2, fall=3)
+    assert res.record(False) is True and res.good is False  # first failure at start-up counts at once
+    assert res.record(False) is False
+
+
+def test_script_result_init_fail_starts_failed_and_needs_rise_successes():
+    res = vrrpd.ScriptResult(rise=3, fall=1, init_fail=True)
+    assert res.good is False
+    assert [res.record(True) for _ in range(3)] == [False, False, True]
+    assert res.record(False) is True and res.good is False
+
+
+@pytest.mark.parametrize("weight,reverse,ok,expected", [
+    (-5, False, True, (0, False)), (-5, False, False, (-5, False)),
+    (10, False, True, (10, False)), (10, False, False, (0, False)),
+    (10, True, True, (-10, False)), (-5, True, False, (5, False)),
+    (0, False, False, (0, True)), (0, False, True, (0, False)),
+    (0, True, True, (0, True)), (0, True, False, (0, False)),
+    (0, False, None, (0, False)), (-5, False, None, (0, False)),
+])
+def test_tracker_effect_follows_keepalived_weight_rules(weight, reverse, ok, expected):
+    assert vrrpd.tracker_effect(weight, reverse, ok) == expected
+
+
+@pytest.mark.parametrize("weight,reverse,value,expected", [
+    (0, False, 0, (0, False)), (0, False, 3, (0, True)), (0, True, 0, (0, True)), (0, True, 1, (0, False)),
+    (-10, False, 2, (-20, False)), (10, True, 2, (-20, False)), (1, False, 300, (253, False)),
+    (1, False, -253, (-253, False)), (1, False, -254, (0, True)), (-100, False, 5, (0, True)),
+])
+def test_track_file_effect_multiplies_caps_and_faults(weight, reverse, value, expected):
+    assert vrrpd.track_file_effect(weight, reverse, value) == expected
+
+
+@pytest.mark.parametrize("text,value", [
+    ("5\n", 5), ("  -12 apples", -12), ("0x1f", 31), ("010", 8), ("", 0), ("abc", 0), ("+7", 7),
+    ("99999999999", None),
+])
+def test_parse_track_file_value_reads_like_strtol(text, value):
+    assert vrrpd.parse_track_file_value(text) == value
+
+
+def test_process_matches_comm_exactly_and_params_by_param_match():
+    tp = vrrpd.TrackProcess(name="p", process=["ssh"])
+    assert vrrpd.process_matches(tp, "ssh", [])
+    assert not vrrpd.process_matches(tp, "sshd", [])  # not a regex, unlike pgrep ssh
+    long = vrrpd.TrackProcess(name="p", process=["a-very-long-process-name"])
+    assert vrrpd.process_matches(long, "a-very-long-pro", [])
+    full = vrrpd.TrackProcess(name="p", process=["/usr/bin/python3"], full_command=True)
+    assert vrrpd.process_matches(full, "python3", ["/usr/bin/python3", "x.py"])
+    assert not vrrpd.process_matches(full, "python3", ["python3", "x.py"])
+    exact = vrrpd.TrackProcess(name="p", process=["haproxy", "-f", "/etc/haproxy.cfg"])
+    assert vrrpd.process_matches(exact, "haproxy", ["/usr/sbin/haproxy", "-f", "/etc/haproxy.cfg"])
+    assert not vrrpd.process_matches(exact, "haproxy", ["/usr/sbin/haproxy", "-f", "/etc/haproxy.cfg", "-D"])
+    partial = vrrpd.TrackProcess(name="p", process=["haproxy", "-f"], param_match="partial")
+    assert vrrpd.process_matches(partial, "haproxy", ["haproxy", "-f", "/x", "-D"])
+    assert not vrrpd.process_matches(partial, "haproxy", ["haproxy", "-D"])
+    initial = vrrpd.TrackProcess(name="p", process=["nginx", "-c", "/etc/ng"], param_match="initial")
+    assert vrrpd.process_matches(initial, "nginx", ["nginx", "-c", "/etc/nginx/nginx.conf"])
+    assert not vrrpd.process_matches(initial, "nginx", ["nginx", "-g", "/etc/nginx/nginx.conf"])
+
+
+def test_process_quorum_applies_delay_on_a_fake_clock():
+    q = vrrpd.ProcessQuorum(quorum=2, quorum_max=3, delay=1.0)
+    assert q.update(2, now=0.0) is True and q.up is True  # first scan decides at once
+    assert q.update(1, now=1.0) is False and q.up is True  # lost, but only for 0 s
+    assert q.update(1, now=1.5) is False
+    assert q.update(2, now=1.8) is False and q.pending is None  # came back within the delay
+    assert q.update(4, now=2.0) is False  # above quorum_max
+    assert q.update(4, now=3.0) is True and q.up is False
+    nodelay = vrrpd.ProcessQuorum(quorum=1)
+    assert nodelay.update(0, 0.0) is True and nodelay.up is False
+    assert nodelay.update(1, 0.1) is True and nodelay.up is True
+
+
+def test_script_argv_runs_double_brackets_under_bash(tmp_path):
+    require(os.path.exists("/bin/bash"), "needs /bin/bash")
+    down = tmp_path / "down"
+    cmd = _cmd(f"[[ -f {down} ]] && exit 1 || exit 0", shell=True)
+    argv = vrrpd.script_argv(cmd)
+    assert argv[0] == "/bin/bash"
+    assert subprocess.run(argv).returncode == 0
+    down.touch()
+    assert subprocess.run(argv).returncode == 1  # under dash `[[` is "not found" and this would be 0
+    assert vrrpd.script_argv(_cmd("killall -0 httpd")) == ["killall", "-0", "httpd"]
+    assert vrrpd.script_argv(_cmd("test -f /x || exit 1", shell=True))[:2] == ["/bin/sh", "-c"]
+
+
+def test_script_security_finds_non_root_writable_parts(tmp_path):
+    require(os.geteuid() == 0, "needs root: the rule is about scripts run as root")
+    assert vrrpd.script_security_problem("/bin/sh") is None
+    script = tmp_path / "chk.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    tmp_path.chmod(0o755)
+    assert vrrpd.script_security_problem(str(script)) is None
+    script.chmod(0o757)
+    assert vrrpd.script_security_problem(str(script)) == str(script)
+    script.chmod(0o755)
+    tmp_path.chmod(0o777)  # a world-writable directory without the sticky bit
+    assert vrrpd.script_security_problem(str(script)) == str(tmp_path)
+    tmp_path.chmod(0o755)
+    os.chown(script, 65534, 0)
+    assert vrrpd.script_security_problem(str(script)) == str(script)
+
+
+def test_adjustment_sums_instance_and_sync_group_trackers_with_weight_override(tmp_path):
+    f1 = vrrpd.TrackFile(name="f1", path=str(tmp_path / "f1"), weight=-10)
+    (tmp_path / "f1").write_text("2\n")
+    f2 = vrrpd.TrackFile(name="f2", path=str(tmp_path / "f2"), weight=1)
+    (tmp_path / "f2").write_text("7\n")
+    cfg, inst = _tracking_config(files=[f1, f2], refs={"file": [vrrpd.TrackRef("f1", weight=3, reverse=True)]})
+    cfg.sync_groups.append(vrrpd.SyncGroup(name="G", group=["VI_1"], track_file=[vrrpd.TrackRef("f2")]))
+    tracking = vrrpd.Tracking(vrrpd.EventLoop(), cfg, lambda: None)
+    tracking.start()
+    try:
+        assert tracking.adjustment(inst) == (2 * 3 * -1 + 7, False)
+        (tmp_path / "f2").write_text("0\n")
+        cfg.track_files["f2"].weight = 0
+        tracking.files["f2"].read()
+        assert tracking.adjustment(inst) == (-6, False)
+        (tmp_path / "f2").write_text("1\n")
+        tracking.files["f2"].read()
+        assert tracking.adjustment(inst) == (-6, True)
+        assert tracking.status()["track_file"]["f2"]["value"] == 1
+    finally:
+        tracking.stop()
+        tracking.loop.close()
+
+
+def test_parsed_seed001_configuration_drives_tracking_and_notify(tmp_path, loop):
+    """The parser's model (section 3) feeds Tracking and Notifier: shell syntax, weight override, notify."""
+    require(hasattr(vrrpd, "parse_config_text"), "needs the config parser")
+    tmp_path.chmod(0o755)
+    down = tmp_path / "down"
+    rec = _recorder(tmp_path, "rec.sh")
+    cfg, diags = vrrpd.parse_config_text(f"""
+vrrp_script chk_down {{
+    script "[[ -f {down} ]] && exit 1 || exit 0"
+    interval 0.1
+    weight -5
+}}
+vrrp_instance VI_1 {{
+    state MASTER
+    interface eth0
+    virtual_router_id 22
+    priority 100
+    virtual_ipaddress {{
+        172.16.1.66
+    }}
+    track_script {{
+        chk_down weight -20
+    }}
+    notify_master "{rec} master-A"
+    notify "{rec}"
+}}
+""")
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR], diags
+    inst = cfg.vrrp_instances[0]
+    assert cfg.vrrp_scripts["chk_down"].script.shell
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.start()
+    down.touch()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-20, False), 5, "the instance's weight -20 to apply")
+    tracking.stop()
+    notifier = vrrpd.Notifier(loop, cfg)
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 80)
+    notifier.close(timeout=5)
+    assert (tmp_path / "log").read_text().splitlines() == ["master-A", "INSTANCE VI_1 MASTER 80"]
+
+
+# -- trackers on a real event loop ------------------------------------------------------------
+
+
+def test_down_file_script_lowers_priority_by_weight_and_recovers(tmp_path, loop, vlog):
+    """Seed 001: `[[ -f /etc/keepalived/down ]] && exit 1 || exit 0`, weight -5."""
+    down = tmp_path / "down"
+    chk = vrrpd.VrrpScript(name="chk_down", script=_cmd(f"[[ -f {down} ]] && exit 1 || exit 0", shell=True),
+                           interval=0.1, weight=-5)
+    cfg, inst = _tracking_config(scripts=[chk])
+    changes: list = []
+    tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(tracking.adjustment(inst)))
+    tracking.start()
+    assert tracking.adjustment(inst) == (0, False)
+    _spin(loop, lambda: tracking.scripts["chk_down"].runs >= 2, 5, "two runs")
+    assert tracking.adjustment(inst) == (0, False) and changes == [(0, False)]
+    down.touch()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-5, False), 5, "priority drop")
+    assert "VRRP_Script(chk_down) failed (exited with status 1)" in vlog.text
+    down.unlink()
+    _spin(loop, lambda: tracking.adjustment(inst) == (0, False), 5, "recovery")
+    assert changes == [(0, False), (-5, False), (0, False)]
+    assert vlog.text.count("VRRP_Script(chk_down) succeeded") == 2
+    tracking.stop()
+
+
+def test_hung_script_is_killed_with_its_group_at_timeout_and_counts_as_failure(tmp_path, loop, vlog):
+    marker = f"{uuid.uuid4().int % 1000 + 3000}.{os.getpid() % 1000}"
+    chk = vrrpd.VrrpScript(name="chk_hang", script=_cmd(f"sleep {marker} & sleep {marker}", shell=True),
+                           interval=5, timeout=0.3, weight=0)
+    cfg, inst = _tracking_config(scripts=[chk])
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    start = time.monotonic()
+    tracking.start()
+    _spin(loop, lambda: tracking.adjustment(inst)[1], 5, "FAULT from the hung script")
+    assert time.monotonic() - start < 2.0
+    assert "VRRP_Script(chk_hang) timed_out" in vlog.text
+
+    def leftovers():
+        return [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).endswith(f"sleep {marker}")]
+
+    wait_for(lambda: not leftovers(), 3, what="the script's background child to be killed too")
+    tracking.stop()
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def test_missing_script_logs_clearly_and_faults_only_with_weight_0(tmp_path, loop, vlog):
+    missing = str(tmp_path / "no-such-check.sh")
+    weighted = vrrpd.VrrpScript(name="chk_w", script=_cmd(missing), interval=0.1, weight=-10)
+    unweighted = vrrpd.VrrpScript(name="chk_0", script=_cmd("no-such-command-xyz --x"), interval=0.1, weight=0)
+    cfg, inst = _tracking_config(scripts=[weighted])
+    inst0 = vrrpd.VrrpInstance(name="VI_0", track_script=[vrrpd.TrackRef("chk_0")])
+    cfg.vrrp_scripts["chk_0"] = unweighted
+    cfg.vrrp_instances.append(inst0)
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.start()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-10, False) and tracking.adjustment(inst0) == (0, True),
+          5, "both scripts failed")
+    loop.run(until=time.monotonic() + 0.35)
+    assert f"VRRP_Script(chk_w) script '{missing}' not found or not executable - counts as failure" in vlog.text
+    assert "VRRP_Script(chk_0) script 'no-such-command-xyz' not found" in vlog.text
+    assert vlog.text.count("not found or not executable") == 2  # said once per script, not every run
+    tracking.stop()
+
+
+def test_track_file_changes_reach_the_daemon(tmp_path, loop):
+    path = tmp_path / "prio"
+    tf = vrrpd.TrackFile(name="tf", path=str(path), weight=-2, init_file=0)
+    cfg, inst = _tracking_config(files=[tf])
+    changes: list = []
+    tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(tracking.adjustment(inst)))
+    tracking.file_poll_interval = 0.05
+    tracking.start()
+    assert path.read_text().strip() == "0"  # init_file created it
+    assert tracking.adjustment(inst) == (0, False)
+    path.write_text("15\n")
+    _spin(loop, lambda: changes, 3, "file change")
+    assert changes == [(-30, False)]
+    path.unlink()  # a missing file reads as 0
+    _spin(loop, lambda: len(changes) == 2, 3, "file removal")
+    assert changes[-1] == (0, False)
+    tracking.stop()
+
+
+def test_track_process_counts_a_running_process_and_fails_over_when_it_stops(tmp_path, loop, vlog):
+    name = "vt" + uuid.uuid4().hex[:10]
+    binary = tmp_path / name
+    shutil.copy("/bin/sleep", binary)
+    proc = subprocess.Popen([str(binary), "60"])
+    try:
+        tp = vrrpd.TrackProcess(name="chk_proc", process=[name], weight=-20, quorum=1)
+        cfg, inst = _tracking_config(processes=[tp])
+        tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+        tracking.process_scan_interval = 0.1
+        wait_for(lambda: _comm(proc.pid) == name, 3, what="the process to start")
+        tracking.start()
+        assert tracking.adjustment(inst) == (0, False)
+        assert tracking.status()["track_process"]["chk_proc"]["count"] == 1
+        proc.kill()
+        proc.wait()
+        _spin(loop, lambda: tracking.adjustment(inst) == (-20, False), 3, "the process to be missed")
+        assert "Track_Process(chk_proc) now DOWN (0 running, quorum 1)" in vlog.text
+        tracking.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def test_enable_script_security_refuses_a_world_writable_script(tmp_path, loop, vlog):
+    require(os.geteuid() == 0, "needs root: the rule is about scripts run as root")
+    tmp_path.chmod(0o755)
+    script = tmp_path / "chk.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o777)
+    chk = vrrpd.VrrpScript(name="chk", script=_cmd(str(script)), interval=0.1, weight=-7)
+    cfg, inst = _tracking_config(scripts=[chk])
+    cfg.global_defs.enable_script_security = True
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.start()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-7, False), 3, "the script to be refused")
+    assert f"unsafe permissions found for script '{script}'" in vlog.text
+    tracking.stop()
+    # without enable_script_security it runs (and succeeds), with a warning
+    cfg.global_defs.enable_script_security = False
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.start()
+    _spin(loop, lambda: tracking.scripts["chk"].result.good is True, 3, "the script to run")
+    tracking.stop()
+
+
+def test_scripts_run_as_script_user(tmp_path, loop):
+    require(os.geteuid() == 0, "needs root to change user")
+    import pwd
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="vrrpd-test-"))  # pytest's tmp_path is closed to other users
+    try:
+        out.chmod(0o1777)
+        chk = vrrpd.VrrpScript(name="chk_id", script=_cmd(f"id -u > {out}/script", shell=True), interval=5)
+        cfg, inst = _tracking_config(scripts=[chk])
+        cfg.global_defs.script_user = "nobody"
+        inst.notify_master = _cmd(f"id -u > {out}/notify", shell=True)
+        tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+        tracking.start()
+        _spin(loop, lambda: tracking.scripts["chk_id"].runs, 5, "the script to run")
+        tracking.stop()
+        notifier = vrrpd.Notifier(loop, cfg)
+        notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)
+        notifier.close(timeout=5)
+        nobody = str(pwd.getpwnam("nobody").pw_uid)
+        assert (out / "script").read_text().strip() == nobody
+        assert (out / "notify").read_text().strip() == nobody
+    finally:
+        shutil.rmtree(out)
+
+
+# -- notify scripts, FIFO and mail -------------------------------------------------------------
+
+
+def _recorder(tmp_path, name: str, delay: float = 0.0) -> str:
+    """A notify script appending its arguments (or its fixed tag) to tmp_path/log."""
+    script = tmp_path / name
+    script.write_text(f'#!/bin/sh\nsleep {delay}\necho "$*" >> {tmp_path / "log"}\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_notify_scripts_run_specific_then_generic_in_transition_order(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    inst = vrrpd.VrrpInstance(name="VI_1")
+    slow = _recorder(tmp_path, "slow.sh", delay=0.2)  # without a per-instance queue it would finish last
+    inst.notify_master = _cmd(f"{slow} master-A")
+    inst.notify_backup = _cmd(f"{slow} backup-A")
+    inst.notify_fault = _cmd(f"{slow} fault-A")
+    inst.notify = _cmd(_recorder(tmp_path, "notify.sh"))
+    cfg = vrrpd.Config(vrrp_instances=[inst])
+    notifier = vrrpd.Notifier(loop, cfg)
+    notifier.vrrp_instance(inst, vrrpd.State.BACKUP, 150)
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 150)
+    notifier.vrrp_instance(inst, vrrpd.State.FAULT, 150)
+    notifier.vrrp_instance(inst, vrrpd.State.STOP, 150)
+    notifier.close(timeout=10)
+    assert (tmp_path / "log").read_text().splitlines() == [
+        "backup-A", "INSTANCE VI_1 BACKUP 150", "master-A", "INSTANCE VI_1 MASTER 150",
+        "fault-A", "INSTANCE VI_1 FAULT 150", "INSTANCE VI_1 STOP 150"]
+    assert notifier.scripts_run == 7
+
+
+def test_notify_scripts_never_block_the_loop(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    inst = vrrpd.VrrpInstance(name="VI_1", notify_master=_cmd(_recorder(tmp_path, "slow.sh", delay=1)))
+    notifier = vrrpd.Notifier(loop, vrrpd.Config(vrrp_instances=[inst]))
+    start = time.monotonic()
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)
+    assert time.monotonic() - start < 0.2
+    notifier.close(timeout=0.1)  # still running: killed, close() keeps to its timeout
+    assert time.monotonic() - start < 1.0
+    assert not (tmp_path / "log").exists()
+
+
+def test_group_notify_and_fifo_lines_match_keepalived(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    fifo = tmp_path / "notify.fifo"
+    group = vrrpd.SyncGroup(name="G1", group=["VI_1"], notify=_cmd(_recorder(tmp_path, "g.sh")))
+    inst = vrrpd.VrrpInstance(name="VI_1")
+    cfg = vrrpd.Config(vrrp_instances=[inst], sync_groups=[group])
+    cfg.global_defs.notify_fifo = str(fifo)
+    cfg.global_defs.vrrp_notify_priority_changes = True
+    notifier = vrrpd.Notifier(loop, cfg)
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 150)  # creates the FIFO
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        notifier.vrrp_group(group, vrrpd.State.MASTER)
+        notifier.vrrp_master_rx_lower_pri(inst, 150)
+        notifier.vrrp_priority_change(inst, vrrpd.State.MASTER, 145)
+        vs = vrrpd.VirtualServer(address=ipaddress.ip_address("192.168.201.15"), port=80)
+        rs = vrrpd.RealServer(address=ipaddress.ip_address("1.2.3.4"), port=80)
+        notifier.checker(vs, rs, False, "connection refused")
+        notifier.close(timeout=5)
+        data = os.read(reader, 65536).decode()
+    finally:
+        os.close(reader)
+    assert data.splitlines() == [
+        'INSTANCE "VI_1" MASTER 150', 'GROUP "G1" MASTER 0', 'INSTANCE "VI_1" MASTER_RX_LOWER_PRI 150',
+        'INSTANCE "VI_1" MASTER_PRIORITY 145', "RS [1.2.3.4]:tcp:80 [192.168.201.15]:tcp:80 DOWN"]
+    assert (tmp_path / "log").read_text().splitlines() == ["GROUP G1 MASTER 0"]
+    assert not fifo.exists()  # we created it, we remove it
+
+
+def test_deleted_instance_notifies_deleted_or_fault_like_keepalived(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    rec = _recorder(tmp_path, "rec.sh")
+    with_deleted = vrrpd.VrrpInstance(name="VI_1", notify_deleted=_cmd(f"{rec} deleted-1"), notify=_cmd(rec))
+    without = vrrpd.VrrpInstance(name="VI_2", notify_fault=_cmd(f"{rec} fault-2"))
+    notifier = vrrpd.Notifier(loop, vrrpd.Config(vrrp_instances=[with_deleted, without]))
+    notifier.vrrp_deleted(with_deleted, 100)
+    notifier.close(timeout=5)
+    notifier = vrrpd.Notifier(loop, vrrpd.Config(vrrp_instances=[with_deleted, without]))
+    notifier.vrrp_deleted(without, 90)
+    notifier.close(timeout=5)
+    assert (tmp_path / "log").read_text().splitlines() == ["deleted-1", "INSTANCE VI_1 DELETED 100", "fault-2"]
+
+
+def test_notify_fifo_without_reader_neither_blocks_nor_fails(tmp_path, loop):
+    fifo = tmp_path / "nobody.fifo"
+    os.mkfifo(fifo)
+    inst = vrrpd.VrrpInstance(name="VI_1")
+    cfg = vrrpd.Config(vrrp_instances=[inst])
+    cfg.global_defs.vrrp_notify_fifo = str(fifo)
+    notifier = vrrpd.Notifier(loop, cfg)
+    start = time.monotonic()
+    for _ in range(5000):  # far more than a pipe buffer holds
+        notifier.vrrp_instance(inst, vrrpd.State.BACKUP, 100)
+    assert time.monotonic() - start < 2.0
+    assert notifier.status()["fifo_dropped"] > 0
+    notifier.close(timeout=0.1)
+    assert fifo.exists()  # not ours: left in place
+
+
+class _MailSink:
+    """An aiosmtpd handler keeping (helo, mail_from, rcpt_tos, data) of each mail."""
+
+    def __init__(self):
+        self.mails: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.mails.append((session.host_name, envelope.mail_from, list(envelope.rcpt_tos),
+                           envelope.original_content.decode()))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mail_config(port: int):
+    cfg = vrrpd.Config()
+    gd = cfg.global_defs
+    gd.router_id = "LVS_one"
+    gd.notification_email = ["root@localhost", "Ops <ops@example.com>"]
+    gd.notification_email_from = "keepalived@one.zou.com"
+    gd.smtp_server, gd.smtp_port = "127.0.0.1", port
+    gd.smtp_helo_name = "one.zou.com"
+    gd.smtp_connect_timeout = 5
+    gd.smtp_alert = True
+    return cfg
+
+
+def test_smtp_alerts_reach_a_real_server_as_keepalived_writes_them(loop):
+    controller_mod = pytest.importorskip("aiosmtpd.controller") if not IN_CI else __import__(
+        "aiosmtpd.controller", fromlist=["Controller"])
+    sink = _MailSink()
+    port = _free_port()
+    controller = controller_mod.Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        cfg = _mail_config(port)
+        cfg.global_defs.no_email_faults = True
+        inst = vrrpd.VrrpInstance(name="VI_1")
+        cfg.vrrp_instances.append(inst)
+        notifier = vrrpd.Notifier(loop, cfg)
+        notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)
+        notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)  # no change since the last mail: no mail
+        notifier.vrrp_instance(inst, vrrpd.State.FAULT, 100)  # no_email_faults
+        notifier.vrrp_instance(inst, vrrpd.State.BACKUP, 100)
+        vs = vrrpd.VirtualServer(address=ipaddress.ip_address("172.16.1.44"), port=80)
+        rs = vrrpd.RealServer(address=ipaddress.ip_address("172.16.1.1"), port=80)
+        notifier.checker(vs, rs, False, "HTTP/SSL request failed")
+        notifier.close(timeout=10)
+    finally:
+        controller.stop()
+    assert len(sink.mails) == 3, sink.mails
+    helo, mail_from, rcpts, data = sink.mails[0]
+    assert helo == "one.zou.com" and mail_from == "keepalived@one.zou.com"
+    assert rcpts == ["root@localhost", "ops@example.com"]
+    lines = data.split("\r\n")
+    assert lines[0].startswith("Date: ") and lines[1:7] == [
+        "From: keepalived@one.zou.com", "Subject: [LVS_one] VRRP Instance VI_1 - Entering MASTER state",
+        "X-Mailer: Keepalived", "To: root@localhost,", " Ops <ops@example.com>", ""]
+    assert lines[7] == "=> VRRP Instance is now owning VRRP VIPs <="
+    assert "Subject: [LVS_one] VRRP Instance VI_1 - Entering BACKUP state" in sink.mails[1][3]
+    assert "=> VRRP Instance is no longer owning VRRP VIPs <=" in sink.mails[1][3]
+    assert ("Subject: [LVS_one] Realserver [172.16.1.1]:tcp:80 of virtual server [172.16.1.44]:tcp:80 - DOWN"
+            in sink.mails[2][3])
+    assert "=> CHECK failed on service : HTTP/SSL request failed <=" in sink.mails[2][3]
+
+
+def test_smtp_alert_defaults_follow_keepalived():
+    assert vrrpd.smtp_alert_wanted(None, None, None) is False  # VRRP: off unless asked
+    assert vrrpd.smtp_alert_wanted(None, None, True) is True  # global smtp_alert
+    assert vrrpd.smtp_alert_wanted(None, False, True) is False  # smtp_alert_vrrp wins over smtp_alert
+    assert vrrpd.smtp_alert_wanted(True, False, False) is True  # the instance's own setting wins
+    assert vrrpd.smtp_alert_wanted(None, None, None, default=True) is True  # real servers: on
+
+
+def test_silent_smtp_server_never_delays_loop_timers(loop, vlog):
+    """An SMTP server that accepts TCP and never answers: timers stay on time, close() keeps its limit."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        cfg = _mail_config(silent.getsockname()[1])
+        cfg.global_defs.smtp_connect_timeout = 1
+        inst = vrrpd.VrrpInstance(name="VI_1")
+        cfg.vrrp_instances.append(inst)
+        notifier = vrrpd.Notifier(loop, cfg)
+        notifier.mailer.retry_delay = 0.2
+        ticks: list = []
+
+        def tick():
+            ticks.append(time.monotonic())
+            loop.call_later(0.02, tick)
+
+        loop.call_soon(tick)
+        states = [vrrpd.State.MASTER, vrrpd.State.BACKUP] * 5
+
+        def transition():
+            if states:
+                notifier.vrrp_instance(inst, states.pop(), 100)
+                loop.call_later(0.1, transition)
+
+        loop.call_soon(transition)
+        loop.run(until=time.monotonic() + 2.5)
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        assert len(ticks) > 50
+        # a blocked loop would stall for smtp_connect_timeout (1 s); allow for a busy shared CPU
+        assert max(gaps) < 0.5, f"max timer gap {max(gaps):.3f}s while mail was stuck"
+        assert notifier.mailer.sent == 0 and "SMTP alert" in vlog.text and "failed (attempt 1 of 3)" in vlog.text
+        start = time.monotonic()
+        notifier.close(timeout=0.3)
+        assert time.monotonic() - start < 1.0
+    finally:
+        silent.close()
+
+
+# -- the seed 001 scenarios in the namespace lab ---------------------------------------------------
+
+
+def _require_daemon() -> None:
+    require(hasattr(vrrpd, "Daemon") and hasattr(vrrpd, "load_config"), "needs the Daemon and the config parser")
+
+
+def _recorder_script(directory: Path, node: str) -> str:
+    """A notify script appending its arguments to DIRECTORY/notify-NODE.log."""
+    script = directory / f"record-{node}.sh"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {directory / f"notify-{node}.log"}\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def _seed001_conf(directory: Path, node: str, state: str, priority: int, check: str, track: str,
+                  extra_global: str = "") -> Path:
+    """Seed 001's configuration (vrrp_script + weight -5 + notify scripts) at lab speed (VRRPv3, 0.1 s)."""
+    rec = _recorder_script(directory, node)
+    conf = directory / f"keepalived-{node}.conf"
+    conf.write_text(f"""
+global_defs {{
+    router_id {node}
+    vrrp_version 3
+{extra_global}
+}}
+{check}
+vrrp_instance VI_1 {{
+    state {state}
+    interface eth0
+    virtual_router_id 22
+    priority {priority}
+    advert_int 0.1
+    virtual_ipaddress {{
+        10.77.0.66/32
+    }}
+    {track}
+    notify_master "{rec} master-{node}"
+    notify_backup "{rec} backup-{node}"
+    notify_fault "{rec} fault-{node}"
+    notify "{rec}"
+}}
+""")
+    return conf
+
+
+def _start_node(lab, ns: str, conf: Path, directory: Path, node: str):
+    err = open(directory / f"vrrpd-{node}.log", "w")
+    return lab.exec(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=err, stderr=subprocess.STDOUT)
+
+
+def _stop_node(proc) -> None:
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def _notify_lines(directory: Path, node: str) -> List[str]:
+    path = directory / f"notify-{node}.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _vip_on(lab, ns: str) -> bool:
+    return lab.has_address(ns, "10.77.0.66")
+
+
+def test_seed001_down_file_moves_the_vip_to_the_peer_and_back(lab, tmp_path):
+    """touch down -> priority 100-5=95 < 98 -> the peer takes the VIP; rm down -> A preempts back."""
+    _require_daemon()
+    tmp_path.chmod(0o755)
+    down = tmp_path / "down"
+    check = f"""vrrp_script chk_down {{
+    script "[[ -f {down} ]] && exit 1 || exit 0"
+    interval 0.2
+    weight -5
+}}"""
+    a = lab.host("a", "10.77.0.1/24")
+    b = lab.host("b", "10.77.0.2/24")
+    conf_a = _seed001_conf(tmp_path, "A", "MASTER", 100, check, "track_script {\n        chk_down\n    }")
+    conf_b = _seed001_conf(tmp_path, "B", "BACKUP", 98, check.replace(str(down), str(tmp_path / "down-b")),
+                           "track_script {\n        chk_down\n    }")
+    node_a = _start_node(lab, a, conf_a, tmp_path, "A")
+    node_b = _start_node(lab, b, conf_b, tmp_path, "B")
+    wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
+    wait_for(lambda: "master-A" in _notify_lines(tmp_path, "A"), 5, what="A's notify_master")
+    down.touch()
+    wait_for(lambda: _vip_on(lab, b) and not _vip_on(lab, a), 10, what="B to take the VIP")
+    down.unlink()
+    wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
+    wait_for(lambda: _notify_lines(tmp_path, "A")[-1:] == ["INSTANCE VI_1 MASTER 100"], 5, what="A's notify")
+    _stop_node(node_b)  # B first: a stopping master sends priority 0 and B would take over
+    _stop_node(node_a)
+    log_a = (tmp_path / "vrrpd-A.log").read_text()
+    assert "VRRP_Script(chk_down) failed (exited with status 1)" in log_a
+    assert "(VI_1) Changing effective priority from 100 to 95" in log_a
+    assert _notify_lines(tmp_path, "A") == [
+        "backup-A", "INSTANCE VI_1 BACKUP 100", "master-A", "INSTANCE VI_1 MASTER 100",
+        "backup-A", "INSTANCE VI_1 BACKUP 95", "master-A", "INSTANCE VI_1 MASTER 100",
+        "INSTANCE VI_1 STOP 100"]
+    assert _notify_lines(tmp_path, "B")[-5:] == [
+        "master-B", "INSTANCE VI_1 MASTER 98", "backup-B", "INSTANCE VI_1 BACKUP 98", "INSTANCE VI_1 STOP 98"]
+
+
+@pytest.mark.parametrize("how", ["vrrp_script", "track_process"])
+def test_seed001_check_on_a_stopped_process_fails_over(lab, tmp_path, how):
+    """Seed 001's `killall -0 httpd` (and the same with track_process): stop the service, the VIP moves."""
+    _require_daemon()
+    tmp_path.chmod(0o755)
+    require(shutil.which("killall") is not None, "needs killall (psmisc)")
+    service = "vt" + uuid.uuid4().hex[:8] + "d"  # a unique process name: namespaces share the PID space
+    binary = tmp_path / service
+    shutil.copy("/bin/sleep", binary)
+    httpd = subprocess.Popen([str(binary), "300"])
+    try:
+        if how == "vrrp_script":
+            check = f'vrrp_script chk_httpd {{\n    script "killall -0 {service}"\n    interval 0.2\n    weight -5\n}}'
+            track = "track_script {\n        chk_httpd\n    }"
+        else:
+            check = f"vrrp_track_process chk_httpd {{\n    process {service}\n    weight -5\n}}"
+            track = "track_process {\n        chk_httpd\n    }"
+        a = lab.host("a", "10.77.0.1/24")
+        b = lab.host("b", "10.77.0.2/24")
+        node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 100, check, track), tmp_path, "A")
+        node_b = _start_node(lab, b, _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""), tmp_path, "B")
+        wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
+        httpd.kill()
+        httpd.wait()
+        wait_for(lambda: _vip_on(lab, b) and not _vip_on(lab, a), 10, what="B to take the VIP")
+        _stop_node(node_a)
+        _stop_node(node_b)
+        assert _notify_lines(tmp_path, "A")[-3:] == ["backup-A", "INSTANCE VI_1 BACKUP 95", "INSTANCE VI_1 STOP 95"]
+    finally:
+        httpd.kill()
+        httpd.wait()
+
+
+def test_adverts_stay_on_time_while_the_smtp_server_never_answers(lab, tmp_path):
+    """Mail to an SMTP server that accepts TCP and never answers is stuck for 30 s; adverts are not."""
+    _require_daemon()
+    require(shutil.which("tcpdump") is not None, "needs tcpdump")
+    tmp_path.chmod(0o755)
+    mail = """    notification_email {
+        root@localhost
+    }
+    notification_email_from keepalived@a
+    smtp_server 127.0.0.1 2525
+    smtp_connect_timeout 30
+    smtp_alert"""
+    a = lab.host("a", "10.77.0.1/24")
+    b = lab.host("b", "10.77.0.2/24")
+    lab.exec(a, [PYTHON, "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',2525))\n"
+                 "s.listen(50)\ntime.sleep(300)"])
+    time.sleep(0.3)
+    node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 110, "", "", mail), tmp_path, "A")
+    wait_for(lambda: _vip_on(lab, a), 15, what="A to be MASTER")  # two mails queued: BACKUP (init), MASTER
+    capture = tmp_path / "adverts.txt"
+    dump = lab.exec(b, ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "ip proto 112 and src 10.77.0.1"],
+                    stdout=open(capture, "w"), stderr=subprocess.DEVNULL)
+    time.sleep(3.5)
+    dump.terminate()
+    dump.wait(5)
+    start = time.monotonic()
+    _stop_node(node_a)
+    stop_time = time.monotonic() - start
+    stamps = [float(line.split()[0]) for line in capture.read_text().splitlines() if "VRRP" in line]
+    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
+    assert len(stamps) > 20, capture.read_text()[:500]
+    assert max(gaps) < 0.35, f"max advert gap {max(gaps):.3f}s while mail was stuck (advert_int 0.1)"
+    assert stop_time < 5, f"stopping took {stop_time:.1f}s with mail stuck"
+    log_a = (tmp_path / "vrrpd-A.log").read_text()
+    assert "SMTP alert successfully sent" not in log_a
+    print(f"adverts: {len(stamps)}, max gap {max(gaps) * 1000:.0f} ms, stop {stop_time:.2f}s")
 
 
 # ============================================================================================

@@ -2940,7 +2940,413 @@ class VrrpMachine:
 # 6. Tracking and health-check decisions (sans-IO)
 # ============================================================================================
 
-# (script/file/process trackers and LVS checker decision logic go here)
+# (LVS checker decision logic goes under "6b. LVS checkers", after 6a)
+
+# --------------------------------------------------------------------------------------------
+# 6a. VRRP trackers: vrrp_script, track_file, track_process
+#     Pure decisions first (rise/fall counters, weight rules, process matching), then the
+#     Tracking class that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
+# --------------------------------------------------------------------------------------------
+
+TRACK_FILE_FAULT = -254  # a track_file contribution at or below this puts the instance in FAULT
+TRACK_FILE_MAX = 253
+
+
+class ScriptResult:
+    """The rise/fall counter of one vrrp_script (keepalived's `result`), fed one exit at a time.
+
+    `result` runs 0..rise+fall-1 and the script is good once it reaches `rise`. It starts at
+    rise-1, so one success makes it good and, as in keepalived, the first failure at start-up
+    marks it failed at once; `init_fail` starts it failed at 0. `good` is None until then."""
+
+    def __init__(self, rise: int = 1, fall: int = 1, init_fail: bool = False):
+        self.rise = max(1, rise)
+        self.fall = max(1, fall)
+        self.result = 0 if init_fail else self.rise - 1
+        self.good: Optional[bool] = False if init_fail else None
+
+    def record(self, success: bool) -> bool:
+        """Count one run of the script; return True when it changed between good and failed."""
+        if success:
+            if self.result < self.rise - 1:
+                self.result += 1
+                return False
+            self.result = self.rise + self.fall - 1
+            changed = self.good is not True
+            self.good = True
+            return changed
+        if self.result > self.rise:
+            self.result -= 1
+            return False
+        self.result = 0
+        changed = self.good is not False
+        self.good = False
+        return changed
+
+    @property
+    def state(self) -> str:
+        return {None: "INIT", True: "GOOD", False: "BAD"}[self.good]
+
+
+def tracker_effect(weight: int, reverse: bool, ok: Optional[bool]) -> Tuple[int, bool]:
+    """(priority delta, fault) of a vrrp_script or track_process in state `ok` (None: not run yet).
+
+    keepalived's rules: weight 0 means FAULT while failing (while OK with `reverse`); a positive
+    weight is added while OK, a negative one while failing; `reverse` negates the delta."""
+    if ok is None:
+        return 0, False
+    if weight == 0:
+        return 0, ok == reverse
+    if weight > 0:
+        delta = weight if ok else 0
+    else:
+        delta = weight if not ok else 0
+    return (-delta if reverse else delta), False
+
+
+def track_file_effect(weight: int, reverse: bool, value: int) -> Tuple[int, bool]:
+    """(priority delta, fault) of a track_file holding `value`.
+
+    Weight 0: a non-zero value means FAULT (a zero value with `reverse`). Otherwise the delta
+    is value x weight (negated by `reverse`), capped at 253; -254 or below means FAULT."""
+    if weight == 0:
+        return 0, (value != 0) != reverse
+    delta = value * weight * (-1 if reverse else 1)
+    if delta <= TRACK_FILE_FAULT:
+        return 0, True
+    return min(delta, TRACK_FILE_MAX), False
+
+
+def parse_track_file_value(text: str) -> Optional[int]:
+    """The number at the start of a track_file, read like C's strtol(text, NULL, 0).
+
+    No number reads as 0; a number outside the 32-bit range gives None (keepalived ignores it)."""
+    import re
+
+    match = re.match(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text)
+    if not match:
+        return 0
+    digits = match.group(2)
+    if digits[:2].lower() == "0x":
+        value = int(digits[2:], 16)
+    elif digits.startswith("0") and len(digits) > 1:
+        value = int(digits[1:], 8)
+    else:
+        value = int(digits)
+    if match.group(1) == "-":
+        value = -value
+    if not -(2**31) <= value <= 2**31:
+        return None
+    return value
+
+
+def tracker_weight(ref: TrackRef, weight: int, reverse: bool) -> Tuple[int, bool]:
+    """The weight and reverse flag that apply: the instance's override if it gives a weight."""
+    if ref.weight is not None:
+        return ref.weight, ref.reverse
+    return weight, reverse or ref.reverse
+
+
+def process_matches(tp: TrackProcess, comm: str, cmdline: List[str]) -> bool:
+    """Whether a process (its /proc comm and argv) is one that track_process `tp` counts.
+
+    Without parameters the name is compared exactly with comm (15 characters, as the kernel
+    keeps it) or, with `full_command`, with argv[0]; like `pgrep '^name$'`, not a regex. With
+    parameters argv[0] (or its base name, or comm) must be the name, and the arguments match
+    per `param_match`: exact (all of them), partial (the first n), initial (as partial, the
+    last configured one may be a prefix)."""
+    if not tp.process:
+        return False
+    name, params = tp.process[0], tp.process[1:]
+    argv0 = cmdline[0] if cmdline else ""
+    if tp.full_command:
+        if argv0 != name:
+            return False
+    elif not params:
+        return comm == name[:15]
+    elif not (comm == name[:15] or argv0 == name or os.path.basename(argv0) == name):
+        return False
+    if not params:
+        return True
+    args = cmdline[1:]
+    if tp.param_match == "partial":
+        return args[: len(params)] == params
+    if tp.param_match == "initial":
+        n = len(params)
+        return len(args) >= n and args[: n - 1] == params[: n - 1] and args[n - 1].startswith(params[-1])
+    return args == params
+
+
+class ProcessQuorum:
+    """Up/down state of one track_process from successive process counts, with `delay`.
+
+    The first count sets the state at once; later a change must persist for `delay` seconds
+    (keepalived's fork_delay/terminate_delay) before it is reported."""
+
+    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0):
+        self.quorum = quorum
+        self.quorum_max = quorum_max
+        self.delay = delay
+        self.up: Optional[bool] = None
+        self.count = 0
+        self.pending: Optional[Tuple[bool, float]] = None  # (wanted state, when it takes effect)
+
+    def update(self, count: int, now: float) -> bool:
+        """Feed a count taken at `now`; return True when the up/down state changed."""
+        self.count = count
+        want = count >= self.quorum and (self.quorum_max is None or count <= self.quorum_max)
+        if self.up is None or (want != self.up and self.delay <= 0):
+            changed = self.up != want
+            self.up = want
+            self.pending = None
+            return changed
+        if want == self.up:
+            self.pending = None
+            return False
+        if self.pending is None or self.pending[0] != want:
+            self.pending = (want, now + self.delay)
+        if now >= self.pending[1]:
+            self.up = want
+            self.pending = None
+            return True
+        return False
+
+
+def script_argv(cmd: Command) -> List[str]:
+    """The argv that runs a script: its own words, or `/bin/sh -c RAW` for shell syntax.
+
+    A script with bash's `[[ ... ]]` runs under /bin/bash when there is one: on CentOS, where
+    such configurations come from, /bin/sh is bash; under dash `[[` is "not found" and
+    `[[ -f down ]] && exit 1 || exit 0` would silently succeed."""
+    if cmd.shell:
+        if "[[" in cmd.raw and os.path.exists("/bin/bash"):
+            return ["/bin/bash", "-c", cmd.raw]
+        return ["/bin/sh", "-c", cmd.raw]
+    return list(cmd.argv)
+
+
+def find_script(argv0: str) -> Optional[str]:
+    """The executable file argv0 names (searched in PATH if it has no slash), or None."""
+    import shutil
+
+    if "/" in argv0:
+        return argv0 if os.path.isfile(argv0) and os.access(argv0, os.X_OK) else None
+    return shutil.which(argv0)
+
+
+def script_security_problem(path: str) -> Optional[str]:
+    """The first part of `path` (/, each directory, the file) that a non-root user could
+    change, or None if the path is safe to run as root (keepalived's check_security rule)."""
+    import stat
+
+    parts = os.path.abspath(path).split("/")
+    for i in range(1, len(parts) + 1):
+        part = "/".join(parts[:i]) or "/"
+        try:
+            st = os.lstat(part)
+        except OSError:
+            return part
+        shared = stat.S_ISREG(st.st_mode) or (stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_ISVTX)
+        writable = (st.st_gid != 0 and st.st_mode & stat.S_IWGRP) or st.st_mode & stat.S_IWOTH
+        if st.st_uid != 0 or (shared and writable):
+            return part
+    return None
+
+
+def default_script_user(global_defs: GlobalDefs) -> Tuple[Optional[str], Optional[str]]:
+    """The user and group scripts run as when they name none: script_user, else keepalived's
+    `keepalived_script` user if it exists, else the daemon's own user (root)."""
+    if global_defs.script_user is not None:
+        return global_defs.script_user, global_defs.script_group
+    import pwd
+
+    try:
+        pwd.getpwnam("keepalived_script")
+    except KeyError:
+        return None, None
+    return "keepalived_script", None
+
+
+def _runs_as_root(user: Optional[str]) -> bool:
+    if user is None:
+        return os.geteuid() == 0
+    return user in ("root", "0")
+
+
+def script_environment() -> Dict[str, str]:
+    """The environment for scripts: ours without IFS and LD_PRELOAD, as keepalived does."""
+    return {k: v for k, v in os.environ.items() if k not in ("IFS", "LD_PRELOAD")}
+
+
+def check_command_runnable(cmd: Command, user: Optional[str], secure: bool, what: str) -> Optional[str]:
+    """Why `cmd` must not run (not found, unsafe under enable_script_security), or None.
+
+    Unsafe permissions without enable_script_security are only logged, as keepalived does."""
+    argv = script_argv(cmd)
+    path = find_script(argv[0]) if argv else None
+    if path is None:
+        return f"script '{argv[0] if argv else cmd.raw}' not found or not executable"
+    if _runs_as_root(user):
+        real = os.path.realpath(path)
+        weak = script_security_problem(path) or (script_security_problem(real) if real != path else None)
+        if weak is not None:
+            if secure:
+                return f"unsafe permissions found for script '{path}' ({weak} is writable by non-root)"
+            if path not in _unsafe_scripts_logged:
+                _unsafe_scripts_logged.add(path)
+                log.warning("SECURITY VIOLATION - %s: unsafe permissions found for script '%s' (%s is writable by "
+                            "non-root) and enable_script_security is not set", what, path, weak)
+    return None
+
+
+_unsafe_scripts_logged: set = set()  # scripts already reported as unsafe (said once, not every run)
+
+
+class _ScriptRunner:
+    """One vrrp_script: runs it every `interval` on the loop and keeps its ScriptResult."""
+
+    def __init__(self, tracking: Tracking, script: VrrpScript):
+        self.tracking = tracking
+        self.script = script
+        self.result = ScriptResult(script.rise, script.fall, script.init_fail)
+        self.child: Optional[Child] = None
+        self.timer: Optional[Timer] = None
+        self.last_status: Optional[int] = None
+        self.problem: Optional[str] = None  # why it cannot run, logged once
+        self.runs = 0
+        gdefs = tracking.config.global_defs
+        if script.user is not None:
+            self.user, self.group = script.user, script.group
+        elif script.script is not None and script.script.user is not None:
+            self.user, self.group = script.script.user, script.script.group
+        else:
+            self.user, self.group = default_script_user(gdefs)
+
+    @property
+    def interval(self) -> float:
+        return self.script.interval if self.script.interval > 0 else 1.0
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.child is not None and self.child.returncode is None:
+            self.child.on_exit = None
+            self.child.kill()
+        self.child = None
+
+    def run(self) -> None:
+        loop = self.tracking.loop
+        self.timer = loop.call_later(self.interval, self.run)
+        name = self.script.name
+        if self.child is not None:
+            log.info("Track script %s is already running, expect idle - skipping run", name)
+            return
+        cmd = self.script.script
+        problem = "no script set" if cmd is None else check_command_runnable(
+            cmd, self.user, self.tracking.config.global_defs.enable_script_security, f"VRRP_Script({name})")
+        child = None
+        if problem is None:
+            try:
+                child = loop.spawn(script_argv(cmd), self._on_exit, timeout=self.script.timeout or self.interval,
+                                   env=script_environment(), user=self.user, group=self.group)
+            except (OSError, KeyError, ValueError) as exc:
+                problem = f"cannot run script: {exc}"
+        if problem is not None:
+            if problem != self.problem:
+                log.warning("VRRP_Script(%s) %s - counts as failure", name, problem)
+            self.problem = problem
+            self._record(False, "failed (script not run)")
+            return
+        if self.problem is not None:
+            log.info("VRRP_Script(%s) can run again", name)
+            self.problem = None
+        self.child = child
+
+    def _on_exit(self, child: Child) -> None:
+        self.child = None
+        self.runs += 1
+        name = self.script.name
+        code = child.returncode if child.returncode is not None else -1
+        if child.timed_out:
+            self._record(False, "timed_out")
+            return
+        if code >= 0 and code != self.last_status:
+            log.info("Script `%s` now returning %d", name, code)
+        self.last_status = code
+        if code == 0:
+            self._record(True, "succeeded")
+        elif code > 0:
+            self._record(False, f"failed (exited with status {code})")
+        else:
+            self._record(False, f"failed (due to signal {-code})")
+
+    def _record(self, success: bool, how: str) -> None:
+        if self.result.record(success):
+            log.info("VRRP_Script(%s) %s", self.script.name, how)
+            self.tracking._changed()
+
+
+class _FileWatch:
+    """One track_file: its last value, re-read every Tracking.file_poll_interval seconds."""
+
+    def __init__(self, track_file: TrackFile):
+        self.track_file = track_file
+        self.value = 0
+
+    def init_file(self) -> None:
+        tf = self.track_file
+        if tf.init_file is None or not tf.path:
+            return
+        if os.path.exists(tf.path) and not tf.init_file_overwrite:
+            return
+        try:
+            with open(tf.path, "w") as handle:
+                handle.write(f"{tf.init_file}\n")
+        except OSError as exc:
+            log.warning("Track_File(%s): cannot initialise %s: %s", tf.name, tf.path, exc)
+
+    def read(self) -> bool:
+        """Read the file; return True when its value changed. A missing file reads as 0."""
+        try:
+            with open(self.track_file.path, "rb") as handle:
+                text = handle.read(127).decode("ascii", "replace")
+        except OSError:
+            text = ""
+        value = parse_track_file_value(text)
+        if value is None:
+            log.info("Invalid number read from %s - ignoring", self.track_file.path)
+            return False
+        if value == self.value:
+            return False
+        self.value = value
+        return True
+
+
+def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
+    """(comm, argv) of every live process in /proc; zombies are left out; argv only if asked."""
+    found: List[Tuple[str, List[str]]] = []
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                stat_line = handle.read(512).decode("utf-8", "replace")
+            comm = stat_line[stat_line.index("(") + 1: stat_line.rindex(")")]
+            state = stat_line[stat_line.rindex(")") + 2: stat_line.rindex(")") + 3]
+            if state in ("Z", "X"):
+                continue
+            argv: List[str] = []
+            if want_cmdline:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    raw = handle.read(65536)
+                argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw else []
+        except (OSError, ValueError):
+            continue  # the process ended while we looked
+        found.append((comm, argv))
+    return found
 
 
 class Tracking:
@@ -2953,24 +3359,160 @@ class Tracking:
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
                                           state, and whether a weight-0 tracker says FAULT.
       status() -> dict                    per-tracker state for dumps and --json.
-    Placeholder until the tracking work lands: nothing is tracked."""
+    Scripts run as child processes on the loop; files and /proc are polled on loop timers.
+    Only trackers that some instance or sync group refers to are run."""
+
+    file_poll_interval = 0.5
+    process_scan_interval = 1.0
 
     def __init__(self, loop: EventLoop, config: Config, on_change: Callable[[], Any]):
         self.loop = loop
         self.config = config
         self.on_change = on_change
+        self._started = False
+        self._file_timer: Optional[Timer] = None
+        self._process_timer: Optional[Timer] = None
+        used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
+        for owner in list(config.vrrp_instances) + list(config.sync_groups):
+            used["script"].update(r.name for r in owner.track_script)
+            used["file"].update(r.name for r in owner.track_file)
+            used["process"].update(r.name for r in owner.track_process)
+        self.scripts: Dict[str, _ScriptRunner] = {
+            name: _ScriptRunner(self, s) for name, s in config.vrrp_scripts.items() if name in used["script"]}
+        self.files: Dict[str, _FileWatch] = {
+            name: _FileWatch(f) for name, f in config.track_files.items() if name in used["file"]}
+        self.processes: Dict[str, ProcessQuorum] = {
+            name: ProcessQuorum(p.quorum, p.quorum_max, p.delay)
+            for name, p in config.track_processes.items() if name in used["process"]}
 
+    # -- running --------------------------------------------------------------------------
     def start(self) -> None:
-        pass
+        """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
+        self._started = True
+        for watch in self.files.values():
+            watch.init_file()
+            watch.read()
+        if self.processes:
+            self._scan(initial=True)
+        if self.files:
+            self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        for runner in self.scripts.values():
+            runner.timer = self.loop.call_later(0, runner.run)
 
     def stop(self) -> None:
-        pass
+        self._started = False
+        for runner in self.scripts.values():
+            runner.stop()
+        for timer in (self._file_timer, self._process_timer):
+            if timer is not None:
+                timer.cancel()
+        self._file_timer = self._process_timer = None
+
+    def _changed(self) -> None:
+        if self._started:
+            self.on_change()
+
+    def _poll_files(self) -> None:
+        self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        changed = False
+        for name, watch in self.files.items():
+            if watch.read():
+                log.info("Track_File(%s) %s now reads %d", name, watch.track_file.path, watch.value)
+                changed = True
+        if changed:
+            self._changed()
+
+    def _scan(self, initial: bool = False) -> None:
+        now = self.loop.time()
+        tps = {name: self.config.track_processes[name] for name in self.processes}
+        want_cmdline = any(tp.full_command or len(tp.process) > 1 for tp in tps.values())
+        procs = scan_processes(want_cmdline)
+        changed = False
+        next_due = now + self.process_scan_interval
+        for name, quorum in self.processes.items():
+            count = sum(1 for comm, argv in procs if process_matches(tps[name], comm, argv))
+            if quorum.update(count, now):
+                changed = True
+                log.info("Track_Process(%s) now %s (%d running, quorum %d)",
+                         name, "UP" if quorum.up else "DOWN", count, quorum.quorum)
+            if quorum.pending is not None:
+                next_due = min(next_due, quorum.pending[1])
+        if self._started:
+            self._process_timer = self.loop.call_at(max(next_due, now + 0.01), self._scan)
+        if changed and not initial:
+            self._changed()
+
+    # -- queries --------------------------------------------------------------------------
+    def _refs(self, inst: VrrpInstance) -> Tuple[List[TrackRef], List[TrackRef], List[TrackRef]]:
+        scripts, files, procs = list(inst.track_script), list(inst.track_file), list(inst.track_process)
+        for group in self.config.sync_groups:
+            if inst.name in group.group or inst.sync_group == group.name:
+                scripts += group.track_script
+                files += group.track_file
+                procs += group.track_process
+        return scripts, files, procs
 
     def adjustment(self, inst: VrrpInstance) -> Tuple[int, bool]:
-        return 0, False
+        """(sum of inst's tracker weights in their current state, whether one of them says FAULT).
+
+        The trackers of inst's sync group count for inst too. Unlike keepalived, which ignores
+        weighted trackers of sync-group members, their weights apply. The daemon adds the sum to
+        the base priority and clamps to 1..254 (255 never changes)."""
+        scripts, files, procs = self._refs(inst)
+        total, fault = 0, False
+        for ref in scripts:
+            runner = self.scripts.get(ref.name)
+            if runner is None:
+                continue
+            weight, reverse = tracker_weight(ref, runner.script.weight, runner.script.weight_reverse)
+            delta, down = tracker_effect(weight, reverse, runner.result.good)
+            total += delta
+            fault = fault or down
+        for ref in files:
+            watch = self.files.get(ref.name)
+            if watch is None:
+                continue
+            weight, reverse = tracker_weight(ref, watch.track_file.weight, watch.track_file.weight_reverse)
+            delta, down = track_file_effect(weight, reverse, watch.value)
+            total += delta
+            fault = fault or down
+        for ref in procs:
+            quorum = self.processes.get(ref.name)
+            if quorum is None:
+                continue
+            tp = self.config.track_processes[ref.name]
+            weight, reverse = tracker_weight(ref, tp.weight, tp.weight_reverse)
+            delta, down = tracker_effect(weight, reverse, quorum.up)
+            total += delta
+            fault = fault or down
+        return total, fault
+
+    def initialising(self, inst: VrrpInstance) -> bool:
+        """True while a weight-0 vrrp_script of inst has not reported yet (keepalived keeps
+        such an instance from becoming MASTER until then)."""
+        for ref in self._refs(inst)[0]:
+            runner = self.scripts.get(ref.name)
+            if runner is not None and runner.result.good is None:
+                weight, _ = tracker_weight(ref, runner.script.weight, runner.script.weight_reverse)
+                if weight == 0:
+                    return True
+        return False
 
     def status(self) -> Dict[str, Any]:
-        return {}
+        return {
+            "vrrp_script": {
+                name: {"state": r.result.state, "result": r.result.result, "rise": r.result.rise,
+                       "fall": r.result.fall, "weight": r.script.weight, "last_status": r.last_status,
+                       "runs": r.runs, "problem": r.problem}
+                for name, r in self.scripts.items()},
+            "track_file": {
+                name: {"path": w.track_file.path, "value": w.value, "weight": w.track_file.weight}
+                for name, w in self.files.items()},
+            "track_process": {
+                name: {"state": {None: "INIT", True: "UP", False: "DOWN"}[q.up], "count": q.count,
+                       "quorum": q.quorum, "quorum_max": q.quorum_max}
+                for name, q in self.processes.items()},
+        }
 
 
 # ============================================================================================
@@ -3484,7 +4026,207 @@ def _user_group_kwargs(user: Optional[str], group: Optional[str]) -> Dict[str, A
 # 9. Notification
 # ============================================================================================
 
-# (notify scripts, notify FIFO, SMTP alerts go here)
+# Notify scripts run on the loop, one at a time per instance/group/real server, in the order of
+# the transitions they report; the FIFO is written without blocking; mail goes through ONE worker
+# thread (smtplib blocks), so a dead or silent SMTP server never delays the loop.
+
+NOTIFY_SCRIPT_TIMEOUT = 120.0  # a notify script still running after this is killed, so its queue moves on
+
+# (subject, body) of keepalived's VRRP mails, by state
+_VRRP_MAIL = {
+    State.MASTER: ("Entering MASTER state", "=> VRRP Instance is now owning VRRP VIPs <="),
+    State.BACKUP: ("Entering BACKUP state", "=> VRRP Instance is no longer owning VRRP VIPs <="),
+    State.FAULT: ("Entering FAULT state", "=> VRRP Instance is no longer owning VRRP VIPs <="),
+    State.STOP: ("Stopping", "=> VRRP Instance stopping <="),
+}
+_GROUP_MAIL = {
+    State.MASTER: ("Entering MASTER state", "=> All VRRP group instances are now in MASTER state <="),
+    State.BACKUP: ("Entering BACKUP state", "=> All VRRP group instances are now in BACKUP state <="),
+    State.FAULT: ("Entering FAULT state", "=> All VRRP group instances are now in FAULT state <="),
+    State.STOP: ("Stopping", "=> All VRRP group instances are now stopping <="),
+}
+
+
+def notify_fifo_line(kind: str, name: str, state: str, priority: int) -> str:
+    """A VRRP line of the notify FIFO, as keepalived writes it: `INSTANCE "VI_1" MASTER 150`."""
+    return f'{kind} "{name}" {state} {priority}\n'
+
+
+def format_service(address: Optional[IPAddress], protocol: str, port: Optional[int]) -> str:
+    """keepalived's `[192.168.1.10]:tcp:80` form of an address, protocol and port."""
+    return f"[{address}]:{protocol.lower()}:{port or 0}"
+
+
+def format_virtual_server(vs: VirtualServer) -> str:
+    """How keepalived names a virtual server in logs, the FIFO and mail."""
+    if vs.group is not None:
+        return f"[{vs.group}]:{vs.port or 0}"
+    if vs.fwmark is not None:
+        return f"FWM {vs.fwmark}"
+    return format_service(vs.address, vs.protocol, vs.port)
+
+
+def format_real_server(vs: VirtualServer, rs: RealServer) -> str:
+    return format_service(rs.address, vs.protocol, rs.port if rs.port is not None else vs.port)
+
+
+def smtp_alert_wanted(specific: Optional[bool], *fallbacks: Optional[bool], default: bool = False) -> bool:
+    """keepalived's smtp_alert resolution: the object's own setting, else the first global one set."""
+    for value in (specific,) + fallbacks:
+        if value is not None:
+            return value
+    return default
+
+
+def smtp_message(global_defs: GlobalDefs, subject: str, body: str, date: Optional[str] = None) -> str:
+    """The DATA of an alert mail, header for header as keepalived sends it (smtplib adds the final dot)."""
+    import email.utils
+
+    date = date or email.utils.formatdate(localtime=True)
+    to = ",\r\n".join(" " + addr for addr in global_defs.notification_email)
+    return (f"Date: {date}\r\nFrom: {global_defs.notification_email_from}\r\nSubject: {subject}\r\n"
+            f"X-Mailer: Keepalived\r\nTo:{to}\r\n\r\n{body}\r\n\r\n")
+
+
+class SmtpAlerter:
+    """Sends alert mails from one worker thread with a queue; retries; never touches the loop.
+
+    HELO (not EHLO) with smtp_helo_name or "localhost", MAIL FROM, RCPT TO each recipient, DATA;
+    every socket operation is bounded by smtp_connect_timeout (0 means 1 s, as keepalived)."""
+
+    attempts = 3
+    retry_delay = 5.0  # seconds before the 2nd attempt; doubled for each further one
+
+    def __init__(self, global_defs: GlobalDefs):
+        import queue
+
+        self.global_defs = global_defs
+        self._queue: Any = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._closing = threading.Event()
+        self.sent = 0
+        self.failed = 0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.global_defs.notification_email and self.global_defs.smtp_server)
+
+    def submit(self, subject: str, body: str) -> None:
+        """Queue one mail; returns at once."""
+        if not self.configured or self._closing.is_set():
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._worker, name="vrrpd-smtp", daemon=True)
+            self._thread.start()
+        self._queue.put((subject, smtp_message(self.global_defs, subject, body)))
+
+    def pending(self) -> int:
+        return self._queue.unfinished_tasks
+
+    def close(self, timeout: float) -> None:
+        """Let the worker send what is queued for up to `timeout` seconds, then give up on it."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._closing.set()
+        self._thread.join(max(0.0, timeout))
+        if self._thread.is_alive():
+            log.warning("SMTP: %d alert(s) not sent at shutdown (server %s:%d did not answer in time)",
+                        self.pending() - 1, self.global_defs.smtp_server, self.global_defs.smtp_port)
+
+    def _worker(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._deliver(*item)
+            finally:
+                self._queue.task_done()
+
+    def _deliver(self, subject: str, message: str) -> None:
+        import smtplib
+
+        gd = self.global_defs
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self._send(message)
+            except (OSError, smtplib.SMTPException) as exc:
+                log.warning("SMTP alert '%s' to %s:%d failed (attempt %d of %d): %s",
+                            subject, gd.smtp_server, gd.smtp_port, attempt, self.attempts, exc or type(exc).__name__)
+                if attempt == self.attempts or self._closing.wait(self.retry_delay * 2 ** (attempt - 1)):
+                    break
+            else:
+                self.sent += 1
+                log.info("SMTP alert successfully sent: %s", subject)
+                return
+        self.failed += 1
+        log.error("SMTP alert '%s' could not be sent", subject)
+
+    def _send(self, message: str) -> None:
+        import smtplib
+
+        gd = self.global_defs
+        timeout = gd.smtp_connect_timeout or 1.0
+        with smtplib.SMTP(timeout=timeout) as smtp:
+            smtp.connect(gd.smtp_server or "", gd.smtp_port)
+            smtp.helo(gd.smtp_helo_name or "localhost")
+            smtp.sendmail(gd.notification_email_from, list(gd.notification_email), message.encode("utf-8"))
+
+
+class NotifyFifo:
+    """One notify FIFO, created if missing and opened read-write and non-blocking, as keepalived
+    does: with no reader, lines wait in the pipe buffer; when it is full they are dropped."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd: Optional[int] = None
+        self.created = False
+        self.dropped = 0
+        self._failed = False
+
+    def _open(self) -> bool:
+        import stat
+
+        if self.fd is not None:
+            return True
+        if self._failed:
+            return False
+        try:
+            if not os.path.exists(self.path):
+                os.mkfifo(self.path, 0o600)
+                self.created = True
+            if not stat.S_ISFIFO(os.stat(self.path).st_mode):
+                raise OSError(f"{self.path} exists and is not a FIFO")
+            self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            log.error("notify fifo %s cannot be used: %s", self.path, exc)
+            self._failed = True
+            return False
+        return True
+
+    def write(self, line: str) -> None:
+        if not self._open():
+            return
+        try:
+            os.write(self.fd, line.encode("utf-8"))  # type: ignore[arg-type]
+        except BlockingIOError:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("notify fifo %s is full (no reader?): %d line(s) dropped", self.path, self.dropped)
+        except OSError as exc:
+            log.info("notify fifo %s write error: %s", self.path, exc)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.created:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.created = False
 
 
 class Notifier:
@@ -3497,26 +4239,197 @@ class Notifier:
       vrrp_master_rx_lower_pri(inst, priority)
       checker(vs, rs, up, reason)            a real server went up/down (LVS)
       close(timeout)                         flush what can be flushed within timeout seconds
-    Placeholder until the notify work lands: transitions are only logged by the caller."""
+    Also: vrrp_priority_change(inst, state, priority) for the FIFO's MASTER_PRIORITY/BACKUP_PRIORITY
+    lines (vrrp_notify_priority_changes), vrrp_deleted(inst, priority) for an instance a reload
+    removed, and virtual_server_quorum(vs, up, body) for LVS quorum changes."""
 
     def __init__(self, loop: EventLoop, config: Config):
         self.loop = loop
         self.config = config
+        gd = config.global_defs
+        self.mailer = SmtpAlerter(gd)
+        self._queues: Dict[str, List[Tuple[Command, List[str], str]]] = {}
+        self._running: Dict[str, Child] = {}
+        self._last_mail: Dict[str, Any] = {}
+        self.scripts_run = 0
+        self.vrrp_fifos = [NotifyFifo(p) for p in dict.fromkeys(x for x in (gd.notify_fifo, gd.vrrp_notify_fifo) if x)]
+        self.lvs_fifos = [f for f in self.vrrp_fifos if f.path == gd.notify_fifo]
+        if gd.lvs_notify_fifo and gd.lvs_notify_fifo not in (gd.notify_fifo, gd.vrrp_notify_fifo):
+            self.lvs_fifos.append(NotifyFifo(gd.lvs_notify_fifo))
+        elif gd.lvs_notify_fifo:
+            self.lvs_fifos += [f for f in self.vrrp_fifos if f.path == gd.lvs_notify_fifo and f not in self.lvs_fifos]
 
+    # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
-        pass
+        """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
+        specific = {State.MASTER: inst.notify_master, State.BACKUP: inst.notify_backup,
+                    State.FAULT: inst.notify_fault, State.STOP: inst.notify_stop}.get(state)
+        key = f"INSTANCE {inst.name}"
+        if specific is not None:
+            self._queue(key, specific, [])
+        if inst.notify is not None:
+            self._queue(key, inst.notify, ["INSTANCE", inst.name, state.value, str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
+        gd = self.config.global_defs
+        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
+            subject, body = _VRRP_MAIL[state]
+            self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+
+    def vrrp_deleted(self, inst: VrrpInstance, priority: int) -> None:
+        """A reload removed `inst`: notify_deleted and `notify ... DELETED` if notify_deleted is set,
+        otherwise a FAULT notification, as keepalived does for compatibility."""
+        if inst.notify_deleted is None:
+            self.vrrp_instance(inst, State.FAULT, priority)
+            return
+        key = f"INSTANCE {inst.name}"
+        self._queue(key, inst.notify_deleted, [])
+        if inst.notify is not None:
+            self._queue(key, inst.notify, ["INSTANCE", inst.name, "DELETED", str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "DELETED", priority))
+        gd = self.config.global_defs
+        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
+            self._mail(key, "DELETED", f"[{gd.router_id}] VRRP Instance {inst.name} - Deleted",
+                       "=> VRRP Deleted at reload <=")
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
-        pass
+        """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
+        specific = {State.MASTER: group.notify_master, State.BACKUP: group.notify_backup,
+                    State.FAULT: group.notify_fault, State.STOP: group.notify_stop}.get(state)
+        key = f"GROUP {group.name}"
+        if specific is not None:
+            self._queue(key, specific, [])
+        if group.notify is not None:
+            self._queue(key, group.notify, ["GROUP", group.name, state.value, "0"])
+        self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group.name, state.value, 0))
+        gd = self.config.global_defs
+        if smtp_alert_wanted(group.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _GROUP_MAIL:
+            subject, body = _GROUP_MAIL[state]
+            self._mail(key, state, f"[{gd.router_id}] VRRP Group {group.name} - {subject}", body)
 
     def vrrp_master_rx_lower_pri(self, inst: VrrpInstance, priority: int) -> None:
-        pass
+        """The MASTER received a lower-priority advert: notify_master_rx_lower_pri and the FIFO."""
+        if inst.notify_master_rx_lower_pri is not None:
+            self._queue(f"INSTANCE {inst.name}", inst.notify_master_rx_lower_pri, [])
+        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "MASTER_RX_LOWER_PRI", priority))
+
+    def vrrp_priority_change(self, inst: VrrpInstance, state: State, priority: int) -> None:
+        """The effective priority changed: a FIFO line if vrrp_notify_priority_changes is set."""
+        if self.config.global_defs.vrrp_notify_priority_changes:
+            kind = "MASTER_PRIORITY" if state == State.MASTER else "BACKUP_PRIORITY"
+            self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        pass
+        """Real server `rs` of `vs` went up or down: notify_up/notify_down, FIFO `RS ...`, mail."""
+        rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
+        key = f"RS {rs_name} {vs_name}"
+        cmd = rs.notify_up if up else rs.notify_down
+        if cmd is not None:
+            self._queue(key, cmd, [])
+        word = "UP" if up else "DOWN"
+        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
+        gd = self.config.global_defs
+        if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
+            if reason.startswith("=>"):
+                body = reason
+            elif up:
+                body = "=> CHECK succeed on service <="
+            else:
+                body = f"=> CHECK failed on service : {reason} <=" if reason else "=> CHECK failed on service <="
+            self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
+
+    def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
+        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, FIFO `VS ...`, mail."""
+        vs_name = format_virtual_server(vs)
+        key = f"VS {vs_name}"
+        cmd = vs.quorum_up if up else vs.quorum_down
+        if cmd is not None:
+            self._queue(key, cmd, [])
+        word = "UP" if up else "DOWN"
+        self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
+        gd = self.config.global_defs
+        if smtp_alert_wanted(vs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert):
+            self._mail(key, up, f"[{gd.router_id}] Virtualserver {vs_name} - {word}",
+                       body or f"=> Virtual server quorum {'gained' if up else 'lost'} <=")
 
     def close(self, timeout: float = 1.0) -> None:
-        pass
+        """Run queued notify scripts (STOP ones included) and send queued mail, for at most
+        `timeout` seconds in all; kill scripts still running then. Spins the loop meanwhile."""
+        deadline = self.loop.time() + max(0.0, timeout)
+        while (self._running or any(self._queues.values())) and self.loop.time() < deadline:
+            self.loop.run_once(until=deadline)
+        for key, child in list(self._running.items()):
+            log.warning("notify script for %s still running at shutdown - killing it", key)
+            child.on_exit = None
+            child.kill()
+        self._running.clear()
+        self._queues.clear()
+        self.mailer.close(max(0.0, deadline - self.loop.time()))
+        for fifo in self.vrrp_fifos + self.lvs_fifos:
+            fifo.close()
+
+    def status(self) -> Dict[str, Any]:
+        return {"scripts_run": self.scripts_run, "scripts_queued": sum(len(q) for q in self._queues.values()),
+                "scripts_running": sorted(self._running), "mail_sent": self.mailer.sent,
+                "mail_failed": self.mailer.failed, "mail_queued": self.mailer.pending(),
+                "fifo_dropped": sum(f.dropped for f in self.vrrp_fifos + self.lvs_fifos)}
+
+    # -- notify scripts -------------------------------------------------------------------
+    def _queue(self, key: str, cmd: Command, extra: List[str]) -> None:
+        self._queues.setdefault(key, []).append((cmd, extra, key))
+        if key not in self._running:
+            self._next(key)
+
+    def _next(self, key: str) -> None:
+        queue = self._queues.get(key)
+        while queue:
+            cmd, extra, _ = queue.pop(0)
+            if self._start(key, cmd, extra):
+                return
+
+    def _start(self, key: str, cmd: Command, extra: List[str]) -> bool:
+        gd = self.config.global_defs
+        user, group = (cmd.user, cmd.group) if cmd.user is not None else default_script_user(gd)
+        problem = check_command_runnable(cmd, user, gd.enable_script_security, f"notify {key}")
+        if problem is not None:
+            log.warning("notify %s: %s - not run", key, problem)
+            return False
+        argv = script_argv(cmd)
+        if extra and cmd.shell:
+            argv = argv[:2] + [cmd.raw + ' "$@"', "notify"] + extra
+        else:
+            argv = argv + extra
+        try:
+            child = self.loop.spawn(argv, lambda c: self._done(key, c), timeout=NOTIFY_SCRIPT_TIMEOUT,
+                                    env=script_environment(), user=user, group=group)
+        except (OSError, KeyError, ValueError) as exc:
+            log.warning("notify %s: cannot run %s: %s", key, cmd.raw, exc)
+            return False
+        self.scripts_run += 1
+        self._running[key] = child
+        return True
+
+    def _done(self, key: str, child: Child) -> None:
+        self._running.pop(key, None)
+        if child.timed_out:
+            log.warning("notify %s: script killed after %.0f s", key, NOTIFY_SCRIPT_TIMEOUT)
+        elif child.returncode:
+            log.info("notify %s: script exited with status %s", key, child.returncode)
+        self._next(key)
+
+    # -- FIFO and mail --------------------------------------------------------------------
+    @staticmethod
+    def _fifo(fifos: List[NotifyFifo], line: str) -> None:
+        for fifo in fifos:
+            fifo.write(line)
+
+    def _mail(self, key: str, state: Any, subject: str, body: str) -> None:
+        """Queue a mail unless this object's last mail already told this state (keepalived's rule)."""
+        if state == State.FAULT and self.config.global_defs.no_email_faults:
+            return
+        if self._last_mail.get(key, object()) == state:
+            return
+        self._last_mail[key] = state
+        self.mailer.submit(subject, body)
 
 
 # ============================================================================================
@@ -4242,6 +5155,22 @@ def format_status_table(status: Dict[str, Any]) -> str:
 
 
 
+def check_command(path: Optional[str], out: Any = None) -> int:
+    """`--check`: print every problem, then what would run; 0 without errors, 1 with."""
+    out = out if out is not None else sys.stdout
+    path = path or default_config_path()
+    config, diags = parse_config(path, check_interfaces=False)
+    for d in diags:
+        print(str(d), file=out)
+    errors = sum(1 for d in diags if d.severity is Severity.ERROR)
+    warnings = len(diags) - errors
+    if errors == 0:
+        for line in config_summary(config):
+            print(line, file=out)
+    print(f"{path}: {errors} error(s), {warnings} warning(s)", file=out)
+    return 1 if errors else 0
+
+
 # --------------------------------------------------------------------------------------------
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
@@ -4396,22 +5325,6 @@ def run_demo() -> int:
     finally:
         lab.close()
         signal.signal(signal.SIGINT, old_int)
-
-
-def check_command(path: Optional[str], out: Any = None) -> int:
-    """`--check`: print every problem, then what would run; 0 without errors, 1 with."""
-    out = out if out is not None else sys.stdout
-    path = path or default_config_path()
-    config, diags = parse_config(path, check_interfaces=False)
-    for d in diags:
-        print(str(d), file=out)
-    errors = sum(1 for d in diags if d.severity is Severity.ERROR)
-    warnings = len(diags) - errors
-    if errors == 0:
-        for line in config_summary(config):
-            print(line, file=out)
-    print(f"{path}: {errors} error(s), {warnings} warning(s)", file=out)
-    return 1 if errors else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
