@@ -1450,6 +1450,34 @@ def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path):
     assert "deleted from eth0 behind our back" in a.log()
 
 
+def test_reload_keeps_master_and_vips_and_applies_the_difference(lab, tmp_path):
+    a, b = _pair(lab, tmp_path, _conf(priority=150), _conf(priority=100))
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    vip2 = f"{LAB_NET}.200"
+    second = _conf("VI_2", 52, 120, vips=(f"{vip2}/24",))
+    ping = lab.exec(client, ["ping", "-n", "-q", "-i", "0.01", "-w", "3", VIP], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    a.conf.write_text(_conf(priority=140) + second[second.index("vrrp_instance"):])
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reload complete" in a.log(), 3, what="reload")
+    wait_for(lambda: lab.has_address(a.ns, vip2), 3, what="the new instance's VIP")
+    sent, received = _ping_stats(ping.communicate(timeout=10)[0])
+    assert sent > 100 and sent == received, (sent, received)
+    assert a.log().count("Entering MASTER STATE") == 2 and "Entering BACKUP STATE\n" not in a.log()
+    assert _holders(lab, [a, b]) == ["A"]
+    # a broken file is refused and the running configuration stays
+    a.conf.write_text("vrrp_instance VI_1 {\n    priority 999\n}\n")
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reload aborted" in a.log(), 3, what="reload refused")
+    assert a.proc.poll() is None and _holders(lab, [a, b]) == ["A"] and lab.has_address(a.ns, vip2)
+    # dropping an instance removes its VIPs
+    a.conf.write_text(_conf(priority=140))
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: not lab.has_address(a.ns, vip2), 3, what="VI_2 removed")
+    assert _holders(lab, [a, b]) == ["A"]
+
+
 @pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
 @pytest.mark.parametrize("keepalived_master", [True, False], ids=["keepalived-master", "vrrpd-master"])

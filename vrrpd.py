@@ -4484,8 +4484,9 @@ class Daemon:
 
     run() returns the exit status once stop() (SIGTERM/SIGINT) has finished."""
 
-    def __init__(self, config: Config, loop: Optional[EventLoop] = None):
+    def __init__(self, config: Config, loop: Optional[EventLoop] = None, config_path: Optional[str] = None):
         self.config = config
+        self.config_path = config_path or (config.files[0] if config.files else None)
         self.loop = loop or EventLoop()
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
@@ -4499,6 +4500,7 @@ class Daemon:
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
         self.ratelimit = _RateLimit()
+        self._pending_logs: List[str] = []
         self.stopping = False
         self.finished = False
         self.exit_code = 0
@@ -4528,14 +4530,12 @@ class Daemon:
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
         log.info("Startup complete")
+        sd_notify("READY=1")
 
-    def _add_instance(self, inst: VrrpInstance) -> None:
+    def _make_machine(self, inst: VrrpInstance, version: int) -> VrrpMachine:
         g = self.g
-        version = inst.version or g.vrrp_version
-        if inst.family != 4:
-            raise ValueError("only IPv4 instances are supported")
         pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
-        machine = VrrpMachine(
+        return VrrpMachine(
             inst.name, inst.virtual_router_id, inst.priority, inst.advert_int, version,
             addresses=[v.address.ip for v in inst.virtual_ipaddress],  # excluded VIPs are not advertised
             auth_type=inst.auth_type if version == 2 else AuthType.NONE,
@@ -4548,8 +4548,18 @@ class Daemon:
                                             pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
         )
+
+    def _version(self, inst: VrrpInstance) -> int:
+        return inst.version or self.g.vrrp_version
+
+    def _add_instance(self, inst: VrrpInstance) -> InstanceRuntime:
+        g = self.g
+        version = self._version(inst)
+        if inst.family != 4:
+            raise ValueError("only IPv4 instances are supported")
+        machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
-        rt.checksum_as_v2 = bool(pick(inst.v3_checksum_as_v2, g.v3_checksum_as_v2))
+        rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
@@ -4568,6 +4578,15 @@ class Daemon:
                 self.garp_socks[ifname] = GarpSocket(ifname)
             self.by_socket[ifname].append(rt)
             self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
+        self._set_targets(rt)
+        self.runtimes.append(rt)
+        self._update_own_sources()
+        return rt
+
+    def _set_targets(self, rt: InstanceRuntime) -> None:
+        """Where adverts go (the multicast group, or each unicast_peer) and from which source address."""
+        inst, g = rt.inst, self.g
+        rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
             rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
         else:
@@ -4575,9 +4594,7 @@ class Daemon:
             if rt.vsock is not None:
                 rt.vsock.join(g.vrrp_mcast_group4)
         rt.src = self._source_address(rt)
-        machine.primary_ip = rt.src
-        self.runtimes.append(rt)
-        self._update_own_sources()
+        rt.machine.primary_ip = rt.src
 
     def _update_own_sources(self) -> None:
         """Our own advert sources and interface addresses: packets from them are our own echoes."""
@@ -4607,6 +4624,7 @@ class Daemon:
             return
         self.stopping = True
         log.info("Stopping")
+        sd_notify("STOPPING=1")
         for rt in self.runtimes:
             self._apply(rt, rt.machine.shutdown(now, handover=self.g.vrrp_handover_on_stop))
         self._maybe_finish()
@@ -4630,6 +4648,7 @@ class Daemon:
     def run(self) -> int:
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.stop)
+        self.loop.add_signal_handler(signal.SIGHUP, lambda signum: self.reload())
         self.start()
         self.loop.run()
         self.close()
@@ -4642,6 +4661,119 @@ class Daemon:
             self.monitor.close()
         if self.rtnl is not None:
             self.rtnl.close()
+
+    # -- reload (SIGHUP) ------------------------------------------------------------------------
+    @staticmethod
+    def _identity(inst: VrrpInstance, version: int) -> Tuple[str, Optional[str], int, int, int]:
+        """What must stay equal for an instance to survive a reload with its state and VIPs."""
+        return inst.name, inst.interface, inst.virtual_router_id, inst.family, version
+
+    @staticmethod
+    def _trackers_key(config: Config) -> str:
+        def plain(obj: Any) -> Any:
+            return {k: v for k, v in vars(obj).items() if k not in ("line", "file")}
+        parts = [{n: plain(o) for n, o in sorted(d.items())}
+                 for d in (config.vrrp_scripts, config.track_files, config.track_processes)]
+        return repr(parts)
+
+    def reload(self, config: Optional[Config] = None) -> bool:
+        """SIGHUP: validate the file first; on errors keep running untouched. Otherwise apply the difference:
+        an instance with the same identity keeps its state and VIPs (no advert gap, no VIP removal)."""
+        if self.stopping:
+            return False
+        if config is None:
+            if not self.config_path:
+                log.error("Reload impossible: no configuration file")
+                return False
+            try:
+                config = load_config(self.config_path)
+            except ConfigError as exc:
+                for diag in exc.diagnostics:
+                    log.error(str(diag))
+                log.error("Reload aborted: %s has errors; the running configuration is kept", self.config_path)
+                return False
+            except OSError as exc:
+                log.error("Reload aborted: cannot read %s: %s", self.config_path, exc)
+                return False
+        log.info("Reloading ...")
+        sd_notify("RELOADING=1")
+        now = self.loop.time()
+        old_config, self.config, self.g = self.config, config, config.global_defs
+        wanted = {self._identity(inst, self._version(inst)): inst for inst in config.vrrp_instances}
+        kept: Dict[Tuple[str, Optional[str], int, int, int], InstanceRuntime] = {}
+        for rt in list(self.runtimes):
+            ident = self._identity(rt.inst, rt.version)
+            if ident in wanted:
+                kept[ident] = rt
+                continue
+            acts = [a for a in rt.machine.shutdown(now) if not isinstance(a, Notify)]
+            self._apply(rt, acts)
+            self._forget(rt)
+            log.info("(%s) removed by the reload", rt.inst.name)
+            self._safe(self.notifier.vrrp_deleted, rt.inst, rt.machine.effective_priority)
+        if self._trackers_key(old_config) != self._trackers_key(config):
+            self.tracking.stop()
+            self.tracking = Tracking(self.loop, config, self._on_tracking_change)
+            self.tracking.start()
+        else:
+            self.tracking.config = config
+        self.notifier.config = config
+        self._safe(self.lvs.reload, config)
+        for ident, inst in wanted.items():
+            rt = kept.get(ident)
+            if rt is not None:
+                self._reconfigure(rt, inst)
+                continue
+            try:
+                rt = self._add_instance(inst)
+            except (OSError, ValueError) as exc:
+                log.error("(%s) cannot start: %s", inst.name, exc)
+                continue
+            delta, fault = self._adjustment(rt)
+            self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
+            self._apply(rt, rt.machine.start(now, fault=fault))
+        self._reevaluate()
+        log.info("Reload complete")
+        sd_notify("READY=1")
+        return True
+
+    def _reconfigure(self, rt: InstanceRuntime, inst: VrrpInstance) -> None:
+        """Take the new settings of a surviving instance without touching its state; VIPs are diffed."""
+        old_vips = {self._vip_key(rt, v): v for v in rt.vips}
+        rt.inst = inst
+        fresh = self._make_machine(inst, rt.version)
+        m = rt.machine
+        for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
+                     "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr"):
+            setattr(m, attr, getattr(fresh, attr))
+        if m.state != State.BACKUP or rt.version == 2:
+            m.master_adver_int = m.advert_int
+        self._set_targets(rt)
+        self._update_own_sources()
+        new_vips = {self._vip_key(rt, v): v for v in rt.vips}
+        if m.vips_set and self.rtnl is not None:
+            for key in old_vips.keys() - new_vips.keys():
+                self._vip_op(rt, old_vips[key], add=False)
+            for key in new_vips.keys() - old_vips.keys():
+                self._vip_op(rt, new_vips[key], add=True)
+            if new_vips.keys() - old_vips.keys():
+                self._send_garps(rt, 1)
+
+    def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[Any, ...]:
+        return vip.address, self._vip_index(rt, vip), vip.label, vip.scope, vip.brd, vip.peer
+
+    def _forget(self, rt: InstanceRuntime) -> None:
+        self._cancel_garp(rt)
+        if rt.timer is not None:
+            rt.timer.cancel()
+            rt.timer = None
+        self.runtimes.remove(rt)
+        if rt.inst.interface in self.by_socket and rt in self.by_socket[rt.inst.interface]:
+            self.by_socket[rt.inst.interface].remove(rt)
+        key = (rt.inst.interface or "", rt.machine.vrid)
+        if rt in self.by_vrid.get(key, []):
+            self.by_vrid[key].remove(rt)
+        self._update_own_sources()
 
     # -- actions -------------------------------------------------------------------------------
     def _apply(self, rt: InstanceRuntime, actions: List[Action]) -> None:
@@ -4666,7 +4798,11 @@ class Daemon:
         for act in actions:
             if isinstance(act, Log):
                 log.log(logging.DEBUG if act.detail else act.level, act.message)
-            elif isinstance(act, Notify):
+        for message in self._pending_logs:
+            log.debug(message)
+        self._pending_logs = []
+        for act in actions:
+            if isinstance(act, Notify):
                 rt.transitions += 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
             elif isinstance(act, NotifyRxLowerPri):
@@ -4718,18 +4854,20 @@ class Daemon:
         return link.index if link is not None else 0
 
     def _set_vips(self, rt: InstanceRuntime, add: bool) -> None:
-        assert self.rtnl is not None
         for vip in rt.vips:
-            index = self._vip_index(rt, vip)
-            if not index:
-                continue
-            try:
-                if add:
-                    self.rtnl.add_address(index, vip)
-                else:
-                    self.rtnl.del_address(index, vip)
-            except (NetlinkError, OSError) as exc:
-                log.error("(%s) cannot %s VIP %s: %s", rt.inst.name, "add" if add else "remove", vip.address, exc)
+            self._vip_op(rt, vip, add)
+
+    def _vip_op(self, rt: InstanceRuntime, vip: VirtualIP, add: bool) -> None:
+        index = self._vip_index(rt, vip)
+        if not index or self.rtnl is None:
+            return
+        try:
+            if add:
+                self.rtnl.add_address(index, vip)
+            else:
+                self.rtnl.del_address(index, vip)
+        except (NetlinkError, OSError) as exc:
+            log.error("(%s) cannot %s VIP %s: %s", rt.inst.name, "add" if add else "remove", vip.address, exc)
 
     def _garp_params(self, rt: InstanceRuntime) -> Tuple[float, int, float, int]:
         inst, g = rt.inst, self.g
@@ -4772,7 +4910,8 @@ class Daemon:
             if link is None or len(link.mac) != 6 or vip.address.version != 4:
                 continue
             if announce:
-                log.debug("(%s) Sending/queueing gratuitous ARPs on %s for %s", rt.inst.name, link.name, vip.address.ip)
+                self._pending_logs.append(
+                    f"({rt.inst.name}) Sending/queueing gratuitous ARPs on {link.name} for {vip.address.ip}")
             frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
         interval = self.g.vrrp_garp_interval
         if interval > 0:
@@ -5195,7 +5334,7 @@ def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) 
     except OSError as exc:
         print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
         return 1
-    return Daemon(config).run()
+    return Daemon(config, config_path=path).run()
 
 
 DEMO_CONFIG = """\
