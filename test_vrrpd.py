@@ -1441,6 +1441,53 @@ def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
     _wait_holders(lab, [a, b], ["A"], timeout=3)
 
 
+def test_garp_bursts_follow_garp_master_delay_repeat_and_refresh_and_excluded_vips_are_not_advertised(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    watcher = lab.host("w", f"{LAB_NET}.20/24")
+    excluded = f"{LAB_NET}.150"
+    extra = (f"    garp_master_delay 1\n    garp_master_repeat 3\n"
+             f"    virtual_ipaddress_excluded {{\n        {excluded}/24\n    }}\n")
+    cap_file = tmp_path / "cap.txt"
+    cap = lab.exec(watcher, ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "-vv", "arp or vrrp"],
+                   stdout=open(cap_file, "w"), stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra=extra,
+                                                   global_extra="    vrrp_garp_master_refresh 0.7\n"))
+    _wait_holders(lab, [a], ["A"], timeout=3)
+    assert lab.has_address(ns_a, excluded)
+    time.sleep(2.2)
+    cap.terminate()
+    cap.wait(timeout=5)
+    lines = cap_file.read_text().splitlines()
+    garps = [float(line.split()[0]) for line in lines if f"who-has {VIP} tell {VIP}" in line]
+    t0 = garps[0]
+    first = [t for t in garps if t - t0 < 0.3]
+    second = [t for t in garps if 0.9 <= t - t0 < 1.3]
+    refresh = [t for t in garps if 0.5 <= t - t0 < 0.9]
+    assert len(first) == 3 and len(second) >= 3 and len(refresh) == 1, [round(t - t0, 2) for t in garps]
+    adverts = [line for line in lines if "VRRP" in line or "addrs" in line]
+    assert adverts and any(VIP in line for line in adverts)
+    assert not any(excluded in line for line in adverts)
+    assert any(f"who-has {excluded} tell {excluded}" in line for line in lines)
+
+
+def test_track_interface_weight_lowers_priority_and_backup_preempts(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns_a)
+    lab.ip("link", "set", "eth1p", "up", ns=ns_a)
+    lab.ip("link", "set", "eth1", "up", ns=ns_a)
+    ns_b = lab.host("b", f"{LAB_NET}.2/24")
+    extra = "    track_interface {\n        eth1 weight -60\n    }\n"
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra=extra))
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    lab.link(ns_a, "eth1", up=False)
+    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    assert "(VI_1) Changing effective priority from 150 to 90" in a.log() and "FAULT" not in a.log()
+    lab.link(ns_a, "eth1", up=True)
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+
+
 def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path):
     ns_a = lab.host("a", f"{LAB_NET}.1/24")
     a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150))
