@@ -1149,6 +1149,29 @@ def test_lower_effective_priority_master_is_preempted_by_backup_timeout():
     assert backup.state == vrrpd.State.MASTER
 
 
+def test_backup_does_not_become_master_while_a_tracker_is_initialising():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.hold_master = True
+    deadline = m.next_deadline()
+    assert m.on_timer(deadline) == [] and m.state == vrrpd.State.BACKUP
+    m.hold_master = False
+    m.on_timer(m.next_deadline())
+    assert m.state == vrrpd.State.MASTER
+
+
+def test_higher_prio_send_advert_tells_the_winner_before_stepping_down():
+    m = _machine(priority=100, higher_prio_send_advert=True)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(150), IP4("10.0.0.2"))
+    assert vrrpd.SendAdvert(100) in acts and m.state == vrrpd.State.BACKUP
+    plain = _machine(priority=100)
+    plain.start(0.0)
+    plain.on_timer(plain.next_deadline())
+    assert not any(isinstance(a, vrrpd.SendAdvert) for a in plain.on_advert(10.0, _adv(150), IP4("10.0.0.2")))
+
+
 def test_receive_checks_for_v2_auth_interval_and_version():
     m = _machine(version=2, auth_type=vrrpd.AuthType.PASS, auth_pass=b"secret")
     good = _adv(version=2, auth_type=1, auth_data=b"secret\0\0")

@@ -2667,6 +2667,7 @@ class VrrpMachine:
         lower_prio_no_advert: bool = False,
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
+        higher_prio_send_advert: bool = False,
     ):
         self.name = name
         self.vrid = vrid
@@ -2686,6 +2687,9 @@ class VrrpMachine:
         self.lower_prio_no_advert = lower_prio_no_advert
         self.garp_lower_prio_repeat = garp_lower_prio_repeat
         self.skip_check_adv_addr = skip_check_adv_addr
+        self.higher_prio_send_advert = higher_prio_send_advert
+        # set while a weight-0 tracker has not reported yet: keepalived does not become MASTER then
+        self.hold_master = False
         self.state = State.INIT
         self.fault = False
         self.adver_timer: Optional[float] = None
@@ -2739,6 +2743,9 @@ class VrrpMachine:
         if self.handover_timer is not None and now >= self.handover_timer:
             acts += self._finish_handover("timeout")
         if self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer:
+            if self.hold_master:
+                self.master_down_timer = now + self.master_down_interval
+                return acts
             # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
             acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
             acts += self._become_master(now)
@@ -2824,6 +2831,9 @@ class VrrpMachine:
             #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
             acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
                                       f"{adv.priority}, ours {self.effective_priority}")]
+            if self.higher_prio_send_advert:
+                # keepalived's higher_prio_send_advert: tell the winner once more that we were master
+                acts.append(SendAdvert(self.effective_priority))
             if self.version == 3:
                 self.master_adver_int = adv.advert_int
             self.master_ip = src
@@ -4469,6 +4479,7 @@ class InstanceRuntime:
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
         self.checksum_as_v2 = False
+        self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
         self.adverts_sent = 0
         self.adverts_received = 0
         self.transitions = 0
@@ -4524,13 +4535,24 @@ class Daemon:
                 log.error("(%s) cannot start: %s", inst.name, exc)
         self.tracking.start()
         self.lvs.start()
+        if self.g.vrrp_startup_delay > 0:
+            log.info("Delaying startup for %g seconds", self.g.vrrp_startup_delay)
+            self.loop.call_later(self.g.vrrp_startup_delay, self._start_machines)
+        else:
+            self._start_machines()
+        log.info("Startup complete")
+        sd_notify("READY=1")
+
+    def _start_machines(self) -> None:
+        if self.stopping:
+            return
         now = self.loop.time()
         for rt in self.runtimes:
+            if rt.machine.state != State.INIT:
+                continue
             delta, fault = self._adjustment(rt)
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
-        log.info("Startup complete")
-        sd_notify("READY=1")
 
     def _make_machine(self, inst: VrrpInstance, version: int) -> VrrpMachine:
         g = self.g
@@ -4547,6 +4569,7 @@ class Daemon:
             garp_lower_prio_repeat=int(pick(inst.garp_lower_prio_repeat,
                                             pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
+            higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
         )
 
     def _version(self, inst: VrrpInstance) -> int:
@@ -4744,11 +4767,13 @@ class Daemon:
         fresh = self._make_machine(inst, rt.version)
         m = rt.machine
         for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
-                     "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr"):
+                     "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
+                     "higher_prio_send_advert"):
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
         self._set_targets(rt)
+        rt.packets.clear()
         self._update_own_sources()
         new_vips = {self._vip_key(rt, v): v for v in rt.vips}
         if m.vips_set and self.rtnl is not None:
@@ -4835,13 +4860,22 @@ class Daemon:
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         if rt.vsock is None or rt.src is None:
             return
-        m = rt.machine
-        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
-                         m.auth_type.value if rt.version == 2 else 0,
-                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
-        for dst, ttl in rt.targets:
+        key = (priority, rt.src)
+        packets = rt.packets.get(key)
+        if packets is None:
+            # an advert only changes with the priority or the source: encode once, send the bytes again
+            m = rt.machine
+            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
+                             m.auth_type.value if rt.version == 2 else 0,
+                             m.auth_pass if m.auth_type == AuthType.PASS else b"")
+            packets = [(str(dst), encode_ipv4(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl))
+                       for dst, ttl in rt.targets]
+            if len(rt.packets) > 8:
+                rt.packets.clear()
+            rt.packets[key] = packets
+        for dst, packet in packets:
             try:
-                rt.vsock.send(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl)
+                rt.vsock.sock.sendto(packet, (dst, 0))  # IP_HDRINCL: the kernel fills in id and checksum
                 rt.adverts_sent += 1
             except OSError as exc:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
@@ -4972,9 +5006,15 @@ class Daemon:
         if not unicast and ip.ttl != VRRP_TTL:
             self._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {ip.ttl} and expect {VRRP_TTL}")
             return
-        if unicast and self.g.vrrp_check_unicast_src and ip.src not in [p.address for p in rt.inst.unicast_peer]:
-            self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
-            return
+        if unicast:
+            peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
+            if peer is None and self.g.vrrp_check_unicast_src:
+                self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
+                return
+            if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
+                self._bad(rt, "bad_ttl", f"({name}) unicast advert from {ip.src} with TTL {ip.ttl} outside "
+                          f"[{peer.min_ttl}, {peer.max_ttl}]")
+                return
         try:
             adv = decode_advert(ip.payload, ip.src, ip.dst, rt.checksum_as_v2)
         except PacketError as exc:
@@ -5015,6 +5055,8 @@ class Daemon:
                 delta += ref.weight
         try:
             tdelta, tfault = self.tracking.adjustment(inst)
+            initialising = getattr(self.tracking, "initialising", None)
+            rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
             tdelta, tfault = 0, False
