@@ -2208,6 +2208,23 @@ def test_neighbour_adverts_are_paced_by_gna_interval_and_carry_the_router_flag(l
     node.stop()
 
 
+def test_ipv6_vmac_carries_the_vip_and_its_neighbour_adverts(lab, tmp_path):
+    vip6 = "2001:db8:5a::100"
+    client = lab.host("c", f"{V6_NET}.9/24")
+    ns = lab.host("n", f"{V6_NET}.1/24")
+    wait_link_local(lab, ns)
+    cap = _capture(lab, client, "icmp6 and ip6[40] == 136", 1)
+    node = _Node(lab, ns, tmp_path, "N", _global("n") + _v6_conf("VI6", 70, 100, [f"{vip6}/64"],
+                                                                extra="    use_vmac vrrp6.70\n"))
+    out, _ = cap.communicate(timeout=20)
+    assert "00:00:5e:00:02:46 > 33:33:00:00:00:01" in out and f"tgt is {vip6}" in out, out
+    assert _has_addr6(lab, ns, vip6, "vrrp6.70")
+    link = lab.ip("-d", "link", "show", "vrrp6.70", ns=ns).stdout
+    assert "addrgenmode random" in link and "00:00:5e:00:02:46" in link
+    node.stop()
+    assert lab.ip("link", "show", "vrrp6.70", ns=ns, check=False).returncode != 0
+
+
 def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     vip = f"{V6_NET}.100"
     client = lab.host("c", f"{V6_NET}.9/24")
