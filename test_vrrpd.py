@@ -2237,13 +2237,14 @@ def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     assert "macvlan mode private" in lab.ip("-d", "link", "show", "vrrp.51", ns=ns_b).stdout
     adverts, _ = _capture(lab, client, "ip proto 112", 2).communicate(timeout=20)
     assert adverts.count("00:00:5e:00:01:33 > 01:00:5e:00:00:12") == 2, adverts  # sent from the VMAC
-    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
+    assert lab.run(client, ["ping", "-c3", "-i0.2", "-W1", vip], check=False).returncode == 0
     assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
     a.stop()
     wait_for(lambda: lab.has_address(ns_b, vip, "vrrp.51"), 5, 0.02, "B takes over")
     assert lab.ip("link", "show", "vrrp.51", ns=ns_a, check=False).returncode != 0, "VMAC left behind on stop"
-    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
+    assert lab.run(client, ["ping", "-c3", "-i0.2", "-W1", vip], check=False).returncode == 0, "VIP unreachable"
     assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
+    assert "00:00:5e:00:01:33" in lab.ip("neigh", "show", vip, ns=client).stdout
     b.stop()
 
 
