@@ -2244,7 +2244,6 @@ def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     assert lab.ip("link", "show", "vrrp.51", ns=ns_a, check=False).returncode != 0, "VMAC left behind on stop"
     assert lab.run(client, ["ping", "-c3", "-i0.2", "-W1", vip], check=False).returncode == 0, "VIP unreachable"
     assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
-    assert "00:00:5e:00:01:33" in lab.ip("neigh", "show", vip, ns=client).stdout
     b.stop()
 
 
