@@ -29,6 +29,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import random
 import re
 import selectors
 import signal
@@ -3398,10 +3399,9 @@ def parse_track_file_value(text: str) -> Optional[int]:
 
 
 def tracker_weight(ref: TrackRef, weight: int, reverse: bool) -> Tuple[int, bool]:
-    """The weight and reverse flag that apply: the instance's override if it gives a weight."""
-    if ref.weight is not None:
-        return ref.weight, ref.reverse
-    return weight, reverse or ref.reverse
+    """The weight and reverse flag that apply: the reference's weight overrides the tracker's;
+    `reverse` holds if either says so (as keepalived, which keeps the tracker's unless told)."""
+    return (weight if ref.weight is None else ref.weight), reverse or ref.reverse
 
 
 def process_matches(tp: TrackProcess, comm: str, cmdline: List[str]) -> bool:
@@ -3680,6 +3680,42 @@ class _FileWatch:
         return True
 
 
+class Inotify:
+    """Watches directories with inotify(7) (through ctypes and the C library already loaded), so a
+    track_file change is seen at once, as keepalived sees it; open() gives None where unavailable."""
+
+    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # MODIFY CLOSE_WRITE MOVED_FROM MOVED_TO CREATE DELETE
+
+    def __init__(self, libc: Any, fd: int):
+        self.libc = libc
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> Optional[Inotify]:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return None
+        return cls(libc, fd) if fd >= 0 else None
+
+    def watch(self, directory: str) -> bool:
+        return self.libc.inotify_add_watch(self.fd, os.fsencode(directory), self.MASK) >= 0
+
+    def drain(self) -> None:
+        """Read and discard the pending events (the caller re-reads what it watches)."""
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     """(comm, argv) of every live process in /proc; zombies are left out; argv only if asked."""
     found: List[Tuple[str, List[str]]] = []
@@ -3716,8 +3752,9 @@ class Tracking:
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
                                           state, and whether a weight-0 tracker says FAULT.
       status() -> dict                    per-tracker state for dumps and --json.
-    Scripts run as child processes on the loop; files and /proc are polled on loop timers.
-    Only trackers that some instance or sync group refers to are run."""
+    Scripts run as child processes on the loop; files are watched with inotify (and polled on a
+    loop timer as a fallback); /proc is scanned on a loop timer. Only trackers that some instance
+    or sync group refers to are run."""
 
     file_poll_interval = 0.5
     process_scan_interval = 1.0
@@ -3729,48 +3766,133 @@ class Tracking:
         self._started = False
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
+        self._inotify: Optional[Inotify] = None
+        self.scripts: Dict[str, _ScriptRunner] = {}
+        self.files: Dict[str, _FileWatch] = {}
+        self.processes: Dict[str, ProcessQuorum] = {}
+        self._take(config)
+
+    def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
+        """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
+        is unchanged; returns the script runners and file watches that are new."""
+        import dataclasses
+
+        def same(a: Any, b: Any) -> bool:
+            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
             used["script"].update(r.name for r in owner.track_script)
             used["file"].update(r.name for r in owner.track_file)
             used["process"].update(r.name for r in owner.track_process)
-        self.scripts: Dict[str, _ScriptRunner] = {
-            name: _ScriptRunner(self, s) for name, s in config.vrrp_scripts.items() if name in used["script"]}
-        self.files: Dict[str, _FileWatch] = {
-            name: _FileWatch(f) for name, f in config.track_files.items() if name in used["file"]}
-        self.processes: Dict[str, ProcessQuorum] = {
-            name: ProcessQuorum(p.quorum, p.quorum_max, p.delay)
-            for name, p in config.track_processes.items() if name in used["process"]}
+        scripts: Dict[str, _ScriptRunner] = {}
+        new_runners: List[_ScriptRunner] = []
+        gd, old_gd = config.global_defs, self.config.global_defs
+        same_user = (gd.script_user, gd.script_group) == (old_gd.script_user, old_gd.script_group)
+        for name, script in config.vrrp_scripts.items():
+            if name not in used["script"]:
+                continue
+            old = self.scripts.pop(name, None)
+            if old is not None and same_user and same(old.script, script):
+                old.script = script
+                scripts[name] = old
+            else:
+                if old is not None:
+                    old.stop()
+                scripts[name] = _ScriptRunner(self, script)
+                new_runners.append(scripts[name])
+        for runner in self.scripts.values():
+            runner.stop()
+        files: Dict[str, _FileWatch] = {}
+        new_files: List[_FileWatch] = []
+        for name, track_file in config.track_files.items():
+            if name not in used["file"]:
+                continue
+            old_watch = self.files.get(name)
+            if old_watch is not None and same(old_watch.track_file, track_file):
+                old_watch.track_file = track_file
+                files[name] = old_watch
+            else:
+                files[name] = _FileWatch(track_file)
+                new_files.append(files[name])
+        processes: Dict[str, ProcessQuorum] = {}
+        for name, tp in config.track_processes.items():
+            if name not in used["process"]:
+                continue
+            old_tp = self.config.track_processes.get(name)
+            if name in self.processes and old_tp is not None and same(old_tp, tp):
+                processes[name] = self.processes[name]
+            else:
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+        self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
+        return new_runners, new_files
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
         """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
         self._started = True
-        for watch in self.files.values():
+        self._watch(list(self.files.values()))
+        for runner in self.scripts.values():
+            runner.timer = self.loop.call_later(0, runner.run)
+
+    def _watch(self, new_files: List[_FileWatch]) -> None:
+        for watch in new_files:
             watch.init_file()
             watch.read()
         if self.processes:
             self._scan(initial=True)
         if self.files:
             self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
-        for runner in self.scripts.values():
-            runner.timer = self.loop.call_later(0, runner.run)
+            self._inotify = Inotify.open()
+            if self._inotify is not None:
+                for watch in self.files.values():
+                    self._inotify.watch(os.path.dirname(os.path.abspath(watch.track_file.path)))
+                self.loop.add_reader(self._inotify.fd, self._on_inotify)
+
+    def _unwatch(self) -> None:
+        for timer in (self._file_timer, self._process_timer):
+            if timer is not None:
+                timer.cancel()
+        self._file_timer = self._process_timer = None
+        if self._inotify is not None:
+            self.loop.remove_reader(self._inotify.fd)
+            self._inotify.close()
+            self._inotify = None
 
     def stop(self) -> None:
         self._started = False
         for runner in self.scripts.values():
             runner.stop()
-        for timer in (self._file_timer, self._process_timer):
-            if timer is not None:
-                timer.cancel()
-        self._file_timer = self._process_timer = None
+        self._unwatch()
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP). Trackers whose definition did not change keep their
+        state and schedule, so a reload neither resets weights nor makes instances flap (keepalived
+        issues #349, #1009); new ones start, removed ones stop. on_change() follows."""
+        if not self._started:
+            self._take(config)
+            return
+        self._unwatch()
+        new_runners, new_files = self._take(config)
+        self._watch(new_files)
+        for runner in new_runners:
+            runner.timer = self.loop.call_later(0, runner.run)
+        self._changed()
 
     def _changed(self) -> None:
         if self._started:
             self.on_change()
 
+    def _on_inotify(self) -> None:
+        if self._inotify is not None:
+            self._inotify.drain()
+            self._read_files()
+
     def _poll_files(self) -> None:
         self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        self._read_files()
+
+    def _read_files(self) -> None:
         changed = False
         for name, watch in self.files.items():
             if watch.read():
@@ -3870,6 +3992,144 @@ class Tracking:
                        "quorum": q.quorum, "quorum_max": q.quorum_max}
                 for name, q in self.processes.items()},
         }
+
+
+# --------------------------------------------------------------------------------------------
+# 6b. LVS checkers: decisions from results and time (sans-IO); the I/O is in section 7b
+# --------------------------------------------------------------------------------------------
+
+LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK")
+
+
+@dataclass
+class CheckerParams:
+    """A checker's effective timing, resolved checker -> real server -> virtual server -> default."""
+
+    delay_loop: float
+    connect_timeout: float
+    retry: int
+    delay_before_retry: float
+    warmup: float
+    alpha: bool
+
+
+def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerParams:
+    """keepalived's inheritance of checker settings, with its per-checker defaults."""
+
+    def pick(*values: Any) -> Any:
+        return next(v for v in values if v is not None)
+
+    delay_loop = pick(chk.delay_loop, rs.delay_loop, vs.delay_loop)
+    default_retry = {"MISC_CHECK": 0, "DNS_CHECK": 3}.get(chk.kind, 1)
+    default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
+    return CheckerParams(
+        delay_loop=delay_loop,
+        connect_timeout=pick(chk.connect_timeout, rs.connect_timeout, vs.connect_timeout, 5.0),
+        retry=pick(chk.retry, rs.retry, vs.retry, default_retry),
+        delay_before_retry=pick(chk.delay_before_retry, rs.delay_before_retry, vs.delay_before_retry, default_dbr),
+        warmup=pick(chk.warmup, rs.warmup, vs.warmup, 0.0),
+        alpha=pick(chk.alpha, rs.alpha, vs.alpha),
+    )
+
+
+class CheckDecision:
+    """One checker's up/down state: retries while up, then down; one success brings it up.
+
+    `alpha` starts it down until the first success. record() says what changed and when to
+    check next; it never reads the clock."""
+
+    def __init__(self, params: CheckerParams):
+        self.params = params
+        self.up = not params.alpha
+        self.retry_it = 0
+        self.weight: Optional[int] = None  # MISC_CHECK misc_dynamic weight, None: configured
+
+    def record(self, now: float, ok: bool, weight: Optional[int] = None) -> Tuple[Optional[bool], float]:
+        """Take one attempt's result; return (new up state if it changed else None, next attempt time)."""
+        p = self.params
+        if ok:
+            self.retry_it = 0
+            self.weight = weight
+            if not self.up:
+                self.up = True
+                return True, now + p.delay_loop
+            return None, now + p.delay_loop
+        if self.up and self.retry_it < p.retry:
+            self.retry_it += 1
+            return None, now + p.delay_before_retry
+        self.retry_it = 0
+        if self.up:
+            self.up = False
+            return False, now + p.delay_loop
+        return None, now + p.delay_loop
+
+
+def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool) -> Tuple[bool, Optional[int]]:
+    """MISC_CHECK exit status -> (up, weight): 0 up; misc_dynamic 2..255 up with weight status-2."""
+    if timed_out or returncode is None or returncode < 0:
+        return False, None
+    if returncode == 0:
+        return True, None
+    if dynamic and 2 <= returncode <= 255:
+        return True, returncode - 2
+    return False, None
+
+
+def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
+    """Judge an HTTP response against a `url` block: status in range (200-299 by default) and digest."""
+    head, sep, body = response.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = response.partition(b"\n\n")
+    words = head.split(b"\r\n", 1)[0].split()
+    if len(words) < 2 or not words[0].startswith(b"HTTP/") or not words[1].isdigit():
+        return False, "bad HTTP response"
+    status = int(words[1])
+    ranges = url.status_code or [(200, 299)]
+    if not any(lo <= status <= hi for lo, hi in ranges):
+        return False, f"status_code [{status}]"
+    if url.digest:
+        import hashlib
+
+        got = hashlib.md5(body).hexdigest()
+        if got != url.digest.lower():
+            return False, f"MD5 digest error, expected {url.digest.lower()}, got {got}"
+    return True, ""
+
+
+def lvs_quorum_transition(vs: VirtualServer, weight_sum: int, quorum_up: bool) -> Optional[bool]:
+    """New quorum state if it changes: lost below quorum-hysteresis, regained at quorum+hysteresis."""
+    if quorum_up and weight_sum < vs.quorum - vs.hysteresis:
+        return False
+    if not quorum_up and weight_sum >= vs.quorum + vs.hysteresis:
+        return True
+    return None
+
+
+def lvs_desired_dests(
+    vs: VirtualServer, alive: Dict[Tuple[IPAddress, int], Tuple[RealServer, bool, int]], quorum_up: bool
+) -> Dict[Tuple[IPAddress, int], Tuple[int, LbKind, int, int]]:
+    """The destinations the kernel should hold for vs: (address, port) -> (weight, method, uthr, lthr).
+
+    `alive` maps each real server to (config, alive, current weight). A dead server is left out,
+    or kept at weight 0 with inhibit_on_failure; without quorum a sorry server replaces them all."""
+    plan: Dict[Tuple[IPAddress, int], Tuple[int, LbKind, int, int]] = {}
+    sorry = vs.sorry_server is not None and not quorum_up
+    for key, (rs, up, weight) in alive.items():
+        inhibit = rs.inhibit_on_failure if rs.inhibit_on_failure is not None else vs.inhibit_on_failure
+        method = rs.lb_kind or vs.lb_kind
+        if up and not sorry:
+            plan[key] = (weight, method, rs.uthreshold, rs.lthreshold)
+        elif inhibit:
+            plan[key] = (0, method, rs.uthreshold, rs.lthreshold)
+    if vs.sorry_server is not None:
+        address, port = vs.sorry_server
+        key = (address, port if port is not None else (vs.port or 0))
+        method = vs.sorry_server_lvs_method or vs.lb_kind
+        if sorry:
+            plan[key] = (1, method, 0, 0)
+        elif vs.sorry_server_inhibit and key not in plan:
+            plan[key] = (0, method, 0, 0)
+    return plan
 
 
 # ============================================================================================
@@ -4057,6 +4317,714 @@ class GarpSocket:
 
 
 
+# --------------------------------------------------------------------------------------------
+# 7b. Generic netlink IPVS, checker I/O and the LVS manager
+#     (small private netlink packing helpers live here until section 4 has shared ones)
+# --------------------------------------------------------------------------------------------
+
+NETLINK_GENERIC = 16
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLMSG_ERROR, NLMSG_DONE, GENL_ID_CTRL = 2, 3, 16
+CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
+NLA_F_NESTED = 0x8000
+IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
+(IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
+ IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
+IPVS_CMD_FLUSH = 17
+IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
+(IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
+ IPVS_SVC_ATTR_SCHED_NAME, IPVS_SVC_ATTR_FLAGS, IPVS_SVC_ATTR_TIMEOUT, IPVS_SVC_ATTR_NETMASK) = range(1, 10)
+(IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_PORT, IPVS_DEST_ATTR_FWD_METHOD, IPVS_DEST_ATTR_WEIGHT,
+ IPVS_DEST_ATTR_U_THRESH, IPVS_DEST_ATTR_L_THRESH) = range(1, 7)
+IPVS_DEST_ATTR_ADDR_FAMILY, IPVS_DEST_ATTR_TUN_TYPE, IPVS_DEST_ATTR_TUN_PORT, IPVS_DEST_ATTR_TUN_FLAGS = 11, 13, 14, 15
+IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_HASHED, IP_VS_SVC_F_ONEPACKET = 0x1, 0x2, 0x4
+IPVS_SCHED_FLAGS = {"flag-1": 0x8, "flag-2": 0x10, "flag-3": 0x20, "sh-fallback": 0x8, "sh-port": 0x10,
+                    "mh-fallback": 0x8, "mh-port": 0x10}
+IPVS_PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
+IPVS_TUN_TYPES = {"ipip": 0, "gue": 1, "gre": 2}
+IPVS_TUN_CSUM = {"nocsum": 0, "csum": 1, "remcsum": 2}
+
+
+@dataclass(frozen=True)
+class IpvsServiceKey:
+    """What identifies a kernel service: (family, protocol, address, port) or (family, fwmark)."""
+
+    af: int
+    protocol: int = 0
+    addr: Optional[IPAddress] = None
+    port: int = 0
+    fwmark: int = 0
+
+    def __str__(self) -> str:
+        if self.fwmark:
+            return f"FWM {self.fwmark}"
+        proto = {v: k.lower() for k, v in IPVS_PROTOCOLS.items()}.get(self.protocol, str(self.protocol))
+        return f"[{self.addr}]:{proto}:{self.port}"
+
+
+@dataclass
+class IpvsService:
+    key: IpvsServiceKey
+    sched_name: str = "wlc"
+    flags: int = 0
+    timeout: int = 0
+    netmask: int = 0xFFFFFFFF  # IPv4: the mask's 32 bits; IPv6: a prefix length
+
+
+@dataclass
+class IpvsDest:
+    addr: IPAddress
+    port: int
+    fwd_method: int = LbKind.NAT.value
+    weight: int = 1
+    u_thresh: int = 0
+    l_thresh: int = 0
+    tun_type: Optional[int] = None
+    tun_port: int = 0
+    tun_flags: int = 0
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
+
+
+def _nla_parse(data: bytes) -> Dict[int, bytes]:
+    attrs: Dict[int, bytes] = {}
+    offset = 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        attrs[kind & 0x3FFF] = data[offset + 4:offset + length]
+        offset += (length + 3) & ~3
+    return attrs
+
+
+def _inet_addr(addr: IPAddress) -> bytes:
+    return addr.packed.ljust(16, b"\0")
+
+
+def genl_message(family: int, cmd: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST | NLM_F_ACK,
+                 version: int = IPVS_GENL_VERSION) -> bytes:
+    """nlmsghdr + genlmsghdr + attributes (the port id is left 0: the kernel fills it)."""
+    return struct.pack("=IHHII", 20 + len(attrs), family, flags, seq, 0) + struct.pack("=BBH", cmd, version, 0) + attrs
+
+
+def ipvs_service_attr(svc: Union[IpvsService, IpvsServiceKey]) -> bytes:
+    """IPVS_CMD_ATTR_SERVICE: the key alone (GET/DEL and dest commands) or the full service."""
+    key = svc.key if isinstance(svc, IpvsService) else svc
+    body = _nla(IPVS_SVC_ATTR_AF, struct.pack("=H", key.af))
+    if key.fwmark:
+        body += _nla(IPVS_SVC_ATTR_FWMARK, struct.pack("=I", key.fwmark))
+    else:
+        assert key.addr is not None
+        body += _nla(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", key.protocol))
+        body += _nla(IPVS_SVC_ATTR_ADDR, _inet_addr(key.addr))
+        body += _nla(IPVS_SVC_ATTR_PORT, struct.pack("!H", key.port))
+    if isinstance(svc, IpvsService):
+        body += _nla(IPVS_SVC_ATTR_SCHED_NAME, svc.sched_name.encode() + b"\0")
+        body += _nla(IPVS_SVC_ATTR_FLAGS, struct.pack("=II", svc.flags, 0xFFFFFFFF))
+        body += _nla(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
+        netmask = struct.pack("=I", svc.netmask) if key.af == socket.AF_INET6 else struct.pack("!I", svc.netmask)
+        body += _nla(IPVS_SVC_ATTR_NETMASK, netmask)
+    return _nla(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
+
+
+def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
+    """IPVS_CMD_ATTR_DEST: address and port, plus method, weight and thresholds when `full`."""
+    body = _nla(IPVS_DEST_ATTR_ADDR, _inet_addr(dest.addr)) + _nla(IPVS_DEST_ATTR_PORT, struct.pack("!H", dest.port))
+    if full:
+        body += _nla(IPVS_DEST_ATTR_FWD_METHOD, struct.pack("=I", dest.fwd_method))
+        body += _nla(IPVS_DEST_ATTR_WEIGHT, struct.pack("=I", dest.weight))
+        body += _nla(IPVS_DEST_ATTR_U_THRESH, struct.pack("=I", dest.u_thresh))
+        body += _nla(IPVS_DEST_ATTR_L_THRESH, struct.pack("=I", dest.l_thresh))
+        af = socket.AF_INET6 if dest.addr.version == 6 else socket.AF_INET
+        body += _nla(IPVS_DEST_ATTR_ADDR_FAMILY, struct.pack("=H", af))
+        if dest.tun_type is not None:
+            body += _nla(IPVS_DEST_ATTR_TUN_TYPE, struct.pack("=B", dest.tun_type))
+            body += _nla(IPVS_DEST_ATTR_TUN_PORT, struct.pack("!H", dest.tun_port))
+            body += _nla(IPVS_DEST_ATTR_TUN_FLAGS, struct.pack("=H", dest.tun_flags))
+    return _nla(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
+
+
+def _ip_from(af: int, raw: bytes) -> IPAddress:
+    return ipaddress.ip_address(raw[:16] if af == socket.AF_INET6 else raw[:4])
+
+
+def ipvs_parse_service(nested: bytes) -> IpvsService:
+    """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService."""
+    a = _nla_parse(nested)
+    af = struct.unpack("=H", a[IPVS_SVC_ATTR_AF])[0]
+    fwmark = struct.unpack("=I", a[IPVS_SVC_ATTR_FWMARK])[0] if IPVS_SVC_ATTR_FWMARK in a else 0
+    if fwmark:
+        key = IpvsServiceKey(af, fwmark=fwmark)
+    else:
+        key = IpvsServiceKey(af, struct.unpack("=H", a[IPVS_SVC_ATTR_PROTOCOL])[0],
+                             _ip_from(af, a[IPVS_SVC_ATTR_ADDR]), struct.unpack("!H", a[IPVS_SVC_ATTR_PORT])[0])
+    raw_mask = a.get(IPVS_SVC_ATTR_NETMASK, b"\xff\xff\xff\xff")
+    netmask = struct.unpack("=I" if af == socket.AF_INET6 else "!I", raw_mask[:4])[0]
+    return IpvsService(
+        key,
+        sched_name=a.get(IPVS_SVC_ATTR_SCHED_NAME, b"").split(b"\0")[0].decode(),
+        flags=struct.unpack_from("=I", a.get(IPVS_SVC_ATTR_FLAGS, b"\0" * 8))[0],
+        timeout=struct.unpack("=I", a.get(IPVS_SVC_ATTR_TIMEOUT, b"\0" * 4))[0],
+        netmask=netmask,
+    )
+
+
+def ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
+    """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest."""
+    a = _nla_parse(nested)
+    if IPVS_DEST_ATTR_ADDR_FAMILY in a:
+        af = struct.unpack("=H", a[IPVS_DEST_ATTR_ADDR_FAMILY])[0]
+
+    def u32(kind: int) -> int:
+        return struct.unpack("=I", a[kind])[0] if kind in a else 0
+
+    return IpvsDest(
+        _ip_from(af, a[IPVS_DEST_ATTR_ADDR]), struct.unpack("!H", a[IPVS_DEST_ATTR_PORT])[0],
+        fwd_method=u32(IPVS_DEST_ATTR_FWD_METHOD) & 0x7, weight=u32(IPVS_DEST_ATTR_WEIGHT),
+        u_thresh=u32(IPVS_DEST_ATTR_U_THRESH), l_thresh=u32(IPVS_DEST_ATTR_L_THRESH),
+        tun_type=a[IPVS_DEST_ATTR_TUN_TYPE][0] if IPVS_DEST_ATTR_TUN_TYPE in a else None,
+        tun_port=struct.unpack("!H", a[IPVS_DEST_ATTR_TUN_PORT])[0] if IPVS_DEST_ATTR_TUN_PORT in a else 0,
+        tun_flags=struct.unpack("=H", a[IPVS_DEST_ATTR_TUN_FLAGS])[0] if IPVS_DEST_ATTR_TUN_FLAGS in a else 0,
+    )
+
+
+def genl_parse_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, Dict[int, bytes]]], bool]:
+    """Split a netlink datagram into (genl cmd, attributes) replies; True once DONE or ACK is seen.
+
+    Raises NetlinkError for an error reply to `seq`."""
+    replies: List[Tuple[int, Dict[int, bytes]]] = []
+    offset, finished = 0, False
+    while offset + 16 <= len(data):
+        length, kind, _flags, rseq, _pid = struct.unpack_from("=IHHII", data, offset)
+        if length < 16:
+            break
+        payload = data[offset + 16:offset + length]
+        offset += (length + 3) & ~3
+        if rseq != seq:
+            continue
+        if kind == NLMSG_ERROR:
+            err = -struct.unpack_from("=i", payload)[0]
+            if err:
+                raise NetlinkError(err)
+            finished = True
+        elif kind == NLMSG_DONE:
+            finished = True
+        else:
+            replies.append((payload[0], _nla_parse(payload[4:])))
+    return replies, finished
+
+
+class IpvsNetlink:
+    """A generic netlink socket to the kernel's IPVS family; each request waits for the kernel's
+    answer, which is immediate (no network is involved), so the loop is not held up."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        self.sock.settimeout(5.0)
+        self.sock.bind((0, 0))
+        self.seq = int(time.time()) & 0xFFFFFF
+        try:
+            replies = self._request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
+                                    _nla(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME.encode() + b"\0"), version=1)
+            self.family = struct.unpack("=H", replies[0][1][CTRL_ATTR_FAMILY_ID][:2])[0]
+        except Exception:
+            self.sock.close()
+            raise
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _request(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
+                 version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
+        self.seq += 1
+        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
+        self.sock.send(genl_message(family, cmd, attrs, self.seq, flags, version))
+        out: List[Tuple[int, Dict[int, bytes]]] = []
+        while True:
+            replies, finished = genl_parse_replies(self.sock.recv(1 << 20), self.seq)
+            out.extend(replies)
+            if finished or (out and not dump and family == GENL_ID_CTRL):
+                return out
+
+    def request(self, cmd: int, attrs: bytes, dump: bool = False) -> List[Tuple[int, Dict[int, bytes]]]:
+        return self._request(self.family, cmd, attrs, dump)
+
+    def services(self) -> List[IpvsService]:
+        return [ipvs_parse_service(a[IPVS_CMD_ATTR_SERVICE])
+                for _, a in self.request(IPVS_CMD_GET_SERVICE, b"", dump=True) if IPVS_CMD_ATTR_SERVICE in a]
+
+    def dests(self, key: IpvsServiceKey) -> List[IpvsDest]:
+        replies = self.request(IPVS_CMD_GET_DEST, ipvs_service_attr(key), dump=True)
+        return [ipvs_parse_dest(a[IPVS_CMD_ATTR_DEST], key.af) for _, a in replies if IPVS_CMD_ATTR_DEST in a]
+
+    def new_service(self, svc: IpvsService) -> None:
+        self.request(IPVS_CMD_NEW_SERVICE, ipvs_service_attr(svc))
+
+    def set_service(self, svc: IpvsService) -> None:
+        self.request(IPVS_CMD_SET_SERVICE, ipvs_service_attr(svc))
+
+    def del_service(self, key: IpvsServiceKey) -> None:
+        self.request(IPVS_CMD_DEL_SERVICE, ipvs_service_attr(key))
+
+    def new_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
+        self.request(IPVS_CMD_NEW_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+
+    def set_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
+        self.request(IPVS_CMD_SET_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+
+    def del_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
+        self.request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
+
+
+def _vs_name(vs: VirtualServer) -> str:
+    if vs.group:
+        return f"[{vs.group}]:{vs.protocol.lower()}:{vs.port or 0}"
+    if vs.fwmark:
+        return f"FWM {vs.fwmark}"
+    return f"[{vs.address}]:{vs.protocol.lower()}:{vs.port}"
+
+
+def _rs_name(vs: VirtualServer, key: Tuple[IPAddress, int]) -> str:
+    return f"[{key[0]}]:{vs.protocol.lower()}:{key[1]}"
+
+
+def lvs_service_keys(vs: VirtualServer, config: Config) -> List[IpvsServiceKey]:
+    """The kernel services one virtual_server stands for (a group gives one per address or fwmark)."""
+    proto = IPVS_PROTOCOLS.get(vs.protocol.upper(), socket.IPPROTO_TCP)
+
+    def af_of(version: int) -> int:
+        return socket.AF_INET6 if version == 6 else socket.AF_INET
+
+    if vs.fwmark:
+        return [IpvsServiceKey(af_of(vs.family), fwmark=vs.fwmark)]
+    if vs.address is not None:
+        return [IpvsServiceKey(af_of(vs.address.version), proto, vs.address, vs.port or 0)]
+    keys: List[IpvsServiceKey] = []
+    group = config.virtual_server_groups.get(vs.group or "")
+    for entry in group.entries if group else []:
+        if entry.fwmark:
+            keys.append(IpvsServiceKey(af_of(entry.family), fwmark=entry.fwmark))
+            continue
+        if entry.first is None:
+            continue
+        last = entry.last or entry.first
+        port = entry.port if entry.port is not None else (vs.port or 0)
+        for n in range(int(entry.first), int(last) + 1):
+            addr = ipaddress.ip_address(n) if entry.first.version == 4 else ipaddress.IPv6Address(n)
+            keys.append(IpvsServiceKey(af_of(addr.version), proto, addr, port))
+    return keys
+
+
+def lvs_service(vs: VirtualServer, key: IpvsServiceKey) -> IpvsService:
+    """The kernel service settings a virtual_server asks for."""
+    flags = 0
+    timeout = 0
+    if vs.persistence_timeout:
+        flags |= IP_VS_SVC_F_PERSISTENT
+        timeout = vs.persistence_timeout
+    if vs.ops:
+        flags |= IP_VS_SVC_F_ONEPACKET
+    if vs.hashed:
+        flags |= IP_VS_SVC_F_HASHED
+    for name in vs.sched_flags:
+        flags |= IPVS_SCHED_FLAGS.get(name, 0)
+    if key.af == socket.AF_INET6:
+        netmask = 128
+        if isinstance(vs.persistence_granularity, int):
+            netmask = vs.persistence_granularity
+    else:
+        netmask = 0xFFFFFFFF
+        if vs.persistence_granularity is not None:
+            netmask = int(vs.persistence_granularity)
+    return IpvsService(key, vs.lb_algo, flags, timeout, netmask)
+
+
+def _service_differs(want: IpvsService, have: IpvsService) -> bool:
+    mask = ~IP_VS_SVC_F_HASHED
+    return (want.sched_name, want.flags & mask, want.timeout, want.netmask) != (
+        have.sched_name, have.flags & mask, have.timeout, have.netmask)
+
+
+# -- checker I/O on the event loop -------------------------------------------------------------
+
+
+class _CheckRunner:
+    """Runs one checker on the loop; subclasses start an attempt and end it with _done()."""
+
+    def __init__(self, manager: LvsManager, vsr: _VsRuntime, rsr: _RsRuntime, chk: Checker):
+        self.manager = manager
+        self.loop = manager.loop
+        self.vs, self.rs, self.chk = vsr.vs, rsr.rs, chk
+        self.vsr, self.rsr = vsr, rsr
+        self.params = checker_params(self.vs, self.rs, chk)
+        self.decision = CheckDecision(self.params)
+        self.timer: Optional[Timer] = None
+        self.deadline: Optional[Timer] = None
+        self.sock: Optional[socket.socket] = None
+        self.child: Optional[Child] = None
+        self.busy = False
+        self.last_result = ""
+        self.due = self.loop.time()
+        ip = chk.connect_ip or rsr.key[0]
+        self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
+        self.name = f"[{ip}]:{self.vs.protocol.lower()}:{self.target[1]}"
+
+    def start(self, delay: float) -> None:
+        self.due = self.loop.time() + delay
+        self.timer = self.loop.call_at(self.due, self._attempt)
+
+    def stop(self) -> None:
+        for t in (self.timer, self.deadline):
+            if t is not None:
+                t.cancel()
+        self.timer = self.deadline = None
+        self._close()
+        if self.child is not None:
+            self.child.on_exit = None
+            self.child.kill()
+            self.child = None
+
+    def _close(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        if self.sock is not None:
+            self.loop.remove_reader(self.sock)
+            self.loop.remove_writer(self.sock)
+            self.sock.close()
+            self.sock = None
+
+    def _attempt(self) -> None:
+        self.timer = None
+        self.busy = True
+        self.manager.max_late = max(self.manager.max_late, self.loop.time() - self.due)
+        try:
+            self.begin()
+        except OSError as exc:
+            self._done(False, str(exc))
+
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def _done(self, ok: bool, reason: str = "", weight: Optional[int] = None) -> None:
+        self._close()
+        self.busy = False
+        self.last_result = "ok" if ok else reason
+        was_up = self.decision.up
+        if not ok and (was_up or self.chk.log_all_failures):
+            log.info("%s", reason)
+        change, when = self.decision.record(self.loop.time(), ok, weight)
+        if change is False:
+            log.info("%s on service %s failed after %d retries.", self._label(), self.name, self.params.retry)
+        elif change is True:
+            log.info("%s", self._success_line())
+        if change is not None or (ok and weight != self.rsr.weight_seen.get(id(self))):
+            self.rsr.weight_seen[id(self)] = weight
+            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
+        self.due = when
+        self.timer = self.loop.call_at(when, self._attempt)
+
+    def _label(self) -> str:
+        return {"HTTP_GET": "HTTP_CHECK", "SSL_GET": "SSL_CHECK"}.get(self.chk.kind, self.chk.kind)
+
+    def _success_line(self) -> str:
+        return f"{self._label()} on service {self.name} succeeded."
+
+    # -- a non-blocking TCP connection shared by the stream checkers -----------------------
+    def _connect(self, on_connected: Callable[[], Any]) -> None:
+        ip, port = self.target
+        sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = sock
+        sock.setblocking(False)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
+        err = sock.connect_ex((str(ip), port))
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, os.strerror(err))
+        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
+        self.loop.add_writer(sock, self._connected, on_connected)
+
+    def _connected(self, on_connected: Callable[[], Any]) -> None:
+        assert self.sock is not None
+        self.loop.remove_writer(self.sock)
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._done(False, self._connect_failed(os.strerror(err)))
+            return
+        on_connected()
+
+    def _connect_failed(self, why: str) -> str:
+        return f"TCP connection to {self.name} failed ({why})."
+
+    def _timeout(self) -> None:
+        self.deadline = None
+        self._done(False, f"Timeout connecting to {self.name}." if self.chk.kind == "TCP_CHECK"
+                   else f"Timeout reading data to {self.name}.")
+
+
+class _TcpCheck(_CheckRunner):
+    def begin(self) -> None:
+        self._connect(lambda: self._done(True))
+
+    def _connect_failed(self, why: str) -> str:
+        return f"TCP connection to {self.name} failed."
+
+    def _success_line(self) -> str:
+        return f"TCP connection to {self.name} success."
+
+
+class _HttpCheck(_CheckRunner):
+    """HTTP_GET and SSL_GET: each url in turn over a new connection; every url must pass."""
+
+    def begin(self) -> None:
+        self.urls = list(self.chk.urls) or [UrlCheck()]
+        self._next_url()
+
+    def _next_url(self) -> None:
+        self.url = self.urls.pop(0)
+        self.response = bytearray()
+        self._connect(self._tls_start if self.chk.kind == "SSL_GET" else self._send)
+
+    def _tls_start(self) -> None:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sni = (self.chk.sni_name or self.url.virtualhost or self.chk.virtualhost or self.rs.virtualhost
+               or self.vs.virtualhost) if self.chk.enable_sni else None
+        assert self.sock is not None
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=sni, do_handshake_on_connect=False)
+        self._handshake()
+
+    def _handshake(self) -> None:
+        import ssl
+
+        assert self.sock is not None
+        try:
+            self.sock.do_handshake()  # type: ignore[attr-defined]
+        except ssl.SSLWantReadError:
+            self.loop.remove_writer(self.sock)
+            self.loop.add_reader(self.sock, self._handshake)
+            return
+        except ssl.SSLWantWriteError:
+            self.loop.remove_reader(self.sock)
+            self.loop.add_writer(self.sock, self._handshake)
+            return
+        except (OSError, ValueError) as exc:
+            self._done(False, f"SSL handshake with {self.name} failed ({exc}).")
+            return
+        self.loop.remove_reader(self.sock)
+        self.loop.remove_writer(self.sock)
+        self._send()
+
+    def _send(self) -> None:
+        assert self.sock is not None
+        ip, port = self.target
+        vhost = self.url.virtualhost or self.chk.virtualhost or self.rs.virtualhost or self.vs.virtualhost
+        host = vhost or (f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}")
+        version = "1.1" if self.chk.http_protocol == "1.1" else "1.0"
+        close = "Connection: close\r\n" if self.chk.http_protocol in ("1.0C", "1.1") else ""
+        self.outgoing = (f"GET {self.url.path} HTTP/{version}\r\nUser-Agent: KeepAliveClient\r\n{close}"
+                         f"Host: {host}\r\n\r\n").encode()
+        self._write()
+
+    def _write(self) -> None:
+        import ssl
+
+        assert self.sock is not None
+        try:
+            sent = self.sock.send(self.outgoing)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError as exc:
+            self._done(False, f"Error sending request to {self.name} ({exc}).")
+            return
+        self.outgoing = self.outgoing[sent:]
+        if self.outgoing:
+            self.loop.add_writer(self.sock, self._write)
+        else:
+            self.loop.remove_writer(self.sock)
+            self.loop.add_reader(self.sock, self._read)
+
+    def _read(self) -> None:
+        import ssl
+
+        assert self.sock is not None
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionResetError):
+                data = b""
+            except OSError as exc:
+                self._done(False, f"Error reading data from {self.name} ({exc}).")
+                return
+            if not data:
+                break
+            self.response += data
+            if len(self.response) > 16 << 20:
+                break
+        ok, why = http_response_ok(bytes(self.response), self.url)
+        if not ok:
+            self._done(False, f"HTTP {why} to {self.name} url({self.url.path}).")
+            return
+        self._close()
+        if self.urls:
+            try:
+                self._next_url()
+            except OSError as exc:
+                self._done(False, self._connect_failed(str(exc)))
+        else:
+            self._done(True)
+
+    def _success_line(self) -> str:
+        return f"Remote Web server {self.name} succeed on service."
+
+
+class _MiscCheck(_CheckRunner):
+    def begin(self) -> None:
+        cmd = self.chk.misc_path
+        if cmd is None:
+            self._done(False, "MISC_CHECK has no misc_path")
+            return
+        argv = ["/bin/sh", "-c", cmd.raw] if cmd.shell or not cmd.argv else cmd.argv
+        timeout = self.chk.misc_timeout or self.params.delay_loop
+        self.child = self.loop.spawn(argv, on_exit=self._exited, timeout=timeout, user=self.chk.user)
+
+    def _exited(self, child: Child) -> None:
+        self.child = None
+        up, weight = misc_check_result(child.returncode, child.timed_out, self.chk.misc_dynamic)
+        path = self.chk.misc_path.raw if self.chk.misc_path else ""
+        what = "succeeded" if up else f"failed (exited with status {child.returncode})"
+        if child.timed_out:
+            what = "timed out"
+        self._done(up, f"Misc check for [{self.name} VS {_vs_name(self.vs)}] by [{path}] {what}.", weight)
+
+    def _success_line(self) -> str:
+        path = self.chk.misc_path.raw if self.chk.misc_path else ""
+        return f"Misc check for [{self.name} VS {_vs_name(self.vs)}] by [{path}] succeeded."
+
+
+class _SmtpCheck(_CheckRunner):
+    """SMTP_CHECK: a 2xx greeting, HELO answered with 250, then QUIT."""
+
+    def begin(self) -> None:
+        self.buf = b""
+        self.stage = 0
+        self._connect(lambda: self.loop.add_reader(self.sock, self._read))
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._done(False, f"SMTP connection to {self.name} failed ({exc}).")
+            return
+        if not data:
+            self._done(False, f"SMTP server {self.name} closed the connection.")
+            return
+        self.buf += data
+        lines = self.buf.split(b"\r\n")
+        last = [x for x in lines if x[:3].isdigit() and x[3:4] != b"-"]
+        if not last:
+            return
+        code, self.buf = last[-1][:3], b""
+        if self.stage == 0 and code.startswith(b"2"):
+            helo = self.chk.helo_name or socket.gethostname()
+            self.sock.send(f"HELO {helo}\r\n".encode())
+            self.stage = 1
+        elif self.stage == 1 and code == b"250":
+            try:
+                self.sock.send(b"QUIT\r\n")
+            except OSError:
+                pass
+            self._done(True)
+        else:
+            self._done(False, f"SMTP server {self.name} answered {code.decode(errors='replace')}.")
+
+
+class _DnsCheck(_CheckRunner):
+    """DNS_CHECK: one UDP query of `type` for `name`; success is a NOERROR answer with records."""
+
+    TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28}
+
+    def begin(self) -> None:
+        ip, port = self.target
+        self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.qid = int.from_bytes(os.urandom(2), "big")
+        qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
+        query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
+        query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
+        self.sock.sendto(query, (str(ip), port or 53))
+        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
+        self.loop.add_reader(self.sock, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._done(False, f"DNS query to {self.name} failed ({exc}).")
+            return
+        if len(data) < 12:
+            return
+        qid, flags, _qd, ancount = struct.unpack_from("!HHHH", data)
+        if qid != self.qid or not flags & 0x8000:
+            return
+        if flags & 0xF or not ancount:
+            self._done(False, f"DNS query to {self.name} failed (rcode {flags & 0xF}, {ancount} answers).")
+        else:
+            self._done(True)
+
+
+_CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
+                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck}
+
+
+# -- the manager -------------------------------------------------------------------------------
+
+
+class _RsRuntime:
+    def __init__(self, rs: RealServer, key: Tuple[IPAddress, int]):
+        self.rs = rs
+        self.key = key
+        self.checkers: List[_CheckRunner] = []
+        self.weight_seen: Dict[int, Optional[int]] = {}
+        self.was_alive: Optional[bool] = None
+
+    @property
+    def alive(self) -> bool:
+        return all(c.decision.up for c in self.checkers)
+
+    @property
+    def weight(self) -> int:
+        for c in self.checkers:
+            if c.decision.weight is not None:
+                return c.decision.weight
+        return self.rs.weight
+
+
+class _VsRuntime:
+    def __init__(self, vs: VirtualServer, keys: List[IpvsServiceKey]):
+        self.vs = vs
+        self.keys = keys
+        self.rs: Dict[Tuple[IPAddress, int], _RsRuntime] = {}
+        self.quorum_up = True
+        self.programmed: Dict[IpvsServiceKey, Dict[Tuple[IPAddress, int], IpvsDest]] = {}
+
+
 class LvsManager:
     """The LVS half: programs IPVS over generic netlink and runs the checkers on the loop.
 
@@ -4067,25 +5035,270 @@ class LvsManager:
       stop()             stop checkers, remove what vrrpd created.
       reload(config)     apply only the difference.
       status() -> dict   services, real servers, checker states.
-    Placeholder until the LVS work lands."""
+    Services the configuration does not name are never touched."""
 
     def __init__(self, loop: EventLoop, config: Config, notifier: Notifier):
         self.loop = loop
         self.config = config
         self.notifier = notifier
+        self.nl: Optional[IpvsNetlink] = None
+        self.error: Optional[str] = None
+        self.vs: Dict[str, _VsRuntime] = {}
+        self.kernel: Dict[IpvsServiceKey, IpvsService] = {}
+        self.max_late = 0.0  # the latest a check started after its due time, in seconds
 
     def start(self) -> None:
-        if self.config.virtual_servers:
-            log.warning("LVS: virtual_server blocks are not supported yet; ignoring them")
+        if not self.config.virtual_servers:
+            return
+        try:
+            if self.nl is None:
+                self.nl = IpvsNetlink()
+            self.kernel = {svc.key: svc for svc in self.nl.services()}
+        except (OSError, VrrpdError) as exc:
+            self.error = f"the kernel has no IPVS (is the ip_vs module available?): {exc}"
+            log.error("LVS: %s; virtual servers are not programmed, VRRP keeps running", self.error)
+            if self.nl is not None:
+                self.nl.close()
+                self.nl = None
+            return
+        if self.config.global_defs.lvs_flush:
+            self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
+            self.kernel = {}
+        self._apply(self.config)
 
     def stop(self) -> None:
-        pass
+        for vsr in list(self.vs.values()):
+            self._remove_vs(vsr, shutdown=True)
+        self.vs = {}
+        if self.nl is not None:
+            self.nl.close()
+            self.nl = None
 
     def reload(self, config: Config) -> None:
         self.config = config
+        if self.nl is None:
+            self.error = None
+            self.start()
+            return
+        try:
+            self.kernel = {svc.key: svc for svc in self.nl.services()}
+        except (OSError, VrrpdError) as exc:
+            log.error("LVS: reading the kernel's IPVS table failed: %s", exc)
+        self._apply(config)
 
     def status(self) -> Dict[str, Any]:
-        return {}
+        out: Dict[str, Any] = {"error": self.error, "virtual_servers": []}
+        for vsr in self.vs.values():
+            out["virtual_servers"].append({
+                "name": _vs_name(vsr.vs), "quorum_up": vsr.quorum_up,
+                "real_servers": [{"address": str(k[0]), "port": k[1], "alive": r.alive, "weight": r.weight,
+                                  "checkers": [{"kind": c.chk.kind, "up": c.decision.up, "last": c.last_result}
+                                               for c in r.checkers]} for k, r in vsr.rs.items()],
+            })
+        return out
+
+    # -- reconciliation ----------------------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
+        try:
+            fn(*args)
+            return True
+        except (OSError, VrrpdError) as exc:
+            log.error("LVS: %s %s failed: %s", fn.__name__, " ".join(str(a) for a in args[:2]), exc)
+            return False
+
+    def _apply(self, config: Config) -> None:
+        wanted: Dict[str, VirtualServer] = {}
+        for vs in config.virtual_servers:
+            if vs.real_servers or vs.sorry_server:
+                wanted[_vs_name(vs)] = vs
+        for name in [n for n in self.vs if n not in wanted]:
+            self._remove_vs(self.vs.pop(name))
+        for name, vs in wanted.items():
+            old = self.vs.get(name)
+            keys = lvs_service_keys(vs, config)
+            vsr = _VsRuntime(vs, keys)
+            if old is not None:
+                vsr.quorum_up, vsr.programmed = old.quorum_up, old.programmed
+                for key in [k for k in old.programmed if k not in keys]:
+                    self._call(self.nl.del_service, key)  # type: ignore[union-attr]
+                    del vsr.programmed[key]
+            self.vs[name] = vsr
+            for key in keys:
+                want = lvs_service(vs, key)
+                have = self.kernel.get(key)
+                if have is None:
+                    if self._call(self.nl.new_service, want):  # type: ignore[union-attr]
+                        vsr.programmed[key] = {}
+                        self.kernel[key] = want
+                else:
+                    if _service_differs(want, have):
+                        self._call(self.nl.set_service, want)  # type: ignore[union-attr]
+                    if key not in vsr.programmed:
+                        try:
+                            dests = self.nl.dests(key)  # type: ignore[union-attr]
+                        except (OSError, VrrpdError) as exc:
+                            log.error("LVS: reading the destinations of %s failed: %s", key, exc)
+                            dests = []
+                        vsr.programmed[key] = {(d.addr, d.port): d for d in dests}
+            self._start_real_servers(vsr, old)
+            self._sync(vsr)
+
+    def _start_real_servers(self, vsr: _VsRuntime, old: Optional[_VsRuntime]) -> None:
+        vs = vsr.vs
+        for index, rs in enumerate(vs.real_servers):
+            key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
+            previous = old.rs.pop(key, None) if old is not None else None
+            if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
+                previous.rs = rs
+                for c in previous.checkers:
+                    c.vs, c.vsr = vs, vsr
+                vsr.rs[key] = previous
+                continue
+            if previous is not None:
+                for c in previous.checkers:
+                    c.stop()
+            rsr = _RsRuntime(rs, key)
+            vsr.rs[key] = rsr
+            for chk in rs.checkers:
+                runner = _CHECK_RUNNERS.get(chk.kind)
+                if runner is None:
+                    log.warning("LVS: %s is not supported; real server %s is treated as up", chk.kind, key[0])
+                    continue
+                check = runner(self, vsr, rsr, chk)
+                rsr.checkers.append(check)
+                # spread the first checks a little so many real servers do not fire at once
+                first = check.params.warmup * random.random() if check.params.warmup else (index % 100) * 0.001
+                check.start(first)
+            rsr.was_alive = rsr.alive
+        for rsr in old.rs.values() if old is not None else []:
+            for c in rsr.checkers:
+                c.stop()
+
+    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str) -> None:
+        if self.vs.get(_vs_name(vsr.vs)) is not vsr:
+            return
+        alive = rsr.alive
+        if alive != rsr.was_alive:
+            rsr.was_alive = alive
+            inhibit = rsr.rs.inhibit_on_failure if rsr.rs.inhibit_on_failure is not None else vsr.vs.inhibit_on_failure
+            verb = ("Enabling" if alive else "Disabling") if inhibit else ("Adding" if alive else "Removing")
+            log.info("%s service %s %s VS %s", verb, _rs_name(vsr.vs, rsr.key), "to" if verb == "Adding" else
+                     ("of" if inhibit else "from"), _vs_name(vsr.vs))
+            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)
+            cmd = rsr.rs.notify_up if alive else rsr.rs.notify_down
+            if cmd is not None:
+                self._run(cmd)
+        self._sync(vsr)
+
+    def _run(self, cmd: Command) -> None:
+        try:
+            self.loop.spawn(["/bin/sh", "-c", cmd.raw] if cmd.shell or not cmd.argv else cmd.argv,
+                            timeout=60, user=cmd.user, group=cmd.group)
+        except OSError as exc:
+            log.error("LVS: cannot run %s: %s", cmd.raw, exc)
+
+    def _sync(self, vsr: _VsRuntime) -> None:
+        """Bring the kernel's destinations of vsr's services to what the checkers say."""
+        vs = vsr.vs
+        states = {k: (r.rs, r.alive, r.weight) for k, r in vsr.rs.items()}
+        weight_sum = sum(w for _, up, w in states.values() if up)
+        change = lvs_quorum_transition(vs, weight_sum, vsr.quorum_up)
+        if change is not None:
+            vsr.quorum_up = change
+            if change:
+                log.info("Gained quorum %d+%d=%d <= %d for VS %s", vs.quorum, vs.hysteresis,
+                         vs.quorum + vs.hysteresis, weight_sum, _vs_name(vs))
+            else:
+                log.info("Lost quorum %d-%d=%d > %d for VS %s", vs.quorum, vs.hysteresis,
+                         vs.quorum - vs.hysteresis, weight_sum, _vs_name(vs))
+            if vs.sorry_server is not None:
+                log.info("%s sorry server [%s]:%s:%s %s VS %s", "Removing" if change else "Adding",
+                         vs.sorry_server[0], vs.protocol.lower(), vs.sorry_server[1] or vs.port or 0,
+                         "from" if change else "to", _vs_name(vs))
+            cmd = vs.quorum_up if change else vs.quorum_down
+            if cmd is not None:
+                self._run(cmd)
+        plan = lvs_desired_dests(vs, states, vsr.quorum_up)
+        want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
+        for key, (weight, method, uthr, lthr) in plan.items():
+            dest = IpvsDest(key[0], key[1], method.value, weight, uthr, lthr)
+            if method == LbKind.TUN and vs.tunnel_type:
+                dest.tun_type = IPVS_TUN_TYPES.get(vs.tunnel_type, 0)
+                dest.tun_port = vs.tunnel_port or 0
+                dest.tun_flags = IPVS_TUN_CSUM.get(vs.tunnel_csum or "nocsum", 0)
+            want[key] = dest
+        assert self.nl is not None
+        for skey in vsr.keys:
+            have = vsr.programmed.get(skey)
+            if have is None:
+                continue
+            for dkey in [k for k in have if k not in want]:
+                if self._call(self.nl.del_dest, skey, have[dkey]):
+                    del have[dkey]
+            for dkey, dest in want.items():
+                if dkey not in have:
+                    if self._call(self.nl.new_dest, skey, dest):
+                        have[dkey] = dest
+                elif have[dkey] != dest:
+                    if self._call(self.nl.set_dest, skey, dest):
+                        have[dkey] = dest
+
+    def _remove_vs(self, vsr: _VsRuntime, shutdown: bool = False) -> None:
+        for rsr in vsr.rs.values():
+            for c in rsr.checkers:
+                c.stop()
+            if shutdown and vsr.vs.omega and rsr.alive:
+                self.notifier.checker(vsr.vs, rsr.rs, False, "shutdown")
+                if rsr.rs.notify_down is not None:
+                    self._run(rsr.rs.notify_down)
+        if shutdown and vsr.vs.omega and vsr.quorum_up and vsr.vs.quorum_down is not None:
+            self._run(vsr.vs.quorum_down)
+        if self.nl is not None:
+            for key in vsr.programmed:
+                self._call(self.nl.del_service, key)
+                self.kernel.pop(key, None)
+        vsr.programmed = {}
+
+
+def genhash(url: str, timeout: float = 5.0) -> int:
+    """`--genhash URL`: fetch URL once with the HTTP_GET/SSL_GET checker and print the body's MD5."""
+    import hashlib
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme == "https"
+    try:
+        ip = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        ip = ipaddress.ip_address(socket.getaddrinfo(parts.hostname, None, proto=socket.IPPROTO_TCP)[0][4][0])
+    port = parts.port or (443 if https else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    loop = EventLoop()
+    url_check = UrlCheck(path=path, status_code=[(0, 999)], virtualhost=parts.hostname)
+    chk = Checker(kind="SSL_GET" if https else "HTTP_GET", urls=[url_check], connect_timeout=timeout, retry=0)
+    rs = RealServer(ip, port, checkers=[chk])
+    vs = VirtualServer(address=ip, port=port, real_servers=[rs])
+    manager = LvsManager(loop, Config(virtual_servers=[vs]), Notifier(loop, Config()))
+    vsr = _VsRuntime(vs, [])
+    check = _HttpCheck(manager, vsr, _RsRuntime(rs, (ip, port)), chk)
+    result: List[Any] = []
+
+    def done(ok: bool, reason: str = "", weight: Optional[int] = None) -> None:
+        result.append((ok, reason, bytes(getattr(check, "response", b""))))
+        check._close()
+        loop.stop()
+
+    check._done = done  # type: ignore[assignment]
+    check._attempt()
+    loop.run(until=loop.time() + timeout + 1)
+    loop.close()
+    if not result or not result[0][0]:
+        print(f"{PROG}: {url}: {result[0][1] if result else 'timed out'}", file=sys.stderr)
+        return 1
+    head, _, body = result[0][2].partition(b"\r\n\r\n")
+    print(head.split(b"\r\n", 1)[0].decode(errors="replace"), file=sys.stderr)
+    print(f"MD5SUM = {hashlib.md5(body).hexdigest()}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -4700,9 +5913,9 @@ def smtp_message(global_defs: GlobalDefs, subject: str, body: str, date: Optiona
     import email.utils
 
     date = date or email.utils.formatdate(localtime=True)
-    to = ",\r\n".join(" " + addr for addr in global_defs.notification_email)
+    to = ", ".join(global_defs.notification_email)  # keepalived 2.2.7's form (later ones fold the line)
     return (f"Date: {date}\r\nFrom: {global_defs.notification_email_from}\r\nSubject: {subject}\r\n"
-            f"X-Mailer: Keepalived\r\nTo:{to}\r\n\r\n{body}\r\n\r\n")
+            f"X-Mailer: Keepalived\r\nTo: {to}\r\n\r\n{body}\r\n\r\n")
 
 
 class SmtpAlerter:
@@ -4854,7 +6067,7 @@ class Notifier:
       vrrp_instance(inst, state, priority)   an instance entered `state` (MASTER/BACKUP/FAULT/STOP)
       vrrp_group(group, state)               a sync group entered `state`
       vrrp_master_rx_lower_pri(inst, priority)
-      checker(vs, rs, up, reason)            a real server went up/down (LVS)
+      checker(vs, rs, up, reason)            a real server went up/down (LVS): FIFO line and mail
       close(timeout)                         flush what can be flushed within timeout seconds
     Also: vrrp_priority_change(inst, state, priority) for the FIFO's MASTER_PRIORITY/BACKUP_PRIORITY
     lines (vrrp_notify_priority_changes), vrrp_deleted(inst, priority) for an instance a reload
@@ -4869,12 +6082,28 @@ class Notifier:
         self._running: Dict[str, Child] = {}
         self._last_mail: Dict[str, Any] = {}
         self.scripts_run = 0
-        self.vrrp_fifos = [NotifyFifo(p) for p in dict.fromkeys(x for x in (gd.notify_fifo, gd.vrrp_notify_fifo) if x)]
-        self.lvs_fifos = [f for f in self.vrrp_fifos if f.path == gd.notify_fifo]
-        if gd.lvs_notify_fifo and gd.lvs_notify_fifo not in (gd.notify_fifo, gd.vrrp_notify_fifo):
-            self.lvs_fifos.append(NotifyFifo(gd.lvs_notify_fifo))
-        elif gd.lvs_notify_fifo:
-            self.lvs_fifos += [f for f in self.vrrp_fifos if f.path == gd.lvs_notify_fifo and f not in self.lvs_fifos]
+        self.vrrp_fifos: List[NotifyFifo] = []
+        self.lvs_fifos: List[NotifyFifo] = []
+        self._open_fifos(gd)
+
+    def _open_fifos(self, gd: GlobalDefs) -> None:
+        """notify_fifo gets every line, vrrp_notify_fifo the VRRP ones, lvs_notify_fifo the LVS ones."""
+        fifos = {p: NotifyFifo(p) for p in (gd.notify_fifo, gd.vrrp_notify_fifo, gd.lvs_notify_fifo) if p}
+        self.vrrp_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.vrrp_notify_fifo)) if p]
+        self.lvs_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.lvs_notify_fifo)) if p]
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP): queued scripts still run, mail settings apply to the
+        next mail, the last mailed states are kept (no repeated mails), and the FIFOs are reopened
+        only if their paths changed."""
+        old, gd = self.config.global_defs, config.global_defs
+        self.config = config
+        self.mailer.global_defs = gd
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        if any(getattr(old, p) != getattr(gd, p) for p in paths):
+            for fifo in set(self.vrrp_fifos + self.lvs_fifos):
+                fifo.close()
+            self._open_fifos(gd)
 
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
@@ -4936,18 +6165,19 @@ class Notifier:
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        """Real server `rs` of `vs` went up or down: notify_up/notify_down, FIFO `RS ...`, mail."""
+        """Real server `rs` of `vs` went up or down: the FIFO `RS ...` line and the mail.
+
+        The LVS manager runs the real server's notify_up/notify_down scripts itself."""
         rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
         key = f"RS {rs_name} {vs_name}"
-        cmd = rs.notify_up if up else rs.notify_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
             if reason.startswith("=>"):
                 body = reason
+            elif reason == "shutdown":  # omega: real servers reported down as the daemon stops
+                body = "=> Shutting down <="
             elif up:
                 body = "=> CHECK succeed on service <="
             else:
@@ -4955,12 +6185,10 @@ class Notifier:
             self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
 
     def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
-        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, FIFO `VS ...`, mail."""
+        """A virtual server gained (up) or lost its quorum: the FIFO `VS ...` line and the mail
+        (the LVS manager runs quorum_up/quorum_down itself)."""
         vs_name = format_virtual_server(vs)
         key = f"VS {vs_name}"
-        cmd = vs.quorum_up if up else vs.quorum_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
         gd = self.config.global_defs
@@ -4981,14 +6209,14 @@ class Notifier:
         self._running.clear()
         self._queues.clear()
         self.mailer.close(max(0.0, deadline - self.loop.time()))
-        for fifo in self.vrrp_fifos + self.lvs_fifos:
+        for fifo in set(self.vrrp_fifos + self.lvs_fifos):
             fifo.close()
 
     def status(self) -> Dict[str, Any]:
         return {"scripts_run": self.scripts_run, "scripts_queued": sum(len(q) for q in self._queues.values()),
                 "scripts_running": sorted(self._running), "mail_sent": self.mailer.sent,
                 "mail_failed": self.mailer.failed, "mail_queued": self.mailer.pending(),
-                "fifo_dropped": sum(f.dropped for f in self.vrrp_fifos + self.lvs_fifos)}
+                "fifo_dropped": sum(f.dropped for f in set(self.vrrp_fifos + self.lvs_fifos))}
 
     # -- notify scripts -------------------------------------------------------------------
     def _queue(self, key: str, cmd: Command, extra: List[str]) -> None:
@@ -6386,10 +7614,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--check", "-t", "--config-test", dest="check", action="store_true",
                         help="check the configuration and exit")
     parser.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     if args.check:
         return check_command(args.config)
+    if args.genhash:
+        return genhash(args.genhash)
     if args.demo:
         return run_demo()
     return run_daemon(args.config, args.log_console, args.log_detail)
