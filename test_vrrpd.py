@@ -1889,6 +1889,26 @@ def test_strict_firewall_replaces_a_stale_table_and_removes_it_on_stop(lab):
     assert "vrrpd" not in after
 
 
+def test_strict_firewall_reload_swaps_the_vip_set_and_drops_the_table_when_unneeded(lab):
+    require(shutil.which("nft") is not None, "needs nft")
+    node = lab.host("n", "10.87.0.2/24")
+    out = run_py_in(lab, node, (
+        "import ipaddress, subprocess\n"
+        "def listing():\n"
+        "    return subprocess.run(['nft', 'list', 'ruleset'], capture_output=True, text=True).stdout\n"
+        "fw = vrrpd.StrictFirewall()\n"
+        "assert fw.start([ipaddress.ip_address('10.87.0.100')])\n"
+        "assert fw.replace([ipaddress.ip_address('10.87.0.101')])\n"
+        "print(listing())\n"
+        "print('=====')\n"
+        "assert fw.replace([]) and not fw.active\n"
+        "print(listing())\n"
+    )).stdout
+    swapped, after = out.split("=====")
+    assert "10.87.0.101" in swapped and "10.87.0.100" not in swapped
+    assert "vrrpd" not in after
+
+
 def test_vmac_manager_creates_the_macvlan_and_restores_everything(lab):
     node = lab.host("n", "10.84.0.2/24")
     before = lab.run(node, ["sysctl", "-n", "net.ipv4.conf.eth0.arp_ignore"]).stdout.strip()
