@@ -1761,6 +1761,23 @@ def test_sync_group_track_interface_faults_every_member():
         d.loop.close()
 
 
+def test_beyond_reload_keeps_an_unchanged_sync_group_state():
+    d = _group_daemon()
+    try:
+        for rt in d.runtimes:
+            _fire_down_timer(d, rt)
+        engine = d.beyond.groups["G"][1]
+        assert engine.state == vrrpd.State.MASTER
+        d.beyond.reload(d.config)
+        assert d.beyond.groups["G"][1] is engine
+        changed = vrrpd.Config(global_defs=d.config.global_defs, vrrp_instances=d.config.vrrp_instances,
+                               sync_groups=[vrrpd.SyncGroup("G", group=["VI_1"])])
+        d.beyond.reload(changed)
+        assert d.beyond.groups["G"][1] is not engine and d.beyond.group_of == {"VI_1": "G"}
+    finally:
+        d.loop.close()
+
+
 def test_strict_mode_silences_a_master_hearing_a_lower_priority():
     d = _group_daemon(strict=True)
     try:

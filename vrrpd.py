@@ -6959,7 +6959,8 @@ class BeyondIPv4:
             self.groups[sg.name] = (sg, engine)
             self.group_of.update({m: sg.name for m in members})
         wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
-        for name, index in list(self.vmac_index.items()):
+        before = dict(self.vmac_index)
+        for name, index in before.items():
             if name not in wanted:
                 self.vmacs.remove(index)
                 del self.vmac_index[name]
@@ -6971,7 +6972,7 @@ class BeyondIPv4:
                                                               instance_family(inst))
                 except (OSError, VrrpdError) as exc:
                     log.error("(%s) use_vmac: %s", name, exc)
-        if self.d.rtnl is not None:
+        if self.vmac_index != before and self.d.rtnl is not None:
             self.d.links = self.d.rtnl.links()
 
     def stop(self) -> None:
