@@ -1778,6 +1778,21 @@ def test_beyond_reload_keeps_an_unchanged_sync_group_state():
         d.loop.close()
 
 
+def test_nftables_keyword_names_the_table():
+    cfg, _ = vrrpd.parse_config_text("global_defs {\n    nftables keepalived\n}\n")
+    d = vrrpd.Daemon(cfg)
+    try:
+        assert d.beyond.firewall.table == "keepalived"
+        assert "table inet keepalived {" in vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "keepalived")
+    finally:
+        d.loop.close()
+    d = vrrpd.Daemon(vrrpd.Config())
+    try:
+        assert d.beyond.firewall.table == "vrrpd"
+    finally:
+        d.loop.close()
+
+
 def test_strict_mode_silences_a_master_hearing_a_lower_priority():
     d = _group_daemon(strict=True)
     try:

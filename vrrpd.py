@@ -6903,7 +6903,9 @@ class BeyondIPv4:
 
     def __init__(self, daemon: Daemon):
         self.d = daemon
-        self.firewall = StrictFirewall()
+        # keepalived's `nftables NAME` names the table; ours is `vrrpd` by default
+        table = (daemon.g.other.get("nftables") or [NFT_TABLE])[0]
+        self.firewall = StrictFirewall(table)
         self.vmacs = VmacManager()
         self.vsocks6: Dict[str, VrrpSocket6] = {}
         self.by_socket6: Dict[str, List[InstanceRuntime]] = {}
