@@ -2084,6 +2084,38 @@ def test_sync_group_track_interface_faults_every_member():
         d.loop.close()
 
 
+def test_beyond_reload_keeps_an_unchanged_sync_group_state():
+    d = _group_daemon()
+    try:
+        for rt in d.runtimes:
+            _fire_down_timer(d, rt)
+        engine = d.beyond.groups["G"][1]
+        assert engine.state == vrrpd.State.MASTER
+        d.beyond.reload(d.config)
+        assert d.beyond.groups["G"][1] is engine
+        changed = vrrpd.Config(global_defs=d.config.global_defs, vrrp_instances=d.config.vrrp_instances,
+                               sync_groups=[vrrpd.SyncGroup("G", group=["VI_1"])])
+        d.beyond.reload(changed)
+        assert d.beyond.groups["G"][1] is not engine and d.beyond.group_of == {"VI_1": "G"}
+    finally:
+        d.loop.close()
+
+
+def test_nftables_keyword_names_the_table():
+    cfg, _ = vrrpd.parse_config_text("global_defs {\n    nftables keepalived\n}\n")
+    d = vrrpd.Daemon(cfg)
+    try:
+        assert d.beyond.firewall.table == "keepalived"
+        assert "table inet keepalived {" in vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "keepalived")
+    finally:
+        d.loop.close()
+    d = vrrpd.Daemon(vrrpd.Config())
+    try:
+        assert d.beyond.firewall.table == "vrrpd"
+    finally:
+        d.loop.close()
+
+
 def test_strict_mode_silences_a_master_hearing_a_lower_priority():
     d = _group_daemon(strict=True)
     try:
@@ -2209,6 +2241,26 @@ def test_strict_firewall_replaces_a_stale_table_and_removes_it_on_stop(lab):
     )).stdout
     listed, after = out.split("=====")
     assert "stale" not in listed and "10.83.0.100" in listed and "2001:db8::64" in listed
+    assert "vrrpd" not in after
+
+
+def test_strict_firewall_reload_swaps_the_vip_set_and_drops_the_table_when_unneeded(lab):
+    require(shutil.which("nft") is not None, "needs nft")
+    node = lab.host("n", "10.87.0.2/24")
+    out = run_py_in(lab, node, (
+        "import ipaddress, subprocess\n"
+        "def listing():\n"
+        "    return subprocess.run(['nft', 'list', 'ruleset'], capture_output=True, text=True).stdout\n"
+        "fw = vrrpd.StrictFirewall()\n"
+        "assert fw.start([ipaddress.ip_address('10.87.0.100')])\n"
+        "assert fw.replace([ipaddress.ip_address('10.87.0.101')])\n"
+        "print(listing())\n"
+        "print('=====')\n"
+        "assert fw.replace([]) and not fw.active\n"
+        "print(listing())\n"
+    )).stdout
+    swapped, after = out.split("=====")
+    assert "10.87.0.101" in swapped and "10.87.0.100" not in swapped
     assert "vrrpd" not in after
 
 
@@ -2531,6 +2583,23 @@ def test_neighbour_adverts_are_paced_by_gna_interval_and_carry_the_router_flag(l
     node.stop()
 
 
+def test_ipv6_vmac_carries_the_vip_and_its_neighbour_adverts(lab, tmp_path):
+    vip6 = "2001:db8:5a::100"
+    client = lab.host("c", f"{V6_NET}.9/24")
+    ns = lab.host("n", f"{V6_NET}.1/24")
+    wait_link_local(lab, ns)
+    cap = _capture(lab, client, "icmp6 and ip6[40] == 136", 1)
+    node = _Node(lab, ns, tmp_path, "N", _global("n") + _v6_conf("VI6", 70, 100, [f"{vip6}/64"],
+                                                                extra="    use_vmac vrrp6.70\n"))
+    out, _ = cap.communicate(timeout=20)
+    assert "00:00:5e:00:02:46 > 33:33:00:00:00:01" in out and f"tgt is {vip6}" in out, out
+    assert _has_addr6(lab, ns, vip6, "vrrp6.70")
+    link = lab.ip("-d", "link", "show", "vrrp6.70", ns=ns).stdout
+    assert "addrgenmode random" in link and "00:00:5e:00:02:46" in link
+    node.stop()
+    assert lab.ip("link", "show", "vrrp6.70", ns=ns, check=False).returncode != 0
+
+
 def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     vip = f"{V6_NET}.100"
     client = lab.host("c", f"{V6_NET}.9/24")
@@ -2543,12 +2612,12 @@ def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     assert "macvlan mode private" in lab.ip("-d", "link", "show", "vrrp.51", ns=ns_b).stdout
     adverts, _ = _capture(lab, client, "ip proto 112", 2).communicate(timeout=20)
     assert adverts.count("00:00:5e:00:01:33 > 01:00:5e:00:00:12") == 2, adverts  # sent from the VMAC
-    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
+    assert lab.run(client, ["ping", "-c3", "-i0.2", "-W1", vip], check=False).returncode == 0
     assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
     a.stop()
     wait_for(lambda: lab.has_address(ns_b, vip, "vrrp.51"), 5, 0.02, "B takes over")
     assert lab.ip("link", "show", "vrrp.51", ns=ns_a, check=False).returncode != 0, "VMAC left behind on stop"
-    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
+    assert lab.run(client, ["ping", "-c3", "-i0.2", "-W1", vip], check=False).returncode == 0, "VIP unreachable"
     assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
     b.stop()
 

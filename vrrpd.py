@@ -5564,6 +5564,23 @@ class StrictFirewall:
         log.info("no_accept: nftables table inet %s drops traffic to %d VIP(s)", self.table, len(set(vips)))
         return True
 
+    def replace(self, vips: List[IPAddress]) -> bool:
+        """Reload: swap the table for one with the new VIP set in one nft transaction (no gap)."""
+        if not vips and not self.active:
+            return True
+        script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
+        script += nft_ruleset(vips, self.table) if vips else ""
+        try:
+            result = self._nft(["nft", "-f", "-"], script)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.error("no_accept: cannot run nft (%s)", exc)
+            return False
+        if result.returncode != 0:
+            log.error("no_accept: nft refused the ruleset: %s", result.stderr.strip())
+            return False
+        self.active = bool(vips)
+        return True
+
     def stop(self) -> None:
         if not self.active:
             return
@@ -5665,15 +5682,22 @@ class VmacManager:
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
         return index
 
+    def remove(self, index: int) -> None:
+        """Delete one macvlan this manager created."""
+        name = next((n for n, i in self.created.items() if i == index), None)
+        if name is None:
+            return
+        self._seq += 1
+        try:
+            rtnl_talk(rtm_dellink(self._seq, index))
+            log.info("use_vmac: removed %s", name)
+        except (OSError, NetlinkError) as exc:
+            log.warning("use_vmac: cannot remove %s: %s", name, exc)
+        del self.created[name]
+
     def remove_all(self) -> None:
-        for name, index in list(self.created.items()):
-            self._seq += 1
-            try:
-                rtnl_talk(rtm_dellink(self._seq, index))
-                log.info("use_vmac: removed %s", name)
-            except (OSError, NetlinkError) as exc:
-                log.warning("use_vmac: cannot remove %s: %s", name, exc)
-            del self.created[name]
+        for index in list(self.created.values()):
+            self.remove(index)
         for path, value in self._saved_sysctls.items():
             _write_sysctl(path, value)
         self._saved_sysctls.clear()
@@ -7273,7 +7297,9 @@ class BeyondIPv4:
 
     def __init__(self, daemon: Daemon):
         self.d = daemon
-        self.firewall = StrictFirewall()
+        # keepalived's `nftables NAME` names the table; ours is `vrrpd` by default
+        table = (daemon.g.other.get("nftables") or [NFT_TABLE])[0]
+        self.firewall = StrictFirewall(table)
         self.vmacs = VmacManager()
         self.vsocks6: Dict[str, VrrpSocket6] = {}
         self.by_socket6: Dict[str, List[InstanceRuntime]] = {}
@@ -7312,6 +7338,37 @@ class BeyondIPv4:
             except (OSError, VrrpdError) as exc:
                 log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
         if created and self.d.rtnl is not None:
+            self.d.links = self.d.rtnl.links()
+
+    def reload(self, config: Config) -> None:
+        """A new configuration (SIGHUP): new firewall set, sync groups (unchanged ones keep their state),
+        VMACs created or removed. The Daemon then re-attaches its instances with attach4/attach6."""
+        self.firewall.replace(no_accept_vips(config))
+        names = {inst.name for inst in config.vrrp_instances}
+        old, self.groups, self.group_of = self.groups, {}, {}
+        for sg in config.sync_groups:
+            members = [m for m in sg.group if m in names and m not in self.group_of]
+            if not members:
+                continue
+            kept = old.get(sg.name)
+            engine = kept[1] if kept is not None and kept[1].members == members else SyncGroupEngine(sg.name, members)
+            self.groups[sg.name] = (sg, engine)
+            self.group_of.update({m: sg.name for m in members})
+        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
+        before = dict(self.vmac_index)
+        for name, index in before.items():
+            if name not in wanted:
+                self.vmacs.remove(index)
+                del self.vmac_index[name]
+        for name, inst in wanted.items():
+            if name not in self.vmac_index:
+                try:
+                    self.vmac_index[name] = self.vmacs.create(vmac_ifname(inst.virtual_router_id, inst.vmac_name),
+                                                              inst.interface, inst.virtual_router_id,
+                                                              instance_family(inst))
+                except (OSError, VrrpdError) as exc:
+                    log.error("(%s) use_vmac: %s", name, exc)
+        if self.vmac_index != before and self.d.rtnl is not None:
             self.d.links = self.d.rtnl.links()
 
     def stop(self) -> None:
