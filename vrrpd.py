@@ -1056,13 +1056,15 @@ class _CheckRunner:
         self.busy = False
         self.last_result = ""
         self.due = self.loop.time()
+        self.attempt = 0
+        self.stopped = False
         ip = chk.connect_ip or rsr.key[0]
         self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
         self.name = f"[{ip}]:{self.vs.protocol.lower()}:{self.target[1]}"
 
     def start(self, delay: float) -> None:
         self.due = self.loop.time() + delay
-        self.timer = self.loop.call_at(self.due, self._attempt)
+        self.timer = self.loop.call_at(self.due, self._attempt, self.attempt)
 
     def stop(self) -> None:
         for t in (self.timer, self.deadline):
@@ -1070,6 +1072,8 @@ class _CheckRunner:
                 t.cancel()
         self.timer = self.deadline = None
         self._close()
+        self.stopped = True
+        self.attempt += 1
         if self.child is not None:
             self.child.on_exit = None
             self.child.kill()
@@ -1085,7 +1089,11 @@ class _CheckRunner:
             self.sock.close()
             self.sock = None
 
-    def _attempt(self) -> None:
+    def _attempt(self, token: int = -1) -> None:
+        # a timer cancelled late can still fire: every callback checks it is for the current attempt
+        if token not in (-1, self.attempt) or self.busy or self.stopped:
+            return
+        self.attempt += 1
         self.timer = None
         self.busy = True
         self.manager.max_late = max(self.manager.max_late, self.loop.time() - self.due)
@@ -1099,6 +1107,8 @@ class _CheckRunner:
 
     def _done(self, ok: bool, reason: str = "", weight: Optional[int] = None) -> None:
         self._close()
+        if not self.busy or self.stopped:
+            return
         self.busy = False
         self.last_result = "ok" if ok else reason
         was_up = self.decision.up
@@ -1113,13 +1123,34 @@ class _CheckRunner:
             self.rsr.weight_seen[id(self)] = weight
             self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
         self.due = when
-        self.timer = self.loop.call_at(when, self._attempt)
+        self.timer = self.loop.call_at(when, self._attempt, self.attempt)
 
     def _label(self) -> str:
         return {"HTTP_GET": "HTTP_CHECK", "SSL_GET": "SSL_CHECK"}.get(self.chk.kind, self.chk.kind)
 
     def _success_line(self) -> str:
         return f"{self._label()} on service {self.name} succeeded."
+
+    def _watch(self, write: bool, fn: Callable[..., Any], *args: Any) -> None:
+        """Call fn(*args) when the current socket is readable (or writable); stale events are dropped."""
+        (self.loop.add_writer if write else self.loop.add_reader)(self.sock, self._io, self.sock, fn, args)
+
+    def _unwatch(self, write: bool) -> None:
+        (self.loop.remove_writer if write else self.loop.remove_reader)(self.sock)
+
+    def _io(self, sock: socket.socket, fn: Callable[..., Any], args: tuple) -> None:
+        if sock is not self.sock:
+            self.loop.remove_reader(sock)
+            self.loop.remove_writer(sock)
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # a checker must never stop checking
+            log.exception("%s on %s: internal error", self.chk.kind, self.name)
+            self._done(False, f"{self._label()} on {self.name} failed: {exc!r}")
+
+    def _deadline(self, seconds: float) -> None:
+        self.deadline = self.loop.call_later(seconds, self._timeout, self.attempt)
 
     # -- a non-blocking TCP connection shared by the stream checkers -----------------------
     def _connect(self, on_connected: Callable[[], Any]) -> None:
@@ -1132,12 +1163,12 @@ class _CheckRunner:
         err = sock.connect_ex((str(ip), port))
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_writer(sock, self._connected, on_connected)
+        self._deadline(self.params.connect_timeout)
+        self._watch(True, self._connected, on_connected)
 
     def _connected(self, on_connected: Callable[[], Any]) -> None:
         assert self.sock is not None
-        self.loop.remove_writer(self.sock)
+        self._unwatch(True)
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._done(False, self._connect_failed(os.strerror(err)))
@@ -1147,7 +1178,9 @@ class _CheckRunner:
     def _connect_failed(self, why: str) -> str:
         return f"TCP connection to {self.name} failed ({why})."
 
-    def _timeout(self) -> None:
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
         self.deadline = None
         self._done(False, f"Timeout connecting to {self.name}." if self.chk.kind == "TCP_CHECK"
                    else f"Timeout reading data to {self.name}.")
@@ -1195,18 +1228,18 @@ class _HttpCheck(_CheckRunner):
         try:
             self.sock.do_handshake()  # type: ignore[attr-defined]
         except ssl.SSLWantReadError:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._handshake)
+            self._unwatch(True)
+            self._watch(False, self._handshake)
             return
         except ssl.SSLWantWriteError:
-            self.loop.remove_reader(self.sock)
-            self.loop.add_writer(self.sock, self._handshake)
+            self._unwatch(False)
+            self._watch(True, self._handshake)
             return
         except (OSError, ValueError) as exc:
             self._done(False, f"SSL handshake with {self.name} failed ({exc}).")
             return
-        self.loop.remove_reader(self.sock)
-        self.loop.remove_writer(self.sock)
+        self._unwatch(False)
+        self._unwatch(True)
         self._send()
 
     def _send(self) -> None:
@@ -1233,10 +1266,10 @@ class _HttpCheck(_CheckRunner):
             return
         self.outgoing = self.outgoing[sent:]
         if self.outgoing:
-            self.loop.add_writer(self.sock, self._write)
+            self._watch(True, self._write)
         else:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._read)
+            self._unwatch(True)
+            self._watch(False, self._read)
 
     def _read(self) -> None:
         import ssl
@@ -1285,6 +1318,8 @@ class _MiscCheck(_CheckRunner):
         self.child = self.loop.spawn(argv, on_exit=self._exited, timeout=timeout, user=self.chk.user)
 
     def _exited(self, child: Child) -> None:
+        if child is not self.child:
+            return
         self.child = None
         up, weight = misc_check_result(child.returncode, child.timed_out, self.chk.misc_dynamic)
         path = self.chk.misc_path.raw if self.chk.misc_path else ""
@@ -1304,7 +1339,7 @@ class _SmtpCheck(_CheckRunner):
     def begin(self) -> None:
         self.buf = b""
         self.stage = 0
-        self._connect(lambda: self.loop.add_reader(self.sock, self._read))
+        self._connect(lambda: self._watch(False, self._read))
 
     def _read(self) -> None:
         assert self.sock is not None
@@ -1352,8 +1387,8 @@ class _DnsCheck(_CheckRunner):
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
         query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
         self.sock.sendto(query, (str(ip), port or 53))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_reader(self.sock, self._read)
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
 
     def _read(self) -> None:
         assert self.sock is not None
