@@ -523,7 +523,8 @@ def web_server(tmp_path):
 def _self_signed(tmp_path: Path):
     require(shutil.which("openssl") is not None, "needs openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rs.test",
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-days", "2", "-subj", "/CN=rs.test",
         "-keyout", str(key), "-out", str(cert)])
     return cert, key
 
@@ -802,7 +803,7 @@ def test_no_ipvs_in_kernel_gives_a_clear_error(monkeypatch, caplog):
 # -- the real kernel, in a VM ------------------------------------------------------------------
 
 
-def test_lvs_on_real_ipvs_kernel_in_vm():
+def test_lvs_on_real_ipvs_kernel_via_qemu():
     """Boots Debian's kernel once under QEMU and runs every in_vm test inside it."""
     require(not IN_VM, "already inside the VM")
     require(os.geteuid() == 0, "needs root to run QEMU with the host's root filesystem")
@@ -837,9 +838,14 @@ def _ipvs_lines(service: str) -> List[str]:
     return lines
 
 
-@pytest.mark.skipif(not IN_VM, reason="runs inside the IPVS VM (test_lvs_on_real_ipvs_kernel_in_vm)")
+@pytest.mark.skipif(not IN_VM, reason="runs inside the IPVS VM (test_lvs_on_real_ipvs_kernel_via_qemu)")
 def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
     require_root_netns()
+    t0 = time.monotonic()
+
+    def stage(what: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {what}", flush=True)
+
     cert, key = _self_signed(tmp_path)
     www = tmp_path / "www"
     www.mkdir()
@@ -897,6 +903,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
     m.nl = None  # the real kernel this time
     seed_svc = "TCP 172.16.1.44:80"
     try:
+        stage("servers started")
         m.start()
         assert m.error is None
         # 1. seed 001's DR config: TCP VIP:80 rr with both real servers Route 1
@@ -911,8 +918,10 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert _ipvs_lines("FWM 7") == ["10.9.1.6:0 Route 1"]
         assert _ipvs_lines("TCP [fd00::100]:80") == ["[fd00::1]:80 Masq 2"]
         assert "UDP  10.9.0.5:53 rr ops" in out
+        stage("1 and 4 checked")
         # SSL_GET with alpha comes up once the HTTPS server answers
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.46:443") == ["172.16.1.1:443 Route 1"], 30, "SSL_GET up")
+        stage("SSL_GET up")
         # 2. one web server stops: removed (seed) / weight 0 (inhibit_on_failure) within delay_loop + retries
         servers["rs2"].kill()
         servers["rs2"].wait()
@@ -926,6 +935,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
                                            "-d", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _run_until(loop, lambda: len(_ipvs_lines(seed_svc)) == 2, 30, "rs2 back")
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.45:80") == ["172.16.1.2:80 Route 1"], 10, "enabled")
+        stage("2 checked")
         # 3. both stop: the sorry server comes in; one back: it goes out
         for ns in ("rs1", "rs2"):
             servers[ns].kill()
@@ -934,6 +944,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         servers["rs1"] = subprocess.Popen(["ip", "netns", "exec", "rs1", PYTHON, "-m", "http.server", "80",
                                            "-d", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _run_until(loop, lambda: _ipvs_lines(seed_svc) == ["172.16.1.1:80 Route 1"], 30, "sorry server out")
+        stage("3 checked")
         # reload: one VS removed, one weight changed; nothing else touched
         m.reload(vrrpd.Config(virtual_servers=[seed, inhibit, ssl_vs] + kinds[:2] + [
             _vs("10.9.0.3", 80, lb_algo="wrr", lb_kind=vrrpd.LbKind.DR,
@@ -941,16 +952,95 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         out = _ipvsadm()
         assert "10.9.0.4:443" not in out and "[fd00::100]:80" not in out
         assert sorted(_ipvs_lines("TCP 10.9.0.3:80")) == ["10.9.1.3:80 Route 5", "10.9.1.4:80 Route 1"]
+        stage("reload checked")
         # 5. stop: vrrpd's services are gone, the unrelated one is untouched
         m.stop()
         out = _ipvsadm()
         assert "172.16.1.44" not in out and "10.9.0" not in out and "FWM" not in out
+        stage("5 checked")
         assert "TCP  192.0.2.1:8080 lc" in out and _ipvs_lines("TCP 192.0.2.1:8080") == ["192.0.2.2:8080 Masq 7"]
     finally:
         m.stop()
         loop.close()
         for proc in list(servers.values()) + [https]:
             proc.kill()
+
+
+# -- benchmark: many checkers in one process ---------------------------------------------------
+
+_BENCH_SERVER = """
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+ports = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0)); s.listen(128); s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ, None); ports.append(s.getsockname()[1])
+print(" ".join(map(str, ports)), flush=True)
+while True:
+    for key, _ in sel.select():
+        if key.data is None:
+            try:
+                conn, _ = key.fileobj.accept()
+            except OSError:
+                continue
+            conn.setblocking(False); sel.register(conn, selectors.EVENT_READ, b"")
+        else:
+            try:
+                data = key.fileobj.recv(4096)
+            except OSError:
+                data = b""
+            if data:
+                try:
+                    key.fileobj.send(b"HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
+                except OSError:
+                    pass
+            sel.unregister(key.fileobj); key.fileobj.close()
+"""
+
+
+def lvs_benchmark(kind: str = "TCP_CHECK", count: int = 1000, seconds: float = 10.0, delay_loop: float = 1.0) -> dict:
+    """Run `count` checkers of `kind` against loopback listeners (served by a child process) and
+    measure this process's CPU share, the checks done per second and the worst lateness."""
+    server = subprocess.Popen([PYTHON, "-c", _BENCH_SERVER, str(min(count, 1000))], stdout=subprocess.PIPE, text=True)
+    try:
+        ports = [int(p) for p in server.stdout.readline().split()]
+        rss = []
+        for i in range(count):
+            urls = [vrrpd.UrlCheck("/")] if kind != "TCP_CHECK" else []
+            chk = vrrpd.Checker(kind=kind, urls=urls, connect_timeout=3, retry=1, delay_before_retry=1)
+            # real servers beyond 1,000 share listeners: each keeps its own address, connect_ip points home
+            rss.append(_rs(f"127.0.{i // 250}.{1 + i % 250}", 80, [chk]))
+            chk.connect_ip, chk.connect_port = _ip("127.0.0.1"), ports[i % len(ports)]
+        loop, m = _manager(_vs(rss=rss, delay_loop=delay_loop))
+        m.start()
+        loop.run(until=time.monotonic() + 2 * delay_loop)  # warm up: the first round starts together
+        m.max_late = 0.0
+        runners = [c for vsr in m.vs.values() for r in vsr.rs.values() for c in r.checkers]
+        attempts0 = sum(c.attempt for c in runners)
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        loop.run(until=wall0 + seconds)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        alive = sum(r.alive for vsr in m.vs.values() for r in vsr.rs.values())
+        result = {"kind": kind, "checkers": count, "delay_loop": delay_loop, "seconds": round(wall, 1),
+                  "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
+                  "checks_per_second": round((sum(c.attempt for c in runners) - attempts0) / wall, 1),
+                  "max_late_ms": round(1000 * m.max_late, 1), "alive": alive}
+        m.stop()
+        loop.close()
+        return result
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_lvs_checker_benchmark_small():
+    """A small run of the benchmark (the full one: lvs_benchmark() with 1,000 TCP_CHECKs)."""
+    result = lvs_benchmark("TCP_CHECK", count=200, seconds=3.0, delay_loop=0.5)
+    print(result)
+    assert result["alive"] == 200
+    assert result["checks_per_second"] > 200 / 0.5 * 0.8
+    assert result["max_late_ms"] < 500  # generous: the machine is shared; the full run is reported in the README
 
 
 # ============================================================================================
