@@ -812,7 +812,7 @@ def test_lvs_on_real_ipvs_kernel_via_qemu():
     require(have_kernel, "needs the guest kernel: .ci/ipvs-vm.sh --setup")
     env = dict(os.environ, VRRPD_IN_VM="1", IPVS_VM_TIMEOUT="400", PYTHONDONTWRITEBYTECODE="1")
     env.pop("CI", None)  # inside the guest everything is there; report skips as skips
-    cmd = ["bash", str(IPVS_VM), PYTHON, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-x",
+    cmd = ["bash", str(IPVS_VM), PYTHON, "-m", "pytest", "-q", "-s", "-rs", "-p", "no:cacheprovider", "-x",
            str(HERE / "test_vrrpd.py"), "-k", "in_vm"]
     started = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=env, cwd=str(HERE))
