@@ -15,6 +15,9 @@ Root-only tests skip with a reason on a laptop; under CI=true a missing prerequi
 
 from __future__ import annotations
 
+import io
+import ipaddress
+import logging
 import os
 import shutil
 import signal
@@ -171,9 +174,998 @@ def test_module_imports_and_has_map():
     assert vrrpd.__doc__ and "Map of this file" in vrrpd.__doc__
 
 
+def seed_lines(name: str, first: int, last: int) -> str:
+    """Lines first..last (1-based, inclusive) of a seed tutorial: one configuration as the tutorial shows it."""
+    path = next(SEEDS.glob(f"{name}_*.txt"))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(lines[first - 1:last]) + "\n"
+
+
+def parse_ok(text: str, **kw):
+    """Parse text; return (config, diagnostics) after asserting there is no ERROR."""
+    config, diags = vrrpd.parse_config_text(text, "test.conf", **kw)
+    errors = [str(d) for d in diags if d.severity is vrrpd.Severity.ERROR]
+    assert not errors, errors
+    return config, diags
+
+
+def model_without_positions(config) -> dict:
+    """The model as plain data, without line/file fields (which differ between layouts of one text)."""
+    import dataclasses
+
+    def strip(o):
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k not in ("line", "file", "files")}
+        if isinstance(o, list):
+            return [strip(v) for v in o]
+        return o
+
+    return strip(dataclasses.asdict(config))
+
+
+def messages(diags, severity=None) -> List[str]:
+    return [str(d) for d in diags if severity is None or d.severity is severity]
+
+
+def test_seed000_master_config_field_by_field():
+    text = seed_lines("000", 144, 198)
+    config, diags = vrrpd.parse_config_text(text, "seed000.conf")
+    assert not messages(diags, vrrpd.Severity.ERROR)
+    g = config.global_defs
+    assert g.notification_email == ["jason@yinzhengjie.org.cn"]
+    assert g.notification_email_from == "root@yinzhengjie.org.cn"
+    assert g.smtp_server == "127.0.0.1" and g.smtp_port == 25
+    assert g.smtp_connect_timeout == 30.0
+    assert g.router_id == "node102.yinzhengjie.org.cn"
+    assert g.vrrp_skip_check_adv_addr and g.vrrp_iptables and g.vrrp_strict
+    assert g.vrrp_garp_interval == 0.0 and g.vrrp_gna_interval == 0.0
+    assert g.vrrp_mcast_group4 == vrrpd.ipaddress.IPv4Address("224.0.0.18")
+    [inst] = config.vrrp_instances
+    assert inst.name == "VIP01" and inst.state is vrrpd.State.MASTER
+    assert inst.interface == "eth1" and inst.virtual_router_id == 27
+    assert inst.priority == 150 and inst.advert_int == 3.0
+    [vip] = inst.virtual_ipaddress
+    assert vip.address == vrrpd.ipaddress.ip_interface("172.30.1.200/32")
+    assert vip.dev == "eth1" and vip.label == "eth1:0" and vip.line == 53
+    # vrrp_strict drops authentication as keepalived does, with a warning at the authentication line
+    assert inst.auth_type is vrrpd.AuthType.NONE and inst.auth_pass == b""
+    warnings = messages(diags, vrrpd.Severity.WARNING)
+    assert any(w.startswith("seed000.conf:45: warning:") and "authentication" in w for w in warnings), warnings
+    assert any(w.startswith("seed000.conf:49: warning: auth_pass 'yinzhengjie'") and "'yinzheng'" in w
+               for w in warnings), warnings
+    assert any(w.startswith("seed000.conf:26: warning: vrrp_garp_interval 0") for w in warnings), warnings
+
+
+def test_seed000_auth_pass_truncated_to_8_bytes_without_strict():
+    text = seed_lines("000", 144, 198).replace("vrrp_strict\n", "\n")
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"yinzheng"
+
+
+def test_seed002_unicast_master_and_notify_scripts():
+    g_text = seed_lines("002", 240, 256)
+    inst_text = seed_lines("002", 463, 485)
+    config, diags = parse_ok(g_text + inst_text)
+    assert config.global_defs.router_id == "ha1.example.com" and not config.global_defs.vrrp_strict
+    [inst] = config.vrrp_instances
+    assert inst.state is vrrpd.State.BACKUP and inst.priority == 100
+    assert inst.unicast_src_ip == vrrpd.ipaddress.ip_address("10.10.100.106")
+    assert [p.address for p in inst.unicast_peer] == [vrrpd.ipaddress.ip_address("10.10.100.107")]
+    assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"1111"
+    assert inst.notify_master.argv == ["/etc/keepalived/notify.sh", "master"]
+    assert inst.notify_master.raw == "/etc/keepalived/notify.sh master" and not inst.notify_master.shell
+    assert inst.notify_backup.argv[-1] == "backup" and inst.notify_fault.argv[-1] == "fault"
+
+
+def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
+    text = seed_lines("002", 341, 359)
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.preempt_delay == 60.0
+    assert any(m.startswith("test.conf:7: warning: preempt_delay '60s'") for m in messages(diags)), messages(diags)
+
+
+def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
+    text = seed_lines("003", 24, 55)  # from "! Configuration File for keepalived" to the instance's "}"
+    assert text.splitlines()[2].strip() == "notification_email {"
+    config, diags = vrrpd.parse_config_text(text, "seed003.conf")
+    errors = messages(diags, vrrpd.Severity.ERROR)
+    assert errors == ["seed003.conf:3: error: 'notification_email' block opened here is not closed before "
+                      "'notification_email_from' at line 4 (add the missing '}')"]
+    # recovery: the instance keepalived silently swallowed is there, with its unicast settings
+    [inst] = config.vrrp_instances
+    assert inst.name == "VI_1" and inst.virtual_router_id == 27 and inst.advert_int == 2.0
+    assert str(inst.unicast_peer[0].address) == "172.20.27.11"
+    assert config.global_defs.notification_email == []
+    assert config.global_defs.router_id == "s1.mylinuxops.com"
+    with pytest.raises(vrrpd.ConfigError) as exc:
+        path = HERE / ".pytest-seed003.conf"
+        try:
+            path.write_text(text)
+            vrrpd.load_config(str(path), check_interfaces=False)
+        finally:
+            path.unlink()
+    assert "not closed" in str(exc.value)
+
+
+def test_seed001_one_line_config_equals_the_multi_line_form():
+    one_line = seed_lines("001", 66, 66)
+    multi = one_line.replace("{", "{\n").replace("}", "\n}\n")
+    assert multi.count("\n") > 10
+    a, da = vrrpd.parse_config_text(one_line, "one.conf")
+    b, db = vrrpd.parse_config_text(multi, "multi.conf")
+    assert model_without_positions(a) == model_without_positions(b)
+    [inst] = a.vrrp_instances
+    assert inst.state is vrrpd.State.MASTER and inst.interface == "eno16777736"
+    assert inst.virtual_router_id == 101 and inst.priority == 100 and inst.advert_int == 1.0
+    assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"123.com"
+    assert [str(v.address) for v in inst.virtual_ipaddress] == ["172.16.1.11/32"]
+    g = a.global_defs
+    assert g.smtp_server == "127.0.0.1" and g.smtp_connect_timeout == 30.0 and g.router_id == "one"
+    # the tutorial lost the instance's name and '{': both forms say so
+    for diags in (da, db):
+        errors = messages(diags, vrrpd.Severity.ERROR)
+        assert any("vrrp_instance has no name" in e for e in errors), errors
+        assert any("missing '{' after 'vrrp_instance'" in e for e in errors), errors
+
+
+def test_one_line_config_with_names_parses_cleanly():
+    text = ("global_defs { router_id x } vrrp_instance VI_1 { state BACKUP interface lo virtual_router_id 5 "
+            "priority 90 advert_int 1 virtual_ipaddress { 10.0.0.5/24 10.0.0.6/24 dev lo } }")
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert [str(v.address) for v in inst.virtual_ipaddress] == ["10.0.0.5/24", "10.0.0.6/24"]
+    assert [v.dev for v in inst.virtual_ipaddress] == [None, "lo"]
+    assert not diags, messages(diags)
+
+
+# -- grammar edge cases --------------------------------------------------------------------------
+
+MINIMAL = """vrrp_instance VI_1 {
+    interface lo
+    virtual_router_id 51
+    virtual_ipaddress {
+        10.9.9.9/24
+    }
+}
+"""
+
+
+def test_comments_bang_hash_trailing_and_non_ascii():
+    text = ("! keepalived style comment\n# hash comment\nglobal_defs {   # 全局配置\n"
+            "    router_id node-1 ! trailing 注释\n    notification_email_from a@b.c#tail\n}\n" + MINIMAL)
+    config, diags = parse_ok(text)
+    assert config.global_defs.router_id == "node-1"
+    assert config.global_defs.notification_email_from == "a@b.c"
+    assert not diags, messages(diags)
+
+
+def test_escaped_comment_characters_and_quoted_hash_are_literal():
+    text = 'global_defs {\n    router_id a\\#b\n}\nvrrp_script chk {\n    script "/bin/echo #1 !x"\n}\n'
+    config, diags = vrrpd.parse_config_text(text)
+    assert config.global_defs.router_id == "a#b"
+    assert config.vrrp_scripts["chk"].script.argv == ["/bin/echo", "#1", "!x"]
+
+
+def test_braces_glued_to_words_and_blocks_on_one_line():
+    text = "vrrp_instance VI_1{interface lo\nvirtual_router_id 7\nvirtual_ipaddress{10.0.0.7}}\n"
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.name == "VI_1" and inst.virtual_router_id == 7
+    assert str(inst.virtual_ipaddress[0].address) == "10.0.0.7/32"
+
+
+def test_block_brace_on_next_line():
+    text = "vrrp_instance VI_1\n{\n interface lo\n virtual_router_id 8\n virtual_ipaddress\n {\n 10.0.0.8\n }\n}\n"
+    config, diags = parse_ok(text)
+    assert config.vrrp_instances[0].virtual_router_id == 8
+    assert len(config.vrrp_instances[0].virtual_ipaddress) == 1
+
+
+def test_line_continuation_joins_lines():
+    text = MINIMAL + "vrrp_script chk {\n    script \"/bin/check \\\n --fast\"\n  interval 3\n}\n"
+    config, diags = parse_ok(text)
+    script = config.vrrp_scripts["chk"]
+    assert script.script.argv == ["/bin/check", "--fast"] and script.interval == 3.0
+    assert script.line == 8
+
+
+def test_parameters_defined_and_substituted():
+    text = ("$IF=lo\n$PRIO=120\n$VIP=10.1.2.3/24 dev ${IF}\n"
+            "vrrp_instance VI_$PRIO {\n  interface $IF\n  virtual_router_id 9\n  priority ${PRIO}\n"
+            "  virtual_ipaddress {\n    $VIP\n  }\n  notify_master \"/bin/echo $UNDEFINED\"\n}\n")
+    config, diags = parse_ok(text)
+    inst = config.vrrp_instances[0]
+    assert inst.name == "VI_120" and inst.interface == "lo" and inst.priority == 120
+    assert inst.virtual_ipaddress[0].dev == "lo" and str(inst.virtual_ipaddress[0].address) == "10.1.2.3/24"
+    assert inst.notify_master.argv == ["/bin/echo", "$UNDEFINED"]
+    assert inst.line == 4  # definition lines still count
+
+
+def test_multi_line_parameter_definition_expands_to_a_block():
+    text = ("$INST= \\\nvrrp_instance VI_${ID} { \\\n interface lo \\\n virtual_router_id ${ID} \\\n"
+            " virtual_ipaddress { 10.0.${ID}.1 } \\\n}\n$ID=11\n$INST\n$ID=12\n$INST\n")
+    config, diags = parse_ok(text)
+    assert [(i.name, i.virtual_router_id) for i in config.vrrp_instances] == [("VI_11", 11), ("VI_12", 12)]
+    assert str(config.vrrp_instances[1].virtual_ipaddress[0].address) == "10.0.12.1/32"
+
+
+def test_self_referencing_parameter_is_an_error_not_a_hang():
+    config, diags = vrrpd.parse_config_text("$A=x$A\nglobal_defs {\n router_id $A\n}\n")
+    assert any(d.line == 3 and "does not terminate" in d.message for d in diags), messages(diags)
+
+
+def test_conditional_config_id_lines():
+    me = vrrpd.socket.gethostname().split(".")[0]
+    text = (f"global_defs {{\n@{me} router_id mine\n@not-{me} router_id other\n@^{me} smtp_server 10.0.0.1\n}}\n"
+            + MINIMAL)
+    config, diags = parse_ok(text)
+    assert config.global_defs.router_id == "mine" and config.global_defs.smtp_server is None
+
+
+def test_include_glob_relative_to_including_file_and_nested(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "main.conf").write_text(
+        "global_defs {\n router_id r1\n}\ninclude conf.d/*.conf\ninclude sub/{x,y}.inc\n")
+    (tmp_path / "conf.d" / "b.conf").write_text(MINIMAL.replace("VI_1", "VI_B").replace("51", "52"))
+    (tmp_path / "conf.d" / "a.conf").write_text(MINIMAL.replace("VI_1", "VI_A"))
+    (tmp_path / "sub" / "x.inc").write_text("include ../scripts.inc\n")
+    (tmp_path / "scripts.inc").write_text("vrrp_script chk {\n script /bin/true\n}\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "main.conf"))
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR], messages(diags)
+    assert [i.name for i in config.vrrp_instances] == ["VI_A", "VI_B"]  # glob matches sorted
+    assert "chk" in config.vrrp_scripts
+    assert config.vrrp_instances[1].file == str(tmp_path / "conf.d" / "b.conf")
+    assert len(config.files) == 5
+
+
+def test_include_loop_is_reported_once_and_terminates(tmp_path):
+    (tmp_path / "a.conf").write_text("include b.conf\n" + MINIMAL)
+    (tmp_path / "b.conf").write_text("global_defs {\n router_id x\n}\ninclude a.conf\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "a.conf"))
+    loops = [d for d in diags if "include loop" in d.message]
+    assert len(loops) == 1 and loops[0].file.endswith("b.conf") and loops[0].line == 4
+    assert len(config.vrrp_instances) == 1
+
+
+def test_include_without_match_warns_and_includem_errors(tmp_path):
+    (tmp_path / "m.conf").write_text(MINIMAL + "include nothing-*.conf\nincludem missing.conf\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
+    got = {(d.line, d.severity) for d in diags if "matches no file" in d.message}
+    assert got == {(8, vrrpd.Severity.WARNING), (9, vrrpd.Severity.ERROR)}
+
+
+def test_unreadable_file_is_an_error_diagnostic(tmp_path):
+    config, diags = vrrpd.parse_config(str(tmp_path / "absent.conf"))
+    assert len(diags) == 1 and diags[0].severity is vrrpd.Severity.ERROR and "cannot read" in diags[0].message
+    with pytest.raises(vrrpd.ConfigError):
+        vrrpd.load_config(str(tmp_path / "absent.conf"))
+
+
+def test_command_splitting_quotes_escapes_shell_and_user():
+    text = ('vrrp_script a {\n script "/usr/bin/check \'two words\' x\\"y\\ty"\n user nobody nogroup\n}\n'
+            'vrrp_script b {\n script "killall -0 nginx" \n}\n'
+            'vrrp_script c {\n script "/bin/sh -c \'test -f /x || exit 1\'"\n}\n'
+            'vrrp_script d {\n script "[[ -f /etc/keepalived/down ]] && exit 1 || exit 0"\n}\n'
+            'vrrp_script e {\n script "/bin/ls /tmp/*.pid"\n}\n'
+            'vrrp_instance V {\n interface lo\n virtual_router_id 1\n'
+            ' notify_master "/etc/keepalived/notify.sh master" keepalived_script staff\n'
+            ' notify_backup /etc/keepalived/notify.sh backup\n}\n')
+    config, diags = vrrpd.parse_config_text(text)
+    s = config.vrrp_scripts
+    assert s["a"].script.argv == ["/usr/bin/check", "two words", 'x"y\ty'] and not s["a"].script.shell
+    assert (s["a"].user, s["a"].group) == ("nobody", "nogroup")
+    assert s["b"].script.argv == ["killall", "-0", "nginx"] and s["b"].script.raw == "killall -0 nginx"
+    assert s["c"].script.argv == ["/bin/sh", "-c", "test -f /x || exit 1"]
+    assert s["d"].script.shell and s["e"].script.shell
+    inst = config.vrrp_instances[0]
+    assert inst.notify_master.argv == ["/etc/keepalived/notify.sh", "master"]
+    assert (inst.notify_master.user, inst.notify_master.group) == ("keepalived_script", "staff")
+    assert inst.notify_backup.argv == ["/etc/keepalived/notify.sh", "backup"] and inst.notify_backup.user is None
+
+
+def test_flags_accept_optional_booleans():
+    text = ("global_defs {\n vrrp_strict off\n smtp_alert\n vrrp_skip_check_adv_addr yes\n}\n"
+            "vrrp_instance V {\n interface lo\n virtual_router_id 1\n strict_mode false\n"
+            " virtual_ipaddress {\n 10.0.0.1\n }\n}\n")
+    config, diags = parse_ok(text)
+    g = config.global_defs
+    assert g.vrrp_strict is False and g.smtp_alert is True and g.vrrp_skip_check_adv_addr is True
+    assert config.vrrp_instances[0].strict_mode is False
+
+
+def test_times_stay_floats_and_advert_int_rounding_is_a_warning():
+    text = MINIMAL.replace("virtual_router_id 51", "virtual_router_id 51\n    advert_int 0.05")
+    config, diags = vrrpd.parse_config_text(text, "t.conf")
+    assert config.vrrp_instances[0].advert_int == 0.05
+    assert messages(diags) == ["t.conf:4: warning: vrrp_instance VI_1: advert_int 0.05 must be whole seconds in "
+                               "VRRPv2; using 1 (use 'version 3' for sub-second adverts)"]
+    config, diags = parse_ok(text.replace("advert_int 0.05", "advert_int 0.05\n    version 3"))
+    assert not diags and vrrpd.vrrp_timers(config.vrrp_instances[0], config.global_defs)[0] == 0.05
+
+
+def test_virtual_server_forms_and_checkers():
+    text = """virtual_server_group web {
+    10.0.0.1 80
+    10.0.0.10-20 80
+    192.168.0.0/30 443
+    fwmark 5
+}
+virtual_server group web {
+    lb_algo wrr
+    lb_kind TUN type gue port 6080
+    protocol udp
+    persistence_timeout
+    real_server 10.1.0.1 80 {
+        weight 3
+        notify_down "/bin/echo down"
+        HTTP_GET {
+            url {
+                path /health
+                digest 0123456789ABCDEF0123456789abcdef
+                status_code 200 301-302
+            }
+            nb_get_retry 4
+            delay_before_retry 2
+        }
+        SMTP_CHECK {
+            helo_name mx.example.com
+        }
+    }
+}
+virtual_server 2001:db8::1 53 {
+    protocol UDP
+    real_server 2001:db8::2 53 {
+        DNS_CHECK {
+            type AAAA
+            name example.org
+        }
+    }
+}
+"""
+    config, diags = vrrpd.parse_config_text(text, "vs.conf")
+    assert messages(diags) == ["vs.conf:21: warning: nb_get_retry is deprecated (write 'retry')"]
+    grp = config.virtual_server_groups["web"]
+    assert [(str(e.first), str(e.last), e.port) for e in grp.entries[:3]] == [
+        ("10.0.0.1", "10.0.0.1", 80), ("10.0.0.10", "10.0.0.20", 80), ("192.168.0.0", "192.168.0.3", 443)]
+    assert grp.entries[3].fwmark == 5
+    vs = config.virtual_servers[0]
+    assert vs.group == "web" and vs.lb_algo == "wrr" and vs.lb_kind is vrrpd.LbKind.TUN
+    assert (vs.tunnel_type, vs.tunnel_port) == ("gue", 6080) and vs.protocol == "UDP"
+    assert vs.persistence_timeout == 360
+    rs = vs.real_servers[0]
+    assert rs.weight == 3 and rs.notify_down.argv == ["/bin/echo", "down"]
+    http, smtp = rs.checkers
+    assert http.kind == "HTTP_GET" and http.retry == 4 and http.delay_before_retry == 2.0
+    assert http.urls[0].digest == "0123456789abcdef0123456789abcdef"
+    assert http.urls[0].status_code == [(200, 200), (301, 302)]
+    assert smtp.kind == "SMTP_CHECK" and smtp.helo_name == "mx.example.com"
+    v6 = config.virtual_servers[1]
+    assert v6.address == vrrpd.ipaddress.ip_address("2001:db8::1") and v6.family == 6
+    assert v6.real_servers[0].checkers[0].dns_type == "AAAA"
+
+
+def test_sync_group_track_file_and_track_process_blocks():
+    text = MINIMAL + MINIMAL.replace("VI_1", "VI_2").replace("51", "52") + """
+vrrp_sync_group G {
+    group {
+        VI_1 VI_2
+    }
+    track_file {
+        tf weight 2
+    }
+    notify "/bin/notify.sh"
+}
+track_file tf {
+    file "/run/prio"
+    weight -3 reverse
+    init_file 5 overwrite
+}
+vrrp_track_process nginx {
+    process nginx -g daemon
+    param_match initial
+    quorum 2
+    weight 10
+}
+"""
+    config, diags = parse_ok(text)
+    g = config.sync_groups[0]
+    assert g.group == ["VI_1", "VI_2"] and g.track_file[0].weight == 2
+    assert [i.sync_group for i in config.vrrp_instances] == ["G", "G"]
+    tf = config.track_files["tf"]
+    assert (tf.path, tf.weight, tf.weight_reverse, tf.init_file, tf.init_file_overwrite) == (
+        "/run/prio", -3, True, 5, True)
+    tp = config.track_processes["nginx"]
+    assert tp.process == ["nginx", "-g", "daemon"] and tp.param_match == "initial" and tp.quorum == 2
+
+
+def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_min_garp\n}\nstatic_ipaddress {\n 1.2.3.4 dev lo\n}\n"
+    config, diags = parse_ok(text + MINIMAL)
+    assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
+    assert config.global_defs.other["vrrp_min_garp"] == []
+    assert not diags, messages(diags)
+
+
+def test_keyword_table_markdown_comes_from_the_registry():
+    table = vrrpd.keyword_table_markdown()
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "`" in r]
+    assert len(rows) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
+    assert "| vrrp_instance | `virtual_router_id` | supported |" in table
+    assert "| global_defs | `lvs_sync_daemon` | accepted, not acted upon |" in table
+
+
+# -- validation: every rule, with its line ---------------------------------------------------------
+
+def inst(body: str, name: str = "VI_1", head: str = "") -> str:
+    """A vrrp_instance block (line 1 is its header) with body lines indented."""
+    lines = [f"vrrp_instance {name} {{"] + ["    " + b for b in body.strip("\n").split("\n")] + ["}"]
+    return head + "\n".join(lines) + "\n"
+
+
+BASE = "interface lo\nvirtual_router_id 50\nvirtual_ipaddress {\n    10.0.0.1\n}"
+
+VALIDATION_CASES = [
+    # (id, text, expected line, severity, text the message must contain)
+    ("no-name", "vrrp_instance {\n interface lo\n virtual_router_id 1\n}\n", 1, "error", "vrrp_instance has no name"),
+    ("no-interface", inst("virtual_router_id 5"), 1, "error", "no 'interface'"),
+    ("no-vrid", inst("interface lo"), 1, "error", "no 'virtual_router_id'"),
+    ("vrid-range", inst("interface lo\nvirtual_router_id 256"), 3, "error", "number '256' outside range [1, 255]"),
+    ("vrid-zero", inst("interface lo\nvirtual_router_id 0"), 3, "error", "outside range [1, 255]"),
+    ("prio-range", inst(BASE + "\npriority 0"), 7, "error", "priority: number '0' outside range [1, 255]"),
+    ("prio-nan", inst(BASE + "\npriority high"), 7, "error", "'high' is not a number"),
+    ("advert-range", inst(BASE + "\nadvert_int 300"), 7, "error", "advert_int '300' outside range"),
+    ("advert-v2-int", inst(BASE + "\nadvert_int 1.5"), 7, "warning", "must be whole seconds in VRRPv2; using 2"),
+    ("advert-v3-max", inst(BASE + "\nversion 3\nadvert_int 50"), 8, "error", "exceeds the VRRPv3 maximum"),
+    ("auth-pass-long", inst(BASE + "\nauthentication {\n auth_type PASS\n auth_pass 123456789\n}"), 9, "warning",
+     "longer than 8 characters; only '12345678' is used"),
+    ("auth-v3", inst(BASE + "\nversion 3\nauthentication {\n auth_type PASS\n auth_pass x\n}"), 8, "error",
+     "VRRPv3 has no authentication"),
+    ("auth-type", inst(BASE + "\nauthentication {\n auth_type MD5\n}"), 8, "error", "'MD5' is not PASS or AH"),
+    ("strict-unicast", "global_defs {\n vrrp_strict\n}\n" + inst(BASE + "\nunicast_peer {\n 10.0.0.2\n}"), 10,
+     "error", "unicast_peer is not allowed with vrrp_strict"),
+    ("strict-no-vip", "global_defs {\n vrrp_strict\n}\n" + inst("interface lo\nvirtual_router_id 3"), 4, "error",
+     "vrrp_strict needs at least one virtual_ipaddress"),
+    ("strict-v2-ipv6", "global_defs {\n vrrp_strict\n}\n" + inst(
+        "interface lo\nvirtual_router_id 3\nvirtual_ipaddress {\n 2001:db8::1\n}"), 8, "error",
+     "IPv6 addresses need VRRPv3 under vrrp_strict"),
+    ("strict-mode-instance", inst("interface lo\nvirtual_router_id 3\nstrict_mode"), 1, "error",
+     "strict_mode needs at least one virtual_ipaddress"),
+    ("dup-vrid", inst(BASE) + inst(BASE.replace("10.0.0.1", "10.0.0.2"), "VI_2"), 10, "error",
+     "virtual_router_id 50 on lo is already used by vrrp_instance VI_1 (line 1)"),
+    ("dup-name", inst(BASE) + inst(BASE.replace("50", "51")), 8, "error",
+     "duplicate vrrp_instance name 'VI_1' (first defined at line 1)"),
+    ("track-script", "vrrp_script chk_nginx {\n script /bin/true\n}\n" + inst(BASE + "\ntrack_script {\n chk_ngnix\n}"),
+     11, "error", "track_script 'chk_ngnix' names no vrrp_script (did you mean 'chk_nginx'?)"),
+    ("sync-member", inst(BASE) + "vrrp_sync_group G {\n group {\n  VI_1\n  VI_9\n }\n}\n", 11, "error",
+     "vrrp_sync_group G: 'VI_9' names no vrrp_instance"),
+    ("script-missing", "vrrp_script chk {\n interval 2\n}\n", 1, "error", "vrrp_script chk has no 'script'"),
+    ("preempt-delay-unit", inst(BASE + "\npreempt_delay 60s"), 7, "warning",
+     "preempt_delay '60s': keepalived rejects time units; read as 60 seconds"),
+    ("garp-zero", "global_defs {\n vrrp_garp_interval 0\n}\n", 2, "warning", "vrrp_garp_interval 0: keepalived 2.2 "
+     "rejects 0; read as no delay"),
+    ("did-you-mean", inst(BASE + "\nnopreemt"), 7, "warning",
+     "unknown keyword 'nopreemt' in vrrp_instance (ignored) (did you mean 'nopreempt'?)"),
+    ("wrong-block-global", "global_defs {\n nopreempt\n}\n", 2, "warning",
+     "'nopreempt' does not belong in global_defs (ignored) (it belongs in vrrp_instance)"),
+    ("wrong-block-instance", inst(BASE + "\nvrrp_strict"), 7, "warning",
+     "'vrrp_strict' does not belong in vrrp_instance (ignored) (it belongs in global_defs)"),
+    ("extra-brace", inst(BASE) + "}\n", 8, "error", "extra '}' at top level"),
+    ("never-closed", "global_defs {\n router_id x\n" + inst(BASE)[:-2], 1, "error",
+     "'global_defs' block opened here is not closed before 'vrrp_instance' at line 3"),
+    ("eof-unclosed", inst(BASE)[:-2], 1, "error", "'vrrp_instance' block opened here is never closed"),
+    ("vip-unclosed", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\npriority 90"), 4,
+     "error", "'virtual_ipaddress' block opened here is not closed before 'priority' at line 6"),
+    ("bad-vip", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.300/24\n}"), 5, "error",
+     "'10.0.0.300/24' is not an IP address"),
+    ("bad-state", inst(BASE + "\nstate PRIMARY"), 7, "error", "'PRIMARY' is not MASTER or BACKUP"),
+    ("missing-value", inst(BASE + "\npriority"), 7, "error", "'priority' needs a value"),
+    ("bad-mcast", "global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n", 2, "error", "not an IPv4 multicast address"),
+    ("nat-mask", "virtual_server 10.0.0.1 80 {\n nat_mask 255.255.255.0\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
+     "warning", "unknown keyword 'nat_mask' in virtual_server"),
+    ("vs-no-rs", "virtual_server 10.0.0.1 80 {\n lb_algo rr\n}\n", 1, "warning", "virtual_server has no real_server"),
+    ("vs-group", "virtual_server group nope {\n real_server 10.0.0.2 80 {\n }\n}\n", 1, "error",
+     "virtual_server group 'nope' names no virtual_server_group"),
+    ("unknown-sched", "virtual_server 10.0.0.1 80 {\n lb_algo rrr\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
+     "warning", "unknown scheduler 'rrr' (did you mean 'rr'?)"),
+    ("nopreempt-master", inst(BASE + "\nstate MASTER\nnopreempt"), 8, "warning",
+     "nopreempt is ignored with state MASTER"),
+]
+
+
+@pytest.mark.parametrize("case", VALIDATION_CASES, ids=[c[0] for c in VALIDATION_CASES])
+def test_validation_rule_reports_line_and_message(case):
+    _, text, line, severity, fragment = case
+    config, diags = vrrpd.parse_config_text(text, "v.conf")
+    wanted = f"v.conf:{line}: {severity}: "
+    found = [m for m in messages(diags) if m.startswith(wanted) and fragment in m]
+    assert found, f"expected '{wanted}...{fragment}' in {messages(diags)}"
+
+
+def test_every_problem_is_reported_in_one_run_sorted_by_line():
+    text = (inst("interface lo\nvirtual_router_id 300\npriority 0\nnopreemt", "A")
+            + inst("virtual_router_id 5\ntrack_script {\n nope\n}", "B"))
+    config, diags = vrrpd.parse_config_text(text, "m.conf")
+    lines = [d.line for d in diags]
+    assert lines == sorted(lines)
+    assert {3, 4, 5, 7, 10}.issubset(set(lines)), messages(diags)
+    with pytest.raises(vrrpd.ConfigError) as exc:
+        raise vrrpd.ConfigError(diags)
+    assert len(exc.value.diagnostics) == len(diags)
+
+
+def test_diagnostics_from_includes_sort_by_file_then_line(tmp_path):
+    (tmp_path / "main.conf").write_text("include inc.conf\nglobal_defs {\n bogus_a\n}\n")
+    (tmp_path / "inc.conf").write_text("\n\nglobal_defs {\n bogus_b\n}\n")
+    config, diags = vrrpd.parse_config(str(tmp_path / "main.conf"))
+    assert [(os.path.basename(d.file), d.line) for d in diags] == [("main.conf", 3), ("inc.conf", 4)]
+
+
+def test_missing_interface_is_warning_under_check_and_error_at_start_up(tmp_path):
+    text = inst("interface vrrpdnone0\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n}")
+    config, diags = vrrpd.parse_config_text(text, "i.conf")
+    assert messages(diags) == [
+        "i.conf:2: warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist on this host"]
+    path = tmp_path / "i.conf"
+    path.write_text(text)
+    with pytest.raises(vrrpd.ConfigError) as exc:
+        vrrpd.load_config(str(path))
+    assert ":2: error: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in str(exc.value)
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    assert "warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in out.getvalue()
+
+
+def test_load_config_logs_warnings_and_returns_the_model(tmp_path, caplog):
+    path = tmp_path / "w.conf"
+    path.write_text(inst(BASE + "\nnopreemt"))
+    with caplog.at_level("WARNING", logger="vrrpd"):
+        config = vrrpd.load_config(str(path))
+    assert config.vrrp_instances[0].virtual_router_id == 50
+    assert any("did you mean 'nopreempt'" in r.getMessage() for r in caplog.records)
+
+
+# -- --check -------------------------------------------------------------------------------------
+
+
+def test_check_command_prints_summary_with_derived_timers(tmp_path):
+    path = tmp_path / "c.conf"
+    path.write_text(inst(BASE + "\npriority 150\nstate MASTER") +
+                    inst("interface lo\nvirtual_router_id 60\nversion 3\nadvert_int 0.5\npriority 150\n"
+                         "virtual_ipaddress {\n 10.0.1.1/24\n}", "VI_3"))
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    text = out.getvalue()
+    assert "vrrp_instance VI_1: vrid 50 on lo, VRRPv2, priority 150, start MASTER" in text
+    assert "advert interval 1 s, skew time 0.414 s, master down interval 3.414 s" in text
+    # v3: skew = (256 - 150) * 0.5 / 256 = 0.207 s; master down = 3 * 0.5 + skew (RFC 5798 6.1)
+    assert "advert interval 0.5 s, skew time 0.207 s, master down interval 1.707 s" in text
+    assert "VIPs: 10.0.1.1/24" in text
+    assert text.rstrip().endswith("0 error(s), 0 warning(s)")
+
+
+def test_check_command_exit_status_and_cli_spellings(tmp_path):
+    bad = tmp_path / "bad.conf"
+    bad.write_text(inst("interface lo"))
+    good = tmp_path / "good.conf"
+    good.write_text(inst(BASE))
+    for flag in ("--check", "-t", "--config-test"):
+        res = sh([PYTHON, VRRPD, flag, "-f", str(bad)], check=False)
+        assert res.returncode == 1 and f"{bad}:1: error: vrrp_instance VI_1: no 'virtual_router_id'" in res.stdout
+        res = sh([PYTHON, VRRPD, flag, "-f", str(good)], check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_default_config_path_prefers_vrrpd_then_keepalived(monkeypatch):
+    existing = set()
+    monkeypatch.setattr(vrrpd.os.path, "exists", lambda p: p in existing)
+    assert vrrpd.default_config_path() == "/etc/vrrpd/vrrpd.conf"
+    existing.add("/etc/keepalived/keepalived.conf")
+    assert vrrpd.default_config_path() == "/etc/keepalived/keepalived.conf"
+    existing.add("/etc/vrrpd/vrrpd.conf")
+    assert vrrpd.default_config_path() == "/etc/vrrpd/vrrpd.conf"
+
+
+def test_example_config_is_a_valid_two_node_setup():
+    example = (HERE / "vrrpd.conf.example").read_text()
+    node1, diags = vrrpd.parse_config_text(example, "vrrpd.conf.example")
+    assert not [d for d in diags if "does not exist" not in d.message], messages(diags)
+    # node 2 is documented in the comments: apply exactly the changes they list
+    node2_text = "\n".join(
+        line.replace("router_id lb1", "router_id lb2").replace("priority 150", "priority 100")
+        .replace("unicast_src_ip 192.168.100.11", "unicast_src_ip 192.168.100.12")
+        .replace("        192.168.100.12", "        192.168.100.11")
+        if "node 2" in line else line for line in example.splitlines())
+    node2, diags2 = vrrpd.parse_config_text(node2_text, "node2.conf")
+    assert not [d for d in diags2 if "does not exist" not in d.message], messages(diags2)
+    a, b = node1.vrrp_instances[0], node2.vrrp_instances[0]
+    assert (a.virtual_router_id, a.advert_int, a.auth_pass, a.virtual_ipaddress) == (
+        b.virtual_router_id, b.advert_int, b.auth_pass, b.virtual_ipaddress)
+    assert (a.priority, b.priority) == (150, 100) and node2.global_defs.router_id == "lb2"
+    assert a.unicast_src_ip == b.unicast_peer[0].address and b.unicast_src_ip == a.unicast_peer[0].address
+    # the tracked script's weight really hands the VIP over: 150 - 60 < 100
+    script = node1.vrrp_scripts[a.track_script[0].name]
+    assert a.priority + script.weight < b.priority and script.script.argv[0].startswith("/")
+    assert sum(1 for line in example.splitlines() if line.lstrip().startswith(("!", "#")) or " # " in line) >= 20
+
+
 # ============================================================================================
 # C. VRRP wire format and state machine (unit)
 # ============================================================================================
+
+
+import random  # noqa: E402
+
+IP4 = ipaddress.IPv4Address
+
+
+def _adv(priority=100, vrid=51, version=3, advert_int=1.0, addresses=("10.0.0.100",), **kw):
+    return vrrpd.VrrpAdvert(version, vrid, priority, [IP4(a) for a in addresses], advert_int, **kw)
+
+
+def test_v2_pass_advert_matches_keepalived_golden_bytes():
+    adv = _adv(100, 0x33, 2, 1, ("10.99.0.100",), auth_type=1, auth_data=b"secret12")
+    wire = vrrpd.encode_advert(adv)
+    assert wire.hex() == "21336401010101850a630064" + b"secret12".hex()
+    back = vrrpd.decode_advert(wire)
+    assert (back.vrid, back.priority, back.addresses, back.auth_data, back.advert_int) == (
+        0x33, 100, [IP4("10.99.0.100")], b"secret12", 1.0)
+
+
+def test_v3_checksum_uses_ipv4_pseudo_header_like_keepalived():
+    adv = _adv(100, 0x34, 3, 0.5, ("10.99.0.101", "10.99.0.102"))
+    src, dst = IP4("10.99.0.2"), IP4("10.99.0.1")
+    wire = vrrpd.encode_advert(adv, src, dst)
+    assert wire.hex() == "3134640200323fbd0a6300650a630066"
+    assert vrrpd.decode_advert(wire, src, dst).advert_int == 0.5
+    with pytest.raises(vrrpd.PacketError) as err:
+        vrrpd.decode_advert(wire, src, IP4("224.0.0.18"))
+    assert err.value.reason == "bad_checksum"
+    assert vrrpd.decode_advert(vrrpd.encode_advert(adv, src, dst, checksum_as_v2=True), src, dst,
+                               checksum_as_v2=True).priority == 100
+
+
+def test_v3_advert_interval_in_centiseconds_allows_50ms():
+    wire = vrrpd.encode_advert(_adv(advert_int=0.05), IP4("10.0.0.1"), IP4("224.0.0.18"))
+    assert wire[4:6] == b"\x00\x05"
+    assert vrrpd.decode_advert(wire, IP4("10.0.0.1"), IP4("224.0.0.18")).advert_int == 0.05
+
+
+def test_pass_auth_is_first_8_bytes_zero_padded():
+    assert vrrpd.encode_advert(_adv(version=2, auth_type=1, auth_data=b"abc"))[-8:] == b"abc\0\0\0\0\0"
+    assert vrrpd.encode_advert(_adv(version=2, auth_type=1, auth_data=b"yinzhengjie"))[-8:] == b"yinzheng"
+
+
+@pytest.mark.parametrize("mutate,reason", [
+    (lambda b: b[:7], "truncated"),
+    (lambda b: b[:-1], "bad_length"),
+    (lambda b: bytes([0x41]) + b[1:], "bad_version"),
+    (lambda b: bytes([0x22]) + b[1:], "bad_type"),
+    (lambda b: b[:3] + b"\x02" + b[4:], "bad_length"),
+    (lambda b: b[:8] + b"\x0b" + b[9:], "bad_checksum"),
+])
+def test_decoder_rejects_malformed_adverts_with_reason(mutate, reason):
+    wire = vrrpd.encode_advert(_adv(version=2, auth_type=1, auth_data=b"pw"))
+    with pytest.raises(vrrpd.PacketError) as err:
+        vrrpd.decode_advert(mutate(wire))
+    assert err.value.reason == reason
+
+
+def test_ipv4_header_round_trip_and_ttl():
+    payload = vrrpd.encode_advert(_adv(version=2))
+    pkt = vrrpd.encode_ipv4(IP4("10.0.0.1"), IP4("224.0.0.18"), payload, ttl=64)
+    assert vrrpd.inet_checksum(pkt[:20]) == 0
+    ip = vrrpd.decode_ipv4(pkt)
+    assert (ip.ttl, ip.protocol, ip.src, ip.dst, ip.payload) == (64, 112, IP4("10.0.0.1"), IP4("224.0.0.18"), payload)
+
+
+def test_garp_frame_is_broadcast_arp_request_for_the_vip():
+    mac = bytes.fromhex("020000000001")
+    frame = vrrpd.garp_frame(mac, IP4("10.0.0.100"))
+    assert frame[:6] == b"\xff" * 6 and frame[6:12] == mac and frame[12:14] == b"\x08\x06"
+    assert frame[20:22] == b"\x00\x01"  # request
+    assert frame[28:32] == frame[38:42] == IP4("10.0.0.100").packed
+
+
+def test_netlink_message_and_attribute_packing_round_trip():
+    attrs = vrrpd.nla_pack(1, b"\x01\x02\x03") + vrrpd.nla_pack_str(3, "eth1:0")
+    msg = vrrpd.nlmsg_pack(20, vrrpd.NLM_F_REQUEST, 7, b"\0" * 8 + attrs, pid=9)
+    assert len(msg) % 4 == 0
+    ((mtype, flags, seq, pid, payload),) = vrrpd.nlmsg_parse(msg)
+    assert (mtype, flags, seq, pid) == (20, vrrpd.NLM_F_REQUEST, 7, 9)
+    parsed = vrrpd.nla_parse(payload[8:])
+    assert parsed[1] == b"\x01\x02\x03" and vrrpd.nla_str(parsed[3]) == "eth1:0"
+    with pytest.raises(vrrpd.PacketError):
+        vrrpd.nla_parse(b"\xff\x00\x01\x00")
+
+
+def test_addr_request_carries_label_and_scope():
+    vip = ipaddress.IPv4Interface("172.30.1.200/32")
+    payload = vrrpd.addr_request_payload(5, vip, scope="link", label="eth1:0")
+    info = vrrpd.parse_addr(payload)
+    assert info.index == 5 and info.address == vip and info.scope == 253 and info.label == "eth1:0"
+
+
+def test_fuzz_decoder_only_raises_packet_error():
+    seconds = float(os.environ.get("VRRPD_FUZZ_SECONDS", "2"))
+    rng = random.Random(1234)
+    seeds = [vrrpd.encode_advert(_adv(version=2, auth_type=1, auth_data=b"pw")),
+             vrrpd.encode_advert(_adv(version=3, addresses=("10.0.0.1", "10.0.0.2")),
+                                 IP4("1.2.3.4"), IP4("224.0.0.18"))]
+    deadline = time.monotonic() + seconds
+    count = accepted = 0
+    while time.monotonic() < deadline:
+        if rng.random() < 0.3:
+            data = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
+        else:
+            data = bytearray(rng.choice(seeds))
+            for _ in range(rng.randint(1, 4)):
+                op = rng.randint(0, 2)
+                if op == 0 and data:
+                    data[rng.randrange(len(data))] = rng.getrandbits(8)
+                elif op == 1 and data:
+                    del data[rng.randrange(len(data)):]
+                else:
+                    data += bytes([rng.getrandbits(8)])
+            data = bytes(data)
+        for fn in (lambda d: vrrpd.decode_advert(d, IP4("1.2.3.4"), IP4("224.0.0.18")),
+                   lambda d: vrrpd.decode_ipv4(d), lambda d: vrrpd.nlmsg_parse(d)):
+            try:
+                fn(data)
+                accepted += 1
+            except vrrpd.PacketError:
+                pass
+        count += 1
+    assert count > 1000
+
+
+# -- the state machine, driven with a fake clock ------------------------------------------------------
+
+
+def _machine(priority=100, advert_int=1.0, version=3, **kw):
+    kw.setdefault("primary_ip", IP4("10.0.0.1"))
+    kw.setdefault("addresses", [IP4("10.0.0.100")])
+    return vrrpd.VrrpMachine("VI_1", 51, priority, advert_int, version, **kw)
+
+
+def _kinds(actions):
+    return [type(a).__name__ for a in actions]
+
+
+def _logs(actions):
+    return [a.message for a in actions if isinstance(a, vrrpd.Log)]
+
+
+def test_starts_in_backup_init_and_arms_master_down_timer():
+    m = _machine(priority=100, advert_int=1.0, version=2)
+    acts = m.start(0.0)
+    assert m.state == vrrpd.State.BACKUP and "(VI_1) Entering BACKUP STATE (init)" in _logs(acts)
+    assert vrrpd.Notify(vrrpd.State.BACKUP, 100) in acts
+    # RFC 5798 6.1: Master_Down_Interval = 3 * 1 + (256 - 100) / 256
+    assert m.next_deadline() == pytest.approx(3 + 156 / 256)
+
+
+def test_backup_takes_over_after_master_down_interval():
+    m = _machine(priority=100, advert_int=1.0, version=3)
+    m.start(0.0)
+    m.on_advert(0.5, _adv(150), IP4("10.0.0.2"))
+    mdi = 3 * 1.0 + 156 / 256
+    assert m.next_deadline() == pytest.approx(0.5 + mdi)
+    assert m.on_timer(0.5 + mdi - 0.01) == [] and m.state == vrrpd.State.BACKUP
+    acts = m.on_timer(0.5 + mdi)
+    assert m.state == vrrpd.State.MASTER
+    assert vrrpd.SendAdvert(100) in acts and vrrpd.AddVips() in acts
+    assert vrrpd.StartGarp() in acts and "(VI_1) Entering MASTER STATE" in _logs(acts)
+    assert acts.index(vrrpd.SendAdvert(100)) < acts.index(vrrpd.AddVips())
+
+
+def test_master_sends_adverts_every_advert_interval():
+    m = _machine(priority=255, advert_int=0.1)
+    m.start(0.0)
+    sent = []
+    t = 0.0
+    while t < 1.0:
+        t = m.next_deadline()
+        sent += [t for a in m.on_timer(t) if isinstance(a, vrrpd.SendAdvert)]
+    assert sent[:3] == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_address_owner_priority_255_becomes_master_at_once():
+    m = _machine(priority=255)
+    acts = m.start(0.0)
+    assert m.state == vrrpd.State.MASTER and vrrpd.SendAdvert(255) in acts
+
+
+def test_state_master_below_255_waits_one_advert_interval_plus_skew():
+    m = _machine(priority=150, advert_int=1.0, start_master=True)
+    m.start(0.0)
+    assert m.state == vrrpd.State.BACKUP
+    assert m.next_deadline() == pytest.approx(1.0 + 106 / 256)
+
+
+def test_v3_backup_learns_master_advert_interval():
+    m = _machine(priority=100, advert_int=1.0, version=3)
+    m.start(0.0)
+    m.on_advert(0.0, _adv(200, advert_int=0.1), IP4("10.0.0.2"))
+    assert m.master_adver_int == 0.1
+    assert m.next_deadline() == pytest.approx(0.3 + 156 * 0.1 / 256)
+
+
+def test_backup_on_priority_zero_sets_timer_to_skew_time():
+    m = _machine(priority=100, advert_int=1.0, version=2)
+    m.start(0.0)
+    m.on_advert(1.0, _adv(150, version=2), IP4("10.0.0.2"))
+    m.on_advert(2.0, _adv(0, version=2), IP4("10.0.0.2"))
+    assert m.next_deadline() == pytest.approx(2.0 + 156 / 256)
+
+
+def test_backup_with_preempt_discards_lower_priority_and_takes_over():
+    m = _machine(priority=150)
+    m.start(0.0)
+    first = m.next_deadline()
+    acts = m.on_advert(1.0, _adv(100), IP4("10.0.0.2"))
+    assert m.next_deadline() == first  # discarded: the timer keeps running
+    assert any("received lower priority (100)" in line for line in _logs(acts))
+    m.on_timer(first)
+    assert m.state == vrrpd.State.MASTER
+
+
+def test_nopreempt_backup_keeps_lower_priority_master():
+    m = _machine(priority=150, preempt=False)
+    m.start(0.0)
+    for t in range(1, 20):
+        m.on_advert(float(t), _adv(100), IP4("10.0.0.2"))
+        m.on_timer(float(t))
+    assert m.state == vrrpd.State.BACKUP
+
+
+def test_preempt_delay_waits_before_preempting():
+    m = _machine(priority=150, preempt_delay=5.0, advert_int=1.0)
+    m.start(0.0)
+    t = 0.0
+    while m.state == vrrpd.State.BACKUP and t < 30:
+        t += 1.0
+        m.on_advert(t, _adv(100), IP4("10.0.0.2"))
+        m.on_timer(t)
+        if m.next_deadline() is not None and m.next_deadline() <= t + 1.0:
+            m.on_timer(m.next_deadline())
+            t = m.next_deadline() or t
+    # first lower advert at t=1, delay 5 s, then the down interval (3 + 106/256) must still run out
+    assert m.state == vrrpd.State.MASTER and t >= 1 + 5 + 3
+
+
+def test_master_steps_down_on_higher_priority():
+    m = _machine(priority=100)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(150), IP4("10.0.0.2"))
+    assert m.state == vrrpd.State.BACKUP
+    assert "(VI_1) Master received advert from 10.0.0.2 with higher priority 150, ours 100" in _logs(acts)
+    assert vrrpd.RemoveVips() in acts and vrrpd.SendAdvert(0) not in acts
+    assert vrrpd.Notify(vrrpd.State.BACKUP, 100) in acts
+
+
+def test_master_equal_priority_higher_primary_ip_wins():
+    m = _machine(priority=100, primary_ip=IP4("10.0.0.5"))
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(100), IP4("10.0.0.4"))
+    assert m.state == vrrpd.State.MASTER
+    assert "(VI_1) Received advert from 10.0.0.4 with lower priority 100, ours 100, forcing new election" in _logs(acts)
+    m.on_advert(10.5, _adv(100), IP4("10.0.0.9"))
+    assert m.state == vrrpd.State.BACKUP
+
+
+def test_master_forces_new_election_on_lower_priority():
+    m = _machine(priority=150, garp_lower_prio_repeat=2)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(90), IP4("10.0.0.2"))
+    assert vrrpd.SendAdvert(150) in acts and vrrpd.NotifyRxLowerPri(90) in acts and vrrpd.SendGarp(2) in acts
+    quiet = _machine(priority=150, lower_prio_no_advert=True)
+    quiet.start(0.0)
+    quiet.on_timer(quiet.next_deadline())
+    assert vrrpd.SendAdvert(150) not in quiet.on_advert(10.0, _adv(90), IP4("10.0.0.2"))
+
+
+def test_master_answers_priority_zero_with_an_advert():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(0), IP4("10.0.0.2"))
+    assert acts == [vrrpd.SendAdvert(150)] and m.next_deadline() == pytest.approx(11.0)
+
+
+def test_shutdown_master_sends_priority_zero_and_removes_vips():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.shutdown(20.0)
+    assert acts[0] == vrrpd.SendAdvert(0) and vrrpd.RemoveVips() in acts
+    assert "(VI_1) sent 0 priority" in _logs(acts) and m.stopped
+    assert vrrpd.Notify(vrrpd.State.STOP, 150) in acts
+
+
+def test_handover_on_stop_keeps_vips_until_new_master_heard():
+    m = _machine(priority=150, advert_int=1.0)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.shutdown(20.0, handover=True)
+    assert vrrpd.SendAdvert(0) in acts and vrrpd.RemoveVips() not in acts and not m.stopped
+    assert m.next_deadline() == pytest.approx(22.0)  # longest skew (1 advert interval in v3) + 1 interval
+    assert vrrpd.RemoveVips() in m.on_advert(20.6, _adv(100), IP4("10.0.0.2")) and m.stopped
+
+
+def test_handover_on_stop_is_bounded_when_nobody_takes_over():
+    m = _machine(priority=150, advert_int=1.0, version=2)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    m.shutdown(20.0, handover=True)
+    assert m.on_timer(21.5) == []
+    assert vrrpd.RemoveVips() in m.on_timer(22.0) and m.stopped
+
+
+def test_fault_removes_vips_and_recovery_goes_back_to_backup():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.set_fault(10.0, True)
+    assert m.state == vrrpd.State.FAULT and vrrpd.RemoveVips() in acts and vrrpd.SendAdvert(0) in acts
+    assert "(VI_1) Entering FAULT STATE" in _logs(acts) and m.next_deadline() is None
+    assert m.on_advert(11.0, _adv(100), IP4("10.0.0.2")) == []
+    acts = m.set_fault(12.0, False)
+    assert m.state == vrrpd.State.BACKUP and vrrpd.Notify(vrrpd.State.BACKUP, 150) in acts
+    assert m.next_deadline() == pytest.approx(12.0 + m.master_down_interval)
+
+
+def test_start_with_fault_enters_fault_init():
+    m = _machine()
+    acts = m.start(0.0, fault=True)
+    assert m.state == vrrpd.State.FAULT and "(VI_1) Entering FAULT STATE (init)" in _logs(acts)
+
+
+def test_effective_priority_is_clamped_and_owner_fixed():
+    m = _machine(priority=100)
+    acts = m.set_effective_priority(0.0, 300)
+    assert m.effective_priority == 254 and "(VI_1) Changing effective priority from 100 to 254" in _logs(acts)
+    m.set_effective_priority(0.0, -5)
+    assert m.effective_priority == 1
+    owner = _machine(priority=255)
+    owner.set_effective_priority(0.0, 100)
+    assert owner.effective_priority == 255
+
+
+def test_lower_effective_priority_master_is_preempted_by_backup_timeout():
+    backup = _machine(priority=100, primary_ip=IP4("10.0.0.2"))
+    backup.start(0.0)
+    backup.on_advert(0.5, _adv(150), IP4("10.0.0.1"))
+    deadline = backup.next_deadline()
+    backup.on_advert(1.5, _adv(90), IP4("10.0.0.1"))  # the master's trackers lowered it to 90
+    assert backup.next_deadline() == deadline
+    backup.on_timer(deadline)
+    assert backup.state == vrrpd.State.MASTER
+
+
+def test_receive_checks_for_v2_auth_interval_and_version():
+    m = _machine(version=2, auth_type=vrrpd.AuthType.PASS, auth_pass=b"secret")
+    good = _adv(version=2, auth_type=1, auth_data=b"secret\0\0")
+    assert m.check_advert(good) is None
+    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "bad_auth"
+    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "bad_auth"
+    bad_int = _adv(version=2, auth_type=1, auth_data=b"secret\0\0", advert_int=3)
+    assert m.check_advert(bad_int) == ("bad_interval", "advertisement interval mismatch mine=1 rcv'd=3")
+    assert m.check_advert(_adv(version=3))[0] == "bad_version"
+    v3 = _machine(version=3, advert_int=1.0)
+    assert v3.check_advert(_adv(version=3, advert_int=0.5)) is None  # v3: the backup learns it instead
+
+
+def test_address_list_mismatch_is_reported_unless_skipped():
+    m = _machine(addresses=[IP4("10.0.0.100")])
+    assert m.address_mismatch(_adv(addresses=("10.0.0.101",)))
+    assert not m.address_mismatch(_adv(addresses=("10.0.0.100",)))
+    assert not _machine(skip_check_adv_addr=True).address_mismatch(_adv(addresses=("10.0.0.101",)))
 
 
 # ============================================================================================
@@ -181,9 +1173,1201 @@ def test_module_imports_and_has_map():
 # ============================================================================================
 
 
+LAB_NET = "10.55.0"
+VIP = f"{LAB_NET}.100"
+
+
+def _conf(name="VI_1", vrid=51, priority=100, state="BACKUP", version=3, advert=0.1, vips=(f"{VIP}/24",),
+          instance_extra="", global_extra="", auth=None, interface="eth0"):
+    """A keepalived-style configuration, written the way the seeds write them."""
+    auth_block = f"    authentication {{\n        auth_type PASS\n        auth_pass {auth}\n    }}\n" if auth else ""
+    vip_lines = "".join(f"        {v}\n" for v in vips)
+    return (f"global_defs {{\n    router_id {name}-{priority}\n    vrrp_version {version}\n{global_extra}}}\n"
+            f"vrrp_instance {name} {{\n    state {state}\n    interface {interface}\n"
+            f"    virtual_router_id {vrid}\n    priority {priority}\n    advert_int {advert}\n"
+            f"{auth_block}    virtual_ipaddress {{\n{vip_lines}    }}\n{instance_extra}}}\n")
+
+
+class _Node:
+    """A vrrpd (or keepalived) process in a lab namespace, with its log file."""
+
+    def __init__(self, lab, ns, tmp_path, name, conf_text, keepalived=False):
+        self.lab, self.ns, self.name = lab, ns, name
+        self.conf = tmp_path / f"{name}.conf"
+        self.log_path = tmp_path / f"{name}.log"
+        self.keepalived = keepalived
+        self.tmp_path = tmp_path
+        self.conf.write_text(conf_text)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        logf = open(self.log_path, "a")
+        if self.keepalived:
+            pid = self.tmp_path / f"{self.name}"
+            cmd = ["/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", str(self.conf),
+                   "-p", f"{pid}.pid", "-r", f"{pid}.vrrp.pid"]
+        else:
+            cmd = [PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(self.conf)]
+        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT)
+        logf.close()
+        return self
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+
+
+def _holders(lab, nodes, vip=VIP, ifname="eth0"):
+    return [n.name for n in nodes if lab.has_address(n.ns, vip, ifname)]
+
+
+def _wait_holders(lab, nodes, expected, timeout, vip=VIP):
+    return wait_for(lambda: _holders(lab, nodes, vip) == expected, timeout, 0.01,
+                    what=f"{vip} on exactly {expected} (now {_holders(lab, nodes, vip)})")
+
+
+def _steady_single_master(lab, nodes, seconds, vip=VIP):
+    """Sample the VIP holders for a while: exactly one holder every time."""
+    seen = set()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        holders = _holders(lab, nodes, vip)
+        assert len(holders) == 1, f"VIP holders {holders}"
+        seen.add(holders[0])
+        time.sleep(0.05)
+    return seen
+
+
+def _pair(lab, tmp_path, conf_a, conf_b, addr_a=f"{LAB_NET}.1/24", addr_b=f"{LAB_NET}.2/24"):
+    ns_a = lab.host("a", addr_a)
+    ns_b = lab.host("b", addr_b)
+    return _Node(lab, ns_a, tmp_path, "A", conf_a), _Node(lab, ns_b, tmp_path, "B", conf_b)
+
+
+def _ping_stats(output):
+    import re
+
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", output)
+    assert m, output
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_seed000_pair_vip_on_master_only_and_hard_failover_within_master_down_interval(lab, tmp_path):
+    # seed 000: PASS auth, a VIP with `dev ... label ...:0`, VRRPv2 at 1 s (the seed's timing is the point)
+    vip_line = (f"{VIP} dev eth0 label eth0:0",)
+    a, b = _pair(lab, tmp_path,
+                 _conf(priority=150, state="MASTER", version=2, advert=1, vips=vip_line, auth="yinzhengjie"),
+                 _conf(priority=100, state="BACKUP", version=2, advert=1, vips=vip_line, auth="yinzhengjie"))
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    assert "eth0:0" in lab.ip("-o", "addr", "show", "dev", "eth0", ns=a.ns).stdout
+    _steady_single_master(lab, [a, b], 1.0)
+    ping = lab.exec(client, ["ping", "-n", "-q", "-i", "0.02", "-w", "7", VIP], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    a.kill()
+    t_kill = time.monotonic()
+    lab.link(a.ns, "eth0", up=False)
+    mdi = 3 * 1 + (256 - 100) / 256
+    wait_for(lambda: lab.has_address(b.ns, VIP), mdi + 1.0, 0.01, what="VIP on the backup")
+    took = time.monotonic() - t_kill
+    # the last advert was at most one interval before the kill
+    assert mdi - 1.0 - 0.05 <= took <= mdi + 0.3, took
+    assert "(VI_1) Entering MASTER STATE" in b.log()
+    sent, received = _ping_stats(ping.communicate(timeout=15)[0])
+    assert (sent - received) * 0.02 <= mdi + 0.5, (sent, received)
+
+
+def test_graceful_stop_backup_takes_over_in_skew_time(lab, tmp_path):
+    a, b = _pair(lab, tmp_path, _conf(priority=150, state="MASTER", version=2, advert=1),
+                 _conf(priority=100, version=2, advert=1))
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(timeout=1.0) == 0
+    assert time.monotonic() - t0 < 1.0
+    assert not lab.has_address(a.ns, VIP)
+    _wait_holders(lab, [a, b], ["B"], timeout=2.0)
+    took = time.monotonic() - t0
+    skew = (256 - 100) / 256
+    assert took <= skew + 0.3, took
+    assert "(VI_1) sent 0 priority" in a.log() and "(VI_1) removing VIPs." in a.log()
+
+
+def test_handover_on_stop_client_loses_at_most_one_ping(lab, tmp_path):
+    glob = "    vrrp_handover_on_stop\n"
+    a, b = _pair(lab, tmp_path, _conf(priority=150, state="MASTER", global_extra=glob),
+                 _conf(priority=100, global_extra=glob))
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    ping = lab.exec(client, ["ping", "-n", "-q", "-i", "0.01", "-w", "3", VIP], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    a.proc.send_signal(signal.SIGTERM)
+    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    assert a.proc.wait(timeout=2) == 0
+    assert time.monotonic() - t0 < 1.0
+    sent, received = _ping_stats(ping.communicate(timeout=10)[0])
+    assert sent > 100 and sent - received <= 1, (sent, received)
+
+
+def test_preempt_back_when_higher_priority_node_returns(lab, tmp_path):
+    a, b = _pair(lab, tmp_path, _conf(priority=150, state="MASTER"), _conf(priority=100))
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    a.stop()
+    _wait_holders(lab, [a, b], ["B"], timeout=2)
+    a.start()
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    assert "(VI_1) Master received advert from 10.55.0.1 with higher priority 150, ours 100" in b.log()
+
+
+def test_nopreempt_keeps_current_master(lab, tmp_path):
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    a_conf = _conf(priority=150, instance_extra="    nopreempt\n")
+    _wait_holders(lab, [b], ["B"], timeout=3)
+    a = _Node(lab, ns_a, tmp_path, "A", a_conf)
+    assert _steady_single_master(lab, [a, b], 2.0) == {"B"}
+    # without nopreempt the same node takes over
+    a.stop()
+    a.conf.write_text(_conf(priority=150))
+    a.start()
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+
+
+def test_lab_preempt_delay_waits_before_preempting(lab, tmp_path):
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    _wait_holders(lab, [b], ["B"], timeout=3)
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra="    preempt_delay 1.5\n"))
+    t0 = time.monotonic()
+    assert _steady_single_master(lab, [a, b], 1.2) == {"B"}
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    assert time.monotonic() - t0 >= 1.5
+
+
+def test_unicast_mode_seed003(lab, tmp_path):
+    def conf(prio, me, peer):
+        return _conf(priority=prio, version=2, advert=1,
+                     instance_extra=f"    unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}\n")
+    a, b = _pair(lab, tmp_path, conf(150, f"{LAB_NET}.1", f"{LAB_NET}.2"), conf(100, f"{LAB_NET}.2", f"{LAB_NET}.1"))
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    # the adverts are unicast: nobody joined 224.0.0.18
+    assert "224.0.0.18" not in lab.ip("maddr", "show", "dev", "eth0", ns=b.ns).stdout
+    a.stop()
+    _wait_holders(lab, [a, b], ["B"], timeout=2)
+    a.start()
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+
+
+def test_custom_multicast_group_seed001(lab, tmp_path):
+    glob = "    vrrp_mcast_group4 224.0.101.11\n"
+    a, b = _pair(lab, tmp_path, _conf(priority=150, global_extra=glob), _conf(priority=100, global_extra=glob))
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    wait_for(lambda: "224.0.101.11" in lab.ip("maddr", "show", "dev", "eth0", ns=b.ns).stdout, 5,
+             what="node B joined 224.0.101.11")
+    _steady_single_master(lab, [a, b], 0.5)
+    a.kill()
+    wait_for(lambda: lab.has_address(b.ns, VIP), 2, what="VIP on B")
+
+
+def test_master_master_two_instances_seed002(lab, tmp_path):
+    vip2 = f"{LAB_NET}.200"
+
+    def conf(p1, p2):
+        one = _conf("VI_1", 51, p1)
+        two = _conf("VI_2", 52, p2, vips=(f"{vip2}/24",))
+        return one + two[two.index("vrrp_instance"):]
+    a, b = _pair(lab, tmp_path, conf(150, 100), conf(100, 150))
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    _wait_holders(lab, [a, b], ["B"], timeout=5, vip=vip2)
+    a.stop()
+    _wait_holders(lab, [a, b], ["B"], timeout=2)
+    assert _holders(lab, [a, b], vip2) == ["B"]
+
+
+def test_three_nodes_highest_priority_wins(lab, tmp_path):
+    nss = [lab.host(x, f"{LAB_NET}.{i}/24") for i, x in ((1, "a"), (2, "b"), (3, "c"))]
+    nodes = [_Node(lab, ns, tmp_path, n, _conf(priority=p)) for ns, n, p in zip(nss, "ABC", (100, 200, 150))]
+    _wait_holders(lab, nodes, ["B"], timeout=5)
+    assert _steady_single_master(lab, nodes, 1.0) == {"B"}
+    nodes[1].stop()
+    _wait_holders(lab, nodes, ["C"], timeout=2)
+
+
+def test_three_nodes_equal_priority_split_brain_heals_to_highest_ip(lab, tmp_path):
+    nss = [lab.host(x, f"{LAB_NET}.{i}/24") for i, x in ((1, "a"), (2, "b"), (3, "c"))]
+    ports = ["p1", "p2", "p3"]
+    for port in ports:  # cut the segment but keep the carrier: every node elects itself
+        lab.ip("link", "set", port, "nomaster", ns=lab.bridge_ns)
+    nodes = [_Node(lab, ns, tmp_path, n, _conf(priority=100)) for ns, n in zip(nss, "ABC")]
+    _wait_holders(lab, nodes, ["A", "B", "C"], timeout=5)
+    for port in ports:
+        lab.ip("link", "set", port, "master", "br0", ns=lab.bridge_ns)
+    _wait_holders(lab, nodes, ["C"], timeout=3)
+    assert _steady_single_master(lab, nodes, 1.0) == {"C"}
+    assert "(VI_1) Master received advert from 10.55.0.3 with higher priority 100, ours 100" in nodes[1].log()
+
+
+def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns_a)
+    lab.ip("link", "set", "eth1p", "up", ns=ns_a)
+    lab.ip("link", "set", "eth1", "up", ns=ns_a)
+    ns_b = lab.host("b", f"{LAB_NET}.2/24")
+    extra = "    track_interface {\n        eth1\n    }\n"
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra=extra))
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    lab.link(ns_a, "eth1", up=False)
+    _wait_holders(lab, [a, b], ["B"], timeout=2)
+    wait_for(lambda: "(VI_1) Entering FAULT STATE" in a.log(), 2, what="FAULT logged")
+    lab.link(ns_a, "eth1", up=True)
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    lab.link(ns_a, "eth0", up=False)
+    wait_for(lambda: a.log().count("(VI_1) Entering FAULT STATE") == 2, 2, what="second FAULT")
+    assert not lab.has_address(ns_a, VIP)
+    _wait_holders(lab, [a, b], ["B"], timeout=2)
+    lab.link(ns_a, "eth0", up=True)
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+
+
+def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150))
+    _wait_holders(lab, [a], ["A"], timeout=3)
+    lab.ip("addr", "del", f"{VIP}/24", "dev", "eth0", ns=ns_a)
+    wait_for(lambda: lab.has_address(ns_a, VIP), 1, what="VIP re-added")
+    assert "deleted from eth0 behind our back" in a.log()
+
+
+@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
+@pytest.mark.parametrize("keepalived_master", [True, False], ids=["keepalived-master", "vrrpd-master"])
+def test_interop_with_keepalived(lab, tmp_path, version, unicast, keepalived_master):
+    require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
+    advert = 1 if version == 2 else 0.1
+    auth = "secret12" if version == 2 else None
+
+    def conf(prio, state, me, peer):
+        extra = (f"    unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}\n") if unicast else ""
+        return _conf(priority=prio, state=state, version=version, advert=advert, auth=auth, instance_extra=extra)
+    ns_k, ns_v = lab.host("k", f"{LAB_NET}.1/24"), lab.host("v", f"{LAB_NET}.2/24")
+    kprio, vprio = (150, 100) if keepalived_master else (100, 150)
+    k = _Node(lab, ns_k, tmp_path, "K", conf(kprio, "MASTER" if keepalived_master else "BACKUP",
+                                             f"{LAB_NET}.1", f"{LAB_NET}.2"), keepalived=True)
+    v = _Node(lab, ns_v, tmp_path, "V", conf(vprio, "BACKUP" if keepalived_master else "MASTER",
+                                             f"{LAB_NET}.2", f"{LAB_NET}.1"))
+    master, backup = (k, v) if keepalived_master else (v, k)
+    down = 3 * advert + 1.5
+    _wait_holders(lab, [k, v], [master.name], timeout=down + 4)
+    _steady_single_master(lab, [k, v], 1.5 if version == 2 else 0.6)
+    master.stop()
+    _wait_holders(lab, [k, v], [backup.name], timeout=2)
+    master.start()
+    _wait_holders(lab, [k, v], [master.name], timeout=down + 2)
+    _steady_single_master(lab, [k, v], 1.5 if version == 2 else 0.6)
+    text = k.log().lower()
+    for complaint in ("bad checksum", "invalid", "mismatch", "bogus"):
+        assert complaint not in text, [line for line in text.splitlines() if complaint in line]
+    assert "entering master state" in text and "entering backup state" in text
+
+
+HOSTILE_SENDER = r"""
+import ipaddress, random, socket, struct, sys, time
+sys.path.insert(0, sys.argv[1])
+import vrrpd
+IP4 = ipaddress.IPv4Address
+src, group, seconds = IP4(sys.argv[2]), IP4("224.0.0.18"), float(sys.argv[3])
+tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4, 0))
+rx.setblocking(False)
+rng = random.Random(7)
+def adv(prio=250, vrid=51, pw=b"secret12", auth=1):
+    return vrrpd.encode_advert(vrrpd.VrrpAdvert(2, vrid, prio, [IP4("10.55.0.100")], 1, auth, pw))
+kinds = {
+    "random": lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 60))),
+    "truncated": lambda: adv()[:rng.randint(0, 19)],
+    "bad_ttl": None,
+    "bad_checksum": lambda: adv()[:6] + b"\x12\x34" + adv()[8:],
+    "bad_auth": lambda: adv(pw=b"wrongpw!"),
+    "bad_vrid": lambda: adv(vrid=99),
+    "bad_interval": lambda: adv()[:5] + b"\x03" + adv()[6:],
+}
+sent, stamps, end = 0, [], time.monotonic() + seconds
+while time.monotonic() < end:
+    for kind, make in kinds.items():
+        ttl = 255
+        if make is None:
+            payload, ttl = adv(), 64
+        else:
+            payload = make()
+        tx.sendto(vrrpd.encode_ipv4(src, group, payload, ttl=ttl), (str(group), 0))
+        sent += 1
+    while True:
+        try:
+            data = rx.recv(2000)
+        except BlockingIOError:
+            break
+        ip = vrrpd.decode_ipv4(data)
+        if ip.src != src:
+            stamps.append((time.monotonic(), ip.payload[2]))
+    time.sleep(0.0005)
+gaps = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
+print(sent, len(stamps), max(gaps) if gaps else -1, min(p for _, p in stamps) if stamps else -1)
+"""
+
+
+def test_hostile_input_does_not_change_state_or_delay_adverts(lab, tmp_path):
+    a, b = _pair(lab, tmp_path, _conf(priority=150, state="MASTER", version=2, advert=1, auth="secret12"),
+                 _conf(priority=100, version=2, advert=1, auth="secret12"))
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    ns_x = lab.host("x", f"{LAB_NET}.66/24")
+    script = tmp_path / "hostile.py"
+    script.write_text(HOSTILE_SENDER)
+    out = lab.run(ns_x, [PYTHON, str(script), str(HERE), f"{LAB_NET}.66", "4"], timeout=30).stdout.split()
+    sent, adverts, max_gap, min_prio = int(out[0]), int(out[1]), float(out[2]), int(out[3])
+    assert sent > 5000, sent
+    assert adverts >= 3 and max_gap < 1.2 and min_prio == 150, out
+    assert _holders(lab, [a, b], VIP) == ["A"]
+    assert a.proc.poll() is None and b.proc.poll() is None
+    assert a.log().count("Entering MASTER STATE") == 1
+    assert b.log().count("Entering MASTER STATE") == 0
+    assert "invalid TTL" in a.log() and "invalid passwd" in a.log() and "Unknown VRID(99)" in a.log()
+
+
 # ============================================================================================
 # E. Tracking, notify scripts and e-mail
 # ============================================================================================
+
+
+def _cmd(raw: str, shell: bool = False) -> vrrpd.Command:
+    """A Command as the parser builds it (tests of section E build models directly)."""
+    import shlex
+
+    return vrrpd.Command(raw=raw, argv=shlex.split(raw), shell=shell)
+
+
+def _spin(loop, predicate, timeout: float, what: str = "condition"):
+    """Run `loop` until predicate() is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        loop.run_once(until=min(deadline, time.monotonic() + 0.05))
+
+
+def _tracking_config(scripts=(), files=(), processes=(), refs=None):
+    cfg = vrrpd.Config()
+    for s in scripts:
+        cfg.vrrp_scripts[s.name] = s
+    for f in files:
+        cfg.track_files[f.name] = f
+    for p in processes:
+        cfg.track_processes[p.name] = p
+    inst = vrrpd.VrrpInstance(name="VI_1", priority=100)
+    refs = refs or {}
+    inst.track_script = [vrrpd.TrackRef(s.name) for s in scripts] if "script" not in refs else refs["script"]
+    inst.track_file = [vrrpd.TrackRef(f.name) for f in files] if "file" not in refs else refs["file"]
+    inst.track_process = [vrrpd.TrackRef(p.name) for p in processes] if "process" not in refs else refs["process"]
+    cfg.vrrp_instances.append(inst)
+    return cfg, inst
+
+
+class _LogLines(logging.Handler):
+    """Collects the messages of the `vrrpd` logger (works even when propagation is turned off)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def vlog():
+    logger = logging.getLogger("vrrpd")
+    handler, old_level = _LogLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+@pytest.fixture
+def loop():
+    the_loop = vrrpd.EventLoop()
+    yield the_loop
+    the_loop.kill_children()
+    the_loop.close()
+
+
+# -- pure decisions ---------------------------------------------------------------------------
+
+
+def test_script_result_one_success_makes_good_first_failure_fails_then_rise_fall_counts():
+    res = vrrpd.ScriptResult(rise=2, fall=3)
+    assert res.state == "INIT"
+    assert res.record(True) is True and res.good is True  # result starts at rise-1
+    assert [res.record(False) for _ in range(3)] == [False, False, True] and res.good is False
+    assert [res.record(True) for _ in range(2)] == [False, True] and res.good is True
+    res = vrrpd.ScriptResult(rise=2, fall=3)
+    assert res.record(False) is True and res.good is False  # first failure at start-up counts at once
+    assert res.record(False) is False
+
+
+def test_script_result_init_fail_starts_failed_and_needs_rise_successes():
+    res = vrrpd.ScriptResult(rise=3, fall=1, init_fail=True)
+    assert res.good is False
+    assert [res.record(True) for _ in range(3)] == [False, False, True]
+    assert res.record(False) is True and res.good is False
+
+
+@pytest.mark.parametrize("weight,reverse,ok,expected", [
+    (-5, False, True, (0, False)), (-5, False, False, (-5, False)),
+    (10, False, True, (10, False)), (10, False, False, (0, False)),
+    (10, True, True, (-10, False)), (-5, True, False, (5, False)),
+    (0, False, False, (0, True)), (0, False, True, (0, False)),
+    (0, True, True, (0, True)), (0, True, False, (0, False)),
+    (0, False, None, (0, False)), (-5, False, None, (0, False)),
+])
+def test_tracker_effect_follows_keepalived_weight_rules(weight, reverse, ok, expected):
+    assert vrrpd.tracker_effect(weight, reverse, ok) == expected
+
+
+@pytest.mark.parametrize("weight,reverse,value,expected", [
+    (0, False, 0, (0, False)), (0, False, 3, (0, True)), (0, True, 0, (0, True)), (0, True, 1, (0, False)),
+    (-10, False, 2, (-20, False)), (10, True, 2, (-20, False)), (1, False, 300, (253, False)),
+    (1, False, -253, (-253, False)), (1, False, -254, (0, True)), (-100, False, 5, (0, True)),
+])
+def test_track_file_effect_multiplies_caps_and_faults(weight, reverse, value, expected):
+    assert vrrpd.track_file_effect(weight, reverse, value) == expected
+
+
+@pytest.mark.parametrize("text,value", [
+    ("5\n", 5), ("  -12 apples", -12), ("0x1f", 31), ("010", 8), ("", 0), ("abc", 0), ("+7", 7),
+    ("99999999999", None),
+])
+def test_parse_track_file_value_reads_like_strtol(text, value):
+    assert vrrpd.parse_track_file_value(text) == value
+
+
+def test_process_matches_comm_exactly_and_params_by_param_match():
+    tp = vrrpd.TrackProcess(name="p", process=["ssh"])
+    assert vrrpd.process_matches(tp, "ssh", [])
+    assert not vrrpd.process_matches(tp, "sshd", [])  # not a regex, unlike pgrep ssh
+    long = vrrpd.TrackProcess(name="p", process=["a-very-long-process-name"])
+    assert vrrpd.process_matches(long, "a-very-long-pro", [])
+    full = vrrpd.TrackProcess(name="p", process=["/usr/bin/python3"], full_command=True)
+    assert vrrpd.process_matches(full, "python3", ["/usr/bin/python3", "x.py"])
+    assert not vrrpd.process_matches(full, "python3", ["python3", "x.py"])
+    exact = vrrpd.TrackProcess(name="p", process=["haproxy", "-f", "/etc/haproxy.cfg"])
+    assert vrrpd.process_matches(exact, "haproxy", ["/usr/sbin/haproxy", "-f", "/etc/haproxy.cfg"])
+    assert not vrrpd.process_matches(exact, "haproxy", ["/usr/sbin/haproxy", "-f", "/etc/haproxy.cfg", "-D"])
+    partial = vrrpd.TrackProcess(name="p", process=["haproxy", "-f"], param_match="partial")
+    assert vrrpd.process_matches(partial, "haproxy", ["haproxy", "-f", "/x", "-D"])
+    assert not vrrpd.process_matches(partial, "haproxy", ["haproxy", "-D"])
+    initial = vrrpd.TrackProcess(name="p", process=["nginx", "-c", "/etc/ng"], param_match="initial")
+    assert vrrpd.process_matches(initial, "nginx", ["nginx", "-c", "/etc/nginx/nginx.conf"])
+    assert not vrrpd.process_matches(initial, "nginx", ["nginx", "-g", "/etc/nginx/nginx.conf"])
+
+
+def test_process_quorum_applies_delay_on_a_fake_clock():
+    q = vrrpd.ProcessQuorum(quorum=2, quorum_max=3, delay=1.0)
+    assert q.update(2, now=0.0) is True and q.up is True  # first scan decides at once
+    assert q.update(1, now=1.0) is False and q.up is True  # lost, but only for 0 s
+    assert q.update(1, now=1.5) is False
+    assert q.update(2, now=1.8) is False and q.pending is None  # came back within the delay
+    assert q.update(4, now=2.0) is False  # above quorum_max
+    assert q.update(4, now=3.0) is True and q.up is False
+    nodelay = vrrpd.ProcessQuorum(quorum=1)
+    assert nodelay.update(0, 0.0) is True and nodelay.up is False
+    assert nodelay.update(1, 0.1) is True and nodelay.up is True
+
+
+def test_script_argv_runs_double_brackets_under_bash(tmp_path):
+    require(os.path.exists("/bin/bash"), "needs /bin/bash")
+    down = tmp_path / "down"
+    cmd = _cmd(f"[[ -f {down} ]] && exit 1 || exit 0", shell=True)
+    argv = vrrpd.script_argv(cmd)
+    assert argv[0] == "/bin/bash"
+    assert subprocess.run(argv).returncode == 0
+    down.touch()
+    assert subprocess.run(argv).returncode == 1  # under dash `[[` is "not found" and this would be 0
+    assert vrrpd.script_argv(_cmd("killall -0 httpd")) == ["killall", "-0", "httpd"]
+    assert vrrpd.script_argv(_cmd("test -f /x || exit 1", shell=True))[:2] == ["/bin/sh", "-c"]
+
+
+def test_script_security_finds_non_root_writable_parts(tmp_path):
+    require(os.geteuid() == 0, "needs root: the rule is about scripts run as root")
+    assert vrrpd.script_security_problem("/bin/sh") is None
+    script = tmp_path / "chk.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    tmp_path.chmod(0o755)
+    assert vrrpd.script_security_problem(str(script)) is None
+    script.chmod(0o757)
+    assert vrrpd.script_security_problem(str(script)) == str(script)
+    script.chmod(0o755)
+    tmp_path.chmod(0o777)  # a world-writable directory without the sticky bit
+    assert vrrpd.script_security_problem(str(script)) == str(tmp_path)
+    tmp_path.chmod(0o755)
+    os.chown(script, 65534, 0)
+    assert vrrpd.script_security_problem(str(script)) == str(script)
+
+
+def test_adjustment_sums_instance_and_sync_group_trackers_with_weight_override(tmp_path):
+    f1 = vrrpd.TrackFile(name="f1", path=str(tmp_path / "f1"), weight=-10)
+    (tmp_path / "f1").write_text("2\n")
+    f2 = vrrpd.TrackFile(name="f2", path=str(tmp_path / "f2"), weight=1)
+    (tmp_path / "f2").write_text("7\n")
+    cfg, inst = _tracking_config(files=[f1, f2], refs={"file": [vrrpd.TrackRef("f1", weight=3, reverse=True)]})
+    cfg.sync_groups.append(vrrpd.SyncGroup(name="G", group=["VI_1"], track_file=[vrrpd.TrackRef("f2")]))
+    tracking = vrrpd.Tracking(vrrpd.EventLoop(), cfg, lambda: None)
+    tracking.start()
+    try:
+        assert tracking.adjustment(inst) == (2 * 3 * -1 + 7, False)
+        (tmp_path / "f2").write_text("0\n")
+        cfg.track_files["f2"].weight = 0
+        tracking.files["f2"].read()
+        assert tracking.adjustment(inst) == (-6, False)
+        (tmp_path / "f2").write_text("1\n")
+        tracking.files["f2"].read()
+        assert tracking.adjustment(inst) == (-6, True)
+        assert tracking.status()["track_file"]["f2"]["value"] == 1
+    finally:
+        tracking.stop()
+        tracking.loop.close()
+
+
+def test_parsed_seed001_configuration_drives_tracking_and_notify(tmp_path, loop):
+    """The parser's model (section 3) feeds Tracking and Notifier: shell syntax, weight override, notify."""
+    require(hasattr(vrrpd, "parse_config_text"), "needs the config parser")
+    tmp_path.chmod(0o755)
+    down = tmp_path / "down"
+    rec = _recorder(tmp_path, "rec.sh")
+    cfg, diags = vrrpd.parse_config_text(f"""
+vrrp_script chk_down {{
+    script "[[ -f {down} ]] && exit 1 || exit 0"
+    interval 0.1
+    weight -5
+}}
+vrrp_instance VI_1 {{
+    state MASTER
+    interface eth0
+    virtual_router_id 22
+    priority 100
+    virtual_ipaddress {{
+        172.16.1.66
+    }}
+    track_script {{
+        chk_down weight -20
+    }}
+    notify_master "{rec} master-A"
+    notify "{rec}"
+}}
+""")
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR], diags
+    inst = cfg.vrrp_instances[0]
+    assert cfg.vrrp_scripts["chk_down"].script.shell
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.start()
+    down.touch()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-20, False), 5, "the instance's weight -20 to apply")
+    tracking.stop()
+    notifier = vrrpd.Notifier(loop, cfg)
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 80)
+    notifier.close(timeout=5)
+    assert (tmp_path / "log").read_text().splitlines() == ["master-A", "INSTANCE VI_1 MASTER 80"]
+
+
+# -- trackers on a real event loop ------------------------------------------------------------
+
+
+def test_down_file_script_lowers_priority_by_weight_and_recovers(tmp_path, loop, vlog):
+    """Seed 001: `[[ -f /etc/keepalived/down ]] && exit 1 || exit 0`, weight -5."""
+    down = tmp_path / "down"
+    chk = vrrpd.VrrpScript(name="chk_down", script=_cmd(f"[[ -f {down} ]] && exit 1 || exit 0", shell=True),
+                           interval=0.1, weight=-5)
+    cfg, inst = _tracking_config(scripts=[chk])
+    changes: list = []
+    tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(tracking.adjustment(inst)))
+    tracking.start()
+    assert tracking.adjustment(inst) == (0, False)
+    _spin(loop, lambda: tracking.scripts["chk_down"].runs >= 2, 5, "two runs")
+    assert tracking.adjustment(inst) == (0, False) and changes == [(0, False)]
+    down.touch()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-5, False), 5, "priority drop")
+    assert "VRRP_Script(chk_down) failed (exited with status 1)" in vlog.text
+    down.unlink()
+    _spin(loop, lambda: tracking.adjustment(inst) == (0, False), 5, "recovery")
+    assert changes == [(0, False), (-5, False), (0, False)]
+    assert vlog.text.count("VRRP_Script(chk_down) succeeded") == 2
+    tracking.stop()
+
+
+def test_hung_script_is_killed_with_its_group_at_timeout_and_counts_as_failure(tmp_path, loop, vlog):
+    marker = f"{uuid.uuid4().int % 1000 + 3000}.{os.getpid() % 1000}"
+    chk = vrrpd.VrrpScript(name="chk_hang", script=_cmd(f"sleep {marker} & sleep {marker}", shell=True),
+                           interval=5, timeout=0.3, weight=0)
+    cfg, inst = _tracking_config(scripts=[chk])
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    start = time.monotonic()
+    tracking.start()
+    _spin(loop, lambda: tracking.adjustment(inst)[1], 5, "FAULT from the hung script")
+    assert time.monotonic() - start < 2.0
+    assert "VRRP_Script(chk_hang) timed_out" in vlog.text
+
+    def leftovers():
+        return [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).endswith(f"sleep {marker}")]
+
+    wait_for(lambda: not leftovers(), 3, what="the script's background child to be killed too")
+    tracking.stop()
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def test_missing_script_logs_clearly_and_faults_only_with_weight_0(tmp_path, loop, vlog):
+    missing = str(tmp_path / "no-such-check.sh")
+    weighted = vrrpd.VrrpScript(name="chk_w", script=_cmd(missing), interval=0.1, weight=-10)
+    unweighted = vrrpd.VrrpScript(name="chk_0", script=_cmd("no-such-command-xyz --x"), interval=0.1, weight=0)
+    cfg, inst = _tracking_config(scripts=[weighted])
+    inst0 = vrrpd.VrrpInstance(name="VI_0", track_script=[vrrpd.TrackRef("chk_0")])
+    cfg.vrrp_scripts["chk_0"] = unweighted
+    cfg.vrrp_instances.append(inst0)
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.start()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-10, False) and tracking.adjustment(inst0) == (0, True),
+          5, "both scripts failed")
+    loop.run(until=time.monotonic() + 0.35)
+    assert f"VRRP_Script(chk_w) script '{missing}' not found or not executable - counts as failure" in vlog.text
+    assert "VRRP_Script(chk_0) script 'no-such-command-xyz' not found" in vlog.text
+    assert vlog.text.count("not found or not executable") == 2  # said once per script, not every run
+    tracking.stop()
+
+
+def test_track_file_changes_reach_the_daemon(tmp_path, loop):
+    path = tmp_path / "prio"
+    tf = vrrpd.TrackFile(name="tf", path=str(path), weight=-2, init_file=0)
+    cfg, inst = _tracking_config(files=[tf])
+    changes: list = []
+    tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(tracking.adjustment(inst)))
+    tracking.file_poll_interval = 0.05
+    tracking.start()
+    assert path.read_text().strip() == "0"  # init_file created it
+    assert tracking.adjustment(inst) == (0, False)
+    path.write_text("15\n")
+    _spin(loop, lambda: changes, 3, "file change")
+    assert changes == [(-30, False)]
+    path.unlink()  # a missing file reads as 0
+    _spin(loop, lambda: len(changes) == 2, 3, "file removal")
+    assert changes[-1] == (0, False)
+    tracking.stop()
+
+
+def test_track_process_counts_a_running_process_and_fails_over_when_it_stops(tmp_path, loop, vlog):
+    name = "vt" + uuid.uuid4().hex[:10]
+    binary = tmp_path / name
+    shutil.copy("/bin/sleep", binary)
+    proc = subprocess.Popen([str(binary), "60"])
+    try:
+        tp = vrrpd.TrackProcess(name="chk_proc", process=[name], weight=-20, quorum=1)
+        cfg, inst = _tracking_config(processes=[tp])
+        tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+        tracking.process_scan_interval = 0.1
+        wait_for(lambda: _comm(proc.pid) == name, 3, what="the process to start")
+        tracking.start()
+        assert tracking.adjustment(inst) == (0, False)
+        assert tracking.status()["track_process"]["chk_proc"]["count"] == 1
+        proc.kill()
+        proc.wait()
+        _spin(loop, lambda: tracking.adjustment(inst) == (-20, False), 3, "the process to be missed")
+        assert "Track_Process(chk_proc) now DOWN (0 running, quorum 1)" in vlog.text
+        tracking.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def test_enable_script_security_refuses_a_world_writable_script(tmp_path, loop, vlog):
+    require(os.geteuid() == 0, "needs root: the rule is about scripts run as root")
+    tmp_path.chmod(0o755)
+    script = tmp_path / "chk.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o777)
+    chk = vrrpd.VrrpScript(name="chk", script=_cmd(str(script)), interval=0.1, weight=-7)
+    cfg, inst = _tracking_config(scripts=[chk])
+    cfg.global_defs.enable_script_security = True
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.start()
+    _spin(loop, lambda: tracking.adjustment(inst) == (-7, False), 3, "the script to be refused")
+    assert f"unsafe permissions found for script '{script}'" in vlog.text
+    tracking.stop()
+    # without enable_script_security it runs (and succeeds), with a warning
+    cfg.global_defs.enable_script_security = False
+    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking.start()
+    _spin(loop, lambda: tracking.scripts["chk"].result.good is True, 3, "the script to run")
+    tracking.stop()
+
+
+def test_scripts_run_as_script_user(tmp_path, loop):
+    require(os.geteuid() == 0, "needs root to change user")
+    import pwd
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="vrrpd-test-"))  # pytest's tmp_path is closed to other users
+    try:
+        out.chmod(0o1777)
+        chk = vrrpd.VrrpScript(name="chk_id", script=_cmd(f"id -u > {out}/script", shell=True), interval=5)
+        cfg, inst = _tracking_config(scripts=[chk])
+        cfg.global_defs.script_user = "nobody"
+        inst.notify_master = _cmd(f"id -u > {out}/notify", shell=True)
+        tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+        tracking.start()
+        _spin(loop, lambda: tracking.scripts["chk_id"].runs, 5, "the script to run")
+        tracking.stop()
+        notifier = vrrpd.Notifier(loop, cfg)
+        notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)
+        notifier.close(timeout=5)
+        nobody = str(pwd.getpwnam("nobody").pw_uid)
+        assert (out / "script").read_text().strip() == nobody
+        assert (out / "notify").read_text().strip() == nobody
+    finally:
+        shutil.rmtree(out)
+
+
+# -- notify scripts, FIFO and mail -------------------------------------------------------------
+
+
+def _recorder(tmp_path, name: str, delay: float = 0.0) -> str:
+    """A notify script appending its arguments (or its fixed tag) to tmp_path/log."""
+    script = tmp_path / name
+    script.write_text(f'#!/bin/sh\nsleep {delay}\necho "$*" >> {tmp_path / "log"}\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_notify_scripts_run_specific_then_generic_in_transition_order(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    inst = vrrpd.VrrpInstance(name="VI_1")
+    slow = _recorder(tmp_path, "slow.sh", delay=0.2)  # without a per-instance queue it would finish last
+    inst.notify_master = _cmd(f"{slow} master-A")
+    inst.notify_backup = _cmd(f"{slow} backup-A")
+    inst.notify_fault = _cmd(f"{slow} fault-A")
+    inst.notify = _cmd(_recorder(tmp_path, "notify.sh"))
+    cfg = vrrpd.Config(vrrp_instances=[inst])
+    notifier = vrrpd.Notifier(loop, cfg)
+    notifier.vrrp_instance(inst, vrrpd.State.BACKUP, 150)
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 150)
+    notifier.vrrp_instance(inst, vrrpd.State.FAULT, 150)
+    notifier.vrrp_instance(inst, vrrpd.State.STOP, 150)
+    notifier.close(timeout=10)
+    assert (tmp_path / "log").read_text().splitlines() == [
+        "backup-A", "INSTANCE VI_1 BACKUP 150", "master-A", "INSTANCE VI_1 MASTER 150",
+        "fault-A", "INSTANCE VI_1 FAULT 150", "INSTANCE VI_1 STOP 150"]
+    assert notifier.scripts_run == 7
+
+
+def test_notify_scripts_never_block_the_loop(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    inst = vrrpd.VrrpInstance(name="VI_1", notify_master=_cmd(_recorder(tmp_path, "slow.sh", delay=1)))
+    notifier = vrrpd.Notifier(loop, vrrpd.Config(vrrp_instances=[inst]))
+    start = time.monotonic()
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)
+    assert time.monotonic() - start < 0.2
+    notifier.close(timeout=0.1)  # still running: killed, close() keeps to its timeout
+    assert time.monotonic() - start < 1.0
+    assert not (tmp_path / "log").exists()
+
+
+def test_group_notify_and_fifo_lines_match_keepalived(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    fifo = tmp_path / "notify.fifo"
+    group = vrrpd.SyncGroup(name="G1", group=["VI_1"], notify=_cmd(_recorder(tmp_path, "g.sh")))
+    inst = vrrpd.VrrpInstance(name="VI_1")
+    cfg = vrrpd.Config(vrrp_instances=[inst], sync_groups=[group])
+    cfg.global_defs.notify_fifo = str(fifo)
+    cfg.global_defs.vrrp_notify_priority_changes = True
+    notifier = vrrpd.Notifier(loop, cfg)
+    notifier.vrrp_instance(inst, vrrpd.State.MASTER, 150)  # creates the FIFO
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        notifier.vrrp_group(group, vrrpd.State.MASTER)
+        notifier.vrrp_master_rx_lower_pri(inst, 150)
+        notifier.vrrp_priority_change(inst, vrrpd.State.MASTER, 145)
+        vs = vrrpd.VirtualServer(address=ipaddress.ip_address("192.168.201.15"), port=80)
+        rs = vrrpd.RealServer(address=ipaddress.ip_address("1.2.3.4"), port=80)
+        notifier.checker(vs, rs, False, "connection refused")
+        notifier.close(timeout=5)
+        data = os.read(reader, 65536).decode()
+    finally:
+        os.close(reader)
+    assert data.splitlines() == [
+        'INSTANCE "VI_1" MASTER 150', 'GROUP "G1" MASTER 0', 'INSTANCE "VI_1" MASTER_RX_LOWER_PRI 150',
+        'INSTANCE "VI_1" MASTER_PRIORITY 145', "RS [1.2.3.4]:tcp:80 [192.168.201.15]:tcp:80 DOWN"]
+    assert (tmp_path / "log").read_text().splitlines() == ["GROUP G1 MASTER 0"]
+    assert not fifo.exists()  # we created it, we remove it
+
+
+def test_deleted_instance_notifies_deleted_or_fault_like_keepalived(tmp_path, loop):
+    tmp_path.chmod(0o755)
+    rec = _recorder(tmp_path, "rec.sh")
+    with_deleted = vrrpd.VrrpInstance(name="VI_1", notify_deleted=_cmd(f"{rec} deleted-1"), notify=_cmd(rec))
+    without = vrrpd.VrrpInstance(name="VI_2", notify_fault=_cmd(f"{rec} fault-2"))
+    notifier = vrrpd.Notifier(loop, vrrpd.Config(vrrp_instances=[with_deleted, without]))
+    notifier.vrrp_deleted(with_deleted, 100)
+    notifier.close(timeout=5)
+    notifier = vrrpd.Notifier(loop, vrrpd.Config(vrrp_instances=[with_deleted, without]))
+    notifier.vrrp_deleted(without, 90)
+    notifier.close(timeout=5)
+    assert (tmp_path / "log").read_text().splitlines() == ["deleted-1", "INSTANCE VI_1 DELETED 100", "fault-2"]
+
+
+def test_notify_fifo_without_reader_neither_blocks_nor_fails(tmp_path, loop):
+    fifo = tmp_path / "nobody.fifo"
+    os.mkfifo(fifo)
+    inst = vrrpd.VrrpInstance(name="VI_1")
+    cfg = vrrpd.Config(vrrp_instances=[inst])
+    cfg.global_defs.vrrp_notify_fifo = str(fifo)
+    notifier = vrrpd.Notifier(loop, cfg)
+    start = time.monotonic()
+    for _ in range(5000):  # far more than a pipe buffer holds
+        notifier.vrrp_instance(inst, vrrpd.State.BACKUP, 100)
+    assert time.monotonic() - start < 2.0
+    assert notifier.status()["fifo_dropped"] > 0
+    notifier.close(timeout=0.1)
+    assert fifo.exists()  # not ours: left in place
+
+
+class _MailSink:
+    """An aiosmtpd handler keeping (helo, mail_from, rcpt_tos, data) of each mail."""
+
+    def __init__(self):
+        self.mails: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.mails.append((session.host_name, envelope.mail_from, list(envelope.rcpt_tos),
+                           envelope.original_content.decode()))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mail_config(port: int):
+    cfg = vrrpd.Config()
+    gd = cfg.global_defs
+    gd.router_id = "LVS_one"
+    gd.notification_email = ["root@localhost", "Ops <ops@example.com>"]
+    gd.notification_email_from = "keepalived@one.zou.com"
+    gd.smtp_server, gd.smtp_port = "127.0.0.1", port
+    gd.smtp_helo_name = "one.zou.com"
+    gd.smtp_connect_timeout = 5
+    gd.smtp_alert = True
+    return cfg
+
+
+def test_smtp_alerts_reach_a_real_server_as_keepalived_writes_them(loop):
+    controller_mod = pytest.importorskip("aiosmtpd.controller") if not IN_CI else __import__(
+        "aiosmtpd.controller", fromlist=["Controller"])
+    sink = _MailSink()
+    port = _free_port()
+    controller = controller_mod.Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        cfg = _mail_config(port)
+        cfg.global_defs.no_email_faults = True
+        inst = vrrpd.VrrpInstance(name="VI_1")
+        cfg.vrrp_instances.append(inst)
+        notifier = vrrpd.Notifier(loop, cfg)
+        notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)
+        notifier.vrrp_instance(inst, vrrpd.State.MASTER, 100)  # no change since the last mail: no mail
+        notifier.vrrp_instance(inst, vrrpd.State.FAULT, 100)  # no_email_faults
+        notifier.vrrp_instance(inst, vrrpd.State.BACKUP, 100)
+        vs = vrrpd.VirtualServer(address=ipaddress.ip_address("172.16.1.44"), port=80)
+        rs = vrrpd.RealServer(address=ipaddress.ip_address("172.16.1.1"), port=80)
+        notifier.checker(vs, rs, False, "HTTP/SSL request failed")
+        notifier.close(timeout=10)
+    finally:
+        controller.stop()
+    assert len(sink.mails) == 3, sink.mails
+    helo, mail_from, rcpts, data = sink.mails[0]
+    assert helo == "one.zou.com" and mail_from == "keepalived@one.zou.com"
+    assert rcpts == ["root@localhost", "ops@example.com"]
+    lines = data.split("\r\n")
+    assert lines[0].startswith("Date: ") and lines[1:7] == [
+        "From: keepalived@one.zou.com", "Subject: [LVS_one] VRRP Instance VI_1 - Entering MASTER state",
+        "X-Mailer: Keepalived", "To: root@localhost,", " Ops <ops@example.com>", ""]
+    assert lines[7] == "=> VRRP Instance is now owning VRRP VIPs <="
+    assert "Subject: [LVS_one] VRRP Instance VI_1 - Entering BACKUP state" in sink.mails[1][3]
+    assert "=> VRRP Instance is no longer owning VRRP VIPs <=" in sink.mails[1][3]
+    assert ("Subject: [LVS_one] Realserver [172.16.1.1]:tcp:80 of virtual server [172.16.1.44]:tcp:80 - DOWN"
+            in sink.mails[2][3])
+    assert "=> CHECK failed on service : HTTP/SSL request failed <=" in sink.mails[2][3]
+
+
+def test_smtp_alert_defaults_follow_keepalived():
+    assert vrrpd.smtp_alert_wanted(None, None, None) is False  # VRRP: off unless asked
+    assert vrrpd.smtp_alert_wanted(None, None, True) is True  # global smtp_alert
+    assert vrrpd.smtp_alert_wanted(None, False, True) is False  # smtp_alert_vrrp wins over smtp_alert
+    assert vrrpd.smtp_alert_wanted(True, False, False) is True  # the instance's own setting wins
+    assert vrrpd.smtp_alert_wanted(None, None, None, default=True) is True  # real servers: on
+
+
+def test_silent_smtp_server_never_delays_loop_timers(loop, vlog):
+    """An SMTP server that accepts TCP and never answers: timers stay on time, close() keeps its limit."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        cfg = _mail_config(silent.getsockname()[1])
+        cfg.global_defs.smtp_connect_timeout = 1
+        inst = vrrpd.VrrpInstance(name="VI_1")
+        cfg.vrrp_instances.append(inst)
+        notifier = vrrpd.Notifier(loop, cfg)
+        notifier.mailer.retry_delay = 0.2
+        ticks: list = []
+
+        def tick():
+            ticks.append(time.monotonic())
+            loop.call_later(0.02, tick)
+
+        loop.call_soon(tick)
+        states = [vrrpd.State.MASTER, vrrpd.State.BACKUP] * 5
+
+        def transition():
+            if states:
+                notifier.vrrp_instance(inst, states.pop(), 100)
+                loop.call_later(0.1, transition)
+
+        loop.call_soon(transition)
+        loop.run(until=time.monotonic() + 2.5)
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        assert len(ticks) > 50
+        # a blocked loop would stall for smtp_connect_timeout (1 s); allow for a busy shared CPU
+        assert max(gaps) < 0.5, f"max timer gap {max(gaps):.3f}s while mail was stuck"
+        assert notifier.mailer.sent == 0 and "SMTP alert" in vlog.text and "failed (attempt 1 of 3)" in vlog.text
+        start = time.monotonic()
+        notifier.close(timeout=0.3)
+        assert time.monotonic() - start < 1.0
+    finally:
+        silent.close()
+
+
+# -- the seed 001 scenarios in the namespace lab ---------------------------------------------------
+
+
+def _require_daemon() -> None:
+    require(hasattr(vrrpd, "Daemon") and hasattr(vrrpd, "load_config"), "needs the Daemon and the config parser")
+
+
+def _recorder_script(directory: Path, node: str) -> str:
+    """A notify script appending its arguments to DIRECTORY/notify-NODE.log."""
+    script = directory / f"record-{node}.sh"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {directory / f"notify-{node}.log"}\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def _seed001_conf(directory: Path, node: str, state: str, priority: int, check: str, track: str,
+                  extra_global: str = "") -> Path:
+    """Seed 001's configuration (vrrp_script + weight -5 + notify scripts) at lab speed (VRRPv3, 0.1 s)."""
+    rec = _recorder_script(directory, node)
+    conf = directory / f"keepalived-{node}.conf"
+    conf.write_text(f"""
+global_defs {{
+    router_id {node}
+    vrrp_version 3
+{extra_global}
+}}
+{check}
+vrrp_instance VI_1 {{
+    state {state}
+    interface eth0
+    virtual_router_id 22
+    priority {priority}
+    advert_int 0.1
+    virtual_ipaddress {{
+        10.77.0.66/32
+    }}
+    {track}
+    notify_master "{rec} master-{node}"
+    notify_backup "{rec} backup-{node}"
+    notify_fault "{rec} fault-{node}"
+    notify "{rec}"
+}}
+""")
+    return conf
+
+
+def _start_node(lab, ns: str, conf: Path, directory: Path, node: str):
+    err = open(directory / f"vrrpd-{node}.log", "w")
+    return lab.exec(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=err, stderr=subprocess.STDOUT)
+
+
+def _stop_node(proc) -> None:
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def _notify_lines(directory: Path, node: str) -> List[str]:
+    path = directory / f"notify-{node}.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _vip_on(lab, ns: str) -> bool:
+    return lab.has_address(ns, "10.77.0.66")
+
+
+def test_seed001_down_file_moves_the_vip_to_the_peer_and_back(lab, tmp_path):
+    """touch down -> priority 100-5=95 < 98 -> the peer takes the VIP; rm down -> A preempts back."""
+    _require_daemon()
+    tmp_path.chmod(0o755)
+    down = tmp_path / "down"
+    check = f"""vrrp_script chk_down {{
+    script "[[ -f {down} ]] && exit 1 || exit 0"
+    interval 0.2
+    weight -5
+}}"""
+    a = lab.host("a", "10.77.0.1/24")
+    b = lab.host("b", "10.77.0.2/24")
+    conf_a = _seed001_conf(tmp_path, "A", "MASTER", 100, check, "track_script {\n        chk_down\n    }")
+    conf_b = _seed001_conf(tmp_path, "B", "BACKUP", 98, check.replace(str(down), str(tmp_path / "down-b")),
+                           "track_script {\n        chk_down\n    }")
+    node_a = _start_node(lab, a, conf_a, tmp_path, "A")
+    node_b = _start_node(lab, b, conf_b, tmp_path, "B")
+    wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
+    wait_for(lambda: "master-A" in _notify_lines(tmp_path, "A"), 5, what="A's notify_master")
+    down.touch()
+    wait_for(lambda: _vip_on(lab, b) and not _vip_on(lab, a), 10, what="B to take the VIP")
+    down.unlink()
+    wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
+    wait_for(lambda: _notify_lines(tmp_path, "A")[-1:] == ["INSTANCE VI_1 MASTER 100"], 5, what="A's notify")
+    _stop_node(node_b)  # B first: a stopping master sends priority 0 and B would take over
+    _stop_node(node_a)
+    log_a = (tmp_path / "vrrpd-A.log").read_text()
+    assert "VRRP_Script(chk_down) failed (exited with status 1)" in log_a
+    assert "(VI_1) Changing effective priority from 100 to 95" in log_a
+    assert _notify_lines(tmp_path, "A") == [
+        "backup-A", "INSTANCE VI_1 BACKUP 100", "master-A", "INSTANCE VI_1 MASTER 100",
+        "backup-A", "INSTANCE VI_1 BACKUP 95", "master-A", "INSTANCE VI_1 MASTER 100",
+        "INSTANCE VI_1 STOP 100"]
+    assert _notify_lines(tmp_path, "B")[-5:] == [
+        "master-B", "INSTANCE VI_1 MASTER 98", "backup-B", "INSTANCE VI_1 BACKUP 98", "INSTANCE VI_1 STOP 98"]
+
+
+@pytest.mark.parametrize("how", ["vrrp_script", "track_process"])
+def test_seed001_check_on_a_stopped_process_fails_over(lab, tmp_path, how):
+    """Seed 001's `killall -0 httpd` (and the same with track_process): stop the service, the VIP moves."""
+    _require_daemon()
+    tmp_path.chmod(0o755)
+    require(shutil.which("killall") is not None, "needs killall (psmisc)")
+    service = "vt" + uuid.uuid4().hex[:8] + "d"  # a unique process name: namespaces share the PID space
+    binary = tmp_path / service
+    shutil.copy("/bin/sleep", binary)
+    httpd = subprocess.Popen([str(binary), "300"])
+    try:
+        if how == "vrrp_script":
+            check = f'vrrp_script chk_httpd {{\n    script "killall -0 {service}"\n    interval 0.2\n    weight -5\n}}'
+            track = "track_script {\n        chk_httpd\n    }"
+        else:
+            check = f"vrrp_track_process chk_httpd {{\n    process {service}\n    weight -5\n}}"
+            track = "track_process {\n        chk_httpd\n    }"
+        a = lab.host("a", "10.77.0.1/24")
+        b = lab.host("b", "10.77.0.2/24")
+        node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 100, check, track), tmp_path, "A")
+        node_b = _start_node(lab, b, _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""), tmp_path, "B")
+        wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
+        httpd.kill()
+        httpd.wait()
+        wait_for(lambda: _vip_on(lab, b) and not _vip_on(lab, a), 10, what="B to take the VIP")
+        _stop_node(node_a)
+        _stop_node(node_b)
+        assert _notify_lines(tmp_path, "A")[-3:] == ["backup-A", "INSTANCE VI_1 BACKUP 95", "INSTANCE VI_1 STOP 95"]
+    finally:
+        httpd.kill()
+        httpd.wait()
+
+
+def test_adverts_stay_on_time_while_the_smtp_server_never_answers(lab, tmp_path):
+    """Mail to an SMTP server that accepts TCP and never answers is stuck for 30 s; adverts are not."""
+    _require_daemon()
+    require(shutil.which("tcpdump") is not None, "needs tcpdump")
+    tmp_path.chmod(0o755)
+    mail = """    notification_email {
+        root@localhost
+    }
+    notification_email_from keepalived@a
+    smtp_server 127.0.0.1 2525
+    smtp_connect_timeout 30
+    smtp_alert"""
+    a = lab.host("a", "10.77.0.1/24")
+    b = lab.host("b", "10.77.0.2/24")
+    lab.exec(a, [PYTHON, "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',2525))\n"
+                 "s.listen(50)\ntime.sleep(300)"])
+    time.sleep(0.3)
+    node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 110, "", "", mail), tmp_path, "A")
+    wait_for(lambda: _vip_on(lab, a), 15, what="A to be MASTER")  # two mails queued: BACKUP (init), MASTER
+    capture = tmp_path / "adverts.txt"
+    dump = lab.exec(b, ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "ip proto 112 and src 10.77.0.1"],
+                    stdout=open(capture, "w"), stderr=subprocess.DEVNULL)
+    time.sleep(3.5)
+    dump.terminate()
+    dump.wait(5)
+    start = time.monotonic()
+    _stop_node(node_a)
+    stop_time = time.monotonic() - start
+    stamps = [float(line.split()[0]) for line in capture.read_text().splitlines() if "VRRP" in line]
+    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
+    assert len(stamps) > 20, capture.read_text()[:500]
+    assert max(gaps) < 0.35, f"max advert gap {max(gaps):.3f}s while mail was stuck (advert_int 0.1)"
+    assert stop_time < 5, f"stopping took {stop_time:.1f}s with mail stuck"
+    log_a = (tmp_path / "vrrpd-A.log").read_text()
+    assert "SMTP alert successfully sent" not in log_a
+    print(f"adverts: {len(stamps)}, max gap {max(gaps) * 1000:.0f} ms, stop {stop_time:.2f}s")
 
 
 # ============================================================================================
@@ -1048,6 +3232,70 @@ def test_lvs_checker_benchmark_small():
 # ============================================================================================
 
 
+def test_systemd_unit_verifies_and_keeps_the_capabilities_vrrpd_needs(tmp_path):
+    require(shutil.which("systemd-analyze") is not None, "needs systemd-analyze")
+    text = (HERE / "vrrpd.service").read_text()
+    for needed in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
+                   "CAP_NET_ADMIN", "CAP_NET_RAW", "ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true"):
+        assert needed in text, needed
+    unit = tmp_path / "vrrpd.service"
+    unit.write_text(text.replace("/usr/local/sbin/vrrpd", VRRPD))
+    result = sh(["systemd-analyze", "verify", str(unit)], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_make_install_and_uninstall_into_a_destdir(tmp_path):
+    require(shutil.which("make") is not None, "needs make")
+    dest = tmp_path / "root"
+    sh(["make", "-C", str(HERE), "install", f"DESTDIR={dest}"])
+    binary = dest / "usr/local/sbin/vrrpd"
+    assert binary.read_bytes() == (HERE / "vrrpd.py").read_bytes() and os.access(binary, os.X_OK)
+    assert (dest / "etc/systemd/system/vrrpd.service").exists()
+    assert (dest / "etc/vrrpd/vrrpd.conf").read_text() == (HERE / "vrrpd.conf.example").read_text()
+    sh(["make", "-C", str(HERE), "uninstall", f"DESTDIR={dest}"])
+    assert not binary.exists() and not (dest / "etc/systemd/system/vrrpd.service").exists()
+
+
+def test_sd_notify_sends_datagram_to_notify_socket(tmp_path, monkeypatch):
+    import socket as _socket
+
+    path = str(tmp_path / "notify.sock")
+    receiver = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    receiver.bind(path)
+    receiver.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    assert vrrpd.sd_notify("READY=1\nSTATUS=running")
+    assert receiver.recv(100) == b"READY=1\nSTATUS=running"
+    receiver.close()
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert vrrpd.sd_notify("READY=1") is False
+
+
+def test_control_socket_serves_status_json_without_blocking_the_loop(tmp_path):
+    loop = vrrpd.EventLoop()
+    path = str(tmp_path / "ctl" / "vrrpd.sock")
+    status = {"version": "x", "pid": 1, "router_id": "r1", "uptime": 2,
+              "instances": [{"name": "VI_1", "state": "MASTER", "interface": "eth0", "vrid": 51, "priority": 150,
+                             "effective_priority": 140, "master_address": "10.0.0.1", "vips": ["10.0.0.100/32"]}]}
+    server = vrrpd.ControlServer(loop, path, lambda: status)
+    result = {}
+    import threading
+
+    def client():
+        result["status"] = vrrpd.query_status(path)
+        loop.call_soon_threadsafe(loop.stop)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    loop.run(until=time.monotonic() + 5)
+    thread.join(5)
+    server.close()
+    loop.close()
+    assert result["status"] == status
+    table = vrrpd.format_status_table(result["status"])
+    assert "VI_1" in table and "MASTER" in table and "10.0.0.100/32" in table and "140" in table
+
+
 def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop = vrrpd.EventLoop()
     seen: list = []
@@ -1072,5 +3320,429 @@ def test_event_loop_runs_timers_children_and_kills_on_timeout():
 # ============================================================================================
 
 
+# --------------------------------------------------------------------------------------------
+# H1. Benchmark: `make bench` runs vrrpd and keepalived on the same scenarios in the same run
+# --------------------------------------------------------------------------------------------
+
+# A probe runs inside a lab namespace and prints events stamped with the kernel's receive time
+# (CLOCK_REALTIME, compared with time.time() here): "ADV t src vrid prio" for each VRRP packet seen,
+# "ADDR t +|- ip" for address changes.
+PROBE_SOURCE = r"""
+import select, socket, struct, sys, time
+SO_TIMESTAMPNS = 35
+vr = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+vr.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+for spec in sys.argv[1:]:
+    group, ifname = spec.split("@")
+    mreqn = socket.inet_aton(group) + socket.inet_aton("0.0.0.0") + struct.pack("=i", socket.if_nametoindex(ifname))
+    vr.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+nl.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+nl.bind((0, 0x10))
+print("READY", flush=True)
+
+def stamp(ancdata):
+    # kernel receive time (CLOCK_REALTIME), so a busy probe does not skew the measurement
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack("=qq", data[:16])
+            return sec + nsec / 1e9
+    return time.time()
+
+while True:
+    ready, _, _ = select.select([vr, nl], [], [])
+    if vr in ready:
+        data, anc, _, addr = vr.recvmsg(4096, 256)
+        ihl = (data[0] & 15) * 4
+        if len(data) >= ihl + 3:
+            print("ADV %.6f %s %d %d" % (stamp(anc), addr[0], data[ihl + 1], data[ihl + 2]), flush=True)
+    if nl in ready:
+        data, anc, _, _ = nl.recvmsg(65536, 256)
+        now = stamp(anc)
+        off = 0
+        while off + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, off)
+            if length < 16:
+                break
+            if kind in (20, 21):
+                pos = off + 16 + 8
+                while pos + 4 <= off + length:
+                    alen, atype = struct.unpack_from("=HH", data, pos)
+                    if alen < 4:
+                        break
+                    if atype == 2 and alen == 8:
+                        ip = socket.inet_ntoa(data[pos + 4:pos + 8])
+                        print("ADDR %.6f %s %s" % (now, "+" if kind == 20 else "-", ip), flush=True)
+                    pos += (alen + 3) & ~3
+            off += (length + 3) & ~3
+"""
+
+
+class Probe:
+    """Reads a PROBE_SOURCE process's events in a thread; events are (kind, t, *fields)."""
+
+    def __init__(self, lab: Lab, ns: str, groups: tuple = ()):
+        import threading
+
+        self.events: list = []
+        self.proc = lab.exec(ns, [PYTHON, "-c", PROBE_SOURCE, *groups], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "READY"
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            parts = line.split()
+            if parts:
+                self.events.append((parts[0], float(parts[1]), *parts[2:]))
+
+    def adverts(self, src: Optional[str] = None, since: float = 0.0) -> list:
+        return [e for e in list(self.events) if e[0] == "ADV" and e[1] >= since and (src is None or e[2] == src)]
+
+    def address_added(self, ip: str, since: float = 0.0) -> Optional[float]:
+        for event in list(self.events):
+            if event[0] == "ADDR" and event[1] >= since and event[2] == "+" and event[3] == ip:
+                return event[1]
+        return None
+
+
+def bench_config(instances: list, router_id: str = "bench") -> str:
+    """keepalived syntax understood by both daemons; instances are dicts of keyword -> value."""
+    out = [f"global_defs {{\n    router_id {router_id}\n    vrrp_garp_master_delay 0\n}}"]
+    for inst in instances:
+        vips = inst.pop("vips")
+        body = "\n".join(f"    {k} {v}" for k, v in inst.items() if k != "name")
+        out.append(f"vrrp_instance {inst['name']} {{\n{body}\n    virtual_ipaddress {{\n"
+                   + "".join(f"        {v}\n" for v in vips) + "    }\n}")
+    return "\n".join(out) + "\n"
+
+
+class BenchNode:
+    """One daemon (vrrpd or keepalived) in a namespace, with the same keepalived-syntax config."""
+
+    def __init__(self, lab: Lab, kind: str, ns: str, conf: str, workdir: Path):
+        self.lab, self.kind, self.ns = lab, kind, ns
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / f"{ns}.conf"
+        self.conf.write_text(conf)
+        self.log = workdir / f"{ns}.log"
+        self.workdir = workdir
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> float:
+        """Start the daemon; returns the wall-clock start time (comparable with probe stamps)."""
+        if self.kind == "keepalived":
+            cmd = ["keepalived", "-n", "-l", "-D", "-P", "-f", str(self.conf),
+                   "-p", str(self.workdir / f"{self.ns}.pid"), "-r", str(self.workdir / f"{self.ns}.vrrp.pid"),
+                   "-c", str(self.workdir / f"{self.ns}.chk.pid")]
+        else:
+            cmd = [PYTHON, VRRPD, "-n", "-l", "-f", str(self.conf)]
+        started = time.time()
+        self.proc = self.lab.exec(self.ns, cmd, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+        return started
+
+    def pids(self) -> List[int]:
+        """Every process of this daemon (keepalived runs a parent and a VRRP child)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        pids = [self.proc.pid]
+        out = sh(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], check=False).stdout.split()
+        return pids + [int(p) for p in out]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill_hard(self) -> None:
+        """kill -9 every process of the daemon at once (a crash: no priority-0 advert, VIPs left)."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.proc is not None:
+            self.proc.wait()
+
+
+def _cpu_seconds(pids: List[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _rss_mb(pids: List[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024.0
+
+
+def _pair_lab(kind: str, workdir: Path, version: int, advert: float, prio_a: int = 150, prio_b: int = 100,
+              extra: Optional[dict] = None):
+    """Two nodes A (higher priority) and B and a client on one bridge; returns (lab, a, b, client, probe_b)."""
+    lab = Lab()
+    a_ns = lab.host("a", "10.77.0.1/24")
+    b_ns = lab.host("b", "10.77.0.2/24")
+    client = lab.host("c", "10.77.0.9/24")
+    common = {"interface": "eth0", "virtual_router_id": 51, "advert_int": advert, "version": version,
+              "vips": ["10.77.0.100/24"]}
+    common.update(extra or {})
+    conf_a = bench_config([dict(common, name="VI_1", state="MASTER", priority=prio_a)], "nodeA")
+    conf_b = bench_config([dict(common, name="VI_1", state="BACKUP", priority=prio_b)], "nodeB")
+    a = BenchNode(lab, kind, a_ns, conf_a, workdir / kind)
+    b = BenchNode(lab, kind, b_ns, conf_b, workdir / kind)
+    probe_b = Probe(lab, b_ns)
+    return lab, a, b, client, probe_b
+
+
+def _master_down_interval(version: int, advert: float, prio: int) -> float:
+    if version == 2:
+        return 3 * advert + (256 - prio) / 256.0
+    centis = round(advert * 100)
+    return 3 * advert + ((256 - prio) * centis // 256) / 100.0
+
+
+def _start_pair(lab, a, b, probe_b, advert: float) -> None:
+    a.start()
+    wait_for(lambda: lab.has_address(a.ns, "10.77.0.100"), 15, what="VIP on node A")
+    b.start()
+    # steady state: B has heard A for a while and holds no VIP
+    time.sleep(max(1.0, 3 * advert))
+    assert not lab.has_address(b.ns, "10.77.0.100"), "both nodes hold the VIP"
+
+
+def bench_hard_failover(kind: str, workdir: Path, version: int = 2, advert: float = 1.0) -> dict:
+    lab, a, b, client, probe_b = _pair_lab(kind, workdir, version, advert)
+    try:
+        _start_pair(lab, a, b, probe_b, advert)
+        killed = time.time()
+        a.kill_hard()
+        lab.link(a.ns, "eth0", False)
+        wait_for(lambda: probe_b.address_added("10.77.0.100", killed), 10 + 4 * advert, 0.005, "VIP on node B")
+        took = probe_b.address_added("10.77.0.100", killed)
+        last = max(e[1] for e in probe_b.adverts("10.77.0.1"))
+        mdi = _master_down_interval(version, advert, 100)
+        return {"after_last_advert": took - last, "over_mdi": took - last - mdi}
+    finally:
+        lab.close()
+
+
+def _pinger(lab: Lab, client: str, target: str):
+    return lab.exec(client, ["ping", "-n", "-D", "-i", "0.01", "-W", "1", target],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _longest_gap(ping: subprocess.Popen) -> float:
+    ping.send_signal(signal.SIGINT)
+    out, _ = ping.communicate(timeout=10)
+    stamps = [float(line.split("]")[0][1:]) for line in out.splitlines()
+              if line.startswith("[") and "bytes from" in line]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return max(gaps) if gaps else float("inf")
+
+
+def bench_graceful_failover(kind: str, workdir: Path, version: int = 2, advert: float = 1.0,
+                            handover: bool = False) -> dict:
+    extra_global = handover
+    lab, a, b, client, probe_b = _pair_lab(kind, workdir, version, advert)
+    try:
+        if extra_global:
+            for node in (a, b):
+                node.conf.write_text(node.conf.read_text().replace("router_id", "vrrp_handover_on_stop\n    router_id"))
+        _start_pair(lab, a, b, probe_b, advert)
+        ping = _pinger(lab, client, "10.77.0.100")
+        time.sleep(0.5)
+        stopped = time.time()
+        a.stop(signal.SIGTERM)
+        wait_for(lambda: probe_b.address_added("10.77.0.100", stopped), 10, 0.005, "VIP on node B")
+        took = probe_b.address_added("10.77.0.100", stopped) - stopped
+        time.sleep(0.5)
+        return {"sigterm_to_vip": took, "ping_gap": _longest_gap(ping)}
+    finally:
+        lab.close()
+
+
+def bench_preempt_back(kind: str, workdir: Path, version: int = 2, advert: float = 1.0) -> dict:
+    lab, a, b, client, probe_b = _pair_lab(kind, workdir, version, advert)
+    try:
+        b.start()
+        wait_for(lambda: lab.has_address(b.ns, "10.77.0.100"), 15, what="VIP on node B")
+        ping = _pinger(lab, client, "10.77.0.100")
+        time.sleep(0.5)
+        started = time.time()
+        a.start()
+        wait_for(lambda: lab.has_address(a.ns, "10.77.0.100") and not lab.has_address(b.ns, "10.77.0.100"),
+                 15, what="VIP back on node A")
+        took = time.time() - started
+        time.sleep(0.5)
+        return {"start_to_preempt": took, "ping_gap": _longest_gap(ping)}
+    finally:
+        lab.close()
+
+
+def bench_first_master(kind: str, workdir: Path) -> dict:
+    lab = Lab()
+    try:
+        ns = lab.host("a", "10.77.0.1/24")
+        conf = bench_config([{"name": "VI_1", "state": "MASTER", "interface": "eth0", "virtual_router_id": 51,
+                              "priority": 150, "advert_int": 1, "vips": ["10.77.0.100/24"]}])
+        node = BenchNode(lab, kind, ns, conf, workdir / kind)
+        probe = Probe(lab, ns)
+        started = node.start()
+        wait_for(lambda: probe.address_added("10.77.0.100", started), 15, 0.005, "VIP")
+        return {"start_to_master": probe.address_added("10.77.0.100", started) - started}
+    finally:
+        lab.close()
+
+
+def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) -> dict:
+    """CPU seconds per minute and RSS of one node running `count` MASTER instances (advert_int 1)."""
+    lab = Lab()
+    try:
+        interfaces = max(1, (count + 249) // 250)
+        ns = lab.netns("n")
+        obs = lab.host("o", "10.78.0.254/16")
+        for i in range(interfaces):
+            lab._port += 1
+            peer = f"p{lab._port}"
+            lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
+            lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
+            lab.ip("addr", "add", f"10.78.{i}.1/16", "dev", f"eth{i}", ns=ns)
+            lab.ip("link", "set", f"eth{i}", "up", ns=ns)
+        instances = []
+        for n in range(count):
+            i, vrid = divmod(n, 250)
+            instances.append({"name": f"VI_{n}", "state": "MASTER", "interface": f"eth{i}",
+                              "virtual_router_id": vrid + 1, "priority": 150, "advert_int": 1,
+                              "vips": [f"10.79.{i}.{vrid + 1}/32"]})
+        node = BenchNode(lab, kind, ns, bench_config(instances), workdir / kind)
+        probe = Probe(lab, obs, ("224.0.0.18@eth0",))
+        node.start()
+        wait_for(lambda: len({e[3] for e in probe.adverts(since=time.time() - 1.5)}) >= min(count, 250),
+                 60, 0.2, f"{count} instances advertising")
+        time.sleep(2)
+        pids = node.pids()
+        cpu0, t0 = _cpu_seconds(pids), time.time()
+        time.sleep(window)
+        cpu1, t1 = _cpu_seconds(pids), time.time()
+        intervals = []
+        first_vrid = "1"
+        stamps = [e[1] for e in probe.adverts(src="10.78.0.1", since=t0) if e[3] == first_vrid]
+        intervals = [abs((b - a) - 1.0) for a, b in zip(stamps, stamps[1:])]
+        intervals.sort()
+        result = {"cpu_s_per_min": (cpu1 - cpu0) * 60.0 / (t1 - t0), "rss_mb": _rss_mb(pids)}
+        if intervals:
+            result["jitter_p50_ms"] = intervals[len(intervals) // 2] * 1000
+            result["jitter_p99_ms"] = intervals[min(len(intervals) - 1, int(len(intervals) * 0.99))] * 1000
+        return result
+    finally:
+        lab.close()
+
+
+def _idle_scenario(count: int, window: float):
+    def run(kind: str, workdir: Path) -> dict:
+        r = bench_idle_cost(kind, workdir, count, window)
+        out = {f"cpu_{count}": r["cpu_s_per_min"], f"rss_{count}": r["rss_mb"]}
+        if "jitter_p50_ms" in r:
+            out.update({f"jit50_{count}": r["jitter_p50_ms"], f"jit99_{count}": r["jitter_p99_ms"]})
+        return out
+
+    return run
+
+
+def _summary(values: List[float]) -> dict:
+    values = sorted(values)
+    return {"median": values[len(values) // 2], "min": values[0], "max": values[-1], "n": len(values)}
+
+
+def bench_main(argv: List[str]) -> int:
+    """Run every scenario for both daemons, print one table with ratios, write bench-results.json."""
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", choices=["vrrpd", "keepalived"])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter windows")
+    parser.add_argument("--output", default=str(HERE / "bench-results.json"))
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0 or shutil.which("keepalived") is None:
+        print("make bench needs root and keepalived (sudo make deps)", file=sys.stderr)
+        return 2
+    reps = 2 if args.quick else args.reps
+    window = 8.0 if args.quick else 20.0
+    kinds = [args.only] if args.only else ["vrrpd", "keepalived"]
+    scenarios = [
+        ("time to first MASTER (s)", "start_to_master", lambda k, w: bench_first_master(k, w), reps),
+        ("hard failover after last advert (s)", "after_last_advert", lambda k, w: bench_hard_failover(k, w), reps),
+        ("  excess over Master_Down_Interval (ms)", "over_mdi_ms", None, 0),
+        ("graceful failover SIGTERM->VIP (s)", "sigterm_to_vip", lambda k, w: bench_graceful_failover(k, w), reps),
+        ("  client ping gap (s)", "ping_gap", None, 0),
+        ("graceful + vrrp_handover_on_stop ping gap (s)", "handover_gap",
+         lambda k, w: {"handover_gap": bench_graceful_failover(k, w, handover=True)["ping_gap"]}
+         if k == "vrrpd" else {}, reps),
+        ("preempt-back client ping gap (s)", "preempt_gap",
+         lambda k, w: {"preempt_gap": bench_preempt_back(k, w)["ping_gap"]}, reps),
+        ("v3 advert_int 0.05 hard failover (s)", "v3_fast",
+         lambda k, w: {"v3_fast": bench_hard_failover(k, w, 3, 0.05)["after_last_advert"]}, reps),
+    ]
+    for count in (1, 255, 1000):
+        scenarios += [
+            (f"{count} instances: CPU s/min", f"cpu_{count}", _idle_scenario(count, window), 1 if count > 1 else reps),
+            (f"{count} instances: RSS MB", f"rss_{count}", None, 0),
+            (f"{count} instances: advert jitter p50 (ms)", f"jit50_{count}", None, 0),
+            (f"{count} instances: advert jitter p99 (ms)", f"jit99_{count}", None, 0),
+        ]
+    results: dict = {k: {} for k in kinds}
+    with tempfile.TemporaryDirectory(prefix="vrrpd-bench-") as tmp:
+        for title, _key, func, n in scenarios:
+            if func is None:
+                continue
+            for kind in kinds:
+                for rep in range(n):
+                    try:
+                        values = func(kind, Path(tmp))
+                    except Exception as exc:  # one failed scenario must not lose the others
+                        print(f"  {kind} {title}: failed: {exc}", file=sys.stderr)
+                        continue
+                    if "over_mdi" in values:
+                        values["over_mdi_ms"] = values.pop("over_mdi") * 1000
+                    for k, v in values.items():
+                        results[kind].setdefault(k, []).append(v)
+                    print(f"  {kind:10} {title:45} rep {rep + 1}: "
+                          + ", ".join(f"{k}={v:.4f}" for k, v in values.items()), file=sys.stderr, flush=True)
+    table = {kind: {k: _summary(v) for k, v in vals.items() if v} for kind, vals in results.items()}
+    lines = ["| scenario | vrrpd | keepalived | ratio vrrpd/keepalived |", "|---|---|---|---|"]
+    for title, key, _func, _n in scenarios:
+        cells = []
+        for kind in ("vrrpd", "keepalived"):
+            s = table.get(kind, {}).get(key)
+            cells.append(f"{s['median']:.3f} ({s['min']:.3f}-{s['max']:.3f})" if s else "-")
+        a, b = table.get("vrrpd", {}).get(key), table.get("keepalived", {}).get(key)
+        ratio = f"{a['median'] / b['median']:.2f}" if a and b and b["median"] else "-"
+        lines.append(f"| {title} | {cells[0]} | {cells[1]} | {ratio} |")
+    print("\n".join(lines))
+    Path(args.output).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "results": table}, indent=2))
+    print(f"\n(median of repetitions, min-max in brackets; JSON in {args.output})")
+    return 0
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "bench":
-    print("benchmark not implemented yet")
+    sys.exit(bench_main(sys.argv[2:]))

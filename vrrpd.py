@@ -20,13 +20,16 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import errno
+import glob
 import heapq
 import ipaddress
 import logging
 import os
 import random
+import re
 import selectors
 import signal
 import socket
@@ -504,28 +507,2845 @@ class Config:
 # 3. Configuration parser
 # ============================================================================================
 
-# (parser, validation and check_config() go here)
+# --------------------------------------------------------------------------------------------
+# 3.1 Lexer: physical lines -> logical lines -> tokens. Handles comments, quotes, braces,
+#     line continuation, `$NAME=value` parameters, `@id` conditional lines and `include`.
+# --------------------------------------------------------------------------------------------
+
+
+class Token:
+    """One word of the configuration, with where it came from.
+
+    `lid` numbers logical lines across all files, so "same line" is one integer comparison."""
+
+    __slots__ = ("text", "file", "line", "lid", "quoted")
+
+    def __init__(self, text: str, file: str, line: int, lid: int, quoted: bool = False):
+        self.text = text
+        self.file = file
+        self.line = line
+        self.lid = lid
+        self.quoted = quoted
+
+    def is_brace(self, brace: str) -> bool:
+        return self.text == brace and not self.quoted
+
+    def __repr__(self) -> str:
+        return f"Token({self.text!r}, {self.file}:{self.line})"
+
+
+_WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"(?:[^"\\]|\\.)*(?:"|\\?$))+)""")
+_QUOTE_RE = re.compile(r'\\.|"')
+_PARAM_DEF_RE = re.compile(r"\s*\$([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_SLOW_CHARS_RE = re.compile(r'["\\!#]')
+_INCLUDE_WORDS = frozenset(("include", "includer", "includem", "includew", "includeb", "includea"))
+_MAX_INCLUDE_DEPTH = 32
+_MAX_SUBSTITUTIONS = 32
+_BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
+
+
+def _expand_braces(pattern: str) -> List[str]:
+    """csh-style `{a,b}` expansion as keepalived's include does (no nesting across commas)."""
+    m = re.search(r"\{([^{}]*,[^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    out: List[str] = []
+    for alt in m.group(1).split(","):
+        out.extend(_expand_braces(pattern[: m.start()] + alt + pattern[m.end():]))
+    return out
+
+
+class _Lexer:
+    """Turns files into one token list; problems become Diagnostics, never exceptions."""
+
+    def __init__(self, diags: List[Diagnostic], config_id: Optional[str] = None):
+        self.diags = diags
+        self.tokens: List[Token] = []
+        self.params: Dict[str, str] = {}
+        self.files: List[str] = []
+        self.stack: List[str] = []
+        self.lid = 0
+        self.config_id = config_id if config_id is not None else socket.gethostname().split(".")[0]
+
+    def error(self, file: str, line: int, message: str, hint: str = "") -> None:
+        self.diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
+
+    def warning(self, file: str, line: int, message: str, hint: str = "") -> None:
+        self.diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
+
+    def read_file(self, path: str, file: str = "", line: int = 0, mandatory: bool = True) -> None:
+        """Lex the file at `path`; an unreadable file is an error at the including line."""
+        real = os.path.realpath(path)
+        if real in self.stack:
+            self.error(file or path, line, f"include loop: '{path}' is already being read", "remove the include")
+            return
+        if len(self.stack) >= _MAX_INCLUDE_DEPTH:
+            self.error(file or path, line, f"includes nested deeper than {_MAX_INCLUDE_DEPTH} levels at '{path}'")
+            return
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            if mandatory:
+                self.error(file or path, line, f"cannot read configuration file '{path}': {exc.strerror or exc}")
+            return
+        text = data.decode("utf-8", errors="replace")
+        self.stack.append(real)
+        try:
+            self.lex_text(text, path)
+        finally:
+            self.stack.pop()
+
+    def lex_text(self, text: str, file: str) -> None:
+        if file not in self.files:
+            self.files.append(file)
+        if "\0" in text:
+            text = text.replace("\0", " ")
+        lines = text.splitlines()
+        n = len(lines)
+        i = 0
+        while i < n:
+            line_no = i + 1
+            line = lines[i]
+            i += 1
+            # line continuation: a trailing backslash joins the next line (not inside comments)
+            while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
+                line = line[:-1] + " " + lines[i]
+                i += 1
+            if "$" in line:
+                m = _PARAM_DEF_RE.match(line)
+                if m:
+                    value = _strip_comment(m.group(2)).strip()
+                    self.params[m.group(1)] = value
+                    continue
+                if self.params or "${_" in line:
+                    line = self.substitute(line, file, line_no)
+            stripped = line.lstrip()
+            if not stripped:
+                continue
+            if stripped[0] == "@":
+                cond, _, rest = stripped[1:].partition(" ")
+                keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
+                if not keep:
+                    continue
+                line = rest
+            self.lid += 1
+            first = stripped.split(None, 1)[0]
+            if first in _INCLUDE_WORDS:
+                self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
+                continue
+            self.tokens.extend(self.split_line(line, file, line_no))
+
+    def substitute(self, line: str, file: str, line_no: int) -> str:
+        """Replace `$NAME` and `${NAME}` (recursively); unknown names stay as written."""
+        params = self.params
+
+        def repl(m: re.Match) -> str:
+            name = m.group(1) or m.group(2)
+            if name in params:
+                return params[name]
+            if name in _BUILTIN_PARAMS:
+                return _BUILTIN_PARAMS[name]
+            if name == "_PWD":
+                return os.path.dirname(os.path.abspath(file))
+            return m.group(0)
+
+        for _ in range(_MAX_SUBSTITUTIONS):
+            new = _PARAM_USE_RE.sub(repl, line)
+            if new == line:
+                return new
+            line = new
+            if len(line) > 1_000_000:
+                break
+        self.error(file, line_no, "parameter substitution does not terminate (a $NAME refers to itself?)")
+        return line
+
+    def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
+        lid = self.lid
+        if _SLOW_CHARS_RE.search(line) is None:
+            if "{" in line or "}" in line:
+                line = line.replace("{", " { ").replace("}", " } ")
+            return [Token(w, file, line_no, lid) for w in line.split()]
+        out: List[Token] = []
+        for m in _WORD_RE.finditer(line):
+            if m.group(1) is not None:
+                break
+            brace = m.group(2)
+            if brace is not None:
+                out.append(Token(brace, file, line_no, lid))
+                continue
+            word = m.group(3)
+            if word is None:
+                continue
+            quoted = '"' in word
+            if quoted:
+                bare = [m for m in _QUOTE_RE.findall(word) if m == '"']
+                if len(bare) % 2:
+                    self.warning(file, line_no, "unterminated quoted string", "add the closing '\"'")
+                word = _QUOTE_RE.sub(lambda q: q.group(0) if len(q.group(0)) == 2 else "", word)
+            if "\\" in word:
+                word = word.replace("\\#", "#").replace("\\!", "!")
+            out.append(Token(word, file, line_no, lid, quoted))
+        return out
+
+    def include(self, kind: str, patterns: List[str], file: str, line_no: int) -> None:
+        """`include GLOB...`: relative to the including file's directory, sorted, loop-guarded."""
+        if not patterns:
+            self.error(file, line_no, f"{kind} needs a file name or pattern")
+            return
+        base = os.path.dirname(os.path.abspath(file)) if file and not file.startswith("<") else os.getcwd()
+        for pattern in patterns:
+            pattern = pattern.strip('"')
+            matched: List[str] = []
+            for pat in _expand_braces(pattern):
+                full = pat if os.path.isabs(pat) else os.path.join(base, pat)
+                if any(c in full for c in "*?["):
+                    matched.extend(sorted(glob.glob(full)))
+                elif os.path.exists(full):
+                    matched.append(full)
+                elif kind in ("includer", "includea"):
+                    matched.append(full)
+            if not matched:
+                sev = self.error if kind in ("includem", "includew", "includea") else self.warning
+                sev(file, line_no, f"include '{pattern}' matches no file")
+                continue
+            for path in matched:
+                self.read_file(path, file, line_no)
+
+
+def _is_comment_line(line: str) -> bool:
+    s = line.lstrip()
+    return bool(s) and s[0] in "!#"
+
+
+def _strip_comment(text: str) -> str:
+    """Text up to the first `!`/`#` outside double quotes."""
+    quoted = False
+    prev = ""
+    for i, c in enumerate(text):
+        if c == '"':
+            quoted = not quoted
+        elif c in "!#" and not quoted and prev != "\\":
+            return text[:i]
+        prev = c
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# 3.2 Typed values and commands
+# --------------------------------------------------------------------------------------------
+
+_BOOL_WORDS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
+_TIME_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_TIME_RE = re.compile(r"^([0-9]*\.?[0-9]+)([a-z]*)$")
+_SHELL_SYNTAX_RE = re.compile(r"&&|\|\||[;|`*<>]|\[\[|\$\(")
+_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "e": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+class _Invalid(Exception):
+    """A value could not be converted; the message says why (internal to the parser)."""
+
+
+def _parse_bool(text: str) -> bool:
+    try:
+        return _BOOL_WORDS[text.lower()]
+    except KeyError:
+        raise _Invalid(f"'{text}' is not a boolean (on|off|true|false|yes|no)") from None
+
+
+def _parse_int(text: str, lo: int, hi: int) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise _Invalid(f"'{text}' is not a number") from None
+    if not lo <= value <= hi:
+        raise _Invalid(f"number '{text}' outside range [{lo}, {hi}]")
+    return value
+
+
+def _split_command(text: str) -> List[str]:
+    """Split a command as keepalived's quoted keywords do: quotes join, backslash escapes."""
+    argv: List[str] = []
+    cur: List[str] = []
+    have = False
+    quote = ""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == quote:
+                quote = ""
+            elif c == "\\" and quote == '"' and i + 1 < n:
+                i += 1
+                cur.append(_ESCAPES.get(text[i], text[i]))
+            else:
+                cur.append(c)
+        elif c in "'\"":
+            quote = c
+            have = True
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            e = text[i]
+            if e == "x" and re.match(r"[0-9a-fA-F]{1,2}", text[i + 1:i + 3]):
+                h = re.match(r"[0-9a-fA-F]{1,2}", text[i + 1:i + 3]).group(0)  # type: ignore[union-attr]
+                cur.append(chr(int(h, 16)))
+                i += len(h)
+            elif e.isdigit():
+                o = re.match(r"[0-7]{1,3}", text[i:i + 3])
+                if o:
+                    cur.append(chr(int(o.group(0), 8)))
+                    i += len(o.group(0)) - 1
+                else:
+                    cur.append(e)
+            else:
+                cur.append(_ESCAPES.get(e, e))
+            have = True
+        elif c.isspace():
+            if cur or have:
+                argv.append("".join(cur))
+                cur, have = [], False
+        else:
+            cur.append(c)
+        i += 1
+    if cur or have:
+        argv.append("".join(cur))
+    return argv
+
+
+def make_command(raw: str, user: Optional[str] = None, group: Optional[str] = None) -> Command:
+    """Build a Command from the text as written; `shell` is set when it uses shell syntax."""
+    shell = bool(_SHELL_SYNTAX_RE.search(raw))
+    return Command(raw=raw, argv=_split_command(raw), shell=shell, user=user, group=group)
+
+
+# --------------------------------------------------------------------------------------------
+# 3.3 The keyword registry: the parser is driven by it, and the README table is rendered from it
+# --------------------------------------------------------------------------------------------
+
+Handler = Callable[..., Any]
+
+
+class Keyword:
+    """How one keyword of one block is read.
+
+    nargs: (min, max) argument words (max None: the rest of the statement); accept(token)
+    decides whether an optional word belongs to this keyword; block: None, the name of a
+    statement block, a `ValueBlock`, or "skip" (accepted, contents ignored)."""
+
+    __slots__ = ("name", "handler", "nargs", "block", "supported", "accept", "doc")
+
+    def __init__(self, name: str, handler: Optional[Handler], nargs: Tuple[int, Optional[int]] = (1, 1),
+                 block: Any = None, supported: bool = True, accept: Optional[Callable[[str], bool]] = None,
+                 doc: str = ""):
+        self.name = name
+        self.handler = handler
+        self.nargs = nargs
+        self.block = block
+        self.supported = supported
+        self.accept = accept
+        self.doc = doc
+
+
+class ValueBlock:
+    """A `{ ... }` block of entries (addresses, names) rather than of keywords.
+
+    `options` maps an option word to the number of words it takes; any other word starts a new
+    entry. Entries never span lines."""
+
+    def __init__(self, options: Optional[Dict[str, int]] = None, starts_entry: Optional[Callable[[str], bool]] = None):
+        self.options = options or {}
+        self.starts_entry = starts_entry
+
+
+KEYWORDS: Dict[str, Dict[str, Keyword]] = {}
+BLOCK_TITLES: Dict[str, str] = {}
+
+
+def _kw(block: str, name: str, handler: Optional[Handler], nargs: Tuple[int, Optional[int]] = (1, 1),
+        sub: Any = None, supported: bool = True, accept: Optional[Callable[[str], bool]] = None) -> None:
+    KEYWORDS.setdefault(block, {})[name] = Keyword(name, handler, nargs, sub, supported, accept)
+
+
+def _is_bool_word(text: str) -> bool:
+    return text.lower() in _BOOL_WORDS
+
+
+def _is_number(text: str) -> bool:
+    return text.isdigit()
+
+
+def _not_keyword_of(block: str) -> Callable[[str], bool]:
+    return lambda text: text not in KEYWORDS.get(block, ())
+
+
+# handler factories: each returns handler(p, obj, kw_token, args)
+
+def _h_str(attr: str) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, args[0].text)
+    return handler
+
+
+def _h_words(attr: str) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, [a.text for a in args])
+    return handler
+
+
+def _h_int(attr: str, lo: int, hi: int) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, _parse_int(args[0].text, lo, hi))
+    return handler
+
+
+def _h_time(attr: str, lo: float = 0.0, hi: float = 4294.0, zero_to: Optional[float] = None) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        value = p.time_value(kw, args[0], lo, hi)
+        if value == 0 and zero_to is not None:
+            value = zero_to
+        setattr(obj, attr, value)
+    return handler
+
+
+def _h_flag(attr: str, value: bool = True) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, _parse_bool(args[0].text) == value if args else value)
+    return handler
+
+
+def _h_ip(attr: str) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, p.ip_value(args[0]))
+    return handler
+
+
+def _h_cmd(attr: str) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        setattr(obj, attr, p.command_value(kw, args))
+    return handler
+
+
+def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+    """Accepted but not acted upon; global_defs keeps the words for dumps."""
+    other = getattr(obj, "other", None)
+    if isinstance(other, dict):
+        other[kw.text] = [a.text for a in args]
+
+
+def _accept_only(block: str, names: str, nargs: Tuple[int, Optional[int]] = (0, None), sub: Any = None) -> None:
+    for name in names.split():
+        _kw(block, name, _h_other, nargs, sub, supported=False)
+
+
+def _parse_ip(text: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise _Invalid(f"'{text}' is not an IP address") from None
+
+
+def _parse_port(text: str) -> int:
+    return _parse_int(text, 0, 65535)
+
+
+# --------------------------------------------------------------------------------------------
+# 3.4 Parser
+# --------------------------------------------------------------------------------------------
+
+
+class _Parser:
+    """Recursive descent over the token list, driven by KEYWORDS; fills a Config."""
+
+    def __init__(self, tokens: List[Token], diags: List[Diagnostic]):
+        self.toks = tokens
+        self.n = len(tokens)
+        self.i = 0
+        self.diags = diags
+        self.config = Config()
+        self.unwind = False
+        self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
+        self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
+
+    # -- diagnostics ----------------------------------------------------------------------
+    def error(self, tok: Token, message: str, hint: str = "") -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, Severity.ERROR, message, hint))
+
+    def warning(self, tok: Token, message: str, hint: str = "") -> None:
+        self.diags.append(Diagnostic(tok.file, tok.line, Severity.WARNING, message, hint))
+
+    def where(self, obj: Any, keyword: str) -> Optional[Token]:
+        return self.seen.get(id(obj), {}).get(keyword)
+
+    # -- typed values ---------------------------------------------------------------------
+    def time_value(self, kw: Token, tok: Token, lo: float, hi: float) -> float:
+        m = _TIME_RE.match(tok.text.lower())
+        if not m or m.group(2) not in _TIME_UNITS and m.group(2):
+            raise _Invalid(f"'{tok.text}' is not a time in seconds")
+        value = float(m.group(1)) * _TIME_UNITS.get(m.group(2), 1.0)
+        if m.group(2):
+            self.warning(tok, f"{kw.text} '{tok.text}': keepalived rejects time units; read as {value:g} seconds",
+                         f"write '{kw.text} {value:g}'")
+        if not lo <= value <= hi:
+            raise _Invalid(f"{kw.text} '{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
+        return value
+
+    def ip_value(self, tok: Token) -> IPAddress:
+        return _parse_ip(tok.text)
+
+    def command_value(self, kw: Token, args: List[Token]) -> Command:
+        if args[0].quoted:
+            user = args[1].text if len(args) > 1 else None
+            group = args[2].text if len(args) > 2 else None
+            if len(args) > 3:
+                self.warning(args[3], f"{kw.text}: extra words after the user and group are ignored",
+                             "quote the whole command")
+            return make_command(args[0].text, user, group)
+        return make_command(" ".join(a.text for a in args))
+
+    # -- token stream ---------------------------------------------------------------------
+    def peek(self) -> Optional[Token]:
+        return self.toks[self.i] if self.i < self.n else None
+
+    def skip_block(self, opener: Token) -> None:
+        """Skip to the `}` matching an already consumed `{` (nested blocks included)."""
+        depth = 1
+        toks = self.toks
+        while self.i < self.n:
+            tok = toks[self.i]
+            self.i += 1
+            if not tok.quoted:
+                if tok.text == "{":
+                    depth += 1
+                elif tok.text == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return
+        self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
+
+    def skip_statement(self, kw: Token, spec: Dict[str, Keyword]) -> None:
+        """Skip the words after an unknown keyword on its line, and a block that follows it."""
+        toks = self.toks
+        while self.i < self.n:
+            tok = toks[self.i]
+            if tok.lid != kw.lid or (not tok.quoted and (tok.text in "{}" or tok.text in spec)):
+                break
+            self.i += 1
+        nxt = self.peek()
+        if nxt is not None and nxt.is_brace("{"):
+            self.i += 1
+            self.skip_block(kw)
+
+    def take_args(self, kw: Keyword, tok: Token, spec: Dict[str, Keyword]) -> List[Token]:
+        lo, hi = kw.nargs
+        toks = self.toks
+        args: List[Token] = []
+        j = self.i
+        while j < self.n and (hi is None or len(args) < hi):
+            t = toks[j]
+            if t.lid != tok.lid or (not t.quoted and t.text in ("{", "}")):
+                break
+            if len(args) >= lo and not t.quoted:
+                if t.text in spec or (kw.accept is not None and not kw.accept(t.text)):
+                    break
+            args.append(t)
+            j += 1
+        self.i = j
+        return args
+
+    # -- blocks ---------------------------------------------------------------------------
+    def parse(self) -> Config:
+        self.statements("top", self.config, None)
+        return self.config
+
+    def statements(self, block: str, obj: Any, opener: Optional[Token]) -> None:
+        """Read keyword statements until the `}` closing `opener` (or the end, at top level)."""
+        spec = KEYWORDS[block]
+        toks = self.toks
+        while self.i < self.n:
+            tok = toks[self.i]
+            if not tok.quoted and tok.text in ("{", "}"):
+                self.i += 1
+                if tok.text == "}":
+                    if opener is not None:
+                        return
+                    self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
+                else:
+                    self.error(tok, "unexpected '{'", "a block must follow its keyword")
+                    self.skip_block(tok)
+                continue
+            kw = spec.get(tok.text) if not tok.quoted else None
+            if kw is None:
+                if opener is not None and tok.text in _TOP_BLOCKS and not tok.quoted:
+                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                               f"'{tok.text}' at line {tok.line}", "add the missing '}'")
+                    self.unwind = True
+                    return
+                self.unknown(block, tok)
+                continue
+            self.i += 1
+            self.statement(block, spec, kw, tok, obj)
+            if self.unwind:
+                if opener is not None:
+                    return
+                self.unwind = False
+        if opener is not None:
+            self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
+            self.unwind = True
+
+    def unknown(self, block: str, tok: Token) -> None:
+        spec = KEYWORDS[block]
+        title = BLOCK_TITLES.get(block, block)
+        homes = [BLOCK_TITLES.get(b, b) for b in _KEYWORD_HOMES.get(tok.text, ()) if b != block]
+        if homes:
+            self.warning(tok, f"'{tok.text}' does not belong in {title} (ignored)",
+                         f"it belongs in {' / '.join(sorted(set(homes)))}")
+        else:
+            close = difflib.get_close_matches(tok.text, list(spec), n=1, cutoff=0.75)
+            hint = f"did you mean '{close[0]}'?" if close else ""
+            self.warning(tok, f"unknown keyword '{_short(tok.text)}' in {title} (ignored)", hint)
+        self.i += 1
+        self.skip_statement(tok, spec)
+
+    def statement(self, block: str, spec: Dict[str, Keyword], kw: Keyword, tok: Token, obj: Any) -> None:
+        args = self.take_args(kw, tok, spec)
+        sub = kw.block
+        if sub is not None and args and not isinstance(sub, ValueBlock) and sub != "skip" \
+                and args[0].text in KEYWORDS.get(sub, ()) and not args[0].quoted and not self._brace_next():
+            # `vrrp_instance state MASTER ...`: the name is missing, the first word is a keyword
+            self.i -= len(args)
+            args = []
+        lo = kw.nargs[0]
+        if len(args) < lo:
+            if sub is not None and not isinstance(sub, ValueBlock):
+                what = "an address" if tok.text == "real_server" else "a name"
+                self.error(tok, f"'{tok.text}' needs {what}", f"{tok.text} {what.split()[-1].upper()} {{ ... }}")
+            else:
+                self.error(tok, f"'{tok.text}' needs {'a value' if lo == 1 else f'{lo} values'}")
+                return
+        self.seen.setdefault(id(obj), {})[tok.text] = tok
+        if sub is None:
+            self.call(kw, tok, obj, args)
+            return
+        opened = self._brace_next()
+        if opened:
+            self.i += 1
+        elif sub != "skip":
+            self.error(tok, f"missing '{{' after '{tok.text}'", "a block is written KEYWORD ... { ... }")
+        if sub == "skip" or isinstance(sub, ValueBlock):
+            if sub == "skip":
+                self.call(kw, tok, obj, args)
+                if opened:
+                    self.skip_block(tok)
+                return
+            entries = self.value_entries(sub, tok, spec)
+            if len(args) < lo:
+                return
+            self.call(kw, tok, obj, args, entries)
+            return
+        child = self.call(kw, tok, obj, args)
+        if child is None:
+            child = _Discard()
+        self.statements(sub, child, tok)
+
+    def _brace_next(self) -> bool:
+        nxt = self.peek()
+        return nxt is not None and nxt.is_brace("{")
+
+    def call(self, kw: Keyword, tok: Token, obj: Any, args: List[Token], *extra: Any) -> Any:
+        if kw.handler is None:
+            return None
+        try:
+            return kw.handler(self, obj, tok, args, *extra)
+        except _Invalid as exc:
+            self.error(tok, f"{tok.text}: {exc}")
+        return None
+
+    def value_entries(self, vb: ValueBlock, opener: Token, parent: Dict[str, Keyword]) -> List[List[Token]]:
+        """Read a value block's entries up to its `}`; a keyword of the enclosing block inside
+        it means the `}` was forgotten (the entries end there, with an error)."""
+        entries: List[List[Token]] = []
+        toks = self.toks
+        options = vb.options
+        need = 0
+        while self.i < self.n:
+            tok = toks[self.i]
+            if not tok.quoted:
+                text = tok.text
+                if text == "}":
+                    self.i += 1
+                    return entries
+                if text == "{":
+                    self.i += 1
+                    self.error(tok, f"unexpected '{{' inside '{opener.text}'")
+                    self.skip_block(tok)
+                    continue
+                if need == 0 and text not in options and (text in parent or text in _TOP_BLOCKS):
+                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                               f"'{text}' at line {tok.line}", "add the missing '}'")
+                    return entries
+            self.i += 1
+            if entries and entries[-1][0].lid == tok.lid and (need > 0 or (tok.text in options and not tok.quoted)
+                                                              or (vb.starts_entry is not None
+                                                                  and not vb.starts_entry(tok.text))):
+                entries[-1].append(tok)
+                if need > 0:
+                    need -= 1
+                else:
+                    need = options.get(tok.text, 0)
+            else:
+                entries.append([tok])
+                need = 0
+        self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
+        self.unwind = True
+        return entries
+
+
+class _Discard:
+    """Receives the keywords of a block whose header was wrong, so they are still checked."""
+
+    def __init__(self) -> None:
+        self.other: Dict[str, List[str]] = {}
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# 3.5 Keywords by block (keepalived.conf(5)); defaults live in the dataclasses of section 2
+# --------------------------------------------------------------------------------------------
+
+_VIP_OPTIONS = {"brd": 1, "broadcast": 1, "dev": 1, "scope": 1, "label": 1, "peer": 1, "home": 0, "-nodad": 0,
+                "nodad": 0, "mngtmpaddr": 0, "noprefixroute": 0, "autojoin": 0, "no_track": 0,
+                "preferred_lft": 1, "use_vmac": 0, "track_group": 1}
+_TRACK_OPTIONS = {"weight": 1, "reverse": 0, "noreverse": 0}
+_SCOPES = {"global", "site", "link", "host", "nowhere"}
+
+
+def _looks_like_address(text: str) -> bool:
+    """True for words that start a new address entry (IPv4/IPv6, with an optional /prefix)."""
+    return _ADDRESS_RE.match(text) is not None
+
+
+_ADDRESS_RE = re.compile(r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:.]*)(?:/[0-9.]+)?$")
+
+
+def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
+    vips: List[VirtualIP] = []
+    for entry in entries:
+        head = entry[0]
+        try:
+            address: IPInterface = ipaddress.ip_interface(head.text)
+        except ValueError:
+            p.error(head, f"'{_short(head.text)}' is not an IP address", "virtual_ipaddress { IP[/MASK] [dev IF] ... }")
+            continue
+        vip = VirtualIP(address=address, line=head.line)
+        k = 1
+        while k < len(entry):
+            opt_tok = entry[k]
+            opt = opt_tok.text
+            k += 1
+            if opt not in _VIP_OPTIONS:
+                close = difflib.get_close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
+                p.warning(opt_tok, f"unknown option '{_short(opt)}' for virtual address {head.text} (ignored)",
+                          f"did you mean '{close[0]}'?" if close else "")
+                if k < len(entry) and entry[k].text not in _VIP_OPTIONS:
+                    k += 1
+                continue
+            val: Optional[Token] = None
+            if _VIP_OPTIONS[opt]:
+                if k >= len(entry):
+                    p.error(opt_tok, f"'{opt}' needs a value ({head.text})")
+                    continue
+                val = entry[k]
+                k += 1
+            try:
+                if opt in ("brd", "broadcast") and val is not None:
+                    if val.text not in ("+", "-"):
+                        vip.brd = _parse_ip(val.text)
+                elif opt == "dev" and val is not None:
+                    vip.dev = val.text
+                elif opt == "scope" and val is not None:
+                    if val.text not in _SCOPES and not val.text.isdigit():
+                        raise _Invalid(f"unknown scope '{val.text}'")
+                    vip.scope = val.text
+                elif opt == "label" and val is not None:
+                    if len(val.text) > 15:
+                        p.warning(val, f"label '{val.text}' longer than 15 characters is truncated")
+                    vip.label = val.text[:15]
+                elif opt == "peer" and val is not None:
+                    vip.peer = _parse_ip(val.text)
+                elif opt in ("-nodad", "nodad"):
+                    vip.nodad = True
+                elif opt == "no_track":
+                    vip.no_track = True
+            except _Invalid as exc:
+                p.error(opt_tok, f"virtual address {head.text}: {exc}")
+        vips.append(vip)
+    return vips
+
+
+def _track_refs(p: _Parser, entries: List[List[Token]], lo: int = -253, hi: int = 253) -> List[TrackRef]:
+    refs: List[TrackRef] = []
+    for entry in entries:
+        ref = TrackRef(name=entry[0].text, line=entry[0].line)
+        k = 1
+        while k < len(entry):
+            word = entry[k].text
+            if word == "weight" and k + 1 < len(entry):
+                try:
+                    ref.weight = _parse_int(entry[k + 1].text, lo, hi)
+                except _Invalid as exc:
+                    p.error(entry[k + 1], f"{ref.name} weight: {exc}")
+                k += 2
+            elif word in ("reverse", "noreverse"):
+                ref.reverse = word == "reverse"
+                k += 1
+            else:
+                p.warning(entry[k], f"unexpected '{_short(word)}' after '{ref.name}' (ignored)",
+                          "NAME [weight N] [reverse]")
+                k += 1
+        refs.append(ref)
+    return refs
+
+
+def _weight_reverse(lo: int, hi: int) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        obj.weight = _parse_int(args[0].text, lo, hi)
+        if len(args) > 1:
+            if args[1].text not in ("reverse", "noreverse"):
+                raise _Invalid(f"'{args[1].text}' after the weight: only 'reverse' is allowed")
+            obj.weight_reverse = args[1].text == "reverse"
+    return handler
+
+
+# -- top level ---------------------------------------------------------------------------------
+
+def _top_global(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> GlobalDefs:
+    return cfg.global_defs
+
+
+def _top_instance(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> VrrpInstance:
+    inst = VrrpInstance(name=args[0].text if args else "", file=kw.file, line=kw.line)
+    cfg.vrrp_instances.append(inst)
+    return inst
+
+
+def _top_script(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Optional[VrrpScript]:
+    if not args:
+        return None
+    script = VrrpScript(name=args[0].text, file=kw.file, line=kw.line)
+    if script.name in cfg.vrrp_scripts:
+        p.error(kw, f"vrrp_script '{script.name}' defined twice", f"first at line {cfg.vrrp_scripts[script.name].line}")
+    cfg.vrrp_scripts[script.name] = script
+    return script
+
+
+def _top_track_file(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Optional[TrackFile]:
+    if not args:
+        return None
+    tf = TrackFile(name=args[0].text, file=kw.file, line=kw.line)
+    cfg.track_files[tf.name] = tf
+    return tf
+
+
+def _top_track_process(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Optional[TrackProcess]:
+    if not args:
+        return None
+    tp = TrackProcess(name=args[0].text, file=kw.file, line=kw.line)
+    cfg.track_processes[tp.name] = tp
+    return tp
+
+
+def _top_sync_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> SyncGroup:
+    group = SyncGroup(name=args[0].text if args else "", file=kw.file, line=kw.line)
+    cfg.sync_groups.append(group)
+    return group
+
+
+def _top_vs_group(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    vsg = VirtualServerGroup(name=args[0].text, file=kw.file, line=kw.line)
+    for entry in entries:
+        try:
+            vsg.entries.append(_vsg_entry(entry))
+        except _Invalid as exc:
+            p.error(entry[0], f"virtual_server_group {vsg.name}: {exc}")
+    cfg.virtual_server_groups[vsg.name] = vsg
+
+
+def _vsg_entry(entry: List[Token]) -> VirtualServerGroupEntry:
+    words = [t.text for t in entry]
+    if words[0] == "fwmark":
+        if len(words) < 2:
+            raise _Invalid("fwmark needs a number")
+        family = 6 if len(words) > 2 and words[2] == "inet6" else 4
+        return VirtualServerGroupEntry(fwmark=_parse_int(words[1], 1, 0xFFFFFFFF), family=family)
+    port = _parse_port(words[1]) if len(words) > 1 else None
+    text = words[0]
+    if "/" in text:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise _Invalid(f"'{text}' is not an address range") from None
+        return VirtualServerGroupEntry(first=net[0], last=net[-1], port=port, family=net.version)
+    if "-" in text:
+        left, _, right = text.partition("-")
+        first = _parse_ip(left)
+        if right.isdigit() and first.version == 4:
+            last: IPAddress = ipaddress.IPv4Address((int(first) & ~0xFF) | _parse_int(right, 0, 255))
+        else:
+            last = _parse_ip(right)
+        if last.version != first.version or last < first:  # type: ignore[operator]
+            raise _Invalid(f"bad range '{text}'")
+        return VirtualServerGroupEntry(first=first, last=last, port=port, family=first.version)
+    first = _parse_ip(text)
+    return VirtualServerGroupEntry(first=first, last=first, port=port, family=first.version)
+
+
+def _top_virtual_server(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> VirtualServer:
+    vs = VirtualServer(file=kw.file, line=kw.line)
+    cfg.virtual_servers.append(vs)
+    words = [a.text for a in args]
+    try:
+        if not words:
+            raise _Invalid("needs 'IP PORT', 'fwmark N' or 'group NAME'")
+        if words[0] == "fwmark":
+            if len(words) < 2:
+                raise _Invalid("fwmark needs a number")
+            vs.fwmark = _parse_int(words[1], 1, 0xFFFFFFFF)
+        elif words[0] == "group":
+            if len(words) < 2:
+                raise _Invalid("group needs a name")
+            vs.group = words[1]
+        else:
+            vs.address = _parse_ip(words[0])
+            if len(words) > 1:
+                vs.port = _parse_port(words[1])
+            else:
+                vs.port = 0
+    except _Invalid as exc:
+        p.error(kw, f"virtual_server: {exc}")
+    return vs
+
+
+for _name, _handler, _sub in (
+    ("global_defs", _top_global, "global_defs"),
+    ("vrrp_instance", _top_instance, "vrrp_instance"),
+    ("vrrp_script", _top_script, "vrrp_script"),
+    ("vrrp_sync_group", _top_sync_group, "vrrp_sync_group"),
+    ("track_file", _top_track_file, "track_file"),
+    ("vrrp_track_file", _top_track_file, "track_file"),
+    ("vrrp_track_process", _top_track_process, "vrrp_track_process"),
+    ("virtual_server", _top_virtual_server, "virtual_server"),
+):
+    _kw("top", _name, _handler, (0, 1) if _name != "global_defs" else (0, 0), _sub)
+KEYWORDS["top"]["virtual_server"].nargs = (0, 2)
+_kw("top", "virtual_server_group", _top_vs_group, (1, 1),
+    ValueBlock({"fwmark": 2}, starts_entry=lambda t: not t.isdigit() and t not in ("inet", "inet6")))
+_accept_only("top", "static_ipaddress static_routes static_rules linkbeat_interfaces interface_up_down_delays "
+             "garp_group bfd_instance SSL track_group", (0, 1), "skip")
+_accept_only("top", "net_namespace net_namespace_ipvs namespace_with_ipsets instance use_pid_dir child_wait_time")
+
+# -- global_defs ---------------------------------------------------------------------------------
+
+
+def _g_email(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    g.notification_email.extend(t.text for e in entries for t in e)
+
+
+def _g_smtp_server(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.smtp_server = args[0].text
+    if len(args) > 1:
+        g.smtp_port = _parse_port(args[1].text)
+
+
+def _g_smtp_connect_timeout(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.smtp_connect_timeout = float(_parse_int(args[0].text, 0, 4294) or 1)
+
+
+def _g_garp_interval(attr: str) -> Handler:
+    def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+        value = p.time_value(kw, args[0], 0.0, 4294.967295)
+        if value == 0:
+            p.warning(kw, f"{kw.text} 0: keepalived 2.2 rejects 0; read as no delay", f"remove the '{kw.text}' line")
+        setattr(g, attr, value)
+    return handler
+
+
+def _g_mcast(attr: str, version: int) -> Handler:
+    def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+        addr = _parse_ip(args[0].text)
+        if addr.version != version or not addr.is_multicast:
+            raise _Invalid(f"'{args[0].text}' is not an IPv{version} multicast address")
+        setattr(g, attr, addr)
+    return handler
+
+
+def _g_iptables(attr: str) -> Handler:
+    def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+        setattr(g, attr, True)
+        if args:
+            g.other[kw.text] = [a.text for a in args]
+    return handler
+
+
+def _g_script_user(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.script_user = args[0].text
+    g.script_group = args[1].text if len(args) > 1 else None
+
+
+def _g_lvs_timeouts(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    words = [a.text for a in args]
+    if len(words) % 2:
+        raise _Invalid("expects pairs: tcp|tcpfin|udp SECONDS")
+    for name, value in zip(words[::2], words[1::2]):
+        if name not in ("tcp", "tcpfin", "udp"):
+            raise _Invalid(f"unknown protocol '{name}' (tcp, tcpfin or udp)")
+        g.lvs_timeouts[name] = _parse_int(value, 0, 86400 * 31)
+
+
+def _g_version(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+    value = _parse_int(args[0].text, 2, 3)
+    if isinstance(obj, GlobalDefs):
+        obj.vrrp_version = value
+    else:
+        obj.version = value
+
+
+_G = "global_defs"
+_kw(_G, "notification_email", _g_email, (0, 0), ValueBlock())
+_kw(_G, "notification_email_from", _h_str("notification_email_from"))
+_kw(_G, "smtp_server", _g_smtp_server, (1, 2), accept=_is_number)
+_kw(_G, "smtp_helo_name", _h_str("smtp_helo_name"))
+_kw(_G, "smtp_connect_timeout", _g_smtp_connect_timeout)
+_kw(_G, "router_id", _h_str("router_id"))
+for _name in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
+    _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_lower_prio_no_advert",
+              "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src", "v3_checksum_as_v2",
+              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop"):
+    _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_kw(_G, "lvs_flush_on_stop", _h_flag("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS" or _is_bool_word(t))
+_kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
+_kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
+_kw(_G, "vrrp_gna_interval", _g_garp_interval("vrrp_gna_interval"))
+_kw(_G, "vrrp_mcast_group4", _g_mcast("vrrp_mcast_group4", 4))
+_kw(_G, "vrrp_mcast_group6", _g_mcast("vrrp_mcast_group6", 6))
+_kw(_G, "vrrp_version", _g_version)
+_kw(_G, "vrrp_garp_master_delay", _h_time("vrrp_garp_master_delay", 0, 255))
+_kw(_G, "vrrp_garp_master_repeat", _h_int("vrrp_garp_master_repeat", 0, 255))
+_kw(_G, "vrrp_garp_master_refresh", _h_time("vrrp_garp_master_refresh", 0, 4294))
+_kw(_G, "vrrp_garp_master_refresh_repeat", _h_int("vrrp_garp_master_refresh_repeat", 0, 255))
+_kw(_G, "vrrp_garp_lower_prio_delay", _h_time("vrrp_garp_lower_prio_delay", 0, 255))
+_kw(_G, "vrrp_garp_lower_prio_repeat", _h_int("vrrp_garp_lower_prio_repeat", 0, 255))
+_kw(_G, "vrrp_startup_delay", _h_time("vrrp_startup_delay", 0, 3600))
+_kw(_G, "script_user", _g_script_user, (1, 2), accept=_not_keyword_of(_G))
+_kw(_G, "notify_fifo", _h_str("notify_fifo"), (1, 3))
+_kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
+_kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
+_kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
+_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
+             "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
+             "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
+             "fifo_write_vrrp_states_on_reload lvs_sync_daemon default_interface dynamic_interfaces "
+             "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
+             "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
+             "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
+             "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
+             "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
+             "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
+             "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
+             "reload_time_file reload_repeat reload_file include_check data_use_instance state_dump_file "
+             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix log_unknown_vrids "
+             "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
+             "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
+             "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
+             "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
+             "vrrp_startup_delay_log instance net_namespace local_name disable_local_igmp "
+             "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
+             "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
+             "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
+             "vrrp_garp_interval_random")
+
+# -- vrrp_instance ---------------------------------------------------------------------------------
+
+
+def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    text = args[0].text
+    if text.upper() in ("MASTER", "BACKUP"):
+        if text != text.upper():
+            p.warning(args[0], f"state '{text}': keepalived needs upper case", f"write 'state {text.upper()}'")
+        inst.state = State(text.upper())
+    else:
+        raise _Invalid(f"'{text}' is not MASTER or BACKUP")
+
+
+def _i_advert_int(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    inst.advert_int = p.time_value(kw, args[0], 0.01, 255.0)
+
+
+def _i_auth(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> VrrpInstance:
+    return inst
+
+
+def _a_type(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    text = args[0].text.upper()
+    if text not in ("PASS", "AH"):
+        raise _Invalid(f"'{args[0].text}' is not PASS or AH")
+    inst.auth_type = AuthType[text]
+
+
+def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    raw = args[0].text.encode("utf-8")
+    if len(raw) > 8:
+        used = raw[:8].decode("utf-8", "replace")
+        p.warning(args[0], f"auth_pass '{args[0].text}' is longer than 8 characters; only '{used}' is used",
+                  "keepalived truncates it too; write the 8 characters")
+    inst.auth_pass = raw[:8]
+
+
+def _i_vips(attr: str) -> Handler:
+    def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+        getattr(inst, attr).extend(_vip_entries(p, entries))
+    return handler
+
+
+def _i_track(attr: str, lo: int = -253, hi: int = 253) -> Handler:
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+        getattr(obj, attr).extend(_track_refs(p, entries, lo, hi))
+    return handler
+
+
+def _i_unicast_peer(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    for entry in entries:
+        try:
+            peer = UnicastPeer(address=_parse_ip(entry[0].text))
+            words = [t.text for t in entry[1:]]
+            for name, value in zip(words[::2], words[1::2]):
+                setattr(peer, name, _parse_int(value, 0, 255))
+            inst.unicast_peer.append(peer)
+        except _Invalid as exc:
+            p.error(entry[0], f"unicast_peer: {exc}")
+
+
+def _i_use_vmac(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    inst.use_vmac = True
+    if args and ":" not in args[0].text:
+        inst.vmac_name = args[0].text
+
+
+def _i_accept(value: bool) -> Handler:
+    def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+        inst.accept = value
+    return handler
+
+
+_I = "vrrp_instance"
+_kw(_I, "state", _i_state)
+_kw(_I, "interface", _h_str("interface"))
+_kw(_I, "virtual_router_id", _h_int("virtual_router_id", 1, 255))
+_kw(_I, "priority", _h_int("priority", 1, 255))
+_kw(_I, "advert_int", _i_advert_int)
+_kw(_I, "version", _g_version)
+_kw(_I, "authentication", _i_auth, (0, 0), "authentication")
+_kw("authentication", "auth_type", _a_type)
+_kw("authentication", "auth_pass", _a_pass)
+_kw(_I, "virtual_ipaddress", _i_vips("virtual_ipaddress"), (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
+_kw(_I, "virtual_ipaddress_excluded", _i_vips("virtual_ipaddress_excluded"), (0, 0),
+    ValueBlock(_VIP_OPTIONS, _looks_like_address))
+_kw(_I, "track_interface", _i_track("track_interface"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "track_script", _i_track("track_script"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "track_file", _i_track("track_file", -2147483647, 2147483647), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "unicast_src_ip", _h_ip("unicast_src_ip"))
+_kw(_I, "unicast_peer", _i_unicast_peer, (0, 0), ValueBlock({"min_ttl": 1, "max_ttl": 1}, _looks_like_address))
+_kw(_I, "unicast_ttl", _h_int("unicast_ttl", 1, 255))
+_kw(_I, "mcast_src_ip", _h_ip("mcast_src_ip"))
+_kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
+_kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
+_kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
+for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted", "notify",
+              "notify_master_rx_lower_pri"):
+    _kw(_I, _name, _h_cmd(_name), (1, None))
+_kw(_I, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
+_kw(_I, "garp_master_delay", _h_time("garp_master_delay", 0, 255))
+_kw(_I, "garp_master_repeat", _h_int("garp_master_repeat", 0, 255))
+_kw(_I, "garp_master_refresh", _h_time("garp_master_refresh", 0, 4294))
+_kw(_I, "garp_master_refresh_repeat", _h_int("garp_master_refresh_repeat", 0, 255))
+_kw(_I, "garp_lower_prio_delay", _h_time("garp_lower_prio_delay", 0, 255))
+_kw(_I, "garp_lower_prio_repeat", _h_int("garp_lower_prio_repeat", 0, 255))
+_kw(_I, "use_vmac", _i_use_vmac, (0, 3), accept=_not_keyword_of(_I))
+_kw(_I, "vmac_xmit_base", _h_flag("vmac_xmit_base"), (0, 0))
+_kw(_I, "native_ipv6", _h_flag("native_ipv6"), (0, 0))
+_kw(_I, "accept", _i_accept(True), (0, 0))
+_kw(_I, "no_accept", _i_accept(False), (0, 0))
+for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "higher_prio_send_advert",
+              "v3_checksum_as_v2"):
+    _kw(_I, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
+_accept_only(_I, "virtual_routes virtual_rules", (0, 0), "skip")
+_accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
+             "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
+             "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
+             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src track_bfd")
+KEYWORDS[_I]["track_bfd"] = Keyword("track_bfd", None, (0, 0), "skip", supported=False)
+
+# -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
+
+
+def _s_user(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+    obj.user = args[0].text
+    if len(args) > 1 and hasattr(obj, "group"):
+        obj.group = args[1].text
+
+
+_S = "vrrp_script"
+_kw(_S, "script", _h_cmd("script"), (1, None))
+_kw(_S, "interval", _h_time("interval", 0, 4294, zero_to=1.0))
+_kw(_S, "timeout", _h_time("timeout", 0, 4294))
+_kw(_S, "weight", _weight_reverse(-253, 253), (1, 2), accept=lambda t: t in ("reverse", "noreverse"))
+_kw(_S, "rise", _h_int("rise", 1, 2147483647))
+_kw(_S, "fall", _h_int("fall", 1, 2147483647))
+_kw(_S, "user", _s_user, (1, 2))
+_kw(_S, "init_fail", _h_flag("init_fail"), (0, 0))
+
+
+def _tf_init(p: _Parser, tf: TrackFile, kw: Token, args: List[Token]) -> None:
+    tf.init_file = 0
+    for a in args:
+        if a.text == "overwrite":
+            tf.init_file_overwrite = True
+        else:
+            tf.init_file = _parse_int(a.text.lstrip("-") and a.text, -2147483647, 2147483647)
+
+
+_kw("track_file", "file", _h_str("path"))
+_kw("track_file", "weight", _weight_reverse(-2147483647, 2147483647), (1, 2), accept=lambda t: t == "reverse")
+_kw("track_file", "init_file", _tf_init, (0, 2))
+
+_P = "vrrp_track_process"
+_kw(_P, "process", _h_words("process"), (1, None))
+_kw(_P, "param_match", _h_str("param_match"))
+_kw(_P, "weight", _weight_reverse(-254, 254), (1, 2), accept=lambda t: t == "reverse")
+_kw(_P, "quorum", _h_int("quorum", 1, 65535))
+_kw(_P, "delay", _h_time("delay", 0, 3600))
+_kw(_P, "full_command", _h_flag("full_command"), (0, 0))
+_accept_only(_P, "quorum_max fork_delay terminate_delay")
+
+# -- vrrp_sync_group ---------------------------------------------------------------------------------
+
+
+def _sg_group(p: _Parser, sg: SyncGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    for entry in entries:
+        for t in entry:
+            sg.group.append(t.text)
+            p.member_lines[(id(sg), t.text)] = t
+
+
+_SG = "vrrp_sync_group"
+_kw(_SG, "group", _sg_group, (0, 0), ValueBlock())
+_kw(_SG, "track_interface", _i_track("track_interface"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_SG, "track_script", _i_track("track_script"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_SG, "track_file", _i_track("track_file", -2147483647, 2147483647), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlock(_TRACK_OPTIONS))
+for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
+    _kw(_SG, _name, _h_cmd(_name), (1, None))
+_kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
+_accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
+KEYWORDS[_SG]["track_bfd"] = Keyword("track_bfd", None, (0, 0), "skip", supported=False)
+
+# -- virtual_server, real_server and checkers --------------------------------------------------------
+
+
+def _lb_kind(text: str) -> LbKind:
+    try:
+        return LbKind[text.upper()]
+    except KeyError:
+        raise _Invalid(f"'{text}' is not NAT, DR or TUN") from None
+
+
+def _v_lb_kind(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+    obj.lb_kind = _lb_kind(args[0].text)
+    if isinstance(obj, VirtualServer):
+        words = [a.text for a in args[1:]]
+        k = 0
+        while k < len(words):
+            if words[k] == "type" and k + 1 < len(words):
+                obj.tunnel_type = words[k + 1]
+                k += 2
+            elif words[k] == "port" and k + 1 < len(words):
+                obj.tunnel_port = _parse_port(words[k + 1])
+                k += 2
+            elif words[k] in ("nocsum", "csum", "remcsum"):
+                obj.tunnel_csum = words[k]
+                k += 1
+            else:
+                raise _Invalid(f"unexpected '{words[k]}' after {args[0].text}")
+
+
+_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos")
+
+
+def _v_sched(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if args[0].text not in _SCHEDULERS:
+        close = difflib.get_close_matches(args[0].text, _SCHEDULERS, n=1)
+        p.warning(args[0], f"unknown scheduler '{args[0].text}'", f"did you mean '{close[0]}'?" if close else
+                  "one of " + " ".join(_SCHEDULERS))
+    vs.lb_algo = args[0].text
+
+
+def _v_persistence(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    vs.persistence_timeout = _parse_int(args[0].text, 1, 2678400) if args else 360
+
+
+def _v_protocol(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    text = args[0].text.upper()
+    if text not in ("TCP", "UDP", "SCTP"):
+        raise _Invalid(f"'{args[0].text}' is not TCP, UDP or SCTP")
+    vs.protocol = text
+
+
+def _v_sorry(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    vs.sorry_server = (_parse_ip(args[0].text), _parse_port(args[1].text) if len(args) > 1 else None)
+
+
+def _v_sched_flag(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if kw.text not in vs.sched_flags:
+        vs.sched_flags.append(kw.text)
+
+
+def _v_ip_family(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if args[0].text not in ("inet", "inet6"):
+        raise _Invalid(f"'{args[0].text}' is not inet or inet6")
+    vs.ip_family = 6 if args[0].text == "inet6" else 4
+
+
+def _v_real_server(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> Optional[RealServer]:
+    try:
+        rs = RealServer(address=_parse_ip(args[0].text), line=kw.line)
+    except _Invalid as exc:
+        p.error(kw, f"real_server: {exc}")
+        return None
+    if len(args) > 1:
+        rs.port = _parse_port(args[1].text)
+    vs.real_servers.append(rs)
+    return rs
+
+
+def _v_sorry_method(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    vs.sorry_server_lvs_method = _lb_kind(args[0].text)
+
+
+_V = "virtual_server"
+_kw(_V, "delay_loop", _h_time("delay_loop", 0.001, 86400))
+for _name in ("lb_algo", "lvs_sched"):
+    _kw(_V, _name, _v_sched)
+for _name in ("lb_kind", "lvs_method"):
+    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in ("type", "port", "nocsum", "csum", "remcsum", "ipip",
+                                                               "gue", "gre") or t.isdigit())
+_kw(_V, "persistence_timeout", _v_persistence, (0, 1), accept=_is_number)
+_kw(_V, "persistence_granularity", _h_ip("persistence_granularity"))
+_kw(_V, "persistence_engine", _h_str("persistence_engine"))
+_kw(_V, "protocol", _v_protocol)
+_kw(_V, "sorry_server", _v_sorry, (1, 2), accept=_is_number)
+_kw(_V, "sorry_server_inhibit", _h_flag("sorry_server_inhibit"), (0, 1), accept=_is_bool_word)
+_kw(_V, "sorry_server_lvs_method", _v_sorry_method)
+_kw(_V, "quorum", _h_int("quorum", 0, 2147483647))
+_kw(_V, "hysteresis", _h_int("hysteresis", 0, 2147483647))
+_kw(_V, "quorum_up", _h_cmd("quorum_up"), (1, None))
+_kw(_V, "quorum_down", _h_cmd("quorum_down"), (1, None))
+for _name in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "hashed", "smtp_alert"):
+    _kw(_V, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+for _name in ("flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback"):
+    _kw(_V, _name, _v_sched_flag, (0, 0))
+_kw(_V, "ip_family", _v_ip_family)
+_kw(_V, "virtualhost", _h_str("virtualhost"))
+_kw(_V, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
+_kw(_V, "retry", _h_int("retry", 0, 2147483647))
+_kw(_V, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
+_kw(_V, "warmup", _h_time("warmup", 0, 86400))
+_kw(_V, "real_server", _v_real_server, (1, 2), "real_server")
+_accept_only(_V, "snmp_name weight")
+
+_R = "real_server"
+_kw(_R, "weight", _h_int("weight", 0, 2147483647))
+for _name in ("lb_kind", "lvs_method"):
+    _kw(_R, _name, _v_lb_kind)
+_kw(_R, "notify_up", _h_cmd("notify_up"), (1, None))
+_kw(_R, "notify_down", _h_cmd("notify_down"), (1, None))
+_kw(_R, "uthreshold", _h_int("uthreshold", 0, 2147483647))
+_kw(_R, "lthreshold", _h_int("lthreshold", 0, 2147483647))
+for _name in ("inhibit_on_failure", "alpha", "smtp_alert"):
+    _kw(_R, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_kw(_R, "virtualhost", _h_str("virtualhost"))
+_kw(_R, "retry", _h_int("retry", 0, 2147483647))
+_kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
+_kw(_R, "warmup", _h_time("warmup", 0, 86400))
+_kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
+_kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
+_accept_only(_R, "BFD_CHECK UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
+_accept_only(_R, "tun_type tun_port")
+
+
+def _checker(kind: str) -> Handler:
+    def handler(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> Checker:
+        chk = Checker(kind=kind, line=kw.line)
+        rs.checkers.append(chk)
+        return chk
+    return handler
+
+
+def _c_nb_get_retry(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    p.warning(kw, "nb_get_retry is deprecated", "write 'retry'")
+    chk.retry = _parse_int(args[0].text, 0, 2147483647)
+
+
+def _c_url(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> UrlCheck:
+    url = UrlCheck()
+    chk.urls.append(url)
+    return url
+
+
+def _u_status(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    for a in args:
+        for part in a.text.split(","):
+            lo_text, _, hi_text = part.partition("-")
+            lo = _parse_int(lo_text, 100, 599)
+            url.status_code.append((lo, _parse_int(hi_text, lo, 599) if hi_text else lo))
+
+
+def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    text = args[0].text.lower()
+    if not re.fullmatch(r"[0-9a-f]{32}", text):
+        raise _Invalid(f"'{args[0].text}' is not an MD5 digest (32 hex digits)")
+    url.digest = text
+
+
+def _c_dns_type(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    text = args[0].text.upper()
+    if text not in ("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"):
+        raise _Invalid(f"unknown DNS type '{args[0].text}'")
+    chk.dns_type = text
+
+
+_kw(_R, "HTTP_GET", _checker("HTTP_GET"), (0, 0), "HTTP_GET")
+_kw(_R, "SSL_GET", _checker("SSL_GET"), (0, 0), "HTTP_GET")
+_kw(_R, "TCP_CHECK", _checker("TCP_CHECK"), (0, 0), "TCP_CHECK")
+_kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
+_kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
+_kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
+for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
+    _kw(_blk, "connect_ip", _h_ip("connect_ip"))
+    _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
+    _kw(_blk, "bindto", _h_ip("bindto"))
+    _kw(_blk, "bind_port", _h_int("bind_port", 0, 65535))
+    _kw(_blk, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
+    _kw(_blk, "retry", _h_int("retry", 0, 2147483647))
+    _kw(_blk, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
+    _kw(_blk, "delay_loop", _h_time("delay_loop", 0.001, 86400))
+    _kw(_blk, "warmup", _h_time("warmup", 0, 86400))
+    _kw(_blk, "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
+    _kw(_blk, "log_all_failures", _h_flag("log_all_failures"), (0, 1), accept=_is_bool_word)
+    _accept_only(_blk, "bind_if fwmark")
+_kw("HTTP_GET", "nb_get_retry", _c_nb_get_retry)
+_kw("HTTP_GET", "url", _c_url, (0, 0), "url")
+_kw("HTTP_GET", "http_protocol", _h_str("http_protocol"))
+_kw("HTTP_GET", "virtualhost", _h_str("virtualhost"))
+_kw("HTTP_GET", "enable_sni", _h_flag("enable_sni"), (0, 1), accept=_is_bool_word)
+_kw("HTTP_GET", "sni_name", _h_str("sni_name"))
+_accept_only("HTTP_GET", "fast_recovery tls_compliant")
+_kw("url", "path", _h_str("path"))
+_kw("url", "digest", _u_digest)
+_kw("url", "status_code", _u_status, (1, None), accept=lambda t: t[:1].isdigit())
+_kw("url", "virtualhost", _h_str("virtualhost"))
+_accept_only("url", "regex regex_no_match regex_options regex_min_offset regex_max_offset regex_stack")
+_kw("MISC_CHECK", "misc_path", _h_cmd("misc_path"), (1, None))
+_kw("MISC_CHECK", "misc_timeout", _h_time("misc_timeout", 0.001, 86400))
+_kw("MISC_CHECK", "misc_dynamic", _h_flag("misc_dynamic"), (0, 1), accept=_is_bool_word)
+_kw("MISC_CHECK", "user", _s_user, (1, 2))
+_kw("SMTP_CHECK", "helo_name", _h_str("helo_name"))
+_accept_only("SMTP_CHECK", "host", (0, 0), "skip")
+_kw("DNS_CHECK", "type", _c_dns_type)
+_kw("DNS_CHECK", "name", _h_str("dns_name"))
+
+BLOCK_TITLES.update({"top": "the top level", "HTTP_GET": "HTTP_GET/SSL_GET", "url": "url (HTTP_GET/SSL_GET)"})
+_TOP_BLOCKS = frozenset(k for k, v in KEYWORDS["top"].items() if v.block is not None)
+_KEYWORD_HOMES: Dict[str, List[str]] = {}
+for _blk, _spec in KEYWORDS.items():
+    for _name in _spec:
+        _KEYWORD_HOMES.setdefault(_name, []).append(_blk)
+
+
+# --------------------------------------------------------------------------------------------
+# 3.6 Validation: the whole configuration at once, every problem reported
+# --------------------------------------------------------------------------------------------
+
+
+def effective_version(inst: VrrpInstance, g: GlobalDefs) -> int:
+    """The VRRP version an instance runs: its own `version`, else global `vrrp_version`."""
+    return inst.version if inst.version is not None else g.vrrp_version
+
+
+def advert_interval(inst: VrrpInstance, g: GlobalDefs) -> float:
+    """advert_int as it goes on the wire: whole seconds (1..255) in v2, centiseconds in v3."""
+    if effective_version(inst, g) == 2:
+        return float(min(255, max(1, int(inst.advert_int + 0.5))))
+    return min(40.95, max(0.01, round(inst.advert_int * 100) / 100))
+
+
+def vrrp_timers(inst: VrrpInstance, g: GlobalDefs) -> Tuple[float, float, float]:
+    """(advert interval, skew time, master-down interval) in seconds, as RFC 3768/5798 define them."""
+    adv = advert_interval(inst, g)
+    prio = inst.priority
+    if effective_version(inst, g) == 2:
+        skew = (256 - prio) / 256.0
+    else:
+        skew = (256 - prio) * adv / 256.0
+    return adv, skew, 3 * adv + skew
+
+
+def _strict(inst: VrrpInstance, g: GlobalDefs) -> bool:
+    return inst.strict_mode if inst.strict_mode is not None else g.vrrp_strict
+
+
+def _host_interfaces() -> Optional[set]:
+    try:
+        return {name for _, name in socket.if_nameindex()}
+    except OSError:
+        return None
+
+
+def _validate(p: _Parser, check_interfaces: bool) -> None:
+    """Cross-checks that need the whole configuration (names, duplicates, strict mode)."""
+    cfg = p.config
+    g = cfg.global_defs
+    diags = p.diags
+
+    def err(file: str, line: int, message: str, hint: str = "") -> None:
+        diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
+
+    def warn(file: str, line: int, message: str, hint: str = "") -> None:
+        diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
+
+    def line_of(obj: Any, keyword: str, default: int) -> int:
+        tok = p.where(obj, keyword)
+        return tok.line if tok is not None else default
+
+    interfaces = _host_interfaces()
+    names: Dict[str, VrrpInstance] = {}
+    vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
+    for inst in cfg.vrrp_instances:
+        f, ln = inst.file, inst.line
+        label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
+        if not inst.name:
+            err(f, ln, "vrrp_instance has no name", "vrrp_instance NAME { ... }")
+        elif inst.name in names:
+            err(f, ln, f"duplicate vrrp_instance name '{inst.name}'", f"first defined at line {names[inst.name].line}")
+        else:
+            names[inst.name] = inst
+        if inst.interface is None and inst.unicast_src_ip is None:
+            err(f, ln, f"{label}: no 'interface'", "interface IFNAME")
+        elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
+            (err if check_interfaces else warn)(f, line_of(inst, "interface", ln),
+                                                f"{label}: interface '{inst.interface}' does not exist on this host")
+        if inst.virtual_router_id == 0 and p.where(inst, "virtual_router_id") is None:
+            err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
+        version = effective_version(inst, g)
+        ln_adv = line_of(inst, "advert_int", ln)
+        if version == 2 and inst.advert_int != int(inst.advert_int):
+            warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} must be whole seconds in VRRPv2; "
+                 f"using {advert_interval(inst, g):g}", "use 'version 3' for sub-second adverts")
+        elif version == 3 and inst.advert_int > 40.95:
+            err(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} exceeds the VRRPv3 maximum of 40.95 s")
+        elif version == 3 and round(inst.advert_int * 100) != inst.advert_int * 100:
+            warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} rounded to {advert_interval(inst, g):g} "
+                 "(VRRPv3 counts centiseconds)")
+        has_auth = p.where(inst, "auth_type") is not None or p.where(inst, "auth_pass") is not None
+        ln_auth = line_of(inst, "authentication", ln)
+        if has_auth and version == 3:
+            err(f, ln_auth, f"{label}: VRRPv3 has no authentication", "remove the authentication block")
+        if inst.auth_type == AuthType.PASS and not inst.auth_pass:
+            err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
+        families = {v.address.version for v in inst.virtual_ipaddress}
+        if len(families) > 1:
+            err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
+                "use one instance per address family")
+        if _strict(inst, g):
+            why = "vrrp_strict" if inst.strict_mode is None else "strict_mode"
+            if inst.unicast_peer:
+                err(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer is not allowed with {why}",
+                    "remove vrrp_strict for unicast")
+            if not inst.virtual_ipaddress:
+                err(f, ln, f"{label}: {why} needs at least one virtual_ipaddress")
+            if version == 2 and 6 in families:
+                err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
+                    "add 'version 3'")
+            if has_auth and version == 2:
+                warn(f, ln_auth, f"{label}: {why} does not support authentication; it is ignored (as keepalived does)",
+                     "remove the authentication block")
+                inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+        if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
+            warn(f, line_of(inst, "nopreempt", ln), f"{label}: nopreempt is ignored with state MASTER or priority 255",
+                 "set 'state BACKUP' on every node")
+        if inst.auth_type == AuthType.AH and 6 in families:
+            err(f, ln_auth, f"{label}: auth_type AH is IPv4-only")
+        for ref in inst.track_script:
+            if ref.name not in cfg.vrrp_scripts:
+                close = difflib.get_close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
+                err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
+                    f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
+        for ref in inst.track_file:
+            if ref.name not in cfg.track_files:
+                err(f, ref.line, f"{label}: track_file '{ref.name}' names no track_file block")
+        for ref in inst.track_process:
+            if ref.name not in cfg.track_processes:
+                err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
+        if inst.interface is not None and inst.virtual_router_id:
+            key = (inst.interface, inst.virtual_router_id, inst.family)
+            other = vrids.get(key)
+            if other is not None and not (inst.unicast_peer and other.unicast_peer):
+                err(f, line_of(inst, "virtual_router_id", ln),
+                    f"{label}: virtual_router_id {inst.virtual_router_id} on {inst.interface} is already used by "
+                    f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
+            else:
+                vrids[key] = inst
+    seen_groups: Dict[str, SyncGroup] = {}
+    member_of: Dict[str, str] = {}
+    for sg in cfg.sync_groups:
+        if not sg.name:
+            err(sg.file, sg.line, "vrrp_sync_group has no name")
+        elif sg.name in seen_groups:
+            err(sg.file, sg.line, f"duplicate vrrp_sync_group name '{sg.name}'")
+        seen_groups[sg.name] = sg
+        if not sg.group:
+            err(sg.file, sg.line, f"vrrp_sync_group {sg.name}: no 'group {{ ... }}' of instances")
+        elif len(sg.group) == 1:
+            warn(sg.file, sg.line, f"vrrp_sync_group {sg.name} has only one member")
+        for member in sg.group:
+            tok = p.member_lines.get((id(sg), member))
+            ln = tok.line if tok is not None else sg.line
+            inst = names.get(member)
+            if inst is None:
+                close = difflib.get_close_matches(member, list(names), n=1)
+                err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
+                    f"did you mean '{close[0]}'?" if close else "")
+            elif member in member_of:
+                err(sg.file, ln, f"vrrp_instance {member} is already in vrrp_sync_group {member_of[member]}")
+            else:
+                member_of[member] = sg.name
+                inst.sync_group = sg.name
+        for ref in sg.track_script:
+            if ref.name not in cfg.vrrp_scripts:
+                err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' names no vrrp_script")
+    for script in cfg.vrrp_scripts.values():
+        if script.script is None:
+            err(script.file, script.line, f"vrrp_script {script.name} has no 'script'", 'script "/path/to/check args"')
+    for vs in cfg.virtual_servers:
+        if vs.group is not None and vs.group not in cfg.virtual_server_groups:
+            err(vs.file, vs.line, f"virtual_server group '{vs.group}' names no virtual_server_group")
+        if not vs.real_servers:
+            warn(vs.file, vs.line, "virtual_server has no real_server", "keepalived ignores it too")
+        for rs in vs.real_servers:
+            if rs.port is None and vs.port and vs.fwmark is None:
+                rs.port = vs.port
+
+
+def _sort_diagnostics(diags: List[Diagnostic], files: List[str]) -> List[Diagnostic]:
+    order = {f: i for i, f in enumerate(files)}
+    return sorted(diags, key=lambda d: (order.get(d.file, len(order)), d.file, d.line))
+
+
+# --------------------------------------------------------------------------------------------
+# 3.7 Public entry points
+# --------------------------------------------------------------------------------------------
+
+
+def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> Tuple[Config, List[Diagnostic]]:
+    parser = _Parser(lexer.tokens, diags)
+    try:
+        config = parser.parse()
+        _validate(parser, check_interfaces)
+    except RecursionError:
+        config = parser.config
+        diags.append(Diagnostic(lexer.files[0] if lexer.files else "<string>", 0, Severity.ERROR,
+                                "configuration nested too deeply"))
+    config.files = list(lexer.files)
+    return config, _sort_diagnostics(diags, lexer.files)
+
+
+def parse_config_text(text: str, filename: str = "<string>", *,
+                      check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
+    """Parse configuration text; returns the model and every problem found (never raises for bad input)."""
+    diags: List[Diagnostic] = []
+    lexer = _Lexer(diags)
+    lexer.stack.append(os.path.realpath(filename) if not filename.startswith("<") else filename)
+    lexer.lex_text(text, filename)
+    return _finish(lexer, diags, check_interfaces)
+
+
+def parse_config(path: str, *, check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
+    """Parse the file at `path` with its includes; an unreadable file is an ERROR diagnostic."""
+    diags: List[Diagnostic] = []
+    lexer = _Lexer(diags)
+    lexer.read_file(path)
+    if not lexer.files:
+        lexer.files.append(path)
+    return _finish(lexer, diags, check_interfaces)
+
+
+def load_config(path: str, *, check_interfaces: bool = True) -> Config:
+    """Parse and validate for the daemon: raises ConfigError if any ERROR; logs the warnings."""
+    config, diags = parse_config(path, check_interfaces=check_interfaces)
+    errors = [d for d in diags if d.severity is Severity.ERROR]
+    if errors:
+        raise ConfigError(diags)
+    for d in diags:
+        log.warning(str(d))
+    return config
+
+
+def default_config_path() -> str:
+    """/etc/vrrpd/vrrpd.conf, or /etc/keepalived/keepalived.conf when only that one exists."""
+    ours, theirs = "/etc/vrrpd/vrrpd.conf", "/etc/keepalived/keepalived.conf"
+    if not os.path.exists(ours) and os.path.exists(theirs):
+        return theirs
+    return ours
+
+
+def keyword_table_markdown() -> str:
+    """The keyword registry as a Markdown table (block, keyword, support) for the README."""
+    rows = ["| block | keyword | vrrpd |", "|---|---|---|"]
+    for block, spec in KEYWORDS.items():
+        title = "(top level)" if block == "top" else BLOCK_TITLES.get(block, block)
+        for name in sorted(spec, key=str.lower):
+            kw = spec[name]
+            rows.append(f"| {title} | `{name}` | {'supported' if kw.supported else 'accepted, not acted upon'} |")
+    return "\n".join(rows) + "\n"
+
+
+def config_summary(config: Config) -> List[str]:
+    """Lines describing what would run: instances with VIPs and derived timers, scripts, services."""
+    g = config.global_defs
+    out: List[str] = []
+    for inst in config.vrrp_instances:
+        adv, skew, down = vrrp_timers(inst, g)
+        peers = ", ".join(str(u.address) for u in inst.unicast_peer)
+        mode = f"unicast to {peers}" if peers else "multicast"
+        out.append(f"vrrp_instance {inst.name or '?'}: vrid {inst.virtual_router_id} on {inst.interface or '?'}, "
+                   f"VRRPv{effective_version(inst, g)}, priority {inst.priority}, start {inst.state.value}, {mode}")
+        vips = " ".join(str(v.address) + (f" dev {v.dev}" if v.dev else "") for v in inst.virtual_ipaddress)
+        out.append(f"    VIPs: {vips or '(none)'}")
+        out.append(f"    advert interval {adv:g} s, skew time {skew:.3f} s, master down interval {down:.3f} s")
+        if inst.track_script:
+            out.append("    track_script: " + ", ".join(
+                r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_script))
+    for sg in config.sync_groups:
+        out.append(f"vrrp_sync_group {sg.name}: {' '.join(sg.group)}")
+    for script in config.vrrp_scripts.values():
+        cmd = script.script.raw if script.script else "?"
+        out.append(f"vrrp_script {script.name}: '{cmd}' every {script.interval:g} s, weight {script.weight}, "
+                   f"rise {script.rise}, fall {script.fall}")
+    for vs in config.virtual_servers:
+        if vs.fwmark is not None:
+            name = f"fwmark {vs.fwmark}"
+        elif vs.group is not None:
+            name = f"group {vs.group}"
+        else:
+            name = f"{vs.address}:{vs.port}"
+        out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
+                   f"{len(vs.real_servers)} real server(s)")
+    return out
 
 
 # ============================================================================================
 # 4. Wire formats: pure functions on bytes
 # ============================================================================================
 
-# (VRRP encode/decode, checksums, ARP/NA frames, netlink packing go here)
+VRRP_TYPE_ADVERTISEMENT = 1
+VRRP_AUTH_DATA_LEN = 8
+VRRP_HEADER_LEN = 8
+IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+VRRP_V2_HEADER = struct.Struct("!BBBBBBH")  # vers_type, vrid, priority, naddr, auth_type, adver_int, csum
+VRRP_V3_HEADER = struct.Struct("!BBBBHH")  # vers_type, vrid, priority, naddr, rsvd|max_adver_int, csum
+
+
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _pseudo_header4(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, length: int) -> bytes:
+    return src.packed + dst.packed + struct.pack("!BBH", 0, IPPROTO_VRRP, length)
+
+
+@dataclass
+class VrrpAdvert:
+    """One decoded VRRP ADVERTISEMENT (RFC 3768 section 5 for v2, RFC 5798 section 5.2 for v3).
+
+    `advert_int` is in seconds (v2 whole seconds, v3 centisecond resolution)."""
+
+    version: int
+    vrid: int
+    priority: int
+    addresses: List[ipaddress.IPv4Address]
+    advert_int: float
+    auth_type: int = 0
+    auth_data: bytes = b""
+    checksum: int = 0
+
+
+def encode_advert(
+    adv: VrrpAdvert,
+    src: Optional[ipaddress.IPv4Address] = None,
+    dst: Optional[ipaddress.IPv4Address] = None,
+    checksum_as_v2: bool = False,
+) -> bytes:
+    """The VRRP message bytes of adv, checksum filled in.
+
+    v3 over IPv4 sums the pseudo-header {src, dst, 0, 112, length} (RFC 5798 section 5.2.8) unless
+    checksum_as_v2 (keepalived's v3_checksum_as_v2); v2 sums the message only."""
+    addrs = b"".join(a.packed for a in adv.addresses)
+    if adv.version == 2:
+        auth = adv.auth_data[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
+        intvl = max(1, min(255, int(round(adv.advert_int))))
+        head = VRRP_V2_HEADER.pack(0x21, adv.vrid, adv.priority, len(adv.addresses), adv.auth_type, intvl, 0)
+        msg = head + addrs + auth
+        csum = inet_checksum(msg)
+    elif adv.version == 3:
+        centis = max(1, min(0xFFF, int(round(adv.advert_int * 100))))
+        msg = VRRP_V3_HEADER.pack(0x31, adv.vrid, adv.priority, len(adv.addresses), centis, 0) + addrs
+        if checksum_as_v2 or src is None or dst is None:
+            csum = inet_checksum(msg)
+        else:
+            csum = inet_checksum(_pseudo_header4(src, dst, len(msg)) + msg)
+    else:
+        raise ValueError(f"VRRP version {adv.version} not supported")
+    return msg[:6] + struct.pack("!H", csum) + msg[8:]
+
+
+def decode_advert(
+    msg: bytes,
+    src: Optional[ipaddress.IPv4Address] = None,
+    dst: Optional[ipaddress.IPv4Address] = None,
+    checksum_as_v2: bool = False,
+) -> VrrpAdvert:
+    """Decode and verify an IPv4 VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
+
+    Checks (RFC 5798 section 7.1): version, type, complete packet for the address count, checksum."""
+    if len(msg) < VRRP_HEADER_LEN:
+        raise PacketError("truncated", f"{len(msg)} bytes")
+    vers_type, vrid, priority, naddr = msg[0], msg[1], msg[2], msg[3]
+    version, ptype = vers_type >> 4, vers_type & 0x0F
+    if version not in (2, 3):
+        raise PacketError("bad_version", str(version))
+    if ptype != VRRP_TYPE_ADVERTISEMENT:
+        raise PacketError("bad_type", str(ptype))
+    expected = VRRP_HEADER_LEN + 4 * naddr + (VRRP_AUTH_DATA_LEN if version == 2 else 0)
+    if len(msg) != expected:
+        raise PacketError("bad_length", f"{len(msg)} bytes for {naddr} addresses (expected {expected})")
+    if naddr == 0 and version == 2:
+        raise PacketError("bad_length", "no address")
+    checksum = struct.unpack_from("!H", msg, 6)[0]
+    if version == 2 or checksum_as_v2 or src is None or dst is None:
+        ok = inet_checksum(msg) == 0
+    else:
+        ok = inet_checksum(_pseudo_header4(src, dst, len(msg)) + msg) == 0
+    if not ok:
+        raise PacketError("bad_checksum", f"0x{checksum:04x}")
+    addresses = [ipaddress.IPv4Address(msg[8 + 4 * i: 12 + 4 * i]) for i in range(naddr)]
+    if version == 2:
+        auth_type, intvl = msg[4], msg[5]
+        if intvl == 0:
+            raise PacketError("bad_interval", "0")
+        auth_data = msg[expected - VRRP_AUTH_DATA_LEN: expected]
+        return VrrpAdvert(2, vrid, priority, addresses, float(intvl), auth_type, auth_data, checksum)
+    centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
+    if centis == 0:
+        raise PacketError("bad_interval", "0")
+    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)
+
+
+@dataclass
+class IPv4Packet:
+    """The fields of a received IPv4 header that VRRP's receive checks need, and its payload."""
+
+    ttl: int
+    protocol: int
+    src: ipaddress.IPv4Address
+    dst: ipaddress.IPv4Address
+    payload: bytes
+
+
+def decode_ipv4(packet: bytes) -> IPv4Packet:
+    """Split a raw IPv4 datagram (as a raw socket returns it) into header fields and payload."""
+    if len(packet) < IPV4_HEADER.size:
+        raise PacketError("truncated", "short IP header")
+    ver_ihl, _tos, tot_len, _ident, _frag, ttl, proto, _csum, src, dst = IPV4_HEADER.unpack_from(packet)
+    ihl = (ver_ihl & 0x0F) * 4
+    if ver_ihl >> 4 != 4 or ihl < IPV4_HEADER.size or len(packet) < ihl:
+        raise PacketError("bad_ip_header")
+    end = min(len(packet), tot_len) if tot_len >= ihl else len(packet)
+    return IPv4Packet(ttl, proto, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), packet[ihl:end])
+
+
+def encode_ipv4(
+    src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload: bytes,
+    ttl: int = VRRP_TTL, tos: int = 0xC0, ident: int = 0, protocol: int = IPPROTO_VRRP,
+) -> bytes:
+    """An IPv4 header (no options, header checksum filled in) followed by payload, for IP_HDRINCL sockets."""
+    head = IPV4_HEADER.pack(0x45, tos, IPV4_HEADER.size + len(payload), ident, 0, ttl, protocol, 0,
+                            src.packed, dst.packed)
+    return head[:10] + struct.pack("!H", inet_checksum(head)) + head[12:] + payload
+
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_BROADCAST = b"\xff" * 6
+
+
+def garp_frame(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
+    """A gratuitous ARP: an Ethernet broadcast ARP request with sender = target = address (RFC 5227 section 3)."""
+    eth = ETH_BROADCAST + mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, 1) + mac + address.packed + b"\0" * 6 + address.packed
+    return eth + arp
+
+
+def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
+    """The Ethernet multicast address of an IPv4 group (01:00:5e + low 23 bits)."""
+    low = int(group) & 0x7FFFFF
+    return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
+
+
+# -- netlink message and attribute packing (generic; rtnetlink and generic netlink both use it) -------
+
+NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+NLA_HEADER = struct.Struct("=HH")  # len, type
+NLMSG_NOOP = 1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+NLM_F_ROOT = 0x100
+NLM_F_MATCH = 0x200
+NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH
+NLM_F_REPLACE = 0x100
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+NLA_F_NESTED = 0x8000
+NLA_TYPE_MASK = 0x3FFF
+
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST = 1, 2, 3, 4
+IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+RT_SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+
+
+def nla_align(length: int) -> int:
+    return (length + 3) & ~3
+
+
+def nlmsg_pack(msg_type: int, flags: int, seq: int, payload: bytes, pid: int = 0) -> bytes:
+    """One netlink message: header + payload, padded to 4 bytes."""
+    length = NLMSG_HEADER.size + len(payload)
+    return NLMSG_HEADER.pack(length, msg_type, flags, seq, pid) + payload + b"\0" * (nla_align(length) - length)
+
+
+def nlmsg_parse(data: bytes) -> List[Tuple[int, int, int, int, bytes]]:
+    """Split a netlink datagram into (type, flags, seq, pid, payload) tuples; raises PacketError if malformed."""
+    out = []
+    offset = 0
+    while offset + NLMSG_HEADER.size <= len(data):
+        length, msg_type, flags, seq, pid = NLMSG_HEADER.unpack_from(data, offset)
+        if length < NLMSG_HEADER.size or offset + length > len(data):
+            raise PacketError("bad_netlink", f"message length {length}")
+        out.append((msg_type, flags, seq, pid, data[offset + NLMSG_HEADER.size: offset + length]))
+        offset += nla_align(length)
+    return out
+
+
+def nlmsg_error_code(payload: bytes) -> int:
+    """The positive errno of an NLMSG_ERROR payload (0 is an ACK)."""
+    return -struct.unpack_from("=i", payload)[0]
+
+
+def nla_pack(attr_type: int, value: bytes) -> bytes:
+    """One netlink attribute (TLV), padded to 4 bytes."""
+    length = NLA_HEADER.size + len(value)
+    return NLA_HEADER.pack(length, attr_type) + value + b"\0" * (nla_align(length) - length)
+
+
+def nla_pack_str(attr_type: int, value: str) -> bytes:
+    return nla_pack(attr_type, value.encode() + b"\0")
+
+
+def nla_parse(data: bytes) -> Dict[int, bytes]:
+    """Attributes as {type: value} (flag bits masked off; the last of a repeated type wins)."""
+    return dict(nla_parse_list(data))
+
+
+def nla_parse_list(data: bytes) -> List[Tuple[int, bytes]]:
+    """Attributes in order as (type, value), for repeated or nested attributes."""
+    out = []
+    offset = 0
+    while offset + NLA_HEADER.size <= len(data):
+        length, attr_type = NLA_HEADER.unpack_from(data, offset)
+        if length < NLA_HEADER.size or offset + length > len(data):
+            raise PacketError("bad_netlink", f"attribute length {length}")
+        out.append((attr_type & NLA_TYPE_MASK, data[offset + NLA_HEADER.size: offset + length]))
+        offset += nla_align(length)
+    return out
+
+
+def nla_str(value: bytes) -> str:
+    return value.split(b"\0", 1)[0].decode(errors="replace")
+
+
+@dataclass
+class LinkInfo:
+    """What rtnetlink says about one interface."""
+
+    index: int
+    name: str
+    flags: int
+    mac: bytes = b""
+
+    @property
+    def up(self) -> bool:
+        """Administratively up with the carrier on (IFF_UP and IFF_RUNNING)."""
+        return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
+
+
+@dataclass
+class AddrInfo:
+    """One interface address as rtnetlink reports it."""
+
+    index: int
+    address: IPInterface
+    scope: int = 0
+    label: str = ""
+
+
+def parse_link(payload: bytes) -> LinkInfo:
+    """An RTM_NEWLINK/RTM_DELLINK payload."""
+    if len(payload) < IFINFOMSG.size:
+        raise PacketError("bad_netlink", "short ifinfomsg")
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
+    attrs = nla_parse(payload[IFINFOMSG.size:])
+    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""))
+
+
+def parse_addr(payload: bytes) -> Optional[AddrInfo]:
+    """An RTM_NEWADDR/RTM_DELADDR payload (IPv4 only; None for other families)."""
+    if len(payload) < IFADDRMSG.size:
+        raise PacketError("bad_netlink", "short ifaddrmsg")
+    family, prefixlen, _flags, scope, index = IFADDRMSG.unpack_from(payload)
+    if family != socket.AF_INET:
+        return None
+    attrs = nla_parse(payload[IFADDRMSG.size:])
+    raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+    if raw is None or len(raw) != 4:
+        return None
+    address = ipaddress.IPv4Interface((ipaddress.IPv4Address(raw), prefixlen))
+    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")))
+
+
+def addr_request_payload(
+    index: int, address: IPInterface, scope: str = "global", label: Optional[str] = None,
+    brd: Optional[IPAddress] = None, peer: Optional[IPAddress] = None,
+) -> bytes:
+    """The ifaddrmsg + attributes of an RTM_NEWADDR/RTM_DELADDR request for one address."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    payload = IFADDRMSG.pack(family, address.network.prefixlen, 0, RT_SCOPES.get(scope, 0), index)
+    payload += nla_pack(IFA_LOCAL, address.ip.packed)
+    payload += nla_pack(IFA_ADDRESS, (peer or address.ip).packed)
+    if brd is not None:
+        payload += nla_pack(IFA_BROADCAST, brd.packed)
+    if label:
+        payload += nla_pack_str(IFA_LABEL, label)
+    return payload
 
 
 # ============================================================================================
 # 5. VRRP state machine (sans-IO)
 # ============================================================================================
 
-# (the per-instance state machine goes here)
+@dataclass(frozen=True)
+class SendAdvert:
+    """Send one ADVERTISEMENT carrying `priority`."""
+
+    priority: int
+
+
+@dataclass(frozen=True)
+class AddVips:
+    """Put the virtual addresses on their interfaces."""
+
+
+@dataclass(frozen=True)
+class RemoveVips:
+    """Take the virtual addresses off."""
+
+
+@dataclass(frozen=True)
+class StartGarp:
+    """Became MASTER: send the gratuitous ARP bursts (garp_master_repeat now, again after garp_master_delay)."""
+
+
+@dataclass(frozen=True)
+class StopGarp:
+    """Left MASTER: cancel pending GARP bursts and refreshes."""
+
+
+@dataclass(frozen=True)
+class SendGarp:
+    """Send `repeat` gratuitous ARPs per VIP now (keepalived's garp_lower_prio_repeat)."""
+
+    repeat: int
+
+
+@dataclass(frozen=True)
+class Notify:
+    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail."""
+
+    state: State
+    priority: int
+
+
+@dataclass(frozen=True)
+class NotifyRxLowerPri:
+    """A MASTER heard an advert of lower priority (keepalived's notify_master_rx_lower_pri)."""
+
+    priority: int
+
+
+@dataclass(frozen=True)
+class Log:
+    """A log line in keepalived's words; `detail` lines show only with -D."""
+
+    message: str
+    level: int = logging.INFO
+    detail: bool = False
+
+
+Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
+
+
+class VrrpMachine:
+    """One VRRP instance's protocol state (RFC 5798 section 6, with keepalived's variations), sans-IO.
+
+    Every event method takes `now` (seconds, any monotonic clock) and returns a list of actions;
+    `next_deadline()` says when `on_timer(now)` must be called next. Nothing here reads a clock,
+    touches a socket or logs by itself."""
+
+    def __init__(
+        self,
+        name: str,
+        vrid: int,
+        priority: int,
+        advert_int: float,
+        version: int = 2,
+        primary_ip: Optional[ipaddress.IPv4Address] = None,
+        addresses: Optional[List[ipaddress.IPv4Address]] = None,
+        auth_type: AuthType = AuthType.NONE,
+        auth_pass: bytes = b"",
+        start_master: bool = False,
+        preempt: bool = True,
+        preempt_delay: float = 0.0,
+        lower_prio_no_advert: bool = False,
+        garp_lower_prio_repeat: int = 0,
+        skip_check_adv_addr: bool = False,
+    ):
+        self.name = name
+        self.vrid = vrid
+        self.priority = priority  # configured base priority
+        self.effective_priority = priority
+        self.version = version
+        # RFC 5798 section 6.1: v3 carries centiseconds; v2 whole seconds (keepalived rounds, minimum 1)
+        self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
+        self.master_adver_int = self.advert_int
+        self.primary_ip = primary_ip
+        self.addresses = list(addresses or [])
+        self.auth_type = auth_type
+        self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
+        self.start_master = start_master
+        self.preempt = preempt
+        self.preempt_delay = preempt_delay
+        self.lower_prio_no_advert = lower_prio_no_advert
+        self.garp_lower_prio_repeat = garp_lower_prio_repeat
+        self.skip_check_adv_addr = skip_check_adv_addr
+        self.state = State.INIT
+        self.fault = False
+        self.adver_timer: Optional[float] = None
+        self.master_down_timer: Optional[float] = None
+        self.preempt_delay_timer: Optional[float] = None
+        self.handover_timer: Optional[float] = None
+        self.master_ip: Optional[ipaddress.IPv4Address] = None
+        self.vips_set = False
+
+    # -- timers (RFC 5798 section 6.1, keepalived vrrp.h) ---------------------------------------
+    @property
+    def skew_time(self) -> float:
+        """Skew_Time: v2 (256 - Priority) / 256 s; v3 ((256 - Priority) * Master_Adver_Interval) / 256."""
+        if self.version == 2:
+            return (256 - self.effective_priority) / 256.0
+        return (256 - self.effective_priority) * self.master_adver_int / 256.0
+
+    @property
+    def master_down_interval(self) -> float:
+        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time."""
+        return 3 * self.master_adver_int + self.skew_time
+
+    def next_deadline(self) -> Optional[float]:
+        deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
+        return min(deadlines) if deadlines else None
+
+    @property
+    def stopped(self) -> bool:
+        """Shut down and nothing left to do (no handover pending)."""
+        return self.state == State.STOP and self.handover_timer is None
+
+    # -- events -------------------------------------------------------------------------------
+    def start(self, now: float, fault: bool = False) -> List[Action]:
+        """RFC 5798 section 6.4.1 Initialize; keepalived always passes through BACKUP (init) unless owner or faulty."""
+        self.fault = fault
+        if fault:
+            return self._enter_fault(now, init=True)
+        if self.priority == 255:
+            # the address owner goes straight to MASTER
+            return self._become_master(now)
+        self.master_adver_int = self.advert_int
+        acts = self._enter_backup(now, init=True)
+        if self.start_master:
+            # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
+            self.master_down_timer = now + self.advert_int + self.skew_time
+        return acts
+
+    def on_timer(self, now: float) -> List[Action]:
+        """Fire whatever timers are due at `now`."""
+        acts: List[Action] = []
+        if self.handover_timer is not None and now >= self.handover_timer:
+            acts += self._finish_handover("timeout")
+        if self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer:
+            # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
+            acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
+            acts += self._become_master(now)
+        elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
+            # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
+            acts.append(SendAdvert(self.effective_priority))
+            nxt = self.adver_timer + self.advert_int
+            self.adver_timer = nxt if nxt > now else now + self.advert_int
+        return acts
+
+    def check_advert(self, adv: VrrpAdvert) -> Optional[Tuple[str, str]]:
+        """The per-instance receive checks of RFC 5798 section 7.1 and keepalived; (counter, log text) to drop.
+
+        Address-list mismatches are reported with counter "addr_mismatch" but do not drop (keepalived >= 2.3.3)."""
+        if adv.version != self.version:
+            return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
+        if adv.version == 2:
+            if adv.auth_type != self.auth_type.value:
+                return "bad_auth", f"received an invalid auth type {adv.auth_type}"
+            if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
+                return "bad_auth", "received an invalid passwd"
+            if adv.advert_int != self.advert_int:
+                return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
+                                        f"rcv'd={int(adv.advert_int)}")
+        return None
+
+    def address_mismatch(self, adv: VrrpAdvert) -> bool:
+        """True when the advert's address list differs from ours (logged unless skip_check_adv_addr)."""
+        return not self.skip_check_adv_addr and sorted(adv.addresses) != sorted(self.addresses)
+
+    def on_advert(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+        """An advert that passed the receive checks arrived from `src`."""
+        if self.state == State.STOP:
+            if self.handover_timer is not None and adv.priority > 0:
+                # vrrpd extension: the new master is heard, now the VIPs can go
+                return self._finish_handover(f"new master {src}")
+            return []
+        if self.state == State.BACKUP:
+            return self._backup_rx(now, adv, src)
+        if self.state == State.MASTER:
+            return self._master_rx(now, adv, src)
+        return []  # INIT and FAULT ignore adverts
+
+    def _backup_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+        # RFC 5798 section 6.4.2, "If an ADVERTISEMENT is received"
+        if adv.priority == 0:
+            # "If the Priority in the ADVERTISEMENT is zero, then: Set the Master_Down_Timer to Skew_Time"
+            self.master_down_timer = now + self.skew_time
+            return [Log(f"({self.name}) Backup received priority 0 advertisement", detail=True)]
+        lower = adv.priority < self.effective_priority
+        if lower and self.preempt and self.preempt_delay > 0:
+            # keepalived: preempt_delay counts from the first lower-priority advert and postpones the preemption
+            if self.preempt_delay_timer is None:
+                self.preempt_delay_timer = now + self.preempt_delay
+            if now < self.preempt_delay_timer:
+                lower = False
+        if not self.preempt or not lower:
+            # "If Preempt_Mode is False, or if the Priority in the ADVERTISEMENT is greater than or equal to the
+            #  local Priority: Set Master_Adver_Interval to Adver Interval contained in the ADVERTISEMENT,
+            #  Recompute the Skew_Time, Recompute the Master_Down_Interval, Reset the Master_Down_Timer"
+            if adv.priority >= self.effective_priority:
+                self.preempt_delay_timer = None
+            if self.version == 3:
+                self.master_adver_int = adv.advert_int
+            self.master_ip = src
+            self.master_down_timer = now + self.master_down_interval
+            return []
+        # "Discard the ADVERTISEMENT": the Master_Down_Timer runs out and this router preempts
+        return [Log(f"({self.name}) received lower priority ({adv.priority}) advert from {src} - discarding",
+                    detail=True)]
+
+    def _master_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+        # RFC 5798 section 6.4.3, "If an ADVERTISEMENT is received"
+        if adv.priority == 0:
+            # "If the Priority in the ADVERTISEMENT is zero, then: Send an ADVERTISEMENT, Reset the Adver_Timer"
+            self.adver_timer = now + self.advert_int
+            return [SendAdvert(self.effective_priority)]
+        higher = adv.priority > self.effective_priority or (
+            adv.priority == self.effective_priority and self.primary_ip is not None and int(src) > int(self.primary_ip))
+        if higher:
+            # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
+            #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
+            #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
+            acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
+                                      f"{adv.priority}, ours {self.effective_priority}")]
+            if self.version == 3:
+                self.master_adver_int = adv.advert_int
+            self.master_ip = src
+            return acts + self._enter_backup(now)
+        # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
+        acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
+                    f"ours {self.effective_priority}, forcing new election"),
+                NotifyRxLowerPri(adv.priority)]
+        if not self.lower_prio_no_advert:
+            acts.append(SendAdvert(self.effective_priority))
+            self.adver_timer = now + self.advert_int
+            if self.garp_lower_prio_repeat > 0:
+                acts.append(SendGarp(self.garp_lower_prio_repeat))
+        return acts
+
+    def set_effective_priority(self, now: float, priority: int) -> List[Action]:
+        """Trackers changed the priority; the base priority 255 (address owner) never changes."""
+        if self.priority == 255:
+            priority = 255
+        else:
+            priority = max(1, min(254, priority))
+        if priority == self.effective_priority:
+            return []
+        old, self.effective_priority = self.effective_priority, priority
+        return [Log(f"({self.name}) Changing effective priority from {old} to {priority}")]
+
+    def set_fault(self, now: float, fault: bool) -> List[Action]:
+        """An interface or tracker fault appeared (True) or cleared (False)."""
+        if fault == self.fault:
+            return []
+        self.fault = fault
+        if self.state in (State.STOP, State.INIT):
+            return []
+        if fault:
+            return self._enter_fault(now)
+        # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
+        if self.priority == 255:
+            return self._become_master(now)
+        self.master_adver_int = self.advert_int
+        return self._enter_backup(now)
+
+    def shutdown(self, now: float, handover: bool = False) -> List[Action]:
+        """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
+
+        With `handover` (vrrpd's vrrp_handover_on_stop) the VIPs stay until the new master is heard, bounded
+        by the longest Skew_Time plus one advert interval."""
+        acts: List[Action] = []
+        was_master = self.state == State.MASTER
+        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
+        if was_master:
+            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
+            if handover:
+                longest_skew = 1.0 if self.version == 2 else self.advert_int
+                self.handover_timer = now + longest_skew + self.advert_int
+            else:
+                acts += self._remove_vips()
+        self.state = State.STOP
+        acts.append(Notify(State.STOP, self.effective_priority))
+        return acts
+
+    # -- transitions ---------------------------------------------------------------------------
+    def _become_master(self, now: float) -> List[Action]:
+        # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
+        self.state = State.MASTER
+        self.master_down_timer = None
+        self.preempt_delay_timer = None
+        self.adver_timer = now + self.advert_int
+        self.master_ip = self.primary_ip
+        acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE"), SendAdvert(self.effective_priority)]
+        if not self.vips_set:
+            self.vips_set = True
+            acts += [Log(f"({self.name}) setting VIPs.", detail=True), AddVips()]
+        acts += [StartGarp(), Notify(State.MASTER, self.effective_priority)]
+        return acts
+
+    def _enter_backup(self, now: float, init: bool = False) -> List[Action]:
+        was_master = self.state == State.MASTER
+        self.state = State.BACKUP
+        self.adver_timer = None
+        self.master_down_timer = now + self.master_down_interval
+        acts: List[Action] = [Log(f"({self.name}) Entering BACKUP STATE" + (" (init)" if init else ""))]
+        if was_master:
+            acts.append(StopGarp())
+        acts += self._remove_vips()
+        acts.append(Notify(State.BACKUP, self.effective_priority))
+        return acts
+
+    def _enter_fault(self, now: float, init: bool = False) -> List[Action]:
+        acts: List[Action] = []
+        if self.state == State.MASTER:
+            # keepalived sends priority 0 when a MASTER goes to FAULT
+            acts += [SendAdvert(0), StopGarp()]
+        self.state = State.FAULT
+        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
+        acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
+        acts += self._remove_vips()
+        acts.append(Notify(State.FAULT, self.effective_priority))
+        return acts
+
+    def _remove_vips(self) -> List[Action]:
+        if not self.vips_set:
+            return []
+        self.vips_set = False
+        return [Log(f"({self.name}) removing VIPs.", detail=True), RemoveVips()]
+
+    def _finish_handover(self, why: str) -> List[Action]:
+        self.handover_timer = None
+        return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
 # ============================================================================================
 # 6. Tracking and health-check decisions (sans-IO)
 # ============================================================================================
 
-# (script/file/process trackers and LVS checker decision logic go here)
+# (LVS checker decision logic goes under "6b. LVS checkers", after 6a)
+
+# --------------------------------------------------------------------------------------------
+# 6a. VRRP trackers: vrrp_script, track_file, track_process
+#     Pure decisions first (rise/fall counters, weight rules, process matching), then the
+#     Tracking class that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
+# --------------------------------------------------------------------------------------------
+
+TRACK_FILE_FAULT = -254  # a track_file contribution at or below this puts the instance in FAULT
+TRACK_FILE_MAX = 253
+
+
+class ScriptResult:
+    """The rise/fall counter of one vrrp_script (keepalived's `result`), fed one exit at a time.
+
+    `result` runs 0..rise+fall-1 and the script is good once it reaches `rise`. It starts at
+    rise-1, so one success makes it good and, as in keepalived, the first failure at start-up
+    marks it failed at once; `init_fail` starts it failed at 0. `good` is None until then."""
+
+    def __init__(self, rise: int = 1, fall: int = 1, init_fail: bool = False):
+        self.rise = max(1, rise)
+        self.fall = max(1, fall)
+        self.result = 0 if init_fail else self.rise - 1
+        self.good: Optional[bool] = False if init_fail else None
+
+    def record(self, success: bool) -> bool:
+        """Count one run of the script; return True when it changed between good and failed."""
+        if success:
+            if self.result < self.rise - 1:
+                self.result += 1
+                return False
+            self.result = self.rise + self.fall - 1
+            changed = self.good is not True
+            self.good = True
+            return changed
+        if self.result > self.rise:
+            self.result -= 1
+            return False
+        self.result = 0
+        changed = self.good is not False
+        self.good = False
+        return changed
+
+    @property
+    def state(self) -> str:
+        return {None: "INIT", True: "GOOD", False: "BAD"}[self.good]
+
+
+def tracker_effect(weight: int, reverse: bool, ok: Optional[bool]) -> Tuple[int, bool]:
+    """(priority delta, fault) of a vrrp_script or track_process in state `ok` (None: not run yet).
+
+    keepalived's rules: weight 0 means FAULT while failing (while OK with `reverse`); a positive
+    weight is added while OK, a negative one while failing; `reverse` negates the delta."""
+    if ok is None:
+        return 0, False
+    if weight == 0:
+        return 0, ok == reverse
+    if weight > 0:
+        delta = weight if ok else 0
+    else:
+        delta = weight if not ok else 0
+    return (-delta if reverse else delta), False
+
+
+def track_file_effect(weight: int, reverse: bool, value: int) -> Tuple[int, bool]:
+    """(priority delta, fault) of a track_file holding `value`.
+
+    Weight 0: a non-zero value means FAULT (a zero value with `reverse`). Otherwise the delta
+    is value x weight (negated by `reverse`), capped at 253; -254 or below means FAULT."""
+    if weight == 0:
+        return 0, (value != 0) != reverse
+    delta = value * weight * (-1 if reverse else 1)
+    if delta <= TRACK_FILE_FAULT:
+        return 0, True
+    return min(delta, TRACK_FILE_MAX), False
+
+
+def parse_track_file_value(text: str) -> Optional[int]:
+    """The number at the start of a track_file, read like C's strtol(text, NULL, 0).
+
+    No number reads as 0; a number outside the 32-bit range gives None (keepalived ignores it)."""
+    import re
+
+    match = re.match(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text)
+    if not match:
+        return 0
+    digits = match.group(2)
+    if digits[:2].lower() == "0x":
+        value = int(digits[2:], 16)
+    elif digits.startswith("0") and len(digits) > 1:
+        value = int(digits[1:], 8)
+    else:
+        value = int(digits)
+    if match.group(1) == "-":
+        value = -value
+    if not -(2**31) <= value <= 2**31:
+        return None
+    return value
+
+
+def tracker_weight(ref: TrackRef, weight: int, reverse: bool) -> Tuple[int, bool]:
+    """The weight and reverse flag that apply: the instance's override if it gives a weight."""
+    if ref.weight is not None:
+        return ref.weight, ref.reverse
+    return weight, reverse or ref.reverse
+
+
+def process_matches(tp: TrackProcess, comm: str, cmdline: List[str]) -> bool:
+    """Whether a process (its /proc comm and argv) is one that track_process `tp` counts.
+
+    Without parameters the name is compared exactly with comm (15 characters, as the kernel
+    keeps it) or, with `full_command`, with argv[0]; like `pgrep '^name$'`, not a regex. With
+    parameters argv[0] (or its base name, or comm) must be the name, and the arguments match
+    per `param_match`: exact (all of them), partial (the first n), initial (as partial, the
+    last configured one may be a prefix)."""
+    if not tp.process:
+        return False
+    name, params = tp.process[0], tp.process[1:]
+    argv0 = cmdline[0] if cmdline else ""
+    if tp.full_command:
+        if argv0 != name:
+            return False
+    elif not params:
+        return comm == name[:15]
+    elif not (comm == name[:15] or argv0 == name or os.path.basename(argv0) == name):
+        return False
+    if not params:
+        return True
+    args = cmdline[1:]
+    if tp.param_match == "partial":
+        return args[: len(params)] == params
+    if tp.param_match == "initial":
+        n = len(params)
+        return len(args) >= n and args[: n - 1] == params[: n - 1] and args[n - 1].startswith(params[-1])
+    return args == params
+
+
+class ProcessQuorum:
+    """Up/down state of one track_process from successive process counts, with `delay`.
+
+    The first count sets the state at once; later a change must persist for `delay` seconds
+    (keepalived's fork_delay/terminate_delay) before it is reported."""
+
+    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0):
+        self.quorum = quorum
+        self.quorum_max = quorum_max
+        self.delay = delay
+        self.up: Optional[bool] = None
+        self.count = 0
+        self.pending: Optional[Tuple[bool, float]] = None  # (wanted state, when it takes effect)
+
+    def update(self, count: int, now: float) -> bool:
+        """Feed a count taken at `now`; return True when the up/down state changed."""
+        self.count = count
+        want = count >= self.quorum and (self.quorum_max is None or count <= self.quorum_max)
+        if self.up is None or (want != self.up and self.delay <= 0):
+            changed = self.up != want
+            self.up = want
+            self.pending = None
+            return changed
+        if want == self.up:
+            self.pending = None
+            return False
+        if self.pending is None or self.pending[0] != want:
+            self.pending = (want, now + self.delay)
+        if now >= self.pending[1]:
+            self.up = want
+            self.pending = None
+            return True
+        return False
+
+
+def script_argv(cmd: Command) -> List[str]:
+    """The argv that runs a script: its own words, or `/bin/sh -c RAW` for shell syntax.
+
+    A script with bash's `[[ ... ]]` runs under /bin/bash when there is one: on CentOS, where
+    such configurations come from, /bin/sh is bash; under dash `[[` is "not found" and
+    `[[ -f down ]] && exit 1 || exit 0` would silently succeed."""
+    if cmd.shell:
+        if "[[" in cmd.raw and os.path.exists("/bin/bash"):
+            return ["/bin/bash", "-c", cmd.raw]
+        return ["/bin/sh", "-c", cmd.raw]
+    return list(cmd.argv)
+
+
+def find_script(argv0: str) -> Optional[str]:
+    """The executable file argv0 names (searched in PATH if it has no slash), or None."""
+    import shutil
+
+    if "/" in argv0:
+        return argv0 if os.path.isfile(argv0) and os.access(argv0, os.X_OK) else None
+    return shutil.which(argv0)
+
+
+def script_security_problem(path: str) -> Optional[str]:
+    """The first part of `path` (/, each directory, the file) that a non-root user could
+    change, or None if the path is safe to run as root (keepalived's check_security rule)."""
+    import stat
+
+    parts = os.path.abspath(path).split("/")
+    for i in range(1, len(parts) + 1):
+        part = "/".join(parts[:i]) or "/"
+        try:
+            st = os.lstat(part)
+        except OSError:
+            return part
+        shared = stat.S_ISREG(st.st_mode) or (stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_ISVTX)
+        writable = (st.st_gid != 0 and st.st_mode & stat.S_IWGRP) or st.st_mode & stat.S_IWOTH
+        if st.st_uid != 0 or (shared and writable):
+            return part
+    return None
+
+
+def default_script_user(global_defs: GlobalDefs) -> Tuple[Optional[str], Optional[str]]:
+    """The user and group scripts run as when they name none: script_user, else keepalived's
+    `keepalived_script` user if it exists, else the daemon's own user (root)."""
+    if global_defs.script_user is not None:
+        return global_defs.script_user, global_defs.script_group
+    import pwd
+
+    try:
+        pwd.getpwnam("keepalived_script")
+    except KeyError:
+        return None, None
+    return "keepalived_script", None
+
+
+def _runs_as_root(user: Optional[str]) -> bool:
+    if user is None:
+        return os.geteuid() == 0
+    return user in ("root", "0")
+
+
+def script_environment() -> Dict[str, str]:
+    """The environment for scripts: ours without IFS and LD_PRELOAD, as keepalived does."""
+    return {k: v for k, v in os.environ.items() if k not in ("IFS", "LD_PRELOAD")}
+
+
+def check_command_runnable(cmd: Command, user: Optional[str], secure: bool, what: str) -> Optional[str]:
+    """Why `cmd` must not run (not found, unsafe under enable_script_security), or None.
+
+    Unsafe permissions without enable_script_security are only logged, as keepalived does."""
+    argv = script_argv(cmd)
+    path = find_script(argv[0]) if argv else None
+    if path is None:
+        return f"script '{argv[0] if argv else cmd.raw}' not found or not executable"
+    if _runs_as_root(user):
+        real = os.path.realpath(path)
+        weak = script_security_problem(path) or (script_security_problem(real) if real != path else None)
+        if weak is not None:
+            if secure:
+                return f"unsafe permissions found for script '{path}' ({weak} is writable by non-root)"
+            if path not in _unsafe_scripts_logged:
+                _unsafe_scripts_logged.add(path)
+                log.warning("SECURITY VIOLATION - %s: unsafe permissions found for script '%s' (%s is writable by "
+                            "non-root) and enable_script_security is not set", what, path, weak)
+    return None
+
+
+_unsafe_scripts_logged: set = set()  # scripts already reported as unsafe (said once, not every run)
+
+
+class _ScriptRunner:
+    """One vrrp_script: runs it every `interval` on the loop and keeps its ScriptResult."""
+
+    def __init__(self, tracking: Tracking, script: VrrpScript):
+        self.tracking = tracking
+        self.script = script
+        self.result = ScriptResult(script.rise, script.fall, script.init_fail)
+        self.child: Optional[Child] = None
+        self.timer: Optional[Timer] = None
+        self.last_status: Optional[int] = None
+        self.problem: Optional[str] = None  # why it cannot run, logged once
+        self.runs = 0
+        gdefs = tracking.config.global_defs
+        if script.user is not None:
+            self.user, self.group = script.user, script.group
+        elif script.script is not None and script.script.user is not None:
+            self.user, self.group = script.script.user, script.script.group
+        else:
+            self.user, self.group = default_script_user(gdefs)
+
+    @property
+    def interval(self) -> float:
+        return self.script.interval if self.script.interval > 0 else 1.0
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.child is not None and self.child.returncode is None:
+            self.child.on_exit = None
+            self.child.kill()
+        self.child = None
+
+    def run(self) -> None:
+        loop = self.tracking.loop
+        self.timer = loop.call_later(self.interval, self.run)
+        name = self.script.name
+        if self.child is not None:
+            log.info("Track script %s is already running, expect idle - skipping run", name)
+            return
+        cmd = self.script.script
+        problem = "no script set" if cmd is None else check_command_runnable(
+            cmd, self.user, self.tracking.config.global_defs.enable_script_security, f"VRRP_Script({name})")
+        child = None
+        if problem is None:
+            try:
+                child = loop.spawn(script_argv(cmd), self._on_exit, timeout=self.script.timeout or self.interval,
+                                   env=script_environment(), user=self.user, group=self.group)
+            except (OSError, KeyError, ValueError) as exc:
+                problem = f"cannot run script: {exc}"
+        if problem is not None:
+            if problem != self.problem:
+                log.warning("VRRP_Script(%s) %s - counts as failure", name, problem)
+            self.problem = problem
+            self._record(False, "failed (script not run)")
+            return
+        if self.problem is not None:
+            log.info("VRRP_Script(%s) can run again", name)
+            self.problem = None
+        self.child = child
+
+    def _on_exit(self, child: Child) -> None:
+        self.child = None
+        self.runs += 1
+        name = self.script.name
+        code = child.returncode if child.returncode is not None else -1
+        if child.timed_out:
+            self._record(False, "timed_out")
+            return
+        if code >= 0 and code != self.last_status:
+            log.info("Script `%s` now returning %d", name, code)
+        self.last_status = code
+        if code == 0:
+            self._record(True, "succeeded")
+        elif code > 0:
+            self._record(False, f"failed (exited with status {code})")
+        else:
+            self._record(False, f"failed (due to signal {-code})")
+
+    def _record(self, success: bool, how: str) -> None:
+        if self.result.record(success):
+            log.info("VRRP_Script(%s) %s", self.script.name, how)
+            self.tracking._changed()
+
+
+class _FileWatch:
+    """One track_file: its last value, re-read every Tracking.file_poll_interval seconds."""
+
+    def __init__(self, track_file: TrackFile):
+        self.track_file = track_file
+        self.value = 0
+
+    def init_file(self) -> None:
+        tf = self.track_file
+        if tf.init_file is None or not tf.path:
+            return
+        if os.path.exists(tf.path) and not tf.init_file_overwrite:
+            return
+        try:
+            with open(tf.path, "w") as handle:
+                handle.write(f"{tf.init_file}\n")
+        except OSError as exc:
+            log.warning("Track_File(%s): cannot initialise %s: %s", tf.name, tf.path, exc)
+
+    def read(self) -> bool:
+        """Read the file; return True when its value changed. A missing file reads as 0."""
+        try:
+            with open(self.track_file.path, "rb") as handle:
+                text = handle.read(127).decode("ascii", "replace")
+        except OSError:
+            text = ""
+        value = parse_track_file_value(text)
+        if value is None:
+            log.info("Invalid number read from %s - ignoring", self.track_file.path)
+            return False
+        if value == self.value:
+            return False
+        self.value = value
+        return True
+
+
+def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
+    """(comm, argv) of every live process in /proc; zombies are left out; argv only if asked."""
+    found: List[Tuple[str, List[str]]] = []
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                stat_line = handle.read(512).decode("utf-8", "replace")
+            comm = stat_line[stat_line.index("(") + 1: stat_line.rindex(")")]
+            state = stat_line[stat_line.rindex(")") + 2: stat_line.rindex(")") + 3]
+            if state in ("Z", "X"):
+                continue
+            argv: List[str] = []
+            if want_cmdline:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    raw = handle.read(65536)
+                argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw else []
+        except (OSError, ValueError):
+            continue  # the process ended while we looked
+        found.append((comm, argv))
+    return found
 
 
 class Tracking:
@@ -538,24 +3358,160 @@ class Tracking:
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
                                           state, and whether a weight-0 tracker says FAULT.
       status() -> dict                    per-tracker state for dumps and --json.
-    Placeholder until the tracking work lands: nothing is tracked."""
+    Scripts run as child processes on the loop; files and /proc are polled on loop timers.
+    Only trackers that some instance or sync group refers to are run."""
+
+    file_poll_interval = 0.5
+    process_scan_interval = 1.0
 
     def __init__(self, loop: EventLoop, config: Config, on_change: Callable[[], Any]):
         self.loop = loop
         self.config = config
         self.on_change = on_change
+        self._started = False
+        self._file_timer: Optional[Timer] = None
+        self._process_timer: Optional[Timer] = None
+        used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
+        for owner in list(config.vrrp_instances) + list(config.sync_groups):
+            used["script"].update(r.name for r in owner.track_script)
+            used["file"].update(r.name for r in owner.track_file)
+            used["process"].update(r.name for r in owner.track_process)
+        self.scripts: Dict[str, _ScriptRunner] = {
+            name: _ScriptRunner(self, s) for name, s in config.vrrp_scripts.items() if name in used["script"]}
+        self.files: Dict[str, _FileWatch] = {
+            name: _FileWatch(f) for name, f in config.track_files.items() if name in used["file"]}
+        self.processes: Dict[str, ProcessQuorum] = {
+            name: ProcessQuorum(p.quorum, p.quorum_max, p.delay)
+            for name, p in config.track_processes.items() if name in used["process"]}
 
+    # -- running --------------------------------------------------------------------------
     def start(self) -> None:
-        pass
+        """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
+        self._started = True
+        for watch in self.files.values():
+            watch.init_file()
+            watch.read()
+        if self.processes:
+            self._scan(initial=True)
+        if self.files:
+            self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        for runner in self.scripts.values():
+            runner.timer = self.loop.call_later(0, runner.run)
 
     def stop(self) -> None:
-        pass
+        self._started = False
+        for runner in self.scripts.values():
+            runner.stop()
+        for timer in (self._file_timer, self._process_timer):
+            if timer is not None:
+                timer.cancel()
+        self._file_timer = self._process_timer = None
+
+    def _changed(self) -> None:
+        if self._started:
+            self.on_change()
+
+    def _poll_files(self) -> None:
+        self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        changed = False
+        for name, watch in self.files.items():
+            if watch.read():
+                log.info("Track_File(%s) %s now reads %d", name, watch.track_file.path, watch.value)
+                changed = True
+        if changed:
+            self._changed()
+
+    def _scan(self, initial: bool = False) -> None:
+        now = self.loop.time()
+        tps = {name: self.config.track_processes[name] for name in self.processes}
+        want_cmdline = any(tp.full_command or len(tp.process) > 1 for tp in tps.values())
+        procs = scan_processes(want_cmdline)
+        changed = False
+        next_due = now + self.process_scan_interval
+        for name, quorum in self.processes.items():
+            count = sum(1 for comm, argv in procs if process_matches(tps[name], comm, argv))
+            if quorum.update(count, now):
+                changed = True
+                log.info("Track_Process(%s) now %s (%d running, quorum %d)",
+                         name, "UP" if quorum.up else "DOWN", count, quorum.quorum)
+            if quorum.pending is not None:
+                next_due = min(next_due, quorum.pending[1])
+        if self._started:
+            self._process_timer = self.loop.call_at(max(next_due, now + 0.01), self._scan)
+        if changed and not initial:
+            self._changed()
+
+    # -- queries --------------------------------------------------------------------------
+    def _refs(self, inst: VrrpInstance) -> Tuple[List[TrackRef], List[TrackRef], List[TrackRef]]:
+        scripts, files, procs = list(inst.track_script), list(inst.track_file), list(inst.track_process)
+        for group in self.config.sync_groups:
+            if inst.name in group.group or inst.sync_group == group.name:
+                scripts += group.track_script
+                files += group.track_file
+                procs += group.track_process
+        return scripts, files, procs
 
     def adjustment(self, inst: VrrpInstance) -> Tuple[int, bool]:
-        return 0, False
+        """(sum of inst's tracker weights in their current state, whether one of them says FAULT).
+
+        The trackers of inst's sync group count for inst too. Unlike keepalived, which ignores
+        weighted trackers of sync-group members, their weights apply. The daemon adds the sum to
+        the base priority and clamps to 1..254 (255 never changes)."""
+        scripts, files, procs = self._refs(inst)
+        total, fault = 0, False
+        for ref in scripts:
+            runner = self.scripts.get(ref.name)
+            if runner is None:
+                continue
+            weight, reverse = tracker_weight(ref, runner.script.weight, runner.script.weight_reverse)
+            delta, down = tracker_effect(weight, reverse, runner.result.good)
+            total += delta
+            fault = fault or down
+        for ref in files:
+            watch = self.files.get(ref.name)
+            if watch is None:
+                continue
+            weight, reverse = tracker_weight(ref, watch.track_file.weight, watch.track_file.weight_reverse)
+            delta, down = track_file_effect(weight, reverse, watch.value)
+            total += delta
+            fault = fault or down
+        for ref in procs:
+            quorum = self.processes.get(ref.name)
+            if quorum is None:
+                continue
+            tp = self.config.track_processes[ref.name]
+            weight, reverse = tracker_weight(ref, tp.weight, tp.weight_reverse)
+            delta, down = tracker_effect(weight, reverse, quorum.up)
+            total += delta
+            fault = fault or down
+        return total, fault
+
+    def initialising(self, inst: VrrpInstance) -> bool:
+        """True while a weight-0 vrrp_script of inst has not reported yet (keepalived keeps
+        such an instance from becoming MASTER until then)."""
+        for ref in self._refs(inst)[0]:
+            runner = self.scripts.get(ref.name)
+            if runner is not None and runner.result.good is None:
+                weight, _ = tracker_weight(ref, runner.script.weight, runner.script.weight_reverse)
+                if weight == 0:
+                    return True
+        return False
 
     def status(self) -> Dict[str, Any]:
-        return {}
+        return {
+            "vrrp_script": {
+                name: {"state": r.result.state, "result": r.result.result, "rise": r.result.rise,
+                       "fall": r.result.fall, "weight": r.script.weight, "last_status": r.last_status,
+                       "runs": r.runs, "problem": r.problem}
+                for name, r in self.scripts.items()},
+            "track_file": {
+                name: {"path": w.track_file.path, "value": w.value, "weight": w.track_file.weight}
+                for name, w in self.files.items()},
+            "track_process": {
+                name: {"state": {None: "INIT", True: "UP", False: "DOWN"}[q.up], "count": q.count,
+                       "quorum": q.quorum, "quorum_max": q.quorum_max}
+                for name, q in self.processes.items()},
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -701,6 +3657,184 @@ def lvs_desired_dests(
 # ============================================================================================
 
 # (raw VRRP sockets, AF_PACKET, rtnetlink, generic netlink IPVS go here)
+
+# --------------------------------------------------------------------------------------------
+# 7a. rtnetlink (links, addresses, events), raw VRRP sockets, AF_PACKET gratuitous ARP
+# --------------------------------------------------------------------------------------------
+
+NETLINK_ROUTE = 0
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
+
+
+class Rtnetlink:
+    """Requests to rtnetlink: dump links and addresses, add and delete addresses.
+
+    The kernel answers these synchronously while handling sendmsg(), so a reply is already queued when
+    recv() runs; the socket timeout only guards against a kernel that never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.sock.settimeout(1.0)
+        self.seq = int(time.time()) & 0xFFFF
+
+    def request(self, msg_type: int, flags: int, payload: bytes) -> List[Tuple[int, bytes]]:
+        """Send one request and collect (type, payload) replies until ACK/DONE; raises NetlinkError."""
+        self.seq += 1
+        seq = self.seq
+        self.sock.send(nlmsg_pack(msg_type, flags | NLM_F_REQUEST, seq, payload))
+        replies: List[Tuple[int, bytes]] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            for rtype, rflags, rseq, _pid, body in nlmsg_parse(data):
+                if rseq != seq:
+                    continue
+                if rtype == NLMSG_ERROR:
+                    code = nlmsg_error_code(body)
+                    if code:
+                        raise NetlinkError(code, f"netlink request {msg_type}")
+                    return replies
+                if rtype == NLMSG_DONE:
+                    return replies
+                replies.append((rtype, body))
+                if not rflags & NLM_F_MULTI and not flags & NLM_F_ACK:
+                    return replies
+
+    def links(self) -> Dict[int, LinkInfo]:
+        replies = self.request(RTM_GETLINK, NLM_F_DUMP, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+        links = [parse_link(body) for rtype, body in replies if rtype == RTM_NEWLINK]
+        return {link.index: link for link in links}
+
+    def addresses(self) -> List[AddrInfo]:
+        replies = self.request(RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0))
+        found = [parse_addr(body) for rtype, body in replies if rtype == RTM_NEWADDR]
+        return [a for a in found if a is not None]
+
+    def add_address(self, index: int, vip: VirtualIP) -> bool:
+        """Add a VIP; False when it was there already."""
+        payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
+        try:
+            self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, payload)
+        except NetlinkError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            raise
+        return True
+
+    def del_address(self, index: int, vip: VirtualIP) -> bool:
+        """Delete a VIP; False when it was not there."""
+        payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer)
+        try:
+            self.request(RTM_DELADDR, NLM_F_ACK, payload)
+        except NetlinkError as exc:
+            if exc.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
+                return False
+            raise
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RtnetlinkMonitor:
+    """Link and IPv4 address events (RTMGRP_LINK, RTMGRP_IPV4_IFADDR) on a non-blocking socket."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
+        self.sock.setblocking(False)
+        self.overrun = False
+
+    def read(self) -> List[Tuple[int, Union[LinkInfo, AddrInfo]]]:
+        """Pending events as (RTM_* type, LinkInfo | AddrInfo); sets .overrun if the kernel dropped some."""
+        events: List[Tuple[int, Union[LinkInfo, AddrInfo]]] = []
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                return events
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self.overrun = True
+                    continue
+                raise
+            try:
+                for rtype, _flags, _seq, _pid, body in nlmsg_parse(data):
+                    if rtype in (RTM_NEWLINK, RTM_DELLINK):
+                        events.append((rtype, parse_link(body)))
+                    elif rtype in (RTM_NEWADDR, RTM_DELADDR):
+                        addr = parse_addr(body)
+                        if addr is not None:
+                            events.append((rtype, addr))
+            except PacketError:
+                continue
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class VrrpSocket:
+    """The raw IPPROTO_VRRP socket of one interface: receives every VRRP packet arriving there and sends
+    adverts with our own IPv4 header (IP_HDRINCL: source, TTL 255 and TOS are ours to set)."""
+
+    def __init__(self, ifname: str, ifindex: int):
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.groups: List[ipaddress.IPv4Address] = []
+        self.ident = 0
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_VRRP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(b"\0" * 4, b"\0" * 4, ifindex))
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def join(self, group: ipaddress.IPv4Address) -> None:
+        """Join `group` on this interface (IP_ADD_MEMBERSHIP with the interface index)."""
+        if group in self.groups:
+            return
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                             IP_MREQN.pack(group.packed, b"\0" * 4, self.ifindex))
+        self.groups.append(group)
+
+    def send(self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload: bytes, ttl: int) -> None:
+        self.ident = self.ident % 0xFFFF + 1
+        self.sock.sendto(encode_ipv4(src, dst, payload, ttl=ttl, ident=self.ident), (str(dst), 0))
+
+    def recv(self) -> Optional[bytes]:
+        """One pending datagram (IP header included), or None when there is none."""
+        try:
+            return self.sock.recv(65535)
+        except (BlockingIOError, InterruptedError):
+            return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class GarpSocket:
+    """An AF_PACKET socket used only to send gratuitous ARP frames on one interface (it receives nothing)."""
+
+    def __init__(self, ifname: str):
+        self.ifname = ifname
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.sock.setblocking(False)
+
+    def send(self, mac: bytes, address: ipaddress.IPv4Address) -> None:
+        self.sock.sendto(garp_frame(mac, address), (self.ifname, ETH_P_ARP))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -2017,7 +5151,207 @@ def _user_group_kwargs(user: Optional[str], group: Optional[str]) -> Dict[str, A
 # 9. Notification
 # ============================================================================================
 
-# (notify scripts, notify FIFO, SMTP alerts go here)
+# Notify scripts run on the loop, one at a time per instance/group/real server, in the order of
+# the transitions they report; the FIFO is written without blocking; mail goes through ONE worker
+# thread (smtplib blocks), so a dead or silent SMTP server never delays the loop.
+
+NOTIFY_SCRIPT_TIMEOUT = 120.0  # a notify script still running after this is killed, so its queue moves on
+
+# (subject, body) of keepalived's VRRP mails, by state
+_VRRP_MAIL = {
+    State.MASTER: ("Entering MASTER state", "=> VRRP Instance is now owning VRRP VIPs <="),
+    State.BACKUP: ("Entering BACKUP state", "=> VRRP Instance is no longer owning VRRP VIPs <="),
+    State.FAULT: ("Entering FAULT state", "=> VRRP Instance is no longer owning VRRP VIPs <="),
+    State.STOP: ("Stopping", "=> VRRP Instance stopping <="),
+}
+_GROUP_MAIL = {
+    State.MASTER: ("Entering MASTER state", "=> All VRRP group instances are now in MASTER state <="),
+    State.BACKUP: ("Entering BACKUP state", "=> All VRRP group instances are now in BACKUP state <="),
+    State.FAULT: ("Entering FAULT state", "=> All VRRP group instances are now in FAULT state <="),
+    State.STOP: ("Stopping", "=> All VRRP group instances are now stopping <="),
+}
+
+
+def notify_fifo_line(kind: str, name: str, state: str, priority: int) -> str:
+    """A VRRP line of the notify FIFO, as keepalived writes it: `INSTANCE "VI_1" MASTER 150`."""
+    return f'{kind} "{name}" {state} {priority}\n'
+
+
+def format_service(address: Optional[IPAddress], protocol: str, port: Optional[int]) -> str:
+    """keepalived's `[192.168.1.10]:tcp:80` form of an address, protocol and port."""
+    return f"[{address}]:{protocol.lower()}:{port or 0}"
+
+
+def format_virtual_server(vs: VirtualServer) -> str:
+    """How keepalived names a virtual server in logs, the FIFO and mail."""
+    if vs.group is not None:
+        return f"[{vs.group}]:{vs.port or 0}"
+    if vs.fwmark is not None:
+        return f"FWM {vs.fwmark}"
+    return format_service(vs.address, vs.protocol, vs.port)
+
+
+def format_real_server(vs: VirtualServer, rs: RealServer) -> str:
+    return format_service(rs.address, vs.protocol, rs.port if rs.port is not None else vs.port)
+
+
+def smtp_alert_wanted(specific: Optional[bool], *fallbacks: Optional[bool], default: bool = False) -> bool:
+    """keepalived's smtp_alert resolution: the object's own setting, else the first global one set."""
+    for value in (specific,) + fallbacks:
+        if value is not None:
+            return value
+    return default
+
+
+def smtp_message(global_defs: GlobalDefs, subject: str, body: str, date: Optional[str] = None) -> str:
+    """The DATA of an alert mail, header for header as keepalived sends it (smtplib adds the final dot)."""
+    import email.utils
+
+    date = date or email.utils.formatdate(localtime=True)
+    to = ",\r\n".join(" " + addr for addr in global_defs.notification_email)
+    return (f"Date: {date}\r\nFrom: {global_defs.notification_email_from}\r\nSubject: {subject}\r\n"
+            f"X-Mailer: Keepalived\r\nTo:{to}\r\n\r\n{body}\r\n\r\n")
+
+
+class SmtpAlerter:
+    """Sends alert mails from one worker thread with a queue; retries; never touches the loop.
+
+    HELO (not EHLO) with smtp_helo_name or "localhost", MAIL FROM, RCPT TO each recipient, DATA;
+    every socket operation is bounded by smtp_connect_timeout (0 means 1 s, as keepalived)."""
+
+    attempts = 3
+    retry_delay = 5.0  # seconds before the 2nd attempt; doubled for each further one
+
+    def __init__(self, global_defs: GlobalDefs):
+        import queue
+
+        self.global_defs = global_defs
+        self._queue: Any = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._closing = threading.Event()
+        self.sent = 0
+        self.failed = 0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.global_defs.notification_email and self.global_defs.smtp_server)
+
+    def submit(self, subject: str, body: str) -> None:
+        """Queue one mail; returns at once."""
+        if not self.configured or self._closing.is_set():
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._worker, name="vrrpd-smtp", daemon=True)
+            self._thread.start()
+        self._queue.put((subject, smtp_message(self.global_defs, subject, body)))
+
+    def pending(self) -> int:
+        return self._queue.unfinished_tasks
+
+    def close(self, timeout: float) -> None:
+        """Let the worker send what is queued for up to `timeout` seconds, then give up on it."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._closing.set()
+        self._thread.join(max(0.0, timeout))
+        if self._thread.is_alive():
+            log.warning("SMTP: %d alert(s) not sent at shutdown (server %s:%d did not answer in time)",
+                        self.pending() - 1, self.global_defs.smtp_server, self.global_defs.smtp_port)
+
+    def _worker(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._deliver(*item)
+            finally:
+                self._queue.task_done()
+
+    def _deliver(self, subject: str, message: str) -> None:
+        import smtplib
+
+        gd = self.global_defs
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self._send(message)
+            except (OSError, smtplib.SMTPException) as exc:
+                log.warning("SMTP alert '%s' to %s:%d failed (attempt %d of %d): %s",
+                            subject, gd.smtp_server, gd.smtp_port, attempt, self.attempts, exc or type(exc).__name__)
+                if attempt == self.attempts or self._closing.wait(self.retry_delay * 2 ** (attempt - 1)):
+                    break
+            else:
+                self.sent += 1
+                log.info("SMTP alert successfully sent: %s", subject)
+                return
+        self.failed += 1
+        log.error("SMTP alert '%s' could not be sent", subject)
+
+    def _send(self, message: str) -> None:
+        import smtplib
+
+        gd = self.global_defs
+        timeout = gd.smtp_connect_timeout or 1.0
+        with smtplib.SMTP(timeout=timeout) as smtp:
+            smtp.connect(gd.smtp_server or "", gd.smtp_port)
+            smtp.helo(gd.smtp_helo_name or "localhost")
+            smtp.sendmail(gd.notification_email_from, list(gd.notification_email), message.encode("utf-8"))
+
+
+class NotifyFifo:
+    """One notify FIFO, created if missing and opened read-write and non-blocking, as keepalived
+    does: with no reader, lines wait in the pipe buffer; when it is full they are dropped."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd: Optional[int] = None
+        self.created = False
+        self.dropped = 0
+        self._failed = False
+
+    def _open(self) -> bool:
+        import stat
+
+        if self.fd is not None:
+            return True
+        if self._failed:
+            return False
+        try:
+            if not os.path.exists(self.path):
+                os.mkfifo(self.path, 0o600)
+                self.created = True
+            if not stat.S_ISFIFO(os.stat(self.path).st_mode):
+                raise OSError(f"{self.path} exists and is not a FIFO")
+            self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            log.error("notify fifo %s cannot be used: %s", self.path, exc)
+            self._failed = True
+            return False
+        return True
+
+    def write(self, line: str) -> None:
+        if not self._open():
+            return
+        try:
+            os.write(self.fd, line.encode("utf-8"))  # type: ignore[arg-type]
+        except BlockingIOError:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("notify fifo %s is full (no reader?): %d line(s) dropped", self.path, self.dropped)
+        except OSError as exc:
+            log.info("notify fifo %s write error: %s", self.path, exc)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.created:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.created = False
 
 
 class Notifier:
@@ -2030,38 +5364,1076 @@ class Notifier:
       vrrp_master_rx_lower_pri(inst, priority)
       checker(vs, rs, up, reason)            a real server went up/down (LVS)
       close(timeout)                         flush what can be flushed within timeout seconds
-    Placeholder until the notify work lands: transitions are only logged by the caller."""
+    Also: vrrp_priority_change(inst, state, priority) for the FIFO's MASTER_PRIORITY/BACKUP_PRIORITY
+    lines (vrrp_notify_priority_changes), vrrp_deleted(inst, priority) for an instance a reload
+    removed, and virtual_server_quorum(vs, up, body) for LVS quorum changes."""
 
     def __init__(self, loop: EventLoop, config: Config):
         self.loop = loop
         self.config = config
+        gd = config.global_defs
+        self.mailer = SmtpAlerter(gd)
+        self._queues: Dict[str, List[Tuple[Command, List[str], str]]] = {}
+        self._running: Dict[str, Child] = {}
+        self._last_mail: Dict[str, Any] = {}
+        self.scripts_run = 0
+        self.vrrp_fifos = [NotifyFifo(p) for p in dict.fromkeys(x for x in (gd.notify_fifo, gd.vrrp_notify_fifo) if x)]
+        self.lvs_fifos = [f for f in self.vrrp_fifos if f.path == gd.notify_fifo]
+        if gd.lvs_notify_fifo and gd.lvs_notify_fifo not in (gd.notify_fifo, gd.vrrp_notify_fifo):
+            self.lvs_fifos.append(NotifyFifo(gd.lvs_notify_fifo))
+        elif gd.lvs_notify_fifo:
+            self.lvs_fifos += [f for f in self.vrrp_fifos if f.path == gd.lvs_notify_fifo and f not in self.lvs_fifos]
 
+    # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
-        pass
+        """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
+        specific = {State.MASTER: inst.notify_master, State.BACKUP: inst.notify_backup,
+                    State.FAULT: inst.notify_fault, State.STOP: inst.notify_stop}.get(state)
+        key = f"INSTANCE {inst.name}"
+        if specific is not None:
+            self._queue(key, specific, [])
+        if inst.notify is not None:
+            self._queue(key, inst.notify, ["INSTANCE", inst.name, state.value, str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
+        gd = self.config.global_defs
+        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
+            subject, body = _VRRP_MAIL[state]
+            self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+
+    def vrrp_deleted(self, inst: VrrpInstance, priority: int) -> None:
+        """A reload removed `inst`: notify_deleted and `notify ... DELETED` if notify_deleted is set,
+        otherwise a FAULT notification, as keepalived does for compatibility."""
+        if inst.notify_deleted is None:
+            self.vrrp_instance(inst, State.FAULT, priority)
+            return
+        key = f"INSTANCE {inst.name}"
+        self._queue(key, inst.notify_deleted, [])
+        if inst.notify is not None:
+            self._queue(key, inst.notify, ["INSTANCE", inst.name, "DELETED", str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "DELETED", priority))
+        gd = self.config.global_defs
+        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
+            self._mail(key, "DELETED", f"[{gd.router_id}] VRRP Instance {inst.name} - Deleted",
+                       "=> VRRP Deleted at reload <=")
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
-        pass
+        """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
+        specific = {State.MASTER: group.notify_master, State.BACKUP: group.notify_backup,
+                    State.FAULT: group.notify_fault, State.STOP: group.notify_stop}.get(state)
+        key = f"GROUP {group.name}"
+        if specific is not None:
+            self._queue(key, specific, [])
+        if group.notify is not None:
+            self._queue(key, group.notify, ["GROUP", group.name, state.value, "0"])
+        self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group.name, state.value, 0))
+        gd = self.config.global_defs
+        if smtp_alert_wanted(group.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _GROUP_MAIL:
+            subject, body = _GROUP_MAIL[state]
+            self._mail(key, state, f"[{gd.router_id}] VRRP Group {group.name} - {subject}", body)
 
     def vrrp_master_rx_lower_pri(self, inst: VrrpInstance, priority: int) -> None:
-        pass
+        """The MASTER received a lower-priority advert: notify_master_rx_lower_pri and the FIFO."""
+        if inst.notify_master_rx_lower_pri is not None:
+            self._queue(f"INSTANCE {inst.name}", inst.notify_master_rx_lower_pri, [])
+        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "MASTER_RX_LOWER_PRI", priority))
+
+    def vrrp_priority_change(self, inst: VrrpInstance, state: State, priority: int) -> None:
+        """The effective priority changed: a FIFO line if vrrp_notify_priority_changes is set."""
+        if self.config.global_defs.vrrp_notify_priority_changes:
+            kind = "MASTER_PRIORITY" if state == State.MASTER else "BACKUP_PRIORITY"
+            self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        pass
+        """Real server `rs` of `vs` went up or down: notify_up/notify_down, FIFO `RS ...`, mail."""
+        rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
+        key = f"RS {rs_name} {vs_name}"
+        cmd = rs.notify_up if up else rs.notify_down
+        if cmd is not None:
+            self._queue(key, cmd, [])
+        word = "UP" if up else "DOWN"
+        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
+        gd = self.config.global_defs
+        if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
+            if reason.startswith("=>"):
+                body = reason
+            elif up:
+                body = "=> CHECK succeed on service <="
+            else:
+                body = f"=> CHECK failed on service : {reason} <=" if reason else "=> CHECK failed on service <="
+            self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
+
+    def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
+        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, FIFO `VS ...`, mail."""
+        vs_name = format_virtual_server(vs)
+        key = f"VS {vs_name}"
+        cmd = vs.quorum_up if up else vs.quorum_down
+        if cmd is not None:
+            self._queue(key, cmd, [])
+        word = "UP" if up else "DOWN"
+        self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
+        gd = self.config.global_defs
+        if smtp_alert_wanted(vs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert):
+            self._mail(key, up, f"[{gd.router_id}] Virtualserver {vs_name} - {word}",
+                       body or f"=> Virtual server quorum {'gained' if up else 'lost'} <=")
 
     def close(self, timeout: float = 1.0) -> None:
-        pass
+        """Run queued notify scripts (STOP ones included) and send queued mail, for at most
+        `timeout` seconds in all; kill scripts still running then. Spins the loop meanwhile."""
+        deadline = self.loop.time() + max(0.0, timeout)
+        while (self._running or any(self._queues.values())) and self.loop.time() < deadline:
+            self.loop.run_once(until=deadline)
+        for key, child in list(self._running.items()):
+            log.warning("notify script for %s still running at shutdown - killing it", key)
+            child.on_exit = None
+            child.kill()
+        self._running.clear()
+        self._queues.clear()
+        self.mailer.close(max(0.0, deadline - self.loop.time()))
+        for fifo in self.vrrp_fifos + self.lvs_fifos:
+            fifo.close()
+
+    def status(self) -> Dict[str, Any]:
+        return {"scripts_run": self.scripts_run, "scripts_queued": sum(len(q) for q in self._queues.values()),
+                "scripts_running": sorted(self._running), "mail_sent": self.mailer.sent,
+                "mail_failed": self.mailer.failed, "mail_queued": self.mailer.pending(),
+                "fifo_dropped": sum(f.dropped for f in self.vrrp_fifos + self.lvs_fifos)}
+
+    # -- notify scripts -------------------------------------------------------------------
+    def _queue(self, key: str, cmd: Command, extra: List[str]) -> None:
+        self._queues.setdefault(key, []).append((cmd, extra, key))
+        if key not in self._running:
+            self._next(key)
+
+    def _next(self, key: str) -> None:
+        queue = self._queues.get(key)
+        while queue:
+            cmd, extra, _ = queue.pop(0)
+            if self._start(key, cmd, extra):
+                return
+
+    def _start(self, key: str, cmd: Command, extra: List[str]) -> bool:
+        gd = self.config.global_defs
+        user, group = (cmd.user, cmd.group) if cmd.user is not None else default_script_user(gd)
+        problem = check_command_runnable(cmd, user, gd.enable_script_security, f"notify {key}")
+        if problem is not None:
+            log.warning("notify %s: %s - not run", key, problem)
+            return False
+        argv = script_argv(cmd)
+        if extra and cmd.shell:
+            argv = argv[:2] + [cmd.raw + ' "$@"', "notify"] + extra
+        else:
+            argv = argv + extra
+        try:
+            child = self.loop.spawn(argv, lambda c: self._done(key, c), timeout=NOTIFY_SCRIPT_TIMEOUT,
+                                    env=script_environment(), user=user, group=group)
+        except (OSError, KeyError, ValueError) as exc:
+            log.warning("notify %s: cannot run %s: %s", key, cmd.raw, exc)
+            return False
+        self.scripts_run += 1
+        self._running[key] = child
+        return True
+
+    def _done(self, key: str, child: Child) -> None:
+        self._running.pop(key, None)
+        if child.timed_out:
+            log.warning("notify %s: script killed after %.0f s", key, NOTIFY_SCRIPT_TIMEOUT)
+        elif child.returncode:
+            log.info("notify %s: script exited with status %s", key, child.returncode)
+        self._next(key)
+
+    # -- FIFO and mail --------------------------------------------------------------------
+    @staticmethod
+    def _fifo(fifos: List[NotifyFifo], line: str) -> None:
+        for fifo in fifos:
+            fifo.write(line)
+
+    def _mail(self, key: str, state: Any, subject: str, body: str) -> None:
+        """Queue a mail unless this object's last mail already told this state (keepalived's rule)."""
+        if state == State.FAULT and self.config.global_defs.no_email_faults:
+            return
+        if self._last_mail.get(key, object()) == state:
+            return
+        self._last_mail[key] = state
+        self.mailer.submit(subject, body)
 
 
 # ============================================================================================
 # 10. Daemon
 # ============================================================================================
 
-# (the Daemon class that wires everything together goes here)
+class _RateLimit:
+    """Log a repeated complaint at most once per `period` seconds per key, with the count suppressed."""
+
+    def __init__(self, period: float = 5.0):
+        self.period = period
+        self.last: Dict[Any, Tuple[float, int]] = {}
+
+    def __call__(self, key: Any, now: float, message: str, level: int = logging.WARNING) -> None:
+        last, suppressed = self.last.get(key, (-1e18, 0))
+        if now - last >= self.period:
+            if suppressed:
+                message += f" ({suppressed} more suppressed)"
+            log.log(level, message)
+            self.last[key] = (now, 0)
+        else:
+            self.last[key] = (last, suppressed + 1)
+
+
+class InstanceRuntime:
+    """One configured vrrp_instance at run time: its machine, interface, sockets, timers and counters."""
+
+    def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
+        self.inst = inst
+        self.machine = machine
+        self.version = version
+        self.ifindex = 0
+        self.vsock: Optional[VrrpSocket] = None
+        self.src: Optional[ipaddress.IPv4Address] = None
+        self.targets: List[Tuple[ipaddress.IPv4Address, int]] = []
+        self.unicast = bool(inst.unicast_peer)
+        self.timer: Optional[Timer] = None
+        self.garp_timers: List[Timer] = []
+        self.checksum_as_v2 = False
+        self.adverts_sent = 0
+        self.adverts_received = 0
+        self.transitions = 0
+        self.bad_packets: Dict[str, int] = {}
+
+    @property
+    def vips(self) -> List[VirtualIP]:
+        return self.inst.virtual_ipaddress + self.inst.virtual_ipaddress_excluded
+
+
+class Daemon:
+    """Wires the configuration to the VRRP machines, the kernel edge, tracking, notification and LVS.
+
+    run() returns the exit status once stop() (SIGTERM/SIGINT) has finished."""
+
+    def __init__(self, config: Config, loop: Optional[EventLoop] = None):
+        self.config = config
+        self.loop = loop or EventLoop()
+        self.g = config.global_defs
+        self.runtimes: List[InstanceRuntime] = []
+        self.by_socket: Dict[str, List[InstanceRuntime]] = {}
+        self.vsocks: Dict[str, VrrpSocket] = {}
+        self.garp_socks: Dict[str, GarpSocket] = {}
+        self.links: Dict[int, LinkInfo] = {}
+        self.addrs: List[AddrInfo] = []
+        self.rtnl: Optional[Rtnetlink] = None
+        self.monitor: Optional[RtnetlinkMonitor] = None
+        self.ratelimit = _RateLimit()
+        self.stopping = False
+        self.finished = False
+        self.exit_code = 0
+        self.started = time.time()
+        self.notifier = Notifier(self.loop, config)
+        self.tracking = Tracking(self.loop, config, self._on_tracking_change)
+        self.lvs = LvsManager(self.loop, config, self.notifier)
+
+    # -- start and stop ------------------------------------------------------------------------
+    def start(self) -> None:
+        log.info("Starting %s v%s", PROG, __version__)
+        self.monitor = RtnetlinkMonitor()
+        self.loop.add_reader(self.monitor.sock, self._on_netlink)
+        self.rtnl = Rtnetlink()
+        self.links = self.rtnl.links()
+        self.addrs = self.rtnl.addresses()
+        for inst in self.config.vrrp_instances:
+            try:
+                self._add_instance(inst)
+            except (OSError, ValueError) as exc:
+                log.error("(%s) cannot start: %s", inst.name, exc)
+        self.tracking.start()
+        self.lvs.start()
+        now = self.loop.time()
+        for rt in self.runtimes:
+            delta, fault = self._adjustment(rt)
+            self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
+            self._apply(rt, rt.machine.start(now, fault=fault))
+        log.info("Startup complete")
+
+    def _add_instance(self, inst: VrrpInstance) -> None:
+        g = self.g
+        version = inst.version or g.vrrp_version
+        if inst.family != 4:
+            raise ValueError("only IPv4 instances are supported")
+        pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
+        machine = VrrpMachine(
+            inst.name, inst.virtual_router_id, inst.priority, inst.advert_int, version,
+            addresses=[v.address.ip for v in inst.virtual_ipaddress],  # excluded VIPs are not advertised
+            auth_type=inst.auth_type if version == 2 else AuthType.NONE,
+            auth_pass=inst.auth_pass,
+            start_master=inst.state == State.MASTER,
+            preempt=not inst.nopreempt,
+            preempt_delay=inst.preempt_delay,
+            lower_prio_no_advert=bool(pick(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
+            garp_lower_prio_repeat=int(pick(inst.garp_lower_prio_repeat,
+                                            pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
+            skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
+        )
+        rt = InstanceRuntime(inst, machine, version)
+        rt.checksum_as_v2 = bool(pick(inst.v3_checksum_as_v2, g.v3_checksum_as_v2))
+        ifname = inst.interface
+        if ifname is None:
+            raise ValueError("no interface")
+        link = self._link_by_name(ifname)
+        if link is None:
+            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, ifname)
+        else:
+            rt.ifindex = link.index
+            vsock = self.vsocks.get(ifname)
+            if vsock is None:
+                vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
+                self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
+                self.by_socket[ifname] = []
+            rt.vsock = vsock
+            self.by_socket[ifname].append(rt)
+        if rt.unicast:
+            rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
+        else:
+            rt.targets = [(g.vrrp_mcast_group4, VRRP_TTL)]
+            if rt.vsock is not None:
+                rt.vsock.join(g.vrrp_mcast_group4)
+        rt.src = self._source_address(rt)
+        machine.primary_ip = rt.src
+        self.runtimes.append(rt)
+
+    def _source_address(self, rt: InstanceRuntime) -> Optional[ipaddress.IPv4Address]:
+        """unicast_src_ip, mcast_src_ip, else the interface's first IPv4 address that is not one of our VIPs."""
+        for chosen in (rt.inst.unicast_src_ip, rt.inst.mcast_src_ip):
+            if chosen is not None and chosen.version == 4:
+                return chosen  # type: ignore[return-value]
+        vips = {v.address.ip for r in self.runtimes + [rt] for v in r.vips}
+        for a in self.addrs:
+            if a.index == rt.ifindex and a.address.ip not in vips and a.scope == 0:
+                return a.address.ip  # type: ignore[return-value]
+        return None
+
+    def stop(self, signum: int = 0) -> None:
+        """SIGTERM/SIGINT: priority 0 from every MASTER, VIPs removed (or handed over), then exit."""
+        now = self.loop.time()
+        if self.stopping:
+            # a second signal cuts a pending handover short
+            for rt in self.runtimes:
+                if rt.machine.handover_timer is not None:
+                    rt.machine.handover_timer = now
+                    self._apply(rt, rt.machine.on_timer(now))
+            self._maybe_finish()
+            return
+        self.stopping = True
+        log.info("Stopping")
+        for rt in self.runtimes:
+            self._apply(rt, rt.machine.shutdown(now, handover=self.g.vrrp_handover_on_stop))
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self.finished or not self.stopping or not all(rt.machine.stopped for rt in self.runtimes):
+            return
+        self.finished = True
+        for rt in self.runtimes:
+            self._cancel_garp(rt)
+            if rt.timer is not None:
+                rt.timer.cancel()
+        try:
+            self.tracking.stop()
+            self.lvs.stop()
+        finally:
+            self.notifier.close(0.5)
+            log.info("Stopped %s v%s", PROG, __version__)
+            self.loop.stop()
+
+    def run(self) -> int:
+        self.loop.add_signal_handler(signal.SIGTERM, self.stop)
+        self.loop.add_signal_handler(signal.SIGINT, self.stop)
+        self.start()
+        self.loop.run()
+        self.close()
+        return self.exit_code
+
+    def close(self) -> None:
+        for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
+            sock.close()
+        if self.monitor is not None:
+            self.monitor.close()
+        if self.rtnl is not None:
+            self.rtnl.close()
+
+    # -- actions -------------------------------------------------------------------------------
+    def _apply(self, rt: InstanceRuntime, actions: List[Action]) -> None:
+        """Carry out what the machine asked for, then re-arm its timer."""
+        inst = rt.inst
+        for act in actions:
+            if isinstance(act, Log):
+                log.log(logging.DEBUG if act.detail else act.level, act.message)
+            elif isinstance(act, SendAdvert):
+                self._send_advert(rt, act.priority)
+            elif isinstance(act, AddVips):
+                self._set_vips(rt, add=True)
+            elif isinstance(act, RemoveVips):
+                self._set_vips(rt, add=False)
+            elif isinstance(act, StartGarp):
+                self._start_garp(rt)
+            elif isinstance(act, StopGarp):
+                self._cancel_garp(rt)
+            elif isinstance(act, SendGarp):
+                self._send_garps(rt, act.repeat)
+            elif isinstance(act, Notify):
+                rt.transitions += 1
+                self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
+            elif isinstance(act, NotifyRxLowerPri):
+                self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
+        self._reschedule(rt)
+        if self.stopping:
+            self._maybe_finish()
+
+    @staticmethod
+    def _safe(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # a notifier bug must not stop VRRP
+            log.exception("notify failed: %s", exc)
+
+    def _reschedule(self, rt: InstanceRuntime) -> None:
+        deadline = rt.machine.next_deadline()
+        if rt.timer is not None:
+            if not rt.timer.cancelled and deadline is not None and rt.timer.when == deadline:
+                return
+            rt.timer.cancel()
+            rt.timer = None
+        if deadline is not None:
+            rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
+
+    def _on_timer(self, rt: InstanceRuntime) -> None:
+        rt.timer = None
+        self._apply(rt, rt.machine.on_timer(self.loop.time()))
+
+    def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
+        if rt.vsock is None or rt.src is None:
+            return
+        m = rt.machine
+        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
+                         m.auth_type.value if rt.version == 2 else 0,
+                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
+        for dst, ttl in rt.targets:
+            try:
+                rt.vsock.send(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl)
+                rt.adverts_sent += 1
+            except OSError as exc:
+                self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
+                               f"({rt.inst.name}) cannot send advert to {dst}: {exc.strerror}")
+
+    def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
+        if vip.dev is None or vip.dev == rt.inst.interface:
+            return rt.ifindex
+        link = self._link_by_name(vip.dev)
+        return link.index if link is not None else 0
+
+    def _set_vips(self, rt: InstanceRuntime, add: bool) -> None:
+        assert self.rtnl is not None
+        for vip in rt.vips:
+            index = self._vip_index(rt, vip)
+            if not index:
+                continue
+            try:
+                if add:
+                    self.rtnl.add_address(index, vip)
+                else:
+                    self.rtnl.del_address(index, vip)
+            except (NetlinkError, OSError) as exc:
+                log.error("(%s) cannot %s VIP %s: %s", rt.inst.name, "add" if add else "remove", vip.address, exc)
+
+    def _garp_params(self, rt: InstanceRuntime) -> Tuple[float, int, float, int]:
+        inst, g = rt.inst, self.g
+        delay = g.vrrp_garp_master_delay if inst.garp_master_delay is None else inst.garp_master_delay
+        repeat = g.vrrp_garp_master_repeat if inst.garp_master_repeat is None else inst.garp_master_repeat
+        refresh = g.vrrp_garp_master_refresh if inst.garp_master_refresh is None else inst.garp_master_refresh
+        rrepeat = (g.vrrp_garp_master_refresh_repeat if inst.garp_master_refresh_repeat is None
+                   else inst.garp_master_refresh_repeat)
+        return delay, repeat, refresh, rrepeat
+
+    def _start_garp(self, rt: InstanceRuntime) -> None:
+        """garp_master_repeat GARPs now, the same again after garp_master_delay, then every garp_master_refresh."""
+        self._cancel_garp(rt)
+        delay, repeat, refresh, rrepeat = self._garp_params(rt)
+        self._send_garps(rt, repeat, announce=True)
+        if delay > 0:
+            rt.garp_timers.append(self.loop.call_later(delay, self._send_garps, rt, repeat))
+        if refresh > 0:
+            rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, rrepeat))
+
+    def _garp_refresh(self, rt: InstanceRuntime, refresh: float, repeat: int) -> None:
+        if rt.machine.state != State.MASTER:
+            return
+        self._send_garps(rt, repeat)
+        rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, repeat))
+
+    def _cancel_garp(self, rt: InstanceRuntime) -> None:
+        for timer in rt.garp_timers:
+            timer.cancel()
+        rt.garp_timers = []
+
+    def _send_garps(self, rt: InstanceRuntime, repeat: int, announce: bool = False) -> None:
+        """`repeat` GARPs per IPv4 VIP, paced by vrrp_garp_interval when it is set."""
+        if rt.machine.state != State.MASTER and not (rt.machine.state == State.STOP and rt.machine.vips_set):
+            return
+        frames: List[Tuple[str, bytes, ipaddress.IPv4Address]] = []
+        for vip in rt.vips:
+            index = self._vip_index(rt, vip)
+            link = self.links.get(index)
+            if link is None or len(link.mac) != 6 or vip.address.version != 4:
+                continue
+            if announce:
+                log.debug("(%s) Sending/queueing gratuitous ARPs on %s for %s", rt.inst.name, link.name, vip.address.ip)
+            frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
+        interval = self.g.vrrp_garp_interval
+        if interval > 0:
+            for n, frame in enumerate(frames):
+                rt.garp_timers.append(self.loop.call_later(n * interval, self._send_one_garp, *frame))
+        else:
+            for frame in frames:
+                self._send_one_garp(*frame)
+
+    def _send_one_garp(self, ifname: str, mac: bytes, address: ipaddress.IPv4Address) -> None:
+        try:
+            sock = self.garp_socks.get(ifname)
+            if sock is None:
+                sock = self.garp_socks[ifname] = GarpSocket(ifname)
+            sock.send(mac, address)
+        except OSError as exc:
+            self.ratelimit(("garp", ifname), self.loop.time(), f"cannot send gratuitous ARP on {ifname}: {exc}")
+
+    # -- receive path --------------------------------------------------------------------------
+    def _on_vrrp_readable(self, vsock: VrrpSocket) -> None:
+        for _ in range(256):
+            data = vsock.recv()
+            if data is None:
+                return
+            self._handle_packet(vsock, data)
+
+    def _bad(self, rt: Optional[InstanceRuntime], reason: str, message: str) -> None:
+        if rt is not None:
+            rt.bad_packets[reason] = rt.bad_packets.get(reason, 0) + 1
+        self.ratelimit((reason, rt.inst.name if rt else None), self.loop.time(), message)
+
+    def _handle_packet(self, vsock: VrrpSocket, data: bytes) -> None:
+        """RFC 5798 section 7.1 receive checks, VRID demultiplexing, then the machine."""
+        try:
+            ip = decode_ipv4(data)
+        except PacketError as exc:
+            self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
+            return
+        if ip.protocol != IPPROTO_VRRP or any(ip.src == rt.src for rt in self.by_socket[vsock.ifname]):
+            return
+        if len(ip.payload) < 2:
+            self._bad(None, "truncated", f"truncated VRRP packet from {ip.src} on {vsock.ifname}")
+            return
+        vrid = ip.payload[1]
+        unicast = not ip.dst.is_multicast
+        rt = next((r for r in self.by_socket[vsock.ifname] if r.machine.vrid == vrid and r.unicast == unicast), None)
+        if rt is None:
+            rt = next((r for r in self.by_socket[vsock.ifname] if r.machine.vrid == vrid), None)
+            if rt is None:
+                self.ratelimit(("vrid", vsock.ifname, vrid), self.loop.time(),
+                               f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
+                return
+            self._bad(rt, "mode_mismatch", f"({rt.inst.name}) received {'unicast' if unicast else 'multicast'} "
+                      f"advert from {ip.src}, but we are {'unicast' if rt.unicast else 'multicast'}")
+            return
+        name = rt.inst.name
+        if not unicast and ip.ttl != VRRP_TTL:
+            self._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {ip.ttl} and expect {VRRP_TTL}")
+            return
+        if unicast and self.g.vrrp_check_unicast_src and ip.src not in [p.address for p in rt.inst.unicast_peer]:
+            self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
+            return
+        try:
+            adv = decode_advert(ip.payload, ip.src, ip.dst, rt.checksum_as_v2)
+        except PacketError as exc:
+            self._bad(rt, exc.reason, f"({name}) bad VRRP packet from {ip.src}: {exc}")
+            return
+        problem = rt.machine.check_advert(adv)
+        if problem is not None:
+            self._bad(rt, problem[0], f"({name}) {problem[1]}")
+            return
+        if adv.priority and rt.machine.address_mismatch(adv):
+            self._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
+                      f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
+        rt.adverts_received += 1
+        self._apply(rt, rt.machine.on_advert(self.loop.time(), adv, ip.src))
+
+    # -- links, addresses, tracking ------------------------------------------------------------
+    def _link_by_name(self, name: str) -> Optional[LinkInfo]:
+        return next((link for link in self.links.values() if link.name == name), None)
+
+    def _link_up(self, name: Optional[str]) -> bool:
+        link = self._link_by_name(name) if name else None
+        return link is not None and link.up
+
+    def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
+        """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
+        inst = rt.inst
+        fault = not self._link_up(inst.interface) or (rt.src is None and not rt.unicast)
+        delta = 0
+        for ref in inst.track_interface:
+            up = self._link_up(ref.name)
+            if ref.reverse:
+                up = not up
+            if not ref.weight:
+                fault = fault or not up
+            elif ref.weight > 0 and up:
+                delta += ref.weight
+            elif ref.weight < 0 and not up:
+                delta += ref.weight
+        try:
+            tdelta, tfault = self.tracking.adjustment(inst)
+        except Exception as exc:
+            log.exception("tracking failed: %s", exc)
+            tdelta, tfault = 0, False
+        return delta + tdelta, fault or tfault
+
+    def _reevaluate(self) -> None:
+        now = self.loop.time()
+        for rt in self.runtimes:
+            if rt.machine.state in (State.STOP, State.INIT):
+                continue
+            delta, fault = self._adjustment(rt)
+            self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
+            self._apply(rt, rt.machine.set_fault(now, fault))
+
+    def _on_tracking_change(self) -> None:
+        if not self.stopping:
+            self._reevaluate()
+
+    def _on_netlink(self) -> None:
+        assert self.monitor is not None
+        try:
+            events = self.monitor.read()
+        except OSError as exc:
+            log.error("netlink monitor: %s", exc)
+            return
+        changed = False
+        if self.monitor.overrun and self.rtnl is not None:
+            self.monitor.overrun = False
+            self.links = self.rtnl.links()
+            self.addrs = self.rtnl.addresses()
+            changed = True
+        for rtype, obj in events:
+            if isinstance(obj, LinkInfo):
+                if rtype == RTM_DELLINK:
+                    changed = self.links.pop(obj.index, None) is not None or changed
+                else:
+                    old = self.links.get(obj.index)
+                    if old is None or old.up != obj.up or old.name != obj.name:
+                        changed = True
+                    self.links[obj.index] = obj
+            elif rtype == RTM_NEWADDR:
+                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
+                changed = self._refresh_sources() or changed
+            else:
+                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
+                self._vip_deleted(obj)
+                changed = self._refresh_sources() or changed
+        if changed and not self.stopping:
+            self._reevaluate()
+
+    def _refresh_sources(self) -> bool:
+        changed = False
+        for rt in self.runtimes:
+            if rt.src is None and rt.ifindex:
+                rt.src = self._source_address(rt)
+                rt.machine.primary_ip = rt.src
+                changed = changed or rt.src is not None
+        return changed
+
+    def _vip_deleted(self, addr: AddrInfo) -> None:
+        """A VIP vanished while we hold it (someone ran `ip addr del`): put it back."""
+        for rt in self.runtimes:
+            if not rt.machine.vips_set:
+                continue
+            for vip in rt.vips:
+                if vip.address.ip == addr.address.ip and self._vip_index(rt, vip) == addr.index:
+                    log.warning("(%s) VIP %s was deleted from %s behind our back; re-adding", rt.inst.name,
+                                vip.address, self.links[addr.index].name if addr.index in self.links else addr.index)
+                    try:
+                        assert self.rtnl is not None
+                        self.rtnl.add_address(addr.index, vip)
+                    except (NetlinkError, OSError) as exc:
+                        log.error("(%s) cannot re-add VIP %s: %s", rt.inst.name, vip.address, exc)
+
+    # -- status ----------------------------------------------------------------------------------
+    def status(self) -> Dict[str, Any]:
+        """The status document described at format_status_table()."""
+        instances = []
+        for rt in self.runtimes:
+            m = rt.machine
+            instances.append({
+                "name": rt.inst.name, "state": m.state.value, "interface": rt.inst.interface,
+                "vrid": m.vrid, "version": rt.version, "priority": m.priority,
+                "effective_priority": m.effective_priority,
+                "master_address": str(m.master_ip) if m.master_ip else None,
+                "vips": [str(v.address) for v in rt.vips],
+                "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
+                          "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions},
+            })
+        return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
+                "uptime": time.time() - self.started, "instances": instances, "sync_groups": [],
+                "trackers": self.tracking.status(), "lvs": self.lvs.status()}
 
 
 # ============================================================================================
 # 11. Command line
 # ============================================================================================
+
+# --------------------------------------------------------------------------------------------
+# 11a. Logging, systemd notification, and the status socket
+# --------------------------------------------------------------------------------------------
+
+SYSLOG_FACILITIES = {
+    "daemon": 3 << 3, "user": 1 << 3,
+    **{f"local{n}": (16 + n) << 3 for n in range(8)},
+    **{str(n): (16 + n) << 3 for n in range(8)},
+}
+DEFAULT_CONTROL_SOCKET = "/run/vrrpd/vrrpd.sock"
+
+
+class ConsoleFormatter(logging.Formatter):
+    """keepalived's console format: `Sun Nov 22 01:02:03 2026: (VI_1) Entering MASTER STATE`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(record.created))
+        text = f"{stamp}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(console: bool, detail: bool = False, facility: str = "daemon") -> None:
+    """Log to stderr (`-l`) and/or syslog through /dev/log with the `-S` facility; `-D` adds detail lines."""
+    import logging.handlers
+
+    root = logging.getLogger(PROG)
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG if detail else logging.INFO)
+    root.propagate = False
+    if console:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(ConsoleFormatter())
+        root.addHandler(handler)
+    if os.path.exists("/dev/log"):
+        try:
+            code = SYSLOG_FACILITIES.get(facility, SYSLOG_FACILITIES["daemon"]) >> 3
+            syslog = logging.handlers.SysLogHandler("/dev/log", facility=code)
+            syslog.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(message)s"))
+            root.addHandler(syslog)
+        except OSError:
+            pass
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+
+
+def sd_notify(message: str) -> bool:
+    """Send a systemd notification (READY=1, RELOADING=1, STOPPING=1, STATUS=...) to $NOTIFY_SOCKET."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.sendto(message.encode(), path)
+        return True
+    except OSError as exc:
+        log.warning("sd_notify to %s failed: %s", path.replace("\0", "@"), exc)
+        return False
+
+
+class ControlServer:
+    """A unix stream socket that answers every connection with the daemon's status as one JSON document.
+
+    `status()` returns the dict documented at format_status_table(). Writes are non-blocking; a client that
+    does not read is dropped after a second."""
+
+    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]]):
+        self.loop = loop
+        self.path = path
+        self.status = status
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o660)
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+        loop.add_reader(self.sock, self._accept)
+
+    def _accept(self) -> None:
+        import json
+
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        conn.setblocking(False)
+        data = (json.dumps(self.status(), indent=2, default=str) + "\n").encode()
+        state = {"data": data}
+        deadline = self.loop.call_later(1.0, self._drop, conn)
+
+        def write() -> None:
+            try:
+                sent = conn.send(state["data"])
+            except BlockingIOError:
+                return
+            except OSError:
+                sent = len(state["data"])
+            state["data"] = state["data"][sent:]
+            if not state["data"]:
+                deadline.cancel()
+                self._drop(conn)
+
+        self.loop.add_writer(conn, write)
+
+    def _drop(self, conn: socket.socket) -> None:
+        try:
+            self.loop.remove_writer(conn)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock)
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
+    """Ask a running daemon for its status (the client side of ControlServer)."""
+    import json
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return json.loads(b"".join(chunks).decode())
+
+
+def format_status_table(status: Dict[str, Any]) -> str:
+    """Render the daemon's status for a human.
+
+    The status dict: {"version", "pid", "router_id", "uptime",
+      "instances": [{"name", "state", "interface", "vrid", "version", "priority", "effective_priority",
+                     "master_address", "vips": [str], "stats": {"adverts_sent", "adverts_received",
+                     "bad_packets": {reason: n}, "transitions"}}],
+      "sync_groups": [{"name", "state", "members": [str]}],
+      "trackers": {name: {"kind", "state", ...}}, "lvs": {...}}"""
+    lines = [f"vrrpd {status.get('version', '?')} pid {status.get('pid', '?')} "
+             f"router_id {status.get('router_id', '?')} up {float(status.get('uptime', 0)):.0f}s"]
+    rows = [("INSTANCE", "STATE", "IF", "VRID", "PRIO", "EFF", "MASTER", "VIPS")]
+    for inst in status.get("instances", []):
+        rows.append((
+            str(inst.get("name", "")), str(inst.get("state", "")), str(inst.get("interface", "")),
+            str(inst.get("vrid", "")), str(inst.get("priority", "")), str(inst.get("effective_priority", "")),
+            str(inst.get("master_address") or "-"), ",".join(inst.get("vips", [])) or "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    for group in status.get("sync_groups", []):
+        lines.append(f"sync group {group.get('name')}: {group.get('state')} ({', '.join(group.get('members', []))})")
+    trackers = status.get("trackers") or {}
+    if trackers:
+        lines.append("TRACKER  STATE")
+        for name, info in sorted(trackers.items()):
+            lines.append(f"{name}  {info.get('state', info) if isinstance(info, dict) else info}")
+    lvs = status.get("lvs") or {}
+    for vs in lvs.get("virtual_servers", []) if isinstance(lvs, dict) else []:
+        lines.append(f"VS {vs.get('name', '')}: {vs.get('state', '')}")
+        for rs in vs.get("real_servers", []):
+            lines.append(f"  RS {rs.get('name', '')}: {'UP' if rs.get('up') else 'DOWN'} weight {rs.get('weight', '')}")
+    return "\n".join(lines) + "\n"
+
+
+
+def check_command(path: Optional[str], out: Any = None) -> int:
+    """`--check`: print every problem, then what would run; 0 without errors, 1 with."""
+    out = out if out is not None else sys.stdout
+    path = path or default_config_path()
+    config, diags = parse_config(path, check_interfaces=False)
+    for d in diags:
+        print(str(d), file=out)
+    errors = sum(1 for d in diags if d.severity is Severity.ERROR)
+    warnings = len(diags) - errors
+    if errors == 0:
+        for line in config_summary(config):
+            print(line, file=out)
+    print(f"{path}: {errors} error(s), {warnings} warning(s)", file=out)
+    return 1 if errors else 0
+
+
+# --------------------------------------------------------------------------------------------
+# 11b. Running the daemon, and the namespace demo
+# --------------------------------------------------------------------------------------------
+
+def add_run_arguments(parser: Any) -> None:
+    """The run-path options of keepalived's command line that vrrpd honours."""
+    parser.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (the only mode)")
+    parser.add_argument("-l", "--log-console", action="store_true", help="log to the console too")
+    parser.add_argument("-D", "--log-detail", action="store_true", help="detailed log messages")
+    parser.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
+
+
+def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) -> int:
+    """Load the configuration and run the daemon in the foreground until SIGTERM/SIGINT."""
+    setup_logging(console=log_console, detail=log_detail)
+    path = config_file or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    return Daemon(config).run()
+
+
+DEMO_CONFIG = """\
+! vrrpd demo node {node}: the two-node pair of the keepalived tutorials, VRRPv3 at 100 ms
+global_defs {{
+    router_id demo-{node}
+    vrrp_version 3
+    vrrp_handover_on_stop
+}}
+vrrp_instance VI_1 {{
+    state {state}
+    interface eth0
+    virtual_router_id 51
+    priority {priority}
+    advert_int 0.1
+    virtual_ipaddress {{
+        192.0.2.100/24 dev eth0 label eth0:vip
+    }}
+}}
+"""
+
+
+class _DemoLab:
+    """The demo's throw-away network: namespaces on a bridge, removed again by close()."""
+
+    def __init__(self) -> None:
+        self.tag = f"vd{os.getpid() % 100000}"
+        self.namespaces: List[str] = []
+        self.procs: List[subprocess.Popen] = []
+
+    def run(self, *argv: str, check: bool = True) -> str:
+        return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=20).stdout
+
+    def netns(self, short: str) -> str:
+        name = f"{self.tag}{short}"
+        self.run("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        self.run("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    def build(self, hosts: List[Tuple[str, str]]) -> Dict[str, str]:
+        bridge = self.netns("br")
+        self.run("ip", "-n", bridge, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+        self.run("ip", "-n", bridge, "link", "set", "br0", "up")
+        names = {}
+        for n, (short, address) in enumerate(hosts):
+            ns = names[short] = self.netns(short)
+            self.run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", f"p{n}", "netns", bridge)
+            self.run("ip", "-n", bridge, "link", "set", f"p{n}", "master", "br0", "up")
+            self.run("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
+            self.run("ip", "-n", ns, "link", "set", "eth0", "up")
+        return names
+
+    def start(self, ns: str, argv: List[str], **kw: Any) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns] + argv, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def vip_holder(self, names: Dict[str, str], vip: str) -> List[str]:
+        return [short for short, ns in names.items()
+                if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
+        for ns in reversed(self.namespaces):
+            self.run("ip", "netns", "del", ns, check=False)
+
+
+def run_demo() -> int:
+    """`sudo make demo`: two vrrpd nodes and a client in namespaces; stop the master, watch the VIP move."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        print("the demo needs root and iproute2 (try: sudo make demo)", file=sys.stderr)
+        return 1
+    vip = "192.0.2.100"
+    lab = _DemoLab()
+    tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
+    say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
+    old_int = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
+        say(f"lab: namespaces {', '.join(names.values())} on one bridge; VIP {vip}")
+        nodes = {}
+        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+            conf = os.path.join(tmp, f"{node}.conf")
+            with open(conf, "w") as fh:
+                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio))
+            logf = open(os.path.join(tmp, f"{node}.log"), "w")
+            nodes[node] = lab.start(names[node], [sys.executable, os.path.abspath(__file__), "-n", "-l", "-f", conf],
+                                    stdout=logf, stderr=subprocess.STDOUT)
+            say(f"node {node}: vrrpd priority {prio} (state {state})")
+        deadline = time.monotonic() + 5
+        while lab.vip_holder(names, vip) != ["A"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        say(f"the VIP is on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'}")
+        print(lab.run("ip", "-n", names["A"], "-br", "addr", "show", "dev", "eth0"), end="")
+        say("the client pings the VIP every 10 ms; now stopping node A (SIGTERM, vrrp_handover_on_stop)")
+        ping = lab.start(names["client"], ["ping", "-n", "-q", "-i", "0.01", "-w", "4", vip],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        nodes["A"].terminate()
+        while lab.vip_holder(names, vip) != ["B"] and time.monotonic() - t0 < 5:
+            time.sleep(0.005)
+        moved = time.monotonic() - t0
+        say(f"the VIP is now on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'} ({moved:.3f} s after the stop)")
+        print(lab.run("ip", "-n", names["B"], "-br", "addr", "show", "dev", "eth0"), end="")
+        out, _ = ping.communicate(timeout=10)
+        summary = [line for line in out.splitlines() if "transmitted" in line]
+        say("client ping: " + (summary[0] if summary else out.strip()))
+        say(f"node A exited with status {nodes['A'].wait(timeout=5)}; logs are in {tmp}")
+        say("done; cleaning up")
+        return 0
+    except KeyboardInterrupt:
+        say("interrupted; cleaning up")
+        return 130
+    finally:
+        lab.close()
+        signal.signal(signal.SIGINT, old_int)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -2073,11 +6445,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="check the configuration and exit")
     parser.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
+    if args.check:
+        return check_command(args.config)
     if args.genhash:
         return genhash(args.genhash)
-    print(f"{PROG}: not implemented yet", file=sys.stderr)
-    return 1
+    if args.demo:
+        return run_demo()
+    return run_daemon(args.config, args.log_console, args.log_detail)
 
 
 if __name__ == "__main__":
