@@ -4739,18 +4739,8 @@ class LvsManager:
             verb = ("Enabling" if alive else "Disabling") if inhibit else ("Adding" if alive else "Removing")
             log.info("%s service %s %s VS %s", verb, _rs_name(vsr.vs, rsr.key), "to" if verb == "Adding" else
                      ("of" if inhibit else "from"), _vs_name(vsr.vs))
-            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)
-            cmd = rsr.rs.notify_up if alive else rsr.rs.notify_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)  # notify_up/notify_down, FIFO, mail
         self._sync(vsr)
-
-    def _run(self, cmd: Command) -> None:
-        try:
-            self.loop.spawn(["/bin/sh", "-c", cmd.raw] if cmd.shell or not cmd.argv else cmd.argv,
-                            timeout=60, user=cmd.user, group=cmd.group)
-        except OSError as exc:
-            log.error("LVS: cannot run %s: %s", cmd.raw, exc)
 
     def _sync(self, vsr: _VsRuntime) -> None:
         """Bring the kernel's destinations of vsr's services to what the checkers say."""
@@ -4770,9 +4760,7 @@ class LvsManager:
                 log.info("%s sorry server [%s]:%s:%s %s VS %s", "Removing" if change else "Adding",
                          vs.sorry_server[0], vs.protocol.lower(), vs.sorry_server[1] or vs.port or 0,
                          "from" if change else "to", _vs_name(vs))
-            cmd = vs.quorum_up if change else vs.quorum_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.virtual_server_quorum(vs, change)  # quorum_up/quorum_down, FIFO, mail
         plan = lvs_desired_dests(vs, states, vsr.quorum_up)
         want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
         for key, (weight, method, uthr, lthr) in plan.items():
@@ -4804,10 +4792,8 @@ class LvsManager:
                 c.stop()
             if shutdown and vsr.vs.omega and rsr.alive:
                 self.notifier.checker(vsr.vs, rsr.rs, False, "shutdown")
-                if rsr.rs.notify_down is not None:
-                    self._run(rsr.rs.notify_down)
-        if shutdown and vsr.vs.omega and vsr.quorum_up and vsr.vs.quorum_down is not None:
-            self._run(vsr.vs.quorum_down)
+        if shutdown and vsr.vs.omega and vsr.quorum_up:
+            self.notifier.virtual_server_quorum(vsr.vs, False)
         if self.nl is not None:
             for key in vsr.programmed:
                 self._call(self.nl.del_service, key)
