@@ -2452,6 +2452,9 @@ def _manager(*vss, fake=None):
         def checker(self, vs, rs, up, reason=""):
             notes.append((str(rs.address), rs.port, up))
 
+        def virtual_server_quorum(self, vs, up, body=""):
+            notes.append(("quorum", vrrpd.format_virtual_server(vs), up))
+
     manager = vrrpd.LvsManager(loop, config, Recorder(loop, config))
     manager.nl = fake or FakeIpvs()
     manager.notes = notes
@@ -2780,6 +2783,7 @@ def test_http_get_digest_status_inhibit_and_sorry_server(web_server, caplog):
     web_server["status"] = 503  # the only real server fails: the sorry server comes in
     _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:81") == {"127.0.0.9:8080": 1}, 3, "sorry server")
     assert "HTTP status_code [503]" in caplog.text and "Lost quorum 1-0=1 > 0 for VS [10.0.0.100]:tcp:81" in caplog.text
+    assert ("quorum", "[10.0.0.100]:tcp:81", False) in m.notes
     web_server["status"], web_server["body"] = 200, b"hello\n"
     _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:81") == {f"127.0.0.1:{port}": 1}, 3, "sorry out")
     _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:80") == {f"127.0.0.1:{port}": 1}, 3, "enabled")
@@ -2947,6 +2951,22 @@ def test_smtp_and_dns_checks_against_loopback_servers():
     dns.close()
 
 
+def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
+    config, _ = vrrpd.parse_config_text(SEED_001_LVS)
+    loop, m = _manager()
+    m.config = config
+    m.start()
+    (svc, dests), = m.nl.table.values()
+    assert (str(svc.key), svc.sched_name, svc.flags) == ("[172.16.1.44]:tcp:80", "rr", 0)
+    assert sorted((str(d.addr), d.port, d.fwd_method, d.weight) for d in dests.values()) == [
+        ("172.16.1.1", 80, 3, 1), ("172.16.1.2", 80, 3, 1)]
+    runners = [c for r in m.vs["[172.16.1.44]:tcp:80"].rs.values() for c in r.checkers]
+    assert [(c.chk.kind, c.params.retry, c.params.delay_before_retry, c.params.connect_timeout) for c in runners] == [
+        ("HTTP_GET", 1, 0.5, 1.0)] * 2
+    m.stop()
+    loop.close()
+
+
 def test_reload_changes_only_the_difference_and_leaves_unknown_services():
     fake = FakeIpvs()
     other = vrrpd.IpvsServiceKey(2, 6, _ip("192.0.2.1"), 80)
@@ -3004,6 +3024,45 @@ def test_lvs_on_real_ipvs_kernel_via_qemu():
     print(f"VM run: {time.monotonic() - started:.1f}s")
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout
+
+
+SEED_001_LVS = """
+! seed 001: a DR load balancer with a sorry server (timers shortened for the test)
+global_defs {
+    router_id one
+}
+virtual_server 172.16.1.44 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    sorry_server 127.0.0.1 80
+    real_server 172.16.1.1 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /index.html
+                status_code 200
+            }
+            connect_timeout 1
+            nb_get_retry 1
+            delay_before_retry 0.5
+        }
+    }
+    real_server 172.16.1.2 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /index.html
+                status_code 200
+            }
+            connect_timeout 1
+            nb_get_retry 1
+            delay_before_retry 0.5
+        }
+    }
+}
+"""
 
 
 def _ipvsadm() -> str:
@@ -3143,6 +3202,28 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert "172.16.1.44" not in out and "10.9.0" not in out and "FWM" not in out
         stage("5 checked")
         assert "TCP  192.0.2.1:8080 lc" in out and _ipvs_lines("TCP 192.0.2.1:8080") == ["192.0.2.2:8080 Masq 7"]
+        # the daemon itself, from seed 001's configuration text
+        servers["rs2"] = subprocess.Popen(["ip", "netns", "exec", "rs2", PYTHON, "-m", "http.server", "80",
+                                           "-d", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conf = tmp_path / "keepalived.conf"
+        conf.write_text(SEED_001_LVS)
+        log_path = tmp_path / "vrrpd.log"
+        with open(log_path, "w") as log_file:
+            daemon = subprocess.Popen([PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=log_file,
+                                      stderr=subprocess.STDOUT)
+        servers["daemon"] = daemon
+        wait_for(lambda: sorted(_ipvs_lines(seed_svc)) == ["172.16.1.1:80 Route 1", "172.16.1.2:80 Route 1"],
+                 60, 0.2, "the daemon programs seed 001")
+        stage("daemon: seed 001 programmed")
+        servers["rs1"].kill()
+        wait_for(lambda: _ipvs_lines(seed_svc) == ["172.16.1.2:80 Route 1"], 20, 0.2, "the daemon removes rs1")
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+        text = log_path.read_text()
+        assert "Removing service [172.16.1.1]:tcp:80 from VS [172.16.1.44]:tcp:80" in text, text
+        out = _ipvsadm()
+        assert "172.16.1.44" not in out and _ipvs_lines("TCP 192.0.2.1:8080") == ["192.0.2.2:8080 Masq 7"]
+        stage("daemon: stopped, its services gone")
     finally:
         m.stop()
         loop.close()
