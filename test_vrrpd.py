@@ -2745,7 +2745,7 @@ def test_tcp_check_removes_and_readds_real_server_with_keepalived_lines(caplog):
     assert time.monotonic() - started < 0.2 + 0.1 + 1.0  # within delay_loop + retry * delay_before_retry
     assert f"TCP connection to [127.0.0.1]:tcp:{port} failed." in caplog.text
     assert f"Removing service [127.0.0.1]:tcp:{port} from VS [10.0.0.100]:tcp:80" in caplog.text
-    assert m.notes == [("127.0.0.1", port, False)]
+    assert m.notes == [("127.0.0.1", port, False), ("quorum", "[10.0.0.100]:tcp:80", False)]
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
@@ -3281,17 +3281,31 @@ def lvs_benchmark(kind: str = "TCP_CHECK", count: int = 1000, seconds: float = 1
         m.start()
         loop.run(until=time.monotonic() + 2 * delay_loop)  # warm up: the first round starts together
         m.max_late = 0.0
+        m.late_samples = []
         runners = [c for vsr in m.vs.values() for r in vsr.rs.values() for c in r.checkers]
         attempts0 = sum(c.attempt for c in runners)
         cpu0, wall0 = time.process_time(), time.monotonic()
         loop.run(until=wall0 + seconds)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         alive = sum(r.alive for vsr in m.vs.values() for r in vsr.rs.values())
+        late = sorted(m.late_samples)
         result = {"kind": kind, "checkers": count, "delay_loop": delay_loop, "seconds": round(wall, 1),
                   "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
                   "checks_per_second": round((sum(c.attempt for c in runners) - attempts0) / wall, 1),
+                  "late_p50_ms": round(1000 * late[len(late) // 2], 1),
+                  "late_p99_ms": round(1000 * late[int(len(late) * 0.99)], 1),
                   "max_late_ms": round(1000 * m.max_late, 1), "alive": alive}
         m.stop()
+        # the same wait on an empty loop: how late this machine wakes a process anyway
+        idle_late = [0.0]
+
+        def tick(due: float) -> None:
+            idle_late[0] = max(idle_late[0], loop.time() - due)
+            loop.call_at(due + 0.01, tick, due + 0.01)
+
+        loop.call_at(loop.time() + 0.01, tick, loop.time() + 0.01)
+        loop.run(until=time.monotonic() + min(seconds, 5.0))
+        result["idle_loop_max_late_ms"] = round(1000 * idle_late[0], 1)
         loop.close()
         return result
     finally:
@@ -3305,7 +3319,7 @@ def test_lvs_checker_benchmark_small():
     print(result)
     assert result["alive"] == 200
     assert result["checks_per_second"] > 200 / 0.5 * 0.8
-    assert result["max_late_ms"] < 500  # generous: the machine is shared; the full run is reported in the README
+    assert result["late_p99_ms"] < 250 and result["max_late_ms"] < 1000  # generous: a shared 2-core machine
 
 
 # ============================================================================================

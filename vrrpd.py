@@ -4192,8 +4192,10 @@ class _CheckRunner:
         self.due = self.loop.time()
         self.attempt = 0
         self.stopped = False
+        self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
         ip = chk.connect_ip or rsr.key[0]
         self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
+        self.sockaddr = (str(ip), self.target[1])
         self.name = f"[{ip}]:{self.vs.protocol.lower()}:{self.target[1]}"
 
     def start(self, delay: float) -> None:
@@ -4218,8 +4220,8 @@ class _CheckRunner:
             self.deadline.cancel()
             self.deadline = None
         if self.sock is not None:
-            self.loop.remove_reader(self.sock)
-            self.loop.remove_writer(self.sock)
+            self._unwatch(False)
+            self._unwatch(True)
             self.sock.close()
             self.sock = None
 
@@ -4230,7 +4232,10 @@ class _CheckRunner:
         self.attempt += 1
         self.timer = None
         self.busy = True
-        self.manager.max_late = max(self.manager.max_late, self.loop.time() - self.due)
+        late = self.loop.time() - self.due
+        self.manager.max_late = max(self.manager.max_late, late)
+        if self.manager.late_samples is not None:
+            self.manager.late_samples.append(late)
         try:
             self.begin()
         except OSError as exc:
@@ -4268,9 +4273,13 @@ class _CheckRunner:
     def _watch(self, write: bool, fn: Callable[..., Any], *args: Any) -> None:
         """Call fn(*args) when the current socket is readable (or writable); stale events are dropped."""
         (self.loop.add_writer if write else self.loop.add_reader)(self.sock, self._io, self.sock, fn, args)
+        self.watching |= 2 if write else 1
 
     def _unwatch(self, write: bool) -> None:
-        (self.loop.remove_writer if write else self.loop.remove_reader)(self.sock)
+        bit = 2 if write else 1
+        if self.watching & bit:  # (asking the loop to drop what it does not hold is not free)
+            (self.loop.remove_writer if write else self.loop.remove_reader)(self.sock)
+            self.watching &= ~bit
 
     def _io(self, sock: socket.socket, fn: Callable[..., Any], args: tuple) -> None:
         if sock is not self.sock:
@@ -4291,10 +4300,14 @@ class _CheckRunner:
         ip, port = self.target
         sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
         self.sock = sock
+        self.watching = 0
         sock.setblocking(False)
+        if self.chk.kind == "TCP_CHECK":
+            # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         if self.chk.bindto is not None or self.chk.bind_port:
             sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
-        err = sock.connect_ex((str(ip), port))
+        err = sock.connect_ex(self.sockaddr)
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
         self._deadline(self.params.connect_timeout)
@@ -4515,6 +4528,7 @@ class _DnsCheck(_CheckRunner):
     def begin(self) -> None:
         ip, port = self.target
         self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.watching = 0
         self.sock.setblocking(False)
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
@@ -4601,6 +4615,7 @@ class LvsManager:
         self.vs: Dict[str, _VsRuntime] = {}
         self.kernel: Dict[IpvsServiceKey, IpvsService] = {}
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
+        self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
 
     def start(self) -> None:
         if not self.config.virtual_servers:
