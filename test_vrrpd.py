@@ -3284,13 +3284,16 @@ def lvs_benchmark(kind: str = "TCP_CHECK", count: int = 1000, seconds: float = 1
         m.late_samples = []
         runners = [c for vsr in m.vs.values() for r in vsr.rs.values() for c in r.checkers]
         attempts0 = sum(c.attempt for c in runners)
-        cpu0, wall0 = time.process_time(), time.monotonic()
+        times0, wall0 = os.times(), time.monotonic()
         loop.run(until=wall0 + seconds)
-        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        times1, wall = os.times(), time.monotonic() - wall0
+        user, system = times1.user - times0.user, times1.system - times0.system
+        cpu = user + system
         alive = sum(r.alive for vsr in m.vs.values() for r in vsr.rs.values())
         late = sorted(m.late_samples)
         result = {"kind": kind, "checkers": count, "delay_loop": delay_loop, "seconds": round(wall, 1),
                   "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
+                  "user_percent": round(100 * user / wall, 1), "system_percent": round(100 * system / wall, 1),
                   "checks_per_second": round((sum(c.attempt for c in runners) - attempts0) / wall, 1),
                   "late_p50_ms": round(1000 * late[len(late) // 2], 1),
                   "late_p99_ms": round(1000 * late[int(len(late) * 0.99)], 1),

@@ -4616,6 +4616,7 @@ class LvsManager:
         self.kernel: Dict[IpvsServiceKey, IpvsService] = {}
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
+        self.spread = 0.0  # golden-ratio sequence of first-check offsets
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -4715,7 +4716,7 @@ class LvsManager:
 
     def _start_real_servers(self, vsr: _VsRuntime, old: Optional[_VsRuntime]) -> None:
         vs = vsr.vs
-        for index, rs in enumerate(vs.real_servers):
+        for rs in vs.real_servers:
             key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
             previous = old.rs.pop(key, None) if old is not None else None
             if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
@@ -4736,9 +4737,11 @@ class LvsManager:
                     continue
                 check = runner(self, vsr, rsr, chk)
                 rsr.checkers.append(check)
-                # spread the first checks a little so many real servers do not fire at once
-                first = check.params.warmup * random.random() if check.params.warmup else (index % 100) * 0.001
-                check.start(first)
+                # spread the first checks evenly over (at most) a second, so that many real servers
+                # do not fire together and then stay bunched up round after round
+                self.spread = (self.spread + 0.6180339887) % 1.0
+                first = self.spread * min(check.params.delay_loop, 1.0)
+                check.start(check.params.warmup * random.random() if check.params.warmup else first)
             rsr.was_alive = rsr.alive
         for rsr in old.rs.values() if old is not None else []:
             for c in rsr.checkers:
