@@ -4151,6 +4151,36 @@ def test_reload_changes_only_the_difference_and_leaves_unknown_services():
     loop.close()
 
 
+def test_late_timers_and_stale_events_never_start_a_second_check_chain():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    chk = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    loop, m = _manager(_vs(rss=[_rs(port=port, checkers=[chk])], delay_loop=0.3))
+    m.start()
+    (runner,) = m.vs["[10.0.0.100]:tcp:80"].rs[(_ip("127.0.0.1"), port)].checkers
+    _run_until(loop, lambda: runner.attempt >= 1 and not runner.busy, 2, "one check done")
+    done = runner.attempt
+    # what a cancelled-but-already-due timer would do: an old deadline and an old attempt firing late
+    runner._timeout(done)
+    runner._attempt(done - 1)
+    assert runner.attempt == done and not runner.busy
+
+    def pending():
+        return [t for t in loop._timers if not t.cancelled and getattr(t.callback, "__self__", None) is runner]
+
+    assert len(pending()) == 1
+    loop.run(until=time.monotonic() + 1.0)
+    assert 3 <= runner.attempt - done <= 4  # one chain: about one check per delay_loop, not two
+    m.stop()
+    assert not pending()
+    listener.close()
+    loop.close()
+
+
 def test_no_ipvs_in_kernel_gives_a_clear_error(monkeypatch, caplog):
     monkeypatch.setattr(vrrpd, "IPVS_GENL_NAME", "NO_SUCH_FAMILY")
     loop = vrrpd.EventLoop()

@@ -5315,6 +5315,8 @@ class LvsManager:
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
         if self.nl is not None:
+            if self.config.global_defs.lvs_flush_on_stop:
+                self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
             self.nl.close()
             self.nl = None
 
