@@ -4875,13 +4875,17 @@ class _CheckRunner:
         self.busy = False
         self.last_result = ""
         self.due = self.loop.time()
+        self.attempt = 0
+        self.stopped = False
+        self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
         ip = chk.connect_ip or rsr.key[0]
         self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
+        self.sockaddr = (str(ip), self.target[1])
         self.name = f"[{ip}]:{self.vs.protocol.lower()}:{self.target[1]}"
 
     def start(self, delay: float) -> None:
         self.due = self.loop.time() + delay
-        self.timer = self.loop.call_at(self.due, self._attempt)
+        self.timer = self.loop.call_at(self.due, self._attempt, self.attempt)
 
     def stop(self) -> None:
         for t in (self.timer, self.deadline):
@@ -4889,6 +4893,8 @@ class _CheckRunner:
                 t.cancel()
         self.timer = self.deadline = None
         self._close()
+        self.stopped = True
+        self.attempt += 1
         if self.child is not None:
             self.child.on_exit = None
             self.child.kill()
@@ -4899,15 +4905,22 @@ class _CheckRunner:
             self.deadline.cancel()
             self.deadline = None
         if self.sock is not None:
-            self.loop.remove_reader(self.sock)
-            self.loop.remove_writer(self.sock)
+            self._unwatch(False)
+            self._unwatch(True)
             self.sock.close()
             self.sock = None
 
-    def _attempt(self) -> None:
+    def _attempt(self, token: int = -1) -> None:
+        # a timer cancelled late can still fire: every callback checks it is for the current attempt
+        if token not in (-1, self.attempt) or self.busy or self.stopped:
+            return
+        self.attempt += 1
         self.timer = None
         self.busy = True
-        self.manager.max_late = max(self.manager.max_late, self.loop.time() - self.due)
+        late = self.loop.time() - self.due
+        self.manager.max_late = max(self.manager.max_late, late)
+        if self.manager.late_samples is not None:
+            self.manager.late_samples.append(late)
         try:
             self.begin()
         except OSError as exc:
@@ -4918,6 +4931,8 @@ class _CheckRunner:
 
     def _done(self, ok: bool, reason: str = "", weight: Optional[int] = None) -> None:
         self._close()
+        if not self.busy or self.stopped:
+            return
         self.busy = False
         self.last_result = "ok" if ok else reason
         was_up = self.decision.up
@@ -4932,7 +4947,7 @@ class _CheckRunner:
             self.rsr.weight_seen[id(self)] = weight
             self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
         self.due = when
-        self.timer = self.loop.call_at(when, self._attempt)
+        self.timer = self.loop.call_at(when, self._attempt, self.attempt)
 
     def _label(self) -> str:
         return {"HTTP_GET": "HTTP_CHECK", "SSL_GET": "SSL_CHECK"}.get(self.chk.kind, self.chk.kind)
@@ -4940,23 +4955,52 @@ class _CheckRunner:
     def _success_line(self) -> str:
         return f"{self._label()} on service {self.name} succeeded."
 
+    def _watch(self, write: bool, fn: Callable[..., Any], *args: Any) -> None:
+        """Call fn(*args) when the current socket is readable (or writable); stale events are dropped."""
+        (self.loop.add_writer if write else self.loop.add_reader)(self.sock, self._io, self.sock, fn, args)
+        self.watching |= 2 if write else 1
+
+    def _unwatch(self, write: bool) -> None:
+        bit = 2 if write else 1
+        if self.watching & bit:  # (asking the loop to drop what it does not hold is not free)
+            (self.loop.remove_writer if write else self.loop.remove_reader)(self.sock)
+            self.watching &= ~bit
+
+    def _io(self, sock: socket.socket, fn: Callable[..., Any], args: tuple) -> None:
+        if sock is not self.sock:
+            self.loop.remove_reader(sock)
+            self.loop.remove_writer(sock)
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # a checker must never stop checking
+            log.exception("%s on %s: internal error", self.chk.kind, self.name)
+            self._done(False, f"{self._label()} on {self.name} failed: {exc!r}")
+
+    def _deadline(self, seconds: float) -> None:
+        self.deadline = self.loop.call_later(seconds, self._timeout, self.attempt)
+
     # -- a non-blocking TCP connection shared by the stream checkers -----------------------
     def _connect(self, on_connected: Callable[[], Any]) -> None:
         ip, port = self.target
         sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
         self.sock = sock
+        self.watching = 0
         sock.setblocking(False)
+        if self.chk.kind == "TCP_CHECK":
+            # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         if self.chk.bindto is not None or self.chk.bind_port:
             sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
-        err = sock.connect_ex((str(ip), port))
+        err = sock.connect_ex(self.sockaddr)
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_writer(sock, self._connected, on_connected)
+        self._deadline(self.params.connect_timeout)
+        self._watch(True, self._connected, on_connected)
 
     def _connected(self, on_connected: Callable[[], Any]) -> None:
         assert self.sock is not None
-        self.loop.remove_writer(self.sock)
+        self._unwatch(True)
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._done(False, self._connect_failed(os.strerror(err)))
@@ -4966,7 +5010,9 @@ class _CheckRunner:
     def _connect_failed(self, why: str) -> str:
         return f"TCP connection to {self.name} failed ({why})."
 
-    def _timeout(self) -> None:
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
         self.deadline = None
         self._done(False, f"Timeout connecting to {self.name}." if self.chk.kind == "TCP_CHECK"
                    else f"Timeout reading data to {self.name}.")
@@ -5014,18 +5060,18 @@ class _HttpCheck(_CheckRunner):
         try:
             self.sock.do_handshake()  # type: ignore[attr-defined]
         except ssl.SSLWantReadError:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._handshake)
+            self._unwatch(True)
+            self._watch(False, self._handshake)
             return
         except ssl.SSLWantWriteError:
-            self.loop.remove_reader(self.sock)
-            self.loop.add_writer(self.sock, self._handshake)
+            self._unwatch(False)
+            self._watch(True, self._handshake)
             return
         except (OSError, ValueError) as exc:
             self._done(False, f"SSL handshake with {self.name} failed ({exc}).")
             return
-        self.loop.remove_reader(self.sock)
-        self.loop.remove_writer(self.sock)
+        self._unwatch(False)
+        self._unwatch(True)
         self._send()
 
     def _send(self) -> None:
@@ -5052,10 +5098,10 @@ class _HttpCheck(_CheckRunner):
             return
         self.outgoing = self.outgoing[sent:]
         if self.outgoing:
-            self.loop.add_writer(self.sock, self._write)
+            self._watch(True, self._write)
         else:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._read)
+            self._unwatch(True)
+            self._watch(False, self._read)
 
     def _read(self) -> None:
         import ssl
@@ -5104,6 +5150,8 @@ class _MiscCheck(_CheckRunner):
         self.child = self.loop.spawn(argv, on_exit=self._exited, timeout=timeout, user=self.chk.user)
 
     def _exited(self, child: Child) -> None:
+        if child is not self.child:
+            return
         self.child = None
         up, weight = misc_check_result(child.returncode, child.timed_out, self.chk.misc_dynamic)
         path = self.chk.misc_path.raw if self.chk.misc_path else ""
@@ -5123,7 +5171,7 @@ class _SmtpCheck(_CheckRunner):
     def begin(self) -> None:
         self.buf = b""
         self.stage = 0
-        self._connect(lambda: self.loop.add_reader(self.sock, self._read))
+        self._connect(lambda: self._watch(False, self._read))
 
     def _read(self) -> None:
         assert self.sock is not None
@@ -5165,14 +5213,15 @@ class _DnsCheck(_CheckRunner):
     def begin(self) -> None:
         ip, port = self.target
         self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.watching = 0
         self.sock.setblocking(False)
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
         query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
         self.sock.sendto(query, (str(ip), port or 53))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_reader(self.sock, self._read)
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
 
     def _read(self) -> None:
         assert self.sock is not None
@@ -5251,6 +5300,8 @@ class LvsManager:
         self.vs: Dict[str, _VsRuntime] = {}
         self.kernel: Dict[IpvsServiceKey, IpvsService] = {}
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
+        self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
+        self.spread = 0.0  # golden-ratio sequence of first-check offsets
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -5276,6 +5327,8 @@ class LvsManager:
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
         if self.nl is not None:
+            if self.config.global_defs.lvs_flush_on_stop:
+                self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
             self.nl.close()
             self.nl = None
 
@@ -5350,7 +5403,7 @@ class LvsManager:
 
     def _start_real_servers(self, vsr: _VsRuntime, old: Optional[_VsRuntime]) -> None:
         vs = vsr.vs
-        for index, rs in enumerate(vs.real_servers):
+        for rs in vs.real_servers:
             key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
             previous = old.rs.pop(key, None) if old is not None else None
             if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
@@ -5371,9 +5424,11 @@ class LvsManager:
                     continue
                 check = runner(self, vsr, rsr, chk)
                 rsr.checkers.append(check)
-                # spread the first checks a little so many real servers do not fire at once
-                first = check.params.warmup * random.random() if check.params.warmup else (index % 100) * 0.001
-                check.start(first)
+                # spread the first checks evenly over (at most) a second, so that many real servers
+                # do not fire together and then stay bunched up round after round
+                self.spread = (self.spread + 0.6180339887) % 1.0
+                first = self.spread * min(check.params.delay_loop, 1.0)
+                check.start(check.params.warmup * random.random() if check.params.warmup else first)
             rsr.was_alive = rsr.alive
         for rsr in old.rs.values() if old is not None else []:
             for c in rsr.checkers:
@@ -5389,18 +5444,8 @@ class LvsManager:
             verb = ("Enabling" if alive else "Disabling") if inhibit else ("Adding" if alive else "Removing")
             log.info("%s service %s %s VS %s", verb, _rs_name(vsr.vs, rsr.key), "to" if verb == "Adding" else
                      ("of" if inhibit else "from"), _vs_name(vsr.vs))
-            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)
-            cmd = rsr.rs.notify_up if alive else rsr.rs.notify_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)  # notify_up/notify_down, FIFO, mail
         self._sync(vsr)
-
-    def _run(self, cmd: Command) -> None:
-        try:
-            self.loop.spawn(["/bin/sh", "-c", cmd.raw] if cmd.shell or not cmd.argv else cmd.argv,
-                            timeout=60, user=cmd.user, group=cmd.group)
-        except OSError as exc:
-            log.error("LVS: cannot run %s: %s", cmd.raw, exc)
 
     def _sync(self, vsr: _VsRuntime) -> None:
         """Bring the kernel's destinations of vsr's services to what the checkers say."""
@@ -5420,9 +5465,7 @@ class LvsManager:
                 log.info("%s sorry server [%s]:%s:%s %s VS %s", "Removing" if change else "Adding",
                          vs.sorry_server[0], vs.protocol.lower(), vs.sorry_server[1] or vs.port or 0,
                          "from" if change else "to", _vs_name(vs))
-            cmd = vs.quorum_up if change else vs.quorum_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.virtual_server_quorum(vs, change)  # quorum_up/quorum_down, FIFO, mail
         plan = lvs_desired_dests(vs, states, vsr.quorum_up)
         want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
         for key, (weight, method, uthr, lthr) in plan.items():
@@ -5454,10 +5497,8 @@ class LvsManager:
                 c.stop()
             if shutdown and vsr.vs.omega and rsr.alive:
                 self.notifier.checker(vsr.vs, rsr.rs, False, "shutdown")
-                if rsr.rs.notify_down is not None:
-                    self._run(rsr.rs.notify_down)
-        if shutdown and vsr.vs.omega and vsr.quorum_up and vsr.vs.quorum_down is not None:
-            self._run(vsr.vs.quorum_down)
+        if shutdown and vsr.vs.omega and vsr.quorum_up:
+            self.notifier.virtual_server_quorum(vsr.vs, False)
         if self.nl is not None:
             for key in vsr.programmed:
                 self._call(self.nl.del_service, key)
