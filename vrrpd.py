@@ -3151,6 +3151,7 @@ class VrrpMachine:
         lower_prio_no_advert: bool = False,
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
+        higher_prio_send_advert: bool = False,
     ):
         self.name = name
         self.vrid = vrid
@@ -3170,6 +3171,9 @@ class VrrpMachine:
         self.lower_prio_no_advert = lower_prio_no_advert
         self.garp_lower_prio_repeat = garp_lower_prio_repeat
         self.skip_check_adv_addr = skip_check_adv_addr
+        self.higher_prio_send_advert = higher_prio_send_advert
+        # set while a weight-0 tracker has not reported yet: keepalived does not become MASTER then
+        self.hold_master = False
         self.state = State.INIT
         self.fault = False
         self.adver_timer: Optional[float] = None
@@ -3223,6 +3227,9 @@ class VrrpMachine:
         if self.handover_timer is not None and now >= self.handover_timer:
             acts += self._finish_handover("timeout")
         if self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer:
+            if self.hold_master:
+                self.master_down_timer = now + self.master_down_interval
+                return acts
             # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
             acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
             acts += self._become_master(now)
@@ -3308,6 +3315,9 @@ class VrrpMachine:
             #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
             acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
                                       f"{adv.priority}, ours {self.effective_priority}")]
+            if self.higher_prio_send_advert:
+                # keepalived's higher_prio_send_advert: tell the winner once more that we were master
+                acts.append(SendAdvert(self.effective_priority))
             if self.version == 3:
                 self.master_adver_int = adv.advert_int
             self.master_ip = src
@@ -3376,11 +3386,13 @@ class VrrpMachine:
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
         self.master_ip = self.primary_ip
-        acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE"), SendAdvert(self.effective_priority)]
+        # the VIPs go up just before the advert (the RFC does not order them), so the old master, which drops
+        # them on hearing us, and the client, which follows our GARPs, never find the address missing
+        acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE")]
         if not self.vips_set:
             self.vips_set = True
             acts += [Log(f"({self.name}) setting VIPs.", detail=True), AddVips()]
-        acts += [StartGarp(), Notify(State.MASTER, self.effective_priority)]
+        acts += [SendAdvert(self.effective_priority), StartGarp(), Notify(State.MASTER, self.effective_priority)]
         return acts
 
     def _enter_backup(self, now: float, init: bool = False) -> List[Action]:
@@ -4863,13 +4875,17 @@ class _CheckRunner:
         self.busy = False
         self.last_result = ""
         self.due = self.loop.time()
+        self.attempt = 0
+        self.stopped = False
+        self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
         ip = chk.connect_ip or rsr.key[0]
         self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
+        self.sockaddr = (str(ip), self.target[1])
         self.name = f"[{ip}]:{self.vs.protocol.lower()}:{self.target[1]}"
 
     def start(self, delay: float) -> None:
         self.due = self.loop.time() + delay
-        self.timer = self.loop.call_at(self.due, self._attempt)
+        self.timer = self.loop.call_at(self.due, self._attempt, self.attempt)
 
     def stop(self) -> None:
         for t in (self.timer, self.deadline):
@@ -4877,6 +4893,8 @@ class _CheckRunner:
                 t.cancel()
         self.timer = self.deadline = None
         self._close()
+        self.stopped = True
+        self.attempt += 1
         if self.child is not None:
             self.child.on_exit = None
             self.child.kill()
@@ -4887,15 +4905,22 @@ class _CheckRunner:
             self.deadline.cancel()
             self.deadline = None
         if self.sock is not None:
-            self.loop.remove_reader(self.sock)
-            self.loop.remove_writer(self.sock)
+            self._unwatch(False)
+            self._unwatch(True)
             self.sock.close()
             self.sock = None
 
-    def _attempt(self) -> None:
+    def _attempt(self, token: int = -1) -> None:
+        # a timer cancelled late can still fire: every callback checks it is for the current attempt
+        if token not in (-1, self.attempt) or self.busy or self.stopped:
+            return
+        self.attempt += 1
         self.timer = None
         self.busy = True
-        self.manager.max_late = max(self.manager.max_late, self.loop.time() - self.due)
+        late = self.loop.time() - self.due
+        self.manager.max_late = max(self.manager.max_late, late)
+        if self.manager.late_samples is not None:
+            self.manager.late_samples.append(late)
         try:
             self.begin()
         except OSError as exc:
@@ -4906,6 +4931,8 @@ class _CheckRunner:
 
     def _done(self, ok: bool, reason: str = "", weight: Optional[int] = None) -> None:
         self._close()
+        if not self.busy or self.stopped:
+            return
         self.busy = False
         self.last_result = "ok" if ok else reason
         was_up = self.decision.up
@@ -4920,7 +4947,7 @@ class _CheckRunner:
             self.rsr.weight_seen[id(self)] = weight
             self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
         self.due = when
-        self.timer = self.loop.call_at(when, self._attempt)
+        self.timer = self.loop.call_at(when, self._attempt, self.attempt)
 
     def _label(self) -> str:
         return {"HTTP_GET": "HTTP_CHECK", "SSL_GET": "SSL_CHECK"}.get(self.chk.kind, self.chk.kind)
@@ -4928,23 +4955,52 @@ class _CheckRunner:
     def _success_line(self) -> str:
         return f"{self._label()} on service {self.name} succeeded."
 
+    def _watch(self, write: bool, fn: Callable[..., Any], *args: Any) -> None:
+        """Call fn(*args) when the current socket is readable (or writable); stale events are dropped."""
+        (self.loop.add_writer if write else self.loop.add_reader)(self.sock, self._io, self.sock, fn, args)
+        self.watching |= 2 if write else 1
+
+    def _unwatch(self, write: bool) -> None:
+        bit = 2 if write else 1
+        if self.watching & bit:  # (asking the loop to drop what it does not hold is not free)
+            (self.loop.remove_writer if write else self.loop.remove_reader)(self.sock)
+            self.watching &= ~bit
+
+    def _io(self, sock: socket.socket, fn: Callable[..., Any], args: tuple) -> None:
+        if sock is not self.sock:
+            self.loop.remove_reader(sock)
+            self.loop.remove_writer(sock)
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # a checker must never stop checking
+            log.exception("%s on %s: internal error", self.chk.kind, self.name)
+            self._done(False, f"{self._label()} on {self.name} failed: {exc!r}")
+
+    def _deadline(self, seconds: float) -> None:
+        self.deadline = self.loop.call_later(seconds, self._timeout, self.attempt)
+
     # -- a non-blocking TCP connection shared by the stream checkers -----------------------
     def _connect(self, on_connected: Callable[[], Any]) -> None:
         ip, port = self.target
         sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
         self.sock = sock
+        self.watching = 0
         sock.setblocking(False)
+        if self.chk.kind == "TCP_CHECK":
+            # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         if self.chk.bindto is not None or self.chk.bind_port:
             sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
-        err = sock.connect_ex((str(ip), port))
+        err = sock.connect_ex(self.sockaddr)
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_writer(sock, self._connected, on_connected)
+        self._deadline(self.params.connect_timeout)
+        self._watch(True, self._connected, on_connected)
 
     def _connected(self, on_connected: Callable[[], Any]) -> None:
         assert self.sock is not None
-        self.loop.remove_writer(self.sock)
+        self._unwatch(True)
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._done(False, self._connect_failed(os.strerror(err)))
@@ -4954,7 +5010,9 @@ class _CheckRunner:
     def _connect_failed(self, why: str) -> str:
         return f"TCP connection to {self.name} failed ({why})."
 
-    def _timeout(self) -> None:
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
         self.deadline = None
         self._done(False, f"Timeout connecting to {self.name}." if self.chk.kind == "TCP_CHECK"
                    else f"Timeout reading data to {self.name}.")
@@ -5002,18 +5060,18 @@ class _HttpCheck(_CheckRunner):
         try:
             self.sock.do_handshake()  # type: ignore[attr-defined]
         except ssl.SSLWantReadError:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._handshake)
+            self._unwatch(True)
+            self._watch(False, self._handshake)
             return
         except ssl.SSLWantWriteError:
-            self.loop.remove_reader(self.sock)
-            self.loop.add_writer(self.sock, self._handshake)
+            self._unwatch(False)
+            self._watch(True, self._handshake)
             return
         except (OSError, ValueError) as exc:
             self._done(False, f"SSL handshake with {self.name} failed ({exc}).")
             return
-        self.loop.remove_reader(self.sock)
-        self.loop.remove_writer(self.sock)
+        self._unwatch(False)
+        self._unwatch(True)
         self._send()
 
     def _send(self) -> None:
@@ -5040,10 +5098,10 @@ class _HttpCheck(_CheckRunner):
             return
         self.outgoing = self.outgoing[sent:]
         if self.outgoing:
-            self.loop.add_writer(self.sock, self._write)
+            self._watch(True, self._write)
         else:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._read)
+            self._unwatch(True)
+            self._watch(False, self._read)
 
     def _read(self) -> None:
         import ssl
@@ -5092,6 +5150,8 @@ class _MiscCheck(_CheckRunner):
         self.child = self.loop.spawn(argv, on_exit=self._exited, timeout=timeout, user=self.chk.user)
 
     def _exited(self, child: Child) -> None:
+        if child is not self.child:
+            return
         self.child = None
         up, weight = misc_check_result(child.returncode, child.timed_out, self.chk.misc_dynamic)
         path = self.chk.misc_path.raw if self.chk.misc_path else ""
@@ -5111,7 +5171,7 @@ class _SmtpCheck(_CheckRunner):
     def begin(self) -> None:
         self.buf = b""
         self.stage = 0
-        self._connect(lambda: self.loop.add_reader(self.sock, self._read))
+        self._connect(lambda: self._watch(False, self._read))
 
     def _read(self) -> None:
         assert self.sock is not None
@@ -5153,14 +5213,15 @@ class _DnsCheck(_CheckRunner):
     def begin(self) -> None:
         ip, port = self.target
         self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.watching = 0
         self.sock.setblocking(False)
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
         query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
         self.sock.sendto(query, (str(ip), port or 53))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_reader(self.sock, self._read)
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
 
     def _read(self) -> None:
         assert self.sock is not None
@@ -5239,6 +5300,8 @@ class LvsManager:
         self.vs: Dict[str, _VsRuntime] = {}
         self.kernel: Dict[IpvsServiceKey, IpvsService] = {}
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
+        self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
+        self.spread = 0.0  # golden-ratio sequence of first-check offsets
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -5264,6 +5327,8 @@ class LvsManager:
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
         if self.nl is not None:
+            if self.config.global_defs.lvs_flush_on_stop:
+                self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
             self.nl.close()
             self.nl = None
 
@@ -5338,7 +5403,7 @@ class LvsManager:
 
     def _start_real_servers(self, vsr: _VsRuntime, old: Optional[_VsRuntime]) -> None:
         vs = vsr.vs
-        for index, rs in enumerate(vs.real_servers):
+        for rs in vs.real_servers:
             key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
             previous = old.rs.pop(key, None) if old is not None else None
             if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
@@ -5359,9 +5424,11 @@ class LvsManager:
                     continue
                 check = runner(self, vsr, rsr, chk)
                 rsr.checkers.append(check)
-                # spread the first checks a little so many real servers do not fire at once
-                first = check.params.warmup * random.random() if check.params.warmup else (index % 100) * 0.001
-                check.start(first)
+                # spread the first checks evenly over (at most) a second, so that many real servers
+                # do not fire together and then stay bunched up round after round
+                self.spread = (self.spread + 0.6180339887) % 1.0
+                first = self.spread * min(check.params.delay_loop, 1.0)
+                check.start(check.params.warmup * random.random() if check.params.warmup else first)
             rsr.was_alive = rsr.alive
         for rsr in old.rs.values() if old is not None else []:
             for c in rsr.checkers:
@@ -5377,18 +5444,8 @@ class LvsManager:
             verb = ("Enabling" if alive else "Disabling") if inhibit else ("Adding" if alive else "Removing")
             log.info("%s service %s %s VS %s", verb, _rs_name(vsr.vs, rsr.key), "to" if verb == "Adding" else
                      ("of" if inhibit else "from"), _vs_name(vsr.vs))
-            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)
-            cmd = rsr.rs.notify_up if alive else rsr.rs.notify_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)  # notify_up/notify_down, FIFO, mail
         self._sync(vsr)
-
-    def _run(self, cmd: Command) -> None:
-        try:
-            self.loop.spawn(["/bin/sh", "-c", cmd.raw] if cmd.shell or not cmd.argv else cmd.argv,
-                            timeout=60, user=cmd.user, group=cmd.group)
-        except OSError as exc:
-            log.error("LVS: cannot run %s: %s", cmd.raw, exc)
 
     def _sync(self, vsr: _VsRuntime) -> None:
         """Bring the kernel's destinations of vsr's services to what the checkers say."""
@@ -5408,9 +5465,7 @@ class LvsManager:
                 log.info("%s sorry server [%s]:%s:%s %s VS %s", "Removing" if change else "Adding",
                          vs.sorry_server[0], vs.protocol.lower(), vs.sorry_server[1] or vs.port or 0,
                          "from" if change else "to", _vs_name(vs))
-            cmd = vs.quorum_up if change else vs.quorum_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.virtual_server_quorum(vs, change)  # quorum_up/quorum_down, FIFO, mail
         plan = lvs_desired_dests(vs, states, vsr.quorum_up)
         want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
         for key, (weight, method, uthr, lthr) in plan.items():
@@ -5442,10 +5497,8 @@ class LvsManager:
                 c.stop()
             if shutdown and vsr.vs.omega and rsr.alive:
                 self.notifier.checker(vsr.vs, rsr.rs, False, "shutdown")
-                if rsr.rs.notify_down is not None:
-                    self._run(rsr.rs.notify_down)
-        if shutdown and vsr.vs.omega and vsr.quorum_up and vsr.vs.quorum_down is not None:
-            self._run(vsr.vs.quorum_down)
+        if shutdown and vsr.vs.omega and vsr.quorum_up:
+            self.notifier.virtual_server_quorum(vsr.vs, False)
         if self.nl is not None:
             for key in vsr.programmed:
                 self._call(self.nl.del_service, key)
@@ -5552,6 +5605,23 @@ class StrictFirewall:
         log.info("no_accept: nftables table inet %s drops traffic to %d VIP(s)", self.table, len(set(vips)))
         return True
 
+    def replace(self, vips: List[IPAddress]) -> bool:
+        """Reload: swap the table for one with the new VIP set in one nft transaction (no gap)."""
+        if not vips and not self.active:
+            return True
+        script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
+        script += nft_ruleset(vips, self.table) if vips else ""
+        try:
+            result = self._nft(["nft", "-f", "-"], script)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.error("no_accept: cannot run nft (%s)", exc)
+            return False
+        if result.returncode != 0:
+            log.error("no_accept: nft refused the ruleset: %s", result.stderr.strip())
+            return False
+        self.active = bool(vips)
+        return True
+
     def stop(self) -> None:
         if not self.active:
             return
@@ -5653,15 +5723,22 @@ class VmacManager:
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
         return index
 
+    def remove(self, index: int) -> None:
+        """Delete one macvlan this manager created."""
+        name = next((n for n, i in self.created.items() if i == index), None)
+        if name is None:
+            return
+        self._seq += 1
+        try:
+            rtnl_talk(rtm_dellink(self._seq, index))
+            log.info("use_vmac: removed %s", name)
+        except (OSError, NetlinkError) as exc:
+            log.warning("use_vmac: cannot remove %s: %s", name, exc)
+        del self.created[name]
+
     def remove_all(self) -> None:
-        for name, index in list(self.created.items()):
-            self._seq += 1
-            try:
-                rtnl_talk(rtm_dellink(self._seq, index))
-                log.info("use_vmac: removed %s", name)
-            except (OSError, NetlinkError) as exc:
-                log.warning("use_vmac: cannot remove %s: %s", name, exc)
-            del self.created[name]
+        for index in list(self.created.values()):
+            self.remove(index)
         for path, value in self._saved_sysctls.items():
             _write_sysctl(path, value)
         self._saved_sysctls.clear()
@@ -6524,6 +6601,7 @@ class InstanceRuntime:
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
         self.checksum_as_v2 = False
+        self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
         self.adverts_sent = 0
         self.adverts_received = 0
         self.transitions = 0
@@ -6544,12 +6622,15 @@ class Daemon:
 
     run() returns the exit status once stop() (SIGTERM/SIGINT) has finished."""
 
-    def __init__(self, config: Config, loop: Optional[EventLoop] = None):
+    def __init__(self, config: Config, loop: Optional[EventLoop] = None, config_path: Optional[str] = None):
         self.config = config
+        self.config_path = config_path or (config.files[0] if config.files else None)
         self.loop = loop or EventLoop()
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
         self.by_socket: Dict[str, List[InstanceRuntime]] = {}
+        self.by_vrid: Dict[Tuple[str, int], List[InstanceRuntime]] = {}
+        self.own_sources: set = set()
         self.vsocks: Dict[str, VrrpSocket] = {}
         self.garp_socks: Dict[str, GarpSocket] = {}
         self.links: Dict[int, LinkInfo] = {}
@@ -6557,6 +6638,7 @@ class Daemon:
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
+        self._pending_logs: List[str] = []
         self.stopping = False
         self.finished = False
         self.exit_code = 0
@@ -6582,18 +6664,29 @@ class Daemon:
                 log.error("(%s) cannot start: %s", inst.name, exc)
         self.tracking.start()
         self.lvs.start()
+        if self.g.vrrp_startup_delay > 0:
+            log.info("Delaying startup for %g seconds", self.g.vrrp_startup_delay)
+            self.loop.call_later(self.g.vrrp_startup_delay, self._start_machines)
+        else:
+            self._start_machines()
+        log.info("Startup complete")
+        sd_notify("READY=1")
+
+    def _start_machines(self) -> None:
+        if self.stopping:
+            return
         now = self.loop.time()
         for rt in self.runtimes:
+            if rt.machine.state != State.INIT:
+                continue
             delta, fault = self._adjustment(rt)
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
-        log.info("Startup complete")
 
-    def _add_instance(self, inst: VrrpInstance) -> None:
+    def _make_machine(self, inst: VrrpInstance, version: int) -> VrrpMachine:
         g = self.g
-        version = 3 if instance_family(inst) == 6 else (inst.version or g.vrrp_version)  # keepalived: IPv6 is VRRPv3
         pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
-        machine = VrrpMachine(
+        return VrrpMachine(
             inst.name, inst.virtual_router_id, inst.priority, inst.advert_int, version,
             addresses=[v.address.ip for v in inst.virtual_ipaddress],  # excluded VIPs are not advertised
             auth_type=inst.auth_type if version == 2 else AuthType.NONE,
@@ -6605,13 +6698,24 @@ class Daemon:
             garp_lower_prio_repeat=int(pick(inst.garp_lower_prio_repeat,
                                             pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
+            higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
         )
+
+    def _version(self, inst: VrrpInstance) -> int:
+        if instance_family(inst) == 6:
+            return 3  # keepalived: IPv6 is VRRPv3
+        return inst.version or self.g.vrrp_version
+
+    def _add_instance(self, inst: VrrpInstance) -> InstanceRuntime:
+        g = self.g
+        version = self._version(inst)
+        machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
-        rt.checksum_as_v2 = bool(pick(inst.v3_checksum_as_v2, g.v3_checksum_as_v2))
+        rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
         if instance_family(inst) == 6:
             self.beyond.attach6(rt)
             self.runtimes.append(rt)
-            return
+            return rt
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
@@ -6626,7 +6730,20 @@ class Daemon:
                 self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
                 self.by_socket[ifname] = []
             rt.vsock = vsock
+            if ifname not in self.garp_socks:
+                self.garp_socks[ifname] = GarpSocket(ifname)
             self.by_socket[ifname].append(rt)
+            self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
+        self._set_targets(rt)
+        self.beyond.attach4(rt)
+        self.runtimes.append(rt)
+        self._update_own_sources()
+        return rt
+
+    def _set_targets(self, rt: InstanceRuntime) -> None:
+        """Where adverts go (the multicast group, or each unicast_peer) and from which source address."""
+        inst, g = rt.inst, self.g
+        rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
             rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
         else:
@@ -6634,9 +6751,11 @@ class Daemon:
             if rt.vsock is not None:
                 rt.vsock.join(g.vrrp_mcast_group4)
         rt.src = self._source_address(rt)
-        machine.primary_ip = rt.src
-        self.beyond.attach4(rt)
-        self.runtimes.append(rt)
+        rt.machine.primary_ip = rt.src
+
+    def _update_own_sources(self) -> None:
+        """Our own advert sources and interface addresses: packets from them are our own echoes."""
+        self.own_sources = {rt.src for rt in self.runtimes if rt.src is not None}
 
     def _source_address(self, rt: InstanceRuntime) -> Optional[ipaddress.IPv4Address]:
         """unicast_src_ip, mcast_src_ip, else the interface's first IPv4 address that is not one of our VIPs."""
@@ -6662,6 +6781,7 @@ class Daemon:
             return
         self.stopping = True
         log.info("Stopping")
+        sd_notify("STOPPING=1")
         for rt in self.runtimes:
             self._apply(rt, rt.machine.shutdown(now, handover=self.g.vrrp_handover_on_stop))
         self._maybe_finish()
@@ -6686,6 +6806,7 @@ class Daemon:
     def run(self) -> int:
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.stop)
+        self.loop.add_signal_handler(signal.SIGHUP, lambda signum: self.reload())
         self.start()
         self.loop.run()
         self.close()
@@ -6700,13 +6821,119 @@ class Daemon:
         if self.rtnl is not None:
             self.rtnl.close()
 
+    # -- reload (SIGHUP) ------------------------------------------------------------------------
+    @staticmethod
+    def _identity(inst: VrrpInstance, version: int) -> Tuple[str, Optional[str], int, int, int]:
+        """What must stay equal for an instance to survive a reload with its state and VIPs."""
+        return inst.name, inst.interface, inst.virtual_router_id, inst.family, version
+
+    def reload(self, config: Optional[Config] = None) -> bool:
+        """SIGHUP: validate the file first; on errors keep running untouched. Otherwise apply the difference:
+        an instance with the same identity keeps its state and VIPs (no advert gap, no VIP removal)."""
+        if self.stopping:
+            return False
+        if config is None:
+            if not self.config_path:
+                log.error("Reload impossible: no configuration file")
+                return False
+            try:
+                config = load_config(self.config_path)
+            except ConfigError as exc:
+                for diag in exc.diagnostics:
+                    log.error(str(diag))
+                log.error("Reload aborted: %s has errors; the running configuration is kept", self.config_path)
+                return False
+            except OSError as exc:
+                log.error("Reload aborted: cannot read %s: %s", self.config_path, exc)
+                return False
+        log.info("Reloading ...")
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={int(time.monotonic() * 1e6)}")
+        now = self.loop.time()
+        self.config, self.g = config, config.global_defs
+        wanted = {self._identity(inst, self._version(inst)): inst for inst in config.vrrp_instances}
+        kept: Dict[Tuple[str, Optional[str], int, int, int], InstanceRuntime] = {}
+        for rt in list(self.runtimes):
+            ident = self._identity(rt.inst, rt.version)
+            if ident in wanted:
+                kept[ident] = rt
+                continue
+            acts = [a for a in rt.machine.shutdown(now) if not isinstance(a, Notify)]
+            self._apply(rt, acts)
+            self._forget(rt)
+            log.info("(%s) removed by the reload", rt.inst.name)
+            self._safe(self.notifier.vrrp_deleted, rt.inst, rt.machine.effective_priority)
+        # each engine keeps what did not change: unchanged trackers keep their state and schedule,
+        # unchanged sync groups their state; VMACs and the no_accept firewall follow the new config
+        self._safe(self.tracking.reload, config)
+        self._safe(self.notifier.reload, config)
+        self._safe(self.beyond.reload, config)
+        self._safe(self.lvs.reload, config)
+        for ident, inst in wanted.items():
+            rt = kept.get(ident)
+            if rt is not None:
+                self._reconfigure(rt, inst)
+                continue
+            try:
+                rt = self._add_instance(inst)
+            except (OSError, ValueError) as exc:
+                log.error("(%s) cannot start: %s", inst.name, exc)
+                continue
+            delta, fault = self._adjustment(rt)
+            self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
+            self._apply(rt, rt.machine.start(now, fault=fault))
+        self._reevaluate()
+        log.info("Reload complete")
+        sd_notify("READY=1")
+        return True
+
+    def _reconfigure(self, rt: InstanceRuntime, inst: VrrpInstance) -> None:
+        """Take the new settings of a surviving instance without touching its state; VIPs are diffed."""
+        old_vips = {self._vip_key(rt, v): v for v in rt.vips}
+        rt.inst = inst
+        fresh = self._make_machine(inst, rt.version)
+        m = rt.machine
+        for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
+                     "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
+                     "higher_prio_send_advert"):
+            setattr(m, attr, getattr(fresh, attr))
+        if m.state != State.BACKUP or rt.version == 2:
+            m.master_adver_int = m.advert_int
+        self._set_targets(rt)
+        rt.packets.clear()
+        self._update_own_sources()
+        new_vips = {self._vip_key(rt, v): v for v in rt.vips}
+        if m.vips_set and self.rtnl is not None:
+            for key in old_vips.keys() - new_vips.keys():
+                self._vip_op(rt, old_vips[key], add=False)
+            for key in new_vips.keys() - old_vips.keys():
+                self._vip_op(rt, new_vips[key], add=True)
+            if new_vips.keys() - old_vips.keys():
+                self._send_garps(rt, 1)
+
+    def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[Any, ...]:
+        return vip.address, self._vip_index(rt, vip), vip.label, vip.scope, vip.brd, vip.peer
+
+    def _forget(self, rt: InstanceRuntime) -> None:
+        self._cancel_garp(rt)
+        if rt.timer is not None:
+            rt.timer.cancel()
+            rt.timer = None
+        self.runtimes.remove(rt)
+        if rt.inst.interface in self.by_socket and rt in self.by_socket[rt.inst.interface]:
+            self.by_socket[rt.inst.interface].remove(rt)
+        key = (rt.inst.interface or "", rt.machine.vrid)
+        if rt in self.by_vrid.get(key, []):
+            self.by_vrid[key].remove(rt)
+        self._update_own_sources()
+
     # -- actions -------------------------------------------------------------------------------
     def _apply(self, rt: InstanceRuntime, actions: List[Action]) -> None:
         """Carry out what the machine asked for, then re-arm its timer."""
         inst = rt.inst
+        # kernel actions first, in order; log lines and notifications after them (they may be slow)
         for act in actions:
-            if isinstance(act, Log):
-                log.log(logging.DEBUG if act.detail else act.level, act.message)
+            if isinstance(act, (Log, Notify, NotifyRxLowerPri)):
+                continue
             elif isinstance(act, SendAdvert):
                 self._send_advert(rt, act.priority)
             elif isinstance(act, AddVips):
@@ -6719,7 +6946,14 @@ class Daemon:
                 self._cancel_garp(rt)
             elif isinstance(act, SendGarp):
                 self._send_garps(rt, act.repeat)
-            elif isinstance(act, Notify):
+        for act in actions:
+            if isinstance(act, Log):
+                log.log(logging.DEBUG if act.detail else act.level, act.message)
+        for message in self._pending_logs:
+            log.debug(message)
+        self._pending_logs = []
+        for act in actions:
+            if isinstance(act, Notify):
                 rt.transitions += 1
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
                     rt.released_master += 1
@@ -6759,13 +6993,22 @@ class Daemon:
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         if self.beyond.send_advert(rt, priority) or rt.vsock is None or rt.src is None:
             return
-        m = rt.machine
-        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
-                         m.auth_type.value if rt.version == 2 else 0,
-                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
-        for dst, ttl in rt.targets:
+        key = (priority, rt.src)
+        packets = rt.packets.get(key)
+        if packets is None:
+            # an advert only changes with the priority or the source: encode once, send the bytes again
+            m = rt.machine
+            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
+                             m.auth_type.value if rt.version == 2 else 0,
+                             m.auth_pass if m.auth_type == AuthType.PASS else b"")
+            packets = [(str(dst), encode_ipv4(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl))
+                       for dst, ttl in rt.targets]
+            if len(rt.packets) > 8:
+                rt.packets.clear()
+            rt.packets[key] = packets
+        for dst, packet in packets:
             try:
-                rt.vsock.send(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl)
+                rt.vsock.sock.sendto(packet, (dst, 0))  # IP_HDRINCL: the kernel fills in id and checksum
                 rt.adverts_sent += 1
                 rt.priority_zero_sent += priority == 0
             except OSError as exc:
@@ -6779,20 +7022,22 @@ class Daemon:
         return link.index if link is not None else 0
 
     def _set_vips(self, rt: InstanceRuntime, add: bool) -> None:
-        assert self.rtnl is not None
         for vip in rt.vips:
-            index = self._vip_index(rt, vip)
-            if not index:
-                continue
-            try:
-                if add and vip.address.version == 6:
-                    self.beyond.add_vip6(index, vip)
-                elif add:
-                    self.rtnl.add_address(index, vip)
-                else:
-                    self.rtnl.del_address(index, vip)
-            except (NetlinkError, OSError) as exc:
-                log.error("(%s) cannot %s VIP %s: %s", rt.inst.name, "add" if add else "remove", vip.address, exc)
+            self._vip_op(rt, vip, add)
+
+    def _vip_op(self, rt: InstanceRuntime, vip: VirtualIP, add: bool) -> None:
+        index = self._vip_index(rt, vip)
+        if not index or self.rtnl is None:
+            return
+        try:
+            if add and vip.address.version == 6:
+                self.beyond.add_vip6(index, vip)
+            elif add:
+                self.rtnl.add_address(index, vip)
+            else:
+                self.rtnl.del_address(index, vip)
+        except (NetlinkError, OSError) as exc:
+            log.error("(%s) cannot %s VIP %s: %s", rt.inst.name, "add" if add else "remove", vip.address, exc)
 
     def _garp_params(self, rt: InstanceRuntime) -> Tuple[float, int, float, int]:
         inst, g = rt.inst, self.g
@@ -6836,7 +7081,8 @@ class Daemon:
             if link is None or len(link.mac) != 6 or vip.address.version != 4:
                 continue
             if announce:
-                log.debug("(%s) Sending/queueing gratuitous ARPs on %s for %s", rt.inst.name, link.name, vip.address.ip)
+                self._pending_logs.append(
+                    f"({rt.inst.name}) Sending/queueing gratuitous ARPs on {link.name} for {vip.address.ip}")
             frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
         interval = self.g.vrrp_garp_interval
         if interval > 0:
@@ -6875,18 +7121,19 @@ class Daemon:
         except PacketError as exc:
             self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
             return
-        if ip.protocol != IPPROTO_VRRP or any(ip.src == rt.src for rt in self.by_socket[vsock.ifname]):
+        if ip.protocol != IPPROTO_VRRP or ip.src in self.own_sources:
             return
         if len(ip.payload) < 2:
             self._bad(None, "truncated", f"truncated VRRP packet from {ip.src} on {vsock.ifname}")
             return
         vrid = ip.payload[1]
         unicast = not ip.dst.is_multicast
-        rt = next((r for r in self.by_socket[vsock.ifname] if r.machine.vrid == vrid and r.unicast == unicast), None)
+        candidates = self.by_vrid.get((vsock.ifname, vrid), [])
+        rt = next((r for r in candidates if r.unicast == unicast), None)
         if rt is None:
-            rt = next((r for r in self.by_socket[vsock.ifname] if r.machine.vrid == vrid), None)
+            rt = candidates[0] if candidates else None
             if rt is None:
-                self.ratelimit(("vrid", vsock.ifname, vrid), self.loop.time(),
+                self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                                f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
                 return
             self._bad(rt, "mode_mismatch", f"({rt.inst.name}) received {'unicast' if unicast else 'multicast'} "
@@ -6896,9 +7143,15 @@ class Daemon:
         if not unicast and ip.ttl != VRRP_TTL:
             self._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {ip.ttl} and expect {VRRP_TTL}")
             return
-        if unicast and self.g.vrrp_check_unicast_src and ip.src not in [p.address for p in rt.inst.unicast_peer]:
-            self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
-            return
+        if unicast:
+            peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
+            if peer is None and self.g.vrrp_check_unicast_src:
+                self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
+                return
+            if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
+                self._bad(rt, "bad_ttl", f"({name}) unicast advert from {ip.src} with TTL {ip.ttl} outside "
+                          f"[{peer.min_ttl}, {peer.max_ttl}]")
+                return
         try:
             adv = decode_advert(ip.payload, ip.src, ip.dst, rt.checksum_as_v2)
         except PacketError as exc:
@@ -6941,6 +7194,8 @@ class Daemon:
                 delta += ref.weight
         try:
             tdelta, tfault = self.tracking.adjustment(inst)
+            initialising = getattr(self.tracking, "initialising", None)
+            rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
             tdelta, tfault = 0, False
@@ -6998,6 +7253,7 @@ class Daemon:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
+        self._update_own_sources()
         return changed
 
     def _vip_deleted(self, addr: AddrInfo) -> None:
@@ -7036,10 +7292,6 @@ class Daemon:
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
                 "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
-
-    def reload(self, config: Config) -> ReloadReport:
-        """SIGHUP with an already validated config: apply only the difference (section 10c)."""
-        return Reloader(self, config).run()
 
 
 # --------------------------------------------------------------------------------------------
@@ -7107,7 +7359,9 @@ class BeyondIPv4:
 
     def __init__(self, daemon: Daemon):
         self.d = daemon
-        self.firewall = StrictFirewall()
+        # keepalived's `nftables NAME` names the table; ours is `vrrpd` by default
+        table = (daemon.g.other.get("nftables") or [NFT_TABLE])[0]
+        self.firewall = StrictFirewall(table)
         self.vmacs = VmacManager()
         self.vsocks6: Dict[str, VrrpSocket6] = {}
         self.by_socket6: Dict[str, List[InstanceRuntime]] = {}
@@ -7146,6 +7400,37 @@ class BeyondIPv4:
             except (OSError, VrrpdError) as exc:
                 log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
         if created and self.d.rtnl is not None:
+            self.d.links = self.d.rtnl.links()
+
+    def reload(self, config: Config) -> None:
+        """A new configuration (SIGHUP): new firewall set, sync groups (unchanged ones keep their state),
+        VMACs created or removed. The Daemon then re-attaches its instances with attach4/attach6."""
+        self.firewall.replace(no_accept_vips(config))
+        names = {inst.name for inst in config.vrrp_instances}
+        old, self.groups, self.group_of = self.groups, {}, {}
+        for sg in config.sync_groups:
+            members = [m for m in sg.group if m in names and m not in self.group_of]
+            if not members:
+                continue
+            kept = old.get(sg.name)
+            engine = kept[1] if kept is not None and kept[1].members == members else SyncGroupEngine(sg.name, members)
+            self.groups[sg.name] = (sg, engine)
+            self.group_of.update({m: sg.name for m in members})
+        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
+        before = dict(self.vmac_index)
+        for name, index in before.items():
+            if name not in wanted:
+                self.vmacs.remove(index)
+                del self.vmac_index[name]
+        for name, inst in wanted.items():
+            if name not in self.vmac_index:
+                try:
+                    self.vmac_index[name] = self.vmacs.create(vmac_ifname(inst.virtual_router_id, inst.vmac_name),
+                                                              inst.interface, inst.virtual_router_id,
+                                                              instance_family(inst))
+                except (OSError, VrrpdError) as exc:
+                    log.error("(%s) use_vmac: %s", name, exc)
+        if self.vmac_index != before and self.d.rtnl is not None:
             self.d.links = self.d.rtnl.links()
 
     def stop(self) -> None:
@@ -7476,314 +7761,6 @@ class BeyondIPv4:
     def status(self) -> List[Dict[str, Any]]:
         return [{"name": name, "state": engine.state.value, "members": list(engine.members)}
                 for name, (_sg, engine) in self.groups.items()]
-
-
-# --------------------------------------------------------------------------------------------
-# 10c. Live reload (SIGHUP): apply only the difference between the running and the new config
-#      An instance whose identity (name, interface, vrid, family) is unchanged keeps its machine,
-#      its state, its timers and its VIPs; everything else about it is updated in place.
-# --------------------------------------------------------------------------------------------
-
-def instance_identity(inst: VrrpInstance) -> Tuple[str, Optional[str], int, int]:
-    """What must stay equal for a reload to keep an instance running: name, interface, VRID, family."""
-    return inst.name, inst.interface, inst.virtual_router_id, instance_family(inst)
-
-
-def same_definition(a: Any, b: Any) -> bool:
-    """Two config objects are equal apart from where they were written (file, line)."""
-    import dataclasses
-
-    if type(a) is not type(b):
-        return False
-    strip = {k: "" if k == "file" else 0 for k in ("file", "line") if hasattr(a, k)}
-    return dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
-
-
-@dataclass
-class ReloadReport:
-    """What a reload did, by instance name."""
-
-    kept: List[str] = field(default_factory=list)
-    changed: List[str] = field(default_factory=list)
-    added: List[str] = field(default_factory=list)
-    removed: List[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return (f"{len(self.kept)} instance(s) kept ({len(self.changed)} changed in place), "
-                f"{len(self.added)} added, {len(self.removed)} removed")
-
-
-class Reloader:
-    """Carries a running Daemon over to a new, already validated Config."""
-
-    def __init__(self, daemon: Daemon, config: Config):
-        self.d = daemon
-        self.new = config
-        self.old = daemon.config
-        self.report = ReloadReport()
-
-    def run(self) -> ReloadReport:
-        d, now = self.d, self.d.loop.time()
-        old_rts = {instance_identity(rt.inst): rt for rt in d.runtimes}
-        new_insts = {instance_identity(inst): inst for inst in self.new.vrrp_instances}
-        d.config, d.g = self.new, self.new.global_defs
-        self._notifier()
-        self._tracking()
-        self._beyond_shared()
-        # kept first (their new VIPs go up), then removed (a VIP that moved to a kept MASTER stays up)
-        for key, rt in old_rts.items():
-            if key in new_insts:
-                self._reconfigure(rt, new_insts[key])
-        for key, rt in old_rts.items():
-            if key not in new_insts:
-                self._remove(rt, now)
-        added = [inst for key, inst in new_insts.items() if key not in old_rts]
-        self._add(added)
-        d.lvs.notifier = d.notifier
-        try:
-            d.lvs.reload(self.new)
-        except Exception as exc:  # LVS trouble must not take VRRP down
-            log.exception("LVS reload failed: %s", exc)
-        d._reevaluate()
-        for rt in d.runtimes:
-            d._reschedule(rt)
-        return self.report
-
-    # -- shared parts ----------------------------------------------------------------------
-    def _notifier(self) -> None:
-        """New notify commands and mail settings take effect; FIFOs are reopened if their paths changed."""
-        n, old_g, new_g = self.d.notifier, self.old.global_defs, self.new.global_defs
-        n.config = self.new
-        n.mailer.global_defs = new_g
-        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
-        if any(getattr(old_g, p) != getattr(new_g, p) for p in paths):
-            fresh = Notifier(self.d.loop, self.new)
-            for fifo in n.vrrp_fifos + n.lvs_fifos:
-                fifo.close()
-            n.vrrp_fifos, n.lvs_fifos = fresh.vrrp_fifos, fresh.lvs_fifos
-
-    def _tracking(self) -> None:
-        """A new Tracking that adopts every tracker whose definition is unchanged, with its state
-        and its running schedule, so an unchanged vrrp_script neither reruns at once nor resets."""
-        d = self.d
-        old, fresh = d.tracking, Tracking(d.loop, self.new, d._on_tracking_change)
-        adopted_scripts = []
-        for name, runner in list(fresh.scripts.items()):
-            prev = old.scripts.get(name)
-            if prev is not None and same_definition(prev.script, runner.script):
-                prev.tracking, prev.script = fresh, runner.script
-                fresh.scripts[name] = prev
-                del old.scripts[name]
-                adopted_scripts.append(name)
-        adopted_files = []
-        for name, watch in list(fresh.files.items()):
-            prev_watch = old.files.get(name)
-            if prev_watch is not None and same_definition(prev_watch.track_file, watch.track_file):
-                prev_watch.track_file = watch.track_file
-                fresh.files[name] = prev_watch
-                adopted_files.append(name)
-        for name in list(fresh.processes):
-            prev_quorum = old.processes.get(name)
-            if prev_quorum is not None and same_definition(self.old.track_processes[name],
-                                                           self.new.track_processes[name]):
-                fresh.processes[name] = prev_quorum
-        old.stop()  # stops what was not adopted, and old's poll timers
-        # fresh.start() would rerun adopted scripts at once; start only what is new
-        fresh._started = True
-        for name, watch in fresh.files.items():
-            if name not in adopted_files:
-                watch.init_file()
-                watch.read()
-        if fresh.processes:
-            fresh._scan(initial=True)
-        if fresh.files:
-            fresh._file_timer = d.loop.call_later(fresh.file_poll_interval, fresh._poll_files)
-        for name, runner in fresh.scripts.items():
-            if name not in adopted_scripts:
-                runner.timer = d.loop.call_later(0, runner.run)
-        d.tracking = fresh
-
-    def _beyond_shared(self) -> None:
-        """Sync groups (an unchanged group keeps its engine) and the no_accept firewall."""
-        b, cfg = self.d.beyond, self.new
-        if no_accept_vips(cfg) != no_accept_vips(self.old):
-            b.firewall.start(no_accept_vips(cfg))
-        names = {inst.name for inst in cfg.vrrp_instances}
-        groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
-        group_of: Dict[str, str] = {}
-        for sg in cfg.sync_groups:
-            members = [m for m in sg.group if m in names and m not in group_of]
-            if not members:
-                continue
-            prev = b.groups.get(sg.name)
-            engine = prev[1] if prev is not None and prev[1].members == members else SyncGroupEngine(sg.name, members)
-            groups[sg.name] = (sg, engine)
-            group_of.update({m: sg.name for m in members})
-        b.groups, b.group_of = groups, group_of
-
-    # -- instances -------------------------------------------------------------------------
-    def _reconfigure(self, rt: InstanceRuntime, inst: VrrpInstance) -> None:
-        """Same identity: update the machine in place; a MASTER adds and removes only the VIPs that changed."""
-        d, g, m = self.d, self.d.g, rt.machine
-        old_inst, old_vips = rt.inst, list(rt.vips)
-        self.report.kept.append(inst.name)
-        if not same_definition(old_inst, inst):
-            self.report.changed.append(inst.name)
-        rt.inst = inst
-        version = 3 if instance_family(inst) == 6 else (inst.version or g.vrrp_version)
-        pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
-        rt.version = m.version = version
-        m.advert_int = max(1.0, float(round(inst.advert_int))) if version == 2 else max(0.01, round(inst.advert_int, 2))
-        if m.state != State.BACKUP or version == 2:
-            m.master_adver_int = m.advert_int
-        m.priority = inst.priority
-        m.addresses = [v.address.ip for v in inst.virtual_ipaddress]  # type: ignore[misc]
-        m.auth_type = inst.auth_type if version == 2 else AuthType.NONE
-        m.auth_pass = inst.auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
-        m.preempt, m.preempt_delay = not inst.nopreempt, inst.preempt_delay
-        m.lower_prio_no_advert = bool(pick(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert))
-        m.garp_lower_prio_repeat = int(pick(inst.garp_lower_prio_repeat,
-                                            pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat)))
-        m.skip_check_adv_addr = bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr))
-        d.beyond.apply_strict(rt)
-        rt.checksum_as_v2 = bool(pick(inst.v3_checksum_as_v2, g.v3_checksum_as_v2))
-        rt.unicast = bool(inst.unicast_peer)
-        if instance_family(inst) == 6:
-            if rt.unicast:
-                rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
-            else:
-                rt.targets = [(g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
-                sock6 = d.beyond.sock6_of.get(inst.name)
-                if sock6 is not None:
-                    sock6.join(g.vrrp_mcast_group6)
-        else:
-            if rt.unicast:
-                rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
-            else:
-                rt.targets = [(g.vrrp_mcast_group4, VRRP_TTL)]
-                if rt.vsock is not None:
-                    rt.vsock.join(g.vrrp_mcast_group4)
-            if (inst.unicast_src_ip, inst.mcast_src_ip) != (old_inst.unicast_src_ip, old_inst.mcast_src_ip):
-                rt.src = d._source_address(rt)
-                m.primary_ip = rt.src
-        if m.vips_set:
-            self._move_vips(rt, old_vips)
-
-    def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[int, IPAddress]:
-        return self.d._vip_index(rt, vip), vip.address.ip
-
-    def _held_elsewhere(self, rt: InstanceRuntime, key: Tuple[int, IPAddress]) -> bool:
-        return any(other is not rt and other.machine.vips_set and key in {self._vip_key(other, v) for v in other.vips}
-                   for other in self.d.runtimes)
-
-    def _move_vips(self, rt: InstanceRuntime, old_vips: List[VirtualIP]) -> None:
-        d = self.d
-        assert d.rtnl is not None
-        before = {self._vip_key(rt, v): v for v in old_vips}
-        after = {self._vip_key(rt, v): v for v in rt.vips}
-        added = False
-        for key, vip in after.items():
-            if key in before and same_definition(before[key], vip):
-                continue  # untouched: never removed, never re-added
-            try:
-                if vip.address.version == 6:
-                    d.beyond.add_vip6(key[0], vip)
-                else:
-                    if key in before:
-                        d.rtnl.del_address(key[0], before[key])  # its label/scope/peer changed
-                    d.rtnl.add_address(key[0], vip)
-                added = True
-                log.info("(%s) reload: VIP %s added", rt.inst.name, vip.address)
-            except (NetlinkError, OSError) as exc:
-                log.error("(%s) cannot add VIP %s: %s", rt.inst.name, vip.address, exc)
-        for key, vip in before.items():
-            if key not in after and not self._held_elsewhere(rt, key):
-                self._del_vip(rt, key[0], vip)
-        if added:
-            d._send_garps(rt, d._garp_params(rt)[1])
-
-    def _del_vip(self, rt: InstanceRuntime, index: int, vip: VirtualIP) -> None:
-        assert self.d.rtnl is not None
-        if not index:
-            return
-        try:
-            self.d.rtnl.del_address(index, vip)
-            log.info("(%s) reload: VIP %s removed", rt.inst.name, vip.address)
-        except (NetlinkError, OSError) as exc:
-            log.error("(%s) cannot remove VIP %s: %s", rt.inst.name, vip.address, exc)
-
-    def _remove(self, rt: InstanceRuntime, now: float) -> None:
-        """A removed instance stops as at shutdown (priority 0 if MASTER), is notified as DELETED, then detached."""
-        d, name = self.d, rt.inst.name
-        self.report.removed.append(name)
-        log.info("(%s) removed by the reload; stopping it", name)
-        acts = rt.machine.shutdown(now, handover=False)
-        rt.machine.handover_timer = None
-        keep: List[Action] = []
-        for act in acts:
-            if isinstance(act, RemoveVips):
-                for vip in rt.vips:
-                    key = self._vip_key(rt, vip)
-                    if not self._held_elsewhere(rt, key):
-                        self._del_vip(rt, key[0], vip)
-            elif isinstance(act, Notify):
-                d._safe(d.notifier.vrrp_deleted, rt.inst, act.priority)
-            else:
-                keep.append(act)
-        d._apply(rt, keep)
-        d._cancel_garp(rt)
-        if rt.timer is not None:
-            rt.timer.cancel()
-            rt.timer = None
-        d.runtimes.remove(rt)
-        b = d.beyond
-        if rt.vsock is not None:
-            users = d.by_socket.get(rt.vsock.ifname, [])
-            if rt in users:
-                users.remove(rt)
-            if not users and d.vsocks.get(rt.vsock.ifname) is rt.vsock:
-                d.loop.remove_reader(rt.vsock.sock)
-                rt.vsock.close()
-                del d.vsocks[rt.vsock.ifname], d.by_socket[rt.vsock.ifname]
-        sock6 = b.sock6_of.pop(name, None)
-        if sock6 is not None:
-            users6 = b.by_socket6.get(sock6.ifname, [])
-            if rt in users6:
-                users6.remove(rt)
-        xmit = b.xmit.pop(name, None)
-        if xmit is not None:
-            xmit.close()
-        b.ah_seq.pop(name, None)
-        b.last_state.pop(name, None)
-
-    def _add(self, insts: List[VrrpInstance]) -> None:
-        """New instances start as at start-up (their VMAC first)."""
-        d, now = self.d, self.d.loop.time()
-        created = False
-        for inst in insts:
-            if inst.use_vmac and inst.interface and inst.name not in d.beyond.vmac_index:
-                name = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
-                try:
-                    d.beyond.vmac_index[inst.name] = d.beyond.vmacs.create(name, inst.interface, inst.virtual_router_id,
-                                                                           instance_family(inst))
-                    created = True
-                except (OSError, VrrpdError) as exc:
-                    log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
-        if created and d.rtnl is not None:
-            d.links = d.rtnl.links()
-        fresh = []
-        for inst in insts:
-            try:
-                d._add_instance(inst)
-                fresh.append(d.runtimes[-1])
-                self.report.added.append(inst.name)
-                log.info("(%s) added by the reload", inst.name)
-            except (OSError, ValueError) as exc:
-                log.error("(%s) cannot start: %s", inst.name, exc)
-        for rt in fresh:
-            delta, fault = d._adjustment(rt)
-            d._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
-            d._apply(rt, rt.machine.start(now, fault=fault))
 
 
 # ============================================================================================
@@ -8281,6 +8258,14 @@ def daemonize(wait: float = 60.0) -> int:
     return write_fd
 
 
+def _same_definition(a: Any, b: Any) -> bool:
+    """Two config objects are equal apart from where they were written (file, line)."""
+    import dataclasses
+
+    strip = {k: "" if k == "file" else 0 for k in ("file", "line") if hasattr(a, k)}
+    return type(a) is type(b) and dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+
+
 def _select_subsystems(config: Config, vrrp_only: bool, lvs_only: bool) -> Config:
     """-P keeps only VRRP, -C only the LVS checkers (keepalived's split into two child processes)."""
     if vrrp_only:
@@ -8466,17 +8451,15 @@ class Operator:
         return st
 
     def stop(self, signum: int = 0) -> None:
-        if not self.d.stopping:
-            sd_notify("STOPPING=1")
-        self.d.stop(signum)
+        self.d.stop(signum)  # sends STOPPING=1
 
     # -- reload ----------------------------------------------------------------------------
     def reload(self) -> bool:
-        """SIGHUP: validate the file first; with any error keep running untouched, else apply the difference."""
+        """SIGHUP: validate the file first (every problem logged, nothing changed on error), then
+        Daemon.reload() applies only the difference; what it kept, changed, added and removed is recorded."""
         if self.d.stopping:
             return False
-        log.info("Reloading ...")
-        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={int(time.monotonic() * 1e6)}\nSTATUS=reloading")
+        log.info("Reload requested: reading %s", self.config_file)
         started = time.monotonic()
         try:
             config, diags = parse_config(self.config_file, check_interfaces=True)
@@ -8486,23 +8469,29 @@ class Operator:
         if errors or config is None:
             for x in diags:
                 log.error("%s", x)
-            log.error("Reload failed: %d error(s) in %s; still running the previous configuration",
-                      len(errors), self.config_file)
+            log.error("Reload aborted: %s has %d error(s); the running configuration is kept",
+                      self.config_file, len(errors))
             self.reload_failures += 1
             self.last_reload = {"ok": False, "at": time.time(), "errors": [str(x) for x in errors]}
-            sd_notify("READY=1\nSTATUS=reload failed, previous configuration kept")
             return False
         for x in diags:
             log.warning("%s", x)
-        report = self.d.reload(_select_subsystems(config, self.vrrp_only, self.lvs_only))
-        self.reloads += 1
+        before = {rt.inst.name: (rt, rt.inst) for rt in self.d.runtimes}
+        ok = self.d.reload(_select_subsystems(config, self.vrrp_only, self.lvs_only))
+        after = {rt.inst.name: rt for rt in self.d.runtimes}
+        kept = [n for n, rt in after.items() if n in before and before[n][0] is rt]
+        changed = [n for n in kept if not _same_definition(before[n][1], after[n].inst)]
+        added = [n for n in after if n not in kept]
+        removed = [n for n in before if after.get(n) is not before[n][0]]
         took = time.monotonic() - started
-        self.last_reload = {"ok": True, "at": time.time(), "seconds": round(took, 4), "kept": report.kept,
-                            "changed": report.changed, "added": report.added, "removed": report.removed}
-        log.info("Reload: %s (%.1f ms)", report.summary(), took * 1000)
-        log.info("Reload complete")
-        sd_notify(f"READY=1\nSTATUS={self._status_line()}")
-        return True
+        self.reloads += ok
+        self.last_reload = {"ok": ok, "at": time.time(), "seconds": round(took, 4), "kept": kept,
+                            "changed": changed, "added": added, "removed": removed}
+        log.info("Reload: %d instance(s) kept (%d changed in place), %d added, %d removed (%.1f ms)",
+                 len(kept), len(changed), len(added), len(removed), took * 1000)
+        if ok:
+            sd_notify(f"STATUS={self._status_line()}")
+        return ok
 
     def _status_line(self) -> str:
         states = [f"{rt.inst.name} {rt.machine.state.value}" for rt in self.d.runtimes]
@@ -8649,7 +8638,7 @@ def run_daemon(args: Any) -> int:
     daemon: Optional[Daemon] = None
     operator: Optional[Operator] = None
     try:
-        daemon = Daemon(config)
+        daemon = Daemon(config, config_path=path)
         operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, args.control_socket, args.dump_dir)
         operator.install()
         daemon.start()
@@ -8662,7 +8651,7 @@ def run_daemon(args: Any) -> int:
             pidfile.release()
         return 1
     report("ok")
-    sd_notify(f"READY=1\nSTATUS={operator._status_line()}\nMAINPID={os.getpid()}")
+    sd_notify(f"STATUS={operator._status_line()}")  # Daemon.start() has sent READY=1
     try:
         daemon.loop.run()
     finally:
