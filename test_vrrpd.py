@@ -5137,6 +5137,33 @@ def test_rate_limit_summary_comes_when_the_storm_window_closes(caplog):
     assert lines == [text, f"{text} (499 more like this in 5 s)"]
 
 
+
+def test_status_table_shows_counters_trackers_lvs_and_the_last_reload():
+    status = {
+        "version": "0.1.0", "pid": 42, "router_id": "lb1", "uptime": 61, "config_file": "/etc/vrrpd/vrrpd.conf",
+        "reloads": {"done": 1, "failed": 1, "last": {"ok": False, "at": time.time() - 5, "errors": ["x", "y"]}},
+        "instances": [{"name": "VI_1", "state": "BACKUP", "interface": "eth0", "vrid": 51, "priority": 150,
+                       "effective_priority": 90, "master_address": "10.0.0.2", "vips": ["10.0.0.100/24"],
+                       "stats": {"adverts_sent": 3, "adverts_received": 812, "bad_packets": {"bad_ttl": 4}}}],
+        "trackers": {"vrrp_script": {"chk_nginx": {"state": "BAD", "weight": -60, "last_status": 1, "runs": 9,
+                                                   "problem": None}},
+                     "track_file": {"tf": {"path": "/run/prio", "value": 5, "weight": 2}},
+                     "track_process": {"nginx": {"state": "DOWN", "count": 0, "quorum": 1}}},
+        "lvs": {"error": None, "virtual_servers": [{"name": "[10.0.0.100]:tcp:80", "quorum_up": False,
+                "real_servers": [{"address": "10.0.0.11", "port": 80, "alive": False, "weight": 1,
+                                  "checkers": [{"kind": "HTTP_GET", "up": False}]}]}]},
+    }
+    lines = vrrpd.format_status_table(status).splitlines()
+    assert "config /etc/vrrpd/vrrpd.conf" in lines[0]
+    assert "FAILED (2 error(s), old config kept)" in lines[1]
+    row = next(line.split() for line in lines if line.startswith("VI_1"))
+    assert row == ["VI_1", "BACKUP", "eth0", "51", "150", "90", "10.0.0.2", "10.0.0.100/24", "3", "812", "4"]
+    assert any(line.split()[:4] == ["chk_nginx", "script", "BAD", "-60"] for line in lines)
+    assert any(line.split()[:3] == ["nginx", "process", "DOWN"] for line in lines)
+    assert any(line.split() == ["[10.0.0.100]:tcp:80", "LOST", "10.0.0.11:80", "no", "1", "HTTP_GET:down"]
+               for line in lines)
+
+
 RELOAD_BASE = """\
 vrrp_script chk_same {
     script "/bin/true"
