@@ -2013,6 +2013,20 @@ def test_nftables_keyword_names_the_table():
         d.loop.close()
 
 
+def test_ah_clears_an_initial_master_state_as_keepalived(caplog):
+    inst = vrrpd.VrrpInstance("VI_AH", interface="eth0", virtual_router_id=9, state=vrrpd.State.MASTER,
+                              auth_type=vrrpd.AuthType.AH, auth_pass=b"pw")
+    d = vrrpd.Daemon(vrrpd.Config(vrrp_instances=[inst]))
+    try:
+        machine = vrrpd.VrrpMachine("VI_AH", 9, 100, 1.0, 2, auth_type=vrrpd.AuthType.AH, start_master=True)
+        with caplog.at_level("WARNING", logger="vrrpd"):
+            d.beyond.attach4(vrrpd.InstanceRuntime(inst, machine, 2))
+        assert not machine.start_master
+        assert "Initial state master is incompatible with AH authentication" in caplog.text
+    finally:
+        d.loop.close()
+
+
 def test_strict_mode_silences_a_master_hearing_a_lower_priority():
     d = _group_daemon(strict=True)
     try:

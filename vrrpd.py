@@ -7237,6 +7237,10 @@ class BeyondIPv4:
         """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket."""
         d, inst = self.d, rt.inst
         self.apply_strict(rt)
+        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.machine.start_master and inst.priority != 255:
+            # keepalived: a new master must first hear the current AH sequence number
+            log.warning("(%s) Initial state master is incompatible with AH authentication - clearing", inst.name)
+            rt.machine.start_master = False
         index = self.vmac_index.get(inst.name)
         if index is not None and not inst.vmac_xmit_base:
             try:
