@@ -1178,7 +1178,8 @@ def test_backup_takes_over_after_master_down_interval():
     assert m.state == vrrpd.State.MASTER
     assert vrrpd.SendAdvert(100) in acts and vrrpd.AddVips() in acts
     assert vrrpd.StartGarp() in acts and "(VI_1) Entering MASTER STATE" in _logs(acts)
-    assert acts.index(vrrpd.SendAdvert(100)) < acts.index(vrrpd.AddVips())
+    # RFC 5798 6.4.2: the advert, then the gratuitous ARPs; the VIPs are up before either goes out
+    assert acts.index(vrrpd.AddVips()) < acts.index(vrrpd.SendAdvert(100)) < acts.index(vrrpd.StartGarp())
 
 
 def test_master_sends_adverts_every_advert_interval():
@@ -1366,6 +1367,29 @@ def test_lower_effective_priority_master_is_preempted_by_backup_timeout():
     assert backup.next_deadline() == deadline
     backup.on_timer(deadline)
     assert backup.state == vrrpd.State.MASTER
+
+
+def test_backup_does_not_become_master_while_a_tracker_is_initialising():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.hold_master = True
+    deadline = m.next_deadline()
+    assert m.on_timer(deadline) == [] and m.state == vrrpd.State.BACKUP
+    m.hold_master = False
+    m.on_timer(m.next_deadline())
+    assert m.state == vrrpd.State.MASTER
+
+
+def test_higher_prio_send_advert_tells_the_winner_before_stepping_down():
+    m = _machine(priority=100, higher_prio_send_advert=True)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(150), IP4("10.0.0.2"))
+    assert vrrpd.SendAdvert(100) in acts and m.state == vrrpd.State.BACKUP
+    plain = _machine(priority=100)
+    plain.start(0.0)
+    plain.on_timer(plain.next_deadline())
+    assert not any(isinstance(a, vrrpd.SendAdvert) for a in plain.on_advert(10.0, _adv(150), IP4("10.0.0.2")))
 
 
 def test_receive_checks_for_v2_auth_interval_and_version():
@@ -1660,6 +1684,53 @@ def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
     _wait_holders(lab, [a, b], ["A"], timeout=3)
 
 
+def test_garp_bursts_follow_garp_master_delay_repeat_and_refresh_and_excluded_vips_are_not_advertised(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    watcher = lab.host("w", f"{LAB_NET}.20/24")
+    excluded = f"{LAB_NET}.150"
+    extra = (f"    garp_master_delay 1\n    garp_master_repeat 3\n"
+             f"    virtual_ipaddress_excluded {{\n        {excluded}/24\n    }}\n")
+    cap_file = tmp_path / "cap.txt"
+    cap = lab.exec(watcher, ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "-vv", "arp or vrrp"],
+                   stdout=open(cap_file, "w"), stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra=extra,
+                                                   global_extra="    vrrp_garp_master_refresh 0.7\n"))
+    _wait_holders(lab, [a], ["A"], timeout=3)
+    assert lab.has_address(ns_a, excluded)
+    time.sleep(2.2)
+    cap.terminate()
+    cap.wait(timeout=5)
+    lines = cap_file.read_text().splitlines()
+    garps = [float(line.split()[0]) for line in lines if f"who-has {VIP} tell {VIP}" in line]
+    t0 = garps[0]
+    first = [t for t in garps if t - t0 < 0.3]
+    second = [t for t in garps if 0.9 <= t - t0 < 1.3]
+    refresh = [t for t in garps if 0.5 <= t - t0 < 0.9]
+    assert len(first) == 3 and len(second) >= 3 and len(refresh) == 1, [round(t - t0, 2) for t in garps]
+    adverts = [line for line in lines if "VRRP" in line or "addrs" in line]
+    assert adverts and any(VIP in line for line in adverts)
+    assert not any(excluded in line for line in adverts)
+    assert any(f"who-has {excluded} tell {excluded}" in line for line in lines)
+
+
+def test_track_interface_weight_lowers_priority_and_backup_preempts(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns_a)
+    lab.ip("link", "set", "eth1p", "up", ns=ns_a)
+    lab.ip("link", "set", "eth1", "up", ns=ns_a)
+    ns_b = lab.host("b", f"{LAB_NET}.2/24")
+    extra = "    track_interface {\n        eth1 weight -60\n    }\n"
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra=extra))
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    lab.link(ns_a, "eth1", up=False)
+    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    assert "(VI_1) Changing effective priority from 150 to 90" in a.log() and "FAULT" not in a.log()
+    lab.link(ns_a, "eth1", up=True)
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+
+
 def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path):
     ns_a = lab.host("a", f"{LAB_NET}.1/24")
     a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150))
@@ -1667,6 +1738,34 @@ def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path):
     lab.ip("addr", "del", f"{VIP}/24", "dev", "eth0", ns=ns_a)
     wait_for(lambda: lab.has_address(ns_a, VIP), 1, what="VIP re-added")
     assert "deleted from eth0 behind our back" in a.log()
+
+
+def test_reload_keeps_master_and_vips_and_applies_the_difference(lab, tmp_path):
+    a, b = _pair(lab, tmp_path, _conf(priority=150), _conf(priority=100))
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    vip2 = f"{LAB_NET}.200"
+    second = _conf("VI_2", 52, 120, vips=(f"{vip2}/24",))
+    ping = lab.exec(client, ["ping", "-n", "-q", "-i", "0.01", "-w", "3", VIP], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    a.conf.write_text(_conf(priority=140) + second[second.index("vrrp_instance"):])
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reload complete" in a.log(), 3, what="reload")
+    wait_for(lambda: lab.has_address(a.ns, vip2), 3, what="the new instance's VIP")
+    sent, received = _ping_stats(ping.communicate(timeout=10)[0])
+    assert sent > 100 and sent == received, (sent, received)
+    assert a.log().count("Entering MASTER STATE") == 2 and "Entering BACKUP STATE\n" not in a.log()
+    assert _holders(lab, [a, b]) == ["A"]
+    # a broken file is refused and the running configuration stays
+    a.conf.write_text("vrrp_instance VI_1 {\n    priority 999\n}\n")
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reload aborted" in a.log(), 3, what="reload refused")
+    assert a.proc.poll() is None and _holders(lab, [a, b]) == ["A"] and lab.has_address(a.ns, vip2)
+    # dropping an instance removes its VIPs
+    a.conf.write_text(_conf(priority=140))
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: not lab.has_address(a.ns, vip2), 3, what="VI_2 removed")
+    assert _holders(lab, [a, b]) == ["A"]
 
 
 @pytest.mark.parametrize("version", [2, 3])
@@ -1712,11 +1811,12 @@ tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
 tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
 rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
 rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
-rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4, 0))
+rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4,
+                                                                socket.if_nametoindex("eth0")))
 rx.setblocking(False)
 rng = random.Random(7)
-def adv(prio=250, vrid=51, pw=b"secret12", auth=1):
-    return vrrpd.encode_advert(vrrpd.VrrpAdvert(2, vrid, prio, [IP4("10.55.0.100")], 1, auth, pw))
+def adv(prio=250, vrid=51, pw=b"secret12", auth=1, intvl=1):
+    return vrrpd.encode_advert(vrrpd.VrrpAdvert(2, vrid, prio, [IP4("10.55.0.100")], intvl, auth, pw))
 kinds = {
     "random": lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 60))),
     "truncated": lambda: adv()[:rng.randint(0, 19)],
@@ -1724,7 +1824,7 @@ kinds = {
     "bad_checksum": lambda: adv()[:6] + b"\x12\x34" + adv()[8:],
     "bad_auth": lambda: adv(pw=b"wrongpw!"),
     "bad_vrid": lambda: adv(vrid=99),
-    "bad_interval": lambda: adv()[:5] + b"\x03" + adv()[6:],
+    "bad_interval": lambda: adv(intvl=3),
 }
 sent, stamps, end = 0, [], time.monotonic() + seconds
 while time.monotonic() < end:
@@ -1765,7 +1865,10 @@ def test_hostile_input_does_not_change_state_or_delay_adverts(lab, tmp_path):
     assert a.proc.poll() is None and b.proc.poll() is None
     assert a.log().count("Entering MASTER STATE") == 1
     assert b.log().count("Entering MASTER STATE") == 0
-    assert "invalid TTL" in a.log() and "invalid passwd" in a.log() and "Unknown VRID(99)" in a.log()
+    text = a.log()
+    for complaint in ("invalid TTL", "invalid passwd", "Unknown VRID(", "bad_checksum", "interval mismatch"):
+        assert complaint in text
+    assert len(text.splitlines()) < 200  # rate-limited, not one line per packet
 
 
 # ============================================================================================
@@ -3694,6 +3797,9 @@ def _manager(*vss, fake=None):
         def checker(self, vs, rs, up, reason=""):
             notes.append((str(rs.address), rs.port, up))
 
+        def virtual_server_quorum(self, vs, up, body=""):
+            notes.append(("quorum", vrrpd.format_virtual_server(vs), up))
+
     manager = vrrpd.LvsManager(loop, config, Recorder(loop, config))
     manager.nl = fake or FakeIpvs()
     manager.notes = notes
@@ -3949,7 +4055,8 @@ def web_server(tmp_path):
 def _self_signed(tmp_path: Path):
     require(shutil.which("openssl") is not None, "needs openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rs.test",
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-days", "2", "-subj", "/CN=rs.test",
         "-keyout", str(key), "-out", str(cert)])
     return cert, key
 
@@ -3983,7 +4090,7 @@ def test_tcp_check_removes_and_readds_real_server_with_keepalived_lines(caplog):
     assert time.monotonic() - started < 0.2 + 0.1 + 1.0  # within delay_loop + retry * delay_before_retry
     assert f"TCP connection to [127.0.0.1]:tcp:{port} failed." in caplog.text
     assert f"Removing service [127.0.0.1]:tcp:{port} from VS [10.0.0.100]:tcp:80" in caplog.text
-    assert m.notes == [("127.0.0.1", port, False)]
+    assert m.notes == [("127.0.0.1", port, False), ("quorum", "[10.0.0.100]:tcp:80", False)]
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
@@ -4021,6 +4128,7 @@ def test_http_get_digest_status_inhibit_and_sorry_server(web_server, caplog):
     web_server["status"] = 503  # the only real server fails: the sorry server comes in
     _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:81") == {"127.0.0.9:8080": 1}, 3, "sorry server")
     assert "HTTP status_code [503]" in caplog.text and "Lost quorum 1-0=1 > 0 for VS [10.0.0.100]:tcp:81" in caplog.text
+    assert ("quorum", "[10.0.0.100]:tcp:81", False) in m.notes
     web_server["status"], web_server["body"] = 200, b"hello\n"
     _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:81") == {f"127.0.0.1:{port}": 1}, 3, "sorry out")
     _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:80") == {f"127.0.0.1:{port}": 1}, 3, "enabled")
@@ -4188,6 +4296,22 @@ def test_smtp_and_dns_checks_against_loopback_servers():
     dns.close()
 
 
+def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
+    config, _ = vrrpd.parse_config_text(SEED_001_LVS)
+    loop, m = _manager()
+    m.config = config
+    m.start()
+    (svc, dests), = m.nl.table.values()
+    assert (str(svc.key), svc.sched_name, svc.flags) == ("[172.16.1.44]:tcp:80", "rr", 0)
+    assert sorted((str(d.addr), d.port, d.fwd_method, d.weight) for d in dests.values()) == [
+        ("172.16.1.1", 80, 3, 1), ("172.16.1.2", 80, 3, 1)]
+    runners = [c for r in m.vs["[172.16.1.44]:tcp:80"].rs.values() for c in r.checkers]
+    assert [(c.chk.kind, c.params.retry, c.params.delay_before_retry, c.params.connect_timeout) for c in runners] == [
+        ("HTTP_GET", 1, 0.5, 1.0)] * 2
+    m.stop()
+    loop.close()
+
+
 def test_reload_changes_only_the_difference_and_leaves_unknown_services():
     fake = FakeIpvs()
     other = vrrpd.IpvsServiceKey(2, 6, _ip("192.0.2.1"), 80)
@@ -4213,6 +4337,36 @@ def test_reload_changes_only_the_difference_and_leaves_unknown_services():
     loop.close()
 
 
+def test_late_timers_and_stale_events_never_start_a_second_check_chain():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    chk = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    loop, m = _manager(_vs(rss=[_rs(port=port, checkers=[chk])], delay_loop=0.3))
+    m.start()
+    (runner,) = m.vs["[10.0.0.100]:tcp:80"].rs[(_ip("127.0.0.1"), port)].checkers
+    _run_until(loop, lambda: runner.attempt >= 1 and not runner.busy, 2, "one check done")
+    done = runner.attempt
+    # what a cancelled-but-already-due timer would do: an old deadline and an old attempt firing late
+    runner._timeout(done)
+    runner._attempt(done - 1)
+    assert runner.attempt == done and not runner.busy
+
+    def pending():
+        return [t for t in loop._timers if not t.cancelled and getattr(t.callback, "__self__", None) is runner]
+
+    assert len(pending()) == 1
+    loop.run(until=time.monotonic() + 1.0)
+    assert 3 <= runner.attempt - done <= 4  # one chain: about one check per delay_loop, not two
+    m.stop()
+    assert not pending()
+    listener.close()
+    loop.close()
+
+
 def test_no_ipvs_in_kernel_gives_a_clear_error(monkeypatch, caplog):
     monkeypatch.setattr(vrrpd, "IPVS_GENL_NAME", "NO_SUCH_FAMILY")
     loop = vrrpd.EventLoop()
@@ -4228,7 +4382,7 @@ def test_no_ipvs_in_kernel_gives_a_clear_error(monkeypatch, caplog):
 # -- the real kernel, in a VM ------------------------------------------------------------------
 
 
-def test_lvs_on_real_ipvs_kernel_in_vm():
+def test_lvs_on_real_ipvs_kernel_via_qemu():
     """Boots Debian's kernel once under QEMU and runs every in_vm test inside it."""
     require(not IN_VM, "already inside the VM")
     require(os.geteuid() == 0, "needs root to run QEMU with the host's root filesystem")
@@ -4237,7 +4391,7 @@ def test_lvs_on_real_ipvs_kernel_in_vm():
     require(have_kernel, "needs the guest kernel: .ci/ipvs-vm.sh --setup")
     env = dict(os.environ, VRRPD_IN_VM="1", IPVS_VM_TIMEOUT="400", PYTHONDONTWRITEBYTECODE="1")
     env.pop("CI", None)  # inside the guest everything is there; report skips as skips
-    cmd = ["bash", str(IPVS_VM), PYTHON, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-x",
+    cmd = ["bash", str(IPVS_VM), PYTHON, "-m", "pytest", "-q", "-s", "-rs", "-p", "no:cacheprovider", "-x",
            str(HERE / "test_vrrpd.py"), "-k", "in_vm"]
     started = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=env, cwd=str(HERE))
@@ -4245,6 +4399,45 @@ def test_lvs_on_real_ipvs_kernel_in_vm():
     print(f"VM run: {time.monotonic() - started:.1f}s")
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout
+
+
+SEED_001_LVS = """
+! seed 001: a DR load balancer with a sorry server (timers shortened for the test)
+global_defs {
+    router_id one
+}
+virtual_server 172.16.1.44 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    sorry_server 127.0.0.1 80
+    real_server 172.16.1.1 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /index.html
+                status_code 200
+            }
+            connect_timeout 1
+            nb_get_retry 1
+            delay_before_retry 0.5
+        }
+    }
+    real_server 172.16.1.2 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /index.html
+                status_code 200
+            }
+            connect_timeout 1
+            nb_get_retry 1
+            delay_before_retry 0.5
+        }
+    }
+}
+"""
 
 
 def _ipvsadm() -> str:
@@ -4263,9 +4456,14 @@ def _ipvs_lines(service: str) -> List[str]:
     return lines
 
 
-@pytest.mark.skipif(not IN_VM, reason="runs inside the IPVS VM (test_lvs_on_real_ipvs_kernel_in_vm)")
+@pytest.mark.skipif(not IN_VM, reason="runs inside the IPVS VM (test_lvs_on_real_ipvs_kernel_via_qemu)")
 def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
     require_root_netns()
+    t0 = time.monotonic()
+
+    def stage(what: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {what}", flush=True)
+
     cert, key = _self_signed(tmp_path)
     www = tmp_path / "www"
     www.mkdir()
@@ -4323,6 +4521,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
     m.nl = None  # the real kernel this time
     seed_svc = "TCP 172.16.1.44:80"
     try:
+        stage("servers started")
         m.start()
         assert m.error is None
         # 1. seed 001's DR config: TCP VIP:80 rr with both real servers Route 1
@@ -4337,8 +4536,10 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert _ipvs_lines("FWM 7") == ["10.9.1.6:0 Route 1"]
         assert _ipvs_lines("TCP [fd00::100]:80") == ["[fd00::1]:80 Masq 2"]
         assert "UDP  10.9.0.5:53 rr ops" in out
+        stage("1 and 4 checked")
         # SSL_GET with alpha comes up once the HTTPS server answers
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.46:443") == ["172.16.1.1:443 Route 1"], 30, "SSL_GET up")
+        stage("SSL_GET up")
         # 2. one web server stops: removed (seed) / weight 0 (inhibit_on_failure) within delay_loop + retries
         servers["rs2"].kill()
         servers["rs2"].wait()
@@ -4352,6 +4553,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
                                            "-d", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _run_until(loop, lambda: len(_ipvs_lines(seed_svc)) == 2, 30, "rs2 back")
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.45:80") == ["172.16.1.2:80 Route 1"], 10, "enabled")
+        stage("2 checked")
         # 3. both stop: the sorry server comes in; one back: it goes out
         for ns in ("rs1", "rs2"):
             servers[ns].kill()
@@ -4360,6 +4562,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         servers["rs1"] = subprocess.Popen(["ip", "netns", "exec", "rs1", PYTHON, "-m", "http.server", "80",
                                            "-d", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _run_until(loop, lambda: _ipvs_lines(seed_svc) == ["172.16.1.1:80 Route 1"], 30, "sorry server out")
+        stage("3 checked")
         # reload: one VS removed, one weight changed; nothing else touched
         m.reload(vrrpd.Config(virtual_servers=[seed, inhibit, ssl_vs] + kinds[:2] + [
             _vs("10.9.0.3", 80, lb_algo="wrr", lb_kind=vrrpd.LbKind.DR,
@@ -4367,16 +4570,134 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         out = _ipvsadm()
         assert "10.9.0.4:443" not in out and "[fd00::100]:80" not in out
         assert sorted(_ipvs_lines("TCP 10.9.0.3:80")) == ["10.9.1.3:80 Route 5", "10.9.1.4:80 Route 1"]
+        stage("reload checked")
         # 5. stop: vrrpd's services are gone, the unrelated one is untouched
         m.stop()
         out = _ipvsadm()
         assert "172.16.1.44" not in out and "10.9.0" not in out and "FWM" not in out
+        stage("5 checked")
         assert "TCP  192.0.2.1:8080 lc" in out and _ipvs_lines("TCP 192.0.2.1:8080") == ["192.0.2.2:8080 Masq 7"]
+        # the daemon itself, from seed 001's configuration text
+        servers["rs2"] = subprocess.Popen(["ip", "netns", "exec", "rs2", PYTHON, "-m", "http.server", "80",
+                                           "-d", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conf = tmp_path / "keepalived.conf"
+        conf.write_text(SEED_001_LVS)
+        log_path = tmp_path / "vrrpd.log"
+        with open(log_path, "w") as log_file:
+            daemon = subprocess.Popen([PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=log_file,
+                                      stderr=subprocess.STDOUT)
+        servers["daemon"] = daemon
+        wait_for(lambda: sorted(_ipvs_lines(seed_svc)) == ["172.16.1.1:80 Route 1", "172.16.1.2:80 Route 1"],
+                 60, 0.2, "the daemon programs seed 001")
+        stage("daemon: seed 001 programmed")
+        servers["rs1"].kill()
+        wait_for(lambda: _ipvs_lines(seed_svc) == ["172.16.1.2:80 Route 1"], 20, 0.2, "the daemon removes rs1")
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+        text = log_path.read_text()
+        assert "Removing service [172.16.1.1]:tcp:80 from VS [172.16.1.44]:tcp:80" in text, text
+        out = _ipvsadm()
+        assert "172.16.1.44" not in out and _ipvs_lines("TCP 192.0.2.1:8080") == ["192.0.2.2:8080 Masq 7"]
+        stage("daemon: stopped, its services gone")
     finally:
         m.stop()
         loop.close()
         for proc in list(servers.values()) + [https]:
             proc.kill()
+
+
+# -- benchmark: many checkers in one process ---------------------------------------------------
+
+_BENCH_SERVER = """
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+ports = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0)); s.listen(128); s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ, None); ports.append(s.getsockname()[1])
+print(" ".join(map(str, ports)), flush=True)
+while True:
+    for key, _ in sel.select():
+        if key.data is None:
+            try:
+                conn, _ = key.fileobj.accept()
+            except OSError:
+                continue
+            conn.setblocking(False); sel.register(conn, selectors.EVENT_READ, b"")
+        else:
+            try:
+                data = key.fileobj.recv(4096)
+            except OSError:
+                data = b""
+            if data:
+                try:
+                    key.fileobj.send(b"HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
+                except OSError:
+                    pass
+            sel.unregister(key.fileobj); key.fileobj.close()
+"""
+
+
+def lvs_benchmark(kind: str = "TCP_CHECK", count: int = 1000, seconds: float = 10.0, delay_loop: float = 1.0) -> dict:
+    """Run `count` checkers of `kind` against loopback listeners (served by a child process) and
+    measure this process's CPU share, the checks done per second and the worst lateness."""
+    server = subprocess.Popen([PYTHON, "-c", _BENCH_SERVER, str(min(count, 1000))], stdout=subprocess.PIPE, text=True)
+    try:
+        ports = [int(p) for p in server.stdout.readline().split()]
+        rss = []
+        for i in range(count):
+            urls = [vrrpd.UrlCheck("/")] if kind != "TCP_CHECK" else []
+            chk = vrrpd.Checker(kind=kind, urls=urls, connect_timeout=3, retry=1, delay_before_retry=1)
+            # real servers beyond 1,000 share listeners: each keeps its own address, connect_ip points home
+            rss.append(_rs(f"127.0.{i // 250}.{1 + i % 250}", 80, [chk]))
+            chk.connect_ip, chk.connect_port = _ip("127.0.0.1"), ports[i % len(ports)]
+        loop, m = _manager(_vs(rss=rss, delay_loop=delay_loop))
+        m.start()
+        loop.run(until=time.monotonic() + 2 * delay_loop)  # warm up: the first round starts together
+        m.max_late = 0.0
+        m.late_samples = []
+        runners = [c for vsr in m.vs.values() for r in vsr.rs.values() for c in r.checkers]
+        attempts0 = sum(c.attempt for c in runners)
+        times0, wall0 = os.times(), time.monotonic()
+        loop.run(until=wall0 + seconds)
+        times1, wall = os.times(), time.monotonic() - wall0
+        user, system = times1.user - times0.user, times1.system - times0.system
+        cpu = user + system
+        alive = sum(r.alive for vsr in m.vs.values() for r in vsr.rs.values())
+        late = sorted(m.late_samples)
+        result = {"kind": kind, "checkers": count, "delay_loop": delay_loop, "seconds": round(wall, 1),
+                  "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
+                  "user_percent": round(100 * user / wall, 1), "system_percent": round(100 * system / wall, 1),
+                  "checks_per_second": round((sum(c.attempt for c in runners) - attempts0) / wall, 1),
+                  "late_p50_ms": round(1000 * late[len(late) // 2], 1),
+                  "late_p99_ms": round(1000 * late[int(len(late) * 0.99)], 1),
+                  "max_late_ms": round(1000 * m.max_late, 1), "alive": alive}
+        m.stop()
+        # the same wait on an empty loop: how late this machine wakes a process anyway
+        idle_late = [0.0]
+
+        def tick(due: float) -> None:
+            idle_late[0] = max(idle_late[0], loop.time() - due)
+            loop.call_at(due + 0.01, tick, due + 0.01)
+
+        loop.call_at(loop.time() + 0.01, tick, loop.time() + 0.01)
+        loop.run(until=time.monotonic() + min(seconds, 5.0))
+        result["idle_loop_max_late_ms"] = round(1000 * idle_late[0], 1)
+        loop.close()
+        return result
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_lvs_checker_benchmark_small():
+    """A small run of the benchmark (the full one: lvs_benchmark() with 1,000 TCP_CHECKs)."""
+    result = lvs_benchmark("TCP_CHECK", count=200, seconds=3.0, delay_loop=0.5)
+    print(result)
+    assert result["alive"] == 200
+    assert result["checks_per_second"] > 200 / 0.5 * 0.8
+    assert result["late_p99_ms"] < 250 and result["max_late_ms"] < 1000  # generous: a shared 2-core machine
 
 
 # ============================================================================================

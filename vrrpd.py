@@ -3151,6 +3151,7 @@ class VrrpMachine:
         lower_prio_no_advert: bool = False,
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
+        higher_prio_send_advert: bool = False,
     ):
         self.name = name
         self.vrid = vrid
@@ -3170,6 +3171,9 @@ class VrrpMachine:
         self.lower_prio_no_advert = lower_prio_no_advert
         self.garp_lower_prio_repeat = garp_lower_prio_repeat
         self.skip_check_adv_addr = skip_check_adv_addr
+        self.higher_prio_send_advert = higher_prio_send_advert
+        # set while a weight-0 tracker has not reported yet: keepalived does not become MASTER then
+        self.hold_master = False
         self.state = State.INIT
         self.fault = False
         self.adver_timer: Optional[float] = None
@@ -3223,6 +3227,9 @@ class VrrpMachine:
         if self.handover_timer is not None and now >= self.handover_timer:
             acts += self._finish_handover("timeout")
         if self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer:
+            if self.hold_master:
+                self.master_down_timer = now + self.master_down_interval
+                return acts
             # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
             acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
             acts += self._become_master(now)
@@ -3308,6 +3315,9 @@ class VrrpMachine:
             #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
             acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
                                       f"{adv.priority}, ours {self.effective_priority}")]
+            if self.higher_prio_send_advert:
+                # keepalived's higher_prio_send_advert: tell the winner once more that we were master
+                acts.append(SendAdvert(self.effective_priority))
             if self.version == 3:
                 self.master_adver_int = adv.advert_int
             self.master_ip = src
@@ -3376,11 +3386,13 @@ class VrrpMachine:
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
         self.master_ip = self.primary_ip
-        acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE"), SendAdvert(self.effective_priority)]
+        # the VIPs go up just before the advert (the RFC does not order them), so the old master, which drops
+        # them on hearing us, and the client, which follows our GARPs, never find the address missing
+        acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE")]
         if not self.vips_set:
             self.vips_set = True
             acts += [Log(f"({self.name}) setting VIPs.", detail=True), AddVips()]
-        acts += [StartGarp(), Notify(State.MASTER, self.effective_priority)]
+        acts += [SendAdvert(self.effective_priority), StartGarp(), Notify(State.MASTER, self.effective_priority)]
         return acts
 
     def _enter_backup(self, now: float, init: bool = False) -> List[Action]:
@@ -4863,13 +4875,17 @@ class _CheckRunner:
         self.busy = False
         self.last_result = ""
         self.due = self.loop.time()
+        self.attempt = 0
+        self.stopped = False
+        self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
         ip = chk.connect_ip or rsr.key[0]
         self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
+        self.sockaddr = (str(ip), self.target[1])
         self.name = f"[{ip}]:{self.vs.protocol.lower()}:{self.target[1]}"
 
     def start(self, delay: float) -> None:
         self.due = self.loop.time() + delay
-        self.timer = self.loop.call_at(self.due, self._attempt)
+        self.timer = self.loop.call_at(self.due, self._attempt, self.attempt)
 
     def stop(self) -> None:
         for t in (self.timer, self.deadline):
@@ -4877,6 +4893,8 @@ class _CheckRunner:
                 t.cancel()
         self.timer = self.deadline = None
         self._close()
+        self.stopped = True
+        self.attempt += 1
         if self.child is not None:
             self.child.on_exit = None
             self.child.kill()
@@ -4887,15 +4905,22 @@ class _CheckRunner:
             self.deadline.cancel()
             self.deadline = None
         if self.sock is not None:
-            self.loop.remove_reader(self.sock)
-            self.loop.remove_writer(self.sock)
+            self._unwatch(False)
+            self._unwatch(True)
             self.sock.close()
             self.sock = None
 
-    def _attempt(self) -> None:
+    def _attempt(self, token: int = -1) -> None:
+        # a timer cancelled late can still fire: every callback checks it is for the current attempt
+        if token not in (-1, self.attempt) or self.busy or self.stopped:
+            return
+        self.attempt += 1
         self.timer = None
         self.busy = True
-        self.manager.max_late = max(self.manager.max_late, self.loop.time() - self.due)
+        late = self.loop.time() - self.due
+        self.manager.max_late = max(self.manager.max_late, late)
+        if self.manager.late_samples is not None:
+            self.manager.late_samples.append(late)
         try:
             self.begin()
         except OSError as exc:
@@ -4906,6 +4931,8 @@ class _CheckRunner:
 
     def _done(self, ok: bool, reason: str = "", weight: Optional[int] = None) -> None:
         self._close()
+        if not self.busy or self.stopped:
+            return
         self.busy = False
         self.last_result = "ok" if ok else reason
         was_up = self.decision.up
@@ -4920,7 +4947,7 @@ class _CheckRunner:
             self.rsr.weight_seen[id(self)] = weight
             self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
         self.due = when
-        self.timer = self.loop.call_at(when, self._attempt)
+        self.timer = self.loop.call_at(when, self._attempt, self.attempt)
 
     def _label(self) -> str:
         return {"HTTP_GET": "HTTP_CHECK", "SSL_GET": "SSL_CHECK"}.get(self.chk.kind, self.chk.kind)
@@ -4928,23 +4955,52 @@ class _CheckRunner:
     def _success_line(self) -> str:
         return f"{self._label()} on service {self.name} succeeded."
 
+    def _watch(self, write: bool, fn: Callable[..., Any], *args: Any) -> None:
+        """Call fn(*args) when the current socket is readable (or writable); stale events are dropped."""
+        (self.loop.add_writer if write else self.loop.add_reader)(self.sock, self._io, self.sock, fn, args)
+        self.watching |= 2 if write else 1
+
+    def _unwatch(self, write: bool) -> None:
+        bit = 2 if write else 1
+        if self.watching & bit:  # (asking the loop to drop what it does not hold is not free)
+            (self.loop.remove_writer if write else self.loop.remove_reader)(self.sock)
+            self.watching &= ~bit
+
+    def _io(self, sock: socket.socket, fn: Callable[..., Any], args: tuple) -> None:
+        if sock is not self.sock:
+            self.loop.remove_reader(sock)
+            self.loop.remove_writer(sock)
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # a checker must never stop checking
+            log.exception("%s on %s: internal error", self.chk.kind, self.name)
+            self._done(False, f"{self._label()} on {self.name} failed: {exc!r}")
+
+    def _deadline(self, seconds: float) -> None:
+        self.deadline = self.loop.call_later(seconds, self._timeout, self.attempt)
+
     # -- a non-blocking TCP connection shared by the stream checkers -----------------------
     def _connect(self, on_connected: Callable[[], Any]) -> None:
         ip, port = self.target
         sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
         self.sock = sock
+        self.watching = 0
         sock.setblocking(False)
+        if self.chk.kind == "TCP_CHECK":
+            # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         if self.chk.bindto is not None or self.chk.bind_port:
             sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
-        err = sock.connect_ex((str(ip), port))
+        err = sock.connect_ex(self.sockaddr)
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_writer(sock, self._connected, on_connected)
+        self._deadline(self.params.connect_timeout)
+        self._watch(True, self._connected, on_connected)
 
     def _connected(self, on_connected: Callable[[], Any]) -> None:
         assert self.sock is not None
-        self.loop.remove_writer(self.sock)
+        self._unwatch(True)
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._done(False, self._connect_failed(os.strerror(err)))
@@ -4954,7 +5010,9 @@ class _CheckRunner:
     def _connect_failed(self, why: str) -> str:
         return f"TCP connection to {self.name} failed ({why})."
 
-    def _timeout(self) -> None:
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
         self.deadline = None
         self._done(False, f"Timeout connecting to {self.name}." if self.chk.kind == "TCP_CHECK"
                    else f"Timeout reading data to {self.name}.")
@@ -5002,18 +5060,18 @@ class _HttpCheck(_CheckRunner):
         try:
             self.sock.do_handshake()  # type: ignore[attr-defined]
         except ssl.SSLWantReadError:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._handshake)
+            self._unwatch(True)
+            self._watch(False, self._handshake)
             return
         except ssl.SSLWantWriteError:
-            self.loop.remove_reader(self.sock)
-            self.loop.add_writer(self.sock, self._handshake)
+            self._unwatch(False)
+            self._watch(True, self._handshake)
             return
         except (OSError, ValueError) as exc:
             self._done(False, f"SSL handshake with {self.name} failed ({exc}).")
             return
-        self.loop.remove_reader(self.sock)
-        self.loop.remove_writer(self.sock)
+        self._unwatch(False)
+        self._unwatch(True)
         self._send()
 
     def _send(self) -> None:
@@ -5040,10 +5098,10 @@ class _HttpCheck(_CheckRunner):
             return
         self.outgoing = self.outgoing[sent:]
         if self.outgoing:
-            self.loop.add_writer(self.sock, self._write)
+            self._watch(True, self._write)
         else:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._read)
+            self._unwatch(True)
+            self._watch(False, self._read)
 
     def _read(self) -> None:
         import ssl
@@ -5092,6 +5150,8 @@ class _MiscCheck(_CheckRunner):
         self.child = self.loop.spawn(argv, on_exit=self._exited, timeout=timeout, user=self.chk.user)
 
     def _exited(self, child: Child) -> None:
+        if child is not self.child:
+            return
         self.child = None
         up, weight = misc_check_result(child.returncode, child.timed_out, self.chk.misc_dynamic)
         path = self.chk.misc_path.raw if self.chk.misc_path else ""
@@ -5111,7 +5171,7 @@ class _SmtpCheck(_CheckRunner):
     def begin(self) -> None:
         self.buf = b""
         self.stage = 0
-        self._connect(lambda: self.loop.add_reader(self.sock, self._read))
+        self._connect(lambda: self._watch(False, self._read))
 
     def _read(self) -> None:
         assert self.sock is not None
@@ -5153,14 +5213,15 @@ class _DnsCheck(_CheckRunner):
     def begin(self) -> None:
         ip, port = self.target
         self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.watching = 0
         self.sock.setblocking(False)
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
         query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
         self.sock.sendto(query, (str(ip), port or 53))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_reader(self.sock, self._read)
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
 
     def _read(self) -> None:
         assert self.sock is not None
@@ -5239,6 +5300,8 @@ class LvsManager:
         self.vs: Dict[str, _VsRuntime] = {}
         self.kernel: Dict[IpvsServiceKey, IpvsService] = {}
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
+        self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
+        self.spread = 0.0  # golden-ratio sequence of first-check offsets
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -5264,6 +5327,8 @@ class LvsManager:
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
         if self.nl is not None:
+            if self.config.global_defs.lvs_flush_on_stop:
+                self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
             self.nl.close()
             self.nl = None
 
@@ -5338,7 +5403,7 @@ class LvsManager:
 
     def _start_real_servers(self, vsr: _VsRuntime, old: Optional[_VsRuntime]) -> None:
         vs = vsr.vs
-        for index, rs in enumerate(vs.real_servers):
+        for rs in vs.real_servers:
             key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
             previous = old.rs.pop(key, None) if old is not None else None
             if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
@@ -5359,9 +5424,11 @@ class LvsManager:
                     continue
                 check = runner(self, vsr, rsr, chk)
                 rsr.checkers.append(check)
-                # spread the first checks a little so many real servers do not fire at once
-                first = check.params.warmup * random.random() if check.params.warmup else (index % 100) * 0.001
-                check.start(first)
+                # spread the first checks evenly over (at most) a second, so that many real servers
+                # do not fire together and then stay bunched up round after round
+                self.spread = (self.spread + 0.6180339887) % 1.0
+                first = self.spread * min(check.params.delay_loop, 1.0)
+                check.start(check.params.warmup * random.random() if check.params.warmup else first)
             rsr.was_alive = rsr.alive
         for rsr in old.rs.values() if old is not None else []:
             for c in rsr.checkers:
@@ -5377,18 +5444,8 @@ class LvsManager:
             verb = ("Enabling" if alive else "Disabling") if inhibit else ("Adding" if alive else "Removing")
             log.info("%s service %s %s VS %s", verb, _rs_name(vsr.vs, rsr.key), "to" if verb == "Adding" else
                      ("of" if inhibit else "from"), _vs_name(vsr.vs))
-            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)
-            cmd = rsr.rs.notify_up if alive else rsr.rs.notify_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)  # notify_up/notify_down, FIFO, mail
         self._sync(vsr)
-
-    def _run(self, cmd: Command) -> None:
-        try:
-            self.loop.spawn(["/bin/sh", "-c", cmd.raw] if cmd.shell or not cmd.argv else cmd.argv,
-                            timeout=60, user=cmd.user, group=cmd.group)
-        except OSError as exc:
-            log.error("LVS: cannot run %s: %s", cmd.raw, exc)
 
     def _sync(self, vsr: _VsRuntime) -> None:
         """Bring the kernel's destinations of vsr's services to what the checkers say."""
@@ -5408,9 +5465,7 @@ class LvsManager:
                 log.info("%s sorry server [%s]:%s:%s %s VS %s", "Removing" if change else "Adding",
                          vs.sorry_server[0], vs.protocol.lower(), vs.sorry_server[1] or vs.port or 0,
                          "from" if change else "to", _vs_name(vs))
-            cmd = vs.quorum_up if change else vs.quorum_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.virtual_server_quorum(vs, change)  # quorum_up/quorum_down, FIFO, mail
         plan = lvs_desired_dests(vs, states, vsr.quorum_up)
         want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
         for key, (weight, method, uthr, lthr) in plan.items():
@@ -5442,10 +5497,8 @@ class LvsManager:
                 c.stop()
             if shutdown and vsr.vs.omega and rsr.alive:
                 self.notifier.checker(vsr.vs, rsr.rs, False, "shutdown")
-                if rsr.rs.notify_down is not None:
-                    self._run(rsr.rs.notify_down)
-        if shutdown and vsr.vs.omega and vsr.quorum_up and vsr.vs.quorum_down is not None:
-            self._run(vsr.vs.quorum_down)
+        if shutdown and vsr.vs.omega and vsr.quorum_up:
+            self.notifier.virtual_server_quorum(vsr.vs, False)
         if self.nl is not None:
             for key in vsr.programmed:
                 self._call(self.nl.del_service, key)
@@ -6531,6 +6584,7 @@ class InstanceRuntime:
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
         self.checksum_as_v2 = False
+        self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
         self.adverts_sent = 0
         self.adverts_received = 0
         self.transitions = 0
@@ -6546,12 +6600,15 @@ class Daemon:
 
     run() returns the exit status once stop() (SIGTERM/SIGINT) has finished."""
 
-    def __init__(self, config: Config, loop: Optional[EventLoop] = None):
+    def __init__(self, config: Config, loop: Optional[EventLoop] = None, config_path: Optional[str] = None):
         self.config = config
+        self.config_path = config_path or (config.files[0] if config.files else None)
         self.loop = loop or EventLoop()
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
         self.by_socket: Dict[str, List[InstanceRuntime]] = {}
+        self.by_vrid: Dict[Tuple[str, int], List[InstanceRuntime]] = {}
+        self.own_sources: set = set()
         self.vsocks: Dict[str, VrrpSocket] = {}
         self.garp_socks: Dict[str, GarpSocket] = {}
         self.links: Dict[int, LinkInfo] = {}
@@ -6559,6 +6616,7 @@ class Daemon:
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
         self.ratelimit = _RateLimit()
+        self._pending_logs: List[str] = []
         self.stopping = False
         self.finished = False
         self.exit_code = 0
@@ -6584,18 +6642,29 @@ class Daemon:
                 log.error("(%s) cannot start: %s", inst.name, exc)
         self.tracking.start()
         self.lvs.start()
+        if self.g.vrrp_startup_delay > 0:
+            log.info("Delaying startup for %g seconds", self.g.vrrp_startup_delay)
+            self.loop.call_later(self.g.vrrp_startup_delay, self._start_machines)
+        else:
+            self._start_machines()
+        log.info("Startup complete")
+        sd_notify("READY=1")
+
+    def _start_machines(self) -> None:
+        if self.stopping:
+            return
         now = self.loop.time()
         for rt in self.runtimes:
+            if rt.machine.state != State.INIT:
+                continue
             delta, fault = self._adjustment(rt)
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
-        log.info("Startup complete")
 
-    def _add_instance(self, inst: VrrpInstance) -> None:
+    def _make_machine(self, inst: VrrpInstance, version: int) -> VrrpMachine:
         g = self.g
-        version = 3 if instance_family(inst) == 6 else (inst.version or g.vrrp_version)  # keepalived: IPv6 is VRRPv3
         pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
-        machine = VrrpMachine(
+        return VrrpMachine(
             inst.name, inst.virtual_router_id, inst.priority, inst.advert_int, version,
             addresses=[v.address.ip for v in inst.virtual_ipaddress],  # excluded VIPs are not advertised
             auth_type=inst.auth_type if version == 2 else AuthType.NONE,
@@ -6607,13 +6676,24 @@ class Daemon:
             garp_lower_prio_repeat=int(pick(inst.garp_lower_prio_repeat,
                                             pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
+            higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
         )
+
+    def _version(self, inst: VrrpInstance) -> int:
+        if instance_family(inst) == 6:
+            return 3  # keepalived: IPv6 is VRRPv3
+        return inst.version or self.g.vrrp_version
+
+    def _add_instance(self, inst: VrrpInstance) -> InstanceRuntime:
+        g = self.g
+        version = self._version(inst)
+        machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
-        rt.checksum_as_v2 = bool(pick(inst.v3_checksum_as_v2, g.v3_checksum_as_v2))
+        rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
         if instance_family(inst) == 6:
             self.beyond.attach6(rt)
             self.runtimes.append(rt)
-            return
+            return rt
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
@@ -6628,7 +6708,20 @@ class Daemon:
                 self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
                 self.by_socket[ifname] = []
             rt.vsock = vsock
+            if ifname not in self.garp_socks:
+                self.garp_socks[ifname] = GarpSocket(ifname)
             self.by_socket[ifname].append(rt)
+            self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
+        self._set_targets(rt)
+        self.beyond.attach4(rt)
+        self.runtimes.append(rt)
+        self._update_own_sources()
+        return rt
+
+    def _set_targets(self, rt: InstanceRuntime) -> None:
+        """Where adverts go (the multicast group, or each unicast_peer) and from which source address."""
+        inst, g = rt.inst, self.g
+        rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
             rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
         else:
@@ -6636,9 +6729,11 @@ class Daemon:
             if rt.vsock is not None:
                 rt.vsock.join(g.vrrp_mcast_group4)
         rt.src = self._source_address(rt)
-        machine.primary_ip = rt.src
-        self.beyond.attach4(rt)
-        self.runtimes.append(rt)
+        rt.machine.primary_ip = rt.src
+
+    def _update_own_sources(self) -> None:
+        """Our own advert sources and interface addresses: packets from them are our own echoes."""
+        self.own_sources = {rt.src for rt in self.runtimes if rt.src is not None}
 
     def _source_address(self, rt: InstanceRuntime) -> Optional[ipaddress.IPv4Address]:
         """unicast_src_ip, mcast_src_ip, else the interface's first IPv4 address that is not one of our VIPs."""
@@ -6664,6 +6759,7 @@ class Daemon:
             return
         self.stopping = True
         log.info("Stopping")
+        sd_notify("STOPPING=1")
         for rt in self.runtimes:
             self._apply(rt, rt.machine.shutdown(now, handover=self.g.vrrp_handover_on_stop))
         self._maybe_finish()
@@ -6688,6 +6784,7 @@ class Daemon:
     def run(self) -> int:
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.stop)
+        self.loop.add_signal_handler(signal.SIGHUP, lambda signum: self.reload())
         self.start()
         self.loop.run()
         self.close()
@@ -6702,13 +6799,129 @@ class Daemon:
         if self.rtnl is not None:
             self.rtnl.close()
 
+    # -- reload (SIGHUP) ------------------------------------------------------------------------
+    @staticmethod
+    def _identity(inst: VrrpInstance, version: int) -> Tuple[str, Optional[str], int, int, int]:
+        """What must stay equal for an instance to survive a reload with its state and VIPs."""
+        return inst.name, inst.interface, inst.virtual_router_id, inst.family, version
+
+    @staticmethod
+    def _trackers_key(config: Config) -> str:
+        def plain(obj: Any) -> Any:
+            return {k: v for k, v in vars(obj).items() if k not in ("line", "file")}
+        parts = [{n: plain(o) for n, o in sorted(d.items())}
+                 for d in (config.vrrp_scripts, config.track_files, config.track_processes)]
+        return repr(parts)
+
+    def reload(self, config: Optional[Config] = None) -> bool:
+        """SIGHUP: validate the file first; on errors keep running untouched. Otherwise apply the difference:
+        an instance with the same identity keeps its state and VIPs (no advert gap, no VIP removal)."""
+        if self.stopping:
+            return False
+        if config is None:
+            if not self.config_path:
+                log.error("Reload impossible: no configuration file")
+                return False
+            try:
+                config = load_config(self.config_path)
+            except ConfigError as exc:
+                for diag in exc.diagnostics:
+                    log.error(str(diag))
+                log.error("Reload aborted: %s has errors; the running configuration is kept", self.config_path)
+                return False
+            except OSError as exc:
+                log.error("Reload aborted: cannot read %s: %s", self.config_path, exc)
+                return False
+        log.info("Reloading ...")
+        sd_notify("RELOADING=1")
+        now = self.loop.time()
+        old_config, self.config, self.g = self.config, config, config.global_defs
+        wanted = {self._identity(inst, self._version(inst)): inst for inst in config.vrrp_instances}
+        kept: Dict[Tuple[str, Optional[str], int, int, int], InstanceRuntime] = {}
+        for rt in list(self.runtimes):
+            ident = self._identity(rt.inst, rt.version)
+            if ident in wanted:
+                kept[ident] = rt
+                continue
+            acts = [a for a in rt.machine.shutdown(now) if not isinstance(a, Notify)]
+            self._apply(rt, acts)
+            self._forget(rt)
+            log.info("(%s) removed by the reload", rt.inst.name)
+            self._safe(self.notifier.vrrp_deleted, rt.inst, rt.machine.effective_priority)
+        if self._trackers_key(old_config) != self._trackers_key(config):
+            self.tracking.stop()
+            self.tracking = Tracking(self.loop, config, self._on_tracking_change)
+            self.tracking.start()
+        else:
+            self.tracking.config = config
+        self.notifier.config = config
+        self._safe(self.lvs.reload, config)
+        for ident, inst in wanted.items():
+            rt = kept.get(ident)
+            if rt is not None:
+                self._reconfigure(rt, inst)
+                continue
+            try:
+                rt = self._add_instance(inst)
+            except (OSError, ValueError) as exc:
+                log.error("(%s) cannot start: %s", inst.name, exc)
+                continue
+            delta, fault = self._adjustment(rt)
+            self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
+            self._apply(rt, rt.machine.start(now, fault=fault))
+        self._reevaluate()
+        log.info("Reload complete")
+        sd_notify("READY=1")
+        return True
+
+    def _reconfigure(self, rt: InstanceRuntime, inst: VrrpInstance) -> None:
+        """Take the new settings of a surviving instance without touching its state; VIPs are diffed."""
+        old_vips = {self._vip_key(rt, v): v for v in rt.vips}
+        rt.inst = inst
+        fresh = self._make_machine(inst, rt.version)
+        m = rt.machine
+        for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
+                     "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
+                     "higher_prio_send_advert"):
+            setattr(m, attr, getattr(fresh, attr))
+        if m.state != State.BACKUP or rt.version == 2:
+            m.master_adver_int = m.advert_int
+        self._set_targets(rt)
+        rt.packets.clear()
+        self._update_own_sources()
+        new_vips = {self._vip_key(rt, v): v for v in rt.vips}
+        if m.vips_set and self.rtnl is not None:
+            for key in old_vips.keys() - new_vips.keys():
+                self._vip_op(rt, old_vips[key], add=False)
+            for key in new_vips.keys() - old_vips.keys():
+                self._vip_op(rt, new_vips[key], add=True)
+            if new_vips.keys() - old_vips.keys():
+                self._send_garps(rt, 1)
+
+    def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[Any, ...]:
+        return vip.address, self._vip_index(rt, vip), vip.label, vip.scope, vip.brd, vip.peer
+
+    def _forget(self, rt: InstanceRuntime) -> None:
+        self._cancel_garp(rt)
+        if rt.timer is not None:
+            rt.timer.cancel()
+            rt.timer = None
+        self.runtimes.remove(rt)
+        if rt.inst.interface in self.by_socket and rt in self.by_socket[rt.inst.interface]:
+            self.by_socket[rt.inst.interface].remove(rt)
+        key = (rt.inst.interface or "", rt.machine.vrid)
+        if rt in self.by_vrid.get(key, []):
+            self.by_vrid[key].remove(rt)
+        self._update_own_sources()
+
     # -- actions -------------------------------------------------------------------------------
     def _apply(self, rt: InstanceRuntime, actions: List[Action]) -> None:
         """Carry out what the machine asked for, then re-arm its timer."""
         inst = rt.inst
+        # kernel actions first, in order; log lines and notifications after them (they may be slow)
         for act in actions:
-            if isinstance(act, Log):
-                log.log(logging.DEBUG if act.detail else act.level, act.message)
+            if isinstance(act, (Log, Notify, NotifyRxLowerPri)):
+                continue
             elif isinstance(act, SendAdvert):
                 self._send_advert(rt, act.priority)
             elif isinstance(act, AddVips):
@@ -6721,7 +6934,14 @@ class Daemon:
                 self._cancel_garp(rt)
             elif isinstance(act, SendGarp):
                 self._send_garps(rt, act.repeat)
-            elif isinstance(act, Notify):
+        for act in actions:
+            if isinstance(act, Log):
+                log.log(logging.DEBUG if act.detail else act.level, act.message)
+        for message in self._pending_logs:
+            log.debug(message)
+        self._pending_logs = []
+        for act in actions:
+            if isinstance(act, Notify):
                 rt.transitions += 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
             elif isinstance(act, NotifyRxLowerPri):
@@ -6757,13 +6977,22 @@ class Daemon:
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         if self.beyond.send_advert(rt, priority) or rt.vsock is None or rt.src is None:
             return
-        m = rt.machine
-        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
-                         m.auth_type.value if rt.version == 2 else 0,
-                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
-        for dst, ttl in rt.targets:
+        key = (priority, rt.src)
+        packets = rt.packets.get(key)
+        if packets is None:
+            # an advert only changes with the priority or the source: encode once, send the bytes again
+            m = rt.machine
+            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
+                             m.auth_type.value if rt.version == 2 else 0,
+                             m.auth_pass if m.auth_type == AuthType.PASS else b"")
+            packets = [(str(dst), encode_ipv4(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl))
+                       for dst, ttl in rt.targets]
+            if len(rt.packets) > 8:
+                rt.packets.clear()
+            rt.packets[key] = packets
+        for dst, packet in packets:
             try:
-                rt.vsock.send(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl)
+                rt.vsock.sock.sendto(packet, (dst, 0))  # IP_HDRINCL: the kernel fills in id and checksum
                 rt.adverts_sent += 1
             except OSError as exc:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
@@ -6776,20 +7005,22 @@ class Daemon:
         return link.index if link is not None else 0
 
     def _set_vips(self, rt: InstanceRuntime, add: bool) -> None:
-        assert self.rtnl is not None
         for vip in rt.vips:
-            index = self._vip_index(rt, vip)
-            if not index:
-                continue
-            try:
-                if add and vip.address.version == 6:
-                    self.beyond.add_vip6(index, vip)
-                elif add:
-                    self.rtnl.add_address(index, vip)
-                else:
-                    self.rtnl.del_address(index, vip)
-            except (NetlinkError, OSError) as exc:
-                log.error("(%s) cannot %s VIP %s: %s", rt.inst.name, "add" if add else "remove", vip.address, exc)
+            self._vip_op(rt, vip, add)
+
+    def _vip_op(self, rt: InstanceRuntime, vip: VirtualIP, add: bool) -> None:
+        index = self._vip_index(rt, vip)
+        if not index or self.rtnl is None:
+            return
+        try:
+            if add and vip.address.version == 6:
+                self.beyond.add_vip6(index, vip)
+            elif add:
+                self.rtnl.add_address(index, vip)
+            else:
+                self.rtnl.del_address(index, vip)
+        except (NetlinkError, OSError) as exc:
+            log.error("(%s) cannot %s VIP %s: %s", rt.inst.name, "add" if add else "remove", vip.address, exc)
 
     def _garp_params(self, rt: InstanceRuntime) -> Tuple[float, int, float, int]:
         inst, g = rt.inst, self.g
@@ -6833,7 +7064,8 @@ class Daemon:
             if link is None or len(link.mac) != 6 or vip.address.version != 4:
                 continue
             if announce:
-                log.debug("(%s) Sending/queueing gratuitous ARPs on %s for %s", rt.inst.name, link.name, vip.address.ip)
+                self._pending_logs.append(
+                    f"({rt.inst.name}) Sending/queueing gratuitous ARPs on {link.name} for {vip.address.ip}")
             frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
         interval = self.g.vrrp_garp_interval
         if interval > 0:
@@ -6872,18 +7104,19 @@ class Daemon:
         except PacketError as exc:
             self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
             return
-        if ip.protocol != IPPROTO_VRRP or any(ip.src == rt.src for rt in self.by_socket[vsock.ifname]):
+        if ip.protocol != IPPROTO_VRRP or ip.src in self.own_sources:
             return
         if len(ip.payload) < 2:
             self._bad(None, "truncated", f"truncated VRRP packet from {ip.src} on {vsock.ifname}")
             return
         vrid = ip.payload[1]
         unicast = not ip.dst.is_multicast
-        rt = next((r for r in self.by_socket[vsock.ifname] if r.machine.vrid == vrid and r.unicast == unicast), None)
+        candidates = self.by_vrid.get((vsock.ifname, vrid), [])
+        rt = next((r for r in candidates if r.unicast == unicast), None)
         if rt is None:
-            rt = next((r for r in self.by_socket[vsock.ifname] if r.machine.vrid == vrid), None)
+            rt = candidates[0] if candidates else None
             if rt is None:
-                self.ratelimit(("vrid", vsock.ifname, vrid), self.loop.time(),
+                self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                                f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
                 return
             self._bad(rt, "mode_mismatch", f"({rt.inst.name}) received {'unicast' if unicast else 'multicast'} "
@@ -6893,9 +7126,15 @@ class Daemon:
         if not unicast and ip.ttl != VRRP_TTL:
             self._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {ip.ttl} and expect {VRRP_TTL}")
             return
-        if unicast and self.g.vrrp_check_unicast_src and ip.src not in [p.address for p in rt.inst.unicast_peer]:
-            self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
-            return
+        if unicast:
+            peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
+            if peer is None and self.g.vrrp_check_unicast_src:
+                self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
+                return
+            if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
+                self._bad(rt, "bad_ttl", f"({name}) unicast advert from {ip.src} with TTL {ip.ttl} outside "
+                          f"[{peer.min_ttl}, {peer.max_ttl}]")
+                return
         try:
             adv = decode_advert(ip.payload, ip.src, ip.dst, rt.checksum_as_v2)
         except PacketError as exc:
@@ -6937,6 +7176,8 @@ class Daemon:
                 delta += ref.weight
         try:
             tdelta, tfault = self.tracking.adjustment(inst)
+            initialising = getattr(self.tracking, "initialising", None)
+            rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
             tdelta, tfault = 0, False
@@ -6994,6 +7235,7 @@ class Daemon:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
+        self._update_own_sources()
         return changed
 
     def _vip_deleted(self, addr: AddrInfo) -> None:
@@ -7798,7 +8040,7 @@ def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) 
     except OSError as exc:
         print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
         return 1
-    return Daemon(config).run()
+    return Daemon(config, config_path=path).run()
 
 
 DEMO_CONFIG = """\
