@@ -2636,6 +2636,36 @@ def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     b.stop()
 
 
+def test_reload_swaps_the_firewall_set_and_keeps_an_ipv6_master(lab, tmp_path):
+    require(shutil.which("nft") is not None, "needs nft")
+    vip6 = "2001:db8:5b::100"
+    ns_a = lab.host("a", f"{V6_NET}.1/24")
+    ns_b = lab.host("b", f"{V6_NET}.2/24")
+    wait_link_local(lab, ns_a)
+    wait_link_local(lab, ns_b)
+
+    def conf(router, prio, vip4):
+        return (_global(router, "    vrrp_strict\n") + _v6_conf("VI_4", 81, prio, [f"{vip4}/24"])
+                + _v6_conf("VI_6", 82, prio, [f"{vip6}/64"]))
+
+    a = _Node(lab, ns_a, tmp_path, "A", conf("a", 150, f"{V6_NET}.100"))
+    b = _Node(lab, ns_b, tmp_path, "B", conf("b", 100, f"{V6_NET}.100"))
+    wait_for(lambda: _has_addr6(lab, ns_a, vip6) and lab.has_address(ns_a, f"{V6_NET}.100"), 10, 0.05, "A MASTER")
+    assert f"{V6_NET}.100" in lab.run(ns_a, ["nft", "list", "table", "inet", "vrrpd"]).stdout
+    a.conf.write_text(conf("a", 150, f"{V6_NET}.101"))
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: lab.has_address(ns_a, f"{V6_NET}.101"), 5, 0.05, "the new VIP after the reload")
+    table = wait_for(lambda: (lambda t: t if f"{V6_NET}.101" in t else "")(
+        lab.run(ns_a, ["nft", "list", "table", "inet", "vrrpd"]).stdout), 5, 0.05, "the new set")
+    assert f"{V6_NET}.100" not in table and vip6 in table
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:  # the IPv6 instance kept advertising through the reload
+        assert _has_addr6(lab, ns_a, vip6) and not _has_addr6(lab, ns_b, vip6)
+        time.sleep(0.05)
+    a.stop()
+    b.stop()
+
+
 def test_strict_mode_master_drops_traffic_to_its_vip_and_the_table_goes_away(lab, tmp_path):
     require(shutil.which("nft") is not None, "needs nft")
     vip = f"{V6_NET}.100"

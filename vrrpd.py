@@ -6856,6 +6856,7 @@ class Daemon:
             self.tracking.config = config
         self.notifier.config = config
         self._safe(self.lvs.reload, config)
+        self.beyond.reload(config)
         for ident, inst in wanted.items():
             rt = kept.get(ident)
             if rt is not None:
@@ -6886,7 +6887,11 @@ class Daemon:
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
-        self._set_targets(rt)
+        if instance_family(inst) == 6:
+            self.beyond.attach6(rt)
+        else:
+            self._set_targets(rt)
+            self.beyond.attach4(rt)
         rt.packets.clear()
         self._update_own_sources()
         new_vips = {self._vip_key(rt, v): v for v in rt.vips}
@@ -6907,6 +6912,7 @@ class Daemon:
             rt.timer.cancel()
             rt.timer = None
         self.runtimes.remove(rt)
+        self.beyond.forget(rt)
         if rt.inst.interface in self.by_socket and rt in self.by_socket[rt.inst.interface]:
             self.by_socket[rt.inst.interface].remove(rt)
         key = (rt.inst.interface or "", rt.machine.vrid)
@@ -7448,7 +7454,9 @@ class BeyondIPv4:
             d.loop.add_reader(vsock.sock, self._on_readable6, vsock)
             self.by_socket6[link.name] = []
         self.sock6_of[inst.name] = vsock
-        self.by_socket6[link.name].append(rt)
+        if rt not in self.by_socket6[link.name]:
+            self.by_socket6[link.name].append(rt)
+        rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
             rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
         else:
@@ -7476,7 +7484,9 @@ class BeyondIPv4:
             self.ll_timer = self.d.loop.call_later(0.2, self._poll_link_local)
 
     def attach4(self, rt: InstanceRuntime) -> None:
-        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket."""
+        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
+
+        Called again after a reload: what is still wanted is kept (the AH sequence number too)."""
         d, inst = self.d, rt.inst
         self.apply_strict(rt)
         if rt.version == 2 and inst.auth_type == AuthType.AH and rt.machine.start_master and inst.priority != 255:
@@ -7484,19 +7494,38 @@ class BeyondIPv4:
             log.warning("(%s) Initial state master is incompatible with AH authentication - clearing", inst.name)
             rt.machine.start_master = False
         index = self.vmac_index.get(inst.name)
-        if index is not None and not inst.vmac_xmit_base:
+        old = self.xmit.get(inst.name)
+        if old is not None and (index is None or inst.vmac_xmit_base or old.ifindex != index):
+            old.close()
+            del self.xmit[inst.name]
+        if index is not None and not inst.vmac_xmit_base and inst.name not in self.xmit:
             try:
                 self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
             except OSError as exc:
                 log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
-        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.vsock is not None:
+        if not (rt.version == 2 and inst.auth_type == AuthType.AH):
+            self.ah_seq.pop(inst.name, None)
+        elif rt.vsock is not None:
             ahsock = self.ah_socks.get(rt.vsock.ifname)
             if ahsock is None:
                 ahsock = self.ah_socks[rt.vsock.ifname] = AhSocket(rt.vsock.ifname, rt.vsock.ifindex)
                 d.loop.add_reader(ahsock.sock, self._on_ah_readable, ahsock)
             for group in rt.vsock.groups:
                 ahsock.join(group)
-            self.ah_seq[inst.name] = AhSequence()
+            self.ah_seq.setdefault(inst.name, AhSequence())
+
+    def forget(self, rt: InstanceRuntime) -> None:
+        """The instance is gone (reload): drop what this helper holds for it."""
+        name = rt.inst.name
+        for rts in self.by_socket6.values():
+            if rt in rts:
+                rts.remove(rt)
+        self.sock6_of.pop(name, None)
+        self.ah_seq.pop(name, None)
+        self.last_state.pop(name, None)
+        sock = self.xmit.pop(name, None)
+        if sock is not None:
+            sock.close()
 
     def vip_ifindex(self, rt: InstanceRuntime) -> Optional[int]:
         """Where the instance's VIPs go: its VMAC when it has one."""
