@@ -267,7 +267,7 @@ def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
     assert any(m.startswith("test.conf:7: warning: preempt_delay '60s'") for m in messages(diags)), messages(diags)
 
 
-def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
+def test_seed003_unclosed_notification_email_is_an_error_at_its_line(tmp_path):
     text = seed_lines("003", 24, 55)  # from "! Configuration File for keepalived" to the instance's "}"
     assert text.splitlines()[2].strip() == "notification_email {"
     config, diags = vrrpd.parse_config_text(text, "seed003.conf")
@@ -280,13 +280,10 @@ def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
     assert str(inst.unicast_peer[0].address) == "172.20.27.11"
     assert config.global_defs.notification_email == []
     assert config.global_defs.router_id == "s1.mylinuxops.com"
+    path = tmp_path / "seed003.conf"
+    path.write_text(text)
     with pytest.raises(vrrpd.ConfigError) as exc:
-        path = HERE / ".pytest-seed003.conf"
-        try:
-            path.write_text(text)
-            vrrpd.load_config(str(path), check_interfaces=False)
-        finally:
-            path.unlink()
+        vrrpd.load_config(str(path), check_interfaces=False)
     assert "not closed" in str(exc.value)
 
 
@@ -694,6 +691,8 @@ VALIDATION_CASES = [
     ("missing-value", inst(BASE + "\npriority"), 7, "error", "'priority' needs a value"),
     ("keyword-as-value", inst(BASE + "\nnotify_master notify_backup /bin/true"), 7, "error",
      "'notify_master' needs a value"),
+    ("too-many-values", inst(BASE + "\npriority 100 200"), 7, "warning",
+     "unexpected '200' after 'priority' (ignored) (too many values, or a comment without '#')"),
     ("bad-mcast", "global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n", 2, "error", "not an IPv4 multicast address"),
     ("nat-mask", "virtual_server 10.0.0.1 80 {\n nat_mask 255.255.255.0\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
      "warning", "unknown keyword 'nat_mask' in virtual_server"),
@@ -849,6 +848,14 @@ def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     assert "accepted but not acted upon by vrrpd:" in text
     for where in (f"{path}:2: lvs_sync_daemon", f"{path}:10: use_ipvlan", f"{path}:11: virtual_routes"):
         assert where in text, text
+
+
+def test_check_of_an_empty_file_says_nothing_would_run(tmp_path):
+    path = tmp_path / "empty.conf"
+    path.write_text("! nothing here\n")
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    assert "nothing would run: no vrrp_instance and no virtual_server" in out.getvalue()
 
 
 def test_check_command_exit_status_and_cli_spellings(tmp_path):

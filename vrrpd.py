@@ -1151,6 +1151,7 @@ class _Parser:
         toks = self.toks
         depth = len(self.stack)
         self.stack.append(block)
+        previous: Optional[Token] = None  # the last keyword read in this block
         try:
             while self.i < self.n:
                 tok = toks[self.i]
@@ -1183,9 +1184,10 @@ class _Parser:
                             self.unwind_to = None
                             continue
                 if kw is None:
-                    self.unknown(block, tok)
+                    self.unknown(block, tok, previous)
                     continue
                 self.i += 1
+                previous = tok
                 self.statement(block, spec, kw, tok, obj)
                 if self.unwind_to is not None:
                     if self.unwind_to < depth:
@@ -1221,11 +1223,15 @@ class _Parser:
             self._suffix_closes = suffix
         return self._suffix_closes[i]
 
-    def unknown(self, block: str, tok: Token) -> None:
+    def unknown(self, block: str, tok: Token, previous: Optional[Token]) -> None:
+        """Warn about a word that is not a keyword here, with the most useful hint, and skip it."""
         spec = KEYWORDS[block]
         title = BLOCK_TITLES.get(block, block)
         homes = [BLOCK_TITLES.get(b, b) for b in _KEYWORD_HOMES.get(tok.text, ()) if b != block]
-        if homes:
+        if previous is not None and previous.lid == tok.lid and not homes and tok.text not in spec:
+            self.warning(tok, f"unexpected '{_short(tok.text)}' after '{previous.text}' (ignored)",
+                         "too many values, or a comment without '#'")
+        elif homes:
             self.warning(tok, f"'{tok.text}' does not belong in {title} (ignored)",
                          f"it belongs in {' / '.join(sorted(set(homes)))}")
         else:
@@ -2447,6 +2453,8 @@ def config_summary(config: Config) -> List[str]:
             name = f"{vs.address}:{vs.port}"
         out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
                    f"{len(vs.real_servers)} real server(s)")
+    if not config.vrrp_instances and not config.virtual_servers:
+        out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
         out.append("accepted but not acted upon by vrrpd:")
         out.extend("    " + where for where in config.accepted_only)
