@@ -308,6 +308,35 @@ def test_seed001_one_line_config_equals_the_multi_line_form():
         assert any("missing '{' after 'vrrp_instance'" in e for e in errors), errors
 
 
+def one_line(text: str) -> str:
+    """The same configuration with comments removed and every line joined into one."""
+    return " ".join(vrrpd._strip_comment(line).strip() for line in text.splitlines()) + "\n"
+
+
+@pytest.mark.parametrize("name", ["seed000", "seed002-master", "seed002-unicast", "seed003-fixed", "example", "lvs"])
+def test_every_multi_line_config_equals_its_one_line_form(name):
+    texts = {
+        "seed000": lambda: seed_lines("000", 144, 198),
+        "seed002-master": lambda: seed_lines("002", 131, 167),
+        "seed002-unicast": lambda: seed_lines("002", 240, 256) + seed_lines("002", 463, 485),
+        "seed003-fixed": lambda: seed_lines("003", 24, 55).replace("notification_email {", "notification_email {}"),
+        "example": lambda: (HERE / "vrrpd.conf.example").read_text(),
+        "lvs": lambda: seed_lines("002", 240, 256) + (
+            "virtual_server 10.0.0.1 80 {\n delay_loop 3\n lb_algo rr\n lb_kind DR\n persistence_timeout\n"
+            " protocol TCP\n sorry_server 127.0.0.1 80\n real_server 10.0.0.2 80 {\n  weight 2\n"
+            "  HTTP_GET {\n   url {\n    path /index.html\n    status_code 200\n   }\n   connect_timeout 3\n"
+            "   retry 3\n  }\n }\n real_server 10.0.0.3 80 {\n  MISC_CHECK {\n   misc_path \"/bin/true x\"\n"
+            "   misc_dynamic\n  }\n }\n}\n"),
+    }
+    text = texts[name]()
+    a, da = vrrpd.parse_config_text(text, "multi.conf")
+    b, db = vrrpd.parse_config_text(one_line(text), "one.conf")
+    assert one_line(text).count("\n") == 1
+    assert model_without_positions(a) == model_without_positions(b)
+    assert sorted(d.severity.value for d in da) == sorted(d.severity.value for d in db), (messages(da), messages(db))
+    assert a.vrrp_instances or a.virtual_servers
+
+
 def test_one_line_config_with_names_parses_cleanly():
     text = ("global_defs { router_id x } vrrp_instance VI_1 { state BACKUP interface lo virtual_router_id 5 "
             "priority 90 advert_int 1 virtual_ipaddress { 10.0.0.5/24 10.0.0.6/24 dev lo } }")
