@@ -640,6 +640,21 @@ def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
     assert not diags, messages(diags)
 
 
+def test_global_flags_with_optional_words():
+    text = ("global_defs {\n lvs_flush_on_stop VS\n vrrp_iptables IN OUT\n smtp_server mail.example.com 2525\n"
+            " lvs_timeouts tcp 7200 udp 300\n script_user nobody nogroup\n}\n"
+            "track_file f {\n file /run/f\n init_file -3 overwrite\n}\n")
+    config, diags = parse_ok(text)
+    g = config.global_defs
+    assert g.lvs_flush_on_stop and g.other["lvs_flush_on_stop"] == ["VS"]
+    assert g.vrrp_iptables and g.other["vrrp_iptables"] == ["IN", "OUT"]
+    assert (g.smtp_server, g.smtp_port) == ("mail.example.com", 2525)
+    assert g.lvs_timeouts == {"tcp": 7200, "udp": 300}
+    assert (g.script_user, g.script_group) == ("nobody", "nogroup")
+    tf = config.track_files["f"]
+    assert (tf.init_file, tf.init_file_overwrite) == (-3, True)
+
+
 def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
     table = vrrpd.keyword_table_markdown()
     rows = [r for r in table.splitlines() if r.startswith("| ") and "`" in r]

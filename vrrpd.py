@@ -1625,6 +1625,7 @@ def _g_mcast(attr: str, version: int) -> Handler:
 
 
 def _g_iptables(attr: str) -> Handler:
+    """A flag with optional words kept in `other` (vrrp_iptables IN OUT, lvs_flush_on_stop VS)."""
     def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
         setattr(g, attr, True)
         if args:
@@ -1668,7 +1669,7 @@ for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrr
               "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src", "v3_checksum_as_v2",
               "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_kw(_G, "lvs_flush_on_stop", _h_flag("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS" or _is_bool_word(t))
+_kw(_G, "lvs_flush_on_stop", _g_iptables("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS")
 _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
@@ -1861,7 +1862,7 @@ def _tf_init(p: _Parser, tf: TrackFile, kw: Token, args: List[Token]) -> None:
         if a.text == "overwrite":
             tf.init_file_overwrite = True
         else:
-            tf.init_file = _parse_int(a.text.lstrip("-") and a.text, -2147483647, 2147483647)
+            tf.init_file = _parse_int(a.text, -2147483647, 2147483647)
 
 
 _kw("track_file", "file", _h_str("path"))
