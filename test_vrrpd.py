@@ -4352,6 +4352,41 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
 # ============================================================================================
 
 
+def test_bytecode_cache_is_made_once_and_refused_in_a_directory_others_can_write(tmp_path):
+    source = tmp_path / "vrrpd_copy.py"
+    source.write_text("X = 1\n")
+    private = tmp_path / "private"
+    pyc = vrrpd.bytecode_cache(str(source), (str(private),))
+    assert pyc and os.path.exists(pyc) and (os.stat(private).st_mode & 0o777) == 0o700
+    assert vrrpd.bytecode_cache(str(source), (str(private),)) == pyc
+    source.write_text("X = 2\n")
+    newer = vrrpd.bytecode_cache(str(source), (str(private),))
+    assert newer != pyc and os.path.exists(newer) and not os.path.exists(pyc)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    assert vrrpd.bytecode_cache(str(source), (str(shared),)) is None
+    assert list(shared.iterdir()) == []
+
+
+def test_daemon_reexecs_from_bytecode_cache_keeping_its_pid(lab, tmp_path):
+    ns = lab.host("a", "10.66.0.1/24")
+    conf = tmp_path / "a.conf"
+    conf.write_text("vrrp_instance VI_1 {\n state MASTER\n interface eth0\n virtual_router_id 9\n"
+                    " priority 150\n advert_int 0.1\n version 3\n virtual_ipaddress {\n 10.66.0.100/24\n }\n}\n")
+    proc = lab.exec(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+    wait_for(lambda: lab.has_address(ns, "10.66.0.100"), 10, what="VIP on the node")
+    pids = [int(p) for p in sh(["ip", "netns", "pids", ns]).stdout.split()]
+    assert pids == [proc.pid]
+    cmdline = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")
+    assert b"-c" in cmdline and any(part.endswith(b".pyc") for part in cmdline), cmdline
+    assert VRRPD.encode() in cmdline
+    proc.terminate()
+    assert proc.wait(5) == 0
+    assert not lab.has_address(ns, "10.66.0.100")
+
+
 def test_systemd_unit_verifies_and_keeps_the_capabilities_vrrpd_needs(tmp_path):
     require(shutil.which("systemd-analyze") is not None, "needs systemd-analyze")
     text = (HERE / "vrrpd.service").read_text()
