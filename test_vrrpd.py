@@ -267,7 +267,7 @@ def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
     assert any(m.startswith("test.conf:7: warning: preempt_delay '60s'") for m in messages(diags)), messages(diags)
 
 
-def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
+def test_seed003_unclosed_notification_email_is_an_error_at_its_line(tmp_path):
     text = seed_lines("003", 24, 55)  # from "! Configuration File for keepalived" to the instance's "}"
     assert text.splitlines()[2].strip() == "notification_email {"
     config, diags = vrrpd.parse_config_text(text, "seed003.conf")
@@ -280,13 +280,10 @@ def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
     assert str(inst.unicast_peer[0].address) == "172.20.27.11"
     assert config.global_defs.notification_email == []
     assert config.global_defs.router_id == "s1.mylinuxops.com"
+    path = tmp_path / "seed003.conf"
+    path.write_text(text)
     with pytest.raises(vrrpd.ConfigError) as exc:
-        path = HERE / ".pytest-seed003.conf"
-        try:
-            path.write_text(text)
-            vrrpd.load_config(str(path), check_interfaces=False)
-        finally:
-            path.unlink()
+        vrrpd.load_config(str(path), check_interfaces=False)
     assert "not closed" in str(exc.value)
 
 
@@ -309,6 +306,35 @@ def test_seed001_one_line_config_equals_the_multi_line_form():
         errors = messages(diags, vrrpd.Severity.ERROR)
         assert any("vrrp_instance has no name" in e for e in errors), errors
         assert any("missing '{' after 'vrrp_instance'" in e for e in errors), errors
+
+
+def one_line(text: str) -> str:
+    """The same configuration with comments removed and every line joined into one."""
+    return " ".join(vrrpd._strip_comment(line).strip() for line in text.splitlines()) + "\n"
+
+
+@pytest.mark.parametrize("name", ["seed000", "seed002-master", "seed002-unicast", "seed003-fixed", "example", "lvs"])
+def test_every_multi_line_config_equals_its_one_line_form(name):
+    texts = {
+        "seed000": lambda: seed_lines("000", 144, 198),
+        "seed002-master": lambda: seed_lines("002", 131, 167),
+        "seed002-unicast": lambda: seed_lines("002", 240, 256) + seed_lines("002", 463, 485),
+        "seed003-fixed": lambda: seed_lines("003", 24, 55).replace("notification_email {", "notification_email {}"),
+        "example": lambda: (HERE / "vrrpd.conf.example").read_text(),
+        "lvs": lambda: seed_lines("002", 240, 256) + (
+            "virtual_server 10.0.0.1 80 {\n delay_loop 3\n lb_algo rr\n lb_kind DR\n persistence_timeout\n"
+            " protocol TCP\n sorry_server 127.0.0.1 80\n real_server 10.0.0.2 80 {\n  weight 2\n"
+            "  HTTP_GET {\n   url {\n    path /index.html\n    status_code 200\n   }\n   connect_timeout 3\n"
+            "   retry 3\n  }\n }\n real_server 10.0.0.3 80 {\n  MISC_CHECK {\n   misc_path \"/bin/true x\"\n"
+            "   misc_dynamic\n  }\n }\n}\n"),
+    }
+    text = texts[name]()
+    a, da = vrrpd.parse_config_text(text, "multi.conf")
+    b, db = vrrpd.parse_config_text(one_line(text), "one.conf")
+    assert one_line(text).count("\n") == 1
+    assert model_without_positions(a) == model_without_positions(b)
+    assert sorted(d.severity.value for d in da) == sorted(d.severity.value for d in db), (messages(da), messages(db))
+    assert a.vrrp_instances or a.virtual_servers
 
 
 def test_one_line_config_with_names_parses_cleanly():
@@ -614,6 +640,21 @@ def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
     assert not diags, messages(diags)
 
 
+def test_global_flags_with_optional_words():
+    text = ("global_defs {\n lvs_flush_on_stop VS\n vrrp_iptables IN OUT\n smtp_server mail.example.com 2525\n"
+            " lvs_timeouts tcp 7200 udp 300\n script_user nobody nogroup\n}\n"
+            "track_file f {\n file /run/f\n init_file -3 overwrite\n}\n")
+    config, diags = parse_ok(text)
+    g = config.global_defs
+    assert g.lvs_flush_on_stop and g.other["lvs_flush_on_stop"] == ["VS"]
+    assert g.vrrp_iptables and g.other["vrrp_iptables"] == ["IN", "OUT"]
+    assert (g.smtp_server, g.smtp_port) == ("mail.example.com", 2525)
+    assert g.lvs_timeouts == {"tcp": 7200, "udp": 300}
+    assert (g.script_user, g.script_group) == ("nobody", "nogroup")
+    tf = config.track_files["f"]
+    assert (tf.init_file, tf.init_file_overwrite) == (-3, True)
+
+
 def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
     table = vrrpd.keyword_table_markdown()
     rows = [r for r in table.splitlines() if r.startswith("| ") and "`" in r]
@@ -694,6 +735,8 @@ VALIDATION_CASES = [
     ("missing-value", inst(BASE + "\npriority"), 7, "error", "'priority' needs a value"),
     ("keyword-as-value", inst(BASE + "\nnotify_master notify_backup /bin/true"), 7, "error",
      "'notify_master' needs a value"),
+    ("too-many-values", inst(BASE + "\npriority 100 200"), 7, "warning",
+     "unexpected '200' after 'priority' (ignored) (too many values, or a comment without '#')"),
     ("bad-mcast", "global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n", 2, "error", "not an IPv4 multicast address"),
     ("nat-mask", "virtual_server 10.0.0.1 80 {\n nat_mask 255.255.255.0\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
      "warning", "unknown keyword 'nat_mask' in virtual_server"),
@@ -849,6 +892,14 @@ def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     assert "accepted but not acted upon by vrrpd:" in text
     for where in (f"{path}:2: lvs_sync_daemon", f"{path}:10: use_ipvlan", f"{path}:11: virtual_routes"):
         assert where in text, text
+
+
+def test_check_of_an_empty_file_says_nothing_would_run(tmp_path):
+    path = tmp_path / "empty.conf"
+    path.write_text("! nothing here\n")
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    assert "nothing would run: no vrrp_instance and no virtual_server" in out.getvalue()
 
 
 def test_check_command_exit_status_and_cli_spellings(tmp_path):
