@@ -1557,6 +1557,8 @@ def test_demo_moves_the_vip_without_losing_pings_and_cleans_up():
     sent, received = _ping_stats(line)
     assert sent > 100 and sent - received <= 1, line
     assert "node A exited with status 0" in out
+    logs = out.split("logs are in ", 1)[1].split()[0]
+    shutil.rmtree(logs, ignore_errors=True)
     after = set(sh(["ip", "netns", "list"]).stdout.split())
     assert not {n for n in after - before if n.startswith("vd")}
 
