@@ -1819,6 +1819,21 @@ def test_reload_keeps_master_and_vips_and_applies_the_difference(lab, tmp_path):
     assert _holders(lab, [a, b]) == ["A"]
 
 
+def test_demo_moves_the_vip_without_losing_pings_and_cleans_up():
+    require_root_netns()
+    before = set(sh(["ip", "netns", "list"]).stdout.split())
+    out = sh([PYTHON, VRRPD, "--demo"], timeout=60).stdout
+    assert "the VIP is on: A" in out and "the VIP is now on: B" in out, out
+    line = next(x for x in out.splitlines() if "client ping:" in x)
+    sent, received = _ping_stats(line)
+    assert sent > 100 and sent - received <= 1, line
+    assert "node A exited with status 0" in out
+    logs = out.split("logs are in ", 1)[1].split()[0]
+    shutil.rmtree(logs, ignore_errors=True)
+    after = set(sh(["ip", "netns", "list"]).stdout.split())
+    assert not {n for n in after - before if n.startswith("vd")}
+
+
 @pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
 @pytest.mark.parametrize("keepalived_master", [True, False], ids=["keepalived-master", "vrrpd-master"])

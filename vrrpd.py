@@ -6662,6 +6662,7 @@ class Daemon:
         self.by_socket: Dict[str, List[InstanceRuntime]] = {}
         self.by_vrid: Dict[Tuple[str, int], List[InstanceRuntime]] = {}
         self.own_sources: set = set()
+        self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[str, VrrpSocket] = {}
         self.garp_socks: Dict[str, GarpSocket] = {}
         self.links: Dict[int, LinkInfo] = {}
@@ -6765,10 +6766,12 @@ class Daemon:
                 self.garp_socks[ifname] = GarpSocket(ifname)
             self.by_socket[ifname].append(rt)
             self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
+        self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
         self.beyond.attach4(rt)
         self.runtimes.append(rt)
-        self._update_own_sources()
+        if rt.src is not None:
+            self.own_sources.add(rt.src)
         return rt
 
     def _set_targets(self, rt: InstanceRuntime) -> None:
@@ -6793,7 +6796,7 @@ class Daemon:
         for chosen in (rt.inst.unicast_src_ip, rt.inst.mcast_src_ip):
             if chosen is not None and chosen.version == 4:
                 return chosen  # type: ignore[return-value]
-        vips = {v.address.ip for r in self.runtimes + [rt] for v in r.vips}
+        vips = self._vip_addresses | {v.address.ip for v in rt.vips}
         for a in self.addrs:
             if a.index == rt.ifindex and a.address.ip not in vips and a.scope == 0:
                 return a.address.ip  # type: ignore[return-value]
@@ -7031,7 +7034,15 @@ class Daemon:
         rt.timer = None
         if self.beyond.hold_master(rt):
             return
-        self._apply(rt, rt.machine.on_timer(self.loop.time()))
+        actions = rt.machine.on_timer(self.loop.time())
+        if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
+            # the steady MASTER case, a few hundred times a second with many instances
+            self._send_advert(rt, actions[0].priority)
+            deadline = rt.machine.next_deadline()
+            if deadline is not None:
+                rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
+            return
+        self._apply(rt, actions)
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         if self.beyond.send_advert(rt, priority) or rt.vsock is None or rt.src is None:
