@@ -3996,6 +3996,12 @@ def test_ipvs_netlink_fwmark_ipv6_persistence_and_tunnel_encode():
     assert tun.endswith(_nl_hex("05 00 0d 00 01 00 00 00  06 00 0e 00 17 c0 00 00  06 00 0f 00 01 00 00 00"))
 
 
+def test_ipvs_set_config_timeouts_encode():
+    msg = vrrpd.genl_message(0x22, 12, vrrpd.ipvs_timeouts_attrs({"udp": 60, "tcp": 7200}), 3)
+    assert msg == _nl_hex("24 00 00 00 22 00 05 00 03 00 00 00 00 00 00 00 0c 01 00 00"
+                          "08 00 04 00 20 1c 00 00  08 00 06 00 3c 00 00 00")
+
+
 def test_genl_getfamily_request_and_replies_decode():
     req = vrrpd.genl_message(16, 3, vrrpd._nla(2, b"IPVS\0"), 9, 5, version=1)
     assert req == _nl_hex("20 00 00 00 10 00 05 00 09 00 00 00 00 00 00 00 03 01 00 00"
@@ -4433,6 +4439,24 @@ def test_reload_changes_only_the_difference_and_leaves_unknown_services():
     loop.close()
 
 
+def test_ha_suspend_checks_only_while_the_virtual_address_is_here(caplog):
+    caplog.set_level("INFO", logger="vrrpd")
+    chk = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    here = _vs("127.0.0.1", 80, rss=[_rs(port=_free_port(), checkers=[chk])], delay_loop=0.1, ha_suspend=True)
+    chk2 = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    away = _vs("192.0.2.55", 80, rss=[_rs(port=_free_port(), checkers=[chk2])], delay_loop=0.1, ha_suspend=True)
+    loop, m = _manager(here, away)
+    m.start()
+    loop.run(until=time.monotonic() + 0.6)
+    (r_here,) = m.vs["[127.0.0.1]:tcp:80"].rs.values()
+    (r_away,) = m.vs["[192.0.2.55]:tcp:80"].rs.values()
+    assert r_here.checkers[0].attempt >= 3 and not r_here.alive  # checked, and the closed port failed
+    assert r_away.checkers[0].attempt == 0 and r_away.alive  # never checked: still as configured
+    assert "Suspending healthchecker for service" in caplog.text
+    m.stop()
+    loop.close()
+
+
 def test_late_timers_and_stale_events_never_start_a_second_check_chain():
     import socket
 
@@ -4614,6 +4638,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         _vs("10.9.0.5", 53, protocol="UDP", lb_algo="rr", ops=True, rss=[_rs("10.9.1.7", 53)]),
     ]
     loop, m = _manager(seed, inhibit, ssl_vs, *kinds)
+    m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
     m.nl = None  # the real kernel this time
     seed_svc = "TCP 172.16.1.44:80"
     try:
@@ -4632,6 +4657,8 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert _ipvs_lines("FWM 7") == ["10.9.1.6:0 Route 1"]
         assert _ipvs_lines("TCP [fd00::100]:80") == ["[fd00::1]:80 Masq 2"]
         assert "UDP  10.9.0.5:53 rr ops" in out
+        timeouts = sh(["ipvsadm", "-L", "--timeout"]).stdout.split(":")[-1].split()
+        assert timeouts[0] == "7200" and timeouts[2] == "60"  # lvs_timeouts tcp and udp; tcpfin kept
         stage("1 and 4 checked")
         # SSL_GET with alpha comes up once the HTTPS server answers
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.46:443") == ["172.16.1.1:443 Route 1"], 30, "SSL_GET up")
@@ -4680,8 +4707,10 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         conf.write_text(SEED_001_LVS)
         log_path = tmp_path / "vrrpd.log"
         with open(log_path, "w") as log_file:
-            daemon = subprocess.Popen([PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=log_file,
-                                      stderr=subprocess.STDOUT)
+            # main() of the module the host already compiled: under TCG compiling vrrpd.py costs ~20 s
+            daemon = subprocess.Popen([PYTHON, "-c", "import sys, vrrpd; sys.exit(vrrpd.main(sys.argv[1:]))",
+                                       "-n", "-l", "-f", str(conf)], stdout=log_file, stderr=subprocess.STDOUT,
+                                      cwd=str(HERE))
         servers["daemon"] = daemon
         wait_for(lambda: sorted(_ipvs_lines(seed_svc)) == ["172.16.1.1:80 Route 1", "172.16.1.2:80 Route 1"],
                  60, 0.2, "the daemon programs seed 001")

@@ -4588,7 +4588,8 @@ NLA_F_NESTED = 0x8000
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
-IPVS_CMD_FLUSH = 17
+IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 12, 17
+IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
  IPVS_SVC_ATTR_SCHED_NAME, IPVS_SVC_ATTR_FLAGS, IPVS_SVC_ATTR_TIMEOUT, IPVS_SVC_ATTR_NETMASK) = range(1, 10)
@@ -4705,6 +4706,12 @@ def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
             body += _nla(IPVS_DEST_ATTR_TUN_PORT, struct.pack("!H", dest.tun_port))
             body += _nla(IPVS_DEST_ATTR_TUN_FLAGS, struct.pack("=H", dest.tun_flags))
     return _nla(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
+
+
+def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
+    """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
+    return b"".join(_nla(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
+                    for name, value in sorted(timeouts.items(), key=lambda kv: IPVS_CMD_ATTR_TIMEOUT[kv[0]]))
 
 
 def _ip_from(af: int, raw: bytes) -> IPAddress:
@@ -4840,11 +4847,17 @@ class IpvsNetlink:
 
 
 def _vs_name(vs: VirtualServer) -> str:
-    if vs.group:
-        return f"[{vs.group}]:{vs.protocol.lower()}:{vs.port or 0}"
-    if vs.fwmark:
-        return f"FWM {vs.fwmark}"
-    return f"[{vs.address}]:{vs.protocol.lower()}:{vs.port}"
+    return format_virtual_server(vs)
+
+
+def _address_is_local(address: IPAddress) -> bool:
+    """Whether this host holds `address` now (binding to it succeeds only then)."""
+    with socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(address), 0))
+            return True
+        except OSError:
+            return False
 
 
 def _rs_name(vs: VirtualServer, key: Tuple[IPAddress, int]) -> str:
@@ -4931,6 +4944,7 @@ class _CheckRunner:
         self.attempt = 0
         self.stopped = False
         self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
+        self.suspended = False
         ip = chk.connect_ip or rsr.key[0]
         self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
         self.sockaddr = (str(ip), self.target[1])
@@ -4966,6 +4980,15 @@ class _CheckRunner:
     def _attempt(self, token: int = -1) -> None:
         # a timer cancelled late can still fire: every callback checks it is for the current attempt
         if token not in (-1, self.attempt) or self.busy or self.stopped:
+            return
+        suspend = self.vs.ha_suspend and self.vs.address is not None and not _address_is_local(self.vs.address)
+        if suspend != self.suspended:
+            self.suspended = suspend
+            log.info("%s healthchecker for service %s of VS %s", "Suspending" if suspend else "Activating",
+                     self.name, _vs_name(self.vs))
+        if suspend:  # ha_suspend: no checks while this node does not hold the virtual address
+            self.due = self.loop.time() + self.params.delay_loop
+            self.timer = self.loop.call_at(self.due, self._attempt, self.attempt)
             return
         self.attempt += 1
         self.timer = None
@@ -5373,6 +5396,8 @@ class LvsManager:
         if self.config.global_defs.lvs_flush:
             self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
             self.kernel = {}
+        if self.config.global_defs.lvs_timeouts:
+            self._call(self.nl.request, IPVS_CMD_SET_CONFIG, ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
         self._apply(self.config)
 
     def stop(self) -> None:
