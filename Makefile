@@ -5,7 +5,7 @@ APT_PACKAGES = python3-pip keepalived ipvsadm iproute2 iputils-ping tcpdump nfta
                qemu-system-x86 busybox-static kmod xz-utils
 PIP_PACKAGES = pytest ruff vermin aiosmtpd
 
-.PHONY: all test deps lint check demo bench fuzz soak install uninstall clean
+.PHONY: all test deps lint check demo bench fuzz soak install uninstall clean readme
 
 all: check
 
@@ -53,9 +53,17 @@ install:
 	install -D -m 0644 vrrpd.service $(DESTDIR)/etc/systemd/system/vrrpd.service
 	install -d -m 0755 $(DESTDIR)/etc/vrrpd
 	[ -e $(DESTDIR)/etc/vrrpd/vrrpd.conf ] || install -m 0644 vrrpd.conf.example $(DESTDIR)/etc/vrrpd/vrrpd.conf
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/vrrpd/README.md
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/sbin/vrrpd $(DESTDIR)/etc/systemd/system/vrrpd.service
+	rm -f $(DESTDIR)$(PREFIX)/sbin/vrrpd $(DESTDIR)/etc/systemd/system/vrrpd.service \
+	      $(DESTDIR)$(PREFIX)/share/doc/vrrpd/README.md
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/vrrpd 2>/dev/null
+
+# Regenerate the README's keyword table from the parser's keyword registry (a test fails when it drifts).
+readme:
+	$(PYTHON) -c 'import vrrpd; t = open("README.md").read(); a, b = "<!-- keywords:begin -->\n", "<!-- keywords:end -->"; \
+	  i, j = t.index(a) + len(a), t.index(b); open("README.md", "w").write(t[:i] + vrrpd.keyword_table_markdown() + t[j:])'
 
 clean:
 	rm -rf .pytest_cache __pycache__ .ruff_cache

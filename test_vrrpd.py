@@ -4948,6 +4948,448 @@ def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop.close()
 
 
+# -- G2. Command line, daemonising, signals, dumps, reload (issue 7) ---------------------------
+
+
+class _OpsNode(_Node):
+    """A vrrpd node with its own control socket and dump directory, so nodes never share them."""
+
+    def __init__(self, lab, ns, tmp_path, name, conf_text, env=None):
+        self.ctl = str(tmp_path / f"{name}.sock")
+        self.dumps = tmp_path / f"{name}-dumps"
+        self.dumps.mkdir(exist_ok=True)
+        self.env = env
+        super().__init__(lab, ns, tmp_path, name, conf_text)
+
+    def start(self):
+        logf = open(self.log_path, "a")
+        cmd = [PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(self.conf), "--control-socket", self.ctl,
+               "--dump-dir", str(self.dumps)]
+        env = dict(os.environ, **(self.env or {}))
+        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        logf.close()
+        return self
+
+    def status(self):
+        return vrrpd.query_status(self.ctl)
+
+    def instance(self, name="VI_1"):
+        return next(i for i in self.status()["instances"] if i["name"] == name)
+
+    def reload(self, conf_text):
+        self.conf.write_text(conf_text)
+        before = self.log().count("Reload: ") + self.log().count("Reload aborted")
+        self.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.log().count("Reload: ") + self.log().count("Reload aborted") > before, 5,
+                 what=f"node {self.name} to finish its reload")
+
+
+def _second_instance(name="VI_2", vrid=52, priority=100, state="BACKUP", vip=f"{LAB_NET}.101/24"):
+    """A vrrp_instance block to append to _conf()'s text."""
+    return (f"vrrp_instance {name} {{\n    state {state}\n    interface eth0\n    virtual_router_id {vrid}\n"
+            f"    priority {priority}\n    advert_int 0.1\n    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n")
+
+
+def test_signum_names_match_keepalived(capsys):
+    for name, number in (("STOP", 15), ("RELOAD", 1), ("DATA", 10), ("STATS", 12), ("JSON", signal.SIGRTMIN + 2),
+                         ("STATS_CLEAR", 63)):
+        assert vrrpd.main(["--signum", name]) == 0
+        assert capsys.readouterr().out.strip() == str(int(number)), name
+    assert vrrpd.main(["--signum", "NOPE"]) == 1
+
+
+def test_cli_accepts_keepalived_spellings_and_C_is_lvs_only():
+    parser = vrrpd.build_arg_parser()
+    args = parser.parse_args(["--use-file", "x.conf", "--dont-fork", "--log-console", "--log-detail",
+                              "--log-facility", "local3", "--vrrp", "--pid", "/tmp/p", "--dump-conf"])
+    assert (args.config, args.dont_fork, args.log_console, args.log_detail, args.log_facility, args.vrrp_only,
+            args.pid, args.dump_conf) == ("x.conf", True, True, True, "local3", True, "/tmp/p", True)
+    short = parser.parse_args(["-f", "y", "-n", "-l", "-D", "-S", "2", "-C", "-p", "q"])
+    assert (short.config, short.log_facility, short.lvs_only, short.vrrp_only, short.check) == ("y", "2", True, False,
+                                                                                                 False)
+    assert parser.parse_args(["--check"]).check and parser.parse_args(["-t"]).check
+    with pytest.raises(SystemExit):
+        parser.parse_args(["-P", "-C"])  # one or the other, as keepalived's child processes
+    cfg = vrrpd.parse_config_text(inst("state BACKUP\ninterface eth0\nvirtual_router_id 1\npriority 100\n"
+                                       "virtual_ipaddress { 10.0.0.1 }") +
+                                  "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n")[0]
+    assert cfg.vrrp_instances and cfg.virtual_servers
+    lvs = vrrpd._select_subsystems(cfg, vrrp_only=False, lvs_only=True)
+    assert not lvs.vrrp_instances and lvs.virtual_servers
+
+
+def test_status_without_a_daemon_says_so_and_exits_3(tmp_path, capsys):
+    assert vrrpd.main(["--status", "--control-socket", str(tmp_path / "none.sock")]) == vrrpd.EXIT_NOT_RUNNING
+    assert "no running vrrpd" in capsys.readouterr().err
+
+
+def test_pid_file_refuses_a_second_holder_and_is_removed_by_its_owner(tmp_path):
+    path = str(tmp_path / "run" / "vrrpd.pid")
+    first = vrrpd.PidFile(path)
+    first.acquire()
+    first.write(os.getpid())
+    second = vrrpd.PidFile(path)
+    with pytest.raises(vrrpd.VrrpdError, match=f"already running \\(pid {os.getpid()}, pid file {path}\\)"):
+        second.acquire()
+    first.release()
+    assert not os.path.exists(path)
+    second.acquire()  # free again
+    second.release()
+
+
+def test_data_and_stats_dumps_follow_keepalived_layout():
+    status = {"instances": [{"name": "VI_1", "stats": {
+        "adverts_sent": 7, "adverts_received": 3, "bad_packets": {"bad_ttl": 2, "bad_auth": 1}, "transitions": 2,
+        "entered": {"BACKUP": 1, "MASTER": 1}, "released_master": 0, "priority_zero_sent": 0,
+        "priority_zero_received": 1}}]}
+    text = vrrpd.format_stats(status)
+    for line in ("VRRP Instance: VI_1", "    Received: 3", "    Sent: 7", "  Became master: 1",
+                 "  Packet errors: 3", "    bad_ttl: 2", "  Priority Zero:"):
+        assert line in text.splitlines(), (line, text)
+
+
+def test_daemon_forks_writes_pid_file_and_a_second_copy_refuses(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    conf = tmp_path / "a.conf"
+    conf.write_text(_conf(priority=150, state="MASTER"))
+    pid_path = tmp_path / "vrrpd.pid"
+    argv = [PYTHON, VRRPD, "-f", str(conf), "-p", str(pid_path), "--control-socket", str(tmp_path / "a.sock"),
+            "--dump-dir", str(tmp_path)]
+    first = lab.run(ns, argv, check=False, timeout=30)
+    assert first.returncode == 0, first.stderr
+    pid = int(pid_path.read_text())
+    try:
+        assert os.path.exists(f"/proc/{pid}") and pid != os.getpid()
+        assert os.getsid(pid) not in (os.getsid(0), pid)  # a new session it does not lead: no controlling tty
+        wait_for(lambda: lab.has_address(ns, VIP), 5, what="the forked daemon to hold the VIP")
+        second = lab.run(ns, argv, check=False, timeout=30)
+        assert second.returncode == 1
+        assert f"already running (pid {pid}, pid file {pid_path})" in second.stderr
+        assert int(pid_path.read_text()) == pid
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 5, what="the daemon to exit")
+    assert not pid_path.exists() and not lab.has_address(ns, VIP)
+
+
+def test_status_json_signal_dumps_and_sd_notify_of_a_running_daemon(lab, tmp_path):
+    import json
+    import socket as _socket
+
+    notify_path = str(tmp_path / "notify.sock")
+    notify = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(10)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"), env={"NOTIFY_SOCKET": notify_path})
+
+    def next_notify():
+        while True:
+            message = notify.recv(4096).decode()
+            if not message.startswith("STATUS="):
+                return message
+
+    try:
+        assert next_notify() == "READY=1"
+        wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+        wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+        table = sh([PYTHON, VRRPD, "--status", "--control-socket", node.ctl]).stdout
+        assert "VI_1" in table and "MASTER" in table and f"{VIP}/24" in table
+        doc = json.loads(sh([PYTHON, VRRPD, "--json", "--control-socket", node.ctl]).stdout)
+        assert doc["instances"][0]["state"] == "MASTER" and doc["instances"][0]["effective_priority"] == 150
+        assert doc["config_file"] == str(node.conf) and doc["pid"] == int(sh(["ip", "netns", "pids", ns]).stdout
+                                                                             .split()[0])
+        for sig, name in ((signal.SIGUSR1, "data"), (signal.SIGUSR2, "stats"), (signal.SIGRTMIN + 2, "json")):
+            node.proc.send_signal(sig)
+            wait_for(lambda n=name: (node.dumps / f"vrrpd.{n}").exists(), 5, what=f"vrrpd.{name}")
+        data = (node.dumps / "vrrpd.data").read_text()
+        assert "------< VRRP Topology >------" in data and " VRRP Instance = VI_1" in data
+        assert "   State = MASTER" in data and f"     {VIP}/24 dev eth0" in data
+        stats = (node.dumps / "vrrpd.stats").read_text()
+        sent = int(stats.split("    Sent: ")[1].split()[0])
+        assert sent > 0 and "  Became master: 1" in stats
+        dumped = json.loads((node.dumps / "vrrpd.json").read_text())
+        assert dumped["instances"][0]["name"] == "VI_1" and dumped["instances"][0]["state"] == "MASTER"
+        node.proc.send_signal(signal.SIGHUP)
+        assert next_notify().startswith("RELOADING=1\nMONOTONIC_USEC=")
+        assert next_notify() == "READY=1"
+        assert node.stop() == 0
+        assert next_notify() == "STOPPING=1"
+        assert not os.path.exists(node.ctl)
+    finally:
+        notify.close()
+
+
+def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_path):
+    a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, state="MASTER"))
+    b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B", _conf(priority=100))
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    wait_for(lambda: os.path.exists(a.ctl), 5, what="control socket")
+    sent_before = a.instance()["stats"]["adverts_sent"]
+    adverts = Probe(lab, client, ("224.0.0.18@eth0",))  # VI_1's adverts as the LAN sees them
+    addresses = Probe(lab, a.ns)  # address events on A: a VIP removal would show as "-"
+    t_start = time.time()
+    ping = lab.exec(client, ["ping", "-n", "-q", "-i", "0.01", "-w", "4", VIP], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    a.reload(_conf(priority=200, state="MASTER") + _second_instance(priority=200, state="MASTER"))
+    b.reload(_conf(priority=100) + _second_instance(priority=100))
+    reload_took = time.monotonic() - t0
+    second_vip = f"{LAB_NET}.101"
+    wait_for(lambda: lab.has_address(a.ns, second_vip), 3, what="the added instance's VIP on A")
+    sent, received = _ping_stats(ping.communicate(timeout=15)[0])
+    assert sent > 200 and received == sent, (sent, received)
+    vi1 = [e for e in adverts.adverts(src=f"{LAB_NET}.1", since=t_start) if e[3] == "51"]
+    gaps = [later[1] - earlier[1] for earlier, later in zip(vi1, vi1[1:])]
+    assert len(vi1) > 20 and max(gaps) < 0.25, max(gaps)  # advert_int 0.1: no advert gap through the reload
+    assert {e[4] for e in vi1} == {"150", "200"} and vi1[-1][4] == "200"
+    assert not [e for e in addresses.events if e[0] == "ADDR" and e[2] == "-"], addresses.events
+    st = a.instance()
+    assert st["state"] == "MASTER" and st["priority"] == 200 and st["effective_priority"] == 200
+    assert st["stats"]["adverts_sent"] > sent_before
+    assert a.instance("VI_2")["state"] == "MASTER" and b.instance("VI_2")["state"] == "BACKUP"
+    assert b.instance()["state"] == "BACKUP"
+    log_a = a.log().split("Reloading ...", 1)[1]
+    # VI_1 kept its state and VIPs: no transition, no VIP removal
+    assert "(VI_1) Entering" not in log_a and "(VI_1) removing VIPs" not in log_a
+    assert "(VI_1) Changing effective priority from 150 to 200" in log_a
+    assert "1 instance(s) kept (1 changed in place), 1 added, 0 removed" in log_a
+    reloads = a.status()["reloads"]
+    assert reloads["done"] == 1 and reloads["last"]["added"] == ["VI_2"]
+    assert reload_took < 5
+
+
+def test_invalid_reload_logs_every_problem_and_keeps_running(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    good = node.conf.read_text()
+    bad = good.replace("priority 150", "priority 999").replace("virtual_router_id 51", "virtual_router_id 300")
+    node.reload(bad)
+    log_text = node.log().split("Reload requested", 1)[1]
+    errors = [line for line in log_text.splitlines() if str(node.conf) in line]
+    assert len(errors) >= 2, log_text
+    assert "Reload aborted: " in log_text and "the running configuration is kept" in log_text
+    st = node.status()
+    assert st["reloads"]["failed"] == 1 and len(st["reloads"]["last"]["errors"]) >= 2
+    assert st["instances"][0]["state"] == "MASTER" and st["instances"][0]["priority"] == 150
+    assert lab.has_address(ns, VIP) and node.proc.poll() is None
+    addresses = Probe(lab, ns)
+    extra = f"{LAB_NET}.102"
+    node.reload(good.replace("priority 150", "priority 120").replace(f"{VIP}/24\n", f"{VIP}/24\n{extra}/24\n"))
+    assert node.instance()["effective_priority"] == 120 and node.instance()["state"] == "MASTER"
+    wait_for(lambda: lab.has_address(ns, extra), 2, what="the VIP added by the reload")
+    node.reload(good)
+    wait_for(lambda: not lab.has_address(ns, extra), 2, what="the VIP removed by the reload")
+    assert lab.has_address(ns, VIP) and node.instance()["state"] == "MASTER"
+    removed = [e[3] for e in addresses.events if e[0] == "ADDR" and e[2] == "-"]
+    assert removed == [extra], removed  # the VIP that stayed in the list was never taken down
+
+
+def test_reload_that_removes_the_master_instance_hands_over_at_once(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    ns_b = lab.host("b", f"{LAB_NET}.2/24")
+    other = _second_instance(name="VI_9", vrid=59, vip=f"{LAB_NET}.109/24")
+    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER", version=2, advert=1) + other)
+    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100, version=2, advert=1))
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    a.reload(_conf(priority=150, state="MASTER", version=2, advert=1).split("vrrp_instance")[0] + other)
+    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    took = time.monotonic() - t0
+    # priority 0 from the removed master: B takes over after its skew time, not the master-down interval
+    assert took < 3 * 1 + (256 - 100) / 256 - 1, took
+    assert "(VI_1) removed by the reload" in a.log() and "(VI_1) sent 0 priority" in a.log()
+    assert [i["name"] for i in a.status()["instances"]] == ["VI_9"]
+    assert a.proc.poll() is None
+
+
+def test_readme_keyword_table_is_the_parsers_registry():
+    text = (HERE / "README.md").read_text()
+    begin, end = "<!-- keywords:begin -->\n", "<!-- keywords:end -->"
+    table = text[text.index(begin) + len(begin):text.index(end)]
+    assert table == vrrpd.keyword_table_markdown(), "README keyword table is stale: run `make readme`"
+
+
+def test_readme_starts_with_the_two_setup_commands_and_its_recipes_are_valid():
+    text = (HERE / "README.md").read_text()
+    first_code = next(line.strip() for line in text.splitlines() if line.startswith("    "))
+    assert first_code.startswith("sudo make demo")
+    assert text.index("sudo make test") < text.index("## Migrating from keepalived") < text.index("## Benchmark")
+    assert "scp vrrpd.py host:" in text
+    blocks, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("    ") or (current and not line.strip()):
+            current.append(line[4:])
+        elif current:
+            blocks.append("\n".join(current).strip())
+            current = []
+    recipes = [b for b in blocks if b.startswith(("global_defs", "virtual_server"))]
+    assert len(recipes) >= 3
+    for recipe in recipes:
+        config, diags = vrrpd.parse_config_text(recipe, "README.md")
+        errors = [str(d) for d in diags if d.severity is vrrpd.Severity.ERROR]
+        assert not errors, (recipe[:60], errors)
+        assert config.vrrp_instances or config.virtual_servers
+
+
+def test_systemd_unit_command_lines_are_valid_vrrpd_options():
+    import shlex
+
+    text = (HERE / "vrrpd.service").read_text().replace("\\\n", " ")
+    for key in ("ExecStartPre=", "ExecStart="):
+        line = next(x for x in text.splitlines() if x.startswith(key))
+        argv = [a for a in shlex.split(line[len(key):])[1:] if a != "$VRRPD_OPTIONS"]
+        args = vrrpd.build_arg_parser().parse_args(argv)
+        assert args.config == "/etc/vrrpd/vrrpd.conf"
+    assert args.dont_fork and args.pid == "/run/vrrpd.pid" and args.dump_dir == "/run/vrrpd"
+
+
+def test_rate_limit_summarises_a_flood_of_bad_packets(caplog):
+    limit = vrrpd._RateLimit(period=5.0)
+    with caplog.at_level(logging.WARNING, logger="vrrpd"):
+        for n in range(1000):
+            limit(("bad_ttl", "VI_1"), 100.0 + n * 0.001, "(VI_1) invalid TTL/HL. Received 64 and expect 255")
+        limit(("bad_ttl", "VI_1"), 106.0, "(VI_1) invalid TTL/HL. Received 64 and expect 255")
+    lines = [r.getMessage() for r in caplog.records if "invalid TTL" in r.getMessage()]
+    assert lines == ["(VI_1) invalid TTL/HL. Received 64 and expect 255",
+                     "(VI_1) invalid TTL/HL. Received 64 and expect 255 (999 more suppressed)"]
+
+
+
+def test_rate_limit_summary_comes_when_the_storm_window_closes(caplog):
+    timers = []
+    limit = vrrpd._RateLimit(period=5.0, schedule=lambda delay, fn, *args: timers.append((delay, fn, args)))
+    text = "Unknown VRID(99) received on interface(eth0). ignoring..."
+    with caplog.at_level(logging.WARNING, logger="vrrpd"):
+        for n in range(500):
+            limit(("vrid", "eth0", 99), 10.0 + n * 0.002, text)
+        assert len(timers) == 1 and timers[0][0] == pytest.approx(5.0 - 0.002)
+        delay, fn, args = timers.pop()
+        fn(*args)  # the window closes with no further packet
+        limit(("vrid", "eth0", 99), 15.5, text)  # the storm goes on: a new window, a new summary
+        assert len(timers) == 1
+    lines = [r.getMessage() for r in caplog.records if "VRID(99)" in r.getMessage()]
+    assert lines == [text, f"{text} (499 more like this in 5 s)"]
+
+
+RELOAD_BASE = """\
+vrrp_script chk_same {
+    script "/bin/true"
+    interval 0.2
+}
+vrrp_script chk_changed {
+    script "/bin/true"
+    interval 0.2
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    priority 100
+    advert_int 0.1
+    version 3
+    virtual_ipaddress {
+        10.9.0.1
+    }
+    track_script {
+        chk_same
+        chk_changed
+    }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 2
+    advert_int 0.1
+    version 3
+    virtual_ipaddress {
+        10.9.0.2
+    }
+}
+"""
+
+
+class _SilentVrrpSocket:
+    """Stands in for VrrpSocket: selectable, sends nothing, counts what would have gone out."""
+
+    def __init__(self, ifname, ifindex):
+        import socket as _socket
+
+        self.ifname, self.ifindex, self.groups, self.sent = ifname, ifindex, [], 0
+        self.sock, self._peer = _socket.socketpair()
+
+    def join(self, group):
+        self.groups.append(group)
+
+    def send(self, src, dst, data, ttl):
+        self.sent += 1
+
+    def recv(self):
+        return None
+
+    def close(self):
+        self.sock.close()
+        self._peer.close()
+
+
+def _offline_daemon(config, monkeypatch, loop):
+    """A Daemon whose instances exist without the network: eth0 is up, adverts go nowhere, no VIPs are set."""
+    monkeypatch.setattr(vrrpd, "VrrpSocket", _SilentVrrpSocket)
+    d = vrrpd.Daemon(config, loop)
+    d.rtnl = object()
+    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
+    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.9.0.250/24"))]
+    for inst in config.vrrp_instances:
+        d._add_instance(inst)
+    return d
+
+
+def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, monkeypatch):
+    config, diags = vrrpd.parse_config_text(RELOAD_BASE, "a.conf")
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR]
+    d = _offline_daemon(config, monkeypatch, loop)
+    d.tracking.start()
+    now = loop.time()
+    for rt in d.runtimes:
+        d._apply(rt, rt.machine.start(now))
+    _spin(loop, lambda: all(r.result.good for r in d.tracking.scripts.values()), 5, "both scripts GOOD")
+    vi1 = d.runtimes[0]
+    machine, same_runner = vi1.machine, d.tracking.scripts["chk_same"]
+    old_changed = d.tracking.scripts["chk_changed"]
+    new_text = ("! a comment moves every line\n" + RELOAD_BASE.replace("priority 100", "priority 120")
+                .replace("interval 0.2\n}\nvrrp_instance VI_1", "interval 0.3\n}\nvrrp_instance VI_1")
+                .split("vrrp_instance VI_2")[0]
+                + "vrrp_instance VI_3 {\n interface eth0\n virtual_router_id 3\n advert_int 0.1\n version 3\n"
+                  " virtual_ipaddress {\n 10.9.0.3\n }\n}\n")
+    new_config, diags = vrrpd.parse_config_text(new_text, "a.conf")
+    assert not [x for x in diags if x.severity is vrrpd.Severity.ERROR]
+    runs_before = same_runner.runs
+    assert d.reload(new_config) is True
+    assert [rt.inst.name for rt in d.runtimes] == ["VI_1", "VI_3"]
+    assert d.runtimes[0] is vi1 and vi1.machine is machine and vi1.inst is new_config.vrrp_instances[0]
+    assert machine.priority == 120 and machine.state == vrrpd.State.BACKUP
+    # the unchanged script kept its object, its GOOD state and its schedule; the changed one starts afresh
+    assert d.tracking.scripts["chk_same"] is same_runner and same_runner.result.good is True
+    assert same_runner.tracking is d.tracking and same_runner.runs == runs_before
+    fresh = d.tracking.scripts["chk_changed"]
+    assert fresh is not old_changed and fresh.script.interval == 0.3 and old_changed.timer is None
+    assert d.runtimes[1].machine.state == vrrpd.State.BACKUP
+    _spin(loop, lambda: fresh.result.good, 5, "the changed script to run again")
+    assert machine.effective_priority == 120
+    d.tracking.stop()
+
+
+def test_a_bad_config_or_log_facility_fails_before_forking(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("vrrp_instance VI_1 {\n    priority 999\n}\n")
+    result = sh([PYTHON, VRRPD, "-f", str(conf), "-p", str(tmp_path / "p.pid")], check=False)
+    assert result.returncode == 1 and "bad.conf:2" in result.stderr and not (tmp_path / "p.pid").exists()
+    result = sh([PYTHON, VRRPD, "-f", str(conf), "-S", "local9"], check=False)
+    assert result.returncode == 1 and "unknown log facility 'local9'" in result.stderr
+
+
 # ============================================================================================
 # H. Fuzzing, soak and benchmark
 # ============================================================================================

@@ -6630,11 +6630,16 @@ class Notifier:
 # ============================================================================================
 
 class _RateLimit:
-    """Log a repeated complaint at most once per `period` seconds per key, with the count suppressed."""
+    """Log a repeated complaint at most once per `period` seconds per key, with the count suppressed.
 
-    def __init__(self, period: float = 5.0):
+    With `schedule` (the loop's call_later) a storm is summarised when its window closes, even if no
+    further packet comes: one line at the start, then one `(N more like this in 5 s)` line per window."""
+
+    def __init__(self, period: float = 5.0, schedule: Optional[Callable[..., Any]] = None):
         self.period = period
+        self.schedule = schedule
         self.last: Dict[Any, Tuple[float, int]] = {}
+        self.pending: Dict[Any, Tuple[str, int]] = {}  # key -> (latest message, level) awaiting a summary
 
     def __call__(self, key: Any, now: float, message: str, level: int = logging.WARNING) -> None:
         last, suppressed = self.last.get(key, (-1e18, 0))
@@ -6645,6 +6650,18 @@ class _RateLimit:
             self.last[key] = (now, 0)
         else:
             self.last[key] = (last, suppressed + 1)
+            if self.schedule is not None:
+                if key not in self.pending:
+                    self.schedule(max(0.0, last + self.period - now), self._summarise, key)
+                self.pending[key] = (message, level)
+
+    def _summarise(self, key: Any) -> None:
+        message, level = self.pending.pop(key)
+        last, suppressed = self.last.get(key, (0.0, 0))
+        if suppressed:
+            log.log(level, f"{message} ({suppressed} more like this in {self.period:g} s)")
+            # the summary opens a new window: a storm that goes on gets one line per period
+            self.last[key] = (last + self.period, 0)
 
 
 class InstanceRuntime:
@@ -6667,6 +6684,11 @@ class InstanceRuntime:
         self.adverts_received = 0
         self.transitions = 0
         self.bad_packets: Dict[str, int] = {}
+        self.entered: Dict[str, int] = {}  # state name -> times entered (SIGUSR2 stats)
+        self.released_master = 0
+        self.last_notified: Optional[State] = None
+        self.priority_zero_sent = 0
+        self.priority_zero_received = 0
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -6694,7 +6716,7 @@ class Daemon:
         self.addrs: List[AddrInfo] = []
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
-        self.ratelimit = _RateLimit()
+        self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
         self.finished = False
@@ -6886,14 +6908,6 @@ class Daemon:
         """What must stay equal for an instance to survive a reload with its state and VIPs."""
         return inst.name, inst.interface, inst.virtual_router_id, inst.family, version
 
-    @staticmethod
-    def _trackers_key(config: Config) -> str:
-        def plain(obj: Any) -> Any:
-            return {k: v for k, v in vars(obj).items() if k not in ("line", "file")}
-        parts = [{n: plain(o) for n, o in sorted(d.items())}
-                 for d in (config.vrrp_scripts, config.track_files, config.track_processes)]
-        return repr(parts)
-
     def reload(self, config: Optional[Config] = None) -> bool:
         """SIGHUP: validate the file first; on errors keep running untouched. Otherwise apply the difference:
         an instance with the same identity keeps its state and VIPs (no advert gap, no VIP removal)."""
@@ -6914,9 +6928,9 @@ class Daemon:
                 log.error("Reload aborted: cannot read %s: %s", self.config_path, exc)
                 return False
         log.info("Reloading ...")
-        sd_notify("RELOADING=1")
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={int(time.monotonic() * 1e6)}")
         now = self.loop.time()
-        old_config, self.config, self.g = self.config, config, config.global_defs
+        self.config, self.g = config, config.global_defs
         wanted = {self._identity(inst, self._version(inst)): inst for inst in config.vrrp_instances}
         kept: Dict[Tuple[str, Optional[str], int, int, int], InstanceRuntime] = {}
         for rt in list(self.runtimes):
@@ -6929,13 +6943,11 @@ class Daemon:
             self._forget(rt)
             log.info("(%s) removed by the reload", rt.inst.name)
             self._safe(self.notifier.vrrp_deleted, rt.inst, rt.machine.effective_priority)
-        if self._trackers_key(old_config) != self._trackers_key(config):
-            self.tracking.stop()
-            self.tracking = Tracking(self.loop, config, self._on_tracking_change)
-            self.tracking.start()
-        else:
-            self.tracking.config = config
-        self.notifier.config = config
+        # each engine keeps what did not change: unchanged trackers keep their state and schedule,
+        # unchanged sync groups their state; VMACs and the no_accept firewall follow the new config
+        self._safe(self.tracking.reload, config)
+        self._safe(self.notifier.reload, config)
+        self._safe(self.beyond.reload, config)
         self._safe(self.lvs.reload, config)
         self.beyond.reload(config)
         for ident, inst in wanted.items():
@@ -7030,6 +7042,10 @@ class Daemon:
         for act in actions:
             if isinstance(act, Notify):
                 rt.transitions += 1
+                if rt.last_notified == State.MASTER and act.state != State.MASTER:
+                    rt.released_master += 1
+                rt.last_notified = act.state
+                rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
@@ -7089,6 +7105,7 @@ class Daemon:
             try:
                 rt.vsock.sock.sendto(packet, (dst, 0))  # IP_HDRINCL: the kernel fills in id and checksum
                 rt.adverts_sent += 1
+                rt.priority_zero_sent += priority == 0
             except OSError as exc:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
                                f"({rt.inst.name}) cannot send advert to {dst}: {exc.strerror}")
@@ -7243,6 +7260,7 @@ class Daemon:
             self._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
                       f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
         rt.adverts_received += 1
+        rt.priority_zero_received += adv.priority == 0
         self._apply(rt, rt.machine.on_advert(self.loop.time(), adv, ip.src))
 
     # -- links, addresses, tracking ------------------------------------------------------------
@@ -7361,7 +7379,10 @@ class Daemon:
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
-                          "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions},
+                          "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
+                          "entered": dict(rt.entered), "released_master": rt.released_master,
+                          "priority_zero_sent": rt.priority_zero_sent,
+                          "priority_zero_received": rt.priority_zero_received},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
                 "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
@@ -8137,30 +8158,6 @@ def check_command(path: Optional[str], out: Any = None) -> int:
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
-def add_run_arguments(parser: Any) -> None:
-    """The run-path options of keepalived's command line that vrrpd honours."""
-    parser.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (the only mode)")
-    parser.add_argument("-l", "--log-console", action="store_true", help="log to the console too")
-    parser.add_argument("-D", "--log-detail", action="store_true", help="detailed log messages")
-    parser.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
-
-
-def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) -> int:
-    """Load the configuration and run the daemon in the foreground until SIGTERM/SIGINT."""
-    reexec_from_bytecode_cache()
-    setup_logging(console=log_console, detail=log_detail)
-    path = config_file or default_config_path()
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
-        return 1
-    return Daemon(config, config_path=path).run()
-
-
 DEMO_CONFIG = """\
 ! vrrpd demo node {node}: the two-node pair of the keepalived tutorials, VRRPv3 at 100 ms
 global_defs {{
@@ -8290,24 +8287,521 @@ def run_demo() -> int:
         signal.signal(signal.SIGINT, old_int)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+# --------------------------------------------------------------------------------------------
+# 11c. Operating it: keepalived's command line, daemonising with a pid file, signals, reload,
+#      dumps (SIGUSR1 data, SIGUSR2 stats, SIGRTMIN+2 JSON) and systemd notification
+# --------------------------------------------------------------------------------------------
+
+DEFAULT_PID_FILE = "/run/vrrpd.pid"
+DEFAULT_DUMP_DIR = "/tmp"
+EXIT_NOT_RUNNING = 3  # --status/--json when no daemon answers
+
+
+def _signal_numbers() -> Dict[str, int]:
+    """keepalived's signal names (`keepalived --signum=NAME`) and vrrpd's numbers for them."""
+    return {"STOP": int(signal.SIGTERM), "RELOAD": int(signal.SIGHUP), "DATA": int(signal.SIGUSR1),
+            "STATS": int(signal.SIGUSR2), "STATS_CLEAR": int(signal.SIGRTMAX) - 1, "JSON": int(signal.SIGRTMIN) + 2}
+
+
+class PidFile:
+    """The pid file, held with an exclusive flock for the daemon's life: a second copy cannot take it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        """Lock the file or raise VrrpdError saying which process holds it."""
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise VrrpdError(f"{PROG} is already running (pid {holder}, pid file {self.path}); "
+                             f"stop it first, or give this copy its own -p PIDFILE") from None
+        self.fd = fd
+
+    def write(self, pid: int) -> None:
+        assert self.fd is not None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{pid}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            if os.read(self.fd, 32).decode(errors="replace").strip() == str(os.getpid()):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def daemonize(wait: float = 60.0) -> int:
+    """Double fork and setsid. The launching process waits until the daemon reports its start-up on a
+    pipe and exits 0 (started) or 1 (failed, with the reason on stderr). Returns the pipe in the daemon."""
+    read_fd, write_fd = os.pipe()
+    if os.fork() > 0:
+        os.close(write_fd)
+        message = b""
+        deadline = time.monotonic() + wait
+        import select
+
+        while time.monotonic() < deadline and not message.endswith(b"\n"):
+            ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                break
+            message += chunk
+        text = message.decode(errors="replace").strip()
+        if text == "ok":
+            os._exit(0)
+        print(f"{PROG}: {text or 'the daemon exited during start-up (see the system log)'}", file=sys.stderr)
+        os._exit(1)
+    os.close(read_fd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    os.umask(0o022)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    return write_fd
+
+
+def _same_definition(a: Any, b: Any) -> bool:
+    """Two config objects are equal apart from where they were written (file, line)."""
+    import dataclasses
+
+    strip = {k: "" if k == "file" else 0 for k in ("file", "line") if hasattr(a, k)}
+    return type(a) is type(b) and dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+
+
+def _select_subsystems(config: Config, vrrp_only: bool, lvs_only: bool) -> Config:
+    """-P keeps only VRRP, -C only the LVS checkers (keepalived's split into two child processes)."""
+    if vrrp_only:
+        config.virtual_servers = []
+    if lvs_only:
+        config.vrrp_instances = []
+        config.sync_groups = []
+    return config
+
+
+def _atomic_write(path: str, text: str) -> None:
+    """Write a dump as a new file renamed into place, so a symlink planted in /tmp is never followed."""
+    import tempfile
+
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _kv_lines(data: Any, indent: int) -> List[str]:
+    """Nested status data as keepalived-style `key = value` lines."""
+    pad = " " * indent
+    out: List[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, (dict, list)) and value:
+                out.append(f"{pad}{key}:")
+                out += _kv_lines(value, indent + 2)
+            else:
+                out.append(f"{pad}{key} = {value if value not in (None, [], {}) else '-'}")
+    elif isinstance(data, list):
+        for item in data:
+            if isinstance(item, (dict, list)):
+                out += _kv_lines(item, indent)
+                out.append("")
+            else:
+                out.append(f"{pad}{item}")
+    return out
+
+
+def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> str:
+    """SIGUSR1: the running configuration and state, in keepalived's /tmp/keepalived.data layout."""
+    g, st = daemon.g, daemon.status()
+    lines = ["------< Global definitions >------",
+             f" {PROG} version = {__version__}", f" Process id = {os.getpid()}",
+             f" Uptime = {st['uptime']:.0f} sec", f" Router ID = {g.router_id}"]
+    for key, value in (extra or {}).items():
+        lines.append(f" {key.replace('_', ' ').capitalize()} = {value}")
+    lines += [f" Default VRRP version = {g.vrrp_version}", f" Multicast group = {g.vrrp_mcast_group4}, "
+              f"{g.vrrp_mcast_group6}", f" Strict mode = {'yes' if g.vrrp_strict else 'no'}",
+              f" Gratuitous ARP delay = {g.vrrp_garp_master_delay:g} sec, repeat = {g.vrrp_garp_master_repeat}",
+              f" Handover on stop = {'yes' if g.vrrp_handover_on_stop else 'no'}",
+              f" SMTP server = {g.smtp_server or '-'}",
+              f" Notification email = {', '.join(g.notification_email) or '-'}",
+              "------< VRRP Topology >------"]
+    for rt in daemon.runtimes:
+        inst, m = rt.inst, rt.machine
+        mode = ("unicast to " + ", ".join(str(p.address) for p in inst.unicast_peer)) if rt.unicast \
+            else f"multicast to {', '.join(str(t[0]) for t in rt.targets) or '-'}"
+        lines += [f" VRRP Instance = {inst.name}", f"   State = {m.state.value}",
+                  f"   Interface = {inst.interface}", f"   Virtual Router ID = {m.vrid}",
+                  f"   VRRP version = {rt.version}", f"   Priority = {m.priority}",
+                  f"   Effective priority = {m.effective_priority}",
+                  f"   Advert interval = {m.advert_int:g} sec (master's {m.master_adver_int:g} sec)",
+                  f"   Master router = {m.master_ip or '-'}", f"   Source address = {rt.src or '-'}",
+                  f"   Mode = {mode}", f"   Preempt = {'enabled' if m.preempt else 'disabled'}, "
+                  f"delay {m.preempt_delay:g} sec", f"   Authentication = {m.auth_type.name}",
+                  f"   VIPs set = {'yes' if m.vips_set else 'no'}",
+                  f"   Virtual IP ({len(inst.virtual_ipaddress)}):"]
+        lines += [f"     {v.address} dev {v.dev or inst.interface}" + (f" label {v.label}" if v.label else "")
+                  for v in inst.virtual_ipaddress]
+        if inst.virtual_ipaddress_excluded:
+            lines.append(f"   Virtual IP excluded ({len(inst.virtual_ipaddress_excluded)}):")
+            lines += [f"     {v.address} dev {v.dev or inst.interface}" for v in inst.virtual_ipaddress_excluded]
+        for title, refs in (("Tracked interfaces", inst.track_interface), ("Tracked scripts", inst.track_script),
+                            ("Tracked files", inst.track_file), ("Tracked processes", inst.track_process)):
+            if refs:
+                lines.append(f"   {title} ({len(refs)}):")
+                lines += [f"     {r.name}" + (f" weight {r.weight}" if r.weight is not None else "")
+                          + (" reverse" if r.reverse else "") for r in refs]
+        for word in ("master", "backup", "fault", "stop", "deleted"):
+            cmd = getattr(inst, f"notify_{word}")
+            if cmd is not None:
+                lines.append(f"   Notify {word} = {cmd.raw}")
+        if inst.notify is not None:
+            lines.append(f"   Notify = {inst.notify.raw}")
+    if st.get("sync_groups"):
+        lines.append("------< VRRP Sync groups >------")
+        for group in st["sync_groups"]:
+            lines.append(f" VRRP Sync Group = {group['name']}, {group['state']}: {' '.join(group['members'])}")
+    lines.append("------< VRRP Trackers >------")
+    lines += _kv_lines(st.get("trackers") or {}, 1)
+    lines.append("------< LVS Topology >------")
+    lines += _kv_lines(st.get("lvs") or {}, 1)
+    return "\n".join(lines) + "\n"
+
+
+def format_stats(status: Dict[str, Any]) -> str:
+    """SIGUSR2: per-instance counters, in keepalived's /tmp/keepalived.stats layout."""
+    lines: List[str] = []
+    for inst in status.get("instances", []):
+        s = inst.get("stats", {})
+        entered = s.get("entered", {})
+        lines += [f"VRRP Instance: {inst['name']}", "  Advertisements:",
+                  f"    Received: {s.get('adverts_received', 0)}", f"    Sent: {s.get('adverts_sent', 0)}",
+                  f"  Became master: {entered.get('MASTER', 0)}", f"  Released master: {s.get('released_master', 0)}",
+                  f"  State transitions: {s.get('transitions', 0)}"]
+        lines += [f"    {state}: {count}" for state, count in sorted(entered.items())]
+        bad = s.get("bad_packets", {})
+        lines.append(f"  Packet errors: {sum(bad.values())}")
+        lines += [f"    {reason}: {count}" for reason, count in sorted(bad.items())]
+        lines += ["  Priority Zero:", f"    Received: {s.get('priority_zero_received', 0)}",
+                  f"    Sent: {s.get('priority_zero_sent', 0)}"]
+    return "\n".join(lines) + "\n"
+
+
+class Operator:
+    """What an operator drives in a running daemon: signals, reload, dumps, the control socket, systemd."""
+
+    def __init__(self, daemon: Daemon, config_file: str, vrrp_only: bool = False, lvs_only: bool = False,
+                 control_socket: Optional[str] = DEFAULT_CONTROL_SOCKET, dump_dir: str = DEFAULT_DUMP_DIR):
+        self.d = daemon
+        self.config_file = config_file
+        self.vrrp_only, self.lvs_only = vrrp_only, lvs_only
+        self.control_path = control_socket
+        self.dump_dir = dump_dir
+        self.control: Optional[ControlServer] = None
+        self.reloads = 0
+        self.reload_failures = 0
+        self.last_reload: Optional[Dict[str, Any]] = None
+
+    def install(self) -> None:
+        """Signal handlers and the control socket (never taken from another live daemon)."""
+        loop, nums = self.d.loop, _signal_numbers()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda signum: self.reload())
+        loop.add_signal_handler(signal.SIGUSR1, lambda signum: self.dump("data"))
+        loop.add_signal_handler(signal.SIGUSR2, lambda signum: self.dump("stats"))
+        loop.add_signal_handler(nums["JSON"], lambda signum: self.dump("json"))
+        loop.add_signal_handler(nums["STATS_CLEAR"], lambda signum: self.dump("stats", clear=True))
+        if self.control_path:
+            self._open_control()
+
+    def _open_control(self) -> None:
+        path = self.control_path
+        assert path is not None
+        if os.path.exists(path):
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                    probe.settimeout(0.5)
+                    probe.connect(path)
+                log.warning("control socket %s belongs to another running %s; this one has none "
+                            "(give it --control-socket PATH)", path, PROG)
+                return
+            except OSError:
+                pass  # stale: ControlServer replaces it
+        try:
+            self.control = ControlServer(self.d.loop, path, self.status)
+        except OSError as exc:
+            log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+
+    def status(self) -> Dict[str, Any]:
+        """The daemon's status document plus the operator's view (config file, reloads)."""
+        st = self.d.status()
+        st["config_file"] = self.config_file
+        st["reloads"] = {"done": self.reloads, "failed": self.reload_failures, "last": self.last_reload}
+        return st
+
+    def stop(self, signum: int = 0) -> None:
+        self.d.stop(signum)  # sends STOPPING=1
+
+    # -- reload ----------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """SIGHUP: validate the file first (every problem logged, nothing changed on error), then
+        Daemon.reload() applies only the difference; what it kept, changed, added and removed is recorded."""
+        if self.d.stopping:
+            return False
+        log.info("Reload requested: reading %s", self.config_file)
+        started = time.monotonic()
+        try:
+            config, diags = parse_config(self.config_file, check_interfaces=True)
+        except Exception as exc:  # the parser reports problems as diagnostics; anything else is a bug
+            config, diags = None, [Diagnostic(self.config_file, 0, Severity.ERROR, f"internal error: {exc}")]
+        errors = [x for x in diags if x.severity is Severity.ERROR]
+        if errors or config is None:
+            for x in diags:
+                log.error("%s", x)
+            log.error("Reload aborted: %s has %d error(s); the running configuration is kept",
+                      self.config_file, len(errors))
+            self.reload_failures += 1
+            self.last_reload = {"ok": False, "at": time.time(), "errors": [str(x) for x in errors]}
+            return False
+        for x in diags:
+            log.warning("%s", x)
+        before = {rt.inst.name: (rt, rt.inst) for rt in self.d.runtimes}
+        ok = self.d.reload(_select_subsystems(config, self.vrrp_only, self.lvs_only))
+        after = {rt.inst.name: rt for rt in self.d.runtimes}
+        kept = [n for n, rt in after.items() if n in before and before[n][0] is rt]
+        changed = [n for n in kept if not _same_definition(before[n][1], after[n].inst)]
+        added = [n for n in after if n not in kept]
+        removed = [n for n in before if after.get(n) is not before[n][0]]
+        took = time.monotonic() - started
+        self.reloads += ok
+        self.last_reload = {"ok": ok, "at": time.time(), "seconds": round(took, 4), "kept": kept,
+                            "changed": changed, "added": added, "removed": removed}
+        log.info("Reload: %d instance(s) kept (%d changed in place), %d added, %d removed (%.1f ms)",
+                 len(kept), len(changed), len(added), len(removed), took * 1000)
+        if ok:
+            sd_notify(f"STATUS={self._status_line()}")
+        return ok
+
+    def _status_line(self) -> str:
+        states = [f"{rt.inst.name} {rt.machine.state.value}" for rt in self.d.runtimes]
+        return ", ".join(states) or "no VRRP instances"
+
+    # -- dumps -----------------------------------------------------------------------------
+    def dump_path(self, kind: str) -> str:
+        return os.path.join(self.dump_dir, f"{PROG}.{kind}")
+
+    def dump(self, kind: str, clear: bool = False) -> Optional[str]:
+        """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
+        import json
+
+        path = self.dump_path(kind)
+        try:
+            if kind == "data":
+                text = format_data_dump(self.d, {"config_file": self.config_file, "reloads": self.reloads})
+            elif kind == "stats":
+                text = format_stats(self.d.status())
+            else:
+                text = json.dumps(self.status(), indent=2, default=str) + "\n"
+            _atomic_write(path, text)
+        except OSError as exc:
+            log.error("cannot write %s: %s", path, exc)
+            return None
+        if clear:
+            for rt in self.d.runtimes:
+                rt.adverts_sent = rt.adverts_received = rt.transitions = rt.released_master = 0
+                rt.priority_zero_sent = rt.priority_zero_received = 0
+                rt.bad_packets, rt.entered = {}, {}
+        log.info("Wrote %s", path)
+        return path
+
+
+def build_arg_parser() -> Any:
+    """keepalived's command line (the options vrrpd honours) plus --check, --status and --json."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog=PROG, description="keepalived-compatible VRRP and LVS daemon")
-    parser.add_argument("-f", "--use-file", dest="config", help="configuration file")
-    parser.add_argument("--check", "-t", "--config-test", dest="check", action="store_true",
-                        help="check the configuration and exit")
-    parser.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
-    add_run_arguments(parser)
-    args = parser.parse_args(argv)
+    p = argparse.ArgumentParser(
+        prog=PROG, description="keepalived-compatible VRRP and LVS daemon",
+        epilog="-C means keepalived's LVS-only mode; the long --check is the configuration check (same as -t). "
+               "Signals: HUP reload, TERM/INT stop, USR1 data dump, USR2 stats, RTMIN+2 JSON "
+               f"(files in {DEFAULT_DUMP_DIR}).")
+    p.add_argument("-f", "--use-file", dest="config", metavar="FILE",
+                   help="configuration file (default /etc/vrrpd/vrrpd.conf, else /etc/keepalived/keepalived.conf)")
+    p.add_argument("-t", "--config-test", "--check", dest="check", action="store_true",
+                   help="check the configuration, print every problem and what would run, and exit")
+    p.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (systemd runs it so)")
+    p.add_argument("-l", "--log-console", action="store_true", help="log to the console (with -n)")
+    p.add_argument("-D", "--log-detail", action="store_true", help="detailed log messages")
+    p.add_argument("-S", "--log-facility", default="daemon", metavar="FACILITY",
+                   help="syslog facility: 0-7 (local0-7), local0-7, user or daemon (default)")
+    p.add_argument("-G", "--no-syslog", action="store_true", help="do not log to syslog")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("-P", "--vrrp", dest="vrrp_only", action="store_true", help="run only VRRP (no LVS)")
+    only.add_argument("-C", "--lvs-only", dest="lvs_only", action="store_true",
+                      help="run only the LVS checkers (keepalived's -C; --check is the config check)")
+    p.add_argument("-p", "--pid", metavar="FILE",
+                   help=f"pid file (default {DEFAULT_PID_FILE} when forking; with -n only if given)")
+    p.add_argument("-d", "--dump-conf", action="store_true", help="log what the configuration will run")
+    p.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH",
+                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET})")
+    p.add_argument("--dump-dir", default=DEFAULT_DUMP_DIR, metavar="DIR",
+                   help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write vrrpd.data/.stats/.json (default /tmp)")
+    p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
+    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON")
+    p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
+                   "STATS_CLEAR or JSON (as keepalived --signum)")
+    p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
+    p.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
+    return p
+
+
+def status_command(path: str, as_json: bool, out: Any = None) -> int:
+    """--status / --json: ask the daemon on its control socket."""
+    import json
+
+    out = out if out is not None else sys.stdout
+    try:
+        status = query_status(path)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
+              f"(see --control-socket)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    out.write(json.dumps(status, indent=2, default=str) + "\n" if as_json else format_status_table(status))
+    return 0
+
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
+    import logging.handlers
+
+    setup_logging(console=console, detail=detail, facility=facility)
+    root = logging.getLogger(PROG)
+    if not use_syslog:
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.handlers.SysLogHandler):
+                root.removeHandler(handler)
+                handler.close()
+        if not root.handlers:
+            root.addHandler(logging.NullHandler())
+
+
+def run_daemon(args: Any) -> int:
+    """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
+    reexec_from_bytecode_cache()
+    if args.log_facility not in SYSLOG_FACILITIES:
+        print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
+        return 1
+    foreground = args.dont_fork
+    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
+    path = os.path.abspath(args.config or default_config_path())
+    try:
+        config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    if args.dump_conf:
+        for line in config_summary(config):
+            log.info("%s", line)
+    pidfile = PidFile(args.pid or DEFAULT_PID_FILE) if (args.pid or not foreground) else None
+    try:
+        if pidfile is not None:
+            pidfile.acquire()
+    except (VrrpdError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        log.error("%s", exc)
+        return 1
+    ready_fd = None if foreground else daemonize()
+
+    def report(text: str) -> None:
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, (text + "\n").encode())
+                os.close(ready_fd)
+            except OSError:
+                pass
+
+    if pidfile is not None:
+        pidfile.write(os.getpid())
+    daemon: Optional[Daemon] = None
+    operator: Optional[Operator] = None
+    try:
+        daemon = Daemon(config, config_path=path)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, args.control_socket, args.dump_dir)
+        operator.install()
+        daemon.start()
+    except Exception as exc:
+        log.exception("start-up failed: %s", exc)
+        report(f"start-up failed: {exc}")
+        if operator is not None:
+            operator.close()
+        if pidfile is not None:
+            pidfile.release()
+        return 1
+    report("ok")
+    sd_notify(f"STATUS={operator._status_line()}")  # Daemon.start() has sent READY=1
+    try:
+        daemon.loop.run()
+    finally:
+        daemon.close()
+        operator.close()
+        if pidfile is not None:
+            pidfile.release()
+    return daemon.exit_code
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    if args.signum is not None:
+        number = _signal_numbers().get(args.signum.upper())
+        if number is None:
+            print(f"{PROG}: unknown signal name {args.signum} ({', '.join(_signal_numbers())})", file=sys.stderr)
+            return 1
+        print(number)
+        return 0
     if args.check:
         return check_command(args.config)
+    if args.status or args.json:
+        return status_command(args.control_socket, args.json)
     if args.genhash:
         return genhash(args.genhash)
     if args.demo:
         return run_demo()
-    return run_daemon(args.config, args.log_console, args.log_detail)
+    return run_daemon(args)
 
 
 if __name__ == "__main__":
