@@ -4366,3 +4366,240 @@ def bench_main(argv: List[str]) -> int:
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "bench":
     sys.exit(bench_main(sys.argv[2:]))
+
+
+# --------------------------------------------------------------------------------------------
+# H2. Fuzzing: decoders and the config parser raise only their own errors and never hang
+# --------------------------------------------------------------------------------------------
+# Deterministic seeds; about 4 s in the suite, longer with VRRPD_FUZZ_SECONDS (make fuzz).
+
+FUZZ_SECONDS = float(os.environ.get("VRRPD_FUZZ_SECONDS", "0"))
+OWN_ERRORS = (vrrpd.PacketError, vrrpd.NetlinkError, vrrpd.ConfigError)
+
+
+def _fuzz_budget(default: float) -> float:
+    return FUZZ_SECONDS if FUZZ_SECONDS > 0 else default
+
+
+def _mutate_bytes(rng: random.Random, data: bytes) -> bytes:
+    """Flip, cut, grow or splice a valid input a few times."""
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randint(0, 4)
+        if op == 0 and buf:
+            buf[rng.randrange(len(buf))] = rng.getrandbits(8)
+        elif op == 1 and buf:
+            del buf[rng.randrange(len(buf)):]
+        elif op == 2:
+            buf += bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 8)))
+        elif op == 3 and buf:
+            i = rng.randrange(len(buf))
+            del buf[i:i + rng.randint(1, 4)]
+        elif buf:
+            i = rng.randrange(len(buf))
+            buf[i:i + 2] = rng.choice((b"\x00\x00", b"\xff\xff", b"\x04\x00", b"\x00\x01"))
+    return bytes(buf)
+
+
+def _fuzz_targets():
+    """(name, decoder, valid inputs) for every decoder of bytes that come from the network or the kernel."""
+    IP6 = ipaddress.IPv6Address
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    adv2 = vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 51, 100, [IP4("10.0.0.100")], 1.0, 1, b"secret12"))
+    adv3 = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 51, 100, [IP4("10.0.0.100"), IP4("10.0.0.101")], 0.1, 0, b""),
+                               src, group)
+    src6, group6 = IP6("fe80::2"), IP6("ff02::12")
+    adv6 = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 51, 100, [IP6("fe80::1"), IP6("2001:db8::1")], 1.0, 0, b""),
+                                src6, group6)
+    key = vrrpd.ah_key(b"secret12")
+    ah = vrrpd.build_ipv4_ah(src, group, adv2, key, 7, 1)
+    link = vrrpd.nlmsg_pack(vrrpd.RTM_NEWLINK, 0, 1, vrrpd._ifinfomsg(3, vrrpd.IFF_UP)
+                            + vrrpd.nla_pack_str(vrrpd.IFLA_IFNAME, "eth0")
+                            + vrrpd.nla_pack(vrrpd.IFLA_ADDRESS, b"\x02\x00\x00\x00\x00\x01"))
+    addr = vrrpd.nlmsg_pack(vrrpd.RTM_NEWADDR, 0, 2, vrrpd.addr_request_payload(
+        3, ipaddress.IPv4Interface("10.0.0.100/24"), label="eth0"))
+    err = vrrpd.nlmsg_pack(vrrpd.NLMSG_ERROR, 0, 3, b"\xfe\xff\xff\xff" + b"\0" * 16)
+    svc = vrrpd.ipvs_service_attr(vrrpd.IpvsService(vrrpd.IpvsServiceKey(2, 6, IP4("10.0.0.100"), 80),
+                                                    sched_name="wrr", timeout=300))[4:]
+    svc6 = vrrpd.ipvs_service_attr(vrrpd.IpvsService(vrrpd.IpvsServiceKey(10, fwmark=5), sched_name="rr"))[4:]
+    dest = vrrpd.ipvs_dest_attr(vrrpd.IpvsDest(IP4("10.0.0.2"), 80, weight=3))[4:]
+    genl = vrrpd.genl_message(30, vrrpd.IPVS_CMD_NEW_SERVICE, vrrpd._nla(vrrpd.IPVS_CMD_ATTR_SERVICE, svc), 9)
+
+    def rtnl(data):
+        for rtype, _flags, _seq, _pid, body in vrrpd.nlmsg_parse(data):
+            if rtype == vrrpd.RTM_NEWLINK:
+                vrrpd.parse_link(body)
+            elif rtype == vrrpd.RTM_NEWADDR:
+                vrrpd.parse_addr(body)
+            elif rtype == vrrpd.NLMSG_ERROR:
+                vrrpd.nlmsg_error_code(body)
+
+    return [
+        ("VRRP advert v2/v3", lambda d: vrrpd.decode_advert(d, src, group), [adv2, adv3]),
+        ("VRRP advert v3 as v2 checksum", lambda d: vrrpd.decode_advert(d, src, group, True),
+         [vrrpd.encode_advert(vrrpd.decode_advert(adv3, src, group), src, group, True)]),
+        ("VRRP advert IPv6", lambda d: vrrpd.decode_advert6(d, src6, group6), [adv6]),
+        ("IPv4 header", vrrpd.decode_ipv4, [vrrpd.encode_ipv4(src, group, adv2)]),
+        ("IPv4 AH", lambda d: vrrpd.parse_ipv4_ah(d, key), [ah]),
+        ("rtnetlink link/address/error", rtnl, [link, addr, err, link + addr]),
+        ("netlink attributes", vrrpd.nla_parse, [svc, dest]),
+        ("IPVS service", vrrpd.ipvs_parse_service, [svc, svc6]),
+        ("IPVS destination", lambda d: vrrpd.ipvs_parse_dest(d, 2), [dest]),
+        ("generic netlink replies", lambda d: vrrpd.genl_parse_replies(d, 9), [genl]),
+    ]
+
+
+def _fuzz_once(rng: random.Random, decoder, seeds, stats: dict, name: str) -> None:
+    data = (bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 80))) if rng.random() < 0.25
+            else _mutate_bytes(rng, rng.choice(seeds)))
+    try:
+        decoder(data)
+        stats[name][0] += 1
+    except OWN_ERRORS:
+        stats[name][1] += 1
+    except Exception as exc:  # the finding: show the input that did it
+        raise AssertionError(f"{name}: {exc!r} on input {data.hex()}") from exc
+
+
+def test_fuzz_wire_and_netlink_decoders_raise_only_their_own_errors():
+    rng = random.Random(8)
+    targets = _fuzz_targets()
+    stats = {name: [0, 0] for name, _d, _s in targets}
+    for _name, decoder, seeds in targets:
+        for seed in seeds:  # the valid inputs decode
+            decoder(seed)
+    deadline = time.monotonic() + _fuzz_budget(1.5)
+    while time.monotonic() < deadline:
+        for name, decoder, seeds in targets:
+            _fuzz_once(rng, decoder, seeds, stats, name)
+    for name, (accepted, rejected) in stats.items():
+        assert rejected > 50, (name, accepted, rejected)  # every decoder was really exercised
+
+
+FUZZ_FINDINGS = [
+    ("short NLMSG_ERROR", vrrpd.nlmsg_error_code, b"\0\0\0"),
+    ("IPv4 prefix length 224", vrrpd.parse_addr,
+     bytes.fromhex("02e0000003000000080002000a000001080001000a000001")),
+    ("IPVS service without address", vrrpd.ipvs_parse_service, bytes.fromhex("0600010002000000")),
+    ("IPVS service with a bad scheduler name", vrrpd.ipvs_parse_service, bytes.fromhex(
+        "06000100020000000600020006000000140003000a000001000000000000000000000000060004000050000008000600f4727200")),
+    ("IPVS destination with a short port", lambda d: vrrpd.ipvs_parse_dest(d, 2),
+     bytes.fromhex("140001000a0000020000000000000000000000000600020000")),
+    ("generic netlink reply without a header", lambda d: vrrpd.genl_parse_replies(d, 7),
+     bytes.fromhex("100000001e00050007000000000000000000")),
+    ("AH packet with IHL 0", lambda d: vrrpd.parse_ipv4_ah(d, b"secret12"),
+     bytes.fromhex("70c0004000050000ff33d6ad01020304e0000012700400000102030400000001") + b"\0" * 40),
+]
+
+
+@pytest.mark.parametrize("name, decoder, data", FUZZ_FINDINGS, ids=[f[0] for f in FUZZ_FINDINGS])
+def test_fuzz_findings_are_rejected_with_own_errors(name, decoder, data):
+    """Inputs the fuzzer found that used to raise KeyError/struct.error/IndexError/NetmaskValueError."""
+    with pytest.raises(OWN_ERRORS):
+        decoder(data)
+
+
+def _fuzz_daemon(version: int):
+    """A Daemon with one started instance on a fake socket, as the receive path sees it."""
+    inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=100, advert_int=1.0,
+                              version=version, auth_type=vrrpd.AuthType.PASS if version == 2 else None,
+                              auth_pass=b"secret12" if version == 2 else b"",
+                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv4Interface("10.0.0.100/24"))])
+    config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz"), vrrp_instances=[inst])
+    d = vrrpd.Daemon(config)
+
+    class Rtnl:
+        def add_address(self, index, vip):
+            pass
+
+        def del_address(self, index, vip):
+            pass
+
+    class Sock:
+        ifname = "eth0"
+
+    d.rtnl = Rtnl()
+    machine = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, version, addresses=[IP4("10.0.0.100")],
+                                primary_ip=IP4("10.0.0.1"), auth_type=inst.auth_type or vrrpd.AuthType.NONE,
+                                auth_pass=inst.auth_pass)
+    rt = vrrpd.InstanceRuntime(inst, machine, version)
+    rt.src = IP4("10.0.0.1")
+    d.runtimes.append(rt)
+    d.by_socket["eth0"] = [rt]
+    d._apply(rt, machine.start(d.loop.time()))
+    return d, rt, Sock()
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
+    """Whole packets through Daemon._handle_packet: receive checks, demultiplexing and the state machine."""
+    d, rt, sock = _fuzz_daemon(version)
+    rng = random.Random(version)
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    seeds = [vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
+        vrrpd.VrrpAdvert(version, 51, prio, [IP4("10.0.0.100")], 1.0, 1 if version == 2 else 0,
+                         b"secret12" if version == 2 else b""), src, group)) for prio in (0, 50, 100, 200, 255)]
+    deadline = time.monotonic() + _fuzz_budget(0.5)
+    count = 0
+    while time.monotonic() < deadline:
+        data = rng.choice(seeds) if rng.random() < 0.2 else _mutate_bytes(rng, rng.choice(seeds))
+        try:
+            d._handle_packet(sock, data)
+        except Exception as exc:
+            raise AssertionError(f"{exc!r} on packet {data.hex()}") from exc
+        count += 1
+    assert count > 500
+    assert rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, (rt.adverts_received, rt.bad_packets)
+
+
+CONFIG_TOKENS = ["{", "}", "{", "}", '"', "!", "#", "\\", "\n", "\t", "include /nonexistent/*.conf", "$X", "$X=1",
+                 "@a", "@^b", "vrrp_instance", "virtual_server", "real_server", "vrrp_script", "track_script",
+                 "10.0.0.1", "::1", "10.0.0.1/40", "255", "-1", "99999999999", "0.0001", "nan", "inf", "1e400",
+                 "on", "off", "~SEQ(x,1,3)", "x{a,b}", "virtual_ipaddress", "unicast_peer", "authentication"]
+
+
+def _mutate_config(rng: random.Random, text: str) -> str:
+    import re
+
+    words = re.split(r"(\s+)", text)
+    for _ in range(rng.randint(1, 6)):
+        op, i = rng.randint(0, 5), rng.randrange(len(words) + 1)
+        if op == 0 and i < len(words):
+            del words[i]
+        elif op == 1:
+            words.insert(i, rng.choice(CONFIG_TOKENS))
+        elif op == 2 and words:
+            words.insert(i, words[rng.randrange(len(words))])
+        elif op == 3 and i < len(words):
+            words[i] = rng.choice(CONFIG_TOKENS)
+        elif op == 4:
+            words.insert(i, "".join(chr(rng.randint(0, 0x2FF)) for _ in range(rng.randint(1, 5))))
+        elif words:
+            j = rng.randrange(len(words))
+            del words[min(i, j):max(i, j)]
+    return "".join(words)
+
+
+def test_fuzz_config_parser_reports_diagnostics_and_never_hangs(tmp_path):
+    texts = [p.read_text(errors="replace") for p in sorted(SEEDS.glob("*.txt"))]
+    texts.append((HERE / "vrrpd.conf.example").read_text())
+    rng = random.Random(3)
+    deadline = time.monotonic() + _fuzz_budget(1.5)
+    count = with_errors = 0
+    slowest = 0.0
+    while time.monotonic() < deadline:
+        text = (_mutate_config(rng, rng.choice(texts)) if rng.random() < 0.9
+                else "".join(chr(rng.randint(0, 127)) for _ in range(rng.randint(0, 300))))
+        started = time.monotonic()
+        try:
+            _config, diags = vrrpd.parse_config_text(text, str(tmp_path / "fuzz.conf"))
+        except vrrpd.ConfigError:
+            diags = [None]
+        except Exception as exc:
+            (tmp_path / "finding.conf").write_text(text)
+            raise AssertionError(f"{exc!r}; input saved in {tmp_path / 'finding.conf'}") from exc
+        slowest = max(slowest, time.monotonic() - started)
+        with_errors += bool(diags)
+        count += 1
+    assert count > 20 and with_errors > count // 4, (count, with_errors)
+    assert slowest < 2.0, slowest
