@@ -32,8 +32,10 @@ import os
 import random
 import re
 import selectors
+import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -502,6 +504,8 @@ class Config:
     virtual_server_groups: Dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: List[VirtualServer] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
+    # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
+    accepted_only: List[str] = field(default_factory=list)
 
 
 # ============================================================================================
@@ -542,6 +546,7 @@ _PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0
 _SLOW_CHARS_RE = re.compile(r'["\\!#]')
 _INCLUDE_WORDS = frozenset(("include", "includer", "includem", "includew", "includeb", "includea"))
 _MAX_INCLUDE_DEPTH = 32
+_MAX_FILE_SIZE = 64 << 20
 _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
 
@@ -575,7 +580,7 @@ class _Lexer:
     def warning(self, file: str, line: int, message: str, hint: str = "") -> None:
         self.diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
 
-    def read_file(self, path: str, file: str = "", line: int = 0, mandatory: bool = True) -> None:
+    def read_file(self, path: str, file: str = "", line: int = 0) -> None:
         """Lex the file at `path`; an unreadable file is an error at the including line."""
         real = os.path.realpath(path)
         if real in self.stack:
@@ -585,11 +590,17 @@ class _Lexer:
             self.error(file or path, line, f"includes nested deeper than {_MAX_INCLUDE_DEPTH} levels at '{path}'")
             return
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
+            # O_NONBLOCK: opening a FIFO must not wait for a writer
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    self.error(file or path, line, f"'{path}' is not a regular file")
+                    return
+                data = fh.read(_MAX_FILE_SIZE + 1)
+            if len(data) > _MAX_FILE_SIZE:
+                self.error(file or path, line, f"'{path}' is larger than {_MAX_FILE_SIZE >> 20} MiB")
+                return
         except OSError as exc:
-            if mandatory:
-                self.error(file or path, line, f"cannot read configuration file '{path}': {exc.strerror or exc}")
+            self.error(file or path, line, f"cannot read configuration file '{path}': {exc.strerror or exc}")
             return
         text = data.decode("utf-8", errors="replace")
         self.stack.append(real)
@@ -599,44 +610,68 @@ class _Lexer:
             self.stack.pop()
 
     def lex_text(self, text: str, file: str) -> None:
+        """Append the tokens of `text` (the contents of `file`) to self.tokens."""
         if file not in self.files:
             self.files.append(file)
         if "\0" in text:
             text = text.replace("\0", " ")
-        lines = text.splitlines()
+        # lines end at "\n" only (as editors and keepalived count them), with a "\r" before it dropped
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if "\r" in text:
+            lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+        # features absent from the whole text cost nothing per line
+        has_backslash, has_dollar = "\\" in text, "$" in text
+        has_at, has_include = "@" in text, "include" in text
+        slow_chars = _SLOW_CHARS_RE.search
+        tokens = self.tokens
         n = len(lines)
         i = 0
         while i < n:
-            line_no = i + 1
             line = lines[i]
             i += 1
+            line_no = i
             # line continuation: a trailing backslash joins the next line (not inside comments)
-            while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
-                line = line[:-1] + " " + lines[i]
-                i += 1
-            if "$" in line:
+            if has_backslash:
+                while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
+                    line = line[:-1] + " " + lines[i]
+                    i += 1
+            if has_dollar and "$" in line:
                 m = _PARAM_DEF_RE.match(line)
                 if m:
-                    value = _strip_comment(m.group(2)).strip()
-                    self.params[m.group(1)] = value
+                    self.params[m.group(1)] = _strip_comment(m.group(2)).strip()
                     continue
                 if self.params or "${_" in line:
                     line = self.substitute(line, file, line_no)
-            stripped = line.lstrip()
-            if not stripped:
-                continue
-            if stripped[0] == "@":
-                cond, _, rest = stripped[1:].partition(" ")
-                keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
-                if not keep:
+            if has_at or has_include:
+                stripped = line.lstrip()
+                if not stripped:
                     continue
-                line = rest
-            self.lid += 1
-            first = stripped.split(None, 1)[0]
-            if first in _INCLUDE_WORDS:
-                self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
-                continue
-            self.tokens.extend(self.split_line(line, file, line_no))
+                if stripped[0] == "@":
+                    cond, rest = (stripped[1:].split(None, 1) + [""])[:2]
+                    keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
+                    if not keep:
+                        continue
+                    line = stripped = rest.lstrip()
+                    if not stripped:
+                        continue
+                first = stripped.split(None, 1)[0]
+                if first in _INCLUDE_WORDS:
+                    self.lid += 1
+                    self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
+                    continue
+            if slow_chars(line) is None:
+                if "{" in line or "}" in line:
+                    line = line.replace("{", " { ").replace("}", " } ")
+                words = line.split()
+                if words:
+                    self.lid += 1
+                    lid = self.lid
+                    tokens.extend([Token(w, file, line_no, lid) for w in words])
+            else:
+                self.lid += 1
+                tokens.extend(self.split_line(line, file, line_no))
 
     def substitute(self, line: str, file: str, line_no: int) -> str:
         """Replace `$NAME` and `${NAME}` (recursively); unknown names stay as written."""
@@ -663,11 +698,8 @@ class _Lexer:
         return line
 
     def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
+        """Words of a line with quotes, escapes or comments (the simple lines never get here)."""
         lid = self.lid
-        if _SLOW_CHARS_RE.search(line) is None:
-            if "{" in line or "}" in line:
-                line = line.replace("{", " { ").replace("}", " } ")
-            return [Token(w, file, line_no, lid) for w in line.split()]
         out: List[Token] = []
         for m in _WORD_RE.finditer(line):
             if m.group(1) is not None:
@@ -681,8 +713,7 @@ class _Lexer:
                 continue
             quoted = '"' in word
             if quoted:
-                bare = [m for m in _QUOTE_RE.findall(word) if m == '"']
-                if len(bare) % 2:
+                if _QUOTE_RE.findall(word).count('"') % 2:
                     self.warning(file, line_no, "unterminated quoted string", "add the closing '\"'")
                 word = _QUOTE_RE.sub(lambda q: q.group(0) if len(q.group(0)) == 2 else "", word)
             if "\\" in word:
@@ -814,6 +845,31 @@ def _split_command(text: str) -> List[str]:
     return argv
 
 
+_COMMANDS_WITH_USER = frozenset(("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",
+                                 "notify", "notify_master_rx_lower_pri", "quorum_up", "quorum_down", "notify_up",
+                                 "notify_down"))
+
+
+def _is_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+        return True
+    except (KeyError, ValueError):
+        return False
+
+
+def _is_group(name: str) -> bool:
+    import grp
+
+    try:
+        grp.getgrnam(name)
+        return True
+    except (KeyError, ValueError):
+        return False
+
+
 def make_command(raw: str, user: Optional[str] = None, group: Optional[str] = None) -> Command:
     """Build a Command from the text as written; `shell` is set when it uses shell syntax."""
     shell = bool(_SHELL_SYNTAX_RE.search(raw))
@@ -929,6 +985,7 @@ def _h_cmd(attr: str) -> Handler:
 
 def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
     """Accepted but not acted upon; global_defs keeps the words for dumps."""
+    p.config.accepted_only.append(f"{kw.file}:{kw.line}: {kw.text}")
     other = getattr(obj, "other", None)
     if isinstance(other, dict):
         other[kw.text] = [a.text for a in args]
@@ -964,9 +1021,12 @@ class _Parser:
         self.i = 0
         self.diags = diags
         self.config = Config()
-        self.unwind = False
+        self.stack: List[str] = []  # names of the blocks being read, top level first
+        self.unwind_to: Optional[int] = None  # after a missing '}': return up to this stack depth
+        self._suffix_closes: Optional[List[int]] = None
         self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
+        self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -988,21 +1048,43 @@ class _Parser:
             self.warning(tok, f"{kw.text} '{tok.text}': keepalived rejects time units; read as {value:g} seconds",
                          f"write '{kw.text} {value:g}'")
         if not lo <= value <= hi:
-            raise _Invalid(f"{kw.text} '{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
+            raise _Invalid(f"'{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
         return value
 
     def ip_value(self, tok: Token) -> IPAddress:
         return _parse_ip(tok.text)
 
     def command_value(self, kw: Token, args: List[Token]) -> Command:
-        if args[0].quoted:
-            user = args[1].text if len(args) > 1 else None
-            group = args[2].text if len(args) > 2 else None
+        cmd = self._command(kw, args)
+        self.commands.append((cmd, kw))
+        return cmd
+
+    def _command(self, kw: Token, args: List[Token]) -> Command:
+        takes_user = kw.text in _COMMANDS_WITH_USER
+        if args[0].quoted or len(args) == 1:
+            if len(args) > 1 and not takes_user:
+                self.warning(args[1], f"{kw.text}: words after the quoted command are ignored",
+                             "put the whole command inside the quotes")
+                args = args[:1]
             if len(args) > 3:
                 self.warning(args[3], f"{kw.text}: extra words after the user and group are ignored",
-                             "quote the whole command")
+                             "put the whole command inside the quotes")
+            user = args[1].text if len(args) > 1 else None
+            group = args[2].text if len(args) > 2 else None
             return make_command(args[0].text, user, group)
-        return make_command(" ".join(a.text for a in args))
+        # Unquoted words: keepalived takes only the first as the command and, for notify scripts, the
+        # next ones as user and group. Follow it when they name a real user (and group); otherwise
+        # run all the words as the command the user evidently meant.
+        words = [a.text for a in args]
+        quoted = '"' + " ".join(words) + '"'
+        if takes_user and len(words) <= 3 and _is_user(words[1]) and (len(words) < 3 or _is_group(words[2])):
+            self.warning(args[1], f"{kw.text}: runs '{words[0]}' as user '{words[1]}', as keepalived does",
+                         f"if '{words[1]}' is an argument, write {kw.text} {quoted}")
+            return make_command(words[0], words[1], words[2] if len(words) > 2 else None)
+        as_user = f" with '{words[1]}' as its user" if takes_user else ""
+        self.warning(args[1], f"{kw.text}: unquoted command with arguments; keepalived would run only "
+                     f"'{words[0]}'{as_user}; vrrpd runs it all", f"write {kw.text} {quoted}")
+        return make_command(" ".join(words))
 
     # -- token stream ---------------------------------------------------------------------
     def peek(self) -> Optional[Token]:
@@ -1046,8 +1128,12 @@ class _Parser:
             t = toks[j]
             if t.lid != tok.lid or (not t.quoted and t.text in ("{", "}")):
                 break
-            if len(args) >= lo and not t.quoted:
-                if t.text in spec or (kw.accept is not None and not kw.accept(t.text)):
+            if not t.quoted:
+                # a keyword of this block is the next statement, even where a value was due
+                # (`notify_master notify_backup ...`): better "needs a value" than a wrong value
+                if t.text in spec and (len(args) >= lo or kw.block is None):
+                    break
+                if len(args) >= lo and kw.accept is not None and not kw.accept(t.text):
                     break
             args.append(t)
             j += 1
@@ -1063,36 +1149,77 @@ class _Parser:
         """Read keyword statements until the `}` closing `opener` (or the end, at top level)."""
         spec = KEYWORDS[block]
         toks = self.toks
-        while self.i < self.n:
-            tok = toks[self.i]
-            if not tok.quoted and tok.text in ("{", "}"):
+        depth = len(self.stack)
+        self.stack.append(block)
+        try:
+            while self.i < self.n:
+                tok = toks[self.i]
+                if not tok.quoted and tok.text in ("{", "}"):
+                    self.i += 1
+                    if tok.text == "}":
+                        if opener is not None:
+                            return
+                        self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
+                    else:
+                        self.error(tok, "unexpected '{'", "a block must follow its keyword")
+                        self.skip_block(tok)
+                    continue
+                kw = spec.get(tok.text) if not tok.quoted else None
+                if kw is None and opener is not None and not tok.quoted:
+                    home = self.ancestor_home(tok.text)
+                    if home is not None:
+                        if self.closes_after(self.i) < depth:
+                            self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                                       f"'{tok.text}' at line {tok.line}", "add the missing '}'")
+                            self.unwind_to = home
+                            return
+                        top_kw = KEYWORDS["top"].get(tok.text) if home == 0 else None
+                        if top_kw is not None and top_kw.block is not None:
+                            # braces balance: a whole block was put inside another; read it where it belongs
+                            self.error(tok, f"'{tok.text}' must be at the top level, not inside "
+                                       f"{BLOCK_TITLES.get(block, block)}", "move the block out")
+                            self.i += 1
+                            self.statement("top", KEYWORDS["top"], top_kw, tok, self.config)
+                            self.unwind_to = None
+                            continue
+                if kw is None:
+                    self.unknown(block, tok)
+                    continue
                 self.i += 1
-                if tok.text == "}":
-                    if opener is not None:
+                self.statement(block, spec, kw, tok, obj)
+                if self.unwind_to is not None:
+                    if self.unwind_to < depth:
                         return
-                    self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
-                else:
-                    self.error(tok, "unexpected '{'", "a block must follow its keyword")
-                    self.skip_block(tok)
-                continue
-            kw = spec.get(tok.text) if not tok.quoted else None
-            if kw is None:
-                if opener is not None and tok.text in _TOP_BLOCKS and not tok.quoted:
-                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
-                               f"'{tok.text}' at line {tok.line}", "add the missing '}'")
-                    self.unwind = True
-                    return
-                self.unknown(block, tok)
-                continue
-            self.i += 1
-            self.statement(block, spec, kw, tok, obj)
-            if self.unwind:
-                if opener is not None:
-                    return
-                self.unwind = False
-        if opener is not None:
-            self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
-            self.unwind = True
+                    self.unwind_to = None
+            if opener is not None:
+                self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
+                self.unwind_to = 0
+        finally:
+            self.stack.pop()
+
+    def ancestor_home(self, word: str) -> Optional[int]:
+        """Depth of the innermost enclosing block (not the current one) that knows `word` as a keyword."""
+        for d in range(len(self.stack) - 2, -1, -1):
+            if word in KEYWORDS[self.stack[d]]:
+                return d
+        return None
+
+    def closes_after(self, i: int) -> int:
+        """How many more `}` than `{` the tokens from index i on hold (blocks they can still close)."""
+        if self._suffix_closes is None:
+            suffix = [0] * (self.n + 1)
+            acc = 0
+            toks = self.toks
+            for j in range(self.n - 1, -1, -1):
+                t = toks[j]
+                if not t.quoted:
+                    if t.text == "}":
+                        acc += 1
+                    elif t.text == "{":
+                        acc -= 1
+                suffix[j] = acc
+            self._suffix_closes = suffix
+        return self._suffix_closes[i]
 
     def unknown(self, block: str, tok: Token) -> None:
         spec = KEYWORDS[block]
@@ -1139,12 +1266,12 @@ class _Parser:
                 if opened:
                     self.skip_block(tok)
                 return
-            entries = self.value_entries(sub, tok, spec)
+            entries = self.value_entries(sub, tok)
             if len(args) < lo:
                 return
             self.call(kw, tok, obj, args, entries)
             return
-        child = self.call(kw, tok, obj, args)
+        child = self.call(kw, tok, obj, args) if len(args) >= lo else None
         if child is None:
             child = _Discard()
         self.statements(sub, child, tok)
@@ -1160,9 +1287,12 @@ class _Parser:
             return kw.handler(self, obj, tok, args, *extra)
         except _Invalid as exc:
             self.error(tok, f"{tok.text}: {exc}")
+        except AttributeError:
+            if not isinstance(obj, _Discard):
+                raise
         return None
 
-    def value_entries(self, vb: ValueBlock, opener: Token, parent: Dict[str, Keyword]) -> List[List[Token]]:
+    def value_entries(self, vb: ValueBlock, opener: Token) -> List[List[Token]]:
         """Read a value block's entries up to its `}`; a keyword of the enclosing block inside
         it means the `}` was forgotten (the entries end there, with an error)."""
         entries: List[List[Token]] = []
@@ -1181,10 +1311,15 @@ class _Parser:
                     self.error(tok, f"unexpected '{{' inside '{opener.text}'")
                     self.skip_block(tok)
                     continue
-                if need == 0 and text not in options and (text in parent or text in _TOP_BLOCKS):
-                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
-                               f"'{text}' at line {tok.line}", "add the missing '}'")
-                    return entries
+                if need == 0 and text not in options:
+                    home = next((d for d in range(len(self.stack) - 1, -1, -1) if text in KEYWORDS[self.stack[d]]),
+                                None)
+                    if home is not None and self.closes_after(self.i) < len(self.stack):
+                        self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                                   f"'{text}' at line {tok.line}", "add the missing '}'")
+                        if home < len(self.stack) - 1:
+                            self.unwind_to = home
+                        return entries
             self.i += 1
             if entries and entries[-1][0].lid == tok.lid and (need > 0 or (tok.text in options and not tok.quoted)
                                                               or (vb.starts_entry is not None
@@ -1198,7 +1333,7 @@ class _Parser:
                 entries.append([tok])
                 need = 0
         self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
-        self.unwind = True
+        self.unwind_to = 0
         return entries
 
 
@@ -1568,7 +1703,8 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
              "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
              "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
-             "vrrp_garp_interval_random")
+             "vrrp_garp_interval_random nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
+             "rs_init_notifies")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
@@ -1972,7 +2108,6 @@ _kw("DNS_CHECK", "type", _c_dns_type)
 _kw("DNS_CHECK", "name", _h_str("dns_name"))
 
 BLOCK_TITLES.update({"top": "the top level", "HTTP_GET": "HTTP_GET/SSL_GET", "url": "url (HTTP_GET/SSL_GET)"})
-_TOP_BLOCKS = frozenset(k for k, v in KEYWORDS["top"].items() if v.block is not None)
 _KEYWORD_HOMES: Dict[str, List[str]] = {}
 for _blk, _spec in KEYWORDS.items():
     for _name in _spec:
@@ -2018,6 +2153,13 @@ def _host_interfaces() -> Optional[set]:
         return None
 
 
+def _which(program: str) -> Optional[str]:
+    try:
+        return shutil.which(program)
+    except (ValueError, OSError):
+        return None
+
+
 def _validate(p: _Parser, check_interfaces: bool) -> None:
     """Cross-checks that need the whole configuration (names, duplicates, strict mode)."""
     cfg = p.config
@@ -2051,6 +2193,14 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
         elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
             (err if check_interfaces else warn)(f, line_of(inst, "interface", ln),
                                                 f"{label}: interface '{inst.interface}' does not exist on this host")
+        if interfaces is not None:
+            for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                if vip.dev is not None and vip.dev not in interfaces:
+                    (err if check_interfaces else warn)(f, vip.line, f"{label}: interface '{vip.dev}' of "
+                                                        f"{vip.address} does not exist on this host")
+            for ref in inst.track_interface:
+                if ref.name not in interfaces:
+                    warn(f, ref.line, f"{label}: track_interface '{ref.name}' does not exist on this host")
         if inst.virtual_router_id == 0 and p.where(inst, "virtual_router_id") is None:
             err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
         version = effective_version(inst, g)
@@ -2070,6 +2220,11 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
         if inst.auth_type == AuthType.PASS and not inst.auth_pass:
             err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
         families = {v.address.version for v in inst.virtual_ipaddress}
+        peer_families = {u.address.version for u in inst.unicast_peer}
+        if inst.unicast_src_ip is not None:
+            peer_families.add(inst.unicast_src_ip.version)
+        if len(peer_families) > 1:
+            err(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_src_ip and unicast_peer mix IPv4 and IPv6")
         if len(families) > 1:
             err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
                 "use one instance per address family")
@@ -2083,10 +2238,19 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
             if version == 2 and 6 in families:
                 err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
                     "add 'version 3'")
+            if inst.preempt_delay:
+                warn(f, line_of(inst, "preempt_delay", ln), f"{label}: {why} does not allow preempt_delay; it is "
+                     "ignored (as keepalived does)")
+                inst.preempt_delay = 0.0
             if has_auth and version == 2:
                 warn(f, ln_auth, f"{label}: {why} does not support authentication; it is ignored (as keepalived does)",
                      "remove the authentication block")
                 inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+        if inst.nopreempt and inst.preempt_delay:
+            warn(f, line_of(inst, "preempt_delay", ln), f"{label}: preempt_delay has no effect with nopreempt")
+        if inst.unicast_src_ip is not None and any(u.address == inst.unicast_src_ip for u in inst.unicast_peer):
+            warn(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer lists this node's own unicast_src_ip "
+                 f"{inst.unicast_src_ip}", "list the other nodes only")
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
             warn(f, line_of(inst, "nopreempt", ln), f"{label}: nopreempt is ignored with state MASTER or priority 255",
                  "set 'state BACKUP' on every node")
@@ -2112,6 +2276,12 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
                     f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
             else:
                 vrids[key] = inst
+    for cmd, tok in p.commands:
+        program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
+        if not program:
+            err(tok.file, tok.line, f"{tok.text}: empty command")
+        elif _which(program) is None:
+            warn(tok.file, tok.line, f"{tok.text}: '{program}' does not exist or is not executable on this host")
     seen_groups: Dict[str, SyncGroup] = {}
     member_of: Dict[str, str] = {}
     for sg in cfg.sync_groups:
@@ -2148,6 +2318,23 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
             err(vs.file, vs.line, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
             warn(vs.file, vs.line, "virtual_server has no real_server", "keepalived ignores it too")
+        if vs.fwmark is None and p.where(vs, "protocol") is None:
+            kinds = {c.kind for rs in vs.real_servers for c in rs.checkers}
+            if kinds & {"HTTP_GET", "SSL_GET", "TCP_CHECK", "SMTP_CHECK"}:
+                warn(vs.file, vs.line, "virtual_server has no 'protocol'; keepalived would use UDP, vrrpd uses TCP "
+                     "as its TCP checkers show", "write 'protocol TCP'")
+                vs.protocol = "TCP"
+            else:
+                warn(vs.file, vs.line, "virtual_server has no 'protocol'; UDP is used, as keepalived does",
+                     "write 'protocol TCP' or 'protocol UDP'")
+                vs.protocol = "UDP"
+        if vs.ops and vs.protocol != "UDP" and vs.fwmark is None:
+            warn(vs.file, line_of(vs, "ops", vs.line), "ops (one-packet scheduling) needs protocol UDP; ignored")
+            vs.ops = False
+        if vs.hysteresis and vs.hysteresis >= vs.quorum:
+            warn(vs.file, line_of(vs, "hysteresis", vs.line), f"hysteresis {vs.hysteresis} >= quorum {vs.quorum}; "
+                 f"using {max(0, vs.quorum - 1)}, as keepalived does")
+            vs.hysteresis = max(0, vs.quorum - 1)
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
                 rs.port = vs.port
@@ -2216,13 +2403,16 @@ def default_config_path() -> str:
 
 
 def keyword_table_markdown() -> str:
-    """The keyword registry as a Markdown table (block, keyword, support) for the README."""
-    rows = ["| block | keyword | vrrpd |", "|---|---|---|"]
+    """The keyword registry as a Markdown table (block, keywords, what vrrpd does) for the README.
+
+    One row per block and kind of support, so the README cannot drift from the parser."""
+    rows = ["| block | keywords | vrrpd |", "|---|---|---|"]
     for block, spec in KEYWORDS.items():
         title = "(top level)" if block == "top" else BLOCK_TITLES.get(block, block)
-        for name in sorted(spec, key=str.lower):
-            kw = spec[name]
-            rows.append(f"| {title} | `{name}` | {'supported' if kw.supported else 'accepted, not acted upon'} |")
+        for supported, what in ((True, "supported"), (False, "accepted, not acted upon")):
+            names = sorted((n for n, kw in spec.items() if kw.supported is supported), key=str.lower)
+            if names:
+                rows.append(f"| {title} | {' '.join(f'`{n}`' for n in names)} | {what} |")
     return "\n".join(rows) + "\n"
 
 
@@ -2257,6 +2447,9 @@ def config_summary(config: Config) -> List[str]:
             name = f"{vs.address}:{vs.port}"
         out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
                    f"{len(vs.real_servers)} real server(s)")
+    if config.accepted_only:
+        out.append("accepted but not acted upon by vrrpd:")
+        out.extend("    " + where for where in config.accepted_only)
     return out
 
 
@@ -3403,10 +3596,9 @@ def parse_track_file_value(text: str) -> Optional[int]:
 
 
 def tracker_weight(ref: TrackRef, weight: int, reverse: bool) -> Tuple[int, bool]:
-    """The weight and reverse flag that apply: the instance's override if it gives a weight."""
-    if ref.weight is not None:
-        return ref.weight, ref.reverse
-    return weight, reverse or ref.reverse
+    """The weight and reverse flag that apply: the reference's weight overrides the tracker's;
+    `reverse` holds if either says so (as keepalived, which keeps the tracker's unless told)."""
+    return (weight if ref.weight is None else ref.weight), reverse or ref.reverse
 
 
 def process_matches(tp: TrackProcess, comm: str, cmdline: List[str]) -> bool:
@@ -3685,6 +3877,42 @@ class _FileWatch:
         return True
 
 
+class Inotify:
+    """Watches directories with inotify(7) (through ctypes and the C library already loaded), so a
+    track_file change is seen at once, as keepalived sees it; open() gives None where unavailable."""
+
+    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # MODIFY CLOSE_WRITE MOVED_FROM MOVED_TO CREATE DELETE
+
+    def __init__(self, libc: Any, fd: int):
+        self.libc = libc
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> Optional[Inotify]:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return None
+        return cls(libc, fd) if fd >= 0 else None
+
+    def watch(self, directory: str) -> bool:
+        return self.libc.inotify_add_watch(self.fd, os.fsencode(directory), self.MASK) >= 0
+
+    def drain(self) -> None:
+        """Read and discard the pending events (the caller re-reads what it watches)."""
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     """(comm, argv) of every live process in /proc; zombies are left out; argv only if asked."""
     found: List[Tuple[str, List[str]]] = []
@@ -3721,8 +3949,9 @@ class Tracking:
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
                                           state, and whether a weight-0 tracker says FAULT.
       status() -> dict                    per-tracker state for dumps and --json.
-    Scripts run as child processes on the loop; files and /proc are polled on loop timers.
-    Only trackers that some instance or sync group refers to are run."""
+    Scripts run as child processes on the loop; files are watched with inotify (and polled on a
+    loop timer as a fallback); /proc is scanned on a loop timer. Only trackers that some instance
+    or sync group refers to are run."""
 
     file_poll_interval = 0.5
     process_scan_interval = 1.0
@@ -3734,48 +3963,133 @@ class Tracking:
         self._started = False
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
+        self._inotify: Optional[Inotify] = None
+        self.scripts: Dict[str, _ScriptRunner] = {}
+        self.files: Dict[str, _FileWatch] = {}
+        self.processes: Dict[str, ProcessQuorum] = {}
+        self._take(config)
+
+    def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
+        """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
+        is unchanged; returns the script runners and file watches that are new."""
+        import dataclasses
+
+        def same(a: Any, b: Any) -> bool:
+            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
             used["script"].update(r.name for r in owner.track_script)
             used["file"].update(r.name for r in owner.track_file)
             used["process"].update(r.name for r in owner.track_process)
-        self.scripts: Dict[str, _ScriptRunner] = {
-            name: _ScriptRunner(self, s) for name, s in config.vrrp_scripts.items() if name in used["script"]}
-        self.files: Dict[str, _FileWatch] = {
-            name: _FileWatch(f) for name, f in config.track_files.items() if name in used["file"]}
-        self.processes: Dict[str, ProcessQuorum] = {
-            name: ProcessQuorum(p.quorum, p.quorum_max, p.delay)
-            for name, p in config.track_processes.items() if name in used["process"]}
+        scripts: Dict[str, _ScriptRunner] = {}
+        new_runners: List[_ScriptRunner] = []
+        gd, old_gd = config.global_defs, self.config.global_defs
+        same_user = (gd.script_user, gd.script_group) == (old_gd.script_user, old_gd.script_group)
+        for name, script in config.vrrp_scripts.items():
+            if name not in used["script"]:
+                continue
+            old = self.scripts.pop(name, None)
+            if old is not None and same_user and same(old.script, script):
+                old.script = script
+                scripts[name] = old
+            else:
+                if old is not None:
+                    old.stop()
+                scripts[name] = _ScriptRunner(self, script)
+                new_runners.append(scripts[name])
+        for runner in self.scripts.values():
+            runner.stop()
+        files: Dict[str, _FileWatch] = {}
+        new_files: List[_FileWatch] = []
+        for name, track_file in config.track_files.items():
+            if name not in used["file"]:
+                continue
+            old_watch = self.files.get(name)
+            if old_watch is not None and same(old_watch.track_file, track_file):
+                old_watch.track_file = track_file
+                files[name] = old_watch
+            else:
+                files[name] = _FileWatch(track_file)
+                new_files.append(files[name])
+        processes: Dict[str, ProcessQuorum] = {}
+        for name, tp in config.track_processes.items():
+            if name not in used["process"]:
+                continue
+            old_tp = self.config.track_processes.get(name)
+            if name in self.processes and old_tp is not None and same(old_tp, tp):
+                processes[name] = self.processes[name]
+            else:
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+        self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
+        return new_runners, new_files
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
         """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
         self._started = True
-        for watch in self.files.values():
+        self._watch(list(self.files.values()))
+        for runner in self.scripts.values():
+            runner.timer = self.loop.call_later(0, runner.run)
+
+    def _watch(self, new_files: List[_FileWatch]) -> None:
+        for watch in new_files:
             watch.init_file()
             watch.read()
         if self.processes:
             self._scan(initial=True)
         if self.files:
             self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
-        for runner in self.scripts.values():
-            runner.timer = self.loop.call_later(0, runner.run)
+            self._inotify = Inotify.open()
+            if self._inotify is not None:
+                for watch in self.files.values():
+                    self._inotify.watch(os.path.dirname(os.path.abspath(watch.track_file.path)))
+                self.loop.add_reader(self._inotify.fd, self._on_inotify)
+
+    def _unwatch(self) -> None:
+        for timer in (self._file_timer, self._process_timer):
+            if timer is not None:
+                timer.cancel()
+        self._file_timer = self._process_timer = None
+        if self._inotify is not None:
+            self.loop.remove_reader(self._inotify.fd)
+            self._inotify.close()
+            self._inotify = None
 
     def stop(self) -> None:
         self._started = False
         for runner in self.scripts.values():
             runner.stop()
-        for timer in (self._file_timer, self._process_timer):
-            if timer is not None:
-                timer.cancel()
-        self._file_timer = self._process_timer = None
+        self._unwatch()
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP). Trackers whose definition did not change keep their
+        state and schedule, so a reload neither resets weights nor makes instances flap (keepalived
+        issues #349, #1009); new ones start, removed ones stop. on_change() follows."""
+        if not self._started:
+            self._take(config)
+            return
+        self._unwatch()
+        new_runners, new_files = self._take(config)
+        self._watch(new_files)
+        for runner in new_runners:
+            runner.timer = self.loop.call_later(0, runner.run)
+        self._changed()
 
     def _changed(self) -> None:
         if self._started:
             self.on_change()
 
+    def _on_inotify(self) -> None:
+        if self._inotify is not None:
+            self._inotify.drain()
+            self._read_files()
+
     def _poll_files(self) -> None:
         self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        self._read_files()
+
+    def _read_files(self) -> None:
         changed = False
         for name, watch in self.files.items():
             if watch.read():
@@ -5814,9 +6128,9 @@ def smtp_message(global_defs: GlobalDefs, subject: str, body: str, date: Optiona
     import email.utils
 
     date = date or email.utils.formatdate(localtime=True)
-    to = ",\r\n".join(" " + addr for addr in global_defs.notification_email)
+    to = ", ".join(global_defs.notification_email)  # keepalived 2.2.7's form (later ones fold the line)
     return (f"Date: {date}\r\nFrom: {global_defs.notification_email_from}\r\nSubject: {subject}\r\n"
-            f"X-Mailer: Keepalived\r\nTo:{to}\r\n\r\n{body}\r\n\r\n")
+            f"X-Mailer: Keepalived\r\nTo: {to}\r\n\r\n{body}\r\n\r\n")
 
 
 class SmtpAlerter:
@@ -5968,7 +6282,7 @@ class Notifier:
       vrrp_instance(inst, state, priority)   an instance entered `state` (MASTER/BACKUP/FAULT/STOP)
       vrrp_group(group, state)               a sync group entered `state`
       vrrp_master_rx_lower_pri(inst, priority)
-      checker(vs, rs, up, reason)            a real server went up/down (LVS)
+      checker(vs, rs, up, reason)            a real server went up/down (LVS): FIFO line and mail
       close(timeout)                         flush what can be flushed within timeout seconds
     Also: vrrp_priority_change(inst, state, priority) for the FIFO's MASTER_PRIORITY/BACKUP_PRIORITY
     lines (vrrp_notify_priority_changes), vrrp_deleted(inst, priority) for an instance a reload
@@ -5983,12 +6297,28 @@ class Notifier:
         self._running: Dict[str, Child] = {}
         self._last_mail: Dict[str, Any] = {}
         self.scripts_run = 0
-        self.vrrp_fifos = [NotifyFifo(p) for p in dict.fromkeys(x for x in (gd.notify_fifo, gd.vrrp_notify_fifo) if x)]
-        self.lvs_fifos = [f for f in self.vrrp_fifos if f.path == gd.notify_fifo]
-        if gd.lvs_notify_fifo and gd.lvs_notify_fifo not in (gd.notify_fifo, gd.vrrp_notify_fifo):
-            self.lvs_fifos.append(NotifyFifo(gd.lvs_notify_fifo))
-        elif gd.lvs_notify_fifo:
-            self.lvs_fifos += [f for f in self.vrrp_fifos if f.path == gd.lvs_notify_fifo and f not in self.lvs_fifos]
+        self.vrrp_fifos: List[NotifyFifo] = []
+        self.lvs_fifos: List[NotifyFifo] = []
+        self._open_fifos(gd)
+
+    def _open_fifos(self, gd: GlobalDefs) -> None:
+        """notify_fifo gets every line, vrrp_notify_fifo the VRRP ones, lvs_notify_fifo the LVS ones."""
+        fifos = {p: NotifyFifo(p) for p in (gd.notify_fifo, gd.vrrp_notify_fifo, gd.lvs_notify_fifo) if p}
+        self.vrrp_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.vrrp_notify_fifo)) if p]
+        self.lvs_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.lvs_notify_fifo)) if p]
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP): queued scripts still run, mail settings apply to the
+        next mail, the last mailed states are kept (no repeated mails), and the FIFOs are reopened
+        only if their paths changed."""
+        old, gd = self.config.global_defs, config.global_defs
+        self.config = config
+        self.mailer.global_defs = gd
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        if any(getattr(old, p) != getattr(gd, p) for p in paths):
+            for fifo in set(self.vrrp_fifos + self.lvs_fifos):
+                fifo.close()
+            self._open_fifos(gd)
 
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
@@ -6050,18 +6380,19 @@ class Notifier:
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        """Real server `rs` of `vs` went up or down: notify_up/notify_down, FIFO `RS ...`, mail."""
+        """Real server `rs` of `vs` went up or down: the FIFO `RS ...` line and the mail.
+
+        The LVS manager runs the real server's notify_up/notify_down scripts itself."""
         rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
         key = f"RS {rs_name} {vs_name}"
-        cmd = rs.notify_up if up else rs.notify_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
             if reason.startswith("=>"):
                 body = reason
+            elif reason == "shutdown":  # omega: real servers reported down as the daemon stops
+                body = "=> Shutting down <="
             elif up:
                 body = "=> CHECK succeed on service <="
             else:
@@ -6069,12 +6400,10 @@ class Notifier:
             self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
 
     def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
-        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, FIFO `VS ...`, mail."""
+        """A virtual server gained (up) or lost its quorum: the FIFO `VS ...` line and the mail
+        (the LVS manager runs quorum_up/quorum_down itself)."""
         vs_name = format_virtual_server(vs)
         key = f"VS {vs_name}"
-        cmd = vs.quorum_up if up else vs.quorum_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
         gd = self.config.global_defs
@@ -6095,14 +6424,14 @@ class Notifier:
         self._running.clear()
         self._queues.clear()
         self.mailer.close(max(0.0, deadline - self.loop.time()))
-        for fifo in self.vrrp_fifos + self.lvs_fifos:
+        for fifo in set(self.vrrp_fifos + self.lvs_fifos):
             fifo.close()
 
     def status(self) -> Dict[str, Any]:
         return {"scripts_run": self.scripts_run, "scripts_queued": sum(len(q) for q in self._queues.values()),
                 "scripts_running": sorted(self._running), "mail_sent": self.mailer.sent,
                 "mail_failed": self.mailer.failed, "mail_queued": self.mailer.pending(),
-                "fifo_dropped": sum(f.dropped for f in self.vrrp_fifos + self.lvs_fifos)}
+                "fifo_dropped": sum(f.dropped for f in set(self.vrrp_fifos + self.lvs_fifos))}
 
     # -- notify scripts -------------------------------------------------------------------
     def _queue(self, key: str, cmd: Command, extra: List[str]) -> None:
@@ -7187,6 +7516,75 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
         root.addHandler(logging.StreamHandler(sys.stderr))
 
 
+BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
+_BYTECODE_LOADER = (
+    "import sys, importlib.machinery as m, importlib.util as u\n"
+    "loader = m.SourcelessFileLoader('vrrpd', sys.argv[1])\n"
+    "module = u.module_from_spec(u.spec_from_loader('vrrpd', loader))\n"
+    "module.__file__ = sys.argv[2]\n"
+    "sys.modules['vrrpd'] = module\n"
+    "loader.exec_module(module)\n"
+    "sys.argv = sys.argv[2:]\n"
+    "sys.exit(module.main())\n"
+)
+
+
+def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS) -> Optional[str]:
+    """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
+
+    A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
+    runs as root. The file name carries the source's hash; older files are removed when a new one is made."""
+    import glob as _glob
+    import hashlib
+    import importlib.util
+    import py_compile
+    import stat
+
+    try:
+        with open(source, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()[:24]
+    except OSError:
+        return None
+    for base in dirs:
+        try:
+            os.makedirs(base, mode=0o700, exist_ok=True)
+            st = os.lstat(base)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                continue
+            pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
+            if not os.path.exists(pyc):
+                partial = f"{pyc}.{os.getpid()}"
+                py_compile.compile(source, cfile=partial, doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                os.replace(partial, pyc)
+                for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
+                    if old != pyc:
+                        os.unlink(old)
+            return pyc
+        except (OSError, py_compile.PyCompileError):
+            continue
+    return None
+
+
+def reexec_from_bytecode_cache() -> None:
+    """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script.
+
+    Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
+    of the daemon's resident memory. Set VRRPD_NO_REEXEC=1 to turn this off."""
+    if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
+        return
+    source = os.path.abspath(__file__)
+    pyc = bytecode_cache(source)
+    if pyc is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
+    except OSError as exc:
+        log.debug("re-exec from %s failed: %s", pyc, exc)
+
+
 def sd_notify(message: str) -> bool:
     """Send a systemd notification (READY=1, RELOADING=1, STOPPING=1, STATUS=...) to $NOTIFY_SOCKET."""
     path = os.environ.get("NOTIFY_SOCKET")
@@ -7350,6 +7748,7 @@ def add_run_arguments(parser: Any) -> None:
 
 def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) -> int:
     """Load the configuration and run the daemon in the foreground until SIGTERM/SIGINT."""
+    reexec_from_bytecode_cache()
     setup_logging(console=log_console, detail=log_detail)
     path = config_file or default_config_path()
     try:
