@@ -7518,12 +7518,18 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
 
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
 _BYTECODE_LOADER = (
-    "import sys, importlib.machinery as m, importlib.util as u\n"
+    "import os, sys, importlib.machinery as m, importlib.util as u\n"
     "loader = m.SourcelessFileLoader('vrrpd', sys.argv[1])\n"
+    "try:\n"
+    "    code = loader.get_code('vrrpd')\n"
+    # another vrrpd version sharing the cache may have removed the file since: run the source instead
+    "except (OSError, ImportError, EOFError, ValueError):\n"
+    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
+    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
     "module = u.module_from_spec(u.spec_from_loader('vrrpd', loader))\n"
     "module.__file__ = sys.argv[2]\n"
     "sys.modules['vrrpd'] = module\n"
-    "loader.exec_module(module)\n"
+    "exec(code, module.__dict__)\n"
     "sys.argv = sys.argv[2:]\n"
     "sys.exit(module.main())\n"
 )
