@@ -2726,6 +2726,8 @@ def nlmsg_parse(data: bytes) -> List[Tuple[int, int, int, int, bytes]]:
 
 def nlmsg_error_code(payload: bytes) -> int:
     """The positive errno of an NLMSG_ERROR payload (0 is an ACK)."""
+    if len(payload) < 4:
+        raise PacketError("bad_netlink", "short error message")
     return -struct.unpack_from("=i", payload)[0]
 
 
@@ -2806,6 +2808,8 @@ def parse_addr(payload: bytes) -> Optional[AddrInfo]:
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
     if raw is None or len(raw) != 4:
         return None
+    if prefixlen > 32:
+        raise PacketError("bad_netlink", f"prefix length {prefixlen}")
     address = ipaddress.IPv4Interface((ipaddress.IPv4Address(raw), prefixlen))
     return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")))
 
@@ -2988,7 +2992,7 @@ def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int
     if len(packet) < 20:
         raise PacketError("ah_short", "no IPv4 header")
     ihl = (packet[0] & 0x0F) * 4
-    if len(packet) < ihl + AH_HEADER_LEN or packet[9] != IPPROTO_AH:
+    if ihl < 20 or len(packet) < ihl + AH_HEADER_LEN or packet[9] != IPPROTO_AH:
         raise PacketError("ah_short", "no AH header")
     ah = packet[ihl:ihl + AH_HEADER_LEN]
     next_header, _plen, _rsvd, spi, seq = struct.unpack("!BBH4sI", ah[:12])
@@ -4719,7 +4723,14 @@ def _ip_from(af: int, raw: bytes) -> IPAddress:
 
 
 def ipvs_parse_service(nested: bytes) -> IpvsService:
-    """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService."""
+    """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService; NetlinkError if malformed."""
+    try:
+        return _ipvs_parse_service(nested)
+    except (KeyError, IndexError, ValueError, struct.error) as exc:
+        raise NetlinkError(errno.EPROTO, f"malformed IPVS service ({exc!r})") from None
+
+
+def _ipvs_parse_service(nested: bytes) -> IpvsService:
     a = _nla_parse(nested)
     af = struct.unpack("=H", a[IPVS_SVC_ATTR_AF])[0]
     fwmark = struct.unpack("=I", a[IPVS_SVC_ATTR_FWMARK])[0] if IPVS_SVC_ATTR_FWMARK in a else 0
@@ -4740,7 +4751,14 @@ def ipvs_parse_service(nested: bytes) -> IpvsService:
 
 
 def ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
-    """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest."""
+    """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest; NetlinkError if malformed."""
+    try:
+        return _ipvs_parse_dest(nested, af)
+    except (KeyError, IndexError, ValueError, struct.error) as exc:
+        raise NetlinkError(errno.EPROTO, f"malformed IPVS destination ({exc!r})") from None
+
+
+def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
     a = _nla_parse(nested)
     if IPVS_DEST_ATTR_ADDR_FAMILY in a:
         af = struct.unpack("=H", a[IPVS_DEST_ATTR_ADDR_FAMILY])[0]
@@ -4773,12 +4791,16 @@ def genl_parse_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, Dict[int,
         if rseq != seq:
             continue
         if kind == NLMSG_ERROR:
+            if len(payload) < 4:
+                raise NetlinkError(errno.EPROTO, "short netlink error message")
             err = -struct.unpack_from("=i", payload)[0]
             if err:
                 raise NetlinkError(err)
             finished = True
         elif kind == NLMSG_DONE:
             finished = True
+        elif len(payload) < 4:
+            raise NetlinkError(errno.EPROTO, "short generic netlink message")
         else:
             replies.append((payload[0], _nla_parse(payload[4:])))
     return replies, finished
@@ -7938,12 +7960,18 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
 
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
 _BYTECODE_LOADER = (
-    "import sys, importlib.machinery as m, importlib.util as u\n"
+    "import os, sys, importlib.machinery as m, importlib.util as u\n"
     "loader = m.SourcelessFileLoader('vrrpd', sys.argv[1])\n"
+    "try:\n"
+    "    code = loader.get_code('vrrpd')\n"
+    # another vrrpd version sharing the cache may have removed the file since: run the source instead
+    "except (OSError, ImportError, EOFError, ValueError):\n"
+    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
+    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
     "module = u.module_from_spec(u.spec_from_loader('vrrpd', loader))\n"
     "module.__file__ = sys.argv[2]\n"
     "sys.modules['vrrpd'] = module\n"
-    "loader.exec_module(module)\n"
+    "exec(code, module.__dict__)\n"
     "sys.argv = sys.argv[2:]\n"
     "sys.exit(module.main())\n"
 )
