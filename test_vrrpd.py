@@ -267,7 +267,7 @@ def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
     assert any(m.startswith("test.conf:7: warning: preempt_delay '60s'") for m in messages(diags)), messages(diags)
 
 
-def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
+def test_seed003_unclosed_notification_email_is_an_error_at_its_line(tmp_path):
     text = seed_lines("003", 24, 55)  # from "! Configuration File for keepalived" to the instance's "}"
     assert text.splitlines()[2].strip() == "notification_email {"
     config, diags = vrrpd.parse_config_text(text, "seed003.conf")
@@ -280,13 +280,10 @@ def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
     assert str(inst.unicast_peer[0].address) == "172.20.27.11"
     assert config.global_defs.notification_email == []
     assert config.global_defs.router_id == "s1.mylinuxops.com"
+    path = tmp_path / "seed003.conf"
+    path.write_text(text)
     with pytest.raises(vrrpd.ConfigError) as exc:
-        path = HERE / ".pytest-seed003.conf"
-        try:
-            path.write_text(text)
-            vrrpd.load_config(str(path), check_interfaces=False)
-        finally:
-            path.unlink()
+        vrrpd.load_config(str(path), check_interfaces=False)
     assert "not closed" in str(exc.value)
 
 
@@ -309,6 +306,35 @@ def test_seed001_one_line_config_equals_the_multi_line_form():
         errors = messages(diags, vrrpd.Severity.ERROR)
         assert any("vrrp_instance has no name" in e for e in errors), errors
         assert any("missing '{' after 'vrrp_instance'" in e for e in errors), errors
+
+
+def one_line(text: str) -> str:
+    """The same configuration with comments removed and every line joined into one."""
+    return " ".join(vrrpd._strip_comment(line).strip() for line in text.splitlines()) + "\n"
+
+
+@pytest.mark.parametrize("name", ["seed000", "seed002-master", "seed002-unicast", "seed003-fixed", "example", "lvs"])
+def test_every_multi_line_config_equals_its_one_line_form(name):
+    texts = {
+        "seed000": lambda: seed_lines("000", 144, 198),
+        "seed002-master": lambda: seed_lines("002", 131, 167),
+        "seed002-unicast": lambda: seed_lines("002", 240, 256) + seed_lines("002", 463, 485),
+        "seed003-fixed": lambda: seed_lines("003", 24, 55).replace("notification_email {", "notification_email {}"),
+        "example": lambda: (HERE / "vrrpd.conf.example").read_text(),
+        "lvs": lambda: seed_lines("002", 240, 256) + (
+            "virtual_server 10.0.0.1 80 {\n delay_loop 3\n lb_algo rr\n lb_kind DR\n persistence_timeout\n"
+            " protocol TCP\n sorry_server 127.0.0.1 80\n real_server 10.0.0.2 80 {\n  weight 2\n"
+            "  HTTP_GET {\n   url {\n    path /index.html\n    status_code 200\n   }\n   connect_timeout 3\n"
+            "   retry 3\n  }\n }\n real_server 10.0.0.3 80 {\n  MISC_CHECK {\n   misc_path \"/bin/true x\"\n"
+            "   misc_dynamic\n  }\n }\n}\n"),
+    }
+    text = texts[name]()
+    a, da = vrrpd.parse_config_text(text, "multi.conf")
+    b, db = vrrpd.parse_config_text(one_line(text), "one.conf")
+    assert one_line(text).count("\n") == 1
+    assert model_without_positions(a) == model_without_positions(b)
+    assert sorted(d.severity.value for d in da) == sorted(d.severity.value for d in db), (messages(da), messages(db))
+    assert a.vrrp_instances or a.virtual_servers
 
 
 def test_one_line_config_with_names_parses_cleanly():
@@ -614,6 +640,21 @@ def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
     assert not diags, messages(diags)
 
 
+def test_global_flags_with_optional_words():
+    text = ("global_defs {\n lvs_flush_on_stop VS\n vrrp_iptables IN OUT\n smtp_server mail.example.com 2525\n"
+            " lvs_timeouts tcp 7200 udp 300\n script_user nobody nogroup\n}\n"
+            "track_file f {\n file /run/f\n init_file -3 overwrite\n}\n")
+    config, diags = parse_ok(text)
+    g = config.global_defs
+    assert g.lvs_flush_on_stop and g.other["lvs_flush_on_stop"] == ["VS"]
+    assert g.vrrp_iptables and g.other["vrrp_iptables"] == ["IN", "OUT"]
+    assert (g.smtp_server, g.smtp_port) == ("mail.example.com", 2525)
+    assert g.lvs_timeouts == {"tcp": 7200, "udp": 300}
+    assert (g.script_user, g.script_group) == ("nobody", "nogroup")
+    tf = config.track_files["f"]
+    assert (tf.init_file, tf.init_file_overwrite) == (-3, True)
+
+
 def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
     table = vrrpd.keyword_table_markdown()
     rows = [r for r in table.splitlines() if r.startswith("| ") and "`" in r]
@@ -694,6 +735,8 @@ VALIDATION_CASES = [
     ("missing-value", inst(BASE + "\npriority"), 7, "error", "'priority' needs a value"),
     ("keyword-as-value", inst(BASE + "\nnotify_master notify_backup /bin/true"), 7, "error",
      "'notify_master' needs a value"),
+    ("too-many-values", inst(BASE + "\npriority 100 200"), 7, "warning",
+     "unexpected '200' after 'priority' (ignored) (too many values, or a comment without '#')"),
     ("bad-mcast", "global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n", 2, "error", "not an IPv4 multicast address"),
     ("nat-mask", "virtual_server 10.0.0.1 80 {\n nat_mask 255.255.255.0\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
      "warning", "unknown keyword 'nat_mask' in virtual_server"),
@@ -849,6 +892,14 @@ def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     assert "accepted but not acted upon by vrrpd:" in text
     for where in (f"{path}:2: lvs_sync_daemon", f"{path}:10: use_ipvlan", f"{path}:11: virtual_routes"):
         assert where in text, text
+
+
+def test_check_of_an_empty_file_says_nothing_would_run(tmp_path):
+    path = tmp_path / "empty.conf"
+    path.write_text("! nothing here\n")
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    assert "nothing would run: no vrrp_instance and no virtual_server" in out.getvalue()
 
 
 def test_check_command_exit_status_and_cli_spellings(tmp_path):
@@ -1768,6 +1819,21 @@ def test_reload_keeps_master_and_vips_and_applies_the_difference(lab, tmp_path):
     assert _holders(lab, [a, b]) == ["A"]
 
 
+def test_demo_moves_the_vip_without_losing_pings_and_cleans_up():
+    require_root_netns()
+    before = set(sh(["ip", "netns", "list"]).stdout.split())
+    out = sh([PYTHON, VRRPD, "--demo"], timeout=60).stdout
+    assert "the VIP is on: A" in out and "the VIP is now on: B" in out, out
+    line = next(x for x in out.splitlines() if "client ping:" in x)
+    sent, received = _ping_stats(line)
+    assert sent > 100 and sent - received <= 1, line
+    assert "node A exited with status 0" in out
+    logs = out.split("logs are in ", 1)[1].split()[0]
+    shutil.rmtree(logs, ignore_errors=True)
+    after = set(sh(["ip", "netns", "list"]).stdout.split())
+    assert not {n for n in after - before if n.startswith("vd")}
+
+
 @pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
 @pytest.mark.parametrize("keepalived_master", [True, False], ids=["keepalived-master", "vrrpd-master"])
@@ -2112,6 +2178,20 @@ def test_nftables_keyword_names_the_table():
     d = vrrpd.Daemon(vrrpd.Config())
     try:
         assert d.beyond.firewall.table == "vrrpd"
+    finally:
+        d.loop.close()
+
+
+def test_ah_clears_an_initial_master_state_as_keepalived(caplog):
+    inst = vrrpd.VrrpInstance("VI_AH", interface="eth0", virtual_router_id=9, state=vrrpd.State.MASTER,
+                              auth_type=vrrpd.AuthType.AH, auth_pass=b"pw")
+    d = vrrpd.Daemon(vrrpd.Config(vrrp_instances=[inst]))
+    try:
+        machine = vrrpd.VrrpMachine("VI_AH", 9, 100, 1.0, 2, auth_type=vrrpd.AuthType.AH, start_master=True)
+        with caplog.at_level("WARNING", logger="vrrpd"):
+            d.beyond.attach4(vrrpd.InstanceRuntime(inst, machine, 2))
+        assert not machine.start_master
+        assert "Initial state master is incompatible with AH authentication" in caplog.text
     finally:
         d.loop.close()
 
@@ -2619,6 +2699,36 @@ def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     assert lab.ip("link", "show", "vrrp.51", ns=ns_a, check=False).returncode != 0, "VMAC left behind on stop"
     assert lab.run(client, ["ping", "-c3", "-i0.2", "-W1", vip], check=False).returncode == 0, "VIP unreachable"
     assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
+    b.stop()
+
+
+def test_reload_swaps_the_firewall_set_and_keeps_an_ipv6_master(lab, tmp_path):
+    require(shutil.which("nft") is not None, "needs nft")
+    vip6 = "2001:db8:5b::100"
+    ns_a = lab.host("a", f"{V6_NET}.1/24")
+    ns_b = lab.host("b", f"{V6_NET}.2/24")
+    wait_link_local(lab, ns_a)
+    wait_link_local(lab, ns_b)
+
+    def conf(router, prio, vip4):
+        return (_global(router, "    vrrp_strict\n") + _v6_conf("VI_4", 81, prio, [f"{vip4}/24"])
+                + _v6_conf("VI_6", 82, prio, [f"{vip6}/64"]))
+
+    a = _Node(lab, ns_a, tmp_path, "A", conf("a", 150, f"{V6_NET}.100"))
+    b = _Node(lab, ns_b, tmp_path, "B", conf("b", 100, f"{V6_NET}.100"))
+    wait_for(lambda: _has_addr6(lab, ns_a, vip6) and lab.has_address(ns_a, f"{V6_NET}.100"), 10, 0.05, "A MASTER")
+    assert f"{V6_NET}.100" in lab.run(ns_a, ["nft", "list", "table", "inet", "vrrpd"]).stdout
+    a.conf.write_text(conf("a", 150, f"{V6_NET}.101"))
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: lab.has_address(ns_a, f"{V6_NET}.101"), 5, 0.05, "the new VIP after the reload")
+    table = wait_for(lambda: (lambda t: t if f"{V6_NET}.101" in t else "")(
+        lab.run(ns_a, ["nft", "list", "table", "inet", "vrrpd"]).stdout), 5, 0.05, "the new set")
+    assert f"{V6_NET}.100" not in table and vip6 in table
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:  # the IPv6 instance kept advertising through the reload
+        assert _has_addr6(lab, ns_a, vip6) and not _has_addr6(lab, ns_b, vip6)
+        time.sleep(0.05)
+    a.stop()
     b.stop()
 
 
@@ -3886,6 +3996,12 @@ def test_ipvs_netlink_fwmark_ipv6_persistence_and_tunnel_encode():
     assert tun.endswith(_nl_hex("05 00 0d 00 01 00 00 00  06 00 0e 00 17 c0 00 00  06 00 0f 00 01 00 00 00"))
 
 
+def test_ipvs_set_config_timeouts_encode():
+    msg = vrrpd.genl_message(0x22, 12, vrrpd.ipvs_timeouts_attrs({"udp": 60, "tcp": 7200}), 3)
+    assert msg == _nl_hex("24 00 00 00 22 00 05 00 03 00 00 00 00 00 00 00 0c 01 00 00"
+                          "08 00 04 00 20 1c 00 00  08 00 06 00 3c 00 00 00")
+
+
 def test_genl_getfamily_request_and_replies_decode():
     req = vrrpd.genl_message(16, 3, vrrpd._nla(2, b"IPVS\0"), 9, 5, version=1)
     assert req == _nl_hex("20 00 00 00 10 00 05 00 09 00 00 00 00 00 00 00 03 01 00 00"
@@ -4323,6 +4439,24 @@ def test_reload_changes_only_the_difference_and_leaves_unknown_services():
     loop.close()
 
 
+def test_ha_suspend_checks_only_while_the_virtual_address_is_here(caplog):
+    caplog.set_level("INFO", logger="vrrpd")
+    chk = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    here = _vs("127.0.0.1", 80, rss=[_rs(port=_free_port(), checkers=[chk])], delay_loop=0.1, ha_suspend=True)
+    chk2 = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    away = _vs("192.0.2.55", 80, rss=[_rs(port=_free_port(), checkers=[chk2])], delay_loop=0.1, ha_suspend=True)
+    loop, m = _manager(here, away)
+    m.start()
+    loop.run(until=time.monotonic() + 0.6)
+    (r_here,) = m.vs["[127.0.0.1]:tcp:80"].rs.values()
+    (r_away,) = m.vs["[192.0.2.55]:tcp:80"].rs.values()
+    assert r_here.checkers[0].attempt >= 3 and not r_here.alive  # checked, and the closed port failed
+    assert r_away.checkers[0].attempt == 0 and r_away.alive  # never checked: still as configured
+    assert "Suspending healthchecker for service" in caplog.text
+    m.stop()
+    loop.close()
+
+
 def test_late_timers_and_stale_events_never_start_a_second_check_chain():
     import socket
 
@@ -4504,6 +4638,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         _vs("10.9.0.5", 53, protocol="UDP", lb_algo="rr", ops=True, rss=[_rs("10.9.1.7", 53)]),
     ]
     loop, m = _manager(seed, inhibit, ssl_vs, *kinds)
+    m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
     m.nl = None  # the real kernel this time
     seed_svc = "TCP 172.16.1.44:80"
     try:
@@ -4522,6 +4657,8 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert _ipvs_lines("FWM 7") == ["10.9.1.6:0 Route 1"]
         assert _ipvs_lines("TCP [fd00::100]:80") == ["[fd00::1]:80 Masq 2"]
         assert "UDP  10.9.0.5:53 rr ops" in out
+        timeouts = sh(["ipvsadm", "-L", "--timeout"]).stdout.split(":")[-1].split()
+        assert timeouts[0] == "7200" and timeouts[2] == "60"  # lvs_timeouts tcp and udp; tcpfin kept
         stage("1 and 4 checked")
         # SSL_GET with alpha comes up once the HTTPS server answers
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.46:443") == ["172.16.1.1:443 Route 1"], 30, "SSL_GET up")
@@ -4570,8 +4707,10 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         conf.write_text(SEED_001_LVS)
         log_path = tmp_path / "vrrpd.log"
         with open(log_path, "w") as log_file:
-            daemon = subprocess.Popen([PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=log_file,
-                                      stderr=subprocess.STDOUT)
+            # main() of the module the host already compiled: under TCG compiling vrrpd.py costs ~20 s
+            daemon = subprocess.Popen([PYTHON, "-c", "import sys, vrrpd; sys.exit(vrrpd.main(sys.argv[1:]))",
+                                       "-n", "-l", "-f", str(conf)], stdout=log_file, stderr=subprocess.STDOUT,
+                                      cwd=str(HERE))
         servers["daemon"] = daemon
         wait_for(lambda: sorted(_ipvs_lines(seed_svc)) == ["172.16.1.1:80 Route 1", "172.16.1.2:80 Route 1"],
                  60, 0.2, "the daemon programs seed 001")
@@ -5710,3 +5849,754 @@ def bench_main(argv: List[str]) -> int:
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "bench":
     sys.exit(bench_main(sys.argv[2:]))
+
+
+# --------------------------------------------------------------------------------------------
+# H2. Fuzzing: decoders and the config parser raise only their own errors and never hang
+# --------------------------------------------------------------------------------------------
+# Deterministic seeds; about 4 s in the suite, longer with VRRPD_FUZZ_SECONDS (make fuzz).
+
+FUZZ_SECONDS = float(os.environ.get("VRRPD_FUZZ_SECONDS", "0"))
+OWN_ERRORS = (vrrpd.PacketError, vrrpd.NetlinkError, vrrpd.ConfigError)
+
+
+def _fuzz_budget(default: float) -> float:
+    return FUZZ_SECONDS if FUZZ_SECONDS > 0 else default
+
+
+def _mutate_bytes(rng: random.Random, data: bytes) -> bytes:
+    """Flip, cut, grow or splice a valid input a few times."""
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randint(0, 4)
+        if op == 0 and buf:
+            buf[rng.randrange(len(buf))] = rng.getrandbits(8)
+        elif op == 1 and buf:
+            del buf[rng.randrange(len(buf)):]
+        elif op == 2:
+            buf += bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 8)))
+        elif op == 3 and buf:
+            i = rng.randrange(len(buf))
+            del buf[i:i + rng.randint(1, 4)]
+        elif buf:
+            i = rng.randrange(len(buf))
+            buf[i:i + 2] = rng.choice((b"\x00\x00", b"\xff\xff", b"\x04\x00", b"\x00\x01"))
+    return bytes(buf)
+
+
+def _fuzz_targets():
+    """(name, decoder, valid inputs) for every decoder of bytes that come from the network or the kernel."""
+    IP6 = ipaddress.IPv6Address
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    adv2 = vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 51, 100, [IP4("10.0.0.100")], 1.0, 1, b"secret12"))
+    adv3 = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 51, 100, [IP4("10.0.0.100"), IP4("10.0.0.101")], 0.1, 0, b""),
+                               src, group)
+    src6, group6 = IP6("fe80::2"), IP6("ff02::12")
+    adv6 = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 51, 100, [IP6("fe80::1"), IP6("2001:db8::1")], 1.0, 0, b""),
+                                src6, group6)
+    key = vrrpd.ah_key(b"secret12")
+    ah = vrrpd.build_ipv4_ah(src, group, adv2, key, 7, 1)
+    link = vrrpd.nlmsg_pack(vrrpd.RTM_NEWLINK, 0, 1, vrrpd._ifinfomsg(3, vrrpd.IFF_UP)
+                            + vrrpd.nla_pack_str(vrrpd.IFLA_IFNAME, "eth0")
+                            + vrrpd.nla_pack(vrrpd.IFLA_ADDRESS, b"\x02\x00\x00\x00\x00\x01"))
+    addr = vrrpd.nlmsg_pack(vrrpd.RTM_NEWADDR, 0, 2, vrrpd.addr_request_payload(
+        3, ipaddress.IPv4Interface("10.0.0.100/24"), label="eth0"))
+    err = vrrpd.nlmsg_pack(vrrpd.NLMSG_ERROR, 0, 3, b"\xfe\xff\xff\xff" + b"\0" * 16)
+    svc = vrrpd.ipvs_service_attr(vrrpd.IpvsService(vrrpd.IpvsServiceKey(2, 6, IP4("10.0.0.100"), 80),
+                                                    sched_name="wrr", timeout=300))[4:]
+    svc6 = vrrpd.ipvs_service_attr(vrrpd.IpvsService(vrrpd.IpvsServiceKey(10, fwmark=5), sched_name="rr"))[4:]
+    dest = vrrpd.ipvs_dest_attr(vrrpd.IpvsDest(IP4("10.0.0.2"), 80, weight=3))[4:]
+    genl = vrrpd.genl_message(30, vrrpd.IPVS_CMD_NEW_SERVICE, vrrpd._nla(vrrpd.IPVS_CMD_ATTR_SERVICE, svc), 9)
+
+    def rtnl(data):
+        for rtype, _flags, _seq, _pid, body in vrrpd.nlmsg_parse(data):
+            if rtype == vrrpd.RTM_NEWLINK:
+                vrrpd.parse_link(body)
+            elif rtype == vrrpd.RTM_NEWADDR:
+                vrrpd.parse_addr(body)
+            elif rtype == vrrpd.NLMSG_ERROR:
+                vrrpd.nlmsg_error_code(body)
+
+    return [
+        ("VRRP advert v2/v3", lambda d: vrrpd.decode_advert(d, src, group), [adv2, adv3]),
+        ("VRRP advert v3 as v2 checksum", lambda d: vrrpd.decode_advert(d, src, group, True),
+         [vrrpd.encode_advert(vrrpd.decode_advert(adv3, src, group), src, group, True)]),
+        ("VRRP advert IPv6", lambda d: vrrpd.decode_advert6(d, src6, group6), [adv6]),
+        ("IPv4 header", vrrpd.decode_ipv4, [vrrpd.encode_ipv4(src, group, adv2)]),
+        ("IPv4 AH", lambda d: vrrpd.parse_ipv4_ah(d, key), [ah]),
+        ("rtnetlink link/address/error", rtnl, [link, addr, err, link + addr]),
+        ("netlink attributes", vrrpd.nla_parse, [svc, dest]),
+        ("IPVS service", vrrpd.ipvs_parse_service, [svc, svc6]),
+        ("IPVS destination", lambda d: vrrpd.ipvs_parse_dest(d, 2), [dest]),
+        ("generic netlink replies", lambda d: vrrpd.genl_parse_replies(d, 9), [genl]),
+    ]
+
+
+def _fuzz_once(rng: random.Random, decoder, seeds, stats: dict, name: str) -> None:
+    data = (bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 80))) if rng.random() < 0.25
+            else _mutate_bytes(rng, rng.choice(seeds)))
+    try:
+        decoder(data)
+        stats[name][0] += 1
+    except OWN_ERRORS:
+        stats[name][1] += 1
+    except Exception as exc:  # the finding: show the input that did it
+        raise AssertionError(f"{name}: {exc!r} on input {data.hex()}") from exc
+
+
+def test_fuzz_wire_and_netlink_decoders_raise_only_their_own_errors():
+    rng = random.Random(8)
+    targets = _fuzz_targets()
+    stats = {name: [0, 0] for name, _d, _s in targets}
+    for _name, decoder, seeds in targets:
+        for seed in seeds:  # the valid inputs decode
+            decoder(seed)
+    deadline = time.monotonic() + _fuzz_budget(1.5)
+    while time.monotonic() < deadline:
+        for name, decoder, seeds in targets:
+            _fuzz_once(rng, decoder, seeds, stats, name)
+    for name, (accepted, rejected) in stats.items():
+        assert rejected > 50, (name, accepted, rejected)  # every decoder was really exercised
+
+
+FUZZ_FINDINGS = [
+    ("short NLMSG_ERROR", vrrpd.nlmsg_error_code, b"\0\0\0"),
+    ("IPv4 prefix length 224", vrrpd.parse_addr,
+     bytes.fromhex("02e0000003000000080002000a000001080001000a000001")),
+    ("IPVS service without address", vrrpd.ipvs_parse_service, bytes.fromhex("0600010002000000")),
+    ("IPVS service with a bad scheduler name", vrrpd.ipvs_parse_service, bytes.fromhex(
+        "06000100020000000600020006000000140003000a000001000000000000000000000000060004000050000008000600f4727200")),
+    ("IPVS destination with a short port", lambda d: vrrpd.ipvs_parse_dest(d, 2),
+     bytes.fromhex("140001000a0000020000000000000000000000000600020000")),
+    ("generic netlink reply without a header", lambda d: vrrpd.genl_parse_replies(d, 7),
+     bytes.fromhex("100000001e00050007000000000000000000")),
+    ("AH packet with IHL 0", lambda d: vrrpd.parse_ipv4_ah(d, b"secret12"),
+     bytes.fromhex("70c0004000050000ff33d6ad01020304e0000012700400000102030400000001") + b"\0" * 40),
+]
+
+
+@pytest.mark.parametrize("name, decoder, data", FUZZ_FINDINGS, ids=[f[0] for f in FUZZ_FINDINGS])
+def test_fuzz_findings_are_rejected_with_own_errors(name, decoder, data):
+    """Inputs the fuzzer found that used to raise KeyError/struct.error/IndexError/NetmaskValueError."""
+    with pytest.raises(OWN_ERRORS):
+        decoder(data)
+
+
+def _fuzz_daemon(version: int):
+    """A Daemon with one started instance on a fake socket, as the receive path sees it."""
+    inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=100, advert_int=1.0,
+                              version=version, auth_type=vrrpd.AuthType.PASS if version == 2 else None,
+                              auth_pass=b"secret12" if version == 2 else b"",
+                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv4Interface("10.0.0.100/24"))])
+    config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz"), vrrp_instances=[inst])
+    d = vrrpd.Daemon(config)
+
+    class Rtnl:
+        def add_address(self, index, vip):
+            pass
+
+        def del_address(self, index, vip):
+            pass
+
+    class Sock:
+        ifname = "eth0"
+
+    d.rtnl = Rtnl()
+    machine = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, version, addresses=[IP4("10.0.0.100")],
+                                primary_ip=IP4("10.0.0.1"), auth_type=inst.auth_type or vrrpd.AuthType.NONE,
+                                auth_pass=inst.auth_pass)
+    rt = vrrpd.InstanceRuntime(inst, machine, version)
+    rt.src = IP4("10.0.0.1")
+    d.runtimes.append(rt)
+    d.by_socket["eth0"] = [rt]
+    d._apply(rt, machine.start(d.loop.time()))
+    return d, rt, Sock()
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
+    """Whole packets through Daemon._handle_packet: receive checks, demultiplexing and the state machine."""
+    d, rt, sock = _fuzz_daemon(version)
+    rng = random.Random(version)
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    seeds = [vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
+        vrrpd.VrrpAdvert(version, 51, prio, [IP4("10.0.0.100")], 1.0, 1 if version == 2 else 0,
+                         b"secret12" if version == 2 else b""), src, group)) for prio in (0, 50, 100, 200, 255)]
+    deadline = time.monotonic() + _fuzz_budget(0.5)
+    count = 0
+    while time.monotonic() < deadline:
+        data = rng.choice(seeds) if rng.random() < 0.2 else _mutate_bytes(rng, rng.choice(seeds))
+        try:
+            d._handle_packet(sock, data)
+        except Exception as exc:
+            raise AssertionError(f"{exc!r} on packet {data.hex()}") from exc
+        count += 1
+    assert count > 500
+    assert rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, (rt.adverts_received, rt.bad_packets)
+
+
+CONFIG_TOKENS = ["{", "}", "{", "}", '"', "!", "#", "\\", "\n", "\t", "include /nonexistent/*.conf", "$X", "$X=1",
+                 "@a", "@^b", "vrrp_instance", "virtual_server", "real_server", "vrrp_script", "track_script",
+                 "10.0.0.1", "::1", "10.0.0.1/40", "255", "-1", "99999999999", "0.0001", "nan", "inf", "1e400",
+                 "on", "off", "~SEQ(x,1,3)", "x{a,b}", "virtual_ipaddress", "unicast_peer", "authentication"]
+
+
+def _mutate_config(rng: random.Random, text: str) -> str:
+    import re
+
+    words = re.split(r"(\s+)", text)
+    for _ in range(rng.randint(1, 6)):
+        op, i = rng.randint(0, 5), rng.randrange(len(words) + 1)
+        if op == 0 and i < len(words):
+            del words[i]
+        elif op == 1:
+            words.insert(i, rng.choice(CONFIG_TOKENS))
+        elif op == 2 and words:
+            words.insert(i, words[rng.randrange(len(words))])
+        elif op == 3 and i < len(words):
+            words[i] = rng.choice(CONFIG_TOKENS)
+        elif op == 4:
+            words.insert(i, "".join(chr(rng.randint(0, 0x2FF)) for _ in range(rng.randint(1, 5))))
+        elif words:
+            j = rng.randrange(len(words))
+            del words[min(i, j):max(i, j)]
+    return "".join(words)
+
+
+def test_fuzz_config_parser_reports_diagnostics_and_never_hangs(tmp_path):
+    texts = [p.read_text(errors="replace") for p in sorted(SEEDS.glob("*.txt"))]
+    texts.append((HERE / "vrrpd.conf.example").read_text())
+    rng = random.Random(3)
+    deadline = time.monotonic() + _fuzz_budget(1.5)
+    count = with_errors = 0
+    slowest = 0.0
+    while time.monotonic() < deadline:
+        text = (_mutate_config(rng, rng.choice(texts)) if rng.random() < 0.9
+                else "".join(chr(rng.randint(0, 127)) for _ in range(rng.randint(0, 300))))
+        started = time.monotonic()
+        try:
+            _config, diags = vrrpd.parse_config_text(text, str(tmp_path / "fuzz.conf"))
+        except vrrpd.ConfigError:
+            diags = [None]
+        except Exception as exc:
+            (tmp_path / "finding.conf").write_text(text)
+            raise AssertionError(f"{exc!r}; input saved in {tmp_path / 'finding.conf'}") from exc
+        slowest = max(slowest, time.monotonic() - started)
+        with_errors += bool(diags)
+        count += 1
+    assert count > 20 and with_errors > count // 4, (count, with_errors)
+    assert slowest < 2.0, slowest
+
+
+# --------------------------------------------------------------------------------------------
+# H3. Fault soak: two vrrpd nodes and one keepalived node on one VRID while faults rain down
+# --------------------------------------------------------------------------------------------
+# `make soak` runs VRRPD_SOAK_SECONDS (600 by default there) with a 10,000 packets/s garbage flood;
+# the suite runs a short version. Invariants are sampled every 100 ms through rtnetlink sockets
+# opened inside each namespace.
+
+SOAK_SECONDS = float(os.environ.get("VRRPD_SOAK_SECONDS", "0"))
+SOAK_ADVERT = 0.5
+SOAK_PRIORITY = {"A": 100, "B": 150, "K": 120}
+SOAK_WEIGHT = -60
+SOAK_SCRIPT_INTERVAL, SOAK_SCRIPT_TIMEOUT = 1, 1
+SOAK_X = f"{LAB_NET}.66"  # garbage sender and the SMTP server that never answers
+
+
+def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
+    """Master_Down_Interval of RFC 5798 (VRRPv3): 3 * advert + skew."""
+    return 3 * advert + (256 - priority) * advert / 256
+
+
+# a tick of observation lag and the daemons' own reaction time on a loaded 2-core machine
+SOAK_SETTLE = _master_down(min(SOAK_PRIORITY.values()) + SOAK_WEIGHT) + 0.6
+SOAK_STARTUP = 3.0  # a restarted daemon is up and listening within this
+
+
+def _socket_in_netns(ns: str, family: int, kind: int, proto: int):
+    """A socket created inside namespace `ns` (it stays there); the calling thread comes back home."""
+    import ctypes
+    import socket
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newnet = 0x40000000
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, clone_newnet) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {ns}")
+        try:
+            return socket.socket(family, kind, proto)
+        finally:
+            if libc.setns(home, clone_newnet) != 0:
+                raise OSError(ctypes.get_errno(), "setns back home")
+    finally:
+        os.close(home)
+        os.close(target)
+
+
+class _AddrWatch:
+    """Dumps the IPv4 addresses of one namespace over rtnetlink: cheap enough for every 100 ms."""
+
+    def __init__(self, ns: str):
+        import socket
+
+        self.sock = _socket_in_netns(ns, socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        self.sock.bind((0, 0))
+        self.sock.settimeout(1.0)
+        self.seq = 0
+
+    def addresses(self) -> List[str]:
+        import socket
+
+        self.seq += 1
+        self.sock.send(vrrpd.nlmsg_pack(vrrpd.RTM_GETADDR, vrrpd.NLM_F_REQUEST | vrrpd.NLM_F_DUMP, self.seq,
+                                        vrrpd.IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)))
+        out = []
+        while True:
+            for rtype, _f, seq, _p, body in vrrpd.nlmsg_parse(self.sock.recv(1 << 16)):
+                if seq != self.seq:
+                    continue
+                if rtype in (vrrpd.NLMSG_DONE, vrrpd.NLMSG_ERROR):
+                    return out
+                info = vrrpd.parse_addr(body)
+                if info is not None:
+                    out.append(str(info.address.ip))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+SOAK_FLOOD = r"""
+import ipaddress, random, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+import vrrpd
+IP4 = ipaddress.IPv4Address
+src, group = IP4(sys.argv[2]), IP4("224.0.0.18")
+rate, seconds = float(sys.argv[3]), float(sys.argv[4])
+rng = random.Random(int(sys.argv[5]))
+tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+def adv(prio=255, vrid=51, version=3, interval=0.5):
+    a = vrrpd.VrrpAdvert(version, vrid, prio, [IP4("10.55.0.100")], interval, 0, b"")
+    return vrrpd.encode_advert(a, src, group)
+def flip_checksum(m):
+    return m[:6] + bytes([m[6] ^ 0x5A]) + m[7:]
+def random_bytes():
+    data = bytearray(rng.getrandbits(8) for _ in range(rng.randint(0, 60)))
+    if data:
+        data[0] = rng.choice([0x00, 0x11, 0x21, 0x32, 0x41, 0xFF])  # never a VRRPv3 advert
+    return bytes(data)
+pool = []
+for _ in range(400):
+    kind = rng.randrange(7)
+    ttl = 255
+    if kind == 0:
+        payload = random_bytes()
+    elif kind == 1:
+        payload = flip_checksum(adv())                      # bad checksum, priority 255
+    elif kind == 2:
+        payload, ttl = adv(), rng.choice([1, 64, 254])     # valid but not from this link
+    elif kind == 3:
+        payload = adv(vrid=rng.choice([1, 50, 52, 255]))   # someone else's VRID
+    elif kind == 4:
+        payload = adv()[:rng.randint(0, 11)]                # truncated (a whole advert is 12 bytes)
+    elif kind == 5:
+        payload = flip_checksum(adv(prio=0))                # a forged resignation with a bad checksum
+    else:
+        payload = adv(version=2)[:8] + bytes(rng.getrandbits(8) for _ in range(12))  # v2 garbage
+    pool.append(vrrpd.encode_ipv4(src, group, payload, ttl=ttl))
+sent, start = 0, time.monotonic()
+end = start + seconds
+while True:
+    now = time.monotonic()
+    if now >= end:
+        break
+    due = int((now - start) * rate) - sent
+    for _ in range(max(0, min(due, 2000))):
+        tx.sendto(pool[sent % len(pool)], (str(group), 0))
+        sent += 1
+    time.sleep(0.002)
+print(sent, flush=True)
+"""
+
+SOAK_SMTP_STALL = r"""
+import socket, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 25))
+s.listen(1)   # accepts nothing: the first connections hang, later ones time out in SYN_SENT
+time.sleep(1e6)
+"""
+
+
+def _soak_conf(node: str, directory: Path, priority: int, keepalived: bool) -> str:
+    mail = (f"    smtp_server {SOAK_X} 25\n    smtp_connect_timeout 2\n"
+            "    notification_email {\n        ops@example.com\n    }\n"
+            "    notification_email_from vrrpd@example.com\n")
+    script = ("" if keepalived else
+              f"vrrp_script chk_soak {{\n    script \"/bin/sh {directory}/chk.sh {node}\"\n"
+              f"    interval {SOAK_SCRIPT_INTERVAL}\n    timeout {SOAK_SCRIPT_TIMEOUT}\n"
+              f"    fall 1\n    rise 1\n    weight {SOAK_WEIGHT}\n}}\n")
+    track = "" if keepalived else "    track_script {\n        chk_soak\n    }\n"
+    return (f"global_defs {{\n    router_id soak-{node}\n    vrrp_version 3\n    script_user root\n{mail}}}\n"
+            f"{script}"
+            f"vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n"
+            f"    priority {priority}\n    advert_int {SOAK_ADVERT}\n    smtp_alert\n"
+            f"    virtual_ipaddress {{\n        {VIP}/24\n    }}\n{track}}}\n")
+
+
+SOAK_INVALID_CONF = "vrrp_instance VI_1 {\n    state BOGUS\n    interface eth0\n    virtual_router_id 999\n"
+
+
+class _SoakNode:
+    """One daemon of the soak, with the bridge port that carries its cable."""
+
+    def __init__(self, lab: Lab, directory: Path, name: str, address: str, keepalived: bool):
+        self.name, self.keepalived, self.directory = name, keepalived, directory
+        self.ns = lab.host(name.lower(), address)
+        self.port = f"p{lab._port}"
+        self.priority = SOAK_PRIORITY[name]
+        self.watch = _AddrWatch(self.ns)
+        self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived)
+        self.alive = True
+        self.link_up = True
+        self.started = time.monotonic()
+        self.lifetimes: List[tuple] = []  # (pid, first RSS kB, last RSS kB, samples) of processes that ended
+
+    def conf_text(self, delta: int = 0) -> str:
+        return _soak_conf(self.name, self.directory, self.priority + delta, self.keepalived)
+
+    @property
+    def pid(self) -> int:
+        return self.node.proc.pid
+
+    def pids(self) -> List[int]:
+        pids = [self.pid]
+        if self.keepalived:
+            child = self.directory / f"{self.name}.vrrp.pid"
+            try:
+                pids.append(int(child.read_text().split()[0]))
+            except (OSError, ValueError, IndexError):
+                pass
+        return pids
+
+    def kill9(self) -> None:
+        for pid in reversed(self.pids()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            self.node.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.alive = False
+
+    def restart(self) -> None:
+        for suffix in (".pid", ".vrrp.pid"):
+            (self.directory / f"{self.name}{suffix}").unlink(missing_ok=True)
+        self.node.conf.write_text(self.conf_text())
+        self.node.start()
+        self.alive = True
+        self.started = time.monotonic()
+
+    def holds(self) -> bool:
+        return VIP in self.watch.addresses()
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _sleepers(lab: Lab, ns: str) -> int:
+    """Hung tracked scripts (`sleep 30`) still alive in a namespace."""
+    count = 0
+    for pid in sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"30"]:
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+class Soak:
+    """The fault soak: random faults, invariants every 100 ms, counts at the end."""
+
+    def __init__(self, lab: Lab, directory: Path, seconds: float, flood_rate: float, seed: int):
+        self.lab, self.directory, self.seconds, self.flood_rate = lab, directory, seconds, flood_rate
+        self.rng = random.Random(seed)
+        (directory / "chk.sh").write_text(f'[ -e "{directory}/hang-$1" ] && exec sleep 30\nexit 0\n')
+        self.x = lab.host("x", f"{SOAK_X}/24")
+        smtp = directory / "smtp_stall.py"
+        smtp.write_text(SOAK_SMTP_STALL)
+        lab.exec(self.x, [PYTHON, str(smtp)])
+        (directory / "flood.py").write_text(SOAK_FLOOD)
+        self.nodes = {
+            "A": _SoakNode(lab, directory, "A", f"{LAB_NET}.1/24", keepalived=False),
+            "B": _SoakNode(lab, directory, "B", f"{LAB_NET}.2/24", keepalived=False),
+            "K": _SoakNode(lab, directory, "K", f"{LAB_NET}.3/24", keepalived=True),
+        }
+        self.pending: List[tuple] = []  # (when, description, callable)
+        self.disturbed_until = time.monotonic() + SOAK_STARTUP + SOAK_SETTLE
+        self.counts = {k: 0 for k in (
+            "samples", "checked", "violation_two_holders", "violation_no_holder", "vrrpd_crash", "keepalived_exit",
+            "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_packets",
+            "script_hang", "vip_deleted", "settled_seconds")}
+        self.violations: List[str] = []
+        self.events: List[str] = []
+        self.floods: List[subprocess.Popen] = []
+        self.rss: dict = {}  # pid -> [first kB, last kB, samples]
+        self.conf_delta = {name: 0 for name in self.nodes}
+
+    # -- faults ---------------------------------------------------------------------------------
+    def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
+        self.pending.append((time.monotonic() + delay, what, action))
+
+    def disturb(self, seconds: float) -> None:
+        self.disturbed_until = max(self.disturbed_until, time.monotonic() + seconds + SOAK_SETTLE)
+
+    def log(self, text: str) -> None:
+        self.events.append(f"{time.monotonic() - self.t0:7.2f} {text}")
+
+    def fault(self) -> None:
+        """One random fault, undone later where it has an end."""
+        rng, nodes = self.rng, self.nodes
+        kind = rng.choice(["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
+        if kind == "flap":
+            n = rng.choice([n for n in nodes.values() if n.link_up])
+            bridge_side = rng.random() < 0.5
+            down = rng.uniform(0.3, 3.0)
+
+            def set_link(up: bool, n=n, bridge_side=bridge_side) -> None:
+                if bridge_side:
+                    self.lab.ip("link", "set", n.port, "up" if up else "down", ns=self.lab.bridge_ns)
+                else:
+                    self.lab.ip("link", "set", "eth0", "up" if up else "down", ns=n.ns)
+                n.link_up = up
+                self.disturb(0)
+            set_link(False)
+            self.later(down, f"link up {n.name}", lambda: set_link(True))
+            self.counts["link_flap"] += 1
+            self.log(f"link down {n.name} ({'bridge port' if bridge_side else 'eth0'}) for {down:.1f}s")
+        elif kind == "kill":
+            # A never dies so that one vrrpd lives through the whole run for the RSS invariant
+            candidates = [n for n in (nodes["B"], nodes["K"]) if n.alive]
+            if not candidates:
+                return
+            n = rng.choice(candidates)
+            self.end_rss(n)
+            n.kill9()
+            dead = rng.uniform(0.5, 3.0)
+
+            def restart(n=n) -> None:
+                n.restart()
+                self.disturb(SOAK_STARTUP)
+            self.disturb(0)
+            self.later(dead, f"restart {n.name}", restart)
+            self.counts["kill9_restart"] += 1
+            self.log(f"kill -9 {n.name}, restart in {dead:.1f}s")
+        elif kind == "hup":
+            n = rng.choice([n for n in nodes.values() if n.alive])
+            self.conf_delta[n.name] = -5 if self.conf_delta[n.name] == 0 else 0
+            n.node.conf.write_text(n.conf_text(self.conf_delta[n.name]))
+            self.signal(n, signal.SIGHUP)
+            self.disturb(1.0)
+            self.counts["sighup_valid"] += 1
+            self.log(f"SIGHUP {n.name} with priority {n.priority + self.conf_delta[n.name]}")
+        elif kind == "hup_bad":
+            n = rng.choice([n for n in (nodes["A"], nodes["B"]) if n.alive])
+            n.node.conf.write_text(SOAK_INVALID_CONF)
+            self.signal(n, signal.SIGHUP)
+            self.later(1.0, f"restore config {n.name}",
+                       lambda n=n: n.node.conf.write_text(n.conf_text(self.conf_delta[n.name])))
+            self.disturb(1.0)
+            self.counts["sighup_invalid"] += 1
+            self.log(f"SIGHUP {n.name} with an invalid configuration")
+        elif kind == "flood":
+            seconds = rng.uniform(1.0, 4.0)
+            self.floods.append(self.lab.exec(self.x, [
+                PYTHON, str(self.directory / "flood.py"), str(HERE), SOAK_X, str(self.flood_rate), str(seconds),
+                str(rng.randrange(1 << 30))], stdout=subprocess.PIPE, text=True))
+            self.counts["flood"] += 1
+            self.log(f"garbage flood {self.flood_rate:.0f}/s for {seconds:.1f}s")
+        elif kind == "hang":
+            n = rng.choice([nodes["A"], nodes["B"]])
+            flag = self.directory / f"hang-{n.name}"
+            if flag.exists():
+                return
+            flag.touch()
+            lasting = rng.uniform(2.0, 6.0)
+            effect = SOAK_SCRIPT_INTERVAL + SOAK_SCRIPT_TIMEOUT + 1.0
+
+            def unhang(flag=flag) -> None:
+                flag.unlink(missing_ok=True)
+                self.disturb(effect)
+            self.disturb(effect)
+            self.later(lasting, f"script {n.name} answers again", unhang)
+            self.counts["script_hang"] += 1
+            self.log(f"tracked script of {n.name} hangs for {lasting:.1f}s")
+        elif kind == "vipdel":
+            holders = [n for n in nodes.values() if n.alive and n.link_up and n.holds()]
+            if not holders:
+                return
+            n = rng.choice(holders)
+            self.lab.ip("addr", "del", f"{VIP}/24", "dev", "eth0", ns=n.ns, check=False)
+            self.disturb(1.0)
+            self.counts["vip_deleted"] += 1
+            self.log(f"VIP deleted behind {n.name}'s back")
+
+    def signal(self, n: _SoakNode, sig: int) -> None:
+        try:
+            os.kill(n.pid, sig)
+        except OSError:
+            pass
+
+    # -- invariants -----------------------------------------------------------------------------
+    def sample_rss(self) -> None:
+        for n in self.nodes.values():
+            # the series of a process starts once it has finished starting (imports, first timers)
+            if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
+                kb = _rss_kb(n.pid)
+                if kb:
+                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name])
+                    entry[1], entry[2] = kb, entry[2] + 1
+
+    def end_rss(self, n: _SoakNode) -> None:
+        pass  # the per-pid series stays in self.rss; a new pid starts a new one
+
+    def check(self) -> None:
+        now = time.monotonic()
+        self.counts["samples"] += 1
+        for n in self.nodes.values():
+            if n.alive and n.node.proc.poll() is not None:
+                n.alive = False
+                key = "keepalived_exit" if n.keepalived else "vrrpd_crash"
+                self.counts[key] += 1
+                self.log(f"{n.name} EXITED by itself with status {n.node.proc.returncode}; its log ends:\n"
+                         + "\n".join(n.node.log().splitlines()[-15:]))
+                n.restart()
+                self.disturb(SOAK_STARTUP)
+        live = [n for n in self.nodes.values() if n.alive and n.link_up]
+        holders = [n.name for n in live if n.holds()]
+        if now < self.disturbed_until:
+            return
+        self.counts["checked"] += 1
+        if len(holders) > 1:
+            self.counts["violation_two_holders"] += 1
+            self.violations.append(f"{now - self.t0:7.2f} two holders {holders}")
+        if live and not holders:
+            self.counts["violation_no_holder"] += 1
+            self.violations.append(f"{now - self.t0:7.2f} no holder, healthy {[n.name for n in live]}")
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.t0 = time.monotonic()
+        end = self.t0 + self.seconds
+        next_fault = self.t0 + SOAK_STARTUP + SOAK_SETTLE
+        next_rss = self.t0
+        tick = self.t0
+        while True:
+            now = time.monotonic()
+            for item in [p for p in self.pending if p[0] <= now]:
+                self.pending.remove(item)
+                self.log(item[1])
+                item[2]()
+            if now >= end and not self.pending:
+                break
+            if now >= next_fault and now < end - SOAK_SETTLE - 4:
+                self.fault()
+                if self.rng.random() < 0.25:  # sometimes faults pile up on one another
+                    next_fault = now + self.rng.uniform(0.3, 1.5)
+                else:  # mostly a settled, checked stretch comes first
+                    next_fault = max(now + 0.5, self.disturbed_until) + self.rng.uniform(1.0, 4.0)
+            if now >= next_rss:
+                self.sample_rss()
+                next_rss = now + 1.0
+            self.check()
+            for proc in [p for p in self.floods if p.poll() is not None]:
+                self.floods.remove(proc)
+                out = proc.stdout.read().split() if proc.stdout else []
+                self.counts["flood_packets"] += int(out[0]) if out else 0
+            tick += 0.1
+            time.sleep(max(0.0, tick - time.monotonic()))
+        # a last settled stretch: faults have ended, everything must be quiet and whole
+        for p in self.floods:
+            p.wait(timeout=30)
+            self.counts["flood_packets"] += int((p.stdout.read().split() or ["0"])[0]) if p.stdout else 0
+        quiet_end = time.monotonic() + SOAK_SETTLE + 2.0
+        while time.monotonic() < quiet_end:
+            self.check()
+            time.sleep(0.1)
+        self.sample_rss()
+        self.counts["settled_seconds"] = round(self.counts["checked"] / 10.0, 1)
+        return self.counts
+
+    def close(self) -> None:
+        for n in self.nodes.values():
+            n.watch.close()
+
+
+def _rss_growth(rss: dict, minimum_samples: int) -> List[tuple]:
+    """(name, pid, first kB, last kB) of each long-lived vrrpd process."""
+    return [(v[3], pid, v[0], v[1]) for pid, v in rss.items() if v[2] >= minimum_samples]
+
+
+def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed: int = 8) -> Soak:
+    soak = Soak(lab, directory, seconds, flood_rate, seed)
+    try:
+        soak.run()
+    finally:
+        soak.close()
+    return soak
+
+
+def _report_soak(soak: Soak) -> str:
+    lines = ["soak invariants and faults:"] + [f"  {k:24} {v}" for k, v in soak.counts.items()]
+    for name, pid, first, last in _rss_growth(soak.rss, 10):
+        lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB")
+    lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
+    return "\n".join(lines)
+
+
+def test_soak_finding_byte_code_removed_by_another_version_falls_back_to_the_source(tmp_path):
+    """Several vrrpd versions share the byte-code cache: one's start removed another's file between its
+    compile and its exec, and that daemon exited with status 1 (found by the soak)."""
+    gone = tmp_path / "vrrpd-removed-meanwhile.pyc"
+    out = subprocess.run([PYTHON, "-c", vrrpd._BYTECODE_LOADER, str(gone), VRRPD, "--check", "-f",
+                          str(HERE / "vrrpd.conf.example")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "0 error(s)" in out.stdout + out.stderr
+
+
+def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
+    require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
+    seconds = SOAK_SECONDS or 50.0
+    rate = 10000.0 if SOAK_SECONDS else 2000.0
+    soak = run_soak(lab, tmp_path, seconds, rate)
+    report = _report_soak(soak)
+    print(report)
+    c = soak.counts
+    logs = {n.name: n.node.log() for n in soak.nodes.values() if not n.keepalived}
+    tracebacks = {name: text.count("Traceback") for name, text in logs.items()}
+    assert c["vrrpd_crash"] == 0, report
+    assert all(v == 0 for v in tracebacks.values()), (tracebacks, report)
+    assert c["violation_two_holders"] == 0 and c["violation_no_holder"] == 0, report
+    assert c["checked"] > c["samples"] // 5, report  # the invariants were really checked, not always settling
+    assert c["link_flap"] + c["kill9_restart"] + c["script_hang"] + c["flood"] >= 4, report
+    assert c["flood_packets"] > 0 or c["flood"] == 0, report
+    # RSS: the vrrpd that lived through the whole run did not grow beyond start-up noise
+    lived = [g for g in _rss_growth(soak.rss, int(seconds * 0.8)) if g[0] == "A"]
+    assert lived, report
+    for _name, _pid, first, last in lived:
+        assert last < first * 1.25 + 2048, report
+    # hung scripts were killed with their process group, not left behind
+    assert _sleepers(lab, soak.nodes["A"].ns) <= 1, report

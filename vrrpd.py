@@ -1151,6 +1151,7 @@ class _Parser:
         toks = self.toks
         depth = len(self.stack)
         self.stack.append(block)
+        previous: Optional[Token] = None  # the last keyword read in this block
         try:
             while self.i < self.n:
                 tok = toks[self.i]
@@ -1183,9 +1184,10 @@ class _Parser:
                             self.unwind_to = None
                             continue
                 if kw is None:
-                    self.unknown(block, tok)
+                    self.unknown(block, tok, previous)
                     continue
                 self.i += 1
+                previous = tok
                 self.statement(block, spec, kw, tok, obj)
                 if self.unwind_to is not None:
                     if self.unwind_to < depth:
@@ -1221,11 +1223,15 @@ class _Parser:
             self._suffix_closes = suffix
         return self._suffix_closes[i]
 
-    def unknown(self, block: str, tok: Token) -> None:
+    def unknown(self, block: str, tok: Token, previous: Optional[Token]) -> None:
+        """Warn about a word that is not a keyword here, with the most useful hint, and skip it."""
         spec = KEYWORDS[block]
         title = BLOCK_TITLES.get(block, block)
         homes = [BLOCK_TITLES.get(b, b) for b in _KEYWORD_HOMES.get(tok.text, ()) if b != block]
-        if homes:
+        if previous is not None and previous.lid == tok.lid and not homes and tok.text not in spec:
+            self.warning(tok, f"unexpected '{_short(tok.text)}' after '{previous.text}' (ignored)",
+                         "too many values, or a comment without '#'")
+        elif homes:
             self.warning(tok, f"'{tok.text}' does not belong in {title} (ignored)",
                          f"it belongs in {' / '.join(sorted(set(homes)))}")
         else:
@@ -1619,6 +1625,7 @@ def _g_mcast(attr: str, version: int) -> Handler:
 
 
 def _g_iptables(attr: str) -> Handler:
+    """A flag with optional words kept in `other` (vrrp_iptables IN OUT, lvs_flush_on_stop VS)."""
     def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
         setattr(g, attr, True)
         if args:
@@ -1662,7 +1669,7 @@ for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrr
               "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src", "v3_checksum_as_v2",
               "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_kw(_G, "lvs_flush_on_stop", _h_flag("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS" or _is_bool_word(t))
+_kw(_G, "lvs_flush_on_stop", _g_iptables("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS")
 _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
@@ -1827,7 +1834,7 @@ _accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_ex
              "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
              "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
              "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src track_bfd")
-KEYWORDS[_I]["track_bfd"] = Keyword("track_bfd", None, (0, 0), "skip", supported=False)
+KEYWORDS[_I]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
 
@@ -1855,7 +1862,7 @@ def _tf_init(p: _Parser, tf: TrackFile, kw: Token, args: List[Token]) -> None:
         if a.text == "overwrite":
             tf.init_file_overwrite = True
         else:
-            tf.init_file = _parse_int(a.text.lstrip("-") and a.text, -2147483647, 2147483647)
+            tf.init_file = _parse_int(a.text, -2147483647, 2147483647)
 
 
 _kw("track_file", "file", _h_str("path"))
@@ -1891,7 +1898,7 @@ for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
 _accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
-KEYWORDS[_SG]["track_bfd"] = Keyword("track_bfd", None, (0, 0), "skip", supported=False)
+KEYWORDS[_SG]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
 
 # -- virtual_server, real_server and checkers --------------------------------------------------------
 
@@ -2142,10 +2149,6 @@ def vrrp_timers(inst: VrrpInstance, g: GlobalDefs) -> Tuple[float, float, float]
     return adv, skew, 3 * adv + skew
 
 
-def _strict(inst: VrrpInstance, g: GlobalDefs) -> bool:
-    return inst.strict_mode if inst.strict_mode is not None else g.vrrp_strict
-
-
 def _host_interfaces() -> Optional[set]:
     try:
         return {name for _, name in socket.if_nameindex()}
@@ -2160,180 +2163,228 @@ def _which(program: str) -> Optional[str]:
         return None
 
 
-def _validate(p: _Parser, check_interfaces: bool) -> None:
-    """Cross-checks that need the whole configuration (names, duplicates, strict mode)."""
-    cfg = p.config
-    g = cfg.global_defs
-    diags = p.diags
+class _Validator:
+    """Cross-checks that need the whole configuration (names, duplicates, strict mode, the host).
 
-    def err(file: str, line: int, message: str, hint: str = "") -> None:
-        diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
+    Where keepalived silently changes a value (strict mode drops authentication...), the model is
+    changed the same way and a warning says so."""
 
-    def warn(file: str, line: int, message: str, hint: str = "") -> None:
-        diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
+    def __init__(self, p: _Parser, check_interfaces: bool):
+        self.p = p
+        self.cfg = p.config
+        self.g = p.config.global_defs
+        self.check_interfaces = check_interfaces
+        self.interfaces = _host_interfaces()
+        self.names: Dict[str, VrrpInstance] = {}
 
-    def line_of(obj: Any, keyword: str, default: int) -> int:
-        tok = p.where(obj, keyword)
+    def err(self, file: str, line: int, message: str, hint: str = "") -> None:
+        self.p.diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
+
+    def warn(self, file: str, line: int, message: str, hint: str = "") -> None:
+        self.p.diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
+
+    def line_of(self, obj: Any, keyword: str, default: int) -> int:
+        tok = self.p.where(obj, keyword)
         return tok.line if tok is not None else default
 
-    interfaces = _host_interfaces()
-    names: Dict[str, VrrpInstance] = {}
-    vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
-    for inst in cfg.vrrp_instances:
-        f, ln = inst.file, inst.line
+    def missing_interface(self, file: str, line: int, message: str) -> None:
+        """An interface this host lacks: an error at start-up, a warning under --check."""
+        (self.err if self.check_interfaces else self.warn)(file, line, message)
+
+    def run(self) -> None:
+        vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
+        for inst in self.cfg.vrrp_instances:
+            self.instance(inst)
+            self.instance_strict(inst)
+            self.instance_references(inst, vrids)
+        self.commands()
+        self.sync_groups()
+        for script in self.cfg.vrrp_scripts.values():
+            if script.script is None:
+                self.err(script.file, script.line, f"vrrp_script {script.name} has no 'script'",
+                         'script "/path/to/check args"')
+        for vs in self.cfg.virtual_servers:
+            self.virtual_server(vs)
+
+    def instance(self, inst: VrrpInstance) -> None:
+        f, ln, g = inst.file, inst.line, self.g
         label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
         if not inst.name:
-            err(f, ln, "vrrp_instance has no name", "vrrp_instance NAME { ... }")
-        elif inst.name in names:
-            err(f, ln, f"duplicate vrrp_instance name '{inst.name}'", f"first defined at line {names[inst.name].line}")
+            self.err(f, ln, "vrrp_instance has no name", "vrrp_instance NAME { ... }")
+        elif inst.name in self.names:
+            self.err(f, ln, f"duplicate vrrp_instance name '{inst.name}'",
+                     f"first defined at line {self.names[inst.name].line}")
         else:
-            names[inst.name] = inst
+            self.names[inst.name] = inst
+        interfaces = self.interfaces
         if inst.interface is None and inst.unicast_src_ip is None:
-            err(f, ln, f"{label}: no 'interface'", "interface IFNAME")
+            self.err(f, ln, f"{label}: no 'interface'", "interface IFNAME")
         elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
-            (err if check_interfaces else warn)(f, line_of(inst, "interface", ln),
-                                                f"{label}: interface '{inst.interface}' does not exist on this host")
+            self.missing_interface(f, self.line_of(inst, "interface", ln),
+                                   f"{label}: interface '{inst.interface}' does not exist on this host")
         if interfaces is not None:
             for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
                 if vip.dev is not None and vip.dev not in interfaces:
-                    (err if check_interfaces else warn)(f, vip.line, f"{label}: interface '{vip.dev}' of "
-                                                        f"{vip.address} does not exist on this host")
+                    self.missing_interface(f, vip.line, f"{label}: interface '{vip.dev}' of {vip.address} "
+                                           "does not exist on this host")
             for ref in inst.track_interface:
                 if ref.name not in interfaces:
-                    warn(f, ref.line, f"{label}: track_interface '{ref.name}' does not exist on this host")
-        if inst.virtual_router_id == 0 and p.where(inst, "virtual_router_id") is None:
-            err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
+                    self.warn(f, ref.line, f"{label}: track_interface '{ref.name}' does not exist on this host")
+        if inst.virtual_router_id == 0 and self.p.where(inst, "virtual_router_id") is None:
+            self.err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
         version = effective_version(inst, g)
-        ln_adv = line_of(inst, "advert_int", ln)
+        ln_adv = self.line_of(inst, "advert_int", ln)
         if version == 2 and inst.advert_int != int(inst.advert_int):
-            warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} must be whole seconds in VRRPv2; "
-                 f"using {advert_interval(inst, g):g}", "use 'version 3' for sub-second adverts")
+            self.warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} must be whole seconds in VRRPv2; "
+                      f"using {advert_interval(inst, g):g}", "use 'version 3' for sub-second adverts")
         elif version == 3 and inst.advert_int > 40.95:
-            err(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} exceeds the VRRPv3 maximum of 40.95 s")
+            self.err(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} exceeds the VRRPv3 maximum of 40.95 s")
         elif version == 3 and round(inst.advert_int * 100) != inst.advert_int * 100:
-            warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} rounded to {advert_interval(inst, g):g} "
-                 "(VRRPv3 counts centiseconds)")
-        has_auth = p.where(inst, "auth_type") is not None or p.where(inst, "auth_pass") is not None
-        ln_auth = line_of(inst, "authentication", ln)
-        if has_auth and version == 3:
-            err(f, ln_auth, f"{label}: VRRPv3 has no authentication", "remove the authentication block")
+            self.warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} rounded to {advert_interval(inst, g):g} "
+                      "(VRRPv3 counts centiseconds)")
+        ln_auth = self.line_of(inst, "authentication", ln)
+        if self.has_auth(inst) and version == 3:
+            self.err(f, ln_auth, f"{label}: VRRPv3 has no authentication", "remove the authentication block")
         if inst.auth_type == AuthType.PASS and not inst.auth_pass:
-            err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
+            self.err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
         families = {v.address.version for v in inst.virtual_ipaddress}
+        if len(families) > 1:
+            self.err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
+                     "use one instance per address family")
+        if inst.auth_type == AuthType.AH and 6 in families:
+            self.err(f, ln_auth, f"{label}: auth_type AH is IPv4-only")
         peer_families = {u.address.version for u in inst.unicast_peer}
         if inst.unicast_src_ip is not None:
             peer_families.add(inst.unicast_src_ip.version)
+        ln_peer = self.line_of(inst, "unicast_peer", ln)
         if len(peer_families) > 1:
-            err(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_src_ip and unicast_peer mix IPv4 and IPv6")
-        if len(families) > 1:
-            err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
-                "use one instance per address family")
-        if _strict(inst, g):
-            why = "vrrp_strict" if inst.strict_mode is None else "strict_mode"
-            if inst.unicast_peer:
-                err(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer is not allowed with {why}",
-                    "remove vrrp_strict for unicast")
-            if not inst.virtual_ipaddress:
-                err(f, ln, f"{label}: {why} needs at least one virtual_ipaddress")
-            if version == 2 and 6 in families:
-                err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
-                    "add 'version 3'")
-            if inst.preempt_delay:
-                warn(f, line_of(inst, "preempt_delay", ln), f"{label}: {why} does not allow preempt_delay; it is "
-                     "ignored (as keepalived does)")
-                inst.preempt_delay = 0.0
-            if has_auth and version == 2:
-                warn(f, ln_auth, f"{label}: {why} does not support authentication; it is ignored (as keepalived does)",
-                     "remove the authentication block")
-                inst.auth_type, inst.auth_pass = AuthType.NONE, b""
-        if inst.nopreempt and inst.preempt_delay:
-            warn(f, line_of(inst, "preempt_delay", ln), f"{label}: preempt_delay has no effect with nopreempt")
+            self.err(f, ln_peer, f"{label}: unicast_src_ip and unicast_peer mix IPv4 and IPv6")
         if inst.unicast_src_ip is not None and any(u.address == inst.unicast_src_ip for u in inst.unicast_peer):
-            warn(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer lists this node's own unicast_src_ip "
-                 f"{inst.unicast_src_ip}", "list the other nodes only")
+            self.warn(f, ln_peer, f"{label}: unicast_peer lists this node's own unicast_src_ip "
+                      f"{inst.unicast_src_ip}", "list the other nodes only")
+        if inst.nopreempt and inst.preempt_delay:
+            self.warn(f, self.line_of(inst, "preempt_delay", ln),
+                      f"{label}: preempt_delay has no effect with nopreempt")
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
-            warn(f, line_of(inst, "nopreempt", ln), f"{label}: nopreempt is ignored with state MASTER or priority 255",
-                 "set 'state BACKUP' on every node")
-        if inst.auth_type == AuthType.AH and 6 in families:
-            err(f, ln_auth, f"{label}: auth_type AH is IPv4-only")
+            self.warn(f, self.line_of(inst, "nopreempt", ln),
+                      f"{label}: nopreempt is ignored with state MASTER or priority 255",
+                      "set 'state BACKUP' on every node")
+
+    def has_auth(self, inst: VrrpInstance) -> bool:
+        return self.p.where(inst, "auth_type") is not None or self.p.where(inst, "auth_pass") is not None
+
+    def instance_strict(self, inst: VrrpInstance) -> None:
+        """vrrp_strict / strict_mode: RFC-only behaviour, as keepalived enforces it."""
+        if not (inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict):
+            return
+        f, ln = inst.file, inst.line
+        label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
+        why = "vrrp_strict" if inst.strict_mode is None else "strict_mode"
+        version = effective_version(inst, self.g)
+        if inst.unicast_peer:
+            self.err(f, self.line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer is not allowed with {why}",
+                     "remove vrrp_strict for unicast")
+        if not inst.virtual_ipaddress:
+            self.err(f, ln, f"{label}: {why} needs at least one virtual_ipaddress")
+        elif version == 2 and any(v.address.version == 6 for v in inst.virtual_ipaddress):
+            self.err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
+                     "add 'version 3'")
+        if inst.preempt_delay:
+            self.warn(f, self.line_of(inst, "preempt_delay", ln), f"{label}: {why} does not allow preempt_delay; "
+                      "it is ignored (as keepalived does)")
+            inst.preempt_delay = 0.0
+        if self.has_auth(inst) and version == 2:
+            self.warn(f, self.line_of(inst, "authentication", ln), f"{label}: {why} does not support "
+                      "authentication; it is ignored (as keepalived does)", "remove the authentication block")
+            inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+
+    def instance_references(self, inst: VrrpInstance, vrids: Dict[Tuple[str, int, int], VrrpInstance]) -> None:
+        """Names that must refer to something, and VRIDs that must be unique per interface and family."""
+        f, cfg = inst.file, self.cfg
+        label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
         for ref in inst.track_script:
             if ref.name not in cfg.vrrp_scripts:
                 close = difflib.get_close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
-                err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
-                    f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
+                self.err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
+                         f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
         for ref in inst.track_file:
             if ref.name not in cfg.track_files:
-                err(f, ref.line, f"{label}: track_file '{ref.name}' names no track_file block")
+                self.err(f, ref.line, f"{label}: track_file '{ref.name}' names no track_file block")
         for ref in inst.track_process:
             if ref.name not in cfg.track_processes:
-                err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
+                self.err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
         if inst.interface is not None and inst.virtual_router_id:
             key = (inst.interface, inst.virtual_router_id, inst.family)
             other = vrids.get(key)
             if other is not None and not (inst.unicast_peer and other.unicast_peer):
-                err(f, line_of(inst, "virtual_router_id", ln),
-                    f"{label}: virtual_router_id {inst.virtual_router_id} on {inst.interface} is already used by "
-                    f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
+                self.err(f, self.line_of(inst, "virtual_router_id", inst.line),
+                         f"{label}: virtual_router_id {inst.virtual_router_id} on {inst.interface} is already used by "
+                         f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
             else:
                 vrids[key] = inst
-    for cmd, tok in p.commands:
-        program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
-        if not program:
-            err(tok.file, tok.line, f"{tok.text}: empty command")
-        elif _which(program) is None:
-            warn(tok.file, tok.line, f"{tok.text}: '{program}' does not exist or is not executable on this host")
-    seen_groups: Dict[str, SyncGroup] = {}
-    member_of: Dict[str, str] = {}
-    for sg in cfg.sync_groups:
-        if not sg.name:
-            err(sg.file, sg.line, "vrrp_sync_group has no name")
-        elif sg.name in seen_groups:
-            err(sg.file, sg.line, f"duplicate vrrp_sync_group name '{sg.name}'")
-        seen_groups[sg.name] = sg
-        if not sg.group:
-            err(sg.file, sg.line, f"vrrp_sync_group {sg.name}: no 'group {{ ... }}' of instances")
-        elif len(sg.group) == 1:
-            warn(sg.file, sg.line, f"vrrp_sync_group {sg.name} has only one member")
-        for member in sg.group:
-            tok = p.member_lines.get((id(sg), member))
-            ln = tok.line if tok is not None else sg.line
-            inst = names.get(member)
-            if inst is None:
-                close = difflib.get_close_matches(member, list(names), n=1)
-                err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
-                    f"did you mean '{close[0]}'?" if close else "")
-            elif member in member_of:
-                err(sg.file, ln, f"vrrp_instance {member} is already in vrrp_sync_group {member_of[member]}")
-            else:
-                member_of[member] = sg.name
-                inst.sync_group = sg.name
-        for ref in sg.track_script:
-            if ref.name not in cfg.vrrp_scripts:
-                err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' names no vrrp_script")
-    for script in cfg.vrrp_scripts.values():
-        if script.script is None:
-            err(script.file, script.line, f"vrrp_script {script.name} has no 'script'", 'script "/path/to/check args"')
-    for vs in cfg.virtual_servers:
-        if vs.group is not None and vs.group not in cfg.virtual_server_groups:
-            err(vs.file, vs.line, f"virtual_server group '{vs.group}' names no virtual_server_group")
+
+    def commands(self) -> None:
+        for cmd, tok in self.p.commands:
+            program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
+            if not program:
+                self.err(tok.file, tok.line, f"{tok.text}: empty command")
+            elif _which(program) is None:
+                self.warn(tok.file, tok.line,
+                          f"{tok.text}: '{program}' does not exist or is not executable on this host")
+
+    def sync_groups(self) -> None:
+        seen: Dict[str, SyncGroup] = {}
+        member_of: Dict[str, str] = {}
+        for sg in self.cfg.sync_groups:
+            if not sg.name:
+                self.err(sg.file, sg.line, "vrrp_sync_group has no name")
+            elif sg.name in seen:
+                self.err(sg.file, sg.line, f"duplicate vrrp_sync_group name '{sg.name}'")
+            seen[sg.name] = sg
+            if not sg.group:
+                self.err(sg.file, sg.line, f"vrrp_sync_group {sg.name}: no 'group {{ ... }}' of instances")
+            elif len(sg.group) == 1:
+                self.warn(sg.file, sg.line, f"vrrp_sync_group {sg.name} has only one member")
+            for member in sg.group:
+                tok = self.p.member_lines.get((id(sg), member))
+                ln = tok.line if tok is not None else sg.line
+                inst = self.names.get(member)
+                if inst is None:
+                    close = difflib.get_close_matches(member, list(self.names), n=1)
+                    self.err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
+                             f"did you mean '{close[0]}'?" if close else "")
+                elif member in member_of:
+                    self.err(sg.file, ln, f"vrrp_instance {member} is already in vrrp_sync_group {member_of[member]}")
+                else:
+                    member_of[member] = sg.name
+                    inst.sync_group = sg.name
+            for ref in sg.track_script:
+                if ref.name not in self.cfg.vrrp_scripts:
+                    self.err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
+                             "names no vrrp_script")
+
+    def virtual_server(self, vs: VirtualServer) -> None:
+        f, ln = vs.file, vs.line
+        if vs.group is not None and vs.group not in self.cfg.virtual_server_groups:
+            self.err(f, ln, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
-            warn(vs.file, vs.line, "virtual_server has no real_server", "keepalived ignores it too")
-        if vs.fwmark is None and p.where(vs, "protocol") is None:
+            self.warn(f, ln, "virtual_server has no real_server", "keepalived ignores it too")
+        if vs.fwmark is None and self.p.where(vs, "protocol") is None:
             kinds = {c.kind for rs in vs.real_servers for c in rs.checkers}
             if kinds & {"HTTP_GET", "SSL_GET", "TCP_CHECK", "SMTP_CHECK"}:
-                warn(vs.file, vs.line, "virtual_server has no 'protocol'; keepalived would use UDP, vrrpd uses TCP "
-                     "as its TCP checkers show", "write 'protocol TCP'")
+                self.warn(f, ln, "virtual_server has no 'protocol'; keepalived would use UDP, vrrpd uses TCP "
+                          "as its TCP checkers show", "write 'protocol TCP'")
                 vs.protocol = "TCP"
             else:
-                warn(vs.file, vs.line, "virtual_server has no 'protocol'; UDP is used, as keepalived does",
-                     "write 'protocol TCP' or 'protocol UDP'")
+                self.warn(f, ln, "virtual_server has no 'protocol'; UDP is used, as keepalived does",
+                          "write 'protocol TCP' or 'protocol UDP'")
                 vs.protocol = "UDP"
         if vs.ops and vs.protocol != "UDP" and vs.fwmark is None:
-            warn(vs.file, line_of(vs, "ops", vs.line), "ops (one-packet scheduling) needs protocol UDP; ignored")
+            self.warn(f, self.line_of(vs, "ops", ln), "ops (one-packet scheduling) needs protocol UDP; ignored")
             vs.ops = False
         if vs.hysteresis and vs.hysteresis >= vs.quorum:
-            warn(vs.file, line_of(vs, "hysteresis", vs.line), f"hysteresis {vs.hysteresis} >= quorum {vs.quorum}; "
-                 f"using {max(0, vs.quorum - 1)}, as keepalived does")
+            self.warn(f, self.line_of(vs, "hysteresis", ln), f"hysteresis {vs.hysteresis} >= quorum {vs.quorum}; "
+                      f"using {max(0, vs.quorum - 1)}, as keepalived does")
             vs.hysteresis = max(0, vs.quorum - 1)
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
@@ -2354,7 +2405,7 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
     parser = _Parser(lexer.tokens, diags)
     try:
         config = parser.parse()
-        _validate(parser, check_interfaces)
+        _Validator(parser, check_interfaces).run()
     except RecursionError:
         config = parser.config
         diags.append(Diagnostic(lexer.files[0] if lexer.files else "<string>", 0, Severity.ERROR,
@@ -2447,6 +2498,8 @@ def config_summary(config: Config) -> List[str]:
             name = f"{vs.address}:{vs.port}"
         out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
                    f"{len(vs.real_servers)} real server(s)")
+    if not config.vrrp_instances and not config.virtual_servers:
+        out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
         out.append("accepted but not acted upon by vrrpd:")
         out.extend("    " + where for where in config.accepted_only)
@@ -2673,6 +2726,8 @@ def nlmsg_parse(data: bytes) -> List[Tuple[int, int, int, int, bytes]]:
 
 def nlmsg_error_code(payload: bytes) -> int:
     """The positive errno of an NLMSG_ERROR payload (0 is an ACK)."""
+    if len(payload) < 4:
+        raise PacketError("bad_netlink", "short error message")
     return -struct.unpack_from("=i", payload)[0]
 
 
@@ -2753,6 +2808,8 @@ def parse_addr(payload: bytes) -> Optional[AddrInfo]:
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
     if raw is None or len(raw) != 4:
         return None
+    if prefixlen > 32:
+        raise PacketError("bad_netlink", f"prefix length {prefixlen}")
     address = ipaddress.IPv4Interface((ipaddress.IPv4Address(raw), prefixlen))
     return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")))
 
@@ -2935,7 +2992,7 @@ def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int
     if len(packet) < 20:
         raise PacketError("ah_short", "no IPv4 header")
     ihl = (packet[0] & 0x0F) * 4
-    if len(packet) < ihl + AH_HEADER_LEN or packet[9] != IPPROTO_AH:
+    if ihl < 20 or len(packet) < ihl + AH_HEADER_LEN or packet[9] != IPPROTO_AH:
         raise PacketError("ah_short", "no AH header")
     ah = packet[ihl:ihl + AH_HEADER_LEN]
     next_header, _plen, _rsvd, spi, seq = struct.unpack("!BBH4sI", ah[:12])
@@ -4535,7 +4592,8 @@ NLA_F_NESTED = 0x8000
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
-IPVS_CMD_FLUSH = 17
+IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 12, 17
+IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
  IPVS_SVC_ATTR_SCHED_NAME, IPVS_SVC_ATTR_FLAGS, IPVS_SVC_ATTR_TIMEOUT, IPVS_SVC_ATTR_NETMASK) = range(1, 10)
@@ -4654,12 +4712,25 @@ def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
     return _nla(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
 
 
+def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
+    """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
+    return b"".join(_nla(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
+                    for name, value in sorted(timeouts.items(), key=lambda kv: IPVS_CMD_ATTR_TIMEOUT[kv[0]]))
+
+
 def _ip_from(af: int, raw: bytes) -> IPAddress:
     return ipaddress.ip_address(raw[:16] if af == socket.AF_INET6 else raw[:4])
 
 
 def ipvs_parse_service(nested: bytes) -> IpvsService:
-    """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService."""
+    """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService; NetlinkError if malformed."""
+    try:
+        return _ipvs_parse_service(nested)
+    except (KeyError, IndexError, ValueError, struct.error) as exc:
+        raise NetlinkError(errno.EPROTO, f"malformed IPVS service ({exc!r})") from None
+
+
+def _ipvs_parse_service(nested: bytes) -> IpvsService:
     a = _nla_parse(nested)
     af = struct.unpack("=H", a[IPVS_SVC_ATTR_AF])[0]
     fwmark = struct.unpack("=I", a[IPVS_SVC_ATTR_FWMARK])[0] if IPVS_SVC_ATTR_FWMARK in a else 0
@@ -4680,7 +4751,14 @@ def ipvs_parse_service(nested: bytes) -> IpvsService:
 
 
 def ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
-    """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest."""
+    """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest; NetlinkError if malformed."""
+    try:
+        return _ipvs_parse_dest(nested, af)
+    except (KeyError, IndexError, ValueError, struct.error) as exc:
+        raise NetlinkError(errno.EPROTO, f"malformed IPVS destination ({exc!r})") from None
+
+
+def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
     a = _nla_parse(nested)
     if IPVS_DEST_ATTR_ADDR_FAMILY in a:
         af = struct.unpack("=H", a[IPVS_DEST_ATTR_ADDR_FAMILY])[0]
@@ -4713,12 +4791,16 @@ def genl_parse_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, Dict[int,
         if rseq != seq:
             continue
         if kind == NLMSG_ERROR:
+            if len(payload) < 4:
+                raise NetlinkError(errno.EPROTO, "short netlink error message")
             err = -struct.unpack_from("=i", payload)[0]
             if err:
                 raise NetlinkError(err)
             finished = True
         elif kind == NLMSG_DONE:
             finished = True
+        elif len(payload) < 4:
+            raise NetlinkError(errno.EPROTO, "short generic netlink message")
         else:
             replies.append((payload[0], _nla_parse(payload[4:])))
     return replies, finished
@@ -4787,11 +4869,17 @@ class IpvsNetlink:
 
 
 def _vs_name(vs: VirtualServer) -> str:
-    if vs.group:
-        return f"[{vs.group}]:{vs.protocol.lower()}:{vs.port or 0}"
-    if vs.fwmark:
-        return f"FWM {vs.fwmark}"
-    return f"[{vs.address}]:{vs.protocol.lower()}:{vs.port}"
+    return format_virtual_server(vs)
+
+
+def _address_is_local(address: IPAddress) -> bool:
+    """Whether this host holds `address` now (binding to it succeeds only then)."""
+    with socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(address), 0))
+            return True
+        except OSError:
+            return False
 
 
 def _rs_name(vs: VirtualServer, key: Tuple[IPAddress, int]) -> str:
@@ -4878,6 +4966,7 @@ class _CheckRunner:
         self.attempt = 0
         self.stopped = False
         self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
+        self.suspended = False
         ip = chk.connect_ip or rsr.key[0]
         self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
         self.sockaddr = (str(ip), self.target[1])
@@ -4913,6 +5002,15 @@ class _CheckRunner:
     def _attempt(self, token: int = -1) -> None:
         # a timer cancelled late can still fire: every callback checks it is for the current attempt
         if token not in (-1, self.attempt) or self.busy or self.stopped:
+            return
+        suspend = self.vs.ha_suspend and self.vs.address is not None and not _address_is_local(self.vs.address)
+        if suspend != self.suspended:
+            self.suspended = suspend
+            log.info("%s healthchecker for service %s of VS %s", "Suspending" if suspend else "Activating",
+                     self.name, _vs_name(self.vs))
+        if suspend:  # ha_suspend: no checks while this node does not hold the virtual address
+            self.due = self.loop.time() + self.params.delay_loop
+            self.timer = self.loop.call_at(self.due, self._attempt, self.attempt)
             return
         self.attempt += 1
         self.timer = None
@@ -5320,6 +5418,8 @@ class LvsManager:
         if self.config.global_defs.lvs_flush:
             self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
             self.kernel = {}
+        if self.config.global_defs.lvs_timeouts:
+            self._call(self.nl.request, IPVS_CMD_SET_CONFIG, ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
         self._apply(self.config)
 
     def stop(self) -> None:
@@ -6631,6 +6731,7 @@ class Daemon:
         self.by_socket: Dict[str, List[InstanceRuntime]] = {}
         self.by_vrid: Dict[Tuple[str, int], List[InstanceRuntime]] = {}
         self.own_sources: set = set()
+        self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[str, VrrpSocket] = {}
         self.garp_socks: Dict[str, GarpSocket] = {}
         self.links: Dict[int, LinkInfo] = {}
@@ -6734,10 +6835,12 @@ class Daemon:
                 self.garp_socks[ifname] = GarpSocket(ifname)
             self.by_socket[ifname].append(rt)
             self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
+        self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
         self.beyond.attach4(rt)
         self.runtimes.append(rt)
-        self._update_own_sources()
+        if rt.src is not None:
+            self.own_sources.add(rt.src)
         return rt
 
     def _set_targets(self, rt: InstanceRuntime) -> None:
@@ -6762,7 +6865,7 @@ class Daemon:
         for chosen in (rt.inst.unicast_src_ip, rt.inst.mcast_src_ip):
             if chosen is not None and chosen.version == 4:
                 return chosen  # type: ignore[return-value]
-        vips = {v.address.ip for r in self.runtimes + [rt] for v in r.vips}
+        vips = self._vip_addresses | {v.address.ip for v in rt.vips}
         for a in self.addrs:
             if a.index == rt.ifindex and a.address.ip not in vips and a.scope == 0:
                 return a.address.ip  # type: ignore[return-value]
@@ -6868,6 +6971,7 @@ class Daemon:
         self._safe(self.notifier.reload, config)
         self._safe(self.beyond.reload, config)
         self._safe(self.lvs.reload, config)
+        self.beyond.reload(config)
         for ident, inst in wanted.items():
             rt = kept.get(ident)
             if rt is not None:
@@ -6898,7 +7002,11 @@ class Daemon:
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
-        self._set_targets(rt)
+        if instance_family(inst) == 6:
+            self.beyond.attach6(rt)
+        else:
+            self._set_targets(rt)
+            self.beyond.attach4(rt)
         rt.packets.clear()
         self._update_own_sources()
         new_vips = {self._vip_key(rt, v): v for v in rt.vips}
@@ -6919,6 +7027,7 @@ class Daemon:
             rt.timer.cancel()
             rt.timer = None
         self.runtimes.remove(rt)
+        self.beyond.forget(rt)
         if rt.inst.interface in self.by_socket and rt in self.by_socket[rt.inst.interface]:
             self.by_socket[rt.inst.interface].remove(rt)
         key = (rt.inst.interface or "", rt.machine.vrid)
@@ -6988,7 +7097,15 @@ class Daemon:
         rt.timer = None
         if self.beyond.hold_master(rt):
             return
-        self._apply(rt, rt.machine.on_timer(self.loop.time()))
+        actions = rt.machine.on_timer(self.loop.time())
+        if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
+            # the steady MASTER case, a few hundred times a second with many instances
+            self._send_advert(rt, actions[0].priority)
+            deadline = rt.machine.next_deadline()
+            if deadline is not None:
+                rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
+            return
+        self._apply(rt, actions)
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         if self.beyond.send_advert(rt, priority) or rt.vsock is None or rt.src is None:
@@ -7469,7 +7586,9 @@ class BeyondIPv4:
             d.loop.add_reader(vsock.sock, self._on_readable6, vsock)
             self.by_socket6[link.name] = []
         self.sock6_of[inst.name] = vsock
-        self.by_socket6[link.name].append(rt)
+        if rt not in self.by_socket6[link.name]:
+            self.by_socket6[link.name].append(rt)
+        rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
             rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
         else:
@@ -7497,23 +7616,48 @@ class BeyondIPv4:
             self.ll_timer = self.d.loop.call_later(0.2, self._poll_link_local)
 
     def attach4(self, rt: InstanceRuntime) -> None:
-        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket."""
+        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
+
+        Called again after a reload: what is still wanted is kept (the AH sequence number too)."""
         d, inst = self.d, rt.inst
         self.apply_strict(rt)
+        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.machine.start_master and inst.priority != 255:
+            # keepalived: a new master must first hear the current AH sequence number
+            log.warning("(%s) Initial state master is incompatible with AH authentication - clearing", inst.name)
+            rt.machine.start_master = False
         index = self.vmac_index.get(inst.name)
-        if index is not None and not inst.vmac_xmit_base:
+        old = self.xmit.get(inst.name)
+        if old is not None and (index is None or inst.vmac_xmit_base or old.ifindex != index):
+            old.close()
+            del self.xmit[inst.name]
+        if index is not None and not inst.vmac_xmit_base and inst.name not in self.xmit:
             try:
                 self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
             except OSError as exc:
                 log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
-        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.vsock is not None:
+        if not (rt.version == 2 and inst.auth_type == AuthType.AH):
+            self.ah_seq.pop(inst.name, None)
+        elif rt.vsock is not None:
             ahsock = self.ah_socks.get(rt.vsock.ifname)
             if ahsock is None:
                 ahsock = self.ah_socks[rt.vsock.ifname] = AhSocket(rt.vsock.ifname, rt.vsock.ifindex)
                 d.loop.add_reader(ahsock.sock, self._on_ah_readable, ahsock)
             for group in rt.vsock.groups:
                 ahsock.join(group)
-            self.ah_seq[inst.name] = AhSequence()
+            self.ah_seq.setdefault(inst.name, AhSequence())
+
+    def forget(self, rt: InstanceRuntime) -> None:
+        """The instance is gone (reload): drop what this helper holds for it."""
+        name = rt.inst.name
+        for rts in self.by_socket6.values():
+            if rt in rts:
+                rts.remove(rt)
+        self.sock6_of.pop(name, None)
+        self.ah_seq.pop(name, None)
+        self.last_state.pop(name, None)
+        sock = self.xmit.pop(name, None)
+        if sock is not None:
+            sock.close()
 
     def vip_ifindex(self, rt: InstanceRuntime) -> Optional[int]:
         """Where the instance's VIPs go: its VMAC when it has one."""
@@ -7816,12 +7960,18 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
 
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
 _BYTECODE_LOADER = (
-    "import sys, importlib.machinery as m, importlib.util as u\n"
+    "import os, sys, importlib.machinery as m, importlib.util as u\n"
     "loader = m.SourcelessFileLoader('vrrpd', sys.argv[1])\n"
+    "try:\n"
+    "    code = loader.get_code('vrrpd')\n"
+    # another vrrpd version sharing the cache may have removed the file since: run the source instead
+    "except (OSError, ImportError, EOFError, ValueError):\n"
+    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
+    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
     "module = u.module_from_spec(u.spec_from_loader('vrrpd', loader))\n"
     "module.__file__ = sys.argv[2]\n"
     "sys.modules['vrrpd'] = module\n"
-    "loader.exec_module(module)\n"
+    "exec(code, module.__dict__)\n"
     "sys.argv = sys.argv[2:]\n"
     "sys.exit(module.main())\n"
 )
