@@ -6969,7 +6969,6 @@ class Daemon:
         # unchanged sync groups their state; VMACs and the no_accept firewall follow the new config
         self._safe(self.tracking.reload, config)
         self._safe(self.notifier.reload, config)
-        self._safe(self.beyond.reload, config)
         self._safe(self.lvs.reload, config)
         self.beyond.reload(config)
         for ident, inst in wanted.items():
