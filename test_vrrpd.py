@@ -5417,6 +5417,49 @@ def test_a_bad_config_or_log_facility_fails_before_forking(tmp_path):
     assert result.returncode == 1 and "unknown log facility 'local9'" in result.stderr
 
 
+SYSLOG_PROBE = r"""
+import os, socket, stat, subprocess, sys, time
+# a private /dev (this process runs in its own mount namespace) with a syslog socket we read
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/dev"], check=True)
+os.mknod("/dev/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+os.chmod("/dev/null", 0o666)
+sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sink.bind("/dev/log")
+sink.settimeout(1.0)
+subprocess.run(sys.argv[1:], check=True, timeout=60)  # starts the daemon; returns once it has started
+deadline, seen = time.monotonic() + 15, []
+while time.monotonic() < deadline and not any(b"Entering MASTER STATE" in m for m in seen):
+    try:
+        seen.append(sink.recv(65536))
+    except socket.timeout:
+        pass
+for message in seen:
+    print(message.decode(errors="replace").rstrip("\0"))
+"""
+
+
+def test_daemon_logs_to_syslog_with_the_facility_of_S_and_keepalived_texts(lab, tmp_path):
+    require(shutil.which("unshare") is not None, "needs unshare")
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    conf = tmp_path / "a.conf"
+    conf.write_text(_conf(priority=150, state="MASTER"))
+    pid_path = tmp_path / "vrrpd.pid"
+    probe = tmp_path / "probe.py"
+    probe.write_text(SYSLOG_PROBE)
+    daemon = ["ip", "netns", "exec", ns, PYTHON, VRRPD, "-f", str(conf), "-S", "local3", "-p", str(pid_path),
+              "--control-socket", str(tmp_path / "a.sock")]
+    out = sh(["unshare", "--mount", "--propagation", "private", PYTHON, str(probe)] + daemon, timeout=90)
+    try:
+        messages = out.stdout.splitlines()
+        local3_info = f"<{19 * 8 + 6}>"  # LOG_LOCAL3 | LOG_INFO
+        pid = int(pid_path.read_text())
+        assert f"{local3_info}vrrpd[{pid}]: Starting vrrpd v{vrrpd.__version__}" in messages, messages
+        assert f"{local3_info}vrrpd[{pid}]: (VI_1) Entering MASTER STATE" in messages, messages
+    finally:
+        if pid_path.exists():
+            os.kill(int(pid_path.read_text()), signal.SIGTERM)
+
+
 # ============================================================================================
 # H. Fuzzing, soak and benchmark
 # ============================================================================================
