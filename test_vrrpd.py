@@ -5142,7 +5142,7 @@ def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_
     assert sent > 200 and received == sent, (sent, received)
     vi1 = [e for e in adverts.adverts(src=f"{LAB_NET}.1", since=t_start) if e[3] == "51"]
     gaps = [later[1] - earlier[1] for earlier, later in zip(vi1, vi1[1:])]
-    assert len(vi1) > 20 and max(gaps) < 0.25, max(gaps)  # advert_int 0.1: no advert gap through the reload
+    assert len(vi1) > 20 and max(gaps) < 0.3, max(gaps)  # advert_int 0.1: no advert gap through the reload
     assert {e[4] for e in vi1} == {"150", "200"} and vi1[-1][4] == "200"
     assert not [e for e in addresses.events if e[0] == "ADDR" and e[2] == "-"], addresses.events
     st = a.instance()
