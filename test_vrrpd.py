@@ -5408,6 +5408,29 @@ def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, mo
     d.tracking.stop()
 
 
+def test_operator_dumps_are_written_atomically_and_stats_clear_zeroes_counters(tmp_path, loop, monkeypatch):
+    import json
+
+    config, _ = vrrpd.parse_config_text(RELOAD_BASE, "a.conf")
+    d = _offline_daemon(config, monkeypatch, loop)
+    op = vrrpd.Operator(d, "a.conf", control_socket=None, dump_dir=str(tmp_path))
+    rt = d.runtimes[0]
+    rt.adverts_sent, rt.bad_packets = 12, {"bad_ttl": 3}
+    (tmp_path / "elsewhere").write_text("precious")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "vrrpd.stats")  # a planted link is replaced, not followed
+    assert op.dump("stats", clear=True) == str(tmp_path / "vrrpd.stats")
+    text = (tmp_path / "vrrpd.stats").read_text()
+    assert "    Sent: 12" in text and "    bad_ttl: 3" in text
+    assert (tmp_path / "elsewhere").read_text() == "precious" and not (tmp_path / "vrrpd.stats").is_symlink()
+    assert rt.adverts_sent == 0 and rt.bad_packets == {}
+    op.dump("json")
+    doc = json.loads((tmp_path / "vrrpd.json").read_text())
+    assert [i["name"] for i in doc["instances"]] == ["VI_1", "VI_2"] and doc["config_file"] == "a.conf"
+    op.dump("data")
+    assert " VRRP Instance = VI_2" in (tmp_path / "vrrpd.data").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "vrrpd.data", "vrrpd.json", "vrrpd.stats"]
+
+
 def test_a_bad_config_or_log_facility_fails_before_forking(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text("vrrp_instance VI_1 {\n    priority 999\n}\n")
