@@ -5367,7 +5367,8 @@ class Soak:
         self.disturbed_until = max(self.disturbed_until, time.monotonic() + seconds + SOAK_SETTLE)
 
     def log(self, text: str) -> None:
-        self.events.append(f"{time.monotonic() - self.t0:7.2f} {text}")
+        wall = time.strftime("%H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
+        self.events.append(f"{time.monotonic() - self.t0:7.2f} {wall} {text}")
 
     def fault(self) -> None:
         """One random fault, undone later where it has an end."""
@@ -5494,10 +5495,12 @@ class Soak:
         self.counts["checked"] += 1
         if len(holders) > 1:
             self.counts["violation_two_holders"] += 1
-            self.violations.append(f"{now - self.t0:7.2f} two holders {holders}")
+            self.log(f"VIOLATION two holders {holders}")
+            self.violations.append(self.events[-1])
         if live and not holders:
             self.counts["violation_no_holder"] += 1
-            self.violations.append(f"{now - self.t0:7.2f} no holder, healthy {[n.name for n in live]}")
+            self.log(f"VIOLATION no holder, healthy {[n.name for n in live]}")
+            self.violations.append(self.events[-1])
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -5566,6 +5569,13 @@ def _report_soak(soak: Soak) -> str:
     for name, pid, first, last in _rss_growth(soak.rss, 10):
         lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
+    if soak.violations:  # the daemons' own account of the moments that broke an invariant
+        import re
+
+        wanted = re.compile(r"STATE|priority|timeout|Receive|EXITED|Traceback|Error|error|reload|Reload")
+        for n in soak.nodes.values():
+            lines.append(f"{n.name} log:")
+            lines += [line for line in n.node.log().splitlines() if wanted.search(line)][-40:]
     return "\n".join(lines)
 
 
@@ -5583,9 +5593,15 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
     seconds = SOAK_SECONDS or 50.0
     rate = 10000.0 if SOAK_SECONDS else 2000.0
-    soak = run_soak(lab, tmp_path, seconds, rate)
+    soak = run_soak(lab, tmp_path, seconds, rate, int(os.environ.get("VRRPD_SOAK_SEED", "8")))
     report = _report_soak(soak)
     print(report)
+    keep = os.environ.get("VRRPD_SOAK_LOGS")
+    if keep:  # make soak keeps the daemons' logs and the report
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for n in soak.nodes.values():
+            shutil.copy(n.node.log_path, Path(keep) / n.node.log_path.name)
+        (Path(keep) / "soak-report.txt").write_text(report + "\n")
     c = soak.counts
     logs = {n.name: n.node.log() for n in soak.nodes.values() if not n.keepalived}
     tracebacks = {name: text.count("Traceback") for name, text in logs.items()}
