@@ -6382,6 +6382,13 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def _sleepers(lab: Lab, ns: str) -> int:
     """Hung tracked scripts (`sleep 30`) still alive in a namespace."""
     count = 0
@@ -6431,7 +6438,8 @@ class Soak:
         self.disturbed_until = max(self.disturbed_until, time.monotonic() + seconds + SOAK_SETTLE)
 
     def log(self, text: str) -> None:
-        self.events.append(f"{time.monotonic() - self.t0:7.2f} {text}")
+        wall = time.strftime("%H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
+        self.events.append(f"{time.monotonic() - self.t0:7.2f} {wall} {text}")
 
     def fault(self) -> None:
         """One random fault, undone later where it has an end."""
@@ -6532,9 +6540,10 @@ class Soak:
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
                 kb = _rss_kb(n.pid)
+                fds = _open_fds(n.pid)
                 if kb:
-                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name])
-                    entry[1], entry[2] = kb, entry[2] + 1
+                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name, fds, fds])
+                    entry[1], entry[2], entry[5] = kb, entry[2] + 1, fds
 
     def end_rss(self, n: _SoakNode) -> None:
         pass  # the per-pid series stays in self.rss; a new pid starts a new one
@@ -6558,16 +6567,18 @@ class Soak:
         self.counts["checked"] += 1
         if len(holders) > 1:
             self.counts["violation_two_holders"] += 1
-            self.violations.append(f"{now - self.t0:7.2f} two holders {holders}")
+            self.log(f"VIOLATION two holders {holders}")
+            self.violations.append(self.events[-1])
         if live and not holders:
             self.counts["violation_no_holder"] += 1
-            self.violations.append(f"{now - self.t0:7.2f} no holder, healthy {[n.name for n in live]}")
+            self.log(f"VIOLATION no holder, healthy {[n.name for n in live]}")
+            self.violations.append(self.events[-1])
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> dict:
         self.t0 = time.monotonic()
         end = self.t0 + self.seconds
-        next_fault = self.t0 + SOAK_STARTUP + SOAK_SETTLE
+        next_fault, gap, overlap = self.t0, 0.0, False
         next_rss = self.t0
         tick = self.t0
         while True:
@@ -6578,12 +6589,12 @@ class Soak:
                 item[2]()
             if now >= end and not self.pending:
                 break
-            if now >= next_fault and now < end - SOAK_SETTLE - 4:
+            quiet = not self.pending and now >= self.disturbed_until + gap
+            if now < end - SOAK_SETTLE - 4 and (quiet or (overlap and now >= next_fault)):
                 self.fault()
-                if self.rng.random() < 0.25:  # sometimes faults pile up on one another
-                    next_fault = now + self.rng.uniform(0.3, 1.5)
-                else:  # mostly a settled, checked stretch comes first
-                    next_fault = max(now + 0.5, self.disturbed_until) + self.rng.uniform(1.0, 4.0)
+                # mostly a settled, checked stretch comes next; sometimes faults pile up on one another
+                overlap = self.rng.random() < 0.25
+                next_fault, gap = now + self.rng.uniform(0.3, 1.5), self.rng.uniform(1.0, 4.0)
             if now >= next_rss:
                 self.sample_rss()
                 next_rss = now + 1.0
@@ -6612,8 +6623,8 @@ class Soak:
 
 
 def _rss_growth(rss: dict, minimum_samples: int) -> List[tuple]:
-    """(name, pid, first kB, last kB) of each long-lived vrrpd process."""
-    return [(v[3], pid, v[0], v[1]) for pid, v in rss.items() if v[2] >= minimum_samples]
+    """(name, pid, first kB, last kB, first fds, last fds) of each long-lived vrrpd process."""
+    return [(v[3], pid, v[0], v[1], v[4], v[5]) for pid, v in rss.items() if v[2] >= minimum_samples]
 
 
 def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed: int = 8) -> Soak:
@@ -6627,9 +6638,16 @@ def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed:
 
 def _report_soak(soak: Soak) -> str:
     lines = ["soak invariants and faults:"] + [f"  {k:24} {v}" for k, v in soak.counts.items()]
-    for name, pid, first, last in _rss_growth(soak.rss, 10):
-        lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB")
+    for name, pid, first, last, fds0, fds1 in _rss_growth(soak.rss, 10):
+        lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB, open files {fds0} -> {fds1}")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
+    if soak.violations:  # the daemons' own account of the moments that broke an invariant
+        import re
+
+        wanted = re.compile(r"STATE|priority|timeout|Receive|EXITED|Traceback|Error|error|reload|Reload")
+        for n in soak.nodes.values():
+            lines.append(f"{n.name} log:")
+            lines += [line for line in n.node.log().splitlines() if wanted.search(line)][-40:]
     return "\n".join(lines)
 
 
@@ -6647,9 +6665,15 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
     seconds = SOAK_SECONDS or 50.0
     rate = 10000.0 if SOAK_SECONDS else 2000.0
-    soak = run_soak(lab, tmp_path, seconds, rate)
+    soak = run_soak(lab, tmp_path, seconds, rate, int(os.environ.get("VRRPD_SOAK_SEED", "8")))
     report = _report_soak(soak)
     print(report)
+    keep = os.environ.get("VRRPD_SOAK_LOGS")
+    if keep:  # make soak keeps the daemons' logs and the report
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for n in soak.nodes.values():
+            shutil.copy(n.node.log_path, Path(keep) / n.node.log_path.name)
+        (Path(keep) / "soak-report.txt").write_text(report + "\n")
     c = soak.counts
     logs = {n.name: n.node.log() for n in soak.nodes.values() if not n.keepalived}
     tracebacks = {name: text.count("Traceback") for name, text in logs.items()}
@@ -6662,7 +6686,8 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     # RSS: the vrrpd that lived through the whole run did not grow beyond start-up noise
     lived = [g for g in _rss_growth(soak.rss, int(seconds * 0.8)) if g[0] == "A"]
     assert lived, report
-    for _name, _pid, first, last in lived:
+    for _name, _pid, first, last, fds0, fds1 in lived:
         assert last < first * 1.25 + 2048, report
+        assert fds1 <= fds0 + 8, report  # no sockets or pipes leak (mail attempts, scripts, reloads)
     # hung scripts were killed with their process group, not left behind
     assert _sleepers(lab, soak.nodes["A"].ns) <= 1, report
