@@ -4289,6 +4289,40 @@ def test_ssl_get_against_self_signed_https_server(tmp_path, caplog):
     assert out.returncode == 0 and out.stdout.strip() == f"MD5SUM = {hashlib.md5(b'secure' + bytes([10])).hexdigest()}"
 
 
+def test_http_get_over_ipv6_with_bindto_and_connect_port():
+    import http.server
+    import socket
+    import threading
+
+    seen: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.client_address[0], self.headers.get("Host")))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    class Server6(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    server = Server6(("::1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    chk = vrrpd.Checker(kind="HTTP_GET", urls=[vrrpd.UrlCheck("/")], connect_timeout=1, retry=0, alpha=True,
+                        bindto=_ip("::1"), connect_port=server.server_address[1])
+    vs = _vs("fd00::100", 80, rss=[_rs("::1", 8080, checkers=[chk])], delay_loop=0.2)
+    loop, m = _manager(vs)
+    m.start()
+    _run_until(loop, lambda: m.nl.weights("[fd00::100]:tcp:80") == {"::1:8080": 1}, 3, "IPv6 HTTP_GET up")
+    assert seen[0] == ("::1", f"[::1]:{server.server_address[1]}")
+    m.stop()
+    loop.close()
+    server.shutdown()
+    server.server_close()
+
+
 def test_checker_timeout_on_silent_server_keeps_loop_responsive(caplog):
     import socket
 
