@@ -25,14 +25,17 @@ import enum
 import errno
 import glob
 import heapq
+import hmac
 import ipaddress
 import logging
 import os
 import random
 import re
 import selectors
+import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -501,6 +504,8 @@ class Config:
     virtual_server_groups: Dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: List[VirtualServer] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
+    # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
+    accepted_only: List[str] = field(default_factory=list)
 
 
 # ============================================================================================
@@ -541,6 +546,7 @@ _PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0
 _SLOW_CHARS_RE = re.compile(r'["\\!#]')
 _INCLUDE_WORDS = frozenset(("include", "includer", "includem", "includew", "includeb", "includea"))
 _MAX_INCLUDE_DEPTH = 32
+_MAX_FILE_SIZE = 64 << 20
 _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
 
@@ -574,7 +580,7 @@ class _Lexer:
     def warning(self, file: str, line: int, message: str, hint: str = "") -> None:
         self.diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
 
-    def read_file(self, path: str, file: str = "", line: int = 0, mandatory: bool = True) -> None:
+    def read_file(self, path: str, file: str = "", line: int = 0) -> None:
         """Lex the file at `path`; an unreadable file is an error at the including line."""
         real = os.path.realpath(path)
         if real in self.stack:
@@ -584,11 +590,17 @@ class _Lexer:
             self.error(file or path, line, f"includes nested deeper than {_MAX_INCLUDE_DEPTH} levels at '{path}'")
             return
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
+            # O_NONBLOCK: opening a FIFO must not wait for a writer
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    self.error(file or path, line, f"'{path}' is not a regular file")
+                    return
+                data = fh.read(_MAX_FILE_SIZE + 1)
+            if len(data) > _MAX_FILE_SIZE:
+                self.error(file or path, line, f"'{path}' is larger than {_MAX_FILE_SIZE >> 20} MiB")
+                return
         except OSError as exc:
-            if mandatory:
-                self.error(file or path, line, f"cannot read configuration file '{path}': {exc.strerror or exc}")
+            self.error(file or path, line, f"cannot read configuration file '{path}': {exc.strerror or exc}")
             return
         text = data.decode("utf-8", errors="replace")
         self.stack.append(real)
@@ -598,44 +610,68 @@ class _Lexer:
             self.stack.pop()
 
     def lex_text(self, text: str, file: str) -> None:
+        """Append the tokens of `text` (the contents of `file`) to self.tokens."""
         if file not in self.files:
             self.files.append(file)
         if "\0" in text:
             text = text.replace("\0", " ")
-        lines = text.splitlines()
+        # lines end at "\n" only (as editors and keepalived count them), with a "\r" before it dropped
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if "\r" in text:
+            lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+        # features absent from the whole text cost nothing per line
+        has_backslash, has_dollar = "\\" in text, "$" in text
+        has_at, has_include = "@" in text, "include" in text
+        slow_chars = _SLOW_CHARS_RE.search
+        tokens = self.tokens
         n = len(lines)
         i = 0
         while i < n:
-            line_no = i + 1
             line = lines[i]
             i += 1
+            line_no = i
             # line continuation: a trailing backslash joins the next line (not inside comments)
-            while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
-                line = line[:-1] + " " + lines[i]
-                i += 1
-            if "$" in line:
+            if has_backslash:
+                while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
+                    line = line[:-1] + " " + lines[i]
+                    i += 1
+            if has_dollar and "$" in line:
                 m = _PARAM_DEF_RE.match(line)
                 if m:
-                    value = _strip_comment(m.group(2)).strip()
-                    self.params[m.group(1)] = value
+                    self.params[m.group(1)] = _strip_comment(m.group(2)).strip()
                     continue
                 if self.params or "${_" in line:
                     line = self.substitute(line, file, line_no)
-            stripped = line.lstrip()
-            if not stripped:
-                continue
-            if stripped[0] == "@":
-                cond, _, rest = stripped[1:].partition(" ")
-                keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
-                if not keep:
+            if has_at or has_include:
+                stripped = line.lstrip()
+                if not stripped:
                     continue
-                line = rest
-            self.lid += 1
-            first = stripped.split(None, 1)[0]
-            if first in _INCLUDE_WORDS:
-                self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
-                continue
-            self.tokens.extend(self.split_line(line, file, line_no))
+                if stripped[0] == "@":
+                    cond, rest = (stripped[1:].split(None, 1) + [""])[:2]
+                    keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
+                    if not keep:
+                        continue
+                    line = stripped = rest.lstrip()
+                    if not stripped:
+                        continue
+                first = stripped.split(None, 1)[0]
+                if first in _INCLUDE_WORDS:
+                    self.lid += 1
+                    self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
+                    continue
+            if slow_chars(line) is None:
+                if "{" in line or "}" in line:
+                    line = line.replace("{", " { ").replace("}", " } ")
+                words = line.split()
+                if words:
+                    self.lid += 1
+                    lid = self.lid
+                    tokens.extend([Token(w, file, line_no, lid) for w in words])
+            else:
+                self.lid += 1
+                tokens.extend(self.split_line(line, file, line_no))
 
     def substitute(self, line: str, file: str, line_no: int) -> str:
         """Replace `$NAME` and `${NAME}` (recursively); unknown names stay as written."""
@@ -662,11 +698,8 @@ class _Lexer:
         return line
 
     def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
+        """Words of a line with quotes, escapes or comments (the simple lines never get here)."""
         lid = self.lid
-        if _SLOW_CHARS_RE.search(line) is None:
-            if "{" in line or "}" in line:
-                line = line.replace("{", " { ").replace("}", " } ")
-            return [Token(w, file, line_no, lid) for w in line.split()]
         out: List[Token] = []
         for m in _WORD_RE.finditer(line):
             if m.group(1) is not None:
@@ -680,8 +713,7 @@ class _Lexer:
                 continue
             quoted = '"' in word
             if quoted:
-                bare = [m for m in _QUOTE_RE.findall(word) if m == '"']
-                if len(bare) % 2:
+                if _QUOTE_RE.findall(word).count('"') % 2:
                     self.warning(file, line_no, "unterminated quoted string", "add the closing '\"'")
                 word = _QUOTE_RE.sub(lambda q: q.group(0) if len(q.group(0)) == 2 else "", word)
             if "\\" in word:
@@ -813,6 +845,31 @@ def _split_command(text: str) -> List[str]:
     return argv
 
 
+_COMMANDS_WITH_USER = frozenset(("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",
+                                 "notify", "notify_master_rx_lower_pri", "quorum_up", "quorum_down", "notify_up",
+                                 "notify_down"))
+
+
+def _is_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+        return True
+    except (KeyError, ValueError):
+        return False
+
+
+def _is_group(name: str) -> bool:
+    import grp
+
+    try:
+        grp.getgrnam(name)
+        return True
+    except (KeyError, ValueError):
+        return False
+
+
 def make_command(raw: str, user: Optional[str] = None, group: Optional[str] = None) -> Command:
     """Build a Command from the text as written; `shell` is set when it uses shell syntax."""
     shell = bool(_SHELL_SYNTAX_RE.search(raw))
@@ -928,6 +985,7 @@ def _h_cmd(attr: str) -> Handler:
 
 def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
     """Accepted but not acted upon; global_defs keeps the words for dumps."""
+    p.config.accepted_only.append(f"{kw.file}:{kw.line}: {kw.text}")
     other = getattr(obj, "other", None)
     if isinstance(other, dict):
         other[kw.text] = [a.text for a in args]
@@ -963,9 +1021,12 @@ class _Parser:
         self.i = 0
         self.diags = diags
         self.config = Config()
-        self.unwind = False
+        self.stack: List[str] = []  # names of the blocks being read, top level first
+        self.unwind_to: Optional[int] = None  # after a missing '}': return up to this stack depth
+        self._suffix_closes: Optional[List[int]] = None
         self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
+        self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -987,21 +1048,43 @@ class _Parser:
             self.warning(tok, f"{kw.text} '{tok.text}': keepalived rejects time units; read as {value:g} seconds",
                          f"write '{kw.text} {value:g}'")
         if not lo <= value <= hi:
-            raise _Invalid(f"{kw.text} '{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
+            raise _Invalid(f"'{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
         return value
 
     def ip_value(self, tok: Token) -> IPAddress:
         return _parse_ip(tok.text)
 
     def command_value(self, kw: Token, args: List[Token]) -> Command:
-        if args[0].quoted:
-            user = args[1].text if len(args) > 1 else None
-            group = args[2].text if len(args) > 2 else None
+        cmd = self._command(kw, args)
+        self.commands.append((cmd, kw))
+        return cmd
+
+    def _command(self, kw: Token, args: List[Token]) -> Command:
+        takes_user = kw.text in _COMMANDS_WITH_USER
+        if args[0].quoted or len(args) == 1:
+            if len(args) > 1 and not takes_user:
+                self.warning(args[1], f"{kw.text}: words after the quoted command are ignored",
+                             "put the whole command inside the quotes")
+                args = args[:1]
             if len(args) > 3:
                 self.warning(args[3], f"{kw.text}: extra words after the user and group are ignored",
-                             "quote the whole command")
+                             "put the whole command inside the quotes")
+            user = args[1].text if len(args) > 1 else None
+            group = args[2].text if len(args) > 2 else None
             return make_command(args[0].text, user, group)
-        return make_command(" ".join(a.text for a in args))
+        # Unquoted words: keepalived takes only the first as the command and, for notify scripts, the
+        # next ones as user and group. Follow it when they name a real user (and group); otherwise
+        # run all the words as the command the user evidently meant.
+        words = [a.text for a in args]
+        quoted = '"' + " ".join(words) + '"'
+        if takes_user and len(words) <= 3 and _is_user(words[1]) and (len(words) < 3 or _is_group(words[2])):
+            self.warning(args[1], f"{kw.text}: runs '{words[0]}' as user '{words[1]}', as keepalived does",
+                         f"if '{words[1]}' is an argument, write {kw.text} {quoted}")
+            return make_command(words[0], words[1], words[2] if len(words) > 2 else None)
+        as_user = f" with '{words[1]}' as its user" if takes_user else ""
+        self.warning(args[1], f"{kw.text}: unquoted command with arguments; keepalived would run only "
+                     f"'{words[0]}'{as_user}; vrrpd runs it all", f"write {kw.text} {quoted}")
+        return make_command(" ".join(words))
 
     # -- token stream ---------------------------------------------------------------------
     def peek(self) -> Optional[Token]:
@@ -1045,8 +1128,12 @@ class _Parser:
             t = toks[j]
             if t.lid != tok.lid or (not t.quoted and t.text in ("{", "}")):
                 break
-            if len(args) >= lo and not t.quoted:
-                if t.text in spec or (kw.accept is not None and not kw.accept(t.text)):
+            if not t.quoted:
+                # a keyword of this block is the next statement, even where a value was due
+                # (`notify_master notify_backup ...`): better "needs a value" than a wrong value
+                if t.text in spec and (len(args) >= lo or kw.block is None):
+                    break
+                if len(args) >= lo and kw.accept is not None and not kw.accept(t.text):
                     break
             args.append(t)
             j += 1
@@ -1062,36 +1149,77 @@ class _Parser:
         """Read keyword statements until the `}` closing `opener` (or the end, at top level)."""
         spec = KEYWORDS[block]
         toks = self.toks
-        while self.i < self.n:
-            tok = toks[self.i]
-            if not tok.quoted and tok.text in ("{", "}"):
+        depth = len(self.stack)
+        self.stack.append(block)
+        try:
+            while self.i < self.n:
+                tok = toks[self.i]
+                if not tok.quoted and tok.text in ("{", "}"):
+                    self.i += 1
+                    if tok.text == "}":
+                        if opener is not None:
+                            return
+                        self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
+                    else:
+                        self.error(tok, "unexpected '{'", "a block must follow its keyword")
+                        self.skip_block(tok)
+                    continue
+                kw = spec.get(tok.text) if not tok.quoted else None
+                if kw is None and opener is not None and not tok.quoted:
+                    home = self.ancestor_home(tok.text)
+                    if home is not None:
+                        if self.closes_after(self.i) < depth:
+                            self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                                       f"'{tok.text}' at line {tok.line}", "add the missing '}'")
+                            self.unwind_to = home
+                            return
+                        top_kw = KEYWORDS["top"].get(tok.text) if home == 0 else None
+                        if top_kw is not None and top_kw.block is not None:
+                            # braces balance: a whole block was put inside another; read it where it belongs
+                            self.error(tok, f"'{tok.text}' must be at the top level, not inside "
+                                       f"{BLOCK_TITLES.get(block, block)}", "move the block out")
+                            self.i += 1
+                            self.statement("top", KEYWORDS["top"], top_kw, tok, self.config)
+                            self.unwind_to = None
+                            continue
+                if kw is None:
+                    self.unknown(block, tok)
+                    continue
                 self.i += 1
-                if tok.text == "}":
-                    if opener is not None:
+                self.statement(block, spec, kw, tok, obj)
+                if self.unwind_to is not None:
+                    if self.unwind_to < depth:
                         return
-                    self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
-                else:
-                    self.error(tok, "unexpected '{'", "a block must follow its keyword")
-                    self.skip_block(tok)
-                continue
-            kw = spec.get(tok.text) if not tok.quoted else None
-            if kw is None:
-                if opener is not None and tok.text in _TOP_BLOCKS and not tok.quoted:
-                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
-                               f"'{tok.text}' at line {tok.line}", "add the missing '}'")
-                    self.unwind = True
-                    return
-                self.unknown(block, tok)
-                continue
-            self.i += 1
-            self.statement(block, spec, kw, tok, obj)
-            if self.unwind:
-                if opener is not None:
-                    return
-                self.unwind = False
-        if opener is not None:
-            self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
-            self.unwind = True
+                    self.unwind_to = None
+            if opener is not None:
+                self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
+                self.unwind_to = 0
+        finally:
+            self.stack.pop()
+
+    def ancestor_home(self, word: str) -> Optional[int]:
+        """Depth of the innermost enclosing block (not the current one) that knows `word` as a keyword."""
+        for d in range(len(self.stack) - 2, -1, -1):
+            if word in KEYWORDS[self.stack[d]]:
+                return d
+        return None
+
+    def closes_after(self, i: int) -> int:
+        """How many more `}` than `{` the tokens from index i on hold (blocks they can still close)."""
+        if self._suffix_closes is None:
+            suffix = [0] * (self.n + 1)
+            acc = 0
+            toks = self.toks
+            for j in range(self.n - 1, -1, -1):
+                t = toks[j]
+                if not t.quoted:
+                    if t.text == "}":
+                        acc += 1
+                    elif t.text == "{":
+                        acc -= 1
+                suffix[j] = acc
+            self._suffix_closes = suffix
+        return self._suffix_closes[i]
 
     def unknown(self, block: str, tok: Token) -> None:
         spec = KEYWORDS[block]
@@ -1138,12 +1266,12 @@ class _Parser:
                 if opened:
                     self.skip_block(tok)
                 return
-            entries = self.value_entries(sub, tok, spec)
+            entries = self.value_entries(sub, tok)
             if len(args) < lo:
                 return
             self.call(kw, tok, obj, args, entries)
             return
-        child = self.call(kw, tok, obj, args)
+        child = self.call(kw, tok, obj, args) if len(args) >= lo else None
         if child is None:
             child = _Discard()
         self.statements(sub, child, tok)
@@ -1159,9 +1287,12 @@ class _Parser:
             return kw.handler(self, obj, tok, args, *extra)
         except _Invalid as exc:
             self.error(tok, f"{tok.text}: {exc}")
+        except AttributeError:
+            if not isinstance(obj, _Discard):
+                raise
         return None
 
-    def value_entries(self, vb: ValueBlock, opener: Token, parent: Dict[str, Keyword]) -> List[List[Token]]:
+    def value_entries(self, vb: ValueBlock, opener: Token) -> List[List[Token]]:
         """Read a value block's entries up to its `}`; a keyword of the enclosing block inside
         it means the `}` was forgotten (the entries end there, with an error)."""
         entries: List[List[Token]] = []
@@ -1180,10 +1311,15 @@ class _Parser:
                     self.error(tok, f"unexpected '{{' inside '{opener.text}'")
                     self.skip_block(tok)
                     continue
-                if need == 0 and text not in options and (text in parent or text in _TOP_BLOCKS):
-                    self.error(opener, f"'{opener.text}' block opened here is not closed before "
-                               f"'{text}' at line {tok.line}", "add the missing '}'")
-                    return entries
+                if need == 0 and text not in options:
+                    home = next((d for d in range(len(self.stack) - 1, -1, -1) if text in KEYWORDS[self.stack[d]]),
+                                None)
+                    if home is not None and self.closes_after(self.i) < len(self.stack):
+                        self.error(opener, f"'{opener.text}' block opened here is not closed before "
+                                   f"'{text}' at line {tok.line}", "add the missing '}'")
+                        if home < len(self.stack) - 1:
+                            self.unwind_to = home
+                        return entries
             self.i += 1
             if entries and entries[-1][0].lid == tok.lid and (need > 0 or (tok.text in options and not tok.quoted)
                                                               or (vb.starts_entry is not None
@@ -1197,7 +1333,7 @@ class _Parser:
                 entries.append([tok])
                 need = 0
         self.error(opener, f"'{opener.text}' block opened here is never closed", "add the missing '}'")
-        self.unwind = True
+        self.unwind_to = 0
         return entries
 
 
@@ -1567,7 +1703,8 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
              "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
              "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
-             "vrrp_garp_interval_random")
+             "vrrp_garp_interval_random nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
+             "rs_init_notifies")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
@@ -1971,7 +2108,6 @@ _kw("DNS_CHECK", "type", _c_dns_type)
 _kw("DNS_CHECK", "name", _h_str("dns_name"))
 
 BLOCK_TITLES.update({"top": "the top level", "HTTP_GET": "HTTP_GET/SSL_GET", "url": "url (HTTP_GET/SSL_GET)"})
-_TOP_BLOCKS = frozenset(k for k, v in KEYWORDS["top"].items() if v.block is not None)
 _KEYWORD_HOMES: Dict[str, List[str]] = {}
 for _blk, _spec in KEYWORDS.items():
     for _name in _spec:
@@ -2017,6 +2153,13 @@ def _host_interfaces() -> Optional[set]:
         return None
 
 
+def _which(program: str) -> Optional[str]:
+    try:
+        return shutil.which(program)
+    except (ValueError, OSError):
+        return None
+
+
 def _validate(p: _Parser, check_interfaces: bool) -> None:
     """Cross-checks that need the whole configuration (names, duplicates, strict mode)."""
     cfg = p.config
@@ -2050,6 +2193,14 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
         elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
             (err if check_interfaces else warn)(f, line_of(inst, "interface", ln),
                                                 f"{label}: interface '{inst.interface}' does not exist on this host")
+        if interfaces is not None:
+            for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                if vip.dev is not None and vip.dev not in interfaces:
+                    (err if check_interfaces else warn)(f, vip.line, f"{label}: interface '{vip.dev}' of "
+                                                        f"{vip.address} does not exist on this host")
+            for ref in inst.track_interface:
+                if ref.name not in interfaces:
+                    warn(f, ref.line, f"{label}: track_interface '{ref.name}' does not exist on this host")
         if inst.virtual_router_id == 0 and p.where(inst, "virtual_router_id") is None:
             err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
         version = effective_version(inst, g)
@@ -2069,6 +2220,11 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
         if inst.auth_type == AuthType.PASS and not inst.auth_pass:
             err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
         families = {v.address.version for v in inst.virtual_ipaddress}
+        peer_families = {u.address.version for u in inst.unicast_peer}
+        if inst.unicast_src_ip is not None:
+            peer_families.add(inst.unicast_src_ip.version)
+        if len(peer_families) > 1:
+            err(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_src_ip and unicast_peer mix IPv4 and IPv6")
         if len(families) > 1:
             err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
                 "use one instance per address family")
@@ -2082,10 +2238,19 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
             if version == 2 and 6 in families:
                 err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
                     "add 'version 3'")
+            if inst.preempt_delay:
+                warn(f, line_of(inst, "preempt_delay", ln), f"{label}: {why} does not allow preempt_delay; it is "
+                     "ignored (as keepalived does)")
+                inst.preempt_delay = 0.0
             if has_auth and version == 2:
                 warn(f, ln_auth, f"{label}: {why} does not support authentication; it is ignored (as keepalived does)",
                      "remove the authentication block")
                 inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+        if inst.nopreempt and inst.preempt_delay:
+            warn(f, line_of(inst, "preempt_delay", ln), f"{label}: preempt_delay has no effect with nopreempt")
+        if inst.unicast_src_ip is not None and any(u.address == inst.unicast_src_ip for u in inst.unicast_peer):
+            warn(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer lists this node's own unicast_src_ip "
+                 f"{inst.unicast_src_ip}", "list the other nodes only")
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
             warn(f, line_of(inst, "nopreempt", ln), f"{label}: nopreempt is ignored with state MASTER or priority 255",
                  "set 'state BACKUP' on every node")
@@ -2111,6 +2276,12 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
                     f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
             else:
                 vrids[key] = inst
+    for cmd, tok in p.commands:
+        program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
+        if not program:
+            err(tok.file, tok.line, f"{tok.text}: empty command")
+        elif _which(program) is None:
+            warn(tok.file, tok.line, f"{tok.text}: '{program}' does not exist or is not executable on this host")
     seen_groups: Dict[str, SyncGroup] = {}
     member_of: Dict[str, str] = {}
     for sg in cfg.sync_groups:
@@ -2147,6 +2318,23 @@ def _validate(p: _Parser, check_interfaces: bool) -> None:
             err(vs.file, vs.line, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
             warn(vs.file, vs.line, "virtual_server has no real_server", "keepalived ignores it too")
+        if vs.fwmark is None and p.where(vs, "protocol") is None:
+            kinds = {c.kind for rs in vs.real_servers for c in rs.checkers}
+            if kinds & {"HTTP_GET", "SSL_GET", "TCP_CHECK", "SMTP_CHECK"}:
+                warn(vs.file, vs.line, "virtual_server has no 'protocol'; keepalived would use UDP, vrrpd uses TCP "
+                     "as its TCP checkers show", "write 'protocol TCP'")
+                vs.protocol = "TCP"
+            else:
+                warn(vs.file, vs.line, "virtual_server has no 'protocol'; UDP is used, as keepalived does",
+                     "write 'protocol TCP' or 'protocol UDP'")
+                vs.protocol = "UDP"
+        if vs.ops and vs.protocol != "UDP" and vs.fwmark is None:
+            warn(vs.file, line_of(vs, "ops", vs.line), "ops (one-packet scheduling) needs protocol UDP; ignored")
+            vs.ops = False
+        if vs.hysteresis and vs.hysteresis >= vs.quorum:
+            warn(vs.file, line_of(vs, "hysteresis", vs.line), f"hysteresis {vs.hysteresis} >= quorum {vs.quorum}; "
+                 f"using {max(0, vs.quorum - 1)}, as keepalived does")
+            vs.hysteresis = max(0, vs.quorum - 1)
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
                 rs.port = vs.port
@@ -2215,13 +2403,16 @@ def default_config_path() -> str:
 
 
 def keyword_table_markdown() -> str:
-    """The keyword registry as a Markdown table (block, keyword, support) for the README."""
-    rows = ["| block | keyword | vrrpd |", "|---|---|---|"]
+    """The keyword registry as a Markdown table (block, keywords, what vrrpd does) for the README.
+
+    One row per block and kind of support, so the README cannot drift from the parser."""
+    rows = ["| block | keywords | vrrpd |", "|---|---|---|"]
     for block, spec in KEYWORDS.items():
         title = "(top level)" if block == "top" else BLOCK_TITLES.get(block, block)
-        for name in sorted(spec, key=str.lower):
-            kw = spec[name]
-            rows.append(f"| {title} | `{name}` | {'supported' if kw.supported else 'accepted, not acted upon'} |")
+        for supported, what in ((True, "supported"), (False, "accepted, not acted upon")):
+            names = sorted((n for n, kw in spec.items() if kw.supported is supported), key=str.lower)
+            if names:
+                rows.append(f"| {title} | {' '.join(f'`{n}`' for n in names)} | {what} |")
     return "\n".join(rows) + "\n"
 
 
@@ -2256,6 +2447,9 @@ def config_summary(config: Config) -> List[str]:
             name = f"{vs.address}:{vs.port}"
         out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
                    f"{len(vs.real_servers)} real server(s)")
+    if config.accepted_only:
+        out.append("accepted but not acted upon by vrrpd:")
+        out.extend("    " + where for where in config.accepted_only)
     return out
 
 
@@ -2577,6 +2771,295 @@ def addr_request_payload(
     if label:
         payload += nla_pack_str(IFA_LABEL, label)
     return payload
+
+
+# --------------------------------------------------------------------------------------------
+# 4b. IPv6, AH and firewall formats
+#     IPv6 pseudo-header checksum, unsolicited Neighbour Advertisements, the IPsec AH header
+#     keepalived puts in front of VRRPv2 (`auth_type AH`), the nftables ruleset of strict mode,
+#     and the VMAC address and macvlan rtnetlink messages. Pure functions on bytes and text.
+# --------------------------------------------------------------------------------------------
+
+ETH_P_IPV6 = 0x86DD
+IPPROTO_ICMPV6 = 58
+ND_NEIGHBOR_ADVERT = 136
+ND_OPT_TARGET_LINKADDR = 2
+ND_NA_FLAG_ROUTER = 0x80
+ND_NA_FLAG_SOLICITED = 0x40
+ND_NA_FLAG_OVERRIDE = 0x20
+ALL_NODES6 = ipaddress.IPv6Address("ff02::1")
+NDISC_HOPLIMIT = 255
+
+AH_HEADER_LEN = 24  # next header, payload len, reserved, SPI, sequence number, 96-bit ICV
+AH_PAYLOAD_LEN = 4  # RFC 2402 section 2.2: (3 + 3 ICV words) - 2
+AH_ICV_LEN = 12  # HMAC-MD5-96, RFC 2403
+AH_SEQ_MAX = 0xFFFFFFFD  # keepalived stops counting here and waits for a new master
+
+NFT_TABLE = "vrrpd"  # our own table, `inet vrrpd`; keepalived's is `keepalived`
+
+# rtnetlink numbers for the VMAC macvlan (linux/if_link.h); the generic ones are in section 4
+IFLA_LINK = 5
+IFLA_LINKINFO = 18
+IFLA_AF_SPEC = 26
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+IFLA_MACVLAN_MODE = 1
+IFLA_INET6_ADDR_GEN_MODE = 8
+MACVLAN_MODE_PRIVATE = 1
+IN6_ADDR_GEN_MODE_NONE = 1
+IN6_ADDR_GEN_MODE_RANDOM = 3
+
+
+def ipv6_pseudo_header(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, length: int, next_header: int) -> bytes:
+    """RFC 8200 section 8.1 pseudo-header: source, destination, 32-bit length, 3 zero bytes, next header."""
+    return src.packed + dst.packed + struct.pack("!I3xB", length, next_header)
+
+
+def vrrp6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, message: bytes) -> int:
+    """VRRPv3 checksum over an IPv6 message (RFC 5798 section 5.2.8); the checksum field must be zero."""
+    return inet_checksum(ipv6_pseudo_header(src, dst, len(message), IPPROTO_VRRP) + message)
+
+
+def encode_advert6(adv: VrrpAdvert, src: Optional[ipaddress.IPv6Address] = None,
+                   dst: Optional[ipaddress.IPv6Address] = None) -> bytes:
+    """A VRRPv3 message with IPv6 addresses (RFC 5798 section 5.1.2).
+
+    With src and dst the checksum is filled in; without them it stays zero for a socket whose kernel
+    computes it (IPV6_CHECKSUM), as ours does."""
+    centis = max(1, min(0xFFF, int(round(adv.advert_int * 100))))
+    msg = VRRP_V3_HEADER.pack(0x31, adv.vrid, adv.priority, len(adv.addresses), centis, 0)
+    msg += b"".join(a.packed for a in adv.addresses)
+    if src is not None and dst is not None:
+        msg = msg[:6] + struct.pack("!H", vrrp6_checksum(src, dst, msg)) + msg[8:]
+    return msg
+
+
+def decode_advert6(msg: bytes, src: Optional[ipaddress.IPv6Address] = None,
+                   dst: Optional[ipaddress.IPv6Address] = None) -> VrrpAdvert:
+    """Decode a VRRPv3 message with IPv6 addresses; the checksum is checked when src and dst are given
+    (a socket with IPV6_CHECKSUM has already dropped bad ones). Raises PacketError."""
+    if len(msg) < VRRP_HEADER_LEN:
+        raise PacketError("truncated", f"{len(msg)} bytes")
+    version, ptype, vrid, priority, naddr = msg[0] >> 4, msg[0] & 0x0F, msg[1], msg[2], msg[3]
+    if version != 3:
+        raise PacketError("bad_version", f"{version} (IPv6 needs VRRPv3)")
+    if ptype != VRRP_TYPE_ADVERTISEMENT:
+        raise PacketError("bad_type", str(ptype))
+    if len(msg) != VRRP_HEADER_LEN + 16 * naddr:
+        raise PacketError("bad_length", f"{len(msg)} bytes for {naddr} addresses")
+    checksum = struct.unpack_from("!H", msg, 6)[0]
+    if src is not None and dst is not None and inet_checksum(ipv6_pseudo_header(src, dst, len(msg), 112) + msg):
+        raise PacketError("bad_checksum", f"0x{checksum:04x}")
+    centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
+    if centis == 0:
+        raise PacketError("bad_interval", "0")
+    addresses = [ipaddress.IPv6Address(msg[8 + 16 * i: 24 + 16 * i]) for i in range(naddr)]
+    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)  # type: ignore[arg-type]
+
+
+def multicast_mac6(group: ipaddress.IPv6Address) -> bytes:
+    """Ethernet address of an IPv6 multicast group (RFC 2464 section 7): 33:33 + low 32 bits."""
+    return b"\x33\x33" + group.packed[12:]
+
+
+def build_unsolicited_na(src_mac: bytes, target: ipaddress.IPv6Address, router: bool) -> bytes:
+    """An Ethernet frame carrying an unsolicited Neighbour Advertisement for `target` (RFC 4861 section 4.4).
+
+    As keepalived sends it: from the VIP itself to ff02::1, hop limit 255, Override set, Router set
+    when the interface forwards IPv6, Solicited clear, and a target link-layer address option."""
+    flags = ND_NA_FLAG_OVERRIDE | (ND_NA_FLAG_ROUTER if router else 0)
+    option = struct.pack("!BB", ND_OPT_TARGET_LINKADDR, 1) + src_mac
+    icmp = struct.pack("!BBHB3x", ND_NEIGHBOR_ADVERT, 0, 0, flags) + target.packed + option
+    checksum = inet_checksum(ipv6_pseudo_header(target, ALL_NODES6, len(icmp), IPPROTO_ICMPV6) + icmp)
+    icmp = icmp[:2] + struct.pack("!H", checksum) + icmp[4:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(icmp), IPPROTO_ICMPV6, NDISC_HOPLIMIT) + target.packed + ALL_NODES6.packed
+    return multicast_mac6(ALL_NODES6) + src_mac + struct.pack("!H", ETH_P_IPV6) + ip6 + icmp
+
+
+def ipv6_forwarding(ifname: str) -> bool:
+    """Whether the kernel forwards IPv6 on ifname: keepalived then sets the NA Router flag."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+# -- IPsec AH for VRRPv2 (RFC 2402 header, HMAC-MD5-96 as RFC 2403; keepalived's choices) ------
+
+
+def ah_key(auth_pass: bytes) -> bytes:
+    """The HMAC key: auth_pass NUL-padded (or cut) to 8 bytes, as keepalived stores it."""
+    return auth_pass[:8].ljust(8, b"\0")
+
+
+def _ipv4_header(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload_len: int, ident: int, ttl: int,
+                 proto: int, tos: int = 0xC0, frag_off: int = 0, checksum: int = 0) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, ident, frag_off, ttl, proto, checksum,
+                       src.packed, dst.packed)
+
+
+def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast: bool = False) -> bytes:
+    """The 96-bit ICV keepalived computes: HMAC-MD5 over IP header + AH header + VRRP message.
+
+    The IP header's mutable fields TOS, fragment offset and header checksum are zeroed (TTL too for
+    unicast, whose TTL may differ), and so is the ICV field of the AH header."""
+    ip = bytearray(ip_header)
+    ip[1] = 0
+    ip[6:8] = b"\0\0"
+    ip[10:12] = b"\0\0"
+    if unicast:
+        ip[8] = 0
+    ah = ah_header[:12] + bytes(AH_ICV_LEN)
+    return hmac.new(ah_key(key), bytes(ip) + ah + vrrp, "md5").digest()[:AH_ICV_LEN]
+
+
+def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: bytes, key: bytes, seq: int,
+                  ident: int, ttl: int = VRRP_TTL, unicast: bool = False) -> bytes:
+    """A whole IPv4 packet (for an IP_HDRINCL socket): IP header, AH header, then the VRRPv2 message.
+
+    SPI = the source address, as keepalived chooses it; `ident` must be non-zero, otherwise the
+    kernel would fill in an IP id after the ICV was computed."""
+    header = _ipv4_header(src, dst, AH_HEADER_LEN + len(vrrp), ident, ttl, IPPROTO_AH)
+    ah = struct.pack("!BBH4sI", IPPROTO_VRRP, AH_PAYLOAD_LEN, 0, src.packed, seq) + bytes(AH_ICV_LEN)
+    icv = ah_icv(key, header, ah, vrrp, unicast)
+    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
+    return header + ah[:12] + icv + vrrp
+
+
+def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int, bytes]:
+    """Check the AH header of a received IPv4 packet; return (sequence number, VRRP message).
+
+    Raises PacketError with reason `ah_short`, `ah_next_header`, `ah_icv` or `ah_spi`. The
+    sequence number is for AhSequence.accept() to judge."""
+    if len(packet) < 20:
+        raise PacketError("ah_short", "no IPv4 header")
+    ihl = (packet[0] & 0x0F) * 4
+    if len(packet) < ihl + AH_HEADER_LEN or packet[9] != IPPROTO_AH:
+        raise PacketError("ah_short", "no AH header")
+    ah = packet[ihl:ihl + AH_HEADER_LEN]
+    next_header, _plen, _rsvd, spi, seq = struct.unpack("!BBH4sI", ah[:12])
+    if next_header != IPPROTO_VRRP:
+        raise PacketError("ah_next_header", f"AH carries protocol {next_header}")
+    vrrp = packet[ihl + AH_HEADER_LEN:]
+    if not hmac.compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
+        raise PacketError("ah_icv", "invalid IPSEC HMAC-MD5 value, due to fields mutation or bad password")
+    if spi != packet[12:16]:
+        raise PacketError("ah_spi", f"SPI {ipaddress.IPv4Address(spi)} is not the source address")
+    return seq, vrrp
+
+
+class AhSequence:
+    """keepalived's one AH sequence counter per instance, shared by sending and receiving.
+
+    A sender counts up from its counter; a receiver accepts only numbers above it and raises it,
+    so a new master continues above the numbers its peers have already seen."""
+
+    def __init__(self) -> None:
+        self.seq_number = 0
+        self.cycle = False  # the counter ran out; reset when becoming MASTER
+
+    def next(self) -> int:
+        """The sequence number of the next advert to send."""
+        if self.seq_number > AH_SEQ_MAX:
+            self.cycle = True
+        else:
+            self.seq_number += 1
+        return self.seq_number
+
+    def accept(self, seq: int) -> bool:
+        """Anti-replay check of a received number; True (and remembered) if it is new."""
+        if seq > self.seq_number:
+            self.seq_number = seq
+            return True
+        return False
+
+    def sync_from_lower(self, seq: int) -> None:
+        """A MASTER hearing a lower-priority AH advert continues above its number (keepalived)."""
+        self.seq_number = seq + 1
+        self.cycle = False
+
+    def becoming_master(self) -> None:
+        if self.cycle:
+            self.cycle = False
+            self.seq_number = 0
+
+
+# -- strict mode firewall: the nftables ruleset -------------------------------------------------
+
+
+def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
+    """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
+
+    The sets hold every VIP of instances without `accept` that are not address owners. Packets
+    only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
+    so one static set gives keepalived's behaviour without touching the firewall on transitions.
+    Neighbour discovery stays allowed so IPv6 VIPs still resolve."""
+    v4 = sorted({a for a in vips if a.version == 4})
+    v6 = sorted({a for a in vips if a.version == 6})
+
+    def elements(addrs: List[Any]) -> str:
+        return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
+
+    nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+    return (
+        f"table inet {table} {{\n"
+        f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
+        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
+        f"  chain in {{\n    type filter hook input priority -1; policy accept;\n"
+        f"    {nd}\n    ip daddr @vips4 drop\n    ip6 daddr @vips6 drop\n  }}\n"
+        f"  chain out {{\n    type filter hook output priority -1; policy accept;\n"
+        f"    {nd}\n    ip saddr @vips4 drop\n    ip6 saddr @vips6 drop\n  }}\n"
+        f"}}\n"
+    )
+
+
+def nft_delete_argv(table: str = NFT_TABLE) -> List[str]:
+    return ["nft", "delete", "table", "inet", table]
+
+
+# -- VMAC: the macvlan and its rtnetlink messages ------------------------------------------------
+
+
+def vmac_address(vrid: int, family: int = 4) -> bytes:
+    """RFC 5798 section 7.3 virtual MAC: 00-00-5E-00-01-{VRID} (IPv4) or 00-00-5E-00-02-{VRID} (IPv6)."""
+    return bytes([0, 0, 0x5E, 0, 1 if family == 4 else 2, vrid])
+
+
+def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> str:
+    """The macvlan's name: the one given to `use_vmac`, else keepalived's `vrrp.<VRID>`."""
+    return name or f"{prefix}.{vrid}"
+
+
+def _ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+    return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
+
+
+def rtm_newlink_macvlan(seq: int, name: str, base_ifindex: int, mac: bytes) -> bytes:
+    """RTM_NEWLINK creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
+    info = nla_pack(IFLA_INFO_KIND, b"macvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED,
+                                                  nla_pack(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
+    attrs = (nla_pack(IFLA_IFNAME, name.encode() + b"\0") + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
+             + nla_pack(IFLA_ADDRESS, mac) + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
+    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, _ifinfomsg() + attrs)
+
+
+def rtm_setlink_addrgenmode(seq: int, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
+    """RTM_NEWLINK setting the IPv6 link-local generation mode; must come before the link goes up.
+
+    `random` (FRR's advice, RFC 5798 section 7.4) keeps two routers' link-locals apart although
+    their VMACs are equal."""
+    spec = nla_pack(IFLA_AF_SPEC | NLA_F_NESTED,
+                nla_pack(socket.AF_INET6 | NLA_F_NESTED, nla_pack(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
+    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex) + spec)
+
+
+def rtm_setlink_up(seq: int, ifindex: int, up: bool = True) -> bytes:
+    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
+
+
+def rtm_dellink(seq: int, ifindex: int) -> bytes:
+    return nlmsg_pack(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex))
 
 
 # ============================================================================================
@@ -2947,6 +3430,75 @@ class VrrpMachine:
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
+# --------------------------------------------------------------------------------------------
+# 5b. Sync groups (keepalived's vrrp_sync.c, sans-IO)
+#     Members move together: the group goes MASTER only when every member wants MASTER (its own
+#     master-down timer fired); one member going BACKUP or FAULT takes all the others with it.
+#     Methods return the moves [(instance name, state)] for the daemon to apply to each member.
+# --------------------------------------------------------------------------------------------
+
+
+class SyncGroupEngine:
+    """The state of one vrrp_sync_group and the rules that keep its members together."""
+
+    def __init__(self, name: str, members: List[str]):
+        self.name = name
+        self.members = list(members)
+        self.state = State.BACKUP
+        self.wants_master: set = set()
+        self.faulty: set = set()
+
+    def _move_all(self, state: State) -> List[Tuple[str, State]]:
+        log.info("VRRP_Group(%s) Syncing instances to %s state", self.name, state.value)
+        self.state = state
+        return [(member, state) for member in self.members]
+
+    def request_master(self, member: str) -> List[Tuple[str, State]]:
+        """`member` wants MASTER (its master-down timer fired or it preempts).
+
+        Returns every member's move when all now want it (or the group already is MASTER), and
+        nothing while some member does not: the caller then stays BACKUP and re-arms its timer."""
+        if self.state == State.FAULT or self.faulty:
+            return []
+        if self.state == State.MASTER:
+            return [(member, State.MASTER)]
+        self.wants_master.add(member)
+        if self.wants_master.issuperset(self.members):
+            return self._move_all(State.MASTER)
+        log.debug("VRRP_Group(%s) %s waits for the other members to want MASTER", self.name, member)
+        return []
+
+    def withdraw(self, member: str) -> None:
+        """`member` heard a master again: it no longer wants MASTER."""
+        self.wants_master.discard(member)
+
+    def backup(self, member: str) -> List[Tuple[str, State]]:
+        """`member` went BACKUP on its own (a higher-priority master): every member follows."""
+        self.wants_master.discard(member)
+        if self.state == State.MASTER:
+            self.wants_master.clear()
+            return self._move_all(State.BACKUP)
+        return []
+
+    def set_fault(self, member: str, fault: bool) -> List[Tuple[str, State]]:
+        """`member`'s fault condition (interface down, weight-0 tracker) became `fault`.
+
+        The group is in FAULT while any member is; it returns to BACKUP when none is."""
+        if fault:
+            self.faulty.add(member)
+            self.wants_master.discard(member)
+            if self.state != State.FAULT:
+                self.wants_master.clear()
+                return self._move_all(State.FAULT)
+            return [(member, State.FAULT)]
+        self.faulty.discard(member)
+        if self.state == State.FAULT:
+            if not self.faulty:
+                return self._move_all(State.BACKUP)
+            return [(member, State.FAULT)]
+        return []
+
+
 # ============================================================================================
 # 6. Tracking and health-check decisions (sans-IO)
 # ============================================================================================
@@ -3052,10 +3604,9 @@ def parse_track_file_value(text: str) -> Optional[int]:
 
 
 def tracker_weight(ref: TrackRef, weight: int, reverse: bool) -> Tuple[int, bool]:
-    """The weight and reverse flag that apply: the instance's override if it gives a weight."""
-    if ref.weight is not None:
-        return ref.weight, ref.reverse
-    return weight, reverse or ref.reverse
+    """The weight and reverse flag that apply: the reference's weight overrides the tracker's;
+    `reverse` holds if either says so (as keepalived, which keeps the tracker's unless told)."""
+    return (weight if ref.weight is None else ref.weight), reverse or ref.reverse
 
 
 def process_matches(tp: TrackProcess, comm: str, cmdline: List[str]) -> bool:
@@ -3334,6 +3885,42 @@ class _FileWatch:
         return True
 
 
+class Inotify:
+    """Watches directories with inotify(7) (through ctypes and the C library already loaded), so a
+    track_file change is seen at once, as keepalived sees it; open() gives None where unavailable."""
+
+    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # MODIFY CLOSE_WRITE MOVED_FROM MOVED_TO CREATE DELETE
+
+    def __init__(self, libc: Any, fd: int):
+        self.libc = libc
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> Optional[Inotify]:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return None
+        return cls(libc, fd) if fd >= 0 else None
+
+    def watch(self, directory: str) -> bool:
+        return self.libc.inotify_add_watch(self.fd, os.fsencode(directory), self.MASK) >= 0
+
+    def drain(self) -> None:
+        """Read and discard the pending events (the caller re-reads what it watches)."""
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     """(comm, argv) of every live process in /proc; zombies are left out; argv only if asked."""
     found: List[Tuple[str, List[str]]] = []
@@ -3370,8 +3957,9 @@ class Tracking:
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
                                           state, and whether a weight-0 tracker says FAULT.
       status() -> dict                    per-tracker state for dumps and --json.
-    Scripts run as child processes on the loop; files and /proc are polled on loop timers.
-    Only trackers that some instance or sync group refers to are run."""
+    Scripts run as child processes on the loop; files are watched with inotify (and polled on a
+    loop timer as a fallback); /proc is scanned on a loop timer. Only trackers that some instance
+    or sync group refers to are run."""
 
     file_poll_interval = 0.5
     process_scan_interval = 1.0
@@ -3383,48 +3971,133 @@ class Tracking:
         self._started = False
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
+        self._inotify: Optional[Inotify] = None
+        self.scripts: Dict[str, _ScriptRunner] = {}
+        self.files: Dict[str, _FileWatch] = {}
+        self.processes: Dict[str, ProcessQuorum] = {}
+        self._take(config)
+
+    def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
+        """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
+        is unchanged; returns the script runners and file watches that are new."""
+        import dataclasses
+
+        def same(a: Any, b: Any) -> bool:
+            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
             used["script"].update(r.name for r in owner.track_script)
             used["file"].update(r.name for r in owner.track_file)
             used["process"].update(r.name for r in owner.track_process)
-        self.scripts: Dict[str, _ScriptRunner] = {
-            name: _ScriptRunner(self, s) for name, s in config.vrrp_scripts.items() if name in used["script"]}
-        self.files: Dict[str, _FileWatch] = {
-            name: _FileWatch(f) for name, f in config.track_files.items() if name in used["file"]}
-        self.processes: Dict[str, ProcessQuorum] = {
-            name: ProcessQuorum(p.quorum, p.quorum_max, p.delay)
-            for name, p in config.track_processes.items() if name in used["process"]}
+        scripts: Dict[str, _ScriptRunner] = {}
+        new_runners: List[_ScriptRunner] = []
+        gd, old_gd = config.global_defs, self.config.global_defs
+        same_user = (gd.script_user, gd.script_group) == (old_gd.script_user, old_gd.script_group)
+        for name, script in config.vrrp_scripts.items():
+            if name not in used["script"]:
+                continue
+            old = self.scripts.pop(name, None)
+            if old is not None and same_user and same(old.script, script):
+                old.script = script
+                scripts[name] = old
+            else:
+                if old is not None:
+                    old.stop()
+                scripts[name] = _ScriptRunner(self, script)
+                new_runners.append(scripts[name])
+        for runner in self.scripts.values():
+            runner.stop()
+        files: Dict[str, _FileWatch] = {}
+        new_files: List[_FileWatch] = []
+        for name, track_file in config.track_files.items():
+            if name not in used["file"]:
+                continue
+            old_watch = self.files.get(name)
+            if old_watch is not None and same(old_watch.track_file, track_file):
+                old_watch.track_file = track_file
+                files[name] = old_watch
+            else:
+                files[name] = _FileWatch(track_file)
+                new_files.append(files[name])
+        processes: Dict[str, ProcessQuorum] = {}
+        for name, tp in config.track_processes.items():
+            if name not in used["process"]:
+                continue
+            old_tp = self.config.track_processes.get(name)
+            if name in self.processes and old_tp is not None and same(old_tp, tp):
+                processes[name] = self.processes[name]
+            else:
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+        self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
+        return new_runners, new_files
 
     # -- running --------------------------------------------------------------------------
     def start(self) -> None:
         """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
         self._started = True
-        for watch in self.files.values():
+        self._watch(list(self.files.values()))
+        for runner in self.scripts.values():
+            runner.timer = self.loop.call_later(0, runner.run)
+
+    def _watch(self, new_files: List[_FileWatch]) -> None:
+        for watch in new_files:
             watch.init_file()
             watch.read()
         if self.processes:
             self._scan(initial=True)
         if self.files:
             self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
-        for runner in self.scripts.values():
-            runner.timer = self.loop.call_later(0, runner.run)
+            self._inotify = Inotify.open()
+            if self._inotify is not None:
+                for watch in self.files.values():
+                    self._inotify.watch(os.path.dirname(os.path.abspath(watch.track_file.path)))
+                self.loop.add_reader(self._inotify.fd, self._on_inotify)
+
+    def _unwatch(self) -> None:
+        for timer in (self._file_timer, self._process_timer):
+            if timer is not None:
+                timer.cancel()
+        self._file_timer = self._process_timer = None
+        if self._inotify is not None:
+            self.loop.remove_reader(self._inotify.fd)
+            self._inotify.close()
+            self._inotify = None
 
     def stop(self) -> None:
         self._started = False
         for runner in self.scripts.values():
             runner.stop()
-        for timer in (self._file_timer, self._process_timer):
-            if timer is not None:
-                timer.cancel()
-        self._file_timer = self._process_timer = None
+        self._unwatch()
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP). Trackers whose definition did not change keep their
+        state and schedule, so a reload neither resets weights nor makes instances flap (keepalived
+        issues #349, #1009); new ones start, removed ones stop. on_change() follows."""
+        if not self._started:
+            self._take(config)
+            return
+        self._unwatch()
+        new_runners, new_files = self._take(config)
+        self._watch(new_files)
+        for runner in new_runners:
+            runner.timer = self.loop.call_later(0, runner.run)
+        self._changed()
 
     def _changed(self) -> None:
         if self._started:
             self.on_change()
 
+    def _on_inotify(self) -> None:
+        if self._inotify is not None:
+            self._inotify.drain()
+            self._read_files()
+
     def _poll_files(self) -> None:
         self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
+        self._read_files()
+
+    def _read_files(self) -> None:
         changed = False
         for name, watch in self.files.items():
             if watch.read():
@@ -4833,6 +5506,266 @@ def genhash(url: str, timeout: float = 5.0) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# 7c. Strict-mode firewall and VMAC links
+#     Both are set up at start and undone at stop with short blocking calls (the `nft` command,
+#     one rtnetlink request each); nothing here runs on the advert path.
+# --------------------------------------------------------------------------------------------
+
+
+def instance_accepts(inst: VrrpInstance, global_defs: GlobalDefs) -> bool:
+    """Accept_Mode as keepalived decides it: `accept`/`no_accept` if given, else off in strict mode.
+
+    An address owner (priority 255) always accepts (RFC 5798 section 6.1)."""
+    if inst.priority == 255:
+        return True
+    if inst.accept is not None:
+        return inst.accept
+    strict = inst.strict_mode if inst.strict_mode is not None else global_defs.vrrp_strict
+    return not strict
+
+
+def no_accept_vips(config: Config) -> List[IPAddress]:
+    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them."""
+    vips: List[IPAddress] = []
+    for inst in config.vrrp_instances:
+        if not instance_accepts(inst, config.global_defs):
+            vips += [v.address.ip for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded]
+    return vips
+
+
+class StrictFirewall:
+    """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
+
+    def __init__(self, table: str = NFT_TABLE):
+        self.table = table
+        self.active = False
+
+    def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10, check=False)
+
+    def start(self, vips: List[IPAddress]) -> bool:
+        """Remove a table left by a crashed run, then add ours if some VIP needs it; False on failure."""
+        try:
+            if self._nft(["nft", "list", "table", "inet", self.table]).returncode == 0:
+                log.info("Deleting old inet %s table", self.table)
+                self._nft(nft_delete_argv(self.table))
+            if not vips:
+                return True
+            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table))
+        except (OSError, subprocess.SubprocessError) as exc:
+            if vips:
+                log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
+            return not vips
+        if result.returncode != 0:
+            log.error("no_accept: nft refused the ruleset: %s", result.stderr.strip())
+            return False
+        self.active = True
+        log.info("no_accept: nftables table inet %s drops traffic to %d VIP(s)", self.table, len(set(vips)))
+        return True
+
+    def stop(self) -> None:
+        if not self.active:
+            return
+        try:
+            self._nft(nft_delete_argv(self.table))
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.error("cannot remove nftables table inet %s: %s", self.table, exc)
+        self.active = False
+
+
+def rtnl_talk(message: bytes) -> None:
+    """Send one rtnetlink request and wait for its acknowledgement (a short blocking call).
+
+    Raises NetlinkError with the kernel's errno."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
+        nl.settimeout(2.0)
+        nl.send(message)
+        seq = struct.unpack_from("=I", message, 8)[0]
+        while True:
+            data = nl.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
+                if msg_type == 2 and msg_seq == seq:  # NLMSG_ERROR; 0 is the acknowledgement
+                    err = -struct.unpack_from("=i", data, offset + 16)[0]
+                    if err:
+                        raise NetlinkError(err, "rtnetlink")
+                    return
+                offset += max(16, (length + 3) & ~3)
+
+
+def _read_sysctl(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _write_sysctl(path: str, value: str) -> bool:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+        return True
+    except OSError:
+        return False
+
+
+class VmacManager:
+    """Creates the VMAC macvlans of `use_vmac` instances and removes them (and restores sysctls) on stop."""
+
+    def __init__(self) -> None:
+        self.created: Dict[str, int] = {}  # name -> ifindex
+        self._saved_sysctls: Dict[str, str] = {}
+        self._seq = 0
+
+    def _set_sysctl(self, path: str, value: str, restore: bool = False) -> None:
+        old = _read_sysctl(path)
+        if old is None or old == value:
+            return
+        if restore and path not in self._saved_sysctls:
+            self._saved_sysctls[path] = old
+        _write_sysctl(path, value)
+
+    def create(self, name: str, base: str, vrid: int, family: int = 4) -> int:
+        """Create (or re-create after a crash) macvlan `name` on `base` with the VMAC; returns its ifindex.
+
+        An existing interface of that name is only replaced if it carries this VMAC."""
+        mac = vmac_address(vrid, family)
+        if os.path.exists(f"/sys/class/net/{name}"):
+            found = _read_sysctl(f"/sys/class/net/{name}/address") or ""
+            if found != ":".join(f"{b:02x}" for b in mac):
+                raise VrrpdError(f"use_vmac: interface {name} exists with MAC {found}, not the VMAC")
+            log.info("use_vmac: removing stale %s", name)
+            self._seq += 1
+            rtnl_talk(rtm_dellink(self._seq, socket.if_nametoindex(name)))
+        base_index = socket.if_nametoindex(base)
+        self._seq += 1
+        rtnl_talk(rtm_newlink_macvlan(self._seq, name, base_index, mac))
+        index = socket.if_nametoindex(name)
+        self.created[name] = index
+        self._seq += 1
+        rtnl_talk(rtm_setlink_addrgenmode(self._seq, index))
+        conf4 = "/proc/sys/net/ipv4/conf"
+        # keepalived's settings: the VMAC must hear its peers and answer ARP only for its own VIPs;
+        # the base interface must not answer ARP for the VIPs with its own MAC (arp_announce is ours).
+        self._set_sysctl(f"{conf4}/{name}/arp_ignore", "1")
+        self._set_sysctl(f"{conf4}/{name}/accept_local", "1")
+        self._set_sysctl(f"{conf4}/{name}/rp_filter", "0")
+        if family == 4:
+            self._set_sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
+            self._set_sysctl(f"{conf4}/{base}/arp_ignore", "1", restore=True)
+            self._set_sysctl(f"{conf4}/{base}/arp_filter", "1", restore=True)
+            # replies from a VIP leave through the base interface; its ARP requests must not carry the VIP
+            # as sender, or neighbours would learn the base MAC for it
+            self._set_sysctl(f"{conf4}/{base}/arp_announce", "2", restore=True)
+        self._seq += 1
+        rtnl_talk(rtm_setlink_up(self._seq, index))
+        log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
+        return index
+
+    def remove_all(self) -> None:
+        for name, index in list(self.created.items()):
+            self._seq += 1
+            try:
+                rtnl_talk(rtm_dellink(self._seq, index))
+                log.info("use_vmac: removed %s", name)
+            except (OSError, NetlinkError) as exc:
+                log.warning("use_vmac: cannot remove %s: %s", name, exc)
+            del self.created[name]
+        for path, value in self._saved_sysctls.items():
+            _write_sysctl(path, value)
+        self._saved_sysctls.clear()
+
+
+class VrrpSocket6:
+    """The raw IPv6 VRRP socket of one interface (RFC 5798 section 5.1.2).
+
+    Adverts go from the interface's link-local address with hop limit 255; the kernel fills in and
+    verifies the checksum over the IPv6 pseudo-header (IPV6_CHECKSUM), as keepalived has it do."""
+
+    def __init__(self, ifname: str, ifindex: int):
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.groups: List[ipaddress.IPv6Address] = []
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25), ifname.encode())
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def join(self, group: ipaddress.IPv6Address) -> None:
+        if group in self.groups:
+            return
+        mreq = group.packed + struct.pack("=I", self.ifindex)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        self.groups.append(group)
+
+    def send(self, src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, payload: bytes) -> None:
+        """Send payload (checksum left zero for the kernel) from src, which is set per packet."""
+        pktinfo = src.packed + struct.pack("=I", self.ifindex)
+        self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
+                          (str(dst), 0, 0, self.ifindex))
+
+    def recv(self) -> Optional[Tuple[bytes, ipaddress.IPv6Address, ipaddress.IPv6Address, int]]:
+        """One pending advert as (VRRP message, source, destination, hop limit), or None."""
+        try:
+            data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
+        except (BlockingIOError, InterruptedError):
+            return None
+        hoplimit, dst = -1, ipaddress.IPv6Address(0)
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hoplimit = struct.unpack("=i", value[:4])[0]
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                dst = ipaddress.IPv6Address(value[:16])
+        return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class NdiscSocket:
+    """An AF_PACKET socket that sends unsolicited Neighbour Advertisements on one interface."""
+
+    def __init__(self, ifname: str):
+        self.ifname = ifname
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.sock.setblocking(False)
+
+    def send(self, mac: bytes, address: ipaddress.IPv6Address) -> None:
+        frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))
+        self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def link_local_address(ifname: str) -> Optional[ipaddress.IPv6Address]:
+    """The interface's usable (not tentative) IPv6 link-local address, from /proc/net/if_inet6."""
+    try:
+        with open("/proc/net/if_inet6") as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    for row in rows:
+        if len(row) >= 6 and row[5] == ifname and row[3] == "20" and not int(row[4], 16) & 0x40:  # 0x40 tentative
+            return ipaddress.IPv6Address(bytes.fromhex(row[0]))
+    return None
+
+
 # ============================================================================================
 # 8. Event loop
 # ============================================================================================
@@ -5185,9 +6118,9 @@ def smtp_message(global_defs: GlobalDefs, subject: str, body: str, date: Optiona
     import email.utils
 
     date = date or email.utils.formatdate(localtime=True)
-    to = ",\r\n".join(" " + addr for addr in global_defs.notification_email)
+    to = ", ".join(global_defs.notification_email)  # keepalived 2.2.7's form (later ones fold the line)
     return (f"Date: {date}\r\nFrom: {global_defs.notification_email_from}\r\nSubject: {subject}\r\n"
-            f"X-Mailer: Keepalived\r\nTo:{to}\r\n\r\n{body}\r\n\r\n")
+            f"X-Mailer: Keepalived\r\nTo: {to}\r\n\r\n{body}\r\n\r\n")
 
 
 class SmtpAlerter:
@@ -5339,7 +6272,7 @@ class Notifier:
       vrrp_instance(inst, state, priority)   an instance entered `state` (MASTER/BACKUP/FAULT/STOP)
       vrrp_group(group, state)               a sync group entered `state`
       vrrp_master_rx_lower_pri(inst, priority)
-      checker(vs, rs, up, reason)            a real server went up/down (LVS)
+      checker(vs, rs, up, reason)            a real server went up/down (LVS): FIFO line and mail
       close(timeout)                         flush what can be flushed within timeout seconds
     Also: vrrp_priority_change(inst, state, priority) for the FIFO's MASTER_PRIORITY/BACKUP_PRIORITY
     lines (vrrp_notify_priority_changes), vrrp_deleted(inst, priority) for an instance a reload
@@ -5354,12 +6287,28 @@ class Notifier:
         self._running: Dict[str, Child] = {}
         self._last_mail: Dict[str, Any] = {}
         self.scripts_run = 0
-        self.vrrp_fifos = [NotifyFifo(p) for p in dict.fromkeys(x for x in (gd.notify_fifo, gd.vrrp_notify_fifo) if x)]
-        self.lvs_fifos = [f for f in self.vrrp_fifos if f.path == gd.notify_fifo]
-        if gd.lvs_notify_fifo and gd.lvs_notify_fifo not in (gd.notify_fifo, gd.vrrp_notify_fifo):
-            self.lvs_fifos.append(NotifyFifo(gd.lvs_notify_fifo))
-        elif gd.lvs_notify_fifo:
-            self.lvs_fifos += [f for f in self.vrrp_fifos if f.path == gd.lvs_notify_fifo and f not in self.lvs_fifos]
+        self.vrrp_fifos: List[NotifyFifo] = []
+        self.lvs_fifos: List[NotifyFifo] = []
+        self._open_fifos(gd)
+
+    def _open_fifos(self, gd: GlobalDefs) -> None:
+        """notify_fifo gets every line, vrrp_notify_fifo the VRRP ones, lvs_notify_fifo the LVS ones."""
+        fifos = {p: NotifyFifo(p) for p in (gd.notify_fifo, gd.vrrp_notify_fifo, gd.lvs_notify_fifo) if p}
+        self.vrrp_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.vrrp_notify_fifo)) if p]
+        self.lvs_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.lvs_notify_fifo)) if p]
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP): queued scripts still run, mail settings apply to the
+        next mail, the last mailed states are kept (no repeated mails), and the FIFOs are reopened
+        only if their paths changed."""
+        old, gd = self.config.global_defs, config.global_defs
+        self.config = config
+        self.mailer.global_defs = gd
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        if any(getattr(old, p) != getattr(gd, p) for p in paths):
+            for fifo in set(self.vrrp_fifos + self.lvs_fifos):
+                fifo.close()
+            self._open_fifos(gd)
 
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
@@ -5421,18 +6370,19 @@ class Notifier:
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        """Real server `rs` of `vs` went up or down: notify_up/notify_down, FIFO `RS ...`, mail."""
+        """Real server `rs` of `vs` went up or down: the FIFO `RS ...` line and the mail.
+
+        The LVS manager runs the real server's notify_up/notify_down scripts itself."""
         rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
         key = f"RS {rs_name} {vs_name}"
-        cmd = rs.notify_up if up else rs.notify_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
             if reason.startswith("=>"):
                 body = reason
+            elif reason == "shutdown":  # omega: real servers reported down as the daemon stops
+                body = "=> Shutting down <="
             elif up:
                 body = "=> CHECK succeed on service <="
             else:
@@ -5440,12 +6390,10 @@ class Notifier:
             self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
 
     def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
-        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, FIFO `VS ...`, mail."""
+        """A virtual server gained (up) or lost its quorum: the FIFO `VS ...` line and the mail
+        (the LVS manager runs quorum_up/quorum_down itself)."""
         vs_name = format_virtual_server(vs)
         key = f"VS {vs_name}"
-        cmd = vs.quorum_up if up else vs.quorum_down
-        if cmd is not None:
-            self._queue(key, cmd, [])
         word = "UP" if up else "DOWN"
         self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
         gd = self.config.global_defs
@@ -5466,14 +6414,14 @@ class Notifier:
         self._running.clear()
         self._queues.clear()
         self.mailer.close(max(0.0, deadline - self.loop.time()))
-        for fifo in self.vrrp_fifos + self.lvs_fifos:
+        for fifo in set(self.vrrp_fifos + self.lvs_fifos):
             fifo.close()
 
     def status(self) -> Dict[str, Any]:
         return {"scripts_run": self.scripts_run, "scripts_queued": sum(len(q) for q in self._queues.values()),
                 "scripts_running": sorted(self._running), "mail_sent": self.mailer.sent,
                 "mail_failed": self.mailer.failed, "mail_queued": self.mailer.pending(),
-                "fifo_dropped": sum(f.dropped for f in self.vrrp_fifos + self.lvs_fifos)}
+                "fifo_dropped": sum(f.dropped for f in set(self.vrrp_fifos + self.lvs_fifos))}
 
     # -- notify scripts -------------------------------------------------------------------
     def _queue(self, key: str, cmd: Command, extra: List[str]) -> None:
@@ -5612,6 +6560,7 @@ class Daemon:
         self.notifier = Notifier(self.loop, config)
         self.tracking = Tracking(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
+        self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -5621,6 +6570,7 @@ class Daemon:
         self.rtnl = Rtnetlink()
         self.links = self.rtnl.links()
         self.addrs = self.rtnl.addresses()
+        self.beyond.start()
         for inst in self.config.vrrp_instances:
             try:
                 self._add_instance(inst)
@@ -5666,16 +6616,18 @@ class Daemon:
         )
 
     def _version(self, inst: VrrpInstance) -> int:
-        return inst.version or self.g.vrrp_version
+        return 3 if instance_family(inst) == 6 else (inst.version or self.g.vrrp_version)  # keepalived: IPv6 is v3
 
     def _add_instance(self, inst: VrrpInstance) -> InstanceRuntime:
         g = self.g
         version = self._version(inst)
-        if inst.family != 4:
-            raise ValueError("only IPv4 instances are supported")
         machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
+        if instance_family(inst) == 6:
+            self.beyond.attach6(rt)
+            self.runtimes.append(rt)
+            return rt
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
@@ -5696,6 +6648,7 @@ class Daemon:
             self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
+        self.beyond.attach4(rt)
         self.runtimes.append(rt)
         if rt.src is not None:
             self.own_sources.add(rt.src)
@@ -5758,6 +6711,7 @@ class Daemon:
         try:
             self.tracking.stop()
             self.lvs.stop()
+            self.beyond.stop()
         finally:
             self.notifier.close(0.5)
             log.info("Stopped %s v%s", PROG, __version__)
@@ -5775,6 +6729,7 @@ class Daemon:
     def close(self) -> None:
         for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
             sock.close()
+        self.beyond.close()
         if self.monitor is not None:
             self.monitor.close()
         if self.rtnl is not None:
@@ -5867,6 +6822,9 @@ class Daemon:
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
+        if instance_family(inst) == 6:
+            rt.packets.clear()
+            return  # IPv6 sockets and targets belong to section 10b; VIP changes apply at the next transition
         self._set_targets(rt)
         rt.packets.clear()
         self._update_own_sources()
@@ -5893,6 +6851,9 @@ class Daemon:
         key = (rt.inst.interface or "", rt.machine.vrid)
         if rt in self.by_vrid.get(key, []):
             self.by_vrid[key].remove(rt)
+        for members in getattr(self.beyond, "by_socket6", {}).values():
+            if rt in members:
+                members.remove(rt)
         self._update_own_sources()
 
     # -- actions -------------------------------------------------------------------------------
@@ -5928,6 +6889,7 @@ class Daemon:
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
+        self.beyond.after_actions(rt, actions)
         if self.stopping:
             self._maybe_finish()
 
@@ -5950,6 +6912,8 @@ class Daemon:
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         rt.timer = None
+        if self.beyond.hold_master(rt):
+            return
         actions = rt.machine.on_timer(self.loop.time())
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
             # the steady MASTER case, a few hundred times a second with many instances
@@ -5961,7 +6925,7 @@ class Daemon:
         self._apply(rt, actions)
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
-        if rt.vsock is None or rt.src is None:
+        if self.beyond.send_advert(rt, priority) or rt.vsock is None or rt.src is None:
             return
         key = (priority, rt.src)
         packets = rt.packets.get(key)
@@ -5986,7 +6950,7 @@ class Daemon:
 
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
         if vip.dev is None or vip.dev == rt.inst.interface:
-            return rt.ifindex
+            return self.beyond.vip_ifindex(rt) or rt.ifindex
         link = self._link_by_name(vip.dev)
         return link.index if link is not None else 0
 
@@ -5999,7 +6963,9 @@ class Daemon:
         if not index or self.rtnl is None:
             return
         try:
-            if add:
+            if add and vip.address.version == 6:
+                self.beyond.add_vip6(index, vip)
+            elif add:
                 self.rtnl.add_address(index, vip)
             else:
                 self.rtnl.del_address(index, vip)
@@ -6038,6 +7004,7 @@ class Daemon:
 
     def _send_garps(self, rt: InstanceRuntime, repeat: int, announce: bool = False) -> None:
         """`repeat` GARPs per IPv4 VIP, paced by vrrp_garp_interval when it is set."""
+        self.beyond.send_nas(rt, repeat)
         if rt.machine.state != State.MASTER and not (rt.machine.state == State.STOP and rt.machine.vips_set):
             return
         frames: List[Tuple[str, bytes, ipaddress.IPv4Address]] = []
@@ -6145,6 +7112,7 @@ class Daemon:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         inst = rt.inst
         fault = not self._link_up(inst.interface) or (rt.src is None and not rt.unicast)
+        fault = fault or self.beyond.group_fault(rt)
         delta = 0
         for ref in inst.track_interface:
             up = self._link_up(ref.name)
@@ -6213,7 +7181,7 @@ class Daemon:
     def _refresh_sources(self) -> bool:
         changed = False
         for rt in self.runtimes:
-            if rt.src is None and rt.ifindex:
+            if rt.src is None and rt.ifindex and instance_family(rt.inst) == 4:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
@@ -6251,8 +7219,444 @@ class Daemon:
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
-                "uptime": time.time() - self.started, "instances": instances, "sync_groups": [],
+                "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
+
+
+# --------------------------------------------------------------------------------------------
+# 10b. Beyond IPv4: IPv6 instances, VMAC, sync groups, the strict-mode firewall and AH
+#      One helper the Daemon calls from a few hooks; it owns the extra sockets and state.
+# --------------------------------------------------------------------------------------------
+
+IFA_F_NODAD = 0x02
+
+
+def instance_family(inst: VrrpInstance) -> int:
+    """4 or 6: `native_ipv6` makes an instance IPv6 even without IPv6 VIPs (keepalived), else its first VIP."""
+    return 6 if inst.native_ipv6 else inst.family
+
+
+class AhSocket:
+    """A raw IPPROTO_AH socket on one interface: receives the AH-wrapped adverts of `auth_type AH`."""
+
+    def __init__(self, ifname: str, ifindex: int):
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.groups: List[ipaddress.IPv4Address] = []
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_AH)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def join(self, group: ipaddress.IPv4Address) -> None:
+        if group not in self.groups:
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                                 IP_MREQN.pack(group.packed, b"\0" * 4, self.ifindex))
+            self.groups.append(group)
+
+    def recv(self) -> Optional[bytes]:
+        try:
+            return self.sock.recv(65535)
+        except (BlockingIOError, InterruptedError):
+            return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def sync_force(machine: VrrpMachine, now: float, state: State) -> List[Action]:
+    """Move a sync-group member to `state` as keepalived's vrrp_sync_master/backup/fault do.
+
+    A MASTER forced to FAULT sends priority 0, so the peer's members take over at once."""
+    if machine.state == state or machine.state in (State.STOP, State.INIT):
+        return []
+    if state == State.MASTER:
+        return machine._become_master(now)
+    if state == State.FAULT:
+        return machine._enter_fault(now)
+    machine.master_adver_int = machine.advert_int
+    return machine._enter_backup(now)
+
+
+class BeyondIPv4:
+    """IPv6 instances, VMACs, sync groups, the no_accept firewall and AH, for one Daemon."""
+
+    def __init__(self, daemon: Daemon):
+        self.d = daemon
+        self.firewall = StrictFirewall()
+        self.vmacs = VmacManager()
+        self.vsocks6: Dict[str, VrrpSocket6] = {}
+        self.by_socket6: Dict[str, List[InstanceRuntime]] = {}
+        self.sock6_of: Dict[str, VrrpSocket6] = {}
+        self.ndisc: Dict[str, NdiscSocket] = {}
+        self.ah_socks: Dict[str, AhSocket] = {}
+        self.ah_seq: Dict[str, AhSequence] = {}
+        self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
+        self.xmit: Dict[str, VrrpSocket] = {}  # instance -> socket sending from its VMAC
+        self.groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
+        self.group_of: Dict[str, str] = {}
+        self.last_state: Dict[str, State] = {}
+        self.syncing = False
+        self.ll_timer: Optional[Timer] = None
+
+    # -- start and stop ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Firewall, sync groups and VMACs, before the instances are added."""
+        cfg = self.d.config
+        self.firewall.start(no_accept_vips(cfg))
+        names = {inst.name for inst in cfg.vrrp_instances}
+        for sg in cfg.sync_groups:
+            members = [m for m in sg.group if m in names and m not in self.group_of]
+            if members:
+                self.groups[sg.name] = (sg, SyncGroupEngine(sg.name, members))
+                self.group_of.update({m: sg.name for m in members})
+        created = False
+        for inst in cfg.vrrp_instances:
+            if not inst.use_vmac or not inst.interface:
+                continue
+            name = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
+            try:
+                self.vmac_index[inst.name] = self.vmacs.create(name, inst.interface, inst.virtual_router_id,
+                                                               instance_family(inst))
+                created = True
+            except (OSError, VrrpdError) as exc:
+                log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
+        if created and self.d.rtnl is not None:
+            self.d.links = self.d.rtnl.links()
+
+    def stop(self) -> None:
+        """After the VIPs are gone: remove the VMACs and our nftables table."""
+        if self.ll_timer is not None:
+            self.ll_timer.cancel()
+        self.vmacs.remove_all()
+        self.firewall.stop()
+
+    def close(self) -> None:
+        socks: List[Any] = list(self.vsocks6.values()) + list(self.ndisc.values()) + list(self.ah_socks.values())
+        for sock in socks + list(self.xmit.values()):
+            sock.close()
+
+    # -- instances -----------------------------------------------------------------------------
+    def apply_strict(self, rt: InstanceRuntime) -> None:
+        """vrrp_strict's run-time rules (keepalived): a MASTER hearing a lower priority stays silent and
+        sends no extra GARPs."""
+        inst = rt.inst
+        if inst.strict_mode if inst.strict_mode is not None else self.d.g.vrrp_strict:
+            rt.machine.lower_prio_no_advert = True
+            rt.machine.garp_lower_prio_repeat = 0
+
+    def attach6(self, rt: InstanceRuntime) -> None:
+        """Socket, source (the link-local address) and targets of an IPv6 instance."""
+        d, inst = self.d, rt.inst
+        self.apply_strict(rt)
+        link = d._link_by_name(inst.interface) if inst.interface else None
+        if link is None:
+            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, inst.interface)
+            return
+        rt.ifindex = link.index
+        vsock = self.vsocks6.get(link.name)
+        if vsock is None:
+            vsock = self.vsocks6[link.name] = VrrpSocket6(link.name, link.index)
+            d.loop.add_reader(vsock.sock, self._on_readable6, vsock)
+            self.by_socket6[link.name] = []
+        self.sock6_of[inst.name] = vsock
+        self.by_socket6[link.name].append(rt)
+        if rt.unicast:
+            rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
+        else:
+            rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
+            vsock.join(d.g.vrrp_mcast_group6)
+        chosen = inst.unicast_src_ip or inst.mcast_src_ip
+        rt.src = chosen if chosen is not None and chosen.version == 6 else link_local_address(link.name)  # type: ignore
+        rt.machine.primary_ip = rt.src  # type: ignore[assignment]
+        if rt.src is None and self.ll_timer is None:
+            self.ll_timer = d.loop.call_later(0.2, self._poll_link_local)
+
+    def _poll_link_local(self) -> None:
+        """An IPv6 instance has no usable link-local address yet (DAD): look again until it has."""
+        self.ll_timer = None
+        waiting = [rt for rt in self.d.runtimes if instance_family(rt.inst) == 6 and rt.src is None and rt.ifindex]
+        found = False
+        for rt in waiting:
+            link = self.d.links.get(rt.ifindex)
+            rt.src = link_local_address(link.name) if link is not None else None  # type: ignore[assignment]
+            rt.machine.primary_ip = rt.src  # type: ignore[assignment]
+            found = found or rt.src is not None
+        if found and not self.d.stopping:
+            self.d._reevaluate()
+        if any(rt.src is None for rt in waiting) and not self.d.stopping:
+            self.ll_timer = self.d.loop.call_later(0.2, self._poll_link_local)
+
+    def attach4(self, rt: InstanceRuntime) -> None:
+        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket."""
+        d, inst = self.d, rt.inst
+        self.apply_strict(rt)
+        index = self.vmac_index.get(inst.name)
+        if index is not None and not inst.vmac_xmit_base:
+            try:
+                self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
+            except OSError as exc:
+                log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
+        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.vsock is not None:
+            ahsock = self.ah_socks.get(rt.vsock.ifname)
+            if ahsock is None:
+                ahsock = self.ah_socks[rt.vsock.ifname] = AhSocket(rt.vsock.ifname, rt.vsock.ifindex)
+                d.loop.add_reader(ahsock.sock, self._on_ah_readable, ahsock)
+            for group in rt.vsock.groups:
+                ahsock.join(group)
+            self.ah_seq[inst.name] = AhSequence()
+
+    def vip_ifindex(self, rt: InstanceRuntime) -> Optional[int]:
+        """Where the instance's VIPs go: its VMAC when it has one."""
+        return self.vmac_index.get(rt.inst.name)
+
+    def add_vip6(self, index: int, vip: VirtualIP) -> None:
+        """Add an IPv6 VIP with nodad, as keepalived does: VRRP is its duplicate detection."""
+        assert self.d.rtnl is not None
+        payload = bytearray(addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer))
+        payload[2] |= IFA_F_NODAD
+        try:
+            self.d.rtnl.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, bytes(payload))
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+
+    # -- sending -------------------------------------------------------------------------------
+    def send_advert(self, rt: InstanceRuntime, priority: int) -> bool:
+        """Send the advert if it is ours to send (IPv6, VMAC, AH); False leaves it to the Daemon."""
+        inst, m = rt.inst, rt.machine
+        if instance_family(inst) == 6:
+            sock6 = self.sock6_of.get(inst.name)
+            if sock6 is None or rt.src is None:
+                return True
+            msg = encode_advert6(VrrpAdvert(3, m.vrid, priority, m.addresses, m.advert_int))
+            for dst, _ttl in rt.targets:
+                try:
+                    sock6.send(rt.src, dst, msg)  # type: ignore[arg-type]
+                    rt.adverts_sent += 1
+                except OSError as exc:
+                    self.d.ratelimit(("send6", inst.name, exc.errno), self.d.loop.time(),
+                                     f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
+            return True
+        ah = inst.name in self.ah_seq
+        sock = self.xmit.get(inst.name) or rt.vsock
+        if not ah and inst.name not in self.xmit:
+            return False
+        if sock is None or rt.src is None:
+            return True
+        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
+                         m.auth_type.value if rt.version == 2 else 0,
+                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
+        for dst, ttl in rt.targets:
+            msg = encode_advert(adv, rt.src, dst, rt.checksum_as_v2)
+            try:
+                if ah:
+                    sock.ident = sock.ident % 0xFFFF + 1
+                    packet = build_ipv4_ah(rt.src, dst, msg, inst.auth_pass, self.ah_seq[inst.name].next(),
+                                           sock.ident, ttl, unicast=rt.unicast)
+                    sock.sock.sendto(packet, (str(dst), 0))
+                else:
+                    sock.send(rt.src, dst, msg, ttl)
+                rt.adverts_sent += 1
+            except OSError as exc:
+                self.d.ratelimit(("send", inst.name, exc.errno), self.d.loop.time(),
+                                 f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
+        return True
+
+    def send_nas(self, rt: InstanceRuntime, repeat: int) -> None:
+        """`repeat` unsolicited Neighbour Advertisements per IPv6 VIP, paced by vrrp_gna_interval."""
+        d, m = self.d, rt.machine
+        if m.state != State.MASTER and not (m.state == State.STOP and m.vips_set):
+            return
+        frames: List[Tuple[str, bytes, ipaddress.IPv6Address]] = []
+        for vip in rt.vips:
+            link = d.links.get(d._vip_index(rt, vip))
+            if link is None or len(link.mac) != 6 or vip.address.version != 6:
+                continue
+            frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
+        interval = d.g.vrrp_gna_interval
+        for n, frame in enumerate(frames):
+            if interval > 0:
+                rt.garp_timers.append(d.loop.call_later(n * interval, self._send_na, *frame))
+            else:
+                self._send_na(*frame)
+
+    def _send_na(self, ifname: str, mac: bytes, address: ipaddress.IPv6Address) -> None:
+        try:
+            sock = self.ndisc.get(ifname)
+            if sock is None:
+                sock = self.ndisc[ifname] = NdiscSocket(ifname)
+            log.debug("Sending unsolicited Neighbour Advert on %s for %s", ifname, address)
+            sock.send(mac, address)
+        except OSError as exc:
+            self.d.ratelimit(("na", ifname), self.d.loop.time(), f"cannot send neighbour advert on {ifname}: {exc}")
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _on_readable6(self, vsock: VrrpSocket6) -> None:
+        for _ in range(256):
+            got = vsock.recv()
+            if got is None:
+                return
+            self._handle_packet6(vsock, *got)
+
+    def _handle_packet6(self, vsock: VrrpSocket6, msg: bytes, src: ipaddress.IPv6Address,
+                        dst: ipaddress.IPv6Address, hoplimit: int) -> None:
+        """RFC 5798 section 7.1 for IPv6 (the kernel has checked the checksum), then the machine."""
+        d = self.d
+        rts = self.by_socket6.get(vsock.ifname, [])
+        if len(msg) < 2 or any(src == rt.src for rt in rts):
+            return
+        vrid, unicast = msg[1], not dst.is_multicast
+        rt = next((r for r in rts if r.machine.vrid == vrid), None)
+        if rt is None:
+            d.ratelimit(("vrid6", vsock.ifname, vrid), d.loop.time(),
+                        f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
+            return
+        name = rt.inst.name
+        if not unicast and hoplimit != VRRP_TTL:
+            d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
+            return
+        if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
+            d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
+            return
+        try:
+            adv = decode_advert6(msg)
+        except PacketError as exc:
+            d._bad(rt, exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
+            return
+        problem = rt.machine.check_advert(adv)
+        if problem is not None:
+            d._bad(rt, problem[0], f"({name}) {problem[1]}")
+            return
+        if adv.priority and rt.machine.address_mismatch(adv):
+            d._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
+                   f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
+        rt.adverts_received += 1
+        d._apply(rt, rt.machine.on_advert(d.loop.time(), adv, src))  # type: ignore[arg-type]
+
+    def _on_ah_readable(self, ahsock: AhSocket) -> None:
+        for _ in range(256):
+            data = ahsock.recv()
+            if data is None:
+                return
+            self._handle_ah(ahsock, data)
+
+    def _handle_ah(self, ahsock: AhSocket, data: bytes) -> None:
+        """Check the AH header and the sequence number, then hand the bare advert to the Daemon."""
+        d = self.d
+        ihl = (data[0] & 0x0F) * 4 if data else 0
+        if len(data) < ihl + AH_HEADER_LEN + 2:
+            return
+        src, vrid = ipaddress.IPv4Address(data[12:16]), data[ihl + AH_HEADER_LEN + 1]
+        rt = next((r for r in d.by_socket.get(ahsock.ifname, [])
+                   if r.machine.vrid == vrid and r.inst.name in self.ah_seq), None)
+        if rt is None or rt.vsock is None or src == rt.src:
+            return
+        name = rt.inst.name
+        try:
+            seq, vrrp = parse_ipv4_ah(data, rt.inst.auth_pass, unicast=rt.unicast)
+        except PacketError as exc:
+            d._bad(rt, exc.reason, f"({name}) IPSEC-AH : {exc}")
+            return
+        counter = self.ah_seq[name]
+        if not counter.accept(seq):
+            d._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
+                   f"Packet dropped. Local({counter.seq_number})")
+            return
+        if rt.machine.state == State.MASTER and 0 < vrrp[2] < rt.machine.effective_priority:
+            counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
+        d._handle_packet(rt.vsock, encode_ipv4(src, ipaddress.IPv4Address(data[16:20]), vrrp, ttl=data[8]))
+
+    # -- sync groups ---------------------------------------------------------------------------
+    def _runtime(self, name: str) -> Optional[InstanceRuntime]:
+        return next((rt for rt in self.d.runtimes if rt.inst.name == name), None)
+
+    def hold_master(self, rt: InstanceRuntime) -> bool:
+        """The member's master-down timer is due: True when its sync group makes it wait.
+
+        A waiting member parks (no timer) until every member wants MASTER or an advert re-arms it;
+        members whose timer was re-armed by an advert no longer want MASTER."""
+        d, m, name = self.d, rt.machine, rt.inst.name
+        gname = self.group_of.get(name)
+        if (gname is None or self.syncing or m.state != State.BACKUP or m.master_down_timer is None
+                or d.loop.time() < m.master_down_timer):
+            return False
+        engine = self.groups[gname][1]
+        before = engine.state
+        for member in engine.members:
+            other = self._runtime(member)
+            if other is not None and other is not rt and other.machine.state == State.BACKUP \
+                    and other.machine.master_down_timer is not None:
+                engine.withdraw(member)
+        moves = engine.request_master(name)
+        if not moves:
+            m.master_down_timer = None
+            d._reschedule(rt)
+            return True
+        self._apply_moves([mv for mv in moves if mv[0] != name], gname, before)
+        return False
+
+    def after_actions(self, rt: InstanceRuntime, actions: List[Action]) -> None:
+        """Follow the member's state changes with the rest of its sync group."""
+        for act in actions:
+            if isinstance(act, Notify):
+                self._state_changed(rt, act.state)
+
+    def _state_changed(self, rt: InstanceRuntime, state: State) -> None:
+        name = rt.inst.name
+        prev, self.last_state[name] = self.last_state.get(name), state
+        if state == State.MASTER and name in self.ah_seq:
+            self.ah_seq[name].becoming_master()
+        gname = self.group_of.get(name)
+        if gname is None or self.syncing or state == State.STOP:
+            return
+        engine = self.groups[gname][1]
+        before = engine.state
+        moves: List[Tuple[str, State]] = []
+        if state == State.FAULT:
+            moves = engine.set_fault(name, True)
+        elif prev == State.FAULT:
+            moves = engine.set_fault(name, False)
+        elif engine.state == State.FAULT:
+            moves = [(name, State.FAULT)]
+        elif state == State.BACKUP:
+            moves = engine.backup(name)
+        elif state == State.MASTER:
+            moves = engine.request_master(name) or [(name, State.BACKUP)]
+        self._apply_moves(moves, gname, before)
+
+    def _apply_moves(self, moves: List[Tuple[str, State]], gname: str, before: State) -> None:
+        sg, engine = self.groups[gname]
+        now = self.d.loop.time()
+        self.syncing = True
+        try:
+            for member, state in moves:
+                other = self._runtime(member)
+                if other is not None:
+                    acts = sync_force(other.machine, now, state)
+                    if acts:
+                        self.d._apply(other, acts)
+        finally:
+            self.syncing = False
+        if engine.state != before:
+            self.d._safe(self.d.notifier.vrrp_group, sg, engine.state)
+
+    def group_fault(self, rt: InstanceRuntime) -> bool:
+        """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
+        gname = self.group_of.get(rt.inst.name)
+        if gname is None:
+            return False
+        sg = self.groups[gname][0]
+        return any(self.d._link_up(ref.name) == ref.reverse for ref in sg.track_interface)
+
+    def status(self) -> List[Dict[str, Any]]:
+        return [{"name": name, "state": engine.state.value, "members": list(engine.members)}
+                for name, (_sg, engine) in self.groups.items()]
 
 
 # ============================================================================================
@@ -6304,6 +7708,75 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
             pass
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))
+
+
+BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
+_BYTECODE_LOADER = (
+    "import sys, importlib.machinery as m, importlib.util as u\n"
+    "loader = m.SourcelessFileLoader('vrrpd', sys.argv[1])\n"
+    "module = u.module_from_spec(u.spec_from_loader('vrrpd', loader))\n"
+    "module.__file__ = sys.argv[2]\n"
+    "sys.modules['vrrpd'] = module\n"
+    "loader.exec_module(module)\n"
+    "sys.argv = sys.argv[2:]\n"
+    "sys.exit(module.main())\n"
+)
+
+
+def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS) -> Optional[str]:
+    """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
+
+    A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
+    runs as root. The file name carries the source's hash; older files are removed when a new one is made."""
+    import glob as _glob
+    import hashlib
+    import importlib.util
+    import py_compile
+    import stat
+
+    try:
+        with open(source, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()[:24]
+    except OSError:
+        return None
+    for base in dirs:
+        try:
+            os.makedirs(base, mode=0o700, exist_ok=True)
+            st = os.lstat(base)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                continue
+            pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
+            if not os.path.exists(pyc):
+                partial = f"{pyc}.{os.getpid()}"
+                py_compile.compile(source, cfile=partial, doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                os.replace(partial, pyc)
+                for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
+                    if old != pyc:
+                        os.unlink(old)
+            return pyc
+        except (OSError, py_compile.PyCompileError):
+            continue
+    return None
+
+
+def reexec_from_bytecode_cache() -> None:
+    """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script.
+
+    Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
+    of the daemon's resident memory. Set VRRPD_NO_REEXEC=1 to turn this off."""
+    if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
+        return
+    source = os.path.abspath(__file__)
+    pyc = bytecode_cache(source)
+    if pyc is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
+    except OSError as exc:
+        log.debug("re-exec from %s failed: %s", pyc, exc)
 
 
 def sd_notify(message: str) -> bool:
@@ -6469,6 +7942,7 @@ def add_run_arguments(parser: Any) -> None:
 
 def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) -> int:
     """Load the configuration and run the daemon in the foreground until SIGTERM/SIGINT."""
+    reexec_from_bytecode_cache()
     setup_logging(console=log_console, detail=log_detail)
     path = config_file or default_config_path()
     try:
