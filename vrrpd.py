@@ -7032,6 +7032,9 @@ class Daemon:
         key = (rt.inst.interface or "", rt.machine.vrid)
         if rt in self.by_vrid.get(key, []):
             self.by_vrid[key].remove(rt)
+        for members in getattr(self.beyond, "by_socket6", {}).values():
+            if rt in members:
+                members.remove(rt)
         self._update_own_sources()
 
     # -- actions -------------------------------------------------------------------------------
@@ -7365,7 +7368,7 @@ class Daemon:
     def _refresh_sources(self) -> bool:
         changed = False
         for rt in self.runtimes:
-            if rt.src is None and rt.ifindex:
+            if rt.src is None and rt.ifindex and instance_family(rt.inst) == 4:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
