@@ -1506,7 +1506,18 @@ class _Node:
             cmd = [PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(self.conf)]
         self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
+        self.wait_started()
         return self
+
+    def wait_started(self, timeout=30.0):
+        """Wait for the daemon's "Startup complete" line, so that the protocol-timed waits of a test do not
+        also have to cover the interpreter's start-up on a loaded machine."""
+        marks = self.log().count("Startup complete")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.log().count("Startup complete") > marks:
+                return
+            time.sleep(0.01)
 
     def log(self):
         return self.log_path.read_text(errors="replace")
