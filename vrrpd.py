@@ -7775,14 +7775,14 @@ def check_command(path: Optional[str], out: Any = None) -> int:
     out = out if out is not None else sys.stdout
     path = path or default_config_path()
     config, diags = parse_config(path, check_interfaces=False)
-    for d in diags:
-        print(str(d), file=out)
     errors = sum(1 for d in diags if d.severity is Severity.ERROR)
-    warnings = len(diags) - errors
-    if errors == 0:
-        for line in config_summary(config):
-            print(line, file=out)
-    print(f"{path}: {errors} error(s), {warnings} warning(s)", file=out)
+    lines = [str(d) for d in diags] + (config_summary(config) if errors == 0 else [])
+    lines.append(f"{path}: {errors} error(s), {len(diags) - errors} warning(s)")
+    try:
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+    except BrokenPipeError:  # `vrrpd --check | head`: the reader left; the verdict still stands
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     return 1 if errors else 0
 
 
