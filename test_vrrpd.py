@@ -237,6 +237,44 @@ def test_seed000_master_config_field_by_field():
     assert any(w.startswith("seed000.conf:26: warning: vrrp_garp_interval 0") for w in warnings), warnings
 
 
+SEED_CONFIGS = [
+    # (seed, first line, last line, [(name, state, vrid, priority, VIPs)], ["LINE: error text", ...])
+    ("000", 144, 198, [("VIP01", "MASTER", 27, 150, ["172.30.1.200/32"])], []),
+    ("000", 203, 257, [("VIP01", "BACKUP", 27, 100, ["172.30.1.200/32"])], []),
+    ("001", 66, 66, [("", "MASTER", 101, 100, ["172.16.1.11/32"])],
+     ["1: missing '{' after 'vrrp_instance'", "1: vrrp_instance has no name"]),
+    ("001", 69, 69, [("", "BACKUP", 101, 90, ["172.16.1.11/32"])],
+     ["1: missing '{' after 'vrrp_instance'", "1: vrrp_instance has no name"]),
+    ("001", 176, 176, [("", "MASTER", 22, 100, ["172.16.1.44/32"])],
+     ["1: missing '{' after 'vrrp_instance'", "1: vrrp_instance has no name", "1: 'brd' needs a value (172.16.1.44/32)",
+      "1: missing '{' after 'virtual_server'", "1: virtual_server: needs 'IP PORT', 'fwmark N' or 'group NAME'",
+      "1: 'virtual_server' block opened here is never closed"]),
+    ("002", 131, 167, [("VI_1", "MASTER", 80, 100, ["10.10.100.110/32"])], []),
+    ("002", 171, 201, [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"])], []),
+    ("002", 341, 378, [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"]), ("VI_2", "BACKUP", 81, 80,
+                                                                          ["10.10.100.111/32"])],
+     ["21: 'vrrp_instance' block opened here is never closed"]),  # the tutorial cut node 1's VI_2 short
+    ("002", 380, 417, [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"]), ("VI_2", "MASTER", 81, 100,
+                                                                         ["10.10.100.111/32"])], []),
+    ("002", 463, 485, [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"])], []),
+    ("003", 24, 55, [("VI_1", "MASTER", 27, 100, ["172.20.27.100/32"])],
+     ["3: 'notification_email' block opened here is not closed before 'notification_email_from' at line 4"]),
+    ("003", 67, 99, [("VI_1", "BACKUP", 27, 80, ["172.20.27.100/32"])], []),
+]
+
+
+@pytest.mark.parametrize("seed", SEED_CONFIGS, ids=[f"{c[0]}:{c[1]}-{c[2]}" for c in SEED_CONFIGS])
+def test_every_seed_configuration(seed):
+    name, first, last, instances, errors = seed
+    config, diags = vrrpd.parse_config_text(seed_lines(name, first, last), "seed.conf")
+    got = [(i.name, i.state.value, i.virtual_router_id, i.priority, [str(v.address) for v in i.virtual_ipaddress])
+           for i in config.vrrp_instances]
+    assert got == instances
+    found = [str(d)[len("seed.conf:"):] for d in diags if d.severity is vrrpd.Severity.ERROR]
+    expected = [e.split(": ", 1)[0] + ": error: " + e.split(": ", 1)[1] for e in errors]
+    assert len(found) == len(errors) and all(any(f.startswith(e) for f in found) for e in expected), found
+
+
 def test_seed000_auth_pass_truncated_to_8_bytes_without_strict():
     text = seed_lines("000", 144, 198).replace("vrrp_strict\n", "\n")
     config, diags = parse_ok(text)
@@ -737,6 +775,16 @@ VALIDATION_CASES = [
      "'notify_master' needs a value"),
     ("too-many-values", inst(BASE + "\npriority 100 200"), 7, "warning",
      "unexpected '200' after 'priority' (ignored) (too many values, or a comment without '#')"),
+    ("auth-lower-case", inst(BASE + "\nauthentication {\n auth_type pass\n auth_pass x\n}"), 8, "warning",
+     "auth_type 'pass': keepalived needs upper case (write 'auth_type PASS')"),
+    ("lb-kind-lower-case", "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_kind dr\n real_server 10.0.0.2 80 {\n"
+     " }\n}\n", 3, "warning", "lb_kind 'dr': keepalived needs upper case"),
+    ("ifname-too-long", inst("interface averyveryverylongname0\nvirtual_router_id 5"), 2, "error",
+     "'averyveryverylongname0' cannot be a Linux interface name"),
+    ("label-prefix", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1 label eth0:1\n}"), 5,
+     "warning", "label 'eth0:1' of 10.0.0.1/32 does not start with its interface name 'lo'"),
+    ("mail-no-server", "global_defs {\n notification_email {\n  ops@example.com\n }\n}\n", 2, "warning",
+     "notification_email without smtp_server: no e-mail will be sent"),
     ("bad-mcast", "global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n", 2, "error", "not an IPv4 multicast address"),
     ("nat-mask", "virtual_server 10.0.0.1 80 {\n nat_mask 255.255.255.0\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
      "warning", "unknown keyword 'nat_mask' in virtual_server"),

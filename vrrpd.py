@@ -1717,13 +1717,7 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
 
 
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    text = args[0].text
-    if text.upper() in ("MASTER", "BACKUP"):
-        if text != text.upper():
-            p.warning(args[0], f"state '{text}': keepalived needs upper case", f"write 'state {text.upper()}'")
-        inst.state = State(text.upper())
-    else:
-        raise _Invalid(f"'{text}' is not MASTER or BACKUP")
+    inst.state = State(_upper_case_word(p, kw, args[0], ("MASTER", "BACKUP")))
 
 
 def _i_advert_int(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -1734,11 +1728,18 @@ def _i_auth(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> Vrr
     return inst
 
 
+def _upper_case_word(p: _Parser, kw: Token, tok: Token, allowed: Tuple[str, ...]) -> str:
+    """A word keepalived only knows in upper case: accept any case, warn when it is not upper case."""
+    text = tok.text.upper()
+    if text not in allowed:
+        raise _Invalid(f"'{tok.text}' is not {' or '.join(allowed)}")
+    if tok.text != text:
+        p.warning(tok, f"{kw.text} '{tok.text}': keepalived needs upper case", f"write '{kw.text} {text}'")
+    return text
+
+
 def _a_type(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    text = args[0].text.upper()
-    if text not in ("PASS", "AH"):
-        raise _Invalid(f"'{args[0].text}' is not PASS or AH")
-    inst.auth_type = AuthType[text]
+    inst.auth_type = AuthType[_upper_case_word(p, kw, args[0], ("PASS", "AH"))]
 
 
 def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -1911,7 +1912,7 @@ def _lb_kind(text: str) -> LbKind:
 
 
 def _v_lb_kind(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
-    obj.lb_kind = _lb_kind(args[0].text)
+    obj.lb_kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
     if isinstance(obj, VirtualServer):
         words = [a.text for a in args[1:]]
         k = 0
@@ -2205,6 +2206,18 @@ class _Validator:
                          'script "/path/to/check args"')
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
+        self.mail()
+
+    def mail(self) -> None:
+        """E-mail alerts need both recipients and a server; say so when only one half is there."""
+        g = self.g
+        where = self.p.where(g, "notification_email") or self.p.where(g, "smtp_server")
+        if where is None:
+            return
+        if g.notification_email and not g.smtp_server:
+            self.warn(where.file, where.line, "notification_email without smtp_server: no e-mail will be sent")
+        elif g.smtp_server and not g.notification_email:
+            self.warn(where.file, where.line, "smtp_server without notification_email: no e-mail will be sent")
 
     def instance(self, inst: VrrpInstance) -> None:
         f, ln, g = inst.file, inst.line, self.g
@@ -2230,6 +2243,14 @@ class _Validator:
             for ref in inst.track_interface:
                 if ref.name not in interfaces:
                     self.warn(f, ref.line, f"{label}: track_interface '{ref.name}' does not exist on this host")
+        if inst.interface is not None and (len(inst.interface) > 15 or "/" in inst.interface):
+            self.err(f, self.line_of(inst, "interface", ln), f"{label}: '{inst.interface}' cannot be a Linux "
+                     "interface name (at most 15 characters, no '/')")
+        for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+            dev = vip.dev or inst.interface
+            if vip.label is not None and dev is not None and not vip.label.startswith(dev):
+                self.warn(f, vip.line, f"{label}: label '{vip.label}' of {vip.address} does not start with its "
+                          f"interface name '{dev}' (ip(8) refuses such labels)", f"write 'label {dev}:N'")
         if inst.virtual_router_id == 0 and self.p.where(inst, "virtual_router_id") is None:
             self.err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
         version = effective_version(inst, g)
@@ -8209,14 +8230,14 @@ def check_command(path: Optional[str], out: Any = None) -> int:
     out = out if out is not None else sys.stdout
     path = path or default_config_path()
     config, diags = parse_config(path, check_interfaces=False)
-    for d in diags:
-        print(str(d), file=out)
     errors = sum(1 for d in diags if d.severity is Severity.ERROR)
-    warnings = len(diags) - errors
-    if errors == 0:
-        for line in config_summary(config):
-            print(line, file=out)
-    print(f"{path}: {errors} error(s), {warnings} warning(s)", file=out)
+    lines = [str(d) for d in diags] + (config_summary(config) if errors == 0 else [])
+    lines.append(f"{path}: {errors} error(s), {len(diags) - errors} warning(s)")
+    try:
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+    except BrokenPipeError:  # `vrrpd --check | head`: the reader left; the verdict still stands
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     return 1 if errors else 0
 
 
