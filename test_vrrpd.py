@@ -1783,6 +1783,29 @@ def test_demo_moves_the_vip_without_losing_pings_and_cleans_up():
     assert not {n for n in after - before if n.startswith("vd")}
 
 
+def test_daemon_without_privileges_exits_with_a_clear_error(tmp_path):
+    require(os.geteuid() == 0 and shutil.which("setpriv") is not None and os.path.exists("/usr/bin/python3"),
+            "needs root, setpriv and /usr/bin/python3 to drop to nobody")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chmod(scratch, 0o755)
+        script = Path(scratch) / "vrrpd.py"
+        shutil.copy(VRRPD, script)
+        conf = Path(scratch) / "v.conf"
+        conf.write_text("vrrp_instance VI_1 {\n    interface lo\n    virtual_router_id 9\n"
+                        "    virtual_ipaddress {\n        10.250.0.1/32\n    }\n}\n")
+        os.chmod(script, 0o644)
+        os.chmod(conf, 0o644)
+        env = dict(os.environ, VRRPD_NO_REEXEC="1")
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+                               str(script), "-n", "-l", "-f", str(conf)], capture_output=True, text=True,
+                              timeout=20, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "needs root, or CAP_NET_ADMIN and CAP_NET_RAW" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
 @pytest.mark.parametrize("keepalived_master", [True, False], ids=["keepalived-master", "vrrpd-master"])

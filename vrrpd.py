@@ -6576,6 +6576,8 @@ class Daemon:
                 self._add_instance(inst)
             except (OSError, ValueError) as exc:
                 log.error("(%s) cannot start: %s", inst.name, exc)
+        if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
+            raise OSError(errno.EPERM, "no vrrp_instance could start")
         self.tracking.start()
         self.lvs.start()
         if self.g.vrrp_startup_delay > 0:
@@ -6721,7 +6723,12 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, lambda signum: self.reload())
-        self.start()
+        try:
+            self.start()
+        except OSError as exc:
+            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+            self.close()
+            return 1
         self.loop.run()
         self.close()
         return self.exit_code
