@@ -1682,6 +1682,15 @@ def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
     _wait_holders(lab, [a, b], ["B"], timeout=2)
     lab.link(ns_a, "eth0", up=True)
     _wait_holders(lab, [a, b], ["A"], timeout=3)
+    # dont_track_primary: the same link loss is no FAULT
+    a.stop()
+    a.conf.write_text(_conf(priority=150, instance_extra="    dont_track_primary\n"))
+    a.start()
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    lab.link(ns_a, "eth0", up=False)
+    time.sleep(0.5)
+    assert a.log().count("Entering FAULT STATE") == 2 and lab.has_address(ns_a, VIP)
+    lab.link(ns_a, "eth0", up=True)
 
 
 def test_garp_bursts_follow_garp_master_delay_repeat_and_refresh_and_excluded_vips_are_not_advertised(lab, tmp_path):

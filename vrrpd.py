@@ -7118,7 +7118,9 @@ class Daemon:
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         inst = rt.inst
-        fault = not self._link_up(inst.interface) or (rt.src is None and not rt.unicast)
+        # keepalived's dont_track_primary: the instance's own interface going down is not a FAULT
+        fault = (not inst.dont_track_primary and not self._link_up(inst.interface)) or (
+            rt.src is None and not rt.unicast)
         fault = fault or self.beyond.group_fault(rt)
         delta = 0
         for ref in inst.track_interface:
