@@ -1792,6 +1792,15 @@ def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
     _wait_holders(lab, [a, b], ["B"], timeout=2)
     lab.link(ns_a, "eth0", up=True)
     _wait_holders(lab, [a, b], ["A"], timeout=3)
+    # dont_track_primary: the same link loss is no FAULT
+    a.stop()
+    a.conf.write_text(_conf(priority=150, instance_extra="    dont_track_primary\n"))
+    a.start()
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    lab.link(ns_a, "eth0", up=False)
+    time.sleep(0.5)
+    assert a.log().count("Entering FAULT STATE") == 2 and lab.has_address(ns_a, VIP)
+    lab.link(ns_a, "eth0", up=True)
 
 
 def test_garp_bursts_follow_garp_master_delay_repeat_and_refresh_and_excluded_vips_are_not_advertised(lab, tmp_path):
@@ -1891,6 +1900,29 @@ def test_demo_moves_the_vip_without_losing_pings_and_cleans_up():
     shutil.rmtree(logs, ignore_errors=True)
     after = set(sh(["ip", "netns", "list"]).stdout.split())
     assert not {n for n in after - before if n.startswith("vd")}
+
+
+def test_daemon_without_privileges_exits_with_a_clear_error(tmp_path):
+    require(os.geteuid() == 0 and shutil.which("setpriv") is not None and os.path.exists("/usr/bin/python3"),
+            "needs root, setpriv and /usr/bin/python3 to drop to nobody")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chmod(scratch, 0o755)
+        script = Path(scratch) / "vrrpd.py"
+        shutil.copy(VRRPD, script)
+        conf = Path(scratch) / "v.conf"
+        conf.write_text("vrrp_instance VI_1 {\n    interface lo\n    virtual_router_id 9\n"
+                        "    virtual_ipaddress {\n        10.250.0.1/32\n    }\n}\n")
+        os.chmod(script, 0o644)
+        os.chmod(conf, 0o644)
+        env = dict(os.environ, VRRPD_NO_REEXEC="1")
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+                               str(script), "-n", "-l", "-f", str(conf)], capture_output=True, text=True,
+                              timeout=20, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "needs root, or CAP_NET_ADMIN and CAP_NET_RAW" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("version", [2, 3])

@@ -6784,6 +6784,8 @@ class Daemon:
                 self._add_instance(inst)
             except (OSError, ValueError) as exc:
                 log.error("(%s) cannot start: %s", inst.name, exc)
+        if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
+            raise OSError(errno.EPERM, "no vrrp_instance could start")
         self.tracking.start()
         self.lvs.start()
         if self.g.vrrp_startup_delay > 0:
@@ -6931,7 +6933,12 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, lambda signum: self.reload())
-        self.start()
+        try:
+            self.start()
+        except OSError as exc:
+            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+            self.close()
+            return 1
         self.loop.run()
         self.close()
         return self.exit_code
@@ -7319,7 +7326,9 @@ class Daemon:
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         inst = rt.inst
-        fault = not self._link_up(inst.interface) or (rt.src is None and not rt.unicast)
+        # keepalived's dont_track_primary: the instance's own interface going down is not a FAULT
+        fault = (not inst.dont_track_primary and not self._link_up(inst.interface)) or (
+            rt.src is None and not rt.unicast)
         fault = fault or self.beyond.group_fault(rt)
         delta = 0
         for ref in inst.track_interface:
