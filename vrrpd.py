@@ -4597,6 +4597,7 @@ IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
  IPVS_SVC_ATTR_SCHED_NAME, IPVS_SVC_ATTR_FLAGS, IPVS_SVC_ATTR_TIMEOUT, IPVS_SVC_ATTR_NETMASK) = range(1, 10)
+IPVS_SVC_ATTR_PE_NAME = 11
 (IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_PORT, IPVS_DEST_ATTR_FWD_METHOD, IPVS_DEST_ATTR_WEIGHT,
  IPVS_DEST_ATTR_U_THRESH, IPVS_DEST_ATTR_L_THRESH) = range(1, 7)
 IPVS_DEST_ATTR_ADDR_FAMILY, IPVS_DEST_ATTR_TUN_TYPE, IPVS_DEST_ATTR_TUN_PORT, IPVS_DEST_ATTR_TUN_FLAGS = 11, 13, 14, 15
@@ -4632,6 +4633,7 @@ class IpvsService:
     flags: int = 0
     timeout: int = 0
     netmask: int = 0xFFFFFFFF  # IPv4: the mask's 32 bits; IPv6: a prefix length
+    pe_name: Optional[str] = None  # persistence engine, e.g. "sip"
 
 
 @dataclass
@@ -4692,6 +4694,8 @@ def ipvs_service_attr(svc: Union[IpvsService, IpvsServiceKey]) -> bytes:
         body += _nla(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
         netmask = struct.pack("=I", svc.netmask) if key.af == socket.AF_INET6 else struct.pack("!I", svc.netmask)
         body += _nla(IPVS_SVC_ATTR_NETMASK, netmask)
+        if svc.pe_name:
+            body += _nla(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
     return _nla(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
 
 
@@ -4934,7 +4938,7 @@ def lvs_service(vs: VirtualServer, key: IpvsServiceKey) -> IpvsService:
         netmask = 0xFFFFFFFF
         if vs.persistence_granularity is not None:
             netmask = int(vs.persistence_granularity)
-    return IpvsService(key, vs.lb_algo, flags, timeout, netmask)
+    return IpvsService(key, vs.lb_algo, flags, timeout, netmask, vs.persistence_engine)
 
 
 def _service_differs(want: IpvsService, have: IpvsService) -> bool:
