@@ -4756,6 +4756,10 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         stage("daemon: seed 001 programmed")
         servers["rs1"].kill()
         wait_for(lambda: _ipvs_lines(seed_svc) == ["172.16.1.2:80 Route 1"], 20, 0.2, "the daemon removes rs1")
+        conf.write_text(SEED_001_LVS.replace("weight 1", "weight 3"))
+        daemon.send_signal(signal.SIGHUP)  # reload: the weights change in place
+        wait_for(lambda: _ipvs_lines(seed_svc) == ["172.16.1.2:80 Route 3"], 20, 0.2, "the daemon reloads")
+        stage("daemon: removal and reload")
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)
         text = log_path.read_text()
