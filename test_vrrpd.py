@@ -4523,6 +4523,21 @@ def test_late_timers_and_stale_events_never_start_a_second_check_chain():
     loop.close()
 
 
+def test_reload_keeps_a_down_real_server_down():
+    chk = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    port = _free_port()  # nobody listens: the check fails
+    loop, m = _manager(_vs(rss=[_rs(port=port, checkers=[chk])], delay_loop=0.2))
+    m.start()
+    _run_until(loop, lambda: m.nl.weights("[10.0.0.100]:tcp:80") == {}, 3, "down")
+    chk2 = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    m.reload(vrrpd.Config(virtual_servers=[_vs(rss=[_rs(port=port, checkers=[chk2], weight=5)], delay_loop=0.2)]))
+    assert m.nl.weights("[10.0.0.100]:tcp:80") == {}  # still down: only its weight changed
+    (rsr,) = m.vs["[10.0.0.100]:tcp:80"].rs.values()
+    assert rsr.weight == 5 and not rsr.alive
+    m.stop()
+    loop.close()
+
+
 def test_no_ipvs_in_kernel_gives_a_clear_error(monkeypatch, caplog):
     monkeypatch.setattr(vrrpd, "IPVS_GENL_NAME", "NO_SUCH_FAMILY")
     loop = vrrpd.EventLoop()

@@ -5510,10 +5510,13 @@ class LvsManager:
         for rs in vs.real_servers:
             key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
             previous = old.rs.pop(key, None) if old is not None else None
-            if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
+            # a real server whose checkers did not change keeps them, and their state (a reload must not
+            # bring back a server that is down); weights, thresholds and notifies are read afresh
+            if (previous is not None and previous.rs.checkers == rs.checkers
+                    and all(checker_params(vs, rs, c.chk) == c.params for c in previous.checkers)):
                 previous.rs = rs
                 for c in previous.checkers:
-                    c.vs, c.vsr = vs, vsr
+                    c.vs, c.vsr, c.rs = vs, vsr, rs
                 vsr.rs[key] = previous
                 continue
             if previous is not None:
