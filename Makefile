@@ -41,11 +41,19 @@ demo:
 bench:
 	$(PYTHON) test_vrrpd.py bench
 
+# Fuzzing: each fuzz test runs VRRPD_FUZZ_SECONDS (deterministic seeds).
+VRRPD_FUZZ_SECONDS ?= 60
 fuzz:
-	VRRPD_FUZZ_SECONDS=120 $(PYTEST) -q -k fuzz test_vrrpd.py
+	VRRPD_FUZZ_SECONDS=$(VRRPD_FUZZ_SECONDS) $(PYTEST) -q -k fuzz test_vrrpd.py
 
+# Fault soak: two vrrpd nodes and keepalived under random faults; prints the invariants' counts and keeps
+# the daemons' logs and the report in VRRPD_SOAK_LOGS.
+VRRPD_SOAK_SECONDS ?= 600
+VRRPD_SOAK_SEED ?= 8
+VRRPD_SOAK_LOGS ?= soak-logs
 soak:
-	VRRPD_SOAK_SECONDS=600 $(PYTEST) -q -s -k soak test_vrrpd.py
+	VRRPD_SOAK_SECONDS=$(VRRPD_SOAK_SECONDS) VRRPD_SOAK_SEED=$(VRRPD_SOAK_SEED) VRRPD_SOAK_LOGS=$(VRRPD_SOAK_LOGS) \
+	  $(PYTEST) -q -s -k soak test_vrrpd.py
 
 PREFIX ?= /usr/local
 install:

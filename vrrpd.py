@@ -6976,7 +6976,6 @@ class Daemon:
         # unchanged sync groups their state; VMACs and the no_accept firewall follow the new config
         self._safe(self.tracking.reload, config)
         self._safe(self.notifier.reload, config)
-        self._safe(self.beyond.reload, config)
         self._safe(self.lvs.reload, config)
         self.beyond.reload(config)
         for ident, inst in wanted.items():
@@ -7040,6 +7039,9 @@ class Daemon:
         key = (rt.inst.interface or "", rt.machine.vrid)
         if rt in self.by_vrid.get(key, []):
             self.by_vrid[key].remove(rt)
+        for members in getattr(self.beyond, "by_socket6", {}).values():
+            if rt in members:
+                members.remove(rt)
         self._update_own_sources()
 
     # -- actions -------------------------------------------------------------------------------
@@ -7373,7 +7375,7 @@ class Daemon:
     def _refresh_sources(self) -> bool:
         changed = False
         for rt in self.runtimes:
-            if rt.src is None and rt.ifindex:
+            if rt.src is None and rt.ifindex and instance_family(rt.inst) == 4:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
@@ -8137,40 +8139,76 @@ def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Di
     return json.loads(b"".join(chunks).decode())
 
 
-def format_status_table(status: Dict[str, Any]) -> str:
-    """Render the daemon's status for a human.
+def _table(rows: List[Tuple[str, ...]]) -> List[str]:
+    """Left-aligned columns, two spaces apart."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
-    The status dict: {"version", "pid", "router_id", "uptime",
+
+def format_status_table(status: Dict[str, Any]) -> str:
+    """Render the daemon's status for a human (`vrrpd --status`).
+
+    The status dict: {"version", "pid", "router_id", "uptime", ["config_file", "reloads": {"done", "failed", "last"}],
       "instances": [{"name", "state", "interface", "vrid", "version", "priority", "effective_priority",
                      "master_address", "vips": [str], "stats": {"adverts_sent", "adverts_received",
-                     "bad_packets": {reason: n}, "transitions"}}],
+                     "bad_packets": {reason: n}, "transitions", "entered": {state: n}, "released_master",
+                     "priority_zero_sent", "priority_zero_received"}}],
       "sync_groups": [{"name", "state", "members": [str]}],
-      "trackers": {name: {"kind", "state", ...}}, "lvs": {...}}"""
-    lines = [f"vrrpd {status.get('version', '?')} pid {status.get('pid', '?')} "
-             f"router_id {status.get('router_id', '?')} up {float(status.get('uptime', 0)):.0f}s"]
-    rows = [("INSTANCE", "STATE", "IF", "VRID", "PRIO", "EFF", "MASTER", "VIPS")]
+      "trackers": {"vrrp_script": {name: {"state", "weight", "last_status", ...}}, "track_file": {name: {"path",
+                   "value", "weight"}}, "track_process": {name: {"state", "count", "quorum", ...}}},
+      "lvs": {"error", "virtual_servers": [{"name", "quorum_up", "real_servers": [{"address", "port", "alive",
+              "weight", "checkers": [{"kind", "up", "last"}]}]}]}}"""
+    head = (f"vrrpd {status.get('version', '?')} pid {status.get('pid', '?')} "
+            f"router_id {status.get('router_id', '?')} up {float(status.get('uptime', 0)):.0f}s")
+    if status.get("config_file"):
+        head += f" config {status['config_file']}"
+    lines = [head]
+    reloads = status.get("reloads") or {}
+    last = reloads.get("last")
+    if last:
+        ago = time.time() - float(last.get("at", time.time()))
+        what = "ok" if last.get("ok") else f"FAILED ({len(last.get('errors', []))} error(s), old config kept)"
+        lines.append(f"reloads {reloads.get('done', 0)} done, {reloads.get('failed', 0)} failed; "
+                     f"last {ago:.0f}s ago: {what}")
+    rows: List[Tuple[str, ...]] = [("INSTANCE", "STATE", "IF", "VRID", "PRIO", "EFF", "MASTER", "VIPS",
+                                    "SENT", "RCVD", "BAD")]
     for inst in status.get("instances", []):
+        st = inst.get("stats") or {}
         rows.append((
             str(inst.get("name", "")), str(inst.get("state", "")), str(inst.get("interface", "")),
             str(inst.get("vrid", "")), str(inst.get("priority", "")), str(inst.get("effective_priority", "")),
             str(inst.get("master_address") or "-"), ",".join(inst.get("vips", [])) or "-",
+            str(st.get("adverts_sent", "-")), str(st.get("adverts_received", "-")),
+            str(sum((st.get("bad_packets") or {}).values())) if st else "-",
         ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += _table(rows)
     for group in status.get("sync_groups", []):
         lines.append(f"sync group {group.get('name')}: {group.get('state')} ({', '.join(group.get('members', []))})")
     trackers = status.get("trackers") or {}
-    if trackers:
-        lines.append("TRACKER  STATE")
-        for name, info in sorted(trackers.items()):
-            lines.append(f"{name}  {info.get('state', info) if isinstance(info, dict) else info}")
+    rows = [("TRACKER", "KIND", "STATE", "WEIGHT", "DETAIL")]
+    for name, info in sorted((trackers.get("vrrp_script") or {}).items()):
+        detail = info.get("problem") or f"last exit {info.get('last_status')}, {info.get('runs', 0)} runs"
+        rows.append((name, "script", str(info.get("state", "")), str(info.get("weight", "")), str(detail)))
+    for name, info in sorted((trackers.get("track_file") or {}).items()):
+        rows.append((name, "file", f"value {info.get('value')}", str(info.get("weight", "")), str(info.get("path"))))
+    for name, info in sorted((trackers.get("track_process") or {}).items()):
+        rows.append((name, "process", str(info.get("state", "")), "",
+                     f"{info.get('count')} running, quorum {info.get('quorum')}"))
+    if len(rows) > 1:
+        lines += _table(rows)
     lvs = status.get("lvs") or {}
+    if isinstance(lvs, dict) and lvs.get("error"):
+        lines.append(f"LVS: {lvs['error']}")
+    rows = [("VIRTUAL SERVER", "QUORUM", "REAL SERVER", "ALIVE", "WEIGHT", "CHECKERS")]
     for vs in lvs.get("virtual_servers", []) if isinstance(lvs, dict) else []:
-        lines.append(f"VS {vs.get('name', '')}: {vs.get('state', '')}")
-        for rs in vs.get("real_servers", []):
-            lines.append(f"  RS {rs.get('name', '')}: {'UP' if rs.get('up') else 'DOWN'} weight {rs.get('weight', '')}")
+        quorum = "up" if vs.get("quorum_up", True) else "LOST"
+        for rs in vs.get("real_servers", []) or [{}]:
+            checks = " ".join(f"{c.get('kind')}:{'up' if c.get('up') else 'down'}" for c in rs.get("checkers", []))
+            rows.append((str(vs.get("name", "")), quorum, f"{rs.get('address', '-')}:{rs.get('port', '-')}",
+                         "yes" if rs.get("alive") else "no", str(rs.get("weight", "")), checks or "-"))
+    if len(rows) > 1:
+        lines += _table(rows)
     return "\n".join(lines) + "\n"
-
 
 
 def check_command(path: Optional[str], out: Any = None) -> int:
