@@ -4083,6 +4083,8 @@ def test_ipvs_netlink_fwmark_ipv6_persistence_and_tunnel_encode():
     assert v6[-8:] == _nl_hex("08 00 09 00 80 00 00 00")  # IPv6 netmask is a prefix length
     assert _nl_hex("14 00 03 00 fd 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01") in v6
     assert _nl_hex("06 00 02 00 11 00 00 00") in v6 and _nl_hex("0c 00 07 00 10 00 00 00 ff ff ff ff") in v6
+    sip = vrrpd.ipvs_service_attr(vrrpd.IpvsService(vrrpd.IpvsServiceKey(2, fwmark=7), "rr", 1, 60, pe_name="sip"))
+    assert sip.endswith(_nl_hex("08 00 0b 00 73 69 70 00")) and sip[:2] == bytes([0x40, 0])
     tun = vrrpd.ipvs_dest_attr(vrrpd.IpvsDest(_ip("10.0.0.3"), 0, 2, 1, tun_type=1, tun_port=6080, tun_flags=1))
     assert tun.endswith(_nl_hex("05 00 0d 00 01 00 00 00  06 00 0e 00 17 c0 00 00  06 00 0f 00 01 00 00 00"))
 
@@ -4612,6 +4614,21 @@ def test_late_timers_and_stale_events_never_start_a_second_check_chain():
     loop.close()
 
 
+def test_reload_keeps_a_down_real_server_down():
+    chk = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    port = _free_port()  # nobody listens: the check fails
+    loop, m = _manager(_vs(rss=[_rs(port=port, checkers=[chk])], delay_loop=0.2))
+    m.start()
+    _run_until(loop, lambda: m.nl.weights("[10.0.0.100]:tcp:80") == {}, 3, "down")
+    chk2 = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    m.reload(vrrpd.Config(virtual_servers=[_vs(rss=[_rs(port=port, checkers=[chk2], weight=5)], delay_loop=0.2)]))
+    assert m.nl.weights("[10.0.0.100]:tcp:80") == {}  # still down: only its weight changed
+    (rsr,) = m.vs["[10.0.0.100]:tcp:80"].rs.values()
+    assert rsr.weight == 5 and not rsr.alive
+    m.stop()
+    loop.close()
+
+
 def test_no_ipvs_in_kernel_gives_a_clear_error(monkeypatch, caplog):
     monkeypatch.setattr(vrrpd, "IPVS_GENL_NAME", "NO_SUCH_FAMILY")
     loop = vrrpd.EventLoop()
@@ -4761,6 +4778,8 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         vrrpd.VirtualServer(fwmark=7, lb_algo="rr", lb_kind=vrrpd.LbKind.DR, real_servers=[_rs("10.9.1.6", None)]),
         _vs("fd00::100", 80, lb_algo="rr", lb_kind=vrrpd.LbKind.NAT, rss=[_rs("fd00::1", 80, weight=2)]),
         _vs("10.9.0.5", 53, protocol="UDP", lb_algo="rr", ops=True, rss=[_rs("10.9.1.7", 53)]),
+        _vs("10.9.0.6", 5060, protocol="UDP", lb_algo="rr", persistence_timeout=60, persistence_engine="sip",
+            rss=[_rs("10.9.1.8", 5060)]),
     ]
     loop, m = _manager(seed, inhibit, ssl_vs, *kinds)
     m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
@@ -4782,6 +4801,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert _ipvs_lines("FWM 7") == ["10.9.1.6:0 Route 1"]
         assert _ipvs_lines("TCP [fd00::100]:80") == ["[fd00::1]:80 Masq 2"]
         assert "UDP  10.9.0.5:53 rr ops" in out
+        assert "UDP  10.9.0.6:5060 rr persistent 60 pe sip" in out
         timeouts = sh(["ipvsadm", "-L", "--timeout"]).stdout.split(":")[-1].split()
         assert timeouts[0] == "7200" and timeouts[2] == "60"  # lvs_timeouts tcp and udp; tcpfin kept
         stage("1 and 4 checked")
@@ -4842,6 +4862,10 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         stage("daemon: seed 001 programmed")
         servers["rs1"].kill()
         wait_for(lambda: _ipvs_lines(seed_svc) == ["172.16.1.2:80 Route 1"], 20, 0.2, "the daemon removes rs1")
+        conf.write_text(SEED_001_LVS.replace("weight 1", "weight 3"))
+        daemon.send_signal(signal.SIGHUP)  # reload: the weights change in place
+        wait_for(lambda: _ipvs_lines(seed_svc) == ["172.16.1.2:80 Route 3"], 20, 0.2, "the daemon reloads")
+        stage("daemon: removal and reload")
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)
         text = log_path.read_text()

@@ -4618,6 +4618,7 @@ IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
  IPVS_SVC_ATTR_SCHED_NAME, IPVS_SVC_ATTR_FLAGS, IPVS_SVC_ATTR_TIMEOUT, IPVS_SVC_ATTR_NETMASK) = range(1, 10)
+IPVS_SVC_ATTR_PE_NAME = 11
 (IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_PORT, IPVS_DEST_ATTR_FWD_METHOD, IPVS_DEST_ATTR_WEIGHT,
  IPVS_DEST_ATTR_U_THRESH, IPVS_DEST_ATTR_L_THRESH) = range(1, 7)
 IPVS_DEST_ATTR_ADDR_FAMILY, IPVS_DEST_ATTR_TUN_TYPE, IPVS_DEST_ATTR_TUN_PORT, IPVS_DEST_ATTR_TUN_FLAGS = 11, 13, 14, 15
@@ -4653,6 +4654,7 @@ class IpvsService:
     flags: int = 0
     timeout: int = 0
     netmask: int = 0xFFFFFFFF  # IPv4: the mask's 32 bits; IPv6: a prefix length
+    pe_name: Optional[str] = None  # persistence engine, e.g. "sip"
 
 
 @dataclass
@@ -4713,6 +4715,8 @@ def ipvs_service_attr(svc: Union[IpvsService, IpvsServiceKey]) -> bytes:
         body += _nla(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
         netmask = struct.pack("=I", svc.netmask) if key.af == socket.AF_INET6 else struct.pack("!I", svc.netmask)
         body += _nla(IPVS_SVC_ATTR_NETMASK, netmask)
+        if svc.pe_name:
+            body += _nla(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
     return _nla(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
 
 
@@ -4955,7 +4959,7 @@ def lvs_service(vs: VirtualServer, key: IpvsServiceKey) -> IpvsService:
         netmask = 0xFFFFFFFF
         if vs.persistence_granularity is not None:
             netmask = int(vs.persistence_granularity)
-    return IpvsService(key, vs.lb_algo, flags, timeout, netmask)
+    return IpvsService(key, vs.lb_algo, flags, timeout, netmask, vs.persistence_engine)
 
 
 def _service_differs(want: IpvsService, have: IpvsService) -> bool:
@@ -5527,10 +5531,13 @@ class LvsManager:
         for rs in vs.real_servers:
             key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
             previous = old.rs.pop(key, None) if old is not None else None
-            if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
+            # a real server whose checkers did not change keeps them, and their state (a reload must not
+            # bring back a server that is down); weights, thresholds and notifies are read afresh
+            if (previous is not None and previous.rs.checkers == rs.checkers
+                    and all(checker_params(vs, rs, c.chk) == c.params for c in previous.checkers)):
                 previous.rs = rs
                 for c in previous.checkers:
-                    c.vs, c.vsr = vs, vsr
+                    c.vs, c.vsr, c.rs = vs, vsr, rs
                 vsr.rs[key] = previous
                 continue
             if previous is not None:
