@@ -5412,6 +5412,7 @@ class Soak:
         self.floods: List[subprocess.Popen] = []
         self.rss: dict = {}  # pid -> [first kB, last kB, samples]
         self.conf_delta = {name: 0 for name in self.nodes}
+        self.first_round: List[str] = []
 
     # -- faults ---------------------------------------------------------------------------------
     def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
@@ -5427,7 +5428,12 @@ class Soak:
     def fault(self) -> None:
         """One random fault, undone later where it has an end."""
         rng, nodes = self.rng, self.nodes
-        kind = rng.choice(["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
+        if not self.first_round:  # every kind once, in random order, then at random
+            self.first_round = ["flap", "kill", "hup", "hup_bad", "flood", "hang", "vipdel"]
+            rng.shuffle(self.first_round)
+            self.first_round.append("")
+        kind = self.first_round.pop(0) if self.first_round[0] else rng.choice(
+            ["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
         if kind == "flap":
             n = rng.choice([n for n in nodes.values() if n.link_up])
             bridge_side = rng.random() < 0.5
@@ -5646,7 +5652,7 @@ def test_soak_finding_byte_code_removed_by_another_version_falls_back_to_the_sou
 
 def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
-    seconds = SOAK_SECONDS or 50.0
+    seconds = SOAK_SECONDS or 55.0
     rate = 10000.0 if SOAK_SECONDS else 2000.0
     soak = run_soak(lab, tmp_path, seconds, rate, int(os.environ.get("VRRPD_SOAK_SEED", "8")))
     report = _report_soak(soak)
