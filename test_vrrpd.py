@@ -267,7 +267,7 @@ def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
     assert any(m.startswith("test.conf:7: warning: preempt_delay '60s'") for m in messages(diags)), messages(diags)
 
 
-def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
+def test_seed003_unclosed_notification_email_is_an_error_at_its_line(tmp_path):
     text = seed_lines("003", 24, 55)  # from "! Configuration File for keepalived" to the instance's "}"
     assert text.splitlines()[2].strip() == "notification_email {"
     config, diags = vrrpd.parse_config_text(text, "seed003.conf")
@@ -280,13 +280,10 @@ def test_seed003_unclosed_notification_email_is_an_error_at_its_line():
     assert str(inst.unicast_peer[0].address) == "172.20.27.11"
     assert config.global_defs.notification_email == []
     assert config.global_defs.router_id == "s1.mylinuxops.com"
+    path = tmp_path / "seed003.conf"
+    path.write_text(text)
     with pytest.raises(vrrpd.ConfigError) as exc:
-        path = HERE / ".pytest-seed003.conf"
-        try:
-            path.write_text(text)
-            vrrpd.load_config(str(path), check_interfaces=False)
-        finally:
-            path.unlink()
+        vrrpd.load_config(str(path), check_interfaces=False)
     assert "not closed" in str(exc.value)
 
 
@@ -309,6 +306,35 @@ def test_seed001_one_line_config_equals_the_multi_line_form():
         errors = messages(diags, vrrpd.Severity.ERROR)
         assert any("vrrp_instance has no name" in e for e in errors), errors
         assert any("missing '{' after 'vrrp_instance'" in e for e in errors), errors
+
+
+def one_line(text: str) -> str:
+    """The same configuration with comments removed and every line joined into one."""
+    return " ".join(vrrpd._strip_comment(line).strip() for line in text.splitlines()) + "\n"
+
+
+@pytest.mark.parametrize("name", ["seed000", "seed002-master", "seed002-unicast", "seed003-fixed", "example", "lvs"])
+def test_every_multi_line_config_equals_its_one_line_form(name):
+    texts = {
+        "seed000": lambda: seed_lines("000", 144, 198),
+        "seed002-master": lambda: seed_lines("002", 131, 167),
+        "seed002-unicast": lambda: seed_lines("002", 240, 256) + seed_lines("002", 463, 485),
+        "seed003-fixed": lambda: seed_lines("003", 24, 55).replace("notification_email {", "notification_email {}"),
+        "example": lambda: (HERE / "vrrpd.conf.example").read_text(),
+        "lvs": lambda: seed_lines("002", 240, 256) + (
+            "virtual_server 10.0.0.1 80 {\n delay_loop 3\n lb_algo rr\n lb_kind DR\n persistence_timeout\n"
+            " protocol TCP\n sorry_server 127.0.0.1 80\n real_server 10.0.0.2 80 {\n  weight 2\n"
+            "  HTTP_GET {\n   url {\n    path /index.html\n    status_code 200\n   }\n   connect_timeout 3\n"
+            "   retry 3\n  }\n }\n real_server 10.0.0.3 80 {\n  MISC_CHECK {\n   misc_path \"/bin/true x\"\n"
+            "   misc_dynamic\n  }\n }\n}\n"),
+    }
+    text = texts[name]()
+    a, da = vrrpd.parse_config_text(text, "multi.conf")
+    b, db = vrrpd.parse_config_text(one_line(text), "one.conf")
+    assert one_line(text).count("\n") == 1
+    assert model_without_positions(a) == model_without_positions(b)
+    assert sorted(d.severity.value for d in da) == sorted(d.severity.value for d in db), (messages(da), messages(db))
+    assert a.vrrp_instances or a.virtual_servers
 
 
 def test_one_line_config_with_names_parses_cleanly():
@@ -614,6 +640,21 @@ def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
     assert not diags, messages(diags)
 
 
+def test_global_flags_with_optional_words():
+    text = ("global_defs {\n lvs_flush_on_stop VS\n vrrp_iptables IN OUT\n smtp_server mail.example.com 2525\n"
+            " lvs_timeouts tcp 7200 udp 300\n script_user nobody nogroup\n}\n"
+            "track_file f {\n file /run/f\n init_file -3 overwrite\n}\n")
+    config, diags = parse_ok(text)
+    g = config.global_defs
+    assert g.lvs_flush_on_stop and g.other["lvs_flush_on_stop"] == ["VS"]
+    assert g.vrrp_iptables and g.other["vrrp_iptables"] == ["IN", "OUT"]
+    assert (g.smtp_server, g.smtp_port) == ("mail.example.com", 2525)
+    assert g.lvs_timeouts == {"tcp": 7200, "udp": 300}
+    assert (g.script_user, g.script_group) == ("nobody", "nogroup")
+    tf = config.track_files["f"]
+    assert (tf.init_file, tf.init_file_overwrite) == (-3, True)
+
+
 def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
     table = vrrpd.keyword_table_markdown()
     rows = [r for r in table.splitlines() if r.startswith("| ") and "`" in r]
@@ -694,6 +735,8 @@ VALIDATION_CASES = [
     ("missing-value", inst(BASE + "\npriority"), 7, "error", "'priority' needs a value"),
     ("keyword-as-value", inst(BASE + "\nnotify_master notify_backup /bin/true"), 7, "error",
      "'notify_master' needs a value"),
+    ("too-many-values", inst(BASE + "\npriority 100 200"), 7, "warning",
+     "unexpected '200' after 'priority' (ignored) (too many values, or a comment without '#')"),
     ("bad-mcast", "global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n", 2, "error", "not an IPv4 multicast address"),
     ("nat-mask", "virtual_server 10.0.0.1 80 {\n nat_mask 255.255.255.0\n real_server 10.0.0.2 80 {\n }\n}\n", 2,
      "warning", "unknown keyword 'nat_mask' in virtual_server"),
@@ -849,6 +892,14 @@ def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     assert "accepted but not acted upon by vrrpd:" in text
     for where in (f"{path}:2: lvs_sync_daemon", f"{path}:10: use_ipvlan", f"{path}:11: virtual_routes"):
         assert where in text, text
+
+
+def test_check_of_an_empty_file_says_nothing_would_run(tmp_path):
+    path = tmp_path / "empty.conf"
+    path.write_text("! nothing here\n")
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    assert "nothing would run: no vrrp_instance and no virtual_server" in out.getvalue()
 
 
 def test_check_command_exit_status_and_cli_spellings(tmp_path):
@@ -1178,7 +1229,8 @@ def test_backup_takes_over_after_master_down_interval():
     assert m.state == vrrpd.State.MASTER
     assert vrrpd.SendAdvert(100) in acts and vrrpd.AddVips() in acts
     assert vrrpd.StartGarp() in acts and "(VI_1) Entering MASTER STATE" in _logs(acts)
-    assert acts.index(vrrpd.SendAdvert(100)) < acts.index(vrrpd.AddVips())
+    # RFC 5798 6.4.2: the advert, then the gratuitous ARPs; the VIPs are up before either goes out
+    assert acts.index(vrrpd.AddVips()) < acts.index(vrrpd.SendAdvert(100)) < acts.index(vrrpd.StartGarp())
 
 
 def test_master_sends_adverts_every_advert_interval():
@@ -1366,6 +1418,29 @@ def test_lower_effective_priority_master_is_preempted_by_backup_timeout():
     assert backup.next_deadline() == deadline
     backup.on_timer(deadline)
     assert backup.state == vrrpd.State.MASTER
+
+
+def test_backup_does_not_become_master_while_a_tracker_is_initialising():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.hold_master = True
+    deadline = m.next_deadline()
+    assert m.on_timer(deadline) == [] and m.state == vrrpd.State.BACKUP
+    m.hold_master = False
+    m.on_timer(m.next_deadline())
+    assert m.state == vrrpd.State.MASTER
+
+
+def test_higher_prio_send_advert_tells_the_winner_before_stepping_down():
+    m = _machine(priority=100, higher_prio_send_advert=True)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    acts = m.on_advert(10.0, _adv(150), IP4("10.0.0.2"))
+    assert vrrpd.SendAdvert(100) in acts and m.state == vrrpd.State.BACKUP
+    plain = _machine(priority=100)
+    plain.start(0.0)
+    plain.on_timer(plain.next_deadline())
+    assert not any(isinstance(a, vrrpd.SendAdvert) for a in plain.on_advert(10.0, _adv(150), IP4("10.0.0.2")))
 
 
 def test_receive_checks_for_v2_auth_interval_and_version():
@@ -1660,6 +1735,53 @@ def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
     _wait_holders(lab, [a, b], ["A"], timeout=3)
 
 
+def test_garp_bursts_follow_garp_master_delay_repeat_and_refresh_and_excluded_vips_are_not_advertised(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    watcher = lab.host("w", f"{LAB_NET}.20/24")
+    excluded = f"{LAB_NET}.150"
+    extra = (f"    garp_master_delay 1\n    garp_master_repeat 3\n"
+             f"    virtual_ipaddress_excluded {{\n        {excluded}/24\n    }}\n")
+    cap_file = tmp_path / "cap.txt"
+    cap = lab.exec(watcher, ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "-vv", "arp or vrrp"],
+                   stdout=open(cap_file, "w"), stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra=extra,
+                                                   global_extra="    vrrp_garp_master_refresh 0.7\n"))
+    _wait_holders(lab, [a], ["A"], timeout=3)
+    assert lab.has_address(ns_a, excluded)
+    time.sleep(2.2)
+    cap.terminate()
+    cap.wait(timeout=5)
+    lines = cap_file.read_text().splitlines()
+    garps = [float(line.split()[0]) for line in lines if f"who-has {VIP} tell {VIP}" in line]
+    t0 = garps[0]
+    first = [t for t in garps if t - t0 < 0.3]
+    second = [t for t in garps if 0.9 <= t - t0 < 1.3]
+    refresh = [t for t in garps if 0.5 <= t - t0 < 0.9]
+    assert len(first) == 3 and len(second) >= 3 and len(refresh) == 1, [round(t - t0, 2) for t in garps]
+    adverts = [line for line in lines if "VRRP" in line or "addrs" in line]
+    assert adverts and any(VIP in line for line in adverts)
+    assert not any(excluded in line for line in adverts)
+    assert any(f"who-has {excluded} tell {excluded}" in line for line in lines)
+
+
+def test_track_interface_weight_lowers_priority_and_backup_preempts(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns_a)
+    lab.ip("link", "set", "eth1p", "up", ns=ns_a)
+    lab.ip("link", "set", "eth1", "up", ns=ns_a)
+    ns_b = lab.host("b", f"{LAB_NET}.2/24")
+    extra = "    track_interface {\n        eth1 weight -60\n    }\n"
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra=extra))
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    lab.link(ns_a, "eth1", up=False)
+    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    assert "(VI_1) Changing effective priority from 150 to 90" in a.log() and "FAULT" not in a.log()
+    lab.link(ns_a, "eth1", up=True)
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+
+
 def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path):
     ns_a = lab.host("a", f"{LAB_NET}.1/24")
     a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150))
@@ -1667,6 +1789,49 @@ def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path):
     lab.ip("addr", "del", f"{VIP}/24", "dev", "eth0", ns=ns_a)
     wait_for(lambda: lab.has_address(ns_a, VIP), 1, what="VIP re-added")
     assert "deleted from eth0 behind our back" in a.log()
+
+
+def test_reload_keeps_master_and_vips_and_applies_the_difference(lab, tmp_path):
+    a, b = _pair(lab, tmp_path, _conf(priority=150), _conf(priority=100))
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    vip2 = f"{LAB_NET}.200"
+    second = _conf("VI_2", 52, 120, vips=(f"{vip2}/24",))
+    ping = lab.exec(client, ["ping", "-n", "-q", "-i", "0.01", "-w", "3", VIP], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    a.conf.write_text(_conf(priority=140) + second[second.index("vrrp_instance"):])
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reload complete" in a.log(), 3, what="reload")
+    wait_for(lambda: lab.has_address(a.ns, vip2), 3, what="the new instance's VIP")
+    sent, received = _ping_stats(ping.communicate(timeout=10)[0])
+    assert sent > 100 and sent == received, (sent, received)
+    assert a.log().count("Entering MASTER STATE") == 2 and "Entering BACKUP STATE\n" not in a.log()
+    assert _holders(lab, [a, b]) == ["A"]
+    # a broken file is refused and the running configuration stays
+    a.conf.write_text("vrrp_instance VI_1 {\n    priority 999\n}\n")
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reload aborted" in a.log(), 3, what="reload refused")
+    assert a.proc.poll() is None and _holders(lab, [a, b]) == ["A"] and lab.has_address(a.ns, vip2)
+    # dropping an instance removes its VIPs
+    a.conf.write_text(_conf(priority=140))
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: not lab.has_address(a.ns, vip2), 3, what="VI_2 removed")
+    assert _holders(lab, [a, b]) == ["A"]
+
+
+def test_demo_moves_the_vip_without_losing_pings_and_cleans_up():
+    require_root_netns()
+    before = set(sh(["ip", "netns", "list"]).stdout.split())
+    out = sh([PYTHON, VRRPD, "--demo"], timeout=60).stdout
+    assert "the VIP is on: A" in out and "the VIP is now on: B" in out, out
+    line = next(x for x in out.splitlines() if "client ping:" in x)
+    sent, received = _ping_stats(line)
+    assert sent > 100 and sent - received <= 1, line
+    assert "node A exited with status 0" in out
+    logs = out.split("logs are in ", 1)[1].split()[0]
+    shutil.rmtree(logs, ignore_errors=True)
+    after = set(sh(["ip", "netns", "list"]).stdout.split())
+    assert not {n for n in after - before if n.startswith("vd")}
 
 
 @pytest.mark.parametrize("version", [2, 3])
@@ -1712,11 +1877,12 @@ tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
 tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
 rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
 rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
-rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4, 0))
+rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4,
+                                                                socket.if_nametoindex("eth0")))
 rx.setblocking(False)
 rng = random.Random(7)
-def adv(prio=250, vrid=51, pw=b"secret12", auth=1):
-    return vrrpd.encode_advert(vrrpd.VrrpAdvert(2, vrid, prio, [IP4("10.55.0.100")], 1, auth, pw))
+def adv(prio=250, vrid=51, pw=b"secret12", auth=1, intvl=1):
+    return vrrpd.encode_advert(vrrpd.VrrpAdvert(2, vrid, prio, [IP4("10.55.0.100")], intvl, auth, pw))
 kinds = {
     "random": lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 60))),
     "truncated": lambda: adv()[:rng.randint(0, 19)],
@@ -1724,7 +1890,7 @@ kinds = {
     "bad_checksum": lambda: adv()[:6] + b"\x12\x34" + adv()[8:],
     "bad_auth": lambda: adv(pw=b"wrongpw!"),
     "bad_vrid": lambda: adv(vrid=99),
-    "bad_interval": lambda: adv()[:5] + b"\x03" + adv()[6:],
+    "bad_interval": lambda: adv(intvl=3),
 }
 sent, stamps, end = 0, [], time.monotonic() + seconds
 while time.monotonic() < end:
@@ -1765,7 +1931,10 @@ def test_hostile_input_does_not_change_state_or_delay_adverts(lab, tmp_path):
     assert a.proc.poll() is None and b.proc.poll() is None
     assert a.log().count("Entering MASTER STATE") == 1
     assert b.log().count("Entering MASTER STATE") == 0
-    assert "invalid TTL" in a.log() and "invalid passwd" in a.log() and "Unknown VRID(99)" in a.log()
+    text = a.log()
+    for complaint in ("invalid TTL", "invalid passwd", "Unknown VRID(", "bad_checksum", "interval mismatch"):
+        assert complaint in text
+    assert len(text.splitlines()) < 200  # rate-limited, not one line per packet
 
 
 # ============================================================================================
@@ -1981,6 +2150,52 @@ def test_sync_group_track_interface_faults_every_member():
         d.loop.close()
 
 
+def test_beyond_reload_keeps_an_unchanged_sync_group_state():
+    d = _group_daemon()
+    try:
+        for rt in d.runtimes:
+            _fire_down_timer(d, rt)
+        engine = d.beyond.groups["G"][1]
+        assert engine.state == vrrpd.State.MASTER
+        d.beyond.reload(d.config)
+        assert d.beyond.groups["G"][1] is engine
+        changed = vrrpd.Config(global_defs=d.config.global_defs, vrrp_instances=d.config.vrrp_instances,
+                               sync_groups=[vrrpd.SyncGroup("G", group=["VI_1"])])
+        d.beyond.reload(changed)
+        assert d.beyond.groups["G"][1] is not engine and d.beyond.group_of == {"VI_1": "G"}
+    finally:
+        d.loop.close()
+
+
+def test_nftables_keyword_names_the_table():
+    cfg, _ = vrrpd.parse_config_text("global_defs {\n    nftables keepalived\n}\n")
+    d = vrrpd.Daemon(cfg)
+    try:
+        assert d.beyond.firewall.table == "keepalived"
+        assert "table inet keepalived {" in vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "keepalived")
+    finally:
+        d.loop.close()
+    d = vrrpd.Daemon(vrrpd.Config())
+    try:
+        assert d.beyond.firewall.table == "vrrpd"
+    finally:
+        d.loop.close()
+
+
+def test_ah_clears_an_initial_master_state_as_keepalived(caplog):
+    inst = vrrpd.VrrpInstance("VI_AH", interface="eth0", virtual_router_id=9, state=vrrpd.State.MASTER,
+                              auth_type=vrrpd.AuthType.AH, auth_pass=b"pw")
+    d = vrrpd.Daemon(vrrpd.Config(vrrp_instances=[inst]))
+    try:
+        machine = vrrpd.VrrpMachine("VI_AH", 9, 100, 1.0, 2, auth_type=vrrpd.AuthType.AH, start_master=True)
+        with caplog.at_level("WARNING", logger="vrrpd"):
+            d.beyond.attach4(vrrpd.InstanceRuntime(inst, machine, 2))
+        assert not machine.start_master
+        assert "Initial state master is incompatible with AH authentication" in caplog.text
+    finally:
+        d.loop.close()
+
+
 def test_strict_mode_silences_a_master_hearing_a_lower_priority():
     d = _group_daemon(strict=True)
     try:
@@ -2106,6 +2321,26 @@ def test_strict_firewall_replaces_a_stale_table_and_removes_it_on_stop(lab):
     )).stdout
     listed, after = out.split("=====")
     assert "stale" not in listed and "10.83.0.100" in listed and "2001:db8::64" in listed
+    assert "vrrpd" not in after
+
+
+def test_strict_firewall_reload_swaps_the_vip_set_and_drops_the_table_when_unneeded(lab):
+    require(shutil.which("nft") is not None, "needs nft")
+    node = lab.host("n", "10.87.0.2/24")
+    out = run_py_in(lab, node, (
+        "import ipaddress, subprocess\n"
+        "def listing():\n"
+        "    return subprocess.run(['nft', 'list', 'ruleset'], capture_output=True, text=True).stdout\n"
+        "fw = vrrpd.StrictFirewall()\n"
+        "assert fw.start([ipaddress.ip_address('10.87.0.100')])\n"
+        "assert fw.replace([ipaddress.ip_address('10.87.0.101')])\n"
+        "print(listing())\n"
+        "print('=====')\n"
+        "assert fw.replace([]) and not fw.active\n"
+        "print(listing())\n"
+    )).stdout
+    swapped, after = out.split("=====")
+    assert "10.87.0.101" in swapped and "10.87.0.100" not in swapped
     assert "vrrpd" not in after
 
 
@@ -2428,6 +2663,23 @@ def test_neighbour_adverts_are_paced_by_gna_interval_and_carry_the_router_flag(l
     node.stop()
 
 
+def test_ipv6_vmac_carries_the_vip_and_its_neighbour_adverts(lab, tmp_path):
+    vip6 = "2001:db8:5a::100"
+    client = lab.host("c", f"{V6_NET}.9/24")
+    ns = lab.host("n", f"{V6_NET}.1/24")
+    wait_link_local(lab, ns)
+    cap = _capture(lab, client, "icmp6 and ip6[40] == 136", 1)
+    node = _Node(lab, ns, tmp_path, "N", _global("n") + _v6_conf("VI6", 70, 100, [f"{vip6}/64"],
+                                                                extra="    use_vmac vrrp6.70\n"))
+    out, _ = cap.communicate(timeout=20)
+    assert "00:00:5e:00:02:46 > 33:33:00:00:00:01" in out and f"tgt is {vip6}" in out, out
+    assert _has_addr6(lab, ns, vip6, "vrrp6.70")
+    link = lab.ip("-d", "link", "show", "vrrp6.70", ns=ns).stdout
+    assert "addrgenmode random" in link and "00:00:5e:00:02:46" in link
+    node.stop()
+    assert lab.ip("link", "show", "vrrp6.70", ns=ns, check=False).returncode != 0
+
+
 def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     vip = f"{V6_NET}.100"
     client = lab.host("c", f"{V6_NET}.9/24")
@@ -2440,13 +2692,43 @@ def test_vmac_keeps_the_clients_neighbour_entry_across_failover(lab, tmp_path):
     assert "macvlan mode private" in lab.ip("-d", "link", "show", "vrrp.51", ns=ns_b).stdout
     adverts, _ = _capture(lab, client, "ip proto 112", 2).communicate(timeout=20)
     assert adverts.count("00:00:5e:00:01:33 > 01:00:5e:00:00:12") == 2, adverts  # sent from the VMAC
-    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
+    assert lab.run(client, ["ping", "-c3", "-i0.2", "-W1", vip], check=False).returncode == 0
     assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
     a.stop()
     wait_for(lambda: lab.has_address(ns_b, vip, "vrrp.51"), 5, 0.02, "B takes over")
     assert lab.ip("link", "show", "vrrp.51", ns=ns_a, check=False).returncode != 0, "VMAC left behind on stop"
-    assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
+    assert lab.run(client, ["ping", "-c3", "-i0.2", "-W1", vip], check=False).returncode == 0, "VIP unreachable"
     assert _neigh_mac(lab, client, vip) == "00:00:5e:00:01:33"
+    b.stop()
+
+
+def test_reload_swaps_the_firewall_set_and_keeps_an_ipv6_master(lab, tmp_path):
+    require(shutil.which("nft") is not None, "needs nft")
+    vip6 = "2001:db8:5b::100"
+    ns_a = lab.host("a", f"{V6_NET}.1/24")
+    ns_b = lab.host("b", f"{V6_NET}.2/24")
+    wait_link_local(lab, ns_a)
+    wait_link_local(lab, ns_b)
+
+    def conf(router, prio, vip4):
+        return (_global(router, "    vrrp_strict\n") + _v6_conf("VI_4", 81, prio, [f"{vip4}/24"])
+                + _v6_conf("VI_6", 82, prio, [f"{vip6}/64"]))
+
+    a = _Node(lab, ns_a, tmp_path, "A", conf("a", 150, f"{V6_NET}.100"))
+    b = _Node(lab, ns_b, tmp_path, "B", conf("b", 100, f"{V6_NET}.100"))
+    wait_for(lambda: _has_addr6(lab, ns_a, vip6) and lab.has_address(ns_a, f"{V6_NET}.100"), 10, 0.05, "A MASTER")
+    assert f"{V6_NET}.100" in lab.run(ns_a, ["nft", "list", "table", "inet", "vrrpd"]).stdout
+    a.conf.write_text(conf("a", 150, f"{V6_NET}.101"))
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: lab.has_address(ns_a, f"{V6_NET}.101"), 5, 0.05, "the new VIP after the reload")
+    table = wait_for(lambda: (lambda t: t if f"{V6_NET}.101" in t else "")(
+        lab.run(ns_a, ["nft", "list", "table", "inet", "vrrpd"]).stdout), 5, 0.05, "the new set")
+    assert f"{V6_NET}.100" not in table and vip6 in table
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:  # the IPv6 instance kept advertising through the reload
+        assert _has_addr6(lab, ns_a, vip6) and not _has_addr6(lab, ns_b, vip6)
+        time.sleep(0.05)
+    a.stop()
     b.stop()
 
 
@@ -3611,6 +3893,9 @@ def _manager(*vss, fake=None):
         def checker(self, vs, rs, up, reason=""):
             notes.append((str(rs.address), rs.port, up))
 
+        def virtual_server_quorum(self, vs, up, body=""):
+            notes.append(("quorum", vrrpd.format_virtual_server(vs), up))
+
     manager = vrrpd.LvsManager(loop, config, Recorder(loop, config))
     manager.nl = fake or FakeIpvs()
     manager.notes = notes
@@ -3709,6 +3994,12 @@ def test_ipvs_netlink_fwmark_ipv6_persistence_and_tunnel_encode():
     assert _nl_hex("06 00 02 00 11 00 00 00") in v6 and _nl_hex("0c 00 07 00 10 00 00 00 ff ff ff ff") in v6
     tun = vrrpd.ipvs_dest_attr(vrrpd.IpvsDest(_ip("10.0.0.3"), 0, 2, 1, tun_type=1, tun_port=6080, tun_flags=1))
     assert tun.endswith(_nl_hex("05 00 0d 00 01 00 00 00  06 00 0e 00 17 c0 00 00  06 00 0f 00 01 00 00 00"))
+
+
+def test_ipvs_set_config_timeouts_encode():
+    msg = vrrpd.genl_message(0x22, 12, vrrpd.ipvs_timeouts_attrs({"udp": 60, "tcp": 7200}), 3)
+    assert msg == _nl_hex("24 00 00 00 22 00 05 00 03 00 00 00 00 00 00 00 0c 01 00 00"
+                          "08 00 04 00 20 1c 00 00  08 00 06 00 3c 00 00 00")
 
 
 def test_genl_getfamily_request_and_replies_decode():
@@ -3866,7 +4157,8 @@ def web_server(tmp_path):
 def _self_signed(tmp_path: Path):
     require(shutil.which("openssl") is not None, "needs openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rs.test",
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-days", "2", "-subj", "/CN=rs.test",
         "-keyout", str(key), "-out", str(cert)])
     return cert, key
 
@@ -3900,7 +4192,7 @@ def test_tcp_check_removes_and_readds_real_server_with_keepalived_lines(caplog):
     assert time.monotonic() - started < 0.2 + 0.1 + 1.0  # within delay_loop + retry * delay_before_retry
     assert f"TCP connection to [127.0.0.1]:tcp:{port} failed." in caplog.text
     assert f"Removing service [127.0.0.1]:tcp:{port} from VS [10.0.0.100]:tcp:80" in caplog.text
-    assert m.notes == [("127.0.0.1", port, False)]
+    assert m.notes == [("127.0.0.1", port, False), ("quorum", "[10.0.0.100]:tcp:80", False)]
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
@@ -3938,6 +4230,7 @@ def test_http_get_digest_status_inhibit_and_sorry_server(web_server, caplog):
     web_server["status"] = 503  # the only real server fails: the sorry server comes in
     _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:81") == {"127.0.0.9:8080": 1}, 3, "sorry server")
     assert "HTTP status_code [503]" in caplog.text and "Lost quorum 1-0=1 > 0 for VS [10.0.0.100]:tcp:81" in caplog.text
+    assert ("quorum", "[10.0.0.100]:tcp:81", False) in m.notes
     web_server["status"], web_server["body"] = 200, b"hello\n"
     _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:81") == {f"127.0.0.1:{port}": 1}, 3, "sorry out")
     _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:80") == {f"127.0.0.1:{port}": 1}, 3, "enabled")
@@ -3994,6 +4287,40 @@ def test_ssl_get_against_self_signed_https_server(tmp_path, caplog):
     server2.shutdown()
     server2.server_close()
     assert out.returncode == 0 and out.stdout.strip() == f"MD5SUM = {hashlib.md5(b'secure' + bytes([10])).hexdigest()}"
+
+
+def test_http_get_over_ipv6_with_bindto_and_connect_port():
+    import http.server
+    import socket
+    import threading
+
+    seen: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.client_address[0], self.headers.get("Host")))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    class Server6(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    server = Server6(("::1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    chk = vrrpd.Checker(kind="HTTP_GET", urls=[vrrpd.UrlCheck("/")], connect_timeout=1, retry=0, alpha=True,
+                        bindto=_ip("::1"), connect_port=server.server_address[1])
+    vs = _vs("fd00::100", 80, rss=[_rs("::1", 8080, checkers=[chk])], delay_loop=0.2)
+    loop, m = _manager(vs)
+    m.start()
+    _run_until(loop, lambda: m.nl.weights("[fd00::100]:tcp:80") == {"::1:8080": 1}, 3, "IPv6 HTTP_GET up")
+    assert seen[0] == ("::1", f"[::1]:{server.server_address[1]}")
+    m.stop()
+    loop.close()
+    server.shutdown()
+    server.server_close()
 
 
 def test_checker_timeout_on_silent_server_keeps_loop_responsive(caplog):
@@ -4105,6 +4432,22 @@ def test_smtp_and_dns_checks_against_loopback_servers():
     dns.close()
 
 
+def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
+    config, _ = vrrpd.parse_config_text(SEED_001_LVS)
+    loop, m = _manager()
+    m.config = config
+    m.start()
+    (svc, dests), = m.nl.table.values()
+    assert (str(svc.key), svc.sched_name, svc.flags) == ("[172.16.1.44]:tcp:80", "rr", 0)
+    assert sorted((str(d.addr), d.port, d.fwd_method, d.weight) for d in dests.values()) == [
+        ("172.16.1.1", 80, 3, 1), ("172.16.1.2", 80, 3, 1)]
+    runners = [c for r in m.vs["[172.16.1.44]:tcp:80"].rs.values() for c in r.checkers]
+    assert [(c.chk.kind, c.params.retry, c.params.delay_before_retry, c.params.connect_timeout) for c in runners] == [
+        ("HTTP_GET", 1, 0.5, 1.0)] * 2
+    m.stop()
+    loop.close()
+
+
 def test_reload_changes_only_the_difference_and_leaves_unknown_services():
     fake = FakeIpvs()
     other = vrrpd.IpvsServiceKey(2, 6, _ip("192.0.2.1"), 80)
@@ -4130,6 +4473,54 @@ def test_reload_changes_only_the_difference_and_leaves_unknown_services():
     loop.close()
 
 
+def test_ha_suspend_checks_only_while_the_virtual_address_is_here(caplog):
+    caplog.set_level("INFO", logger="vrrpd")
+    chk = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    here = _vs("127.0.0.1", 80, rss=[_rs(port=_free_port(), checkers=[chk])], delay_loop=0.1, ha_suspend=True)
+    chk2 = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    away = _vs("192.0.2.55", 80, rss=[_rs(port=_free_port(), checkers=[chk2])], delay_loop=0.1, ha_suspend=True)
+    loop, m = _manager(here, away)
+    m.start()
+    loop.run(until=time.monotonic() + 0.6)
+    (r_here,) = m.vs["[127.0.0.1]:tcp:80"].rs.values()
+    (r_away,) = m.vs["[192.0.2.55]:tcp:80"].rs.values()
+    assert r_here.checkers[0].attempt >= 3 and not r_here.alive  # checked, and the closed port failed
+    assert r_away.checkers[0].attempt == 0 and r_away.alive  # never checked: still as configured
+    assert "Suspending healthchecker for service" in caplog.text
+    m.stop()
+    loop.close()
+
+
+def test_late_timers_and_stale_events_never_start_a_second_check_chain():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    chk = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    loop, m = _manager(_vs(rss=[_rs(port=port, checkers=[chk])], delay_loop=0.3))
+    m.start()
+    (runner,) = m.vs["[10.0.0.100]:tcp:80"].rs[(_ip("127.0.0.1"), port)].checkers
+    _run_until(loop, lambda: runner.attempt >= 1 and not runner.busy, 2, "one check done")
+    done = runner.attempt
+    # what a cancelled-but-already-due timer would do: an old deadline and an old attempt firing late
+    runner._timeout(done)
+    runner._attempt(done - 1)
+    assert runner.attempt == done and not runner.busy
+
+    def pending():
+        return [t for t in loop._timers if not t.cancelled and getattr(t.callback, "__self__", None) is runner]
+
+    assert len(pending()) == 1
+    loop.run(until=time.monotonic() + 1.0)
+    assert 3 <= runner.attempt - done <= 4  # one chain: about one check per delay_loop, not two
+    m.stop()
+    assert not pending()
+    listener.close()
+    loop.close()
+
+
 def test_no_ipvs_in_kernel_gives_a_clear_error(monkeypatch, caplog):
     monkeypatch.setattr(vrrpd, "IPVS_GENL_NAME", "NO_SUCH_FAMILY")
     loop = vrrpd.EventLoop()
@@ -4145,7 +4536,7 @@ def test_no_ipvs_in_kernel_gives_a_clear_error(monkeypatch, caplog):
 # -- the real kernel, in a VM ------------------------------------------------------------------
 
 
-def test_lvs_on_real_ipvs_kernel_in_vm():
+def test_lvs_on_real_ipvs_kernel_via_qemu():
     """Boots Debian's kernel once under QEMU and runs every in_vm test inside it."""
     require(not IN_VM, "already inside the VM")
     require(os.geteuid() == 0, "needs root to run QEMU with the host's root filesystem")
@@ -4154,7 +4545,7 @@ def test_lvs_on_real_ipvs_kernel_in_vm():
     require(have_kernel, "needs the guest kernel: .ci/ipvs-vm.sh --setup")
     env = dict(os.environ, VRRPD_IN_VM="1", IPVS_VM_TIMEOUT="400", PYTHONDONTWRITEBYTECODE="1")
     env.pop("CI", None)  # inside the guest everything is there; report skips as skips
-    cmd = ["bash", str(IPVS_VM), PYTHON, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-x",
+    cmd = ["bash", str(IPVS_VM), PYTHON, "-m", "pytest", "-q", "-s", "-rs", "-p", "no:cacheprovider", "-x",
            str(HERE / "test_vrrpd.py"), "-k", "in_vm"]
     started = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=env, cwd=str(HERE))
@@ -4162,6 +4553,45 @@ def test_lvs_on_real_ipvs_kernel_in_vm():
     print(f"VM run: {time.monotonic() - started:.1f}s")
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout
+
+
+SEED_001_LVS = """
+! seed 001: a DR load balancer with a sorry server (timers shortened for the test)
+global_defs {
+    router_id one
+}
+virtual_server 172.16.1.44 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    sorry_server 127.0.0.1 80
+    real_server 172.16.1.1 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /index.html
+                status_code 200
+            }
+            connect_timeout 1
+            nb_get_retry 1
+            delay_before_retry 0.5
+        }
+    }
+    real_server 172.16.1.2 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /index.html
+                status_code 200
+            }
+            connect_timeout 1
+            nb_get_retry 1
+            delay_before_retry 0.5
+        }
+    }
+}
+"""
 
 
 def _ipvsadm() -> str:
@@ -4180,9 +4610,14 @@ def _ipvs_lines(service: str) -> List[str]:
     return lines
 
 
-@pytest.mark.skipif(not IN_VM, reason="runs inside the IPVS VM (test_lvs_on_real_ipvs_kernel_in_vm)")
+@pytest.mark.skipif(not IN_VM, reason="runs inside the IPVS VM (test_lvs_on_real_ipvs_kernel_via_qemu)")
 def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
     require_root_netns()
+    t0 = time.monotonic()
+
+    def stage(what: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {what}", flush=True)
+
     cert, key = _self_signed(tmp_path)
     www = tmp_path / "www"
     www.mkdir()
@@ -4237,9 +4672,11 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         _vs("10.9.0.5", 53, protocol="UDP", lb_algo="rr", ops=True, rss=[_rs("10.9.1.7", 53)]),
     ]
     loop, m = _manager(seed, inhibit, ssl_vs, *kinds)
+    m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
     m.nl = None  # the real kernel this time
     seed_svc = "TCP 172.16.1.44:80"
     try:
+        stage("servers started")
         m.start()
         assert m.error is None
         # 1. seed 001's DR config: TCP VIP:80 rr with both real servers Route 1
@@ -4254,8 +4691,12 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert _ipvs_lines("FWM 7") == ["10.9.1.6:0 Route 1"]
         assert _ipvs_lines("TCP [fd00::100]:80") == ["[fd00::1]:80 Masq 2"]
         assert "UDP  10.9.0.5:53 rr ops" in out
+        timeouts = sh(["ipvsadm", "-L", "--timeout"]).stdout.split(":")[-1].split()
+        assert timeouts[0] == "7200" and timeouts[2] == "60"  # lvs_timeouts tcp and udp; tcpfin kept
+        stage("1 and 4 checked")
         # SSL_GET with alpha comes up once the HTTPS server answers
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.46:443") == ["172.16.1.1:443 Route 1"], 30, "SSL_GET up")
+        stage("SSL_GET up")
         # 2. one web server stops: removed (seed) / weight 0 (inhibit_on_failure) within delay_loop + retries
         servers["rs2"].kill()
         servers["rs2"].wait()
@@ -4269,6 +4710,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
                                            "-d", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _run_until(loop, lambda: len(_ipvs_lines(seed_svc)) == 2, 30, "rs2 back")
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.45:80") == ["172.16.1.2:80 Route 1"], 10, "enabled")
+        stage("2 checked")
         # 3. both stop: the sorry server comes in; one back: it goes out
         for ns in ("rs1", "rs2"):
             servers[ns].kill()
@@ -4277,6 +4719,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         servers["rs1"] = subprocess.Popen(["ip", "netns", "exec", "rs1", PYTHON, "-m", "http.server", "80",
                                            "-d", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _run_until(loop, lambda: _ipvs_lines(seed_svc) == ["172.16.1.1:80 Route 1"], 30, "sorry server out")
+        stage("3 checked")
         # reload: one VS removed, one weight changed; nothing else touched
         m.reload(vrrpd.Config(virtual_servers=[seed, inhibit, ssl_vs] + kinds[:2] + [
             _vs("10.9.0.3", 80, lb_algo="wrr", lb_kind=vrrpd.LbKind.DR,
@@ -4284,16 +4727,136 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         out = _ipvsadm()
         assert "10.9.0.4:443" not in out and "[fd00::100]:80" not in out
         assert sorted(_ipvs_lines("TCP 10.9.0.3:80")) == ["10.9.1.3:80 Route 5", "10.9.1.4:80 Route 1"]
+        stage("reload checked")
         # 5. stop: vrrpd's services are gone, the unrelated one is untouched
         m.stop()
         out = _ipvsadm()
         assert "172.16.1.44" not in out and "10.9.0" not in out and "FWM" not in out
+        stage("5 checked")
         assert "TCP  192.0.2.1:8080 lc" in out and _ipvs_lines("TCP 192.0.2.1:8080") == ["192.0.2.2:8080 Masq 7"]
+        # the daemon itself, from seed 001's configuration text
+        servers["rs2"] = subprocess.Popen(["ip", "netns", "exec", "rs2", PYTHON, "-m", "http.server", "80",
+                                           "-d", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conf = tmp_path / "keepalived.conf"
+        conf.write_text(SEED_001_LVS)
+        log_path = tmp_path / "vrrpd.log"
+        with open(log_path, "w") as log_file:
+            # main() of the module the host already compiled: under TCG compiling vrrpd.py costs ~20 s
+            daemon = subprocess.Popen([PYTHON, "-c", "import sys, vrrpd; sys.exit(vrrpd.main(sys.argv[1:]))",
+                                       "-n", "-l", "-f", str(conf)], stdout=log_file, stderr=subprocess.STDOUT,
+                                      cwd=str(HERE))
+        servers["daemon"] = daemon
+        wait_for(lambda: sorted(_ipvs_lines(seed_svc)) == ["172.16.1.1:80 Route 1", "172.16.1.2:80 Route 1"],
+                 60, 0.2, "the daemon programs seed 001")
+        stage("daemon: seed 001 programmed")
+        servers["rs1"].kill()
+        wait_for(lambda: _ipvs_lines(seed_svc) == ["172.16.1.2:80 Route 1"], 20, 0.2, "the daemon removes rs1")
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+        text = log_path.read_text()
+        assert "Removing service [172.16.1.1]:tcp:80 from VS [172.16.1.44]:tcp:80" in text, text
+        out = _ipvsadm()
+        assert "172.16.1.44" not in out and _ipvs_lines("TCP 192.0.2.1:8080") == ["192.0.2.2:8080 Masq 7"]
+        stage("daemon: stopped, its services gone")
     finally:
         m.stop()
         loop.close()
         for proc in list(servers.values()) + [https]:
             proc.kill()
+
+
+# -- benchmark: many checkers in one process ---------------------------------------------------
+
+_BENCH_SERVER = """
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+ports = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0)); s.listen(128); s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ, None); ports.append(s.getsockname()[1])
+print(" ".join(map(str, ports)), flush=True)
+while True:
+    for key, _ in sel.select():
+        if key.data is None:
+            try:
+                conn, _ = key.fileobj.accept()
+            except OSError:
+                continue
+            conn.setblocking(False); sel.register(conn, selectors.EVENT_READ, b"")
+        else:
+            try:
+                data = key.fileobj.recv(4096)
+            except OSError:
+                data = b""
+            if data:
+                try:
+                    key.fileobj.send(b"HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
+                except OSError:
+                    pass
+            sel.unregister(key.fileobj); key.fileobj.close()
+"""
+
+
+def lvs_benchmark(kind: str = "TCP_CHECK", count: int = 1000, seconds: float = 10.0, delay_loop: float = 1.0) -> dict:
+    """Run `count` checkers of `kind` against loopback listeners (served by a child process) and
+    measure this process's CPU share, the checks done per second and the worst lateness."""
+    server = subprocess.Popen([PYTHON, "-c", _BENCH_SERVER, str(min(count, 1000))], stdout=subprocess.PIPE, text=True)
+    try:
+        ports = [int(p) for p in server.stdout.readline().split()]
+        rss = []
+        for i in range(count):
+            urls = [vrrpd.UrlCheck("/")] if kind != "TCP_CHECK" else []
+            chk = vrrpd.Checker(kind=kind, urls=urls, connect_timeout=3, retry=1, delay_before_retry=1)
+            # real servers beyond 1,000 share listeners: each keeps its own address, connect_ip points home
+            rss.append(_rs(f"127.0.{i // 250}.{1 + i % 250}", 80, [chk]))
+            chk.connect_ip, chk.connect_port = _ip("127.0.0.1"), ports[i % len(ports)]
+        loop, m = _manager(_vs(rss=rss, delay_loop=delay_loop))
+        m.start()
+        loop.run(until=time.monotonic() + 2 * delay_loop)  # warm up: the first round starts together
+        m.max_late = 0.0
+        m.late_samples = []
+        runners = [c for vsr in m.vs.values() for r in vsr.rs.values() for c in r.checkers]
+        attempts0 = sum(c.attempt for c in runners)
+        times0, wall0 = os.times(), time.monotonic()
+        loop.run(until=wall0 + seconds)
+        times1, wall = os.times(), time.monotonic() - wall0
+        user, system = times1.user - times0.user, times1.system - times0.system
+        cpu = user + system
+        alive = sum(r.alive for vsr in m.vs.values() for r in vsr.rs.values())
+        late = sorted(m.late_samples)
+        result = {"kind": kind, "checkers": count, "delay_loop": delay_loop, "seconds": round(wall, 1),
+                  "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
+                  "user_percent": round(100 * user / wall, 1), "system_percent": round(100 * system / wall, 1),
+                  "checks_per_second": round((sum(c.attempt for c in runners) - attempts0) / wall, 1),
+                  "late_p50_ms": round(1000 * late[len(late) // 2], 1),
+                  "late_p99_ms": round(1000 * late[int(len(late) * 0.99)], 1),
+                  "max_late_ms": round(1000 * m.max_late, 1), "alive": alive}
+        m.stop()
+        # the same wait on an empty loop: how late this machine wakes a process anyway
+        idle_late = [0.0]
+
+        def tick(due: float) -> None:
+            idle_late[0] = max(idle_late[0], loop.time() - due)
+            loop.call_at(due + 0.01, tick, due + 0.01)
+
+        loop.call_at(loop.time() + 0.01, tick, loop.time() + 0.01)
+        loop.run(until=time.monotonic() + min(seconds, 5.0))
+        result["idle_loop_max_late_ms"] = round(1000 * idle_late[0], 1)
+        loop.close()
+        return result
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_lvs_checker_benchmark_small():
+    """A small run of the benchmark (the full one: lvs_benchmark() with 1,000 TCP_CHECKs)."""
+    result = lvs_benchmark("TCP_CHECK", count=200, seconds=3.0, delay_loop=0.5)
+    print(result)
+    assert result["alive"] == 200
+    assert result["checks_per_second"] > 200 / 0.5 * 0.8
+    assert result["late_p99_ms"] < 250 and result["max_late_ms"] < 1000  # generous: a shared 2-core machine
 
 
 # ============================================================================================
@@ -4417,6 +4980,541 @@ def test_event_loop_runs_timers_children_and_kills_on_timeout():
     assert ("timeout", True, -signal.SIGKILL) in seen
     assert time.monotonic() - start < 1.5
     loop.close()
+
+
+# -- G2. Command line, daemonising, signals, dumps, reload (issue 7) ---------------------------
+
+
+class _OpsNode(_Node):
+    """A vrrpd node with its own control socket and dump directory, so nodes never share them."""
+
+    def __init__(self, lab, ns, tmp_path, name, conf_text, env=None):
+        self.ctl = str(tmp_path / f"{name}.sock")
+        self.dumps = tmp_path / f"{name}-dumps"
+        self.dumps.mkdir(exist_ok=True)
+        self.env = env
+        super().__init__(lab, ns, tmp_path, name, conf_text)
+
+    def start(self):
+        logf = open(self.log_path, "a")
+        cmd = [PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(self.conf), "--control-socket", self.ctl,
+               "--dump-dir", str(self.dumps)]
+        env = dict(os.environ, **(self.env or {}))
+        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        logf.close()
+        return self
+
+    def status(self):
+        return vrrpd.query_status(self.ctl)
+
+    def instance(self, name="VI_1"):
+        return next(i for i in self.status()["instances"] if i["name"] == name)
+
+    def reload(self, conf_text):
+        self.conf.write_text(conf_text)
+        before = self.log().count("Reload: ") + self.log().count("Reload aborted")
+        self.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.log().count("Reload: ") + self.log().count("Reload aborted") > before, 5,
+                 what=f"node {self.name} to finish its reload")
+
+
+def _second_instance(name="VI_2", vrid=52, priority=100, state="BACKUP", vip=f"{LAB_NET}.101/24"):
+    """A vrrp_instance block to append to _conf()'s text."""
+    return (f"vrrp_instance {name} {{\n    state {state}\n    interface eth0\n    virtual_router_id {vrid}\n"
+            f"    priority {priority}\n    advert_int 0.1\n    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n")
+
+
+def test_signum_names_match_keepalived(capsys):
+    for name, number in (("STOP", 15), ("RELOAD", 1), ("DATA", 10), ("STATS", 12), ("JSON", signal.SIGRTMIN + 2),
+                         ("STATS_CLEAR", 63)):
+        assert vrrpd.main(["--signum", name]) == 0
+        assert capsys.readouterr().out.strip() == str(int(number)), name
+    assert vrrpd.main(["--signum", "NOPE"]) == 1
+
+
+def test_cli_accepts_keepalived_spellings_and_C_is_lvs_only():
+    parser = vrrpd.build_arg_parser()
+    args = parser.parse_args(["--use-file", "x.conf", "--dont-fork", "--log-console", "--log-detail",
+                              "--log-facility", "local3", "--vrrp", "--pid", "/tmp/p", "--dump-conf"])
+    assert (args.config, args.dont_fork, args.log_console, args.log_detail, args.log_facility, args.vrrp_only,
+            args.pid, args.dump_conf) == ("x.conf", True, True, True, "local3", True, "/tmp/p", True)
+    short = parser.parse_args(["-f", "y", "-n", "-l", "-D", "-S", "2", "-C", "-p", "q"])
+    assert (short.config, short.log_facility, short.lvs_only, short.vrrp_only, short.check) == ("y", "2", True, False,
+                                                                                                 False)
+    assert parser.parse_args(["--check"]).check and parser.parse_args(["-t"]).check
+    with pytest.raises(SystemExit):
+        parser.parse_args(["-P", "-C"])  # one or the other, as keepalived's child processes
+    cfg = vrrpd.parse_config_text(inst("state BACKUP\ninterface eth0\nvirtual_router_id 1\npriority 100\n"
+                                       "virtual_ipaddress { 10.0.0.1 }") +
+                                  "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n")[0]
+    assert cfg.vrrp_instances and cfg.virtual_servers
+    lvs = vrrpd._select_subsystems(cfg, vrrp_only=False, lvs_only=True)
+    assert not lvs.vrrp_instances and lvs.virtual_servers
+
+
+def test_status_without_a_daemon_says_so_and_exits_3(tmp_path, capsys):
+    assert vrrpd.main(["--status", "--control-socket", str(tmp_path / "none.sock")]) == vrrpd.EXIT_NOT_RUNNING
+    assert "no running vrrpd" in capsys.readouterr().err
+
+
+def test_pid_file_refuses_a_second_holder_and_is_removed_by_its_owner(tmp_path):
+    path = str(tmp_path / "run" / "vrrpd.pid")
+    first = vrrpd.PidFile(path)
+    first.acquire()
+    first.write(os.getpid())
+    second = vrrpd.PidFile(path)
+    with pytest.raises(vrrpd.VrrpdError, match=f"already running \\(pid {os.getpid()}, pid file {path}\\)"):
+        second.acquire()
+    first.release()
+    assert not os.path.exists(path)
+    second.acquire()  # free again
+    second.release()
+
+
+def test_data_and_stats_dumps_follow_keepalived_layout():
+    status = {"instances": [{"name": "VI_1", "stats": {
+        "adverts_sent": 7, "adverts_received": 3, "bad_packets": {"bad_ttl": 2, "bad_auth": 1}, "transitions": 2,
+        "entered": {"BACKUP": 1, "MASTER": 1}, "released_master": 0, "priority_zero_sent": 0,
+        "priority_zero_received": 1}}]}
+    text = vrrpd.format_stats(status)
+    for line in ("VRRP Instance: VI_1", "    Received: 3", "    Sent: 7", "  Became master: 1",
+                 "  Packet errors: 3", "    bad_ttl: 2", "  Priority Zero:"):
+        assert line in text.splitlines(), (line, text)
+
+
+def test_daemon_forks_writes_pid_file_and_a_second_copy_refuses(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    conf = tmp_path / "a.conf"
+    conf.write_text(_conf(priority=150, state="MASTER"))
+    pid_path = tmp_path / "vrrpd.pid"
+    argv = [PYTHON, VRRPD, "-f", str(conf), "-p", str(pid_path), "--control-socket", str(tmp_path / "a.sock"),
+            "--dump-dir", str(tmp_path)]
+    first = lab.run(ns, argv, check=False, timeout=30)
+    assert first.returncode == 0, first.stderr
+    pid = int(pid_path.read_text())
+    try:
+        assert os.path.exists(f"/proc/{pid}") and pid != os.getpid()
+        assert os.getsid(pid) not in (os.getsid(0), pid)  # a new session it does not lead: no controlling tty
+        wait_for(lambda: lab.has_address(ns, VIP), 5, what="the forked daemon to hold the VIP")
+        second = lab.run(ns, argv, check=False, timeout=30)
+        assert second.returncode == 1
+        assert f"already running (pid {pid}, pid file {pid_path})" in second.stderr
+        assert int(pid_path.read_text()) == pid
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 5, what="the daemon to exit")
+    assert not pid_path.exists() and not lab.has_address(ns, VIP)
+
+
+def test_status_json_signal_dumps_and_sd_notify_of_a_running_daemon(lab, tmp_path):
+    import json
+    import socket as _socket
+
+    notify_path = str(tmp_path / "notify.sock")
+    notify = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(10)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"), env={"NOTIFY_SOCKET": notify_path})
+
+    def next_notify():
+        while True:
+            message = notify.recv(4096).decode()
+            if not message.startswith("STATUS="):
+                return message
+
+    try:
+        assert next_notify() == "READY=1"
+        wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+        wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+        table = sh([PYTHON, VRRPD, "--status", "--control-socket", node.ctl]).stdout
+        assert "VI_1" in table and "MASTER" in table and f"{VIP}/24" in table
+        doc = json.loads(sh([PYTHON, VRRPD, "--json", "--control-socket", node.ctl]).stdout)
+        assert doc["instances"][0]["state"] == "MASTER" and doc["instances"][0]["effective_priority"] == 150
+        assert doc["config_file"] == str(node.conf) and doc["pid"] == int(sh(["ip", "netns", "pids", ns]).stdout
+                                                                             .split()[0])
+        for sig, name in ((signal.SIGUSR1, "data"), (signal.SIGUSR2, "stats"), (signal.SIGRTMIN + 2, "json")):
+            node.proc.send_signal(sig)
+            wait_for(lambda n=name: (node.dumps / f"vrrpd.{n}").exists(), 5, what=f"vrrpd.{name}")
+        data = (node.dumps / "vrrpd.data").read_text()
+        assert "------< VRRP Topology >------" in data and " VRRP Instance = VI_1" in data
+        assert "   State = MASTER" in data and f"     {VIP}/24 dev eth0" in data
+        stats = (node.dumps / "vrrpd.stats").read_text()
+        sent = int(stats.split("    Sent: ")[1].split()[0])
+        assert sent > 0 and "  Became master: 1" in stats
+        dumped = json.loads((node.dumps / "vrrpd.json").read_text())
+        assert dumped["instances"][0]["name"] == "VI_1" and dumped["instances"][0]["state"] == "MASTER"
+        node.proc.send_signal(signal.SIGHUP)
+        assert next_notify().startswith("RELOADING=1\nMONOTONIC_USEC=")
+        assert next_notify() == "READY=1"
+        assert node.stop() == 0
+        assert next_notify() == "STOPPING=1"
+        assert not os.path.exists(node.ctl)
+    finally:
+        notify.close()
+
+
+def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_path):
+    a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, state="MASTER"))
+    b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B", _conf(priority=100))
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    _wait_holders(lab, [a, b], ["A"], timeout=5)
+    wait_for(lambda: os.path.exists(a.ctl), 5, what="control socket")
+    sent_before = a.instance()["stats"]["adverts_sent"]
+    adverts = Probe(lab, client, ("224.0.0.18@eth0",))  # VI_1's adverts as the LAN sees them
+    addresses = Probe(lab, a.ns)  # address events on A: a VIP removal would show as "-"
+    t_start = time.time()
+    ping = lab.exec(client, ["ping", "-n", "-q", "-i", "0.01", "-w", "4", VIP], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    a.reload(_conf(priority=200, state="MASTER") + _second_instance(priority=200, state="MASTER"))
+    b.reload(_conf(priority=100) + _second_instance(priority=100))
+    reload_took = time.monotonic() - t0
+    second_vip = f"{LAB_NET}.101"
+    wait_for(lambda: lab.has_address(a.ns, second_vip), 3, what="the added instance's VIP on A")
+    sent, received = _ping_stats(ping.communicate(timeout=15)[0])
+    assert sent > 200 and received == sent, (sent, received)
+    vi1 = [e for e in adverts.adverts(src=f"{LAB_NET}.1", since=t_start) if e[3] == "51"]
+    gaps = [later[1] - earlier[1] for earlier, later in zip(vi1, vi1[1:])]
+    assert len(vi1) > 20 and max(gaps) < 0.3, max(gaps)  # advert_int 0.1: no advert gap through the reload
+    assert {e[4] for e in vi1} == {"150", "200"} and vi1[-1][4] == "200"
+    assert not [e for e in addresses.events if e[0] == "ADDR" and e[2] == "-"], addresses.events
+    st = a.instance()
+    assert st["state"] == "MASTER" and st["priority"] == 200 and st["effective_priority"] == 200
+    assert st["stats"]["adverts_sent"] > sent_before
+    assert a.instance("VI_2")["state"] == "MASTER" and b.instance("VI_2")["state"] == "BACKUP"
+    assert b.instance()["state"] == "BACKUP"
+    log_a = a.log().split("Reloading ...", 1)[1]
+    # VI_1 kept its state and VIPs: no transition, no VIP removal
+    assert "(VI_1) Entering" not in log_a and "(VI_1) removing VIPs" not in log_a
+    assert "(VI_1) Changing effective priority from 150 to 200" in log_a
+    assert "1 instance(s) kept (1 changed in place), 1 added, 0 removed" in log_a
+    reloads = a.status()["reloads"]
+    assert reloads["done"] == 1 and reloads["last"]["added"] == ["VI_2"]
+    assert reload_took < 5
+
+
+def test_invalid_reload_logs_every_problem_and_keeps_running(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    good = node.conf.read_text()
+    bad = good.replace("priority 150", "priority 999").replace("virtual_router_id 51", "virtual_router_id 300")
+    node.reload(bad)
+    log_text = node.log().split("Reload requested", 1)[1]
+    errors = [line for line in log_text.splitlines() if str(node.conf) in line]
+    assert len(errors) >= 2, log_text
+    assert "Reload aborted: " in log_text and "the running configuration is kept" in log_text
+    st = node.status()
+    assert st["reloads"]["failed"] == 1 and len(st["reloads"]["last"]["errors"]) >= 2
+    assert st["instances"][0]["state"] == "MASTER" and st["instances"][0]["priority"] == 150
+    assert lab.has_address(ns, VIP) and node.proc.poll() is None
+    addresses = Probe(lab, ns)
+    extra = f"{LAB_NET}.102"
+    node.reload(good.replace("priority 150", "priority 120").replace(f"{VIP}/24\n", f"{VIP}/24\n{extra}/24\n"))
+    assert node.instance()["effective_priority"] == 120 and node.instance()["state"] == "MASTER"
+    wait_for(lambda: lab.has_address(ns, extra), 2, what="the VIP added by the reload")
+    node.reload(good)
+    wait_for(lambda: not lab.has_address(ns, extra), 2, what="the VIP removed by the reload")
+    assert lab.has_address(ns, VIP) and node.instance()["state"] == "MASTER"
+    removed = [e[3] for e in addresses.events if e[0] == "ADDR" and e[2] == "-"]
+    assert removed == [extra], removed  # the VIP that stayed in the list was never taken down
+
+
+def test_reload_that_removes_the_master_instance_hands_over_at_once(lab, tmp_path):
+    ns_a = lab.host("a", f"{LAB_NET}.1/24")
+    ns_b = lab.host("b", f"{LAB_NET}.2/24")
+    other = _second_instance(name="VI_9", vrid=59, vip=f"{LAB_NET}.109/24")
+    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER", version=2, advert=1) + other)
+    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100, version=2, advert=1))
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    a.reload(_conf(priority=150, state="MASTER", version=2, advert=1).split("vrrp_instance")[0] + other)
+    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    took = time.monotonic() - t0
+    # priority 0 from the removed master: B takes over after its skew time, not the master-down interval
+    assert took < 3 * 1 + (256 - 100) / 256 - 1, took
+    assert "(VI_1) removed by the reload" in a.log() and "(VI_1) sent 0 priority" in a.log()
+    assert [i["name"] for i in a.status()["instances"]] == ["VI_9"]
+    assert a.proc.poll() is None
+
+
+def test_readme_keyword_table_is_the_parsers_registry():
+    text = (HERE / "README.md").read_text()
+    begin, end = "<!-- keywords:begin -->\n", "<!-- keywords:end -->"
+    table = text[text.index(begin) + len(begin):text.index(end)]
+    assert table == vrrpd.keyword_table_markdown(), "README keyword table is stale: run `make readme`"
+
+
+def test_readme_starts_with_the_two_setup_commands_and_its_recipes_are_valid():
+    text = (HERE / "README.md").read_text()
+    first_code = next(line.strip() for line in text.splitlines() if line.startswith("    "))
+    assert first_code.startswith("sudo make demo")
+    assert text.index("sudo make test") < text.index("## Migrating from keepalived") < text.index("## Benchmark")
+    assert "scp vrrpd.py host:" in text
+    blocks, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("    ") or (current and not line.strip()):
+            current.append(line[4:])
+        elif current:
+            blocks.append("\n".join(current).strip())
+            current = []
+    recipes = [b for b in blocks if b.startswith(("global_defs", "virtual_server"))]
+    assert len(recipes) >= 3
+    for recipe in recipes:
+        config, diags = vrrpd.parse_config_text(recipe, "README.md")
+        errors = [str(d) for d in diags if d.severity is vrrpd.Severity.ERROR]
+        assert not errors, (recipe[:60], errors)
+        assert config.vrrp_instances or config.virtual_servers
+
+
+def test_systemd_unit_command_lines_are_valid_vrrpd_options():
+    import shlex
+
+    text = (HERE / "vrrpd.service").read_text().replace("\\\n", " ")
+    for key in ("ExecStartPre=", "ExecStart="):
+        line = next(x for x in text.splitlines() if x.startswith(key))
+        argv = [a for a in shlex.split(line[len(key):])[1:] if a != "$VRRPD_OPTIONS"]
+        args = vrrpd.build_arg_parser().parse_args(argv)
+        assert args.config == "/etc/vrrpd/vrrpd.conf"
+    assert args.dont_fork and args.pid == "/run/vrrpd.pid" and args.dump_dir == "/run/vrrpd"
+
+
+def test_rate_limit_summarises_a_flood_of_bad_packets(caplog):
+    limit = vrrpd._RateLimit(period=5.0)
+    with caplog.at_level(logging.WARNING, logger="vrrpd"):
+        for n in range(1000):
+            limit(("bad_ttl", "VI_1"), 100.0 + n * 0.001, "(VI_1) invalid TTL/HL. Received 64 and expect 255")
+        limit(("bad_ttl", "VI_1"), 106.0, "(VI_1) invalid TTL/HL. Received 64 and expect 255")
+    lines = [r.getMessage() for r in caplog.records if "invalid TTL" in r.getMessage()]
+    assert lines == ["(VI_1) invalid TTL/HL. Received 64 and expect 255",
+                     "(VI_1) invalid TTL/HL. Received 64 and expect 255 (999 more suppressed)"]
+
+
+
+def test_rate_limit_summary_comes_when_the_storm_window_closes(caplog):
+    timers = []
+    limit = vrrpd._RateLimit(period=5.0, schedule=lambda delay, fn, *args: timers.append((delay, fn, args)))
+    text = "Unknown VRID(99) received on interface(eth0). ignoring..."
+    with caplog.at_level(logging.WARNING, logger="vrrpd"):
+        for n in range(500):
+            limit(("vrid", "eth0", 99), 10.0 + n * 0.002, text)
+        assert len(timers) == 1 and timers[0][0] == pytest.approx(5.0 - 0.002)
+        delay, fn, args = timers.pop()
+        fn(*args)  # the window closes with no further packet
+        limit(("vrid", "eth0", 99), 15.5, text)  # the storm goes on: a new window, a new summary
+        assert len(timers) == 1
+    lines = [r.getMessage() for r in caplog.records if "VRID(99)" in r.getMessage()]
+    assert lines == [text, f"{text} (499 more like this in 5 s)"]
+
+
+
+def test_status_table_shows_counters_trackers_lvs_and_the_last_reload():
+    status = {
+        "version": "0.1.0", "pid": 42, "router_id": "lb1", "uptime": 61, "config_file": "/etc/vrrpd/vrrpd.conf",
+        "reloads": {"done": 1, "failed": 1, "last": {"ok": False, "at": time.time() - 5, "errors": ["x", "y"]}},
+        "instances": [{"name": "VI_1", "state": "BACKUP", "interface": "eth0", "vrid": 51, "priority": 150,
+                       "effective_priority": 90, "master_address": "10.0.0.2", "vips": ["10.0.0.100/24"],
+                       "stats": {"adverts_sent": 3, "adverts_received": 812, "bad_packets": {"bad_ttl": 4}}}],
+        "trackers": {"vrrp_script": {"chk_nginx": {"state": "BAD", "weight": -60, "last_status": 1, "runs": 9,
+                                                   "problem": None}},
+                     "track_file": {"tf": {"path": "/run/prio", "value": 5, "weight": 2}},
+                     "track_process": {"nginx": {"state": "DOWN", "count": 0, "quorum": 1}}},
+        "lvs": {"error": None, "virtual_servers": [{"name": "[10.0.0.100]:tcp:80", "quorum_up": False,
+                "real_servers": [{"address": "10.0.0.11", "port": 80, "alive": False, "weight": 1,
+                                  "checkers": [{"kind": "HTTP_GET", "up": False}]}]}]},
+    }
+    lines = vrrpd.format_status_table(status).splitlines()
+    assert "config /etc/vrrpd/vrrpd.conf" in lines[0]
+    assert "FAILED (2 error(s), old config kept)" in lines[1]
+    row = next(line.split() for line in lines if line.startswith("VI_1"))
+    assert row == ["VI_1", "BACKUP", "eth0", "51", "150", "90", "10.0.0.2", "10.0.0.100/24", "3", "812", "4"]
+    assert any(line.split()[:4] == ["chk_nginx", "script", "BAD", "-60"] for line in lines)
+    assert any(line.split()[:3] == ["nginx", "process", "DOWN"] for line in lines)
+    assert any(line.split() == ["[10.0.0.100]:tcp:80", "LOST", "10.0.0.11:80", "no", "1", "HTTP_GET:down"]
+               for line in lines)
+
+
+RELOAD_BASE = """\
+vrrp_script chk_same {
+    script "/bin/true"
+    interval 0.2
+}
+vrrp_script chk_changed {
+    script "/bin/true"
+    interval 0.2
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    priority 100
+    advert_int 0.1
+    version 3
+    virtual_ipaddress {
+        10.9.0.1
+    }
+    track_script {
+        chk_same
+        chk_changed
+    }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 2
+    advert_int 0.1
+    version 3
+    virtual_ipaddress {
+        10.9.0.2
+    }
+}
+"""
+
+
+class _SilentVrrpSocket:
+    """Stands in for VrrpSocket: selectable, sends nothing, counts what would have gone out."""
+
+    def __init__(self, ifname, ifindex):
+        import socket as _socket
+
+        self.ifname, self.ifindex, self.groups, self.sent = ifname, ifindex, [], 0
+        self.sock, self._peer = _socket.socketpair()
+
+    def join(self, group):
+        self.groups.append(group)
+
+    def send(self, src, dst, data, ttl):
+        self.sent += 1
+
+    def recv(self):
+        return None
+
+    def close(self):
+        self.sock.close()
+        self._peer.close()
+
+
+def _offline_daemon(config, monkeypatch, loop):
+    """A Daemon whose instances exist without the network: eth0 is up, adverts go nowhere, no VIPs are set."""
+    monkeypatch.setattr(vrrpd, "VrrpSocket", _SilentVrrpSocket)
+    d = vrrpd.Daemon(config, loop)
+    d.rtnl = object()
+    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
+    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.9.0.250/24"))]
+    for inst in config.vrrp_instances:
+        d._add_instance(inst)
+    return d
+
+
+def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, monkeypatch):
+    config, diags = vrrpd.parse_config_text(RELOAD_BASE, "a.conf")
+    assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR]
+    d = _offline_daemon(config, monkeypatch, loop)
+    d.tracking.start()
+    now = loop.time()
+    for rt in d.runtimes:
+        d._apply(rt, rt.machine.start(now))
+    _spin(loop, lambda: all(r.result.good for r in d.tracking.scripts.values()), 5, "both scripts GOOD")
+    vi1 = d.runtimes[0]
+    machine, same_runner = vi1.machine, d.tracking.scripts["chk_same"]
+    old_changed = d.tracking.scripts["chk_changed"]
+    new_text = ("! a comment moves every line\n" + RELOAD_BASE.replace("priority 100", "priority 120")
+                .replace("interval 0.2\n}\nvrrp_instance VI_1", "interval 0.3\n}\nvrrp_instance VI_1")
+                .split("vrrp_instance VI_2")[0]
+                + "vrrp_instance VI_3 {\n interface eth0\n virtual_router_id 3\n advert_int 0.1\n version 3\n"
+                  " virtual_ipaddress {\n 10.9.0.3\n }\n}\n")
+    new_config, diags = vrrpd.parse_config_text(new_text, "a.conf")
+    assert not [x for x in diags if x.severity is vrrpd.Severity.ERROR]
+    runs_before = same_runner.runs
+    assert d.reload(new_config) is True
+    assert [rt.inst.name for rt in d.runtimes] == ["VI_1", "VI_3"]
+    assert d.runtimes[0] is vi1 and vi1.machine is machine and vi1.inst is new_config.vrrp_instances[0]
+    assert machine.priority == 120 and machine.state == vrrpd.State.BACKUP
+    # the unchanged script kept its object, its GOOD state and its schedule; the changed one starts afresh
+    assert d.tracking.scripts["chk_same"] is same_runner and same_runner.result.good is True
+    assert same_runner.tracking is d.tracking and same_runner.runs == runs_before
+    fresh = d.tracking.scripts["chk_changed"]
+    assert fresh is not old_changed and fresh.script.interval == 0.3 and old_changed.timer is None
+    assert d.runtimes[1].machine.state == vrrpd.State.BACKUP
+    _spin(loop, lambda: fresh.result.good, 5, "the changed script to run again")
+    assert machine.effective_priority == 120
+    d.tracking.stop()
+
+
+def test_operator_dumps_are_written_atomically_and_stats_clear_zeroes_counters(tmp_path, loop, monkeypatch):
+    import json
+
+    config, _ = vrrpd.parse_config_text(RELOAD_BASE, "a.conf")
+    d = _offline_daemon(config, monkeypatch, loop)
+    op = vrrpd.Operator(d, "a.conf", control_socket=None, dump_dir=str(tmp_path))
+    rt = d.runtimes[0]
+    rt.adverts_sent, rt.bad_packets = 12, {"bad_ttl": 3}
+    (tmp_path / "elsewhere").write_text("precious")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "vrrpd.stats")  # a planted link is replaced, not followed
+    assert op.dump("stats", clear=True) == str(tmp_path / "vrrpd.stats")
+    text = (tmp_path / "vrrpd.stats").read_text()
+    assert "    Sent: 12" in text and "    bad_ttl: 3" in text
+    assert (tmp_path / "elsewhere").read_text() == "precious" and not (tmp_path / "vrrpd.stats").is_symlink()
+    assert rt.adverts_sent == 0 and rt.bad_packets == {}
+    op.dump("json")
+    doc = json.loads((tmp_path / "vrrpd.json").read_text())
+    assert [i["name"] for i in doc["instances"]] == ["VI_1", "VI_2"] and doc["config_file"] == "a.conf"
+    op.dump("data")
+    assert " VRRP Instance = VI_2" in (tmp_path / "vrrpd.data").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "vrrpd.data", "vrrpd.json", "vrrpd.stats"]
+
+
+def test_a_bad_config_or_log_facility_fails_before_forking(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("vrrp_instance VI_1 {\n    priority 999\n}\n")
+    result = sh([PYTHON, VRRPD, "-f", str(conf), "-p", str(tmp_path / "p.pid")], check=False)
+    assert result.returncode == 1 and "bad.conf:2" in result.stderr and not (tmp_path / "p.pid").exists()
+    result = sh([PYTHON, VRRPD, "-f", str(conf), "-S", "local9"], check=False)
+    assert result.returncode == 1 and "unknown log facility 'local9'" in result.stderr
+
+
+SYSLOG_PROBE = r"""
+import os, socket, stat, subprocess, sys, time
+# a private /dev (this process runs in its own mount namespace) with a syslog socket we read
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/dev"], check=True)
+os.mknod("/dev/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+os.chmod("/dev/null", 0o666)
+sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sink.bind("/dev/log")
+sink.settimeout(1.0)
+subprocess.run(sys.argv[1:], check=True, timeout=60)  # starts the daemon; returns once it has started
+deadline, seen = time.monotonic() + 15, []
+while time.monotonic() < deadline and not any(b"Entering MASTER STATE" in m for m in seen):
+    try:
+        seen.append(sink.recv(65536))
+    except socket.timeout:
+        pass
+for message in seen:
+    print(message.decode(errors="replace").rstrip("\0"))
+"""
+
+
+def test_daemon_logs_to_syslog_with_the_facility_of_S_and_keepalived_texts(lab, tmp_path):
+    require(shutil.which("unshare") is not None, "needs unshare")
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    conf = tmp_path / "a.conf"
+    conf.write_text(_conf(priority=150, state="MASTER"))
+    pid_path = tmp_path / "vrrpd.pid"
+    probe = tmp_path / "probe.py"
+    probe.write_text(SYSLOG_PROBE)
+    daemon = ["ip", "netns", "exec", ns, PYTHON, VRRPD, "-f", str(conf), "-S", "local3", "-p", str(pid_path),
+              "--control-socket", str(tmp_path / "a.sock")]
+    out = sh(["unshare", "--mount", "--propagation", "private", PYTHON, str(probe)] + daemon, timeout=90)
+    try:
+        messages = out.stdout.splitlines()
+        local3_info = f"<{19 * 8 + 6}>"  # LOG_LOCAL3 | LOG_INFO
+        pid = int(pid_path.read_text())
+        assert f"{local3_info}vrrpd[{pid}]: Starting vrrpd v{vrrpd.__version__}" in messages, messages
+        assert f"{local3_info}vrrpd[{pid}]: (VI_1) Entering MASTER STATE" in messages, messages
+    finally:
+        if pid_path.exists():
+            os.kill(int(pid_path.read_text()), signal.SIGTERM)
 
 
 # ============================================================================================
