@@ -6250,6 +6250,53 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
     assert rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, (rt.adverts_received, rt.bad_packets)
 
 
+def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
+    """A peer holding the AH key sends mutated VRRP inside a correct AH header (ICV over the garbage)."""
+    d, rt, sock = _fuzz_daemon(2)
+    rt.vsock = sock
+    d.beyond.ah_seq["VI_1"] = vrrpd.AhSequence()
+
+    class AhSock:
+        ifname = "eth0"
+
+    rng = random.Random(5)
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    good = vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 51, 100, [IP4("10.0.0.100")], 1.0, 2, b""))
+    deadline = time.monotonic() + _fuzz_budget(0.5)
+    seq = count = 0
+    while time.monotonic() < deadline:
+        vrrp = _mutate_bytes(rng, good) if rng.random() < 0.8 else good[:rng.randint(0, 4)]
+        vrrp = vrrp[:1] + b"\x33" + vrrp[2:] if len(vrrp) > 1 else vrrp  # keep VRID 51 for demultiplexing
+        seq += 1
+        if seq % 20 == 0 and rt.machine.state != vrrpd.State.MASTER:  # as MASTER too, not only as BACKUP
+            rt.machine.master_down_timer = d.loop.time() - 0.001
+            d._on_timer(rt)
+        packet = vrrpd.build_ipv4_ah(src, group, vrrp, b"secret12", seq, seq & 0xFFFF or 1)
+        try:
+            d.beyond._handle_ah(AhSock(), packet)
+        except Exception as exc:
+            raise AssertionError(f"{exc!r} on AH packet {packet.hex()}") from exc
+        count += 1
+    assert count > 200 and sum(rt.bad_packets.values()) > 0, rt.bad_packets
+
+
+def test_fuzz_finding_master_hearing_a_two_byte_vrrp_message_inside_valid_ah():
+    """Found by the fuzzer: a MASTER read the priority byte of an AH-carried message without checking its length."""
+    d, rt, sock = _fuzz_daemon(2)
+    rt.vsock = sock
+    d.beyond.ah_seq["VI_1"] = vrrpd.AhSequence()
+    rt.machine.master_down_timer = d.loop.time() - 0.001
+    d._on_timer(rt)
+    assert rt.machine.state == vrrpd.State.MASTER
+
+    class AhSock:
+        ifname = "eth0"
+
+    d.beyond._handle_ah(AhSock(), vrrpd.build_ipv4_ah(IP4("10.0.0.2"), IP4("224.0.0.18"), b"\x21\x33", b"secret12",
+                                                       1, 1))
+    assert rt.bad_packets.get("truncated") == 1 and rt.machine.state == vrrpd.State.MASTER
+
+
 CONFIG_TOKENS = ["{", "}", "{", "}", '"', "!", "#", "\\", "\n", "\t", "include /nonexistent/*.conf", "$X", "$X=1",
                  "@a", "@^b", "vrrp_instance", "virtual_server", "real_server", "vrrp_script", "track_script",
                  "10.0.0.1", "::1", "10.0.0.1/40", "255", "-1", "99999999999", "0.0001", "nan", "inf", "1e400",
@@ -6578,6 +6625,7 @@ class Soak:
         self.floods: List[subprocess.Popen] = []
         self.rss: dict = {}  # pid -> [first kB, last kB, samples]
         self.conf_delta = {name: 0 for name in self.nodes}
+        self.first_round: List[str] = []
 
     # -- faults ---------------------------------------------------------------------------------
     def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
@@ -6593,7 +6641,12 @@ class Soak:
     def fault(self) -> None:
         """One random fault, undone later where it has an end."""
         rng, nodes = self.rng, self.nodes
-        kind = rng.choice(["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
+        if not self.first_round:  # every kind once, in random order, then at random
+            self.first_round = ["flap", "kill", "hup", "hup_bad", "flood", "hang", "vipdel"]
+            rng.shuffle(self.first_round)
+            self.first_round.append("")
+        kind = self.first_round.pop(0) if self.first_round[0] else rng.choice(
+            ["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
         if kind == "flap":
             n = rng.choice([n for n in nodes.values() if n.link_up])
             bridge_side = rng.random() < 0.5
@@ -6812,7 +6865,7 @@ def test_soak_finding_byte_code_removed_by_another_version_falls_back_to_the_sou
 
 def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
-    seconds = SOAK_SECONDS or 50.0
+    seconds = SOAK_SECONDS or 55.0
     rate = 10000.0 if SOAK_SECONDS else 2000.0
     soak = run_soak(lab, tmp_path, seconds, rate, int(os.environ.get("VRRPD_SOAK_SEED", "8")))
     report = _report_soak(soak)

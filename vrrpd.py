@@ -7855,7 +7855,7 @@ class BeyondIPv4:
             d._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
                    f"Packet dropped. Local({counter.seq_number})")
             return
-        if rt.machine.state == State.MASTER and 0 < vrrp[2] < rt.machine.effective_priority:
+        if rt.machine.state == State.MASTER and len(vrrp) > 2 and 0 < vrrp[2] < rt.machine.effective_priority:
             counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
         d._handle_packet(rt.vsock, encode_ipv4(src, ipaddress.IPv4Address(data[16:20]), vrrp, ttl=data[8]))
 
