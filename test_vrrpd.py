@@ -5078,6 +5078,32 @@ def test_control_socket_serves_status_json_without_blocking_the_loop(tmp_path):
     assert "VI_1" in table and "MASTER" in table and "10.0.0.100/32" in table and "140" in table
 
 
+def test_event_loop_skips_a_timer_or_reader_removed_earlier_in_the_same_pass():
+    import socket as _socket
+
+    loop = vrrpd.EventLoop()
+    ran: list = []
+    a_r, a_w = _socket.socketpair()
+    b_r, b_w = _socket.socketpair()
+    a_w.send(b"x")
+    b_w.send(b"x")
+    second = loop.call_at(loop.time() - 1, ran.append, "cancelled timer")
+
+    def first_reader():
+        ran.append("first reader")
+        second.cancel()
+        for sock in (a_r, b_r):  # whichever reader runs first removes the other one
+            loop.remove_reader(sock)
+
+    loop.add_reader(a_r, first_reader)
+    loop.add_reader(b_r, first_reader)
+    loop.run_once(0)
+    assert ran == ["first reader"]
+    for sock in (a_r, a_w, b_r, b_w):
+        sock.close()
+    loop.close()
+
+
 def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop = vrrpd.EventLoop()
     seen: list = []

@@ -6014,6 +6014,7 @@ class EventLoop:
         self.selector = selectors.DefaultSelector()
         self._timers: List[Timer] = []
         self._ready: List[Tuple[Callable[..., Any], tuple]] = []
+        self._handlers: Dict[int, Tuple[Optional[tuple], Optional[tuple]]] = {}  # fd -> (reader, writer)
         self._lock = threading.Lock()
         self._running = False
         self._children: Dict[int, Child] = {}
@@ -6063,23 +6064,25 @@ class EventLoop:
         self._modify(fileobj, selectors.EVENT_WRITE, None)
 
     def _modify(self, fileobj: Any, event: int, handler: Optional[tuple]) -> None:
-        try:
-            key: Optional[selectors.SelectorKey] = self.selector.get_key(fileobj)
-        except (KeyError, ValueError):
-            key = None
-        reader, writer = key.data if key is not None else (None, None)
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        known = self._handlers.get(fd)
+        reader, writer = known if known is not None else (None, None)
         if event == selectors.EVENT_READ:
             reader = handler
         else:
             writer = handler
         mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
-        if key is None:
+        if known is None:
             if mask:
-                self.selector.register(fileobj, mask, (reader, writer))
+                self.selector.register(fd, mask)
         elif mask:
-            self.selector.modify(fileobj, mask, (reader, writer))
+            self.selector.modify(fd, mask)
         else:
-            self.selector.unregister(fileobj)
+            self.selector.unregister(fd)
+        if mask:
+            self._handlers[fd] = (reader, writer)
+        else:
+            self._handlers.pop(fd, None)
 
     # -- child processes ------------------------------------------------------------------
     def spawn(
@@ -6206,24 +6209,34 @@ class EventLoop:
             events = self.selector.select(timeout)
         except InterruptedError:
             events = []
-        for key, mask in events:
-            reader, writer = key.data
-            if mask & selectors.EVENT_READ and reader:
-                self._ready.append(reader)
-            if mask & selectors.EVENT_WRITE and writer:
-                self._ready.append(writer)
         now = self.time()
+        due: List[Timer] = []
         while self._timers and (self._timers[0].when <= now or self._timers[0].cancelled):
             timer = heapq.heappop(self._timers)
             if not timer.cancelled:
-                self._ready.append((timer.callback, timer.args))
+                due.append(timer)
         with self._lock:
             ready, self._ready = self._ready, []
+        # Each handler is looked up again just before it runs: an earlier callback of this same pass may have
+        # removed a reader (and closed its socket) or cancelled a timer that had already fallen due.
+        for key, mask in events:
+            for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
+                if mask & flag:
+                    handlers = self._handlers.get(key.fd)
+                    if handlers is not None and handlers[slot] is not None:
+                        self._call(*handlers[slot])
         for callback, args in ready:
-            try:
-                callback(*args)
-            except Exception as exc:  # one faulty callback must not stop the daemon
-                log.exception("internal error in %s: %s", getattr(callback, "__qualname__", callback), exc)
+            self._call(callback, args)
+        for timer in due:
+            if not timer.cancelled:
+                self._call(timer.callback, timer.args)
+
+    @staticmethod
+    def _call(callback: Callable[..., Any], args: tuple) -> None:
+        try:
+            callback(*args)
+        except Exception as exc:  # one faulty callback must not stop the daemon
+            log.exception("internal error in %s: %s", getattr(callback, "__qualname__", callback), exc)
 
     def close(self) -> None:
         if self._old_wakeup_fd is not None:
