@@ -2345,6 +2345,11 @@ class _Validator:
                 vrids[key] = inst
 
     def commands(self) -> None:
+        if self.p.commands and not self.g.enable_script_security and self.g.script_user in (None, "root", "0"):
+            cmd, tok = self.p.commands[0]
+            self.warn(tok.file, tok.line, "scripts are configured but enable_script_security is not set: a script "
+                      "writable by other users would run as root (keepalived -t calls this a SECURITY VIOLATION)",
+                      "add 'enable_script_security' and 'script_user USER' to global_defs")
         for cmd, tok in self.p.commands:
             program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
             if not program:
