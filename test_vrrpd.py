@@ -478,6 +478,17 @@ def test_conditional_config_id_lines():
     assert config.global_defs.router_id == "mine" and config.global_defs.smtp_server is None
 
 
+def test_config_id_selects_conditional_lines_and_env_parameters(monkeypatch):
+    monkeypatch.setenv("VRRPD_TEST_PRIO", "123")
+    text = ("global_defs {\n@lb1 router_id first\n@lb2 router_id second\n}\n"
+            + inst(BASE + "\npriority ${_ENV VRRPD_TEST_PRIO}\nnotify \"/bin/echo ${_HASH}x\""))
+    one, _ = vrrpd.parse_config_text(text, config_id="lb1")
+    two, _ = vrrpd.parse_config_text(text, config_id="lb2")
+    assert (one.global_defs.router_id, two.global_defs.router_id) == ("first", "second")
+    assert one.vrrp_instances[0].priority == 123
+    assert one.vrrp_instances[0].notify.argv == ["/bin/echo", "#x"]
+
+
 def test_include_glob_relative_to_including_file_and_nested(tmp_path):
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "sub").mkdir()

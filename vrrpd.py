@@ -549,6 +549,7 @@ _MAX_INCLUDE_DEPTH = 32
 _MAX_FILE_SIZE = 64 << 20
 _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
+_PARAM_ENV_RE = re.compile(r"\$\{_ENV\s+([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _expand_braces(pattern: str) -> List[str]:
@@ -687,6 +688,8 @@ class _Lexer:
                 return os.path.dirname(os.path.abspath(file))
             return m.group(0)
 
+        if "${_ENV" in line:  # ${_ENV NAME}: the daemon's environment variable, as keepalived has it
+            line = _PARAM_ENV_RE.sub(lambda m: os.environ.get(m.group(1), ""), line)
         for _ in range(_MAX_SUBSTITUTIONS):
             new = _PARAM_USE_RE.sub(repl, line)
             if new == line:
@@ -2440,29 +2443,32 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
     return config, _sort_diagnostics(diags, lexer.files)
 
 
-def parse_config_text(text: str, filename: str = "<string>", *,
-                      check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
-    """Parse configuration text; returns the model and every problem found (never raises for bad input)."""
+def parse_config_text(text: str, filename: str = "<string>", *, check_interfaces: bool = False,
+                      config_id: Optional[str] = None) -> Tuple[Config, List[Diagnostic]]:
+    """Parse configuration text; returns the model and every problem found (never raises for bad input).
+
+    `config_id` selects `@ID` lines (keepalived's -i); default: the host name up to its first dot."""
     diags: List[Diagnostic] = []
-    lexer = _Lexer(diags)
+    lexer = _Lexer(diags, config_id)
     lexer.stack.append(os.path.realpath(filename) if not filename.startswith("<") else filename)
     lexer.lex_text(text, filename)
     return _finish(lexer, diags, check_interfaces)
 
 
-def parse_config(path: str, *, check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
+def parse_config(path: str, *, check_interfaces: bool = False,
+                 config_id: Optional[str] = None) -> Tuple[Config, List[Diagnostic]]:
     """Parse the file at `path` with its includes; an unreadable file is an ERROR diagnostic."""
     diags: List[Diagnostic] = []
-    lexer = _Lexer(diags)
+    lexer = _Lexer(diags, config_id)
     lexer.read_file(path)
     if not lexer.files:
         lexer.files.append(path)
     return _finish(lexer, diags, check_interfaces)
 
 
-def load_config(path: str, *, check_interfaces: bool = True) -> Config:
+def load_config(path: str, *, check_interfaces: bool = True, config_id: Optional[str] = None) -> Config:
     """Parse and validate for the daemon: raises ConfigError if any ERROR; logs the warnings."""
-    config, diags = parse_config(path, check_interfaces=check_interfaces)
+    config, diags = parse_config(path, check_interfaces=check_interfaces, config_id=config_id)
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise ConfigError(diags)
