@@ -1568,7 +1568,18 @@ class _Node:
             cmd = [PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(self.conf)]
         self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
+        self.wait_started()
         return self
+
+    def wait_started(self, timeout=30.0):
+        """Wait for the daemon's "Startup complete" line, so that the protocol-timed waits of a test do not
+        also have to cover the interpreter's start-up on a loaded machine."""
+        marks = self.log().count("Startup complete")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.log().count("Startup complete") > marks:
+                return
+            time.sleep(0.01)
 
     def log(self):
         return self.log_path.read_text(errors="replace")
@@ -1795,6 +1806,15 @@ def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
     _wait_holders(lab, [a, b], ["B"], timeout=2)
     lab.link(ns_a, "eth0", up=True)
     _wait_holders(lab, [a, b], ["A"], timeout=3)
+    # dont_track_primary: the same link loss is no FAULT
+    a.stop()
+    a.conf.write_text(_conf(priority=150, instance_extra="    dont_track_primary\n"))
+    a.start()
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    lab.link(ns_a, "eth0", up=False)
+    time.sleep(0.5)
+    assert a.log().count("Entering FAULT STATE") == 2 and lab.has_address(ns_a, VIP)
+    lab.link(ns_a, "eth0", up=True)
 
 
 def test_garp_bursts_follow_garp_master_delay_repeat_and_refresh_and_excluded_vips_are_not_advertised(lab, tmp_path):
@@ -1894,6 +1914,29 @@ def test_demo_moves_the_vip_without_losing_pings_and_cleans_up():
     shutil.rmtree(logs, ignore_errors=True)
     after = set(sh(["ip", "netns", "list"]).stdout.split())
     assert not {n for n in after - before if n.startswith("vd")}
+
+
+def test_daemon_without_privileges_exits_with_a_clear_error(tmp_path):
+    require(os.geteuid() == 0 and shutil.which("setpriv") is not None and os.path.exists("/usr/bin/python3"),
+            "needs root, setpriv and /usr/bin/python3 to drop to nobody")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chmod(scratch, 0o755)
+        script = Path(scratch) / "vrrpd.py"
+        shutil.copy(VRRPD, script)
+        conf = Path(scratch) / "v.conf"
+        conf.write_text("vrrp_instance VI_1 {\n    interface lo\n    virtual_router_id 9\n"
+                        "    virtual_ipaddress {\n        10.250.0.1/32\n    }\n}\n")
+        os.chmod(script, 0o644)
+        os.chmod(conf, 0o644)
+        env = dict(os.environ, VRRPD_NO_REEXEC="1")
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+                               str(script), "-n", "-l", "-f", str(conf)], capture_output=True, text=True,
+                              timeout=20, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "needs root, or CAP_NET_ADMIN and CAP_NET_RAW" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("version", [2, 3])
@@ -4054,6 +4097,8 @@ def test_ipvs_netlink_fwmark_ipv6_persistence_and_tunnel_encode():
     assert v6[-8:] == _nl_hex("08 00 09 00 80 00 00 00")  # IPv6 netmask is a prefix length
     assert _nl_hex("14 00 03 00 fd 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01") in v6
     assert _nl_hex("06 00 02 00 11 00 00 00") in v6 and _nl_hex("0c 00 07 00 10 00 00 00 ff ff ff ff") in v6
+    sip = vrrpd.ipvs_service_attr(vrrpd.IpvsService(vrrpd.IpvsServiceKey(2, fwmark=7), "rr", 1, 60, pe_name="sip"))
+    assert sip.endswith(_nl_hex("08 00 0b 00 73 69 70 00")) and sip[:2] == bytes([0x40, 0])
     tun = vrrpd.ipvs_dest_attr(vrrpd.IpvsDest(_ip("10.0.0.3"), 0, 2, 1, tun_type=1, tun_port=6080, tun_flags=1))
     assert tun.endswith(_nl_hex("05 00 0d 00 01 00 00 00  06 00 0e 00 17 c0 00 00  06 00 0f 00 01 00 00 00"))
 
@@ -4583,6 +4628,21 @@ def test_late_timers_and_stale_events_never_start_a_second_check_chain():
     loop.close()
 
 
+def test_reload_keeps_a_down_real_server_down():
+    chk = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    port = _free_port()  # nobody listens: the check fails
+    loop, m = _manager(_vs(rss=[_rs(port=port, checkers=[chk])], delay_loop=0.2))
+    m.start()
+    _run_until(loop, lambda: m.nl.weights("[10.0.0.100]:tcp:80") == {}, 3, "down")
+    chk2 = vrrpd.Checker(kind="TCP_CHECK", connect_timeout=1, retry=0)
+    m.reload(vrrpd.Config(virtual_servers=[_vs(rss=[_rs(port=port, checkers=[chk2], weight=5)], delay_loop=0.2)]))
+    assert m.nl.weights("[10.0.0.100]:tcp:80") == {}  # still down: only its weight changed
+    (rsr,) = m.vs["[10.0.0.100]:tcp:80"].rs.values()
+    assert rsr.weight == 5 and not rsr.alive
+    m.stop()
+    loop.close()
+
+
 def test_no_ipvs_in_kernel_gives_a_clear_error(monkeypatch, caplog):
     monkeypatch.setattr(vrrpd, "IPVS_GENL_NAME", "NO_SUCH_FAMILY")
     loop = vrrpd.EventLoop()
@@ -4732,6 +4792,8 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         vrrpd.VirtualServer(fwmark=7, lb_algo="rr", lb_kind=vrrpd.LbKind.DR, real_servers=[_rs("10.9.1.6", None)]),
         _vs("fd00::100", 80, lb_algo="rr", lb_kind=vrrpd.LbKind.NAT, rss=[_rs("fd00::1", 80, weight=2)]),
         _vs("10.9.0.5", 53, protocol="UDP", lb_algo="rr", ops=True, rss=[_rs("10.9.1.7", 53)]),
+        _vs("10.9.0.6", 5060, protocol="UDP", lb_algo="rr", persistence_timeout=60, persistence_engine="sip",
+            rss=[_rs("10.9.1.8", 5060)]),
     ]
     loop, m = _manager(seed, inhibit, ssl_vs, *kinds)
     m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
@@ -4753,6 +4815,7 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert _ipvs_lines("FWM 7") == ["10.9.1.6:0 Route 1"]
         assert _ipvs_lines("TCP [fd00::100]:80") == ["[fd00::1]:80 Masq 2"]
         assert "UDP  10.9.0.5:53 rr ops" in out
+        assert "UDP  10.9.0.6:5060 rr persistent 60 pe sip" in out
         timeouts = sh(["ipvsadm", "-L", "--timeout"]).stdout.split(":")[-1].split()
         assert timeouts[0] == "7200" and timeouts[2] == "60"  # lvs_timeouts tcp and udp; tcpfin kept
         stage("1 and 4 checked")
@@ -4813,6 +4876,10 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         stage("daemon: seed 001 programmed")
         servers["rs1"].kill()
         wait_for(lambda: _ipvs_lines(seed_svc) == ["172.16.1.2:80 Route 1"], 20, 0.2, "the daemon removes rs1")
+        conf.write_text(SEED_001_LVS.replace("weight 1", "weight 3"))
+        daemon.send_signal(signal.SIGHUP)  # reload: the weights change in place
+        wait_for(lambda: _ipvs_lines(seed_svc) == ["172.16.1.2:80 Route 3"], 20, 0.2, "the daemon reloads")
+        stage("daemon: removal and reload")
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)
         text = log_path.read_text()
@@ -6197,6 +6264,53 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
     assert rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, (rt.adverts_received, rt.bad_packets)
 
 
+def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
+    """A peer holding the AH key sends mutated VRRP inside a correct AH header (ICV over the garbage)."""
+    d, rt, sock = _fuzz_daemon(2)
+    rt.vsock = sock
+    d.beyond.ah_seq["VI_1"] = vrrpd.AhSequence()
+
+    class AhSock:
+        ifname = "eth0"
+
+    rng = random.Random(5)
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    good = vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 51, 100, [IP4("10.0.0.100")], 1.0, 2, b""))
+    deadline = time.monotonic() + _fuzz_budget(0.5)
+    seq = count = 0
+    while time.monotonic() < deadline:
+        vrrp = _mutate_bytes(rng, good) if rng.random() < 0.8 else good[:rng.randint(0, 4)]
+        vrrp = vrrp[:1] + b"\x33" + vrrp[2:] if len(vrrp) > 1 else vrrp  # keep VRID 51 for demultiplexing
+        seq += 1
+        if seq % 20 == 0 and rt.machine.state != vrrpd.State.MASTER:  # as MASTER too, not only as BACKUP
+            rt.machine.master_down_timer = d.loop.time() - 0.001
+            d._on_timer(rt)
+        packet = vrrpd.build_ipv4_ah(src, group, vrrp, b"secret12", seq, seq & 0xFFFF or 1)
+        try:
+            d.beyond._handle_ah(AhSock(), packet)
+        except Exception as exc:
+            raise AssertionError(f"{exc!r} on AH packet {packet.hex()}") from exc
+        count += 1
+    assert count > 200 and sum(rt.bad_packets.values()) > 0, rt.bad_packets
+
+
+def test_fuzz_finding_master_hearing_a_two_byte_vrrp_message_inside_valid_ah():
+    """Found by the fuzzer: a MASTER read the priority byte of an AH-carried message without checking its length."""
+    d, rt, sock = _fuzz_daemon(2)
+    rt.vsock = sock
+    d.beyond.ah_seq["VI_1"] = vrrpd.AhSequence()
+    rt.machine.master_down_timer = d.loop.time() - 0.001
+    d._on_timer(rt)
+    assert rt.machine.state == vrrpd.State.MASTER
+
+    class AhSock:
+        ifname = "eth0"
+
+    d.beyond._handle_ah(AhSock(), vrrpd.build_ipv4_ah(IP4("10.0.0.2"), IP4("224.0.0.18"), b"\x21\x33", b"secret12",
+                                                       1, 1))
+    assert rt.bad_packets.get("truncated") == 1 and rt.machine.state == vrrpd.State.MASTER
+
+
 CONFIG_TOKENS = ["{", "}", "{", "}", '"', "!", "#", "\\", "\n", "\t", "include /nonexistent/*.conf", "$X", "$X=1",
                  "@a", "@^b", "vrrp_instance", "virtual_server", "real_server", "vrrp_script", "track_script",
                  "10.0.0.1", "::1", "10.0.0.1/40", "255", "-1", "99999999999", "0.0001", "nan", "inf", "1e400",
@@ -6525,6 +6639,7 @@ class Soak:
         self.floods: List[subprocess.Popen] = []
         self.rss: dict = {}  # pid -> [first kB, last kB, samples]
         self.conf_delta = {name: 0 for name in self.nodes}
+        self.first_round: List[str] = []
 
     # -- faults ---------------------------------------------------------------------------------
     def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
@@ -6540,7 +6655,12 @@ class Soak:
     def fault(self) -> None:
         """One random fault, undone later where it has an end."""
         rng, nodes = self.rng, self.nodes
-        kind = rng.choice(["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
+        if not self.first_round:  # every kind once, in random order, then at random
+            self.first_round = ["flap", "kill", "hup", "hup_bad", "flood", "hang", "vipdel"]
+            rng.shuffle(self.first_round)
+            self.first_round.append("")
+        kind = self.first_round.pop(0) if self.first_round[0] else rng.choice(
+            ["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
         if kind == "flap":
             n = rng.choice([n for n in nodes.values() if n.link_up])
             bridge_side = rng.random() < 0.5
@@ -6759,7 +6879,7 @@ def test_soak_finding_byte_code_removed_by_another_version_falls_back_to_the_sou
 
 def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
-    seconds = SOAK_SECONDS or 50.0
+    seconds = SOAK_SECONDS or 55.0
     rate = 10000.0 if SOAK_SECONDS else 2000.0
     soak = run_soak(lab, tmp_path, seconds, rate, int(os.environ.get("VRRPD_SOAK_SEED", "8")))
     report = _report_soak(soak)

@@ -4629,6 +4629,7 @@ IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
  IPVS_SVC_ATTR_SCHED_NAME, IPVS_SVC_ATTR_FLAGS, IPVS_SVC_ATTR_TIMEOUT, IPVS_SVC_ATTR_NETMASK) = range(1, 10)
+IPVS_SVC_ATTR_PE_NAME = 11
 (IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_PORT, IPVS_DEST_ATTR_FWD_METHOD, IPVS_DEST_ATTR_WEIGHT,
  IPVS_DEST_ATTR_U_THRESH, IPVS_DEST_ATTR_L_THRESH) = range(1, 7)
 IPVS_DEST_ATTR_ADDR_FAMILY, IPVS_DEST_ATTR_TUN_TYPE, IPVS_DEST_ATTR_TUN_PORT, IPVS_DEST_ATTR_TUN_FLAGS = 11, 13, 14, 15
@@ -4664,6 +4665,7 @@ class IpvsService:
     flags: int = 0
     timeout: int = 0
     netmask: int = 0xFFFFFFFF  # IPv4: the mask's 32 bits; IPv6: a prefix length
+    pe_name: Optional[str] = None  # persistence engine, e.g. "sip"
 
 
 @dataclass
@@ -4724,6 +4726,8 @@ def ipvs_service_attr(svc: Union[IpvsService, IpvsServiceKey]) -> bytes:
         body += _nla(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
         netmask = struct.pack("=I", svc.netmask) if key.af == socket.AF_INET6 else struct.pack("!I", svc.netmask)
         body += _nla(IPVS_SVC_ATTR_NETMASK, netmask)
+        if svc.pe_name:
+            body += _nla(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
     return _nla(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
 
 
@@ -4966,7 +4970,7 @@ def lvs_service(vs: VirtualServer, key: IpvsServiceKey) -> IpvsService:
         netmask = 0xFFFFFFFF
         if vs.persistence_granularity is not None:
             netmask = int(vs.persistence_granularity)
-    return IpvsService(key, vs.lb_algo, flags, timeout, netmask)
+    return IpvsService(key, vs.lb_algo, flags, timeout, netmask, vs.persistence_engine)
 
 
 def _service_differs(want: IpvsService, have: IpvsService) -> bool:
@@ -5538,10 +5542,13 @@ class LvsManager:
         for rs in vs.real_servers:
             key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
             previous = old.rs.pop(key, None) if old is not None else None
-            if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
+            # a real server whose checkers did not change keeps them, and their state (a reload must not
+            # bring back a server that is down); weights, thresholds and notifies are read afresh
+            if (previous is not None and previous.rs.checkers == rs.checkers
+                    and all(checker_params(vs, rs, c.chk) == c.params for c in previous.checkers)):
                 previous.rs = rs
                 for c in previous.checkers:
-                    c.vs, c.vsr = vs, vsr
+                    c.vs, c.vsr, c.rs = vs, vsr, rs
                 vsr.rs[key] = previous
                 continue
             if previous is not None:
@@ -6795,6 +6802,8 @@ class Daemon:
                 self._add_instance(inst)
             except (OSError, ValueError) as exc:
                 log.error("(%s) cannot start: %s", inst.name, exc)
+        if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
+            raise OSError(errno.EPERM, "no vrrp_instance could start")
         self.tracking.start()
         self.lvs.start()
         if self.g.vrrp_startup_delay > 0:
@@ -6942,7 +6951,12 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, lambda signum: self.reload())
-        self.start()
+        try:
+            self.start()
+        except OSError as exc:
+            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+            self.close()
+            return 1
         self.loop.run()
         self.close()
         return self.exit_code
@@ -7330,7 +7344,9 @@ class Daemon:
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         inst = rt.inst
-        fault = not self._link_up(inst.interface) or (rt.src is None and not rt.unicast)
+        # keepalived's dont_track_primary: the instance's own interface going down is not a FAULT
+        fault = (not inst.dont_track_primary and not self._link_up(inst.interface)) or (
+            rt.src is None and not rt.unicast)
         fault = fault or self.beyond.group_fault(rt)
         delta = 0
         for ref in inst.track_interface:
@@ -7850,7 +7866,7 @@ class BeyondIPv4:
             d._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
                    f"Packet dropped. Local({counter.seq_number})")
             return
-        if rt.machine.state == State.MASTER and 0 < vrrp[2] < rt.machine.effective_priority:
+        if rt.machine.state == State.MASTER and len(vrrp) > 2 and 0 < vrrp[2] < rt.machine.effective_priority:
             counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
         d._handle_packet(rt.vsock, encode_ipv4(src, ipaddress.IPv4Address(data[16:20]), vrrp, ttl=data[8]))
 
