@@ -944,6 +944,19 @@ def test_check_command_prints_summary_with_derived_timers(tmp_path):
     assert text.rstrip().endswith("0 error(s), 0 warning(s)")
 
 
+def test_check_summary_lists_virtual_and_real_servers(tmp_path):
+    path = tmp_path / "lvs.conf"
+    path.write_text("virtual_server 10.0.0.1 80 {\n delay_loop 6\n lb_algo rr\n lb_kind DR\n protocol TCP\n"
+                    " real_server 10.0.0.2 80 {\n  weight 3\n  TCP_CHECK {\n  }\n }\n"
+                    " real_server 10.0.0.3 80 {\n }\n}\n")
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    text = out.getvalue()
+    assert "virtual_server 10.0.0.1:80 TCP rr/DR: 2 real server(s), checks every 6 s" in text
+    assert "    real_server 10.0.0.2:80 weight 3: TCP_CHECK" in text
+    assert "    real_server 10.0.0.3:80 weight 1: no checker (always up)" in text
+
+
 def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     path = tmp_path / "a.conf"
     path.write_text("global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"

@@ -2529,7 +2529,11 @@ def config_summary(config: Config) -> List[str]:
         else:
             name = f"{vs.address}:{vs.port}"
         out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
-                   f"{len(vs.real_servers)} real server(s)")
+                   f"{len(vs.real_servers)} real server(s), checks every {vs.delay_loop:g} s")
+        for rs in vs.real_servers:
+            where = f"[{rs.address}]:{rs.port}" if rs.address.version == 6 else f"{rs.address}:{rs.port}"
+            checks = ", ".join(c.kind for c in rs.checkers) or "no checker (always up)"
+            out.append(f"    real_server {where} weight {rs.weight}: {checks}")
     if not config.vrrp_instances and not config.virtual_servers:
         out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
