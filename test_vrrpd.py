@@ -478,6 +478,17 @@ def test_conditional_config_id_lines():
     assert config.global_defs.router_id == "mine" and config.global_defs.smtp_server is None
 
 
+def test_config_id_selects_conditional_lines_and_env_parameters(monkeypatch):
+    monkeypatch.setenv("VRRPD_TEST_PRIO", "123")
+    text = ("global_defs {\n@lb1 router_id first\n@lb2 router_id second\n}\n"
+            + inst(BASE + "\npriority ${_ENV VRRPD_TEST_PRIO}\nnotify \"/bin/echo ${_HASH}x\""))
+    one, _ = vrrpd.parse_config_text(text, config_id="lb1")
+    two, _ = vrrpd.parse_config_text(text, config_id="lb2")
+    assert (one.global_defs.router_id, two.global_defs.router_id) == ("first", "second")
+    assert one.vrrp_instances[0].priority == 123
+    assert one.vrrp_instances[0].notify.argv == ["/bin/echo", "#x"]
+
+
 def test_include_glob_relative_to_including_file_and_nested(tmp_path):
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "sub").mkdir()
@@ -552,7 +563,7 @@ def test_unquoted_notify_words_naming_a_user_are_user_and_group_as_in_keepalived
     i = config.vrrp_instances[0]
     assert (i.notify_master.argv, i.notify_master.user, i.notify_master.group) == (["/bin/echo"], user, group)
     assert (i.notify_backup.argv, i.notify_backup.user) == (["/bin/echo", "hello"], None)
-    assert [d.line for d in diags] == [7, 8], messages(diags)
+    assert [d.line for d in diags if "enable_script_security" not in d.message] == [7, 8], messages(diags)
 
 
 def test_flags_accept_optional_booleans():
@@ -615,7 +626,8 @@ virtual_server 2001:db8::1 53 {
 }
 """
     config, diags = vrrpd.parse_config_text(text, "vs.conf")
-    assert messages(diags) == ["vs.conf:21: warning: nb_get_retry is deprecated (write 'retry')"]
+    assert [m for m in messages(diags) if "enable_script_security" not in m] == [
+        "vs.conf:21: warning: nb_get_retry is deprecated (write 'retry')"]
     grp = config.virtual_server_groups["web"]
     assert [(str(e.first), str(e.last), e.port) for e in grp.entries[:3]] == [
         ("10.0.0.1", "10.0.0.1", 80), ("10.0.0.10", "10.0.0.20", 80), ("192.168.0.0", "192.168.0.3", 443)]
@@ -795,6 +807,8 @@ VALIDATION_CASES = [
      "warning", "unknown scheduler 'rrr' (did you mean 'rr'?)"),
     ("nopreempt-master", inst(BASE + "\nstate MASTER\nnopreempt"), 8, "warning",
      "nopreempt is ignored with state MASTER"),
+    ("script-security", inst(BASE + '\nnotify "/bin/true"'), 7, "warning",
+     "scripts are configured but enable_script_security is not set"),
     ("script-missing-file", inst(BASE + '\nnotify_master "/nonexistent/vrrpd-notify.sh master"'), 7, "warning",
      "notify_master: '/nonexistent/vrrpd-notify.sh' does not exist or is not executable on this host"),
     ("unicast-families", inst(BASE + "\nunicast_src_ip 10.0.0.5\nunicast_peer {\n 2001:db8::2\n}"), 8, "error",
@@ -928,6 +942,19 @@ def test_check_command_prints_summary_with_derived_timers(tmp_path):
     assert "advert interval 0.5 s, skew time 0.207 s, master down interval 1.707 s" in text
     assert "VIPs: 10.0.1.1/24" in text
     assert text.rstrip().endswith("0 error(s), 0 warning(s)")
+
+
+def test_check_summary_lists_virtual_and_real_servers(tmp_path):
+    path = tmp_path / "lvs.conf"
+    path.write_text("virtual_server 10.0.0.1 80 {\n delay_loop 6\n lb_algo rr\n lb_kind DR\n protocol TCP\n"
+                    " real_server 10.0.0.2 80 {\n  weight 3\n  TCP_CHECK {\n  }\n }\n"
+                    " real_server 10.0.0.3 80 {\n }\n}\n")
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    text = out.getvalue()
+    assert "virtual_server 10.0.0.1:80 TCP rr/DR: 2 real server(s), checks every 6 s" in text
+    assert "    real_server 10.0.0.2:80 weight 3: TCP_CHECK" in text
+    assert "    real_server 10.0.0.3:80 weight 1: no checker (always up)" in text
 
 
 def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):

@@ -549,6 +549,7 @@ _MAX_INCLUDE_DEPTH = 32
 _MAX_FILE_SIZE = 64 << 20
 _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
+_PARAM_ENV_RE = re.compile(r"\$\{_ENV\s+([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _expand_braces(pattern: str) -> List[str]:
@@ -687,6 +688,8 @@ class _Lexer:
                 return os.path.dirname(os.path.abspath(file))
             return m.group(0)
 
+        if "${_ENV" in line:  # ${_ENV NAME}: the daemon's environment variable, as keepalived has it
+            line = _PARAM_ENV_RE.sub(lambda m: os.environ.get(m.group(1), ""), line)
         for _ in range(_MAX_SUBSTITUTIONS):
             new = _PARAM_USE_RE.sub(repl, line)
             if new == line:
@@ -2345,6 +2348,11 @@ class _Validator:
                 vrids[key] = inst
 
     def commands(self) -> None:
+        if self.p.commands and not self.g.enable_script_security and self.g.script_user in (None, "root", "0"):
+            cmd, tok = self.p.commands[0]
+            self.warn(tok.file, tok.line, "scripts are configured but enable_script_security is not set: a script "
+                      "writable by other users would run as root (keepalived -t calls this a SECURITY VIOLATION)",
+                      "add 'enable_script_security' and 'script_user USER' to global_defs")
         for cmd, tok in self.p.commands:
             program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
             if not program:
@@ -2435,29 +2443,32 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
     return config, _sort_diagnostics(diags, lexer.files)
 
 
-def parse_config_text(text: str, filename: str = "<string>", *,
-                      check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
-    """Parse configuration text; returns the model and every problem found (never raises for bad input)."""
+def parse_config_text(text: str, filename: str = "<string>", *, check_interfaces: bool = False,
+                      config_id: Optional[str] = None) -> Tuple[Config, List[Diagnostic]]:
+    """Parse configuration text; returns the model and every problem found (never raises for bad input).
+
+    `config_id` selects `@ID` lines (keepalived's -i); default: the host name up to its first dot."""
     diags: List[Diagnostic] = []
-    lexer = _Lexer(diags)
+    lexer = _Lexer(diags, config_id)
     lexer.stack.append(os.path.realpath(filename) if not filename.startswith("<") else filename)
     lexer.lex_text(text, filename)
     return _finish(lexer, diags, check_interfaces)
 
 
-def parse_config(path: str, *, check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
+def parse_config(path: str, *, check_interfaces: bool = False,
+                 config_id: Optional[str] = None) -> Tuple[Config, List[Diagnostic]]:
     """Parse the file at `path` with its includes; an unreadable file is an ERROR diagnostic."""
     diags: List[Diagnostic] = []
-    lexer = _Lexer(diags)
+    lexer = _Lexer(diags, config_id)
     lexer.read_file(path)
     if not lexer.files:
         lexer.files.append(path)
     return _finish(lexer, diags, check_interfaces)
 
 
-def load_config(path: str, *, check_interfaces: bool = True) -> Config:
+def load_config(path: str, *, check_interfaces: bool = True, config_id: Optional[str] = None) -> Config:
     """Parse and validate for the daemon: raises ConfigError if any ERROR; logs the warnings."""
-    config, diags = parse_config(path, check_interfaces=check_interfaces)
+    config, diags = parse_config(path, check_interfaces=check_interfaces, config_id=config_id)
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise ConfigError(diags)
@@ -2518,7 +2529,11 @@ def config_summary(config: Config) -> List[str]:
         else:
             name = f"{vs.address}:{vs.port}"
         out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
-                   f"{len(vs.real_servers)} real server(s)")
+                   f"{len(vs.real_servers)} real server(s), checks every {vs.delay_loop:g} s")
+        for rs in vs.real_servers:
+            where = f"[{rs.address}]:{rs.port}" if rs.address.version == 6 else f"{rs.address}:{rs.port}"
+            checks = ", ".join(c.kind for c in rs.checkers) or "no checker (always up)"
+            out.append(f"    real_server {where} weight {rs.weight}: {checks}")
     if not config.vrrp_instances and not config.virtual_servers:
         out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
