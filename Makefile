@@ -1,11 +1,11 @@
 # vrrpd - make targets. The two set-up commands of the README are `sudo make demo` and `sudo make test`.
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
-APT_PACKAGES = keepalived ipvsadm iproute2 iputils-ping tcpdump nftables procps psmisc openssl \
+APT_PACKAGES = python3-pip keepalived ipvsadm iproute2 iputils-ping tcpdump nftables procps psmisc openssl \
                qemu-system-x86 busybox-static kmod xz-utils
 PIP_PACKAGES = pytest ruff vermin aiosmtpd
 
-.PHONY: all test deps lint check demo bench fuzz soak install uninstall clean
+.PHONY: all test deps lint check demo bench fuzz soak install uninstall clean readme
 
 all: check
 
@@ -21,7 +21,7 @@ deps:
 	    export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
 	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi; \
 	else echo "not root or no apt-get: skipping system packages (root-only tests will skip)"; fi
-	@$(PYTHON) -c "import pytest, aiosmtpd" 2>/dev/null && command -v ruff >/dev/null && command -v vermin >/dev/null || \
+	@$(PYTHON) -c "import pytest, aiosmtpd, ruff, vermin" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q $(PIP_PACKAGES) 2>/dev/null || \
 	  $(PYTHON) -m pip install -q --break-system-packages $(PIP_PACKAGES)
 	@if [ "$$(id -u)" = 0 ] && [ -x .ci/ipvs-vm.sh ]; then bash .ci/ipvs-vm.sh --setup; fi
@@ -30,7 +30,7 @@ deps:
 lint:
 	$(PYTHON) -m ruff check --config .ci/ruff.toml vrrpd.py test_vrrpd.py
 	$(PYTHON) .ci/stdlib_only.py vrrpd.py
-	$(PYTHON) -m vermin -q --no-tips --violations -t=3.9- vrrpd.py
+	$(PYTHON) -c "import sys, vermin; sys.argv[0] = 'vermin'; sys.exit(vermin.main())" -q --no-tips --violations -t=3.9- vrrpd.py
 
 check:
 	$(PYTHON) vrrpd.py --check -f vrrpd.conf.example
@@ -41,11 +41,19 @@ demo:
 bench:
 	$(PYTHON) test_vrrpd.py bench
 
+# Fuzzing: each fuzz test runs VRRPD_FUZZ_SECONDS (deterministic seeds).
+VRRPD_FUZZ_SECONDS ?= 60
 fuzz:
-	VRRPD_FUZZ_SECONDS=120 $(PYTEST) -q -k fuzz test_vrrpd.py
+	VRRPD_FUZZ_SECONDS=$(VRRPD_FUZZ_SECONDS) $(PYTEST) -q -k fuzz test_vrrpd.py
 
+# Fault soak: two vrrpd nodes and keepalived under random faults; prints the invariants' counts and keeps
+# the daemons' logs and the report in VRRPD_SOAK_LOGS.
+VRRPD_SOAK_SECONDS ?= 600
+VRRPD_SOAK_SEED ?= 8
+VRRPD_SOAK_LOGS ?= soak-logs
 soak:
-	VRRPD_SOAK_SECONDS=600 $(PYTEST) -q -s -k soak test_vrrpd.py
+	VRRPD_SOAK_SECONDS=$(VRRPD_SOAK_SECONDS) VRRPD_SOAK_SEED=$(VRRPD_SOAK_SEED) VRRPD_SOAK_LOGS=$(VRRPD_SOAK_LOGS) \
+	  $(PYTEST) -q -s -k soak test_vrrpd.py
 
 PREFIX ?= /usr/local
 install:
@@ -53,9 +61,17 @@ install:
 	install -D -m 0644 vrrpd.service $(DESTDIR)/etc/systemd/system/vrrpd.service
 	install -d -m 0755 $(DESTDIR)/etc/vrrpd
 	[ -e $(DESTDIR)/etc/vrrpd/vrrpd.conf ] || install -m 0644 vrrpd.conf.example $(DESTDIR)/etc/vrrpd/vrrpd.conf
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/vrrpd/README.md
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/sbin/vrrpd $(DESTDIR)/etc/systemd/system/vrrpd.service
+	rm -f $(DESTDIR)$(PREFIX)/sbin/vrrpd $(DESTDIR)/etc/systemd/system/vrrpd.service \
+	      $(DESTDIR)$(PREFIX)/share/doc/vrrpd/README.md
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/vrrpd 2>/dev/null
+
+# Regenerate the README's keyword table from the parser's keyword registry (a test fails when it drifts).
+readme:
+	$(PYTHON) -c 'import vrrpd; t = open("README.md").read(); a, b = "<!-- keywords:begin -->\n", "<!-- keywords:end -->"; \
+	  i, j = t.index(a) + len(a), t.index(b); open("README.md", "w").write(t[:i] + vrrpd.keyword_table_markdown() + t[j:])'
 
 clean:
 	rm -rf .pytest_cache __pycache__ .ruff_cache

@@ -1151,6 +1151,7 @@ class _Parser:
         toks = self.toks
         depth = len(self.stack)
         self.stack.append(block)
+        previous: Optional[Token] = None  # the last keyword read in this block
         try:
             while self.i < self.n:
                 tok = toks[self.i]
@@ -1183,9 +1184,10 @@ class _Parser:
                             self.unwind_to = None
                             continue
                 if kw is None:
-                    self.unknown(block, tok)
+                    self.unknown(block, tok, previous)
                     continue
                 self.i += 1
+                previous = tok
                 self.statement(block, spec, kw, tok, obj)
                 if self.unwind_to is not None:
                     if self.unwind_to < depth:
@@ -1221,11 +1223,15 @@ class _Parser:
             self._suffix_closes = suffix
         return self._suffix_closes[i]
 
-    def unknown(self, block: str, tok: Token) -> None:
+    def unknown(self, block: str, tok: Token, previous: Optional[Token]) -> None:
+        """Warn about a word that is not a keyword here, with the most useful hint, and skip it."""
         spec = KEYWORDS[block]
         title = BLOCK_TITLES.get(block, block)
         homes = [BLOCK_TITLES.get(b, b) for b in _KEYWORD_HOMES.get(tok.text, ()) if b != block]
-        if homes:
+        if previous is not None and previous.lid == tok.lid and not homes and tok.text not in spec:
+            self.warning(tok, f"unexpected '{_short(tok.text)}' after '{previous.text}' (ignored)",
+                         "too many values, or a comment without '#'")
+        elif homes:
             self.warning(tok, f"'{tok.text}' does not belong in {title} (ignored)",
                          f"it belongs in {' / '.join(sorted(set(homes)))}")
         else:
@@ -1619,6 +1625,7 @@ def _g_mcast(attr: str, version: int) -> Handler:
 
 
 def _g_iptables(attr: str) -> Handler:
+    """A flag with optional words kept in `other` (vrrp_iptables IN OUT, lvs_flush_on_stop VS)."""
     def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
         setattr(g, attr, True)
         if args:
@@ -1662,7 +1669,7 @@ for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrr
               "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src", "v3_checksum_as_v2",
               "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_kw(_G, "lvs_flush_on_stop", _h_flag("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS" or _is_bool_word(t))
+_kw(_G, "lvs_flush_on_stop", _g_iptables("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS")
 _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
@@ -1710,13 +1717,7 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
 
 
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    text = args[0].text
-    if text.upper() in ("MASTER", "BACKUP"):
-        if text != text.upper():
-            p.warning(args[0], f"state '{text}': keepalived needs upper case", f"write 'state {text.upper()}'")
-        inst.state = State(text.upper())
-    else:
-        raise _Invalid(f"'{text}' is not MASTER or BACKUP")
+    inst.state = State(_upper_case_word(p, kw, args[0], ("MASTER", "BACKUP")))
 
 
 def _i_advert_int(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -1727,11 +1728,18 @@ def _i_auth(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> Vrr
     return inst
 
 
+def _upper_case_word(p: _Parser, kw: Token, tok: Token, allowed: Tuple[str, ...]) -> str:
+    """A word keepalived only knows in upper case: accept any case, warn when it is not upper case."""
+    text = tok.text.upper()
+    if text not in allowed:
+        raise _Invalid(f"'{tok.text}' is not {' or '.join(allowed)}")
+    if tok.text != text:
+        p.warning(tok, f"{kw.text} '{tok.text}': keepalived needs upper case", f"write '{kw.text} {text}'")
+    return text
+
+
 def _a_type(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    text = args[0].text.upper()
-    if text not in ("PASS", "AH"):
-        raise _Invalid(f"'{args[0].text}' is not PASS or AH")
-    inst.auth_type = AuthType[text]
+    inst.auth_type = AuthType[_upper_case_word(p, kw, args[0], ("PASS", "AH"))]
 
 
 def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -1827,7 +1835,7 @@ _accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_ex
              "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
              "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
              "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src track_bfd")
-KEYWORDS[_I]["track_bfd"] = Keyword("track_bfd", None, (0, 0), "skip", supported=False)
+KEYWORDS[_I]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
 
@@ -1855,7 +1863,7 @@ def _tf_init(p: _Parser, tf: TrackFile, kw: Token, args: List[Token]) -> None:
         if a.text == "overwrite":
             tf.init_file_overwrite = True
         else:
-            tf.init_file = _parse_int(a.text.lstrip("-") and a.text, -2147483647, 2147483647)
+            tf.init_file = _parse_int(a.text, -2147483647, 2147483647)
 
 
 _kw("track_file", "file", _h_str("path"))
@@ -1891,7 +1899,7 @@ for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
 _accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
-KEYWORDS[_SG]["track_bfd"] = Keyword("track_bfd", None, (0, 0), "skip", supported=False)
+KEYWORDS[_SG]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
 
 # -- virtual_server, real_server and checkers --------------------------------------------------------
 
@@ -1904,7 +1912,7 @@ def _lb_kind(text: str) -> LbKind:
 
 
 def _v_lb_kind(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
-    obj.lb_kind = _lb_kind(args[0].text)
+    obj.lb_kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
     if isinstance(obj, VirtualServer):
         words = [a.text for a in args[1:]]
         k = 0
@@ -2142,10 +2150,6 @@ def vrrp_timers(inst: VrrpInstance, g: GlobalDefs) -> Tuple[float, float, float]
     return adv, skew, 3 * adv + skew
 
 
-def _strict(inst: VrrpInstance, g: GlobalDefs) -> bool:
-    return inst.strict_mode if inst.strict_mode is not None else g.vrrp_strict
-
-
 def _host_interfaces() -> Optional[set]:
     try:
         return {name for _, name in socket.if_nameindex()}
@@ -2160,180 +2164,248 @@ def _which(program: str) -> Optional[str]:
         return None
 
 
-def _validate(p: _Parser, check_interfaces: bool) -> None:
-    """Cross-checks that need the whole configuration (names, duplicates, strict mode)."""
-    cfg = p.config
-    g = cfg.global_defs
-    diags = p.diags
+class _Validator:
+    """Cross-checks that need the whole configuration (names, duplicates, strict mode, the host).
 
-    def err(file: str, line: int, message: str, hint: str = "") -> None:
-        diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
+    Where keepalived silently changes a value (strict mode drops authentication...), the model is
+    changed the same way and a warning says so."""
 
-    def warn(file: str, line: int, message: str, hint: str = "") -> None:
-        diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
+    def __init__(self, p: _Parser, check_interfaces: bool):
+        self.p = p
+        self.cfg = p.config
+        self.g = p.config.global_defs
+        self.check_interfaces = check_interfaces
+        self.interfaces = _host_interfaces()
+        self.names: Dict[str, VrrpInstance] = {}
 
-    def line_of(obj: Any, keyword: str, default: int) -> int:
-        tok = p.where(obj, keyword)
+    def err(self, file: str, line: int, message: str, hint: str = "") -> None:
+        self.p.diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
+
+    def warn(self, file: str, line: int, message: str, hint: str = "") -> None:
+        self.p.diags.append(Diagnostic(file, line, Severity.WARNING, message, hint))
+
+    def line_of(self, obj: Any, keyword: str, default: int) -> int:
+        tok = self.p.where(obj, keyword)
         return tok.line if tok is not None else default
 
-    interfaces = _host_interfaces()
-    names: Dict[str, VrrpInstance] = {}
-    vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
-    for inst in cfg.vrrp_instances:
-        f, ln = inst.file, inst.line
+    def missing_interface(self, file: str, line: int, message: str) -> None:
+        """An interface this host lacks: an error at start-up, a warning under --check."""
+        (self.err if self.check_interfaces else self.warn)(file, line, message)
+
+    def run(self) -> None:
+        vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
+        for inst in self.cfg.vrrp_instances:
+            self.instance(inst)
+            self.instance_strict(inst)
+            self.instance_references(inst, vrids)
+        self.commands()
+        self.sync_groups()
+        for script in self.cfg.vrrp_scripts.values():
+            if script.script is None:
+                self.err(script.file, script.line, f"vrrp_script {script.name} has no 'script'",
+                         'script "/path/to/check args"')
+        for vs in self.cfg.virtual_servers:
+            self.virtual_server(vs)
+        self.mail()
+
+    def mail(self) -> None:
+        """E-mail alerts need both recipients and a server; say so when only one half is there."""
+        g = self.g
+        where = self.p.where(g, "notification_email") or self.p.where(g, "smtp_server")
+        if where is None:
+            return
+        if g.notification_email and not g.smtp_server:
+            self.warn(where.file, where.line, "notification_email without smtp_server: no e-mail will be sent")
+        elif g.smtp_server and not g.notification_email:
+            self.warn(where.file, where.line, "smtp_server without notification_email: no e-mail will be sent")
+
+    def instance(self, inst: VrrpInstance) -> None:
+        f, ln, g = inst.file, inst.line, self.g
         label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
         if not inst.name:
-            err(f, ln, "vrrp_instance has no name", "vrrp_instance NAME { ... }")
-        elif inst.name in names:
-            err(f, ln, f"duplicate vrrp_instance name '{inst.name}'", f"first defined at line {names[inst.name].line}")
+            self.err(f, ln, "vrrp_instance has no name", "vrrp_instance NAME { ... }")
+        elif inst.name in self.names:
+            self.err(f, ln, f"duplicate vrrp_instance name '{inst.name}'",
+                     f"first defined at line {self.names[inst.name].line}")
         else:
-            names[inst.name] = inst
+            self.names[inst.name] = inst
+        interfaces = self.interfaces
         if inst.interface is None and inst.unicast_src_ip is None:
-            err(f, ln, f"{label}: no 'interface'", "interface IFNAME")
+            self.err(f, ln, f"{label}: no 'interface'", "interface IFNAME")
         elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
-            (err if check_interfaces else warn)(f, line_of(inst, "interface", ln),
-                                                f"{label}: interface '{inst.interface}' does not exist on this host")
+            self.missing_interface(f, self.line_of(inst, "interface", ln),
+                                   f"{label}: interface '{inst.interface}' does not exist on this host")
         if interfaces is not None:
             for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
                 if vip.dev is not None and vip.dev not in interfaces:
-                    (err if check_interfaces else warn)(f, vip.line, f"{label}: interface '{vip.dev}' of "
-                                                        f"{vip.address} does not exist on this host")
+                    self.missing_interface(f, vip.line, f"{label}: interface '{vip.dev}' of {vip.address} "
+                                           "does not exist on this host")
             for ref in inst.track_interface:
                 if ref.name not in interfaces:
-                    warn(f, ref.line, f"{label}: track_interface '{ref.name}' does not exist on this host")
-        if inst.virtual_router_id == 0 and p.where(inst, "virtual_router_id") is None:
-            err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
+                    self.warn(f, ref.line, f"{label}: track_interface '{ref.name}' does not exist on this host")
+        if inst.interface is not None and (len(inst.interface) > 15 or "/" in inst.interface):
+            self.err(f, self.line_of(inst, "interface", ln), f"{label}: '{inst.interface}' cannot be a Linux "
+                     "interface name (at most 15 characters, no '/')")
+        for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+            dev = vip.dev or inst.interface
+            if vip.label is not None and dev is not None and not vip.label.startswith(dev):
+                self.warn(f, vip.line, f"{label}: label '{vip.label}' of {vip.address} does not start with its "
+                          f"interface name '{dev}' (ip(8) refuses such labels)", f"write 'label {dev}:N'")
+        if inst.virtual_router_id == 0 and self.p.where(inst, "virtual_router_id") is None:
+            self.err(f, ln, f"{label}: no 'virtual_router_id'", "virtual_router_id 1..255, the same on every node")
         version = effective_version(inst, g)
-        ln_adv = line_of(inst, "advert_int", ln)
+        ln_adv = self.line_of(inst, "advert_int", ln)
         if version == 2 and inst.advert_int != int(inst.advert_int):
-            warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} must be whole seconds in VRRPv2; "
-                 f"using {advert_interval(inst, g):g}", "use 'version 3' for sub-second adverts")
+            self.warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} must be whole seconds in VRRPv2; "
+                      f"using {advert_interval(inst, g):g}", "use 'version 3' for sub-second adverts")
         elif version == 3 and inst.advert_int > 40.95:
-            err(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} exceeds the VRRPv3 maximum of 40.95 s")
+            self.err(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} exceeds the VRRPv3 maximum of 40.95 s")
         elif version == 3 and round(inst.advert_int * 100) != inst.advert_int * 100:
-            warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} rounded to {advert_interval(inst, g):g} "
-                 "(VRRPv3 counts centiseconds)")
-        has_auth = p.where(inst, "auth_type") is not None or p.where(inst, "auth_pass") is not None
-        ln_auth = line_of(inst, "authentication", ln)
-        if has_auth and version == 3:
-            err(f, ln_auth, f"{label}: VRRPv3 has no authentication", "remove the authentication block")
+            self.warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} rounded to {advert_interval(inst, g):g} "
+                      "(VRRPv3 counts centiseconds)")
+        ln_auth = self.line_of(inst, "authentication", ln)
+        if self.has_auth(inst) and version == 3:
+            self.err(f, ln_auth, f"{label}: VRRPv3 has no authentication", "remove the authentication block")
         if inst.auth_type == AuthType.PASS and not inst.auth_pass:
-            err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
+            self.err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
         families = {v.address.version for v in inst.virtual_ipaddress}
+        if len(families) > 1:
+            self.err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
+                     "use one instance per address family")
+        if inst.auth_type == AuthType.AH and 6 in families:
+            self.err(f, ln_auth, f"{label}: auth_type AH is IPv4-only")
         peer_families = {u.address.version for u in inst.unicast_peer}
         if inst.unicast_src_ip is not None:
             peer_families.add(inst.unicast_src_ip.version)
+        ln_peer = self.line_of(inst, "unicast_peer", ln)
         if len(peer_families) > 1:
-            err(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_src_ip and unicast_peer mix IPv4 and IPv6")
-        if len(families) > 1:
-            err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
-                "use one instance per address family")
-        if _strict(inst, g):
-            why = "vrrp_strict" if inst.strict_mode is None else "strict_mode"
-            if inst.unicast_peer:
-                err(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer is not allowed with {why}",
-                    "remove vrrp_strict for unicast")
-            if not inst.virtual_ipaddress:
-                err(f, ln, f"{label}: {why} needs at least one virtual_ipaddress")
-            if version == 2 and 6 in families:
-                err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
-                    "add 'version 3'")
-            if inst.preempt_delay:
-                warn(f, line_of(inst, "preempt_delay", ln), f"{label}: {why} does not allow preempt_delay; it is "
-                     "ignored (as keepalived does)")
-                inst.preempt_delay = 0.0
-            if has_auth and version == 2:
-                warn(f, ln_auth, f"{label}: {why} does not support authentication; it is ignored (as keepalived does)",
-                     "remove the authentication block")
-                inst.auth_type, inst.auth_pass = AuthType.NONE, b""
-        if inst.nopreempt and inst.preempt_delay:
-            warn(f, line_of(inst, "preempt_delay", ln), f"{label}: preempt_delay has no effect with nopreempt")
+            self.err(f, ln_peer, f"{label}: unicast_src_ip and unicast_peer mix IPv4 and IPv6")
         if inst.unicast_src_ip is not None and any(u.address == inst.unicast_src_ip for u in inst.unicast_peer):
-            warn(f, line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer lists this node's own unicast_src_ip "
-                 f"{inst.unicast_src_ip}", "list the other nodes only")
+            self.warn(f, ln_peer, f"{label}: unicast_peer lists this node's own unicast_src_ip "
+                      f"{inst.unicast_src_ip}", "list the other nodes only")
+        if inst.nopreempt and inst.preempt_delay:
+            self.warn(f, self.line_of(inst, "preempt_delay", ln),
+                      f"{label}: preempt_delay has no effect with nopreempt")
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
-            warn(f, line_of(inst, "nopreempt", ln), f"{label}: nopreempt is ignored with state MASTER or priority 255",
-                 "set 'state BACKUP' on every node")
-        if inst.auth_type == AuthType.AH and 6 in families:
-            err(f, ln_auth, f"{label}: auth_type AH is IPv4-only")
+            self.warn(f, self.line_of(inst, "nopreempt", ln),
+                      f"{label}: nopreempt is ignored with state MASTER or priority 255",
+                      "set 'state BACKUP' on every node")
+
+    def has_auth(self, inst: VrrpInstance) -> bool:
+        return self.p.where(inst, "auth_type") is not None or self.p.where(inst, "auth_pass") is not None
+
+    def instance_strict(self, inst: VrrpInstance) -> None:
+        """vrrp_strict / strict_mode: RFC-only behaviour, as keepalived enforces it."""
+        if not (inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict):
+            return
+        f, ln = inst.file, inst.line
+        label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
+        why = "vrrp_strict" if inst.strict_mode is None else "strict_mode"
+        version = effective_version(inst, self.g)
+        if inst.unicast_peer:
+            self.err(f, self.line_of(inst, "unicast_peer", ln), f"{label}: unicast_peer is not allowed with {why}",
+                     "remove vrrp_strict for unicast")
+        if not inst.virtual_ipaddress:
+            self.err(f, ln, f"{label}: {why} needs at least one virtual_ipaddress")
+        elif version == 2 and any(v.address.version == 6 for v in inst.virtual_ipaddress):
+            self.err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
+                     "add 'version 3'")
+        if inst.preempt_delay:
+            self.warn(f, self.line_of(inst, "preempt_delay", ln), f"{label}: {why} does not allow preempt_delay; "
+                      "it is ignored (as keepalived does)")
+            inst.preempt_delay = 0.0
+        if self.has_auth(inst) and version == 2:
+            self.warn(f, self.line_of(inst, "authentication", ln), f"{label}: {why} does not support "
+                      "authentication; it is ignored (as keepalived does)", "remove the authentication block")
+            inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+
+    def instance_references(self, inst: VrrpInstance, vrids: Dict[Tuple[str, int, int], VrrpInstance]) -> None:
+        """Names that must refer to something, and VRIDs that must be unique per interface and family."""
+        f, cfg = inst.file, self.cfg
+        label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
         for ref in inst.track_script:
             if ref.name not in cfg.vrrp_scripts:
                 close = difflib.get_close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
-                err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
-                    f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
+                self.err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
+                         f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
         for ref in inst.track_file:
             if ref.name not in cfg.track_files:
-                err(f, ref.line, f"{label}: track_file '{ref.name}' names no track_file block")
+                self.err(f, ref.line, f"{label}: track_file '{ref.name}' names no track_file block")
         for ref in inst.track_process:
             if ref.name not in cfg.track_processes:
-                err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
+                self.err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
         if inst.interface is not None and inst.virtual_router_id:
             key = (inst.interface, inst.virtual_router_id, inst.family)
             other = vrids.get(key)
             if other is not None and not (inst.unicast_peer and other.unicast_peer):
-                err(f, line_of(inst, "virtual_router_id", ln),
-                    f"{label}: virtual_router_id {inst.virtual_router_id} on {inst.interface} is already used by "
-                    f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
+                self.err(f, self.line_of(inst, "virtual_router_id", inst.line),
+                         f"{label}: virtual_router_id {inst.virtual_router_id} on {inst.interface} is already used by "
+                         f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
             else:
                 vrids[key] = inst
-    for cmd, tok in p.commands:
-        program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
-        if not program:
-            err(tok.file, tok.line, f"{tok.text}: empty command")
-        elif _which(program) is None:
-            warn(tok.file, tok.line, f"{tok.text}: '{program}' does not exist or is not executable on this host")
-    seen_groups: Dict[str, SyncGroup] = {}
-    member_of: Dict[str, str] = {}
-    for sg in cfg.sync_groups:
-        if not sg.name:
-            err(sg.file, sg.line, "vrrp_sync_group has no name")
-        elif sg.name in seen_groups:
-            err(sg.file, sg.line, f"duplicate vrrp_sync_group name '{sg.name}'")
-        seen_groups[sg.name] = sg
-        if not sg.group:
-            err(sg.file, sg.line, f"vrrp_sync_group {sg.name}: no 'group {{ ... }}' of instances")
-        elif len(sg.group) == 1:
-            warn(sg.file, sg.line, f"vrrp_sync_group {sg.name} has only one member")
-        for member in sg.group:
-            tok = p.member_lines.get((id(sg), member))
-            ln = tok.line if tok is not None else sg.line
-            inst = names.get(member)
-            if inst is None:
-                close = difflib.get_close_matches(member, list(names), n=1)
-                err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
-                    f"did you mean '{close[0]}'?" if close else "")
-            elif member in member_of:
-                err(sg.file, ln, f"vrrp_instance {member} is already in vrrp_sync_group {member_of[member]}")
-            else:
-                member_of[member] = sg.name
-                inst.sync_group = sg.name
-        for ref in sg.track_script:
-            if ref.name not in cfg.vrrp_scripts:
-                err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' names no vrrp_script")
-    for script in cfg.vrrp_scripts.values():
-        if script.script is None:
-            err(script.file, script.line, f"vrrp_script {script.name} has no 'script'", 'script "/path/to/check args"')
-    for vs in cfg.virtual_servers:
-        if vs.group is not None and vs.group not in cfg.virtual_server_groups:
-            err(vs.file, vs.line, f"virtual_server group '{vs.group}' names no virtual_server_group")
+
+    def commands(self) -> None:
+        for cmd, tok in self.p.commands:
+            program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
+            if not program:
+                self.err(tok.file, tok.line, f"{tok.text}: empty command")
+            elif _which(program) is None:
+                self.warn(tok.file, tok.line,
+                          f"{tok.text}: '{program}' does not exist or is not executable on this host")
+
+    def sync_groups(self) -> None:
+        seen: Dict[str, SyncGroup] = {}
+        member_of: Dict[str, str] = {}
+        for sg in self.cfg.sync_groups:
+            if not sg.name:
+                self.err(sg.file, sg.line, "vrrp_sync_group has no name")
+            elif sg.name in seen:
+                self.err(sg.file, sg.line, f"duplicate vrrp_sync_group name '{sg.name}'")
+            seen[sg.name] = sg
+            if not sg.group:
+                self.err(sg.file, sg.line, f"vrrp_sync_group {sg.name}: no 'group {{ ... }}' of instances")
+            elif len(sg.group) == 1:
+                self.warn(sg.file, sg.line, f"vrrp_sync_group {sg.name} has only one member")
+            for member in sg.group:
+                tok = self.p.member_lines.get((id(sg), member))
+                ln = tok.line if tok is not None else sg.line
+                inst = self.names.get(member)
+                if inst is None:
+                    close = difflib.get_close_matches(member, list(self.names), n=1)
+                    self.err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
+                             f"did you mean '{close[0]}'?" if close else "")
+                elif member in member_of:
+                    self.err(sg.file, ln, f"vrrp_instance {member} is already in vrrp_sync_group {member_of[member]}")
+                else:
+                    member_of[member] = sg.name
+                    inst.sync_group = sg.name
+            for ref in sg.track_script:
+                if ref.name not in self.cfg.vrrp_scripts:
+                    self.err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
+                             "names no vrrp_script")
+
+    def virtual_server(self, vs: VirtualServer) -> None:
+        f, ln = vs.file, vs.line
+        if vs.group is not None and vs.group not in self.cfg.virtual_server_groups:
+            self.err(f, ln, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
-            warn(vs.file, vs.line, "virtual_server has no real_server", "keepalived ignores it too")
-        if vs.fwmark is None and p.where(vs, "protocol") is None:
+            self.warn(f, ln, "virtual_server has no real_server", "keepalived ignores it too")
+        if vs.fwmark is None and self.p.where(vs, "protocol") is None:
             kinds = {c.kind for rs in vs.real_servers for c in rs.checkers}
             if kinds & {"HTTP_GET", "SSL_GET", "TCP_CHECK", "SMTP_CHECK"}:
-                warn(vs.file, vs.line, "virtual_server has no 'protocol'; keepalived would use UDP, vrrpd uses TCP "
-                     "as its TCP checkers show", "write 'protocol TCP'")
+                self.warn(f, ln, "virtual_server has no 'protocol'; keepalived would use UDP, vrrpd uses TCP "
+                          "as its TCP checkers show", "write 'protocol TCP'")
                 vs.protocol = "TCP"
             else:
-                warn(vs.file, vs.line, "virtual_server has no 'protocol'; UDP is used, as keepalived does",
-                     "write 'protocol TCP' or 'protocol UDP'")
+                self.warn(f, ln, "virtual_server has no 'protocol'; UDP is used, as keepalived does",
+                          "write 'protocol TCP' or 'protocol UDP'")
                 vs.protocol = "UDP"
         if vs.ops and vs.protocol != "UDP" and vs.fwmark is None:
-            warn(vs.file, line_of(vs, "ops", vs.line), "ops (one-packet scheduling) needs protocol UDP; ignored")
+            self.warn(f, self.line_of(vs, "ops", ln), "ops (one-packet scheduling) needs protocol UDP; ignored")
             vs.ops = False
         if vs.hysteresis and vs.hysteresis >= vs.quorum:
-            warn(vs.file, line_of(vs, "hysteresis", vs.line), f"hysteresis {vs.hysteresis} >= quorum {vs.quorum}; "
-                 f"using {max(0, vs.quorum - 1)}, as keepalived does")
+            self.warn(f, self.line_of(vs, "hysteresis", ln), f"hysteresis {vs.hysteresis} >= quorum {vs.quorum}; "
+                      f"using {max(0, vs.quorum - 1)}, as keepalived does")
             vs.hysteresis = max(0, vs.quorum - 1)
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
@@ -2354,7 +2426,7 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
     parser = _Parser(lexer.tokens, diags)
     try:
         config = parser.parse()
-        _validate(parser, check_interfaces)
+        _Validator(parser, check_interfaces).run()
     except RecursionError:
         config = parser.config
         diags.append(Diagnostic(lexer.files[0] if lexer.files else "<string>", 0, Severity.ERROR,
@@ -2447,6 +2519,8 @@ def config_summary(config: Config) -> List[str]:
             name = f"{vs.address}:{vs.port}"
         out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
                    f"{len(vs.real_servers)} real server(s)")
+    if not config.vrrp_instances and not config.virtual_servers:
+        out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
         out.append("accepted but not acted upon by vrrpd:")
         out.extend("    " + where for where in config.accepted_only)
@@ -2673,6 +2747,8 @@ def nlmsg_parse(data: bytes) -> List[Tuple[int, int, int, int, bytes]]:
 
 def nlmsg_error_code(payload: bytes) -> int:
     """The positive errno of an NLMSG_ERROR payload (0 is an ACK)."""
+    if len(payload) < 4:
+        raise PacketError("bad_netlink", "short error message")
     return -struct.unpack_from("=i", payload)[0]
 
 
@@ -2753,6 +2829,8 @@ def parse_addr(payload: bytes) -> Optional[AddrInfo]:
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
     if raw is None or len(raw) != 4:
         return None
+    if prefixlen > 32:
+        raise PacketError("bad_netlink", f"prefix length {prefixlen}")
     address = ipaddress.IPv4Interface((ipaddress.IPv4Address(raw), prefixlen))
     return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")))
 
@@ -2935,7 +3013,7 @@ def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int
     if len(packet) < 20:
         raise PacketError("ah_short", "no IPv4 header")
     ihl = (packet[0] & 0x0F) * 4
-    if len(packet) < ihl + AH_HEADER_LEN or packet[9] != IPPROTO_AH:
+    if ihl < 20 or len(packet) < ihl + AH_HEADER_LEN or packet[9] != IPPROTO_AH:
         raise PacketError("ah_short", "no AH header")
     ah = packet[ihl:ihl + AH_HEADER_LEN]
     next_header, _plen, _rsvd, spi, seq = struct.unpack("!BBH4sI", ah[:12])
@@ -4535,10 +4613,12 @@ NLA_F_NESTED = 0x8000
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
-IPVS_CMD_FLUSH = 17
+IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 12, 17
+IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
  IPVS_SVC_ATTR_SCHED_NAME, IPVS_SVC_ATTR_FLAGS, IPVS_SVC_ATTR_TIMEOUT, IPVS_SVC_ATTR_NETMASK) = range(1, 10)
+IPVS_SVC_ATTR_PE_NAME = 11
 (IPVS_DEST_ATTR_ADDR, IPVS_DEST_ATTR_PORT, IPVS_DEST_ATTR_FWD_METHOD, IPVS_DEST_ATTR_WEIGHT,
  IPVS_DEST_ATTR_U_THRESH, IPVS_DEST_ATTR_L_THRESH) = range(1, 7)
 IPVS_DEST_ATTR_ADDR_FAMILY, IPVS_DEST_ATTR_TUN_TYPE, IPVS_DEST_ATTR_TUN_PORT, IPVS_DEST_ATTR_TUN_FLAGS = 11, 13, 14, 15
@@ -4574,6 +4654,7 @@ class IpvsService:
     flags: int = 0
     timeout: int = 0
     netmask: int = 0xFFFFFFFF  # IPv4: the mask's 32 bits; IPv6: a prefix length
+    pe_name: Optional[str] = None  # persistence engine, e.g. "sip"
 
 
 @dataclass
@@ -4634,6 +4715,8 @@ def ipvs_service_attr(svc: Union[IpvsService, IpvsServiceKey]) -> bytes:
         body += _nla(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
         netmask = struct.pack("=I", svc.netmask) if key.af == socket.AF_INET6 else struct.pack("!I", svc.netmask)
         body += _nla(IPVS_SVC_ATTR_NETMASK, netmask)
+        if svc.pe_name:
+            body += _nla(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
     return _nla(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
 
 
@@ -4654,12 +4737,25 @@ def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
     return _nla(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
 
 
+def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
+    """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
+    return b"".join(_nla(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
+                    for name, value in sorted(timeouts.items(), key=lambda kv: IPVS_CMD_ATTR_TIMEOUT[kv[0]]))
+
+
 def _ip_from(af: int, raw: bytes) -> IPAddress:
     return ipaddress.ip_address(raw[:16] if af == socket.AF_INET6 else raw[:4])
 
 
 def ipvs_parse_service(nested: bytes) -> IpvsService:
-    """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService."""
+    """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService; NetlinkError if malformed."""
+    try:
+        return _ipvs_parse_service(nested)
+    except (KeyError, IndexError, ValueError, struct.error) as exc:
+        raise NetlinkError(errno.EPROTO, f"malformed IPVS service ({exc!r})") from None
+
+
+def _ipvs_parse_service(nested: bytes) -> IpvsService:
     a = _nla_parse(nested)
     af = struct.unpack("=H", a[IPVS_SVC_ATTR_AF])[0]
     fwmark = struct.unpack("=I", a[IPVS_SVC_ATTR_FWMARK])[0] if IPVS_SVC_ATTR_FWMARK in a else 0
@@ -4680,7 +4776,14 @@ def ipvs_parse_service(nested: bytes) -> IpvsService:
 
 
 def ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
-    """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest."""
+    """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest; NetlinkError if malformed."""
+    try:
+        return _ipvs_parse_dest(nested, af)
+    except (KeyError, IndexError, ValueError, struct.error) as exc:
+        raise NetlinkError(errno.EPROTO, f"malformed IPVS destination ({exc!r})") from None
+
+
+def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
     a = _nla_parse(nested)
     if IPVS_DEST_ATTR_ADDR_FAMILY in a:
         af = struct.unpack("=H", a[IPVS_DEST_ATTR_ADDR_FAMILY])[0]
@@ -4713,12 +4816,16 @@ def genl_parse_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, Dict[int,
         if rseq != seq:
             continue
         if kind == NLMSG_ERROR:
+            if len(payload) < 4:
+                raise NetlinkError(errno.EPROTO, "short netlink error message")
             err = -struct.unpack_from("=i", payload)[0]
             if err:
                 raise NetlinkError(err)
             finished = True
         elif kind == NLMSG_DONE:
             finished = True
+        elif len(payload) < 4:
+            raise NetlinkError(errno.EPROTO, "short generic netlink message")
         else:
             replies.append((payload[0], _nla_parse(payload[4:])))
     return replies, finished
@@ -4787,11 +4894,17 @@ class IpvsNetlink:
 
 
 def _vs_name(vs: VirtualServer) -> str:
-    if vs.group:
-        return f"[{vs.group}]:{vs.protocol.lower()}:{vs.port or 0}"
-    if vs.fwmark:
-        return f"FWM {vs.fwmark}"
-    return f"[{vs.address}]:{vs.protocol.lower()}:{vs.port}"
+    return format_virtual_server(vs)
+
+
+def _address_is_local(address: IPAddress) -> bool:
+    """Whether this host holds `address` now (binding to it succeeds only then)."""
+    with socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(address), 0))
+            return True
+        except OSError:
+            return False
 
 
 def _rs_name(vs: VirtualServer, key: Tuple[IPAddress, int]) -> str:
@@ -4846,7 +4959,7 @@ def lvs_service(vs: VirtualServer, key: IpvsServiceKey) -> IpvsService:
         netmask = 0xFFFFFFFF
         if vs.persistence_granularity is not None:
             netmask = int(vs.persistence_granularity)
-    return IpvsService(key, vs.lb_algo, flags, timeout, netmask)
+    return IpvsService(key, vs.lb_algo, flags, timeout, netmask, vs.persistence_engine)
 
 
 def _service_differs(want: IpvsService, have: IpvsService) -> bool:
@@ -4875,13 +4988,18 @@ class _CheckRunner:
         self.busy = False
         self.last_result = ""
         self.due = self.loop.time()
+        self.attempt = 0
+        self.stopped = False
+        self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
+        self.suspended = False
         ip = chk.connect_ip or rsr.key[0]
         self.target = (ip, chk.connect_port if chk.connect_port is not None else rsr.key[1])
+        self.sockaddr = (str(ip), self.target[1])
         self.name = f"[{ip}]:{self.vs.protocol.lower()}:{self.target[1]}"
 
     def start(self, delay: float) -> None:
         self.due = self.loop.time() + delay
-        self.timer = self.loop.call_at(self.due, self._attempt)
+        self.timer = self.loop.call_at(self.due, self._attempt, self.attempt)
 
     def stop(self) -> None:
         for t in (self.timer, self.deadline):
@@ -4889,6 +5007,8 @@ class _CheckRunner:
                 t.cancel()
         self.timer = self.deadline = None
         self._close()
+        self.stopped = True
+        self.attempt += 1
         if self.child is not None:
             self.child.on_exit = None
             self.child.kill()
@@ -4899,15 +5019,31 @@ class _CheckRunner:
             self.deadline.cancel()
             self.deadline = None
         if self.sock is not None:
-            self.loop.remove_reader(self.sock)
-            self.loop.remove_writer(self.sock)
+            self._unwatch(False)
+            self._unwatch(True)
             self.sock.close()
             self.sock = None
 
-    def _attempt(self) -> None:
+    def _attempt(self, token: int = -1) -> None:
+        # a timer cancelled late can still fire: every callback checks it is for the current attempt
+        if token not in (-1, self.attempt) or self.busy or self.stopped:
+            return
+        suspend = self.vs.ha_suspend and self.vs.address is not None and not _address_is_local(self.vs.address)
+        if suspend != self.suspended:
+            self.suspended = suspend
+            log.info("%s healthchecker for service %s of VS %s", "Suspending" if suspend else "Activating",
+                     self.name, _vs_name(self.vs))
+        if suspend:  # ha_suspend: no checks while this node does not hold the virtual address
+            self.due = self.loop.time() + self.params.delay_loop
+            self.timer = self.loop.call_at(self.due, self._attempt, self.attempt)
+            return
+        self.attempt += 1
         self.timer = None
         self.busy = True
-        self.manager.max_late = max(self.manager.max_late, self.loop.time() - self.due)
+        late = self.loop.time() - self.due
+        self.manager.max_late = max(self.manager.max_late, late)
+        if self.manager.late_samples is not None:
+            self.manager.late_samples.append(late)
         try:
             self.begin()
         except OSError as exc:
@@ -4918,6 +5054,8 @@ class _CheckRunner:
 
     def _done(self, ok: bool, reason: str = "", weight: Optional[int] = None) -> None:
         self._close()
+        if not self.busy or self.stopped:
+            return
         self.busy = False
         self.last_result = "ok" if ok else reason
         was_up = self.decision.up
@@ -4932,7 +5070,7 @@ class _CheckRunner:
             self.rsr.weight_seen[id(self)] = weight
             self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
         self.due = when
-        self.timer = self.loop.call_at(when, self._attempt)
+        self.timer = self.loop.call_at(when, self._attempt, self.attempt)
 
     def _label(self) -> str:
         return {"HTTP_GET": "HTTP_CHECK", "SSL_GET": "SSL_CHECK"}.get(self.chk.kind, self.chk.kind)
@@ -4940,23 +5078,52 @@ class _CheckRunner:
     def _success_line(self) -> str:
         return f"{self._label()} on service {self.name} succeeded."
 
+    def _watch(self, write: bool, fn: Callable[..., Any], *args: Any) -> None:
+        """Call fn(*args) when the current socket is readable (or writable); stale events are dropped."""
+        (self.loop.add_writer if write else self.loop.add_reader)(self.sock, self._io, self.sock, fn, args)
+        self.watching |= 2 if write else 1
+
+    def _unwatch(self, write: bool) -> None:
+        bit = 2 if write else 1
+        if self.watching & bit:  # (asking the loop to drop what it does not hold is not free)
+            (self.loop.remove_writer if write else self.loop.remove_reader)(self.sock)
+            self.watching &= ~bit
+
+    def _io(self, sock: socket.socket, fn: Callable[..., Any], args: tuple) -> None:
+        if sock is not self.sock:
+            self.loop.remove_reader(sock)
+            self.loop.remove_writer(sock)
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # a checker must never stop checking
+            log.exception("%s on %s: internal error", self.chk.kind, self.name)
+            self._done(False, f"{self._label()} on {self.name} failed: {exc!r}")
+
+    def _deadline(self, seconds: float) -> None:
+        self.deadline = self.loop.call_later(seconds, self._timeout, self.attempt)
+
     # -- a non-blocking TCP connection shared by the stream checkers -----------------------
     def _connect(self, on_connected: Callable[[], Any]) -> None:
         ip, port = self.target
         sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
         self.sock = sock
+        self.watching = 0
         sock.setblocking(False)
+        if self.chk.kind == "TCP_CHECK":
+            # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         if self.chk.bindto is not None or self.chk.bind_port:
             sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
-        err = sock.connect_ex((str(ip), port))
+        err = sock.connect_ex(self.sockaddr)
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_writer(sock, self._connected, on_connected)
+        self._deadline(self.params.connect_timeout)
+        self._watch(True, self._connected, on_connected)
 
     def _connected(self, on_connected: Callable[[], Any]) -> None:
         assert self.sock is not None
-        self.loop.remove_writer(self.sock)
+        self._unwatch(True)
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._done(False, self._connect_failed(os.strerror(err)))
@@ -4966,7 +5133,9 @@ class _CheckRunner:
     def _connect_failed(self, why: str) -> str:
         return f"TCP connection to {self.name} failed ({why})."
 
-    def _timeout(self) -> None:
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
         self.deadline = None
         self._done(False, f"Timeout connecting to {self.name}." if self.chk.kind == "TCP_CHECK"
                    else f"Timeout reading data to {self.name}.")
@@ -5014,18 +5183,18 @@ class _HttpCheck(_CheckRunner):
         try:
             self.sock.do_handshake()  # type: ignore[attr-defined]
         except ssl.SSLWantReadError:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._handshake)
+            self._unwatch(True)
+            self._watch(False, self._handshake)
             return
         except ssl.SSLWantWriteError:
-            self.loop.remove_reader(self.sock)
-            self.loop.add_writer(self.sock, self._handshake)
+            self._unwatch(False)
+            self._watch(True, self._handshake)
             return
         except (OSError, ValueError) as exc:
             self._done(False, f"SSL handshake with {self.name} failed ({exc}).")
             return
-        self.loop.remove_reader(self.sock)
-        self.loop.remove_writer(self.sock)
+        self._unwatch(False)
+        self._unwatch(True)
         self._send()
 
     def _send(self) -> None:
@@ -5052,10 +5221,10 @@ class _HttpCheck(_CheckRunner):
             return
         self.outgoing = self.outgoing[sent:]
         if self.outgoing:
-            self.loop.add_writer(self.sock, self._write)
+            self._watch(True, self._write)
         else:
-            self.loop.remove_writer(self.sock)
-            self.loop.add_reader(self.sock, self._read)
+            self._unwatch(True)
+            self._watch(False, self._read)
 
     def _read(self) -> None:
         import ssl
@@ -5104,6 +5273,8 @@ class _MiscCheck(_CheckRunner):
         self.child = self.loop.spawn(argv, on_exit=self._exited, timeout=timeout, user=self.chk.user)
 
     def _exited(self, child: Child) -> None:
+        if child is not self.child:
+            return
         self.child = None
         up, weight = misc_check_result(child.returncode, child.timed_out, self.chk.misc_dynamic)
         path = self.chk.misc_path.raw if self.chk.misc_path else ""
@@ -5123,7 +5294,7 @@ class _SmtpCheck(_CheckRunner):
     def begin(self) -> None:
         self.buf = b""
         self.stage = 0
-        self._connect(lambda: self.loop.add_reader(self.sock, self._read))
+        self._connect(lambda: self._watch(False, self._read))
 
     def _read(self) -> None:
         assert self.sock is not None
@@ -5165,14 +5336,15 @@ class _DnsCheck(_CheckRunner):
     def begin(self) -> None:
         ip, port = self.target
         self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.watching = 0
         self.sock.setblocking(False)
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
         query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
         self.sock.sendto(query, (str(ip), port or 53))
-        self.deadline = self.loop.call_later(self.params.connect_timeout, self._timeout)
-        self.loop.add_reader(self.sock, self._read)
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
 
     def _read(self) -> None:
         assert self.sock is not None
@@ -5251,6 +5423,8 @@ class LvsManager:
         self.vs: Dict[str, _VsRuntime] = {}
         self.kernel: Dict[IpvsServiceKey, IpvsService] = {}
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
+        self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
+        self.spread = 0.0  # golden-ratio sequence of first-check offsets
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -5269,6 +5443,8 @@ class LvsManager:
         if self.config.global_defs.lvs_flush:
             self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
             self.kernel = {}
+        if self.config.global_defs.lvs_timeouts:
+            self._call(self.nl.request, IPVS_CMD_SET_CONFIG, ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
         self._apply(self.config)
 
     def stop(self) -> None:
@@ -5276,6 +5452,8 @@ class LvsManager:
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
         if self.nl is not None:
+            if self.config.global_defs.lvs_flush_on_stop:
+                self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
             self.nl.close()
             self.nl = None
 
@@ -5350,13 +5528,16 @@ class LvsManager:
 
     def _start_real_servers(self, vsr: _VsRuntime, old: Optional[_VsRuntime]) -> None:
         vs = vsr.vs
-        for index, rs in enumerate(vs.real_servers):
+        for rs in vs.real_servers:
             key = (rs.address, rs.port if rs.port is not None else (vs.port or 0))
             previous = old.rs.pop(key, None) if old is not None else None
-            if previous is not None and previous.rs == rs and old is not None and old.vs.delay_loop == vs.delay_loop:
+            # a real server whose checkers did not change keeps them, and their state (a reload must not
+            # bring back a server that is down); weights, thresholds and notifies are read afresh
+            if (previous is not None and previous.rs.checkers == rs.checkers
+                    and all(checker_params(vs, rs, c.chk) == c.params for c in previous.checkers)):
                 previous.rs = rs
                 for c in previous.checkers:
-                    c.vs, c.vsr = vs, vsr
+                    c.vs, c.vsr, c.rs = vs, vsr, rs
                 vsr.rs[key] = previous
                 continue
             if previous is not None:
@@ -5371,9 +5552,11 @@ class LvsManager:
                     continue
                 check = runner(self, vsr, rsr, chk)
                 rsr.checkers.append(check)
-                # spread the first checks a little so many real servers do not fire at once
-                first = check.params.warmup * random.random() if check.params.warmup else (index % 100) * 0.001
-                check.start(first)
+                # spread the first checks evenly over (at most) a second, so that many real servers
+                # do not fire together and then stay bunched up round after round
+                self.spread = (self.spread + 0.6180339887) % 1.0
+                first = self.spread * min(check.params.delay_loop, 1.0)
+                check.start(check.params.warmup * random.random() if check.params.warmup else first)
             rsr.was_alive = rsr.alive
         for rsr in old.rs.values() if old is not None else []:
             for c in rsr.checkers:
@@ -5389,18 +5572,8 @@ class LvsManager:
             verb = ("Enabling" if alive else "Disabling") if inhibit else ("Adding" if alive else "Removing")
             log.info("%s service %s %s VS %s", verb, _rs_name(vsr.vs, rsr.key), "to" if verb == "Adding" else
                      ("of" if inhibit else "from"), _vs_name(vsr.vs))
-            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)
-            cmd = rsr.rs.notify_up if alive else rsr.rs.notify_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.checker(vsr.vs, rsr.rs, alive, reason)  # notify_up/notify_down, FIFO, mail
         self._sync(vsr)
-
-    def _run(self, cmd: Command) -> None:
-        try:
-            self.loop.spawn(["/bin/sh", "-c", cmd.raw] if cmd.shell or not cmd.argv else cmd.argv,
-                            timeout=60, user=cmd.user, group=cmd.group)
-        except OSError as exc:
-            log.error("LVS: cannot run %s: %s", cmd.raw, exc)
 
     def _sync(self, vsr: _VsRuntime) -> None:
         """Bring the kernel's destinations of vsr's services to what the checkers say."""
@@ -5420,9 +5593,7 @@ class LvsManager:
                 log.info("%s sorry server [%s]:%s:%s %s VS %s", "Removing" if change else "Adding",
                          vs.sorry_server[0], vs.protocol.lower(), vs.sorry_server[1] or vs.port or 0,
                          "from" if change else "to", _vs_name(vs))
-            cmd = vs.quorum_up if change else vs.quorum_down
-            if cmd is not None:
-                self._run(cmd)
+            self.notifier.virtual_server_quorum(vs, change)  # quorum_up/quorum_down, FIFO, mail
         plan = lvs_desired_dests(vs, states, vsr.quorum_up)
         want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
         for key, (weight, method, uthr, lthr) in plan.items():
@@ -5454,10 +5625,8 @@ class LvsManager:
                 c.stop()
             if shutdown and vsr.vs.omega and rsr.alive:
                 self.notifier.checker(vsr.vs, rsr.rs, False, "shutdown")
-                if rsr.rs.notify_down is not None:
-                    self._run(rsr.rs.notify_down)
-        if shutdown and vsr.vs.omega and vsr.quorum_up and vsr.vs.quorum_down is not None:
-            self._run(vsr.vs.quorum_down)
+        if shutdown and vsr.vs.omega and vsr.quorum_up:
+            self.notifier.virtual_server_quorum(vsr.vs, False)
         if self.nl is not None:
             for key in vsr.programmed:
                 self._call(self.nl.del_service, key)
@@ -5564,6 +5733,23 @@ class StrictFirewall:
         log.info("no_accept: nftables table inet %s drops traffic to %d VIP(s)", self.table, len(set(vips)))
         return True
 
+    def replace(self, vips: List[IPAddress]) -> bool:
+        """Reload: swap the table for one with the new VIP set in one nft transaction (no gap)."""
+        if not vips and not self.active:
+            return True
+        script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
+        script += nft_ruleset(vips, self.table) if vips else ""
+        try:
+            result = self._nft(["nft", "-f", "-"], script)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.error("no_accept: cannot run nft (%s)", exc)
+            return False
+        if result.returncode != 0:
+            log.error("no_accept: nft refused the ruleset: %s", result.stderr.strip())
+            return False
+        self.active = bool(vips)
+        return True
+
     def stop(self) -> None:
         if not self.active:
             return
@@ -5665,15 +5851,22 @@ class VmacManager:
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
         return index
 
+    def remove(self, index: int) -> None:
+        """Delete one macvlan this manager created."""
+        name = next((n for n, i in self.created.items() if i == index), None)
+        if name is None:
+            return
+        self._seq += 1
+        try:
+            rtnl_talk(rtm_dellink(self._seq, index))
+            log.info("use_vmac: removed %s", name)
+        except (OSError, NetlinkError) as exc:
+            log.warning("use_vmac: cannot remove %s: %s", name, exc)
+        del self.created[name]
+
     def remove_all(self) -> None:
-        for name, index in list(self.created.items()):
-            self._seq += 1
-            try:
-                rtnl_talk(rtm_dellink(self._seq, index))
-                log.info("use_vmac: removed %s", name)
-            except (OSError, NetlinkError) as exc:
-                log.warning("use_vmac: cannot remove %s: %s", name, exc)
-            del self.created[name]
+        for index in list(self.created.values()):
+            self.remove(index)
         for path, value in self._saved_sysctls.items():
             _write_sysctl(path, value)
         self._saved_sysctls.clear()
@@ -6487,11 +6680,16 @@ class Notifier:
 # ============================================================================================
 
 class _RateLimit:
-    """Log a repeated complaint at most once per `period` seconds per key, with the count suppressed."""
+    """Log a repeated complaint at most once per `period` seconds per key, with the count suppressed.
 
-    def __init__(self, period: float = 5.0):
+    With `schedule` (the loop's call_later) a storm is summarised when its window closes, even if no
+    further packet comes: one line at the start, then one `(N more like this in 5 s)` line per window."""
+
+    def __init__(self, period: float = 5.0, schedule: Optional[Callable[..., Any]] = None):
         self.period = period
+        self.schedule = schedule
         self.last: Dict[Any, Tuple[float, int]] = {}
+        self.pending: Dict[Any, Tuple[str, int]] = {}  # key -> (latest message, level) awaiting a summary
 
     def __call__(self, key: Any, now: float, message: str, level: int = logging.WARNING) -> None:
         last, suppressed = self.last.get(key, (-1e18, 0))
@@ -6502,6 +6700,18 @@ class _RateLimit:
             self.last[key] = (now, 0)
         else:
             self.last[key] = (last, suppressed + 1)
+            if self.schedule is not None:
+                if key not in self.pending:
+                    self.schedule(max(0.0, last + self.period - now), self._summarise, key)
+                self.pending[key] = (message, level)
+
+    def _summarise(self, key: Any) -> None:
+        message, level = self.pending.pop(key)
+        last, suppressed = self.last.get(key, (0.0, 0))
+        if suppressed:
+            log.log(level, f"{message} ({suppressed} more like this in {self.period:g} s)")
+            # the summary opens a new window: a storm that goes on gets one line per period
+            self.last[key] = (last + self.period, 0)
 
 
 class InstanceRuntime:
@@ -6524,6 +6734,11 @@ class InstanceRuntime:
         self.adverts_received = 0
         self.transitions = 0
         self.bad_packets: Dict[str, int] = {}
+        self.entered: Dict[str, int] = {}  # state name -> times entered (SIGUSR2 stats)
+        self.released_master = 0
+        self.last_notified: Optional[State] = None
+        self.priority_zero_sent = 0
+        self.priority_zero_received = 0
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -6551,7 +6766,7 @@ class Daemon:
         self.addrs: List[AddrInfo] = []
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
-        self.ratelimit = _RateLimit()
+        self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
         self.finished = False
@@ -6618,7 +6833,9 @@ class Daemon:
         )
 
     def _version(self, inst: VrrpInstance) -> int:
-        return 3 if instance_family(inst) == 6 else (inst.version or self.g.vrrp_version)  # keepalived: IPv6 is v3
+        if instance_family(inst) == 6:
+            return 3  # keepalived: IPv6 is VRRPv3
+        return inst.version or self.g.vrrp_version
 
     def _add_instance(self, inst: VrrpInstance) -> InstanceRuntime:
         g = self.g
@@ -6748,14 +6965,6 @@ class Daemon:
         """What must stay equal for an instance to survive a reload with its state and VIPs."""
         return inst.name, inst.interface, inst.virtual_router_id, inst.family, version
 
-    @staticmethod
-    def _trackers_key(config: Config) -> str:
-        def plain(obj: Any) -> Any:
-            return {k: v for k, v in vars(obj).items() if k not in ("line", "file")}
-        parts = [{n: plain(o) for n, o in sorted(d.items())}
-                 for d in (config.vrrp_scripts, config.track_files, config.track_processes)]
-        return repr(parts)
-
     def reload(self, config: Optional[Config] = None) -> bool:
         """SIGHUP: validate the file first; on errors keep running untouched. Otherwise apply the difference:
         an instance with the same identity keeps its state and VIPs (no advert gap, no VIP removal)."""
@@ -6776,9 +6985,9 @@ class Daemon:
                 log.error("Reload aborted: cannot read %s: %s", self.config_path, exc)
                 return False
         log.info("Reloading ...")
-        sd_notify("RELOADING=1")
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={int(time.monotonic() * 1e6)}")
         now = self.loop.time()
-        old_config, self.config, self.g = self.config, config, config.global_defs
+        self.config, self.g = config, config.global_defs
         wanted = {self._identity(inst, self._version(inst)): inst for inst in config.vrrp_instances}
         kept: Dict[Tuple[str, Optional[str], int, int, int], InstanceRuntime] = {}
         for rt in list(self.runtimes):
@@ -6791,14 +7000,12 @@ class Daemon:
             self._forget(rt)
             log.info("(%s) removed by the reload", rt.inst.name)
             self._safe(self.notifier.vrrp_deleted, rt.inst, rt.machine.effective_priority)
-        if self._trackers_key(old_config) != self._trackers_key(config):
-            self.tracking.stop()
-            self.tracking = Tracking(self.loop, config, self._on_tracking_change)
-            self.tracking.start()
-        else:
-            self.tracking.config = config
-        self.notifier.config = config
+        # each engine keeps what did not change: unchanged trackers keep their state and schedule,
+        # unchanged sync groups their state; VMACs and the no_accept firewall follow the new config
+        self._safe(self.tracking.reload, config)
+        self._safe(self.notifier.reload, config)
         self._safe(self.lvs.reload, config)
+        self.beyond.reload(config)
         for ident, inst in wanted.items():
             rt = kept.get(ident)
             if rt is not None:
@@ -6830,9 +7037,10 @@ class Daemon:
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
         if instance_family(inst) == 6:
-            rt.packets.clear()
-            return  # IPv6 sockets and targets belong to section 10b; VIP changes apply at the next transition
-        self._set_targets(rt)
+            self.beyond.attach6(rt)
+        else:
+            self._set_targets(rt)
+            self.beyond.attach4(rt)
         rt.packets.clear()
         self._update_own_sources()
         new_vips = {self._vip_key(rt, v): v for v in rt.vips}
@@ -6853,6 +7061,7 @@ class Daemon:
             rt.timer.cancel()
             rt.timer = None
         self.runtimes.remove(rt)
+        self.beyond.forget(rt)
         if rt.inst.interface in self.by_socket and rt in self.by_socket[rt.inst.interface]:
             self.by_socket[rt.inst.interface].remove(rt)
         key = (rt.inst.interface or "", rt.machine.vrid)
@@ -6892,6 +7101,10 @@ class Daemon:
         for act in actions:
             if isinstance(act, Notify):
                 rt.transitions += 1
+                if rt.last_notified == State.MASTER and act.state != State.MASTER:
+                    rt.released_master += 1
+                rt.last_notified = act.state
+                rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
@@ -6951,6 +7164,7 @@ class Daemon:
             try:
                 rt.vsock.sock.sendto(packet, (dst, 0))  # IP_HDRINCL: the kernel fills in id and checksum
                 rt.adverts_sent += 1
+                rt.priority_zero_sent += priority == 0
             except OSError as exc:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
                                f"({rt.inst.name}) cannot send advert to {dst}: {exc.strerror}")
@@ -7105,6 +7319,7 @@ class Daemon:
             self._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
                       f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
         rt.adverts_received += 1
+        rt.priority_zero_received += adv.priority == 0
         self._apply(rt, rt.machine.on_advert(self.loop.time(), adv, ip.src))
 
     # -- links, addresses, tracking ------------------------------------------------------------
@@ -7225,7 +7440,10 @@ class Daemon:
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
-                          "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions},
+                          "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
+                          "entered": dict(rt.entered), "released_master": rt.released_master,
+                          "priority_zero_sent": rt.priority_zero_sent,
+                          "priority_zero_received": rt.priority_zero_received},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
                 "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
@@ -7297,7 +7515,9 @@ class BeyondIPv4:
 
     def __init__(self, daemon: Daemon):
         self.d = daemon
-        self.firewall = StrictFirewall()
+        # keepalived's `nftables NAME` names the table; ours is `vrrpd` by default
+        table = (daemon.g.other.get("nftables") or [NFT_TABLE])[0]
+        self.firewall = StrictFirewall(table)
         self.vmacs = VmacManager()
         self.vsocks6: Dict[str, VrrpSocket6] = {}
         self.by_socket6: Dict[str, List[InstanceRuntime]] = {}
@@ -7338,6 +7558,37 @@ class BeyondIPv4:
         if created and self.d.rtnl is not None:
             self.d.links = self.d.rtnl.links()
 
+    def reload(self, config: Config) -> None:
+        """A new configuration (SIGHUP): new firewall set, sync groups (unchanged ones keep their state),
+        VMACs created or removed. The Daemon then re-attaches its instances with attach4/attach6."""
+        self.firewall.replace(no_accept_vips(config))
+        names = {inst.name for inst in config.vrrp_instances}
+        old, self.groups, self.group_of = self.groups, {}, {}
+        for sg in config.sync_groups:
+            members = [m for m in sg.group if m in names and m not in self.group_of]
+            if not members:
+                continue
+            kept = old.get(sg.name)
+            engine = kept[1] if kept is not None and kept[1].members == members else SyncGroupEngine(sg.name, members)
+            self.groups[sg.name] = (sg, engine)
+            self.group_of.update({m: sg.name for m in members})
+        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
+        before = dict(self.vmac_index)
+        for name, index in before.items():
+            if name not in wanted:
+                self.vmacs.remove(index)
+                del self.vmac_index[name]
+        for name, inst in wanted.items():
+            if name not in self.vmac_index:
+                try:
+                    self.vmac_index[name] = self.vmacs.create(vmac_ifname(inst.virtual_router_id, inst.vmac_name),
+                                                              inst.interface, inst.virtual_router_id,
+                                                              instance_family(inst))
+                except (OSError, VrrpdError) as exc:
+                    log.error("(%s) use_vmac: %s", name, exc)
+        if self.vmac_index != before and self.d.rtnl is not None:
+            self.d.links = self.d.rtnl.links()
+
     def stop(self) -> None:
         """After the VIPs are gone: remove the VMACs and our nftables table."""
         if self.ll_timer is not None:
@@ -7374,7 +7625,9 @@ class BeyondIPv4:
             d.loop.add_reader(vsock.sock, self._on_readable6, vsock)
             self.by_socket6[link.name] = []
         self.sock6_of[inst.name] = vsock
-        self.by_socket6[link.name].append(rt)
+        if rt not in self.by_socket6[link.name]:
+            self.by_socket6[link.name].append(rt)
+        rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
             rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
         else:
@@ -7402,23 +7655,48 @@ class BeyondIPv4:
             self.ll_timer = self.d.loop.call_later(0.2, self._poll_link_local)
 
     def attach4(self, rt: InstanceRuntime) -> None:
-        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket."""
+        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
+
+        Called again after a reload: what is still wanted is kept (the AH sequence number too)."""
         d, inst = self.d, rt.inst
         self.apply_strict(rt)
+        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.machine.start_master and inst.priority != 255:
+            # keepalived: a new master must first hear the current AH sequence number
+            log.warning("(%s) Initial state master is incompatible with AH authentication - clearing", inst.name)
+            rt.machine.start_master = False
         index = self.vmac_index.get(inst.name)
-        if index is not None and not inst.vmac_xmit_base:
+        old = self.xmit.get(inst.name)
+        if old is not None and (index is None or inst.vmac_xmit_base or old.ifindex != index):
+            old.close()
+            del self.xmit[inst.name]
+        if index is not None and not inst.vmac_xmit_base and inst.name not in self.xmit:
             try:
                 self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
             except OSError as exc:
                 log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
-        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.vsock is not None:
+        if not (rt.version == 2 and inst.auth_type == AuthType.AH):
+            self.ah_seq.pop(inst.name, None)
+        elif rt.vsock is not None:
             ahsock = self.ah_socks.get(rt.vsock.ifname)
             if ahsock is None:
                 ahsock = self.ah_socks[rt.vsock.ifname] = AhSocket(rt.vsock.ifname, rt.vsock.ifindex)
                 d.loop.add_reader(ahsock.sock, self._on_ah_readable, ahsock)
             for group in rt.vsock.groups:
                 ahsock.join(group)
-            self.ah_seq[inst.name] = AhSequence()
+            self.ah_seq.setdefault(inst.name, AhSequence())
+
+    def forget(self, rt: InstanceRuntime) -> None:
+        """The instance is gone (reload): drop what this helper holds for it."""
+        name = rt.inst.name
+        for rts in self.by_socket6.values():
+            if rt in rts:
+                rts.remove(rt)
+        self.sock6_of.pop(name, None)
+        self.ah_seq.pop(name, None)
+        self.last_state.pop(name, None)
+        sock = self.xmit.pop(name, None)
+        if sock is not None:
+            sock.close()
 
     def vip_ifindex(self, rt: InstanceRuntime) -> Optional[int]:
         """Where the instance's VIPs go: its VMAC when it has one."""
@@ -7577,7 +7855,7 @@ class BeyondIPv4:
             d._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
                    f"Packet dropped. Local({counter.seq_number})")
             return
-        if rt.machine.state == State.MASTER and 0 < vrrp[2] < rt.machine.effective_priority:
+        if rt.machine.state == State.MASTER and len(vrrp) > 2 and 0 < vrrp[2] < rt.machine.effective_priority:
             counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
         d._handle_packet(rt.vsock, encode_ipv4(src, ipaddress.IPv4Address(data[16:20]), vrrp, ttl=data[8]))
 
@@ -7721,12 +7999,18 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
 
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
 _BYTECODE_LOADER = (
-    "import sys, importlib.machinery as m, importlib.util as u\n"
+    "import os, sys, importlib.machinery as m, importlib.util as u\n"
     "loader = m.SourcelessFileLoader('vrrpd', sys.argv[1])\n"
+    "try:\n"
+    "    code = loader.get_code('vrrpd')\n"
+    # another vrrpd version sharing the cache may have removed the file since: run the source instead
+    "except (OSError, ImportError, EOFError, ValueError):\n"
+    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
+    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
     "module = u.module_from_spec(u.spec_from_loader('vrrpd', loader))\n"
     "module.__file__ = sys.argv[2]\n"
     "sys.modules['vrrpd'] = module\n"
-    "loader.exec_module(module)\n"
+    "exec(code, module.__dict__)\n"
     "sys.argv = sys.argv[2:]\n"
     "sys.exit(module.main())\n"
 )
@@ -7885,40 +8169,76 @@ def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Di
     return json.loads(b"".join(chunks).decode())
 
 
-def format_status_table(status: Dict[str, Any]) -> str:
-    """Render the daemon's status for a human.
+def _table(rows: List[Tuple[str, ...]]) -> List[str]:
+    """Left-aligned columns, two spaces apart."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
-    The status dict: {"version", "pid", "router_id", "uptime",
+
+def format_status_table(status: Dict[str, Any]) -> str:
+    """Render the daemon's status for a human (`vrrpd --status`).
+
+    The status dict: {"version", "pid", "router_id", "uptime", ["config_file", "reloads": {"done", "failed", "last"}],
       "instances": [{"name", "state", "interface", "vrid", "version", "priority", "effective_priority",
                      "master_address", "vips": [str], "stats": {"adverts_sent", "adverts_received",
-                     "bad_packets": {reason: n}, "transitions"}}],
+                     "bad_packets": {reason: n}, "transitions", "entered": {state: n}, "released_master",
+                     "priority_zero_sent", "priority_zero_received"}}],
       "sync_groups": [{"name", "state", "members": [str]}],
-      "trackers": {name: {"kind", "state", ...}}, "lvs": {...}}"""
-    lines = [f"vrrpd {status.get('version', '?')} pid {status.get('pid', '?')} "
-             f"router_id {status.get('router_id', '?')} up {float(status.get('uptime', 0)):.0f}s"]
-    rows = [("INSTANCE", "STATE", "IF", "VRID", "PRIO", "EFF", "MASTER", "VIPS")]
+      "trackers": {"vrrp_script": {name: {"state", "weight", "last_status", ...}}, "track_file": {name: {"path",
+                   "value", "weight"}}, "track_process": {name: {"state", "count", "quorum", ...}}},
+      "lvs": {"error", "virtual_servers": [{"name", "quorum_up", "real_servers": [{"address", "port", "alive",
+              "weight", "checkers": [{"kind", "up", "last"}]}]}]}}"""
+    head = (f"vrrpd {status.get('version', '?')} pid {status.get('pid', '?')} "
+            f"router_id {status.get('router_id', '?')} up {float(status.get('uptime', 0)):.0f}s")
+    if status.get("config_file"):
+        head += f" config {status['config_file']}"
+    lines = [head]
+    reloads = status.get("reloads") or {}
+    last = reloads.get("last")
+    if last:
+        ago = time.time() - float(last.get("at", time.time()))
+        what = "ok" if last.get("ok") else f"FAILED ({len(last.get('errors', []))} error(s), old config kept)"
+        lines.append(f"reloads {reloads.get('done', 0)} done, {reloads.get('failed', 0)} failed; "
+                     f"last {ago:.0f}s ago: {what}")
+    rows: List[Tuple[str, ...]] = [("INSTANCE", "STATE", "IF", "VRID", "PRIO", "EFF", "MASTER", "VIPS",
+                                    "SENT", "RCVD", "BAD")]
     for inst in status.get("instances", []):
+        st = inst.get("stats") or {}
         rows.append((
             str(inst.get("name", "")), str(inst.get("state", "")), str(inst.get("interface", "")),
             str(inst.get("vrid", "")), str(inst.get("priority", "")), str(inst.get("effective_priority", "")),
             str(inst.get("master_address") or "-"), ",".join(inst.get("vips", [])) or "-",
+            str(st.get("adverts_sent", "-")), str(st.get("adverts_received", "-")),
+            str(sum((st.get("bad_packets") or {}).values())) if st else "-",
         ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += _table(rows)
     for group in status.get("sync_groups", []):
         lines.append(f"sync group {group.get('name')}: {group.get('state')} ({', '.join(group.get('members', []))})")
     trackers = status.get("trackers") or {}
-    if trackers:
-        lines.append("TRACKER  STATE")
-        for name, info in sorted(trackers.items()):
-            lines.append(f"{name}  {info.get('state', info) if isinstance(info, dict) else info}")
+    rows = [("TRACKER", "KIND", "STATE", "WEIGHT", "DETAIL")]
+    for name, info in sorted((trackers.get("vrrp_script") or {}).items()):
+        detail = info.get("problem") or f"last exit {info.get('last_status')}, {info.get('runs', 0)} runs"
+        rows.append((name, "script", str(info.get("state", "")), str(info.get("weight", "")), str(detail)))
+    for name, info in sorted((trackers.get("track_file") or {}).items()):
+        rows.append((name, "file", f"value {info.get('value')}", str(info.get("weight", "")), str(info.get("path"))))
+    for name, info in sorted((trackers.get("track_process") or {}).items()):
+        rows.append((name, "process", str(info.get("state", "")), "",
+                     f"{info.get('count')} running, quorum {info.get('quorum')}"))
+    if len(rows) > 1:
+        lines += _table(rows)
     lvs = status.get("lvs") or {}
+    if isinstance(lvs, dict) and lvs.get("error"):
+        lines.append(f"LVS: {lvs['error']}")
+    rows = [("VIRTUAL SERVER", "QUORUM", "REAL SERVER", "ALIVE", "WEIGHT", "CHECKERS")]
     for vs in lvs.get("virtual_servers", []) if isinstance(lvs, dict) else []:
-        lines.append(f"VS {vs.get('name', '')}: {vs.get('state', '')}")
-        for rs in vs.get("real_servers", []):
-            lines.append(f"  RS {rs.get('name', '')}: {'UP' if rs.get('up') else 'DOWN'} weight {rs.get('weight', '')}")
+        quorum = "up" if vs.get("quorum_up", True) else "LOST"
+        for rs in vs.get("real_servers", []) or [{}]:
+            checks = " ".join(f"{c.get('kind')}:{'up' if c.get('up') else 'down'}" for c in rs.get("checkers", []))
+            rows.append((str(vs.get("name", "")), quorum, f"{rs.get('address', '-')}:{rs.get('port', '-')}",
+                         "yes" if rs.get("alive") else "no", str(rs.get("weight", "")), checks or "-"))
+    if len(rows) > 1:
+        lines += _table(rows)
     return "\n".join(lines) + "\n"
-
 
 
 def check_command(path: Optional[str], out: Any = None) -> int:
@@ -7926,44 +8246,20 @@ def check_command(path: Optional[str], out: Any = None) -> int:
     out = out if out is not None else sys.stdout
     path = path or default_config_path()
     config, diags = parse_config(path, check_interfaces=False)
-    for d in diags:
-        print(str(d), file=out)
     errors = sum(1 for d in diags if d.severity is Severity.ERROR)
-    warnings = len(diags) - errors
-    if errors == 0:
-        for line in config_summary(config):
-            print(line, file=out)
-    print(f"{path}: {errors} error(s), {warnings} warning(s)", file=out)
+    lines = [str(d) for d in diags] + (config_summary(config) if errors == 0 else [])
+    lines.append(f"{path}: {errors} error(s), {len(diags) - errors} warning(s)")
+    try:
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+    except BrokenPipeError:  # `vrrpd --check | head`: the reader left; the verdict still stands
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     return 1 if errors else 0
 
 
 # --------------------------------------------------------------------------------------------
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
-
-def add_run_arguments(parser: Any) -> None:
-    """The run-path options of keepalived's command line that vrrpd honours."""
-    parser.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (the only mode)")
-    parser.add_argument("-l", "--log-console", action="store_true", help="log to the console too")
-    parser.add_argument("-D", "--log-detail", action="store_true", help="detailed log messages")
-    parser.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
-
-
-def run_daemon(config_file: Optional[str], log_console: bool, log_detail: bool) -> int:
-    """Load the configuration and run the daemon in the foreground until SIGTERM/SIGINT."""
-    reexec_from_bytecode_cache()
-    setup_logging(console=log_console, detail=log_detail)
-    path = config_file or default_config_path()
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
-        return 1
-    return Daemon(config, config_path=path).run()
-
 
 DEMO_CONFIG = """\
 ! vrrpd demo node {node}: the two-node pair of the keepalived tutorials, VRRPv3 at 100 ms
@@ -8094,24 +8390,521 @@ def run_demo() -> int:
         signal.signal(signal.SIGINT, old_int)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+# --------------------------------------------------------------------------------------------
+# 11c. Operating it: keepalived's command line, daemonising with a pid file, signals, reload,
+#      dumps (SIGUSR1 data, SIGUSR2 stats, SIGRTMIN+2 JSON) and systemd notification
+# --------------------------------------------------------------------------------------------
+
+DEFAULT_PID_FILE = "/run/vrrpd.pid"
+DEFAULT_DUMP_DIR = "/tmp"
+EXIT_NOT_RUNNING = 3  # --status/--json when no daemon answers
+
+
+def _signal_numbers() -> Dict[str, int]:
+    """keepalived's signal names (`keepalived --signum=NAME`) and vrrpd's numbers for them."""
+    return {"STOP": int(signal.SIGTERM), "RELOAD": int(signal.SIGHUP), "DATA": int(signal.SIGUSR1),
+            "STATS": int(signal.SIGUSR2), "STATS_CLEAR": int(signal.SIGRTMAX) - 1, "JSON": int(signal.SIGRTMIN) + 2}
+
+
+class PidFile:
+    """The pid file, held with an exclusive flock for the daemon's life: a second copy cannot take it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        """Lock the file or raise VrrpdError saying which process holds it."""
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise VrrpdError(f"{PROG} is already running (pid {holder}, pid file {self.path}); "
+                             f"stop it first, or give this copy its own -p PIDFILE") from None
+        self.fd = fd
+
+    def write(self, pid: int) -> None:
+        assert self.fd is not None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{pid}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            if os.read(self.fd, 32).decode(errors="replace").strip() == str(os.getpid()):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def daemonize(wait: float = 60.0) -> int:
+    """Double fork and setsid. The launching process waits until the daemon reports its start-up on a
+    pipe and exits 0 (started) or 1 (failed, with the reason on stderr). Returns the pipe in the daemon."""
+    read_fd, write_fd = os.pipe()
+    if os.fork() > 0:
+        os.close(write_fd)
+        message = b""
+        deadline = time.monotonic() + wait
+        import select
+
+        while time.monotonic() < deadline and not message.endswith(b"\n"):
+            ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                break
+            message += chunk
+        text = message.decode(errors="replace").strip()
+        if text == "ok":
+            os._exit(0)
+        print(f"{PROG}: {text or 'the daemon exited during start-up (see the system log)'}", file=sys.stderr)
+        os._exit(1)
+    os.close(read_fd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    os.umask(0o022)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    return write_fd
+
+
+def _same_definition(a: Any, b: Any) -> bool:
+    """Two config objects are equal apart from where they were written (file, line)."""
+    import dataclasses
+
+    strip = {k: "" if k == "file" else 0 for k in ("file", "line") if hasattr(a, k)}
+    return type(a) is type(b) and dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+
+
+def _select_subsystems(config: Config, vrrp_only: bool, lvs_only: bool) -> Config:
+    """-P keeps only VRRP, -C only the LVS checkers (keepalived's split into two child processes)."""
+    if vrrp_only:
+        config.virtual_servers = []
+    if lvs_only:
+        config.vrrp_instances = []
+        config.sync_groups = []
+    return config
+
+
+def _atomic_write(path: str, text: str) -> None:
+    """Write a dump as a new file renamed into place, so a symlink planted in /tmp is never followed."""
+    import tempfile
+
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _kv_lines(data: Any, indent: int) -> List[str]:
+    """Nested status data as keepalived-style `key = value` lines."""
+    pad = " " * indent
+    out: List[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, (dict, list)) and value:
+                out.append(f"{pad}{key}:")
+                out += _kv_lines(value, indent + 2)
+            else:
+                out.append(f"{pad}{key} = {value if value not in (None, [], {}) else '-'}")
+    elif isinstance(data, list):
+        for item in data:
+            if isinstance(item, (dict, list)):
+                out += _kv_lines(item, indent)
+                out.append("")
+            else:
+                out.append(f"{pad}{item}")
+    return out
+
+
+def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> str:
+    """SIGUSR1: the running configuration and state, in keepalived's /tmp/keepalived.data layout."""
+    g, st = daemon.g, daemon.status()
+    lines = ["------< Global definitions >------",
+             f" {PROG} version = {__version__}", f" Process id = {os.getpid()}",
+             f" Uptime = {st['uptime']:.0f} sec", f" Router ID = {g.router_id}"]
+    for key, value in (extra or {}).items():
+        lines.append(f" {key.replace('_', ' ').capitalize()} = {value}")
+    lines += [f" Default VRRP version = {g.vrrp_version}", f" Multicast group = {g.vrrp_mcast_group4}, "
+              f"{g.vrrp_mcast_group6}", f" Strict mode = {'yes' if g.vrrp_strict else 'no'}",
+              f" Gratuitous ARP delay = {g.vrrp_garp_master_delay:g} sec, repeat = {g.vrrp_garp_master_repeat}",
+              f" Handover on stop = {'yes' if g.vrrp_handover_on_stop else 'no'}",
+              f" SMTP server = {g.smtp_server or '-'}",
+              f" Notification email = {', '.join(g.notification_email) or '-'}",
+              "------< VRRP Topology >------"]
+    for rt in daemon.runtimes:
+        inst, m = rt.inst, rt.machine
+        mode = ("unicast to " + ", ".join(str(p.address) for p in inst.unicast_peer)) if rt.unicast \
+            else f"multicast to {', '.join(str(t[0]) for t in rt.targets) or '-'}"
+        lines += [f" VRRP Instance = {inst.name}", f"   State = {m.state.value}",
+                  f"   Interface = {inst.interface}", f"   Virtual Router ID = {m.vrid}",
+                  f"   VRRP version = {rt.version}", f"   Priority = {m.priority}",
+                  f"   Effective priority = {m.effective_priority}",
+                  f"   Advert interval = {m.advert_int:g} sec (master's {m.master_adver_int:g} sec)",
+                  f"   Master router = {m.master_ip or '-'}", f"   Source address = {rt.src or '-'}",
+                  f"   Mode = {mode}", f"   Preempt = {'enabled' if m.preempt else 'disabled'}, "
+                  f"delay {m.preempt_delay:g} sec", f"   Authentication = {m.auth_type.name}",
+                  f"   VIPs set = {'yes' if m.vips_set else 'no'}",
+                  f"   Virtual IP ({len(inst.virtual_ipaddress)}):"]
+        lines += [f"     {v.address} dev {v.dev or inst.interface}" + (f" label {v.label}" if v.label else "")
+                  for v in inst.virtual_ipaddress]
+        if inst.virtual_ipaddress_excluded:
+            lines.append(f"   Virtual IP excluded ({len(inst.virtual_ipaddress_excluded)}):")
+            lines += [f"     {v.address} dev {v.dev or inst.interface}" for v in inst.virtual_ipaddress_excluded]
+        for title, refs in (("Tracked interfaces", inst.track_interface), ("Tracked scripts", inst.track_script),
+                            ("Tracked files", inst.track_file), ("Tracked processes", inst.track_process)):
+            if refs:
+                lines.append(f"   {title} ({len(refs)}):")
+                lines += [f"     {r.name}" + (f" weight {r.weight}" if r.weight is not None else "")
+                          + (" reverse" if r.reverse else "") for r in refs]
+        for word in ("master", "backup", "fault", "stop", "deleted"):
+            cmd = getattr(inst, f"notify_{word}")
+            if cmd is not None:
+                lines.append(f"   Notify {word} = {cmd.raw}")
+        if inst.notify is not None:
+            lines.append(f"   Notify = {inst.notify.raw}")
+    if st.get("sync_groups"):
+        lines.append("------< VRRP Sync groups >------")
+        for group in st["sync_groups"]:
+            lines.append(f" VRRP Sync Group = {group['name']}, {group['state']}: {' '.join(group['members'])}")
+    lines.append("------< VRRP Trackers >------")
+    lines += _kv_lines(st.get("trackers") or {}, 1)
+    lines.append("------< LVS Topology >------")
+    lines += _kv_lines(st.get("lvs") or {}, 1)
+    return "\n".join(lines) + "\n"
+
+
+def format_stats(status: Dict[str, Any]) -> str:
+    """SIGUSR2: per-instance counters, in keepalived's /tmp/keepalived.stats layout."""
+    lines: List[str] = []
+    for inst in status.get("instances", []):
+        s = inst.get("stats", {})
+        entered = s.get("entered", {})
+        lines += [f"VRRP Instance: {inst['name']}", "  Advertisements:",
+                  f"    Received: {s.get('adverts_received', 0)}", f"    Sent: {s.get('adverts_sent', 0)}",
+                  f"  Became master: {entered.get('MASTER', 0)}", f"  Released master: {s.get('released_master', 0)}",
+                  f"  State transitions: {s.get('transitions', 0)}"]
+        lines += [f"    {state}: {count}" for state, count in sorted(entered.items())]
+        bad = s.get("bad_packets", {})
+        lines.append(f"  Packet errors: {sum(bad.values())}")
+        lines += [f"    {reason}: {count}" for reason, count in sorted(bad.items())]
+        lines += ["  Priority Zero:", f"    Received: {s.get('priority_zero_received', 0)}",
+                  f"    Sent: {s.get('priority_zero_sent', 0)}"]
+    return "\n".join(lines) + "\n"
+
+
+class Operator:
+    """What an operator drives in a running daemon: signals, reload, dumps, the control socket, systemd."""
+
+    def __init__(self, daemon: Daemon, config_file: str, vrrp_only: bool = False, lvs_only: bool = False,
+                 control_socket: Optional[str] = DEFAULT_CONTROL_SOCKET, dump_dir: str = DEFAULT_DUMP_DIR):
+        self.d = daemon
+        self.config_file = config_file
+        self.vrrp_only, self.lvs_only = vrrp_only, lvs_only
+        self.control_path = control_socket
+        self.dump_dir = dump_dir
+        self.control: Optional[ControlServer] = None
+        self.reloads = 0
+        self.reload_failures = 0
+        self.last_reload: Optional[Dict[str, Any]] = None
+
+    def install(self) -> None:
+        """Signal handlers and the control socket (never taken from another live daemon)."""
+        loop, nums = self.d.loop, _signal_numbers()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda signum: self.reload())
+        loop.add_signal_handler(signal.SIGUSR1, lambda signum: self.dump("data"))
+        loop.add_signal_handler(signal.SIGUSR2, lambda signum: self.dump("stats"))
+        loop.add_signal_handler(nums["JSON"], lambda signum: self.dump("json"))
+        loop.add_signal_handler(nums["STATS_CLEAR"], lambda signum: self.dump("stats", clear=True))
+        if self.control_path:
+            self._open_control()
+
+    def _open_control(self) -> None:
+        path = self.control_path
+        assert path is not None
+        if os.path.exists(path):
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                    probe.settimeout(0.5)
+                    probe.connect(path)
+                log.warning("control socket %s belongs to another running %s; this one has none "
+                            "(give it --control-socket PATH)", path, PROG)
+                return
+            except OSError:
+                pass  # stale: ControlServer replaces it
+        try:
+            self.control = ControlServer(self.d.loop, path, self.status)
+        except OSError as exc:
+            log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+
+    def status(self) -> Dict[str, Any]:
+        """The daemon's status document plus the operator's view (config file, reloads)."""
+        st = self.d.status()
+        st["config_file"] = self.config_file
+        st["reloads"] = {"done": self.reloads, "failed": self.reload_failures, "last": self.last_reload}
+        return st
+
+    def stop(self, signum: int = 0) -> None:
+        self.d.stop(signum)  # sends STOPPING=1
+
+    # -- reload ----------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """SIGHUP: validate the file first (every problem logged, nothing changed on error), then
+        Daemon.reload() applies only the difference; what it kept, changed, added and removed is recorded."""
+        if self.d.stopping:
+            return False
+        log.info("Reload requested: reading %s", self.config_file)
+        started = time.monotonic()
+        try:
+            config, diags = parse_config(self.config_file, check_interfaces=True)
+        except Exception as exc:  # the parser reports problems as diagnostics; anything else is a bug
+            config, diags = None, [Diagnostic(self.config_file, 0, Severity.ERROR, f"internal error: {exc}")]
+        errors = [x for x in diags if x.severity is Severity.ERROR]
+        if errors or config is None:
+            for x in diags:
+                log.error("%s", x)
+            log.error("Reload aborted: %s has %d error(s); the running configuration is kept",
+                      self.config_file, len(errors))
+            self.reload_failures += 1
+            self.last_reload = {"ok": False, "at": time.time(), "errors": [str(x) for x in errors]}
+            return False
+        for x in diags:
+            log.warning("%s", x)
+        before = {rt.inst.name: (rt, rt.inst) for rt in self.d.runtimes}
+        ok = self.d.reload(_select_subsystems(config, self.vrrp_only, self.lvs_only))
+        after = {rt.inst.name: rt for rt in self.d.runtimes}
+        kept = [n for n, rt in after.items() if n in before and before[n][0] is rt]
+        changed = [n for n in kept if not _same_definition(before[n][1], after[n].inst)]
+        added = [n for n in after if n not in kept]
+        removed = [n for n in before if after.get(n) is not before[n][0]]
+        took = time.monotonic() - started
+        self.reloads += ok
+        self.last_reload = {"ok": ok, "at": time.time(), "seconds": round(took, 4), "kept": kept,
+                            "changed": changed, "added": added, "removed": removed}
+        log.info("Reload: %d instance(s) kept (%d changed in place), %d added, %d removed (%.1f ms)",
+                 len(kept), len(changed), len(added), len(removed), took * 1000)
+        if ok:
+            sd_notify(f"STATUS={self._status_line()}")
+        return ok
+
+    def _status_line(self) -> str:
+        states = [f"{rt.inst.name} {rt.machine.state.value}" for rt in self.d.runtimes]
+        return ", ".join(states) or "no VRRP instances"
+
+    # -- dumps -----------------------------------------------------------------------------
+    def dump_path(self, kind: str) -> str:
+        return os.path.join(self.dump_dir, f"{PROG}.{kind}")
+
+    def dump(self, kind: str, clear: bool = False) -> Optional[str]:
+        """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
+        import json
+
+        path = self.dump_path(kind)
+        try:
+            if kind == "data":
+                text = format_data_dump(self.d, {"config_file": self.config_file, "reloads": self.reloads})
+            elif kind == "stats":
+                text = format_stats(self.d.status())
+            else:
+                text = json.dumps(self.status(), indent=2, default=str) + "\n"
+            _atomic_write(path, text)
+        except OSError as exc:
+            log.error("cannot write %s: %s", path, exc)
+            return None
+        if clear:
+            for rt in self.d.runtimes:
+                rt.adverts_sent = rt.adverts_received = rt.transitions = rt.released_master = 0
+                rt.priority_zero_sent = rt.priority_zero_received = 0
+                rt.bad_packets, rt.entered = {}, {}
+        log.info("Wrote %s", path)
+        return path
+
+
+def build_arg_parser() -> Any:
+    """keepalived's command line (the options vrrpd honours) plus --check, --status and --json."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog=PROG, description="keepalived-compatible VRRP and LVS daemon")
-    parser.add_argument("-f", "--use-file", dest="config", help="configuration file")
-    parser.add_argument("--check", "-t", "--config-test", dest="check", action="store_true",
-                        help="check the configuration and exit")
-    parser.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
-    add_run_arguments(parser)
-    args = parser.parse_args(argv)
+    p = argparse.ArgumentParser(
+        prog=PROG, description="keepalived-compatible VRRP and LVS daemon",
+        epilog="-C means keepalived's LVS-only mode; the long --check is the configuration check (same as -t). "
+               "Signals: HUP reload, TERM/INT stop, USR1 data dump, USR2 stats, RTMIN+2 JSON "
+               f"(files in {DEFAULT_DUMP_DIR}).")
+    p.add_argument("-f", "--use-file", dest="config", metavar="FILE",
+                   help="configuration file (default /etc/vrrpd/vrrpd.conf, else /etc/keepalived/keepalived.conf)")
+    p.add_argument("-t", "--config-test", "--check", dest="check", action="store_true",
+                   help="check the configuration, print every problem and what would run, and exit")
+    p.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (systemd runs it so)")
+    p.add_argument("-l", "--log-console", action="store_true", help="log to the console (with -n)")
+    p.add_argument("-D", "--log-detail", action="store_true", help="detailed log messages")
+    p.add_argument("-S", "--log-facility", default="daemon", metavar="FACILITY",
+                   help="syslog facility: 0-7 (local0-7), local0-7, user or daemon (default)")
+    p.add_argument("-G", "--no-syslog", action="store_true", help="do not log to syslog")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("-P", "--vrrp", dest="vrrp_only", action="store_true", help="run only VRRP (no LVS)")
+    only.add_argument("-C", "--lvs-only", dest="lvs_only", action="store_true",
+                      help="run only the LVS checkers (keepalived's -C; --check is the config check)")
+    p.add_argument("-p", "--pid", metavar="FILE",
+                   help=f"pid file (default {DEFAULT_PID_FILE} when forking; with -n only if given)")
+    p.add_argument("-d", "--dump-conf", action="store_true", help="log what the configuration will run")
+    p.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH",
+                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET})")
+    p.add_argument("--dump-dir", default=DEFAULT_DUMP_DIR, metavar="DIR",
+                   help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write vrrpd.data/.stats/.json (default /tmp)")
+    p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
+    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON")
+    p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
+                   "STATS_CLEAR or JSON (as keepalived --signum)")
+    p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
+    p.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
+    return p
+
+
+def status_command(path: str, as_json: bool, out: Any = None) -> int:
+    """--status / --json: ask the daemon on its control socket."""
+    import json
+
+    out = out if out is not None else sys.stdout
+    try:
+        status = query_status(path)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
+              f"(see --control-socket)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    out.write(json.dumps(status, indent=2, default=str) + "\n" if as_json else format_status_table(status))
+    return 0
+
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
+    import logging.handlers
+
+    setup_logging(console=console, detail=detail, facility=facility)
+    root = logging.getLogger(PROG)
+    if not use_syslog:
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.handlers.SysLogHandler):
+                root.removeHandler(handler)
+                handler.close()
+        if not root.handlers:
+            root.addHandler(logging.NullHandler())
+
+
+def run_daemon(args: Any) -> int:
+    """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
+    reexec_from_bytecode_cache()
+    if args.log_facility not in SYSLOG_FACILITIES:
+        print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
+        return 1
+    foreground = args.dont_fork
+    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
+    path = os.path.abspath(args.config or default_config_path())
+    try:
+        config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    if args.dump_conf:
+        for line in config_summary(config):
+            log.info("%s", line)
+    pidfile = PidFile(args.pid or DEFAULT_PID_FILE) if (args.pid or not foreground) else None
+    try:
+        if pidfile is not None:
+            pidfile.acquire()
+    except (VrrpdError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        log.error("%s", exc)
+        return 1
+    ready_fd = None if foreground else daemonize()
+
+    def report(text: str) -> None:
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, (text + "\n").encode())
+                os.close(ready_fd)
+            except OSError:
+                pass
+
+    if pidfile is not None:
+        pidfile.write(os.getpid())
+    daemon: Optional[Daemon] = None
+    operator: Optional[Operator] = None
+    try:
+        daemon = Daemon(config, config_path=path)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, args.control_socket, args.dump_dir)
+        operator.install()
+        daemon.start()
+    except Exception as exc:
+        log.exception("start-up failed: %s", exc)
+        report(f"start-up failed: {exc}")
+        if operator is not None:
+            operator.close()
+        if pidfile is not None:
+            pidfile.release()
+        return 1
+    report("ok")
+    sd_notify(f"STATUS={operator._status_line()}")  # Daemon.start() has sent READY=1
+    try:
+        daemon.loop.run()
+    finally:
+        daemon.close()
+        operator.close()
+        if pidfile is not None:
+            pidfile.release()
+    return daemon.exit_code
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    if args.signum is not None:
+        number = _signal_numbers().get(args.signum.upper())
+        if number is None:
+            print(f"{PROG}: unknown signal name {args.signum} ({', '.join(_signal_numbers())})", file=sys.stderr)
+            return 1
+        print(number)
+        return 0
     if args.check:
         return check_command(args.config)
+    if args.status or args.json:
+        return status_command(args.control_socket, args.json)
     if args.genhash:
         return genhash(args.genhash)
     if args.demo:
         return run_demo()
-    return run_daemon(args.config, args.log_console, args.log_detail)
+    return run_daemon(args)
 
 
 if __name__ == "__main__":
