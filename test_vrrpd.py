@@ -6109,6 +6109,8 @@ def _fuzz_daemon(version: int):
     rt.src = IP4("10.0.0.1")
     d.runtimes.append(rt)
     d.by_socket["eth0"] = [rt]
+    d.by_vrid[("eth0", 51)] = [rt]
+    d.own_sources = {rt.src}
     d._apply(rt, machine.start(d.loop.time()))
     return d, rt, Sock()
 
