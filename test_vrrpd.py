@@ -5964,6 +5964,26 @@ def _fuzz_budget(default: float) -> float:
     return FUZZ_SECONDS if FUZZ_SECONDS > 0 else default
 
 
+class _HangGuard:
+    """Fail, instead of hanging the suite, when one call runs longer than `seconds` (SIGALRM)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def _fire(self, signum, frame):
+        raise TimeoutError(f"a single call ran longer than {self.seconds} s: a hang")
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
+        return False
+
+
 def _mutate_bytes(rng: random.Random, data: bytes) -> bytes:
     """Flip, cut, grow or splice a valid input a few times."""
     buf = bytearray(data)
@@ -6053,10 +6073,12 @@ def test_fuzz_wire_and_netlink_decoders_raise_only_their_own_errors():
             decoder(seed)
     deadline = time.monotonic() + _fuzz_budget(1.5)
     while time.monotonic() < deadline:
-        for name, decoder, seeds in targets:
-            _fuzz_once(rng, decoder, seeds, stats, name)
+        with _HangGuard(5.0):
+            for _ in range(50):
+                for name, decoder, seeds in targets:
+                    _fuzz_once(rng, decoder, seeds, stats, name)
     for name, (accepted, rejected) in stats.items():
-        assert rejected > 50, (name, accepted, rejected)  # every decoder was really exercised
+        assert accepted + rejected > 1000 and rejected > 0, (name, accepted, rejected)  # really exercised
 
 
 FUZZ_FINDINGS = [
@@ -6224,7 +6246,8 @@ def test_fuzz_config_parser_reports_diagnostics_and_never_hangs(tmp_path):
                 else "".join(chr(rng.randint(0, 127)) for _ in range(rng.randint(0, 300))))
         started = time.monotonic()
         try:
-            _config, diags = vrrpd.parse_config_text(text, str(tmp_path / "fuzz.conf"))
+            with _HangGuard(5.0):
+                _config, diags = vrrpd.parse_config_text(text, str(tmp_path / "fuzz.conf"))
         except vrrpd.ConfigError:
             diags = [None]
         except Exception as exc:
@@ -6505,7 +6528,7 @@ class Soak:
         self.disturbed_until = time.monotonic() + SOAK_STARTUP + SOAK_SETTLE
         self.counts = {k: 0 for k in (
             "samples", "checked", "violation_two_holders", "violation_no_holder", "vrrpd_crash", "keepalived_exit",
-            "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_packets",
+            "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_seconds", "flood_packets",
             "script_hang", "vip_deleted", "settled_seconds")}
         self.violations: List[str] = []
         self.events: List[str] = []
@@ -6590,6 +6613,7 @@ class Soak:
                 PYTHON, str(self.directory / "flood.py"), str(HERE), SOAK_X, str(self.flood_rate), str(seconds),
                 str(rng.randrange(1 << 30))], stdout=subprocess.PIPE, text=True))
             self.counts["flood"] += 1
+            self.counts["flood_seconds"] += round(seconds, 1)
             self.log(f"garbage flood {self.flood_rate:.0f}/s for {seconds:.1f}s")
         elif kind == "hang":
             n = rng.choice([nodes["A"], nodes["B"]])
@@ -6727,6 +6751,9 @@ def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed:
 
 def _report_soak(soak: Soak) -> str:
     lines = ["soak invariants and faults:"] + [f"  {k:24} {v}" for k, v in soak.counts.items()]
+    if soak.counts["flood_seconds"]:
+        rate = soak.counts["flood_packets"] / soak.counts["flood_seconds"]
+        lines.append(f"  {'flood rate (packets/s)':24} {rate:.0f}")
     for name, pid, first, last, fds0, fds1 in _rss_growth(soak.rss, 10):
         lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB, open files {fds0} -> {fds1}")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
