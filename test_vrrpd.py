@@ -6558,6 +6558,8 @@ class Soak:
         kind = self.first_round.pop(0) if self.first_round[0] else rng.choice(
             ["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
         if kind == "flap":
+            if not any(n.link_up for n in nodes.values()):
+                return self.retry(kind)
             n = rng.choice([n for n in nodes.values() if n.link_up])
             bridge_side = rng.random() < 0.5
             down = rng.uniform(0.3, 3.0)
@@ -6577,7 +6579,7 @@ class Soak:
             # A never dies so that one vrrpd lives through the whole run for the RSS invariant
             candidates = [n for n in (nodes["B"], nodes["K"]) if n.alive]
             if not candidates:
-                return
+                return self.retry(kind)
             n = rng.choice(candidates)
             self.end_rss(n)
             n.kill9()
@@ -6619,7 +6621,7 @@ class Soak:
             n = rng.choice([nodes["A"], nodes["B"]])
             flag = self.directory / f"hang-{n.name}"
             if flag.exists():
-                return
+                return self.retry(kind)
             flag.touch()
             lasting = rng.uniform(2.0, 6.0)
             effect = SOAK_SCRIPT_INTERVAL + SOAK_SCRIPT_TIMEOUT + 1.0
@@ -6634,12 +6636,17 @@ class Soak:
         elif kind == "vipdel":
             holders = [n for n in nodes.values() if n.alive and n.link_up and n.holds()]
             if not holders:
-                return
+                return self.retry(kind)
             n = rng.choice(holders)
             self.lab.ip("addr", "del", f"{VIP}/24", "dev", "eth0", ns=n.ns, check=False)
             self.disturb(1.0)
             self.counts["vip_deleted"] += 1
             self.log(f"VIP deleted behind {n.name}'s back")
+
+    def retry(self, kind: str) -> None:
+        """A fault that could not happen now (nobody holds the VIP to delete...) comes again next time."""
+        if self.first_round:
+            self.first_round.insert(0, kind)
 
     def signal(self, n: _SoakNode, sig: int) -> None:
         try:
@@ -6777,6 +6784,28 @@ def test_soak_finding_byte_code_removed_by_another_version_falls_back_to_the_sou
     assert "0 error(s)" in out.stdout + out.stderr
 
 
+def test_soak_finding_alerts_for_a_stalled_smtp_server_queue_up_to_a_bound():
+    """A flapping instance with a mail server that never answers queued every alert for ever (each takes
+    three timed-out attempts): memory grew and alerts arrived hours late. The queue is now bounded."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # never accepts, never answers
+    try:
+        gd = vrrpd.GlobalDefs(notification_email=["ops@example.com"], smtp_server="127.0.0.1",
+                              smtp_port=server.getsockname()[1], smtp_connect_timeout=5.0)
+        mailer = vrrpd.SmtpAlerter(gd)
+        mailer.max_pending = 5
+        for i in range(40):
+            mailer.submit(f"transition {i}", "body")
+        assert mailer.pending() <= mailer.max_pending + 1
+        assert mailer.dropped >= 40 - mailer.max_pending - 1
+        mailer.close(0)
+    finally:
+        server.close()
+
+
 def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
     seconds = SOAK_SECONDS or 55.0
@@ -6796,7 +6825,7 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     assert c["vrrpd_crash"] == 0, report
     assert all(v == 0 for v in tracebacks.values()), (tracebacks, report)
     assert c["violation_two_holders"] == 0 and c["violation_no_holder"] == 0, report
-    assert c["checked"] > c["samples"] // 5, report  # the invariants were really checked, not always settling
+    assert c["checked"] > max(60, c["samples"] // 10), report  # really checked, not always settling
     assert c["link_flap"] + c["kill9_restart"] + c["script_hang"] + c["flood"] >= 4, report
     assert c["flood_packets"] > 0 or c["flood"] == 0, report
     # RSS: the vrrpd that lived through the whole run did not grow beyond start-up noise
