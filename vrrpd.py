@@ -5,15 +5,21 @@ Map of this file (sections in the order data flows, from the edges to the core a
 
   1. Constants and small types   VRRP/netlink numbers, State, AuthType, LbKind, Diagnostic, errors
   2. Configuration model         dataclasses, one per keepalived block, values already typed
-  3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), parser, validation
-  4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP/NA frames, netlink packing
+  3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), keyword registry,
+                                 parser, validation, --check
+  4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP frames, netlink packing
+     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, nftables text
   5. VRRP state machine          sans-IO: given `now` and events, returns actions (RFC 5798 section 6)
-  6. Tracking and health checks  vrrp_script/track_file/track_process and LVS checkers, decisions only
-  7. Kernel edge                 raw VRRP sockets, AF_PACKET, rtnetlink, generic netlink IPVS
+     5b.                         sync groups
+  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process, 6b LVS checkers
+  7. Kernel edge                 7a rtnetlink, raw VRRP sockets, AF_PACKET; 7b generic netlink IPVS, checker
+                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets
   8. Event loop                  one selectors loop with a timer heap, child processes, signals
-  9. Notification                notify scripts, notify FIFO, SMTP alerts (off the loop)
- 10. Daemon                      wires config -> engines -> kernel, reload, status
- 11. Command line                main(), --check, signals
+  9. Notification                notify scripts, notify FIFO, SMTP alerts (one worker thread)
+ 10. Daemon                      wires config -> engines -> kernel, reload, status;
+     10b.                        IPv6 instances, VMAC, sync groups, firewall and AH for the Daemon
+ 11. Command line                11a logging, sd_notify, status socket, byte-code cache; 11b running the
+                                 daemon and the demo; 11c keepalived's options, forking, signals, dumps
 
 Only the standard library is used, and Python 3.9 is the minimum version.
 """
