@@ -6438,7 +6438,8 @@ def test_fuzz_finding_master_hearing_a_two_byte_vrrp_message_inside_valid_ah():
 CONFIG_TOKENS = ["{", "}", "{", "}", '"', "!", "#", "\\", "\n", "\t", "include /nonexistent/*.conf", "$X", "$X=1",
                  "@a", "@^b", "vrrp_instance", "virtual_server", "real_server", "vrrp_script", "track_script",
                  "10.0.0.1", "::1", "10.0.0.1/40", "255", "-1", "99999999999", "0.0001", "nan", "inf", "1e400",
-                 "on", "off", "~SEQ(x,1,3)", "x{a,b}", "virtual_ipaddress", "unicast_peer", "authentication"]
+                 "on", "off", "~SEQ(x,1,3)", "x{a,b}", "virtual_ipaddress", "unicast_peer", "authentication",
+                 "9" * 5000, "0x" + "f" * 5000]
 
 
 def _mutate_config(rng: random.Random, text: str) -> str:
