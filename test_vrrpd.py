@@ -6840,7 +6840,7 @@ class Soak:
             self.counts["sighup_invalid"] += 1
             self.log(f"SIGHUP {n.name} with an invalid configuration")
         elif kind == "flood":
-            seconds = rng.uniform(1.0, 4.0)
+            seconds = rng.uniform(1.0, 4.0) if self.seconds < 120 else rng.uniform(3.0, 20.0)
             self.floods.append(self.lab.exec(self.x, [
                 PYTHON, str(self.directory / "flood.py"), str(HERE), SOAK_X, str(self.flood_rate), str(seconds),
                 str(rng.randrange(1 << 30))], stdout=subprocess.PIPE, text=True))
