@@ -6388,6 +6388,63 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
     assert rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, (rt.adverts_received, rt.bad_packets)
 
 
+def _fuzz_daemon6():
+    """A Daemon with one started IPv6 instance (VRID 52) on a fake socket."""
+    IP6 = ipaddress.IPv6Address
+    inst = vrrpd.VrrpInstance("VI_6", interface="eth0", virtual_router_id=52, priority=100, advert_int=1.0,
+                              version=3,
+                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv6Interface("2001:db8::100/64"))])
+    d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz6"), vrrp_instances=[inst]))
+    d.beyond.add_vip6 = lambda index, vip: None
+    machine = vrrpd.VrrpMachine("VI_6", 52, 100, 1.0, 3, addresses=[IP6("2001:db8::100")],
+                                primary_ip=IP6("fe80::1"))
+    rt = vrrpd.InstanceRuntime(inst, machine, 3)
+    rt.src = IP6("fe80::1")
+    d.runtimes.append(rt)
+    d.beyond.by_socket6["eth0"] = [rt]
+    d._apply(rt, machine.start(d.loop.time()))
+
+    class Sock:
+        ifname = "eth0"
+
+    return d, rt, Sock()
+
+
+def test_fuzz_daemon_ipv6_receive_path_survives_mutated_adverts():
+    IP6 = ipaddress.IPv6Address
+    d, rt, sock = _fuzz_daemon6()
+    rng = random.Random(6)
+    seeds = [vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 52, prio, [IP6("2001:db8::100")], 1.0, 0, b""),
+                                  IP6("fe80::2"), IP6("ff02::12")) for prio in (0, 50, 100, 200, 255)]
+    deadline = time.monotonic() + _fuzz_budget(0.5)
+    count = 0
+    while time.monotonic() < deadline:
+        msg = _mutate_bytes(rng, rng.choice(seeds)) if rng.random() < 0.8 else rng.choice(seeds)
+        if count % 20 == 0 and rt.machine.state != vrrpd.State.MASTER:  # as MASTER too
+            rt.machine.master_down_timer = d.loop.time() - 0.001
+            d._on_timer(rt)
+        dst = IP6(rng.choice(["ff02::12", "fe80::1"]))
+        try:
+            d.beyond._handle_packet6(sock, msg, IP6("fe80::2"), dst, rng.choice([255, 255, 64]))
+        except Exception as exc:
+            raise AssertionError(f"{exc!r} on IPv6 advert {msg.hex()} to {dst}") from exc
+        count += 1
+    assert count > 500 and rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, rt.bad_packets
+
+
+def test_fuzz_finding_ipv6_adverts_of_ever_new_vrids_log_once_per_period(caplog):
+    """Found by the IPv6 receive fuzz: the complaint was rate-limited per VRID, so garbage with ever new VRIDs
+    logged up to 255 lines per period (IPv4 already limits per interface)."""
+    IP6 = ipaddress.IPv6Address
+    d, _rt, sock = _fuzz_daemon6()
+    caplog.set_level(logging.WARNING, logger="vrrpd")
+    for vrid in range(1, 200):
+        if vrid != 52:
+            msg = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, vrid, 100, [IP6("2001:db8::1")], 1.0, 0, b""))
+            d.beyond._handle_packet6(sock, msg, IP6("fe80::2"), IP6("ff02::12"), 255)
+    assert sum("Unknown VRID" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
     """A peer holding the AH key sends mutated VRRP inside a correct AH header (ICV over the garbage)."""
     d, rt, sock = _fuzz_daemon(2)

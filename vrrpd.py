@@ -7846,7 +7846,7 @@ class BeyondIPv4:
         vrid, unicast = msg[1], not dst.is_multicast
         rt = next((r for r in rts if r.machine.vrid == vrid), None)
         if rt is None:
-            d.ratelimit(("vrid6", vsock.ifname, vrid), d.loop.time(),
+            d.ratelimit(("vrid6", vsock.ifname), d.loop.time(),
                         f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
             return
         name = rt.inst.name
