@@ -6372,9 +6372,10 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
     d, rt, sock = _fuzz_daemon(version)
     rng = random.Random(version)
     src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
-    seeds = [vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
+    seeds = [vrrpd.encode_ipv4(src, dst, vrrpd.encode_advert(
         vrrpd.VrrpAdvert(version, 51, prio, [IP4("10.0.0.100")], 1.0, 1 if version == 2 else 0,
-                         b"secret12" if version == 2 else b""), src, group)) for prio in (0, 50, 100, 200, 255)]
+                         b"secret12" if version == 2 else b""), src, dst))
+             for prio in (0, 50, 100, 200, 255) for dst in (group, group, IP4("10.0.0.1"))]
     deadline = time.monotonic() + _fuzz_budget(0.5)
     count = 0
     while time.monotonic() < deadline:
