@@ -6226,10 +6226,17 @@ class EventLoop:
                 timeout = max(0.0, self._timers[0].when - now)
             if until is not None:
                 timeout = max(0.0, until - now) if timeout is None else min(timeout, max(0.0, until - now))
+        if timeout is not None and timeout > 0.0:
+            # epoll counts whole milliseconds and rounds up: wake up to 1 ms early instead, then sleep the rest
+            timeout = int(timeout * 1000) / 1000.0
         try:
             events = self.selector.select(timeout)
         except InterruptedError:
             events = []
+        if not events and not self._ready and self._timers:
+            early = self._timers[0].when - self.time()
+            if 0.0 < early < 0.002:
+                time.sleep(early)  # sub-millisecond: adverts leave on time, not up to 1 ms late
         now = self.time()
         due: List[Timer] = []
         while self._timers and (self._timers[0].when <= now or self._timers[0].cancelled):
