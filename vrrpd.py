@@ -7332,7 +7332,9 @@ class Daemon:
             return
         vrid = ip.payload[1]
         unicast = not ip.dst.is_multicast
-        candidates = self.by_vrid.get((vsock.ifname, vrid), [])
+        candidates = self.by_vrid.get((vsock.ifname, vrid))
+        if candidates is None:  # not indexed (an instance attached by hand): look through the interface's list
+            candidates = [r for r in self.by_socket.get(vsock.ifname, []) if r.machine.vrid == vrid]
         rt = next((r for r in candidates if r.unicast == unicast), None)
         if rt is None:
             rt = candidates[0] if candidates else None
