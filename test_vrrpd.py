@@ -6306,6 +6306,41 @@ def test_fuzz_findings_are_rejected_with_own_errors(name, decoder, data):
         decoder(data)
 
 
+def test_fuzz_checker_replies_and_track_files_give_verdicts_not_exceptions():
+    """http_response_ok (bytes from real servers) and parse_track_file_value (user-written files)."""
+    rng = random.Random(4)
+    url = vrrpd.UrlCheck(path="/", digest="9d3d9048db16a7eee539e93e3618cbe7", status_code=[(200, 299)])
+    replies = [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", b"HTTP/1.0 404 Not Found\n\nno"]
+    files = ["0", "-60\n", "0x1f", "017", "  +5 trailing", "99999999999"]
+    deadline = time.monotonic() + _fuzz_budget(0.5)
+    verdicts = set()
+    while time.monotonic() < deadline:
+        with _HangGuard(5.0):
+            for _ in range(50):
+                reply = _mutate_bytes(rng, rng.choice(replies))
+                if rng.random() < 0.05:
+                    reply = b"HTTP/1.1 " + b"7" * rng.randint(1, 6000) + b" OK\r\n\r\n"
+                ok, why = vrrpd.http_response_ok(reply, url)
+                verdicts.add(ok)
+                text = _mutate_bytes(rng, rng.choice(files).encode()).decode("latin-1")
+                if rng.random() < 0.05:
+                    text = rng.choice(["", "-", "0x"]) + "1" * rng.randint(1, 6000)
+                value = vrrpd.parse_track_file_value(text)
+                assert value is None or -(2**31) <= value <= 2**31
+    assert verdicts == {True, False} or verdicts == {False}
+
+
+@pytest.mark.parametrize("text", ["1" * 5000, "-" + "9" * 4400, "0x" + "f" * 5000, "0" + "7" * 5000],
+                         ids=["decimal", "negative", "hex", "octal"])
+def test_fuzz_finding_a_track_file_with_thousands_of_digits_is_out_of_range(text):
+    assert vrrpd.parse_track_file_value(text) is None
+
+
+def test_fuzz_finding_an_http_status_of_thousands_of_digits_is_a_bad_response():
+    url = vrrpd.UrlCheck(path="/")
+    assert vrrpd.http_response_ok(b"HTTP/1.1 " + b"2" * 5000 + b" OK\r\n\r\n", url) == (False, "bad HTTP response")
+
+
 def _fuzz_daemon(version: int):
     """A Daemon with one started instance on a fake socket, as the receive path sees it."""
     inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=100, advert_int=1.0,
@@ -6411,7 +6446,8 @@ def test_fuzz_finding_master_hearing_a_two_byte_vrrp_message_inside_valid_ah():
 CONFIG_TOKENS = ["{", "}", "{", "}", '"', "!", "#", "\\", "\n", "\t", "include /nonexistent/*.conf", "$X", "$X=1",
                  "@a", "@^b", "vrrp_instance", "virtual_server", "real_server", "vrrp_script", "track_script",
                  "10.0.0.1", "::1", "10.0.0.1/40", "255", "-1", "99999999999", "0.0001", "nan", "inf", "1e400",
-                 "on", "off", "~SEQ(x,1,3)", "x{a,b}", "virtual_ipaddress", "unicast_peer", "authentication"]
+                 "on", "off", "~SEQ(x,1,3)", "x{a,b}", "virtual_ipaddress", "unicast_peer", "authentication",
+                 "9" * 5000, "0x" + "f" * 5000]
 
 
 def _mutate_config(rng: random.Random, text: str) -> str:

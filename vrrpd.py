@@ -3689,6 +3689,8 @@ def parse_track_file_value(text: str) -> Optional[int]:
     if not match:
         return 0
     digits = match.group(2)
+    if len(digits.lstrip("0xX")) > 12:  # far outside the 32-bit range (and int() refuses very long decimals)
+        return None
     if digits[:2].lower() == "0x":
         value = int(digits[2:], 16)
     elif digits.startswith("0") and len(digits) > 1:
@@ -4385,7 +4387,7 @@ def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
     if not sep:
         head, sep, body = response.partition(b"\n\n")
     words = head.split(b"\r\n", 1)[0].split()
-    if len(words) < 2 or not words[0].startswith(b"HTTP/") or not words[1].isdigit():
+    if len(words) < 2 or not words[0].startswith(b"HTTP/") or not words[1].isdigit() or len(words[1]) > 9:
         return False, "bad HTTP response"
     status = int(words[1])
     ranges = url.status_code or [(200, 299)]
