@@ -8111,7 +8111,8 @@ def reexec_from_bytecode_cache() -> None:
     """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script.
 
     Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
-    of the daemon's resident memory. Set VRRPD_NO_REEXEC=1 to turn this off."""
+    of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
+    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
     if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
         return
     source = os.path.abspath(__file__)
@@ -8121,7 +8122,7 @@ def reexec_from_bytecode_cache() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execv(sys.executable, [sys.executable, "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
+        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
     except OSError as exc:
         log.debug("re-exec from %s failed: %s", pyc, exc)
 
