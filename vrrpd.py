@@ -8923,7 +8923,10 @@ def run_daemon(args: Any) -> int:
         operator.install()
         daemon.start()
     except Exception as exc:
-        log.exception("start-up failed: %s", exc)
+        if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
+            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+        else:
+            log.exception("start-up failed: %s", exc)
         report(f"start-up failed: {exc}")
         if operator is not None:
             operator.close()
