@@ -5814,8 +5814,15 @@ class BenchNode:
         else:
             cmd = [PYTHON, VRRPD, "-n", "-l", "-f", str(self.conf)]
         started = time.time()
+        marks = self.log.read_text().count("Startup complete") if self.log.exists() else 0
         self.proc = self.lab.exec(self.ns, cmd, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+        self._marks = marks
         return started
+
+    def wait_started(self, timeout: float = 30.0) -> None:
+        """Both daemons log "Startup complete" once their instances run."""
+        wait_for(lambda: self.log.read_text().count("Startup complete") > self._marks or self.proc.poll() is not None,
+                 timeout, 0.01, f"{self.kind} start-up")
 
     def pids(self) -> List[int]:
         """Every process of this daemon (keepalived runs a parent and a VRRP child)."""
@@ -5883,7 +5890,7 @@ def _pair_lab(kind: str, workdir: Path, version: int, advert: float, prio_a: int
     conf_b = bench_config([dict(common, name="VI_1", state="BACKUP", priority=prio_b)], "nodeB")
     a = BenchNode(lab, kind, a_ns, conf_a, workdir / kind)
     b = BenchNode(lab, kind, b_ns, conf_b, workdir / kind)
-    probe_b = Probe(lab, b_ns)
+    probe_b = Probe(lab, b_ns, ("224.0.0.18@eth0",))
     return lab, a, b, client, probe_b
 
 
@@ -5898,6 +5905,7 @@ def _start_pair(lab, a, b, probe_b, advert: float) -> None:
     a.start()
     wait_for(lambda: lab.has_address(a.ns, "10.77.0.100"), 15, what="VIP on node A")
     b.start()
+    b.wait_started()
     # steady state: B has heard A for a while and holds no VIP
     time.sleep(max(1.0, 3 * advert))
     assert not lab.has_address(b.ns, "10.77.0.100"), "both nodes hold the VIP"

@@ -6228,10 +6228,17 @@ class EventLoop:
                 timeout = max(0.0, self._timers[0].when - now)
             if until is not None:
                 timeout = max(0.0, until - now) if timeout is None else min(timeout, max(0.0, until - now))
+        if timeout is not None and timeout > 0.0:
+            # epoll counts whole milliseconds and rounds up: wake up to 1 ms early instead, then sleep the rest
+            timeout = int(timeout * 1000) / 1000.0
         try:
             events = self.selector.select(timeout)
         except InterruptedError:
             events = []
+        if not events and not self._ready and self._timers:
+            early = self._timers[0].when - self.time()
+            if 0.0 < early < 0.002:
+                time.sleep(early)  # sub-millisecond: adverts leave on time, not up to 1 ms late
         now = self.time()
         due: List[Timer] = []
         while self._timers and (self._timers[0].when <= now or self._timers[0].cancelled):
@@ -7327,7 +7334,9 @@ class Daemon:
             return
         vrid = ip.payload[1]
         unicast = not ip.dst.is_multicast
-        candidates = self.by_vrid.get((vsock.ifname, vrid), [])
+        candidates = self.by_vrid.get((vsock.ifname, vrid))
+        if candidates is None:  # not indexed (an instance attached by hand): look through the interface's list
+            candidates = [r for r in self.by_socket.get(vsock.ifname, []) if r.machine.vrid == vrid]
         rt = next((r for r in candidates if r.unicast == unicast), None)
         if rt is None:
             rt = candidates[0] if candidates else None
@@ -8102,7 +8111,8 @@ def reexec_from_bytecode_cache() -> None:
     """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script.
 
     Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
-    of the daemon's resident memory. Set VRRPD_NO_REEXEC=1 to turn this off."""
+    of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
+    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
     if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
         return
     source = os.path.abspath(__file__)
@@ -8112,7 +8122,7 @@ def reexec_from_bytecode_cache() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execv(sys.executable, [sys.executable, "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
+        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
     except OSError as exc:
         log.debug("re-exec from %s failed: %s", pyc, exc)
 
@@ -8913,7 +8923,10 @@ def run_daemon(args: Any) -> int:
         operator.install()
         daemon.start()
     except Exception as exc:
-        log.exception("start-up failed: %s", exc)
+        if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
+            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+        else:
+            log.exception("start-up failed: %s", exc)
         report(f"start-up failed: {exc}")
         if operator is not None:
             operator.close()
