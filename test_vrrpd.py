@@ -6708,6 +6708,8 @@ def _soak_conf(node: str, directory: Path, priority: int, keepalived: bool) -> s
               f"    interval {SOAK_SCRIPT_INTERVAL}\n    timeout {SOAK_SCRIPT_TIMEOUT}\n"
               f"    fall 1\n    rise 1\n    weight {SOAK_WEIGHT}\n}}\n")
     track = "" if keepalived else "    track_script {\n        chk_soak\n    }\n"
+    if node == "B":  # the preferred node does not take the VIP back: restarts meet a running master
+        track += "    nopreempt\n"
     return (f"global_defs {{\n    router_id soak-{node}\n    vrrp_version 3\n    script_user root\n{mail}}}\n"
             f"{script}"
             f"vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n"
@@ -7100,6 +7102,20 @@ def test_soak_finding_alerts_for_a_stalled_smtp_server_queue_up_to_a_bound():
         mailer.close(0)
     finally:
         server.close()
+
+
+def test_soak_finding_a_restart_after_kill_9_removes_the_vip_its_predecessor_left(lab, tmp_path):
+    """A vrrpd killed with -9 leaves its VIP on the interface; its successor started as BACKUP under a
+    running master and kept it: two holders answering ARP. keepalived removes it at start; so do we now."""
+    a = _Node(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, advert=0.5))
+    _wait_holders(lab, [a], ["A"], timeout=6)
+    ns_b = lab.host("b", f"{LAB_NET}.2/24")
+    lab.ip("addr", "add", f"{VIP}/24", "dev", "eth0", ns=ns_b)  # what the killed predecessor left
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100, advert=0.5, instance_extra="    nopreempt\n"))
+    wait_for(lambda: "Entering BACKUP STATE" in b.log(), 10, what="B started")
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    _steady_single_master(lab, [a, b], 2.5)  # longer than B's Master_Down_Interval
+    assert "left on the interface by an earlier run" in b.log()
 
 
 def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):

@@ -6845,6 +6845,7 @@ class Daemon:
                 log.error("(%s) cannot start: %s", inst.name, exc)
         if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
             raise OSError(errno.EPERM, "no vrrp_instance could start")
+        self._remove_stale_vips()
         self.tracking.start()
         self.lvs.start()
         if self.g.vrrp_startup_delay > 0:
@@ -6854,6 +6855,24 @@ class Daemon:
             self._start_machines()
         log.info("Startup complete")
         sd_notify("READY=1")
+
+    def _remove_stale_vips(self) -> None:
+        """VIPs already on our interfaces at start were left by a predecessor killed without clean-up
+        (kill -9): remove them, as keepalived does, or a BACKUP would answer ARP for the master's VIP."""
+        assert self.rtnl is not None
+        present = {(a.index, a.address.ip) for a in self.addrs}
+        for rt in self.runtimes:
+            if rt.inst.priority == 255:
+                continue  # the address owner's VIPs are its own addresses
+            for vip in rt.vips:
+                index = self._vip_index(rt, vip)
+                if vip.address.ip == rt.src or (index, vip.address.ip) not in present:
+                    continue
+                log.warning("(%s) removing VIP %s left on the interface by an earlier run", rt.inst.name, vip.address)
+                try:
+                    self.rtnl.del_address(index, vip)
+                except (NetlinkError, OSError) as exc:
+                    log.error("(%s) cannot remove VIP %s: %s", rt.inst.name, vip.address, exc)
 
     def _start_machines(self) -> None:
         if self.stopping:
