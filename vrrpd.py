@@ -6792,7 +6792,8 @@ class Daemon:
             except (OSError, ValueError) as exc:
                 log.error("(%s) cannot start: %s", inst.name, exc)
         if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
-            raise OSError(errno.EPERM, "no vrrp_instance could start")
+            raise OSError(errno.EPERM,
+                          "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
         self.tracking.start()
         self.lvs.start()
         if self.g.vrrp_startup_delay > 0:
@@ -6943,7 +6944,7 @@ class Daemon:
         try:
             self.start()
         except OSError as exc:
-            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+            log.error("cannot start: %s", exc)
             self.close()
             return 1
         self.loop.run()
