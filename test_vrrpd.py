@@ -478,6 +478,17 @@ def test_conditional_config_id_lines():
     assert config.global_defs.router_id == "mine" and config.global_defs.smtp_server is None
 
 
+def test_config_id_selects_conditional_lines_and_env_parameters(monkeypatch):
+    monkeypatch.setenv("VRRPD_TEST_PRIO", "123")
+    text = ("global_defs {\n@lb1 router_id first\n@lb2 router_id second\n}\n"
+            + inst(BASE + "\npriority ${_ENV VRRPD_TEST_PRIO}\nnotify \"/bin/echo ${_HASH}x\""))
+    one, _ = vrrpd.parse_config_text(text, config_id="lb1")
+    two, _ = vrrpd.parse_config_text(text, config_id="lb2")
+    assert (one.global_defs.router_id, two.global_defs.router_id) == ("first", "second")
+    assert one.vrrp_instances[0].priority == 123
+    assert one.vrrp_instances[0].notify.argv == ["/bin/echo", "#x"]
+
+
 def test_include_glob_relative_to_including_file_and_nested(tmp_path):
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "sub").mkdir()
@@ -552,7 +563,7 @@ def test_unquoted_notify_words_naming_a_user_are_user_and_group_as_in_keepalived
     i = config.vrrp_instances[0]
     assert (i.notify_master.argv, i.notify_master.user, i.notify_master.group) == (["/bin/echo"], user, group)
     assert (i.notify_backup.argv, i.notify_backup.user) == (["/bin/echo", "hello"], None)
-    assert [d.line for d in diags] == [7, 8], messages(diags)
+    assert [d.line for d in diags if "enable_script_security" not in d.message] == [7, 8], messages(diags)
 
 
 def test_flags_accept_optional_booleans():
@@ -615,7 +626,8 @@ virtual_server 2001:db8::1 53 {
 }
 """
     config, diags = vrrpd.parse_config_text(text, "vs.conf")
-    assert messages(diags) == ["vs.conf:21: warning: nb_get_retry is deprecated (write 'retry')"]
+    assert [m for m in messages(diags) if "enable_script_security" not in m] == [
+        "vs.conf:21: warning: nb_get_retry is deprecated (write 'retry')"]
     grp = config.virtual_server_groups["web"]
     assert [(str(e.first), str(e.last), e.port) for e in grp.entries[:3]] == [
         ("10.0.0.1", "10.0.0.1", 80), ("10.0.0.10", "10.0.0.20", 80), ("192.168.0.0", "192.168.0.3", 443)]
@@ -795,6 +807,8 @@ VALIDATION_CASES = [
      "warning", "unknown scheduler 'rrr' (did you mean 'rr'?)"),
     ("nopreempt-master", inst(BASE + "\nstate MASTER\nnopreempt"), 8, "warning",
      "nopreempt is ignored with state MASTER"),
+    ("script-security", inst(BASE + '\nnotify "/bin/true"'), 7, "warning",
+     "scripts are configured but enable_script_security is not set"),
     ("script-missing-file", inst(BASE + '\nnotify_master "/nonexistent/vrrpd-notify.sh master"'), 7, "warning",
      "notify_master: '/nonexistent/vrrpd-notify.sh' does not exist or is not executable on this host"),
     ("unicast-families", inst(BASE + "\nunicast_src_ip 10.0.0.5\nunicast_peer {\n 2001:db8::2\n}"), 8, "error",
@@ -928,6 +942,19 @@ def test_check_command_prints_summary_with_derived_timers(tmp_path):
     assert "advert interval 0.5 s, skew time 0.207 s, master down interval 1.707 s" in text
     assert "VIPs: 10.0.1.1/24" in text
     assert text.rstrip().endswith("0 error(s), 0 warning(s)")
+
+
+def test_check_summary_lists_virtual_and_real_servers(tmp_path):
+    path = tmp_path / "lvs.conf"
+    path.write_text("virtual_server 10.0.0.1 80 {\n delay_loop 6\n lb_algo rr\n lb_kind DR\n protocol TCP\n"
+                    " real_server 10.0.0.2 80 {\n  weight 3\n  TCP_CHECK {\n  }\n }\n"
+                    " real_server 10.0.0.3 80 {\n }\n}\n")
+    out = io.StringIO()
+    assert vrrpd.check_command(str(path), out) == 0
+    text = out.getvalue()
+    assert "virtual_server 10.0.0.1:80 TCP rr/DR: 2 real server(s), checks every 6 s" in text
+    assert "    real_server 10.0.0.2:80 weight 3: TCP_CHECK" in text
+    assert "    real_server 10.0.0.3:80 weight 1: no checker (always up)" in text
 
 
 def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
@@ -4717,8 +4744,9 @@ def _ipvs_lines(service: str) -> List[str]:
     return lines
 
 
-@pytest.mark.skipif(not IN_VM, reason="runs inside the IPVS VM (test_lvs_on_real_ipvs_kernel_via_qemu)")
 def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
+    """Runs inside the IPVS VM only: test_lvs_on_real_ipvs_kernel_via_qemu boots the guest and selects it
+    (on the host it is not even collected, see the end of this section)."""
     require_root_netns()
     t0 = time.monotonic()
 
@@ -4973,6 +5001,11 @@ def test_lvs_checker_benchmark_small():
     assert result["late_p99_ms"] < 250 and result["max_late_ms"] < 1000  # generous: a shared 2-core machine
 
 
+if not IN_VM:
+    # the in-guest scenario is collected only inside the VM; on the host the VM test above runs it
+    del test_in_vm_seed_001_dr_failover_sorry_server_and_kinds
+
+
 # ============================================================================================
 # G. Operations: command line, signals, reload, status, systemd
 # ============================================================================================
@@ -5075,6 +5108,32 @@ def test_control_socket_serves_status_json_without_blocking_the_loop(tmp_path):
     assert result["status"] == status
     table = vrrpd.format_status_table(result["status"])
     assert "VI_1" in table and "MASTER" in table and "10.0.0.100/32" in table and "140" in table
+
+
+def test_event_loop_skips_a_timer_or_reader_removed_earlier_in_the_same_pass():
+    import socket as _socket
+
+    loop = vrrpd.EventLoop()
+    ran: list = []
+    a_r, a_w = _socket.socketpair()
+    b_r, b_w = _socket.socketpair()
+    a_w.send(b"x")
+    b_w.send(b"x")
+    second = loop.call_at(loop.time() - 1, ran.append, "cancelled timer")
+
+    def first_reader():
+        ran.append("first reader")
+        second.cancel()
+        for sock in (a_r, b_r):  # whichever reader runs first removes the other one
+            loop.remove_reader(sock)
+
+    loop.add_reader(a_r, first_reader)
+    loop.add_reader(b_r, first_reader)
+    loop.run_once(0)
+    assert ran == ["first reader"]
+    for sock in (a_r, a_w, b_r, b_w):
+        sock.close()
+    loop.close()
 
 
 def test_event_loop_runs_timers_children_and_kills_on_timeout():
@@ -5754,8 +5813,15 @@ class BenchNode:
         else:
             cmd = [PYTHON, VRRPD, "-n", "-l", "-f", str(self.conf)]
         started = time.time()
+        marks = self.log.read_text().count("Startup complete") if self.log.exists() else 0
         self.proc = self.lab.exec(self.ns, cmd, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+        self._marks = marks
         return started
+
+    def wait_started(self, timeout: float = 30.0) -> None:
+        """Both daemons log "Startup complete" once their instances run."""
+        wait_for(lambda: self.log.read_text().count("Startup complete") > self._marks or self.proc.poll() is not None,
+                 timeout, 0.01, f"{self.kind} start-up")
 
     def pids(self) -> List[int]:
         """Every process of this daemon (keepalived runs a parent and a VRRP child)."""
@@ -5823,7 +5889,7 @@ def _pair_lab(kind: str, workdir: Path, version: int, advert: float, prio_a: int
     conf_b = bench_config([dict(common, name="VI_1", state="BACKUP", priority=prio_b)], "nodeB")
     a = BenchNode(lab, kind, a_ns, conf_a, workdir / kind)
     b = BenchNode(lab, kind, b_ns, conf_b, workdir / kind)
-    probe_b = Probe(lab, b_ns)
+    probe_b = Probe(lab, b_ns, ("224.0.0.18@eth0",))
     return lab, a, b, client, probe_b
 
 
@@ -5838,6 +5904,7 @@ def _start_pair(lab, a, b, probe_b, advert: float) -> None:
     a.start()
     wait_for(lambda: lab.has_address(a.ns, "10.77.0.100"), 15, what="VIP on node A")
     b.start()
+    b.wait_started()
     # steady state: B has heard A for a while and holds no VIP
     time.sleep(max(1.0, 3 * advert))
     assert not lab.has_address(b.ns, "10.77.0.100"), "both nodes hold the VIP"
@@ -5864,13 +5931,16 @@ def _pinger(lab: Lab, client: str, target: str):
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
-def _longest_gap(ping: subprocess.Popen) -> float:
+def _ping_outcome(ping: subprocess.Popen) -> dict:
+    """Stop a `ping -D` and return its longest gap between replies (s) and how many echo requests were lost."""
     ping.send_signal(signal.SIGINT)
     out, _ = ping.communicate(timeout=10)
-    stamps = [float(line.split("]")[0][1:]) for line in out.splitlines()
-              if line.startswith("[") and "bytes from" in line]
+    replies = [line for line in out.splitlines() if line.startswith("[") and "bytes from" in line]
+    stamps = [float(line.split("]")[0][1:]) for line in replies]
+    seqs = sorted({int(line.split("icmp_seq=")[1].split()[0]) for line in replies if "icmp_seq=" in line})
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    return max(gaps) if gaps else float("inf")
+    lost = (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
+    return {"gap": max(gaps) if gaps else float("inf"), "lost": lost}
 
 
 def bench_graceful_failover(kind: str, workdir: Path, version: int = 2, advert: float = 1.0,
@@ -5890,7 +5960,8 @@ def bench_graceful_failover(kind: str, workdir: Path, version: int = 2, advert: 
         wait_for(lambda: probe_b.address_added("10.77.0.100", stopped), 10, 0.005, "VIP on node B")
         took = probe_b.address_added("10.77.0.100", stopped) - stopped
         time.sleep(0.5)
-        return {"sigterm_to_vip": took, "ping_gap": _longest_gap(ping)}
+        outcome = _ping_outcome(ping)
+        return {"sigterm_to_vip": took, "ping_gap": outcome["gap"], "pings_lost": outcome["lost"]}
     finally:
         lab.close()
 
@@ -5908,7 +5979,8 @@ def bench_preempt_back(kind: str, workdir: Path, version: int = 2, advert: float
                  15, what="VIP back on node A")
         took = time.time() - started
         time.sleep(0.5)
-        return {"start_to_preempt": took, "ping_gap": _longest_gap(ping)}
+        outcome = _ping_outcome(ping)
+        return {"start_to_preempt": took, "ping_gap": outcome["gap"], "pings_lost": outcome["lost"]}
     finally:
         lab.close()
 
@@ -5972,6 +6044,19 @@ def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) 
         lab.close()
 
 
+def _handover_scenario(kind: str, workdir: Path) -> dict:
+    """vrrpd's vrrp_handover_on_stop; keepalived has no such option, so only vrrpd runs it."""
+    if kind != "vrrpd":
+        return {}
+    r = bench_graceful_failover(kind, workdir, handover=True)
+    return {"handover_gap": r["ping_gap"], "handover_lost": r["pings_lost"]}
+
+
+def _preempt_scenario(kind: str, workdir: Path) -> dict:
+    r = bench_preempt_back(kind, workdir)
+    return {"preempt_gap": r["ping_gap"], "preempt_lost": r["pings_lost"]}
+
+
 def _idle_scenario(count: int, window: float):
     def run(kind: str, workdir: Path) -> dict:
         r = bench_idle_cost(kind, workdir, count, window)
@@ -6012,11 +6097,11 @@ def bench_main(argv: List[str]) -> int:
         ("  excess over Master_Down_Interval (ms)", "over_mdi_ms", None, 0),
         ("graceful failover SIGTERM->VIP (s)", "sigterm_to_vip", lambda k, w: bench_graceful_failover(k, w), reps),
         ("  client ping gap (s)", "ping_gap", None, 0),
-        ("graceful + vrrp_handover_on_stop ping gap (s)", "handover_gap",
-         lambda k, w: {"handover_gap": bench_graceful_failover(k, w, handover=True)["ping_gap"]}
-         if k == "vrrpd" else {}, reps),
-        ("preempt-back client ping gap (s)", "preempt_gap",
-         lambda k, w: {"preempt_gap": bench_preempt_back(k, w)["ping_gap"]}, reps),
+        ("  client pings lost (10 ms pings)", "pings_lost", None, 0),
+        ("graceful + vrrp_handover_on_stop ping gap (s)", "handover_gap", _handover_scenario, reps),
+        ("  client pings lost (10 ms pings)", "handover_lost", None, 0),
+        ("preempt-back client ping gap (s)", "preempt_gap", _preempt_scenario, reps),
+        ("  client pings lost (10 ms pings)", "preempt_lost", None, 0),
         ("v3 advert_int 0.05 hard failover (s)", "v3_fast",
          lambda k, w: {"v3_fast": bench_hard_failover(k, w, 3, 0.05)["after_last_advert"]}, reps),
     ]
@@ -6052,7 +6137,9 @@ def bench_main(argv: List[str]) -> int:
         for kind in ("vrrpd", "keepalived"):
             s = table.get(kind, {}).get(key)
             cells.append(f"{s['median']:.3f} ({s['min']:.3f}-{s['max']:.3f})" if s else "-")
-        a, b = table.get("vrrpd", {}).get(key), table.get("keepalived", {}).get(key)
+        # keepalived has no handover option: its plain graceful stop is what vrrpd's handover is compared with
+        other = {"handover_gap": "ping_gap", "handover_lost": "pings_lost"}.get(key, key)
+        a, b = table.get("vrrpd", {}).get(key), table.get("keepalived", {}).get(other)
         ratio = f"{a['median'] / b['median']:.2f}" if a and b and b["median"] else "-"
         lines.append(f"| {title} | {cells[0]} | {cells[1]} | {ratio} |")
     print("\n".join(lines))
@@ -6076,6 +6163,26 @@ OWN_ERRORS = (vrrpd.PacketError, vrrpd.NetlinkError, vrrpd.ConfigError)
 
 def _fuzz_budget(default: float) -> float:
     return FUZZ_SECONDS if FUZZ_SECONDS > 0 else default
+
+
+class _HangGuard:
+    """Fail, instead of hanging the suite, when one call runs longer than `seconds` (SIGALRM)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def _fire(self, signum, frame):
+        raise TimeoutError(f"a single call ran longer than {self.seconds} s: a hang")
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
+        return False
 
 
 def _mutate_bytes(rng: random.Random, data: bytes) -> bytes:
@@ -6167,10 +6274,12 @@ def test_fuzz_wire_and_netlink_decoders_raise_only_their_own_errors():
             decoder(seed)
     deadline = time.monotonic() + _fuzz_budget(1.5)
     while time.monotonic() < deadline:
-        for name, decoder, seeds in targets:
-            _fuzz_once(rng, decoder, seeds, stats, name)
+        with _HangGuard(5.0):
+            for _ in range(50):
+                for name, decoder, seeds in targets:
+                    _fuzz_once(rng, decoder, seeds, stats, name)
     for name, (accepted, rejected) in stats.items():
-        assert rejected > 50, (name, accepted, rejected)  # every decoder was really exercised
+        assert accepted + rejected > 1000 and rejected > 0, (name, accepted, rejected)  # really exercised
 
 
 FUZZ_FINDINGS = [
@@ -6194,6 +6303,41 @@ def test_fuzz_findings_are_rejected_with_own_errors(name, decoder, data):
     """Inputs the fuzzer found that used to raise KeyError/struct.error/IndexError/NetmaskValueError."""
     with pytest.raises(OWN_ERRORS):
         decoder(data)
+
+
+def test_fuzz_checker_replies_and_track_files_give_verdicts_not_exceptions():
+    """http_response_ok (bytes from real servers) and parse_track_file_value (user-written files)."""
+    rng = random.Random(4)
+    url = vrrpd.UrlCheck(path="/", digest="9d3d9048db16a7eee539e93e3618cbe7", status_code=[(200, 299)])
+    replies = [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", b"HTTP/1.0 404 Not Found\n\nno"]
+    files = ["0", "-60\n", "0x1f", "017", "  +5 trailing", "99999999999"]
+    deadline = time.monotonic() + _fuzz_budget(0.5)
+    verdicts = set()
+    while time.monotonic() < deadline:
+        with _HangGuard(5.0):
+            for _ in range(50):
+                reply = _mutate_bytes(rng, rng.choice(replies))
+                if rng.random() < 0.05:
+                    reply = b"HTTP/1.1 " + b"7" * rng.randint(1, 6000) + b" OK\r\n\r\n"
+                ok, why = vrrpd.http_response_ok(reply, url)
+                verdicts.add(ok)
+                text = _mutate_bytes(rng, rng.choice(files).encode()).decode("latin-1")
+                if rng.random() < 0.05:
+                    text = rng.choice(["", "-", "0x"]) + "1" * rng.randint(1, 6000)
+                value = vrrpd.parse_track_file_value(text)
+                assert value is None or -(2**31) <= value <= 2**31
+    assert verdicts == {True, False} or verdicts == {False}
+
+
+@pytest.mark.parametrize("text", ["1" * 5000, "-" + "9" * 4400, "0x" + "f" * 5000, "0" + "7" * 5000],
+                         ids=["decimal", "negative", "hex", "octal"])
+def test_fuzz_finding_a_track_file_with_thousands_of_digits_is_out_of_range(text):
+    assert vrrpd.parse_track_file_value(text) is None
+
+
+def test_fuzz_finding_an_http_status_of_thousands_of_digits_is_a_bad_response():
+    url = vrrpd.UrlCheck(path="/")
+    assert vrrpd.http_response_ok(b"HTTP/1.1 " + b"2" * 5000 + b" OK\r\n\r\n", url) == (False, "bad HTTP response")
 
 
 def _fuzz_daemon(version: int):
@@ -6223,6 +6367,8 @@ def _fuzz_daemon(version: int):
     rt.src = IP4("10.0.0.1")
     d.runtimes.append(rt)
     d.by_socket["eth0"] = [rt]
+    d.by_vrid[("eth0", 51)] = [rt]
+    d.own_sources = {rt.src}
     d._apply(rt, machine.start(d.loop.time()))
     return d, rt, Sock()
 
@@ -6299,7 +6445,8 @@ def test_fuzz_finding_master_hearing_a_two_byte_vrrp_message_inside_valid_ah():
 CONFIG_TOKENS = ["{", "}", "{", "}", '"', "!", "#", "\\", "\n", "\t", "include /nonexistent/*.conf", "$X", "$X=1",
                  "@a", "@^b", "vrrp_instance", "virtual_server", "real_server", "vrrp_script", "track_script",
                  "10.0.0.1", "::1", "10.0.0.1/40", "255", "-1", "99999999999", "0.0001", "nan", "inf", "1e400",
-                 "on", "off", "~SEQ(x,1,3)", "x{a,b}", "virtual_ipaddress", "unicast_peer", "authentication"]
+                 "on", "off", "~SEQ(x,1,3)", "x{a,b}", "virtual_ipaddress", "unicast_peer", "authentication",
+                 "9" * 5000, "0x" + "f" * 5000]
 
 
 def _mutate_config(rng: random.Random, text: str) -> str:
@@ -6336,7 +6483,8 @@ def test_fuzz_config_parser_reports_diagnostics_and_never_hangs(tmp_path):
                 else "".join(chr(rng.randint(0, 127)) for _ in range(rng.randint(0, 300))))
         started = time.monotonic()
         try:
-            _config, diags = vrrpd.parse_config_text(text, str(tmp_path / "fuzz.conf"))
+            with _HangGuard(5.0):
+                _config, diags = vrrpd.parse_config_text(text, str(tmp_path / "fuzz.conf"))
         except vrrpd.ConfigError:
             diags = [None]
         except Exception as exc:
@@ -6617,7 +6765,7 @@ class Soak:
         self.disturbed_until = time.monotonic() + SOAK_STARTUP + SOAK_SETTLE
         self.counts = {k: 0 for k in (
             "samples", "checked", "violation_two_holders", "violation_no_holder", "vrrpd_crash", "keepalived_exit",
-            "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_packets",
+            "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_seconds", "flood_packets",
             "script_hang", "vip_deleted", "settled_seconds")}
         self.violations: List[str] = []
         self.events: List[str] = []
@@ -6647,6 +6795,8 @@ class Soak:
         kind = self.first_round.pop(0) if self.first_round[0] else rng.choice(
             ["flap", "flap", "kill", "kill", "hup", "hup_bad", "flood", "hang", "hang", "vipdel"])
         if kind == "flap":
+            if not any(n.link_up for n in nodes.values()):
+                return self.retry(kind)
             n = rng.choice([n for n in nodes.values() if n.link_up])
             bridge_side = rng.random() < 0.5
             down = rng.uniform(0.3, 3.0)
@@ -6666,7 +6816,7 @@ class Soak:
             # A never dies so that one vrrpd lives through the whole run for the RSS invariant
             candidates = [n for n in (nodes["B"], nodes["K"]) if n.alive]
             if not candidates:
-                return
+                return self.retry(kind)
             n = rng.choice(candidates)
             self.end_rss(n)
             n.kill9()
@@ -6702,12 +6852,13 @@ class Soak:
                 PYTHON, str(self.directory / "flood.py"), str(HERE), SOAK_X, str(self.flood_rate), str(seconds),
                 str(rng.randrange(1 << 30))], stdout=subprocess.PIPE, text=True))
             self.counts["flood"] += 1
+            self.counts["flood_seconds"] += round(seconds, 1)
             self.log(f"garbage flood {self.flood_rate:.0f}/s for {seconds:.1f}s")
         elif kind == "hang":
             n = rng.choice([nodes["A"], nodes["B"]])
             flag = self.directory / f"hang-{n.name}"
             if flag.exists():
-                return
+                return self.retry(kind)
             flag.touch()
             lasting = rng.uniform(2.0, 6.0)
             effect = SOAK_SCRIPT_INTERVAL + SOAK_SCRIPT_TIMEOUT + 1.0
@@ -6722,12 +6873,17 @@ class Soak:
         elif kind == "vipdel":
             holders = [n for n in nodes.values() if n.alive and n.link_up and n.holds()]
             if not holders:
-                return
+                return self.retry(kind)
             n = rng.choice(holders)
             self.lab.ip("addr", "del", f"{VIP}/24", "dev", "eth0", ns=n.ns, check=False)
             self.disturb(1.0)
             self.counts["vip_deleted"] += 1
             self.log(f"VIP deleted behind {n.name}'s back")
+
+    def retry(self, kind: str) -> None:
+        """A fault that could not happen now (nobody holds the VIP to delete...) comes again next time."""
+        if self.first_round:
+            self.first_round.insert(0, kind)
 
     def signal(self, n: _SoakNode, sig: int) -> None:
         try:
@@ -6839,6 +6995,9 @@ def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed:
 
 def _report_soak(soak: Soak) -> str:
     lines = ["soak invariants and faults:"] + [f"  {k:24} {v}" for k, v in soak.counts.items()]
+    if soak.counts["flood_seconds"]:
+        rate = soak.counts["flood_packets"] / soak.counts["flood_seconds"]
+        lines.append(f"  {'flood rate (packets/s)':24} {rate:.0f}")
     for name, pid, first, last, fds0, fds1 in _rss_growth(soak.rss, 10):
         lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB, open files {fds0} -> {fds1}")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
@@ -6862,6 +7021,28 @@ def test_soak_finding_byte_code_removed_by_another_version_falls_back_to_the_sou
     assert "0 error(s)" in out.stdout + out.stderr
 
 
+def test_soak_finding_alerts_for_a_stalled_smtp_server_queue_up_to_a_bound():
+    """A flapping instance with a mail server that never answers queued every alert for ever (each takes
+    three timed-out attempts): memory grew and alerts arrived hours late. The queue is now bounded."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # never accepts, never answers
+    try:
+        gd = vrrpd.GlobalDefs(notification_email=["ops@example.com"], smtp_server="127.0.0.1",
+                              smtp_port=server.getsockname()[1], smtp_connect_timeout=5.0)
+        mailer = vrrpd.SmtpAlerter(gd)
+        mailer.max_pending = 5
+        for i in range(40):
+            mailer.submit(f"transition {i}", "body")
+        assert mailer.pending() <= mailer.max_pending + 1
+        assert mailer.dropped >= 40 - mailer.max_pending - 1
+        mailer.close(0)
+    finally:
+        server.close()
+
+
 def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
     seconds = SOAK_SECONDS or 55.0
@@ -6881,7 +7062,7 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     assert c["vrrpd_crash"] == 0, report
     assert all(v == 0 for v in tracebacks.values()), (tracebacks, report)
     assert c["violation_two_holders"] == 0 and c["violation_no_holder"] == 0, report
-    assert c["checked"] > c["samples"] // 5, report  # the invariants were really checked, not always settling
+    assert c["checked"] > max(60, c["samples"] // 10), report  # really checked, not always settling
     assert c["link_flap"] + c["kill9_restart"] + c["script_hang"] + c["flood"] >= 4, report
     assert c["flood_packets"] > 0 or c["flood"] == 0, report
     # RSS: the vrrpd that lived through the whole run did not grow beyond start-up noise

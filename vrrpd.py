@@ -5,15 +5,21 @@ Map of this file (sections in the order data flows, from the edges to the core a
 
   1. Constants and small types   VRRP/netlink numbers, State, AuthType, LbKind, Diagnostic, errors
   2. Configuration model         dataclasses, one per keepalived block, values already typed
-  3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), parser, validation
-  4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP/NA frames, netlink packing
+  3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), keyword registry,
+                                 parser, validation, --check
+  4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP frames, netlink packing
+     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, nftables text
   5. VRRP state machine          sans-IO: given `now` and events, returns actions (RFC 5798 section 6)
-  6. Tracking and health checks  vrrp_script/track_file/track_process and LVS checkers, decisions only
-  7. Kernel edge                 raw VRRP sockets, AF_PACKET, rtnetlink, generic netlink IPVS
+     5b.                         sync groups
+  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process, 6b LVS checkers
+  7. Kernel edge                 7a rtnetlink, raw VRRP sockets, AF_PACKET; 7b generic netlink IPVS, checker
+                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets
   8. Event loop                  one selectors loop with a timer heap, child processes, signals
-  9. Notification                notify scripts, notify FIFO, SMTP alerts (off the loop)
- 10. Daemon                      wires config -> engines -> kernel, reload, status
- 11. Command line                main(), --check, signals
+  9. Notification                notify scripts, notify FIFO, SMTP alerts (one worker thread)
+ 10. Daemon                      wires config -> engines -> kernel, reload, status;
+     10b.                        IPv6 instances, VMAC, sync groups, firewall and AH for the Daemon
+ 11. Command line                11a logging, sd_notify, status socket, byte-code cache; 11b running the
+                                 daemon and the demo; 11c keepalived's options, forking, signals, dumps
 
 Only the standard library is used, and Python 3.9 is the minimum version.
 """
@@ -550,6 +556,7 @@ _MAX_INCLUDE_DEPTH = 32
 _MAX_FILE_SIZE = 64 << 20
 _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
+_PARAM_ENV_RE = re.compile(r"\$\{_ENV\s+([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _expand_braces(pattern: str) -> List[str]:
@@ -688,6 +695,8 @@ class _Lexer:
                 return os.path.dirname(os.path.abspath(file))
             return m.group(0)
 
+        if "${_ENV" in line:  # ${_ENV NAME}: the daemon's environment variable, as keepalived has it
+            line = _PARAM_ENV_RE.sub(lambda m: os.environ.get(m.group(1), ""), line)
         for _ in range(_MAX_SUBSTITUTIONS):
             new = _PARAM_USE_RE.sub(repl, line)
             if new == line:
@@ -2346,6 +2355,11 @@ class _Validator:
                 vrids[key] = inst
 
     def commands(self) -> None:
+        if self.p.commands and not self.g.enable_script_security and self.g.script_user in (None, "root", "0"):
+            cmd, tok = self.p.commands[0]
+            self.warn(tok.file, tok.line, "scripts are configured but enable_script_security is not set: a script "
+                      "writable by other users would run as root (keepalived -t calls this a SECURITY VIOLATION)",
+                      "add 'enable_script_security' and 'script_user USER' to global_defs")
         for cmd, tok in self.p.commands:
             program = "sh" if cmd.shell else (cmd.argv[0] if cmd.argv else "")
             if not program:
@@ -2436,29 +2450,32 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
     return config, _sort_diagnostics(diags, lexer.files)
 
 
-def parse_config_text(text: str, filename: str = "<string>", *,
-                      check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
-    """Parse configuration text; returns the model and every problem found (never raises for bad input)."""
+def parse_config_text(text: str, filename: str = "<string>", *, check_interfaces: bool = False,
+                      config_id: Optional[str] = None) -> Tuple[Config, List[Diagnostic]]:
+    """Parse configuration text; returns the model and every problem found (never raises for bad input).
+
+    `config_id` selects `@ID` lines (keepalived's -i); default: the host name up to its first dot."""
     diags: List[Diagnostic] = []
-    lexer = _Lexer(diags)
+    lexer = _Lexer(diags, config_id)
     lexer.stack.append(os.path.realpath(filename) if not filename.startswith("<") else filename)
     lexer.lex_text(text, filename)
     return _finish(lexer, diags, check_interfaces)
 
 
-def parse_config(path: str, *, check_interfaces: bool = False) -> Tuple[Config, List[Diagnostic]]:
+def parse_config(path: str, *, check_interfaces: bool = False,
+                 config_id: Optional[str] = None) -> Tuple[Config, List[Diagnostic]]:
     """Parse the file at `path` with its includes; an unreadable file is an ERROR diagnostic."""
     diags: List[Diagnostic] = []
-    lexer = _Lexer(diags)
+    lexer = _Lexer(diags, config_id)
     lexer.read_file(path)
     if not lexer.files:
         lexer.files.append(path)
     return _finish(lexer, diags, check_interfaces)
 
 
-def load_config(path: str, *, check_interfaces: bool = True) -> Config:
+def load_config(path: str, *, check_interfaces: bool = True, config_id: Optional[str] = None) -> Config:
     """Parse and validate for the daemon: raises ConfigError if any ERROR; logs the warnings."""
-    config, diags = parse_config(path, check_interfaces=check_interfaces)
+    config, diags = parse_config(path, check_interfaces=check_interfaces, config_id=config_id)
     errors = [d for d in diags if d.severity is Severity.ERROR]
     if errors:
         raise ConfigError(diags)
@@ -2519,7 +2536,11 @@ def config_summary(config: Config) -> List[str]:
         else:
             name = f"{vs.address}:{vs.port}"
         out.append(f"virtual_server {name} {vs.protocol} {vs.lb_algo}/{vs.lb_kind.name}: "
-                   f"{len(vs.real_servers)} real server(s)")
+                   f"{len(vs.real_servers)} real server(s), checks every {vs.delay_loop:g} s")
+        for rs in vs.real_servers:
+            where = f"[{rs.address}]:{rs.port}" if rs.address.version == 6 else f"{rs.address}:{rs.port}"
+            checks = ", ".join(c.kind for c in rs.checkers) or "no checker (always up)"
+            out.append(f"    real_server {where} weight {rs.weight}: {checks}")
     if not config.vrrp_instances and not config.virtual_servers:
         out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
@@ -3669,6 +3690,8 @@ def parse_track_file_value(text: str) -> Optional[int]:
     if not match:
         return 0
     digits = match.group(2)
+    if len(digits.lstrip("0xX")) > 12:  # far outside the 32-bit range (and int() refuses very long decimals)
+        return None
     if digits[:2].lower() == "0x":
         value = int(digits[2:], 16)
     elif digits.startswith("0") and len(digits) > 1:
@@ -4365,7 +4388,7 @@ def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
     if not sep:
         head, sep, body = response.partition(b"\n\n")
     words = head.split(b"\r\n", 1)[0].split()
-    if len(words) < 2 or not words[0].startswith(b"HTTP/") or not words[1].isdigit():
+    if len(words) < 2 or not words[0].startswith(b"HTTP/") or not words[1].isdigit() or len(words[1]) > 9:
         return False, "bad HTTP response"
     status = int(words[1])
     ranges = url.status_code or [(200, 299)]
@@ -6015,6 +6038,7 @@ class EventLoop:
         self.selector = selectors.DefaultSelector()
         self._timers: List[Timer] = []
         self._ready: List[Tuple[Callable[..., Any], tuple]] = []
+        self._handlers: Dict[int, Tuple[Optional[tuple], Optional[tuple]]] = {}  # fd -> (reader, writer)
         self._lock = threading.Lock()
         self._running = False
         self._children: Dict[int, Child] = {}
@@ -6064,23 +6088,25 @@ class EventLoop:
         self._modify(fileobj, selectors.EVENT_WRITE, None)
 
     def _modify(self, fileobj: Any, event: int, handler: Optional[tuple]) -> None:
-        try:
-            key: Optional[selectors.SelectorKey] = self.selector.get_key(fileobj)
-        except (KeyError, ValueError):
-            key = None
-        reader, writer = key.data if key is not None else (None, None)
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        known = self._handlers.get(fd)
+        reader, writer = known if known is not None else (None, None)
         if event == selectors.EVENT_READ:
             reader = handler
         else:
             writer = handler
         mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
-        if key is None:
+        if known is None:
             if mask:
-                self.selector.register(fileobj, mask, (reader, writer))
+                self.selector.register(fd, mask)
         elif mask:
-            self.selector.modify(fileobj, mask, (reader, writer))
+            self.selector.modify(fd, mask)
         else:
-            self.selector.unregister(fileobj)
+            self.selector.unregister(fd)
+        if mask:
+            self._handlers[fd] = (reader, writer)
+        else:
+            self._handlers.pop(fd, None)
 
     # -- child processes ------------------------------------------------------------------
     def spawn(
@@ -6203,28 +6229,45 @@ class EventLoop:
                 timeout = max(0.0, self._timers[0].when - now)
             if until is not None:
                 timeout = max(0.0, until - now) if timeout is None else min(timeout, max(0.0, until - now))
+        if timeout is not None and timeout > 0.0:
+            # epoll counts whole milliseconds and rounds up: wake up to 1 ms early instead, then sleep the rest
+            timeout = int(timeout * 1000) / 1000.0
         try:
             events = self.selector.select(timeout)
         except InterruptedError:
             events = []
-        for key, mask in events:
-            reader, writer = key.data
-            if mask & selectors.EVENT_READ and reader:
-                self._ready.append(reader)
-            if mask & selectors.EVENT_WRITE and writer:
-                self._ready.append(writer)
+        if not events and not self._ready and self._timers:
+            early = self._timers[0].when - self.time()
+            if 0.0 < early < 0.002:
+                time.sleep(early)  # sub-millisecond: adverts leave on time, not up to 1 ms late
         now = self.time()
+        due: List[Timer] = []
         while self._timers and (self._timers[0].when <= now or self._timers[0].cancelled):
             timer = heapq.heappop(self._timers)
             if not timer.cancelled:
-                self._ready.append((timer.callback, timer.args))
+                due.append(timer)
         with self._lock:
             ready, self._ready = self._ready, []
+        # Each handler is looked up again just before it runs: an earlier callback of this same pass may have
+        # removed a reader (and closed its socket) or cancelled a timer that had already fallen due.
+        for key, mask in events:
+            for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
+                if mask & flag:
+                    handlers = self._handlers.get(key.fd)
+                    if handlers is not None and handlers[slot] is not None:
+                        self._call(*handlers[slot])
         for callback, args in ready:
-            try:
-                callback(*args)
-            except Exception as exc:  # one faulty callback must not stop the daemon
-                log.exception("internal error in %s: %s", getattr(callback, "__qualname__", callback), exc)
+            self._call(callback, args)
+        for timer in due:
+            if not timer.cancelled:
+                self._call(timer.callback, timer.args)
+
+    @staticmethod
+    def _call(callback: Callable[..., Any], args: tuple) -> None:
+        try:
+            callback(*args)
+        except Exception as exc:  # one faulty callback must not stop the daemon
+            log.exception("internal error in %s: %s", getattr(callback, "__qualname__", callback), exc)
 
     def close(self) -> None:
         if self._old_wakeup_fd is not None:
@@ -6325,6 +6368,7 @@ class SmtpAlerter:
 
     attempts = 3
     retry_delay = 5.0  # seconds before the 2nd attempt; doubled for each further one
+    max_pending = 100  # a server that never answers must not make alerts pile up without end
 
     def __init__(self, global_defs: GlobalDefs):
         import queue
@@ -6335,6 +6379,7 @@ class SmtpAlerter:
         self._closing = threading.Event()
         self.sent = 0
         self.failed = 0
+        self.dropped = 0
 
     @property
     def configured(self) -> bool:
@@ -6347,6 +6392,13 @@ class SmtpAlerter:
         if self._thread is None:
             self._thread = threading.Thread(target=self._worker, name="vrrpd-smtp", daemon=True)
             self._thread.start()
+        if self._queue.qsize() >= self.max_pending:
+            self.dropped += 1
+            if self.dropped % 100 == 1:
+                log.error("SMTP: %d alerts wait for %s:%d already; dropping '%s' (%d dropped so far)",
+                          self._queue.qsize(), self.global_defs.smtp_server, self.global_defs.smtp_port,
+                          subject, self.dropped)
+            return
         self._queue.put((subject, smtp_message(self.global_defs, subject, body)))
 
     def pending(self) -> int:
@@ -8064,7 +8116,8 @@ def reexec_from_bytecode_cache() -> None:
     """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script.
 
     Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
-    of the daemon's resident memory. Set VRRPD_NO_REEXEC=1 to turn this off."""
+    of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
+    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
     if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
         return
     source = os.path.abspath(__file__)
@@ -8074,7 +8127,7 @@ def reexec_from_bytecode_cache() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execv(sys.executable, [sys.executable, "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
+        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
     except OSError as exc:
         log.debug("re-exec from %s failed: %s", pyc, exc)
 
@@ -8875,7 +8928,10 @@ def run_daemon(args: Any) -> int:
         operator.install()
         daemon.start()
     except Exception as exc:
-        log.exception("start-up failed: %s", exc)
+        if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
+            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+        else:
+            log.exception("start-up failed: %s", exc)
         report(f"start-up failed: {exc}")
         if operator is not None:
             operator.close()
