@@ -6379,9 +6379,10 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
     d, rt, sock = _fuzz_daemon(version)
     rng = random.Random(version)
     src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
-    seeds = [vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
+    seeds = [vrrpd.encode_ipv4(src, dst, vrrpd.encode_advert(
         vrrpd.VrrpAdvert(version, 51, prio, [IP4("10.0.0.100")], 1.0, 1 if version == 2 else 0,
-                         b"secret12" if version == 2 else b""), src, group)) for prio in (0, 50, 100, 200, 255)]
+                         b"secret12" if version == 2 else b""), src, dst))
+             for prio in (0, 50, 100, 200, 255) for dst in (group, group, IP4("10.0.0.1"))]
     deadline = time.monotonic() + _fuzz_budget(0.5)
     count = 0
     while time.monotonic() < deadline:
@@ -6393,6 +6394,63 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
         count += 1
     assert count > 500
     assert rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, (rt.adverts_received, rt.bad_packets)
+
+
+def _fuzz_daemon6():
+    """A Daemon with one started IPv6 instance (VRID 52) on a fake socket."""
+    IP6 = ipaddress.IPv6Address
+    inst = vrrpd.VrrpInstance("VI_6", interface="eth0", virtual_router_id=52, priority=100, advert_int=1.0,
+                              version=3,
+                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv6Interface("2001:db8::100/64"))])
+    d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz6"), vrrp_instances=[inst]))
+    d.beyond.add_vip6 = lambda index, vip: None
+    machine = vrrpd.VrrpMachine("VI_6", 52, 100, 1.0, 3, addresses=[IP6("2001:db8::100")],
+                                primary_ip=IP6("fe80::1"))
+    rt = vrrpd.InstanceRuntime(inst, machine, 3)
+    rt.src = IP6("fe80::1")
+    d.runtimes.append(rt)
+    d.beyond.by_socket6["eth0"] = [rt]
+    d._apply(rt, machine.start(d.loop.time()))
+
+    class Sock:
+        ifname = "eth0"
+
+    return d, rt, Sock()
+
+
+def test_fuzz_daemon_ipv6_receive_path_survives_mutated_adverts():
+    IP6 = ipaddress.IPv6Address
+    d, rt, sock = _fuzz_daemon6()
+    rng = random.Random(6)
+    seeds = [vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 52, prio, [IP6("2001:db8::100")], 1.0, 0, b""),
+                                  IP6("fe80::2"), IP6("ff02::12")) for prio in (0, 50, 100, 200, 255)]
+    deadline = time.monotonic() + _fuzz_budget(0.5)
+    count = 0
+    while time.monotonic() < deadline:
+        msg = _mutate_bytes(rng, rng.choice(seeds)) if rng.random() < 0.8 else rng.choice(seeds)
+        if count % 20 == 0 and rt.machine.state != vrrpd.State.MASTER:  # as MASTER too
+            rt.machine.master_down_timer = d.loop.time() - 0.001
+            d._on_timer(rt)
+        dst = IP6(rng.choice(["ff02::12", "fe80::1"]))
+        try:
+            d.beyond._handle_packet6(sock, msg, IP6("fe80::2"), dst, rng.choice([255, 255, 64]))
+        except Exception as exc:
+            raise AssertionError(f"{exc!r} on IPv6 advert {msg.hex()} to {dst}") from exc
+        count += 1
+    assert count > 500 and rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, rt.bad_packets
+
+
+def test_fuzz_finding_ipv6_adverts_of_ever_new_vrids_log_once_per_period(caplog):
+    """Found by the IPv6 receive fuzz: the complaint was rate-limited per VRID, so garbage with ever new VRIDs
+    logged up to 255 lines per period (IPv4 already limits per interface)."""
+    IP6 = ipaddress.IPv6Address
+    d, _rt, sock = _fuzz_daemon6()
+    caplog.set_level(logging.WARNING, logger="vrrpd")
+    for vrid in range(1, 200):
+        if vrid != 52:
+            msg = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, vrid, 100, [IP6("2001:db8::1")], 1.0, 0, b""))
+            d.beyond._handle_packet6(sock, msg, IP6("fe80::2"), IP6("ff02::12"), 255)
+    assert sum("Unknown VRID" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
@@ -6649,6 +6707,8 @@ def _soak_conf(node: str, directory: Path, priority: int, keepalived: bool) -> s
               f"    interval {SOAK_SCRIPT_INTERVAL}\n    timeout {SOAK_SCRIPT_TIMEOUT}\n"
               f"    fall 1\n    rise 1\n    weight {SOAK_WEIGHT}\n}}\n")
     track = "" if keepalived else "    track_script {\n        chk_soak\n    }\n"
+    if node == "B":  # the preferred node does not take the VIP back: restarts meet a running master
+        track += "    nopreempt\n"
     return (f"global_defs {{\n    router_id soak-{node}\n    vrrp_version 3\n    script_user root\n{mail}}}\n"
             f"{script}"
             f"vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n"
@@ -6847,7 +6907,7 @@ class Soak:
             self.counts["sighup_invalid"] += 1
             self.log(f"SIGHUP {n.name} with an invalid configuration")
         elif kind == "flood":
-            seconds = rng.uniform(1.0, 4.0)
+            seconds = rng.uniform(1.0, 4.0) if self.seconds < 120 else rng.uniform(3.0, 20.0)
             self.floods.append(self.lab.exec(self.x, [
                 PYTHON, str(self.directory / "flood.py"), str(HERE), SOAK_X, str(self.flood_rate), str(seconds),
                 str(rng.randrange(1 << 30))], stdout=subprocess.PIPE, text=True))
@@ -7041,6 +7101,20 @@ def test_soak_finding_alerts_for_a_stalled_smtp_server_queue_up_to_a_bound():
         mailer.close(0)
     finally:
         server.close()
+
+
+def test_soak_finding_a_restart_after_kill_9_removes_the_vip_its_predecessor_left(lab, tmp_path):
+    """A vrrpd killed with -9 leaves its VIP on the interface; its successor started as BACKUP under a
+    running master and kept it: two holders answering ARP. keepalived removes it at start; so do we now."""
+    a = _Node(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, advert=0.5))
+    _wait_holders(lab, [a], ["A"], timeout=6)
+    ns_b = lab.host("b", f"{LAB_NET}.2/24")
+    lab.ip("addr", "add", f"{VIP}/24", "dev", "eth0", ns=ns_b)  # what the killed predecessor left
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100, advert=0.5, instance_extra="    nopreempt\n"))
+    wait_for(lambda: "Entering BACKUP STATE" in b.log(), 10, what="B started")
+    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    _steady_single_master(lab, [a, b], 2.5)  # longer than B's Master_Down_Interval
+    assert "left on the interface by an earlier run" in b.log()
 
 
 def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):

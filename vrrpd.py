@@ -6847,6 +6847,7 @@ class Daemon:
         if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
             raise OSError(errno.EPERM,
                           "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
+        self._remove_stale_vips()
         self.tracking.start()
         self.lvs.start()
         if self.g.vrrp_startup_delay > 0:
@@ -6859,6 +6860,24 @@ class Daemon:
         # what start-up built lives as long as the daemon: keep the cyclic GC from rescanning it (pauses)
         gc.collect()
         gc.freeze()
+
+    def _remove_stale_vips(self) -> None:
+        """VIPs already on our interfaces at start were left by a predecessor killed without clean-up
+        (kill -9): remove them, as keepalived does, or a BACKUP would answer ARP for the master's VIP."""
+        assert self.rtnl is not None
+        present = {(a.index, a.address.ip) for a in self.addrs}
+        for rt in self.runtimes:
+            if rt.inst.priority == 255:
+                continue  # the address owner's VIPs are its own addresses
+            for vip in rt.vips:
+                index = self._vip_index(rt, vip)
+                if vip.address.ip == rt.src or (index, vip.address.ip) not in present:
+                    continue
+                log.warning("(%s) removing VIP %s left on the interface by an earlier run", rt.inst.name, vip.address)
+                try:
+                    self.rtnl.del_address(index, vip)
+                except (NetlinkError, OSError) as exc:
+                    log.error("(%s) cannot remove VIP %s: %s", rt.inst.name, vip.address, exc)
 
     def _start_machines(self) -> None:
         if self.stopping:
@@ -7860,7 +7879,7 @@ class BeyondIPv4:
         vrid, unicast = msg[1], not dst.is_multicast
         rt = next((r for r in rts if r.machine.vrid == vrid), None)
         if rt is None:
-            d.ratelimit(("vrid6", vsock.ifname, vrid), d.loop.time(),
+            d.ratelimit(("vrid6", vsock.ifname), d.loop.time(),
                         f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
             return
         name = rt.inst.name
@@ -8929,7 +8948,8 @@ def run_daemon(args: Any) -> int:
         daemon.start()
     except Exception as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
-            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+            hint = "" if "CAP_NET_ADMIN" in str(exc) else " (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)"
+            log.error("cannot start: %s%s", exc, hint)
         else:
             log.exception("start-up failed: %s", exc)
         report(f"start-up failed: {exc}")
