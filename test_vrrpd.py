@@ -5841,8 +5841,10 @@ class BenchNode:
                 self.proc.wait()
 
     def kill_hard(self) -> None:
-        """kill -9 every process of the daemon at once (a crash: no priority-0 advert, VIPs left)."""
-        for pid in self.pids():
+        """kill -9 every process of the daemon at once (a crash: no priority-0 advert, VIPs left).
+
+        Children first: keepalived's VRRP child has a parent-death signal and would otherwise resign cleanly."""
+        for pid in reversed(self.pids()):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:

@@ -6822,6 +6822,7 @@ class Daemon:
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
+        self._shutting_down_all = False
         self.finished = False
         self.exit_code = 0
         self.started = time.time()
@@ -6991,8 +6992,12 @@ class Daemon:
         self.stopping = True
         log.info("Stopping")
         sd_notify("STOPPING=1")
-        for rt in self.runtimes:
-            self._apply(rt, rt.machine.shutdown(now, handover=self.g.vrrp_handover_on_stop))
+        self._shutting_down_all = True  # one _maybe_finish() at the end, not one per instance
+        try:
+            for rt in self.runtimes:
+                self._apply(rt, rt.machine.shutdown(now, handover=self.g.vrrp_handover_on_stop))
+        finally:
+            self._shutting_down_all = False
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
@@ -7186,7 +7191,7 @@ class Daemon:
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
         self.beyond.after_actions(rt, actions)
-        if self.stopping:
+        if self.stopping and not self._shutting_down_all:
             self._maybe_finish()
 
     @staticmethod
