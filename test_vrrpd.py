@@ -7032,7 +7032,7 @@ class Soak:
                 self.floods.remove(proc)
                 out = proc.stdout.read().split() if proc.stdout else []
                 self.counts["flood_packets"] += int(out[0]) if out else 0
-            tick += 0.1
+            tick = max(tick + 0.1, time.monotonic() + 0.05)  # when late, no burst of catch-up samples
             time.sleep(max(0.0, tick - time.monotonic()))
         # a last settled stretch: faults have ended, everything must be quiet and whole
         for p in self.floods:
