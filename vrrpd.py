@@ -4451,6 +4451,7 @@ def lvs_desired_dests(
 
 NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
 
 
@@ -4578,11 +4579,13 @@ class VrrpSocket:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(b"\0" * 4, b"\0" * 4, ifindex))
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setblocking(False)
         except OSError:
             sock.close()
             raise
         self.sock = sock
+        self.received_at: Optional[float] = None  # kernel receive time (CLOCK_REALTIME) of the last datagram
 
     def join(self, group: ipaddress.IPv4Address) -> None:
         """Join `group` on this interface (IP_ADD_MEMBERSHIP with the interface index)."""
@@ -4597,11 +4600,18 @@ class VrrpSocket:
         self.sock.sendto(encode_ipv4(src, dst, payload, ttl=ttl, ident=self.ident), (str(dst), 0))
 
     def recv(self) -> Optional[bytes]:
-        """One pending datagram (IP header included), or None when there is none."""
+        """One pending datagram (IP header included), or None when there is none; its kernel receive
+        time goes to `received_at`, so that timers start when the advert arrived, not when it was read."""
         try:
-            return self.sock.recv(65535)
+            data, ancillary, _flags, _addr = self.sock.recvmsg(65535, 64)
         except (BlockingIOError, InterruptedError):
             return None
+        self.received_at = None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                sec, nsec = struct.unpack_from("=qq", value)
+                self.received_at = sec + nsec * 1e-9
+        return data
 
     def close(self) -> None:
         self.sock.close()
@@ -7403,7 +7413,11 @@ class Daemon:
                       f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
         rt.adverts_received += 1
         rt.priority_zero_received += adv.priority == 0
-        self._apply(rt, rt.machine.on_advert(self.loop.time(), adv, ip.src))
+        now = self.loop.time()
+        if vsock.received_at is not None:
+            # the advert arrived before we read it: date it back (bounded, in case the wall clock jumped)
+            now -= min(max(0.0, time.time() - vsock.received_at), 0.1)
+        self._apply(rt, rt.machine.on_advert(now, adv, ip.src))
 
     # -- links, addresses, tracking ------------------------------------------------------------
     def _link_by_name(self, name: str) -> Optional[LinkInfo]:
