@@ -6360,6 +6360,7 @@ def _fuzz_daemon(version: int):
 
     class Sock:
         ifname = "eth0"
+        received_at = None
 
     d.rtnl = Rtnl()
     machine = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, version, addresses=[IP4("10.0.0.100")],
