@@ -4618,14 +4618,15 @@ class VrrpSocket:
 
 
 class GarpSocket:
-    """An AF_PACKET socket used only to send gratuitous ARP frames on one interface (it receives nothing)."""
+    """An AF_PACKET socket used only to send gratuitous ARP frames on one interface (it receives nothing).
+    NdiscSocket (section 7c) is the same for IPv6's unsolicited Neighbour Advertisements."""
 
     def __init__(self, ifname: str):
         self.ifname = ifname
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self.sock.setblocking(False)
 
-    def send(self, mac: bytes, address: ipaddress.IPv4Address) -> None:
+    def send(self, mac: bytes, address: Any) -> None:
         self.sock.sendto(garp_frame(mac, address), (self.ifname, ETH_P_ARP))
 
     def close(self) -> None:
@@ -5964,20 +5965,12 @@ class VrrpSocket6:
         self.sock.close()
 
 
-class NdiscSocket:
+class NdiscSocket(GarpSocket):
     """An AF_PACKET socket that sends unsolicited Neighbour Advertisements on one interface."""
 
-    def __init__(self, ifname: str):
-        self.ifname = ifname
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        self.sock.setblocking(False)
-
-    def send(self, mac: bytes, address: ipaddress.IPv6Address) -> None:
+    def send(self, mac: bytes, address: Any) -> None:
         frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))
         self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def link_local_address(ifname: str) -> Optional[ipaddress.IPv6Address]:
