@@ -1798,15 +1798,21 @@ def test_three_nodes_equal_priority_split_brain_heals_to_highest_ip(lab, tmp_pat
     assert "(VI_1) Master received advert from 10.55.0.3 with higher priority 100, ours 100" in nodes[1].log()
 
 
-def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
+def _pair_tracking_eth1(lab, tmp_path, track_entry):
+    """Node A (priority 150) with a second link eth1 named in its track_interface, and node B (100)."""
     ns_a = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns_a)
     lab.ip("link", "set", "eth1p", "up", ns=ns_a)
     lab.ip("link", "set", "eth1", "up", ns=ns_a)
     ns_b = lab.host("b", f"{LAB_NET}.2/24")
-    extra = "    track_interface {\n        eth1\n    }\n"
+    extra = f"    track_interface {{\n        {track_entry}\n    }}\n"
     a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra=extra))
     b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    return ns_a, a, b
+
+
+def test_track_interface_and_own_interface_down_enter_fault(lab, tmp_path):
+    ns_a, a, b = _pair_tracking_eth1(lab, tmp_path, "eth1")
     _wait_holders(lab, [a, b], ["A"], timeout=5)
     lab.link(ns_a, "eth1", up=False)
     _wait_holders(lab, [a, b], ["B"], timeout=2)
@@ -1861,14 +1867,7 @@ def test_garp_bursts_follow_garp_master_delay_repeat_and_refresh_and_excluded_vi
 
 
 def test_track_interface_weight_lowers_priority_and_backup_preempts(lab, tmp_path):
-    ns_a = lab.host("a", f"{LAB_NET}.1/24")
-    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns_a)
-    lab.ip("link", "set", "eth1p", "up", ns=ns_a)
-    lab.ip("link", "set", "eth1", "up", ns=ns_a)
-    ns_b = lab.host("b", f"{LAB_NET}.2/24")
-    extra = "    track_interface {\n        eth1 weight -60\n    }\n"
-    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, instance_extra=extra))
-    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    ns_a, a, b = _pair_tracking_eth1(lab, tmp_path, "eth1 weight -60")
     _wait_holders(lab, [a, b], ["A"], timeout=5)
     lab.link(ns_a, "eth1", up=False)
     _wait_holders(lab, [a, b], ["B"], timeout=3)
