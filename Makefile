@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
 APT_PACKAGES = python3-pip keepalived ipvsadm iproute2 iputils-ping tcpdump nftables procps psmisc openssl \
-               qemu-system-x86 busybox-static kmod xz-utils
+               qemu-system-x86 busybox-static kmod xz-utils frr prometheus tshark
 PIP_PACKAGES = pytest ruff vermin aiosmtpd
 
 .PHONY: all test deps lint check demo bench fuzz soak install uninstall clean readme
