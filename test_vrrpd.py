@@ -5565,7 +5565,8 @@ def test_invalid_reload_logs_every_problem_and_keeps_running(lab, tmp_path):
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
     wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
     good = node.conf.read_text()
-    bad = good.replace("priority 150", "priority 999").replace("virtual_router_id 51", "virtual_router_id 300")
+    # (priority 999 is only a warning: keepalived runs it with priority 100)
+    bad = good.replace("advert_int 0.1", "advert_int 300").replace("virtual_router_id 51", "virtual_router_id 300")
     node.reload(bad)
     log_text = node.log().split("Reload requested", 1)[1]
     errors = [line for line in log_text.splitlines() if str(node.conf) in line]
