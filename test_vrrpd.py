@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import vrrpd  # noqa: E402
 
-SEEDS = HERE.parent / "shared" / "seeds"
+SEEDS = HERE / "testdata" / "seeds"  # the seed tutorials' configurations, one file each
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 VRRPD = str(HERE / "vrrpd.py")
 PYTHON = sys.executable
@@ -175,11 +175,53 @@ def test_module_imports_and_has_map():
     assert vrrpd.__doc__ and "Map of this file" in vrrpd.__doc__
 
 
-def seed_lines(name: str, first: int, last: int) -> str:
-    """Lines first..last (1-based, inclusive) of a seed tutorial: one configuration as the tutorial shows it."""
-    path = next(SEEDS.glob(f"{name}_*.txt"))
-    lines = path.read_text(encoding="utf-8").splitlines()
+SEED_HEADER = re.compile(r"# seed tutorial (\d{3})_[0-9a-f]{16}\.txt, lines (\d+)-(\d+): \S")
+
+
+def seed_conf(name: str, first: int = 1, last: Optional[int] = None) -> str:
+    """testdata/seeds/NAME.conf, one configuration as a seed tutorial prints it, without its one-line header
+    (which says where it came from): line N here is line N of the configuration. first..last (1-based,
+    inclusive) cut a part of it."""
+    header, *lines = (SEEDS / f"{name}.conf").read_text(encoding="utf-8").splitlines()
+    assert SEED_HEADER.match(header), header
     return "\n".join(lines[first - 1:last]) + "\n"
+
+
+def test_seed_testdata_files_have_their_source_header_and_only_that_many_lines():
+    files = sorted(SEEDS.glob("*.conf"))
+    assert len(files) >= 13
+    for path in files:
+        header, *lines = path.read_text(encoding="utf-8").splitlines()
+        m = SEED_HEADER.match(header)
+        assert m and path.name.startswith(f"seed{m.group(1)}-"), (path.name, header)
+        assert len(lines) == int(m.group(3)) - int(m.group(2)) + 1, (path.name, header, len(lines))
+        assert lines and lines[0].strip() and not any(line.startswith("[root@") for line in lines), path.name
+
+
+def repository_files() -> List[Path]:
+    """The project's files: git's tracked files in a checkout, else every file of the tree (a copied one)."""
+    if (HERE / ".git").exists() and shutil.which("git"):
+        out = subprocess.run(["git", "-C", str(HERE), "ls-files", "-z"], capture_output=True, check=True).stdout
+        return [HERE / name for name in out.decode().split("\0") if name and (HERE / name).is_file()]
+    ignored = {line.strip().strip("/") for line in (HERE / ".gitignore").read_text().splitlines() if line.strip()}
+    files = []
+    for root, dirs, names in os.walk(HERE):
+        dirs[:] = [d for d in dirs if d not in ignored and d != ".git"]
+        files += [Path(root) / n for n in names if n not in ignored and not n.endswith(".pyc")]
+    return files
+
+
+def test_no_file_of_the_repository_refers_to_anything_beside_it():
+    """A clone is all a user needs: no file reads the directory beside the checkout that CI happens to have
+    (the seed tutorials' configurations the tests need are in testdata/seeds)."""
+    sibling = "sh" + "ared"  # the needles are built so that this file does not match itself
+    needles = [".." + "/" + sibling, ".." + "\\" + sibling, f'parent / "{sibling}"', f"parent / '{sibling}'",
+               "/work/" + sibling]
+    files = repository_files()
+    assert HERE / "vrrpd.py" in files and SEEDS / "seed000-master.conf" in files and HERE / ".ci" / "run" in files
+    found = [f"{path.relative_to(HERE)}: {needle}" for path in files
+             for needle in needles if needle in path.read_text(encoding="utf-8", errors="replace")]
+    assert not found, found
 
 
 def parse_ok(text: str, **kw):
@@ -209,7 +251,7 @@ def messages(diags, severity=None) -> List[str]:
 
 
 def test_seed000_master_config_field_by_field():
-    text = seed_lines("000", 144, 198)
+    text = seed_conf("seed000-master")
     config, diags = vrrpd.parse_config_text(text, "seed000.conf")
     assert not messages(diags, vrrpd.Severity.ERROR)
     g = config.global_defs
@@ -238,35 +280,35 @@ def test_seed000_master_config_field_by_field():
 
 
 SEED_CONFIGS = [
-    # (seed, first line, last line, [(name, state, vrid, priority, VIPs)], ["LINE: error text", ...])
-    ("000", 144, 198, [("VIP01", "MASTER", 27, 150, ["172.30.1.200/32"])], []),
-    ("000", 203, 257, [("VIP01", "BACKUP", 27, 100, ["172.30.1.200/32"])], []),
-    ("001", 66, 66, [("", "MASTER", 101, 100, ["172.16.1.11/32"])],
+    # (testdata/seeds file, [(name, state, vrid, priority, VIPs)], ["LINE: error text", ...])
+    ("seed000-master", [("VIP01", "MASTER", 27, 150, ["172.30.1.200/32"])], []),
+    ("seed000-backup", [("VIP01", "BACKUP", 27, 100, ["172.30.1.200/32"])], []),
+    ("seed001-one-line-master", [("", "MASTER", 101, 100, ["172.16.1.11/32"])],
      ["1: missing '{' after 'vrrp_instance'", "1: vrrp_instance has no name"]),
-    ("001", 69, 69, [("", "BACKUP", 101, 90, ["172.16.1.11/32"])],
+    ("seed001-one-line-backup", [("", "BACKUP", 101, 90, ["172.16.1.11/32"])],
      ["1: missing '{' after 'vrrp_instance'", "1: vrrp_instance has no name"]),
-    ("001", 176, 176, [("", "MASTER", 22, 100, ["172.16.1.44/32"])],
+    ("seed001-one-line-lvs", [("", "MASTER", 22, 100, ["172.16.1.44/32"])],
      ["1: missing '{' after 'vrrp_instance'", "1: vrrp_instance has no name", "1: 'brd' needs a value (172.16.1.44/32)",
       "1: missing '{' after 'virtual_server'", "1: virtual_server: needs 'IP PORT', 'fwmark N' or 'group NAME'",
       "1: 'virtual_server' block opened here is never closed"]),
-    ("002", 131, 167, [("VI_1", "MASTER", 80, 100, ["10.10.100.110/32"])], []),
-    ("002", 171, 201, [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"])], []),
-    ("002", 341, 378, [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"]), ("VI_2", "BACKUP", 81, 80,
-                                                                          ["10.10.100.111/32"])],
+    ("seed002-master", [("VI_1", "MASTER", 80, 100, ["10.10.100.110/32"])], []),
+    ("seed002-backup", [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"])], []),
+    ("seed002-master-master-node1", [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"]),
+                                     ("VI_2", "BACKUP", 81, 80, ["10.10.100.111/32"])],
      ["21: 'vrrp_instance' block opened here is never closed"]),  # the tutorial cut node 1's VI_2 short
-    ("002", 380, 417, [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"]), ("VI_2", "MASTER", 81, 100,
-                                                                         ["10.10.100.111/32"])], []),
-    ("002", 463, 485, [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"])], []),
-    ("003", 24, 55, [("VI_1", "MASTER", 27, 100, ["172.20.27.100/32"])],
+    ("seed002-master-master-node2", [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"]),
+                                     ("VI_2", "MASTER", 81, 100, ["10.10.100.111/32"])], []),
+    ("seed002-notify", [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"])], []),
+    ("seed003-master", [("VI_1", "MASTER", 27, 100, ["172.20.27.100/32"])],
      ["3: 'notification_email' block opened here is not closed before 'notification_email_from' at line 4"]),
-    ("003", 67, 99, [("VI_1", "BACKUP", 27, 80, ["172.20.27.100/32"])], []),
+    ("seed003-backup", [("VI_1", "BACKUP", 27, 80, ["172.20.27.100/32"])], []),
 ]
 
 
-@pytest.mark.parametrize("seed", SEED_CONFIGS, ids=[f"{c[0]}:{c[1]}-{c[2]}" for c in SEED_CONFIGS])
+@pytest.mark.parametrize("seed", SEED_CONFIGS, ids=[c[0] for c in SEED_CONFIGS])
 def test_every_seed_configuration(seed):
-    name, first, last, instances, errors = seed
-    config, diags = vrrpd.parse_config_text(seed_lines(name, first, last), "seed.conf")
+    name, instances, errors = seed
+    config, diags = vrrpd.parse_config_text(seed_conf(name), "seed.conf")
     got = [(i.name, i.state.value, i.virtual_router_id, i.priority, [str(v.address) for v in i.virtual_ipaddress])
            for i in config.vrrp_instances]
     assert got == instances
@@ -276,15 +318,15 @@ def test_every_seed_configuration(seed):
 
 
 def test_seed000_auth_pass_truncated_to_8_bytes_without_strict():
-    text = seed_lines("000", 144, 198).replace("vrrp_strict\n", "\n")
+    text = seed_conf("seed000-master").replace("vrrp_strict\n", "\n")
     config, diags = parse_ok(text)
     inst = config.vrrp_instances[0]
     assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"yinzheng"
 
 
 def test_seed002_unicast_master_and_notify_scripts():
-    g_text = seed_lines("002", 240, 256)
-    inst_text = seed_lines("002", 463, 485)
+    g_text = seed_conf("seed002-unicast-global_defs")
+    inst_text = seed_conf("seed002-notify")
     config, diags = parse_ok(g_text + inst_text)
     assert config.global_defs.router_id == "ha1.example.com" and not config.global_defs.vrrp_strict
     [inst] = config.vrrp_instances
@@ -298,7 +340,7 @@ def test_seed002_unicast_master_and_notify_scripts():
 
 
 def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
-    text = seed_lines("002", 341, 359)
+    text = seed_conf("seed002-master-master-node1", 1, 19)  # node 1's VI_1
     config, diags = parse_ok(text)
     inst = config.vrrp_instances[0]
     assert inst.preempt_delay == 60.0
@@ -306,7 +348,7 @@ def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
 
 
 def test_seed003_unclosed_notification_email_is_an_error_at_its_line(tmp_path):
-    text = seed_lines("003", 24, 55)  # from "! Configuration File for keepalived" to the instance's "}"
+    text = seed_conf("seed003-master")  # from "! Configuration File for keepalived" to the instance's "}"
     assert text.splitlines()[2].strip() == "notification_email {"
     config, diags = vrrpd.parse_config_text(text, "seed003.conf")
     errors = messages(diags, vrrpd.Severity.ERROR)
@@ -326,7 +368,7 @@ def test_seed003_unclosed_notification_email_is_an_error_at_its_line(tmp_path):
 
 
 def test_seed001_one_line_config_equals_the_multi_line_form():
-    one_line = seed_lines("001", 66, 66)
+    one_line = seed_conf("seed001-one-line-master")
     multi = one_line.replace("{", "{\n").replace("}", "\n}\n")
     assert multi.count("\n") > 10
     a, da = vrrpd.parse_config_text(one_line, "one.conf")
@@ -354,12 +396,12 @@ def one_line(text: str) -> str:
 @pytest.mark.parametrize("name", ["seed000", "seed002-master", "seed002-unicast", "seed003-fixed", "example", "lvs"])
 def test_every_multi_line_config_equals_its_one_line_form(name):
     texts = {
-        "seed000": lambda: seed_lines("000", 144, 198),
-        "seed002-master": lambda: seed_lines("002", 131, 167),
-        "seed002-unicast": lambda: seed_lines("002", 240, 256) + seed_lines("002", 463, 485),
-        "seed003-fixed": lambda: seed_lines("003", 24, 55).replace("notification_email {", "notification_email {}"),
+        "seed000": lambda: seed_conf("seed000-master"),
+        "seed002-master": lambda: seed_conf("seed002-master"),
+        "seed002-unicast": lambda: seed_conf("seed002-unicast-global_defs") + seed_conf("seed002-notify"),
+        "seed003-fixed": lambda: seed_conf("seed003-master").replace("notification_email {", "notification_email {}"),
         "example": lambda: (HERE / "vrrpd.conf.example").read_text(),
-        "lvs": lambda: seed_lines("002", 240, 256) + (
+        "lvs": lambda: seed_conf("seed002-unicast-global_defs") + (
             "virtual_server 10.0.0.1 80 {\n delay_loop 3\n lb_algo rr\n lb_kind DR\n persistence_timeout\n"
             " protocol TCP\n sorry_server 127.0.0.1 80\n real_server 10.0.0.2 80 {\n  weight 2\n"
             "  HTTP_GET {\n   url {\n    path /index.html\n    status_code 200\n   }\n   connect_timeout 3\n"
@@ -1084,7 +1126,7 @@ def test_fuzz_mutated_seed_configs_and_random_bytes(tmp_path):
     import random
 
     rng = random.Random(5798)
-    seeds = [seed_lines("000", 144, 198), seed_lines("003", 24, 55), seed_lines("001", 66, 66),
+    seeds = [seed_conf("seed000-master"), seed_conf("seed003-master"), seed_conf("seed001-one-line-master"),
              (HERE / "vrrpd.conf.example").read_text()]
     deadline = time.monotonic() + _fuzz_budget(1.5)
     runs = 0
@@ -6864,7 +6906,7 @@ def _mutate_config(rng: random.Random, text: str) -> str:
 
 
 def test_fuzz_config_parser_reports_diagnostics_and_never_hangs(tmp_path):
-    texts = [p.read_text(errors="replace") for p in sorted(SEEDS.glob("*.txt"))]
+    texts = [p.read_text(errors="replace") for p in sorted(SEEDS.glob("*.conf"))]
     texts.append((HERE / "vrrpd.conf.example").read_text())
     rng = random.Random(3)
     deadline = time.monotonic() + _fuzz_budget(1.5)
