@@ -244,6 +244,18 @@ class UnicastPeer:
 
 
 @dataclass
+class AuthHmacConfig:
+    """keepalived 2.4's `auth_hmac { ... }` of a vrrp_instance: HMAC-SHA256 trailers on adverts."""
+
+    keys: Dict[int, bytes] = field(default_factory=dict)  # key id 1..255 -> 32..64 key bytes
+    active_key: int = 0  # 0: unset, which disables the extension
+    anti_replay: str = "time"  # time | monotonic
+    time_window: Optional[int] = None  # None: max(3 x advert_int in whole seconds, 5), at most 300
+    mode: str = "enforce"  # enforce | permissive | receive-only
+    line: int = 0
+
+
+@dataclass
 class VrrpInstance:
     name: str
     file: str = ""
@@ -293,6 +305,7 @@ class VrrpInstance:
     higher_prio_send_advert: Optional[bool] = None
     dont_track_primary: bool = False
     v3_checksum_as_v2: Optional[bool] = None
+    auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
 
     @property
@@ -1761,6 +1774,55 @@ def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> Non
     inst.auth_pass = raw[:8]
 
 
+def _i_auth_hmac(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> AuthHmacConfig:
+    inst.auth_hmac = AuthHmacConfig(line=kw.line)
+    return inst.auth_hmac
+
+
+AUTH_HMAC_KEY_FILE_MAX = 138  # keepalived: a key file of 139 bytes or more is "too large"
+
+
+def _auth_hmac_key_bytes(text: str, from_file: bool = False) -> bytes:
+    """A key as keepalived reads it: `hex:HEX`, `file:PATH` (holding one of the other forms) or raw text."""
+    if text.startswith("hex:"):
+        try:
+            return bytes.fromhex(text[4:])
+        except ValueError:
+            raise _Invalid(f"'{_short(text)}' is not hex") from None
+    if text.startswith("file:") and not from_file:
+        path = text[5:]
+        try:
+            st = os.stat(path)
+            if st.st_mode & 0o077:
+                raise _Invalid(f"key file {path} is accessible by group or others (security)")
+            if st.st_size > AUTH_HMAC_KEY_FILE_MAX:
+                raise _Invalid(f"key file {path} is too large")
+            with open(path, "rb") as fh:
+                raw = fh.read().rstrip(b"\r\n")
+        except OSError as exc:
+            raise _Invalid(f"cannot read key file {path}: {exc.strerror}") from None
+        return _auth_hmac_key_bytes(raw.decode("latin-1"), from_file=True)
+    return text.encode("latin-1", "replace")
+
+
+def _ah_key(p: _Parser, ah: AuthHmacConfig, kw: Token, args: List[Token]) -> None:
+    key_id = _parse_int(args[0].text, 1, 255)
+    if key_id in ah.keys:
+        raise _Invalid(f"duplicate key id {key_id}")
+    key = _auth_hmac_key_bytes(args[1].text)
+    if not 32 <= len(key) <= 64:
+        raise _Invalid(f"auth_hmac key {key_id} length {len(key)} not in range [32, 64]")
+    ah.keys[key_id] = key
+
+
+def _ah_choice(attr: str, choices: Tuple[str, ...]) -> Handler:
+    def handler(p: _Parser, ah: AuthHmacConfig, kw: Token, args: List[Token]) -> None:
+        if args[0].text not in choices:
+            raise _Invalid(f"'{args[0].text}' is not {' or '.join(choices)}")
+        setattr(ah, attr, args[0].text)
+    return handler
+
+
 def _i_vips(attr: str) -> Handler:
     def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
         getattr(inst, attr).extend(_vip_entries(p, entries))
@@ -1807,6 +1869,12 @@ _kw(_I, "version", _g_version)
 _kw(_I, "authentication", _i_auth, (0, 0), "authentication")
 _kw("authentication", "auth_type", _a_type)
 _kw("authentication", "auth_pass", _a_pass)
+_kw(_I, "auth_hmac", _i_auth_hmac, (0, 0), "auth_hmac")
+_kw("auth_hmac", "key", _ah_key, (2, 2))
+_kw("auth_hmac", "active_key", _h_int("active_key", 1, 255))
+_kw("auth_hmac", "anti_replay", _ah_choice("anti_replay", ("time", "monotonic")))
+_kw("auth_hmac", "time_window", _h_int("time_window", 1, 300))
+_kw("auth_hmac", "mode", _ah_choice("mode", ("enforce", "permissive", "receive-only")))
 _kw(_I, "virtual_ipaddress", _i_vips("virtual_ipaddress"), (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
 _kw(_I, "virtual_ipaddress_excluded", _i_vips("virtual_ipaddress_excluded"), (0, 0),
     ValueBlock(_VIP_OPTIONS, _looks_like_address))
@@ -2207,6 +2275,7 @@ class _Validator:
         for inst in self.cfg.vrrp_instances:
             self.instance(inst)
             self.instance_strict(inst)
+            self.instance_auth_hmac(inst)
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
@@ -2217,6 +2286,24 @@ class _Validator:
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
         self.mail()
+
+    def instance_auth_hmac(self, inst: VrrpInstance) -> None:
+        """keepalived 2.4's auth_hmac: no active key disables it; it replaces `authentication`."""
+        ah = inst.auth_hmac
+        if ah is None:
+            return
+        f, ln = inst.file, ah.line or inst.line
+        if ah.active_key not in ah.keys:
+            self.warn(f, ln, f"({inst.name}) auth_hmac active_key {ah.active_key} is not defined, disabling "
+                      "extension", "active_key must name one of the keys")
+            inst.auth_hmac = None
+            return
+        if inst.auth_type != AuthType.NONE:
+            self.warn(f, ln, f"({inst.name}) auth_hmac cannot be combined with authentication, dropping legacy auth")
+            inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+        if (inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict) and ah.mode != "enforce":
+            self.warn(f, ln, f"({inst.name}) strict_mode requires auth_hmac mode enforce - setting")
+            ah.mode = "enforce"
 
     def mail(self) -> None:
         """E-mail alerts need both recipients and a server; say so when only one half is there."""
@@ -3111,6 +3198,153 @@ class AhSequence:
         if self.cycle:
             self.cycle = False
             self.seq_number = 0
+
+
+# -- keepalived 2.4's auth_hmac: the HMAC-SHA256 advert trailer (draft-cassen-vrrp-auth-hmac) --------
+#    28 bytes after the VRRP PDU: ext_type, key_id, reserved, a 64-bit sequence (seconds, 1/65536 s,
+#    counter) and the first 16 bytes of HMAC-SHA256 over a pseudo-header, the PDU with its checksum
+#    read as zero and the trailer with its HMAC read as zero. Byte for byte as keepalived 2.4.2/2.4.3.
+
+AUTH_HMAC_TRAILER = struct.Struct("!BBHIHH16s")  # ext_type, key_id, reserved, sec, subsec, ctr, hmac
+AUTH_HMAC_TRAILER_LEN = AUTH_HMAC_TRAILER.size  # 28
+AUTH_HMAC_SHA256 = 1  # VRRP_AUTH_HMAC_TYPE_SHA256: HMAC-SHA256 truncated to 128 bits
+AUTH_HMAC_LEN = 16
+AUTH_HMAC_MODES = ("enforce", "permissive", "receive-only")
+AUTH_HMAC_LRU = 4  # keepalived's replay table of multicast senders
+# receive results, as keepalived names its counters (auth_ext_*)
+HMAC_MISSING = "auth_ext_missing"
+HMAC_MALFORMED = "auth_ext_malformed"
+HMAC_UNKNOWN_KEY = "auth_ext_unknown_key"
+HMAC_INVALID = "auth_ext_invalid_hmac"
+HMAC_STALE = "auth_ext_stale"
+HMAC_REPLAY = "auth_ext_replay"
+
+
+def _hmac_sha256(key: bytes, data: bytes) -> bytes:
+    import hmac  # lazily: only an instance with auth_hmac needs it (python3-minimal may lack it)
+    return hmac.digest(key, data, "sha256")
+
+
+def auth_hmac_input(src: IPAddress, version: int, vrid: int, pdu: bytes, trailer: bytes) -> bytes:
+    """What the HMAC covers: {family, version, VRID, 0, source padded to 16 bytes}, the PDU with a zero
+    checksum, the trailer's first 12 bytes and 16 zero bytes in place of the HMAC."""
+    pseudo = bytes((src.version, version, vrid, 0)) + src.packed.ljust(16, b"\0")
+    return pseudo + pdu[:6] + b"\0\0" + pdu[8:] + trailer[:12] + bytes(AUTH_HMAC_LEN)
+
+
+def auth_hmac_trailer(key: bytes, key_id: int, seq: int, pdu: bytes, src: IPAddress, version: int,
+                      vrid: int) -> bytes:
+    """The 28-byte trailer signing `pdu` (the VRRP message as sent) from `src` with sequence `seq`."""
+    head = AUTH_HMAC_TRAILER.pack(AUTH_HMAC_SHA256, key_id, 0, seq >> 32, (seq >> 16) & 0xFFFF, seq & 0xFFFF,
+                                  b"")[:12]
+    return head + _hmac_sha256(key, auth_hmac_input(src, version, vrid, pdu, head))[:AUTH_HMAC_LEN]
+
+
+def auth_hmac_split(msg: bytes, addr_len: int) -> Tuple[bytes, Optional[bytes]]:
+    """(PDU, trailer or None): a trailer is there only when the message is exactly 28 bytes longer than
+    its address count says (keepalived's presence rule); anything else is left to the decoder."""
+    if len(msg) < VRRP_HEADER_LEN:
+        return msg, None
+    expected = VRRP_HEADER_LEN + addr_len * msg[3] + (VRRP_AUTH_DATA_LEN if msg[0] >> 4 == 2 else 0)
+    if len(msg) == expected + AUTH_HMAC_TRAILER_LEN:
+        return msg[:expected], msg[expected:]
+    return msg, None
+
+
+def _int32(value: int) -> int:
+    """value as C's (int32_t) cast reads it."""
+    return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _serial_after(a: int, b: int) -> bool:
+    """RFC 1982 serial arithmetic on 64 bits: a comes after b."""
+    diff = (a - b) & 0xFFFFFFFFFFFFFFFF
+    return diff != 0 and diff < 1 << 63
+
+
+class AuthHmac:
+    """One instance's auth_hmac: keys, the sender's sequence and the receiver's anti-replay marks.
+
+    Sans-IO: every call is given the wall clock as integer nanoseconds since 1970 (the trailer
+    carries UTC seconds). keepalived's vrrp_auth_hmac.c, in the order of its checks."""
+
+    def __init__(self, keys: Dict[int, bytes], active_key: int, mode: str = "enforce", anti_replay: str = "time",
+                 time_window: int = 5):
+        self.keys = dict(keys)
+        self.active_key = active_key
+        self.mode = mode
+        self.anti_replay = anti_replay
+        self.time_window = time_window
+        self.last_seq: Optional[int] = None
+        self.marks: Dict[Any, int] = {}  # unicast peer or multicast source -> last accepted seq
+
+    @property
+    def sends(self) -> bool:
+        """receive-only accepts trailers but sends none (the first step of a roll-out)."""
+        return self.mode != "receive-only"
+
+    @property
+    def requires(self) -> bool:
+        """enforce drops adverts without a trailer; permissive and receive-only accept them."""
+        return self.mode == "enforce"
+
+    def next_seq(self, now_ns: int) -> int:
+        """The sender's next sequence: the clock, or one past the last when the clock has not moved on."""
+        sec = now_ns // 1_000_000_000
+        clk = ((sec & 0xFFFFFFFF) << 32) | ((now_ns % 1_000_000_000) * 65536 // 1_000_000_000) << 16
+        last = self.last_seq
+        if last is None or _serial_after(clk, last):
+            seq = clk
+        elif self.anti_replay == "time" and _int32((last >> 32) - sec) > self.time_window:
+            seq = clk  # the clock was stepped back: start again from it (keepalived 2.4.3)
+        else:
+            seq = (last + 1) & 0xFFFFFFFFFFFFFFFF
+        self.last_seq = seq
+        return seq
+
+    def sign(self, pdu: bytes, src: IPAddress, version: int, vrid: int, now_ns: int) -> bytes:
+        """The trailer to append to `pdu` (signed once per advert: every unicast copy carries the same)."""
+        return auth_hmac_trailer(self.keys[self.active_key], self.active_key, self.next_seq(now_ns), pdu, src,
+                                 version, vrid)
+
+    def verify(self, pdu: bytes, trailer: bytes, src: IPAddress, version: int, vrid: int, now_ns: int,
+               slot: Any = None, lru: bool = True) -> Tuple[Optional[str], str]:
+        """(None, note) when the trailer is good (and its sequence remembered), else (counter, log text).
+
+        `slot` keys the replay mark (the unicast peer; the source by default); `lru` keeps at most 4
+        multicast senders. The note is a clock-skew warning for an accepted trailer, or ''."""
+        ext_type, key_id, reserved, sec, subsec, ctr, mac = AUTH_HMAC_TRAILER.unpack(trailer)
+        if ext_type != AUTH_HMAC_SHA256 or reserved != 0:
+            return HMAC_MALFORMED, f"malformed authentication trailer from {src}"
+        now_sec = now_ns // 1_000_000_000
+        skew = _int32(now_sec - sec)
+        window = self.time_window
+        if self.anti_replay == "time" and abs(skew) > window:
+            return HMAC_STALE, (f"stale authentication trailer from {src}, clock skew {skew} sec exceeds window "
+                                f"{window} sec")
+        key = self.keys.get(key_id)
+        if key is None:
+            return HMAC_UNKNOWN_KEY, f"unknown authentication key id {key_id} from {src}"
+        import hmac  # lazily, as _hmac_sha256
+        good = _hmac_sha256(key, auth_hmac_input(src, version, vrid, pdu, trailer))[:AUTH_HMAC_LEN]
+        if not hmac.compare_digest(good, mac):
+            return HMAC_INVALID, f"invalid authentication HMAC from {src}"
+        seq = (sec << 32) | (subsec << 16) | ctr
+        slot = src if slot is None else slot
+        mark = self.marks.get(slot)
+        if mark is not None and self.anti_replay == "time":
+            if abs(_int32(now_sec - (mark >> 32))) > window:
+                mark = None  # too old to say anything (keepalived 2.4.3)
+        if mark is not None and not _serial_after(seq, mark):
+            return HMAC_REPLAY, f"replayed authentication trailer from {src}"
+        self.marks.pop(slot, None)
+        self.marks[slot] = seq
+        if lru and len(self.marks) > AUTH_HMAC_LRU:
+            del self.marks[next(iter(self.marks))]
+        note = ""
+        if self.anti_replay == "time" and abs(skew) * 2 > window:
+            note = f"authentication clock skew {skew} sec from {src} approaching window {window} sec"
+        return None, note
 
 
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
@@ -6753,6 +6987,7 @@ class InstanceRuntime:
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
+        self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -6881,6 +7116,7 @@ class Daemon:
         machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
+        self._attach_hmac(rt)
         if instance_family(inst) == 6:
             self.beyond.attach6(rt)
             self.runtimes.append(rt)
@@ -6910,6 +7146,48 @@ class Daemon:
         if rt.src is not None:
             self.own_sources.add(rt.src)
         return rt
+
+    @staticmethod
+    def _attach_hmac(rt: InstanceRuntime) -> None:
+        """auth_hmac's engine for the instance; a reload keeps its sequence and anti-replay marks."""
+        ah = rt.inst.auth_hmac
+        if ah is None:
+            rt.hmac = None
+            return
+        window = ah.time_window or min(300, max(5, int(3 * rt.machine.advert_int)))
+        old = rt.hmac
+        rt.hmac = AuthHmac(ah.keys, ah.active_key, ah.mode, ah.anti_replay, window)
+        if old is not None:
+            rt.hmac.last_seq, rt.hmac.marks = old.last_seq, old.marks
+
+    def hmac_trailer(self, rt: InstanceRuntime, pdu: bytes) -> bytes:
+        """The auth_hmac trailer for an advert about to be sent (b'' when the instance sends none)."""
+        if rt.hmac is None or not rt.hmac.sends or rt.src is None:
+            return b""
+        return rt.hmac.sign(pdu, rt.src, rt.version, rt.machine.vrid, time.time_ns())
+
+    def hmac_receive(self, rt: InstanceRuntime, msg: bytes, src: IPAddress, unicast: bool) -> Optional[bytes]:
+        """keepalived's auth_hmac receive check: the advert without its trailer, or None to drop it
+        (counted, logged rate-limited; nothing else changes). Runs after the TTL and before the PDU checks."""
+        ah, name = rt.hmac, rt.inst.name
+        if ah is None or len(msg) < VRRP_HEADER_LEN or msg[0] >> 4 != rt.version:
+            return msg  # a version mismatch is the decoder's to report
+        if unicast and not any(p.address == src for p in rt.inst.unicast_peer):
+            self._bad(rt, "unknown_peer", f"({name}) unicast source address {src} not a unicast peer")
+            return None
+        pdu, trailer = auth_hmac_split(msg, 4 if src.version == 4 else 16)
+        if trailer is None:
+            if ah.requires:
+                self._bad(rt, HMAC_MISSING, f"({name}) missing authentication trailer from {src}")
+                return None
+            return pdu
+        reason, text = ah.verify(pdu, trailer, src, rt.version, rt.machine.vrid, time.time_ns(), lru=not unicast)
+        if reason is not None:
+            self._bad(rt, reason, f"({name}) {text}")
+            return None
+        if text:
+            self.ratelimit(("hmac_skew", name), self.loop.time(), f"({name}) {text}")
+        return pdu
 
     def _set_targets(self, rt: InstanceRuntime) -> None:
         """Where adverts go (the multicast group, or each unicast_peer) and from which source address."""
@@ -7082,6 +7360,7 @@ class Daemon:
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
+        self._attach_hmac(rt)
         if instance_family(inst) == 6:
             self.beyond.attach6(rt)
         else:
@@ -7195,7 +7474,14 @@ class Daemon:
             return
         key = (priority, rt.src)
         packets = rt.packets.get(key)
-        if packets is None:
+        if rt.hmac is not None and rt.hmac.sends:
+            # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
+            m = rt.machine
+            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int)
+            msgs = [(dst, ttl, encode_advert(adv, rt.src, dst, rt.checksum_as_v2)) for dst, ttl in rt.targets]
+            trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
+            packets = [(str(dst), encode_ipv4(rt.src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs]
+        elif packets is None:
             # an advert only changes with the priority or the source: encode once, send the bytes again
             m = rt.machine
             adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
@@ -7352,8 +7638,11 @@ class Daemon:
                 self._bad(rt, "bad_ttl", f"({name}) unicast advert from {ip.src} with TTL {ip.ttl} outside "
                           f"[{peer.min_ttl}, {peer.max_ttl}]")
                 return
+        payload = self.hmac_receive(rt, ip.payload, ip.src, unicast) if rt.hmac is not None else ip.payload
+        if payload is None:
+            return
         try:
-            adv = decode_advert(ip.payload, ip.src, ip.dst, rt.checksum_as_v2)
+            adv = decode_advert(payload, ip.src, ip.dst, rt.checksum_as_v2)
         except PacketError as exc:
             self._bad(rt, exc.reason, f"({name}) bad VRRP packet from {ip.src}: {exc}")
             return
@@ -7739,6 +8028,7 @@ class BeyondIPv4:
             if sock6 is None or rt.src is None:
                 return True
             msg = encode_advert6(VrrpAdvert(3, m.vrid, priority, m.addresses, m.advert_int))
+            msg += self.d.hmac_trailer(rt, msg)
             for dst, _ttl in rt.targets:
                 try:
                     sock6.send(rt.src, dst, msg)  # type: ignore[arg-type]
@@ -7756,8 +8046,12 @@ class BeyondIPv4:
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
                          m.auth_type.value if rt.version == 2 else 0,
                          m.auth_pass if m.auth_type == AuthType.PASS else b"")
-        for dst, ttl in rt.targets:
+        trailer = b""
+        for n, (dst, ttl) in enumerate(rt.targets):
             msg = encode_advert(adv, rt.src, dst, rt.checksum_as_v2)
+            if n == 0:
+                trailer = self.d.hmac_trailer(rt, msg)
+            msg += trailer
             try:
                 if ah:
                     sock.ident = sock.ident % 0xFFFF + 1
@@ -7828,6 +8122,10 @@ class BeyondIPv4:
         if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
             d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
             return
+        if rt.hmac is not None:
+            msg = d.hmac_receive(rt, msg, src, unicast)  # type: ignore[assignment]
+            if msg is None:
+                return
         try:
             adv = decode_advert6(msg)
         except PacketError as exc:
