@@ -2199,13 +2199,18 @@ def test_track_interface_weight_lowers_priority_and_backup_preempts(lab, tmp_pat
     _wait_holders(lab, [a, b], ["A"], timeout=3)
 
 
-def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path):
+@pytest.mark.parametrize("family", [4, 6])
+def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path, family):
+    """Either family: rtnetlink tells the MASTER at once (no polling), and the VIP is back well within a second."""
+    vip, prefix = (VIP, 24) if family == 4 else ("2001:db8:55::100", 64)
     ns_a = lab.host("a", f"{LAB_NET}.1/24")
-    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150))
-    _wait_holders(lab, [a], ["A"], timeout=3)
-    lab.ip("addr", "del", f"{VIP}/24", "dev", "eth0", ns=ns_a)
-    wait_for(lambda: lab.has_address(ns_a, VIP), 1, what="VIP re-added")
-    assert "deleted from eth0 behind our back" in a.log()
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, vips=(f"{vip}/{prefix}",)))
+    wait_for(lambda: lab.has_address(ns_a, vip), 5, 0.01, what="VIP on the MASTER")
+    t0 = time.monotonic()
+    lab.ip("addr", "del", f"{vip}/{prefix}", "dev", "eth0", ns=ns_a)
+    wait_for(lambda: lab.has_address(ns_a, vip), 1, 0.005, what="VIP re-added")
+    assert time.monotonic() - t0 < 1.0
+    assert f"VIP {vip}/{prefix} was deleted from eth0 behind our back" in a.log()
 
 
 def test_reload_keeps_master_and_vips_and_applies_the_difference(lab, tmp_path):
@@ -2774,25 +2779,18 @@ def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
     node = lab.host("n", "10.81.0.2/24")
     run_py_in(lab, node, (
         "import socket\n"
-        "nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)\n"
-        "def talk(msg):\n"
-        "    nl.send(msg)\n"
-        "    err = int.from_bytes(nl.recv(65536)[16:20], 'little', signed=True)\n"
-        "    assert err == 0, err\n"
-        "base = socket.if_nametoindex('eth0')\n"
-        "talk(vrrpd.rtm_newlink_macvlan(1, 'vrrp.10', base, vrrpd.vmac_address(10)))\n"
+        "nl = vrrpd.Rtnetlink()\n"
+        "nl.new_macvlan('vrrp.10', socket.if_nametoindex('eth0'), vrrpd.vmac_address(10))\n"
         "idx = socket.if_nametoindex('vrrp.10')\n"
-        "talk(vrrpd.rtm_setlink_addrgenmode(2, idx))\n"
-        "talk(vrrpd.rtm_setlink_up(3, idx))\n"
+        "nl.set_addrgenmode(idx)\n"
+        "nl.set_link_up(idx)\n"
     ))
     out = lab.ip("-d", "link", "show", "vrrp.10", ns=node).stdout
     assert "macvlan mode private" in out and "00:00:5e:00:01:0a" in out
     assert "addrgenmode random" in out and ",UP" in out
     run_py_in(lab, node, (
         "import socket\n"
-        "nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)\n"
-        "nl.send(vrrpd.rtm_dellink(4, socket.if_nametoindex('vrrp.10')))\n"
-        "assert int.from_bytes(nl.recv(65536)[16:20], 'little', signed=True) == 0\n"
+        "vrrpd.Rtnetlink().del_link(socket.if_nametoindex('vrrp.10'))\n"
     ))
     assert lab.ip("link", "show", "vrrp.10", ns=node, check=False).returncode != 0
 
@@ -2908,7 +2906,8 @@ def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
         "import ipaddress, socket, struct, time, json\n"
         "s = vrrpd.VrrpSocket6('eth0', socket.if_nametoindex('eth0'))\n"
         "s.join(vrrpd.VRRP_MCAST_GROUP6)\n"
-        "src = vrrpd.link_local_address('eth0')\n"
+        "src = next(a.address.ip for a in vrrpd.Rtnetlink().addresses()\n"
+        "           if a.address.version == 6 and a.scope == 253 and a.usable)\n"
         "msg = struct.pack('!BBBBHH', 0x31, 60, 200, 1, 10, 0) + ipaddress.IPv6Address('2001:db8:60::100').packed\n"
         "seen, t0 = [], time.monotonic()\n"
         "while time.monotonic() - t0 < 4.5:\n"
@@ -4565,7 +4564,7 @@ def test_ipvs_set_config_timeouts_encode():
 
 
 def test_genl_getfamily_request_and_replies_decode():
-    req = vrrpd.genl_message(16, 3, vrrpd._nla(2, b"IPVS\0"), 9, 5, version=1)
+    req = vrrpd.genl_message(16, 3, vrrpd.nla_pack(2, b"IPVS\0"), 9, 5, version=1)
     assert req == _nl_hex("20 00 00 00 10 00 05 00 09 00 00 00 00 00 00 00 03 01 00 00"
                           "09 00 02 00 49 50 56 53 00 00 00 00")
     # a GET_SERVICE dump answer (with a nested STATS attribute to skip and HASHED set), then DONE
@@ -4574,12 +4573,14 @@ def test_genl_getfamily_request_and_replies_decode():
         14 00 03 00 0a 00 00 64 00 00 00 00 00 00 00 00 00 00 00 00  06 00 04 00 01 bb 00 00
         07 00 06 00 72 72 00 00  0c 00 07 00 03 00 00 00 ff ff ff ff  08 00 08 00 2c 01 00 00
         08 00 09 00 ff ff ff ff  0c 00 0a 80 08 00 01 00 05 00 00 00""")
-    nest = vrrpd._nla(1 | 0x8000, svc)
+    nest = vrrpd.nla_pack(1 | 0x8000, svc)
     part = vrrpd.genl_message(0x22, 1, nest, 11, 2)
     done = _nl_hex("14 00 00 00 03 00 02 00 0b 00 00 00 00 00 00 00 00 00 00 00")
-    replies, finished = vrrpd.genl_parse_replies(part + done, 11)
-    assert finished and len(replies) == 1 and replies[0][0] == 1
-    parsed = vrrpd.ipvs_parse_service(replies[0][1][1])
+    replies, finished = vrrpd.nlmsg_replies(part + done, 11)
+    assert finished and len(replies) == 1 and replies[0][0] == 0x22
+    cmd, attrs = vrrpd.genl_parse(replies[0][2])
+    assert cmd == 1
+    parsed = vrrpd.ipvs_parse_service(attrs[1])
     assert str(parsed.key) == "[10.0.0.100]:tcp:443"
     assert (parsed.sched_name, parsed.flags, parsed.timeout, parsed.netmask) == ("rr", 3, 300, 0xFFFFFFFF)
     dest = vrrpd.ipvs_parse_dest(_nl_hex(DEST_FULL)[4:], 2)
@@ -4587,11 +4588,11 @@ def test_genl_getfamily_request_and_replies_decode():
     # an error answer (EEXIST) to our sequence number raises; an ACK (error 0) finishes
     err = _nl_hex("24 00 00 00 02 00 00 00 0c 00 00 00 00 00 00 00 ef ff ff ff") + req[:16]
     with pytest.raises(vrrpd.NetlinkError) as info:
-        vrrpd.genl_parse_replies(err, 12)
+        vrrpd.nlmsg_replies(err, 12)
     assert info.value.errno == 17
     ack = _nl_hex("24 00 00 00 02 00 00 00 0d 00 00 00 00 00 00 00 00 00 00 00") + req[:16]
-    assert vrrpd.genl_parse_replies(ack, 13) == ([], True)
-    assert vrrpd.genl_parse_replies(ack, 14) == ([], False)  # someone else's sequence number
+    assert vrrpd.nlmsg_replies(ack, 13) == ([], True)
+    assert vrrpd.nlmsg_replies(ack, 14) == ([], False)  # someone else's sequence number
 
 
 def test_lvs_service_settings_from_config():
@@ -6662,7 +6663,7 @@ def _fuzz_targets():
                                 src6, group6)
     key = vrrpd.ah_key(b"secret12")
     ah = vrrpd.build_ipv4_ah(src, group, adv2, key, 7, 1)
-    link = vrrpd.nlmsg_pack(vrrpd.RTM_NEWLINK, 0, 1, vrrpd._ifinfomsg(3, vrrpd.IFF_UP)
+    link = vrrpd.nlmsg_pack(vrrpd.RTM_NEWLINK, 0, 1, vrrpd.ifinfomsg(3, vrrpd.IFF_UP)
                             + vrrpd.nla_pack_str(vrrpd.IFLA_IFNAME, "eth0")
                             + vrrpd.nla_pack(vrrpd.IFLA_ADDRESS, b"\x02\x00\x00\x00\x00\x01"))
     addr = vrrpd.nlmsg_pack(vrrpd.RTM_NEWADDR, 0, 2, vrrpd.addr_request_payload(
@@ -6672,7 +6673,7 @@ def _fuzz_targets():
                                                     sched_name="wrr", timeout=300))[4:]
     svc6 = vrrpd.ipvs_service_attr(vrrpd.IpvsService(vrrpd.IpvsServiceKey(10, fwmark=5), sched_name="rr"))[4:]
     dest = vrrpd.ipvs_dest_attr(vrrpd.IpvsDest(IP4("10.0.0.2"), 80, weight=3))[4:]
-    genl = vrrpd.genl_message(30, vrrpd.IPVS_CMD_NEW_SERVICE, vrrpd._nla(vrrpd.IPVS_CMD_ATTR_SERVICE, svc), 9)
+    genl = vrrpd.genl_message(30, vrrpd.IPVS_CMD_NEW_SERVICE, vrrpd.nla_pack(vrrpd.IPVS_CMD_ATTR_SERVICE, svc), 9)
 
     def rtnl(data):
         for rtype, _flags, _seq, _pid, body in vrrpd.nlmsg_parse(data):
@@ -6694,7 +6695,8 @@ def _fuzz_targets():
         ("netlink attributes", vrrpd.nla_parse, [svc, dest]),
         ("IPVS service", vrrpd.ipvs_parse_service, [svc, svc6]),
         ("IPVS destination", lambda d: vrrpd.ipvs_parse_dest(d, 2), [dest]),
-        ("generic netlink replies", lambda d: vrrpd.genl_parse_replies(d, 9), [genl]),
+        ("generic netlink replies", lambda d: [vrrpd.genl_parse(body) for _t, _f, body in vrrpd.nlmsg_replies(d, 9)[0]],
+         [genl]),
     ]
 
 
@@ -6736,7 +6738,8 @@ FUZZ_FINDINGS = [
         "06000100020000000600020006000000140003000a000001000000000000000000000000060004000050000008000600f4727200")),
     ("IPVS destination with a short port", lambda d: vrrpd.ipvs_parse_dest(d, 2),
      bytes.fromhex("140001000a0000020000000000000000000000000600020000")),
-    ("generic netlink reply without a header", lambda d: vrrpd.genl_parse_replies(d, 7),
+    ("generic netlink reply without a header",
+     lambda d: [vrrpd.genl_parse(body) for _t, _f, body in vrrpd.nlmsg_replies(d, 7)[0]],
      bytes.fromhex("100000001e00050007000000000000000000")),
     ("AH packet with IHL 0", lambda d: vrrpd.parse_ipv4_ah(d, b"secret12"),
      bytes.fromhex("70c0004000050000ff33d6ad01020304e0000012700400000102030400000001") + b"\0" * 40),
@@ -6849,7 +6852,15 @@ def _fuzz_daemon6():
                               version=3,
                               virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv6Interface("2001:db8::100/64"))])
     d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz6"), vrrp_instances=[inst]))
-    d.beyond.add_vip6 = lambda index, vip: None
+
+    class Rtnl:
+        def add_address(self, index, vip):
+            pass
+
+        def del_address(self, index, vip):
+            pass
+
+    d.rtnl = Rtnl()
     machine = vrrpd.VrrpMachine("VI_6", 52, 100, 1.0, 3, addresses=[IP6("2001:db8::100")],
                                 primary_ip=IP6("fe80::1"))
     rt = vrrpd.InstanceRuntime(inst, machine, 3)
