@@ -2283,6 +2283,13 @@ def test_demo_needs_only_python3_and_iproute2_and_shows_both_stops_loss(tmp_path
     assert not {n for n in after - before if n.startswith("vd")}
 
 
+def test_readme_shows_the_demos_table_as_the_demo_prints_it():
+    rows = _demo_table("\n".join(line[4:] for line in (HERE / "README.md").read_text().splitlines()))
+    assert list(rows) == ["echo requests sent", "replies received", "lost", "longest gap without reply",
+                          "VIP on B alone after"]
+    assert rows["replies received"][1] == rows["echo requests sent"][1] and rows["lost"][1] < rows["lost"][0]
+
+
 def test_demo_says_what_is_missing_and_builds_nothing(tmp_path):
     before = set(sh(["ip", "netns", "list"], check=False).stdout.split()) if shutil.which("ip") else set()
     result = sh([PYTHON, VRRPD, "--demo"], check=False, env={**os.environ, "PATH": str(tmp_path)})
