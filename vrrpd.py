@@ -9638,13 +9638,13 @@ def check_command(path: Optional[str], out: Any = None) -> int:
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
+DEMO_VIP = "192.0.2.100"
 DEMO_CONFIG = """\
 ! vrrpd demo node {node}: the two-node pair of the keepalived tutorials, VRRPv3 at 100 ms
 global_defs {{
     router_id demo-{node}
     vrrp_version 3
-    vrrp_handover_on_stop
-}}
+{handover}}}
 vrrp_instance VI_1 {{
     state {state}
     interface eth0
@@ -9652,10 +9652,141 @@ vrrp_instance VI_1 {{
     priority {priority}
     advert_int 0.1
     virtual_ipaddress {{
-        192.0.2.100/24 dev eth0 label eth0:vip
+        {vip}/24 dev eth0 label eth0:vip
     }}
 }}
 """
+# The demo's two planned stops of the master: (column title, vrrp_handover_on_stop)
+DEMO_STOPS = (("keepalived-style stop", False), ("vrrp_handover_on_stop", True))
+
+
+class EchoProbe:
+    """vrrpd's own ping, the demo client's probe: an ICMP echo request to `target` every `interval` seconds
+    from a raw socket, replies matched by identifier and sequence number. It counts what ping counts (sent,
+    received, lost) and the longest time between two replies, which is what a client of the VIP notices."""
+
+    def __init__(self, target: str, interval: float = 0.01, wait: float = 1.0) -> None:
+        self.target = ipaddress.IPv4Address(target)
+        self.interval, self.wait = interval, wait
+        self.ident = os.getpid() & 0xFFFF
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.sock.setblocking(False)
+        self.sent = 0
+        self.last_sent = 0.0
+        self.replies: Dict[int, float] = {}  # sequence number -> when its reply came
+
+    def send(self, now: float) -> None:
+        seq = self.sent & 0xFFFF
+        payload = struct.pack("!d", now) + bytes(48)  # 64 bytes of ICMP, as ping sends
+        csum = inet_checksum(struct.pack("!BBHHH", 8, 0, 0, self.ident, seq) + payload)
+        try:
+            self.sock.sendto(struct.pack("!BBHHH", 8, 0, csum, self.ident, seq) + payload, (str(self.target), 0))
+        except OSError:
+            pass  # no route for a moment: sent and lost, as ping counts it
+        self.sent += 1
+        self.last_sent = now
+
+    def receive(self, now: float) -> None:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            ihl = (data[0] & 0x0F) * 4
+            if len(data) < ihl + 8 or data[12:16] != self.target.packed:
+                continue
+            kind, _code, _csum, ident, seq = struct.unpack_from("!BBHHH", data, ihl)
+            if kind == 0 and ident == self.ident and seq < self.sent and seq not in self.replies:
+                self.replies[seq] = now
+
+    def run(self, stop_fd: Optional[int] = None, duration: float = 60.0,
+            on_first_reply: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+        """Send until `duration` has passed or `stop_fd` is readable (a line, or closed), then wait up to
+        `wait` for the last replies; return the figures."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        if stop_fd is not None:
+            sel.register(stop_fd, selectors.EVENT_READ)
+        start = next_send = time.monotonic()
+        stop_at = start + duration
+        try:
+            while True:
+                now = time.monotonic()
+                if now < stop_at and now >= next_send:
+                    self.send(now)
+                    next_send = max(next_send + self.interval, now)
+                if now >= stop_at and (now >= stop_at + self.wait or len(self.replies) == self.sent):
+                    break
+                timeout = (next_send if now < stop_at else stop_at + self.wait) - now
+                for key, _events in sel.select(max(0.0, timeout)):
+                    if key.fileobj is self.sock:
+                        first = not self.replies
+                        self.receive(time.monotonic())
+                        if first and self.replies and on_first_reply is not None:
+                            on_first_reply()
+                    else:  # the controller says stop
+                        sel.unregister(key.fileobj)
+                        stop_at = min(stop_at, time.monotonic())
+        finally:
+            sel.close()
+        return self.result(start)
+
+    def result(self, start: float) -> Dict[str, Any]:
+        """sent, received, lost, and longest_gap: the longest time without a reply, from the first reply to
+        the last (or to the last request, when the requests after the last reply were lost)."""
+        stamps = sorted(self.replies.values())
+        if stamps and max(self.replies) < (self.sent - 1) & 0xFFFF:
+            stamps.append(self.last_sent)
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        longest = max(gaps) if gaps else (self.last_sent - start if not stamps else 0.0)
+        return {"sent": self.sent, "received": len(self.replies), "lost": self.sent - len(self.replies),
+                "longest_gap": round(longest, 4), "interval": self.interval}
+
+
+def demo_probe_command(target: str) -> int:
+    """--demo-probe ADDRESS, which the demo runs in the client's namespace: echo requests to ADDRESS until
+    stdin has a line or closes; "ready" on the first reply, then one JSON line with EchoProbe's figures."""
+    import json
+
+    try:
+        probe = EchoProbe(target)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: probe: {exc}", file=sys.stderr)
+        return 1
+    result = probe.run(stop_fd=sys.stdin.fileno(), on_first_reply=lambda: print("ready", flush=True))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def demo_prerequisites() -> List[str]:
+    """What the demo lacks on this machine, each said as what is missing and how to get it (empty: none).
+    Only python3 and iproute2 are needed, with root and a kernel with network namespaces, veth and bridges."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root, to create network namespaces: run `sudo make demo` (or `sudo python3 vrrpd.py --demo`)")
+    if shutil.which("ip") is None:
+        missing.append("iproute2's `ip` command, which is not in PATH: install iproute2 "
+                       "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
+    if missing:
+        return missing
+    name = f"vdchk{os.getpid() % 100000}"
+    steps = (("network namespaces", ["ip", "netns", "add", name]),
+             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
+             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
+    try:
+        for what, argv in steps:
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+                said = done.stderr.strip() if done.returncode else ""
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                said = str(exc)
+            if said:
+                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
+                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
+                        "run it privileged (docker run --privileged)"]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+    return []
 
 
 class _DemoLab:
@@ -9698,6 +9829,66 @@ class _DemoLab:
         return [short for short, ns in names.items()
                 if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
 
+    @staticmethod
+    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
+        """Seconds until predicate() held, or None after timeout."""
+        t0 = time.monotonic()
+        while not predicate():
+            if time.monotonic() - t0 > timeout:
+                return None
+            time.sleep(0.005)
+        return time.monotonic() - t0
+
+    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+        import json
+        import select
+
+        me = os.path.abspath(__file__)
+        nodes: Dict[str, subprocess.Popen] = {}
+        probe: Optional[subprocess.Popen] = None
+        try:
+            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+                conf = os.path.join(tmp, f"{tag}-{node}.conf")
+                with open(conf, "w") as fh:
+                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
+                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                             stdout=logf, stderr=subprocess.STDOUT)
+            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
+                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
+                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
+            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert probe.stdout is not None
+            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+            time.sleep(0.5)
+            nodes["A"].terminate()
+            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
+            time.sleep(0.5)
+            out, _ = probe.communicate(input=b"stop\n", timeout=10)
+            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+            result["moved"] = None if moved is None else round(moved, 4)
+            try:
+                result["a_status"] = nodes["A"].wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                result["a_status"] = None
+            return result
+        finally:
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -9711,15 +9902,31 @@ class _DemoLab:
             self.run("ip", "netns", "del", ns, check=False)
 
 
+def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
+    """The demo's punch line: the client's figures for each planned stop, side by side."""
+    def seconds(value: Optional[float]) -> str:
+        return "never" if value is None else f"{value:.3f} s"
+
+    rows = [("echo requests sent", lambda r: str(r["sent"])), ("replies received", lambda r: str(r["received"])),
+            ("lost", lambda r: str(r["lost"])), ("longest gap without reply", lambda r: seconds(r["longest_gap"])),
+            ("VIP on B alone after", lambda r: seconds(r["moved"]))]
+    lines = ["  " + " " * 28 + "".join(f"{title:>26}" for title, _ in runs)]
+    lines += ["  " + f"{label:<28}" + "".join(f"{cell(r):>26}" for _, r in runs) for label, cell in rows]
+    return "\n".join(lines)
+
+
 def run_demo() -> int:
-    """`sudo make demo`: two vrrpd nodes and a client in namespaces; stop the master, watch the VIP move."""
-    import shutil
+    """`sudo make demo`: two vrrpd nodes and a client in namespaces. The master is stopped twice, as keepalived
+    stops (priority 0, the VIP dropped at once) and with vrrp_handover_on_stop; the client's probe shows the
+    loss and the longest gap of each, side by side. Needs only python3 and iproute2."""
     import tempfile
 
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        print("the demo needs root and iproute2 (try: sudo make demo)", file=sys.stderr)
+    missing = demo_prerequisites()
+    if missing:
+        print(f"{PROG} --demo cannot run on this machine; it needs:", file=sys.stderr)
+        for item in missing:
+            print(f"  - {item}", file=sys.stderr)
         return 1
-    vip = "192.0.2.100"
     lab = _DemoLab()
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
@@ -9727,38 +9934,22 @@ def run_demo() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
-        say(f"lab: namespaces {', '.join(names.values())} on one bridge; VIP {vip}")
-        nodes = {}
-        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-            conf = os.path.join(tmp, f"{node}.conf")
-            with open(conf, "w") as fh:
-                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio))
-            logf = open(os.path.join(tmp, f"{node}.log"), "w")
-            nodes[node] = lab.start(names[node], [sys.executable, os.path.abspath(__file__), "-n", "-l", "-f", conf],
-                                    stdout=logf, stderr=subprocess.STDOUT)
-            say(f"node {node}: vrrpd priority {prio} (state {state})")
-        deadline = time.monotonic() + 5
-        while lab.vip_holder(names, vip) != ["A"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        say(f"the VIP is on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'}")
-        print(lab.run("ip", "-n", names["A"], "-br", "addr", "show", "dev", "eth0"), end="")
-        say("the client pings the VIP every 10 ms; now stopping node A (SIGTERM, vrrp_handover_on_stop)")
-        ping = lab.start(names["client"], ["ping", "-n", "-q", "-i", "0.01", "-w", "4", vip],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(1.0)
-        t0 = time.monotonic()
-        nodes["A"].terminate()
-        while lab.vip_holder(names, vip) != ["B"] and time.monotonic() - t0 < 5:
-            time.sleep(0.005)
-        moved = time.monotonic() - t0
-        say(f"the VIP is now on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'} ({moved:.3f} s after the stop)")
-        print(lab.run("ip", "-n", names["B"], "-br", "addr", "show", "dev", "eth0"), end="")
-        out, _ = ping.communicate(timeout=10)
-        summary = [line for line in out.splitlines() if "transmitted" in line]
-        say("client ping: " + (summary[0] if summary else out.strip()))
-        say(f"node A exited with status {nodes['A'].wait(timeout=5)}; logs are in {tmp}")
-        say("done; cleaning up")
+        say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
+            f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
+        say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
+        runs = []
+        for n, (title, handover) in enumerate(DEMO_STOPS, 1):
+            say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
+                                       else ": A sends priority 0 and drops the VIP at once"))
+            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+        print("\n" + format_demo_table(runs) + "\n", flush=True)
+        for title, r in runs:
+            say(f"{title}: node A exited with status {r['a_status']}")
+        say(f"the nodes' configurations and logs are in {tmp}; done, cleaning up")
         return 0
+    except VrrpdError as exc:
+        say(f"the demo failed: {exc}")
+        return 1
     except KeyboardInterrupt:
         say("interrupted; cleaning up")
         return 130
@@ -10165,6 +10356,7 @@ def build_arg_parser() -> Any:
     p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
     p.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
+    p.add_argument("--demo-probe", metavar="ADDRESS", help=argparse.SUPPRESS)  # the demo client's EchoProbe
     return p
 
 
@@ -10285,6 +10477,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return genhash(args.genhash)
     if args.demo:
         return run_demo()
+    if args.demo_probe:
+        return demo_probe_command(args.demo_probe)
     return run_daemon(args)
 
 
