@@ -198,6 +198,9 @@ class GlobalDefs:
     script_user: Optional[str] = None
     script_group: Optional[str] = None
     enable_script_security: bool = False
+    default_interface: str = "eth0"  # static_ipaddress without `dev`
+    iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
+    iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
     vrrp_notify_fifo: Optional[str] = None
     lvs_notify_fifo: Optional[str] = None
@@ -244,6 +247,93 @@ class UnicastPeer:
 
 
 @dataclass
+class Nexthop:
+    """One `nexthop` of a multipath route (keepalived's nexthop_t)."""
+
+    via: Optional[IPAddress] = None
+    dev: Optional[str] = None
+    weight: int = 1
+    onlink: bool = False
+    realms: Optional[int] = None
+
+
+@dataclass
+class Route:
+    """One line of `virtual_routes` / `static_routes`, typed (keepalived's ip_route_t).
+
+    Equality ignores where the line was written: a reload compares routes by what reaches the kernel."""
+
+    family: int = 4
+    dst: Optional[IPInterface] = None  # host bits kept, as keepalived keeps them
+    type: int = 1  # RTN_UNICAST
+    type_given: bool = False
+    table: int = 254  # RT_TABLE_MAIN
+    protocol: int = 18  # RTPROT_KEEPALIVED
+    scope: int = 0
+    scope_given: bool = False
+    src: Optional[IPInterface] = None  # `from PREFIX` (IPv6 source-specific route)
+    prefsrc: Optional[IPAddress] = None  # `src ADDR`
+    via: Optional[IPAddress] = None
+    dev: Optional[str] = None
+    metric: Optional[int] = None
+    tos: Optional[int] = None
+    onlink: bool = False
+    metrics: Dict[int, int] = field(default_factory=dict)  # RTAX_* -> value (RTAX_LOCK is a bit mask)
+    congctl: Optional[str] = None
+    realms: Optional[int] = None
+    expires: Optional[int] = None
+    pref: Optional[int] = None
+    ttl_propagate: Optional[int] = None
+    nexthops: List[Nexthop] = field(default_factory=list)
+    mode: str = "prepend"  # add / prepend / append: NLM_F_EXCL / - / NLM_F_APPEND
+    no_track: bool = False
+    track_group: Optional[str] = None
+    text: str = field(default="", compare=False)
+    file: str = field(default="", compare=False, repr=False)
+    line: int = field(default=0, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class Rule:
+    """One line of `virtual_rules` / `static_rules`, typed (keepalived's ip_rule_t)."""
+
+    family: int = 4
+    src: Optional[IPInterface] = None  # from
+    dst: Optional[IPInterface] = None  # to
+    invert: bool = False
+    priority: Optional[int] = None
+    action: int = 0  # FR_ACT_*
+    table: int = 0
+    goto: Optional[int] = None
+    l3mdev: bool = False
+    tos: int = 0
+    fwmark: Optional[int] = None
+    fwmask: Optional[int] = None
+    realms: Optional[int] = None
+    suppress_prefixlen: Optional[int] = None
+    suppress_ifgroup: Optional[int] = None
+    iif: Optional[str] = None
+    oif: Optional[str] = None
+    tun_id: Optional[int] = None
+    uidrange: Optional[Tuple[int, int]] = None
+    protocol: Optional[int] = None
+    ipproto: Optional[int] = None
+    sport: Optional[Tuple[int, int]] = None
+    dport: Optional[Tuple[int, int]] = None
+    no_track: bool = False
+    track_group: Optional[str] = None
+    text: str = field(default="", compare=False)
+    file: str = field(default="", compare=False, repr=False)
+    line: int = field(default=0, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
 class AuthHmacConfig:
     """keepalived 2.4's `auth_hmac { ... }` of a vrrp_instance: HMAC-SHA256 trailers on adverts."""
 
@@ -270,6 +360,8 @@ class VrrpInstance:
     auth_pass: bytes = b""  # already truncated to 8 bytes
     virtual_ipaddress: List[VirtualIP] = field(default_factory=list)
     virtual_ipaddress_excluded: List[VirtualIP] = field(default_factory=list)
+    virtual_routes: List[Route] = field(default_factory=list)  # installed while MASTER
+    virtual_rules: List[Rule] = field(default_factory=list)
     track_interface: List[TrackRef] = field(default_factory=list)
     track_script: List[TrackRef] = field(default_factory=list)
     track_file: List[TrackRef] = field(default_factory=list)
@@ -555,6 +647,10 @@ class Config:
     sync_groups: List[SyncGroup] = field(default_factory=list)
     virtual_server_groups: Dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: List[VirtualServer] = field(default_factory=list)
+    # installed at start whatever the VRRP states, removed at stop
+    static_ipaddress: List[VirtualIP] = field(default_factory=list)
+    static_routes: List[Route] = field(default_factory=list)
+    static_rules: List[Rule] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
     accepted_only: List[str] = field(default_factory=list)
@@ -1082,6 +1178,7 @@ class _Parser:
         self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
+        self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -1517,6 +1614,545 @@ def _weight_reverse(lo: int, hi: int) -> Handler:
     return handler
 
 
+# -- routes, rules and static addresses (keepalived's vrrp_iproute.c / vrrp_iprule.c grammar) -------
+
+IPROUTE_ETC_DIR = "/etc/iproute2"
+IPROUTE_USR_DIR = "/usr/share/iproute2"
+RTN_TYPES = {"unicast": 1, "local": 2, "broadcast": 3, "brd": 3, "anycast": 4, "multicast": 5, "blackhole": 6,
+             "unreachable": 7, "prohibit": 8, "throw": 9, "nat": 10, "xresolve": 11}
+_RT_BUILTINS: Dict[str, Dict[str, int]] = {
+    "rt_tables": {"default": 253, "main": 254, "local": 255},
+    "rt_scopes": {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255},
+    "rt_protos": {"none": 0, "redirect": 1, "kernel": 2, "boot": 3, "static": 4, "gated": 8, "ra": 9, "mrt": 10,
+                  "zebra": 11, "bird": 12, "dnrouted": 13, "xorp": 14, "ntk": 15, "dhcp": 16, "babel": 42},
+}
+_RT_MAX = {"rt_tables": 0xFFFFFFFF, "rt_realms": 0xFFFF, "group": 0xFFFFFFFF}
+# RTAX_* metrics that take `[lock] N` (u32), and the time-valued ones with their units per second
+_RTAX_PLAIN = {"mtu": 2, "window": 3, "ssthresh": 6, "cwnd": 7, "advmss": 8, "reordering": 9, "hoplimit": 10,
+               "initcwnd": 11, "initrwnd": 14}
+_RTAX_TIME = {"rtt": (4, 8000.0), "rttvar": (5, 4000.0), "rto_min": (13, 1000.0)}
+_RTAX_LOCKABLE = {"mtu", "advmss", "cwnd", "ssthresh", "reordering", "window", "rtt", "rttvar", "rto_min", "congctl"}
+RTAX_LOCK, RTAX_FEATURES, RTAX_QUICKACK, RTAX_CC_ALGO, RTAX_FASTOPEN_NO_COOKIE = 1, 12, 15, 16, 17
+FR_ACT_TO_TBL, FR_ACT_GOTO, FR_ACT_NOP, FR_ACT_BLACKHOLE, FR_ACT_UNREACHABLE, FR_ACT_PROHIBIT = 1, 2, 3, 6, 7, 8
+_RULE_ACTIONS = {"blackhole": FR_ACT_BLACKHOLE, "unreachable": FR_ACT_UNREACHABLE, "prohibit": FR_ACT_PROHIBIT,
+                 "nop": FR_ACT_NOP}
+RULE_START_PRIORITY = 16384
+_rt_names_cache: Dict[Tuple[str, str, str], Dict[str, int]] = {}
+
+
+def rt_names(kind: str, etc_dir: str = IPROUTE_ETC_DIR, usr_dir: str = IPROUTE_USR_DIR) -> Dict[str, int]:
+    """Names of an iproute2 table (`rt_tables`, `rt_protos`...) as keepalived reads them: <etc>/<kind>,
+    else <usr>/<kind>; then <usr>/<kind>.d/*.conf not overridden in <etc>/<kind>.d, then those; built-ins last."""
+    key = (kind, etc_dir, usr_dir)
+    if key in _rt_names_cache:
+        return _rt_names_cache[key]
+    names: Dict[str, int] = {}
+    files = [os.path.join(etc_dir, kind)]
+    if not os.path.exists(files[0]):
+        files = [os.path.join(usr_dir, kind)]
+    etc_d = sorted(glob.glob(os.path.join(etc_dir, kind + ".d", "*.conf")))
+    etc_base = {os.path.basename(f) for f in etc_d}
+    files += [f for f in sorted(glob.glob(os.path.join(usr_dir, kind + ".d", "*.conf")))
+              if os.path.basename(f) not in etc_base] + etc_d
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for text in fh:
+                    words = text.split("#", 1)[0].split()
+                    if len(words) == 2:
+                        try:
+                            names.setdefault(words[1], int(words[0], 0))
+                        except ValueError:
+                            continue
+        except OSError:
+            continue
+    for name, number in _RT_BUILTINS.get(kind, {}).items():
+        names.setdefault(name, number)
+    _rt_names_cache[key] = names
+    return names
+
+
+class _RouteWords:
+    """The words of one route or rule line, read left to right (each keyword takes its argument)."""
+
+    def __init__(self, words: List[str], etc_dir: str, usr_dir: str):
+        self.words = words
+        self.i = 0
+        self.etc_dir, self.usr_dir = etc_dir, usr_dir
+        self.family = 0  # 0 until an address or inet/inet6 says
+        self.warnings: List[str] = []
+
+    def more(self) -> bool:
+        return self.i < len(self.words)
+
+    def next(self) -> str:
+        word = self.words[self.i]
+        self.i += 1
+        return word
+
+    def arg(self, what: str) -> str:
+        if self.i >= len(self.words):
+            raise _Invalid(f"'{what}' needs a value")
+        return self.next()
+
+    def number(self, what: str, hi: int = 0xFFFFFFFF, lo: int = 0) -> int:
+        text = self.arg(what)
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise _Invalid(f"invalid {what} '{text}'") from None
+        if not lo <= value <= hi:
+            raise _Invalid(f"{what} {value} outside [{lo}, {hi}]")
+        return value
+
+    def named(self, what: str, kind: str, numeric_only: bool = False) -> int:
+        text = self.arg(what)
+        try:
+            value = int(text, 0)
+        except ValueError:
+            value = None if numeric_only else rt_names(kind, self.etc_dir, self.usr_dir).get(text)
+            if value is None:
+                where = "" if numeric_only else f" (not a number, nor a name in {self.etc_dir}/{kind})"
+                raise _Invalid(f"invalid {what} '{text}'{where}") from None
+        hi = _RT_MAX.get(kind, 255)
+        if not 0 <= value <= hi:
+            raise _Invalid(f"{what} {value} outside [0, {hi}]")
+        return value
+
+    def set_family(self, family: int, what: str) -> None:
+        if self.family and self.family != family:
+            raise _Invalid(f"cannot mix IPv4 and IPv6 addresses ({what})")
+        self.family = family
+
+    def address(self, what: str, text: Optional[str] = None) -> IPAddress:
+        text = self.arg(what) if text is None else text
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            raise _Invalid(f"invalid {what} address '{text}'") from None
+        self.set_family(addr.version, f"{what} {text}")
+        return addr
+
+    def prefix(self, what: str, text: Optional[str] = None) -> Optional[IPInterface]:
+        """PREFIX[/LEN], or default/any/all (None: /0 of the line's family, decided at the end)."""
+        text = self.arg(what) if text is None else text
+        if text in ("default", "any", "all"):
+            return None
+        if text == "default6":
+            self.warnings.append("'default6' is deprecated; write 'default' with an IPv6 gateway")
+            self.set_family(6, what)
+            return None
+        try:
+            net = ipaddress.ip_interface(text)
+        except ValueError:
+            raise _Invalid(f"invalid {what} '{text}'") from None
+        self.set_family(net.version, f"{what} {text}")
+        return net
+
+    def time_ms(self, what: str) -> float:
+        text = self.arg(what)
+        m = re.match(r"^([0-9]*\.?[0-9]+)(s|sec|secs|ms|msec|msecs)?$", text)
+        if not m:
+            raise _Invalid(f"invalid {what} '{text}'")
+        value = float(m.group(1))
+        return value * 1000.0 if m.group(2) in ("s", "sec", "secs") else value
+
+    def port_range(self, what: str) -> Tuple[int, int]:
+        text = self.arg(what)
+        m = re.match(r"^(\d+)(?:-(\d+))?$", text)
+        if not m:
+            raise _Invalid(f"invalid {what} range '{text}'")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if not 0 <= lo <= hi <= 65535:
+            raise _Invalid(f"invalid {what} range '{text}'")
+        return lo, hi
+
+
+def _default_prefix(family: int) -> IPInterface:
+    return ipaddress.ip_interface("::/0" if family == 6 else "0.0.0.0/0")
+
+
+def _realms(w: _RouteWords, what: str = "realms") -> int:
+    text = w.arg(what)
+    names = rt_names("rt_realms", w.etc_dir, w.usr_dir)
+
+    def one(t: str) -> int:
+        try:
+            value = int(t, 0)
+        except ValueError:
+            if t not in names:
+                raise _Invalid(f"invalid realm '{t}'") from None
+            value = names[t]
+        if not 0 <= value <= 0xFFFF:
+            raise _Invalid(f"invalid realm '{t}'")
+        return value
+    src, _, dst = text.rpartition("/")
+    return (one(src) << 16 if src else 0) | one(dst)
+
+
+def parse_route_line(words: List[str], etc_dir: str = IPROUTE_ETC_DIR, usr_dir: str = IPROUTE_USR_DIR,
+                     static: bool = False) -> Tuple[Route, List[str]]:
+    """One `virtual_routes`/`static_routes` line (keepalived 2.4.3's alloc_route); raises _Invalid.
+
+    Returns the route and the warnings keepalived would give for it."""
+    w = _RouteWords(words, etc_dir, usr_dir)
+    r = Route(text=" ".join(words))
+    dst_seen = False
+    protocol_given = False
+    while w.more():
+        word = w.next()
+        if word in ("inet", "inet6"):
+            w.set_family(4 if word == "inet" else 6, word)
+        elif word == "src":
+            r.prefsrc = w.address("src")
+        elif word in ("via", "gw"):
+            if word == "gw":
+                w.warnings.append("'gw' is deprecated; write 'via'")
+            text = w.arg(word)
+            if text in ("inet", "inet6"):
+                text = w.arg(word)
+            r.via = ipaddress.ip_address(text) if _is_ip(text) else w.address(word, text)
+            if w.family == 0:
+                w.family = r.via.version
+        elif word == "from":
+            r.src = w.prefix("from") or _default_prefix(w.family or 6)
+            if w.family == 4:
+                raise _Invalid("route from address only supported with IPv6")
+        elif word in ("tos", "dsfield"):
+            r.tos = w.named(word, "rt_dsfield")
+        elif word in ("table", "vrf"):
+            r.table = w.named(word, "rt_tables")
+        elif word == "protocol":
+            r.protocol = w.named("protocol", "rt_protos")
+            protocol_given = True
+        elif word == "scope":
+            r.scope = w.named("scope", "rt_scopes")
+            r.scope_given = True
+        elif word in ("metric", "priority", "preference"):
+            r.metric = w.number(word)
+        elif word in ("dev", "oif"):
+            r.dev = w.arg(word)
+        elif word == "onlink":
+            r.onlink = True
+        elif word in _RTAX_PLAIN or word in _RTAX_TIME or word == "congctl":
+            lock = False
+            if w.more() and w.words[w.i] == "lock" and word in _RTAX_LOCKABLE:
+                w.i += 1
+                lock = True
+            if word in _RTAX_PLAIN:
+                rtax = _RTAX_PLAIN[word]
+                r.metrics[rtax] = w.number(word, 255 if word == "hoplimit" else 0xFFFFFFFF)
+            elif word in _RTAX_TIME:
+                rtax, per_second = _RTAX_TIME[word]
+                r.metrics[rtax] = int(w.time_ms(word) * per_second / 1000.0)
+            else:
+                rtax = RTAX_CC_ALGO
+                r.congctl = w.arg(word)
+            if lock:
+                r.metrics[RTAX_LOCK] = r.metrics.get(RTAX_LOCK, 0) | (1 << rtax)
+        elif word == "features":
+            if w.arg(word) != "ecn":
+                raise _Invalid(f"unknown route feature '{w.words[w.i - 1]}' (only 'ecn')")
+            r.metrics[RTAX_FEATURES] = 1
+        elif word in ("quickack", "fastopen_no_cookie"):
+            r.metrics[RTAX_QUICKACK if word == "quickack" else RTAX_FASTOPEN_NO_COOKIE] = w.number(word, 1)
+        elif word == "realms":
+            r.realms = _realms(w)
+            w.set_family(4, "realms are only supported for IPv4")
+        elif word == "expires":
+            r.expires = w.number(word)
+            w.set_family(6, "expires is only supported for IPv6")
+        elif word == "pref":
+            text = w.arg(word)
+            prefs = {"low": 3, "medium": 0, "high": 1}
+            if text in prefs:
+                r.pref = prefs[text]
+            else:
+                w.i -= 1
+                r.pref = w.number(word, 255)
+            w.set_family(6, "pref is only supported for IPv6")
+        elif word == "ttl-propagate":
+            text = w.arg(word)
+            if text not in ("enabled", "disabled"):
+                raise _Invalid(f"ttl-propagate '{text}': enabled or disabled")
+            r.ttl_propagate = int(text == "enabled")
+        elif word in ("add", "prepend", "append"):
+            r.mode = word
+        elif word == "or":
+            raise _Invalid("'or' for routes is deprecated and not supported; write 'nexthop via A nexthop via B'")
+        elif word == "nexthop":
+            w.i -= 1
+            r.nexthops = _parse_nexthops(w)
+            break
+        elif word == "no_track":
+            r.no_track = True
+        elif word == "track_group":
+            if not static:
+                raise _Invalid("track_group is only allowed in static_routes")
+            r.track_group = w.arg(word)
+        elif word == "encap":
+            raise _Invalid("'encap' (lightweight tunnels) is not supported by vrrpd")
+        elif word == "as":
+            raise _Invalid("'as [to]' is for MPLS only")
+        else:
+            if word == "to":
+                word = w.arg("to")
+            if word in RTN_TYPES or word.isdigit() and not _is_ip(word):
+                r.type = RTN_TYPES[word] if word in RTN_TYPES else _parse_int(word, 0, 255)
+                r.type_given = True
+                word = w.arg(word)
+            if not (_is_ip_prefix(word) or word in ("default", "any", "all", "default6")):
+                if _looks_like_address(word):
+                    raise _Invalid(f"invalid destination '{word}'")
+                raise _Invalid(f"unknown route keyword '{word}'")
+            r.dst = w.prefix("destination", word)
+            dst_seen = True
+    if w.more():
+        raise _Invalid(f"route has trailing nonsense - {w.words[w.i]}")
+    if not dst_seen:
+        raise _Invalid("route must have a destination")
+    r.family = w.family or 4
+    if r.dst is None:
+        r.dst = _default_prefix(r.family)
+    if not r.no_track:
+        if protocol_given and r.protocol != 18:
+            w.warnings.append("route cannot be tracked if protocol is not RTPROT_KEEPALIVED(18), resetting protocol")
+        r.protocol = 18
+    if r.track_group and not r.dev:
+        w.warnings.append("static route cannot have track_group if no dev specified (ignored)")
+        r.track_group = None
+    return r, w.warnings
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_ip_prefix(text: str) -> bool:
+    try:
+        ipaddress.ip_interface(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _parse_nexthops(w: _RouteWords) -> List[Nexthop]:
+    hops: List[Nexthop] = []
+    while w.more() and w.words[w.i] == "nexthop":
+        w.i += 1
+        nh = Nexthop()
+        while w.more() and w.words[w.i] != "nexthop":
+            word = w.next()
+            if word == "via":
+                text = w.arg(word)
+                if text in ("inet", "inet6"):
+                    text = w.arg(word)
+                nh.via = w.address("nexthop", text)
+            elif word == "dev":
+                nh.dev = w.arg(word)
+            elif word == "weight":
+                nh.weight = w.number("nexthop weight", 256, 1)
+            elif word == "onlink":
+                nh.onlink = True
+            elif word == "realms":
+                nh.realms = _realms(w)
+                w.set_family(4, "realms are only supported for IPv4")
+            else:
+                raise _Invalid(f"unknown nexthop option '{word}'")
+        if nh.via is None and nh.dev is None:
+            raise _Invalid("nexthop needs 'via' or 'dev'")
+        hops.append(nh)
+    return hops
+
+
+def parse_rule_line(words: List[str], etc_dir: str = IPROUTE_ETC_DIR, usr_dir: str = IPROUTE_USR_DIR,
+                    static: bool = False) -> Tuple[Rule, List[str]]:
+    """One `virtual_rules`/`static_rules` line (keepalived 2.4.3's alloc_rule); raises _Invalid.
+
+    A rule without a preference gets one later (assign_rule_priorities), as keepalived does."""
+    w = _RouteWords(words, etc_dir, usr_dir)
+    r = Rule(text=" ".join(words))
+    actions = 0
+    protocol_given = False
+    while w.more():
+        word = w.next()
+        if word in ("inet", "inet6"):
+            w.set_family(4 if word == "inet" else 6, word)
+        elif word == "from":
+            r.src = w.prefix("from")
+            r.src = r.src if r.src is not None else ipaddress.ip_interface("0.0.0.0/0")
+        elif word == "to":
+            r.dst = w.prefix("to")
+            r.dst = r.dst if r.dst is not None else ipaddress.ip_interface("0.0.0.0/0")
+        elif word == "not":
+            r.invert = True
+        elif word in ("preference", "order", "priority"):
+            r.priority = w.number(word)
+        elif word in ("table", "lookup"):
+            r.table = w.named(word, "rt_tables")
+            if r.table == 0:
+                raise _Invalid("table 0 is not allowed in a rule")
+            r.action = FR_ACT_TO_TBL
+            actions += 1
+        elif word in ("goto", "type") and (word == "goto" or w.more() and w.words[w.i] == "goto"):
+            if word == "type":
+                w.i += 1
+            r.goto = w.number("goto")
+            r.action = FR_ACT_GOTO
+            actions += 1
+        elif word == "type" and w.more() and w.words[w.i] in _RULE_ACTIONS:
+            r.action = _RULE_ACTIONS[w.next()]
+            actions += 1
+        elif word in _RULE_ACTIONS:
+            r.action = _RULE_ACTIONS[word]
+            actions += 1
+        elif word == "l3mdev":
+            r.l3mdev = True
+            r.action = FR_ACT_TO_TBL
+            actions += 1
+        elif word in ("tos", "dsfield"):
+            r.tos = w.named(word, "rt_dsfield")
+        elif word == "fwmark":
+            text = w.arg(word)
+            mark, _, mask = text.partition("/")
+            try:
+                r.fwmark = int(mark, 0)
+                r.fwmask = int(mask, 0) if mask else None
+            except ValueError:
+                raise _Invalid(f"invalid fwmark '{text}'") from None
+            if not 0 <= r.fwmark <= 0xFFFFFFFF or r.fwmask is not None and not 0 <= r.fwmask <= 0xFFFFFFFF:
+                raise _Invalid(f"invalid fwmark '{text}'")
+        elif word == "realms":
+            r.realms = _realms(w)
+            w.set_family(4, "realms are only supported for IPv4")
+        elif word in ("suppress_prefixlength", "sup_pl"):
+            r.suppress_prefixlen = w.number(word, 128)
+        elif word in ("suppress_ifgroup", "sup_group"):
+            r.suppress_ifgroup = w.named(word, "group")
+        elif word in ("dev", "iif"):
+            r.iif = w.arg(word)
+        elif word == "oif":
+            r.oif = w.arg(word)
+        elif word == "tunnel-id":
+            r.tun_id = w.number(word, (1 << 64) - 1)
+        elif word == "uidrange":
+            text = w.arg(word)
+            m = re.match(r"^(\d+)-(\d+)$", text)
+            if not m or int(m.group(1)) > int(m.group(2)) or int(m.group(2)) > 0xFFFFFFFF:
+                raise _Invalid(f"invalid uidrange '{text}'")
+            r.uidrange = (int(m.group(1)), int(m.group(2)))
+        elif word == "protocol":
+            r.protocol = w.named("protocol", "rt_protos", numeric_only=True)
+            protocol_given = True
+        elif word == "ipproto":
+            text = w.arg(word)
+            try:
+                r.ipproto = int(text, 0) if text[:1].isdigit() else socket.getprotobyname(text)
+            except (OSError, ValueError):
+                raise _Invalid(f"invalid ipproto '{text}'") from None
+        elif word in ("sport", "dport"):
+            setattr(r, word, w.port_range(word))
+        elif word == "no_track":
+            r.no_track = True
+        elif word == "track_group":
+            if not static:
+                raise _Invalid("track_group is only allowed in static_rules")
+            r.track_group = w.arg(word)
+        else:
+            raise _Invalid(f"unknown rule option '{word}'")
+    if actions == 0:
+        raise _Invalid("rule needs an action (table, goto, nop, blackhole, unreachable or prohibit)")
+    if actions > 1:
+        raise _Invalid("rule has more than one action")
+    if r.goto is not None and r.priority is not None and r.priority >= r.goto:
+        raise _Invalid(f"rule goto {r.goto} must be to a higher preference than {r.priority}")
+    r.family = w.family or 4
+    zero = _default_prefix(r.family)
+    r.src = zero if r.src is not None and r.src.network.prefixlen == 0 and r.src.ip.packed.strip(b"\0") == b"" \
+        else r.src
+    r.dst = zero if r.dst is not None and r.dst.network.prefixlen == 0 and r.dst.ip.packed.strip(b"\0") == b"" \
+        else r.dst
+    if not r.no_track:
+        if protocol_given and r.protocol != 18:
+            w.warnings.append("rule cannot be tracked if protocol is not RTPROT_KEEPALIVED(18), resetting protocol")
+        r.protocol = 18
+    if r.track_group and not r.iif:
+        w.warnings.append("static rule cannot have track_group if dev/iif not specified (ignored)")
+        r.track_group = None
+    return r, w.warnings
+
+
+def _route_entries(p: _Parser, entries: List[List[Token]], static: bool) -> List[Route]:
+    g = p.config.global_defs
+    routes: List[Route] = []
+    for entry in entries:
+        head = entry[0]
+        try:
+            route, warnings = parse_route_line([t.text for t in entry], g.iproute_etc_dir, g.iproute_usr_dir, static)
+        except _Invalid as exc:
+            p.error(head, f"route '{_short(' '.join(t.text for t in entry), 60)}': {exc}")
+            continue
+        for text in warnings:
+            p.warning(head, f"route '{_short(route.text, 60)}': {text}")
+        route.file, route.line = head.file, head.line
+        routes.append(route)
+    return routes
+
+
+def _rule_entries(p: _Parser, entries: List[List[Token]], static: bool) -> List[Rule]:
+    g = p.config.global_defs
+    rules: List[Rule] = []
+    for entry in entries:
+        head = entry[0]
+        try:
+            rule, warnings = parse_rule_line([t.text for t in entry], g.iproute_etc_dir, g.iproute_usr_dir, static)
+        except _Invalid as exc:
+            p.error(head, f"rule '{_short(' '.join(t.text for t in entry), 60)}': {exc}")
+            continue
+        for text in warnings:
+            p.warning(head, f"rule '{_short(rule.text, 60)}': {text}")
+        if rule.priority is None:
+            counters = p.rule_priorities
+            rule.priority = counters[rule.family]
+            counters[rule.family] -= 1
+            p.warning(head, f"rule has no preference specified - setting to {rule.priority}. "
+                      "This is probably not what you want.")
+        rule.file, rule.line = head.file, head.line
+        rules.append(rule)
+    return rules
+
+
+def _i_routes(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    inst.virtual_routes.extend(_route_entries(p, entries, static=False))
+
+
+def _i_rules(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    inst.virtual_rules.extend(_rule_entries(p, entries, static=False))
+
+
+def _top_static_routes(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    cfg.static_routes.extend(_route_entries(p, entries, static=True))
+
+
+def _top_static_rules(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    cfg.static_rules.extend(_rule_entries(p, entries, static=True))
+
+
+def _top_static_ipaddress(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    for vip in _vip_entries(p, entries):
+        if vip.dev is None:
+            vip.dev = cfg.global_defs.default_interface
+        cfg.static_ipaddress.append(vip)
+
+
+# a route or rule is one line: every word after the first belongs to it
+_LINE_BLOCK = ValueBlock({}, starts_entry=lambda text: False)
+
+
 # -- top level ---------------------------------------------------------------------------------
 
 def _top_global(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> GlobalDefs:
@@ -1653,7 +2289,10 @@ for _name, _handler, _sub in (
 KEYWORDS["top"]["virtual_server"].nargs = (0, 2)
 _kw("top", "virtual_server_group", _top_vs_group, (1, 1),
     ValueBlock({"fwmark": 2}, starts_entry=lambda t: not t.isdigit() and t not in ("inet", "inet6")))
-_accept_only("top", "static_ipaddress static_routes static_rules linkbeat_interfaces interface_up_down_delays "
+_kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
+_kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
+_kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
+_accept_only("top", "linkbeat_interfaces interface_up_down_delays "
              "garp_group SSL track_group", (0, 1), "skip")
 _accept_only("top", "net_namespace net_namespace_ipvs namespace_with_ipsets instance use_pid_dir child_wait_time")
 
@@ -1757,10 +2396,13 @@ _kw(_G, "notify_fifo", _h_str("notify_fifo"), (1, 3))
 _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
+_kw(_G, "default_interface", _h_str("default_interface"))
+_kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
+_kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
 _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon default_interface dynamic_interfaces "
+             "fifo_write_vrrp_states_on_reload lvs_sync_daemon dynamic_interfaces "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
@@ -1953,7 +2595,8 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
               "v3_checksum_as_v2"):
     _kw(_I, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
-_accept_only(_I, "virtual_routes virtual_rules", (0, 0), "skip")
+_kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
+_kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
              "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
              "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
@@ -2947,8 +3590,10 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV6_IFADDR = 0x100
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST = 1, 2, 3, 4
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
+IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
@@ -2983,6 +3628,24 @@ def nlmsg_error_code(payload: bytes) -> int:
     if len(payload) < 4:
         raise PacketError("bad_netlink", "short error message")
     return -struct.unpack_from("=i", payload)[0]
+
+
+def nlmsg_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, int, bytes]], bool]:
+    """The answers to request `seq` in one datagram as (type, flags, payload), and whether the request is
+    finished (an ACK or NLMSG_DONE came). Raises NetlinkError for an error answer, PacketError if malformed."""
+    replies: List[Tuple[int, int, bytes]] = []
+    for rtype, rflags, rseq, _pid, body in nlmsg_parse(data):
+        if rseq != seq:
+            continue
+        if rtype == NLMSG_ERROR:
+            code = nlmsg_error_code(body)
+            if code:
+                raise NetlinkError(code)
+            return replies, True
+        if rtype == NLMSG_DONE:
+            return replies, True
+        replies.append((rtype, rflags, body))
+    return replies, False
 
 
 def nla_pack(attr_type: int, value: bytes) -> bytes:
@@ -3034,12 +3697,17 @@ class LinkInfo:
 
 @dataclass
 class AddrInfo:
-    """One interface address as rtnetlink reports it."""
+    """One interface address as rtnetlink reports it (either family)."""
 
     index: int
     address: IPInterface
     scope: int = 0
     label: str = ""
+    flags: int = 0  # IFA_F_*: an IPv6 address is usable once neither TENTATIVE nor DADFAILED
+
+    @property
+    def usable(self) -> bool:
+        return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
 
 
 def parse_link(payload: bytes) -> LinkInfo:
@@ -3052,29 +3720,32 @@ def parse_link(payload: bytes) -> LinkInfo:
 
 
 def parse_addr(payload: bytes) -> Optional[AddrInfo]:
-    """An RTM_NEWADDR/RTM_DELADDR payload (IPv4 only; None for other families)."""
+    """An RTM_NEWADDR/RTM_DELADDR payload of either family (None for other families)."""
     if len(payload) < IFADDRMSG.size:
         raise PacketError("bad_netlink", "short ifaddrmsg")
-    family, prefixlen, _flags, scope, index = IFADDRMSG.unpack_from(payload)
-    if family != socket.AF_INET:
+    family, prefixlen, flags, scope, index = IFADDRMSG.unpack_from(payload)
+    width = {socket.AF_INET: 4, socket.AF_INET6: 16}.get(family)
+    if width is None:
         return None
     attrs = nla_parse(payload[IFADDRMSG.size:])
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
-    if raw is None or len(raw) != 4:
+    if raw is None or len(raw) != width:
         return None
-    if prefixlen > 32:
+    if prefixlen > 8 * width:
         raise PacketError("bad_netlink", f"prefix length {prefixlen}")
-    address = ipaddress.IPv4Interface((ipaddress.IPv4Address(raw), prefixlen))
-    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")))
+    if len(attrs.get(IFA_FLAGS, b"")) == 4:
+        flags = struct.unpack("=I", attrs[IFA_FLAGS])[0]  # the 32-bit flags; the header has the low 8
+    address = ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
+    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")), flags)
 
 
 def addr_request_payload(
     index: int, address: IPInterface, scope: str = "global", label: Optional[str] = None,
-    brd: Optional[IPAddress] = None, peer: Optional[IPAddress] = None,
+    brd: Optional[IPAddress] = None, peer: Optional[IPAddress] = None, flags: int = 0,
 ) -> bytes:
     """The ifaddrmsg + attributes of an RTM_NEWADDR/RTM_DELADDR request for one address."""
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-    payload = IFADDRMSG.pack(family, address.network.prefixlen, 0, RT_SCOPES.get(scope, 0), index)
+    payload = IFADDRMSG.pack(family, address.network.prefixlen, flags, RT_SCOPES.get(scope, 0), index)
     payload += nla_pack(IFA_LOCAL, address.ip.packed)
     payload += nla_pack(IFA_ADDRESS, (peer or address.ip).packed)
     if brd is not None:
@@ -3082,6 +3753,185 @@ def addr_request_payload(
     if label:
         payload += nla_pack_str(IFA_LABEL, label)
     return payload
+
+
+# -- routes and rules (RTM_NEWROUTE/DELROUTE, RTM_NEWRULE/DELRULE) -----------------------------------
+
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
+NLM_F_APPEND = 0x800
+RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+FIB_RULE_HDR = RTMSG  # family, dst_len, src_len, tos, table, res1, res2, action, flags: the same layout
+RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
+(RTA_DST, RTA_SRC, RTA_IIF, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS, RTA_MULTIPATH) = range(1, 10)
+RTA_FLOW, RTA_TABLE, RTA_VIA, RTA_PREF, RTA_EXPIRES, RTA_TTL_PROPAGATE = 11, 15, 18, 20, 23, 26
+(FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_GOTO, FRA_PRIORITY) = (1, 2, 3, 4, 6)
+FRA_FWMARK, FRA_FLOW, FRA_TUN_ID, FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN, FRA_TABLE = 10, 11, 12, 13, 14, 15
+FRA_FWMASK, FRA_OIFNAME, FRA_L3MDEV, FRA_UID_RANGE, FRA_PROTOCOL, FRA_IP_PROTO = 16, 17, 19, 20, 21, 22
+FRA_SPORT_RANGE, FRA_DPORT_RANGE = 23, 24
+RTNH_F_ONLINK = 4
+FIB_RULE_INVERT = 0x2
+RT_SCOPE_NOWHERE = 255
+RTPROT_KEEPALIVED = 18
+RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_ROUTE = 0x40, 0x80, 0x400
+RTNLGRP_IPV6_RULE = 19
+
+
+def _af(family: int) -> int:
+    return socket.AF_INET6 if family == 6 else socket.AF_INET
+
+
+def route_request(route: Route, ifindex: Callable[[str], int], delete: bool = False,
+                  replace: bool = False) -> Tuple[int, int, bytes]:
+    """(nlmsg type, flags, payload) adding or deleting one route, as keepalived's netlink_route builds it.
+
+    `ifindex(name)` resolves `dev` names (0: unknown); a delete carries the same attributes with scope nowhere."""
+    if delete:
+        msg_type, flags = RTM_DELROUTE, NLM_F_ACK
+        scope, rtype = RT_SCOPE_NOWHERE, route.type if route.type_given else 0
+    else:
+        msg_type, flags = RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE
+        if replace:
+            flags |= NLM_F_REPLACE
+        elif route.mode == "add":
+            flags |= NLM_F_EXCL
+        elif route.mode == "append":
+            flags |= NLM_F_APPEND
+        scope, rtype = 0, route.type
+    if route.scope_given:
+        scope = route.scope
+    dst = route.dst
+    attrs = b""
+    table = route.table
+    if table >= 256:
+        attrs += nla_pack(RTA_TABLE, struct.pack("=I", table))
+        table = 0
+    if dst is not None:
+        attrs += nla_pack(RTA_DST, dst.ip.packed)
+    if route.src is not None:
+        attrs += nla_pack(RTA_SRC, route.src.ip.packed)
+    if route.prefsrc is not None:
+        attrs += nla_pack(RTA_PREFSRC, route.prefsrc.packed)
+    if route.via is not None:
+        attrs += _gateway_attr(route.via, route.family)
+    if route.dev:
+        attrs += nla_pack(RTA_OIF, struct.pack("=I", ifindex(route.dev)))
+    if route.metric is not None:
+        attrs += nla_pack(RTA_PRIORITY, struct.pack("=I", route.metric))
+    if route.realms:
+        attrs += nla_pack(RTA_FLOW, struct.pack("=I", route.realms))
+    if route.expires is not None:
+        attrs += nla_pack(RTA_EXPIRES, struct.pack("=I", route.expires))
+    metrics = b"".join(nla_pack(k, struct.pack("=I", v)) for k, v in sorted(route.metrics.items()))
+    if route.congctl:
+        metrics += nla_pack(RTAX_CC_ALGO, route.congctl.encode())
+    if metrics:
+        attrs += nla_pack(RTA_METRICS, metrics)
+    if route.pref is not None:
+        attrs += nla_pack(RTA_PREF, struct.pack("=B", route.pref))
+    if route.ttl_propagate is not None:
+        attrs += nla_pack(RTA_TTL_PROPAGATE, struct.pack("=B", route.ttl_propagate))
+    if route.nexthops:
+        hops = b""
+        for nh in route.nexthops:
+            inner = _gateway_attr(nh.via, route.family) if nh.via is not None else b""
+            if nh.realms:
+                inner += nla_pack(RTA_FLOW, struct.pack("=I", nh.realms))
+            hops += RTNEXTHOP.pack(RTNEXTHOP.size + len(inner), RTNH_F_ONLINK if nh.onlink else 0, nh.weight - 1,
+                                   ifindex(nh.dev) if nh.dev else 0) + inner
+        attrs += nla_pack(RTA_MULTIPATH, hops)
+    header = RTMSG.pack(_af(route.family), dst.network.prefixlen if dst is not None else 0,
+                        route.src.network.prefixlen if route.src is not None else 0, route.tos or 0, table,
+                        route.protocol, scope, rtype, RTNH_F_ONLINK if route.onlink else 0)
+    return msg_type, flags, header + attrs
+
+
+def _gateway_attr(via: IPAddress, family: int) -> bytes:
+    if via.version == family:
+        return nla_pack(RTA_GATEWAY, via.packed)
+    return nla_pack(RTA_VIA, struct.pack("=H", _af(via.version)) + via.packed)  # struct rtvia
+
+
+def rule_request(rule: Rule, delete: bool = False) -> Tuple[int, int, bytes]:
+    """(nlmsg type, flags, payload) adding or deleting one policy-routing rule (keepalived's netlink_rule)."""
+    msg_type, flags = (RTM_DELRULE, NLM_F_ACK) if delete else (RTM_NEWRULE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    attrs = b""
+    table = 0
+    if rule.action == FR_ACT_TO_TBL and not rule.l3mdev:
+        if rule.table < 256:
+            table = rule.table or 254
+        else:
+            attrs += nla_pack(FRA_TABLE, struct.pack("=I", rule.table))
+    if rule.src is not None:
+        attrs += nla_pack(FRA_SRC, rule.src.ip.packed)
+    if rule.dst is not None:
+        attrs += nla_pack(FRA_DST, rule.dst.ip.packed)
+    for attr, value in ((FRA_PRIORITY, rule.priority), (FRA_FWMARK, rule.fwmark), (FRA_FWMASK, rule.fwmask),
+                        (FRA_FLOW, rule.realms or None), (FRA_SUPPRESS_PREFIXLEN, rule.suppress_prefixlen),
+                        (FRA_SUPPRESS_IFGROUP, rule.suppress_ifgroup)):
+        if value is not None:
+            attrs += nla_pack(attr, struct.pack("=I", value))
+    if rule.iif:
+        attrs += nla_pack_str(FRA_IIFNAME, rule.iif)
+    if rule.oif:
+        attrs += nla_pack_str(FRA_OIFNAME, rule.oif)
+    if rule.tun_id:
+        attrs += nla_pack(FRA_TUN_ID, struct.pack(">Q", rule.tun_id))
+    if rule.uidrange is not None:
+        attrs += nla_pack(FRA_UID_RANGE, struct.pack("=II", *rule.uidrange))
+    if rule.l3mdev:
+        attrs += nla_pack(FRA_L3MDEV, b"\x01")
+    if rule.protocol is not None:
+        attrs += nla_pack(FRA_PROTOCOL, struct.pack("=B", rule.protocol))
+    if rule.ipproto is not None:
+        attrs += nla_pack(FRA_IP_PROTO, struct.pack("=B", rule.ipproto))
+    if rule.sport is not None:
+        attrs += nla_pack(FRA_SPORT_RANGE, struct.pack("=HH", *rule.sport))
+    if rule.dport is not None:
+        attrs += nla_pack(FRA_DPORT_RANGE, struct.pack("=HH", *rule.dport))
+    if rule.goto is not None:
+        attrs += nla_pack(FRA_GOTO, struct.pack("=I", rule.goto))
+    header = FIB_RULE_HDR.pack(_af(rule.family), rule.dst.network.prefixlen if rule.dst is not None else 0,
+                               rule.src.network.prefixlen if rule.src is not None else 0, rule.tos, table, 0, 0,
+                               rule.action, FIB_RULE_INVERT if rule.invert else 0)
+    return msg_type, flags, header + attrs
+
+
+@dataclass
+class RouteInfo:
+    """What a route (or rule) notification says, enough to match it to a configured one."""
+
+    family: int
+    table: int
+    protocol: int
+    dst: Optional[IPInterface]
+    tos: int = 0
+    metric: int = 0
+    oif: int = 0
+    priority: int = 0  # rules: FRA_PRIORITY
+    rule: bool = False
+
+
+def parse_route_msg(payload: bytes, rule: bool = False) -> RouteInfo:
+    """An RTM_NEWROUTE/DELROUTE (or, with `rule`, RTM_NEWRULE/DELRULE) payload."""
+    if len(payload) < RTMSG.size:
+        raise PacketError("bad_netlink", "short rtmsg")
+    family, dst_len, _src_len, tos, table, protocol, _scope, _type, _flags = RTMSG.unpack_from(payload)
+    attrs = nla_parse(payload[RTMSG.size:])
+    fam = 6 if family == socket.AF_INET6 else 4
+    if rule:
+        protocol = attrs[FRA_PROTOCOL][0] if FRA_PROTOCOL in attrs else 0
+    if FRA_TABLE in attrs and len(attrs[FRA_TABLE]) == 4:  # FRA_TABLE == RTA_TABLE
+        table = struct.unpack("=I", attrs[FRA_TABLE])[0]
+    raw = attrs.get(RTA_DST)  # FRA_DST == RTA_DST
+    dst: Optional[IPInterface] = None
+    if raw is not None and len(raw) in (4, 16):
+        dst = ipaddress.ip_interface((ipaddress.ip_address(raw), dst_len))
+    elif raw is None:
+        dst = ipaddress.ip_interface(("::" if fam == 6 else "0.0.0.0", dst_len))
+    metric = struct.unpack("=I", attrs[RTA_PRIORITY])[0] if len(attrs.get(RTA_PRIORITY, b"")) == 4 else 0
+    oif = struct.unpack("=I", attrs[RTA_OIF])[0] if len(attrs.get(RTA_OIF, b"")) == 4 and not rule else 0
+    return RouteInfo(fam, table, protocol, dst, tos, metric, oif, metric, rule)
 
 
 # --------------------------------------------------------------------------------------------
@@ -3573,35 +4423,27 @@ def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> 
     return name or f"{prefix}.{vrid}"
 
 
-def _ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
 
-def rtm_newlink_macvlan(seq: int, name: str, base_ifindex: int, mac: bytes) -> bytes:
-    """RTM_NEWLINK creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
+def macvlan_link_payload(name: str, base_ifindex: int, mac: bytes) -> bytes:
+    """RTM_NEWLINK payload creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
     info = nla_pack(IFLA_INFO_KIND, b"macvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED,
                                                   nla_pack(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
-    attrs = (nla_pack(IFLA_IFNAME, name.encode() + b"\0") + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
+    attrs = (nla_pack_str(IFLA_IFNAME, name) + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
              + nla_pack(IFLA_ADDRESS, mac) + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
-    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, _ifinfomsg() + attrs)
+    return ifinfomsg() + attrs
 
 
-def rtm_setlink_addrgenmode(seq: int, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
-    """RTM_NEWLINK setting the IPv6 link-local generation mode; must come before the link goes up.
+def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
+    """RTM_NEWLINK payload setting the IPv6 link-local generation mode; must come before the link goes up.
 
     `random` (FRR's advice, RFC 5798 section 7.4) keeps two routers' link-locals apart although
     their VMACs are equal."""
     spec = nla_pack(IFLA_AF_SPEC | NLA_F_NESTED,
-                nla_pack(socket.AF_INET6 | NLA_F_NESTED, nla_pack(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
-    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex) + spec)
-
-
-def rtm_setlink_up(seq: int, ifindex: int, up: bool = True) -> bytes:
-    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
-
-
-def rtm_dellink(seq: int, ifindex: int) -> bytes:
-    return nlmsg_pack(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex))
+                    nla_pack(socket.AF_INET6 | NLA_F_NESTED, nla_pack(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
+    return ifinfomsg(ifindex) + spec
 
 
 # ============================================================================================
@@ -3918,6 +4760,18 @@ class VrrpMachine:
                 acts += self._remove_vips()
         self.state = State.STOP
         acts.append(Notify(State.STOP, self.effective_priority))
+        return acts
+
+    def release_master(self, now: float, why: str) -> List[Action]:
+        """keepalived's set_vrrp_backup: something MASTER must hold vanished (a tracked virtual route or rule
+        deleted behind our back). Priority 0, BACKUP, and a master-down timer of only Skew_Time, so a lone
+        router is MASTER again at once and reinstalls everything."""
+        if self.state != State.MASTER:
+            return []
+        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
+                              Log(f"({self.name}) sent 0 priority", detail=True)]
+        acts += self._enter_backup(now)
+        self.master_down_timer = now + self.skew_time
         return acts
 
     # -- transitions ---------------------------------------------------------------------------
@@ -5110,55 +5964,70 @@ SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagr
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
 
 
-class Rtnetlink:
-    """Requests to rtnetlink: dump links and addresses, add and delete addresses.
+class NetlinkSocket:
+    """A netlink socket with the one request loop of this file: rtnetlink (addresses, links, VMACs) and
+    generic netlink (IPVS) both send through request().
 
-    The kernel answers these synchronously while handling sendmsg(), so a reply is already queued when
-    recv() runs; the socket timeout only guards against a kernel that never answers."""
+    The kernel answers while handling send(), so the answer is already queued when recv() runs; the
+    socket timeout only guards against a kernel that never answers."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self.sock.bind((0, 0))
-        self.sock.settimeout(1.0)
-        self.seq = int(time.time()) & 0xFFFF
+    def __init__(self, protocol: int, timeout: float) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+        try:
+            self.sock.bind((0, 0))
+            self.sock.settimeout(timeout)
+        except OSError:
+            self.sock.close()
+            raise
+        self.seq = int(time.time()) & 0xFFFFFF
 
     def request(self, msg_type: int, flags: int, payload: bytes) -> List[Tuple[int, bytes]]:
-        """Send one request and collect (type, payload) replies until ACK/DONE; raises NetlinkError."""
+        """Send one request; its answers as (type, payload) up to the ACK or NLMSG_DONE. Raises NetlinkError."""
         self.seq += 1
-        seq = self.seq
-        self.sock.send(nlmsg_pack(msg_type, flags | NLM_F_REQUEST, seq, payload))
-        replies: List[Tuple[int, bytes]] = []
+        self.sock.send(nlmsg_pack(msg_type, flags | NLM_F_REQUEST, self.seq, payload))
+        out: List[Tuple[int, bytes]] = []
         while True:
-            data = self.sock.recv(1 << 20)
-            for rtype, rflags, rseq, _pid, body in nlmsg_parse(data):
-                if rseq != seq:
-                    continue
-                if rtype == NLMSG_ERROR:
-                    code = nlmsg_error_code(body)
-                    if code:
-                        raise NetlinkError(code, f"netlink request {msg_type}")
-                    return replies
-                if rtype == NLMSG_DONE:
-                    return replies
-                replies.append((rtype, body))
-                if not rflags & NLM_F_MULTI and not flags & NLM_F_ACK:
-                    return replies
+            try:
+                replies, finished = nlmsg_replies(self.sock.recv(1 << 20), self.seq)
+            except PacketError as exc:
+                raise NetlinkError(errno.EPROTO, f"malformed netlink answer ({exc})") from None
+            out += [(rtype, body) for rtype, _rflags, body in replies]
+            if finished or (replies and not flags & (NLM_F_ACK | NLM_F_DUMP) and not replies[-1][1] & NLM_F_MULTI):
+                return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Rtnetlink(NetlinkSocket):
+    """rtnetlink requests: dump links and addresses (both families), add and delete addresses, routes, rules
+    and VMAC links."""
+
+    def __init__(self) -> None:
+        super().__init__(NETLINK_ROUTE, timeout=2.0)
 
     def links(self) -> Dict[int, LinkInfo]:
-        replies = self.request(RTM_GETLINK, NLM_F_DUMP, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+        replies = self.request(RTM_GETLINK, NLM_F_DUMP, ifinfomsg())
         links = [parse_link(body) for rtype, body in replies if rtype == RTM_NEWLINK]
         return {link.index: link for link in links}
 
     def addresses(self) -> List[AddrInfo]:
-        replies = self.request(RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0))
+        replies = self.request(RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
         found = [parse_addr(body) for rtype, body in replies if rtype == RTM_NEWADDR]
         return [a for a in found if a is not None]
 
     def add_address(self, index: int, vip: VirtualIP) -> bool:
-        """Add a VIP; False when it was there already."""
-        payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
+        """Add a VIP; False when it was there already.
+
+        An IPv6 VIP goes in with nodad, as keepalived adds it: VRRP is its duplicate detection."""
+        if vip.address.version == 6:
+            payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer, IFA_F_NODAD)
+            flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        else:
+            payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
+            flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
         try:
-            self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, payload)
+            self.request(RTM_NEWADDR, flags, payload)
         except NetlinkError as exc:
             if exc.errno == errno.EEXIST:
                 return False
@@ -5176,23 +6045,64 @@ class Rtnetlink:
             raise
         return True
 
-    def close(self) -> None:
-        self.sock.close()
+    def route(self, route: Route, ifindex: Callable[[str], int], add: bool, replace: bool = False) -> bool:
+        """Add (or delete) one route; False when it was already there (or already gone)."""
+        msg_type, flags, payload = route_request(route, ifindex, delete=not add, replace=replace)
+        try:
+            self.request(msg_type, flags, payload)
+        except NetlinkError as exc:
+            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+                return False
+            raise
+        return True
+
+    def rule(self, rule: Rule, add: bool) -> bool:
+        """Add (or delete) one policy-routing rule; False when it was already there (or already gone)."""
+        msg_type, flags, payload = rule_request(rule, delete=not add)
+        try:
+            self.request(msg_type, flags, payload)
+        except NetlinkError as exc:
+            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+                return False
+            raise
+        return True
+
+    def new_macvlan(self, name: str, base_ifindex: int, mac: bytes) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, macvlan_link_payload(name, base_ifindex, mac))
+
+    def set_addrgenmode(self, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK, addrgenmode_payload(ifindex, mode))
+
+    def set_link_up(self, ifindex: int, up: bool = True) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK, ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
+
+    def del_link(self, ifindex: int) -> None:
+        self.request(RTM_DELLINK, NLM_F_ACK, ifinfomsg(ifindex))
 
 
 class RtnetlinkMonitor:
-    """Link and IPv4 address events (RTMGRP_LINK, RTMGRP_IPV4_IFADDR) on a non-blocking socket."""
+    """Link and address events of both families (RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR) on a
+    non-blocking socket: no polling of /proc."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
+        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
         self.sock.setblocking(False)
         self.overrun = False
+        self.routes = False
 
-    def read(self) -> List[Tuple[int, Union[LinkInfo, AddrInfo]]]:
-        """Pending events as (RTM_* type, LinkInfo | AddrInfo); sets .overrun if the kernel dropped some."""
-        events: List[Tuple[int, Union[LinkInfo, AddrInfo]]] = []
+    def watch_routes(self) -> None:
+        """Also receive IPv4/IPv6 route and rule events (only wanted when routes or rules are tracked)."""
+        if self.routes:
+            return
+        for group in (7, 8, 11, RTNLGRP_IPV6_RULE):  # RTNLGRP_IPV4_ROUTE, IPV4_RULE, IPV6_ROUTE, IPV6_RULE
+            self.sock.setsockopt(270, 1, group)  # SOL_NETLINK, NETLINK_ADD_MEMBERSHIP
+        self.routes = True
+
+    def read(self) -> List[Tuple[int, Union[LinkInfo, AddrInfo, RouteInfo]]]:
+        """Pending events as (RTM_* type, LinkInfo | AddrInfo | RouteInfo); sets .overrun if the kernel dropped some."""
+        events: List[Tuple[int, Union[LinkInfo, AddrInfo, RouteInfo]]] = []
         while True:
             try:
                 data = self.sock.recv(1 << 16)
@@ -5211,6 +6121,8 @@ class RtnetlinkMonitor:
                         addr = parse_addr(body)
                         if addr is not None:
                             events.append((rtype, addr))
+                    elif rtype in (RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWRULE, RTM_DELRULE):
+                        events.append((rtype, parse_route_msg(body, rule=rtype >= RTM_NEWRULE)))
             except PacketError:
                 continue
 
@@ -5292,14 +6204,12 @@ class GarpSocket:
 
 # --------------------------------------------------------------------------------------------
 # 7b. Generic netlink IPVS, checker I/O and the LVS manager
-#     (small private netlink packing helpers live here until section 4 has shared ones)
 # --------------------------------------------------------------------------------------------
 
 NETLINK_GENERIC = 16
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-NLMSG_ERROR, NLMSG_DONE, GENL_ID_CTRL = 2, 3, 16
+GENL_ID_CTRL = 16
+GENL_HEADER = struct.Struct("=BBH")  # cmd, version, reserved
 CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
-NLA_F_NESTED = 0x8000
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
@@ -5360,24 +6270,6 @@ class IpvsDest:
     tun_flags: int = 0
 
 
-def _nla(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _nla_parse(data: bytes) -> Dict[int, bytes]:
-    attrs: Dict[int, bytes] = {}
-    offset = 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        attrs[kind & 0x3FFF] = data[offset + 4:offset + length]
-        offset += (length + 3) & ~3
-    return attrs
-
-
 def _inet_addr(addr: IPAddress) -> bytes:
     return addr.packed.ljust(16, b"\0")
 
@@ -5385,51 +6277,59 @@ def _inet_addr(addr: IPAddress) -> bytes:
 def genl_message(family: int, cmd: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST | NLM_F_ACK,
                  version: int = IPVS_GENL_VERSION) -> bytes:
     """nlmsghdr + genlmsghdr + attributes (the port id is left 0: the kernel fills it)."""
-    return struct.pack("=IHHII", 20 + len(attrs), family, flags, seq, 0) + struct.pack("=BBH", cmd, version, 0) + attrs
+    return nlmsg_pack(family, flags, seq, GENL_HEADER.pack(cmd, version, 0) + attrs)
+
+
+def genl_parse(payload: bytes) -> Tuple[int, Dict[int, bytes]]:
+    """A generic netlink answer's (command, attributes); PacketError if malformed."""
+    if len(payload) < GENL_HEADER.size:
+        raise PacketError("bad_netlink", "short generic netlink message")
+    return payload[0], nla_parse(payload[GENL_HEADER.size:])
 
 
 def ipvs_service_attr(svc: Union[IpvsService, IpvsServiceKey]) -> bytes:
     """IPVS_CMD_ATTR_SERVICE: the key alone (GET/DEL and dest commands) or the full service."""
     key = svc.key if isinstance(svc, IpvsService) else svc
-    body = _nla(IPVS_SVC_ATTR_AF, struct.pack("=H", key.af))
+    body = nla_pack(IPVS_SVC_ATTR_AF, struct.pack("=H", key.af))
     if key.fwmark:
-        body += _nla(IPVS_SVC_ATTR_FWMARK, struct.pack("=I", key.fwmark))
+        body += nla_pack(IPVS_SVC_ATTR_FWMARK, struct.pack("=I", key.fwmark))
     else:
         assert key.addr is not None
-        body += _nla(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", key.protocol))
-        body += _nla(IPVS_SVC_ATTR_ADDR, _inet_addr(key.addr))
-        body += _nla(IPVS_SVC_ATTR_PORT, struct.pack("!H", key.port))
+        body += nla_pack(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", key.protocol))
+        body += nla_pack(IPVS_SVC_ATTR_ADDR, _inet_addr(key.addr))
+        body += nla_pack(IPVS_SVC_ATTR_PORT, struct.pack("!H", key.port))
     if isinstance(svc, IpvsService):
-        body += _nla(IPVS_SVC_ATTR_SCHED_NAME, svc.sched_name.encode() + b"\0")
-        body += _nla(IPVS_SVC_ATTR_FLAGS, struct.pack("=II", svc.flags, 0xFFFFFFFF))
-        body += _nla(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
+        body += nla_pack(IPVS_SVC_ATTR_SCHED_NAME, svc.sched_name.encode() + b"\0")
+        body += nla_pack(IPVS_SVC_ATTR_FLAGS, struct.pack("=II", svc.flags, 0xFFFFFFFF))
+        body += nla_pack(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
         netmask = struct.pack("=I", svc.netmask) if key.af == socket.AF_INET6 else struct.pack("!I", svc.netmask)
-        body += _nla(IPVS_SVC_ATTR_NETMASK, netmask)
+        body += nla_pack(IPVS_SVC_ATTR_NETMASK, netmask)
         if svc.pe_name:
-            body += _nla(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
-    return _nla(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
+            body += nla_pack(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
+    return nla_pack(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
 
 
 def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
     """IPVS_CMD_ATTR_DEST: address and port, plus method, weight and thresholds when `full`."""
-    body = _nla(IPVS_DEST_ATTR_ADDR, _inet_addr(dest.addr)) + _nla(IPVS_DEST_ATTR_PORT, struct.pack("!H", dest.port))
+    body = nla_pack(IPVS_DEST_ATTR_ADDR, _inet_addr(dest.addr))
+    body += nla_pack(IPVS_DEST_ATTR_PORT, struct.pack("!H", dest.port))
     if full:
-        body += _nla(IPVS_DEST_ATTR_FWD_METHOD, struct.pack("=I", dest.fwd_method))
-        body += _nla(IPVS_DEST_ATTR_WEIGHT, struct.pack("=I", dest.weight))
-        body += _nla(IPVS_DEST_ATTR_U_THRESH, struct.pack("=I", dest.u_thresh))
-        body += _nla(IPVS_DEST_ATTR_L_THRESH, struct.pack("=I", dest.l_thresh))
+        body += nla_pack(IPVS_DEST_ATTR_FWD_METHOD, struct.pack("=I", dest.fwd_method))
+        body += nla_pack(IPVS_DEST_ATTR_WEIGHT, struct.pack("=I", dest.weight))
+        body += nla_pack(IPVS_DEST_ATTR_U_THRESH, struct.pack("=I", dest.u_thresh))
+        body += nla_pack(IPVS_DEST_ATTR_L_THRESH, struct.pack("=I", dest.l_thresh))
         af = socket.AF_INET6 if dest.addr.version == 6 else socket.AF_INET
-        body += _nla(IPVS_DEST_ATTR_ADDR_FAMILY, struct.pack("=H", af))
+        body += nla_pack(IPVS_DEST_ATTR_ADDR_FAMILY, struct.pack("=H", af))
         if dest.tun_type is not None:
-            body += _nla(IPVS_DEST_ATTR_TUN_TYPE, struct.pack("=B", dest.tun_type))
-            body += _nla(IPVS_DEST_ATTR_TUN_PORT, struct.pack("!H", dest.tun_port))
-            body += _nla(IPVS_DEST_ATTR_TUN_FLAGS, struct.pack("=H", dest.tun_flags))
-    return _nla(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
+            body += nla_pack(IPVS_DEST_ATTR_TUN_TYPE, struct.pack("=B", dest.tun_type))
+            body += nla_pack(IPVS_DEST_ATTR_TUN_PORT, struct.pack("!H", dest.tun_port))
+            body += nla_pack(IPVS_DEST_ATTR_TUN_FLAGS, struct.pack("=H", dest.tun_flags))
+    return nla_pack(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
 
 
 def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
     """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
-    return b"".join(_nla(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
+    return b"".join(nla_pack(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
                     for name, value in sorted(timeouts.items(), key=lambda kv: IPVS_CMD_ATTR_TIMEOUT[kv[0]]))
 
 
@@ -5441,12 +6341,12 @@ def ipvs_parse_service(nested: bytes) -> IpvsService:
     """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService; NetlinkError if malformed."""
     try:
         return _ipvs_parse_service(nested)
-    except (KeyError, IndexError, ValueError, struct.error) as exc:
+    except (KeyError, IndexError, ValueError, struct.error, PacketError) as exc:
         raise NetlinkError(errno.EPROTO, f"malformed IPVS service ({exc!r})") from None
 
 
 def _ipvs_parse_service(nested: bytes) -> IpvsService:
-    a = _nla_parse(nested)
+    a = nla_parse(nested)
     af = struct.unpack("=H", a[IPVS_SVC_ATTR_AF])[0]
     fwmark = struct.unpack("=I", a[IPVS_SVC_ATTR_FWMARK])[0] if IPVS_SVC_ATTR_FWMARK in a else 0
     if fwmark:
@@ -5469,12 +6369,12 @@ def ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
     """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest; NetlinkError if malformed."""
     try:
         return _ipvs_parse_dest(nested, af)
-    except (KeyError, IndexError, ValueError, struct.error) as exc:
+    except (KeyError, IndexError, ValueError, struct.error, PacketError) as exc:
         raise NetlinkError(errno.EPROTO, f"malformed IPVS destination ({exc!r})") from None
 
 
 def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
-    a = _nla_parse(nested)
+    a = nla_parse(nested)
     if IPVS_DEST_ATTR_ADDR_FAMILY in a:
         af = struct.unpack("=H", a[IPVS_DEST_ATTR_ADDR_FAMILY])[0]
 
@@ -5491,96 +6391,55 @@ def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
     )
 
 
-def genl_parse_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, Dict[int, bytes]]], bool]:
-    """Split a netlink datagram into (genl cmd, attributes) replies; True once DONE or ACK is seen.
-
-    Raises NetlinkError for an error reply to `seq`."""
-    replies: List[Tuple[int, Dict[int, bytes]]] = []
-    offset, finished = 0, False
-    while offset + 16 <= len(data):
-        length, kind, _flags, rseq, _pid = struct.unpack_from("=IHHII", data, offset)
-        if length < 16:
-            break
-        payload = data[offset + 16:offset + length]
-        offset += (length + 3) & ~3
-        if rseq != seq:
-            continue
-        if kind == NLMSG_ERROR:
-            if len(payload) < 4:
-                raise NetlinkError(errno.EPROTO, "short netlink error message")
-            err = -struct.unpack_from("=i", payload)[0]
-            if err:
-                raise NetlinkError(err)
-            finished = True
-        elif kind == NLMSG_DONE:
-            finished = True
-        elif len(payload) < 4:
-            raise NetlinkError(errno.EPROTO, "short generic netlink message")
-        else:
-            replies.append((payload[0], _nla_parse(payload[4:])))
-    return replies, finished
-
-
-class IpvsNetlink:
-    """A generic netlink socket to the kernel's IPVS family; each request waits for the kernel's
-    answer, which is immediate (no network is involved), so the loop is not held up."""
+class IpvsNetlink(NetlinkSocket):
+    """Generic netlink requests to the kernel's IPVS family."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-        self.sock.settimeout(5.0)
-        self.sock.bind((0, 0))
-        self.seq = int(time.time()) & 0xFFFFFF
+        super().__init__(NETLINK_GENERIC, timeout=5.0)
         try:
-            replies = self._request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
-                                    _nla(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME.encode() + b"\0"), version=1)
+            replies = self._genl(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
+                                 nla_pack_str(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME), version=1)
             self.family = struct.unpack("=H", replies[0][1][CTRL_ATTR_FAMILY_ID][:2])[0]
         except Exception:
             self.sock.close()
             raise
 
-    def close(self) -> None:
-        self.sock.close()
+    def _genl(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
+              version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
+        try:
+            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, GENL_HEADER.pack(cmd, version, 0) + attrs)
+            return [genl_parse(body) for _type, body in replies]
+        except PacketError as exc:
+            raise NetlinkError(errno.EPROTO, f"malformed generic netlink answer ({exc})") from None
 
-    def _request(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
-                 version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
-        self.seq += 1
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
-        self.sock.send(genl_message(family, cmd, attrs, self.seq, flags, version))
-        out: List[Tuple[int, Dict[int, bytes]]] = []
-        while True:
-            replies, finished = genl_parse_replies(self.sock.recv(1 << 20), self.seq)
-            out.extend(replies)
-            if finished or (out and not dump and family == GENL_ID_CTRL):
-                return out
-
-    def request(self, cmd: int, attrs: bytes, dump: bool = False) -> List[Tuple[int, Dict[int, bytes]]]:
-        return self._request(self.family, cmd, attrs, dump)
+    def genl_request(self, cmd: int, attrs: bytes, dump: bool = False) -> List[Tuple[int, Dict[int, bytes]]]:
+        return self._genl(self.family, cmd, attrs, dump)
 
     def services(self) -> List[IpvsService]:
         return [ipvs_parse_service(a[IPVS_CMD_ATTR_SERVICE])
-                for _, a in self.request(IPVS_CMD_GET_SERVICE, b"", dump=True) if IPVS_CMD_ATTR_SERVICE in a]
+                for _, a in self.genl_request(IPVS_CMD_GET_SERVICE, b"", dump=True) if IPVS_CMD_ATTR_SERVICE in a]
 
     def dests(self, key: IpvsServiceKey) -> List[IpvsDest]:
-        replies = self.request(IPVS_CMD_GET_DEST, ipvs_service_attr(key), dump=True)
+        replies = self.genl_request(IPVS_CMD_GET_DEST, ipvs_service_attr(key), dump=True)
         return [ipvs_parse_dest(a[IPVS_CMD_ATTR_DEST], key.af) for _, a in replies if IPVS_CMD_ATTR_DEST in a]
 
     def new_service(self, svc: IpvsService) -> None:
-        self.request(IPVS_CMD_NEW_SERVICE, ipvs_service_attr(svc))
+        self.genl_request(IPVS_CMD_NEW_SERVICE, ipvs_service_attr(svc))
 
     def set_service(self, svc: IpvsService) -> None:
-        self.request(IPVS_CMD_SET_SERVICE, ipvs_service_attr(svc))
+        self.genl_request(IPVS_CMD_SET_SERVICE, ipvs_service_attr(svc))
 
     def del_service(self, key: IpvsServiceKey) -> None:
-        self.request(IPVS_CMD_DEL_SERVICE, ipvs_service_attr(key))
+        self.genl_request(IPVS_CMD_DEL_SERVICE, ipvs_service_attr(key))
 
     def new_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
-        self.request(IPVS_CMD_NEW_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+        self.genl_request(IPVS_CMD_NEW_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
 
     def set_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
-        self.request(IPVS_CMD_SET_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+        self.genl_request(IPVS_CMD_SET_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
 
     def del_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
-        self.request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
+        self.genl_request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
 
 
 def _vs_name(vs: VirtualServer) -> str:
@@ -6131,10 +6990,11 @@ class LvsManager:
                 self.nl = None
             return
         if self.config.global_defs.lvs_flush:
-            self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
+            self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
             self.kernel = {}
         if self.config.global_defs.lvs_timeouts:
-            self._call(self.nl.request, IPVS_CMD_SET_CONFIG, ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
+            self._call(self.nl.genl_request, IPVS_CMD_SET_CONFIG,
+                       ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
         self._apply(self.config)
 
     def stop(self) -> None:
@@ -6143,7 +7003,7 @@ class LvsManager:
         self.vs = {}
         if self.nl is not None:
             if self.config.global_defs.lvs_flush_on_stop:
-                self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
+                self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
             self.nl.close()
             self.nl = None
 
@@ -6450,27 +7310,6 @@ class StrictFirewall:
         self.active = False
 
 
-def rtnl_talk(message: bytes) -> None:
-    """Send one rtnetlink request and wait for its acknowledgement (a short blocking call).
-
-    Raises NetlinkError with the kernel's errno."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
-        nl.settimeout(2.0)
-        nl.send(message)
-        seq = struct.unpack_from("=I", message, 8)[0]
-        while True:
-            data = nl.recv(65536)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
-                if msg_type == 2 and msg_seq == seq:  # NLMSG_ERROR; 0 is the acknowledgement
-                    err = -struct.unpack_from("=i", data, offset + 16)[0]
-                    if err:
-                        raise NetlinkError(err, "rtnetlink")
-                    return
-                offset += max(16, (length + 3) & ~3)
-
-
 def _read_sysctl(path: str) -> Optional[str]:
     try:
         with open(path) as f:
@@ -6491,10 +7330,16 @@ def _write_sysctl(path: str, value: str) -> bool:
 class VmacManager:
     """Creates the VMAC macvlans of `use_vmac` instances and removes them (and restores sysctls) on stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, rtnl: Optional[Rtnetlink] = None) -> None:
         self.created: Dict[str, int] = {}  # name -> ifindex
         self._saved_sysctls: Dict[str, str] = {}
-        self._seq = 0
+        self._rtnl = rtnl
+
+    @property
+    def rtnl(self) -> Rtnetlink:
+        if self._rtnl is None:
+            self._rtnl = Rtnetlink()
+        return self._rtnl
 
     def _set_sysctl(self, path: str, value: str, restore: bool = False) -> None:
         old = _read_sysctl(path)
@@ -6514,15 +7359,11 @@ class VmacManager:
             if found != ":".join(f"{b:02x}" for b in mac):
                 raise VrrpdError(f"use_vmac: interface {name} exists with MAC {found}, not the VMAC")
             log.info("use_vmac: removing stale %s", name)
-            self._seq += 1
-            rtnl_talk(rtm_dellink(self._seq, socket.if_nametoindex(name)))
-        base_index = socket.if_nametoindex(base)
-        self._seq += 1
-        rtnl_talk(rtm_newlink_macvlan(self._seq, name, base_index, mac))
+            self.rtnl.del_link(socket.if_nametoindex(name))
+        self.rtnl.new_macvlan(name, socket.if_nametoindex(base), mac)
         index = socket.if_nametoindex(name)
         self.created[name] = index
-        self._seq += 1
-        rtnl_talk(rtm_setlink_addrgenmode(self._seq, index))
+        self.rtnl.set_addrgenmode(index)
         conf4 = "/proc/sys/net/ipv4/conf"
         # keepalived's settings: the VMAC must hear its peers and answer ARP only for its own VIPs;
         # the base interface must not answer ARP for the VIPs with its own MAC (arp_announce is ours).
@@ -6536,8 +7377,7 @@ class VmacManager:
             # replies from a VIP leave through the base interface; its ARP requests must not carry the VIP
             # as sender, or neighbours would learn the base MAC for it
             self._set_sysctl(f"{conf4}/{base}/arp_announce", "2", restore=True)
-        self._seq += 1
-        rtnl_talk(rtm_setlink_up(self._seq, index))
+        self.rtnl.set_link_up(index)
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
         return index
 
@@ -6546,9 +7386,8 @@ class VmacManager:
         name = next((n for n, i in self.created.items() if i == index), None)
         if name is None:
             return
-        self._seq += 1
         try:
-            rtnl_talk(rtm_dellink(self._seq, index))
+            self.rtnl.del_link(index)
             log.info("use_vmac: removed %s", name)
         except (OSError, NetlinkError) as exc:
             log.warning("use_vmac: cannot remove %s: %s", name, exc)
@@ -6626,19 +7465,6 @@ class NdiscSocket(GarpSocket):
     def send(self, mac: bytes, address: Any) -> None:
         frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))
         self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
-
-
-def link_local_address(ifname: str) -> Optional[ipaddress.IPv6Address]:
-    """The interface's usable (not tentative) IPv6 link-local address, from /proc/net/if_inet6."""
-    try:
-        with open("/proc/net/if_inet6") as f:
-            rows = [line.split() for line in f]
-    except OSError:
-        return None
-    for row in rows:
-        if len(row) >= 6 and row[5] == ifname and row[3] == "20" and not int(row[4], 16) & 0x40:  # 0x40 tentative
-            return ipaddress.IPv6Address(bytes.fromhex(row[0]))
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -7749,6 +8575,8 @@ class InstanceRuntime:
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
+        self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
+        self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
 
     @property
@@ -7777,6 +8605,7 @@ class Daemon:
         self.addrs: List[AddrInfo] = []
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
+        self.static_set: Tuple[List[VirtualIP], List[Route], List[Rule]] = ([], [], [])  # what we installed
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
@@ -7807,6 +8636,7 @@ class Daemon:
             raise OSError(errno.EPERM,
                           "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
         self._remove_stale_vips()
+        self._start_static()
         self.tracking.start()
         self.lvs.start()
         if self.g.vrrp_startup_delay > 0:
@@ -7968,15 +8798,19 @@ class Daemon:
         """Our own advert sources and interface addresses: packets from them are our own echoes."""
         self.own_sources = {rt.src for rt in self.runtimes if rt.src is not None}
 
-    def _source_address(self, rt: InstanceRuntime) -> Optional[ipaddress.IPv4Address]:
-        """unicast_src_ip, mcast_src_ip, else the interface's first IPv4 address that is not one of our VIPs."""
+    def _source_address(self, rt: InstanceRuntime) -> Optional[IPAddress]:
+        """unicast_src_ip, mcast_src_ip, else the interface's own address of the instance's family that is not
+        one of our VIPs: the first global IPv4 address, or the usable IPv6 link-local (RFC 5798 section 5.1.2)."""
+        family = instance_family(rt.inst)
         for chosen in (rt.inst.unicast_src_ip, rt.inst.mcast_src_ip):
-            if chosen is not None and chosen.version == 4:
-                return chosen  # type: ignore[return-value]
+            if chosen is not None and chosen.version == family:
+                return chosen
         vips = self._vip_addresses | {v.address.ip for v in rt.vips}
+        scope = 0 if family == 4 else RT_SCOPES["link"]
         for a in self.addrs:
-            if a.index == rt.ifindex and a.address.ip not in vips and a.scope == 0:
-                return a.address.ip  # type: ignore[return-value]
+            if (a.index == rt.ifindex and a.address.version == family and a.scope == scope and a.usable
+                    and a.address.ip not in vips):
+                return a.address.ip
         return None
 
     def stop(self, signum: int = 0) -> None:
@@ -8010,6 +8844,7 @@ class Daemon:
             if rt.timer is not None:
                 rt.timer.cancel()
         try:
+            self._set_static(self.config, add=False)
             self.tracking.stop()
             self.lvs.stop()
             self.beyond.stop()
@@ -8088,6 +8923,8 @@ class Daemon:
         self._safe(self.notifier.reload, config)
         self._safe(self.lvs.reload, config)
         self.beyond.reload(config)
+        self._unset_static_not_in(config)
+        self._set_static(config, add=True)
         for ident, inst in wanted.items():
             rt = kept.get(ident)
             if rt is not None:
@@ -8134,6 +8971,14 @@ class Daemon:
                 self._vip_op(rt, new_vips[key], add=True)
             if new_vips.keys() - old_vips.keys():
                 self._send_garps(rt, 1)
+            # routes and rules: only what changed
+            for rule in [r for r in rt.rules_set if r not in inst.virtual_rules]:
+                self._rule_op(inst.name, rule, add=False)
+                rt.rules_set.remove(rule)
+            for route in [r for r in rt.routes_set if r not in inst.virtual_routes]:
+                self._route_op(inst.name, route, add=False)
+                rt.routes_set.remove(route)
+            self._set_routes(rt, add=True)
 
     def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[Any, ...]:
         return vip.address, self._vip_index(rt, vip), vip.label, vip.scope, vip.brd, vip.peer
@@ -8266,17 +9111,191 @@ class Daemon:
         return link.index if link is not None else 0
 
     def _set_vips(self, rt: InstanceRuntime, add: bool) -> None:
+        """VIPs, then virtual routes, then virtual rules; removed in the reverse order (keepalived's order)."""
+        if not add:
+            self._set_routes(rt, add=False)
         for vip in rt.vips:
             self._vip_op(rt, vip, add)
+        if add:
+            self._set_routes(rt, add=True)
+
+    # -- routes and rules: virtual ones follow the VIPs, static ones live as long as the daemon -------
+    def _ifindex(self, name: str) -> int:
+        link = self._link_by_name(name)
+        return link.index if link is not None else 0
+
+    def _route_op(self, who: str, route: Route, add: bool, replace: bool = False, quiet: bool = False) -> bool:
+        """Add or delete one route; True when the kernel now holds it (add) or no longer does (delete)."""
+        if self.rtnl is None:
+            return False
+        missing = [d for d in [route.dev] + [nh.dev for nh in route.nexthops] if d and not self._ifindex(d)]
+        if missing:
+            if add:
+                log.error("(%s) cannot add route %s: interface %s does not exist", who, route, missing[0])
+            return not add
+        try:
+            self.rtnl.route(route, self._ifindex, add, replace)
+            return True
+        except (NetlinkError, OSError) as exc:
+            if not quiet:
+                log.error("(%s) cannot %s route %s: %s", who, "add" if add else "remove", route, exc)
+            return False
+
+    def _rule_op(self, who: str, rule: Rule, add: bool, quiet: bool = False) -> bool:
+        if self.rtnl is None:
+            return False
+        try:
+            self.rtnl.rule(rule, add)
+            return True
+        except (NetlinkError, OSError) as exc:
+            if not quiet:
+                log.error("(%s) cannot %s rule %s: %s", who, "add" if add else "remove", rule, exc)
+            return False
+
+    def _set_routes(self, rt: InstanceRuntime, add: bool) -> None:
+        """virtual_routes then virtual_rules on becoming MASTER; rules then routes on leaving it. What we
+        installed is remembered, so leaving MASTER always removes it (as keepalived 2.2.7 does)."""
+        name, inst = rt.inst.name, rt.inst
+        if add:
+            for route in inst.virtual_routes:
+                if route not in rt.routes_set and self._route_op(name, route, add=True):
+                    rt.routes_set.append(route)
+            for rule in inst.virtual_rules:
+                if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
+                    rt.rules_set.append(rule)
+            self._watch_routes()
+            return
+        for rule in rt.rules_set:
+            self._rule_op(name, rule, add=False)
+        for route in rt.routes_set:
+            self._route_op(name, route, add=False)
+        rt.routes_set, rt.rules_set = [], []
+
+    def _watch_routes(self) -> None:
+        """Route and rule events are only read when something tracked is installed (keepalived subscribes per
+        family the same way): a router with a full BGP table is not flooded otherwise."""
+        if self.monitor is None or self.monitor.routes:
+            return
+        tracked = any(not r.no_track for r in self.static_set[1] + self.static_set[2])  # type: ignore[operator]
+        tracked = tracked or any(not r.no_track for rt in self.runtimes for r in rt.routes_set + rt.rules_set)
+        if tracked:
+            try:
+                self.monitor.watch_routes()
+            except OSError as exc:
+                log.error("cannot watch route and rule events: %s", exc)
+
+    def _start_static(self) -> None:
+        """At start, keepalived deletes what an earlier run may have left (static entries, and the virtual routes
+        and rules of instances that do not start as MASTER), then installs static_ipaddress/routes/rules."""
+        for route in self.config.static_routes:
+            self._route_op("static", route, add=False, quiet=True)
+        for rule in self.config.static_rules:
+            self._rule_op("static", rule, add=False, quiet=True)
+        for rt in self.runtimes:
+            for rule in rt.inst.virtual_rules:
+                self._rule_op(rt.inst.name, rule, add=False, quiet=True)
+            for route in rt.inst.virtual_routes:
+                self._route_op(rt.inst.name, route, add=False, quiet=True)
+        self._set_static(self.config, add=True)
+
+    def _set_static(self, config: Config, add: bool) -> None:
+        """Install the static entries of `config` not installed yet (add), or remove every installed one; the
+        difference of a reload is _set_static(new) after _unset_static_not_in(new)."""
+        addrs, routes, rules = self.static_set
+        if add:
+            for vip in config.static_ipaddress:
+                if vip not in addrs and self._static_addr_op(vip, add=True):
+                    addrs.append(vip)
+            for route in config.static_routes:
+                if route not in routes and self._route_op("static", route, add=True):
+                    routes.append(route)
+            for rule in config.static_rules:
+                if rule not in rules and self._rule_op("static", rule, add=True):
+                    rules.append(rule)
+            self._watch_routes()
+            return
+        for rule in list(rules):
+            self._rule_op("static", rule, add=False)
+            rules.remove(rule)
+        for route in list(routes):
+            self._route_op("static", route, add=False)
+            routes.remove(route)
+        for vip in list(addrs):
+            self._static_addr_op(vip, add=False)
+            addrs.remove(vip)
+
+    def _unset_static_not_in(self, config: Config) -> None:
+        addrs, routes, rules = self.static_set
+        for rule in [r for r in rules if r not in config.static_rules]:
+            self._rule_op("static", rule, add=False)
+            rules.remove(rule)
+        for route in [r for r in routes if r not in config.static_routes]:
+            self._route_op("static", route, add=False)
+            routes.remove(route)
+        for vip in [v for v in addrs if v not in config.static_ipaddress]:
+            self._static_addr_op(vip, add=False)
+            addrs.remove(vip)
+
+    def _static_addr_op(self, vip: VirtualIP, add: bool) -> bool:
+        index = self._ifindex(vip.dev or self.g.default_interface)
+        if not index or self.rtnl is None:
+            if add:
+                log.error("(static) cannot add address %s: interface %s does not exist", vip.address, vip.dev)
+            return False
+        try:
+            if add:
+                self.rtnl.add_address(index, vip)
+            else:
+                self.rtnl.del_address(index, vip)
+            return True
+        except (NetlinkError, OSError) as exc:
+            log.error("(static) cannot %s address %s: %s", "add" if add else "remove", vip.address, exc)
+            return False
+
+    def _route_event(self, rtype: int, info: RouteInfo) -> None:
+        """A route or rule was deleted. A tracked virtual one of a MASTER sends it to BACKUP (it comes back as
+        MASTER after Skew_Time and reinstalls everything); a tracked static one is put back (keepalived)."""
+        if rtype not in (RTM_DELROUTE, RTM_DELRULE) or info.protocol != RTPROT_KEEPALIVED:
+            return
+        match = self._rule_matches if info.rule else self._route_matches
+        for rt in self.runtimes:
+            if rt.machine.state != State.MASTER:
+                continue
+            for entry in (rt.rules_set if info.rule else rt.routes_set):
+                if not entry.no_track and match(entry, info):
+                    what = "rule" if info.rule else "route"
+                    self._apply(rt, rt.machine.release_master(
+                        self.loop.time(), f"tracked virtual {what} {entry} was deleted; going BACKUP"))
+                    return
+        for entry in (self.static_set[2] if info.rule else self.static_set[1]):
+            if not entry.no_track and match(entry, info):
+                kind = "rule" if info.rule else "route"
+                log.info("Restoring deleted static %s %s", kind, entry)
+                if info.rule:
+                    self._rule_op("static", entry, add=True)  # type: ignore[arg-type]
+                else:
+                    self._route_op("static", entry, add=True)  # type: ignore[arg-type]
+                return
+
+    def _route_matches(self, route: Route, info: RouteInfo) -> bool:
+        """keepalived's compare_route: table, family, destination, tos, metric (and dev when configured). The
+        kernel gives an IPv6 route without a metric 1024: compare with that (keepalived compares 0 and misses)."""
+        metric = route.metric if route.metric is not None else (1024 if route.family == 6 else 0)
+        return (info.family == route.family and info.table == route.table and info.dst == route.dst
+                and info.tos == (route.tos or 0) and info.metric == metric
+                and (not route.dev or info.oif == self._ifindex(route.dev)))
+
+    @staticmethod
+    def _rule_matches(rule: Rule, info: RouteInfo) -> bool:
+        return info.family == rule.family and info.priority == (rule.priority or 0) and (
+            rule.table == info.table if rule.action == FR_ACT_TO_TBL and not rule.l3mdev else True)
 
     def _vip_op(self, rt: InstanceRuntime, vip: VirtualIP, add: bool) -> None:
         index = self._vip_index(rt, vip)
         if not index or self.rtnl is None:
             return
         try:
-            if add and vip.address.version == 6:
-                self.beyond.add_vip6(index, vip)
-            elif add:
+            if add:
                 self.rtnl.add_address(index, vip)
             else:
                 self.rtnl.del_address(index, vip)
@@ -8491,6 +9510,8 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+            elif isinstance(obj, RouteInfo):
+                self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
                 changed = self._refresh_sources() or changed
@@ -8502,9 +9523,10 @@ class Daemon:
             self._reevaluate()
 
     def _refresh_sources(self) -> bool:
+        """An address appeared or went: instances still without a source address may have one now."""
         changed = False
         for rt in self.runtimes:
-            if rt.src is None and rt.ifindex and instance_family(rt.inst) == 4:
+            if rt.src is None and rt.ifindex:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
@@ -8553,8 +9575,6 @@ class Daemon:
 # 10b. Beyond IPv4: IPv6 instances, VMAC, sync groups, the strict-mode firewall and AH
 #      One helper the Daemon calls from a few hooks; it owns the extra sockets and state.
 # --------------------------------------------------------------------------------------------
-
-IFA_F_NODAD = 0x02
 
 
 def instance_family(inst: VrrpInstance) -> int:
@@ -8630,7 +9650,6 @@ class BeyondIPv4:
         self.group_of: Dict[str, str] = {}
         self.last_state: Dict[str, State] = {}
         self.syncing = False
-        self.ll_timer: Optional[Timer] = None
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -8690,8 +9709,6 @@ class BeyondIPv4:
 
     def stop(self) -> None:
         """After the VIPs are gone: remove the VMACs and our nftables table."""
-        if self.ll_timer is not None:
-            self.ll_timer.cancel()
         self.vmacs.remove_all()
         self.firewall.stop()
 
@@ -8732,26 +9749,8 @@ class BeyondIPv4:
         else:
             rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
             vsock.join(d.g.vrrp_mcast_group6)
-        chosen = inst.unicast_src_ip or inst.mcast_src_ip
-        rt.src = chosen if chosen is not None and chosen.version == 6 else link_local_address(link.name)  # type: ignore
+        rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
-        if rt.src is None and self.ll_timer is None:
-            self.ll_timer = d.loop.call_later(0.2, self._poll_link_local)
-
-    def _poll_link_local(self) -> None:
-        """An IPv6 instance has no usable link-local address yet (DAD): look again until it has."""
-        self.ll_timer = None
-        waiting = [rt for rt in self.d.runtimes if instance_family(rt.inst) == 6 and rt.src is None and rt.ifindex]
-        found = False
-        for rt in waiting:
-            link = self.d.links.get(rt.ifindex)
-            rt.src = link_local_address(link.name) if link is not None else None  # type: ignore[assignment]
-            rt.machine.primary_ip = rt.src  # type: ignore[assignment]
-            found = found or rt.src is not None
-        if found and not self.d.stopping:
-            self.d._reevaluate()
-        if any(rt.src is None for rt in waiting) and not self.d.stopping:
-            self.ll_timer = self.d.loop.call_later(0.2, self._poll_link_local)
 
     def attach4(self, rt: InstanceRuntime) -> None:
         """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
@@ -8800,17 +9799,6 @@ class BeyondIPv4:
     def vip_ifindex(self, rt: InstanceRuntime) -> Optional[int]:
         """Where the instance's VIPs go: its VMAC when it has one."""
         return self.vmac_index.get(rt.inst.name)
-
-    def add_vip6(self, index: int, vip: VirtualIP) -> None:
-        """Add an IPv6 VIP with nodad, as keepalived does: VRRP is its duplicate detection."""
-        assert self.d.rtnl is not None
-        payload = bytearray(addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer))
-        payload[2] |= IFA_F_NODAD
-        try:
-            self.d.rtnl.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, bytes(payload))
-        except NetlinkError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
 
     # -- sending -------------------------------------------------------------------------------
     def send_advert(self, rt: InstanceRuntime, priority: int) -> bool:
@@ -9370,13 +10358,13 @@ def check_command(path: Optional[str], out: Any = None) -> int:
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
+DEMO_VIP = "192.0.2.100"
 DEMO_CONFIG = """\
 ! vrrpd demo node {node}: the two-node pair of the keepalived tutorials, VRRPv3 at 100 ms
 global_defs {{
     router_id demo-{node}
     vrrp_version 3
-    vrrp_handover_on_stop
-}}
+{handover}}}
 vrrp_instance VI_1 {{
     state {state}
     interface eth0
@@ -9384,10 +10372,141 @@ vrrp_instance VI_1 {{
     priority {priority}
     advert_int 0.1
     virtual_ipaddress {{
-        192.0.2.100/24 dev eth0 label eth0:vip
+        {vip}/24 dev eth0 label eth0:vip
     }}
 }}
 """
+# The demo's two planned stops of the master: (column title, vrrp_handover_on_stop)
+DEMO_STOPS = (("keepalived-style stop", False), ("vrrp_handover_on_stop", True))
+
+
+class EchoProbe:
+    """vrrpd's own ping, the demo client's probe: an ICMP echo request to `target` every `interval` seconds
+    from a raw socket, replies matched by identifier and sequence number. It counts what ping counts (sent,
+    received, lost) and the longest time between two replies, which is what a client of the VIP notices."""
+
+    def __init__(self, target: str, interval: float = 0.01, wait: float = 1.0) -> None:
+        self.target = ipaddress.IPv4Address(target)
+        self.interval, self.wait = interval, wait
+        self.ident = os.getpid() & 0xFFFF
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.sock.setblocking(False)
+        self.sent = 0
+        self.last_sent = 0.0
+        self.replies: Dict[int, float] = {}  # sequence number -> when its reply came
+
+    def send(self, now: float) -> None:
+        seq = self.sent & 0xFFFF
+        payload = struct.pack("!d", now) + bytes(48)  # 64 bytes of ICMP, as ping sends
+        csum = inet_checksum(struct.pack("!BBHHH", 8, 0, 0, self.ident, seq) + payload)
+        try:
+            self.sock.sendto(struct.pack("!BBHHH", 8, 0, csum, self.ident, seq) + payload, (str(self.target), 0))
+        except OSError:
+            pass  # no route for a moment: sent and lost, as ping counts it
+        self.sent += 1
+        self.last_sent = now
+
+    def receive(self, now: float) -> None:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            ihl = (data[0] & 0x0F) * 4
+            if len(data) < ihl + 8 or data[12:16] != self.target.packed:
+                continue
+            kind, _code, _csum, ident, seq = struct.unpack_from("!BBHHH", data, ihl)
+            if kind == 0 and ident == self.ident and seq < self.sent and seq not in self.replies:
+                self.replies[seq] = now
+
+    def run(self, stop_fd: Optional[int] = None, duration: float = 60.0,
+            on_first_reply: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+        """Send until `duration` has passed or `stop_fd` is readable (a line, or closed), then wait up to
+        `wait` for the last replies; return the figures."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        if stop_fd is not None:
+            sel.register(stop_fd, selectors.EVENT_READ)
+        start = next_send = time.monotonic()
+        stop_at = start + duration
+        try:
+            while True:
+                now = time.monotonic()
+                if now < stop_at and now >= next_send:
+                    self.send(now)
+                    next_send = max(next_send + self.interval, now)
+                if now >= stop_at and (now >= stop_at + self.wait or len(self.replies) == self.sent):
+                    break
+                timeout = (next_send if now < stop_at else stop_at + self.wait) - now
+                for key, _events in sel.select(max(0.0, timeout)):
+                    if key.fileobj is self.sock:
+                        first = not self.replies
+                        self.receive(time.monotonic())
+                        if first and self.replies and on_first_reply is not None:
+                            on_first_reply()
+                    else:  # the controller says stop
+                        sel.unregister(key.fileobj)
+                        stop_at = min(stop_at, time.monotonic())
+        finally:
+            sel.close()
+        return self.result(start)
+
+    def result(self, start: float) -> Dict[str, Any]:
+        """sent, received, lost, and longest_gap: the longest time without a reply, from the first reply to
+        the last (or to the last request, when the requests after the last reply were lost)."""
+        stamps = sorted(self.replies.values())
+        if stamps and max(self.replies) < (self.sent - 1) & 0xFFFF:
+            stamps.append(self.last_sent)
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        longest = max(gaps) if gaps else (self.last_sent - start if not stamps else 0.0)
+        return {"sent": self.sent, "received": len(self.replies), "lost": self.sent - len(self.replies),
+                "longest_gap": round(longest, 4), "interval": self.interval}
+
+
+def demo_probe_command(target: str) -> int:
+    """--demo-probe ADDRESS, which the demo runs in the client's namespace: echo requests to ADDRESS until
+    stdin has a line or closes; "ready" on the first reply, then one JSON line with EchoProbe's figures."""
+    import json
+
+    try:
+        probe = EchoProbe(target)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: probe: {exc}", file=sys.stderr)
+        return 1
+    result = probe.run(stop_fd=sys.stdin.fileno(), on_first_reply=lambda: print("ready", flush=True))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def demo_prerequisites() -> List[str]:
+    """What the demo lacks on this machine, each said as what is missing and how to get it (empty: none).
+    Only python3 and iproute2 are needed, with root and a kernel with network namespaces, veth and bridges."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root, to create network namespaces: run `sudo make demo` (or `sudo python3 vrrpd.py --demo`)")
+    if shutil.which("ip") is None:
+        missing.append("iproute2's `ip` command, which is not in PATH: install iproute2 "
+                       "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
+    if missing:
+        return missing
+    name = f"vdchk{os.getpid() % 100000}"
+    steps = (("network namespaces", ["ip", "netns", "add", name]),
+             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
+             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
+    try:
+        for what, argv in steps:
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+                said = done.stderr.strip() if done.returncode else ""
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                said = str(exc)
+            if said:
+                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
+                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
+                        "run it privileged (docker run --privileged)"]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+    return []
 
 
 class _DemoLab:
@@ -9430,6 +10549,66 @@ class _DemoLab:
         return [short for short, ns in names.items()
                 if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
 
+    @staticmethod
+    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
+        """Seconds until predicate() held, or None after timeout."""
+        t0 = time.monotonic()
+        while not predicate():
+            if time.monotonic() - t0 > timeout:
+                return None
+            time.sleep(0.005)
+        return time.monotonic() - t0
+
+    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+        import json
+        import select
+
+        me = os.path.abspath(__file__)
+        nodes: Dict[str, subprocess.Popen] = {}
+        probe: Optional[subprocess.Popen] = None
+        try:
+            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+                conf = os.path.join(tmp, f"{tag}-{node}.conf")
+                with open(conf, "w") as fh:
+                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
+                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                             stdout=logf, stderr=subprocess.STDOUT)
+            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
+                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
+                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
+            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert probe.stdout is not None
+            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+            time.sleep(0.5)
+            nodes["A"].terminate()
+            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
+            time.sleep(0.5)
+            out, _ = probe.communicate(input=b"stop\n", timeout=10)
+            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+            result["moved"] = None if moved is None else round(moved, 4)
+            try:
+                result["a_status"] = nodes["A"].wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                result["a_status"] = None
+            return result
+        finally:
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -9443,15 +10622,31 @@ class _DemoLab:
             self.run("ip", "netns", "del", ns, check=False)
 
 
+def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
+    """The demo's punch line: the client's figures for each planned stop, side by side."""
+    def seconds(value: Optional[float]) -> str:
+        return "never" if value is None else f"{value:.3f} s"
+
+    rows = [("echo requests sent", lambda r: str(r["sent"])), ("replies received", lambda r: str(r["received"])),
+            ("lost", lambda r: str(r["lost"])), ("longest gap without reply", lambda r: seconds(r["longest_gap"])),
+            ("VIP on B alone after", lambda r: seconds(r["moved"]))]
+    lines = ["  " + " " * 28 + "".join(f"{title:>26}" for title, _ in runs)]
+    lines += ["  " + f"{label:<28}" + "".join(f"{cell(r):>26}" for _, r in runs) for label, cell in rows]
+    return "\n".join(lines)
+
+
 def run_demo() -> int:
-    """`sudo make demo`: two vrrpd nodes and a client in namespaces; stop the master, watch the VIP move."""
-    import shutil
+    """`sudo make demo`: two vrrpd nodes and a client in namespaces. The master is stopped twice, as keepalived
+    stops (priority 0, the VIP dropped at once) and with vrrp_handover_on_stop; the client's probe shows the
+    loss and the longest gap of each, side by side. Needs only python3 and iproute2."""
     import tempfile
 
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        print("the demo needs root and iproute2 (try: sudo make demo)", file=sys.stderr)
+    missing = demo_prerequisites()
+    if missing:
+        print(f"{PROG} --demo cannot run on this machine; it needs:", file=sys.stderr)
+        for item in missing:
+            print(f"  - {item}", file=sys.stderr)
         return 1
-    vip = "192.0.2.100"
     lab = _DemoLab()
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
@@ -9459,38 +10654,22 @@ def run_demo() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
-        say(f"lab: namespaces {', '.join(names.values())} on one bridge; VIP {vip}")
-        nodes = {}
-        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-            conf = os.path.join(tmp, f"{node}.conf")
-            with open(conf, "w") as fh:
-                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio))
-            logf = open(os.path.join(tmp, f"{node}.log"), "w")
-            nodes[node] = lab.start(names[node], [sys.executable, os.path.abspath(__file__), "-n", "-l", "-f", conf],
-                                    stdout=logf, stderr=subprocess.STDOUT)
-            say(f"node {node}: vrrpd priority {prio} (state {state})")
-        deadline = time.monotonic() + 5
-        while lab.vip_holder(names, vip) != ["A"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        say(f"the VIP is on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'}")
-        print(lab.run("ip", "-n", names["A"], "-br", "addr", "show", "dev", "eth0"), end="")
-        say("the client pings the VIP every 10 ms; now stopping node A (SIGTERM, vrrp_handover_on_stop)")
-        ping = lab.start(names["client"], ["ping", "-n", "-q", "-i", "0.01", "-w", "4", vip],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(1.0)
-        t0 = time.monotonic()
-        nodes["A"].terminate()
-        while lab.vip_holder(names, vip) != ["B"] and time.monotonic() - t0 < 5:
-            time.sleep(0.005)
-        moved = time.monotonic() - t0
-        say(f"the VIP is now on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'} ({moved:.3f} s after the stop)")
-        print(lab.run("ip", "-n", names["B"], "-br", "addr", "show", "dev", "eth0"), end="")
-        out, _ = ping.communicate(timeout=10)
-        summary = [line for line in out.splitlines() if "transmitted" in line]
-        say("client ping: " + (summary[0] if summary else out.strip()))
-        say(f"node A exited with status {nodes['A'].wait(timeout=5)}; logs are in {tmp}")
-        say("done; cleaning up")
+        say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
+            f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
+        say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
+        runs = []
+        for n, (title, handover) in enumerate(DEMO_STOPS, 1):
+            say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
+                                       else ": A sends priority 0 and drops the VIP at once"))
+            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+        print("\n" + format_demo_table(runs) + "\n", flush=True)
+        for title, r in runs:
+            say(f"{title}: node A exited with status {r['a_status']}")
+        say(f"the nodes' configurations and logs are in {tmp}; done, cleaning up")
         return 0
+    except VrrpdError as exc:
+        say(f"the demo failed: {exc}")
+        return 1
     except KeyboardInterrupt:
         say("interrupted; cleaning up")
         return 130
@@ -9897,6 +11076,7 @@ def build_arg_parser() -> Any:
     p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
     p.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
+    p.add_argument("--demo-probe", metavar="ADDRESS", help=argparse.SUPPRESS)  # the demo client's EchoProbe
     return p
 
 
@@ -10017,6 +11197,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return genhash(args.genhash)
     if args.demo:
         return run_demo()
+    if args.demo_probe:
+        return demo_probe_command(args.demo_probe)
     return run_daemon(args)
 
 
