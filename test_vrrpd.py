@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import vrrpd  # noqa: E402
 
-SEEDS = HERE.parent / "shared" / "seeds"
+SEEDS = HERE / "testdata" / "seeds"  # the seed tutorials' configurations, one file each
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 VRRPD = str(HERE / "vrrpd.py")
 PYTHON = sys.executable
@@ -175,11 +175,53 @@ def test_module_imports_and_has_map():
     assert vrrpd.__doc__ and "Map of this file" in vrrpd.__doc__
 
 
-def seed_lines(name: str, first: int, last: int) -> str:
-    """Lines first..last (1-based, inclusive) of a seed tutorial: one configuration as the tutorial shows it."""
-    path = next(SEEDS.glob(f"{name}_*.txt"))
-    lines = path.read_text(encoding="utf-8").splitlines()
+SEED_HEADER = re.compile(r"# seed tutorial (\d{3})_[0-9a-f]{16}\.txt, lines (\d+)-(\d+): \S")
+
+
+def seed_conf(name: str, first: int = 1, last: Optional[int] = None) -> str:
+    """testdata/seeds/NAME.conf, one configuration as a seed tutorial prints it, without its one-line header
+    (which says where it came from): line N here is line N of the configuration. first..last (1-based,
+    inclusive) cut a part of it."""
+    header, *lines = (SEEDS / f"{name}.conf").read_text(encoding="utf-8").splitlines()
+    assert SEED_HEADER.match(header), header
     return "\n".join(lines[first - 1:last]) + "\n"
+
+
+def test_seed_testdata_files_have_their_source_header_and_only_that_many_lines():
+    files = sorted(SEEDS.glob("*.conf"))
+    assert len(files) >= 13
+    for path in files:
+        header, *lines = path.read_text(encoding="utf-8").splitlines()
+        m = SEED_HEADER.match(header)
+        assert m and path.name.startswith(f"seed{m.group(1)}-"), (path.name, header)
+        assert len(lines) == int(m.group(3)) - int(m.group(2)) + 1, (path.name, header, len(lines))
+        assert lines and lines[0].strip() and not any(line.startswith("[root@") for line in lines), path.name
+
+
+def repository_files() -> List[Path]:
+    """The project's files: git's tracked files in a checkout, else every file of the tree (a copied one)."""
+    if (HERE / ".git").exists() and shutil.which("git"):
+        out = subprocess.run(["git", "-C", str(HERE), "ls-files", "-z"], capture_output=True, check=True).stdout
+        return [HERE / name for name in out.decode().split("\0") if name and (HERE / name).is_file()]
+    ignored = {line.strip().strip("/") for line in (HERE / ".gitignore").read_text().splitlines() if line.strip()}
+    files = []
+    for root, dirs, names in os.walk(HERE):
+        dirs[:] = [d for d in dirs if d not in ignored and d != ".git"]
+        files += [Path(root) / n for n in names if n not in ignored and not n.endswith(".pyc")]
+    return files
+
+
+def test_no_file_of_the_repository_refers_to_anything_beside_it():
+    """A clone is all a user needs: no file reads the directory beside the checkout that CI happens to have
+    (the seed tutorials' configurations the tests need are in testdata/seeds)."""
+    sibling = "sh" + "ared"  # the needles are built so that this file does not match itself
+    needles = [".." + "/" + sibling, ".." + "\\" + sibling, f'parent / "{sibling}"', f"parent / '{sibling}'",
+               "/work/" + sibling]
+    files = repository_files()
+    assert HERE / "vrrpd.py" in files and SEEDS / "seed000-master.conf" in files and HERE / ".ci" / "run" in files
+    found = [f"{path.relative_to(HERE)}: {needle}" for path in files
+             for needle in needles if needle in path.read_text(encoding="utf-8", errors="replace")]
+    assert not found, found
 
 
 def parse_ok(text: str, **kw):
@@ -209,7 +251,7 @@ def messages(diags, severity=None) -> List[str]:
 
 
 def test_seed000_master_config_field_by_field():
-    text = seed_lines("000", 144, 198)
+    text = seed_conf("seed000-master")
     config, diags = vrrpd.parse_config_text(text, "seed000.conf")
     assert not messages(diags, vrrpd.Severity.ERROR)
     g = config.global_defs
@@ -238,35 +280,35 @@ def test_seed000_master_config_field_by_field():
 
 
 SEED_CONFIGS = [
-    # (seed, first line, last line, [(name, state, vrid, priority, VIPs)], ["LINE: error text", ...])
-    ("000", 144, 198, [("VIP01", "MASTER", 27, 150, ["172.30.1.200/32"])], []),
-    ("000", 203, 257, [("VIP01", "BACKUP", 27, 100, ["172.30.1.200/32"])], []),
-    ("001", 66, 66, [("", "MASTER", 101, 100, ["172.16.1.11/32"])],
+    # (testdata/seeds file, [(name, state, vrid, priority, VIPs)], ["LINE: error text", ...])
+    ("seed000-master", [("VIP01", "MASTER", 27, 150, ["172.30.1.200/32"])], []),
+    ("seed000-backup", [("VIP01", "BACKUP", 27, 100, ["172.30.1.200/32"])], []),
+    ("seed001-one-line-master", [("", "MASTER", 101, 100, ["172.16.1.11/32"])],
      ["1: missing '{' after 'vrrp_instance'", "1: vrrp_instance has no name"]),
-    ("001", 69, 69, [("", "BACKUP", 101, 90, ["172.16.1.11/32"])],
+    ("seed001-one-line-backup", [("", "BACKUP", 101, 90, ["172.16.1.11/32"])],
      ["1: missing '{' after 'vrrp_instance'", "1: vrrp_instance has no name"]),
-    ("001", 176, 176, [("", "MASTER", 22, 100, ["172.16.1.44/32"])],
+    ("seed001-one-line-lvs", [("", "MASTER", 22, 100, ["172.16.1.44/32"])],
      ["1: missing '{' after 'vrrp_instance'", "1: vrrp_instance has no name", "1: 'brd' needs a value (172.16.1.44/32)",
       "1: missing '{' after 'virtual_server'", "1: virtual_server: needs 'IP PORT', 'fwmark N' or 'group NAME'",
       "1: 'virtual_server' block opened here is never closed"]),
-    ("002", 131, 167, [("VI_1", "MASTER", 80, 100, ["10.10.100.110/32"])], []),
-    ("002", 171, 201, [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"])], []),
-    ("002", 341, 378, [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"]), ("VI_2", "BACKUP", 81, 80,
-                                                                          ["10.10.100.111/32"])],
+    ("seed002-master", [("VI_1", "MASTER", 80, 100, ["10.10.100.110/32"])], []),
+    ("seed002-backup", [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"])], []),
+    ("seed002-master-master-node1", [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"]),
+                                     ("VI_2", "BACKUP", 81, 80, ["10.10.100.111/32"])],
      ["21: 'vrrp_instance' block opened here is never closed"]),  # the tutorial cut node 1's VI_2 short
-    ("002", 380, 417, [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"]), ("VI_2", "MASTER", 81, 100,
-                                                                         ["10.10.100.111/32"])], []),
-    ("002", 463, 485, [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"])], []),
-    ("003", 24, 55, [("VI_1", "MASTER", 27, 100, ["172.20.27.100/32"])],
+    ("seed002-master-master-node2", [("VI_1", "BACKUP", 80, 90, ["10.10.100.110/32"]),
+                                     ("VI_2", "MASTER", 81, 100, ["10.10.100.111/32"])], []),
+    ("seed002-notify", [("VI_1", "BACKUP", 80, 100, ["10.10.100.110/32"])], []),
+    ("seed003-master", [("VI_1", "MASTER", 27, 100, ["172.20.27.100/32"])],
      ["3: 'notification_email' block opened here is not closed before 'notification_email_from' at line 4"]),
-    ("003", 67, 99, [("VI_1", "BACKUP", 27, 80, ["172.20.27.100/32"])], []),
+    ("seed003-backup", [("VI_1", "BACKUP", 27, 80, ["172.20.27.100/32"])], []),
 ]
 
 
-@pytest.mark.parametrize("seed", SEED_CONFIGS, ids=[f"{c[0]}:{c[1]}-{c[2]}" for c in SEED_CONFIGS])
+@pytest.mark.parametrize("seed", SEED_CONFIGS, ids=[c[0] for c in SEED_CONFIGS])
 def test_every_seed_configuration(seed):
-    name, first, last, instances, errors = seed
-    config, diags = vrrpd.parse_config_text(seed_lines(name, first, last), "seed.conf")
+    name, instances, errors = seed
+    config, diags = vrrpd.parse_config_text(seed_conf(name), "seed.conf")
     got = [(i.name, i.state.value, i.virtual_router_id, i.priority, [str(v.address) for v in i.virtual_ipaddress])
            for i in config.vrrp_instances]
     assert got == instances
@@ -276,15 +318,15 @@ def test_every_seed_configuration(seed):
 
 
 def test_seed000_auth_pass_truncated_to_8_bytes_without_strict():
-    text = seed_lines("000", 144, 198).replace("vrrp_strict\n", "\n")
+    text = seed_conf("seed000-master").replace("vrrp_strict\n", "\n")
     config, diags = parse_ok(text)
     inst = config.vrrp_instances[0]
     assert inst.auth_type is vrrpd.AuthType.PASS and inst.auth_pass == b"yinzheng"
 
 
 def test_seed002_unicast_master_and_notify_scripts():
-    g_text = seed_lines("002", 240, 256)
-    inst_text = seed_lines("002", 463, 485)
+    g_text = seed_conf("seed002-unicast-global_defs")
+    inst_text = seed_conf("seed002-notify")
     config, diags = parse_ok(g_text + inst_text)
     assert config.global_defs.router_id == "ha1.example.com" and not config.global_defs.vrrp_strict
     [inst] = config.vrrp_instances
@@ -298,7 +340,7 @@ def test_seed002_unicast_master_and_notify_scripts():
 
 
 def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
-    text = seed_lines("002", 341, 359)
+    text = seed_conf("seed002-master-master-node1", 1, 19)  # node 1's VI_1
     config, diags = parse_ok(text)
     inst = config.vrrp_instances[0]
     assert inst.preempt_delay == 60.0
@@ -306,7 +348,7 @@ def test_seed002_preempt_delay_with_unit_is_read_with_a_warning():
 
 
 def test_seed003_unclosed_notification_email_is_an_error_at_its_line(tmp_path):
-    text = seed_lines("003", 24, 55)  # from "! Configuration File for keepalived" to the instance's "}"
+    text = seed_conf("seed003-master")  # from "! Configuration File for keepalived" to the instance's "}"
     assert text.splitlines()[2].strip() == "notification_email {"
     config, diags = vrrpd.parse_config_text(text, "seed003.conf")
     errors = messages(diags, vrrpd.Severity.ERROR)
@@ -326,7 +368,7 @@ def test_seed003_unclosed_notification_email_is_an_error_at_its_line(tmp_path):
 
 
 def test_seed001_one_line_config_equals_the_multi_line_form():
-    one_line = seed_lines("001", 66, 66)
+    one_line = seed_conf("seed001-one-line-master")
     multi = one_line.replace("{", "{\n").replace("}", "\n}\n")
     assert multi.count("\n") > 10
     a, da = vrrpd.parse_config_text(one_line, "one.conf")
@@ -354,12 +396,12 @@ def one_line(text: str) -> str:
 @pytest.mark.parametrize("name", ["seed000", "seed002-master", "seed002-unicast", "seed003-fixed", "example", "lvs"])
 def test_every_multi_line_config_equals_its_one_line_form(name):
     texts = {
-        "seed000": lambda: seed_lines("000", 144, 198),
-        "seed002-master": lambda: seed_lines("002", 131, 167),
-        "seed002-unicast": lambda: seed_lines("002", 240, 256) + seed_lines("002", 463, 485),
-        "seed003-fixed": lambda: seed_lines("003", 24, 55).replace("notification_email {", "notification_email {}"),
+        "seed000": lambda: seed_conf("seed000-master"),
+        "seed002-master": lambda: seed_conf("seed002-master"),
+        "seed002-unicast": lambda: seed_conf("seed002-unicast-global_defs") + seed_conf("seed002-notify"),
+        "seed003-fixed": lambda: seed_conf("seed003-master").replace("notification_email {", "notification_email {}"),
         "example": lambda: (HERE / "vrrpd.conf.example").read_text(),
-        "lvs": lambda: seed_lines("002", 240, 256) + (
+        "lvs": lambda: seed_conf("seed002-unicast-global_defs") + (
             "virtual_server 10.0.0.1 80 {\n delay_loop 3\n lb_algo rr\n lb_kind DR\n persistence_timeout\n"
             " protocol TCP\n sorry_server 127.0.0.1 80\n real_server 10.0.0.2 80 {\n  weight 2\n"
             "  HTTP_GET {\n   url {\n    path /index.html\n    status_code 200\n   }\n   connect_timeout 3\n"
@@ -1084,7 +1126,7 @@ def test_fuzz_mutated_seed_configs_and_random_bytes(tmp_path):
     import random
 
     rng = random.Random(5798)
-    seeds = [seed_lines("000", 144, 198), seed_lines("003", 24, 55), seed_lines("001", 66, 66),
+    seeds = [seed_conf("seed000-master"), seed_conf("seed003-master"), seed_conf("seed001-one-line-master"),
              (HERE / "vrrpd.conf.example").read_text()]
     deadline = time.monotonic() + _fuzz_budget(1.5)
     runs = 0
@@ -1538,6 +1580,287 @@ def test_address_list_mismatch_is_reported_unless_skipped():
     assert not _machine(skip_check_adv_addr=True).address_mismatch(_adv(addresses=("10.0.0.101",)))
 
 
+# -- auth_hmac (keepalived 2.4.3's HMAC-SHA256 trailer) ----------------------------------------------
+
+HMAC_KEY = bytes(range(32))
+HMAC_SEQ = 0x6800000080000000
+HMAC_V4_WIRE = bytes.fromhex("3133c80100644402c0000264" "010100006800000080000000" "1b84bc4e8e43892dc6d98448f8ee2265")
+HMAC_V6_WIRE = bytes.fromhex("3133c8010064a2e9fe800000000000000000000000000100"
+                             "010100006800000080000000" "c8c56146ebfd66ee10ec4d8186461b78")
+HMAC_NOW_NS = 0x68000000 * 10**9 + 500_000_000  # the vectors' own time: fresh in time mode too
+
+
+def _hmac_engine(mode="enforce", anti_replay="monotonic", keys=None, window=5):
+    return vrrpd.AuthHmac(keys or {1: HMAC_KEY}, 1, mode, anti_replay, window)
+
+
+def test_auth_hmac_golden_vectors_ipv4_and_ipv6():
+    src4, src6 = ipaddress.ip_address("198.51.100.10"), ipaddress.ip_address("fe80::10")
+    pdu4, pdu6 = HMAC_V4_WIRE[:12], HMAC_V6_WIRE[:24]
+    head4 = HMAC_V4_WIRE[12:24]
+    assert vrrpd.auth_hmac_input(src4, 3, 51, pdu4, head4).hex() == (
+        "04033300c633640a000000000000000000000000" "3133c80100640000c0000264"
+        "010100006800000080000000" + "00" * 16)
+    assert vrrpd.auth_hmac_input(src6, 3, 51, pdu6, HMAC_V6_WIRE[24:36])[:20].hex() == \
+        "06033300fe800000000000000000000000000010"
+    assert vrrpd.auth_hmac_trailer(HMAC_KEY, 1, HMAC_SEQ, pdu4, src4, 3, 51) == HMAC_V4_WIRE[12:]
+    assert vrrpd.auth_hmac_trailer(HMAC_KEY, 1, HMAC_SEQ, pdu6, src6, 3, 51) == HMAC_V6_WIRE[24:]
+    full = vrrpd._hmac_sha256(HMAC_KEY, vrrpd.auth_hmac_input(src4, 3, 51, pdu4, head4))
+    assert full.hex() == "1b84bc4e8e43892dc6d98448f8ee2265f674824d1bfd1c6e62aa1b5f4312fe4a"
+    # the trailer is found by length only, for both address sizes
+    assert vrrpd.auth_hmac_split(HMAC_V4_WIRE, 4) == (pdu4, HMAC_V4_WIRE[12:])
+    assert vrrpd.auth_hmac_split(HMAC_V6_WIRE, 16) == (pdu6, HMAC_V6_WIRE[24:])
+    assert vrrpd.auth_hmac_split(HMAC_V4_WIRE[:-1], 4) == (HMAC_V4_WIRE[:-1], None)
+    for engine in (_hmac_engine(), _hmac_engine(anti_replay="time")):
+        assert engine.verify(pdu4, HMAC_V4_WIRE[12:], src4, 3, 51, HMAC_NOW_NS)[0] is None
+        assert engine.verify(pdu6, HMAC_V6_WIRE[24:], src6, 3, 51, HMAC_NOW_NS)[0] is None
+
+
+def test_auth_hmac_live_keepalived_capture_verifies():
+    live4 = bytes.fromhex("3133c80100640f790afd0064" "010100006b0e9deb29da0000" "f2fb0065b40196e59055dc41c12c8d67")
+    live6 = bytes.fromhex("3134c8010064f32efd000253000000000000000000000100"
+                          "010100006b0e9deb2a790000" "b966a2b56fb1b93ffb82c4a74b1e98f5")
+    engine = _hmac_engine()
+    assert engine.verify(live4[:12], live4[12:], ipaddress.ip_address("10.253.0.1"), 3, 51, 0)[0] is None
+    assert engine.verify(live6[:24], live6[24:], ipaddress.ip_address("fe80::b0de:c1ff:fecb:453e"), 3, 52,
+                         0)[0] is None
+
+
+@pytest.mark.parametrize("byte,expected", [
+    (2, "auth_ext_invalid_hmac"), (5, "auth_ext_invalid_hmac"), (23, "auth_ext_invalid_hmac"),
+    (28, "auth_ext_invalid_hmac"), (34, "auth_ext_invalid_hmac"), (36, "auth_ext_invalid_hmac"),
+    (6, None), (24, "auth_ext_malformed"), (26, "auth_ext_malformed"), (25, "auth_ext_unknown_key")])
+def test_auth_hmac_mutations_of_the_ipv6_vector(byte, expected):
+    image = bytearray(HMAC_V6_WIRE)
+    image[byte] ^= 0x01
+    result = _hmac_engine().verify(bytes(image[:24]), bytes(image[24:]), ipaddress.ip_address("fe80::10"), 3, 51, 0)
+    assert result[0] == expected
+
+
+def test_auth_hmac_wrong_source_vrid_and_replays():
+    pdu, trailer, src = HMAC_V6_WIRE[:24], HMAC_V6_WIRE[24:], ipaddress.ip_address("fe80::10")
+    engine = _hmac_engine()
+    assert engine.verify(pdu, trailer, ipaddress.ip_address("fe80::20"), 3, 51, 0)[0] == "auth_ext_invalid_hmac"
+    assert engine.verify(pdu, trailer, src, 3, 52, 0)[0] == "auth_ext_invalid_hmac"
+    assert engine.verify(pdu, trailer, src, 3, 51, 0)[0] is None
+    assert engine.verify(pdu, trailer, src, 3, 51, 0)[0] == "auth_ext_replay"  # the same image twice
+    assert _hmac_engine().verify(pdu, trailer, src, 3, 51, 0)[0] is None  # a second peer's fresh state
+
+
+def test_auth_hmac_sequence_clock_counter_and_clock_step():
+    engine = _hmac_engine(anti_replay="time")
+    t = 1_700_000_000 * 10**9 + 250_000_000
+    first = engine.next_seq(t)
+    assert first == (1_700_000_000 << 32) | (0x4000 << 16)  # 0.25 s = 0x4000/65536, counter 0
+    assert engine.next_seq(t) == first + 1  # same clock reading: the counter breaks the tie
+    assert engine.next_seq(t + 10**9) == first + (1 << 32)
+    # the clock stepped back by more than the window: start again from the clock (2.4.3)
+    assert engine.next_seq(t - 60 * 10**9) == ((1_700_000_000 - 60) << 32) | (0x4000 << 16)
+    mono = _hmac_engine(anti_replay="monotonic")
+    mono.next_seq(t)
+    assert mono.next_seq(t - 60 * 10**9) == ((1_700_000_000 << 32) | (0x4000 << 16)) + 1
+    assert vrrpd._serial_after(0, 0xFFFFFFFFFFFFFFFF) and not vrrpd._serial_after(5, 5)
+
+
+def test_auth_hmac_time_window_stale_skew_and_lru_of_multicast_senders():
+    sender = _hmac_engine(anti_replay="time")
+    receiver = _hmac_engine(anti_replay="time")
+    src = ipaddress.ip_address("10.0.0.2")
+    pdu = HMAC_V4_WIRE[:12]
+    t = 1_700_000_000 * 10**9
+    old = sender.sign(pdu, src, 3, 51, t - 6 * 10**9)
+    reason, text = receiver.verify(pdu, old, src, 3, 51, t)
+    assert reason == "auth_ext_stale" and "clock skew 6 sec exceeds window 5 sec" in text
+    skewed = sender.sign(pdu, src, 3, 51, t - 3 * 10**9)
+    reason, text = receiver.verify(pdu, skewed, src, 3, 51, t)
+    assert reason is None and "approaching window 5 sec" in text
+    # four multicast senders are remembered; a fifth evicts the oldest, whose replay is then accepted
+    signed = {}
+    for n in range(1, 6):
+        peer = ipaddress.ip_address(f"10.0.0.{10 + n}")
+        signed[peer] = _hmac_engine(anti_replay="time").sign(pdu, peer, 3, 51, t)
+        assert receiver.verify(pdu, signed[peer], peer, 3, 51, t)[0] is None
+    first, last = ipaddress.ip_address("10.0.0.11"), ipaddress.ip_address("10.0.0.15")
+    assert receiver.verify(pdu, signed[last], last, 3, 51, t)[0] == "auth_ext_replay"
+    assert receiver.verify(pdu, signed[first], first, 3, 51, t)[0] is None
+    # a mark older than the window says nothing any more (2.4.3): a restarted sender is accepted
+    restarted = _hmac_engine(anti_replay="time")
+    assert receiver.verify(pdu, restarted.sign(pdu, last, 3, 51, t), last, 3, 51, t + 7 * 10**9)[0] == \
+        "auth_ext_stale"
+
+
+def test_auth_hmac_config_keys_modes_and_validation(tmp_path):
+    keyfile = tmp_path / "key"
+    keyfile.write_text("hex:" + "ab" * 40 + "\n")
+    keyfile.chmod(0o600)
+    text = inst(BASE + f"""
+    auth_hmac {{
+        key 1 hex:{HMAC_KEY.hex()}
+        key 2 file:{keyfile}
+        key 3 0123456789abcdef0123456789abcdef
+        active_key 2
+        anti_replay monotonic
+        time_window 9
+        mode permissive
+    }}""")
+    cfg, diags = vrrpd.parse_config_text(text)
+    assert not [d for d in diags if d.severity == vrrpd.Severity.ERROR], diags
+    ah = cfg.vrrp_instances[0].auth_hmac
+    assert ah.keys == {1: HMAC_KEY, 2: b"\xab" * 40, 3: b"0123456789abcdef0123456789abcdef"}
+    assert (ah.active_key, ah.anti_replay, ah.time_window, ah.mode) == (2, "monotonic", 9, "permissive")
+    keyfile.chmod(0o644)
+    bad = inst(BASE + f"""
+    authentication {{
+        auth_type PASS
+        auth_pass secret
+    }}
+    auth_hmac {{
+        key 1 short
+        key 2 file:{keyfile}
+        key 4 hex:{HMAC_KEY.hex()}
+        key 4 hex:{HMAC_KEY.hex()}
+        mode strict
+        active_key 4
+    }}""")
+    cfg, diags = vrrpd.parse_config_text(bad)
+    text = "\n".join(str(d) for d in diags)
+    assert "auth_hmac key 1 length 5 not in range [32, 64]" in text
+    assert "accessible by group or others" in text and "duplicate key id 4" in text
+    assert "'strict' is not enforce or permissive or receive-only" in text
+    assert "auth_hmac cannot be combined with authentication, dropping legacy auth" in text
+    assert cfg.vrrp_instances[0].auth_type == vrrpd.AuthType.NONE
+    cfg, diags = vrrpd.parse_config_text(inst(BASE + f"\nauth_hmac {{\n    key 1 hex:{HMAC_KEY.hex()}\n}}"))
+    assert "active_key 0 is not defined, disabling extension" in "\n".join(str(d) for d in diags)
+    assert cfg.vrrp_instances[0].auth_hmac is None
+    cfg, diags = vrrpd.parse_config_text(inst(BASE + f"\nstrict_mode\nauth_hmac {{\n    key 1 hex:{HMAC_KEY.hex()}"
+                                              "\n    active_key 1\n    mode receive-only\n}"))
+    assert cfg.vrrp_instances[0].auth_hmac.mode == "enforce"
+
+
+def _hmac_daemon(version=3, mode="enforce", unicast=False, state_master=True):
+    """A started fuzz-style Daemon whose instance signs and checks auth_hmac trailers; sends are captured."""
+    d, rt, sock = _fuzz_daemon(version)
+    rt.inst.auth_type, rt.inst.auth_pass = vrrpd.AuthType.NONE, b""
+    rt.machine.auth_type = vrrpd.AuthType.NONE
+    rt.inst.auth_hmac = vrrpd.AuthHmacConfig(keys={1: HMAC_KEY, 2: bytes(range(1, 33))}, active_key=1, mode=mode)
+    if unicast:
+        rt.inst.unicast_peer = [vrrpd.UnicastPeer(IP4("10.0.0.2"))]
+        rt.unicast = True
+        rt.targets = [(IP4("10.0.0.2"), 255)]
+    d._attach_hmac(rt)
+    sent = []
+
+    class VSock:
+        def __init__(self):
+            self.sock = self
+
+        def sendto(self, packet, addr):
+            sent.append(packet)
+
+    rt.vsock = VSock()
+    if not rt.targets:
+        rt.targets = [(IP4("224.0.0.18"), 255)]
+    if state_master:
+        d._apply(rt, rt.machine.set_effective_priority(d.loop.time(), 100))
+        d._apply(rt, vrrpd.sync_force(rt.machine, d.loop.time(), vrrpd.State.MASTER))
+    return d, rt, sock, sent
+
+
+def _peer_advert(version, priority, engine, dst=IP4("224.0.0.18"), src=IP4("10.0.0.2"), now_ns=None):
+    adv = vrrpd.VrrpAdvert(version, 51, priority, [IP4("10.0.0.100")], 1.0)
+    pdu = vrrpd.encode_advert(adv, src, dst)
+    trailer = engine.sign(pdu, src, version, 51, now_ns or time.time_ns()) if engine is not None else b""
+    return vrrpd.encode_ipv4(src, dst, pdu + trailer)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_auth_hmac_master_signs_every_advert_with_a_fresh_sequence(version):
+    d, rt, sock, sent = _hmac_daemon(version)
+    try:
+        assert rt.machine.state == vrrpd.State.MASTER and sent
+        d._send_advert(rt, 100)
+        d._send_advert(rt, 100)
+        checker = _hmac_engine(anti_replay="time")
+        seqs = []
+        for packet in sent[-2:]:
+            ip = vrrpd.decode_ipv4(packet)
+            pdu, trailer = vrrpd.auth_hmac_split(ip.payload, 4)
+            assert trailer is not None and len(ip.payload) == len(pdu) + 28
+            vrrpd.decode_advert(pdu, ip.src, ip.dst)  # the checksum covers the PDU only
+            assert checker.verify(pdu, trailer, ip.src, version, 51, time.time_ns())[0] is None
+            seqs.append(int.from_bytes(trailer[4:12], "big"))
+        assert seqs[1] > seqs[0]
+    finally:
+        d.loop.close()
+    d, rt, sock, sent = _hmac_daemon(version, mode="receive-only")
+    try:
+        assert sent and all(len(vrrpd.decode_ipv4(p).payload) == (20 if version == 2 else 12) for p in sent)
+    finally:
+        d.loop.close()
+
+
+@pytest.mark.parametrize("version,unicast", [(2, False), (3, False), (3, True)])
+def test_auth_hmac_hostile_adverts_are_counted_and_dropped_without_any_state_change(version, unicast):
+    d, rt, sock, sent = _hmac_daemon(version, unicast=unicast)
+    dst = IP4("10.0.0.1") if unicast else IP4("224.0.0.18")
+    try:
+        m = rt.machine
+        peer = _hmac_engine(anti_replay="time")
+        good = _peer_advert(version, 200, peer, dst)
+        retired = vrrpd.AuthHmac({9: bytes(range(2, 34))}, 9, anti_replay="time", time_window=5)
+        tampered = bytearray(_peer_advert(version, 200, peer, dst))
+        tampered[22] ^= 1  # the priority, after signing
+        stale = _peer_advert(version, 200, _hmac_engine(anti_replay="time"), dst, now_ns=time.time_ns() - 60 * 10**9)
+        unsigned = _peer_advert(version, 200, None, dst)
+        truncated = good[:-1]
+        stranger = _peer_advert(version, 200, vrrpd.AuthHmac({1: bytes(32)}, 1), dst, src=IP4("10.0.0.9"))
+        d._handle_packet(sock, good)  # first accepted: we are MASTER at 100, it is 200 -> BACKUP
+        assert m.state == vrrpd.State.BACKUP
+        down_timer = m.master_down_timer
+        for packet in (good, bytes(tampered), _peer_advert(version, 200, retired, dst), stale, unsigned, truncated,
+                       stranger):
+            d._handle_packet(sock, packet)
+        assert (m.state, m.master_down_timer, rt.adverts_received) == (vrrpd.State.BACKUP, down_timer, 1)
+        bad = rt.bad_packets
+        assert bad.get("auth_ext_replay") == 1, bad
+        assert bad.get("auth_ext_unknown_key") == 1 and bad.get("auth_ext_stale") == 1, bad
+        assert bad.get("auth_ext_missing") == 2, bad  # unsigned, and truncated (no trailer any more)
+        if unicast:
+            assert bad.get("unknown_peer") == 1 and bad.get("auth_ext_invalid_hmac") == 1, bad
+        else:
+            assert bad.get("auth_ext_invalid_hmac") == 2, bad
+        # a MASTER attacked the same way keeps its advert timer to the tick
+        d2, rt2, sock2, sent2 = _hmac_daemon(version, unicast=unicast)
+        m2 = rt2.machine
+        attack = _hmac_engine(anti_replay="time")
+        replay = _peer_advert(version, 200, attack, dst)
+        before = (m2.state, m2.adver_timer, m2.effective_priority, len(sent2))
+        d2._handle_packet(sock2, _peer_advert(version, 50, attack, dst))  # genuine lower priority: re-asserts
+        sent_after_genuine = len(sent2)
+        timer_after_genuine = m2.adver_timer
+        for packet in (replay[:-3], bytes(bytearray(replay[:-1]) + b"\0"), _peer_advert(version, 200, retired, dst)):
+            d2._handle_packet(sock2, packet)
+        assert (m2.state, m2.adver_timer, len(sent2)) == (vrrpd.State.MASTER, timer_after_genuine,
+                                                          sent_after_genuine), before
+        d2.loop.close()
+    finally:
+        d.loop.close()
+
+
+def test_auth_hmac_permissive_accepts_unsigned_but_checks_signed():
+    d, rt, sock, sent = _hmac_daemon(3, mode="permissive", state_master=False)
+    try:
+        d._handle_packet(sock, _peer_advert(3, 200, None))
+        assert rt.adverts_received == 1
+        tampered = bytearray(_peer_advert(3, 200, _hmac_engine(anti_replay="time")))
+        tampered[-1] ^= 1
+        d._handle_packet(sock, bytes(tampered))
+        assert rt.adverts_received == 1 and rt.bad_packets.get("auth_ext_invalid_hmac") == 1
+    finally:
+        d.loop.close()
+
+
+
 # ============================================================================================
 # D. VRRP in the namespace lab, and interop with keepalived
 # ============================================================================================
@@ -1877,13 +2200,18 @@ def test_track_interface_weight_lowers_priority_and_backup_preempts(lab, tmp_pat
     _wait_holders(lab, [a, b], ["A"], timeout=3)
 
 
-def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path):
+@pytest.mark.parametrize("family", [4, 6])
+def test_vip_deleted_behind_our_back_is_put_back(lab, tmp_path, family):
+    """Either family: rtnetlink tells the MASTER at once (no polling), and the VIP is back well within a second."""
+    vip, prefix = (VIP, 24) if family == 4 else ("2001:db8:55::100", 64)
     ns_a = lab.host("a", f"{LAB_NET}.1/24")
-    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150))
-    _wait_holders(lab, [a], ["A"], timeout=3)
-    lab.ip("addr", "del", f"{VIP}/24", "dev", "eth0", ns=ns_a)
-    wait_for(lambda: lab.has_address(ns_a, VIP), 1, what="VIP re-added")
-    assert "deleted from eth0 behind our back" in a.log()
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, vips=(f"{vip}/{prefix}",)))
+    wait_for(lambda: lab.has_address(ns_a, vip), 5, 0.01, what="VIP on the MASTER")
+    t0 = time.monotonic()
+    lab.ip("addr", "del", f"{vip}/{prefix}", "dev", "eth0", ns=ns_a)
+    wait_for(lambda: lab.has_address(ns_a, vip), 1, 0.005, what="VIP re-added")
+    assert time.monotonic() - t0 < 1.0
+    assert f"VIP {vip}/{prefix} was deleted from eth0 behind our back" in a.log()
 
 
 def test_reload_keeps_master_and_vips_and_applies_the_difference(lab, tmp_path):
@@ -1914,19 +2242,89 @@ def test_reload_keeps_master_and_vips_and_applies_the_difference(lab, tmp_path):
     assert _holders(lab, [a, b]) == ["A"]
 
 
-def test_demo_moves_the_vip_without_losing_pings_and_cleans_up():
+def _demo_table(out: str) -> dict:
+    """The demo's side-by-side table as {row label: [keepalived-style stop, vrrp_handover_on_stop]}."""
+    head = next(i for i, line in enumerate(out.splitlines()) if "keepalived-style stop" in line
+                and "vrrp_handover_on_stop" in line and not line.startswith("==>"))
+    rows = {}
+    for line in out.splitlines()[head + 1:head + 6]:
+        label, a, b = re.match(r"  (\S.*?)\s{2,}(\S+(?: s)?)\s{2,}(\S+(?: s)?)$", line).groups()
+        rows[label] = [float(v.split()[0]) if v != "never" else None for v in (a, b)]
+    return rows
+
+
+def test_demo_needs_only_python3_and_iproute2_and_shows_both_stops_loss(tmp_path):
+    """`sudo make demo` with nothing but python3 and ip in PATH (no ping): the client's own probe shows the
+    keepalived-style stop losing replies and vrrp_handover_on_stop losing (next to) none; no namespace stays."""
     require_root_netns()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ip").symlink_to(shutil.which("ip"))
+    assert shutil.which("ping", path=str(bin_dir)) is None
     before = set(sh(["ip", "netns", "list"]).stdout.split())
-    out = sh([PYTHON, VRRPD, "--demo"], timeout=60).stdout
-    assert "the VIP is on: A" in out and "the VIP is now on: B" in out, out
-    line = next(x for x in out.splitlines() if "client ping:" in x)
-    sent, received = _ping_stats(line)
-    assert sent > 100 and sent - received <= 1, line
-    assert "node A exited with status 0" in out
-    logs = out.split("logs are in ", 1)[1].split()[0]
+    result = sh([PYTHON, VRRPD, "--demo"], timeout=90, env={**os.environ, "PATH": str(bin_dir)})
+    out = result.stdout
+    assert result.returncode == 0 and "ping" not in result.stderr, (out, result.stderr)
+    rows = _demo_table(out)
+    sent, received, lost = rows["echo requests sent"], rows["replies received"], rows["lost"]
+    gap, moved = rows["longest gap without reply"], rows["VIP on B alone after"]
+    for i in (0, 1):  # 10 ms probes for 0.5 s before the stop and 0.5 s after the VIP moved
+        assert sent[i] > 80 and received[i] + lost[i] == sent[i] and moved[i] is not None and moved[i] < 5, rows
+        assert 0.005 < gap[i] < 5 and gap[i] >= lost[i] * 0.01 * 0.5, rows
+    keepalived_style, handover = lost
+    # priority 0 and the VIP dropped at once: the client waits for B's takeover (skew time, ~61 ms)
+    assert keepalived_style >= 2 and gap[0] > 0.03, rows
+    assert handover <= 2 and handover < keepalived_style and gap[1] < gap[0], rows
+    assert out.count("node A exited with status 0") == 2
+    logs = out.split("logs are in ", 1)[1].split(";")[0]
+    assert "vrrp_handover_on_stop" in Path(logs, "stop2-A.conf").read_text()
+    assert "vrrp_handover_on_stop" not in Path(logs, "stop1-A.conf").read_text()
     shutil.rmtree(logs, ignore_errors=True)
     after = set(sh(["ip", "netns", "list"]).stdout.split())
     assert not {n for n in after - before if n.startswith("vd")}
+
+
+def test_demo_says_what_is_missing_and_builds_nothing(tmp_path):
+    before = set(sh(["ip", "netns", "list"], check=False).stdout.split()) if shutil.which("ip") else set()
+    result = sh([PYTHON, VRRPD, "--demo"], check=False, env={**os.environ, "PATH": str(tmp_path)})
+    assert result.returncode == 1 and not result.stdout, result
+    assert "it needs:" in result.stderr and "iproute2's `ip` command" in result.stderr, result.stderr
+    assert "apt-get install iproute2" in result.stderr
+    if os.geteuid() != 0:
+        assert "sudo make demo" in result.stderr
+    elif shutil.which("setpriv"):
+        as_nobody = sh(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", PYTHON, VRRPD, "--demo"],
+                       check=False)
+        assert as_nobody.returncode == 1 and "root, to create network namespaces" in as_nobody.stderr, as_nobody
+        assert "sudo make demo" in as_nobody.stderr and "iproute2" not in as_nobody.stderr
+    after = set(sh(["ip", "netns", "list"], check=False).stdout.split()) if shutil.which("ip") else set()
+    assert not {n for n in after - before if n.startswith("vd")}  # the demo's names (other runs' may come and go)
+
+
+def test_echo_probe_counts_replies_losses_and_the_longest_gap(lab):
+    client = lab.host("c", f"{LAB_NET}.10/24")
+
+    def probe(target: str, seconds: float, answered: bool) -> List[str]:
+        proc = lab.exec(client, [PYTHON, VRRPD, "--demo-probe", target], stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE, text=True)
+        first = [proc.stdout.readline()] if answered else []  # "ready": it runs (python's start-up is slow)
+        time.sleep(seconds)
+        out, _ = proc.communicate("stop\n", timeout=10)
+        assert proc.returncode == 0, out
+        return first + out.splitlines()
+
+    import json
+
+    lines = probe("127.0.0.1", 0.5, True)
+    assert lines[0] == "ready\n"
+    answered = json.loads(lines[-1])
+    assert answered["sent"] > 20 and answered["received"] == answered["sent"] and answered["lost"] == 0, answered
+    assert 0.005 < answered["longest_gap"] < 0.5, answered
+    lines = probe(f"{LAB_NET}.99", 2.0, False)  # nobody has it: every request is lost
+    assert "ready" not in lines
+    silent = json.loads(lines[-1])
+    assert silent["sent"] > 20 and silent["received"] == 0 and silent["lost"] == silent["sent"], silent
+    assert silent["longest_gap"] >= (silent["sent"] - 1) * 0.01 * 0.9, silent  # all of the time it sent
 
 
 def test_daemon_without_privileges_exits_with_a_clear_error(tmp_path):
@@ -2382,25 +2780,18 @@ def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
     node = lab.host("n", "10.81.0.2/24")
     run_py_in(lab, node, (
         "import socket\n"
-        "nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)\n"
-        "def talk(msg):\n"
-        "    nl.send(msg)\n"
-        "    err = int.from_bytes(nl.recv(65536)[16:20], 'little', signed=True)\n"
-        "    assert err == 0, err\n"
-        "base = socket.if_nametoindex('eth0')\n"
-        "talk(vrrpd.rtm_newlink_macvlan(1, 'vrrp.10', base, vrrpd.vmac_address(10)))\n"
+        "nl = vrrpd.Rtnetlink()\n"
+        "nl.new_macvlan('vrrp.10', socket.if_nametoindex('eth0'), vrrpd.vmac_address(10))\n"
         "idx = socket.if_nametoindex('vrrp.10')\n"
-        "talk(vrrpd.rtm_setlink_addrgenmode(2, idx))\n"
-        "talk(vrrpd.rtm_setlink_up(3, idx))\n"
+        "nl.set_addrgenmode(idx)\n"
+        "nl.set_link_up(idx)\n"
     ))
     out = lab.ip("-d", "link", "show", "vrrp.10", ns=node).stdout
     assert "macvlan mode private" in out and "00:00:5e:00:01:0a" in out
     assert "addrgenmode random" in out and ",UP" in out
     run_py_in(lab, node, (
         "import socket\n"
-        "nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)\n"
-        "nl.send(vrrpd.rtm_dellink(4, socket.if_nametoindex('vrrp.10')))\n"
-        "assert int.from_bytes(nl.recv(65536)[16:20], 'little', signed=True) == 0\n"
+        "vrrpd.Rtnetlink().del_link(socket.if_nametoindex('vrrp.10'))\n"
     ))
     assert lab.ip("link", "show", "vrrp.10", ns=node, check=False).returncode != 0
 
@@ -2516,7 +2907,8 @@ def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
         "import ipaddress, socket, struct, time, json\n"
         "s = vrrpd.VrrpSocket6('eth0', socket.if_nametoindex('eth0'))\n"
         "s.join(vrrpd.VRRP_MCAST_GROUP6)\n"
-        "src = vrrpd.link_local_address('eth0')\n"
+        "src = next(a.address.ip for a in vrrpd.Rtnetlink().addresses()\n"
+        "           if a.address.version == 6 and a.scope == 253 and a.usable)\n"
         "msg = struct.pack('!BBBBHH', 0x31, 60, 200, 1, 10, 0) + ipaddress.IPv6Address('2001:db8:60::100').packed\n"
         "seen, t0 = [], time.monotonic()\n"
         "while time.monotonic() - t0 < 4.5:\n"
@@ -2748,6 +3140,57 @@ def test_ipv6_unicast_peers_between_two_vrrpd_nodes(lab, tmp_path):
     a.stop()
     wait_for(lambda: _has_addr6(lab, ns_b, vip6), 5, 0.02, "B takes over after A's priority 0")
     assert "(VI6) Backup received priority 0 advertisement" in b.log() or "Entering MASTER STATE" in b.log()
+    b.stop()
+
+
+def _hmac_block(key_hex, active=1, extra=""):
+    return (f"    auth_hmac {{\n        key {active} hex:{key_hex}\n        active_key {active}\n{extra}    }}\n")
+
+
+@pytest.mark.parametrize("version,unicast,family", [(2, False, 4), (3, True, 4), (3, False, 4), (3, True, 6),
+                                                    (3, False, 6)])
+def test_auth_hmac_pair_of_vrrpd_nodes_and_a_node_with_the_wrong_key(lab, tmp_path, version, unicast, family):
+    """Two vrrpd nodes sign and verify each other's adverts (v2/v3, multicast/unicast, IPv4/IPv6); a third
+    node with another key is not believed: it counts invalid HMACs and claims the VIP for itself."""
+    advert = 1 if version == 2 else 0.1
+    net = "10.57.0"
+    nodes_ns = [lab.host(n, f"{net}.{i + 1}/24") for i, n in enumerate("abc")]
+    own6 = [f"2001:db8:57::{i + 1}" for i in range(3)]
+    if family == 6:
+        for ns, own in zip(nodes_ns, own6):
+            lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
+        for ns in nodes_ns:
+            wait_link_local(lab, ns)
+    vip = f"{net}.100/24" if family == 4 else "2001:db8:57::100/64"
+    addrs = [f"{net}.{i + 1}" for i in range(3)] if family == 4 else own6
+
+    def conf(i, prio, key):
+        extra = _hmac_block(key)
+        if unicast:
+            peers = "".join(f"        {a}\n" for j, a in enumerate(addrs) if j != i)
+            extra += f"    unicast_src_ip {addrs[i]}\n    unicast_peer {{\n{peers}    }}\n"
+        return _global(f"h{i}") + _v6_conf("VIH", 57, prio, [vip], advert=advert, version=version, extra=extra)
+
+    good, other = HMAC_KEY.hex(), bytes(range(100, 132)).hex()
+    a = _Node(lab, nodes_ns[0], tmp_path, "A", conf(0, 150, good))
+    b = _Node(lab, nodes_ns[1], tmp_path, "B", conf(1, 100, good))
+    vip_ip = vip.split("/")[0]
+
+    def holds(ns):
+        return _has_addr6(lab, ns, vip_ip) if family == 6 else lab.has_address(ns, vip_ip)
+
+    wait_for(lambda: holds(a.ns), 10, 0.02, "A MASTER")
+    time.sleep(4 * advert + 0.5)
+    assert not holds(b.ns), "B must believe A's signed adverts"
+    assert "authentication" not in b.log() and "authentication" not in a.log(), (a.log(), b.log())
+    c = _Node(lab, nodes_ns[2], tmp_path, "C", conf(2, 120, other))
+    wait_for(lambda: holds(c.ns), 4 * advert + 5, 0.02, "C with the wrong key takes the VIP too")
+    wait_for(lambda: "invalid authentication HMAC from" in c.log(), 5, 0.05, "C rejects A's adverts")
+    assert holds(a.ns) and not holds(b.ns), "A and B ignore C's adverts"
+    wait_for(lambda: "invalid authentication HMAC from" in a.log(), 5, 0.05, "A rejects C's adverts")
+    c.stop()
+    a.stop()
+    wait_for(lambda: holds(b.ns), 4 * advert + 2, 0.02, "B takes over after A's signed priority 0")
     b.stop()
 
 
@@ -4122,7 +4565,7 @@ def test_ipvs_set_config_timeouts_encode():
 
 
 def test_genl_getfamily_request_and_replies_decode():
-    req = vrrpd.genl_message(16, 3, vrrpd._nla(2, b"IPVS\0"), 9, 5, version=1)
+    req = vrrpd.genl_message(16, 3, vrrpd.nla_pack(2, b"IPVS\0"), 9, 5, version=1)
     assert req == _nl_hex("20 00 00 00 10 00 05 00 09 00 00 00 00 00 00 00 03 01 00 00"
                           "09 00 02 00 49 50 56 53 00 00 00 00")
     # a GET_SERVICE dump answer (with a nested STATS attribute to skip and HASHED set), then DONE
@@ -4131,12 +4574,14 @@ def test_genl_getfamily_request_and_replies_decode():
         14 00 03 00 0a 00 00 64 00 00 00 00 00 00 00 00 00 00 00 00  06 00 04 00 01 bb 00 00
         07 00 06 00 72 72 00 00  0c 00 07 00 03 00 00 00 ff ff ff ff  08 00 08 00 2c 01 00 00
         08 00 09 00 ff ff ff ff  0c 00 0a 80 08 00 01 00 05 00 00 00""")
-    nest = vrrpd._nla(1 | 0x8000, svc)
+    nest = vrrpd.nla_pack(1 | 0x8000, svc)
     part = vrrpd.genl_message(0x22, 1, nest, 11, 2)
     done = _nl_hex("14 00 00 00 03 00 02 00 0b 00 00 00 00 00 00 00 00 00 00 00")
-    replies, finished = vrrpd.genl_parse_replies(part + done, 11)
-    assert finished and len(replies) == 1 and replies[0][0] == 1
-    parsed = vrrpd.ipvs_parse_service(replies[0][1][1])
+    replies, finished = vrrpd.nlmsg_replies(part + done, 11)
+    assert finished and len(replies) == 1 and replies[0][0] == 0x22
+    cmd, attrs = vrrpd.genl_parse(replies[0][2])
+    assert cmd == 1
+    parsed = vrrpd.ipvs_parse_service(attrs[1])
     assert str(parsed.key) == "[10.0.0.100]:tcp:443"
     assert (parsed.sched_name, parsed.flags, parsed.timeout, parsed.netmask) == ("rr", 3, 300, 0xFFFFFFFF)
     dest = vrrpd.ipvs_parse_dest(_nl_hex(DEST_FULL)[4:], 2)
@@ -4144,11 +4589,11 @@ def test_genl_getfamily_request_and_replies_decode():
     # an error answer (EEXIST) to our sequence number raises; an ACK (error 0) finishes
     err = _nl_hex("24 00 00 00 02 00 00 00 0c 00 00 00 00 00 00 00 ef ff ff ff") + req[:16]
     with pytest.raises(vrrpd.NetlinkError) as info:
-        vrrpd.genl_parse_replies(err, 12)
+        vrrpd.nlmsg_replies(err, 12)
     assert info.value.errno == 17
     ack = _nl_hex("24 00 00 00 02 00 00 00 0d 00 00 00 00 00 00 00 00 00 00 00") + req[:16]
-    assert vrrpd.genl_parse_replies(ack, 13) == ([], True)
-    assert vrrpd.genl_parse_replies(ack, 14) == ([], False)  # someone else's sequence number
+    assert vrrpd.nlmsg_replies(ack, 13) == ([], True)
+    assert vrrpd.nlmsg_replies(ack, 14) == ([], False)  # someone else's sequence number
 
 
 def test_lvs_service_settings_from_config():
@@ -5809,7 +6254,8 @@ def test_hmac_md5_and_which_without_hmac_and_shutil(tmp_path, monkeypatch):
     import hmac
 
     for key in (b"", b"secret\0\0", b"k" * 64, b"long" * 40):
-        assert vrrpd.hmac_md5(key, b"data" * 50) == hmac.new(key, b"data" * 50, "md5").digest()
+        for digest in ("md5", "sha256"):
+            assert vrrpd.hmac_digest(key, b"data" * 50, digest) == hmac.new(key, b"data" * 50, digest).digest()
     tool = tmp_path / "bin" / "tool"
     tool.parent.mkdir()
     tool.write_text("#!/bin/sh\n")
@@ -6435,7 +6881,7 @@ def _fuzz_targets():
                                 src6, group6)
     key = vrrpd.ah_key(b"secret12")
     ah = vrrpd.build_ipv4_ah(src, group, adv2, key, 7, 1)
-    link = vrrpd.nlmsg_pack(vrrpd.RTM_NEWLINK, 0, 1, vrrpd._ifinfomsg(3, vrrpd.IFF_UP)
+    link = vrrpd.nlmsg_pack(vrrpd.RTM_NEWLINK, 0, 1, vrrpd.ifinfomsg(3, vrrpd.IFF_UP)
                             + vrrpd.nla_pack_str(vrrpd.IFLA_IFNAME, "eth0")
                             + vrrpd.nla_pack(vrrpd.IFLA_ADDRESS, b"\x02\x00\x00\x00\x00\x01"))
     addr = vrrpd.nlmsg_pack(vrrpd.RTM_NEWADDR, 0, 2, vrrpd.addr_request_payload(
@@ -6445,7 +6891,7 @@ def _fuzz_targets():
                                                     sched_name="wrr", timeout=300))[4:]
     svc6 = vrrpd.ipvs_service_attr(vrrpd.IpvsService(vrrpd.IpvsServiceKey(10, fwmark=5), sched_name="rr"))[4:]
     dest = vrrpd.ipvs_dest_attr(vrrpd.IpvsDest(IP4("10.0.0.2"), 80, weight=3))[4:]
-    genl = vrrpd.genl_message(30, vrrpd.IPVS_CMD_NEW_SERVICE, vrrpd._nla(vrrpd.IPVS_CMD_ATTR_SERVICE, svc), 9)
+    genl = vrrpd.genl_message(30, vrrpd.IPVS_CMD_NEW_SERVICE, vrrpd.nla_pack(vrrpd.IPVS_CMD_ATTR_SERVICE, svc), 9)
 
     def rtnl(data):
         for rtype, _flags, _seq, _pid, body in vrrpd.nlmsg_parse(data):
@@ -6467,7 +6913,8 @@ def _fuzz_targets():
         ("netlink attributes", vrrpd.nla_parse, [svc, dest]),
         ("IPVS service", vrrpd.ipvs_parse_service, [svc, svc6]),
         ("IPVS destination", lambda d: vrrpd.ipvs_parse_dest(d, 2), [dest]),
-        ("generic netlink replies", lambda d: vrrpd.genl_parse_replies(d, 9), [genl]),
+        ("generic netlink replies", lambda d: [vrrpd.genl_parse(body) for _t, _f, body in vrrpd.nlmsg_replies(d, 9)[0]],
+         [genl]),
     ]
 
 
@@ -6509,7 +6956,8 @@ FUZZ_FINDINGS = [
         "06000100020000000600020006000000140003000a000001000000000000000000000000060004000050000008000600f4727200")),
     ("IPVS destination with a short port", lambda d: vrrpd.ipvs_parse_dest(d, 2),
      bytes.fromhex("140001000a0000020000000000000000000000000600020000")),
-    ("generic netlink reply without a header", lambda d: vrrpd.genl_parse_replies(d, 7),
+    ("generic netlink reply without a header",
+     lambda d: [vrrpd.genl_parse(body) for _t, _f, body in vrrpd.nlmsg_replies(d, 7)[0]],
      bytes.fromhex("100000001e00050007000000000000000000")),
     ("AH packet with IHL 0", lambda d: vrrpd.parse_ipv4_ah(d, b"secret12"),
      bytes.fromhex("70c0004000050000ff33d6ad01020304e0000012700400000102030400000001") + b"\0" * 40),
@@ -6622,7 +7070,15 @@ def _fuzz_daemon6():
                               version=3,
                               virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv6Interface("2001:db8::100/64"))])
     d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz6"), vrrp_instances=[inst]))
-    d.beyond.add_vip6 = lambda index, vip: None
+
+    class Rtnl:
+        def add_address(self, index, vip):
+            pass
+
+        def del_address(self, index, vip):
+            pass
+
+    d.rtnl = Rtnl()
     machine = vrrpd.VrrpMachine("VI_6", 52, 100, 1.0, 3, addresses=[IP6("2001:db8::100")],
                                 primary_ip=IP6("fe80::1"))
     rt = vrrpd.InstanceRuntime(inst, machine, 3)
@@ -6749,7 +7205,7 @@ def _mutate_config(rng: random.Random, text: str) -> str:
 
 
 def test_fuzz_config_parser_reports_diagnostics_and_never_hangs(tmp_path):
-    texts = [p.read_text(errors="replace") for p in sorted(SEEDS.glob("*.txt"))]
+    texts = [p.read_text(errors="replace") for p in sorted(SEEDS.glob("*.conf"))]
     texts.append((HERE / "vrrpd.conf.example").read_text())
     rng = random.Random(3)
     deadline = time.monotonic() + _fuzz_budget(1.5)

@@ -47,6 +47,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
+
 __version__ = "0.1.0"
 PROG = "vrrpd"
 log = logging.getLogger(PROG)
@@ -386,6 +388,18 @@ class UnicastPeer:
 
 
 @dataclass
+class AuthHmacConfig:
+    """keepalived 2.4's `auth_hmac { ... }` of a vrrp_instance: HMAC-SHA256 trailers on adverts."""
+
+    keys: Dict[int, bytes] = field(default_factory=dict)  # key id 1..255 -> 32..64 key bytes
+    active_key: int = 0  # 0: unset, which disables the extension
+    anti_replay: str = "time"  # time | monotonic
+    time_window: Optional[int] = None  # None: max(3 x advert_int in whole seconds, 5), at most 300
+    mode: str = "enforce"  # enforce | permissive | receive-only
+    line: int = 0
+
+
+@dataclass
 class VrrpInstance:
     name: str
     file: str = ""
@@ -435,6 +449,7 @@ class VrrpInstance:
     higher_prio_send_advert: Optional[bool] = None
     dont_track_primary: bool = False
     v3_checksum_as_v2: Optional[bool] = None
+    auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
 
     @property
@@ -1903,6 +1918,55 @@ def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> Non
     inst.auth_pass = raw[:8]
 
 
+def _i_auth_hmac(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> AuthHmacConfig:
+    inst.auth_hmac = AuthHmacConfig(line=kw.line)
+    return inst.auth_hmac
+
+
+AUTH_HMAC_KEY_FILE_MAX = 138  # keepalived: a key file of 139 bytes or more is "too large"
+
+
+def _auth_hmac_key_bytes(text: str, from_file: bool = False) -> bytes:
+    """A key as keepalived reads it: `hex:HEX`, `file:PATH` (holding one of the other forms) or raw text."""
+    if text.startswith("hex:"):
+        try:
+            return bytes.fromhex(text[4:])
+        except ValueError:
+            raise _Invalid(f"'{_short(text)}' is not hex") from None
+    if text.startswith("file:") and not from_file:
+        path = text[5:]
+        try:
+            st = os.stat(path)
+            if st.st_mode & 0o077:
+                raise _Invalid(f"key file {path} is accessible by group or others (security)")
+            if st.st_size > AUTH_HMAC_KEY_FILE_MAX:
+                raise _Invalid(f"key file {path} is too large")
+            with open(path, "rb") as fh:
+                raw = fh.read().rstrip(b"\r\n")
+        except OSError as exc:
+            raise _Invalid(f"cannot read key file {path}: {exc.strerror}") from None
+        return _auth_hmac_key_bytes(raw.decode("latin-1"), from_file=True)
+    return text.encode("latin-1", "replace")
+
+
+def _ah_key(p: _Parser, ah: AuthHmacConfig, kw: Token, args: List[Token]) -> None:
+    key_id = _parse_int(args[0].text, 1, 255)
+    if key_id in ah.keys:
+        raise _Invalid(f"duplicate key id {key_id}")
+    key = _auth_hmac_key_bytes(args[1].text)
+    if not 32 <= len(key) <= 64:
+        raise _Invalid(f"auth_hmac key {key_id} length {len(key)} not in range [32, 64]")
+    ah.keys[key_id] = key
+
+
+def _ah_choice(attr: str, choices: Tuple[str, ...]) -> Handler:
+    def handler(p: _Parser, ah: AuthHmacConfig, kw: Token, args: List[Token]) -> None:
+        if args[0].text not in choices:
+            raise _Invalid(f"'{args[0].text}' is not {' or '.join(choices)}")
+        setattr(ah, attr, args[0].text)
+    return handler
+
+
 def _i_vips(attr: str) -> Handler:
     def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
         getattr(inst, attr).extend(_vip_entries(p, entries))
@@ -1949,6 +2013,12 @@ _kw(_I, "version", _g_version)
 _kw(_I, "authentication", _i_auth, (0, 0), "authentication")
 _kw("authentication", "auth_type", _a_type)
 _kw("authentication", "auth_pass", _a_pass)
+_kw(_I, "auth_hmac", _i_auth_hmac, (0, 0), "auth_hmac")
+_kw("auth_hmac", "key", _ah_key, (2, 2))
+_kw("auth_hmac", "active_key", _h_int("active_key", 1, 255))
+_kw("auth_hmac", "anti_replay", _ah_choice("anti_replay", ("time", "monotonic")))
+_kw("auth_hmac", "time_window", _h_int("time_window", 1, 300))
+_kw("auth_hmac", "mode", _ah_choice("mode", ("enforce", "permissive", "receive-only")))
 _kw(_I, "virtual_ipaddress", _i_vips("virtual_ipaddress"), (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
 _kw(_I, "virtual_ipaddress_excluded", _i_vips("virtual_ipaddress_excluded"), (0, 0),
     ValueBlock(_VIP_OPTIONS, _looks_like_address))
@@ -2349,6 +2419,7 @@ class _Validator:
         for inst in self.cfg.vrrp_instances:
             self.instance(inst)
             self.instance_strict(inst)
+            self.instance_auth_hmac(inst)
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
@@ -2359,6 +2430,24 @@ class _Validator:
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
         self.mail()
+
+    def instance_auth_hmac(self, inst: VrrpInstance) -> None:
+        """keepalived 2.4's auth_hmac: no active key disables it; it replaces `authentication`."""
+        ah = inst.auth_hmac
+        if ah is None:
+            return
+        f, ln = inst.file, ah.line or inst.line
+        if ah.active_key not in ah.keys:
+            self.warn(f, ln, f"({inst.name}) auth_hmac active_key {ah.active_key} is not defined, disabling "
+                      "extension", "active_key must name one of the keys")
+            inst.auth_hmac = None
+            return
+        if inst.auth_type != AuthType.NONE:
+            self.warn(f, ln, f"({inst.name}) auth_hmac cannot be combined with authentication, dropping legacy auth")
+            inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+        if (inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict) and ah.mode != "enforce":
+            self.warn(f, ln, f"({inst.name}) strict_mode requires auth_hmac mode enforce - setting")
+            ah.mode = "enforce"
 
     def mail(self) -> None:
         """E-mail alerts need both recipients and a server; say so when only one half is there."""
@@ -2883,8 +2972,10 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV6_IFADDR = 0x100
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST = 1, 2, 3, 4
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
+IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
@@ -2919,6 +3010,24 @@ def nlmsg_error_code(payload: bytes) -> int:
     if len(payload) < 4:
         raise PacketError("bad_netlink", "short error message")
     return -struct.unpack_from("=i", payload)[0]
+
+
+def nlmsg_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, int, bytes]], bool]:
+    """The answers to request `seq` in one datagram as (type, flags, payload), and whether the request is
+    finished (an ACK or NLMSG_DONE came). Raises NetlinkError for an error answer, PacketError if malformed."""
+    replies: List[Tuple[int, int, bytes]] = []
+    for rtype, rflags, rseq, _pid, body in nlmsg_parse(data):
+        if rseq != seq:
+            continue
+        if rtype == NLMSG_ERROR:
+            code = nlmsg_error_code(body)
+            if code:
+                raise NetlinkError(code)
+            return replies, True
+        if rtype == NLMSG_DONE:
+            return replies, True
+        replies.append((rtype, rflags, body))
+    return replies, False
 
 
 def nla_pack(attr_type: int, value: bytes) -> bytes:
@@ -2970,12 +3079,17 @@ class LinkInfo:
 
 @dataclass
 class AddrInfo:
-    """One interface address as rtnetlink reports it."""
+    """One interface address as rtnetlink reports it (either family)."""
 
     index: int
     address: IPInterface
     scope: int = 0
     label: str = ""
+    flags: int = 0  # IFA_F_*: an IPv6 address is usable once neither TENTATIVE nor DADFAILED
+
+    @property
+    def usable(self) -> bool:
+        return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
 
 
 def parse_link(payload: bytes) -> LinkInfo:
@@ -2988,29 +3102,32 @@ def parse_link(payload: bytes) -> LinkInfo:
 
 
 def parse_addr(payload: bytes) -> Optional[AddrInfo]:
-    """An RTM_NEWADDR/RTM_DELADDR payload (IPv4 only; None for other families)."""
+    """An RTM_NEWADDR/RTM_DELADDR payload of either family (None for other families)."""
     if len(payload) < IFADDRMSG.size:
         raise PacketError("bad_netlink", "short ifaddrmsg")
-    family, prefixlen, _flags, scope, index = IFADDRMSG.unpack_from(payload)
-    if family != socket.AF_INET:
+    family, prefixlen, flags, scope, index = IFADDRMSG.unpack_from(payload)
+    width = {socket.AF_INET: 4, socket.AF_INET6: 16}.get(family)
+    if width is None:
         return None
     attrs = nla_parse(payload[IFADDRMSG.size:])
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
-    if raw is None or len(raw) != 4:
+    if raw is None or len(raw) != width:
         return None
-    if prefixlen > 32:
+    if prefixlen > 8 * width:
         raise PacketError("bad_netlink", f"prefix length {prefixlen}")
-    address = ipaddress.IPv4Interface((ipaddress.IPv4Address(raw), prefixlen))
-    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")))
+    if len(attrs.get(IFA_FLAGS, b"")) == 4:
+        flags = struct.unpack("=I", attrs[IFA_FLAGS])[0]  # the 32-bit flags; the header has the low 8
+    address = ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
+    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")), flags)
 
 
 def addr_request_payload(
     index: int, address: IPInterface, scope: str = "global", label: Optional[str] = None,
-    brd: Optional[IPAddress] = None, peer: Optional[IPAddress] = None,
+    brd: Optional[IPAddress] = None, peer: Optional[IPAddress] = None, flags: int = 0,
 ) -> bytes:
     """The ifaddrmsg + attributes of an RTM_NEWADDR/RTM_DELADDR request for one address."""
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-    payload = IFADDRMSG.pack(family, address.network.prefixlen, 0, RT_SCOPES.get(scope, 0), index)
+    payload = IFADDRMSG.pack(family, address.network.prefixlen, flags, RT_SCOPES.get(scope, 0), index)
     payload += nla_pack(IFA_LOCAL, address.ip.packed)
     payload += nla_pack(IFA_ADDRESS, (peer or address.ip).packed)
     if brd is not None:
@@ -3158,18 +3275,18 @@ def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast:
     if unicast:
         ip[8] = 0
     ah = ah_header[:12] + bytes(AH_ICV_LEN)
-    return hmac_md5(ah_key(key), bytes(ip) + ah + vrrp)[:AH_ICV_LEN]
+    return hmac_digest(ah_key(key), bytes(ip) + ah + vrrp, "md5")[:AH_ICV_LEN]
 
 
-def hmac_md5(key: bytes, data: bytes) -> bytes:
-    """HMAC-MD5 (RFC 2104) from hashlib alone: python3-minimal has hashlib but not hmac."""
+def hmac_digest(key: bytes, data: bytes, digest: str) -> bytes:
+    """HMAC (RFC 2104) with hashlib's md5 or sha256 alone: python3-minimal has hashlib but not hmac."""
     import hashlib
 
-    if len(key) > 64:
-        key = hashlib.md5(key).digest()
+    if len(key) > 64:  # both hashes have 64-byte blocks
+        key = hashlib.new(digest, key).digest()
     key = key.ljust(64, b"\0")
-    inner = hashlib.md5(bytes(b ^ 0x36 for b in key) + data).digest()
-    return hashlib.md5(bytes(b ^ 0x5C for b in key) + inner).digest()
+    inner = hashlib.new(digest, bytes(b ^ 0x36 for b in key) + data).digest()
+    return hashlib.new(digest, bytes(b ^ 0x5C for b in key) + inner).digest()
 
 
 def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: bytes, key: bytes, seq: int,
@@ -3200,8 +3317,6 @@ def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int
     if next_header != IPPROTO_VRRP:
         raise PacketError("ah_next_header", f"AH carries protocol {next_header}")
     vrrp = packet[ihl + AH_HEADER_LEN:]
-    from _operator import _compare_digest  # what hmac.compare_digest is, without hmac
-
     if not _compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
         raise PacketError("ah_icv", "invalid IPSEC HMAC-MD5 value, due to fields mutation or bad password")
     if spi != packet[12:16]:
@@ -3243,6 +3358,151 @@ class AhSequence:
         if self.cycle:
             self.cycle = False
             self.seq_number = 0
+
+
+# -- keepalived 2.4's auth_hmac: the HMAC-SHA256 advert trailer (draft-cassen-vrrp-auth-hmac) --------
+#    28 bytes after the VRRP PDU: ext_type, key_id, reserved, a 64-bit sequence (seconds, 1/65536 s,
+#    counter) and the first 16 bytes of HMAC-SHA256 over a pseudo-header, the PDU with its checksum
+#    read as zero and the trailer with its HMAC read as zero. Byte for byte as keepalived 2.4.2/2.4.3.
+
+AUTH_HMAC_TRAILER = struct.Struct("!BBHIHH16s")  # ext_type, key_id, reserved, sec, subsec, ctr, hmac
+AUTH_HMAC_TRAILER_LEN = AUTH_HMAC_TRAILER.size  # 28
+AUTH_HMAC_SHA256 = 1  # VRRP_AUTH_HMAC_TYPE_SHA256: HMAC-SHA256 truncated to 128 bits
+AUTH_HMAC_LEN = 16
+AUTH_HMAC_MODES = ("enforce", "permissive", "receive-only")
+AUTH_HMAC_LRU = 4  # keepalived's replay table of multicast senders
+# receive results, as keepalived names its counters (auth_ext_*)
+HMAC_MISSING = "auth_ext_missing"
+HMAC_MALFORMED = "auth_ext_malformed"
+HMAC_UNKNOWN_KEY = "auth_ext_unknown_key"
+HMAC_INVALID = "auth_ext_invalid_hmac"
+HMAC_STALE = "auth_ext_stale"
+HMAC_REPLAY = "auth_ext_replay"
+
+
+def _hmac_sha256(key: bytes, data: bytes) -> bytes:
+    return hmac_digest(key, data, "sha256")
+
+
+def auth_hmac_input(src: IPAddress, version: int, vrid: int, pdu: bytes, trailer: bytes) -> bytes:
+    """What the HMAC covers: {family, version, VRID, 0, source padded to 16 bytes}, the PDU with a zero
+    checksum, the trailer's first 12 bytes and 16 zero bytes in place of the HMAC."""
+    pseudo = bytes((src.version, version, vrid, 0)) + src.packed.ljust(16, b"\0")
+    return pseudo + pdu[:6] + b"\0\0" + pdu[8:] + trailer[:12] + bytes(AUTH_HMAC_LEN)
+
+
+def auth_hmac_trailer(key: bytes, key_id: int, seq: int, pdu: bytes, src: IPAddress, version: int,
+                      vrid: int) -> bytes:
+    """The 28-byte trailer signing `pdu` (the VRRP message as sent) from `src` with sequence `seq`."""
+    head = AUTH_HMAC_TRAILER.pack(AUTH_HMAC_SHA256, key_id, 0, seq >> 32, (seq >> 16) & 0xFFFF, seq & 0xFFFF,
+                                  b"")[:12]
+    return head + _hmac_sha256(key, auth_hmac_input(src, version, vrid, pdu, head))[:AUTH_HMAC_LEN]
+
+
+def auth_hmac_split(msg: bytes, addr_len: int) -> Tuple[bytes, Optional[bytes]]:
+    """(PDU, trailer or None): a trailer is there only when the message is exactly 28 bytes longer than
+    its address count says (keepalived's presence rule); anything else is left to the decoder."""
+    if len(msg) < VRRP_HEADER_LEN:
+        return msg, None
+    expected = VRRP_HEADER_LEN + addr_len * msg[3] + (VRRP_AUTH_DATA_LEN if msg[0] >> 4 == 2 else 0)
+    if len(msg) == expected + AUTH_HMAC_TRAILER_LEN:
+        return msg[:expected], msg[expected:]
+    return msg, None
+
+
+def _int32(value: int) -> int:
+    """value as C's (int32_t) cast reads it."""
+    return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _serial_after(a: int, b: int) -> bool:
+    """RFC 1982 serial arithmetic on 64 bits: a comes after b."""
+    diff = (a - b) & 0xFFFFFFFFFFFFFFFF
+    return diff != 0 and diff < 1 << 63
+
+
+class AuthHmac:
+    """One instance's auth_hmac: keys, the sender's sequence and the receiver's anti-replay marks.
+
+    Sans-IO: every call is given the wall clock as integer nanoseconds since 1970 (the trailer
+    carries UTC seconds). keepalived's vrrp_auth_hmac.c, in the order of its checks."""
+
+    def __init__(self, keys: Dict[int, bytes], active_key: int, mode: str = "enforce", anti_replay: str = "time",
+                 time_window: int = 5):
+        self.keys = dict(keys)
+        self.active_key = active_key
+        self.mode = mode
+        self.anti_replay = anti_replay
+        self.time_window = time_window
+        self.last_seq: Optional[int] = None
+        self.marks: Dict[Any, int] = {}  # unicast peer or multicast source -> last accepted seq
+
+    @property
+    def sends(self) -> bool:
+        """receive-only accepts trailers but sends none (the first step of a roll-out)."""
+        return self.mode != "receive-only"
+
+    @property
+    def requires(self) -> bool:
+        """enforce drops adverts without a trailer; permissive and receive-only accept them."""
+        return self.mode == "enforce"
+
+    def next_seq(self, now_ns: int) -> int:
+        """The sender's next sequence: the clock, or one past the last when the clock has not moved on."""
+        sec = now_ns // 1_000_000_000
+        clk = ((sec & 0xFFFFFFFF) << 32) | ((now_ns % 1_000_000_000) * 65536 // 1_000_000_000) << 16
+        last = self.last_seq
+        if last is None or _serial_after(clk, last):
+            seq = clk
+        elif self.anti_replay == "time" and _int32((last >> 32) - sec) > self.time_window:
+            seq = clk  # the clock was stepped back: start again from it (keepalived 2.4.3)
+        else:
+            seq = (last + 1) & 0xFFFFFFFFFFFFFFFF
+        self.last_seq = seq
+        return seq
+
+    def sign(self, pdu: bytes, src: IPAddress, version: int, vrid: int, now_ns: int) -> bytes:
+        """The trailer to append to `pdu` (signed once per advert: every unicast copy carries the same)."""
+        return auth_hmac_trailer(self.keys[self.active_key], self.active_key, self.next_seq(now_ns), pdu, src,
+                                 version, vrid)
+
+    def verify(self, pdu: bytes, trailer: bytes, src: IPAddress, version: int, vrid: int, now_ns: int,
+               slot: Any = None, lru: bool = True) -> Tuple[Optional[str], str]:
+        """(None, note) when the trailer is good (and its sequence remembered), else (counter, log text).
+
+        `slot` keys the replay mark (the unicast peer; the source by default); `lru` keeps at most 4
+        multicast senders. The note is a clock-skew warning for an accepted trailer, or ''."""
+        ext_type, key_id, reserved, sec, subsec, ctr, mac = AUTH_HMAC_TRAILER.unpack(trailer)
+        if ext_type != AUTH_HMAC_SHA256 or reserved != 0:
+            return HMAC_MALFORMED, f"malformed authentication trailer from {src}"
+        now_sec = now_ns // 1_000_000_000
+        skew = _int32(now_sec - sec)
+        window = self.time_window
+        if self.anti_replay == "time" and abs(skew) > window:
+            return HMAC_STALE, (f"stale authentication trailer from {src}, clock skew {skew} sec exceeds window "
+                                f"{window} sec")
+        key = self.keys.get(key_id)
+        if key is None:
+            return HMAC_UNKNOWN_KEY, f"unknown authentication key id {key_id} from {src}"
+        good = _hmac_sha256(key, auth_hmac_input(src, version, vrid, pdu, trailer))[:AUTH_HMAC_LEN]
+        if not _compare_digest(good, mac):
+            return HMAC_INVALID, f"invalid authentication HMAC from {src}"
+        seq = (sec << 32) | (subsec << 16) | ctr
+        slot = src if slot is None else slot
+        mark = self.marks.get(slot)
+        if mark is not None and self.anti_replay == "time":
+            if abs(_int32(now_sec - (mark >> 32))) > window:
+                mark = None  # too old to say anything (keepalived 2.4.3)
+        if mark is not None and not _serial_after(seq, mark):
+            return HMAC_REPLAY, f"replayed authentication trailer from {src}"
+        self.marks.pop(slot, None)
+        self.marks[slot] = seq
+        if lru and len(self.marks) > AUTH_HMAC_LRU:
+            del self.marks[next(iter(self.marks))]
+        note = ""
+        if self.anti_replay == "time" and abs(skew) * 2 > window:
+            note = f"authentication clock skew {skew} sec from {src} approaching window {window} sec"
+        return None, note
 
 
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
@@ -3291,35 +3551,27 @@ def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> 
     return name or f"{prefix}.{vrid}"
 
 
-def _ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
 
-def rtm_newlink_macvlan(seq: int, name: str, base_ifindex: int, mac: bytes) -> bytes:
-    """RTM_NEWLINK creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
+def macvlan_link_payload(name: str, base_ifindex: int, mac: bytes) -> bytes:
+    """RTM_NEWLINK payload creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
     info = nla_pack(IFLA_INFO_KIND, b"macvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED,
                                                   nla_pack(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
-    attrs = (nla_pack(IFLA_IFNAME, name.encode() + b"\0") + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
+    attrs = (nla_pack_str(IFLA_IFNAME, name) + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
              + nla_pack(IFLA_ADDRESS, mac) + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
-    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, _ifinfomsg() + attrs)
+    return ifinfomsg() + attrs
 
 
-def rtm_setlink_addrgenmode(seq: int, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
-    """RTM_NEWLINK setting the IPv6 link-local generation mode; must come before the link goes up.
+def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
+    """RTM_NEWLINK payload setting the IPv6 link-local generation mode; must come before the link goes up.
 
     `random` (FRR's advice, RFC 5798 section 7.4) keeps two routers' link-locals apart although
     their VMACs are equal."""
     spec = nla_pack(IFLA_AF_SPEC | NLA_F_NESTED,
-                nla_pack(socket.AF_INET6 | NLA_F_NESTED, nla_pack(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
-    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex) + spec)
-
-
-def rtm_setlink_up(seq: int, ifindex: int, up: bool = True) -> bytes:
-    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
-
-
-def rtm_dellink(seq: int, ifindex: int) -> bytes:
-    return nlmsg_pack(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex))
+                    nla_pack(socket.AF_INET6 | NLA_F_NESTED, nla_pack(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
+    return ifinfomsg(ifindex) + spec
 
 
 # ============================================================================================
@@ -4609,55 +4861,69 @@ SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagr
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
 
 
-class Rtnetlink:
-    """Requests to rtnetlink: dump links and addresses, add and delete addresses.
+class NetlinkSocket:
+    """A netlink socket with the one request loop of this file: rtnetlink (addresses, links, VMACs) and
+    generic netlink (IPVS) both send through request().
 
-    The kernel answers these synchronously while handling sendmsg(), so a reply is already queued when
-    recv() runs; the socket timeout only guards against a kernel that never answers."""
+    The kernel answers while handling send(), so the answer is already queued when recv() runs; the
+    socket timeout only guards against a kernel that never answers."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self.sock.bind((0, 0))
-        self.sock.settimeout(1.0)
-        self.seq = int(time.time()) & 0xFFFF
+    def __init__(self, protocol: int, timeout: float) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+        try:
+            self.sock.bind((0, 0))
+            self.sock.settimeout(timeout)
+        except OSError:
+            self.sock.close()
+            raise
+        self.seq = int(time.time()) & 0xFFFFFF
 
     def request(self, msg_type: int, flags: int, payload: bytes) -> List[Tuple[int, bytes]]:
-        """Send one request and collect (type, payload) replies until ACK/DONE; raises NetlinkError."""
+        """Send one request; its answers as (type, payload) up to the ACK or NLMSG_DONE. Raises NetlinkError."""
         self.seq += 1
-        seq = self.seq
-        self.sock.send(nlmsg_pack(msg_type, flags | NLM_F_REQUEST, seq, payload))
-        replies: List[Tuple[int, bytes]] = []
+        self.sock.send(nlmsg_pack(msg_type, flags | NLM_F_REQUEST, self.seq, payload))
+        out: List[Tuple[int, bytes]] = []
         while True:
-            data = self.sock.recv(1 << 20)
-            for rtype, rflags, rseq, _pid, body in nlmsg_parse(data):
-                if rseq != seq:
-                    continue
-                if rtype == NLMSG_ERROR:
-                    code = nlmsg_error_code(body)
-                    if code:
-                        raise NetlinkError(code, f"netlink request {msg_type}")
-                    return replies
-                if rtype == NLMSG_DONE:
-                    return replies
-                replies.append((rtype, body))
-                if not rflags & NLM_F_MULTI and not flags & NLM_F_ACK:
-                    return replies
+            try:
+                replies, finished = nlmsg_replies(self.sock.recv(1 << 20), self.seq)
+            except PacketError as exc:
+                raise NetlinkError(errno.EPROTO, f"malformed netlink answer ({exc})") from None
+            out += [(rtype, body) for rtype, _rflags, body in replies]
+            if finished or (replies and not flags & (NLM_F_ACK | NLM_F_DUMP) and not replies[-1][1] & NLM_F_MULTI):
+                return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Rtnetlink(NetlinkSocket):
+    """rtnetlink requests: dump links and addresses (both families), add and delete addresses, VMAC links."""
+
+    def __init__(self) -> None:
+        super().__init__(NETLINK_ROUTE, timeout=2.0)
 
     def links(self) -> Dict[int, LinkInfo]:
-        replies = self.request(RTM_GETLINK, NLM_F_DUMP, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+        replies = self.request(RTM_GETLINK, NLM_F_DUMP, ifinfomsg())
         links = [parse_link(body) for rtype, body in replies if rtype == RTM_NEWLINK]
         return {link.index: link for link in links}
 
     def addresses(self) -> List[AddrInfo]:
-        replies = self.request(RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0))
+        replies = self.request(RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
         found = [parse_addr(body) for rtype, body in replies if rtype == RTM_NEWADDR]
         return [a for a in found if a is not None]
 
     def add_address(self, index: int, vip: VirtualIP) -> bool:
-        """Add a VIP; False when it was there already."""
-        payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
+        """Add a VIP; False when it was there already.
+
+        An IPv6 VIP goes in with nodad, as keepalived adds it: VRRP is its duplicate detection."""
+        if vip.address.version == 6:
+            payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer, IFA_F_NODAD)
+            flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        else:
+            payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
+            flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
         try:
-            self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, payload)
+            self.request(RTM_NEWADDR, flags, payload)
         except NetlinkError as exc:
             if exc.errno == errno.EEXIST:
                 return False
@@ -4675,17 +4941,27 @@ class Rtnetlink:
             raise
         return True
 
-    def close(self) -> None:
-        self.sock.close()
+    def new_macvlan(self, name: str, base_ifindex: int, mac: bytes) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, macvlan_link_payload(name, base_ifindex, mac))
+
+    def set_addrgenmode(self, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK, addrgenmode_payload(ifindex, mode))
+
+    def set_link_up(self, ifindex: int, up: bool = True) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK, ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
+
+    def del_link(self, ifindex: int) -> None:
+        self.request(RTM_DELLINK, NLM_F_ACK, ifinfomsg(ifindex))
 
 
 class RtnetlinkMonitor:
-    """Link and IPv4 address events (RTMGRP_LINK, RTMGRP_IPV4_IFADDR) on a non-blocking socket."""
+    """Link and address events of both families (RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR) on a
+    non-blocking socket: no polling of /proc."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
+        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
         self.sock.setblocking(False)
         self.overrun = False
 
@@ -4791,14 +5067,12 @@ class GarpSocket:
 
 # --------------------------------------------------------------------------------------------
 # 7b. Generic netlink IPVS, checker I/O and the LVS manager
-#     (small private netlink packing helpers live here until section 4 has shared ones)
 # --------------------------------------------------------------------------------------------
 
 NETLINK_GENERIC = 16
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-NLMSG_ERROR, NLMSG_DONE, GENL_ID_CTRL = 2, 3, 16
+GENL_ID_CTRL = 16
+GENL_HEADER = struct.Struct("=BBH")  # cmd, version, reserved
 CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
-NLA_F_NESTED = 0x8000
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
@@ -4859,24 +5133,6 @@ class IpvsDest:
     tun_flags: int = 0
 
 
-def _nla(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _nla_parse(data: bytes) -> Dict[int, bytes]:
-    attrs: Dict[int, bytes] = {}
-    offset = 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        attrs[kind & 0x3FFF] = data[offset + 4:offset + length]
-        offset += (length + 3) & ~3
-    return attrs
-
-
 def _inet_addr(addr: IPAddress) -> bytes:
     return addr.packed.ljust(16, b"\0")
 
@@ -4884,51 +5140,59 @@ def _inet_addr(addr: IPAddress) -> bytes:
 def genl_message(family: int, cmd: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST | NLM_F_ACK,
                  version: int = IPVS_GENL_VERSION) -> bytes:
     """nlmsghdr + genlmsghdr + attributes (the port id is left 0: the kernel fills it)."""
-    return struct.pack("=IHHII", 20 + len(attrs), family, flags, seq, 0) + struct.pack("=BBH", cmd, version, 0) + attrs
+    return nlmsg_pack(family, flags, seq, GENL_HEADER.pack(cmd, version, 0) + attrs)
+
+
+def genl_parse(payload: bytes) -> Tuple[int, Dict[int, bytes]]:
+    """A generic netlink answer's (command, attributes); PacketError if malformed."""
+    if len(payload) < GENL_HEADER.size:
+        raise PacketError("bad_netlink", "short generic netlink message")
+    return payload[0], nla_parse(payload[GENL_HEADER.size:])
 
 
 def ipvs_service_attr(svc: Union[IpvsService, IpvsServiceKey]) -> bytes:
     """IPVS_CMD_ATTR_SERVICE: the key alone (GET/DEL and dest commands) or the full service."""
     key = svc.key if isinstance(svc, IpvsService) else svc
-    body = _nla(IPVS_SVC_ATTR_AF, struct.pack("=H", key.af))
+    body = nla_pack(IPVS_SVC_ATTR_AF, struct.pack("=H", key.af))
     if key.fwmark:
-        body += _nla(IPVS_SVC_ATTR_FWMARK, struct.pack("=I", key.fwmark))
+        body += nla_pack(IPVS_SVC_ATTR_FWMARK, struct.pack("=I", key.fwmark))
     else:
         assert key.addr is not None
-        body += _nla(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", key.protocol))
-        body += _nla(IPVS_SVC_ATTR_ADDR, _inet_addr(key.addr))
-        body += _nla(IPVS_SVC_ATTR_PORT, struct.pack("!H", key.port))
+        body += nla_pack(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", key.protocol))
+        body += nla_pack(IPVS_SVC_ATTR_ADDR, _inet_addr(key.addr))
+        body += nla_pack(IPVS_SVC_ATTR_PORT, struct.pack("!H", key.port))
     if isinstance(svc, IpvsService):
-        body += _nla(IPVS_SVC_ATTR_SCHED_NAME, svc.sched_name.encode() + b"\0")
-        body += _nla(IPVS_SVC_ATTR_FLAGS, struct.pack("=II", svc.flags, 0xFFFFFFFF))
-        body += _nla(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
+        body += nla_pack(IPVS_SVC_ATTR_SCHED_NAME, svc.sched_name.encode() + b"\0")
+        body += nla_pack(IPVS_SVC_ATTR_FLAGS, struct.pack("=II", svc.flags, 0xFFFFFFFF))
+        body += nla_pack(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
         netmask = struct.pack("=I", svc.netmask) if key.af == socket.AF_INET6 else struct.pack("!I", svc.netmask)
-        body += _nla(IPVS_SVC_ATTR_NETMASK, netmask)
+        body += nla_pack(IPVS_SVC_ATTR_NETMASK, netmask)
         if svc.pe_name:
-            body += _nla(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
-    return _nla(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
+            body += nla_pack(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
+    return nla_pack(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
 
 
 def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
     """IPVS_CMD_ATTR_DEST: address and port, plus method, weight and thresholds when `full`."""
-    body = _nla(IPVS_DEST_ATTR_ADDR, _inet_addr(dest.addr)) + _nla(IPVS_DEST_ATTR_PORT, struct.pack("!H", dest.port))
+    body = nla_pack(IPVS_DEST_ATTR_ADDR, _inet_addr(dest.addr))
+    body += nla_pack(IPVS_DEST_ATTR_PORT, struct.pack("!H", dest.port))
     if full:
-        body += _nla(IPVS_DEST_ATTR_FWD_METHOD, struct.pack("=I", dest.fwd_method))
-        body += _nla(IPVS_DEST_ATTR_WEIGHT, struct.pack("=I", dest.weight))
-        body += _nla(IPVS_DEST_ATTR_U_THRESH, struct.pack("=I", dest.u_thresh))
-        body += _nla(IPVS_DEST_ATTR_L_THRESH, struct.pack("=I", dest.l_thresh))
+        body += nla_pack(IPVS_DEST_ATTR_FWD_METHOD, struct.pack("=I", dest.fwd_method))
+        body += nla_pack(IPVS_DEST_ATTR_WEIGHT, struct.pack("=I", dest.weight))
+        body += nla_pack(IPVS_DEST_ATTR_U_THRESH, struct.pack("=I", dest.u_thresh))
+        body += nla_pack(IPVS_DEST_ATTR_L_THRESH, struct.pack("=I", dest.l_thresh))
         af = socket.AF_INET6 if dest.addr.version == 6 else socket.AF_INET
-        body += _nla(IPVS_DEST_ATTR_ADDR_FAMILY, struct.pack("=H", af))
+        body += nla_pack(IPVS_DEST_ATTR_ADDR_FAMILY, struct.pack("=H", af))
         if dest.tun_type is not None:
-            body += _nla(IPVS_DEST_ATTR_TUN_TYPE, struct.pack("=B", dest.tun_type))
-            body += _nla(IPVS_DEST_ATTR_TUN_PORT, struct.pack("!H", dest.tun_port))
-            body += _nla(IPVS_DEST_ATTR_TUN_FLAGS, struct.pack("=H", dest.tun_flags))
-    return _nla(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
+            body += nla_pack(IPVS_DEST_ATTR_TUN_TYPE, struct.pack("=B", dest.tun_type))
+            body += nla_pack(IPVS_DEST_ATTR_TUN_PORT, struct.pack("!H", dest.tun_port))
+            body += nla_pack(IPVS_DEST_ATTR_TUN_FLAGS, struct.pack("=H", dest.tun_flags))
+    return nla_pack(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
 
 
 def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
     """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
-    return b"".join(_nla(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
+    return b"".join(nla_pack(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
                     for name, value in sorted(timeouts.items(), key=lambda kv: IPVS_CMD_ATTR_TIMEOUT[kv[0]]))
 
 
@@ -4940,12 +5204,12 @@ def ipvs_parse_service(nested: bytes) -> IpvsService:
     """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService; NetlinkError if malformed."""
     try:
         return _ipvs_parse_service(nested)
-    except (KeyError, IndexError, ValueError, struct.error) as exc:
+    except (KeyError, IndexError, ValueError, struct.error, PacketError) as exc:
         raise NetlinkError(errno.EPROTO, f"malformed IPVS service ({exc!r})") from None
 
 
 def _ipvs_parse_service(nested: bytes) -> IpvsService:
-    a = _nla_parse(nested)
+    a = nla_parse(nested)
     af = struct.unpack("=H", a[IPVS_SVC_ATTR_AF])[0]
     fwmark = struct.unpack("=I", a[IPVS_SVC_ATTR_FWMARK])[0] if IPVS_SVC_ATTR_FWMARK in a else 0
     if fwmark:
@@ -4968,12 +5232,12 @@ def ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
     """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest; NetlinkError if malformed."""
     try:
         return _ipvs_parse_dest(nested, af)
-    except (KeyError, IndexError, ValueError, struct.error) as exc:
+    except (KeyError, IndexError, ValueError, struct.error, PacketError) as exc:
         raise NetlinkError(errno.EPROTO, f"malformed IPVS destination ({exc!r})") from None
 
 
 def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
-    a = _nla_parse(nested)
+    a = nla_parse(nested)
     if IPVS_DEST_ATTR_ADDR_FAMILY in a:
         af = struct.unpack("=H", a[IPVS_DEST_ATTR_ADDR_FAMILY])[0]
 
@@ -4990,96 +5254,55 @@ def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
     )
 
 
-def genl_parse_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, Dict[int, bytes]]], bool]:
-    """Split a netlink datagram into (genl cmd, attributes) replies; True once DONE or ACK is seen.
-
-    Raises NetlinkError for an error reply to `seq`."""
-    replies: List[Tuple[int, Dict[int, bytes]]] = []
-    offset, finished = 0, False
-    while offset + 16 <= len(data):
-        length, kind, _flags, rseq, _pid = struct.unpack_from("=IHHII", data, offset)
-        if length < 16:
-            break
-        payload = data[offset + 16:offset + length]
-        offset += (length + 3) & ~3
-        if rseq != seq:
-            continue
-        if kind == NLMSG_ERROR:
-            if len(payload) < 4:
-                raise NetlinkError(errno.EPROTO, "short netlink error message")
-            err = -struct.unpack_from("=i", payload)[0]
-            if err:
-                raise NetlinkError(err)
-            finished = True
-        elif kind == NLMSG_DONE:
-            finished = True
-        elif len(payload) < 4:
-            raise NetlinkError(errno.EPROTO, "short generic netlink message")
-        else:
-            replies.append((payload[0], _nla_parse(payload[4:])))
-    return replies, finished
-
-
-class IpvsNetlink:
-    """A generic netlink socket to the kernel's IPVS family; each request waits for the kernel's
-    answer, which is immediate (no network is involved), so the loop is not held up."""
+class IpvsNetlink(NetlinkSocket):
+    """Generic netlink requests to the kernel's IPVS family."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-        self.sock.settimeout(5.0)
-        self.sock.bind((0, 0))
-        self.seq = int(time.time()) & 0xFFFFFF
+        super().__init__(NETLINK_GENERIC, timeout=5.0)
         try:
-            replies = self._request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
-                                    _nla(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME.encode() + b"\0"), version=1)
+            replies = self._genl(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
+                                 nla_pack_str(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME), version=1)
             self.family = struct.unpack("=H", replies[0][1][CTRL_ATTR_FAMILY_ID][:2])[0]
         except Exception:
             self.sock.close()
             raise
 
-    def close(self) -> None:
-        self.sock.close()
+    def _genl(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
+              version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
+        try:
+            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, GENL_HEADER.pack(cmd, version, 0) + attrs)
+            return [genl_parse(body) for _type, body in replies]
+        except PacketError as exc:
+            raise NetlinkError(errno.EPROTO, f"malformed generic netlink answer ({exc})") from None
 
-    def _request(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
-                 version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
-        self.seq += 1
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
-        self.sock.send(genl_message(family, cmd, attrs, self.seq, flags, version))
-        out: List[Tuple[int, Dict[int, bytes]]] = []
-        while True:
-            replies, finished = genl_parse_replies(self.sock.recv(1 << 20), self.seq)
-            out.extend(replies)
-            if finished or (out and not dump and family == GENL_ID_CTRL):
-                return out
-
-    def request(self, cmd: int, attrs: bytes, dump: bool = False) -> List[Tuple[int, Dict[int, bytes]]]:
-        return self._request(self.family, cmd, attrs, dump)
+    def genl_request(self, cmd: int, attrs: bytes, dump: bool = False) -> List[Tuple[int, Dict[int, bytes]]]:
+        return self._genl(self.family, cmd, attrs, dump)
 
     def services(self) -> List[IpvsService]:
         return [ipvs_parse_service(a[IPVS_CMD_ATTR_SERVICE])
-                for _, a in self.request(IPVS_CMD_GET_SERVICE, b"", dump=True) if IPVS_CMD_ATTR_SERVICE in a]
+                for _, a in self.genl_request(IPVS_CMD_GET_SERVICE, b"", dump=True) if IPVS_CMD_ATTR_SERVICE in a]
 
     def dests(self, key: IpvsServiceKey) -> List[IpvsDest]:
-        replies = self.request(IPVS_CMD_GET_DEST, ipvs_service_attr(key), dump=True)
+        replies = self.genl_request(IPVS_CMD_GET_DEST, ipvs_service_attr(key), dump=True)
         return [ipvs_parse_dest(a[IPVS_CMD_ATTR_DEST], key.af) for _, a in replies if IPVS_CMD_ATTR_DEST in a]
 
     def new_service(self, svc: IpvsService) -> None:
-        self.request(IPVS_CMD_NEW_SERVICE, ipvs_service_attr(svc))
+        self.genl_request(IPVS_CMD_NEW_SERVICE, ipvs_service_attr(svc))
 
     def set_service(self, svc: IpvsService) -> None:
-        self.request(IPVS_CMD_SET_SERVICE, ipvs_service_attr(svc))
+        self.genl_request(IPVS_CMD_SET_SERVICE, ipvs_service_attr(svc))
 
     def del_service(self, key: IpvsServiceKey) -> None:
-        self.request(IPVS_CMD_DEL_SERVICE, ipvs_service_attr(key))
+        self.genl_request(IPVS_CMD_DEL_SERVICE, ipvs_service_attr(key))
 
     def new_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
-        self.request(IPVS_CMD_NEW_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+        self.genl_request(IPVS_CMD_NEW_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
 
     def set_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
-        self.request(IPVS_CMD_SET_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+        self.genl_request(IPVS_CMD_SET_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
 
     def del_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
-        self.request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
+        self.genl_request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
 
 
 def _vs_name(vs: VirtualServer) -> str:
@@ -5630,10 +5853,11 @@ class LvsManager:
                 self.nl = None
             return
         if self.config.global_defs.lvs_flush:
-            self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
+            self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
             self.kernel = {}
         if self.config.global_defs.lvs_timeouts:
-            self._call(self.nl.request, IPVS_CMD_SET_CONFIG, ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
+            self._call(self.nl.genl_request, IPVS_CMD_SET_CONFIG,
+                       ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
         self._apply(self.config)
 
     def stop(self) -> None:
@@ -5642,7 +5866,7 @@ class LvsManager:
         self.vs = {}
         if self.nl is not None:
             if self.config.global_defs.lvs_flush_on_stop:
-                self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
+                self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
             self.nl.close()
             self.nl = None
 
@@ -5949,27 +6173,6 @@ class StrictFirewall:
         self.active = False
 
 
-def rtnl_talk(message: bytes) -> None:
-    """Send one rtnetlink request and wait for its acknowledgement (a short blocking call).
-
-    Raises NetlinkError with the kernel's errno."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
-        nl.settimeout(2.0)
-        nl.send(message)
-        seq = struct.unpack_from("=I", message, 8)[0]
-        while True:
-            data = nl.recv(65536)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
-                if msg_type == 2 and msg_seq == seq:  # NLMSG_ERROR; 0 is the acknowledgement
-                    err = -struct.unpack_from("=i", data, offset + 16)[0]
-                    if err:
-                        raise NetlinkError(err, "rtnetlink")
-                    return
-                offset += max(16, (length + 3) & ~3)
-
-
 def _read_sysctl(path: str) -> Optional[str]:
     try:
         with open(path) as f:
@@ -5990,10 +6193,16 @@ def _write_sysctl(path: str, value: str) -> bool:
 class VmacManager:
     """Creates the VMAC macvlans of `use_vmac` instances and removes them (and restores sysctls) on stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, rtnl: Optional[Rtnetlink] = None) -> None:
         self.created: Dict[str, int] = {}  # name -> ifindex
         self._saved_sysctls: Dict[str, str] = {}
-        self._seq = 0
+        self._rtnl = rtnl
+
+    @property
+    def rtnl(self) -> Rtnetlink:
+        if self._rtnl is None:
+            self._rtnl = Rtnetlink()
+        return self._rtnl
 
     def _set_sysctl(self, path: str, value: str, restore: bool = False) -> None:
         old = _read_sysctl(path)
@@ -6013,15 +6222,11 @@ class VmacManager:
             if found != ":".join(f"{b:02x}" for b in mac):
                 raise VrrpdError(f"use_vmac: interface {name} exists with MAC {found}, not the VMAC")
             log.info("use_vmac: removing stale %s", name)
-            self._seq += 1
-            rtnl_talk(rtm_dellink(self._seq, socket.if_nametoindex(name)))
-        base_index = socket.if_nametoindex(base)
-        self._seq += 1
-        rtnl_talk(rtm_newlink_macvlan(self._seq, name, base_index, mac))
+            self.rtnl.del_link(socket.if_nametoindex(name))
+        self.rtnl.new_macvlan(name, socket.if_nametoindex(base), mac)
         index = socket.if_nametoindex(name)
         self.created[name] = index
-        self._seq += 1
-        rtnl_talk(rtm_setlink_addrgenmode(self._seq, index))
+        self.rtnl.set_addrgenmode(index)
         conf4 = "/proc/sys/net/ipv4/conf"
         # keepalived's settings: the VMAC must hear its peers and answer ARP only for its own VIPs;
         # the base interface must not answer ARP for the VIPs with its own MAC (arp_announce is ours).
@@ -6035,8 +6240,7 @@ class VmacManager:
             # replies from a VIP leave through the base interface; its ARP requests must not carry the VIP
             # as sender, or neighbours would learn the base MAC for it
             self._set_sysctl(f"{conf4}/{base}/arp_announce", "2", restore=True)
-        self._seq += 1
-        rtnl_talk(rtm_setlink_up(self._seq, index))
+        self.rtnl.set_link_up(index)
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
         return index
 
@@ -6045,9 +6249,8 @@ class VmacManager:
         name = next((n for n, i in self.created.items() if i == index), None)
         if name is None:
             return
-        self._seq += 1
         try:
-            rtnl_talk(rtm_dellink(self._seq, index))
+            self.rtnl.del_link(index)
             log.info("use_vmac: removed %s", name)
         except (OSError, NetlinkError) as exc:
             log.warning("use_vmac: cannot remove %s: %s", name, exc)
@@ -6125,19 +6328,6 @@ class NdiscSocket(GarpSocket):
     def send(self, mac: bytes, address: Any) -> None:
         frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))
         self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
-
-
-def link_local_address(ifname: str) -> Optional[ipaddress.IPv6Address]:
-    """The interface's usable (not tentative) IPv6 link-local address, from /proc/net/if_inet6."""
-    try:
-        with open("/proc/net/if_inet6") as f:
-            rows = [line.split() for line in f]
-    except OSError:
-        return None
-    for row in rows:
-        if len(row) >= 6 and row[5] == ifname and row[3] == "20" and not int(row[4], 16) & 0x40:  # 0x40 tentative
-            return ipaddress.IPv6Address(bytes.fromhex(row[0]))
-    return None
 
 
 # ============================================================================================
@@ -6956,6 +7146,7 @@ class InstanceRuntime:
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
+        self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -7084,6 +7275,7 @@ class Daemon:
         machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
+        self._attach_hmac(rt)
         if instance_family(inst) == 6:
             self.beyond.attach6(rt)
             self.runtimes.append(rt)
@@ -7114,6 +7306,48 @@ class Daemon:
             self.own_sources.add(rt.src)
         return rt
 
+    @staticmethod
+    def _attach_hmac(rt: InstanceRuntime) -> None:
+        """auth_hmac's engine for the instance; a reload keeps its sequence and anti-replay marks."""
+        ah = rt.inst.auth_hmac
+        if ah is None:
+            rt.hmac = None
+            return
+        window = ah.time_window or min(300, max(5, int(3 * rt.machine.advert_int)))
+        old = rt.hmac
+        rt.hmac = AuthHmac(ah.keys, ah.active_key, ah.mode, ah.anti_replay, window)
+        if old is not None:
+            rt.hmac.last_seq, rt.hmac.marks = old.last_seq, old.marks
+
+    def hmac_trailer(self, rt: InstanceRuntime, pdu: bytes) -> bytes:
+        """The auth_hmac trailer for an advert about to be sent (b'' when the instance sends none)."""
+        if rt.hmac is None or not rt.hmac.sends or rt.src is None:
+            return b""
+        return rt.hmac.sign(pdu, rt.src, rt.version, rt.machine.vrid, time.time_ns())
+
+    def hmac_receive(self, rt: InstanceRuntime, msg: bytes, src: IPAddress, unicast: bool) -> Optional[bytes]:
+        """keepalived's auth_hmac receive check: the advert without its trailer, or None to drop it
+        (counted, logged rate-limited; nothing else changes). Runs after the TTL and before the PDU checks."""
+        ah, name = rt.hmac, rt.inst.name
+        if ah is None or len(msg) < VRRP_HEADER_LEN or msg[0] >> 4 != rt.version:
+            return msg  # a version mismatch is the decoder's to report
+        if unicast and not any(p.address == src for p in rt.inst.unicast_peer):
+            self._bad(rt, "unknown_peer", f"({name}) unicast source address {src} not a unicast peer")
+            return None
+        pdu, trailer = auth_hmac_split(msg, 4 if src.version == 4 else 16)
+        if trailer is None:
+            if ah.requires:
+                self._bad(rt, HMAC_MISSING, f"({name}) missing authentication trailer from {src}")
+                return None
+            return pdu
+        reason, text = ah.verify(pdu, trailer, src, rt.version, rt.machine.vrid, time.time_ns(), lru=not unicast)
+        if reason is not None:
+            self._bad(rt, reason, f"({name}) {text}")
+            return None
+        if text:
+            self.ratelimit(("hmac_skew", name), self.loop.time(), f"({name}) {text}")
+        return pdu
+
     def _set_targets(self, rt: InstanceRuntime) -> None:
         """Where adverts go (the multicast group, or each unicast_peer) and from which source address."""
         inst, g = rt.inst, self.g
@@ -7131,15 +7365,19 @@ class Daemon:
         """Our own advert sources and interface addresses: packets from them are our own echoes."""
         self.own_sources = {rt.src for rt in self.runtimes if rt.src is not None}
 
-    def _source_address(self, rt: InstanceRuntime) -> Optional[ipaddress.IPv4Address]:
-        """unicast_src_ip, mcast_src_ip, else the interface's first IPv4 address that is not one of our VIPs."""
+    def _source_address(self, rt: InstanceRuntime) -> Optional[IPAddress]:
+        """unicast_src_ip, mcast_src_ip, else the interface's own address of the instance's family that is not
+        one of our VIPs: the first global IPv4 address, or the usable IPv6 link-local (RFC 5798 section 5.1.2)."""
+        family = instance_family(rt.inst)
         for chosen in (rt.inst.unicast_src_ip, rt.inst.mcast_src_ip):
-            if chosen is not None and chosen.version == 4:
-                return chosen  # type: ignore[return-value]
+            if chosen is not None and chosen.version == family:
+                return chosen
         vips = self._vip_addresses | {v.address.ip for v in rt.vips}
+        scope = 0 if family == 4 else RT_SCOPES["link"]
         for a in self.addrs:
-            if a.index == rt.ifindex and a.address.ip not in vips and a.scope == 0:
-                return a.address.ip  # type: ignore[return-value]
+            if (a.index == rt.ifindex and a.address.version == family and a.scope == scope and a.usable
+                    and a.address.ip not in vips):
+                return a.address.ip
         return None
 
     def stop(self, signum: int = 0) -> None:
@@ -7281,6 +7519,7 @@ class Daemon:
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
+        self._attach_hmac(rt)
         if instance_family(inst) == 6:
             self.beyond.attach6(rt)
         else:
@@ -7394,7 +7633,14 @@ class Daemon:
             return
         key = (priority, rt.src)
         packets = rt.packets.get(key)
-        if packets is None:
+        if rt.hmac is not None and rt.hmac.sends:
+            # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
+            m = rt.machine
+            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int)
+            msgs = [(dst, ttl, encode_advert(adv, rt.src, dst, rt.checksum_as_v2)) for dst, ttl in rt.targets]
+            trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
+            packets = [(str(dst), encode_ipv4(rt.src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs]
+        elif packets is None:
             # an advert only changes with the priority or the source: encode once, send the bytes again
             m = rt.machine
             adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
@@ -7429,9 +7675,7 @@ class Daemon:
         if not index or self.rtnl is None:
             return
         try:
-            if add and vip.address.version == 6:
-                self.beyond.add_vip6(index, vip)
-            elif add:
+            if add:
                 self.rtnl.add_address(index, vip)
             else:
                 self.rtnl.del_address(index, vip)
@@ -7553,8 +7797,11 @@ class Daemon:
                 self._bad(rt, "bad_ttl", f"({name}) unicast advert from {ip.src} with TTL {ip.ttl} outside "
                           f"[{peer.min_ttl}, {peer.max_ttl}]")
                 return
+        payload = self.hmac_receive(rt, ip.payload, ip.src, unicast) if rt.hmac is not None else ip.payload
+        if payload is None:
+            return
         try:
-            adv = decode_advert(ip.payload, ip.src, ip.dst, rt.checksum_as_v2)
+            adv = decode_advert(payload, ip.src, ip.dst, rt.checksum_as_v2)
         except PacketError as exc:
             self._bad(rt, exc.reason, f"({name}) bad VRRP packet from {ip.src}: {exc}")
             return
@@ -7654,9 +7901,10 @@ class Daemon:
             self._reevaluate()
 
     def _refresh_sources(self) -> bool:
+        """An address appeared or went: instances still without a source address may have one now."""
         changed = False
         for rt in self.runtimes:
-            if rt.src is None and rt.ifindex and instance_family(rt.inst) == 4:
+            if rt.src is None and rt.ifindex:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
@@ -7705,8 +7953,6 @@ class Daemon:
 # 10b. Beyond IPv4: IPv6 instances, VMAC, sync groups, the strict-mode firewall and AH
 #      One helper the Daemon calls from a few hooks; it owns the extra sockets and state.
 # --------------------------------------------------------------------------------------------
-
-IFA_F_NODAD = 0x02
 
 
 def instance_family(inst: VrrpInstance) -> int:
@@ -7782,7 +8028,6 @@ class BeyondIPv4:
         self.group_of: Dict[str, str] = {}
         self.last_state: Dict[str, State] = {}
         self.syncing = False
-        self.ll_timer: Optional[Timer] = None
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -7842,8 +8087,6 @@ class BeyondIPv4:
 
     def stop(self) -> None:
         """After the VIPs are gone: remove the VMACs and our nftables table."""
-        if self.ll_timer is not None:
-            self.ll_timer.cancel()
         self.vmacs.remove_all()
         self.firewall.stop()
 
@@ -7884,26 +8127,8 @@ class BeyondIPv4:
         else:
             rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
             vsock.join(d.g.vrrp_mcast_group6)
-        chosen = inst.unicast_src_ip or inst.mcast_src_ip
-        rt.src = chosen if chosen is not None and chosen.version == 6 else link_local_address(link.name)  # type: ignore
+        rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
-        if rt.src is None and self.ll_timer is None:
-            self.ll_timer = d.loop.call_later(0.2, self._poll_link_local)
-
-    def _poll_link_local(self) -> None:
-        """An IPv6 instance has no usable link-local address yet (DAD): look again until it has."""
-        self.ll_timer = None
-        waiting = [rt for rt in self.d.runtimes if instance_family(rt.inst) == 6 and rt.src is None and rt.ifindex]
-        found = False
-        for rt in waiting:
-            link = self.d.links.get(rt.ifindex)
-            rt.src = link_local_address(link.name) if link is not None else None  # type: ignore[assignment]
-            rt.machine.primary_ip = rt.src  # type: ignore[assignment]
-            found = found or rt.src is not None
-        if found and not self.d.stopping:
-            self.d._reevaluate()
-        if any(rt.src is None for rt in waiting) and not self.d.stopping:
-            self.ll_timer = self.d.loop.call_later(0.2, self._poll_link_local)
 
     def attach4(self, rt: InstanceRuntime) -> None:
         """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
@@ -7953,17 +8178,6 @@ class BeyondIPv4:
         """Where the instance's VIPs go: its VMAC when it has one."""
         return self.vmac_index.get(rt.inst.name)
 
-    def add_vip6(self, index: int, vip: VirtualIP) -> None:
-        """Add an IPv6 VIP with nodad, as keepalived does: VRRP is its duplicate detection."""
-        assert self.d.rtnl is not None
-        payload = bytearray(addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer))
-        payload[2] |= IFA_F_NODAD
-        try:
-            self.d.rtnl.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, bytes(payload))
-        except NetlinkError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
-
     # -- sending -------------------------------------------------------------------------------
     def send_advert(self, rt: InstanceRuntime, priority: int) -> bool:
         """Send the advert if it is ours to send (IPv6, VMAC, AH); False leaves it to the Daemon."""
@@ -7973,6 +8187,7 @@ class BeyondIPv4:
             if sock6 is None or rt.src is None:
                 return True
             msg = encode_advert6(VrrpAdvert(3, m.vrid, priority, m.addresses, m.advert_int))
+            msg += self.d.hmac_trailer(rt, msg)
             for dst, _ttl in rt.targets:
                 try:
                     sock6.send(rt.src, dst, msg)  # type: ignore[arg-type]
@@ -7990,8 +8205,12 @@ class BeyondIPv4:
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
                          m.auth_type.value if rt.version == 2 else 0,
                          m.auth_pass if m.auth_type == AuthType.PASS else b"")
-        for dst, ttl in rt.targets:
+        trailer = b""
+        for n, (dst, ttl) in enumerate(rt.targets):
             msg = encode_advert(adv, rt.src, dst, rt.checksum_as_v2)
+            if n == 0:
+                trailer = self.d.hmac_trailer(rt, msg)
+            msg += trailer
             try:
                 if ah:
                     sock.ident = sock.ident % 0xFFFF + 1
@@ -8062,6 +8281,10 @@ class BeyondIPv4:
         if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
             d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
             return
+        if rt.hmac is not None:
+            msg = d.hmac_receive(rt, msg, src, unicast)  # type: ignore[assignment]
+            if msg is None:
+                return
         try:
             adv = decode_advert6(msg)
         except PacketError as exc:
@@ -8615,13 +8838,13 @@ def check_command(path: Optional[str], out: Any = None) -> int:
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
+DEMO_VIP = "192.0.2.100"
 DEMO_CONFIG = """\
 ! vrrpd demo node {node}: the two-node pair of the keepalived tutorials, VRRPv3 at 100 ms
 global_defs {{
     router_id demo-{node}
     vrrp_version 3
-    vrrp_handover_on_stop
-}}
+{handover}}}
 vrrp_instance VI_1 {{
     state {state}
     interface eth0
@@ -8629,10 +8852,141 @@ vrrp_instance VI_1 {{
     priority {priority}
     advert_int 0.1
     virtual_ipaddress {{
-        192.0.2.100/24 dev eth0 label eth0:vip
+        {vip}/24 dev eth0 label eth0:vip
     }}
 }}
 """
+# The demo's two planned stops of the master: (column title, vrrp_handover_on_stop)
+DEMO_STOPS = (("keepalived-style stop", False), ("vrrp_handover_on_stop", True))
+
+
+class EchoProbe:
+    """vrrpd's own ping, the demo client's probe: an ICMP echo request to `target` every `interval` seconds
+    from a raw socket, replies matched by identifier and sequence number. It counts what ping counts (sent,
+    received, lost) and the longest time between two replies, which is what a client of the VIP notices."""
+
+    def __init__(self, target: str, interval: float = 0.01, wait: float = 1.0) -> None:
+        self.target = ipaddress.IPv4Address(target)
+        self.interval, self.wait = interval, wait
+        self.ident = os.getpid() & 0xFFFF
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.sock.setblocking(False)
+        self.sent = 0
+        self.last_sent = 0.0
+        self.replies: Dict[int, float] = {}  # sequence number -> when its reply came
+
+    def send(self, now: float) -> None:
+        seq = self.sent & 0xFFFF
+        payload = struct.pack("!d", now) + bytes(48)  # 64 bytes of ICMP, as ping sends
+        csum = inet_checksum(struct.pack("!BBHHH", 8, 0, 0, self.ident, seq) + payload)
+        try:
+            self.sock.sendto(struct.pack("!BBHHH", 8, 0, csum, self.ident, seq) + payload, (str(self.target), 0))
+        except OSError:
+            pass  # no route for a moment: sent and lost, as ping counts it
+        self.sent += 1
+        self.last_sent = now
+
+    def receive(self, now: float) -> None:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            ihl = (data[0] & 0x0F) * 4
+            if len(data) < ihl + 8 or data[12:16] != self.target.packed:
+                continue
+            kind, _code, _csum, ident, seq = struct.unpack_from("!BBHHH", data, ihl)
+            if kind == 0 and ident == self.ident and seq < self.sent and seq not in self.replies:
+                self.replies[seq] = now
+
+    def run(self, stop_fd: Optional[int] = None, duration: float = 60.0,
+            on_first_reply: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+        """Send until `duration` has passed or `stop_fd` is readable (a line, or closed), then wait up to
+        `wait` for the last replies; return the figures."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        if stop_fd is not None:
+            sel.register(stop_fd, selectors.EVENT_READ)
+        start = next_send = time.monotonic()
+        stop_at = start + duration
+        try:
+            while True:
+                now = time.monotonic()
+                if now < stop_at and now >= next_send:
+                    self.send(now)
+                    next_send = max(next_send + self.interval, now)
+                if now >= stop_at and (now >= stop_at + self.wait or len(self.replies) == self.sent):
+                    break
+                timeout = (next_send if now < stop_at else stop_at + self.wait) - now
+                for key, _events in sel.select(max(0.0, timeout)):
+                    if key.fileobj is self.sock:
+                        first = not self.replies
+                        self.receive(time.monotonic())
+                        if first and self.replies and on_first_reply is not None:
+                            on_first_reply()
+                    else:  # the controller says stop
+                        sel.unregister(key.fileobj)
+                        stop_at = min(stop_at, time.monotonic())
+        finally:
+            sel.close()
+        return self.result(start)
+
+    def result(self, start: float) -> Dict[str, Any]:
+        """sent, received, lost, and longest_gap: the longest time without a reply, from the first reply to
+        the last (or to the last request, when the requests after the last reply were lost)."""
+        stamps = sorted(self.replies.values())
+        if stamps and max(self.replies) < (self.sent - 1) & 0xFFFF:
+            stamps.append(self.last_sent)
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        longest = max(gaps) if gaps else (self.last_sent - start if not stamps else 0.0)
+        return {"sent": self.sent, "received": len(self.replies), "lost": self.sent - len(self.replies),
+                "longest_gap": round(longest, 4), "interval": self.interval}
+
+
+def demo_probe_command(target: str) -> int:
+    """--demo-probe ADDRESS, which the demo runs in the client's namespace: echo requests to ADDRESS until
+    stdin has a line or closes; "ready" on the first reply, then one JSON line with EchoProbe's figures."""
+    import json
+
+    try:
+        probe = EchoProbe(target)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: probe: {exc}", file=sys.stderr)
+        return 1
+    result = probe.run(stop_fd=sys.stdin.fileno(), on_first_reply=lambda: print("ready", flush=True))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def demo_prerequisites() -> List[str]:
+    """What the demo lacks on this machine, each said as what is missing and how to get it (empty: none).
+    Only python3 and iproute2 are needed, with root and a kernel with network namespaces, veth and bridges."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root, to create network namespaces: run `sudo make demo` (or `sudo python3 vrrpd.py --demo`)")
+    if which("ip") is None:
+        missing.append("iproute2's `ip` command, which is not in PATH: install iproute2 "
+                       "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
+    if missing:
+        return missing
+    name = f"vdchk{os.getpid() % 100000}"
+    steps = (("network namespaces", ["ip", "netns", "add", name]),
+             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
+             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
+    try:
+        for what, argv in steps:
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+                said = done.stderr.strip() if done.returncode else ""
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                said = str(exc)
+            if said:
+                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
+                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
+                        "run it privileged (docker run --privileged)"]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+    return []
 
 
 class _DemoLab:
@@ -8675,6 +9029,66 @@ class _DemoLab:
         return [short for short, ns in names.items()
                 if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
 
+    @staticmethod
+    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
+        """Seconds until predicate() held, or None after timeout."""
+        t0 = time.monotonic()
+        while not predicate():
+            if time.monotonic() - t0 > timeout:
+                return None
+            time.sleep(0.005)
+        return time.monotonic() - t0
+
+    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+        import json
+        import select
+
+        me = os.path.abspath(__file__)
+        nodes: Dict[str, subprocess.Popen] = {}
+        probe: Optional[subprocess.Popen] = None
+        try:
+            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+                conf = os.path.join(tmp, f"{tag}-{node}.conf")
+                with open(conf, "w") as fh:
+                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
+                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                             stdout=logf, stderr=subprocess.STDOUT)
+            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
+                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
+                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
+            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert probe.stdout is not None
+            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+            time.sleep(0.5)
+            nodes["A"].terminate()
+            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
+            time.sleep(0.5)
+            out, _ = probe.communicate(input=b"stop\n", timeout=10)
+            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+            result["moved"] = None if moved is None else round(moved, 4)
+            try:
+                result["a_status"] = nodes["A"].wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                result["a_status"] = None
+            return result
+        finally:
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -8688,14 +9102,31 @@ class _DemoLab:
             self.run("ip", "netns", "del", ns, check=False)
 
 
+def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
+    """The demo's punch line: the client's figures for each planned stop, side by side."""
+    def seconds(value: Optional[float]) -> str:
+        return "never" if value is None else f"{value:.3f} s"
+
+    rows = [("echo requests sent", lambda r: str(r["sent"])), ("replies received", lambda r: str(r["received"])),
+            ("lost", lambda r: str(r["lost"])), ("longest gap without reply", lambda r: seconds(r["longest_gap"])),
+            ("VIP on B alone after", lambda r: seconds(r["moved"]))]
+    lines = ["  " + " " * 28 + "".join(f"{title:>26}" for title, _ in runs)]
+    lines += ["  " + f"{label:<28}" + "".join(f"{cell(r):>26}" for _, r in runs) for label, cell in rows]
+    return "\n".join(lines)
+
+
 def run_demo() -> int:
-    """`sudo make demo`: two vrrpd nodes and a client in namespaces; stop the master, watch the VIP move."""
+    """`sudo make demo`: two vrrpd nodes and a client in namespaces. The master is stopped twice, as keepalived
+    stops (priority 0, the VIP dropped at once) and with vrrp_handover_on_stop; the client's probe shows the
+    loss and the longest gap of each, side by side. Needs only python3 and iproute2."""
     import tempfile
 
-    if os.geteuid() != 0 or which("ip") is None:
-        print("the demo needs root and iproute2 (try: sudo make demo)", file=sys.stderr)
+    missing = demo_prerequisites()
+    if missing:
+        print(f"{PROG} --demo cannot run on this machine; it needs:", file=sys.stderr)
+        for item in missing:
+            print(f"  - {item}", file=sys.stderr)
         return 1
-    vip = "192.0.2.100"
     lab = _DemoLab()
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
@@ -8703,38 +9134,22 @@ def run_demo() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
-        say(f"lab: namespaces {', '.join(names.values())} on one bridge; VIP {vip}")
-        nodes = {}
-        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-            conf = os.path.join(tmp, f"{node}.conf")
-            with open(conf, "w") as fh:
-                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio))
-            logf = open(os.path.join(tmp, f"{node}.log"), "w")
-            nodes[node] = lab.start(names[node], [sys.executable, os.path.abspath(__file__), "-n", "-l", "-f", conf],
-                                    stdout=logf, stderr=subprocess.STDOUT)
-            say(f"node {node}: vrrpd priority {prio} (state {state})")
-        deadline = time.monotonic() + 5
-        while lab.vip_holder(names, vip) != ["A"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        say(f"the VIP is on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'}")
-        print(lab.run("ip", "-n", names["A"], "-br", "addr", "show", "dev", "eth0"), end="")
-        say("the client pings the VIP every 10 ms; now stopping node A (SIGTERM, vrrp_handover_on_stop)")
-        ping = lab.start(names["client"], ["ping", "-n", "-q", "-i", "0.01", "-w", "4", vip],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(1.0)
-        t0 = time.monotonic()
-        nodes["A"].terminate()
-        while lab.vip_holder(names, vip) != ["B"] and time.monotonic() - t0 < 5:
-            time.sleep(0.005)
-        moved = time.monotonic() - t0
-        say(f"the VIP is now on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'} ({moved:.3f} s after the stop)")
-        print(lab.run("ip", "-n", names["B"], "-br", "addr", "show", "dev", "eth0"), end="")
-        out, _ = ping.communicate(timeout=10)
-        summary = [line for line in out.splitlines() if "transmitted" in line]
-        say("client ping: " + (summary[0] if summary else out.strip()))
-        say(f"node A exited with status {nodes['A'].wait(timeout=5)}; logs are in {tmp}")
-        say("done; cleaning up")
+        say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
+            f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
+        say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
+        runs = []
+        for n, (title, handover) in enumerate(DEMO_STOPS, 1):
+            say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
+                                       else ": A sends priority 0 and drops the VIP at once"))
+            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+        print("\n" + format_demo_table(runs) + "\n", flush=True)
+        for title, r in runs:
+            say(f"{title}: node A exited with status {r['a_status']}")
+        say(f"the nodes' configurations and logs are in {tmp}; done, cleaning up")
         return 0
+    except VrrpdError as exc:
+        say(f"the demo failed: {exc}")
+        return 1
     except KeyboardInterrupt:
         say("interrupted; cleaning up")
         return 130
@@ -9137,6 +9552,7 @@ def build_arg_parser() -> Any:
     p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
     p.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
+    p.add_argument("--demo-probe", metavar="ADDRESS", help=argparse.SUPPRESS)  # the demo client's EchoProbe
     return p
 
 
@@ -9256,6 +9672,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return genhash(args.genhash)
     if args.demo:
         return run_demo()
+    if args.demo_probe:
+        return demo_probe_command(args.demo_probe)
     return run_daemon(args)
 
 
