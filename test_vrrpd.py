@@ -6531,6 +6531,22 @@ def test_minimal_python_tree_hides_the_rest_of_the_standard_library(minimal_pyth
     assert missing == ["dataclasses", "difflib", "hmac", "json", "shutil", "queue", "smtplib", "ctypes"], missing
 
 
+# shutil is missing there too, but upstream argparse imports it (Debian's does not): the real-subset tests cover it
+NOT_IN_PYTHON3_MINIMAL = ("dataclasses", "difflib", "hmac", "json", "queue", "smtplib", "ctypes", "logging.handlers",
+                          "_json", "_queue")
+
+
+def test_check_with_the_modules_python3_minimal_lacks_blocked():
+    # runs anywhere: the same modules made unimportable in this interpreter (the lab test uses the real subset)
+    code = (f"import sys\nfor m in {NOT_IN_PYTHON3_MINIMAL!r}:\n    sys.modules[m] = None\n"
+            f"sys.path.insert(0, {str(HERE)!r})\nimport vrrpd\n"
+            "assert vrrpd.dataclass is vrrpd.small_dataclass\n"
+            f"sys.exit(vrrpd.main(['--check', '-f', {str(HERE / 'vrrpd.conf.example')!r}]))\n")
+    result = sh([PYTHON, "-c", code], check=False, env=dict(os.environ, VRRPD_NO_REEXEC="1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "smtp_server needs the Python module(s) queue, hmac, smtplib" in result.stdout + result.stderr
+
+
 def test_check_runs_on_minimal_python_and_names_what_smtp_needs(minimal_python, tmp_path):
     python, env = minimal_python
     result = sh([*python, VRRPD, "--check", "-f", str(HERE / "vrrpd.conf.example")], check=False, env=env)
@@ -6562,6 +6578,7 @@ def test_small_dataclass_behaves_like_dataclasses_for_what_vrrpd_uses():
         @decorate
         class Child(Base):
             d: int = 4
+            note: str = fld(default="", compare=False, repr=False)
 
         @decorate(frozen=True)
         class Frozen:
@@ -6576,7 +6593,7 @@ def test_small_dataclass_behaves_like_dataclasses_for_what_vrrpd_uses():
         one, two = rb(1), rb(1)
         assert one == two and one.c is not two.c and one != rb(2) and one != rc(1)
         assert repr(rc(1, "y", [2], 5)).split("<locals>.")[-1] == "Child(a=1, b='y', c=[2], d=5)"
-        assert replace(rc(1, d=9), b="z") == rc(1, "z", [], 9)
+        assert replace(rc(1, d=9), b="z") == rc(1, "z", [], 9, "ignored") and rc(1).note == ""
         with pytest.raises(TypeError):
             hash(one)
         with pytest.raises(TypeError):

@@ -128,64 +128,72 @@ _NO_DEFAULT = object()
 
 
 class _SmallField:
-    __slots__ = ("default_factory",)
+    __slots__ = ("default", "default_factory", "compare", "repr")
 
-    def __init__(self, default_factory: Callable[[], Any]):
-        self.default_factory = default_factory
+    def __init__(self, default: Any, default_factory: Any, compare: bool, repr: bool):  # noqa: A002
+        self.default, self.default_factory, self.compare, self.repr = default, default_factory, compare, repr
 
 
-def small_field(*, default_factory: Callable[[], Any]) -> Any:
-    """dataclasses.field(default_factory=...) for small_dataclass."""
-    return _SmallField(default_factory)
+def small_field(*, default: Any = _NO_DEFAULT, default_factory: Any = _NO_DEFAULT, compare: bool = True,
+                repr: bool = True) -> Any:  # noqa: A002
+    """dataclasses.field(default=..., default_factory=..., compare=..., repr=...) for small_dataclass."""
+    return _SmallField(default, default_factory, compare, repr)
 
 
 def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
     """The part of @dataclasses.dataclass vrrpd uses, for a Python without dataclasses: __init__ from the
-    annotations (defaults, field(default_factory=...)), __repr__, __eq__, and __hash__ = None, or with
-    frozen=True no assignment and a hash of the fields."""
+    annotations (defaults, field(...)), __repr__, __eq__, and __hash__ = None, or with frozen=True no
+    assignment and a hash of the fields."""
     if cls is None:
         return lambda klass: small_dataclass(klass, frozen=frozen)
-    fields: Dict[str, Any] = {}
+    fields: Dict[str, _SmallField] = {}
     for base in reversed(cls.__mro__[1:]):
         fields.update(getattr(base, "_small_fields", {}))
     for name, annotation in cls.__dict__.get("__annotations__", {}).items():
         if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
             continue
-        fields[name] = cls.__dict__.get(name, _NO_DEFAULT)
-        if isinstance(fields[name], _SmallField):
-            delattr(cls, name)
-    names = list(fields)
+        value = cls.__dict__.get(name, _NO_DEFAULT)
+        if isinstance(value, _SmallField):
+            if value.default is _NO_DEFAULT:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value.default)
+        else:
+            value = _SmallField(value, _NO_DEFAULT, True, True)
+        fields[name] = value
     params, body = [], []
     scope: Dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_set": object.__setattr__}
-    for name, default in fields.items():
+    for name, f in fields.items():
         value = name
-        if default is _NO_DEFAULT:
-            params.append(name)
-        elif isinstance(default, _SmallField):
-            scope[f"_f_{name}"] = default.default_factory
+        if f.default_factory is not _NO_DEFAULT:
+            scope[f"_f_{name}"] = f.default_factory
             params.append(f"{name}=_NO_DEFAULT")
             value = f"_f_{name}() if {name} is _NO_DEFAULT else {name}"
-        else:
-            scope[f"_d_{name}"] = default
+        elif f.default is not _NO_DEFAULT:
+            scope[f"_d_{name}"] = f.default
             params.append(f"{name}=_d_{name}")
+        else:
+            params.append(name)
         body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
     exec(f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass"), scope)
     cls.__init__ = scope["__init__"]
     cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    shown = [n for n, f in fields.items() if f.repr]
+    compared = [n for n, f in fields.items() if f.compare]
 
     def __repr__(self: Any) -> str:
-        return f"{type(self).__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
+        return f"{type(self).__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in shown) + ")"
 
     def __eq__(self: Any, other: Any) -> Any:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in names)
+        return all(getattr(self, n) == getattr(other, n) for n in compared)
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}")
 
     def __hash__(self: Any) -> int:
-        return hash(tuple(getattr(self, n) for n in names))
+        return hash(tuple(getattr(self, n) for n in compared))
 
     cls._small_fields = fields
     cls.__repr__ = __repr__
