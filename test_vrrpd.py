@@ -944,16 +944,16 @@ def test_diagnostics_from_includes_sort_by_file_then_line(tmp_path):
     assert [(os.path.basename(d.file), d.line) for d in diags] == [("main.conf", 3), ("inc.conf", 4)]
 
 
-def test_missing_interface_is_warning_under_check_and_error_at_start_up(tmp_path):
+def test_missing_interface_is_a_warning_under_check_and_at_start_up(tmp_path):
     text = inst("interface vrrpdnone0\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n}")
     config, diags = vrrpd.parse_config_text(text, "i.conf")
     assert messages(diags) == [
         "i.conf:2: warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist on this host"]
     path = tmp_path / "i.conf"
     path.write_text(text)
-    with pytest.raises(vrrpd.ConfigError) as exc:
-        vrrpd.load_config(str(path))
-    assert ":2: error: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in str(exc.value)
+    # the daemon starts: the instance waits in FAULT for its interface (a VLAN or bond created later)
+    config = vrrpd.load_config(str(path))
+    assert config.vrrp_instances[0].interface == "vrrpdnone0"
     out = io.StringIO()
     assert vrrpd.check_command(str(path), out) == 0
     assert "warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in out.getvalue()
@@ -3800,6 +3800,43 @@ vrrp_instance VR_1 {{
     wait_for(lambda: state_b.read_text().strip() == "MASTER", 3, what="notify MASTER on the former backup")
     node_b.stop()
     assert not any(r.startswith("default") for r in _routes(lab, ns_b, "main"))
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["plain", "dynamic_interfaces"])
+def test_lab_instance_on_a_missing_interface_waits_in_fault_and_follows_it(lab, tmp_path, dynamic):
+    """One instance's interface does not exist at start (a VLAN or bond created later): the daemon starts, the
+    other instance runs, this one is in FAULT until the interface appears; deleted and re-created, it follows."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    late_vip = "10.66.0.100"
+    text = _conf(priority=150, state="MASTER", global_extra="    dynamic_interfaces\n" if dynamic else "")
+    text += (f"vrrp_instance VI_2 {{\n    state MASTER\n    interface eth9\n    virtual_router_id 52\n"
+             f"    priority 150\n    advert_int 0.1\n    virtual_ipaddress {{\n        {late_vip}/24\n    }}\n}}\n")
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="VI_1 MASTER although eth9 is missing")
+    log_text = node.log()
+    assert "(VI_2) interface eth9 doesn't exist - FAULT until it is created" in log_text
+    assert "(VI_2) Entering FAULT STATE" in log_text
+
+    def create():
+        lab.ip("link", "add", "eth9", "type", "veth", "peer", "name", "eth9p", ns=ns)
+        lab.ip("addr", "add", "10.66.0.1/24", "dev", "eth9", ns=ns)
+        lab.ip("link", "set", "eth9p", "up", ns=ns)
+        lab.ip("link", "set", "eth9", "up", ns=ns)
+    create()
+    wait_for(lambda: lab.has_address(ns, late_vip, "eth9"), 5, what="VI_2 MASTER on the new eth9")
+    assert "(VI_2) interface eth9 appeared" in node.log()
+    # adverts really go out on it
+    cap = lab.exec(ns, ["timeout", "2", "tcpdump", "-c1", "-n", "-i", "eth9p", "ip proto 112"],
+                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert "vrid 52" in cap.communicate(timeout=10)[0]
+    lab.ip("link", "del", "eth9", ns=ns)
+    wait_for(lambda: "(VI_2) interface eth9 was deleted" in node.log(), 5, what="deletion noticed")
+    wait_for(lambda: node.log().count("(VI_2) Entering FAULT STATE") == 2, 5, what="FAULT again")
+    assert lab.has_address(ns, VIP)  # VI_1 untouched
+    create()  # re-created: a new interface index
+    wait_for(lambda: lab.has_address(ns, late_vip, "eth9"), 5, what="VI_2 MASTER on the re-created eth9")
+    assert node.log().count("(VI_2) interface eth9 appeared") == 2
+    node.stop()
 
 
 # ============================================================================================

@@ -199,6 +199,8 @@ class GlobalDefs:
     script_group: Optional[str] = None
     enable_script_security: bool = False
     default_interface: str = "eth0"  # static_ipaddress without `dev`
+    # vrrpd always follows interfaces created, deleted and re-created after it started (keepalived only with this)
+    dynamic_interfaces: bool = False
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -2397,12 +2399,13 @@ _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "default_interface", _h_str("default_interface"))
+_kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
 _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon dynamic_interfaces "
+             "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
@@ -3004,8 +3007,11 @@ class _Validator:
         return tok.line if tok is not None else default
 
     def missing_interface(self, file: str, line: int, message: str) -> None:
-        """An interface this host lacks: an error at start-up, a warning under --check."""
-        (self.err if self.check_interfaces else self.warn)(file, line, message)
+        """An interface this host lacks: a warning. The daemon starts, the instance waits in FAULT and starts
+        when the interface appears (a VLAN or bond created after us): one missing interface never takes the
+        other instances down."""
+        self.warn(file, line, message, "the instance stays in FAULT until it appears" if self.check_interfaces
+                  else "")
 
     def run(self) -> None:
         vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
@@ -8716,21 +8722,9 @@ class Daemon:
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
-        link = self._link_by_name(ifname)
-        if link is None:
-            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, ifname)
-        else:
-            rt.ifindex = link.index
-            vsock = self.vsocks.get(ifname)
-            if vsock is None:
-                vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
-                self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
-                self.by_socket[ifname] = []
-            rt.vsock = vsock
-            if ifname not in self.garp_socks:
-                self.garp_socks[ifname] = GarpSocket(ifname)
-            self.by_socket[ifname].append(rt)
-            self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
+        if self._link_by_name(ifname) is None:
+            log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
         self.beyond.attach4(rt)
@@ -8738,6 +8732,76 @@ class Daemon:
         if rt.src is not None:
             self.own_sources.add(rt.src)
         return rt
+
+    def _attach_interface(self, rt: InstanceRuntime) -> bool:
+        """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
+        if instance_family(rt.inst) == 6:
+            self.beyond.attach6(rt)
+            return bool(rt.ifindex)
+        ifname, inst = rt.inst.interface or "", rt.inst
+        link = self._link_by_name(ifname)
+        if link is None:
+            return False
+        rt.ifindex = link.index
+        vsock = self.vsocks.get(ifname)
+        if vsock is None:
+            vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
+            self.by_socket[ifname] = []
+        rt.vsock = vsock
+        if ifname not in self.garp_socks:
+            self.garp_socks[ifname] = GarpSocket(ifname)
+        if rt not in self.by_socket[ifname]:
+            self.by_socket[ifname].append(rt)
+        members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
+        if rt not in members:
+            members.append(rt)
+        return True
+
+    def _detach_interface(self, rt: InstanceRuntime) -> None:
+        """The instance's interface was deleted: close its socket (bound to the old interface index)."""
+        ifname = rt.inst.interface or ""
+        rt.ifindex = 0
+        if instance_family(rt.inst) == 6:
+            self.beyond.detach6(rt)
+            return
+        vsock, rt.vsock = rt.vsock, None
+        if rt in self.by_socket.get(ifname, []):
+            self.by_socket[ifname].remove(rt)
+        if vsock is not None and not any(r.vsock is vsock for r in self.runtimes):
+            self.loop.remove_reader(vsock.sock)
+            vsock.close()
+            self.vsocks.pop(ifname, None)
+        if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
+            rt.src = None
+            rt.machine.primary_ip = None
+
+    def _follow_interfaces(self) -> bool:
+        """After link events: attach instances whose interface appeared (or was re-created with a new index),
+        detach those whose interface went. True when something changed."""
+        changed = False
+        for rt in self.runtimes:
+            link = self._link_by_name(rt.inst.interface) if rt.inst.interface else None
+            index = link.index if link is not None else 0
+            if index == rt.ifindex:
+                continue
+            changed = True
+            if rt.ifindex:
+                log.warning("(%s) interface %s was deleted - FAULT until it is created again", rt.inst.name,
+                            rt.inst.interface)
+                self._detach_interface(rt)
+            if index:
+                try:
+                    if self._attach_interface(rt):
+                        log.info("(%s) interface %s appeared (index %d)", rt.inst.name, rt.inst.interface, index)
+                        if instance_family(rt.inst) == 4:
+                            self._set_targets(rt)
+                            self.beyond.attach4(rt)
+                except OSError as exc:
+                    log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
+        if changed:
+            self._update_own_sources()
+        return changed
 
     @staticmethod
     def _attach_hmac(rt: InstanceRuntime) -> None:
@@ -9501,6 +9565,7 @@ class Daemon:
             self.links = self.rtnl.links()
             self.addrs = self.rtnl.addresses()
             changed = True
+        links_changed = changed
         for rtype, obj in events:
             if isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
@@ -9510,6 +9575,7 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+                links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
@@ -9519,6 +9585,8 @@ class Daemon:
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
                 self._vip_deleted(obj)
                 changed = self._refresh_sources() or changed
+        if links_changed and not self.stopping:
+            changed = self._follow_interfaces() or changed
         if changed and not self.stopping:
             self._reevaluate()
 
@@ -9751,6 +9819,20 @@ class BeyondIPv4:
             vsock.join(d.g.vrrp_mcast_group6)
         rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
+
+    def detach6(self, rt: InstanceRuntime) -> None:
+        """The interface of an IPv6 instance was deleted: close its socket once no instance uses it."""
+        d = self.d
+        vsock = self.sock6_of.pop(rt.inst.name, None)
+        name = rt.inst.interface or ""
+        if rt in self.by_socket6.get(name, []):
+            self.by_socket6[name].remove(rt)
+        if vsock is not None and vsock not in self.sock6_of.values():
+            d.loop.remove_reader(vsock.sock)
+            vsock.close()
+            self.vsocks6.pop(name, None)
+        rt.src = None
+        rt.machine.primary_ip = None
 
     def attach4(self, rt: InstanceRuntime) -> None:
         """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
