@@ -224,6 +224,29 @@ def test_no_file_of_the_repository_refers_to_anything_beside_it():
     assert not found, found
 
 
+def test_ci_run_runs_make_test_in_a_lone_copy_of_the_repository_and_exits_with_its_status(tmp_path):
+    """.ci/run: the README's `make test` with CI=true in a copy of the repository's files that has nothing
+    beside it; make's exit status is CI's. (`make` here is a stand-in that reports where it ran.)"""
+    require(os.geteuid() == 0, "needs root (.ci/run refuses to run without it)")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    report = tmp_path / "report"
+    (fake / "make").write_text(f"#!/bin/sh\n{{ echo \"$*\"; pwd; ls -A ..; echo \"CI=$CI\"; ls -A; "
+                               f"ls testdata/seeds | wc -l; }} > {report}\necho 'fake summary'\nexit 7\n")
+    (fake / "make").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", CI="false")
+    env.pop("VRRPD_CI_KEEP", None)
+    done = sh(["bash", str(HERE / ".ci" / "run")], check=False, env=env, timeout=60)
+    assert done.returncode == 7 and "fake summary" in done.stdout, (done.stdout, done.stderr)
+    args, where, beside, ci, *rest = report.read_text().splitlines()
+    *listing, seeds = rest
+    assert args == "test" and ci == "CI=true" and beside == "vrrpd", report.read_text()
+    assert Path(where).name == "vrrpd" and Path(where).resolve() != HERE and not Path(where).exists()
+    assert {"vrrpd.py", "test_vrrpd.py", "Makefile", "README.md", "testdata", ".ci"} <= set(listing), listing
+    assert not {".git", "__pycache__", ".pytest_cache"} & set(listing), listing
+    assert int(seeds) == len(list(SEEDS.glob("*.conf")))
+
+
 def parse_ok(text: str, **kw):
     """Parse text; return (config, diagnostics) after asserting there is no ERROR."""
     config, diags = vrrpd.parse_config_text(text, "test.conf", **kw)
