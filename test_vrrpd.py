@@ -224,6 +224,29 @@ def test_no_file_of_the_repository_refers_to_anything_beside_it():
     assert not found, found
 
 
+def test_ci_run_runs_make_test_in_a_lone_copy_of_the_repository_and_exits_with_its_status(tmp_path):
+    """.ci/run: the README's `make test` with CI=true in a copy of the repository's files that has nothing
+    beside it; make's exit status is CI's. (`make` here is a stand-in that reports where it ran.)"""
+    require(os.geteuid() == 0, "needs root (.ci/run refuses to run without it)")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    report = tmp_path / "report"
+    (fake / "make").write_text(f"#!/bin/sh\n{{ echo \"$*\"; pwd; ls -A ..; echo \"CI=$CI\"; ls -A; "
+                               f"ls testdata/seeds | wc -l; }} > {report}\necho 'fake summary'\nexit 7\n")
+    (fake / "make").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", CI="false")
+    env.pop("VRRPD_CI_KEEP", None)
+    done = sh(["bash", str(HERE / ".ci" / "run")], check=False, env=env, timeout=60)
+    assert done.returncode == 7 and "fake summary" in done.stdout, (done.stdout, done.stderr)
+    args, where, beside, ci, *rest = report.read_text().splitlines()
+    *listing, seeds = rest
+    assert args == "test" and ci == "CI=true" and beside == "vrrpd", report.read_text()
+    assert Path(where).name == "vrrpd" and Path(where).resolve() != HERE and not Path(where).exists()
+    assert {"vrrpd.py", "test_vrrpd.py", "Makefile", "README.md", "testdata", ".ci"} <= set(listing), listing
+    assert not {".git", "__pycache__", ".pytest_cache"} & set(listing), listing
+    assert int(seeds) == len(list(SEEDS.glob("*.conf")))
+
+
 def parse_ok(text: str, **kw):
     """Parse text; return (config, diagnostics) after asserting there is no ERROR."""
     config, diags = vrrpd.parse_config_text(text, "test.conf", **kw)
@@ -902,7 +925,8 @@ def test_misplaced_keyword_with_balanced_braces_is_only_a_warning():
             "   connect_timeout 4\n  }\n }\n protocol TCP\n}\n")
     config, diags = vrrpd.parse_config_text(text, "m.conf")
     assert messages(diags) == ["m.conf:4: warning: 'weight' does not belong in TCP_CHECK (ignored) (it belongs in "
-                               "real_server / track_file / virtual_server / vrrp_script / vrrp_track_process)"]
+                               "bfd_instance / real_server / track_file / virtual_server / vrrp_script / "
+                               "vrrp_track_process)"]
     rs = config.virtual_servers[0].real_servers[0]
     assert rs.weight == 1 and rs.checkers[0].connect_timeout == 4.0
 
@@ -943,16 +967,16 @@ def test_diagnostics_from_includes_sort_by_file_then_line(tmp_path):
     assert [(os.path.basename(d.file), d.line) for d in diags] == [("main.conf", 3), ("inc.conf", 4)]
 
 
-def test_missing_interface_is_warning_under_check_and_error_at_start_up(tmp_path):
+def test_missing_interface_is_a_warning_under_check_and_at_start_up(tmp_path):
     text = inst("interface vrrpdnone0\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n}")
     config, diags = vrrpd.parse_config_text(text, "i.conf")
     assert messages(diags) == [
         "i.conf:2: warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist on this host"]
     path = tmp_path / "i.conf"
     path.write_text(text)
-    with pytest.raises(vrrpd.ConfigError) as exc:
-        vrrpd.load_config(str(path))
-    assert ":2: error: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in str(exc.value)
+    # the daemon starts: the instance waits in FAULT for its interface (a VLAN or bond created later)
+    config = vrrpd.load_config(str(path))
+    assert config.vrrp_instances[0].interface == "vrrpdnone0"
     out = io.StringIO()
     assert vrrpd.check_command(str(path), out) == 0
     assert "warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in out.getvalue()
@@ -3208,6 +3232,138 @@ def test_auth_hmac_pair_of_vrrpd_nodes_and_a_node_with_the_wrong_key(lab, tmp_pa
     b.stop()
 
 
+# -- BFD (RFC 5880/5881): vrrpd against vrrpd, FRR's bfdd and keepalived's BFD -----------------------
+
+BFD_NET = "10.58.0"
+
+
+def _bfd_block(name, neighbor, source, min_rx=50, min_tx=50, mult=3, extra=""):
+    return (f"bfd_instance {name} {{\n    neighbor_ip {neighbor}\n    source_ip {source}\n    min_rx {min_rx}\n"
+            f"    min_tx {min_tx}\n    multiplier {mult}\n{extra}}}\n")
+
+
+def _bfd_tracking_instance(prio=100, weight=20, bfd="BFD4", vip=f"{BFD_NET}.100/24", advert=1):
+    return _v6_conf("VIB", 58, prio, [vip], advert=advert, version=3,
+                    extra=f"    track_bfd {{\n        {bfd} weight {weight}\n    }}\n")
+
+
+class _Bfdd:
+    """FRR's bfdd alone (no zebra, no watchfrr) in a lab namespace, driven with vtysh."""
+
+    def __init__(self, lab, ns, conf_text):
+        require(os.path.exists("/usr/lib/frr/bfdd") and shutil.which("vtysh") is not None, "needs FRR (frr)")
+        import tempfile
+
+        self.lab, self.ns = lab, ns
+        # bfdd runs as user frr: its directory must be reachable, which pytest's tmp_path is not
+        self.dir = Path(tempfile.mkdtemp(prefix="vrrpd-frr-"))
+        os.chmod(self.dir, 0o755)
+        (self.dir / "vty").mkdir()
+        (self.dir / "bfdd.conf").write_text(conf_text)
+        sh(["chown", "-R", "frr:frr", str(self.dir)])
+        self.start()
+
+    def close(self):
+        try:
+            self.kill()
+        except (OSError, ValueError, AssertionError):
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self):
+        d = self.dir
+        self.lab.run(self.ns, ["/usr/lib/frr/bfdd", "-d", "-f", str(d / "bfdd.conf"), "-i", str(d / "bfdd.pid"),
+                               "--vty_socket", str(d / "vty"), "--bfdctl", str(d / "bfdd.sock"), "-u", "frr",
+                               "-g", "frr", "-A", "127.0.0.1", "-z", str(d / "zserv.api")])
+        wait_for(lambda: (d / "bfdd.pid").exists(), 10, 0.05, "bfdd started")
+
+    def vtysh(self, *commands):
+        argv = ["vtysh", "--vty_socket", str(self.dir / "vty"), "-d", "bfdd"]
+        for c in commands:
+            argv += ["-c", c]
+        return self.lab.run(self.ns, argv, check=False).stdout
+
+    def peers(self):
+        import json
+
+        try:
+            return {p["peer"]: p for p in json.loads(self.vtysh("show bfd peers json") or "[]")}
+        except ValueError:
+            return {}
+
+    def kill(self):
+        if not (self.dir / "bfdd.pid").exists():
+            return
+        pid = int((self.dir / "bfdd.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 5, 0.02, "bfdd gone")
+        (self.dir / "bfdd.pid").unlink()
+
+
+def _frr_conf(peers):
+    body = "".join(f" peer {p} local-address {la}\n  receive-interval {rx}\n  transmit-interval {tx}\n"
+                   f"  detect-multiplier 3\n  no shutdown\n !\n" for p, la, rx, tx in peers)
+    return f"bfd\n{body}!\n"
+
+
+def test_bfd_sessions_with_frr_bfdd_come_up_negotiate_and_see_each_other_go(lab, tmp_path):
+    ns_v = lab.host("v", f"{BFD_NET}.1/24")
+    ns_f = lab.host("f", f"{BFD_NET}.2/24")
+    for ns, own in ((ns_v, "fd00:58::1"), (ns_f, "fd00:58::2")):
+        lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
+    frr = _Bfdd(lab, ns_f, _frr_conf([(f"{BFD_NET}.1", f"{BFD_NET}.2", 60, 40),
+                                      ("fd00:58::1", "fd00:58::2", 300, 300)]))
+    try:
+        _frr_session_checks(lab, tmp_path, ns_v, frr)
+    finally:
+        frr.close()
+
+
+def _frr_session_checks(lab, tmp_path, ns_v, frr):
+    conf = (_global("v") + _bfd_block("BFD4", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=50, min_tx=50)
+            + _bfd_block("BFD6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300, extra="    hoplimit 255\n")
+            + _bfd_tracking_instance(prio=100, weight=20))
+    node = _OpsNode(lab, ns_v, tmp_path, "V", conf)
+    node.wait_started()
+    wait_for(lambda: all(p.get("status") == "up" for p in frr.peers().values()) and len(frr.peers()) == 2, 10, 0.1,
+             "both FRR sessions up")
+    wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "track_bfd weight")
+    p4, p6 = frr.peers()[f"{BFD_NET}.1"], frr.peers()["fd00:58::1"]
+    # RFC 5880 section 6.8: FRR learned our intervals and multiplier; FRR sends at max(its 40, our 50) ms
+    remote4 = (p4["remote-receive-interval"], p4["remote-transmit-interval"], p4["remote-detect-multiplier"])
+    assert remote4 == (50, 50, 3)
+    assert (p6["remote-receive-interval"], p6["remote-transmit-interval"]) == (300, 300)
+    status = node.status()
+    s4 = status["trackers"]["bfd_instance"]["BFD4"]
+    assert s4["state"] == "Up" and s4["tx_interval_ms"] == 60 and s4["detect_time_ms"] == 150, s4
+    assert 49152 <= s4["source_port"] <= 65535
+    # the peer dies: we detect it and the priority falls; it comes back: Up again
+    frr.kill()
+    wait_for(lambda: "(BFD4) Expired after" in node.log(), 3, 0.02, "BFD4 expiry")
+    wait_for(lambda: "Changing effective priority from 120 to 100" in node.log(), 3, 0.02, "priority back")
+    assert "Tracked BFD instance BFD4 is DOWN" in node.log()
+    frr.start()
+    wait_for(lambda: node.log().count("(BFD4) Entering Up state") >= 2, 10, 0.05, "BFD4 up again")
+    wait_for(lambda: node.log().count("Changing effective priority from 100 to 120") >= 2, 5, 0.05, "weight again")
+    # FRR shuts the session down administratively: we go Down, but that is not a failure (RFC 5882)
+    frr.vtysh("configure terminal", "bfd", f"peer {BFD_NET}.1 local-address {BFD_NET}.2", "shutdown")
+    wait_for(lambda: "Neighbor Signaled Session Down" in node.log(), 5, 0.05, "AdminDown seen")
+    time.sleep(0.3)
+    assert node.log().count("Changing effective priority from 120 to 100") == 1
+    frr.vtysh("configure terminal", "bfd", f"peer {BFD_NET}.1 local-address {BFD_NET}.2", "no shutdown")
+    wait_for(lambda: node.log().count("(BFD4) Entering Up state") >= 3, 10, 0.05, "BFD4 up after no shutdown")
+    # we die: FRR sees its detection time expire
+    node.kill()
+    wait_for(lambda: frr.peers()[f"{BFD_NET}.1"]["status"] == "down", 3, 0.02, "FRR sees us go")
+    assert frr.peers()[f"{BFD_NET}.1"]["diagnostic"] == "control detection time expired"
+    node.start()
+    node.wait_started()
+    wait_for(lambda: frr.peers()[f"{BFD_NET}.1"]["status"] == "up", 10, 0.1, "FRR sees us back")
+    node.stop()
+    wait_for(lambda: frr.peers()[f"{BFD_NET}.1"]["status"] == "down", 3, 0.02, "FRR hears our AdminDown")
+    assert frr.peers()[f"{BFD_NET}.1"]["remote-diagnostic"] == "administratively down"
+
+
 def _capture(lab, ns, bpf, count, timeout=15):
     """Start tcpdump in ns (link-level headers, µs timestamps); returns the Popen whose stdout has the lines."""
     require(shutil.which("tcpdump") is not None, "needs tcpdump")
@@ -3668,6 +3824,43 @@ vrrp_instance VR_1 {{
     wait_for(lambda: state_b.read_text().strip() == "MASTER", 3, what="notify MASTER on the former backup")
     node_b.stop()
     assert not any(r.startswith("default") for r in _routes(lab, ns_b, "main"))
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["plain", "dynamic_interfaces"])
+def test_lab_instance_on_a_missing_interface_waits_in_fault_and_follows_it(lab, tmp_path, dynamic):
+    """One instance's interface does not exist at start (a VLAN or bond created later): the daemon starts, the
+    other instance runs, this one is in FAULT until the interface appears; deleted and re-created, it follows."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    late_vip = "10.66.0.100"
+    text = _conf(priority=150, state="MASTER", global_extra="    dynamic_interfaces\n" if dynamic else "")
+    text += (f"vrrp_instance VI_2 {{\n    state MASTER\n    interface eth9\n    virtual_router_id 52\n"
+             f"    priority 150\n    advert_int 0.1\n    virtual_ipaddress {{\n        {late_vip}/24\n    }}\n}}\n")
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="VI_1 MASTER although eth9 is missing")
+    log_text = node.log()
+    assert "(VI_2) interface eth9 doesn't exist - FAULT until it is created" in log_text
+    assert "(VI_2) Entering FAULT STATE" in log_text
+
+    def create():
+        lab.ip("link", "add", "eth9", "type", "veth", "peer", "name", "eth9p", ns=ns)
+        lab.ip("addr", "add", "10.66.0.1/24", "dev", "eth9", ns=ns)
+        lab.ip("link", "set", "eth9p", "up", ns=ns)
+        lab.ip("link", "set", "eth9", "up", ns=ns)
+    create()
+    wait_for(lambda: lab.has_address(ns, late_vip, "eth9"), 5, what="VI_2 MASTER on the new eth9")
+    assert "(VI_2) interface eth9 appeared" in node.log()
+    # adverts really go out on it
+    cap = lab.exec(ns, ["timeout", "2", "tcpdump", "-c1", "-n", "-i", "eth9p", "ip proto 112"],
+                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert "vrid 52" in cap.communicate(timeout=10)[0]
+    lab.ip("link", "del", "eth9", ns=ns)
+    wait_for(lambda: "(VI_2) interface eth9 was deleted" in node.log(), 5, what="deletion noticed")
+    wait_for(lambda: node.log().count("(VI_2) Entering FAULT STATE") == 2, 5, what="FAULT again")
+    assert lab.has_address(ns, VIP)  # VI_1 untouched
+    create()  # re-created: a new interface index
+    wait_for(lambda: lab.has_address(ns, late_vip, "eth9"), 5, what="VI_2 MASTER on the re-created eth9")
+    assert node.log().count("(VI_2) interface eth9 appeared") == 2
+    node.stop()
 
 
 # ============================================================================================

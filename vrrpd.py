@@ -351,6 +351,8 @@ class GlobalDefs:
     script_group: Optional[str] = None
     enable_script_security: bool = False
     default_interface: str = "eth0"  # static_ipaddress without `dev`
+    # vrrpd always follows interfaces created, deleted and re-created after it started (keepalived only with this)
+    dynamic_interfaces: bool = False
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -518,6 +520,7 @@ class VrrpInstance:
     track_script: List[TrackRef] = field(default_factory=list)
     track_file: List[TrackRef] = field(default_factory=list)
     track_process: List[TrackRef] = field(default_factory=list)
+    track_bfd: List[TrackRef] = field(default_factory=list)
     unicast_src_ip: Optional[IPAddress] = None
     unicast_peer: List[UnicastPeer] = field(default_factory=list)
     unicast_ttl: int = 255
@@ -558,6 +561,35 @@ class VrrpInstance:
         if self.virtual_ipaddress:
             return self.virtual_ipaddress[0].address.version
         return 4
+
+
+@dataclass
+class BfdInstance:
+    """A `bfd_instance NAME { ... }`: one BFD session (RFC 5880) with a neighbour; times in milliseconds."""
+
+    name: str
+    file: str = ""
+    line: int = 0
+    neighbor_ip: Optional[IPAddress] = None
+    source_ip: Optional[IPAddress] = None
+    min_rx: float = 10.0  # Required Min RX Interval
+    min_tx: float = 10.0  # Desired Min TX Interval while Up
+    idle_tx: float = 1000.0  # Desired Min TX Interval while not Up (RFC 5880's slow rate)
+    multiplier: int = 5
+    passive: bool = False
+    ttl: Optional[int] = None  # outgoing TTL/hop limit; None: 255 for IPv4, 64 for IPv6 (keepalived)
+    max_hops: int = 0  # accept rx_ttl + max_hops >= ttl; 255 disables the check
+    multihop: bool = False  # UDP 4784 (RFC 5883) instead of 3784
+    weight: int = 0  # the default weight of track_bfd
+    weight_reverse: bool = False
+    to_vrrp: bool = True  # keepalived's `vrrp` / `checker`: who hears its events (both unless one is named)
+    to_checker: bool = True
+
+    @property
+    def out_ttl(self) -> int:
+        if self.ttl is not None:
+            return self.ttl
+        return 64 if self.neighbor_ip is not None and self.neighbor_ip.version == 6 else 255
 
 
 @dataclass
@@ -614,6 +646,7 @@ class SyncGroup:
     track_script: List[TrackRef] = field(default_factory=list)
     track_file: List[TrackRef] = field(default_factory=list)
     track_process: List[TrackRef] = field(default_factory=list)
+    track_bfd: List[TrackRef] = field(default_factory=list)
     notify_master: Optional[Command] = None
     notify_backup: Optional[Command] = None
     notify_fault: Optional[Command] = None
@@ -764,6 +797,7 @@ class Config:
     vrrp_scripts: Dict[str, VrrpScript] = field(default_factory=dict)
     track_files: Dict[str, TrackFile] = field(default_factory=dict)
     track_processes: Dict[str, TrackProcess] = field(default_factory=dict)
+    bfd_instances: Dict[str, BfdInstance] = field(default_factory=dict)
     sync_groups: List[SyncGroup] = field(default_factory=list)
     virtual_server_groups: Dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: List[VirtualServer] = field(default_factory=list)
@@ -2311,6 +2345,18 @@ def _top_track_process(p: _Parser, cfg: Config, kw: Token, args: List[Token]) ->
     return tp
 
 
+def _top_bfd_instance(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Optional[BfdInstance]:
+    if not args:
+        return None
+    bfd = BfdInstance(name=args[0].text, file=kw.file, line=kw.line)
+    if len(bfd.name) > 31:
+        p.error(args[0], f"bfd_instance name '{_short(bfd.name)}' is longer than 31 characters")
+    if bfd.name in cfg.bfd_instances:
+        p.error(args[0], f"duplicate bfd_instance name '{bfd.name}'")
+    cfg.bfd_instances[bfd.name] = bfd
+    return bfd
+
+
 def _top_sync_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> SyncGroup:
     group = SyncGroup(name=args[0].text if args else "", file=kw.file, line=kw.line)
     cfg.sync_groups.append(group)
@@ -2390,6 +2436,7 @@ for _name, _handler, _sub in (
     ("track_file", _top_track_file, "track_file"),
     ("vrrp_track_file", _top_track_file, "track_file"),
     ("vrrp_track_process", _top_track_process, "vrrp_track_process"),
+    ("bfd_instance", _top_bfd_instance, "bfd_instance"),
     ("virtual_server", _top_virtual_server, "virtual_server"),
 ):
     _kw("top", _name, _handler, (0, 1) if _name != "global_defs" else (0, 0), _sub)
@@ -2400,7 +2447,7 @@ _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OP
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _accept_only("top", "linkbeat_interfaces interface_up_down_delays "
-             "garp_group bfd_instance SSL track_group", (0, 1), "skip")
+             "garp_group SSL track_group", (0, 1), "skip")
 _accept_only("top", "net_namespace net_namespace_ipvs namespace_with_ipsets instance use_pid_dir child_wait_time")
 
 # -- global_defs ---------------------------------------------------------------------------------
@@ -2504,12 +2551,13 @@ _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "default_interface", _h_str("default_interface"))
+_kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
 _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon dynamic_interfaces "
+             "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
@@ -2707,8 +2755,8 @@ _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
              "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
              "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
-             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src track_bfd")
-KEYWORDS[_I]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
+             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src")
+_kw(_I, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
 
@@ -2772,7 +2820,56 @@ for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
 _accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
-KEYWORDS[_SG]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
+_kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+
+# -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
+
+
+def _bfd_ms(attr: str, lo: float) -> Handler:
+    """A time in milliseconds with microsecond resolution (keepalived: `min_rx 3.312`)."""
+    def handler(p: _Parser, bfd: BfdInstance, kw: Token, args: List[Token]) -> None:
+        try:
+            value = round(float(args[0].text), 3)
+        except ValueError:
+            raise _Invalid(f"'{args[0].text}' is not a number of milliseconds") from None
+        if not lo <= value <= 4294967:
+            raise _Invalid(f"'{args[0].text}' outside range [{lo:g}, 4294967] ms")
+        if attr == "min_rx" and value > 10000:
+            p.warning(args[0], f"min_rx {value:g} ms is larger than max sensible (10000 ms)")
+        setattr(bfd, attr, value)
+    return handler
+
+
+def _bfd_max_hops(p: _Parser, bfd: BfdInstance, kw: Token, args: List[Token]) -> None:
+    value = _parse_int(args[0].text, -1, 255)
+    bfd.max_hops = 255 if value == -1 else value
+
+
+def _bfd_events(to: str) -> Handler:
+    def handler(p: _Parser, bfd: BfdInstance, kw: Token, args: List[Token]) -> None:
+        seen = p.where(bfd, "vrrp" if to == "checker" else "checker")
+        # the first of `vrrp` / `checker` names the only listener, a second adds the other one
+        bfd.to_vrrp, bfd.to_checker = (to == "vrrp" or (seen is not None and bfd.to_vrrp),
+                                       to == "checker" or (seen is not None and bfd.to_checker))
+    return handler
+
+
+_B = "bfd_instance"
+_kw(_B, "neighbor_ip", _h_ip("neighbor_ip"))
+_kw(_B, "neighbour_ip", _h_ip("neighbor_ip"))
+_kw(_B, "source_ip", _h_ip("source_ip"))
+_kw(_B, "min_rx", _bfd_ms("min_rx", 1))
+_kw(_B, "min_tx", _bfd_ms("min_tx", 1))
+_kw(_B, "idle_tx", _bfd_ms("idle_tx", 1000))
+_kw(_B, "multiplier", _h_int("multiplier", 1, 255))
+_kw(_B, "passive", _h_flag("passive"), (0, 0))
+_kw(_B, "ttl", _h_int("ttl", 1, 255))
+_kw(_B, "hoplimit", _h_int("ttl", 1, 255))
+_kw(_B, "max_hops", _bfd_max_hops)
+_kw(_B, "multihop", _h_flag("multihop"), (0, 1), accept=_is_bool_word)
+_kw(_B, "weight", _weight_reverse(-253, 253), (1, 2), accept=lambda t: t in ("reverse", "noreverse"))
+_kw(_B, "vrrp", _bfd_events("vrrp"), (0, 0))
+_kw(_B, "checker", _bfd_events("checker"), (0, 0))
 
 # -- virtual_server, real_server and checkers --------------------------------------------------------
 
@@ -3062,11 +3159,15 @@ class _Validator:
         return tok.line if tok is not None else default
 
     def missing_interface(self, file: str, line: int, message: str) -> None:
-        """An interface this host lacks: an error at start-up, a warning under --check."""
-        (self.err if self.check_interfaces else self.warn)(file, line, message)
+        """An interface this host lacks: a warning. The daemon starts, the instance waits in FAULT and starts
+        when the interface appears (a VLAN or bond created after us): one missing interface never takes the
+        other instances down."""
+        self.warn(file, line, message, "the instance stays in FAULT until it appears" if self.check_interfaces
+                  else "")
 
     def run(self) -> None:
         vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
+        self.bfd_instances()
         for inst in self.cfg.vrrp_instances:
             self.instance(inst)
             self.instance_strict(inst)
@@ -3081,6 +3182,33 @@ class _Validator:
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
         self.mail()
+
+    def bfd_instances(self) -> None:
+        """keepalived's bfd_end_handler: a session needs a neighbour; (source, neighbour, multihop) is unique."""
+        seen: Dict[Tuple[Any, Any, bool], BfdInstance] = {}
+        for name, bfd in list(self.cfg.bfd_instances.items()):
+            f, ln = bfd.file, bfd.line
+            if bfd.neighbor_ip is None:
+                self.warn(f, ln, f"bfd_instance {name}: no neighbor address set, disabling instance",
+                          "neighbor_ip ADDRESS")
+                del self.cfg.bfd_instances[name]
+                continue
+            if bfd.source_ip is not None and bfd.source_ip.version != bfd.neighbor_ip.version:
+                self.err(f, self.line_of(bfd, "source_ip", ln), f"bfd_instance {name}: source_ip {bfd.source_ip} "
+                         f"and neighbor_ip {bfd.neighbor_ip} are not of the same family")
+            key = (bfd.source_ip, bfd.neighbor_ip, bfd.multihop)
+            if key in seen:
+                self.err(f, ln, f"bfd_instance {name}: the same neighbor, source and multihop as bfd_instance "
+                         f"{seen[key].name}")
+            seen[key] = bfd
+            if bfd.max_hops != 255 and bfd.max_hops > bfd.out_ttl:
+                bfd.max_hops = bfd.out_ttl
+
+    def track_bfd_refs(self, f: str, label: str, refs: List[TrackRef]) -> None:
+        for ref in list(refs):
+            if ref.name not in self.cfg.bfd_instances:
+                self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
+                refs.remove(ref)
 
     def instance_auth_hmac(self, inst: VrrpInstance) -> None:
         """keepalived 2.4's auth_hmac: no active key disables it; it replaces `authentication`."""
@@ -3231,6 +3359,7 @@ class _Validator:
         for ref in inst.track_process:
             if ref.name not in cfg.track_processes:
                 self.err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
+        self.track_bfd_refs(f, label, inst.track_bfd)
         if inst.interface is not None and inst.virtual_router_id:
             key = (inst.interface, inst.virtual_router_id, inst.family)
             other = vrids.get(key)
@@ -3281,6 +3410,7 @@ class _Validator:
                 else:
                     member_of[member] = sg.name
                     inst.sync_group = sg.name
+            self.track_bfd_refs(sg.file, f"vrrp_sync_group {sg.name}", sg.track_bfd)
             for ref in sg.track_script:
                 if ref.name not in self.cfg.vrrp_scripts:
                     self.err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
@@ -4335,6 +4465,90 @@ class AuthHmac:
         return None, note
 
 
+# -- BFD control packets (RFC 5880 section 4.1) over UDP (RFC 5881 single hop, RFC 5883 multihop) ---
+
+BFD_PORT = 3784  # RFC 5881 section 4
+BFD_MULTIHOP_PORT = 4784  # RFC 5883 section 5
+BFD_SOURCE_PORTS = (49152, 65535)  # RFC 5881 section 4: the source port range
+BFD_HEADER = struct.Struct("!BBBBIIIII")  # vers|diag, sta|flags, detect mult, length, my, your, tx, rx, echo
+BFD_VERSION = 1
+BFD_POLL, BFD_FINAL, BFD_CPI, BFD_AUTH, BFD_DEMAND, BFD_MULTIPOINT = 0x20, 0x10, 0x08, 0x04, 0x02, 0x01
+
+
+class BfdState(enum.IntEnum):
+    """bfd.SessionState (RFC 5880 section 4.1 Sta); the names are keepalived's log words."""
+
+    AdminDown = 0
+    Down = 1
+    Init = 2
+    Up = 3
+
+
+# RFC 5880 section 4.1 Diag
+BFD_DIAG_NONE, BFD_DIAG_EXPIRED, BFD_DIAG_ECHO_FAILED, BFD_DIAG_NEIGHBOR_DOWN, BFD_DIAG_ADMIN_DOWN = 0, 1, 2, 3, 7
+BFD_DIAGNOSTICS = ("No Diagnostic", "Control Detection Time Expired", "Echo Function Failed",
+                   "Neighbor Signaled Session Down", "Forwarding Plane Reset", "Path Down", "Concatenated Path Down",
+                   "Administratively Down", "Reverse Concatenated Path Down")
+
+
+@dataclass
+class BfdPacket:
+    """One BFD Control packet; intervals in microseconds, as on the wire."""
+
+    state: BfdState
+    my_disc: int
+    your_disc: int = 0
+    detect_mult: int = 3
+    desired_min_tx: int = 1_000_000
+    required_min_rx: int = 1_000_000
+    required_min_echo_rx: int = 0
+    diag: int = BFD_DIAG_NONE
+    flags: int = 0  # BFD_POLL | BFD_FINAL | ...
+
+    @property
+    def poll(self) -> bool:
+        return bool(self.flags & BFD_POLL)
+
+    @property
+    def final(self) -> bool:
+        return bool(self.flags & BFD_FINAL)
+
+
+def encode_bfd(pkt: BfdPacket) -> bytes:
+    """The 24-byte control packet (no authentication section)."""
+    return BFD_HEADER.pack((BFD_VERSION << 5) | (pkt.diag & 0x1F), (int(pkt.state) << 6) | (pkt.flags & 0x3F),
+                           pkt.detect_mult, BFD_HEADER.size, pkt.my_disc, pkt.your_disc, pkt.desired_min_tx,
+                           pkt.required_min_rx, pkt.required_min_echo_rx)
+
+
+def decode_bfd(data: bytes) -> BfdPacket:
+    """Decode a control packet, discarding what RFC 5880 section 6.8.6 (and keepalived's bfd_check_packet)
+    discards without a session: raises PacketError with a counter key."""
+    if len(data) < BFD_HEADER.size:
+        raise PacketError("bfd_short", f"{len(data)} bytes")
+    vd, sf, mult, length, my, your, tx, rx, echo = BFD_HEADER.unpack_from(data)
+    if vd >> 5 != BFD_VERSION:
+        raise PacketError("bfd_version", str(vd >> 5))
+    if length < BFD_HEADER.size or length != len(data):
+        raise PacketError("bfd_length", f"length field {length}, datagram {len(data)} bytes")
+    if sf & BFD_AUTH:
+        raise PacketError("bfd_auth", "authentication is not configured")
+    state, diag = BfdState(sf >> 6), vd & 0x1F
+    if mult == 0:
+        raise PacketError("bfd_detect_mult", "detect multiplier 0")
+    if sf & BFD_MULTIPOINT:
+        raise PacketError("bfd_multipoint", "multipoint bit set")
+    if my == 0:
+        raise PacketError("bfd_discriminator", "my discriminator 0")
+    if your == 0 and state not in (BfdState.Down, BfdState.AdminDown):
+        raise PacketError("bfd_discriminator", f"your discriminator 0 in state {state.name}")
+    if sf & BFD_POLL and sf & BFD_FINAL:
+        raise PacketError("bfd_flags", "both poll and final")
+    if diag >= len(BFD_DIAGNOSTICS):
+        raise PacketError("bfd_diag", str(diag))
+    return BfdPacket(state, my, your, mult, tx, rx, echo, diag, sf & 0x3F)
+
+
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
 
 
@@ -5327,6 +5541,8 @@ class Tracking:
         self.scripts: Dict[str, _ScriptRunner] = {}
         self.files: Dict[str, _FileWatch] = {}
         self.processes: Dict[str, ProcessQuorum] = {}
+        self.bfd = BfdDriver(loop, self._bfd_event)  # bfd_instance sessions (sections 6c, 7d)
+        self.bfd_listeners: List[Callable[[str, bool], Any]] = []  # BFD_CHECK checkers hear the events too
         self._take(config)
 
     def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
@@ -5386,6 +5602,7 @@ class Tracking:
     def start(self) -> None:
         """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
         self._started = True
+        self.bfd.configure(self.config.bfd_instances)
         self._watch(list(self.files.values()))
         for runner in self.scripts.values():
             runner.timer = self.loop.call_later(0, runner.run)
@@ -5419,6 +5636,7 @@ class Tracking:
         for runner in self.scripts.values():
             runner.stop()
         self._unwatch()
+        self.bfd.stop()
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (SIGHUP). Trackers whose definition did not change keep their
@@ -5429,6 +5647,7 @@ class Tracking:
             return
         self._unwatch()
         new_runners, new_files = self._take(config)
+        self.bfd.configure(config.bfd_instances)
         self._watch(new_files)
         for runner in new_runners:
             runner.timer = self.loop.call_later(0, runner.run)
@@ -5437,6 +5656,22 @@ class Tracking:
     def _changed(self) -> None:
         if self._started:
             self.on_change()
+
+    def _bfd_event(self, name: str, up: bool) -> None:
+        """A BFD session went Up or Down: keepalived's `Tracked BFD instance NAME is UP|DOWN`, then the
+        instances re-read their adjustment at once (this is what makes BFD fail over in milliseconds)."""
+        bfd = self.config.bfd_instances.get(name)
+        if bfd is None:
+            return
+        if bfd.to_vrrp:
+            for inst in self.config.vrrp_instances:
+                if any(ref.name == name for ref in self._refs(inst)[3]):
+                    log.info("VRRP_Instance(%s) Tracked BFD instance %s is %s", inst.name, name,
+                             "UP" if up else "DOWN")
+            self._changed()
+        if bfd.to_checker:
+            for listener in self.bfd_listeners:
+                listener(name, up)
 
     def _on_inotify(self) -> None:
         if self._inotify is not None:
@@ -5477,14 +5712,16 @@ class Tracking:
             self._changed()
 
     # -- queries --------------------------------------------------------------------------
-    def _refs(self, inst: VrrpInstance) -> Tuple[List[TrackRef], List[TrackRef], List[TrackRef]]:
+    def _refs(self, inst: VrrpInstance) -> Tuple[List[TrackRef], List[TrackRef], List[TrackRef], List[TrackRef]]:
         scripts, files, procs = list(inst.track_script), list(inst.track_file), list(inst.track_process)
+        bfds = list(inst.track_bfd)
         for group in self.config.sync_groups:
             if inst.name in group.group or inst.sync_group == group.name:
                 scripts += group.track_script
                 files += group.track_file
                 procs += group.track_process
-        return scripts, files, procs
+                bfds += group.track_bfd
+        return scripts, files, procs, bfds
 
     def adjustment(self, inst: VrrpInstance) -> Tuple[int, bool]:
         """(sum of inst's tracker weights in their current state, whether one of them says FAULT).
@@ -5492,7 +5729,7 @@ class Tracking:
         The trackers of inst's sync group count for inst too. Unlike keepalived, which ignores
         weighted trackers of sync-group members, their weights apply. The daemon adds the sum to
         the base priority and clamps to 1..254 (255 never changes)."""
-        scripts, files, procs = self._refs(inst)
+        scripts, files, procs, bfds = self._refs(inst)
         total, fault = 0, False
         for ref in scripts:
             runner = self.scripts.get(ref.name)
@@ -5517,6 +5754,15 @@ class Tracking:
             tp = self.config.track_processes[ref.name]
             weight, reverse = tracker_weight(ref, tp.weight, tp.weight_reverse)
             delta, down = tracker_effect(weight, reverse, quorum.up)
+            total += delta
+            fault = fault or down
+        for ref in bfds:
+            bfd = self.config.bfd_instances.get(ref.name)
+            if bfd is None:
+                continue
+            # keepalived: a tracked BFD is down until its first Up event; AdminDown from the peer is no event
+            weight, reverse = tracker_weight(ref, bfd.weight, bfd.weight_reverse)
+            delta, down = tracker_effect(weight, reverse, bfd.to_vrrp and self.bfd.is_up(ref.name))
             total += delta
             fault = fault or down
         return total, fault
@@ -5546,6 +5792,7 @@ class Tracking:
                 name: {"state": {None: "INIT", True: "UP", False: "DOWN"}[q.up], "count": q.count,
                        "quorum": q.quorum, "quorum_max": q.quorum_max}
                 for name, q in self.processes.items()},
+            **({"bfd_instance": self.bfd.status()} if self.bfd.runs else {}),
         }
 
 
@@ -5685,6 +5932,186 @@ def lvs_desired_dests(
         elif vs.sorry_server_inhibit and key not in plan:
             plan[key] = (0, method, 0, 0)
     return plan
+
+
+# --------------------------------------------------------------------------------------------
+# 6c. BFD sessions (RFC 5880 asynchronous mode), sans-IO: given `now` and received packets, a session
+#     returns the packets to send and its state changes. Its UDP sockets are in section 7d.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BfdSend:
+    """Send this control packet to the neighbour now."""
+
+    packet: BfdPacket
+
+
+@dataclass(frozen=True)
+class BfdStateChange:
+    """bfd.SessionState changed; `peer_admin_down` when the neighbour said AdminDown (no failure, RFC 5882)."""
+
+    old: BfdState
+    new: BfdState
+    diag: int
+    peer_admin_down: bool = False
+
+
+BfdAction = Union[BfdSend, BfdStateChange]
+
+
+class BfdSession:
+    """One BFD session's state variables and timers (RFC 5880 sections 6.2, 6.8), sans-IO.
+
+    Intervals are in microseconds as on the wire, `now` in seconds. Echo, Demand and authentication are
+    not used (as keepalived). `jitter()` returns a number in [0, 1) (random.random)."""
+
+    def __init__(self, name: str, min_tx: int, min_rx: int, idle_tx: int = 1_000_000, multiplier: int = 3,
+                 passive: bool = False, discriminator: int = 0, jitter: Callable[[], float] = random.random):
+        self.name = name
+        self.min_tx = min_tx  # DesiredMinTxInterval while Up
+        self.idle_tx = max(idle_tx, 1_000_000)  # section 6.8.3: at least one second while not Up
+        self.required_min_rx = min_rx
+        self.detect_mult = multiplier
+        self.passive = passive
+        self.jitter = jitter
+        self.state = BfdState.Down
+        self.remote_state = BfdState.Down
+        self.local_disc = discriminator or random.randint(1, 0xFFFFFFFF)
+        self.remote_disc = 0
+        self.local_diag = BFD_DIAG_NONE
+        self.remote_min_rx = 1  # section 6.8.1: bfd.RemoteMinRxInterval starts at 1
+        self.remote_min_tx = 0
+        self.remote_mult = 0
+        self.polling = False  # a Poll Sequence of ours is running (section 6.5)
+        self.tx_timer: Optional[float] = None
+        self.detect_timer: Optional[float] = None
+        self.received = 0
+        self.up_since: Optional[float] = None
+
+    # -- the numbers of section 6.8 -----------------------------------------------------------
+    @property
+    def desired_min_tx(self) -> int:
+        """bfd.DesiredMinTxInterval: the configured rate when Up, the slow rate (>= 1 s) otherwise."""
+        return self.min_tx if self.state == BfdState.Up else self.idle_tx
+
+    @property
+    def tx_interval(self) -> int:
+        """Section 6.8.2: the larger of our DesiredMinTxInterval and the remote RequiredMinRxInterval."""
+        return max(self.desired_min_tx, self.remote_min_rx)
+
+    @property
+    def detection_time(self) -> float:
+        """Section 6.8.4 (asynchronous mode): remote Detect Mult x max(our RequiredMinRx, its DesiredMinTx), s."""
+        return self.remote_mult * max(self.required_min_rx, self.remote_min_tx) / 1e6
+
+    def next_deadline(self) -> Optional[float]:
+        deadlines = [t for t in (self.tx_timer, self.detect_timer) if t is not None]
+        return min(deadlines) if deadlines else None
+
+    # -- events -------------------------------------------------------------------------------
+    def start(self, now: float) -> List[BfdAction]:
+        """Begin in Down; an active session transmits at once, a passive one waits to hear the peer."""
+        if not self.passive:
+            return self._transmit(now)
+        return []
+
+    def admin_down(self, now: float) -> List[BfdAction]:
+        """Local administration (stopping): AdminDown with diag 7, said once to the peer."""
+        old, self.state, self.local_diag = self.state, BfdState.AdminDown, BFD_DIAG_ADMIN_DOWN
+        self.detect_timer = None
+        acts: List[BfdAction] = [BfdSend(self._packet())]
+        if old != BfdState.AdminDown:
+            acts.append(BfdStateChange(old, BfdState.AdminDown, BFD_DIAG_ADMIN_DOWN))
+        self.tx_timer = None
+        return acts
+
+    def on_timer(self, now: float) -> List[BfdAction]:
+        acts: List[BfdAction] = []
+        if self.detect_timer is not None and now >= self.detect_timer:
+            # section 6.8.4: "If ... the Detection Time passes without receipt of a valid ... packet ... the
+            # session has gone down": Down with diag 1; the remote discriminator is forgotten (keepalived)
+            self.detect_timer = None
+            self.remote_disc, self.remote_state, self.remote_min_rx = 0, BfdState.Down, 1
+            if self.state in (BfdState.Init, BfdState.Up):
+                acts += self._set_state(now, BfdState.Down, BFD_DIAG_EXPIRED)
+        if self.tx_timer is not None and now >= self.tx_timer:
+            acts += self._transmit(now)
+        return acts
+
+    def on_packet(self, now: float, pkt: BfdPacket) -> List[BfdAction]:
+        """A control packet that decode_bfd() accepted and that the caller matched to this session."""
+        if self.state == BfdState.AdminDown:
+            return []  # section 6.8.6: "If bfd.SessionState is AdminDown: Discard the packet"
+        self.received += 1
+        self.remote_disc = pkt.my_disc
+        self.remote_state = pkt.state
+        self.remote_min_tx = pkt.desired_min_tx
+        self.remote_min_rx = pkt.required_min_rx
+        self.remote_mult = pkt.detect_mult
+        acts: List[BfdAction] = []
+        if pkt.final and self.polling:
+            self.polling = False  # "If the Final (F) bit is set, terminate any Poll Sequence in progress"
+        # section 6.8.6 state machine (section 6.2 diagram)
+        if pkt.state == BfdState.AdminDown:
+            if self.state != BfdState.Down:
+                acts += self._set_state(now, BfdState.Down, BFD_DIAG_NEIGHBOR_DOWN, peer_admin_down=True)
+        elif self.state == BfdState.Down:
+            if pkt.state == BfdState.Down:
+                acts += self._set_state(now, BfdState.Init, BFD_DIAG_NONE)
+            elif pkt.state == BfdState.Init:
+                acts += self._set_state(now, BfdState.Up, BFD_DIAG_NONE)
+        elif self.state == BfdState.Init:
+            if pkt.state in (BfdState.Init, BfdState.Up):
+                acts += self._set_state(now, BfdState.Up, BFD_DIAG_NONE)
+        elif pkt.state == BfdState.Down:  # Up
+            acts += self._set_state(now, BfdState.Down, BFD_DIAG_NEIGHBOR_DOWN)
+        # section 6.8.4: the detection timer restarts with every valid packet
+        self.detect_timer = now + self.detection_time if self.detection_time > 0 else None
+        if pkt.poll:
+            # "If the Poll (P) bit is set, send a BFD Control packet ... with the Poll (P) bit clear, and the
+            #  Final (F) bit set" - at once, outside the periodic schedule (section 6.8.7)
+            acts.append(BfdSend(self._packet(final=True)))
+        if self.tx_timer is None and not acts and self.remote_min_rx:
+            self._schedule(now)  # a passive session starts transmitting once it has heard the peer
+        elif self.tx_timer is not None and self.tx_timer > now + self.tx_interval / 1e6:
+            self._schedule(now)  # the peer asked for a faster rate: do not wait out the slow one
+        if any(isinstance(a, BfdStateChange) for a in acts):
+            acts += self._transmit(now)  # tell the peer our new state now
+        return acts
+
+    # -- internals ----------------------------------------------------------------------------
+    def _set_state(self, now: float, new: BfdState, diag: int, peer_admin_down: bool = False) -> List[BfdAction]:
+        old = self.state
+        self.state, self.local_diag = new, diag
+        if new == BfdState.Up:
+            self.up_since = now
+            # our DesiredMinTxInterval changes from the slow rate: a Poll Sequence announces it (section 6.8.3)
+            self.polling = self.min_tx != self.idle_tx
+        else:
+            self.up_since = None
+            self.polling = False
+        return [BfdStateChange(old, new, diag, peer_admin_down)]
+
+    def _packet(self, final: bool = False) -> BfdPacket:
+        flags = BFD_FINAL if final else (BFD_POLL if self.polling else 0)
+        return BfdPacket(self.state, self.local_disc, self.remote_disc, self.detect_mult, self.desired_min_tx,
+                         self.required_min_rx, 0, self.local_diag, flags)
+
+    def _schedule(self, now: float) -> None:
+        """Section 6.8.7: the next periodic packet after 75-100 % of the interval (75-90 % with Detect Mult 1)."""
+        if self.remote_min_rx == 0 or self.state == BfdState.AdminDown:
+            self.tx_timer = None  # "MUST NOT periodically transmit" when the peer asks for nothing
+            return
+        top = 0.15 if self.detect_mult == 1 else 0.25
+        self.tx_timer = now + self.tx_interval / 1e6 * (1.0 - self.jitter() * top)
+
+    def _transmit(self, now: float) -> List[BfdAction]:
+        if self.passive and self.remote_disc == 0:
+            self.tx_timer = None
+            return []
+        self._schedule(now)
+        return [BfdSend(self._packet())]
 
 
 # ============================================================================================
@@ -7206,6 +7633,305 @@ class NdiscSocket(GarpSocket):
         self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
 
 
+# --------------------------------------------------------------------------------------------
+# 7d. BFD sockets, and the sessions of section 6c run on the loop
+#     One receive socket per family and port (3784, 4784 for multihop) reporting TTL and destination;
+#     one sending socket per session, bound to a source port in 49152-65535 and sending TTL 255.
+# --------------------------------------------------------------------------------------------
+
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IP_TTL_CMSG = 2  # IP_TTL, the control message IP_RECVTTL delivers
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
+class BfdSocket:
+    """The UDP socket receiving BFD control packets of one family on one port, with TTL and destination."""
+
+    def __init__(self, family: int, port: int):
+        self.family, self.port = family, port
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        sock = socket.socket(af, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+            sock.bind(("0.0.0.0" if family == 4 else "::", port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def recv(self) -> Optional[Tuple[bytes, IPAddress, Optional[IPAddress], int]]:
+        """One datagram as (payload, source, destination, TTL or hop limit; -1 unknown), or None."""
+        try:
+            data, ancillary, _flags, addr = self.sock.recvmsg(512, 128)
+        except (BlockingIOError, InterruptedError):
+            return None
+        ttl, dst = -1, None
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IP and kind == IP_TTL_CMSG and len(value) >= 1:
+                ttl = value[0] if len(value) < 4 else struct.unpack("=i", value[:4])[0]
+            elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+                dst = ipaddress.IPv4Address(value[8:12])  # in_pktinfo: ifindex, spec_dst, addr
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                ttl = struct.unpack("=i", value[:4])[0]
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                dst = ipaddress.IPv6Address(value[:16])
+        return data, ipaddress.ip_address(addr[0].split("%")[0]), dst, ttl
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class BfdTxSocket:
+    """A session's sending socket: source port 49152-65535, the same for the whole session (RFC 5881
+    section 4), bound to source_ip when there is one; TTL/hop limit as configured (255: RFC 5881 section 5)."""
+
+    def __init__(self, family: int, source: Optional[IPAddress], ttl: int):
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        sock = socket.socket(af, socket.SOCK_DGRAM)
+        try:
+            if family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xC0)  # network control, as FRR
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+            if source is not None:
+                sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+            lo, hi = BFD_SOURCE_PORTS
+            first = random.randint(lo, hi)
+            host = str(source) if source is not None else ("0.0.0.0" if family == 4 else "::")
+            for n in range(hi - lo + 1):
+                port = lo + (first - lo + n) % (hi - lo + 1)
+                try:
+                    sock.bind((host, port))
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE or n > 512:
+                        raise
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+
+    def send(self, packet: bytes, neighbor: IPAddress, port: int) -> None:
+        self.sock.sendto(packet, (str(neighbor), port))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _BfdRun:
+    """One bfd_instance at run time: its session, sending socket and loop timer."""
+
+    def __init__(self, bfd: BfdInstance, session: BfdSession):
+        self.bfd = bfd
+        self.session = session
+        self.tx: Optional[BfdTxSocket] = None
+        self.timer: Optional[Timer] = None
+        self.up = False  # what trackers see: keepalived's events (AdminDown from the peer is no event)
+        self.sent = 0
+        self.changed_at: Optional[float] = None
+        self.retry: Optional[Timer] = None
+
+
+class BfdDriver:
+    """Runs every bfd_instance's BfdSession on the loop: sockets, timers, demultiplexing, TTL checks.
+
+    `on_event(name, up)` is called when a session goes Up, or leaves Up for a reason other than the
+    peer's AdminDown (keepalived's BFD events, RFC 5882). Bad packets are counted in `bad` and dropped."""
+
+    def __init__(self, loop: EventLoop, on_event: Callable[[str, bool], Any]):
+        self.loop = loop
+        self.on_event = on_event
+        self.runs: Dict[str, _BfdRun] = {}
+        self.socks: Dict[Tuple[int, int], BfdSocket] = {}
+        self.bad: Dict[str, int] = {}
+        self.ratelimit = _RateLimit(schedule=loop.call_later)
+
+    # -- configuration --------------------------------------------------------------------
+    def configure(self, instances: Dict[str, BfdInstance]) -> None:
+        """Start the sessions of `instances`; those whose definition did not change keep running."""
+        import dataclasses
+
+        def same(a: BfdInstance, b: BfdInstance) -> bool:
+            return dataclasses.replace(a, file="", line=0, weight=0, weight_reverse=False) == \
+                dataclasses.replace(b, file="", line=0, weight=0, weight_reverse=False)
+
+        for name in list(self.runs):
+            if name not in instances or not same(self.runs[name].bfd, instances[name]):
+                self._remove(name)
+        for name, bfd in instances.items():
+            if name in self.runs:
+                self.runs[name].bfd = bfd
+                continue
+            self._add(bfd)
+        wanted = {(b.neighbor_ip.version, BFD_MULTIHOP_PORT if b.multihop else BFD_PORT)
+                  for b in instances.values() if b.neighbor_ip is not None}
+        for key in list(self.socks):
+            if key not in wanted:
+                self.loop.remove_reader(self.socks[key].sock)
+                self.socks.pop(key).close()
+        for key in wanted - set(self.socks):
+            try:
+                sock = self.socks[key] = BfdSocket(*key)
+                self.loop.add_reader(sock.sock, self._on_readable, sock)
+            except OSError as exc:
+                log.error("BFD: cannot listen on %s port %d: %s", "IPv4" if key[0] == 4 else "IPv6", key[1], exc)
+
+    def _add(self, bfd: BfdInstance) -> None:
+        assert bfd.neighbor_ip is not None
+        session = BfdSession(bfd.name, int(bfd.min_tx * 1000), int(bfd.min_rx * 1000), int(bfd.idle_tx * 1000),
+                             bfd.multiplier, bfd.passive)
+        run = self.runs[bfd.name] = _BfdRun(bfd, session)
+        self._open(run)
+        self._apply(run, session.start(self.loop.time()))
+
+    def _open(self, run: _BfdRun) -> None:
+        bfd = run.bfd
+        run.retry = None
+        try:
+            run.tx = BfdTxSocket(bfd.neighbor_ip.version, bfd.source_ip, bfd.out_ttl)  # type: ignore[union-attr]
+        except OSError as exc:
+            # keepalived: AdminDown and a retry every 60 s
+            log.error("(%s) BFD: cannot open the sending socket: %s; retrying in 60 s", bfd.name, exc)
+            run.retry = self.loop.call_later(60.0, self._open, run)
+
+    def _remove(self, name: str) -> None:
+        run = self.runs.pop(name)
+        self._apply(run, run.session.admin_down(self.loop.time()), quiet=True)
+        for timer in (run.timer, run.retry):
+            if timer is not None:
+                timer.cancel()
+        if run.tx is not None:
+            run.tx.close()
+
+    def stop(self) -> None:
+        """Say AdminDown to every peer (so none counts it as a failure) and close the sockets."""
+        for name in list(self.runs):
+            self._remove(name)
+        for sock in self.socks.values():
+            self.loop.remove_reader(sock.sock)
+            sock.close()
+        self.socks.clear()
+
+    # -- running --------------------------------------------------------------------------
+    def _apply(self, run: _BfdRun, actions: List[BfdAction], quiet: bool = False) -> None:
+        bfd = run.bfd
+        for act in actions:
+            if isinstance(act, BfdSend):
+                if run.tx is None:
+                    continue
+                try:
+                    run.tx.send(encode_bfd(act.packet), bfd.neighbor_ip,  # type: ignore[arg-type]
+                                BFD_MULTIHOP_PORT if bfd.multihop else BFD_PORT)
+                    run.sent += 1
+                except OSError as exc:
+                    self.ratelimit(("bfd_send", bfd.name), self.loop.time(),
+                                   f"({bfd.name}) BFD: cannot send to {bfd.neighbor_ip}: {exc.strerror}")
+            elif isinstance(act, BfdStateChange) and not quiet:
+                self._state_changed(run, act)
+        if run.bfd.name not in self.runs:
+            return
+        deadline = run.session.next_deadline()
+        if run.timer is not None:
+            if deadline is not None and run.timer.when == deadline and not run.timer.cancelled:
+                return
+            run.timer.cancel()
+            run.timer = None
+        if deadline is not None:
+            run.timer = self.loop.call_at(deadline, self._on_timer, run)
+
+    def _state_changed(self, run: _BfdRun, act: BfdStateChange) -> None:
+        name, s = run.bfd.name, run.session
+        run.changed_at = self.loop.time()
+        if act.new == BfdState.Up:
+            log.info("(%s) Entering Up state (tx %g ms, detect time %g ms)", name, s.tx_interval / 1000,
+                     s.detection_time * 1000)
+        else:
+            if act.diag == BFD_DIAG_EXPIRED:
+                log.info("(%s) Expired after %g ms", name, s.remote_mult * max(s.required_min_rx, s.remote_min_tx)
+                         / 1000)
+            log.info("(%s) Entering %s state (Local diagnostic - %s)", name, act.new.name,
+                     BFD_DIAGNOSTICS[act.diag])
+        up = act.new == BfdState.Up
+        if up != run.up and (up or not act.peer_admin_down):
+            run.up = up
+            try:
+                self.on_event(name, up)
+            except Exception as exc:  # a listener's bug must not stop BFD
+                log.exception("BFD event failed: %s", exc)
+
+    def _on_timer(self, run: _BfdRun) -> None:
+        run.timer = None
+        self._apply(run, run.session.on_timer(self.loop.time()))
+
+    def _drop(self, reason: str, message: str) -> None:
+        self.bad[reason] = self.bad.get(reason, 0) + 1
+        self.ratelimit(("bfd", reason), self.loop.time(), f"BFD: {message}")
+
+    def _on_readable(self, sock: BfdSocket) -> None:
+        for _ in range(256):
+            got = sock.recv()
+            if got is None:
+                return
+            self.handle(sock.port, *got)
+
+    def handle(self, port: int, data: bytes, src: IPAddress, dst: Optional[IPAddress], ttl: int) -> None:
+        """One received datagram: decode, find its session, check the TTL (GTSM), hand it over."""
+        try:
+            pkt = decode_bfd(data)
+        except PacketError as exc:
+            self._drop(exc.reason, f"bad packet from {src}: {exc}")
+            return
+        multihop = port == BFD_MULTIHOP_PORT
+        if pkt.your_disc:
+            run = next((r for r in self.runs.values() if r.session.local_disc == pkt.your_disc), None)
+        else:
+            run = next((r for r in self.runs.values() if r.bfd.neighbor_ip == src and r.bfd.multihop == multihop
+                        and (r.bfd.source_ip is None or dst is None or r.bfd.source_ip == dst)), None)
+        if run is None:
+            self._drop("bfd_no_session", f"no session for discriminator {pkt.your_disc} from {src}")
+            return
+        bfd = run.bfd
+        if bfd.neighbor_ip != src or bfd.multihop != multihop:
+            self._drop("bfd_spoofed", f"({bfd.name}) packet for our discriminator from {src}, not {bfd.neighbor_ip}")
+            return
+        if bfd.max_hops != 255 and ttl + bfd.max_hops < bfd.out_ttl:
+            self._drop("bfd_ttl", f"({bfd.name}) invalid TTL {ttl} from {src}, expected {bfd.out_ttl - bfd.max_hops}"
+                       f"{'' if bfd.max_hops == 0 else ' or more'}")
+            return
+        self._apply(run, run.session.on_packet(self.loop.time(), pkt))
+
+    # -- queries --------------------------------------------------------------------------
+    def is_up(self, name: str) -> bool:
+        run = self.runs.get(name)
+        return run is not None and run.up
+
+    def status(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for name, run in self.runs.items():
+            s = run.session
+            out[name] = {"state": s.state.name, "neighbor": str(run.bfd.neighbor_ip),
+                         "local_discriminator": s.local_disc, "remote_discriminator": s.remote_disc,
+                         "remote_state": s.remote_state.name,
+                         "tx_interval_ms": s.tx_interval / 1000, "detect_time_ms": s.detection_time * 1000,
+                         "source_port": run.tx.port if run.tx is not None else None,
+                         "received": s.received, "sent": run.sent}
+        if self.bad:
+            out["bad_packets"] = dict(self.bad)
+        return out
+
+
 # ============================================================================================
 # 8. Event loop
 # ============================================================================================
@@ -8163,21 +8889,9 @@ class Daemon:
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
-        link = self._link_by_name(ifname)
-        if link is None:
-            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, ifname)
-        else:
-            rt.ifindex = link.index
-            vsock = self.vsocks.get(ifname)
-            if vsock is None:
-                vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
-                self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
-                self.by_socket[ifname] = []
-            rt.vsock = vsock
-            if ifname not in self.garp_socks:
-                self.garp_socks[ifname] = GarpSocket(ifname)
-            self.by_socket[ifname].append(rt)
-            self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
+        if self._link_by_name(ifname) is None:
+            log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
         self.beyond.attach4(rt)
@@ -8185,6 +8899,76 @@ class Daemon:
         if rt.src is not None:
             self.own_sources.add(rt.src)
         return rt
+
+    def _attach_interface(self, rt: InstanceRuntime) -> bool:
+        """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
+        if instance_family(rt.inst) == 6:
+            self.beyond.attach6(rt)
+            return bool(rt.ifindex)
+        ifname, inst = rt.inst.interface or "", rt.inst
+        link = self._link_by_name(ifname)
+        if link is None:
+            return False
+        rt.ifindex = link.index
+        vsock = self.vsocks.get(ifname)
+        if vsock is None:
+            vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
+            self.by_socket[ifname] = []
+        rt.vsock = vsock
+        if ifname not in self.garp_socks:
+            self.garp_socks[ifname] = GarpSocket(ifname)
+        if rt not in self.by_socket[ifname]:
+            self.by_socket[ifname].append(rt)
+        members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
+        if rt not in members:
+            members.append(rt)
+        return True
+
+    def _detach_interface(self, rt: InstanceRuntime) -> None:
+        """The instance's interface was deleted: close its socket (bound to the old interface index)."""
+        ifname = rt.inst.interface or ""
+        rt.ifindex = 0
+        if instance_family(rt.inst) == 6:
+            self.beyond.detach6(rt)
+            return
+        vsock, rt.vsock = rt.vsock, None
+        if rt in self.by_socket.get(ifname, []):
+            self.by_socket[ifname].remove(rt)
+        if vsock is not None and not any(r.vsock is vsock for r in self.runtimes):
+            self.loop.remove_reader(vsock.sock)
+            vsock.close()
+            self.vsocks.pop(ifname, None)
+        if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
+            rt.src = None
+            rt.machine.primary_ip = None
+
+    def _follow_interfaces(self) -> bool:
+        """After link events: attach instances whose interface appeared (or was re-created with a new index),
+        detach those whose interface went. True when something changed."""
+        changed = False
+        for rt in self.runtimes:
+            link = self._link_by_name(rt.inst.interface) if rt.inst.interface else None
+            index = link.index if link is not None else 0
+            if index == rt.ifindex:
+                continue
+            changed = True
+            if rt.ifindex:
+                log.warning("(%s) interface %s was deleted - FAULT until it is created again", rt.inst.name,
+                            rt.inst.interface)
+                self._detach_interface(rt)
+            if index:
+                try:
+                    if self._attach_interface(rt):
+                        log.info("(%s) interface %s appeared (index %d)", rt.inst.name, rt.inst.interface, index)
+                        if instance_family(rt.inst) == 4:
+                            self._set_targets(rt)
+                            self.beyond.attach4(rt)
+                except OSError as exc:
+                    log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
+        if changed:
+            self._update_own_sources()
+        return changed
 
     @staticmethod
     def _attach_hmac(rt: InstanceRuntime) -> None:
@@ -8948,6 +9732,7 @@ class Daemon:
             self.links = self.rtnl.links()
             self.addrs = self.rtnl.addresses()
             changed = True
+        links_changed = changed
         for rtype, obj in events:
             if isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
@@ -8957,6 +9742,7 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+                links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
@@ -8966,6 +9752,8 @@ class Daemon:
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
                 self._vip_deleted(obj)
                 changed = self._refresh_sources() or changed
+        if links_changed and not self.stopping:
+            changed = self._follow_interfaces() or changed
         if changed and not self.stopping:
             self._reevaluate()
 
@@ -9198,6 +9986,20 @@ class BeyondIPv4:
             vsock.join(d.g.vrrp_mcast_group6)
         rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
+
+    def detach6(self, rt: InstanceRuntime) -> None:
+        """The interface of an IPv6 instance was deleted: close its socket once no instance uses it."""
+        d = self.d
+        vsock = self.sock6_of.pop(rt.inst.name, None)
+        name = rt.inst.interface or ""
+        if rt in self.by_socket6.get(name, []):
+            self.by_socket6[name].remove(rt)
+        if vsock is not None and vsock not in self.sock6_of.values():
+            d.loop.remove_reader(vsock.sock)
+            vsock.close()
+            self.vsocks6.pop(name, None)
+        rt.src = None
+        rt.machine.primary_ip = None
 
     def attach4(self, rt: InstanceRuntime) -> None:
         """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
