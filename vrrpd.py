@@ -7761,11 +7761,9 @@ class BfdDriver:
     # -- configuration --------------------------------------------------------------------
     def configure(self, instances: Dict[str, BfdInstance]) -> None:
         """Start the sessions of `instances`; those whose definition did not change keep running."""
-        import dataclasses
-
         def same(a: BfdInstance, b: BfdInstance) -> bool:
-            return dataclasses.replace(a, file="", line=0, weight=0, weight_reverse=False) == \
-                dataclasses.replace(b, file="", line=0, weight=0, weight_reverse=False)
+            return dataclass_replace(a, file="", line=0, weight=0, weight_reverse=False) == \
+                dataclass_replace(b, file="", line=0, weight=0, weight_reverse=False)
 
         for name in list(self.runs):
             if name not in instances or not same(self.runs[name].bfd, instances[name]):
