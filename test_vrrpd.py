@@ -224,6 +224,29 @@ def test_no_file_of_the_repository_refers_to_anything_beside_it():
     assert not found, found
 
 
+def test_ci_run_runs_make_test_in_a_lone_copy_of_the_repository_and_exits_with_its_status(tmp_path):
+    """.ci/run: the README's `make test` with CI=true in a copy of the repository's files that has nothing
+    beside it; make's exit status is CI's. (`make` here is a stand-in that reports where it ran.)"""
+    require(os.geteuid() == 0, "needs root (.ci/run refuses to run without it)")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    report = tmp_path / "report"
+    (fake / "make").write_text(f"#!/bin/sh\n{{ echo \"$*\"; pwd; ls -A ..; echo \"CI=$CI\"; ls -A; "
+                               f"ls testdata/seeds | wc -l; }} > {report}\necho 'fake summary'\nexit 7\n")
+    (fake / "make").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", CI="false")
+    env.pop("VRRPD_CI_KEEP", None)
+    done = sh(["bash", str(HERE / ".ci" / "run")], check=False, env=env, timeout=60)
+    assert done.returncode == 7 and "fake summary" in done.stdout, (done.stdout, done.stderr)
+    args, where, beside, ci, *rest = report.read_text().splitlines()
+    *listing, seeds = rest
+    assert args == "test" and ci == "CI=true" and beside == "vrrpd", report.read_text()
+    assert Path(where).name == "vrrpd" and Path(where).resolve() != HERE and not Path(where).exists()
+    assert {"vrrpd.py", "test_vrrpd.py", "Makefile", "README.md", "testdata", ".ci"} <= set(listing), listing
+    assert not {".git", "__pycache__", ".pytest_cache"} & set(listing), listing
+    assert int(seeds) == len(list(SEEDS.glob("*.conf")))
+
+
 def parse_ok(text: str, **kw):
     """Parse text; return (config, diagnostics) after asserting there is no ERROR."""
     config, diags = vrrpd.parse_config_text(text, "test.conf", **kw)
@@ -1886,8 +1909,9 @@ def _conf(name="VI_1", vrid=51, priority=100, state="BACKUP", version=3, advert=
 class _Node:
     """A vrrpd (or keepalived) process in a lab namespace, with its log file."""
 
-    def __init__(self, lab, ns, tmp_path, name, conf_text, keepalived=False):
+    def __init__(self, lab, ns, tmp_path, name, conf_text, keepalived=False, python=None, env=None):
         self.lab, self.ns, self.name = lab, ns, name
+        self.python, self.exec_env = python or [PYTHON], env
         self.conf = tmp_path / f"{name}.conf"
         self.log_path = tmp_path / f"{name}.log"
         self.keepalived = keepalived
@@ -1903,8 +1927,8 @@ class _Node:
             cmd = ["/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", str(self.conf),
                    "-p", f"{pid}.pid", "-r", f"{pid}.vrrp.pid"]
         else:
-            cmd = [PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(self.conf)]
-        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT)
+            cmd = [*self.python, VRRPD, "-n", "-l", "-D", "-f", str(self.conf)]
+        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=self.exec_env)
         logf.close()
         self.wait_started()
         return self
@@ -6724,6 +6748,240 @@ def test_net_namespace_that_does_not_exist_is_fatal_and_nothing_runs_outside(tmp
     conf.write_text("net_namespace vrrpd-no-such-ns\n" + _conf(vips=("10.255.255.1/32",)))
     result = sh([PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], check=False, timeout=30)
     assert result.returncode == 1 and "Unable to set network namespace vrrpd-no-such-ns - exiting" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# G2. A minimal host's Python: Debian's python3-minimal (the files of libpython3.11-minimal)
+# --------------------------------------------------------------------------------------------
+
+MINIMAL_PYTHON = "/usr/bin/python3.11"
+MINIMAL_PACKAGE = "libpython3.11-minimal"
+
+
+def build_minimal_python_home(home: Path) -> Path:
+    """A PYTHONHOME holding only the standard library files of libpython3.11-minimal (linked, same layout),
+    so /usr/bin/python3.11 run with it sees what a host with only python3-minimal has."""
+    listing = sh(["dpkg", "-L", MINIMAL_PACKAGE]).stdout.split()
+    base = "/usr/lib/python3.11/"
+    for path in listing:
+        if not path.startswith(base) or not os.path.isfile(path):
+            continue
+        target = home / "lib" / "python3.11" / path[len(base):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(path)
+        cached = Path(path).parent / "__pycache__" / (Path(path).stem + ".cpython-311.pyc")
+        if path.endswith(".py") and cached.exists():  # the installed byte code: a faster test, same modules
+            (target.parent / "__pycache__").mkdir(exist_ok=True)
+            (target.parent / "__pycache__" / cached.name).symlink_to(cached)
+    return home
+
+
+@pytest.fixture(scope="session")
+def minimal_python(tmp_path_factory):
+    """(argv prefix, environment) that run vrrpd on a python3-minimal standard library."""
+    require(os.path.exists(MINIMAL_PYTHON) and shutil.which("dpkg") is not None
+            and sh(["dpkg", "-s", MINIMAL_PACKAGE], check=False).returncode == 0,
+            f"needs Debian's {MINIMAL_PYTHON} and {MINIMAL_PACKAGE}")
+    home = build_minimal_python_home(tmp_path_factory.mktemp("python3-minimal"))
+    env = dict(os.environ, PYTHONHOME=str(home), PYTHONNOUSERSITE="1")
+    env.pop("PYTHONPATH", None)
+    return [MINIMAL_PYTHON], env
+
+
+def test_minimal_python_tree_hides_the_rest_of_the_standard_library(minimal_python):
+    python, env = minimal_python
+    probe = "import importlib.util as u; print(' '.join(m for m in %r if u.find_spec(m) is None))"
+    wanted = ("dataclasses", "difflib", "hmac", "json", "shutil", "queue", "smtplib", "ctypes", "socket", "enum")
+    missing = sh([*python, "-c", probe % (wanted,)], env=env).stdout.split()
+    assert missing == ["dataclasses", "difflib", "hmac", "json", "shutil", "queue", "smtplib", "ctypes"], missing
+
+
+# shutil is missing there too, but upstream argparse imports it (Debian's does not): the real-subset tests cover it
+NOT_IN_PYTHON3_MINIMAL = ("dataclasses", "difflib", "hmac", "json", "queue", "smtplib", "ctypes", "logging.handlers",
+                          "_json", "_queue")
+
+
+def test_check_with_the_modules_python3_minimal_lacks_blocked():
+    # runs anywhere: the same modules made unimportable in this interpreter (the lab test uses the real subset)
+    code = (f"import sys\nfor m in {NOT_IN_PYTHON3_MINIMAL!r}:\n    sys.modules[m] = None\n"
+            f"sys.path.insert(0, {str(HERE)!r})\nimport vrrpd\n"
+            "assert vrrpd.dataclass is vrrpd.small_dataclass\n"
+            f"sys.exit(vrrpd.main(['--check', '-f', {str(HERE / 'vrrpd.conf.example')!r}]))\n")
+    result = sh([PYTHON, "-c", code], check=False, env=dict(os.environ, VRRPD_NO_REEXEC="1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "smtp_server needs the Python module(s) queue, hmac, smtplib" in result.stdout + result.stderr
+
+
+def test_check_runs_on_minimal_python_and_names_what_smtp_needs(minimal_python, tmp_path):
+    python, env = minimal_python
+    result = sh([*python, VRRPD, "--check", "-f", str(HERE / "vrrpd.conf.example")], check=False, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    out = result.stdout + result.stderr
+    assert "smtp_server needs the Python module(s) queue, hmac, smtplib" in out, out
+    assert "apt install libpython3-stdlib" in out, out
+    # errors are still reported (without difflib's "did you mean"), and the full Python does not warn
+    bad = tmp_path / "bad.conf"
+    bad.write_text("vrrp_instance VI_1 {\n    interfase eth0\n    virtual_router_id 300\n}\n")
+    result = sh([*python, VRRPD, "--check", "-f", str(bad)], check=False, env=env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "interfase" in result.stdout + result.stderr
+    full = sh([PYTHON, VRRPD, "--check", "-f", str(HERE / "vrrpd.conf.example")], check=False)
+    assert "smtp_server needs" not in full.stdout + full.stderr
+
+
+def test_small_dataclass_behaves_like_dataclasses_for_what_vrrpd_uses():
+    import dataclasses
+
+    def make(decorate, fld):
+        @decorate
+        class Base:
+            a: int
+            b: str = "x"
+            c: list = fld(default_factory=list)
+
+        @decorate
+        class Child(Base):
+            d: int = 4
+            note: str = fld(default="", compare=False, repr=False)
+
+        @decorate(frozen=True)
+        class Frozen:
+            p: int
+            q: tuple = ()
+
+        return Base, Child, Frozen
+
+    real = make(dataclasses.dataclass, dataclasses.field)
+    small = make(vrrpd.small_dataclass, vrrpd.small_field)
+    for (rb, rc, rf), replace in ((real, dataclasses.replace), (small, vrrpd.small_replace)):
+        one, two = rb(1), rb(1)
+        assert one == two and one.c is not two.c and one != rb(2) and one != rc(1)
+        assert repr(rc(1, "y", [2], 5)).split("<locals>.")[-1] == "Child(a=1, b='y', c=[2], d=5)"
+        assert replace(rc(1, d=9), b="z") == rc(1, "z", [], 9, "ignored") and rc(1).note == ""
+        with pytest.raises(TypeError):
+            hash(one)
+        with pytest.raises(TypeError):
+            rb()
+        frozen = rf(1)
+        assert hash(frozen) == hash(rf(1)) and {frozen: 1}[rf(1)] == 1
+        assert repr(frozen).split("<locals>.")[-1] == "Frozen(p=1, q=())"
+        with pytest.raises(AttributeError):
+            frozen.p = 2
+
+
+def test_json_text_without_json_module_writes_what_json_dumps_writes(monkeypatch):
+    import json
+
+    doc = {"a": [1, 2.5, -0.0, None, True, False, (3, "t")], "s": "quo\"te\\ tab\t nl\n \x01 é \U0001f600",
+           "nested": {"empty": {}, "list": [], "addr": ipaddress.ip_address("10.0.0.1")}, 7: "int key",
+           None: "none key", "big": 10 ** 20, "inf": float("inf"), "state": vrrpd.State.MASTER}
+    expected = json.dumps(doc, indent=2, default=str)
+    assert vrrpd.json_text(doc) == expected
+    monkeypatch.setitem(sys.modules, "json", None)
+    assert vrrpd.json_text(doc) == expected
+
+
+def test_hmac_md5_and_which_without_hmac_and_shutil(tmp_path, monkeypatch):
+    import hmac
+
+    for key in (b"", b"secret\0\0", b"k" * 64, b"long" * 40):
+        for digest in ("md5", "sha256"):
+            assert vrrpd.hmac_digest(key, b"data" * 50, digest) == hmac.new(key, b"data" * 50, digest).digest()
+    tool = tmp_path / "bin" / "tool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "plain").write_text("")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"/nonexistent:{tool.parent}")
+    assert vrrpd.which("tool") == shutil.which("tool") == str(tool)
+    assert vrrpd.which("plain") is None and vrrpd.which(str(tool)) == str(tool) and vrrpd.which("nope") is None
+
+
+def test_missing_smtplib_is_a_check_warning_and_one_clear_log_line(monkeypatch, caplog):
+    text = ("global_defs {\n    notification_email {\n        ops@example.com\n    }\n"
+            "    smtp_server 127.0.0.1\n}\n")
+    _, diags = parse_ok(text)
+    assert not any("smtp_server needs" in m for m in messages(diags))
+    monkeypatch.setitem(sys.modules, "smtplib", None)
+    config, diags = parse_ok(text)
+    assert any("smtp_server needs the Python module(s) smtplib" in m and "libpython3-stdlib" in m
+               for m in messages(diags, vrrpd.Severity.WARNING)), messages(diags)
+    mailer = vrrpd.SmtpAlerter(config.global_defs)
+    with caplog.at_level(logging.ERROR, logger="vrrpd"):
+        mailer.submit("subject", "body")
+        mailer.submit("subject", "body")
+    lines = [r.getMessage() for r in caplog.records if "SMTP" in r.getMessage()]
+    assert lines == ["SMTP: smtp_server needs the Python module smtplib, which this Python lacks "
+                     "(Debian/Ubuntu: apt install libpython3-stdlib); no e-mail alert will be sent"], lines
+    assert mailer._thread is None and mailer.pending() == 0
+    mailer.close(1.0)
+
+
+def test_syslog_handler_sends_what_sysloghandler_sends(tmp_path):
+    import logging.handlers
+    import socket
+
+    path = str(tmp_path / "log")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(2)
+    record = logging.LogRecord("vrrpd", logging.WARNING, __file__, 1, "(VI_1) héllo %s", ("x",), None)
+    ours = vrrpd.SyslogHandler(path, facility=16)
+    theirs = logging.handlers.SysLogHandler(path, facility=16)
+    try:
+        for handler in (ours, theirs):
+            handler.setFormatter(logging.Formatter("vrrpd[1]: %(message)s"))
+            handler.emit(record)
+        assert server.recv(4096) == server.recv(4096) == "<132>vrrpd[1]: (VI_1) héllo x\0".encode()
+        server.close()  # syslogd restarts: the next record reconnects
+        os.unlink(path)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        server.bind(path)
+        server.settimeout(2)
+        ours.emit(record)
+        assert server.recv(4096).startswith(b"<132>")
+    finally:
+        ours.close()
+        theirs.close()
+        server.close()
+
+
+def test_vrrp_failover_scripts_notify_and_fifo_on_minimal_python(lab, tmp_path, minimal_python):
+    python, env = minimal_python
+    notify = tmp_path / "notify.sh"
+    notified = tmp_path / "notified"
+    notify.write_text(f"#!/bin/sh\necho \"$@\" >> {notified}\n")
+    notify.chmod(0o755)
+    fifo = tmp_path / "vrrp.fifo"
+    extra = (f"    notify {notify}\n    track_script {{\n        chk\n    }}\n")
+    glob_extra = f"    notify_fifo {fifo}\n    enable_script_security\n    script_user root\n"
+    script = 'vrrp_script chk {\n    script "/bin/true"\n    interval 1\n}\n'
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=150, state="MASTER"))
+    _wait_holders(lab, [b], ["B"], timeout=5)
+    a = _Node(lab, ns_a, tmp_path, "A", script + _conf(priority=100, instance_extra=extra, global_extra=glob_extra),
+              python=python, env=env)
+    wait_for(lambda: "Entering BACKUP STATE" in a.log(), 5, what="the minimal-Python node in BACKUP")
+    # it re-executed itself from the byte-code cache (-S) under the same interpreter and tree
+    cmdline = Path(f"/proc/{a.proc.pid}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[0] == MINIMAL_PYTHON.encode() and b"-S" in cmdline, cmdline
+    assert Path(f"/proc/{a.proc.pid}/environ").read_bytes().count(b"PYTHONHOME=" + env["PYTHONHOME"].encode())
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        b.kill()
+        lab.link(b.ns, "eth0", up=False)  # a crash leaves B's VIP behind: B is off the wire
+        _wait_holders(lab, [a], ["A"], timeout=3)
+        wait_for(lambda: notified.exists() and "MASTER" in notified.read_text(), 3, what="notify script")
+        assert notified.read_text().split("\n")[-2].split() == ["INSTANCE", "VI_1", "MASTER", "100"]
+        fifo_text = wait_for(lambda: os.read(reader, 65536).decode(), 3, what="notify FIFO line")
+        assert 'INSTANCE "VI_1" MASTER 100' in fifo_text, fifo_text
+    finally:
+        os.close(reader)
+    wait_for(lambda: "VRRP_Script(chk) succeeded" in a.log(), 3, what="vrrp_script on minimal Python")
+    assert a.stop() == 0
+    assert not lab.has_address(a.ns, VIP)
+    assert "Traceback" not in a.log() and "Error" not in a.log(), a.log()
 
 
 # ============================================================================================

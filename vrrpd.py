@@ -26,20 +26,17 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import errno
 import gc
 import glob
 import heapq
-import hmac
 import ipaddress
 import logging
 import os
 import random
 import re
 import selectors
-import shutil
 import signal
 import socket
 import stat
@@ -48,8 +45,9 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
 
 __version__ = "0.1.0"
 PROG = "vrrpd"
@@ -67,6 +65,160 @@ VRRP_TTL = 255
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+# -- Python's standard library on a minimal host ------------------------------------------------
+# The daemon and --check run on Debian's python3-minimal (the files of libpython3.11-minimal): no
+# dataclasses, difflib, hmac, json, shutil, queue, smtplib there. What needs more is imported only
+# when configured, through need_module(), which names the package that has it.
+
+STDLIB_PACKAGE_HINT = "Debian/Ubuntu: apt install libpython3-stdlib"
+SMTP_MODULES = ("queue", "hmac", "smtplib")  # what e-mail alerts need beyond python3-minimal (smtplib needs hmac)
+
+
+class MissingModuleError(ImportError):
+    """A configured feature needs a standard-library module this Python does not have."""
+
+
+def need_module(name: str, feature: str) -> Any:
+    """Import `name` for `feature`, or raise MissingModuleError saying what is missing and where it is."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or name
+        raise MissingModuleError(f"{feature} needs the Python module {missing}, which this Python lacks "
+                                 f"({STDLIB_PACKAGE_HINT})") from None
+
+
+def module_available(name: str) -> bool:
+    """True if `name` (and the modules it imports at once) can be imported; nothing is kept loaded."""
+    if sys.modules.get(name) is not None:
+        return True
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def close_matches(word: str, choices: Any, n: int = 1, cutoff: float = 0.6) -> List[str]:
+    """difflib.get_close_matches (for "did you mean"), or nothing where difflib is missing."""
+    try:
+        import difflib
+    except ImportError:
+        return []
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+
+
+def which(program: str) -> Optional[str]:
+    """shutil.which(program) without shutil: the first executable file named `program` in $PATH."""
+    if "/" in program:
+        return program if os.path.isfile(program) and os.access(program, os.X_OK) else None
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", program)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+_NO_DEFAULT = object()
+
+
+class _SmallField:
+    __slots__ = ("default", "default_factory", "compare", "repr")
+
+    def __init__(self, default: Any, default_factory: Any, compare: bool, repr: bool):  # noqa: A002
+        self.default, self.default_factory, self.compare, self.repr = default, default_factory, compare, repr
+
+
+def small_field(*, default: Any = _NO_DEFAULT, default_factory: Any = _NO_DEFAULT, compare: bool = True,
+                repr: bool = True) -> Any:  # noqa: A002
+    """dataclasses.field(default=..., default_factory=..., compare=..., repr=...) for small_dataclass."""
+    return _SmallField(default, default_factory, compare, repr)
+
+
+def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
+    """The part of @dataclasses.dataclass vrrpd uses, for a Python without dataclasses: __init__ from the
+    annotations (defaults, field(...)), __repr__, __eq__, and __hash__ = None, or with frozen=True no
+    assignment and a hash of the fields."""
+    if cls is None:
+        return lambda klass: small_dataclass(klass, frozen=frozen)
+    fields: Dict[str, _SmallField] = {}
+    for base in reversed(cls.__mro__[1:]):
+        fields.update(getattr(base, "_small_fields", {}))
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
+            continue
+        value = cls.__dict__.get(name, _NO_DEFAULT)
+        if isinstance(value, _SmallField):
+            if value.default is _NO_DEFAULT:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value.default)
+        else:
+            value = _SmallField(value, _NO_DEFAULT, True, True)
+        fields[name] = value
+    params, body = [], []
+    scope: Dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_set": object.__setattr__}
+    for name, f in fields.items():
+        value = name
+        if f.default_factory is not _NO_DEFAULT:
+            scope[f"_f_{name}"] = f.default_factory
+            params.append(f"{name}=_NO_DEFAULT")
+            value = f"_f_{name}() if {name} is _NO_DEFAULT else {name}"
+        elif f.default is not _NO_DEFAULT:
+            scope[f"_d_{name}"] = f.default
+            params.append(f"{name}=_d_{name}")
+        else:
+            params.append(name)
+        body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass"), scope)
+    cls.__init__ = scope["__init__"]
+    cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    shown = [n for n, f in fields.items() if f.repr]
+    compared = [n for n, f in fields.items() if f.compare]
+
+    def __repr__(self: Any) -> str:
+        return f"{type(self).__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in shown) + ")"
+
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in compared)
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __hash__(self: Any) -> int:
+        return hash(tuple(getattr(self, n) for n in compared))
+
+    cls._small_fields = fields
+    cls.__repr__ = __repr__
+    cls.__eq__ = __eq__
+    if frozen:
+        cls.__setattr__ = __setattr__
+        cls.__delattr__ = __setattr__
+        cls.__hash__ = __hash__
+    elif "__hash__" not in cls.__dict__:
+        cls.__hash__ = None
+    return cls
+
+
+def small_replace(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace for small_dataclass."""
+    values = {name: getattr(obj, name) for name in type(obj)._small_fields}
+    values.update(changes)
+    return type(obj)(**values)
+
+
+try:
+    from dataclasses import dataclass, field
+    from dataclasses import replace as dataclass_replace
+except ImportError:  # python3-minimal
+    dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace  # type: ignore[assignment]
 
 
 class State(enum.Enum):
@@ -1394,7 +1546,7 @@ class _Parser:
             self.warning(tok, f"'{tok.text}' does not belong in {title} (ignored)",
                          f"it belongs in {' / '.join(sorted(set(homes)))}")
         else:
-            close = difflib.get_close_matches(tok.text, list(spec), n=1, cutoff=0.75)
+            close = close_matches(tok.text, list(spec), n=1, cutoff=0.75)
             hint = f"did you mean '{close[0]}'?" if close else ""
             self.warning(tok, f"unknown keyword '{_short(tok.text)}' in {title} (ignored)", hint)
         self.i += 1
@@ -1548,7 +1700,7 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
             opt = opt_tok.text
             k += 1
             if opt not in _VIP_OPTIONS:
-                close = difflib.get_close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
+                close = close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
                 p.warning(opt_tok, f"unknown option '{_short(opt)}' for virtual address {head.text} (ignored)",
                           f"did you mean '{close[0]}'?" if close else "")
                 if k < len(entry) and entry[k].text not in _VIP_OPTIONS:
@@ -2780,7 +2932,7 @@ _SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", 
 
 def _v_sched(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
     if args[0].text not in _SCHEDULERS:
-        close = difflib.get_close_matches(args[0].text, _SCHEDULERS, n=1)
+        close = close_matches(args[0].text, _SCHEDULERS, n=1)
         p.warning(args[0], f"unknown scheduler '{args[0].text}'", f"did you mean '{close[0]}'?" if close else
                   "one of " + " ".join(_SCHEDULERS))
     vs.lb_algo = args[0].text
@@ -3004,7 +3156,7 @@ def _host_interfaces() -> Optional[set]:
 
 def _which(program: str) -> Optional[str]:
     try:
-        return shutil.which(program)
+        return which(program)
     except (ValueError, OSError):
         return None
 
@@ -3113,6 +3265,11 @@ class _Validator:
             self.warn(where.file, where.line, "notification_email without smtp_server: no e-mail will be sent")
         elif g.smtp_server and not g.notification_email:
             self.warn(where.file, where.line, "smtp_server without notification_email: no e-mail will be sent")
+        else:
+            missing = [name for name in SMTP_MODULES if not module_available(name)]
+            if missing:
+                self.warn(where.file, where.line, f"smtp_server needs the Python module(s) {', '.join(missing)}, "
+                          f"which this Python lacks: no e-mail will be sent", STDLIB_PACKAGE_HINT)
 
     def instance(self, inst: VrrpInstance) -> None:
         f, ln, g = inst.file, inst.line, self.g
@@ -3220,7 +3377,7 @@ class _Validator:
         label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
         for ref in inst.track_script:
             if ref.name not in cfg.vrrp_scripts:
-                close = difflib.get_close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
+                close = close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
                 self.err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
                          f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
         for ref in inst.track_file:
@@ -3272,7 +3429,7 @@ class _Validator:
                 ln = tok.line if tok is not None else sg.line
                 inst = self.names.get(member)
                 if inst is None:
-                    close = difflib.get_close_matches(member, list(self.names), n=1)
+                    close = close_matches(member, list(self.names), n=1)
                     self.err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
                              f"did you mean '{close[0]}'?" if close else "")
                 elif member in member_of:
@@ -4105,7 +4262,18 @@ def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast:
     if unicast:
         ip[8] = 0
     ah = ah_header[:12] + bytes(AH_ICV_LEN)
-    return hmac.new(ah_key(key), bytes(ip) + ah + vrrp, "md5").digest()[:AH_ICV_LEN]
+    return hmac_digest(ah_key(key), bytes(ip) + ah + vrrp, "md5")[:AH_ICV_LEN]
+
+
+def hmac_digest(key: bytes, data: bytes, digest: str) -> bytes:
+    """HMAC (RFC 2104) with hashlib's md5 or sha256 alone: python3-minimal has hashlib but not hmac."""
+    import hashlib
+
+    if len(key) > 64:  # both hashes have 64-byte blocks
+        key = hashlib.new(digest, key).digest()
+    key = key.ljust(64, b"\0")
+    inner = hashlib.new(digest, bytes(b ^ 0x36 for b in key) + data).digest()
+    return hashlib.new(digest, bytes(b ^ 0x5C for b in key) + inner).digest()
 
 
 def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: bytes, key: bytes, seq: int,
@@ -4136,7 +4304,7 @@ def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int
     if next_header != IPPROTO_VRRP:
         raise PacketError("ah_next_header", f"AH carries protocol {next_header}")
     vrrp = packet[ihl + AH_HEADER_LEN:]
-    if not hmac.compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
+    if not _compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
         raise PacketError("ah_icv", "invalid IPSEC HMAC-MD5 value, due to fields mutation or bad password")
     if spi != packet[12:16]:
         raise PacketError("ah_spi", f"SPI {ipaddress.IPv4Address(spi)} is not the source address")
@@ -4200,8 +4368,7 @@ HMAC_REPLAY = "auth_ext_replay"
 
 
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
-    import hmac  # lazily: only an instance with auth_hmac needs it (python3-minimal may lack it)
-    return hmac.digest(key, data, "sha256")
+    return hmac_digest(key, data, "sha256")
 
 
 def auth_hmac_input(src: IPAddress, version: int, vrid: int, pdu: bytes, trailer: bytes) -> bytes:
@@ -4304,9 +4471,8 @@ class AuthHmac:
         key = self.keys.get(key_id)
         if key is None:
             return HMAC_UNKNOWN_KEY, f"unknown authentication key id {key_id} from {src}"
-        import hmac  # lazily, as _hmac_sha256
         good = _hmac_sha256(key, auth_hmac_input(src, version, vrid, pdu, trailer))[:AUTH_HMAC_LEN]
-        if not hmac.compare_digest(good, mac):
+        if not _compare_digest(good, mac):
             return HMAC_INVALID, f"invalid authentication HMAC from {src}"
         seq = (sec << 32) | (subsec << 16) | ctr
         slot = src if slot is None else slot
@@ -5120,11 +5286,7 @@ def script_argv(cmd: Command) -> List[str]:
 
 def find_script(argv0: str) -> Optional[str]:
     """The executable file argv0 names (searched in PATH if it has no slash), or None."""
-    import shutil
-
-    if "/" in argv0:
-        return argv0 if os.path.isfile(argv0) and os.access(argv0, os.X_OK) else None
-    return shutil.which(argv0)
+    return which(argv0)
 
 
 def script_security_problem(path: str) -> Optional[str]:
@@ -5333,7 +5495,7 @@ class Inotify:
 
             libc = ctypes.CDLL(None, use_errno=True)
             fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ImportError):  # python3-minimal has no ctypes: polling only
             return None
         return cls(libc, fd) if fd >= 0 else None
 
@@ -5413,10 +5575,8 @@ class Tracking:
     def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
         """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
         is unchanged; returns the script runners and file watches that are new."""
-        import dataclasses
-
         def same(a: Any, b: Any) -> bool:
-            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+            return dataclass_replace(a, file="", line=0) == dataclass_replace(b, file="", line=0)
 
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
@@ -7628,11 +7788,9 @@ class BfdDriver:
     # -- configuration --------------------------------------------------------------------
     def configure(self, instances: Dict[str, BfdInstance]) -> None:
         """Start the sessions of `instances`; those whose definition did not change keep running."""
-        import dataclasses
-
         def same(a: BfdInstance, b: BfdInstance) -> bool:
-            return dataclasses.replace(a, file="", line=0, weight=0, weight_reverse=False) == \
-                dataclasses.replace(b, file="", line=0, weight=0, weight_reverse=False)
+            return dataclass_replace(a, file="", line=0, weight=0, weight_reverse=False) == \
+                dataclass_replace(b, file="", line=0, weight=0, weight_reverse=False)
 
         for name in list(self.runs):
             if name not in instances or not same(self.runs[name].bfd, instances[name]):
@@ -8187,10 +8345,8 @@ class SmtpAlerter:
     max_pending = 100  # a server that never answers must not make alerts pile up without end
 
     def __init__(self, global_defs: GlobalDefs):
-        import queue
-
         self.global_defs = global_defs
-        self._queue: Any = queue.Queue()
+        self._queue: Any = None  # a queue.Queue once the first alert is submitted
         self._thread: Optional[threading.Thread] = None
         self._closing = threading.Event()
         self.sent = 0
@@ -8205,6 +8361,15 @@ class SmtpAlerter:
         """Queue one mail; returns at once."""
         if not self.configured or self._closing.is_set():
             return
+        if self._queue is None:
+            try:
+                for name in SMTP_MODULES:
+                    need_module(name, "smtp_server")
+            except MissingModuleError as exc:
+                self._closing.set()
+                log.error("SMTP: %s; no e-mail alert will be sent", exc)
+                return
+            self._queue = sys.modules["queue"].Queue()
         if self._thread is None:
             self._thread = threading.Thread(target=self._worker, name="vrrpd-smtp", daemon=True)
             self._thread.start()
@@ -8218,7 +8383,7 @@ class SmtpAlerter:
         self._queue.put((subject, smtp_message(self.global_defs, subject, body)))
 
     def pending(self) -> int:
-        return self._queue.unfinished_tasks
+        return self._queue.unfinished_tasks if self._queue is not None else 0
 
     def close(self, timeout: float) -> None:
         """Let the worker send what is queued for up to `timeout` seconds, then give up on it."""
@@ -10178,10 +10343,55 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
+class SyslogHandler(logging.Handler):
+    """Records to syslog through /dev/log, as logging.handlers.SysLogHandler sends them (`<PRI>text\\0`).
+
+    Our own because logging.handlers costs a megabyte and python3-minimal lacks what it imports (queue)."""
+
+    SEVERITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def __init__(self, address: str = "/dev/log", facility: int = 3):
+        super().__init__()
+        self.address = address
+        self.facility = facility
+        self.sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            sock = socket.socket(socket.AF_UNIX, kind)
+            try:
+                sock.connect(self.address)
+                return sock
+            except OSError as exc:
+                sock.close()
+                if exc.errno != errno.EPROTOTYPE:
+                    raise
+        raise OSError(errno.EPROTOTYPE, f"cannot connect to {self.address}")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prio = self.facility << 3 | self.SEVERITIES.get(record.levelname, 4)
+            data = f"<{prio}>{self.format(record)}\0".encode("utf-8", "replace")
+            try:
+                self.sock.sendall(data)
+            except OSError:  # syslogd restarted: connect again once
+                self.sock.close()
+                self.sock = self._connect()
+                self.sock.sendall(data)
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self.sock.close()
+        finally:
+            self.release()
+        super().close()
+
+
 def setup_logging(console: bool, detail: bool = False, facility: str = "daemon") -> None:
     """Log to stderr (`-l`) and/or syslog through /dev/log with the `-S` facility; `-D` adds detail lines."""
-    import logging.handlers
-
     root = logging.getLogger(PROG)
     root.handlers.clear()
     root.setLevel(logging.DEBUG if detail else logging.INFO)
@@ -10193,7 +10403,7 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
     if os.path.exists("/dev/log"):
         try:
             code = SYSLOG_FACILITIES.get(facility, SYSLOG_FACILITIES["daemon"]) >> 3
-            syslog = logging.handlers.SysLogHandler("/dev/log", facility=code)
+            syslog = SyslogHandler("/dev/log", facility=code)
             syslog.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(message)s"))
             root.addHandler(syslog)
         except OSError:
@@ -10295,6 +10505,65 @@ def sd_notify(message: str) -> bool:
         return False
 
 
+def json_text(doc: Any) -> str:
+    """json.dumps(doc, indent=2, default=str), also on python3-minimal, which has no json module."""
+    try:
+        import json
+    except ImportError:
+        return _small_json(doc, "")
+    return json.dumps(doc, indent=2, default=str)
+
+
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def _json_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in _JSON_ESCAPES:
+            out.append(_JSON_ESCAPES[ch])
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            if code > 0xFFFF:
+                code -= 0x10000
+                out.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
+            else:
+                out.append(f"\\u{code:04x}")
+    return '"' + "".join(out) + '"'
+
+
+def _small_json(doc: Any, indent: str) -> str:
+    if doc is None or doc is True or doc is False:
+        return {None: "null", True: "true", False: "false"}[doc]
+    if isinstance(doc, int):
+        return int.__repr__(doc)
+    if isinstance(doc, float):
+        if doc != doc:
+            return "NaN"
+        if doc in (float("inf"), float("-inf")):
+            return "Infinity" if doc > 0 else "-Infinity"
+        return float.__repr__(doc)
+    if isinstance(doc, str):
+        return _json_string(doc)
+    inner = indent + "  "
+    if isinstance(doc, dict):
+        if not doc:
+            return "{}"
+        items = []
+        for key, value in doc.items():
+            if not isinstance(key, str):
+                key = _small_json(key, "") if key is None or isinstance(key, (bool, int, float)) else str(key)
+            items.append(f"{inner}{_json_string(key)}: {_small_json(value, inner)}")
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(doc, (list, tuple)):
+        if not doc:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _small_json(v, inner) for v in doc) + "\n" + indent + "]"
+    return _json_string(str(doc))
+
+
 class ControlServer:
     """A unix stream socket that answers every connection with the daemon's status as one JSON document.
 
@@ -10318,14 +10587,12 @@ class ControlServer:
         loop.add_reader(self.sock, self._accept)
 
     def _accept(self) -> None:
-        import json
-
         try:
             conn, _ = self.sock.accept()
         except OSError:
             return
         conn.setblocking(False)
-        data = (json.dumps(self.status(), indent=2, default=str) + "\n").encode()
+        data = (json_text(self.status()) + "\n").encode()
         state = {"data": data}
         deadline = self.loop.call_later(1.0, self._drop, conn)
 
@@ -10361,7 +10628,7 @@ class ControlServer:
 
 def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
     """Ask a running daemon for its status (the client side of ControlServer)."""
-    import json
+    json = need_module("json", "--status and --json")
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
@@ -10593,7 +10860,7 @@ def demo_prerequisites() -> List[str]:
     missing = []
     if os.geteuid() != 0:
         missing.append("root, to create network namespaces: run `sudo make demo` (or `sudo python3 vrrpd.py --demo`)")
-    if shutil.which("ip") is None:
+    if which("ip") is None:
         missing.append("iproute2's `ip` command, which is not in PATH: install iproute2 "
                        "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
     if missing:
@@ -10917,10 +11184,8 @@ def daemonize(wait: float = 60.0) -> int:
 
 def _same_definition(a: Any, b: Any) -> bool:
     """Two config objects are equal apart from where they were written (file, line)."""
-    import dataclasses
-
     strip = {k: "" if k == "file" else 0 for k in ("file", "line") if hasattr(a, k)}
-    return type(a) is type(b) and dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+    return type(a) is type(b) and dataclass_replace(a, **strip) == dataclass_replace(b, **strip)
 
 
 def _select_subsystems(config: Config, vrrp_only: bool, lvs_only: bool) -> Config:
@@ -11160,8 +11425,6 @@ class Operator:
 
     def dump(self, kind: str, clear: bool = False) -> Optional[str]:
         """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
-        import json
-
         path = self.dump_path(kind)
         try:
             if kind == "data":
@@ -11169,7 +11432,7 @@ class Operator:
             elif kind == "stats":
                 text = format_stats(self.d.status())
             else:
-                text = json.dumps(self.status(), indent=2, default=str) + "\n"
+                text = json_text(self.status()) + "\n"
             _atomic_write(path, text)
         except OSError as exc:
             log.error("cannot write %s: %s", path, exc)
@@ -11247,27 +11510,26 @@ def control_socket_of(args: Any, config: Optional[Config] = None) -> str:
 
 def status_command(path: str, as_json: bool, out: Any = None) -> int:
     """--status / --json: ask the daemon on its control socket."""
-    import json
-
     out = out if out is not None else sys.stdout
     try:
         status = query_status(path)
+    except MissingModuleError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as exc:
         print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
               f"(see --control-socket)", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    out.write(json.dumps(status, indent=2, default=str) + "\n" if as_json else format_status_table(status))
+    out.write(json_text(status) + "\n" if as_json else format_status_table(status))
     return 0
 
 
 def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
-    import logging.handlers
-
     setup_logging(console=console, detail=detail, facility=facility)
     root = logging.getLogger(PROG)
     if not use_syslog:
         for handler in list(root.handlers):
-            if isinstance(handler, logging.handlers.SysLogHandler):
+            if isinstance(handler, SyslogHandler):
                 root.removeHandler(handler)
                 handler.close()
         if not root.handlers:
