@@ -6872,6 +6872,78 @@ def test_daemon_logs_to_syslog_with_the_facility_of_S_and_keepalived_texts(lab, 
             os.kill(int(pid_path.read_text()), signal.SIGTERM)
 
 
+def test_runtime_files_are_named_per_instance_and_namespace_as_keepalived_names_them():
+    g = vrrpd.GlobalDefs()
+    assert vrrpd.runtime_paths(g) == {"pid": "/run/vrrpd.pid", "control": "/run/vrrpd/vrrpd.sock", "dump_suffix": ""}
+    g.use_pid_dir = True
+    assert vrrpd.runtime_paths(g)["pid"] == "/run/vrrpd/vrrpd.pid"
+    config, _ = parse_ok("instance blue\n")
+    assert vrrpd.runtime_paths(config.global_defs) == {
+        "pid": "/run/vrrpd/vrrpd_blue.pid", "control": "/run/vrrpd/vrrpd_blue.sock", "dump_suffix": ".blue"}
+    config, _ = parse_ok("net_namespace red\nglobal_defs {\n    instance blue\n}\n")
+    assert vrrpd.runtime_paths(config.global_defs) == {
+        "pid": "/run/vrrpd/red/vrrpd_blue.pid", "control": "/run/vrrpd/red/vrrpd_blue.sock", "dump_suffix": ".red_blue"}
+    _, diags = vrrpd.parse_config_text("instance ../x\n", "n.conf")
+    assert messages(diags) == ["n.conf:1: error: instance: '../x' cannot name a file (letters, digits, '_', '-', '.')"]
+
+
+def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path):
+    """`instance NAME` gives each daemon its own pid file, control socket and dump files; --status/--json reach
+    the one they are pointed at (by -f or -p); `net_namespace NAME` runs a daemon started outside inside it."""
+    import json
+
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    names = [f"x{lab.tag}", f"y{lab.tag}"]
+    nodes = []
+    for n, (name, vrid, vip) in enumerate(zip(names, (51, 52), (VIP, f"{LAB_NET}.101"))):
+        text = f"instance {name}\n" + _conf(name=f"VI_{n}", vrid=vrid, priority=150, state="MASTER",
+                                            vips=(f"{vip}/24",))
+        nodes.append(_Node(lab, ns, tmp_path, name, text))
+    for vip in (VIP, f"{LAB_NET}.101"):
+        wait_for(lambda vip=vip: lab.has_address(ns, vip), 6, what=f"{vip} on its daemon")
+    for n, (node, name) in enumerate(zip(nodes, names)):
+        pid_file = Path(f"/run/vrrpd/vrrpd_{name}.pid")
+        assert wait_for(pid_file.exists, 2) and pid_file.read_text().strip().isdigit()
+        assert Path(f"/run/vrrpd/vrrpd_{name}.sock").exists()
+        doc = json.loads(sh([PYTHON, VRRPD, "--json", "-f", str(node.conf)]).stdout)
+        assert [i["name"] for i in doc["instances"]] == [f"VI_{n}"] and doc["instances"][0]["state"] == "MASTER"
+        doc = json.loads(sh([PYTHON, VRRPD, "--json", "-p", str(pid_file)]).stdout)
+        assert [i["name"] for i in doc["instances"]] == [f"VI_{n}"]
+        assert f"VI_{n}" in sh([PYTHON, VRRPD, "--status", "-f", str(node.conf)]).stdout
+    # the third: started in the host's namespace, runs in the lab's, its files under /run/vrrpd/NAMESPACE/
+    other = lab.host("b", f"{LAB_NET}.2/24")
+    name = f"z{lab.tag}"
+    conf = tmp_path / "z.conf"
+    conf.write_text(f"net_namespace {other}\ninstance {name}\n" + _conf(name="VI_Z", vrid=53, priority=150,
+                                                                       state="MASTER", vips=(f"{LAB_NET}.102/24",)))
+    log_path = tmp_path / "z.log"
+    with open(log_path, "w") as logf:
+        proc = subprocess.Popen([PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(conf), "--dump-dir", str(tmp_path)],
+                                stdout=logf, stderr=subprocess.STDOUT)
+    lab.processes.append(proc)
+    wait_for(lambda: lab.has_address(other, f"{LAB_NET}.102"), 8, what="VIP inside the named namespace")
+    assert "Running in network namespace" in log_path.read_text()
+    assert Path(f"/run/vrrpd/{other}/vrrpd_{name}.pid").read_text().strip() == str(proc.pid)
+    doc = json.loads(sh([PYTHON, VRRPD, "--json", "-f", str(conf)]).stdout)
+    assert [i["name"] for i in doc["instances"]] == ["VI_Z"]
+    proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: (tmp_path / f"vrrpd.data.{other}_{name}").exists(), 3, what="dump file named per instance")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0
+    assert not Path(f"/run/vrrpd/{other}/vrrpd_{name}.pid").exists()
+    for node, name in zip(nodes, names):
+        node.stop()
+        assert not Path(f"/run/vrrpd/vrrpd_{name}.pid").exists()
+
+
+def test_net_namespace_that_does_not_exist_is_fatal_and_nothing_runs_outside(tmp_path):
+    require(os.geteuid() == 0, "needs root for setns")
+    conf = tmp_path / "n.conf"
+    conf.write_text("net_namespace vrrpd-no-such-ns\n" + _conf(vips=("10.255.255.1/32",)))
+    result = sh([PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], check=False, timeout=30)
+    assert result.returncode == 1 and "Unable to set network namespace vrrpd-no-such-ns - exiting" in result.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # G2. A minimal host's Python: Debian's python3-minimal (the files of libpython3.11-minimal)
 # --------------------------------------------------------------------------------------------

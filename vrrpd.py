@@ -353,6 +353,11 @@ class GlobalDefs:
     default_interface: str = "eth0"  # static_ipaddress without `dev`
     # vrrpd always follows interfaces created, deleted and re-created after it started (keepalived only with this)
     dynamic_interfaces: bool = False
+    # several daemons on one host: `instance NAME` and `net_namespace NAME` name the runtime files
+    instance_name: Optional[str] = None
+    net_namespace: Optional[str] = None
+    use_pid_dir: bool = False
+    data_use_instance: bool = False
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -2641,7 +2646,26 @@ _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _accept_only("top", "linkbeat_interfaces interface_up_down_delays "
              "garp_group SSL track_group", (0, 1), "skip")
-_accept_only("top", "net_namespace net_namespace_ipvs namespace_with_ipsets instance use_pid_dir child_wait_time")
+_accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
+
+
+def _top_global_attr(attr: str, flag: bool = False) -> Handler:
+    """A top-level keyword that sets a global_defs value (keepalived reads these at either level)."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        g = getattr(obj, "global_defs", obj)
+        if flag:
+            setattr(g, attr, True)
+            return
+        name = args[0].text
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) or name in (".", ".."):
+            raise _Invalid(f"'{name}' cannot name a file (letters, digits, '_', '-', '.')")
+        setattr(g, attr, name)
+    return handler
+
+
+_kw("top", "instance", _top_global_attr("instance_name"))
+_kw("top", "net_namespace", _top_global_attr("net_namespace"))
+_kw("top", "use_pid_dir", _top_global_attr("use_pid_dir", flag=True), (0, 0))
 
 # -- global_defs ---------------------------------------------------------------------------------
 
@@ -2744,6 +2768,9 @@ _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "default_interface", _h_str("default_interface"))
+_kw(_G, "instance", _top_global_attr("instance_name"))
+_kw(_G, "net_namespace", _top_global_attr("net_namespace"))
+_kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
@@ -2758,13 +2785,13 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check data_use_instance state_dump_file "
+             "reload_time_file reload_repeat reload_file include_check state_dump_file "
              "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix log_unknown_vrids "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
              "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "vrrp_startup_delay_log instance net_namespace local_name disable_local_igmp "
+             "vrrp_startup_delay_log local_name disable_local_igmp "
              "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
              "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
@@ -8084,11 +8111,9 @@ class BfdDriver:
     # -- configuration --------------------------------------------------------------------
     def configure(self, instances: Dict[str, BfdInstance]) -> None:
         """Start the sessions of `instances`; those whose definition did not change keep running."""
-        import dataclasses
-
         def same(a: BfdInstance, b: BfdInstance) -> bool:
-            return dataclasses.replace(a, file="", line=0, weight=0, weight_reverse=False) == \
-                dataclasses.replace(b, file="", line=0, weight=0, weight_reverse=False)
+            return dataclass_replace(a, file="", line=0, weight=0, weight_reverse=False) == \
+                dataclass_replace(b, file="", line=0, weight=0, weight_reverse=False)
 
         for name in list(self.runs):
             if name not in instances or not same(self.runs[name].bfd, instances[name]):
@@ -11370,6 +11395,41 @@ def _signal_numbers() -> Dict[str, int]:
             "STATS": int(signal.SIGUSR2), "STATS_CLEAR": int(signal.SIGRTMAX) - 1, "JSON": int(signal.SIGRTMIN) + 2}
 
 
+def runtime_paths(g: GlobalDefs) -> Dict[str, str]:
+    """Where this daemon's pid file and control socket live, and the suffix of its dump files, named as
+    keepalived names its runtime files, so that two daemons on one host never share one:
+
+      (nothing)               /run/vrrpd.pid            /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
+      use_pid_dir             /run/vrrpd/vrrpd.pid      /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
+      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.data.I
+      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.data.N[_I]
+
+    keepalived adds the dump suffix only with data_use_instance; vrrpd whenever a name is given."""
+    inst, ns = g.instance_name, g.net_namespace
+    if not (inst or ns or g.use_pid_dir):
+        return {"pid": DEFAULT_PID_FILE, "control": DEFAULT_CONTROL_SOCKET, "dump_suffix": ""}
+    base = os.path.join("/run", PROG, ns) if ns else os.path.join("/run", PROG)
+    name = f"{PROG}_{inst}" if inst else PROG
+    suffix = "." + "_".join(x for x in (ns, inst) if x) if (inst or ns) else ""
+    return {"pid": os.path.join(base, name + ".pid"), "control": os.path.join(base, name + ".sock"),
+            "dump_suffix": suffix}
+
+
+def enter_net_namespace(name: str) -> None:
+    """keepalived's net_namespace: run inside the named network namespace (/run/netns/NAME), via setns(2)
+    through ctypes (imported only when configured). Raises OSError; the daemon must not go on outside it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(os.path.join("/run/netns", name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
 class PidFile:
     """The pid file, held with an exclusive flock for the daemon's life: a second copy cannot take it."""
 
@@ -11687,7 +11747,7 @@ class Operator:
 
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
-        return os.path.join(self.dump_dir, f"{PROG}.{kind}")
+        return os.path.join(self.dump_dir, f"{PROG}.{kind}{runtime_paths(self.d.g)['dump_suffix']}")
 
     def dump(self, kind: str, clear: bool = False) -> Optional[str]:
         """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
@@ -11741,8 +11801,11 @@ def build_arg_parser() -> Any:
     p.add_argument("-p", "--pid", metavar="FILE",
                    help=f"pid file (default {DEFAULT_PID_FILE} when forking; with -n only if given)")
     p.add_argument("-d", "--dump-conf", action="store_true", help="log what the configuration will run")
-    p.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH",
-                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET})")
+    p.add_argument("--control-socket", metavar="PATH",
+                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET}; next to -p FILE when given; "
+                   "/run/vrrpd/[NAMESPACE/]vrrpd_INSTANCE.sock with `instance` or `net_namespace`)")
+    p.add_argument("-s", "--namespace", metavar="NAME", help="run in network namespace NAME (overrides "
+                   "net_namespace)")
     p.add_argument("--dump-dir", default=DEFAULT_DUMP_DIR, metavar="DIR",
                    help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write vrrpd.data/.stats/.json (default /tmp)")
     p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
@@ -11754,6 +11817,24 @@ def build_arg_parser() -> Any:
     p.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
     p.add_argument("--demo-probe", metavar="ADDRESS", help=argparse.SUPPRESS)  # the demo client's EchoProbe
     return p
+
+
+def control_socket_of(args: Any, config: Optional[Config] = None) -> str:
+    """The control socket a command line points at: --control-socket, else next to -p FILE, else the one the
+    configuration names (instance, net_namespace), read from -f FILE (or the default file) when not given."""
+    if getattr(args, "control_socket", None):
+        return args.control_socket
+    if getattr(args, "pid", None):
+        return os.path.splitext(args.pid)[0] + ".sock"
+    if config is None:
+        try:
+            config, _diags = parse_config(args.config or default_config_path())
+        except (OSError, ConfigError):
+            return DEFAULT_CONTROL_SOCKET
+    g = config.global_defs
+    if getattr(args, "namespace", None):
+        g = GlobalDefs(**{**g.__dict__, "net_namespace": args.namespace})
+    return runtime_paths(g)["control"]
 
 
 def status_command(path: str, as_json: bool, out: Any = None) -> int:
@@ -11804,7 +11885,28 @@ def run_daemon(args: Any) -> int:
     if args.dump_conf:
         for line in config_summary(config):
             log.info("%s", line)
-    pidfile = PidFile(args.pid or DEFAULT_PID_FILE) if (args.pid or not foreground) else None
+    g = config.global_defs
+    if args.namespace:
+        g.net_namespace = args.namespace
+    if g.net_namespace:
+        try:
+            enter_net_namespace(g.net_namespace)
+        except (OSError, AttributeError) as exc:
+            print(f"{PROG}: Unable to set network namespace {g.net_namespace} - exiting ({exc})", file=sys.stderr)
+            log.error("Unable to set network namespace %s - exiting (%s)", g.net_namespace, exc)
+            return 1
+        log.info("Running in network namespace %s", g.net_namespace)
+        try:  # read again inside it: its interfaces are the ones the configuration names
+            config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+        except (ConfigError, OSError) as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        namespace, g = g.net_namespace, config.global_defs
+        g.net_namespace = namespace
+    paths = runtime_paths(g)
+    named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
+    pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
+    control_socket = control_socket_of(args, config)
     try:
         if pidfile is not None:
             pidfile.acquire()
@@ -11828,7 +11930,7 @@ def run_daemon(args: Any) -> int:
     operator: Optional[Operator] = None
     try:
         daemon = Daemon(config, config_path=path)
-        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, args.control_socket, args.dump_dir)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir)
         operator.install()
         daemon.start()
     except Exception as exc:
@@ -11867,7 +11969,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.check:
         return check_command(args.config, config_id=args.config_id)
     if args.status or args.json:
-        return status_command(args.control_socket, args.json)
+        return status_command(control_socket_of(args), args.json)
     if args.genhash:
         return genhash(args.genhash)
     if args.demo:
