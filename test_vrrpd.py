@@ -257,8 +257,6 @@ def parse_ok(text: str, **kw):
 
 def model_without_positions(config) -> dict:
     """The model as plain data, without line/file fields (which differ between layouts of one text)."""
-    import dataclasses
-
     def strip(o):
         if isinstance(o, dict):
             return {k: strip(v) for k, v in o.items() if k not in ("line", "file", "files")}
@@ -266,7 +264,7 @@ def model_without_positions(config) -> dict:
             return [strip(v) for v in o]
         return o
 
-    return strip(dataclasses.asdict(config))
+    return strip(vrrpd.small_asdict(config))
 
 
 def messages(diags, severity=None) -> List[str]:

@@ -187,7 +187,7 @@ def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
     def __eq__(self: Any, other: Any) -> Any:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in compared)
+        return tuple(getattr(self, n) for n in compared) == tuple(getattr(other, n) for n in compared)
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}")
@@ -214,11 +214,21 @@ def small_replace(obj: Any, **changes: Any) -> Any:
     return type(obj)(**values)
 
 
-try:
-    from dataclasses import dataclass, field
-    from dataclasses import replace as dataclass_replace
-except ImportError:  # python3-minimal
-    dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace  # type: ignore[assignment]
+def small_asdict(obj: Any) -> Any:
+    """dataclasses.asdict for small_dataclass: the model as plain dicts, lists and values."""
+    fields = getattr(type(obj), "_small_fields", None)
+    if fields is not None:
+        return {name: small_asdict(getattr(obj, name)) for name in fields}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(small_asdict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {small_asdict(k): small_asdict(v) for k, v in obj.items()}
+    return obj
+
+
+# Our own also where the full standard library is there: dataclasses imports inspect (ast, dis, tokenize),
+# a megabyte of the daemon's memory, and python3-minimal does not have it.
+dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace
 
 
 class State(enum.Enum):
