@@ -3863,6 +3863,113 @@ def test_lab_instance_on_a_missing_interface_waits_in_fault_and_follows_it(lab, 
     node.stop()
 
 
+# --------------------------------------------------------------------------------------------
+# D3. The rest of the vrrp_instance keywords keepalived acts upon
+# --------------------------------------------------------------------------------------------
+
+
+def test_instance_keywords_keepalived_acts_upon_are_read():
+    config, diags = parse_ok(inst(BASE + "\nmcast_dst_ip 224.0.0.99\ndown_timer_adverts 5\ncheck_unicast_src\n"
+                                         "promote_secondaries\nkernel_rx_buf_size 65536\ntrack_src_ip\n"
+                                         "unicast_fault_no_peer\nno_virtual_ipaddress"))
+    i = config.vrrp_instances[0]
+    assert (str(i.mcast_dst_ip), i.down_timer_adverts, i.kernel_rx_buf_size) == ("224.0.0.99", 5, 65536)
+    assert i.check_unicast_src and i.promote_secondaries and i.track_src_ip and i.unicast_fault_no_peer
+    assert not [d for d in messages(diags) if "accepted" in d]
+    _, diags = vrrpd.parse_config_text(inst(BASE + "\nmcast_dst_ip 10.0.0.1\nmcast_dst_ip ff05::12"), "m.conf")
+    assert messages(diags, vrrpd.Severity.ERROR) == [
+        "m.conf:7: error: mcast_dst_ip: '10.0.0.1' is not a multicast address",
+        "m.conf:8: error: mcast_dst_ip: 'ff05::12' is not a multicast address of link-local scope (ffX2::)"]
+    _, diags = vrrpd.parse_config_text(inst("interface lo\nvirtual_router_id 50"), "n.conf")
+    assert any("No VIP specified" in m for m in messages(diags, vrrpd.Severity.WARNING))
+
+
+def test_down_timer_adverts_sets_master_down_interval():
+    m = _machine(priority=100, advert_int=1.0, version=3, down_timer_adverts=10)
+    assert m.master_down_interval == 10 * 1.0 + (256 - 100) / 256
+    acts = m.start(0.0)
+    assert m.next_deadline() == pytest.approx(m.master_down_interval) and acts
+
+
+def test_lab_mcast_dst_ip_and_down_timer_adverts(lab, tmp_path):
+    extra = "    mcast_dst_ip 224.0.0.99\n"
+    a, b = _pair(lab, tmp_path, _conf(priority=150, state="MASTER", instance_extra=extra),
+                 _conf(priority=100, instance_extra=extra + "    down_timer_adverts 12\n"))
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    cap = lab.exec(b.ns, ["timeout", "3", "tcpdump", "-c2", "-n", "-i", "eth0", "ip proto 112"],
+                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = cap.communicate(timeout=10)[0]
+    assert f"{LAB_NET}.1 > 224.0.0.99: VRRPv3" in out, out
+    assert "224.0.0.18" not in out
+    _steady_single_master(lab, [a, b], 0.5)  # B hears A on that group: no split brain
+    a.kill()
+    t_kill = time.monotonic()
+    wait_for(lambda: lab.has_address(b.ns, VIP), 4, 0.01, what="VIP on B")
+    took = time.monotonic() - t_kill
+    # Master_Down_Interval = 12 x 0.1 s + skew (0.06 s), not 3 x 0.1 s + skew: the last advert was <= 0.1 s before
+    assert 1.0 <= took <= 2.5, took
+
+
+def test_lab_check_unicast_src_drops_adverts_from_a_stranger(lab, tmp_path):
+    me, friend, stranger = f"{LAB_NET}.2", f"{LAB_NET}.1", f"{LAB_NET}.3"
+
+    def unicast(prio, src, peers, extra=""):
+        peer_lines = "".join(f"        {p}\n" for p in peers)
+        return _conf(priority=prio, state="MASTER", instance_extra=f"    unicast_src_ip {src}\n    unicast_peer {{\n"
+                     f"{peer_lines}    }}\n{extra}")
+    ns_b = lab.host("b", f"{me}/24")
+    ns_c = lab.host("c", f"{stranger}/24")
+    b = _Node(lab, ns_b, tmp_path, "B", unicast(100, me, [friend], "    check_unicast_src\n"))
+    wait_for(lambda: lab.has_address(ns_b, VIP), 6, what="B MASTER")
+    c = _Node(lab, ns_c, tmp_path, "C", unicast(200, stranger, [me]))
+    wait_for(lambda: lab.has_address(ns_c, VIP), 6, what="C MASTER")
+    wait_for(lambda: f"unicast advert from {stranger} not in unicast_peer" in b.log(), 3, what="B drops C's adverts")
+    time.sleep(0.5)
+    assert lab.has_address(ns_b, VIP) and "Entering BACKUP STATE" not in b.log().split("Entering MASTER STATE")[1]
+    b.stop()
+    # without check_unicast_src the higher priority stranger wins
+    b.conf.write_text(unicast(100, me, [friend]))
+    b.start()
+    wait_for(lambda: "(VI_1) Entering BACKUP STATE" in b.log().rsplit("Starting", 1)[1], 4, what="B yields")
+    assert not lab.has_address(ns_b, VIP)
+    c.stop()
+
+
+def test_lab_promote_secondaries_and_kernel_rx_buf_size(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    sysctl = ["sysctl", "-n", "net.ipv4.conf.eth0.promote_secondaries"]
+    assert lab.run(ns, sysctl).stdout.strip() == "0"
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", instance_extra=(
+        "    promote_secondaries\n    kernel_rx_buf_size 3000000\n")))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
+    # the raw VRRP socket's receive buffer as the kernel reports it (SO_RCVBUF): 1 MiB + 3,000,000 bytes, doubled
+    m = re.search(r"\(VI_1\) receive buffer on eth0 is now (\d+) bytes", node.log())
+    assert m and int(m.group(1)) == 2 * ((1 << 20) + 3000000), node.log()
+    node.stop()
+    assert lab.run(ns, sysctl).stdout.strip() == "0"  # put back: we set it
+
+
+def test_lab_track_src_ip_and_unicast_fault_no_peer(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("addr", "add", f"{LAB_NET}.5/24", "dev", "eth0", ns=ns)
+    text = _conf(priority=150, state="MASTER", instance_extra=f"    mcast_src_ip {LAB_NET}.5\n    track_src_ip\n")
+    text += ("vrrp_instance VI_2 {\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n"
+             "    priority 150\n    advert_int 0.1\n    unicast_fault_no_peer\n"
+             f"    virtual_ipaddress {{\n        {LAB_NET}.101/24\n    }}\n}}\n")
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="VI_1 MASTER")
+    assert "(VI_2) Cannot use unicast without any peers - going to fault state" in node.log()
+    assert "(VI_2) Entering FAULT STATE" in node.log() and not lab.has_address(ns, f"{LAB_NET}.101")
+    lab.ip("addr", "del", f"{LAB_NET}.5/24", "dev", "eth0", ns=ns)  # the tracked source goes
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="VI_1 FAULT without its source address")
+    assert "(VI_1) Entering FAULT STATE" in node.log()
+    lab.ip("addr", "add", f"{LAB_NET}.5/24", "dev", "eth0", ns=ns)
+    wait_for(lambda: lab.has_address(ns, VIP), 3, what="VI_1 MASTER again")
+    assert not lab.has_address(ns, f"{LAB_NET}.101")
+    node.stop()
+
+
 # ============================================================================================
 # E. Tracking, notify scripts and e-mail
 # ============================================================================================

@@ -345,6 +345,7 @@ class GlobalDefs:
     vrrp_lower_prio_no_advert: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
+    vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
     v3_checksum_as_v2: bool = False
     script_user: Optional[str] = None
@@ -556,6 +557,14 @@ class VrrpInstance:
     lower_prio_no_advert: Optional[bool] = None
     higher_prio_send_advert: Optional[bool] = None
     dont_track_primary: bool = False
+    mcast_dst_ip: Optional[IPAddress] = None  # None: the global vrrp_mcast_group4/6
+    down_timer_adverts: Optional[int] = None  # None: global vrrp_down_timer_adverts (3)
+    check_unicast_src: bool = False
+    promote_secondaries: bool = False
+    kernel_rx_buf_size: int = 0
+    track_src_ip: bool = False
+    unicast_fault_no_peer: bool = False
+    no_virtual_ipaddress: bool = False
     v3_checksum_as_v2: Optional[bool] = None
     auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
@@ -2581,7 +2590,8 @@ _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bo
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
-_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
+_kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
+_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
              "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
@@ -2779,10 +2789,26 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
-             "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
-             "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
-             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
+             "timer_expired_backup owner_ignore_adverts "
+             "notify_priority_changes old_unicast_checksum debug linkbeat_use_polling "
+             "lvs_sync_daemon_interface")
+
+
+def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    addr = _parse_ip(args[0].text)
+    if not addr.is_multicast or addr.version == 6 and (addr.packed[1] & 0x0F) != 2:
+        raise _Invalid(f"'{addr}' is not a multicast address" + (" of link-local scope (ffX2::)"
+                                                                 if addr.version == 6 and addr.is_multicast else ""))
+    inst.mcast_dst_ip = addr
+
+
+_kw(_I, "mcast_dst_ip", _i_mcast_dst_ip)
+_kw(_I, "down_timer_adverts", _h_int("down_timer_adverts", 1, 100))
+_kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0xFFFFFFFF))
+for _name in ("check_unicast_src", "promote_secondaries", "track_src_ip", "unicast_fault_no_peer",
+              "no_virtual_ipaddress"):
+    _kw(_I, _name, _h_flag(_name), (0, 0))
 _kw(_I, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
@@ -3199,6 +3225,7 @@ class _Validator:
             self.instance(inst)
             self.instance_strict(inst)
             self.instance_auth_hmac(inst)
+            self.instance_vips(inst)
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
@@ -3236,6 +3263,15 @@ class _Validator:
             if ref.name not in self.cfg.bfd_instances:
                 self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
                 refs.remove(ref)
+
+    def instance_vips(self, inst: VrrpInstance) -> None:
+        """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
+        if inst.virtual_ipaddress or inst.no_virtual_ipaddress or not inst.name:
+            return
+        strict = inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict
+        if not strict:
+            self.warn(inst.file, inst.line, f"({inst.name}) No VIP specified", "keepalived refuses a VRRPv3 "
+                      "instance without one; write no_virtual_ipaddress if that is meant")
 
     def instance_auth_hmac(self, inst: VrrpInstance) -> None:
         """keepalived 2.4's auth_hmac: no active key disables it; it replaces `authentication`."""
@@ -4735,8 +4771,10 @@ class VrrpMachine:
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
         higher_prio_send_advert: bool = False,
+        down_timer_adverts: int = 3,
     ):
         self.name = name
+        self.down_timer_adverts = down_timer_adverts
         self.vrid = vrid
         self.priority = priority  # configured base priority
         self.effective_priority = priority
@@ -4776,8 +4814,9 @@ class VrrpMachine:
 
     @property
     def master_down_interval(self) -> float:
-        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time."""
-        return 3 * self.master_adver_int + self.skew_time
+        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time (keepalived's down_timer_adverts
+        replaces the 3: an RFC deviation that every router of the VRID must share)."""
+        return self.down_timer_adverts * self.master_adver_int + self.skew_time
 
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
@@ -8804,6 +8843,7 @@ class Daemon:
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
         self.static_set: Tuple[List[VirtualIP], List[Route], List[Rule]] = ([], [], [])  # what we installed
+        self._promoted: set = set()  # interfaces whose promote_secondaries we turned on
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
@@ -8893,6 +8933,7 @@ class Daemon:
                                             pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            down_timer_adverts=int(pick(inst.down_timer_adverts, g.vrrp_down_timer_adverts)),
         )
 
     def _version(self, inst: VrrpInstance) -> int:
@@ -8916,6 +8957,8 @@ class Daemon:
             raise ValueError("no interface")
         if self._link_by_name(ifname) is None:
             log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
         self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
@@ -8929,6 +8972,9 @@ class Daemon:
         """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
         if instance_family(rt.inst) == 6:
             self.beyond.attach6(rt)
+            sock6 = self.beyond.sock6_of.get(rt.inst.name)
+            if sock6 is not None:
+                self._interface_settings(rt, sock6.sock)
             return bool(rt.ifindex)
         ifname, inst = rt.inst.interface or "", rt.inst
         link = self._link_by_name(ifname)
@@ -8948,7 +8994,27 @@ class Daemon:
         members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
         if rt not in members:
             members.append(rt)
+        self._interface_settings(rt, vsock.sock)
         return True
+
+    def _interface_settings(self, rt: InstanceRuntime, sock: socket.socket) -> None:
+        """kernel_rx_buf_size (added to the receive buffer of the socket the instances share) and
+        promote_secondaries (net.ipv4.conf.IF.promote_secondaries=1, put back at exit if we set it)."""
+        inst = rt.inst
+        if inst.kernel_rx_buf_size:
+            sharing = [r for r in self.runtimes if r is not rt] + [rt]
+            extra = sum(r.inst.kernel_rx_buf_size for r in sharing if r.inst.interface == inst.interface
+                        and instance_family(r.inst) == instance_family(inst))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, (1 << 20) + extra)  # SO_RCVBUFFORCE
+                log.info("(%s) receive buffer on %s is now %d bytes (kernel_rx_buf_size)", inst.name, inst.interface,
+                         sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+            except OSError as exc:
+                log.warning("(%s) kernel_rx_buf_size: %s", inst.name, exc)
+        if inst.promote_secondaries and instance_family(inst) == 4 and inst.interface:
+            path = f"/proc/sys/net/ipv4/conf/{inst.interface}/promote_secondaries"
+            if _read_sysctl(path) == "0" and _write_sysctl(path, "1"):
+                self._promoted.add(inst.interface)
 
     def _detach_interface(self, rt: InstanceRuntime) -> None:
         """The instance's interface was deleted: close its socket (bound to the old interface index)."""
@@ -9044,9 +9110,11 @@ class Daemon:
         if rt.unicast:
             rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
         else:
-            rt.targets = [(g.vrrp_mcast_group4, VRRP_TTL)]
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 4 \
+                else g.vrrp_mcast_group4
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
             if rt.vsock is not None:
-                rt.vsock.join(g.vrrp_mcast_group4)
+                rt.vsock.join(group)  # type: ignore[arg-type]
         rt.src = self._source_address(rt)
         rt.machine.primary_ip = rt.src
 
@@ -9124,6 +9192,9 @@ class Daemon:
         return self.exit_code
 
     def close(self) -> None:
+        for ifname in self._promoted:
+            _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
+        self._promoted.clear()
         for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
             sock.close()
         self.beyond.close()
@@ -9207,7 +9278,7 @@ class Daemon:
         m = rt.machine
         for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                      "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                     "higher_prio_send_advert"):
+                     "higher_prio_send_advert", "down_timer_adverts"):
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
@@ -9666,7 +9737,7 @@ class Daemon:
             return
         if unicast:
             peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
-            if peer is None and self.g.vrrp_check_unicast_src:
+            if peer is None and (self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src):
                 self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
                 return
             if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
@@ -9710,6 +9781,12 @@ class Daemon:
         # keepalived's dont_track_primary: the instance's own interface going down is not a FAULT
         fault = (not inst.dont_track_primary and not self._link_up(inst.interface)) or (
             rt.src is None and not rt.unicast)
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            fault = True  # keepalived: "Cannot use unicast without any peers - going to fault state"
+        configured = inst.unicast_src_ip or inst.mcast_src_ip
+        if inst.track_src_ip and configured is not None and rt.ifindex and not any(
+                a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
+            fault = True  # track_src_ip: the configured source address is not on the interface
         fault = fault or self.beyond.group_fault(rt)
         delta = 0
         for ref in inst.track_interface:
@@ -9771,9 +9848,11 @@ class Daemon:
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
                 changed = self._refresh_sources() or changed
             else:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
                 self._vip_deleted(obj)
                 changed = self._refresh_sources() or changed
@@ -10007,8 +10086,10 @@ class BeyondIPv4:
         if rt.unicast:
             rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
         else:
-            rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
-            vsock.join(d.g.vrrp_mcast_group6)
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 6 \
+                else d.g.vrrp_mcast_group6
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
+            vsock.join(group)  # type: ignore[arg-type]
         rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
 
@@ -10174,7 +10255,8 @@ class BeyondIPv4:
         if not unicast and hoplimit != VRRP_TTL:
             d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
             return
-        if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
+        if unicast and (d.g.vrrp_check_unicast_src or rt.inst.check_unicast_src) \
+                and src not in [p.address for p in rt.inst.unicast_peer]:
             d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
             return
         if rt.hmac is not None:
