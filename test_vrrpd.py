@@ -1863,6 +1863,285 @@ def test_auth_hmac_permissive_accepts_unsigned_but_checks_signed():
 
 
 
+# -- BFD control packets and sessions (RFC 5880), sans-IO ----------------------------------------------
+
+
+def test_bfd_codec_matches_keepalived_and_frr_captures():
+    ka_down = bytes.fromhex("2040031832eb450600000000000f4240000493e000000000")
+    pkt = vrrpd.decode_bfd(ka_down)
+    assert (pkt.state, pkt.detect_mult, pkt.my_disc, pkt.your_disc) == (vrrpd.BfdState.Down, 3, 0x32EB4506, 0)
+    assert (pkt.desired_min_tx, pkt.required_min_rx, pkt.required_min_echo_rx) == (1_000_000, 300_000, 0)
+    assert vrrpd.encode_bfd(pkt) == ka_down
+    ka_poll = bytes.fromhex("20e0031832eb450665523e39000493e0000493e000000000")
+    assert vrrpd.decode_bfd(ka_poll).poll and vrrpd.encode_bfd(vrrpd.decode_bfd(ka_poll)) == ka_poll
+    frr_final = vrrpd.decode_bfd(bytes.fromhex("20d0031865523e3932eb4506000493e0000493e00000c350"))
+    assert frr_final.final and frr_final.state == vrrpd.BfdState.Up and frr_final.required_min_echo_rx == 50_000
+    frr_admin = vrrpd.decode_bfd(bytes.fromhex("2000031865523e3932eb4506000493e0000493e00000c350"))
+    assert frr_admin.state == vrrpd.BfdState.AdminDown and frr_admin.diag == 0
+
+
+@pytest.mark.parametrize("mutate,reason", [
+    (lambda b: b[:23], "bfd_short"),
+    (lambda b: bytes([0x40]) + b[1:], "bfd_version"),
+    (lambda b: b[:3] + bytes([30]) + b[4:], "bfd_length"),
+    (lambda b: b + b"\0\0", "bfd_length"),
+    (lambda b: b[:1] + bytes([b[1] | 0x04]) + b[2:], "bfd_auth"),
+    (lambda b: b[:2] + b"\0" + b[3:], "bfd_detect_mult"),
+    (lambda b: b[:1] + bytes([b[1] | 0x01]) + b[2:], "bfd_multipoint"),
+    (lambda b: b[:4] + bytes(4) + b[8:], "bfd_discriminator"),
+    (lambda b: b[:8] + bytes(4) + b[12:], "bfd_discriminator"),  # your 0 while Up
+    (lambda b: b[:1] + bytes([b[1] | 0x30]) + b[2:], "bfd_flags"),
+    (lambda b: bytes([0x20 | 9]) + b[1:], "bfd_diag"),
+])
+def test_bfd_decoder_discards_what_rfc5880_6_8_6_discards(mutate, reason):
+    up = vrrpd.encode_bfd(vrrpd.BfdPacket(vrrpd.BfdState.Up, 7, 9, 3, 10_000, 10_000))
+    with pytest.raises(vrrpd.PacketError) as err:
+        vrrpd.decode_bfd(mutate(up))
+    assert err.value.reason == reason
+
+
+def _bfd_pair(a_kw=None, b_kw=None):
+    a = vrrpd.BfdSession("A", 10_000, 10_000, multiplier=3, discriminator=1, jitter=lambda: 0.0, **(a_kw or {}))
+    b = vrrpd.BfdSession("B", 10_000, 10_000, multiplier=3, discriminator=2, jitter=lambda: 0.0, **(b_kw or {}))
+    return a, b
+
+
+def _run_bfd(sessions, start, end, dead=(), step=0.0005):
+    """Deliver every packet instantly between two sessions on a fake clock; returns the state changes."""
+    changes = []
+    pending = []
+    for s in sessions:
+        pending += [(s, act) for act in s.start(start)]
+    now = start
+    while now < end:
+        while pending:
+            s, act = pending.pop(0)
+            if isinstance(act, vrrpd.BfdSend):
+                other = sessions[1] if s is sessions[0] else sessions[0]
+                if s.name not in dead and other.name not in dead:
+                    wire = vrrpd.decode_bfd(vrrpd.encode_bfd(act.packet))
+                    pending += [(other, a) for a in other.on_packet(now, wire)]
+            else:
+                changes.append((now, s.name, act))
+        now += step
+        for s in sessions:
+            if s.name not in dead and s.next_deadline() is not None and s.next_deadline() <= now:
+                pending += [(s, a) for a in s.on_timer(now)]
+    return changes
+
+
+def test_bfd_sessions_come_up_through_init_at_the_slow_rate_then_poll_to_the_fast_rate():
+    a, b = _bfd_pair()
+    first = a.start(0.0)
+    assert [type(x) for x in first] == [vrrpd.BfdSend]
+    p = first[0].packet
+    # RFC 5880 section 6.8.3: while not Up, Desired Min TX is at least 1 s
+    assert (p.state, p.desired_min_tx, p.required_min_rx, p.your_disc) == (vrrpd.BfdState.Down, 1_000_000, 10_000, 0)
+    assert a.tx_timer == pytest.approx(1.0)
+    a, b = _bfd_pair()
+    changes = _run_bfd([a, b], 0.0, 3.0)
+    assert a.state == b.state == vrrpd.BfdState.Up
+    states = [(name, act.new) for _t, name, act in changes]
+    assert ("A", vrrpd.BfdState.Up) in states and ("B", vrrpd.BfdState.Init) in states
+    assert a.tx_interval == 10_000 and a.detection_time == pytest.approx(0.030)
+    assert not a.polling and not b.polling  # the Poll Sequence was answered with Final
+
+
+def test_bfd_timers_are_negotiated_as_rfc5880_6_8_says():
+    a, b = _bfd_pair(a_kw={}, b_kw={})
+    b.min_tx, b.required_min_rx, b.detect_mult = 50_000, 300_000, 5
+    _run_bfd([a, b], 0.0, 3.0)
+    assert a.state == vrrpd.BfdState.Up
+    assert a.tx_interval == 300_000  # max(our 10 ms, its Required Min RX 300 ms)
+    assert a.detection_time == pytest.approx(5 * 0.050)  # its mult x max(our min_rx 10 ms, its tx 50 ms)
+    assert b.tx_interval == 50_000 and b.detection_time == pytest.approx(3 * 0.300)
+
+
+def test_bfd_jitter_is_75_to_100_percent_and_75_to_90_with_multiplier_1():
+    for mult, low, high in ((3, 0.75, 1.0), (1, 0.75, 0.90)):
+        seen = []
+        for j in (0.0, 0.5, 0.999):
+            s = vrrpd.BfdSession("J", 10_000, 10_000, multiplier=mult, jitter=lambda j=j: j)
+            s.start(0.0)
+            assert low - 1e-9 <= s.tx_timer <= high + 1e-9, (mult, j, s.tx_timer)
+            seen.append(s.tx_timer)
+        assert max(seen) == pytest.approx(high) and min(seen) == pytest.approx(low, abs=0.001)
+
+
+def test_bfd_detects_a_dead_peer_within_the_detection_time():
+    a, b = _bfd_pair()
+    _run_bfd([a, b], 0.0, 3.0)
+    assert a.state == vrrpd.BfdState.Up
+    changes = _run_bfd([a, b], 3.0, 3.2, dead=("B",))
+    down = [(t, act) for t, name, act in changes if name == "A"]
+    assert down and down[0][1].new == vrrpd.BfdState.Down and down[0][1].diag == vrrpd.BFD_DIAG_EXPIRED
+    assert down[0][0] - 3.0 <= 0.031, down[0][0]
+    assert a.remote_disc == 0 and a.tx_interval == 1_000_000  # back to the slow rate, discriminator forgotten
+
+
+def test_bfd_peer_admin_down_is_down_but_flagged_and_a_peer_down_is_neighbor_signaled():
+    a, b = _bfd_pair()
+    _run_bfd([a, b], 0.0, 3.0)
+    acts = a.on_packet(3.0, vrrpd.BfdPacket(vrrpd.BfdState.AdminDown, 2, 1, 3, 1_000_000, 10_000))
+    change = next(x for x in acts if isinstance(x, vrrpd.BfdStateChange))
+    assert change.new == vrrpd.BfdState.Down and change.diag == 3 and change.peer_admin_down
+    a, b = _bfd_pair()
+    _run_bfd([a, b], 0.0, 3.0)
+    acts = a.on_packet(3.0, vrrpd.BfdPacket(vrrpd.BfdState.Down, 2, 1, 3, 1_000_000, 10_000))
+    change = next(x for x in acts if isinstance(x, vrrpd.BfdStateChange))
+    assert change.diag == 3 and not change.peer_admin_down
+    # our own AdminDown: diag 7 on the wire, and packets are ignored afterwards
+    acts = a.admin_down(3.1)
+    assert acts[0].packet.state == vrrpd.BfdState.AdminDown and acts[0].packet.diag == 7
+    assert a.on_packet(3.2, vrrpd.BfdPacket(vrrpd.BfdState.Up, 2, 1, 3, 10_000, 10_000)) == []
+
+
+def test_bfd_passive_waits_for_the_peer_and_a_poll_gets_a_final_at_once():
+    s = vrrpd.BfdSession("P", 10_000, 10_000, passive=True, discriminator=5, jitter=lambda: 0.0)
+    assert s.start(0.0) == [] and s.next_deadline() is None
+    acts = s.on_packet(0.5, vrrpd.BfdPacket(vrrpd.BfdState.Down, 9, 0, 3, 1_000_000, 10_000, flags=vrrpd.BFD_POLL))
+    sends = [x.packet for x in acts if isinstance(x, vrrpd.BfdSend)]
+    assert sends[0].final and not sends[0].poll and sends[0].your_disc == 9
+    assert s.state == vrrpd.BfdState.Init and s.tx_timer is not None
+    # the peer asks for nothing: no periodic transmission (section 6.8.7)
+    s.on_packet(0.6, vrrpd.BfdPacket(vrrpd.BfdState.Init, 9, 5, 3, 1_000_000, 0))
+    assert s.state == vrrpd.BfdState.Up and s.tx_timer is None
+
+
+def _bfd_driver(instances):
+    events = []
+    loop = vrrpd.EventLoop()
+    driver = vrrpd.BfdDriver(loop, lambda name, up: events.append((name, up)))
+    for bfd in instances:
+        run = vrrpd._BfdRun(bfd, vrrpd.BfdSession(bfd.name, 10_000, 10_000, multiplier=3, discriminator=77,
+                                                  jitter=lambda: 0.0))
+        driver.runs[bfd.name] = run
+    return loop, driver, events
+
+
+def test_bfd_flood_of_malformed_and_spoofed_packets_is_counted_and_never_flaps_the_session():
+    nbr, me = ipaddress.ip_address("10.0.0.2"), ipaddress.ip_address("10.0.0.1")
+    bfd = vrrpd.BfdInstance("B", neighbor_ip=nbr, source_ip=me)
+    loop, driver, events = _bfd_driver([bfd])
+    try:
+        run = driver.runs["B"]
+        s = run.session
+
+        def peer(state, your, **kw):
+            return vrrpd.encode_bfd(vrrpd.BfdPacket(state, 9, your, 3, 10_000, 10_000, **kw))
+
+        driver.handle(3784, peer(vrrpd.BfdState.Down, 0), nbr, me, 255)
+        driver.handle(3784, peer(vrrpd.BfdState.Up, 77), nbr, me, 255)
+        assert s.state == vrrpd.BfdState.Up and events == [("B", True)]
+        deadline, received = s.detect_timer, s.received
+        rng = random.Random(5)
+        good_down = peer(vrrpd.BfdState.Down, 77)
+        flood = [
+            (good_down, nbr, 64),  # wrong TTL (GTSM): a remote attacker
+            (good_down, nbr, 254),
+            (good_down, ipaddress.ip_address("10.0.0.66"), 255),  # spoofed source, right discriminator
+            (peer(vrrpd.BfdState.Down, 12345), nbr, 255),  # wrong discriminator
+            (peer(vrrpd.BfdState.Down, 0), ipaddress.ip_address("10.0.0.66"), 255),  # no session
+            (good_down[:20], nbr, 255), (good_down + b"xx", nbr, 255),  # bad lengths
+            (good_down[:3] + bytes([40]) + good_down[4:], nbr, 255),
+        ]
+        for _ in range(3000):
+            data, src, ttl = rng.choice(flood)
+            driver.handle(3784, data, src, me, ttl)
+        for _ in range(500):
+            driver.handle(3784, bytes(rng.randrange(256) for _ in range(rng.randrange(40))), nbr, me, 255)
+        assert s.state == vrrpd.BfdState.Up and events == [("B", True)]
+        assert (s.detect_timer, s.received) == (deadline, received)
+        assert {"bfd_ttl", "bfd_spoofed", "bfd_no_session", "bfd_short", "bfd_length"} <= set(driver.bad), driver.bad
+        assert sum(driver.bad.values()) >= 3000
+        # multihop: a TTL down to 255 - max_hops is accepted
+        hop = vrrpd.BfdInstance("M", neighbor_ip=nbr, multihop=True, max_hops=10)
+        assert hop.out_ttl - hop.max_hops == 245
+    finally:
+        loop.close()
+
+
+def test_bfd_config_keywords_defaults_and_validation():
+    text = """
+bfd_instance B4 {
+    neighbour_ip 10.0.0.2
+    source_ip 10.0.0.1
+    min_rx 3.312
+    idle_tx 2000
+    multiplier 3
+    passive
+    max_hops -1
+    weight -20 reverse
+    checker
+}
+bfd_instance B6 {
+    neighbor_ip fd00::2
+    multihop
+}
+bfd_instance NOADDR {
+    min_rx 5
+}
+bfd_instance BAD {
+    neighbor_ip fd00::3
+    source_ip 10.0.0.1
+    idle_tx 5
+}
+vrrp_sync_group G {
+    group {
+        VI_1
+    }
+    track_bfd {
+        B6
+    }
+}
+""" + inst(BASE + "\ntrack_bfd {\n    B4 weight 10\n    MISSING\n}")
+    cfg, diags = vrrpd.parse_config_text(text)
+    text = "\n".join(str(d) for d in diags)
+    b4, b6 = cfg.bfd_instances["B4"], cfg.bfd_instances["B6"]
+    assert (b4.neighbor_ip, b4.min_rx, b4.min_tx, b4.idle_tx, b4.multiplier, b4.passive) == \
+        (ipaddress.ip_address("10.0.0.2"), 3.312, 10.0, 2000.0, 3, True)
+    assert (b4.max_hops, b4.weight, b4.weight_reverse, b4.to_vrrp, b4.to_checker, b4.out_ttl) == \
+        (255, -20, True, False, True, 255)
+    assert (b6.multiplier, b6.out_ttl, b6.multihop, b6.to_vrrp, b6.min_rx) == (5, 64, True, True, 10.0)
+    assert "bfd_instance NOADDR: no neighbor address set, disabling instance" in text and "NOADDR" not in \
+        cfg.bfd_instances
+    assert "are not of the same family" in text and "outside range [1000, 4294967] ms" in text
+    assert "track_bfd 'MISSING' names no bfd_instance" in text
+    assert [r.name for r in cfg.vrrp_instances[0].track_bfd] == ["B4"]
+    assert cfg.vrrp_instances[0].track_bfd[0].weight == 10 and cfg.sync_groups[0].track_bfd[0].name == "B6"
+
+
+def test_track_bfd_weight_reverse_fault_and_sync_group_through_tracking():
+    b = vrrpd.BfdInstance("B", neighbor_ip=ipaddress.ip_address("10.0.0.2"), weight=-30)
+    g = vrrpd.BfdInstance("G", neighbor_ip=ipaddress.ip_address("10.0.0.3"))
+    vi = vrrpd.VrrpInstance("VI", track_bfd=[vrrpd.TrackRef("B")], sync_group="SG")
+    vi2 = vrrpd.VrrpInstance("VI2", track_bfd=[vrrpd.TrackRef("B", weight=15, reverse=True)])
+    sg = vrrpd.SyncGroup("SG", group=["VI"], track_bfd=[vrrpd.TrackRef("G")])
+    cfg = vrrpd.Config(vrrp_instances=[vi, vi2], bfd_instances={"B": b, "G": g}, sync_groups=[sg])
+    loop = vrrpd.EventLoop()
+    changes = []
+    try:
+        tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(1))
+        for bfd in (b, g):
+            tracking.bfd.runs[bfd.name] = vrrpd._BfdRun(bfd, vrrpd.BfdSession(bfd.name, 10_000, 10_000))
+        tracking._started = True
+        # every tracked BFD starts down: -30 from B, and the group's weight-0 G says FAULT
+        assert tracking.adjustment(vi) == (-30, True)
+        assert tracking.adjustment(vi2) == (0, False)
+        for name in ("B", "G"):
+            tracking.bfd.runs[name].up = True
+            tracking._bfd_event(name, True)
+        assert tracking.adjustment(vi) == (0, False) and tracking.adjustment(vi2) == (-15, False)
+        assert changes == [1, 1]
+        heard = []
+        tracking.bfd_listeners.append(lambda name, up: heard.append((name, up)))
+        tracking._bfd_event("B", False)
+        assert heard == [("B", False)]
+    finally:
+        loop.close()
+
+
+
 # ============================================================================================
 # D. VRRP in the namespace lab, and interop with keepalived
 # ============================================================================================
@@ -3338,6 +3617,80 @@ def _frr_session_checks(lab, tmp_path, ns_v, frr):
     node.stop()
     wait_for(lambda: frr.peers()[f"{BFD_NET}.1"]["status"] == "down", 3, 0.02, "FRR hears our AdminDown")
     assert frr.peers()[f"{BFD_NET}.1"]["remote-diagnostic"] == "administratively down"
+
+
+class _KaBfd:
+    """keepalived 2.2.7 with its BFD child process in a lab namespace (the lab's _Node runs VRRP only)."""
+
+    def __init__(self, lab, ns, tmp_path, conf_text):
+        require(shutil.which("keepalived") is not None, "needs keepalived")
+        self.lab, self.ns, self.tmp = lab, ns, tmp_path
+        self.conf = tmp_path / "ka-bfd.conf"
+        self.conf.write_text(conf_text)
+        self.log_path = tmp_path / "ka-bfd.log"
+        self.start()
+
+    def start(self):
+        t = self.tmp
+        for stale in t.glob("ka*.pid"):
+            stale.unlink()  # left by a SIGKILL: keepalived would say "daemon is already running"
+        logf = open(self.log_path, "a")
+        self.proc = self.lab.exec(self.ns, ["/usr/sbin/keepalived", "-n", "-l", "-D", "-f", str(self.conf),
+                                            "-p", str(t / "ka.pid"), "-r", str(t / "ka.vrrp.pid"),
+                                            "-c", str(t / "ka.chk.pid"), "-b", str(t / "ka.bfd.pid")],
+                                  stdout=logf, stderr=subprocess.STDOUT)
+        logf.close()
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self):
+        """SIGKILL the parent and its children at once: the BFD peer is simply gone."""
+        pids = sh(["ip", "netns", "pids", self.ns], check=False).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        self.proc.wait(timeout=5)
+
+
+def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_path):
+    ns_k = lab.host("k", f"{BFD_NET}.1/24")
+    ns_v = lab.host("v", f"{BFD_NET}.2/24")
+    ka_conf = (_global("ka") + _bfd_block("BFDV", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=40, min_tx=60,
+                                          extra="    idle_tx 1000\n")
+               + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDV", vip=f"{BFD_NET}.101/24").replace(
+                   "virtual_router_id 58", "virtual_router_id 59"))
+    ka = _KaBfd(lab, ns_k, tmp_path, ka_conf)
+    conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=50, min_tx=30, mult=4)
+            + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDK"))
+    node = _OpsNode(lab, ns_v, tmp_path, "V", conf)
+    node.wait_started()
+    wait_for(lambda: "(BFDK) Entering Up state" in node.log(), 10, 0.05, "our session up")
+    wait_for(lambda: "Tracked BFD instance BFDV is UP" in ka.log(), 5, 0.05, "keepalived's session up")
+    wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "our track_bfd weight")
+    wait_for(lambda: "Changing effective priority from 100 to 120" in ka.log(), 5, 0.05, "keepalived's weight")
+    # RFC 5880 section 6.8: we send at max(our 30, its min_rx 40) ms; we detect after its 3 x max(our 50, its 60)
+    s = node.status()["trackers"]["bfd_instance"]["BFDK"]
+    assert (s["state"], s["tx_interval_ms"], s["detect_time_ms"]) == ("Up", 40, 180), s
+    assert s["remote_discriminator"] and 49152 <= s["source_port"] <= 65535
+    # keepalived dies: we see it within our detection time, and it comes back
+    ka.kill()
+    wait_for(lambda: "(BFDK) Expired after 180 ms" in node.log(), 3, 0.02, "our expiry")
+    wait_for(lambda: "Changing effective priority from 120 to 100" in node.log(), 3, 0.02, "priority back")
+    ka.start()
+    wait_for(lambda: node.log().count("(BFDK) Entering Up state") >= 2, 15, 0.05, "up again with keepalived")
+    wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 2, 5, 0.05, "keepalived up again")
+    # we die: keepalived sees it (its detection time: our mult 4 x max(its 40, our 30) = 160 ms)
+    node.kill()
+    wait_for(lambda: "Tracked BFD instance BFDV is DOWN" in ka.log(), 3, 0.02, "keepalived sees us go")
+    assert "(BFDV) Expired after 160 ms" in ka.log(), ka.log()[-2000:]
+    node.start()
+    node.wait_started()
+    wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 3, 15, 0.05, "keepalived sees us back")
+    node.stop()
+    ka.kill()
 
 
 def _capture(lab, ns, bpf, count, timeout=15):

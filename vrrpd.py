@@ -5937,8 +5937,8 @@ class BfdSession:
         if self.remote_min_rx == 0 or self.state == BfdState.AdminDown:
             self.tx_timer = None  # "MUST NOT periodically transmit" when the peer asks for nothing
             return
-        top = 0.15 if self.detect_mult == 1 else 0.25
-        self.tx_timer = now + self.tx_interval / 1e6 * (1.0 - self.jitter() * top)
+        cut = 0.10 + 0.15 * self.jitter() if self.detect_mult == 1 else 0.25 * self.jitter()
+        self.tx_timer = now + self.tx_interval / 1e6 * (1.0 - cut)
 
     def _transmit(self, now: float) -> List[BfdAction]:
         if self.passive and self.remote_disc == 0:
