@@ -224,6 +224,29 @@ def test_no_file_of_the_repository_refers_to_anything_beside_it():
     assert not found, found
 
 
+def test_ci_run_runs_make_test_in_a_lone_copy_of_the_repository_and_exits_with_its_status(tmp_path):
+    """.ci/run: the README's `make test` with CI=true in a copy of the repository's files that has nothing
+    beside it; make's exit status is CI's. (`make` here is a stand-in that reports where it ran.)"""
+    require(os.geteuid() == 0, "needs root (.ci/run refuses to run without it)")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    report = tmp_path / "report"
+    (fake / "make").write_text(f"#!/bin/sh\n{{ echo \"$*\"; pwd; ls -A ..; echo \"CI=$CI\"; ls -A; "
+                               f"ls testdata/seeds | wc -l; }} > {report}\necho 'fake summary'\nexit 7\n")
+    (fake / "make").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", CI="false")
+    env.pop("VRRPD_CI_KEEP", None)
+    done = sh(["bash", str(HERE / ".ci" / "run")], check=False, env=env, timeout=60)
+    assert done.returncode == 7 and "fake summary" in done.stdout, (done.stdout, done.stderr)
+    args, where, beside, ci, *rest = report.read_text().splitlines()
+    *listing, seeds = rest
+    assert args == "test" and ci == "CI=true" and beside == "vrrpd", report.read_text()
+    assert Path(where).name == "vrrpd" and Path(where).resolve() != HERE and not Path(where).exists()
+    assert {"vrrpd.py", "test_vrrpd.py", "Makefile", "README.md", "testdata", ".ci"} <= set(listing), listing
+    assert not {".git", "__pycache__", ".pytest_cache"} & set(listing), listing
+    assert int(seeds) == len(list(SEEDS.glob("*.conf")))
+
+
 def parse_ok(text: str, **kw):
     """Parse text; return (config, diagnostics) after asserting there is no ERROR."""
     config, diags = vrrpd.parse_config_text(text, "test.conf", **kw)
@@ -944,16 +967,16 @@ def test_diagnostics_from_includes_sort_by_file_then_line(tmp_path):
     assert [(os.path.basename(d.file), d.line) for d in diags] == [("main.conf", 3), ("inc.conf", 4)]
 
 
-def test_missing_interface_is_warning_under_check_and_error_at_start_up(tmp_path):
+def test_missing_interface_is_a_warning_under_check_and_at_start_up(tmp_path):
     text = inst("interface vrrpdnone0\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n}")
     config, diags = vrrpd.parse_config_text(text, "i.conf")
     assert messages(diags) == [
         "i.conf:2: warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist on this host"]
     path = tmp_path / "i.conf"
     path.write_text(text)
-    with pytest.raises(vrrpd.ConfigError) as exc:
-        vrrpd.load_config(str(path))
-    assert ":2: error: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in str(exc.value)
+    # the daemon starts: the instance waits in FAULT for its interface (a VLAN or bond created later)
+    config = vrrpd.load_config(str(path))
+    assert config.vrrp_instances[0].interface == "vrrpdnone0"
     out = io.StringIO()
     assert vrrpd.check_command(str(path), out) == 0
     assert "warning: vrrp_instance VI_1: interface 'vrrpdnone0' does not exist" in out.getvalue()
@@ -2165,8 +2188,9 @@ def _conf(name="VI_1", vrid=51, priority=100, state="BACKUP", version=3, advert=
 class _Node:
     """A vrrpd (or keepalived) process in a lab namespace, with its log file."""
 
-    def __init__(self, lab, ns, tmp_path, name, conf_text, keepalived=False):
+    def __init__(self, lab, ns, tmp_path, name, conf_text, keepalived=False, python=None, env=None):
         self.lab, self.ns, self.name = lab, ns, name
+        self.python, self.exec_env = python or [PYTHON], env
         self.conf = tmp_path / f"{name}.conf"
         self.log_path = tmp_path / f"{name}.log"
         self.keepalived = keepalived
@@ -2182,8 +2206,8 @@ class _Node:
             cmd = ["/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", str(self.conf),
                    "-p", f"{pid}.pid", "-r", f"{pid}.vrrp.pid"]
         else:
-            cmd = [PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(self.conf)]
-        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT)
+            cmd = [*self.python, VRRPD, "-n", "-l", "-D", "-f", str(self.conf)]
+        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=self.exec_env)
         logf.close()
         self.wait_started()
         return self
@@ -4164,6 +4188,43 @@ vrrp_instance VR_1 {{
     wait_for(lambda: state_b.read_text().strip() == "MASTER", 3, what="notify MASTER on the former backup")
     node_b.stop()
     assert not any(r.startswith("default") for r in _routes(lab, ns_b, "main"))
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["plain", "dynamic_interfaces"])
+def test_lab_instance_on_a_missing_interface_waits_in_fault_and_follows_it(lab, tmp_path, dynamic):
+    """One instance's interface does not exist at start (a VLAN or bond created later): the daemon starts, the
+    other instance runs, this one is in FAULT until the interface appears; deleted and re-created, it follows."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    late_vip = "10.66.0.100"
+    text = _conf(priority=150, state="MASTER", global_extra="    dynamic_interfaces\n" if dynamic else "")
+    text += (f"vrrp_instance VI_2 {{\n    state MASTER\n    interface eth9\n    virtual_router_id 52\n"
+             f"    priority 150\n    advert_int 0.1\n    virtual_ipaddress {{\n        {late_vip}/24\n    }}\n}}\n")
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="VI_1 MASTER although eth9 is missing")
+    log_text = node.log()
+    assert "(VI_2) interface eth9 doesn't exist - FAULT until it is created" in log_text
+    assert "(VI_2) Entering FAULT STATE" in log_text
+
+    def create():
+        lab.ip("link", "add", "eth9", "type", "veth", "peer", "name", "eth9p", ns=ns)
+        lab.ip("addr", "add", "10.66.0.1/24", "dev", "eth9", ns=ns)
+        lab.ip("link", "set", "eth9p", "up", ns=ns)
+        lab.ip("link", "set", "eth9", "up", ns=ns)
+    create()
+    wait_for(lambda: lab.has_address(ns, late_vip, "eth9"), 5, what="VI_2 MASTER on the new eth9")
+    assert "(VI_2) interface eth9 appeared" in node.log()
+    # adverts really go out on it
+    cap = lab.exec(ns, ["timeout", "2", "tcpdump", "-c1", "-n", "-i", "eth9p", "ip proto 112"],
+                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert "vrid 52" in cap.communicate(timeout=10)[0]
+    lab.ip("link", "del", "eth9", ns=ns)
+    wait_for(lambda: "(VI_2) interface eth9 was deleted" in node.log(), 5, what="deletion noticed")
+    wait_for(lambda: node.log().count("(VI_2) Entering FAULT STATE") == 2, 5, what="FAULT again")
+    assert lab.has_address(ns, VIP)  # VI_1 untouched
+    create()  # re-created: a new interface index
+    wait_for(lambda: lab.has_address(ns, late_vip, "eth9"), 5, what="VI_2 MASTER on the re-created eth9")
+    assert node.log().count("(VI_2) interface eth9 appeared") == 2
+    node.stop()
 
 
 # ============================================================================================
@@ -6979,6 +7040,312 @@ def test_daemon_logs_to_syslog_with_the_facility_of_S_and_keepalived_texts(lab, 
     finally:
         if pid_path.exists():
             os.kill(int(pid_path.read_text()), signal.SIGTERM)
+
+
+def test_runtime_files_are_named_per_instance_and_namespace_as_keepalived_names_them():
+    g = vrrpd.GlobalDefs()
+    assert vrrpd.runtime_paths(g) == {"pid": "/run/vrrpd.pid", "control": "/run/vrrpd/vrrpd.sock", "dump_suffix": ""}
+    g.use_pid_dir = True
+    assert vrrpd.runtime_paths(g)["pid"] == "/run/vrrpd/vrrpd.pid"
+    config, _ = parse_ok("instance blue\n")
+    assert vrrpd.runtime_paths(config.global_defs) == {
+        "pid": "/run/vrrpd/vrrpd_blue.pid", "control": "/run/vrrpd/vrrpd_blue.sock", "dump_suffix": ".blue"}
+    config, _ = parse_ok("net_namespace red\nglobal_defs {\n    instance blue\n}\n")
+    assert vrrpd.runtime_paths(config.global_defs) == {
+        "pid": "/run/vrrpd/red/vrrpd_blue.pid", "control": "/run/vrrpd/red/vrrpd_blue.sock", "dump_suffix": ".red_blue"}
+    _, diags = vrrpd.parse_config_text("instance ../x\n", "n.conf")
+    assert messages(diags) == ["n.conf:1: error: instance: '../x' cannot name a file (letters, digits, '_', '-', '.')"]
+
+
+def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path):
+    """`instance NAME` gives each daemon its own pid file, control socket and dump files; --status/--json reach
+    the one they are pointed at (by -f or -p); `net_namespace NAME` runs a daemon started outside inside it."""
+    import json
+
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    names = [f"x{lab.tag}", f"y{lab.tag}"]
+    nodes = []
+    for n, (name, vrid, vip) in enumerate(zip(names, (51, 52), (VIP, f"{LAB_NET}.101"))):
+        text = f"instance {name}\n" + _conf(name=f"VI_{n}", vrid=vrid, priority=150, state="MASTER",
+                                            vips=(f"{vip}/24",))
+        nodes.append(_Node(lab, ns, tmp_path, name, text))
+    for vip in (VIP, f"{LAB_NET}.101"):
+        wait_for(lambda vip=vip: lab.has_address(ns, vip), 6, what=f"{vip} on its daemon")
+    for n, (node, name) in enumerate(zip(nodes, names)):
+        pid_file = Path(f"/run/vrrpd/vrrpd_{name}.pid")
+        assert wait_for(pid_file.exists, 2) and pid_file.read_text().strip().isdigit()
+        assert Path(f"/run/vrrpd/vrrpd_{name}.sock").exists()
+        doc = json.loads(sh([PYTHON, VRRPD, "--json", "-f", str(node.conf)]).stdout)
+        assert [i["name"] for i in doc["instances"]] == [f"VI_{n}"] and doc["instances"][0]["state"] == "MASTER"
+        doc = json.loads(sh([PYTHON, VRRPD, "--json", "-p", str(pid_file)]).stdout)
+        assert [i["name"] for i in doc["instances"]] == [f"VI_{n}"]
+        assert f"VI_{n}" in sh([PYTHON, VRRPD, "--status", "-f", str(node.conf)]).stdout
+    # the third: started in the host's namespace, runs in the lab's, its files under /run/vrrpd/NAMESPACE/
+    other = lab.host("b", f"{LAB_NET}.2/24")
+    name = f"z{lab.tag}"
+    conf = tmp_path / "z.conf"
+    conf.write_text(f"net_namespace {other}\ninstance {name}\n" + _conf(name="VI_Z", vrid=53, priority=150,
+                                                                       state="MASTER", vips=(f"{LAB_NET}.102/24",)))
+    log_path = tmp_path / "z.log"
+    with open(log_path, "w") as logf:
+        proc = subprocess.Popen([PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(conf), "--dump-dir", str(tmp_path)],
+                                stdout=logf, stderr=subprocess.STDOUT)
+    lab.processes.append(proc)
+    wait_for(lambda: lab.has_address(other, f"{LAB_NET}.102"), 8, what="VIP inside the named namespace")
+    assert "Running in network namespace" in log_path.read_text()
+    assert Path(f"/run/vrrpd/{other}/vrrpd_{name}.pid").read_text().strip() == str(proc.pid)
+    doc = json.loads(sh([PYTHON, VRRPD, "--json", "-f", str(conf)]).stdout)
+    assert [i["name"] for i in doc["instances"]] == ["VI_Z"]
+    proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: (tmp_path / f"vrrpd.data.{other}_{name}").exists(), 3, what="dump file named per instance")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0
+    assert not Path(f"/run/vrrpd/{other}/vrrpd_{name}.pid").exists()
+    for node, name in zip(nodes, names):
+        node.stop()
+        assert not Path(f"/run/vrrpd/vrrpd_{name}.pid").exists()
+
+
+def test_net_namespace_that_does_not_exist_is_fatal_and_nothing_runs_outside(tmp_path):
+    require(os.geteuid() == 0, "needs root for setns")
+    conf = tmp_path / "n.conf"
+    conf.write_text("net_namespace vrrpd-no-such-ns\n" + _conf(vips=("10.255.255.1/32",)))
+    result = sh([PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], check=False, timeout=30)
+    assert result.returncode == 1 and "Unable to set network namespace vrrpd-no-such-ns - exiting" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# G2. A minimal host's Python: Debian's python3-minimal (the files of libpython3.11-minimal)
+# --------------------------------------------------------------------------------------------
+
+MINIMAL_PYTHON = "/usr/bin/python3.11"
+MINIMAL_PACKAGE = "libpython3.11-minimal"
+
+
+def build_minimal_python_home(home: Path) -> Path:
+    """A PYTHONHOME holding only the standard library files of libpython3.11-minimal (linked, same layout),
+    so /usr/bin/python3.11 run with it sees what a host with only python3-minimal has."""
+    listing = sh(["dpkg", "-L", MINIMAL_PACKAGE]).stdout.split()
+    base = "/usr/lib/python3.11/"
+    for path in listing:
+        if not path.startswith(base) or not os.path.isfile(path):
+            continue
+        target = home / "lib" / "python3.11" / path[len(base):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(path)
+        cached = Path(path).parent / "__pycache__" / (Path(path).stem + ".cpython-311.pyc")
+        if path.endswith(".py") and cached.exists():  # the installed byte code: a faster test, same modules
+            (target.parent / "__pycache__").mkdir(exist_ok=True)
+            (target.parent / "__pycache__" / cached.name).symlink_to(cached)
+    return home
+
+
+@pytest.fixture(scope="session")
+def minimal_python(tmp_path_factory):
+    """(argv prefix, environment) that run vrrpd on a python3-minimal standard library."""
+    require(os.path.exists(MINIMAL_PYTHON) and shutil.which("dpkg") is not None
+            and sh(["dpkg", "-s", MINIMAL_PACKAGE], check=False).returncode == 0,
+            f"needs Debian's {MINIMAL_PYTHON} and {MINIMAL_PACKAGE}")
+    home = build_minimal_python_home(tmp_path_factory.mktemp("python3-minimal"))
+    env = dict(os.environ, PYTHONHOME=str(home), PYTHONNOUSERSITE="1")
+    env.pop("PYTHONPATH", None)
+    return [MINIMAL_PYTHON], env
+
+
+def test_minimal_python_tree_hides_the_rest_of_the_standard_library(minimal_python):
+    python, env = minimal_python
+    probe = "import importlib.util as u; print(' '.join(m for m in %r if u.find_spec(m) is None))"
+    wanted = ("dataclasses", "difflib", "hmac", "json", "shutil", "queue", "smtplib", "ctypes", "socket", "enum")
+    missing = sh([*python, "-c", probe % (wanted,)], env=env).stdout.split()
+    assert missing == ["dataclasses", "difflib", "hmac", "json", "shutil", "queue", "smtplib", "ctypes"], missing
+
+
+# shutil is missing there too, but upstream argparse imports it (Debian's does not): the real-subset tests cover it
+NOT_IN_PYTHON3_MINIMAL = ("dataclasses", "difflib", "hmac", "json", "queue", "smtplib", "ctypes", "logging.handlers",
+                          "_json", "_queue")
+
+
+def test_check_with_the_modules_python3_minimal_lacks_blocked():
+    # runs anywhere: the same modules made unimportable in this interpreter (the lab test uses the real subset)
+    code = (f"import sys\nfor m in {NOT_IN_PYTHON3_MINIMAL!r}:\n    sys.modules[m] = None\n"
+            f"sys.path.insert(0, {str(HERE)!r})\nimport vrrpd\n"
+            "assert vrrpd.dataclass is vrrpd.small_dataclass\n"
+            f"sys.exit(vrrpd.main(['--check', '-f', {str(HERE / 'vrrpd.conf.example')!r}]))\n")
+    result = sh([PYTHON, "-c", code], check=False, env=dict(os.environ, VRRPD_NO_REEXEC="1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "smtp_server needs the Python module(s) queue, hmac, smtplib" in result.stdout + result.stderr
+
+
+def test_check_runs_on_minimal_python_and_names_what_smtp_needs(minimal_python, tmp_path):
+    python, env = minimal_python
+    result = sh([*python, VRRPD, "--check", "-f", str(HERE / "vrrpd.conf.example")], check=False, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    out = result.stdout + result.stderr
+    assert "smtp_server needs the Python module(s) queue, hmac, smtplib" in out, out
+    assert "apt install libpython3-stdlib" in out, out
+    # errors are still reported (without difflib's "did you mean"), and the full Python does not warn
+    bad = tmp_path / "bad.conf"
+    bad.write_text("vrrp_instance VI_1 {\n    interfase eth0\n    virtual_router_id 300\n}\n")
+    result = sh([*python, VRRPD, "--check", "-f", str(bad)], check=False, env=env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "interfase" in result.stdout + result.stderr
+    full = sh([PYTHON, VRRPD, "--check", "-f", str(HERE / "vrrpd.conf.example")], check=False)
+    assert "smtp_server needs" not in full.stdout + full.stderr
+
+
+def test_small_dataclass_behaves_like_dataclasses_for_what_vrrpd_uses():
+    import dataclasses
+
+    def make(decorate, fld):
+        @decorate
+        class Base:
+            a: int
+            b: str = "x"
+            c: list = fld(default_factory=list)
+
+        @decorate
+        class Child(Base):
+            d: int = 4
+            note: str = fld(default="", compare=False, repr=False)
+
+        @decorate(frozen=True)
+        class Frozen:
+            p: int
+            q: tuple = ()
+
+        return Base, Child, Frozen
+
+    real = make(dataclasses.dataclass, dataclasses.field)
+    small = make(vrrpd.small_dataclass, vrrpd.small_field)
+    for (rb, rc, rf), replace in ((real, dataclasses.replace), (small, vrrpd.small_replace)):
+        one, two = rb(1), rb(1)
+        assert one == two and one.c is not two.c and one != rb(2) and one != rc(1)
+        assert repr(rc(1, "y", [2], 5)).split("<locals>.")[-1] == "Child(a=1, b='y', c=[2], d=5)"
+        assert replace(rc(1, d=9), b="z") == rc(1, "z", [], 9, "ignored") and rc(1).note == ""
+        with pytest.raises(TypeError):
+            hash(one)
+        with pytest.raises(TypeError):
+            rb()
+        frozen = rf(1)
+        assert hash(frozen) == hash(rf(1)) and {frozen: 1}[rf(1)] == 1
+        assert repr(frozen).split("<locals>.")[-1] == "Frozen(p=1, q=())"
+        with pytest.raises(AttributeError):
+            frozen.p = 2
+
+
+def test_json_text_without_json_module_writes_what_json_dumps_writes(monkeypatch):
+    import json
+
+    doc = {"a": [1, 2.5, -0.0, None, True, False, (3, "t")], "s": "quo\"te\\ tab\t nl\n \x01 é \U0001f600",
+           "nested": {"empty": {}, "list": [], "addr": ipaddress.ip_address("10.0.0.1")}, 7: "int key",
+           None: "none key", "big": 10 ** 20, "inf": float("inf"), "state": vrrpd.State.MASTER}
+    expected = json.dumps(doc, indent=2, default=str)
+    assert vrrpd.json_text(doc) == expected
+    monkeypatch.setitem(sys.modules, "json", None)
+    assert vrrpd.json_text(doc) == expected
+
+
+def test_hmac_md5_and_which_without_hmac_and_shutil(tmp_path, monkeypatch):
+    import hmac
+
+    for key in (b"", b"secret\0\0", b"k" * 64, b"long" * 40):
+        for digest in ("md5", "sha256"):
+            assert vrrpd.hmac_digest(key, b"data" * 50, digest) == hmac.new(key, b"data" * 50, digest).digest()
+    tool = tmp_path / "bin" / "tool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "plain").write_text("")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"/nonexistent:{tool.parent}")
+    assert vrrpd.which("tool") == shutil.which("tool") == str(tool)
+    assert vrrpd.which("plain") is None and vrrpd.which(str(tool)) == str(tool) and vrrpd.which("nope") is None
+
+
+def test_missing_smtplib_is_a_check_warning_and_one_clear_log_line(monkeypatch, caplog):
+    text = ("global_defs {\n    notification_email {\n        ops@example.com\n    }\n"
+            "    smtp_server 127.0.0.1\n}\n")
+    _, diags = parse_ok(text)
+    assert not any("smtp_server needs" in m for m in messages(diags))
+    monkeypatch.setitem(sys.modules, "smtplib", None)
+    config, diags = parse_ok(text)
+    assert any("smtp_server needs the Python module(s) smtplib" in m and "libpython3-stdlib" in m
+               for m in messages(diags, vrrpd.Severity.WARNING)), messages(diags)
+    mailer = vrrpd.SmtpAlerter(config.global_defs)
+    with caplog.at_level(logging.ERROR, logger="vrrpd"):
+        mailer.submit("subject", "body")
+        mailer.submit("subject", "body")
+    lines = [r.getMessage() for r in caplog.records if "SMTP" in r.getMessage()]
+    assert lines == ["SMTP: smtp_server needs the Python module smtplib, which this Python lacks "
+                     "(Debian/Ubuntu: apt install libpython3-stdlib); no e-mail alert will be sent"], lines
+    assert mailer._thread is None and mailer.pending() == 0
+    mailer.close(1.0)
+
+
+def test_syslog_handler_sends_what_sysloghandler_sends(tmp_path):
+    import logging.handlers
+    import socket
+
+    path = str(tmp_path / "log")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(2)
+    record = logging.LogRecord("vrrpd", logging.WARNING, __file__, 1, "(VI_1) héllo %s", ("x",), None)
+    ours = vrrpd.SyslogHandler(path, facility=16)
+    theirs = logging.handlers.SysLogHandler(path, facility=16)
+    try:
+        for handler in (ours, theirs):
+            handler.setFormatter(logging.Formatter("vrrpd[1]: %(message)s"))
+            handler.emit(record)
+        assert server.recv(4096) == server.recv(4096) == "<132>vrrpd[1]: (VI_1) héllo x\0".encode()
+        server.close()  # syslogd restarts: the next record reconnects
+        os.unlink(path)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        server.bind(path)
+        server.settimeout(2)
+        ours.emit(record)
+        assert server.recv(4096).startswith(b"<132>")
+    finally:
+        ours.close()
+        theirs.close()
+        server.close()
+
+
+def test_vrrp_failover_scripts_notify_and_fifo_on_minimal_python(lab, tmp_path, minimal_python):
+    python, env = minimal_python
+    notify = tmp_path / "notify.sh"
+    notified = tmp_path / "notified"
+    notify.write_text(f"#!/bin/sh\necho \"$@\" >> {notified}\n")
+    notify.chmod(0o755)
+    fifo = tmp_path / "vrrp.fifo"
+    extra = (f"    notify {notify}\n    track_script {{\n        chk\n    }}\n")
+    glob_extra = f"    notify_fifo {fifo}\n    enable_script_security\n    script_user root\n"
+    script = 'vrrp_script chk {\n    script "/bin/true"\n    interval 1\n}\n'
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=150, state="MASTER"))
+    _wait_holders(lab, [b], ["B"], timeout=5)
+    a = _Node(lab, ns_a, tmp_path, "A", script + _conf(priority=100, instance_extra=extra, global_extra=glob_extra),
+              python=python, env=env)
+    wait_for(lambda: "Entering BACKUP STATE" in a.log(), 5, what="the minimal-Python node in BACKUP")
+    # it re-executed itself from the byte-code cache (-S) under the same interpreter and tree
+    cmdline = Path(f"/proc/{a.proc.pid}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[0] == MINIMAL_PYTHON.encode() and b"-S" in cmdline, cmdline
+    assert Path(f"/proc/{a.proc.pid}/environ").read_bytes().count(b"PYTHONHOME=" + env["PYTHONHOME"].encode())
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        b.kill()
+        lab.link(b.ns, "eth0", up=False)  # a crash leaves B's VIP behind: B is off the wire
+        _wait_holders(lab, [a], ["A"], timeout=3)
+        wait_for(lambda: notified.exists() and "MASTER" in notified.read_text(), 3, what="notify script")
+        assert notified.read_text().split("\n")[-2].split() == ["INSTANCE", "VI_1", "MASTER", "100"]
+        fifo_text = wait_for(lambda: os.read(reader, 65536).decode(), 3, what="notify FIFO line")
+        assert 'INSTANCE "VI_1" MASTER 100' in fifo_text, fifo_text
+    finally:
+        os.close(reader)
+    wait_for(lambda: "VRRP_Script(chk) succeeded" in a.log(), 3, what="vrrp_script on minimal Python")
+    assert a.stop() == 0
+    assert not lab.has_address(a.ns, VIP)
+    assert "Traceback" not in a.log() and "Error" not in a.log(), a.log()
 
 
 # ============================================================================================

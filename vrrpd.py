@@ -26,20 +26,17 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import errno
 import gc
 import glob
 import heapq
-import hmac
 import ipaddress
 import logging
 import os
 import random
 import re
 import selectors
-import shutil
 import signal
 import socket
 import stat
@@ -48,8 +45,9 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
 
 __version__ = "0.1.0"
 PROG = "vrrpd"
@@ -67,6 +65,160 @@ VRRP_TTL = 255
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+# -- Python's standard library on a minimal host ------------------------------------------------
+# The daemon and --check run on Debian's python3-minimal (the files of libpython3.11-minimal): no
+# dataclasses, difflib, hmac, json, shutil, queue, smtplib there. What needs more is imported only
+# when configured, through need_module(), which names the package that has it.
+
+STDLIB_PACKAGE_HINT = "Debian/Ubuntu: apt install libpython3-stdlib"
+SMTP_MODULES = ("queue", "hmac", "smtplib")  # what e-mail alerts need beyond python3-minimal (smtplib needs hmac)
+
+
+class MissingModuleError(ImportError):
+    """A configured feature needs a standard-library module this Python does not have."""
+
+
+def need_module(name: str, feature: str) -> Any:
+    """Import `name` for `feature`, or raise MissingModuleError saying what is missing and where it is."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or name
+        raise MissingModuleError(f"{feature} needs the Python module {missing}, which this Python lacks "
+                                 f"({STDLIB_PACKAGE_HINT})") from None
+
+
+def module_available(name: str) -> bool:
+    """True if `name` (and the modules it imports at once) can be imported; nothing is kept loaded."""
+    if sys.modules.get(name) is not None:
+        return True
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def close_matches(word: str, choices: Any, n: int = 1, cutoff: float = 0.6) -> List[str]:
+    """difflib.get_close_matches (for "did you mean"), or nothing where difflib is missing."""
+    try:
+        import difflib
+    except ImportError:
+        return []
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+
+
+def which(program: str) -> Optional[str]:
+    """shutil.which(program) without shutil: the first executable file named `program` in $PATH."""
+    if "/" in program:
+        return program if os.path.isfile(program) and os.access(program, os.X_OK) else None
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", program)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+_NO_DEFAULT = object()
+
+
+class _SmallField:
+    __slots__ = ("default", "default_factory", "compare", "repr")
+
+    def __init__(self, default: Any, default_factory: Any, compare: bool, repr: bool):  # noqa: A002
+        self.default, self.default_factory, self.compare, self.repr = default, default_factory, compare, repr
+
+
+def small_field(*, default: Any = _NO_DEFAULT, default_factory: Any = _NO_DEFAULT, compare: bool = True,
+                repr: bool = True) -> Any:  # noqa: A002
+    """dataclasses.field(default=..., default_factory=..., compare=..., repr=...) for small_dataclass."""
+    return _SmallField(default, default_factory, compare, repr)
+
+
+def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
+    """The part of @dataclasses.dataclass vrrpd uses, for a Python without dataclasses: __init__ from the
+    annotations (defaults, field(...)), __repr__, __eq__, and __hash__ = None, or with frozen=True no
+    assignment and a hash of the fields."""
+    if cls is None:
+        return lambda klass: small_dataclass(klass, frozen=frozen)
+    fields: Dict[str, _SmallField] = {}
+    for base in reversed(cls.__mro__[1:]):
+        fields.update(getattr(base, "_small_fields", {}))
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
+            continue
+        value = cls.__dict__.get(name, _NO_DEFAULT)
+        if isinstance(value, _SmallField):
+            if value.default is _NO_DEFAULT:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value.default)
+        else:
+            value = _SmallField(value, _NO_DEFAULT, True, True)
+        fields[name] = value
+    params, body = [], []
+    scope: Dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_set": object.__setattr__}
+    for name, f in fields.items():
+        value = name
+        if f.default_factory is not _NO_DEFAULT:
+            scope[f"_f_{name}"] = f.default_factory
+            params.append(f"{name}=_NO_DEFAULT")
+            value = f"_f_{name}() if {name} is _NO_DEFAULT else {name}"
+        elif f.default is not _NO_DEFAULT:
+            scope[f"_d_{name}"] = f.default
+            params.append(f"{name}=_d_{name}")
+        else:
+            params.append(name)
+        body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass"), scope)
+    cls.__init__ = scope["__init__"]
+    cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    shown = [n for n, f in fields.items() if f.repr]
+    compared = [n for n, f in fields.items() if f.compare]
+
+    def __repr__(self: Any) -> str:
+        return f"{type(self).__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in shown) + ")"
+
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in compared)
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __hash__(self: Any) -> int:
+        return hash(tuple(getattr(self, n) for n in compared))
+
+    cls._small_fields = fields
+    cls.__repr__ = __repr__
+    cls.__eq__ = __eq__
+    if frozen:
+        cls.__setattr__ = __setattr__
+        cls.__delattr__ = __setattr__
+        cls.__hash__ = __hash__
+    elif "__hash__" not in cls.__dict__:
+        cls.__hash__ = None
+    return cls
+
+
+def small_replace(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace for small_dataclass."""
+    values = {name: getattr(obj, name) for name in type(obj)._small_fields}
+    values.update(changes)
+    return type(obj)(**values)
+
+
+try:
+    from dataclasses import dataclass, field
+    from dataclasses import replace as dataclass_replace
+except ImportError:  # python3-minimal
+    dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace  # type: ignore[assignment]
 
 
 class State(enum.Enum):
@@ -199,6 +351,13 @@ class GlobalDefs:
     script_group: Optional[str] = None
     enable_script_security: bool = False
     default_interface: str = "eth0"  # static_ipaddress without `dev`
+    # vrrpd always follows interfaces created, deleted and re-created after it started (keepalived only with this)
+    dynamic_interfaces: bool = False
+    # several daemons on one host: `instance NAME` and `net_namespace NAME` name the runtime files
+    instance_name: Optional[str] = None
+    net_namespace: Optional[str] = None
+    use_pid_dir: bool = False
+    data_use_instance: bool = False
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -1387,7 +1546,7 @@ class _Parser:
             self.warning(tok, f"'{tok.text}' does not belong in {title} (ignored)",
                          f"it belongs in {' / '.join(sorted(set(homes)))}")
         else:
-            close = difflib.get_close_matches(tok.text, list(spec), n=1, cutoff=0.75)
+            close = close_matches(tok.text, list(spec), n=1, cutoff=0.75)
             hint = f"did you mean '{close[0]}'?" if close else ""
             self.warning(tok, f"unknown keyword '{_short(tok.text)}' in {title} (ignored)", hint)
         self.i += 1
@@ -1541,7 +1700,7 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
             opt = opt_tok.text
             k += 1
             if opt not in _VIP_OPTIONS:
-                close = difflib.get_close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
+                close = close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
                 p.warning(opt_tok, f"unknown option '{_short(opt)}' for virtual address {head.text} (ignored)",
                           f"did you mean '{close[0]}'?" if close else "")
                 if k < len(entry) and entry[k].text not in _VIP_OPTIONS:
@@ -2294,7 +2453,26 @@ _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _accept_only("top", "linkbeat_interfaces interface_up_down_delays "
              "garp_group SSL track_group", (0, 1), "skip")
-_accept_only("top", "net_namespace net_namespace_ipvs namespace_with_ipsets instance use_pid_dir child_wait_time")
+_accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
+
+
+def _top_global_attr(attr: str, flag: bool = False) -> Handler:
+    """A top-level keyword that sets a global_defs value (keepalived reads these at either level)."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        g = getattr(obj, "global_defs", obj)
+        if flag:
+            setattr(g, attr, True)
+            return
+        name = args[0].text
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) or name in (".", ".."):
+            raise _Invalid(f"'{name}' cannot name a file (letters, digits, '_', '-', '.')")
+        setattr(g, attr, name)
+    return handler
+
+
+_kw("top", "instance", _top_global_attr("instance_name"))
+_kw("top", "net_namespace", _top_global_attr("net_namespace"))
+_kw("top", "use_pid_dir", _top_global_attr("use_pid_dir", flag=True), (0, 0))
 
 # -- global_defs ---------------------------------------------------------------------------------
 
@@ -2397,12 +2575,16 @@ _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "default_interface", _h_str("default_interface"))
+_kw(_G, "instance", _top_global_attr("instance_name"))
+_kw(_G, "net_namespace", _top_global_attr("net_namespace"))
+_kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
+_kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
 _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon dynamic_interfaces "
+             "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
@@ -2410,13 +2592,13 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check data_use_instance state_dump_file "
+             "reload_time_file reload_repeat reload_file include_check state_dump_file "
              "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix log_unknown_vrids "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
              "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "vrrp_startup_delay_log instance net_namespace local_name disable_local_igmp "
+             "vrrp_startup_delay_log local_name disable_local_igmp "
              "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
              "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
@@ -2750,7 +2932,7 @@ _SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", 
 
 def _v_sched(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
     if args[0].text not in _SCHEDULERS:
-        close = difflib.get_close_matches(args[0].text, _SCHEDULERS, n=1)
+        close = close_matches(args[0].text, _SCHEDULERS, n=1)
         p.warning(args[0], f"unknown scheduler '{args[0].text}'", f"did you mean '{close[0]}'?" if close else
                   "one of " + " ".join(_SCHEDULERS))
     vs.lb_algo = args[0].text
@@ -2974,7 +3156,7 @@ def _host_interfaces() -> Optional[set]:
 
 def _which(program: str) -> Optional[str]:
     try:
-        return shutil.which(program)
+        return which(program)
     except (ValueError, OSError):
         return None
 
@@ -3004,8 +3186,11 @@ class _Validator:
         return tok.line if tok is not None else default
 
     def missing_interface(self, file: str, line: int, message: str) -> None:
-        """An interface this host lacks: an error at start-up, a warning under --check."""
-        (self.err if self.check_interfaces else self.warn)(file, line, message)
+        """An interface this host lacks: a warning. The daemon starts, the instance waits in FAULT and starts
+        when the interface appears (a VLAN or bond created after us): one missing interface never takes the
+        other instances down."""
+        self.warn(file, line, message, "the instance stays in FAULT until it appears" if self.check_interfaces
+                  else "")
 
     def run(self) -> None:
         vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
@@ -3080,6 +3265,11 @@ class _Validator:
             self.warn(where.file, where.line, "notification_email without smtp_server: no e-mail will be sent")
         elif g.smtp_server and not g.notification_email:
             self.warn(where.file, where.line, "smtp_server without notification_email: no e-mail will be sent")
+        else:
+            missing = [name for name in SMTP_MODULES if not module_available(name)]
+            if missing:
+                self.warn(where.file, where.line, f"smtp_server needs the Python module(s) {', '.join(missing)}, "
+                          f"which this Python lacks: no e-mail will be sent", STDLIB_PACKAGE_HINT)
 
     def instance(self, inst: VrrpInstance) -> None:
         f, ln, g = inst.file, inst.line, self.g
@@ -3187,7 +3377,7 @@ class _Validator:
         label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
         for ref in inst.track_script:
             if ref.name not in cfg.vrrp_scripts:
-                close = difflib.get_close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
+                close = close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
                 self.err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
                          f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
         for ref in inst.track_file:
@@ -3239,7 +3429,7 @@ class _Validator:
                 ln = tok.line if tok is not None else sg.line
                 inst = self.names.get(member)
                 if inst is None:
-                    close = difflib.get_close_matches(member, list(self.names), n=1)
+                    close = close_matches(member, list(self.names), n=1)
                     self.err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
                              f"did you mean '{close[0]}'?" if close else "")
                 elif member in member_of:
@@ -4072,7 +4262,18 @@ def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast:
     if unicast:
         ip[8] = 0
     ah = ah_header[:12] + bytes(AH_ICV_LEN)
-    return hmac.new(ah_key(key), bytes(ip) + ah + vrrp, "md5").digest()[:AH_ICV_LEN]
+    return hmac_digest(ah_key(key), bytes(ip) + ah + vrrp, "md5")[:AH_ICV_LEN]
+
+
+def hmac_digest(key: bytes, data: bytes, digest: str) -> bytes:
+    """HMAC (RFC 2104) with hashlib's md5 or sha256 alone: python3-minimal has hashlib but not hmac."""
+    import hashlib
+
+    if len(key) > 64:  # both hashes have 64-byte blocks
+        key = hashlib.new(digest, key).digest()
+    key = key.ljust(64, b"\0")
+    inner = hashlib.new(digest, bytes(b ^ 0x36 for b in key) + data).digest()
+    return hashlib.new(digest, bytes(b ^ 0x5C for b in key) + inner).digest()
 
 
 def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: bytes, key: bytes, seq: int,
@@ -4103,7 +4304,7 @@ def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int
     if next_header != IPPROTO_VRRP:
         raise PacketError("ah_next_header", f"AH carries protocol {next_header}")
     vrrp = packet[ihl + AH_HEADER_LEN:]
-    if not hmac.compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
+    if not _compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
         raise PacketError("ah_icv", "invalid IPSEC HMAC-MD5 value, due to fields mutation or bad password")
     if spi != packet[12:16]:
         raise PacketError("ah_spi", f"SPI {ipaddress.IPv4Address(spi)} is not the source address")
@@ -4167,8 +4368,7 @@ HMAC_REPLAY = "auth_ext_replay"
 
 
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
-    import hmac  # lazily: only an instance with auth_hmac needs it (python3-minimal may lack it)
-    return hmac.digest(key, data, "sha256")
+    return hmac_digest(key, data, "sha256")
 
 
 def auth_hmac_input(src: IPAddress, version: int, vrid: int, pdu: bytes, trailer: bytes) -> bytes:
@@ -4271,9 +4471,8 @@ class AuthHmac:
         key = self.keys.get(key_id)
         if key is None:
             return HMAC_UNKNOWN_KEY, f"unknown authentication key id {key_id} from {src}"
-        import hmac  # lazily, as _hmac_sha256
         good = _hmac_sha256(key, auth_hmac_input(src, version, vrid, pdu, trailer))[:AUTH_HMAC_LEN]
-        if not hmac.compare_digest(good, mac):
+        if not _compare_digest(good, mac):
             return HMAC_INVALID, f"invalid authentication HMAC from {src}"
         seq = (sec << 32) | (subsec << 16) | ctr
         slot = src if slot is None else slot
@@ -5087,11 +5286,7 @@ def script_argv(cmd: Command) -> List[str]:
 
 def find_script(argv0: str) -> Optional[str]:
     """The executable file argv0 names (searched in PATH if it has no slash), or None."""
-    import shutil
-
-    if "/" in argv0:
-        return argv0 if os.path.isfile(argv0) and os.access(argv0, os.X_OK) else None
-    return shutil.which(argv0)
+    return which(argv0)
 
 
 def script_security_problem(path: str) -> Optional[str]:
@@ -5300,7 +5495,7 @@ class Inotify:
 
             libc = ctypes.CDLL(None, use_errno=True)
             fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ImportError):  # python3-minimal has no ctypes: polling only
             return None
         return cls(libc, fd) if fd >= 0 else None
 
@@ -5380,10 +5575,8 @@ class Tracking:
     def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
         """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
         is unchanged; returns the script runners and file watches that are new."""
-        import dataclasses
-
         def same(a: Any, b: Any) -> bool:
-            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+            return dataclass_replace(a, file="", line=0) == dataclass_replace(b, file="", line=0)
 
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
@@ -7595,11 +7788,9 @@ class BfdDriver:
     # -- configuration --------------------------------------------------------------------
     def configure(self, instances: Dict[str, BfdInstance]) -> None:
         """Start the sessions of `instances`; those whose definition did not change keep running."""
-        import dataclasses
-
         def same(a: BfdInstance, b: BfdInstance) -> bool:
-            return dataclasses.replace(a, file="", line=0, weight=0, weight_reverse=False) == \
-                dataclasses.replace(b, file="", line=0, weight=0, weight_reverse=False)
+            return dataclass_replace(a, file="", line=0, weight=0, weight_reverse=False) == \
+                dataclass_replace(b, file="", line=0, weight=0, weight_reverse=False)
 
         for name in list(self.runs):
             if name not in instances or not same(self.runs[name].bfd, instances[name]):
@@ -8154,10 +8345,8 @@ class SmtpAlerter:
     max_pending = 100  # a server that never answers must not make alerts pile up without end
 
     def __init__(self, global_defs: GlobalDefs):
-        import queue
-
         self.global_defs = global_defs
-        self._queue: Any = queue.Queue()
+        self._queue: Any = None  # a queue.Queue once the first alert is submitted
         self._thread: Optional[threading.Thread] = None
         self._closing = threading.Event()
         self.sent = 0
@@ -8172,6 +8361,15 @@ class SmtpAlerter:
         """Queue one mail; returns at once."""
         if not self.configured or self._closing.is_set():
             return
+        if self._queue is None:
+            try:
+                for name in SMTP_MODULES:
+                    need_module(name, "smtp_server")
+            except MissingModuleError as exc:
+                self._closing.set()
+                log.error("SMTP: %s; no e-mail alert will be sent", exc)
+                return
+            self._queue = sys.modules["queue"].Queue()
         if self._thread is None:
             self._thread = threading.Thread(target=self._worker, name="vrrpd-smtp", daemon=True)
             self._thread.start()
@@ -8185,7 +8383,7 @@ class SmtpAlerter:
         self._queue.put((subject, smtp_message(self.global_defs, subject, body)))
 
     def pending(self) -> int:
-        return self._queue.unfinished_tasks
+        return self._queue.unfinished_tasks if self._queue is not None else 0
 
     def close(self, timeout: float) -> None:
         """Let the worker send what is queued for up to `timeout` seconds, then give up on it."""
@@ -8716,21 +8914,9 @@ class Daemon:
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
-        link = self._link_by_name(ifname)
-        if link is None:
-            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, ifname)
-        else:
-            rt.ifindex = link.index
-            vsock = self.vsocks.get(ifname)
-            if vsock is None:
-                vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
-                self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
-                self.by_socket[ifname] = []
-            rt.vsock = vsock
-            if ifname not in self.garp_socks:
-                self.garp_socks[ifname] = GarpSocket(ifname)
-            self.by_socket[ifname].append(rt)
-            self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
+        if self._link_by_name(ifname) is None:
+            log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
         self.beyond.attach4(rt)
@@ -8738,6 +8924,76 @@ class Daemon:
         if rt.src is not None:
             self.own_sources.add(rt.src)
         return rt
+
+    def _attach_interface(self, rt: InstanceRuntime) -> bool:
+        """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
+        if instance_family(rt.inst) == 6:
+            self.beyond.attach6(rt)
+            return bool(rt.ifindex)
+        ifname, inst = rt.inst.interface or "", rt.inst
+        link = self._link_by_name(ifname)
+        if link is None:
+            return False
+        rt.ifindex = link.index
+        vsock = self.vsocks.get(ifname)
+        if vsock is None:
+            vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
+            self.by_socket[ifname] = []
+        rt.vsock = vsock
+        if ifname not in self.garp_socks:
+            self.garp_socks[ifname] = GarpSocket(ifname)
+        if rt not in self.by_socket[ifname]:
+            self.by_socket[ifname].append(rt)
+        members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
+        if rt not in members:
+            members.append(rt)
+        return True
+
+    def _detach_interface(self, rt: InstanceRuntime) -> None:
+        """The instance's interface was deleted: close its socket (bound to the old interface index)."""
+        ifname = rt.inst.interface or ""
+        rt.ifindex = 0
+        if instance_family(rt.inst) == 6:
+            self.beyond.detach6(rt)
+            return
+        vsock, rt.vsock = rt.vsock, None
+        if rt in self.by_socket.get(ifname, []):
+            self.by_socket[ifname].remove(rt)
+        if vsock is not None and not any(r.vsock is vsock for r in self.runtimes):
+            self.loop.remove_reader(vsock.sock)
+            vsock.close()
+            self.vsocks.pop(ifname, None)
+        if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
+            rt.src = None
+            rt.machine.primary_ip = None
+
+    def _follow_interfaces(self) -> bool:
+        """After link events: attach instances whose interface appeared (or was re-created with a new index),
+        detach those whose interface went. True when something changed."""
+        changed = False
+        for rt in self.runtimes:
+            link = self._link_by_name(rt.inst.interface) if rt.inst.interface else None
+            index = link.index if link is not None else 0
+            if index == rt.ifindex:
+                continue
+            changed = True
+            if rt.ifindex:
+                log.warning("(%s) interface %s was deleted - FAULT until it is created again", rt.inst.name,
+                            rt.inst.interface)
+                self._detach_interface(rt)
+            if index:
+                try:
+                    if self._attach_interface(rt):
+                        log.info("(%s) interface %s appeared (index %d)", rt.inst.name, rt.inst.interface, index)
+                        if instance_family(rt.inst) == 4:
+                            self._set_targets(rt)
+                            self.beyond.attach4(rt)
+                except OSError as exc:
+                    log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
+        if changed:
+            self._update_own_sources()
+        return changed
 
     @staticmethod
     def _attach_hmac(rt: InstanceRuntime) -> None:
@@ -9501,6 +9757,7 @@ class Daemon:
             self.links = self.rtnl.links()
             self.addrs = self.rtnl.addresses()
             changed = True
+        links_changed = changed
         for rtype, obj in events:
             if isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
@@ -9510,6 +9767,7 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+                links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
@@ -9519,6 +9777,8 @@ class Daemon:
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
                 self._vip_deleted(obj)
                 changed = self._refresh_sources() or changed
+        if links_changed and not self.stopping:
+            changed = self._follow_interfaces() or changed
         if changed and not self.stopping:
             self._reevaluate()
 
@@ -9751,6 +10011,20 @@ class BeyondIPv4:
             vsock.join(d.g.vrrp_mcast_group6)
         rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
+
+    def detach6(self, rt: InstanceRuntime) -> None:
+        """The interface of an IPv6 instance was deleted: close its socket once no instance uses it."""
+        d = self.d
+        vsock = self.sock6_of.pop(rt.inst.name, None)
+        name = rt.inst.interface or ""
+        if rt in self.by_socket6.get(name, []):
+            self.by_socket6[name].remove(rt)
+        if vsock is not None and vsock not in self.sock6_of.values():
+            d.loop.remove_reader(vsock.sock)
+            vsock.close()
+            self.vsocks6.pop(name, None)
+        rt.src = None
+        rt.machine.primary_ip = None
 
     def attach4(self, rt: InstanceRuntime) -> None:
         """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
@@ -10069,10 +10343,55 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
+class SyslogHandler(logging.Handler):
+    """Records to syslog through /dev/log, as logging.handlers.SysLogHandler sends them (`<PRI>text\\0`).
+
+    Our own because logging.handlers costs a megabyte and python3-minimal lacks what it imports (queue)."""
+
+    SEVERITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def __init__(self, address: str = "/dev/log", facility: int = 3):
+        super().__init__()
+        self.address = address
+        self.facility = facility
+        self.sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            sock = socket.socket(socket.AF_UNIX, kind)
+            try:
+                sock.connect(self.address)
+                return sock
+            except OSError as exc:
+                sock.close()
+                if exc.errno != errno.EPROTOTYPE:
+                    raise
+        raise OSError(errno.EPROTOTYPE, f"cannot connect to {self.address}")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prio = self.facility << 3 | self.SEVERITIES.get(record.levelname, 4)
+            data = f"<{prio}>{self.format(record)}\0".encode("utf-8", "replace")
+            try:
+                self.sock.sendall(data)
+            except OSError:  # syslogd restarted: connect again once
+                self.sock.close()
+                self.sock = self._connect()
+                self.sock.sendall(data)
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self.sock.close()
+        finally:
+            self.release()
+        super().close()
+
+
 def setup_logging(console: bool, detail: bool = False, facility: str = "daemon") -> None:
     """Log to stderr (`-l`) and/or syslog through /dev/log with the `-S` facility; `-D` adds detail lines."""
-    import logging.handlers
-
     root = logging.getLogger(PROG)
     root.handlers.clear()
     root.setLevel(logging.DEBUG if detail else logging.INFO)
@@ -10084,7 +10403,7 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
     if os.path.exists("/dev/log"):
         try:
             code = SYSLOG_FACILITIES.get(facility, SYSLOG_FACILITIES["daemon"]) >> 3
-            syslog = logging.handlers.SysLogHandler("/dev/log", facility=code)
+            syslog = SyslogHandler("/dev/log", facility=code)
             syslog.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(message)s"))
             root.addHandler(syslog)
         except OSError:
@@ -10186,6 +10505,65 @@ def sd_notify(message: str) -> bool:
         return False
 
 
+def json_text(doc: Any) -> str:
+    """json.dumps(doc, indent=2, default=str), also on python3-minimal, which has no json module."""
+    try:
+        import json
+    except ImportError:
+        return _small_json(doc, "")
+    return json.dumps(doc, indent=2, default=str)
+
+
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def _json_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in _JSON_ESCAPES:
+            out.append(_JSON_ESCAPES[ch])
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            if code > 0xFFFF:
+                code -= 0x10000
+                out.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
+            else:
+                out.append(f"\\u{code:04x}")
+    return '"' + "".join(out) + '"'
+
+
+def _small_json(doc: Any, indent: str) -> str:
+    if doc is None or doc is True or doc is False:
+        return {None: "null", True: "true", False: "false"}[doc]
+    if isinstance(doc, int):
+        return int.__repr__(doc)
+    if isinstance(doc, float):
+        if doc != doc:
+            return "NaN"
+        if doc in (float("inf"), float("-inf")):
+            return "Infinity" if doc > 0 else "-Infinity"
+        return float.__repr__(doc)
+    if isinstance(doc, str):
+        return _json_string(doc)
+    inner = indent + "  "
+    if isinstance(doc, dict):
+        if not doc:
+            return "{}"
+        items = []
+        for key, value in doc.items():
+            if not isinstance(key, str):
+                key = _small_json(key, "") if key is None or isinstance(key, (bool, int, float)) else str(key)
+            items.append(f"{inner}{_json_string(key)}: {_small_json(value, inner)}")
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(doc, (list, tuple)):
+        if not doc:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _small_json(v, inner) for v in doc) + "\n" + indent + "]"
+    return _json_string(str(doc))
+
+
 class ControlServer:
     """A unix stream socket that answers every connection with the daemon's status as one JSON document.
 
@@ -10209,14 +10587,12 @@ class ControlServer:
         loop.add_reader(self.sock, self._accept)
 
     def _accept(self) -> None:
-        import json
-
         try:
             conn, _ = self.sock.accept()
         except OSError:
             return
         conn.setblocking(False)
-        data = (json.dumps(self.status(), indent=2, default=str) + "\n").encode()
+        data = (json_text(self.status()) + "\n").encode()
         state = {"data": data}
         deadline = self.loop.call_later(1.0, self._drop, conn)
 
@@ -10252,7 +10628,7 @@ class ControlServer:
 
 def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
     """Ask a running daemon for its status (the client side of ControlServer)."""
-    import json
+    json = need_module("json", "--status and --json")
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
@@ -10484,7 +10860,7 @@ def demo_prerequisites() -> List[str]:
     missing = []
     if os.geteuid() != 0:
         missing.append("root, to create network namespaces: run `sudo make demo` (or `sudo python3 vrrpd.py --demo`)")
-    if shutil.which("ip") is None:
+    if which("ip") is None:
         missing.append("iproute2's `ip` command, which is not in PATH: install iproute2 "
                        "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
     if missing:
@@ -10694,6 +11070,41 @@ def _signal_numbers() -> Dict[str, int]:
             "STATS": int(signal.SIGUSR2), "STATS_CLEAR": int(signal.SIGRTMAX) - 1, "JSON": int(signal.SIGRTMIN) + 2}
 
 
+def runtime_paths(g: GlobalDefs) -> Dict[str, str]:
+    """Where this daemon's pid file and control socket live, and the suffix of its dump files, named as
+    keepalived names its runtime files, so that two daemons on one host never share one:
+
+      (nothing)               /run/vrrpd.pid            /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
+      use_pid_dir             /run/vrrpd/vrrpd.pid      /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
+      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.data.I
+      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.data.N[_I]
+
+    keepalived adds the dump suffix only with data_use_instance; vrrpd whenever a name is given."""
+    inst, ns = g.instance_name, g.net_namespace
+    if not (inst or ns or g.use_pid_dir):
+        return {"pid": DEFAULT_PID_FILE, "control": DEFAULT_CONTROL_SOCKET, "dump_suffix": ""}
+    base = os.path.join("/run", PROG, ns) if ns else os.path.join("/run", PROG)
+    name = f"{PROG}_{inst}" if inst else PROG
+    suffix = "." + "_".join(x for x in (ns, inst) if x) if (inst or ns) else ""
+    return {"pid": os.path.join(base, name + ".pid"), "control": os.path.join(base, name + ".sock"),
+            "dump_suffix": suffix}
+
+
+def enter_net_namespace(name: str) -> None:
+    """keepalived's net_namespace: run inside the named network namespace (/run/netns/NAME), via setns(2)
+    through ctypes (imported only when configured). Raises OSError; the daemon must not go on outside it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(os.path.join("/run/netns", name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
 class PidFile:
     """The pid file, held with an exclusive flock for the daemon's life: a second copy cannot take it."""
 
@@ -10773,10 +11184,8 @@ def daemonize(wait: float = 60.0) -> int:
 
 def _same_definition(a: Any, b: Any) -> bool:
     """Two config objects are equal apart from where they were written (file, line)."""
-    import dataclasses
-
     strip = {k: "" if k == "file" else 0 for k in ("file", "line") if hasattr(a, k)}
-    return type(a) is type(b) and dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+    return type(a) is type(b) and dataclass_replace(a, **strip) == dataclass_replace(b, **strip)
 
 
 def _select_subsystems(config: Config, vrrp_only: bool, lvs_only: bool) -> Config:
@@ -11012,12 +11421,10 @@ class Operator:
 
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
-        return os.path.join(self.dump_dir, f"{PROG}.{kind}")
+        return os.path.join(self.dump_dir, f"{PROG}.{kind}{runtime_paths(self.d.g)['dump_suffix']}")
 
     def dump(self, kind: str, clear: bool = False) -> Optional[str]:
         """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
-        import json
-
         path = self.dump_path(kind)
         try:
             if kind == "data":
@@ -11025,7 +11432,7 @@ class Operator:
             elif kind == "stats":
                 text = format_stats(self.d.status())
             else:
-                text = json.dumps(self.status(), indent=2, default=str) + "\n"
+                text = json_text(self.status()) + "\n"
             _atomic_write(path, text)
         except OSError as exc:
             log.error("cannot write %s: %s", path, exc)
@@ -11065,8 +11472,11 @@ def build_arg_parser() -> Any:
     p.add_argument("-p", "--pid", metavar="FILE",
                    help=f"pid file (default {DEFAULT_PID_FILE} when forking; with -n only if given)")
     p.add_argument("-d", "--dump-conf", action="store_true", help="log what the configuration will run")
-    p.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH",
-                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET})")
+    p.add_argument("--control-socket", metavar="PATH",
+                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET}; next to -p FILE when given; "
+                   "/run/vrrpd/[NAMESPACE/]vrrpd_INSTANCE.sock with `instance` or `net_namespace`)")
+    p.add_argument("-s", "--namespace", metavar="NAME", help="run in network namespace NAME (overrides "
+                   "net_namespace)")
     p.add_argument("--dump-dir", default=DEFAULT_DUMP_DIR, metavar="DIR",
                    help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write vrrpd.data/.stats/.json (default /tmp)")
     p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
@@ -11080,29 +11490,46 @@ def build_arg_parser() -> Any:
     return p
 
 
+def control_socket_of(args: Any, config: Optional[Config] = None) -> str:
+    """The control socket a command line points at: --control-socket, else next to -p FILE, else the one the
+    configuration names (instance, net_namespace), read from -f FILE (or the default file) when not given."""
+    if getattr(args, "control_socket", None):
+        return args.control_socket
+    if getattr(args, "pid", None):
+        return os.path.splitext(args.pid)[0] + ".sock"
+    if config is None:
+        try:
+            config, _diags = parse_config(args.config or default_config_path())
+        except (OSError, ConfigError):
+            return DEFAULT_CONTROL_SOCKET
+    g = config.global_defs
+    if getattr(args, "namespace", None):
+        g = GlobalDefs(**{**g.__dict__, "net_namespace": args.namespace})
+    return runtime_paths(g)["control"]
+
+
 def status_command(path: str, as_json: bool, out: Any = None) -> int:
     """--status / --json: ask the daemon on its control socket."""
-    import json
-
     out = out if out is not None else sys.stdout
     try:
         status = query_status(path)
+    except MissingModuleError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as exc:
         print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
               f"(see --control-socket)", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    out.write(json.dumps(status, indent=2, default=str) + "\n" if as_json else format_status_table(status))
+    out.write(json_text(status) + "\n" if as_json else format_status_table(status))
     return 0
 
 
 def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
-    import logging.handlers
-
     setup_logging(console=console, detail=detail, facility=facility)
     root = logging.getLogger(PROG)
     if not use_syslog:
         for handler in list(root.handlers):
-            if isinstance(handler, logging.handlers.SysLogHandler):
+            if isinstance(handler, SyslogHandler):
                 root.removeHandler(handler)
                 handler.close()
         if not root.handlers:
@@ -11129,7 +11556,28 @@ def run_daemon(args: Any) -> int:
     if args.dump_conf:
         for line in config_summary(config):
             log.info("%s", line)
-    pidfile = PidFile(args.pid or DEFAULT_PID_FILE) if (args.pid or not foreground) else None
+    g = config.global_defs
+    if args.namespace:
+        g.net_namespace = args.namespace
+    if g.net_namespace:
+        try:
+            enter_net_namespace(g.net_namespace)
+        except (OSError, AttributeError) as exc:
+            print(f"{PROG}: Unable to set network namespace {g.net_namespace} - exiting ({exc})", file=sys.stderr)
+            log.error("Unable to set network namespace %s - exiting (%s)", g.net_namespace, exc)
+            return 1
+        log.info("Running in network namespace %s", g.net_namespace)
+        try:  # read again inside it: its interfaces are the ones the configuration names
+            config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+        except (ConfigError, OSError) as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        namespace, g = g.net_namespace, config.global_defs
+        g.net_namespace = namespace
+    paths = runtime_paths(g)
+    named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
+    pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
+    control_socket = control_socket_of(args, config)
     try:
         if pidfile is not None:
             pidfile.acquire()
@@ -11153,7 +11601,7 @@ def run_daemon(args: Any) -> int:
     operator: Optional[Operator] = None
     try:
         daemon = Daemon(config, config_path=path)
-        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, args.control_socket, args.dump_dir)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir)
         operator.install()
         daemon.start()
     except Exception as exc:
@@ -11192,7 +11640,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.check:
         return check_command(args.config)
     if args.status or args.json:
-        return status_command(args.control_socket, args.json)
+        return status_command(control_socket_of(args), args.json)
     if args.genhash:
         return genhash(args.genhash)
     if args.demo:
