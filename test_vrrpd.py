@@ -799,17 +799,21 @@ VALIDATION_CASES = [
     ("no-vrid", inst("interface lo"), 1, "error", "no 'virtual_router_id'"),
     ("vrid-range", inst("interface lo\nvirtual_router_id 256"), 3, "error", "number '256' outside range [1, 255]"),
     ("vrid-zero", inst("interface lo\nvirtual_router_id 0"), 3, "error", "outside range [1, 255]"),
-    ("prio-range", inst(BASE + "\npriority 0"), 7, "error", "priority: number '0' outside range [1, 255]"),
-    ("prio-nan", inst(BASE + "\npriority high"), 7, "error", "'high' is not a number"),
+    # keepalived runs these with the default priority 100 (and so does vrrpd), so they are warnings
+    ("prio-range", inst(BASE + "\npriority 0"), 7, "warning", "priority: number '0' outside range [1, 255]; "
+     "keepalived uses the default 100"),
+    ("prio-256", inst(BASE + "\npriority 256"), 7, "warning", "number '256' outside range [1, 255]"),
+    ("prio-nan", inst(BASE + "\npriority high"), 7, "warning", "'high' is not a number"),
     ("advert-range", inst(BASE + "\nadvert_int 300"), 7, "error",
      "advert_int: '300' outside range [0.01, 255] seconds"),
     ("advert-v2-int", inst(BASE + "\nadvert_int 1.5"), 7, "warning", "must be whole seconds in VRRPv2; using 2"),
     ("advert-v3-max", inst(BASE + "\nversion 3\nadvert_int 50"), 8, "error", "exceeds the VRRPv3 maximum"),
     ("auth-pass-long", inst(BASE + "\nauthentication {\n auth_type PASS\n auth_pass 123456789\n}"), 9, "warning",
      "longer than 8 characters; only '12345678' is used"),
-    ("auth-v3", inst(BASE + "\nversion 3\nauthentication {\n auth_type PASS\n auth_pass x\n}"), 8, "error",
-     "VRRPv3 has no authentication"),
-    ("auth-type", inst(BASE + "\nauthentication {\n auth_type MD5\n}"), 8, "error", "'MD5' is not PASS or AH"),
+    ("auth-v3", inst(BASE + "\nversion 3\nauthentication {\n auth_type PASS\n auth_pass x\n}"), 8, "warning",
+     "VRRPv3 has no authentication: keepalived ignores the authentication"),
+    ("auth-type", inst(BASE + "\nauthentication {\n auth_type MD5\n}"), 8, "warning",
+     "unknown authentication type 'MD5': keepalived sends adverts without authentication"),
     ("strict-unicast", "global_defs {\n vrrp_strict\n}\n" + inst(BASE + "\nunicast_peer {\n 10.0.0.2\n}"), 10,
      "error", "unicast_peer is not allowed with vrrp_strict"),
     ("strict-no-vip", "global_defs {\n vrrp_strict\n}\n" + inst("interface lo\nvirtual_router_id 3"), 4, "error",
@@ -838,7 +842,7 @@ VALIDATION_CASES = [
      "'nopreempt' does not belong in global_defs (ignored) (it belongs in vrrp_instance)"),
     ("wrong-block-instance", inst(BASE + "\nvrrp_strict"), 7, "warning",
      "'vrrp_strict' does not belong in vrrp_instance (ignored) (it belongs in global_defs)"),
-    ("extra-brace", inst(BASE) + "}\n", 8, "error", "extra '}' at top level"),
+    ("extra-brace", inst(BASE) + "}\n", 8, "warning", "extra '}' at the top level: keepalived ignores it"),
     ("never-closed", "global_defs {\n router_id x\n" + inst(BASE)[:-2], 1, "error",
      "'global_defs' block opened here is not closed before 'vrrp_instance' at line 3"),
     ("eof-unclosed", inst(BASE)[:-2], 1, "error", "'vrrp_instance' block opened here is never closed"),
@@ -846,14 +850,16 @@ VALIDATION_CASES = [
      "error", "'virtual_ipaddress' block opened here is not closed before 'priority' at line 6"),
     ("bad-vip", inst("interface lo\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.300/24\n}"), 5, "error",
      "'10.0.0.300/24' is not an IP address"),
-    ("bad-state", inst(BASE + "\nstate PRIMARY"), 7, "error", "'PRIMARY' is not MASTER or BACKUP"),
+    ("bad-state", inst(BASE + "\nstate PRIMARY"), 7, "warning",
+     "unknown state 'PRIMARY': keepalived starts the instance as BACKUP"),
     ("missing-value", inst(BASE + "\npriority"), 7, "error", "'priority' needs a value"),
     ("keyword-as-value", inst(BASE + "\nnotify_master notify_backup /bin/true"), 7, "error",
      "'notify_master' needs a value"),
     ("too-many-values", inst(BASE + "\npriority 100 200"), 7, "warning",
      "unexpected '200' after 'priority' (ignored) (too many values, or a comment without '#')"),
     ("auth-lower-case", inst(BASE + "\nauthentication {\n auth_type pass\n auth_pass x\n}"), 8, "warning",
-     "auth_type 'pass': keepalived needs upper case (write 'auth_type PASS')"),
+     "unknown authentication type 'pass': keepalived sends adverts without authentication, and so does vrrpd "
+     "(write 'auth_type PASS')"),
     ("lb-kind-lower-case", "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_kind dr\n real_server 10.0.0.2 80 {\n"
      " }\n}\n", 3, "warning", "lb_kind 'dr': keepalived needs upper case"),
     ("ifname-too-long", inst("interface averyveryverylongname0\nvirtual_router_id 5"), 2, "error",
@@ -898,6 +904,193 @@ VALIDATION_CASES = [
      "track_interface 'vrrpdnone2' does not exist on this host"),
     ("v3-advert-rounding", inst(BASE + "\nversion 3\nadvert_int 0.125"), 8, "warning", "rounded to 0.12"),
 ]
+
+
+# -- keepalived's language, class by class (issue 12); each fact was measured with keepalived 2.2.7 -t ------
+
+CONDITIONAL_PARAMS = """@high $PRI=110
+@low $PRI=90
+vrrp_instance VI_0 {
+    interface eth0
+    virtual_router_id 1
+    priority $PRI
+@high    state MASTER
+    virtual_ipaddress {
+        10.1.0.254/32
+    }
+}
+"""
+
+
+def test_parameter_definitions_behind_conditionals_follow_the_config_id():
+    high, dh = parse_ok(CONDITIONAL_PARAMS, config_id="high")
+    low, dl = parse_ok(CONDITIONAL_PARAMS, config_id="low")
+    assert (high.vrrp_instances[0].priority, high.vrrp_instances[0].state) == (110, vrrpd.State.MASTER)
+    assert (low.vrrp_instances[0].priority, low.vrrp_instances[0].state) == (90, vrrpd.State.BACKUP)
+    assert high.config_id == "high" and low.config_id == "low"
+    assert not dh and not dl, messages(dh) + messages(dl)
+
+
+def test_config_id_option_on_the_command_line(tmp_path, capsys):
+    path = tmp_path / "k.conf"
+    path.write_text(CONDITIONAL_PARAMS)
+    assert vrrpd.main(["-t", "-i", "high", "-f", str(path)]) == 0
+    assert "priority 110, start MASTER" in capsys.readouterr().out
+    assert vrrpd.main(["--config-test", "--config-id", "low", "-f", str(path)]) == 0
+    assert "priority 90, start BACKUP" in capsys.readouterr().out
+    args = vrrpd.build_arg_parser().parse_args(["-i", "node7"])
+    assert args.config_id == "node7"
+
+
+def test_multi_line_definition_repeated_by_seq_and_lst():
+    text = ("$VS= \\\nvirtual_server 10.0.0.${N} 80 { \\\n  protocol TCP \\\n  real_server 10.1.0.${N} 80 { \\\n"
+            "    weight ${W} \\\n  } \\\n}\n$W=3\n~SEQ(N, 1, 3) $VS\n"
+            "$VI= \\\nvrrp_instance VI_${A} { \\\n  interface eth0 \\\n  virtual_router_id ${B} \\\n"
+            "  virtual_ipaddress { \\\n    10.2.0.${B} \\\n  } \\\n}\n~LST({A,B}, {1, 21}, {2, 22}) $VI\n"
+            "~SEQx(X, 9, 11) $UNDEFINED_${X}\n")
+    config, diags = vrrpd.parse_config_text(text, "seq.conf")
+    assert [(str(v.address), v.port, [r.weight for r in v.real_servers]) for v in config.virtual_servers] == [
+        ("10.0.0.1", 80, [3]), ("10.0.0.2", 80, [3]), ("10.0.0.3", 80, [3])]
+    assert [(i.name, i.virtual_router_id, str(i.virtual_ipaddress[0].address)) for i in config.vrrp_instances] == [
+        ("VI_1", 21, "10.2.0.21/32"), ("VI_2", 22, "10.2.0.22/32")]
+    # keepalived 2.2.7 says "(Line 19) Unknown keyword '$UNDEFINED_a'" for each value: so do we, at the ~SEQ line
+    assert [(d.line, d.severity.value) for d in diags] == [(19, "warning")] * 3, messages(diags)
+    assert ["$UNDEFINED_9" in diags[0].message, "$UNDEFINED_a" in diags[1].message] == [True, True]
+
+
+@pytest.mark.parametrize("spec, values", [
+    ("~SEQ(i, 3)", ["1", "2", "3"]), ("~SEQ(i, 0)", ["1", "0"]), ("~SEQ(i, 5, 3)", ["5", "4", "3"]),
+    ("~SEQ(i, 1, 2, 6)", ["1", "3", "5"]), ("~SEQ(i, 0x10, 0x11)", ["16", "17"]), ("~SEQx(i, 254, 256)",
+                                                                                  ["fe", "ff", "100"]),
+    ("~LST(i, a, b)", ["a", "b"]), ("$LO=7\n~SEQ(i, $LO, 8)", ["7", "8"]),
+])
+def test_seq_and_lst_values_as_keepalived_counts_them(spec, values):
+    text = spec + " vrrp_script s_${i} { script /bin/true }\n"
+    config, diags = vrrpd.parse_config_text(text, "s.conf")
+    assert list(config.vrrp_scripts) == [f"s_{v}" for v in values], messages(diags)
+    assert not messages(diags, vrrpd.Severity.ERROR)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("~SEQ(i, 1, 0, 3)", "invalid ~SEQ values"), ("~SEQ(i, 3, 1, 1)", "invalid ~SEQ values"),
+    ("~SEQx(i, -1, 3)", "~SEQx is only valid for positive numbers"), ("~SEQ(, 1)", "invalid ~SEQ definition"),
+    ("~SEQ(i, 1, 1, 1000000000)", "repeats more than"), ("~SEQ i", "invalid ~SEQ specification"),
+])
+def test_bad_seq_is_an_error_at_its_line(spec, message):
+    config, diags = vrrpd.parse_config_text("global_defs {\n" + spec + " router_id x\n}\n", "s.conf")
+    assert [(d.line, d.severity.value) for d in diags] == [(2, "error")] and message in diags[0].message, \
+        messages(diags)
+
+
+def test_builtin_parameters_random_instance_pwd_hash(tmp_path):
+    path = tmp_path / "b.conf"
+    path.write_text("global_defs {\n router_id ${_INSTANCE}-${_RANDOM 3 5}\n notification_email_from "
+                    "${_PWD}/x${_HASH}y\n smtp_helo_name ${_RANDOM}\n}\n")
+    for _ in range(20):
+        config, diags = vrrpd.parse_config(str(path), config_id="lb9")
+        name, _, number = config.global_defs.router_id.partition("-")
+        assert name == "lb9" and 3 <= int(number) <= 5
+        assert 0 <= int(config.global_defs.smtp_helo_name) <= 32767
+        assert config.global_defs.notification_email_from == f"{tmp_path}/x#y"
+        assert not diags, messages(diags)
+
+
+def test_parameter_use_ends_at_a_blank_comma_or_parenthesis_as_in_keepalived():
+    config, diags = parse_ok("$N=5\nglobal_defs {\n router_id $N.x\n smtp_helo_name ${N}.x\n}\n")
+    assert config.global_defs.router_id == "$N.x" and config.global_defs.smtp_helo_name == "5.x"
+
+
+def test_ipv6_ranges_in_virtual_server_group_as_in_the_keepalived_sample():
+    text = ("virtual_server_group G6 {\n  ae00::2-9 80\n  ae00::10-1f 443\n  10.0.0.1-5 80\n}\n"
+            "virtual_server group G6 {\n  protocol TCP\n  real_server ae01::1 80 {\n  }\n}\n")
+    config, diags = parse_ok(text)
+    e = config.virtual_server_groups["G6"].entries
+    assert [(str(x.first), str(x.last), x.port) for x in e] == [
+        ("ae00::2", "ae00::9", 80), ("ae00::10", "ae00::1f", 443), ("10.0.0.1", "10.0.0.5", 80)]
+
+
+KEEPALIVED_RUNS_WITH_A_WARNING = [
+    # (id, instance body or whole text, line, what the warning says, check of the model)
+    ("persistence_timeout-0", "virtual_server 10.0.0.9 80 {\n protocol TCP\n persistence_timeout 0\n"
+     " real_server 10.1.1.1 80 {\n }\n}\n", 3, "keepalived ignores it (no persistence)",
+     lambda c: c.virtual_servers[0].persistence_timeout is None),
+    ("unicast_ttl-0", inst(BASE + "\nunicast_ttl 0"), 7, "unicast_ttl 0: keepalived sends with the kernel's",
+     lambda c: c.vrrp_instances[0].unicast_ttl == 255),
+    ("mcast_src_ip-prefix", inst(BASE + "\nmcast_src_ip 10.0.2.254/24"), 7, "keepalived ignores the prefix",
+     lambda c: str(c.vrrp_instances[0].mcast_src_ip) == "10.0.2.254"),
+    ("priority-256", inst(BASE + "\npriority 256"), 7, "keepalived uses the default 100",
+     lambda c: c.vrrp_instances[0].priority == 100),
+    ("state-EQUAL", inst(BASE + "\nstate EQUAL"), 7, "unknown state 'EQUAL': keepalived starts the instance as "
+     "BACKUP", lambda c: c.vrrp_instances[0].state is vrrpd.State.BACKUP),
+    ("state-SLAVE", inst(BASE + "\nstate SLAVE"), 7, "unknown state 'SLAVE'",
+     lambda c: c.vrrp_instances[0].state is vrrpd.State.BACKUP),
+    ("state-lower-case", inst(BASE + "\nstate master\npriority 150"), 7, "unknown state 'master'",
+     lambda c: c.vrrp_instances[0].state is vrrpd.State.BACKUP),
+    ("vrrp_script-twice", "vrrp_script chk {\n script /bin/true\n}\nvrrp_script chk {\n script /bin/false\n}\n"
+     + inst(BASE + "\ntrack_script {\n chk\n}"), 4, "keepalived tracks the first definition",
+     lambda c: c.vrrp_scripts["chk"].script.argv == ["/bin/true"]),
+    ("stray-brace", "}\n" + inst(BASE), 1, "extra '}' at the top level: keepalived ignores it",
+     lambda c: c.vrrp_instances[0].virtual_router_id == 50),
+    ("ah-master", inst(BASE + "\nstate MASTER\npriority 100\nauthentication {\n auth_type AH\n auth_pass x\n}"), 7,
+     "state MASTER with auth_type AH: keepalived starts it as BACKUP",
+     lambda c: c.vrrp_instances[0].state is vrrpd.State.BACKUP and c.vrrp_instances[0].auth_type is
+     vrrpd.AuthType.AH),
+    ("fwmark-protocol", "virtual_server fwmark 5 {\n protocol TCP\n real_server 10.1.1.1 80 {\n }\n}\n", 2,
+     "protocol given for a fwmark virtual server: keepalived ignores it", lambda c: c.virtual_servers[0].fwmark == 5),
+    ("master-no-priority", inst(BASE + "\nstate MASTER"), 1, "keepalived makes it the address owner (priority 255)",
+     lambda c: c.vrrp_instances[0].priority == 255),
+    ("pass-without-password", inst(BASE + "\nauthentication {\n auth_type PASS\n}"), 7,
+     "auth_type PASS without auth_pass: keepalived ignores the authentication",
+     lambda c: c.vrrp_instances[0].auth_type is vrrpd.AuthType.NONE),
+]
+
+
+@pytest.mark.parametrize("case", KEEPALIVED_RUNS_WITH_A_WARNING, ids=[c[0] for c in KEEPALIVED_RUNS_WITH_A_WARNING])
+def test_values_keepalived_runs_are_warnings_that_say_what_both_do(case):
+    _, text, line, fragment, check = case
+    config, diags = vrrpd.parse_config_text(text, "w.conf")
+    assert not messages(diags, vrrpd.Severity.ERROR)
+    assert any(d.line == line and d.severity is vrrpd.Severity.WARNING and fragment in d.message for d in diags), \
+        messages(diags)
+    assert "keepalived" in next(d.message for d in diags if fragment in d.message)
+    assert check(config)
+
+
+def _two(body_a: str, body_b: str) -> str:
+    return inst(body_a, "VI_A") + inst(body_b, "VI_B")
+
+
+VRID_CASES = [
+    # (id, text, conflict?) - keepalived's check_vrid_conflicts()
+    ("same-if-multicast", _two("interface eth0\nvirtual_router_id 5", "interface eth0\nvirtual_router_id 5"), True),
+    ("other-if", _two("interface eth0\nvirtual_router_id 5", "interface eth1\nvirtual_router_id 5"), False),
+    ("other-family", _two("interface eth0\nvirtual_router_id 5\nvirtual_ipaddress {\n 10.0.0.1\n}",
+                          "interface eth0\nvirtual_router_id 5\nvirtual_ipaddress {\n fd00::1\n}"), False),
+    ("unicast-and-multicast", _two("interface eth0\nvirtual_router_id 5",
+                                   "interface eth0\nvirtual_router_id 5\nunicast_peer {\n 10.0.0.2\n}"), False),
+    ("unicast-other-peers", _two("interface eth0\nvirtual_router_id 5\nunicast_peer {\n 10.0.0.2\n}",
+                                 "interface eth0\nvirtual_router_id 5\nunicast_peer {\n 10.0.0.3\n}"), False),
+    ("unicast-shared-peer", _two("interface eth0\nvirtual_router_id 5\nunicast_peer {\n 10.0.0.2\n}",
+                                 "interface eth0\nvirtual_router_id 5\nunicast_peer {\n 10.0.0.2\n}"), True),
+    ("unicast-other-src", _two(
+        "interface eth0\nvirtual_router_id 5\nunicast_src_ip 10.0.0.8\nunicast_peer {\n 10.0.0.2\n}",
+        "interface eth0\nvirtual_router_id 5\nunicast_src_ip 10.0.0.9\nunicast_peer {\n 10.0.0.2\n}"), False),
+    ("unicast-same-src", _two(
+        "interface eth0\nvirtual_router_id 5\nunicast_src_ip 10.0.0.8\nunicast_peer {\n 10.0.0.2\n}",
+        "interface eth0\nvirtual_router_id 5\nunicast_src_ip 10.0.0.8\nunicast_peer {\n 10.0.0.2\n}"), True),
+    ("other-vrid", _two("interface eth0\nvirtual_router_id 5", "interface eth0\nvirtual_router_id 6"), False),
+]
+
+
+@pytest.mark.parametrize("case", VRID_CASES, ids=[c[0] for c in VRID_CASES])
+def test_vrid_uniqueness_follows_keepalived(case):
+    _, text, conflict = case
+    config, diags = vrrpd.parse_config_text(text, "v.conf")
+    clashes = [d for d in diags if "virtual_router_id 5" in d.message and d.severity is vrrpd.Severity.ERROR]
+    assert bool(clashes) == conflict, messages(diags)
+    if conflict:
+        second = [n for n, ln in enumerate(text.split("\n"), 1) if "virtual_router_id 5" in ln][1]
+        assert clashes[0].line == second and "vrrp_instance VI_A (line 1)" in clashes[0].message
 
 
 def test_missing_brace_inside_a_block_closes_it_and_keeps_reading():
@@ -6725,7 +6918,8 @@ def test_invalid_reload_logs_every_problem_and_keeps_running(lab, tmp_path):
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
     wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
     good = node.conf.read_text()
-    bad = good.replace("priority 150", "priority 999").replace("virtual_router_id 51", "virtual_router_id 300")
+    # (priority 999 is only a warning: keepalived runs it with priority 100)
+    bad = good.replace("advert_int 0.1", "advert_int 300").replace("virtual_router_id 51", "virtual_router_id 300")
     node.reload(bad)
     log_text = node.log().split("Reload requested", 1)[1]
     errors = [line for line in log_text.splitlines() if str(node.conf) in line]
