@@ -3756,10 +3756,12 @@ class _Bfdd:
         return self.lab.run(self.ns, argv, check=False).stdout
 
     def peers(self):
+        """`show bfd peers json` by peer address (multihop sessions as 'ADDRESS multihop')."""
         import json
 
         try:
-            return {p["peer"]: p for p in json.loads(self.vtysh("show bfd peers json") or "[]")}
+            return {p["peer"] + (" multihop" if p.get("multihop") else ""): p
+                    for p in json.loads(self.vtysh("show bfd peers json") or "[]")}
         except ValueError:
             return {}
 
@@ -3784,7 +3786,8 @@ def test_bfd_sessions_with_frr_bfdd_come_up_negotiate_and_see_each_other_go(lab,
     for ns, own in ((ns_v, "fd00:58::1"), (ns_f, "fd00:58::2")):
         lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
     frr = _Bfdd(lab, ns_f, _frr_conf([(f"{BFD_NET}.1", f"{BFD_NET}.2", 60, 40),
-                                      ("fd00:58::1", "fd00:58::2", 300, 300)]))
+                                      ("fd00:58::1", "fd00:58::2", 300, 300),
+                                      (f"{BFD_NET}.1 multihop", f"{BFD_NET}.2", 300, 300)]))
     try:
         _frr_session_checks(lab, tmp_path, ns_v, frr)
     finally:
@@ -3794,11 +3797,14 @@ def test_bfd_sessions_with_frr_bfdd_come_up_negotiate_and_see_each_other_go(lab,
 def _frr_session_checks(lab, tmp_path, ns_v, frr):
     conf = (_global("v") + _bfd_block("BFD4", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=50, min_tx=50)
             + _bfd_block("BFD6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300, extra="    hoplimit 255\n")
+            + _bfd_block("BFDM", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=300, min_tx=300,
+                         extra="    multihop\n    max_hops 10\n")
             + _bfd_tracking_instance(prio=100, weight=20))
     node = _OpsNode(lab, ns_v, tmp_path, "V", conf)
     node.wait_started()
-    wait_for(lambda: all(p.get("status") == "up" for p in frr.peers().values()) and len(frr.peers()) == 2, 10, 0.1,
-             "both FRR sessions up")
+    wait_for(lambda: len(frr.peers()) == 3 and all(p.get("status") == "up" for p in frr.peers().values()), 10,
+             0.1, "the three FRR sessions up")
+    assert "(BFDM) Entering Up state" in node.log()
     wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "track_bfd weight")
     p4, p6 = frr.peers()[f"{BFD_NET}.1"], frr.peers()["fd00:58::1"]
     # RFC 5880 section 6.8: FRR learned our intervals and multiplier; FRR sends at max(its 40, our 50) ms
@@ -5974,6 +5980,35 @@ def test_tcp_check_removes_and_readds_real_server_with_keepalived_lines(caplog):
     assert fake.table == {} and ("del_service", "[10.0.0.100]:tcp:80") in fake.calls
     listener.close()
     loop.close()
+
+
+def test_bfd_check_follows_the_session_at_once_with_keepalived_lines(caplog):
+    caplog.set_level("INFO", logger="vrrpd")
+    chk = vrrpd.Checker(kind="BFD_CHECK", bfd_name="BRS")
+    vs = _vs(rss=[_rs(address="10.0.0.5", checkers=[chk])], delay_loop=60)
+    loop, m = _manager(vs)
+    state = {"up": False}
+    m.bfd_up = lambda name: name == "BRS" and state["up"]
+    m.start()
+    fake = m.nl
+    _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:80") == {}, 2, "down until the first Up event")
+    state["up"] = True
+    m.bfd_event("BRS", True)  # no waiting for delay_loop 60
+    _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:80") == {"10.0.0.5:80": 1}, 1, "up at once")
+    assert "BFD check of [BRS] RS([10.0.0.5]:tcp:80) is UP" in caplog.text
+    state["up"] = False
+    m.bfd_event("BRS", False)
+    _run_until(loop, lambda: fake.weights("[10.0.0.100]:tcp:80") == {}, 1, "down at once (no retries)")
+    assert "BFD check of [BRS] RS([10.0.0.5]:tcp:80) is DOWN" in caplog.text
+    m.stop()
+    loop.close()
+    cfg, diags = vrrpd.parse_config_text(
+        "bfd_instance BRS {\n    neighbor_ip 10.0.0.5\n}\nvirtual_server 10.0.0.100 80 {\n    protocol TCP\n"
+        "    real_server 10.0.0.5 80 {\n        BFD_CHECK {\n            name BRS\n            alpha\n        }\n"
+        "    }\n    real_server 10.0.0.6 80 {\n        BFD_CHECK {\n            name NOPE\n        }\n    }\n}\n")
+    rs5, rs6 = cfg.virtual_servers[0].real_servers
+    assert rs5.checkers[0].bfd_name == "BRS" and rs5.checkers[0].alpha and rs6.checkers == []
+    assert "BFD_CHECK name 'NOPE' names no bfd_instance - ignoring" in "\n".join(str(d) for d in diags)
 
 
 def test_http_get_digest_status_inhibit_and_sorry_server(web_server, caplog):

@@ -710,6 +710,8 @@ class Checker:
     # DNS_CHECK
     dns_type: str = "SOA"
     dns_name: str = "."
+    # BFD_CHECK: the bfd_instance whose session decides
+    bfd_name: Optional[str] = None
 
 
 @dataclass
@@ -3305,7 +3307,7 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "BFD_CHECK UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
+_accept_only(_R, "UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
 _accept_only(_R, "tun_type tun_port")
 
 
@@ -3356,6 +3358,9 @@ _kw(_R, "TCP_CHECK", _checker("TCP_CHECK"), (0, 0), "TCP_CHECK")
 _kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
 _kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
 _kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
+_kw(_R, "BFD_CHECK", _checker("BFD_CHECK"), (0, 0), "BFD_CHECK")
+_kw("BFD_CHECK", "name", _h_str("bfd_name"))
+_kw("BFD_CHECK", "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
 for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
     _kw(_blk, "connect_ip", _h_ip("connect_ip"))
     _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
@@ -3820,6 +3825,14 @@ class _Validator:
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
                 rs.port = vs.port
+            for chk in list(rs.checkers):
+                if chk.kind != "BFD_CHECK":
+                    continue
+                if not chk.bfd_name or len(chk.bfd_name) > 31 or chk.bfd_name not in self.cfg.bfd_instances:
+                    why = ("has no name" if not chk.bfd_name else f"name '{_short(chk.bfd_name)}' names no "
+                           "bfd_instance")
+                    self.warn(f, chk.line, f"BFD_CHECK {why} - ignoring", "BFD_CHECK { name BFD_INSTANCE }")
+                    rs.checkers.remove(chk)
 
 
 def _sort_diagnostics(diags: List[Diagnostic], files: List[str]) -> List[Diagnostic]:
@@ -6149,6 +6162,11 @@ class Tracking:
             fault = fault or down
         return total, fault
 
+    def bfd_up_for_checker(self, name: str) -> bool:
+        """BFD_CHECK's view: the session is Up and its bfd_instance sends events to checkers."""
+        bfd = self.config.bfd_instances.get(name)
+        return bfd is not None and bfd.to_checker and self.bfd.is_up(name)
+
     def initialising(self, inst: VrrpInstance) -> bool:
         """True while a weight-0 vrrp_script of inst has not reported yet (keepalived keeps
         such an instance from becoming MASTER until then)."""
@@ -6182,7 +6200,7 @@ class Tracking:
 # 6b. LVS checkers: decisions from results and time (sans-IO); the I/O is in section 7b
 # --------------------------------------------------------------------------------------------
 
-LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK")
+LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
 
 
 @dataclass
@@ -6205,6 +6223,9 @@ def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerPa
 
     delay_loop = pick(chk.delay_loop, rs.delay_loop, vs.delay_loop)
     default_retry = {"MISC_CHECK": 0, "DNS_CHECK": 3}.get(chk.kind, 1)
+    if chk.kind == "BFD_CHECK":  # the session's state is the result: no retries, no warm-up
+        return CheckerParams(delay_loop=delay_loop, connect_timeout=5.0, retry=0, delay_before_retry=1.0,
+                             warmup=0.0, alpha=pick(chk.alpha, rs.alpha, vs.alpha))
     default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
     return CheckerParams(
         delay_loop=delay_loop,
@@ -7463,8 +7484,33 @@ class _DnsCheck(_CheckRunner):
             self._done(True)
 
 
+class _BfdCheck(_CheckRunner):
+    """BFD_CHECK: the real server is up while its bfd_instance's session is Up; the manager calls
+    bfd_event() on every BFD event, so the real server follows the session at once."""
+
+    def begin(self) -> None:
+        up = self.manager.bfd_up(self.chk.bfd_name or "")
+        if up != self.decision.up:
+            log.info("BFD check of [%s] RS(%s) is %s", self.chk.bfd_name, self.name, "UP" if up else "DOWN")
+        self._done(up, "")
+
+    def bfd_event(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.due = self.loop.time()
+        self._attempt(self.attempt)
+
+    def _success_line(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} succeeded on service {self.name} <="
+
+    def _label(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} failed"
+
+
 _CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
-                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck}
+                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck,
+                  "BFD_CHECK": _BfdCheck}
 
 
 # -- the manager -------------------------------------------------------------------------------
@@ -7522,6 +7568,16 @@ class LvsManager:
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
+        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to Tracking
+        self.bfd_up: Callable[[str], bool] = lambda name: False
+
+    def bfd_event(self, name: str, up: bool) -> None:
+        """A BFD session changed: its BFD_CHECK checkers decide again now."""
+        for vsr in self.vs.values():
+            for rsr in vsr.rs.values():
+                for check in rsr.checkers:
+                    if isinstance(check, _BfdCheck) and check.chk.bfd_name == name and not check.stopped:
+                        check.bfd_event()
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -9170,6 +9226,8 @@ class Daemon:
         self.notifier = Notifier(self.loop, config)
         self.tracking = Tracking(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
+        self.lvs.bfd_up = self.tracking.bfd_up_for_checker
+        self.tracking.bfd_listeners.append(self.lvs.bfd_event)
         self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
 
     # -- start and stop ------------------------------------------------------------------------
