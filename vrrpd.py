@@ -355,6 +355,7 @@ class GlobalDefs:
     vrrp_lower_prio_no_advert: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
+    vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
     v3_checksum_as_v2: bool = False
     script_user: Optional[str] = None
@@ -540,6 +541,7 @@ class VrrpInstance:
     unicast_peer: List[UnicastPeer] = field(default_factory=list)
     unicast_ttl: int = 255
     mcast_src_ip: Optional[IPAddress] = None
+    mcast_dst_ip: Optional[IPAddress] = None  # None: the global vrrp_mcast_group4/6
     nopreempt: bool = False
     preempt_delay: float = 0.0
     notify_master: Optional[Command] = None
@@ -566,6 +568,13 @@ class VrrpInstance:
     lower_prio_no_advert: Optional[bool] = None
     higher_prio_send_advert: Optional[bool] = None
     dont_track_primary: bool = False
+    down_timer_adverts: Optional[int] = None  # None: global vrrp_down_timer_adverts (3)
+    check_unicast_src: bool = False
+    promote_secondaries: bool = False
+    kernel_rx_buf_size: int = 0
+    track_src_ip: bool = False
+    unicast_fault_no_peer: bool = False
+    no_virtual_ipaddress: bool = False
     v3_checksum_as_v2: Optional[bool] = None
     auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
@@ -711,6 +720,8 @@ class Checker:
     # DNS_CHECK
     dns_type: str = "SOA"
     dns_name: str = "."
+    # BFD_CHECK: the bfd_instance whose session decides
+    bfd_name: Optional[str] = None
 
 
 @dataclass
@@ -821,6 +832,7 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
+    config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
     accepted_only: List[str] = field(default_factory=list)
 
@@ -859,14 +871,18 @@ class Token:
 _WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"(?:[^"\\]|\\.)*(?:"|\\?$))+)""")
 _QUOTE_RE = re.compile(r'\\.|"')
 _PARAM_DEF_RE = re.compile(r"\s*\$([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-_PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# `${NAME}`, `${NAME ARGS}` (builtins such as `${_RANDOM 1 9}`), or `$NAME` ending at a blank, ',', ')' or
+# the end of the line (keepalived leaves `$NAME.x` alone)
+_PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?:[ \t]+[^}]*)?)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=[ \t,)]|$)")
+_REPEAT_RE = re.compile(r"~(SEQx|SEQ|LST)[ \t]*\(([^)]*)\)(.*)$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+_MAX_REPEAT = 100000
 _SLOW_CHARS_RE = re.compile(r'["\\!#]')
 _INCLUDE_WORDS = frozenset(("include", "includer", "includem", "includew", "includeb", "includea"))
 _MAX_INCLUDE_DEPTH = 32
 _MAX_FILE_SIZE = 64 << 20
 _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
-_PARAM_ENV_RE = re.compile(r"\$\{_ENV\s+([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _expand_braces(pattern: str) -> List[str]:
@@ -940,46 +956,26 @@ class _Lexer:
         if "\r" in text:
             lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
         # features absent from the whole text cost nothing per line
-        has_backslash, has_dollar = "\\" in text, "$" in text
-        has_at, has_include = "@" in text, "include" in text
+        has_backslash = "\\" in text
+        special = "$" in text or "@" in text or "include" in text or "~" in text
         slow_chars = _SLOW_CHARS_RE.search
         tokens = self.tokens
+        src = _SourceLines(lines)
         n = len(lines)
-        i = 0
-        while i < n:
-            line = lines[i]
-            i += 1
-            line_no = i
-            # line continuation: a trailing backslash joins the next line (not inside comments)
-            if has_backslash:
-                while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
-                    line = line[:-1] + " " + lines[i]
-                    i += 1
-            if has_dollar and "$" in line:
-                m = _PARAM_DEF_RE.match(line)
-                if m:
-                    self.params[m.group(1)] = _strip_comment(m.group(2)).strip()
-                    continue
-                if self.params or "${_" in line:
-                    line = self.substitute(line, file, line_no)
-            if has_at or has_include:
-                stripped = line.lstrip()
-                if not stripped:
-                    continue
-                if stripped[0] == "@":
-                    cond, rest = (stripped[1:].split(None, 1) + [""])[:2]
-                    keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
-                    if not keep:
-                        continue
-                    line = stripped = rest.lstrip()
-                    if not stripped:
-                        continue
-                first = stripped.split(None, 1)[0]
-                if first in _INCLUDE_WORDS:
-                    self.lid += 1
-                    self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
-                    continue
-            if slow_chars(line) is None:
+        while src.i < n:
+            line = lines[src.i]
+            src.i += 1
+            line_no = src.i
+            # vrrpd extension: a trailing backslash joins the next line (not in comments, and not in a
+            # parameter definition, where keepalived's own multi-line form applies)
+            if has_backslash and line.endswith("\\") and not _is_comment_line(line) \
+                    and not _PARAM_DEF_RE.match(_strip_condition(line)):
+                while line.endswith("\\") and not line.endswith("\\\\") and src.i < n:
+                    line = line[:-1] + " " + lines[src.i]
+                    src.i += 1
+            if special:
+                self.logical(line, file, line_no, src, 0)
+            elif slow_chars(line) is None:
                 if "{" in line or "}" in line:
                     line = line.replace("{", " { ").replace("}", " } ")
                 words = line.split()
@@ -991,31 +987,146 @@ class _Lexer:
                 self.lid += 1
                 tokens.extend(self.split_line(line, file, line_no))
 
-    def substitute(self, line: str, file: str, line_no: int) -> str:
-        """Replace `$NAME` and `${NAME}` (recursively); unknown names stay as written."""
+    def logical(self, line: str, file: str, line_no: int, src: Optional[_SourceLines], depth: int) -> None:
+        """One line as keepalived's read_line sees it: `@ID` condition first, then a `$NAME=` definition,
+        then `~SEQ`/`~LST` repetition, then `$NAME` substitution (whose result is read again), then include."""
+        stripped = line.lstrip()
+        if not stripped or stripped[0] in "!#":
+            return
+        if depth > _MAX_SUBSTITUTIONS or len(stripped) > 1_000_000:
+            self.error(file, line_no, "parameter substitution does not terminate (a $NAME refers to itself?)")
+            return
+        if stripped[0] == "@":
+            cond, rest = (stripped[1:].split(None, 1) + [""])[:2]
+            keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
+            if not keep:
+                return
+            stripped = rest.lstrip()
+            if not stripped or stripped[0] in "!#":
+                return
+        if stripped[0] == "$":
+            m = _PARAM_DEF_RE.match(stripped)
+            if m:
+                self.define(m.group(1), _strip_comment(m.group(2)).strip(), src)
+                return
+        if stripped[0] == "~" and stripped[1:4] in ("SEQ", "LST"):
+            self.repeat(stripped, file, line_no, src, depth)
+            return
+        if "$" in stripped and (self.params or "$_" in stripped or "${_" in stripped):
+            new, more = self.substitute(stripped, file, line_no)
+            if new != stripped or more:
+                self.logical(new, file, line_no, src, depth + 1)
+                for extra in more:
+                    self.logical(extra, file, line_no, src, depth + 1)
+                return
+        first = stripped.split(None, 1)[0]
+        if first in _INCLUDE_WORDS:
+            self.lid += 1
+            self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
+            return
+        self.emit(stripped, file, line_no)
+
+    def emit(self, line: str, file: str, line_no: int) -> None:
+        """The tokens of one logical line (plain lines take the fast path)."""
+        if _SLOW_CHARS_RE.search(line) is None:
+            if "{" in line or "}" in line:
+                line = line.replace("{", " { ").replace("}", " } ")
+            words = line.split()
+            if words:
+                self.lid += 1
+                lid = self.lid
+                self.tokens.extend([Token(w, file, line_no, lid) for w in words])
+        else:
+            self.lid += 1
+            self.tokens.extend(self.split_line(line, file, line_no))
+
+    def define(self, name: str, value: str, src: Optional[_SourceLines]) -> None:
+        """`$NAME=VALUE`; a value ending in `\\` continues on the next lines (each ending in `\\` but
+        the last, or up to a blank line), and its use then expands to those lines."""
+        if not value.endswith("\\") or src is None:
+            self.params[name] = value
+            return
+        parts = [value[:-1].rstrip()] if value[:-1].strip() else []
+        while src.i < len(src.lines):
+            text = _strip_comment(src.lines[src.i]).strip()
+            src.i += 1
+            if not text:
+                break
+            if text.endswith("\\"):
+                body = text[:-1].rstrip()
+                if body:
+                    parts.append(body)
+                continue
+            parts.append(text)
+            break
+        self.params[name] = parts if parts else ""
+
+    def substitute(self, line: str, file: str, line_no: int) -> Tuple[str, List[str]]:
+        """One pass of `$NAME` / `${NAME}` replacement; unknown names stay as written. A multi-line
+        parameter at the end of the line gives its first line here and the others as extra lines."""
         params = self.params
+        more: List[str] = []
 
         def repl(m: re.Match) -> str:
-            name = m.group(1) or m.group(2)
-            if name in params:
-                return params[name]
-            if name in _BUILTIN_PARAMS:
-                return _BUILTIN_PARAMS[name]
-            if name == "_PWD":
-                return os.path.dirname(os.path.abspath(file))
-            return m.group(0)
+            name, args = m.group(1) or m.group(3), m.group(2)
+            value = params.get(name)
+            if value is None:
+                return self.builtin(name, args, file, line_no, m.group(0))
+            if args:
+                return m.group(0)  # a user parameter takes no arguments
+            if isinstance(value, list):
+                if m.end() != len(line.rstrip()) or more:
+                    return m.group(0)  # keepalived expands a multi-line parameter only at the line's end
+                more.extend(value[1:])
+                return value[0] if value else ""
+            return value
 
-        if "${_ENV" in line:  # ${_ENV NAME}: the daemon's environment variable, as keepalived has it
-            line = _PARAM_ENV_RE.sub(lambda m: os.environ.get(m.group(1), ""), line)
-        for _ in range(_MAX_SUBSTITUTIONS):
-            new = _PARAM_USE_RE.sub(repl, line)
-            if new == line:
-                return new
-            line = new
-            if len(line) > 1_000_000:
-                break
-        self.error(file, line_no, "parameter substitution does not terminate (a $NAME refers to itself?)")
-        return line
+        return _PARAM_USE_RE.sub(repl, line), more
+
+    def builtin(self, name: str, arg: Optional[str], file: str, line_no: int, text: str) -> str:
+        """keepalived's standard parameters: _PWD, _INSTANCE, _RANDOM [MIN [MAX]], _ENV NAME, _HASH, _BANG."""
+        if name in _BUILTIN_PARAMS and not arg:
+            return _BUILTIN_PARAMS[name]
+        if name == "_PWD" and not arg:
+            return os.path.dirname(os.path.abspath(file))
+        if name == "_INSTANCE" and not arg:
+            return self.config_id
+        if name == "_ENV" and arg:
+            return os.environ.get(arg.strip(), "")
+        if name == "_RANDOM":
+            words = (arg or "").split()
+            if not all(w.isdigit() for w in words) or len(words) > 2:
+                self.warning(file, line_no, f"'{text}': _RANDOM takes at most two numbers, MIN and MAX")
+                words = [w for w in words if w.isdigit()][:2]
+            lo = int(words[0]) if words else 0
+            hi = int(words[1]) if len(words) > 1 else 32767
+            if hi < lo:
+                self.warning(file, line_no, f"'{text}': MAX is below MIN; using {lo}")
+                hi = lo
+            return str(random.randint(lo, hi))
+        return text
+
+    def repeat(self, line: str, file: str, line_no: int, src: Optional[_SourceLines], depth: int) -> None:
+        """`~SEQ(VAR, [START, [STEP,]] END) TEXT`, `~SEQx(...)` (hex) and `~LST(VAR, V1, V2...)` /
+        `~LST({A,B}, {1,2}, {3,4}) TEXT`: TEXT is read once per value, with $VAR set to it."""
+        close = line.find(")")
+        m = _REPEAT_RE.match(line)
+        if m is None or close < 0:
+            self.error(file, line_no, f"invalid {line[:4]} specification '{_short(line)}'",
+                       "~SEQ(VAR, START, STEP, END) TEXT or ~LST(VAR, V1, V2, ...) TEXT")
+            return
+        kind, inner, text = m.group(1), m.group(2), m.group(3).strip()
+        if "$" in inner:
+            inner = self.substitute(inner, file, line_no)[0]
+        try:
+            sets = _seq_values(kind, inner) if kind != "LST" else _lst_values(inner)
+        except _Invalid as exc:
+            self.error(file, line_no, f"{exc} in '{_short(line)}'",
+                       "~SEQ(VAR, START, STEP, END) TEXT or ~LST(VAR, V1, V2, ...) TEXT")
+            return
+        for values in sets:  # as in keepalived, VAR keeps its last value afterwards
+            self.params.update(values)
+            self.logical(text, file, line_no, src, depth + 1)
 
     def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
         """Words of a line with quotes, escapes or comments (the simple lines never get here)."""
@@ -1064,6 +1175,93 @@ class _Lexer:
                 continue
             for path in matched:
                 self.read_file(path, file, line_no)
+
+
+class _SourceLines:
+    """The lines of one file and the index of the next one to read (multi-line definitions read ahead)."""
+
+    __slots__ = ("lines", "i")
+
+    def __init__(self, lines: List[str]):
+        self.lines = lines
+        self.i = 0
+
+
+def _strip_condition(line: str) -> str:
+    """A line without its leading blanks and `@ID ` prefix."""
+    s = line.lstrip()
+    if s.startswith("@"):
+        s = (s.split(None, 1) + [""])[1]
+    return s
+
+
+def _strtol(text: str) -> int:
+    """A number as C's strtol(.., 0) reads it: 0x hex, leading 0 octal, else decimal."""
+    t = text.strip()
+    sign = -1 if t.startswith("-") else 1
+    t = t.lstrip("+-")
+    try:
+        if t[:2].lower() == "0x":
+            return sign * int(t[2:], 16)
+        if len(t) > 1 and t[0] == "0":
+            return sign * int(t[1:], 8)
+        return sign * int(t, 10)
+    except ValueError:
+        raise _Invalid(f"'{text.strip()}' is not a number") from None
+
+
+def _seq_values(kind: str, inner: str) -> List[Dict[str, str]]:
+    """The values of `~SEQ(VAR, [START, [STEP,]] END)` as keepalived counts them."""
+    parts = [p.strip() for p in inner.split(",")]
+    var = parts[0]
+    if not _NAME_RE.match(var) or not 2 <= len(parts) <= 4:
+        raise _Invalid(f"invalid ~{kind} definition")
+    nums = [_strtol(p) for p in parts[1:]]
+    if len(nums) == 1:
+        end = nums[0]
+        step, start = (-1 if end < 1 else 1), (-1 if end < 0 else 1)
+    elif len(nums) == 2:
+        start, end = nums
+        step = 1 if start <= end else -1
+    else:
+        start, step, end = nums
+        if not step or (start < end and step < 0) or (start > end and step > 0):
+            raise _Invalid(f"invalid ~{kind} values")
+    if kind == "SEQx" and (start < 0 or end < 0):
+        raise _Invalid("~SEQx is only valid for positive numbers")
+    if (end - start) // step + 1 > _MAX_REPEAT:
+        raise _Invalid(f"~{kind} repeats more than {_MAX_REPEAT} times")
+    fmt = "x" if kind == "SEQx" else "d"
+    return [{var: format(v, fmt)} for v in range(start, end + (1 if step > 0 else -1), step)]
+
+
+def _lst_values(inner: str) -> List[Dict[str, str]]:
+    """The value sets of `~LST(VAR, V1, V2...)` or `~LST({A,B}, {1,2}, {3,4})`."""
+    s = inner.strip()
+    if s.startswith("{"):
+        close = s.find("}")
+        if close < 0:
+            raise _Invalid("invalid ~LST definition")
+        names, rest = [n.strip() for n in s[1:close].split(",")], s[close + 1:].lstrip()
+    else:
+        name, sep, rest = s.partition(",")
+        names, rest = [name.strip()], sep + rest
+    if not rest.startswith(",") or not all(_NAME_RE.match(n) for n in names):
+        raise _Invalid("invalid ~LST definition")
+    sets: List[Dict[str, str]] = []
+    for item in re.findall(r"\{[^}]*\}|[^,{}]+", rest[1:]):
+        item = item.strip()
+        if not item:
+            continue
+        values = [v.strip() for v in item[1:-1].split(",")] if item.startswith("{") else [item]
+        if len(values) > len(names):
+            raise _Invalid("~LST specification has too many values")
+        sets.append(dict(zip(names, values + [""] * (len(names) - len(values)))))
+    if not sets:
+        raise _Invalid("invalid ~LST definition")
+    if len(sets) > _MAX_REPEAT:
+        raise _Invalid(f"~LST repeats more than {_MAX_REPEAT} times")
+    return sets
 
 
 def _is_comment_line(line: str) -> bool:
@@ -1481,7 +1679,8 @@ class _Parser:
                     if tok.text == "}":
                         if opener is not None:
                             return
-                        self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
+                        self.warning(tok, "extra '}' at the top level: keepalived ignores it, and so does vrrpd",
+                                     "remove it, or look for a block closed twice")
                     else:
                         self.error(tok, "unexpected '{'", "a block must follow its keyword")
                         self.skip_block(tok)
@@ -2339,7 +2538,9 @@ def _top_script(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Option
         return None
     script = VrrpScript(name=args[0].text, file=kw.file, line=kw.line)
     if script.name in cfg.vrrp_scripts:
-        p.error(kw, f"vrrp_script '{script.name}' defined twice", f"first at line {cfg.vrrp_scripts[script.name].line}")
+        p.warning(kw, f"vrrp_script '{script.name}' defined twice: keepalived tracks the first definition "
+                  f"(line {cfg.vrrp_scripts[script.name].line}), and so does vrrpd", "remove or rename one")
+        return script  # read and checked, but not used
     cfg.vrrp_scripts[script.name] = script
     return script
 
@@ -2408,6 +2609,8 @@ def _vsg_entry(entry: List[Token]) -> VirtualServerGroupEntry:
         first = _parse_ip(left)
         if right.isdigit() and first.version == 4:
             last: IPAddress = ipaddress.IPv4Address((int(first) & ~0xFF) | _parse_int(right, 0, 255))
+        elif first.version == 6 and re.fullmatch(r"[0-9a-fA-F]{1,4}", right):
+            last = ipaddress.IPv6Address((int(first) & ~0xFFFF) | int(right, 16))
         else:
             last = _parse_ip(right)
         if last.version != first.version or last < first:  # type: ignore[operator]
@@ -2591,7 +2794,8 @@ _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bo
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
-_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
+_kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
+_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
              "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
@@ -2619,7 +2823,52 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
 
 
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    inst.state = State(_upper_case_word(p, kw, args[0], ("MASTER", "BACKUP")))
+    text = args[0].text
+    if text == "MASTER":
+        inst.state = State.MASTER
+    elif text == "BACKUP":
+        if inst.state is State.MASTER:
+            p.warning(kw, "state BACKUP after state MASTER: keepalived keeps MASTER and so does vrrpd")
+        else:
+            inst.state = State.BACKUP
+    else:
+        hint = f"write 'state {text.upper()}'" if text.upper() in ("MASTER", "BACKUP") else "MASTER or BACKUP"
+        p.warning(args[0], f"unknown state '{text}': keepalived starts the instance as BACKUP, and so does vrrpd",
+                  hint)
+        inst.state = State.BACKUP
+
+
+def _i_priority(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    try:
+        inst.priority = _parse_int(args[0].text, 1, 255)
+    except _Invalid as exc:
+        p.warning(args[0], f"priority: {exc}; keepalived uses the default 100, and so does vrrpd", "priority 1..255")
+        inst.priority = 100
+
+
+def _i_unicast_ttl(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    value = _parse_int(args[0].text, 0, 255)
+    if value == 0:
+        p.warning(args[0], "unicast_ttl 0: keepalived sends with the kernel's default TTL; vrrpd sends 255",
+                  "unicast_ttl 1..255")
+        value = 255
+    inst.unicast_ttl = value
+
+
+def _i_src_ip(attr: str) -> Handler:
+    def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+        text = args[0].text
+        if "/" in text:
+            try:
+                addr = ipaddress.ip_interface(text).ip
+            except ValueError:
+                raise _Invalid(f"'{text}' is not an IP address") from None
+            p.warning(args[0], f"{kw.text} '{text}': keepalived ignores the prefix and uses {addr}, "
+                      "and so does vrrpd", f"write '{kw.text} {addr}'")
+            setattr(inst, attr, addr)
+            return
+        setattr(inst, attr, _parse_ip(text))
+    return handler
 
 
 def _i_advert_int(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -2641,7 +2890,13 @@ def _upper_case_word(p: _Parser, kw: Token, tok: Token, allowed: Tuple[str, ...]
 
 
 def _a_type(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    inst.auth_type = AuthType[_upper_case_word(p, kw, args[0], ("PASS", "AH"))]
+    text = args[0].text
+    if text in ("PASS", "AH"):
+        inst.auth_type = AuthType[text]
+        return
+    hint = f"write 'auth_type {text.upper()}'" if text.upper() in ("PASS", "AH") else "PASS or AH"
+    p.warning(args[0], f"unknown authentication type '{text}': keepalived sends adverts without authentication, "
+              "and so does vrrpd", hint)
 
 
 def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -2742,7 +2997,7 @@ _I = "vrrp_instance"
 _kw(_I, "state", _i_state)
 _kw(_I, "interface", _h_str("interface"))
 _kw(_I, "virtual_router_id", _h_int("virtual_router_id", 1, 255))
-_kw(_I, "priority", _h_int("priority", 1, 255))
+_kw(_I, "priority", _i_priority)
 _kw(_I, "advert_int", _i_advert_int)
 _kw(_I, "version", _g_version)
 _kw(_I, "authentication", _i_auth, (0, 0), "authentication")
@@ -2761,10 +3016,12 @@ _kw(_I, "track_interface", _i_track("track_interface"), (0, 0), ValueBlock(_TRAC
 _kw(_I, "track_script", _i_track("track_script"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "track_file", _i_track("track_file", -2147483647, 2147483647), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlock(_TRACK_OPTIONS))
-_kw(_I, "unicast_src_ip", _h_ip("unicast_src_ip"))
+_kw(_I, "unicast_src_ip", _i_src_ip("unicast_src_ip"))
 _kw(_I, "unicast_peer", _i_unicast_peer, (0, 0), ValueBlock({"min_ttl": 1, "max_ttl": 1}, _looks_like_address))
-_kw(_I, "unicast_ttl", _h_int("unicast_ttl", 1, 255))
-_kw(_I, "mcast_src_ip", _h_ip("mcast_src_ip"))
+_kw(_I, "unicast_ttl", _i_unicast_ttl)
+_kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
+
+
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
@@ -2789,10 +3046,26 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
-             "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
-             "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
-             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
+             "timer_expired_backup owner_ignore_adverts "
+             "notify_priority_changes old_unicast_checksum debug linkbeat_use_polling "
+             "lvs_sync_daemon_interface")
+
+
+def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    addr = _parse_ip(args[0].text)
+    if not addr.is_multicast or addr.version == 6 and (addr.packed[1] & 0x0F) != 2:
+        raise _Invalid(f"'{addr}' is not a multicast address" + (" of link-local scope (ffX2::)"
+                                                                 if addr.version == 6 and addr.is_multicast else ""))
+    inst.mcast_dst_ip = addr
+
+
+_kw(_I, "mcast_dst_ip", _i_mcast_dst_ip)
+_kw(_I, "down_timer_adverts", _h_int("down_timer_adverts", 1, 100))
+_kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0xFFFFFFFF))
+for _name in ("check_unicast_src", "promote_secondaries", "track_src_ip", "unicast_fault_no_peer",
+              "no_virtual_ipaddress"):
+    _kw(_I, _name, _h_flag(_name), (0, 0))
 _kw(_I, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
@@ -2949,7 +3222,14 @@ def _v_sched(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> Non
 
 
 def _v_persistence(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
-    vs.persistence_timeout = _parse_int(args[0].text, 1, 2678400) if args else 360
+    if not args:
+        vs.persistence_timeout = 360
+        return
+    try:
+        vs.persistence_timeout = _parse_int(args[0].text, 1, 2678400)
+    except _Invalid as exc:
+        p.warning(args[0], f"persistence_timeout: {exc}; keepalived ignores it (no persistence), and so does vrrpd",
+                  "persistence_timeout 1..2678400")
 
 
 def _v_protocol(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
@@ -3037,7 +3317,7 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "BFD_CHECK UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
+_accept_only(_R, "UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
 _accept_only(_R, "tun_type tun_port")
 
 
@@ -3088,6 +3368,9 @@ _kw(_R, "TCP_CHECK", _checker("TCP_CHECK"), (0, 0), "TCP_CHECK")
 _kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
 _kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
 _kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
+_kw(_R, "BFD_CHECK", _checker("BFD_CHECK"), (0, 0), "BFD_CHECK")
+_kw("BFD_CHECK", "name", _h_str("bfd_name"))
+_kw("BFD_CHECK", "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
 for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
     _kw(_blk, "connect_ip", _h_ip("connect_ip"))
     _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
@@ -3157,6 +3440,15 @@ def vrrp_timers(inst: VrrpInstance, g: GlobalDefs) -> Tuple[float, float, float]
     return adv, skew, 3 * adv + skew
 
 
+def _instance_family(inst: VrrpInstance) -> int:
+    """4 or 6 as keepalived decides it: the VIPs, else the source address, else the peers; IPv4 by default."""
+    for addr in ([v.address for v in inst.virtual_ipaddress] + [inst.unicast_src_ip, inst.mcast_src_ip]
+                 + [p.address for p in inst.unicast_peer]):
+        if addr is not None:
+            return addr.version
+    return 4
+
+
 def _host_interfaces() -> Optional[set]:
     try:
         return {name for _, name in socket.if_nameindex()}
@@ -3203,12 +3495,13 @@ class _Validator:
                   else "")
 
     def run(self) -> None:
-        vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
+        vrids: Dict[Tuple[int, int], List[VrrpInstance]] = {}
         self.bfd_instances()
         for inst in self.cfg.vrrp_instances:
             self.instance(inst)
             self.instance_strict(inst)
             self.instance_auth_hmac(inst)
+            self.instance_vips(inst)
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
@@ -3246,6 +3539,15 @@ class _Validator:
             if ref.name not in self.cfg.bfd_instances:
                 self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
                 refs.remove(ref)
+
+    def instance_vips(self, inst: VrrpInstance) -> None:
+        """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
+        if inst.virtual_ipaddress or inst.no_virtual_ipaddress or not inst.name:
+            return
+        strict = inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict
+        if not strict:
+            self.warn(inst.file, inst.line, f"({inst.name}) No VIP specified", "keepalived refuses a VRRPv3 "
+                      "instance without one; write no_virtual_ipaddress if that is meant")
 
     def instance_auth_hmac(self, inst: VrrpInstance) -> None:
         """keepalived 2.4's auth_hmac: no active key disables it; it replaces `authentication`."""
@@ -3326,16 +3628,35 @@ class _Validator:
             self.warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} rounded to {advert_interval(inst, g):g} "
                       "(VRRPv3 counts centiseconds)")
         ln_auth = self.line_of(inst, "authentication", ln)
-        if self.has_auth(inst) and version == 3:
-            self.err(f, ln_auth, f"{label}: VRRPv3 has no authentication", "remove the authentication block")
-        if inst.auth_type == AuthType.PASS and not inst.auth_pass:
-            self.err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
         families = {v.address.version for v in inst.virtual_ipaddress}
         if len(families) > 1:
             self.err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
                      "use one instance per address family")
-        if inst.auth_type == AuthType.AH and 6 in families:
-            self.err(f, ln_auth, f"{label}: auth_type AH is IPv4-only")
+        if self.p.where(inst, "priority") is None and inst.state is State.MASTER:
+            # keepalived derives an unset priority from the initial state: MASTER means address owner
+            self.warn(f, ln, f"{label}: state MASTER without a priority: keepalived makes it the address owner "
+                      "(priority 255), and so does vrrpd", "write 'priority N' to choose")
+            inst.priority = 255
+        if self.p.where(inst, "state") is None and inst.priority == 255:
+            inst.state = State.MASTER
+        strict = inst.strict_mode if inst.strict_mode is not None else g.vrrp_strict
+        if inst.auth_type is not AuthType.NONE and not (strict and version == 2):
+            drop = ""
+            if version == 3:
+                drop = "VRRPv3 has no authentication"
+            elif not inst.auth_pass:
+                drop = f"auth_type {inst.auth_type.name} without auth_pass"
+            elif inst.auth_type is AuthType.AH and 6 in families:
+                drop = "auth_type AH cannot be used with IPv6"
+            if drop:
+                self.warn(f, ln_auth, f"{label}: {drop}: keepalived ignores the authentication, and so does vrrpd",
+                          "remove the authentication block")
+                inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+            elif inst.auth_type is AuthType.AH and inst.state is State.MASTER and inst.priority != 255:
+                self.warn(f, self.line_of(inst, "state", ln), f"{label}: state MASTER with auth_type AH: keepalived "
+                          "starts it as BACKUP (it must hear an advert for the AH sequence number first), and so "
+                          "does vrrpd", "write 'state BACKUP'")
+                inst.state = State.BACKUP
         peer_families = {u.address.version for u in inst.unicast_peer}
         if inst.unicast_src_ip is not None:
             peer_families.add(inst.unicast_src_ip.version)
@@ -3381,7 +3702,7 @@ class _Validator:
                       "authentication; it is ignored (as keepalived does)", "remove the authentication block")
             inst.auth_type, inst.auth_pass = AuthType.NONE, b""
 
-    def instance_references(self, inst: VrrpInstance, vrids: Dict[Tuple[str, int, int], VrrpInstance]) -> None:
+    def instance_references(self, inst: VrrpInstance, vrids: Dict[Tuple[int, int], List[VrrpInstance]]) -> None:
         """Names that must refer to something, and VRIDs that must be unique per interface and family."""
         f, cfg = inst.file, self.cfg
         label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
@@ -3397,15 +3718,39 @@ class _Validator:
             if ref.name not in cfg.track_processes:
                 self.err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
         self.track_bfd_refs(f, label, inst.track_bfd)
-        if inst.interface is not None and inst.virtual_router_id:
-            key = (inst.interface, inst.virtual_router_id, inst.family)
-            other = vrids.get(key)
-            if other is not None and not (inst.unicast_peer and other.unicast_peer):
-                self.err(f, self.line_of(inst, "virtual_router_id", inst.line),
-                         f"{label}: virtual_router_id {inst.virtual_router_id} on {inst.interface} is already used by "
-                         f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
+        if inst.virtual_router_id:
+            for other in vrids.setdefault((inst.virtual_router_id, _instance_family(inst)), []):
+                why = self.vrid_conflict(inst, other)
+                if why:
+                    self.err(f, self.line_of(inst, "virtual_router_id", inst.line),
+                             f"{label}: virtual_router_id {inst.virtual_router_id} {why} vrrp_instance {other.name} "
+                             f"(line {other.line})", "change one VRID")
+                    break
             else:
-                vrids[key] = inst
+                vrids[(inst.virtual_router_id, _instance_family(inst))].append(inst)
+
+    def vrid_conflict(self, inst: VrrpInstance, other: VrrpInstance) -> str:
+        """keepalived's rule (vrrp.c check_vrid_conflicts) for two instances of one VRID and address family:
+        unicast and multicast are separate VRID spaces; multicast instances clash on the same interface and
+        group; unicast ones clash when they share the interface, the local address and a peer."""
+        if bool(inst.unicast_peer) != bool(other.unicast_peer):
+            return ""
+        if inst.unicast_peer:
+            if inst.interface and other.interface and inst.interface != other.interface:
+                return ""
+            if inst.unicast_src_ip is None and other.unicast_src_ip is None:
+                if inst.interface != other.interface:
+                    return ""  # both take their interface's address: the same only on the same interface
+            elif inst.unicast_src_ip != other.unicast_src_ip:
+                return ""  # differ, or one is the interface's address, unknown before start-up (keepalived too)
+            shared = {p.address for p in inst.unicast_peer} & {p.address for p in other.unicast_peer}
+            return f"with the same local address and peer {min(shared, key=str)} is already used by" if shared else ""
+        if inst.interface != other.interface:
+            return ""
+        if inst.mcast_dst_ip != other.mcast_dst_ip:
+            return (f"on {inst.interface} is already used (vrrpd tells instances apart by VRID per interface, "
+                    "even with different mcast_dst_ip groups) by")
+        return f"on {inst.interface} is already used by"
 
     def commands(self) -> None:
         if self.p.commands and not self.g.enable_script_security and self.g.script_user in (None, "root", "0"):
@@ -3453,12 +3798,23 @@ class _Validator:
                     self.err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
                              "names no vrrp_script")
 
+    def fwmark_only(self, vs: VirtualServer) -> bool:
+        """A fwmark virtual server, or one whose group holds fwmarks only."""
+        if vs.fwmark is not None:
+            return True
+        vsg = self.cfg.virtual_server_groups.get(vs.group or "")
+        return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
+
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
         if vs.group is not None and vs.group not in self.cfg.virtual_server_groups:
             self.err(f, ln, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
             self.warn(f, ln, "virtual_server has no real_server", "keepalived ignores it too")
+        ptok = self.p.where(vs, "protocol")
+        if ptok is not None and self.fwmark_only(vs):
+            self.warn(f, ptok.line, "protocol given for a fwmark virtual server: keepalived ignores it, and so "
+                      "does vrrpd", "remove the protocol line")
         if vs.fwmark is None and self.p.where(vs, "protocol") is None:
             kinds = {c.kind for rs in vs.real_servers for c in rs.checkers}
             if kinds & {"HTTP_GET", "SSL_GET", "TCP_CHECK", "SMTP_CHECK"}:
@@ -3479,6 +3835,14 @@ class _Validator:
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
                 rs.port = vs.port
+            for chk in list(rs.checkers):
+                if chk.kind != "BFD_CHECK":
+                    continue
+                if not chk.bfd_name or len(chk.bfd_name) > 31 or chk.bfd_name not in self.cfg.bfd_instances:
+                    why = ("has no name" if not chk.bfd_name else f"name '{_short(chk.bfd_name)}' names no "
+                           "bfd_instance")
+                    self.warn(f, chk.line, f"BFD_CHECK {why} - ignoring", "BFD_CHECK { name BFD_INSTANCE }")
+                    rs.checkers.remove(chk)
 
 
 def _sort_diagnostics(diags: List[Diagnostic], files: List[str]) -> List[Diagnostic]:
@@ -3501,6 +3865,7 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
         diags.append(Diagnostic(lexer.files[0] if lexer.files else "<string>", 0, Severity.ERROR,
                                 "configuration nested too deeply"))
     config.files = list(lexer.files)
+    config.config_id = lexer.config_id
     return config, _sort_diagnostics(diags, lexer.files)
 
 
@@ -4745,8 +5110,10 @@ class VrrpMachine:
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
         higher_prio_send_advert: bool = False,
+        down_timer_adverts: int = 3,
     ):
         self.name = name
+        self.down_timer_adverts = down_timer_adverts
         self.vrid = vrid
         self.priority = priority  # configured base priority
         self.effective_priority = priority
@@ -4786,8 +5153,9 @@ class VrrpMachine:
 
     @property
     def master_down_interval(self) -> float:
-        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time."""
-        return 3 * self.master_adver_int + self.skew_time
+        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time (keepalived's down_timer_adverts
+        replaces the 3: an RFC deviation that every router of the VRID must share)."""
+        return self.down_timer_adverts * self.master_adver_int + self.skew_time
 
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
@@ -5804,6 +6172,11 @@ class Tracking:
             fault = fault or down
         return total, fault
 
+    def bfd_up_for_checker(self, name: str) -> bool:
+        """BFD_CHECK's view: the session is Up and its bfd_instance sends events to checkers."""
+        bfd = self.config.bfd_instances.get(name)
+        return bfd is not None and bfd.to_checker and self.bfd.is_up(name)
+
     def initialising(self, inst: VrrpInstance) -> bool:
         """True while a weight-0 vrrp_script of inst has not reported yet (keepalived keeps
         such an instance from becoming MASTER until then)."""
@@ -5837,7 +6210,7 @@ class Tracking:
 # 6b. LVS checkers: decisions from results and time (sans-IO); the I/O is in section 7b
 # --------------------------------------------------------------------------------------------
 
-LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK")
+LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
 
 
 @dataclass
@@ -5860,6 +6233,9 @@ def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerPa
 
     delay_loop = pick(chk.delay_loop, rs.delay_loop, vs.delay_loop)
     default_retry = {"MISC_CHECK": 0, "DNS_CHECK": 3}.get(chk.kind, 1)
+    if chk.kind == "BFD_CHECK":  # the session's state is the result: no retries, no warm-up
+        return CheckerParams(delay_loop=delay_loop, connect_timeout=5.0, retry=0, delay_before_retry=1.0,
+                             warmup=0.0, alpha=pick(chk.alpha, rs.alpha, vs.alpha))
     default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
     return CheckerParams(
         delay_loop=delay_loop,
@@ -6140,8 +6516,8 @@ class BfdSession:
         if self.remote_min_rx == 0 or self.state == BfdState.AdminDown:
             self.tx_timer = None  # "MUST NOT periodically transmit" when the peer asks for nothing
             return
-        top = 0.15 if self.detect_mult == 1 else 0.25
-        self.tx_timer = now + self.tx_interval / 1e6 * (1.0 - self.jitter() * top)
+        cut = 0.10 + 0.15 * self.jitter() if self.detect_mult == 1 else 0.25 * self.jitter()
+        self.tx_timer = now + self.tx_interval / 1e6 * (1.0 - cut)
 
     def _transmit(self, now: float) -> List[BfdAction]:
         if self.passive and self.remote_disc == 0:
@@ -7118,8 +7494,33 @@ class _DnsCheck(_CheckRunner):
             self._done(True)
 
 
+class _BfdCheck(_CheckRunner):
+    """BFD_CHECK: the real server is up while its bfd_instance's session is Up; the manager calls
+    bfd_event() on every BFD event, so the real server follows the session at once."""
+
+    def begin(self) -> None:
+        up = self.manager.bfd_up(self.chk.bfd_name or "")
+        if up != self.decision.up:
+            log.info("BFD check of [%s] RS(%s) is %s", self.chk.bfd_name, self.name, "UP" if up else "DOWN")
+        self._done(up, "")
+
+    def bfd_event(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.due = self.loop.time()
+        self._attempt(self.attempt)
+
+    def _success_line(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} succeeded on service {self.name} <="
+
+    def _label(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} failed"
+
+
 _CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
-                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck}
+                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck,
+                  "BFD_CHECK": _BfdCheck}
 
 
 # -- the manager -------------------------------------------------------------------------------
@@ -7177,6 +7578,16 @@ class LvsManager:
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
+        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to Tracking
+        self.bfd_up: Callable[[str], bool] = lambda name: False
+
+    def bfd_event(self, name: str, up: bool) -> None:
+        """A BFD session changed: its BFD_CHECK checkers decide again now."""
+        for vsr in self.vs.values():
+            for rsr in vsr.rs.values():
+                for check in rsr.checkers:
+                    if isinstance(check, _BfdCheck) and check.chk.bfd_name == name and not check.stopped:
+                        check.bfd_event()
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -8814,6 +9225,7 @@ class Daemon:
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
         self.static_set: Tuple[List[VirtualIP], List[Route], List[Rule]] = ([], [], [])  # what we installed
+        self._promoted: set = set()  # interfaces whose promote_secondaries we turned on
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
@@ -8824,6 +9236,8 @@ class Daemon:
         self.notifier = Notifier(self.loop, config)
         self.tracking = Tracking(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
+        self.lvs.bfd_up = self.tracking.bfd_up_for_checker
+        self.tracking.bfd_listeners.append(self.lvs.bfd_event)
         self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
 
     # -- start and stop ------------------------------------------------------------------------
@@ -8903,6 +9317,7 @@ class Daemon:
                                             pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            down_timer_adverts=int(pick(inst.down_timer_adverts, g.vrrp_down_timer_adverts)),
         )
 
     def _version(self, inst: VrrpInstance) -> int:
@@ -8926,6 +9341,8 @@ class Daemon:
             raise ValueError("no interface")
         if self._link_by_name(ifname) is None:
             log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
         self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
@@ -8939,6 +9356,9 @@ class Daemon:
         """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
         if instance_family(rt.inst) == 6:
             self.beyond.attach6(rt)
+            sock6 = self.beyond.sock6_of.get(rt.inst.name)
+            if sock6 is not None:
+                self._interface_settings(rt, sock6.sock)
             return bool(rt.ifindex)
         ifname, inst = rt.inst.interface or "", rt.inst
         link = self._link_by_name(ifname)
@@ -8958,7 +9378,27 @@ class Daemon:
         members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
         if rt not in members:
             members.append(rt)
+        self._interface_settings(rt, vsock.sock)
         return True
+
+    def _interface_settings(self, rt: InstanceRuntime, sock: socket.socket) -> None:
+        """kernel_rx_buf_size (added to the receive buffer of the socket the instances share) and
+        promote_secondaries (net.ipv4.conf.IF.promote_secondaries=1, put back at exit if we set it)."""
+        inst = rt.inst
+        if inst.kernel_rx_buf_size:
+            sharing = [r for r in self.runtimes if r is not rt] + [rt]
+            extra = sum(r.inst.kernel_rx_buf_size for r in sharing if r.inst.interface == inst.interface
+                        and instance_family(r.inst) == instance_family(inst))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, (1 << 20) + extra)  # SO_RCVBUFFORCE
+                log.info("(%s) receive buffer on %s is now %d bytes (kernel_rx_buf_size)", inst.name, inst.interface,
+                         sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+            except OSError as exc:
+                log.warning("(%s) kernel_rx_buf_size: %s", inst.name, exc)
+        if inst.promote_secondaries and instance_family(inst) == 4 and inst.interface:
+            path = f"/proc/sys/net/ipv4/conf/{inst.interface}/promote_secondaries"
+            if _read_sysctl(path) == "0" and _write_sysctl(path, "1"):
+                self._promoted.add(inst.interface)
 
     def _detach_interface(self, rt: InstanceRuntime) -> None:
         """The instance's interface was deleted: close its socket (bound to the old interface index)."""
@@ -9054,9 +9494,11 @@ class Daemon:
         if rt.unicast:
             rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
         else:
-            rt.targets = [(g.vrrp_mcast_group4, VRRP_TTL)]
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 4 \
+                else g.vrrp_mcast_group4
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
             if rt.vsock is not None:
-                rt.vsock.join(g.vrrp_mcast_group4)
+                rt.vsock.join(group)  # type: ignore[arg-type]
         rt.src = self._source_address(rt)
         rt.machine.primary_ip = rt.src
 
@@ -9134,6 +9576,9 @@ class Daemon:
         return self.exit_code
 
     def close(self) -> None:
+        for ifname in self._promoted:
+            _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
+        self._promoted.clear()
         for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
             sock.close()
         self.beyond.close()
@@ -9158,7 +9603,7 @@ class Daemon:
                 log.error("Reload impossible: no configuration file")
                 return False
             try:
-                config = load_config(self.config_path)
+                config = load_config(self.config_path, config_id=self.config.config_id or None)
             except ConfigError as exc:
                 for diag in exc.diagnostics:
                     log.error(str(diag))
@@ -9217,7 +9662,7 @@ class Daemon:
         m = rt.machine
         for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                      "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                     "higher_prio_send_advert"):
+                     "higher_prio_send_advert", "down_timer_adverts"):
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
@@ -9660,7 +10105,9 @@ class Daemon:
         candidates = self.by_vrid.get((vsock.ifname, vrid))
         if candidates is None:  # not indexed (an instance attached by hand): look through the interface's list
             candidates = [r for r in self.by_socket.get(vsock.ifname, []) if r.machine.vrid == vrid]
-        rt = next((r for r in candidates if r.unicast == unicast), None)
+        rt = next((r for r in candidates if r.unicast == unicast
+                   and (not unicast or any(p.address == ip.src for p in r.inst.unicast_peer))), None) \
+            or next((r for r in candidates if r.unicast == unicast), None)
         if rt is None:
             rt = candidates[0] if candidates else None
             if rt is None:
@@ -9676,7 +10123,7 @@ class Daemon:
             return
         if unicast:
             peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
-            if peer is None and self.g.vrrp_check_unicast_src:
+            if peer is None and (self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src):
                 self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
                 return
             if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
@@ -9720,6 +10167,12 @@ class Daemon:
         # keepalived's dont_track_primary: the instance's own interface going down is not a FAULT
         fault = (not inst.dont_track_primary and not self._link_up(inst.interface)) or (
             rt.src is None and not rt.unicast)
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            fault = True  # keepalived: "Cannot use unicast without any peers - going to fault state"
+        configured = inst.unicast_src_ip or inst.mcast_src_ip
+        if inst.track_src_ip and configured is not None and rt.ifindex and not any(
+                a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
+            fault = True  # track_src_ip: the configured source address is not on the interface
         fault = fault or self.beyond.group_fault(rt)
         delta = 0
         for ref in inst.track_interface:
@@ -9781,9 +10234,11 @@ class Daemon:
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
                 changed = self._refresh_sources() or changed
             else:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
                 self._vip_deleted(obj)
                 changed = self._refresh_sources() or changed
@@ -10017,8 +10472,10 @@ class BeyondIPv4:
         if rt.unicast:
             rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
         else:
-            rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
-            vsock.join(d.g.vrrp_mcast_group6)
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 6 \
+                else d.g.vrrp_mcast_group6
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
+            vsock.join(group)  # type: ignore[arg-type]
         rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
 
@@ -10184,7 +10641,8 @@ class BeyondIPv4:
         if not unicast and hoplimit != VRRP_TTL:
             d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
             return
-        if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
+        if unicast and (d.g.vrrp_check_unicast_src or rt.inst.check_unicast_src) \
+                and src not in [p.address for p in rt.inst.unicast_peer]:
             d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
             return
         if rt.hmac is not None:
@@ -10724,11 +11182,11 @@ def format_status_table(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_command(path: Optional[str], out: Any = None) -> int:
+def check_command(path: Optional[str], out: Any = None, config_id: Optional[str] = None) -> int:
     """`--check`: print every problem, then what would run; 0 without errors, 1 with."""
     out = out if out is not None else sys.stdout
     path = path or default_config_path()
-    config, diags = parse_config(path, check_interfaces=False)
+    config, diags = parse_config(path, check_interfaces=False, config_id=config_id)
     errors = sum(1 for d in diags if d.severity is Severity.ERROR)
     lines = [str(d) for d in diags] + (config_summary(config) if errors == 0 else [])
     lines.append(f"{path}: {errors} error(s), {len(diags) - errors} warning(s)")
@@ -11394,7 +11852,8 @@ class Operator:
         log.info("Reload requested: reading %s", self.config_file)
         started = time.monotonic()
         try:
-            config, diags = parse_config(self.config_file, check_interfaces=True)
+            config, diags = parse_config(self.config_file, check_interfaces=True,
+                                         config_id=self.d.config.config_id or None)
         except Exception as exc:  # the parser reports problems as diagnostics; anything else is a bug
             config, diags = None, [Diagnostic(self.config_file, 0, Severity.ERROR, f"internal error: {exc}")]
         errors = [x for x in diags if x.severity is Severity.ERROR]
@@ -11467,6 +11926,9 @@ def build_arg_parser() -> Any:
                f"(files in {DEFAULT_DUMP_DIR}).")
     p.add_argument("-f", "--use-file", dest="config", metavar="FILE",
                    help="configuration file (default /etc/vrrpd/vrrpd.conf, else /etc/keepalived/keepalived.conf)")
+    p.add_argument("-i", "--config-id", metavar="ID",
+                   help="keep the configuration lines '@ID ...' (and drop '@^ID ...'); default: the host name "
+                        "up to its first dot")
     p.add_argument("-t", "--config-test", "--check", dest="check", action="store_true",
                    help="check the configuration, print every problem and what would run, and exit")
     p.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (systemd runs it so)")
@@ -11556,7 +12018,7 @@ def run_daemon(args: Any) -> int:
     _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
     path = os.path.abspath(args.config or default_config_path())
     try:
-        config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+        config = _select_subsystems(load_config(path, config_id=args.config_id), args.vrrp_only, args.lvs_only)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -11648,7 +12110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(number)
         return 0
     if args.check:
-        return check_command(args.config)
+        return check_command(args.config, config_id=args.config_id)
     if args.status or args.json:
         return status_command(control_socket_of(args), args.json)
     if args.genhash:
