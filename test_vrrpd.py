@@ -4531,6 +4531,35 @@ def test_lab_track_src_ip_and_unicast_fault_no_peer(lab, tmp_path):
     node.stop()
 
 
+def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    lab.ip("link", "set", "eth1p", "up", ns=ns)
+    lab.ip("link", "set", "eth1", "up", ns=ns)
+    fifo = tmp_path / "vrrp.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        node = _Node(lab, ns, tmp_path, "A", _conf(
+            priority=150, state="MASTER", global_extra=f"    notify_fifo {fifo}\n",
+            instance_extra="    notify_priority_changes\n    track_interface {\n        eth1 weight -10\n    }\n"))
+        wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+        lab.link(ns, "eth1", up=False)
+        seen = []
+
+        def read():
+            try:
+                seen.append(os.read(reader, 65536).decode())
+            except BlockingIOError:
+                pass
+            return "MASTER_PRIORITY" in "".join(seen)
+        wait_for(read, 3, what="priority line in the FIFO")
+        assert 'INSTANCE "VI_1" MASTER_PRIORITY 140' in "".join(seen), seen
+        node.stop()
+    finally:
+        os.close(reader)
+
+
 # ============================================================================================
 # E. Tracking, notify scripts and e-mail
 # ============================================================================================

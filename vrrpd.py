@@ -575,6 +575,7 @@ class VrrpInstance:
     track_src_ip: bool = False
     unicast_fault_no_peer: bool = False
     no_virtual_ipaddress: bool = False
+    notify_priority_changes: Optional[bool] = None  # None: the sync group's, else vrrp_notify_priority_changes
     v3_checksum_as_v2: Optional[bool] = None
     auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
@@ -677,6 +678,7 @@ class SyncGroup:
     notify_stop: Optional[Command] = None
     notify: Optional[Command] = None
     smtp_alert: Optional[bool] = None
+    notify_priority_changes: Optional[bool] = None
 
 
 @dataclass
@@ -3048,7 +3050,7 @@ _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
              "timer_expired_backup owner_ignore_adverts "
-             "notify_priority_changes old_unicast_checksum debug linkbeat_use_polling "
+             "old_unicast_checksum debug linkbeat_use_polling "
              "lvs_sync_daemon_interface")
 
 
@@ -3061,6 +3063,7 @@ def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]
 
 
 _kw(_I, "mcast_dst_ip", _i_mcast_dst_ip)
+_kw(_I, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
 _kw(_I, "down_timer_adverts", _h_int("down_timer_adverts", 1, 100))
 _kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0xFFFFFFFF))
 for _name in ("check_unicast_src", "promote_secondaries", "track_src_ip", "unicast_fault_no_peer",
@@ -3129,7 +3132,8 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
+_accept_only(_SG, "global_tracking sync_group_tracking_weight")
+_kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
@@ -9012,8 +9016,13 @@ class Notifier:
         self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "MASTER_RX_LOWER_PRI", priority))
 
     def vrrp_priority_change(self, inst: VrrpInstance, state: State, priority: int) -> None:
-        """The effective priority changed: a FIFO line if vrrp_notify_priority_changes is set."""
-        if self.config.global_defs.vrrp_notify_priority_changes:
+        """The effective priority changed: a FIFO line if notify_priority_changes is set for the instance, else for
+        its sync group, else globally (vrrp_notify_priority_changes)."""
+        wanted = inst.notify_priority_changes
+        if wanted is None:
+            group = next((g for g in self.config.sync_groups if inst.name in g.group), None)
+            wanted = group.notify_priority_changes if group is not None else None
+        if wanted if wanted is not None else self.config.global_defs.vrrp_notify_priority_changes:
             kind = "MASTER_PRIORITY" if state == State.MASTER else "BACKUP_PRIORITY"
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
@@ -10200,7 +10209,10 @@ class Daemon:
             if rt.machine.state in (State.STOP, State.INIT):
                 continue
             delta, fault = self._adjustment(rt)
+            before = rt.machine.effective_priority
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
+            if rt.machine.effective_priority != before:
+                self._safe(self.notifier.vrrp_priority_change, rt.inst, rt.machine.state, rt.machine.effective_priority)
             self._apply(rt, rt.machine.set_fault(now, fault))
 
     def _on_tracking_change(self) -> None:
