@@ -187,7 +187,7 @@ def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
     def __eq__(self: Any, other: Any) -> Any:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in compared)
+        return tuple(getattr(self, n) for n in compared) == tuple(getattr(other, n) for n in compared)
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}")
@@ -214,11 +214,21 @@ def small_replace(obj: Any, **changes: Any) -> Any:
     return type(obj)(**values)
 
 
-try:
-    from dataclasses import dataclass, field
-    from dataclasses import replace as dataclass_replace
-except ImportError:  # python3-minimal
-    dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace  # type: ignore[assignment]
+def small_asdict(obj: Any) -> Any:
+    """dataclasses.asdict for small_dataclass: the model as plain dicts, lists and values."""
+    fields = getattr(type(obj), "_small_fields", None)
+    if fields is not None:
+        return {name: small_asdict(getattr(obj, name)) for name in fields}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(small_asdict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {small_asdict(k): small_asdict(v) for k, v in obj.items()}
+    return obj
+
+
+# Our own also where the full standard library is there: dataclasses imports inspect (ast, dis, tokenize),
+# a megabyte of the daemon's memory, and python3-minimal does not have it.
+dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace
 
 
 class State(enum.Enum):
@@ -345,6 +355,7 @@ class GlobalDefs:
     vrrp_lower_prio_no_advert: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
+    vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
     v3_checksum_as_v2: bool = False
     script_user: Optional[str] = None
@@ -530,7 +541,7 @@ class VrrpInstance:
     unicast_peer: List[UnicastPeer] = field(default_factory=list)
     unicast_ttl: int = 255
     mcast_src_ip: Optional[IPAddress] = None
-    mcast_dst_ip: Optional[IPAddress] = None  # read for the VRID rule; vrrpd sends to vrrp_mcast_group4/6
+    mcast_dst_ip: Optional[IPAddress] = None  # None: the global vrrp_mcast_group4/6
     nopreempt: bool = False
     preempt_delay: float = 0.0
     notify_master: Optional[Command] = None
@@ -557,6 +568,14 @@ class VrrpInstance:
     lower_prio_no_advert: Optional[bool] = None
     higher_prio_send_advert: Optional[bool] = None
     dont_track_primary: bool = False
+    down_timer_adverts: Optional[int] = None  # None: global vrrp_down_timer_adverts (3)
+    check_unicast_src: bool = False
+    promote_secondaries: bool = False
+    kernel_rx_buf_size: int = 0
+    track_src_ip: bool = False
+    unicast_fault_no_peer: bool = False
+    no_virtual_ipaddress: bool = False
+    notify_priority_changes: Optional[bool] = None  # None: the sync group's, else vrrp_notify_priority_changes
     v3_checksum_as_v2: Optional[bool] = None
     auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
@@ -659,6 +678,7 @@ class SyncGroup:
     notify_stop: Optional[Command] = None
     notify: Optional[Command] = None
     smtp_alert: Optional[bool] = None
+    notify_priority_changes: Optional[bool] = None
 
 
 @dataclass
@@ -702,6 +722,8 @@ class Checker:
     # DNS_CHECK
     dns_type: str = "SOA"
     dns_name: str = "."
+    # BFD_CHECK: the bfd_instance whose session decides
+    bfd_name: Optional[str] = None
 
 
 @dataclass
@@ -2774,7 +2796,8 @@ _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bo
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
-_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
+_kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
+_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
              "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
@@ -3001,12 +3024,6 @@ _kw(_I, "unicast_ttl", _i_unicast_ttl)
 _kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
 
 
-def _i_mcast_dst(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    _h_other(p, inst, kw, args)
-    inst.mcast_dst_ip = _parse_ip(args[0].text)
-
-
-KEYWORDS[_I]["mcast_dst_ip"] = Keyword("mcast_dst_ip", _i_mcast_dst, (1, 1), supported=False)
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
@@ -3031,10 +3048,27 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
-             "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
-             "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
-             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
+             "timer_expired_backup owner_ignore_adverts "
+             "old_unicast_checksum debug linkbeat_use_polling "
+             "lvs_sync_daemon_interface")
+
+
+def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    addr = _parse_ip(args[0].text)
+    if not addr.is_multicast or addr.version == 6 and (addr.packed[1] & 0x0F) != 2:
+        raise _Invalid(f"'{addr}' is not a multicast address" + (" of link-local scope (ffX2::)"
+                                                                 if addr.version == 6 and addr.is_multicast else ""))
+    inst.mcast_dst_ip = addr
+
+
+_kw(_I, "mcast_dst_ip", _i_mcast_dst_ip)
+_kw(_I, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
+_kw(_I, "down_timer_adverts", _h_int("down_timer_adverts", 1, 100))
+_kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0xFFFFFFFF))
+for _name in ("check_unicast_src", "promote_secondaries", "track_src_ip", "unicast_fault_no_peer",
+              "no_virtual_ipaddress"):
+    _kw(_I, _name, _h_flag(_name), (0, 0))
 _kw(_I, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
@@ -3098,7 +3132,8 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
+_accept_only(_SG, "global_tracking sync_group_tracking_weight")
+_kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
@@ -3286,7 +3321,7 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "BFD_CHECK UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
+_accept_only(_R, "UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
 _accept_only(_R, "tun_type tun_port")
 
 
@@ -3337,6 +3372,9 @@ _kw(_R, "TCP_CHECK", _checker("TCP_CHECK"), (0, 0), "TCP_CHECK")
 _kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
 _kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
 _kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
+_kw(_R, "BFD_CHECK", _checker("BFD_CHECK"), (0, 0), "BFD_CHECK")
+_kw("BFD_CHECK", "name", _h_str("bfd_name"))
+_kw("BFD_CHECK", "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
 for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
     _kw(_blk, "connect_ip", _h_ip("connect_ip"))
     _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
@@ -3467,6 +3505,7 @@ class _Validator:
             self.instance(inst)
             self.instance_strict(inst)
             self.instance_auth_hmac(inst)
+            self.instance_vips(inst)
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
@@ -3504,6 +3543,15 @@ class _Validator:
             if ref.name not in self.cfg.bfd_instances:
                 self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
                 refs.remove(ref)
+
+    def instance_vips(self, inst: VrrpInstance) -> None:
+        """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
+        if inst.virtual_ipaddress or inst.no_virtual_ipaddress or not inst.name:
+            return
+        strict = inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict
+        if not strict:
+            self.warn(inst.file, inst.line, f"({inst.name}) No VIP specified", "keepalived refuses a VRRPv3 "
+                      "instance without one; write no_virtual_ipaddress if that is meant")
 
     def instance_auth_hmac(self, inst: VrrpInstance) -> None:
         """keepalived 2.4's auth_hmac: no active key disables it; it replaces `authentication`."""
@@ -3704,8 +3752,8 @@ class _Validator:
         if inst.interface != other.interface:
             return ""
         if inst.mcast_dst_ip != other.mcast_dst_ip:
-            return (f"on {inst.interface} is already used (vrrpd does not implement mcast_dst_ip: both would send "
-                    "to one group) by")
+            return (f"on {inst.interface} is already used (vrrpd tells instances apart by VRID per interface, "
+                    "even with different mcast_dst_ip groups) by")
         return f"on {inst.interface} is already used by"
 
     def commands(self) -> None:
@@ -3791,6 +3839,14 @@ class _Validator:
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
                 rs.port = vs.port
+            for chk in list(rs.checkers):
+                if chk.kind != "BFD_CHECK":
+                    continue
+                if not chk.bfd_name or len(chk.bfd_name) > 31 or chk.bfd_name not in self.cfg.bfd_instances:
+                    why = ("has no name" if not chk.bfd_name else f"name '{_short(chk.bfd_name)}' names no "
+                           "bfd_instance")
+                    self.warn(f, chk.line, f"BFD_CHECK {why} - ignoring", "BFD_CHECK { name BFD_INSTANCE }")
+                    rs.checkers.remove(chk)
 
 
 def _sort_diagnostics(diags: List[Diagnostic], files: List[str]) -> List[Diagnostic]:
@@ -5064,8 +5120,10 @@ class VrrpMachine:
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
         higher_prio_send_advert: bool = False,
+        down_timer_adverts: int = 3,
     ):
         self.name = name
+        self.down_timer_adverts = down_timer_adverts
         self.vrid = vrid
         self.priority = priority  # configured base priority
         self.effective_priority = priority
@@ -5107,8 +5165,9 @@ class VrrpMachine:
 
     @property
     def master_down_interval(self) -> float:
-        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time."""
-        return 3 * self.master_adver_int + self.skew_time
+        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time (keepalived's down_timer_adverts
+        replaces the 3: an RFC deviation that every router of the VRID must share)."""
+        return self.down_timer_adverts * self.master_adver_int + self.skew_time
 
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
@@ -6141,6 +6200,11 @@ class Tracking:
                           *tracker_effect(weight, reverse, bfd.to_vrrp and self.bfd.is_up(ref.name))))
         return parts
 
+    def bfd_up_for_checker(self, name: str) -> bool:
+        """BFD_CHECK's view: the session is Up and its bfd_instance sends events to checkers."""
+        bfd = self.config.bfd_instances.get(name)
+        return bfd is not None and bfd.to_checker and self.bfd.is_up(name)
+
     def initialising(self, inst: VrrpInstance) -> bool:
         """True while a weight-0 vrrp_script of inst has not reported yet (keepalived keeps
         such an instance from becoming MASTER until then)."""
@@ -6174,7 +6238,7 @@ class Tracking:
 # 6b. LVS checkers: decisions from results and time (sans-IO); the I/O is in section 7b
 # --------------------------------------------------------------------------------------------
 
-LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK")
+LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
 
 
 @dataclass
@@ -6197,6 +6261,9 @@ def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerPa
 
     delay_loop = pick(chk.delay_loop, rs.delay_loop, vs.delay_loop)
     default_retry = {"MISC_CHECK": 0, "DNS_CHECK": 3}.get(chk.kind, 1)
+    if chk.kind == "BFD_CHECK":  # the session's state is the result: no retries, no warm-up
+        return CheckerParams(delay_loop=delay_loop, connect_timeout=5.0, retry=0, delay_before_retry=1.0,
+                             warmup=0.0, alpha=pick(chk.alpha, rs.alpha, vs.alpha))
     default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
     return CheckerParams(
         delay_loop=delay_loop,
@@ -6477,8 +6544,8 @@ class BfdSession:
         if self.remote_min_rx == 0 or self.state == BfdState.AdminDown:
             self.tx_timer = None  # "MUST NOT periodically transmit" when the peer asks for nothing
             return
-        top = 0.15 if self.detect_mult == 1 else 0.25
-        self.tx_timer = now + self.tx_interval / 1e6 * (1.0 - self.jitter() * top)
+        cut = 0.10 + 0.15 * self.jitter() if self.detect_mult == 1 else 0.25 * self.jitter()
+        self.tx_timer = now + self.tx_interval / 1e6 * (1.0 - cut)
 
     def _transmit(self, now: float) -> List[BfdAction]:
         if self.passive and self.remote_disc == 0:
@@ -7455,8 +7522,33 @@ class _DnsCheck(_CheckRunner):
             self._done(True)
 
 
+class _BfdCheck(_CheckRunner):
+    """BFD_CHECK: the real server is up while its bfd_instance's session is Up; the manager calls
+    bfd_event() on every BFD event, so the real server follows the session at once."""
+
+    def begin(self) -> None:
+        up = self.manager.bfd_up(self.chk.bfd_name or "")
+        if up != self.decision.up:
+            log.info("BFD check of [%s] RS(%s) is %s", self.chk.bfd_name, self.name, "UP" if up else "DOWN")
+        self._done(up, "")
+
+    def bfd_event(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.due = self.loop.time()
+        self._attempt(self.attempt)
+
+    def _success_line(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} succeeded on service {self.name} <="
+
+    def _label(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} failed"
+
+
 _CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
-                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck}
+                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck,
+                  "BFD_CHECK": _BfdCheck}
 
 
 # -- the manager -------------------------------------------------------------------------------
@@ -7514,6 +7606,16 @@ class LvsManager:
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
+        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to Tracking
+        self.bfd_up: Callable[[str], bool] = lambda name: False
+
+    def bfd_event(self, name: str, up: bool) -> None:
+        """A BFD session changed: its BFD_CHECK checkers decide again now."""
+        for vsr in self.vs.values():
+            for rsr in vsr.rs.values():
+                for check in rsr.checkers:
+                    if isinstance(check, _BfdCheck) and check.chk.bfd_name == name and not check.stopped:
+                        check.bfd_event()
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -8938,8 +9040,13 @@ class Notifier:
         self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "MASTER_RX_LOWER_PRI", priority))
 
     def vrrp_priority_change(self, inst: VrrpInstance, state: State, priority: int) -> None:
-        """The effective priority changed: a FIFO line if vrrp_notify_priority_changes is set."""
-        if self.config.global_defs.vrrp_notify_priority_changes:
+        """The effective priority changed: a FIFO line if notify_priority_changes is set for the instance, else for
+        its sync group, else globally (vrrp_notify_priority_changes)."""
+        wanted = inst.notify_priority_changes
+        if wanted is None:
+            group = next((g for g in self.config.sync_groups if inst.name in g.group), None)
+            wanted = group.notify_priority_changes if group is not None else None
+        if wanted if wanted is not None else self.config.global_defs.vrrp_notify_priority_changes:
             kind = "MASTER_PRIORITY" if state == State.MASTER else "BACKUP_PRIORITY"
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
@@ -9156,6 +9263,7 @@ class Daemon:
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
         self.static_set: Tuple[List[VirtualIP], List[Route], List[Rule]] = ([], [], [])  # what we installed
+        self._promoted: set = set()  # interfaces whose promote_secondaries we turned on
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
@@ -9166,6 +9274,8 @@ class Daemon:
         self.notifier = Notifier(self.loop, config)
         self.tracking = Tracking(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
+        self.lvs.bfd_up = self.tracking.bfd_up_for_checker
+        self.tracking.bfd_listeners.append(self.lvs.bfd_event)
         self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
         # who follows the event stream (transitions with their reason, priority changes): the control socket
         self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
@@ -9247,6 +9357,7 @@ class Daemon:
                                             pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            down_timer_adverts=int(pick(inst.down_timer_adverts, g.vrrp_down_timer_adverts)),
         )
 
     def _version(self, inst: VrrpInstance) -> int:
@@ -9270,6 +9381,8 @@ class Daemon:
             raise ValueError("no interface")
         if self._link_by_name(ifname) is None:
             log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
         self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
@@ -9283,6 +9396,9 @@ class Daemon:
         """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
         if instance_family(rt.inst) == 6:
             self.beyond.attach6(rt)
+            sock6 = self.beyond.sock6_of.get(rt.inst.name)
+            if sock6 is not None:
+                self._interface_settings(rt, sock6.sock)
             return bool(rt.ifindex)
         ifname, inst = rt.inst.interface or "", rt.inst
         link = self._link_by_name(ifname)
@@ -9302,7 +9418,27 @@ class Daemon:
         members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
         if rt not in members:
             members.append(rt)
+        self._interface_settings(rt, vsock.sock)
         return True
+
+    def _interface_settings(self, rt: InstanceRuntime, sock: socket.socket) -> None:
+        """kernel_rx_buf_size (added to the receive buffer of the socket the instances share) and
+        promote_secondaries (net.ipv4.conf.IF.promote_secondaries=1, put back at exit if we set it)."""
+        inst = rt.inst
+        if inst.kernel_rx_buf_size:
+            sharing = [r for r in self.runtimes if r is not rt] + [rt]
+            extra = sum(r.inst.kernel_rx_buf_size for r in sharing if r.inst.interface == inst.interface
+                        and instance_family(r.inst) == instance_family(inst))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, (1 << 20) + extra)  # SO_RCVBUFFORCE
+                log.info("(%s) receive buffer on %s is now %d bytes (kernel_rx_buf_size)", inst.name, inst.interface,
+                         sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+            except OSError as exc:
+                log.warning("(%s) kernel_rx_buf_size: %s", inst.name, exc)
+        if inst.promote_secondaries and instance_family(inst) == 4 and inst.interface:
+            path = f"/proc/sys/net/ipv4/conf/{inst.interface}/promote_secondaries"
+            if _read_sysctl(path) == "0" and _write_sysctl(path, "1"):
+                self._promoted.add(inst.interface)
 
     def _detach_interface(self, rt: InstanceRuntime) -> None:
         """The instance's interface was deleted: close its socket (bound to the old interface index)."""
@@ -9398,9 +9534,11 @@ class Daemon:
         if rt.unicast:
             rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
         else:
-            rt.targets = [(g.vrrp_mcast_group4, VRRP_TTL)]
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 4 \
+                else g.vrrp_mcast_group4
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
             if rt.vsock is not None:
-                rt.vsock.join(g.vrrp_mcast_group4)
+                rt.vsock.join(group)  # type: ignore[arg-type]
         rt.src = self._source_address(rt)
         rt.machine.primary_ip = rt.src
 
@@ -9478,6 +9616,9 @@ class Daemon:
         return self.exit_code
 
     def close(self) -> None:
+        for ifname in self._promoted:
+            _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
+        self._promoted.clear()
         for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
             sock.close()
         self.beyond.close()
@@ -9561,7 +9702,7 @@ class Daemon:
         m = rt.machine
         for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                      "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                     "higher_prio_send_advert"):
+                     "higher_prio_send_advert", "down_timer_adverts"):
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
@@ -10023,7 +10164,7 @@ class Daemon:
             return
         if unicast:
             peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
-            if peer is None and self.g.vrrp_check_unicast_src:
+            if peer is None and (self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src):
                 self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
                 return
             if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
@@ -10076,6 +10217,14 @@ class Daemon:
             parts.append(("interface", f"{inst.interface} down", 0, True))
         if rt.src is None and not rt.unicast:
             parts.append(("interface", f"{inst.interface} has no IPv4 address", 0, True))
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            # keepalived: "Cannot use unicast without any peers - going to fault state"
+            parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
+        configured = inst.unicast_src_ip or inst.mcast_src_ip
+        if inst.track_src_ip and configured is not None and rt.ifindex and not any(
+                a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
+            # track_src_ip: the configured source address is not on the interface
+            parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
         if self.beyond.group_fault(rt):
             parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
@@ -10098,12 +10247,13 @@ class Daemon:
         for rt in self.runtimes:
             if rt.machine.state in (State.STOP, State.INIT):
                 continue
-            old = rt.machine.effective_priority
             delta, fault = self._adjustment(rt)
+            before = rt.machine.effective_priority
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
-            if rt.machine.effective_priority != old:
+            if rt.machine.effective_priority != before:
+                self._safe(self.notifier.vrrp_priority_change, rt.inst, rt.machine.state, rt.machine.effective_priority)
                 self._publish({"type": "priority", "time": time.time(), "instance": rt.inst.name,
-                               "from": old, "to": rt.machine.effective_priority,
+                               "from": before, "to": rt.machine.effective_priority,
                                "detail": self._causes(rt, lambda d, f: d != 0)})
             self._apply(rt, rt.machine.set_fault(now, fault))
 
@@ -10175,9 +10325,11 @@ class Daemon:
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
                 changed = self._refresh_sources() or changed
             else:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
                 self._vip_deleted(obj)
                 changed = self._refresh_sources() or changed
@@ -10427,8 +10579,10 @@ class BeyondIPv4:
         if rt.unicast:
             rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
         else:
-            rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
-            vsock.join(d.g.vrrp_mcast_group6)
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 6 \
+                else d.g.vrrp_mcast_group6
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
+            vsock.join(group)  # type: ignore[arg-type]
         rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
 
@@ -10594,7 +10748,8 @@ class BeyondIPv4:
         if not unicast and hoplimit != VRRP_TTL:
             d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
             return
-        if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
+        if unicast and (d.g.vrrp_check_unicast_src or rt.inst.check_unicast_src) \
+                and src not in [p.address for p in rt.inst.unicast_peer]:
             d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
             return
         if rt.hmac is not None:
