@@ -9811,10 +9811,15 @@ class Daemon:
             rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
-        rt.timer = None
+        timer, rt.timer = rt.timer, None
         if self.beyond.hold_master(rt):
             return
-        actions = rt.machine.on_timer(self.loop.time())
+        now = self.loop.time()
+        if timer is not None and 0.0 <= now - timer.when < rt.machine.advert_int:
+            # served late, behind other instances due at the same moment: the machine acts at the deadline,
+            # so instances that fell due together stay due together and share one wake-up
+            now = timer.when
+        actions = rt.machine.on_timer(now)
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
             # the steady MASTER case, a few hundred times a second with many instances
             self._send_advert(rt, actions[0].priority)
@@ -9915,7 +9920,8 @@ class Daemon:
             for rule in inst.virtual_rules:
                 if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
                     rt.rules_set.append(rule)
-            self._watch_routes()
+            if rt.routes_set or rt.rules_set:
+                self._watch_routes()
             return
         for rule in rt.rules_set:
             self._rule_op(name, rule, add=False)
@@ -10312,8 +10318,24 @@ class Daemon:
             self.addrs = self.rtnl.addresses()
             changed = True
         links_changed = changed
+        track_src: Optional[bool] = None  # does any instance track its source address (asked once per read)
+        addrs: Optional[Dict[Tuple[int, Any], AddrInfo]] = None  # self.addrs by (index, address) while reading
         for rtype, obj in events:
-            if isinstance(obj, LinkInfo):
+            if isinstance(obj, AddrInfo) and rtype in (RTM_NEWADDR, RTM_DELADDR):
+                # a takeover of many instances brings one event per VIP: no pass over every instance per event
+                if track_src is None:
+                    track_src = any(rt.inst.track_src_ip for rt in self.runtimes)
+                if addrs is None:
+                    addrs = {(a.index, a.address): a for a in self.addrs}
+                changed = changed or track_src
+                addrs.pop((obj.index, obj.address), None)
+                if rtype == RTM_NEWADDR:
+                    addrs[(obj.index, obj.address)] = obj
+                self.addrs = list(addrs.values())
+                if rtype == RTM_DELADDR:
+                    self._vip_deleted(obj)
+                changed = self._refresh_sources() or changed
+            elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
                     changed = self.links.pop(obj.index, None) is not None or changed
                 else:
@@ -10324,15 +10346,6 @@ class Daemon:
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
-            elif rtype == RTM_NEWADDR:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
-                changed = self._refresh_sources() or changed
-            else:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
-                self._vip_deleted(obj)
-                changed = self._refresh_sources() or changed
         if links_changed and not self.stopping:
             changed = self._follow_interfaces() or changed
         if changed and not self.stopping:
@@ -10346,7 +10359,8 @@ class Daemon:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
-        self._update_own_sources()
+        if changed:
+            self._update_own_sources()
         return changed
 
     def _vip_deleted(self, addr: AddrInfo) -> None:
