@@ -4597,8 +4597,10 @@ def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) 
         pass  # an older kernel: only an optimisation is lost
 
 
-def kernel_holds_packets(sock: socket.socket) -> bool:
+def kernel_holds_packets(sock: Optional[socket.socket]) -> bool:
     """True while the kernel holds an unread datagram for `sock` (a peek that takes nothing)."""
+    if sock is None:
+        return False
     try:
         sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except OSError:
@@ -7599,7 +7601,7 @@ class Daemon:
         self.beyond.update_rx_filters()
 
     def _tune_rx_socket(self, vsock: Any, family: int, rts: List[InstanceRuntime]) -> None:
-        if not rts:
+        if not rts or not isinstance(vsock, _RxSocket):
             return
         vrids = None if self.g.log_unknown_vrids else [rt.machine.vrid for rt in rts]
         self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids))
