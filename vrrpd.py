@@ -26,20 +26,17 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import errno
 import gc
 import glob
 import heapq
-import hmac
 import ipaddress
 import logging
 import os
 import random
 import re
 import selectors
-import shutil
 import signal
 import socket
 import stat
@@ -48,8 +45,9 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
 
 __version__ = "0.1.0"
 PROG = "vrrpd"
@@ -67,6 +65,170 @@ VRRP_TTL = 255
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+# -- Python's standard library on a minimal host ------------------------------------------------
+# The daemon and --check run on Debian's python3-minimal (the files of libpython3.11-minimal): no
+# dataclasses, difflib, hmac, json, shutil, queue, smtplib there. What needs more is imported only
+# when configured, through need_module(), which names the package that has it.
+
+STDLIB_PACKAGE_HINT = "Debian/Ubuntu: apt install libpython3-stdlib"
+SMTP_MODULES = ("queue", "hmac", "smtplib")  # what e-mail alerts need beyond python3-minimal (smtplib needs hmac)
+
+
+class MissingModuleError(ImportError):
+    """A configured feature needs a standard-library module this Python does not have."""
+
+
+def need_module(name: str, feature: str) -> Any:
+    """Import `name` for `feature`, or raise MissingModuleError saying what is missing and where it is."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or name
+        raise MissingModuleError(f"{feature} needs the Python module {missing}, which this Python lacks "
+                                 f"({STDLIB_PACKAGE_HINT})") from None
+
+
+def module_available(name: str) -> bool:
+    """True if `name` (and the modules it imports at once) can be imported; nothing is kept loaded."""
+    if sys.modules.get(name) is not None:
+        return True
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def close_matches(word: str, choices: Any, n: int = 1, cutoff: float = 0.6) -> List[str]:
+    """difflib.get_close_matches (for "did you mean"), or nothing where difflib is missing."""
+    try:
+        import difflib
+    except ImportError:
+        return []
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+
+
+def which(program: str) -> Optional[str]:
+    """shutil.which(program) without shutil: the first executable file named `program` in $PATH."""
+    if "/" in program:
+        return program if os.path.isfile(program) and os.access(program, os.X_OK) else None
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", program)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+_NO_DEFAULT = object()
+
+
+class _SmallField:
+    __slots__ = ("default", "default_factory", "compare", "repr")
+
+    def __init__(self, default: Any, default_factory: Any, compare: bool, repr: bool):  # noqa: A002
+        self.default, self.default_factory, self.compare, self.repr = default, default_factory, compare, repr
+
+
+def small_field(*, default: Any = _NO_DEFAULT, default_factory: Any = _NO_DEFAULT, compare: bool = True,
+                repr: bool = True) -> Any:  # noqa: A002
+    """dataclasses.field(default=..., default_factory=..., compare=..., repr=...) for small_dataclass."""
+    return _SmallField(default, default_factory, compare, repr)
+
+
+def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
+    """The part of @dataclasses.dataclass vrrpd uses, for a Python without dataclasses: __init__ from the
+    annotations (defaults, field(...)), __repr__, __eq__, and __hash__ = None, or with frozen=True no
+    assignment and a hash of the fields."""
+    if cls is None:
+        return lambda klass: small_dataclass(klass, frozen=frozen)
+    fields: Dict[str, _SmallField] = {}
+    for base in reversed(cls.__mro__[1:]):
+        fields.update(getattr(base, "_small_fields", {}))
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
+            continue
+        value = cls.__dict__.get(name, _NO_DEFAULT)
+        if isinstance(value, _SmallField):
+            if value.default is _NO_DEFAULT:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value.default)
+        else:
+            value = _SmallField(value, _NO_DEFAULT, True, True)
+        fields[name] = value
+    params, body = [], []
+    scope: Dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_set": object.__setattr__}
+    for name, f in fields.items():
+        value = name
+        if f.default_factory is not _NO_DEFAULT:
+            scope[f"_f_{name}"] = f.default_factory
+            params.append(f"{name}=_NO_DEFAULT")
+            value = f"_f_{name}() if {name} is _NO_DEFAULT else {name}"
+        elif f.default is not _NO_DEFAULT:
+            scope[f"_d_{name}"] = f.default
+            params.append(f"{name}=_d_{name}")
+        else:
+            params.append(name)
+        body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass"), scope)
+    cls.__init__ = scope["__init__"]
+    cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    shown = [n for n, f in fields.items() if f.repr]
+    compared = [n for n, f in fields.items() if f.compare]
+
+    def __repr__(self: Any) -> str:
+        return f"{type(self).__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in shown) + ")"
+
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return tuple(getattr(self, n) for n in compared) == tuple(getattr(other, n) for n in compared)
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __hash__(self: Any) -> int:
+        return hash(tuple(getattr(self, n) for n in compared))
+
+    cls._small_fields = fields
+    cls.__repr__ = __repr__
+    cls.__eq__ = __eq__
+    if frozen:
+        cls.__setattr__ = __setattr__
+        cls.__delattr__ = __setattr__
+        cls.__hash__ = __hash__
+    elif "__hash__" not in cls.__dict__:
+        cls.__hash__ = None
+    return cls
+
+
+def small_replace(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace for small_dataclass."""
+    values = {name: getattr(obj, name) for name in type(obj)._small_fields}
+    values.update(changes)
+    return type(obj)(**values)
+
+
+def small_asdict(obj: Any) -> Any:
+    """dataclasses.asdict for small_dataclass: the model as plain dicts, lists and values."""
+    fields = getattr(type(obj), "_small_fields", None)
+    if fields is not None:
+        return {name: small_asdict(getattr(obj, name)) for name in fields}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(small_asdict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {small_asdict(k): small_asdict(v) for k, v in obj.items()}
+    return obj
+
+
+# Our own also where the full standard library is there: dataclasses imports inspect (ast, dis, tokenize),
+# a megabyte of the daemon's memory, and python3-minimal does not have it.
+dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace
 
 
 class State(enum.Enum):
@@ -194,11 +356,22 @@ class GlobalDefs:
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
     log_unknown_vrids: bool = False  # also: the kernel filter keeps adverts of VRIDs no instance has
+    vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
     v3_checksum_as_v2: bool = False
     script_user: Optional[str] = None
     script_group: Optional[str] = None
     enable_script_security: bool = False
+    default_interface: str = "eth0"  # static_ipaddress without `dev`
+    # vrrpd always follows interfaces created, deleted and re-created after it started (keepalived only with this)
+    dynamic_interfaces: bool = False
+    # several daemons on one host: `instance NAME` and `net_namespace NAME` name the runtime files
+    instance_name: Optional[str] = None
+    net_namespace: Optional[str] = None
+    use_pid_dir: bool = False
+    data_use_instance: bool = False
+    iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
+    iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
     vrrp_notify_fifo: Optional[str] = None
     lvs_notify_fifo: Optional[str] = None
@@ -245,6 +418,105 @@ class UnicastPeer:
 
 
 @dataclass
+class Nexthop:
+    """One `nexthop` of a multipath route (keepalived's nexthop_t)."""
+
+    via: Optional[IPAddress] = None
+    dev: Optional[str] = None
+    weight: int = 1
+    onlink: bool = False
+    realms: Optional[int] = None
+
+
+@dataclass
+class Route:
+    """One line of `virtual_routes` / `static_routes`, typed (keepalived's ip_route_t).
+
+    Equality ignores where the line was written: a reload compares routes by what reaches the kernel."""
+
+    family: int = 4
+    dst: Optional[IPInterface] = None  # host bits kept, as keepalived keeps them
+    type: int = 1  # RTN_UNICAST
+    type_given: bool = False
+    table: int = 254  # RT_TABLE_MAIN
+    protocol: int = 18  # RTPROT_KEEPALIVED
+    scope: int = 0
+    scope_given: bool = False
+    src: Optional[IPInterface] = None  # `from PREFIX` (IPv6 source-specific route)
+    prefsrc: Optional[IPAddress] = None  # `src ADDR`
+    via: Optional[IPAddress] = None
+    dev: Optional[str] = None
+    metric: Optional[int] = None
+    tos: Optional[int] = None
+    onlink: bool = False
+    metrics: Dict[int, int] = field(default_factory=dict)  # RTAX_* -> value (RTAX_LOCK is a bit mask)
+    congctl: Optional[str] = None
+    realms: Optional[int] = None
+    expires: Optional[int] = None
+    pref: Optional[int] = None
+    ttl_propagate: Optional[int] = None
+    nexthops: List[Nexthop] = field(default_factory=list)
+    mode: str = "prepend"  # add / prepend / append: NLM_F_EXCL / - / NLM_F_APPEND
+    no_track: bool = False
+    track_group: Optional[str] = None
+    text: str = field(default="", compare=False)
+    file: str = field(default="", compare=False, repr=False)
+    line: int = field(default=0, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class Rule:
+    """One line of `virtual_rules` / `static_rules`, typed (keepalived's ip_rule_t)."""
+
+    family: int = 4
+    src: Optional[IPInterface] = None  # from
+    dst: Optional[IPInterface] = None  # to
+    invert: bool = False
+    priority: Optional[int] = None
+    action: int = 0  # FR_ACT_*
+    table: int = 0
+    goto: Optional[int] = None
+    l3mdev: bool = False
+    tos: int = 0
+    fwmark: Optional[int] = None
+    fwmask: Optional[int] = None
+    realms: Optional[int] = None
+    suppress_prefixlen: Optional[int] = None
+    suppress_ifgroup: Optional[int] = None
+    iif: Optional[str] = None
+    oif: Optional[str] = None
+    tun_id: Optional[int] = None
+    uidrange: Optional[Tuple[int, int]] = None
+    protocol: Optional[int] = None
+    ipproto: Optional[int] = None
+    sport: Optional[Tuple[int, int]] = None
+    dport: Optional[Tuple[int, int]] = None
+    no_track: bool = False
+    track_group: Optional[str] = None
+    text: str = field(default="", compare=False)
+    file: str = field(default="", compare=False, repr=False)
+    line: int = field(default=0, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class AuthHmacConfig:
+    """keepalived 2.4's `auth_hmac { ... }` of a vrrp_instance: HMAC-SHA256 trailers on adverts."""
+
+    keys: Dict[int, bytes] = field(default_factory=dict)  # key id 1..255 -> 32..64 key bytes
+    active_key: int = 0  # 0: unset, which disables the extension
+    anti_replay: str = "time"  # time | monotonic
+    time_window: Optional[int] = None  # None: max(3 x advert_int in whole seconds, 5), at most 300
+    mode: str = "enforce"  # enforce | permissive | receive-only
+    line: int = 0
+
+
+@dataclass
 class VrrpInstance:
     name: str
     file: str = ""
@@ -259,14 +531,18 @@ class VrrpInstance:
     auth_pass: bytes = b""  # already truncated to 8 bytes
     virtual_ipaddress: List[VirtualIP] = field(default_factory=list)
     virtual_ipaddress_excluded: List[VirtualIP] = field(default_factory=list)
+    virtual_routes: List[Route] = field(default_factory=list)  # installed while MASTER
+    virtual_rules: List[Rule] = field(default_factory=list)
     track_interface: List[TrackRef] = field(default_factory=list)
     track_script: List[TrackRef] = field(default_factory=list)
     track_file: List[TrackRef] = field(default_factory=list)
     track_process: List[TrackRef] = field(default_factory=list)
+    track_bfd: List[TrackRef] = field(default_factory=list)
     unicast_src_ip: Optional[IPAddress] = None
     unicast_peer: List[UnicastPeer] = field(default_factory=list)
     unicast_ttl: int = 255
     mcast_src_ip: Optional[IPAddress] = None
+    mcast_dst_ip: Optional[IPAddress] = None  # None: the global vrrp_mcast_group4/6
     nopreempt: bool = False
     preempt_delay: float = 0.0
     notify_master: Optional[Command] = None
@@ -293,8 +569,16 @@ class VrrpInstance:
     lower_prio_no_advert: Optional[bool] = None
     higher_prio_send_advert: Optional[bool] = None
     dont_track_primary: bool = False
+    down_timer_adverts: Optional[int] = None  # None: global vrrp_down_timer_adverts (3)
+    check_unicast_src: bool = False
+    promote_secondaries: bool = False
+    kernel_rx_buf_size: int = 0
+    track_src_ip: bool = False
+    unicast_fault_no_peer: bool = False
+    no_virtual_ipaddress: bool = False
+    notify_priority_changes: Optional[bool] = None  # None: the sync group's, else vrrp_notify_priority_changes
     v3_checksum_as_v2: Optional[bool] = None
-    kernel_rx_buf_size: int = 0  # bytes this instance adds to its socket's receive buffer (0: vrrpd's default)
+    auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
 
     @property
@@ -303,6 +587,35 @@ class VrrpInstance:
         if self.virtual_ipaddress:
             return self.virtual_ipaddress[0].address.version
         return 4
+
+
+@dataclass
+class BfdInstance:
+    """A `bfd_instance NAME { ... }`: one BFD session (RFC 5880) with a neighbour; times in milliseconds."""
+
+    name: str
+    file: str = ""
+    line: int = 0
+    neighbor_ip: Optional[IPAddress] = None
+    source_ip: Optional[IPAddress] = None
+    min_rx: float = 10.0  # Required Min RX Interval
+    min_tx: float = 10.0  # Desired Min TX Interval while Up
+    idle_tx: float = 1000.0  # Desired Min TX Interval while not Up (RFC 5880's slow rate)
+    multiplier: int = 5
+    passive: bool = False
+    ttl: Optional[int] = None  # outgoing TTL/hop limit; None: 255 for IPv4, 64 for IPv6 (keepalived)
+    max_hops: int = 0  # accept rx_ttl + max_hops >= ttl; 255 disables the check
+    multihop: bool = False  # UDP 4784 (RFC 5883) instead of 3784
+    weight: int = 0  # the default weight of track_bfd
+    weight_reverse: bool = False
+    to_vrrp: bool = True  # keepalived's `vrrp` / `checker`: who hears its events (both unless one is named)
+    to_checker: bool = True
+
+    @property
+    def out_ttl(self) -> int:
+        if self.ttl is not None:
+            return self.ttl
+        return 64 if self.neighbor_ip is not None and self.neighbor_ip.version == 6 else 255
 
 
 @dataclass
@@ -359,12 +672,14 @@ class SyncGroup:
     track_script: List[TrackRef] = field(default_factory=list)
     track_file: List[TrackRef] = field(default_factory=list)
     track_process: List[TrackRef] = field(default_factory=list)
+    track_bfd: List[TrackRef] = field(default_factory=list)
     notify_master: Optional[Command] = None
     notify_backup: Optional[Command] = None
     notify_fault: Optional[Command] = None
     notify_stop: Optional[Command] = None
     notify: Optional[Command] = None
     smtp_alert: Optional[bool] = None
+    notify_priority_changes: Optional[bool] = None
 
 
 @dataclass
@@ -408,6 +723,8 @@ class Checker:
     # DNS_CHECK
     dns_type: str = "SOA"
     dns_name: str = "."
+    # BFD_CHECK: the bfd_instance whose session decides
+    bfd_name: Optional[str] = None
 
 
 @dataclass
@@ -509,10 +826,16 @@ class Config:
     vrrp_scripts: Dict[str, VrrpScript] = field(default_factory=dict)
     track_files: Dict[str, TrackFile] = field(default_factory=dict)
     track_processes: Dict[str, TrackProcess] = field(default_factory=dict)
+    bfd_instances: Dict[str, BfdInstance] = field(default_factory=dict)
     sync_groups: List[SyncGroup] = field(default_factory=list)
     virtual_server_groups: Dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: List[VirtualServer] = field(default_factory=list)
+    # installed at start whatever the VRRP states, removed at stop
+    static_ipaddress: List[VirtualIP] = field(default_factory=list)
+    static_routes: List[Route] = field(default_factory=list)
+    static_rules: List[Rule] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
+    config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
     accepted_only: List[str] = field(default_factory=list)
 
@@ -551,14 +874,18 @@ class Token:
 _WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"(?:[^"\\]|\\.)*(?:"|\\?$))+)""")
 _QUOTE_RE = re.compile(r'\\.|"')
 _PARAM_DEF_RE = re.compile(r"\s*\$([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-_PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# `${NAME}`, `${NAME ARGS}` (builtins such as `${_RANDOM 1 9}`), or `$NAME` ending at a blank, ',', ')' or
+# the end of the line (keepalived leaves `$NAME.x` alone)
+_PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?:[ \t]+[^}]*)?)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=[ \t,)]|$)")
+_REPEAT_RE = re.compile(r"~(SEQx|SEQ|LST)[ \t]*\(([^)]*)\)(.*)$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+_MAX_REPEAT = 100000
 _SLOW_CHARS_RE = re.compile(r'["\\!#]')
 _INCLUDE_WORDS = frozenset(("include", "includer", "includem", "includew", "includeb", "includea"))
 _MAX_INCLUDE_DEPTH = 32
 _MAX_FILE_SIZE = 64 << 20
 _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
-_PARAM_ENV_RE = re.compile(r"\$\{_ENV\s+([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _expand_braces(pattern: str) -> List[str]:
@@ -632,46 +959,26 @@ class _Lexer:
         if "\r" in text:
             lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
         # features absent from the whole text cost nothing per line
-        has_backslash, has_dollar = "\\" in text, "$" in text
-        has_at, has_include = "@" in text, "include" in text
+        has_backslash = "\\" in text
+        special = "$" in text or "@" in text or "include" in text or "~" in text
         slow_chars = _SLOW_CHARS_RE.search
         tokens = self.tokens
+        src = _SourceLines(lines)
         n = len(lines)
-        i = 0
-        while i < n:
-            line = lines[i]
-            i += 1
-            line_no = i
-            # line continuation: a trailing backslash joins the next line (not inside comments)
-            if has_backslash:
-                while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
-                    line = line[:-1] + " " + lines[i]
-                    i += 1
-            if has_dollar and "$" in line:
-                m = _PARAM_DEF_RE.match(line)
-                if m:
-                    self.params[m.group(1)] = _strip_comment(m.group(2)).strip()
-                    continue
-                if self.params or "${_" in line:
-                    line = self.substitute(line, file, line_no)
-            if has_at or has_include:
-                stripped = line.lstrip()
-                if not stripped:
-                    continue
-                if stripped[0] == "@":
-                    cond, rest = (stripped[1:].split(None, 1) + [""])[:2]
-                    keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
-                    if not keep:
-                        continue
-                    line = stripped = rest.lstrip()
-                    if not stripped:
-                        continue
-                first = stripped.split(None, 1)[0]
-                if first in _INCLUDE_WORDS:
-                    self.lid += 1
-                    self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
-                    continue
-            if slow_chars(line) is None:
+        while src.i < n:
+            line = lines[src.i]
+            src.i += 1
+            line_no = src.i
+            # vrrpd extension: a trailing backslash joins the next line (not in comments, and not in a
+            # parameter definition, where keepalived's own multi-line form applies)
+            if has_backslash and line.endswith("\\") and not _is_comment_line(line) \
+                    and not _PARAM_DEF_RE.match(_strip_condition(line)):
+                while line.endswith("\\") and not line.endswith("\\\\") and src.i < n:
+                    line = line[:-1] + " " + lines[src.i]
+                    src.i += 1
+            if special:
+                self.logical(line, file, line_no, src, 0)
+            elif slow_chars(line) is None:
                 if "{" in line or "}" in line:
                     line = line.replace("{", " { ").replace("}", " } ")
                 words = line.split()
@@ -683,31 +990,146 @@ class _Lexer:
                 self.lid += 1
                 tokens.extend(self.split_line(line, file, line_no))
 
-    def substitute(self, line: str, file: str, line_no: int) -> str:
-        """Replace `$NAME` and `${NAME}` (recursively); unknown names stay as written."""
+    def logical(self, line: str, file: str, line_no: int, src: Optional[_SourceLines], depth: int) -> None:
+        """One line as keepalived's read_line sees it: `@ID` condition first, then a `$NAME=` definition,
+        then `~SEQ`/`~LST` repetition, then `$NAME` substitution (whose result is read again), then include."""
+        stripped = line.lstrip()
+        if not stripped or stripped[0] in "!#":
+            return
+        if depth > _MAX_SUBSTITUTIONS or len(stripped) > 1_000_000:
+            self.error(file, line_no, "parameter substitution does not terminate (a $NAME refers to itself?)")
+            return
+        if stripped[0] == "@":
+            cond, rest = (stripped[1:].split(None, 1) + [""])[:2]
+            keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
+            if not keep:
+                return
+            stripped = rest.lstrip()
+            if not stripped or stripped[0] in "!#":
+                return
+        if stripped[0] == "$":
+            m = _PARAM_DEF_RE.match(stripped)
+            if m:
+                self.define(m.group(1), _strip_comment(m.group(2)).strip(), src)
+                return
+        if stripped[0] == "~" and stripped[1:4] in ("SEQ", "LST"):
+            self.repeat(stripped, file, line_no, src, depth)
+            return
+        if "$" in stripped and (self.params or "$_" in stripped or "${_" in stripped):
+            new, more = self.substitute(stripped, file, line_no)
+            if new != stripped or more:
+                self.logical(new, file, line_no, src, depth + 1)
+                for extra in more:
+                    self.logical(extra, file, line_no, src, depth + 1)
+                return
+        first = stripped.split(None, 1)[0]
+        if first in _INCLUDE_WORDS:
+            self.lid += 1
+            self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
+            return
+        self.emit(stripped, file, line_no)
+
+    def emit(self, line: str, file: str, line_no: int) -> None:
+        """The tokens of one logical line (plain lines take the fast path)."""
+        if _SLOW_CHARS_RE.search(line) is None:
+            if "{" in line or "}" in line:
+                line = line.replace("{", " { ").replace("}", " } ")
+            words = line.split()
+            if words:
+                self.lid += 1
+                lid = self.lid
+                self.tokens.extend([Token(w, file, line_no, lid) for w in words])
+        else:
+            self.lid += 1
+            self.tokens.extend(self.split_line(line, file, line_no))
+
+    def define(self, name: str, value: str, src: Optional[_SourceLines]) -> None:
+        """`$NAME=VALUE`; a value ending in `\\` continues on the next lines (each ending in `\\` but
+        the last, or up to a blank line), and its use then expands to those lines."""
+        if not value.endswith("\\") or src is None:
+            self.params[name] = value
+            return
+        parts = [value[:-1].rstrip()] if value[:-1].strip() else []
+        while src.i < len(src.lines):
+            text = _strip_comment(src.lines[src.i]).strip()
+            src.i += 1
+            if not text:
+                break
+            if text.endswith("\\"):
+                body = text[:-1].rstrip()
+                if body:
+                    parts.append(body)
+                continue
+            parts.append(text)
+            break
+        self.params[name] = parts if parts else ""
+
+    def substitute(self, line: str, file: str, line_no: int) -> Tuple[str, List[str]]:
+        """One pass of `$NAME` / `${NAME}` replacement; unknown names stay as written. A multi-line
+        parameter at the end of the line gives its first line here and the others as extra lines."""
         params = self.params
+        more: List[str] = []
 
         def repl(m: re.Match) -> str:
-            name = m.group(1) or m.group(2)
-            if name in params:
-                return params[name]
-            if name in _BUILTIN_PARAMS:
-                return _BUILTIN_PARAMS[name]
-            if name == "_PWD":
-                return os.path.dirname(os.path.abspath(file))
-            return m.group(0)
+            name, args = m.group(1) or m.group(3), m.group(2)
+            value = params.get(name)
+            if value is None:
+                return self.builtin(name, args, file, line_no, m.group(0))
+            if args:
+                return m.group(0)  # a user parameter takes no arguments
+            if isinstance(value, list):
+                if m.end() != len(line.rstrip()) or more:
+                    return m.group(0)  # keepalived expands a multi-line parameter only at the line's end
+                more.extend(value[1:])
+                return value[0] if value else ""
+            return value
 
-        if "${_ENV" in line:  # ${_ENV NAME}: the daemon's environment variable, as keepalived has it
-            line = _PARAM_ENV_RE.sub(lambda m: os.environ.get(m.group(1), ""), line)
-        for _ in range(_MAX_SUBSTITUTIONS):
-            new = _PARAM_USE_RE.sub(repl, line)
-            if new == line:
-                return new
-            line = new
-            if len(line) > 1_000_000:
-                break
-        self.error(file, line_no, "parameter substitution does not terminate (a $NAME refers to itself?)")
-        return line
+        return _PARAM_USE_RE.sub(repl, line), more
+
+    def builtin(self, name: str, arg: Optional[str], file: str, line_no: int, text: str) -> str:
+        """keepalived's standard parameters: _PWD, _INSTANCE, _RANDOM [MIN [MAX]], _ENV NAME, _HASH, _BANG."""
+        if name in _BUILTIN_PARAMS and not arg:
+            return _BUILTIN_PARAMS[name]
+        if name == "_PWD" and not arg:
+            return os.path.dirname(os.path.abspath(file))
+        if name == "_INSTANCE" and not arg:
+            return self.config_id
+        if name == "_ENV" and arg:
+            return os.environ.get(arg.strip(), "")
+        if name == "_RANDOM":
+            words = (arg or "").split()
+            if not all(w.isdigit() for w in words) or len(words) > 2:
+                self.warning(file, line_no, f"'{text}': _RANDOM takes at most two numbers, MIN and MAX")
+                words = [w for w in words if w.isdigit()][:2]
+            lo = int(words[0]) if words else 0
+            hi = int(words[1]) if len(words) > 1 else 32767
+            if hi < lo:
+                self.warning(file, line_no, f"'{text}': MAX is below MIN; using {lo}")
+                hi = lo
+            return str(random.randint(lo, hi))
+        return text
+
+    def repeat(self, line: str, file: str, line_no: int, src: Optional[_SourceLines], depth: int) -> None:
+        """`~SEQ(VAR, [START, [STEP,]] END) TEXT`, `~SEQx(...)` (hex) and `~LST(VAR, V1, V2...)` /
+        `~LST({A,B}, {1,2}, {3,4}) TEXT`: TEXT is read once per value, with $VAR set to it."""
+        close = line.find(")")
+        m = _REPEAT_RE.match(line)
+        if m is None or close < 0:
+            self.error(file, line_no, f"invalid {line[:4]} specification '{_short(line)}'",
+                       "~SEQ(VAR, START, STEP, END) TEXT or ~LST(VAR, V1, V2, ...) TEXT")
+            return
+        kind, inner, text = m.group(1), m.group(2), m.group(3).strip()
+        if "$" in inner:
+            inner = self.substitute(inner, file, line_no)[0]
+        try:
+            sets = _seq_values(kind, inner) if kind != "LST" else _lst_values(inner)
+        except _Invalid as exc:
+            self.error(file, line_no, f"{exc} in '{_short(line)}'",
+                       "~SEQ(VAR, START, STEP, END) TEXT or ~LST(VAR, V1, V2, ...) TEXT")
+            return
+        for values in sets:  # as in keepalived, VAR keeps its last value afterwards
+            self.params.update(values)
+            self.logical(text, file, line_no, src, depth + 1)
 
     def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
         """Words of a line with quotes, escapes or comments (the simple lines never get here)."""
@@ -756,6 +1178,93 @@ class _Lexer:
                 continue
             for path in matched:
                 self.read_file(path, file, line_no)
+
+
+class _SourceLines:
+    """The lines of one file and the index of the next one to read (multi-line definitions read ahead)."""
+
+    __slots__ = ("lines", "i")
+
+    def __init__(self, lines: List[str]):
+        self.lines = lines
+        self.i = 0
+
+
+def _strip_condition(line: str) -> str:
+    """A line without its leading blanks and `@ID ` prefix."""
+    s = line.lstrip()
+    if s.startswith("@"):
+        s = (s.split(None, 1) + [""])[1]
+    return s
+
+
+def _strtol(text: str) -> int:
+    """A number as C's strtol(.., 0) reads it: 0x hex, leading 0 octal, else decimal."""
+    t = text.strip()
+    sign = -1 if t.startswith("-") else 1
+    t = t.lstrip("+-")
+    try:
+        if t[:2].lower() == "0x":
+            return sign * int(t[2:], 16)
+        if len(t) > 1 and t[0] == "0":
+            return sign * int(t[1:], 8)
+        return sign * int(t, 10)
+    except ValueError:
+        raise _Invalid(f"'{text.strip()}' is not a number") from None
+
+
+def _seq_values(kind: str, inner: str) -> List[Dict[str, str]]:
+    """The values of `~SEQ(VAR, [START, [STEP,]] END)` as keepalived counts them."""
+    parts = [p.strip() for p in inner.split(",")]
+    var = parts[0]
+    if not _NAME_RE.match(var) or not 2 <= len(parts) <= 4:
+        raise _Invalid(f"invalid ~{kind} definition")
+    nums = [_strtol(p) for p in parts[1:]]
+    if len(nums) == 1:
+        end = nums[0]
+        step, start = (-1 if end < 1 else 1), (-1 if end < 0 else 1)
+    elif len(nums) == 2:
+        start, end = nums
+        step = 1 if start <= end else -1
+    else:
+        start, step, end = nums
+        if not step or (start < end and step < 0) or (start > end and step > 0):
+            raise _Invalid(f"invalid ~{kind} values")
+    if kind == "SEQx" and (start < 0 or end < 0):
+        raise _Invalid("~SEQx is only valid for positive numbers")
+    if (end - start) // step + 1 > _MAX_REPEAT:
+        raise _Invalid(f"~{kind} repeats more than {_MAX_REPEAT} times")
+    fmt = "x" if kind == "SEQx" else "d"
+    return [{var: format(v, fmt)} for v in range(start, end + (1 if step > 0 else -1), step)]
+
+
+def _lst_values(inner: str) -> List[Dict[str, str]]:
+    """The value sets of `~LST(VAR, V1, V2...)` or `~LST({A,B}, {1,2}, {3,4})`."""
+    s = inner.strip()
+    if s.startswith("{"):
+        close = s.find("}")
+        if close < 0:
+            raise _Invalid("invalid ~LST definition")
+        names, rest = [n.strip() for n in s[1:close].split(",")], s[close + 1:].lstrip()
+    else:
+        name, sep, rest = s.partition(",")
+        names, rest = [name.strip()], sep + rest
+    if not rest.startswith(",") or not all(_NAME_RE.match(n) for n in names):
+        raise _Invalid("invalid ~LST definition")
+    sets: List[Dict[str, str]] = []
+    for item in re.findall(r"\{[^}]*\}|[^,{}]+", rest[1:]):
+        item = item.strip()
+        if not item:
+            continue
+        values = [v.strip() for v in item[1:-1].split(",")] if item.startswith("{") else [item]
+        if len(values) > len(names):
+            raise _Invalid("~LST specification has too many values")
+        sets.append(dict(zip(names, values + [""] * (len(names) - len(values)))))
+    if not sets:
+        raise _Invalid("invalid ~LST definition")
+    if len(sets) > _MAX_REPEAT:
+        raise _Invalid(f"~LST repeats more than {_MAX_REPEAT} times")
+    return sets
 
 
 def _is_comment_line(line: str) -> bool:
@@ -1039,6 +1548,7 @@ class _Parser:
         self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
+        self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -1172,7 +1682,8 @@ class _Parser:
                     if tok.text == "}":
                         if opener is not None:
                             return
-                        self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
+                        self.warning(tok, "extra '}' at the top level: keepalived ignores it, and so does vrrpd",
+                                     "remove it, or look for a block closed twice")
                     else:
                         self.error(tok, "unexpected '{'", "a block must follow its keyword")
                         self.skip_block(tok)
@@ -1247,7 +1758,7 @@ class _Parser:
             self.warning(tok, f"'{tok.text}' does not belong in {title} (ignored)",
                          f"it belongs in {' / '.join(sorted(set(homes)))}")
         else:
-            close = difflib.get_close_matches(tok.text, list(spec), n=1, cutoff=0.75)
+            close = close_matches(tok.text, list(spec), n=1, cutoff=0.75)
             hint = f"did you mean '{close[0]}'?" if close else ""
             self.warning(tok, f"unknown keyword '{_short(tok.text)}' in {title} (ignored)", hint)
         self.i += 1
@@ -1401,7 +1912,7 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
             opt = opt_tok.text
             k += 1
             if opt not in _VIP_OPTIONS:
-                close = difflib.get_close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
+                close = close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
                 p.warning(opt_tok, f"unknown option '{_short(opt)}' for virtual address {head.text} (ignored)",
                           f"did you mean '{close[0]}'?" if close else "")
                 if k < len(entry) and entry[k].text not in _VIP_OPTIONS:
@@ -1474,6 +1985,545 @@ def _weight_reverse(lo: int, hi: int) -> Handler:
     return handler
 
 
+# -- routes, rules and static addresses (keepalived's vrrp_iproute.c / vrrp_iprule.c grammar) -------
+
+IPROUTE_ETC_DIR = "/etc/iproute2"
+IPROUTE_USR_DIR = "/usr/share/iproute2"
+RTN_TYPES = {"unicast": 1, "local": 2, "broadcast": 3, "brd": 3, "anycast": 4, "multicast": 5, "blackhole": 6,
+             "unreachable": 7, "prohibit": 8, "throw": 9, "nat": 10, "xresolve": 11}
+_RT_BUILTINS: Dict[str, Dict[str, int]] = {
+    "rt_tables": {"default": 253, "main": 254, "local": 255},
+    "rt_scopes": {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255},
+    "rt_protos": {"none": 0, "redirect": 1, "kernel": 2, "boot": 3, "static": 4, "gated": 8, "ra": 9, "mrt": 10,
+                  "zebra": 11, "bird": 12, "dnrouted": 13, "xorp": 14, "ntk": 15, "dhcp": 16, "babel": 42},
+}
+_RT_MAX = {"rt_tables": 0xFFFFFFFF, "rt_realms": 0xFFFF, "group": 0xFFFFFFFF}
+# RTAX_* metrics that take `[lock] N` (u32), and the time-valued ones with their units per second
+_RTAX_PLAIN = {"mtu": 2, "window": 3, "ssthresh": 6, "cwnd": 7, "advmss": 8, "reordering": 9, "hoplimit": 10,
+               "initcwnd": 11, "initrwnd": 14}
+_RTAX_TIME = {"rtt": (4, 8000.0), "rttvar": (5, 4000.0), "rto_min": (13, 1000.0)}
+_RTAX_LOCKABLE = {"mtu", "advmss", "cwnd", "ssthresh", "reordering", "window", "rtt", "rttvar", "rto_min", "congctl"}
+RTAX_LOCK, RTAX_FEATURES, RTAX_QUICKACK, RTAX_CC_ALGO, RTAX_FASTOPEN_NO_COOKIE = 1, 12, 15, 16, 17
+FR_ACT_TO_TBL, FR_ACT_GOTO, FR_ACT_NOP, FR_ACT_BLACKHOLE, FR_ACT_UNREACHABLE, FR_ACT_PROHIBIT = 1, 2, 3, 6, 7, 8
+_RULE_ACTIONS = {"blackhole": FR_ACT_BLACKHOLE, "unreachable": FR_ACT_UNREACHABLE, "prohibit": FR_ACT_PROHIBIT,
+                 "nop": FR_ACT_NOP}
+RULE_START_PRIORITY = 16384
+_rt_names_cache: Dict[Tuple[str, str, str], Dict[str, int]] = {}
+
+
+def rt_names(kind: str, etc_dir: str = IPROUTE_ETC_DIR, usr_dir: str = IPROUTE_USR_DIR) -> Dict[str, int]:
+    """Names of an iproute2 table (`rt_tables`, `rt_protos`...) as keepalived reads them: <etc>/<kind>,
+    else <usr>/<kind>; then <usr>/<kind>.d/*.conf not overridden in <etc>/<kind>.d, then those; built-ins last."""
+    key = (kind, etc_dir, usr_dir)
+    if key in _rt_names_cache:
+        return _rt_names_cache[key]
+    names: Dict[str, int] = {}
+    files = [os.path.join(etc_dir, kind)]
+    if not os.path.exists(files[0]):
+        files = [os.path.join(usr_dir, kind)]
+    etc_d = sorted(glob.glob(os.path.join(etc_dir, kind + ".d", "*.conf")))
+    etc_base = {os.path.basename(f) for f in etc_d}
+    files += [f for f in sorted(glob.glob(os.path.join(usr_dir, kind + ".d", "*.conf")))
+              if os.path.basename(f) not in etc_base] + etc_d
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for text in fh:
+                    words = text.split("#", 1)[0].split()
+                    if len(words) == 2:
+                        try:
+                            names.setdefault(words[1], int(words[0], 0))
+                        except ValueError:
+                            continue
+        except OSError:
+            continue
+    for name, number in _RT_BUILTINS.get(kind, {}).items():
+        names.setdefault(name, number)
+    _rt_names_cache[key] = names
+    return names
+
+
+class _RouteWords:
+    """The words of one route or rule line, read left to right (each keyword takes its argument)."""
+
+    def __init__(self, words: List[str], etc_dir: str, usr_dir: str):
+        self.words = words
+        self.i = 0
+        self.etc_dir, self.usr_dir = etc_dir, usr_dir
+        self.family = 0  # 0 until an address or inet/inet6 says
+        self.warnings: List[str] = []
+
+    def more(self) -> bool:
+        return self.i < len(self.words)
+
+    def next(self) -> str:
+        word = self.words[self.i]
+        self.i += 1
+        return word
+
+    def arg(self, what: str) -> str:
+        if self.i >= len(self.words):
+            raise _Invalid(f"'{what}' needs a value")
+        return self.next()
+
+    def number(self, what: str, hi: int = 0xFFFFFFFF, lo: int = 0) -> int:
+        text = self.arg(what)
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise _Invalid(f"invalid {what} '{text}'") from None
+        if not lo <= value <= hi:
+            raise _Invalid(f"{what} {value} outside [{lo}, {hi}]")
+        return value
+
+    def named(self, what: str, kind: str, numeric_only: bool = False) -> int:
+        text = self.arg(what)
+        try:
+            value = int(text, 0)
+        except ValueError:
+            value = None if numeric_only else rt_names(kind, self.etc_dir, self.usr_dir).get(text)
+            if value is None:
+                where = "" if numeric_only else f" (not a number, nor a name in {self.etc_dir}/{kind})"
+                raise _Invalid(f"invalid {what} '{text}'{where}") from None
+        hi = _RT_MAX.get(kind, 255)
+        if not 0 <= value <= hi:
+            raise _Invalid(f"{what} {value} outside [0, {hi}]")
+        return value
+
+    def set_family(self, family: int, what: str) -> None:
+        if self.family and self.family != family:
+            raise _Invalid(f"cannot mix IPv4 and IPv6 addresses ({what})")
+        self.family = family
+
+    def address(self, what: str, text: Optional[str] = None) -> IPAddress:
+        text = self.arg(what) if text is None else text
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            raise _Invalid(f"invalid {what} address '{text}'") from None
+        self.set_family(addr.version, f"{what} {text}")
+        return addr
+
+    def prefix(self, what: str, text: Optional[str] = None) -> Optional[IPInterface]:
+        """PREFIX[/LEN], or default/any/all (None: /0 of the line's family, decided at the end)."""
+        text = self.arg(what) if text is None else text
+        if text in ("default", "any", "all"):
+            return None
+        if text == "default6":
+            self.warnings.append("'default6' is deprecated; write 'default' with an IPv6 gateway")
+            self.set_family(6, what)
+            return None
+        try:
+            net = ipaddress.ip_interface(text)
+        except ValueError:
+            raise _Invalid(f"invalid {what} '{text}'") from None
+        self.set_family(net.version, f"{what} {text}")
+        return net
+
+    def time_ms(self, what: str) -> float:
+        text = self.arg(what)
+        m = re.match(r"^([0-9]*\.?[0-9]+)(s|sec|secs|ms|msec|msecs)?$", text)
+        if not m:
+            raise _Invalid(f"invalid {what} '{text}'")
+        value = float(m.group(1))
+        return value * 1000.0 if m.group(2) in ("s", "sec", "secs") else value
+
+    def port_range(self, what: str) -> Tuple[int, int]:
+        text = self.arg(what)
+        m = re.match(r"^(\d+)(?:-(\d+))?$", text)
+        if not m:
+            raise _Invalid(f"invalid {what} range '{text}'")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if not 0 <= lo <= hi <= 65535:
+            raise _Invalid(f"invalid {what} range '{text}'")
+        return lo, hi
+
+
+def _default_prefix(family: int) -> IPInterface:
+    return ipaddress.ip_interface("::/0" if family == 6 else "0.0.0.0/0")
+
+
+def _realms(w: _RouteWords, what: str = "realms") -> int:
+    text = w.arg(what)
+    names = rt_names("rt_realms", w.etc_dir, w.usr_dir)
+
+    def one(t: str) -> int:
+        try:
+            value = int(t, 0)
+        except ValueError:
+            if t not in names:
+                raise _Invalid(f"invalid realm '{t}'") from None
+            value = names[t]
+        if not 0 <= value <= 0xFFFF:
+            raise _Invalid(f"invalid realm '{t}'")
+        return value
+    src, _, dst = text.rpartition("/")
+    return (one(src) << 16 if src else 0) | one(dst)
+
+
+def parse_route_line(words: List[str], etc_dir: str = IPROUTE_ETC_DIR, usr_dir: str = IPROUTE_USR_DIR,
+                     static: bool = False) -> Tuple[Route, List[str]]:
+    """One `virtual_routes`/`static_routes` line (keepalived 2.4.3's alloc_route); raises _Invalid.
+
+    Returns the route and the warnings keepalived would give for it."""
+    w = _RouteWords(words, etc_dir, usr_dir)
+    r = Route(text=" ".join(words))
+    dst_seen = False
+    protocol_given = False
+    while w.more():
+        word = w.next()
+        if word in ("inet", "inet6"):
+            w.set_family(4 if word == "inet" else 6, word)
+        elif word == "src":
+            r.prefsrc = w.address("src")
+        elif word in ("via", "gw"):
+            if word == "gw":
+                w.warnings.append("'gw' is deprecated; write 'via'")
+            text = w.arg(word)
+            if text in ("inet", "inet6"):
+                text = w.arg(word)
+            r.via = ipaddress.ip_address(text) if _is_ip(text) else w.address(word, text)
+            if w.family == 0:
+                w.family = r.via.version
+        elif word == "from":
+            r.src = w.prefix("from") or _default_prefix(w.family or 6)
+            if w.family == 4:
+                raise _Invalid("route from address only supported with IPv6")
+        elif word in ("tos", "dsfield"):
+            r.tos = w.named(word, "rt_dsfield")
+        elif word in ("table", "vrf"):
+            r.table = w.named(word, "rt_tables")
+        elif word == "protocol":
+            r.protocol = w.named("protocol", "rt_protos")
+            protocol_given = True
+        elif word == "scope":
+            r.scope = w.named("scope", "rt_scopes")
+            r.scope_given = True
+        elif word in ("metric", "priority", "preference"):
+            r.metric = w.number(word)
+        elif word in ("dev", "oif"):
+            r.dev = w.arg(word)
+        elif word == "onlink":
+            r.onlink = True
+        elif word in _RTAX_PLAIN or word in _RTAX_TIME or word == "congctl":
+            lock = False
+            if w.more() and w.words[w.i] == "lock" and word in _RTAX_LOCKABLE:
+                w.i += 1
+                lock = True
+            if word in _RTAX_PLAIN:
+                rtax = _RTAX_PLAIN[word]
+                r.metrics[rtax] = w.number(word, 255 if word == "hoplimit" else 0xFFFFFFFF)
+            elif word in _RTAX_TIME:
+                rtax, per_second = _RTAX_TIME[word]
+                r.metrics[rtax] = int(w.time_ms(word) * per_second / 1000.0)
+            else:
+                rtax = RTAX_CC_ALGO
+                r.congctl = w.arg(word)
+            if lock:
+                r.metrics[RTAX_LOCK] = r.metrics.get(RTAX_LOCK, 0) | (1 << rtax)
+        elif word == "features":
+            if w.arg(word) != "ecn":
+                raise _Invalid(f"unknown route feature '{w.words[w.i - 1]}' (only 'ecn')")
+            r.metrics[RTAX_FEATURES] = 1
+        elif word in ("quickack", "fastopen_no_cookie"):
+            r.metrics[RTAX_QUICKACK if word == "quickack" else RTAX_FASTOPEN_NO_COOKIE] = w.number(word, 1)
+        elif word == "realms":
+            r.realms = _realms(w)
+            w.set_family(4, "realms are only supported for IPv4")
+        elif word == "expires":
+            r.expires = w.number(word)
+            w.set_family(6, "expires is only supported for IPv6")
+        elif word == "pref":
+            text = w.arg(word)
+            prefs = {"low": 3, "medium": 0, "high": 1}
+            if text in prefs:
+                r.pref = prefs[text]
+            else:
+                w.i -= 1
+                r.pref = w.number(word, 255)
+            w.set_family(6, "pref is only supported for IPv6")
+        elif word == "ttl-propagate":
+            text = w.arg(word)
+            if text not in ("enabled", "disabled"):
+                raise _Invalid(f"ttl-propagate '{text}': enabled or disabled")
+            r.ttl_propagate = int(text == "enabled")
+        elif word in ("add", "prepend", "append"):
+            r.mode = word
+        elif word == "or":
+            raise _Invalid("'or' for routes is deprecated and not supported; write 'nexthop via A nexthop via B'")
+        elif word == "nexthop":
+            w.i -= 1
+            r.nexthops = _parse_nexthops(w)
+            break
+        elif word == "no_track":
+            r.no_track = True
+        elif word == "track_group":
+            if not static:
+                raise _Invalid("track_group is only allowed in static_routes")
+            r.track_group = w.arg(word)
+        elif word == "encap":
+            raise _Invalid("'encap' (lightweight tunnels) is not supported by vrrpd")
+        elif word == "as":
+            raise _Invalid("'as [to]' is for MPLS only")
+        else:
+            if word == "to":
+                word = w.arg("to")
+            if word in RTN_TYPES or word.isdigit() and not _is_ip(word):
+                r.type = RTN_TYPES[word] if word in RTN_TYPES else _parse_int(word, 0, 255)
+                r.type_given = True
+                word = w.arg(word)
+            if not (_is_ip_prefix(word) or word in ("default", "any", "all", "default6")):
+                if _looks_like_address(word):
+                    raise _Invalid(f"invalid destination '{word}'")
+                raise _Invalid(f"unknown route keyword '{word}'")
+            r.dst = w.prefix("destination", word)
+            dst_seen = True
+    if w.more():
+        raise _Invalid(f"route has trailing nonsense - {w.words[w.i]}")
+    if not dst_seen:
+        raise _Invalid("route must have a destination")
+    r.family = w.family or 4
+    if r.dst is None:
+        r.dst = _default_prefix(r.family)
+    if not r.no_track:
+        if protocol_given and r.protocol != 18:
+            w.warnings.append("route cannot be tracked if protocol is not RTPROT_KEEPALIVED(18), resetting protocol")
+        r.protocol = 18
+    if r.track_group and not r.dev:
+        w.warnings.append("static route cannot have track_group if no dev specified (ignored)")
+        r.track_group = None
+    return r, w.warnings
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_ip_prefix(text: str) -> bool:
+    try:
+        ipaddress.ip_interface(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _parse_nexthops(w: _RouteWords) -> List[Nexthop]:
+    hops: List[Nexthop] = []
+    while w.more() and w.words[w.i] == "nexthop":
+        w.i += 1
+        nh = Nexthop()
+        while w.more() and w.words[w.i] != "nexthop":
+            word = w.next()
+            if word == "via":
+                text = w.arg(word)
+                if text in ("inet", "inet6"):
+                    text = w.arg(word)
+                nh.via = w.address("nexthop", text)
+            elif word == "dev":
+                nh.dev = w.arg(word)
+            elif word == "weight":
+                nh.weight = w.number("nexthop weight", 256, 1)
+            elif word == "onlink":
+                nh.onlink = True
+            elif word == "realms":
+                nh.realms = _realms(w)
+                w.set_family(4, "realms are only supported for IPv4")
+            else:
+                raise _Invalid(f"unknown nexthop option '{word}'")
+        if nh.via is None and nh.dev is None:
+            raise _Invalid("nexthop needs 'via' or 'dev'")
+        hops.append(nh)
+    return hops
+
+
+def parse_rule_line(words: List[str], etc_dir: str = IPROUTE_ETC_DIR, usr_dir: str = IPROUTE_USR_DIR,
+                    static: bool = False) -> Tuple[Rule, List[str]]:
+    """One `virtual_rules`/`static_rules` line (keepalived 2.4.3's alloc_rule); raises _Invalid.
+
+    A rule without a preference gets one later (assign_rule_priorities), as keepalived does."""
+    w = _RouteWords(words, etc_dir, usr_dir)
+    r = Rule(text=" ".join(words))
+    actions = 0
+    protocol_given = False
+    while w.more():
+        word = w.next()
+        if word in ("inet", "inet6"):
+            w.set_family(4 if word == "inet" else 6, word)
+        elif word == "from":
+            r.src = w.prefix("from")
+            r.src = r.src if r.src is not None else ipaddress.ip_interface("0.0.0.0/0")
+        elif word == "to":
+            r.dst = w.prefix("to")
+            r.dst = r.dst if r.dst is not None else ipaddress.ip_interface("0.0.0.0/0")
+        elif word == "not":
+            r.invert = True
+        elif word in ("preference", "order", "priority"):
+            r.priority = w.number(word)
+        elif word in ("table", "lookup"):
+            r.table = w.named(word, "rt_tables")
+            if r.table == 0:
+                raise _Invalid("table 0 is not allowed in a rule")
+            r.action = FR_ACT_TO_TBL
+            actions += 1
+        elif word in ("goto", "type") and (word == "goto" or w.more() and w.words[w.i] == "goto"):
+            if word == "type":
+                w.i += 1
+            r.goto = w.number("goto")
+            r.action = FR_ACT_GOTO
+            actions += 1
+        elif word == "type" and w.more() and w.words[w.i] in _RULE_ACTIONS:
+            r.action = _RULE_ACTIONS[w.next()]
+            actions += 1
+        elif word in _RULE_ACTIONS:
+            r.action = _RULE_ACTIONS[word]
+            actions += 1
+        elif word == "l3mdev":
+            r.l3mdev = True
+            r.action = FR_ACT_TO_TBL
+            actions += 1
+        elif word in ("tos", "dsfield"):
+            r.tos = w.named(word, "rt_dsfield")
+        elif word == "fwmark":
+            text = w.arg(word)
+            mark, _, mask = text.partition("/")
+            try:
+                r.fwmark = int(mark, 0)
+                r.fwmask = int(mask, 0) if mask else None
+            except ValueError:
+                raise _Invalid(f"invalid fwmark '{text}'") from None
+            if not 0 <= r.fwmark <= 0xFFFFFFFF or r.fwmask is not None and not 0 <= r.fwmask <= 0xFFFFFFFF:
+                raise _Invalid(f"invalid fwmark '{text}'")
+        elif word == "realms":
+            r.realms = _realms(w)
+            w.set_family(4, "realms are only supported for IPv4")
+        elif word in ("suppress_prefixlength", "sup_pl"):
+            r.suppress_prefixlen = w.number(word, 128)
+        elif word in ("suppress_ifgroup", "sup_group"):
+            r.suppress_ifgroup = w.named(word, "group")
+        elif word in ("dev", "iif"):
+            r.iif = w.arg(word)
+        elif word == "oif":
+            r.oif = w.arg(word)
+        elif word == "tunnel-id":
+            r.tun_id = w.number(word, (1 << 64) - 1)
+        elif word == "uidrange":
+            text = w.arg(word)
+            m = re.match(r"^(\d+)-(\d+)$", text)
+            if not m or int(m.group(1)) > int(m.group(2)) or int(m.group(2)) > 0xFFFFFFFF:
+                raise _Invalid(f"invalid uidrange '{text}'")
+            r.uidrange = (int(m.group(1)), int(m.group(2)))
+        elif word == "protocol":
+            r.protocol = w.named("protocol", "rt_protos", numeric_only=True)
+            protocol_given = True
+        elif word == "ipproto":
+            text = w.arg(word)
+            try:
+                r.ipproto = int(text, 0) if text[:1].isdigit() else socket.getprotobyname(text)
+            except (OSError, ValueError):
+                raise _Invalid(f"invalid ipproto '{text}'") from None
+        elif word in ("sport", "dport"):
+            setattr(r, word, w.port_range(word))
+        elif word == "no_track":
+            r.no_track = True
+        elif word == "track_group":
+            if not static:
+                raise _Invalid("track_group is only allowed in static_rules")
+            r.track_group = w.arg(word)
+        else:
+            raise _Invalid(f"unknown rule option '{word}'")
+    if actions == 0:
+        raise _Invalid("rule needs an action (table, goto, nop, blackhole, unreachable or prohibit)")
+    if actions > 1:
+        raise _Invalid("rule has more than one action")
+    if r.goto is not None and r.priority is not None and r.priority >= r.goto:
+        raise _Invalid(f"rule goto {r.goto} must be to a higher preference than {r.priority}")
+    r.family = w.family or 4
+    zero = _default_prefix(r.family)
+    r.src = zero if r.src is not None and r.src.network.prefixlen == 0 and r.src.ip.packed.strip(b"\0") == b"" \
+        else r.src
+    r.dst = zero if r.dst is not None and r.dst.network.prefixlen == 0 and r.dst.ip.packed.strip(b"\0") == b"" \
+        else r.dst
+    if not r.no_track:
+        if protocol_given and r.protocol != 18:
+            w.warnings.append("rule cannot be tracked if protocol is not RTPROT_KEEPALIVED(18), resetting protocol")
+        r.protocol = 18
+    if r.track_group and not r.iif:
+        w.warnings.append("static rule cannot have track_group if dev/iif not specified (ignored)")
+        r.track_group = None
+    return r, w.warnings
+
+
+def _route_entries(p: _Parser, entries: List[List[Token]], static: bool) -> List[Route]:
+    g = p.config.global_defs
+    routes: List[Route] = []
+    for entry in entries:
+        head = entry[0]
+        try:
+            route, warnings = parse_route_line([t.text for t in entry], g.iproute_etc_dir, g.iproute_usr_dir, static)
+        except _Invalid as exc:
+            p.error(head, f"route '{_short(' '.join(t.text for t in entry), 60)}': {exc}")
+            continue
+        for text in warnings:
+            p.warning(head, f"route '{_short(route.text, 60)}': {text}")
+        route.file, route.line = head.file, head.line
+        routes.append(route)
+    return routes
+
+
+def _rule_entries(p: _Parser, entries: List[List[Token]], static: bool) -> List[Rule]:
+    g = p.config.global_defs
+    rules: List[Rule] = []
+    for entry in entries:
+        head = entry[0]
+        try:
+            rule, warnings = parse_rule_line([t.text for t in entry], g.iproute_etc_dir, g.iproute_usr_dir, static)
+        except _Invalid as exc:
+            p.error(head, f"rule '{_short(' '.join(t.text for t in entry), 60)}': {exc}")
+            continue
+        for text in warnings:
+            p.warning(head, f"rule '{_short(rule.text, 60)}': {text}")
+        if rule.priority is None:
+            counters = p.rule_priorities
+            rule.priority = counters[rule.family]
+            counters[rule.family] -= 1
+            p.warning(head, f"rule has no preference specified - setting to {rule.priority}. "
+                      "This is probably not what you want.")
+        rule.file, rule.line = head.file, head.line
+        rules.append(rule)
+    return rules
+
+
+def _i_routes(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    inst.virtual_routes.extend(_route_entries(p, entries, static=False))
+
+
+def _i_rules(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    inst.virtual_rules.extend(_rule_entries(p, entries, static=False))
+
+
+def _top_static_routes(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    cfg.static_routes.extend(_route_entries(p, entries, static=True))
+
+
+def _top_static_rules(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    cfg.static_rules.extend(_rule_entries(p, entries, static=True))
+
+
+def _top_static_ipaddress(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    for vip in _vip_entries(p, entries):
+        if vip.dev is None:
+            vip.dev = cfg.global_defs.default_interface
+        cfg.static_ipaddress.append(vip)
+
+
+# a route or rule is one line: every word after the first belongs to it
+_LINE_BLOCK = ValueBlock({}, starts_entry=lambda text: False)
+
+
 # -- top level ---------------------------------------------------------------------------------
 
 def _top_global(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> GlobalDefs:
@@ -1491,7 +2541,9 @@ def _top_script(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Option
         return None
     script = VrrpScript(name=args[0].text, file=kw.file, line=kw.line)
     if script.name in cfg.vrrp_scripts:
-        p.error(kw, f"vrrp_script '{script.name}' defined twice", f"first at line {cfg.vrrp_scripts[script.name].line}")
+        p.warning(kw, f"vrrp_script '{script.name}' defined twice: keepalived tracks the first definition "
+                  f"(line {cfg.vrrp_scripts[script.name].line}), and so does vrrpd", "remove or rename one")
+        return script  # read and checked, but not used
     cfg.vrrp_scripts[script.name] = script
     return script
 
@@ -1510,6 +2562,18 @@ def _top_track_process(p: _Parser, cfg: Config, kw: Token, args: List[Token]) ->
     tp = TrackProcess(name=args[0].text, file=kw.file, line=kw.line)
     cfg.track_processes[tp.name] = tp
     return tp
+
+
+def _top_bfd_instance(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Optional[BfdInstance]:
+    if not args:
+        return None
+    bfd = BfdInstance(name=args[0].text, file=kw.file, line=kw.line)
+    if len(bfd.name) > 31:
+        p.error(args[0], f"bfd_instance name '{_short(bfd.name)}' is longer than 31 characters")
+    if bfd.name in cfg.bfd_instances:
+        p.error(args[0], f"duplicate bfd_instance name '{bfd.name}'")
+    cfg.bfd_instances[bfd.name] = bfd
+    return bfd
 
 
 def _top_sync_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> SyncGroup:
@@ -1548,6 +2612,8 @@ def _vsg_entry(entry: List[Token]) -> VirtualServerGroupEntry:
         first = _parse_ip(left)
         if right.isdigit() and first.version == 4:
             last: IPAddress = ipaddress.IPv4Address((int(first) & ~0xFF) | _parse_int(right, 0, 255))
+        elif first.version == 6 and re.fullmatch(r"[0-9a-fA-F]{1,4}", right):
+            last = ipaddress.IPv6Address((int(first) & ~0xFFFF) | int(right, 16))
         else:
             last = _parse_ip(right)
         if last.version != first.version or last < first:  # type: ignore[operator]
@@ -1591,15 +2657,38 @@ for _name, _handler, _sub in (
     ("track_file", _top_track_file, "track_file"),
     ("vrrp_track_file", _top_track_file, "track_file"),
     ("vrrp_track_process", _top_track_process, "vrrp_track_process"),
+    ("bfd_instance", _top_bfd_instance, "bfd_instance"),
     ("virtual_server", _top_virtual_server, "virtual_server"),
 ):
     _kw("top", _name, _handler, (0, 1) if _name != "global_defs" else (0, 0), _sub)
 KEYWORDS["top"]["virtual_server"].nargs = (0, 2)
 _kw("top", "virtual_server_group", _top_vs_group, (1, 1),
     ValueBlock({"fwmark": 2}, starts_entry=lambda t: not t.isdigit() and t not in ("inet", "inet6")))
-_accept_only("top", "static_ipaddress static_routes static_rules linkbeat_interfaces interface_up_down_delays "
-             "garp_group bfd_instance SSL track_group", (0, 1), "skip")
-_accept_only("top", "net_namespace net_namespace_ipvs namespace_with_ipsets instance use_pid_dir child_wait_time")
+_kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
+_kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
+_kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
+_accept_only("top", "linkbeat_interfaces interface_up_down_delays "
+             "garp_group SSL track_group", (0, 1), "skip")
+_accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
+
+
+def _top_global_attr(attr: str, flag: bool = False) -> Handler:
+    """A top-level keyword that sets a global_defs value (keepalived reads these at either level)."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        g = getattr(obj, "global_defs", obj)
+        if flag:
+            setattr(g, attr, True)
+            return
+        name = args[0].text
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) or name in (".", ".."):
+            raise _Invalid(f"'{name}' cannot name a file (letters, digits, '_', '-', '.')")
+        setattr(g, attr, name)
+    return handler
+
+
+_kw("top", "instance", _top_global_attr("instance_name"))
+_kw("top", "net_namespace", _top_global_attr("net_namespace"))
+_kw("top", "use_pid_dir", _top_global_attr("use_pid_dir", flag=True), (0, 0))
 
 # -- global_defs ---------------------------------------------------------------------------------
 
@@ -1702,10 +2791,18 @@ _kw(_G, "notify_fifo", _h_str("notify_fifo"), (1, 3))
 _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
-_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
+_kw(_G, "default_interface", _h_str("default_interface"))
+_kw(_G, "instance", _top_global_attr("instance_name"))
+_kw(_G, "net_namespace", _top_global_attr("net_namespace"))
+_kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
+_kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
+_kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
+_kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
+_kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
+_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon default_interface dynamic_interfaces "
+             "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
@@ -1713,13 +2810,13 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check data_use_instance state_dump_file "
+             "reload_time_file reload_repeat reload_file include_check state_dump_file "
              "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
              "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "vrrp_startup_delay_log instance net_namespace local_name disable_local_igmp "
+             "vrrp_startup_delay_log local_name disable_local_igmp "
              "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
              "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
@@ -1730,7 +2827,52 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
 
 
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    inst.state = State(_upper_case_word(p, kw, args[0], ("MASTER", "BACKUP")))
+    text = args[0].text
+    if text == "MASTER":
+        inst.state = State.MASTER
+    elif text == "BACKUP":
+        if inst.state is State.MASTER:
+            p.warning(kw, "state BACKUP after state MASTER: keepalived keeps MASTER and so does vrrpd")
+        else:
+            inst.state = State.BACKUP
+    else:
+        hint = f"write 'state {text.upper()}'" if text.upper() in ("MASTER", "BACKUP") else "MASTER or BACKUP"
+        p.warning(args[0], f"unknown state '{text}': keepalived starts the instance as BACKUP, and so does vrrpd",
+                  hint)
+        inst.state = State.BACKUP
+
+
+def _i_priority(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    try:
+        inst.priority = _parse_int(args[0].text, 1, 255)
+    except _Invalid as exc:
+        p.warning(args[0], f"priority: {exc}; keepalived uses the default 100, and so does vrrpd", "priority 1..255")
+        inst.priority = 100
+
+
+def _i_unicast_ttl(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    value = _parse_int(args[0].text, 0, 255)
+    if value == 0:
+        p.warning(args[0], "unicast_ttl 0: keepalived sends with the kernel's default TTL; vrrpd sends 255",
+                  "unicast_ttl 1..255")
+        value = 255
+    inst.unicast_ttl = value
+
+
+def _i_src_ip(attr: str) -> Handler:
+    def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+        text = args[0].text
+        if "/" in text:
+            try:
+                addr = ipaddress.ip_interface(text).ip
+            except ValueError:
+                raise _Invalid(f"'{text}' is not an IP address") from None
+            p.warning(args[0], f"{kw.text} '{text}': keepalived ignores the prefix and uses {addr}, "
+                      "and so does vrrpd", f"write '{kw.text} {addr}'")
+            setattr(inst, attr, addr)
+            return
+        setattr(inst, attr, _parse_ip(text))
+    return handler
 
 
 def _i_advert_int(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -1752,7 +2894,13 @@ def _upper_case_word(p: _Parser, kw: Token, tok: Token, allowed: Tuple[str, ...]
 
 
 def _a_type(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    inst.auth_type = AuthType[_upper_case_word(p, kw, args[0], ("PASS", "AH"))]
+    text = args[0].text
+    if text in ("PASS", "AH"):
+        inst.auth_type = AuthType[text]
+        return
+    hint = f"write 'auth_type {text.upper()}'" if text.upper() in ("PASS", "AH") else "PASS or AH"
+    p.warning(args[0], f"unknown authentication type '{text}': keepalived sends adverts without authentication, "
+              "and so does vrrpd", hint)
 
 
 def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -1762,6 +2910,55 @@ def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> Non
         p.warning(args[0], f"auth_pass '{args[0].text}' is longer than 8 characters; only '{used}' is used",
                   "keepalived truncates it too; write the 8 characters")
     inst.auth_pass = raw[:8]
+
+
+def _i_auth_hmac(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> AuthHmacConfig:
+    inst.auth_hmac = AuthHmacConfig(line=kw.line)
+    return inst.auth_hmac
+
+
+AUTH_HMAC_KEY_FILE_MAX = 138  # keepalived: a key file of 139 bytes or more is "too large"
+
+
+def _auth_hmac_key_bytes(text: str, from_file: bool = False) -> bytes:
+    """A key as keepalived reads it: `hex:HEX`, `file:PATH` (holding one of the other forms) or raw text."""
+    if text.startswith("hex:"):
+        try:
+            return bytes.fromhex(text[4:])
+        except ValueError:
+            raise _Invalid(f"'{_short(text)}' is not hex") from None
+    if text.startswith("file:") and not from_file:
+        path = text[5:]
+        try:
+            st = os.stat(path)
+            if st.st_mode & 0o077:
+                raise _Invalid(f"key file {path} is accessible by group or others (security)")
+            if st.st_size > AUTH_HMAC_KEY_FILE_MAX:
+                raise _Invalid(f"key file {path} is too large")
+            with open(path, "rb") as fh:
+                raw = fh.read().rstrip(b"\r\n")
+        except OSError as exc:
+            raise _Invalid(f"cannot read key file {path}: {exc.strerror}") from None
+        return _auth_hmac_key_bytes(raw.decode("latin-1"), from_file=True)
+    return text.encode("latin-1", "replace")
+
+
+def _ah_key(p: _Parser, ah: AuthHmacConfig, kw: Token, args: List[Token]) -> None:
+    key_id = _parse_int(args[0].text, 1, 255)
+    if key_id in ah.keys:
+        raise _Invalid(f"duplicate key id {key_id}")
+    key = _auth_hmac_key_bytes(args[1].text)
+    if not 32 <= len(key) <= 64:
+        raise _Invalid(f"auth_hmac key {key_id} length {len(key)} not in range [32, 64]")
+    ah.keys[key_id] = key
+
+
+def _ah_choice(attr: str, choices: Tuple[str, ...]) -> Handler:
+    def handler(p: _Parser, ah: AuthHmacConfig, kw: Token, args: List[Token]) -> None:
+        if args[0].text not in choices:
+            raise _Invalid(f"'{args[0].text}' is not {' or '.join(choices)}")
+        setattr(ah, attr, args[0].text)
+    return handler
 
 
 def _i_vips(attr: str) -> Handler:
@@ -1804,12 +3001,18 @@ _I = "vrrp_instance"
 _kw(_I, "state", _i_state)
 _kw(_I, "interface", _h_str("interface"))
 _kw(_I, "virtual_router_id", _h_int("virtual_router_id", 1, 255))
-_kw(_I, "priority", _h_int("priority", 1, 255))
+_kw(_I, "priority", _i_priority)
 _kw(_I, "advert_int", _i_advert_int)
 _kw(_I, "version", _g_version)
 _kw(_I, "authentication", _i_auth, (0, 0), "authentication")
 _kw("authentication", "auth_type", _a_type)
 _kw("authentication", "auth_pass", _a_pass)
+_kw(_I, "auth_hmac", _i_auth_hmac, (0, 0), "auth_hmac")
+_kw("auth_hmac", "key", _ah_key, (2, 2))
+_kw("auth_hmac", "active_key", _h_int("active_key", 1, 255))
+_kw("auth_hmac", "anti_replay", _ah_choice("anti_replay", ("time", "monotonic")))
+_kw("auth_hmac", "time_window", _h_int("time_window", 1, 300))
+_kw("auth_hmac", "mode", _ah_choice("mode", ("enforce", "permissive", "receive-only")))
 _kw(_I, "virtual_ipaddress", _i_vips("virtual_ipaddress"), (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
 _kw(_I, "virtual_ipaddress_excluded", _i_vips("virtual_ipaddress_excluded"), (0, 0),
     ValueBlock(_VIP_OPTIONS, _looks_like_address))
@@ -1817,10 +3020,12 @@ _kw(_I, "track_interface", _i_track("track_interface"), (0, 0), ValueBlock(_TRAC
 _kw(_I, "track_script", _i_track("track_script"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "track_file", _i_track("track_file", -2147483647, 2147483647), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlock(_TRACK_OPTIONS))
-_kw(_I, "unicast_src_ip", _h_ip("unicast_src_ip"))
+_kw(_I, "unicast_src_ip", _i_src_ip("unicast_src_ip"))
 _kw(_I, "unicast_peer", _i_unicast_peer, (0, 0), ValueBlock({"min_ttl": 1, "max_ttl": 1}, _looks_like_address))
-_kw(_I, "unicast_ttl", _h_int("unicast_ttl", 1, 255))
-_kw(_I, "mcast_src_ip", _h_ip("mcast_src_ip"))
+_kw(_I, "unicast_ttl", _i_unicast_ttl)
+_kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
+
+
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
@@ -1843,13 +3048,30 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
               "v3_checksum_as_v2"):
     _kw(_I, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
-_kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0x7FFFFFFF))
-_accept_only(_I, "virtual_routes virtual_rules", (0, 0), "skip")
-_accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
-             "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
-             "notify_priority_changes old_unicast_checksum debug linkbeat_use_polling "
-             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src track_bfd")
-KEYWORDS[_I]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
+_kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
+_kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
+             "timer_expired_backup owner_ignore_adverts "
+             "old_unicast_checksum debug linkbeat_use_polling "
+             "lvs_sync_daemon_interface")
+
+
+def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    addr = _parse_ip(args[0].text)
+    if not addr.is_multicast or addr.version == 6 and (addr.packed[1] & 0x0F) != 2:
+        raise _Invalid(f"'{addr}' is not a multicast address" + (" of link-local scope (ffX2::)"
+                                                                 if addr.version == 6 and addr.is_multicast else ""))
+    inst.mcast_dst_ip = addr
+
+
+_kw(_I, "mcast_dst_ip", _i_mcast_dst_ip)
+_kw(_I, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
+_kw(_I, "down_timer_adverts", _h_int("down_timer_adverts", 1, 100))
+_kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0xFFFFFFFF))
+for _name in ("check_unicast_src", "promote_secondaries", "track_src_ip", "unicast_fault_no_peer",
+              "no_virtual_ipaddress"):
+    _kw(_I, _name, _h_flag(_name), (0, 0))
+_kw(_I, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
 
@@ -1912,8 +3134,58 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
-KEYWORDS[_SG]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
+_accept_only(_SG, "global_tracking sync_group_tracking_weight")
+_kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
+_kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+
+# -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
+
+
+def _bfd_ms(attr: str, lo: float) -> Handler:
+    """A time in milliseconds with microsecond resolution (keepalived: `min_rx 3.312`)."""
+    def handler(p: _Parser, bfd: BfdInstance, kw: Token, args: List[Token]) -> None:
+        try:
+            value = round(float(args[0].text), 3)
+        except ValueError:
+            raise _Invalid(f"'{args[0].text}' is not a number of milliseconds") from None
+        if not lo <= value <= 4294967:
+            raise _Invalid(f"'{args[0].text}' outside range [{lo:g}, 4294967] ms")
+        if attr == "min_rx" and value > 10000:
+            p.warning(args[0], f"min_rx {value:g} ms is larger than max sensible (10000 ms)")
+        setattr(bfd, attr, value)
+    return handler
+
+
+def _bfd_max_hops(p: _Parser, bfd: BfdInstance, kw: Token, args: List[Token]) -> None:
+    value = _parse_int(args[0].text, -1, 255)
+    bfd.max_hops = 255 if value == -1 else value
+
+
+def _bfd_events(to: str) -> Handler:
+    def handler(p: _Parser, bfd: BfdInstance, kw: Token, args: List[Token]) -> None:
+        seen = p.where(bfd, "vrrp" if to == "checker" else "checker")
+        # the first of `vrrp` / `checker` names the only listener, a second adds the other one
+        bfd.to_vrrp, bfd.to_checker = (to == "vrrp" or (seen is not None and bfd.to_vrrp),
+                                       to == "checker" or (seen is not None and bfd.to_checker))
+    return handler
+
+
+_B = "bfd_instance"
+_kw(_B, "neighbor_ip", _h_ip("neighbor_ip"))
+_kw(_B, "neighbour_ip", _h_ip("neighbor_ip"))
+_kw(_B, "source_ip", _h_ip("source_ip"))
+_kw(_B, "min_rx", _bfd_ms("min_rx", 1))
+_kw(_B, "min_tx", _bfd_ms("min_tx", 1))
+_kw(_B, "idle_tx", _bfd_ms("idle_tx", 1000))
+_kw(_B, "multiplier", _h_int("multiplier", 1, 255))
+_kw(_B, "passive", _h_flag("passive"), (0, 0))
+_kw(_B, "ttl", _h_int("ttl", 1, 255))
+_kw(_B, "hoplimit", _h_int("ttl", 1, 255))
+_kw(_B, "max_hops", _bfd_max_hops)
+_kw(_B, "multihop", _h_flag("multihop"), (0, 1), accept=_is_bool_word)
+_kw(_B, "weight", _weight_reverse(-253, 253), (1, 2), accept=lambda t: t in ("reverse", "noreverse"))
+_kw(_B, "vrrp", _bfd_events("vrrp"), (0, 0))
+_kw(_B, "checker", _bfd_events("checker"), (0, 0))
 
 # -- virtual_server, real_server and checkers --------------------------------------------------------
 
@@ -1949,14 +3221,21 @@ _SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", 
 
 def _v_sched(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
     if args[0].text not in _SCHEDULERS:
-        close = difflib.get_close_matches(args[0].text, _SCHEDULERS, n=1)
+        close = close_matches(args[0].text, _SCHEDULERS, n=1)
         p.warning(args[0], f"unknown scheduler '{args[0].text}'", f"did you mean '{close[0]}'?" if close else
                   "one of " + " ".join(_SCHEDULERS))
     vs.lb_algo = args[0].text
 
 
 def _v_persistence(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
-    vs.persistence_timeout = _parse_int(args[0].text, 1, 2678400) if args else 360
+    if not args:
+        vs.persistence_timeout = 360
+        return
+    try:
+        vs.persistence_timeout = _parse_int(args[0].text, 1, 2678400)
+    except _Invalid as exc:
+        p.warning(args[0], f"persistence_timeout: {exc}; keepalived ignores it (no persistence), and so does vrrpd",
+                  "persistence_timeout 1..2678400")
 
 
 def _v_protocol(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
@@ -2044,7 +3323,7 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "BFD_CHECK UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
+_accept_only(_R, "UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
 _accept_only(_R, "tun_type tun_port")
 
 
@@ -2095,6 +3374,9 @@ _kw(_R, "TCP_CHECK", _checker("TCP_CHECK"), (0, 0), "TCP_CHECK")
 _kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
 _kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
 _kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
+_kw(_R, "BFD_CHECK", _checker("BFD_CHECK"), (0, 0), "BFD_CHECK")
+_kw("BFD_CHECK", "name", _h_str("bfd_name"))
+_kw("BFD_CHECK", "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
 for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
     _kw(_blk, "connect_ip", _h_ip("connect_ip"))
     _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
@@ -2164,6 +3446,15 @@ def vrrp_timers(inst: VrrpInstance, g: GlobalDefs) -> Tuple[float, float, float]
     return adv, skew, 3 * adv + skew
 
 
+def _instance_family(inst: VrrpInstance) -> int:
+    """4 or 6 as keepalived decides it: the VIPs, else the source address, else the peers; IPv4 by default."""
+    for addr in ([v.address for v in inst.virtual_ipaddress] + [inst.unicast_src_ip, inst.mcast_src_ip]
+                 + [p.address for p in inst.unicast_peer]):
+        if addr is not None:
+            return addr.version
+    return 4
+
+
 def _host_interfaces() -> Optional[set]:
     try:
         return {name for _, name in socket.if_nameindex()}
@@ -2173,7 +3464,7 @@ def _host_interfaces() -> Optional[set]:
 
 def _which(program: str) -> Optional[str]:
     try:
-        return shutil.which(program)
+        return which(program)
     except (ValueError, OSError):
         return None
 
@@ -2203,14 +3494,20 @@ class _Validator:
         return tok.line if tok is not None else default
 
     def missing_interface(self, file: str, line: int, message: str) -> None:
-        """An interface this host lacks: an error at start-up, a warning under --check."""
-        (self.err if self.check_interfaces else self.warn)(file, line, message)
+        """An interface this host lacks: a warning. The daemon starts, the instance waits in FAULT and starts
+        when the interface appears (a VLAN or bond created after us): one missing interface never takes the
+        other instances down."""
+        self.warn(file, line, message, "the instance stays in FAULT until it appears" if self.check_interfaces
+                  else "")
 
     def run(self) -> None:
-        vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
+        vrids: Dict[Tuple[int, int], List[VrrpInstance]] = {}
+        self.bfd_instances()
         for inst in self.cfg.vrrp_instances:
             self.instance(inst)
             self.instance_strict(inst)
+            self.instance_auth_hmac(inst)
+            self.instance_vips(inst)
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
@@ -2222,6 +3519,60 @@ class _Validator:
             self.virtual_server(vs)
         self.mail()
 
+    def bfd_instances(self) -> None:
+        """keepalived's bfd_end_handler: a session needs a neighbour; (source, neighbour, multihop) is unique."""
+        seen: Dict[Tuple[Any, Any, bool], BfdInstance] = {}
+        for name, bfd in list(self.cfg.bfd_instances.items()):
+            f, ln = bfd.file, bfd.line
+            if bfd.neighbor_ip is None:
+                self.warn(f, ln, f"bfd_instance {name}: no neighbor address set, disabling instance",
+                          "neighbor_ip ADDRESS")
+                del self.cfg.bfd_instances[name]
+                continue
+            if bfd.source_ip is not None and bfd.source_ip.version != bfd.neighbor_ip.version:
+                self.err(f, self.line_of(bfd, "source_ip", ln), f"bfd_instance {name}: source_ip {bfd.source_ip} "
+                         f"and neighbor_ip {bfd.neighbor_ip} are not of the same family")
+            key = (bfd.source_ip, bfd.neighbor_ip, bfd.multihop)
+            if key in seen:
+                self.err(f, ln, f"bfd_instance {name}: the same neighbor, source and multihop as bfd_instance "
+                         f"{seen[key].name}")
+            seen[key] = bfd
+            if bfd.max_hops != 255 and bfd.max_hops > bfd.out_ttl:
+                bfd.max_hops = bfd.out_ttl
+
+    def track_bfd_refs(self, f: str, label: str, refs: List[TrackRef]) -> None:
+        for ref in list(refs):
+            if ref.name not in self.cfg.bfd_instances:
+                self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
+                refs.remove(ref)
+
+    def instance_vips(self, inst: VrrpInstance) -> None:
+        """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
+        if inst.virtual_ipaddress or inst.no_virtual_ipaddress or not inst.name:
+            return
+        strict = inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict
+        if not strict:
+            self.warn(inst.file, inst.line, f"({inst.name}) No VIP specified", "keepalived refuses a VRRPv3 "
+                      "instance without one; write no_virtual_ipaddress if that is meant")
+
+    def instance_auth_hmac(self, inst: VrrpInstance) -> None:
+        """keepalived 2.4's auth_hmac: no active key disables it; it replaces `authentication`."""
+        ah = inst.auth_hmac
+        if ah is None:
+            return
+        f, ln = inst.file, ah.line or inst.line
+        if ah.active_key not in ah.keys:
+            self.warn(f, ln, f"({inst.name}) auth_hmac active_key {ah.active_key} is not defined, disabling "
+                      "extension", "active_key must name one of the keys")
+            inst.auth_hmac = None
+            return
+        if inst.auth_type != AuthType.NONE:
+            self.warn(f, ln, f"({inst.name}) auth_hmac cannot be combined with authentication, dropping legacy auth")
+            inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+        if (inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict) and ah.mode != "enforce":
+            self.warn(f, ln, f"({inst.name}) strict_mode requires auth_hmac mode enforce - setting")
+            ah.mode = "enforce"
+
     def mail(self) -> None:
         """E-mail alerts need both recipients and a server; say so when only one half is there."""
         g = self.g
@@ -2232,6 +3583,11 @@ class _Validator:
             self.warn(where.file, where.line, "notification_email without smtp_server: no e-mail will be sent")
         elif g.smtp_server and not g.notification_email:
             self.warn(where.file, where.line, "smtp_server without notification_email: no e-mail will be sent")
+        else:
+            missing = [name for name in SMTP_MODULES if not module_available(name)]
+            if missing:
+                self.warn(where.file, where.line, f"smtp_server needs the Python module(s) {', '.join(missing)}, "
+                          f"which this Python lacks: no e-mail will be sent", STDLIB_PACKAGE_HINT)
 
     def instance(self, inst: VrrpInstance) -> None:
         f, ln, g = inst.file, inst.line, self.g
@@ -2278,16 +3634,35 @@ class _Validator:
             self.warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} rounded to {advert_interval(inst, g):g} "
                       "(VRRPv3 counts centiseconds)")
         ln_auth = self.line_of(inst, "authentication", ln)
-        if self.has_auth(inst) and version == 3:
-            self.err(f, ln_auth, f"{label}: VRRPv3 has no authentication", "remove the authentication block")
-        if inst.auth_type == AuthType.PASS and not inst.auth_pass:
-            self.err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
         families = {v.address.version for v in inst.virtual_ipaddress}
         if len(families) > 1:
             self.err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
                      "use one instance per address family")
-        if inst.auth_type == AuthType.AH and 6 in families:
-            self.err(f, ln_auth, f"{label}: auth_type AH is IPv4-only")
+        if self.p.where(inst, "priority") is None and inst.state is State.MASTER:
+            # keepalived derives an unset priority from the initial state: MASTER means address owner
+            self.warn(f, ln, f"{label}: state MASTER without a priority: keepalived makes it the address owner "
+                      "(priority 255), and so does vrrpd", "write 'priority N' to choose")
+            inst.priority = 255
+        if self.p.where(inst, "state") is None and inst.priority == 255:
+            inst.state = State.MASTER
+        strict = inst.strict_mode if inst.strict_mode is not None else g.vrrp_strict
+        if inst.auth_type is not AuthType.NONE and not (strict and version == 2):
+            drop = ""
+            if version == 3:
+                drop = "VRRPv3 has no authentication"
+            elif not inst.auth_pass:
+                drop = f"auth_type {inst.auth_type.name} without auth_pass"
+            elif inst.auth_type is AuthType.AH and 6 in families:
+                drop = "auth_type AH cannot be used with IPv6"
+            if drop:
+                self.warn(f, ln_auth, f"{label}: {drop}: keepalived ignores the authentication, and so does vrrpd",
+                          "remove the authentication block")
+                inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+            elif inst.auth_type is AuthType.AH and inst.state is State.MASTER and inst.priority != 255:
+                self.warn(f, self.line_of(inst, "state", ln), f"{label}: state MASTER with auth_type AH: keepalived "
+                          "starts it as BACKUP (it must hear an advert for the AH sequence number first), and so "
+                          "does vrrpd", "write 'state BACKUP'")
+                inst.state = State.BACKUP
         peer_families = {u.address.version for u in inst.unicast_peer}
         if inst.unicast_src_ip is not None:
             peer_families.add(inst.unicast_src_ip.version)
@@ -2333,13 +3708,13 @@ class _Validator:
                       "authentication; it is ignored (as keepalived does)", "remove the authentication block")
             inst.auth_type, inst.auth_pass = AuthType.NONE, b""
 
-    def instance_references(self, inst: VrrpInstance, vrids: Dict[Tuple[str, int, int], VrrpInstance]) -> None:
+    def instance_references(self, inst: VrrpInstance, vrids: Dict[Tuple[int, int], List[VrrpInstance]]) -> None:
         """Names that must refer to something, and VRIDs that must be unique per interface and family."""
         f, cfg = inst.file, self.cfg
         label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
         for ref in inst.track_script:
             if ref.name not in cfg.vrrp_scripts:
-                close = difflib.get_close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
+                close = close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
                 self.err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
                          f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
         for ref in inst.track_file:
@@ -2348,15 +3723,40 @@ class _Validator:
         for ref in inst.track_process:
             if ref.name not in cfg.track_processes:
                 self.err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
-        if inst.interface is not None and inst.virtual_router_id:
-            key = (inst.interface, inst.virtual_router_id, inst.family)
-            other = vrids.get(key)
-            if other is not None and not (inst.unicast_peer and other.unicast_peer):
-                self.err(f, self.line_of(inst, "virtual_router_id", inst.line),
-                         f"{label}: virtual_router_id {inst.virtual_router_id} on {inst.interface} is already used by "
-                         f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
+        self.track_bfd_refs(f, label, inst.track_bfd)
+        if inst.virtual_router_id:
+            for other in vrids.setdefault((inst.virtual_router_id, _instance_family(inst)), []):
+                why = self.vrid_conflict(inst, other)
+                if why:
+                    self.err(f, self.line_of(inst, "virtual_router_id", inst.line),
+                             f"{label}: virtual_router_id {inst.virtual_router_id} {why} vrrp_instance {other.name} "
+                             f"(line {other.line})", "change one VRID")
+                    break
             else:
-                vrids[key] = inst
+                vrids[(inst.virtual_router_id, _instance_family(inst))].append(inst)
+
+    def vrid_conflict(self, inst: VrrpInstance, other: VrrpInstance) -> str:
+        """keepalived's rule (vrrp.c check_vrid_conflicts) for two instances of one VRID and address family:
+        unicast and multicast are separate VRID spaces; multicast instances clash on the same interface and
+        group; unicast ones clash when they share the interface, the local address and a peer."""
+        if bool(inst.unicast_peer) != bool(other.unicast_peer):
+            return ""
+        if inst.unicast_peer:
+            if inst.interface and other.interface and inst.interface != other.interface:
+                return ""
+            if inst.unicast_src_ip is None and other.unicast_src_ip is None:
+                if inst.interface != other.interface:
+                    return ""  # both take their interface's address: the same only on the same interface
+            elif inst.unicast_src_ip != other.unicast_src_ip:
+                return ""  # differ, or one is the interface's address, unknown before start-up (keepalived too)
+            shared = {p.address for p in inst.unicast_peer} & {p.address for p in other.unicast_peer}
+            return f"with the same local address and peer {min(shared, key=str)} is already used by" if shared else ""
+        if inst.interface != other.interface:
+            return ""
+        if inst.mcast_dst_ip != other.mcast_dst_ip:
+            return (f"on {inst.interface} is already used (vrrpd tells instances apart by VRID per interface, "
+                    "even with different mcast_dst_ip groups) by")
+        return f"on {inst.interface} is already used by"
 
     def commands(self) -> None:
         if self.p.commands and not self.g.enable_script_security and self.g.script_user in (None, "root", "0"):
@@ -2390,7 +3790,7 @@ class _Validator:
                 ln = tok.line if tok is not None else sg.line
                 inst = self.names.get(member)
                 if inst is None:
-                    close = difflib.get_close_matches(member, list(self.names), n=1)
+                    close = close_matches(member, list(self.names), n=1)
                     self.err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
                              f"did you mean '{close[0]}'?" if close else "")
                 elif member in member_of:
@@ -2398,10 +3798,18 @@ class _Validator:
                 else:
                     member_of[member] = sg.name
                     inst.sync_group = sg.name
+            self.track_bfd_refs(sg.file, f"vrrp_sync_group {sg.name}", sg.track_bfd)
             for ref in sg.track_script:
                 if ref.name not in self.cfg.vrrp_scripts:
                     self.err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
                              "names no vrrp_script")
+
+    def fwmark_only(self, vs: VirtualServer) -> bool:
+        """A fwmark virtual server, or one whose group holds fwmarks only."""
+        if vs.fwmark is not None:
+            return True
+        vsg = self.cfg.virtual_server_groups.get(vs.group or "")
+        return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
 
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
@@ -2409,6 +3817,10 @@ class _Validator:
             self.err(f, ln, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
             self.warn(f, ln, "virtual_server has no real_server", "keepalived ignores it too")
+        ptok = self.p.where(vs, "protocol")
+        if ptok is not None and self.fwmark_only(vs):
+            self.warn(f, ptok.line, "protocol given for a fwmark virtual server: keepalived ignores it, and so "
+                      "does vrrpd", "remove the protocol line")
         if vs.fwmark is None and self.p.where(vs, "protocol") is None:
             kinds = {c.kind for rs in vs.real_servers for c in rs.checkers}
             if kinds & {"HTTP_GET", "SSL_GET", "TCP_CHECK", "SMTP_CHECK"}:
@@ -2429,6 +3841,14 @@ class _Validator:
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
                 rs.port = vs.port
+            for chk in list(rs.checkers):
+                if chk.kind != "BFD_CHECK":
+                    continue
+                if not chk.bfd_name or len(chk.bfd_name) > 31 or chk.bfd_name not in self.cfg.bfd_instances:
+                    why = ("has no name" if not chk.bfd_name else f"name '{_short(chk.bfd_name)}' names no "
+                           "bfd_instance")
+                    self.warn(f, chk.line, f"BFD_CHECK {why} - ignoring", "BFD_CHECK { name BFD_INSTANCE }")
+                    rs.checkers.remove(chk)
 
 
 def _sort_diagnostics(diags: List[Diagnostic], files: List[str]) -> List[Diagnostic]:
@@ -2451,6 +3871,7 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
         diags.append(Diagnostic(lexer.files[0] if lexer.files else "<string>", 0, Severity.ERROR,
                                 "configuration nested too deeply"))
     config.files = list(lexer.files)
+    config.config_id = lexer.config_id
     return config, _sort_diagnostics(diags, lexer.files)
 
 
@@ -2837,8 +4258,10 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV6_IFADDR = 0x100
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST = 1, 2, 3, 4
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
+IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
@@ -2873,6 +4296,24 @@ def nlmsg_error_code(payload: bytes) -> int:
     if len(payload) < 4:
         raise PacketError("bad_netlink", "short error message")
     return -struct.unpack_from("=i", payload)[0]
+
+
+def nlmsg_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, int, bytes]], bool]:
+    """The answers to request `seq` in one datagram as (type, flags, payload), and whether the request is
+    finished (an ACK or NLMSG_DONE came). Raises NetlinkError for an error answer, PacketError if malformed."""
+    replies: List[Tuple[int, int, bytes]] = []
+    for rtype, rflags, rseq, _pid, body in nlmsg_parse(data):
+        if rseq != seq:
+            continue
+        if rtype == NLMSG_ERROR:
+            code = nlmsg_error_code(body)
+            if code:
+                raise NetlinkError(code)
+            return replies, True
+        if rtype == NLMSG_DONE:
+            return replies, True
+        replies.append((rtype, rflags, body))
+    return replies, False
 
 
 def nla_pack(attr_type: int, value: bytes) -> bytes:
@@ -2924,12 +4365,17 @@ class LinkInfo:
 
 @dataclass
 class AddrInfo:
-    """One interface address as rtnetlink reports it."""
+    """One interface address as rtnetlink reports it (either family)."""
 
     index: int
     address: IPInterface
     scope: int = 0
     label: str = ""
+    flags: int = 0  # IFA_F_*: an IPv6 address is usable once neither TENTATIVE nor DADFAILED
+
+    @property
+    def usable(self) -> bool:
+        return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
 
 
 def parse_link(payload: bytes) -> LinkInfo:
@@ -2942,29 +4388,32 @@ def parse_link(payload: bytes) -> LinkInfo:
 
 
 def parse_addr(payload: bytes) -> Optional[AddrInfo]:
-    """An RTM_NEWADDR/RTM_DELADDR payload (IPv4 only; None for other families)."""
+    """An RTM_NEWADDR/RTM_DELADDR payload of either family (None for other families)."""
     if len(payload) < IFADDRMSG.size:
         raise PacketError("bad_netlink", "short ifaddrmsg")
-    family, prefixlen, _flags, scope, index = IFADDRMSG.unpack_from(payload)
-    if family != socket.AF_INET:
+    family, prefixlen, flags, scope, index = IFADDRMSG.unpack_from(payload)
+    width = {socket.AF_INET: 4, socket.AF_INET6: 16}.get(family)
+    if width is None:
         return None
     attrs = nla_parse(payload[IFADDRMSG.size:])
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
-    if raw is None or len(raw) != 4:
+    if raw is None or len(raw) != width:
         return None
-    if prefixlen > 32:
+    if prefixlen > 8 * width:
         raise PacketError("bad_netlink", f"prefix length {prefixlen}")
-    address = ipaddress.IPv4Interface((ipaddress.IPv4Address(raw), prefixlen))
-    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")))
+    if len(attrs.get(IFA_FLAGS, b"")) == 4:
+        flags = struct.unpack("=I", attrs[IFA_FLAGS])[0]  # the 32-bit flags; the header has the low 8
+    address = ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
+    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")), flags)
 
 
 def addr_request_payload(
     index: int, address: IPInterface, scope: str = "global", label: Optional[str] = None,
-    brd: Optional[IPAddress] = None, peer: Optional[IPAddress] = None,
+    brd: Optional[IPAddress] = None, peer: Optional[IPAddress] = None, flags: int = 0,
 ) -> bytes:
     """The ifaddrmsg + attributes of an RTM_NEWADDR/RTM_DELADDR request for one address."""
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-    payload = IFADDRMSG.pack(family, address.network.prefixlen, 0, RT_SCOPES.get(scope, 0), index)
+    payload = IFADDRMSG.pack(family, address.network.prefixlen, flags, RT_SCOPES.get(scope, 0), index)
     payload += nla_pack(IFA_LOCAL, address.ip.packed)
     payload += nla_pack(IFA_ADDRESS, (peer or address.ip).packed)
     if brd is not None:
@@ -2972,6 +4421,185 @@ def addr_request_payload(
     if label:
         payload += nla_pack_str(IFA_LABEL, label)
     return payload
+
+
+# -- routes and rules (RTM_NEWROUTE/DELROUTE, RTM_NEWRULE/DELRULE) -----------------------------------
+
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
+NLM_F_APPEND = 0x800
+RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+FIB_RULE_HDR = RTMSG  # family, dst_len, src_len, tos, table, res1, res2, action, flags: the same layout
+RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
+(RTA_DST, RTA_SRC, RTA_IIF, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS, RTA_MULTIPATH) = range(1, 10)
+RTA_FLOW, RTA_TABLE, RTA_VIA, RTA_PREF, RTA_EXPIRES, RTA_TTL_PROPAGATE = 11, 15, 18, 20, 23, 26
+(FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_GOTO, FRA_PRIORITY) = (1, 2, 3, 4, 6)
+FRA_FWMARK, FRA_FLOW, FRA_TUN_ID, FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN, FRA_TABLE = 10, 11, 12, 13, 14, 15
+FRA_FWMASK, FRA_OIFNAME, FRA_L3MDEV, FRA_UID_RANGE, FRA_PROTOCOL, FRA_IP_PROTO = 16, 17, 19, 20, 21, 22
+FRA_SPORT_RANGE, FRA_DPORT_RANGE = 23, 24
+RTNH_F_ONLINK = 4
+FIB_RULE_INVERT = 0x2
+RT_SCOPE_NOWHERE = 255
+RTPROT_KEEPALIVED = 18
+RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_ROUTE = 0x40, 0x80, 0x400
+RTNLGRP_IPV6_RULE = 19
+
+
+def _af(family: int) -> int:
+    return socket.AF_INET6 if family == 6 else socket.AF_INET
+
+
+def route_request(route: Route, ifindex: Callable[[str], int], delete: bool = False,
+                  replace: bool = False) -> Tuple[int, int, bytes]:
+    """(nlmsg type, flags, payload) adding or deleting one route, as keepalived's netlink_route builds it.
+
+    `ifindex(name)` resolves `dev` names (0: unknown); a delete carries the same attributes with scope nowhere."""
+    if delete:
+        msg_type, flags = RTM_DELROUTE, NLM_F_ACK
+        scope, rtype = RT_SCOPE_NOWHERE, route.type if route.type_given else 0
+    else:
+        msg_type, flags = RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE
+        if replace:
+            flags |= NLM_F_REPLACE
+        elif route.mode == "add":
+            flags |= NLM_F_EXCL
+        elif route.mode == "append":
+            flags |= NLM_F_APPEND
+        scope, rtype = 0, route.type
+    if route.scope_given:
+        scope = route.scope
+    dst = route.dst
+    attrs = b""
+    table = route.table
+    if table >= 256:
+        attrs += nla_pack(RTA_TABLE, struct.pack("=I", table))
+        table = 0
+    if dst is not None:
+        attrs += nla_pack(RTA_DST, dst.ip.packed)
+    if route.src is not None:
+        attrs += nla_pack(RTA_SRC, route.src.ip.packed)
+    if route.prefsrc is not None:
+        attrs += nla_pack(RTA_PREFSRC, route.prefsrc.packed)
+    if route.via is not None:
+        attrs += _gateway_attr(route.via, route.family)
+    if route.dev:
+        attrs += nla_pack(RTA_OIF, struct.pack("=I", ifindex(route.dev)))
+    if route.metric is not None:
+        attrs += nla_pack(RTA_PRIORITY, struct.pack("=I", route.metric))
+    if route.realms:
+        attrs += nla_pack(RTA_FLOW, struct.pack("=I", route.realms))
+    if route.expires is not None:
+        attrs += nla_pack(RTA_EXPIRES, struct.pack("=I", route.expires))
+    metrics = b"".join(nla_pack(k, struct.pack("=I", v)) for k, v in sorted(route.metrics.items()))
+    if route.congctl:
+        metrics += nla_pack(RTAX_CC_ALGO, route.congctl.encode())
+    if metrics:
+        attrs += nla_pack(RTA_METRICS, metrics)
+    if route.pref is not None:
+        attrs += nla_pack(RTA_PREF, struct.pack("=B", route.pref))
+    if route.ttl_propagate is not None:
+        attrs += nla_pack(RTA_TTL_PROPAGATE, struct.pack("=B", route.ttl_propagate))
+    if route.nexthops:
+        hops = b""
+        for nh in route.nexthops:
+            inner = _gateway_attr(nh.via, route.family) if nh.via is not None else b""
+            if nh.realms:
+                inner += nla_pack(RTA_FLOW, struct.pack("=I", nh.realms))
+            hops += RTNEXTHOP.pack(RTNEXTHOP.size + len(inner), RTNH_F_ONLINK if nh.onlink else 0, nh.weight - 1,
+                                   ifindex(nh.dev) if nh.dev else 0) + inner
+        attrs += nla_pack(RTA_MULTIPATH, hops)
+    header = RTMSG.pack(_af(route.family), dst.network.prefixlen if dst is not None else 0,
+                        route.src.network.prefixlen if route.src is not None else 0, route.tos or 0, table,
+                        route.protocol, scope, rtype, RTNH_F_ONLINK if route.onlink else 0)
+    return msg_type, flags, header + attrs
+
+
+def _gateway_attr(via: IPAddress, family: int) -> bytes:
+    if via.version == family:
+        return nla_pack(RTA_GATEWAY, via.packed)
+    return nla_pack(RTA_VIA, struct.pack("=H", _af(via.version)) + via.packed)  # struct rtvia
+
+
+def rule_request(rule: Rule, delete: bool = False) -> Tuple[int, int, bytes]:
+    """(nlmsg type, flags, payload) adding or deleting one policy-routing rule (keepalived's netlink_rule)."""
+    msg_type, flags = (RTM_DELRULE, NLM_F_ACK) if delete else (RTM_NEWRULE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    attrs = b""
+    table = 0
+    if rule.action == FR_ACT_TO_TBL and not rule.l3mdev:
+        if rule.table < 256:
+            table = rule.table or 254
+        else:
+            attrs += nla_pack(FRA_TABLE, struct.pack("=I", rule.table))
+    if rule.src is not None:
+        attrs += nla_pack(FRA_SRC, rule.src.ip.packed)
+    if rule.dst is not None:
+        attrs += nla_pack(FRA_DST, rule.dst.ip.packed)
+    for attr, value in ((FRA_PRIORITY, rule.priority), (FRA_FWMARK, rule.fwmark), (FRA_FWMASK, rule.fwmask),
+                        (FRA_FLOW, rule.realms or None), (FRA_SUPPRESS_PREFIXLEN, rule.suppress_prefixlen),
+                        (FRA_SUPPRESS_IFGROUP, rule.suppress_ifgroup)):
+        if value is not None:
+            attrs += nla_pack(attr, struct.pack("=I", value))
+    if rule.iif:
+        attrs += nla_pack_str(FRA_IIFNAME, rule.iif)
+    if rule.oif:
+        attrs += nla_pack_str(FRA_OIFNAME, rule.oif)
+    if rule.tun_id:
+        attrs += nla_pack(FRA_TUN_ID, struct.pack(">Q", rule.tun_id))
+    if rule.uidrange is not None:
+        attrs += nla_pack(FRA_UID_RANGE, struct.pack("=II", *rule.uidrange))
+    if rule.l3mdev:
+        attrs += nla_pack(FRA_L3MDEV, b"\x01")
+    if rule.protocol is not None:
+        attrs += nla_pack(FRA_PROTOCOL, struct.pack("=B", rule.protocol))
+    if rule.ipproto is not None:
+        attrs += nla_pack(FRA_IP_PROTO, struct.pack("=B", rule.ipproto))
+    if rule.sport is not None:
+        attrs += nla_pack(FRA_SPORT_RANGE, struct.pack("=HH", *rule.sport))
+    if rule.dport is not None:
+        attrs += nla_pack(FRA_DPORT_RANGE, struct.pack("=HH", *rule.dport))
+    if rule.goto is not None:
+        attrs += nla_pack(FRA_GOTO, struct.pack("=I", rule.goto))
+    header = FIB_RULE_HDR.pack(_af(rule.family), rule.dst.network.prefixlen if rule.dst is not None else 0,
+                               rule.src.network.prefixlen if rule.src is not None else 0, rule.tos, table, 0, 0,
+                               rule.action, FIB_RULE_INVERT if rule.invert else 0)
+    return msg_type, flags, header + attrs
+
+
+@dataclass
+class RouteInfo:
+    """What a route (or rule) notification says, enough to match it to a configured one."""
+
+    family: int
+    table: int
+    protocol: int
+    dst: Optional[IPInterface]
+    tos: int = 0
+    metric: int = 0
+    oif: int = 0
+    priority: int = 0  # rules: FRA_PRIORITY
+    rule: bool = False
+
+
+def parse_route_msg(payload: bytes, rule: bool = False) -> RouteInfo:
+    """An RTM_NEWROUTE/DELROUTE (or, with `rule`, RTM_NEWRULE/DELRULE) payload."""
+    if len(payload) < RTMSG.size:
+        raise PacketError("bad_netlink", "short rtmsg")
+    family, dst_len, _src_len, tos, table, protocol, _scope, _type, _flags = RTMSG.unpack_from(payload)
+    attrs = nla_parse(payload[RTMSG.size:])
+    fam = 6 if family == socket.AF_INET6 else 4
+    if rule:
+        protocol = attrs[FRA_PROTOCOL][0] if FRA_PROTOCOL in attrs else 0
+    if FRA_TABLE in attrs and len(attrs[FRA_TABLE]) == 4:  # FRA_TABLE == RTA_TABLE
+        table = struct.unpack("=I", attrs[FRA_TABLE])[0]
+    raw = attrs.get(RTA_DST)  # FRA_DST == RTA_DST
+    dst: Optional[IPInterface] = None
+    if raw is not None and len(raw) in (4, 16):
+        dst = ipaddress.ip_interface((ipaddress.ip_address(raw), dst_len))
+    elif raw is None:
+        dst = ipaddress.ip_interface(("::" if fam == 6 else "0.0.0.0", dst_len))
+    metric = struct.unpack("=I", attrs[RTA_PRIORITY])[0] if len(attrs.get(RTA_PRIORITY, b"")) == 4 else 0
+    oif = struct.unpack("=I", attrs[RTA_OIF])[0] if len(attrs.get(RTA_OIF, b"")) == 4 and not rule else 0
+    return RouteInfo(fam, table, protocol, dst, tos, metric, oif, metric, rule)
 
 
 # --------------------------------------------------------------------------------------------
@@ -3112,7 +4740,18 @@ def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast:
     if unicast:
         ip[8] = 0
     ah = ah_header[:12] + bytes(AH_ICV_LEN)
-    return hmac.new(ah_key(key), bytes(ip) + ah + vrrp, "md5").digest()[:AH_ICV_LEN]
+    return hmac_digest(ah_key(key), bytes(ip) + ah + vrrp, "md5")[:AH_ICV_LEN]
+
+
+def hmac_digest(key: bytes, data: bytes, digest: str) -> bytes:
+    """HMAC (RFC 2104) with hashlib's md5 or sha256 alone: python3-minimal has hashlib but not hmac."""
+    import hashlib
+
+    if len(key) > 64:  # both hashes have 64-byte blocks
+        key = hashlib.new(digest, key).digest()
+    key = key.ljust(64, b"\0")
+    inner = hashlib.new(digest, bytes(b ^ 0x36 for b in key) + data).digest()
+    return hashlib.new(digest, bytes(b ^ 0x5C for b in key) + inner).digest()
 
 
 def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: bytes, key: bytes, seq: int,
@@ -3143,7 +4782,7 @@ def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int
     if next_header != IPPROTO_VRRP:
         raise PacketError("ah_next_header", f"AH carries protocol {next_header}")
     vrrp = packet[ihl + AH_HEADER_LEN:]
-    if not hmac.compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
+    if not _compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
         raise PacketError("ah_icv", "invalid IPSEC HMAC-MD5 value, due to fields mutation or bad password")
     if spi != packet[12:16]:
         raise PacketError("ah_spi", f"SPI {ipaddress.IPv4Address(spi)} is not the source address")
@@ -3184,6 +4823,235 @@ class AhSequence:
         if self.cycle:
             self.cycle = False
             self.seq_number = 0
+
+
+# -- keepalived 2.4's auth_hmac: the HMAC-SHA256 advert trailer (draft-cassen-vrrp-auth-hmac) --------
+#    28 bytes after the VRRP PDU: ext_type, key_id, reserved, a 64-bit sequence (seconds, 1/65536 s,
+#    counter) and the first 16 bytes of HMAC-SHA256 over a pseudo-header, the PDU with its checksum
+#    read as zero and the trailer with its HMAC read as zero. Byte for byte as keepalived 2.4.2/2.4.3.
+
+AUTH_HMAC_TRAILER = struct.Struct("!BBHIHH16s")  # ext_type, key_id, reserved, sec, subsec, ctr, hmac
+AUTH_HMAC_TRAILER_LEN = AUTH_HMAC_TRAILER.size  # 28
+AUTH_HMAC_SHA256 = 1  # VRRP_AUTH_HMAC_TYPE_SHA256: HMAC-SHA256 truncated to 128 bits
+AUTH_HMAC_LEN = 16
+AUTH_HMAC_MODES = ("enforce", "permissive", "receive-only")
+AUTH_HMAC_LRU = 4  # keepalived's replay table of multicast senders
+# receive results, as keepalived names its counters (auth_ext_*)
+HMAC_MISSING = "auth_ext_missing"
+HMAC_MALFORMED = "auth_ext_malformed"
+HMAC_UNKNOWN_KEY = "auth_ext_unknown_key"
+HMAC_INVALID = "auth_ext_invalid_hmac"
+HMAC_STALE = "auth_ext_stale"
+HMAC_REPLAY = "auth_ext_replay"
+
+
+def _hmac_sha256(key: bytes, data: bytes) -> bytes:
+    return hmac_digest(key, data, "sha256")
+
+
+def auth_hmac_input(src: IPAddress, version: int, vrid: int, pdu: bytes, trailer: bytes) -> bytes:
+    """What the HMAC covers: {family, version, VRID, 0, source padded to 16 bytes}, the PDU with a zero
+    checksum, the trailer's first 12 bytes and 16 zero bytes in place of the HMAC."""
+    pseudo = bytes((src.version, version, vrid, 0)) + src.packed.ljust(16, b"\0")
+    return pseudo + pdu[:6] + b"\0\0" + pdu[8:] + trailer[:12] + bytes(AUTH_HMAC_LEN)
+
+
+def auth_hmac_trailer(key: bytes, key_id: int, seq: int, pdu: bytes, src: IPAddress, version: int,
+                      vrid: int) -> bytes:
+    """The 28-byte trailer signing `pdu` (the VRRP message as sent) from `src` with sequence `seq`."""
+    head = AUTH_HMAC_TRAILER.pack(AUTH_HMAC_SHA256, key_id, 0, seq >> 32, (seq >> 16) & 0xFFFF, seq & 0xFFFF,
+                                  b"")[:12]
+    return head + _hmac_sha256(key, auth_hmac_input(src, version, vrid, pdu, head))[:AUTH_HMAC_LEN]
+
+
+def auth_hmac_split(msg: bytes, addr_len: int) -> Tuple[bytes, Optional[bytes]]:
+    """(PDU, trailer or None): a trailer is there only when the message is exactly 28 bytes longer than
+    its address count says (keepalived's presence rule); anything else is left to the decoder."""
+    if len(msg) < VRRP_HEADER_LEN:
+        return msg, None
+    expected = VRRP_HEADER_LEN + addr_len * msg[3] + (VRRP_AUTH_DATA_LEN if msg[0] >> 4 == 2 else 0)
+    if len(msg) == expected + AUTH_HMAC_TRAILER_LEN:
+        return msg[:expected], msg[expected:]
+    return msg, None
+
+
+def _int32(value: int) -> int:
+    """value as C's (int32_t) cast reads it."""
+    return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _serial_after(a: int, b: int) -> bool:
+    """RFC 1982 serial arithmetic on 64 bits: a comes after b."""
+    diff = (a - b) & 0xFFFFFFFFFFFFFFFF
+    return diff != 0 and diff < 1 << 63
+
+
+class AuthHmac:
+    """One instance's auth_hmac: keys, the sender's sequence and the receiver's anti-replay marks.
+
+    Sans-IO: every call is given the wall clock as integer nanoseconds since 1970 (the trailer
+    carries UTC seconds). keepalived's vrrp_auth_hmac.c, in the order of its checks."""
+
+    def __init__(self, keys: Dict[int, bytes], active_key: int, mode: str = "enforce", anti_replay: str = "time",
+                 time_window: int = 5):
+        self.keys = dict(keys)
+        self.active_key = active_key
+        self.mode = mode
+        self.anti_replay = anti_replay
+        self.time_window = time_window
+        self.last_seq: Optional[int] = None
+        self.marks: Dict[Any, int] = {}  # unicast peer or multicast source -> last accepted seq
+
+    @property
+    def sends(self) -> bool:
+        """receive-only accepts trailers but sends none (the first step of a roll-out)."""
+        return self.mode != "receive-only"
+
+    @property
+    def requires(self) -> bool:
+        """enforce drops adverts without a trailer; permissive and receive-only accept them."""
+        return self.mode == "enforce"
+
+    def next_seq(self, now_ns: int) -> int:
+        """The sender's next sequence: the clock, or one past the last when the clock has not moved on."""
+        sec = now_ns // 1_000_000_000
+        clk = ((sec & 0xFFFFFFFF) << 32) | ((now_ns % 1_000_000_000) * 65536 // 1_000_000_000) << 16
+        last = self.last_seq
+        if last is None or _serial_after(clk, last):
+            seq = clk
+        elif self.anti_replay == "time" and _int32((last >> 32) - sec) > self.time_window:
+            seq = clk  # the clock was stepped back: start again from it (keepalived 2.4.3)
+        else:
+            seq = (last + 1) & 0xFFFFFFFFFFFFFFFF
+        self.last_seq = seq
+        return seq
+
+    def sign(self, pdu: bytes, src: IPAddress, version: int, vrid: int, now_ns: int) -> bytes:
+        """The trailer to append to `pdu` (signed once per advert: every unicast copy carries the same)."""
+        return auth_hmac_trailer(self.keys[self.active_key], self.active_key, self.next_seq(now_ns), pdu, src,
+                                 version, vrid)
+
+    def verify(self, pdu: bytes, trailer: bytes, src: IPAddress, version: int, vrid: int, now_ns: int,
+               slot: Any = None, lru: bool = True) -> Tuple[Optional[str], str]:
+        """(None, note) when the trailer is good (and its sequence remembered), else (counter, log text).
+
+        `slot` keys the replay mark (the unicast peer; the source by default); `lru` keeps at most 4
+        multicast senders. The note is a clock-skew warning for an accepted trailer, or ''."""
+        ext_type, key_id, reserved, sec, subsec, ctr, mac = AUTH_HMAC_TRAILER.unpack(trailer)
+        if ext_type != AUTH_HMAC_SHA256 or reserved != 0:
+            return HMAC_MALFORMED, f"malformed authentication trailer from {src}"
+        now_sec = now_ns // 1_000_000_000
+        skew = _int32(now_sec - sec)
+        window = self.time_window
+        if self.anti_replay == "time" and abs(skew) > window:
+            return HMAC_STALE, (f"stale authentication trailer from {src}, clock skew {skew} sec exceeds window "
+                                f"{window} sec")
+        key = self.keys.get(key_id)
+        if key is None:
+            return HMAC_UNKNOWN_KEY, f"unknown authentication key id {key_id} from {src}"
+        good = _hmac_sha256(key, auth_hmac_input(src, version, vrid, pdu, trailer))[:AUTH_HMAC_LEN]
+        if not _compare_digest(good, mac):
+            return HMAC_INVALID, f"invalid authentication HMAC from {src}"
+        seq = (sec << 32) | (subsec << 16) | ctr
+        slot = src if slot is None else slot
+        mark = self.marks.get(slot)
+        if mark is not None and self.anti_replay == "time":
+            if abs(_int32(now_sec - (mark >> 32))) > window:
+                mark = None  # too old to say anything (keepalived 2.4.3)
+        if mark is not None and not _serial_after(seq, mark):
+            return HMAC_REPLAY, f"replayed authentication trailer from {src}"
+        self.marks.pop(slot, None)
+        self.marks[slot] = seq
+        if lru and len(self.marks) > AUTH_HMAC_LRU:
+            del self.marks[next(iter(self.marks))]
+        note = ""
+        if self.anti_replay == "time" and abs(skew) * 2 > window:
+            note = f"authentication clock skew {skew} sec from {src} approaching window {window} sec"
+        return None, note
+
+
+# -- BFD control packets (RFC 5880 section 4.1) over UDP (RFC 5881 single hop, RFC 5883 multihop) ---
+
+BFD_PORT = 3784  # RFC 5881 section 4
+BFD_MULTIHOP_PORT = 4784  # RFC 5883 section 5
+BFD_SOURCE_PORTS = (49152, 65535)  # RFC 5881 section 4: the source port range
+BFD_HEADER = struct.Struct("!BBBBIIIII")  # vers|diag, sta|flags, detect mult, length, my, your, tx, rx, echo
+BFD_VERSION = 1
+BFD_POLL, BFD_FINAL, BFD_CPI, BFD_AUTH, BFD_DEMAND, BFD_MULTIPOINT = 0x20, 0x10, 0x08, 0x04, 0x02, 0x01
+
+
+class BfdState(enum.IntEnum):
+    """bfd.SessionState (RFC 5880 section 4.1 Sta); the names are keepalived's log words."""
+
+    AdminDown = 0
+    Down = 1
+    Init = 2
+    Up = 3
+
+
+# RFC 5880 section 4.1 Diag
+BFD_DIAG_NONE, BFD_DIAG_EXPIRED, BFD_DIAG_ECHO_FAILED, BFD_DIAG_NEIGHBOR_DOWN, BFD_DIAG_ADMIN_DOWN = 0, 1, 2, 3, 7
+BFD_DIAGNOSTICS = ("No Diagnostic", "Control Detection Time Expired", "Echo Function Failed",
+                   "Neighbor Signaled Session Down", "Forwarding Plane Reset", "Path Down", "Concatenated Path Down",
+                   "Administratively Down", "Reverse Concatenated Path Down")
+
+
+@dataclass
+class BfdPacket:
+    """One BFD Control packet; intervals in microseconds, as on the wire."""
+
+    state: BfdState
+    my_disc: int
+    your_disc: int = 0
+    detect_mult: int = 3
+    desired_min_tx: int = 1_000_000
+    required_min_rx: int = 1_000_000
+    required_min_echo_rx: int = 0
+    diag: int = BFD_DIAG_NONE
+    flags: int = 0  # BFD_POLL | BFD_FINAL | ...
+
+    @property
+    def poll(self) -> bool:
+        return bool(self.flags & BFD_POLL)
+
+    @property
+    def final(self) -> bool:
+        return bool(self.flags & BFD_FINAL)
+
+
+def encode_bfd(pkt: BfdPacket) -> bytes:
+    """The 24-byte control packet (no authentication section)."""
+    return BFD_HEADER.pack((BFD_VERSION << 5) | (pkt.diag & 0x1F), (int(pkt.state) << 6) | (pkt.flags & 0x3F),
+                           pkt.detect_mult, BFD_HEADER.size, pkt.my_disc, pkt.your_disc, pkt.desired_min_tx,
+                           pkt.required_min_rx, pkt.required_min_echo_rx)
+
+
+def decode_bfd(data: bytes) -> BfdPacket:
+    """Decode a control packet, discarding what RFC 5880 section 6.8.6 (and keepalived's bfd_check_packet)
+    discards without a session: raises PacketError with a counter key."""
+    if len(data) < BFD_HEADER.size:
+        raise PacketError("bfd_short", f"{len(data)} bytes")
+    vd, sf, mult, length, my, your, tx, rx, echo = BFD_HEADER.unpack_from(data)
+    if vd >> 5 != BFD_VERSION:
+        raise PacketError("bfd_version", str(vd >> 5))
+    if length < BFD_HEADER.size or length != len(data):
+        raise PacketError("bfd_length", f"length field {length}, datagram {len(data)} bytes")
+    if sf & BFD_AUTH:
+        raise PacketError("bfd_auth", "authentication is not configured")
+    state, diag = BfdState(sf >> 6), vd & 0x1F
+    if mult == 0:
+        raise PacketError("bfd_detect_mult", "detect multiplier 0")
+    if sf & BFD_MULTIPOINT:
+        raise PacketError("bfd_multipoint", "multipoint bit set")
+    if my == 0:
+        raise PacketError("bfd_discriminator", "my discriminator 0")
+    if your == 0 and state not in (BfdState.Down, BfdState.AdminDown):
+        raise PacketError("bfd_discriminator", f"your discriminator 0 in state {state.name}")
+    if sf & BFD_POLL and sf & BFD_FINAL:
+        raise PacketError("bfd_flags", "both poll and final")
+    if diag >= len(BFD_DIAGNOSTICS):
+        raise PacketError("bfd_diag", str(diag))
+    return BfdPacket(state, my, your, mult, tx, rx, echo, diag, sf & 0x3F)
 
 
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
@@ -3232,35 +5100,27 @@ def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> 
     return name or f"{prefix}.{vrid}"
 
 
-def _ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
 
-def rtm_newlink_macvlan(seq: int, name: str, base_ifindex: int, mac: bytes) -> bytes:
-    """RTM_NEWLINK creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
+def macvlan_link_payload(name: str, base_ifindex: int, mac: bytes) -> bytes:
+    """RTM_NEWLINK payload creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
     info = nla_pack(IFLA_INFO_KIND, b"macvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED,
                                                   nla_pack(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
-    attrs = (nla_pack(IFLA_IFNAME, name.encode() + b"\0") + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
+    attrs = (nla_pack_str(IFLA_IFNAME, name) + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
              + nla_pack(IFLA_ADDRESS, mac) + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
-    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, _ifinfomsg() + attrs)
+    return ifinfomsg() + attrs
 
 
-def rtm_setlink_addrgenmode(seq: int, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
-    """RTM_NEWLINK setting the IPv6 link-local generation mode; must come before the link goes up.
+def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> bytes:
+    """RTM_NEWLINK payload setting the IPv6 link-local generation mode; must come before the link goes up.
 
     `random` (FRR's advice, RFC 5798 section 7.4) keeps two routers' link-locals apart although
     their VMACs are equal."""
     spec = nla_pack(IFLA_AF_SPEC | NLA_F_NESTED,
-                nla_pack(socket.AF_INET6 | NLA_F_NESTED, nla_pack(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
-    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex) + spec)
-
-
-def rtm_setlink_up(seq: int, ifindex: int, up: bool = True) -> bytes:
-    return nlmsg_pack(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
-
-
-def rtm_dellink(seq: int, ifindex: int) -> bytes:
-    return nlmsg_pack(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, _ifinfomsg(ifindex))
+                    nla_pack(socket.AF_INET6 | NLA_F_NESTED, nla_pack(IFLA_INET6_ADDR_GEN_MODE, bytes([mode]))))
+    return ifinfomsg(ifindex) + spec
 
 
 # ============================================================================================
@@ -3303,10 +5163,16 @@ class SendGarp:
 
 @dataclass(frozen=True)
 class Notify:
-    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail."""
+    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail.
+
+    `reason` says why, in RFC 8347's new-master-reason words where they fit (not-master, priority,
+    preempted, no-response) and vrrpd's own for the rest (released, fault, fault-cleared, sync-group,
+    shutdown); `detail` says it for a person."""
 
     state: State
     priority: int
+    reason: str = field(default="", compare=False)
+    detail: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -3353,8 +5219,10 @@ class VrrpMachine:
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
         higher_prio_send_advert: bool = False,
+        down_timer_adverts: int = 3,
     ):
         self.name = name
+        self.down_timer_adverts = down_timer_adverts
         self.vrid = vrid
         self.priority = priority  # configured base priority
         self.effective_priority = priority
@@ -3382,6 +5250,8 @@ class VrrpMachine:
         self.preempt_delay_timer: Optional[float] = None
         self.handover_timer: Optional[float] = None
         self.master_ip: Optional[ipaddress.IPv4Address] = None
+        self.master_priority: Optional[int] = None  # priority in the last advert heard from the master
+        self.last_advert: Optional[float] = None  # when it came (`now` of on_advert)
         self.vips_set = False
 
     # -- timers (RFC 5798 section 6.1, keepalived vrrp.h) ---------------------------------------
@@ -3394,8 +5264,9 @@ class VrrpMachine:
 
     @property
     def master_down_interval(self) -> float:
-        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time."""
-        return 3 * self.master_adver_int + self.skew_time
+        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time (keepalived's down_timer_adverts
+        replaces the 3: an RFC deviation that every router of the VRID must share)."""
+        return self.down_timer_adverts * self.master_adver_int + self.skew_time
 
     def master_down_due(self, now: float) -> bool:
         """True when on_timer(now) would act on an expired Master_Down_Timer (a BACKUP declaring the master gone)."""
@@ -3418,9 +5289,9 @@ class VrrpMachine:
             return self._enter_fault(now, init=True)
         if self.priority == 255:
             # the address owner goes straight to MASTER
-            return self._become_master(now)
+            return self._become_master(now, "priority", "address owner (priority 255)")
         self.master_adver_int = self.advert_int
-        acts = self._enter_backup(now, init=True)
+        acts = self._enter_backup(now, init=True, reason="not-master", detail="starting up")
         if self.start_master:
             # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
             self.master_down_timer = now + self.advert_int + self.skew_time
@@ -3437,13 +5308,25 @@ class VrrpMachine:
                 return acts
             # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
             acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
-            acts += self._become_master(now)
+            acts += self._become_master(now, *self._takeover_reason(now))
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
             self.adver_timer = nxt if nxt > now else now + self.advert_int
         return acts
+
+    def _takeover_reason(self, now: float) -> Tuple[str, str]:
+        """Why the Master_Down_Timer fired: (reason, detail) from the last advert heard."""
+        if self.master_priority is None or self.last_advert is None:
+            return "no-response", "no advert heard"
+        master, ago = self.master_ip, now - self.last_advert
+        if self.master_priority == 0:
+            return "released", f"master {master} sent priority 0 {ago:.2f} s ago"
+        if self.master_priority < self.effective_priority and self.preempt:
+            return "preempted", (f"master {master} advertises priority {self.master_priority}, "
+                                 f"ours {self.effective_priority}")
+        return "no-response", f"no advert from master {master} for {ago:.2f} s"
 
     def check_advert(self, adv: VrrpAdvert) -> Optional[Tuple[str, str]]:
         """The per-instance receive checks of RFC 5798 section 7.1 and keepalived; (counter, log text) to drop.
@@ -3480,6 +5363,7 @@ class VrrpMachine:
 
     def _backup_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
         # RFC 5798 section 6.4.2, "If an ADVERTISEMENT is received"
+        self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
         if adv.priority == 0:
             # "If the Priority in the ADVERTISEMENT is zero, then: Set the Master_Down_Timer to Skew_Time"
             self.master_down_timer = now + self.skew_time
@@ -3518,6 +5402,8 @@ class VrrpMachine:
             # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
             #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
             #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
+            why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
+                   (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
             acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
                                       f"{adv.priority}, ours {self.effective_priority}")]
             if self.higher_prio_send_advert:
@@ -3525,8 +5411,9 @@ class VrrpMachine:
                 acts.append(SendAdvert(self.effective_priority))
             if self.version == 3:
                 self.master_adver_int = adv.advert_int
-            self.master_ip = src
-            return acts + self._enter_backup(now)
+            acts += self._enter_backup(now, reason="priority", detail=why)
+            self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
+            return acts
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
         acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
                     f"ours {self.effective_priority}, forcing new election"),
@@ -3560,9 +5447,9 @@ class VrrpMachine:
             return self._enter_fault(now)
         # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
         if self.priority == 255:
-            return self._become_master(now)
+            return self._become_master(now, "fault-cleared", "address owner")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now)
+        return self._enter_backup(now, reason="fault-cleared")
 
     def shutdown(self, now: float, handover: bool = False) -> List[Action]:
         """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
@@ -3580,11 +5467,23 @@ class VrrpMachine:
             else:
                 acts += self._remove_vips()
         self.state = State.STOP
-        acts.append(Notify(State.STOP, self.effective_priority))
+        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
+        return acts
+
+    def release_master(self, now: float, why: str) -> List[Action]:
+        """keepalived's set_vrrp_backup: something MASTER must hold vanished (a tracked virtual route or rule
+        deleted behind our back). Priority 0, BACKUP, and a master-down timer of only Skew_Time, so a lone
+        router is MASTER again at once and reinstalls everything."""
+        if self.state != State.MASTER:
+            return []
+        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
+                              Log(f"({self.name}) sent 0 priority", detail=True)]
+        acts += self._enter_backup(now, reason="fault", detail=why)
+        self.master_down_timer = now + self.skew_time
         return acts
 
     # -- transitions ---------------------------------------------------------------------------
-    def _become_master(self, now: float) -> List[Action]:
+    def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
         self.state = State.MASTER
         self.master_down_timer = None
@@ -3597,10 +5496,11 @@ class VrrpMachine:
         if not self.vips_set:
             self.vips_set = True
             acts += [Log(f"({self.name}) setting VIPs.", detail=True), AddVips()]
-        acts += [SendAdvert(self.effective_priority), StartGarp(), Notify(State.MASTER, self.effective_priority)]
+        acts += [SendAdvert(self.effective_priority), StartGarp(),
+                 Notify(State.MASTER, self.effective_priority, reason, detail)]
         return acts
 
-    def _enter_backup(self, now: float, init: bool = False) -> List[Action]:
+    def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
         was_master = self.state == State.MASTER
         self.state = State.BACKUP
         self.adver_timer = None
@@ -3609,10 +5509,11 @@ class VrrpMachine:
         if was_master:
             acts.append(StopGarp())
         acts += self._remove_vips()
-        acts.append(Notify(State.BACKUP, self.effective_priority))
+        self.master_priority = self.last_advert = None
+        acts.append(Notify(State.BACKUP, self.effective_priority, reason, detail))
         return acts
 
-    def _enter_fault(self, now: float, init: bool = False) -> List[Action]:
+    def _enter_fault(self, now: float, init: bool = False, reason: str = "fault") -> List[Action]:
         acts: List[Action] = []
         if self.state == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
@@ -3621,7 +5522,7 @@ class VrrpMachine:
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
-        acts.append(Notify(State.FAULT, self.effective_priority))
+        acts.append(Notify(State.FAULT, self.effective_priority, reason))
         return acts
 
     def _remove_vips(self) -> List[Action]:
@@ -3896,11 +5797,7 @@ def script_argv(cmd: Command) -> List[str]:
 
 def find_script(argv0: str) -> Optional[str]:
     """The executable file argv0 names (searched in PATH if it has no slash), or None."""
-    import shutil
-
-    if "/" in argv0:
-        return argv0 if os.path.isfile(argv0) and os.access(argv0, os.X_OK) else None
-    return shutil.which(argv0)
+    return which(argv0)
 
 
 def script_security_problem(path: str) -> Optional[str]:
@@ -4109,7 +6006,7 @@ class Inotify:
 
             libc = ctypes.CDLL(None, use_errno=True)
             fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ImportError):  # python3-minimal has no ctypes: polling only
             return None
         return cls(libc, fd) if fd >= 0 else None
 
@@ -4182,15 +6079,15 @@ class Tracking:
         self.scripts: Dict[str, _ScriptRunner] = {}
         self.files: Dict[str, _FileWatch] = {}
         self.processes: Dict[str, ProcessQuorum] = {}
+        self.bfd = BfdDriver(loop, self._bfd_event)  # bfd_instance sessions (sections 6c, 7d)
+        self.bfd_listeners: List[Callable[[str, bool], Any]] = []  # BFD_CHECK checkers hear the events too
         self._take(config)
 
     def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
         """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
         is unchanged; returns the script runners and file watches that are new."""
-        import dataclasses
-
         def same(a: Any, b: Any) -> bool:
-            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+            return dataclass_replace(a, file="", line=0) == dataclass_replace(b, file="", line=0)
 
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
@@ -4243,6 +6140,7 @@ class Tracking:
     def start(self) -> None:
         """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
         self._started = True
+        self.bfd.configure(self.config.bfd_instances)
         self._watch(list(self.files.values()))
         for runner in self.scripts.values():
             runner.timer = self.loop.call_later(0, runner.run)
@@ -4276,6 +6174,7 @@ class Tracking:
         for runner in self.scripts.values():
             runner.stop()
         self._unwatch()
+        self.bfd.stop()
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (SIGHUP). Trackers whose definition did not change keep their
@@ -4286,6 +6185,7 @@ class Tracking:
             return
         self._unwatch()
         new_runners, new_files = self._take(config)
+        self.bfd.configure(config.bfd_instances)
         self._watch(new_files)
         for runner in new_runners:
             runner.timer = self.loop.call_later(0, runner.run)
@@ -4294,6 +6194,22 @@ class Tracking:
     def _changed(self) -> None:
         if self._started:
             self.on_change()
+
+    def _bfd_event(self, name: str, up: bool) -> None:
+        """A BFD session went Up or Down: keepalived's `Tracked BFD instance NAME is UP|DOWN`, then the
+        instances re-read their adjustment at once (this is what makes BFD fail over in milliseconds)."""
+        bfd = self.config.bfd_instances.get(name)
+        if bfd is None:
+            return
+        if bfd.to_vrrp:
+            for inst in self.config.vrrp_instances:
+                if any(ref.name == name for ref in self._refs(inst)[3]):
+                    log.info("VRRP_Instance(%s) Tracked BFD instance %s is %s", inst.name, name,
+                             "UP" if up else "DOWN")
+            self._changed()
+        if bfd.to_checker:
+            for listener in self.bfd_listeners:
+                listener(name, up)
 
     def _on_inotify(self) -> None:
         if self._inotify is not None:
@@ -4334,14 +6250,16 @@ class Tracking:
             self._changed()
 
     # -- queries --------------------------------------------------------------------------
-    def _refs(self, inst: VrrpInstance) -> Tuple[List[TrackRef], List[TrackRef], List[TrackRef]]:
+    def _refs(self, inst: VrrpInstance) -> Tuple[List[TrackRef], List[TrackRef], List[TrackRef], List[TrackRef]]:
         scripts, files, procs = list(inst.track_script), list(inst.track_file), list(inst.track_process)
+        bfds = list(inst.track_bfd)
         for group in self.config.sync_groups:
             if inst.name in group.group or inst.sync_group == group.name:
                 scripts += group.track_script
                 files += group.track_file
                 procs += group.track_process
-        return scripts, files, procs
+                bfds += group.track_bfd
+        return scripts, files, procs, bfds
 
     def adjustment(self, inst: VrrpInstance) -> Tuple[int, bool]:
         """(sum of inst's tracker weights in their current state, whether one of them says FAULT).
@@ -4349,34 +6267,46 @@ class Tracking:
         The trackers of inst's sync group count for inst too. Unlike keepalived, which ignores
         weighted trackers of sync-group members, their weights apply. The daemon adds the sum to
         the base priority and clamps to 1..254 (255 never changes)."""
-        scripts, files, procs = self._refs(inst)
-        total, fault = 0, False
+        parts = self.contributions(inst)
+        return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
+
+    def contributions(self, inst: VrrpInstance) -> List[Tuple[str, str, int, bool]]:
+        """(kind, name, priority delta now, FAULT now) of each of inst's trackers, for adjustment() and --status."""
+        scripts, files, procs, bfds = self._refs(inst)
+        parts: List[Tuple[str, str, int, bool]] = []
         for ref in scripts:
             runner = self.scripts.get(ref.name)
             if runner is None:
                 continue
             weight, reverse = tracker_weight(ref, runner.script.weight, runner.script.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, runner.result.good)
-            total += delta
-            fault = fault or down
+            parts.append(("vrrp_script", ref.name, *tracker_effect(weight, reverse, runner.result.good)))
         for ref in files:
             watch = self.files.get(ref.name)
             if watch is None:
                 continue
             weight, reverse = tracker_weight(ref, watch.track_file.weight, watch.track_file.weight_reverse)
-            delta, down = track_file_effect(weight, reverse, watch.value)
-            total += delta
-            fault = fault or down
+            parts.append(("track_file", ref.name, *track_file_effect(weight, reverse, watch.value)))
         for ref in procs:
             quorum = self.processes.get(ref.name)
             if quorum is None:
                 continue
             tp = self.config.track_processes[ref.name]
             weight, reverse = tracker_weight(ref, tp.weight, tp.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, quorum.up)
-            total += delta
-            fault = fault or down
-        return total, fault
+            parts.append(("track_process", ref.name, *tracker_effect(weight, reverse, quorum.up)))
+        for ref in bfds:
+            bfd = self.config.bfd_instances.get(ref.name)
+            if bfd is None:
+                continue
+            # keepalived: a tracked BFD is down until its first Up event; AdminDown from the peer is no event
+            weight, reverse = tracker_weight(ref, bfd.weight, bfd.weight_reverse)
+            parts.append(("track_bfd", ref.name,
+                          *tracker_effect(weight, reverse, bfd.to_vrrp and self.bfd.is_up(ref.name))))
+        return parts
+
+    def bfd_up_for_checker(self, name: str) -> bool:
+        """BFD_CHECK's view: the session is Up and its bfd_instance sends events to checkers."""
+        bfd = self.config.bfd_instances.get(name)
+        return bfd is not None and bfd.to_checker and self.bfd.is_up(name)
 
     def initialising(self, inst: VrrpInstance) -> bool:
         """True while a weight-0 vrrp_script of inst has not reported yet (keepalived keeps
@@ -4403,6 +6333,7 @@ class Tracking:
                 name: {"state": {None: "INIT", True: "UP", False: "DOWN"}[q.up], "count": q.count,
                        "quorum": q.quorum, "quorum_max": q.quorum_max}
                 for name, q in self.processes.items()},
+            **({"bfd_instance": self.bfd.status()} if self.bfd.runs else {}),
         }
 
 
@@ -4410,7 +6341,7 @@ class Tracking:
 # 6b. LVS checkers: decisions from results and time (sans-IO); the I/O is in section 7b
 # --------------------------------------------------------------------------------------------
 
-LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK")
+LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
 
 
 @dataclass
@@ -4433,6 +6364,9 @@ def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerPa
 
     delay_loop = pick(chk.delay_loop, rs.delay_loop, vs.delay_loop)
     default_retry = {"MISC_CHECK": 0, "DNS_CHECK": 3}.get(chk.kind, 1)
+    if chk.kind == "BFD_CHECK":  # the session's state is the result: no retries, no warm-up
+        return CheckerParams(delay_loop=delay_loop, connect_timeout=5.0, retry=0, delay_before_retry=1.0,
+                             warmup=0.0, alpha=pick(chk.alpha, rs.alpha, vs.alpha))
     default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
     return CheckerParams(
         delay_loop=delay_loop,
@@ -4544,6 +6478,186 @@ def lvs_desired_dests(
     return plan
 
 
+# --------------------------------------------------------------------------------------------
+# 6c. BFD sessions (RFC 5880 asynchronous mode), sans-IO: given `now` and received packets, a session
+#     returns the packets to send and its state changes. Its UDP sockets are in section 7d.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BfdSend:
+    """Send this control packet to the neighbour now."""
+
+    packet: BfdPacket
+
+
+@dataclass(frozen=True)
+class BfdStateChange:
+    """bfd.SessionState changed; `peer_admin_down` when the neighbour said AdminDown (no failure, RFC 5882)."""
+
+    old: BfdState
+    new: BfdState
+    diag: int
+    peer_admin_down: bool = False
+
+
+BfdAction = Union[BfdSend, BfdStateChange]
+
+
+class BfdSession:
+    """One BFD session's state variables and timers (RFC 5880 sections 6.2, 6.8), sans-IO.
+
+    Intervals are in microseconds as on the wire, `now` in seconds. Echo, Demand and authentication are
+    not used (as keepalived). `jitter()` returns a number in [0, 1) (random.random)."""
+
+    def __init__(self, name: str, min_tx: int, min_rx: int, idle_tx: int = 1_000_000, multiplier: int = 3,
+                 passive: bool = False, discriminator: int = 0, jitter: Callable[[], float] = random.random):
+        self.name = name
+        self.min_tx = min_tx  # DesiredMinTxInterval while Up
+        self.idle_tx = max(idle_tx, 1_000_000)  # section 6.8.3: at least one second while not Up
+        self.required_min_rx = min_rx
+        self.detect_mult = multiplier
+        self.passive = passive
+        self.jitter = jitter
+        self.state = BfdState.Down
+        self.remote_state = BfdState.Down
+        self.local_disc = discriminator or random.randint(1, 0xFFFFFFFF)
+        self.remote_disc = 0
+        self.local_diag = BFD_DIAG_NONE
+        self.remote_min_rx = 1  # section 6.8.1: bfd.RemoteMinRxInterval starts at 1
+        self.remote_min_tx = 0
+        self.remote_mult = 0
+        self.polling = False  # a Poll Sequence of ours is running (section 6.5)
+        self.tx_timer: Optional[float] = None
+        self.detect_timer: Optional[float] = None
+        self.received = 0
+        self.up_since: Optional[float] = None
+
+    # -- the numbers of section 6.8 -----------------------------------------------------------
+    @property
+    def desired_min_tx(self) -> int:
+        """bfd.DesiredMinTxInterval: the configured rate when Up, the slow rate (>= 1 s) otherwise."""
+        return self.min_tx if self.state == BfdState.Up else self.idle_tx
+
+    @property
+    def tx_interval(self) -> int:
+        """Section 6.8.2: the larger of our DesiredMinTxInterval and the remote RequiredMinRxInterval."""
+        return max(self.desired_min_tx, self.remote_min_rx)
+
+    @property
+    def detection_time(self) -> float:
+        """Section 6.8.4 (asynchronous mode): remote Detect Mult x max(our RequiredMinRx, its DesiredMinTx), s."""
+        return self.remote_mult * max(self.required_min_rx, self.remote_min_tx) / 1e6
+
+    def next_deadline(self) -> Optional[float]:
+        deadlines = [t for t in (self.tx_timer, self.detect_timer) if t is not None]
+        return min(deadlines) if deadlines else None
+
+    # -- events -------------------------------------------------------------------------------
+    def start(self, now: float) -> List[BfdAction]:
+        """Begin in Down; an active session transmits at once, a passive one waits to hear the peer."""
+        if not self.passive:
+            return self._transmit(now)
+        return []
+
+    def admin_down(self, now: float) -> List[BfdAction]:
+        """Local administration (stopping): AdminDown with diag 7, said once to the peer."""
+        old, self.state, self.local_diag = self.state, BfdState.AdminDown, BFD_DIAG_ADMIN_DOWN
+        self.detect_timer = None
+        acts: List[BfdAction] = [BfdSend(self._packet())]
+        if old != BfdState.AdminDown:
+            acts.append(BfdStateChange(old, BfdState.AdminDown, BFD_DIAG_ADMIN_DOWN))
+        self.tx_timer = None
+        return acts
+
+    def on_timer(self, now: float) -> List[BfdAction]:
+        acts: List[BfdAction] = []
+        if self.detect_timer is not None and now >= self.detect_timer:
+            # section 6.8.4: "If ... the Detection Time passes without receipt of a valid ... packet ... the
+            # session has gone down": Down with diag 1; the remote discriminator is forgotten (keepalived)
+            self.detect_timer = None
+            self.remote_disc, self.remote_state, self.remote_min_rx = 0, BfdState.Down, 1
+            if self.state in (BfdState.Init, BfdState.Up):
+                acts += self._set_state(now, BfdState.Down, BFD_DIAG_EXPIRED)
+        if self.tx_timer is not None and now >= self.tx_timer:
+            acts += self._transmit(now)
+        return acts
+
+    def on_packet(self, now: float, pkt: BfdPacket) -> List[BfdAction]:
+        """A control packet that decode_bfd() accepted and that the caller matched to this session."""
+        if self.state == BfdState.AdminDown:
+            return []  # section 6.8.6: "If bfd.SessionState is AdminDown: Discard the packet"
+        self.received += 1
+        self.remote_disc = pkt.my_disc
+        self.remote_state = pkt.state
+        self.remote_min_tx = pkt.desired_min_tx
+        self.remote_min_rx = pkt.required_min_rx
+        self.remote_mult = pkt.detect_mult
+        acts: List[BfdAction] = []
+        if pkt.final and self.polling:
+            self.polling = False  # "If the Final (F) bit is set, terminate any Poll Sequence in progress"
+        # section 6.8.6 state machine (section 6.2 diagram)
+        if pkt.state == BfdState.AdminDown:
+            if self.state != BfdState.Down:
+                acts += self._set_state(now, BfdState.Down, BFD_DIAG_NEIGHBOR_DOWN, peer_admin_down=True)
+        elif self.state == BfdState.Down:
+            if pkt.state == BfdState.Down:
+                acts += self._set_state(now, BfdState.Init, BFD_DIAG_NONE)
+            elif pkt.state == BfdState.Init:
+                acts += self._set_state(now, BfdState.Up, BFD_DIAG_NONE)
+        elif self.state == BfdState.Init:
+            if pkt.state in (BfdState.Init, BfdState.Up):
+                acts += self._set_state(now, BfdState.Up, BFD_DIAG_NONE)
+        elif pkt.state == BfdState.Down:  # Up
+            acts += self._set_state(now, BfdState.Down, BFD_DIAG_NEIGHBOR_DOWN)
+        # section 6.8.4: the detection timer restarts with every valid packet
+        self.detect_timer = now + self.detection_time if self.detection_time > 0 else None
+        if pkt.poll:
+            # "If the Poll (P) bit is set, send a BFD Control packet ... with the Poll (P) bit clear, and the
+            #  Final (F) bit set" - at once, outside the periodic schedule (section 6.8.7)
+            acts.append(BfdSend(self._packet(final=True)))
+        if self.tx_timer is None and not acts and self.remote_min_rx:
+            self._schedule(now)  # a passive session starts transmitting once it has heard the peer
+        elif self.tx_timer is not None and self.tx_timer > now + self.tx_interval / 1e6:
+            self._schedule(now)  # the peer asked for a faster rate: do not wait out the slow one
+        if any(isinstance(a, BfdStateChange) for a in acts):
+            acts += self._transmit(now)  # tell the peer our new state now
+        return acts
+
+    # -- internals ----------------------------------------------------------------------------
+    def _set_state(self, now: float, new: BfdState, diag: int, peer_admin_down: bool = False) -> List[BfdAction]:
+        old = self.state
+        self.state, self.local_diag = new, diag
+        if new == BfdState.Up:
+            self.up_since = now
+            # our DesiredMinTxInterval changes from the slow rate: a Poll Sequence announces it (section 6.8.3)
+            self.polling = self.min_tx != self.idle_tx
+        else:
+            self.up_since = None
+            self.polling = False
+        return [BfdStateChange(old, new, diag, peer_admin_down)]
+
+    def _packet(self, final: bool = False) -> BfdPacket:
+        flags = BFD_FINAL if final else (BFD_POLL if self.polling else 0)
+        return BfdPacket(self.state, self.local_disc, self.remote_disc, self.detect_mult, self.desired_min_tx,
+                         self.required_min_rx, 0, self.local_diag, flags)
+
+    def _schedule(self, now: float) -> None:
+        """Section 6.8.7: the next periodic packet after 75-100 % of the interval (75-90 % with Detect Mult 1)."""
+        if self.remote_min_rx == 0 or self.state == BfdState.AdminDown:
+            self.tx_timer = None  # "MUST NOT periodically transmit" when the peer asks for nothing
+            return
+        cut = 0.10 + 0.15 * self.jitter() if self.detect_mult == 1 else 0.25 * self.jitter()
+        self.tx_timer = now + self.tx_interval / 1e6 * (1.0 - cut)
+
+    def _transmit(self, now: float) -> List[BfdAction]:
+        if self.passive and self.remote_disc == 0:
+            self.tx_timer = None
+            return []
+        self._schedule(now)
+        return [BfdSend(self._packet())]
+
+
 # ============================================================================================
 # 7. Kernel edge: sockets and netlink
 # ============================================================================================
@@ -4647,55 +6761,70 @@ class _RxSocket:
             self.queue_drops = struct.unpack_from("=I", value)[0]
 
 
-class Rtnetlink:
-    """Requests to rtnetlink: dump links and addresses, add and delete addresses.
+class NetlinkSocket:
+    """A netlink socket with the one request loop of this file: rtnetlink (addresses, links, VMACs) and
+    generic netlink (IPVS) both send through request().
 
-    The kernel answers these synchronously while handling sendmsg(), so a reply is already queued when
-    recv() runs; the socket timeout only guards against a kernel that never answers."""
+    The kernel answers while handling send(), so the answer is already queued when recv() runs; the
+    socket timeout only guards against a kernel that never answers."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self.sock.bind((0, 0))
-        self.sock.settimeout(1.0)
-        self.seq = int(time.time()) & 0xFFFF
+    def __init__(self, protocol: int, timeout: float) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+        try:
+            self.sock.bind((0, 0))
+            self.sock.settimeout(timeout)
+        except OSError:
+            self.sock.close()
+            raise
+        self.seq = int(time.time()) & 0xFFFFFF
 
     def request(self, msg_type: int, flags: int, payload: bytes) -> List[Tuple[int, bytes]]:
-        """Send one request and collect (type, payload) replies until ACK/DONE; raises NetlinkError."""
+        """Send one request; its answers as (type, payload) up to the ACK or NLMSG_DONE. Raises NetlinkError."""
         self.seq += 1
-        seq = self.seq
-        self.sock.send(nlmsg_pack(msg_type, flags | NLM_F_REQUEST, seq, payload))
-        replies: List[Tuple[int, bytes]] = []
+        self.sock.send(nlmsg_pack(msg_type, flags | NLM_F_REQUEST, self.seq, payload))
+        out: List[Tuple[int, bytes]] = []
         while True:
-            data = self.sock.recv(1 << 20)
-            for rtype, rflags, rseq, _pid, body in nlmsg_parse(data):
-                if rseq != seq:
-                    continue
-                if rtype == NLMSG_ERROR:
-                    code = nlmsg_error_code(body)
-                    if code:
-                        raise NetlinkError(code, f"netlink request {msg_type}")
-                    return replies
-                if rtype == NLMSG_DONE:
-                    return replies
-                replies.append((rtype, body))
-                if not rflags & NLM_F_MULTI and not flags & NLM_F_ACK:
-                    return replies
+            try:
+                replies, finished = nlmsg_replies(self.sock.recv(1 << 20), self.seq)
+            except PacketError as exc:
+                raise NetlinkError(errno.EPROTO, f"malformed netlink answer ({exc})") from None
+            out += [(rtype, body) for rtype, _rflags, body in replies]
+            if finished or (replies and not flags & (NLM_F_ACK | NLM_F_DUMP) and not replies[-1][1] & NLM_F_MULTI):
+                return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Rtnetlink(NetlinkSocket):
+    """rtnetlink requests: dump links and addresses (both families), add and delete addresses, routes, rules
+    and VMAC links."""
+
+    def __init__(self) -> None:
+        super().__init__(NETLINK_ROUTE, timeout=2.0)
 
     def links(self) -> Dict[int, LinkInfo]:
-        replies = self.request(RTM_GETLINK, NLM_F_DUMP, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+        replies = self.request(RTM_GETLINK, NLM_F_DUMP, ifinfomsg())
         links = [parse_link(body) for rtype, body in replies if rtype == RTM_NEWLINK]
         return {link.index: link for link in links}
 
     def addresses(self) -> List[AddrInfo]:
-        replies = self.request(RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0))
+        replies = self.request(RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
         found = [parse_addr(body) for rtype, body in replies if rtype == RTM_NEWADDR]
         return [a for a in found if a is not None]
 
     def add_address(self, index: int, vip: VirtualIP) -> bool:
-        """Add a VIP; False when it was there already."""
-        payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
+        """Add a VIP; False when it was there already.
+
+        An IPv6 VIP goes in with nodad, as keepalived adds it: VRRP is its duplicate detection."""
+        if vip.address.version == 6:
+            payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer, IFA_F_NODAD)
+            flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        else:
+            payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
+            flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
         try:
-            self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, payload)
+            self.request(RTM_NEWADDR, flags, payload)
         except NetlinkError as exc:
             if exc.errno == errno.EEXIST:
                 return False
@@ -4713,23 +6842,64 @@ class Rtnetlink:
             raise
         return True
 
-    def close(self) -> None:
-        self.sock.close()
+    def route(self, route: Route, ifindex: Callable[[str], int], add: bool, replace: bool = False) -> bool:
+        """Add (or delete) one route; False when it was already there (or already gone)."""
+        msg_type, flags, payload = route_request(route, ifindex, delete=not add, replace=replace)
+        try:
+            self.request(msg_type, flags, payload)
+        except NetlinkError as exc:
+            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+                return False
+            raise
+        return True
+
+    def rule(self, rule: Rule, add: bool) -> bool:
+        """Add (or delete) one policy-routing rule; False when it was already there (or already gone)."""
+        msg_type, flags, payload = rule_request(rule, delete=not add)
+        try:
+            self.request(msg_type, flags, payload)
+        except NetlinkError as exc:
+            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+                return False
+            raise
+        return True
+
+    def new_macvlan(self, name: str, base_ifindex: int, mac: bytes) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, macvlan_link_payload(name, base_ifindex, mac))
+
+    def set_addrgenmode(self, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK, addrgenmode_payload(ifindex, mode))
+
+    def set_link_up(self, ifindex: int, up: bool = True) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK, ifinfomsg(ifindex, IFF_UP if up else 0, IFF_UP))
+
+    def del_link(self, ifindex: int) -> None:
+        self.request(RTM_DELLINK, NLM_F_ACK, ifinfomsg(ifindex))
 
 
 class RtnetlinkMonitor:
-    """Link and IPv4 address events (RTMGRP_LINK, RTMGRP_IPV4_IFADDR) on a non-blocking socket."""
+    """Link and address events of both families (RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR) on a
+    non-blocking socket: no polling of /proc."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
+        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
         self.sock.setblocking(False)
         self.overrun = False
+        self.routes = False
 
-    def read(self) -> List[Tuple[int, Union[LinkInfo, AddrInfo]]]:
-        """Pending events as (RTM_* type, LinkInfo | AddrInfo); sets .overrun if the kernel dropped some."""
-        events: List[Tuple[int, Union[LinkInfo, AddrInfo]]] = []
+    def watch_routes(self) -> None:
+        """Also receive IPv4/IPv6 route and rule events (only wanted when routes or rules are tracked)."""
+        if self.routes:
+            return
+        for group in (7, 8, 11, RTNLGRP_IPV6_RULE):  # RTNLGRP_IPV4_ROUTE, IPV4_RULE, IPV6_ROUTE, IPV6_RULE
+            self.sock.setsockopt(270, 1, group)  # SOL_NETLINK, NETLINK_ADD_MEMBERSHIP
+        self.routes = True
+
+    def read(self) -> List[Tuple[int, Union[LinkInfo, AddrInfo, RouteInfo]]]:
+        """Pending events as (RTM_* type, LinkInfo | AddrInfo | RouteInfo); sets .overrun if the kernel dropped some."""
+        events: List[Tuple[int, Union[LinkInfo, AddrInfo, RouteInfo]]] = []
         while True:
             try:
                 data = self.sock.recv(1 << 16)
@@ -4748,6 +6918,8 @@ class RtnetlinkMonitor:
                         addr = parse_addr(body)
                         if addr is not None:
                             events.append((rtype, addr))
+                    elif rtype in (RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWRULE, RTM_DELRULE):
+                        events.append((rtype, parse_route_msg(body, rule=rtype >= RTM_NEWRULE)))
             except PacketError:
                 continue
 
@@ -4833,14 +7005,12 @@ class GarpSocket:
 
 # --------------------------------------------------------------------------------------------
 # 7b. Generic netlink IPVS, checker I/O and the LVS manager
-#     (small private netlink packing helpers live here until section 4 has shared ones)
 # --------------------------------------------------------------------------------------------
 
 NETLINK_GENERIC = 16
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-NLMSG_ERROR, NLMSG_DONE, GENL_ID_CTRL = 2, 3, 16
+GENL_ID_CTRL = 16
+GENL_HEADER = struct.Struct("=BBH")  # cmd, version, reserved
 CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
-NLA_F_NESTED = 0x8000
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
@@ -4901,24 +7071,6 @@ class IpvsDest:
     tun_flags: int = 0
 
 
-def _nla(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _nla_parse(data: bytes) -> Dict[int, bytes]:
-    attrs: Dict[int, bytes] = {}
-    offset = 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        attrs[kind & 0x3FFF] = data[offset + 4:offset + length]
-        offset += (length + 3) & ~3
-    return attrs
-
-
 def _inet_addr(addr: IPAddress) -> bytes:
     return addr.packed.ljust(16, b"\0")
 
@@ -4926,51 +7078,59 @@ def _inet_addr(addr: IPAddress) -> bytes:
 def genl_message(family: int, cmd: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST | NLM_F_ACK,
                  version: int = IPVS_GENL_VERSION) -> bytes:
     """nlmsghdr + genlmsghdr + attributes (the port id is left 0: the kernel fills it)."""
-    return struct.pack("=IHHII", 20 + len(attrs), family, flags, seq, 0) + struct.pack("=BBH", cmd, version, 0) + attrs
+    return nlmsg_pack(family, flags, seq, GENL_HEADER.pack(cmd, version, 0) + attrs)
+
+
+def genl_parse(payload: bytes) -> Tuple[int, Dict[int, bytes]]:
+    """A generic netlink answer's (command, attributes); PacketError if malformed."""
+    if len(payload) < GENL_HEADER.size:
+        raise PacketError("bad_netlink", "short generic netlink message")
+    return payload[0], nla_parse(payload[GENL_HEADER.size:])
 
 
 def ipvs_service_attr(svc: Union[IpvsService, IpvsServiceKey]) -> bytes:
     """IPVS_CMD_ATTR_SERVICE: the key alone (GET/DEL and dest commands) or the full service."""
     key = svc.key if isinstance(svc, IpvsService) else svc
-    body = _nla(IPVS_SVC_ATTR_AF, struct.pack("=H", key.af))
+    body = nla_pack(IPVS_SVC_ATTR_AF, struct.pack("=H", key.af))
     if key.fwmark:
-        body += _nla(IPVS_SVC_ATTR_FWMARK, struct.pack("=I", key.fwmark))
+        body += nla_pack(IPVS_SVC_ATTR_FWMARK, struct.pack("=I", key.fwmark))
     else:
         assert key.addr is not None
-        body += _nla(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", key.protocol))
-        body += _nla(IPVS_SVC_ATTR_ADDR, _inet_addr(key.addr))
-        body += _nla(IPVS_SVC_ATTR_PORT, struct.pack("!H", key.port))
+        body += nla_pack(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", key.protocol))
+        body += nla_pack(IPVS_SVC_ATTR_ADDR, _inet_addr(key.addr))
+        body += nla_pack(IPVS_SVC_ATTR_PORT, struct.pack("!H", key.port))
     if isinstance(svc, IpvsService):
-        body += _nla(IPVS_SVC_ATTR_SCHED_NAME, svc.sched_name.encode() + b"\0")
-        body += _nla(IPVS_SVC_ATTR_FLAGS, struct.pack("=II", svc.flags, 0xFFFFFFFF))
-        body += _nla(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
+        body += nla_pack(IPVS_SVC_ATTR_SCHED_NAME, svc.sched_name.encode() + b"\0")
+        body += nla_pack(IPVS_SVC_ATTR_FLAGS, struct.pack("=II", svc.flags, 0xFFFFFFFF))
+        body += nla_pack(IPVS_SVC_ATTR_TIMEOUT, struct.pack("=I", svc.timeout))
         netmask = struct.pack("=I", svc.netmask) if key.af == socket.AF_INET6 else struct.pack("!I", svc.netmask)
-        body += _nla(IPVS_SVC_ATTR_NETMASK, netmask)
+        body += nla_pack(IPVS_SVC_ATTR_NETMASK, netmask)
         if svc.pe_name:
-            body += _nla(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
-    return _nla(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
+            body += nla_pack(IPVS_SVC_ATTR_PE_NAME, svc.pe_name.encode() + b"\0")
+    return nla_pack(IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, body)
 
 
 def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
     """IPVS_CMD_ATTR_DEST: address and port, plus method, weight and thresholds when `full`."""
-    body = _nla(IPVS_DEST_ATTR_ADDR, _inet_addr(dest.addr)) + _nla(IPVS_DEST_ATTR_PORT, struct.pack("!H", dest.port))
+    body = nla_pack(IPVS_DEST_ATTR_ADDR, _inet_addr(dest.addr))
+    body += nla_pack(IPVS_DEST_ATTR_PORT, struct.pack("!H", dest.port))
     if full:
-        body += _nla(IPVS_DEST_ATTR_FWD_METHOD, struct.pack("=I", dest.fwd_method))
-        body += _nla(IPVS_DEST_ATTR_WEIGHT, struct.pack("=I", dest.weight))
-        body += _nla(IPVS_DEST_ATTR_U_THRESH, struct.pack("=I", dest.u_thresh))
-        body += _nla(IPVS_DEST_ATTR_L_THRESH, struct.pack("=I", dest.l_thresh))
+        body += nla_pack(IPVS_DEST_ATTR_FWD_METHOD, struct.pack("=I", dest.fwd_method))
+        body += nla_pack(IPVS_DEST_ATTR_WEIGHT, struct.pack("=I", dest.weight))
+        body += nla_pack(IPVS_DEST_ATTR_U_THRESH, struct.pack("=I", dest.u_thresh))
+        body += nla_pack(IPVS_DEST_ATTR_L_THRESH, struct.pack("=I", dest.l_thresh))
         af = socket.AF_INET6 if dest.addr.version == 6 else socket.AF_INET
-        body += _nla(IPVS_DEST_ATTR_ADDR_FAMILY, struct.pack("=H", af))
+        body += nla_pack(IPVS_DEST_ATTR_ADDR_FAMILY, struct.pack("=H", af))
         if dest.tun_type is not None:
-            body += _nla(IPVS_DEST_ATTR_TUN_TYPE, struct.pack("=B", dest.tun_type))
-            body += _nla(IPVS_DEST_ATTR_TUN_PORT, struct.pack("!H", dest.tun_port))
-            body += _nla(IPVS_DEST_ATTR_TUN_FLAGS, struct.pack("=H", dest.tun_flags))
-    return _nla(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
+            body += nla_pack(IPVS_DEST_ATTR_TUN_TYPE, struct.pack("=B", dest.tun_type))
+            body += nla_pack(IPVS_DEST_ATTR_TUN_PORT, struct.pack("!H", dest.tun_port))
+            body += nla_pack(IPVS_DEST_ATTR_TUN_FLAGS, struct.pack("=H", dest.tun_flags))
+    return nla_pack(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
 
 
 def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
     """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
-    return b"".join(_nla(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
+    return b"".join(nla_pack(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
                     for name, value in sorted(timeouts.items(), key=lambda kv: IPVS_CMD_ATTR_TIMEOUT[kv[0]]))
 
 
@@ -4982,12 +7142,12 @@ def ipvs_parse_service(nested: bytes) -> IpvsService:
     """The kernel's IPVS_CMD_ATTR_SERVICE (from a GET_SERVICE dump) as an IpvsService; NetlinkError if malformed."""
     try:
         return _ipvs_parse_service(nested)
-    except (KeyError, IndexError, ValueError, struct.error) as exc:
+    except (KeyError, IndexError, ValueError, struct.error, PacketError) as exc:
         raise NetlinkError(errno.EPROTO, f"malformed IPVS service ({exc!r})") from None
 
 
 def _ipvs_parse_service(nested: bytes) -> IpvsService:
-    a = _nla_parse(nested)
+    a = nla_parse(nested)
     af = struct.unpack("=H", a[IPVS_SVC_ATTR_AF])[0]
     fwmark = struct.unpack("=I", a[IPVS_SVC_ATTR_FWMARK])[0] if IPVS_SVC_ATTR_FWMARK in a else 0
     if fwmark:
@@ -5010,12 +7170,12 @@ def ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
     """The kernel's IPVS_CMD_ATTR_DEST (from a GET_DEST dump) as an IpvsDest; NetlinkError if malformed."""
     try:
         return _ipvs_parse_dest(nested, af)
-    except (KeyError, IndexError, ValueError, struct.error) as exc:
+    except (KeyError, IndexError, ValueError, struct.error, PacketError) as exc:
         raise NetlinkError(errno.EPROTO, f"malformed IPVS destination ({exc!r})") from None
 
 
 def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
-    a = _nla_parse(nested)
+    a = nla_parse(nested)
     if IPVS_DEST_ATTR_ADDR_FAMILY in a:
         af = struct.unpack("=H", a[IPVS_DEST_ATTR_ADDR_FAMILY])[0]
 
@@ -5032,96 +7192,55 @@ def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
     )
 
 
-def genl_parse_replies(data: bytes, seq: int) -> Tuple[List[Tuple[int, Dict[int, bytes]]], bool]:
-    """Split a netlink datagram into (genl cmd, attributes) replies; True once DONE or ACK is seen.
-
-    Raises NetlinkError for an error reply to `seq`."""
-    replies: List[Tuple[int, Dict[int, bytes]]] = []
-    offset, finished = 0, False
-    while offset + 16 <= len(data):
-        length, kind, _flags, rseq, _pid = struct.unpack_from("=IHHII", data, offset)
-        if length < 16:
-            break
-        payload = data[offset + 16:offset + length]
-        offset += (length + 3) & ~3
-        if rseq != seq:
-            continue
-        if kind == NLMSG_ERROR:
-            if len(payload) < 4:
-                raise NetlinkError(errno.EPROTO, "short netlink error message")
-            err = -struct.unpack_from("=i", payload)[0]
-            if err:
-                raise NetlinkError(err)
-            finished = True
-        elif kind == NLMSG_DONE:
-            finished = True
-        elif len(payload) < 4:
-            raise NetlinkError(errno.EPROTO, "short generic netlink message")
-        else:
-            replies.append((payload[0], _nla_parse(payload[4:])))
-    return replies, finished
-
-
-class IpvsNetlink:
-    """A generic netlink socket to the kernel's IPVS family; each request waits for the kernel's
-    answer, which is immediate (no network is involved), so the loop is not held up."""
+class IpvsNetlink(NetlinkSocket):
+    """Generic netlink requests to the kernel's IPVS family."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-        self.sock.settimeout(5.0)
-        self.sock.bind((0, 0))
-        self.seq = int(time.time()) & 0xFFFFFF
+        super().__init__(NETLINK_GENERIC, timeout=5.0)
         try:
-            replies = self._request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
-                                    _nla(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME.encode() + b"\0"), version=1)
+            replies = self._genl(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
+                                 nla_pack_str(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME), version=1)
             self.family = struct.unpack("=H", replies[0][1][CTRL_ATTR_FAMILY_ID][:2])[0]
         except Exception:
             self.sock.close()
             raise
 
-    def close(self) -> None:
-        self.sock.close()
+    def _genl(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
+              version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
+        try:
+            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, GENL_HEADER.pack(cmd, version, 0) + attrs)
+            return [genl_parse(body) for _type, body in replies]
+        except PacketError as exc:
+            raise NetlinkError(errno.EPROTO, f"malformed generic netlink answer ({exc})") from None
 
-    def _request(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
-                 version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
-        self.seq += 1
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
-        self.sock.send(genl_message(family, cmd, attrs, self.seq, flags, version))
-        out: List[Tuple[int, Dict[int, bytes]]] = []
-        while True:
-            replies, finished = genl_parse_replies(self.sock.recv(1 << 20), self.seq)
-            out.extend(replies)
-            if finished or (out and not dump and family == GENL_ID_CTRL):
-                return out
-
-    def request(self, cmd: int, attrs: bytes, dump: bool = False) -> List[Tuple[int, Dict[int, bytes]]]:
-        return self._request(self.family, cmd, attrs, dump)
+    def genl_request(self, cmd: int, attrs: bytes, dump: bool = False) -> List[Tuple[int, Dict[int, bytes]]]:
+        return self._genl(self.family, cmd, attrs, dump)
 
     def services(self) -> List[IpvsService]:
         return [ipvs_parse_service(a[IPVS_CMD_ATTR_SERVICE])
-                for _, a in self.request(IPVS_CMD_GET_SERVICE, b"", dump=True) if IPVS_CMD_ATTR_SERVICE in a]
+                for _, a in self.genl_request(IPVS_CMD_GET_SERVICE, b"", dump=True) if IPVS_CMD_ATTR_SERVICE in a]
 
     def dests(self, key: IpvsServiceKey) -> List[IpvsDest]:
-        replies = self.request(IPVS_CMD_GET_DEST, ipvs_service_attr(key), dump=True)
+        replies = self.genl_request(IPVS_CMD_GET_DEST, ipvs_service_attr(key), dump=True)
         return [ipvs_parse_dest(a[IPVS_CMD_ATTR_DEST], key.af) for _, a in replies if IPVS_CMD_ATTR_DEST in a]
 
     def new_service(self, svc: IpvsService) -> None:
-        self.request(IPVS_CMD_NEW_SERVICE, ipvs_service_attr(svc))
+        self.genl_request(IPVS_CMD_NEW_SERVICE, ipvs_service_attr(svc))
 
     def set_service(self, svc: IpvsService) -> None:
-        self.request(IPVS_CMD_SET_SERVICE, ipvs_service_attr(svc))
+        self.genl_request(IPVS_CMD_SET_SERVICE, ipvs_service_attr(svc))
 
     def del_service(self, key: IpvsServiceKey) -> None:
-        self.request(IPVS_CMD_DEL_SERVICE, ipvs_service_attr(key))
+        self.genl_request(IPVS_CMD_DEL_SERVICE, ipvs_service_attr(key))
 
     def new_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
-        self.request(IPVS_CMD_NEW_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+        self.genl_request(IPVS_CMD_NEW_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
 
     def set_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
-        self.request(IPVS_CMD_SET_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
+        self.genl_request(IPVS_CMD_SET_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest))
 
     def del_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
-        self.request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
+        self.genl_request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
 
 
 def _vs_name(vs: VirtualServer) -> str:
@@ -5597,8 +7716,33 @@ class _DnsCheck(_CheckRunner):
             self._done(True)
 
 
+class _BfdCheck(_CheckRunner):
+    """BFD_CHECK: the real server is up while its bfd_instance's session is Up; the manager calls
+    bfd_event() on every BFD event, so the real server follows the session at once."""
+
+    def begin(self) -> None:
+        up = self.manager.bfd_up(self.chk.bfd_name or "")
+        if up != self.decision.up:
+            log.info("BFD check of [%s] RS(%s) is %s", self.chk.bfd_name, self.name, "UP" if up else "DOWN")
+        self._done(up, "")
+
+    def bfd_event(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.due = self.loop.time()
+        self._attempt(self.attempt)
+
+    def _success_line(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} succeeded on service {self.name} <="
+
+    def _label(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} failed"
+
+
 _CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
-                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck}
+                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck,
+                  "BFD_CHECK": _BfdCheck}
 
 
 # -- the manager -------------------------------------------------------------------------------
@@ -5656,6 +7800,16 @@ class LvsManager:
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
+        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to Tracking
+        self.bfd_up: Callable[[str], bool] = lambda name: False
+
+    def bfd_event(self, name: str, up: bool) -> None:
+        """A BFD session changed: its BFD_CHECK checkers decide again now."""
+        for vsr in self.vs.values():
+            for rsr in vsr.rs.values():
+                for check in rsr.checkers:
+                    if isinstance(check, _BfdCheck) and check.chk.bfd_name == name and not check.stopped:
+                        check.bfd_event()
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -5672,10 +7826,11 @@ class LvsManager:
                 self.nl = None
             return
         if self.config.global_defs.lvs_flush:
-            self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
+            self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
             self.kernel = {}
         if self.config.global_defs.lvs_timeouts:
-            self._call(self.nl.request, IPVS_CMD_SET_CONFIG, ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
+            self._call(self.nl.genl_request, IPVS_CMD_SET_CONFIG,
+                       ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
         self._apply(self.config)
 
     def stop(self) -> None:
@@ -5684,7 +7839,7 @@ class LvsManager:
         self.vs = {}
         if self.nl is not None:
             if self.config.global_defs.lvs_flush_on_stop:
-                self._call(self.nl.request, IPVS_CMD_FLUSH, b"")
+                self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
             self.nl.close()
             self.nl = None
 
@@ -5991,27 +8146,6 @@ class StrictFirewall:
         self.active = False
 
 
-def rtnl_talk(message: bytes) -> None:
-    """Send one rtnetlink request and wait for its acknowledgement (a short blocking call).
-
-    Raises NetlinkError with the kernel's errno."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
-        nl.settimeout(2.0)
-        nl.send(message)
-        seq = struct.unpack_from("=I", message, 8)[0]
-        while True:
-            data = nl.recv(65536)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
-                if msg_type == 2 and msg_seq == seq:  # NLMSG_ERROR; 0 is the acknowledgement
-                    err = -struct.unpack_from("=i", data, offset + 16)[0]
-                    if err:
-                        raise NetlinkError(err, "rtnetlink")
-                    return
-                offset += max(16, (length + 3) & ~3)
-
-
 def _read_sysctl(path: str) -> Optional[str]:
     try:
         with open(path) as f:
@@ -6032,10 +8166,16 @@ def _write_sysctl(path: str, value: str) -> bool:
 class VmacManager:
     """Creates the VMAC macvlans of `use_vmac` instances and removes them (and restores sysctls) on stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, rtnl: Optional[Rtnetlink] = None) -> None:
         self.created: Dict[str, int] = {}  # name -> ifindex
         self._saved_sysctls: Dict[str, str] = {}
-        self._seq = 0
+        self._rtnl = rtnl
+
+    @property
+    def rtnl(self) -> Rtnetlink:
+        if self._rtnl is None:
+            self._rtnl = Rtnetlink()
+        return self._rtnl
 
     def _set_sysctl(self, path: str, value: str, restore: bool = False) -> None:
         old = _read_sysctl(path)
@@ -6055,15 +8195,11 @@ class VmacManager:
             if found != ":".join(f"{b:02x}" for b in mac):
                 raise VrrpdError(f"use_vmac: interface {name} exists with MAC {found}, not the VMAC")
             log.info("use_vmac: removing stale %s", name)
-            self._seq += 1
-            rtnl_talk(rtm_dellink(self._seq, socket.if_nametoindex(name)))
-        base_index = socket.if_nametoindex(base)
-        self._seq += 1
-        rtnl_talk(rtm_newlink_macvlan(self._seq, name, base_index, mac))
+            self.rtnl.del_link(socket.if_nametoindex(name))
+        self.rtnl.new_macvlan(name, socket.if_nametoindex(base), mac)
         index = socket.if_nametoindex(name)
         self.created[name] = index
-        self._seq += 1
-        rtnl_talk(rtm_setlink_addrgenmode(self._seq, index))
+        self.rtnl.set_addrgenmode(index)
         conf4 = "/proc/sys/net/ipv4/conf"
         # keepalived's settings: the VMAC must hear its peers and answer ARP only for its own VIPs;
         # the base interface must not answer ARP for the VIPs with its own MAC (arp_announce is ours).
@@ -6077,8 +8213,7 @@ class VmacManager:
             # replies from a VIP leave through the base interface; its ARP requests must not carry the VIP
             # as sender, or neighbours would learn the base MAC for it
             self._set_sysctl(f"{conf4}/{base}/arp_announce", "2", restore=True)
-        self._seq += 1
-        rtnl_talk(rtm_setlink_up(self._seq, index))
+        self.rtnl.set_link_up(index)
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
         return index
 
@@ -6087,9 +8222,8 @@ class VmacManager:
         name = next((n for n, i in self.created.items() if i == index), None)
         if name is None:
             return
-        self._seq += 1
         try:
-            rtnl_talk(rtm_dellink(self._seq, index))
+            self.rtnl.del_link(index)
             log.info("use_vmac: removed %s", name)
         except (OSError, NetlinkError) as exc:
             log.warning("use_vmac: cannot remove %s: %s", name, exc)
@@ -6173,17 +8307,301 @@ class NdiscSocket(GarpSocket):
         self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
 
 
-def link_local_address(ifname: str) -> Optional[ipaddress.IPv6Address]:
-    """The interface's usable (not tentative) IPv6 link-local address, from /proc/net/if_inet6."""
-    try:
-        with open("/proc/net/if_inet6") as f:
-            rows = [line.split() for line in f]
-    except OSError:
-        return None
-    for row in rows:
-        if len(row) >= 6 and row[5] == ifname and row[3] == "20" and not int(row[4], 16) & 0x40:  # 0x40 tentative
-            return ipaddress.IPv6Address(bytes.fromhex(row[0]))
-    return None
+# --------------------------------------------------------------------------------------------
+# 7d. BFD sockets, and the sessions of section 6c run on the loop
+#     One receive socket per family and port (3784, 4784 for multihop) reporting TTL and destination;
+#     one sending socket per session, bound to a source port in 49152-65535 and sending TTL 255.
+# --------------------------------------------------------------------------------------------
+
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IP_TTL_CMSG = 2  # IP_TTL, the control message IP_RECVTTL delivers
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
+class BfdSocket:
+    """The UDP socket receiving BFD control packets of one family on one port, with TTL and destination."""
+
+    def __init__(self, family: int, port: int):
+        self.family, self.port = family, port
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        sock = socket.socket(af, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+            sock.bind(("0.0.0.0" if family == 4 else "::", port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def recv(self) -> Optional[Tuple[bytes, IPAddress, Optional[IPAddress], int]]:
+        """One datagram as (payload, source, destination, TTL or hop limit; -1 unknown), or None."""
+        try:
+            data, ancillary, _flags, addr = self.sock.recvmsg(512, 128)
+        except (BlockingIOError, InterruptedError):
+            return None
+        ttl, dst = -1, None
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IP and kind == IP_TTL_CMSG and len(value) >= 1:
+                ttl = value[0] if len(value) < 4 else struct.unpack("=i", value[:4])[0]
+            elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+                dst = ipaddress.IPv4Address(value[8:12])  # in_pktinfo: ifindex, spec_dst, addr
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                ttl = struct.unpack("=i", value[:4])[0]
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                dst = ipaddress.IPv6Address(value[:16])
+        return data, ipaddress.ip_address(addr[0].split("%")[0]), dst, ttl
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class BfdTxSocket:
+    """A session's sending socket: source port 49152-65535, the same for the whole session (RFC 5881
+    section 4), bound to source_ip when there is one; TTL/hop limit as configured (255: RFC 5881 section 5)."""
+
+    def __init__(self, family: int, source: Optional[IPAddress], ttl: int):
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        sock = socket.socket(af, socket.SOCK_DGRAM)
+        try:
+            if family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xC0)  # network control, as FRR
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+            if source is not None:
+                sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+            lo, hi = BFD_SOURCE_PORTS
+            first = random.randint(lo, hi)
+            host = str(source) if source is not None else ("0.0.0.0" if family == 4 else "::")
+            for n in range(hi - lo + 1):
+                port = lo + (first - lo + n) % (hi - lo + 1)
+                try:
+                    sock.bind((host, port))
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE or n > 512:
+                        raise
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+
+    def send(self, packet: bytes, neighbor: IPAddress, port: int) -> None:
+        self.sock.sendto(packet, (str(neighbor), port))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _BfdRun:
+    """One bfd_instance at run time: its session, sending socket and loop timer."""
+
+    def __init__(self, bfd: BfdInstance, session: BfdSession):
+        self.bfd = bfd
+        self.session = session
+        self.tx: Optional[BfdTxSocket] = None
+        self.timer: Optional[Timer] = None
+        self.up = False  # what trackers see: keepalived's events (AdminDown from the peer is no event)
+        self.sent = 0
+        self.changed_at: Optional[float] = None
+        self.retry: Optional[Timer] = None
+
+
+class BfdDriver:
+    """Runs every bfd_instance's BfdSession on the loop: sockets, timers, demultiplexing, TTL checks.
+
+    `on_event(name, up)` is called when a session goes Up, or leaves Up for a reason other than the
+    peer's AdminDown (keepalived's BFD events, RFC 5882). Bad packets are counted in `bad` and dropped."""
+
+    def __init__(self, loop: EventLoop, on_event: Callable[[str, bool], Any]):
+        self.loop = loop
+        self.on_event = on_event
+        self.runs: Dict[str, _BfdRun] = {}
+        self.socks: Dict[Tuple[int, int], BfdSocket] = {}
+        self.bad: Dict[str, int] = {}
+        self.ratelimit = _RateLimit(schedule=loop.call_later)
+
+    # -- configuration --------------------------------------------------------------------
+    def configure(self, instances: Dict[str, BfdInstance]) -> None:
+        """Start the sessions of `instances`; those whose definition did not change keep running."""
+        def same(a: BfdInstance, b: BfdInstance) -> bool:
+            return dataclass_replace(a, file="", line=0, weight=0, weight_reverse=False) == \
+                dataclass_replace(b, file="", line=0, weight=0, weight_reverse=False)
+
+        for name in list(self.runs):
+            if name not in instances or not same(self.runs[name].bfd, instances[name]):
+                self._remove(name)
+        for name, bfd in instances.items():
+            if name in self.runs:
+                self.runs[name].bfd = bfd
+                continue
+            self._add(bfd)
+        wanted = {(b.neighbor_ip.version, BFD_MULTIHOP_PORT if b.multihop else BFD_PORT)
+                  for b in instances.values() if b.neighbor_ip is not None}
+        for key in list(self.socks):
+            if key not in wanted:
+                self.loop.remove_reader(self.socks[key].sock)
+                self.socks.pop(key).close()
+        for key in wanted - set(self.socks):
+            try:
+                sock = self.socks[key] = BfdSocket(*key)
+                self.loop.add_reader(sock.sock, self._on_readable, sock)
+            except OSError as exc:
+                log.error("BFD: cannot listen on %s port %d: %s", "IPv4" if key[0] == 4 else "IPv6", key[1], exc)
+
+    def _add(self, bfd: BfdInstance) -> None:
+        assert bfd.neighbor_ip is not None
+        session = BfdSession(bfd.name, int(bfd.min_tx * 1000), int(bfd.min_rx * 1000), int(bfd.idle_tx * 1000),
+                             bfd.multiplier, bfd.passive)
+        run = self.runs[bfd.name] = _BfdRun(bfd, session)
+        self._open(run)
+        self._apply(run, session.start(self.loop.time()))
+
+    def _open(self, run: _BfdRun) -> None:
+        bfd = run.bfd
+        run.retry = None
+        try:
+            run.tx = BfdTxSocket(bfd.neighbor_ip.version, bfd.source_ip, bfd.out_ttl)  # type: ignore[union-attr]
+        except OSError as exc:
+            # keepalived: AdminDown and a retry every 60 s
+            log.error("(%s) BFD: cannot open the sending socket: %s; retrying in 60 s", bfd.name, exc)
+            run.retry = self.loop.call_later(60.0, self._open, run)
+
+    def _remove(self, name: str) -> None:
+        run = self.runs.pop(name)
+        self._apply(run, run.session.admin_down(self.loop.time()), quiet=True)
+        for timer in (run.timer, run.retry):
+            if timer is not None:
+                timer.cancel()
+        if run.tx is not None:
+            run.tx.close()
+
+    def stop(self) -> None:
+        """Say AdminDown to every peer (so none counts it as a failure) and close the sockets."""
+        for name in list(self.runs):
+            self._remove(name)
+        for sock in self.socks.values():
+            self.loop.remove_reader(sock.sock)
+            sock.close()
+        self.socks.clear()
+
+    # -- running --------------------------------------------------------------------------
+    def _apply(self, run: _BfdRun, actions: List[BfdAction], quiet: bool = False) -> None:
+        bfd = run.bfd
+        for act in actions:
+            if isinstance(act, BfdSend):
+                if run.tx is None:
+                    continue
+                try:
+                    run.tx.send(encode_bfd(act.packet), bfd.neighbor_ip,  # type: ignore[arg-type]
+                                BFD_MULTIHOP_PORT if bfd.multihop else BFD_PORT)
+                    run.sent += 1
+                except OSError as exc:
+                    self.ratelimit(("bfd_send", bfd.name), self.loop.time(),
+                                   f"({bfd.name}) BFD: cannot send to {bfd.neighbor_ip}: {exc.strerror}")
+            elif isinstance(act, BfdStateChange) and not quiet:
+                self._state_changed(run, act)
+        if run.bfd.name not in self.runs:
+            return
+        deadline = run.session.next_deadline()
+        if run.timer is not None:
+            if deadline is not None and run.timer.when == deadline and not run.timer.cancelled:
+                return
+            run.timer.cancel()
+            run.timer = None
+        if deadline is not None:
+            run.timer = self.loop.call_at(deadline, self._on_timer, run)
+
+    def _state_changed(self, run: _BfdRun, act: BfdStateChange) -> None:
+        name, s = run.bfd.name, run.session
+        run.changed_at = self.loop.time()
+        if act.new == BfdState.Up:
+            log.info("(%s) Entering Up state (tx %g ms, detect time %g ms)", name, s.tx_interval / 1000,
+                     s.detection_time * 1000)
+        else:
+            if act.diag == BFD_DIAG_EXPIRED:
+                log.info("(%s) Expired after %g ms", name, s.remote_mult * max(s.required_min_rx, s.remote_min_tx)
+                         / 1000)
+            log.info("(%s) Entering %s state (Local diagnostic - %s)", name, act.new.name,
+                     BFD_DIAGNOSTICS[act.diag])
+        up = act.new == BfdState.Up
+        if up != run.up and (up or not act.peer_admin_down):
+            run.up = up
+            try:
+                self.on_event(name, up)
+            except Exception as exc:  # a listener's bug must not stop BFD
+                log.exception("BFD event failed: %s", exc)
+
+    def _on_timer(self, run: _BfdRun) -> None:
+        run.timer = None
+        self._apply(run, run.session.on_timer(self.loop.time()))
+
+    def _drop(self, reason: str, message: str) -> None:
+        self.bad[reason] = self.bad.get(reason, 0) + 1
+        self.ratelimit(("bfd", reason), self.loop.time(), f"BFD: {message}")
+
+    def _on_readable(self, sock: BfdSocket) -> None:
+        for _ in range(256):
+            got = sock.recv()
+            if got is None:
+                return
+            self.handle(sock.port, *got)
+
+    def handle(self, port: int, data: bytes, src: IPAddress, dst: Optional[IPAddress], ttl: int) -> None:
+        """One received datagram: decode, find its session, check the TTL (GTSM), hand it over."""
+        try:
+            pkt = decode_bfd(data)
+        except PacketError as exc:
+            self._drop(exc.reason, f"bad packet from {src}: {exc}")
+            return
+        multihop = port == BFD_MULTIHOP_PORT
+        if pkt.your_disc:
+            run = next((r for r in self.runs.values() if r.session.local_disc == pkt.your_disc), None)
+        else:
+            run = next((r for r in self.runs.values() if r.bfd.neighbor_ip == src and r.bfd.multihop == multihop
+                        and (r.bfd.source_ip is None or dst is None or r.bfd.source_ip == dst)), None)
+        if run is None:
+            self._drop("bfd_no_session", f"no session for discriminator {pkt.your_disc} from {src}")
+            return
+        bfd = run.bfd
+        if bfd.neighbor_ip != src or bfd.multihop != multihop:
+            self._drop("bfd_spoofed", f"({bfd.name}) packet for our discriminator from {src}, not {bfd.neighbor_ip}")
+            return
+        if bfd.max_hops != 255 and ttl + bfd.max_hops < bfd.out_ttl:
+            self._drop("bfd_ttl", f"({bfd.name}) invalid TTL {ttl} from {src}, expected {bfd.out_ttl - bfd.max_hops}"
+                       f"{'' if bfd.max_hops == 0 else ' or more'}")
+            return
+        self._apply(run, run.session.on_packet(self.loop.time(), pkt))
+
+    # -- queries --------------------------------------------------------------------------
+    def is_up(self, name: str) -> bool:
+        run = self.runs.get(name)
+        return run is not None and run.up
+
+    def status(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for name, run in self.runs.items():
+            s = run.session
+            out[name] = {"state": s.state.name, "neighbor": str(run.bfd.neighbor_ip),
+                         "local_discriminator": s.local_disc, "remote_discriminator": s.remote_disc,
+                         "remote_state": s.remote_state.name,
+                         "tx_interval_ms": s.tx_interval / 1000, "detect_time_ms": s.detection_time * 1000,
+                         "source_port": run.tx.port if run.tx is not None else None,
+                         "received": s.received, "sent": run.sent}
+        if self.bad:
+            out["bad_packets"] = dict(self.bad)
+        return out
 
 
 # ============================================================================================
@@ -6576,10 +8994,8 @@ class SmtpAlerter:
     max_pending = 100  # a server that never answers must not make alerts pile up without end
 
     def __init__(self, global_defs: GlobalDefs):
-        import queue
-
         self.global_defs = global_defs
-        self._queue: Any = queue.Queue()
+        self._queue: Any = None  # a queue.Queue once the first alert is submitted
         self._thread: Optional[threading.Thread] = None
         self._closing = threading.Event()
         self.sent = 0
@@ -6594,6 +9010,15 @@ class SmtpAlerter:
         """Queue one mail; returns at once."""
         if not self.configured or self._closing.is_set():
             return
+        if self._queue is None:
+            try:
+                for name in SMTP_MODULES:
+                    need_module(name, "smtp_server")
+            except MissingModuleError as exc:
+                self._closing.set()
+                log.error("SMTP: %s; no e-mail alert will be sent", exc)
+                return
+            self._queue = sys.modules["queue"].Queue()
         if self._thread is None:
             self._thread = threading.Thread(target=self._worker, name="vrrpd-smtp", daemon=True)
             self._thread.start()
@@ -6607,7 +9032,7 @@ class SmtpAlerter:
         self._queue.put((subject, smtp_message(self.global_defs, subject, body)))
 
     def pending(self) -> int:
-        return self._queue.unfinished_tasks
+        return self._queue.unfinished_tasks if self._queue is not None else 0
 
     def close(self, timeout: float) -> None:
         """Let the worker send what is queued for up to `timeout` seconds, then give up on it."""
@@ -6815,8 +9240,13 @@ class Notifier:
         self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "MASTER_RX_LOWER_PRI", priority))
 
     def vrrp_priority_change(self, inst: VrrpInstance, state: State, priority: int) -> None:
-        """The effective priority changed: a FIFO line if vrrp_notify_priority_changes is set."""
-        if self.config.global_defs.vrrp_notify_priority_changes:
+        """The effective priority changed: a FIFO line if notify_priority_changes is set for the instance, else for
+        its sync group, else globally (vrrp_notify_priority_changes)."""
+        wanted = inst.notify_priority_changes
+        if wanted is None:
+            group = next((g for g in self.config.sync_groups if inst.name in g.group), None)
+            wanted = group.notify_priority_changes if group is not None else None
+        if wanted if wanted is not None else self.config.global_defs.vrrp_notify_priority_changes:
             kind = "MASTER_PRIORITY" if state == State.MASTER else "BACKUP_PRIORITY"
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
@@ -6973,6 +9403,7 @@ class _RateLimit:
 
 
 RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
+TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
 class InstanceRuntime:
@@ -7002,6 +9433,11 @@ class InstanceRuntime:
         self.priority_zero_received = 0
         # (Master_Down_Timer, since): a due master-down timeout waiting for the adverts still queued in the kernel
         self.backlog_wait: Optional[Tuple[float, float]] = None
+        self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
+        self.rules_set: List[Rule] = []
+        self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
+        self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
+        self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -7029,6 +9465,8 @@ class Daemon:
         self.addrs: List[AddrInfo] = []
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
+        self.static_set: Tuple[List[VirtualIP], List[Route], List[Rule]] = ([], [], [])  # what we installed
+        self._promoted: set = set()  # interfaces whose promote_secondaries we turned on
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
@@ -7039,7 +9477,11 @@ class Daemon:
         self.notifier = Notifier(self.loop, config)
         self.tracking = Tracking(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
+        self.lvs.bfd_up = self.tracking.bfd_up_for_checker
+        self.tracking.bfd_listeners.append(self.lvs.bfd_event)
         self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
+        # who follows the event stream (transitions with their reason, priority changes): the control socket
+        self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -7060,6 +9502,7 @@ class Daemon:
                           "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
         self._update_rx_filters()
         self._remove_stale_vips()
+        self._start_static()
         self.tracking.start()
         self.lvs.start()
         if self.g.vrrp_startup_delay > 0:
@@ -7118,6 +9561,7 @@ class Daemon:
                                             pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            down_timer_adverts=int(pick(inst.down_timer_adverts, g.vrrp_down_timer_adverts)),
         )
 
     def _version(self, inst: VrrpInstance) -> int:
@@ -7131,6 +9575,7 @@ class Daemon:
         machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
+        self._attach_hmac(rt)
         if instance_family(inst) == 6:
             self.beyond.attach6(rt)
             self.runtimes.append(rt)
@@ -7138,21 +9583,11 @@ class Daemon:
         ifname = inst.interface
         if ifname is None:
             raise ValueError("no interface")
-        link = self._link_by_name(ifname)
-        if link is None:
-            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, ifname)
-        else:
-            rt.ifindex = link.index
-            vsock = self.vsocks.get(ifname)
-            if vsock is None:
-                vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
-                self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
-                self.by_socket[ifname] = []
-            rt.vsock = vsock
-            if ifname not in self.garp_socks:
-                self.garp_socks[ifname] = GarpSocket(ifname)
-            self.by_socket[ifname].append(rt)
-            self.by_vrid.setdefault((ifname, inst.virtual_router_id), []).append(rt)
+        if self._link_by_name(ifname) is None:
+            log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
+        self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
         self.beyond.attach4(rt)
@@ -7161,6 +9596,142 @@ class Daemon:
             self.own_sources.add(rt.src)
         return rt
 
+    def _attach_interface(self, rt: InstanceRuntime) -> bool:
+        """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
+        if instance_family(rt.inst) == 6:
+            self.beyond.attach6(rt)
+            sock6 = self.beyond.sock6_of.get(rt.inst.name)
+            if sock6 is not None:
+                self._interface_settings(rt, sock6.sock)
+            return bool(rt.ifindex)
+        ifname, inst = rt.inst.interface or "", rt.inst
+        link = self._link_by_name(ifname)
+        if link is None:
+            return False
+        rt.ifindex = link.index
+        vsock = self.vsocks.get(ifname)
+        if vsock is None:
+            vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
+            self.by_socket[ifname] = []
+        rt.vsock = vsock
+        if ifname not in self.garp_socks:
+            self.garp_socks[ifname] = GarpSocket(ifname)
+        if rt not in self.by_socket[ifname]:
+            self.by_socket[ifname].append(rt)
+        members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
+        if rt not in members:
+            members.append(rt)
+        self._interface_settings(rt, vsock.sock)
+        return True
+
+    def _interface_settings(self, rt: InstanceRuntime, sock: socket.socket) -> None:
+        """kernel_rx_buf_size (added to the receive buffer of the socket the instances share) and
+        promote_secondaries (net.ipv4.conf.IF.promote_secondaries=1, put back at exit if we set it)."""
+        inst = rt.inst
+        if inst.kernel_rx_buf_size:
+            sharing = [r for r in self.runtimes if r is not rt] + [rt]
+            extra = sum(r.inst.kernel_rx_buf_size for r in sharing if r.inst.interface == inst.interface
+                        and instance_family(r.inst) == instance_family(inst))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, (1 << 20) + extra)  # SO_RCVBUFFORCE
+                log.info("(%s) receive buffer on %s is now %d bytes (kernel_rx_buf_size)", inst.name, inst.interface,
+                         sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+            except OSError as exc:
+                log.warning("(%s) kernel_rx_buf_size: %s", inst.name, exc)
+        if inst.promote_secondaries and instance_family(inst) == 4 and inst.interface:
+            path = f"/proc/sys/net/ipv4/conf/{inst.interface}/promote_secondaries"
+            if _read_sysctl(path) == "0" and _write_sysctl(path, "1"):
+                self._promoted.add(inst.interface)
+
+    def _detach_interface(self, rt: InstanceRuntime) -> None:
+        """The instance's interface was deleted: close its socket (bound to the old interface index)."""
+        ifname = rt.inst.interface or ""
+        rt.ifindex = 0
+        if instance_family(rt.inst) == 6:
+            self.beyond.detach6(rt)
+            return
+        vsock, rt.vsock = rt.vsock, None
+        if rt in self.by_socket.get(ifname, []):
+            self.by_socket[ifname].remove(rt)
+        if vsock is not None and not any(r.vsock is vsock for r in self.runtimes):
+            self.loop.remove_reader(vsock.sock)
+            vsock.close()
+            self.vsocks.pop(ifname, None)
+        if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
+            rt.src = None
+            rt.machine.primary_ip = None
+
+    def _follow_interfaces(self) -> bool:
+        """After link events: attach instances whose interface appeared (or was re-created with a new index),
+        detach those whose interface went. True when something changed."""
+        changed = False
+        for rt in self.runtimes:
+            link = self._link_by_name(rt.inst.interface) if rt.inst.interface else None
+            index = link.index if link is not None else 0
+            if index == rt.ifindex:
+                continue
+            changed = True
+            if rt.ifindex:
+                log.warning("(%s) interface %s was deleted - FAULT until it is created again", rt.inst.name,
+                            rt.inst.interface)
+                self._detach_interface(rt)
+            if index:
+                try:
+                    if self._attach_interface(rt):
+                        log.info("(%s) interface %s appeared (index %d)", rt.inst.name, rt.inst.interface, index)
+                        if instance_family(rt.inst) == 4:
+                            self._set_targets(rt)
+                            self.beyond.attach4(rt)
+                except OSError as exc:
+                    log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
+        if changed:
+            self._update_own_sources()
+            self._update_rx_filters()  # a socket opened on an interface that appeared
+        return changed
+
+    @staticmethod
+    def _attach_hmac(rt: InstanceRuntime) -> None:
+        """auth_hmac's engine for the instance; a reload keeps its sequence and anti-replay marks."""
+        ah = rt.inst.auth_hmac
+        if ah is None:
+            rt.hmac = None
+            return
+        window = ah.time_window or min(300, max(5, int(3 * rt.machine.advert_int)))
+        old = rt.hmac
+        rt.hmac = AuthHmac(ah.keys, ah.active_key, ah.mode, ah.anti_replay, window)
+        if old is not None:
+            rt.hmac.last_seq, rt.hmac.marks = old.last_seq, old.marks
+
+    def hmac_trailer(self, rt: InstanceRuntime, pdu: bytes) -> bytes:
+        """The auth_hmac trailer for an advert about to be sent (b'' when the instance sends none)."""
+        if rt.hmac is None or not rt.hmac.sends or rt.src is None:
+            return b""
+        return rt.hmac.sign(pdu, rt.src, rt.version, rt.machine.vrid, time.time_ns())
+
+    def hmac_receive(self, rt: InstanceRuntime, msg: bytes, src: IPAddress, unicast: bool) -> Optional[bytes]:
+        """keepalived's auth_hmac receive check: the advert without its trailer, or None to drop it
+        (counted, logged rate-limited; nothing else changes). Runs after the TTL and before the PDU checks."""
+        ah, name = rt.hmac, rt.inst.name
+        if ah is None or len(msg) < VRRP_HEADER_LEN or msg[0] >> 4 != rt.version:
+            return msg  # a version mismatch is the decoder's to report
+        if unicast and not any(p.address == src for p in rt.inst.unicast_peer):
+            self._bad(rt, "unknown_peer", f"({name}) unicast source address {src} not a unicast peer")
+            return None
+        pdu, trailer = auth_hmac_split(msg, 4 if src.version == 4 else 16)
+        if trailer is None:
+            if ah.requires:
+                self._bad(rt, HMAC_MISSING, f"({name}) missing authentication trailer from {src}")
+                return None
+            return pdu
+        reason, text = ah.verify(pdu, trailer, src, rt.version, rt.machine.vrid, time.time_ns(), lru=not unicast)
+        if reason is not None:
+            self._bad(rt, reason, f"({name}) {text}")
+            return None
+        if text:
+            self.ratelimit(("hmac_skew", name), self.loop.time(), f"({name}) {text}")
+        return pdu
+
     def _set_targets(self, rt: InstanceRuntime) -> None:
         """Where adverts go (the multicast group, or each unicast_peer) and from which source address."""
         inst, g = rt.inst, self.g
@@ -7168,9 +9739,11 @@ class Daemon:
         if rt.unicast:
             rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
         else:
-            rt.targets = [(g.vrrp_mcast_group4, VRRP_TTL)]
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 4 \
+                else g.vrrp_mcast_group4
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
             if rt.vsock is not None:
-                rt.vsock.join(g.vrrp_mcast_group4)
+                rt.vsock.join(group)  # type: ignore[arg-type]
         rt.src = self._source_address(rt)
         rt.machine.primary_ip = rt.src
 
@@ -7178,15 +9751,19 @@ class Daemon:
         """Our own advert sources and interface addresses: packets from them are our own echoes."""
         self.own_sources = {rt.src for rt in self.runtimes if rt.src is not None}
 
-    def _source_address(self, rt: InstanceRuntime) -> Optional[ipaddress.IPv4Address]:
-        """unicast_src_ip, mcast_src_ip, else the interface's first IPv4 address that is not one of our VIPs."""
+    def _source_address(self, rt: InstanceRuntime) -> Optional[IPAddress]:
+        """unicast_src_ip, mcast_src_ip, else the interface's own address of the instance's family that is not
+        one of our VIPs: the first global IPv4 address, or the usable IPv6 link-local (RFC 5798 section 5.1.2)."""
+        family = instance_family(rt.inst)
         for chosen in (rt.inst.unicast_src_ip, rt.inst.mcast_src_ip):
-            if chosen is not None and chosen.version == 4:
-                return chosen  # type: ignore[return-value]
+            if chosen is not None and chosen.version == family:
+                return chosen
         vips = self._vip_addresses | {v.address.ip for v in rt.vips}
+        scope = 0 if family == 4 else RT_SCOPES["link"]
         for a in self.addrs:
-            if a.index == rt.ifindex and a.address.ip not in vips and a.scope == 0:
-                return a.address.ip  # type: ignore[return-value]
+            if (a.index == rt.ifindex and a.address.version == family and a.scope == scope and a.usable
+                    and a.address.ip not in vips):
+                return a.address.ip
         return None
 
     def stop(self, signum: int = 0) -> None:
@@ -7220,6 +9797,7 @@ class Daemon:
             if rt.timer is not None:
                 rt.timer.cancel()
         try:
+            self._set_static(self.config, add=False)
             self.tracking.stop()
             self.lvs.stop()
             self.beyond.stop()
@@ -7243,6 +9821,9 @@ class Daemon:
         return self.exit_code
 
     def close(self) -> None:
+        for ifname in self._promoted:
+            _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
+        self._promoted.clear()
         for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
             sock.close()
         self.beyond.close()
@@ -7267,7 +9848,7 @@ class Daemon:
                 log.error("Reload impossible: no configuration file")
                 return False
             try:
-                config = load_config(self.config_path)
+                config = load_config(self.config_path, config_id=self.config.config_id or None)
             except ConfigError as exc:
                 for diag in exc.diagnostics:
                     log.error(str(diag))
@@ -7298,6 +9879,8 @@ class Daemon:
         self._safe(self.notifier.reload, config)
         self._safe(self.lvs.reload, config)
         self.beyond.reload(config)
+        self._unset_static_not_in(config)
+        self._set_static(config, add=True)
         for ident, inst in wanted.items():
             rt = kept.get(ident)
             if rt is not None:
@@ -7325,10 +9908,11 @@ class Daemon:
         m = rt.machine
         for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                      "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                     "higher_prio_send_advert"):
+                     "higher_prio_send_advert", "down_timer_adverts"):
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
+        self._attach_hmac(rt)
         if instance_family(inst) == 6:
             self.beyond.attach6(rt)
         else:
@@ -7344,6 +9928,14 @@ class Daemon:
                 self._vip_op(rt, new_vips[key], add=True)
             if new_vips.keys() - old_vips.keys():
                 self._send_garps(rt, 1)
+            # routes and rules: only what changed
+            for rule in [r for r in rt.rules_set if r not in inst.virtual_rules]:
+                self._rule_op(inst.name, rule, add=False)
+                rt.rules_set.remove(rule)
+            for route in [r for r in rt.routes_set if r not in inst.virtual_routes]:
+                self._route_op(inst.name, route, add=False)
+                rt.routes_set.remove(route)
+            self._set_routes(rt, add=True)
 
     def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[Any, ...]:
         return vip.address, self._vip_index(rt, vip), vip.label, vip.scope, vip.brd, vip.peer
@@ -7393,6 +9985,7 @@ class Daemon:
         self._pending_logs = []
         for act in actions:
             if isinstance(act, Notify):
+                self._record_transition(rt, act)
                 rt.transitions += 1
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
                     rt.released_master += 1
@@ -7444,7 +10037,14 @@ class Daemon:
             return
         key = (priority, rt.src)
         packets = rt.packets.get(key)
-        if packets is None:
+        if rt.hmac is not None and rt.hmac.sends:
+            # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
+            m = rt.machine
+            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int)
+            msgs = [(dst, ttl, encode_advert(adv, rt.src, dst, rt.checksum_as_v2)) for dst, ttl in rt.targets]
+            trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
+            packets = [(str(dst), encode_ipv4(rt.src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs]
+        elif packets is None:
             # an advert only changes with the priority or the source: encode once, send the bytes again
             m = rt.machine
             adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
@@ -7471,17 +10071,191 @@ class Daemon:
         return link.index if link is not None else 0
 
     def _set_vips(self, rt: InstanceRuntime, add: bool) -> None:
+        """VIPs, then virtual routes, then virtual rules; removed in the reverse order (keepalived's order)."""
+        if not add:
+            self._set_routes(rt, add=False)
         for vip in rt.vips:
             self._vip_op(rt, vip, add)
+        if add:
+            self._set_routes(rt, add=True)
+
+    # -- routes and rules: virtual ones follow the VIPs, static ones live as long as the daemon -------
+    def _ifindex(self, name: str) -> int:
+        link = self._link_by_name(name)
+        return link.index if link is not None else 0
+
+    def _route_op(self, who: str, route: Route, add: bool, replace: bool = False, quiet: bool = False) -> bool:
+        """Add or delete one route; True when the kernel now holds it (add) or no longer does (delete)."""
+        if self.rtnl is None:
+            return False
+        missing = [d for d in [route.dev] + [nh.dev for nh in route.nexthops] if d and not self._ifindex(d)]
+        if missing:
+            if add:
+                log.error("(%s) cannot add route %s: interface %s does not exist", who, route, missing[0])
+            return not add
+        try:
+            self.rtnl.route(route, self._ifindex, add, replace)
+            return True
+        except (NetlinkError, OSError) as exc:
+            if not quiet:
+                log.error("(%s) cannot %s route %s: %s", who, "add" if add else "remove", route, exc)
+            return False
+
+    def _rule_op(self, who: str, rule: Rule, add: bool, quiet: bool = False) -> bool:
+        if self.rtnl is None:
+            return False
+        try:
+            self.rtnl.rule(rule, add)
+            return True
+        except (NetlinkError, OSError) as exc:
+            if not quiet:
+                log.error("(%s) cannot %s rule %s: %s", who, "add" if add else "remove", rule, exc)
+            return False
+
+    def _set_routes(self, rt: InstanceRuntime, add: bool) -> None:
+        """virtual_routes then virtual_rules on becoming MASTER; rules then routes on leaving it. What we
+        installed is remembered, so leaving MASTER always removes it (as keepalived 2.2.7 does)."""
+        name, inst = rt.inst.name, rt.inst
+        if add:
+            for route in inst.virtual_routes:
+                if route not in rt.routes_set and self._route_op(name, route, add=True):
+                    rt.routes_set.append(route)
+            for rule in inst.virtual_rules:
+                if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
+                    rt.rules_set.append(rule)
+            self._watch_routes()
+            return
+        for rule in rt.rules_set:
+            self._rule_op(name, rule, add=False)
+        for route in rt.routes_set:
+            self._route_op(name, route, add=False)
+        rt.routes_set, rt.rules_set = [], []
+
+    def _watch_routes(self) -> None:
+        """Route and rule events are only read when something tracked is installed (keepalived subscribes per
+        family the same way): a router with a full BGP table is not flooded otherwise."""
+        if self.monitor is None or self.monitor.routes:
+            return
+        tracked = any(not r.no_track for r in self.static_set[1] + self.static_set[2])  # type: ignore[operator]
+        tracked = tracked or any(not r.no_track for rt in self.runtimes for r in rt.routes_set + rt.rules_set)
+        if tracked:
+            try:
+                self.monitor.watch_routes()
+            except OSError as exc:
+                log.error("cannot watch route and rule events: %s", exc)
+
+    def _start_static(self) -> None:
+        """At start, keepalived deletes what an earlier run may have left (static entries, and the virtual routes
+        and rules of instances that do not start as MASTER), then installs static_ipaddress/routes/rules."""
+        for route in self.config.static_routes:
+            self._route_op("static", route, add=False, quiet=True)
+        for rule in self.config.static_rules:
+            self._rule_op("static", rule, add=False, quiet=True)
+        for rt in self.runtimes:
+            for rule in rt.inst.virtual_rules:
+                self._rule_op(rt.inst.name, rule, add=False, quiet=True)
+            for route in rt.inst.virtual_routes:
+                self._route_op(rt.inst.name, route, add=False, quiet=True)
+        self._set_static(self.config, add=True)
+
+    def _set_static(self, config: Config, add: bool) -> None:
+        """Install the static entries of `config` not installed yet (add), or remove every installed one; the
+        difference of a reload is _set_static(new) after _unset_static_not_in(new)."""
+        addrs, routes, rules = self.static_set
+        if add:
+            for vip in config.static_ipaddress:
+                if vip not in addrs and self._static_addr_op(vip, add=True):
+                    addrs.append(vip)
+            for route in config.static_routes:
+                if route not in routes and self._route_op("static", route, add=True):
+                    routes.append(route)
+            for rule in config.static_rules:
+                if rule not in rules and self._rule_op("static", rule, add=True):
+                    rules.append(rule)
+            self._watch_routes()
+            return
+        for rule in list(rules):
+            self._rule_op("static", rule, add=False)
+            rules.remove(rule)
+        for route in list(routes):
+            self._route_op("static", route, add=False)
+            routes.remove(route)
+        for vip in list(addrs):
+            self._static_addr_op(vip, add=False)
+            addrs.remove(vip)
+
+    def _unset_static_not_in(self, config: Config) -> None:
+        addrs, routes, rules = self.static_set
+        for rule in [r for r in rules if r not in config.static_rules]:
+            self._rule_op("static", rule, add=False)
+            rules.remove(rule)
+        for route in [r for r in routes if r not in config.static_routes]:
+            self._route_op("static", route, add=False)
+            routes.remove(route)
+        for vip in [v for v in addrs if v not in config.static_ipaddress]:
+            self._static_addr_op(vip, add=False)
+            addrs.remove(vip)
+
+    def _static_addr_op(self, vip: VirtualIP, add: bool) -> bool:
+        index = self._ifindex(vip.dev or self.g.default_interface)
+        if not index or self.rtnl is None:
+            if add:
+                log.error("(static) cannot add address %s: interface %s does not exist", vip.address, vip.dev)
+            return False
+        try:
+            if add:
+                self.rtnl.add_address(index, vip)
+            else:
+                self.rtnl.del_address(index, vip)
+            return True
+        except (NetlinkError, OSError) as exc:
+            log.error("(static) cannot %s address %s: %s", "add" if add else "remove", vip.address, exc)
+            return False
+
+    def _route_event(self, rtype: int, info: RouteInfo) -> None:
+        """A route or rule was deleted. A tracked virtual one of a MASTER sends it to BACKUP (it comes back as
+        MASTER after Skew_Time and reinstalls everything); a tracked static one is put back (keepalived)."""
+        if rtype not in (RTM_DELROUTE, RTM_DELRULE) or info.protocol != RTPROT_KEEPALIVED:
+            return
+        match = self._rule_matches if info.rule else self._route_matches
+        for rt in self.runtimes:
+            if rt.machine.state != State.MASTER:
+                continue
+            for entry in (rt.rules_set if info.rule else rt.routes_set):
+                if not entry.no_track and match(entry, info):
+                    what = "rule" if info.rule else "route"
+                    self._apply(rt, rt.machine.release_master(
+                        self.loop.time(), f"tracked virtual {what} {entry} was deleted; going BACKUP"))
+                    return
+        for entry in (self.static_set[2] if info.rule else self.static_set[1]):
+            if not entry.no_track and match(entry, info):
+                kind = "rule" if info.rule else "route"
+                log.info("Restoring deleted static %s %s", kind, entry)
+                if info.rule:
+                    self._rule_op("static", entry, add=True)  # type: ignore[arg-type]
+                else:
+                    self._route_op("static", entry, add=True)  # type: ignore[arg-type]
+                return
+
+    def _route_matches(self, route: Route, info: RouteInfo) -> bool:
+        """keepalived's compare_route: table, family, destination, tos, metric (and dev when configured). The
+        kernel gives an IPv6 route without a metric 1024: compare with that (keepalived compares 0 and misses)."""
+        metric = route.metric if route.metric is not None else (1024 if route.family == 6 else 0)
+        return (info.family == route.family and info.table == route.table and info.dst == route.dst
+                and info.tos == (route.tos or 0) and info.metric == metric
+                and (not route.dev or info.oif == self._ifindex(route.dev)))
+
+    @staticmethod
+    def _rule_matches(rule: Rule, info: RouteInfo) -> bool:
+        return info.family == rule.family and info.priority == (rule.priority or 0) and (
+            rule.table == info.table if rule.action == FR_ACT_TO_TBL and not rule.l3mdev else True)
 
     def _vip_op(self, rt: InstanceRuntime, vip: VirtualIP, add: bool) -> None:
         index = self._vip_index(rt, vip)
         if not index or self.rtnl is None:
             return
         try:
-            if add and vip.address.version == 6:
-                self.beyond.add_vip6(index, vip)
-            elif add:
+            if add:
                 self.rtnl.add_address(index, vip)
             else:
                 self.rtnl.del_address(index, vip)
@@ -7605,8 +10379,8 @@ class Daemon:
             return
         vrids = None if self.g.log_unknown_vrids else [rt.machine.vrid for rt in rts]
         self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids))
-        # keepalived's kernel_rx_buf_size: the socket's buffer is the sum of its instances' sizes
-        self._safe(vsock.set_rcvbuf, max(VRRP_RCVBUF, sum(rt.inst.kernel_rx_buf_size for rt in rts)))
+        # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
+        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
 
     def rx_sockets_status(self) -> List[Dict[str, Any]]:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
@@ -7640,7 +10414,9 @@ class Daemon:
         candidates = self.by_vrid.get((vsock.ifname, vrid))
         if candidates is None:  # not indexed (an instance attached by hand): look through the interface's list
             candidates = [r for r in self.by_socket.get(vsock.ifname, []) if r.machine.vrid == vrid]
-        rt = next((r for r in candidates if r.unicast == unicast), None)
+        rt = next((r for r in candidates if r.unicast == unicast
+                   and (not unicast or any(p.address == ip.src for p in r.inst.unicast_peer))), None) \
+            or next((r for r in candidates if r.unicast == unicast), None)
         if rt is None:
             rt = candidates[0] if candidates else None
             if rt is None:
@@ -7656,15 +10432,18 @@ class Daemon:
             return
         if unicast:
             peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
-            if peer is None and self.g.vrrp_check_unicast_src:
+            if peer is None and (self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src):
                 self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
                 return
             if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
                 self._bad(rt, "bad_ttl", f"({name}) unicast advert from {ip.src} with TTL {ip.ttl} outside "
                           f"[{peer.min_ttl}, {peer.max_ttl}]")
                 return
+        payload = self.hmac_receive(rt, ip.payload, ip.src, unicast) if rt.hmac is not None else ip.payload
+        if payload is None:
+            return
         try:
-            adv = decode_advert(ip.payload, ip.src, ip.dst, rt.checksum_as_v2)
+            adv = decode_advert(payload, ip.src, ip.dst, rt.checksum_as_v2)
         except PacketError as exc:
             self._bad(rt, exc.reason, f"({name}) bad VRRP packet from {ip.src}: {exc}")
             return
@@ -7693,30 +10472,43 @@ class Daemon:
 
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
+        parts = self._contributions(rt)
+        return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
+
+    def _contributions(self, rt: InstanceRuntime) -> List[Tuple[str, str, int, bool]]:
+        """(kind, name, priority delta, fault) of everything that moves the instance's priority or makes it FAULT:
+        its own interface, no source address, its sync group, each track_interface and each tracker."""
         inst = rt.inst
+        parts: List[Tuple[str, str, int, bool]] = []
         # keepalived's dont_track_primary: the instance's own interface going down is not a FAULT
-        fault = (not inst.dont_track_primary and not self._link_up(inst.interface)) or (
-            rt.src is None and not rt.unicast)
-        fault = fault or self.beyond.group_fault(rt)
-        delta = 0
+        if not inst.dont_track_primary and not self._link_up(inst.interface):
+            parts.append(("interface", f"{inst.interface} down", 0, True))
+        if rt.src is None and not rt.unicast:
+            parts.append(("interface", f"{inst.interface} has no IPv4 address", 0, True))
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            # keepalived: "Cannot use unicast without any peers - going to fault state"
+            parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
+        configured = inst.unicast_src_ip or inst.mcast_src_ip
+        if inst.track_src_ip and configured is not None and rt.ifindex and not any(
+                a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
+            # track_src_ip: the configured source address is not on the interface
+            parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        if self.beyond.group_fault(rt):
+            parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
             up = self._link_up(ref.name)
             if ref.reverse:
                 up = not up
-            if not ref.weight:
-                fault = fault or not up
-            elif ref.weight > 0 and up:
-                delta += ref.weight
-            elif ref.weight < 0 and not up:
-                delta += ref.weight
+            weight = ref.weight or 0
+            delta = weight if (weight > 0 and up) or (weight < 0 and not up) else 0
+            parts.append(("track_interface", ref.name, delta, not weight and not up))
         try:
-            tdelta, tfault = self.tracking.adjustment(inst)
+            parts += self.tracking.contributions(inst)
             initialising = getattr(self.tracking, "initialising", None)
             rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
-            tdelta, tfault = 0, False
-        return delta + tdelta, fault or tfault
+        return parts
 
     def _reevaluate(self) -> None:
         now = self.loop.time()
@@ -7724,8 +10516,51 @@ class Daemon:
             if rt.machine.state in (State.STOP, State.INIT):
                 continue
             delta, fault = self._adjustment(rt)
+            before = rt.machine.effective_priority
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
+            if rt.machine.effective_priority != before:
+                self._safe(self.notifier.vrrp_priority_change, rt.inst, rt.machine.state, rt.machine.effective_priority)
+                self._publish({"type": "priority", "time": time.time(), "instance": rt.inst.name,
+                               "from": before, "to": rt.machine.effective_priority,
+                               "detail": self._causes(rt, lambda d, f: d != 0)})
             self._apply(rt, rt.machine.set_fault(now, fault))
+
+    def _causes(self, rt: InstanceRuntime, wanted: Callable[[int, bool], bool]) -> str:
+        """The trackers and interfaces behind a change, for a person: `vrrp_script chk -20, interface eth0 down`."""
+        words = []
+        for kind, name, delta, down in self._contributions(rt):
+            if wanted(delta, down):
+                words.append(f"{kind} {name}" + (f" {delta:+d}" if delta else "") +
+                             (" FAULT" if down and kind != "interface" else ""))
+        return ", ".join(words)
+
+    def _record_transition(self, rt: InstanceRuntime, act: Notify) -> None:
+        """Keep the last transitions of the instance with their reason, and tell the event stream."""
+        detail = act.detail
+        cause = ""
+        if act.reason == "fault":
+            cause = self._causes(rt, lambda d, f: f)
+        elif act.reason in ("priority", "preempted", "not-master") or (act.reason == "no-response" and
+                                                                       act.state == State.MASTER):
+            cause = self._causes(rt, lambda d, f: d != 0)
+            cause = f"our priority {act.priority} = {rt.inst.priority} base, {cause}" if cause else ""
+        detail = "; ".join(x for x in (detail, cause) if x)
+        event = {"type": "transition", "time": time.time(), "instance": rt.inst.name,
+                 "from": (rt.last_notified or State.INIT).value, "to": act.state.value,
+                 "reason": act.reason or "unknown", "detail": detail, "priority": act.priority}
+        rt.history.append(event)
+        del rt.history[:-TRANSITION_HISTORY]
+        key = (act.state.value, event["reason"])
+        rt.reasons[key] = rt.reasons.get(key, 0) + 1
+        self._publish(event)
+
+    def _publish(self, event: Dict[str, Any]) -> None:
+        for sink in list(self.event_sinks):
+            self._safe(sink, event)
+
+    def recent_events(self) -> List[Dict[str, Any]]:
+        """Every instance's recent transitions, oldest first (what a new --events follower sees first)."""
+        return sorted((e for rt in self.runtimes for e in rt.history), key=lambda e: e["time"])
 
     def _on_tracking_change(self) -> None:
         if not self.stopping:
@@ -7744,6 +10579,7 @@ class Daemon:
             self.links = self.rtnl.links()
             self.addrs = self.rtnl.addresses()
             changed = True
+        links_changed = changed
         for rtype, obj in events:
             if isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
@@ -7753,20 +10589,28 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+                links_changed = True
+            elif isinstance(obj, RouteInfo):
+                self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
                 changed = self._refresh_sources() or changed
             else:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
                 self._vip_deleted(obj)
                 changed = self._refresh_sources() or changed
+        if links_changed and not self.stopping:
+            changed = self._follow_interfaces() or changed
         if changed and not self.stopping:
             self._reevaluate()
 
     def _refresh_sources(self) -> bool:
+        """An address appeared or went: instances still without a source address may have one now."""
         changed = False
         for rt in self.runtimes:
-            if rt.src is None and rt.ifindex and instance_family(rt.inst) == 4:
+            if rt.src is None and rt.ifindex:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
@@ -7792,14 +10636,30 @@ class Daemon:
     def status(self) -> Dict[str, Any]:
         """The status document described at format_status_table()."""
         instances = []
+        now = self.loop.time()
         for rt in self.runtimes:
             m = rt.machine
+            master = None
+            if m.state == State.BACKUP:
+                # who this BACKUP follows, and when it would take over if that master went silent now
+                master = {"address": str(m.master_ip) if m.master_ip else None, "priority": m.master_priority,
+                          "last_advert_ago": None if m.last_advert is None else round(now - m.last_advert, 3),
+                          "takeover_in": (None if m.master_down_timer is None else
+                                          round(max(0.0, m.master_down_timer - now), 3)),
+                          "master_down_interval": round(m.master_down_interval, 3)}
+            try:
+                parts = self._contributions(rt)
+            except Exception as exc:  # status must answer even if a tracker is broken
+                parts = [("error", str(exc), 0, False)]
             instances.append({
                 "name": rt.inst.name, "state": m.state.value, "interface": rt.inst.interface,
                 "vrid": m.vrid, "version": rt.version, "priority": m.priority,
                 "effective_priority": m.effective_priority,
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
+                "master": master,
+                "trackers": [{"kind": k, "name": n, "adds": d, "fault": f} for k, n, d, f in parts],
+                "recent_transitions": list(rt.history),
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
                           "entered": dict(rt.entered), "released_master": rt.released_master,
@@ -7816,8 +10676,6 @@ class Daemon:
 # 10b. Beyond IPv4: IPv6 instances, VMAC, sync groups, the strict-mode firewall and AH
 #      One helper the Daemon calls from a few hooks; it owns the extra sockets and state.
 # --------------------------------------------------------------------------------------------
-
-IFA_F_NODAD = 0x02
 
 
 def instance_family(inst: VrrpInstance) -> int:
@@ -7865,11 +10723,11 @@ def sync_force(machine: VrrpMachine, now: float, state: State) -> List[Action]:
     if machine.state == state or machine.state in (State.STOP, State.INIT):
         return []
     if state == State.MASTER:
-        return machine._become_master(now)
+        return machine._become_master(now, "sync-group")
     if state == State.FAULT:
-        return machine._enter_fault(now)
+        return machine._enter_fault(now, reason="sync-group")
     machine.master_adver_int = machine.advert_int
-    return machine._enter_backup(now)
+    return machine._enter_backup(now, reason="sync-group")
 
 
 class BeyondIPv4:
@@ -7893,7 +10751,6 @@ class BeyondIPv4:
         self.group_of: Dict[str, str] = {}
         self.last_state: Dict[str, State] = {}
         self.syncing = False
-        self.ll_timer: Optional[Timer] = None
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -7953,8 +10810,6 @@ class BeyondIPv4:
 
     def stop(self) -> None:
         """After the VIPs are gone: remove the VMACs and our nftables table."""
-        if self.ll_timer is not None:
-            self.ll_timer.cancel()
         self.vmacs.remove_all()
         self.firewall.stop()
 
@@ -7993,28 +10848,26 @@ class BeyondIPv4:
         if rt.unicast:
             rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
         else:
-            rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
-            vsock.join(d.g.vrrp_mcast_group6)
-        chosen = inst.unicast_src_ip or inst.mcast_src_ip
-        rt.src = chosen if chosen is not None and chosen.version == 6 else link_local_address(link.name)  # type: ignore
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 6 \
+                else d.g.vrrp_mcast_group6
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
+            vsock.join(group)  # type: ignore[arg-type]
+        rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
-        if rt.src is None and self.ll_timer is None:
-            self.ll_timer = d.loop.call_later(0.2, self._poll_link_local)
 
-    def _poll_link_local(self) -> None:
-        """An IPv6 instance has no usable link-local address yet (DAD): look again until it has."""
-        self.ll_timer = None
-        waiting = [rt for rt in self.d.runtimes if instance_family(rt.inst) == 6 and rt.src is None and rt.ifindex]
-        found = False
-        for rt in waiting:
-            link = self.d.links.get(rt.ifindex)
-            rt.src = link_local_address(link.name) if link is not None else None  # type: ignore[assignment]
-            rt.machine.primary_ip = rt.src  # type: ignore[assignment]
-            found = found or rt.src is not None
-        if found and not self.d.stopping:
-            self.d._reevaluate()
-        if any(rt.src is None for rt in waiting) and not self.d.stopping:
-            self.ll_timer = self.d.loop.call_later(0.2, self._poll_link_local)
+    def detach6(self, rt: InstanceRuntime) -> None:
+        """The interface of an IPv6 instance was deleted: close its socket once no instance uses it."""
+        d = self.d
+        vsock = self.sock6_of.pop(rt.inst.name, None)
+        name = rt.inst.interface or ""
+        if rt in self.by_socket6.get(name, []):
+            self.by_socket6[name].remove(rt)
+        if vsock is not None and vsock not in self.sock6_of.values():
+            d.loop.remove_reader(vsock.sock)
+            vsock.close()
+            self.vsocks6.pop(name, None)
+        rt.src = None
+        rt.machine.primary_ip = None
 
     def attach4(self, rt: InstanceRuntime) -> None:
         """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
@@ -8064,17 +10917,6 @@ class BeyondIPv4:
         """Where the instance's VIPs go: its VMAC when it has one."""
         return self.vmac_index.get(rt.inst.name)
 
-    def add_vip6(self, index: int, vip: VirtualIP) -> None:
-        """Add an IPv6 VIP with nodad, as keepalived does: VRRP is its duplicate detection."""
-        assert self.d.rtnl is not None
-        payload = bytearray(addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer))
-        payload[2] |= IFA_F_NODAD
-        try:
-            self.d.rtnl.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, bytes(payload))
-        except NetlinkError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
-
     # -- sending -------------------------------------------------------------------------------
     def send_advert(self, rt: InstanceRuntime, priority: int) -> bool:
         """Send the advert if it is ours to send (IPv6, VMAC, AH); False leaves it to the Daemon."""
@@ -8084,6 +10926,7 @@ class BeyondIPv4:
             if sock6 is None or rt.src is None:
                 return True
             msg = encode_advert6(VrrpAdvert(3, m.vrid, priority, m.addresses, m.advert_int))
+            msg += self.d.hmac_trailer(rt, msg)
             for dst, _ttl in rt.targets:
                 try:
                     sock6.send(rt.src, dst, msg)  # type: ignore[arg-type]
@@ -8101,8 +10944,12 @@ class BeyondIPv4:
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
                          m.auth_type.value if rt.version == 2 else 0,
                          m.auth_pass if m.auth_type == AuthType.PASS else b"")
-        for dst, ttl in rt.targets:
+        trailer = b""
+        for n, (dst, ttl) in enumerate(rt.targets):
             msg = encode_advert(adv, rt.src, dst, rt.checksum_as_v2)
+            if n == 0:
+                trailer = self.d.hmac_trailer(rt, msg)
+            msg += trailer
             try:
                 if ah:
                     sock.ident = sock.ident % 0xFFFF + 1
@@ -8185,9 +11032,14 @@ class BeyondIPv4:
         if not unicast and hoplimit != VRRP_TTL:
             d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
             return
-        if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
+        if unicast and (d.g.vrrp_check_unicast_src or rt.inst.check_unicast_src) \
+                and src not in [p.address for p in rt.inst.unicast_peer]:
             d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
             return
+        if rt.hmac is not None:
+            msg = d.hmac_receive(rt, msg, src, unicast)  # type: ignore[assignment]
+            if msg is None:
+                return
         try:
             adv = decode_advert6(msg)
         except PacketError as exc:
@@ -8350,10 +11202,55 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
+class SyslogHandler(logging.Handler):
+    """Records to syslog through /dev/log, as logging.handlers.SysLogHandler sends them (`<PRI>text\\0`).
+
+    Our own because logging.handlers costs a megabyte and python3-minimal lacks what it imports (queue)."""
+
+    SEVERITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def __init__(self, address: str = "/dev/log", facility: int = 3):
+        super().__init__()
+        self.address = address
+        self.facility = facility
+        self.sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            sock = socket.socket(socket.AF_UNIX, kind)
+            try:
+                sock.connect(self.address)
+                return sock
+            except OSError as exc:
+                sock.close()
+                if exc.errno != errno.EPROTOTYPE:
+                    raise
+        raise OSError(errno.EPROTOTYPE, f"cannot connect to {self.address}")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prio = self.facility << 3 | self.SEVERITIES.get(record.levelname, 4)
+            data = f"<{prio}>{self.format(record)}\0".encode("utf-8", "replace")
+            try:
+                self.sock.sendall(data)
+            except OSError:  # syslogd restarted: connect again once
+                self.sock.close()
+                self.sock = self._connect()
+                self.sock.sendall(data)
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self.sock.close()
+        finally:
+            self.release()
+        super().close()
+
+
 def setup_logging(console: bool, detail: bool = False, facility: str = "daemon") -> None:
     """Log to stderr (`-l`) and/or syslog through /dev/log with the `-S` facility; `-D` adds detail lines."""
-    import logging.handlers
-
     root = logging.getLogger(PROG)
     root.handlers.clear()
     root.setLevel(logging.DEBUG if detail else logging.INFO)
@@ -8365,7 +11262,7 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
     if os.path.exists("/dev/log"):
         try:
             code = SYSLOG_FACILITIES.get(facility, SYSLOG_FACILITIES["daemon"]) >> 3
-            syslog = logging.handlers.SysLogHandler("/dev/log", facility=code)
+            syslog = SyslogHandler("/dev/log", facility=code)
             syslog.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(message)s"))
             root.addHandler(syslog)
         except OSError:
@@ -8467,16 +11364,95 @@ def sd_notify(message: str) -> bool:
         return False
 
 
+def json_text(doc: Any) -> str:
+    """json.dumps(doc, indent=2, default=str), also on python3-minimal, which has no json module."""
+    try:
+        import json
+    except ImportError:
+        return _small_json(doc, "")
+    return json.dumps(doc, indent=2, default=str)
+
+
+def json_line(doc: Any) -> str:
+    """`doc` as JSON on one line (an event of the --events stream), also on python3-minimal."""
+    try:
+        import json
+    except ImportError:
+        return re.sub(r"\n *", " ", _small_json(doc, ""))  # strings never hold a raw newline
+    return json.dumps(doc, default=str)
+
+
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def _json_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in _JSON_ESCAPES:
+            out.append(_JSON_ESCAPES[ch])
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            if code > 0xFFFF:
+                code -= 0x10000
+                out.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
+            else:
+                out.append(f"\\u{code:04x}")
+    return '"' + "".join(out) + '"'
+
+
+def _small_json(doc: Any, indent: str) -> str:
+    if doc is None or doc is True or doc is False:
+        return {None: "null", True: "true", False: "false"}[doc]
+    if isinstance(doc, int):
+        return int.__repr__(doc)
+    if isinstance(doc, float):
+        if doc != doc:
+            return "NaN"
+        if doc in (float("inf"), float("-inf")):
+            return "Infinity" if doc > 0 else "-Infinity"
+        return float.__repr__(doc)
+    if isinstance(doc, str):
+        return _json_string(doc)
+    inner = indent + "  "
+    if isinstance(doc, dict):
+        if not doc:
+            return "{}"
+        items = []
+        for key, value in doc.items():
+            if not isinstance(key, str):
+                key = _small_json(key, "") if key is None or isinstance(key, (bool, int, float)) else str(key)
+            items.append(f"{inner}{_json_string(key)}: {_small_json(value, inner)}")
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(doc, (list, tuple)):
+        if not doc:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _small_json(v, inner) for v in doc) + "\n" + indent + "]"
+    return _json_string(str(doc))
+
+
 class ControlServer:
-    """A unix stream socket that answers every connection with the daemon's status as one JSON document.
+    """The daemon's unix stream socket. A client sends one request line: `status` gets the status document
+    (the dict documented at format_status_table()) as JSON; `events` subscribes to the event stream, one JSON
+    object a line: the recent transitions first, then each event as it happens (see Daemon._publish). A client
+    that sends nothing within request_timeout gets the status (as before requests existed).
 
-    `status()` returns the dict documented at format_status_table(). Writes are non-blocking; a client that
-    does not read is dropped after a second."""
+    Everything is non-blocking on the loop: a status reader that does not read is dropped after a second, an
+    event subscriber whose unread backlog passes max_backlog is dropped (it never holds up the daemon), and at
+    most max_clients connections are open at once (the oldest is closed to make room)."""
 
-    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]]):
+    request_timeout = 0.2
+    max_backlog = 256 * 1024
+    max_clients = 32
+
+    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]],
+                 history: Optional[Callable[[], List[Dict[str, Any]]]] = None):
         self.loop = loop
         self.path = path
         self.status = status
+        self.history = history or (lambda: [])
+        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         try:
             os.unlink(path)
@@ -8490,39 +11466,105 @@ class ControlServer:
         loop.add_reader(self.sock, self._accept)
 
     def _accept(self) -> None:
-        import json
-
         try:
             conn, _ = self.sock.accept()
         except OSError:
             return
         conn.setblocking(False)
-        data = (json.dumps(self.status(), indent=2, default=str) + "\n").encode()
-        state = {"data": data}
-        deadline = self.loop.call_later(1.0, self._drop, conn)
+        while len(self.clients) >= self.max_clients:
+            self._drop(next(iter(self.clients)))
+        client = {"kind": "request", "request": b"", "out": bytearray(),
+                  "timer": self.loop.call_later(self.request_timeout, self._answer, conn, "status")}
+        self.clients[conn] = client
+        self.loop.add_reader(conn, self._readable, conn)
 
-        def write() -> None:
+    def _readable(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            data = conn.recv(512)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+        elif client["kind"] == "request":
+            client["request"] += data
+            if b"\n" in client["request"] or len(client["request"]) > 256:
+                self._answer(conn, client["request"].split(b"\n")[0].strip().decode(errors="replace"))
+        # a subscriber has nothing to say: what it sends is read and ignored
+
+    def _answer(self, conn: socket.socket, request: str) -> None:
+        client = self.clients.get(conn)
+        if client is None or client["kind"] != "request":
+            return
+        client["timer"].cancel()
+        if request == "events":
+            client["kind"] = "events"
+            for event in self.history():
+                self._queue(conn, client, (json_line(event) + "\n").encode())
+            return
+        client["kind"] = "reply"
+        self.loop.remove_reader(conn)
+        doc = self.status() if request in ("status", "") else {"error": f"unknown request {request[:40]!r}"}
+        client["timer"] = self.loop.call_later(1.0, self._drop, conn)
+        self._queue(conn, client, (json_text(doc) + "\n").encode())
+
+    def publish(self, event: Dict[str, Any]) -> None:
+        """Send one event to every subscriber (never waits for one)."""
+        line = None
+        for conn, client in list(self.clients.items()):
+            if client["kind"] == "events":
+                line = line or (json_line(event) + "\n").encode()
+                self._queue(conn, client, line)
+
+    def _queue(self, conn: socket.socket, client: Dict[str, Any], data: bytes) -> None:
+        was_empty = not client["out"]
+        client["out"] += data
+        if len(client["out"]) > self.max_backlog:
+            log.warning("control socket: an --events reader is %d bytes behind; dropped", len(client["out"]))
+            self._drop(conn)
+            return
+        self._write(conn)
+        if was_empty and client["out"] and conn in self.clients:
+            self.loop.add_writer(conn, self._write, conn)
+
+    def _write(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            sent = conn.send(client["out"])
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        del client["out"][:sent]
+        if not client["out"]:
             try:
-                sent = conn.send(state["data"])
-            except BlockingIOError:
-                return
-            except OSError:
-                sent = len(state["data"])
-            state["data"] = state["data"][sent:]
-            if not state["data"]:
-                deadline.cancel()
+                self.loop.remove_writer(conn)
+            except (KeyError, ValueError):
+                pass
+            if client["kind"] == "reply":
                 self._drop(conn)
 
-        self.loop.add_writer(conn, write)
-
     def _drop(self, conn: socket.socket) -> None:
-        try:
-            self.loop.remove_writer(conn)
-        except (KeyError, ValueError):
-            pass
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            client["timer"].cancel()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(conn)
+            except (KeyError, ValueError):
+                pass
         conn.close()
 
     def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
         self.loop.remove_reader(self.sock)
         self.sock.close()
         try:
@@ -8533,11 +11575,12 @@ class ControlServer:
 
 def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
     """Ask a running daemon for its status (the client side of ControlServer)."""
-    import json
+    json = need_module("json", "--status and --json")
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
+        sock.sendall(b"status\n")
         chunks = []
         while True:
             chunk = sock.recv(65536)
@@ -8547,10 +11590,77 @@ def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Di
     return json.loads(b"".join(chunks).decode())
 
 
+def follow_events(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Any:
+    """Subscribe to a running daemon's event stream: yields one event dict at a time, until the daemon goes."""
+    json = need_module("json", "--events")
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(b"events\n")
+        sock.settimeout(None)
+        pending = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line.decode())
+
+
+def _clock(stamp: Any) -> str:
+    """A wall-clock time for a person: `2026-12-01 11:20:03.125`."""
+    t = float(stamp or 0)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+def format_event(event: Dict[str, Any]) -> str:
+    """One line of `vrrpd --events` for a person."""
+    head = f"{_clock(event.get('time'))} {event.get('instance', '-')}"
+    detail = f": {event['detail']}" if event.get("detail") else ""
+    if event.get("type") == "transition":
+        return (f"{head} {event.get('from')} -> {event.get('to')} ({event.get('reason')}{detail}) "
+                f"priority {event.get('priority')}")
+    if event.get("type") == "priority":
+        return f"{head} priority {event.get('from')} -> {event.get('to')}" + (f" ({event['detail']})" if detail else "")
+    return f"{head} {event.get('type')}{detail}"
+
+
 def _table(rows: List[Tuple[str, ...]]) -> List[str]:
     """Left-aligned columns, two spaces apart."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _explain_instance(inst: Dict[str, Any]) -> List[str]:
+    """--status in words for one instance: whom a BACKUP follows, what makes up the priority, the last transitions."""
+    name, lines = inst.get("name", "?"), []
+    master = inst.get("master")
+    if inst.get("state") == "BACKUP" and master:
+        if master.get("address") and master.get("last_advert_ago") is not None:
+            text = (f"{name}: master {master['address']} at priority {master.get('priority')}, "
+                    f"last advert {float(master['last_advert_ago']):.2f} s ago")
+        else:
+            text = f"{name}: no master heard yet"
+        if master.get("takeover_in") is not None:
+            text += f"; takes over in {float(master['takeover_in']):.2f} s unless an advert comes"
+            if master.get("priority") is not None and 0 < master["priority"] < inst.get("effective_priority", 0):
+                text += " (preempting a lower priority)"
+        lines.append(text)
+    trackers = inst.get("trackers") or []
+    if trackers:
+        words = [f"{t.get('kind')} {t.get('name')} {int(t.get('adds', 0)):+d}" + (" FAULT" if t.get("fault") else "")
+                 for t in trackers]
+        lines.append(f"{name}: priority {inst.get('effective_priority')} = {inst.get('priority')} base; "
+                     + ", ".join(words))
+    history = inst.get("recent_transitions") or []
+    if history:
+        lines.append(f"{name}: last {len(history)} transition(s):")
+        lines += [f"  {format_event(e)}" for e in history]
+    return lines
 
 
 def format_status_table(status: Dict[str, Any]) -> str:
@@ -8558,7 +11668,10 @@ def format_status_table(status: Dict[str, Any]) -> str:
 
     The status dict: {"version", "pid", "router_id", "uptime", ["config_file", "reloads": {"done", "failed", "last"}],
       "instances": [{"name", "state", "interface", "vrid", "version", "priority", "effective_priority",
-                     "master_address", "vips": [str], "stats": {"adverts_sent", "adverts_received",
+                     "master_address", "vips": [str], "master": None or (BACKUP) {"address", "priority",
+                     "last_advert_ago", "takeover_in", "master_down_interval"}, "trackers": [{"kind", "name",
+                     "adds", "fault"}], "recent_transitions": [event (see format_event)],
+                     "stats": {"adverts_sent", "adverts_received",
                      "bad_packets": {reason: n}, "transitions", "entered": {state: n}, "released_master",
                      "priority_zero_sent", "priority_zero_received"}}],
       "sync_groups": [{"name", "state", "members": [str]}],
@@ -8590,6 +11703,8 @@ def format_status_table(status: Dict[str, Any]) -> str:
             str(sum((st.get("bad_packets") or {}).values())) if st else "-",
         ))
     lines += _table(rows)
+    for inst in status.get("instances", []):
+        lines += _explain_instance(inst)
     for group in status.get("sync_groups", []):
         lines.append(f"sync group {group.get('name')}: {group.get('state')} ({', '.join(group.get('members', []))})")
     trackers = status.get("trackers") or {}
@@ -8619,11 +11734,11 @@ def format_status_table(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_command(path: Optional[str], out: Any = None) -> int:
+def check_command(path: Optional[str], out: Any = None, config_id: Optional[str] = None) -> int:
     """`--check`: print every problem, then what would run; 0 without errors, 1 with."""
     out = out if out is not None else sys.stdout
     path = path or default_config_path()
-    config, diags = parse_config(path, check_interfaces=False)
+    config, diags = parse_config(path, check_interfaces=False, config_id=config_id)
     errors = sum(1 for d in diags if d.severity is Severity.ERROR)
     lines = [str(d) for d in diags] + (config_summary(config) if errors == 0 else [])
     lines.append(f"{path}: {errors} error(s), {len(diags) - errors} warning(s)")
@@ -8639,13 +11754,13 @@ def check_command(path: Optional[str], out: Any = None) -> int:
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
+DEMO_VIP = "192.0.2.100"
 DEMO_CONFIG = """\
 ! vrrpd demo node {node}: the two-node pair of the keepalived tutorials, VRRPv3 at 100 ms
 global_defs {{
     router_id demo-{node}
     vrrp_version 3
-    vrrp_handover_on_stop
-}}
+{handover}}}
 vrrp_instance VI_1 {{
     state {state}
     interface eth0
@@ -8653,10 +11768,141 @@ vrrp_instance VI_1 {{
     priority {priority}
     advert_int 0.1
     virtual_ipaddress {{
-        192.0.2.100/24 dev eth0 label eth0:vip
+        {vip}/24 dev eth0 label eth0:vip
     }}
 }}
 """
+# The demo's two planned stops of the master: (column title, vrrp_handover_on_stop)
+DEMO_STOPS = (("keepalived-style stop", False), ("vrrp_handover_on_stop", True))
+
+
+class EchoProbe:
+    """vrrpd's own ping, the demo client's probe: an ICMP echo request to `target` every `interval` seconds
+    from a raw socket, replies matched by identifier and sequence number. It counts what ping counts (sent,
+    received, lost) and the longest time between two replies, which is what a client of the VIP notices."""
+
+    def __init__(self, target: str, interval: float = 0.01, wait: float = 1.0) -> None:
+        self.target = ipaddress.IPv4Address(target)
+        self.interval, self.wait = interval, wait
+        self.ident = os.getpid() & 0xFFFF
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.sock.setblocking(False)
+        self.sent = 0
+        self.last_sent = 0.0
+        self.replies: Dict[int, float] = {}  # sequence number -> when its reply came
+
+    def send(self, now: float) -> None:
+        seq = self.sent & 0xFFFF
+        payload = struct.pack("!d", now) + bytes(48)  # 64 bytes of ICMP, as ping sends
+        csum = inet_checksum(struct.pack("!BBHHH", 8, 0, 0, self.ident, seq) + payload)
+        try:
+            self.sock.sendto(struct.pack("!BBHHH", 8, 0, csum, self.ident, seq) + payload, (str(self.target), 0))
+        except OSError:
+            pass  # no route for a moment: sent and lost, as ping counts it
+        self.sent += 1
+        self.last_sent = now
+
+    def receive(self, now: float) -> None:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            ihl = (data[0] & 0x0F) * 4
+            if len(data) < ihl + 8 or data[12:16] != self.target.packed:
+                continue
+            kind, _code, _csum, ident, seq = struct.unpack_from("!BBHHH", data, ihl)
+            if kind == 0 and ident == self.ident and seq < self.sent and seq not in self.replies:
+                self.replies[seq] = now
+
+    def run(self, stop_fd: Optional[int] = None, duration: float = 60.0,
+            on_first_reply: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+        """Send until `duration` has passed or `stop_fd` is readable (a line, or closed), then wait up to
+        `wait` for the last replies; return the figures."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        if stop_fd is not None:
+            sel.register(stop_fd, selectors.EVENT_READ)
+        start = next_send = time.monotonic()
+        stop_at = start + duration
+        try:
+            while True:
+                now = time.monotonic()
+                if now < stop_at and now >= next_send:
+                    self.send(now)
+                    next_send = max(next_send + self.interval, now)
+                if now >= stop_at and (now >= stop_at + self.wait or len(self.replies) == self.sent):
+                    break
+                timeout = (next_send if now < stop_at else stop_at + self.wait) - now
+                for key, _events in sel.select(max(0.0, timeout)):
+                    if key.fileobj is self.sock:
+                        first = not self.replies
+                        self.receive(time.monotonic())
+                        if first and self.replies and on_first_reply is not None:
+                            on_first_reply()
+                    else:  # the controller says stop
+                        sel.unregister(key.fileobj)
+                        stop_at = min(stop_at, time.monotonic())
+        finally:
+            sel.close()
+        return self.result(start)
+
+    def result(self, start: float) -> Dict[str, Any]:
+        """sent, received, lost, and longest_gap: the longest time without a reply, from the first reply to
+        the last (or to the last request, when the requests after the last reply were lost)."""
+        stamps = sorted(self.replies.values())
+        if stamps and max(self.replies) < (self.sent - 1) & 0xFFFF:
+            stamps.append(self.last_sent)
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        longest = max(gaps) if gaps else (self.last_sent - start if not stamps else 0.0)
+        return {"sent": self.sent, "received": len(self.replies), "lost": self.sent - len(self.replies),
+                "longest_gap": round(longest, 4), "interval": self.interval}
+
+
+def demo_probe_command(target: str) -> int:
+    """--demo-probe ADDRESS, which the demo runs in the client's namespace: echo requests to ADDRESS until
+    stdin has a line or closes; "ready" on the first reply, then one JSON line with EchoProbe's figures."""
+    import json
+
+    try:
+        probe = EchoProbe(target)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: probe: {exc}", file=sys.stderr)
+        return 1
+    result = probe.run(stop_fd=sys.stdin.fileno(), on_first_reply=lambda: print("ready", flush=True))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def demo_prerequisites() -> List[str]:
+    """What the demo lacks on this machine, each said as what is missing and how to get it (empty: none).
+    Only python3 and iproute2 are needed, with root and a kernel with network namespaces, veth and bridges."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root, to create network namespaces: run `sudo make demo` (or `sudo python3 vrrpd.py --demo`)")
+    if which("ip") is None:
+        missing.append("iproute2's `ip` command, which is not in PATH: install iproute2 "
+                       "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
+    if missing:
+        return missing
+    name = f"vdchk{os.getpid() % 100000}"
+    steps = (("network namespaces", ["ip", "netns", "add", name]),
+             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
+             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
+    try:
+        for what, argv in steps:
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+                said = done.stderr.strip() if done.returncode else ""
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                said = str(exc)
+            if said:
+                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
+                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
+                        "run it privileged (docker run --privileged)"]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+    return []
 
 
 class _DemoLab:
@@ -8699,6 +11945,66 @@ class _DemoLab:
         return [short for short, ns in names.items()
                 if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
 
+    @staticmethod
+    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
+        """Seconds until predicate() held, or None after timeout."""
+        t0 = time.monotonic()
+        while not predicate():
+            if time.monotonic() - t0 > timeout:
+                return None
+            time.sleep(0.005)
+        return time.monotonic() - t0
+
+    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+        import json
+        import select
+
+        me = os.path.abspath(__file__)
+        nodes: Dict[str, subprocess.Popen] = {}
+        probe: Optional[subprocess.Popen] = None
+        try:
+            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+                conf = os.path.join(tmp, f"{tag}-{node}.conf")
+                with open(conf, "w") as fh:
+                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
+                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                             stdout=logf, stderr=subprocess.STDOUT)
+            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
+                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
+                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
+            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert probe.stdout is not None
+            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+            time.sleep(0.5)
+            nodes["A"].terminate()
+            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
+            time.sleep(0.5)
+            out, _ = probe.communicate(input=b"stop\n", timeout=10)
+            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+            result["moved"] = None if moved is None else round(moved, 4)
+            try:
+                result["a_status"] = nodes["A"].wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                result["a_status"] = None
+            return result
+        finally:
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -8712,15 +12018,31 @@ class _DemoLab:
             self.run("ip", "netns", "del", ns, check=False)
 
 
+def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
+    """The demo's punch line: the client's figures for each planned stop, side by side."""
+    def seconds(value: Optional[float]) -> str:
+        return "never" if value is None else f"{value:.3f} s"
+
+    rows = [("echo requests sent", lambda r: str(r["sent"])), ("replies received", lambda r: str(r["received"])),
+            ("lost", lambda r: str(r["lost"])), ("longest gap without reply", lambda r: seconds(r["longest_gap"])),
+            ("VIP on B alone after", lambda r: seconds(r["moved"]))]
+    lines = ["  " + " " * 28 + "".join(f"{title:>26}" for title, _ in runs)]
+    lines += ["  " + f"{label:<28}" + "".join(f"{cell(r):>26}" for _, r in runs) for label, cell in rows]
+    return "\n".join(lines)
+
+
 def run_demo() -> int:
-    """`sudo make demo`: two vrrpd nodes and a client in namespaces; stop the master, watch the VIP move."""
-    import shutil
+    """`sudo make demo`: two vrrpd nodes and a client in namespaces. The master is stopped twice, as keepalived
+    stops (priority 0, the VIP dropped at once) and with vrrp_handover_on_stop; the client's probe shows the
+    loss and the longest gap of each, side by side. Needs only python3 and iproute2."""
     import tempfile
 
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        print("the demo needs root and iproute2 (try: sudo make demo)", file=sys.stderr)
+    missing = demo_prerequisites()
+    if missing:
+        print(f"{PROG} --demo cannot run on this machine; it needs:", file=sys.stderr)
+        for item in missing:
+            print(f"  - {item}", file=sys.stderr)
         return 1
-    vip = "192.0.2.100"
     lab = _DemoLab()
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
@@ -8728,38 +12050,22 @@ def run_demo() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
-        say(f"lab: namespaces {', '.join(names.values())} on one bridge; VIP {vip}")
-        nodes = {}
-        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-            conf = os.path.join(tmp, f"{node}.conf")
-            with open(conf, "w") as fh:
-                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio))
-            logf = open(os.path.join(tmp, f"{node}.log"), "w")
-            nodes[node] = lab.start(names[node], [sys.executable, os.path.abspath(__file__), "-n", "-l", "-f", conf],
-                                    stdout=logf, stderr=subprocess.STDOUT)
-            say(f"node {node}: vrrpd priority {prio} (state {state})")
-        deadline = time.monotonic() + 5
-        while lab.vip_holder(names, vip) != ["A"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        say(f"the VIP is on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'}")
-        print(lab.run("ip", "-n", names["A"], "-br", "addr", "show", "dev", "eth0"), end="")
-        say("the client pings the VIP every 10 ms; now stopping node A (SIGTERM, vrrp_handover_on_stop)")
-        ping = lab.start(names["client"], ["ping", "-n", "-q", "-i", "0.01", "-w", "4", vip],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(1.0)
-        t0 = time.monotonic()
-        nodes["A"].terminate()
-        while lab.vip_holder(names, vip) != ["B"] and time.monotonic() - t0 < 5:
-            time.sleep(0.005)
-        moved = time.monotonic() - t0
-        say(f"the VIP is now on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'} ({moved:.3f} s after the stop)")
-        print(lab.run("ip", "-n", names["B"], "-br", "addr", "show", "dev", "eth0"), end="")
-        out, _ = ping.communicate(timeout=10)
-        summary = [line for line in out.splitlines() if "transmitted" in line]
-        say("client ping: " + (summary[0] if summary else out.strip()))
-        say(f"node A exited with status {nodes['A'].wait(timeout=5)}; logs are in {tmp}")
-        say("done; cleaning up")
+        say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
+            f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
+        say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
+        runs = []
+        for n, (title, handover) in enumerate(DEMO_STOPS, 1):
+            say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
+                                       else ": A sends priority 0 and drops the VIP at once"))
+            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+        print("\n" + format_demo_table(runs) + "\n", flush=True)
+        for title, r in runs:
+            say(f"{title}: node A exited with status {r['a_status']}")
+        say(f"the nodes' configurations and logs are in {tmp}; done, cleaning up")
         return 0
+    except VrrpdError as exc:
+        say(f"the demo failed: {exc}")
+        return 1
     except KeyboardInterrupt:
         say("interrupted; cleaning up")
         return 130
@@ -8782,6 +12088,41 @@ def _signal_numbers() -> Dict[str, int]:
     """keepalived's signal names (`keepalived --signum=NAME`) and vrrpd's numbers for them."""
     return {"STOP": int(signal.SIGTERM), "RELOAD": int(signal.SIGHUP), "DATA": int(signal.SIGUSR1),
             "STATS": int(signal.SIGUSR2), "STATS_CLEAR": int(signal.SIGRTMAX) - 1, "JSON": int(signal.SIGRTMIN) + 2}
+
+
+def runtime_paths(g: GlobalDefs) -> Dict[str, str]:
+    """Where this daemon's pid file and control socket live, and the suffix of its dump files, named as
+    keepalived names its runtime files, so that two daemons on one host never share one:
+
+      (nothing)               /run/vrrpd.pid            /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
+      use_pid_dir             /run/vrrpd/vrrpd.pid      /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
+      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.data.I
+      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.data.N[_I]
+
+    keepalived adds the dump suffix only with data_use_instance; vrrpd whenever a name is given."""
+    inst, ns = g.instance_name, g.net_namespace
+    if not (inst or ns or g.use_pid_dir):
+        return {"pid": DEFAULT_PID_FILE, "control": DEFAULT_CONTROL_SOCKET, "dump_suffix": ""}
+    base = os.path.join("/run", PROG, ns) if ns else os.path.join("/run", PROG)
+    name = f"{PROG}_{inst}" if inst else PROG
+    suffix = "." + "_".join(x for x in (ns, inst) if x) if (inst or ns) else ""
+    return {"pid": os.path.join(base, name + ".pid"), "control": os.path.join(base, name + ".sock"),
+            "dump_suffix": suffix}
+
+
+def enter_net_namespace(name: str) -> None:
+    """keepalived's net_namespace: run inside the named network namespace (/run/netns/NAME), via setns(2)
+    through ctypes (imported only when configured). Raises OSError; the daemon must not go on outside it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(os.path.join("/run/netns", name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
 
 
 class PidFile:
@@ -8863,10 +12204,8 @@ def daemonize(wait: float = 60.0) -> int:
 
 def _same_definition(a: Any, b: Any) -> bool:
     """Two config objects are equal apart from where they were written (file, line)."""
-    import dataclasses
-
     strip = {k: "" if k == "file" else 0 for k in ("file", "line") if hasattr(a, k)}
-    return type(a) is type(b) and dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+    return type(a) is type(b) and dataclass_replace(a, **strip) == dataclass_replace(b, **strip)
 
 
 def _select_subsystems(config: Config, vrrp_only: bool, lvs_only: bool) -> Config:
@@ -9037,12 +12376,15 @@ class Operator:
             except OSError:
                 pass  # stale: ControlServer replaces it
         try:
-            self.control = ControlServer(self.d.loop, path, self.status)
+            self.control = ControlServer(self.d.loop, path, self.status, self.d.recent_events)
+            self.d.event_sinks.append(self.control.publish)
         except OSError as exc:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
         if self.control is not None:
+            if self.control.publish in self.d.event_sinks:
+                self.d.event_sinks.remove(self.control.publish)
             self.control.close()
             self.control = None
 
@@ -9065,7 +12407,8 @@ class Operator:
         log.info("Reload requested: reading %s", self.config_file)
         started = time.monotonic()
         try:
-            config, diags = parse_config(self.config_file, check_interfaces=True)
+            config, diags = parse_config(self.config_file, check_interfaces=True,
+                                         config_id=self.d.config.config_id or None)
         except Exception as exc:  # the parser reports problems as diagnostics; anything else is a bug
             config, diags = None, [Diagnostic(self.config_file, 0, Severity.ERROR, f"internal error: {exc}")]
         errors = [x for x in diags if x.severity is Severity.ERROR]
@@ -9102,12 +12445,10 @@ class Operator:
 
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
-        return os.path.join(self.dump_dir, f"{PROG}.{kind}")
+        return os.path.join(self.dump_dir, f"{PROG}.{kind}{runtime_paths(self.d.g)['dump_suffix']}")
 
     def dump(self, kind: str, clear: bool = False) -> Optional[str]:
         """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
-        import json
-
         path = self.dump_path(kind)
         try:
             if kind == "data":
@@ -9115,7 +12456,7 @@ class Operator:
             elif kind == "stats":
                 text = format_stats(self.d.status())
             else:
-                text = json.dumps(self.status(), indent=2, default=str) + "\n"
+                text = json_text(self.status()) + "\n"
             _atomic_write(path, text)
         except OSError as exc:
             log.error("cannot write %s: %s", path, exc)
@@ -9140,6 +12481,9 @@ def build_arg_parser() -> Any:
                f"(files in {DEFAULT_DUMP_DIR}).")
     p.add_argument("-f", "--use-file", dest="config", metavar="FILE",
                    help="configuration file (default /etc/vrrpd/vrrpd.conf, else /etc/keepalived/keepalived.conf)")
+    p.add_argument("-i", "--config-id", metavar="ID",
+                   help="keep the configuration lines '@ID ...' (and drop '@^ID ...'); default: the host name "
+                        "up to its first dot")
     p.add_argument("-t", "--config-test", "--check", dest="check", action="store_true",
                    help="check the configuration, print every problem and what would run, and exit")
     p.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (systemd runs it so)")
@@ -9155,43 +12499,84 @@ def build_arg_parser() -> Any:
     p.add_argument("-p", "--pid", metavar="FILE",
                    help=f"pid file (default {DEFAULT_PID_FILE} when forking; with -n only if given)")
     p.add_argument("-d", "--dump-conf", action="store_true", help="log what the configuration will run")
-    p.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH",
-                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET})")
+    p.add_argument("--control-socket", metavar="PATH",
+                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET}; next to -p FILE when given; "
+                   "/run/vrrpd/[NAMESPACE/]vrrpd_INSTANCE.sock with `instance` or `net_namespace`)")
+    p.add_argument("-s", "--namespace", metavar="NAME", help="run in network namespace NAME (overrides "
+                   "net_namespace)")
     p.add_argument("--dump-dir", default=DEFAULT_DUMP_DIR, metavar="DIR",
                    help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write vrrpd.data/.stats/.json (default /tmp)")
     p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
-    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON")
+    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON "
+                   "(with --events: one JSON object per event)")
+    p.add_argument("--events", action="store_true", help="follow the running daemon's state changes and their "
+                   "reasons, one line per event (the recent ones first), until interrupted")
     p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
                    "STATS_CLEAR or JSON (as keepalived --signum)")
     p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
     p.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
+    p.add_argument("--demo-probe", metavar="ADDRESS", help=argparse.SUPPRESS)  # the demo client's EchoProbe
     return p
+
+
+def control_socket_of(args: Any, config: Optional[Config] = None) -> str:
+    """The control socket a command line points at: --control-socket, else next to -p FILE, else the one the
+    configuration names (instance, net_namespace), read from -f FILE (or the default file) when not given."""
+    if getattr(args, "control_socket", None):
+        return args.control_socket
+    if getattr(args, "pid", None):
+        return os.path.splitext(args.pid)[0] + ".sock"
+    if config is None:
+        try:
+            config, _diags = parse_config(args.config or default_config_path())
+        except (OSError, ConfigError):
+            return DEFAULT_CONTROL_SOCKET
+    g = config.global_defs
+    if getattr(args, "namespace", None):
+        g = GlobalDefs(**{**g.__dict__, "net_namespace": args.namespace})
+    return runtime_paths(g)["control"]
 
 
 def status_command(path: str, as_json: bool, out: Any = None) -> int:
     """--status / --json: ask the daemon on its control socket."""
-    import json
-
     out = out if out is not None else sys.stdout
     try:
         status = query_status(path)
+    except MissingModuleError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as exc:
         print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
               f"(see --control-socket)", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    out.write(json.dumps(status, indent=2, default=str) + "\n" if as_json else format_status_table(status))
+    out.write(json_text(status) + "\n" if as_json else format_status_table(status))
     return 0
 
 
-def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
-    import logging.handlers
+def events_command(path: str, as_json: bool, out: Any = None) -> int:
+    """--events: print each event of the daemon on its control socket as it comes (JSON lines with --json)."""
+    out = out if out is not None else sys.stdout
+    try:
+        for event in follow_events(path):
+            out.write((json_line(event) if as_json else format_event(event)) + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
+              f"(see --control-socket)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(f"{PROG}: the daemon closed the event stream", file=sys.stderr)
+    return EXIT_NOT_RUNNING
 
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
     root = logging.getLogger(PROG)
     if not use_syslog:
         for handler in list(root.handlers):
-            if isinstance(handler, logging.handlers.SysLogHandler):
+            if isinstance(handler, SyslogHandler):
                 root.removeHandler(handler)
                 handler.close()
         if not root.handlers:
@@ -9208,7 +12593,7 @@ def run_daemon(args: Any) -> int:
     _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
     path = os.path.abspath(args.config or default_config_path())
     try:
-        config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+        config = _select_subsystems(load_config(path, config_id=args.config_id), args.vrrp_only, args.lvs_only)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -9218,7 +12603,28 @@ def run_daemon(args: Any) -> int:
     if args.dump_conf:
         for line in config_summary(config):
             log.info("%s", line)
-    pidfile = PidFile(args.pid or DEFAULT_PID_FILE) if (args.pid or not foreground) else None
+    g = config.global_defs
+    if args.namespace:
+        g.net_namespace = args.namespace
+    if g.net_namespace:
+        try:
+            enter_net_namespace(g.net_namespace)
+        except (OSError, AttributeError) as exc:
+            print(f"{PROG}: Unable to set network namespace {g.net_namespace} - exiting ({exc})", file=sys.stderr)
+            log.error("Unable to set network namespace %s - exiting (%s)", g.net_namespace, exc)
+            return 1
+        log.info("Running in network namespace %s", g.net_namespace)
+        try:  # read again inside it: its interfaces are the ones the configuration names
+            config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+        except (ConfigError, OSError) as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        namespace, g = g.net_namespace, config.global_defs
+        g.net_namespace = namespace
+    paths = runtime_paths(g)
+    named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
+    pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
+    control_socket = control_socket_of(args, config)
     try:
         if pidfile is not None:
             pidfile.acquire()
@@ -9242,7 +12648,7 @@ def run_daemon(args: Any) -> int:
     operator: Optional[Operator] = None
     try:
         daemon = Daemon(config, config_path=path)
-        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, args.control_socket, args.dump_dir)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir)
         operator.install()
         daemon.start()
     except Exception as exc:
@@ -9279,13 +12685,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(number)
         return 0
     if args.check:
-        return check_command(args.config)
+        return check_command(args.config, config_id=args.config_id)
+    if args.events:
+        return events_command(control_socket_of(args), args.json)
     if args.status or args.json:
-        return status_command(args.control_socket, args.json)
+        return status_command(control_socket_of(args), args.json)
     if args.genhash:
         return genhash(args.genhash)
     if args.demo:
         return run_demo()
+    if args.demo_probe:
+        return demo_probe_command(args.demo_probe)
     return run_daemon(args)
 
 
