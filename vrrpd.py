@@ -187,7 +187,7 @@ def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
     def __eq__(self: Any, other: Any) -> Any:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in compared)
+        return tuple(getattr(self, n) for n in compared) == tuple(getattr(other, n) for n in compared)
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}")
@@ -214,11 +214,21 @@ def small_replace(obj: Any, **changes: Any) -> Any:
     return type(obj)(**values)
 
 
-try:
-    from dataclasses import dataclass, field
-    from dataclasses import replace as dataclass_replace
-except ImportError:  # python3-minimal
-    dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace  # type: ignore[assignment]
+def small_asdict(obj: Any) -> Any:
+    """dataclasses.asdict for small_dataclass: the model as plain dicts, lists and values."""
+    fields = getattr(type(obj), "_small_fields", None)
+    if fields is not None:
+        return {name: small_asdict(getattr(obj, name)) for name in fields}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(small_asdict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {small_asdict(k): small_asdict(v) for k, v in obj.items()}
+    return obj
+
+
+# Our own also where the full standard library is there: dataclasses imports inspect (ast, dis, tokenize),
+# a megabyte of the daemon's memory, and python3-minimal does not have it.
+dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace
 
 
 class State(enum.Enum):
@@ -5142,10 +5152,16 @@ class SendGarp:
 
 @dataclass(frozen=True)
 class Notify:
-    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail."""
+    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail.
+
+    `reason` says why, in RFC 8347's new-master-reason words where they fit (not-master, priority,
+    preempted, no-response) and vrrpd's own for the rest (released, fault, fault-cleared, sync-group,
+    shutdown); `detail` says it for a person."""
 
     state: State
     priority: int
+    reason: str = field(default="", compare=False)
+    detail: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -5223,6 +5239,8 @@ class VrrpMachine:
         self.preempt_delay_timer: Optional[float] = None
         self.handover_timer: Optional[float] = None
         self.master_ip: Optional[ipaddress.IPv4Address] = None
+        self.master_priority: Optional[int] = None  # priority in the last advert heard from the master
+        self.last_advert: Optional[float] = None  # when it came (`now` of on_advert)
         self.vips_set = False
 
     # -- timers (RFC 5798 section 6.1, keepalived vrrp.h) ---------------------------------------
@@ -5256,9 +5274,9 @@ class VrrpMachine:
             return self._enter_fault(now, init=True)
         if self.priority == 255:
             # the address owner goes straight to MASTER
-            return self._become_master(now)
+            return self._become_master(now, "priority", "address owner (priority 255)")
         self.master_adver_int = self.advert_int
-        acts = self._enter_backup(now, init=True)
+        acts = self._enter_backup(now, init=True, reason="not-master", detail="starting up")
         if self.start_master:
             # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
             self.master_down_timer = now + self.advert_int + self.skew_time
@@ -5275,13 +5293,25 @@ class VrrpMachine:
                 return acts
             # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
             acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
-            acts += self._become_master(now)
+            acts += self._become_master(now, *self._takeover_reason(now))
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
             self.adver_timer = nxt if nxt > now else now + self.advert_int
         return acts
+
+    def _takeover_reason(self, now: float) -> Tuple[str, str]:
+        """Why the Master_Down_Timer fired: (reason, detail) from the last advert heard."""
+        if self.master_priority is None or self.last_advert is None:
+            return "no-response", "no advert heard"
+        master, ago = self.master_ip, now - self.last_advert
+        if self.master_priority == 0:
+            return "released", f"master {master} sent priority 0 {ago:.2f} s ago"
+        if self.master_priority < self.effective_priority and self.preempt:
+            return "preempted", (f"master {master} advertises priority {self.master_priority}, "
+                                 f"ours {self.effective_priority}")
+        return "no-response", f"no advert from master {master} for {ago:.2f} s"
 
     def check_advert(self, adv: VrrpAdvert) -> Optional[Tuple[str, str]]:
         """The per-instance receive checks of RFC 5798 section 7.1 and keepalived; (counter, log text) to drop.
@@ -5318,6 +5348,7 @@ class VrrpMachine:
 
     def _backup_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
         # RFC 5798 section 6.4.2, "If an ADVERTISEMENT is received"
+        self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
         if adv.priority == 0:
             # "If the Priority in the ADVERTISEMENT is zero, then: Set the Master_Down_Timer to Skew_Time"
             self.master_down_timer = now + self.skew_time
@@ -5356,6 +5387,8 @@ class VrrpMachine:
             # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
             #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
             #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
+            why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
+                   (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
             acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
                                       f"{adv.priority}, ours {self.effective_priority}")]
             if self.higher_prio_send_advert:
@@ -5363,8 +5396,9 @@ class VrrpMachine:
                 acts.append(SendAdvert(self.effective_priority))
             if self.version == 3:
                 self.master_adver_int = adv.advert_int
-            self.master_ip = src
-            return acts + self._enter_backup(now)
+            acts += self._enter_backup(now, reason="priority", detail=why)
+            self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
+            return acts
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
         acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
                     f"ours {self.effective_priority}, forcing new election"),
@@ -5398,9 +5432,9 @@ class VrrpMachine:
             return self._enter_fault(now)
         # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
         if self.priority == 255:
-            return self._become_master(now)
+            return self._become_master(now, "fault-cleared", "address owner")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now)
+        return self._enter_backup(now, reason="fault-cleared")
 
     def shutdown(self, now: float, handover: bool = False) -> List[Action]:
         """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
@@ -5418,7 +5452,7 @@ class VrrpMachine:
             else:
                 acts += self._remove_vips()
         self.state = State.STOP
-        acts.append(Notify(State.STOP, self.effective_priority))
+        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
     def release_master(self, now: float, why: str) -> List[Action]:
@@ -5429,12 +5463,12 @@ class VrrpMachine:
             return []
         acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
                               Log(f"({self.name}) sent 0 priority", detail=True)]
-        acts += self._enter_backup(now)
+        acts += self._enter_backup(now, reason="fault", detail=why)
         self.master_down_timer = now + self.skew_time
         return acts
 
     # -- transitions ---------------------------------------------------------------------------
-    def _become_master(self, now: float) -> List[Action]:
+    def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
         self.state = State.MASTER
         self.master_down_timer = None
@@ -5447,10 +5481,11 @@ class VrrpMachine:
         if not self.vips_set:
             self.vips_set = True
             acts += [Log(f"({self.name}) setting VIPs.", detail=True), AddVips()]
-        acts += [SendAdvert(self.effective_priority), StartGarp(), Notify(State.MASTER, self.effective_priority)]
+        acts += [SendAdvert(self.effective_priority), StartGarp(),
+                 Notify(State.MASTER, self.effective_priority, reason, detail)]
         return acts
 
-    def _enter_backup(self, now: float, init: bool = False) -> List[Action]:
+    def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
         was_master = self.state == State.MASTER
         self.state = State.BACKUP
         self.adver_timer = None
@@ -5459,10 +5494,11 @@ class VrrpMachine:
         if was_master:
             acts.append(StopGarp())
         acts += self._remove_vips()
-        acts.append(Notify(State.BACKUP, self.effective_priority))
+        self.master_priority = self.last_advert = None
+        acts.append(Notify(State.BACKUP, self.effective_priority, reason, detail))
         return acts
 
-    def _enter_fault(self, now: float, init: bool = False) -> List[Action]:
+    def _enter_fault(self, now: float, init: bool = False, reason: str = "fault") -> List[Action]:
         acts: List[Action] = []
         if self.state == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
@@ -5471,7 +5507,7 @@ class VrrpMachine:
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
-        acts.append(Notify(State.FAULT, self.effective_priority))
+        acts.append(Notify(State.FAULT, self.effective_priority, reason))
         return acts
 
     def _remove_vips(self) -> List[Action]:
@@ -6216,43 +6252,41 @@ class Tracking:
         The trackers of inst's sync group count for inst too. Unlike keepalived, which ignores
         weighted trackers of sync-group members, their weights apply. The daemon adds the sum to
         the base priority and clamps to 1..254 (255 never changes)."""
+        parts = self.contributions(inst)
+        return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
+
+    def contributions(self, inst: VrrpInstance) -> List[Tuple[str, str, int, bool]]:
+        """(kind, name, priority delta now, FAULT now) of each of inst's trackers, for adjustment() and --status."""
         scripts, files, procs, bfds = self._refs(inst)
-        total, fault = 0, False
+        parts: List[Tuple[str, str, int, bool]] = []
         for ref in scripts:
             runner = self.scripts.get(ref.name)
             if runner is None:
                 continue
             weight, reverse = tracker_weight(ref, runner.script.weight, runner.script.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, runner.result.good)
-            total += delta
-            fault = fault or down
+            parts.append(("vrrp_script", ref.name, *tracker_effect(weight, reverse, runner.result.good)))
         for ref in files:
             watch = self.files.get(ref.name)
             if watch is None:
                 continue
             weight, reverse = tracker_weight(ref, watch.track_file.weight, watch.track_file.weight_reverse)
-            delta, down = track_file_effect(weight, reverse, watch.value)
-            total += delta
-            fault = fault or down
+            parts.append(("track_file", ref.name, *track_file_effect(weight, reverse, watch.value)))
         for ref in procs:
             quorum = self.processes.get(ref.name)
             if quorum is None:
                 continue
             tp = self.config.track_processes[ref.name]
             weight, reverse = tracker_weight(ref, tp.weight, tp.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, quorum.up)
-            total += delta
-            fault = fault or down
+            parts.append(("track_process", ref.name, *tracker_effect(weight, reverse, quorum.up)))
         for ref in bfds:
             bfd = self.config.bfd_instances.get(ref.name)
             if bfd is None:
                 continue
             # keepalived: a tracked BFD is down until its first Up event; AdminDown from the peer is no event
             weight, reverse = tracker_weight(ref, bfd.weight, bfd.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, bfd.to_vrrp and self.bfd.is_up(ref.name))
-            total += delta
-            fault = fault or down
-        return total, fault
+            parts.append(("track_bfd", ref.name,
+                          *tracker_effect(weight, reverse, bfd.to_vrrp and self.bfd.is_up(ref.name))))
+        return parts
 
     def bfd_up_for_checker(self, name: str) -> bool:
         """BFD_CHECK's view: the session is Up and its bfd_instance sends events to checkers."""
@@ -9446,6 +9480,9 @@ class _RateLimit:
             self.last[key] = (last + self.period, 0)
 
 
+TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
+
+
 class InstanceRuntime:
     """One configured vrrp_instance at run time: its machine, interface, sockets, timers and counters."""
 
@@ -9474,6 +9511,8 @@ class InstanceRuntime:
         self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
         self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
+        self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
+        self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -9516,6 +9555,8 @@ class Daemon:
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
         self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
+        # who follows the event stream (transitions with their reason, priority changes): the control socket
+        self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -10016,6 +10057,7 @@ class Daemon:
         self._pending_logs = []
         for act in actions:
             if isinstance(act, Notify):
+                self._record_transition(rt, act)
                 rt.transitions += 1
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
                     rt.released_master += 1
@@ -10440,36 +10482,43 @@ class Daemon:
 
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
+        parts = self._contributions(rt)
+        return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
+
+    def _contributions(self, rt: InstanceRuntime) -> List[Tuple[str, str, int, bool]]:
+        """(kind, name, priority delta, fault) of everything that moves the instance's priority or makes it FAULT:
+        its own interface, no source address, its sync group, each track_interface and each tracker."""
         inst = rt.inst
+        parts: List[Tuple[str, str, int, bool]] = []
         # keepalived's dont_track_primary: the instance's own interface going down is not a FAULT
-        fault = (not inst.dont_track_primary and not self._link_up(inst.interface)) or (
-            rt.src is None and not rt.unicast)
+        if not inst.dont_track_primary and not self._link_up(inst.interface):
+            parts.append(("interface", f"{inst.interface} down", 0, True))
+        if rt.src is None and not rt.unicast:
+            parts.append(("interface", f"{inst.interface} has no IPv4 address", 0, True))
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
-            fault = True  # keepalived: "Cannot use unicast without any peers - going to fault state"
+            # keepalived: "Cannot use unicast without any peers - going to fault state"
+            parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
         configured = inst.unicast_src_ip or inst.mcast_src_ip
         if inst.track_src_ip and configured is not None and rt.ifindex and not any(
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
-            fault = True  # track_src_ip: the configured source address is not on the interface
-        fault = fault or self.beyond.group_fault(rt)
-        delta = 0
+            # track_src_ip: the configured source address is not on the interface
+            parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        if self.beyond.group_fault(rt):
+            parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
             up = self._link_up(ref.name)
             if ref.reverse:
                 up = not up
-            if not ref.weight:
-                fault = fault or not up
-            elif ref.weight > 0 and up:
-                delta += ref.weight
-            elif ref.weight < 0 and not up:
-                delta += ref.weight
+            weight = ref.weight or 0
+            delta = weight if (weight > 0 and up) or (weight < 0 and not up) else 0
+            parts.append(("track_interface", ref.name, delta, not weight and not up))
         try:
-            tdelta, tfault = self.tracking.adjustment(inst)
+            parts += self.tracking.contributions(inst)
             initialising = getattr(self.tracking, "initialising", None)
             rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
-            tdelta, tfault = 0, False
-        return delta + tdelta, fault or tfault
+        return parts
 
     def _reevaluate(self) -> None:
         now = self.loop.time()
@@ -10481,7 +10530,47 @@ class Daemon:
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
             if rt.machine.effective_priority != before:
                 self._safe(self.notifier.vrrp_priority_change, rt.inst, rt.machine.state, rt.machine.effective_priority)
+                self._publish({"type": "priority", "time": time.time(), "instance": rt.inst.name,
+                               "from": before, "to": rt.machine.effective_priority,
+                               "detail": self._causes(rt, lambda d, f: d != 0)})
             self._apply(rt, rt.machine.set_fault(now, fault))
+
+    def _causes(self, rt: InstanceRuntime, wanted: Callable[[int, bool], bool]) -> str:
+        """The trackers and interfaces behind a change, for a person: `vrrp_script chk -20, interface eth0 down`."""
+        words = []
+        for kind, name, delta, down in self._contributions(rt):
+            if wanted(delta, down):
+                words.append(f"{kind} {name}" + (f" {delta:+d}" if delta else "") +
+                             (" FAULT" if down and kind != "interface" else ""))
+        return ", ".join(words)
+
+    def _record_transition(self, rt: InstanceRuntime, act: Notify) -> None:
+        """Keep the last transitions of the instance with their reason, and tell the event stream."""
+        detail = act.detail
+        cause = ""
+        if act.reason == "fault":
+            cause = self._causes(rt, lambda d, f: f)
+        elif act.reason in ("priority", "preempted", "not-master") or (act.reason == "no-response" and
+                                                                       act.state == State.MASTER):
+            cause = self._causes(rt, lambda d, f: d != 0)
+            cause = f"our priority {act.priority} = {rt.inst.priority} base, {cause}" if cause else ""
+        detail = "; ".join(x for x in (detail, cause) if x)
+        event = {"type": "transition", "time": time.time(), "instance": rt.inst.name,
+                 "from": (rt.last_notified or State.INIT).value, "to": act.state.value,
+                 "reason": act.reason or "unknown", "detail": detail, "priority": act.priority}
+        rt.history.append(event)
+        del rt.history[:-TRANSITION_HISTORY]
+        key = (act.state.value, event["reason"])
+        rt.reasons[key] = rt.reasons.get(key, 0) + 1
+        self._publish(event)
+
+    def _publish(self, event: Dict[str, Any]) -> None:
+        for sink in list(self.event_sinks):
+            self._safe(sink, event)
+
+    def recent_events(self) -> List[Dict[str, Any]]:
+        """Every instance's recent transitions, oldest first (what a new --events follower sees first)."""
+        return sorted((e for rt in self.runtimes for e in rt.history), key=lambda e: e["time"])
 
     def _on_tracking_change(self) -> None:
         if not self.stopping:
@@ -10557,14 +10646,30 @@ class Daemon:
     def status(self) -> Dict[str, Any]:
         """The status document described at format_status_table()."""
         instances = []
+        now = self.loop.time()
         for rt in self.runtimes:
             m = rt.machine
+            master = None
+            if m.state == State.BACKUP:
+                # who this BACKUP follows, and when it would take over if that master went silent now
+                master = {"address": str(m.master_ip) if m.master_ip else None, "priority": m.master_priority,
+                          "last_advert_ago": None if m.last_advert is None else round(now - m.last_advert, 3),
+                          "takeover_in": (None if m.master_down_timer is None else
+                                          round(max(0.0, m.master_down_timer - now), 3)),
+                          "master_down_interval": round(m.master_down_interval, 3)}
+            try:
+                parts = self._contributions(rt)
+            except Exception as exc:  # status must answer even if a tracker is broken
+                parts = [("error", str(exc), 0, False)]
             instances.append({
                 "name": rt.inst.name, "state": m.state.value, "interface": rt.inst.interface,
                 "vrid": m.vrid, "version": rt.version, "priority": m.priority,
                 "effective_priority": m.effective_priority,
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
+                "master": master,
+                "trackers": [{"kind": k, "name": n, "adds": d, "fault": f} for k, n, d, f in parts],
+                "recent_transitions": list(rt.history),
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
                           "entered": dict(rt.entered), "released_master": rt.released_master,
@@ -10627,11 +10732,11 @@ def sync_force(machine: VrrpMachine, now: float, state: State) -> List[Action]:
     if machine.state == state or machine.state in (State.STOP, State.INIT):
         return []
     if state == State.MASTER:
-        return machine._become_master(now)
+        return machine._become_master(now, "sync-group")
     if state == State.FAULT:
-        return machine._enter_fault(now)
+        return machine._enter_fault(now, reason="sync-group")
     machine.master_adver_int = machine.advert_int
-    return machine._enter_backup(now)
+    return machine._enter_backup(now, reason="sync-group")
 
 
 class BeyondIPv4:
@@ -11262,6 +11367,15 @@ def json_text(doc: Any) -> str:
     return json.dumps(doc, indent=2, default=str)
 
 
+def json_line(doc: Any) -> str:
+    """`doc` as JSON on one line (an event of the --events stream), also on python3-minimal."""
+    try:
+        import json
+    except ImportError:
+        return re.sub(r"\n *", " ", _small_json(doc, ""))  # strings never hold a raw newline
+    return json.dumps(doc, default=str)
+
+
 _JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
@@ -11313,15 +11427,26 @@ def _small_json(doc: Any, indent: str) -> str:
 
 
 class ControlServer:
-    """A unix stream socket that answers every connection with the daemon's status as one JSON document.
+    """The daemon's unix stream socket. A client sends one request line: `status` gets the status document
+    (the dict documented at format_status_table()) as JSON; `events` subscribes to the event stream, one JSON
+    object a line: the recent transitions first, then each event as it happens (see Daemon._publish). A client
+    that sends nothing within request_timeout gets the status (as before requests existed).
 
-    `status()` returns the dict documented at format_status_table(). Writes are non-blocking; a client that
-    does not read is dropped after a second."""
+    Everything is non-blocking on the loop: a status reader that does not read is dropped after a second, an
+    event subscriber whose unread backlog passes max_backlog is dropped (it never holds up the daemon), and at
+    most max_clients connections are open at once (the oldest is closed to make room)."""
 
-    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]]):
+    request_timeout = 0.2
+    max_backlog = 256 * 1024
+    max_clients = 32
+
+    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]],
+                 history: Optional[Callable[[], List[Dict[str, Any]]]] = None):
         self.loop = loop
         self.path = path
         self.status = status
+        self.history = history or (lambda: [])
+        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         try:
             os.unlink(path)
@@ -11340,32 +11465,100 @@ class ControlServer:
         except OSError:
             return
         conn.setblocking(False)
-        data = (json_text(self.status()) + "\n").encode()
-        state = {"data": data}
-        deadline = self.loop.call_later(1.0, self._drop, conn)
+        while len(self.clients) >= self.max_clients:
+            self._drop(next(iter(self.clients)))
+        client = {"kind": "request", "request": b"", "out": bytearray(),
+                  "timer": self.loop.call_later(self.request_timeout, self._answer, conn, "status")}
+        self.clients[conn] = client
+        self.loop.add_reader(conn, self._readable, conn)
 
-        def write() -> None:
+    def _readable(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            data = conn.recv(512)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+        elif client["kind"] == "request":
+            client["request"] += data
+            if b"\n" in client["request"] or len(client["request"]) > 256:
+                self._answer(conn, client["request"].split(b"\n")[0].strip().decode(errors="replace"))
+        # a subscriber has nothing to say: what it sends is read and ignored
+
+    def _answer(self, conn: socket.socket, request: str) -> None:
+        client = self.clients.get(conn)
+        if client is None or client["kind"] != "request":
+            return
+        client["timer"].cancel()
+        if request == "events":
+            client["kind"] = "events"
+            for event in self.history():
+                self._queue(conn, client, (json_line(event) + "\n").encode())
+            return
+        client["kind"] = "reply"
+        self.loop.remove_reader(conn)
+        doc = self.status() if request in ("status", "") else {"error": f"unknown request {request[:40]!r}"}
+        client["timer"] = self.loop.call_later(1.0, self._drop, conn)
+        self._queue(conn, client, (json_text(doc) + "\n").encode())
+
+    def publish(self, event: Dict[str, Any]) -> None:
+        """Send one event to every subscriber (never waits for one)."""
+        line = None
+        for conn, client in list(self.clients.items()):
+            if client["kind"] == "events":
+                line = line or (json_line(event) + "\n").encode()
+                self._queue(conn, client, line)
+
+    def _queue(self, conn: socket.socket, client: Dict[str, Any], data: bytes) -> None:
+        was_empty = not client["out"]
+        client["out"] += data
+        if len(client["out"]) > self.max_backlog:
+            log.warning("control socket: an --events reader is %d bytes behind; dropped", len(client["out"]))
+            self._drop(conn)
+            return
+        self._write(conn)
+        if was_empty and client["out"] and conn in self.clients:
+            self.loop.add_writer(conn, self._write, conn)
+
+    def _write(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            sent = conn.send(client["out"])
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        del client["out"][:sent]
+        if not client["out"]:
             try:
-                sent = conn.send(state["data"])
-            except BlockingIOError:
-                return
-            except OSError:
-                sent = len(state["data"])
-            state["data"] = state["data"][sent:]
-            if not state["data"]:
-                deadline.cancel()
+                self.loop.remove_writer(conn)
+            except (KeyError, ValueError):
+                pass
+            if client["kind"] == "reply":
                 self._drop(conn)
 
-        self.loop.add_writer(conn, write)
-
     def _drop(self, conn: socket.socket) -> None:
-        try:
-            self.loop.remove_writer(conn)
-        except (KeyError, ValueError):
-            pass
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            client["timer"].cancel()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(conn)
+            except (KeyError, ValueError):
+                pass
         conn.close()
 
     def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
         self.loop.remove_reader(self.sock)
         self.sock.close()
         try:
@@ -11381,6 +11574,7 @@ def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Di
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
+        sock.sendall(b"status\n")
         chunks = []
         while True:
             chunk = sock.recv(65536)
@@ -11390,10 +11584,77 @@ def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Di
     return json.loads(b"".join(chunks).decode())
 
 
+def follow_events(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Any:
+    """Subscribe to a running daemon's event stream: yields one event dict at a time, until the daemon goes."""
+    json = need_module("json", "--events")
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(b"events\n")
+        sock.settimeout(None)
+        pending = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line.decode())
+
+
+def _clock(stamp: Any) -> str:
+    """A wall-clock time for a person: `2026-12-01 11:20:03.125`."""
+    t = float(stamp or 0)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+def format_event(event: Dict[str, Any]) -> str:
+    """One line of `vrrpd --events` for a person."""
+    head = f"{_clock(event.get('time'))} {event.get('instance', '-')}"
+    detail = f": {event['detail']}" if event.get("detail") else ""
+    if event.get("type") == "transition":
+        return (f"{head} {event.get('from')} -> {event.get('to')} ({event.get('reason')}{detail}) "
+                f"priority {event.get('priority')}")
+    if event.get("type") == "priority":
+        return f"{head} priority {event.get('from')} -> {event.get('to')}" + (f" ({event['detail']})" if detail else "")
+    return f"{head} {event.get('type')}{detail}"
+
+
 def _table(rows: List[Tuple[str, ...]]) -> List[str]:
     """Left-aligned columns, two spaces apart."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _explain_instance(inst: Dict[str, Any]) -> List[str]:
+    """--status in words for one instance: whom a BACKUP follows, what makes up the priority, the last transitions."""
+    name, lines = inst.get("name", "?"), []
+    master = inst.get("master")
+    if inst.get("state") == "BACKUP" and master:
+        if master.get("address") and master.get("last_advert_ago") is not None:
+            text = (f"{name}: master {master['address']} at priority {master.get('priority')}, "
+                    f"last advert {float(master['last_advert_ago']):.2f} s ago")
+        else:
+            text = f"{name}: no master heard yet"
+        if master.get("takeover_in") is not None:
+            text += f"; takes over in {float(master['takeover_in']):.2f} s unless an advert comes"
+            if master.get("priority") is not None and 0 < master["priority"] < inst.get("effective_priority", 0):
+                text += " (preempting a lower priority)"
+        lines.append(text)
+    trackers = inst.get("trackers") or []
+    if trackers:
+        words = [f"{t.get('kind')} {t.get('name')} {int(t.get('adds', 0)):+d}" + (" FAULT" if t.get("fault") else "")
+                 for t in trackers]
+        lines.append(f"{name}: priority {inst.get('effective_priority')} = {inst.get('priority')} base; "
+                     + ", ".join(words))
+    history = inst.get("recent_transitions") or []
+    if history:
+        lines.append(f"{name}: last {len(history)} transition(s):")
+        lines += [f"  {format_event(e)}" for e in history]
+    return lines
 
 
 def format_status_table(status: Dict[str, Any]) -> str:
@@ -11401,7 +11662,10 @@ def format_status_table(status: Dict[str, Any]) -> str:
 
     The status dict: {"version", "pid", "router_id", "uptime", ["config_file", "reloads": {"done", "failed", "last"}],
       "instances": [{"name", "state", "interface", "vrid", "version", "priority", "effective_priority",
-                     "master_address", "vips": [str], "stats": {"adverts_sent", "adverts_received",
+                     "master_address", "vips": [str], "master": None or (BACKUP) {"address", "priority",
+                     "last_advert_ago", "takeover_in", "master_down_interval"}, "trackers": [{"kind", "name",
+                     "adds", "fault"}], "recent_transitions": [event (see format_event)],
+                     "stats": {"adverts_sent", "adverts_received",
                      "bad_packets": {reason: n}, "transitions", "entered": {state: n}, "released_master",
                      "priority_zero_sent", "priority_zero_received"}}],
       "sync_groups": [{"name", "state", "members": [str]}],
@@ -11433,6 +11697,8 @@ def format_status_table(status: Dict[str, Any]) -> str:
             str(sum((st.get("bad_packets") or {}).values())) if st else "-",
         ))
     lines += _table(rows)
+    for inst in status.get("instances", []):
+        lines += _explain_instance(inst)
     for group in status.get("sync_groups", []):
         lines.append(f"sync group {group.get('name')}: {group.get('state')} ({', '.join(group.get('members', []))})")
     trackers = status.get("trackers") or {}
@@ -12104,12 +12370,15 @@ class Operator:
             except OSError:
                 pass  # stale: ControlServer replaces it
         try:
-            self.control = ControlServer(self.d.loop, path, self.status)
+            self.control = ControlServer(self.d.loop, path, self.status, self.d.recent_events)
+            self.d.event_sinks.append(self.control.publish)
         except OSError as exc:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
         if self.control is not None:
+            if self.control.publish in self.d.event_sinks:
+                self.d.event_sinks.remove(self.control.publish)
             self.control.close()
             self.control = None
 
@@ -12232,7 +12501,10 @@ def build_arg_parser() -> Any:
     p.add_argument("--dump-dir", default=DEFAULT_DUMP_DIR, metavar="DIR",
                    help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write vrrpd.data/.stats/.json (default /tmp)")
     p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
-    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON")
+    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON "
+                   "(with --events: one JSON object per event)")
+    p.add_argument("--events", action="store_true", help="follow the running daemon's state changes and their "
+                   "reasons, one line per event (the recent ones first), until interrupted")
     p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
                    "STATS_CLEAR or JSON (as keepalived --signum)")
     p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
@@ -12274,6 +12546,23 @@ def status_command(path: str, as_json: bool, out: Any = None) -> int:
         return EXIT_NOT_RUNNING
     out.write(json_text(status) + "\n" if as_json else format_status_table(status))
     return 0
+
+
+def events_command(path: str, as_json: bool, out: Any = None) -> int:
+    """--events: print each event of the daemon on its control socket as it comes (JSON lines with --json)."""
+    out = out if out is not None else sys.stdout
+    try:
+        for event in follow_events(path):
+            out.write((json_line(event) if as_json else format_event(event)) + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
+              f"(see --control-socket)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(f"{PROG}: the daemon closed the event stream", file=sys.stderr)
+    return EXIT_NOT_RUNNING
 
 
 def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
@@ -12391,6 +12680,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.check:
         return check_command(args.config, config_id=args.config_id)
+    if args.events:
+        return events_command(control_socket_of(args), args.json)
     if args.status or args.json:
         return status_command(control_socket_of(args), args.json)
     if args.genhash:
