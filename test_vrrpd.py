@@ -7778,6 +7778,197 @@ def test_control_socket_drops_a_follower_that_does_not_read_and_still_answers_ol
     op.close()
 
 
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+
+
+def parse_exposition(text):
+    """Prometheus text format -> ({name: type}, [(name, {label: value}, float)]), strict about what it reads."""
+    types, samples = {}, []
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert name not in types and kind in ("counter", "gauge"), line
+            types[name] = kind
+            continue
+        if line.startswith("# HELP "):
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        name, body, value = m.groups()
+        labels, pos = {}, 0
+        for lm in _LABEL.finditer(body or ""):
+            assert lm.start() == pos, line
+            labels[lm.group(1)] = re.sub(r"\\(.)", lambda e: {"n": "\n"}.get(e.group(1), e.group(1)), lm.group(2))
+            pos = lm.end()
+        assert pos == len(body or ""), line
+        assert name in types, f"{name} has no TYPE line before it"
+        samples.append((name, labels, float(value)))
+    return types, samples
+
+
+def _metrics_status():
+    return {
+        "version": "9.9", "instances": [
+            {"name": "VI_1", "state": "MASTER", "interface": "eth0", "vrid": 51, "priority": 100,
+             "effective_priority": 80, "master": None, "garp_delay": 5.0,
+             "vip_details": [{"address": "10.0.0.100/24", "dev": "eth0", "excluded": False},
+                             {"address": "10.0.0.101/32", "dev": "eth1", "excluded": False},
+                             {"address": "10.0.0.200/32", "dev": "eth0", "excluded": True}],
+             "trackers": [{"kind": "vrrp_script", "name": 'chk "web"', "adds": -20, "fault": False}],
+             "recent_transitions": [
+                 {"type": "transition", "time": 1000.5, "instance": "VI_1", "from": "INIT", "to": "BACKUP",
+                  "reason": "not-master", "detail": "", "priority": 100},
+                 {"type": "transition", "time": 1001.5, "instance": "VI_1", "from": "BACKUP", "to": "MASTER",
+                  "reason": "no-response", "detail": "x", "priority": 100}],
+             "stats": {"adverts_sent": 7, "adverts_received": 3, "released_master": 1,
+                       "entered": {"MASTER": 2, "BACKUP": 2}, "priority_zero_sent": 1, "priority_zero_received": 4,
+                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "bad_auth": 6},
+                       "by_reason": [{"state": "MASTER", "reason": "no-response", "count": 2}]}},
+            {"name": "VI_2", "state": "BACKUP", "interface": "eth0", "vrid": 52, "priority": 90,
+             "effective_priority": 90, "vip_details": [], "stats": {},
+             "master": {"address": "10.0.0.1", "priority": 150, "last_advert_ago": 0.1, "takeover_in": 0.25}}],
+        "trackers": {"vrrp_script": {'chk "web"': {"state": "BAD", "running": True, "runs": 12,
+                                                   "last_duration": 0.02},
+                                     "chk_init": {"state": "INIT", "running": False, "runs": 0}}},
+        "lvs": {"virtual_servers": [{"name": "10.0.0.100:80", "quorum_up": True, "real_servers": [
+            {"address": "10.0.1.1", "port": 80, "alive": True, "weight": 3, "checkers": [
+                {"kind": "TCP_CHECK", "up": True, "latency": 0.004, "ok_total": 9, "failed_total": 1}]}]}]},
+    }
+
+
+def test_metrics_exposition_has_keepalived_exporter_names_and_labels_and_parses_back():
+    types, samples = parse_exposition(vrrpd.format_metrics(_metrics_status()))
+
+    def value(metric, **labels):
+        found = [v for n, ls, v in samples if n == metric and all(ls.get(k) == str(x) for k, x in labels.items())]
+        assert len(found) == 1, (metric, labels, found)
+        return found[0]
+
+    common = {"iname": "VI_1", "intf": "eth0", "vrid": "51"}
+    assert value("keepalived_up") == 1 and types["keepalived_up"] == "gauge"
+    # keepalived-exporter: one keepalived_vrrp_state per VIP, intf the VIP's device; MASTER is 2, BACKUP 1
+    assert value("keepalived_vrrp_state", iname="VI_1", intf="eth0", vrid=51, ip_address="10.0.0.100/24") == 2
+    assert value("keepalived_vrrp_state", iname="VI_1", intf="eth1", vrid=51, ip_address="10.0.0.101/32") == 2
+    assert value("keepalived_vrrp_excluded_state", ip_address="10.0.0.200/32") == 2
+    assert value("keepalived_vrrp_state", iname="VI_2", ip_address="") == 1  # no VIP: one sample, as the exporter
+    for name, expected in (("keepalived_advertisements_received_total", 3), ("keepalived_advertisements_sent_total", 7),
+                           ("keepalived_become_master_total", 2), ("keepalived_release_master_total", 1),
+                           ("keepalived_ip_ttl_errors_total", 5), ("keepalived_packet_length_errors_total", 3),
+                           ("keepalived_authentication_failure_total", 6),
+                           ("keepalived_advertisements_interval_errors_total", 0),
+                           ("keepalived_invalid_type_received_total", 0), ("keepalived_address_list_errors_total", 0),
+                           ("keepalived_authentication_invalid_total", 0),
+                           ("keepalived_authentication_mismatch_total", 0),
+                           ("keepalived_priority_zero_received_total", 4), ("keepalived_priority_zero_sent_total", 1),
+                           ("keepalived_gratuitous_arp_delay_total", 5)):
+        assert value(name, **common) == expected, name
+        assert types[name] == "counter" and set(next(ls for n, ls, _ in samples if n == name)) == {
+            "iname", "intf", "vrid"}, name
+    assert value("keepalived_script_status", name='chk "web"') == 0  # BAD 0, GOOD 1; INIT is not exported
+    assert not [1 for n, ls, _ in samples if n == "keepalived_script_status" and ls["name"] == "chk_init"]
+    assert value("keepalived_script_state", name='chk "web"') == 1  # running
+    # vrrpd's own
+    assert value("vrrpd_transitions_total", state="MASTER", reason="no-response", **common) == 2
+    assert value("vrrpd_recent_transition_timestamp_seconds", index=0, reason="no-response", to="MASTER") == 1001.5
+    assert value("vrrpd_bad_packets_total", reason="bad_ttl", **common) == 5
+    assert value("vrrpd_effective_priority", **common) == 80
+    assert value("vrrpd_tracker_priority_delta", iname="VI_1", kind="vrrp_script", name='chk "web"') == -20
+    assert value("vrrpd_backup_takeover_seconds", iname="VI_2") == 0.25
+    assert value("vrrpd_script_last_run_seconds", name='chk "web"') == 0.02
+    assert value("vrrpd_real_server_weight", real_server="10.0.1.1:80") == 3
+    assert value("vrrpd_checker_latency_seconds", checker="TCP_CHECK") == 0.004
+    assert value("vrrpd_checker_results_total", result="failed") == 1
+
+
+def test_metrics_exposition_passes_promtool(tmp_path):
+    require(shutil.which("promtool") is not None, "needs promtool (Debian's prometheus package)")
+    text = vrrpd.format_metrics(_metrics_status())
+    out = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "error" not in out.stdout + out.stderr, (out.stdout, out.stderr)
+
+
+def _http(address, request=b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", loop=None, timeout=5):
+    """Send `request` to the metrics server while `loop` runs; the whole reply as bytes."""
+    import socket as _socket
+
+    client = _socket.create_connection(address, timeout=timeout)
+    client.sendall(request)
+    client.setblocking(False)
+    reply = bytearray()
+
+    def done():
+        try:
+            chunk = client.recv(65536)
+        except BlockingIOError:
+            return False
+        reply.extend(chunk)
+        return not chunk
+
+    _spin(loop, done, timeout, "the reply")
+    client.close()
+    return bytes(reply)
+
+
+def test_metrics_server_answers_get_metrics_and_refuses_the_rest(loop):
+    server = vrrpd.MetricsServer(loop, "127.0.0.1:0", lambda: vrrpd.format_metrics(_metrics_status()))
+    try:
+        reply = _http(server.address, loop=loop)
+        head, body = reply.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200 OK") and b"text/plain; version=0.0.4" in head
+        assert int(re.search(rb"Content-Length: (\d+)", head).group(1)) == len(body)
+        parse_exposition(body.decode())
+        assert _http(server.address, b"GET /nope HTTP/1.1\r\n\r\n", loop).startswith(b"HTTP/1.1 404")
+        assert _http(server.address, b"POST /metrics HTTP/1.1\r\n\r\n", loop).startswith(b"HTTP/1.1 405")
+        assert _http(server.address, b"garbage\r\n\r\n", loop).startswith(b"HTTP/1.1 400")
+        big = b"GET /metrics HTTP/1.1\r\nX: " + b"a" * (server.max_request + 10)
+        assert _http(server.address, big, loop).startswith(b"HTTP/1.1 431")
+        assert server.scrapes == 1 and not server.clients
+    finally:
+        server.close()
+
+
+def test_metrics_server_bounds_idle_slow_and_many_connections(loop):
+    import socket as _socket
+
+    server = vrrpd.MetricsServer(loop, "127.0.0.1:0", lambda: "x 1\n")
+    server.idle_timeout = 0.3
+    try:
+        silent = _socket.create_connection(server.address)
+        dribble = _socket.create_connection(server.address)
+        _spin(loop, lambda: len(server.clients) == 2, 5, "both accepted")
+        start = time.monotonic()
+        while time.monotonic() - start < 0.6:  # 1 byte every 0.1 s does not keep it open past idle_timeout
+            try:
+                dribble.send(b"G")
+            except OSError:
+                break
+            loop.run_once(loop.time() + 0.1)
+        _spin(loop, lambda: not server.clients, 5, "the idle and the slow connection to be closed")
+        crowd = []
+        for _ in range(server.max_clients * 4):
+            crowd.append(_socket.create_connection(server.address))
+            loop.run_once(loop.time())
+        _spin(loop, lambda: server.evicted >= server.max_clients * 3 - 2, 5, "the oldest to make room")
+        assert len(server.clients) <= server.max_clients
+        # a scraper still gets its answer among them
+        assert _http(server.address, loop=loop).endswith(b"\r\n\r\nx 1\n")
+        for sock in crowd + [silent, dribble]:
+            sock.close()
+    finally:
+        server.close()
+
+
+def test_metrics_listen_keyword_and_metrics_option():
+    config, diags = parse_ok("global_defs {\n    metrics_listen 127.0.0.1:9650\n}\n")
+    assert config.global_defs.metrics_listen == "127.0.0.1:9650"
+    assert vrrpd.parse_listen("[::1]:9650") == ("::1", 9650)
+    _, diags = vrrpd.parse_config_text("global_defs {\n    metrics_listen 127.0.0.1\n}\n", "m.conf")
+    assert messages(diags) == ["m.conf:2: error: metrics_listen: '127.0.0.1' is not ADDRESS:PORT"]
+    assert vrrpd.build_arg_parser().parse_args(["--metrics", "127.0.0.1:1"]).metrics == "127.0.0.1:1"
+
+
 def _read_line_until(proc, predicate, timeout=10.0):
     """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout."""
     import select

@@ -380,6 +380,8 @@ class GlobalDefs:
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
+    # vrrpd extension: serve Prometheus metrics over HTTP on this ADDRESS:PORT (also --metrics)
+    metrics_listen: Optional[str] = None
     # keywords vrrpd accepts but does not act on, kept for dumps: name -> list of words
     other: Dict[str, List[str]] = field(default_factory=dict)
 
@@ -2760,6 +2762,29 @@ def _g_lvs_timeouts(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> 
         g.lvs_timeouts[name] = _parse_int(value, 0, 86400 * 31)
 
 
+def parse_listen(text: str) -> Tuple[str, int]:
+    """ADDRESS:PORT or [IPv6]:PORT -> (address, port); ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"'{text}' is not ADDRESS:PORT")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"'{host}' is not an IP address (ADDRESS:PORT, [IPv6]:PORT)") from None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:  # 0: the kernel picks a free port
+        raise ValueError(f"port '{port}' is not 0-65535")
+    return str(address), int(port)
+
+
+def _g_metrics_listen(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    try:
+        parse_listen(args[0].text)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+    g.metrics_listen = args[0].text
+
+
 def _g_version(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
     value = _parse_int(args[0].text, 2, 3)
     if isinstance(obj, GlobalDefs):
@@ -2809,6 +2834,7 @@ _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lamb
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
 _kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
+_kw(_G, "metrics_listen", _g_metrics_listen)
 _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
@@ -5860,6 +5886,8 @@ class _ScriptRunner:
         self.tracking = tracking
         self.script = script
         self.result = ScriptResult(script.rise, script.fall, script.init_fail)
+        self.started = 0.0  # when the running child started (loop time)
+        self.last_duration: Optional[float] = None  # seconds the last run took (metrics)
         self.child: Optional[Child] = None
         self.timer: Optional[Timer] = None
         self.last_status: Optional[int] = None
@@ -5913,10 +5941,12 @@ class _ScriptRunner:
             log.info("VRRP_Script(%s) can run again", name)
             self.problem = None
         self.child = child
+        self.started = loop.time()
 
     def _on_exit(self, child: Child) -> None:
         self.child = None
         self.runs += 1
+        self.last_duration = self.tracking.loop.time() - self.started
         name = self.script.name
         code = child.returncode if child.returncode is not None else -1
         if child.timed_out:
@@ -6309,7 +6339,8 @@ class Tracking:
             "vrrp_script": {
                 name: {"state": r.result.state, "result": r.result.result, "rise": r.result.rise,
                        "fall": r.result.fall, "weight": r.script.weight, "last_status": r.last_status,
-                       "runs": r.runs, "problem": r.problem}
+                       "runs": r.runs, "problem": r.problem, "running": r.child is not None,
+                       "last_duration": r.last_duration}
                 for name, r in self.scripts.items()},
             "track_file": {
                 name: {"path": w.track_file.path, "value": w.value, "weight": w.track_file.weight}
@@ -7262,6 +7293,9 @@ class _CheckRunner:
         self.busy = False
         self.last_result = ""
         self.due = self.loop.time()
+        self.began = self.due
+        self.latency: Optional[float] = None
+        self.results = {True: 0, False: 0}  # checks that succeeded / failed
         self.attempt = 0
         self.stopped = False
         self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
@@ -7314,7 +7348,8 @@ class _CheckRunner:
         self.attempt += 1
         self.timer = None
         self.busy = True
-        late = self.loop.time() - self.due
+        self.began = self.loop.time()
+        late = self.began - self.due
         self.manager.max_late = max(self.manager.max_late, late)
         if self.manager.late_samples is not None:
             self.manager.late_samples.append(late)
@@ -7332,6 +7367,8 @@ class _CheckRunner:
             return
         self.busy = False
         self.last_result = "ok" if ok else reason
+        self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
+        self.results[ok] += 1
         was_up = self.decision.up
         if not ok and (was_up or self.chk.log_all_failures):
             log.info("%s", reason)
@@ -7945,7 +7982,9 @@ class LvsManager:
             out["virtual_servers"].append({
                 "name": _vs_name(vsr.vs), "quorum_up": vsr.quorum_up,
                 "real_servers": [{"address": str(k[0]), "port": k[1], "alive": r.alive, "weight": r.weight,
-                                  "checkers": [{"kind": c.chk.kind, "up": c.decision.up, "last": c.last_result}
+                                  "checkers": [{"kind": c.chk.kind, "up": c.decision.up, "last": c.last_result,
+                                                "latency": c.latency, "ok_total": c.results[True],
+                                                "failed_total": c.results[False]}
                                                for c in r.checkers]} for k, r in vsr.rs.items()],
             })
         return out
@@ -10668,12 +10707,17 @@ class Daemon:
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
                 "master": master,
+                "vip_details": [{"address": str(v.address), "dev": v.dev or rt.inst.interface,
+                                 "excluded": v in rt.inst.virtual_ipaddress_excluded} for v in rt.vips],
+                "garp_delay": self._garp_params(rt)[0],
                 "trackers": [{"kind": k, "name": n, "adds": d, "fault": f} for k, n, d, f in parts],
                 "recent_transitions": list(rt.history),
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
                           "entered": dict(rt.entered), "released_master": rt.released_master,
                           "priority_zero_sent": rt.priority_zero_sent,
+                          "by_reason": [{"state": st, "reason": why, "count": n}
+                                        for (st, why), n in rt.reasons.items()],
                           "priority_zero_received": rt.priority_zero_received},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
@@ -11567,6 +11611,311 @@ class ControlServer:
             pass
 
 
+# keepalived's numbers for the states (vrrp.h VRRP_STATE_*), as keepalived-exporter exports them
+KEEPALIVED_STATE_NUMBERS = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3, "STOP": 98}
+# keepalived-exporter's per-instance error counters <- the vrrpd bad-packet reasons each one counts
+KEEPALIVED_ERROR_COUNTERS = (
+    ("keepalived_packet_length_errors_total", "Packet length errors", ("truncated", "bad_length", "ah_short")),
+    ("keepalived_advertisements_interval_errors_total", "Advertisement interval errors", ("bad_interval",)),
+    ("keepalived_ip_ttl_errors_total", "TTL errors", ("bad_ttl",)),
+    ("keepalived_invalid_type_received_total", "Invalid type errors", ("bad_type",)),
+    ("keepalived_address_list_errors_total", "Address list errors", ("addr_mismatch",)),
+    ("keepalived_authentication_invalid_total", "Authentication invalid", ("auth_invalid",)),
+    ("keepalived_authentication_mismatch_total", "Authentication mismatch", ("auth_type_mismatch",)),
+    ("keepalived_authentication_failure_total", "Authentication failure", ("bad_auth", "ah_icv", "ah_spi")),
+)
+
+
+class _Exposition:
+    """Samples grouped by metric family, written in the Prometheus text exposition format (version 0.0.4)."""
+
+    def __init__(self) -> None:
+        self.families: Dict[str, Tuple[str, str, List[str]]] = {}
+
+    def add(self, name: str, kind: str, help_text: str, labels: Dict[str, Any], value: Any) -> None:
+        family = self.families.setdefault(name, (kind, help_text, []))
+        text = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
+        family[2].append(f"{name}{{{text}}} {_sample_value(value)}" if text else f"{name} {_sample_value(value)}")
+
+    def declare(self, name: str, kind: str, help_text: str) -> None:
+        self.families.setdefault(name, (kind, help_text, []))
+
+    def text(self) -> str:
+        out = []
+        for name, (kind, help_text, samples) in self.families.items():
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"] + samples
+        return "\n".join(out) + "\n"
+
+
+def _label_value(value: Any) -> str:
+    return str("" if value is None else value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _sample_value(value: Any) -> str:
+    if value is None:
+        return "NaN"
+    if value is True or value is False:
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    value = float(value)
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def format_metrics(status: Dict[str, Any]) -> str:
+    """The status document (format_status_table()) as Prometheus metrics: keepalived-exporter's names and labels
+    (so its dashboards and alerts work unchanged), then vrrpd's own (`vrrpd_*`)."""
+    m = _Exposition()
+    m.add("keepalived_up", "gauge", "Status", {}, 1)
+    m.add("vrrpd_build_info", "gauge", "vrrpd version", {"version": status.get("version", "")}, 1)
+    counters = (("keepalived_advertisements_received_total", "Advertisements received", "adverts_received"),
+                ("keepalived_advertisements_sent_total", "Advertisements sent", "adverts_sent"),
+                ("keepalived_become_master_total", "Became master", None),
+                ("keepalived_release_master_total", "Released master", "released_master"))
+    for inst in status.get("instances", []):
+        st = inst.get("stats") or {}
+        bad = st.get("bad_packets") or {}
+        common = {"iname": inst.get("name"), "intf": inst.get("interface"), "vrid": inst.get("vrid")}
+        state = KEEPALIVED_STATE_NUMBERS.get(inst.get("state", ""), 0)
+        vips = inst.get("vip_details") or []
+        for vip in vips:
+            labels = {"iname": inst.get("name"), "intf": vip.get("dev"), "vrid": inst.get("vrid"),
+                      "ip_address": vip.get("address")}
+            if vip.get("excluded"):
+                m.add("keepalived_vrrp_excluded_state", "gauge", "State of vrrp with excluded VIP", labels, state)
+            else:
+                m.add("keepalived_vrrp_state", "gauge", "State of vrrp", labels, state)
+        if not [v for v in vips if not v.get("excluded")]:
+            m.add("keepalived_vrrp_state", "gauge", "State of vrrp", {**common, "ip_address": ""}, state)
+        m.add("keepalived_gratuitous_arp_delay_total", "counter", "Gratuitous ARP delay", common,
+              int(inst.get("garp_delay") or 0))
+        for name, help_text, key in counters:
+            value = (st.get("entered") or {}).get("MASTER", 0) if key is None else st.get(key, 0)
+            m.add(name, "counter", help_text, common, value)
+        for name, help_text, reasons in KEEPALIVED_ERROR_COUNTERS:
+            m.add(name, "counter", help_text, common, sum(bad.get(r, 0) for r in reasons))
+        m.add("keepalived_priority_zero_received_total", "counter", "Priority zero received", common,
+              st.get("priority_zero_received", 0))
+        m.add("keepalived_priority_zero_sent_total", "counter", "Priority zero sent", common,
+              st.get("priority_zero_sent", 0))
+    trackers = status.get("trackers") or {}
+    for name, info in sorted((trackers.get("vrrp_script") or {}).items()):
+        if info.get("state") in ("GOOD", "BAD"):  # keepalived-exporter: BAD 0, GOOD 1
+            m.add("keepalived_script_status", "gauge", "Tracker Script Status", {"name": name},
+                  int(info["state"] == "GOOD"))
+        m.add("keepalived_script_state", "gauge", "Tracker Script State", {"name": name},
+              int(bool(info.get("running"))))  # idle 0, running 1
+    # -- vrrpd's own ---------------------------------------------------------------------------
+    for inst in status.get("instances", []):
+        st = inst.get("stats") or {}
+        common = {"iname": inst.get("name"), "intf": inst.get("interface"), "vrid": inst.get("vrid")}
+        m.add("vrrpd_priority", "gauge", "Configured priority", common, inst.get("priority"))
+        m.add("vrrpd_effective_priority", "gauge", "Priority now, with the trackers' weights", common,
+              inst.get("effective_priority"))
+        m.declare("vrrpd_transitions_total", "counter", "State changes by the state entered and the reason")
+        for row in st.get("by_reason") or []:
+            m.add("vrrpd_transitions_total", "counter", "", {**common, "state": row.get("state"),
+                                                              "reason": row.get("reason")}, row.get("count", 0))
+        m.declare("vrrpd_recent_transition_timestamp_seconds", "gauge",
+                  "When each of the last transitions happened (index 0 is the latest), with its reason")
+        for index, event in enumerate(reversed(inst.get("recent_transitions") or [])):
+            m.add("vrrpd_recent_transition_timestamp_seconds", "gauge", "",
+                  {**common, "index": index, "from": event.get("from"), "to": event.get("to"),
+                   "reason": event.get("reason")}, event.get("time"))
+        m.declare("vrrpd_bad_packets_total", "counter", "Adverts dropped or flagged, by reason")
+        for reason, count in sorted((st.get("bad_packets") or {}).items()):
+            m.add("vrrpd_bad_packets_total", "counter", "", {**common, "reason": reason}, count)
+        master = inst.get("master") or {}
+        if master.get("takeover_in") is not None:
+            m.add("vrrpd_backup_takeover_seconds", "gauge", "A BACKUP takes over in this many seconds without "
+                  "an advert", common, master["takeover_in"])
+        m.declare("vrrpd_tracker_priority_delta", "gauge", "What each tracker adds to the priority now")
+        for t in inst.get("trackers") or []:
+            labels = {"iname": inst.get("name"), "kind": t.get("kind"), "name": t.get("name")}
+            m.add("vrrpd_tracker_priority_delta", "gauge", "", labels, t.get("adds", 0))
+            m.add("vrrpd_tracker_fault", "gauge", "1 while the tracker puts the instance in FAULT", labels,
+                  bool(t.get("fault")))
+    for name, info in sorted((trackers.get("vrrp_script") or {}).items()):
+        m.add("vrrpd_script_runs_total", "counter", "Runs of the vrrp_script", {"name": name}, info.get("runs", 0))
+        if info.get("last_duration") is not None:
+            m.add("vrrpd_script_last_run_seconds", "gauge", "How long the last run took", {"name": name},
+                  info["last_duration"])
+    lvs = status.get("lvs") if isinstance(status.get("lvs"), dict) else {}
+    for vs in lvs.get("virtual_servers") or []:
+        m.add("vrrpd_virtual_server_quorum_up", "gauge", "1 while the virtual server has its quorum",
+              {"virtual_server": vs.get("name")}, bool(vs.get("quorum_up", True)))
+        for rs in vs.get("real_servers") or []:
+            labels = {"virtual_server": vs.get("name"), "real_server": f"{rs.get('address')}:{rs.get('port')}"}
+            m.add("vrrpd_real_server_weight", "gauge", "Weight of the real server in IPVS", labels, rs.get("weight"))
+            m.add("vrrpd_real_server_alive", "gauge", "1 while the real server's checkers pass", labels,
+                  bool(rs.get("alive")))
+            for n, chk in enumerate(rs.get("checkers") or []):
+                clabels = {**labels, "checker": chk.get("kind"), "index": n}
+                m.add("vrrpd_checker_up", "gauge", "1 while the checker says up", clabels, bool(chk.get("up")))
+                m.add("vrrpd_checker_results_total", "counter", "Checks done, by result", {**clabels, "result": "ok"},
+                      chk.get("ok_total", 0))
+                m.add("vrrpd_checker_results_total", "counter", "", {**clabels, "result": "failed"},
+                      chk.get("failed_total", 0))
+                if chk.get("latency") is not None:
+                    m.add("vrrpd_checker_latency_seconds", "gauge", "How long the last check took", clabels,
+                          chk["latency"])
+    return m.text()
+
+
+class MetricsServer:
+    """HTTP GET /metrics (Prometheus text format) on the event loop, safe against slow or hostile scrapers.
+
+    Nothing blocks: at most max_clients connections are open (the oldest is closed to make room for a new one),
+    a request may be max_request bytes, and a connection gets idle_timeout seconds, from accept to the last
+    byte of the reply, whatever it sends meanwhile (1 byte a second does not keep it open). The reply is
+    rendered once the request is complete and written as the socket takes it. So a scraper costs at most
+    max_clients x (max_request + one reply) of memory and never delays an advert by more than one render."""
+
+    max_clients = 16
+    max_request = 8192
+    idle_timeout = 5.0
+    accepts_per_wakeup = 64
+
+    def __init__(self, loop: EventLoop, address: str, render: Callable[[], str]):
+        host, port = parse_listen(address)
+        self.loop = loop
+        self.render = render
+        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
+        self.scrapes = 0
+        self.evicted = 0
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host, port))
+            self.sock.listen(128)
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
+        self.address = self.sock.getsockname()[:2]
+        self.listen = address
+        loop.add_reader(self.sock, self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(self.accepts_per_wakeup):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: say so, keep serving the others
+                log.warning("metrics: accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            if len(self.clients) >= self.max_clients:
+                # make room: the oldest that has not finished its request yet, else the oldest
+                self.evicted += 1
+                self._drop(next((c for c, v in self.clients.items() if v["out"] is None), next(iter(self.clients))))
+            self.clients[conn] = {"in": bytearray(), "out": None,
+                                  "timer": self.loop.call_later(self.idle_timeout, self._drop, conn)}
+            self.loop.add_reader(conn, self._readable, conn)
+
+    def _readable(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            data = conn.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        if client["out"] is not None:
+            return  # answering already: what else comes is ignored
+        client["in"] += data
+        head_end = client["in"].find(b"\r\n\r\n")
+        if head_end < 0:
+            head_end = client["in"].find(b"\n\n")
+        if head_end < 0:
+            if len(client["in"]) > self.max_request:
+                self._reply(conn, client, 431, "Request Header Fields Too Large", "request too large\n")
+            return
+        self._answer(conn, client, bytes(client["in"][:head_end]))
+
+    def _answer(self, conn: socket.socket, client: Dict[str, Any], head: bytes) -> None:
+        words = head.split(b"\n", 1)[0].decode("latin-1").split()
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            self._reply(conn, client, 400, "Bad Request", "bad request\n")
+            return
+        method, target = words[0], words[1].split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            self._reply(conn, client, 405, "Method Not Allowed", "only GET\n")
+        elif target == "/metrics":
+            self.scrapes += 1
+            try:
+                body = self.render()
+            except Exception as exc:  # a bug in a metric must not take the daemon down
+                log.exception("metrics: rendering failed: %s", exc)
+                self._reply(conn, client, 500, "Internal Server Error", "rendering failed\n")
+                return
+            self._reply(conn, client, 200, "OK", body, "text/plain; version=0.0.4; charset=utf-8", method == "HEAD")
+        elif target == "/":
+            self._reply(conn, client, 200, "OK", '<html><body><a href="/metrics">metrics</a></body></html>\n',
+                        "text/html")
+        else:
+            self._reply(conn, client, 404, "Not Found", "not found (try /metrics)\n")
+
+    def _reply(self, conn: socket.socket, client: Dict[str, Any], code: int, reason: str, body: str,
+               content_type: str = "text/plain; charset=utf-8", head_only: bool = False) -> None:
+        data = body.encode()
+        client["in"] = bytearray()
+        client["out"] = bytearray(f"HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\n"
+                                  f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode())
+        if not head_only:
+            client["out"] += data
+        self._write(conn)
+        if conn in self.clients and client["out"]:
+            self.loop.add_writer(conn, self._write, conn)
+
+    def _write(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            sent = conn.send(client["out"])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        del client["out"][:sent]
+        if not client["out"]:
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            client["timer"].cancel()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(conn)
+            except (KeyError, ValueError):
+                pass
+        conn.close()
+
+    def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
+        self.loop.remove_reader(self.sock)
+        self.sock.close()
+
+
 def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
     """Ask a running daemon for its status (the client side of ControlServer)."""
     json = need_module("json", "--status and --json")
@@ -12332,8 +12681,11 @@ class Operator:
     """What an operator drives in a running daemon: signals, reload, dumps, the control socket, systemd."""
 
     def __init__(self, daemon: Daemon, config_file: str, vrrp_only: bool = False, lvs_only: bool = False,
-                 control_socket: Optional[str] = DEFAULT_CONTROL_SOCKET, dump_dir: str = DEFAULT_DUMP_DIR):
+                 control_socket: Optional[str] = DEFAULT_CONTROL_SOCKET, dump_dir: str = DEFAULT_DUMP_DIR,
+                 metrics: Optional[str] = None):
         self.d = daemon
+        self.metrics_option = metrics  # --metrics ADDRESS:PORT, over global_defs' metrics_listen
+        self.metrics: Optional[MetricsServer] = None
         self.config_file = config_file
         self.vrrp_only, self.lvs_only = vrrp_only, lvs_only
         self.control_path = control_socket
@@ -12355,6 +12707,25 @@ class Operator:
         loop.add_signal_handler(nums["STATS_CLEAR"], lambda signum: self.dump("stats", clear=True))
         if self.control_path:
             self._open_control()
+        self._open_metrics()
+
+    def _open_metrics(self) -> None:
+        """Serve /metrics on --metrics or metrics_listen; a reload that changes the address moves it."""
+        wanted = self.metrics_option or self.d.g.metrics_listen
+        current = self.metrics.listen if self.metrics is not None else None
+        if wanted == current:
+            return
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if not wanted:
+            return
+        try:
+            self.metrics = MetricsServer(self.d.loop, wanted, lambda: format_metrics(self.status()))
+            self.metrics.listen = wanted
+            log.info("Serving Prometheus metrics on http://%s/metrics", wanted)
+        except (OSError, ValueError) as exc:
+            log.error("cannot serve metrics on %s: %s", wanted, exc)
 
     def _open_control(self) -> None:
         path = self.control_path
@@ -12376,6 +12747,9 @@ class Operator:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self.control is not None:
             if self.control.publish in self.d.event_sinks:
                 self.d.event_sinks.remove(self.control.publish)
@@ -12430,6 +12804,7 @@ class Operator:
         log.info("Reload: %d instance(s) kept (%d changed in place), %d added, %d removed (%.1f ms)",
                  len(kept), len(changed), len(added), len(removed), took * 1000)
         if ok:
+            self._open_metrics()
             sd_notify(f"STATUS={self._status_line()}")
         return ok
 
@@ -12503,6 +12878,8 @@ def build_arg_parser() -> Any:
     p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
     p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON "
                    "(with --events: one JSON object per event)")
+    p.add_argument("--metrics", metavar="ADDRESS:PORT", help="serve Prometheus metrics on http://ADDRESS:PORT/metrics "
+                   "(as metrics_listen in global_defs)")
     p.add_argument("--events", action="store_true", help="follow the running daemon's state changes and their "
                    "reasons, one line per event (the recent ones first), until interrupted")
     p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
@@ -12642,7 +13019,8 @@ def run_daemon(args: Any) -> int:
     operator: Optional[Operator] = None
     try:
         daemon = Daemon(config, config_path=path)
-        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir,
+                            args.metrics)
         operator.install()
         daemon.start()
     except Exception as exc:
