@@ -1116,7 +1116,7 @@ def test_misplaced_keyword_with_balanced_braces_is_only_a_warning():
             "   connect_timeout 4\n  }\n }\n protocol TCP\n}\n")
     config, diags = vrrpd.parse_config_text(text, "m.conf")
     assert messages(diags) == ["m.conf:4: warning: 'weight' does not belong in TCP_CHECK (ignored) (it belongs in "
-                               "bfd_instance / real_server / track_file / virtual_server / vrrp_script / "
+                               "FILE_CHECK / bfd_instance / real_server / track_file / virtual_server / vrrp_script / "
                                "vrrp_track_process)"]
     rs = config.virtual_servers[0].real_servers[0]
     assert rs.weight == 1 and rs.checkers[0].connect_timeout == 4.0
@@ -6084,6 +6084,127 @@ def test_tcp_check_removes_and_readds_real_server_with_keepalived_lines(caplog):
     m.stop()
     assert fake.table == {} and ("del_service", "[10.0.0.100]:tcp:80") in fake.calls
     listener.close()
+    loop.close()
+
+
+def test_udp_ping_and_file_checks_are_read_with_keepalived_keywords(tmp_path):
+    config, diags = parse_ok(f"""
+track_file tf {{
+    file {tmp_path}/w
+    weight 0
+}}
+virtual_server 10.0.0.1 53 {{
+    protocol UDP
+    real_server 10.0.0.2 53 {{
+        UDP_CHECK {{
+            connect_timeout 2
+            payload Ab12f 3 456
+            require_reply 4f 4B xx
+            min_reply_length 2
+            max_reply_length 9
+            retry 2
+        }}
+        PING_CHECK {{
+            delay_before_retry 0.5
+            log_all_failures
+        }}
+        FILE_CHECK {{
+            track_file tf
+            weight -5 reverse
+        }}
+    }}
+    real_server 10.0.0.3 53 {{
+        ICMP_CHECK {{
+        }}
+        FILE_CHECK {{
+        }}
+    }}
+}}
+""")
+    udp, ping, file_check = config.virtual_servers[0].real_servers[0].checkers
+    assert udp.kind == "UDP_CHECK" and udp.payload == bytes.fromhex("ab120f034506") and udp.require_reply
+    assert (udp.reply_data, udp.reply_mask) == (b"\x4f\x4b\x00", b"\xff\xff\x00")
+    assert (udp.min_reply_length, udp.max_reply_length, udp.retry, udp.connect_timeout) == (2, 9, 2, 2.0)
+    assert ping.kind == "PING_CHECK" and ping.delay_before_retry == 0.5 and ping.log_all_failures
+    assert (file_check.track_file, file_check.file_weight, file_check.file_weight_reverse) == ("tf", -5, True)
+    second = config.virtual_servers[0].real_servers[1].checkers
+    assert [c.kind for c in second] == ["PING_CHECK"]  # the FILE_CHECK without track_file is dropped
+    text = "\n".join(messages(diags))
+    assert "keepalived has no ICMP_CHECK; read as PING_CHECK" in text
+    assert "FILE_CHECK has no track_file specified - ignoring" in text
+
+
+def test_udp_reply_and_file_check_verdicts():
+    chk = vrrpd.Checker(kind="UDP_CHECK", require_reply=True, reply_data=b"OK\x00", reply_mask=b"\xff\xff\x00",
+                        min_reply_length=2, max_reply_length=4)
+    assert vrrpd.udp_reply_ok(chk, b"OK") and vrrpd.udp_reply_ok(chk, b"OK\x7f")
+    assert not vrrpd.udp_reply_ok(chk, b"NO") and not vrrpd.udp_reply_ok(chk, b"O") and \
+        not vrrpd.udp_reply_ok(chk, b"OK123")
+    assert vrrpd.udp_reply_ok(vrrpd.Checker(kind="UDP_CHECK", require_reply=True), b"anything")
+    assert vrrpd.file_check_result(0, 0, False, 1) == (True, None)
+    assert vrrpd.file_check_result(3, 0, False, 1) == (False, None)
+    assert vrrpd.file_check_result(0, 0, True, 1) == (False, None)
+    assert vrrpd.file_check_result(2, 5, False, 1) == (True, 11)
+    assert vrrpd.file_check_result(2, 5, True, 20) == (True, 10)
+    assert vrrpd.file_check_result(-(2**31), 1, False, 0) == (False, None)
+
+
+def test_udp_ping_and_file_checks_move_real_servers(tmp_path, caplog):
+    import socket
+
+    caplog.set_level("INFO", logger="vrrpd")
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # listens, never answers
+    mute.bind(("127.0.0.2", port))
+    udp = vrrpd.Checker(kind="UDP_CHECK", connect_timeout=0.3, retry=0, require_reply=True, reply_data=b"OK",
+                        reply_mask=b"\xff\xff", min_reply_length=2)
+    silent = vrrpd.Checker(kind="UDP_CHECK", connect_timeout=0.2, retry=0)  # no require_reply: silence is fine
+    ping = vrrpd.Checker(kind="PING_CHECK", connect_timeout=1, retry=0, alpha=True)
+    track = tmp_path / "weight"
+    track.write_text("0\n")
+    filechk = vrrpd.Checker(kind="FILE_CHECK", track_file="tf", file_weight=0)
+    vs = _vs("10.0.0.100", port, protocol="UDP", delay_loop=0.2,
+             rss=[_rs("127.0.0.1", port, [udp]), _rs("127.0.0.2", port, [silent]), _rs("127.0.0.3", 7, [ping]),
+                  _rs("127.0.0.4", 9, [filechk], weight=3)])
+    loop, m = _manager(vs)
+    m.config.track_files["tf"] = vrrpd.TrackFile(name="tf", path=str(track))
+    got = []
+
+    def answer():
+        try:
+            data, peer = server.recvfrom(100)
+        except BlockingIOError:
+            return
+        got.append(data)
+        server.sendto(b"OK", peer)
+    loop.add_reader(server, answer)
+    m.start()
+    key = f"[10.0.0.100]:udp:{port}"
+    fake = m.nl
+    _run_until(loop, lambda: "127.0.0.3:7" in fake.weights(key), 5, "PING_CHECK up")
+    assert "ICMP connection to [127.0.0.3]:udp:7 success." in caplog.text
+    _run_until(loop, lambda: len(got) >= 2, 3, "UDP_CHECK probes")
+    assert got[0] == vrrpd.UDP_CHECK_PAYLOAD and len(got[0]) == 32
+    assert fake.weights(key) == {f"127.0.0.1:{port}": 1, f"127.0.0.2:{port}": 1, "127.0.0.3:7": 1, "127.0.0.4:9": 3}
+    # the UDP server goes: its ICMP port unreachable brings the real server down (both UDP checks)
+    loop.remove_reader(server)
+    server.close()
+    mute.close()
+    _run_until(loop, lambda: f"127.0.0.1:{port}" not in fake.weights(key), 3, "UDP_CHECK down")
+    assert f"UDP_CHECK on service [127.0.0.1]:udp:{port} failed after 0 retries." in caplog.text
+    _run_until(loop, lambda: f"127.0.0.2:{port}" not in fake.weights(key), 3, "silent UDP_CHECK down on ICMP error")
+    # FILE_CHECK: a non-zero value (weight 0) is DOWN; back to 0 is UP; a weight moves the real server's weight
+    track.write_text("1\n")
+    _run_until(loop, lambda: "127.0.0.4:9" not in fake.weights(key), 3, "FILE_CHECK down")
+    track.write_text("0\n")
+    _run_until(loop, lambda: fake.weights(key).get("127.0.0.4:9") == 3, 3, "FILE_CHECK up")
+    filechk.file_weight = 4
+    track.write_text("2\n")
+    _run_until(loop, lambda: fake.weights(key).get("127.0.0.4:9") == 11, 3, "FILE_CHECK weight 3 + 2 x 4")
+    m.stop()
     loop.close()
 
 

@@ -694,7 +694,8 @@ class UrlCheck:
 
 @dataclass
 class Checker:
-    """One health checker of a real server: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK."""
+    """One health checker of a real server: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK,
+    UDP_CHECK, PING_CHECK, FILE_CHECK, BFD_CHECK."""
 
     kind: str
     line: int = 0
@@ -727,6 +728,17 @@ class Checker:
     dns_name: str = "."
     # BFD_CHECK: the bfd_instance whose session decides
     bfd_name: Optional[str] = None
+    # UDP_CHECK: None payload: keepalived's 32-byte pattern; reply: required data, with a nibble mask
+    payload: Optional[bytes] = None
+    require_reply: bool = False
+    reply_data: Optional[bytes] = None
+    reply_mask: Optional[bytes] = None
+    min_reply_length: int = 0
+    max_reply_length: int = 255
+    # FILE_CHECK: a top-level track_file whose value decides (weight 0) or moves the real server's weight
+    track_file: Optional[str] = None
+    file_weight: Optional[int] = None  # None: the track_file's own weight
+    file_weight_reverse: bool = False
 
 
 @dataclass
@@ -3349,7 +3361,6 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
 _accept_only(_R, "tun_type tun_port")
 
 
@@ -3387,6 +3398,57 @@ def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
     url.digest = text
 
 
+def read_hex_str(text: str, wildcard: bool = False) -> Tuple[bytes, bytes]:
+    """keepalived's read_hex_str: octets separated by spaces; within a word digits pair up and an odd last
+    digit is an octet of its own ("Ab12f 3" is AB 12 0F 03). With `wildcard`, X/x is a masked nibble.
+    Returns (data, mask): mask bits 1 where the data must match."""
+    data, mask = bytearray(), bytearray()
+    for word in text.split():
+        if not re.fullmatch(r"[0-9A-Fa-f" + ("Xx" if wildcard else "") + r"]+", word):
+            raise _Invalid(f"'{word}' is not hex")
+        for k in range(0, len(word), 2):
+            pair = word[k:k + 2]
+            value = m = 0
+            for ch in pair:
+                value, m = value << 4, m << 4
+                if ch not in "Xx":
+                    value |= int(ch, 16)
+                    m |= 0xF
+            data.append(value)
+            mask.append(m)
+    return bytes(data), bytes(mask)
+
+
+def _c_payload(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.payload = read_hex_str(" ".join(a.text for a in args))[0]
+
+
+def _c_require_reply(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.require_reply = True
+    if args:
+        chk.reply_data, chk.reply_mask = read_hex_str(" ".join(a.text for a in args), wildcard=True)
+
+
+def _c_ping_check(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> Checker:
+    if kw.text == "ICMP_CHECK":
+        p.warning(kw, "keepalived has no ICMP_CHECK; read as PING_CHECK", "write PING_CHECK")
+    chk = Checker(kind="PING_CHECK", line=kw.line)
+    rs.checkers.append(chk)
+    return chk
+
+
+def _c_file_track(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.track_file = args[0].text
+
+
+def _c_file_weight(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.file_weight = _parse_int(args[0].text, -2147483647, 2147483647)
+    if len(args) > 1:
+        if args[1].text not in ("reverse", "noreverse"):
+            raise _Invalid(f"'{args[1].text}' after the weight: only 'reverse' is allowed")
+        chk.file_weight_reverse = args[1].text == "reverse"
+
+
 def _c_dns_type(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
     text = args[0].text.upper()
     if text not in ("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"):
@@ -3401,9 +3463,19 @@ _kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
 _kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
 _kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
 _kw(_R, "BFD_CHECK", _checker("BFD_CHECK"), (0, 0), "BFD_CHECK")
+_kw(_R, "UDP_CHECK", _checker("UDP_CHECK"), (0, 0), "UDP_CHECK")
+_kw(_R, "PING_CHECK", _c_ping_check, (0, 0), "PING_CHECK")
+_kw(_R, "ICMP_CHECK", _c_ping_check, (0, 0), "PING_CHECK")
+_kw(_R, "FILE_CHECK", _checker("FILE_CHECK"), (0, 0), "FILE_CHECK")
+_kw("FILE_CHECK", "track_file", _c_file_track)
+_kw("FILE_CHECK", "weight", _c_file_weight, (1, 2))
+_kw("UDP_CHECK", "payload", _c_payload, (1, None))
+_kw("UDP_CHECK", "require_reply", _c_require_reply, (0, None))
+_kw("UDP_CHECK", "min_reply_length", _h_int("min_reply_length", 0, 65535))
+_kw("UDP_CHECK", "max_reply_length", _h_int("max_reply_length", 0, 65535))
 _kw("BFD_CHECK", "name", _h_str("bfd_name"))
 _kw("BFD_CHECK", "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
-for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
+for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK"):
     _kw(_blk, "connect_ip", _h_ip("connect_ip"))
     _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
     _kw(_blk, "bindto", _h_ip("bindto"))
@@ -3837,8 +3909,24 @@ class _Validator:
         vsg = self.cfg.virtual_server_groups.get(vs.group or "")
         return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
 
+    def checkers(self, vs: VirtualServer) -> None:
+        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
+        for rs in vs.real_servers:
+            for chk in list(rs.checkers):
+                if chk.kind == "FILE_CHECK":
+                    if chk.track_file is None:
+                        self.warn(vs.file, chk.line, "FILE_CHECK has no track_file specified - ignoring")
+                        rs.checkers.remove(chk)
+                    elif chk.track_file not in self.cfg.track_files:
+                        self.err(vs.file, chk.line, f"FILE_CHECK track_file '{chk.track_file}' names no track_file "
+                                 "block", "track_file NAME { file PATH }")
+                elif chk.kind == "UDP_CHECK" and chk.min_reply_length > chk.max_reply_length:
+                    self.warn(vs.file, chk.line, f"UDP_CHECK min_reply_length {chk.min_reply_length} > "
+                              f"max_reply_length {chk.max_reply_length} - will always fail")
+
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
+        self.checkers(vs)
         if vs.group is not None and vs.group not in self.cfg.virtual_server_groups:
             self.err(f, ln, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
@@ -6398,6 +6486,10 @@ def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerPa
     if chk.kind == "BFD_CHECK":  # the session's state is the result: no retries, no warm-up
         return CheckerParams(delay_loop=delay_loop, connect_timeout=5.0, retry=0, delay_before_retry=1.0,
                              warmup=0.0, alpha=pick(chk.alpha, rs.alpha, vs.alpha))
+    if chk.kind == "FILE_CHECK":  # the file's value is the result at once (keepalived watches it with inotify;
+        # vrrpd reads it at least every second); none of the common checker options apply
+        return CheckerParams(delay_loop=min(delay_loop, 1.0), connect_timeout=5.0, retry=0, delay_before_retry=1.0,
+                             warmup=0.0, alpha=False)
     default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
     return CheckerParams(
         delay_loop=delay_loop,
@@ -6439,6 +6531,32 @@ class CheckDecision:
             self.up = False
             return False, now + p.delay_loop
         return None, now + p.delay_loop
+
+
+def udp_reply_ok(chk: Checker, data: bytes) -> bool:
+    """UDP_CHECK's judgement of a reply. As keepalived codes it, the length bounds apply only with reply data;
+    the data must match over min(len(reply), len(data)) octets, masked nibbles (X) ignored."""
+    if not chk.require_reply or chk.reply_data is None:
+        return True
+    if not chk.min_reply_length <= len(data) <= chk.max_reply_length:
+        return False
+    mask = chk.reply_mask or b"\xff" * len(chk.reply_data)
+    return all((a ^ b) & m == 0 for a, b, m in zip(data, chk.reply_data, mask))
+
+
+def file_check_result(value: Optional[int], weight: int, reverse: bool, base_weight: int) -> Tuple[bool, Optional[int]]:
+    """FILE_CHECK from the track_file's value: (up, real server weight or None for the configured one).
+
+    weight 0: a non-zero value is DOWN (with reverse, zero is); else value x weight (negated with reverse) is
+    added to the real server's weight, and a result at or below INT32_MIN is DOWN (keepalived's rules)."""
+    value = value or 0
+    if weight == 0:
+        down = value != 0
+        return (down if reverse else not down), None
+    total = base_weight + value * weight * (-1 if reverse else 1)
+    if total <= -(2**31):
+        return False, None
+    return True, max(0, min(total, 2**31 - 1))
 
 
 def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool) -> Tuple[bool, Optional[int]]:
@@ -7777,9 +7895,169 @@ class _BfdCheck(_CheckRunner):
         return f"=> BFD CHECK {self.chk.bfd_name} failed"
 
 
+UDP_CHECK_PAYLOAD = b"keepalived check - keepalived ch"  # keepalived's default: 32 bytes of this pattern
+PING_CHECK_PAYLOAD = (b"keepalived check - " * 7)[:128]
+IP_RECVERR, IPV6_RECVERR = 11, 25
+
+
+class _UdpCheck(_CheckRunner):
+    """UDP_CHECK: send the payload on a connected UDP socket. Without require_reply silence is success and an
+    ICMP unreachable (IP_RECVERR) failure; with it a matching reply is needed."""
+
+    def begin(self) -> None:
+        ip, _port = self.target
+        v6 = ip.version == 6
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = sock
+        self.watching = 0
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
+        try:
+            sock.connect(self.sockaddr)
+            sock.send(self.chk.payload if self.chk.payload is not None else UDP_CHECK_PAYLOAD)
+        except OSError:
+            self._done(False, f"UDP connection to {self.name} failed.")
+            return
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:  # ICMP destination unreachable, as the kernel reports it on a connected socket
+            self._done(False, f"UDP connection to {self.name} failed.")
+            return
+        if udp_reply_ok(self.chk, data):
+            self._done(True)
+        else:
+            self._done(False, f"UDP check to {self.name} reply data mismatch.")
+
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
+        self.deadline = None
+        if self.chk.require_reply:
+            self._done(False, f"UDP connection to {self.name} failed.")
+        else:
+            self._done(True)  # keepalived: no answer and no ICMP error is a success
+
+    def _success_line(self) -> str:
+        return f"UDP connection to {self.name} success."
+
+
+class _PingCheck(_CheckRunner):
+    """PING_CHECK: an ICMP (or ICMPv6) echo request without a subprocess, on a ping socket (SOCK_DGRAM), or a
+    raw socket where net.ipv4.ping_group_range does not allow that. Success: the echo reply with our sequence."""
+
+    seq = 0
+
+    def begin(self) -> None:
+        ip = self.target[0]
+        v6 = ip.version == 6
+        family, proto = (socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6 else (socket.AF_INET, socket.IPPROTO_ICMP)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+            self.raw = False
+        except OSError:
+            sock = socket.socket(family, socket.SOCK_RAW, proto)
+            self.raw = True
+        self.sock = sock
+        self.watching = 0
+        sock.setblocking(False)
+        self.seq = self.seq % 0xFFFF + 1
+        self.ident = int.from_bytes(os.urandom(2), "big")
+        header = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, self.ident, self.seq)
+        if self.raw and not v6:  # the kernel sums ping sockets and ICMPv6; raw ICMP is ours
+            header = header[:2] + struct.pack("!H", inet_checksum(header + PING_CHECK_PAYLOAD)) + header[4:]
+        if self.chk.bindto is not None:
+            sock.bind((str(self.chk.bindto), 0))
+        try:
+            sock.connect((str(ip), 0))
+            sock.send(header + PING_CHECK_PAYLOAD)
+        except OSError:
+            self._done(False, f"send {'ICMPv6' if v6 else 'ICMP'} packet fail")
+            return
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        v6 = self.target[0].version == 6
+        what = "ICMPv6" if v6 else "ICMP"
+        try:
+            data = self.sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._done(False, f"recv {what} packet error")
+            return
+        if self.raw and not v6 and data:
+            data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 delivers the IP header
+        if len(data) < 8:
+            self._done(False, f"Error, got short {what} packet, {len(data)} bytes")
+            return
+        kind, _code, _sum, ident, seq = struct.unpack_from("!BBHHH", data)
+        if self.raw and (kind in (8, 128) or ident != self.ident):
+            return  # a raw socket sees every ICMP message from the address: not ours
+        if kind != (129 if v6 else 0):
+            self._done(False, f"Got {what} packet with type 0x{kind:x}")
+        elif seq != self.seq:
+            self._done(False, f"Ping reply expected seq no {self.seq}, received {seq}")
+        else:
+            self._done(True)
+
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
+        self.deadline = None
+        what = "ICMPv6" if self.target[0].version == 6 else "ICMP"
+        self._done(False, f"{what} connection to address {self.name} timeout.")
+
+    def _label(self) -> str:
+        return "ICMP CHECK"
+
+    def _success_line(self) -> str:
+        return f"{'ICMPv6' if self.target[0].version == 6 else 'ICMP'} connection to {self.name} success."
+
+
+class _FileCheck(_CheckRunner):
+    """FILE_CHECK: the value of a track_file decides (weight 0) or moves the real server's weight."""
+
+    def begin(self) -> None:
+        tf = self.manager.config.track_files.get(self.chk.track_file or "")
+        if tf is None:
+            self._done(False, f"FILE_CHECK track_file {self.chk.track_file} is not defined")
+            return
+        try:
+            with open(tf.path, "rb") as fh:
+                text = fh.read(127).decode(errors="replace")
+        except OSError:
+            text = ""  # an absent file reads as 0
+        value = parse_track_file_value(text)
+        if value is None:
+            log.info("Invalid number %s read from %s - ignoring", text.strip(), tf.path)
+            self._done(self.decision.up, "", self.decision.weight)
+            return
+        weight = self.chk.file_weight if self.chk.file_weight is not None else tf.weight
+        reverse = self.chk.file_weight_reverse if self.chk.file_weight is not None else tf.weight_reverse
+        up, rs_weight = file_check_result(value, weight, reverse, self.rs.weight)
+        if up != self.decision.up:
+            log.debug("(%s): tracked file %s %s FAULT state", self.name, tf.name, "leaving" if up else "now")
+        self._done(up, f"tracked file {tf.name} of {self.name} is {value}", rs_weight)
+
+    def _success_line(self) -> str:
+        return f"FILE_CHECK on service {self.name} succeeded."
+
+
 _CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
                   "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck,
-                  "BFD_CHECK": _BfdCheck}
+                  "BFD_CHECK": _BfdCheck, "UDP_CHECK": _UdpCheck, "PING_CHECK": _PingCheck,
+                  "FILE_CHECK": _FileCheck}
 
 
 # -- the manager -------------------------------------------------------------------------------
