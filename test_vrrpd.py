@@ -7088,16 +7088,17 @@ def test_event_loop_skips_a_timer_or_reader_removed_earlier_in_the_same_pass():
     b_w.send(b"x")
     second = loop.call_at(loop.time() - 1, ran.append, "cancelled timer")
 
-    def first_reader():
-        ran.append("first reader")
+    def first_timer():  # due timers run first in a pass: this one removes what was to run after it
+        ran.append("first timer")
         second.cancel()
-        for sock in (a_r, b_r):  # whichever reader runs first removes the other one
+        for sock in (a_r, b_r):
             loop.remove_reader(sock)
 
-    loop.add_reader(a_r, first_reader)
-    loop.add_reader(b_r, first_reader)
+    loop.call_at(loop.time() - 2, first_timer)
+    loop.add_reader(a_r, ran.append, "reader")
+    loop.add_reader(b_r, ran.append, "reader")
     loop.run_once(0)
-    assert ran == ["first reader"]
+    assert ran == ["first timer"]
     for sock in (a_r, a_w, b_r, b_w):
         sock.close()
     loop.close()
@@ -9118,6 +9119,7 @@ def _fuzz_daemon(version: int):
     class Sock:
         ifname = "eth0"
         received_at = None
+        sock = None  # no kernel queue behind it
 
     d.rtnl = Rtnl()
     machine = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, version, addresses=[IP4("10.0.0.100")],
@@ -9949,3 +9951,315 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
         assert fds1 <= fds0 + 8, report  # no sockets or pipes leak (mail attempts, scripts, reloads)
     # hung scripts were killed with their process group, not left behind
     assert _sleepers(lab, soak.nodes["A"].ns) <= 1, report
+
+
+# --------------------------------------------------------------------------------------------
+# H4. Floods: the kernel receive filter, the backlog rule of the master-down timeout, sending first
+# --------------------------------------------------------------------------------------------
+
+
+def _run_bpf(program, packet: bytes, net_header: bytes = b"") -> int:
+    """A tiny classic-BPF interpreter (the subset vrrp_filter_program uses), so that the program is proven on
+    crafted packets. `net_header` is what SKF_NET_OFF loads reach (the IPv6 header of an IPv6 raw socket)."""
+    def load(offset: int, size: int) -> Optional[int]:
+        data = packet
+        if offset >= 0x80000000:
+            offset -= 1 << 32
+        if offset < 0:
+            data, offset = net_header, offset - vrrpd.SKF_NET_OFF
+        if offset < 0 or offset + size > len(data):
+            return None
+        return int.from_bytes(data[offset:offset + size], "big")
+
+    a = x = 0
+    pc = 0
+    for _ in range(4096):
+        code, jt, jf, k = program[pc]
+        pc += 1
+        cls, size = code & 0x07, {vrrpd.BPF_W: 4, vrrpd.BPF_H: 2, vrrpd.BPF_B: 1}.get(code & 0x18, 0)
+        mode = code & 0xE0
+        if cls == vrrpd.BPF_RET:
+            return k
+        if cls == vrrpd.BPF_LD:
+            value = len(packet) if mode == vrrpd.BPF_LEN else load(k + (x if mode == vrrpd.BPF_IND else 0), size)
+            if value is None:
+                return 0  # the kernel drops a packet whose load is out of bounds
+            a = value
+        elif cls == vrrpd.BPF_LDX and mode == vrrpd.BPF_MSH:
+            value = load(k, 1)
+            if value is None:
+                return 0
+            x = (value & 0x0F) * 4
+        elif cls == vrrpd.BPF_ALU:
+            operand = x if code & vrrpd.BPF_X else k
+            a = {vrrpd.BPF_SUB: (a - operand) & 0xFFFFFFFF, vrrpd.BPF_AND: a & operand}[code & 0xF0]
+        elif cls == vrrpd.BPF_JMP:
+            op = code & 0xF0
+            taken = {vrrpd.BPF_JEQ: a == k, vrrpd.BPF_JGE: a >= k}[op] if op != vrrpd.BPF_JA else True
+            pc += jt if taken else jf
+        else:
+            raise AssertionError(f"instruction {code:#x} not interpreted")
+    raise AssertionError("BPF program does not end")
+
+
+def _adv4(version=3, vrid=51, prio=100, ttl=255, dst="224.0.0.18", src="10.0.0.2", truncate=None):
+    src_ip, dst_ip = IP4(src), IP4(dst)
+    adv = vrrpd.VrrpAdvert(version, vrid, prio, [IP4("10.0.0.100")], 1.0, 1 if version == 2 else 0,
+                           b"secret12" if version == 2 else b"")
+    payload = vrrpd.encode_advert(adv, src_ip, dst_ip)
+    if truncate is not None:
+        payload = payload[:truncate]
+    return vrrpd.encode_ipv4(src_ip, dst_ip, payload, ttl=ttl)
+
+
+def test_rx_filter_ipv4_keeps_only_what_an_instance_on_the_socket_could_accept():
+    f = vrrpd.rx_filter_for(4, [3], [51, 52])
+    prog = vrrpd.vrrp_filter_program(f)
+    assert len(vrrpd.bpf_bytes(prog)) == 8 * len(prog)
+    keep = lambda packet: _run_bpf(prog, packet) != 0  # noqa: E731
+    assert keep(_adv4()) and keep(_adv4(vrid=52)) and keep(_adv4(prio=0))
+    assert not keep(_adv4(ttl=64)) and not keep(_adv4(ttl=254))            # multicast TTL must be 255
+    assert keep(_adv4(ttl=64, dst="10.0.0.1"))                             # unicast: unicast_peer's TTL range
+    assert not keep(_adv4(vrid=53)) and not keep(_adv4(vrid=1))            # no instance has these VRIDs
+    assert not keep(_adv4(version=2))                                      # nobody on this socket speaks v2
+    assert not keep(_adv4(truncate=7)) and keep(_adv4(truncate=8))         # shorter than any advert
+    assert not keep(_adv4()[:20]) and not keep(_adv4()[:10])               # no VRRP at all, a cut IP header
+    typ2 = bytearray(_adv4())
+    typ2[20] = 0x32                                                        # version 3, type 2 (not an advert)
+    assert not keep(bytes(typ2))
+    # an IP header with options moves the VRRP message: the filter follows the header length
+    opt = bytearray(_adv4())
+    opt = bytes([0x46]) + bytes(opt[1:20]) + b"\x01\x01\x01\x00" + bytes(opt[20:])
+    assert keep(opt)
+    # v2 and v3 on one socket; log_unknown_vrids keeps every VRID
+    both = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2, 3], None))
+    assert _run_bpf(both, _adv4(version=2, vrid=200)) and _run_bpf(both, _adv4(vrid=7))
+    assert not _run_bpf(both, _adv4(vrid=7, ttl=1))
+    v2 = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2], [51]))
+    assert _run_bpf(v2, _adv4(version=2)) and not _run_bpf(v2, _adv4(version=2, truncate=15))
+    # all 255 VRIDs fit the 8-bit jumps
+    every = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [3], list(range(1, 256))))
+    assert all(_run_bpf(every, _adv4(vrid=v)) for v in (1, 128, 255))
+
+
+def test_rx_filter_ipv6_checks_the_hop_limit_through_the_network_header():
+    import struct
+
+    IP6 = ipaddress.IPv6Address
+    prog = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(6, [3], [52]))
+
+    def ipv6_header(hop_limit: int, dst: str) -> bytes:
+        return struct.pack("!IHBB16s16s", 0x60000000, 20, 112, hop_limit, IP6("fe80::2").packed, IP6(dst).packed)
+
+    adv = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 52, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    assert _run_bpf(prog, adv, ipv6_header(255, "ff02::12"))
+    assert not _run_bpf(prog, adv, ipv6_header(64, "ff02::12"))
+    assert _run_bpf(prog, adv, ipv6_header(64, "fe80::1"))  # unicast
+    other = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 53, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    assert not _run_bpf(prog, other, ipv6_header(255, "ff02::12"))
+    assert not _run_bpf(prog, adv[:7], ipv6_header(255, "ff02::12"))
+
+
+def test_rx_filter_attaches_to_a_real_socket_and_drops_in_the_kernel():
+    """The program is one the kernel accepts (SO_ATTACH_FILTER validates it); on a UDP socket over loopback
+    (no root needed) a filter is proven to drop in the kernel: only the datagrams it accepts are queued."""
+    import socket
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        # for UDP the filter sees the UDP header first: accept datagrams whose payload's first byte is 0x31
+        prog = [(vrrpd.BPF_LD | vrrpd.BPF_B | vrrpd.BPF_ABS, 0, 0, 8),
+                (vrrpd.BPF_JMP | vrrpd.BPF_JEQ | vrrpd.BPF_K, 0, 1, 0x31),
+                (vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT),
+                (vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, 0)]
+        vrrpd.attach_filter(rx, vrrpd.bpf_bytes(prog))
+        for first in (0x31, 0x21, 0x31, 0xFF):
+            tx.sendto(bytes([first, 1, 2, 3]), rx.getsockname())
+        time.sleep(0.05)
+        got = []
+        while vrrpd.kernel_holds_packets(rx):
+            got.append(rx.recv(100)[0])
+        assert got == [0x31, 0x31]
+        for family in (4, 6):  # the VRRP programs pass the kernel's checker too
+            vrrpd.attach_filter(rx, vrrpd.bpf_bytes(vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(family, [3], [1]))))
+        with pytest.raises(OSError):
+            vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_LD | vrrpd.BPF_W | vrrpd.BPF_ABS, 0, 0, 0)]))
+    finally:
+        rx.close()
+        tx.close()
+
+
+class _FakeClockLoop(vrrpd.EventLoop):
+    """The real loop on a fake clock: the test moves time; select() never waits."""
+
+    def __init__(self):
+        super().__init__()
+        self.now = 1000.0
+
+    def time(self):
+        return self.now
+
+
+class _BacklogSocket:
+    """A VrrpSocket stand-in whose kernel queue is a real datagram socket pair: what the test queues stays in
+    the kernel until the daemon reads it."""
+
+    def __init__(self, ifname="eth0"):
+        import socket
+
+        self.ifname, self.ifindex, self.groups, self.sent = ifname, 7, [], []
+        self.rx, self.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.rx.setblocking(False)
+        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+        self.peer.setblocking(False)  # a full queue fails the test instead of hanging it
+        self.sock = self  # what the Daemon selects on, peeks at and sends with
+        self.received_at = None
+        self.rx_filter = None
+
+    def fileno(self):
+        return self.rx.fileno()
+
+    def sendto(self, data, address):
+        self.sent.append(data)
+
+    def queue(self, packet: bytes) -> None:
+        self.peer.send(packet)
+
+    def recv(self, size=None, flags=0):
+        if size is not None:  # a peek
+            return self.rx.recv(size, flags)
+        try:
+            return self.rx.recv(65535)
+        except BlockingIOError:
+            return None
+
+    def join(self, group):
+        self.groups.append(group)
+
+    def close(self):
+        self.rx.close()
+        self.peer.close()
+
+
+def _backlog_daemon(monkeypatch):
+    """A BACKUP (priority 95, VRRPv3, advert_int 0.5) whose master is 10.0.0.2, on a fake clock."""
+    loop = _FakeClockLoop()
+    inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=95, advert_int=0.5,
+                              version=3, virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv4Interface("10.0.0.100/24"))])
+    d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="backlog"), vrrp_instances=[inst]), loop)
+    vips = []
+
+    class Rtnl:
+        def add_address(self, index, vip):
+            vips.append(vip)
+
+        def del_address(self, index, vip):
+            pass
+
+        def close(self):
+            pass
+
+    sock = _BacklogSocket()
+    d.rtnl = Rtnl()
+    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
+    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.0.0.1/24"))]
+    monkeypatch.setattr(vrrpd, "VrrpSocket", lambda ifname, ifindex: sock)
+    monkeypatch.setattr(vrrpd, "GarpSocket", lambda ifname: type("G", (), {"send": lambda *a: None,
+                                                                           "close": lambda *a: None})())
+    rt = d._add_instance(inst)
+    d._apply(rt, rt.machine.start(loop.now))
+    return d, loop, rt, sock, vips
+
+
+def _master_advert(prio=150):
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    adv = vrrpd.VrrpAdvert(3, 51, prio, [IP4("10.0.0.100")], 0.5, 0, b"")
+    return vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(adv, src, group))
+
+
+def test_soak_finding_a_master_down_timeout_waits_for_adverts_queued_behind_a_flood(monkeypatch):
+    """The soak's two holders: under a flood a starved BACKUP read its socket too slowly; the master-down timer
+    fell due while the master's newer adverts were still queued in the kernel behind thousands of garbage
+    packets, and the timeout acted on them unread. Now the timeout acts only once the queue is empty."""
+    d, loop, rt, sock, vips = _backlog_daemon(monkeypatch)
+    try:
+        m = rt.machine
+        sock.queue(_master_advert())
+        loop.run_once()
+        assert m.state == vrrpd.State.BACKUP and m.master_ip == IP4("10.0.0.2")
+        # the master goes on advertising, but each advert sits behind 100 packets of garbage
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        for _ in range(4):
+            for _ in range(100):
+                sock.queue(garbage)
+            sock.queue(_master_advert())
+        loop.now = m.master_down_timer + 0.001  # the loop was starved: the timer is due, the queue is full
+        passes = 0
+        while vrrpd.kernel_holds_packets(sock.sock) or rt.timer is None or rt.timer.when <= loop.now:
+            loop.run_once()
+            passes += 1
+            assert m.state == vrrpd.State.BACKUP, f"took over after {passes} passes with adverts still queued"
+            assert passes < 1000
+        assert not vips and passes >= 400 // vrrpd.RX_BATCH // 2  # read in bounded batches, not all at once
+        assert m.master_down_timer > loop.now and rt.bad_packets.get("bad_ttl", 0) == 400
+        # silence for real: the timeout acts once the queue is empty
+        loop.now = m.master_down_timer + 0.001
+        loop.run_once()
+        assert m.state == vrrpd.State.MASTER and vips
+    finally:
+        d.close()
+        loop.close()
+
+
+def test_a_queue_that_never_empties_postpones_the_timeout_by_one_master_down_interval_only(monkeypatch):
+    d, loop, rt, sock, vips = _backlog_daemon(monkeypatch)
+    try:
+        m = rt.machine
+        sock.queue(_master_advert())
+        loop.run_once()
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        loop.now = due = m.master_down_timer + 0.001
+        while m.state == vrrpd.State.BACKUP:
+            for _ in range(vrrpd.RX_BATCH * 2 + 1):  # a little faster than the daemon reads: never drains
+                sock.queue(garbage)
+            loop.run_once()
+            loop.now += 0.05
+            assert loop.now < due + 2 * m.master_down_interval
+        assert loop.now >= due + m.master_down_interval and vips
+    finally:
+        d.close()
+        loop.close()
+
+
+def test_a_due_advert_is_sent_before_the_next_batch_of_a_flooded_socket_is_read():
+    import socket
+
+    loop = vrrpd.EventLoop()
+    rx, tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    order = []
+    try:
+        rx.setblocking(False)
+        tx.setblocking(False)
+        for _ in range(vrrpd.RX_BATCH + 10):
+            tx.send(b"x")
+
+        def readable():
+            for _ in range(vrrpd.RX_BATCH):
+                try:
+                    rx.recv(10)
+                except BlockingIOError:
+                    return
+                order.append("packet")
+
+        loop.add_reader(rx, readable)
+        loop.call_at(loop.time(), lambda: order.append("advert"))
+        loop.run_once()
+        assert order[0] == "advert" and order.count("packet") == vrrpd.RX_BATCH
+    finally:
+        loop.close()
+        rx.close()
+        tx.close()

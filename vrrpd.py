@@ -355,6 +355,7 @@ class GlobalDefs:
     vrrp_lower_prio_no_advert: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
+    log_unknown_vrids: bool = False  # also: the kernel filter keeps adverts of VRIDs no instance has
     vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
     v3_checksum_as_v2: bool = False
@@ -2831,7 +2832,8 @@ for _name in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_lower_prio_no_advert",
               "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src", "v3_checksum_as_v2",
-              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop"):
+              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop",
+              "log_unknown_vrids"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _kw(_G, "lvs_flush_on_stop", _g_iptables("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS")
 _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
@@ -2874,7 +2876,7 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
              "reload_time_file reload_repeat reload_file include_check state_dump_file "
-             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix log_unknown_vrids "
+             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
@@ -4281,6 +4283,103 @@ def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
     return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
 
 
+# -- classic BPF receive filter (linux/filter.h): what the kernel drops before vrrpd wakes up ---------
+
+BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
+BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
+BPF_IMM, BPF_ABS, BPF_IND, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x80, 0xA0
+BPF_SUB, BPF_AND = 0x10, 0x50
+BPF_JA, BPF_JEQ, BPF_JGE = 0x00, 0x10, 0x30
+BPF_K, BPF_X = 0x00, 0x08
+SKF_NET_OFF = -0x100000  # loads relative to the network header (an IPv6 raw socket sees the VRRP message at 0)
+BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+BPF_ACCEPT = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class RxFilter:
+    """What one VRRP socket's kernel filter lets through: adverts of these (version << 4 | type) bytes, of these
+    VRIDs (None: any, for log_unknown_vrids), at least `min_length` bytes of VRRP, and multicast ones with
+    TTL/hop limit 255 (RFC 5798 section 7.1; unicast TTLs are unicast_peer's min_ttl/max_ttl, checked in user
+    space)."""
+
+    family: int
+    kinds: Tuple[int, ...]
+    vrids: Optional[Tuple[int, ...]]
+    min_length: int = VRRP_HEADER_LEN
+
+    def describe(self) -> str:
+        versions = ",".join(str(k >> 4) for k in self.kinds)
+        vrids = "any" if self.vrids is None else ",".join(map(str, self.vrids))
+        return f"multicast TTL 255, VRRP length >= {self.min_length}, version {versions}, VRID {vrids}"
+
+
+def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]]) -> RxFilter:
+    """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
+    kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
+    # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
+    min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
+    return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length)
+
+
+def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
+    """The classic BPF program of `f` as (code, jt, jf, k) instructions; it returns 0 (drop) or BPF_ACCEPT.
+
+    An IPv4 raw socket's filter sees the packet from its IP header; an IPv6 one sees the VRRP message, and
+    reaches the IPv6 header (destination, hop limit) through SKF_NET_OFF."""
+    prog: List[list] = []  # [code, jt, jf, k], jumps as label names or None (next instruction)
+    labels: Dict[str, int] = {}
+
+    def op(code: int, k: int = 0, jt: Optional[str] = None, jf: Optional[str] = None) -> None:
+        prog.append([code, jt, jf, k & 0xFFFFFFFF])
+
+    if f.family == 4:
+        op(BPF_LDX | BPF_B | BPF_MSH, 0)  # X = IP header length
+        op(BPF_LD | BPF_W | BPF_LEN)
+        op(BPF_ALU | BPF_SUB | BPF_X)  # A = VRRP length
+        op(BPF_JMP | BPF_JGE | BPF_K, f.min_length, jf="drop")
+        op(BPF_LD | BPF_B | BPF_ABS, 16)  # first byte of the destination
+        op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xE0, jf="vrrp")
+        op(BPF_LD | BPF_B | BPF_ABS, 8)  # TTL
+        op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
+        byte0, byte1 = (BPF_LD | BPF_B | BPF_IND, 0), (BPF_LD | BPF_B | BPF_IND, 1)
+    else:
+        op(BPF_LD | BPF_W | BPF_LEN)
+        op(BPF_JMP | BPF_JGE | BPF_K, f.min_length, jf="drop")
+        op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 24)  # first byte of the destination
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xFF, jf="vrrp")
+        op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 7)  # hop limit
+        op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
+        byte0, byte1 = (BPF_LD | BPF_B | BPF_ABS, 0), (BPF_LD | BPF_B | BPF_ABS, 1)
+    labels["vrrp"] = len(prog)
+    op(*byte0)  # version and type
+    for kind in f.kinds:
+        op(BPF_JMP | BPF_JEQ | BPF_K, kind, jt="vrid")
+    labels["drop"] = len(prog)
+    op(BPF_RET | BPF_K, 0)
+    labels["vrid"] = len(prog)
+    if f.vrids is not None:
+        op(*byte1)
+        for vrid in f.vrids:
+            op(BPF_JMP | BPF_JEQ | BPF_K, vrid, jt="accept")
+        op(BPF_RET | BPF_K, 0)
+    labels["accept"] = len(prog)
+    op(BPF_RET | BPF_K, BPF_ACCEPT)
+    out = []
+    for i, (code, jt, jf, k) in enumerate(prog):
+        offsets = [0 if j is None else labels[j] - i - 1 for j in (jt, jf)]
+        if not all(0 <= o <= 255 for o in offsets):
+            raise ValueError(f"BPF jump out of range at {i}")
+        out.append((code, offsets[0], offsets[1], k))
+    return out
+
+
+def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
+    """The array of struct sock_filter that SO_ATTACH_FILTER points to."""
+    return b"".join(BPF_INSN.pack(*insn) for insn in program)
+
+
 # -- netlink message and attribute packing (generic; rtnetlink and generic netlink both use it) -------
 
 NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
@@ -5313,6 +5412,10 @@ class VrrpMachine:
         """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time (keepalived's down_timer_adverts
         replaces the 3: an RFC deviation that every router of the VRID must share)."""
         return self.down_timer_adverts * self.master_adver_int + self.skew_time
+
+    def master_down_due(self, now: float) -> bool:
+        """True when on_timer(now) would act on an expired Master_Down_Timer (a BACKUP declaring the master gone)."""
+        return self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer
 
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
@@ -6748,7 +6851,94 @@ class BfdSession:
 NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
+SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
+SO_RXQ_OVFL = 40  # SOL_SOCKET option: each datagram carries how many the full receive queue made the kernel drop
+IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
+IPTOS_PREC_INTERNETCONTROL = 0xC0  # keepalived's IP_TOS / IPV6_TCLASS for adverts (CS6, network control)
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
+VRRP_RCVBUF = 1 << 20  # the receive buffer of a VRRP socket unless kernel_rx_buf_size asks for more
+
+
+def attach_filter(sock: socket.socket, code: bytes) -> None:
+    """SO_ATTACH_FILTER: the kernel runs `code` (bpf_bytes()) on each packet and queues only what it accepts.
+
+    The sock_fprog points into our memory, hence ctypes (imported here: python3-minimal may lack it; then
+    OSError, and user space goes on checking everything as before)."""
+    try:
+        import ctypes
+    except ImportError as exc:
+        raise OSError(errno.ENOSYS, "no ctypes for SO_ATTACH_FILTER") from exc
+    buf = ctypes.create_string_buffer(code, len(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                    struct.pack("@HP", len(code) // BPF_INSN.size, ctypes.addressof(buf)))
+
+
+def set_rcvbuf(sock: socket.socket, size: int) -> None:
+    """SO_RCVBUF of `size` bytes, past net.core.rmem_max with SO_RCVBUFFORCE when we may (keepalived's
+    kernel_rx_buf_size is honoured whole)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < 2 * size:  # the kernel doubles what it grants
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        except OSError:
+            pass
+
+
+def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
+    try:
+        sock.setsockopt(level, option, value)
+    except OSError:
+        pass  # an older kernel: only an optimisation is lost
+
+
+def kernel_holds_packets(sock: Optional[socket.socket]) -> bool:
+    """True while the kernel holds an unread datagram for `sock` (a peek that takes nothing)."""
+    if sock is None:
+        return False
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    return True
+
+
+class _RxSocket:
+    """What the receive path needs of every VRRP socket, both families: the kernel filter, the receive buffer,
+    and how many datagrams the kernel dropped for a full queue."""
+
+    sock: socket.socket
+    ifname: str
+
+    def _rx_init(self) -> None:
+        self.rx_filter: Optional[RxFilter] = None
+        self.rx_filter_error: Optional[str] = None
+        self.rcvbuf = VRRP_RCVBUF
+        self.queue_drops = 0  # SO_RXQ_OVFL: datagrams the kernel dropped because the receive queue was full
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        set_rcvbuf(self.sock, self.rcvbuf)
+
+    def set_filter(self, rx_filter: Optional[RxFilter]) -> None:
+        """Attach (or replace) the kernel filter; None leaves the socket as it is. A failure is remembered
+        and logged once: vrrpd then checks every packet in user space, as without a filter."""
+        if rx_filter is None or rx_filter == self.rx_filter:
+            return
+        try:
+            attach_filter(self.sock, bpf_bytes(vrrp_filter_program(rx_filter)))
+        except (OSError, ValueError) as exc:
+            if self.rx_filter_error is None:
+                log.warning("cannot attach the VRRP receive filter on %s: %s", self.ifname, exc)
+            self.rx_filter_error = str(exc)
+            return
+        self.rx_filter, self.rx_filter_error = rx_filter, None
+
+    def set_rcvbuf(self, size: int) -> None:
+        if size != self.rcvbuf:
+            self.rcvbuf = size
+            set_rcvbuf(self.sock, size)
+
+    def _overflow(self, value: bytes) -> None:
+        if len(value) >= 4:
+            self.queue_drops = struct.unpack_from("=I", value)[0]
 
 
 class NetlinkSocket:
@@ -6917,7 +7107,7 @@ class RtnetlinkMonitor:
         self.sock.close()
 
 
-class VrrpSocket:
+class VrrpSocket(_RxSocket):
     """The raw IPPROTO_VRRP socket of one interface: receives every VRRP packet arriving there and sends
     adverts with our own IPv4 header (IP_HDRINCL: source, TTL 255 and TOS are ours to set)."""
 
@@ -6932,13 +7122,15 @@ class VrrpSocket:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(b"\0" * 4, b"\0" * 4, ifindex))
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setblocking(False)
+            self.sock = sock
+            self._rx_init()
         except OSError:
             sock.close()
             raise
-        self.sock = sock
         self.received_at: Optional[float] = None  # kernel receive time (CLOCK_REALTIME) of the last datagram
 
     def join(self, group: ipaddress.IPv4Address) -> None:
@@ -6965,6 +7157,8 @@ class VrrpSocket:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
                 self.received_at = sec + nsec * 1e-9
+            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                self._overflow(value)
         return data
 
     def close(self) -> None:
@@ -8391,7 +8585,7 @@ class VmacManager:
         self._saved_sysctls.clear()
 
 
-class VrrpSocket6:
+class VrrpSocket6(_RxSocket):
     """The raw IPv6 VRRP socket of one interface (RFC 5798 section 5.1.2).
 
     Adverts go from the interface's link-local address with hop limit 255; the kernel fills in and
@@ -8411,12 +8605,14 @@ class VrrpSocket6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            _optional_sockopt(sock, socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)  # Linux >= 4.20
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, IPTOS_PREC_INTERNETCONTROL)
             sock.setblocking(False)
+            self.sock = sock
+            self._rx_init()
         except OSError:
             sock.close()
             raise
-        self.sock = sock
 
     def join(self, group: ipaddress.IPv6Address) -> None:
         if group in self.groups:
@@ -8443,6 +8639,8 @@ class VrrpSocket6:
                 hoplimit = struct.unpack("=i", value[:4])[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
                 dst = ipaddress.IPv6Address(value[:16])
+            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                self._overflow(value)
         return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
 
     def close(self) -> None:
@@ -9019,8 +9217,13 @@ class EventLoop:
                 due.append(timer)
         with self._lock:
             ready, self._ready = self._ready, []
-        # Each handler is looked up again just before it runs: an earlier callback of this same pass may have
-        # removed a reader (and closed its socket) or cancelled a timer that had already fallen due.
+        # Due timers first: an advert due now leaves before the next batch of a flooded socket is read (each
+        # reader takes a bounded batch per pass). Each handler is looked up again just before it runs: an
+        # earlier callback of this same pass may have removed a reader (and closed its socket) or cancelled a
+        # timer that had already fallen due.
+        for timer in due:
+            if not timer.cancelled:
+                self._call(timer.callback, timer.args)
         for key, mask in events:
             for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
                 if mask & flag:
@@ -9029,9 +9232,6 @@ class EventLoop:
                         self._call(*handlers[slot])
         for callback, args in ready:
             self._call(callback, args)
-        for timer in due:
-            if not timer.cancelled:
-                self._call(timer.callback, timer.args)
 
     @staticmethod
     def _call(callback: Callable[..., Any], args: tuple) -> None:
@@ -9550,6 +9750,7 @@ class _RateLimit:
             self.last[key] = (last + self.period, 0)
 
 
+RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
@@ -9578,6 +9779,8 @@ class InstanceRuntime:
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
+        # (Master_Down_Timer, since): a due master-down timeout waiting for the adverts still queued in the kernel
+        self.backlog_wait: Optional[Tuple[float, float]] = None
         self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
         self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
@@ -9645,6 +9848,7 @@ class Daemon:
         if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
             raise OSError(errno.EPERM,
                           "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
+        self._update_rx_filters()
         self._remove_stale_vips()
         self._start_static()
         self.tracking.start()
@@ -9831,6 +10035,7 @@ class Daemon:
                     log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
         if changed:
             self._update_own_sources()
+            self._update_rx_filters()  # a socket opened on an interface that appeared
         return changed
 
     @staticmethod
@@ -10037,6 +10242,7 @@ class Daemon:
             delta, fault = self._adjustment(rt)
             self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
+        self._update_rx_filters()
         self._reevaluate()
         log.info("Reload complete")
         sd_notify("READY=1")
@@ -10160,6 +10366,8 @@ class Daemon:
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         rt.timer = None
+        if self._timeout_waits_for_backlog(rt):
+            return
         if self.beyond.hold_master(rt):
             return
         actions = rt.machine.on_timer(self.loop.time())
@@ -10466,11 +10674,71 @@ class Daemon:
 
     # -- receive path --------------------------------------------------------------------------
     def _on_vrrp_readable(self, vsock: VrrpSocket) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):  # one batch per wake-up: the loop's due timers (adverts) run before the next
             data = vsock.recv()
             if data is None:
                 return
             self._handle_packet(vsock, data)
+
+    def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
+        """The sockets that carry the instance's adverts, each with the reader of one batch."""
+        out: List[Tuple[socket.socket, Callable[[], None]]] = []
+        vsock = rt.vsock
+        if vsock is not None:
+            out.append((vsock.sock, lambda: self._on_vrrp_readable(vsock)))
+        return out + self.beyond.rx_sockets(rt)
+
+    def _timeout_waits_for_backlog(self, rt: InstanceRuntime) -> bool:
+        """A due Master_Down_Timer says the master fell silent; adverts still queued in the kernel (read late
+        behind a flood) are not silence. So the timeout acts only once the instance's sockets are empty: until
+        then each pass of the loop reads a batch (which re-arms the timer when it holds an advert of the
+        master), and sends and other timers go on in between. A flood that keeps a queue full for one more
+        Master_Down_Interval can postpone the timeout no longer: then it acts, and says why."""
+        m, now = rt.machine, self.loop.time()
+        if not m.master_down_due(now):
+            return False
+        busy = [read for sock, read in self._rx_sockets(rt) if kernel_holds_packets(sock)]
+        if not busy:
+            rt.backlog_wait = None
+            return False
+        deadline = m.master_down_timer
+        assert deadline is not None
+        if rt.backlog_wait is None or rt.backlog_wait[0] != deadline:
+            rt.backlog_wait = (deadline, now)
+        elif now - rt.backlog_wait[1] >= m.master_down_interval:
+            log.warning("(%s) receive queue still not empty a master down interval after the timeout: "
+                        "acting on it", rt.inst.name)
+            rt.backlog_wait = None
+            return False
+        for read in busy:
+            read()
+        if rt.timer is None:  # no advert of the master in that batch: look again on the next pass
+            rt.timer = self.loop.call_at(now, self._on_timer, rt)
+        return True
+
+    def _update_rx_filters(self) -> None:
+        """Each VRRP socket's kernel filter and receive buffer follow the instances on it (start, reload)."""
+        for ifname, vsock in self.vsocks.items():
+            self._tune_rx_socket(vsock, 4, self.by_socket.get(ifname, []))
+        self.beyond.update_rx_filters()
+
+    def _tune_rx_socket(self, vsock: Any, family: int, rts: List[InstanceRuntime]) -> None:
+        if not rts or not isinstance(vsock, _RxSocket):
+            return
+        vrids = None if self.g.log_unknown_vrids else [rt.machine.vrid for rt in rts]
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids))
+        # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
+        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
+
+    def rx_sockets_status(self) -> List[Dict[str, Any]]:
+        """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
+        instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
+        the receive queue was full (SO_RXQ_OVFL, counted by the kernel)."""
+        socks = [(4, s) for s in self.vsocks.values()] + [(6, s) for s in self.beyond.vsocks6.values()]
+        return [{"interface": s.ifname, "family": family,
+                 "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
+                 "kernel_filter_error": s.rx_filter_error, "rcvbuf": s.rcvbuf,
+                 "kernel_queue_full_drops": s.queue_drops} for family, s in socks if isinstance(s, _RxSocket)]
 
     def _bad(self, rt: Optional[InstanceRuntime], reason: str, message: str) -> None:
         if rt is not None:
@@ -10753,6 +11021,7 @@ class Daemon:
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
                 "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
+                "sockets": self.rx_sockets_status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
 
 
@@ -11077,8 +11346,23 @@ class BeyondIPv4:
             self.d.ratelimit(("na", ifname), self.d.loop.time(), f"cannot send neighbour advert on {ifname}: {exc}")
 
     # -- receiving -----------------------------------------------------------------------------
+    def rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
+        """The IPv6 and AH sockets that carry the instance's adverts, each with the reader of one batch."""
+        out: List[Tuple[socket.socket, Callable[[], None]]] = []
+        vsock6 = self.sock6_of.get(rt.inst.name)
+        if vsock6 is not None:
+            out.append((vsock6.sock, lambda: self._on_readable6(vsock6)))
+        ahsock = self.ah_socks.get(rt.vsock.ifname) if rt.vsock is not None and rt.inst.name in self.ah_seq else None
+        if ahsock is not None:
+            out.append((ahsock.sock, lambda: self._on_ah_readable(ahsock)))
+        return out
+
+    def update_rx_filters(self) -> None:
+        for ifname, vsock in self.vsocks6.items():
+            self.d._tune_rx_socket(vsock, 6, self.by_socket6.get(ifname, []))
+
     def _on_readable6(self, vsock: VrrpSocket6) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):
             got = vsock.recv()
             if got is None:
                 return
@@ -11125,7 +11409,7 @@ class BeyondIPv4:
         d._apply(rt, rt.machine.on_advert(d.loop.time(), adv, src))  # type: ignore[arg-type]
 
     def _on_ah_readable(self, ahsock: AhSocket) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):
             data = ahsock.recv()
             if data is None:
                 return
