@@ -11466,6 +11466,12 @@ def format_metrics(status: Dict[str, Any]) -> str:
         if info.get("last_duration") is not None:
             m.add("vrrpd_script_last_run_seconds", "gauge", "How long the last run took", {"name": name},
                   info["last_duration"])
+    server = status.get("metrics_server") or {}
+    if server:
+        m.add("vrrpd_metrics_scrapes_total", "counter", "Scrapes of /metrics served", {}, server.get("scrapes", 0))
+        m.add("vrrpd_metrics_connections_evicted_total", "counter", "Metrics connections closed to make room for "
+              "newer ones (max_clients)", {}, server.get("evicted", 0))
+        m.add("vrrpd_metrics_connections", "gauge", "Metrics connections open now", {}, server.get("open", 0))
     lvs = status.get("lvs") if isinstance(status.get("lvs"), dict) else {}
     for vs in lvs.get("virtual_servers") or []:
         m.add("vrrpd_virtual_server_quorum_up", "gauge", "1 while the virtual server has its quorum",
@@ -11494,13 +11500,15 @@ class MetricsServer:
     Nothing blocks: at most max_clients connections are open (the oldest is closed to make room for a new one),
     a request may be max_request bytes, and a connection gets idle_timeout seconds, from accept to the last
     byte of the reply, whatever it sends meanwhile (1 byte a second does not keep it open). The reply is
-    rendered once the request is complete and written as the socket takes it. So a scraper costs at most
-    max_clients x (max_request + one reply) of memory and never delays an advert by more than one render."""
+    rendered once the request is complete (at most once per render_interval, however many ask) and written as
+    the socket takes it. So a scraper costs at most max_clients x (max_request + one reply) of memory and at
+    most one render per render_interval of loop time."""
 
     max_clients = 16
     max_request = 8192
     idle_timeout = 5.0
     accepts_per_wakeup = 64
+    render_interval = 0.25
 
     def __init__(self, loop: EventLoop, address: str, render: Callable[[], str]):
         host, port = parse_listen(address)
@@ -11509,6 +11517,8 @@ class MetricsServer:
         self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         self.scrapes = 0
         self.evicted = 0
+        self._body: Optional[str] = None
+        self._rendered_at = 0.0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -11577,7 +11587,10 @@ class MetricsServer:
         elif target == "/metrics":
             self.scrapes += 1
             try:
-                body = self.render()
+                now = self.loop.time()
+                if self._body is None or now - self._rendered_at >= self.render_interval:
+                    self._body, self._rendered_at = self.render(), now
+                body = self._body
             except Exception as exc:  # a bug in a metric must not take the daemon down
                 log.exception("metrics: rendering failed: %s", exc)
                 self._reply(conn, client, 500, "Internal Server Error", "rendering failed\n")
@@ -12483,6 +12496,9 @@ class Operator:
         st = self.d.status()
         st["config_file"] = self.config_file
         st["reloads"] = {"done": self.reloads, "failed": self.reload_failures, "last": self.last_reload}
+        if self.metrics is not None:
+            st["metrics_server"] = {"listen": self.metrics.listen, "scrapes": self.metrics.scrapes,
+                                    "evicted": self.metrics.evicted, "open": len(self.metrics.clients)}
         return st
 
     def stop(self, signum: int = 0) -> None:
