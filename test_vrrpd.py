@@ -753,6 +753,26 @@ def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
     assert not diags, messages(diags)
 
 
+def test_keywords_without_meaning_in_one_process_warn_once_when_keepalived_acts_on_them(tmp_path, caplog):
+    text = ("global_defs {\n vrrp_rt_priority 50\n checker_rt_priority 50\n vrrp_process_name vrrpx\n"
+            " enable_snmp_vrrp\n enable_dbus\n dbus_service_name x\n}\n")
+    _, diags = vrrpd.parse_config_text(text + "vrrp_instance B {\n vrrp_rt_priority 5\n}\n" + MINIMAL, "p.conf")
+    warned = [m for m in messages(diags) if "keepalived" in m and "ignores it" in m]
+    assert warned == [
+        "p.conf:2: warning: vrrp_rt_priority: keepalived runs that process with real-time scheduling; vrrpd is one "
+        "process and ignores it",
+        "p.conf:3: warning: checker_rt_priority: keepalived runs that process with real-time scheduling; vrrpd is "
+        "one process and ignores it",
+        "p.conf:5: warning: enable_snmp_vrrp: keepalived runs an SNMP subagent; vrrpd is without SNMP and ignores it",
+        "p.conf:6: warning: enable_dbus: keepalived offers a DBus interface; vrrpd is without DBus and ignores it"]
+    # the start-up log says it too, once
+    path = tmp_path / "p.conf"
+    path.write_text(text + MINIMAL)
+    caplog.set_level("WARNING", logger="vrrpd")
+    vrrpd.load_config(str(path), check_interfaces=False)
+    assert caplog.text.count("vrrp_rt_priority: keepalived runs that process") == 1
+
+
 def test_global_flags_with_optional_words():
     text = ("global_defs {\n lvs_flush_on_stop VS\n vrrp_iptables IN OUT\n smtp_server mail.example.com 2525\n"
             " lvs_timeouts tcp 7200 udp 300\n script_user nobody nogroup\n}\n"
@@ -775,7 +795,11 @@ def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
               for r in rows for name in re.findall(r"`([^`]+)`", r)]
     assert len(listed) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
     assert ("vrrp_instance", "virtual_router_id", "supported") in listed
-    assert ("global_defs", "lvs_sync_daemon", "accepted, not acted upon") in listed
+    assert ("global_defs", "lvs_sync_daemon", "accepted, not yet acted upon") in listed
+    assert ("global_defs", "enable_snmp_vrrp",
+            "accepted, not acted upon (no meaning in one process without SNMP and DBus)") in listed
+    for name in ("virtual_routes", "static_rules", "dynamic_interfaces", "instance", "UDP_CHECK", "mcast_dst_ip"):
+        assert any(n == name and what == "supported" for _, n, what in listed), name
     readme = (HERE / "README.md").read_text()
     assert table in readme, "README keyword table is stale: paste vrrpd.keyword_table_markdown() between its markers"
 
@@ -1116,7 +1140,7 @@ def test_misplaced_keyword_with_balanced_braces_is_only_a_warning():
             "   connect_timeout 4\n  }\n }\n protocol TCP\n}\n")
     config, diags = vrrpd.parse_config_text(text, "m.conf")
     assert messages(diags) == ["m.conf:4: warning: 'weight' does not belong in TCP_CHECK (ignored) (it belongs in "
-                               "bfd_instance / real_server / track_file / virtual_server / vrrp_script / "
+                               "FILE_CHECK / bfd_instance / real_server / track_file / virtual_server / vrrp_script / "
                                "vrrp_track_process)"]
     rs = config.virtual_servers[0].real_servers[0]
     assert rs.weight == 1 and rs.checkers[0].connect_timeout == 4.0
@@ -6087,6 +6111,127 @@ def test_tcp_check_removes_and_readds_real_server_with_keepalived_lines(caplog):
     loop.close()
 
 
+def test_udp_ping_and_file_checks_are_read_with_keepalived_keywords(tmp_path):
+    config, diags = parse_ok(f"""
+track_file tf {{
+    file {tmp_path}/w
+    weight 0
+}}
+virtual_server 10.0.0.1 53 {{
+    protocol UDP
+    real_server 10.0.0.2 53 {{
+        UDP_CHECK {{
+            connect_timeout 2
+            payload Ab12f 3 456
+            require_reply 4f 4B xx
+            min_reply_length 2
+            max_reply_length 9
+            retry 2
+        }}
+        PING_CHECK {{
+            delay_before_retry 0.5
+            log_all_failures
+        }}
+        FILE_CHECK {{
+            track_file tf
+            weight -5 reverse
+        }}
+    }}
+    real_server 10.0.0.3 53 {{
+        ICMP_CHECK {{
+        }}
+        FILE_CHECK {{
+        }}
+    }}
+}}
+""")
+    udp, ping, file_check = config.virtual_servers[0].real_servers[0].checkers
+    assert udp.kind == "UDP_CHECK" and udp.payload == bytes.fromhex("ab120f034506") and udp.require_reply
+    assert (udp.reply_data, udp.reply_mask) == (b"\x4f\x4b\x00", b"\xff\xff\x00")
+    assert (udp.min_reply_length, udp.max_reply_length, udp.retry, udp.connect_timeout) == (2, 9, 2, 2.0)
+    assert ping.kind == "PING_CHECK" and ping.delay_before_retry == 0.5 and ping.log_all_failures
+    assert (file_check.track_file, file_check.file_weight, file_check.file_weight_reverse) == ("tf", -5, True)
+    second = config.virtual_servers[0].real_servers[1].checkers
+    assert [c.kind for c in second] == ["PING_CHECK"]  # the FILE_CHECK without track_file is dropped
+    text = "\n".join(messages(diags))
+    assert "keepalived has no ICMP_CHECK; read as PING_CHECK" in text
+    assert "FILE_CHECK has no track_file specified - ignoring" in text
+
+
+def test_udp_reply_and_file_check_verdicts():
+    chk = vrrpd.Checker(kind="UDP_CHECK", require_reply=True, reply_data=b"OK\x00", reply_mask=b"\xff\xff\x00",
+                        min_reply_length=2, max_reply_length=4)
+    assert vrrpd.udp_reply_ok(chk, b"OK") and vrrpd.udp_reply_ok(chk, b"OK\x7f")
+    assert not vrrpd.udp_reply_ok(chk, b"NO") and not vrrpd.udp_reply_ok(chk, b"O") and \
+        not vrrpd.udp_reply_ok(chk, b"OK123")
+    assert vrrpd.udp_reply_ok(vrrpd.Checker(kind="UDP_CHECK", require_reply=True), b"anything")
+    assert vrrpd.file_check_result(0, 0, False, 1) == (True, None)
+    assert vrrpd.file_check_result(3, 0, False, 1) == (False, None)
+    assert vrrpd.file_check_result(0, 0, True, 1) == (False, None)
+    assert vrrpd.file_check_result(2, 5, False, 1) == (True, 11)
+    assert vrrpd.file_check_result(2, 5, True, 20) == (True, 10)
+    assert vrrpd.file_check_result(-(2**31), 1, False, 0) == (False, None)
+
+
+def test_udp_ping_and_file_checks_move_real_servers(tmp_path, caplog):
+    import socket
+
+    caplog.set_level("INFO", logger="vrrpd")
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # listens, never answers
+    mute.bind(("127.0.0.2", port))
+    udp = vrrpd.Checker(kind="UDP_CHECK", connect_timeout=0.3, retry=0, require_reply=True, reply_data=b"OK",
+                        reply_mask=b"\xff\xff", min_reply_length=2)
+    silent = vrrpd.Checker(kind="UDP_CHECK", connect_timeout=0.2, retry=0)  # no require_reply: silence is fine
+    ping = vrrpd.Checker(kind="PING_CHECK", connect_timeout=1, retry=0, alpha=True)
+    track = tmp_path / "weight"
+    track.write_text("0\n")
+    filechk = vrrpd.Checker(kind="FILE_CHECK", track_file="tf", file_weight=0)
+    vs = _vs("10.0.0.100", port, protocol="UDP", delay_loop=0.2,
+             rss=[_rs("127.0.0.1", port, [udp]), _rs("127.0.0.2", port, [silent]), _rs("127.0.0.3", 7, [ping]),
+                  _rs("127.0.0.4", 9, [filechk], weight=3)])
+    loop, m = _manager(vs)
+    m.config.track_files["tf"] = vrrpd.TrackFile(name="tf", path=str(track))
+    got = []
+
+    def answer():
+        try:
+            data, peer = server.recvfrom(100)
+        except BlockingIOError:
+            return
+        got.append(data)
+        server.sendto(b"OK", peer)
+    loop.add_reader(server, answer)
+    m.start()
+    key = f"[10.0.0.100]:udp:{port}"
+    fake = m.nl
+    _run_until(loop, lambda: "127.0.0.3:7" in fake.weights(key), 5, "PING_CHECK up")
+    assert "ICMP connection to [127.0.0.3]:udp:7 success." in caplog.text
+    _run_until(loop, lambda: len(got) >= 2, 3, "UDP_CHECK probes")
+    assert got[0] == vrrpd.UDP_CHECK_PAYLOAD and len(got[0]) == 32
+    assert fake.weights(key) == {f"127.0.0.1:{port}": 1, f"127.0.0.2:{port}": 1, "127.0.0.3:7": 1, "127.0.0.4:9": 3}
+    # the UDP server goes: its ICMP port unreachable brings the real server down (both UDP checks)
+    loop.remove_reader(server)
+    server.close()
+    mute.close()
+    _run_until(loop, lambda: f"127.0.0.1:{port}" not in fake.weights(key), 3, "UDP_CHECK down")
+    assert f"UDP_CHECK on service [127.0.0.1]:udp:{port} failed after 0 retries." in caplog.text
+    _run_until(loop, lambda: f"127.0.0.2:{port}" not in fake.weights(key), 3, "silent UDP_CHECK down on ICMP error")
+    # FILE_CHECK: a non-zero value (weight 0) is DOWN; back to 0 is UP; a weight moves the real server's weight
+    track.write_text("1\n")
+    _run_until(loop, lambda: "127.0.0.4:9" not in fake.weights(key), 3, "FILE_CHECK down")
+    track.write_text("0\n")
+    _run_until(loop, lambda: fake.weights(key).get("127.0.0.4:9") == 3, 3, "FILE_CHECK up")
+    filechk.file_weight = 4
+    track.write_text("2\n")
+    _run_until(loop, lambda: fake.weights(key).get("127.0.0.4:9") == 11, 3, "FILE_CHECK weight 3 + 2 x 4")
+    m.stop()
+    loop.close()
+
+
 def test_bfd_check_follows_the_session_at_once_with_keepalived_lines(caplog):
     caplog.set_level("INFO", logger="vrrpd")
     chk = vrrpd.Checker(kind="BFD_CHECK", bfd_name="BRS")
@@ -6600,7 +6745,28 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         _vs("10.9.0.6", 5060, protocol="UDP", lb_algo="rr", persistence_timeout=60, persistence_engine="sip",
             rss=[_rs("10.9.1.8", 5060)]),
     ]
-    loop, m = _manager(seed, inhibit, ssl_vs, *kinds)
+    # UDP_CHECK (rs1 answers on 5353, rs2 has no listener: ICMP port unreachable), PING_CHECK (172.16.1.9 does
+    # not exist: no echo reply), FILE_CHECK (the file's value x 2 is added to the weight)
+    udp_server = subprocess.Popen(["ip", "netns", "exec", "rs1", PYTHON, "-c",
+                                   "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                                   "s.bind(('0.0.0.0', 5353));\n"
+                                   "while True:\n d, a = s.recvfrom(99); s.sendto(b'OK', a)"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    servers["udp"] = udp_server
+    udp_chk = dict(connect_timeout=1, retry=0)
+    udp_vs = _vs("172.16.1.47", 5353, protocol="UDP", delay_loop=1, lb_kind=vrrpd.LbKind.DR, rss=[
+        _rs("172.16.1.1", 5353, [vrrpd.Checker(kind="UDP_CHECK", require_reply=True, reply_data=b"OK",
+                                               reply_mask=b"\xff\xff", **udp_chk)]),
+        _rs("172.16.1.2", 5353, [vrrpd.Checker(kind="UDP_CHECK", **udp_chk)])])
+    ping_vs = _vs("172.16.1.48", 80, delay_loop=1, lb_kind=vrrpd.LbKind.DR, rss=[
+        _rs("172.16.1.1", 80, [vrrpd.Checker(kind="PING_CHECK", **udp_chk)]),
+        _rs("172.16.1.9", 80, [vrrpd.Checker(kind="PING_CHECK", **udp_chk)])])
+    track = tmp_path / "rs-weight"
+    track.write_text("0\n")
+    file_vs = _vs("172.16.1.49", 80, delay_loop=1, lb_kind=vrrpd.LbKind.DR, rss=[
+        _rs("172.16.1.2", 80, [vrrpd.Checker(kind="FILE_CHECK", track_file="tf", file_weight=2)])])
+    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds)
+    m.config.track_files["tf"] = vrrpd.TrackFile(name="tf", path=str(track))
     m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
     m.nl = None  # the real kernel this time
     seed_svc = "TCP 172.16.1.44:80"
@@ -6627,6 +6793,15 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         # SSL_GET with alpha comes up once the HTTPS server answers
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.46:443") == ["172.16.1.1:443 Route 1"], 30, "SSL_GET up")
         stage("SSL_GET up")
+        _run_until(loop, lambda: _ipvs_lines("UDP 172.16.1.47:5353") == ["172.16.1.1:5353 Route 1"], 20,
+                   "UDP_CHECK: the server without a listener removed")
+        _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.48:80") == ["172.16.1.1:80 Route 1"], 20,
+                   "PING_CHECK: the address nobody answers removed")
+        assert _ipvs_lines("TCP 172.16.1.49:80") == ["172.16.1.2:80 Route 1"]
+        track.write_text("3\n")
+        _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.49:80") == ["172.16.1.2:80 Route 7"], 10,
+                   "FILE_CHECK: weight 1 + 3 x 2")
+        stage("UDP_CHECK, PING_CHECK, FILE_CHECK checked")
         # 2. one web server stops: removed (seed) / weight 0 (inhibit_on_failure) within delay_loop + retries
         servers["rs2"].kill()
         servers["rs2"].wait()
@@ -6913,16 +7088,17 @@ def test_event_loop_skips_a_timer_or_reader_removed_earlier_in_the_same_pass():
     b_w.send(b"x")
     second = loop.call_at(loop.time() - 1, ran.append, "cancelled timer")
 
-    def first_reader():
-        ran.append("first reader")
+    def first_timer():  # due timers run first in a pass: this one removes what was to run after it
+        ran.append("first timer")
         second.cancel()
-        for sock in (a_r, b_r):  # whichever reader runs first removes the other one
+        for sock in (a_r, b_r):
             loop.remove_reader(sock)
 
-    loop.add_reader(a_r, first_reader)
-    loop.add_reader(b_r, first_reader)
+    loop.call_at(loop.time() - 2, first_timer)
+    loop.add_reader(a_r, ran.append, "reader")
+    loop.add_reader(b_r, ran.append, "reader")
     loop.run_once(0)
-    assert ran == ["first reader"]
+    assert ran == ["first timer"]
     for sock in (a_r, a_w, b_r, b_w):
         sock.close()
     loop.close()
@@ -9054,6 +9230,7 @@ def _fuzz_daemon(version: int):
     class Sock:
         ifname = "eth0"
         received_at = None
+        sock = None  # no kernel queue behind it
 
     d.rtnl = Rtnl()
     machine = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, version, addresses=[IP4("10.0.0.100")],
@@ -9885,3 +10062,315 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
         assert fds1 <= fds0 + 8, report  # no sockets or pipes leak (mail attempts, scripts, reloads)
     # hung scripts were killed with their process group, not left behind
     assert _sleepers(lab, soak.nodes["A"].ns) <= 1, report
+
+
+# --------------------------------------------------------------------------------------------
+# H4. Floods: the kernel receive filter, the backlog rule of the master-down timeout, sending first
+# --------------------------------------------------------------------------------------------
+
+
+def _run_bpf(program, packet: bytes, net_header: bytes = b"") -> int:
+    """A tiny classic-BPF interpreter (the subset vrrp_filter_program uses), so that the program is proven on
+    crafted packets. `net_header` is what SKF_NET_OFF loads reach (the IPv6 header of an IPv6 raw socket)."""
+    def load(offset: int, size: int) -> Optional[int]:
+        data = packet
+        if offset >= 0x80000000:
+            offset -= 1 << 32
+        if offset < 0:
+            data, offset = net_header, offset - vrrpd.SKF_NET_OFF
+        if offset < 0 or offset + size > len(data):
+            return None
+        return int.from_bytes(data[offset:offset + size], "big")
+
+    a = x = 0
+    pc = 0
+    for _ in range(4096):
+        code, jt, jf, k = program[pc]
+        pc += 1
+        cls, size = code & 0x07, {vrrpd.BPF_W: 4, vrrpd.BPF_H: 2, vrrpd.BPF_B: 1}.get(code & 0x18, 0)
+        mode = code & 0xE0
+        if cls == vrrpd.BPF_RET:
+            return k
+        if cls == vrrpd.BPF_LD:
+            value = len(packet) if mode == vrrpd.BPF_LEN else load(k + (x if mode == vrrpd.BPF_IND else 0), size)
+            if value is None:
+                return 0  # the kernel drops a packet whose load is out of bounds
+            a = value
+        elif cls == vrrpd.BPF_LDX and mode == vrrpd.BPF_MSH:
+            value = load(k, 1)
+            if value is None:
+                return 0
+            x = (value & 0x0F) * 4
+        elif cls == vrrpd.BPF_ALU:
+            operand = x if code & vrrpd.BPF_X else k
+            a = {vrrpd.BPF_SUB: (a - operand) & 0xFFFFFFFF, vrrpd.BPF_AND: a & operand}[code & 0xF0]
+        elif cls == vrrpd.BPF_JMP:
+            op = code & 0xF0
+            taken = {vrrpd.BPF_JEQ: a == k, vrrpd.BPF_JGE: a >= k}[op] if op != vrrpd.BPF_JA else True
+            pc += jt if taken else jf
+        else:
+            raise AssertionError(f"instruction {code:#x} not interpreted")
+    raise AssertionError("BPF program does not end")
+
+
+def _adv4(version=3, vrid=51, prio=100, ttl=255, dst="224.0.0.18", src="10.0.0.2", truncate=None):
+    src_ip, dst_ip = IP4(src), IP4(dst)
+    adv = vrrpd.VrrpAdvert(version, vrid, prio, [IP4("10.0.0.100")], 1.0, 1 if version == 2 else 0,
+                           b"secret12" if version == 2 else b"")
+    payload = vrrpd.encode_advert(adv, src_ip, dst_ip)
+    if truncate is not None:
+        payload = payload[:truncate]
+    return vrrpd.encode_ipv4(src_ip, dst_ip, payload, ttl=ttl)
+
+
+def test_rx_filter_ipv4_keeps_only_what_an_instance_on_the_socket_could_accept():
+    f = vrrpd.rx_filter_for(4, [3], [51, 52])
+    prog = vrrpd.vrrp_filter_program(f)
+    assert len(vrrpd.bpf_bytes(prog)) == 8 * len(prog)
+    keep = lambda packet: _run_bpf(prog, packet) != 0  # noqa: E731
+    assert keep(_adv4()) and keep(_adv4(vrid=52)) and keep(_adv4(prio=0))
+    assert not keep(_adv4(ttl=64)) and not keep(_adv4(ttl=254))            # multicast TTL must be 255
+    assert keep(_adv4(ttl=64, dst="10.0.0.1"))                             # unicast: unicast_peer's TTL range
+    assert not keep(_adv4(vrid=53)) and not keep(_adv4(vrid=1))            # no instance has these VRIDs
+    assert not keep(_adv4(version=2))                                      # nobody on this socket speaks v2
+    assert not keep(_adv4(truncate=7)) and keep(_adv4(truncate=8))         # shorter than any advert
+    assert not keep(_adv4()[:20]) and not keep(_adv4()[:10])               # no VRRP at all, a cut IP header
+    typ2 = bytearray(_adv4())
+    typ2[20] = 0x32                                                        # version 3, type 2 (not an advert)
+    assert not keep(bytes(typ2))
+    # an IP header with options moves the VRRP message: the filter follows the header length
+    opt = bytearray(_adv4())
+    opt = bytes([0x46]) + bytes(opt[1:20]) + b"\x01\x01\x01\x00" + bytes(opt[20:])
+    assert keep(opt)
+    # v2 and v3 on one socket; log_unknown_vrids keeps every VRID
+    both = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2, 3], None))
+    assert _run_bpf(both, _adv4(version=2, vrid=200)) and _run_bpf(both, _adv4(vrid=7))
+    assert not _run_bpf(both, _adv4(vrid=7, ttl=1))
+    v2 = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2], [51]))
+    assert _run_bpf(v2, _adv4(version=2)) and not _run_bpf(v2, _adv4(version=2, truncate=15))
+    # all 255 VRIDs fit the 8-bit jumps
+    every = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [3], list(range(1, 256))))
+    assert all(_run_bpf(every, _adv4(vrid=v)) for v in (1, 128, 255))
+
+
+def test_rx_filter_ipv6_checks_the_hop_limit_through_the_network_header():
+    import struct
+
+    IP6 = ipaddress.IPv6Address
+    prog = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(6, [3], [52]))
+
+    def ipv6_header(hop_limit: int, dst: str) -> bytes:
+        return struct.pack("!IHBB16s16s", 0x60000000, 20, 112, hop_limit, IP6("fe80::2").packed, IP6(dst).packed)
+
+    adv = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 52, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    assert _run_bpf(prog, adv, ipv6_header(255, "ff02::12"))
+    assert not _run_bpf(prog, adv, ipv6_header(64, "ff02::12"))
+    assert _run_bpf(prog, adv, ipv6_header(64, "fe80::1"))  # unicast
+    other = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 53, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    assert not _run_bpf(prog, other, ipv6_header(255, "ff02::12"))
+    assert not _run_bpf(prog, adv[:7], ipv6_header(255, "ff02::12"))
+
+
+def test_rx_filter_attaches_to_a_real_socket_and_drops_in_the_kernel():
+    """The program is one the kernel accepts (SO_ATTACH_FILTER validates it); on a UDP socket over loopback
+    (no root needed) a filter is proven to drop in the kernel: only the datagrams it accepts are queued."""
+    import socket
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        # for UDP the filter sees the UDP header first: accept datagrams whose payload's first byte is 0x31
+        prog = [(vrrpd.BPF_LD | vrrpd.BPF_B | vrrpd.BPF_ABS, 0, 0, 8),
+                (vrrpd.BPF_JMP | vrrpd.BPF_JEQ | vrrpd.BPF_K, 0, 1, 0x31),
+                (vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT),
+                (vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, 0)]
+        vrrpd.attach_filter(rx, vrrpd.bpf_bytes(prog))
+        for first in (0x31, 0x21, 0x31, 0xFF):
+            tx.sendto(bytes([first, 1, 2, 3]), rx.getsockname())
+        time.sleep(0.05)
+        got = []
+        while vrrpd.kernel_holds_packets(rx):
+            got.append(rx.recv(100)[0])
+        assert got == [0x31, 0x31]
+        for family in (4, 6):  # the VRRP programs pass the kernel's checker too
+            vrrpd.attach_filter(rx, vrrpd.bpf_bytes(vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(family, [3], [1]))))
+        with pytest.raises(OSError):
+            vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_LD | vrrpd.BPF_W | vrrpd.BPF_ABS, 0, 0, 0)]))
+    finally:
+        rx.close()
+        tx.close()
+
+
+class _FakeClockLoop(vrrpd.EventLoop):
+    """The real loop on a fake clock: the test moves time; select() never waits."""
+
+    def __init__(self):
+        super().__init__()
+        self.now = 1000.0
+
+    def time(self):
+        return self.now
+
+
+class _BacklogSocket:
+    """A VrrpSocket stand-in whose kernel queue is a real datagram socket pair: what the test queues stays in
+    the kernel until the daemon reads it."""
+
+    def __init__(self, ifname="eth0"):
+        import socket
+
+        self.ifname, self.ifindex, self.groups, self.sent = ifname, 7, [], []
+        self.rx, self.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.rx.setblocking(False)
+        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+        self.peer.setblocking(False)  # a full queue fails the test instead of hanging it
+        self.sock = self  # what the Daemon selects on, peeks at and sends with
+        self.received_at = None
+        self.rx_filter = None
+
+    def fileno(self):
+        return self.rx.fileno()
+
+    def sendto(self, data, address):
+        self.sent.append(data)
+
+    def queue(self, packet: bytes) -> None:
+        self.peer.send(packet)
+
+    def recv(self, size=None, flags=0):
+        if size is not None:  # a peek
+            return self.rx.recv(size, flags)
+        try:
+            return self.rx.recv(65535)
+        except BlockingIOError:
+            return None
+
+    def join(self, group):
+        self.groups.append(group)
+
+    def close(self):
+        self.rx.close()
+        self.peer.close()
+
+
+def _backlog_daemon(monkeypatch):
+    """A BACKUP (priority 95, VRRPv3, advert_int 0.5) whose master is 10.0.0.2, on a fake clock."""
+    loop = _FakeClockLoop()
+    inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=95, advert_int=0.5,
+                              version=3, virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv4Interface("10.0.0.100/24"))])
+    d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="backlog"), vrrp_instances=[inst]), loop)
+    vips = []
+
+    class Rtnl:
+        def add_address(self, index, vip):
+            vips.append(vip)
+
+        def del_address(self, index, vip):
+            pass
+
+        def close(self):
+            pass
+
+    sock = _BacklogSocket()
+    d.rtnl = Rtnl()
+    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
+    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.0.0.1/24"))]
+    monkeypatch.setattr(vrrpd, "VrrpSocket", lambda ifname, ifindex: sock)
+    monkeypatch.setattr(vrrpd, "GarpSocket", lambda ifname: type("G", (), {"send": lambda *a: None,
+                                                                           "close": lambda *a: None})())
+    rt = d._add_instance(inst)
+    d._apply(rt, rt.machine.start(loop.now))
+    return d, loop, rt, sock, vips
+
+
+def _master_advert(prio=150):
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    adv = vrrpd.VrrpAdvert(3, 51, prio, [IP4("10.0.0.100")], 0.5, 0, b"")
+    return vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(adv, src, group))
+
+
+def test_soak_finding_a_master_down_timeout_waits_for_adverts_queued_behind_a_flood(monkeypatch):
+    """The soak's two holders: under a flood a starved BACKUP read its socket too slowly; the master-down timer
+    fell due while the master's newer adverts were still queued in the kernel behind thousands of garbage
+    packets, and the timeout acted on them unread. Now the timeout acts only once the queue is empty."""
+    d, loop, rt, sock, vips = _backlog_daemon(monkeypatch)
+    try:
+        m = rt.machine
+        sock.queue(_master_advert())
+        loop.run_once()
+        assert m.state == vrrpd.State.BACKUP and m.master_ip == IP4("10.0.0.2")
+        # the master goes on advertising, but each advert sits behind 100 packets of garbage
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        for _ in range(4):
+            for _ in range(100):
+                sock.queue(garbage)
+            sock.queue(_master_advert())
+        loop.now = m.master_down_timer + 0.001  # the loop was starved: the timer is due, the queue is full
+        passes = 0
+        while vrrpd.kernel_holds_packets(sock.sock) or rt.timer is None or rt.timer.when <= loop.now:
+            loop.run_once()
+            passes += 1
+            assert m.state == vrrpd.State.BACKUP, f"took over after {passes} passes with adverts still queued"
+            assert passes < 1000
+        assert not vips and passes >= 400 // vrrpd.RX_BATCH // 2  # read in bounded batches, not all at once
+        assert m.master_down_timer > loop.now and rt.bad_packets.get("bad_ttl", 0) == 400
+        # silence for real: the timeout acts once the queue is empty
+        loop.now = m.master_down_timer + 0.001
+        loop.run_once()
+        assert m.state == vrrpd.State.MASTER and vips
+    finally:
+        d.close()
+        loop.close()
+
+
+def test_a_queue_that_never_empties_postpones_the_timeout_by_one_master_down_interval_only(monkeypatch):
+    d, loop, rt, sock, vips = _backlog_daemon(monkeypatch)
+    try:
+        m = rt.machine
+        sock.queue(_master_advert())
+        loop.run_once()
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        loop.now = due = m.master_down_timer + 0.001
+        while m.state == vrrpd.State.BACKUP:
+            for _ in range(vrrpd.RX_BATCH * 2 + 1):  # a little faster than the daemon reads: never drains
+                sock.queue(garbage)
+            loop.run_once()
+            loop.now += 0.05
+            assert loop.now < due + 2 * m.master_down_interval
+        assert loop.now >= due + m.master_down_interval and vips
+    finally:
+        d.close()
+        loop.close()
+
+
+def test_a_due_advert_is_sent_before_the_next_batch_of_a_flooded_socket_is_read():
+    import socket
+
+    loop = vrrpd.EventLoop()
+    rx, tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    order = []
+    try:
+        rx.setblocking(False)
+        tx.setblocking(False)
+        for _ in range(vrrpd.RX_BATCH + 10):
+            tx.send(b"x")
+
+        def readable():
+            for _ in range(vrrpd.RX_BATCH):
+                try:
+                    rx.recv(10)
+                except BlockingIOError:
+                    return
+                order.append("packet")
+
+        loop.add_reader(rx, readable)
+        loop.call_at(loop.time(), lambda: order.append("advert"))
+        loop.run_once()
+        assert order[0] == "advert" and order.count("packet") == vrrpd.RX_BATCH
+    finally:
+        loop.close()
+        rx.close()
+        tx.close()

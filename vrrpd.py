@@ -355,6 +355,7 @@ class GlobalDefs:
     vrrp_lower_prio_no_advert: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
+    log_unknown_vrids: bool = False  # also: the kernel filter keeps adverts of VRIDs no instance has
     vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
     v3_checksum_as_v2: bool = False
@@ -693,7 +694,8 @@ class UrlCheck:
 
 @dataclass
 class Checker:
-    """One health checker of a real server: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK."""
+    """One health checker of a real server: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK,
+    UDP_CHECK, PING_CHECK, FILE_CHECK, BFD_CHECK."""
 
     kind: str
     line: int = 0
@@ -726,6 +728,17 @@ class Checker:
     dns_name: str = "."
     # BFD_CHECK: the bfd_instance whose session decides
     bfd_name: Optional[str] = None
+    # UDP_CHECK: None payload: keepalived's 32-byte pattern; reply: required data, with a nibble mask
+    payload: Optional[bytes] = None
+    require_reply: bool = False
+    reply_data: Optional[bytes] = None
+    reply_mask: Optional[bytes] = None
+    min_reply_length: int = 0
+    max_reply_length: int = 255
+    # FILE_CHECK: a top-level track_file whose value decides (weight 0) or moves the real server's weight
+    track_file: Optional[str] = None
+    file_weight: Optional[int] = None  # None: the track_file's own weight
+    file_weight_reverse: bool = False
 
 
 @dataclass
@@ -1505,9 +1518,35 @@ def _h_cmd(attr: str) -> Handler:
     return handler
 
 
+def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
+    """(why, what keepalived does) for a keyword that has no meaning for vrrpd, which is one process without SNMP
+    or DBus: keepalived's per-process names, scheduling and limits, SNMP and DBus. `what` is "" for keywords
+    that change nothing keepalived does (names); None for every other keyword."""
+    if name in ("process_names", "process_name", "child_wait_time") or name.endswith("_process_name"):
+        return "one process", ""
+    for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
+                         ("_cpu_affinity", "pins that process to CPUs"),
+                         ("_rlimit_rttime", "limits that process's real-time CPU time"),
+                         ("_no_swap", "locks that process's memory"),
+                         ("_priority", "sets that process's nice value")):
+        if name.endswith(suffix) and name.split("_")[0] in ("vrrp", "checker", "bfd"):
+            return "one process", what
+    if "snmp" in name or name == "enable_traps":
+        return "SNMP", ("runs an SNMP subagent" if name.startswith("enable_") else "")
+    if "dbus" in name:
+        return "DBus", ("offers a DBus interface" if name.startswith("enable_") else "")
+    return None
+
+
 def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
-    """Accepted but not acted upon; global_defs keeps the words for dumps."""
+    """Accepted but not acted upon; global_defs keeps the words for dumps. What changes keepalived's behaviour
+    but has no meaning for vrrpd is said once (a warning, so in --check and in the start-up log)."""
     p.config.accepted_only.append(f"{kw.file}:{kw.line}: {kw.text}")
+    why = no_meaning_here(kw.text)
+    if why is not None and why[1] and kw.text not in p.said_once:
+        p.said_once.add(kw.text)
+        vrrpd_is = "one process" if why[0] == "one process" else "without " + why[0]
+        p.warning(kw, f"{kw.text}: keepalived {why[1]}; vrrpd is {vrrpd_is} and ignores it")
     other = getattr(obj, "other", None)
     if isinstance(other, dict):
         other[kw.text] = [a.text for a in args]
@@ -1550,6 +1589,7 @@ class _Parser:
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
         self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
+        self.said_once: set = set()  # accepted-only keywords already warned about
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -2792,7 +2832,8 @@ for _name in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_lower_prio_no_advert",
               "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src", "v3_checksum_as_v2",
-              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop"):
+              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop",
+              "log_unknown_vrids"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _kw(_G, "lvs_flush_on_stop", _g_iptables("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS")
 _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
@@ -2835,7 +2876,7 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
              "reload_time_file reload_repeat reload_file include_check state_dump_file "
-             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix log_unknown_vrids "
+             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
@@ -3347,7 +3388,6 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
 _accept_only(_R, "tun_type tun_port")
 
 
@@ -3385,6 +3425,57 @@ def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
     url.digest = text
 
 
+def read_hex_str(text: str, wildcard: bool = False) -> Tuple[bytes, bytes]:
+    """keepalived's read_hex_str: octets separated by spaces; within a word digits pair up and an odd last
+    digit is an octet of its own ("Ab12f 3" is AB 12 0F 03). With `wildcard`, X/x is a masked nibble.
+    Returns (data, mask): mask bits 1 where the data must match."""
+    data, mask = bytearray(), bytearray()
+    for word in text.split():
+        if not re.fullmatch(r"[0-9A-Fa-f" + ("Xx" if wildcard else "") + r"]+", word):
+            raise _Invalid(f"'{word}' is not hex")
+        for k in range(0, len(word), 2):
+            pair = word[k:k + 2]
+            value = m = 0
+            for ch in pair:
+                value, m = value << 4, m << 4
+                if ch not in "Xx":
+                    value |= int(ch, 16)
+                    m |= 0xF
+            data.append(value)
+            mask.append(m)
+    return bytes(data), bytes(mask)
+
+
+def _c_payload(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.payload = read_hex_str(" ".join(a.text for a in args))[0]
+
+
+def _c_require_reply(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.require_reply = True
+    if args:
+        chk.reply_data, chk.reply_mask = read_hex_str(" ".join(a.text for a in args), wildcard=True)
+
+
+def _c_ping_check(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> Checker:
+    if kw.text == "ICMP_CHECK":
+        p.warning(kw, "keepalived has no ICMP_CHECK; read as PING_CHECK", "write PING_CHECK")
+    chk = Checker(kind="PING_CHECK", line=kw.line)
+    rs.checkers.append(chk)
+    return chk
+
+
+def _c_file_track(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.track_file = args[0].text
+
+
+def _c_file_weight(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.file_weight = _parse_int(args[0].text, -2147483647, 2147483647)
+    if len(args) > 1:
+        if args[1].text not in ("reverse", "noreverse"):
+            raise _Invalid(f"'{args[1].text}' after the weight: only 'reverse' is allowed")
+        chk.file_weight_reverse = args[1].text == "reverse"
+
+
 def _c_dns_type(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
     text = args[0].text.upper()
     if text not in ("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"):
@@ -3399,9 +3490,19 @@ _kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
 _kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
 _kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
 _kw(_R, "BFD_CHECK", _checker("BFD_CHECK"), (0, 0), "BFD_CHECK")
+_kw(_R, "UDP_CHECK", _checker("UDP_CHECK"), (0, 0), "UDP_CHECK")
+_kw(_R, "PING_CHECK", _c_ping_check, (0, 0), "PING_CHECK")
+_kw(_R, "ICMP_CHECK", _c_ping_check, (0, 0), "PING_CHECK")
+_kw(_R, "FILE_CHECK", _checker("FILE_CHECK"), (0, 0), "FILE_CHECK")
+_kw("FILE_CHECK", "track_file", _c_file_track)
+_kw("FILE_CHECK", "weight", _c_file_weight, (1, 2))
+_kw("UDP_CHECK", "payload", _c_payload, (1, None))
+_kw("UDP_CHECK", "require_reply", _c_require_reply, (0, None))
+_kw("UDP_CHECK", "min_reply_length", _h_int("min_reply_length", 0, 65535))
+_kw("UDP_CHECK", "max_reply_length", _h_int("max_reply_length", 0, 65535))
 _kw("BFD_CHECK", "name", _h_str("bfd_name"))
 _kw("BFD_CHECK", "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
-for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
+for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK"):
     _kw(_blk, "connect_ip", _h_ip("connect_ip"))
     _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
     _kw(_blk, "bindto", _h_ip("bindto"))
@@ -3835,8 +3936,24 @@ class _Validator:
         vsg = self.cfg.virtual_server_groups.get(vs.group or "")
         return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
 
+    def checkers(self, vs: VirtualServer) -> None:
+        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
+        for rs in vs.real_servers:
+            for chk in list(rs.checkers):
+                if chk.kind == "FILE_CHECK":
+                    if chk.track_file is None:
+                        self.warn(vs.file, chk.line, "FILE_CHECK has no track_file specified - ignoring")
+                        rs.checkers.remove(chk)
+                    elif chk.track_file not in self.cfg.track_files:
+                        self.err(vs.file, chk.line, f"FILE_CHECK track_file '{chk.track_file}' names no track_file "
+                                 "block", "track_file NAME { file PATH }")
+                elif chk.kind == "UDP_CHECK" and chk.min_reply_length > chk.max_reply_length:
+                    self.warn(vs.file, chk.line, f"UDP_CHECK min_reply_length {chk.min_reply_length} > "
+                              f"max_reply_length {chk.max_reply_length} - will always fail")
+
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
+        self.checkers(vs)
         if vs.group is not None and vs.group not in self.cfg.virtual_server_groups:
             self.err(f, ln, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
@@ -3948,8 +4065,12 @@ def keyword_table_markdown() -> str:
     rows = ["| block | keywords | vrrpd |", "|---|---|---|"]
     for block, spec in KEYWORDS.items():
         title = "(top level)" if block == "top" else BLOCK_TITLES.get(block, block)
-        for supported, what in ((True, "supported"), (False, "accepted, not acted upon")):
-            names = sorted((n for n, kw in spec.items() if kw.supported is supported), key=str.lower)
+        kinds = (("supported", lambda n, kw: kw.supported),
+                 ("accepted, not acted upon (no meaning in one process without SNMP and DBus)",
+                  lambda n, kw: not kw.supported and no_meaning_here(n) is not None),
+                 ("accepted, not yet acted upon", lambda n, kw: not kw.supported and no_meaning_here(n) is None))
+        for what, wanted in kinds:
+            names = sorted((n for n, kw in spec.items() if wanted(n, kw)), key=str.lower)
             if names:
                 rows.append(f"| {title} | {' '.join(f'`{n}`' for n in names)} | {what} |")
     return "\n".join(rows) + "\n"
@@ -4160,6 +4281,103 @@ def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
     """The Ethernet multicast address of an IPv4 group (01:00:5e + low 23 bits)."""
     low = int(group) & 0x7FFFFF
     return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
+
+
+# -- classic BPF receive filter (linux/filter.h): what the kernel drops before vrrpd wakes up ---------
+
+BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
+BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
+BPF_IMM, BPF_ABS, BPF_IND, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x80, 0xA0
+BPF_SUB, BPF_AND = 0x10, 0x50
+BPF_JA, BPF_JEQ, BPF_JGE = 0x00, 0x10, 0x30
+BPF_K, BPF_X = 0x00, 0x08
+SKF_NET_OFF = -0x100000  # loads relative to the network header (an IPv6 raw socket sees the VRRP message at 0)
+BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+BPF_ACCEPT = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class RxFilter:
+    """What one VRRP socket's kernel filter lets through: adverts of these (version << 4 | type) bytes, of these
+    VRIDs (None: any, for log_unknown_vrids), at least `min_length` bytes of VRRP, and multicast ones with
+    TTL/hop limit 255 (RFC 5798 section 7.1; unicast TTLs are unicast_peer's min_ttl/max_ttl, checked in user
+    space)."""
+
+    family: int
+    kinds: Tuple[int, ...]
+    vrids: Optional[Tuple[int, ...]]
+    min_length: int = VRRP_HEADER_LEN
+
+    def describe(self) -> str:
+        versions = ",".join(str(k >> 4) for k in self.kinds)
+        vrids = "any" if self.vrids is None else ",".join(map(str, self.vrids))
+        return f"multicast TTL 255, VRRP length >= {self.min_length}, version {versions}, VRID {vrids}"
+
+
+def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]]) -> RxFilter:
+    """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
+    kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
+    # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
+    min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
+    return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length)
+
+
+def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
+    """The classic BPF program of `f` as (code, jt, jf, k) instructions; it returns 0 (drop) or BPF_ACCEPT.
+
+    An IPv4 raw socket's filter sees the packet from its IP header; an IPv6 one sees the VRRP message, and
+    reaches the IPv6 header (destination, hop limit) through SKF_NET_OFF."""
+    prog: List[list] = []  # [code, jt, jf, k], jumps as label names or None (next instruction)
+    labels: Dict[str, int] = {}
+
+    def op(code: int, k: int = 0, jt: Optional[str] = None, jf: Optional[str] = None) -> None:
+        prog.append([code, jt, jf, k & 0xFFFFFFFF])
+
+    if f.family == 4:
+        op(BPF_LDX | BPF_B | BPF_MSH, 0)  # X = IP header length
+        op(BPF_LD | BPF_W | BPF_LEN)
+        op(BPF_ALU | BPF_SUB | BPF_X)  # A = VRRP length
+        op(BPF_JMP | BPF_JGE | BPF_K, f.min_length, jf="drop")
+        op(BPF_LD | BPF_B | BPF_ABS, 16)  # first byte of the destination
+        op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xE0, jf="vrrp")
+        op(BPF_LD | BPF_B | BPF_ABS, 8)  # TTL
+        op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
+        byte0, byte1 = (BPF_LD | BPF_B | BPF_IND, 0), (BPF_LD | BPF_B | BPF_IND, 1)
+    else:
+        op(BPF_LD | BPF_W | BPF_LEN)
+        op(BPF_JMP | BPF_JGE | BPF_K, f.min_length, jf="drop")
+        op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 24)  # first byte of the destination
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xFF, jf="vrrp")
+        op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 7)  # hop limit
+        op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
+        byte0, byte1 = (BPF_LD | BPF_B | BPF_ABS, 0), (BPF_LD | BPF_B | BPF_ABS, 1)
+    labels["vrrp"] = len(prog)
+    op(*byte0)  # version and type
+    for kind in f.kinds:
+        op(BPF_JMP | BPF_JEQ | BPF_K, kind, jt="vrid")
+    labels["drop"] = len(prog)
+    op(BPF_RET | BPF_K, 0)
+    labels["vrid"] = len(prog)
+    if f.vrids is not None:
+        op(*byte1)
+        for vrid in f.vrids:
+            op(BPF_JMP | BPF_JEQ | BPF_K, vrid, jt="accept")
+        op(BPF_RET | BPF_K, 0)
+    labels["accept"] = len(prog)
+    op(BPF_RET | BPF_K, BPF_ACCEPT)
+    out = []
+    for i, (code, jt, jf, k) in enumerate(prog):
+        offsets = [0 if j is None else labels[j] - i - 1 for j in (jt, jf)]
+        if not all(0 <= o <= 255 for o in offsets):
+            raise ValueError(f"BPF jump out of range at {i}")
+        out.append((code, offsets[0], offsets[1], k))
+    return out
+
+
+def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
+    """The array of struct sock_filter that SO_ATTACH_FILTER points to."""
+    return b"".join(BPF_INSN.pack(*insn) for insn in program)
 
 
 # -- netlink message and attribute packing (generic; rtnetlink and generic netlink both use it) -------
@@ -5194,6 +5412,10 @@ class VrrpMachine:
         """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time (keepalived's down_timer_adverts
         replaces the 3: an RFC deviation that every router of the VRID must share)."""
         return self.down_timer_adverts * self.master_adver_int + self.skew_time
+
+    def master_down_due(self, now: float) -> bool:
+        """True when on_timer(now) would act on an expired Master_Down_Timer (a BACKUP declaring the master gone)."""
+        return self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer
 
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
@@ -6295,6 +6517,10 @@ def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerPa
     if chk.kind == "BFD_CHECK":  # the session's state is the result: no retries, no warm-up
         return CheckerParams(delay_loop=delay_loop, connect_timeout=5.0, retry=0, delay_before_retry=1.0,
                              warmup=0.0, alpha=pick(chk.alpha, rs.alpha, vs.alpha))
+    if chk.kind == "FILE_CHECK":  # the file's value is the result at once (keepalived watches it with inotify;
+        # vrrpd reads it at least every second); none of the common checker options apply
+        return CheckerParams(delay_loop=min(delay_loop, 1.0), connect_timeout=5.0, retry=0, delay_before_retry=1.0,
+                             warmup=0.0, alpha=False)
     default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
     return CheckerParams(
         delay_loop=delay_loop,
@@ -6336,6 +6562,32 @@ class CheckDecision:
             self.up = False
             return False, now + p.delay_loop
         return None, now + p.delay_loop
+
+
+def udp_reply_ok(chk: Checker, data: bytes) -> bool:
+    """UDP_CHECK's judgement of a reply. As keepalived codes it, the length bounds apply only with reply data;
+    the data must match over min(len(reply), len(data)) octets, masked nibbles (X) ignored."""
+    if not chk.require_reply or chk.reply_data is None:
+        return True
+    if not chk.min_reply_length <= len(data) <= chk.max_reply_length:
+        return False
+    mask = chk.reply_mask or b"\xff" * len(chk.reply_data)
+    return all((a ^ b) & m == 0 for a, b, m in zip(data, chk.reply_data, mask))
+
+
+def file_check_result(value: Optional[int], weight: int, reverse: bool, base_weight: int) -> Tuple[bool, Optional[int]]:
+    """FILE_CHECK from the track_file's value: (up, real server weight or None for the configured one).
+
+    weight 0: a non-zero value is DOWN (with reverse, zero is); else value x weight (negated with reverse) is
+    added to the real server's weight, and a result at or below INT32_MIN is DOWN (keepalived's rules)."""
+    value = value or 0
+    if weight == 0:
+        down = value != 0
+        return (down if reverse else not down), None
+    total = base_weight + value * weight * (-1 if reverse else 1)
+    if total <= -(2**31):
+        return False, None
+    return True, max(0, min(total, 2**31 - 1))
 
 
 def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool) -> Tuple[bool, Optional[int]]:
@@ -6599,7 +6851,94 @@ class BfdSession:
 NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
+SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
+SO_RXQ_OVFL = 40  # SOL_SOCKET option: each datagram carries how many the full receive queue made the kernel drop
+IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
+IPTOS_PREC_INTERNETCONTROL = 0xC0  # keepalived's IP_TOS / IPV6_TCLASS for adverts (CS6, network control)
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
+VRRP_RCVBUF = 1 << 20  # the receive buffer of a VRRP socket unless kernel_rx_buf_size asks for more
+
+
+def attach_filter(sock: socket.socket, code: bytes) -> None:
+    """SO_ATTACH_FILTER: the kernel runs `code` (bpf_bytes()) on each packet and queues only what it accepts.
+
+    The sock_fprog points into our memory, hence ctypes (imported here: python3-minimal may lack it; then
+    OSError, and user space goes on checking everything as before)."""
+    try:
+        import ctypes
+    except ImportError as exc:
+        raise OSError(errno.ENOSYS, "no ctypes for SO_ATTACH_FILTER") from exc
+    buf = ctypes.create_string_buffer(code, len(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                    struct.pack("@HP", len(code) // BPF_INSN.size, ctypes.addressof(buf)))
+
+
+def set_rcvbuf(sock: socket.socket, size: int) -> None:
+    """SO_RCVBUF of `size` bytes, past net.core.rmem_max with SO_RCVBUFFORCE when we may (keepalived's
+    kernel_rx_buf_size is honoured whole)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < 2 * size:  # the kernel doubles what it grants
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        except OSError:
+            pass
+
+
+def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
+    try:
+        sock.setsockopt(level, option, value)
+    except OSError:
+        pass  # an older kernel: only an optimisation is lost
+
+
+def kernel_holds_packets(sock: Optional[socket.socket]) -> bool:
+    """True while the kernel holds an unread datagram for `sock` (a peek that takes nothing)."""
+    if sock is None:
+        return False
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    return True
+
+
+class _RxSocket:
+    """What the receive path needs of every VRRP socket, both families: the kernel filter, the receive buffer,
+    and how many datagrams the kernel dropped for a full queue."""
+
+    sock: socket.socket
+    ifname: str
+
+    def _rx_init(self) -> None:
+        self.rx_filter: Optional[RxFilter] = None
+        self.rx_filter_error: Optional[str] = None
+        self.rcvbuf = VRRP_RCVBUF
+        self.queue_drops = 0  # SO_RXQ_OVFL: datagrams the kernel dropped because the receive queue was full
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        set_rcvbuf(self.sock, self.rcvbuf)
+
+    def set_filter(self, rx_filter: Optional[RxFilter]) -> None:
+        """Attach (or replace) the kernel filter; None leaves the socket as it is. A failure is remembered
+        and logged once: vrrpd then checks every packet in user space, as without a filter."""
+        if rx_filter is None or rx_filter == self.rx_filter:
+            return
+        try:
+            attach_filter(self.sock, bpf_bytes(vrrp_filter_program(rx_filter)))
+        except (OSError, ValueError) as exc:
+            if self.rx_filter_error is None:
+                log.warning("cannot attach the VRRP receive filter on %s: %s", self.ifname, exc)
+            self.rx_filter_error = str(exc)
+            return
+        self.rx_filter, self.rx_filter_error = rx_filter, None
+
+    def set_rcvbuf(self, size: int) -> None:
+        if size != self.rcvbuf:
+            self.rcvbuf = size
+            set_rcvbuf(self.sock, size)
+
+    def _overflow(self, value: bytes) -> None:
+        if len(value) >= 4:
+            self.queue_drops = struct.unpack_from("=I", value)[0]
 
 
 class NetlinkSocket:
@@ -6768,7 +7107,7 @@ class RtnetlinkMonitor:
         self.sock.close()
 
 
-class VrrpSocket:
+class VrrpSocket(_RxSocket):
     """The raw IPPROTO_VRRP socket of one interface: receives every VRRP packet arriving there and sends
     adverts with our own IPv4 header (IP_HDRINCL: source, TTL 255 and TOS are ours to set)."""
 
@@ -6783,13 +7122,15 @@ class VrrpSocket:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(b"\0" * 4, b"\0" * 4, ifindex))
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setblocking(False)
+            self.sock = sock
+            self._rx_init()
         except OSError:
             sock.close()
             raise
-        self.sock = sock
         self.received_at: Optional[float] = None  # kernel receive time (CLOCK_REALTIME) of the last datagram
 
     def join(self, group: ipaddress.IPv4Address) -> None:
@@ -6816,6 +7157,8 @@ class VrrpSocket:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
                 self.received_at = sec + nsec * 1e-9
+            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                self._overflow(value)
         return data
 
     def close(self) -> None:
@@ -7583,9 +7926,169 @@ class _BfdCheck(_CheckRunner):
         return f"=> BFD CHECK {self.chk.bfd_name} failed"
 
 
+UDP_CHECK_PAYLOAD = b"keepalived check - keepalived ch"  # keepalived's default: 32 bytes of this pattern
+PING_CHECK_PAYLOAD = (b"keepalived check - " * 7)[:128]
+IP_RECVERR, IPV6_RECVERR = 11, 25
+
+
+class _UdpCheck(_CheckRunner):
+    """UDP_CHECK: send the payload on a connected UDP socket. Without require_reply silence is success and an
+    ICMP unreachable (IP_RECVERR) failure; with it a matching reply is needed."""
+
+    def begin(self) -> None:
+        ip, _port = self.target
+        v6 = ip.version == 6
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = sock
+        self.watching = 0
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
+        try:
+            sock.connect(self.sockaddr)
+            sock.send(self.chk.payload if self.chk.payload is not None else UDP_CHECK_PAYLOAD)
+        except OSError:
+            self._done(False, f"UDP connection to {self.name} failed.")
+            return
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:  # ICMP destination unreachable, as the kernel reports it on a connected socket
+            self._done(False, f"UDP connection to {self.name} failed.")
+            return
+        if udp_reply_ok(self.chk, data):
+            self._done(True)
+        else:
+            self._done(False, f"UDP check to {self.name} reply data mismatch.")
+
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
+        self.deadline = None
+        if self.chk.require_reply:
+            self._done(False, f"UDP connection to {self.name} failed.")
+        else:
+            self._done(True)  # keepalived: no answer and no ICMP error is a success
+
+    def _success_line(self) -> str:
+        return f"UDP connection to {self.name} success."
+
+
+class _PingCheck(_CheckRunner):
+    """PING_CHECK: an ICMP (or ICMPv6) echo request without a subprocess, on a ping socket (SOCK_DGRAM), or a
+    raw socket where net.ipv4.ping_group_range does not allow that. Success: the echo reply with our sequence."""
+
+    seq = 0
+
+    def begin(self) -> None:
+        ip = self.target[0]
+        v6 = ip.version == 6
+        family, proto = (socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6 else (socket.AF_INET, socket.IPPROTO_ICMP)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+            self.raw = False
+        except OSError:
+            sock = socket.socket(family, socket.SOCK_RAW, proto)
+            self.raw = True
+        self.sock = sock
+        self.watching = 0
+        sock.setblocking(False)
+        self.seq = self.seq % 0xFFFF + 1
+        self.ident = int.from_bytes(os.urandom(2), "big")
+        header = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, self.ident, self.seq)
+        if self.raw and not v6:  # the kernel sums ping sockets and ICMPv6; raw ICMP is ours
+            header = header[:2] + struct.pack("!H", inet_checksum(header + PING_CHECK_PAYLOAD)) + header[4:]
+        if self.chk.bindto is not None:
+            sock.bind((str(self.chk.bindto), 0))
+        try:
+            sock.connect((str(ip), 0))
+            sock.send(header + PING_CHECK_PAYLOAD)
+        except OSError:
+            self._done(False, f"send {'ICMPv6' if v6 else 'ICMP'} packet fail")
+            return
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        v6 = self.target[0].version == 6
+        what = "ICMPv6" if v6 else "ICMP"
+        try:
+            data = self.sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._done(False, f"recv {what} packet error")
+            return
+        if self.raw and not v6 and data:
+            data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 delivers the IP header
+        if len(data) < 8:
+            self._done(False, f"Error, got short {what} packet, {len(data)} bytes")
+            return
+        kind, _code, _sum, ident, seq = struct.unpack_from("!BBHHH", data)
+        if self.raw and (kind in (8, 128) or ident != self.ident):
+            return  # a raw socket sees every ICMP message from the address: not ours
+        if kind != (129 if v6 else 0):
+            self._done(False, f"Got {what} packet with type 0x{kind:x}")
+        elif seq != self.seq:
+            self._done(False, f"Ping reply expected seq no {self.seq}, received {seq}")
+        else:
+            self._done(True)
+
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
+        self.deadline = None
+        what = "ICMPv6" if self.target[0].version == 6 else "ICMP"
+        self._done(False, f"{what} connection to address {self.name} timeout.")
+
+    def _label(self) -> str:
+        return "ICMP CHECK"
+
+    def _success_line(self) -> str:
+        return f"{'ICMPv6' if self.target[0].version == 6 else 'ICMP'} connection to {self.name} success."
+
+
+class _FileCheck(_CheckRunner):
+    """FILE_CHECK: the value of a track_file decides (weight 0) or moves the real server's weight."""
+
+    def begin(self) -> None:
+        tf = self.manager.config.track_files.get(self.chk.track_file or "")
+        if tf is None:
+            self._done(False, f"FILE_CHECK track_file {self.chk.track_file} is not defined")
+            return
+        try:
+            with open(tf.path, "rb") as fh:
+                text = fh.read(127).decode(errors="replace")
+        except OSError:
+            text = ""  # an absent file reads as 0
+        value = parse_track_file_value(text)
+        if value is None:
+            log.info("Invalid number %s read from %s - ignoring", text.strip(), tf.path)
+            self._done(self.decision.up, "", self.decision.weight)
+            return
+        weight = self.chk.file_weight if self.chk.file_weight is not None else tf.weight
+        reverse = self.chk.file_weight_reverse if self.chk.file_weight is not None else tf.weight_reverse
+        up, rs_weight = file_check_result(value, weight, reverse, self.rs.weight)
+        if up != self.decision.up:
+            log.debug("(%s): tracked file %s %s FAULT state", self.name, tf.name, "leaving" if up else "now")
+        self._done(up, f"tracked file {tf.name} of {self.name} is {value}", rs_weight)
+
+    def _success_line(self) -> str:
+        return f"FILE_CHECK on service {self.name} succeeded."
+
+
 _CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
                   "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck,
-                  "BFD_CHECK": _BfdCheck}
+                  "BFD_CHECK": _BfdCheck, "UDP_CHECK": _UdpCheck, "PING_CHECK": _PingCheck,
+                  "FILE_CHECK": _FileCheck}
 
 
 # -- the manager -------------------------------------------------------------------------------
@@ -8082,7 +8585,7 @@ class VmacManager:
         self._saved_sysctls.clear()
 
 
-class VrrpSocket6:
+class VrrpSocket6(_RxSocket):
     """The raw IPv6 VRRP socket of one interface (RFC 5798 section 5.1.2).
 
     Adverts go from the interface's link-local address with hop limit 255; the kernel fills in and
@@ -8102,12 +8605,14 @@ class VrrpSocket6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            _optional_sockopt(sock, socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)  # Linux >= 4.20
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, IPTOS_PREC_INTERNETCONTROL)
             sock.setblocking(False)
+            self.sock = sock
+            self._rx_init()
         except OSError:
             sock.close()
             raise
-        self.sock = sock
 
     def join(self, group: ipaddress.IPv6Address) -> None:
         if group in self.groups:
@@ -8134,6 +8639,8 @@ class VrrpSocket6:
                 hoplimit = struct.unpack("=i", value[:4])[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
                 dst = ipaddress.IPv6Address(value[:16])
+            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                self._overflow(value)
         return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
 
     def close(self) -> None:
@@ -8710,8 +9217,13 @@ class EventLoop:
                 due.append(timer)
         with self._lock:
             ready, self._ready = self._ready, []
-        # Each handler is looked up again just before it runs: an earlier callback of this same pass may have
-        # removed a reader (and closed its socket) or cancelled a timer that had already fallen due.
+        # Due timers first: an advert due now leaves before the next batch of a flooded socket is read (each
+        # reader takes a bounded batch per pass). Each handler is looked up again just before it runs: an
+        # earlier callback of this same pass may have removed a reader (and closed its socket) or cancelled a
+        # timer that had already fallen due.
+        for timer in due:
+            if not timer.cancelled:
+                self._call(timer.callback, timer.args)
         for key, mask in events:
             for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
                 if mask & flag:
@@ -8720,9 +9232,6 @@ class EventLoop:
                         self._call(*handlers[slot])
         for callback, args in ready:
             self._call(callback, args)
-        for timer in due:
-            if not timer.cancelled:
-                self._call(timer.callback, timer.args)
 
     @staticmethod
     def _call(callback: Callable[..., Any], args: tuple) -> None:
@@ -9241,6 +9750,7 @@ class _RateLimit:
             self.last[key] = (last + self.period, 0)
 
 
+RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
@@ -9269,6 +9779,8 @@ class InstanceRuntime:
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
+        # (Master_Down_Timer, since): a due master-down timeout waiting for the adverts still queued in the kernel
+        self.backlog_wait: Optional[Tuple[float, float]] = None
         self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
         self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
@@ -9336,6 +9848,7 @@ class Daemon:
         if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
             raise OSError(errno.EPERM,
                           "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
+        self._update_rx_filters()
         self._remove_stale_vips()
         self._start_static()
         self.tracking.start()
@@ -9522,6 +10035,7 @@ class Daemon:
                     log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
         if changed:
             self._update_own_sources()
+            self._update_rx_filters()  # a socket opened on an interface that appeared
         return changed
 
     @staticmethod
@@ -9728,6 +10242,7 @@ class Daemon:
             delta, fault = self._adjustment(rt)
             self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
+        self._update_rx_filters()
         self._reevaluate()
         log.info("Reload complete")
         sd_notify("READY=1")
@@ -9851,6 +10366,8 @@ class Daemon:
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         rt.timer = None
+        if self._timeout_waits_for_backlog(rt):
+            return
         if self.beyond.hold_master(rt):
             return
         actions = rt.machine.on_timer(self.loop.time())
@@ -10157,11 +10674,71 @@ class Daemon:
 
     # -- receive path --------------------------------------------------------------------------
     def _on_vrrp_readable(self, vsock: VrrpSocket) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):  # one batch per wake-up: the loop's due timers (adverts) run before the next
             data = vsock.recv()
             if data is None:
                 return
             self._handle_packet(vsock, data)
+
+    def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
+        """The sockets that carry the instance's adverts, each with the reader of one batch."""
+        out: List[Tuple[socket.socket, Callable[[], None]]] = []
+        vsock = rt.vsock
+        if vsock is not None:
+            out.append((vsock.sock, lambda: self._on_vrrp_readable(vsock)))
+        return out + self.beyond.rx_sockets(rt)
+
+    def _timeout_waits_for_backlog(self, rt: InstanceRuntime) -> bool:
+        """A due Master_Down_Timer says the master fell silent; adverts still queued in the kernel (read late
+        behind a flood) are not silence. So the timeout acts only once the instance's sockets are empty: until
+        then each pass of the loop reads a batch (which re-arms the timer when it holds an advert of the
+        master), and sends and other timers go on in between. A flood that keeps a queue full for one more
+        Master_Down_Interval can postpone the timeout no longer: then it acts, and says why."""
+        m, now = rt.machine, self.loop.time()
+        if not m.master_down_due(now):
+            return False
+        busy = [read for sock, read in self._rx_sockets(rt) if kernel_holds_packets(sock)]
+        if not busy:
+            rt.backlog_wait = None
+            return False
+        deadline = m.master_down_timer
+        assert deadline is not None
+        if rt.backlog_wait is None or rt.backlog_wait[0] != deadline:
+            rt.backlog_wait = (deadline, now)
+        elif now - rt.backlog_wait[1] >= m.master_down_interval:
+            log.warning("(%s) receive queue still not empty a master down interval after the timeout: "
+                        "acting on it", rt.inst.name)
+            rt.backlog_wait = None
+            return False
+        for read in busy:
+            read()
+        if rt.timer is None:  # no advert of the master in that batch: look again on the next pass
+            rt.timer = self.loop.call_at(now, self._on_timer, rt)
+        return True
+
+    def _update_rx_filters(self) -> None:
+        """Each VRRP socket's kernel filter and receive buffer follow the instances on it (start, reload)."""
+        for ifname, vsock in self.vsocks.items():
+            self._tune_rx_socket(vsock, 4, self.by_socket.get(ifname, []))
+        self.beyond.update_rx_filters()
+
+    def _tune_rx_socket(self, vsock: Any, family: int, rts: List[InstanceRuntime]) -> None:
+        if not rts or not isinstance(vsock, _RxSocket):
+            return
+        vrids = None if self.g.log_unknown_vrids else [rt.machine.vrid for rt in rts]
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids))
+        # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
+        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
+
+    def rx_sockets_status(self) -> List[Dict[str, Any]]:
+        """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
+        instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
+        the receive queue was full (SO_RXQ_OVFL, counted by the kernel)."""
+        socks = [(4, s) for s in self.vsocks.values()] + [(6, s) for s in self.beyond.vsocks6.values()]
+        return [{"interface": s.ifname, "family": family,
+                 "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
+                 "kernel_filter_error": s.rx_filter_error, "rcvbuf": s.rcvbuf,
+                 "kernel_queue_full_drops": s.queue_drops} for family, s in socks if isinstance(s, _RxSocket)]
 
     def _bad(self, rt: Optional[InstanceRuntime], reason: str, message: str) -> None:
         if rt is not None:
@@ -10444,6 +11021,7 @@ class Daemon:
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
                 "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
+                "sockets": self.rx_sockets_status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
 
 
@@ -10768,8 +11346,23 @@ class BeyondIPv4:
             self.d.ratelimit(("na", ifname), self.d.loop.time(), f"cannot send neighbour advert on {ifname}: {exc}")
 
     # -- receiving -----------------------------------------------------------------------------
+    def rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
+        """The IPv6 and AH sockets that carry the instance's adverts, each with the reader of one batch."""
+        out: List[Tuple[socket.socket, Callable[[], None]]] = []
+        vsock6 = self.sock6_of.get(rt.inst.name)
+        if vsock6 is not None:
+            out.append((vsock6.sock, lambda: self._on_readable6(vsock6)))
+        ahsock = self.ah_socks.get(rt.vsock.ifname) if rt.vsock is not None and rt.inst.name in self.ah_seq else None
+        if ahsock is not None:
+            out.append((ahsock.sock, lambda: self._on_ah_readable(ahsock)))
+        return out
+
+    def update_rx_filters(self) -> None:
+        for ifname, vsock in self.vsocks6.items():
+            self.d._tune_rx_socket(vsock, 6, self.by_socket6.get(ifname, []))
+
     def _on_readable6(self, vsock: VrrpSocket6) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):
             got = vsock.recv()
             if got is None:
                 return
@@ -10816,7 +11409,7 @@ class BeyondIPv4:
         d._apply(rt, rt.machine.on_advert(d.loop.time(), adv, src))  # type: ignore[arg-type]
 
     def _on_ah_readable(self, ahsock: AhSocket) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):
             data = ahsock.recv()
             if data is None:
                 return
