@@ -257,8 +257,6 @@ def parse_ok(text: str, **kw):
 
 def model_without_positions(config) -> dict:
     """The model as plain data, without line/file fields (which differ between layouts of one text)."""
-    import dataclasses
-
     def strip(o):
         if isinstance(o, dict):
             return {k: strip(v) for k, v in o.items() if k not in ("line", "file", "files")}
@@ -266,7 +264,7 @@ def model_without_positions(config) -> dict:
             return [strip(v) for v in o]
         return o
 
-    return strip(dataclasses.asdict(config))
+    return strip(vrrpd.small_asdict(config))
 
 
 def messages(diags, severity=None) -> List[str]:
@@ -1798,6 +1796,84 @@ def test_address_list_mismatch_is_reported_unless_skipped():
     assert not _machine(skip_check_adv_addr=True).address_mismatch(_adv(addresses=("10.0.0.101",)))
 
 
+# -- C2. Why each state change happened: the reason carried by Notify (issue 16) ---------------
+
+
+def _reason(actions):
+    """(state, reason, detail) of the one transition among the actions."""
+    notes = [a for a in actions if isinstance(a, vrrpd.Notify)]
+    assert len(notes) == 1, actions
+    return notes[0].state, notes[0].reason, notes[0].detail
+
+
+def test_reason_start_is_not_master_and_owner_is_priority():
+    assert _reason(_machine().start(0.0))[:2] == (vrrpd.State.BACKUP, "not-master")
+    state, reason, detail = _reason(_machine(priority=255).start(0.0))
+    assert (state, reason) == (vrrpd.State.MASTER, "priority") and "owner" in detail
+
+
+def test_reason_takeover_when_the_master_goes_silent_is_no_response():
+    m = _machine(priority=100)
+    m.start(0.0)
+    m.on_advert(0.5, _adv(150), IP4("10.0.0.2"))
+    state, reason, detail = _reason(m.on_timer(m.next_deadline()))
+    assert (state, reason) == (vrrpd.State.MASTER, "no-response")
+    assert "10.0.0.2" in detail and f"{m.master_down_interval:.2f} s" in detail
+    silent = _machine(priority=100)
+    silent.start(0.0)
+    assert _reason(silent.on_timer(silent.next_deadline()))[1:] == ("no-response", "no advert heard")
+
+
+def test_reason_takeover_from_a_lower_priority_master_is_preempted():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.on_advert(1.0, _adv(100), IP4("10.0.0.2"))
+    state, reason, detail = _reason(m.on_timer(m.next_deadline()))
+    assert (state, reason) == (vrrpd.State.MASTER, "preempted")
+    assert detail == "master 10.0.0.2 advertises priority 100, ours 150"
+
+
+def test_reason_takeover_after_priority_zero_is_released():
+    m = _machine(priority=100)
+    m.start(0.0)
+    m.on_advert(1.0, _adv(150), IP4("10.0.0.2"))
+    m.on_advert(2.0, _adv(0), IP4("10.0.0.2"))
+    state, reason, detail = _reason(m.on_timer(m.next_deadline()))
+    assert (state, reason) == (vrrpd.State.MASTER, "released") and "10.0.0.2 sent priority 0" in detail
+
+
+def test_reason_master_stepping_down_is_priority_with_the_winner():
+    m = _machine(priority=100)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    state, reason, detail = _reason(m.on_advert(10.0, _adv(150), IP4("10.0.0.2")))
+    assert (state, reason) == (vrrpd.State.BACKUP, "priority")
+    assert detail == "advert from 10.0.0.2 with priority 150, ours 100"
+    assert (m.master_ip, m.master_priority, m.last_advert) == (IP4("10.0.0.2"), 150, 10.0)
+    tie = _machine(priority=100, primary_ip=IP4("10.0.0.5"))
+    tie.start(0.0)
+    tie.on_timer(tie.next_deadline())
+    assert "(equal, higher address)" in _reason(tie.on_advert(10.0, _adv(100), IP4("10.0.0.9")))[2]
+
+
+def test_reason_fault_fault_cleared_shutdown_and_sync_group():
+    m = _machine(priority=150)
+    m.start(0.0)
+    m.on_timer(m.next_deadline())
+    assert _reason(m.set_fault(1.0, True))[:2] == (vrrpd.State.FAULT, "fault")
+    assert _reason(m.set_fault(2.0, False))[:2] == (vrrpd.State.BACKUP, "fault-cleared")
+    assert _reason(m.shutdown(3.0))[:2] == (vrrpd.State.STOP, "shutdown")
+    assert _reason(_machine().start(0.0, fault=True))[:2] == (vrrpd.State.FAULT, "fault")
+    member = _machine()
+    member.start(0.0)
+    assert _reason(vrrpd.sync_force(member, 1.0, vrrpd.State.MASTER))[:2] == (vrrpd.State.MASTER, "sync-group")
+
+
+def test_reason_does_not_change_what_notify_compares():
+    # notify scripts, FIFO and mail see the state and priority; the reason rides along
+    assert vrrpd.Notify(vrrpd.State.MASTER, 100, "priority", "x") == vrrpd.Notify(vrrpd.State.MASTER, 100)
+
+
 # -- auth_hmac (keepalived 2.4.3's HMAC-SHA256 trailer) ----------------------------------------------
 
 HMAC_KEY = bytes(range(32))
@@ -2415,7 +2491,7 @@ def test_two_address_owners_the_lower_yields_and_a_deaf_one_makes_the_higher_ste
 def test_timer_expired_backup_leaves_master_quietly_when_the_loop_ran_late():
     m = vrrpd.VrrpMachine("VI", 51, 100, 1.0, 3, primary_ip=IP4("10.0.0.1"), preempt=False,
                           timer_expired_backup=200)
-    m._become_master(0.0)
+    m._become_master(0.0, "test")
     assert [type(a) for a in m.on_timer(1.05) if isinstance(a, vrrpd.SendAdvert)] == [vrrpd.SendAdvert]
     # due at 2.0; the loop wakes at 5.5 > last advert (1.0) + 3 x 1 + skew(200) = 4.22
     acts = m.on_timer(5.5)
@@ -4590,6 +4666,142 @@ def test_lab_instance_on_a_missing_interface_waits_in_fault_and_follows_it(lab, 
     wait_for(lambda: lab.has_address(ns, late_vip, "eth9"), 5, what="VI_2 MASTER on the re-created eth9")
     assert node.log().count("(VI_2) interface eth9 appeared") == 2
     node.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# D3. The rest of the vrrp_instance keywords keepalived acts upon
+# --------------------------------------------------------------------------------------------
+
+
+def test_instance_keywords_keepalived_acts_upon_are_read():
+    config, diags = parse_ok(inst(BASE + "\nmcast_dst_ip 224.0.0.99\ndown_timer_adverts 5\ncheck_unicast_src\n"
+                                         "promote_secondaries\nkernel_rx_buf_size 65536\ntrack_src_ip\n"
+                                         "unicast_fault_no_peer\nno_virtual_ipaddress"))
+    i = config.vrrp_instances[0]
+    assert (str(i.mcast_dst_ip), i.down_timer_adverts, i.kernel_rx_buf_size) == ("224.0.0.99", 5, 65536)
+    assert i.check_unicast_src and i.promote_secondaries and i.track_src_ip and i.unicast_fault_no_peer
+    assert not [d for d in messages(diags) if "accepted" in d]
+    _, diags = vrrpd.parse_config_text(inst(BASE + "\nmcast_dst_ip 10.0.0.1\nmcast_dst_ip ff05::12"), "m.conf")
+    assert messages(diags, vrrpd.Severity.ERROR) == [
+        "m.conf:7: error: mcast_dst_ip: '10.0.0.1' is not a multicast address",
+        "m.conf:8: error: mcast_dst_ip: 'ff05::12' is not a multicast address of link-local scope (ffX2::)"]
+    _, diags = vrrpd.parse_config_text(inst("interface lo\nvirtual_router_id 50"), "n.conf")
+    assert any("No VIP specified" in m for m in messages(diags, vrrpd.Severity.WARNING))
+
+
+def test_down_timer_adverts_sets_master_down_interval():
+    m = _machine(priority=100, advert_int=1.0, version=3, down_timer_adverts=10)
+    assert m.master_down_interval == 10 * 1.0 + (256 - 100) / 256
+    acts = m.start(0.0)
+    assert m.next_deadline() == pytest.approx(m.master_down_interval) and acts
+
+
+def test_lab_mcast_dst_ip_and_down_timer_adverts(lab, tmp_path):
+    extra = "    mcast_dst_ip 224.0.0.99\n"
+    a, b = _pair(lab, tmp_path, _conf(priority=150, state="MASTER", instance_extra=extra),
+                 _conf(priority=100, instance_extra=extra + "    down_timer_adverts 12\n"))
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    cap = lab.exec(b.ns, ["timeout", "3", "tcpdump", "-c2", "-n", "-i", "eth0", "ip proto 112"],
+                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = cap.communicate(timeout=10)[0]
+    assert f"{LAB_NET}.1 > 224.0.0.99: VRRPv3" in out, out
+    assert "224.0.0.18" not in out
+    _steady_single_master(lab, [a, b], 0.5)  # B hears A on that group: no split brain
+    a.kill()
+    t_kill = time.monotonic()
+    wait_for(lambda: lab.has_address(b.ns, VIP), 4, 0.01, what="VIP on B")
+    took = time.monotonic() - t_kill
+    # Master_Down_Interval = 12 x 0.1 s + skew (0.06 s), not 3 x 0.1 s + skew: the last advert was <= 0.1 s before
+    assert 1.0 <= took <= 2.5, took
+
+
+def test_lab_check_unicast_src_drops_adverts_from_a_stranger(lab, tmp_path):
+    me, friend, stranger = f"{LAB_NET}.2", f"{LAB_NET}.1", f"{LAB_NET}.3"
+
+    def unicast(prio, src, peers, extra=""):
+        peer_lines = "".join(f"        {p}\n" for p in peers)
+        return _conf(priority=prio, state="MASTER", instance_extra=f"    unicast_src_ip {src}\n    unicast_peer {{\n"
+                     f"{peer_lines}    }}\n{extra}")
+    ns_b = lab.host("b", f"{me}/24")
+    ns_c = lab.host("c", f"{stranger}/24")
+    b = _Node(lab, ns_b, tmp_path, "B", unicast(100, me, [friend], "    check_unicast_src\n"))
+    wait_for(lambda: lab.has_address(ns_b, VIP), 6, what="B MASTER")
+    c = _Node(lab, ns_c, tmp_path, "C", unicast(200, stranger, [me]))
+    wait_for(lambda: lab.has_address(ns_c, VIP), 6, what="C MASTER")
+    wait_for(lambda: f"unicast advert from {stranger} not in unicast_peer" in b.log(), 3, what="B drops C's adverts")
+    time.sleep(0.5)
+    assert lab.has_address(ns_b, VIP) and "Entering BACKUP STATE" not in b.log().split("Entering MASTER STATE")[1]
+    b.stop()
+    # without check_unicast_src the higher priority stranger wins
+    b.conf.write_text(unicast(100, me, [friend]))
+    b.start()
+    wait_for(lambda: "(VI_1) Entering BACKUP STATE" in b.log().rsplit("Starting", 1)[1], 4, what="B yields")
+    assert not lab.has_address(ns_b, VIP)
+    c.stop()
+
+
+def test_lab_promote_secondaries_and_kernel_rx_buf_size(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    sysctl = ["sysctl", "-n", "net.ipv4.conf.eth0.promote_secondaries"]
+    assert lab.run(ns, sysctl).stdout.strip() == "0"
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", instance_extra=(
+        "    promote_secondaries\n    kernel_rx_buf_size 3000000\n")))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
+    # the raw VRRP socket's receive buffer as the kernel reports it (SO_RCVBUF): 1 MiB + 3,000,000 bytes, doubled
+    m = re.search(r"\(VI_1\) receive buffer on eth0 is now (\d+) bytes", node.log())
+    assert m and int(m.group(1)) == 2 * ((1 << 20) + 3000000), node.log()
+    node.stop()
+    assert lab.run(ns, sysctl).stdout.strip() == "0"  # put back: we set it
+
+
+def test_lab_track_src_ip_and_unicast_fault_no_peer(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("addr", "add", f"{LAB_NET}.5/24", "dev", "eth0", ns=ns)
+    text = _conf(priority=150, state="MASTER", instance_extra=f"    mcast_src_ip {LAB_NET}.5\n    track_src_ip\n")
+    text += ("vrrp_instance VI_2 {\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n"
+             "    priority 150\n    advert_int 0.1\n    unicast_fault_no_peer\n"
+             f"    virtual_ipaddress {{\n        {LAB_NET}.101/24\n    }}\n}}\n")
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="VI_1 MASTER")
+    assert "(VI_2) Cannot use unicast without any peers - going to fault state" in node.log()
+    assert "(VI_2) Entering FAULT STATE" in node.log() and not lab.has_address(ns, f"{LAB_NET}.101")
+    lab.ip("addr", "del", f"{LAB_NET}.5/24", "dev", "eth0", ns=ns)  # the tracked source goes
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="VI_1 FAULT without its source address")
+    assert "(VI_1) Entering FAULT STATE" in node.log()
+    lab.ip("addr", "add", f"{LAB_NET}.5/24", "dev", "eth0", ns=ns)
+    wait_for(lambda: lab.has_address(ns, VIP), 3, what="VI_1 MASTER again")
+    assert not lab.has_address(ns, f"{LAB_NET}.101")
+    node.stop()
+
+
+def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    lab.ip("link", "set", "eth1p", "up", ns=ns)
+    lab.ip("link", "set", "eth1", "up", ns=ns)
+    fifo = tmp_path / "vrrp.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        node = _Node(lab, ns, tmp_path, "A", _conf(
+            priority=150, state="MASTER", global_extra=f"    notify_fifo {fifo}\n",
+            instance_extra="    notify_priority_changes\n    track_interface {\n        eth1 weight -10\n    }\n"))
+        wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+        lab.link(ns, "eth1", up=False)
+        seen = []
+
+        def read():
+            try:
+                seen.append(os.read(reader, 65536).decode())
+            except BlockingIOError:
+                pass
+            return "MASTER_PRIORITY" in "".join(seen)
+        wait_for(read, 3, what="priority line in the FIFO")
+        assert 'INSTANCE "VI_1" MASTER_PRIORITY 140' in "".join(seen), seen
+        node.stop()
+    finally:
+        os.close(reader)
 
 
 # ============================================================================================
@@ -7435,6 +7647,232 @@ def test_daemon_logs_to_syslog_with_the_facility_of_S_and_keepalived_texts(lab, 
     finally:
         if pid_path.exists():
             os.kill(int(pid_path.read_text()), signal.SIGTERM)
+
+
+# -- G3. Transition reasons, --events, --status in words, metrics (issue 16) --------------------
+
+EVENTS_CONF = """\
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    priority 100
+    advert_int 0.1
+    version 3
+    track_interface {
+        eth1 weight -30
+    }
+    virtual_ipaddress {
+        10.9.0.1
+    }
+}
+"""
+
+
+class _EventReader:
+    """An --events subscriber on a daemon's control socket, read without blocking while the loop runs."""
+
+    def __init__(self, path, request=b"events\n"):
+        import socket as _socket
+
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.sock.sendall(request)
+        self.sock.setblocking(False)
+        self.buf = b""
+        self.events: list = []
+
+    def poll(self):
+        import json
+
+        try:
+            self.buf += self.sock.recv(1 << 20)
+        except BlockingIOError:
+            pass
+        *lines, self.buf = self.buf.split(b"\n")
+        self.events += [json.loads(line) for line in lines if line.strip()]
+        return self.events
+
+
+class _NullRtnl:
+    """VIPs go nowhere."""
+
+    def add_address(self, index, vip):
+        pass
+
+    def del_address(self, index, vip):
+        pass
+
+
+def _events_daemon(tmp_path, monkeypatch, loop):
+    config, diags = vrrpd.parse_config_text(EVENTS_CONF, "a.conf")
+    assert not [x for x in diags if x.severity is vrrpd.Severity.ERROR]
+    d = _offline_daemon(config, monkeypatch, loop)
+    d.links[8] = vrrpd.LinkInfo(8, "eth1", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)
+    d.rtnl = _NullRtnl()
+    for rt in d.runtimes:
+        rt.vsock = None  # adverts go nowhere
+    op = vrrpd.Operator(d, "a.conf", control_socket=str(tmp_path / "ctl.sock"), dump_dir=str(tmp_path))
+    op._open_control()
+    return d, op
+
+
+def test_every_transition_is_recorded_with_its_reason_and_streamed_to_events_followers(tmp_path, loop, monkeypatch):
+    d, op = _events_daemon(tmp_path, monkeypatch, loop)
+    rt = d.runtimes[0]
+    d._start_machines()
+    follower = _EventReader(op.control.path)
+    # a new follower first gets the recent transitions, then the live ones
+    _spin(loop, lambda: len(follower.poll()) >= 1, 5, "the start-up transition")
+    assert follower.events[0]["reason"] == "not-master" and follower.events[0]["to"] == "BACKUP"
+    _spin(loop, lambda: len(follower.poll()) >= 2, 5, "the takeover")
+    took = follower.events[1]
+    assert (took["from"], took["to"], took["reason"]) == ("BACKUP", "MASTER", "no-response")
+    # a tracked interface goes down: the priority drops, and the next higher advert wins, naming the cause
+    d.links[8] = vrrpd.LinkInfo(8, "eth1", 0)
+    d._reevaluate()
+    _spin(loop, lambda: len(follower.poll()) >= 3, 5, "the priority change")
+    assert follower.events[2]["type"] == "priority" and (follower.events[2]["from"], follower.events[2]["to"]) == (
+        100, 70) and follower.events[2]["detail"] == "track_interface eth1 -30"
+    d._apply(rt, rt.machine.on_advert(loop.time(), _adv(90, vrid=1, advert_int=0.1, addresses=("10.9.0.1",)),
+                                      IP4("10.9.0.2")))
+    _spin(loop, lambda: len(follower.poll()) >= 4, 5, "the step-down")
+    down = follower.events[3]
+    assert (down["from"], down["to"], down["reason"]) == ("MASTER", "BACKUP", "priority")
+    assert "advert from 10.9.0.2 with priority 90, ours 70" in down["detail"]
+    assert "track_interface eth1 -30" in down["detail"]
+    line = vrrpd.format_event(down)
+    assert "VI_1 MASTER -> BACKUP (priority: advert from 10.9.0.2" in line and line.endswith("priority 70")
+    # --status and --json: the last transitions, whom the BACKUP follows, what each tracker adds
+    status = op.status()
+    inst = status["instances"][0]
+    assert [t["reason"] for t in inst["recent_transitions"]] == ["not-master", "no-response", "priority"]
+    assert inst["master"]["address"] == "10.9.0.2" and inst["master"]["priority"] == 90
+    assert 0 <= inst["master"]["last_advert_ago"] < 5 and 0 < inst["master"]["takeover_in"] <= (
+        inst["master"]["master_down_interval"])
+    assert {"kind": "track_interface", "name": "eth1", "adds": -30, "fault": False} in inst["trackers"]
+    table = vrrpd.format_status_table(status)
+    assert "VI_1: master 10.9.0.2 at priority 90, last advert" in table and "takes over in" in table
+    assert "VI_1: priority 70 = 100 base; track_interface eth1 -30" in table
+    assert "BACKUP -> MASTER (no-response: no advert heard)" in table
+    # the history is bounded
+    for n in range(vrrpd.TRANSITION_HISTORY + 5):
+        d._apply(rt, rt.machine.set_fault(loop.time(), n % 2 == 0))
+    assert len(rt.history) == vrrpd.TRANSITION_HISTORY and rt.history[-1]["reason"] == "fault"
+    assert "interface" not in rt.history[-1]["detail"] or "eth" in rt.history[-1]["detail"]
+    op.close()
+
+
+def test_a_fault_transition_names_the_interface_or_tracker(tmp_path, loop, monkeypatch):
+    conf = EVENTS_CONF.replace("eth1 weight -30", "eth1")
+    config, _ = vrrpd.parse_config_text(conf, "a.conf")
+    d = _offline_daemon(config, monkeypatch, loop)
+    d.links[8] = vrrpd.LinkInfo(8, "eth1", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)
+    d.rtnl = _NullRtnl()
+    for rt in d.runtimes:
+        rt.vsock = None  # adverts go nowhere
+    d._start_machines()
+    d.links[8] = vrrpd.LinkInfo(8, "eth1", 0)
+    d._reevaluate()
+    last = d.runtimes[0].history[-1]
+    assert (last["to"], last["reason"], last["detail"]) == ("FAULT", "fault", "track_interface eth1 FAULT")
+    d.links[7] = vrrpd.LinkInfo(7, "eth0", 0)
+    d.links[8] = vrrpd.LinkInfo(8, "eth1", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)
+    d._reevaluate()
+    assert d.runtimes[0].machine.state == vrrpd.State.FAULT  # still: now its own interface
+    assert d._causes(d.runtimes[0], lambda delta, fault: fault) == "interface eth0 down"
+
+
+def test_control_socket_drops_a_follower_that_does_not_read_and_still_answers_old_clients(tmp_path, loop,
+                                                                                           monkeypatch):
+    import json
+    import socket as _socket
+
+    d, op = _events_daemon(tmp_path, monkeypatch, loop)
+    slow = _EventReader(op.control.path)
+    _spin(loop, lambda: any(c["kind"] == "events" for c in op.control.clients.values()), 5, "the subscription")
+    for _ in range(200):
+        d._publish({"type": "noise", "time": time.time(), "instance": "VI_1", "detail": "x" * 10000})
+    assert not op.control.clients, "a follower that reads nothing is dropped, not buffered without bound"
+    slow.sock.close()
+    # a client from before requests existed sends nothing and still gets the status
+    old = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    old.connect(op.control.path)
+    old.setblocking(False)
+    got = bytearray()
+
+    def answered():
+        try:
+            chunk = old.recv(65536)
+        except BlockingIOError:
+            return False
+        got.extend(chunk)
+        return not chunk
+
+    _spin(loop, answered, 5, "the status for a silent client")
+    assert json.loads(bytes(got))["instances"][0]["name"] == "VI_1"
+    old.close()
+    # at most max_clients at once: the oldest makes room
+    crowd = []
+    for _ in range(op.control.max_clients + 5):
+        crowd.append(_EventReader(op.control.path))
+        loop.run_once(loop.time() + 0.01)  # the listen backlog is short: the loop accepts as they come
+    _spin(loop, lambda: len(op.control.clients) == op.control.max_clients and all(
+        c["kind"] == "events" for c in op.control.clients.values()), 5, "the crowd to settle")
+    for c in crowd:
+        c.sock.close()
+    op.close()
+
+
+def _read_line_until(proc, predicate, timeout=10.0):
+    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout."""
+    import select
+
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if predicate(line):
+            return line
+    raise AssertionError(f"no such line within {timeout} s; got {seen}")
+
+
+def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
+    import json
+
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER"))
+    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    _wait_holders(lab, [a, b], ["A"], timeout=10)
+    wait_for(lambda: os.path.exists(b.ctl), 5, what="B's control socket")
+    wait_for(lambda: (b.instance().get("master") or {}).get("priority") == 150, 5, what="B to follow A")
+    human = subprocess.Popen([PYTHON, VRRPD, "--events", "--control-socket", b.ctl], stdout=subprocess.PIPE,
+                             text=True)
+    as_json = subprocess.Popen([PYTHON, VRRPD, "--events", "--json", "--control-socket", b.ctl],
+                               stdout=subprocess.PIPE, text=True)
+    lab.processes += [human, as_json]
+    # the recent history comes first: B started as BACKUP
+    _read_line_until(human, lambda line: "VI_1 INIT -> BACKUP (not-master" in line)
+    assert json.loads(as_json.stdout.readline())["reason"] == "not-master"
+    status = sh([PYTHON, VRRPD, "--status", "--control-socket", b.ctl]).stdout
+    assert f"VI_1: master {LAB_NET}.1 at priority 150, last advert" in status, status
+    history = len(b.instance()["recent_transitions"])
+    a.kill()
+    line = _read_line_until(human, lambda line: "no advert from master" in line)
+    assert f"VI_1 BACKUP -> MASTER (no-response: no advert from master {LAB_NET}.1 for" in line, line
+    event = json.loads(_read_line_until(as_json, lambda line: "no advert from master" in line))
+    assert (event["from"], event["to"], event["reason"]) == ("BACKUP", "MASTER", "no-response")
+    # the silence that made B take over is about one master-down interval (3 x 0.1 + skew)
+    silence = float(re.search(r"for ([0-9.]+) s", event["detail"]).group(1))
+    assert 0.3 <= silence < 1.5, event
+    assert [t["reason"] for t in b.instance()["recent_transitions"]][history:] == ["no-response"]
+    b.stop()
+    _read_line_until(human, lambda line: "MASTER -> STOP (shutdown)" in line)
+    assert human.wait(timeout=5) == vrrpd.EXIT_NOT_RUNNING  # the stream ends with the daemon
 
 
 def test_runtime_files_are_named_per_instance_and_namespace_as_keepalived_names_them():

@@ -187,7 +187,7 @@ def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
     def __eq__(self: Any, other: Any) -> Any:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in compared)
+        return tuple(getattr(self, n) for n in compared) == tuple(getattr(other, n) for n in compared)
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}")
@@ -214,11 +214,21 @@ def small_replace(obj: Any, **changes: Any) -> Any:
     return type(obj)(**values)
 
 
-try:
-    from dataclasses import dataclass, field
-    from dataclasses import replace as dataclass_replace
-except ImportError:  # python3-minimal
-    dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace  # type: ignore[assignment]
+def small_asdict(obj: Any) -> Any:
+    """dataclasses.asdict for small_dataclass: the model as plain dicts, lists and values."""
+    fields = getattr(type(obj), "_small_fields", None)
+    if fields is not None:
+        return {name: small_asdict(getattr(obj, name)) for name in fields}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(small_asdict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {small_asdict(k): small_asdict(v) for k, v in obj.items()}
+    return obj
+
+
+# Our own also where the full standard library is there: dataclasses imports inspect (ast, dis, tokenize),
+# a megabyte of the daemon's memory, and python3-minimal does not have it.
+dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace
 
 
 class State(enum.Enum):
@@ -345,6 +355,7 @@ class GlobalDefs:
     vrrp_lower_prio_no_advert: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
+    vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
     vrrp_delay_after_boot: float = 0.0  # keepalived 2.4: start no earlier than this long after boot
     vrrp_owner_ignore_adverts: bool = False
@@ -532,7 +543,7 @@ class VrrpInstance:
     unicast_peer: List[UnicastPeer] = field(default_factory=list)
     unicast_ttl: int = 255
     mcast_src_ip: Optional[IPAddress] = None
-    mcast_dst_ip: Optional[IPAddress] = None  # read for the VRID rule; vrrpd sends to vrrp_mcast_group4/6
+    mcast_dst_ip: Optional[IPAddress] = None  # None: the global vrrp_mcast_group4/6
     nopreempt: bool = False
     preempt_delay: float = 0.0
     notify_master: Optional[Command] = None
@@ -559,6 +570,14 @@ class VrrpInstance:
     lower_prio_no_advert: Optional[bool] = None
     higher_prio_send_advert: Optional[bool] = None
     dont_track_primary: bool = False
+    down_timer_adverts: Optional[int] = None  # None: global vrrp_down_timer_adverts (3)
+    check_unicast_src: bool = False
+    promote_secondaries: bool = False
+    kernel_rx_buf_size: int = 0
+    track_src_ip: bool = False
+    unicast_fault_no_peer: bool = False
+    no_virtual_ipaddress: bool = False
+    notify_priority_changes: Optional[bool] = None  # None: the sync group's, else vrrp_notify_priority_changes
     v3_checksum_as_v2: Optional[bool] = None
     owner_ignore_adverts: Optional[bool] = None  # None: strict_mode ? True : vrrp_owner_ignore_adverts (at 255)
     timer_expired_backup: Optional[int] = None  # P: the highest priority of the other routers (needs nopreempt)
@@ -663,6 +682,7 @@ class SyncGroup:
     notify_stop: Optional[Command] = None
     notify: Optional[Command] = None
     smtp_alert: Optional[bool] = None
+    notify_priority_changes: Optional[bool] = None
 
 
 @dataclass
@@ -2780,9 +2800,10 @@ _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bo
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
+_kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
 _kw(_G, "vrrp_delay_after_boot", _h_time("vrrp_delay_after_boot", 0.001, 4294.967))
 _kw(_G, "vrrp_owner_ignore_adverts", _h_flag("vrrp_owner_ignore_adverts"), (0, 1), accept=_is_bool_word)
-_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts "
+_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if "
              "startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
              "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
@@ -3009,12 +3030,6 @@ _kw(_I, "unicast_ttl", _i_unicast_ttl)
 _kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
 
 
-def _i_mcast_dst(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    _h_other(p, inst, kw, args)
-    inst.mcast_dst_ip = _parse_ip(args[0].text)
-
-
-KEYWORDS[_I]["mcast_dst_ip"] = Keyword("mcast_dst_ip", _i_mcast_dst, (1, 1), supported=False)
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
@@ -3039,10 +3054,26 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
-             "no_virtual_ipaddress promote_secondaries "
-             "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
-             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
+             "old_unicast_checksum debug linkbeat_use_polling "
+             "lvs_sync_daemon_interface")
+
+
+def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    addr = _parse_ip(args[0].text)
+    if not addr.is_multicast or addr.version == 6 and (addr.packed[1] & 0x0F) != 2:
+        raise _Invalid(f"'{addr}' is not a multicast address" + (" of link-local scope (ffX2::)"
+                                                                 if addr.version == 6 and addr.is_multicast else ""))
+    inst.mcast_dst_ip = addr
+
+
+_kw(_I, "mcast_dst_ip", _i_mcast_dst_ip)
+_kw(_I, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
+_kw(_I, "down_timer_adverts", _h_int("down_timer_adverts", 1, 100))
+_kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0xFFFFFFFF))
+for _name in ("check_unicast_src", "promote_secondaries", "track_src_ip", "unicast_fault_no_peer",
+              "no_virtual_ipaddress"):
+    _kw(_I, _name, _h_flag(_name), (0, 0))
 _kw(_I, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "owner_ignore_adverts", _h_flag("owner_ignore_adverts"), (0, 1), accept=_is_bool_word)
 
@@ -3115,7 +3146,8 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
+_accept_only(_SG, "global_tracking sync_group_tracking_weight")
+_kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
@@ -3489,6 +3521,7 @@ class _Validator:
             self.instance_auth_hmac(inst)
             self.instance_owner(inst)
             self.instance_duplicates(inst)
+            self.instance_vips(inst)
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
@@ -3570,6 +3603,15 @@ class _Validator:
                 continue
             peers.append(peer)
         inst.unicast_peer = peers
+
+    def instance_vips(self, inst: VrrpInstance) -> None:
+        """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
+        if inst.virtual_ipaddress or inst.no_virtual_ipaddress or not inst.name:
+            return
+        strict = inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict
+        if not strict:
+            self.warn(inst.file, inst.line, f"({inst.name}) No VIP specified", "keepalived refuses a VRRPv3 "
+                      "instance without one; write no_virtual_ipaddress if that is meant")
 
     def instance_auth_hmac(self, inst: VrrpInstance) -> None:
         """keepalived 2.4's auth_hmac: no active key disables it; it replaces `authentication`."""
@@ -3770,8 +3812,8 @@ class _Validator:
         if inst.interface != other.interface:
             return ""
         if inst.mcast_dst_ip != other.mcast_dst_ip:
-            return (f"on {inst.interface} is already used (vrrpd does not implement mcast_dst_ip: both would send "
-                    "to one group) by")
+            return (f"on {inst.interface} is already used (vrrpd tells instances apart by VRID per interface, "
+                    "even with different mcast_dst_ip groups) by")
         return f"on {inst.interface} is already used by"
 
     def commands(self) -> None:
@@ -5082,10 +5124,16 @@ class SendGarp:
 
 @dataclass(frozen=True)
 class Notify:
-    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail."""
+    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail.
+
+    `reason` says why, in RFC 8347's new-master-reason words where they fit (not-master, priority,
+    preempted, no-response) and vrrpd's own for the rest (released, fault, fault-cleared, sync-group,
+    shutdown); `detail` says it for a person."""
 
     state: State
     priority: int
+    reason: str = field(default="", compare=False)
+    detail: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -5134,8 +5182,10 @@ class VrrpMachine:
         higher_prio_send_advert: bool = False,
         owner_ignore_adverts: bool = False,
         timer_expired_backup: Optional[int] = None,
+        down_timer_adverts: int = 3,
     ):
         self.name = name
+        self.down_timer_adverts = down_timer_adverts
         self.vrid = vrid
         self.priority = priority  # configured base priority
         self.effective_priority = priority
@@ -5168,6 +5218,8 @@ class VrrpMachine:
         self.preempt_delay_timer: Optional[float] = None
         self.handover_timer: Optional[float] = None
         self.master_ip: Optional[ipaddress.IPv4Address] = None
+        self.master_priority: Optional[int] = None  # priority in the last advert heard from the master
+        self.last_advert: Optional[float] = None  # when it came (`now` of on_advert)
         self.vips_set = False
 
     # -- timers (RFC 5798 section 6.1, keepalived vrrp.h) ---------------------------------------
@@ -5180,8 +5232,9 @@ class VrrpMachine:
 
     @property
     def master_down_interval(self) -> float:
-        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time."""
-        return 3 * self.master_adver_int + self.skew_time
+        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time (keepalived's down_timer_adverts
+        replaces the 3: an RFC deviation that every router of the VRID must share)."""
+        return self.down_timer_adverts * self.master_adver_int + self.skew_time
 
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
@@ -5200,9 +5253,9 @@ class VrrpMachine:
             return self._enter_fault(now, init=True)
         if self.priority == 255:
             # the address owner goes straight to MASTER
-            return self._become_master(now)
+            return self._become_master(now, "priority", "address owner (priority 255)")
         self.master_adver_int = self.advert_int
-        acts = self._enter_backup(now, init=True)
+        acts = self._enter_backup(now, init=True, reason="not-master", detail="starting up")
         if self.start_master:
             # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
             self.master_down_timer = now + self.advert_int + self.skew_time
@@ -5219,7 +5272,7 @@ class VrrpMachine:
                 return acts
             # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
             acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
-            acts += self._become_master(now)
+            acts += self._become_master(now, *self._takeover_reason(now))
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
             if self.timer_expired_backup is not None:
                 # keepalived's timer_expired_backup: the loop ran so late that a backup (of priority at most P)
@@ -5235,6 +5288,18 @@ class VrrpMachine:
             nxt = self.adver_timer + self.advert_int
             self.adver_timer = nxt if nxt > now else now + self.advert_int
         return acts
+
+    def _takeover_reason(self, now: float) -> Tuple[str, str]:
+        """Why the Master_Down_Timer fired: (reason, detail) from the last advert heard."""
+        if self.master_priority is None or self.last_advert is None:
+            return "no-response", "no advert heard"
+        master, ago = self.master_ip, now - self.last_advert
+        if self.master_priority == 0:
+            return "released", f"master {master} sent priority 0 {ago:.2f} s ago"
+        if self.master_priority < self.effective_priority and self.preempt:
+            return "preempted", (f"master {master} advertises priority {self.master_priority}, "
+                                 f"ours {self.effective_priority}")
+        return "no-response", f"no advert from master {master} for {ago:.2f} s"
 
     def check_advert(self, adv: VrrpAdvert, src: Any = None) -> Optional[Tuple[str, str]]:
         """The per-instance receive checks of RFC 5798 section 7.1 and keepalived; (counter, log text) to drop.
@@ -5274,6 +5339,7 @@ class VrrpMachine:
 
     def _backup_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
         # RFC 5798 section 6.4.2, "If an ADVERTISEMENT is received"
+        self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
         if adv.priority == 0:
             # "If the Priority in the ADVERTISEMENT is zero, then: Set the Master_Down_Timer to Skew_Time"
             self.master_down_timer = now + self.skew_time
@@ -5324,6 +5390,8 @@ class VrrpMachine:
             # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
             #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
             #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
+            why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
+                   (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
             acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
                                       f"{adv.priority}, ours {self.effective_priority}")]
             if self.higher_prio_send_advert:
@@ -5331,8 +5399,9 @@ class VrrpMachine:
                 acts.append(SendAdvert(self.effective_priority))
             if self.version == 3:
                 self.master_adver_int = adv.advert_int
-            self.master_ip = src
-            return pre + acts + self._enter_backup(now)
+            acts = pre + acts + self._enter_backup(now, reason="priority", detail=why)
+            self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
+            return acts
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
         acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
                     f"ours {self.effective_priority}, forcing new election"),
@@ -5367,9 +5436,9 @@ class VrrpMachine:
             return self._enter_fault(now)
         # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
         if self.priority == 255:
-            return self._become_master(now)
+            return self._become_master(now, "fault-cleared", "address owner")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now)
+        return self._enter_backup(now, reason="fault-cleared")
 
     def shutdown(self, now: float, handover: bool = False) -> List[Action]:
         """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
@@ -5387,7 +5456,7 @@ class VrrpMachine:
             else:
                 acts += self._remove_vips()
         self.state = State.STOP
-        acts.append(Notify(State.STOP, self.effective_priority))
+        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
     def release_master(self, now: float, why: str) -> List[Action]:
@@ -5398,12 +5467,12 @@ class VrrpMachine:
             return []
         acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
                               Log(f"({self.name}) sent 0 priority", detail=True)]
-        acts += self._enter_backup(now)
+        acts += self._enter_backup(now, reason="fault", detail=why)
         self.master_down_timer = now + self.skew_time
         return acts
 
     # -- transitions ---------------------------------------------------------------------------
-    def _become_master(self, now: float) -> List[Action]:
+    def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
         self.state = State.MASTER
         self.master_down_timer = None
@@ -5420,10 +5489,11 @@ class VrrpMachine:
         if not self.vips_set:
             self.vips_set = True
             acts += [Log(f"({self.name}) setting VIPs.", detail=True), AddVips()]
-        acts += [SendAdvert(self.effective_priority), StartGarp(), Notify(State.MASTER, self.effective_priority)]
+        acts += [SendAdvert(self.effective_priority), StartGarp(),
+                 Notify(State.MASTER, self.effective_priority, reason, detail)]
         return acts
 
-    def _enter_backup(self, now: float, init: bool = False) -> List[Action]:
+    def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
         was_master = self.state == State.MASTER
         self.state = State.BACKUP
         self.adver_timer = None
@@ -5432,10 +5502,11 @@ class VrrpMachine:
         if was_master:
             acts.append(StopGarp())
         acts += self._remove_vips()
-        acts.append(Notify(State.BACKUP, self.effective_priority))
+        self.master_priority = self.last_advert = None
+        acts.append(Notify(State.BACKUP, self.effective_priority, reason, detail))
         return acts
 
-    def _enter_fault(self, now: float, init: bool = False) -> List[Action]:
+    def _enter_fault(self, now: float, init: bool = False, reason: str = "fault") -> List[Action]:
         acts: List[Action] = []
         if self.state == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
@@ -5444,7 +5515,7 @@ class VrrpMachine:
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
-        acts.append(Notify(State.FAULT, self.effective_priority))
+        acts.append(Notify(State.FAULT, self.effective_priority, reason))
         return acts
 
     def _remove_vips(self) -> List[Action]:
@@ -6189,43 +6260,41 @@ class Tracking:
         The trackers of inst's sync group count for inst too. Unlike keepalived, which ignores
         weighted trackers of sync-group members, their weights apply. The daemon adds the sum to
         the base priority and clamps to 1..254 (255 never changes)."""
+        parts = self.contributions(inst)
+        return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
+
+    def contributions(self, inst: VrrpInstance) -> List[Tuple[str, str, int, bool]]:
+        """(kind, name, priority delta now, FAULT now) of each of inst's trackers, for adjustment() and --status."""
         scripts, files, procs, bfds = self._refs(inst)
-        total, fault = 0, False
+        parts: List[Tuple[str, str, int, bool]] = []
         for ref in scripts:
             runner = self.scripts.get(ref.name)
             if runner is None:
                 continue
             weight, reverse = tracker_weight(ref, runner.script.weight, runner.script.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, runner.result.good)
-            total += delta
-            fault = fault or down
+            parts.append(("vrrp_script", ref.name, *tracker_effect(weight, reverse, runner.result.good)))
         for ref in files:
             watch = self.files.get(ref.name)
             if watch is None:
                 continue
             weight, reverse = tracker_weight(ref, watch.track_file.weight, watch.track_file.weight_reverse)
-            delta, down = track_file_effect(weight, reverse, watch.value)
-            total += delta
-            fault = fault or down
+            parts.append(("track_file", ref.name, *track_file_effect(weight, reverse, watch.value)))
         for ref in procs:
             quorum = self.processes.get(ref.name)
             if quorum is None:
                 continue
             tp = self.config.track_processes[ref.name]
             weight, reverse = tracker_weight(ref, tp.weight, tp.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, quorum.up)
-            total += delta
-            fault = fault or down
+            parts.append(("track_process", ref.name, *tracker_effect(weight, reverse, quorum.up)))
         for ref in bfds:
             bfd = self.config.bfd_instances.get(ref.name)
             if bfd is None:
                 continue
             # keepalived: a tracked BFD is down until its first Up event; AdminDown from the peer is no event
             weight, reverse = tracker_weight(ref, bfd.weight, bfd.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, bfd.to_vrrp and self.bfd.is_up(ref.name))
-            total += delta
-            fault = fault or down
-        return total, fault
+            parts.append(("track_bfd", ref.name,
+                          *tracker_effect(weight, reverse, bfd.to_vrrp and self.bfd.is_up(ref.name))))
+        return parts
 
     def bfd_up_for_checker(self, name: str) -> bool:
         """BFD_CHECK's view: the session is Up and its bfd_instance sends events to checkers."""
@@ -9067,8 +9136,13 @@ class Notifier:
         self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "MASTER_RX_LOWER_PRI", priority))
 
     def vrrp_priority_change(self, inst: VrrpInstance, state: State, priority: int) -> None:
-        """The effective priority changed: a FIFO line if vrrp_notify_priority_changes is set."""
-        if self.config.global_defs.vrrp_notify_priority_changes:
+        """The effective priority changed: a FIFO line if notify_priority_changes is set for the instance, else for
+        its sync group, else globally (vrrp_notify_priority_changes)."""
+        wanted = inst.notify_priority_changes
+        if wanted is None:
+            group = next((g for g in self.config.sync_groups if inst.name in g.group), None)
+            wanted = group.notify_priority_changes if group is not None else None
+        if wanted if wanted is not None else self.config.global_defs.vrrp_notify_priority_changes:
             kind = "MASTER_PRIORITY" if state == State.MASTER else "BACKUP_PRIORITY"
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
@@ -9224,6 +9298,9 @@ class _RateLimit:
             self.last[key] = (last + self.period, 0)
 
 
+TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
+
+
 def startup_delay(g: GlobalDefs, uptime: Optional[float] = None) -> float:
     """vrrp_startup_delay, or what is left of vrrp_delay_after_boot since boot (/proc/uptime), whichever is longer."""
     after_boot = 0.0
@@ -9267,6 +9344,8 @@ class InstanceRuntime:
         self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
         self.logged: set = set()  # bad-advert classes logged since the last MASTER change (RFC 9568)
+        self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
+        self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -9295,6 +9374,7 @@ class Daemon:
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
         self.static_set: Tuple[List[VirtualIP], List[Route], List[Rule]] = ([], [], [])  # what we installed
+        self._promoted: set = set()  # interfaces whose promote_secondaries we turned on
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
@@ -9309,6 +9389,8 @@ class Daemon:
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
         self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
+        # who follows the event stream (transitions with their reason, priority changes): the control socket
+        self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -9393,6 +9475,7 @@ class Daemon:
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
             owner_ignore_adverts=bool(inst.owner_ignore_adverts) and inst.priority == 255,
             timer_expired_backup=inst.timer_expired_backup if inst.nopreempt else None,
+            down_timer_adverts=int(pick(inst.down_timer_adverts, g.vrrp_down_timer_adverts)),
         )
 
     def _version(self, inst: VrrpInstance) -> int:
@@ -9416,6 +9499,8 @@ class Daemon:
             raise ValueError("no interface")
         if self._link_by_name(ifname) is None:
             log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
         self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._set_targets(rt)
@@ -9429,6 +9514,9 @@ class Daemon:
         """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
         if instance_family(rt.inst) == 6:
             self.beyond.attach6(rt)
+            sock6 = self.beyond.sock6_of.get(rt.inst.name)
+            if sock6 is not None:
+                self._interface_settings(rt, sock6.sock)
             return bool(rt.ifindex)
         ifname, inst = rt.inst.interface or "", rt.inst
         link = self._link_by_name(ifname)
@@ -9448,7 +9536,27 @@ class Daemon:
         members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
         if rt not in members:
             members.append(rt)
+        self._interface_settings(rt, vsock.sock)
         return True
+
+    def _interface_settings(self, rt: InstanceRuntime, sock: socket.socket) -> None:
+        """kernel_rx_buf_size (added to the receive buffer of the socket the instances share) and
+        promote_secondaries (net.ipv4.conf.IF.promote_secondaries=1, put back at exit if we set it)."""
+        inst = rt.inst
+        if inst.kernel_rx_buf_size:
+            sharing = [r for r in self.runtimes if r is not rt] + [rt]
+            extra = sum(r.inst.kernel_rx_buf_size for r in sharing if r.inst.interface == inst.interface
+                        and instance_family(r.inst) == instance_family(inst))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, (1 << 20) + extra)  # SO_RCVBUFFORCE
+                log.info("(%s) receive buffer on %s is now %d bytes (kernel_rx_buf_size)", inst.name, inst.interface,
+                         sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+            except OSError as exc:
+                log.warning("(%s) kernel_rx_buf_size: %s", inst.name, exc)
+        if inst.promote_secondaries and instance_family(inst) == 4 and inst.interface:
+            path = f"/proc/sys/net/ipv4/conf/{inst.interface}/promote_secondaries"
+            if _read_sysctl(path) == "0" and _write_sysctl(path, "1"):
+                self._promoted.add(inst.interface)
 
     def _detach_interface(self, rt: InstanceRuntime) -> None:
         """The instance's interface was deleted: close its socket (bound to the old interface index)."""
@@ -9544,9 +9652,11 @@ class Daemon:
         if rt.unicast:
             rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
         else:
-            rt.targets = [(g.vrrp_mcast_group4, VRRP_TTL)]
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 4 \
+                else g.vrrp_mcast_group4
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
             if rt.vsock is not None:
-                rt.vsock.join(g.vrrp_mcast_group4)
+                rt.vsock.join(group)  # type: ignore[arg-type]
         rt.src = self._source_address(rt)
         rt.machine.primary_ip = rt.src
 
@@ -9624,6 +9734,9 @@ class Daemon:
         return self.exit_code
 
     def close(self) -> None:
+        for ifname in self._promoted:
+            _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
+        self._promoted.clear()
         for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
             sock.close()
         self.beyond.close()
@@ -9709,7 +9822,8 @@ class Daemon:
         m = rt.machine
         for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                      "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                     "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup"):
+                     "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts",
+                     "timer_expired_backup"):
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
@@ -9786,6 +9900,7 @@ class Daemon:
         self._pending_logs = []
         for act in actions:
             if isinstance(act, Notify):
+                self._record_transition(rt, act)
                 rt.transitions += 1
                 if State.MASTER in (rt.last_notified, act.state) and rt.last_notified != act.state:
                     rt.logged.clear()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
@@ -10185,7 +10300,7 @@ class Daemon:
             return
         if unicast:
             peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
-            if peer is None and self.g.vrrp_check_unicast_src:
+            if peer is None and (self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src):
                 self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
                 return
             if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
@@ -10226,30 +10341,43 @@ class Daemon:
 
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
+        parts = self._contributions(rt)
+        return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
+
+    def _contributions(self, rt: InstanceRuntime) -> List[Tuple[str, str, int, bool]]:
+        """(kind, name, priority delta, fault) of everything that moves the instance's priority or makes it FAULT:
+        its own interface, no source address, its sync group, each track_interface and each tracker."""
         inst = rt.inst
+        parts: List[Tuple[str, str, int, bool]] = []
         # keepalived's dont_track_primary: the instance's own interface going down is not a FAULT
-        fault = (not inst.dont_track_primary and not self._link_up(inst.interface)) or (
-            rt.src is None and not rt.unicast)
-        fault = fault or self.beyond.group_fault(rt)
-        delta = 0
+        if not inst.dont_track_primary and not self._link_up(inst.interface):
+            parts.append(("interface", f"{inst.interface} down", 0, True))
+        if rt.src is None and not rt.unicast:
+            parts.append(("interface", f"{inst.interface} has no IPv4 address", 0, True))
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            # keepalived: "Cannot use unicast without any peers - going to fault state"
+            parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
+        configured = inst.unicast_src_ip or inst.mcast_src_ip
+        if inst.track_src_ip and configured is not None and rt.ifindex and not any(
+                a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
+            # track_src_ip: the configured source address is not on the interface
+            parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        if self.beyond.group_fault(rt):
+            parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
             up = self._link_up(ref.name)
             if ref.reverse:
                 up = not up
-            if not ref.weight:
-                fault = fault or not up
-            elif ref.weight > 0 and up:
-                delta += ref.weight
-            elif ref.weight < 0 and not up:
-                delta += ref.weight
+            weight = ref.weight or 0
+            delta = weight if (weight > 0 and up) or (weight < 0 and not up) else 0
+            parts.append(("track_interface", ref.name, delta, not weight and not up))
         try:
-            tdelta, tfault = self.tracking.adjustment(inst)
+            parts += self.tracking.contributions(inst)
             initialising = getattr(self.tracking, "initialising", None)
             rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
-            tdelta, tfault = 0, False
-        return delta + tdelta, fault or tfault
+        return parts
 
     def _reevaluate(self) -> None:
         now = self.loop.time()
@@ -10257,8 +10385,51 @@ class Daemon:
             if rt.machine.state in (State.STOP, State.INIT):
                 continue
             delta, fault = self._adjustment(rt)
+            before = rt.machine.effective_priority
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
+            if rt.machine.effective_priority != before:
+                self._safe(self.notifier.vrrp_priority_change, rt.inst, rt.machine.state, rt.machine.effective_priority)
+                self._publish({"type": "priority", "time": time.time(), "instance": rt.inst.name,
+                               "from": before, "to": rt.machine.effective_priority,
+                               "detail": self._causes(rt, lambda d, f: d != 0)})
             self._apply(rt, rt.machine.set_fault(now, fault))
+
+    def _causes(self, rt: InstanceRuntime, wanted: Callable[[int, bool], bool]) -> str:
+        """The trackers and interfaces behind a change, for a person: `vrrp_script chk -20, interface eth0 down`."""
+        words = []
+        for kind, name, delta, down in self._contributions(rt):
+            if wanted(delta, down):
+                words.append(f"{kind} {name}" + (f" {delta:+d}" if delta else "") +
+                             (" FAULT" if down and kind != "interface" else ""))
+        return ", ".join(words)
+
+    def _record_transition(self, rt: InstanceRuntime, act: Notify) -> None:
+        """Keep the last transitions of the instance with their reason, and tell the event stream."""
+        detail = act.detail
+        cause = ""
+        if act.reason == "fault":
+            cause = self._causes(rt, lambda d, f: f)
+        elif act.reason in ("priority", "preempted", "not-master") or (act.reason == "no-response" and
+                                                                       act.state == State.MASTER):
+            cause = self._causes(rt, lambda d, f: d != 0)
+            cause = f"our priority {act.priority} = {rt.inst.priority} base, {cause}" if cause else ""
+        detail = "; ".join(x for x in (detail, cause) if x)
+        event = {"type": "transition", "time": time.time(), "instance": rt.inst.name,
+                 "from": (rt.last_notified or State.INIT).value, "to": act.state.value,
+                 "reason": act.reason or "unknown", "detail": detail, "priority": act.priority}
+        rt.history.append(event)
+        del rt.history[:-TRANSITION_HISTORY]
+        key = (act.state.value, event["reason"])
+        rt.reasons[key] = rt.reasons.get(key, 0) + 1
+        self._publish(event)
+
+    def _publish(self, event: Dict[str, Any]) -> None:
+        for sink in list(self.event_sinks):
+            self._safe(sink, event)
+
+    def recent_events(self) -> List[Dict[str, Any]]:
+        """Every instance's recent transitions, oldest first (what a new --events follower sees first)."""
+        return sorted((e for rt in self.runtimes for e in rt.history), key=lambda e: e["time"])
 
     def _on_tracking_change(self) -> None:
         if not self.stopping:
@@ -10291,12 +10462,14 @@ class Daemon:
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source, not
                 # present; the RTM_NEWADDR that ends DAD brings it in
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + (
                     [obj] if obj.usable else [])
                 changed = self._refresh_sources() or changed
             else:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
                 self._vip_deleted(obj)
                 changed = self._refresh_sources() or changed
@@ -10335,14 +10508,30 @@ class Daemon:
     def status(self) -> Dict[str, Any]:
         """The status document described at format_status_table()."""
         instances = []
+        now = self.loop.time()
         for rt in self.runtimes:
             m = rt.machine
+            master = None
+            if m.state == State.BACKUP:
+                # who this BACKUP follows, and when it would take over if that master went silent now
+                master = {"address": str(m.master_ip) if m.master_ip else None, "priority": m.master_priority,
+                          "last_advert_ago": None if m.last_advert is None else round(now - m.last_advert, 3),
+                          "takeover_in": (None if m.master_down_timer is None else
+                                          round(max(0.0, m.master_down_timer - now), 3)),
+                          "master_down_interval": round(m.master_down_interval, 3)}
+            try:
+                parts = self._contributions(rt)
+            except Exception as exc:  # status must answer even if a tracker is broken
+                parts = [("error", str(exc), 0, False)]
             instances.append({
                 "name": rt.inst.name, "state": m.state.value, "interface": rt.inst.interface,
                 "vrid": m.vrid, "version": rt.version, "priority": m.priority,
                 "effective_priority": m.effective_priority,
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
+                "master": master,
+                "trackers": [{"kind": k, "name": n, "adds": d, "fault": f} for k, n, d, f in parts],
+                "recent_transitions": list(rt.history),
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
                           "entered": dict(rt.entered), "released_master": rt.released_master,
@@ -10405,11 +10594,11 @@ def sync_force(machine: VrrpMachine, now: float, state: State) -> List[Action]:
     if machine.state == state or machine.state in (State.STOP, State.INIT):
         return []
     if state == State.MASTER:
-        return machine._become_master(now)
+        return machine._become_master(now, "sync-group")
     if state == State.FAULT:
-        return machine._enter_fault(now)
+        return machine._enter_fault(now, reason="sync-group")
     machine.master_adver_int = machine.advert_int
-    return machine._enter_backup(now)
+    return machine._enter_backup(now, reason="sync-group")
 
 
 class BeyondIPv4:
@@ -10530,8 +10719,10 @@ class BeyondIPv4:
         if rt.unicast:
             rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
         else:
-            rt.targets = [(d.g.vrrp_mcast_group6, VRRP_TTL)]  # type: ignore[list-item]
-            vsock.join(d.g.vrrp_mcast_group6)
+            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 6 \
+                else d.g.vrrp_mcast_group6
+            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
+            vsock.join(group)  # type: ignore[arg-type]
         rt.src = d._source_address(rt)
         rt.machine.primary_ip = rt.src  # type: ignore[assignment]
 
@@ -10697,7 +10888,8 @@ class BeyondIPv4:
         if not unicast and hoplimit != VRRP_TTL:
             d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
             return
-        if unicast and d.g.vrrp_check_unicast_src and src not in [p.address for p in rt.inst.unicast_peer]:
+        if unicast and (d.g.vrrp_check_unicast_src or rt.inst.check_unicast_src) \
+                and src not in [p.address for p in rt.inst.unicast_peer]:
             d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
             return
         if rt.hmac is not None:
@@ -11038,6 +11230,15 @@ def json_text(doc: Any) -> str:
     return json.dumps(doc, indent=2, default=str)
 
 
+def json_line(doc: Any) -> str:
+    """`doc` as JSON on one line (an event of the --events stream), also on python3-minimal."""
+    try:
+        import json
+    except ImportError:
+        return re.sub(r"\n *", " ", _small_json(doc, ""))  # strings never hold a raw newline
+    return json.dumps(doc, default=str)
+
+
 _JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
@@ -11089,15 +11290,26 @@ def _small_json(doc: Any, indent: str) -> str:
 
 
 class ControlServer:
-    """A unix stream socket that answers every connection with the daemon's status as one JSON document.
+    """The daemon's unix stream socket. A client sends one request line: `status` gets the status document
+    (the dict documented at format_status_table()) as JSON; `events` subscribes to the event stream, one JSON
+    object a line: the recent transitions first, then each event as it happens (see Daemon._publish). A client
+    that sends nothing within request_timeout gets the status (as before requests existed).
 
-    `status()` returns the dict documented at format_status_table(). Writes are non-blocking; a client that
-    does not read is dropped after a second."""
+    Everything is non-blocking on the loop: a status reader that does not read is dropped after a second, an
+    event subscriber whose unread backlog passes max_backlog is dropped (it never holds up the daemon), and at
+    most max_clients connections are open at once (the oldest is closed to make room)."""
 
-    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]]):
+    request_timeout = 0.2
+    max_backlog = 256 * 1024
+    max_clients = 32
+
+    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]],
+                 history: Optional[Callable[[], List[Dict[str, Any]]]] = None):
         self.loop = loop
         self.path = path
         self.status = status
+        self.history = history or (lambda: [])
+        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         try:
             os.unlink(path)
@@ -11116,32 +11328,100 @@ class ControlServer:
         except OSError:
             return
         conn.setblocking(False)
-        data = (json_text(self.status()) + "\n").encode()
-        state = {"data": data}
-        deadline = self.loop.call_later(1.0, self._drop, conn)
+        while len(self.clients) >= self.max_clients:
+            self._drop(next(iter(self.clients)))
+        client = {"kind": "request", "request": b"", "out": bytearray(),
+                  "timer": self.loop.call_later(self.request_timeout, self._answer, conn, "status")}
+        self.clients[conn] = client
+        self.loop.add_reader(conn, self._readable, conn)
 
-        def write() -> None:
+    def _readable(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            data = conn.recv(512)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+        elif client["kind"] == "request":
+            client["request"] += data
+            if b"\n" in client["request"] or len(client["request"]) > 256:
+                self._answer(conn, client["request"].split(b"\n")[0].strip().decode(errors="replace"))
+        # a subscriber has nothing to say: what it sends is read and ignored
+
+    def _answer(self, conn: socket.socket, request: str) -> None:
+        client = self.clients.get(conn)
+        if client is None or client["kind"] != "request":
+            return
+        client["timer"].cancel()
+        if request == "events":
+            client["kind"] = "events"
+            for event in self.history():
+                self._queue(conn, client, (json_line(event) + "\n").encode())
+            return
+        client["kind"] = "reply"
+        self.loop.remove_reader(conn)
+        doc = self.status() if request in ("status", "") else {"error": f"unknown request {request[:40]!r}"}
+        client["timer"] = self.loop.call_later(1.0, self._drop, conn)
+        self._queue(conn, client, (json_text(doc) + "\n").encode())
+
+    def publish(self, event: Dict[str, Any]) -> None:
+        """Send one event to every subscriber (never waits for one)."""
+        line = None
+        for conn, client in list(self.clients.items()):
+            if client["kind"] == "events":
+                line = line or (json_line(event) + "\n").encode()
+                self._queue(conn, client, line)
+
+    def _queue(self, conn: socket.socket, client: Dict[str, Any], data: bytes) -> None:
+        was_empty = not client["out"]
+        client["out"] += data
+        if len(client["out"]) > self.max_backlog:
+            log.warning("control socket: an --events reader is %d bytes behind; dropped", len(client["out"]))
+            self._drop(conn)
+            return
+        self._write(conn)
+        if was_empty and client["out"] and conn in self.clients:
+            self.loop.add_writer(conn, self._write, conn)
+
+    def _write(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            sent = conn.send(client["out"])
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        del client["out"][:sent]
+        if not client["out"]:
             try:
-                sent = conn.send(state["data"])
-            except BlockingIOError:
-                return
-            except OSError:
-                sent = len(state["data"])
-            state["data"] = state["data"][sent:]
-            if not state["data"]:
-                deadline.cancel()
+                self.loop.remove_writer(conn)
+            except (KeyError, ValueError):
+                pass
+            if client["kind"] == "reply":
                 self._drop(conn)
 
-        self.loop.add_writer(conn, write)
-
     def _drop(self, conn: socket.socket) -> None:
-        try:
-            self.loop.remove_writer(conn)
-        except (KeyError, ValueError):
-            pass
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            client["timer"].cancel()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(conn)
+            except (KeyError, ValueError):
+                pass
         conn.close()
 
     def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
         self.loop.remove_reader(self.sock)
         self.sock.close()
         try:
@@ -11157,6 +11437,7 @@ def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Di
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
+        sock.sendall(b"status\n")
         chunks = []
         while True:
             chunk = sock.recv(65536)
@@ -11166,10 +11447,77 @@ def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Di
     return json.loads(b"".join(chunks).decode())
 
 
+def follow_events(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Any:
+    """Subscribe to a running daemon's event stream: yields one event dict at a time, until the daemon goes."""
+    json = need_module("json", "--events")
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(b"events\n")
+        sock.settimeout(None)
+        pending = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line.decode())
+
+
+def _clock(stamp: Any) -> str:
+    """A wall-clock time for a person: `2026-12-01 11:20:03.125`."""
+    t = float(stamp or 0)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+def format_event(event: Dict[str, Any]) -> str:
+    """One line of `vrrpd --events` for a person."""
+    head = f"{_clock(event.get('time'))} {event.get('instance', '-')}"
+    detail = f": {event['detail']}" if event.get("detail") else ""
+    if event.get("type") == "transition":
+        return (f"{head} {event.get('from')} -> {event.get('to')} ({event.get('reason')}{detail}) "
+                f"priority {event.get('priority')}")
+    if event.get("type") == "priority":
+        return f"{head} priority {event.get('from')} -> {event.get('to')}" + (f" ({event['detail']})" if detail else "")
+    return f"{head} {event.get('type')}{detail}"
+
+
 def _table(rows: List[Tuple[str, ...]]) -> List[str]:
     """Left-aligned columns, two spaces apart."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _explain_instance(inst: Dict[str, Any]) -> List[str]:
+    """--status in words for one instance: whom a BACKUP follows, what makes up the priority, the last transitions."""
+    name, lines = inst.get("name", "?"), []
+    master = inst.get("master")
+    if inst.get("state") == "BACKUP" and master:
+        if master.get("address") and master.get("last_advert_ago") is not None:
+            text = (f"{name}: master {master['address']} at priority {master.get('priority')}, "
+                    f"last advert {float(master['last_advert_ago']):.2f} s ago")
+        else:
+            text = f"{name}: no master heard yet"
+        if master.get("takeover_in") is not None:
+            text += f"; takes over in {float(master['takeover_in']):.2f} s unless an advert comes"
+            if master.get("priority") is not None and 0 < master["priority"] < inst.get("effective_priority", 0):
+                text += " (preempting a lower priority)"
+        lines.append(text)
+    trackers = inst.get("trackers") or []
+    if trackers:
+        words = [f"{t.get('kind')} {t.get('name')} {int(t.get('adds', 0)):+d}" + (" FAULT" if t.get("fault") else "")
+                 for t in trackers]
+        lines.append(f"{name}: priority {inst.get('effective_priority')} = {inst.get('priority')} base; "
+                     + ", ".join(words))
+    history = inst.get("recent_transitions") or []
+    if history:
+        lines.append(f"{name}: last {len(history)} transition(s):")
+        lines += [f"  {format_event(e)}" for e in history]
+    return lines
 
 
 def format_status_table(status: Dict[str, Any]) -> str:
@@ -11177,7 +11525,10 @@ def format_status_table(status: Dict[str, Any]) -> str:
 
     The status dict: {"version", "pid", "router_id", "uptime", ["config_file", "reloads": {"done", "failed", "last"}],
       "instances": [{"name", "state", "interface", "vrid", "version", "priority", "effective_priority",
-                     "master_address", "vips": [str], "stats": {"adverts_sent", "adverts_received",
+                     "master_address", "vips": [str], "master": None or (BACKUP) {"address", "priority",
+                     "last_advert_ago", "takeover_in", "master_down_interval"}, "trackers": [{"kind", "name",
+                     "adds", "fault"}], "recent_transitions": [event (see format_event)],
+                     "stats": {"adverts_sent", "adverts_received",
                      "bad_packets": {reason: n}, "transitions", "entered": {state: n}, "released_master",
                      "priority_zero_sent", "priority_zero_received"}}],
       "sync_groups": [{"name", "state", "members": [str]}],
@@ -11209,6 +11560,8 @@ def format_status_table(status: Dict[str, Any]) -> str:
             str(sum((st.get("bad_packets") or {}).values())) if st else "-",
         ))
     lines += _table(rows)
+    for inst in status.get("instances", []):
+        lines += _explain_instance(inst)
     for group in status.get("sync_groups", []):
         lines.append(f"sync group {group.get('name')}: {group.get('state')} ({', '.join(group.get('members', []))})")
     trackers = status.get("trackers") or {}
@@ -11880,12 +12233,15 @@ class Operator:
             except OSError:
                 pass  # stale: ControlServer replaces it
         try:
-            self.control = ControlServer(self.d.loop, path, self.status)
+            self.control = ControlServer(self.d.loop, path, self.status, self.d.recent_events)
+            self.d.event_sinks.append(self.control.publish)
         except OSError as exc:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
         if self.control is not None:
+            if self.control.publish in self.d.event_sinks:
+                self.d.event_sinks.remove(self.control.publish)
             self.control.close()
             self.control = None
 
@@ -12008,7 +12364,10 @@ def build_arg_parser() -> Any:
     p.add_argument("--dump-dir", default=DEFAULT_DUMP_DIR, metavar="DIR",
                    help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write vrrpd.data/.stats/.json (default /tmp)")
     p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
-    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON")
+    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON "
+                   "(with --events: one JSON object per event)")
+    p.add_argument("--events", action="store_true", help="follow the running daemon's state changes and their "
+                   "reasons, one line per event (the recent ones first), until interrupted")
     p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
                    "STATS_CLEAR or JSON (as keepalived --signum)")
     p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
@@ -12050,6 +12409,23 @@ def status_command(path: str, as_json: bool, out: Any = None) -> int:
         return EXIT_NOT_RUNNING
     out.write(json_text(status) + "\n" if as_json else format_status_table(status))
     return 0
+
+
+def events_command(path: str, as_json: bool, out: Any = None) -> int:
+    """--events: print each event of the daemon on its control socket as it comes (JSON lines with --json)."""
+    out = out if out is not None else sys.stdout
+    try:
+        for event in follow_events(path):
+            out.write((json_line(event) if as_json else format_event(event)) + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
+              f"(see --control-socket)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(f"{PROG}: the daemon closed the event stream", file=sys.stderr)
+    return EXIT_NOT_RUNNING
 
 
 def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
@@ -12167,6 +12543,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.check:
         return check_command(args.config, config_id=args.config_id)
+    if args.events:
+        return events_command(control_socket_of(args), args.json)
     if args.status or args.json:
         return status_command(control_socket_of(args), args.json)
     if args.genhash:
