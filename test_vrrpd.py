@@ -1116,7 +1116,7 @@ def test_misplaced_keyword_with_balanced_braces_is_only_a_warning():
             "   connect_timeout 4\n  }\n }\n protocol TCP\n}\n")
     config, diags = vrrpd.parse_config_text(text, "m.conf")
     assert messages(diags) == ["m.conf:4: warning: 'weight' does not belong in TCP_CHECK (ignored) (it belongs in "
-                               "bfd_instance / real_server / track_file / virtual_server / vrrp_script / "
+                               "FILE_CHECK / bfd_instance / real_server / track_file / virtual_server / vrrp_script / "
                                "vrrp_track_process)"]
     rs = config.virtual_servers[0].real_servers[0]
     assert rs.weight == 1 and rs.checkers[0].connect_timeout == 4.0
@@ -6253,6 +6253,127 @@ def test_tcp_check_removes_and_readds_real_server_with_keepalived_lines(caplog):
     loop.close()
 
 
+def test_udp_ping_and_file_checks_are_read_with_keepalived_keywords(tmp_path):
+    config, diags = parse_ok(f"""
+track_file tf {{
+    file {tmp_path}/w
+    weight 0
+}}
+virtual_server 10.0.0.1 53 {{
+    protocol UDP
+    real_server 10.0.0.2 53 {{
+        UDP_CHECK {{
+            connect_timeout 2
+            payload Ab12f 3 456
+            require_reply 4f 4B xx
+            min_reply_length 2
+            max_reply_length 9
+            retry 2
+        }}
+        PING_CHECK {{
+            delay_before_retry 0.5
+            log_all_failures
+        }}
+        FILE_CHECK {{
+            track_file tf
+            weight -5 reverse
+        }}
+    }}
+    real_server 10.0.0.3 53 {{
+        ICMP_CHECK {{
+        }}
+        FILE_CHECK {{
+        }}
+    }}
+}}
+""")
+    udp, ping, file_check = config.virtual_servers[0].real_servers[0].checkers
+    assert udp.kind == "UDP_CHECK" and udp.payload == bytes.fromhex("ab120f034506") and udp.require_reply
+    assert (udp.reply_data, udp.reply_mask) == (b"\x4f\x4b\x00", b"\xff\xff\x00")
+    assert (udp.min_reply_length, udp.max_reply_length, udp.retry, udp.connect_timeout) == (2, 9, 2, 2.0)
+    assert ping.kind == "PING_CHECK" and ping.delay_before_retry == 0.5 and ping.log_all_failures
+    assert (file_check.track_file, file_check.file_weight, file_check.file_weight_reverse) == ("tf", -5, True)
+    second = config.virtual_servers[0].real_servers[1].checkers
+    assert [c.kind for c in second] == ["PING_CHECK"]  # the FILE_CHECK without track_file is dropped
+    text = "\n".join(messages(diags))
+    assert "keepalived has no ICMP_CHECK; read as PING_CHECK" in text
+    assert "FILE_CHECK has no track_file specified - ignoring" in text
+
+
+def test_udp_reply_and_file_check_verdicts():
+    chk = vrrpd.Checker(kind="UDP_CHECK", require_reply=True, reply_data=b"OK\x00", reply_mask=b"\xff\xff\x00",
+                        min_reply_length=2, max_reply_length=4)
+    assert vrrpd.udp_reply_ok(chk, b"OK") and vrrpd.udp_reply_ok(chk, b"OK\x7f")
+    assert not vrrpd.udp_reply_ok(chk, b"NO") and not vrrpd.udp_reply_ok(chk, b"O") and \
+        not vrrpd.udp_reply_ok(chk, b"OK123")
+    assert vrrpd.udp_reply_ok(vrrpd.Checker(kind="UDP_CHECK", require_reply=True), b"anything")
+    assert vrrpd.file_check_result(0, 0, False, 1) == (True, None)
+    assert vrrpd.file_check_result(3, 0, False, 1) == (False, None)
+    assert vrrpd.file_check_result(0, 0, True, 1) == (False, None)
+    assert vrrpd.file_check_result(2, 5, False, 1) == (True, 11)
+    assert vrrpd.file_check_result(2, 5, True, 20) == (True, 10)
+    assert vrrpd.file_check_result(-(2**31), 1, False, 0) == (False, None)
+
+
+def test_udp_ping_and_file_checks_move_real_servers(tmp_path, caplog):
+    import socket
+
+    caplog.set_level("INFO", logger="vrrpd")
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # listens, never answers
+    mute.bind(("127.0.0.2", port))
+    udp = vrrpd.Checker(kind="UDP_CHECK", connect_timeout=0.3, retry=0, require_reply=True, reply_data=b"OK",
+                        reply_mask=b"\xff\xff", min_reply_length=2)
+    silent = vrrpd.Checker(kind="UDP_CHECK", connect_timeout=0.2, retry=0)  # no require_reply: silence is fine
+    ping = vrrpd.Checker(kind="PING_CHECK", connect_timeout=1, retry=0, alpha=True)
+    track = tmp_path / "weight"
+    track.write_text("0\n")
+    filechk = vrrpd.Checker(kind="FILE_CHECK", track_file="tf", file_weight=0)
+    vs = _vs("10.0.0.100", port, protocol="UDP", delay_loop=0.2,
+             rss=[_rs("127.0.0.1", port, [udp]), _rs("127.0.0.2", port, [silent]), _rs("127.0.0.3", 7, [ping]),
+                  _rs("127.0.0.4", 9, [filechk], weight=3)])
+    loop, m = _manager(vs)
+    m.config.track_files["tf"] = vrrpd.TrackFile(name="tf", path=str(track))
+    got = []
+
+    def answer():
+        try:
+            data, peer = server.recvfrom(100)
+        except BlockingIOError:
+            return
+        got.append(data)
+        server.sendto(b"OK", peer)
+    loop.add_reader(server, answer)
+    m.start()
+    key = f"[10.0.0.100]:udp:{port}"
+    fake = m.nl
+    _run_until(loop, lambda: "127.0.0.3:7" in fake.weights(key), 5, "PING_CHECK up")
+    assert "ICMP connection to [127.0.0.3]:udp:7 success." in caplog.text
+    _run_until(loop, lambda: len(got) >= 2, 3, "UDP_CHECK probes")
+    assert got[0] == vrrpd.UDP_CHECK_PAYLOAD and len(got[0]) == 32
+    assert fake.weights(key) == {f"127.0.0.1:{port}": 1, f"127.0.0.2:{port}": 1, "127.0.0.3:7": 1, "127.0.0.4:9": 3}
+    # the UDP server goes: its ICMP port unreachable brings the real server down (both UDP checks)
+    loop.remove_reader(server)
+    server.close()
+    mute.close()
+    _run_until(loop, lambda: f"127.0.0.1:{port}" not in fake.weights(key), 3, "UDP_CHECK down")
+    assert f"UDP_CHECK on service [127.0.0.1]:udp:{port} failed after 0 retries." in caplog.text
+    _run_until(loop, lambda: f"127.0.0.2:{port}" not in fake.weights(key), 3, "silent UDP_CHECK down on ICMP error")
+    # FILE_CHECK: a non-zero value (weight 0) is DOWN; back to 0 is UP; a weight moves the real server's weight
+    track.write_text("1\n")
+    _run_until(loop, lambda: "127.0.0.4:9" not in fake.weights(key), 3, "FILE_CHECK down")
+    track.write_text("0\n")
+    _run_until(loop, lambda: fake.weights(key).get("127.0.0.4:9") == 3, 3, "FILE_CHECK up")
+    filechk.file_weight = 4
+    track.write_text("2\n")
+    _run_until(loop, lambda: fake.weights(key).get("127.0.0.4:9") == 11, 3, "FILE_CHECK weight 3 + 2 x 4")
+    m.stop()
+    loop.close()
+
+
 def test_bfd_check_follows_the_session_at_once_with_keepalived_lines(caplog):
     caplog.set_level("INFO", logger="vrrpd")
     chk = vrrpd.Checker(kind="BFD_CHECK", bfd_name="BRS")
@@ -7079,16 +7200,17 @@ def test_event_loop_skips_a_timer_or_reader_removed_earlier_in_the_same_pass():
     b_w.send(b"x")
     second = loop.call_at(loop.time() - 1, ran.append, "cancelled timer")
 
-    def first_reader():
-        ran.append("first reader")
+    def first_timer():  # due timers run first in a pass: this one removes what was to run after it
+        ran.append("first timer")
         second.cancel()
-        for sock in (a_r, b_r):  # whichever reader runs first removes the other one
+        for sock in (a_r, b_r):
             loop.remove_reader(sock)
 
-    loop.add_reader(a_r, first_reader)
-    loop.add_reader(b_r, first_reader)
+    loop.call_at(loop.time() - 2, first_timer)
+    loop.add_reader(a_r, ran.append, "reader")
+    loop.add_reader(b_r, ran.append, "reader")
     loop.run_once(0)
-    assert ran == ["first reader"]
+    assert ran == ["first timer"]
     for sock in (a_r, a_w, b_r, b_w):
         sock.close()
     loop.close()
@@ -7821,6 +7943,197 @@ def test_control_socket_drops_a_follower_that_does_not_read_and_still_answers_ol
     for c in crowd:
         c.sock.close()
     op.close()
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+
+
+def parse_exposition(text):
+    """Prometheus text format -> ({name: type}, [(name, {label: value}, float)]), strict about what it reads."""
+    types, samples = {}, []
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert name not in types and kind in ("counter", "gauge"), line
+            types[name] = kind
+            continue
+        if line.startswith("# HELP "):
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        name, body, value = m.groups()
+        labels, pos = {}, 0
+        for lm in _LABEL.finditer(body or ""):
+            assert lm.start() == pos, line
+            labels[lm.group(1)] = re.sub(r"\\(.)", lambda e: {"n": "\n"}.get(e.group(1), e.group(1)), lm.group(2))
+            pos = lm.end()
+        assert pos == len(body or ""), line
+        assert name in types, f"{name} has no TYPE line before it"
+        samples.append((name, labels, float(value)))
+    return types, samples
+
+
+def _metrics_status():
+    return {
+        "version": "9.9", "instances": [
+            {"name": "VI_1", "state": "MASTER", "interface": "eth0", "vrid": 51, "priority": 100,
+             "effective_priority": 80, "master": None, "garp_delay": 5.0,
+             "vip_details": [{"address": "10.0.0.100/24", "dev": "eth0", "excluded": False},
+                             {"address": "10.0.0.101/32", "dev": "eth1", "excluded": False},
+                             {"address": "10.0.0.200/32", "dev": "eth0", "excluded": True}],
+             "trackers": [{"kind": "vrrp_script", "name": 'chk "web"', "adds": -20, "fault": False}],
+             "recent_transitions": [
+                 {"type": "transition", "time": 1000.5, "instance": "VI_1", "from": "INIT", "to": "BACKUP",
+                  "reason": "not-master", "detail": "", "priority": 100},
+                 {"type": "transition", "time": 1001.5, "instance": "VI_1", "from": "BACKUP", "to": "MASTER",
+                  "reason": "no-response", "detail": "x", "priority": 100}],
+             "stats": {"adverts_sent": 7, "adverts_received": 3, "released_master": 1,
+                       "entered": {"MASTER": 2, "BACKUP": 2}, "priority_zero_sent": 1, "priority_zero_received": 4,
+                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "bad_auth": 6},
+                       "by_reason": [{"state": "MASTER", "reason": "no-response", "count": 2}]}},
+            {"name": "VI_2", "state": "BACKUP", "interface": "eth0", "vrid": 52, "priority": 90,
+             "effective_priority": 90, "vip_details": [], "stats": {},
+             "master": {"address": "10.0.0.1", "priority": 150, "last_advert_ago": 0.1, "takeover_in": 0.25}}],
+        "trackers": {"vrrp_script": {'chk "web"': {"state": "BAD", "running": True, "runs": 12,
+                                                   "last_duration": 0.02},
+                                     "chk_init": {"state": "INIT", "running": False, "runs": 0}}},
+        "lvs": {"virtual_servers": [{"name": "10.0.0.100:80", "quorum_up": True, "real_servers": [
+            {"address": "10.0.1.1", "port": 80, "alive": True, "weight": 3, "checkers": [
+                {"kind": "TCP_CHECK", "up": True, "latency": 0.004, "ok_total": 9, "failed_total": 1}]}]}]},
+    }
+
+
+def test_metrics_exposition_has_keepalived_exporter_names_and_labels_and_parses_back():
+    types, samples = parse_exposition(vrrpd.format_metrics(_metrics_status()))
+
+    def value(metric, **labels):
+        found = [v for n, ls, v in samples if n == metric and all(ls.get(k) == str(x) for k, x in labels.items())]
+        assert len(found) == 1, (metric, labels, found)
+        return found[0]
+
+    common = {"iname": "VI_1", "intf": "eth0", "vrid": "51"}
+    assert value("keepalived_up") == 1 and types["keepalived_up"] == "gauge"
+    # keepalived-exporter: one keepalived_vrrp_state per VIP, intf the VIP's device; MASTER is 2, BACKUP 1
+    assert value("keepalived_vrrp_state", iname="VI_1", intf="eth0", vrid=51, ip_address="10.0.0.100/24") == 2
+    assert value("keepalived_vrrp_state", iname="VI_1", intf="eth1", vrid=51, ip_address="10.0.0.101/32") == 2
+    assert value("keepalived_vrrp_excluded_state", ip_address="10.0.0.200/32") == 2
+    assert value("keepalived_vrrp_state", iname="VI_2", ip_address="") == 1  # no VIP: one sample, as the exporter
+    for name, expected in (("keepalived_advertisements_received_total", 3), ("keepalived_advertisements_sent_total", 7),
+                           ("keepalived_become_master_total", 2), ("keepalived_release_master_total", 1),
+                           ("keepalived_ip_ttl_errors_total", 5), ("keepalived_packet_length_errors_total", 3),
+                           ("keepalived_authentication_failure_total", 6),
+                           ("keepalived_advertisements_interval_errors_total", 0),
+                           ("keepalived_invalid_type_received_total", 0), ("keepalived_address_list_errors_total", 0),
+                           ("keepalived_authentication_invalid_total", 0),
+                           ("keepalived_authentication_mismatch_total", 0),
+                           ("keepalived_priority_zero_received_total", 4), ("keepalived_priority_zero_sent_total", 1),
+                           ("keepalived_gratuitous_arp_delay_total", 5)):
+        assert value(name, **common) == expected, name
+        assert types[name] == "counter" and set(next(ls for n, ls, _ in samples if n == name)) == {
+            "iname", "intf", "vrid"}, name
+    assert value("keepalived_script_status", name='chk "web"') == 0  # BAD 0, GOOD 1; INIT is not exported
+    assert not [1 for n, ls, _ in samples if n == "keepalived_script_status" and ls["name"] == "chk_init"]
+    assert value("keepalived_script_state", name='chk "web"') == 1  # running
+    # vrrpd's own
+    assert value("vrrpd_transitions_total", state="MASTER", reason="no-response", **common) == 2
+    assert value("vrrpd_recent_transition_timestamp_seconds", index=0, reason="no-response", to="MASTER") == 1001.5
+    assert value("vrrpd_bad_packets_total", reason="bad_ttl", **common) == 5
+    assert value("vrrpd_effective_priority", **common) == 80
+    assert value("vrrpd_tracker_priority_delta", iname="VI_1", kind="vrrp_script", name='chk "web"') == -20
+    assert value("vrrpd_backup_takeover_seconds", iname="VI_2") == 0.25
+    assert value("vrrpd_script_last_run_seconds", name='chk "web"') == 0.02
+    assert value("vrrpd_real_server_weight", real_server="10.0.1.1:80") == 3
+    assert value("vrrpd_checker_latency_seconds", checker="TCP_CHECK") == 0.004
+    assert value("vrrpd_checker_results_total", result="failed") == 1
+
+
+def test_metrics_exposition_passes_promtool(tmp_path):
+    require(shutil.which("promtool") is not None, "needs promtool (Debian's prometheus package)")
+    text = vrrpd.format_metrics(_metrics_status())
+    out = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "error" not in out.stdout + out.stderr, (out.stdout, out.stderr)
+
+
+def _http(address, request=b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", loop=None, timeout=5):
+    """Send `request` to the metrics server while `loop` runs; the whole reply as bytes."""
+    import socket as _socket
+
+    client = _socket.create_connection(address, timeout=timeout)
+    client.sendall(request)
+    client.setblocking(False)
+    reply = bytearray()
+
+    def done():
+        try:
+            chunk = client.recv(65536)
+        except BlockingIOError:
+            return False
+        reply.extend(chunk)
+        return not chunk
+
+    _spin(loop, done, timeout, "the reply")
+    client.close()
+    return bytes(reply)
+
+
+def test_metrics_server_answers_get_metrics_and_refuses_the_rest(loop):
+    server = vrrpd.MetricsServer(loop, "127.0.0.1:0", lambda: vrrpd.format_metrics(_metrics_status()))
+    try:
+        reply = _http(server.address, loop=loop)
+        head, body = reply.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200 OK") and b"text/plain; version=0.0.4" in head
+        assert int(re.search(rb"Content-Length: (\d+)", head).group(1)) == len(body)
+        parse_exposition(body.decode())
+        assert _http(server.address, b"GET /nope HTTP/1.1\r\n\r\n", loop).startswith(b"HTTP/1.1 404")
+        assert _http(server.address, b"POST /metrics HTTP/1.1\r\n\r\n", loop).startswith(b"HTTP/1.1 405")
+        assert _http(server.address, b"garbage\r\n\r\n", loop).startswith(b"HTTP/1.1 400")
+        big = b"GET /metrics HTTP/1.1\r\nX: " + b"a" * (server.max_request + 10)
+        assert _http(server.address, big, loop).startswith(b"HTTP/1.1 431")
+        assert server.scrapes == 1 and not server.clients
+    finally:
+        server.close()
+
+
+def test_metrics_server_bounds_idle_slow_and_many_connections(loop):
+    import socket as _socket
+
+    server = vrrpd.MetricsServer(loop, "127.0.0.1:0", lambda: "x 1\n")
+    server.idle_timeout = 0.3
+    try:
+        silent = _socket.create_connection(server.address)
+        dribble = _socket.create_connection(server.address)
+        _spin(loop, lambda: len(server.clients) == 2, 5, "both accepted")
+        start = time.monotonic()
+        while time.monotonic() - start < 0.6:  # 1 byte every 0.1 s does not keep it open past idle_timeout
+            try:
+                dribble.send(b"G")
+            except OSError:
+                break
+            loop.run_once(loop.time() + 0.1)
+        _spin(loop, lambda: not server.clients, 5, "the idle and the slow connection to be closed")
+        crowd = []
+        for _ in range(server.max_clients * 4):
+            crowd.append(_socket.create_connection(server.address))
+            loop.run_once(loop.time())
+        _spin(loop, lambda: server.evicted >= server.max_clients * 3 - 2, 5, "the oldest to make room")
+        assert len(server.clients) <= server.max_clients
+        # a scraper still gets its answer among them
+        assert _http(server.address, loop=loop).endswith(b"\r\n\r\nx 1\n")
+        for sock in crowd + [silent, dribble]:
+            sock.close()
+    finally:
+        server.close()
+
+
+def test_metrics_listen_keyword_and_metrics_option():
+    config, diags = parse_ok("global_defs {\n    metrics_listen 127.0.0.1:9650\n}\n")
+    assert config.global_defs.metrics_listen == "127.0.0.1:9650"
+    assert vrrpd.parse_listen("[::1]:9650") == ("::1", 9650)
+    _, diags = vrrpd.parse_config_text("global_defs {\n    metrics_listen 127.0.0.1\n}\n", "m.conf")
+    assert messages(diags) == ["m.conf:2: error: metrics_listen: '127.0.0.1' is not ADDRESS:PORT"]
+    assert vrrpd.build_arg_parser().parse_args(["--metrics", "127.0.0.1:1"]).metrics == "127.0.0.1:1"
 
 
 def _read_line_until(proc, predicate, timeout=10.0):
@@ -8918,6 +9231,7 @@ def _fuzz_daemon(version: int):
     class Sock:
         ifname = "eth0"
         received_at = None
+        sock = None  # no kernel queue behind it
 
     d.rtnl = Rtnl()
     machine = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, version, addresses=[IP4("10.0.0.100")],
@@ -9749,3 +10063,315 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
         assert fds1 <= fds0 + 8, report  # no sockets or pipes leak (mail attempts, scripts, reloads)
     # hung scripts were killed with their process group, not left behind
     assert _sleepers(lab, soak.nodes["A"].ns) <= 1, report
+
+
+# --------------------------------------------------------------------------------------------
+# H4. Floods: the kernel receive filter, the backlog rule of the master-down timeout, sending first
+# --------------------------------------------------------------------------------------------
+
+
+def _run_bpf(program, packet: bytes, net_header: bytes = b"") -> int:
+    """A tiny classic-BPF interpreter (the subset vrrp_filter_program uses), so that the program is proven on
+    crafted packets. `net_header` is what SKF_NET_OFF loads reach (the IPv6 header of an IPv6 raw socket)."""
+    def load(offset: int, size: int) -> Optional[int]:
+        data = packet
+        if offset >= 0x80000000:
+            offset -= 1 << 32
+        if offset < 0:
+            data, offset = net_header, offset - vrrpd.SKF_NET_OFF
+        if offset < 0 or offset + size > len(data):
+            return None
+        return int.from_bytes(data[offset:offset + size], "big")
+
+    a = x = 0
+    pc = 0
+    for _ in range(4096):
+        code, jt, jf, k = program[pc]
+        pc += 1
+        cls, size = code & 0x07, {vrrpd.BPF_W: 4, vrrpd.BPF_H: 2, vrrpd.BPF_B: 1}.get(code & 0x18, 0)
+        mode = code & 0xE0
+        if cls == vrrpd.BPF_RET:
+            return k
+        if cls == vrrpd.BPF_LD:
+            value = len(packet) if mode == vrrpd.BPF_LEN else load(k + (x if mode == vrrpd.BPF_IND else 0), size)
+            if value is None:
+                return 0  # the kernel drops a packet whose load is out of bounds
+            a = value
+        elif cls == vrrpd.BPF_LDX and mode == vrrpd.BPF_MSH:
+            value = load(k, 1)
+            if value is None:
+                return 0
+            x = (value & 0x0F) * 4
+        elif cls == vrrpd.BPF_ALU:
+            operand = x if code & vrrpd.BPF_X else k
+            a = {vrrpd.BPF_SUB: (a - operand) & 0xFFFFFFFF, vrrpd.BPF_AND: a & operand}[code & 0xF0]
+        elif cls == vrrpd.BPF_JMP:
+            op = code & 0xF0
+            taken = {vrrpd.BPF_JEQ: a == k, vrrpd.BPF_JGE: a >= k}[op] if op != vrrpd.BPF_JA else True
+            pc += jt if taken else jf
+        else:
+            raise AssertionError(f"instruction {code:#x} not interpreted")
+    raise AssertionError("BPF program does not end")
+
+
+def _adv4(version=3, vrid=51, prio=100, ttl=255, dst="224.0.0.18", src="10.0.0.2", truncate=None):
+    src_ip, dst_ip = IP4(src), IP4(dst)
+    adv = vrrpd.VrrpAdvert(version, vrid, prio, [IP4("10.0.0.100")], 1.0, 1 if version == 2 else 0,
+                           b"secret12" if version == 2 else b"")
+    payload = vrrpd.encode_advert(adv, src_ip, dst_ip)
+    if truncate is not None:
+        payload = payload[:truncate]
+    return vrrpd.encode_ipv4(src_ip, dst_ip, payload, ttl=ttl)
+
+
+def test_rx_filter_ipv4_keeps_only_what_an_instance_on_the_socket_could_accept():
+    f = vrrpd.rx_filter_for(4, [3], [51, 52])
+    prog = vrrpd.vrrp_filter_program(f)
+    assert len(vrrpd.bpf_bytes(prog)) == 8 * len(prog)
+    keep = lambda packet: _run_bpf(prog, packet) != 0  # noqa: E731
+    assert keep(_adv4()) and keep(_adv4(vrid=52)) and keep(_adv4(prio=0))
+    assert not keep(_adv4(ttl=64)) and not keep(_adv4(ttl=254))            # multicast TTL must be 255
+    assert keep(_adv4(ttl=64, dst="10.0.0.1"))                             # unicast: unicast_peer's TTL range
+    assert not keep(_adv4(vrid=53)) and not keep(_adv4(vrid=1))            # no instance has these VRIDs
+    assert not keep(_adv4(version=2))                                      # nobody on this socket speaks v2
+    assert not keep(_adv4(truncate=7)) and keep(_adv4(truncate=8))         # shorter than any advert
+    assert not keep(_adv4()[:20]) and not keep(_adv4()[:10])               # no VRRP at all, a cut IP header
+    typ2 = bytearray(_adv4())
+    typ2[20] = 0x32                                                        # version 3, type 2 (not an advert)
+    assert not keep(bytes(typ2))
+    # an IP header with options moves the VRRP message: the filter follows the header length
+    opt = bytearray(_adv4())
+    opt = bytes([0x46]) + bytes(opt[1:20]) + b"\x01\x01\x01\x00" + bytes(opt[20:])
+    assert keep(opt)
+    # v2 and v3 on one socket; log_unknown_vrids keeps every VRID
+    both = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2, 3], None))
+    assert _run_bpf(both, _adv4(version=2, vrid=200)) and _run_bpf(both, _adv4(vrid=7))
+    assert not _run_bpf(both, _adv4(vrid=7, ttl=1))
+    v2 = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2], [51]))
+    assert _run_bpf(v2, _adv4(version=2)) and not _run_bpf(v2, _adv4(version=2, truncate=15))
+    # all 255 VRIDs fit the 8-bit jumps
+    every = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [3], list(range(1, 256))))
+    assert all(_run_bpf(every, _adv4(vrid=v)) for v in (1, 128, 255))
+
+
+def test_rx_filter_ipv6_checks_the_hop_limit_through_the_network_header():
+    import struct
+
+    IP6 = ipaddress.IPv6Address
+    prog = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(6, [3], [52]))
+
+    def ipv6_header(hop_limit: int, dst: str) -> bytes:
+        return struct.pack("!IHBB16s16s", 0x60000000, 20, 112, hop_limit, IP6("fe80::2").packed, IP6(dst).packed)
+
+    adv = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 52, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    assert _run_bpf(prog, adv, ipv6_header(255, "ff02::12"))
+    assert not _run_bpf(prog, adv, ipv6_header(64, "ff02::12"))
+    assert _run_bpf(prog, adv, ipv6_header(64, "fe80::1"))  # unicast
+    other = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 53, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    assert not _run_bpf(prog, other, ipv6_header(255, "ff02::12"))
+    assert not _run_bpf(prog, adv[:7], ipv6_header(255, "ff02::12"))
+
+
+def test_rx_filter_attaches_to_a_real_socket_and_drops_in_the_kernel():
+    """The program is one the kernel accepts (SO_ATTACH_FILTER validates it); on a UDP socket over loopback
+    (no root needed) a filter is proven to drop in the kernel: only the datagrams it accepts are queued."""
+    import socket
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        # for UDP the filter sees the UDP header first: accept datagrams whose payload's first byte is 0x31
+        prog = [(vrrpd.BPF_LD | vrrpd.BPF_B | vrrpd.BPF_ABS, 0, 0, 8),
+                (vrrpd.BPF_JMP | vrrpd.BPF_JEQ | vrrpd.BPF_K, 0, 1, 0x31),
+                (vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT),
+                (vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, 0)]
+        vrrpd.attach_filter(rx, vrrpd.bpf_bytes(prog))
+        for first in (0x31, 0x21, 0x31, 0xFF):
+            tx.sendto(bytes([first, 1, 2, 3]), rx.getsockname())
+        time.sleep(0.05)
+        got = []
+        while vrrpd.kernel_holds_packets(rx):
+            got.append(rx.recv(100)[0])
+        assert got == [0x31, 0x31]
+        for family in (4, 6):  # the VRRP programs pass the kernel's checker too
+            vrrpd.attach_filter(rx, vrrpd.bpf_bytes(vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(family, [3], [1]))))
+        with pytest.raises(OSError):
+            vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_LD | vrrpd.BPF_W | vrrpd.BPF_ABS, 0, 0, 0)]))
+    finally:
+        rx.close()
+        tx.close()
+
+
+class _FakeClockLoop(vrrpd.EventLoop):
+    """The real loop on a fake clock: the test moves time; select() never waits."""
+
+    def __init__(self):
+        super().__init__()
+        self.now = 1000.0
+
+    def time(self):
+        return self.now
+
+
+class _BacklogSocket:
+    """A VrrpSocket stand-in whose kernel queue is a real datagram socket pair: what the test queues stays in
+    the kernel until the daemon reads it."""
+
+    def __init__(self, ifname="eth0"):
+        import socket
+
+        self.ifname, self.ifindex, self.groups, self.sent = ifname, 7, [], []
+        self.rx, self.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.rx.setblocking(False)
+        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+        self.peer.setblocking(False)  # a full queue fails the test instead of hanging it
+        self.sock = self  # what the Daemon selects on, peeks at and sends with
+        self.received_at = None
+        self.rx_filter = None
+
+    def fileno(self):
+        return self.rx.fileno()
+
+    def sendto(self, data, address):
+        self.sent.append(data)
+
+    def queue(self, packet: bytes) -> None:
+        self.peer.send(packet)
+
+    def recv(self, size=None, flags=0):
+        if size is not None:  # a peek
+            return self.rx.recv(size, flags)
+        try:
+            return self.rx.recv(65535)
+        except BlockingIOError:
+            return None
+
+    def join(self, group):
+        self.groups.append(group)
+
+    def close(self):
+        self.rx.close()
+        self.peer.close()
+
+
+def _backlog_daemon(monkeypatch):
+    """A BACKUP (priority 95, VRRPv3, advert_int 0.5) whose master is 10.0.0.2, on a fake clock."""
+    loop = _FakeClockLoop()
+    inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=95, advert_int=0.5,
+                              version=3, virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv4Interface("10.0.0.100/24"))])
+    d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="backlog"), vrrp_instances=[inst]), loop)
+    vips = []
+
+    class Rtnl:
+        def add_address(self, index, vip):
+            vips.append(vip)
+
+        def del_address(self, index, vip):
+            pass
+
+        def close(self):
+            pass
+
+    sock = _BacklogSocket()
+    d.rtnl = Rtnl()
+    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
+    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.0.0.1/24"))]
+    monkeypatch.setattr(vrrpd, "VrrpSocket", lambda ifname, ifindex: sock)
+    monkeypatch.setattr(vrrpd, "GarpSocket", lambda ifname: type("G", (), {"send": lambda *a: None,
+                                                                           "close": lambda *a: None})())
+    rt = d._add_instance(inst)
+    d._apply(rt, rt.machine.start(loop.now))
+    return d, loop, rt, sock, vips
+
+
+def _master_advert(prio=150):
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    adv = vrrpd.VrrpAdvert(3, 51, prio, [IP4("10.0.0.100")], 0.5, 0, b"")
+    return vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(adv, src, group))
+
+
+def test_soak_finding_a_master_down_timeout_waits_for_adverts_queued_behind_a_flood(monkeypatch):
+    """The soak's two holders: under a flood a starved BACKUP read its socket too slowly; the master-down timer
+    fell due while the master's newer adverts were still queued in the kernel behind thousands of garbage
+    packets, and the timeout acted on them unread. Now the timeout acts only once the queue is empty."""
+    d, loop, rt, sock, vips = _backlog_daemon(monkeypatch)
+    try:
+        m = rt.machine
+        sock.queue(_master_advert())
+        loop.run_once()
+        assert m.state == vrrpd.State.BACKUP and m.master_ip == IP4("10.0.0.2")
+        # the master goes on advertising, but each advert sits behind 100 packets of garbage
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        for _ in range(4):
+            for _ in range(100):
+                sock.queue(garbage)
+            sock.queue(_master_advert())
+        loop.now = m.master_down_timer + 0.001  # the loop was starved: the timer is due, the queue is full
+        passes = 0
+        while vrrpd.kernel_holds_packets(sock.sock) or rt.timer is None or rt.timer.when <= loop.now:
+            loop.run_once()
+            passes += 1
+            assert m.state == vrrpd.State.BACKUP, f"took over after {passes} passes with adverts still queued"
+            assert passes < 1000
+        assert not vips and passes >= 400 // vrrpd.RX_BATCH // 2  # read in bounded batches, not all at once
+        assert m.master_down_timer > loop.now and rt.bad_packets.get("bad_ttl", 0) == 400
+        # silence for real: the timeout acts once the queue is empty
+        loop.now = m.master_down_timer + 0.001
+        loop.run_once()
+        assert m.state == vrrpd.State.MASTER and vips
+    finally:
+        d.close()
+        loop.close()
+
+
+def test_a_queue_that_never_empties_postpones_the_timeout_by_one_master_down_interval_only(monkeypatch):
+    d, loop, rt, sock, vips = _backlog_daemon(monkeypatch)
+    try:
+        m = rt.machine
+        sock.queue(_master_advert())
+        loop.run_once()
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        loop.now = due = m.master_down_timer + 0.001
+        while m.state == vrrpd.State.BACKUP:
+            for _ in range(vrrpd.RX_BATCH * 2 + 1):  # a little faster than the daemon reads: never drains
+                sock.queue(garbage)
+            loop.run_once()
+            loop.now += 0.05
+            assert loop.now < due + 2 * m.master_down_interval
+        assert loop.now >= due + m.master_down_interval and vips
+    finally:
+        d.close()
+        loop.close()
+
+
+def test_a_due_advert_is_sent_before_the_next_batch_of_a_flooded_socket_is_read():
+    import socket
+
+    loop = vrrpd.EventLoop()
+    rx, tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    order = []
+    try:
+        rx.setblocking(False)
+        tx.setblocking(False)
+        for _ in range(vrrpd.RX_BATCH + 10):
+            tx.send(b"x")
+
+        def readable():
+            for _ in range(vrrpd.RX_BATCH):
+                try:
+                    rx.recv(10)
+                except BlockingIOError:
+                    return
+                order.append("packet")
+
+        loop.add_reader(rx, readable)
+        loop.call_at(loop.time(), lambda: order.append("advert"))
+        loop.run_once()
+        assert order[0] == "advert" and order.count("packet") == vrrpd.RX_BATCH
+    finally:
+        loop.close()
+        rx.close()
+        tx.close()

@@ -355,6 +355,7 @@ class GlobalDefs:
     vrrp_lower_prio_no_advert: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
+    log_unknown_vrids: bool = False  # also: the kernel filter keeps adverts of VRIDs no instance has
     vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
     vrrp_delay_after_boot: float = 0.0  # keepalived 2.4: start no earlier than this long after boot
@@ -382,6 +383,8 @@ class GlobalDefs:
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
+    # vrrpd extension: serve Prometheus metrics over HTTP on this ADDRESS:PORT (also --metrics)
+    metrics_listen: Optional[str] = None
     # keywords vrrpd accepts but does not act on, kept for dumps: name -> list of words
     other: Dict[str, List[str]] = field(default_factory=dict)
 
@@ -695,7 +698,8 @@ class UrlCheck:
 
 @dataclass
 class Checker:
-    """One health checker of a real server: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK."""
+    """One health checker of a real server: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK,
+    UDP_CHECK, PING_CHECK, FILE_CHECK, BFD_CHECK."""
 
     kind: str
     line: int = 0
@@ -728,6 +732,17 @@ class Checker:
     dns_name: str = "."
     # BFD_CHECK: the bfd_instance whose session decides
     bfd_name: Optional[str] = None
+    # UDP_CHECK: None payload: keepalived's 32-byte pattern; reply: required data, with a nibble mask
+    payload: Optional[bytes] = None
+    require_reply: bool = False
+    reply_data: Optional[bytes] = None
+    reply_mask: Optional[bytes] = None
+    min_reply_length: int = 0
+    max_reply_length: int = 255
+    # FILE_CHECK: a top-level track_file whose value decides (weight 0) or moves the real server's weight
+    track_file: Optional[str] = None
+    file_weight: Optional[int] = None  # None: the track_file's own weight
+    file_weight_reverse: bool = False
 
 
 @dataclass
@@ -2752,6 +2767,29 @@ def _g_lvs_timeouts(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> 
         g.lvs_timeouts[name] = _parse_int(value, 0, 86400 * 31)
 
 
+def parse_listen(text: str) -> Tuple[str, int]:
+    """ADDRESS:PORT or [IPv6]:PORT -> (address, port); ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"'{text}' is not ADDRESS:PORT")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"'{host}' is not an IP address (ADDRESS:PORT, [IPv6]:PORT)") from None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:  # 0: the kernel picks a free port
+        raise ValueError(f"port '{port}' is not 0-65535")
+    return str(address), int(port)
+
+
+def _g_metrics_listen(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    try:
+        parse_listen(args[0].text)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+    g.metrics_listen = args[0].text
+
+
 def _g_version(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
     value = _parse_int(args[0].text, 2, 3)
     if isinstance(obj, GlobalDefs):
@@ -2771,7 +2809,8 @@ for _name in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_lower_prio_no_advert",
               "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src", "v3_checksum_as_v2",
-              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop"):
+              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop",
+              "log_unknown_vrids"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _kw(_G, "lvs_flush_on_stop", _g_iptables("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS")
 _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
@@ -2801,6 +2840,7 @@ _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lamb
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
 _kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
+_kw(_G, "metrics_listen", _g_metrics_listen)
 _kw(_G, "vrrp_delay_after_boot", _h_time("vrrp_delay_after_boot", 0.001, 4294.967))
 _kw(_G, "vrrp_owner_ignore_adverts", _h_flag("vrrp_owner_ignore_adverts"), (0, 1), accept=_is_bool_word)
 _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if "
@@ -2815,7 +2855,7 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
              "reload_time_file reload_repeat reload_file include_check state_dump_file "
-             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix log_unknown_vrids "
+             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
@@ -3335,7 +3375,6 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
 _accept_only(_R, "tun_type tun_port")
 
 
@@ -3373,6 +3412,57 @@ def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
     url.digest = text
 
 
+def read_hex_str(text: str, wildcard: bool = False) -> Tuple[bytes, bytes]:
+    """keepalived's read_hex_str: octets separated by spaces; within a word digits pair up and an odd last
+    digit is an octet of its own ("Ab12f 3" is AB 12 0F 03). With `wildcard`, X/x is a masked nibble.
+    Returns (data, mask): mask bits 1 where the data must match."""
+    data, mask = bytearray(), bytearray()
+    for word in text.split():
+        if not re.fullmatch(r"[0-9A-Fa-f" + ("Xx" if wildcard else "") + r"]+", word):
+            raise _Invalid(f"'{word}' is not hex")
+        for k in range(0, len(word), 2):
+            pair = word[k:k + 2]
+            value = m = 0
+            for ch in pair:
+                value, m = value << 4, m << 4
+                if ch not in "Xx":
+                    value |= int(ch, 16)
+                    m |= 0xF
+            data.append(value)
+            mask.append(m)
+    return bytes(data), bytes(mask)
+
+
+def _c_payload(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.payload = read_hex_str(" ".join(a.text for a in args))[0]
+
+
+def _c_require_reply(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.require_reply = True
+    if args:
+        chk.reply_data, chk.reply_mask = read_hex_str(" ".join(a.text for a in args), wildcard=True)
+
+
+def _c_ping_check(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> Checker:
+    if kw.text == "ICMP_CHECK":
+        p.warning(kw, "keepalived has no ICMP_CHECK; read as PING_CHECK", "write PING_CHECK")
+    chk = Checker(kind="PING_CHECK", line=kw.line)
+    rs.checkers.append(chk)
+    return chk
+
+
+def _c_file_track(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.track_file = args[0].text
+
+
+def _c_file_weight(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.file_weight = _parse_int(args[0].text, -2147483647, 2147483647)
+    if len(args) > 1:
+        if args[1].text not in ("reverse", "noreverse"):
+            raise _Invalid(f"'{args[1].text}' after the weight: only 'reverse' is allowed")
+        chk.file_weight_reverse = args[1].text == "reverse"
+
+
 def _c_dns_type(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
     text = args[0].text.upper()
     if text not in ("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"):
@@ -3387,9 +3477,19 @@ _kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
 _kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
 _kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
 _kw(_R, "BFD_CHECK", _checker("BFD_CHECK"), (0, 0), "BFD_CHECK")
+_kw(_R, "UDP_CHECK", _checker("UDP_CHECK"), (0, 0), "UDP_CHECK")
+_kw(_R, "PING_CHECK", _c_ping_check, (0, 0), "PING_CHECK")
+_kw(_R, "ICMP_CHECK", _c_ping_check, (0, 0), "PING_CHECK")
+_kw(_R, "FILE_CHECK", _checker("FILE_CHECK"), (0, 0), "FILE_CHECK")
+_kw("FILE_CHECK", "track_file", _c_file_track)
+_kw("FILE_CHECK", "weight", _c_file_weight, (1, 2))
+_kw("UDP_CHECK", "payload", _c_payload, (1, None))
+_kw("UDP_CHECK", "require_reply", _c_require_reply, (0, None))
+_kw("UDP_CHECK", "min_reply_length", _h_int("min_reply_length", 0, 65535))
+_kw("UDP_CHECK", "max_reply_length", _h_int("max_reply_length", 0, 65535))
 _kw("BFD_CHECK", "name", _h_str("bfd_name"))
 _kw("BFD_CHECK", "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
-for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
+for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK"):
     _kw(_blk, "connect_ip", _h_ip("connect_ip"))
     _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
     _kw(_blk, "bindto", _h_ip("bindto"))
@@ -3869,8 +3969,24 @@ class _Validator:
         vsg = self.cfg.virtual_server_groups.get(vs.group or "")
         return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
 
+    def checkers(self, vs: VirtualServer) -> None:
+        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
+        for rs in vs.real_servers:
+            for chk in list(rs.checkers):
+                if chk.kind == "FILE_CHECK":
+                    if chk.track_file is None:
+                        self.warn(vs.file, chk.line, "FILE_CHECK has no track_file specified - ignoring")
+                        rs.checkers.remove(chk)
+                    elif chk.track_file not in self.cfg.track_files:
+                        self.err(vs.file, chk.line, f"FILE_CHECK track_file '{chk.track_file}' names no track_file "
+                                 "block", "track_file NAME { file PATH }")
+                elif chk.kind == "UDP_CHECK" and chk.min_reply_length > chk.max_reply_length:
+                    self.warn(vs.file, chk.line, f"UDP_CHECK min_reply_length {chk.min_reply_length} > "
+                              f"max_reply_length {chk.max_reply_length} - will always fail")
+
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
+        self.checkers(vs)
         if vs.group is not None and vs.group not in self.cfg.virtual_server_groups:
             self.err(f, ln, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
@@ -4194,6 +4310,103 @@ def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
     """The Ethernet multicast address of an IPv4 group (01:00:5e + low 23 bits)."""
     low = int(group) & 0x7FFFFF
     return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
+
+
+# -- classic BPF receive filter (linux/filter.h): what the kernel drops before vrrpd wakes up ---------
+
+BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
+BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
+BPF_IMM, BPF_ABS, BPF_IND, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x80, 0xA0
+BPF_SUB, BPF_AND = 0x10, 0x50
+BPF_JA, BPF_JEQ, BPF_JGE = 0x00, 0x10, 0x30
+BPF_K, BPF_X = 0x00, 0x08
+SKF_NET_OFF = -0x100000  # loads relative to the network header (an IPv6 raw socket sees the VRRP message at 0)
+BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+BPF_ACCEPT = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class RxFilter:
+    """What one VRRP socket's kernel filter lets through: adverts of these (version << 4 | type) bytes, of these
+    VRIDs (None: any, for log_unknown_vrids), at least `min_length` bytes of VRRP, and multicast ones with
+    TTL/hop limit 255 (RFC 5798 section 7.1; unicast TTLs are unicast_peer's min_ttl/max_ttl, checked in user
+    space)."""
+
+    family: int
+    kinds: Tuple[int, ...]
+    vrids: Optional[Tuple[int, ...]]
+    min_length: int = VRRP_HEADER_LEN
+
+    def describe(self) -> str:
+        versions = ",".join(str(k >> 4) for k in self.kinds)
+        vrids = "any" if self.vrids is None else ",".join(map(str, self.vrids))
+        return f"multicast TTL 255, VRRP length >= {self.min_length}, version {versions}, VRID {vrids}"
+
+
+def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]]) -> RxFilter:
+    """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
+    kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
+    # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
+    min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
+    return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length)
+
+
+def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
+    """The classic BPF program of `f` as (code, jt, jf, k) instructions; it returns 0 (drop) or BPF_ACCEPT.
+
+    An IPv4 raw socket's filter sees the packet from its IP header; an IPv6 one sees the VRRP message, and
+    reaches the IPv6 header (destination, hop limit) through SKF_NET_OFF."""
+    prog: List[list] = []  # [code, jt, jf, k], jumps as label names or None (next instruction)
+    labels: Dict[str, int] = {}
+
+    def op(code: int, k: int = 0, jt: Optional[str] = None, jf: Optional[str] = None) -> None:
+        prog.append([code, jt, jf, k & 0xFFFFFFFF])
+
+    if f.family == 4:
+        op(BPF_LDX | BPF_B | BPF_MSH, 0)  # X = IP header length
+        op(BPF_LD | BPF_W | BPF_LEN)
+        op(BPF_ALU | BPF_SUB | BPF_X)  # A = VRRP length
+        op(BPF_JMP | BPF_JGE | BPF_K, f.min_length, jf="drop")
+        op(BPF_LD | BPF_B | BPF_ABS, 16)  # first byte of the destination
+        op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xE0, jf="vrrp")
+        op(BPF_LD | BPF_B | BPF_ABS, 8)  # TTL
+        op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
+        byte0, byte1 = (BPF_LD | BPF_B | BPF_IND, 0), (BPF_LD | BPF_B | BPF_IND, 1)
+    else:
+        op(BPF_LD | BPF_W | BPF_LEN)
+        op(BPF_JMP | BPF_JGE | BPF_K, f.min_length, jf="drop")
+        op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 24)  # first byte of the destination
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xFF, jf="vrrp")
+        op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 7)  # hop limit
+        op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
+        byte0, byte1 = (BPF_LD | BPF_B | BPF_ABS, 0), (BPF_LD | BPF_B | BPF_ABS, 1)
+    labels["vrrp"] = len(prog)
+    op(*byte0)  # version and type
+    for kind in f.kinds:
+        op(BPF_JMP | BPF_JEQ | BPF_K, kind, jt="vrid")
+    labels["drop"] = len(prog)
+    op(BPF_RET | BPF_K, 0)
+    labels["vrid"] = len(prog)
+    if f.vrids is not None:
+        op(*byte1)
+        for vrid in f.vrids:
+            op(BPF_JMP | BPF_JEQ | BPF_K, vrid, jt="accept")
+        op(BPF_RET | BPF_K, 0)
+    labels["accept"] = len(prog)
+    op(BPF_RET | BPF_K, BPF_ACCEPT)
+    out = []
+    for i, (code, jt, jf, k) in enumerate(prog):
+        offsets = [0 if j is None else labels[j] - i - 1 for j in (jt, jf)]
+        if not all(0 <= o <= 255 for o in offsets):
+            raise ValueError(f"BPF jump out of range at {i}")
+        out.append((code, offsets[0], offsets[1], k))
+    return out
+
+
+def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
+    """The array of struct sock_filter that SO_ATTACH_FILTER points to."""
+    return b"".join(BPF_INSN.pack(*insn) for insn in program)
 
 
 # -- netlink message and attribute packing (generic; rtnetlink and generic netlink both use it) -------
@@ -5236,6 +5449,10 @@ class VrrpMachine:
         replaces the 3: an RFC deviation that every router of the VRID must share)."""
         return self.down_timer_adverts * self.master_adver_int + self.skew_time
 
+    def master_down_due(self, now: float) -> bool:
+        """True when on_timer(now) would act on an expired Master_Down_Timer (a BACKUP declaring the master gone)."""
+        return self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer
+
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
         return min(deadlines) if deadlines else None
@@ -5868,6 +6085,8 @@ class _ScriptRunner:
         self.tracking = tracking
         self.script = script
         self.result = ScriptResult(script.rise, script.fall, script.init_fail)
+        self.started = 0.0  # when the running child started (loop time)
+        self.last_duration: Optional[float] = None  # seconds the last run took (metrics)
         self.child: Optional[Child] = None
         self.timer: Optional[Timer] = None
         self.last_status: Optional[int] = None
@@ -5921,10 +6140,12 @@ class _ScriptRunner:
             log.info("VRRP_Script(%s) can run again", name)
             self.problem = None
         self.child = child
+        self.started = loop.time()
 
     def _on_exit(self, child: Child) -> None:
         self.child = None
         self.runs += 1
+        self.last_duration = self.tracking.loop.time() - self.started
         name = self.script.name
         code = child.returncode if child.returncode is not None else -1
         if child.timed_out:
@@ -6317,7 +6538,8 @@ class Tracking:
             "vrrp_script": {
                 name: {"state": r.result.state, "result": r.result.result, "rise": r.result.rise,
                        "fall": r.result.fall, "weight": r.script.weight, "last_status": r.last_status,
-                       "runs": r.runs, "problem": r.problem}
+                       "runs": r.runs, "problem": r.problem, "running": r.child is not None,
+                       "last_duration": r.last_duration}
                 for name, r in self.scripts.items()},
             "track_file": {
                 name: {"path": w.track_file.path, "value": w.value, "weight": w.track_file.weight}
@@ -6360,6 +6582,10 @@ def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerPa
     if chk.kind == "BFD_CHECK":  # the session's state is the result: no retries, no warm-up
         return CheckerParams(delay_loop=delay_loop, connect_timeout=5.0, retry=0, delay_before_retry=1.0,
                              warmup=0.0, alpha=pick(chk.alpha, rs.alpha, vs.alpha))
+    if chk.kind == "FILE_CHECK":  # the file's value is the result at once (keepalived watches it with inotify;
+        # vrrpd reads it at least every second); none of the common checker options apply
+        return CheckerParams(delay_loop=min(delay_loop, 1.0), connect_timeout=5.0, retry=0, delay_before_retry=1.0,
+                             warmup=0.0, alpha=False)
     default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
     return CheckerParams(
         delay_loop=delay_loop,
@@ -6401,6 +6627,32 @@ class CheckDecision:
             self.up = False
             return False, now + p.delay_loop
         return None, now + p.delay_loop
+
+
+def udp_reply_ok(chk: Checker, data: bytes) -> bool:
+    """UDP_CHECK's judgement of a reply. As keepalived codes it, the length bounds apply only with reply data;
+    the data must match over min(len(reply), len(data)) octets, masked nibbles (X) ignored."""
+    if not chk.require_reply or chk.reply_data is None:
+        return True
+    if not chk.min_reply_length <= len(data) <= chk.max_reply_length:
+        return False
+    mask = chk.reply_mask or b"\xff" * len(chk.reply_data)
+    return all((a ^ b) & m == 0 for a, b, m in zip(data, chk.reply_data, mask))
+
+
+def file_check_result(value: Optional[int], weight: int, reverse: bool, base_weight: int) -> Tuple[bool, Optional[int]]:
+    """FILE_CHECK from the track_file's value: (up, real server weight or None for the configured one).
+
+    weight 0: a non-zero value is DOWN (with reverse, zero is); else value x weight (negated with reverse) is
+    added to the real server's weight, and a result at or below INT32_MIN is DOWN (keepalived's rules)."""
+    value = value or 0
+    if weight == 0:
+        down = value != 0
+        return (down if reverse else not down), None
+    total = base_weight + value * weight * (-1 if reverse else 1)
+    if total <= -(2**31):
+        return False, None
+    return True, max(0, min(total, 2**31 - 1))
 
 
 def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool) -> Tuple[bool, Optional[int]]:
@@ -6664,7 +6916,94 @@ class BfdSession:
 NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
+SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
+SO_RXQ_OVFL = 40  # SOL_SOCKET option: each datagram carries how many the full receive queue made the kernel drop
+IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
+IPTOS_PREC_INTERNETCONTROL = 0xC0  # keepalived's IP_TOS / IPV6_TCLASS for adverts (CS6, network control)
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
+VRRP_RCVBUF = 1 << 20  # the receive buffer of a VRRP socket unless kernel_rx_buf_size asks for more
+
+
+def attach_filter(sock: socket.socket, code: bytes) -> None:
+    """SO_ATTACH_FILTER: the kernel runs `code` (bpf_bytes()) on each packet and queues only what it accepts.
+
+    The sock_fprog points into our memory, hence ctypes (imported here: python3-minimal may lack it; then
+    OSError, and user space goes on checking everything as before)."""
+    try:
+        import ctypes
+    except ImportError as exc:
+        raise OSError(errno.ENOSYS, "no ctypes for SO_ATTACH_FILTER") from exc
+    buf = ctypes.create_string_buffer(code, len(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                    struct.pack("@HP", len(code) // BPF_INSN.size, ctypes.addressof(buf)))
+
+
+def set_rcvbuf(sock: socket.socket, size: int) -> None:
+    """SO_RCVBUF of `size` bytes, past net.core.rmem_max with SO_RCVBUFFORCE when we may (keepalived's
+    kernel_rx_buf_size is honoured whole)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < 2 * size:  # the kernel doubles what it grants
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        except OSError:
+            pass
+
+
+def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
+    try:
+        sock.setsockopt(level, option, value)
+    except OSError:
+        pass  # an older kernel: only an optimisation is lost
+
+
+def kernel_holds_packets(sock: Optional[socket.socket]) -> bool:
+    """True while the kernel holds an unread datagram for `sock` (a peek that takes nothing)."""
+    if sock is None:
+        return False
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    return True
+
+
+class _RxSocket:
+    """What the receive path needs of every VRRP socket, both families: the kernel filter, the receive buffer,
+    and how many datagrams the kernel dropped for a full queue."""
+
+    sock: socket.socket
+    ifname: str
+
+    def _rx_init(self) -> None:
+        self.rx_filter: Optional[RxFilter] = None
+        self.rx_filter_error: Optional[str] = None
+        self.rcvbuf = VRRP_RCVBUF
+        self.queue_drops = 0  # SO_RXQ_OVFL: datagrams the kernel dropped because the receive queue was full
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        set_rcvbuf(self.sock, self.rcvbuf)
+
+    def set_filter(self, rx_filter: Optional[RxFilter]) -> None:
+        """Attach (or replace) the kernel filter; None leaves the socket as it is. A failure is remembered
+        and logged once: vrrpd then checks every packet in user space, as without a filter."""
+        if rx_filter is None or rx_filter == self.rx_filter:
+            return
+        try:
+            attach_filter(self.sock, bpf_bytes(vrrp_filter_program(rx_filter)))
+        except (OSError, ValueError) as exc:
+            if self.rx_filter_error is None:
+                log.warning("cannot attach the VRRP receive filter on %s: %s", self.ifname, exc)
+            self.rx_filter_error = str(exc)
+            return
+        self.rx_filter, self.rx_filter_error = rx_filter, None
+
+    def set_rcvbuf(self, size: int) -> None:
+        if size != self.rcvbuf:
+            self.rcvbuf = size
+            set_rcvbuf(self.sock, size)
+
+    def _overflow(self, value: bytes) -> None:
+        if len(value) >= 4:
+            self.queue_drops = struct.unpack_from("=I", value)[0]
 
 
 class NetlinkSocket:
@@ -6833,7 +7172,7 @@ class RtnetlinkMonitor:
         self.sock.close()
 
 
-class VrrpSocket:
+class VrrpSocket(_RxSocket):
     """The raw IPPROTO_VRRP socket of one interface: receives every VRRP packet arriving there and sends
     adverts with our own IPv4 header (IP_HDRINCL: source, TTL 255 and TOS are ours to set)."""
 
@@ -6848,13 +7187,15 @@ class VrrpSocket:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(b"\0" * 4, b"\0" * 4, ifindex))
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setblocking(False)
+            self.sock = sock
+            self._rx_init()
         except OSError:
             sock.close()
             raise
-        self.sock = sock
         self.received_at: Optional[float] = None  # kernel receive time (CLOCK_REALTIME) of the last datagram
 
     def join(self, group: ipaddress.IPv4Address) -> None:
@@ -6881,6 +7222,8 @@ class VrrpSocket:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
                 self.received_at = sec + nsec * 1e-9
+            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                self._overflow(value)
         return data
 
     def close(self) -> None:
@@ -7240,6 +7583,9 @@ class _CheckRunner:
         self.busy = False
         self.last_result = ""
         self.due = self.loop.time()
+        self.began = self.due
+        self.latency: Optional[float] = None
+        self.results = {True: 0, False: 0}  # checks that succeeded / failed
         self.attempt = 0
         self.stopped = False
         self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
@@ -7292,7 +7638,8 @@ class _CheckRunner:
         self.attempt += 1
         self.timer = None
         self.busy = True
-        late = self.loop.time() - self.due
+        self.began = self.loop.time()
+        late = self.began - self.due
         self.manager.max_late = max(self.manager.max_late, late)
         if self.manager.late_samples is not None:
             self.manager.late_samples.append(late)
@@ -7310,6 +7657,8 @@ class _CheckRunner:
             return
         self.busy = False
         self.last_result = "ok" if ok else reason
+        self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
+        self.results[ok] += 1
         was_up = self.decision.up
         if not ok and (was_up or self.chk.log_all_failures):
             log.info("%s", reason)
@@ -7642,9 +7991,169 @@ class _BfdCheck(_CheckRunner):
         return f"=> BFD CHECK {self.chk.bfd_name} failed"
 
 
+UDP_CHECK_PAYLOAD = b"keepalived check - keepalived ch"  # keepalived's default: 32 bytes of this pattern
+PING_CHECK_PAYLOAD = (b"keepalived check - " * 7)[:128]
+IP_RECVERR, IPV6_RECVERR = 11, 25
+
+
+class _UdpCheck(_CheckRunner):
+    """UDP_CHECK: send the payload on a connected UDP socket. Without require_reply silence is success and an
+    ICMP unreachable (IP_RECVERR) failure; with it a matching reply is needed."""
+
+    def begin(self) -> None:
+        ip, _port = self.target
+        v6 = ip.version == 6
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = sock
+        self.watching = 0
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
+        try:
+            sock.connect(self.sockaddr)
+            sock.send(self.chk.payload if self.chk.payload is not None else UDP_CHECK_PAYLOAD)
+        except OSError:
+            self._done(False, f"UDP connection to {self.name} failed.")
+            return
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:  # ICMP destination unreachable, as the kernel reports it on a connected socket
+            self._done(False, f"UDP connection to {self.name} failed.")
+            return
+        if udp_reply_ok(self.chk, data):
+            self._done(True)
+        else:
+            self._done(False, f"UDP check to {self.name} reply data mismatch.")
+
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
+        self.deadline = None
+        if self.chk.require_reply:
+            self._done(False, f"UDP connection to {self.name} failed.")
+        else:
+            self._done(True)  # keepalived: no answer and no ICMP error is a success
+
+    def _success_line(self) -> str:
+        return f"UDP connection to {self.name} success."
+
+
+class _PingCheck(_CheckRunner):
+    """PING_CHECK: an ICMP (or ICMPv6) echo request without a subprocess, on a ping socket (SOCK_DGRAM), or a
+    raw socket where net.ipv4.ping_group_range does not allow that. Success: the echo reply with our sequence."""
+
+    seq = 0
+
+    def begin(self) -> None:
+        ip = self.target[0]
+        v6 = ip.version == 6
+        family, proto = (socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6 else (socket.AF_INET, socket.IPPROTO_ICMP)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+            self.raw = False
+        except OSError:
+            sock = socket.socket(family, socket.SOCK_RAW, proto)
+            self.raw = True
+        self.sock = sock
+        self.watching = 0
+        sock.setblocking(False)
+        self.seq = self.seq % 0xFFFF + 1
+        self.ident = int.from_bytes(os.urandom(2), "big")
+        header = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, self.ident, self.seq)
+        if self.raw and not v6:  # the kernel sums ping sockets and ICMPv6; raw ICMP is ours
+            header = header[:2] + struct.pack("!H", inet_checksum(header + PING_CHECK_PAYLOAD)) + header[4:]
+        if self.chk.bindto is not None:
+            sock.bind((str(self.chk.bindto), 0))
+        try:
+            sock.connect((str(ip), 0))
+            sock.send(header + PING_CHECK_PAYLOAD)
+        except OSError:
+            self._done(False, f"send {'ICMPv6' if v6 else 'ICMP'} packet fail")
+            return
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        v6 = self.target[0].version == 6
+        what = "ICMPv6" if v6 else "ICMP"
+        try:
+            data = self.sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._done(False, f"recv {what} packet error")
+            return
+        if self.raw and not v6 and data:
+            data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 delivers the IP header
+        if len(data) < 8:
+            self._done(False, f"Error, got short {what} packet, {len(data)} bytes")
+            return
+        kind, _code, _sum, ident, seq = struct.unpack_from("!BBHHH", data)
+        if self.raw and (kind in (8, 128) or ident != self.ident):
+            return  # a raw socket sees every ICMP message from the address: not ours
+        if kind != (129 if v6 else 0):
+            self._done(False, f"Got {what} packet with type 0x{kind:x}")
+        elif seq != self.seq:
+            self._done(False, f"Ping reply expected seq no {self.seq}, received {seq}")
+        else:
+            self._done(True)
+
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
+        self.deadline = None
+        what = "ICMPv6" if self.target[0].version == 6 else "ICMP"
+        self._done(False, f"{what} connection to address {self.name} timeout.")
+
+    def _label(self) -> str:
+        return "ICMP CHECK"
+
+    def _success_line(self) -> str:
+        return f"{'ICMPv6' if self.target[0].version == 6 else 'ICMP'} connection to {self.name} success."
+
+
+class _FileCheck(_CheckRunner):
+    """FILE_CHECK: the value of a track_file decides (weight 0) or moves the real server's weight."""
+
+    def begin(self) -> None:
+        tf = self.manager.config.track_files.get(self.chk.track_file or "")
+        if tf is None:
+            self._done(False, f"FILE_CHECK track_file {self.chk.track_file} is not defined")
+            return
+        try:
+            with open(tf.path, "rb") as fh:
+                text = fh.read(127).decode(errors="replace")
+        except OSError:
+            text = ""  # an absent file reads as 0
+        value = parse_track_file_value(text)
+        if value is None:
+            log.info("Invalid number %s read from %s - ignoring", text.strip(), tf.path)
+            self._done(self.decision.up, "", self.decision.weight)
+            return
+        weight = self.chk.file_weight if self.chk.file_weight is not None else tf.weight
+        reverse = self.chk.file_weight_reverse if self.chk.file_weight is not None else tf.weight_reverse
+        up, rs_weight = file_check_result(value, weight, reverse, self.rs.weight)
+        if up != self.decision.up:
+            log.debug("(%s): tracked file %s %s FAULT state", self.name, tf.name, "leaving" if up else "now")
+        self._done(up, f"tracked file {tf.name} of {self.name} is {value}", rs_weight)
+
+    def _success_line(self) -> str:
+        return f"FILE_CHECK on service {self.name} succeeded."
+
+
 _CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
                   "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck,
-                  "BFD_CHECK": _BfdCheck}
+                  "BFD_CHECK": _BfdCheck, "UDP_CHECK": _UdpCheck, "PING_CHECK": _PingCheck,
+                  "FILE_CHECK": _FileCheck}
 
 
 # -- the manager -------------------------------------------------------------------------------
@@ -7763,7 +8272,9 @@ class LvsManager:
             out["virtual_servers"].append({
                 "name": _vs_name(vsr.vs), "quorum_up": vsr.quorum_up,
                 "real_servers": [{"address": str(k[0]), "port": k[1], "alive": r.alive, "weight": r.weight,
-                                  "checkers": [{"kind": c.chk.kind, "up": c.decision.up, "last": c.last_result}
+                                  "checkers": [{"kind": c.chk.kind, "up": c.decision.up, "last": c.last_result,
+                                                "latency": c.latency, "ok_total": c.results[True],
+                                                "failed_total": c.results[False]}
                                                for c in r.checkers]} for k, r in vsr.rs.items()],
             })
         return out
@@ -8139,7 +8650,7 @@ class VmacManager:
         self._saved_sysctls.clear()
 
 
-class VrrpSocket6:
+class VrrpSocket6(_RxSocket):
     """The raw IPv6 VRRP socket of one interface (RFC 5798 section 5.1.2).
 
     Adverts go from the interface's link-local address with hop limit 255; the kernel fills in and
@@ -8159,12 +8670,14 @@ class VrrpSocket6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            _optional_sockopt(sock, socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)  # Linux >= 4.20
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, IPTOS_PREC_INTERNETCONTROL)
             sock.setblocking(False)
+            self.sock = sock
+            self._rx_init()
         except OSError:
             sock.close()
             raise
-        self.sock = sock
 
     def join(self, group: ipaddress.IPv6Address) -> None:
         if group in self.groups:
@@ -8191,6 +8704,8 @@ class VrrpSocket6:
                 hoplimit = struct.unpack("=i", value[:4])[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
                 dst = ipaddress.IPv6Address(value[:16])
+            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                self._overflow(value)
         return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
 
     def close(self) -> None:
@@ -8767,8 +9282,13 @@ class EventLoop:
                 due.append(timer)
         with self._lock:
             ready, self._ready = self._ready, []
-        # Each handler is looked up again just before it runs: an earlier callback of this same pass may have
-        # removed a reader (and closed its socket) or cancelled a timer that had already fallen due.
+        # Due timers first: an advert due now leaves before the next batch of a flooded socket is read (each
+        # reader takes a bounded batch per pass). Each handler is looked up again just before it runs: an
+        # earlier callback of this same pass may have removed a reader (and closed its socket) or cancelled a
+        # timer that had already fallen due.
+        for timer in due:
+            if not timer.cancelled:
+                self._call(timer.callback, timer.args)
         for key, mask in events:
             for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
                 if mask & flag:
@@ -8777,9 +9297,6 @@ class EventLoop:
                         self._call(*handlers[slot])
         for callback, args in ready:
             self._call(callback, args)
-        for timer in due:
-            if not timer.cancelled:
-                self._call(timer.callback, timer.args)
 
     @staticmethod
     def _call(callback: Callable[..., Any], args: tuple) -> None:
@@ -9298,6 +9815,7 @@ class _RateLimit:
             self.last[key] = (last + self.period, 0)
 
 
+RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
@@ -9340,6 +9858,8 @@ class InstanceRuntime:
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
+        # (Master_Down_Timer, since): a due master-down timeout waiting for the adverts still queued in the kernel
+        self.backlog_wait: Optional[Tuple[float, float]] = None
         self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
         self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
@@ -9409,6 +9929,7 @@ class Daemon:
         if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
             raise OSError(errno.EPERM,
                           "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
+        self._update_rx_filters()
         self._remove_stale_vips()
         self._start_static()
         self.tracking.start()
@@ -9601,6 +10122,7 @@ class Daemon:
                     log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
         if changed:
             self._update_own_sources()
+            self._update_rx_filters()  # a socket opened on an interface that appeared
         return changed
 
     @staticmethod
@@ -9809,6 +10331,7 @@ class Daemon:
             delta, fault = self._adjustment(rt)
             self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
+        self._update_rx_filters()
         self._reevaluate()
         log.info("Reload complete")
         sd_notify("READY=1")
@@ -9935,6 +10458,8 @@ class Daemon:
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         rt.timer = None
+        if self._timeout_waits_for_backlog(rt):
+            return
         if self.beyond.hold_master(rt):
             return
         actions = rt.machine.on_timer(self.loop.time())
@@ -10241,11 +10766,71 @@ class Daemon:
 
     # -- receive path --------------------------------------------------------------------------
     def _on_vrrp_readable(self, vsock: VrrpSocket) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):  # one batch per wake-up: the loop's due timers (adverts) run before the next
             data = vsock.recv()
             if data is None:
                 return
             self._handle_packet(vsock, data)
+
+    def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
+        """The sockets that carry the instance's adverts, each with the reader of one batch."""
+        out: List[Tuple[socket.socket, Callable[[], None]]] = []
+        vsock = rt.vsock
+        if vsock is not None:
+            out.append((vsock.sock, lambda: self._on_vrrp_readable(vsock)))
+        return out + self.beyond.rx_sockets(rt)
+
+    def _timeout_waits_for_backlog(self, rt: InstanceRuntime) -> bool:
+        """A due Master_Down_Timer says the master fell silent; adverts still queued in the kernel (read late
+        behind a flood) are not silence. So the timeout acts only once the instance's sockets are empty: until
+        then each pass of the loop reads a batch (which re-arms the timer when it holds an advert of the
+        master), and sends and other timers go on in between. A flood that keeps a queue full for one more
+        Master_Down_Interval can postpone the timeout no longer: then it acts, and says why."""
+        m, now = rt.machine, self.loop.time()
+        if not m.master_down_due(now):
+            return False
+        busy = [read for sock, read in self._rx_sockets(rt) if kernel_holds_packets(sock)]
+        if not busy:
+            rt.backlog_wait = None
+            return False
+        deadline = m.master_down_timer
+        assert deadline is not None
+        if rt.backlog_wait is None or rt.backlog_wait[0] != deadline:
+            rt.backlog_wait = (deadline, now)
+        elif now - rt.backlog_wait[1] >= m.master_down_interval:
+            log.warning("(%s) receive queue still not empty a master down interval after the timeout: "
+                        "acting on it", rt.inst.name)
+            rt.backlog_wait = None
+            return False
+        for read in busy:
+            read()
+        if rt.timer is None:  # no advert of the master in that batch: look again on the next pass
+            rt.timer = self.loop.call_at(now, self._on_timer, rt)
+        return True
+
+    def _update_rx_filters(self) -> None:
+        """Each VRRP socket's kernel filter and receive buffer follow the instances on it (start, reload)."""
+        for ifname, vsock in self.vsocks.items():
+            self._tune_rx_socket(vsock, 4, self.by_socket.get(ifname, []))
+        self.beyond.update_rx_filters()
+
+    def _tune_rx_socket(self, vsock: Any, family: int, rts: List[InstanceRuntime]) -> None:
+        if not rts or not isinstance(vsock, _RxSocket):
+            return
+        vrids = None if self.g.log_unknown_vrids else [rt.machine.vrid for rt in rts]
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids))
+        # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
+        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
+
+    def rx_sockets_status(self) -> List[Dict[str, Any]]:
+        """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
+        instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
+        the receive queue was full (SO_RXQ_OVFL, counted by the kernel)."""
+        socks = [(4, s) for s in self.vsocks.values()] + [(6, s) for s in self.beyond.vsocks6.values()]
+        return [{"interface": s.ifname, "family": family,
+                 "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
+                 "kernel_filter_error": s.rx_filter_error, "rcvbuf": s.rcvbuf,
+                 "kernel_queue_full_drops": s.queue_drops} for family, s in socks if isinstance(s, _RxSocket)]
 
     def _bad(self, rt: Optional[InstanceRuntime], reason: str, message: str) -> None:
         """Count a dropped (or doubtful) advert. RFC 9568 rate-limited logging as keepalived 2.3.3 does it: each
@@ -10530,16 +11115,22 @@ class Daemon:
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
                 "master": master,
+                "vip_details": [{"address": str(v.address), "dev": v.dev or rt.inst.interface,
+                                 "excluded": v in rt.inst.virtual_ipaddress_excluded} for v in rt.vips],
+                "garp_delay": self._garp_params(rt)[0],
                 "trackers": [{"kind": k, "name": n, "adds": d, "fault": f} for k, n, d, f in parts],
                 "recent_transitions": list(rt.history),
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
                           "entered": dict(rt.entered), "released_master": rt.released_master,
                           "priority_zero_sent": rt.priority_zero_sent,
+                          "by_reason": [{"state": st, "reason": why, "count": n}
+                                        for (st, why), n in rt.reasons.items()],
                           "priority_zero_received": rt.priority_zero_received},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
                 "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
+                "sockets": self.rx_sockets_status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
 
 
@@ -10864,8 +11455,23 @@ class BeyondIPv4:
             self.d.ratelimit(("na", ifname), self.d.loop.time(), f"cannot send neighbour advert on {ifname}: {exc}")
 
     # -- receiving -----------------------------------------------------------------------------
+    def rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
+        """The IPv6 and AH sockets that carry the instance's adverts, each with the reader of one batch."""
+        out: List[Tuple[socket.socket, Callable[[], None]]] = []
+        vsock6 = self.sock6_of.get(rt.inst.name)
+        if vsock6 is not None:
+            out.append((vsock6.sock, lambda: self._on_readable6(vsock6)))
+        ahsock = self.ah_socks.get(rt.vsock.ifname) if rt.vsock is not None and rt.inst.name in self.ah_seq else None
+        if ahsock is not None:
+            out.append((ahsock.sock, lambda: self._on_ah_readable(ahsock)))
+        return out
+
+    def update_rx_filters(self) -> None:
+        for ifname, vsock in self.vsocks6.items():
+            self.d._tune_rx_socket(vsock, 6, self.by_socket6.get(ifname, []))
+
     def _on_readable6(self, vsock: VrrpSocket6) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):
             got = vsock.recv()
             if got is None:
                 return
@@ -10913,7 +11519,7 @@ class BeyondIPv4:
         d._apply(rt, rt.machine.on_advert(d.loop.time(), adv, src))  # type: ignore[arg-type]
 
     def _on_ah_readable(self, ahsock: AhSocket) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):
             data = ahsock.recv()
             if data is None:
                 return
@@ -11428,6 +12034,311 @@ class ControlServer:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+# keepalived's numbers for the states (vrrp.h VRRP_STATE_*), as keepalived-exporter exports them
+KEEPALIVED_STATE_NUMBERS = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3, "STOP": 98}
+# keepalived-exporter's per-instance error counters <- the vrrpd bad-packet reasons each one counts
+KEEPALIVED_ERROR_COUNTERS = (
+    ("keepalived_packet_length_errors_total", "Packet length errors", ("truncated", "bad_length", "ah_short")),
+    ("keepalived_advertisements_interval_errors_total", "Advertisement interval errors", ("bad_interval",)),
+    ("keepalived_ip_ttl_errors_total", "TTL errors", ("bad_ttl",)),
+    ("keepalived_invalid_type_received_total", "Invalid type errors", ("bad_type",)),
+    ("keepalived_address_list_errors_total", "Address list errors", ("addr_mismatch",)),
+    ("keepalived_authentication_invalid_total", "Authentication invalid", ("auth_invalid",)),
+    ("keepalived_authentication_mismatch_total", "Authentication mismatch", ("auth_type_mismatch",)),
+    ("keepalived_authentication_failure_total", "Authentication failure", ("bad_auth", "ah_icv", "ah_spi")),
+)
+
+
+class _Exposition:
+    """Samples grouped by metric family, written in the Prometheus text exposition format (version 0.0.4)."""
+
+    def __init__(self) -> None:
+        self.families: Dict[str, Tuple[str, str, List[str]]] = {}
+
+    def add(self, name: str, kind: str, help_text: str, labels: Dict[str, Any], value: Any) -> None:
+        family = self.families.setdefault(name, (kind, help_text, []))
+        text = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
+        family[2].append(f"{name}{{{text}}} {_sample_value(value)}" if text else f"{name} {_sample_value(value)}")
+
+    def declare(self, name: str, kind: str, help_text: str) -> None:
+        self.families.setdefault(name, (kind, help_text, []))
+
+    def text(self) -> str:
+        out = []
+        for name, (kind, help_text, samples) in self.families.items():
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"] + samples
+        return "\n".join(out) + "\n"
+
+
+def _label_value(value: Any) -> str:
+    return str("" if value is None else value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _sample_value(value: Any) -> str:
+    if value is None:
+        return "NaN"
+    if value is True or value is False:
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    value = float(value)
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def format_metrics(status: Dict[str, Any]) -> str:
+    """The status document (format_status_table()) as Prometheus metrics: keepalived-exporter's names and labels
+    (so its dashboards and alerts work unchanged), then vrrpd's own (`vrrpd_*`)."""
+    m = _Exposition()
+    m.add("keepalived_up", "gauge", "Status", {}, 1)
+    m.add("vrrpd_build_info", "gauge", "vrrpd version", {"version": status.get("version", "")}, 1)
+    counters = (("keepalived_advertisements_received_total", "Advertisements received", "adverts_received"),
+                ("keepalived_advertisements_sent_total", "Advertisements sent", "adverts_sent"),
+                ("keepalived_become_master_total", "Became master", None),
+                ("keepalived_release_master_total", "Released master", "released_master"))
+    for inst in status.get("instances", []):
+        st = inst.get("stats") or {}
+        bad = st.get("bad_packets") or {}
+        common = {"iname": inst.get("name"), "intf": inst.get("interface"), "vrid": inst.get("vrid")}
+        state = KEEPALIVED_STATE_NUMBERS.get(inst.get("state", ""), 0)
+        vips = inst.get("vip_details") or []
+        for vip in vips:
+            labels = {"iname": inst.get("name"), "intf": vip.get("dev"), "vrid": inst.get("vrid"),
+                      "ip_address": vip.get("address")}
+            if vip.get("excluded"):
+                m.add("keepalived_vrrp_excluded_state", "gauge", "State of vrrp with excluded VIP", labels, state)
+            else:
+                m.add("keepalived_vrrp_state", "gauge", "State of vrrp", labels, state)
+        if not [v for v in vips if not v.get("excluded")]:
+            m.add("keepalived_vrrp_state", "gauge", "State of vrrp", {**common, "ip_address": ""}, state)
+        m.add("keepalived_gratuitous_arp_delay_total", "counter", "Gratuitous ARP delay", common,
+              int(inst.get("garp_delay") or 0))
+        for name, help_text, key in counters:
+            value = (st.get("entered") or {}).get("MASTER", 0) if key is None else st.get(key, 0)
+            m.add(name, "counter", help_text, common, value)
+        for name, help_text, reasons in KEEPALIVED_ERROR_COUNTERS:
+            m.add(name, "counter", help_text, common, sum(bad.get(r, 0) for r in reasons))
+        m.add("keepalived_priority_zero_received_total", "counter", "Priority zero received", common,
+              st.get("priority_zero_received", 0))
+        m.add("keepalived_priority_zero_sent_total", "counter", "Priority zero sent", common,
+              st.get("priority_zero_sent", 0))
+    trackers = status.get("trackers") or {}
+    for name, info in sorted((trackers.get("vrrp_script") or {}).items()):
+        if info.get("state") in ("GOOD", "BAD"):  # keepalived-exporter: BAD 0, GOOD 1
+            m.add("keepalived_script_status", "gauge", "Tracker Script Status", {"name": name},
+                  int(info["state"] == "GOOD"))
+        m.add("keepalived_script_state", "gauge", "Tracker Script State", {"name": name},
+              int(bool(info.get("running"))))  # idle 0, running 1
+    # -- vrrpd's own ---------------------------------------------------------------------------
+    for inst in status.get("instances", []):
+        st = inst.get("stats") or {}
+        common = {"iname": inst.get("name"), "intf": inst.get("interface"), "vrid": inst.get("vrid")}
+        m.add("vrrpd_priority", "gauge", "Configured priority", common, inst.get("priority"))
+        m.add("vrrpd_effective_priority", "gauge", "Priority now, with the trackers' weights", common,
+              inst.get("effective_priority"))
+        m.declare("vrrpd_transitions_total", "counter", "State changes by the state entered and the reason")
+        for row in st.get("by_reason") or []:
+            m.add("vrrpd_transitions_total", "counter", "", {**common, "state": row.get("state"),
+                                                              "reason": row.get("reason")}, row.get("count", 0))
+        m.declare("vrrpd_recent_transition_timestamp_seconds", "gauge",
+                  "When each of the last transitions happened (index 0 is the latest), with its reason")
+        for index, event in enumerate(reversed(inst.get("recent_transitions") or [])):
+            m.add("vrrpd_recent_transition_timestamp_seconds", "gauge", "",
+                  {**common, "index": index, "from": event.get("from"), "to": event.get("to"),
+                   "reason": event.get("reason")}, event.get("time"))
+        m.declare("vrrpd_bad_packets_total", "counter", "Adverts dropped or flagged, by reason")
+        for reason, count in sorted((st.get("bad_packets") or {}).items()):
+            m.add("vrrpd_bad_packets_total", "counter", "", {**common, "reason": reason}, count)
+        master = inst.get("master") or {}
+        if master.get("takeover_in") is not None:
+            m.add("vrrpd_backup_takeover_seconds", "gauge", "A BACKUP takes over in this many seconds without "
+                  "an advert", common, master["takeover_in"])
+        m.declare("vrrpd_tracker_priority_delta", "gauge", "What each tracker adds to the priority now")
+        for t in inst.get("trackers") or []:
+            labels = {"iname": inst.get("name"), "kind": t.get("kind"), "name": t.get("name")}
+            m.add("vrrpd_tracker_priority_delta", "gauge", "", labels, t.get("adds", 0))
+            m.add("vrrpd_tracker_fault", "gauge", "1 while the tracker puts the instance in FAULT", labels,
+                  bool(t.get("fault")))
+    for name, info in sorted((trackers.get("vrrp_script") or {}).items()):
+        m.add("vrrpd_script_runs_total", "counter", "Runs of the vrrp_script", {"name": name}, info.get("runs", 0))
+        if info.get("last_duration") is not None:
+            m.add("vrrpd_script_last_run_seconds", "gauge", "How long the last run took", {"name": name},
+                  info["last_duration"])
+    lvs = status.get("lvs") if isinstance(status.get("lvs"), dict) else {}
+    for vs in lvs.get("virtual_servers") or []:
+        m.add("vrrpd_virtual_server_quorum_up", "gauge", "1 while the virtual server has its quorum",
+              {"virtual_server": vs.get("name")}, bool(vs.get("quorum_up", True)))
+        for rs in vs.get("real_servers") or []:
+            labels = {"virtual_server": vs.get("name"), "real_server": f"{rs.get('address')}:{rs.get('port')}"}
+            m.add("vrrpd_real_server_weight", "gauge", "Weight of the real server in IPVS", labels, rs.get("weight"))
+            m.add("vrrpd_real_server_alive", "gauge", "1 while the real server's checkers pass", labels,
+                  bool(rs.get("alive")))
+            for n, chk in enumerate(rs.get("checkers") or []):
+                clabels = {**labels, "checker": chk.get("kind"), "index": n}
+                m.add("vrrpd_checker_up", "gauge", "1 while the checker says up", clabels, bool(chk.get("up")))
+                m.add("vrrpd_checker_results_total", "counter", "Checks done, by result", {**clabels, "result": "ok"},
+                      chk.get("ok_total", 0))
+                m.add("vrrpd_checker_results_total", "counter", "", {**clabels, "result": "failed"},
+                      chk.get("failed_total", 0))
+                if chk.get("latency") is not None:
+                    m.add("vrrpd_checker_latency_seconds", "gauge", "How long the last check took", clabels,
+                          chk["latency"])
+    return m.text()
+
+
+class MetricsServer:
+    """HTTP GET /metrics (Prometheus text format) on the event loop, safe against slow or hostile scrapers.
+
+    Nothing blocks: at most max_clients connections are open (the oldest is closed to make room for a new one),
+    a request may be max_request bytes, and a connection gets idle_timeout seconds, from accept to the last
+    byte of the reply, whatever it sends meanwhile (1 byte a second does not keep it open). The reply is
+    rendered once the request is complete and written as the socket takes it. So a scraper costs at most
+    max_clients x (max_request + one reply) of memory and never delays an advert by more than one render."""
+
+    max_clients = 16
+    max_request = 8192
+    idle_timeout = 5.0
+    accepts_per_wakeup = 64
+
+    def __init__(self, loop: EventLoop, address: str, render: Callable[[], str]):
+        host, port = parse_listen(address)
+        self.loop = loop
+        self.render = render
+        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
+        self.scrapes = 0
+        self.evicted = 0
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host, port))
+            self.sock.listen(128)
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
+        self.address = self.sock.getsockname()[:2]
+        self.listen = address
+        loop.add_reader(self.sock, self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(self.accepts_per_wakeup):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: say so, keep serving the others
+                log.warning("metrics: accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            if len(self.clients) >= self.max_clients:
+                # make room: the oldest that has not finished its request yet, else the oldest
+                self.evicted += 1
+                self._drop(next((c for c, v in self.clients.items() if v["out"] is None), next(iter(self.clients))))
+            self.clients[conn] = {"in": bytearray(), "out": None,
+                                  "timer": self.loop.call_later(self.idle_timeout, self._drop, conn)}
+            self.loop.add_reader(conn, self._readable, conn)
+
+    def _readable(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            data = conn.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        if client["out"] is not None:
+            return  # answering already: what else comes is ignored
+        client["in"] += data
+        head_end = client["in"].find(b"\r\n\r\n")
+        if head_end < 0:
+            head_end = client["in"].find(b"\n\n")
+        if head_end < 0:
+            if len(client["in"]) > self.max_request:
+                self._reply(conn, client, 431, "Request Header Fields Too Large", "request too large\n")
+            return
+        self._answer(conn, client, bytes(client["in"][:head_end]))
+
+    def _answer(self, conn: socket.socket, client: Dict[str, Any], head: bytes) -> None:
+        words = head.split(b"\n", 1)[0].decode("latin-1").split()
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            self._reply(conn, client, 400, "Bad Request", "bad request\n")
+            return
+        method, target = words[0], words[1].split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            self._reply(conn, client, 405, "Method Not Allowed", "only GET\n")
+        elif target == "/metrics":
+            self.scrapes += 1
+            try:
+                body = self.render()
+            except Exception as exc:  # a bug in a metric must not take the daemon down
+                log.exception("metrics: rendering failed: %s", exc)
+                self._reply(conn, client, 500, "Internal Server Error", "rendering failed\n")
+                return
+            self._reply(conn, client, 200, "OK", body, "text/plain; version=0.0.4; charset=utf-8", method == "HEAD")
+        elif target == "/":
+            self._reply(conn, client, 200, "OK", '<html><body><a href="/metrics">metrics</a></body></html>\n',
+                        "text/html")
+        else:
+            self._reply(conn, client, 404, "Not Found", "not found (try /metrics)\n")
+
+    def _reply(self, conn: socket.socket, client: Dict[str, Any], code: int, reason: str, body: str,
+               content_type: str = "text/plain; charset=utf-8", head_only: bool = False) -> None:
+        data = body.encode()
+        client["in"] = bytearray()
+        client["out"] = bytearray(f"HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\n"
+                                  f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode())
+        if not head_only:
+            client["out"] += data
+        self._write(conn)
+        if conn in self.clients and client["out"]:
+            self.loop.add_writer(conn, self._write, conn)
+
+    def _write(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            sent = conn.send(client["out"])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        del client["out"][:sent]
+        if not client["out"]:
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            client["timer"].cancel()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(conn)
+            except (KeyError, ValueError):
+                pass
+        conn.close()
+
+    def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
+        self.loop.remove_reader(self.sock)
+        self.sock.close()
 
 
 def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
@@ -12195,8 +13106,11 @@ class Operator:
     """What an operator drives in a running daemon: signals, reload, dumps, the control socket, systemd."""
 
     def __init__(self, daemon: Daemon, config_file: str, vrrp_only: bool = False, lvs_only: bool = False,
-                 control_socket: Optional[str] = DEFAULT_CONTROL_SOCKET, dump_dir: str = DEFAULT_DUMP_DIR):
+                 control_socket: Optional[str] = DEFAULT_CONTROL_SOCKET, dump_dir: str = DEFAULT_DUMP_DIR,
+                 metrics: Optional[str] = None):
         self.d = daemon
+        self.metrics_option = metrics  # --metrics ADDRESS:PORT, over global_defs' metrics_listen
+        self.metrics: Optional[MetricsServer] = None
         self.config_file = config_file
         self.vrrp_only, self.lvs_only = vrrp_only, lvs_only
         self.control_path = control_socket
@@ -12218,6 +13132,25 @@ class Operator:
         loop.add_signal_handler(nums["STATS_CLEAR"], lambda signum: self.dump("stats", clear=True))
         if self.control_path:
             self._open_control()
+        self._open_metrics()
+
+    def _open_metrics(self) -> None:
+        """Serve /metrics on --metrics or metrics_listen; a reload that changes the address moves it."""
+        wanted = self.metrics_option or self.d.g.metrics_listen
+        current = self.metrics.listen if self.metrics is not None else None
+        if wanted == current:
+            return
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if not wanted:
+            return
+        try:
+            self.metrics = MetricsServer(self.d.loop, wanted, lambda: format_metrics(self.status()))
+            self.metrics.listen = wanted
+            log.info("Serving Prometheus metrics on http://%s/metrics", wanted)
+        except (OSError, ValueError) as exc:
+            log.error("cannot serve metrics on %s: %s", wanted, exc)
 
     def _open_control(self) -> None:
         path = self.control_path
@@ -12239,6 +13172,9 @@ class Operator:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self.control is not None:
             if self.control.publish in self.d.event_sinks:
                 self.d.event_sinks.remove(self.control.publish)
@@ -12293,6 +13229,7 @@ class Operator:
         log.info("Reload: %d instance(s) kept (%d changed in place), %d added, %d removed (%.1f ms)",
                  len(kept), len(changed), len(added), len(removed), took * 1000)
         if ok:
+            self._open_metrics()
             sd_notify(f"STATUS={self._status_line()}")
         return ok
 
@@ -12366,6 +13303,8 @@ def build_arg_parser() -> Any:
     p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
     p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON "
                    "(with --events: one JSON object per event)")
+    p.add_argument("--metrics", metavar="ADDRESS:PORT", help="serve Prometheus metrics on http://ADDRESS:PORT/metrics "
+                   "(as metrics_listen in global_defs)")
     p.add_argument("--events", action="store_true", help="follow the running daemon's state changes and their "
                    "reasons, one line per event (the recent ones first), until interrupted")
     p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
@@ -12505,7 +13444,8 @@ def run_daemon(args: Any) -> int:
     operator: Optional[Operator] = None
     try:
         daemon = Daemon(config, config_path=path)
-        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir,
+                            args.metrics)
         operator.install()
         daemon.start()
     except Exception as exc:
