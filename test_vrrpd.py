@@ -753,6 +753,26 @@ def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
     assert not diags, messages(diags)
 
 
+def test_keywords_without_meaning_in_one_process_warn_once_when_keepalived_acts_on_them(tmp_path, caplog):
+    text = ("global_defs {\n vrrp_rt_priority 50\n checker_rt_priority 50\n vrrp_process_name vrrpx\n"
+            " enable_snmp_vrrp\n enable_dbus\n dbus_service_name x\n}\n")
+    _, diags = vrrpd.parse_config_text(text + "vrrp_instance B {\n vrrp_rt_priority 5\n}\n" + MINIMAL, "p.conf")
+    warned = [m for m in messages(diags) if "keepalived" in m and "ignores it" in m]
+    assert warned == [
+        "p.conf:2: warning: vrrp_rt_priority: keepalived runs that process with real-time scheduling; vrrpd is one "
+        "process and ignores it",
+        "p.conf:3: warning: checker_rt_priority: keepalived runs that process with real-time scheduling; vrrpd is "
+        "one process and ignores it",
+        "p.conf:5: warning: enable_snmp_vrrp: keepalived runs an SNMP subagent; vrrpd is without SNMP and ignores it",
+        "p.conf:6: warning: enable_dbus: keepalived offers a DBus interface; vrrpd is without DBus and ignores it"]
+    # the start-up log says it too, once
+    path = tmp_path / "p.conf"
+    path.write_text(text + MINIMAL)
+    caplog.set_level("WARNING", logger="vrrpd")
+    vrrpd.load_config(str(path), check_interfaces=False)
+    assert caplog.text.count("vrrp_rt_priority: keepalived runs that process") == 1
+
+
 def test_global_flags_with_optional_words():
     text = ("global_defs {\n lvs_flush_on_stop VS\n vrrp_iptables IN OUT\n smtp_server mail.example.com 2525\n"
             " lvs_timeouts tcp 7200 udp 300\n script_user nobody nogroup\n}\n"
@@ -775,7 +795,11 @@ def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
               for r in rows for name in re.findall(r"`([^`]+)`", r)]
     assert len(listed) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
     assert ("vrrp_instance", "virtual_router_id", "supported") in listed
-    assert ("global_defs", "lvs_sync_daemon", "accepted, not acted upon") in listed
+    assert ("global_defs", "lvs_sync_daemon", "accepted, not yet acted upon") in listed
+    assert ("global_defs", "enable_snmp_vrrp",
+            "accepted, not acted upon (no meaning in one process without SNMP and DBus)") in listed
+    for name in ("virtual_routes", "static_rules", "dynamic_interfaces", "instance", "UDP_CHECK", "mcast_dst_ip"):
+        assert any(n == name and what == "supported" for _, n, what in listed), name
     readme = (HERE / "README.md").read_text()
     assert table in readme, "README keyword table is stale: paste vrrpd.keyword_table_markdown() between its markers"
 
@@ -6887,7 +6911,28 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         _vs("10.9.0.6", 5060, protocol="UDP", lb_algo="rr", persistence_timeout=60, persistence_engine="sip",
             rss=[_rs("10.9.1.8", 5060)]),
     ]
-    loop, m = _manager(seed, inhibit, ssl_vs, *kinds)
+    # UDP_CHECK (rs1 answers on 5353, rs2 has no listener: ICMP port unreachable), PING_CHECK (172.16.1.9 does
+    # not exist: no echo reply), FILE_CHECK (the file's value x 2 is added to the weight)
+    udp_server = subprocess.Popen(["ip", "netns", "exec", "rs1", PYTHON, "-c",
+                                   "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                                   "s.bind(('0.0.0.0', 5353));\n"
+                                   "while True:\n d, a = s.recvfrom(99); s.sendto(b'OK', a)"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    servers["udp"] = udp_server
+    udp_chk = dict(connect_timeout=1, retry=0)
+    udp_vs = _vs("172.16.1.47", 5353, protocol="UDP", delay_loop=1, lb_kind=vrrpd.LbKind.DR, rss=[
+        _rs("172.16.1.1", 5353, [vrrpd.Checker(kind="UDP_CHECK", require_reply=True, reply_data=b"OK",
+                                               reply_mask=b"\xff\xff", **udp_chk)]),
+        _rs("172.16.1.2", 5353, [vrrpd.Checker(kind="UDP_CHECK", **udp_chk)])])
+    ping_vs = _vs("172.16.1.48", 80, delay_loop=1, lb_kind=vrrpd.LbKind.DR, rss=[
+        _rs("172.16.1.1", 80, [vrrpd.Checker(kind="PING_CHECK", **udp_chk)]),
+        _rs("172.16.1.9", 80, [vrrpd.Checker(kind="PING_CHECK", **udp_chk)])])
+    track = tmp_path / "rs-weight"
+    track.write_text("0\n")
+    file_vs = _vs("172.16.1.49", 80, delay_loop=1, lb_kind=vrrpd.LbKind.DR, rss=[
+        _rs("172.16.1.2", 80, [vrrpd.Checker(kind="FILE_CHECK", track_file="tf", file_weight=2)])])
+    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds)
+    m.config.track_files["tf"] = vrrpd.TrackFile(name="tf", path=str(track))
     m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
     m.nl = None  # the real kernel this time
     seed_svc = "TCP 172.16.1.44:80"
@@ -6914,6 +6959,15 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         # SSL_GET with alpha comes up once the HTTPS server answers
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.46:443") == ["172.16.1.1:443 Route 1"], 30, "SSL_GET up")
         stage("SSL_GET up")
+        _run_until(loop, lambda: _ipvs_lines("UDP 172.16.1.47:5353") == ["172.16.1.1:5353 Route 1"], 20,
+                   "UDP_CHECK: the server without a listener removed")
+        _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.48:80") == ["172.16.1.1:80 Route 1"], 20,
+                   "PING_CHECK: the address nobody answers removed")
+        assert _ipvs_lines("TCP 172.16.1.49:80") == ["172.16.1.2:80 Route 1"]
+        track.write_text("3\n")
+        _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.49:80") == ["172.16.1.2:80 Route 7"], 10,
+                   "FILE_CHECK: weight 1 + 3 x 2")
+        stage("UDP_CHECK, PING_CHECK, FILE_CHECK checked")
         # 2. one web server stops: removed (seed) / weight 0 (inhibit_on_failure) within delay_loop + retries
         servers["rs2"].kill()
         servers["rs2"].wait()
@@ -10375,3 +10429,87 @@ def test_a_due_advert_is_sent_before_the_next_batch_of_a_flooded_socket_is_read(
         loop.close()
         rx.close()
         tx.close()
+
+
+class _CpuLimit:
+    """A cgroup (v2 `cpu.max`, or v1 `cpu.cfs_quota_us`) that holds a process to `percent` of one core: the
+    CPU-starved node of a loaded 2-core machine, made on purpose. `available` is False where there is none."""
+
+    def __init__(self, percent: float):
+        self.percent, self.path, self.v2 = percent, None, False
+        tag = f"vrrpd-test-{uuid.uuid4().hex[:6]}"
+        try:
+            if "cpu" in Path("/sys/fs/cgroup/cgroup.controllers").read_text().split():
+                self.v2, self.path = True, Path("/sys/fs/cgroup") / tag
+        except OSError:
+            if Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists():
+                self.path = Path("/sys/fs/cgroup/cpu") / tag
+        if self.path is not None:
+            try:
+                self.path.mkdir()
+                quota = int(self.percent * 1000)
+                if self.v2:
+                    (self.path / "cpu.max").write_text(f"{quota} 100000")
+                else:
+                    (self.path / "cpu.cfs_period_us").write_text("100000")
+                    (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+            except OSError:
+                self.path = None
+
+    @property
+    def available(self) -> bool:
+        return self.path is not None
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def close(self) -> None:
+        if self.path is None:
+            return
+        home = self.path.parent / "cgroup.procs"
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            try:
+                home.write_text(pid)
+            except OSError:
+                pass
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+        self.path = None
+
+
+def test_soak_finding_a_cpu_starved_backup_under_a_garbage_flood_never_takes_the_vip(lab, tmp_path):
+    """The soak's two holders, in the lab: a BACKUP held to a few percent of a core while the segment carries a
+    10,000 packets/s garbage flood. It used to read its socket more slowly than garbage arrived; the full receive
+    queue made the kernel drop the master's adverts among the garbage, and the master-down timeout acted on a
+    queue still full. Now the kernel filter drops most of the garbage before vrrpd wakes up, and the timeout
+    waits for what is queued: no takeover, and the TTL-64 garbage never reached vrrpd's counters."""
+    limit = _CpuLimit(4)
+    try:
+        require(limit.available, "needs a cgroup cpu controller to starve the backup")
+        ns_b = lab.host("b", f"{LAB_NET}.2/24")
+        ns_a = lab.host("a", f"{LAB_NET}.1/24")
+        b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=150, advert=0.1))
+        _wait_holders(lab, [b], ["B"], timeout=5)
+        a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=95, advert=0.1))
+        wait_for(lambda: os.path.exists(a.ctl) and "Entering BACKUP STATE" in a.log(), 10, what="A in BACKUP")
+        x = lab.host("x", f"{SOAK_X}/24")
+        (tmp_path / "flood.py").write_text(SOAK_FLOOD)
+        limit.add(a.proc.pid)
+        flood = lab.exec(x, [PYTHON, str(tmp_path / "flood.py"), str(HERE), SOAK_X, "10000", "6", "5"],
+                         stdout=subprocess.PIPE, text=True)
+        seen = _steady_single_master(lab, [a, b], 7.5)  # the flood and a master-down interval after it
+        sent = int(flood.communicate(timeout=30)[0].split()[0])
+        limit.close()
+        assert seen == {"B"} and "Receive advertisement timeout" not in a.log()
+        assert sent > 20000, sent
+        inst = a.instance()
+        sockets = a.status()["sockets"]
+        assert sockets and sockets[0]["kernel_filter"] and sockets[0]["kernel_filter"].endswith("VRID 51")
+        # a seventh of the flood had TTL 1, 64 or 254, and about as much another VRID: filtered in the kernel
+        assert inst["stats"]["bad_packets"].get("bad_ttl", 0) == 0, inst["stats"]
+        assert "Unknown VRID" not in a.log()
+        assert inst["stats"]["bad_packets"].get("bad_checksum", 0) > 0  # what no filter can drop reached vrrpd
+    finally:
+        limit.close()

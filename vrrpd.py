@@ -1522,9 +1522,35 @@ def _h_cmd(attr: str) -> Handler:
     return handler
 
 
+def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
+    """(why, what keepalived does) for a keyword that has no meaning for vrrpd, which is one process without SNMP
+    or DBus: keepalived's per-process names, scheduling and limits, SNMP and DBus. `what` is "" for keywords
+    that change nothing keepalived does (names); None for every other keyword."""
+    if name in ("process_names", "process_name", "child_wait_time") or name.endswith("_process_name"):
+        return "one process", ""
+    for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
+                         ("_cpu_affinity", "pins that process to CPUs"),
+                         ("_rlimit_rttime", "limits that process's real-time CPU time"),
+                         ("_no_swap", "locks that process's memory"),
+                         ("_priority", "sets that process's nice value")):
+        if name.endswith(suffix) and name.split("_")[0] in ("vrrp", "checker", "bfd"):
+            return "one process", what
+    if "snmp" in name or name == "enable_traps":
+        return "SNMP", ("runs an SNMP subagent" if name.startswith("enable_") else "")
+    if "dbus" in name:
+        return "DBus", ("offers a DBus interface" if name.startswith("enable_") else "")
+    return None
+
+
 def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
-    """Accepted but not acted upon; global_defs keeps the words for dumps."""
+    """Accepted but not acted upon; global_defs keeps the words for dumps. What changes keepalived's behaviour
+    but has no meaning for vrrpd is said once (a warning, so in --check and in the start-up log)."""
     p.config.accepted_only.append(f"{kw.file}:{kw.line}: {kw.text}")
+    why = no_meaning_here(kw.text)
+    if why is not None and why[1] and kw.text not in p.said_once:
+        p.said_once.add(kw.text)
+        vrrpd_is = "one process" if why[0] == "one process" else "without " + why[0]
+        p.warning(kw, f"{kw.text}: keepalived {why[1]}; vrrpd is {vrrpd_is} and ignores it")
     other = getattr(obj, "other", None)
     if isinstance(other, dict):
         other[kw.text] = [a.text for a in args]
@@ -1567,6 +1593,7 @@ class _Parser:
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
         self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
+        self.said_once: set = set()  # accepted-only keywords already warned about
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -4098,8 +4125,12 @@ def keyword_table_markdown() -> str:
     rows = ["| block | keywords | vrrpd |", "|---|---|---|"]
     for block, spec in KEYWORDS.items():
         title = "(top level)" if block == "top" else BLOCK_TITLES.get(block, block)
-        for supported, what in ((True, "supported"), (False, "accepted, not acted upon")):
-            names = sorted((n for n, kw in spec.items() if kw.supported is supported), key=str.lower)
+        kinds = (("supported", lambda n, kw: kw.supported),
+                 ("accepted, not acted upon (no meaning in one process without SNMP and DBus)",
+                  lambda n, kw: not kw.supported and no_meaning_here(n) is not None),
+                 ("accepted, not yet acted upon", lambda n, kw: not kw.supported and no_meaning_here(n) is None))
+        for what, wanted in kinds:
+            names = sorted((n for n, kw in spec.items() if wanted(n, kw)), key=str.lower)
             if names:
                 rows.append(f"| {title} | {' '.join(f'`{n}`' for n in names)} | {what} |")
     return "\n".join(rows) + "\n"
@@ -6995,6 +7026,14 @@ class _RxSocket:
             self.rx_filter_error = str(exc)
             return
         self.rx_filter, self.rx_filter_error = rx_filter, None
+
+    def receive_nothing(self) -> None:
+        """A socket only for sending (a VMAC's): the kernel queues nothing for it (keepalived does the same)."""
+        try:
+            attach_filter(self.sock, bpf_bytes([(BPF_RET | BPF_K, 0, 0, 0)]))
+            self.set_rcvbuf(0)
+        except OSError:
+            pass
 
     def set_rcvbuf(self, size: int) -> None:
         if size != self.rcvbuf:
@@ -11349,6 +11388,7 @@ class BeyondIPv4:
         if index is not None and not inst.vmac_xmit_base and inst.name not in self.xmit:
             try:
                 self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
+                self.xmit[inst.name].receive_nothing()  # nobody reads it: its queue would only fill
             except OSError as exc:
                 log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
         if not (rt.version == 2 and inst.auth_type == AuthType.AH):
