@@ -6931,6 +6931,14 @@ class _RxSocket:
             return
         self.rx_filter, self.rx_filter_error = rx_filter, None
 
+    def receive_nothing(self) -> None:
+        """A socket only for sending (a VMAC's): the kernel queues nothing for it (keepalived does the same)."""
+        try:
+            attach_filter(self.sock, bpf_bytes([(BPF_RET | BPF_K, 0, 0, 0)]))
+            self.set_rcvbuf(0)
+        except OSError:
+            pass
+
     def set_rcvbuf(self, size: int) -> None:
         if size != self.rcvbuf:
             self.rcvbuf = size
@@ -11267,6 +11275,7 @@ class BeyondIPv4:
         if index is not None and not inst.vmac_xmit_base and inst.name not in self.xmit:
             try:
                 self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
+                self.xmit[inst.name].receive_nothing()  # nobody reads it: its queue would only fill
             except OSError as exc:
                 log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
         if not (rt.version == 2 and inst.auth_type == AuthType.AH):
