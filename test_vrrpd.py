@@ -2458,6 +2458,172 @@ def test_track_bfd_weight_reverse_fault_and_sync_group_through_tracking():
 
 
 
+# -- keepalived 2.3-2.4 VRRP behaviours (RFC 9568) -----------------------------------------------------
+
+
+def test_owner_ignore_adverts_only_at_255_default_from_strict_and_forced_as_keepalived_codes_it():
+    head = "global_defs {\n    vrrp_owner_ignore_adverts\n}\n"
+    cfg, diags = vrrpd.parse_config_text(head + inst(BASE + "\npriority 255") + inst(
+        BASE.replace("50", "51") + "\npriority 100\nowner_ignore_adverts", name="VI_2") + inst(
+        BASE.replace("50", "52") + "\npriority 255\nowner_ignore_adverts false", name="VI_3"))
+    text = "\n".join(str(d) for d in diags)
+    vi1, vi2, vi3 = cfg.vrrp_instances
+    assert vi1.owner_ignore_adverts is True  # unset at 255: the global value
+    assert vi2.owner_ignore_adverts is False and "(VI_2) owner_ignore_adverts requires priority 255" in text
+    assert vi3.owner_ignore_adverts is True and "strict_mode with priority 255 requires owner_ignore_adverts" in text
+    cfg, _ = vrrpd.parse_config_text(inst(BASE + "\npriority 255"))
+    assert cfg.vrrp_instances[0].owner_ignore_adverts is False
+    cfg, _ = vrrpd.parse_config_text(inst(BASE + "\npriority 255\nstrict_mode"))
+    assert cfg.vrrp_instances[0].owner_ignore_adverts is True
+    owner = vrrpd.VrrpMachine("VI", 51, 255, 1.0, 3, primary_ip=IP4("10.0.0.1"), owner_ignore_adverts=True)
+    owner.start(0.0)
+    adv = vrrpd.VrrpAdvert(3, 51, 255, [], 1.0)
+    assert owner.check_advert(adv, IP4("10.0.0.2")) == (
+        "owner_ignore", "Dropping packet(s) from 10.0.0.2 since we are address owner")
+    assert vrrpd.VrrpMachine("VI", 51, 255, 1.0, 3).check_advert(adv) is None
+
+
+def _owner(ip, ignore=False):
+    m = vrrpd.VrrpMachine("VI", 51, 255, 1.0, 3, primary_ip=IP4(ip), owner_ignore_adverts=ignore)
+    m.start(0.0)
+    return m
+
+
+def test_two_address_owners_the_lower_yields_and_a_deaf_one_makes_the_higher_step_to_254():
+    low, high = _owner("10.0.0.1"), _owner("10.0.0.2")
+    adv = vrrpd.VrrpAdvert(3, 51, 255, [], 1.0)
+    acts = low.on_advert(0.1, adv, IP4("10.0.0.2"))
+    assert low.state == vrrpd.State.BACKUP
+    assert any("CONFIGURATION ERROR: 10.0.0.2 and we are both configured as address owner" in a.message
+               for a in acts if isinstance(a, vrrpd.Log))
+    high.on_advert(0.1, adv, IP4("10.0.0.1"))  # the first one forces an election; the lower one yields
+    assert high.state == vrrpd.State.MASTER and high.effective_priority == 255
+    # a lower owner that ignores adverts never yields: after two of its adverts we step down to 254
+    high, deaf = _owner("10.0.0.2"), _owner("10.0.0.1", ignore=True)
+    assert deaf.check_advert(adv, IP4("10.0.0.2"))[0] == "owner_ignore"
+    high.on_advert(1.0, adv, IP4("10.0.0.1"))
+    acts = high.on_advert(2.0, adv, IP4("10.0.0.1"))
+    assert high.state == vrrpd.State.BACKUP and high.effective_priority == 254
+    assert any("10.0.0.1 still advertising as address owner, please resolve - reducing our priority" in a.message
+               for a in acts if isinstance(a, vrrpd.Log))
+    assert high.set_effective_priority(2.1, 255) == [] and high.effective_priority == 254  # trackers keep 254
+    # the rogue goes quiet: our master-down timer fires and we are the owner at 255 again
+    high.on_timer(2.0 + high.master_down_interval + 0.01)
+    assert high.state == vrrpd.State.MASTER and high.effective_priority == 255
+
+
+def test_timer_expired_backup_leaves_master_quietly_when_the_loop_ran_late():
+    m = vrrpd.VrrpMachine("VI", 51, 100, 1.0, 3, primary_ip=IP4("10.0.0.1"), preempt=False,
+                          timer_expired_backup=200)
+    m._become_master(0.0, "test")
+    assert [type(a) for a in m.on_timer(1.05) if isinstance(a, vrrpd.SendAdvert)] == [vrrpd.SendAdvert]
+    # due at 2.0; the loop wakes at 5.5 > last advert (1.0) + 3 x 1 + skew(200) = 4.22
+    acts = m.on_timer(5.5)
+    assert m.state == vrrpd.State.BACKUP
+    assert not [a for a in acts if isinstance(a, vrrpd.SendAdvert)]  # no priority 0
+    assert any("VRRP thread timer expired 1.3 seconds ago" in a.message for a in acts if isinstance(a, vrrpd.Log))
+    cfg, diags = vrrpd.parse_config_text(inst(BASE + "\ntimer_expired_backup"))
+    assert cfg.vrrp_instances[0].timer_expired_backup is None
+    assert "expired_timer_backup requires nopreempt" in "\n".join(str(d) for d in diags)
+    cfg, _ = vrrpd.parse_config_text(inst(BASE + "\nnopreempt\nthread_timer_expired 200"))
+    assert cfg.vrrp_instances[0].timer_expired_backup == 200
+    cfg, _ = vrrpd.parse_config_text(inst(BASE + "\nnopreempt\ntimer_expired_backup"))
+    assert cfg.vrrp_instances[0].timer_expired_backup == 254
+
+
+def test_vrrp_delay_after_boot_counts_from_boot_and_takes_the_longer_delay():
+    g = vrrpd.GlobalDefs(vrrp_delay_after_boot=120.0)
+    assert vrrpd.startup_delay(g, uptime=100.0) == pytest.approx(20.0)
+    assert vrrpd.startup_delay(g, uptime=500.0) == 0.0
+    g.vrrp_startup_delay = 30.0
+    assert vrrpd.startup_delay(g, uptime=100.0) == 30.0
+    assert vrrpd.startup_delay(vrrpd.GlobalDefs(vrrp_delay_after_boot=1e6)) > 1e5  # /proc/uptime is read
+    cfg, diags = vrrpd.parse_config_text("global_defs {\n    vrrp_delay_after_boot 90.5\n}\n")
+    assert cfg.global_defs.vrrp_delay_after_boot == 90.5 and not diags
+
+
+def test_startup_delay_holds_machines_in_init_until_it_is_over():
+    d, rt, sock = _fuzz_daemon(3)
+    try:
+        fresh = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, 3)
+        rt.machine = fresh  # not started
+        d.startup_pending = True  # as start() leaves it while vrrp_startup_delay / vrrp_delay_after_boot runs
+        d._reevaluate()  # trackers and links changing meanwhile do not start it
+        assert rt.machine.state == vrrpd.State.INIT
+        d._start_machines()  # the delay is over
+        assert rt.machine.state != vrrpd.State.INIT and not d.startup_pending
+    finally:
+        d.loop.close()
+
+
+def test_rfc9568_rate_limited_logging_once_per_class_until_master_changes(caplog):
+    d, rt, sock = _fuzz_daemon(3)
+    try:
+        src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+        bad_ttl = vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
+            vrrpd.VrrpAdvert(3, 51, 200, [IP4("10.0.0.100")], 1.0), src, group), ttl=64)
+        with caplog.at_level(logging.WARNING, logger="vrrpd"):
+            for _ in range(50):
+                d._handle_packet(sock, bad_ttl)
+            assert rt.bad_packets["bad_ttl"] == 50
+            assert caplog.text.count("invalid TTL/HL") == 1
+            # a spoofed source does not re-open the log: only an accepted advert of a new master does
+            good = vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
+                vrrpd.VrrpAdvert(3, 51, 200, [IP4("10.0.0.100")], 1.0), src, group))
+            d._handle_packet(sock, good)
+            d._handle_packet(sock, bad_ttl)
+            assert caplog.text.count("invalid TTL/HL") == 2
+            d._handle_packet(sock, good)  # the same master again: still suppressed
+            d._handle_packet(sock, bad_ttl)
+            assert caplog.text.count("invalid TTL/HL") == 2
+            d._apply(rt, vrrpd.sync_force(rt.machine, d.loop.time(), vrrpd.State.MASTER))  # becoming MASTER
+            d._handle_packet(sock, bad_ttl)
+            assert caplog.text.count("invalid TTL/HL") == 3
+    finally:
+        d.loop.close()
+
+
+def test_duplicate_vips_evips_and_unicast_peers_are_dropped_with_a_warning():
+    text = inst("interface lo\nvirtual_router_id 50\nvirtual_ipaddress {\n    10.0.0.1\n    10.0.0.1/24\n"
+                "    10.0.0.2\n}\nvirtual_ipaddress_excluded {\n    10.0.0.2\n    10.0.0.3\n}\n"
+                "unicast_peer {\n    10.0.0.8\n    10.0.0.9\n    10.0.0.8\n}")
+    cfg, diags = vrrpd.parse_config_text(text)
+    vi = cfg.vrrp_instances[0]
+    text = "\n".join(str(d) for d in diags)
+    assert [str(v.address.ip) for v in vi.virtual_ipaddress] == ["10.0.0.1", "10.0.0.2"]
+    assert [str(v.address.ip) for v in vi.virtual_ipaddress_excluded] == ["10.0.0.3"]
+    assert text.count("VIP duplicates a VIP") == 2 and "(VI_1): VIP duplicates a VIP 10.0.0.1 - ignoring" in text
+    assert [str(p.address) for p in vi.unicast_peer] == ["10.0.0.8", "10.0.0.9"]
+    assert "unicast_peer 10.0.0.8 given twice - ignoring" in text
+
+
+def test_tentative_ipv6_addresses_are_not_there_until_dad_completes():
+    d = vrrpd.Daemon(vrrpd.Config())
+    try:
+        addr = ipaddress.ip_interface("2001:db8::5/64")
+
+        class Monitor:
+            overrun = False
+            events: list = []
+
+            def read(self):
+                return self.events
+
+        d.monitor = Monitor()
+        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", vrrpd.IFA_F_TENTATIVE))]
+        d._on_netlink()
+        assert d.addrs == []
+        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", 0))]
+        d._on_netlink()
+        assert [a.address for a in d.addrs] == [addr]
+        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", vrrpd.IFA_F_DADFAILED))]
+        d._on_netlink()
+        assert d.addrs == []
+    finally:
+        d.loop.close()
+
+
+
 # ============================================================================================
 # D. VRRP in the namespace lab, and interop with keepalived
 # ============================================================================================
@@ -8410,6 +8576,117 @@ def test_vrrp_failover_scripts_notify_and_fifo_on_minimal_python(lab, tmp_path, 
     assert a.stop() == 0
     assert not lab.has_address(a.ns, VIP)
     assert "Traceback" not in a.log() and "Error" not in a.log(), a.log()
+
+
+ADVERT_RECORDER = r"""
+import json, socket, struct, sys, time
+src, seconds = sys.argv[1], float(sys.argv[2])
+rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+              struct.pack("=4s4si", socket.inet_aton("224.0.0.18"), b"\0" * 4, socket.if_nametoindex("eth0")))
+rx.settimeout(0.05)
+print("ready", flush=True)
+start, stamps = time.monotonic(), []
+while time.monotonic() - start < seconds:
+    try:
+        data, (addr, _) = rx.recvfrom(2000)
+    except socket.timeout:
+        continue
+    ihl = (data[0] & 15) * 4
+    if addr == src and len(data) > ihl + 3 and data[ihl + 2] > 0:
+        stamps.append(time.monotonic() - start)
+print(json.dumps(stamps), flush=True)
+"""
+
+HOSTILE_SCRAPERS = r"""
+import json, resource, socket, sys, time
+host, port, count, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (count + 200, max(count + 200, hard)))
+def fresh():
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((host, port))
+    return s
+socks = [fresh() for _ in range(count)]
+end, reconnects, dribbled, peak = time.monotonic() + seconds, 0, 0, count
+while time.monotonic() < end:
+    for i, s in enumerate(socks):
+        try:
+            if i % 3 == 0:
+                s.send(b"G")  # one byte a second, never a whole request
+                dribbled += 1
+            elif i % 3 == 1:
+                if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    raise ConnectionResetError  # closed by the server: come back
+            else:
+                s.send(b"GET /metrics HTTP/1.1\r\n\r\n")  # ask, and never read the answer
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            s.close()
+            socks[i] = fresh()
+            reconnects += 1
+    time.sleep(1.0)
+print(json.dumps({"connections": count, "reconnects": reconnects, "dribbled": dribbled}), flush=True)
+"""
+
+SCRAPE = r"""
+import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())
+"""
+
+
+def _intervals(stamps, lo, hi):
+    window = [t for t in stamps if lo <= t <= hi]
+    return [b - a for a, b in zip(window, window[1:])]
+
+
+def test_lab_hostile_scrapers_do_not_delay_the_masters_adverts(lab, tmp_path):
+    import json
+    import statistics
+
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    scraper = lab.host("c", f"{LAB_NET}.10/24")
+    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER",
+                                                 global_extra=f"    metrics_listen {LAB_NET}.1:9650\n"))
+    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    _wait_holders(lab, [a, b], ["A"], timeout=10)
+    wait_for(lambda: os.path.exists(b.ctl), 10, what="B's control socket")
+    url = f"http://{LAB_NET}.1:9650/metrics"
+    wait_for(lambda: lab.run(scraper, [PYTHON, "-c", SCRAPE, url], check=False).returncode == 0, 10,
+             what="the metrics endpoint")
+    rss_before = _rss_kb(a.proc.pid)
+    b_history = len(b.instance()["recent_transitions"])
+    recorder = lab.exec(scraper, [PYTHON, "-c", ADVERT_RECORDER, f"{LAB_NET}.1", "7"], stdout=subprocess.PIPE,
+                        text=True)
+    assert recorder.stdout.readline().strip() == "ready"
+    time.sleep(2.0)  # the baseline
+    hostile = lab.exec(scraper, [PYTHON, "-c", HOSTILE_SCRAPERS, f"{LAB_NET}.1", "9650", "1000", "4"],
+                       stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    # a well-behaved scraper still gets its metrics in the middle of it
+    during = lab.run(scraper, [PYTHON, "-c", SCRAPE, url], check=False, timeout=20)
+    attack = json.loads(hostile.communicate(timeout=30)[0])
+    stamps = json.loads(recorder.communicate(timeout=30)[0])
+    rss_after = _rss_kb(a.proc.pid)
+    baseline, under = _intervals(stamps, 0.2, 2.0), _intervals(stamps, 2.3, 5.8)
+    assert len(baseline) > 10 and len(under) > 25, (len(baseline), len(under))
+    print(f"advert intervals: baseline mean {statistics.mean(baseline):.4f} max {max(baseline):.4f}; "
+          f"under attack mean {statistics.mean(under):.4f} max {max(under):.4f} "
+          f"({len(under)} intervals); {attack}; rss {rss_before} -> {rss_after} kB")
+    assert abs(statistics.mean(under) - 0.1) < 0.015, under
+    # no gap anywhere near the backup's master-down interval (0.3 + 0.06 s): B never noticed. (A loaded machine
+    # shows its own spikes in the baseline too: the bound allows those, never a gap that would make B take over.)
+    assert max(under) < max(0.25, min(max(baseline) + 0.05, 0.3)), under
+    assert [t["to"] for t in b.instance()["recent_transitions"]][b_history:] == []
+    assert during.returncode == 0 and "keepalived_vrrp_state" in during.stdout, during.stderr
+    assert attack["dribbled"] > 300 and attack["connections"] == 1000
+    assert rss_after - rss_before < 8 * 1024, (rss_before, rss_after)  # bounded: at most 16 connections held
+    evicted = re.search(r"^vrrpd_metrics_connections_evicted_total (\S+)$",
+                        lab.run(scraper, [PYTHON, "-c", SCRAPE, url]).stdout, re.M)
+    assert evicted and float(evicted.group(1)) > 100  # the crowd did reach the daemon, which made room
+    assert "Traceback" not in a.log()
 
 
 # ============================================================================================

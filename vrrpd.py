@@ -358,6 +358,8 @@ class GlobalDefs:
     log_unknown_vrids: bool = False  # also: the kernel filter keeps adverts of VRIDs no instance has
     vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
+    vrrp_delay_after_boot: float = 0.0  # keepalived 2.4: start no earlier than this long after boot
+    vrrp_owner_ignore_adverts: bool = False
     v3_checksum_as_v2: bool = False
     script_user: Optional[str] = None
     script_group: Optional[str] = None
@@ -580,6 +582,8 @@ class VrrpInstance:
     no_virtual_ipaddress: bool = False
     notify_priority_changes: Optional[bool] = None  # None: the sync group's, else vrrp_notify_priority_changes
     v3_checksum_as_v2: Optional[bool] = None
+    owner_ignore_adverts: Optional[bool] = None  # None: strict_mode ? True : vrrp_owner_ignore_adverts (at 255)
+    timer_expired_backup: Optional[int] = None  # P: the highest priority of the other routers (needs nopreempt)
     auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
 
@@ -2864,8 +2868,10 @@ _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
 _kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
 _kw(_G, "metrics_listen", _g_metrics_listen)
-_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
-             "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
+_kw(_G, "vrrp_delay_after_boot", _h_time("vrrp_delay_after_boot", 0.001, 4294.967))
+_kw(_G, "vrrp_owner_ignore_adverts", _h_flag("vrrp_owner_ignore_adverts"), (0, 1), accept=_is_bool_word)
+_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if "
+             "startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
              "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
@@ -3116,7 +3122,6 @@ _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
-             "timer_expired_backup owner_ignore_adverts "
              "old_unicast_checksum debug linkbeat_use_polling "
              "lvs_sync_daemon_interface")
 
@@ -3137,6 +3142,15 @@ for _name in ("check_unicast_src", "promote_secondaries", "track_src_ip", "unica
               "no_virtual_ipaddress"):
     _kw(_I, _name, _h_flag(_name), (0, 0))
 _kw(_I, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "owner_ignore_adverts", _h_flag("owner_ignore_adverts"), (0, 1), accept=_is_bool_word)
+
+
+def _i_timer_expired_backup(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    inst.timer_expired_backup = _parse_int(args[0].text, 1, 254) if args else 254
+
+
+for _name in ("timer_expired_backup", "thread_timer_expired"):
+    _kw(_I, _name, _i_timer_expired_backup, (0, 1), accept=_is_number)
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
 
@@ -3632,6 +3646,8 @@ class _Validator:
             self.instance(inst)
             self.instance_strict(inst)
             self.instance_auth_hmac(inst)
+            self.instance_owner(inst)
+            self.instance_duplicates(inst)
             self.instance_vips(inst)
             self.instance_references(inst, vrids)
         self.commands()
@@ -3670,6 +3686,50 @@ class _Validator:
             if ref.name not in self.cfg.bfd_instances:
                 self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
                 refs.remove(ref)
+
+    def instance_owner(self, inst: VrrpInstance) -> None:
+        """keepalived 2.3's owner_ignore_adverts (only at priority 255) and timer_expired_backup (needs nopreempt)."""
+        f, ln = inst.file, inst.line
+        if inst.priority != 255:
+            if inst.owner_ignore_adverts:
+                self.warn(f, self.line_of(inst, "owner_ignore_adverts", ln), f"({inst.name}) owner_ignore_adverts "
+                          "requires priority 255 - clearing")
+            inst.owner_ignore_adverts = False
+        elif inst.owner_ignore_adverts is None:
+            strict = inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict
+            inst.owner_ignore_adverts = bool(strict or self.g.vrrp_owner_ignore_adverts)
+        elif not inst.owner_ignore_adverts:
+            # as keepalived 2.4.3 codes it, even without strict mode
+            self.warn(f, self.line_of(inst, "owner_ignore_adverts", ln), f"({inst.name}) strict_mode with priority "
+                      "255 requires owner_ignore_adverts")
+            inst.owner_ignore_adverts = True
+        if inst.timer_expired_backup is not None and not inst.nopreempt:
+            self.warn(f, self.line_of(inst, "timer_expired_backup", ln), f"({inst.name}) expired_timer_backup "
+                      "requires nopreempt")
+            inst.timer_expired_backup = None
+
+    def instance_duplicates(self, inst: VrrpInstance) -> None:
+        """keepalived 2.3.3: a VIP (or eVIP) already given on the same interface, and a unicast_peer given twice,
+        are dropped with a warning."""
+        seen: Dict[Tuple[Any, Optional[str]], VirtualIP] = {}
+        for attr in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+            kept = []
+            for vip in getattr(inst, attr):
+                key = (vip.address.ip, vip.dev or inst.interface)
+                if key in seen:
+                    self.warn(inst.file, vip.line, f"({inst.name}): VIP duplicates a VIP {vip.address.ip} - ignoring")
+                    continue
+                seen[key] = vip
+                kept.append(vip)
+            setattr(inst, attr, kept)
+        peers: List[UnicastPeer] = []
+        for peer in inst.unicast_peer:
+            if any(p.address == peer.address for p in peers):
+                self.warn(inst.file, self.line_of(inst, "unicast_peer", inst.line),
+                          f"({inst.name}) unicast_peer {peer.address} given twice - ignoring")
+                continue
+            peers.append(peer)
+        inst.unicast_peer = peers
 
     def instance_vips(self, inst: VrrpInstance) -> None:
         """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
@@ -5364,6 +5424,8 @@ class VrrpMachine:
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
         higher_prio_send_advert: bool = False,
+        owner_ignore_adverts: bool = False,
+        timer_expired_backup: Optional[int] = None,
         down_timer_adverts: int = 3,
     ):
         self.name = name
@@ -5386,6 +5448,11 @@ class VrrpMachine:
         self.garp_lower_prio_repeat = garp_lower_prio_repeat
         self.skip_check_adv_addr = skip_check_adv_addr
         self.higher_prio_send_advert = higher_prio_send_advert
+        self.owner_ignore_adverts = owner_ignore_adverts
+        self.timer_expired_backup = timer_expired_backup
+        # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
+        self.owner_conflicts = 0
+        self.owner_reduced = False
         # set while a weight-0 tracker has not reported yet: keepalived does not become MASTER then
         self.hold_master = False
         self.state = State.INIT
@@ -5455,6 +5522,15 @@ class VrrpMachine:
             acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
             acts += self._become_master(now, *self._takeover_reason(now))
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
+            if self.timer_expired_backup is not None:
+                # keepalived's timer_expired_backup: the loop ran so late that a backup (of priority at most P)
+                # has taken over by now; step back quietly, without priority 0
+                other = self.timer_expired_backup
+                skew = (256 - other) / 256.0 if self.version == 2 else (256 - other) * self.advert_int / 256.0
+                late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
+                if late > 0:
+                    return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
+                                       logging.WARNING)] + self._enter_backup(now)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -5473,10 +5549,13 @@ class VrrpMachine:
                                  f"ours {self.effective_priority}")
         return "no-response", f"no advert from master {master} for {ago:.2f} s"
 
-    def check_advert(self, adv: VrrpAdvert) -> Optional[Tuple[str, str]]:
+    def check_advert(self, adv: VrrpAdvert, src: Any = None) -> Optional[Tuple[str, str]]:
         """The per-instance receive checks of RFC 5798 section 7.1 and keepalived; (counter, log text) to drop.
 
         Address-list mismatches are reported with counter "addr_mismatch" but do not drop (keepalived >= 2.3.3)."""
+        if self.owner_ignore_adverts and self.priority == 255 and self.effective_priority == 255:
+            # RFC 5798 section 6.4.3 read literally (keepalived's owner_ignore_adverts): the owner hears nobody
+            return "owner_ignore", f"Dropping packet(s) from {src} since we are address owner"
         if adv.version != self.version:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
@@ -5543,6 +5622,18 @@ class VrrpMachine:
             return [SendAdvert(self.effective_priority)]
         higher = adv.priority > self.effective_priority or (
             adv.priority == self.effective_priority and self.primary_ip is not None and int(src) > int(self.primary_ip))
+        pre: List[Action] = []
+        if adv.priority == 255 and self.effective_priority == 255:
+            # keepalived 2.3.3: two routers both configured as the address owner
+            if higher:
+                pre.append(Log(f"({self.name}) CONFIGURATION ERROR: {src} and we are both configured as address "
+                               "owner", logging.ERROR))
+            else:
+                self.owner_conflicts += 1
+                if self.owner_conflicts >= 2:
+                    self.owner_reduced, self.effective_priority, higher = True, 254, True
+                    pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
+                                   "reducing our priority", logging.ERROR))
         if higher:
             # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
             #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
@@ -5556,7 +5647,7 @@ class VrrpMachine:
                 acts.append(SendAdvert(self.effective_priority))
             if self.version == 3:
                 self.master_adver_int = adv.advert_int
-            acts += self._enter_backup(now, reason="priority", detail=why)
+            acts = pre + acts + self._enter_backup(now, reason="priority", detail=why)
             self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
             return acts
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
@@ -5571,9 +5662,10 @@ class VrrpMachine:
         return acts
 
     def set_effective_priority(self, now: float, priority: int) -> List[Action]:
-        """Trackers changed the priority; the base priority 255 (address owner) never changes."""
+        """Trackers changed the priority; the base priority 255 (address owner) never changes (except to 254
+        while another router also claims ownership)."""
         if self.priority == 255:
-            priority = 255
+            priority = 254 if self.owner_reduced else 255
         else:
             priority = max(1, min(254, priority))
         if priority == self.effective_priority:
@@ -5635,6 +5727,10 @@ class VrrpMachine:
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
         self.master_ip = self.primary_ip
+        self.owner_conflicts = 0
+        if self.owner_reduced:
+            # the other claimed owner has gone quiet: we are the owner again (keepalived 2.3.3)
+            self.owner_reduced, self.effective_priority = False, 255
         # the VIPs go up just before the advert (the RFC does not order them), so the old master, which drops
         # them on hearing us, and the client, which follows our GARPs, never find the address missing
         acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE")]
@@ -9762,6 +9858,20 @@ RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before du
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
+def startup_delay(g: GlobalDefs, uptime: Optional[float] = None) -> float:
+    """vrrp_startup_delay, or what is left of vrrp_delay_after_boot since boot (/proc/uptime), whichever is longer."""
+    after_boot = 0.0
+    if g.vrrp_delay_after_boot > 0:
+        if uptime is None:
+            try:
+                with open("/proc/uptime") as f:
+                    uptime = float(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                uptime = 0.0
+        after_boot = g.vrrp_delay_after_boot - uptime
+    return max(g.vrrp_startup_delay, after_boot, 0.0)
+
+
 class InstanceRuntime:
     """One configured vrrp_instance at run time: its machine, interface, sockets, timers and counters."""
 
@@ -9792,6 +9902,7 @@ class InstanceRuntime:
         self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
         self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
+        self.logged: set = set()  # bad-advert classes logged since the last MASTER change (RFC 9568)
         self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
         self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
 
@@ -9826,6 +9937,7 @@ class Daemon:
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
+        self.startup_pending = False  # within vrrp_startup_delay / vrrp_delay_after_boot: machines wait in INIT
         self._shutting_down_all = False
         self.finished = False
         self.exit_code = 0
@@ -9846,7 +9958,7 @@ class Daemon:
         self.loop.add_reader(self.monitor.sock, self._on_netlink)
         self.rtnl = Rtnetlink()
         self.links = self.rtnl.links()
-        self.addrs = self.rtnl.addresses()
+        self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.beyond.start()
         for inst in self.config.vrrp_instances:
             try:
@@ -9861,9 +9973,12 @@ class Daemon:
         self._start_static()
         self.tracking.start()
         self.lvs.start()
-        if self.g.vrrp_startup_delay > 0:
-            log.info("Delaying startup for %g seconds", self.g.vrrp_startup_delay)
-            self.loop.call_later(self.g.vrrp_startup_delay, self._start_machines)
+        delay = startup_delay(self.g)
+        if delay > 0:
+            # keepalived 2.4: no MASTER and no GARP before the delay is over, whatever the trackers say
+            log.info("Delaying startup for %g seconds", delay)
+            self.startup_pending = True
+            self.loop.call_later(delay, self._start_machines)
         else:
             self._start_machines()
         log.info("Startup complete")
@@ -9891,6 +10006,7 @@ class Daemon:
                     log.error("(%s) cannot remove VIP %s: %s", rt.inst.name, vip.address, exc)
 
     def _start_machines(self) -> None:
+        self.startup_pending = False
         if self.stopping:
             return
         now = self.loop.time()
@@ -9917,6 +10033,8 @@ class Daemon:
                                             pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            owner_ignore_adverts=bool(inst.owner_ignore_adverts) and inst.priority == 255,
+            timer_expired_backup=inst.timer_expired_backup if inst.nopreempt else None,
             down_timer_adverts=int(pick(inst.down_timer_adverts, g.vrrp_down_timer_adverts)),
         )
 
@@ -10247,6 +10365,8 @@ class Daemon:
             except (OSError, ValueError) as exc:
                 log.error("(%s) cannot start: %s", inst.name, exc)
                 continue
+            if self.startup_pending:
+                continue  # the start-up delay survives a reload (keepalived 2.3.3): it starts with the others
             delta, fault = self._adjustment(rt)
             self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
@@ -10264,7 +10384,8 @@ class Daemon:
         m = rt.machine
         for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                      "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                     "higher_prio_send_advert", "down_timer_adverts"):
+                     "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts",
+                     "timer_expired_backup"):
             setattr(m, attr, getattr(fresh, attr))
         if m.state != State.BACKUP or rt.version == 2:
             m.master_adver_int = m.advert_int
@@ -10343,6 +10464,8 @@ class Daemon:
             if isinstance(act, Notify):
                 self._record_transition(rt, act)
                 rt.transitions += 1
+                if State.MASTER in (rt.last_notified, act.state) and rt.last_notified != act.state:
+                    rt.logged.clear()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
                     rt.released_master += 1
                 rt.last_notified = act.state
@@ -10749,9 +10872,22 @@ class Daemon:
                  "kernel_queue_full_drops": s.queue_drops} for family, s in socks if isinstance(s, _RxSocket)]
 
     def _bad(self, rt: Optional[InstanceRuntime], reason: str, message: str) -> None:
-        if rt is not None:
-            rt.bad_packets[reason] = rt.bad_packets.get(reason, 0) + 1
-        self.ratelimit((reason, rt.inst.name if rt else None), self.loop.time(), message)
+        """Count a dropped (or doubtful) advert. RFC 9568 rate-limited logging as keepalived 2.3.3 does it: each
+        class is logged once per instance, then suppressed until the instance becomes or leaves MASTER or
+        accepts an advert from a new master (accepted only: a spoofed source cannot re-open the log)."""
+        if rt is None:
+            self.ratelimit((reason, None), self.loop.time(), message)
+            return
+        rt.bad_packets[reason] = rt.bad_packets.get(reason, 0) + 1
+        if reason not in rt.logged:
+            rt.logged.add(reason)
+            log.warning("%s", message)
+
+    def _accepted_from(self, rt: InstanceRuntime, src: Any, adv: VrrpAdvert) -> None:
+        """An advert passed every check: one from a new master re-opens the instance's rate-limited log classes."""
+        m = rt.machine
+        if m.state == State.BACKUP and adv.priority and src != m.master_ip:
+            rt.logged.clear()
 
     def _handle_packet(self, vsock: VrrpSocket, data: bytes) -> None:
         """RFC 5798 section 7.1 receive checks, VRID demultiplexing, then the machine."""
@@ -10803,10 +10939,11 @@ class Daemon:
         except PacketError as exc:
             self._bad(rt, exc.reason, f"({name}) bad VRRP packet from {ip.src}: {exc}")
             return
-        problem = rt.machine.check_advert(adv)
+        problem = rt.machine.check_advert(adv, ip.src)
         if problem is not None:
             self._bad(rt, problem[0], f"({name}) {problem[1]}")
             return
+        self._accepted_from(rt, ip.src, adv)
         if adv.priority and rt.machine.address_mismatch(adv):
             self._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
                       f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
@@ -10938,7 +11075,7 @@ class Daemon:
         if self.monitor.overrun and self.rtnl is not None:
             self.monitor.overrun = False
             self.links = self.rtnl.links()
-            self.addrs = self.rtnl.addresses()
+            self.addrs = [a for a in self.rtnl.addresses() if a.usable]
             changed = True
         links_changed = changed
         for rtype, obj in events:
@@ -10957,7 +11094,10 @@ class Daemon:
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
                 changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
+                # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source, not
+                # present; the RTM_NEWADDR that ends DAD brings it in
+                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + (
+                    [obj] if obj.usable else [])
                 changed = self._refresh_sources() or changed
             else:
                 changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
@@ -11434,10 +11574,11 @@ class BeyondIPv4:
         except PacketError as exc:
             d._bad(rt, exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
             return
-        problem = rt.machine.check_advert(adv)
+        problem = rt.machine.check_advert(adv, src)
         if problem is not None:
             d._bad(rt, problem[0], f"({name}) {problem[1]}")
             return
+        d._accepted_from(rt, src, adv)
         if adv.priority and rt.machine.address_mismatch(adv):
             d._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
                    f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
@@ -12095,6 +12236,12 @@ def format_metrics(status: Dict[str, Any]) -> str:
         if info.get("last_duration") is not None:
             m.add("vrrpd_script_last_run_seconds", "gauge", "How long the last run took", {"name": name},
                   info["last_duration"])
+    server = status.get("metrics_server") or {}
+    if server:
+        m.add("vrrpd_metrics_scrapes_total", "counter", "Scrapes of /metrics served", {}, server.get("scrapes", 0))
+        m.add("vrrpd_metrics_connections_evicted_total", "counter", "Metrics connections closed to make room for "
+              "newer ones (max_clients)", {}, server.get("evicted", 0))
+        m.add("vrrpd_metrics_connections", "gauge", "Metrics connections open now", {}, server.get("open", 0))
     lvs = status.get("lvs") if isinstance(status.get("lvs"), dict) else {}
     for vs in lvs.get("virtual_servers") or []:
         m.add("vrrpd_virtual_server_quorum_up", "gauge", "1 while the virtual server has its quorum",
@@ -12123,13 +12270,15 @@ class MetricsServer:
     Nothing blocks: at most max_clients connections are open (the oldest is closed to make room for a new one),
     a request may be max_request bytes, and a connection gets idle_timeout seconds, from accept to the last
     byte of the reply, whatever it sends meanwhile (1 byte a second does not keep it open). The reply is
-    rendered once the request is complete and written as the socket takes it. So a scraper costs at most
-    max_clients x (max_request + one reply) of memory and never delays an advert by more than one render."""
+    rendered once the request is complete (at most once per render_interval, however many ask) and written as
+    the socket takes it. So a scraper costs at most max_clients x (max_request + one reply) of memory and at
+    most one render per render_interval of loop time."""
 
     max_clients = 16
     max_request = 8192
     idle_timeout = 5.0
     accepts_per_wakeup = 64
+    render_interval = 0.25
 
     def __init__(self, loop: EventLoop, address: str, render: Callable[[], str]):
         host, port = parse_listen(address)
@@ -12138,6 +12287,8 @@ class MetricsServer:
         self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         self.scrapes = 0
         self.evicted = 0
+        self._body: Optional[str] = None
+        self._rendered_at = 0.0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -12206,7 +12357,10 @@ class MetricsServer:
         elif target == "/metrics":
             self.scrapes += 1
             try:
-                body = self.render()
+                now = self.loop.time()
+                if self._body is None or now - self._rendered_at >= self.render_interval:
+                    self._body, self._rendered_at = self.render(), now
+                body = self._body
             except Exception as exc:  # a bug in a metric must not take the daemon down
                 log.exception("metrics: rendering failed: %s", exc)
                 self._reply(conn, client, 500, "Internal Server Error", "rendering failed\n")
@@ -13112,6 +13266,9 @@ class Operator:
         st = self.d.status()
         st["config_file"] = self.config_file
         st["reloads"] = {"done": self.reloads, "failed": self.reload_failures, "last": self.last_reload}
+        if self.metrics is not None:
+            st["metrics_server"] = {"listen": self.metrics.listen, "scrapes": self.metrics.scrapes,
+                                    "evicted": self.metrics.evicted, "open": len(self.metrics.clients)}
         return st
 
     def stop(self, signum: int = 0) -> None:
