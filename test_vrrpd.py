@@ -4549,6 +4549,36 @@ def test_lab_tracked_route_deleted_behind_our_back(lab, tmp_path):
     node.stop()
 
 
+def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    lab.ip("link", "set", "eth1p", "up", ns=ns)
+    lab.ip("link", "set", "eth1", "up", ns=ns)
+    text = ("static_ipaddress {\n    192.168.77.1/24 dev eth1\n}\n"
+            "static_routes {\n    10.88.0.0/16 via 192.168.77.254 dev eth1 table 300\n}\n")
+    text += _conf(priority=150, state="MASTER", instance_extra=(
+        "    virtual_routes {\n        10.89.0.0/16 via 192.168.77.254 dev eth1 table 301\n    }\n"))
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    wait_for(lambda: _routes(lab, ns, 301), 3, what="virtual route")
+    assert lab.has_address(ns, "192.168.77.1", "eth1") and _routes(lab, ns, 300)
+    lab.ip("addr", "del", "192.168.77.1/24", "dev", "eth1", ns=ns)  # the kernel drops the static route with it
+    wait_for(lambda: lab.has_address(ns, "192.168.77.1", "eth1") and _routes(lab, ns, 300), 3,
+             what="static address and its route restored")
+    assert "Restoring deleted static address 192.168.77.1/24" in node.log()
+    # eth1 down: the virtual route's interface is tracked, so FAULT; up again: the static route is put back
+    # and the instance is MASTER again with its route
+    lab.link(ns, "eth1", up=False)
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="FAULT with the route's interface down")
+    assert "(VI_1) Entering FAULT STATE" in node.log()
+    lab.link(ns, "eth1", up=True)
+    wait_for(lambda: lab.has_address(ns, VIP) and _routes(lab, ns, 301), 5, what="MASTER again with its route")
+    wait_for(lambda: _routes(lab, ns, 300) == ["10.88.0.0/16 via 192.168.77.254 dev eth1 proto keepalived"], 3,
+             what="static route back after eth1 up")
+    node.stop()
+    assert not lab.has_address(ns, "192.168.77.1", "eth1") and not _routes(lab, ns, 300)
+
+
 def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path):
     etc = _route_etc(tmp_path)
     ns = lab.host("a", f"{LAB_NET}.1/24")
