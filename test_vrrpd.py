@@ -4549,6 +4549,36 @@ def test_lab_tracked_route_deleted_behind_our_back(lab, tmp_path):
     node.stop()
 
 
+def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    lab.ip("link", "set", "eth1p", "up", ns=ns)
+    lab.ip("link", "set", "eth1", "up", ns=ns)
+    text = ("static_ipaddress {\n    192.168.77.1/24 dev eth1\n}\n"
+            "static_routes {\n    10.88.0.0/16 via 192.168.77.254 dev eth1 table 300\n}\n")
+    text += _conf(priority=150, state="MASTER", instance_extra=(
+        "    virtual_routes {\n        10.89.0.0/16 via 192.168.77.254 dev eth1 table 301\n    }\n"))
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    wait_for(lambda: _routes(lab, ns, 301), 3, what="virtual route")
+    assert lab.has_address(ns, "192.168.77.1", "eth1") and _routes(lab, ns, 300)
+    lab.ip("addr", "del", "192.168.77.1/24", "dev", "eth1", ns=ns)  # the kernel drops the static route with it
+    wait_for(lambda: lab.has_address(ns, "192.168.77.1", "eth1") and _routes(lab, ns, 300), 3,
+             what="static address and its route restored")
+    assert "Restoring deleted static address 192.168.77.1/24" in node.log()
+    # eth1 down: the virtual route's interface is tracked, so FAULT; up again: the static route is put back
+    # and the instance is MASTER again with its route
+    lab.link(ns, "eth1", up=False)
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="FAULT with the route's interface down")
+    assert "(VI_1) Entering FAULT STATE" in node.log()
+    lab.link(ns, "eth1", up=True)
+    wait_for(lambda: lab.has_address(ns, VIP) and _routes(lab, ns, 301), 5, what="MASTER again with its route")
+    wait_for(lambda: _routes(lab, ns, 300) == ["10.88.0.0/16 via 192.168.77.254 dev eth1 proto keepalived"], 3,
+             what="static route back after eth1 up")
+    node.stop()
+    assert not lab.has_address(ns, "192.168.77.1", "eth1") and not _routes(lab, ns, 300)
+
+
 def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path):
     etc = _route_etc(tmp_path)
     ns = lab.host("a", f"{LAB_NET}.1/24")
@@ -9126,6 +9156,115 @@ def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) 
         lab.close()
 
 
+BENCH_FLOOD = r"""
+import ipaddress, os, random, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+import vrrpd
+IP4 = ipaddress.IPv4Address
+src, group, kind = IP4(sys.argv[2]), IP4("224.0.0.18"), sys.argv[3]
+rate, seconds, procs = float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+def advert(ttl, password=b"secret12", prio=200, bad_checksum=False):
+    a = vrrpd.VrrpAdvert(2, 51, prio, [IP4("10.77.0.100")], 1.0, 1, password)
+    m = vrrpd.encode_advert(a, src, group)
+    if bad_checksum:
+        m = m[:6] + bytes([m[6] ^ 0x5A]) + m[7:]
+    return vrrpd.encode_ipv4(src, group, m, ttl=ttl)
+rng = random.Random(7)
+pool = []
+for i in range(300):
+    if kind == "password":   # well formed, right VRID and TTL, higher priority: only the password is wrong
+        pool.append(advert(255, password=b"wrong%03d" % i))
+    elif i % 3 == 0:         # the cluster's VRID, but TTL 64
+        pool.append(advert(64))
+    elif i % 3 == 1:         # the cluster's VRID and TTL 255, a bad checksum
+        pool.append(advert(255, bad_checksum=True))
+    else:                    # random bytes
+        junk = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 40)))
+        pool.append(vrrpd.encode_ipv4(src, group, junk, ttl=255))
+r, w = os.pipe()
+for n in range(procs - 1):
+    if os.fork() == 0:
+        os.close(r)
+        break
+else:
+    n = procs - 1
+tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+send, addr, share = tx.sendto, (str(group), 0), rate / procs
+sent, start = 0, time.monotonic()
+end = start + seconds
+while True:
+    now = time.monotonic()
+    if now >= end:
+        break
+    due = min(int((now - start) * share) - sent, 5000)
+    for i in range(due):
+        try:
+            send(pool[(sent + i) % 300], addr)
+        except OSError:
+            pass
+    sent += max(0, due)
+    if due < 50:
+        time.sleep(0.0005)
+os.write(w, b"%d\n" % sent)
+if n != procs - 1:
+    os._exit(0)
+os.close(w)
+total = sum(int(x) for x in os.fdopen(r).read().split())
+print(total, round(time.monotonic() - start, 3), flush=True)
+"""
+
+
+def _advert_times(pcap: Path) -> List[float]:
+    out = sh(["tcpdump", "-nn", "-tt", "-r", str(pcap)], check=False).stdout
+    return [float(line.split()[0]) for line in out.splitlines() if line[:1].isdigit()]
+
+
+def bench_flood(kind: str, workdir: Path, seconds: float = 8.0) -> dict:
+    """A client floods the segment of a MASTER/BACKUP pair (VRRPv2, auth PASS, advert_int 1): first garbage at
+    100,000 packets/s (the cluster's VRID with TTL 64, bad checksums, random bytes), then 10,000/s well-formed
+    adverts of a higher priority with the right VRID and TTL but a wrong password. Per flood: the rate the
+    Python generator reached, false takeovers (the BACKUP entering MASTER), the master's longest advert gap on
+    the wire (captured on its bridge port) and the CPU of master and backup in cores."""
+    auth = "{\n        auth_type PASS\n        auth_pass secret12\n    }"
+    lab, a, b, client, probe_b = _pair_lab(kind, workdir, 2, 1.0, extra={"authentication": auth})
+    try:
+        probe_b.proc.kill()
+        _start_pair(lab, a, b, probe_b, 1.0)
+        (workdir / "flood.py").write_text(BENCH_FLOOD)
+        result = {}
+        for name, rate, procs in (("garbage", 100000, 2), ("password", 10000, 1)):
+            pcap = workdir / f"{kind}-{name}.pcap"
+            cap = lab.exec(lab.bridge_ns, ["tcpdump", "-i", "p1", "-Q", "in", "-nn", "-w", str(pcap),
+                                           "ip proto 112 and src 10.77.0.1"], stderr=subprocess.DEVNULL)
+            time.sleep(1.5)
+            takeovers0 = b.log.read_text().count("Entering MASTER STATE")
+            pa, pb = a.pids(), b.pids()
+            cpu_a, cpu_b, t0 = _cpu_seconds(pa), _cpu_seconds(pb), time.time()
+            flood = lab.exec(client, [PYTHON, str(workdir / "flood.py"), str(HERE), "10.77.0.9", name, str(rate),
+                                      str(seconds), str(procs)], stdout=subprocess.PIPE, text=True)
+            out = flood.communicate(timeout=seconds + 60)[0].split()
+            elapsed = time.time() - t0
+            cpu_a, cpu_b = (_cpu_seconds(pa) - cpu_a) / elapsed, (_cpu_seconds(pb) - cpu_b) / elapsed
+            time.sleep(1.5)  # a master down interval's worth of after-effects
+            cap.send_signal(signal.SIGINT)
+            cap.wait(timeout=10)
+            stamps = [t for t in _advert_times(pcap) if t0 <= t <= t0 + elapsed + 1.5]
+            gaps = [y - x for x, y in zip(stamps, stamps[1:])]
+            result.update({
+                f"flood_{name}_rate": int(out[0]) / float(out[1]) if len(out) == 2 else 0.0,
+                f"flood_{name}_takeovers": b.log.read_text().count("Entering MASTER STATE") - takeovers0,
+                f"flood_{name}_gap": max(gaps) if gaps else float("nan"),
+                f"flood_{name}_cpu_master": cpu_a, f"flood_{name}_cpu_backup": cpu_b})
+            if not lab.has_address(a.ns, "10.77.0.100") or lab.has_address(b.ns, "10.77.0.100"):
+                result[f"flood_{name}_takeovers"] += 1000  # the VIP did not stay where it was: counted loudly
+        return result
+    finally:
+        lab.close()
+
+
 def _handover_scenario(kind: str, workdir: Path) -> dict:
     """vrrpd's vrrp_handover_on_stop; keepalived has no such option, so only vrrpd runs it."""
     if kind != "vrrpd":
@@ -9166,6 +9305,7 @@ def bench_main(argv: List[str]) -> int:
     parser.add_argument("--only", choices=["vrrpd", "keepalived"])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter windows")
     parser.add_argument("--output", default=str(HERE / "bench-results.json"))
+    parser.add_argument("--scenario", help="only the scenarios whose key contains this (e.g. flood)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or shutil.which("keepalived") is None:
         print("make bench needs root and keepalived (sudo make deps)", file=sys.stderr)
@@ -9188,6 +9328,17 @@ def bench_main(argv: List[str]) -> int:
          lambda k, w: {"v3_fast": bench_hard_failover(k, w, 3, 0.05)["after_last_advert"]}, reps),
         ("BFD 10 ms x3 peer dies -> tracking master drops VIP (s)", "bfd_detect", bench_bfd_failover, reps),
         ("  -> backup holds the VIP (advert_int 1) (s)", "bfd_failover", None, 0),
+
+        ("flood 100k/s garbage: rate the generator reached (pkt/s)", "flood_garbage_rate", bench_flood, 1),
+        ("  false takeovers", "flood_garbage_takeovers", None, 0),
+        ("  master's longest advert gap, advert_int 1 (s)", "flood_garbage_gap", None, 0),
+        ("  CPU master (cores)", "flood_garbage_cpu_master", None, 0),
+        ("  CPU backup (cores)", "flood_garbage_cpu_backup", None, 0),
+        ("flood 10k/s wrong password: rate reached (pkt/s)", "flood_password_rate", None, 0),
+        ("  false takeovers", "flood_password_takeovers", None, 0),
+        ("  master's longest advert gap, advert_int 1 (s)", "flood_password_gap", None, 0),
+        ("  CPU master (cores)", "flood_password_cpu_master", None, 0),
+        ("  CPU backup (cores)", "flood_password_cpu_backup", None, 0),
     ]
     for count in (1, 255, 1000):
         scenarios += [
@@ -9196,6 +9347,13 @@ def bench_main(argv: List[str]) -> int:
             (f"{count} instances: advert jitter p50 (ms)", f"jit50_{count}", None, 0),
             (f"{count} instances: advert jitter p99 (ms)", f"jit99_{count}", None, 0),
         ]
+    if args.scenario:
+        keep, chosen = False, []
+        for row in scenarios:  # a scenario's follow-up rows (func None) go with it
+            keep = args.scenario in row[1] if row[2] is not None else keep
+            if keep:
+                chosen.append(row)
+        scenarios = chosen
     results: dict = {k: {} for k in kinds}
     with tempfile.TemporaryDirectory(prefix="vrrpd-bench-") as tmp:
         for title, _key, func, n in scenarios:

@@ -10986,6 +10986,11 @@ class Daemon:
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
             # track_src_ip: the configured source address is not on the interface
             parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        # tracked virtual routes and rules track the interfaces they name (dev, iif, oif), as in keepalived
+        for name in sorted({r.dev for r in inst.virtual_routes if not r.no_track and r.dev} | {
+                n for r in inst.virtual_rules if not r.no_track for n in (r.iif, r.oif) if n}):
+            if not self._link_up(name):
+                parts.append(("virtual_routes", f"{name} down", 0, True))
         if self.beyond.group_fault(rt):
             parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
@@ -11082,6 +11087,8 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+                    if obj.up and (old is None or not old.up) and not self.stopping:
+                        self._interface_up(obj.name)
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
@@ -11127,6 +11134,26 @@ class Daemon:
                         self.rtnl.add_address(addr.index, vip)
                     except (NetlinkError, OSError) as exc:
                         log.error("(%s) cannot re-add VIP %s: %s", rt.inst.name, vip.address, exc)
+                    # the kernel silently drops the routes that used the address (src VIP): send them again
+                    for route in rt.routes_set:
+                        self._route_op(rt.inst.name, route, add=True)
+        for vip in self.static_set[0]:
+            if not vip.no_track and vip.address.ip == addr.address.ip and \
+                    self._ifindex(vip.dev or self.g.default_interface) == addr.index:
+                log.info("Restoring deleted static address %s", vip.address)
+                self._static_addr_op(vip, add=True)
+                for route in self.static_set[1]:
+                    self._route_op("static", route, add=True)
+
+    def _interface_up(self, name: str) -> None:
+        """An interface came (back) up: the kernel dropped the IPv4 routes through it while it was down; put back
+        the static addresses and routes on it (keepalived's interface_up). Rules survive, as in the kernel."""
+        for vip in self.static_set[0]:
+            if (vip.dev or self.g.default_interface) == name and not vip.no_track:
+                self._static_addr_op(vip, add=True)
+        for route in self.static_set[1]:
+            if not route.no_track and name in [route.dev] + [nh.dev for nh in route.nexthops]:
+                self._route_op("static", route, add=True)
 
     # -- status ----------------------------------------------------------------------------------
     def status(self) -> Dict[str, Any]:
@@ -13381,7 +13408,8 @@ def control_socket_of(args: Any, config: Optional[Config] = None) -> str:
         return os.path.splitext(args.pid)[0] + ".sock"
     if config is None:
         try:
-            config, _diags = parse_config(args.config or default_config_path())
+            config, _diags = parse_config(args.config or default_config_path(),
+                                          config_id=getattr(args, "config_id", None))
         except (OSError, ConfigError):
             return DEFAULT_CONTROL_SOCKET
     g = config.global_defs
