@@ -1891,6 +1891,11 @@ def test_reason_fault_fault_cleared_shutdown_and_sync_group():
     member = _machine()
     member.start(0.0)
     assert _reason(vrrpd.sync_force(member, 1.0, vrrpd.State.MASTER))[:2] == (vrrpd.State.MASTER, "sync-group")
+    lost = _machine(priority=150)
+    lost.start(0.0)
+    lost.on_timer(lost.next_deadline())
+    assert _reason(lost.release_master(5.0, "virtual route deleted")) == (vrrpd.State.BACKUP, "fault",
+                                                                          "virtual route deleted")
 
 
 def test_reason_does_not_change_what_notify_compares():
@@ -8687,6 +8692,55 @@ def test_lab_hostile_scrapers_do_not_delay_the_masters_adverts(lab, tmp_path):
                         lab.run(scraper, [PYTHON, "-c", SCRAPE, url]).stdout, re.M)
     assert evicted and float(evicted.group(1)) > 100  # the crowd did reach the daemon, which made room
     assert "Traceback" not in a.log()
+
+
+PROMETHEUS_QUERY = r"""
+import json, sys, urllib.parse, urllib.request
+url = sys.argv[1] + "/api/v1/query?" + urllib.parse.urlencode({"query": sys.argv[2]})
+try:
+    print(json.dumps(json.loads(urllib.request.urlopen(url, timeout=3).read())["data"]["result"]))
+except OSError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def test_lab_real_prometheus_sees_keepalived_vrrp_state_change_on_failover(lab, tmp_path):
+    import json
+
+    require(shutil.which("prometheus") is not None, "needs Debian's prometheus package")
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER"))
+    # B serves its metrics on loopback inside its namespace; Prometheus runs there too
+    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100, global_extra="    metrics_listen 127.0.0.1:9650\n"))
+    _wait_holders(lab, [a, b], ["A"], timeout=10)
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: vrrpd\n    static_configs:\n      - targets: ['127.0.0.1:9650']\n")
+    prom_log = open(tmp_path / "prometheus.log", "w")
+    lab.exec(ns_b, ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}", "--web.listen-address=127.0.0.1:9090",
+                    "--log.level=warn"], stdout=prom_log, stderr=subprocess.STDOUT)
+    prom_log.close()
+
+    def state():
+        out = lab.run(ns_b, [PYTHON, "-c", PROMETHEUS_QUERY, "http://127.0.0.1:9090",
+                             f'keepalived_vrrp_state{{iname="VI_1",ip_address="{VIP}/24"}}'], check=False).stdout
+        result = json.loads(out or "{}")
+        return result[0]["value"][1] if isinstance(result, list) and result else None
+
+    def takeovers():
+        out = lab.run(ns_b, [PYTHON, "-c", PROMETHEUS_QUERY, "http://127.0.0.1:9090",
+                             'vrrpd_transitions_total{iname="VI_1",state="MASTER",reason="no-response"}']).stdout
+        result = json.loads(out)
+        return int(result[0]["value"][1]) if result else 0
+
+    wait_for(lambda: state() == "1", 20, 0.2, what="Prometheus to scrape B as BACKUP (1)")
+    before = takeovers()  # B may have been MASTER for a moment at start-up, before it heard A
+    a.kill()
+    t_kill = time.monotonic()
+    wait_for(lambda: state() == "2", 10, 0.2, what="Prometheus to see B as MASTER (2)")
+    print(f"Prometheus saw the failover {time.monotonic() - t_kill:.2f} s after the kill")
+    assert takeovers() == before + 1
 
 
 # ============================================================================================
