@@ -1891,6 +1891,11 @@ def test_reason_fault_fault_cleared_shutdown_and_sync_group():
     member = _machine()
     member.start(0.0)
     assert _reason(vrrpd.sync_force(member, 1.0, vrrpd.State.MASTER))[:2] == (vrrpd.State.MASTER, "sync-group")
+    lost = _machine(priority=150)
+    lost.start(0.0)
+    lost.on_timer(lost.next_deadline())
+    assert _reason(lost.release_master(5.0, "virtual route deleted")) == (vrrpd.State.BACKUP, "fault",
+                                                                          "virtual route deleted")
 
 
 def test_reason_does_not_change_what_notify_compares():
@@ -8716,6 +8721,55 @@ def test_lab_hostile_scrapers_do_not_delay_the_masters_adverts(lab, tmp_path):
     assert "Traceback" not in a.log()
 
 
+PROMETHEUS_QUERY = r"""
+import json, sys, urllib.parse, urllib.request
+url = sys.argv[1] + "/api/v1/query?" + urllib.parse.urlencode({"query": sys.argv[2]})
+try:
+    print(json.dumps(json.loads(urllib.request.urlopen(url, timeout=3).read())["data"]["result"]))
+except OSError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def test_lab_real_prometheus_sees_keepalived_vrrp_state_change_on_failover(lab, tmp_path):
+    import json
+
+    require(shutil.which("prometheus") is not None, "needs Debian's prometheus package")
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER"))
+    # B serves its metrics on loopback inside its namespace; Prometheus runs there too
+    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100, global_extra="    metrics_listen 127.0.0.1:9650\n"))
+    _wait_holders(lab, [a, b], ["A"], timeout=10)
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: vrrpd\n    static_configs:\n      - targets: ['127.0.0.1:9650']\n")
+    prom_log = open(tmp_path / "prometheus.log", "w")
+    lab.exec(ns_b, ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}", "--web.listen-address=127.0.0.1:9090",
+                    "--log.level=warn"], stdout=prom_log, stderr=subprocess.STDOUT)
+    prom_log.close()
+
+    def state():
+        out = lab.run(ns_b, [PYTHON, "-c", PROMETHEUS_QUERY, "http://127.0.0.1:9090",
+                             f'keepalived_vrrp_state{{iname="VI_1",ip_address="{VIP}/24"}}'], check=False).stdout
+        result = json.loads(out or "{}")
+        return result[0]["value"][1] if isinstance(result, list) and result else None
+
+    def takeovers():
+        out = lab.run(ns_b, [PYTHON, "-c", PROMETHEUS_QUERY, "http://127.0.0.1:9090",
+                             'vrrpd_transitions_total{iname="VI_1",state="MASTER",reason="no-response"}']).stdout
+        result = json.loads(out)
+        return int(result[0]["value"][1]) if result else 0
+
+    wait_for(lambda: state() == "1", 20, 0.2, what="Prometheus to scrape B as BACKUP (1)")
+    before = takeovers()  # B may have been MASTER for a moment at start-up, before it heard A
+    a.kill()
+    t_kill = time.monotonic()
+    wait_for(lambda: state() == "2", 10, 0.2, what="Prometheus to see B as MASTER (2)")
+    print(f"Prometheus saw the failover {time.monotonic() - t_kill:.2f} s after the kill")
+    assert takeovers() == before + 1
+
+
 # ============================================================================================
 # H. Fuzzing, soak and benchmark
 # ============================================================================================
@@ -9134,6 +9188,115 @@ def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) 
         lab.close()
 
 
+BENCH_FLOOD = r"""
+import ipaddress, os, random, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+import vrrpd
+IP4 = ipaddress.IPv4Address
+src, group, kind = IP4(sys.argv[2]), IP4("224.0.0.18"), sys.argv[3]
+rate, seconds, procs = float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+def advert(ttl, password=b"secret12", prio=200, bad_checksum=False):
+    a = vrrpd.VrrpAdvert(2, 51, prio, [IP4("10.77.0.100")], 1.0, 1, password)
+    m = vrrpd.encode_advert(a, src, group)
+    if bad_checksum:
+        m = m[:6] + bytes([m[6] ^ 0x5A]) + m[7:]
+    return vrrpd.encode_ipv4(src, group, m, ttl=ttl)
+rng = random.Random(7)
+pool = []
+for i in range(300):
+    if kind == "password":   # well formed, right VRID and TTL, higher priority: only the password is wrong
+        pool.append(advert(255, password=b"wrong%03d" % i))
+    elif i % 3 == 0:         # the cluster's VRID, but TTL 64
+        pool.append(advert(64))
+    elif i % 3 == 1:         # the cluster's VRID and TTL 255, a bad checksum
+        pool.append(advert(255, bad_checksum=True))
+    else:                    # random bytes
+        junk = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 40)))
+        pool.append(vrrpd.encode_ipv4(src, group, junk, ttl=255))
+r, w = os.pipe()
+for n in range(procs - 1):
+    if os.fork() == 0:
+        os.close(r)
+        break
+else:
+    n = procs - 1
+tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+send, addr, share = tx.sendto, (str(group), 0), rate / procs
+sent, start = 0, time.monotonic()
+end = start + seconds
+while True:
+    now = time.monotonic()
+    if now >= end:
+        break
+    due = min(int((now - start) * share) - sent, 5000)
+    for i in range(due):
+        try:
+            send(pool[(sent + i) % 300], addr)
+        except OSError:
+            pass
+    sent += max(0, due)
+    if due < 50:
+        time.sleep(0.0005)
+os.write(w, b"%d\n" % sent)
+if n != procs - 1:
+    os._exit(0)
+os.close(w)
+total = sum(int(x) for x in os.fdopen(r).read().split())
+print(total, round(time.monotonic() - start, 3), flush=True)
+"""
+
+
+def _advert_times(pcap: Path) -> List[float]:
+    out = sh(["tcpdump", "-nn", "-tt", "-r", str(pcap)], check=False).stdout
+    return [float(line.split()[0]) for line in out.splitlines() if line[:1].isdigit()]
+
+
+def bench_flood(kind: str, workdir: Path, seconds: float = 8.0) -> dict:
+    """A client floods the segment of a MASTER/BACKUP pair (VRRPv2, auth PASS, advert_int 1): first garbage at
+    100,000 packets/s (the cluster's VRID with TTL 64, bad checksums, random bytes), then 10,000/s well-formed
+    adverts of a higher priority with the right VRID and TTL but a wrong password. Per flood: the rate the
+    Python generator reached, false takeovers (the BACKUP entering MASTER), the master's longest advert gap on
+    the wire (captured on its bridge port) and the CPU of master and backup in cores."""
+    auth = "{\n        auth_type PASS\n        auth_pass secret12\n    }"
+    lab, a, b, client, probe_b = _pair_lab(kind, workdir, 2, 1.0, extra={"authentication": auth})
+    try:
+        probe_b.proc.kill()
+        _start_pair(lab, a, b, probe_b, 1.0)
+        (workdir / "flood.py").write_text(BENCH_FLOOD)
+        result = {}
+        for name, rate, procs in (("garbage", 100000, 2), ("password", 10000, 1)):
+            pcap = workdir / f"{kind}-{name}.pcap"
+            cap = lab.exec(lab.bridge_ns, ["tcpdump", "-i", "p1", "-Q", "in", "-nn", "-w", str(pcap),
+                                           "ip proto 112 and src 10.77.0.1"], stderr=subprocess.DEVNULL)
+            time.sleep(1.5)
+            takeovers0 = b.log.read_text().count("Entering MASTER STATE")
+            pa, pb = a.pids(), b.pids()
+            cpu_a, cpu_b, t0 = _cpu_seconds(pa), _cpu_seconds(pb), time.time()
+            flood = lab.exec(client, [PYTHON, str(workdir / "flood.py"), str(HERE), "10.77.0.9", name, str(rate),
+                                      str(seconds), str(procs)], stdout=subprocess.PIPE, text=True)
+            out = flood.communicate(timeout=seconds + 60)[0].split()
+            elapsed = time.time() - t0
+            cpu_a, cpu_b = (_cpu_seconds(pa) - cpu_a) / elapsed, (_cpu_seconds(pb) - cpu_b) / elapsed
+            time.sleep(1.5)  # a master down interval's worth of after-effects
+            cap.send_signal(signal.SIGINT)
+            cap.wait(timeout=10)
+            stamps = [t for t in _advert_times(pcap) if t0 <= t <= t0 + elapsed + 1.5]
+            gaps = [y - x for x, y in zip(stamps, stamps[1:])]
+            result.update({
+                f"flood_{name}_rate": int(out[0]) / float(out[1]) if len(out) == 2 else 0.0,
+                f"flood_{name}_takeovers": b.log.read_text().count("Entering MASTER STATE") - takeovers0,
+                f"flood_{name}_gap": max(gaps) if gaps else float("nan"),
+                f"flood_{name}_cpu_master": cpu_a, f"flood_{name}_cpu_backup": cpu_b})
+            if not lab.has_address(a.ns, "10.77.0.100") or lab.has_address(b.ns, "10.77.0.100"):
+                result[f"flood_{name}_takeovers"] += 1000  # the VIP did not stay where it was: counted loudly
+        return result
+    finally:
+        lab.close()
+
+
 def _handover_scenario(kind: str, workdir: Path) -> dict:
     """vrrpd's vrrp_handover_on_stop; keepalived has no such option, so only vrrpd runs it."""
     if kind != "vrrpd":
@@ -9174,6 +9337,7 @@ def bench_main(argv: List[str]) -> int:
     parser.add_argument("--only", choices=["vrrpd", "keepalived"])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter windows")
     parser.add_argument("--output", default=str(HERE / "bench-results.json"))
+    parser.add_argument("--scenario", help="only the scenarios whose key contains this (e.g. flood)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or shutil.which("keepalived") is None:
         print("make bench needs root and keepalived (sudo make deps)", file=sys.stderr)
@@ -9196,6 +9360,17 @@ def bench_main(argv: List[str]) -> int:
          lambda k, w: {"v3_fast": bench_hard_failover(k, w, 3, 0.05)["after_last_advert"]}, reps),
         ("BFD 10 ms x3 peer dies -> tracking master drops VIP (s)", "bfd_detect", bench_bfd_failover, reps),
         ("  -> backup holds the VIP (advert_int 1) (s)", "bfd_failover", None, 0),
+
+        ("flood 100k/s garbage: rate the generator reached (pkt/s)", "flood_garbage_rate", bench_flood, 1),
+        ("  false takeovers", "flood_garbage_takeovers", None, 0),
+        ("  master's longest advert gap, advert_int 1 (s)", "flood_garbage_gap", None, 0),
+        ("  CPU master (cores)", "flood_garbage_cpu_master", None, 0),
+        ("  CPU backup (cores)", "flood_garbage_cpu_backup", None, 0),
+        ("flood 10k/s wrong password: rate reached (pkt/s)", "flood_password_rate", None, 0),
+        ("  false takeovers", "flood_password_takeovers", None, 0),
+        ("  master's longest advert gap, advert_int 1 (s)", "flood_password_gap", None, 0),
+        ("  CPU master (cores)", "flood_password_cpu_master", None, 0),
+        ("  CPU backup (cores)", "flood_password_cpu_backup", None, 0),
     ]
     for count in (1, 255, 1000):
         scenarios += [
@@ -9204,6 +9379,13 @@ def bench_main(argv: List[str]) -> int:
             (f"{count} instances: advert jitter p50 (ms)", f"jit50_{count}", None, 0),
             (f"{count} instances: advert jitter p99 (ms)", f"jit99_{count}", None, 0),
         ]
+    if args.scenario:
+        keep, chosen = False, []
+        for row in scenarios:  # a scenario's follow-up rows (func None) go with it
+            keep = args.scenario in row[1] if row[2] is not None else keep
+            if keep:
+                chosen.append(row)
+        scenarios = chosen
     results: dict = {k: {} for k in kinds}
     with tempfile.TemporaryDirectory(prefix="vrrpd-bench-") as tmp:
         for title, _key, func, n in scenarios:
