@@ -746,10 +746,10 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_min_garp\n}\nstatic_ipaddress {\n 1.2.3.4 dev lo\n}\n"
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_garp_interval_random\n}\n"
     config, diags = parse_ok(text + MINIMAL)
     assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
-    assert config.global_defs.other["vrrp_min_garp"] == []
+    assert config.global_defs.other["vrrp_garp_interval_random"] == []
     assert not diags, messages(diags)
 
 
