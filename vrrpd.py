@@ -10989,6 +10989,11 @@ class Daemon:
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
             # track_src_ip: the configured source address is not on the interface
             parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        # tracked virtual routes and rules track the interfaces they name (dev, iif, oif), as in keepalived
+        for name in sorted({r.dev for r in inst.virtual_routes if not r.no_track and r.dev} | {
+                n for r in inst.virtual_rules if not r.no_track for n in (r.iif, r.oif) if n}):
+            if not self._link_up(name):
+                parts.append(("virtual_routes", f"{name} down", 0, True))
         if self.beyond.group_fault(rt):
             parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
@@ -11085,6 +11090,8 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+                    if obj.up and (old is None or not old.up) and not self.stopping:
+                        self._interface_up(obj.name)
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
@@ -11130,6 +11137,26 @@ class Daemon:
                         self.rtnl.add_address(addr.index, vip)
                     except (NetlinkError, OSError) as exc:
                         log.error("(%s) cannot re-add VIP %s: %s", rt.inst.name, vip.address, exc)
+                    # the kernel silently drops the routes that used the address (src VIP): send them again
+                    for route in rt.routes_set:
+                        self._route_op(rt.inst.name, route, add=True)
+        for vip in self.static_set[0]:
+            if not vip.no_track and vip.address.ip == addr.address.ip and \
+                    self._ifindex(vip.dev or self.g.default_interface) == addr.index:
+                log.info("Restoring deleted static address %s", vip.address)
+                self._static_addr_op(vip, add=True)
+                for route in self.static_set[1]:
+                    self._route_op("static", route, add=True)
+
+    def _interface_up(self, name: str) -> None:
+        """An interface came (back) up: the kernel dropped the IPv4 routes through it while it was down; put back
+        the static addresses and routes on it (keepalived's interface_up). Rules survive, as in the kernel."""
+        for vip in self.static_set[0]:
+            if (vip.dev or self.g.default_interface) == name and not vip.no_track:
+                self._static_addr_op(vip, add=True)
+        for route in self.static_set[1]:
+            if not route.no_track and name in [route.dev] + [nh.dev for nh in route.nexthops]:
+                self._route_op("static", route, add=True)
 
     # -- status ----------------------------------------------------------------------------------
     def status(self) -> Dict[str, Any]:
@@ -12212,6 +12239,12 @@ def format_metrics(status: Dict[str, Any]) -> str:
         if info.get("last_duration") is not None:
             m.add("vrrpd_script_last_run_seconds", "gauge", "How long the last run took", {"name": name},
                   info["last_duration"])
+    server = status.get("metrics_server") or {}
+    if server:
+        m.add("vrrpd_metrics_scrapes_total", "counter", "Scrapes of /metrics served", {}, server.get("scrapes", 0))
+        m.add("vrrpd_metrics_connections_evicted_total", "counter", "Metrics connections closed to make room for "
+              "newer ones (max_clients)", {}, server.get("evicted", 0))
+        m.add("vrrpd_metrics_connections", "gauge", "Metrics connections open now", {}, server.get("open", 0))
     lvs = status.get("lvs") if isinstance(status.get("lvs"), dict) else {}
     for vs in lvs.get("virtual_servers") or []:
         m.add("vrrpd_virtual_server_quorum_up", "gauge", "1 while the virtual server has its quorum",
@@ -12240,13 +12273,15 @@ class MetricsServer:
     Nothing blocks: at most max_clients connections are open (the oldest is closed to make room for a new one),
     a request may be max_request bytes, and a connection gets idle_timeout seconds, from accept to the last
     byte of the reply, whatever it sends meanwhile (1 byte a second does not keep it open). The reply is
-    rendered once the request is complete and written as the socket takes it. So a scraper costs at most
-    max_clients x (max_request + one reply) of memory and never delays an advert by more than one render."""
+    rendered once the request is complete (at most once per render_interval, however many ask) and written as
+    the socket takes it. So a scraper costs at most max_clients x (max_request + one reply) of memory and at
+    most one render per render_interval of loop time."""
 
     max_clients = 16
     max_request = 8192
     idle_timeout = 5.0
     accepts_per_wakeup = 64
+    render_interval = 0.25
 
     def __init__(self, loop: EventLoop, address: str, render: Callable[[], str]):
         host, port = parse_listen(address)
@@ -12255,6 +12290,8 @@ class MetricsServer:
         self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         self.scrapes = 0
         self.evicted = 0
+        self._body: Optional[str] = None
+        self._rendered_at = 0.0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -12323,7 +12360,10 @@ class MetricsServer:
         elif target == "/metrics":
             self.scrapes += 1
             try:
-                body = self.render()
+                now = self.loop.time()
+                if self._body is None or now - self._rendered_at >= self.render_interval:
+                    self._body, self._rendered_at = self.render(), now
+                body = self._body
             except Exception as exc:  # a bug in a metric must not take the daemon down
                 log.exception("metrics: rendering failed: %s", exc)
                 self._reply(conn, client, 500, "Internal Server Error", "rendering failed\n")
@@ -13229,6 +13269,9 @@ class Operator:
         st = self.d.status()
         st["config_file"] = self.config_file
         st["reloads"] = {"done": self.reloads, "failed": self.reload_failures, "last": self.last_reload}
+        if self.metrics is not None:
+            st["metrics_server"] = {"listen": self.metrics.listen, "scrapes": self.metrics.scrapes,
+                                    "evicted": self.metrics.evicted, "open": len(self.metrics.clients)}
         return st
 
     def stop(self, signum: int = 0) -> None:
@@ -13368,7 +13411,8 @@ def control_socket_of(args: Any, config: Optional[Config] = None) -> str:
         return os.path.splitext(args.pid)[0] + ".sock"
     if config is None:
         try:
-            config, _diags = parse_config(args.config or default_config_path())
+            config, _diags = parse_config(args.config or default_config_path(),
+                                          config_id=getattr(args, "config_id", None))
         except (OSError, ConfigError):
             return DEFAULT_CONTROL_SOCKET
     g = config.global_defs
