@@ -1891,6 +1891,11 @@ def test_reason_fault_fault_cleared_shutdown_and_sync_group():
     member = _machine()
     member.start(0.0)
     assert _reason(vrrpd.sync_force(member, 1.0, vrrpd.State.MASTER))[:2] == (vrrpd.State.MASTER, "sync-group")
+    lost = _machine(priority=150)
+    lost.start(0.0)
+    lost.on_timer(lost.next_deadline())
+    assert _reason(lost.release_master(5.0, "virtual route deleted")) == (vrrpd.State.BACKUP, "fault",
+                                                                          "virtual route deleted")
 
 
 def test_reason_does_not_change_what_notify_compares():
