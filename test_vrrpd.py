@@ -4919,6 +4919,33 @@ def test_lab_track_src_ip_and_unicast_fault_no_peer(lab, tmp_path):
     node.stop()
 
 
+def test_lab_vrrp_min_garp_and_garp_extra_if(lab, tmp_path):
+    """vrrp_min_garp: one gratuitous ARP per VIP on becoming MASTER, no second burst. garp_extra_if all 1: then one
+    GARP a second on each other interface carrying an (excluded) VIP, none on the instance's own."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    lab.ip("addr", "add", "192.168.78.1/24", "dev", "eth1", ns=ns)
+    for dev in ("eth1p", "eth1"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+    own_cap = lab.exec(ns, ["tcpdump", "-l", "-n", "-i", "eth0", "arp"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.5)
+    node = _Node(lab, ns, tmp_path, "A", _conf(
+        priority=150, state="MASTER", global_extra="    vrrp_min_garp\n",
+        instance_extra=("    garp_extra_if all 1\n"
+                        "    virtual_ipaddress_excluded {\n        192.168.78.100/24 dev eth1\n    }\n")))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    extra_cap = lab.exec(ns, ["timeout", "3.3", "tcpdump", "-l", "-n", "-i", "eth1p", "arp"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    extra = extra_cap.communicate(timeout=10)[0]
+    node.stop()
+    own_cap.terminate()
+    own = own_cap.communicate(timeout=10)[0]
+    # min_garp: one GARP, no garp_master_delay burst; garp_extra_if sends nothing on our own interface
+    assert own.count(f"who-has {VIP} tell {VIP}") == 1, own
+    assert extra.count("who-has 192.168.78.100 tell 192.168.78.100") >= 2, extra  # one a second
+
+
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
