@@ -8,12 +8,15 @@ Map of this file (sections in the order data flows, from the edges to the core a
   3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), keyword registry,
                                  parser, validation, --check
   4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP frames, netlink packing
-     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, nftables text
+     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, auth_hmac trailer,
+                                 BFD control packets (RFC 5880), nftables text
   5. VRRP state machine          sans-IO: given `now` and events, returns actions (RFC 5798 section 6)
      5b.                         sync groups
-  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process, 6b LVS checkers
+  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process/track_bfd,
+                                 6b LVS checkers, 6c BFD sessions (RFC 5880, sans-IO)
   7. Kernel edge                 7a rtnetlink, raw VRRP sockets, AF_PACKET; 7b generic netlink IPVS, checker
-                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets
+                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets;
+                                 7d BFD sockets (RFC 5881/5883) and the sessions on the loop
   8. Event loop                  one selectors loop with a timer heap, child processes, signals
   9. Notification                notify scripts, notify FIFO, SMTP alerts (one worker thread)
  10. Daemon                      wires config -> engines -> kernel, reload, status;
