@@ -11005,3 +11005,38 @@ def test_soak_finding_a_cpu_starved_backup_under_a_garbage_flood_never_takes_the
         assert inst["stats"]["bad_packets"].get("bad_checksum", 0) > 0  # what no filter can drop reached vrrpd
     finally:
         limit.close()
+
+
+def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
+    d, loop, rt, sock, _vips = _backlog_daemon(monkeypatch)
+    try:
+        import socket
+
+        real = vrrpd._RxSocket()  # the receive-side bookkeeping of a real socket (VrrpSocket is faked here)
+        rx, tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        real.ifname, real.sock = "eth0", rx
+        real.rx_filter, real.rx_filter_error, real.rcvbuf = None, None, vrrpd.VRRP_RCVBUF
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)  # the smallest queue: a burst overflows it
+        d.vsocks["eth0"] = real
+        real.set_filter(vrrpd.rx_filter_for(4, [3], [51]))  # the kernel accepts it on any socket
+        # these datagrams are no adverts: let them in, to fill the queue
+        vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT)]))
+        for _ in range(200):
+            tx.sendto(b"x" * 100, rx.getsockname())
+        time.sleep(0.05)
+        drops = real.queue_drops
+        assert drops and drops > 100, drops  # the kernel's own count of what the full queue cost
+        status = d.status()
+        assert status["sockets"] == [{"interface": "eth0", "family": 4, "kernel_filter": real.rx_filter.describe(),
+                                      "kernel_filter_error": None, "rcvbuf": vrrpd.VRRP_RCVBUF,
+                                      "kernel_queue_full_drops": drops}]
+        text = vrrpd.format_stats(status)
+        assert "VRRP socket: eth0 (IPv4)" in text and f"Dropped by the kernel, receive queue full: {drops}" in text
+        assert "VRID 51 (what it drops is not counted)" in text
+    finally:
+        d.vsocks["eth0"] = sock
+        for each in (rx, tx):
+            each.close()
+        d.close()
+        loop.close()
