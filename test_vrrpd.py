@@ -1804,8 +1804,9 @@ def test_receive_checks_for_v2_auth_interval_and_version():
     m = _machine(version=2, auth_type=vrrpd.AuthType.PASS, auth_pass=b"secret")
     good = _adv(version=2, auth_type=1, auth_data=b"secret\0\0")
     assert m.check_advert(good) is None
-    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "bad_auth"
-    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "bad_auth"
+    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "auth_failure"
+    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "auth_type_mismatch"
+    assert m.check_advert(_adv(version=2, auth_type=7))[0] == "auth_invalid"
     bad_int = _adv(version=2, auth_type=1, auth_data=b"secret\0\0", advert_int=3)
     assert m.check_advert(bad_int) == ("bad_interval", "advertisement interval mismatch mine=1 rcv'd=3")
     assert m.check_advert(_adv(version=3))[0] == "bad_version"
@@ -8080,7 +8081,8 @@ def _metrics_status():
                   "reason": "no-response", "detail": "x", "priority": 100}],
              "stats": {"adverts_sent": 7, "adverts_received": 3, "released_master": 1,
                        "entered": {"MASTER": 2, "BACKUP": 2}, "priority_zero_sent": 1, "priority_zero_received": 4,
-                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "bad_auth": 6},
+                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "auth_failure": 6,
+                                       "auth_type_mismatch": 8},
                        "by_reason": [{"state": "MASTER", "reason": "no-response", "count": 2}]}},
             {"name": "VI_2", "state": "BACKUP", "interface": "eth0", "vrid": 52, "priority": 90,
              "effective_priority": 90, "vip_details": [], "stats": {},
@@ -8116,7 +8118,7 @@ def test_metrics_exposition_has_keepalived_exporter_names_and_labels_and_parses_
                            ("keepalived_advertisements_interval_errors_total", 0),
                            ("keepalived_invalid_type_received_total", 0), ("keepalived_address_list_errors_total", 0),
                            ("keepalived_authentication_invalid_total", 0),
-                           ("keepalived_authentication_mismatch_total", 0),
+                           ("keepalived_authentication_mismatch_total", 8),
                            ("keepalived_priority_zero_received_total", 4), ("keepalived_priority_zero_sent_total", 1),
                            ("keepalived_gratuitous_arp_delay_total", 5)):
         assert value(name, **common) == expected, name

@@ -5559,10 +5559,13 @@ class VrrpMachine:
         if adv.version != self.version:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
+            # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
+            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+                return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
             if adv.auth_type != self.auth_type.value:
-                return "bad_auth", f"received an invalid auth type {adv.auth_type}"
+                return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
             if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
-                return "bad_auth", "received an invalid passwd"
+                return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
                                         f"rcv'd={int(adv.advert_int)}")
@@ -12114,7 +12117,7 @@ KEEPALIVED_ERROR_COUNTERS = (
     ("keepalived_address_list_errors_total", "Address list errors", ("addr_mismatch",)),
     ("keepalived_authentication_invalid_total", "Authentication invalid", ("auth_invalid",)),
     ("keepalived_authentication_mismatch_total", "Authentication mismatch", ("auth_type_mismatch",)),
-    ("keepalived_authentication_failure_total", "Authentication failure", ("bad_auth", "ah_icv", "ah_spi")),
+    ("keepalived_authentication_failure_total", "Authentication failure", ("auth_failure", "ah_icv", "ah_spi")),
 )
 
 
