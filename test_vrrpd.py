@@ -746,10 +746,10 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_min_garp\n}\nstatic_ipaddress {\n 1.2.3.4 dev lo\n}\n"
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_garp_interval_random\n}\n"
     config, diags = parse_ok(text + MINIMAL)
     assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
-    assert config.global_defs.other["vrrp_min_garp"] == []
+    assert config.global_defs.other["vrrp_garp_interval_random"] == []
     assert not diags, messages(diags)
 
 
@@ -4199,6 +4199,91 @@ def test_bfd_10ms_session_detects_a_dead_peer_and_the_tracking_master_fails_over
     assert got["bfd_failover"] <= got["bfd_detect"] + (256 - 100) / 256 + 0.4, got
 
 
+BFD_FLOOD = r"""
+import random, socket, struct, sys, time
+sys.path.insert(0, sys.argv[1])
+import vrrpd
+me, target, peer, disc, seconds = (vrrpd.ipaddress.ip_address(sys.argv[2]), vrrpd.ipaddress.ip_address(sys.argv[3]),
+                                   vrrpd.ipaddress.ip_address(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+rng = random.Random(3)
+
+def udp(src, payload, ttl):
+    head = struct.pack("!HHHH", 49152, 3784, 8 + len(payload), 0)
+    return vrrpd.encode_ipv4(src, target, head + payload, ttl=ttl, protocol=17)
+
+def bfd(your, state=vrrpd.BfdState.Down):
+    return vrrpd.encode_bfd(vrrpd.BfdPacket(state, 12345, your, 3, 1000000, 50000))
+
+kinds = [
+    lambda: udp(peer, bfd(disc), 64),  # the peer's address and our discriminator, but not from the link (GTSM)
+    lambda: udp(peer, bfd(disc), 254),
+    lambda: udp(peer, bfd(disc ^ 0x5A5A), 255),  # a discriminator we never gave out
+    lambda: udp(me, bfd(disc), 255),  # our discriminator from someone else
+    lambda: udp(peer, bfd(disc)[:20], 255),  # bad lengths
+    lambda: udp(peer, bfd(disc)[:3] + bytes([48]) + bfd(disc)[4:], 255),
+    lambda: udp(peer, bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40))), 255),
+]
+sent, end = 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    for make in kinds:
+        raw.sendto(make(), (str(target), 0))
+        sent += 1
+    time.sleep(0.0002)
+print(sent)
+"""
+
+
+def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(lab, tmp_path):
+    ns_v = lab.host("v", f"{BFD_NET}.1/24")
+    ns_w = lab.host("w", f"{BFD_NET}.2/24")
+    ns_x = lab.host("x", f"{BFD_NET}.66/24")
+    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1"))
+    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2"))
+    v.wait_started()
+    w.wait_started()
+    wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 10, 0.05,
+             "the session up on both sides")
+    time.sleep(0.3)
+    session = v.status()["trackers"]["bfd_instance"]["BW"]
+    script = tmp_path / "bfd_flood.py"
+    script.write_text(BFD_FLOOD)
+    out = lab.run(ns_x, [PYTHON, str(script), str(HERE), f"{BFD_NET}.66", f"{BFD_NET}.1", f"{BFD_NET}.2",
+                         str(session["local_discriminator"]), "2.5"], timeout=30).stdout
+    assert int(out) > 3000, out
+    after = v.status()["trackers"]["bfd_instance"]
+    assert after["BW"]["state"] == "Up" and after["BW"]["local_discriminator"] == session["local_discriminator"]
+    assert "Entering Down" not in v.log() + w.log() and v.log().count("(BW) Entering Up") == 1, (v.log(), w.log())
+    bad = after["bad_packets"]
+    assert {"bfd_ttl", "bfd_no_session", "bfd_spoofed", "bfd_length"} <= set(bad), bad
+    assert sum(bad.values()) > 3000 * 0.9, bad
+    assert len(v.log().splitlines()) < 60  # rate-limited
+    v.stop()
+    w.stop()
+
+
+def test_two_address_owners_in_the_lab_the_lower_yields_or_a_deaf_one_makes_the_higher_step_down(lab, tmp_path):
+    """keepalived 2.3.3: two routers both at priority 255. The lower address yields with a CONFIGURATION ERROR;
+    when the lower one ignores adverts (owner_ignore_adverts), the higher one steps to 254 after two of its
+    adverts, so that one router holds the VIP either way."""
+    a, b = _pair(lab, tmp_path, _conf(priority=255, state="MASTER"), _conf(priority=255, state="MASTER"))
+    _wait_holders(lab, [a, b], ["B"], timeout=6)  # B has the higher address
+    _steady_single_master(lab, [a, b], 0.5)
+    assert "both configured as address owner" in a.log() and "CONFIGURATION ERROR" in a.log()
+    a.stop()
+    b.stop()
+    a.conf.write_text(_conf(priority=255, state="MASTER", instance_extra="    owner_ignore_adverts\n"))
+    a.start()
+    b.start()
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    assert "still advertising as address owner, please resolve - reducing our priority" in b.log()
+    _steady_single_master(lab, [a, b], 0.5)
+    assert "Dropping packet(s) from" in a.log() and "since we are address owner" in a.log()
+    a.stop()  # the deaf owner leaves: B is the owner again, at 255
+    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    b.stop()
+
+
 def _capture(lab, ns, bpf, count, timeout=15):
     """Start tcpdump in ns (link-level headers, µs timestamps); returns the Popen whose stdout has the lines."""
     require(shutil.which("tcpdump") is not None, "needs tcpdump")
@@ -4833,6 +4918,33 @@ def test_lab_track_src_ip_and_unicast_fault_no_peer(lab, tmp_path):
     wait_for(lambda: lab.has_address(ns, VIP), 3, what="VI_1 MASTER again")
     assert not lab.has_address(ns, f"{LAB_NET}.101")
     node.stop()
+
+
+def test_lab_vrrp_min_garp_and_garp_extra_if(lab, tmp_path):
+    """vrrp_min_garp: one gratuitous ARP per VIP on becoming MASTER, no second burst. garp_extra_if all 1: then one
+    GARP a second on each other interface carrying an (excluded) VIP, none on the instance's own."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    lab.ip("addr", "add", "192.168.78.1/24", "dev", "eth1", ns=ns)
+    for dev in ("eth1p", "eth1"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+    own_cap = lab.exec(ns, ["tcpdump", "-l", "-n", "-i", "eth0", "arp"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.5)
+    node = _Node(lab, ns, tmp_path, "A", _conf(
+        priority=150, state="MASTER", global_extra="    vrrp_min_garp\n",
+        instance_extra=("    garp_extra_if all 1\n"
+                        "    virtual_ipaddress_excluded {\n        192.168.78.100/24 dev eth1\n    }\n")))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    extra_cap = lab.exec(ns, ["timeout", "3.3", "tcpdump", "-l", "-n", "-i", "eth1p", "arp"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    extra = extra_cap.communicate(timeout=10)[0]
+    node.stop()
+    own_cap.terminate()
+    own = own_cap.communicate(timeout=10)[0]
+    # min_garp: one GARP, no garp_master_delay burst; garp_extra_if sends nothing on our own interface
+    assert own.count(f"who-has {VIP} tell {VIP}") == 1, own
+    assert extra.count("who-has 192.168.78.100 tell 192.168.78.100") >= 2, extra  # one a second
 
 
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):

@@ -8,12 +8,15 @@ Map of this file (sections in the order data flows, from the edges to the core a
   3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), keyword registry,
                                  parser, validation, --check
   4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP frames, netlink packing
-     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, nftables text
+     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, auth_hmac trailer,
+                                 BFD control packets (RFC 5880), nftables text
   5. VRRP state machine          sans-IO: given `now` and events, returns actions (RFC 5798 section 6)
      5b.                         sync groups
-  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process, 6b LVS checkers
+  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process/track_bfd,
+                                 6b LVS checkers, 6c BFD sessions (RFC 5880, sans-IO)
   7. Kernel edge                 7a rtnetlink, raw VRRP sockets, AF_PACKET; 7b generic netlink IPVS, checker
-                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets
+                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets;
+                                 7d BFD sockets (RFC 5881/5883) and the sessions on the loop
   8. Event loop                  one selectors loop with a timer heap, child processes, signals
   9. Notification                notify scripts, notify FIFO, SMTP alerts (one worker thread)
  10. Daemon                      wires config -> engines -> kernel, reload, status;
@@ -357,6 +360,8 @@ class GlobalDefs:
     vrrp_check_unicast_src: bool = False
     log_unknown_vrids: bool = False  # also: the kernel filter keeps adverts of VRIDs no instance has
     vrrp_down_timer_adverts: int = 3
+    vrrp_garp_extra_if: float = 0.0
+    vrrp_garp_extra_if_all: bool = False
     vrrp_startup_delay: float = 0.0
     vrrp_delay_after_boot: float = 0.0  # keepalived 2.4: start no earlier than this long after boot
     vrrp_owner_ignore_adverts: bool = False
@@ -581,6 +586,8 @@ class VrrpInstance:
     unicast_fault_no_peer: bool = False
     no_virtual_ipaddress: bool = False
     notify_priority_changes: Optional[bool] = None  # None: the sync group's, else vrrp_notify_priority_changes
+    garp_extra_if: Optional[float] = None  # None: global vrrp_garp_extra_if; 0: off
+    garp_extra_if_all: bool = False
     v3_checksum_as_v2: Optional[bool] = None
     owner_ignore_adverts: Optional[bool] = None  # None: strict_mode ? True : vrrp_owner_ignore_adverts (at 255)
     timer_expired_backup: Optional[int] = None  # P: the highest priority of the other routers (needs nopreempt)
@@ -2870,8 +2877,39 @@ _kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
 _kw(_G, "metrics_listen", _g_metrics_listen)
 _kw(_G, "vrrp_delay_after_boot", _h_time("vrrp_delay_after_boot", 0.001, 4294.967))
 _kw(_G, "vrrp_owner_ignore_adverts", _h_flag("vrrp_owner_ignore_adverts"), (0, 1), accept=_is_bool_word)
-_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if "
-             "startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
+
+
+def _garp_extra_if(attr: str, lo: int) -> Handler:
+    """garp_extra_if [all] SECS (vrrp_garp_extra_if in global_defs; the old name vmac_garp_intvl is deprecated)."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        words = [a.text for a in args]
+        if kw.text.endswith("vmac_garp_intvl"):
+            p.warning(kw, f"'{kw.text}' is deprecated", f"write '{attr}'")
+        every = words[0] == "all"
+        if every:
+            words = words[1:]
+        if len(words) != 1:
+            raise _Invalid("needs SECS (garp_extra_if [all] SECS)")
+        setattr(obj, attr, float(_parse_int(words[0], lo, 86400)))
+        setattr(obj, attr + "_all", every)
+    return handler
+
+
+def _g_min_garp(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """vrrp_min_garp: one gratuitous ARP/NA on becoming MASTER, no repeat, no refresh (where not already set)."""
+    if args and not _parse_bool(args[0].text):
+        return
+    defaults = GlobalDefs()
+    for attr, value in (("vrrp_garp_master_repeat", 1), ("vrrp_garp_master_refresh", 0.0),
+                        ("vrrp_garp_master_refresh_repeat", 0), ("vrrp_garp_master_delay", 0.0)):
+        if getattr(g, attr) == getattr(defaults, attr):
+            setattr(g, attr, value)
+
+
+_kw(_G, "vrrp_min_garp", _g_min_garp, (0, 1), accept=_is_bool_word)
+_kw(_G, "vrrp_garp_extra_if", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
+_kw(_G, "vrrp_vmac_garp_intvl", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
+_accept_only(_G, "startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
              "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
@@ -3121,7 +3159,7 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf "
              "old_unicast_checksum debug linkbeat_use_polling "
              "lvs_sync_daemon_interface")
 
@@ -3135,6 +3173,8 @@ def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]
 
 
 _kw(_I, "mcast_dst_ip", _i_mcast_dst_ip)
+_kw(_I, "garp_extra_if", _garp_extra_if("garp_extra_if", 0), (1, 2))
+_kw(_I, "vmac_garp_intvl", _garp_extra_if("garp_extra_if", 0), (1, 2))
 _kw(_I, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
 _kw(_I, "down_timer_adverts", _h_int("down_timer_adverts", 1, 100))
 _kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0xFFFFFFFF))
@@ -10762,6 +10802,33 @@ class Daemon:
             rt.garp_timers.append(self.loop.call_later(delay, self._send_garps, rt, repeat))
         if refresh > 0:
             rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, rrepeat))
+        extra, every = rt.inst.garp_extra_if, rt.inst.garp_extra_if_all
+        if extra is None:
+            extra, every = self.g.vrrp_garp_extra_if, self.g.vrrp_garp_extra_if_all
+        if extra and self._extra_garp_frames(rt, every):
+            rt.garp_timers.append(self.loop.call_later(delay + extra, self._garp_extra_if, rt, extra, every))
+
+    def _extra_garp_frames(self, rt: InstanceRuntime, every: bool) -> List[Tuple[str, bytes, ipaddress.IPv4Address]]:
+        """garp_extra_if: one GARP per interface carrying a VIP or excluded VIP, other than the instance's own
+        (keepalived: its own VMACs by default, every such interface with `all`; vrrpd makes no per-address VMACs,
+        so only `all` finds any)."""
+        own = self._vip_index(rt, VirtualIP(address=ipaddress.ip_interface("0.0.0.0/32")))
+        frames, seen = [], {own}
+        for vip in rt.vips:
+            index = self._vip_index(rt, vip)
+            link = self.links.get(index)
+            if not every or index in seen or link is None or len(link.mac) != 6 or vip.address.version != 4:
+                continue
+            seen.add(index)
+            frames.append((link.name, link.mac, vip.address.ip))
+        return frames  # type: ignore[return-value]
+
+    def _garp_extra_if(self, rt: InstanceRuntime, interval: float, every: bool) -> None:
+        if rt.machine.state != State.MASTER or not rt.machine.vips_set:
+            return
+        for frame in self._extra_garp_frames(rt, every):
+            self._send_one_garp(*frame)
+        rt.garp_timers.append(self.loop.call_later(interval, self._garp_extra_if, rt, interval, every))
 
     def _garp_refresh(self, rt: InstanceRuntime, refresh: float, repeat: int) -> None:
         if rt.machine.state != State.MASTER:
