@@ -10100,6 +10100,13 @@ class _SoakNode:
         self.ns = lab.host(name.lower(), address)
         self.port = f"p{lab._port}"
         self.priority = SOAK_PRIORITY[name]
+        # its adverts as they reach the bridge (kernel time stamps): the longest gap while it holds the VIP
+        self.capture = directory / f"{name}-adverts.pcap"
+        self.tcpdump = None
+        if shutil.which("tcpdump"):
+            self.tcpdump = lab.exec(lab.bridge_ns, ["tcpdump", "-i", self.port, "-Q", "in", "-nn", "-U", "-w",
+                                                    str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)
         self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived)
         self.alive = True
@@ -10205,6 +10212,10 @@ class Soak:
         self.events: List[str] = []
         self.floods: List[subprocess.Popen] = []
         self.rss: dict = {}  # pid -> [first kB, last kB, samples]
+        # node -> [CPU s, wall s, peak cores over 1 s, CPU s while flooded, wall s while flooded]; last reading
+        self.cpu = {name: [0.0, 0.0, 0.0, 0.0, 0.0] for name in self.nodes}
+        self.cpu_last: dict = {}  # node -> (pids, monotonic time, CPU s)
+        self.holder_log: List[tuple] = []  # (wall time, holders among live nodes) every sample
         self.conf_delta = {name: 0 for name in self.nodes}
         self.first_round: List[str] = []
         self.two_holders: List[tuple] = []  # (wall time, holder names) of each two-holder sample
@@ -10329,7 +10340,37 @@ class Soak:
             pass
 
     # -- invariants -----------------------------------------------------------------------------
+    def sample_cpu(self) -> None:
+        now, flooded = time.monotonic(), any(p.poll() is None for p in self.floods)
+        for n in self.nodes.values():
+            pids = tuple(n.pids()) if n.alive else ()
+            cpu = _cpu_seconds(list(pids))
+            last = self.cpu_last.get(n.name)
+            if last is not None and last[0] == pids and pids and now > last[1]:
+                acc, dt, used = self.cpu[n.name], now - last[1], max(0.0, cpu - last[2])
+                acc[0], acc[1], acc[2] = acc[0] + used, acc[1] + dt, max(acc[2], used / dt)
+                if flooded:
+                    acc[3], acc[4] = acc[3] + used, acc[4] + dt
+            self.cpu_last[n.name] = (pids, now, cpu)
+
+    def longest_master_gap(self, n: _SoakNode) -> Optional[tuple]:
+        """(seconds, adverts) of the longest gap between two of n's adverts on the wire while n held the VIP
+        (every holder sample between them has it, its link up), or None without a capture."""
+        import bisect
+
+        if n.tcpdump is None or not n.capture.exists():
+            return None
+        stamps = _advert_times(n.capture)
+        times = [t for t, _h in self.holder_log]
+        longest = 0.0
+        for t1, t2 in zip(stamps, stamps[1:]):
+            i, j = bisect.bisect_left(times, t1), bisect.bisect_right(times, t2)
+            if j > i and all(n.name in self.holder_log[k][1] for k in range(i, j)):
+                longest = max(longest, t2 - t1)
+        return longest, len(stamps)
+
     def sample_rss(self) -> None:
+        self.sample_cpu()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
@@ -10356,6 +10397,7 @@ class Soak:
                 self.disturb(SOAK_STARTUP)
         live = [n for n in self.nodes.values() if n.alive and n.link_up]
         holders = [n.name for n in live if n.holds()]
+        self.holder_log.append((time.time(), set(holders)))
         if now < self.disturbed_until:
             return
         self.counts["checked"] += 1
@@ -10420,6 +10462,12 @@ class Soak:
     def close(self) -> None:
         for n in self.nodes.values():
             n.watch.close()
+            if n.tcpdump is not None and n.tcpdump.poll() is None:
+                n.tcpdump.send_signal(signal.SIGINT)
+                try:
+                    n.tcpdump.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    n.tcpdump.kill()
 
     def usurpers(self) -> dict:
         """Who broke each two-holder sample: the holder that entered MASTER last, while the other was
@@ -10467,6 +10515,15 @@ def _report_soak(soak: Soak) -> str:
         lines.append(f"  {'flood rate (packets/s)':24} {rate:.0f}")
     for name, pid, first, last, fds0, fds1 in _rss_growth(soak.rss, 10):
         lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB, open files {fds0} -> {fds1}")
+    for n in soak.nodes.values():
+        cpu, wall, peak, fcpu, fwall = soak.cpu[n.name]
+        flooded = f", {fcpu / fwall:.3f} while flooded" if fwall else ""
+        lines.append(f"  CPU {n.name} ({'keepalived' if n.keepalived else 'vrrpd'}): {cpu / wall if wall else 0:.3f} "
+                     f"cores on average{flooded}, peak {peak:.3f} over 1 s")
+        gap = soak.longest_master_gap(n)
+        if gap is not None:
+            lines.append(f"  master {n.name}: longest advert gap while holding the VIP {gap[0]:.3f} s "
+                         f"(advert_int {SOAK_ADVERT}), {gap[1]} adverts captured")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
     if soak.violations:  # the daemons' own account of the moments that broke an invariant
         import re
