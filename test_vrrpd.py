@@ -8330,6 +8330,18 @@ def test_metrics_server_bounds_idle_slow_and_many_connections(loop):
         server.close()
 
 
+def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch):
+    import json
+
+    event = {"type": "transition", "time": 1.5, "instance": 'VI "1"', "detail": "a\nb", "priority": 100,
+             "from": None, "ok": True}
+    assert json.loads(vrrpd.json_line(event)) == event
+    monkeypatch.setitem(sys.modules, "json", None)  # python3-minimal has no json module
+    line = vrrpd.json_line(event)
+    monkeypatch.undo()
+    assert "\n" not in line and json.loads(line) == event
+
+
 def test_metrics_listen_keyword_and_metrics_option():
     config, diags = parse_ok("global_defs {\n    metrics_listen 127.0.0.1:9650\n}\n")
     assert config.global_defs.metrics_listen == "127.0.0.1:9650"

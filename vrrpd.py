@@ -11036,6 +11036,11 @@ class Daemon:
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         parts = self._contributions(rt)
+        try:
+            initialising = getattr(self.tracking, "initialising", None)
+            rt.machine.hold_master = bool(initialising(rt.inst)) if initialising is not None else False
+        except Exception as exc:
+            log.exception("tracking failed: %s", exc)
         return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
 
     def _contributions(self, rt: InstanceRuntime) -> List[Tuple[str, str, int, bool]]:
@@ -11072,8 +11077,6 @@ class Daemon:
             parts.append(("track_interface", ref.name, delta, not weight and not up))
         try:
             parts += self.tracking.contributions(inst)
-            initialising = getattr(self.tracking, "initialising", None)
-            rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return parts
