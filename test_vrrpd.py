@@ -1804,8 +1804,9 @@ def test_receive_checks_for_v2_auth_interval_and_version():
     m = _machine(version=2, auth_type=vrrpd.AuthType.PASS, auth_pass=b"secret")
     good = _adv(version=2, auth_type=1, auth_data=b"secret\0\0")
     assert m.check_advert(good) is None
-    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "bad_auth"
-    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "bad_auth"
+    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "auth_failure"
+    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "auth_type_mismatch"
+    assert m.check_advert(_adv(version=2, auth_type=7))[0] == "auth_invalid"
     bad_int = _adv(version=2, auth_type=1, auth_data=b"secret\0\0", advert_int=3)
     assert m.check_advert(bad_int) == ("bad_interval", "advertisement interval mismatch mine=1 rcv'd=3")
     assert m.check_advert(_adv(version=3))[0] == "bad_version"
@@ -8230,7 +8231,8 @@ def _metrics_status():
                   "reason": "no-response", "detail": "x", "priority": 100}],
              "stats": {"adverts_sent": 7, "adverts_received": 3, "released_master": 1,
                        "entered": {"MASTER": 2, "BACKUP": 2}, "priority_zero_sent": 1, "priority_zero_received": 4,
-                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "bad_auth": 6},
+                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "auth_failure": 6,
+                                       "auth_type_mismatch": 8},
                        "by_reason": [{"state": "MASTER", "reason": "no-response", "count": 2}]}},
             {"name": "VI_2", "state": "BACKUP", "interface": "eth0", "vrid": 52, "priority": 90,
              "effective_priority": 90, "vip_details": [], "stats": {},
@@ -8266,7 +8268,7 @@ def test_metrics_exposition_has_keepalived_exporter_names_and_labels_and_parses_
                            ("keepalived_advertisements_interval_errors_total", 0),
                            ("keepalived_invalid_type_received_total", 0), ("keepalived_address_list_errors_total", 0),
                            ("keepalived_authentication_invalid_total", 0),
-                           ("keepalived_authentication_mismatch_total", 0),
+                           ("keepalived_authentication_mismatch_total", 8),
                            ("keepalived_priority_zero_received_total", 4), ("keepalived_priority_zero_sent_total", 1),
                            ("keepalived_gratuitous_arp_delay_total", 5)):
         assert value(name, **common) == expected, name
@@ -8364,6 +8366,18 @@ def test_metrics_server_bounds_idle_slow_and_many_connections(loop):
             sock.close()
     finally:
         server.close()
+
+
+def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch):
+    import json
+
+    event = {"type": "transition", "time": 1.5, "instance": 'VI "1"', "detail": "a\nb", "priority": 100,
+             "from": None, "ok": True}
+    assert json.loads(vrrpd.json_line(event)) == event
+    monkeypatch.setitem(sys.modules, "json", None)  # python3-minimal has no json module
+    line = vrrpd.json_line(event)
+    monkeypatch.undo()
+    assert "\n" not in line and json.loads(line) == event
 
 
 def test_metrics_listen_keyword_and_metrics_option():
@@ -10136,6 +10150,13 @@ class _SoakNode:
         self.ns = lab.host(name.lower(), address)
         self.port = f"p{lab._port}"
         self.priority = SOAK_PRIORITY[name]
+        # its adverts as they reach the bridge (kernel time stamps): the longest gap while it holds the VIP
+        self.capture = directory / f"{name}-adverts.pcap"
+        self.tcpdump = None
+        if shutil.which("tcpdump"):
+            self.tcpdump = lab.exec(lab.bridge_ns, ["tcpdump", "-i", self.port, "-Q", "in", "-nn", "-U", "-w",
+                                                    str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)
         self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived)
         self.alive = True
@@ -10241,6 +10262,10 @@ class Soak:
         self.events: List[str] = []
         self.floods: List[subprocess.Popen] = []
         self.rss: dict = {}  # pid -> [first kB, last kB, samples]
+        # node -> [CPU s, wall s, peak cores over 1 s, CPU s while flooded, wall s while flooded]; last reading
+        self.cpu = {name: [0.0, 0.0, 0.0, 0.0, 0.0] for name in self.nodes}
+        self.cpu_last: dict = {}  # node -> (pids, monotonic time, CPU s)
+        self.holder_log: List[tuple] = []  # (wall time, holders among live nodes) every sample
         self.conf_delta = {name: 0 for name in self.nodes}
         self.first_round: List[str] = []
         self.two_holders: List[tuple] = []  # (wall time, holder names) of each two-holder sample
@@ -10365,7 +10390,37 @@ class Soak:
             pass
 
     # -- invariants -----------------------------------------------------------------------------
+    def sample_cpu(self) -> None:
+        now, flooded = time.monotonic(), any(p.poll() is None for p in self.floods)
+        for n in self.nodes.values():
+            pids = tuple(n.pids()) if n.alive else ()
+            cpu = _cpu_seconds(list(pids))
+            last = self.cpu_last.get(n.name)
+            if last is not None and last[0] == pids and pids and now > last[1]:
+                acc, dt, used = self.cpu[n.name], now - last[1], max(0.0, cpu - last[2])
+                acc[0], acc[1], acc[2] = acc[0] + used, acc[1] + dt, max(acc[2], used / dt)
+                if flooded:
+                    acc[3], acc[4] = acc[3] + used, acc[4] + dt
+            self.cpu_last[n.name] = (pids, now, cpu)
+
+    def longest_master_gap(self, n: _SoakNode) -> Optional[tuple]:
+        """(seconds, adverts) of the longest gap between two of n's adverts on the wire while n held the VIP
+        (every holder sample between them has it, its link up), or None without a capture."""
+        import bisect
+
+        if n.tcpdump is None or not n.capture.exists():
+            return None
+        stamps = _advert_times(n.capture)
+        times = [t for t, _h in self.holder_log]
+        longest = 0.0
+        for t1, t2 in zip(stamps, stamps[1:]):
+            i, j = bisect.bisect_left(times, t1), bisect.bisect_right(times, t2)
+            if j > i and all(n.name in self.holder_log[k][1] for k in range(i, j)):
+                longest = max(longest, t2 - t1)
+        return longest, len(stamps)
+
     def sample_rss(self) -> None:
+        self.sample_cpu()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
@@ -10392,6 +10447,7 @@ class Soak:
                 self.disturb(SOAK_STARTUP)
         live = [n for n in self.nodes.values() if n.alive and n.link_up]
         holders = [n.name for n in live if n.holds()]
+        self.holder_log.append((time.time(), set(holders)))
         if now < self.disturbed_until:
             return
         self.counts["checked"] += 1
@@ -10456,6 +10512,12 @@ class Soak:
     def close(self) -> None:
         for n in self.nodes.values():
             n.watch.close()
+            if n.tcpdump is not None and n.tcpdump.poll() is None:
+                n.tcpdump.send_signal(signal.SIGINT)
+                try:
+                    n.tcpdump.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    n.tcpdump.kill()
 
     def usurpers(self) -> dict:
         """Who broke each two-holder sample: the holder that entered MASTER last, while the other was
@@ -10503,6 +10565,15 @@ def _report_soak(soak: Soak) -> str:
         lines.append(f"  {'flood rate (packets/s)':24} {rate:.0f}")
     for name, pid, first, last, fds0, fds1 in _rss_growth(soak.rss, 10):
         lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB, open files {fds0} -> {fds1}")
+    for n in soak.nodes.values():
+        cpu, wall, peak, fcpu, fwall = soak.cpu[n.name]
+        flooded = f", {fcpu / fwall:.3f} while flooded" if fwall else ""
+        lines.append(f"  CPU {n.name} ({'keepalived' if n.keepalived else 'vrrpd'}): {cpu / wall if wall else 0:.3f} "
+                     f"cores on average{flooded}, peak {peak:.3f} over 1 s")
+        gap = soak.longest_master_gap(n)
+        if gap is not None:
+            lines.append(f"  master {n.name}: longest advert gap while holding the VIP {gap[0]:.3f} s "
+                         f"(advert_int {SOAK_ADVERT}), {gap[1]} adverts captured")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
     if soak.violations:  # the daemons' own account of the moments that broke an invariant
         import re

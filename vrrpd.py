@@ -5603,10 +5603,13 @@ class VrrpMachine:
         if adv.version != self.version:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
+            # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
+            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+                return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
             if adv.auth_type != self.auth_type.value:
-                return "bad_auth", f"received an invalid auth type {adv.auth_type}"
+                return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
             if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
-                return "bad_auth", "received an invalid passwd"
+                return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
                                         f"rcv'd={int(adv.advert_int)}")
@@ -11041,6 +11044,11 @@ class Daemon:
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         parts = self._contributions(rt)
+        try:
+            initialising = getattr(self.tracking, "initialising", None)
+            rt.machine.hold_master = bool(initialising(rt.inst)) if initialising is not None else False
+        except Exception as exc:
+            log.exception("tracking failed: %s", exc)
         return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
 
     def _contributions(self, rt: InstanceRuntime) -> List[Tuple[str, str, int, bool]]:
@@ -11077,8 +11085,6 @@ class Daemon:
             parts.append(("track_interface", ref.name, delta, not weight and not up))
         try:
             parts += self.tracking.contributions(inst)
-            initialising = getattr(self.tracking, "initialising", None)
-            rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return parts
@@ -12189,7 +12195,7 @@ KEEPALIVED_ERROR_COUNTERS = (
     ("keepalived_address_list_errors_total", "Address list errors", ("addr_mismatch",)),
     ("keepalived_authentication_invalid_total", "Authentication invalid", ("auth_invalid",)),
     ("keepalived_authentication_mismatch_total", "Authentication mismatch", ("auth_type_mismatch",)),
-    ("keepalived_authentication_failure_total", "Authentication failure", ("bad_auth", "ah_icv", "ah_spi")),
+    ("keepalived_authentication_failure_total", "Authentication failure", ("auth_failure", "ah_icv", "ah_spi")),
 )
 
 
