@@ -5141,6 +5141,44 @@ def test_process_quorum_applies_delay_on_a_fake_clock():
     assert nodelay.update(1, 0.1) is True and nodelay.up is True
 
 
+def test_process_quorum_fork_and_terminate_delays_differ():
+    q = vrrpd.ProcessQuorum(quorum=1, fork_delay=2.0, terminate_delay=0.0)
+    assert q.update(1, now=0.0) is True and q.up is True
+    assert q.update(0, now=1.0) is True and q.up is False  # terminate_delay 0: lost at once
+    assert q.update(1, now=2.0) is False  # fork_delay 2: gained only after 2 s
+    assert q.update(1, now=4.0) is True and q.up is True
+    config, _ = parse_ok("vrrp_track_process p {\n process sshd\n quorum 2\n quorum_max 3\n fork_delay 2\n"
+                         " terminate_delay 0.5\n}\n")
+    tp = config.track_processes["p"]
+    assert (tp.quorum, tp.quorum_max, tp.fork_delay, tp.terminate_delay) == (2, 3, 2.0, 0.5)
+
+
+def test_lab_track_process_quorum_max_faults_with_too_many_processes(lab, tmp_path):
+    name = "vt" + uuid.uuid4().hex[:10]
+    binary = tmp_path / name
+    shutil.copy("/bin/sleep", binary)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    text = (f"vrrp_track_process many {{\n    process {name}\n    quorum 1\n    quorum_max 1\n"
+            "    terminate_delay 0\n    fork_delay 0\n}\n")
+    text += _conf(priority=150, state="MASTER", instance_extra="    track_process {\n        many\n    }\n")
+    first = subprocess.Popen([str(binary), "60"])
+    second = None
+    try:
+        node = _Node(lab, ns, tmp_path, "A", text)
+        wait_for(lambda: lab.has_address(ns, VIP), 8, what="MASTER with one process")
+        second = subprocess.Popen([str(binary), "60"])  # two: above quorum_max
+        wait_for(lambda: not lab.has_address(ns, VIP), 8, what="FAULT with two processes")
+        second.kill()
+        second.wait()
+        wait_for(lambda: lab.has_address(ns, VIP), 8, what="MASTER again with one")
+        node.stop()
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
 def test_script_argv_runs_double_brackets_under_bash(tmp_path):
     require(os.path.exists("/bin/bash"), "needs /bin/bash")
     down = tmp_path / "down"

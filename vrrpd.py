@@ -672,6 +672,8 @@ class TrackProcess:
     quorum: int = 1
     quorum_max: Optional[int] = None
     delay: float = 0.0
+    fork_delay: Optional[float] = None  # None: `delay`; how long a gained quorum must last to count
+    terminate_delay: Optional[float] = None  # None: `delay`; how long a lost quorum must last to count
     full_command: bool = False
 
 
@@ -3232,7 +3234,9 @@ _kw(_P, "weight", _weight_reverse(-254, 254), (1, 2), accept=lambda t: t == "rev
 _kw(_P, "quorum", _h_int("quorum", 1, 65535))
 _kw(_P, "delay", _h_time("delay", 0, 3600))
 _kw(_P, "full_command", _h_flag("full_command"), (0, 0))
-_accept_only(_P, "quorum_max fork_delay terminate_delay")
+_kw(_P, "quorum_max", _h_int("quorum_max", 0, 65535))
+_kw(_P, "fork_delay", _h_time("fork_delay", 0, 3600))
+_kw(_P, "terminate_delay", _h_time("terminate_delay", 0, 3600))
 
 # -- vrrp_sync_group ---------------------------------------------------------------------------------
 
@@ -6037,10 +6041,14 @@ class ProcessQuorum:
     The first count sets the state at once; later a change must persist for `delay` seconds
     (keepalived's fork_delay/terminate_delay) before it is reported."""
 
-    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0):
+    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0,
+                 fork_delay: Optional[float] = None, terminate_delay: Optional[float] = None):
         self.quorum = quorum
         self.quorum_max = quorum_max
         self.delay = delay
+        # keepalived's fork_delay (quorum gained) and terminate_delay (quorum lost); `delay` sets both
+        self.delays = {True: delay if fork_delay is None else fork_delay,
+                       False: delay if terminate_delay is None else terminate_delay}
         self.up: Optional[bool] = None
         self.count = 0
         self.pending: Optional[Tuple[bool, float]] = None  # (wanted state, when it takes effect)
@@ -6049,7 +6057,7 @@ class ProcessQuorum:
         """Feed a count taken at `now`; return True when the up/down state changed."""
         self.count = count
         want = count >= self.quorum and (self.quorum_max is None or count <= self.quorum_max)
-        if self.up is None or (want != self.up and self.delay <= 0):
+        if self.up is None or (want != self.up and self.delays[want] <= 0):
             changed = self.up != want
             self.up = want
             self.pending = None
@@ -6058,7 +6066,7 @@ class ProcessQuorum:
             self.pending = None
             return False
         if self.pending is None or self.pending[0] != want:
-            self.pending = (want, now + self.delay)
+            self.pending = (want, now + self.delays[want])
         if now >= self.pending[1]:
             self.up = want
             self.pending = None
@@ -6420,7 +6428,7 @@ class Tracking:
             if name in self.processes and old_tp is not None and same(old_tp, tp):
                 processes[name] = self.processes[name]
             else:
-                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay, tp.fork_delay, tp.terminate_delay)
         self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
         return new_runners, new_files
 
