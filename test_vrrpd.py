@@ -1804,8 +1804,9 @@ def test_receive_checks_for_v2_auth_interval_and_version():
     m = _machine(version=2, auth_type=vrrpd.AuthType.PASS, auth_pass=b"secret")
     good = _adv(version=2, auth_type=1, auth_data=b"secret\0\0")
     assert m.check_advert(good) is None
-    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "bad_auth"
-    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "bad_auth"
+    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "auth_failure"
+    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "auth_type_mismatch"
+    assert m.check_advert(_adv(version=2, auth_type=7))[0] == "auth_invalid"
     bad_int = _adv(version=2, auth_type=1, auth_data=b"secret\0\0", advert_int=3)
     assert m.check_advert(bad_int) == ("bad_interval", "advertisement interval mismatch mine=1 rcv'd=3")
     assert m.check_advert(_adv(version=3))[0] == "bad_version"
@@ -5140,6 +5141,44 @@ def test_process_quorum_applies_delay_on_a_fake_clock():
     assert nodelay.update(1, 0.1) is True and nodelay.up is True
 
 
+def test_process_quorum_fork_and_terminate_delays_differ():
+    q = vrrpd.ProcessQuorum(quorum=1, fork_delay=2.0, terminate_delay=0.0)
+    assert q.update(1, now=0.0) is True and q.up is True
+    assert q.update(0, now=1.0) is True and q.up is False  # terminate_delay 0: lost at once
+    assert q.update(1, now=2.0) is False  # fork_delay 2: gained only after 2 s
+    assert q.update(1, now=4.0) is True and q.up is True
+    config, _ = parse_ok("vrrp_track_process p {\n process sshd\n quorum 2\n quorum_max 3\n fork_delay 2\n"
+                         " terminate_delay 0.5\n}\n")
+    tp = config.track_processes["p"]
+    assert (tp.quorum, tp.quorum_max, tp.fork_delay, tp.terminate_delay) == (2, 3, 2.0, 0.5)
+
+
+def test_lab_track_process_quorum_max_faults_with_too_many_processes(lab, tmp_path):
+    name = "vt" + uuid.uuid4().hex[:10]
+    binary = tmp_path / name
+    shutil.copy("/bin/sleep", binary)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    text = (f"vrrp_track_process many {{\n    process {name}\n    quorum 1\n    quorum_max 1\n"
+            "    terminate_delay 0\n    fork_delay 0\n}\n")
+    text += _conf(priority=150, state="MASTER", instance_extra="    track_process {\n        many\n    }\n")
+    first = subprocess.Popen([str(binary), "60"])
+    second = None
+    try:
+        node = _Node(lab, ns, tmp_path, "A", text)
+        wait_for(lambda: lab.has_address(ns, VIP), 8, what="MASTER with one process")
+        second = subprocess.Popen([str(binary), "60"])  # two: above quorum_max
+        wait_for(lambda: not lab.has_address(ns, VIP), 8, what="FAULT with two processes")
+        second.kill()
+        second.wait()
+        wait_for(lambda: lab.has_address(ns, VIP), 8, what="MASTER again with one")
+        node.stop()
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
 def test_script_argv_runs_double_brackets_under_bash(tmp_path):
     require(os.path.exists("/bin/bash"), "needs /bin/bash")
     down = tmp_path / "down"
@@ -8103,6 +8142,7 @@ def test_a_fault_transition_names_the_interface_or_tracker(tmp_path, loop, monke
     d._reevaluate()
     assert d.runtimes[0].machine.state == vrrpd.State.FAULT  # still: now its own interface
     assert d._causes(d.runtimes[0], lambda delta, fault: fault) == "interface eth0 down"
+    assert "VI_1: FAULT because of interface eth0 down" in vrrpd.format_status_table(d.status())
 
 
 def test_control_socket_drops_a_follower_that_does_not_read_and_still_answers_old_clients(tmp_path, loop,
@@ -8192,7 +8232,8 @@ def _metrics_status():
                   "reason": "no-response", "detail": "x", "priority": 100}],
              "stats": {"adverts_sent": 7, "adverts_received": 3, "released_master": 1,
                        "entered": {"MASTER": 2, "BACKUP": 2}, "priority_zero_sent": 1, "priority_zero_received": 4,
-                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "bad_auth": 6},
+                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "auth_failure": 6,
+                                       "auth_type_mismatch": 8},
                        "by_reason": [{"state": "MASTER", "reason": "no-response", "count": 2}]}},
             {"name": "VI_2", "state": "BACKUP", "interface": "eth0", "vrid": 52, "priority": 90,
              "effective_priority": 90, "vip_details": [], "stats": {},
@@ -8228,7 +8269,7 @@ def test_metrics_exposition_has_keepalived_exporter_names_and_labels_and_parses_
                            ("keepalived_advertisements_interval_errors_total", 0),
                            ("keepalived_invalid_type_received_total", 0), ("keepalived_address_list_errors_total", 0),
                            ("keepalived_authentication_invalid_total", 0),
-                           ("keepalived_authentication_mismatch_total", 0),
+                           ("keepalived_authentication_mismatch_total", 8),
                            ("keepalived_priority_zero_received_total", 4), ("keepalived_priority_zero_sent_total", 1),
                            ("keepalived_gratuitous_arp_delay_total", 5)):
         assert value(name, **common) == expected, name
@@ -8326,6 +8367,18 @@ def test_metrics_server_bounds_idle_slow_and_many_connections(loop):
             sock.close()
     finally:
         server.close()
+
+
+def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch):
+    import json
+
+    event = {"type": "transition", "time": 1.5, "instance": 'VI "1"', "detail": "a\nb", "priority": 100,
+             "from": None, "ok": True}
+    assert json.loads(vrrpd.json_line(event)) == event
+    monkeypatch.setitem(sys.modules, "json", None)  # python3-minimal has no json module
+    line = vrrpd.json_line(event)
+    monkeypatch.undo()
+    assert "\n" not in line and json.loads(line) == event
 
 
 def test_metrics_listen_keyword_and_metrics_option():

@@ -672,6 +672,8 @@ class TrackProcess:
     quorum: int = 1
     quorum_max: Optional[int] = None
     delay: float = 0.0
+    fork_delay: Optional[float] = None  # None: `delay`; how long a gained quorum must last to count
+    terminate_delay: Optional[float] = None  # None: `delay`; how long a lost quorum must last to count
     full_command: bool = False
 
 
@@ -3232,7 +3234,9 @@ _kw(_P, "weight", _weight_reverse(-254, 254), (1, 2), accept=lambda t: t == "rev
 _kw(_P, "quorum", _h_int("quorum", 1, 65535))
 _kw(_P, "delay", _h_time("delay", 0, 3600))
 _kw(_P, "full_command", _h_flag("full_command"), (0, 0))
-_accept_only(_P, "quorum_max fork_delay terminate_delay")
+_kw(_P, "quorum_max", _h_int("quorum_max", 0, 65535))
+_kw(_P, "fork_delay", _h_time("fork_delay", 0, 3600))
+_kw(_P, "terminate_delay", _h_time("terminate_delay", 0, 3600))
 
 # -- vrrp_sync_group ---------------------------------------------------------------------------------
 
@@ -5599,10 +5603,13 @@ class VrrpMachine:
         if adv.version != self.version:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
+            # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
+            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+                return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
             if adv.auth_type != self.auth_type.value:
-                return "bad_auth", f"received an invalid auth type {adv.auth_type}"
+                return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
             if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
-                return "bad_auth", "received an invalid passwd"
+                return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
                                         f"rcv'd={int(adv.advert_int)}")
@@ -6034,10 +6041,14 @@ class ProcessQuorum:
     The first count sets the state at once; later a change must persist for `delay` seconds
     (keepalived's fork_delay/terminate_delay) before it is reported."""
 
-    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0):
+    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0,
+                 fork_delay: Optional[float] = None, terminate_delay: Optional[float] = None):
         self.quorum = quorum
         self.quorum_max = quorum_max
         self.delay = delay
+        # keepalived's fork_delay (quorum gained) and terminate_delay (quorum lost); `delay` sets both
+        self.delays = {True: delay if fork_delay is None else fork_delay,
+                       False: delay if terminate_delay is None else terminate_delay}
         self.up: Optional[bool] = None
         self.count = 0
         self.pending: Optional[Tuple[bool, float]] = None  # (wanted state, when it takes effect)
@@ -6046,7 +6057,7 @@ class ProcessQuorum:
         """Feed a count taken at `now`; return True when the up/down state changed."""
         self.count = count
         want = count >= self.quorum and (self.quorum_max is None or count <= self.quorum_max)
-        if self.up is None or (want != self.up and self.delay <= 0):
+        if self.up is None or (want != self.up and self.delays[want] <= 0):
             changed = self.up != want
             self.up = want
             self.pending = None
@@ -6055,7 +6066,7 @@ class ProcessQuorum:
             self.pending = None
             return False
         if self.pending is None or self.pending[0] != want:
-            self.pending = (want, now + self.delay)
+            self.pending = (want, now + self.delays[want])
         if now >= self.pending[1]:
             self.up = want
             self.pending = None
@@ -6417,7 +6428,7 @@ class Tracking:
             if name in self.processes and old_tp is not None and same(old_tp, tp):
                 processes[name] = self.processes[name]
             else:
-                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay, tp.fork_delay, tp.terminate_delay)
         self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
         return new_runners, new_files
 
@@ -11033,6 +11044,11 @@ class Daemon:
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         parts = self._contributions(rt)
+        try:
+            initialising = getattr(self.tracking, "initialising", None)
+            rt.machine.hold_master = bool(initialising(rt.inst)) if initialising is not None else False
+        except Exception as exc:
+            log.exception("tracking failed: %s", exc)
         return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
 
     def _contributions(self, rt: InstanceRuntime) -> List[Tuple[str, str, int, bool]]:
@@ -11069,8 +11085,6 @@ class Daemon:
             parts.append(("track_interface", ref.name, delta, not weight and not up))
         try:
             parts += self.tracking.contributions(inst)
-            initialising = getattr(self.tracking, "initialising", None)
-            rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return parts
@@ -12181,7 +12195,7 @@ KEEPALIVED_ERROR_COUNTERS = (
     ("keepalived_address_list_errors_total", "Address list errors", ("addr_mismatch",)),
     ("keepalived_authentication_invalid_total", "Authentication invalid", ("auth_invalid",)),
     ("keepalived_authentication_mismatch_total", "Authentication mismatch", ("auth_type_mismatch",)),
-    ("keepalived_authentication_failure_total", "Authentication failure", ("bad_auth", "ah_icv", "ah_spi")),
+    ("keepalived_authentication_failure_total", "Authentication failure", ("auth_failure", "ah_icv", "ah_spi")),
 )
 
 
@@ -12566,6 +12580,9 @@ def _explain_instance(inst: Dict[str, Any]) -> List[str]:
                 text += " (preempting a lower priority)"
         lines.append(text)
     trackers = inst.get("trackers") or []
+    faults = [f"{t.get('kind')} {t.get('name')}" for t in trackers if t.get("fault")]
+    if inst.get("state") == "FAULT" and faults:
+        lines.append(f"{name}: FAULT because of " + ", ".join(faults))
     if trackers:
         words = [f"{t.get('kind')} {t.get('name')} {int(t.get('adds', 0)):+d}" + (" FAULT" if t.get("fault") else "")
                  for t in trackers]
