@@ -8158,6 +8158,7 @@ def test_a_fault_transition_names_the_interface_or_tracker(tmp_path, loop, monke
     d._reevaluate()
     assert d.runtimes[0].machine.state == vrrpd.State.FAULT  # still: now its own interface
     assert d._causes(d.runtimes[0], lambda delta, fault: fault) == "interface eth0 down"
+    assert "VI_1: FAULT because of interface eth0 down" in vrrpd.format_status_table(d.status())
 
 
 def test_control_socket_drops_a_follower_that_does_not_read_and_still_answers_old_clients(tmp_path, loop,

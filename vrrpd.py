@@ -12603,6 +12603,9 @@ def _explain_instance(inst: Dict[str, Any]) -> List[str]:
                 text += " (preempting a lower priority)"
         lines.append(text)
     trackers = inst.get("trackers") or []
+    faults = [f"{t.get('kind')} {t.get('name')}" for t in trackers if t.get("fault")]
+    if inst.get("state") == "FAULT" and faults:
+        lines.append(f"{name}: FAULT because of " + ", ".join(faults))
     if trackers:
         words = [f"{t.get('kind')} {t.get('name')} {int(t.get('adds', 0)):+d}" + (" FAULT" if t.get("fault") else "")
                  for t in trackers]
