@@ -4813,6 +4813,22 @@ def test_lab_instance_on_a_missing_interface_waits_in_fault_and_follows_it(lab, 
     node.stop()
 
 
+def test_lab_excluded_vip_and_route_on_an_interface_created_later(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", instance_extra=(
+        "    virtual_ipaddress_excluded {\n        10.0.9.1/24 dev qr-9\n    }\n"
+        "    virtual_routes {\n        10.99.9.0/24 via 10.0.9.254 dev qr-9 no_track\n    }\n")))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER without qr-9")
+    lab.ip("link", "add", "qr-9", "type", "veth", "peer", "name", "qr-9p", ns=ns)
+    for dev in ("qr-9p", "qr-9"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+    wait_for(lambda: lab.has_address(ns, "10.0.9.1", "qr-9"), 5, what="the excluded VIP on the new port")
+    wait_for(lambda: "10.99.9.0/24 via 10.0.9.254 dev qr-9 proto keepalived" in _routes(lab, ns, "main"), 5,
+             what="the route through the new port")
+    assert "(VI_1) interface qr-9 appeared: adding 10.0.9.1/24" in node.log()
+    node.stop()
+
+
 # --------------------------------------------------------------------------------------------
 # D3. The rest of the vrrp_instance keywords keepalived acts upon
 # --------------------------------------------------------------------------------------------

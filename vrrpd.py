@@ -11159,6 +11159,7 @@ class Daemon:
             self.addrs = [a for a in self.rtnl.addresses() if a.usable]
             changed = True
         links_changed = changed
+        appeared: set = set()
         for rtype, obj in events:
             if isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
@@ -11170,6 +11171,8 @@ class Daemon:
                     self.links[obj.index] = obj
                     if obj.up and (old is None or not old.up) and not self.stopping:
                         self._interface_up(obj.name)
+                    if old is None or old.name != obj.name:
+                        appeared.add(obj.name)
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
@@ -11187,6 +11190,8 @@ class Daemon:
                 changed = self._refresh_sources() or changed
         if links_changed and not self.stopping:
             changed = self._follow_interfaces() or changed
+            if appeared:
+                self._vips_on_new_links(appeared)
         if changed and not self.stopping:
             self._reevaluate()
 
@@ -11226,9 +11231,27 @@ class Daemon:
                 for route in self.static_set[1]:
                     self._route_op("static", route, add=True)
 
+    def _vips_on_new_links(self, names: set) -> None:
+        """Interfaces created after we became MASTER (a Neutron qr-/qg- port, a VLAN): put the VIPs, excluded VIPs
+        and virtual routes that name them there now, and announce them."""
+        for rt in self.runtimes:
+            if not rt.machine.vips_set or rt.machine.state != State.MASTER:
+                continue
+            late = [v for v in rt.vips if v.dev in names and v.dev != rt.inst.interface]
+            for vip in late:
+                log.info("(%s) interface %s appeared: adding %s", rt.inst.name, vip.dev, vip.address)
+                self._vip_op(rt, vip, add=True)
+            self._set_routes(rt, add=True)  # those whose interface was missing
+            if late:
+                self._send_garps(rt, 1)
+
     def _interface_up(self, name: str) -> None:
         """An interface came (back) up: the kernel dropped the IPv4 routes through it while it was down; put back
-        the static addresses and routes on it (keepalived's interface_up). Rules survive, as in the kernel."""
+        the static addresses and routes on it (keepalived's interface_up), and the virtual routes a MASTER could
+        not install while it was down. Rules survive, as in the kernel."""
+        for rt in self.runtimes:
+            if rt.machine.vips_set and rt.machine.state == State.MASTER:
+                self._set_routes(rt, add=True)
         for vip in self.static_set[0]:
             if (vip.dev or self.g.default_interface) == name and not vip.no_track:
                 self._static_addr_op(vip, add=True)
