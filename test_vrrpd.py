@@ -4228,7 +4228,7 @@ while time.monotonic() < end:
     for make in kinds:
         raw.sendto(make(), (str(target), 0))
         sent += 1
-    time.sleep(0.0002)
+    time.sleep(0.0005)
 print(sent)
 """
 
@@ -4237,8 +4237,10 @@ def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(l
     ns_v = lab.host("v", f"{BFD_NET}.1/24")
     ns_w = lab.host("w", f"{BFD_NET}.2/24")
     ns_x = lab.host("x", f"{BFD_NET}.66/24")
-    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1"))
-    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2"))
+    # 200 ms x 5: what is proved is that no bad packet moves the session, not how a loaded 2-core machine
+    # schedules a flooded Python process (the 10 ms test measures that)
+    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 200, 200, 5))
+    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 200, 200, 5))
     v.wait_started()
     w.wait_started()
     wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 10, 0.05,
@@ -4249,13 +4251,13 @@ def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(l
     script.write_text(BFD_FLOOD)
     out = lab.run(ns_x, [PYTHON, str(script), str(HERE), f"{BFD_NET}.66", f"{BFD_NET}.1", f"{BFD_NET}.2",
                          str(session["local_discriminator"]), "2.5"], timeout=30).stdout
-    assert int(out) > 3000, out
+    assert int(out) > 2000, out
     after = v.status()["trackers"]["bfd_instance"]
     assert after["BW"]["state"] == "Up" and after["BW"]["local_discriminator"] == session["local_discriminator"]
     assert "Entering Down" not in v.log() + w.log() and v.log().count("(BW) Entering Up") == 1, (v.log(), w.log())
     bad = after["bad_packets"]
     assert {"bfd_ttl", "bfd_no_session", "bfd_spoofed", "bfd_length"} <= set(bad), bad
-    assert sum(bad.values()) > 3000 * 0.9, bad
+    assert sum(bad.values()) > int(out) * 0.9, bad
     assert len(v.log().splitlines()) < 60  # rate-limited
     v.stop()
     w.stop()
