@@ -746,10 +746,10 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_min_garp\n}\nstatic_ipaddress {\n 1.2.3.4 dev lo\n}\n"
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_garp_interval_random\n}\n"
     config, diags = parse_ok(text + MINIMAL)
     assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
-    assert config.global_defs.other["vrrp_min_garp"] == []
+    assert config.global_defs.other["vrrp_garp_interval_random"] == []
     assert not diags, messages(diags)
 
 
@@ -1804,8 +1804,9 @@ def test_receive_checks_for_v2_auth_interval_and_version():
     m = _machine(version=2, auth_type=vrrpd.AuthType.PASS, auth_pass=b"secret")
     good = _adv(version=2, auth_type=1, auth_data=b"secret\0\0")
     assert m.check_advert(good) is None
-    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "bad_auth"
-    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "bad_auth"
+    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "auth_failure"
+    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "auth_type_mismatch"
+    assert m.check_advert(_adv(version=2, auth_type=7))[0] == "auth_invalid"
     bad_int = _adv(version=2, auth_type=1, auth_data=b"secret\0\0", advert_int=3)
     assert m.check_advert(bad_int) == ("bad_interval", "advertisement interval mismatch mine=1 rcv'd=3")
     assert m.check_advert(_adv(version=3))[0] == "bad_version"
@@ -4814,6 +4815,22 @@ def test_lab_instance_on_a_missing_interface_waits_in_fault_and_follows_it(lab, 
     node.stop()
 
 
+def test_lab_excluded_vip_and_route_on_an_interface_created_later(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", instance_extra=(
+        "    virtual_ipaddress_excluded {\n        10.0.9.1/24 dev qr-9\n    }\n"
+        "    virtual_routes {\n        10.99.9.0/24 via 10.0.9.254 dev qr-9 no_track\n    }\n")))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER without qr-9")
+    lab.ip("link", "add", "qr-9", "type", "veth", "peer", "name", "qr-9p", ns=ns)
+    for dev in ("qr-9p", "qr-9"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+    wait_for(lambda: lab.has_address(ns, "10.0.9.1", "qr-9"), 5, what="the excluded VIP on the new port")
+    wait_for(lambda: "10.99.9.0/24 via 10.0.9.254 dev qr-9 proto keepalived" in _routes(lab, ns, "main"), 5,
+             what="the route through the new port")
+    assert "(VI_1) interface qr-9 appeared: adding 10.0.9.1/24" in node.log()
+    node.stop()
+
+
 # --------------------------------------------------------------------------------------------
 # D3. The rest of the vrrp_instance keywords keepalived acts upon
 # --------------------------------------------------------------------------------------------
@@ -5140,6 +5157,44 @@ def test_process_quorum_applies_delay_on_a_fake_clock():
     nodelay = vrrpd.ProcessQuorum(quorum=1)
     assert nodelay.update(0, 0.0) is True and nodelay.up is False
     assert nodelay.update(1, 0.1) is True and nodelay.up is True
+
+
+def test_process_quorum_fork_and_terminate_delays_differ():
+    q = vrrpd.ProcessQuorum(quorum=1, fork_delay=2.0, terminate_delay=0.0)
+    assert q.update(1, now=0.0) is True and q.up is True
+    assert q.update(0, now=1.0) is True and q.up is False  # terminate_delay 0: lost at once
+    assert q.update(1, now=2.0) is False  # fork_delay 2: gained only after 2 s
+    assert q.update(1, now=4.0) is True and q.up is True
+    config, _ = parse_ok("vrrp_track_process p {\n process sshd\n quorum 2\n quorum_max 3\n fork_delay 2\n"
+                         " terminate_delay 0.5\n}\n")
+    tp = config.track_processes["p"]
+    assert (tp.quorum, tp.quorum_max, tp.fork_delay, tp.terminate_delay) == (2, 3, 2.0, 0.5)
+
+
+def test_lab_track_process_quorum_max_faults_with_too_many_processes(lab, tmp_path):
+    name = "vt" + uuid.uuid4().hex[:10]
+    binary = tmp_path / name
+    shutil.copy("/bin/sleep", binary)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    text = (f"vrrp_track_process many {{\n    process {name}\n    quorum 1\n    quorum_max 1\n"
+            "    terminate_delay 0\n    fork_delay 0\n}\n")
+    text += _conf(priority=150, state="MASTER", instance_extra="    track_process {\n        many\n    }\n")
+    first = subprocess.Popen([str(binary), "60"])
+    second = None
+    try:
+        node = _Node(lab, ns, tmp_path, "A", text)
+        wait_for(lambda: lab.has_address(ns, VIP), 8, what="MASTER with one process")
+        second = subprocess.Popen([str(binary), "60"])  # two: above quorum_max
+        wait_for(lambda: not lab.has_address(ns, VIP), 8, what="FAULT with two processes")
+        second.kill()
+        second.wait()
+        wait_for(lambda: lab.has_address(ns, VIP), 8, what="MASTER again with one")
+        node.stop()
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
 
 
 def test_script_argv_runs_double_brackets_under_bash(tmp_path):
@@ -8105,6 +8160,7 @@ def test_a_fault_transition_names_the_interface_or_tracker(tmp_path, loop, monke
     d._reevaluate()
     assert d.runtimes[0].machine.state == vrrpd.State.FAULT  # still: now its own interface
     assert d._causes(d.runtimes[0], lambda delta, fault: fault) == "interface eth0 down"
+    assert "VI_1: FAULT because of interface eth0 down" in vrrpd.format_status_table(d.status())
 
 
 def test_control_socket_drops_a_follower_that_does_not_read_and_still_answers_old_clients(tmp_path, loop,
@@ -8194,7 +8250,8 @@ def _metrics_status():
                   "reason": "no-response", "detail": "x", "priority": 100}],
              "stats": {"adverts_sent": 7, "adverts_received": 3, "released_master": 1,
                        "entered": {"MASTER": 2, "BACKUP": 2}, "priority_zero_sent": 1, "priority_zero_received": 4,
-                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "bad_auth": 6},
+                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "auth_failure": 6,
+                                       "auth_type_mismatch": 8},
                        "by_reason": [{"state": "MASTER", "reason": "no-response", "count": 2}]}},
             {"name": "VI_2", "state": "BACKUP", "interface": "eth0", "vrid": 52, "priority": 90,
              "effective_priority": 90, "vip_details": [], "stats": {},
@@ -8230,7 +8287,7 @@ def test_metrics_exposition_has_keepalived_exporter_names_and_labels_and_parses_
                            ("keepalived_advertisements_interval_errors_total", 0),
                            ("keepalived_invalid_type_received_total", 0), ("keepalived_address_list_errors_total", 0),
                            ("keepalived_authentication_invalid_total", 0),
-                           ("keepalived_authentication_mismatch_total", 0),
+                           ("keepalived_authentication_mismatch_total", 8),
                            ("keepalived_priority_zero_received_total", 4), ("keepalived_priority_zero_sent_total", 1),
                            ("keepalived_gratuitous_arp_delay_total", 5)):
         assert value(name, **common) == expected, name
@@ -8328,6 +8385,18 @@ def test_metrics_server_bounds_idle_slow_and_many_connections(loop):
             sock.close()
     finally:
         server.close()
+
+
+def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch):
+    import json
+
+    event = {"type": "transition", "time": 1.5, "instance": 'VI "1"', "detail": "a\nb", "priority": 100,
+             "from": None, "ok": True}
+    assert json.loads(vrrpd.json_line(event)) == event
+    monkeypatch.setitem(sys.modules, "json", None)  # python3-minimal has no json module
+    line = vrrpd.json_line(event)
+    monkeypatch.undo()
+    assert "\n" not in line and json.loads(line) == event
 
 
 def test_metrics_listen_keyword_and_metrics_option():
@@ -10100,6 +10169,13 @@ class _SoakNode:
         self.ns = lab.host(name.lower(), address)
         self.port = f"p{lab._port}"
         self.priority = SOAK_PRIORITY[name]
+        # its adverts as they reach the bridge (kernel time stamps): the longest gap while it holds the VIP
+        self.capture = directory / f"{name}-adverts.pcap"
+        self.tcpdump = None
+        if shutil.which("tcpdump"):
+            self.tcpdump = lab.exec(lab.bridge_ns, ["tcpdump", "-i", self.port, "-Q", "in", "-nn", "-U", "-w",
+                                                    str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)
         self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived)
         self.alive = True
@@ -10205,6 +10281,10 @@ class Soak:
         self.events: List[str] = []
         self.floods: List[subprocess.Popen] = []
         self.rss: dict = {}  # pid -> [first kB, last kB, samples]
+        # node -> [CPU s, wall s, peak cores over 1 s, CPU s while flooded, wall s while flooded]; last reading
+        self.cpu = {name: [0.0, 0.0, 0.0, 0.0, 0.0] for name in self.nodes}
+        self.cpu_last: dict = {}  # node -> (pids, monotonic time, CPU s)
+        self.holder_log: List[tuple] = []  # (wall time, holders among live nodes) every sample
         self.conf_delta = {name: 0 for name in self.nodes}
         self.first_round: List[str] = []
         self.two_holders: List[tuple] = []  # (wall time, holder names) of each two-holder sample
@@ -10329,7 +10409,37 @@ class Soak:
             pass
 
     # -- invariants -----------------------------------------------------------------------------
+    def sample_cpu(self) -> None:
+        now, flooded = time.monotonic(), any(p.poll() is None for p in self.floods)
+        for n in self.nodes.values():
+            pids = tuple(n.pids()) if n.alive else ()
+            cpu = _cpu_seconds(list(pids))
+            last = self.cpu_last.get(n.name)
+            if last is not None and last[0] == pids and pids and now > last[1]:
+                acc, dt, used = self.cpu[n.name], now - last[1], max(0.0, cpu - last[2])
+                acc[0], acc[1], acc[2] = acc[0] + used, acc[1] + dt, max(acc[2], used / dt)
+                if flooded:
+                    acc[3], acc[4] = acc[3] + used, acc[4] + dt
+            self.cpu_last[n.name] = (pids, now, cpu)
+
+    def longest_master_gap(self, n: _SoakNode) -> Optional[tuple]:
+        """(seconds, adverts) of the longest gap between two of n's adverts on the wire while n held the VIP
+        (every holder sample between them has it, its link up), or None without a capture."""
+        import bisect
+
+        if n.tcpdump is None or not n.capture.exists():
+            return None
+        stamps = _advert_times(n.capture)
+        times = [t for t, _h in self.holder_log]
+        longest = 0.0
+        for t1, t2 in zip(stamps, stamps[1:]):
+            i, j = bisect.bisect_left(times, t1), bisect.bisect_right(times, t2)
+            if j > i and all(n.name in self.holder_log[k][1] for k in range(i, j)):
+                longest = max(longest, t2 - t1)
+        return longest, len(stamps)
+
     def sample_rss(self) -> None:
+        self.sample_cpu()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
@@ -10356,6 +10466,7 @@ class Soak:
                 self.disturb(SOAK_STARTUP)
         live = [n for n in self.nodes.values() if n.alive and n.link_up]
         holders = [n.name for n in live if n.holds()]
+        self.holder_log.append((time.time(), set(holders)))
         if now < self.disturbed_until:
             return
         self.counts["checked"] += 1
@@ -10420,6 +10531,12 @@ class Soak:
     def close(self) -> None:
         for n in self.nodes.values():
             n.watch.close()
+            if n.tcpdump is not None and n.tcpdump.poll() is None:
+                n.tcpdump.send_signal(signal.SIGINT)
+                try:
+                    n.tcpdump.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    n.tcpdump.kill()
 
     def usurpers(self) -> dict:
         """Who broke each two-holder sample: the holder that entered MASTER last, while the other was
@@ -10467,6 +10584,15 @@ def _report_soak(soak: Soak) -> str:
         lines.append(f"  {'flood rate (packets/s)':24} {rate:.0f}")
     for name, pid, first, last, fds0, fds1 in _rss_growth(soak.rss, 10):
         lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB, open files {fds0} -> {fds1}")
+    for n in soak.nodes.values():
+        cpu, wall, peak, fcpu, fwall = soak.cpu[n.name]
+        flooded = f", {fcpu / fwall:.3f} while flooded" if fwall else ""
+        lines.append(f"  CPU {n.name} ({'keepalived' if n.keepalived else 'vrrpd'}): {cpu / wall if wall else 0:.3f} "
+                     f"cores on average{flooded}, peak {peak:.3f} over 1 s")
+        gap = soak.longest_master_gap(n)
+        if gap is not None:
+            lines.append(f"  master {n.name}: longest advert gap while holding the VIP {gap[0]:.3f} s "
+                         f"(advert_int {SOAK_ADVERT}), {gap[1]} adverts captured")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
     if soak.violations:  # the daemons' own account of the moments that broke an invariant
         import re
@@ -10950,3 +11076,84 @@ def test_soak_finding_a_cpu_starved_backup_under_a_garbage_flood_never_takes_the
         assert inst["stats"]["bad_packets"].get("bad_checksum", 0) > 0  # what no filter can drop reached vrrpd
     finally:
         limit.close()
+
+
+def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
+    d, loop, rt, sock, _vips = _backlog_daemon(monkeypatch)
+    try:
+        import socket
+
+        real = vrrpd._RxSocket()  # the receive-side bookkeeping of a real socket (VrrpSocket is faked here)
+        rx, tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        real.ifname, real.sock = "eth0", rx
+        real.rx_filter, real.rx_filter_error, real.rcvbuf = None, None, vrrpd.VRRP_RCVBUF
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)  # the smallest queue: a burst overflows it
+        d.vsocks["eth0"] = real
+        real.set_filter(vrrpd.rx_filter_for(4, [3], [51]))  # the kernel accepts it on any socket
+        # these datagrams are no adverts: let them in, to fill the queue
+        vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT)]))
+        for _ in range(200):
+            tx.sendto(b"x" * 100, rx.getsockname())
+        time.sleep(0.05)
+        drops = real.queue_drops
+        assert drops and drops > 100, drops  # the kernel's own count of what the full queue cost
+        status = d.status()
+        assert status["sockets"] == [{"interface": "eth0", "family": 4, "kernel_filter": real.rx_filter.describe(),
+                                      "kernel_filter_error": None, "rcvbuf": vrrpd.VRRP_RCVBUF,
+                                      "kernel_queue_full_drops": drops}]
+        text = vrrpd.format_stats(status)
+        assert "VRRP socket: eth0 (IPv4)" in text and f"Dropped by the kernel, receive queue full: {drops}" in text
+        assert "VRID 51 (what it drops is not counted)" in text
+    finally:
+        d.vsocks["eth0"] = sock
+        for each in (rx, tx):
+            each.close()
+        d.close()
+        loop.close()
+
+
+def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab):
+    """Both families, on the kernel's raw VRRP sockets: a packet the filter refuses never reaches recv(), the
+    IPv6 hop limit is read through SKF_NET_OFF, and what an instance could accept still arrives."""
+    import json
+
+    rx_ns, tx_ns = lab.host("r", "10.86.0.1/24"), lab.host("t", "10.86.0.2/24")
+    wait_link_local(lab, rx_ns)
+    tx_ll = wait_link_local(lab, tx_ns)
+    receiver = lab.exec(rx_ns, [PYTHON, "-c", (
+        f"import sys, json, socket, time; sys.path.insert(0, {str(HERE)!r}); import vrrpd\n"
+        "i = socket.if_nametoindex('eth0')\n"
+        "s4, s6 = vrrpd.VrrpSocket('eth0', i), vrrpd.VrrpSocket6('eth0', i)\n"
+        "s4.join(vrrpd.VRRP_MCAST_GROUP4)\n"
+        "s6.join(vrrpd.VRRP_MCAST_GROUP6)\n"
+        "s4.set_filter(vrrpd.rx_filter_for(4, [3], [51]))\n"
+        "s6.set_filter(vrrpd.rx_filter_for(6, [3], [52]))\n"
+        "print('READY', s4.rx_filter is not None and s6.rx_filter is not None, flush=True)\n"
+        "got, end = [], time.monotonic() + 4\n"
+        "while time.monotonic() < end:\n"
+        "    d = s4.recv()\n"
+        "    if d is not None:\n"
+        "        got.append([4, d[21], d[8]])\n"
+        "    g = s6.recv()\n"
+        "    if g is not None:\n"
+        "        got.append([6, g[0][1], g[3]])\n"
+        "    time.sleep(0.001)\n"
+        "print(json.dumps(got), flush=True)\n")], stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout.readline().split() == ["READY", "True"]
+    run_py_in(lab, tx_ns, (
+        "import ipaddress, socket, struct\n"
+        "IP4, IP6 = ipaddress.IPv4Address, ipaddress.IPv6Address\n"
+        "i = socket.if_nametoindex('eth0')\n"
+        "s4, s6 = vrrpd.VrrpSocket('eth0', i), vrrpd.VrrpSocket6('eth0', i)\n"
+        "src, g4 = IP4('10.86.0.2'), vrrpd.VRRP_MCAST_GROUP4\n"
+        "for vrid, ttl in ((51, 255), (51, 64), (50, 255), (51, 1), (51, 255)):\n"
+        "    adv = vrrpd.VrrpAdvert(3, vrid, 100, [IP4('10.86.0.100')], 1.0, 0, b'')\n"
+        "    s4.send(src, g4, vrrpd.encode_advert(adv, src, g4), ttl)\n"
+        f"ll = IP6({tx_ll!r})\n"
+        "for vrid, hops in ((52, 255), (52, 64), (53, 255), (52, 255)):\n"
+        "    s6.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hops)\n"
+        "    msg = struct.pack('!BBBBHH', 0x31, vrid, 100, 1, 100, 0) + IP6('2001:db8::100').packed\n"
+        "    s6.send(ll, vrrpd.VRRP_MCAST_GROUP6, msg)\n"), timeout=30)
+    got = json.loads(receiver.communicate(timeout=30)[0])
+    assert sorted(map(tuple, got)) == [(4, 51, 255), (4, 51, 255), (6, 52, 255), (6, 52, 255)], got

@@ -672,6 +672,8 @@ class TrackProcess:
     quorum: int = 1
     quorum_max: Optional[int] = None
     delay: float = 0.0
+    fork_delay: Optional[float] = None  # None: `delay`; how long a gained quorum must last to count
+    terminate_delay: Optional[float] = None  # None: `delay`; how long a lost quorum must last to count
     full_command: bool = False
 
 
@@ -3232,7 +3234,9 @@ _kw(_P, "weight", _weight_reverse(-254, 254), (1, 2), accept=lambda t: t == "rev
 _kw(_P, "quorum", _h_int("quorum", 1, 65535))
 _kw(_P, "delay", _h_time("delay", 0, 3600))
 _kw(_P, "full_command", _h_flag("full_command"), (0, 0))
-_accept_only(_P, "quorum_max fork_delay terminate_delay")
+_kw(_P, "quorum_max", _h_int("quorum_max", 0, 65535))
+_kw(_P, "fork_delay", _h_time("fork_delay", 0, 3600))
+_kw(_P, "terminate_delay", _h_time("terminate_delay", 0, 3600))
 
 # -- vrrp_sync_group ---------------------------------------------------------------------------------
 
@@ -5599,10 +5603,13 @@ class VrrpMachine:
         if adv.version != self.version:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
+            # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
+            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+                return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
             if adv.auth_type != self.auth_type.value:
-                return "bad_auth", f"received an invalid auth type {adv.auth_type}"
+                return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
             if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
-                return "bad_auth", "received an invalid passwd"
+                return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
                                         f"rcv'd={int(adv.advert_int)}")
@@ -6034,10 +6041,14 @@ class ProcessQuorum:
     The first count sets the state at once; later a change must persist for `delay` seconds
     (keepalived's fork_delay/terminate_delay) before it is reported."""
 
-    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0):
+    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0,
+                 fork_delay: Optional[float] = None, terminate_delay: Optional[float] = None):
         self.quorum = quorum
         self.quorum_max = quorum_max
         self.delay = delay
+        # keepalived's fork_delay (quorum gained) and terminate_delay (quorum lost); `delay` sets both
+        self.delays = {True: delay if fork_delay is None else fork_delay,
+                       False: delay if terminate_delay is None else terminate_delay}
         self.up: Optional[bool] = None
         self.count = 0
         self.pending: Optional[Tuple[bool, float]] = None  # (wanted state, when it takes effect)
@@ -6046,7 +6057,7 @@ class ProcessQuorum:
         """Feed a count taken at `now`; return True when the up/down state changed."""
         self.count = count
         want = count >= self.quorum and (self.quorum_max is None or count <= self.quorum_max)
-        if self.up is None or (want != self.up and self.delay <= 0):
+        if self.up is None or (want != self.up and self.delays[want] <= 0):
             changed = self.up != want
             self.up = want
             self.pending = None
@@ -6055,7 +6066,7 @@ class ProcessQuorum:
             self.pending = None
             return False
         if self.pending is None or self.pending[0] != want:
-            self.pending = (want, now + self.delay)
+            self.pending = (want, now + self.delays[want])
         if now >= self.pending[1]:
             self.up = want
             self.pending = None
@@ -6417,7 +6428,7 @@ class Tracking:
             if name in self.processes and old_tp is not None and same(old_tp, tp):
                 processes[name] = self.processes[name]
             else:
-                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay, tp.fork_delay, tp.terminate_delay)
         self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
         return new_runners, new_files
 
@@ -6988,7 +6999,7 @@ NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
 SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
-SO_RXQ_OVFL = 40  # SOL_SOCKET option: each datagram carries how many the full receive queue made the kernel drop
+SO_MEMINFO, SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 55, 9, 8  # the socket's memory counters, drops among them
 IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
 IPTOS_PREC_INTERNETCONTROL = 0xC0  # keepalived's IP_TOS / IPV6_TCLASS for adverts (CS6, network control)
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
@@ -7049,8 +7060,6 @@ class _RxSocket:
         self.rx_filter: Optional[RxFilter] = None
         self.rx_filter_error: Optional[str] = None
         self.rcvbuf = VRRP_RCVBUF
-        self.queue_drops = 0  # SO_RXQ_OVFL: datagrams the kernel dropped because the receive queue was full
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         set_rcvbuf(self.sock, self.rcvbuf)
 
     def set_filter(self, rx_filter: Optional[RxFilter]) -> None:
@@ -7080,9 +7089,15 @@ class _RxSocket:
             self.rcvbuf = size
             set_rcvbuf(self.sock, size)
 
-    def _overflow(self, value: bytes) -> None:
-        if len(value) >= 4:
-            self.queue_drops = struct.unpack_from("=I", value)[0]
+    @property
+    def queue_drops(self) -> Optional[int]:
+        """Datagrams the kernel dropped because the receive queue was full (SO_MEMINFO: read when asked, nothing
+        per packet); None where the kernel does not say."""
+        try:
+            info = self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * SK_MEMINFO_VARS)
+        except OSError:
+            return None
+        return struct.unpack_from(f"={len(info) // 4}I", info)[SK_MEMINFO_DROPS] if len(info) >= 36 else None
 
 
 class NetlinkSocket:
@@ -7301,8 +7316,6 @@ class VrrpSocket(_RxSocket):
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
                 self.received_at = sec + nsec * 1e-9
-            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
-                self._overflow(value)
         return data
 
     def close(self) -> None:
@@ -8783,8 +8796,6 @@ class VrrpSocket6(_RxSocket):
                 hoplimit = struct.unpack("=i", value[:4])[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
                 dst = ipaddress.IPv6Address(value[:16])
-            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
-                self._overflow(value)
         return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
 
     def close(self) -> None:
@@ -10931,7 +10942,7 @@ class Daemon:
     def rx_sockets_status(self) -> List[Dict[str, Any]]:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
         instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
-        the receive queue was full (SO_RXQ_OVFL, counted by the kernel)."""
+        the receive queue was full (counted by the kernel)."""
         socks = [(4, s) for s in self.vsocks.values()] + [(6, s) for s in self.beyond.vsocks6.values()]
         return [{"interface": s.ifname, "family": family,
                  "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
@@ -11033,6 +11044,11 @@ class Daemon:
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         parts = self._contributions(rt)
+        try:
+            initialising = getattr(self.tracking, "initialising", None)
+            rt.machine.hold_master = bool(initialising(rt.inst)) if initialising is not None else False
+        except Exception as exc:
+            log.exception("tracking failed: %s", exc)
         return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
 
     def _contributions(self, rt: InstanceRuntime) -> List[Tuple[str, str, int, bool]]:
@@ -11069,8 +11085,6 @@ class Daemon:
             parts.append(("track_interface", ref.name, delta, not weight and not up))
         try:
             parts += self.tracking.contributions(inst)
-            initialising = getattr(self.tracking, "initialising", None)
-            rt.machine.hold_master = bool(initialising(inst)) if initialising is not None else False
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return parts
@@ -11145,6 +11159,7 @@ class Daemon:
             self.addrs = [a for a in self.rtnl.addresses() if a.usable]
             changed = True
         links_changed = changed
+        appeared: set = set()
         for rtype, obj in events:
             if isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
@@ -11156,6 +11171,8 @@ class Daemon:
                     self.links[obj.index] = obj
                     if obj.up and (old is None or not old.up) and not self.stopping:
                         self._interface_up(obj.name)
+                    if old is None or old.name != obj.name:
+                        appeared.add(obj.name)
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
@@ -11173,6 +11190,8 @@ class Daemon:
                 changed = self._refresh_sources() or changed
         if links_changed and not self.stopping:
             changed = self._follow_interfaces() or changed
+            if appeared:
+                self._vips_on_new_links(appeared)
         if changed and not self.stopping:
             self._reevaluate()
 
@@ -11212,9 +11231,27 @@ class Daemon:
                 for route in self.static_set[1]:
                     self._route_op("static", route, add=True)
 
+    def _vips_on_new_links(self, names: set) -> None:
+        """Interfaces created after we became MASTER (a Neutron qr-/qg- port, a VLAN): put the VIPs, excluded VIPs
+        and virtual routes that name them there now, and announce them."""
+        for rt in self.runtimes:
+            if not rt.machine.vips_set or rt.machine.state != State.MASTER:
+                continue
+            late = [v for v in rt.vips if v.dev in names and v.dev != rt.inst.interface]
+            for vip in late:
+                log.info("(%s) interface %s appeared: adding %s", rt.inst.name, vip.dev, vip.address)
+                self._vip_op(rt, vip, add=True)
+            self._set_routes(rt, add=True)  # those whose interface was missing
+            if late:
+                self._send_garps(rt, 1)
+
     def _interface_up(self, name: str) -> None:
         """An interface came (back) up: the kernel dropped the IPv4 routes through it while it was down; put back
-        the static addresses and routes on it (keepalived's interface_up). Rules survive, as in the kernel."""
+        the static addresses and routes on it (keepalived's interface_up), and the virtual routes a MASTER could
+        not install while it was down. Rules survive, as in the kernel."""
+        for rt in self.runtimes:
+            if rt.machine.vips_set and rt.machine.state == State.MASTER:
+                self._set_routes(rt, add=True)
         for vip in self.static_set[0]:
             if (vip.dev or self.g.default_interface) == name and not vip.no_track:
                 self._static_addr_op(vip, add=True)
@@ -12181,7 +12218,7 @@ KEEPALIVED_ERROR_COUNTERS = (
     ("keepalived_address_list_errors_total", "Address list errors", ("addr_mismatch",)),
     ("keepalived_authentication_invalid_total", "Authentication invalid", ("auth_invalid",)),
     ("keepalived_authentication_mismatch_total", "Authentication mismatch", ("auth_type_mismatch",)),
-    ("keepalived_authentication_failure_total", "Authentication failure", ("bad_auth", "ah_icv", "ah_spi")),
+    ("keepalived_authentication_failure_total", "Authentication failure", ("auth_failure", "ah_icv", "ah_spi")),
 )
 
 
@@ -12566,6 +12603,9 @@ def _explain_instance(inst: Dict[str, Any]) -> List[str]:
                 text += " (preempting a lower priority)"
         lines.append(text)
     trackers = inst.get("trackers") or []
+    faults = [f"{t.get('kind')} {t.get('name')}" for t in trackers if t.get("fault")]
+    if inst.get("state") == "FAULT" and faults:
+        lines.append(f"{name}: FAULT because of " + ", ".join(faults))
     if trackers:
         words = [f"{t.get('kind')} {t.get('name')} {int(t.get('adds', 0)):+d}" + (" FAULT" if t.get("fault") else "")
                  for t in trackers]
@@ -13246,6 +13286,12 @@ def format_stats(status: Dict[str, Any]) -> str:
         lines += [f"    {reason}: {count}" for reason, count in sorted(bad.items())]
         lines += ["  Priority Zero:", f"    Received: {s.get('priority_zero_received', 0)}",
                   f"    Sent: {s.get('priority_zero_sent', 0)}"]
+    # before any of the counts above: what the kernel dropped on each VRRP socket
+    for sock in status.get("sockets", []):
+        lines += [f"VRRP socket: {sock['interface']} (IPv{sock['family']})",
+                  f"  Kernel filter: {sock.get('kernel_filter') or 'none'}"
+                  + (" (what it drops is not counted)" if sock.get("kernel_filter") else ""),
+                  f"  Dropped by the kernel, receive queue full: {sock.get('kernel_queue_full_drops', 0)}"]
     return "\n".join(lines) + "\n"
 
 
