@@ -11095,3 +11095,84 @@ def test_soak_finding_a_cpu_starved_backup_under_a_garbage_flood_never_takes_the
         assert inst["stats"]["bad_packets"].get("bad_checksum", 0) > 0  # what no filter can drop reached vrrpd
     finally:
         limit.close()
+
+
+def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
+    d, loop, rt, sock, _vips = _backlog_daemon(monkeypatch)
+    try:
+        import socket
+
+        real = vrrpd._RxSocket()  # the receive-side bookkeeping of a real socket (VrrpSocket is faked here)
+        rx, tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        real.ifname, real.sock = "eth0", rx
+        real.rx_filter, real.rx_filter_error, real.rcvbuf = None, None, vrrpd.VRRP_RCVBUF
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)  # the smallest queue: a burst overflows it
+        d.vsocks["eth0"] = real
+        real.set_filter(vrrpd.rx_filter_for(4, [3], [51]))  # the kernel accepts it on any socket
+        # these datagrams are no adverts: let them in, to fill the queue
+        vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT)]))
+        for _ in range(200):
+            tx.sendto(b"x" * 100, rx.getsockname())
+        time.sleep(0.05)
+        drops = real.queue_drops
+        assert drops and drops > 100, drops  # the kernel's own count of what the full queue cost
+        status = d.status()
+        assert status["sockets"] == [{"interface": "eth0", "family": 4, "kernel_filter": real.rx_filter.describe(),
+                                      "kernel_filter_error": None, "rcvbuf": vrrpd.VRRP_RCVBUF,
+                                      "kernel_queue_full_drops": drops}]
+        text = vrrpd.format_stats(status)
+        assert "VRRP socket: eth0 (IPv4)" in text and f"Dropped by the kernel, receive queue full: {drops}" in text
+        assert "VRID 51 (what it drops is not counted)" in text
+    finally:
+        d.vsocks["eth0"] = sock
+        for each in (rx, tx):
+            each.close()
+        d.close()
+        loop.close()
+
+
+def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab):
+    """Both families, on the kernel's raw VRRP sockets: a packet the filter refuses never reaches recv(), the
+    IPv6 hop limit is read through SKF_NET_OFF, and what an instance could accept still arrives."""
+    import json
+
+    rx_ns, tx_ns = lab.host("r", "10.86.0.1/24"), lab.host("t", "10.86.0.2/24")
+    wait_link_local(lab, rx_ns)
+    tx_ll = wait_link_local(lab, tx_ns)
+    receiver = lab.exec(rx_ns, [PYTHON, "-c", (
+        f"import sys, json, socket, time; sys.path.insert(0, {str(HERE)!r}); import vrrpd\n"
+        "i = socket.if_nametoindex('eth0')\n"
+        "s4, s6 = vrrpd.VrrpSocket('eth0', i), vrrpd.VrrpSocket6('eth0', i)\n"
+        "s4.join(vrrpd.VRRP_MCAST_GROUP4)\n"
+        "s6.join(vrrpd.VRRP_MCAST_GROUP6)\n"
+        "s4.set_filter(vrrpd.rx_filter_for(4, [3], [51]))\n"
+        "s6.set_filter(vrrpd.rx_filter_for(6, [3], [52]))\n"
+        "print('READY', s4.rx_filter is not None and s6.rx_filter is not None, flush=True)\n"
+        "got, end = [], time.monotonic() + 4\n"
+        "while time.monotonic() < end:\n"
+        "    d = s4.recv()\n"
+        "    if d is not None:\n"
+        "        got.append([4, d[21], d[8]])\n"
+        "    g = s6.recv()\n"
+        "    if g is not None:\n"
+        "        got.append([6, g[0][1], g[3]])\n"
+        "    time.sleep(0.001)\n"
+        "print(json.dumps(got), flush=True)\n")], stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout.readline().split() == ["READY", "True"]
+    run_py_in(lab, tx_ns, (
+        "import ipaddress, socket, struct\n"
+        "IP4, IP6 = ipaddress.IPv4Address, ipaddress.IPv6Address\n"
+        "i = socket.if_nametoindex('eth0')\n"
+        "s4, s6 = vrrpd.VrrpSocket('eth0', i), vrrpd.VrrpSocket6('eth0', i)\n"
+        "src, g4 = IP4('10.86.0.2'), vrrpd.VRRP_MCAST_GROUP4\n"
+        "for vrid, ttl in ((51, 255), (51, 64), (50, 255), (51, 1), (51, 255)):\n"
+        "    adv = vrrpd.VrrpAdvert(3, vrid, 100, [IP4('10.86.0.100')], 1.0, 0, b'')\n"
+        "    s4.send(src, g4, vrrpd.encode_advert(adv, src, g4), ttl)\n"
+        f"ll = IP6({tx_ll!r})\n"
+        "for vrid, hops in ((52, 255), (52, 64), (53, 255), (52, 255)):\n"
+        "    s6.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hops)\n"
+        "    msg = struct.pack('!BBBBHH', 0x31, vrid, 100, 1, 100, 0) + IP6('2001:db8::100').packed\n"
+        "    s6.send(ll, vrrpd.VRRP_MCAST_GROUP6, msg)\n"), timeout=30)
+    got = json.loads(receiver.communicate(timeout=30)[0])
+    assert sorted(map(tuple, got)) == [(4, 51, 255), (4, 51, 255), (6, 52, 255), (6, 52, 255)], got

@@ -6999,7 +6999,7 @@ NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
 SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
-SO_RXQ_OVFL = 40  # SOL_SOCKET option: each datagram carries how many the full receive queue made the kernel drop
+SO_MEMINFO, SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 55, 9, 8  # the socket's memory counters, drops among them
 IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
 IPTOS_PREC_INTERNETCONTROL = 0xC0  # keepalived's IP_TOS / IPV6_TCLASS for adverts (CS6, network control)
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
@@ -7060,8 +7060,6 @@ class _RxSocket:
         self.rx_filter: Optional[RxFilter] = None
         self.rx_filter_error: Optional[str] = None
         self.rcvbuf = VRRP_RCVBUF
-        self.queue_drops = 0  # SO_RXQ_OVFL: datagrams the kernel dropped because the receive queue was full
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         set_rcvbuf(self.sock, self.rcvbuf)
 
     def set_filter(self, rx_filter: Optional[RxFilter]) -> None:
@@ -7091,9 +7089,15 @@ class _RxSocket:
             self.rcvbuf = size
             set_rcvbuf(self.sock, size)
 
-    def _overflow(self, value: bytes) -> None:
-        if len(value) >= 4:
-            self.queue_drops = struct.unpack_from("=I", value)[0]
+    @property
+    def queue_drops(self) -> Optional[int]:
+        """Datagrams the kernel dropped because the receive queue was full (SO_MEMINFO: read when asked, nothing
+        per packet); None where the kernel does not say."""
+        try:
+            info = self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * SK_MEMINFO_VARS)
+        except OSError:
+            return None
+        return struct.unpack_from(f"={len(info) // 4}I", info)[SK_MEMINFO_DROPS] if len(info) >= 36 else None
 
 
 class NetlinkSocket:
@@ -7312,8 +7316,6 @@ class VrrpSocket(_RxSocket):
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
                 self.received_at = sec + nsec * 1e-9
-            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
-                self._overflow(value)
         return data
 
     def close(self) -> None:
@@ -8794,8 +8796,6 @@ class VrrpSocket6(_RxSocket):
                 hoplimit = struct.unpack("=i", value[:4])[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
                 dst = ipaddress.IPv6Address(value[:16])
-            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
-                self._overflow(value)
         return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
 
     def close(self) -> None:
@@ -10942,7 +10942,7 @@ class Daemon:
     def rx_sockets_status(self) -> List[Dict[str, Any]]:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
         instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
-        the receive queue was full (SO_RXQ_OVFL, counted by the kernel)."""
+        the receive queue was full (counted by the kernel)."""
         socks = [(4, s) for s in self.vsocks.values()] + [(6, s) for s in self.beyond.vsocks6.values()]
         return [{"interface": s.ifname, "family": family,
                  "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
@@ -13298,6 +13298,12 @@ def format_stats(status: Dict[str, Any]) -> str:
         lines += [f"    {reason}: {count}" for reason, count in sorted(bad.items())]
         lines += ["  Priority Zero:", f"    Received: {s.get('priority_zero_received', 0)}",
                   f"    Sent: {s.get('priority_zero_sent', 0)}"]
+    # before any of the counts above: what the kernel dropped on each VRRP socket
+    for sock in status.get("sockets", []):
+        lines += [f"VRRP socket: {sock['interface']} (IPv{sock['family']})",
+                  f"  Kernel filter: {sock.get('kernel_filter') or 'none'}"
+                  + (" (what it drops is not counted)" if sock.get("kernel_filter") else ""),
+                  f"  Dropped by the kernel, receive queue full: {sock.get('kernel_queue_full_drops', 0)}"]
     return "\n".join(lines) + "\n"
 
 
