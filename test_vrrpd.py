@@ -8475,6 +8475,27 @@ def test_runtime_files_are_named_per_instance_and_namespace_as_keepalived_names_
     assert messages(diags) == ["n.conf:1: error: instance: '../x' cannot name a file (letters, digits, '_', '-', '.')"]
 
 
+def test_syslog_ident_names_the_namespace_and_instance(tmp_path):
+    import socket
+
+    path = str(tmp_path / "log")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(2)
+    logger = logging.getLogger("vrrpd")
+    handler = vrrpd.SyslogHandler(path, facility=3)
+    saved = list(logger.handlers)
+    logger.handlers = [handler]
+    try:
+        vrrpd.set_syslog_ident(vrrpd.GlobalDefs(instance_name="blue", net_namespace="red"))
+        logger.warning("hello")
+        assert b"vrrpd_red_blue[" in server.recv(4096)
+    finally:
+        logger.handlers = saved
+        handler.close()
+        server.close()
+
+
 def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path):
     """`instance NAME` gives each daemon its own pid file, control socket and dump files; --status/--json reach
     the one they are pointed at (by -f or -p); `net_namespace NAME` runs a daemon started outside inside it."""

@@ -11905,6 +11905,18 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
         root.addHandler(logging.StreamHandler(sys.stderr))
 
 
+def set_syslog_ident(g: GlobalDefs) -> None:
+    """keepalived's syslog ident for several daemons on one host: Keepalived_NAMESPACE_INSTANCE; ours is
+    vrrpd_NAMESPACE_INSTANCE (either part only when given)."""
+    parts = [x for x in (g.net_namespace, g.instance_name) if x]
+    if not parts:
+        return
+    ident = "_".join([PROG] + parts)
+    for handler in logging.getLogger(PROG).handlers:
+        if isinstance(handler, SyslogHandler):
+            handler.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
+
+
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
 _BYTECODE_LOADER = (
     "import os, sys, importlib.machinery as m, importlib.util as u\n"
@@ -13615,6 +13627,7 @@ def run_daemon(args: Any) -> int:
         namespace, g = g.net_namespace, config.global_defs
         g.net_namespace = namespace
     paths = runtime_paths(g)
+    set_syslog_ident(g)
     named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
     pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
     control_socket = control_socket_of(args, config)
