@@ -4196,6 +4196,18 @@ def config_summary(config: Config) -> List[str]:
         if inst.track_script:
             out.append("    track_script: " + ", ".join(
                 r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_script))
+        if inst.track_bfd:
+            out.append("    track_bfd: " + ", ".join(
+                r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_bfd))
+        if inst.auth_hmac is not None:
+            ah = inst.auth_hmac
+            out.append(f"    auth_hmac: HMAC-SHA256-128, keys {sorted(ah.keys)}, active key {ah.active_key}, "
+                       f"mode {ah.mode}, anti_replay {ah.anti_replay}")
+    for bfd in config.bfd_instances.values():
+        port = BFD_MULTIHOP_PORT if bfd.multihop else BFD_PORT
+        out.append(f"bfd_instance {bfd.name}: neighbor {bfd.neighbor_ip} (UDP {port}), min_rx {bfd.min_rx:g} ms, "
+                   f"min_tx {bfd.min_tx:g} ms, idle_tx {bfd.idle_tx:g} ms, multiplier {bfd.multiplier}, "
+                   f"ttl {bfd.out_ttl}{', passive' if bfd.passive else ''}")
     for sg in config.sync_groups:
         out.append(f"vrrp_sync_group {sg.name}: {' '.join(sg.group)}")
     for script in config.vrrp_scripts.values():
@@ -4215,7 +4227,7 @@ def config_summary(config: Config) -> List[str]:
             where = f"[{rs.address}]:{rs.port}" if rs.address.version == 6 else f"{rs.address}:{rs.port}"
             checks = ", ".join(c.kind for c in rs.checkers) or "no checker (always up)"
             out.append(f"    real_server {where} weight {rs.weight}: {checks}")
-    if not config.vrrp_instances and not config.virtual_servers:
+    if not config.vrrp_instances and not config.virtual_servers and not config.bfd_instances:
         out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
         out.append("accepted but not acted upon by vrrpd:")
