@@ -8381,6 +8381,11 @@ def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch)
     assert "\n" not in line and json.loads(line) == event
 
 
+def test_events_without_a_daemon_says_so_and_exits_3(tmp_path, capsys):
+    assert vrrpd.main(["--events", "--control-socket", str(tmp_path / "none.sock")]) == vrrpd.EXIT_NOT_RUNNING
+    assert "no running vrrpd" in capsys.readouterr().err
+
+
 def test_metrics_listen_keyword_and_metrics_option():
     config, diags = parse_ok("global_defs {\n    metrics_listen 127.0.0.1:9650\n}\n")
     assert config.global_defs.metrics_listen == "127.0.0.1:9650"
