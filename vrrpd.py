@@ -6999,7 +6999,7 @@ NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
 SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
-SO_RXQ_OVFL = 40  # SOL_SOCKET option: each datagram carries how many the full receive queue made the kernel drop
+SO_MEMINFO, SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 55, 9, 8  # the socket's memory counters, drops among them
 IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
 IPTOS_PREC_INTERNETCONTROL = 0xC0  # keepalived's IP_TOS / IPV6_TCLASS for adverts (CS6, network control)
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
@@ -7060,8 +7060,6 @@ class _RxSocket:
         self.rx_filter: Optional[RxFilter] = None
         self.rx_filter_error: Optional[str] = None
         self.rcvbuf = VRRP_RCVBUF
-        self.queue_drops = 0  # SO_RXQ_OVFL: datagrams the kernel dropped because the receive queue was full
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         set_rcvbuf(self.sock, self.rcvbuf)
 
     def set_filter(self, rx_filter: Optional[RxFilter]) -> None:
@@ -7091,9 +7089,15 @@ class _RxSocket:
             self.rcvbuf = size
             set_rcvbuf(self.sock, size)
 
-    def _overflow(self, value: bytes) -> None:
-        if len(value) >= 4:
-            self.queue_drops = struct.unpack_from("=I", value)[0]
+    @property
+    def queue_drops(self) -> Optional[int]:
+        """Datagrams the kernel dropped because the receive queue was full (SO_MEMINFO: read when asked, nothing
+        per packet); None where the kernel does not say."""
+        try:
+            info = self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * SK_MEMINFO_VARS)
+        except OSError:
+            return None
+        return struct.unpack_from(f"={len(info) // 4}I", info)[SK_MEMINFO_DROPS] if len(info) >= 36 else None
 
 
 class NetlinkSocket:
@@ -7312,8 +7316,6 @@ class VrrpSocket(_RxSocket):
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
                 self.received_at = sec + nsec * 1e-9
-            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
-                self._overflow(value)
         return data
 
     def close(self) -> None:
@@ -8794,8 +8796,6 @@ class VrrpSocket6(_RxSocket):
                 hoplimit = struct.unpack("=i", value[:4])[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
                 dst = ipaddress.IPv6Address(value[:16])
-            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
-                self._overflow(value)
         return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
 
     def close(self) -> None:
@@ -10942,7 +10942,7 @@ class Daemon:
     def rx_sockets_status(self) -> List[Dict[str, Any]]:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
         instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
-        the receive queue was full (SO_RXQ_OVFL, counted by the kernel)."""
+        the receive queue was full (counted by the kernel)."""
         socks = [(4, s) for s in self.vsocks.values()] + [(6, s) for s in self.beyond.vsocks6.values()]
         return [{"interface": s.ifname, "family": family,
                  "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
@@ -11159,6 +11159,7 @@ class Daemon:
             self.addrs = [a for a in self.rtnl.addresses() if a.usable]
             changed = True
         links_changed = changed
+        appeared: set = set()
         for rtype, obj in events:
             if isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
@@ -11170,6 +11171,8 @@ class Daemon:
                     self.links[obj.index] = obj
                     if obj.up and (old is None or not old.up) and not self.stopping:
                         self._interface_up(obj.name)
+                    if old is None or old.name != obj.name:
+                        appeared.add(obj.name)
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
@@ -11187,6 +11190,8 @@ class Daemon:
                 changed = self._refresh_sources() or changed
         if links_changed and not self.stopping:
             changed = self._follow_interfaces() or changed
+            if appeared:
+                self._vips_on_new_links(appeared)
         if changed and not self.stopping:
             self._reevaluate()
 
@@ -11226,9 +11231,27 @@ class Daemon:
                 for route in self.static_set[1]:
                     self._route_op("static", route, add=True)
 
+    def _vips_on_new_links(self, names: set) -> None:
+        """Interfaces created after we became MASTER (a Neutron qr-/qg- port, a VLAN): put the VIPs, excluded VIPs
+        and virtual routes that name them there now, and announce them."""
+        for rt in self.runtimes:
+            if not rt.machine.vips_set or rt.machine.state != State.MASTER:
+                continue
+            late = [v for v in rt.vips if v.dev in names and v.dev != rt.inst.interface]
+            for vip in late:
+                log.info("(%s) interface %s appeared: adding %s", rt.inst.name, vip.dev, vip.address)
+                self._vip_op(rt, vip, add=True)
+            self._set_routes(rt, add=True)  # those whose interface was missing
+            if late:
+                self._send_garps(rt, 1)
+
     def _interface_up(self, name: str) -> None:
         """An interface came (back) up: the kernel dropped the IPv4 routes through it while it was down; put back
-        the static addresses and routes on it (keepalived's interface_up). Rules survive, as in the kernel."""
+        the static addresses and routes on it (keepalived's interface_up), and the virtual routes a MASTER could
+        not install while it was down. Rules survive, as in the kernel."""
+        for rt in self.runtimes:
+            if rt.machine.vips_set and rt.machine.state == State.MASTER:
+                self._set_routes(rt, add=True)
         for vip in self.static_set[0]:
             if (vip.dev or self.g.default_interface) == name and not vip.no_track:
                 self._static_addr_op(vip, add=True)
@@ -11880,6 +11903,18 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
             pass
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))
+
+
+def set_syslog_ident(g: GlobalDefs) -> None:
+    """keepalived's syslog ident for several daemons on one host: Keepalived_NAMESPACE_INSTANCE; ours is
+    vrrpd_NAMESPACE_INSTANCE (either part only when given)."""
+    parts = [x for x in (g.net_namespace, g.instance_name) if x]
+    if not parts:
+        return
+    ident = "_".join([PROG] + parts)
+    for handler in logging.getLogger(PROG).handlers:
+        if isinstance(handler, SyslogHandler):
+            handler.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
 
 
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
@@ -13263,6 +13298,12 @@ def format_stats(status: Dict[str, Any]) -> str:
         lines += [f"    {reason}: {count}" for reason, count in sorted(bad.items())]
         lines += ["  Priority Zero:", f"    Received: {s.get('priority_zero_received', 0)}",
                   f"    Sent: {s.get('priority_zero_sent', 0)}"]
+    # before any of the counts above: what the kernel dropped on each VRRP socket
+    for sock in status.get("sockets", []):
+        lines += [f"VRRP socket: {sock['interface']} (IPv{sock['family']})",
+                  f"  Kernel filter: {sock.get('kernel_filter') or 'none'}"
+                  + (" (what it drops is not counted)" if sock.get("kernel_filter") else ""),
+                  f"  Dropped by the kernel, receive queue full: {sock.get('kernel_queue_full_drops', 0)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -13586,6 +13627,7 @@ def run_daemon(args: Any) -> int:
         namespace, g = g.net_namespace, config.global_defs
         g.net_namespace = namespace
     paths = runtime_paths(g)
+    set_syslog_ident(g)
     named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
     pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
     control_socket = control_socket_of(args, config)
