@@ -8423,6 +8423,11 @@ def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch)
     assert "\n" not in line and json.loads(line) == event
 
 
+def test_events_without_a_daemon_says_so_and_exits_3(tmp_path, capsys):
+    assert vrrpd.main(["--events", "--control-socket", str(tmp_path / "none.sock")]) == vrrpd.EXIT_NOT_RUNNING
+    assert "no running vrrpd" in capsys.readouterr().err
+
+
 def test_metrics_listen_keyword_and_metrics_option():
     config, diags = parse_ok("global_defs {\n    metrics_listen 127.0.0.1:9650\n}\n")
     assert config.global_defs.metrics_listen == "127.0.0.1:9650"
@@ -8432,22 +8437,36 @@ def test_metrics_listen_keyword_and_metrics_option():
     assert vrrpd.build_arg_parser().parse_args(["--metrics", "127.0.0.1:1"]).metrics == "127.0.0.1:1"
 
 
-def _read_line_until(proc, predicate, timeout=10.0):
-    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout."""
-    import select
+_LINE_QUEUES: dict = {}
 
+
+def _read_line_until(proc, predicate, timeout=10.0):
+    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout. (A thread reads the
+    pipe: select() on a buffered text file misses the lines already in its buffer.)"""
+    import queue
+    import threading
+
+    lines = _LINE_QUEUES.get(proc.pid)
+    if lines is None:
+        lines = _LINE_QUEUES[proc.pid] = queue.Queue()
+
+        def pump():
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
     deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None or time.monotonic() > deadline:
+            raise AssertionError(f"no such line within {timeout} s; got {seen}")
         seen.append(line)
         if predicate(line):
             return line
-    raise AssertionError(f"no such line within {timeout} s; got {seen}")
 
 
 def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
@@ -8466,7 +8485,7 @@ def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
     lab.processes += [human, as_json]
     # the recent history comes first: B started as BACKUP
     _read_line_until(human, lambda line: "VI_1 INIT -> BACKUP (not-master" in line)
-    assert json.loads(as_json.stdout.readline())["reason"] == "not-master"
+    assert json.loads(_read_line_until(as_json, lambda line: True))["reason"] == "not-master"
     status = sh([PYTHON, VRRPD, "--status", "--control-socket", b.ctl]).stdout
     assert f"VI_1: master {LAB_NET}.1 at priority 150, last advert" in status, status
     history = len(b.instance()["recent_transitions"])
