@@ -4196,6 +4196,18 @@ def config_summary(config: Config) -> List[str]:
         if inst.track_script:
             out.append("    track_script: " + ", ".join(
                 r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_script))
+        if inst.track_bfd:
+            out.append("    track_bfd: " + ", ".join(
+                r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_bfd))
+        if inst.auth_hmac is not None:
+            ah = inst.auth_hmac
+            out.append(f"    auth_hmac: HMAC-SHA256-128, keys {sorted(ah.keys)}, active key {ah.active_key}, "
+                       f"mode {ah.mode}, anti_replay {ah.anti_replay}")
+    for bfd in config.bfd_instances.values():
+        port = BFD_MULTIHOP_PORT if bfd.multihop else BFD_PORT
+        out.append(f"bfd_instance {bfd.name}: neighbor {bfd.neighbor_ip} (UDP {port}), min_rx {bfd.min_rx:g} ms, "
+                   f"min_tx {bfd.min_tx:g} ms, idle_tx {bfd.idle_tx:g} ms, multiplier {bfd.multiplier}, "
+                   f"ttl {bfd.out_ttl}{', passive' if bfd.passive else ''}")
     for sg in config.sync_groups:
         out.append(f"vrrp_sync_group {sg.name}: {' '.join(sg.group)}")
     for script in config.vrrp_scripts.values():
@@ -4215,7 +4227,7 @@ def config_summary(config: Config) -> List[str]:
             where = f"[{rs.address}]:{rs.port}" if rs.address.version == 6 else f"{rs.address}:{rs.port}"
             checks = ", ".join(c.kind for c in rs.checkers) or "no checker (always up)"
             out.append(f"    real_server {where} weight {rs.weight}: {checks}")
-    if not config.vrrp_instances and not config.virtual_servers:
+    if not config.vrrp_instances and not config.virtual_servers and not config.bfd_instances:
         out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
         out.append("accepted but not acted upon by vrrpd:")
@@ -11918,6 +11930,18 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
         root.addHandler(logging.StreamHandler(sys.stderr))
 
 
+def set_syslog_ident(g: GlobalDefs) -> None:
+    """keepalived's syslog ident for several daemons on one host: Keepalived_NAMESPACE_INSTANCE; ours is
+    vrrpd_NAMESPACE_INSTANCE (either part only when given)."""
+    parts = [x for x in (g.net_namespace, g.instance_name) if x]
+    if not parts:
+        return
+    ident = "_".join([PROG] + parts)
+    for handler in logging.getLogger(PROG).handlers:
+        if isinstance(handler, SyslogHandler):
+            handler.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
+
+
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
 _BYTECODE_LOADER = (
     "import os, sys, importlib.machinery as m, importlib.util as u\n"
@@ -13628,6 +13652,7 @@ def run_daemon(args: Any) -> int:
         namespace, g = g.net_namespace, config.global_defs
         g.net_namespace = namespace
     paths = runtime_paths(g)
+    set_syslog_ident(g)
     named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
     pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
     control_socket = control_socket_of(args, config)
