@@ -7389,6 +7389,16 @@ def test_bytecode_cache_is_made_once_and_refused_in_a_directory_others_can_write
     assert list(shared.iterdir()) == []
 
 
+def test_bytecode_cache_from_the_compiled_script_equals_what_py_compile_writes(tmp_path):
+    source = tmp_path / "vrrpd_copy.py"
+    source.write_text((HERE / "vrrpd.py").read_text())
+    code = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
+    ours = vrrpd.bytecode_cache(str(source), (str(tmp_path / "ours"),), code=code)
+    compiled = vrrpd.bytecode_cache(str(source), (str(tmp_path / "compiled"),))
+    assert ours and compiled and Path(ours).name == Path(compiled).name
+    assert Path(ours).read_bytes() == Path(compiled).read_bytes()
+
+
 def test_daemon_reexecs_from_bytecode_cache_keeping_its_pid(lab, tmp_path):
     ns = lab.host("a", "10.66.0.1/24")
     conf = tmp_path / "a.conf"
