@@ -4229,7 +4229,7 @@ while time.monotonic() < end:
     for make in kinds:
         raw.sendto(make(), (str(target), 0))
         sent += 1
-    time.sleep(0.0002)
+    time.sleep(0.0005)
 print(sent)
 """
 
@@ -4238,8 +4238,10 @@ def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(l
     ns_v = lab.host("v", f"{BFD_NET}.1/24")
     ns_w = lab.host("w", f"{BFD_NET}.2/24")
     ns_x = lab.host("x", f"{BFD_NET}.66/24")
-    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1"))
-    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2"))
+    # 200 ms x 5: what is proved is that no bad packet moves the session, not how a loaded 2-core machine
+    # schedules a flooded Python process (the 10 ms test measures that)
+    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 200, 200, 5))
+    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 200, 200, 5))
     v.wait_started()
     w.wait_started()
     wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 10, 0.05,
@@ -4250,13 +4252,13 @@ def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(l
     script.write_text(BFD_FLOOD)
     out = lab.run(ns_x, [PYTHON, str(script), str(HERE), f"{BFD_NET}.66", f"{BFD_NET}.1", f"{BFD_NET}.2",
                          str(session["local_discriminator"]), "2.5"], timeout=30).stdout
-    assert int(out) > 3000, out
+    assert int(out) > 2000, out
     after = v.status()["trackers"]["bfd_instance"]
     assert after["BW"]["state"] == "Up" and after["BW"]["local_discriminator"] == session["local_discriminator"]
     assert "Entering Down" not in v.log() + w.log() and v.log().count("(BW) Entering Up") == 1, (v.log(), w.log())
     bad = after["bad_packets"]
     assert {"bfd_ttl", "bfd_no_session", "bfd_spoofed", "bfd_length"} <= set(bad), bad
-    assert sum(bad.values()) > 3000 * 0.9, bad
+    assert sum(bad.values()) > int(out) * 0.9, bad
     assert len(v.log().splitlines()) < 60  # rate-limited
     v.stop()
     w.stop()
@@ -8423,6 +8425,11 @@ def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch)
     assert "\n" not in line and json.loads(line) == event
 
 
+def test_events_without_a_daemon_says_so_and_exits_3(tmp_path, capsys):
+    assert vrrpd.main(["--events", "--control-socket", str(tmp_path / "none.sock")]) == vrrpd.EXIT_NOT_RUNNING
+    assert "no running vrrpd" in capsys.readouterr().err
+
+
 def test_metrics_listen_keyword_and_metrics_option():
     config, diags = parse_ok("global_defs {\n    metrics_listen 127.0.0.1:9650\n}\n")
     assert config.global_defs.metrics_listen == "127.0.0.1:9650"
@@ -8432,22 +8439,36 @@ def test_metrics_listen_keyword_and_metrics_option():
     assert vrrpd.build_arg_parser().parse_args(["--metrics", "127.0.0.1:1"]).metrics == "127.0.0.1:1"
 
 
-def _read_line_until(proc, predicate, timeout=10.0):
-    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout."""
-    import select
+_LINE_QUEUES: dict = {}
 
+
+def _read_line_until(proc, predicate, timeout=10.0):
+    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout. (A thread reads the
+    pipe: select() on a buffered text file misses the lines already in its buffer.)"""
+    import queue
+    import threading
+
+    lines = _LINE_QUEUES.get(proc.pid)
+    if lines is None:
+        lines = _LINE_QUEUES[proc.pid] = queue.Queue()
+
+        def pump():
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
     deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None or time.monotonic() > deadline:
+            raise AssertionError(f"no such line within {timeout} s; got {seen}")
         seen.append(line)
         if predicate(line):
             return line
-    raise AssertionError(f"no such line within {timeout} s; got {seen}")
 
 
 def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
@@ -8466,7 +8487,7 @@ def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
     lab.processes += [human, as_json]
     # the recent history comes first: B started as BACKUP
     _read_line_until(human, lambda line: "VI_1 INIT -> BACKUP (not-master" in line)
-    assert json.loads(as_json.stdout.readline())["reason"] == "not-master"
+    assert json.loads(_read_line_until(as_json, lambda line: True))["reason"] == "not-master"
     status = sh([PYTHON, VRRPD, "--status", "--control-socket", b.ctl]).stdout
     assert f"VI_1: master {LAB_NET}.1 at priority 150, last advert" in status, status
     history = len(b.instance()["recent_transitions"])
