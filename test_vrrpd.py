@@ -4286,6 +4286,30 @@ def test_two_address_owners_in_the_lab_the_lower_yields_or_a_deaf_one_makes_the_
     b.stop()
 
 
+def test_bfd_reload_keeps_an_unchanged_session_and_restarts_a_changed_one(lab, tmp_path):
+    ns_v = lab.host("v", f"{BFD_NET}.1/24")
+    ns_w = lab.host("w", f"{BFD_NET}.2/24")
+    conf_v = _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 100, 100)
+    v = _OpsNode(lab, ns_v, tmp_path, "V", conf_v)
+    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 100, 100))
+    wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 15, 0.05,
+             "the session up")
+    disc = v.status()["trackers"]["bfd_instance"]["BW"]["local_discriminator"]
+    v.reload(conf_v.replace("router_id v", "router_id v2"))  # the session is not touched
+    time.sleep(0.5)
+    s = v.status()["trackers"]["bfd_instance"]["BW"]
+    assert s["state"] == "Up" and s["local_discriminator"] == disc
+    assert "Entering Down" not in w.log()
+    v.reload(conf_v.replace("min_tx 100", "min_tx 60"))  # a new session: the old one says AdminDown first
+    wait_for(lambda: "(BV) Entering Down state (Local diagnostic - Neighbor Signaled Session Down)" in w.log(), 5,
+             0.05, "the peer hears the old session go")
+    wait_for(lambda: v.status()["trackers"]["bfd_instance"]["BW"]["state"] == "Up", 10, 0.1, "the new session up")
+    s = v.status()["trackers"]["bfd_instance"]["BW"]
+    assert s["local_discriminator"] != disc and s["tx_interval_ms"] == 100  # max(our 60, its min_rx 100)
+    v.stop()
+    w.stop()
+
+
 def _capture(lab, ns, bpf, count, timeout=15):
     """Start tcpdump in ns (link-level headers, µs timestamps); returns the Popen whose stdout has the lines."""
     require(shutil.which("tcpdump") is not None, "needs tcpdump")

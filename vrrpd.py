@@ -4240,6 +4240,18 @@ def config_summary(config: Config) -> List[str]:
         if inst.track_script:
             out.append("    track_script: " + ", ".join(
                 r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_script))
+        if inst.track_bfd:
+            out.append("    track_bfd: " + ", ".join(
+                r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_bfd))
+        if inst.auth_hmac is not None:
+            ah = inst.auth_hmac
+            out.append(f"    auth_hmac: HMAC-SHA256-128, keys {sorted(ah.keys)}, active key {ah.active_key}, "
+                       f"mode {ah.mode}, anti_replay {ah.anti_replay}")
+    for bfd in config.bfd_instances.values():
+        port = BFD_MULTIHOP_PORT if bfd.multihop else BFD_PORT
+        out.append(f"bfd_instance {bfd.name}: neighbor {bfd.neighbor_ip} (UDP {port}), min_rx {bfd.min_rx:g} ms, "
+                   f"min_tx {bfd.min_tx:g} ms, idle_tx {bfd.idle_tx:g} ms, multiplier {bfd.multiplier}, "
+                   f"ttl {bfd.out_ttl}{', passive' if bfd.passive else ''}")
     for sg in config.sync_groups:
         out.append(f"vrrp_sync_group {sg.name}: {' '.join(sg.group)}")
     for script in config.vrrp_scripts.values():
@@ -4259,7 +4271,7 @@ def config_summary(config: Config) -> List[str]:
             where = f"[{rs.address}]:{rs.port}" if rs.address.version == 6 else f"{rs.address}:{rs.port}"
             checks = ", ".join(c.kind for c in rs.checkers) or "no checker (always up)"
             out.append(f"    real_server {where} weight {rs.weight}: {checks}")
-    if not config.vrrp_instances and not config.virtual_servers:
+    if not config.vrrp_instances and not config.virtual_servers and not config.bfd_instances:
         out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
         out.append("accepted but not acted upon by vrrpd:")
@@ -10591,12 +10603,17 @@ class Daemon:
             rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
-        rt.timer = None
+        timer, rt.timer = rt.timer, None
         if self._timeout_waits_for_backlog(rt):
             return
         if self.beyond.hold_master(rt):
             return
-        actions = rt.machine.on_timer(self.loop.time())
+        now = self.loop.time()
+        if timer is not None and 0.0 <= now - timer.when < rt.machine.advert_int:
+            # served late, behind other instances due at the same moment: the machine acts at the deadline,
+            # so instances that fell due together stay due together and share one wake-up
+            now = timer.when
+        actions = rt.machine.on_timer(now)
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
             # the steady MASTER case, a few hundred times a second with many instances
             self._send_advert(rt, actions[0].priority)
@@ -10697,7 +10714,8 @@ class Daemon:
             for rule in inst.virtual_rules:
                 if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
                     rt.rules_set.append(rule)
-            self._watch_routes()
+            if rt.routes_set or rt.rules_set:
+                self._watch_routes()
             return
         for rule in rt.rules_set:
             self._rule_op(name, rule, add=False)
@@ -11218,8 +11236,26 @@ class Daemon:
             changed = True
         links_changed = changed
         appeared: set = set()
+        track_src: Optional[bool] = None  # does any instance track its source address (asked once per read)
+        addrs: Optional[Dict[Tuple[int, Any], AddrInfo]] = None  # self.addrs by (index, address) while reading
         for rtype, obj in events:
-            if isinstance(obj, LinkInfo):
+            if isinstance(obj, AddrInfo) and rtype in (RTM_NEWADDR, RTM_DELADDR):
+                # a takeover of many instances brings one event per VIP: no pass over every instance per event
+                if track_src is None:
+                    track_src = any(rt.inst.track_src_ip for rt in self.runtimes)
+                if addrs is None:
+                    addrs = {(a.index, a.address): a for a in self.addrs}
+                changed = changed or track_src
+                addrs.pop((obj.index, obj.address), None)
+                if rtype == RTM_NEWADDR and obj.usable:
+                    # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source,
+                    # not present; the RTM_NEWADDR that ends DAD brings it in
+                    addrs[(obj.index, obj.address)] = obj
+                self.addrs = list(addrs.values())
+                if rtype == RTM_DELADDR:
+                    self._vip_deleted(obj)
+                changed = self._refresh_sources() or changed
+            elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
                     changed = self.links.pop(obj.index, None) is not None or changed
                 else:
@@ -11234,18 +11270,6 @@ class Daemon:
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
-            elif rtype == RTM_NEWADDR:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source, not
-                # present; the RTM_NEWADDR that ends DAD brings it in
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + (
-                    [obj] if obj.usable else [])
-                changed = self._refresh_sources() or changed
-            else:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
-                self._vip_deleted(obj)
-                changed = self._refresh_sources() or changed
         if links_changed and not self.stopping:
             changed = self._follow_interfaces() or changed
             if appeared:
@@ -11261,7 +11285,8 @@ class Daemon:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
-        self._update_own_sources()
+        if changed:
+            self._update_own_sources()
         return changed
 
     def _vip_deleted(self, addr: AddrInfo) -> None:
