@@ -4533,6 +4533,16 @@ def test_static_ipaddress_without_dev_uses_default_interface():
         ("192.168.9.1/24", "eth7", None), ("192.168.9.2/24", "eth1", "eth1:9")]
 
 
+def test_track_group_blocks_and_references():
+    text = ("track_group TG {\n    group {\n        VI_1\n    }\n}\n"
+            "static_routes {\n    10.0.0.0/8 dev eth1 track_group TG\n    10.1.0.0/16 dev eth1 track_group NOPE\n}\n")
+    config, diags = vrrpd.parse_config_text(text + MINIMAL, "t.conf")
+    assert config.track_groups["TG"].group == ["VI_1"]
+    assert [r.track_group for r in config.static_routes] == ["TG", "NOPE"]
+    assert messages(diags, vrrpd.Severity.ERROR) == [
+        "t.conf:8: error: track_group NOPE not found (track_group NAME { group { VI_1 } })"]
+
+
 def test_route_request_bytes_match_the_rtmsg_layout():
     route, _ = vrrpd.parse_route_line("10.9.0.0/16 via 10.55.0.254 dev eth0 table 1000 metric 5".split())
     msg_type, flags, payload = vrrpd.route_request(route, {"eth0": 7}.get)
@@ -4694,6 +4704,22 @@ def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab,
              what="static route back after eth1 up")
     node.stop()
     assert not lab.has_address(ns, "192.168.77.1", "eth1") and not _routes(lab, ns, 300)
+
+
+def test_lab_track_group_instances_fault_with_a_static_address_interface(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    for dev in ("eth1p", "eth1"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+    text = ("track_group TG {\n    group {\n        VI_1\n    }\n}\n"
+            "static_ipaddress {\n    192.168.79.1/24 dev eth1 track_group TG\n}\n")
+    node = _Node(lab, ns, tmp_path, "A", text + _conf(priority=150, state="MASTER"))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.link(ns, "eth1", up=False)
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="FAULT: a track_group interface is down")
+    lab.link(ns, "eth1", up=True)
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="MASTER again")
+    node.stop()
 
 
 def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path):

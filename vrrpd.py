@@ -406,6 +406,7 @@ class VirtualIP:
     peer: Optional[IPAddress] = None
     nodad: bool = False
     no_track: bool = False
+    track_group: Optional[str] = None  # static_ipaddress: the track_group whose instances track its interface
     line: int = 0
 
 
@@ -678,6 +679,17 @@ class TrackProcess:
 
 
 @dataclass
+class TrackGroup:
+    """`track_group NAME { group { VI_1 ... } }`: instances that track the interfaces of the static addresses,
+    routes and rules naming this group (FAULT while one is down)."""
+
+    name: str
+    group: List[str] = field(default_factory=list)
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
 class SyncGroup:
     name: str
     file: str = ""
@@ -861,6 +873,7 @@ class Config:
     static_ipaddress: List[VirtualIP] = field(default_factory=list)
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
+    track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -1999,6 +2012,8 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                     vip.nodad = True
                 elif opt == "no_track":
                     vip.no_track = True
+                elif opt == "track_group" and val is not None:
+                    vip.track_group = val.text
             except _Invalid as exc:
                 p.error(opt_tok, f"virtual address {head.text}: {exc}")
         vips.append(vip)
@@ -2722,7 +2737,21 @@ _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OP
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _accept_only("top", "linkbeat_interfaces interface_up_down_delays "
-             "garp_group SSL track_group", (0, 1), "skip")
+             "garp_group SSL", (0, 1), "skip")
+
+
+def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
+    group = TrackGroup(name=args[0].text, file=kw.file, line=kw.line)
+    cfg.track_groups[group.name] = group
+    return group
+
+
+def _tg_group(p: _Parser, tg: TrackGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    tg.group.extend(t.text for entry in entries for t in entry)
+
+
+_kw("top", "track_group", _top_track_group, (1, 1), "track_group")
+_kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
 _accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
 
 
@@ -3702,6 +3731,7 @@ class _Validator:
                          'script "/path/to/check args"')
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
+        self.track_groups()
         self.mail()
 
     def bfd_instances(self) -> None:
@@ -4039,6 +4069,20 @@ class _Validator:
             return True
         vsg = self.cfg.virtual_server_groups.get(vs.group or "")
         return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
+
+    def track_groups(self) -> None:
+        """A static entry's track_group must name a track_group block (keepalived: "track_group X not found")."""
+        cfg = self.cfg
+        for entry in cfg.static_ipaddress + cfg.static_routes + cfg.static_rules:  # type: ignore[operator]
+            name = entry.track_group
+            if name is not None and name not in cfg.track_groups:
+                self.err(getattr(entry, "file", "") or (cfg.files[0] if cfg.files else ""), entry.line,
+                         f"track_group {name} not found", "track_group NAME { group { VI_1 } }")
+        names = {inst.name for inst in cfg.vrrp_instances}
+        for tg in cfg.track_groups.values():
+            for member in tg.group:
+                if member not in names:
+                    self.warn(tg.file, tg.line, f"track_group {tg.name}: {member} is not a vrrp_instance")
 
     def checkers(self, vs: VirtualServer) -> None:
         """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
@@ -11087,6 +11131,10 @@ class Daemon:
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
             # track_src_ip: the configured source address is not on the interface
             parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        # track_group: the interfaces of the static entries naming a group this instance is in
+        for name in sorted(self._track_group_interfaces(inst.name)):
+            if not self._link_up(name):
+                parts.append(("track_group", f"{name} down", 0, True))
         # tracked virtual routes and rules track the interfaces they name (dev, iif, oif), as in keepalived
         for name in sorted({r.dev for r in inst.virtual_routes if not r.no_track and r.dev} | {
                 n for r in inst.virtual_rules if not r.no_track for n in (r.iif, r.oif) if n}):
@@ -11106,6 +11154,16 @@ class Daemon:
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return parts
+
+    def _track_group_interfaces(self, name: str) -> set:
+        cfg = self.config
+        groups = {g.name for g in cfg.track_groups.values() if name in g.group}
+        if not groups:
+            return set()
+        found = {v.dev or self.g.default_interface for v in cfg.static_ipaddress if v.track_group in groups}
+        found |= {r.dev for r in cfg.static_routes if r.track_group in groups and r.dev}
+        found |= {r.iif for r in cfg.static_rules if r.track_group in groups and r.iif}
+        return found  # type: ignore[return-value]
 
     def _reevaluate(self) -> None:
         now = self.loop.time()
