@@ -8544,6 +8544,17 @@ def test_runtime_files_are_named_per_instance_and_namespace_as_keepalived_names_
     assert messages(diags) == ["n.conf:1: error: instance: '../x' cannot name a file (letters, digits, '_', '-', '.')"]
 
 
+def test_dump_files_follow_state_dump_file_and_the_instance_name(tmp_path):
+    config, _ = parse_ok(f"instance blue\nglobal_defs {{\n    state_dump_file {tmp_path}/sub/ka.dump\n}}\n" + MINIMAL)
+    op = vrrpd.Operator(vrrpd.Daemon(config), "x.conf", control_socket=None, dump_dir=str(tmp_path))
+    assert op.dump_path("data") == f"{tmp_path}/sub/ka.blue.dump"
+    assert op.dump_path("stats") == f"{tmp_path}/vrrpd.blue.stats"
+    config.global_defs.state_dump_file = f"{tmp_path}/d/"
+    assert op.dump_path("data") == f"{tmp_path}/d/vrrpd.blue.data"
+    config.global_defs.state_dump_file, config.global_defs.instance_name = "mine.txt", None
+    assert op.dump_path("data") == f"{tmp_path}/mine.txt" and op.dump_path("json") == f"{tmp_path}/vrrpd.json"
+
+
 def test_syslog_ident_names_the_namespace_and_instance(tmp_path):
     import socket
 
@@ -8605,7 +8616,7 @@ def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path)
     doc = json.loads(sh([PYTHON, VRRPD, "--json", "-f", str(conf)]).stdout)
     assert [i["name"] for i in doc["instances"]] == ["VI_Z"]
     proc.send_signal(signal.SIGUSR1)
-    wait_for(lambda: (tmp_path / f"vrrpd.data.{other}_{name}").exists(), 3, what="dump file named per instance")
+    wait_for(lambda: (tmp_path / f"vrrpd.{other}_{name}.data").exists(), 3, what="dump file named per instance")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
     assert not Path(f"/run/vrrpd/{other}/vrrpd_{name}.pid").exists()

@@ -377,6 +377,7 @@ class GlobalDefs:
     net_namespace: Optional[str] = None
     use_pid_dir: bool = False
     data_use_instance: bool = False
+    state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -2901,6 +2902,7 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
+_kw(_G, "state_dump_file", _h_str("state_dump_file"))
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
@@ -2950,7 +2952,7 @@ _accept_only(_G, "startup_script startup_script_timeout shutdown_script shutdown
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check state_dump_file "
+             "reload_time_file reload_repeat reload_file include_check "
              "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
@@ -13146,10 +13148,12 @@ def runtime_paths(g: GlobalDefs) -> Dict[str, str]:
 
       (nothing)               /run/vrrpd.pid            /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
       use_pid_dir             /run/vrrpd/vrrpd.pid      /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
-      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.data.I
-      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.data.N[_I]
+      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.I.data
+      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.N[_I].data
 
-    keepalived adds the dump suffix only with data_use_instance; vrrpd whenever a name is given."""
+    The dump suffix goes before the extension, where keepalived puts it; keepalived adds it only with
+    data_use_instance and only to .data (its .stats and .json are shared), vrrpd to all three whenever a name is
+    given, so that two daemons never write one file."""
     inst, ns = g.instance_name, g.net_namespace
     if not (inst or ns or g.use_pid_dir):
         return {"pid": DEFAULT_PID_FILE, "control": DEFAULT_CONTROL_SOCKET, "dump_suffix": ""}
@@ -13530,7 +13534,20 @@ class Operator:
 
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
-        return os.path.join(self.dump_dir, f"{PROG}.{kind}{runtime_paths(self.d.g)['dump_suffix']}")
+        """/tmp/vrrpd.data (.stats, .json), named per instance (runtime_paths); state_dump_file names the .data
+        file as keepalived reads it: an absolute path gives the directory, a trailing '/' keeps vrrpd.data."""
+        suffix = runtime_paths(self.d.g)["dump_suffix"]
+        directory, name = self.dump_dir, f"{PROG}.{kind}"
+        path = self.d.g.state_dump_file if kind == "data" else None
+        if path:
+            if path.startswith("/"):
+                directory = path if path.endswith("/") else os.path.dirname(path)
+            if not path.endswith("/"):
+                name = os.path.basename(path)
+        stem, dot, ext = name.rpartition(".")
+        if not dot:
+            stem, ext = name, ""
+        return os.path.join(directory, stem + suffix + (dot + ext if dot else ""))
 
     def dump(self, kind: str, clear: bool = False) -> Optional[str]:
         """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
