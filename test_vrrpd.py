@@ -4289,6 +4289,30 @@ def test_two_address_owners_in_the_lab_the_lower_yields_or_a_deaf_one_makes_the_
     b.stop()
 
 
+def test_bfd_reload_keeps_an_unchanged_session_and_restarts_a_changed_one(lab, tmp_path):
+    ns_v = lab.host("v", f"{BFD_NET}.1/24")
+    ns_w = lab.host("w", f"{BFD_NET}.2/24")
+    conf_v = _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 100, 100)
+    v = _OpsNode(lab, ns_v, tmp_path, "V", conf_v)
+    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 100, 100))
+    wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 15, 0.05,
+             "the session up")
+    disc = v.status()["trackers"]["bfd_instance"]["BW"]["local_discriminator"]
+    v.reload(conf_v.replace("router_id v", "router_id v2"))  # the session is not touched
+    time.sleep(0.5)
+    s = v.status()["trackers"]["bfd_instance"]["BW"]
+    assert s["state"] == "Up" and s["local_discriminator"] == disc
+    assert "Entering Down" not in w.log()
+    v.reload(conf_v.replace("min_tx 100", "min_tx 60"))  # a new session: the old one says AdminDown first
+    wait_for(lambda: "(BV) Entering Down state (Local diagnostic - Neighbor Signaled Session Down)" in w.log(), 5,
+             0.05, "the peer hears the old session go")
+    wait_for(lambda: v.status()["trackers"]["bfd_instance"]["BW"]["state"] == "Up", 10, 0.1, "the new session up")
+    s = v.status()["trackers"]["bfd_instance"]["BW"]
+    assert s["local_discriminator"] != disc and s["tx_interval_ms"] == 100  # max(our 60, its min_rx 100)
+    v.stop()
+    w.stop()
+
+
 def _capture(lab, ns, bpf, count, timeout=15):
     """Start tcpdump in ns (link-level headers, µs timestamps); returns the Popen whose stdout has the lines."""
     require(shutil.which("tcpdump") is not None, "needs tcpdump")
@@ -4512,6 +4536,16 @@ def test_static_ipaddress_without_dev_uses_default_interface():
         ("192.168.9.1/24", "eth7", None), ("192.168.9.2/24", "eth1", "eth1:9")]
 
 
+def test_track_group_blocks_and_references():
+    text = ("track_group TG {\n    group {\n        VI_1\n    }\n}\n"
+            "static_routes {\n    10.0.0.0/8 dev eth1 track_group TG\n    10.1.0.0/16 dev eth1 track_group NOPE\n}\n")
+    config, diags = vrrpd.parse_config_text(text + MINIMAL, "t.conf")
+    assert config.track_groups["TG"].group == ["VI_1"]
+    assert [r.track_group for r in config.static_routes] == ["TG", "NOPE"]
+    assert messages(diags, vrrpd.Severity.ERROR) == [
+        "t.conf:8: error: track_group NOPE not found (track_group NAME { group { VI_1 } })"]
+
+
 def test_route_request_bytes_match_the_rtmsg_layout():
     route, _ = vrrpd.parse_route_line("10.9.0.0/16 via 10.55.0.254 dev eth0 table 1000 metric 5".split())
     msg_type, flags, payload = vrrpd.route_request(route, {"eth0": 7}.get)
@@ -4673,6 +4707,22 @@ def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab,
              what="static route back after eth1 up")
     node.stop()
     assert not lab.has_address(ns, "192.168.77.1", "eth1") and not _routes(lab, ns, 300)
+
+
+def test_lab_track_group_instances_fault_with_a_static_address_interface(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    for dev in ("eth1p", "eth1"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+    text = ("track_group TG {\n    group {\n        VI_1\n    }\n}\n"
+            "static_ipaddress {\n    192.168.79.1/24 dev eth1 track_group TG\n}\n")
+    node = _Node(lab, ns, tmp_path, "A", text + _conf(priority=150, state="MASTER"))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.link(ns, "eth1", up=False)
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="FAULT: a track_group interface is down")
+    lab.link(ns, "eth1", up=True)
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="MASTER again")
+    node.stop()
 
 
 def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path):
@@ -8402,6 +8452,11 @@ def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch)
     assert "\n" not in line and json.loads(line) == event
 
 
+def test_events_without_a_daemon_says_so_and_exits_3(tmp_path, capsys):
+    assert vrrpd.main(["--events", "--control-socket", str(tmp_path / "none.sock")]) == vrrpd.EXIT_NOT_RUNNING
+    assert "no running vrrpd" in capsys.readouterr().err
+
+
 def test_metrics_listen_keyword_and_metrics_option():
     config, diags = parse_ok("global_defs {\n    metrics_listen 127.0.0.1:9650\n}\n")
     assert config.global_defs.metrics_listen == "127.0.0.1:9650"
@@ -8411,22 +8466,36 @@ def test_metrics_listen_keyword_and_metrics_option():
     assert vrrpd.build_arg_parser().parse_args(["--metrics", "127.0.0.1:1"]).metrics == "127.0.0.1:1"
 
 
-def _read_line_until(proc, predicate, timeout=10.0):
-    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout."""
-    import select
+_LINE_QUEUES: dict = {}
 
+
+def _read_line_until(proc, predicate, timeout=10.0):
+    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout. (A thread reads the
+    pipe: select() on a buffered text file misses the lines already in its buffer.)"""
+    import queue
+    import threading
+
+    lines = _LINE_QUEUES.get(proc.pid)
+    if lines is None:
+        lines = _LINE_QUEUES[proc.pid] = queue.Queue()
+
+        def pump():
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
     deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None or time.monotonic() > deadline:
+            raise AssertionError(f"no such line within {timeout} s; got {seen}")
         seen.append(line)
         if predicate(line):
             return line
-    raise AssertionError(f"no such line within {timeout} s; got {seen}")
 
 
 def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
@@ -8445,7 +8514,7 @@ def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
     lab.processes += [human, as_json]
     # the recent history comes first: B started as BACKUP
     _read_line_until(human, lambda line: "VI_1 INIT -> BACKUP (not-master" in line)
-    assert json.loads(as_json.stdout.readline())["reason"] == "not-master"
+    assert json.loads(_read_line_until(as_json, lambda line: True))["reason"] == "not-master"
     status = sh([PYTHON, VRRPD, "--status", "--control-socket", b.ctl]).stdout
     assert f"VI_1: master {LAB_NET}.1 at priority 150, last advert" in status, status
     history = len(b.instance()["recent_transitions"])

@@ -406,6 +406,7 @@ class VirtualIP:
     peer: Optional[IPAddress] = None
     nodad: bool = False
     no_track: bool = False
+    track_group: Optional[str] = None  # static_ipaddress: the track_group whose instances track its interface
     line: int = 0
 
 
@@ -678,6 +679,17 @@ class TrackProcess:
 
 
 @dataclass
+class TrackGroup:
+    """`track_group NAME { group { VI_1 ... } }`: instances that track the interfaces of the static addresses,
+    routes and rules naming this group (FAULT while one is down)."""
+
+    name: str
+    group: List[str] = field(default_factory=list)
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
 class SyncGroup:
     name: str
     file: str = ""
@@ -861,6 +873,7 @@ class Config:
     static_ipaddress: List[VirtualIP] = field(default_factory=list)
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
+    track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -2012,6 +2025,8 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                     vip.nodad = True
                 elif opt == "no_track":
                     vip.no_track = True
+                elif opt == "track_group" and val is not None:
+                    vip.track_group = val.text
             except _Invalid as exc:
                 p.error(opt_tok, f"virtual address {head.text}: {exc}")
         vips.append(vip)
@@ -2735,7 +2750,21 @@ _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OP
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _accept_only("top", "linkbeat_interfaces interface_up_down_delays "
-             "garp_group SSL track_group", (0, 1), "skip")
+             "garp_group SSL", (0, 1), "skip")
+
+
+def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
+    group = TrackGroup(name=args[0].text, file=kw.file, line=kw.line)
+    cfg.track_groups[group.name] = group
+    return group
+
+
+def _tg_group(p: _Parser, tg: TrackGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    tg.group.extend(t.text for entry in entries for t in entry)
+
+
+_kw("top", "track_group", _top_track_group, (1, 1), "track_group")
+_kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
 _accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
 
 
@@ -3770,6 +3799,7 @@ class _Validator:
         self.sync_groups()
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
+        self.track_groups()
         self.mail()
 
     def bfd_instances(self) -> None:
@@ -4150,6 +4180,20 @@ class _Validator:
         vsg = self.cfg.virtual_server_groups.get(vs.group or "")
         return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
 
+    def track_groups(self) -> None:
+        """A static entry's track_group must name a track_group block (keepalived: "track_group X not found")."""
+        cfg = self.cfg
+        for entry in cfg.static_ipaddress + cfg.static_routes + cfg.static_rules:  # type: ignore[operator]
+            name = entry.track_group
+            if name is not None and name not in cfg.track_groups:
+                self.err(getattr(entry, "file", "") or (cfg.files[0] if cfg.files else ""), entry.line,
+                         f"track_group {name} not found", "track_group NAME { group { VI_1 } }")
+        names = {inst.name for inst in cfg.vrrp_instances}
+        for tg in cfg.track_groups.values():
+            for member in tg.group:
+                if member not in names:
+                    self.warn(tg.file, tg.line, f"track_group {tg.name}: {member} is not a vrrp_instance")
+
     def checkers(self, vs: VirtualServer) -> None:
         """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
         for rs in vs.real_servers:
@@ -4341,6 +4385,18 @@ def config_summary(config: Config) -> List[str]:
         if inst.track_script:
             out.append("    track_script: " + ", ".join(
                 r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_script))
+        if inst.track_bfd:
+            out.append("    track_bfd: " + ", ".join(
+                r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_bfd))
+        if inst.auth_hmac is not None:
+            ah = inst.auth_hmac
+            out.append(f"    auth_hmac: HMAC-SHA256-128, keys {sorted(ah.keys)}, active key {ah.active_key}, "
+                       f"mode {ah.mode}, anti_replay {ah.anti_replay}")
+    for bfd in config.bfd_instances.values():
+        port = BFD_MULTIHOP_PORT if bfd.multihop else BFD_PORT
+        out.append(f"bfd_instance {bfd.name}: neighbor {bfd.neighbor_ip} (UDP {port}), min_rx {bfd.min_rx:g} ms, "
+                   f"min_tx {bfd.min_tx:g} ms, idle_tx {bfd.idle_tx:g} ms, multiplier {bfd.multiplier}, "
+                   f"ttl {bfd.out_ttl}{', passive' if bfd.passive else ''}")
     for sg in config.sync_groups:
         out.append(f"vrrp_sync_group {sg.name}: {' '.join(sg.group)}")
     for script in config.vrrp_scripts.values():
@@ -4360,7 +4416,7 @@ def config_summary(config: Config) -> List[str]:
             where = f"[{rs.address}]:{rs.port}" if rs.address.version == 6 else f"{rs.address}:{rs.port}"
             checks = ", ".join(c.kind for c in rs.checkers) or "no checker (always up)"
             out.append(f"    real_server {where} weight {rs.weight}: {checks}")
-    if not config.vrrp_instances and not config.virtual_servers:
+    if not config.vrrp_instances and not config.virtual_servers and not config.bfd_instances:
         out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
         out.append("accepted but not acted upon by vrrpd:")
@@ -10692,12 +10748,17 @@ class Daemon:
             rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
-        rt.timer = None
+        timer, rt.timer = rt.timer, None
         if self._timeout_waits_for_backlog(rt):
             return
         if self.beyond.hold_master(rt):
             return
-        actions = rt.machine.on_timer(self.loop.time())
+        now = self.loop.time()
+        if timer is not None and 0.0 <= now - timer.when < rt.machine.advert_int:
+            # served late, behind other instances due at the same moment: the machine acts at the deadline,
+            # so instances that fell due together stay due together and share one wake-up
+            now = timer.when
+        actions = rt.machine.on_timer(now)
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
             # the steady MASTER case, a few hundred times a second with many instances
             self._send_advert(rt, actions[0].priority)
@@ -10798,7 +10859,8 @@ class Daemon:
             for rule in inst.virtual_rules:
                 if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
                     rt.rules_set.append(rule)
-            self._watch_routes()
+            if rt.routes_set or rt.rules_set:
+                self._watch_routes()
             return
         for rule in rt.rules_set:
             self._rule_op(name, rule, add=False)
@@ -11214,6 +11276,10 @@ class Daemon:
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
             # track_src_ip: the configured source address is not on the interface
             parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        # track_group: the interfaces of the static entries naming a group this instance is in
+        for name in sorted(self._track_group_interfaces(inst.name)):
+            if not self._link_up(name):
+                parts.append(("track_group", f"{name} down", 0, True))
         # tracked virtual routes and rules track the interfaces they name (dev, iif, oif), as in keepalived
         for name in sorted({r.dev for r in inst.virtual_routes if not r.no_track and r.dev} | {
                 n for r in inst.virtual_rules if not r.no_track for n in (r.iif, r.oif) if n}):
@@ -11233,6 +11299,16 @@ class Daemon:
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return parts
+
+    def _track_group_interfaces(self, name: str) -> set:
+        cfg = self.config
+        groups = {g.name for g in cfg.track_groups.values() if name in g.group}
+        if not groups:
+            return set()
+        found = {v.dev or self.g.default_interface for v in cfg.static_ipaddress if v.track_group in groups}
+        found |= {r.dev for r in cfg.static_routes if r.track_group in groups and r.dev}
+        found |= {r.iif for r in cfg.static_rules if r.track_group in groups and r.iif}
+        return found  # type: ignore[return-value]
 
     def _reevaluate(self) -> None:
         now = self.loop.time()
@@ -11305,8 +11381,26 @@ class Daemon:
             changed = True
         links_changed = changed
         appeared: set = set()
+        track_src: Optional[bool] = None  # does any instance track its source address (asked once per read)
+        addrs: Optional[Dict[Tuple[int, Any], AddrInfo]] = None  # self.addrs by (index, address) while reading
         for rtype, obj in events:
-            if isinstance(obj, LinkInfo):
+            if isinstance(obj, AddrInfo) and rtype in (RTM_NEWADDR, RTM_DELADDR):
+                # a takeover of many instances brings one event per VIP: no pass over every instance per event
+                if track_src is None:
+                    track_src = any(rt.inst.track_src_ip for rt in self.runtimes)
+                if addrs is None:
+                    addrs = {(a.index, a.address): a for a in self.addrs}
+                changed = changed or track_src
+                addrs.pop((obj.index, obj.address), None)
+                if rtype == RTM_NEWADDR and obj.usable:
+                    # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source,
+                    # not present; the RTM_NEWADDR that ends DAD brings it in
+                    addrs[(obj.index, obj.address)] = obj
+                self.addrs = list(addrs.values())
+                if rtype == RTM_DELADDR:
+                    self._vip_deleted(obj)
+                changed = self._refresh_sources() or changed
+            elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
                     changed = self.links.pop(obj.index, None) is not None or changed
                 else:
@@ -11321,18 +11415,6 @@ class Daemon:
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
-            elif rtype == RTM_NEWADDR:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source, not
-                # present; the RTM_NEWADDR that ends DAD brings it in
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + (
-                    [obj] if obj.usable else [])
-                changed = self._refresh_sources() or changed
-            else:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
-                self._vip_deleted(obj)
-                changed = self._refresh_sources() or changed
         if links_changed and not self.stopping:
             changed = self._follow_interfaces() or changed
             if appeared:
@@ -11348,7 +11430,8 @@ class Daemon:
                 rt.src = self._source_address(rt)
                 rt.machine.primary_ip = rt.src
                 changed = changed or rt.src is not None
-        self._update_own_sources()
+        if changed:
+            self._update_own_sources()
         return changed
 
     def _vip_deleted(self, addr: AddrInfo) -> None:
