@@ -1007,8 +1007,9 @@ def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     assert vrrpd.check_command(str(path), out) == 0
     text = out.getvalue()
     assert "accepted but not acted upon by vrrpd:" in text
-    for where in (f"{path}:2: lvs_sync_daemon", f"{path}:10: use_ipvlan", f"{path}:11: virtual_routes"):
+    for where in (f"{path}:2: lvs_sync_daemon", f"{path}:10: use_ipvlan"):
         assert where in text, text
+    assert "virtual_routes" not in text  # acted upon since routes go through rtnetlink
 
 
 def test_check_of_an_empty_file_says_nothing_would_run(tmp_path):
@@ -2241,19 +2242,102 @@ def test_reload_keeps_master_and_vips_and_applies_the_difference(lab, tmp_path):
     assert _holders(lab, [a, b]) == ["A"]
 
 
-def test_demo_moves_the_vip_without_losing_pings_and_cleans_up():
+def _demo_table(out: str) -> dict:
+    """The demo's side-by-side table as {row label: [keepalived-style stop, vrrp_handover_on_stop]}."""
+    head = next(i for i, line in enumerate(out.splitlines()) if "keepalived-style stop" in line
+                and "vrrp_handover_on_stop" in line and not line.startswith("==>"))
+    rows = {}
+    for line in out.splitlines()[head + 1:head + 6]:
+        label, a, b = re.match(r"  (\S.*?)\s{2,}(\S+(?: s)?)\s{2,}(\S+(?: s)?)$", line).groups()
+        rows[label] = [float(v.split()[0]) if v != "never" else None for v in (a, b)]
+    return rows
+
+
+def test_demo_needs_only_python3_and_iproute2_and_shows_both_stops_loss(tmp_path):
+    """`sudo make demo` with nothing but python3 and ip in PATH (no ping): the client's own probe shows the
+    keepalived-style stop losing replies and vrrp_handover_on_stop losing (next to) none; no namespace stays."""
     require_root_netns()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ip").symlink_to(shutil.which("ip"))
+    assert shutil.which("ping", path=str(bin_dir)) is None
     before = set(sh(["ip", "netns", "list"]).stdout.split())
-    out = sh([PYTHON, VRRPD, "--demo"], timeout=60).stdout
-    assert "the VIP is on: A" in out and "the VIP is now on: B" in out, out
-    line = next(x for x in out.splitlines() if "client ping:" in x)
-    sent, received = _ping_stats(line)
-    assert sent > 100 and sent - received <= 1, line
-    assert "node A exited with status 0" in out
-    logs = out.split("logs are in ", 1)[1].split()[0]
+    result = sh([PYTHON, VRRPD, "--demo"], timeout=90, env={**os.environ, "PATH": str(bin_dir)})
+    out = result.stdout
+    assert result.returncode == 0 and "ping" not in result.stderr, (out, result.stderr)
+    rows = _demo_table(out)
+    sent, received, lost = rows["echo requests sent"], rows["replies received"], rows["lost"]
+    gap, moved = rows["longest gap without reply"], rows["VIP on B alone after"]
+    for i in (0, 1):  # 10 ms probes for 0.5 s before the stop and 0.5 s after the VIP moved
+        assert sent[i] > 80 and received[i] + lost[i] == sent[i] and moved[i] is not None and moved[i] < 5, rows
+        assert 0.005 < gap[i] < 5 and gap[i] >= lost[i] * 0.01 * 0.5, rows
+    keepalived_style, handover = lost
+    # priority 0 and the VIP dropped at once: the client waits for B's takeover (skew time, ~61 ms)
+    assert keepalived_style >= 2 and gap[0] > 0.03, rows
+    assert handover <= 2 and handover < keepalived_style and gap[1] < gap[0], rows
+    assert out.count("node A exited with status 0") == 2
+    logs = out.split("logs are in ", 1)[1].split(";")[0]
+    assert "vrrp_handover_on_stop" in Path(logs, "stop2-A.conf").read_text()
+    assert "vrrp_handover_on_stop" not in Path(logs, "stop1-A.conf").read_text()
     shutil.rmtree(logs, ignore_errors=True)
     after = set(sh(["ip", "netns", "list"]).stdout.split())
     assert not {n for n in after - before if n.startswith("vd")}
+
+
+def test_readme_shows_the_demos_table_as_the_demo_prints_it():
+    rows = _demo_table("\n".join(line[4:] for line in (HERE / "README.md").read_text().splitlines()))
+    assert list(rows) == ["echo requests sent", "replies received", "lost", "longest gap without reply",
+                          "VIP on B alone after"]
+    assert rows["replies received"][1] == rows["echo requests sent"][1] and rows["lost"][1] < rows["lost"][0]
+
+
+def test_demo_says_what_is_missing_and_builds_nothing(tmp_path):
+    before = set(sh(["ip", "netns", "list"], check=False).stdout.split()) if shutil.which("ip") else set()
+    result = sh([PYTHON, VRRPD, "--demo"], check=False, env={**os.environ, "PATH": str(tmp_path)})
+    assert result.returncode == 1 and not result.stdout, result
+    assert "it needs:" in result.stderr and "iproute2's `ip` command" in result.stderr, result.stderr
+    assert "apt-get install iproute2" in result.stderr
+    if os.geteuid() != 0:
+        assert "sudo make demo" in result.stderr
+    elif shutil.which("setpriv") and os.path.exists("/usr/bin/python3") and shutil.which("ip"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:  # a copy nobody can read
+            os.chmod(scratch, 0o755)
+            script = shutil.copy(VRRPD, Path(scratch) / "vrrpd.py")
+            os.chmod(script, 0o644)
+            as_nobody = sh(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
+                            str(script), "--demo"], check=False, env=dict(os.environ, VRRPD_NO_REEXEC="1"))
+        assert as_nobody.returncode == 1 and "root, to create network namespaces" in as_nobody.stderr, as_nobody
+        assert "sudo make demo" in as_nobody.stderr and "iproute2" not in as_nobody.stderr
+    after = set(sh(["ip", "netns", "list"], check=False).stdout.split()) if shutil.which("ip") else set()
+    assert not {n for n in after - before if n.startswith("vd")}  # the demo's names (other runs' may come and go)
+
+
+def test_echo_probe_counts_replies_losses_and_the_longest_gap(lab):
+    client = lab.host("c", f"{LAB_NET}.10/24")
+
+    def probe(target: str, seconds: float, answered: bool) -> List[str]:
+        proc = lab.exec(client, [PYTHON, VRRPD, "--demo-probe", target], stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE, text=True)
+        first = [proc.stdout.readline()] if answered else []  # "ready": it runs (python's start-up is slow)
+        time.sleep(seconds)
+        out, _ = proc.communicate("stop\n", timeout=10)
+        assert proc.returncode == 0, out
+        return first + out.splitlines()
+
+    import json
+
+    lines = probe("127.0.0.1", 0.5, True)
+    assert lines[0] == "ready\n"
+    answered = json.loads(lines[-1])
+    assert answered["sent"] > 20 and answered["received"] == answered["sent"] and answered["lost"] == 0, answered
+    assert 0.005 < answered["longest_gap"] < 0.5, answered
+    lines = probe(f"{LAB_NET}.99", 2.0, False)  # nobody has it: every request is lost
+    assert "ready" not in lines
+    silent = json.loads(lines[-1])
+    assert silent["sent"] > 20 and silent["received"] == 0 and silent["lost"] == silent["sent"], silent
+    assert silent["longest_gap"] >= (silent["sent"] - 1) * 0.01 * 0.9, silent  # all of the time it sent
 
 
 def test_daemon_without_privileges_exits_with_a_clear_error(tmp_path):
@@ -3247,6 +3331,342 @@ def test_strict_mode_master_drops_traffic_to_its_vip_and_the_table_goes_away(lab
     wait_for(lambda: lab.has_address(ns, vip), 10, 0.05, "MASTER with accept")
     assert lab.run(client, ["ping", "-c1", "-W1", vip], check=False).returncode == 0
     node.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# D2. Routes and rules: virtual_routes / virtual_rules follow MASTER, static_* live with the daemon
+# --------------------------------------------------------------------------------------------
+
+import socket  # noqa: E402
+import struct  # noqa: E402
+
+
+def test_route_lines_read_keepalived_grammar_into_the_model(tmp_path):
+    etc = tmp_path / "iproute2"
+    etc.mkdir()
+    (etc / "rt_tables").write_text("# comment\n100 vrrp_test\n1000 big one ignored\n")
+    (etc / "rt_protos").write_text("99 mine\n")
+    config, diags = parse_ok(f"""
+global_defs {{
+    iproute_etc_dir {etc}
+}}
+static_routes {{
+    10.9.0.0/16 via 10.55.0.254 dev eth0 table vrrp_test metric 5 protocol mine no_track
+    blackhole 10.10.0.0/16 table 4096
+    to unreachable 10.11.0.0/16
+    2001:db8:9::/64 dev eth0 metric 1024 mtu lock 1400 rtt 10ms advmss 1300 pref high
+    default table 101 nexthop via 10.55.0.1 dev eth0 weight 2 nexthop via 10.55.0.2 onlink
+    src 10.55.0.100 10.12.0.0/24 dev eth0 scope link append
+}}
+static_rules {{
+    from 10.55.0.100 table vrrp_test priority 100
+    not to 10.1.1.1/32 fwmark 0x10/0xff lookup main preference 101 iif eth0 oif eth1
+    from 2001:db8::/64 prohibit priority 102
+    ipproto udp dport 50-60 sport 7-7 uidrange 10-20 goto 200 priority 103
+    fwmark 7 table main
+}}
+""")
+    r = config.static_routes
+    assert [x.table for x in r] == [100, 4096, 254, 254, 101, 254]
+    assert r[0].via == ipaddress.ip_address("10.55.0.254") and r[0].metric == 5 and r[0].dev == "eth0"
+    assert r[0].protocol == 99 and r[0].no_track  # a tracked route is forced to protocol 18
+    assert r[1].type == 6 and r[1].type_given and r[1].protocol == 18
+    assert r[2].type == 7  # `to TYPE PREFIX`
+    assert r[3].family == 6 and r[3].metrics == {2: 1400, 1: 1 << 2, 8: 1300, 4: 80} and r[3].pref == 1
+    assert r[4].dst == ipaddress.ip_interface("0.0.0.0/0")
+    assert [(n.via, n.dev, n.weight, n.onlink) for n in r[4].nexthops] == [
+        (ipaddress.ip_address("10.55.0.1"), "eth0", 2, False), (ipaddress.ip_address("10.55.0.2"), None, 1, True)]
+    assert r[5].prefsrc == ipaddress.ip_address("10.55.0.100") and r[5].scope == 253 and r[5].mode == "append"
+    q = config.static_rules
+    assert [x.priority for x in q] == [100, 101, 102, 103, 16384]
+    assert q[0].table == 100 and q[0].action == vrrpd.FR_ACT_TO_TBL and q[0].protocol == 18
+    assert q[1].invert and (q[1].fwmark, q[1].fwmask) == (16, 255) and (q[1].iif, q[1].oif) == ("eth0", "eth1")
+    assert q[2].family == 6 and q[2].action == vrrpd.FR_ACT_PROHIBIT
+    assert q[3].ipproto == 17 and q[3].dport == (50, 60) and q[3].sport == (7, 7) and q[3].goto == 200
+    assert any("rule has no preference specified - setting to 16384" in m for m in messages(diags))
+
+
+@pytest.mark.parametrize("line, message", [
+    ("10.9.0.0/33 dev eth0", "invalid destination '10.9.0.0/33'"),
+    ("10.9.0.0/16 via 10.55.0.300", "invalid via address '10.55.0.300'"),
+    ("10.9.0.0/16 src fe80::1", "cannot mix IPv4 and IPv6"),
+    ("10.9.0.0/16 table nosuchtable", "invalid table 'nosuchtable'"),
+    ("10.9.0.0/16 dev eth0 bogus", "unknown route keyword 'bogus'"),
+    ("via 10.55.0.1", "route must have a destination"),
+    ("10.9.0.0/16 from 10.1.0.0/16", "route from address only supported with IPv6"),
+    ("10.9.0.0/16 nexthop via 10.1.1.1 weight 0", "nexthop weight 0 outside [1, 256]"),
+])
+def test_invalid_route_lines_are_errors_at_their_line(line, message):
+    text = inst(BASE + f"\nvirtual_routes {{\n    10.8.0.0/16 dev eth0\n    {line}\n}}")
+    config, diags = vrrpd.parse_config_text(text, "test.conf")
+    errors = messages(diags, vrrpd.Severity.ERROR)
+    where = [n for n, t in enumerate(text.splitlines(), 1) if t.strip() == line][0]
+    assert len(errors) == 1 and errors[0].startswith(f"test.conf:{where}: error: route ") and message in errors[0], \
+        errors
+    assert len(config.vrrp_instances[0].virtual_routes) == 1  # the good line is kept
+
+
+@pytest.mark.parametrize("line, message", [
+    ("from 10.1.1.300 table 100", "invalid from '10.1.1.300'"),
+    ("from 10.1.1.1 priority 5", "rule needs an action"),
+    ("from 10.1.1.1 table 0 priority 5", "table 0 is not allowed"),
+    ("from 10.1.1.1 to fe80::/64 table 5", "cannot mix IPv4 and IPv6"),
+    ("from 10.1.1.1 table 5 pref 7", "unknown rule option 'pref'"),
+    ("goto 5 priority 10", "must be to a higher preference"),
+    ("dport 9-8 table 5", "invalid dport range '9-8'"),
+])
+def test_invalid_rule_lines_are_errors_at_their_line(line, message):
+    text = "static_rules {\n    from 10.2.0.0/16 table 7 priority 7\n" + f"    {line}\n" + "}\n"
+    config, diags = vrrpd.parse_config_text(text, "test.conf")
+    errors = messages(diags, vrrpd.Severity.ERROR)
+    assert len(errors) == 1 and errors[0].startswith("test.conf:3: error: rule ") and message in errors[0], errors
+    assert len(config.static_rules) == 1
+
+
+def test_static_ipaddress_without_dev_uses_default_interface():
+    config, _ = parse_ok("global_defs {\n    default_interface eth7\n}\n"
+                         "static_ipaddress {\n    192.168.9.1/24\n    192.168.9.2/24 dev eth1 label eth1:9\n}\n")
+    assert [(str(v.address), v.dev, v.label) for v in config.static_ipaddress] == [
+        ("192.168.9.1/24", "eth7", None), ("192.168.9.2/24", "eth1", "eth1:9")]
+
+
+def test_route_request_bytes_match_the_rtmsg_layout():
+    route, _ = vrrpd.parse_route_line("10.9.0.0/16 via 10.55.0.254 dev eth0 table 1000 metric 5".split())
+    msg_type, flags, payload = vrrpd.route_request(route, {"eth0": 7}.get)
+    assert msg_type == vrrpd.RTM_NEWROUTE and flags == vrrpd.NLM_F_ACK | vrrpd.NLM_F_CREATE
+    # family, dst_len, src_len, tos, table (>255: 0 and RTA_TABLE), protocol 18, scope universe, unicast, flags
+    assert payload[:12] == struct.pack("=BBBBBBBBI", socket.AF_INET, 16, 0, 0, 0, 18, 0, 1, 0)
+    attrs = dict(vrrpd.nla_parse_list(payload[12:]))
+    assert attrs[vrrpd.RTA_TABLE] == struct.pack("=I", 1000) and attrs[vrrpd.RTA_DST] == bytes([10, 9, 0, 0])
+    assert attrs[vrrpd.RTA_GATEWAY] == bytes([10, 55, 0, 254]) and attrs[vrrpd.RTA_OIF] == struct.pack("=I", 7)
+    assert attrs[vrrpd.RTA_PRIORITY] == struct.pack("=I", 5)
+    # a delete carries the same attributes, scope nowhere, and no type unless one was configured
+    msg_type, flags, deleted = vrrpd.route_request(route, {"eth0": 7}.get, delete=True)
+    assert msg_type == vrrpd.RTM_DELROUTE and flags == vrrpd.NLM_F_ACK
+    assert deleted[:12] == struct.pack("=BBBBBBBBI", socket.AF_INET, 16, 0, 0, 0, 18, 255, 0, 0)
+    assert deleted[12:] == payload[12:]
+    info = vrrpd.parse_route_msg(payload)
+    assert (info.family, info.table, info.protocol, str(info.dst), info.metric, info.oif) == (
+        4, 1000, 18, "10.9.0.0/16", 5, 7)
+
+
+def test_multipath_and_rule_requests():
+    route, _ = vrrpd.parse_route_line("default nexthop via 10.0.0.1 dev eth0 weight 3 nexthop via 10.0.0.2".split())
+    _t, _f, payload = vrrpd.route_request(route, {"eth0": 4}.get)
+    hops = dict(vrrpd.nla_parse_list(payload[12:]))[vrrpd.RTA_MULTIPATH]
+    length, flags, hop_count, ifindex = struct.unpack_from("=HBBi", hops)
+    assert (length, flags, hop_count, ifindex) == (16, 0, 2, 4)  # rtnh_hops is weight - 1
+    assert hops[8:16] == struct.pack("=HH", 8, vrrpd.RTA_GATEWAY) + bytes([10, 0, 0, 1])
+    assert struct.unpack_from("=HBBi", hops, 16) == (16, 0, 0, 0)
+    rule, _ = vrrpd.parse_rule_line("not from 10.1.0.0/16 iif eth0 fwmark 0x10/0xff table 300 priority 9".split())
+    msg_type, flags, payload = vrrpd.rule_request(rule)
+    assert msg_type == vrrpd.RTM_NEWRULE and flags == vrrpd.NLM_F_ACK | vrrpd.NLM_F_CREATE | vrrpd.NLM_F_EXCL
+    assert payload[:12] == struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 16, 0, 0, 0, 0, 1, 2)  # INVERT
+    attrs = dict(vrrpd.nla_parse_list(payload[12:]))
+    assert attrs[vrrpd.FRA_TABLE] == struct.pack("=I", 300) and attrs[vrrpd.FRA_PRIORITY] == struct.pack("=I", 9)
+    assert attrs[vrrpd.FRA_IIFNAME] == b"eth0\0" and attrs[vrrpd.FRA_PROTOCOL] == b"\x12"
+    assert (attrs[vrrpd.FRA_FWMARK], attrs[vrrpd.FRA_FWMASK]) == (struct.pack("=I", 16), struct.pack("=I", 255))
+
+
+def _route_lab_conf(name, priority, state, etc, extra_routes="", extra_rules=""):
+    routes = ("    virtual_routes {\n"
+              f"        src {VIP} 10.9.0.0/16 via {LAB_NET}.254 dev eth0 table vrrp_test metric 5\n"
+              "        blackhole 10.10.0.0/16 table vrrp_test\n"
+              f"        default table 101 nexthop via {LAB_NET}.21 dev eth0 weight 2"
+              f" nexthop via {LAB_NET}.22 dev eth0\n"
+              "        2001:db8:9::/64 dev eth0 table vrrp_test mtu lock 1400\n"
+              f"{extra_routes}    }}\n"
+              "    virtual_rules {\n"
+              f"        from {VIP} table vrrp_test priority 100\n"
+              "        from 2001:db8::/64 table vrrp_test priority 101\n"
+              f"{extra_rules}    }}\n")
+    static = ("static_routes {\n"
+              f"    10.77.0.0/16 via {LAB_NET}.254 table 200\n}}\n"
+              "static_rules {\n    to 10.77.0.0/16 table 200 priority 200\n}\n")
+    text = _conf(name=name, priority=priority, state=state, instance_extra=routes,
+                 global_extra=f"    iproute_etc_dir {etc}\n")
+    return static + text.replace(f"router_id {name}-{priority}", f"router_id {name}-{priority}")
+
+
+def _routes(lab, ns, table, family="-4"):
+    out = lab.ip(family, "route", "show", "table", str(table), ns=ns, check=False).stdout
+    return [" ".join(line.split()) for line in out.splitlines() if line.strip()]
+
+
+def _rules(lab, ns, family="-4"):
+    return [" ".join(line.split()) for line in lab.ip(family, "rule", ns=ns).stdout.splitlines()]
+
+
+def _route_etc(tmp_path):
+    etc = tmp_path / "iproute2"
+    etc.mkdir(exist_ok=True)
+    (etc / "rt_tables").write_text("100 vrrp_test\n")
+    return etc
+
+
+def test_lab_virtual_routes_and_rules_follow_the_master_static_ones_stay(lab, tmp_path):
+    etc = _route_etc(tmp_path)
+    a, b = _pair(lab, tmp_path, _route_lab_conf("VI_1", 150, "MASTER", etc),
+                 _route_lab_conf("VI_1", 100, "BACKUP", etc))
+    for ns in (a.ns, b.ns):
+        lab.ip("-6", "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad", ns=ns)
+    _wait_holders(lab, [a, b], ["A"], timeout=6)
+    want = [f"10.9.0.0/16 via {LAB_NET}.254 dev eth0 proto keepalived src {VIP} metric 5",
+            "blackhole 10.10.0.0/16 proto keepalived"]
+    wait_for(lambda: _routes(lab, a.ns, 100) == want, 3, what=f"table 100 on A: {_routes(lab, a.ns, 100)}")
+    assert _routes(lab, a.ns, 101) == ["default proto keepalived",
+                                       f"nexthop via {LAB_NET}.21 dev eth0 weight 2",
+                                       f"nexthop via {LAB_NET}.22 dev eth0 weight 1"]
+    assert "2001:db8:9::/64 dev eth0 proto keepalived metric 1024 mtu lock 1400 pref medium" in \
+        _routes(lab, a.ns, 100, "-6")
+    assert f"100: from {VIP} lookup 100 proto keepalived" in _rules(lab, a.ns)
+    assert "101: from 2001:db8::/64 lookup 100 proto keepalived" in _rules(lab, a.ns, "-6")
+    assert _routes(lab, b.ns, 100) == [] and not any(r.startswith("100:") for r in _rules(lab, b.ns))
+    for node in (a, b):  # static entries on both, whatever the state
+        assert _routes(lab, node.ns, 200) == [f"10.77.0.0/16 via {LAB_NET}.254 dev eth0 proto keepalived"]
+        assert "200: from all to 10.77.0.0/16 lookup 200 proto keepalived" in _rules(lab, node.ns)
+    a.stop()
+    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    wait_for(lambda: _routes(lab, b.ns, 100) == want, 3, what=f"table 100 on B: {_routes(lab, b.ns, 100)}")
+    assert f"100: from {VIP} lookup 100 proto keepalived" in _rules(lab, b.ns)
+    # A stopped: its virtual and static routes and rules are gone
+    assert _routes(lab, a.ns, 100) == [] and _routes(lab, a.ns, 101) == [] and _routes(lab, a.ns, 200) == []
+    assert _routes(lab, a.ns, 100, "-6") == []
+    assert not any(r.startswith(("100:", "200:")) for r in _rules(lab, a.ns))
+
+
+def test_lab_tracked_route_deleted_behind_our_back(lab, tmp_path):
+    etc = _route_etc(tmp_path)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("-6", "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad", ns=ns)
+    extra = f"        10.13.0.0/16 via {LAB_NET}.254 table vrrp_test no_track\n"
+    node = _Node(lab, ns, tmp_path, "A", _route_lab_conf("VI_1", 150, "MASTER", etc, extra_routes=extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    wait_for(lambda: len(_routes(lab, ns, 100)) == 3, 3, what="virtual routes")
+    # a no_track route: ignored
+    lab.ip("route", "del", "10.13.0.0/16", "table", "100", ns=ns)
+    # a static route: put back at once
+    lab.ip("route", "del", "10.77.0.0/16", "table", "200", ns=ns)
+    wait_for(lambda: _routes(lab, ns, 200), 3, what="static route restored")
+    wait_for(lambda: "Restoring deleted static route 10.77.0.0/16" in node.log(), 3, what="restore log")
+    assert "Entering BACKUP STATE" not in node.log().split("Entering MASTER STATE", 1)[1]
+    # a tracked virtual route: BACKUP (priority 0 sent), MASTER again after Skew_Time with everything back
+    lab.ip("route", "del", "10.9.0.0/16", "table", "100", "metric", "5", ns=ns)
+    wait_for(lambda: node.log().count("Entering MASTER STATE") == 2, 3, what="MASTER again")
+    log_text = node.log()
+    assert "(VI_1) tracked virtual route src" in log_text and log_text.count("(VI_1) Entering BACKUP STATE") == 2
+    wait_for(lambda: any(r.startswith("10.9.0.0/16") for r in _routes(lab, ns, 100)), 3, what="route back")
+    # an IPv6 route without a metric is tracked too (the kernel stores metric 1024)
+    lab.ip("-6", "route", "del", "2001:db8:9::/64", "table", "100", ns=ns)
+    wait_for(lambda: node.log().count("Entering MASTER STATE") == 3, 3, what="MASTER after the IPv6 route went")
+    wait_for(lambda: _routes(lab, ns, 100, "-6"), 3, what="IPv6 route back")
+    node.stop()
+
+
+def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path):
+    etc = _route_etc(tmp_path)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("-6", "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad", ns=ns)
+    node = _Node(lab, ns, tmp_path, "A", _route_lab_conf("VI_1", 150, "MASTER", etc))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    wait_for(lambda: len(_routes(lab, ns, 100)) == 2, 3, what="virtual routes")
+    monitor = lab.exec(ns, ["ip", "-o", "monitor", "route", "rule"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    text = node.conf.read_text()
+    text = text.replace("blackhole 10.10.0.0/16", "blackhole 10.20.0.0/16")  # one virtual route changed
+    text = text.replace("from 2001:db8::/64 table vrrp_test priority 101", "to 10.30.0.0/16 table 7 priority 107")
+    text = text.replace(f"10.77.0.0/16 via {LAB_NET}.254 table 200", f"10.78.0.0/16 via {LAB_NET}.254 table 200")
+    node.conf.write_text(text)
+    node.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reload complete" in node.log(), 5, what="reload")
+    time.sleep(0.5)
+    monitor.terminate()
+    events = sorted(" ".join(line.split()) for line in monitor.communicate(timeout=5)[0].splitlines()
+                    if "proto keepalived" in line)  # not the kernel's own (a late link-local address)
+    assert events == sorted([
+        "Deleted blackhole 10.10.0.0/16 table 100 proto keepalived",
+        "blackhole 10.20.0.0/16 table 100 proto keepalived",
+        "Deleted 101: from 2001:db8::/64 lookup 100 proto keepalived",
+        "107: from all to 10.30.0.0/16 lookup 7 proto keepalived",
+        f"Deleted 10.77.0.0/16 via {LAB_NET}.254 dev eth0 table 200 proto keepalived",
+        f"10.78.0.0/16 via {LAB_NET}.254 dev eth0 table 200 proto keepalived",
+    ]), events
+    assert "Entering BACKUP STATE" not in node.log().split("Reload complete")[0].split("Entering MASTER STATE")[1]
+    node.stop()
+
+
+def test_lab_neutron_l3_ha_router_fails_over_with_its_routes(lab, tmp_path):
+    """What Neutron's L3 agent writes for an HA router: both nodes BACKUP with nopreempt, the HA VIP on the ha-
+    port, the router's addresses as excluded VIPs on qr-/qg- ports, its routes as virtual_routes, notify scripts
+    that record the state."""
+    nodes = []
+    for short, me in (("a", 1), ("b", 2)):
+        ns = lab.host(short, f"169.254.192.{me}/18", ifname="ha-0")
+        for port in ("qr-0", "qg-0"):
+            lab.ip("link", "add", port, "type", "veth", "peer", "name", port + "p", ns=ns)
+            lab.ip("link", "set", port, "up", ns=ns)
+            lab.ip("link", "set", port + "p", "up", ns=ns)
+        state = tmp_path / f"state-{short}"
+        script = tmp_path / f"notify-{short}.sh"
+        script.write_text(f"#!/bin/sh\necho \"$3\" > {state}\n")
+        script.chmod(0o755)
+        conf = f"""global_defs {{
+    notification_email_from neutron@openstack.local
+    router_id neutron
+    vrrp_version 3
+}}
+vrrp_instance VR_1 {{
+    state BACKUP
+    interface ha-0
+    virtual_router_id 1
+    priority 50
+    garp_master_delay 60
+    nopreempt
+    advert_int 0.2
+    track_interface {{
+        ha-0
+    }}
+    virtual_ipaddress {{
+        169.254.0.1/24 dev ha-0
+    }}
+    virtual_ipaddress_excluded {{
+        10.0.0.1/24 dev qr-0
+        172.24.4.5/24 dev qg-0
+        fe80::f816:3eff:fe2a:1/64 dev qr-0 scope link
+    }}
+    virtual_routes {{
+        0.0.0.0/0 via 172.24.4.1 dev qg-0
+        10.99.0.0/24 via 10.0.0.254 dev qr-0
+    }}
+    virtual_rules {{
+        from 10.0.0.0/24 table 16 priority 16
+    }}
+    notify {script}
+}}
+"""
+        nodes.append((ns, state, _Node(lab, ns, tmp_path, short.upper(), conf)))
+
+    def master():
+        return [n for n in nodes if lab.has_address(n[0], "169.254.0.1", "ha-0")]
+    wait_for(lambda: len(master()) == 1, 8, what="one master")
+    ns_m, state_m, node_m = master()[0]
+    ns_b, state_b, node_b = [n for n in nodes if n[0] != ns_m][0]
+
+    def has_router(ns):
+        main = _routes(lab, ns, "main")
+        return ("default via 172.24.4.1 dev qg-0 proto keepalived" in main
+                and "10.99.0.0/24 via 10.0.0.254 dev qr-0 proto keepalived" in main
+                and lab.has_address(ns, "10.0.0.1", "qr-0") and lab.has_address(ns, "172.24.4.5", "qg-0")
+                and any(r.startswith("16: from 10.0.0.0/24 lookup 16") for r in _rules(lab, ns)))
+    wait_for(lambda: has_router(ns_m), 3, what="router on the master")
+    wait_for(lambda: state_m.exists() and state_m.read_text().strip() == "MASTER", 3, what="notify MASTER")
+    assert not has_router(ns_b) and "default" not in " ".join(_routes(lab, ns_b, "main"))
+    node_m.kill()  # the master's node dies
+    lab.link(ns_m, "ha-0", up=False)
+    wait_for(lambda: has_router(ns_b), 4, what="router on the former backup")
+    wait_for(lambda: state_b.read_text().strip() == "MASTER", 3, what="notify MASTER on the former backup")
+    node_b.stop()
+    assert not any(r.startswith("default") for r in _routes(lab, ns_b, "main"))
 
 
 # ============================================================================================

@@ -198,6 +198,9 @@ class GlobalDefs:
     script_user: Optional[str] = None
     script_group: Optional[str] = None
     enable_script_security: bool = False
+    default_interface: str = "eth0"  # static_ipaddress without `dev`
+    iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
+    iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
     vrrp_notify_fifo: Optional[str] = None
     lvs_notify_fifo: Optional[str] = None
@@ -244,6 +247,93 @@ class UnicastPeer:
 
 
 @dataclass
+class Nexthop:
+    """One `nexthop` of a multipath route (keepalived's nexthop_t)."""
+
+    via: Optional[IPAddress] = None
+    dev: Optional[str] = None
+    weight: int = 1
+    onlink: bool = False
+    realms: Optional[int] = None
+
+
+@dataclass
+class Route:
+    """One line of `virtual_routes` / `static_routes`, typed (keepalived's ip_route_t).
+
+    Equality ignores where the line was written: a reload compares routes by what reaches the kernel."""
+
+    family: int = 4
+    dst: Optional[IPInterface] = None  # host bits kept, as keepalived keeps them
+    type: int = 1  # RTN_UNICAST
+    type_given: bool = False
+    table: int = 254  # RT_TABLE_MAIN
+    protocol: int = 18  # RTPROT_KEEPALIVED
+    scope: int = 0
+    scope_given: bool = False
+    src: Optional[IPInterface] = None  # `from PREFIX` (IPv6 source-specific route)
+    prefsrc: Optional[IPAddress] = None  # `src ADDR`
+    via: Optional[IPAddress] = None
+    dev: Optional[str] = None
+    metric: Optional[int] = None
+    tos: Optional[int] = None
+    onlink: bool = False
+    metrics: Dict[int, int] = field(default_factory=dict)  # RTAX_* -> value (RTAX_LOCK is a bit mask)
+    congctl: Optional[str] = None
+    realms: Optional[int] = None
+    expires: Optional[int] = None
+    pref: Optional[int] = None
+    ttl_propagate: Optional[int] = None
+    nexthops: List[Nexthop] = field(default_factory=list)
+    mode: str = "prepend"  # add / prepend / append: NLM_F_EXCL / - / NLM_F_APPEND
+    no_track: bool = False
+    track_group: Optional[str] = None
+    text: str = field(default="", compare=False)
+    file: str = field(default="", compare=False, repr=False)
+    line: int = field(default=0, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class Rule:
+    """One line of `virtual_rules` / `static_rules`, typed (keepalived's ip_rule_t)."""
+
+    family: int = 4
+    src: Optional[IPInterface] = None  # from
+    dst: Optional[IPInterface] = None  # to
+    invert: bool = False
+    priority: Optional[int] = None
+    action: int = 0  # FR_ACT_*
+    table: int = 0
+    goto: Optional[int] = None
+    l3mdev: bool = False
+    tos: int = 0
+    fwmark: Optional[int] = None
+    fwmask: Optional[int] = None
+    realms: Optional[int] = None
+    suppress_prefixlen: Optional[int] = None
+    suppress_ifgroup: Optional[int] = None
+    iif: Optional[str] = None
+    oif: Optional[str] = None
+    tun_id: Optional[int] = None
+    uidrange: Optional[Tuple[int, int]] = None
+    protocol: Optional[int] = None
+    ipproto: Optional[int] = None
+    sport: Optional[Tuple[int, int]] = None
+    dport: Optional[Tuple[int, int]] = None
+    no_track: bool = False
+    track_group: Optional[str] = None
+    text: str = field(default="", compare=False)
+    file: str = field(default="", compare=False, repr=False)
+    line: int = field(default=0, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
 class AuthHmacConfig:
     """keepalived 2.4's `auth_hmac { ... }` of a vrrp_instance: HMAC-SHA256 trailers on adverts."""
 
@@ -270,6 +360,8 @@ class VrrpInstance:
     auth_pass: bytes = b""  # already truncated to 8 bytes
     virtual_ipaddress: List[VirtualIP] = field(default_factory=list)
     virtual_ipaddress_excluded: List[VirtualIP] = field(default_factory=list)
+    virtual_routes: List[Route] = field(default_factory=list)  # installed while MASTER
+    virtual_rules: List[Rule] = field(default_factory=list)
     track_interface: List[TrackRef] = field(default_factory=list)
     track_script: List[TrackRef] = field(default_factory=list)
     track_file: List[TrackRef] = field(default_factory=list)
@@ -523,6 +615,10 @@ class Config:
     sync_groups: List[SyncGroup] = field(default_factory=list)
     virtual_server_groups: Dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: List[VirtualServer] = field(default_factory=list)
+    # installed at start whatever the VRRP states, removed at stop
+    static_ipaddress: List[VirtualIP] = field(default_factory=list)
+    static_routes: List[Route] = field(default_factory=list)
+    static_rules: List[Rule] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
     accepted_only: List[str] = field(default_factory=list)
@@ -1050,6 +1146,7 @@ class _Parser:
         self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
+        self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -1485,6 +1582,545 @@ def _weight_reverse(lo: int, hi: int) -> Handler:
     return handler
 
 
+# -- routes, rules and static addresses (keepalived's vrrp_iproute.c / vrrp_iprule.c grammar) -------
+
+IPROUTE_ETC_DIR = "/etc/iproute2"
+IPROUTE_USR_DIR = "/usr/share/iproute2"
+RTN_TYPES = {"unicast": 1, "local": 2, "broadcast": 3, "brd": 3, "anycast": 4, "multicast": 5, "blackhole": 6,
+             "unreachable": 7, "prohibit": 8, "throw": 9, "nat": 10, "xresolve": 11}
+_RT_BUILTINS: Dict[str, Dict[str, int]] = {
+    "rt_tables": {"default": 253, "main": 254, "local": 255},
+    "rt_scopes": {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255},
+    "rt_protos": {"none": 0, "redirect": 1, "kernel": 2, "boot": 3, "static": 4, "gated": 8, "ra": 9, "mrt": 10,
+                  "zebra": 11, "bird": 12, "dnrouted": 13, "xorp": 14, "ntk": 15, "dhcp": 16, "babel": 42},
+}
+_RT_MAX = {"rt_tables": 0xFFFFFFFF, "rt_realms": 0xFFFF, "group": 0xFFFFFFFF}
+# RTAX_* metrics that take `[lock] N` (u32), and the time-valued ones with their units per second
+_RTAX_PLAIN = {"mtu": 2, "window": 3, "ssthresh": 6, "cwnd": 7, "advmss": 8, "reordering": 9, "hoplimit": 10,
+               "initcwnd": 11, "initrwnd": 14}
+_RTAX_TIME = {"rtt": (4, 8000.0), "rttvar": (5, 4000.0), "rto_min": (13, 1000.0)}
+_RTAX_LOCKABLE = {"mtu", "advmss", "cwnd", "ssthresh", "reordering", "window", "rtt", "rttvar", "rto_min", "congctl"}
+RTAX_LOCK, RTAX_FEATURES, RTAX_QUICKACK, RTAX_CC_ALGO, RTAX_FASTOPEN_NO_COOKIE = 1, 12, 15, 16, 17
+FR_ACT_TO_TBL, FR_ACT_GOTO, FR_ACT_NOP, FR_ACT_BLACKHOLE, FR_ACT_UNREACHABLE, FR_ACT_PROHIBIT = 1, 2, 3, 6, 7, 8
+_RULE_ACTIONS = {"blackhole": FR_ACT_BLACKHOLE, "unreachable": FR_ACT_UNREACHABLE, "prohibit": FR_ACT_PROHIBIT,
+                 "nop": FR_ACT_NOP}
+RULE_START_PRIORITY = 16384
+_rt_names_cache: Dict[Tuple[str, str, str], Dict[str, int]] = {}
+
+
+def rt_names(kind: str, etc_dir: str = IPROUTE_ETC_DIR, usr_dir: str = IPROUTE_USR_DIR) -> Dict[str, int]:
+    """Names of an iproute2 table (`rt_tables`, `rt_protos`...) as keepalived reads them: <etc>/<kind>,
+    else <usr>/<kind>; then <usr>/<kind>.d/*.conf not overridden in <etc>/<kind>.d, then those; built-ins last."""
+    key = (kind, etc_dir, usr_dir)
+    if key in _rt_names_cache:
+        return _rt_names_cache[key]
+    names: Dict[str, int] = {}
+    files = [os.path.join(etc_dir, kind)]
+    if not os.path.exists(files[0]):
+        files = [os.path.join(usr_dir, kind)]
+    etc_d = sorted(glob.glob(os.path.join(etc_dir, kind + ".d", "*.conf")))
+    etc_base = {os.path.basename(f) for f in etc_d}
+    files += [f for f in sorted(glob.glob(os.path.join(usr_dir, kind + ".d", "*.conf")))
+              if os.path.basename(f) not in etc_base] + etc_d
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for text in fh:
+                    words = text.split("#", 1)[0].split()
+                    if len(words) == 2:
+                        try:
+                            names.setdefault(words[1], int(words[0], 0))
+                        except ValueError:
+                            continue
+        except OSError:
+            continue
+    for name, number in _RT_BUILTINS.get(kind, {}).items():
+        names.setdefault(name, number)
+    _rt_names_cache[key] = names
+    return names
+
+
+class _RouteWords:
+    """The words of one route or rule line, read left to right (each keyword takes its argument)."""
+
+    def __init__(self, words: List[str], etc_dir: str, usr_dir: str):
+        self.words = words
+        self.i = 0
+        self.etc_dir, self.usr_dir = etc_dir, usr_dir
+        self.family = 0  # 0 until an address or inet/inet6 says
+        self.warnings: List[str] = []
+
+    def more(self) -> bool:
+        return self.i < len(self.words)
+
+    def next(self) -> str:
+        word = self.words[self.i]
+        self.i += 1
+        return word
+
+    def arg(self, what: str) -> str:
+        if self.i >= len(self.words):
+            raise _Invalid(f"'{what}' needs a value")
+        return self.next()
+
+    def number(self, what: str, hi: int = 0xFFFFFFFF, lo: int = 0) -> int:
+        text = self.arg(what)
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise _Invalid(f"invalid {what} '{text}'") from None
+        if not lo <= value <= hi:
+            raise _Invalid(f"{what} {value} outside [{lo}, {hi}]")
+        return value
+
+    def named(self, what: str, kind: str, numeric_only: bool = False) -> int:
+        text = self.arg(what)
+        try:
+            value = int(text, 0)
+        except ValueError:
+            value = None if numeric_only else rt_names(kind, self.etc_dir, self.usr_dir).get(text)
+            if value is None:
+                where = "" if numeric_only else f" (not a number, nor a name in {self.etc_dir}/{kind})"
+                raise _Invalid(f"invalid {what} '{text}'{where}") from None
+        hi = _RT_MAX.get(kind, 255)
+        if not 0 <= value <= hi:
+            raise _Invalid(f"{what} {value} outside [0, {hi}]")
+        return value
+
+    def set_family(self, family: int, what: str) -> None:
+        if self.family and self.family != family:
+            raise _Invalid(f"cannot mix IPv4 and IPv6 addresses ({what})")
+        self.family = family
+
+    def address(self, what: str, text: Optional[str] = None) -> IPAddress:
+        text = self.arg(what) if text is None else text
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            raise _Invalid(f"invalid {what} address '{text}'") from None
+        self.set_family(addr.version, f"{what} {text}")
+        return addr
+
+    def prefix(self, what: str, text: Optional[str] = None) -> Optional[IPInterface]:
+        """PREFIX[/LEN], or default/any/all (None: /0 of the line's family, decided at the end)."""
+        text = self.arg(what) if text is None else text
+        if text in ("default", "any", "all"):
+            return None
+        if text == "default6":
+            self.warnings.append("'default6' is deprecated; write 'default' with an IPv6 gateway")
+            self.set_family(6, what)
+            return None
+        try:
+            net = ipaddress.ip_interface(text)
+        except ValueError:
+            raise _Invalid(f"invalid {what} '{text}'") from None
+        self.set_family(net.version, f"{what} {text}")
+        return net
+
+    def time_ms(self, what: str) -> float:
+        text = self.arg(what)
+        m = re.match(r"^([0-9]*\.?[0-9]+)(s|sec|secs|ms|msec|msecs)?$", text)
+        if not m:
+            raise _Invalid(f"invalid {what} '{text}'")
+        value = float(m.group(1))
+        return value * 1000.0 if m.group(2) in ("s", "sec", "secs") else value
+
+    def port_range(self, what: str) -> Tuple[int, int]:
+        text = self.arg(what)
+        m = re.match(r"^(\d+)(?:-(\d+))?$", text)
+        if not m:
+            raise _Invalid(f"invalid {what} range '{text}'")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if not 0 <= lo <= hi <= 65535:
+            raise _Invalid(f"invalid {what} range '{text}'")
+        return lo, hi
+
+
+def _default_prefix(family: int) -> IPInterface:
+    return ipaddress.ip_interface("::/0" if family == 6 else "0.0.0.0/0")
+
+
+def _realms(w: _RouteWords, what: str = "realms") -> int:
+    text = w.arg(what)
+    names = rt_names("rt_realms", w.etc_dir, w.usr_dir)
+
+    def one(t: str) -> int:
+        try:
+            value = int(t, 0)
+        except ValueError:
+            if t not in names:
+                raise _Invalid(f"invalid realm '{t}'") from None
+            value = names[t]
+        if not 0 <= value <= 0xFFFF:
+            raise _Invalid(f"invalid realm '{t}'")
+        return value
+    src, _, dst = text.rpartition("/")
+    return (one(src) << 16 if src else 0) | one(dst)
+
+
+def parse_route_line(words: List[str], etc_dir: str = IPROUTE_ETC_DIR, usr_dir: str = IPROUTE_USR_DIR,
+                     static: bool = False) -> Tuple[Route, List[str]]:
+    """One `virtual_routes`/`static_routes` line (keepalived 2.4.3's alloc_route); raises _Invalid.
+
+    Returns the route and the warnings keepalived would give for it."""
+    w = _RouteWords(words, etc_dir, usr_dir)
+    r = Route(text=" ".join(words))
+    dst_seen = False
+    protocol_given = False
+    while w.more():
+        word = w.next()
+        if word in ("inet", "inet6"):
+            w.set_family(4 if word == "inet" else 6, word)
+        elif word == "src":
+            r.prefsrc = w.address("src")
+        elif word in ("via", "gw"):
+            if word == "gw":
+                w.warnings.append("'gw' is deprecated; write 'via'")
+            text = w.arg(word)
+            if text in ("inet", "inet6"):
+                text = w.arg(word)
+            r.via = ipaddress.ip_address(text) if _is_ip(text) else w.address(word, text)
+            if w.family == 0:
+                w.family = r.via.version
+        elif word == "from":
+            r.src = w.prefix("from") or _default_prefix(w.family or 6)
+            if w.family == 4:
+                raise _Invalid("route from address only supported with IPv6")
+        elif word in ("tos", "dsfield"):
+            r.tos = w.named(word, "rt_dsfield")
+        elif word in ("table", "vrf"):
+            r.table = w.named(word, "rt_tables")
+        elif word == "protocol":
+            r.protocol = w.named("protocol", "rt_protos")
+            protocol_given = True
+        elif word == "scope":
+            r.scope = w.named("scope", "rt_scopes")
+            r.scope_given = True
+        elif word in ("metric", "priority", "preference"):
+            r.metric = w.number(word)
+        elif word in ("dev", "oif"):
+            r.dev = w.arg(word)
+        elif word == "onlink":
+            r.onlink = True
+        elif word in _RTAX_PLAIN or word in _RTAX_TIME or word == "congctl":
+            lock = False
+            if w.more() and w.words[w.i] == "lock" and word in _RTAX_LOCKABLE:
+                w.i += 1
+                lock = True
+            if word in _RTAX_PLAIN:
+                rtax = _RTAX_PLAIN[word]
+                r.metrics[rtax] = w.number(word, 255 if word == "hoplimit" else 0xFFFFFFFF)
+            elif word in _RTAX_TIME:
+                rtax, per_second = _RTAX_TIME[word]
+                r.metrics[rtax] = int(w.time_ms(word) * per_second / 1000.0)
+            else:
+                rtax = RTAX_CC_ALGO
+                r.congctl = w.arg(word)
+            if lock:
+                r.metrics[RTAX_LOCK] = r.metrics.get(RTAX_LOCK, 0) | (1 << rtax)
+        elif word == "features":
+            if w.arg(word) != "ecn":
+                raise _Invalid(f"unknown route feature '{w.words[w.i - 1]}' (only 'ecn')")
+            r.metrics[RTAX_FEATURES] = 1
+        elif word in ("quickack", "fastopen_no_cookie"):
+            r.metrics[RTAX_QUICKACK if word == "quickack" else RTAX_FASTOPEN_NO_COOKIE] = w.number(word, 1)
+        elif word == "realms":
+            r.realms = _realms(w)
+            w.set_family(4, "realms are only supported for IPv4")
+        elif word == "expires":
+            r.expires = w.number(word)
+            w.set_family(6, "expires is only supported for IPv6")
+        elif word == "pref":
+            text = w.arg(word)
+            prefs = {"low": 3, "medium": 0, "high": 1}
+            if text in prefs:
+                r.pref = prefs[text]
+            else:
+                w.i -= 1
+                r.pref = w.number(word, 255)
+            w.set_family(6, "pref is only supported for IPv6")
+        elif word == "ttl-propagate":
+            text = w.arg(word)
+            if text not in ("enabled", "disabled"):
+                raise _Invalid(f"ttl-propagate '{text}': enabled or disabled")
+            r.ttl_propagate = int(text == "enabled")
+        elif word in ("add", "prepend", "append"):
+            r.mode = word
+        elif word == "or":
+            raise _Invalid("'or' for routes is deprecated and not supported; write 'nexthop via A nexthop via B'")
+        elif word == "nexthop":
+            w.i -= 1
+            r.nexthops = _parse_nexthops(w)
+            break
+        elif word == "no_track":
+            r.no_track = True
+        elif word == "track_group":
+            if not static:
+                raise _Invalid("track_group is only allowed in static_routes")
+            r.track_group = w.arg(word)
+        elif word == "encap":
+            raise _Invalid("'encap' (lightweight tunnels) is not supported by vrrpd")
+        elif word == "as":
+            raise _Invalid("'as [to]' is for MPLS only")
+        else:
+            if word == "to":
+                word = w.arg("to")
+            if word in RTN_TYPES or word.isdigit() and not _is_ip(word):
+                r.type = RTN_TYPES[word] if word in RTN_TYPES else _parse_int(word, 0, 255)
+                r.type_given = True
+                word = w.arg(word)
+            if not (_is_ip_prefix(word) or word in ("default", "any", "all", "default6")):
+                if _looks_like_address(word):
+                    raise _Invalid(f"invalid destination '{word}'")
+                raise _Invalid(f"unknown route keyword '{word}'")
+            r.dst = w.prefix("destination", word)
+            dst_seen = True
+    if w.more():
+        raise _Invalid(f"route has trailing nonsense - {w.words[w.i]}")
+    if not dst_seen:
+        raise _Invalid("route must have a destination")
+    r.family = w.family or 4
+    if r.dst is None:
+        r.dst = _default_prefix(r.family)
+    if not r.no_track:
+        if protocol_given and r.protocol != 18:
+            w.warnings.append("route cannot be tracked if protocol is not RTPROT_KEEPALIVED(18), resetting protocol")
+        r.protocol = 18
+    if r.track_group and not r.dev:
+        w.warnings.append("static route cannot have track_group if no dev specified (ignored)")
+        r.track_group = None
+    return r, w.warnings
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_ip_prefix(text: str) -> bool:
+    try:
+        ipaddress.ip_interface(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _parse_nexthops(w: _RouteWords) -> List[Nexthop]:
+    hops: List[Nexthop] = []
+    while w.more() and w.words[w.i] == "nexthop":
+        w.i += 1
+        nh = Nexthop()
+        while w.more() and w.words[w.i] != "nexthop":
+            word = w.next()
+            if word == "via":
+                text = w.arg(word)
+                if text in ("inet", "inet6"):
+                    text = w.arg(word)
+                nh.via = w.address("nexthop", text)
+            elif word == "dev":
+                nh.dev = w.arg(word)
+            elif word == "weight":
+                nh.weight = w.number("nexthop weight", 256, 1)
+            elif word == "onlink":
+                nh.onlink = True
+            elif word == "realms":
+                nh.realms = _realms(w)
+                w.set_family(4, "realms are only supported for IPv4")
+            else:
+                raise _Invalid(f"unknown nexthop option '{word}'")
+        if nh.via is None and nh.dev is None:
+            raise _Invalid("nexthop needs 'via' or 'dev'")
+        hops.append(nh)
+    return hops
+
+
+def parse_rule_line(words: List[str], etc_dir: str = IPROUTE_ETC_DIR, usr_dir: str = IPROUTE_USR_DIR,
+                    static: bool = False) -> Tuple[Rule, List[str]]:
+    """One `virtual_rules`/`static_rules` line (keepalived 2.4.3's alloc_rule); raises _Invalid.
+
+    A rule without a preference gets one later (assign_rule_priorities), as keepalived does."""
+    w = _RouteWords(words, etc_dir, usr_dir)
+    r = Rule(text=" ".join(words))
+    actions = 0
+    protocol_given = False
+    while w.more():
+        word = w.next()
+        if word in ("inet", "inet6"):
+            w.set_family(4 if word == "inet" else 6, word)
+        elif word == "from":
+            r.src = w.prefix("from")
+            r.src = r.src if r.src is not None else ipaddress.ip_interface("0.0.0.0/0")
+        elif word == "to":
+            r.dst = w.prefix("to")
+            r.dst = r.dst if r.dst is not None else ipaddress.ip_interface("0.0.0.0/0")
+        elif word == "not":
+            r.invert = True
+        elif word in ("preference", "order", "priority"):
+            r.priority = w.number(word)
+        elif word in ("table", "lookup"):
+            r.table = w.named(word, "rt_tables")
+            if r.table == 0:
+                raise _Invalid("table 0 is not allowed in a rule")
+            r.action = FR_ACT_TO_TBL
+            actions += 1
+        elif word in ("goto", "type") and (word == "goto" or w.more() and w.words[w.i] == "goto"):
+            if word == "type":
+                w.i += 1
+            r.goto = w.number("goto")
+            r.action = FR_ACT_GOTO
+            actions += 1
+        elif word == "type" and w.more() and w.words[w.i] in _RULE_ACTIONS:
+            r.action = _RULE_ACTIONS[w.next()]
+            actions += 1
+        elif word in _RULE_ACTIONS:
+            r.action = _RULE_ACTIONS[word]
+            actions += 1
+        elif word == "l3mdev":
+            r.l3mdev = True
+            r.action = FR_ACT_TO_TBL
+            actions += 1
+        elif word in ("tos", "dsfield"):
+            r.tos = w.named(word, "rt_dsfield")
+        elif word == "fwmark":
+            text = w.arg(word)
+            mark, _, mask = text.partition("/")
+            try:
+                r.fwmark = int(mark, 0)
+                r.fwmask = int(mask, 0) if mask else None
+            except ValueError:
+                raise _Invalid(f"invalid fwmark '{text}'") from None
+            if not 0 <= r.fwmark <= 0xFFFFFFFF or r.fwmask is not None and not 0 <= r.fwmask <= 0xFFFFFFFF:
+                raise _Invalid(f"invalid fwmark '{text}'")
+        elif word == "realms":
+            r.realms = _realms(w)
+            w.set_family(4, "realms are only supported for IPv4")
+        elif word in ("suppress_prefixlength", "sup_pl"):
+            r.suppress_prefixlen = w.number(word, 128)
+        elif word in ("suppress_ifgroup", "sup_group"):
+            r.suppress_ifgroup = w.named(word, "group")
+        elif word in ("dev", "iif"):
+            r.iif = w.arg(word)
+        elif word == "oif":
+            r.oif = w.arg(word)
+        elif word == "tunnel-id":
+            r.tun_id = w.number(word, (1 << 64) - 1)
+        elif word == "uidrange":
+            text = w.arg(word)
+            m = re.match(r"^(\d+)-(\d+)$", text)
+            if not m or int(m.group(1)) > int(m.group(2)) or int(m.group(2)) > 0xFFFFFFFF:
+                raise _Invalid(f"invalid uidrange '{text}'")
+            r.uidrange = (int(m.group(1)), int(m.group(2)))
+        elif word == "protocol":
+            r.protocol = w.named("protocol", "rt_protos", numeric_only=True)
+            protocol_given = True
+        elif word == "ipproto":
+            text = w.arg(word)
+            try:
+                r.ipproto = int(text, 0) if text[:1].isdigit() else socket.getprotobyname(text)
+            except (OSError, ValueError):
+                raise _Invalid(f"invalid ipproto '{text}'") from None
+        elif word in ("sport", "dport"):
+            setattr(r, word, w.port_range(word))
+        elif word == "no_track":
+            r.no_track = True
+        elif word == "track_group":
+            if not static:
+                raise _Invalid("track_group is only allowed in static_rules")
+            r.track_group = w.arg(word)
+        else:
+            raise _Invalid(f"unknown rule option '{word}'")
+    if actions == 0:
+        raise _Invalid("rule needs an action (table, goto, nop, blackhole, unreachable or prohibit)")
+    if actions > 1:
+        raise _Invalid("rule has more than one action")
+    if r.goto is not None and r.priority is not None and r.priority >= r.goto:
+        raise _Invalid(f"rule goto {r.goto} must be to a higher preference than {r.priority}")
+    r.family = w.family or 4
+    zero = _default_prefix(r.family)
+    r.src = zero if r.src is not None and r.src.network.prefixlen == 0 and r.src.ip.packed.strip(b"\0") == b"" \
+        else r.src
+    r.dst = zero if r.dst is not None and r.dst.network.prefixlen == 0 and r.dst.ip.packed.strip(b"\0") == b"" \
+        else r.dst
+    if not r.no_track:
+        if protocol_given and r.protocol != 18:
+            w.warnings.append("rule cannot be tracked if protocol is not RTPROT_KEEPALIVED(18), resetting protocol")
+        r.protocol = 18
+    if r.track_group and not r.iif:
+        w.warnings.append("static rule cannot have track_group if dev/iif not specified (ignored)")
+        r.track_group = None
+    return r, w.warnings
+
+
+def _route_entries(p: _Parser, entries: List[List[Token]], static: bool) -> List[Route]:
+    g = p.config.global_defs
+    routes: List[Route] = []
+    for entry in entries:
+        head = entry[0]
+        try:
+            route, warnings = parse_route_line([t.text for t in entry], g.iproute_etc_dir, g.iproute_usr_dir, static)
+        except _Invalid as exc:
+            p.error(head, f"route '{_short(' '.join(t.text for t in entry), 60)}': {exc}")
+            continue
+        for text in warnings:
+            p.warning(head, f"route '{_short(route.text, 60)}': {text}")
+        route.file, route.line = head.file, head.line
+        routes.append(route)
+    return routes
+
+
+def _rule_entries(p: _Parser, entries: List[List[Token]], static: bool) -> List[Rule]:
+    g = p.config.global_defs
+    rules: List[Rule] = []
+    for entry in entries:
+        head = entry[0]
+        try:
+            rule, warnings = parse_rule_line([t.text for t in entry], g.iproute_etc_dir, g.iproute_usr_dir, static)
+        except _Invalid as exc:
+            p.error(head, f"rule '{_short(' '.join(t.text for t in entry), 60)}': {exc}")
+            continue
+        for text in warnings:
+            p.warning(head, f"rule '{_short(rule.text, 60)}': {text}")
+        if rule.priority is None:
+            counters = p.rule_priorities
+            rule.priority = counters[rule.family]
+            counters[rule.family] -= 1
+            p.warning(head, f"rule has no preference specified - setting to {rule.priority}. "
+                      "This is probably not what you want.")
+        rule.file, rule.line = head.file, head.line
+        rules.append(rule)
+    return rules
+
+
+def _i_routes(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    inst.virtual_routes.extend(_route_entries(p, entries, static=False))
+
+
+def _i_rules(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    inst.virtual_rules.extend(_rule_entries(p, entries, static=False))
+
+
+def _top_static_routes(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    cfg.static_routes.extend(_route_entries(p, entries, static=True))
+
+
+def _top_static_rules(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    cfg.static_rules.extend(_rule_entries(p, entries, static=True))
+
+
+def _top_static_ipaddress(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    for vip in _vip_entries(p, entries):
+        if vip.dev is None:
+            vip.dev = cfg.global_defs.default_interface
+        cfg.static_ipaddress.append(vip)
+
+
+# a route or rule is one line: every word after the first belongs to it
+_LINE_BLOCK = ValueBlock({}, starts_entry=lambda text: False)
+
+
 # -- top level ---------------------------------------------------------------------------------
 
 def _top_global(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> GlobalDefs:
@@ -1608,7 +2244,10 @@ for _name, _handler, _sub in (
 KEYWORDS["top"]["virtual_server"].nargs = (0, 2)
 _kw("top", "virtual_server_group", _top_vs_group, (1, 1),
     ValueBlock({"fwmark": 2}, starts_entry=lambda t: not t.isdigit() and t not in ("inet", "inet6")))
-_accept_only("top", "static_ipaddress static_routes static_rules linkbeat_interfaces interface_up_down_delays "
+_kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
+_kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
+_kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
+_accept_only("top", "linkbeat_interfaces interface_up_down_delays "
              "garp_group bfd_instance SSL track_group", (0, 1), "skip")
 _accept_only("top", "net_namespace net_namespace_ipvs namespace_with_ipsets instance use_pid_dir child_wait_time")
 
@@ -1712,10 +2351,13 @@ _kw(_G, "notify_fifo", _h_str("notify_fifo"), (1, 3))
 _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
+_kw(_G, "default_interface", _h_str("default_interface"))
+_kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
+_kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
 _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon default_interface dynamic_interfaces "
+             "fifo_write_vrrp_states_on_reload lvs_sync_daemon dynamic_interfaces "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
@@ -1908,7 +2550,8 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
               "v3_checksum_as_v2"):
     _kw(_I, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
-_accept_only(_I, "virtual_routes virtual_rules", (0, 0), "skip")
+_kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
+_kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
              "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
              "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
@@ -3001,6 +3644,185 @@ def addr_request_payload(
     return payload
 
 
+# -- routes and rules (RTM_NEWROUTE/DELROUTE, RTM_NEWRULE/DELRULE) -----------------------------------
+
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
+NLM_F_APPEND = 0x800
+RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+FIB_RULE_HDR = RTMSG  # family, dst_len, src_len, tos, table, res1, res2, action, flags: the same layout
+RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
+(RTA_DST, RTA_SRC, RTA_IIF, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS, RTA_MULTIPATH) = range(1, 10)
+RTA_FLOW, RTA_TABLE, RTA_VIA, RTA_PREF, RTA_EXPIRES, RTA_TTL_PROPAGATE = 11, 15, 18, 20, 23, 26
+(FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_GOTO, FRA_PRIORITY) = (1, 2, 3, 4, 6)
+FRA_FWMARK, FRA_FLOW, FRA_TUN_ID, FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN, FRA_TABLE = 10, 11, 12, 13, 14, 15
+FRA_FWMASK, FRA_OIFNAME, FRA_L3MDEV, FRA_UID_RANGE, FRA_PROTOCOL, FRA_IP_PROTO = 16, 17, 19, 20, 21, 22
+FRA_SPORT_RANGE, FRA_DPORT_RANGE = 23, 24
+RTNH_F_ONLINK = 4
+FIB_RULE_INVERT = 0x2
+RT_SCOPE_NOWHERE = 255
+RTPROT_KEEPALIVED = 18
+RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_ROUTE = 0x40, 0x80, 0x400
+RTNLGRP_IPV6_RULE = 19
+
+
+def _af(family: int) -> int:
+    return socket.AF_INET6 if family == 6 else socket.AF_INET
+
+
+def route_request(route: Route, ifindex: Callable[[str], int], delete: bool = False,
+                  replace: bool = False) -> Tuple[int, int, bytes]:
+    """(nlmsg type, flags, payload) adding or deleting one route, as keepalived's netlink_route builds it.
+
+    `ifindex(name)` resolves `dev` names (0: unknown); a delete carries the same attributes with scope nowhere."""
+    if delete:
+        msg_type, flags = RTM_DELROUTE, NLM_F_ACK
+        scope, rtype = RT_SCOPE_NOWHERE, route.type if route.type_given else 0
+    else:
+        msg_type, flags = RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE
+        if replace:
+            flags |= NLM_F_REPLACE
+        elif route.mode == "add":
+            flags |= NLM_F_EXCL
+        elif route.mode == "append":
+            flags |= NLM_F_APPEND
+        scope, rtype = 0, route.type
+    if route.scope_given:
+        scope = route.scope
+    dst = route.dst
+    attrs = b""
+    table = route.table
+    if table >= 256:
+        attrs += nla_pack(RTA_TABLE, struct.pack("=I", table))
+        table = 0
+    if dst is not None:
+        attrs += nla_pack(RTA_DST, dst.ip.packed)
+    if route.src is not None:
+        attrs += nla_pack(RTA_SRC, route.src.ip.packed)
+    if route.prefsrc is not None:
+        attrs += nla_pack(RTA_PREFSRC, route.prefsrc.packed)
+    if route.via is not None:
+        attrs += _gateway_attr(route.via, route.family)
+    if route.dev:
+        attrs += nla_pack(RTA_OIF, struct.pack("=I", ifindex(route.dev)))
+    if route.metric is not None:
+        attrs += nla_pack(RTA_PRIORITY, struct.pack("=I", route.metric))
+    if route.realms:
+        attrs += nla_pack(RTA_FLOW, struct.pack("=I", route.realms))
+    if route.expires is not None:
+        attrs += nla_pack(RTA_EXPIRES, struct.pack("=I", route.expires))
+    metrics = b"".join(nla_pack(k, struct.pack("=I", v)) for k, v in sorted(route.metrics.items()))
+    if route.congctl:
+        metrics += nla_pack(RTAX_CC_ALGO, route.congctl.encode())
+    if metrics:
+        attrs += nla_pack(RTA_METRICS, metrics)
+    if route.pref is not None:
+        attrs += nla_pack(RTA_PREF, struct.pack("=B", route.pref))
+    if route.ttl_propagate is not None:
+        attrs += nla_pack(RTA_TTL_PROPAGATE, struct.pack("=B", route.ttl_propagate))
+    if route.nexthops:
+        hops = b""
+        for nh in route.nexthops:
+            inner = _gateway_attr(nh.via, route.family) if nh.via is not None else b""
+            if nh.realms:
+                inner += nla_pack(RTA_FLOW, struct.pack("=I", nh.realms))
+            hops += RTNEXTHOP.pack(RTNEXTHOP.size + len(inner), RTNH_F_ONLINK if nh.onlink else 0, nh.weight - 1,
+                                   ifindex(nh.dev) if nh.dev else 0) + inner
+        attrs += nla_pack(RTA_MULTIPATH, hops)
+    header = RTMSG.pack(_af(route.family), dst.network.prefixlen if dst is not None else 0,
+                        route.src.network.prefixlen if route.src is not None else 0, route.tos or 0, table,
+                        route.protocol, scope, rtype, RTNH_F_ONLINK if route.onlink else 0)
+    return msg_type, flags, header + attrs
+
+
+def _gateway_attr(via: IPAddress, family: int) -> bytes:
+    if via.version == family:
+        return nla_pack(RTA_GATEWAY, via.packed)
+    return nla_pack(RTA_VIA, struct.pack("=H", _af(via.version)) + via.packed)  # struct rtvia
+
+
+def rule_request(rule: Rule, delete: bool = False) -> Tuple[int, int, bytes]:
+    """(nlmsg type, flags, payload) adding or deleting one policy-routing rule (keepalived's netlink_rule)."""
+    msg_type, flags = (RTM_DELRULE, NLM_F_ACK) if delete else (RTM_NEWRULE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    attrs = b""
+    table = 0
+    if rule.action == FR_ACT_TO_TBL and not rule.l3mdev:
+        if rule.table < 256:
+            table = rule.table or 254
+        else:
+            attrs += nla_pack(FRA_TABLE, struct.pack("=I", rule.table))
+    if rule.src is not None:
+        attrs += nla_pack(FRA_SRC, rule.src.ip.packed)
+    if rule.dst is not None:
+        attrs += nla_pack(FRA_DST, rule.dst.ip.packed)
+    for attr, value in ((FRA_PRIORITY, rule.priority), (FRA_FWMARK, rule.fwmark), (FRA_FWMASK, rule.fwmask),
+                        (FRA_FLOW, rule.realms or None), (FRA_SUPPRESS_PREFIXLEN, rule.suppress_prefixlen),
+                        (FRA_SUPPRESS_IFGROUP, rule.suppress_ifgroup)):
+        if value is not None:
+            attrs += nla_pack(attr, struct.pack("=I", value))
+    if rule.iif:
+        attrs += nla_pack_str(FRA_IIFNAME, rule.iif)
+    if rule.oif:
+        attrs += nla_pack_str(FRA_OIFNAME, rule.oif)
+    if rule.tun_id:
+        attrs += nla_pack(FRA_TUN_ID, struct.pack(">Q", rule.tun_id))
+    if rule.uidrange is not None:
+        attrs += nla_pack(FRA_UID_RANGE, struct.pack("=II", *rule.uidrange))
+    if rule.l3mdev:
+        attrs += nla_pack(FRA_L3MDEV, b"\x01")
+    if rule.protocol is not None:
+        attrs += nla_pack(FRA_PROTOCOL, struct.pack("=B", rule.protocol))
+    if rule.ipproto is not None:
+        attrs += nla_pack(FRA_IP_PROTO, struct.pack("=B", rule.ipproto))
+    if rule.sport is not None:
+        attrs += nla_pack(FRA_SPORT_RANGE, struct.pack("=HH", *rule.sport))
+    if rule.dport is not None:
+        attrs += nla_pack(FRA_DPORT_RANGE, struct.pack("=HH", *rule.dport))
+    if rule.goto is not None:
+        attrs += nla_pack(FRA_GOTO, struct.pack("=I", rule.goto))
+    header = FIB_RULE_HDR.pack(_af(rule.family), rule.dst.network.prefixlen if rule.dst is not None else 0,
+                               rule.src.network.prefixlen if rule.src is not None else 0, rule.tos, table, 0, 0,
+                               rule.action, FIB_RULE_INVERT if rule.invert else 0)
+    return msg_type, flags, header + attrs
+
+
+@dataclass
+class RouteInfo:
+    """What a route (or rule) notification says, enough to match it to a configured one."""
+
+    family: int
+    table: int
+    protocol: int
+    dst: Optional[IPInterface]
+    tos: int = 0
+    metric: int = 0
+    oif: int = 0
+    priority: int = 0  # rules: FRA_PRIORITY
+    rule: bool = False
+
+
+def parse_route_msg(payload: bytes, rule: bool = False) -> RouteInfo:
+    """An RTM_NEWROUTE/DELROUTE (or, with `rule`, RTM_NEWRULE/DELRULE) payload."""
+    if len(payload) < RTMSG.size:
+        raise PacketError("bad_netlink", "short rtmsg")
+    family, dst_len, _src_len, tos, table, protocol, _scope, _type, _flags = RTMSG.unpack_from(payload)
+    attrs = nla_parse(payload[RTMSG.size:])
+    fam = 6 if family == socket.AF_INET6 else 4
+    if rule:
+        protocol = attrs[FRA_PROTOCOL][0] if FRA_PROTOCOL in attrs else 0
+    if FRA_TABLE in attrs and len(attrs[FRA_TABLE]) == 4:  # FRA_TABLE == RTA_TABLE
+        table = struct.unpack("=I", attrs[FRA_TABLE])[0]
+    raw = attrs.get(RTA_DST)  # FRA_DST == RTA_DST
+    dst: Optional[IPInterface] = None
+    if raw is not None and len(raw) in (4, 16):
+        dst = ipaddress.ip_interface((ipaddress.ip_address(raw), dst_len))
+    elif raw is None:
+        dst = ipaddress.ip_interface(("::" if fam == 6 else "0.0.0.0", dst_len))
+    metric = struct.unpack("=I", attrs[RTA_PRIORITY])[0] if len(attrs.get(RTA_PRIORITY, b"")) == 4 else 0
+    oif = struct.unpack("=I", attrs[RTA_OIF])[0] if len(attrs.get(RTA_OIF, b"")) == 4 and not rule else 0
+    return RouteInfo(fam, table, protocol, dst, tos, metric, oif, metric, rule)
+
+
 # --------------------------------------------------------------------------------------------
 # 4b. IPv6, AH and firewall formats
 #     IPv6 pseudo-header checksum, unsolicited Neighbour Advertisements, the IPsec AH header
@@ -3774,6 +4596,18 @@ class VrrpMachine:
                 acts += self._remove_vips()
         self._set_state(State.STOP)
         acts.append(Notify(State.STOP, self.effective_priority))
+        return acts
+
+    def release_master(self, now: float, why: str) -> List[Action]:
+        """keepalived's set_vrrp_backup: something MASTER must hold vanished (a tracked virtual route or rule
+        deleted behind our back). Priority 0, BACKUP, and a master-down timer of only Skew_Time, so a lone
+        router is MASTER again at once and reinstalls everything."""
+        if self.state != State.MASTER:
+            return []
+        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
+                              Log(f"({self.name}) sent 0 priority", detail=True)]
+        acts += self._enter_backup(now)
+        self.master_down_timer = now + self.skew_time
         return acts
 
     # -- transitions ---------------------------------------------------------------------------
@@ -4845,7 +5679,8 @@ class NetlinkSocket:
 
 
 class Rtnetlink(NetlinkSocket):
-    """rtnetlink requests: dump links and addresses (both families), add and delete addresses, VMAC links."""
+    """rtnetlink requests: dump links and addresses (both families), add and delete addresses, routes, rules
+    and VMAC links."""
 
     def __init__(self) -> None:
         super().__init__(NETLINK_ROUTE, timeout=2.0)
@@ -4889,6 +5724,28 @@ class Rtnetlink(NetlinkSocket):
             raise
         return True
 
+    def route(self, route: Route, ifindex: Callable[[str], int], add: bool, replace: bool = False) -> bool:
+        """Add (or delete) one route; False when it was already there (or already gone)."""
+        msg_type, flags, payload = route_request(route, ifindex, delete=not add, replace=replace)
+        try:
+            self.request(msg_type, flags, payload)
+        except NetlinkError as exc:
+            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+                return False
+            raise
+        return True
+
+    def rule(self, rule: Rule, add: bool) -> bool:
+        """Add (or delete) one policy-routing rule; False when it was already there (or already gone)."""
+        msg_type, flags, payload = rule_request(rule, delete=not add)
+        try:
+            self.request(msg_type, flags, payload)
+        except NetlinkError as exc:
+            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+                return False
+            raise
+        return True
+
     def new_macvlan(self, name: str, base_ifindex: int, mac: bytes) -> None:
         self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, macvlan_link_payload(name, base_ifindex, mac))
 
@@ -4912,10 +5769,19 @@ class RtnetlinkMonitor:
         self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
         self.sock.setblocking(False)
         self.overrun = False
+        self.routes = False
 
-    def read(self) -> List[Tuple[int, Union[LinkInfo, AddrInfo]]]:
-        """Pending events as (RTM_* type, LinkInfo | AddrInfo); sets .overrun if the kernel dropped some."""
-        events: List[Tuple[int, Union[LinkInfo, AddrInfo]]] = []
+    def watch_routes(self) -> None:
+        """Also receive IPv4/IPv6 route and rule events (only wanted when routes or rules are tracked)."""
+        if self.routes:
+            return
+        for group in (7, 8, 11, RTNLGRP_IPV6_RULE):  # RTNLGRP_IPV4_ROUTE, IPV4_RULE, IPV6_ROUTE, IPV6_RULE
+            self.sock.setsockopt(270, 1, group)  # SOL_NETLINK, NETLINK_ADD_MEMBERSHIP
+        self.routes = True
+
+    def read(self) -> List[Tuple[int, Union[LinkInfo, AddrInfo, RouteInfo]]]:
+        """Pending events as (RTM_* type, LinkInfo | AddrInfo | RouteInfo); sets .overrun if the kernel dropped some."""
+        events: List[Tuple[int, Union[LinkInfo, AddrInfo, RouteInfo]]] = []
         while True:
             try:
                 data = self.sock.recv(1 << 16)
@@ -4934,6 +5800,8 @@ class RtnetlinkMonitor:
                         addr = parse_addr(body)
                         if addr is not None:
                             events.append((rtype, addr))
+                    elif rtype in (RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWRULE, RTM_DELRULE):
+                        events.append((rtype, parse_route_msg(body, rule=rtype >= RTM_NEWRULE)))
             except PacketError:
                 continue
 
@@ -7093,6 +7961,8 @@ class InstanceRuntime:
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
+        self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
+        self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
 
     @property
@@ -7122,6 +7992,7 @@ class Daemon:
         self.addrs: List[AddrInfo] = []
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
+        self.static_set: Tuple[List[VirtualIP], List[Route], List[Rule]] = ([], [], [])  # what we installed
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
@@ -7162,6 +8033,7 @@ class Daemon:
             raise OSError(errno.EPERM,
                           "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
         self._remove_stale_vips()
+        self._start_static()
         self.tracking.start()
         self.lvs.start()
         if self.g.vrrp_startup_delay > 0:
@@ -7514,6 +8386,7 @@ class Daemon:
             if rt.timer is not None:
                 rt.timer.cancel()
         try:
+            self._set_static(self.config, add=False)
             self.tracking.stop()
             self.lvs.stop()
             # after the VIPs are gone: the VMACs and our nftables table
@@ -7597,6 +8470,8 @@ class Daemon:
         self.firewall.replace(no_accept_vips(config))
         self._set_sync_groups(config)
         self._set_vmacs(config)
+        self._unset_static_not_in(config)
+        self._set_static(config, add=True)
         for ident, inst in wanted.items():
             rt = kept.get(ident)
             if rt is not None:
@@ -7633,6 +8508,14 @@ class Daemon:
                 self._vip_op(rt, new_vips[key], add=True)
             if new_vips.keys() - old_vips.keys():
                 self._send_garps(rt, 1)
+            # routes and rules: only what changed
+            for rule in [r for r in rt.rules_set if r not in inst.virtual_rules]:
+                self._rule_op(inst.name, rule, add=False)
+                rt.rules_set.remove(rule)
+            for route in [r for r in rt.routes_set if r not in inst.virtual_routes]:
+                self._route_op(inst.name, route, add=False)
+                rt.routes_set.remove(route)
+            self._set_routes(rt, add=True)
 
     def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[Any, ...]:
         return vip.address, self._vip_index(rt, vip), vip.label, vip.scope, vip.brd, vip.peer
@@ -7776,8 +8659,184 @@ class Daemon:
         return link.index if link is not None else 0
 
     def _set_vips(self, rt: InstanceRuntime, add: bool) -> None:
+        """VIPs, then virtual routes, then virtual rules; removed in the reverse order (keepalived's order)."""
+        if not add:
+            self._set_routes(rt, add=False)
         for vip in rt.vips:
             self._vip_op(rt, vip, add)
+        if add:
+            self._set_routes(rt, add=True)
+
+    # -- routes and rules: virtual ones follow the VIPs, static ones live as long as the daemon -------
+    def _ifindex(self, name: str) -> int:
+        link = self._link_by_name(name)
+        return link.index if link is not None else 0
+
+    def _route_op(self, who: str, route: Route, add: bool, replace: bool = False, quiet: bool = False) -> bool:
+        """Add or delete one route; True when the kernel now holds it (add) or no longer does (delete)."""
+        if self.rtnl is None:
+            return False
+        missing = [d for d in [route.dev] + [nh.dev for nh in route.nexthops] if d and not self._ifindex(d)]
+        if missing:
+            if add:
+                log.error("(%s) cannot add route %s: interface %s does not exist", who, route, missing[0])
+            return not add
+        try:
+            self.rtnl.route(route, self._ifindex, add, replace)
+            return True
+        except (NetlinkError, OSError) as exc:
+            if not quiet:
+                log.error("(%s) cannot %s route %s: %s", who, "add" if add else "remove", route, exc)
+            return False
+
+    def _rule_op(self, who: str, rule: Rule, add: bool, quiet: bool = False) -> bool:
+        if self.rtnl is None:
+            return False
+        try:
+            self.rtnl.rule(rule, add)
+            return True
+        except (NetlinkError, OSError) as exc:
+            if not quiet:
+                log.error("(%s) cannot %s rule %s: %s", who, "add" if add else "remove", rule, exc)
+            return False
+
+    def _set_routes(self, rt: InstanceRuntime, add: bool) -> None:
+        """virtual_routes then virtual_rules on becoming MASTER; rules then routes on leaving it. What we
+        installed is remembered, so leaving MASTER always removes it (as keepalived 2.2.7 does)."""
+        name, inst = rt.inst.name, rt.inst
+        if add:
+            for route in inst.virtual_routes:
+                if route not in rt.routes_set and self._route_op(name, route, add=True):
+                    rt.routes_set.append(route)
+            for rule in inst.virtual_rules:
+                if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
+                    rt.rules_set.append(rule)
+            self._watch_routes()
+            return
+        for rule in rt.rules_set:
+            self._rule_op(name, rule, add=False)
+        for route in rt.routes_set:
+            self._route_op(name, route, add=False)
+        rt.routes_set, rt.rules_set = [], []
+
+    def _watch_routes(self) -> None:
+        """Route and rule events are only read when something tracked is installed (keepalived subscribes per
+        family the same way): a router with a full BGP table is not flooded otherwise."""
+        if self.monitor is None or self.monitor.routes:
+            return
+        tracked = any(not r.no_track for r in self.static_set[1] + self.static_set[2])  # type: ignore[operator]
+        tracked = tracked or any(not r.no_track for rt in self.runtimes for r in rt.routes_set + rt.rules_set)
+        if tracked:
+            try:
+                self.monitor.watch_routes()
+            except OSError as exc:
+                log.error("cannot watch route and rule events: %s", exc)
+
+    def _start_static(self) -> None:
+        """At start, keepalived deletes what an earlier run may have left (static entries, and the virtual routes
+        and rules of instances that do not start as MASTER), then installs static_ipaddress/routes/rules."""
+        for route in self.config.static_routes:
+            self._route_op("static", route, add=False, quiet=True)
+        for rule in self.config.static_rules:
+            self._rule_op("static", rule, add=False, quiet=True)
+        for rt in self.runtimes:
+            for rule in rt.inst.virtual_rules:
+                self._rule_op(rt.inst.name, rule, add=False, quiet=True)
+            for route in rt.inst.virtual_routes:
+                self._route_op(rt.inst.name, route, add=False, quiet=True)
+        self._set_static(self.config, add=True)
+
+    def _set_static(self, config: Config, add: bool) -> None:
+        """Install the static entries of `config` not installed yet (add), or remove every installed one; the
+        difference of a reload is _set_static(new) after _unset_static_not_in(new)."""
+        addrs, routes, rules = self.static_set
+        if add:
+            for vip in config.static_ipaddress:
+                if vip not in addrs and self._static_addr_op(vip, add=True):
+                    addrs.append(vip)
+            for route in config.static_routes:
+                if route not in routes and self._route_op("static", route, add=True):
+                    routes.append(route)
+            for rule in config.static_rules:
+                if rule not in rules and self._rule_op("static", rule, add=True):
+                    rules.append(rule)
+            self._watch_routes()
+            return
+        for rule in list(rules):
+            self._rule_op("static", rule, add=False)
+            rules.remove(rule)
+        for route in list(routes):
+            self._route_op("static", route, add=False)
+            routes.remove(route)
+        for vip in list(addrs):
+            self._static_addr_op(vip, add=False)
+            addrs.remove(vip)
+
+    def _unset_static_not_in(self, config: Config) -> None:
+        addrs, routes, rules = self.static_set
+        for rule in [r for r in rules if r not in config.static_rules]:
+            self._rule_op("static", rule, add=False)
+            rules.remove(rule)
+        for route in [r for r in routes if r not in config.static_routes]:
+            self._route_op("static", route, add=False)
+            routes.remove(route)
+        for vip in [v for v in addrs if v not in config.static_ipaddress]:
+            self._static_addr_op(vip, add=False)
+            addrs.remove(vip)
+
+    def _static_addr_op(self, vip: VirtualIP, add: bool) -> bool:
+        index = self._ifindex(vip.dev or self.g.default_interface)
+        if not index or self.rtnl is None:
+            if add:
+                log.error("(static) cannot add address %s: interface %s does not exist", vip.address, vip.dev)
+            return False
+        try:
+            if add:
+                self.rtnl.add_address(index, vip)
+            else:
+                self.rtnl.del_address(index, vip)
+            return True
+        except (NetlinkError, OSError) as exc:
+            log.error("(static) cannot %s address %s: %s", "add" if add else "remove", vip.address, exc)
+            return False
+
+    def _route_event(self, rtype: int, info: RouteInfo) -> None:
+        """A route or rule was deleted. A tracked virtual one of a MASTER sends it to BACKUP (it comes back as
+        MASTER after Skew_Time and reinstalls everything); a tracked static one is put back (keepalived)."""
+        if rtype not in (RTM_DELROUTE, RTM_DELRULE) or info.protocol != RTPROT_KEEPALIVED:
+            return
+        match = self._rule_matches if info.rule else self._route_matches
+        for rt in self.runtimes:
+            if rt.machine.state != State.MASTER:
+                continue
+            for entry in (rt.rules_set if info.rule else rt.routes_set):
+                if not entry.no_track and match(entry, info):
+                    what = "rule" if info.rule else "route"
+                    self._apply(rt, rt.machine.release_master(
+                        self.loop.time(), f"tracked virtual {what} {entry} was deleted; going BACKUP"))
+                    return
+        for entry in (self.static_set[2] if info.rule else self.static_set[1]):
+            if not entry.no_track and match(entry, info):
+                kind = "rule" if info.rule else "route"
+                log.info("Restoring deleted static %s %s", kind, entry)
+                if info.rule:
+                    self._rule_op("static", entry, add=True)  # type: ignore[arg-type]
+                else:
+                    self._route_op("static", entry, add=True)  # type: ignore[arg-type]
+                return
+
+    def _route_matches(self, route: Route, info: RouteInfo) -> bool:
+        """keepalived's compare_route: table, family, destination, tos, metric (and dev when configured). The
+        kernel gives an IPv6 route without a metric 1024: compare with that (keepalived compares 0 and misses)."""
+        metric = route.metric if route.metric is not None else (1024 if route.family == 6 else 0)
+        return (info.family == route.family and info.table == route.table and info.dst == route.dst
+                and info.tos == (route.tos or 0) and info.metric == metric
+                and (not route.dev or info.oif == self._ifindex(route.dev)))
+
+    @staticmethod
+    def _rule_matches(rule: Rule, info: RouteInfo) -> bool:
+        return info.family == rule.family and info.priority == (rule.priority or 0) and (
+            rule.table == info.table if rule.action == FR_ACT_TO_TBL and not rule.l3mdev else True)
 
     def _vip_op(self, rt: InstanceRuntime, vip: VirtualIP, add: bool) -> None:
         index = self._vip_index(rt, vip)
@@ -8017,6 +9076,8 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+            elif isinstance(obj, RouteInfo):
+                self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
                 changed = self._refresh_sources() or changed
@@ -8396,13 +9457,13 @@ def check_command(path: Optional[str], out: Any = None) -> int:
 # 11b. Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
+DEMO_VIP = "192.0.2.100"
 DEMO_CONFIG = """\
 ! vrrpd demo node {node}: the two-node pair of the keepalived tutorials, VRRPv3 at 100 ms
 global_defs {{
     router_id demo-{node}
     vrrp_version 3
-    vrrp_handover_on_stop
-}}
+{handover}}}
 vrrp_instance VI_1 {{
     state {state}
     interface eth0
@@ -8410,10 +9471,141 @@ vrrp_instance VI_1 {{
     priority {priority}
     advert_int 0.1
     virtual_ipaddress {{
-        192.0.2.100/24 dev eth0 label eth0:vip
+        {vip}/24 dev eth0 label eth0:vip
     }}
 }}
 """
+# The demo's two planned stops of the master: (column title, vrrp_handover_on_stop)
+DEMO_STOPS = (("keepalived-style stop", False), ("vrrp_handover_on_stop", True))
+
+
+class EchoProbe:
+    """vrrpd's own ping, the demo client's probe: an ICMP echo request to `target` every `interval` seconds
+    from a raw socket, replies matched by identifier and sequence number. It counts what ping counts (sent,
+    received, lost) and the longest time between two replies, which is what a client of the VIP notices."""
+
+    def __init__(self, target: str, interval: float = 0.01, wait: float = 1.0) -> None:
+        self.target = ipaddress.IPv4Address(target)
+        self.interval, self.wait = interval, wait
+        self.ident = os.getpid() & 0xFFFF
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.sock.setblocking(False)
+        self.sent = 0
+        self.last_sent = 0.0
+        self.replies: Dict[int, float] = {}  # sequence number -> when its reply came
+
+    def send(self, now: float) -> None:
+        seq = self.sent & 0xFFFF
+        payload = struct.pack("!d", now) + bytes(48)  # 64 bytes of ICMP, as ping sends
+        csum = inet_checksum(struct.pack("!BBHHH", 8, 0, 0, self.ident, seq) + payload)
+        try:
+            self.sock.sendto(struct.pack("!BBHHH", 8, 0, csum, self.ident, seq) + payload, (str(self.target), 0))
+        except OSError:
+            pass  # no route for a moment: sent and lost, as ping counts it
+        self.sent += 1
+        self.last_sent = now
+
+    def receive(self, now: float) -> None:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            ihl = (data[0] & 0x0F) * 4
+            if len(data) < ihl + 8 or data[12:16] != self.target.packed:
+                continue
+            kind, _code, _csum, ident, seq = struct.unpack_from("!BBHHH", data, ihl)
+            if kind == 0 and ident == self.ident and seq < self.sent and seq not in self.replies:
+                self.replies[seq] = now
+
+    def run(self, stop_fd: Optional[int] = None, duration: float = 60.0,
+            on_first_reply: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+        """Send until `duration` has passed or `stop_fd` is readable (a line, or closed), then wait up to
+        `wait` for the last replies; return the figures."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        if stop_fd is not None:
+            sel.register(stop_fd, selectors.EVENT_READ)
+        start = next_send = time.monotonic()
+        stop_at = start + duration
+        try:
+            while True:
+                now = time.monotonic()
+                if now < stop_at and now >= next_send:
+                    self.send(now)
+                    next_send = max(next_send + self.interval, now)
+                if now >= stop_at and (now >= stop_at + self.wait or len(self.replies) == self.sent):
+                    break
+                timeout = (next_send if now < stop_at else stop_at + self.wait) - now
+                for key, _events in sel.select(max(0.0, timeout)):
+                    if key.fileobj is self.sock:
+                        first = not self.replies
+                        self.receive(time.monotonic())
+                        if first and self.replies and on_first_reply is not None:
+                            on_first_reply()
+                    else:  # the controller says stop
+                        sel.unregister(key.fileobj)
+                        stop_at = min(stop_at, time.monotonic())
+        finally:
+            sel.close()
+        return self.result(start)
+
+    def result(self, start: float) -> Dict[str, Any]:
+        """sent, received, lost, and longest_gap: the longest time without a reply, from the first reply to
+        the last (or to the last request, when the requests after the last reply were lost)."""
+        stamps = sorted(self.replies.values())
+        if stamps and max(self.replies) < (self.sent - 1) & 0xFFFF:
+            stamps.append(self.last_sent)
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        longest = max(gaps) if gaps else (self.last_sent - start if not stamps else 0.0)
+        return {"sent": self.sent, "received": len(self.replies), "lost": self.sent - len(self.replies),
+                "longest_gap": round(longest, 4), "interval": self.interval}
+
+
+def demo_probe_command(target: str) -> int:
+    """--demo-probe ADDRESS, which the demo runs in the client's namespace: echo requests to ADDRESS until
+    stdin has a line or closes; "ready" on the first reply, then one JSON line with EchoProbe's figures."""
+    import json
+
+    try:
+        probe = EchoProbe(target)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: probe: {exc}", file=sys.stderr)
+        return 1
+    result = probe.run(stop_fd=sys.stdin.fileno(), on_first_reply=lambda: print("ready", flush=True))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def demo_prerequisites() -> List[str]:
+    """What the demo lacks on this machine, each said as what is missing and how to get it (empty: none).
+    Only python3 and iproute2 are needed, with root and a kernel with network namespaces, veth and bridges."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root, to create network namespaces: run `sudo make demo` (or `sudo python3 vrrpd.py --demo`)")
+    if shutil.which("ip") is None:
+        missing.append("iproute2's `ip` command, which is not in PATH: install iproute2 "
+                       "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
+    if missing:
+        return missing
+    name = f"vdchk{os.getpid() % 100000}"
+    steps = (("network namespaces", ["ip", "netns", "add", name]),
+             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
+             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
+    try:
+        for what, argv in steps:
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+                said = done.stderr.strip() if done.returncode else ""
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                said = str(exc)
+            if said:
+                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
+                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
+                        "run it privileged (docker run --privileged)"]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+    return []
 
 
 class _DemoLab:
@@ -8456,6 +9648,66 @@ class _DemoLab:
         return [short for short, ns in names.items()
                 if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
 
+    @staticmethod
+    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
+        """Seconds until predicate() held, or None after timeout."""
+        t0 = time.monotonic()
+        while not predicate():
+            if time.monotonic() - t0 > timeout:
+                return None
+            time.sleep(0.005)
+        return time.monotonic() - t0
+
+    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+        import json
+        import select
+
+        me = os.path.abspath(__file__)
+        nodes: Dict[str, subprocess.Popen] = {}
+        probe: Optional[subprocess.Popen] = None
+        try:
+            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+                conf = os.path.join(tmp, f"{tag}-{node}.conf")
+                with open(conf, "w") as fh:
+                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
+                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                             stdout=logf, stderr=subprocess.STDOUT)
+            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
+                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
+                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
+            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert probe.stdout is not None
+            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+            time.sleep(0.5)
+            nodes["A"].terminate()
+            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
+            time.sleep(0.5)
+            out, _ = probe.communicate(input=b"stop\n", timeout=10)
+            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+            result["moved"] = None if moved is None else round(moved, 4)
+            try:
+                result["a_status"] = nodes["A"].wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                result["a_status"] = None
+            return result
+        finally:
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in list(nodes.values()) + ([probe] if probe else []):
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -8469,15 +9721,31 @@ class _DemoLab:
             self.run("ip", "netns", "del", ns, check=False)
 
 
+def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
+    """The demo's punch line: the client's figures for each planned stop, side by side."""
+    def seconds(value: Optional[float]) -> str:
+        return "never" if value is None else f"{value:.3f} s"
+
+    rows = [("echo requests sent", lambda r: str(r["sent"])), ("replies received", lambda r: str(r["received"])),
+            ("lost", lambda r: str(r["lost"])), ("longest gap without reply", lambda r: seconds(r["longest_gap"])),
+            ("VIP on B alone after", lambda r: seconds(r["moved"]))]
+    lines = ["  " + " " * 28 + "".join(f"{title:>26}" for title, _ in runs)]
+    lines += ["  " + f"{label:<28}" + "".join(f"{cell(r):>26}" for _, r in runs) for label, cell in rows]
+    return "\n".join(lines)
+
+
 def run_demo() -> int:
-    """`sudo make demo`: two vrrpd nodes and a client in namespaces; stop the master, watch the VIP move."""
-    import shutil
+    """`sudo make demo`: two vrrpd nodes and a client in namespaces. The master is stopped twice, as keepalived
+    stops (priority 0, the VIP dropped at once) and with vrrp_handover_on_stop; the client's probe shows the
+    loss and the longest gap of each, side by side. Needs only python3 and iproute2."""
     import tempfile
 
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        print("the demo needs root and iproute2 (try: sudo make demo)", file=sys.stderr)
+    missing = demo_prerequisites()
+    if missing:
+        print(f"{PROG} --demo cannot run on this machine; it needs:", file=sys.stderr)
+        for item in missing:
+            print(f"  - {item}", file=sys.stderr)
         return 1
-    vip = "192.0.2.100"
     lab = _DemoLab()
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
@@ -8485,38 +9753,22 @@ def run_demo() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
-        say(f"lab: namespaces {', '.join(names.values())} on one bridge; VIP {vip}")
-        nodes = {}
-        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-            conf = os.path.join(tmp, f"{node}.conf")
-            with open(conf, "w") as fh:
-                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio))
-            logf = open(os.path.join(tmp, f"{node}.log"), "w")
-            nodes[node] = lab.start(names[node], [sys.executable, os.path.abspath(__file__), "-n", "-l", "-f", conf],
-                                    stdout=logf, stderr=subprocess.STDOUT)
-            say(f"node {node}: vrrpd priority {prio} (state {state})")
-        deadline = time.monotonic() + 5
-        while lab.vip_holder(names, vip) != ["A"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        say(f"the VIP is on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'}")
-        print(lab.run("ip", "-n", names["A"], "-br", "addr", "show", "dev", "eth0"), end="")
-        say("the client pings the VIP every 10 ms; now stopping node A (SIGTERM, vrrp_handover_on_stop)")
-        ping = lab.start(names["client"], ["ping", "-n", "-q", "-i", "0.01", "-w", "4", vip],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(1.0)
-        t0 = time.monotonic()
-        nodes["A"].terminate()
-        while lab.vip_holder(names, vip) != ["B"] and time.monotonic() - t0 < 5:
-            time.sleep(0.005)
-        moved = time.monotonic() - t0
-        say(f"the VIP is now on: {', '.join(lab.vip_holder(names, vip)) or 'nobody'} ({moved:.3f} s after the stop)")
-        print(lab.run("ip", "-n", names["B"], "-br", "addr", "show", "dev", "eth0"), end="")
-        out, _ = ping.communicate(timeout=10)
-        summary = [line for line in out.splitlines() if "transmitted" in line]
-        say("client ping: " + (summary[0] if summary else out.strip()))
-        say(f"node A exited with status {nodes['A'].wait(timeout=5)}; logs are in {tmp}")
-        say("done; cleaning up")
+        say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
+            f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
+        say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
+        runs = []
+        for n, (title, handover) in enumerate(DEMO_STOPS, 1):
+            say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
+                                       else ": A sends priority 0 and drops the VIP at once"))
+            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+        print("\n" + format_demo_table(runs) + "\n", flush=True)
+        for title, r in runs:
+            say(f"{title}: node A exited with status {r['a_status']}")
+        say(f"the nodes' configurations and logs are in {tmp}; done, cleaning up")
         return 0
+    except VrrpdError as exc:
+        say(f"the demo failed: {exc}")
+        return 1
     except KeyboardInterrupt:
         say("interrupted; cleaning up")
         return 130
@@ -8923,6 +10175,7 @@ def build_arg_parser() -> Any:
     p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--genhash", metavar="URL", help="print the MD5 of URL's body for HTTP_GET/SSL_GET digest")
     p.add_argument("--demo", action="store_true", help="run the two-node failover demo in network namespaces")
+    p.add_argument("--demo-probe", metavar="ADDRESS", help=argparse.SUPPRESS)  # the demo client's EchoProbe
     return p
 
 
@@ -9043,6 +10296,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return genhash(args.genhash)
     if args.demo:
         return run_demo()
+    if args.demo_probe:
+        return demo_probe_command(args.demo_probe)
     return run_daemon(args)
 
 
