@@ -26,20 +26,17 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import errno
 import gc
 import glob
 import heapq
-import hmac
 import ipaddress
 import logging
 import os
 import random
 import re
 import selectors
-import shutil
 import signal
 import socket
 import stat
@@ -48,8 +45,9 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
 
 __version__ = "0.1.0"
 PROG = "vrrpd"
@@ -67,6 +65,170 @@ VRRP_TTL = 255
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+# -- Python's standard library on a minimal host ------------------------------------------------
+# The daemon and --check run on Debian's python3-minimal (the files of libpython3.11-minimal): no
+# dataclasses, difflib, hmac, json, shutil, queue, smtplib there. What needs more is imported only
+# when configured, through need_module(), which names the package that has it.
+
+STDLIB_PACKAGE_HINT = "Debian/Ubuntu: apt install libpython3-stdlib"
+SMTP_MODULES = ("queue", "hmac", "smtplib")  # what e-mail alerts need beyond python3-minimal (smtplib needs hmac)
+
+
+class MissingModuleError(ImportError):
+    """A configured feature needs a standard-library module this Python does not have."""
+
+
+def need_module(name: str, feature: str) -> Any:
+    """Import `name` for `feature`, or raise MissingModuleError saying what is missing and where it is."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or name
+        raise MissingModuleError(f"{feature} needs the Python module {missing}, which this Python lacks "
+                                 f"({STDLIB_PACKAGE_HINT})") from None
+
+
+def module_available(name: str) -> bool:
+    """True if `name` (and the modules it imports at once) can be imported; nothing is kept loaded."""
+    if sys.modules.get(name) is not None:
+        return True
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def close_matches(word: str, choices: Any, n: int = 1, cutoff: float = 0.6) -> List[str]:
+    """difflib.get_close_matches (for "did you mean"), or nothing where difflib is missing."""
+    try:
+        import difflib
+    except ImportError:
+        return []
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+
+
+def which(program: str) -> Optional[str]:
+    """shutil.which(program) without shutil: the first executable file named `program` in $PATH."""
+    if "/" in program:
+        return program if os.path.isfile(program) and os.access(program, os.X_OK) else None
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", program)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+_NO_DEFAULT = object()
+
+
+class _SmallField:
+    __slots__ = ("default", "default_factory", "compare", "repr")
+
+    def __init__(self, default: Any, default_factory: Any, compare: bool, repr: bool):  # noqa: A002
+        self.default, self.default_factory, self.compare, self.repr = default, default_factory, compare, repr
+
+
+def small_field(*, default: Any = _NO_DEFAULT, default_factory: Any = _NO_DEFAULT, compare: bool = True,
+                repr: bool = True) -> Any:  # noqa: A002
+    """dataclasses.field(default=..., default_factory=..., compare=..., repr=...) for small_dataclass."""
+    return _SmallField(default, default_factory, compare, repr)
+
+
+def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
+    """The part of @dataclasses.dataclass vrrpd uses, for a Python without dataclasses: __init__ from the
+    annotations (defaults, field(...)), __repr__, __eq__, and __hash__ = None, or with frozen=True no
+    assignment and a hash of the fields."""
+    if cls is None:
+        return lambda klass: small_dataclass(klass, frozen=frozen)
+    fields: Dict[str, _SmallField] = {}
+    for base in reversed(cls.__mro__[1:]):
+        fields.update(getattr(base, "_small_fields", {}))
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
+            continue
+        value = cls.__dict__.get(name, _NO_DEFAULT)
+        if isinstance(value, _SmallField):
+            if value.default is _NO_DEFAULT:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value.default)
+        else:
+            value = _SmallField(value, _NO_DEFAULT, True, True)
+        fields[name] = value
+    params, body = [], []
+    scope: Dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_set": object.__setattr__}
+    for name, f in fields.items():
+        value = name
+        if f.default_factory is not _NO_DEFAULT:
+            scope[f"_f_{name}"] = f.default_factory
+            params.append(f"{name}=_NO_DEFAULT")
+            value = f"_f_{name}() if {name} is _NO_DEFAULT else {name}"
+        elif f.default is not _NO_DEFAULT:
+            scope[f"_d_{name}"] = f.default
+            params.append(f"{name}=_d_{name}")
+        else:
+            params.append(name)
+        body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass"), scope)
+    cls.__init__ = scope["__init__"]
+    cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    shown = [n for n, f in fields.items() if f.repr]
+    compared = [n for n, f in fields.items() if f.compare]
+
+    def __repr__(self: Any) -> str:
+        return f"{type(self).__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in shown) + ")"
+
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return tuple(getattr(self, n) for n in compared) == tuple(getattr(other, n) for n in compared)
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __hash__(self: Any) -> int:
+        return hash(tuple(getattr(self, n) for n in compared))
+
+    cls._small_fields = fields
+    cls.__repr__ = __repr__
+    cls.__eq__ = __eq__
+    if frozen:
+        cls.__setattr__ = __setattr__
+        cls.__delattr__ = __setattr__
+        cls.__hash__ = __hash__
+    elif "__hash__" not in cls.__dict__:
+        cls.__hash__ = None
+    return cls
+
+
+def small_replace(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace for small_dataclass."""
+    values = {name: getattr(obj, name) for name in type(obj)._small_fields}
+    values.update(changes)
+    return type(obj)(**values)
+
+
+def small_asdict(obj: Any) -> Any:
+    """dataclasses.asdict for small_dataclass: the model as plain dicts, lists and values."""
+    fields = getattr(type(obj), "_small_fields", None)
+    if fields is not None:
+        return {name: small_asdict(getattr(obj, name)) for name in fields}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(small_asdict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {small_asdict(k): small_asdict(v) for k, v in obj.items()}
+    return obj
+
+
+# Our own also where the full standard library is there: dataclasses imports inspect (ast, dis, tokenize),
+# a megabyte of the daemon's memory, and python3-minimal does not have it.
+dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace
 
 
 class State(enum.Enum):
@@ -193,12 +355,20 @@ class GlobalDefs:
     vrrp_lower_prio_no_advert: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
+    vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
     v3_checksum_as_v2: bool = False
     script_user: Optional[str] = None
     script_group: Optional[str] = None
     enable_script_security: bool = False
     default_interface: str = "eth0"  # static_ipaddress without `dev`
+    # vrrpd always follows interfaces created, deleted and re-created after it started (keepalived only with this)
+    dynamic_interfaces: bool = False
+    # several daemons on one host: `instance NAME` and `net_namespace NAME` name the runtime files
+    instance_name: Optional[str] = None
+    net_namespace: Optional[str] = None
+    use_pid_dir: bool = False
+    data_use_instance: bool = False
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -366,10 +536,12 @@ class VrrpInstance:
     track_script: List[TrackRef] = field(default_factory=list)
     track_file: List[TrackRef] = field(default_factory=list)
     track_process: List[TrackRef] = field(default_factory=list)
+    track_bfd: List[TrackRef] = field(default_factory=list)
     unicast_src_ip: Optional[IPAddress] = None
     unicast_peer: List[UnicastPeer] = field(default_factory=list)
     unicast_ttl: int = 255
     mcast_src_ip: Optional[IPAddress] = None
+    mcast_dst_ip: Optional[IPAddress] = None  # None: the global vrrp_mcast_group4/6
     nopreempt: bool = False
     preempt_delay: float = 0.0
     notify_master: Optional[Command] = None
@@ -396,6 +568,14 @@ class VrrpInstance:
     lower_prio_no_advert: Optional[bool] = None
     higher_prio_send_advert: Optional[bool] = None
     dont_track_primary: bool = False
+    down_timer_adverts: Optional[int] = None  # None: global vrrp_down_timer_adverts (3)
+    check_unicast_src: bool = False
+    promote_secondaries: bool = False
+    kernel_rx_buf_size: int = 0
+    track_src_ip: bool = False
+    unicast_fault_no_peer: bool = False
+    no_virtual_ipaddress: bool = False
+    notify_priority_changes: Optional[bool] = None  # None: the sync group's, else vrrp_notify_priority_changes
     v3_checksum_as_v2: Optional[bool] = None
     auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
@@ -406,6 +586,35 @@ class VrrpInstance:
         if self.virtual_ipaddress:
             return self.virtual_ipaddress[0].address.version
         return 4
+
+
+@dataclass
+class BfdInstance:
+    """A `bfd_instance NAME { ... }`: one BFD session (RFC 5880) with a neighbour; times in milliseconds."""
+
+    name: str
+    file: str = ""
+    line: int = 0
+    neighbor_ip: Optional[IPAddress] = None
+    source_ip: Optional[IPAddress] = None
+    min_rx: float = 10.0  # Required Min RX Interval
+    min_tx: float = 10.0  # Desired Min TX Interval while Up
+    idle_tx: float = 1000.0  # Desired Min TX Interval while not Up (RFC 5880's slow rate)
+    multiplier: int = 5
+    passive: bool = False
+    ttl: Optional[int] = None  # outgoing TTL/hop limit; None: 255 for IPv4, 64 for IPv6 (keepalived)
+    max_hops: int = 0  # accept rx_ttl + max_hops >= ttl; 255 disables the check
+    multihop: bool = False  # UDP 4784 (RFC 5883) instead of 3784
+    weight: int = 0  # the default weight of track_bfd
+    weight_reverse: bool = False
+    to_vrrp: bool = True  # keepalived's `vrrp` / `checker`: who hears its events (both unless one is named)
+    to_checker: bool = True
+
+    @property
+    def out_ttl(self) -> int:
+        if self.ttl is not None:
+            return self.ttl
+        return 64 if self.neighbor_ip is not None and self.neighbor_ip.version == 6 else 255
 
 
 @dataclass
@@ -462,12 +671,14 @@ class SyncGroup:
     track_script: List[TrackRef] = field(default_factory=list)
     track_file: List[TrackRef] = field(default_factory=list)
     track_process: List[TrackRef] = field(default_factory=list)
+    track_bfd: List[TrackRef] = field(default_factory=list)
     notify_master: Optional[Command] = None
     notify_backup: Optional[Command] = None
     notify_fault: Optional[Command] = None
     notify_stop: Optional[Command] = None
     notify: Optional[Command] = None
     smtp_alert: Optional[bool] = None
+    notify_priority_changes: Optional[bool] = None
 
 
 @dataclass
@@ -511,6 +722,8 @@ class Checker:
     # DNS_CHECK
     dns_type: str = "SOA"
     dns_name: str = "."
+    # BFD_CHECK: the bfd_instance whose session decides
+    bfd_name: Optional[str] = None
 
 
 @dataclass
@@ -612,6 +825,7 @@ class Config:
     vrrp_scripts: Dict[str, VrrpScript] = field(default_factory=dict)
     track_files: Dict[str, TrackFile] = field(default_factory=dict)
     track_processes: Dict[str, TrackProcess] = field(default_factory=dict)
+    bfd_instances: Dict[str, BfdInstance] = field(default_factory=dict)
     sync_groups: List[SyncGroup] = field(default_factory=list)
     virtual_server_groups: Dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: List[VirtualServer] = field(default_factory=list)
@@ -620,6 +834,7 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
+    config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
     accepted_only: List[str] = field(default_factory=list)
 
@@ -658,14 +873,18 @@ class Token:
 _WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"(?:[^"\\]|\\.)*(?:"|\\?$))+)""")
 _QUOTE_RE = re.compile(r'\\.|"')
 _PARAM_DEF_RE = re.compile(r"\s*\$([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-_PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# `${NAME}`, `${NAME ARGS}` (builtins such as `${_RANDOM 1 9}`), or `$NAME` ending at a blank, ',', ')' or
+# the end of the line (keepalived leaves `$NAME.x` alone)
+_PARAM_USE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?:[ \t]+[^}]*)?)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=[ \t,)]|$)")
+_REPEAT_RE = re.compile(r"~(SEQx|SEQ|LST)[ \t]*\(([^)]*)\)(.*)$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+_MAX_REPEAT = 100000
 _SLOW_CHARS_RE = re.compile(r'["\\!#]')
 _INCLUDE_WORDS = frozenset(("include", "includer", "includem", "includew", "includeb", "includea"))
 _MAX_INCLUDE_DEPTH = 32
 _MAX_FILE_SIZE = 64 << 20
 _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
-_PARAM_ENV_RE = re.compile(r"\$\{_ENV\s+([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _expand_braces(pattern: str) -> List[str]:
@@ -739,46 +958,26 @@ class _Lexer:
         if "\r" in text:
             lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
         # features absent from the whole text cost nothing per line
-        has_backslash, has_dollar = "\\" in text, "$" in text
-        has_at, has_include = "@" in text, "include" in text
+        has_backslash = "\\" in text
+        special = "$" in text or "@" in text or "include" in text or "~" in text
         slow_chars = _SLOW_CHARS_RE.search
         tokens = self.tokens
+        src = _SourceLines(lines)
         n = len(lines)
-        i = 0
-        while i < n:
-            line = lines[i]
-            i += 1
-            line_no = i
-            # line continuation: a trailing backslash joins the next line (not inside comments)
-            if has_backslash:
-                while line.endswith("\\") and not line.endswith("\\\\") and i < n and not _is_comment_line(line):
-                    line = line[:-1] + " " + lines[i]
-                    i += 1
-            if has_dollar and "$" in line:
-                m = _PARAM_DEF_RE.match(line)
-                if m:
-                    self.params[m.group(1)] = _strip_comment(m.group(2)).strip()
-                    continue
-                if self.params or "${_" in line:
-                    line = self.substitute(line, file, line_no)
-            if has_at or has_include:
-                stripped = line.lstrip()
-                if not stripped:
-                    continue
-                if stripped[0] == "@":
-                    cond, rest = (stripped[1:].split(None, 1) + [""])[:2]
-                    keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
-                    if not keep:
-                        continue
-                    line = stripped = rest.lstrip()
-                    if not stripped:
-                        continue
-                first = stripped.split(None, 1)[0]
-                if first in _INCLUDE_WORDS:
-                    self.lid += 1
-                    self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
-                    continue
-            if slow_chars(line) is None:
+        while src.i < n:
+            line = lines[src.i]
+            src.i += 1
+            line_no = src.i
+            # vrrpd extension: a trailing backslash joins the next line (not in comments, and not in a
+            # parameter definition, where keepalived's own multi-line form applies)
+            if has_backslash and line.endswith("\\") and not _is_comment_line(line) \
+                    and not _PARAM_DEF_RE.match(_strip_condition(line)):
+                while line.endswith("\\") and not line.endswith("\\\\") and src.i < n:
+                    line = line[:-1] + " " + lines[src.i]
+                    src.i += 1
+            if special:
+                self.logical(line, file, line_no, src, 0)
+            elif slow_chars(line) is None:
                 if "{" in line or "}" in line:
                     line = line.replace("{", " { ").replace("}", " } ")
                 words = line.split()
@@ -790,31 +989,146 @@ class _Lexer:
                 self.lid += 1
                 tokens.extend(self.split_line(line, file, line_no))
 
-    def substitute(self, line: str, file: str, line_no: int) -> str:
-        """Replace `$NAME` and `${NAME}` (recursively); unknown names stay as written."""
+    def logical(self, line: str, file: str, line_no: int, src: Optional[_SourceLines], depth: int) -> None:
+        """One line as keepalived's read_line sees it: `@ID` condition first, then a `$NAME=` definition,
+        then `~SEQ`/`~LST` repetition, then `$NAME` substitution (whose result is read again), then include."""
+        stripped = line.lstrip()
+        if not stripped or stripped[0] in "!#":
+            return
+        if depth > _MAX_SUBSTITUTIONS or len(stripped) > 1_000_000:
+            self.error(file, line_no, "parameter substitution does not terminate (a $NAME refers to itself?)")
+            return
+        if stripped[0] == "@":
+            cond, rest = (stripped[1:].split(None, 1) + [""])[:2]
+            keep = (cond[1:] != self.config_id) if cond.startswith("^") else (cond == self.config_id)
+            if not keep:
+                return
+            stripped = rest.lstrip()
+            if not stripped or stripped[0] in "!#":
+                return
+        if stripped[0] == "$":
+            m = _PARAM_DEF_RE.match(stripped)
+            if m:
+                self.define(m.group(1), _strip_comment(m.group(2)).strip(), src)
+                return
+        if stripped[0] == "~" and stripped[1:4] in ("SEQ", "LST"):
+            self.repeat(stripped, file, line_no, src, depth)
+            return
+        if "$" in stripped and (self.params or "$_" in stripped or "${_" in stripped):
+            new, more = self.substitute(stripped, file, line_no)
+            if new != stripped or more:
+                self.logical(new, file, line_no, src, depth + 1)
+                for extra in more:
+                    self.logical(extra, file, line_no, src, depth + 1)
+                return
+        first = stripped.split(None, 1)[0]
+        if first in _INCLUDE_WORDS:
+            self.lid += 1
+            self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
+            return
+        self.emit(stripped, file, line_no)
+
+    def emit(self, line: str, file: str, line_no: int) -> None:
+        """The tokens of one logical line (plain lines take the fast path)."""
+        if _SLOW_CHARS_RE.search(line) is None:
+            if "{" in line or "}" in line:
+                line = line.replace("{", " { ").replace("}", " } ")
+            words = line.split()
+            if words:
+                self.lid += 1
+                lid = self.lid
+                self.tokens.extend([Token(w, file, line_no, lid) for w in words])
+        else:
+            self.lid += 1
+            self.tokens.extend(self.split_line(line, file, line_no))
+
+    def define(self, name: str, value: str, src: Optional[_SourceLines]) -> None:
+        """`$NAME=VALUE`; a value ending in `\\` continues on the next lines (each ending in `\\` but
+        the last, or up to a blank line), and its use then expands to those lines."""
+        if not value.endswith("\\") or src is None:
+            self.params[name] = value
+            return
+        parts = [value[:-1].rstrip()] if value[:-1].strip() else []
+        while src.i < len(src.lines):
+            text = _strip_comment(src.lines[src.i]).strip()
+            src.i += 1
+            if not text:
+                break
+            if text.endswith("\\"):
+                body = text[:-1].rstrip()
+                if body:
+                    parts.append(body)
+                continue
+            parts.append(text)
+            break
+        self.params[name] = parts if parts else ""
+
+    def substitute(self, line: str, file: str, line_no: int) -> Tuple[str, List[str]]:
+        """One pass of `$NAME` / `${NAME}` replacement; unknown names stay as written. A multi-line
+        parameter at the end of the line gives its first line here and the others as extra lines."""
         params = self.params
+        more: List[str] = []
 
         def repl(m: re.Match) -> str:
-            name = m.group(1) or m.group(2)
-            if name in params:
-                return params[name]
-            if name in _BUILTIN_PARAMS:
-                return _BUILTIN_PARAMS[name]
-            if name == "_PWD":
-                return os.path.dirname(os.path.abspath(file))
-            return m.group(0)
+            name, args = m.group(1) or m.group(3), m.group(2)
+            value = params.get(name)
+            if value is None:
+                return self.builtin(name, args, file, line_no, m.group(0))
+            if args:
+                return m.group(0)  # a user parameter takes no arguments
+            if isinstance(value, list):
+                if m.end() != len(line.rstrip()) or more:
+                    return m.group(0)  # keepalived expands a multi-line parameter only at the line's end
+                more.extend(value[1:])
+                return value[0] if value else ""
+            return value
 
-        if "${_ENV" in line:  # ${_ENV NAME}: the daemon's environment variable, as keepalived has it
-            line = _PARAM_ENV_RE.sub(lambda m: os.environ.get(m.group(1), ""), line)
-        for _ in range(_MAX_SUBSTITUTIONS):
-            new = _PARAM_USE_RE.sub(repl, line)
-            if new == line:
-                return new
-            line = new
-            if len(line) > 1_000_000:
-                break
-        self.error(file, line_no, "parameter substitution does not terminate (a $NAME refers to itself?)")
-        return line
+        return _PARAM_USE_RE.sub(repl, line), more
+
+    def builtin(self, name: str, arg: Optional[str], file: str, line_no: int, text: str) -> str:
+        """keepalived's standard parameters: _PWD, _INSTANCE, _RANDOM [MIN [MAX]], _ENV NAME, _HASH, _BANG."""
+        if name in _BUILTIN_PARAMS and not arg:
+            return _BUILTIN_PARAMS[name]
+        if name == "_PWD" and not arg:
+            return os.path.dirname(os.path.abspath(file))
+        if name == "_INSTANCE" and not arg:
+            return self.config_id
+        if name == "_ENV" and arg:
+            return os.environ.get(arg.strip(), "")
+        if name == "_RANDOM":
+            words = (arg or "").split()
+            if not all(w.isdigit() for w in words) or len(words) > 2:
+                self.warning(file, line_no, f"'{text}': _RANDOM takes at most two numbers, MIN and MAX")
+                words = [w for w in words if w.isdigit()][:2]
+            lo = int(words[0]) if words else 0
+            hi = int(words[1]) if len(words) > 1 else 32767
+            if hi < lo:
+                self.warning(file, line_no, f"'{text}': MAX is below MIN; using {lo}")
+                hi = lo
+            return str(random.randint(lo, hi))
+        return text
+
+    def repeat(self, line: str, file: str, line_no: int, src: Optional[_SourceLines], depth: int) -> None:
+        """`~SEQ(VAR, [START, [STEP,]] END) TEXT`, `~SEQx(...)` (hex) and `~LST(VAR, V1, V2...)` /
+        `~LST({A,B}, {1,2}, {3,4}) TEXT`: TEXT is read once per value, with $VAR set to it."""
+        close = line.find(")")
+        m = _REPEAT_RE.match(line)
+        if m is None or close < 0:
+            self.error(file, line_no, f"invalid {line[:4]} specification '{_short(line)}'",
+                       "~SEQ(VAR, START, STEP, END) TEXT or ~LST(VAR, V1, V2, ...) TEXT")
+            return
+        kind, inner, text = m.group(1), m.group(2), m.group(3).strip()
+        if "$" in inner:
+            inner = self.substitute(inner, file, line_no)[0]
+        try:
+            sets = _seq_values(kind, inner) if kind != "LST" else _lst_values(inner)
+        except _Invalid as exc:
+            self.error(file, line_no, f"{exc} in '{_short(line)}'",
+                       "~SEQ(VAR, START, STEP, END) TEXT or ~LST(VAR, V1, V2, ...) TEXT")
+            return
+        for values in sets:  # as in keepalived, VAR keeps its last value afterwards
+            self.params.update(values)
+            self.logical(text, file, line_no, src, depth + 1)
 
     def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
         """Words of a line with quotes, escapes or comments (the simple lines never get here)."""
@@ -863,6 +1177,93 @@ class _Lexer:
                 continue
             for path in matched:
                 self.read_file(path, file, line_no)
+
+
+class _SourceLines:
+    """The lines of one file and the index of the next one to read (multi-line definitions read ahead)."""
+
+    __slots__ = ("lines", "i")
+
+    def __init__(self, lines: List[str]):
+        self.lines = lines
+        self.i = 0
+
+
+def _strip_condition(line: str) -> str:
+    """A line without its leading blanks and `@ID ` prefix."""
+    s = line.lstrip()
+    if s.startswith("@"):
+        s = (s.split(None, 1) + [""])[1]
+    return s
+
+
+def _strtol(text: str) -> int:
+    """A number as C's strtol(.., 0) reads it: 0x hex, leading 0 octal, else decimal."""
+    t = text.strip()
+    sign = -1 if t.startswith("-") else 1
+    t = t.lstrip("+-")
+    try:
+        if t[:2].lower() == "0x":
+            return sign * int(t[2:], 16)
+        if len(t) > 1 and t[0] == "0":
+            return sign * int(t[1:], 8)
+        return sign * int(t, 10)
+    except ValueError:
+        raise _Invalid(f"'{text.strip()}' is not a number") from None
+
+
+def _seq_values(kind: str, inner: str) -> List[Dict[str, str]]:
+    """The values of `~SEQ(VAR, [START, [STEP,]] END)` as keepalived counts them."""
+    parts = [p.strip() for p in inner.split(",")]
+    var = parts[0]
+    if not _NAME_RE.match(var) or not 2 <= len(parts) <= 4:
+        raise _Invalid(f"invalid ~{kind} definition")
+    nums = [_strtol(p) for p in parts[1:]]
+    if len(nums) == 1:
+        end = nums[0]
+        step, start = (-1 if end < 1 else 1), (-1 if end < 0 else 1)
+    elif len(nums) == 2:
+        start, end = nums
+        step = 1 if start <= end else -1
+    else:
+        start, step, end = nums
+        if not step or (start < end and step < 0) or (start > end and step > 0):
+            raise _Invalid(f"invalid ~{kind} values")
+    if kind == "SEQx" and (start < 0 or end < 0):
+        raise _Invalid("~SEQx is only valid for positive numbers")
+    if (end - start) // step + 1 > _MAX_REPEAT:
+        raise _Invalid(f"~{kind} repeats more than {_MAX_REPEAT} times")
+    fmt = "x" if kind == "SEQx" else "d"
+    return [{var: format(v, fmt)} for v in range(start, end + (1 if step > 0 else -1), step)]
+
+
+def _lst_values(inner: str) -> List[Dict[str, str]]:
+    """The value sets of `~LST(VAR, V1, V2...)` or `~LST({A,B}, {1,2}, {3,4})`."""
+    s = inner.strip()
+    if s.startswith("{"):
+        close = s.find("}")
+        if close < 0:
+            raise _Invalid("invalid ~LST definition")
+        names, rest = [n.strip() for n in s[1:close].split(",")], s[close + 1:].lstrip()
+    else:
+        name, sep, rest = s.partition(",")
+        names, rest = [name.strip()], sep + rest
+    if not rest.startswith(",") or not all(_NAME_RE.match(n) for n in names):
+        raise _Invalid("invalid ~LST definition")
+    sets: List[Dict[str, str]] = []
+    for item in re.findall(r"\{[^}]*\}|[^,{}]+", rest[1:]):
+        item = item.strip()
+        if not item:
+            continue
+        values = [v.strip() for v in item[1:-1].split(",")] if item.startswith("{") else [item]
+        if len(values) > len(names):
+            raise _Invalid("~LST specification has too many values")
+        sets.append(dict(zip(names, values + [""] * (len(names) - len(values)))))
+    if not sets:
+        raise _Invalid("invalid ~LST definition")
+    if len(sets) > _MAX_REPEAT:
+        raise _Invalid(f"~LST repeats more than {_MAX_REPEAT} times")
+    return sets
 
 
 def _is_comment_line(line: str) -> bool:
@@ -1280,7 +1681,8 @@ class _Parser:
                     if tok.text == "}":
                         if opener is not None:
                             return
-                        self.error(tok, "extra '}' at top level", "remove it, or look for a block closed twice")
+                        self.warning(tok, "extra '}' at the top level: keepalived ignores it, and so does vrrpd",
+                                     "remove it, or look for a block closed twice")
                     else:
                         self.error(tok, "unexpected '{'", "a block must follow its keyword")
                         self.skip_block(tok)
@@ -1355,7 +1757,7 @@ class _Parser:
             self.warning(tok, f"'{tok.text}' does not belong in {title} (ignored)",
                          f"it belongs in {' / '.join(sorted(set(homes)))}")
         else:
-            close = difflib.get_close_matches(tok.text, list(spec), n=1, cutoff=0.75)
+            close = close_matches(tok.text, list(spec), n=1, cutoff=0.75)
             hint = f"did you mean '{close[0]}'?" if close else ""
             self.warning(tok, f"unknown keyword '{_short(tok.text)}' in {title} (ignored)", hint)
         self.i += 1
@@ -1509,7 +1911,7 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
             opt = opt_tok.text
             k += 1
             if opt not in _VIP_OPTIONS:
-                close = difflib.get_close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
+                close = close_matches(opt, list(_VIP_OPTIONS), n=1, cutoff=0.7)
                 p.warning(opt_tok, f"unknown option '{_short(opt)}' for virtual address {head.text} (ignored)",
                           f"did you mean '{close[0]}'?" if close else "")
                 if k < len(entry) and entry[k].text not in _VIP_OPTIONS:
@@ -2138,7 +2540,9 @@ def _top_script(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Option
         return None
     script = VrrpScript(name=args[0].text, file=kw.file, line=kw.line)
     if script.name in cfg.vrrp_scripts:
-        p.error(kw, f"vrrp_script '{script.name}' defined twice", f"first at line {cfg.vrrp_scripts[script.name].line}")
+        p.warning(kw, f"vrrp_script '{script.name}' defined twice: keepalived tracks the first definition "
+                  f"(line {cfg.vrrp_scripts[script.name].line}), and so does vrrpd", "remove or rename one")
+        return script  # read and checked, but not used
     cfg.vrrp_scripts[script.name] = script
     return script
 
@@ -2157,6 +2561,18 @@ def _top_track_process(p: _Parser, cfg: Config, kw: Token, args: List[Token]) ->
     tp = TrackProcess(name=args[0].text, file=kw.file, line=kw.line)
     cfg.track_processes[tp.name] = tp
     return tp
+
+
+def _top_bfd_instance(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> Optional[BfdInstance]:
+    if not args:
+        return None
+    bfd = BfdInstance(name=args[0].text, file=kw.file, line=kw.line)
+    if len(bfd.name) > 31:
+        p.error(args[0], f"bfd_instance name '{_short(bfd.name)}' is longer than 31 characters")
+    if bfd.name in cfg.bfd_instances:
+        p.error(args[0], f"duplicate bfd_instance name '{bfd.name}'")
+    cfg.bfd_instances[bfd.name] = bfd
+    return bfd
 
 
 def _top_sync_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> SyncGroup:
@@ -2195,6 +2611,8 @@ def _vsg_entry(entry: List[Token]) -> VirtualServerGroupEntry:
         first = _parse_ip(left)
         if right.isdigit() and first.version == 4:
             last: IPAddress = ipaddress.IPv4Address((int(first) & ~0xFF) | _parse_int(right, 0, 255))
+        elif first.version == 6 and re.fullmatch(r"[0-9a-fA-F]{1,4}", right):
+            last = ipaddress.IPv6Address((int(first) & ~0xFFFF) | int(right, 16))
         else:
             last = _parse_ip(right)
         if last.version != first.version or last < first:  # type: ignore[operator]
@@ -2238,6 +2656,7 @@ for _name, _handler, _sub in (
     ("track_file", _top_track_file, "track_file"),
     ("vrrp_track_file", _top_track_file, "track_file"),
     ("vrrp_track_process", _top_track_process, "vrrp_track_process"),
+    ("bfd_instance", _top_bfd_instance, "bfd_instance"),
     ("virtual_server", _top_virtual_server, "virtual_server"),
 ):
     _kw("top", _name, _handler, (0, 1) if _name != "global_defs" else (0, 0), _sub)
@@ -2248,8 +2667,27 @@ _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OP
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _accept_only("top", "linkbeat_interfaces interface_up_down_delays "
-             "garp_group bfd_instance SSL track_group", (0, 1), "skip")
-_accept_only("top", "net_namespace net_namespace_ipvs namespace_with_ipsets instance use_pid_dir child_wait_time")
+             "garp_group SSL track_group", (0, 1), "skip")
+_accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
+
+
+def _top_global_attr(attr: str, flag: bool = False) -> Handler:
+    """A top-level keyword that sets a global_defs value (keepalived reads these at either level)."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        g = getattr(obj, "global_defs", obj)
+        if flag:
+            setattr(g, attr, True)
+            return
+        name = args[0].text
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) or name in (".", ".."):
+            raise _Invalid(f"'{name}' cannot name a file (letters, digits, '_', '-', '.')")
+        setattr(g, attr, name)
+    return handler
+
+
+_kw("top", "instance", _top_global_attr("instance_name"))
+_kw("top", "net_namespace", _top_global_attr("net_namespace"))
+_kw("top", "use_pid_dir", _top_global_attr("use_pid_dir", flag=True), (0, 0))
 
 # -- global_defs ---------------------------------------------------------------------------------
 
@@ -2352,12 +2790,17 @@ _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "default_interface", _h_str("default_interface"))
+_kw(_G, "instance", _top_global_attr("instance_name"))
+_kw(_G, "net_namespace", _top_global_attr("net_namespace"))
+_kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
+_kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
-_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_delay_after_boot "
+_kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
+_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
              "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon dynamic_interfaces "
+             "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
@@ -2365,13 +2808,13 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check data_use_instance state_dump_file "
+             "reload_time_file reload_repeat reload_file include_check state_dump_file "
              "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix log_unknown_vrids "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
              "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "vrrp_startup_delay_log instance net_namespace local_name disable_local_igmp "
+             "vrrp_startup_delay_log local_name disable_local_igmp "
              "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
              "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
@@ -2382,7 +2825,52 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_down_timer_adverts vrrp_
 
 
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    inst.state = State(_upper_case_word(p, kw, args[0], ("MASTER", "BACKUP")))
+    text = args[0].text
+    if text == "MASTER":
+        inst.state = State.MASTER
+    elif text == "BACKUP":
+        if inst.state is State.MASTER:
+            p.warning(kw, "state BACKUP after state MASTER: keepalived keeps MASTER and so does vrrpd")
+        else:
+            inst.state = State.BACKUP
+    else:
+        hint = f"write 'state {text.upper()}'" if text.upper() in ("MASTER", "BACKUP") else "MASTER or BACKUP"
+        p.warning(args[0], f"unknown state '{text}': keepalived starts the instance as BACKUP, and so does vrrpd",
+                  hint)
+        inst.state = State.BACKUP
+
+
+def _i_priority(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    try:
+        inst.priority = _parse_int(args[0].text, 1, 255)
+    except _Invalid as exc:
+        p.warning(args[0], f"priority: {exc}; keepalived uses the default 100, and so does vrrpd", "priority 1..255")
+        inst.priority = 100
+
+
+def _i_unicast_ttl(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    value = _parse_int(args[0].text, 0, 255)
+    if value == 0:
+        p.warning(args[0], "unicast_ttl 0: keepalived sends with the kernel's default TTL; vrrpd sends 255",
+                  "unicast_ttl 1..255")
+        value = 255
+    inst.unicast_ttl = value
+
+
+def _i_src_ip(attr: str) -> Handler:
+    def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+        text = args[0].text
+        if "/" in text:
+            try:
+                addr = ipaddress.ip_interface(text).ip
+            except ValueError:
+                raise _Invalid(f"'{text}' is not an IP address") from None
+            p.warning(args[0], f"{kw.text} '{text}': keepalived ignores the prefix and uses {addr}, "
+                      "and so does vrrpd", f"write '{kw.text} {addr}'")
+            setattr(inst, attr, addr)
+            return
+        setattr(inst, attr, _parse_ip(text))
+    return handler
 
 
 def _i_advert_int(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -2404,7 +2892,13 @@ def _upper_case_word(p: _Parser, kw: Token, tok: Token, allowed: Tuple[str, ...]
 
 
 def _a_type(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    inst.auth_type = AuthType[_upper_case_word(p, kw, args[0], ("PASS", "AH"))]
+    text = args[0].text
+    if text in ("PASS", "AH"):
+        inst.auth_type = AuthType[text]
+        return
+    hint = f"write 'auth_type {text.upper()}'" if text.upper() in ("PASS", "AH") else "PASS or AH"
+    p.warning(args[0], f"unknown authentication type '{text}': keepalived sends adverts without authentication, "
+              "and so does vrrpd", hint)
 
 
 def _a_pass(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -2505,7 +2999,7 @@ _I = "vrrp_instance"
 _kw(_I, "state", _i_state)
 _kw(_I, "interface", _h_str("interface"))
 _kw(_I, "virtual_router_id", _h_int("virtual_router_id", 1, 255))
-_kw(_I, "priority", _h_int("priority", 1, 255))
+_kw(_I, "priority", _i_priority)
 _kw(_I, "advert_int", _i_advert_int)
 _kw(_I, "version", _g_version)
 _kw(_I, "authentication", _i_auth, (0, 0), "authentication")
@@ -2524,10 +3018,12 @@ _kw(_I, "track_interface", _i_track("track_interface"), (0, 0), ValueBlock(_TRAC
 _kw(_I, "track_script", _i_track("track_script"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "track_file", _i_track("track_file", -2147483647, 2147483647), (0, 0), ValueBlock(_TRACK_OPTIONS))
 _kw(_I, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlock(_TRACK_OPTIONS))
-_kw(_I, "unicast_src_ip", _h_ip("unicast_src_ip"))
+_kw(_I, "unicast_src_ip", _i_src_ip("unicast_src_ip"))
 _kw(_I, "unicast_peer", _i_unicast_peer, (0, 0), ValueBlock({"min_ttl": 1, "max_ttl": 1}, _looks_like_address))
-_kw(_I, "unicast_ttl", _h_int("unicast_ttl", 1, 255))
-_kw(_I, "mcast_src_ip", _h_ip("mcast_src_ip"))
+_kw(_I, "unicast_ttl", _i_unicast_ttl)
+_kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
+
+
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
@@ -2552,11 +3048,28 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "mcast_dst_ip track_src_ip use_vmac_addr use_ipvlan vrf garp_extra_if down_timer_adverts "
-             "timer_expired_backup owner_ignore_adverts no_virtual_ipaddress promote_secondaries "
-             "notify_priority_changes kernel_rx_buf_size old_unicast_checksum debug linkbeat_use_polling "
-             "lvs_sync_daemon_interface unicast_fault_no_peer check_unicast_src track_bfd")
-KEYWORDS[_I]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
+             "timer_expired_backup owner_ignore_adverts "
+             "old_unicast_checksum debug linkbeat_use_polling "
+             "lvs_sync_daemon_interface")
+
+
+def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    addr = _parse_ip(args[0].text)
+    if not addr.is_multicast or addr.version == 6 and (addr.packed[1] & 0x0F) != 2:
+        raise _Invalid(f"'{addr}' is not a multicast address" + (" of link-local scope (ffX2::)"
+                                                                 if addr.version == 6 and addr.is_multicast else ""))
+    inst.mcast_dst_ip = addr
+
+
+_kw(_I, "mcast_dst_ip", _i_mcast_dst_ip)
+_kw(_I, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
+_kw(_I, "down_timer_adverts", _h_int("down_timer_adverts", 1, 100))
+_kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0xFFFFFFFF))
+for _name in ("check_unicast_src", "promote_secondaries", "track_src_ip", "unicast_fault_no_peer",
+              "no_virtual_ipaddress"):
+    _kw(_I, _name, _h_flag(_name), (0, 0))
+_kw(_I, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
 
@@ -2619,8 +3132,58 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "global_tracking sync_group_tracking_weight notify_priority_changes")
-KEYWORDS[_SG]["track_bfd"] = Keyword("track_bfd", _h_other, (0, 0), "skip", supported=False)
+_accept_only(_SG, "global_tracking sync_group_tracking_weight")
+_kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
+_kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+
+# -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
+
+
+def _bfd_ms(attr: str, lo: float) -> Handler:
+    """A time in milliseconds with microsecond resolution (keepalived: `min_rx 3.312`)."""
+    def handler(p: _Parser, bfd: BfdInstance, kw: Token, args: List[Token]) -> None:
+        try:
+            value = round(float(args[0].text), 3)
+        except ValueError:
+            raise _Invalid(f"'{args[0].text}' is not a number of milliseconds") from None
+        if not lo <= value <= 4294967:
+            raise _Invalid(f"'{args[0].text}' outside range [{lo:g}, 4294967] ms")
+        if attr == "min_rx" and value > 10000:
+            p.warning(args[0], f"min_rx {value:g} ms is larger than max sensible (10000 ms)")
+        setattr(bfd, attr, value)
+    return handler
+
+
+def _bfd_max_hops(p: _Parser, bfd: BfdInstance, kw: Token, args: List[Token]) -> None:
+    value = _parse_int(args[0].text, -1, 255)
+    bfd.max_hops = 255 if value == -1 else value
+
+
+def _bfd_events(to: str) -> Handler:
+    def handler(p: _Parser, bfd: BfdInstance, kw: Token, args: List[Token]) -> None:
+        seen = p.where(bfd, "vrrp" if to == "checker" else "checker")
+        # the first of `vrrp` / `checker` names the only listener, a second adds the other one
+        bfd.to_vrrp, bfd.to_checker = (to == "vrrp" or (seen is not None and bfd.to_vrrp),
+                                       to == "checker" or (seen is not None and bfd.to_checker))
+    return handler
+
+
+_B = "bfd_instance"
+_kw(_B, "neighbor_ip", _h_ip("neighbor_ip"))
+_kw(_B, "neighbour_ip", _h_ip("neighbor_ip"))
+_kw(_B, "source_ip", _h_ip("source_ip"))
+_kw(_B, "min_rx", _bfd_ms("min_rx", 1))
+_kw(_B, "min_tx", _bfd_ms("min_tx", 1))
+_kw(_B, "idle_tx", _bfd_ms("idle_tx", 1000))
+_kw(_B, "multiplier", _h_int("multiplier", 1, 255))
+_kw(_B, "passive", _h_flag("passive"), (0, 0))
+_kw(_B, "ttl", _h_int("ttl", 1, 255))
+_kw(_B, "hoplimit", _h_int("ttl", 1, 255))
+_kw(_B, "max_hops", _bfd_max_hops)
+_kw(_B, "multihop", _h_flag("multihop"), (0, 1), accept=_is_bool_word)
+_kw(_B, "weight", _weight_reverse(-253, 253), (1, 2), accept=lambda t: t in ("reverse", "noreverse"))
+_kw(_B, "vrrp", _bfd_events("vrrp"), (0, 0))
+_kw(_B, "checker", _bfd_events("checker"), (0, 0))
 
 # -- virtual_server, real_server and checkers --------------------------------------------------------
 
@@ -2656,14 +3219,21 @@ _SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", 
 
 def _v_sched(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
     if args[0].text not in _SCHEDULERS:
-        close = difflib.get_close_matches(args[0].text, _SCHEDULERS, n=1)
+        close = close_matches(args[0].text, _SCHEDULERS, n=1)
         p.warning(args[0], f"unknown scheduler '{args[0].text}'", f"did you mean '{close[0]}'?" if close else
                   "one of " + " ".join(_SCHEDULERS))
     vs.lb_algo = args[0].text
 
 
 def _v_persistence(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
-    vs.persistence_timeout = _parse_int(args[0].text, 1, 2678400) if args else 360
+    if not args:
+        vs.persistence_timeout = 360
+        return
+    try:
+        vs.persistence_timeout = _parse_int(args[0].text, 1, 2678400)
+    except _Invalid as exc:
+        p.warning(args[0], f"persistence_timeout: {exc}; keepalived ignores it (no persistence), and so does vrrpd",
+                  "persistence_timeout 1..2678400")
 
 
 def _v_protocol(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
@@ -2751,7 +3321,7 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "BFD_CHECK UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
+_accept_only(_R, "UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
 _accept_only(_R, "tun_type tun_port")
 
 
@@ -2802,6 +3372,9 @@ _kw(_R, "TCP_CHECK", _checker("TCP_CHECK"), (0, 0), "TCP_CHECK")
 _kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
 _kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
 _kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
+_kw(_R, "BFD_CHECK", _checker("BFD_CHECK"), (0, 0), "BFD_CHECK")
+_kw("BFD_CHECK", "name", _h_str("bfd_name"))
+_kw("BFD_CHECK", "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
 for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
     _kw(_blk, "connect_ip", _h_ip("connect_ip"))
     _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
@@ -2871,6 +3444,15 @@ def vrrp_timers(inst: VrrpInstance, g: GlobalDefs) -> Tuple[float, float, float]
     return adv, skew, 3 * adv + skew
 
 
+def _instance_family(inst: VrrpInstance) -> int:
+    """4 or 6 as keepalived decides it: the VIPs, else the source address, else the peers; IPv4 by default."""
+    for addr in ([v.address for v in inst.virtual_ipaddress] + [inst.unicast_src_ip, inst.mcast_src_ip]
+                 + [p.address for p in inst.unicast_peer]):
+        if addr is not None:
+            return addr.version
+    return 4
+
+
 def _host_interfaces() -> Optional[set]:
     try:
         return {name for _, name in socket.if_nameindex()}
@@ -2880,7 +3462,7 @@ def _host_interfaces() -> Optional[set]:
 
 def _which(program: str) -> Optional[str]:
     try:
-        return shutil.which(program)
+        return which(program)
     except (ValueError, OSError):
         return None
 
@@ -2910,15 +3492,20 @@ class _Validator:
         return tok.line if tok is not None else default
 
     def missing_interface(self, file: str, line: int, message: str) -> None:
-        """An interface this host lacks: an error at start-up, a warning under --check."""
-        (self.err if self.check_interfaces else self.warn)(file, line, message)
+        """An interface this host lacks: a warning. The daemon starts, the instance waits in FAULT and starts
+        when the interface appears (a VLAN or bond created after us): one missing interface never takes the
+        other instances down."""
+        self.warn(file, line, message, "the instance stays in FAULT until it appears" if self.check_interfaces
+                  else "")
 
     def run(self) -> None:
-        vrids: Dict[Tuple[str, int, int], VrrpInstance] = {}
+        vrids: Dict[Tuple[int, int], List[VrrpInstance]] = {}
+        self.bfd_instances()
         for inst in self.cfg.vrrp_instances:
             self.instance(inst)
             self.instance_strict(inst)
             self.instance_auth_hmac(inst)
+            self.instance_vips(inst)
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
@@ -2929,6 +3516,42 @@ class _Validator:
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
         self.mail()
+
+    def bfd_instances(self) -> None:
+        """keepalived's bfd_end_handler: a session needs a neighbour; (source, neighbour, multihop) is unique."""
+        seen: Dict[Tuple[Any, Any, bool], BfdInstance] = {}
+        for name, bfd in list(self.cfg.bfd_instances.items()):
+            f, ln = bfd.file, bfd.line
+            if bfd.neighbor_ip is None:
+                self.warn(f, ln, f"bfd_instance {name}: no neighbor address set, disabling instance",
+                          "neighbor_ip ADDRESS")
+                del self.cfg.bfd_instances[name]
+                continue
+            if bfd.source_ip is not None and bfd.source_ip.version != bfd.neighbor_ip.version:
+                self.err(f, self.line_of(bfd, "source_ip", ln), f"bfd_instance {name}: source_ip {bfd.source_ip} "
+                         f"and neighbor_ip {bfd.neighbor_ip} are not of the same family")
+            key = (bfd.source_ip, bfd.neighbor_ip, bfd.multihop)
+            if key in seen:
+                self.err(f, ln, f"bfd_instance {name}: the same neighbor, source and multihop as bfd_instance "
+                         f"{seen[key].name}")
+            seen[key] = bfd
+            if bfd.max_hops != 255 and bfd.max_hops > bfd.out_ttl:
+                bfd.max_hops = bfd.out_ttl
+
+    def track_bfd_refs(self, f: str, label: str, refs: List[TrackRef]) -> None:
+        for ref in list(refs):
+            if ref.name not in self.cfg.bfd_instances:
+                self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
+                refs.remove(ref)
+
+    def instance_vips(self, inst: VrrpInstance) -> None:
+        """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
+        if inst.virtual_ipaddress or inst.no_virtual_ipaddress or not inst.name:
+            return
+        strict = inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict
+        if not strict:
+            self.warn(inst.file, inst.line, f"({inst.name}) No VIP specified", "keepalived refuses a VRRPv3 "
+                      "instance without one; write no_virtual_ipaddress if that is meant")
 
     def instance_auth_hmac(self, inst: VrrpInstance) -> None:
         """keepalived 2.4's auth_hmac: no active key disables it; it replaces `authentication`."""
@@ -2958,6 +3581,11 @@ class _Validator:
             self.warn(where.file, where.line, "notification_email without smtp_server: no e-mail will be sent")
         elif g.smtp_server and not g.notification_email:
             self.warn(where.file, where.line, "smtp_server without notification_email: no e-mail will be sent")
+        else:
+            missing = [name for name in SMTP_MODULES if not module_available(name)]
+            if missing:
+                self.warn(where.file, where.line, f"smtp_server needs the Python module(s) {', '.join(missing)}, "
+                          f"which this Python lacks: no e-mail will be sent", STDLIB_PACKAGE_HINT)
 
     def instance(self, inst: VrrpInstance) -> None:
         f, ln, g = inst.file, inst.line, self.g
@@ -3004,16 +3632,35 @@ class _Validator:
             self.warn(f, ln_adv, f"{label}: advert_int {inst.advert_int:g} rounded to {advert_interval(inst, g):g} "
                       "(VRRPv3 counts centiseconds)")
         ln_auth = self.line_of(inst, "authentication", ln)
-        if self.has_auth(inst) and version == 3:
-            self.err(f, ln_auth, f"{label}: VRRPv3 has no authentication", "remove the authentication block")
-        if inst.auth_type == AuthType.PASS and not inst.auth_pass:
-            self.err(f, ln_auth, f"{label}: auth_type PASS without auth_pass")
         families = {v.address.version for v in inst.virtual_ipaddress}
         if len(families) > 1:
             self.err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
                      "use one instance per address family")
-        if inst.auth_type == AuthType.AH and 6 in families:
-            self.err(f, ln_auth, f"{label}: auth_type AH is IPv4-only")
+        if self.p.where(inst, "priority") is None and inst.state is State.MASTER:
+            # keepalived derives an unset priority from the initial state: MASTER means address owner
+            self.warn(f, ln, f"{label}: state MASTER without a priority: keepalived makes it the address owner "
+                      "(priority 255), and so does vrrpd", "write 'priority N' to choose")
+            inst.priority = 255
+        if self.p.where(inst, "state") is None and inst.priority == 255:
+            inst.state = State.MASTER
+        strict = inst.strict_mode if inst.strict_mode is not None else g.vrrp_strict
+        if inst.auth_type is not AuthType.NONE and not (strict and version == 2):
+            drop = ""
+            if version == 3:
+                drop = "VRRPv3 has no authentication"
+            elif not inst.auth_pass:
+                drop = f"auth_type {inst.auth_type.name} without auth_pass"
+            elif inst.auth_type is AuthType.AH and 6 in families:
+                drop = "auth_type AH cannot be used with IPv6"
+            if drop:
+                self.warn(f, ln_auth, f"{label}: {drop}: keepalived ignores the authentication, and so does vrrpd",
+                          "remove the authentication block")
+                inst.auth_type, inst.auth_pass = AuthType.NONE, b""
+            elif inst.auth_type is AuthType.AH and inst.state is State.MASTER and inst.priority != 255:
+                self.warn(f, self.line_of(inst, "state", ln), f"{label}: state MASTER with auth_type AH: keepalived "
+                          "starts it as BACKUP (it must hear an advert for the AH sequence number first), and so "
+                          "does vrrpd", "write 'state BACKUP'")
+                inst.state = State.BACKUP
         peer_families = {u.address.version for u in inst.unicast_peer}
         if inst.unicast_src_ip is not None:
             peer_families.add(inst.unicast_src_ip.version)
@@ -3059,13 +3706,13 @@ class _Validator:
                       "authentication; it is ignored (as keepalived does)", "remove the authentication block")
             inst.auth_type, inst.auth_pass = AuthType.NONE, b""
 
-    def instance_references(self, inst: VrrpInstance, vrids: Dict[Tuple[str, int, int], VrrpInstance]) -> None:
+    def instance_references(self, inst: VrrpInstance, vrids: Dict[Tuple[int, int], List[VrrpInstance]]) -> None:
         """Names that must refer to something, and VRIDs that must be unique per interface and family."""
         f, cfg = inst.file, self.cfg
         label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
         for ref in inst.track_script:
             if ref.name not in cfg.vrrp_scripts:
-                close = difflib.get_close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
+                close = close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
                 self.err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
                          f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
         for ref in inst.track_file:
@@ -3074,15 +3721,40 @@ class _Validator:
         for ref in inst.track_process:
             if ref.name not in cfg.track_processes:
                 self.err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
-        if inst.interface is not None and inst.virtual_router_id:
-            key = (inst.interface, inst.virtual_router_id, inst.family)
-            other = vrids.get(key)
-            if other is not None and not (inst.unicast_peer and other.unicast_peer):
-                self.err(f, self.line_of(inst, "virtual_router_id", inst.line),
-                         f"{label}: virtual_router_id {inst.virtual_router_id} on {inst.interface} is already used by "
-                         f"vrrp_instance {other.name} (line {other.line})", "each VRID must be unique per interface")
+        self.track_bfd_refs(f, label, inst.track_bfd)
+        if inst.virtual_router_id:
+            for other in vrids.setdefault((inst.virtual_router_id, _instance_family(inst)), []):
+                why = self.vrid_conflict(inst, other)
+                if why:
+                    self.err(f, self.line_of(inst, "virtual_router_id", inst.line),
+                             f"{label}: virtual_router_id {inst.virtual_router_id} {why} vrrp_instance {other.name} "
+                             f"(line {other.line})", "change one VRID")
+                    break
             else:
-                vrids[key] = inst
+                vrids[(inst.virtual_router_id, _instance_family(inst))].append(inst)
+
+    def vrid_conflict(self, inst: VrrpInstance, other: VrrpInstance) -> str:
+        """keepalived's rule (vrrp.c check_vrid_conflicts) for two instances of one VRID and address family:
+        unicast and multicast are separate VRID spaces; multicast instances clash on the same interface and
+        group; unicast ones clash when they share the interface, the local address and a peer."""
+        if bool(inst.unicast_peer) != bool(other.unicast_peer):
+            return ""
+        if inst.unicast_peer:
+            if inst.interface and other.interface and inst.interface != other.interface:
+                return ""
+            if inst.unicast_src_ip is None and other.unicast_src_ip is None:
+                if inst.interface != other.interface:
+                    return ""  # both take their interface's address: the same only on the same interface
+            elif inst.unicast_src_ip != other.unicast_src_ip:
+                return ""  # differ, or one is the interface's address, unknown before start-up (keepalived too)
+            shared = {p.address for p in inst.unicast_peer} & {p.address for p in other.unicast_peer}
+            return f"with the same local address and peer {min(shared, key=str)} is already used by" if shared else ""
+        if inst.interface != other.interface:
+            return ""
+        if inst.mcast_dst_ip != other.mcast_dst_ip:
+            return (f"on {inst.interface} is already used (vrrpd tells instances apart by VRID per interface, "
+                    "even with different mcast_dst_ip groups) by")
+        return f"on {inst.interface} is already used by"
 
     def commands(self) -> None:
         if self.p.commands and not self.g.enable_script_security and self.g.script_user in (None, "root", "0"):
@@ -3116,7 +3788,7 @@ class _Validator:
                 ln = tok.line if tok is not None else sg.line
                 inst = self.names.get(member)
                 if inst is None:
-                    close = difflib.get_close_matches(member, list(self.names), n=1)
+                    close = close_matches(member, list(self.names), n=1)
                     self.err(sg.file, ln, f"vrrp_sync_group {sg.name}: '{member}' names no vrrp_instance",
                              f"did you mean '{close[0]}'?" if close else "")
                 elif member in member_of:
@@ -3124,10 +3796,18 @@ class _Validator:
                 else:
                     member_of[member] = sg.name
                     inst.sync_group = sg.name
+            self.track_bfd_refs(sg.file, f"vrrp_sync_group {sg.name}", sg.track_bfd)
             for ref in sg.track_script:
                 if ref.name not in self.cfg.vrrp_scripts:
                     self.err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
                              "names no vrrp_script")
+
+    def fwmark_only(self, vs: VirtualServer) -> bool:
+        """A fwmark virtual server, or one whose group holds fwmarks only."""
+        if vs.fwmark is not None:
+            return True
+        vsg = self.cfg.virtual_server_groups.get(vs.group or "")
+        return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
 
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
@@ -3135,6 +3815,10 @@ class _Validator:
             self.err(f, ln, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
             self.warn(f, ln, "virtual_server has no real_server", "keepalived ignores it too")
+        ptok = self.p.where(vs, "protocol")
+        if ptok is not None and self.fwmark_only(vs):
+            self.warn(f, ptok.line, "protocol given for a fwmark virtual server: keepalived ignores it, and so "
+                      "does vrrpd", "remove the protocol line")
         if vs.fwmark is None and self.p.where(vs, "protocol") is None:
             kinds = {c.kind for rs in vs.real_servers for c in rs.checkers}
             if kinds & {"HTTP_GET", "SSL_GET", "TCP_CHECK", "SMTP_CHECK"}:
@@ -3155,6 +3839,14 @@ class _Validator:
         for rs in vs.real_servers:
             if rs.port is None and vs.port and vs.fwmark is None:
                 rs.port = vs.port
+            for chk in list(rs.checkers):
+                if chk.kind != "BFD_CHECK":
+                    continue
+                if not chk.bfd_name or len(chk.bfd_name) > 31 or chk.bfd_name not in self.cfg.bfd_instances:
+                    why = ("has no name" if not chk.bfd_name else f"name '{_short(chk.bfd_name)}' names no "
+                           "bfd_instance")
+                    self.warn(f, chk.line, f"BFD_CHECK {why} - ignoring", "BFD_CHECK { name BFD_INSTANCE }")
+                    rs.checkers.remove(chk)
 
 
 def _sort_diagnostics(diags: List[Diagnostic], files: List[str]) -> List[Diagnostic]:
@@ -3177,6 +3869,7 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
         diags.append(Diagnostic(lexer.files[0] if lexer.files else "<string>", 0, Severity.ERROR,
                                 "configuration nested too deeply"))
     config.files = list(lexer.files)
+    config.config_id = lexer.config_id
     return config, _sort_diagnostics(diags, lexer.files)
 
 
@@ -3914,7 +4607,18 @@ def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast:
     if unicast:
         ip[8] = 0
     ah = ah_header[:12] + bytes(AH_ICV_LEN)
-    return hmac.new(ah_key(key), bytes(ip) + ah + vrrp, "md5").digest()[:AH_ICV_LEN]
+    return hmac_digest(ah_key(key), bytes(ip) + ah + vrrp, "md5")[:AH_ICV_LEN]
+
+
+def hmac_digest(key: bytes, data: bytes, digest: str) -> bytes:
+    """HMAC (RFC 2104) with hashlib's md5 or sha256 alone: python3-minimal has hashlib but not hmac."""
+    import hashlib
+
+    if len(key) > 64:  # both hashes have 64-byte blocks
+        key = hashlib.new(digest, key).digest()
+    key = key.ljust(64, b"\0")
+    inner = hashlib.new(digest, bytes(b ^ 0x36 for b in key) + data).digest()
+    return hashlib.new(digest, bytes(b ^ 0x5C for b in key) + inner).digest()
 
 
 def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: bytes, key: bytes, seq: int,
@@ -3945,7 +4649,7 @@ def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int
     if next_header != IPPROTO_VRRP:
         raise PacketError("ah_next_header", f"AH carries protocol {next_header}")
     vrrp = packet[ihl + AH_HEADER_LEN:]
-    if not hmac.compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
+    if not _compare_digest(ah_icv(key, packet[:ihl], ah, vrrp, unicast), ah[12:]):
         raise PacketError("ah_icv", "invalid IPSEC HMAC-MD5 value, due to fields mutation or bad password")
     if spi != packet[12:16]:
         raise PacketError("ah_spi", f"SPI {ipaddress.IPv4Address(spi)} is not the source address")
@@ -4009,8 +4713,7 @@ HMAC_REPLAY = "auth_ext_replay"
 
 
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
-    import hmac  # lazily: only an instance with auth_hmac needs it (python3-minimal may lack it)
-    return hmac.digest(key, data, "sha256")
+    return hmac_digest(key, data, "sha256")
 
 
 def auth_hmac_input(src: IPAddress, version: int, vrid: int, pdu: bytes, trailer: bytes) -> bytes:
@@ -4113,9 +4816,8 @@ class AuthHmac:
         key = self.keys.get(key_id)
         if key is None:
             return HMAC_UNKNOWN_KEY, f"unknown authentication key id {key_id} from {src}"
-        import hmac  # lazily, as _hmac_sha256
         good = _hmac_sha256(key, auth_hmac_input(src, version, vrid, pdu, trailer))[:AUTH_HMAC_LEN]
-        if not hmac.compare_digest(good, mac):
+        if not _compare_digest(good, mac):
             return HMAC_INVALID, f"invalid authentication HMAC from {src}"
         seq = (sec << 32) | (subsec << 16) | ctr
         slot = src if slot is None else slot
@@ -4133,6 +4835,90 @@ class AuthHmac:
         if self.anti_replay == "time" and abs(skew) * 2 > window:
             note = f"authentication clock skew {skew} sec from {src} approaching window {window} sec"
         return None, note
+
+
+# -- BFD control packets (RFC 5880 section 4.1) over UDP (RFC 5881 single hop, RFC 5883 multihop) ---
+
+BFD_PORT = 3784  # RFC 5881 section 4
+BFD_MULTIHOP_PORT = 4784  # RFC 5883 section 5
+BFD_SOURCE_PORTS = (49152, 65535)  # RFC 5881 section 4: the source port range
+BFD_HEADER = struct.Struct("!BBBBIIIII")  # vers|diag, sta|flags, detect mult, length, my, your, tx, rx, echo
+BFD_VERSION = 1
+BFD_POLL, BFD_FINAL, BFD_CPI, BFD_AUTH, BFD_DEMAND, BFD_MULTIPOINT = 0x20, 0x10, 0x08, 0x04, 0x02, 0x01
+
+
+class BfdState(enum.IntEnum):
+    """bfd.SessionState (RFC 5880 section 4.1 Sta); the names are keepalived's log words."""
+
+    AdminDown = 0
+    Down = 1
+    Init = 2
+    Up = 3
+
+
+# RFC 5880 section 4.1 Diag
+BFD_DIAG_NONE, BFD_DIAG_EXPIRED, BFD_DIAG_ECHO_FAILED, BFD_DIAG_NEIGHBOR_DOWN, BFD_DIAG_ADMIN_DOWN = 0, 1, 2, 3, 7
+BFD_DIAGNOSTICS = ("No Diagnostic", "Control Detection Time Expired", "Echo Function Failed",
+                   "Neighbor Signaled Session Down", "Forwarding Plane Reset", "Path Down", "Concatenated Path Down",
+                   "Administratively Down", "Reverse Concatenated Path Down")
+
+
+@dataclass
+class BfdPacket:
+    """One BFD Control packet; intervals in microseconds, as on the wire."""
+
+    state: BfdState
+    my_disc: int
+    your_disc: int = 0
+    detect_mult: int = 3
+    desired_min_tx: int = 1_000_000
+    required_min_rx: int = 1_000_000
+    required_min_echo_rx: int = 0
+    diag: int = BFD_DIAG_NONE
+    flags: int = 0  # BFD_POLL | BFD_FINAL | ...
+
+    @property
+    def poll(self) -> bool:
+        return bool(self.flags & BFD_POLL)
+
+    @property
+    def final(self) -> bool:
+        return bool(self.flags & BFD_FINAL)
+
+
+def encode_bfd(pkt: BfdPacket) -> bytes:
+    """The 24-byte control packet (no authentication section)."""
+    return BFD_HEADER.pack((BFD_VERSION << 5) | (pkt.diag & 0x1F), (int(pkt.state) << 6) | (pkt.flags & 0x3F),
+                           pkt.detect_mult, BFD_HEADER.size, pkt.my_disc, pkt.your_disc, pkt.desired_min_tx,
+                           pkt.required_min_rx, pkt.required_min_echo_rx)
+
+
+def decode_bfd(data: bytes) -> BfdPacket:
+    """Decode a control packet, discarding what RFC 5880 section 6.8.6 (and keepalived's bfd_check_packet)
+    discards without a session: raises PacketError with a counter key."""
+    if len(data) < BFD_HEADER.size:
+        raise PacketError("bfd_short", f"{len(data)} bytes")
+    vd, sf, mult, length, my, your, tx, rx, echo = BFD_HEADER.unpack_from(data)
+    if vd >> 5 != BFD_VERSION:
+        raise PacketError("bfd_version", str(vd >> 5))
+    if length < BFD_HEADER.size or length != len(data):
+        raise PacketError("bfd_length", f"length field {length}, datagram {len(data)} bytes")
+    if sf & BFD_AUTH:
+        raise PacketError("bfd_auth", "authentication is not configured")
+    state, diag = BfdState(sf >> 6), vd & 0x1F
+    if mult == 0:
+        raise PacketError("bfd_detect_mult", "detect multiplier 0")
+    if sf & BFD_MULTIPOINT:
+        raise PacketError("bfd_multipoint", "multipoint bit set")
+    if my == 0:
+        raise PacketError("bfd_discriminator", "my discriminator 0")
+    if your == 0 and state not in (BfdState.Down, BfdState.AdminDown):
+        raise PacketError("bfd_discriminator", f"your discriminator 0 in state {state.name}")
+    if sf & BFD_POLL and sf & BFD_FINAL:
+        raise PacketError("bfd_flags", "both poll and final")
+    if diag >= len(BFD_DIAGNOSTICS):
+        raise PacketError("bfd_diag", str(diag))
+    return BfdPacket(state, my, your, mult, tx, rx, echo, diag, sf & 0x3F)
 
 
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
@@ -4244,10 +5030,16 @@ class SendGarp:
 
 @dataclass(frozen=True)
 class Notify:
-    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail."""
+    """The instance entered `state` with `priority`: run notify scripts, FIFO, mail.
+
+    `reason` says why, in RFC 8347's new-master-reason words where they fit (not-master, priority,
+    preempted, no-response) and vrrpd's own for the rest (released, fault, fault-cleared, sync-group,
+    shutdown); `detail` says it for a person."""
 
     state: State
     priority: int
+    reason: str = field(default="", compare=False)
+    detail: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -4301,7 +5093,7 @@ class VrrpMachine:
     # the settings a reload may change without disturbing the state (reconfigure)
     SETTINGS = ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                "higher_prio_send_advert")
+                "higher_prio_send_advert", "down_timer_adverts")
 
     def __init__(
         self,
@@ -4321,8 +5113,10 @@ class VrrpMachine:
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
         higher_prio_send_advert: bool = False,
+        down_timer_adverts: int = 3,
     ):
         self.name = name
+        self.down_timer_adverts = down_timer_adverts
         self.vrid = vrid
         self.priority = priority  # configured base priority
         self.effective_priority = priority
@@ -4350,6 +5144,8 @@ class VrrpMachine:
         self.preempt_delay_timer: Optional[float] = None
         self.handover_timer: Optional[float] = None
         self.master_ip: Optional[IPAddress] = None
+        self.master_priority: Optional[int] = None  # priority in the last advert heard from the master
+        self.last_advert: Optional[float] = None  # when it came (`now` of on_advert)
         self.vips_set = False
 
     # -- public operations for the Daemon: sync groups, trackers, handover, reload ---------------
@@ -4390,11 +5186,11 @@ class VrrpMachine:
         if self.state == state or self.state in (State.STOP, State.INIT):
             return []
         if state == State.MASTER:
-            return self._become_master(now)
+            return self._become_master(now, "sync-group")
         if state == State.FAULT:
-            return self._enter_fault(now)
+            return self._enter_fault(now, reason="sync-group")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now)
+        return self._enter_backup(now, reason="sync-group")
 
     def end_handover(self, now: float) -> List[Action]:
         """A second stop signal: do not wait for the new master any longer."""
@@ -4413,8 +5209,9 @@ class VrrpMachine:
 
     @property
     def master_down_interval(self) -> float:
-        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time."""
-        return 3 * self.master_adver_int + self.skew_time
+        """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time (keepalived's down_timer_adverts
+        replaces the 3: an RFC deviation that every router of the VRID must share)."""
+        return self.down_timer_adverts * self.master_adver_int + self.skew_time
 
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
@@ -4433,9 +5230,9 @@ class VrrpMachine:
             return self._enter_fault(now, init=True)
         if self.priority == 255:
             # the address owner goes straight to MASTER
-            return self._become_master(now)
+            return self._become_master(now, "priority", "address owner (priority 255)")
         self.master_adver_int = self.advert_int
-        acts = self._enter_backup(now, init=True)
+        acts = self._enter_backup(now, init=True, reason="not-master", detail="starting up")
         if self.start_master:
             # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
             self.master_down_timer = now + self.advert_int + self.skew_time
@@ -4452,13 +5249,25 @@ class VrrpMachine:
                 return acts
             # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
             acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
-            acts += self._become_master(now)
+            acts += self._become_master(now, *self._takeover_reason(now))
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
             self.adver_timer = nxt if nxt > now else now + self.advert_int
         return acts
+
+    def _takeover_reason(self, now: float) -> Tuple[str, str]:
+        """Why the Master_Down_Timer fired: (reason, detail) from the last advert heard."""
+        if self.master_priority is None or self.last_advert is None:
+            return "no-response", "no advert heard"
+        master, ago = self.master_ip, now - self.last_advert
+        if self.master_priority == 0:
+            return "released", f"master {master} sent priority 0 {ago:.2f} s ago"
+        if self.master_priority < self.effective_priority and self.preempt:
+            return "preempted", (f"master {master} advertises priority {self.master_priority}, "
+                                 f"ours {self.effective_priority}")
+        return "no-response", f"no advert from master {master} for {ago:.2f} s"
 
     def check_advert(self, adv: VrrpAdvert) -> Optional[Tuple[str, str]]:
         """The per-instance receive checks of RFC 5798 section 7.1 and keepalived; (counter, log text) to drop.
@@ -4495,6 +5304,7 @@ class VrrpMachine:
 
     def _backup_rx(self, now: float, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
         # RFC 5798 section 6.4.2, "If an ADVERTISEMENT is received"
+        self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
         if adv.priority == 0:
             # "If the Priority in the ADVERTISEMENT is zero, then: Set the Master_Down_Timer to Skew_Time"
             self.master_down_timer = now + self.skew_time
@@ -4533,6 +5343,8 @@ class VrrpMachine:
             # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
             #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
             #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
+            why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
+                   (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
             acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
                                       f"{adv.priority}, ours {self.effective_priority}")]
             if self.higher_prio_send_advert:
@@ -4540,8 +5352,9 @@ class VrrpMachine:
                 acts.append(SendAdvert(self.effective_priority))
             if self.version == 3:
                 self.master_adver_int = adv.advert_int
-            self.master_ip = src
-            return acts + self._enter_backup(now)
+            acts += self._enter_backup(now, reason="priority", detail=why)
+            self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
+            return acts
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
         acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
                     f"ours {self.effective_priority}, forcing new election"),
@@ -4575,9 +5388,9 @@ class VrrpMachine:
             return self._enter_fault(now)
         # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
         if self.priority == 255:
-            return self._become_master(now)
+            return self._become_master(now, "fault-cleared", "address owner")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now)
+        return self._enter_backup(now, reason="fault-cleared")
 
     def shutdown(self, now: float, handover: bool = False) -> List[Action]:
         """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
@@ -4595,7 +5408,7 @@ class VrrpMachine:
             else:
                 acts += self._remove_vips()
         self._set_state(State.STOP)
-        acts.append(Notify(State.STOP, self.effective_priority))
+        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
     def release_master(self, now: float, why: str) -> List[Action]:
@@ -4606,7 +5419,7 @@ class VrrpMachine:
             return []
         acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
                               Log(f"({self.name}) sent 0 priority", detail=True)]
-        acts += self._enter_backup(now)
+        acts += self._enter_backup(now, reason="fault", detail=why)
         self.master_down_timer = now + self.skew_time
         return acts
 
@@ -4616,7 +5429,7 @@ class VrrpMachine:
             raise AssertionError(f"({self.name}) no transition {self.state.value} -> {state.value}")
         self.state = state
 
-    def _become_master(self, now: float) -> List[Action]:
+    def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
         self._set_state(State.MASTER)
         self.master_down_timer = None
@@ -4629,10 +5442,11 @@ class VrrpMachine:
         if not self.vips_set:
             self.vips_set = True
             acts += [Log(f"({self.name}) setting VIPs.", detail=True), AddVips()]
-        acts += [SendAdvert(self.effective_priority), StartGarp(), Notify(State.MASTER, self.effective_priority)]
+        acts += [SendAdvert(self.effective_priority), StartGarp(),
+                 Notify(State.MASTER, self.effective_priority, reason, detail)]
         return acts
 
-    def _enter_backup(self, now: float, init: bool = False) -> List[Action]:
+    def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
         was_master = self.state == State.MASTER
         self._set_state(State.BACKUP)
         self.adver_timer = None
@@ -4641,10 +5455,11 @@ class VrrpMachine:
         if was_master:
             acts.append(StopGarp())
         acts += self._remove_vips()
-        acts.append(Notify(State.BACKUP, self.effective_priority))
+        self.master_priority = self.last_advert = None
+        acts.append(Notify(State.BACKUP, self.effective_priority, reason, detail))
         return acts
 
-    def _enter_fault(self, now: float, init: bool = False) -> List[Action]:
+    def _enter_fault(self, now: float, init: bool = False, reason: str = "fault") -> List[Action]:
         acts: List[Action] = []
         if self.state == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
@@ -4653,7 +5468,7 @@ class VrrpMachine:
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
-        acts.append(Notify(State.FAULT, self.effective_priority))
+        acts.append(Notify(State.FAULT, self.effective_priority, reason))
         return acts
 
     def _remove_vips(self) -> List[Action]:
@@ -4979,11 +5794,7 @@ def script_argv(cmd: Command) -> List[str]:
 
 def find_script(argv0: str) -> Optional[str]:
     """The executable file argv0 names (searched in PATH if it has no slash), or None."""
-    import shutil
-
-    if "/" in argv0:
-        return argv0 if os.path.isfile(argv0) and os.access(argv0, os.X_OK) else None
-    return shutil.which(argv0)
+    return which(argv0)
 
 
 def script_security_problem(path: str) -> Optional[str]:
@@ -5192,7 +6003,7 @@ class Inotify:
 
             libc = ctypes.CDLL(None, use_errno=True)
             fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ImportError):  # python3-minimal has no ctypes: polling only
             return None
         return cls(libc, fd) if fd >= 0 else None
 
@@ -5265,15 +6076,15 @@ class Tracking:
         self.scripts: Dict[str, _ScriptRunner] = {}
         self.files: Dict[str, _FileWatch] = {}
         self.processes: Dict[str, ProcessQuorum] = {}
+        self.bfd = BfdDriver(loop, self._bfd_event)  # bfd_instance sessions (sections 6c, 7d)
+        self.bfd_listeners: List[Callable[[str, bool], Any]] = []  # BFD_CHECK checkers hear the events too
         self._take(config)
 
     def _take(self, config: Config) -> Tuple[List[_ScriptRunner], List[_FileWatch]]:
         """Use `config`'s trackers, keeping the objects (and so the state) of those whose definition
         is unchanged; returns the script runners and file watches that are new."""
-        import dataclasses
-
         def same(a: Any, b: Any) -> bool:
-            return dataclasses.replace(a, file="", line=0) == dataclasses.replace(b, file="", line=0)
+            return dataclass_replace(a, file="", line=0) == dataclass_replace(b, file="", line=0)
 
         used: Dict[str, set] = {"script": set(), "file": set(), "process": set()}
         for owner in list(config.vrrp_instances) + list(config.sync_groups):
@@ -5326,6 +6137,7 @@ class Tracking:
     def start(self) -> None:
         """Read files and /proc now (so adjustment() is right at once) and start the scripts."""
         self._started = True
+        self.bfd.configure(self.config.bfd_instances)
         self._watch(list(self.files.values()))
         for runner in self.scripts.values():
             runner.timer = self.loop.call_later(0, runner.run)
@@ -5359,6 +6171,7 @@ class Tracking:
         for runner in self.scripts.values():
             runner.stop()
         self._unwatch()
+        self.bfd.stop()
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (SIGHUP). Trackers whose definition did not change keep their
@@ -5369,6 +6182,7 @@ class Tracking:
             return
         self._unwatch()
         new_runners, new_files = self._take(config)
+        self.bfd.configure(config.bfd_instances)
         self._watch(new_files)
         for runner in new_runners:
             runner.timer = self.loop.call_later(0, runner.run)
@@ -5377,6 +6191,22 @@ class Tracking:
     def _changed(self) -> None:
         if self._started:
             self.on_change()
+
+    def _bfd_event(self, name: str, up: bool) -> None:
+        """A BFD session went Up or Down: keepalived's `Tracked BFD instance NAME is UP|DOWN`, then the
+        instances re-read their adjustment at once (this is what makes BFD fail over in milliseconds)."""
+        bfd = self.config.bfd_instances.get(name)
+        if bfd is None:
+            return
+        if bfd.to_vrrp:
+            for inst in self.config.vrrp_instances:
+                if any(ref.name == name for ref in self._refs(inst)[3]):
+                    log.info("VRRP_Instance(%s) Tracked BFD instance %s is %s", inst.name, name,
+                             "UP" if up else "DOWN")
+            self._changed()
+        if bfd.to_checker:
+            for listener in self.bfd_listeners:
+                listener(name, up)
 
     def _on_inotify(self) -> None:
         if self._inotify is not None:
@@ -5417,14 +6247,16 @@ class Tracking:
             self._changed()
 
     # -- queries --------------------------------------------------------------------------
-    def _refs(self, inst: VrrpInstance) -> Tuple[List[TrackRef], List[TrackRef], List[TrackRef]]:
+    def _refs(self, inst: VrrpInstance) -> Tuple[List[TrackRef], List[TrackRef], List[TrackRef], List[TrackRef]]:
         scripts, files, procs = list(inst.track_script), list(inst.track_file), list(inst.track_process)
+        bfds = list(inst.track_bfd)
         for group in self.config.sync_groups:
             if inst.name in group.group or inst.sync_group == group.name:
                 scripts += group.track_script
                 files += group.track_file
                 procs += group.track_process
-        return scripts, files, procs
+                bfds += group.track_bfd
+        return scripts, files, procs, bfds
 
     def adjustment(self, inst: VrrpInstance) -> Tuple[int, bool]:
         """(sum of inst's tracker weights in their current state, whether one of them says FAULT).
@@ -5432,34 +6264,46 @@ class Tracking:
         The trackers of inst's sync group count for inst too. Unlike keepalived, which ignores
         weighted trackers of sync-group members, their weights apply. The daemon adds the sum to
         the base priority and clamps to 1..254 (255 never changes)."""
-        scripts, files, procs = self._refs(inst)
-        total, fault = 0, False
+        parts = self.contributions(inst)
+        return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
+
+    def contributions(self, inst: VrrpInstance) -> List[Tuple[str, str, int, bool]]:
+        """(kind, name, priority delta now, FAULT now) of each of inst's trackers, for adjustment() and --status."""
+        scripts, files, procs, bfds = self._refs(inst)
+        parts: List[Tuple[str, str, int, bool]] = []
         for ref in scripts:
             runner = self.scripts.get(ref.name)
             if runner is None:
                 continue
             weight, reverse = tracker_weight(ref, runner.script.weight, runner.script.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, runner.result.good)
-            total += delta
-            fault = fault or down
+            parts.append(("vrrp_script", ref.name, *tracker_effect(weight, reverse, runner.result.good)))
         for ref in files:
             watch = self.files.get(ref.name)
             if watch is None:
                 continue
             weight, reverse = tracker_weight(ref, watch.track_file.weight, watch.track_file.weight_reverse)
-            delta, down = track_file_effect(weight, reverse, watch.value)
-            total += delta
-            fault = fault or down
+            parts.append(("track_file", ref.name, *track_file_effect(weight, reverse, watch.value)))
         for ref in procs:
             quorum = self.processes.get(ref.name)
             if quorum is None:
                 continue
             tp = self.config.track_processes[ref.name]
             weight, reverse = tracker_weight(ref, tp.weight, tp.weight_reverse)
-            delta, down = tracker_effect(weight, reverse, quorum.up)
-            total += delta
-            fault = fault or down
-        return total, fault
+            parts.append(("track_process", ref.name, *tracker_effect(weight, reverse, quorum.up)))
+        for ref in bfds:
+            bfd = self.config.bfd_instances.get(ref.name)
+            if bfd is None:
+                continue
+            # keepalived: a tracked BFD is down until its first Up event; AdminDown from the peer is no event
+            weight, reverse = tracker_weight(ref, bfd.weight, bfd.weight_reverse)
+            parts.append(("track_bfd", ref.name,
+                          *tracker_effect(weight, reverse, bfd.to_vrrp and self.bfd.is_up(ref.name))))
+        return parts
+
+    def bfd_up_for_checker(self, name: str) -> bool:
+        """BFD_CHECK's view: the session is Up and its bfd_instance sends events to checkers."""
+        bfd = self.config.bfd_instances.get(name)
+        return bfd is not None and bfd.to_checker and self.bfd.is_up(name)
 
     def initialising(self, inst: VrrpInstance) -> bool:
         """True while a weight-0 vrrp_script of inst has not reported yet (keepalived keeps
@@ -5486,6 +6330,7 @@ class Tracking:
                 name: {"state": {None: "INIT", True: "UP", False: "DOWN"}[q.up], "count": q.count,
                        "quorum": q.quorum, "quorum_max": q.quorum_max}
                 for name, q in self.processes.items()},
+            **({"bfd_instance": self.bfd.status()} if self.bfd.runs else {}),
         }
 
 
@@ -5493,7 +6338,7 @@ class Tracking:
 # 6b. LVS checkers: decisions from results and time (sans-IO); the I/O is in section 7b
 # --------------------------------------------------------------------------------------------
 
-LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK")
+LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
 
 
 @dataclass
@@ -5516,6 +6361,9 @@ def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerPa
 
     delay_loop = pick(chk.delay_loop, rs.delay_loop, vs.delay_loop)
     default_retry = {"MISC_CHECK": 0, "DNS_CHECK": 3}.get(chk.kind, 1)
+    if chk.kind == "BFD_CHECK":  # the session's state is the result: no retries, no warm-up
+        return CheckerParams(delay_loop=delay_loop, connect_timeout=5.0, retry=0, delay_before_retry=1.0,
+                             warmup=0.0, alpha=pick(chk.alpha, rs.alpha, vs.alpha))
     default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
     return CheckerParams(
         delay_loop=delay_loop,
@@ -5625,6 +6473,186 @@ def lvs_desired_dests(
         elif vs.sorry_server_inhibit and key not in plan:
             plan[key] = (0, method, 0, 0)
     return plan
+
+
+# --------------------------------------------------------------------------------------------
+# 6c. BFD sessions (RFC 5880 asynchronous mode), sans-IO: given `now` and received packets, a session
+#     returns the packets to send and its state changes. Its UDP sockets are in section 7d.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BfdSend:
+    """Send this control packet to the neighbour now."""
+
+    packet: BfdPacket
+
+
+@dataclass(frozen=True)
+class BfdStateChange:
+    """bfd.SessionState changed; `peer_admin_down` when the neighbour said AdminDown (no failure, RFC 5882)."""
+
+    old: BfdState
+    new: BfdState
+    diag: int
+    peer_admin_down: bool = False
+
+
+BfdAction = Union[BfdSend, BfdStateChange]
+
+
+class BfdSession:
+    """One BFD session's state variables and timers (RFC 5880 sections 6.2, 6.8), sans-IO.
+
+    Intervals are in microseconds as on the wire, `now` in seconds. Echo, Demand and authentication are
+    not used (as keepalived). `jitter()` returns a number in [0, 1) (random.random)."""
+
+    def __init__(self, name: str, min_tx: int, min_rx: int, idle_tx: int = 1_000_000, multiplier: int = 3,
+                 passive: bool = False, discriminator: int = 0, jitter: Callable[[], float] = random.random):
+        self.name = name
+        self.min_tx = min_tx  # DesiredMinTxInterval while Up
+        self.idle_tx = max(idle_tx, 1_000_000)  # section 6.8.3: at least one second while not Up
+        self.required_min_rx = min_rx
+        self.detect_mult = multiplier
+        self.passive = passive
+        self.jitter = jitter
+        self.state = BfdState.Down
+        self.remote_state = BfdState.Down
+        self.local_disc = discriminator or random.randint(1, 0xFFFFFFFF)
+        self.remote_disc = 0
+        self.local_diag = BFD_DIAG_NONE
+        self.remote_min_rx = 1  # section 6.8.1: bfd.RemoteMinRxInterval starts at 1
+        self.remote_min_tx = 0
+        self.remote_mult = 0
+        self.polling = False  # a Poll Sequence of ours is running (section 6.5)
+        self.tx_timer: Optional[float] = None
+        self.detect_timer: Optional[float] = None
+        self.received = 0
+        self.up_since: Optional[float] = None
+
+    # -- the numbers of section 6.8 -----------------------------------------------------------
+    @property
+    def desired_min_tx(self) -> int:
+        """bfd.DesiredMinTxInterval: the configured rate when Up, the slow rate (>= 1 s) otherwise."""
+        return self.min_tx if self.state == BfdState.Up else self.idle_tx
+
+    @property
+    def tx_interval(self) -> int:
+        """Section 6.8.2: the larger of our DesiredMinTxInterval and the remote RequiredMinRxInterval."""
+        return max(self.desired_min_tx, self.remote_min_rx)
+
+    @property
+    def detection_time(self) -> float:
+        """Section 6.8.4 (asynchronous mode): remote Detect Mult x max(our RequiredMinRx, its DesiredMinTx), s."""
+        return self.remote_mult * max(self.required_min_rx, self.remote_min_tx) / 1e6
+
+    def next_deadline(self) -> Optional[float]:
+        deadlines = [t for t in (self.tx_timer, self.detect_timer) if t is not None]
+        return min(deadlines) if deadlines else None
+
+    # -- events -------------------------------------------------------------------------------
+    def start(self, now: float) -> List[BfdAction]:
+        """Begin in Down; an active session transmits at once, a passive one waits to hear the peer."""
+        if not self.passive:
+            return self._transmit(now)
+        return []
+
+    def admin_down(self, now: float) -> List[BfdAction]:
+        """Local administration (stopping): AdminDown with diag 7, said once to the peer."""
+        old, self.state, self.local_diag = self.state, BfdState.AdminDown, BFD_DIAG_ADMIN_DOWN
+        self.detect_timer = None
+        acts: List[BfdAction] = [BfdSend(self._packet())]
+        if old != BfdState.AdminDown:
+            acts.append(BfdStateChange(old, BfdState.AdminDown, BFD_DIAG_ADMIN_DOWN))
+        self.tx_timer = None
+        return acts
+
+    def on_timer(self, now: float) -> List[BfdAction]:
+        acts: List[BfdAction] = []
+        if self.detect_timer is not None and now >= self.detect_timer:
+            # section 6.8.4: "If ... the Detection Time passes without receipt of a valid ... packet ... the
+            # session has gone down": Down with diag 1; the remote discriminator is forgotten (keepalived)
+            self.detect_timer = None
+            self.remote_disc, self.remote_state, self.remote_min_rx = 0, BfdState.Down, 1
+            if self.state in (BfdState.Init, BfdState.Up):
+                acts += self._set_state(now, BfdState.Down, BFD_DIAG_EXPIRED)
+        if self.tx_timer is not None and now >= self.tx_timer:
+            acts += self._transmit(now)
+        return acts
+
+    def on_packet(self, now: float, pkt: BfdPacket) -> List[BfdAction]:
+        """A control packet that decode_bfd() accepted and that the caller matched to this session."""
+        if self.state == BfdState.AdminDown:
+            return []  # section 6.8.6: "If bfd.SessionState is AdminDown: Discard the packet"
+        self.received += 1
+        self.remote_disc = pkt.my_disc
+        self.remote_state = pkt.state
+        self.remote_min_tx = pkt.desired_min_tx
+        self.remote_min_rx = pkt.required_min_rx
+        self.remote_mult = pkt.detect_mult
+        acts: List[BfdAction] = []
+        if pkt.final and self.polling:
+            self.polling = False  # "If the Final (F) bit is set, terminate any Poll Sequence in progress"
+        # section 6.8.6 state machine (section 6.2 diagram)
+        if pkt.state == BfdState.AdminDown:
+            if self.state != BfdState.Down:
+                acts += self._set_state(now, BfdState.Down, BFD_DIAG_NEIGHBOR_DOWN, peer_admin_down=True)
+        elif self.state == BfdState.Down:
+            if pkt.state == BfdState.Down:
+                acts += self._set_state(now, BfdState.Init, BFD_DIAG_NONE)
+            elif pkt.state == BfdState.Init:
+                acts += self._set_state(now, BfdState.Up, BFD_DIAG_NONE)
+        elif self.state == BfdState.Init:
+            if pkt.state in (BfdState.Init, BfdState.Up):
+                acts += self._set_state(now, BfdState.Up, BFD_DIAG_NONE)
+        elif pkt.state == BfdState.Down:  # Up
+            acts += self._set_state(now, BfdState.Down, BFD_DIAG_NEIGHBOR_DOWN)
+        # section 6.8.4: the detection timer restarts with every valid packet
+        self.detect_timer = now + self.detection_time if self.detection_time > 0 else None
+        if pkt.poll:
+            # "If the Poll (P) bit is set, send a BFD Control packet ... with the Poll (P) bit clear, and the
+            #  Final (F) bit set" - at once, outside the periodic schedule (section 6.8.7)
+            acts.append(BfdSend(self._packet(final=True)))
+        if self.tx_timer is None and not acts and self.remote_min_rx:
+            self._schedule(now)  # a passive session starts transmitting once it has heard the peer
+        elif self.tx_timer is not None and self.tx_timer > now + self.tx_interval / 1e6:
+            self._schedule(now)  # the peer asked for a faster rate: do not wait out the slow one
+        if any(isinstance(a, BfdStateChange) for a in acts):
+            acts += self._transmit(now)  # tell the peer our new state now
+        return acts
+
+    # -- internals ----------------------------------------------------------------------------
+    def _set_state(self, now: float, new: BfdState, diag: int, peer_admin_down: bool = False) -> List[BfdAction]:
+        old = self.state
+        self.state, self.local_diag = new, diag
+        if new == BfdState.Up:
+            self.up_since = now
+            # our DesiredMinTxInterval changes from the slow rate: a Poll Sequence announces it (section 6.8.3)
+            self.polling = self.min_tx != self.idle_tx
+        else:
+            self.up_since = None
+            self.polling = False
+        return [BfdStateChange(old, new, diag, peer_admin_down)]
+
+    def _packet(self, final: bool = False) -> BfdPacket:
+        flags = BFD_FINAL if final else (BFD_POLL if self.polling else 0)
+        return BfdPacket(self.state, self.local_disc, self.remote_disc, self.detect_mult, self.desired_min_tx,
+                         self.required_min_rx, 0, self.local_diag, flags)
+
+    def _schedule(self, now: float) -> None:
+        """Section 6.8.7: the next periodic packet after 75-100 % of the interval (75-90 % with Detect Mult 1)."""
+        if self.remote_min_rx == 0 or self.state == BfdState.AdminDown:
+            self.tx_timer = None  # "MUST NOT periodically transmit" when the peer asks for nothing
+            return
+        cut = 0.10 + 0.15 * self.jitter() if self.detect_mult == 1 else 0.25 * self.jitter()
+        self.tx_timer = now + self.tx_interval / 1e6 * (1.0 - cut)
+
+    def _transmit(self, now: float) -> List[BfdAction]:
+        if self.passive and self.remote_disc == 0:
+            self.tx_timer = None
+            return []
+        self._schedule(now)
+        return [BfdSend(self._packet())]
 
 
 # ============================================================================================
@@ -6656,8 +7684,33 @@ class _DnsCheck(_CheckRunner):
             self._done(True)
 
 
+class _BfdCheck(_CheckRunner):
+    """BFD_CHECK: the real server is up while its bfd_instance's session is Up; the manager calls
+    bfd_event() on every BFD event, so the real server follows the session at once."""
+
+    def begin(self) -> None:
+        up = self.manager.bfd_up(self.chk.bfd_name or "")
+        if up != self.decision.up:
+            log.info("BFD check of [%s] RS(%s) is %s", self.chk.bfd_name, self.name, "UP" if up else "DOWN")
+        self._done(up, "")
+
+    def bfd_event(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.due = self.loop.time()
+        self._attempt(self.attempt)
+
+    def _success_line(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} succeeded on service {self.name} <="
+
+    def _label(self) -> str:
+        return f"=> BFD CHECK {self.chk.bfd_name} failed"
+
+
 _CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
-                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck}
+                  "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck,
+                  "BFD_CHECK": _BfdCheck}
 
 
 # -- the manager -------------------------------------------------------------------------------
@@ -6715,6 +7768,16 @@ class LvsManager:
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
+        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to Tracking
+        self.bfd_up: Callable[[str], bool] = lambda name: False
+
+    def bfd_event(self, name: str, up: bool) -> None:
+        """A BFD session changed: its BFD_CHECK checkers decide again now."""
+        for vsr in self.vs.values():
+            for rsr in vsr.rs.values():
+                for check in rsr.checkers:
+                    if isinstance(check, _BfdCheck) and check.chk.bfd_name == name and not check.stopped:
+                        check.bfd_event()
 
     def start(self) -> None:
         if not self.config.virtual_servers:
@@ -7142,6 +8205,303 @@ class VmacManager:
         self._saved_sysctls.clear()
 
 
+# --------------------------------------------------------------------------------------------
+# 7d. BFD sockets, and the sessions of section 6c run on the loop
+#     One receive socket per family and port (3784, 4784 for multihop) reporting TTL and destination;
+#     one sending socket per session, bound to a source port in 49152-65535 and sending TTL 255.
+# --------------------------------------------------------------------------------------------
+
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IP_TTL_CMSG = 2  # IP_TTL, the control message IP_RECVTTL delivers
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
+class BfdSocket:
+    """The UDP socket receiving BFD control packets of one family on one port, with TTL and destination."""
+
+    def __init__(self, family: int, port: int):
+        self.family, self.port = family, port
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        sock = socket.socket(af, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+            sock.bind(("0.0.0.0" if family == 4 else "::", port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def recv(self) -> Optional[Tuple[bytes, IPAddress, Optional[IPAddress], int]]:
+        """One datagram as (payload, source, destination, TTL or hop limit; -1 unknown), or None."""
+        try:
+            data, ancillary, _flags, addr = self.sock.recvmsg(512, 128)
+        except (BlockingIOError, InterruptedError):
+            return None
+        ttl, dst = -1, None
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IP and kind == IP_TTL_CMSG and len(value) >= 1:
+                ttl = value[0] if len(value) < 4 else struct.unpack("=i", value[:4])[0]
+            elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+                dst = ipaddress.IPv4Address(value[8:12])  # in_pktinfo: ifindex, spec_dst, addr
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                ttl = struct.unpack("=i", value[:4])[0]
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                dst = ipaddress.IPv6Address(value[:16])
+        return data, ipaddress.ip_address(addr[0].split("%")[0]), dst, ttl
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class BfdTxSocket:
+    """A session's sending socket: source port 49152-65535, the same for the whole session (RFC 5881
+    section 4), bound to source_ip when there is one; TTL/hop limit as configured (255: RFC 5881 section 5)."""
+
+    def __init__(self, family: int, source: Optional[IPAddress], ttl: int):
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        sock = socket.socket(af, socket.SOCK_DGRAM)
+        try:
+            if family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xC0)  # network control, as FRR
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+            if source is not None:
+                sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+            lo, hi = BFD_SOURCE_PORTS
+            first = random.randint(lo, hi)
+            host = str(source) if source is not None else ("0.0.0.0" if family == 4 else "::")
+            for n in range(hi - lo + 1):
+                port = lo + (first - lo + n) % (hi - lo + 1)
+                try:
+                    sock.bind((host, port))
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE or n > 512:
+                        raise
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+
+    def send(self, packet: bytes, neighbor: IPAddress, port: int) -> None:
+        self.sock.sendto(packet, (str(neighbor), port))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _BfdRun:
+    """One bfd_instance at run time: its session, sending socket and loop timer."""
+
+    def __init__(self, bfd: BfdInstance, session: BfdSession):
+        self.bfd = bfd
+        self.session = session
+        self.tx: Optional[BfdTxSocket] = None
+        self.timer: Optional[Timer] = None
+        self.up = False  # what trackers see: keepalived's events (AdminDown from the peer is no event)
+        self.sent = 0
+        self.changed_at: Optional[float] = None
+        self.retry: Optional[Timer] = None
+
+
+class BfdDriver:
+    """Runs every bfd_instance's BfdSession on the loop: sockets, timers, demultiplexing, TTL checks.
+
+    `on_event(name, up)` is called when a session goes Up, or leaves Up for a reason other than the
+    peer's AdminDown (keepalived's BFD events, RFC 5882). Bad packets are counted in `bad` and dropped."""
+
+    def __init__(self, loop: EventLoop, on_event: Callable[[str, bool], Any]):
+        self.loop = loop
+        self.on_event = on_event
+        self.runs: Dict[str, _BfdRun] = {}
+        self.socks: Dict[Tuple[int, int], BfdSocket] = {}
+        self.bad: Dict[str, int] = {}
+        self.ratelimit = _RateLimit(schedule=loop.call_later)
+
+    # -- configuration --------------------------------------------------------------------
+    def configure(self, instances: Dict[str, BfdInstance]) -> None:
+        """Start the sessions of `instances`; those whose definition did not change keep running."""
+        def same(a: BfdInstance, b: BfdInstance) -> bool:
+            return dataclass_replace(a, file="", line=0, weight=0, weight_reverse=False) == \
+                dataclass_replace(b, file="", line=0, weight=0, weight_reverse=False)
+
+        for name in list(self.runs):
+            if name not in instances or not same(self.runs[name].bfd, instances[name]):
+                self._remove(name)
+        for name, bfd in instances.items():
+            if name in self.runs:
+                self.runs[name].bfd = bfd
+                continue
+            self._add(bfd)
+        wanted = {(b.neighbor_ip.version, BFD_MULTIHOP_PORT if b.multihop else BFD_PORT)
+                  for b in instances.values() if b.neighbor_ip is not None}
+        for key in list(self.socks):
+            if key not in wanted:
+                self.loop.remove_reader(self.socks[key].sock)
+                self.socks.pop(key).close()
+        for key in wanted - set(self.socks):
+            try:
+                sock = self.socks[key] = BfdSocket(*key)
+                self.loop.add_reader(sock.sock, self._on_readable, sock)
+            except OSError as exc:
+                log.error("BFD: cannot listen on %s port %d: %s", "IPv4" if key[0] == 4 else "IPv6", key[1], exc)
+
+    def _add(self, bfd: BfdInstance) -> None:
+        assert bfd.neighbor_ip is not None
+        session = BfdSession(bfd.name, int(bfd.min_tx * 1000), int(bfd.min_rx * 1000), int(bfd.idle_tx * 1000),
+                             bfd.multiplier, bfd.passive)
+        run = self.runs[bfd.name] = _BfdRun(bfd, session)
+        self._open(run)
+        self._apply(run, session.start(self.loop.time()))
+
+    def _open(self, run: _BfdRun) -> None:
+        bfd = run.bfd
+        run.retry = None
+        try:
+            run.tx = BfdTxSocket(bfd.neighbor_ip.version, bfd.source_ip, bfd.out_ttl)  # type: ignore[union-attr]
+        except OSError as exc:
+            # keepalived: AdminDown and a retry every 60 s
+            log.error("(%s) BFD: cannot open the sending socket: %s; retrying in 60 s", bfd.name, exc)
+            run.retry = self.loop.call_later(60.0, self._open, run)
+
+    def _remove(self, name: str) -> None:
+        run = self.runs.pop(name)
+        self._apply(run, run.session.admin_down(self.loop.time()), quiet=True)
+        for timer in (run.timer, run.retry):
+            if timer is not None:
+                timer.cancel()
+        if run.tx is not None:
+            run.tx.close()
+
+    def stop(self) -> None:
+        """Say AdminDown to every peer (so none counts it as a failure) and close the sockets."""
+        for name in list(self.runs):
+            self._remove(name)
+        for sock in self.socks.values():
+            self.loop.remove_reader(sock.sock)
+            sock.close()
+        self.socks.clear()
+
+    # -- running --------------------------------------------------------------------------
+    def _apply(self, run: _BfdRun, actions: List[BfdAction], quiet: bool = False) -> None:
+        bfd = run.bfd
+        for act in actions:
+            if isinstance(act, BfdSend):
+                if run.tx is None:
+                    continue
+                try:
+                    run.tx.send(encode_bfd(act.packet), bfd.neighbor_ip,  # type: ignore[arg-type]
+                                BFD_MULTIHOP_PORT if bfd.multihop else BFD_PORT)
+                    run.sent += 1
+                except OSError as exc:
+                    self.ratelimit(("bfd_send", bfd.name), self.loop.time(),
+                                   f"({bfd.name}) BFD: cannot send to {bfd.neighbor_ip}: {exc.strerror}")
+            elif isinstance(act, BfdStateChange) and not quiet:
+                self._state_changed(run, act)
+        if run.bfd.name not in self.runs:
+            return
+        deadline = run.session.next_deadline()
+        if run.timer is not None:
+            if deadline is not None and run.timer.when == deadline and not run.timer.cancelled:
+                return
+            run.timer.cancel()
+            run.timer = None
+        if deadline is not None:
+            run.timer = self.loop.call_at(deadline, self._on_timer, run)
+
+    def _state_changed(self, run: _BfdRun, act: BfdStateChange) -> None:
+        name, s = run.bfd.name, run.session
+        run.changed_at = self.loop.time()
+        if act.new == BfdState.Up:
+            log.info("(%s) Entering Up state (tx %g ms, detect time %g ms)", name, s.tx_interval / 1000,
+                     s.detection_time * 1000)
+        else:
+            if act.diag == BFD_DIAG_EXPIRED:
+                log.info("(%s) Expired after %g ms", name, s.remote_mult * max(s.required_min_rx, s.remote_min_tx)
+                         / 1000)
+            log.info("(%s) Entering %s state (Local diagnostic - %s)", name, act.new.name,
+                     BFD_DIAGNOSTICS[act.diag])
+        up = act.new == BfdState.Up
+        if up != run.up and (up or not act.peer_admin_down):
+            run.up = up
+            try:
+                self.on_event(name, up)
+            except Exception as exc:  # a listener's bug must not stop BFD
+                log.exception("BFD event failed: %s", exc)
+
+    def _on_timer(self, run: _BfdRun) -> None:
+        run.timer = None
+        self._apply(run, run.session.on_timer(self.loop.time()))
+
+    def _drop(self, reason: str, message: str) -> None:
+        self.bad[reason] = self.bad.get(reason, 0) + 1
+        self.ratelimit(("bfd", reason), self.loop.time(), f"BFD: {message}")
+
+    def _on_readable(self, sock: BfdSocket) -> None:
+        for _ in range(256):
+            got = sock.recv()
+            if got is None:
+                return
+            self.handle(sock.port, *got)
+
+    def handle(self, port: int, data: bytes, src: IPAddress, dst: Optional[IPAddress], ttl: int) -> None:
+        """One received datagram: decode, find its session, check the TTL (GTSM), hand it over."""
+        try:
+            pkt = decode_bfd(data)
+        except PacketError as exc:
+            self._drop(exc.reason, f"bad packet from {src}: {exc}")
+            return
+        multihop = port == BFD_MULTIHOP_PORT
+        if pkt.your_disc:
+            run = next((r for r in self.runs.values() if r.session.local_disc == pkt.your_disc), None)
+        else:
+            run = next((r for r in self.runs.values() if r.bfd.neighbor_ip == src and r.bfd.multihop == multihop
+                        and (r.bfd.source_ip is None or dst is None or r.bfd.source_ip == dst)), None)
+        if run is None:
+            self._drop("bfd_no_session", f"no session for discriminator {pkt.your_disc} from {src}")
+            return
+        bfd = run.bfd
+        if bfd.neighbor_ip != src or bfd.multihop != multihop:
+            self._drop("bfd_spoofed", f"({bfd.name}) packet for our discriminator from {src}, not {bfd.neighbor_ip}")
+            return
+        if bfd.max_hops != 255 and ttl + bfd.max_hops < bfd.out_ttl:
+            self._drop("bfd_ttl", f"({bfd.name}) invalid TTL {ttl} from {src}, expected {bfd.out_ttl - bfd.max_hops}"
+                       f"{'' if bfd.max_hops == 0 else ' or more'}")
+            return
+        self._apply(run, run.session.on_packet(self.loop.time(), pkt))
+
+    # -- queries --------------------------------------------------------------------------
+    def is_up(self, name: str) -> bool:
+        run = self.runs.get(name)
+        return run is not None and run.up
+
+    def status(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for name, run in self.runs.items():
+            s = run.session
+            out[name] = {"state": s.state.name, "neighbor": str(run.bfd.neighbor_ip),
+                         "local_discriminator": s.local_disc, "remote_discriminator": s.remote_disc,
+                         "remote_state": s.remote_state.name,
+                         "tx_interval_ms": s.tx_interval / 1000, "detect_time_ms": s.detection_time * 1000,
+                         "source_port": run.tx.port if run.tx is not None else None,
+                         "received": s.received, "sent": run.sent}
+        if self.bad:
+            out["bad_packets"] = dict(self.bad)
+        return out
+
+
 # ============================================================================================
 # 8. Event loop
 # ============================================================================================
@@ -7530,10 +8890,8 @@ class SmtpAlerter:
     max_pending = 100  # a server that never answers must not make alerts pile up without end
 
     def __init__(self, global_defs: GlobalDefs):
-        import queue
-
         self.global_defs = global_defs
-        self._queue: Any = queue.Queue()
+        self._queue: Any = None  # a queue.Queue once the first alert is submitted
         self._thread: Optional[threading.Thread] = None
         self._closing = threading.Event()
         self.sent = 0
@@ -7548,6 +8906,15 @@ class SmtpAlerter:
         """Queue one mail; returns at once."""
         if not self.configured or self._closing.is_set():
             return
+        if self._queue is None:
+            try:
+                for name in SMTP_MODULES:
+                    need_module(name, "smtp_server")
+            except MissingModuleError as exc:
+                self._closing.set()
+                log.error("SMTP: %s; no e-mail alert will be sent", exc)
+                return
+            self._queue = sys.modules["queue"].Queue()
         if self._thread is None:
             self._thread = threading.Thread(target=self._worker, name="vrrpd-smtp", daemon=True)
             self._thread.start()
@@ -7561,7 +8928,7 @@ class SmtpAlerter:
         self._queue.put((subject, smtp_message(self.global_defs, subject, body)))
 
     def pending(self) -> int:
-        return self._queue.unfinished_tasks
+        return self._queue.unfinished_tasks if self._queue is not None else 0
 
     def close(self, timeout: float) -> None:
         """Let the worker send what is queued for up to `timeout` seconds, then give up on it."""
@@ -7769,8 +9136,13 @@ class Notifier:
         self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "MASTER_RX_LOWER_PRI", priority))
 
     def vrrp_priority_change(self, inst: VrrpInstance, state: State, priority: int) -> None:
-        """The effective priority changed: a FIFO line if vrrp_notify_priority_changes is set."""
-        if self.config.global_defs.vrrp_notify_priority_changes:
+        """The effective priority changed: a FIFO line if notify_priority_changes is set for the instance, else for
+        its sync group, else globally (vrrp_notify_priority_changes)."""
+        wanted = inst.notify_priority_changes
+        if wanted is None:
+            group = next((g for g in self.config.sync_groups if inst.name in g.group), None)
+            wanted = group.notify_priority_changes if group is not None else None
+        if wanted if wanted is not None else self.config.global_defs.vrrp_notify_priority_changes:
             kind = "MASTER_PRIORITY" if state == State.MASTER else "BACKUP_PRIORITY"
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
@@ -7926,6 +9298,9 @@ class _RateLimit:
             self.last[key] = (last + self.period, 0)
 
 
+TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
+
+
 def instance_family(inst: VrrpInstance) -> int:
     """4 or 6: `native_ipv6` makes an instance IPv6 even without IPv6 VIPs (keepalived), else its first VIP."""
     return 6 if inst.native_ipv6 else inst.family
@@ -7964,6 +9339,8 @@ class InstanceRuntime:
         self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
         self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
+        self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
+        self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -7993,6 +9370,7 @@ class Daemon:
         self.rtnl: Optional[Rtnetlink] = None
         self.monitor: Optional[RtnetlinkMonitor] = None
         self.static_set: Tuple[List[VirtualIP], List[Route], List[Rule]] = ([], [], [])  # what we installed
+        self._promoted: set = set()  # interfaces whose promote_secondaries we turned on
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
@@ -8003,6 +9381,8 @@ class Daemon:
         self.notifier = Notifier(self.loop, config)
         self.tracking = Tracking(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
+        self.lvs.bfd_up = self.tracking.bfd_up_for_checker
+        self.tracking.bfd_listeners.append(self.lvs.bfd_event)
         # keepalived's `nftables NAME` names the no_accept table; ours is `vrrpd` by default
         self.firewall = self.kernel.firewall((self.g.other.get("nftables") or [NFT_TABLE])[0])
         self.vmacs: Optional[VmacManager] = None
@@ -8011,6 +9391,8 @@ class Daemon:
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
         self.last_state: Dict[str, State] = {}
         self._syncing = False
+        # who follows the event stream (transitions with their reason, priority changes): the control socket
+        self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -8101,6 +9483,7 @@ class Daemon:
                                                                   g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            down_timer_adverts=int(pick(inst.down_timer_adverts, g.vrrp_down_timer_adverts)),
         )
 
     def _version(self, inst: VrrpInstance) -> int:
@@ -8117,13 +9500,11 @@ class Daemon:
         self._attach_hmac(rt)
         if inst.interface is None:
             raise ValueError("no interface")
-        link = self._link_by_name(inst.interface)
-        if link is None:
-            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, inst.interface)
-        else:
-            rt.ifindex = link.index
-            rt.vsock = self._vrrp_socket(link, rt.family, IPPROTO_VRRP)
-            self.by_vrid.setdefault((link.name, rt.family, inst.virtual_router_id), []).append(rt)
+        if self._link_by_name(inst.interface) is None:
+            log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, inst.interface)
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
+        self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._attach(rt)
         self.runtimes.append(rt)
@@ -8164,6 +9545,85 @@ class Daemon:
                 for group in rt.vsock.groups:
                     ahsock.join(group)
             rt.ah = rt.ah or AhSequence()
+    def _attach_interface(self, rt: InstanceRuntime) -> bool:
+        """Open (or share) the VRRP socket of the instance's family on its interface, if the interface exists
+        now; True if it does."""
+        link = self._link_by_name(rt.inst.interface or "")
+        if link is None:
+            return False
+        rt.ifindex = link.index
+        rt.vsock = self._vrrp_socket(link, rt.family, IPPROTO_VRRP)
+        members = self.by_vrid.setdefault((link.name, rt.family, rt.inst.virtual_router_id), [])
+        if rt not in members:
+            members.append(rt)
+        self._interface_settings(rt, rt.vsock.sock)
+        return True
+
+    def _interface_settings(self, rt: InstanceRuntime, sock: socket.socket) -> None:
+        """kernel_rx_buf_size (added to the receive buffer of the socket the instances share) and
+        promote_secondaries (net.ipv4.conf.IF.promote_secondaries=1, put back at exit if we set it)."""
+        inst = rt.inst
+        if inst.kernel_rx_buf_size:
+            sharing = [r for r in self.runtimes if r is not rt] + [rt]
+            extra = sum(r.inst.kernel_rx_buf_size for r in sharing if r.inst.interface == inst.interface
+                        and instance_family(r.inst) == instance_family(inst))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, (1 << 20) + extra)  # SO_RCVBUFFORCE
+                log.info("(%s) receive buffer on %s is now %d bytes (kernel_rx_buf_size)", inst.name, inst.interface,
+                         sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+            except OSError as exc:
+                log.warning("(%s) kernel_rx_buf_size: %s", inst.name, exc)
+        if inst.promote_secondaries and instance_family(inst) == 4 and inst.interface:
+            path = f"/proc/sys/net/ipv4/conf/{inst.interface}/promote_secondaries"
+            if _read_sysctl(path) == "0" and _write_sysctl(path, "1"):
+                self._promoted.add(inst.interface)
+
+    def _detach_interface(self, rt: InstanceRuntime) -> None:
+        """The instance's interface was deleted: close its sockets (bound to the old interface index)."""
+        rt.ifindex = 0
+        rt.vsock = None
+        for members in self.by_vrid.values():
+            if rt in members:
+                members.remove(rt)
+        self._close_unused_sockets()
+        if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
+            rt.src = None
+            rt.machine.set_primary_ip(None)
+
+    def _close_unused_sockets(self) -> None:
+        for key, vsock in list(self.vsocks.items()):
+            users = [r for r in self.runtimes if r.vsock is not None and r.vsock.ifname == key[0]
+                     and r.family == key[1] and (key[2] == IPPROTO_VRRP or r.ah is not None)]
+            if not users:
+                self.loop.remove_reader(vsock.sock)
+                vsock.close()
+                del self.vsocks[key]
+
+    def _follow_interfaces(self) -> bool:
+        """After link events: attach instances whose interface appeared (or was re-created with a new index),
+        detach those whose interface went. True when something changed."""
+        changed = False
+        for rt in self.runtimes:
+            link = self._link_by_name(rt.inst.interface) if rt.inst.interface else None
+            index = link.index if link is not None else 0
+            if index == rt.ifindex:
+                continue
+            changed = True
+            if rt.ifindex:
+                log.warning("(%s) interface %s was deleted - FAULT until it is created again", rt.inst.name,
+                            rt.inst.interface)
+                self._detach_interface(rt)
+            if index:
+                try:
+                    if self._attach_interface(rt):
+                        log.info("(%s) interface %s appeared (index %d)", rt.inst.name, rt.inst.interface, index)
+                        self._attach(rt)
+                except OSError as exc:
+                    log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
+        if changed:
+            self._update_own_sources()
+        return changed
+
 
     @staticmethod
     def _attach_hmac(rt: InstanceRuntime) -> None:
@@ -8216,7 +9676,9 @@ class Daemon:
             ttl = inst.unicast_ttl if rt.family == 4 else VRRP_TTL
             rt.targets = [(p.address, ttl) for p in inst.unicast_peer if p.address.version == rt.family]
         else:
-            group = g.vrrp_mcast_group4 if rt.family == 4 else g.vrrp_mcast_group6
+            group: IPAddress = g.vrrp_mcast_group4 if rt.family == 4 else g.vrrp_mcast_group6
+            if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == rt.family:
+                group = inst.mcast_dst_ip
             rt.targets = [(group, VRRP_TTL)]
             if rt.vsock is not None:
                 rt.vsock.join(group)
@@ -8413,6 +9875,9 @@ class Daemon:
         return self.exit_code
 
     def close(self) -> None:
+        for ifname in self._promoted:
+            _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
+        self._promoted.clear()
         socks: List[Any] = list(self.vsocks.values()) + list(self.announcers.values())
         for sock in socks + [rt.xmit for rt in self.runtimes if rt.xmit is not None]:
             sock.close()
@@ -8437,7 +9902,7 @@ class Daemon:
                 log.error("Reload impossible: no configuration file")
                 return False
             try:
-                config = load_config(self.config_path)
+                config = load_config(self.config_path, config_id=self.config.config_id or None)
             except ConfigError as exc:
                 for diag in exc.diagnostics:
                     log.error(str(diag))
@@ -8563,6 +10028,7 @@ class Daemon:
         self._pending_logs = []
         for act in actions:
             if isinstance(act, Notify):
+                self._record_transition(rt, act)
                 rt.transitions += 1
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
                     rt.released_master += 1
@@ -8950,7 +10416,10 @@ class Daemon:
             if not candidates:
                 return
         unicast = not pkt.dst.is_multicast
-        rt = next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
+        # the instance of that mode (a unicast one that lists the sender first), else the first: mode_mismatch
+        rt = next((r for r in candidates if r.unicast == unicast
+                   and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
+            or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
         if rt is None:
             self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                            f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
@@ -8967,8 +10436,9 @@ class Daemon:
             def unwrap(msg: bytes) -> Optional[bytes]:
                 return self.hmac_receive(rt, msg, src, unicast)  # type: ignore[arg-type]
 
-        verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, self.g.vrrp_check_unicast_src,
-                                 rt.checksum_as_v2, unwrap)
+        check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
+        verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src, rt.checksum_as_v2,
+                                 unwrap)
         if verdict is None:
             return
         if isinstance(verdict, Drop):
@@ -9016,30 +10486,43 @@ class Daemon:
 
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
+        parts = self._contributions(rt)
+        return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
+
+    def _contributions(self, rt: InstanceRuntime) -> List[Tuple[str, str, int, bool]]:
+        """(kind, name, priority delta, fault) of everything that moves the instance's priority or makes it FAULT:
+        its own interface, no source address, its sync group, each track_interface and each tracker."""
         inst = rt.inst
+        parts: List[Tuple[str, str, int, bool]] = []
         # keepalived's dont_track_primary: the instance's own interface going down is not a FAULT
-        fault = (not inst.dont_track_primary and not self._link_up(inst.interface)) or (
-            rt.src is None and not rt.unicast)
-        fault = fault or self._group_fault(rt)
-        delta = 0
+        if not inst.dont_track_primary and not self._link_up(inst.interface):
+            parts.append(("interface", f"{inst.interface} down", 0, True))
+        if rt.src is None and not rt.unicast:
+            parts.append(("interface", f"{inst.interface} has no IPv{rt.family} address", 0, True))
+        if inst.unicast_fault_no_peer and not inst.unicast_peer:
+            # keepalived: "Cannot use unicast without any peers - going to fault state"
+            parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
+        configured = inst.unicast_src_ip or inst.mcast_src_ip
+        if inst.track_src_ip and configured is not None and rt.ifindex and not any(
+                a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
+            # track_src_ip: the configured source address is not on the interface
+            parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        if self._group_fault(rt):
+            parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
             up = self._link_up(ref.name)
             if ref.reverse:
                 up = not up
-            if not ref.weight:
-                fault = fault or not up
-            elif ref.weight > 0 and up:
-                delta += ref.weight
-            elif ref.weight < 0 and not up:
-                delta += ref.weight
+            weight = ref.weight or 0
+            delta = weight if (weight > 0 and up) or (weight < 0 and not up) else 0
+            parts.append(("track_interface", ref.name, delta, not weight and not up))
         try:
-            tdelta, tfault = self.tracking.adjustment(inst)
+            parts += self.tracking.contributions(inst)
             initialising = getattr(self.tracking, "initialising", None)
             rt.machine.set_hold_master(bool(initialising(inst)) if initialising is not None else False)
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
-            tdelta, tfault = 0, False
-        return delta + tdelta, fault or tfault
+        return parts
 
     def _reevaluate(self) -> None:
         now = self.loop.time()
@@ -9047,8 +10530,51 @@ class Daemon:
             if rt.machine.state in (State.STOP, State.INIT):
                 continue
             delta, fault = self._adjustment(rt)
+            before = rt.machine.effective_priority
             self._apply(rt, rt.machine.set_effective_priority(now, rt.inst.priority + delta))
+            if rt.machine.effective_priority != before:
+                self._safe(self.notifier.vrrp_priority_change, rt.inst, rt.machine.state, rt.machine.effective_priority)
+                self._publish({"type": "priority", "time": time.time(), "instance": rt.inst.name,
+                               "from": before, "to": rt.machine.effective_priority,
+                               "detail": self._causes(rt, lambda d, f: d != 0)})
             self._apply(rt, rt.machine.set_fault(now, fault))
+
+    def _causes(self, rt: InstanceRuntime, wanted: Callable[[int, bool], bool]) -> str:
+        """The trackers and interfaces behind a change, for a person: `vrrp_script chk -20, interface eth0 down`."""
+        words = []
+        for kind, name, delta, down in self._contributions(rt):
+            if wanted(delta, down):
+                words.append(f"{kind} {name}" + (f" {delta:+d}" if delta else "") +
+                             (" FAULT" if down and kind != "interface" else ""))
+        return ", ".join(words)
+
+    def _record_transition(self, rt: InstanceRuntime, act: Notify) -> None:
+        """Keep the last transitions of the instance with their reason, and tell the event stream."""
+        detail = act.detail
+        cause = ""
+        if act.reason == "fault":
+            cause = self._causes(rt, lambda d, f: f)
+        elif act.reason in ("priority", "preempted", "not-master") or (act.reason == "no-response" and
+                                                                       act.state == State.MASTER):
+            cause = self._causes(rt, lambda d, f: d != 0)
+            cause = f"our priority {act.priority} = {rt.inst.priority} base, {cause}" if cause else ""
+        detail = "; ".join(x for x in (detail, cause) if x)
+        event = {"type": "transition", "time": time.time(), "instance": rt.inst.name,
+                 "from": (rt.last_notified or State.INIT).value, "to": act.state.value,
+                 "reason": act.reason or "unknown", "detail": detail, "priority": act.priority}
+        rt.history.append(event)
+        del rt.history[:-TRANSITION_HISTORY]
+        key = (act.state.value, event["reason"])
+        rt.reasons[key] = rt.reasons.get(key, 0) + 1
+        self._publish(event)
+
+    def _publish(self, event: Dict[str, Any]) -> None:
+        for sink in list(self.event_sinks):
+            self._safe(sink, event)
+
+    def recent_events(self) -> List[Dict[str, Any]]:
+        """Every instance's recent transitions, oldest first (what a new --events follower sees first)."""
+        return sorted((e for rt in self.runtimes for e in rt.history), key=lambda e: e["time"])
 
     def _on_tracking_change(self) -> None:
         if not self.stopping:
@@ -9067,6 +10593,7 @@ class Daemon:
             self.links = self.rtnl.links()
             self.addrs = self.rtnl.addresses()
             changed = True
+        links_changed = changed
         for rtype, obj in events:
             if isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
@@ -9076,15 +10603,20 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+                links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
                 changed = self._refresh_sources() or changed
             else:
+                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
                 self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
                 self._vip_deleted(obj)
                 changed = self._refresh_sources() or changed
+        if links_changed and not self.stopping:
+            changed = self._follow_interfaces() or changed
         if changed and not self.stopping:
             self._reevaluate()
 
@@ -9122,14 +10654,30 @@ class Daemon:
     def status(self) -> Dict[str, Any]:
         """The status document described at format_status_table()."""
         instances = []
+        now = self.loop.time()
         for rt in self.runtimes:
             m = rt.machine
+            master = None
+            if m.state == State.BACKUP:
+                # who this BACKUP follows, and when it would take over if that master went silent now
+                master = {"address": str(m.master_ip) if m.master_ip else None, "priority": m.master_priority,
+                          "last_advert_ago": None if m.last_advert is None else round(now - m.last_advert, 3),
+                          "takeover_in": (None if m.master_down_timer is None else
+                                          round(max(0.0, m.master_down_timer - now), 3)),
+                          "master_down_interval": round(m.master_down_interval, 3)}
+            try:
+                parts = self._contributions(rt)
+            except Exception as exc:  # status must answer even if a tracker is broken
+                parts = [("error", str(exc), 0, False)]
             instances.append({
                 "name": rt.inst.name, "state": m.state.value, "interface": rt.inst.interface,
                 "vrid": m.vrid, "version": rt.version, "priority": m.priority,
                 "effective_priority": m.effective_priority,
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
+                "master": master,
+                "trackers": [{"kind": k, "name": n, "adds": d, "fault": f} for k, n, d, f in parts],
+                "recent_transitions": list(rt.history),
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
                           "entered": dict(rt.entered), "released_master": rt.released_master,
@@ -9168,10 +10716,55 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
+class SyslogHandler(logging.Handler):
+    """Records to syslog through /dev/log, as logging.handlers.SysLogHandler sends them (`<PRI>text\\0`).
+
+    Our own because logging.handlers costs a megabyte and python3-minimal lacks what it imports (queue)."""
+
+    SEVERITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def __init__(self, address: str = "/dev/log", facility: int = 3):
+        super().__init__()
+        self.address = address
+        self.facility = facility
+        self.sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            sock = socket.socket(socket.AF_UNIX, kind)
+            try:
+                sock.connect(self.address)
+                return sock
+            except OSError as exc:
+                sock.close()
+                if exc.errno != errno.EPROTOTYPE:
+                    raise
+        raise OSError(errno.EPROTOTYPE, f"cannot connect to {self.address}")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prio = self.facility << 3 | self.SEVERITIES.get(record.levelname, 4)
+            data = f"<{prio}>{self.format(record)}\0".encode("utf-8", "replace")
+            try:
+                self.sock.sendall(data)
+            except OSError:  # syslogd restarted: connect again once
+                self.sock.close()
+                self.sock = self._connect()
+                self.sock.sendall(data)
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self.sock.close()
+        finally:
+            self.release()
+        super().close()
+
+
 def setup_logging(console: bool, detail: bool = False, facility: str = "daemon") -> None:
     """Log to stderr (`-l`) and/or syslog through /dev/log with the `-S` facility; `-D` adds detail lines."""
-    import logging.handlers
-
     root = logging.getLogger(PROG)
     root.handlers.clear()
     root.setLevel(logging.DEBUG if detail else logging.INFO)
@@ -9183,7 +10776,7 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
     if os.path.exists("/dev/log"):
         try:
             code = SYSLOG_FACILITIES.get(facility, SYSLOG_FACILITIES["daemon"]) >> 3
-            syslog = logging.handlers.SysLogHandler("/dev/log", facility=code)
+            syslog = SyslogHandler("/dev/log", facility=code)
             syslog.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(message)s"))
             root.addHandler(syslog)
         except OSError:
@@ -9285,16 +10878,95 @@ def sd_notify(message: str) -> bool:
         return False
 
 
+def json_text(doc: Any) -> str:
+    """json.dumps(doc, indent=2, default=str), also on python3-minimal, which has no json module."""
+    try:
+        import json
+    except ImportError:
+        return _small_json(doc, "")
+    return json.dumps(doc, indent=2, default=str)
+
+
+def json_line(doc: Any) -> str:
+    """`doc` as JSON on one line (an event of the --events stream), also on python3-minimal."""
+    try:
+        import json
+    except ImportError:
+        return re.sub(r"\n *", " ", _small_json(doc, ""))  # strings never hold a raw newline
+    return json.dumps(doc, default=str)
+
+
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def _json_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in _JSON_ESCAPES:
+            out.append(_JSON_ESCAPES[ch])
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            if code > 0xFFFF:
+                code -= 0x10000
+                out.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
+            else:
+                out.append(f"\\u{code:04x}")
+    return '"' + "".join(out) + '"'
+
+
+def _small_json(doc: Any, indent: str) -> str:
+    if doc is None or doc is True or doc is False:
+        return {None: "null", True: "true", False: "false"}[doc]
+    if isinstance(doc, int):
+        return int.__repr__(doc)
+    if isinstance(doc, float):
+        if doc != doc:
+            return "NaN"
+        if doc in (float("inf"), float("-inf")):
+            return "Infinity" if doc > 0 else "-Infinity"
+        return float.__repr__(doc)
+    if isinstance(doc, str):
+        return _json_string(doc)
+    inner = indent + "  "
+    if isinstance(doc, dict):
+        if not doc:
+            return "{}"
+        items = []
+        for key, value in doc.items():
+            if not isinstance(key, str):
+                key = _small_json(key, "") if key is None or isinstance(key, (bool, int, float)) else str(key)
+            items.append(f"{inner}{_json_string(key)}: {_small_json(value, inner)}")
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(doc, (list, tuple)):
+        if not doc:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _small_json(v, inner) for v in doc) + "\n" + indent + "]"
+    return _json_string(str(doc))
+
+
 class ControlServer:
-    """A unix stream socket that answers every connection with the daemon's status as one JSON document.
+    """The daemon's unix stream socket. A client sends one request line: `status` gets the status document
+    (the dict documented at format_status_table()) as JSON; `events` subscribes to the event stream, one JSON
+    object a line: the recent transitions first, then each event as it happens (see Daemon._publish). A client
+    that sends nothing within request_timeout gets the status (as before requests existed).
 
-    `status()` returns the dict documented at format_status_table(). Writes are non-blocking; a client that
-    does not read is dropped after a second."""
+    Everything is non-blocking on the loop: a status reader that does not read is dropped after a second, an
+    event subscriber whose unread backlog passes max_backlog is dropped (it never holds up the daemon), and at
+    most max_clients connections are open at once (the oldest is closed to make room)."""
 
-    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]]):
+    request_timeout = 0.2
+    max_backlog = 256 * 1024
+    max_clients = 32
+
+    def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]],
+                 history: Optional[Callable[[], List[Dict[str, Any]]]] = None):
         self.loop = loop
         self.path = path
         self.status = status
+        self.history = history or (lambda: [])
+        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         try:
             os.unlink(path)
@@ -9308,39 +10980,105 @@ class ControlServer:
         loop.add_reader(self.sock, self._accept)
 
     def _accept(self) -> None:
-        import json
-
         try:
             conn, _ = self.sock.accept()
         except OSError:
             return
         conn.setblocking(False)
-        data = (json.dumps(self.status(), indent=2, default=str) + "\n").encode()
-        state = {"data": data}
-        deadline = self.loop.call_later(1.0, self._drop, conn)
+        while len(self.clients) >= self.max_clients:
+            self._drop(next(iter(self.clients)))
+        client = {"kind": "request", "request": b"", "out": bytearray(),
+                  "timer": self.loop.call_later(self.request_timeout, self._answer, conn, "status")}
+        self.clients[conn] = client
+        self.loop.add_reader(conn, self._readable, conn)
 
-        def write() -> None:
+    def _readable(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            data = conn.recv(512)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+        elif client["kind"] == "request":
+            client["request"] += data
+            if b"\n" in client["request"] or len(client["request"]) > 256:
+                self._answer(conn, client["request"].split(b"\n")[0].strip().decode(errors="replace"))
+        # a subscriber has nothing to say: what it sends is read and ignored
+
+    def _answer(self, conn: socket.socket, request: str) -> None:
+        client = self.clients.get(conn)
+        if client is None or client["kind"] != "request":
+            return
+        client["timer"].cancel()
+        if request == "events":
+            client["kind"] = "events"
+            for event in self.history():
+                self._queue(conn, client, (json_line(event) + "\n").encode())
+            return
+        client["kind"] = "reply"
+        self.loop.remove_reader(conn)
+        doc = self.status() if request in ("status", "") else {"error": f"unknown request {request[:40]!r}"}
+        client["timer"] = self.loop.call_later(1.0, self._drop, conn)
+        self._queue(conn, client, (json_text(doc) + "\n").encode())
+
+    def publish(self, event: Dict[str, Any]) -> None:
+        """Send one event to every subscriber (never waits for one)."""
+        line = None
+        for conn, client in list(self.clients.items()):
+            if client["kind"] == "events":
+                line = line or (json_line(event) + "\n").encode()
+                self._queue(conn, client, line)
+
+    def _queue(self, conn: socket.socket, client: Dict[str, Any], data: bytes) -> None:
+        was_empty = not client["out"]
+        client["out"] += data
+        if len(client["out"]) > self.max_backlog:
+            log.warning("control socket: an --events reader is %d bytes behind; dropped", len(client["out"]))
+            self._drop(conn)
+            return
+        self._write(conn)
+        if was_empty and client["out"] and conn in self.clients:
+            self.loop.add_writer(conn, self._write, conn)
+
+    def _write(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            sent = conn.send(client["out"])
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        del client["out"][:sent]
+        if not client["out"]:
             try:
-                sent = conn.send(state["data"])
-            except BlockingIOError:
-                return
-            except OSError:
-                sent = len(state["data"])
-            state["data"] = state["data"][sent:]
-            if not state["data"]:
-                deadline.cancel()
+                self.loop.remove_writer(conn)
+            except (KeyError, ValueError):
+                pass
+            if client["kind"] == "reply":
                 self._drop(conn)
 
-        self.loop.add_writer(conn, write)
-
     def _drop(self, conn: socket.socket) -> None:
-        try:
-            self.loop.remove_writer(conn)
-        except (KeyError, ValueError):
-            pass
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            client["timer"].cancel()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(conn)
+            except (KeyError, ValueError):
+                pass
         conn.close()
 
     def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
         self.loop.remove_reader(self.sock)
         self.sock.close()
         try:
@@ -9351,11 +11089,12 @@ class ControlServer:
 
 def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
     """Ask a running daemon for its status (the client side of ControlServer)."""
-    import json
+    json = need_module("json", "--status and --json")
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
+        sock.sendall(b"status\n")
         chunks = []
         while True:
             chunk = sock.recv(65536)
@@ -9365,10 +11104,77 @@ def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Di
     return json.loads(b"".join(chunks).decode())
 
 
+def follow_events(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Any:
+    """Subscribe to a running daemon's event stream: yields one event dict at a time, until the daemon goes."""
+    json = need_module("json", "--events")
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(b"events\n")
+        sock.settimeout(None)
+        pending = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line.decode())
+
+
+def _clock(stamp: Any) -> str:
+    """A wall-clock time for a person: `2026-12-01 11:20:03.125`."""
+    t = float(stamp or 0)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+def format_event(event: Dict[str, Any]) -> str:
+    """One line of `vrrpd --events` for a person."""
+    head = f"{_clock(event.get('time'))} {event.get('instance', '-')}"
+    detail = f": {event['detail']}" if event.get("detail") else ""
+    if event.get("type") == "transition":
+        return (f"{head} {event.get('from')} -> {event.get('to')} ({event.get('reason')}{detail}) "
+                f"priority {event.get('priority')}")
+    if event.get("type") == "priority":
+        return f"{head} priority {event.get('from')} -> {event.get('to')}" + (f" ({event['detail']})" if detail else "")
+    return f"{head} {event.get('type')}{detail}"
+
+
 def _table(rows: List[Tuple[str, ...]]) -> List[str]:
     """Left-aligned columns, two spaces apart."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _explain_instance(inst: Dict[str, Any]) -> List[str]:
+    """--status in words for one instance: whom a BACKUP follows, what makes up the priority, the last transitions."""
+    name, lines = inst.get("name", "?"), []
+    master = inst.get("master")
+    if inst.get("state") == "BACKUP" and master:
+        if master.get("address") and master.get("last_advert_ago") is not None:
+            text = (f"{name}: master {master['address']} at priority {master.get('priority')}, "
+                    f"last advert {float(master['last_advert_ago']):.2f} s ago")
+        else:
+            text = f"{name}: no master heard yet"
+        if master.get("takeover_in") is not None:
+            text += f"; takes over in {float(master['takeover_in']):.2f} s unless an advert comes"
+            if master.get("priority") is not None and 0 < master["priority"] < inst.get("effective_priority", 0):
+                text += " (preempting a lower priority)"
+        lines.append(text)
+    trackers = inst.get("trackers") or []
+    if trackers:
+        words = [f"{t.get('kind')} {t.get('name')} {int(t.get('adds', 0)):+d}" + (" FAULT" if t.get("fault") else "")
+                 for t in trackers]
+        lines.append(f"{name}: priority {inst.get('effective_priority')} = {inst.get('priority')} base; "
+                     + ", ".join(words))
+    history = inst.get("recent_transitions") or []
+    if history:
+        lines.append(f"{name}: last {len(history)} transition(s):")
+        lines += [f"  {format_event(e)}" for e in history]
+    return lines
 
 
 def format_status_table(status: Dict[str, Any]) -> str:
@@ -9376,7 +11182,10 @@ def format_status_table(status: Dict[str, Any]) -> str:
 
     The status dict: {"version", "pid", "router_id", "uptime", ["config_file", "reloads": {"done", "failed", "last"}],
       "instances": [{"name", "state", "interface", "vrid", "version", "priority", "effective_priority",
-                     "master_address", "vips": [str], "stats": {"adverts_sent", "adverts_received",
+                     "master_address", "vips": [str], "master": None or (BACKUP) {"address", "priority",
+                     "last_advert_ago", "takeover_in", "master_down_interval"}, "trackers": [{"kind", "name",
+                     "adds", "fault"}], "recent_transitions": [event (see format_event)],
+                     "stats": {"adverts_sent", "adverts_received",
                      "bad_packets": {reason: n}, "transitions", "entered": {state: n}, "released_master",
                      "priority_zero_sent", "priority_zero_received"}}],
       "sync_groups": [{"name", "state", "members": [str]}],
@@ -9408,6 +11217,8 @@ def format_status_table(status: Dict[str, Any]) -> str:
             str(sum((st.get("bad_packets") or {}).values())) if st else "-",
         ))
     lines += _table(rows)
+    for inst in status.get("instances", []):
+        lines += _explain_instance(inst)
     for group in status.get("sync_groups", []):
         lines.append(f"sync group {group.get('name')}: {group.get('state')} ({', '.join(group.get('members', []))})")
     trackers = status.get("trackers") or {}
@@ -9437,11 +11248,11 @@ def format_status_table(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_command(path: Optional[str], out: Any = None) -> int:
+def check_command(path: Optional[str], out: Any = None, config_id: Optional[str] = None) -> int:
     """`--check`: print every problem, then what would run; 0 without errors, 1 with."""
     out = out if out is not None else sys.stdout
     path = path or default_config_path()
-    config, diags = parse_config(path, check_interfaces=False)
+    config, diags = parse_config(path, check_interfaces=False, config_id=config_id)
     errors = sum(1 for d in diags if d.severity is Severity.ERROR)
     lines = [str(d) for d in diags] + (config_summary(config) if errors == 0 else [])
     lines.append(f"{path}: {errors} error(s), {len(diags) - errors} warning(s)")
@@ -9583,7 +11394,7 @@ def demo_prerequisites() -> List[str]:
     missing = []
     if os.geteuid() != 0:
         missing.append("root, to create network namespaces: run `sudo make demo` (or `sudo python3 vrrpd.py --demo`)")
-    if shutil.which("ip") is None:
+    if which("ip") is None:
         missing.append("iproute2's `ip` command, which is not in PATH: install iproute2 "
                        "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
     if missing:
@@ -9793,6 +11604,41 @@ def _signal_numbers() -> Dict[str, int]:
             "STATS": int(signal.SIGUSR2), "STATS_CLEAR": int(signal.SIGRTMAX) - 1, "JSON": int(signal.SIGRTMIN) + 2}
 
 
+def runtime_paths(g: GlobalDefs) -> Dict[str, str]:
+    """Where this daemon's pid file and control socket live, and the suffix of its dump files, named as
+    keepalived names its runtime files, so that two daemons on one host never share one:
+
+      (nothing)               /run/vrrpd.pid            /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
+      use_pid_dir             /run/vrrpd/vrrpd.pid      /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
+      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.data.I
+      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.data.N[_I]
+
+    keepalived adds the dump suffix only with data_use_instance; vrrpd whenever a name is given."""
+    inst, ns = g.instance_name, g.net_namespace
+    if not (inst or ns or g.use_pid_dir):
+        return {"pid": DEFAULT_PID_FILE, "control": DEFAULT_CONTROL_SOCKET, "dump_suffix": ""}
+    base = os.path.join("/run", PROG, ns) if ns else os.path.join("/run", PROG)
+    name = f"{PROG}_{inst}" if inst else PROG
+    suffix = "." + "_".join(x for x in (ns, inst) if x) if (inst or ns) else ""
+    return {"pid": os.path.join(base, name + ".pid"), "control": os.path.join(base, name + ".sock"),
+            "dump_suffix": suffix}
+
+
+def enter_net_namespace(name: str) -> None:
+    """keepalived's net_namespace: run inside the named network namespace (/run/netns/NAME), via setns(2)
+    through ctypes (imported only when configured). Raises OSError; the daemon must not go on outside it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(os.path.join("/run/netns", name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
 class PidFile:
     """The pid file, held with an exclusive flock for the daemon's life: a second copy cannot take it."""
 
@@ -9872,10 +11718,8 @@ def daemonize(wait: float = 60.0) -> int:
 
 def _same_definition(a: Any, b: Any) -> bool:
     """Two config objects are equal apart from where they were written (file, line)."""
-    import dataclasses
-
     strip = {k: "" if k == "file" else 0 for k in ("file", "line") if hasattr(a, k)}
-    return type(a) is type(b) and dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+    return type(a) is type(b) and dataclass_replace(a, **strip) == dataclass_replace(b, **strip)
 
 
 def _select_subsystems(config: Config, vrrp_only: bool, lvs_only: bool) -> Config:
@@ -10046,12 +11890,15 @@ class Operator:
             except OSError:
                 pass  # stale: ControlServer replaces it
         try:
-            self.control = ControlServer(self.d.loop, path, self.status)
+            self.control = ControlServer(self.d.loop, path, self.status, self.d.recent_events)
+            self.d.event_sinks.append(self.control.publish)
         except OSError as exc:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
         if self.control is not None:
+            if self.control.publish in self.d.event_sinks:
+                self.d.event_sinks.remove(self.control.publish)
             self.control.close()
             self.control = None
 
@@ -10074,7 +11921,8 @@ class Operator:
         log.info("Reload requested: reading %s", self.config_file)
         started = time.monotonic()
         try:
-            config, diags = parse_config(self.config_file, check_interfaces=True)
+            config, diags = parse_config(self.config_file, check_interfaces=True,
+                                         config_id=self.d.config.config_id or None)
         except Exception as exc:  # the parser reports problems as diagnostics; anything else is a bug
             config, diags = None, [Diagnostic(self.config_file, 0, Severity.ERROR, f"internal error: {exc}")]
         errors = [x for x in diags if x.severity is Severity.ERROR]
@@ -10111,12 +11959,10 @@ class Operator:
 
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
-        return os.path.join(self.dump_dir, f"{PROG}.{kind}")
+        return os.path.join(self.dump_dir, f"{PROG}.{kind}{runtime_paths(self.d.g)['dump_suffix']}")
 
     def dump(self, kind: str, clear: bool = False) -> Optional[str]:
         """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
-        import json
-
         path = self.dump_path(kind)
         try:
             if kind == "data":
@@ -10124,7 +11970,7 @@ class Operator:
             elif kind == "stats":
                 text = format_stats(self.d.status())
             else:
-                text = json.dumps(self.status(), indent=2, default=str) + "\n"
+                text = json_text(self.status()) + "\n"
             _atomic_write(path, text)
         except OSError as exc:
             log.error("cannot write %s: %s", path, exc)
@@ -10149,6 +11995,9 @@ def build_arg_parser() -> Any:
                f"(files in {DEFAULT_DUMP_DIR}).")
     p.add_argument("-f", "--use-file", dest="config", metavar="FILE",
                    help="configuration file (default /etc/vrrpd/vrrpd.conf, else /etc/keepalived/keepalived.conf)")
+    p.add_argument("-i", "--config-id", metavar="ID",
+                   help="keep the configuration lines '@ID ...' (and drop '@^ID ...'); default: the host name "
+                        "up to its first dot")
     p.add_argument("-t", "--config-test", "--check", dest="check", action="store_true",
                    help="check the configuration, print every problem and what would run, and exit")
     p.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground (systemd runs it so)")
@@ -10164,12 +12013,18 @@ def build_arg_parser() -> Any:
     p.add_argument("-p", "--pid", metavar="FILE",
                    help=f"pid file (default {DEFAULT_PID_FILE} when forking; with -n only if given)")
     p.add_argument("-d", "--dump-conf", action="store_true", help="log what the configuration will run")
-    p.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH",
-                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET})")
+    p.add_argument("--control-socket", metavar="PATH",
+                   help=f"status socket of the daemon (default {DEFAULT_CONTROL_SOCKET}; next to -p FILE when given; "
+                   "/run/vrrpd/[NAMESPACE/]vrrpd_INSTANCE.sock with `instance` or `net_namespace`)")
+    p.add_argument("-s", "--namespace", metavar="NAME", help="run in network namespace NAME (overrides "
+                   "net_namespace)")
     p.add_argument("--dump-dir", default=DEFAULT_DUMP_DIR, metavar="DIR",
                    help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write vrrpd.data/.stats/.json (default /tmp)")
     p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
-    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON")
+    p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON "
+                   "(with --events: one JSON object per event)")
+    p.add_argument("--events", action="store_true", help="follow the running daemon's state changes and their "
+                   "reasons, one line per event (the recent ones first), until interrupted")
     p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
                    "STATS_CLEAR or JSON (as keepalived --signum)")
     p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
@@ -10179,29 +12034,63 @@ def build_arg_parser() -> Any:
     return p
 
 
+def control_socket_of(args: Any, config: Optional[Config] = None) -> str:
+    """The control socket a command line points at: --control-socket, else next to -p FILE, else the one the
+    configuration names (instance, net_namespace), read from -f FILE (or the default file) when not given."""
+    if getattr(args, "control_socket", None):
+        return args.control_socket
+    if getattr(args, "pid", None):
+        return os.path.splitext(args.pid)[0] + ".sock"
+    if config is None:
+        try:
+            config, _diags = parse_config(args.config or default_config_path())
+        except (OSError, ConfigError):
+            return DEFAULT_CONTROL_SOCKET
+    g = config.global_defs
+    if getattr(args, "namespace", None):
+        g = GlobalDefs(**{**g.__dict__, "net_namespace": args.namespace})
+    return runtime_paths(g)["control"]
+
+
 def status_command(path: str, as_json: bool, out: Any = None) -> int:
     """--status / --json: ask the daemon on its control socket."""
-    import json
-
     out = out if out is not None else sys.stdout
     try:
         status = query_status(path)
+    except MissingModuleError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as exc:
         print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
               f"(see --control-socket)", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    out.write(json.dumps(status, indent=2, default=str) + "\n" if as_json else format_status_table(status))
+    out.write(json_text(status) + "\n" if as_json else format_status_table(status))
     return 0
 
 
-def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
-    import logging.handlers
+def events_command(path: str, as_json: bool, out: Any = None) -> int:
+    """--events: print each event of the daemon on its control socket as it comes (JSON lines with --json)."""
+    out = out if out is not None else sys.stdout
+    try:
+        for event in follow_events(path):
+            out.write((json_line(event) if as_json else format_event(event)) + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: no running {PROG} answers on {path} ({exc}); is it running? "
+              f"(see --control-socket)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(f"{PROG}: the daemon closed the event stream", file=sys.stderr)
+    return EXIT_NOT_RUNNING
 
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
     root = logging.getLogger(PROG)
     if not use_syslog:
         for handler in list(root.handlers):
-            if isinstance(handler, logging.handlers.SysLogHandler):
+            if isinstance(handler, SyslogHandler):
                 root.removeHandler(handler)
                 handler.close()
         if not root.handlers:
@@ -10218,7 +12107,7 @@ def run_daemon(args: Any) -> int:
     _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
     path = os.path.abspath(args.config or default_config_path())
     try:
-        config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+        config = _select_subsystems(load_config(path, config_id=args.config_id), args.vrrp_only, args.lvs_only)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -10228,7 +12117,28 @@ def run_daemon(args: Any) -> int:
     if args.dump_conf:
         for line in config_summary(config):
             log.info("%s", line)
-    pidfile = PidFile(args.pid or DEFAULT_PID_FILE) if (args.pid or not foreground) else None
+    g = config.global_defs
+    if args.namespace:
+        g.net_namespace = args.namespace
+    if g.net_namespace:
+        try:
+            enter_net_namespace(g.net_namespace)
+        except (OSError, AttributeError) as exc:
+            print(f"{PROG}: Unable to set network namespace {g.net_namespace} - exiting ({exc})", file=sys.stderr)
+            log.error("Unable to set network namespace %s - exiting (%s)", g.net_namespace, exc)
+            return 1
+        log.info("Running in network namespace %s", g.net_namespace)
+        try:  # read again inside it: its interfaces are the ones the configuration names
+            config = _select_subsystems(load_config(path), args.vrrp_only, args.lvs_only)
+        except (ConfigError, OSError) as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        namespace, g = g.net_namespace, config.global_defs
+        g.net_namespace = namespace
+    paths = runtime_paths(g)
+    named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
+    pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
+    control_socket = control_socket_of(args, config)
     try:
         if pidfile is not None:
             pidfile.acquire()
@@ -10252,7 +12162,7 @@ def run_daemon(args: Any) -> int:
     operator: Optional[Operator] = None
     try:
         daemon = Daemon(config, config_path=path)
-        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, args.control_socket, args.dump_dir)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir)
         operator.install()
         daemon.start()
     except Exception as exc:
@@ -10289,9 +12199,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(number)
         return 0
     if args.check:
-        return check_command(args.config)
+        return check_command(args.config, config_id=args.config_id)
+    if args.events:
+        return events_command(control_socket_of(args), args.json)
     if args.status or args.json:
-        return status_command(args.control_socket, args.json)
+        return status_command(control_socket_of(args), args.json)
     if args.genhash:
         return genhash(args.genhash)
     if args.demo:
