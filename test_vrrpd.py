@@ -3776,10 +3776,12 @@ def test_nftables_keyword_names_the_table(offline):
 
 
 def test_ah_clears_an_initial_master_state_as_keepalived(offline, caplog):
-    text = instance_text(version=2, state="MASTER", extra="    authentication {\n        auth_type AH\n"
-                                                          "        auth_pass pw\n    }\n")
+    # the configuration check warns about it too; a Config built otherwise is cleared by the Daemon
+    inst = vrrpd.VrrpInstance("VI_AH", interface="eth0", virtual_router_id=9, state=vrrpd.State.MASTER, version=2,
+                              auth_type=vrrpd.AuthType.AH, auth_pass=b"pw",
+                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.ip_interface("10.0.0.100/24"))])
     with caplog.at_level("WARNING", logger="vrrpd"):
-        d, kernel = offline(text)
+        d, kernel = offline(vrrpd.Config(vrrp_instances=[inst]))
     rt = d.runtimes[0]
     assert not rt.machine.start_master and rt.ah is not None and ("eth0", 4, vrrpd.IPPROTO_AH) in kernel.sockets
     assert "Initial state master is incompatible with AH authentication" in caplog.text
