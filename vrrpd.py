@@ -8,12 +8,15 @@ Map of this file (sections in the order data flows, from the edges to the core a
   3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), keyword registry,
                                  parser, validation, --check
   4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP frames, netlink packing
-     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, nftables text
+     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, auth_hmac trailer,
+                                 BFD control packets (RFC 5880), nftables text
   5. VRRP state machine          sans-IO: given `now` and events, returns actions (RFC 5798 section 6)
      5b.                         sync groups
-  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process, 6b LVS checkers
+  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process/track_bfd,
+                                 6b LVS checkers, 6c BFD sessions (RFC 5880, sans-IO)
   7. Kernel edge                 7a rtnetlink, raw VRRP sockets, AF_PACKET; 7b generic netlink IPVS, checker
-                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets
+                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets;
+                                 7d BFD sockets (RFC 5881/5883) and the sessions on the loop
   8. Event loop                  one selectors loop with a timer heap, child processes, signals
   9. Notification                notify scripts, notify FIFO, SMTP alerts (one worker thread)
  10. Daemon                      wires config -> engines -> kernel, reload, status;
@@ -355,8 +358,13 @@ class GlobalDefs:
     vrrp_lower_prio_no_advert: bool = False
     vrrp_higher_prio_send_advert: bool = False
     vrrp_check_unicast_src: bool = False
+    log_unknown_vrids: bool = False  # also: the kernel filter keeps adverts of VRIDs no instance has
     vrrp_down_timer_adverts: int = 3
+    vrrp_garp_extra_if: float = 0.0
+    vrrp_garp_extra_if_all: bool = False
     vrrp_startup_delay: float = 0.0
+    vrrp_delay_after_boot: float = 0.0  # keepalived 2.4: start no earlier than this long after boot
+    vrrp_owner_ignore_adverts: bool = False
     v3_checksum_as_v2: bool = False
     script_user: Optional[str] = None
     script_group: Optional[str] = None
@@ -380,6 +388,8 @@ class GlobalDefs:
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
+    # vrrpd extension: serve Prometheus metrics over HTTP on this ADDRESS:PORT (also --metrics)
+    metrics_listen: Optional[str] = None
     # keywords vrrpd accepts but does not act on, kept for dumps: name -> list of words
     other: Dict[str, List[str]] = field(default_factory=dict)
 
@@ -576,7 +586,11 @@ class VrrpInstance:
     unicast_fault_no_peer: bool = False
     no_virtual_ipaddress: bool = False
     notify_priority_changes: Optional[bool] = None  # None: the sync group's, else vrrp_notify_priority_changes
+    garp_extra_if: Optional[float] = None  # None: global vrrp_garp_extra_if; 0: off
+    garp_extra_if_all: bool = False
     v3_checksum_as_v2: Optional[bool] = None
+    owner_ignore_adverts: Optional[bool] = None  # None: strict_mode ? True : vrrp_owner_ignore_adverts (at 255)
+    timer_expired_backup: Optional[int] = None  # P: the highest priority of the other routers (needs nopreempt)
     auth_hmac: Optional[AuthHmacConfig] = None
     sync_group: Optional[str] = None  # filled from vrrp_sync_group
 
@@ -691,7 +705,8 @@ class UrlCheck:
 
 @dataclass
 class Checker:
-    """One health checker of a real server: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK."""
+    """One health checker of a real server: TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK,
+    UDP_CHECK, PING_CHECK, FILE_CHECK, BFD_CHECK."""
 
     kind: str
     line: int = 0
@@ -724,6 +739,17 @@ class Checker:
     dns_name: str = "."
     # BFD_CHECK: the bfd_instance whose session decides
     bfd_name: Optional[str] = None
+    # UDP_CHECK: None payload: keepalived's 32-byte pattern; reply: required data, with a nibble mask
+    payload: Optional[bytes] = None
+    require_reply: bool = False
+    reply_data: Optional[bytes] = None
+    reply_mask: Optional[bytes] = None
+    min_reply_length: int = 0
+    max_reply_length: int = 255
+    # FILE_CHECK: a top-level track_file whose value decides (weight 0) or moves the real server's weight
+    track_file: Optional[str] = None
+    file_weight: Optional[int] = None  # None: the track_file's own weight
+    file_weight_reverse: bool = False
 
 
 @dataclass
@@ -1503,9 +1529,35 @@ def _h_cmd(attr: str) -> Handler:
     return handler
 
 
+def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
+    """(why, what keepalived does) for a keyword that has no meaning for vrrpd, which is one process without SNMP
+    or DBus: keepalived's per-process names, scheduling and limits, SNMP and DBus. `what` is "" for keywords
+    that change nothing keepalived does (names); None for every other keyword."""
+    if name in ("process_names", "process_name", "child_wait_time") or name.endswith("_process_name"):
+        return "one process", ""
+    for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
+                         ("_cpu_affinity", "pins that process to CPUs"),
+                         ("_rlimit_rttime", "limits that process's real-time CPU time"),
+                         ("_no_swap", "locks that process's memory"),
+                         ("_priority", "sets that process's nice value")):
+        if name.endswith(suffix) and name.split("_")[0] in ("vrrp", "checker", "bfd"):
+            return "one process", what
+    if "snmp" in name or name == "enable_traps":
+        return "SNMP", ("runs an SNMP subagent" if name.startswith("enable_") else "")
+    if "dbus" in name:
+        return "DBus", ("offers a DBus interface" if name.startswith("enable_") else "")
+    return None
+
+
 def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
-    """Accepted but not acted upon; global_defs keeps the words for dumps."""
+    """Accepted but not acted upon; global_defs keeps the words for dumps. What changes keepalived's behaviour
+    but has no meaning for vrrpd is said once (a warning, so in --check and in the start-up log)."""
     p.config.accepted_only.append(f"{kw.file}:{kw.line}: {kw.text}")
+    why = no_meaning_here(kw.text)
+    if why is not None and why[1] and kw.text not in p.said_once:
+        p.said_once.add(kw.text)
+        vrrpd_is = "one process" if why[0] == "one process" else "without " + why[0]
+        p.warning(kw, f"{kw.text}: keepalived {why[1]}; vrrpd is {vrrpd_is} and ignores it")
     other = getattr(obj, "other", None)
     if isinstance(other, dict):
         other[kw.text] = [a.text for a in args]
@@ -1548,6 +1600,7 @@ class _Parser:
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
         self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
+        self.said_once: set = set()  # accepted-only keywords already warned about
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -2748,6 +2801,29 @@ def _g_lvs_timeouts(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> 
         g.lvs_timeouts[name] = _parse_int(value, 0, 86400 * 31)
 
 
+def parse_listen(text: str) -> Tuple[str, int]:
+    """ADDRESS:PORT or [IPv6]:PORT -> (address, port); ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"'{text}' is not ADDRESS:PORT")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"'{host}' is not an IP address (ADDRESS:PORT, [IPv6]:PORT)") from None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:  # 0: the kernel picks a free port
+        raise ValueError(f"port '{port}' is not 0-65535")
+    return str(address), int(port)
+
+
+def _g_metrics_listen(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    try:
+        parse_listen(args[0].text)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+    g.metrics_listen = args[0].text
+
+
 def _g_version(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
     value = _parse_int(args[0].text, 2, 3)
     if isinstance(obj, GlobalDefs):
@@ -2767,7 +2843,8 @@ for _name in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_lower_prio_no_advert",
               "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src", "v3_checksum_as_v2",
-              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop"):
+              "enable_script_security", "vrrp_notify_priority_changes", "lvs_flush", "vrrp_handover_on_stop",
+              "log_unknown_vrids"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _kw(_G, "lvs_flush_on_stop", _g_iptables("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS")
 _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
@@ -2797,8 +2874,42 @@ _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lamb
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
 _kw(_G, "vrrp_down_timer_adverts", _h_int("vrrp_down_timer_adverts", 1, 100))
-_accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
-             "vrrp_owner_ignore_adverts startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
+_kw(_G, "metrics_listen", _g_metrics_listen)
+_kw(_G, "vrrp_delay_after_boot", _h_time("vrrp_delay_after_boot", 0.001, 4294.967))
+_kw(_G, "vrrp_owner_ignore_adverts", _h_flag("vrrp_owner_ignore_adverts"), (0, 1), accept=_is_bool_word)
+
+
+def _garp_extra_if(attr: str, lo: int) -> Handler:
+    """garp_extra_if [all] SECS (vrrp_garp_extra_if in global_defs; the old name vmac_garp_intvl is deprecated)."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        words = [a.text for a in args]
+        if kw.text.endswith("vmac_garp_intvl"):
+            p.warning(kw, f"'{kw.text}' is deprecated", f"write '{attr}'")
+        every = words[0] == "all"
+        if every:
+            words = words[1:]
+        if len(words) != 1:
+            raise _Invalid("needs SECS (garp_extra_if [all] SECS)")
+        setattr(obj, attr, float(_parse_int(words[0], lo, 86400)))
+        setattr(obj, attr + "_all", every)
+    return handler
+
+
+def _g_min_garp(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """vrrp_min_garp: one gratuitous ARP/NA on becoming MASTER, no repeat, no refresh (where not already set)."""
+    if args and not _parse_bool(args[0].text):
+        return
+    defaults = GlobalDefs()
+    for attr, value in (("vrrp_garp_master_repeat", 1), ("vrrp_garp_master_refresh", 0.0),
+                        ("vrrp_garp_master_refresh_repeat", 0), ("vrrp_garp_master_delay", 0.0)):
+        if getattr(g, attr) == getattr(defaults, attr):
+            setattr(g, attr, value)
+
+
+_kw(_G, "vrrp_min_garp", _g_min_garp, (0, 1), accept=_is_bool_word)
+_kw(_G, "vrrp_garp_extra_if", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
+_kw(_G, "vrrp_vmac_garp_intvl", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
+_accept_only(_G, "startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
              "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
              "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
@@ -2809,7 +2920,7 @@ _accept_only(_G, "vrrp_min_garp vrrp_garp_extra_if vrrp_delay_after_boot "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
              "reload_time_file reload_repeat reload_file include_check state_dump_file "
-             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix log_unknown_vrids "
+             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
@@ -3048,8 +3159,7 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf garp_extra_if "
-             "timer_expired_backup owner_ignore_adverts "
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf "
              "old_unicast_checksum debug linkbeat_use_polling "
              "lvs_sync_daemon_interface")
 
@@ -3063,6 +3173,8 @@ def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]
 
 
 _kw(_I, "mcast_dst_ip", _i_mcast_dst_ip)
+_kw(_I, "garp_extra_if", _garp_extra_if("garp_extra_if", 0), (1, 2))
+_kw(_I, "vmac_garp_intvl", _garp_extra_if("garp_extra_if", 0), (1, 2))
 _kw(_I, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
 _kw(_I, "down_timer_adverts", _h_int("down_timer_adverts", 1, 100))
 _kw(_I, "kernel_rx_buf_size", _h_int("kernel_rx_buf_size", 0, 0xFFFFFFFF))
@@ -3070,6 +3182,15 @@ for _name in ("check_unicast_src", "promote_secondaries", "track_src_ip", "unica
               "no_virtual_ipaddress"):
     _kw(_I, _name, _h_flag(_name), (0, 0))
 _kw(_I, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
+_kw(_I, "owner_ignore_adverts", _h_flag("owner_ignore_adverts"), (0, 1), accept=_is_bool_word)
+
+
+def _i_timer_expired_backup(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    inst.timer_expired_backup = _parse_int(args[0].text, 1, 254) if args else 254
+
+
+for _name in ("timer_expired_backup", "thread_timer_expired"):
+    _kw(_I, _name, _i_timer_expired_backup, (0, 1), accept=_is_number)
 
 # -- vrrp_script, track_file, vrrp_track_process ----------------------------------------------------
 
@@ -3321,7 +3442,6 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "UDP_CHECK PING_CHECK ICMP_CHECK FILE_CHECK", (0, 0), "skip")
 _accept_only(_R, "tun_type tun_port")
 
 
@@ -3359,6 +3479,57 @@ def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
     url.digest = text
 
 
+def read_hex_str(text: str, wildcard: bool = False) -> Tuple[bytes, bytes]:
+    """keepalived's read_hex_str: octets separated by spaces; within a word digits pair up and an odd last
+    digit is an octet of its own ("Ab12f 3" is AB 12 0F 03). With `wildcard`, X/x is a masked nibble.
+    Returns (data, mask): mask bits 1 where the data must match."""
+    data, mask = bytearray(), bytearray()
+    for word in text.split():
+        if not re.fullmatch(r"[0-9A-Fa-f" + ("Xx" if wildcard else "") + r"]+", word):
+            raise _Invalid(f"'{word}' is not hex")
+        for k in range(0, len(word), 2):
+            pair = word[k:k + 2]
+            value = m = 0
+            for ch in pair:
+                value, m = value << 4, m << 4
+                if ch not in "Xx":
+                    value |= int(ch, 16)
+                    m |= 0xF
+            data.append(value)
+            mask.append(m)
+    return bytes(data), bytes(mask)
+
+
+def _c_payload(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.payload = read_hex_str(" ".join(a.text for a in args))[0]
+
+
+def _c_require_reply(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.require_reply = True
+    if args:
+        chk.reply_data, chk.reply_mask = read_hex_str(" ".join(a.text for a in args), wildcard=True)
+
+
+def _c_ping_check(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> Checker:
+    if kw.text == "ICMP_CHECK":
+        p.warning(kw, "keepalived has no ICMP_CHECK; read as PING_CHECK", "write PING_CHECK")
+    chk = Checker(kind="PING_CHECK", line=kw.line)
+    rs.checkers.append(chk)
+    return chk
+
+
+def _c_file_track(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.track_file = args[0].text
+
+
+def _c_file_weight(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    chk.file_weight = _parse_int(args[0].text, -2147483647, 2147483647)
+    if len(args) > 1:
+        if args[1].text not in ("reverse", "noreverse"):
+            raise _Invalid(f"'{args[1].text}' after the weight: only 'reverse' is allowed")
+        chk.file_weight_reverse = args[1].text == "reverse"
+
+
 def _c_dns_type(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
     text = args[0].text.upper()
     if text not in ("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"):
@@ -3373,9 +3544,19 @@ _kw(_R, "MISC_CHECK", _checker("MISC_CHECK"), (0, 0), "MISC_CHECK")
 _kw(_R, "SMTP_CHECK", _checker("SMTP_CHECK"), (0, 0), "SMTP_CHECK")
 _kw(_R, "DNS_CHECK", _checker("DNS_CHECK"), (0, 0), "DNS_CHECK")
 _kw(_R, "BFD_CHECK", _checker("BFD_CHECK"), (0, 0), "BFD_CHECK")
+_kw(_R, "UDP_CHECK", _checker("UDP_CHECK"), (0, 0), "UDP_CHECK")
+_kw(_R, "PING_CHECK", _c_ping_check, (0, 0), "PING_CHECK")
+_kw(_R, "ICMP_CHECK", _c_ping_check, (0, 0), "PING_CHECK")
+_kw(_R, "FILE_CHECK", _checker("FILE_CHECK"), (0, 0), "FILE_CHECK")
+_kw("FILE_CHECK", "track_file", _c_file_track)
+_kw("FILE_CHECK", "weight", _c_file_weight, (1, 2))
+_kw("UDP_CHECK", "payload", _c_payload, (1, None))
+_kw("UDP_CHECK", "require_reply", _c_require_reply, (0, None))
+_kw("UDP_CHECK", "min_reply_length", _h_int("min_reply_length", 0, 65535))
+_kw("UDP_CHECK", "max_reply_length", _h_int("max_reply_length", 0, 65535))
 _kw("BFD_CHECK", "name", _h_str("bfd_name"))
 _kw("BFD_CHECK", "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
-for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK"):
+for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK"):
     _kw(_blk, "connect_ip", _h_ip("connect_ip"))
     _kw(_blk, "connect_port", _h_int("connect_port", 0, 65535))
     _kw(_blk, "bindto", _h_ip("bindto"))
@@ -3505,6 +3686,8 @@ class _Validator:
             self.instance(inst)
             self.instance_strict(inst)
             self.instance_auth_hmac(inst)
+            self.instance_owner(inst)
+            self.instance_duplicates(inst)
             self.instance_vips(inst)
             self.instance_references(inst, vrids)
         self.commands()
@@ -3543,6 +3726,50 @@ class _Validator:
             if ref.name not in self.cfg.bfd_instances:
                 self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
                 refs.remove(ref)
+
+    def instance_owner(self, inst: VrrpInstance) -> None:
+        """keepalived 2.3's owner_ignore_adverts (only at priority 255) and timer_expired_backup (needs nopreempt)."""
+        f, ln = inst.file, inst.line
+        if inst.priority != 255:
+            if inst.owner_ignore_adverts:
+                self.warn(f, self.line_of(inst, "owner_ignore_adverts", ln), f"({inst.name}) owner_ignore_adverts "
+                          "requires priority 255 - clearing")
+            inst.owner_ignore_adverts = False
+        elif inst.owner_ignore_adverts is None:
+            strict = inst.strict_mode if inst.strict_mode is not None else self.g.vrrp_strict
+            inst.owner_ignore_adverts = bool(strict or self.g.vrrp_owner_ignore_adverts)
+        elif not inst.owner_ignore_adverts:
+            # as keepalived 2.4.3 codes it, even without strict mode
+            self.warn(f, self.line_of(inst, "owner_ignore_adverts", ln), f"({inst.name}) strict_mode with priority "
+                      "255 requires owner_ignore_adverts")
+            inst.owner_ignore_adverts = True
+        if inst.timer_expired_backup is not None and not inst.nopreempt:
+            self.warn(f, self.line_of(inst, "timer_expired_backup", ln), f"({inst.name}) expired_timer_backup "
+                      "requires nopreempt")
+            inst.timer_expired_backup = None
+
+    def instance_duplicates(self, inst: VrrpInstance) -> None:
+        """keepalived 2.3.3: a VIP (or eVIP) already given on the same interface, and a unicast_peer given twice,
+        are dropped with a warning."""
+        seen: Dict[Tuple[Any, Optional[str]], VirtualIP] = {}
+        for attr in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+            kept = []
+            for vip in getattr(inst, attr):
+                key = (vip.address.ip, vip.dev or inst.interface)
+                if key in seen:
+                    self.warn(inst.file, vip.line, f"({inst.name}): VIP duplicates a VIP {vip.address.ip} - ignoring")
+                    continue
+                seen[key] = vip
+                kept.append(vip)
+            setattr(inst, attr, kept)
+        peers: List[UnicastPeer] = []
+        for peer in inst.unicast_peer:
+            if any(p.address == peer.address for p in peers):
+                self.warn(inst.file, self.line_of(inst, "unicast_peer", inst.line),
+                          f"({inst.name}) unicast_peer {peer.address} given twice - ignoring")
+                continue
+            peers.append(peer)
+        inst.unicast_peer = peers
 
     def instance_vips(self, inst: VrrpInstance) -> None:
         """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
@@ -3809,8 +4036,24 @@ class _Validator:
         vsg = self.cfg.virtual_server_groups.get(vs.group or "")
         return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
 
+    def checkers(self, vs: VirtualServer) -> None:
+        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
+        for rs in vs.real_servers:
+            for chk in list(rs.checkers):
+                if chk.kind == "FILE_CHECK":
+                    if chk.track_file is None:
+                        self.warn(vs.file, chk.line, "FILE_CHECK has no track_file specified - ignoring")
+                        rs.checkers.remove(chk)
+                    elif chk.track_file not in self.cfg.track_files:
+                        self.err(vs.file, chk.line, f"FILE_CHECK track_file '{chk.track_file}' names no track_file "
+                                 "block", "track_file NAME { file PATH }")
+                elif chk.kind == "UDP_CHECK" and chk.min_reply_length > chk.max_reply_length:
+                    self.warn(vs.file, chk.line, f"UDP_CHECK min_reply_length {chk.min_reply_length} > "
+                              f"max_reply_length {chk.max_reply_length} - will always fail")
+
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
+        self.checkers(vs)
         if vs.group is not None and vs.group not in self.cfg.virtual_server_groups:
             self.err(f, ln, f"virtual_server group '{vs.group}' names no virtual_server_group")
         if not vs.real_servers:
@@ -3922,8 +4165,12 @@ def keyword_table_markdown() -> str:
     rows = ["| block | keywords | vrrpd |", "|---|---|---|"]
     for block, spec in KEYWORDS.items():
         title = "(top level)" if block == "top" else BLOCK_TITLES.get(block, block)
-        for supported, what in ((True, "supported"), (False, "accepted, not acted upon")):
-            names = sorted((n for n, kw in spec.items() if kw.supported is supported), key=str.lower)
+        kinds = (("supported", lambda n, kw: kw.supported),
+                 ("accepted, not acted upon (no meaning in one process without SNMP and DBus)",
+                  lambda n, kw: not kw.supported and no_meaning_here(n) is not None),
+                 ("accepted, not yet acted upon", lambda n, kw: not kw.supported and no_meaning_here(n) is None))
+        for what, wanted in kinds:
+            names = sorted((n for n, kw in spec.items() if wanted(n, kw)), key=str.lower)
             if names:
                 rows.append(f"| {title} | {' '.join(f'`{n}`' for n in names)} | {what} |")
     return "\n".join(rows) + "\n"
@@ -4147,6 +4394,103 @@ def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
     """The Ethernet multicast address of an IPv4 group (01:00:5e + low 23 bits)."""
     low = int(group) & 0x7FFFFF
     return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
+
+
+# -- classic BPF receive filter (linux/filter.h): what the kernel drops before vrrpd wakes up ---------
+
+BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
+BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
+BPF_IMM, BPF_ABS, BPF_IND, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x80, 0xA0
+BPF_SUB, BPF_AND = 0x10, 0x50
+BPF_JA, BPF_JEQ, BPF_JGE = 0x00, 0x10, 0x30
+BPF_K, BPF_X = 0x00, 0x08
+SKF_NET_OFF = -0x100000  # loads relative to the network header (an IPv6 raw socket sees the VRRP message at 0)
+BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+BPF_ACCEPT = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class RxFilter:
+    """What one VRRP socket's kernel filter lets through: adverts of these (version << 4 | type) bytes, of these
+    VRIDs (None: any, for log_unknown_vrids), at least `min_length` bytes of VRRP, and multicast ones with
+    TTL/hop limit 255 (RFC 5798 section 7.1; unicast TTLs are unicast_peer's min_ttl/max_ttl, checked in user
+    space)."""
+
+    family: int
+    kinds: Tuple[int, ...]
+    vrids: Optional[Tuple[int, ...]]
+    min_length: int = VRRP_HEADER_LEN
+
+    def describe(self) -> str:
+        versions = ",".join(str(k >> 4) for k in self.kinds)
+        vrids = "any" if self.vrids is None else ",".join(map(str, self.vrids))
+        return f"multicast TTL 255, VRRP length >= {self.min_length}, version {versions}, VRID {vrids}"
+
+
+def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]]) -> RxFilter:
+    """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
+    kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
+    # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
+    min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
+    return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length)
+
+
+def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
+    """The classic BPF program of `f` as (code, jt, jf, k) instructions; it returns 0 (drop) or BPF_ACCEPT.
+
+    An IPv4 raw socket's filter sees the packet from its IP header; an IPv6 one sees the VRRP message, and
+    reaches the IPv6 header (destination, hop limit) through SKF_NET_OFF."""
+    prog: List[list] = []  # [code, jt, jf, k], jumps as label names or None (next instruction)
+    labels: Dict[str, int] = {}
+
+    def op(code: int, k: int = 0, jt: Optional[str] = None, jf: Optional[str] = None) -> None:
+        prog.append([code, jt, jf, k & 0xFFFFFFFF])
+
+    if f.family == 4:
+        op(BPF_LDX | BPF_B | BPF_MSH, 0)  # X = IP header length
+        op(BPF_LD | BPF_W | BPF_LEN)
+        op(BPF_ALU | BPF_SUB | BPF_X)  # A = VRRP length
+        op(BPF_JMP | BPF_JGE | BPF_K, f.min_length, jf="drop")
+        op(BPF_LD | BPF_B | BPF_ABS, 16)  # first byte of the destination
+        op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xE0, jf="vrrp")
+        op(BPF_LD | BPF_B | BPF_ABS, 8)  # TTL
+        op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
+        byte0, byte1 = (BPF_LD | BPF_B | BPF_IND, 0), (BPF_LD | BPF_B | BPF_IND, 1)
+    else:
+        op(BPF_LD | BPF_W | BPF_LEN)
+        op(BPF_JMP | BPF_JGE | BPF_K, f.min_length, jf="drop")
+        op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 24)  # first byte of the destination
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xFF, jf="vrrp")
+        op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 7)  # hop limit
+        op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
+        byte0, byte1 = (BPF_LD | BPF_B | BPF_ABS, 0), (BPF_LD | BPF_B | BPF_ABS, 1)
+    labels["vrrp"] = len(prog)
+    op(*byte0)  # version and type
+    for kind in f.kinds:
+        op(BPF_JMP | BPF_JEQ | BPF_K, kind, jt="vrid")
+    labels["drop"] = len(prog)
+    op(BPF_RET | BPF_K, 0)
+    labels["vrid"] = len(prog)
+    if f.vrids is not None:
+        op(*byte1)
+        for vrid in f.vrids:
+            op(BPF_JMP | BPF_JEQ | BPF_K, vrid, jt="accept")
+        op(BPF_RET | BPF_K, 0)
+    labels["accept"] = len(prog)
+    op(BPF_RET | BPF_K, BPF_ACCEPT)
+    out = []
+    for i, (code, jt, jf, k) in enumerate(prog):
+        offsets = [0 if j is None else labels[j] - i - 1 for j in (jt, jf)]
+        if not all(0 <= o <= 255 for o in offsets):
+            raise ValueError(f"BPF jump out of range at {i}")
+        out.append((code, offsets[0], offsets[1], k))
+    return out
+
+
+def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
+    """The array of struct sock_filter that SO_ATTACH_FILTER points to."""
+    return b"".join(BPF_INSN.pack(*insn) for insn in program)
 
 
 # -- netlink message and attribute packing (generic; rtnetlink and generic netlink both use it) -------
@@ -5093,7 +5437,7 @@ class VrrpMachine:
     # the settings a reload may change without disturbing the state (reconfigure)
     SETTINGS = ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                "higher_prio_send_advert", "down_timer_adverts")
+                "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts", "timer_expired_backup")
 
     def __init__(
         self,
@@ -5113,6 +5457,8 @@ class VrrpMachine:
         garp_lower_prio_repeat: int = 0,
         skip_check_adv_addr: bool = False,
         higher_prio_send_advert: bool = False,
+        owner_ignore_adverts: bool = False,
+        timer_expired_backup: Optional[int] = None,
         down_timer_adverts: int = 3,
     ):
         self.name = name
@@ -5135,6 +5481,11 @@ class VrrpMachine:
         self.garp_lower_prio_repeat = garp_lower_prio_repeat
         self.skip_check_adv_addr = skip_check_adv_addr
         self.higher_prio_send_advert = higher_prio_send_advert
+        self.owner_ignore_adverts = owner_ignore_adverts
+        self.timer_expired_backup = timer_expired_backup
+        # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
+        self.owner_conflicts = 0
+        self.owner_reduced = False
         # set while a weight-0 tracker has not reported yet: keepalived does not become MASTER then
         self.hold_master = False
         self.state = State.INIT
@@ -5163,10 +5514,6 @@ class VrrpMachine:
             setattr(self, attr, getattr(fresh, attr))
         if self.state != State.BACKUP or self.version == 2:
             self.master_adver_int = self.advert_int
-
-    def master_down_due(self, now: float) -> bool:
-        """A BACKUP whose Master_Down_Timer has run out (the Daemon asks its sync group first)."""
-        return self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer
 
     @property
     def parked(self) -> bool:
@@ -5213,6 +5560,10 @@ class VrrpMachine:
         replaces the 3: an RFC deviation that every router of the VRID must share)."""
         return self.down_timer_adverts * self.master_adver_int + self.skew_time
 
+    def master_down_due(self, now: float) -> bool:
+        """True when on_timer(now) would act on an expired Master_Down_Timer (a BACKUP declaring the master gone)."""
+        return self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer
+
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
         return min(deadlines) if deadlines else None
@@ -5251,6 +5602,15 @@ class VrrpMachine:
             acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
             acts += self._become_master(now, *self._takeover_reason(now))
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
+            if self.timer_expired_backup is not None:
+                # keepalived's timer_expired_backup: the loop ran so late that a backup (of priority at most P)
+                # has taken over by now; step back quietly, without priority 0
+                other = self.timer_expired_backup
+                skew = (256 - other) / 256.0 if self.version == 2 else (256 - other) * self.advert_int / 256.0
+                late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
+                if late > 0:
+                    return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
+                                       logging.WARNING)] + self._enter_backup(now)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -5269,10 +5629,13 @@ class VrrpMachine:
                                  f"ours {self.effective_priority}")
         return "no-response", f"no advert from master {master} for {ago:.2f} s"
 
-    def check_advert(self, adv: VrrpAdvert) -> Optional[Tuple[str, str]]:
+    def check_advert(self, adv: VrrpAdvert, src: Any = None) -> Optional[Tuple[str, str]]:
         """The per-instance receive checks of RFC 5798 section 7.1 and keepalived; (counter, log text) to drop.
 
         Address-list mismatches are reported with counter "addr_mismatch" but do not drop (keepalived >= 2.3.3)."""
+        if self.owner_ignore_adverts and self.priority == 255 and self.effective_priority == 255:
+            # RFC 5798 section 6.4.3 read literally (keepalived's owner_ignore_adverts): the owner hears nobody
+            return "owner_ignore", f"Dropping packet(s) from {src} since we are address owner"
         if adv.version != self.version:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
@@ -5339,6 +5702,18 @@ class VrrpMachine:
             return [SendAdvert(self.effective_priority)]
         higher = adv.priority > self.effective_priority or (
             adv.priority == self.effective_priority and self.primary_ip is not None and int(src) > int(self.primary_ip))
+        pre: List[Action] = []
+        if adv.priority == 255 and self.effective_priority == 255:
+            # keepalived 2.3.3: two routers both configured as the address owner
+            if higher:
+                pre.append(Log(f"({self.name}) CONFIGURATION ERROR: {src} and we are both configured as address "
+                               "owner", logging.ERROR))
+            else:
+                self.owner_conflicts += 1
+                if self.owner_conflicts >= 2:
+                    self.owner_reduced, self.effective_priority, higher = True, 254, True
+                    pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
+                                   "reducing our priority", logging.ERROR))
         if higher:
             # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
             #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
@@ -5352,7 +5727,7 @@ class VrrpMachine:
                 acts.append(SendAdvert(self.effective_priority))
             if self.version == 3:
                 self.master_adver_int = adv.advert_int
-            acts += self._enter_backup(now, reason="priority", detail=why)
+            acts = pre + acts + self._enter_backup(now, reason="priority", detail=why)
             self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
             return acts
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
@@ -5367,9 +5742,10 @@ class VrrpMachine:
         return acts
 
     def set_effective_priority(self, now: float, priority: int) -> List[Action]:
-        """Trackers changed the priority; the base priority 255 (address owner) never changes."""
+        """Trackers changed the priority; the base priority 255 (address owner) never changes (except to 254
+        while another router also claims ownership)."""
         if self.priority == 255:
-            priority = 255
+            priority = 254 if self.owner_reduced else 255
         else:
             priority = max(1, min(254, priority))
         if priority == self.effective_priority:
@@ -5436,6 +5812,10 @@ class VrrpMachine:
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
         self.master_ip = self.primary_ip
+        self.owner_conflicts = 0
+        if self.owner_reduced:
+            # the other claimed owner has gone quiet: we are the owner again (keepalived 2.3.3)
+            self.owner_reduced, self.effective_priority = False, 255
         # the VIPs go up just before the advert (the RFC does not order them), so the old master, which drops
         # them on hearing us, and the client, which follows our GARPs, never find the address missing
         acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE")]
@@ -5527,7 +5907,7 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
             adv = decode_advert(payload, family=6)
     except PacketError as exc:
         return Drop(exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
-    problem = machine.check_advert(adv)
+    problem = machine.check_advert(adv, src)
     if problem is not None:
         return Drop(problem[0], f"({name}) {problem[1]}")
     return adv
@@ -5872,6 +6252,8 @@ class _ScriptRunner:
         self.tracking = tracking
         self.script = script
         self.result = ScriptResult(script.rise, script.fall, script.init_fail)
+        self.started = 0.0  # when the running child started (loop time)
+        self.last_duration: Optional[float] = None  # seconds the last run took (metrics)
         self.child: Optional[Child] = None
         self.timer: Optional[Timer] = None
         self.last_status: Optional[int] = None
@@ -5925,10 +6307,12 @@ class _ScriptRunner:
             log.info("VRRP_Script(%s) can run again", name)
             self.problem = None
         self.child = child
+        self.started = loop.time()
 
     def _on_exit(self, child: Child) -> None:
         self.child = None
         self.runs += 1
+        self.last_duration = self.tracking.loop.time() - self.started
         name = self.script.name
         code = child.returncode if child.returncode is not None else -1
         if child.timed_out:
@@ -6321,7 +6705,8 @@ class Tracking:
             "vrrp_script": {
                 name: {"state": r.result.state, "result": r.result.result, "rise": r.result.rise,
                        "fall": r.result.fall, "weight": r.script.weight, "last_status": r.last_status,
-                       "runs": r.runs, "problem": r.problem}
+                       "runs": r.runs, "problem": r.problem, "running": r.child is not None,
+                       "last_duration": r.last_duration}
                 for name, r in self.scripts.items()},
             "track_file": {
                 name: {"path": w.track_file.path, "value": w.value, "weight": w.track_file.weight}
@@ -6364,6 +6749,10 @@ def checker_params(vs: VirtualServer, rs: RealServer, chk: Checker) -> CheckerPa
     if chk.kind == "BFD_CHECK":  # the session's state is the result: no retries, no warm-up
         return CheckerParams(delay_loop=delay_loop, connect_timeout=5.0, retry=0, delay_before_retry=1.0,
                              warmup=0.0, alpha=pick(chk.alpha, rs.alpha, vs.alpha))
+    if chk.kind == "FILE_CHECK":  # the file's value is the result at once (keepalived watches it with inotify;
+        # vrrpd reads it at least every second); none of the common checker options apply
+        return CheckerParams(delay_loop=min(delay_loop, 1.0), connect_timeout=5.0, retry=0, delay_before_retry=1.0,
+                             warmup=0.0, alpha=False)
     default_dbr = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(chk.kind, 1.0)
     return CheckerParams(
         delay_loop=delay_loop,
@@ -6405,6 +6794,32 @@ class CheckDecision:
             self.up = False
             return False, now + p.delay_loop
         return None, now + p.delay_loop
+
+
+def udp_reply_ok(chk: Checker, data: bytes) -> bool:
+    """UDP_CHECK's judgement of a reply. As keepalived codes it, the length bounds apply only with reply data;
+    the data must match over min(len(reply), len(data)) octets, masked nibbles (X) ignored."""
+    if not chk.require_reply or chk.reply_data is None:
+        return True
+    if not chk.min_reply_length <= len(data) <= chk.max_reply_length:
+        return False
+    mask = chk.reply_mask or b"\xff" * len(chk.reply_data)
+    return all((a ^ b) & m == 0 for a, b, m in zip(data, chk.reply_data, mask))
+
+
+def file_check_result(value: Optional[int], weight: int, reverse: bool, base_weight: int) -> Tuple[bool, Optional[int]]:
+    """FILE_CHECK from the track_file's value: (up, real server weight or None for the configured one).
+
+    weight 0: a non-zero value is DOWN (with reverse, zero is); else value x weight (negated with reverse) is
+    added to the real server's weight, and a result at or below INT32_MIN is DOWN (keepalived's rules)."""
+    value = value or 0
+    if weight == 0:
+        down = value != 0
+        return (down if reverse else not down), None
+    total = base_weight + value * weight * (-1 if reverse else 1)
+    if total <= -(2**31):
+        return False, None
+    return True, max(0, min(total, 2**31 - 1))
 
 
 def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool) -> Tuple[bool, Optional[int]]:
@@ -6668,7 +7083,102 @@ class BfdSession:
 NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
+SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
+SO_RXQ_OVFL = 40  # SOL_SOCKET option: each datagram carries how many the full receive queue made the kernel drop
+IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
+IPTOS_PREC_INTERNETCONTROL = 0xC0  # keepalived's IP_TOS / IPV6_TCLASS for adverts (CS6, network control)
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
+VRRP_RCVBUF = 1 << 20  # the receive buffer of a VRRP socket unless kernel_rx_buf_size asks for more
+
+
+def attach_filter(sock: socket.socket, code: bytes) -> None:
+    """SO_ATTACH_FILTER: the kernel runs `code` (bpf_bytes()) on each packet and queues only what it accepts.
+
+    The sock_fprog points into our memory, hence ctypes (imported here: python3-minimal may lack it; then
+    OSError, and user space goes on checking everything as before)."""
+    try:
+        import ctypes
+    except ImportError as exc:
+        raise OSError(errno.ENOSYS, "no ctypes for SO_ATTACH_FILTER") from exc
+    buf = ctypes.create_string_buffer(code, len(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                    struct.pack("@HP", len(code) // BPF_INSN.size, ctypes.addressof(buf)))
+
+
+def set_rcvbuf(sock: socket.socket, size: int) -> None:
+    """SO_RCVBUF of `size` bytes, past net.core.rmem_max with SO_RCVBUFFORCE when we may (keepalived's
+    kernel_rx_buf_size is honoured whole)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < 2 * size:  # the kernel doubles what it grants
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        except OSError:
+            pass
+
+
+def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
+    try:
+        sock.setsockopt(level, option, value)
+    except OSError:
+        pass  # an older kernel: only an optimisation is lost
+
+
+def kernel_holds_packets(sock: Optional[socket.socket]) -> bool:
+    """True while the kernel holds an unread datagram for `sock` (a peek that takes nothing)."""
+    if sock is None:
+        return False
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    return True
+
+
+class _RxSocket:
+    """What the receive path needs of every VRRP socket, both families: the kernel filter, the receive buffer,
+    and how many datagrams the kernel dropped for a full queue."""
+
+    sock: socket.socket
+    ifname: str
+
+    def _rx_init(self) -> None:
+        self.rx_filter: Optional[RxFilter] = None
+        self.rx_filter_error: Optional[str] = None
+        self.rcvbuf = VRRP_RCVBUF
+        self.queue_drops = 0  # SO_RXQ_OVFL: datagrams the kernel dropped because the receive queue was full
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        set_rcvbuf(self.sock, self.rcvbuf)
+
+    def set_filter(self, rx_filter: Optional[RxFilter]) -> None:
+        """Attach (or replace) the kernel filter; None leaves the socket as it is. A failure is remembered
+        and logged once: vrrpd then checks every packet in user space, as without a filter."""
+        if rx_filter is None or rx_filter == self.rx_filter:
+            return
+        try:
+            attach_filter(self.sock, bpf_bytes(vrrp_filter_program(rx_filter)))
+        except (OSError, ValueError) as exc:
+            if self.rx_filter_error is None:
+                log.warning("cannot attach the VRRP receive filter on %s: %s", self.ifname, exc)
+            self.rx_filter_error = str(exc)
+            return
+        self.rx_filter, self.rx_filter_error = rx_filter, None
+
+    def receive_nothing(self) -> None:
+        """A socket only for sending (a VMAC's): the kernel queues nothing for it (keepalived does the same)."""
+        try:
+            attach_filter(self.sock, bpf_bytes([(BPF_RET | BPF_K, 0, 0, 0)]))
+            self.set_rcvbuf(0)
+        except OSError:
+            pass
+
+    def set_rcvbuf(self, size: int) -> None:
+        if size != self.rcvbuf:
+            self.rcvbuf = size
+            set_rcvbuf(self.sock, size)
+
+    def _overflow(self, value: bytes) -> None:
+        if len(value) >= 4:
+            self.queue_drops = struct.unpack_from("=I", value)[0]
 
 
 class NetlinkSocket:
@@ -6837,7 +7347,7 @@ class RtnetlinkMonitor:
         self.sock.close()
 
 
-class VrrpSocket:
+class VrrpSocket(_RxSocket):
     """The raw VRRP socket of one interface and one family (RFC 5798 section 5.1).
 
     IPv4 adverts go out with our own header (IP_HDRINCL: source, TTL and TOS are ours to set); IPv6 ones
@@ -6856,12 +7366,13 @@ class VrrpSocket:
         sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, protocol)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             if family == 4:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(bytes(4), bytes(4), ifindex))
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
             else:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
@@ -6870,11 +7381,14 @@ class VrrpSocket:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+                _optional_sockopt(sock, socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)  # Linux >= 4.20
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, IPTOS_PREC_INTERNETCONTROL)
             sock.setblocking(False)
+            self.sock = sock
+            self._rx_init()
         except OSError:
             sock.close()
             raise
-        self.sock = sock
 
     def join(self, group: IPAddress) -> None:
         """Join `group` on this interface (by interface index)."""
@@ -6914,6 +7428,8 @@ class VrrpSocket:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
                 received_at = sec + nsec * 1e-9
+            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                self._overflow(value)
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
                 hoplimit = struct.unpack_from("=i", value)[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
@@ -7306,6 +7822,9 @@ class _CheckRunner:
         self.busy = False
         self.last_result = ""
         self.due = self.loop.time()
+        self.began = self.due
+        self.latency: Optional[float] = None
+        self.results = {True: 0, False: 0}  # checks that succeeded / failed
         self.attempt = 0
         self.stopped = False
         self.watching = 0  # bit 1: the socket is registered for reading, bit 2: for writing
@@ -7358,7 +7877,8 @@ class _CheckRunner:
         self.attempt += 1
         self.timer = None
         self.busy = True
-        late = self.loop.time() - self.due
+        self.began = self.loop.time()
+        late = self.began - self.due
         self.manager.max_late = max(self.manager.max_late, late)
         if self.manager.late_samples is not None:
             self.manager.late_samples.append(late)
@@ -7376,6 +7896,8 @@ class _CheckRunner:
             return
         self.busy = False
         self.last_result = "ok" if ok else reason
+        self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
+        self.results[ok] += 1
         was_up = self.decision.up
         if not ok and (was_up or self.chk.log_all_failures):
             log.info("%s", reason)
@@ -7708,9 +8230,169 @@ class _BfdCheck(_CheckRunner):
         return f"=> BFD CHECK {self.chk.bfd_name} failed"
 
 
+UDP_CHECK_PAYLOAD = b"keepalived check - keepalived ch"  # keepalived's default: 32 bytes of this pattern
+PING_CHECK_PAYLOAD = (b"keepalived check - " * 7)[:128]
+IP_RECVERR, IPV6_RECVERR = 11, 25
+
+
+class _UdpCheck(_CheckRunner):
+    """UDP_CHECK: send the payload on a connected UDP socket. Without require_reply silence is success and an
+    ICMP unreachable (IP_RECVERR) failure; with it a matching reply is needed."""
+
+    def begin(self) -> None:
+        ip, _port = self.target
+        v6 = ip.version == 6
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = sock
+        self.watching = 0
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
+        try:
+            sock.connect(self.sockaddr)
+            sock.send(self.chk.payload if self.chk.payload is not None else UDP_CHECK_PAYLOAD)
+        except OSError:
+            self._done(False, f"UDP connection to {self.name} failed.")
+            return
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:  # ICMP destination unreachable, as the kernel reports it on a connected socket
+            self._done(False, f"UDP connection to {self.name} failed.")
+            return
+        if udp_reply_ok(self.chk, data):
+            self._done(True)
+        else:
+            self._done(False, f"UDP check to {self.name} reply data mismatch.")
+
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
+        self.deadline = None
+        if self.chk.require_reply:
+            self._done(False, f"UDP connection to {self.name} failed.")
+        else:
+            self._done(True)  # keepalived: no answer and no ICMP error is a success
+
+    def _success_line(self) -> str:
+        return f"UDP connection to {self.name} success."
+
+
+class _PingCheck(_CheckRunner):
+    """PING_CHECK: an ICMP (or ICMPv6) echo request without a subprocess, on a ping socket (SOCK_DGRAM), or a
+    raw socket where net.ipv4.ping_group_range does not allow that. Success: the echo reply with our sequence."""
+
+    seq = 0
+
+    def begin(self) -> None:
+        ip = self.target[0]
+        v6 = ip.version == 6
+        family, proto = (socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6 else (socket.AF_INET, socket.IPPROTO_ICMP)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+            self.raw = False
+        except OSError:
+            sock = socket.socket(family, socket.SOCK_RAW, proto)
+            self.raw = True
+        self.sock = sock
+        self.watching = 0
+        sock.setblocking(False)
+        self.seq = self.seq % 0xFFFF + 1
+        self.ident = int.from_bytes(os.urandom(2), "big")
+        header = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, self.ident, self.seq)
+        if self.raw and not v6:  # the kernel sums ping sockets and ICMPv6; raw ICMP is ours
+            header = header[:2] + struct.pack("!H", inet_checksum(header + PING_CHECK_PAYLOAD)) + header[4:]
+        if self.chk.bindto is not None:
+            sock.bind((str(self.chk.bindto), 0))
+        try:
+            sock.connect((str(ip), 0))
+            sock.send(header + PING_CHECK_PAYLOAD)
+        except OSError:
+            self._done(False, f"send {'ICMPv6' if v6 else 'ICMP'} packet fail")
+            return
+        self._deadline(self.params.connect_timeout)
+        self._watch(False, self._read)
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        v6 = self.target[0].version == 6
+        what = "ICMPv6" if v6 else "ICMP"
+        try:
+            data = self.sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._done(False, f"recv {what} packet error")
+            return
+        if self.raw and not v6 and data:
+            data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 delivers the IP header
+        if len(data) < 8:
+            self._done(False, f"Error, got short {what} packet, {len(data)} bytes")
+            return
+        kind, _code, _sum, ident, seq = struct.unpack_from("!BBHHH", data)
+        if self.raw and (kind in (8, 128) or ident != self.ident):
+            return  # a raw socket sees every ICMP message from the address: not ours
+        if kind != (129 if v6 else 0):
+            self._done(False, f"Got {what} packet with type 0x{kind:x}")
+        elif seq != self.seq:
+            self._done(False, f"Ping reply expected seq no {self.seq}, received {seq}")
+        else:
+            self._done(True)
+
+    def _timeout(self, token: int) -> None:
+        if token != self.attempt or not self.busy:
+            return
+        self.deadline = None
+        what = "ICMPv6" if self.target[0].version == 6 else "ICMP"
+        self._done(False, f"{what} connection to address {self.name} timeout.")
+
+    def _label(self) -> str:
+        return "ICMP CHECK"
+
+    def _success_line(self) -> str:
+        return f"{'ICMPv6' if self.target[0].version == 6 else 'ICMP'} connection to {self.name} success."
+
+
+class _FileCheck(_CheckRunner):
+    """FILE_CHECK: the value of a track_file decides (weight 0) or moves the real server's weight."""
+
+    def begin(self) -> None:
+        tf = self.manager.config.track_files.get(self.chk.track_file or "")
+        if tf is None:
+            self._done(False, f"FILE_CHECK track_file {self.chk.track_file} is not defined")
+            return
+        try:
+            with open(tf.path, "rb") as fh:
+                text = fh.read(127).decode(errors="replace")
+        except OSError:
+            text = ""  # an absent file reads as 0
+        value = parse_track_file_value(text)
+        if value is None:
+            log.info("Invalid number %s read from %s - ignoring", text.strip(), tf.path)
+            self._done(self.decision.up, "", self.decision.weight)
+            return
+        weight = self.chk.file_weight if self.chk.file_weight is not None else tf.weight
+        reverse = self.chk.file_weight_reverse if self.chk.file_weight is not None else tf.weight_reverse
+        up, rs_weight = file_check_result(value, weight, reverse, self.rs.weight)
+        if up != self.decision.up:
+            log.debug("(%s): tracked file %s %s FAULT state", self.name, tf.name, "leaving" if up else "now")
+        self._done(up, f"tracked file {tf.name} of {self.name} is {value}", rs_weight)
+
+    def _success_line(self) -> str:
+        return f"FILE_CHECK on service {self.name} succeeded."
+
+
 _CHECK_RUNNERS = {"TCP_CHECK": _TcpCheck, "HTTP_GET": _HttpCheck, "SSL_GET": _HttpCheck,
                   "MISC_CHECK": _MiscCheck, "SMTP_CHECK": _SmtpCheck, "DNS_CHECK": _DnsCheck,
-                  "BFD_CHECK": _BfdCheck}
+                  "BFD_CHECK": _BfdCheck, "UDP_CHECK": _UdpCheck, "PING_CHECK": _PingCheck,
+                  "FILE_CHECK": _FileCheck}
 
 
 # -- the manager -------------------------------------------------------------------------------
@@ -7829,7 +8511,9 @@ class LvsManager:
             out["virtual_servers"].append({
                 "name": _vs_name(vsr.vs), "quorum_up": vsr.quorum_up,
                 "real_servers": [{"address": str(k[0]), "port": k[1], "alive": r.alive, "weight": r.weight,
-                                  "checkers": [{"kind": c.chk.kind, "up": c.decision.up, "last": c.last_result}
+                                  "checkers": [{"kind": c.chk.kind, "up": c.decision.up, "last": c.last_result,
+                                                "latency": c.latency, "ok_total": c.results[True],
+                                                "failed_total": c.results[False]}
                                                for c in r.checkers]} for k, r in vsr.rs.items()],
             })
         return out
@@ -8767,8 +9451,13 @@ class EventLoop:
                 due.append(timer)
         with self._lock:
             ready, self._ready = self._ready, []
-        # Each handler is looked up again just before it runs: an earlier callback of this same pass may have
-        # removed a reader (and closed its socket) or cancelled a timer that had already fallen due.
+        # Due timers first: an advert due now leaves before the next batch of a flooded socket is read (each
+        # reader takes a bounded batch per pass). Each handler is looked up again just before it runs: an
+        # earlier callback of this same pass may have removed a reader (and closed its socket) or cancelled a
+        # timer that had already fallen due.
+        for timer in due:
+            if not timer.cancelled:
+                self._call(timer.callback, timer.args)
         for key, mask in events:
             for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
                 if mask & flag:
@@ -8777,9 +9466,6 @@ class EventLoop:
                         self._call(*handlers[slot])
         for callback, args in ready:
             self._call(callback, args)
-        for timer in due:
-            if not timer.cancelled:
-                self._call(timer.callback, timer.args)
 
     @staticmethod
     def _call(callback: Callable[..., Any], args: tuple) -> None:
@@ -9298,12 +9984,27 @@ class _RateLimit:
             self.last[key] = (last + self.period, 0)
 
 
+RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
 def instance_family(inst: VrrpInstance) -> int:
     """4 or 6: `native_ipv6` makes an instance IPv6 even without IPv6 VIPs (keepalived), else its first VIP."""
     return 6 if inst.native_ipv6 else inst.family
+
+
+def startup_delay(g: GlobalDefs, uptime: Optional[float] = None) -> float:
+    """vrrp_startup_delay, or what is left of vrrp_delay_after_boot since boot (/proc/uptime), whichever is longer."""
+    after_boot = 0.0
+    if g.vrrp_delay_after_boot > 0:
+        if uptime is None:
+            try:
+                with open("/proc/uptime") as f:
+                    uptime = float(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                uptime = 0.0
+        after_boot = g.vrrp_delay_after_boot - uptime
+    return max(g.vrrp_startup_delay, after_boot, 0.0)
 
 
 class InstanceRuntime:
@@ -9336,9 +10037,12 @@ class InstanceRuntime:
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
+        # (Master_Down_Timer, since): a due master-down timeout waiting for the adverts still queued in the kernel
+        self.backlog_wait: Optional[Tuple[float, float]] = None
         self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
         self.rules_set: List[Rule] = []
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
+        self.logged: set = set()  # bad-advert classes logged since the last MASTER change (RFC 9568)
         self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
         self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
 
@@ -9374,6 +10078,7 @@ class Daemon:
         self.ratelimit = _RateLimit(schedule=self.loop.call_later)
         self._pending_logs: List[str] = []
         self.stopping = False
+        self.startup_pending = False  # within vrrp_startup_delay / vrrp_delay_after_boot: machines wait in INIT
         self._shutting_down_all = False
         self.finished = False
         self.exit_code = 0
@@ -9401,7 +10106,7 @@ class Daemon:
         self.loop.add_reader(self.monitor.sock, self._on_netlink)
         self.rtnl = self.kernel.rtnetlink()
         self.links = self.rtnl.links()
-        self.addrs = self.rtnl.addresses()
+        self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
         self.firewall.start(no_accept_vips(self.config))
         self._set_sync_groups(self.config)
@@ -9414,13 +10119,17 @@ class Daemon:
         if self.config.vrrp_instances and not self.runtimes and not self.config.virtual_servers:
             raise OSError(errno.EPERM,
                           "no vrrp_instance could start (vrrpd needs root, or CAP_NET_ADMIN and CAP_NET_RAW)")
+        self._update_rx_filters()
         self._remove_stale_vips()
         self._start_static()
         self.tracking.start()
         self.lvs.start()
-        if self.g.vrrp_startup_delay > 0:
-            log.info("Delaying startup for %g seconds", self.g.vrrp_startup_delay)
-            self.loop.call_later(self.g.vrrp_startup_delay, self._start_machines)
+        delay = startup_delay(self.g)
+        if delay > 0:
+            # keepalived 2.4: no MASTER and no GARP before the delay is over, whatever the trackers say
+            log.info("Delaying startup for %g seconds", delay)
+            self.startup_pending = True
+            self.loop.call_later(delay, self._start_machines)
         else:
             self._start_machines()
         log.info("Startup complete")
@@ -9448,6 +10157,7 @@ class Daemon:
                     log.error("(%s) cannot remove VIP %s: %s", rt.inst.name, vip.address, exc)
 
     def _start_machines(self) -> None:
+        self.startup_pending = False
         if self.stopping:
             return
         now = self.loop.time()
@@ -9483,6 +10193,8 @@ class Daemon:
                                                                   g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            owner_ignore_adverts=bool(inst.owner_ignore_adverts) and inst.priority == 255,
+            timer_expired_backup=inst.timer_expired_backup if inst.nopreempt else None,
             down_timer_adverts=int(pick(inst.down_timer_adverts, g.vrrp_down_timer_adverts)),
         )
 
@@ -9534,6 +10246,7 @@ class Daemon:
             try:
                 rt.xmit = self.kernel.vrrp_socket(rt.family, vmac_ifname(inst.virtual_router_id, inst.vmac_name),
                                                   rt.vmac_index)
+                rt.xmit.receive_nothing()  # nobody reads it: its queue would only fill
             except OSError as exc:
                 log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
         if not (rt.version == 2 and inst.auth_type == AuthType.AH):
@@ -9622,6 +10335,7 @@ class Daemon:
                     log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
         if changed:
             self._update_own_sources()
+            self._update_rx_filters()  # a socket opened on an interface that appeared
         return changed
 
 
@@ -9947,9 +10661,12 @@ class Daemon:
             except (OSError, ValueError) as exc:
                 log.error("(%s) cannot start: %s", inst.name, exc)
                 continue
+            if self.startup_pending:
+                continue  # the start-up delay survives a reload (keepalived 2.3.3): it starts with the others
             delta, fault = self._adjustment(rt)
             self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
+        self._update_rx_filters()
         self._reevaluate()
         log.info("Reload complete")
         sd_notify("READY=1")
@@ -10030,6 +10747,8 @@ class Daemon:
             if isinstance(act, Notify):
                 self._record_transition(rt, act)
                 rt.transitions += 1
+                if State.MASTER in (rt.last_notified, act.state) and rt.last_notified != act.state:
+                    rt.logged.clear()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
                     rt.released_master += 1
                 rt.last_notified = act.state
@@ -10061,6 +10780,8 @@ class Daemon:
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         rt.timer = None
+        if self._timeout_waits_for_backlog(rt):
+            return
         if self.group_of and self._group_holds_master(rt):
             return
         actions = rt.machine.on_timer(self.loop.time())
@@ -10334,6 +11055,33 @@ class Daemon:
             rt.garp_timers.append(self.loop.call_later(delay, self._send_garps, rt, repeat))
         if refresh > 0:
             rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, rrepeat))
+        extra, every = rt.inst.garp_extra_if, rt.inst.garp_extra_if_all
+        if extra is None:
+            extra, every = self.g.vrrp_garp_extra_if, self.g.vrrp_garp_extra_if_all
+        if extra and self._extra_garp_frames(rt, every):
+            rt.garp_timers.append(self.loop.call_later(delay + extra, self._garp_extra_if, rt, extra, every))
+
+    def _extra_garp_frames(self, rt: InstanceRuntime, every: bool) -> List[Tuple[str, bytes, ipaddress.IPv4Address]]:
+        """garp_extra_if: one GARP per interface carrying a VIP or excluded VIP, other than the instance's own
+        (keepalived: its own VMACs by default, every such interface with `all`; vrrpd makes no per-address VMACs,
+        so only `all` finds any)."""
+        own = self._vip_index(rt, VirtualIP(address=ipaddress.ip_interface("0.0.0.0/32")))
+        frames, seen = [], {own}
+        for vip in rt.vips:
+            index = self._vip_index(rt, vip)
+            link = self.links.get(index)
+            if not every or index in seen or link is None or len(link.mac) != 6 or vip.address.version != 4:
+                continue
+            seen.add(index)
+            frames.append((link.name, link.mac, vip.address.ip))
+        return frames  # type: ignore[return-value]
+
+    def _garp_extra_if(self, rt: InstanceRuntime, interval: float, every: bool) -> None:
+        if rt.machine.state != State.MASTER or not rt.machine.vips_set:
+            return
+        for frame in self._extra_garp_frames(rt, every):
+            self._announce(*frame)
+        rt.garp_timers.append(self.loop.call_later(interval, self._garp_extra_if, rt, interval, every))
 
     def _garp_refresh(self, rt: InstanceRuntime, refresh: float, repeat: int) -> None:
         if rt.machine.state != State.MASTER:
@@ -10383,7 +11131,7 @@ class Daemon:
 
     # -- receive path --------------------------------------------------------------------------
     def _on_vrrp_readable(self, vsock: VrrpSocket) -> None:
-        for _ in range(256):
+        for _ in range(RX_BATCH):  # one batch per wake-up: the loop's due timers (adverts) run before the next
             try:
                 pkt = vsock.recv()
             except PacketError as exc:
@@ -10393,10 +11141,86 @@ class Daemon:
                 return
             self._receive(vsock, pkt)
 
+    def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
+        """The sockets that carry the instance's adverts, each with the reader of one batch."""
+        out: List[Tuple[socket.socket, Callable[[], None]]] = []
+        socks = [rt.vsock] if rt.vsock is not None else []
+        if rt.vsock is not None and rt.ah is not None:
+            socks += [s for k, s in self.vsocks.items() if k == (rt.vsock.ifname, 4, IPPROTO_AH)]
+        for vsock in socks:
+            out.append((vsock.sock, lambda vsock=vsock: self._on_vrrp_readable(vsock)))  # type: ignore[misc]
+        return out
+
+    def _timeout_waits_for_backlog(self, rt: InstanceRuntime) -> bool:
+        """A due Master_Down_Timer says the master fell silent; adverts still queued in the kernel (read late
+        behind a flood) are not silence. So the timeout acts only once the instance's sockets are empty: until
+        then each pass of the loop reads a batch (which re-arms the timer when it holds an advert of the
+        master), and sends and other timers go on in between. A flood that keeps a queue full for one more
+        Master_Down_Interval can postpone the timeout no longer: then it acts, and says why."""
+        m, now = rt.machine, self.loop.time()
+        if not m.master_down_due(now):
+            return False
+        busy = [read for sock, read in self._rx_sockets(rt) if kernel_holds_packets(sock)]
+        if not busy:
+            rt.backlog_wait = None
+            return False
+        deadline = m.master_down_timer
+        assert deadline is not None
+        if rt.backlog_wait is None or rt.backlog_wait[0] != deadline:
+            rt.backlog_wait = (deadline, now)
+        elif now - rt.backlog_wait[1] >= m.master_down_interval:
+            log.warning("(%s) receive queue still not empty a master down interval after the timeout: "
+                        "acting on it", rt.inst.name)
+            rt.backlog_wait = None
+            return False
+        for read in busy:
+            read()
+        if rt.timer is None:  # no advert of the master in that batch: look again on the next pass
+            rt.timer = self.loop.call_at(now, self._on_timer, rt)
+        return True
+
+    def _update_rx_filters(self) -> None:
+        """Each VRRP socket's kernel filter and receive buffer follow the instances on it (start, reload)."""
+        for (_ifname, family, protocol), vsock in self.vsocks.items():
+            if protocol == IPPROTO_VRRP:  # the filter reads VRRP headers; an AH socket keeps none
+                rts = [rt for rt in self.runtimes if rt.vsock is vsock]
+                self._tune_rx_socket(vsock, family, rts)
+
+    def _tune_rx_socket(self, vsock: Any, family: int, rts: List[InstanceRuntime]) -> None:
+        if not rts or not isinstance(vsock, _RxSocket):
+            return
+        vrids = None if self.g.log_unknown_vrids else [rt.machine.vrid for rt in rts]
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids))
+        # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
+        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
+
+    def rx_sockets_status(self) -> List[Dict[str, Any]]:
+        """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
+        instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
+        the receive queue was full (SO_RXQ_OVFL, counted by the kernel)."""
+        socks = [(s.family, s) for s in self.vsocks.values()]
+        return [{"interface": s.ifname, "family": family,
+                 "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
+                 "kernel_filter_error": s.rx_filter_error, "rcvbuf": s.rcvbuf,
+                 "kernel_queue_full_drops": s.queue_drops} for family, s in socks if isinstance(s, _RxSocket)]
+
     def _bad(self, rt: Optional[InstanceRuntime], reason: str, message: str) -> None:
-        if rt is not None:
-            rt.bad_packets[reason] = rt.bad_packets.get(reason, 0) + 1
-        self.ratelimit((reason, rt.inst.name if rt else None), self.loop.time(), message)
+        """Count a dropped (or doubtful) advert. RFC 9568 rate-limited logging as keepalived 2.3.3 does it: each
+        class is logged once per instance, then suppressed until the instance becomes or leaves MASTER or
+        accepts an advert from a new master (accepted only: a spoofed source cannot re-open the log)."""
+        if rt is None:
+            self.ratelimit((reason, None), self.loop.time(), message)
+            return
+        rt.bad_packets[reason] = rt.bad_packets.get(reason, 0) + 1
+        if reason not in rt.logged:
+            rt.logged.add(reason)
+            log.warning("%s", message)
+
+    def _accepted_from(self, rt: InstanceRuntime, src: Any, adv: VrrpAdvert) -> None:
+        """An advert passed every check: one from a new master re-opens the instance's rate-limited log classes."""
+        m = rt.machine
+        if m.state == State.BACKUP and adv.priority and src != m.master_ip:
+            rt.logged.clear()
 
     def _receive(self, vsock: VrrpSocket, pkt: Received) -> None:
         """One datagram from a VRRP or AH socket, either family: our own echoes dropped, the instance found by
@@ -10445,6 +11269,7 @@ class Daemon:
             self._bad(rt, verdict.reason, verdict.message)
             return
         adv = verdict
+        self._accepted_from(rt, pkt.src, adv)
         if adv.priority and rt.machine.address_mismatch(adv):
             self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
                       f"in MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
@@ -10507,6 +11332,11 @@ class Daemon:
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
             # track_src_ip: the configured source address is not on the interface
             parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        # tracked virtual routes and rules track the interfaces they name (dev, iif, oif), as in keepalived
+        for name in sorted({r.dev for r in inst.virtual_routes if not r.no_track and r.dev} | {
+                n for r in inst.virtual_rules if not r.no_track for n in (r.iif, r.oif) if n}):
+            if not self._link_up(name):
+                parts.append(("virtual_routes", f"{name} down", 0, True))
         if self._group_fault(rt):
             parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
@@ -10591,7 +11421,7 @@ class Daemon:
         if self.monitor.overrun and self.rtnl is not None:
             self.monitor.overrun = False
             self.links = self.rtnl.links()
-            self.addrs = self.rtnl.addresses()
+            self.addrs = [a for a in self.rtnl.addresses() if a.usable]
             changed = True
         links_changed = changed
         for rtype, obj in events:
@@ -10603,12 +11433,17 @@ class Daemon:
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
                     self.links[obj.index] = obj
+                    if obj.up and (old is None or not old.up) and not self.stopping:
+                        self._interface_up(obj.name)
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
             elif rtype == RTM_NEWADDR:
                 changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + [obj]
+                # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source, not
+                # present; the RTM_NEWADDR that ends DAD brings it in
+                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + (
+                    [obj] if obj.usable else [])
                 changed = self._refresh_sources() or changed
             else:
                 changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
@@ -10645,6 +11480,26 @@ class Daemon:
                         self.rtnl.add_address(addr.index, vip)
                     except (NetlinkError, OSError) as exc:
                         log.error("(%s) cannot re-add VIP %s: %s", rt.inst.name, vip.address, exc)
+                    # the kernel silently drops the routes that used the address (src VIP): send them again
+                    for route in rt.routes_set:
+                        self._route_op(rt.inst.name, route, add=True)
+        for vip in self.static_set[0]:
+            if not vip.no_track and vip.address.ip == addr.address.ip and \
+                    self._ifindex(vip.dev or self.g.default_interface) == addr.index:
+                log.info("Restoring deleted static address %s", vip.address)
+                self._static_addr_op(vip, add=True)
+                for route in self.static_set[1]:
+                    self._route_op("static", route, add=True)
+
+    def _interface_up(self, name: str) -> None:
+        """An interface came (back) up: the kernel dropped the IPv4 routes through it while it was down; put back
+        the static addresses and routes on it (keepalived's interface_up). Rules survive, as in the kernel."""
+        for vip in self.static_set[0]:
+            if (vip.dev or self.g.default_interface) == name and not vip.no_track:
+                self._static_addr_op(vip, add=True)
+        for route in self.static_set[1]:
+            if not route.no_track and name in [route.dev] + [nh.dev for nh in route.nexthops]:
+                self._route_op("static", route, add=True)
 
     # -- status ----------------------------------------------------------------------------------
     def _sync_group_status(self) -> List[Dict[str, Any]]:
@@ -10676,16 +11531,22 @@ class Daemon:
                 "master_address": str(m.master_ip) if m.master_ip else None,
                 "vips": [str(v.address) for v in rt.vips],
                 "master": master,
+                "vip_details": [{"address": str(v.address), "dev": v.dev or rt.inst.interface,
+                                 "excluded": v in rt.inst.virtual_ipaddress_excluded} for v in rt.vips],
+                "garp_delay": self._garp_params(rt)[0],
                 "trackers": [{"kind": k, "name": n, "adds": d, "fault": f} for k, n, d, f in parts],
                 "recent_transitions": list(rt.history),
                 "stats": {"adverts_sent": rt.adverts_sent, "adverts_received": rt.adverts_received,
                           "bad_packets": dict(rt.bad_packets), "transitions": rt.transitions,
                           "entered": dict(rt.entered), "released_master": rt.released_master,
                           "priority_zero_sent": rt.priority_zero_sent,
+                          "by_reason": [{"state": st, "reason": why, "count": n}
+                                        for (st, why), n in rt.reasons.items()],
                           "priority_zero_received": rt.priority_zero_received},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
                 "uptime": time.time() - self.started, "instances": instances, "sync_groups": self._sync_group_status(),
+                "sockets": self.rx_sockets_status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
 
 
@@ -11085,6 +11946,324 @@ class ControlServer:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+# keepalived's numbers for the states (vrrp.h VRRP_STATE_*), as keepalived-exporter exports them
+KEEPALIVED_STATE_NUMBERS = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3, "STOP": 98}
+# keepalived-exporter's per-instance error counters <- the vrrpd bad-packet reasons each one counts
+KEEPALIVED_ERROR_COUNTERS = (
+    ("keepalived_packet_length_errors_total", "Packet length errors", ("truncated", "bad_length", "ah_short")),
+    ("keepalived_advertisements_interval_errors_total", "Advertisement interval errors", ("bad_interval",)),
+    ("keepalived_ip_ttl_errors_total", "TTL errors", ("bad_ttl",)),
+    ("keepalived_invalid_type_received_total", "Invalid type errors", ("bad_type",)),
+    ("keepalived_address_list_errors_total", "Address list errors", ("addr_mismatch",)),
+    ("keepalived_authentication_invalid_total", "Authentication invalid", ("auth_invalid",)),
+    ("keepalived_authentication_mismatch_total", "Authentication mismatch", ("auth_type_mismatch",)),
+    ("keepalived_authentication_failure_total", "Authentication failure", ("bad_auth", "ah_icv", "ah_spi")),
+)
+
+
+class _Exposition:
+    """Samples grouped by metric family, written in the Prometheus text exposition format (version 0.0.4)."""
+
+    def __init__(self) -> None:
+        self.families: Dict[str, Tuple[str, str, List[str]]] = {}
+
+    def add(self, name: str, kind: str, help_text: str, labels: Dict[str, Any], value: Any) -> None:
+        family = self.families.setdefault(name, (kind, help_text, []))
+        text = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
+        family[2].append(f"{name}{{{text}}} {_sample_value(value)}" if text else f"{name} {_sample_value(value)}")
+
+    def declare(self, name: str, kind: str, help_text: str) -> None:
+        self.families.setdefault(name, (kind, help_text, []))
+
+    def text(self) -> str:
+        out = []
+        for name, (kind, help_text, samples) in self.families.items():
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"] + samples
+        return "\n".join(out) + "\n"
+
+
+def _label_value(value: Any) -> str:
+    return str("" if value is None else value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _sample_value(value: Any) -> str:
+    if value is None:
+        return "NaN"
+    if value is True or value is False:
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    value = float(value)
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def format_metrics(status: Dict[str, Any]) -> str:
+    """The status document (format_status_table()) as Prometheus metrics: keepalived-exporter's names and labels
+    (so its dashboards and alerts work unchanged), then vrrpd's own (`vrrpd_*`)."""
+    m = _Exposition()
+    m.add("keepalived_up", "gauge", "Status", {}, 1)
+    m.add("vrrpd_build_info", "gauge", "vrrpd version", {"version": status.get("version", "")}, 1)
+    counters = (("keepalived_advertisements_received_total", "Advertisements received", "adverts_received"),
+                ("keepalived_advertisements_sent_total", "Advertisements sent", "adverts_sent"),
+                ("keepalived_become_master_total", "Became master", None),
+                ("keepalived_release_master_total", "Released master", "released_master"))
+    for inst in status.get("instances", []):
+        st = inst.get("stats") or {}
+        bad = st.get("bad_packets") or {}
+        common = {"iname": inst.get("name"), "intf": inst.get("interface"), "vrid": inst.get("vrid")}
+        state = KEEPALIVED_STATE_NUMBERS.get(inst.get("state", ""), 0)
+        vips = inst.get("vip_details") or []
+        for vip in vips:
+            labels = {"iname": inst.get("name"), "intf": vip.get("dev"), "vrid": inst.get("vrid"),
+                      "ip_address": vip.get("address")}
+            if vip.get("excluded"):
+                m.add("keepalived_vrrp_excluded_state", "gauge", "State of vrrp with excluded VIP", labels, state)
+            else:
+                m.add("keepalived_vrrp_state", "gauge", "State of vrrp", labels, state)
+        if not [v for v in vips if not v.get("excluded")]:
+            m.add("keepalived_vrrp_state", "gauge", "State of vrrp", {**common, "ip_address": ""}, state)
+        m.add("keepalived_gratuitous_arp_delay_total", "counter", "Gratuitous ARP delay", common,
+              int(inst.get("garp_delay") or 0))
+        for name, help_text, key in counters:
+            value = (st.get("entered") or {}).get("MASTER", 0) if key is None else st.get(key, 0)
+            m.add(name, "counter", help_text, common, value)
+        for name, help_text, reasons in KEEPALIVED_ERROR_COUNTERS:
+            m.add(name, "counter", help_text, common, sum(bad.get(r, 0) for r in reasons))
+        m.add("keepalived_priority_zero_received_total", "counter", "Priority zero received", common,
+              st.get("priority_zero_received", 0))
+        m.add("keepalived_priority_zero_sent_total", "counter", "Priority zero sent", common,
+              st.get("priority_zero_sent", 0))
+    trackers = status.get("trackers") or {}
+    for name, info in sorted((trackers.get("vrrp_script") or {}).items()):
+        if info.get("state") in ("GOOD", "BAD"):  # keepalived-exporter: BAD 0, GOOD 1
+            m.add("keepalived_script_status", "gauge", "Tracker Script Status", {"name": name},
+                  int(info["state"] == "GOOD"))
+        m.add("keepalived_script_state", "gauge", "Tracker Script State", {"name": name},
+              int(bool(info.get("running"))))  # idle 0, running 1
+    # -- vrrpd's own ---------------------------------------------------------------------------
+    for inst in status.get("instances", []):
+        st = inst.get("stats") or {}
+        common = {"iname": inst.get("name"), "intf": inst.get("interface"), "vrid": inst.get("vrid")}
+        m.add("vrrpd_priority", "gauge", "Configured priority", common, inst.get("priority"))
+        m.add("vrrpd_effective_priority", "gauge", "Priority now, with the trackers' weights", common,
+              inst.get("effective_priority"))
+        m.declare("vrrpd_transitions_total", "counter", "State changes by the state entered and the reason")
+        for row in st.get("by_reason") or []:
+            m.add("vrrpd_transitions_total", "counter", "", {**common, "state": row.get("state"),
+                                                              "reason": row.get("reason")}, row.get("count", 0))
+        m.declare("vrrpd_recent_transition_timestamp_seconds", "gauge",
+                  "When each of the last transitions happened (index 0 is the latest), with its reason")
+        for index, event in enumerate(reversed(inst.get("recent_transitions") or [])):
+            m.add("vrrpd_recent_transition_timestamp_seconds", "gauge", "",
+                  {**common, "index": index, "from": event.get("from"), "to": event.get("to"),
+                   "reason": event.get("reason")}, event.get("time"))
+        m.declare("vrrpd_bad_packets_total", "counter", "Adverts dropped or flagged, by reason")
+        for reason, count in sorted((st.get("bad_packets") or {}).items()):
+            m.add("vrrpd_bad_packets_total", "counter", "", {**common, "reason": reason}, count)
+        master = inst.get("master") or {}
+        if master.get("takeover_in") is not None:
+            m.add("vrrpd_backup_takeover_seconds", "gauge", "A BACKUP takes over in this many seconds without "
+                  "an advert", common, master["takeover_in"])
+        m.declare("vrrpd_tracker_priority_delta", "gauge", "What each tracker adds to the priority now")
+        for t in inst.get("trackers") or []:
+            labels = {"iname": inst.get("name"), "kind": t.get("kind"), "name": t.get("name")}
+            m.add("vrrpd_tracker_priority_delta", "gauge", "", labels, t.get("adds", 0))
+            m.add("vrrpd_tracker_fault", "gauge", "1 while the tracker puts the instance in FAULT", labels,
+                  bool(t.get("fault")))
+    for name, info in sorted((trackers.get("vrrp_script") or {}).items()):
+        m.add("vrrpd_script_runs_total", "counter", "Runs of the vrrp_script", {"name": name}, info.get("runs", 0))
+        if info.get("last_duration") is not None:
+            m.add("vrrpd_script_last_run_seconds", "gauge", "How long the last run took", {"name": name},
+                  info["last_duration"])
+    server = status.get("metrics_server") or {}
+    if server:
+        m.add("vrrpd_metrics_scrapes_total", "counter", "Scrapes of /metrics served", {}, server.get("scrapes", 0))
+        m.add("vrrpd_metrics_connections_evicted_total", "counter", "Metrics connections closed to make room for "
+              "newer ones (max_clients)", {}, server.get("evicted", 0))
+        m.add("vrrpd_metrics_connections", "gauge", "Metrics connections open now", {}, server.get("open", 0))
+    lvs = status.get("lvs") if isinstance(status.get("lvs"), dict) else {}
+    for vs in lvs.get("virtual_servers") or []:
+        m.add("vrrpd_virtual_server_quorum_up", "gauge", "1 while the virtual server has its quorum",
+              {"virtual_server": vs.get("name")}, bool(vs.get("quorum_up", True)))
+        for rs in vs.get("real_servers") or []:
+            labels = {"virtual_server": vs.get("name"), "real_server": f"{rs.get('address')}:{rs.get('port')}"}
+            m.add("vrrpd_real_server_weight", "gauge", "Weight of the real server in IPVS", labels, rs.get("weight"))
+            m.add("vrrpd_real_server_alive", "gauge", "1 while the real server's checkers pass", labels,
+                  bool(rs.get("alive")))
+            for n, chk in enumerate(rs.get("checkers") or []):
+                clabels = {**labels, "checker": chk.get("kind"), "index": n}
+                m.add("vrrpd_checker_up", "gauge", "1 while the checker says up", clabels, bool(chk.get("up")))
+                m.add("vrrpd_checker_results_total", "counter", "Checks done, by result", {**clabels, "result": "ok"},
+                      chk.get("ok_total", 0))
+                m.add("vrrpd_checker_results_total", "counter", "", {**clabels, "result": "failed"},
+                      chk.get("failed_total", 0))
+                if chk.get("latency") is not None:
+                    m.add("vrrpd_checker_latency_seconds", "gauge", "How long the last check took", clabels,
+                          chk["latency"])
+    return m.text()
+
+
+class MetricsServer:
+    """HTTP GET /metrics (Prometheus text format) on the event loop, safe against slow or hostile scrapers.
+
+    Nothing blocks: at most max_clients connections are open (the oldest is closed to make room for a new one),
+    a request may be max_request bytes, and a connection gets idle_timeout seconds, from accept to the last
+    byte of the reply, whatever it sends meanwhile (1 byte a second does not keep it open). The reply is
+    rendered once the request is complete (at most once per render_interval, however many ask) and written as
+    the socket takes it. So a scraper costs at most max_clients x (max_request + one reply) of memory and at
+    most one render per render_interval of loop time."""
+
+    max_clients = 16
+    max_request = 8192
+    idle_timeout = 5.0
+    accepts_per_wakeup = 64
+    render_interval = 0.25
+
+    def __init__(self, loop: EventLoop, address: str, render: Callable[[], str]):
+        host, port = parse_listen(address)
+        self.loop = loop
+        self.render = render
+        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
+        self.scrapes = 0
+        self.evicted = 0
+        self._body: Optional[str] = None
+        self._rendered_at = 0.0
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host, port))
+            self.sock.listen(128)
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
+        self.address = self.sock.getsockname()[:2]
+        self.listen = address
+        loop.add_reader(self.sock, self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(self.accepts_per_wakeup):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: say so, keep serving the others
+                log.warning("metrics: accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            if len(self.clients) >= self.max_clients:
+                # make room: the oldest that has not finished its request yet, else the oldest
+                self.evicted += 1
+                self._drop(next((c for c, v in self.clients.items() if v["out"] is None), next(iter(self.clients))))
+            self.clients[conn] = {"in": bytearray(), "out": None,
+                                  "timer": self.loop.call_later(self.idle_timeout, self._drop, conn)}
+            self.loop.add_reader(conn, self._readable, conn)
+
+    def _readable(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            data = conn.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        if client["out"] is not None:
+            return  # answering already: what else comes is ignored
+        client["in"] += data
+        head_end = client["in"].find(b"\r\n\r\n")
+        if head_end < 0:
+            head_end = client["in"].find(b"\n\n")
+        if head_end < 0:
+            if len(client["in"]) > self.max_request:
+                self._reply(conn, client, 431, "Request Header Fields Too Large", "request too large\n")
+            return
+        self._answer(conn, client, bytes(client["in"][:head_end]))
+
+    def _answer(self, conn: socket.socket, client: Dict[str, Any], head: bytes) -> None:
+        words = head.split(b"\n", 1)[0].decode("latin-1").split()
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            self._reply(conn, client, 400, "Bad Request", "bad request\n")
+            return
+        method, target = words[0], words[1].split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            self._reply(conn, client, 405, "Method Not Allowed", "only GET\n")
+        elif target == "/metrics":
+            self.scrapes += 1
+            try:
+                now = self.loop.time()
+                if self._body is None or now - self._rendered_at >= self.render_interval:
+                    self._body, self._rendered_at = self.render(), now
+                body = self._body
+            except Exception as exc:  # a bug in a metric must not take the daemon down
+                log.exception("metrics: rendering failed: %s", exc)
+                self._reply(conn, client, 500, "Internal Server Error", "rendering failed\n")
+                return
+            self._reply(conn, client, 200, "OK", body, "text/plain; version=0.0.4; charset=utf-8", method == "HEAD")
+        elif target == "/":
+            self._reply(conn, client, 200, "OK", '<html><body><a href="/metrics">metrics</a></body></html>\n',
+                        "text/html")
+        else:
+            self._reply(conn, client, 404, "Not Found", "not found (try /metrics)\n")
+
+    def _reply(self, conn: socket.socket, client: Dict[str, Any], code: int, reason: str, body: str,
+               content_type: str = "text/plain; charset=utf-8", head_only: bool = False) -> None:
+        data = body.encode()
+        client["in"] = bytearray()
+        client["out"] = bytearray(f"HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\n"
+                                  f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode())
+        if not head_only:
+            client["out"] += data
+        self._write(conn)
+        if conn in self.clients and client["out"]:
+            self.loop.add_writer(conn, self._write, conn)
+
+    def _write(self, conn: socket.socket) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        try:
+            sent = conn.send(client["out"])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        del client["out"][:sent]
+        if not client["out"]:
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            client["timer"].cancel()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(conn)
+            except (KeyError, ValueError):
+                pass
+        conn.close()
+
+    def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
+        self.loop.remove_reader(self.sock)
+        self.sock.close()
 
 
 def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
@@ -11852,8 +13031,11 @@ class Operator:
     """What an operator drives in a running daemon: signals, reload, dumps, the control socket, systemd."""
 
     def __init__(self, daemon: Daemon, config_file: str, vrrp_only: bool = False, lvs_only: bool = False,
-                 control_socket: Optional[str] = DEFAULT_CONTROL_SOCKET, dump_dir: str = DEFAULT_DUMP_DIR):
+                 control_socket: Optional[str] = DEFAULT_CONTROL_SOCKET, dump_dir: str = DEFAULT_DUMP_DIR,
+                 metrics: Optional[str] = None):
         self.d = daemon
+        self.metrics_option = metrics  # --metrics ADDRESS:PORT, over global_defs' metrics_listen
+        self.metrics: Optional[MetricsServer] = None
         self.config_file = config_file
         self.vrrp_only, self.lvs_only = vrrp_only, lvs_only
         self.control_path = control_socket
@@ -11875,6 +13057,25 @@ class Operator:
         loop.add_signal_handler(nums["STATS_CLEAR"], lambda signum: self.dump("stats", clear=True))
         if self.control_path:
             self._open_control()
+        self._open_metrics()
+
+    def _open_metrics(self) -> None:
+        """Serve /metrics on --metrics or metrics_listen; a reload that changes the address moves it."""
+        wanted = self.metrics_option or self.d.g.metrics_listen
+        current = self.metrics.listen if self.metrics is not None else None
+        if wanted == current:
+            return
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if not wanted:
+            return
+        try:
+            self.metrics = MetricsServer(self.d.loop, wanted, lambda: format_metrics(self.status()))
+            self.metrics.listen = wanted
+            log.info("Serving Prometheus metrics on http://%s/metrics", wanted)
+        except (OSError, ValueError) as exc:
+            log.error("cannot serve metrics on %s: %s", wanted, exc)
 
     def _open_control(self) -> None:
         path = self.control_path
@@ -11896,6 +13097,9 @@ class Operator:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self.control is not None:
             if self.control.publish in self.d.event_sinks:
                 self.d.event_sinks.remove(self.control.publish)
@@ -11907,6 +13111,9 @@ class Operator:
         st = self.d.status()
         st["config_file"] = self.config_file
         st["reloads"] = {"done": self.reloads, "failed": self.reload_failures, "last": self.last_reload}
+        if self.metrics is not None:
+            st["metrics_server"] = {"listen": self.metrics.listen, "scrapes": self.metrics.scrapes,
+                                    "evicted": self.metrics.evicted, "open": len(self.metrics.clients)}
         return st
 
     def stop(self, signum: int = 0) -> None:
@@ -11950,6 +13157,7 @@ class Operator:
         log.info("Reload: %d instance(s) kept (%d changed in place), %d added, %d removed (%.1f ms)",
                  len(kept), len(changed), len(added), len(removed), took * 1000)
         if ok:
+            self._open_metrics()
             sd_notify(f"STATUS={self._status_line()}")
         return ok
 
@@ -12023,6 +13231,8 @@ def build_arg_parser() -> Any:
     p.add_argument("--status", action="store_true", help="show the running daemon's state as a table")
     p.add_argument("--json", action="store_true", help="print the running daemon's state as JSON "
                    "(with --events: one JSON object per event)")
+    p.add_argument("--metrics", metavar="ADDRESS:PORT", help="serve Prometheus metrics on http://ADDRESS:PORT/metrics "
+                   "(as metrics_listen in global_defs)")
     p.add_argument("--events", action="store_true", help="follow the running daemon's state changes and their "
                    "reasons, one line per event (the recent ones first), until interrupted")
     p.add_argument("--signum", metavar="NAME", help="print the signal number of STOP, RELOAD, DATA, STATS, "
@@ -12043,7 +13253,8 @@ def control_socket_of(args: Any, config: Optional[Config] = None) -> str:
         return os.path.splitext(args.pid)[0] + ".sock"
     if config is None:
         try:
-            config, _diags = parse_config(args.config or default_config_path())
+            config, _diags = parse_config(args.config or default_config_path(),
+                                          config_id=getattr(args, "config_id", None))
         except (OSError, ConfigError):
             return DEFAULT_CONTROL_SOCKET
     g = config.global_defs
@@ -12162,7 +13373,8 @@ def run_daemon(args: Any) -> int:
     operator: Optional[Operator] = None
     try:
         daemon = Daemon(config, config_path=path)
-        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir)
+        operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir,
+                            args.metrics)
         operator.install()
         daemon.start()
     except Exception as exc:
