@@ -2071,8 +2071,9 @@ def test_receive_checks_for_v2_auth_interval_and_version():
     m = _machine(version=2, auth_type=vrrpd.AuthType.PASS, auth_pass=b"secret")
     good = _adv(version=2, auth_type=1, auth_data=b"secret\0\0")
     assert m.check_advert(good) is None
-    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "bad_auth"
-    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "bad_auth"
+    assert m.check_advert(_adv(version=2, auth_type=1, auth_data=b"wrong\0\0\0"))[0] == "auth_failure"
+    assert m.check_advert(_adv(version=2, auth_type=0))[0] == "auth_type_mismatch"
+    assert m.check_advert(_adv(version=2, auth_type=7))[0] == "auth_invalid"
     bad_int = _adv(version=2, auth_type=1, auth_data=b"secret\0\0", advert_int=3)
     assert m.check_advert(bad_int) == ("bad_interval", "advertisement interval mismatch mine=1 rcv'd=3")
     assert m.check_advert(_adv(version=3))[0] == "bad_version"
@@ -4718,7 +4719,7 @@ while time.monotonic() < end:
     for make in kinds:
         raw.sendto(make(), (str(target), 0))
         sent += 1
-    time.sleep(0.0002)
+    time.sleep(0.0005)
 print(sent)
 """
 
@@ -4727,8 +4728,10 @@ def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(l
     ns_v = lab.host("v", f"{BFD_NET}.1/24")
     ns_w = lab.host("w", f"{BFD_NET}.2/24")
     ns_x = lab.host("x", f"{BFD_NET}.66/24")
-    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1"))
-    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2"))
+    # 200 ms x 5: what is proved is that no bad packet moves the session, not how a loaded 2-core machine
+    # schedules a flooded Python process (the 10 ms test measures that)
+    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 200, 200, 5))
+    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 200, 200, 5))
     v.wait_started()
     w.wait_started()
     wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 10, 0.05,
@@ -4739,13 +4742,13 @@ def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(l
     script.write_text(BFD_FLOOD)
     out = lab.run(ns_x, [PYTHON, str(script), str(HERE), f"{BFD_NET}.66", f"{BFD_NET}.1", f"{BFD_NET}.2",
                          str(session["local_discriminator"]), "2.5"], timeout=30).stdout
-    assert int(out) > 3000, out
+    assert int(out) > 2000, out
     after = v.status()["trackers"]["bfd_instance"]
     assert after["BW"]["state"] == "Up" and after["BW"]["local_discriminator"] == session["local_discriminator"]
     assert "Entering Down" not in v.log() + w.log() and v.log().count("(BW) Entering Up") == 1, (v.log(), w.log())
     bad = after["bad_packets"]
     assert {"bfd_ttl", "bfd_no_session", "bfd_spoofed", "bfd_length"} <= set(bad), bad
-    assert sum(bad.values()) > 3000 * 0.9, bad
+    assert sum(bad.values()) > int(out) * 0.9, bad
     assert len(v.log().splitlines()) < 60  # rate-limited
     v.stop()
     w.stop()
@@ -4771,6 +4774,30 @@ def test_two_address_owners_in_the_lab_the_lower_yields_or_a_deaf_one_makes_the_
     a.stop()  # the deaf owner leaves: B is the owner again, at 255
     _wait_holders(lab, [a, b], ["B"], timeout=3)
     b.stop()
+
+
+def test_bfd_reload_keeps_an_unchanged_session_and_restarts_a_changed_one(lab, tmp_path):
+    ns_v = lab.host("v", f"{BFD_NET}.1/24")
+    ns_w = lab.host("w", f"{BFD_NET}.2/24")
+    conf_v = _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 100, 100)
+    v = _OpsNode(lab, ns_v, tmp_path, "V", conf_v)
+    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 100, 100))
+    wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 15, 0.05,
+             "the session up")
+    disc = v.status()["trackers"]["bfd_instance"]["BW"]["local_discriminator"]
+    v.reload(conf_v.replace("router_id v", "router_id v2"))  # the session is not touched
+    time.sleep(0.5)
+    s = v.status()["trackers"]["bfd_instance"]["BW"]
+    assert s["state"] == "Up" and s["local_discriminator"] == disc
+    assert "Entering Down" not in w.log()
+    v.reload(conf_v.replace("min_tx 100", "min_tx 60"))  # a new session: the old one says AdminDown first
+    wait_for(lambda: "(BV) Entering Down state (Local diagnostic - Neighbor Signaled Session Down)" in w.log(), 5,
+             0.05, "the peer hears the old session go")
+    wait_for(lambda: v.status()["trackers"]["bfd_instance"]["BW"]["state"] == "Up", 10, 0.1, "the new session up")
+    s = v.status()["trackers"]["bfd_instance"]["BW"]
+    assert s["local_discriminator"] != disc and s["tx_interval_ms"] == 100  # max(our 60, its min_rx 100)
+    v.stop()
+    w.stop()
 
 
 def _capture(lab, ns, bpf, count, timeout=15):
@@ -4996,6 +5023,16 @@ def test_static_ipaddress_without_dev_uses_default_interface():
         ("192.168.9.1/24", "eth7", None), ("192.168.9.2/24", "eth1", "eth1:9")]
 
 
+def test_track_group_blocks_and_references():
+    text = ("track_group TG {\n    group {\n        VI_1\n    }\n}\n"
+            "static_routes {\n    10.0.0.0/8 dev eth1 track_group TG\n    10.1.0.0/16 dev eth1 track_group NOPE\n}\n")
+    config, diags = vrrpd.parse_config_text(text + MINIMAL, "t.conf")
+    assert config.track_groups["TG"].group == ["VI_1"]
+    assert [r.track_group for r in config.static_routes] == ["TG", "NOPE"]
+    assert messages(diags, vrrpd.Severity.ERROR) == [
+        "t.conf:8: error: track_group NOPE not found (track_group NAME { group { VI_1 } })"]
+
+
 def test_route_request_bytes_match_the_rtmsg_layout():
     route, _ = vrrpd.parse_route_line("10.9.0.0/16 via 10.55.0.254 dev eth0 table 1000 metric 5".split())
     msg_type, flags, payload = vrrpd.route_request(route, {"eth0": 7}.get)
@@ -5159,6 +5196,22 @@ def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab,
     assert not lab.has_address(ns, "192.168.77.1", "eth1") and not _routes(lab, ns, 300)
 
 
+def test_lab_track_group_instances_fault_with_a_static_address_interface(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    for dev in ("eth1p", "eth1"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+    text = ("track_group TG {\n    group {\n        VI_1\n    }\n}\n"
+            "static_ipaddress {\n    192.168.79.1/24 dev eth1 track_group TG\n}\n")
+    node = _Node(lab, ns, tmp_path, "A", text + _conf(priority=150, state="MASTER"))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.link(ns, "eth1", up=False)
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="FAULT: a track_group interface is down")
+    lab.link(ns, "eth1", up=True)
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="MASTER again")
+    node.stop()
+
+
 def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path):
     etc = _route_etc(tmp_path)
     ns = lab.host("a", f"{LAB_NET}.1/24")
@@ -5299,6 +5352,22 @@ def test_lab_instance_on_a_missing_interface_waits_in_fault_and_follows_it(lab, 
     create()  # re-created: a new interface index
     wait_for(lambda: lab.has_address(ns, late_vip, "eth9"), 5, what="VI_2 MASTER on the re-created eth9")
     assert node.log().count("(VI_2) interface eth9 appeared") == 2
+    node.stop()
+
+
+def test_lab_excluded_vip_and_route_on_an_interface_created_later(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", instance_extra=(
+        "    virtual_ipaddress_excluded {\n        10.0.9.1/24 dev qr-9\n    }\n"
+        "    virtual_routes {\n        10.99.9.0/24 via 10.0.9.254 dev qr-9 no_track\n    }\n")))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER without qr-9")
+    lab.ip("link", "add", "qr-9", "type", "veth", "peer", "name", "qr-9p", ns=ns)
+    for dev in ("qr-9p", "qr-9"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+    wait_for(lambda: lab.has_address(ns, "10.0.9.1", "qr-9"), 5, what="the excluded VIP on the new port")
+    wait_for(lambda: "10.99.9.0/24 via 10.0.9.254 dev qr-9 proto keepalived" in _routes(lab, ns, "main"), 5,
+             what="the route through the new port")
+    assert "(VI_1) interface qr-9 appeared: adding 10.0.9.1/24" in node.log()
     node.stop()
 
 
@@ -5628,6 +5697,44 @@ def test_process_quorum_applies_delay_on_a_fake_clock():
     nodelay = vrrpd.ProcessQuorum(quorum=1)
     assert nodelay.update(0, 0.0) is True and nodelay.up is False
     assert nodelay.update(1, 0.1) is True and nodelay.up is True
+
+
+def test_process_quorum_fork_and_terminate_delays_differ():
+    q = vrrpd.ProcessQuorum(quorum=1, fork_delay=2.0, terminate_delay=0.0)
+    assert q.update(1, now=0.0) is True and q.up is True
+    assert q.update(0, now=1.0) is True and q.up is False  # terminate_delay 0: lost at once
+    assert q.update(1, now=2.0) is False  # fork_delay 2: gained only after 2 s
+    assert q.update(1, now=4.0) is True and q.up is True
+    config, _ = parse_ok("vrrp_track_process p {\n process sshd\n quorum 2\n quorum_max 3\n fork_delay 2\n"
+                         " terminate_delay 0.5\n}\n")
+    tp = config.track_processes["p"]
+    assert (tp.quorum, tp.quorum_max, tp.fork_delay, tp.terminate_delay) == (2, 3, 2.0, 0.5)
+
+
+def test_lab_track_process_quorum_max_faults_with_too_many_processes(lab, tmp_path):
+    name = "vt" + uuid.uuid4().hex[:10]
+    binary = tmp_path / name
+    shutil.copy("/bin/sleep", binary)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    text = (f"vrrp_track_process many {{\n    process {name}\n    quorum 1\n    quorum_max 1\n"
+            "    terminate_delay 0\n    fork_delay 0\n}\n")
+    text += _conf(priority=150, state="MASTER", instance_extra="    track_process {\n        many\n    }\n")
+    first = subprocess.Popen([str(binary), "60"])
+    second = None
+    try:
+        node = _Node(lab, ns, tmp_path, "A", text)
+        wait_for(lambda: lab.has_address(ns, VIP), 8, what="MASTER with one process")
+        second = subprocess.Popen([str(binary), "60"])  # two: above quorum_max
+        wait_for(lambda: not lab.has_address(ns, VIP), 8, what="FAULT with two processes")
+        second.kill()
+        second.wait()
+        wait_for(lambda: lab.has_address(ns, VIP), 8, what="MASTER again with one")
+        node.stop()
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
 
 
 def test_script_argv_runs_double_brackets_under_bash(tmp_path):
@@ -8554,6 +8661,7 @@ def test_a_fault_transition_names_the_interface_or_tracker(tmp_path, loop, monke
     d._reevaluate()
     assert d.runtimes[0].machine.state == vrrpd.State.FAULT  # still: now its own interface
     assert d._causes(d.runtimes[0], lambda delta, fault: fault) == "interface eth0 down"
+    assert "VI_1: FAULT because of interface eth0 down" in vrrpd.format_status_table(d.status())
 
 
 def test_control_socket_drops_a_follower_that_does_not_read_and_still_answers_old_clients(tmp_path, loop,
@@ -8643,7 +8751,8 @@ def _metrics_status():
                   "reason": "no-response", "detail": "x", "priority": 100}],
              "stats": {"adverts_sent": 7, "adverts_received": 3, "released_master": 1,
                        "entered": {"MASTER": 2, "BACKUP": 2}, "priority_zero_sent": 1, "priority_zero_received": 4,
-                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "bad_auth": 6},
+                       "bad_packets": {"bad_ttl": 5, "truncated": 1, "bad_length": 2, "auth_failure": 6,
+                                       "auth_type_mismatch": 8},
                        "by_reason": [{"state": "MASTER", "reason": "no-response", "count": 2}]}},
             {"name": "VI_2", "state": "BACKUP", "interface": "eth0", "vrid": 52, "priority": 90,
              "effective_priority": 90, "vip_details": [], "stats": {},
@@ -8679,7 +8788,7 @@ def test_metrics_exposition_has_keepalived_exporter_names_and_labels_and_parses_
                            ("keepalived_advertisements_interval_errors_total", 0),
                            ("keepalived_invalid_type_received_total", 0), ("keepalived_address_list_errors_total", 0),
                            ("keepalived_authentication_invalid_total", 0),
-                           ("keepalived_authentication_mismatch_total", 0),
+                           ("keepalived_authentication_mismatch_total", 8),
                            ("keepalived_priority_zero_received_total", 4), ("keepalived_priority_zero_sent_total", 1),
                            ("keepalived_gratuitous_arp_delay_total", 5)):
         assert value(name, **common) == expected, name
@@ -8779,6 +8888,23 @@ def test_metrics_server_bounds_idle_slow_and_many_connections(loop):
         server.close()
 
 
+def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch):
+    import json
+
+    event = {"type": "transition", "time": 1.5, "instance": 'VI "1"', "detail": "a\nb", "priority": 100,
+             "from": None, "ok": True}
+    assert json.loads(vrrpd.json_line(event)) == event
+    monkeypatch.setitem(sys.modules, "json", None)  # python3-minimal has no json module
+    line = vrrpd.json_line(event)
+    monkeypatch.undo()
+    assert "\n" not in line and json.loads(line) == event
+
+
+def test_events_without_a_daemon_says_so_and_exits_3(tmp_path, capsys):
+    assert vrrpd.main(["--events", "--control-socket", str(tmp_path / "none.sock")]) == vrrpd.EXIT_NOT_RUNNING
+    assert "no running vrrpd" in capsys.readouterr().err
+
+
 def test_metrics_listen_keyword_and_metrics_option():
     config, diags = parse_ok("global_defs {\n    metrics_listen 127.0.0.1:9650\n}\n")
     assert config.global_defs.metrics_listen == "127.0.0.1:9650"
@@ -8788,22 +8914,36 @@ def test_metrics_listen_keyword_and_metrics_option():
     assert vrrpd.build_arg_parser().parse_args(["--metrics", "127.0.0.1:1"]).metrics == "127.0.0.1:1"
 
 
-def _read_line_until(proc, predicate, timeout=10.0):
-    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout."""
-    import select
+_LINE_QUEUES: dict = {}
 
+
+def _read_line_until(proc, predicate, timeout=10.0):
+    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout. (A thread reads the
+    pipe: select() on a buffered text file misses the lines already in its buffer.)"""
+    import queue
+    import threading
+
+    lines = _LINE_QUEUES.get(proc.pid)
+    if lines is None:
+        lines = _LINE_QUEUES[proc.pid] = queue.Queue()
+
+        def pump():
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
     deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None or time.monotonic() > deadline:
+            raise AssertionError(f"no such line within {timeout} s; got {seen}")
         seen.append(line)
         if predicate(line):
             return line
-    raise AssertionError(f"no such line within {timeout} s; got {seen}")
 
 
 def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
@@ -8822,7 +8962,7 @@ def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
     lab.processes += [human, as_json]
     # the recent history comes first: B started as BACKUP
     _read_line_until(human, lambda line: "VI_1 INIT -> BACKUP (not-master" in line)
-    assert json.loads(as_json.stdout.readline())["reason"] == "not-master"
+    assert json.loads(_read_line_until(as_json, lambda line: True))["reason"] == "not-master"
     status = sh([PYTHON, VRRPD, "--status", "--control-socket", b.ctl]).stdout
     assert f"VI_1: master {LAB_NET}.1 at priority 150, last advert" in status, status
     history = len(b.instance()["recent_transitions"])
@@ -8853,6 +8993,27 @@ def test_runtime_files_are_named_per_instance_and_namespace_as_keepalived_names_
         "pid": "/run/vrrpd/red/vrrpd_blue.pid", "control": "/run/vrrpd/red/vrrpd_blue.sock", "dump_suffix": ".red_blue"}
     _, diags = vrrpd.parse_config_text("instance ../x\n", "n.conf")
     assert messages(diags) == ["n.conf:1: error: instance: '../x' cannot name a file (letters, digits, '_', '-', '.')"]
+
+
+def test_syslog_ident_names_the_namespace_and_instance(tmp_path):
+    import socket
+
+    path = str(tmp_path / "log")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(2)
+    logger = logging.getLogger("vrrpd")
+    handler = vrrpd.SyslogHandler(path, facility=3)
+    saved = list(logger.handlers)
+    logger.handlers = [handler]
+    try:
+        vrrpd.set_syslog_ident(vrrpd.GlobalDefs(instance_name="blue", net_namespace="red"))
+        logger.warning("hello")
+        assert b"vrrpd_red_blue[" in server.recv(4096)
+    finally:
+        logger.handlers = saved
+        handler.close()
+        server.close()
 
 
 def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path):
@@ -10488,6 +10649,13 @@ class _SoakNode:
         self.ns = lab.host(name.lower(), address)
         self.port = f"p{lab._port}"
         self.priority = SOAK_PRIORITY[name]
+        # its adverts as they reach the bridge (kernel time stamps): the longest gap while it holds the VIP
+        self.capture = directory / f"{name}-adverts.pcap"
+        self.tcpdump = None
+        if shutil.which("tcpdump"):
+            self.tcpdump = lab.exec(lab.bridge_ns, ["tcpdump", "-i", self.port, "-Q", "in", "-nn", "-U", "-w",
+                                                    str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)
         self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived)
         self.alive = True
@@ -10593,6 +10761,10 @@ class Soak:
         self.events: List[str] = []
         self.floods: List[subprocess.Popen] = []
         self.rss: dict = {}  # pid -> [first kB, last kB, samples]
+        # node -> [CPU s, wall s, peak cores over 1 s, CPU s while flooded, wall s while flooded]; last reading
+        self.cpu = {name: [0.0, 0.0, 0.0, 0.0, 0.0] for name in self.nodes}
+        self.cpu_last: dict = {}  # node -> (pids, monotonic time, CPU s)
+        self.holder_log: List[tuple] = []  # (wall time, holders among live nodes) every sample
         self.conf_delta = {name: 0 for name in self.nodes}
         self.first_round: List[str] = []
         self.two_holders: List[tuple] = []  # (wall time, holder names) of each two-holder sample
@@ -10717,7 +10889,37 @@ class Soak:
             pass
 
     # -- invariants -----------------------------------------------------------------------------
+    def sample_cpu(self) -> None:
+        now, flooded = time.monotonic(), any(p.poll() is None for p in self.floods)
+        for n in self.nodes.values():
+            pids = tuple(n.pids()) if n.alive else ()
+            cpu = _cpu_seconds(list(pids))
+            last = self.cpu_last.get(n.name)
+            if last is not None and last[0] == pids and pids and now > last[1]:
+                acc, dt, used = self.cpu[n.name], now - last[1], max(0.0, cpu - last[2])
+                acc[0], acc[1], acc[2] = acc[0] + used, acc[1] + dt, max(acc[2], used / dt)
+                if flooded:
+                    acc[3], acc[4] = acc[3] + used, acc[4] + dt
+            self.cpu_last[n.name] = (pids, now, cpu)
+
+    def longest_master_gap(self, n: _SoakNode) -> Optional[tuple]:
+        """(seconds, adverts) of the longest gap between two of n's adverts on the wire while n held the VIP
+        (every holder sample between them has it, its link up), or None without a capture."""
+        import bisect
+
+        if n.tcpdump is None or not n.capture.exists():
+            return None
+        stamps = _advert_times(n.capture)
+        times = [t for t, _h in self.holder_log]
+        longest = 0.0
+        for t1, t2 in zip(stamps, stamps[1:]):
+            i, j = bisect.bisect_left(times, t1), bisect.bisect_right(times, t2)
+            if j > i and all(n.name in self.holder_log[k][1] for k in range(i, j)):
+                longest = max(longest, t2 - t1)
+        return longest, len(stamps)
+
     def sample_rss(self) -> None:
+        self.sample_cpu()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
@@ -10744,6 +10946,7 @@ class Soak:
                 self.disturb(SOAK_STARTUP)
         live = [n for n in self.nodes.values() if n.alive and n.link_up]
         holders = [n.name for n in live if n.holds()]
+        self.holder_log.append((time.time(), set(holders)))
         if now < self.disturbed_until:
             return
         self.counts["checked"] += 1
@@ -10808,6 +11011,12 @@ class Soak:
     def close(self) -> None:
         for n in self.nodes.values():
             n.watch.close()
+            if n.tcpdump is not None and n.tcpdump.poll() is None:
+                n.tcpdump.send_signal(signal.SIGINT)
+                try:
+                    n.tcpdump.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    n.tcpdump.kill()
 
     def usurpers(self) -> dict:
         """Who broke each two-holder sample: the holder that entered MASTER last, while the other was
@@ -10855,6 +11064,15 @@ def _report_soak(soak: Soak) -> str:
         lines.append(f"  {'flood rate (packets/s)':24} {rate:.0f}")
     for name, pid, first, last, fds0, fds1 in _rss_growth(soak.rss, 10):
         lines.append(f"  RSS {name} pid {pid}: {first} kB -> {last} kB, open files {fds0} -> {fds1}")
+    for n in soak.nodes.values():
+        cpu, wall, peak, fcpu, fwall = soak.cpu[n.name]
+        flooded = f", {fcpu / fwall:.3f} while flooded" if fwall else ""
+        lines.append(f"  CPU {n.name} ({'keepalived' if n.keepalived else 'vrrpd'}): {cpu / wall if wall else 0:.3f} "
+                     f"cores on average{flooded}, peak {peak:.3f} over 1 s")
+        gap = soak.longest_master_gap(n)
+        if gap is not None:
+            lines.append(f"  master {n.name}: longest advert gap while holding the VIP {gap[0]:.3f} s "
+                         f"(advert_int {SOAK_ADVERT}), {gap[1]} adverts captured")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
     if soak.violations:  # the daemons' own account of the moments that broke an invariant
         import re
@@ -11337,3 +11555,82 @@ def test_soak_finding_a_cpu_starved_backup_under_a_garbage_flood_never_takes_the
         assert inst["stats"]["bad_packets"].get("bad_checksum", 0) > 0  # what no filter can drop reached vrrpd
     finally:
         limit.close()
+
+
+def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
+    d, loop, rt, sock, _vips = _backlog_daemon(monkeypatch)
+    try:
+        import socket
+
+        real = vrrpd._RxSocket()  # the receive-side bookkeeping of a real socket (VrrpSocket is faked here)
+        rx, tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        real.ifname, real.sock = "eth0", rx
+        real.rx_filter, real.rx_filter_error, real.rcvbuf = None, None, vrrpd.VRRP_RCVBUF
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)  # the smallest queue: a burst overflows it
+        d.vsocks["eth0"] = real
+        real.set_filter(vrrpd.rx_filter_for(4, [3], [51]))  # the kernel accepts it on any socket
+        # these datagrams are no adverts: let them in, to fill the queue
+        vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT)]))
+        for _ in range(200):
+            tx.sendto(b"x" * 100, rx.getsockname())
+        time.sleep(0.05)
+        drops = real.queue_drops
+        assert drops and drops > 100, drops  # the kernel's own count of what the full queue cost
+        status = d.status()
+        assert status["sockets"] == [{"interface": "eth0", "family": 4, "kernel_filter": real.rx_filter.describe(),
+                                      "kernel_filter_error": None, "rcvbuf": vrrpd.VRRP_RCVBUF,
+                                      "kernel_queue_full_drops": drops}]
+        text = vrrpd.format_stats(status)
+        assert "VRRP socket: eth0 (IPv4)" in text and f"Dropped by the kernel, receive queue full: {drops}" in text
+        assert "VRID 51 (what it drops is not counted)" in text
+    finally:
+        d.vsocks["eth0"] = sock
+        for each in (rx, tx):
+            each.close()
+        d.close()
+        loop.close()
+
+
+def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab):
+    """Both families, on the kernel's raw VRRP sockets: a packet the filter refuses never reaches recv(), the
+    IPv6 hop limit is read through SKF_NET_OFF, and what an instance could accept still arrives."""
+    import json
+
+    rx_ns, tx_ns = lab.host("r", "10.86.0.1/24"), lab.host("t", "10.86.0.2/24")
+    wait_link_local(lab, rx_ns)
+    tx_ll = wait_link_local(lab, tx_ns)
+    receiver = lab.exec(rx_ns, [PYTHON, "-c", (
+        f"import sys, json, socket, time; sys.path.insert(0, {str(HERE)!r}); import vrrpd\n"
+        "i = socket.if_nametoindex('eth0')\n"
+        "s4, s6 = vrrpd.VrrpSocket(4, 'eth0', i), vrrpd.VrrpSocket(6, 'eth0', i)\n"
+        "s4.join(vrrpd.VRRP_MCAST_GROUP4)\n"
+        "s6.join(vrrpd.VRRP_MCAST_GROUP6)\n"
+        "s4.set_filter(vrrpd.rx_filter_for(4, [3], [51]))\n"
+        "s6.set_filter(vrrpd.rx_filter_for(6, [3], [52]))\n"
+        "print('READY', s4.rx_filter is not None and s6.rx_filter is not None, flush=True)\n"
+        "got, end = [], time.monotonic() + 4\n"
+        "while time.monotonic() < end:\n"
+        "    for family, s in ((4, s4), (6, s6)):\n"
+        "        p = s.recv()\n"
+        "        if p is not None:\n"
+        "            got.append([family, p.payload[1], p.ttl])\n"
+        "    time.sleep(0.001)\n"
+        "print(json.dumps(got), flush=True)\n")], stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout.readline().split() == ["READY", "True"]
+    run_py_in(lab, tx_ns, (
+        "import ipaddress, socket, struct\n"
+        "IP4, IP6 = ipaddress.IPv4Address, ipaddress.IPv6Address\n"
+        "i = socket.if_nametoindex('eth0')\n"
+        "s4, s6 = vrrpd.VrrpSocket(4, 'eth0', i), vrrpd.VrrpSocket(6, 'eth0', i)\n"
+        "src, g4 = IP4('10.86.0.2'), vrrpd.VRRP_MCAST_GROUP4\n"
+        "for vrid, ttl in ((51, 255), (51, 64), (50, 255), (51, 1), (51, 255)):\n"
+        "    adv = vrrpd.VrrpAdvert(3, vrid, 100, [IP4('10.86.0.100')], 1.0, 0, b'')\n"
+        "    s4.send(src, g4, s4.packet(src, g4, vrrpd.encode_advert(adv, src, g4), ttl))\n"
+        f"ll = IP6({tx_ll!r})\n"
+        "for vrid, hops in ((52, 255), (52, 64), (53, 255), (52, 255)):\n"
+        "    s6.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hops)\n"
+        "    msg = struct.pack('!BBBBHH', 0x31, vrid, 100, 1, 100, 0) + IP6('2001:db8::100').packed\n"
+        "    s6.send(ll, vrrpd.VRRP_MCAST_GROUP6, msg)\n"), timeout=30)
+    got = json.loads(receiver.communicate(timeout=30)[0])
+    assert sorted(map(tuple, got)) == [(4, 51, 255), (4, 51, 255), (6, 52, 255), (6, 52, 255)], got

@@ -406,6 +406,7 @@ class VirtualIP:
     peer: Optional[IPAddress] = None
     nodad: bool = False
     no_track: bool = False
+    track_group: Optional[str] = None  # static_ipaddress: the track_group whose instances track its interface
     line: int = 0
 
 
@@ -672,7 +673,20 @@ class TrackProcess:
     quorum: int = 1
     quorum_max: Optional[int] = None
     delay: float = 0.0
+    fork_delay: Optional[float] = None  # None: `delay`; how long a gained quorum must last to count
+    terminate_delay: Optional[float] = None  # None: `delay`; how long a lost quorum must last to count
     full_command: bool = False
+
+
+@dataclass
+class TrackGroup:
+    """`track_group NAME { group { VI_1 ... } }`: instances that track the interfaces of the static addresses,
+    routes and rules naming this group (FAULT while one is down)."""
+
+    name: str
+    group: List[str] = field(default_factory=list)
+    file: str = ""
+    line: int = 0
 
 
 @dataclass
@@ -859,6 +873,7 @@ class Config:
     static_ipaddress: List[VirtualIP] = field(default_factory=list)
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
+    track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -1997,6 +2012,8 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                     vip.nodad = True
                 elif opt == "no_track":
                     vip.no_track = True
+                elif opt == "track_group" and val is not None:
+                    vip.track_group = val.text
             except _Invalid as exc:
                 p.error(opt_tok, f"virtual address {head.text}: {exc}")
         vips.append(vip)
@@ -2720,7 +2737,21 @@ _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OP
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _accept_only("top", "linkbeat_interfaces interface_up_down_delays "
-             "garp_group SSL track_group", (0, 1), "skip")
+             "garp_group SSL", (0, 1), "skip")
+
+
+def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
+    group = TrackGroup(name=args[0].text, file=kw.file, line=kw.line)
+    cfg.track_groups[group.name] = group
+    return group
+
+
+def _tg_group(p: _Parser, tg: TrackGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    tg.group.extend(t.text for entry in entries for t in entry)
+
+
+_kw("top", "track_group", _top_track_group, (1, 1), "track_group")
+_kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
 _accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
 
 
@@ -3232,7 +3263,9 @@ _kw(_P, "weight", _weight_reverse(-254, 254), (1, 2), accept=lambda t: t == "rev
 _kw(_P, "quorum", _h_int("quorum", 1, 65535))
 _kw(_P, "delay", _h_time("delay", 0, 3600))
 _kw(_P, "full_command", _h_flag("full_command"), (0, 0))
-_accept_only(_P, "quorum_max fork_delay terminate_delay")
+_kw(_P, "quorum_max", _h_int("quorum_max", 0, 65535))
+_kw(_P, "fork_delay", _h_time("fork_delay", 0, 3600))
+_kw(_P, "terminate_delay", _h_time("terminate_delay", 0, 3600))
 
 # -- vrrp_sync_group ---------------------------------------------------------------------------------
 
@@ -3698,6 +3731,7 @@ class _Validator:
                          'script "/path/to/check args"')
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
+        self.track_groups()
         self.mail()
 
     def bfd_instances(self) -> None:
@@ -4036,6 +4070,20 @@ class _Validator:
         vsg = self.cfg.virtual_server_groups.get(vs.group or "")
         return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
 
+    def track_groups(self) -> None:
+        """A static entry's track_group must name a track_group block (keepalived: "track_group X not found")."""
+        cfg = self.cfg
+        for entry in cfg.static_ipaddress + cfg.static_routes + cfg.static_rules:  # type: ignore[operator]
+            name = entry.track_group
+            if name is not None and name not in cfg.track_groups:
+                self.err(getattr(entry, "file", "") or (cfg.files[0] if cfg.files else ""), entry.line,
+                         f"track_group {name} not found", "track_group NAME { group { VI_1 } }")
+        names = {inst.name for inst in cfg.vrrp_instances}
+        for tg in cfg.track_groups.values():
+            for member in tg.group:
+                if member not in names:
+                    self.warn(tg.file, tg.line, f"track_group {tg.name}: {member} is not a vrrp_instance")
+
     def checkers(self, vs: VirtualServer) -> None:
         """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
         for rs in vs.real_servers:
@@ -4192,6 +4240,18 @@ def config_summary(config: Config) -> List[str]:
         if inst.track_script:
             out.append("    track_script: " + ", ".join(
                 r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_script))
+        if inst.track_bfd:
+            out.append("    track_bfd: " + ", ".join(
+                r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_bfd))
+        if inst.auth_hmac is not None:
+            ah = inst.auth_hmac
+            out.append(f"    auth_hmac: HMAC-SHA256-128, keys {sorted(ah.keys)}, active key {ah.active_key}, "
+                       f"mode {ah.mode}, anti_replay {ah.anti_replay}")
+    for bfd in config.bfd_instances.values():
+        port = BFD_MULTIHOP_PORT if bfd.multihop else BFD_PORT
+        out.append(f"bfd_instance {bfd.name}: neighbor {bfd.neighbor_ip} (UDP {port}), min_rx {bfd.min_rx:g} ms, "
+                   f"min_tx {bfd.min_tx:g} ms, idle_tx {bfd.idle_tx:g} ms, multiplier {bfd.multiplier}, "
+                   f"ttl {bfd.out_ttl}{', passive' if bfd.passive else ''}")
     for sg in config.sync_groups:
         out.append(f"vrrp_sync_group {sg.name}: {' '.join(sg.group)}")
     for script in config.vrrp_scripts.values():
@@ -4211,7 +4271,7 @@ def config_summary(config: Config) -> List[str]:
             where = f"[{rs.address}]:{rs.port}" if rs.address.version == 6 else f"{rs.address}:{rs.port}"
             checks = ", ".join(c.kind for c in rs.checkers) or "no checker (always up)"
             out.append(f"    real_server {where} weight {rs.weight}: {checks}")
-    if not config.vrrp_instances and not config.virtual_servers:
+    if not config.vrrp_instances and not config.virtual_servers and not config.bfd_instances:
         out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
         out.append("accepted but not acted upon by vrrpd:")
@@ -5639,10 +5699,13 @@ class VrrpMachine:
         if adv.version != self.version:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
+            # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
+            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+                return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
             if adv.auth_type != self.auth_type.value:
-                return "bad_auth", f"received an invalid auth type {adv.auth_type}"
+                return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
             if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
-                return "bad_auth", "received an invalid passwd"
+                return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
                                         f"rcv'd={int(adv.advert_int)}")
@@ -6130,10 +6193,14 @@ class ProcessQuorum:
     The first count sets the state at once; later a change must persist for `delay` seconds
     (keepalived's fork_delay/terminate_delay) before it is reported."""
 
-    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0):
+    def __init__(self, quorum: int = 1, quorum_max: Optional[int] = None, delay: float = 0.0,
+                 fork_delay: Optional[float] = None, terminate_delay: Optional[float] = None):
         self.quorum = quorum
         self.quorum_max = quorum_max
         self.delay = delay
+        # keepalived's fork_delay (quorum gained) and terminate_delay (quorum lost); `delay` sets both
+        self.delays = {True: delay if fork_delay is None else fork_delay,
+                       False: delay if terminate_delay is None else terminate_delay}
         self.up: Optional[bool] = None
         self.count = 0
         self.pending: Optional[Tuple[bool, float]] = None  # (wanted state, when it takes effect)
@@ -6142,7 +6209,7 @@ class ProcessQuorum:
         """Feed a count taken at `now`; return True when the up/down state changed."""
         self.count = count
         want = count >= self.quorum and (self.quorum_max is None or count <= self.quorum_max)
-        if self.up is None or (want != self.up and self.delay <= 0):
+        if self.up is None or (want != self.up and self.delays[want] <= 0):
             changed = self.up != want
             self.up = want
             self.pending = None
@@ -6151,7 +6218,7 @@ class ProcessQuorum:
             self.pending = None
             return False
         if self.pending is None or self.pending[0] != want:
-            self.pending = (want, now + self.delay)
+            self.pending = (want, now + self.delays[want])
         if now >= self.pending[1]:
             self.up = want
             self.pending = None
@@ -6513,7 +6580,7 @@ class Tracking:
             if name in self.processes and old_tp is not None and same(old_tp, tp):
                 processes[name] = self.processes[name]
             else:
-                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay)
+                processes[name] = ProcessQuorum(tp.quorum, tp.quorum_max, tp.delay, tp.fork_delay, tp.terminate_delay)
         self.config, self.scripts, self.files, self.processes = config, scripts, files, processes
         return new_runners, new_files
 
@@ -7084,7 +7151,7 @@ NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
 SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
-SO_RXQ_OVFL = 40  # SOL_SOCKET option: each datagram carries how many the full receive queue made the kernel drop
+SO_MEMINFO, SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 55, 9, 8  # the socket's memory counters, drops among them
 IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
 IPTOS_PREC_INTERNETCONTROL = 0xC0  # keepalived's IP_TOS / IPV6_TCLASS for adverts (CS6, network control)
 IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
@@ -7145,8 +7212,6 @@ class _RxSocket:
         self.rx_filter: Optional[RxFilter] = None
         self.rx_filter_error: Optional[str] = None
         self.rcvbuf = VRRP_RCVBUF
-        self.queue_drops = 0  # SO_RXQ_OVFL: datagrams the kernel dropped because the receive queue was full
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         set_rcvbuf(self.sock, self.rcvbuf)
 
     def set_filter(self, rx_filter: Optional[RxFilter]) -> None:
@@ -7176,9 +7241,15 @@ class _RxSocket:
             self.rcvbuf = size
             set_rcvbuf(self.sock, size)
 
-    def _overflow(self, value: bytes) -> None:
-        if len(value) >= 4:
-            self.queue_drops = struct.unpack_from("=I", value)[0]
+    @property
+    def queue_drops(self) -> Optional[int]:
+        """Datagrams the kernel dropped because the receive queue was full (SO_MEMINFO: read when asked, nothing
+        per packet); None where the kernel does not say."""
+        try:
+            info = self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * SK_MEMINFO_VARS)
+        except OSError:
+            return None
+        return struct.unpack_from(f"={len(info) // 4}I", info)[SK_MEMINFO_DROPS] if len(info) >= 36 else None
 
 
 class NetlinkSocket:
@@ -7428,8 +7499,6 @@ class VrrpSocket(_RxSocket):
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
                 received_at = sec + nsec * 1e-9
-            elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
-                self._overflow(value)
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
                 hoplimit = struct.unpack_from("=i", value)[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
@@ -10779,12 +10848,17 @@ class Daemon:
             rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
-        rt.timer = None
+        timer, rt.timer = rt.timer, None
         if self._timeout_waits_for_backlog(rt):
             return
         if self.group_of and self._group_holds_master(rt):
             return
-        actions = rt.machine.on_timer(self.loop.time())
+        now = self.loop.time()
+        if timer is not None and 0.0 <= now - timer.when < rt.machine.advert_int:
+            # served late, behind other instances due at the same moment: the machine acts at the deadline,
+            # so instances that fell due together stay due together and share one wake-up
+            now = timer.when
+        actions = rt.machine.on_timer(now)
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
             # the steady MASTER case, a few hundred times a second with many instances
             self._send_advert(rt, actions[0].priority)
@@ -10898,7 +10972,8 @@ class Daemon:
             for rule in inst.virtual_rules:
                 if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
                     rt.rules_set.append(rule)
-            self._watch_routes()
+            if rt.routes_set or rt.rules_set:
+                self._watch_routes()
             return
         for rule in rt.rules_set:
             self._rule_op(name, rule, add=False)
@@ -11197,7 +11272,7 @@ class Daemon:
     def rx_sockets_status(self) -> List[Dict[str, Any]]:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
         instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
-        the receive queue was full (SO_RXQ_OVFL, counted by the kernel)."""
+        the receive queue was full (counted by the kernel)."""
         socks = [(s.family, s) for s in self.vsocks.values()]
         return [{"interface": s.ifname, "family": family,
                  "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
@@ -11312,6 +11387,11 @@ class Daemon:
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
         """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
         parts = self._contributions(rt)
+        try:
+            initialising = getattr(self.tracking, "initialising", None)
+            rt.machine.set_hold_master(bool(initialising(rt.inst)) if initialising is not None else False)
+        except Exception as exc:
+            log.exception("tracking failed: %s", exc)
         return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
 
     def _contributions(self, rt: InstanceRuntime) -> List[Tuple[str, str, int, bool]]:
@@ -11332,6 +11412,10 @@ class Daemon:
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
             # track_src_ip: the configured source address is not on the interface
             parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        # track_group: the interfaces of the static entries naming a group this instance is in
+        for name in sorted(self._track_group_interfaces(inst.name)):
+            if not self._link_up(name):
+                parts.append(("track_group", f"{name} down", 0, True))
         # tracked virtual routes and rules track the interfaces they name (dev, iif, oif), as in keepalived
         for name in sorted({r.dev for r in inst.virtual_routes if not r.no_track and r.dev} | {
                 n for r in inst.virtual_rules if not r.no_track for n in (r.iif, r.oif) if n}):
@@ -11348,11 +11432,19 @@ class Daemon:
             parts.append(("track_interface", ref.name, delta, not weight and not up))
         try:
             parts += self.tracking.contributions(inst)
-            initialising = getattr(self.tracking, "initialising", None)
-            rt.machine.set_hold_master(bool(initialising(inst)) if initialising is not None else False)
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return parts
+
+    def _track_group_interfaces(self, name: str) -> set:
+        cfg = self.config
+        groups = {g.name for g in cfg.track_groups.values() if name in g.group}
+        if not groups:
+            return set()
+        found = {v.dev or self.g.default_interface for v in cfg.static_ipaddress if v.track_group in groups}
+        found |= {r.dev for r in cfg.static_routes if r.track_group in groups and r.dev}
+        found |= {r.iif for r in cfg.static_rules if r.track_group in groups and r.iif}
+        return found  # type: ignore[return-value]
 
     def _reevaluate(self) -> None:
         now = self.loop.time()
@@ -11424,8 +11516,27 @@ class Daemon:
             self.addrs = [a for a in self.rtnl.addresses() if a.usable]
             changed = True
         links_changed = changed
+        appeared: set = set()
+        track_src: Optional[bool] = None  # does any instance track its source address (asked once per read)
+        addrs: Optional[Dict[Tuple[int, Any], AddrInfo]] = None  # self.addrs by (index, address) while reading
         for rtype, obj in events:
-            if isinstance(obj, LinkInfo):
+            if isinstance(obj, AddrInfo) and rtype in (RTM_NEWADDR, RTM_DELADDR):
+                # a takeover of many instances brings one event per VIP: no pass over every instance per event
+                if track_src is None:
+                    track_src = any(rt.inst.track_src_ip for rt in self.runtimes)
+                if addrs is None:
+                    addrs = {(a.index, a.address): a for a in self.addrs}
+                changed = changed or track_src
+                addrs.pop((obj.index, obj.address), None)
+                if rtype == RTM_NEWADDR and obj.usable:
+                    # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source,
+                    # not present; the RTM_NEWADDR that ends DAD brings it in
+                    addrs[(obj.index, obj.address)] = obj
+                self.addrs = list(addrs.values())
+                if rtype == RTM_DELADDR:
+                    self._vip_deleted(obj)
+                changed = self._refresh_sources() or changed
+            elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
                     changed = self.links.pop(obj.index, None) is not None or changed
                 else:
@@ -11435,23 +11546,15 @@ class Daemon:
                     self.links[obj.index] = obj
                     if obj.up and (old is None or not old.up) and not self.stopping:
                         self._interface_up(obj.name)
+                    if old is None or old.name != obj.name:
+                        appeared.add(obj.name)
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
-            elif rtype == RTM_NEWADDR:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source, not
-                # present; the RTM_NEWADDR that ends DAD brings it in
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + (
-                    [obj] if obj.usable else [])
-                changed = self._refresh_sources() or changed
-            else:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
-                self._vip_deleted(obj)
-                changed = self._refresh_sources() or changed
         if links_changed and not self.stopping:
             changed = self._follow_interfaces() or changed
+            if appeared:
+                self._vips_on_new_links(appeared)
         if changed and not self.stopping:
             self._reevaluate()
 
@@ -11463,7 +11566,8 @@ class Daemon:
                 rt.src = self._source_address(rt)
                 rt.machine.set_primary_ip(rt.src)
                 changed = changed or rt.src is not None
-        self._update_own_sources()
+        if changed:
+            self._update_own_sources()
         return changed
 
     def _vip_deleted(self, addr: AddrInfo) -> None:
@@ -11491,9 +11595,27 @@ class Daemon:
                 for route in self.static_set[1]:
                     self._route_op("static", route, add=True)
 
+    def _vips_on_new_links(self, names: set) -> None:
+        """Interfaces created after we became MASTER (a Neutron qr-/qg- port, a VLAN): put the VIPs, excluded VIPs
+        and virtual routes that name them there now, and announce them."""
+        for rt in self.runtimes:
+            if not rt.machine.vips_set or rt.machine.state != State.MASTER:
+                continue
+            late = [v for v in rt.vips if v.dev in names and v.dev != rt.inst.interface]
+            for vip in late:
+                log.info("(%s) interface %s appeared: adding %s", rt.inst.name, vip.dev, vip.address)
+                self._vip_op(rt, vip, add=True)
+            self._set_routes(rt, add=True)  # those whose interface was missing
+            if late:
+                self._send_garps(rt, 1)
+
     def _interface_up(self, name: str) -> None:
         """An interface came (back) up: the kernel dropped the IPv4 routes through it while it was down; put back
-        the static addresses and routes on it (keepalived's interface_up). Rules survive, as in the kernel."""
+        the static addresses and routes on it (keepalived's interface_up), and the virtual routes a MASTER could
+        not install while it was down. Rules survive, as in the kernel."""
+        for rt in self.runtimes:
+            if rt.machine.vips_set and rt.machine.state == State.MASTER:
+                self._set_routes(rt, add=True)
         for vip in self.static_set[0]:
             if (vip.dev or self.g.default_interface) == name and not vip.no_track:
                 self._static_addr_op(vip, add=True)
@@ -11644,6 +11766,18 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
             pass
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))
+
+
+def set_syslog_ident(g: GlobalDefs) -> None:
+    """keepalived's syslog ident for several daemons on one host: Keepalived_NAMESPACE_INSTANCE; ours is
+    vrrpd_NAMESPACE_INSTANCE (either part only when given)."""
+    parts = [x for x in (g.net_namespace, g.instance_name) if x]
+    if not parts:
+        return
+    ident = "_".join([PROG] + parts)
+    for handler in logging.getLogger(PROG).handlers:
+        if isinstance(handler, SyslogHandler):
+            handler.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
 
 
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
@@ -11959,7 +12093,7 @@ KEEPALIVED_ERROR_COUNTERS = (
     ("keepalived_address_list_errors_total", "Address list errors", ("addr_mismatch",)),
     ("keepalived_authentication_invalid_total", "Authentication invalid", ("auth_invalid",)),
     ("keepalived_authentication_mismatch_total", "Authentication mismatch", ("auth_type_mismatch",)),
-    ("keepalived_authentication_failure_total", "Authentication failure", ("bad_auth", "ah_icv", "ah_spi")),
+    ("keepalived_authentication_failure_total", "Authentication failure", ("auth_failure", "ah_icv", "ah_spi")),
 )
 
 
@@ -12344,6 +12478,9 @@ def _explain_instance(inst: Dict[str, Any]) -> List[str]:
                 text += " (preempting a lower priority)"
         lines.append(text)
     trackers = inst.get("trackers") or []
+    faults = [f"{t.get('kind')} {t.get('name')}" for t in trackers if t.get("fault")]
+    if inst.get("state") == "FAULT" and faults:
+        lines.append(f"{name}: FAULT because of " + ", ".join(faults))
     if trackers:
         words = [f"{t.get('kind')} {t.get('name')} {int(t.get('adds', 0)):+d}" + (" FAULT" if t.get("fault") else "")
                  for t in trackers]
@@ -13024,6 +13161,12 @@ def format_stats(status: Dict[str, Any]) -> str:
         lines += [f"    {reason}: {count}" for reason, count in sorted(bad.items())]
         lines += ["  Priority Zero:", f"    Received: {s.get('priority_zero_received', 0)}",
                   f"    Sent: {s.get('priority_zero_sent', 0)}"]
+    # before any of the counts above: what the kernel dropped on each VRRP socket
+    for sock in status.get("sockets", []):
+        lines += [f"VRRP socket: {sock['interface']} (IPv{sock['family']})",
+                  f"  Kernel filter: {sock.get('kernel_filter') or 'none'}"
+                  + (" (what it drops is not counted)" if sock.get("kernel_filter") else ""),
+                  f"  Dropped by the kernel, receive queue full: {sock.get('kernel_queue_full_drops', 0)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -13347,6 +13490,7 @@ def run_daemon(args: Any) -> int:
         namespace, g = g.net_namespace, config.global_defs
         g.net_namespace = namespace
     paths = runtime_paths(g)
+    set_syslog_ident(g)
     named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
     pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
     control_socket = control_socket_of(args, config)
