@@ -19,6 +19,7 @@ import io
 import ipaddress
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -26,8 +27,9 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
 
@@ -1108,8 +1110,8 @@ VALIDATION_CASES = [
     ("strict-no-vip", "global_defs {\n vrrp_strict\n}\n" + inst("interface lo\nvirtual_router_id 3"), 4, "error",
      "vrrp_strict needs at least one virtual_ipaddress"),
     ("strict-v2-ipv6", "global_defs {\n vrrp_strict\n}\n" + inst(
-        "interface lo\nvirtual_router_id 3\nvirtual_ipaddress {\n 2001:db8::1\n}"), 8, "error",
-     "IPv6 addresses need VRRPv3 under vrrp_strict"),
+        "interface lo\nvirtual_router_id 3\nvirtual_ipaddress {\n 2001:db8::1\n}"), 8, "warning",
+     "under vrrp_strict keepalived wants the first IPv6 address link-local and drops the instance; vrrpd runs it"),
     ("strict-mode-instance", inst("interface lo\nvirtual_router_id 3\nstrict_mode"), 1, "error",
      "strict_mode needs at least one virtual_ipaddress"),
     ("dup-vrid", inst(BASE) + inst(BASE.replace("10.0.0.1", "10.0.0.2"), "VI_2"), 10, "error",
@@ -1117,10 +1119,12 @@ VALIDATION_CASES = [
     ("dup-name", inst(BASE) + inst(BASE.replace("50", "51")), 8, "error",
      "duplicate vrrp_instance name 'VI_1' (first defined at line 1)"),
     ("track-script", "vrrp_script chk_nginx {\n script /bin/true\n}\n" + inst(BASE + "\ntrack_script {\n chk_ngnix\n}"),
-     11, "error", "track_script 'chk_ngnix' names no vrrp_script (did you mean 'chk_nginx'?)"),
+     11, "warning", "track_script 'chk_ngnix' names no vrrp_script: keepalived ignores it, and so does vrrpd "
+     "(did you mean 'chk_nginx'?)"),
     ("sync-member", inst(BASE) + "vrrp_sync_group G {\n group {\n  VI_1\n  VI_9\n }\n}\n", 11, "error",
      "vrrp_sync_group G: 'VI_9' names no vrrp_instance"),
-    ("script-missing", "vrrp_script chk {\n interval 2\n}\n", 1, "error", "vrrp_script chk has no 'script'"),
+    ("script-missing", "vrrp_script chk {\n interval 2\n}\n", 1, "warning",
+     "vrrp_script chk has no 'script': keepalived removes it"),
     ("preempt-delay-unit", inst(BASE + "\npreempt_delay 60s"), 7, "warning",
      "preempt_delay '60s': keepalived rejects time units; read as 60 seconds"),
     ("garp-zero", "global_defs {\n vrrp_garp_interval 0\n}\n", 2, "warning", "vrrp_garp_interval 0: keepalived 2.2 "
@@ -1691,7 +1695,6 @@ def test_large_generated_config_parses_completely():
 # ============================================================================================
 
 
-import random  # noqa: E402
 
 IP4 = ipaddress.IPv4Address
 
@@ -8995,6 +8998,17 @@ def test_runtime_files_are_named_per_instance_and_namespace_as_keepalived_names_
     assert messages(diags) == ["n.conf:1: error: instance: '../x' cannot name a file (letters, digits, '_', '-', '.')"]
 
 
+def test_dump_files_follow_state_dump_file_and_the_instance_name(tmp_path):
+    config, _ = parse_ok(f"instance blue\nglobal_defs {{\n    state_dump_file {tmp_path}/sub/ka.dump\n}}\n" + MINIMAL)
+    op = vrrpd.Operator(vrrpd.Daemon(config), "x.conf", control_socket=None, dump_dir=str(tmp_path))
+    assert op.dump_path("data") == f"{tmp_path}/sub/ka.blue.dump"
+    assert op.dump_path("stats") == f"{tmp_path}/vrrpd.blue.stats"
+    config.global_defs.state_dump_file = f"{tmp_path}/d/"
+    assert op.dump_path("data") == f"{tmp_path}/d/vrrpd.blue.data"
+    config.global_defs.state_dump_file, config.global_defs.instance_name = "mine.txt", None
+    assert op.dump_path("data") == f"{tmp_path}/mine.txt" and op.dump_path("json") == f"{tmp_path}/vrrpd.json"
+
+
 def test_syslog_ident_names_the_namespace_and_instance(tmp_path):
     import socket
 
@@ -9056,7 +9070,7 @@ def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path)
     doc = json.loads(sh([PYTHON, VRRPD, "--json", "-f", str(conf)]).stdout)
     assert [i["name"] for i in doc["instances"]] == ["VI_Z"]
     proc.send_signal(signal.SIGUSR1)
-    wait_for(lambda: (tmp_path / f"vrrpd.data.{other}_{name}").exists(), 3, what="dump file named per instance")
+    wait_for(lambda: (tmp_path / f"vrrpd.{other}_{name}.data").exists(), 3, what="dump file named per instance")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
     assert not Path(f"/run/vrrpd/{other}/vrrpd_{name}.pid").exists()
@@ -11161,6 +11175,725 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     # hung scripts were killed with their process group, not left behind
     assert _sleepers(lab, soak.nodes["A"].ns) <= 1, report
 
+
+# ================================================================================================
+# compat: the differential test against the real keepalived (make compat)
+#
+# Every configuration of testdata/compat (the seeds, Debian's keepalived samples, our own files covering
+# every keyword and lexical form) and thousands the grammar-based generator makes from fixed seeds go
+# through `keepalived -t` (2.2.7, in a network namespace that has every interface the files name) and
+# through vrrpd's --check code path. Rules: keepalived exits 0 => vrrpd has no error; keepalived reports
+# a problem at a line => vrrpd reports one there (or at the header of the block keepalived closes on that
+# line: keepalived checks a block when it reads its '}'). A difference is fixed, or it is listed in
+# COMPAT_DIFFERENCES with the reason. `keepalived -d` dumps the VRRP model, compared field by field.
+# ================================================================================================
+
+COMPAT_DIR = HERE / "testdata" / "compat"
+KEEPALIVED = "/usr/sbin/keepalived"
+COMPAT_GENERATED = int(os.environ.get("VRRPD_COMPAT_GENERATED", "2000"))
+COMPAT_WORKERS = int(os.environ.get("VRRPD_COMPAT_WORKERS", "4"))
+_KA_LINE_RE = re.compile(r"^\((?:(?P<file>[^()]+): )?Line (?P<line>\d+)\) (?P<msg>.*)$")
+_COMPAT_ID_RE = re.compile(r"^[!#] compat: -i (\S+)", re.M)
+_IFNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
+
+# (kind, regular expression on keepalived's message (kind "silent") or vrrpd's error (kind "rejects"),
+#  regular expression one of vrrpd's messages for the same file must match (or ""), reason)
+COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
+    ("silent", r"cannot use a loopback interface \(lo\) for vrrp", "",
+     "vrrpd runs VRRP on lo (its own unit tests do); keepalived refuses it and ignores the instance"),
+    ("rejects", r"configuration nested too deeply|parameter substitution does not terminate", "",
+     "vrrpd stops a runaway recursion with an error; keepalived truncates the line silently"),
+    ("silent", r"Unknown keyword|Unexpected '\{'", r"block opened here is (not|never) closed",
+     "after a block left open, keepalived reads the following blocks inside it and reports each of their "
+     "keywords; vrrpd reports the open block once, at its line, and reads the rest where it belongs"),
+    ("silent", r"cannot track route .* with no interface specified", "",
+     "pending-13: routes and rules are helper 13's (static_routes, virtual_routes)"),
+    ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|bfd_log_file|checker_log_file|vrrp_log_file|"
+     r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|local_name|lvs_id|nftables_no_lvs|"
+     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|vrrp_garp_interval_random|"
+     r"vrrp_ipset_table|vrrp_ipsets|vrrp_iptables_table|vrrp_max_timer_adverts|vrrp_nftables|"
+     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|vrrp_startup_delay_log|vrrp_track_process_sleep|tun_port|"
+     r"tun_type|no_virtual_ipaddress|timer_expired_backup|ICMP_CHECK)'", "",
+     "a keyword of keepalived 2.3/2.4 (vrrpd reads the language of 2.4.3) that 2.2.7 predates, or that this "
+     "nftables build of 2.2.7 lacks"),
+    ("silent", r"Unknown keyword 'vrrp_handover_on_stop'", "", "vrrpd's own extension (a graceful MASTER stop)"),
+    ("silent", r"Unknown keyword '\}'|Unexpected '\{'|Unknown keyword '10\.0\.0\.9'|Unknown keyword 'ICMP_CHECK'",
+     r"^keepalived: Unknown keyword 'ICMP_CHECK'",
+     "ICMP_CHECK is keepalived 2.4's other name of PING_CHECK; 2.2.7 does not know it and reads its block as "
+     "unknown keywords"),
+    ("silent", r"Unknown keyword 'from'|No name has been specified for BFD_CHECKER|FILE_CHECK has no track_file",
+     "", "pending-13: vrrpd accepts the UDP/PING/FILE/BFD checker blocks without reading them (helper 13's)"),
+]
+
+# (regular expression on a model difference, reason)
+COMPAT_MODEL_DIFFERENCES: List[Tuple[str, str]] = [
+    (r": VI_\d+ vips \(a duplicate VIP\):", "keepalived 2.4 ignores a VIP listed twice in an instance, and so does "
+     "vrrpd; 2.2.7 keeps both"),
+    (r"^builtins\.conf: .* vrid:", "${_RANDOM} draws its own number in each program"),
+    (r"^top-net_namespace\.conf: vrrp_instance VI_1 only in vrrpd",
+     "keepalived moves into the named network namespace (absent here) before it reads the instances; vrrpd "
+     "accepts net_namespace without acting on it"),
+    (r": VI_\d+ version: keepalived 2, vrrpd 3",
+     "keepalived 2.2.7 keeps 'version 2' written before an instance's IPv6 addresses (there is no VRRPv2 for "
+     "IPv6, RFC 3768); vrrpd runs such an instance with VRRPv3 and warns"),
+]
+
+
+def compat_corpus() -> List[Path]:
+    """The hand-kept corpus: seeds, keepalived's samples and our own files (testdata/compat/*/*.conf)."""
+    return sorted((HERE / "testdata" / "seeds").glob("*.conf")) + sorted(COMPAT_DIR.glob("*/*.conf"))
+
+
+def compat_config_id(text: str) -> Optional[str]:
+    """`! compat: -i ID` in a corpus file: run both programs with that config id."""
+    m = _COMPAT_ID_RE.search(text[:2000])
+    return m.group(1) if m else None
+
+
+def compat_interfaces(paths: List[Path]) -> List[str]:
+    """Every interface name the files name (instances, VIPs, trackers, checkers), so none is missing."""
+    names = {"eth0"}
+    word = re.compile(r"\b(?:interface|dev|lvs_sync_daemon_interface|bind_if|oif|iif|use_vmac|track_interface)"
+                      r"[ \t]+([A-Za-z][A-Za-z0-9_.-]*)")
+    for path in paths:
+        text = path.read_text(errors="replace")
+        names.update(word.findall(text))
+        config, _ = vrrpd.parse_config(str(path), config_id=compat_config_id(text))
+        for inst in config.vrrp_instances:
+            names.update(n for n in [inst.interface] + [v.dev for v in inst.virtual_ipaddress] if n)
+            names.update(r.name for r in inst.track_interface)
+        for sg in config.sync_groups:
+            names.update(r.name for r in sg.track_interface)
+        for block in re.findall(r"track_interface\s*\{([^}]*)\}", text):
+            names.update(line.split()[0] for line in block.splitlines() if line.split())
+    return sorted(n for n in names if _IFNAME_RE.match(n) and n not in ("lo", "weight"))
+
+
+class CompatNet:
+    """Network namespaces (one per worker) holding veth pairs named after every interface of the corpus."""
+
+    def __init__(self, interfaces: List[str], count: int):
+        self.names = [f"vrrpd-compat-{os.getpid()}-{i}" for i in range(count)]
+        names = list(interfaces) + (["compat-peer"] if len(interfaces) % 2 else [])
+        for ns in self.names:
+            sh(["ip", "netns", "add", ns])
+            script = ["link set lo up"]
+            for a, b in zip(names[::2], names[1::2]):
+                script += [f"link add {a} type veth peer name {b}", f"link set {a} up", f"link set {b} up"]
+            sh(["ip", "-n", ns, "-batch", "-"], input="\n".join(script) + "\n")
+
+    def close(self) -> None:
+        for ns in self.names:
+            sh(["ip", "netns", "del", ns], check=False)
+
+
+_KA_BATCH = r"""
+import json, os, select, signal, subprocess, sys, time
+for line in sys.stdin:
+    path, cid, mode = json.loads(line)
+    cmd = ["/usr/sbin/keepalived", "-f", path]
+    if cid:
+        cmd += ["-i", cid]
+    if mode == "check":
+        cmd += ["-t"]
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        out = {"rc": r.returncode, "err": r.stderr.decode(errors="replace")}
+    else:  # the VRRP model: start the VRRP child with -d for a moment, until it has dumped its topology
+        tag = str(abs(hash(path)))
+        cmd += ["-n", "-l", "-d", "-P", "-p", "/tmp/ka-c-%s.pid" % tag, "-r", "/tmp/ka-c-%s.vpid" % tag]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        data, deadline = b"", time.monotonic() + 5
+        try:
+            while time.monotonic() < deadline and b"------< Interfaces >------" not in data:
+                ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    break
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            p.wait()
+        out = {"rc": 0, "err": data.decode(errors="replace")}
+    print(json.dumps(out), flush=True)
+"""
+
+
+def run_keepalived_batches(net: CompatNet, jobs: List[Tuple[str, Optional[str], str]]) -> List[dict]:
+    """keepalived for every (path, config id, "check"|"dump") job, spread over the namespaces' workers."""
+    import concurrent.futures
+    import json
+
+    results: List[Optional[dict]] = [None] * len(jobs)
+    chunks = [list(range(i, len(jobs), len(net.names))) for i in range(len(net.names))]
+
+    def work(ns: str, idx: List[int]) -> None:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", _KA_BATCH], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        for i in idx:
+            proc.stdin.write(json.dumps(jobs[i]) + "\n")
+            proc.stdin.flush()
+            results[i] = json.loads(proc.stdout.readline())
+        proc.stdin.close()
+        proc.wait()
+
+    with concurrent.futures.ThreadPoolExecutor(len(net.names)) as pool:
+        for f in [pool.submit(work, ns, idx) for ns, idx in zip(net.names, chunks)]:
+            f.result()
+    return results  # type: ignore[return-value]
+
+
+def keepalived_reports(err: str, path: str) -> Set[Tuple[str, int, str]]:
+    """(file basename, line, message) of every line-numbered problem keepalived -t printed."""
+    out = set()
+    for line in err.splitlines():
+        m = _KA_LINE_RE.match(line.strip())
+        if m:
+            out.add((os.path.basename(m.group("file") or path), int(m.group("line")), m.group("msg").strip()))
+    return out
+
+
+def block_headers(path: str, config_id: Optional[str]) -> Dict[Tuple[str, int], Set[int]]:
+    """(file, line of a '}') -> lines of the keywords whose blocks close there."""
+    lexer = vrrpd._Lexer([], config_id)
+    lexer.read_file(path)
+    toks = lexer.tokens
+    stack: List[int] = []
+    out: Dict[Tuple[str, int], Set[int]] = {}
+    for i, t in enumerate(toks):
+        if t.quoted:
+            continue
+        if t.text == "{":
+            stack.append(toks[i - 1].line if i else t.line)
+        elif t.text == "}" and stack:
+            out.setdefault((os.path.basename(t.file), t.line), set()).add(stack.pop())
+    return out
+
+
+@dataclass
+class CompatResult:
+    path: str
+    ka_rc: int
+    ka_reports: Set[Tuple[str, int, str]]
+    vd_errors: List[str]
+    problems: List[Tuple[str, str]]  # (kind, text): "rejects" / "silent"
+    explained: List[Tuple[str, str, str]]  # (kind, text, reason)
+    ka_err: str = ""
+
+
+def compare_one(path: str, ka: dict, config_id: Optional[str]) -> CompatResult:
+    config, diags = vrrpd.parse_config(path, check_interfaces=False, config_id=config_id)
+    errors = [str(d) for d in diags if d.severity is vrrpd.Severity.ERROR]
+    reports = keepalived_reports(ka["err"], path)
+    at: Dict[str, Set[int]] = {}
+    for d in diags:
+        at.setdefault(os.path.basename(d.file), set()).add(d.line)
+    headers = block_headers(path, config_id) if reports else {}
+    problems: List[Tuple[str, str]] = []
+    if ka["rc"] == 0 and errors:
+        problems += [("rejects", e) for e in errors]
+    for file, line, msg in sorted(reports):
+        lines = at.get(file, set())
+        # keepalived checks a block when it reads its '}': a report anywhere in that block is at the same place
+        if line in lines or any(h <= n <= line for h in headers.get((file, line), ()) for n in lines):
+            continue
+        problems.append(("silent", f"{file}:{line}: keepalived: {msg}"))
+    explained, left = [], []
+    said = [d.message for d in diags] + [f"keepalived: {msg}" for _f, _l, msg in reports]
+    for kind, text in problems:
+        reason = next((r for k, rx, ours, r in COMPAT_DIFFERENCES if k == kind and re.search(rx, text)
+                       and (not ours or any(re.search(ours, m) for m in said))), None)
+        if reason is None:
+            left.append((kind, text))
+        else:
+            explained.append((kind, text, reason))
+    return CompatResult(path, ka["rc"], reports, errors, left, explained, ka["err"])
+
+
+# -- the VRRP model keepalived -d prints, against vrrpd's -----------------------------------------------
+
+def keepalived_vrrp_model(dump: str) -> Dict[str, dict]:
+    """name -> {vrid, priority, state, interface, version, advert, auth, vips} from `keepalived -d -P`."""
+    out: Dict[str, dict] = {}
+    cur: Optional[dict] = None
+    in_vips = False
+    for raw in dump.splitlines():
+        text = raw.split(": ", 1)[1] if re.match(r"^\w{3} \w{3} +\d+ [\d:]+ \d{4}: ", raw) else raw
+        stripped = text.strip()
+        if text.startswith(" VRRP Instance = "):
+            cur = out.setdefault(stripped.split(" = ", 1)[1], {"vips": []})
+            in_vips = False
+            continue
+        if cur is None or not stripped:
+            continue
+        if not text.startswith("   ") and not text.startswith(" VRRP"):
+            if text.startswith(" ") and not text.startswith("  "):
+                cur, in_vips = None, False
+            continue
+        if in_vips:
+            if text.startswith("     "):
+                dev = stripped.split(" dev ")[1].split()[0]
+                cur["vips"].append(stripped.split()[0] + " dev " + dev.split("@")[-1])  # vrrp.51@eth0: on eth0
+                continue
+            in_vips = False
+        key, _, value = stripped.partition(" = ")
+        if key == "Virtual Router ID":
+            cur["vrid"] = int(value)
+        elif key == "Priority":
+            cur["priority"] = int(value)
+        elif key == "Wantstate":
+            cur["state"] = value
+        elif key == "Interface":  # "vrrp.51, vmac on eth0": the base interface
+            cur["interface"] = value.split(" on ", 1)[1] if ", vmac on " in value or ", ipvlan on " in value \
+                else value
+        elif key == "VRRP Version":
+            cur["version"] = int(value)
+        elif key == "Advert interval":
+            number, unit = value.split()
+            cur["advert"] = round(float(number) / (1000.0 if unit.startswith("milli") else 1.0), 3)
+        elif key == "Authentication type":
+            cur["auth"] = value.split()[0]
+        elif stripped.startswith("Virtual IP ("):
+            in_vips = True
+    return out
+
+
+def vrrpd_vrrp_model(config) -> Dict[str, dict]:
+    g = config.global_defs
+    out = {}
+    for inst in config.vrrp_instances:
+        vips = []
+        for v in inst.virtual_ipaddress:
+            full = v.address.network.prefixlen == v.address.max_prefixlen
+            vips.append((str(v.address.ip) if full else str(v.address)) + " dev " + (v.dev or inst.interface or "?"))
+        auth = {"NONE": "none", "PASS": "SIMPLE_PASSWORD", "AH": "IPSEC_AH"}[inst.auth_type.name]
+        out[inst.name] = {"vrid": inst.virtual_router_id, "priority": inst.priority, "state": inst.state.value,
+                          "interface": inst.interface, "version": vrrpd.effective_version(inst, g),
+                          "advert": round(vrrpd.advert_interval(inst, g), 3), "auth": auth, "vips": vips}
+    return out
+
+
+def compare_models(path: str, dump: str, config_id: Optional[str]) -> List[str]:
+    config, _ = vrrpd.parse_config(path, check_interfaces=False, config_id=config_id)
+    theirs, ours = keepalived_vrrp_model(dump), vrrpd_vrrp_model(config)
+    out = []
+    for name in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(name), ours.get(name)
+        if a is None or b is None:
+            only = "vrrpd" if a is None else "keepalived"
+            out.append(f"{os.path.basename(path)}: vrrp_instance {name} only in {only}")
+            continue
+        for key in sorted(set(a) | set(b)):
+            if key == "auth" and key not in a:
+                continue  # keepalived prints no authentication line for VRRPv3
+            if a.get(key) != b.get(key):
+                dup = " (a duplicate VIP)" if key == "vips" and list(dict.fromkeys(a[key])) == b[key] else ""
+                out.append(f"{os.path.basename(path)}: {name} {key}{dup}: keepalived {a.get(key)!r}, "
+                           f"vrrpd {b.get(key)!r}")
+    return out
+
+
+# -- the grammar-based generator ---------------------------------------------------------------------------
+
+class CompatGenerator:
+    """Random but deterministic keepalived configurations: every block, many keywords, awkward layouts
+    (brace on the next line, glued braces, comments, tabs, CRLF, parameters, @conditions, ~SEQ) and a few
+    deliberate mistakes, so that both verdicts and line numbers are exercised."""
+
+    IFACES = ["eth0", "eth1", "eth2", "ens3", "bond0", "eth0.10", "enp0s8"]
+
+    def __init__(self, seed: int):
+        self.r = random.Random(seed)
+        self.vrids: Set[Tuple[str, int]] = set()
+        self.params: Dict[str, str] = {}
+        self.scripts: List[str] = []
+        self.instances: List[str] = []
+
+    def pick(self, seq):
+        return self.r.choice(seq)
+
+    def chance(self, p: float) -> bool:
+        return self.r.random() < p
+
+    def ip(self, prefix: str = "10") -> str:
+        octets = prefix.split(".") + [str(self.r.randint(0, 255)) for _ in range(3 - prefix.count("."))]
+        return ".".join(octets[:3] + [str(self.r.randint(1, 254))])
+
+    def value(self, text: str) -> str:
+        """Sometimes a value goes through a $PARAMETER (or ${PARAMETER})."""
+        if self.chance(0.06) and " " not in text:
+            name = f"P{len(self.params)}"
+            self.params[name] = text
+            return f"${{{name}}}" if self.chance(0.5) else f"${name}"
+        return text
+
+    # a node is (keyword words, children or None, is value block)
+    def global_defs(self) -> tuple:
+        body = []
+        opts = [
+            lambda: (["router_id", self.pick(["lb1", "node-2", "r1.example.com"])], None),
+            lambda: (["notification_email"], [[w] for w in self.r.sample(["a@b.c", "ops@x.org", "root"],
+                                                                        self.r.randint(1, 3))]),
+            lambda: (["notification_email_from", "keepalived@x.org"], None),
+            lambda: (["smtp_server", "127.0.0.1"] + (["25"] if self.chance(0.5) else []), None),
+            lambda: (["smtp_connect_timeout", str(self.r.randint(1, 60))], None),
+            lambda: (["vrrp_skip_check_adv_addr"], None),
+            lambda: (["vrrp_garp_master_delay", str(self.r.randint(1, 10))], None),
+            lambda: (["vrrp_garp_master_repeat", str(self.r.randint(1, 10))], None),
+            lambda: (["vrrp_garp_master_refresh", str(self.r.randint(0, 60))], None),
+            lambda: (["vrrp_mcast_group4", f"224.0.0.{self.r.randint(18, 250)}"], None),
+            lambda: (["vrrp_version", self.pick(["2", "3"])], None),
+            lambda: (["vrrp_garp_interval", self.pick(["0.001", "0.01", "1"])], None),
+            lambda: (["vrrp_gna_interval", self.pick(["0.001", "0.5"])], None),
+            lambda: (["vrrp_lower_prio_no_advert"], None),
+            lambda: (["vrrp_higher_prio_send_advert"], None),
+            lambda: (["lvs_flush"], None),
+            lambda: (["vrrp_check_unicast_src"], None),
+            lambda: (["smtp_alert"], None),
+            lambda: (["no_email_faults"], None),
+            lambda: (["vrrp_startup_delay", str(self.r.randint(1, 5))], None),
+        ]
+        for f in self.r.sample(opts, self.r.randint(1, 7)):
+            body.append(f())
+        body.append((["enable_script_security"], None))
+        body.append((["script_user", "root"], None))
+        return (["global_defs"], body)
+
+    def vrrp_script(self) -> tuple:
+        name = f"chk_{len(self.scripts)}"
+        self.scripts.append(name)
+        body = [(["script", self.pick(['"/bin/true"', "/bin/true", '"/bin/sh -c true"', '"/bin/false x"'])],
+                 None)]
+        for kw, gen in (("interval", lambda: str(self.r.randint(1, 10))),
+                        ("timeout", lambda: str(self.r.randint(1, 5))),
+                        ("weight", lambda: str(self.r.randint(-50, 50))),
+                        ("rise", lambda: str(self.r.randint(1, 5))),
+                        ("fall", lambda: str(self.r.randint(1, 5))), ("user", lambda: "root")):
+            if self.chance(0.5):
+                body.append(([kw, self.value(gen())], None))
+        if self.chance(0.2):
+            body.append((["init_fail"], None))
+        return (["vrrp_script", name], body)
+
+    def vrrp_instance(self, version: int) -> tuple:
+        name = f"VI_{len(self.instances) + 1}"
+        self.instances.append(name)
+        iface = self.pick(self.IFACES)
+        vrid = self.r.randint(1, 255)
+        while (iface, vrid) in self.vrids:
+            vrid = self.r.randint(1, 255)
+        self.vrids.add((iface, vrid))
+        six = self.chance(0.15)
+        body = [(["state", self.pick(["MASTER", "BACKUP"])], None), (["interface", self.value(iface)], None),
+                (["virtual_router_id", self.value(str(vrid))], None),
+                (["priority", self.value(str(self.r.randint(1, 254)))], None)]
+        if self.chance(0.3):
+            version = 3 if version == 2 else 2
+            body.append((["version", str(version)], None))
+        body.append((["advert_int", self.pick(["1", "2", "3"]) if version == 2 else self.pick(["1", "0.5", "0.1"])],
+                     None))
+        if version == 2 and not six and self.chance(0.3):
+            body.append((["authentication"], [(["auth_type", "PASS"], None),
+                                              (["auth_pass", self.pick(["secret", "1111", "abcdefgh"])], None)]))
+        vips = []
+        for _ in range(self.r.randint(1, 3)):
+            addr = f"fd00::{self.r.randint(1, 0xffff):x}" if six else self.ip()
+            words = [addr + self.pick(["", "/24", "/32"] if not six else ["", "/64"])]
+            if self.chance(0.3):
+                words += ["dev", self.pick(self.IFACES)]
+            if not six and self.chance(0.2):
+                words += ["label", f"{iface}:{self.r.randint(0, 9)}"]
+            if self.chance(0.1):
+                words += ["scope", self.pick(["global", "link", "host"])]
+            vips.append(words)
+        body.append((["virtual_ipaddress"], vips))
+        if not six and self.chance(0.15):
+            body.append((["virtual_ipaddress_excluded"], [[self.ip()]]))
+        if self.chance(0.3):
+            body.append((["track_interface"], [[self.pick(self.IFACES)] + (["weight", str(self.r.randint(-50, 50))]
+                                                                         if self.chance(0.5) else [])]))
+        if self.scripts and self.chance(0.5):
+            body.append((["track_script"], [[self.pick(self.scripts)] + (["weight", str(self.r.randint(-20, 20))]
+                                                                         if self.chance(0.3) else [])]))
+        if not six and self.chance(0.2):
+            body.append((["unicast_src_ip", self.ip()], None))
+            body.append((["unicast_peer"], [[self.ip()] for _ in range(self.r.randint(1, 2))]))
+        for kw, gen in (("nopreempt", None), ("preempt_delay", lambda: str(self.r.randint(1, 60))),
+                        ("garp_master_delay", lambda: str(self.r.randint(1, 10))),
+                        ("garp_master_refresh", lambda: str(self.r.randint(1, 60))),
+                        ("notify_master", lambda: '"/bin/true master"'), ("notify_backup", lambda: "/bin/true"),
+                        ("notify_fault", lambda: '"/bin/true fault"'), ("notify", lambda: "/bin/true"),
+                        ("smtp_alert", None), ("dont_track_primary", None), ("accept", None),
+                        ("skip_check_adv_addr", None), ("garp_master_repeat", lambda: str(self.r.randint(1, 5)))):
+            if self.chance(0.12):
+                body.append(([kw] + ([gen()] if gen else []), None))
+        self.r.shuffle(body)
+        return (["vrrp_instance", name], body)
+
+    def sync_group(self) -> tuple:
+        members = self.r.sample(self.instances, min(len(self.instances), self.r.randint(2, 3)))
+        body = [(["group"], [[m] for m in members])]
+        if self.chance(0.3):
+            body.append((["notify_master", '"/bin/true group"'], None))
+        return (["vrrp_sync_group", f"VG_{self.r.randint(1, 99)}"], body)
+
+    def checker(self) -> tuple:
+        kind = self.pick(["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK"])
+        body = []
+        if kind in ("HTTP_GET", "SSL_GET"):
+            url = [(["path", self.pick(["/", "/index.html", "/health"])], None)]
+            url.append((["status_code", self.pick(["200", "200-299"])] if self.chance(0.7)
+                        else ["digest", "9b3a0c85a887a256d6939da88aabd8cd"], None))
+            body.append((["url"], url))
+        if kind == "MISC_CHECK":
+            body.append((["misc_path", self.pick(['"/bin/true"', '"/bin/sh -c true"'])], None))
+            if self.chance(0.3):
+                body.append((["misc_timeout", str(self.r.randint(1, 10))], None))
+        else:
+            for kw, gen in (("connect_timeout", lambda: str(self.r.randint(1, 10))),
+                            ("connect_port", lambda: str(self.r.randint(1, 65535))),
+                            ("retry", lambda: str(self.r.randint(1, 5))),
+                            ("delay_before_retry", lambda: str(self.r.randint(1, 5)))):
+                if self.chance(0.4):
+                    body.append(([kw, gen()], None))
+        return ([kind], body)
+
+    def virtual_server(self) -> tuple:
+        fwmark = self.chance(0.15)
+        where = ["fwmark", str(self.r.randint(1, 999))] if fwmark else [self.ip("192.168"),
+                                                                        str(self.r.randint(1, 65535))]
+        head = ["virtual_server"] + where
+        body = [(["delay_loop", str(self.r.randint(1, 30))], None),
+                ([self.pick(["lb_algo", "lvs_sched"]), self.pick(["rr", "wrr", "lc", "wlc", "sh", "dh"])], None),
+                ([self.pick(["lb_kind", "lvs_method"]), self.pick(["NAT", "DR", "TUN"])], None)]
+        if not fwmark:
+            body.append((["protocol", self.pick(["TCP", "UDP"]) if self.chance(0.5) else "TCP"], None))
+        if self.chance(0.3):
+            body.append((["persistence_timeout", str(self.r.randint(1, 600))], None))
+        if self.chance(0.2):
+            body.append((["sorry_server", self.ip("192.168")] + ([where[-1]] if self.chance(0.7) else []), None))
+        for kw in ("alpha", "omega", "quorum", "hysteresis", "ha_suspend"):
+            if self.chance(0.1):
+                body.append(([kw] + ([str(self.r.randint(1, 5))] if kw in ("quorum", "hysteresis") else []), None))
+        for _ in range(self.r.randint(1, 3)):
+            rs_body = [(["weight", str(self.r.randint(0, 100))], None)]
+            if self.chance(0.8):
+                rs_body.append(self.checker())
+            if self.chance(0.1):
+                rs_body.append((["inhibit_on_failure"], None))
+            port = [] if self.chance(0.2) else [where[-1] if not fwmark and self.chance(0.8)
+                                                 else str(self.r.randint(1, 65535))]
+            body.append((["real_server", self.ip("172.16")] + port, rs_body))
+        return (head, body)
+
+    def mistake(self, tree: list) -> None:
+        """One deliberate mistake somewhere: an unknown keyword, a bad number or a missing value."""
+        target = self.pick(tree)
+        if target[1] is None:
+            return
+        kind = self.r.randint(0, 2)
+        if kind == 0:
+            target[1].insert(self.r.randint(0, len(target[1])), ([self.pick(["bogus_keyword", "prioritty",
+                                                                              "nat_mask"]), "1"], None))
+        elif kind == 1 and target[0][0] == "vrrp_instance":
+            target[1].append((["virtual_router_id", self.pick(["0", "256", "abc"])], None))
+        elif kind == 2 and target[0][0] == "vrrp_instance":
+            target[1].append((["advert_int", self.pick(["300", "-1", "x"])], None))
+
+    def tree(self) -> list:
+        tree = []
+        version = 2
+        if self.chance(0.95):
+            tree.append(self.global_defs())
+            version = next((int(n[0][1]) for n in tree[0][1] if n[0][0] == "vrrp_version"), 2)
+        for _ in range(self.r.randint(0, 2)):
+            tree.append(self.vrrp_script())
+        for _ in range(self.r.randint(1, 4)):
+            tree.append(self.vrrp_instance(version))
+        if len(self.instances) >= 2 and self.chance(0.2):
+            tree.append(self.sync_group())
+        for _ in range(self.r.randint(0, 2) if self.chance(0.5) else 0):
+            tree.append(self.virtual_server())
+        if self.chance(0.12):
+            self.mistake(tree)
+        return tree
+
+    def render(self, tree: list) -> Tuple[str, Optional[str]]:
+        indent_unit = self.pick(["    ", "  ", "\t", ""])
+        brace = self.pick(["same", "same", "same", "next", "glued"])
+        comment = self.chance(0.4)
+        lines: List[str] = []
+
+        def emit(depth: int, text: str) -> None:
+            if comment and self.chance(0.05):
+                lines.append(indent_unit * depth + self.pick(["! a comment", "# another one", "#"]))
+            if comment and self.chance(0.05):
+                text += self.pick(["   # trailing", " ! trailing"])
+            lines.append(indent_unit * depth + text)
+            if self.chance(0.03):
+                lines.append("")
+
+        def node(depth: int, words: List[str], body: Any, value_block: bool) -> None:
+            head = " ".join(words)
+            if body is None:
+                emit(depth, head)
+                return
+            if brace == "next":
+                emit(depth, head)
+                emit(depth, "{")
+            else:
+                emit(depth, head + ("{" if brace == "glued" else " {"))
+            for child in body:
+                if value_block or isinstance(child, list):
+                    emit(depth + 1, " ".join(child))
+                else:
+                    node(depth + 1, child[0], child[1], child[0][0] in (
+                        "virtual_ipaddress", "virtual_ipaddress_excluded", "track_interface", "track_script",
+                        "unicast_peer", "notification_email", "group"))
+            emit(depth, "}")
+
+        for words, body in tree:
+            node(0, words, body, False)
+        config_id = None
+        head: List[str] = []
+        for name, value in self.params.items():
+            if self.chance(0.3):
+                config_id = config_id or self.pick(["lb1", "alpha", "node7"])
+                head += [f"@{config_id} ${name}={value}", f"@^{config_id} ${name}=wrong"]
+            else:
+                head.append(f"${name}={value}")
+        if self.chance(0.1):
+            head += ["$SEQ_VS= \\", "virtual_server 10.99.0.${I} 80 { \\", "  protocol TCP \\",
+                     "  real_server 10.98.0.${I} 80 { \\", "  } \\", "}", "~SEQ(I, 1, 2, 5) $SEQ_VS"]
+        text = "\n".join(head + lines) + "\n"
+        if self.chance(0.05):
+            text = text.replace("\n", "\r\n")
+        return text, config_id
+
+    def config(self) -> Tuple[str, Optional[str]]:
+        return self.render(self.tree())
+
+
+def generated_compat_configs(directory: Path, count: int) -> List[Tuple[Path, Optional[str]]]:
+    out = []
+    for seed in range(count):
+        text, config_id = CompatGenerator(seed).config()
+        path = directory / f"gen{seed:05d}.conf"
+        path.write_text(text)
+        out.append((path, config_id))
+    return out
+
+
+@dataclass
+class CompatRun:
+    results: List[CompatResult]
+    model_diffs: List[str]
+    model_checked: int
+    seconds: float
+    model_explained: List[Tuple[str, str]]
+
+    def accepted(self) -> List[CompatResult]:
+        return [r for r in self.results if r.ka_rc == 0]
+
+    def agreement(self, among: Optional[List[CompatResult]] = None) -> float:
+        acc = self.accepted() if among is None else among
+        return 100.0 * sum(1 for r in acc if not r.problems and not r.explained) / max(1, len(acc))
+
+    def report(self) -> str:
+        acc = self.accepted()
+        lines = [f"compat: {len(self.results)} configurations ({len(acc)} accepted by keepalived -t) in "
+                 f"{self.seconds:.1f} s",
+                 f"agreement on configurations keepalived accepts: {self.agreement():.2f} %",
+                 f"agreement on all: {self.agreement(self.results):.2f} %",
+                 f"VRRP model (keepalived -d) compared on {self.model_checked} files: {len(self.model_diffs)} "
+                 "difference(s)"]
+        explained: Dict[str, List[str]] = {}
+        for r in self.results:
+            for kind, text, reason in r.explained:
+                explained.setdefault(f"{kind}: {reason}", []).append(f"{os.path.basename(r.path)}: {text}")
+        lines.append("")
+        lines.append("| difference | files | reason |")
+        lines.append("|---|---|---|")
+        for d, reason in self.model_explained:
+            explained.setdefault(f"model: {reason}", []).append(d)
+        for key, where in sorted(explained.items()):
+            kind, reason = key.split(": ", 1)
+            lines.append(f"| {kind} | {len(where)} (e.g. {where[0][:90]}) | {reason} |")
+        unexplained = [(r.path, k, t) for r in self.results for k, t in r.problems]
+        if unexplained:
+            lines.append("")
+            lines.append(f"UNEXPLAINED ({len(unexplained)}):")
+            lines += [f"  {os.path.basename(p)}: {k}: {t}" for p, k, t in unexplained[:200]]
+        if self.model_diffs:
+            lines.append("")
+            lines.append(f"MODEL DIFFERENCES ({len(self.model_diffs)}):")
+            lines += ["  " + d for d in self.model_diffs[:200]]
+        return "\n".join(lines)
+
+
+def run_compat(tmp: Path, generated: int, model_sample: int = 400) -> CompatRun:
+    started = time.monotonic()
+    files: List[Tuple[Path, Optional[str]]] = [(p, compat_config_id(p.read_text(errors="replace")))
+                                               for p in compat_corpus()]
+    files += generated_compat_configs(tmp, generated)
+    net = CompatNet(compat_interfaces([p for p, _ in files]), COMPAT_WORKERS)
+    try:
+        kas = run_keepalived_batches(net, [(str(p), cid, "check") for p, cid in files])
+        results = [compare_one(str(p), ka, cid) for (p, cid), ka in zip(files, kas)]
+        # the model: every accepted corpus file and a sample of the accepted generated ones
+        accepted = [(p, cid) for (p, cid), r in zip(files, results) if r.ka_rc == 0 and not r.vd_errors
+                    and "vrrp_instance" in p.read_text(errors="replace")]
+        corpus_set = {str(p) for p in compat_corpus()}
+        sample = [f for f in accepted if str(f[0]) in corpus_set]
+        sample += [f for f in accepted if str(f[0]) not in corpus_set][:max(0, model_sample - len(sample))]
+        dumps = run_keepalived_batches(net, [(str(p), cid, "dump") for p, cid in sample])
+    finally:
+        net.close()
+    diffs, explained = [], []
+    for (p, cid), dump in zip(sample, dumps):
+        for d in compare_models(str(p), dump["err"], cid):
+            reason = next((r for rx, r in COMPAT_MODEL_DIFFERENCES if re.search(rx, d)), None)
+            (diffs.append(d) if reason is None else explained.append((d, reason)))
+    return CompatRun(results, diffs, len(sample), time.monotonic() - started, explained)
+
+
+def test_compat_corpus_is_large_and_covers_the_samples():
+    corpus = compat_corpus()
+    assert len(corpus) >= 300, len(corpus)
+    samples = Path("/usr/share/doc/keepalived/samples")
+    if samples.is_dir():
+        ours = {p.name for p in (COMPAT_DIR / "samples").glob("*.conf")}
+        assert {p.name + ".conf" for p in samples.glob("keepalived.conf.*")} <= ours
+
+
+def test_compat_generator_is_deterministic_and_varied():
+    a = [CompatGenerator(s).config() for s in range(50)]
+    assert a == [CompatGenerator(s).config() for s in range(50)]
+    texts = "".join(t for t, _ in a)
+    for feature in ("vrrp_instance", "virtual_server", "\n{", "${", "@", "real_server", "track_script"):
+        assert feature in texts, feature
+    assert len({t for t, _ in a}) == 50
+
+
+def test_compat_differential_against_keepalived(tmp_path):
+    """make compat: keepalived -t and vrrpd --check agree on every file, or the difference has a reason."""
+    require_root_netns()
+    require(os.path.exists(KEEPALIVED), "needs keepalived (apt-get install keepalived)")
+    run = run_compat(tmp_path, COMPAT_GENERATED, model_sample=200)
+    report = run.report()
+    print(report)
+    keep = os.environ.get("VRRPD_COMPAT_REPORT")
+    if keep:
+        Path(keep).write_text(report + "\n")
+    assert len(run.results) >= 300 + min(COMPAT_GENERATED, 1000), report
+    assert len(run.accepted()) >= 0.35 * len(run.results), report  # much of the corpus is clean configuration
+    assert not [p for r in run.results for p in r.problems], report
+    assert run.agreement() >= 99.0, report
+    assert run.model_checked >= 100 and not run.model_diffs, report
 
 # --------------------------------------------------------------------------------------------
 # H4. Floods: the kernel receive filter, the backlog rule of the master-down timeout, sending first

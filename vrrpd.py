@@ -377,6 +377,7 @@ class GlobalDefs:
     net_namespace: Optional[str] = None
     use_pid_dir: bool = False
     data_use_instance: bool = False
+    state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -1501,6 +1502,9 @@ def _not_keyword_of(block: str) -> Callable[[str], bool]:
 
 def _h_str(attr: str) -> Handler:
     def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        if not args:  # a keyword keepalived takes without its value (and then ignores)
+            p.warning(kw, f"{kw.text} without a value: keepalived ignores it, and so does vrrpd")
+            return
         setattr(obj, attr, args[0].text)
     return handler
 
@@ -1540,6 +1544,12 @@ def _h_ip(attr: str) -> Handler:
 
 def _h_cmd(attr: str) -> Handler:
     def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        if not args:
+            if kw.text == "notify_deleted":  # a flag too: notify scripts say DELETED instead of FAULT
+                _h_other(p, obj, kw, args)
+                return
+            p.warning(kw, f"{kw.text} without a command: keepalived ignores it, and so does vrrpd")
+            return
         setattr(obj, attr, p.command_value(kw, args))
     return handler
 
@@ -2001,7 +2011,11 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                 elif opt == "scope" and val is not None:
                     if val.text not in _SCOPES and not val.text.isdigit():
                         raise _Invalid(f"unknown scope '{val.text}'")
-                    vip.scope = val.text
+                    if address.version == 6:
+                        p.warning(opt_tok, f"scope given for the IPv6 address {head.text}: keepalived ignores it, "
+                                  "and so does vrrpd", "remove 'scope ...'")
+                    else:
+                        vip.scope = val.text
                 elif opt == "label" and val is not None:
                     if len(val.text) > 15:
                         p.warning(val, f"label '{val.text}' longer than 15 characters is truncated")
@@ -2808,9 +2822,11 @@ def _g_mcast(attr: str, version: int) -> Handler:
     return handler
 
 
-def _g_iptables(attr: str) -> Handler:
+def _g_iptables(attr: str, warning: str = "") -> Handler:
     """A flag with optional words kept in `other` (vrrp_iptables IN OUT, lvs_flush_on_stop VS)."""
     def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+        if warning:
+            p.warning(kw, f"{kw.text}: {warning}", "write 'nftables' instead")
         setattr(g, attr, True)
         if args:
             g.other[kw.text] = [a.text for a in args]
@@ -2867,7 +2883,7 @@ _G = "global_defs"
 _kw(_G, "notification_email", _g_email, (0, 0), ValueBlock())
 _kw(_G, "notification_email_from", _h_str("notification_email_from"))
 _kw(_G, "smtp_server", _g_smtp_server, (1, 2), accept=_is_number)
-_kw(_G, "smtp_helo_name", _h_str("smtp_helo_name"))
+_kw(_G, "smtp_helo_name", _h_str("smtp_helo_name"), (0, 1))
 _kw(_G, "smtp_connect_timeout", _g_smtp_connect_timeout)
 _kw(_G, "router_id", _h_str("router_id"))
 for _name in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
@@ -2878,7 +2894,9 @@ for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrr
               "log_unknown_vrids"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _kw(_G, "lvs_flush_on_stop", _g_iptables("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS")
-_kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
+_kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables", "keepalived's nftables build (Debian's) says iptables is "
+                                     "not supported and uses nftables; vrrpd uses nftables too"),
+    (0, 2), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
 _kw(_G, "vrrp_gna_interval", _g_garp_interval("vrrp_gna_interval"))
@@ -2901,6 +2919,7 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
+_kw(_G, "state_dump_file", _h_str("state_dump_file"))
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
@@ -2950,7 +2969,7 @@ _accept_only(_G, "startup_script startup_script_timeout shutdown_script shutdown
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check state_dump_file "
+             "reload_time_file reload_repeat reload_file include_check "
              "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
@@ -3166,12 +3185,16 @@ _kw(_I, "unicast_ttl", _i_unicast_ttl)
 _kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
 
 
+def _i_lvs_sync_interface(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    _h_other(p, inst, kw, args)
+    p.warning(kw, "lvs_sync_daemon_interface in a vrrp_instance is deprecated (keepalived says so too); vrrpd does "
+              "not run the LVS sync daemon", "use global_defs { lvs_sync_daemon IF INSTANCE }")
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted", "notify",
               "notify_master_rx_lower_pri"):
-    _kw(_I, _name, _h_cmd(_name), (1, None))
+    _kw(_I, _name, _h_cmd(_name), (0 if _name == "notify_deleted" else 1, None))
 _kw(_I, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
 _kw(_I, "garp_master_delay", _h_time("garp_master_delay", 0, 255))
 _kw(_I, "garp_master_repeat", _h_int("garp_master_repeat", 0, 255))
@@ -3190,9 +3213,10 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf "
-             "old_unicast_checksum debug linkbeat_use_polling "
-             "lvs_sync_daemon_interface")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum debug")
+KEYWORDS[_I]["vrf"].nargs = (1, 1)
+KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
+                                                    supported=False)
 
 
 def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -3233,7 +3257,7 @@ def _s_user(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
 
 
 _S = "vrrp_script"
-_kw(_S, "script", _h_cmd("script"), (1, None))
+_kw(_S, "script", _h_cmd("script"), (0, None))
 _kw(_S, "interval", _h_time("interval", 0, 4294, zero_to=1.0))
 _kw(_S, "timeout", _h_time("timeout", 0, 4294))
 _kw(_S, "weight", _weight_reverse(-253, 253), (1, 2), accept=lambda t: t in ("reverse", "noreverse"))
@@ -3258,7 +3282,7 @@ _kw("track_file", "init_file", _tf_init, (0, 2))
 
 _P = "vrrp_track_process"
 _kw(_P, "process", _h_words("process"), (1, None))
-_kw(_P, "param_match", _h_str("param_match"))
+_kw(_P, "param_match", _h_str("param_match"), (0, 1))
 _kw(_P, "weight", _weight_reverse(-254, 254), (1, 2), accept=lambda t: t == "reverse")
 _kw(_P, "quorum", _h_int("quorum", 1, 65535))
 _kw(_P, "delay", _h_time("delay", 0, 3600))
@@ -3271,6 +3295,10 @@ _kw(_P, "terminate_delay", _h_time("terminate_delay", 0, 3600))
 
 
 def _sg_group(p: _Parser, sg: SyncGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    if sg.group:
+        p.warning(kw, f"vrrp_sync_group {sg.name}: a second group list: keepalived ignores it, and so does vrrpd",
+                  "list every member in one group { ... }")
+        return
     for entry in entries:
         for t in entry:
             sg.group.append(t.text)
@@ -3286,8 +3314,23 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "global_tracking sync_group_tracking_weight")
+_accept_only(_SG, "sync_group_tracking_weight")
 _kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
+
+
+def _deprecated(message: str, hint: str = "") -> Handler:
+    """Accepted, not acted upon, with keepalived's deprecation said as a warning."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        _h_other(p, obj, kw, args)
+        p.warning(kw, f"{kw.text} is deprecated ({message}); vrrpd ignores it", hint)
+    return handler
+
+
+KEYWORDS[_SG]["global_tracking"] = Keyword("global_tracking", _deprecated(
+    "keepalived says so too", "use track_interface/track_script/track_file in the sync group"), (0, None),
+    supported=False)
+KEYWORDS["vrrp_instance"]["linkbeat_use_polling"] = Keyword("linkbeat_use_polling", _deprecated(
+    "in a vrrp_instance; keepalived says so too", "use a linkbeat_interfaces block"), (0, None), supported=False)
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
@@ -3402,6 +3445,11 @@ def _v_sorry(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> Non
 
 
 def _v_sched_flag(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    needs = "mh" if kw.text.startswith("mh-") else "sh" if kw.text.startswith("sh-") else ""
+    if needs and vs.lb_algo != needs:  # keepalived checks the scheduler set so far, at this line
+        p.warning(kw, f"{kw.text} only applies to the {needs} scheduler (lb_algo {needs} before it): keepalived "
+                  "ignores it, and so does vrrpd", f"write 'lb_algo {needs}' first")
+        return
     if kw.text not in vs.sched_flags:
         vs.sched_flags.append(kw.text)
 
@@ -3440,17 +3488,36 @@ _kw(_V, "persistence_granularity", _h_ip("persistence_granularity"))
 _kw(_V, "persistence_engine", _h_str("persistence_engine"))
 _kw(_V, "protocol", _v_protocol)
 _kw(_V, "sorry_server", _v_sorry, (1, 2), accept=_is_number)
-_kw(_V, "sorry_server_inhibit", _h_flag("sorry_server_inhibit"), (0, 1), accept=_is_bool_word)
+def _v_sorry_inhibit(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if vs.sorry_server is None:
+        p.warning(kw, "sorry_server_inhibit before (or without) sorry_server: keepalived ignores it, and so does "
+                  "vrrpd", "write it after sorry_server")
+        return
+    _h_flag("sorry_server_inhibit")(p, vs, kw, args)
+
+
+_kw(_V, "sorry_server_inhibit", _v_sorry_inhibit, (0, 1), accept=_is_bool_word)
 _kw(_V, "sorry_server_lvs_method", _v_sorry_method)
 _kw(_V, "quorum", _h_int("quorum", 0, 2147483647))
 _kw(_V, "hysteresis", _h_int("hysteresis", 0, 2147483647))
 _kw(_V, "quorum_up", _h_cmd("quorum_up"), (1, None))
 _kw(_V, "quorum_down", _h_cmd("quorum_down"), (1, None))
-for _name in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "hashed", "smtp_alert"):
+for _name in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "smtp_alert"):
     _kw(_V, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 for _name in ("flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback"):
     _kw(_V, _name, _v_sched_flag, (0, 0))
 _kw(_V, "ip_family", _v_ip_family)
+
+
+def _v_hashed(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if vs.lb_algo != "sh":
+        p.warning(kw, "hashed only applies to the sh scheduler (lb_algo sh before it): keepalived ignores it, and "
+                  "so does vrrpd", "write 'lb_algo sh' first")
+        return
+    _h_flag("hashed")(p, vs, kw, args)
+
+
+_kw(_V, "hashed", _v_hashed, (0, 1), accept=_is_bool_word)
 _kw(_V, "virtualhost", _h_str("virtualhost"))
 _kw(_V, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_V, "retry", _h_int("retry", 0, 2147483647))
@@ -3636,7 +3703,9 @@ for _blk, _spec in KEYWORDS.items():
 
 
 def effective_version(inst: VrrpInstance, g: GlobalDefs) -> int:
-    """The VRRP version an instance runs: its own `version`, else global `vrrp_version`."""
+    """The VRRP version an instance runs: its own `version`, else global `vrrp_version`; IPv6 is always 3."""
+    if inst.virtual_ipaddress and inst.virtual_ipaddress[0].address.version == 6:
+        return 3
     return inst.version if inst.version is not None else g.vrrp_version
 
 
@@ -3715,6 +3784,11 @@ class _Validator:
     def run(self) -> None:
         vrids: Dict[Tuple[int, int], List[VrrpInstance]] = {}
         self.bfd_instances()
+        for script in list(self.cfg.vrrp_scripts.values()):
+            if script.script is None:  # keepalived: "No script set for vrrp_script X - removing"
+                self.warn(script.file, script.line, f"vrrp_script {script.name} has no 'script': keepalived removes "
+                          "it (and the instances ignore it), and so does vrrpd", 'script "/path/to/check args"')
+                del self.cfg.vrrp_scripts[script.name]
         for inst in self.cfg.vrrp_instances:
             self.instance(inst)
             self.instance_strict(inst)
@@ -3725,10 +3799,6 @@ class _Validator:
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
-        for script in self.cfg.vrrp_scripts.values():
-            if script.script is None:
-                self.err(script.file, script.line, f"vrrp_script {script.name} has no 'script'",
-                         'script "/path/to/check args"')
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
         self.track_groups()
@@ -3894,6 +3964,10 @@ class _Validator:
                       "(VRRPv3 counts centiseconds)")
         ln_auth = self.line_of(inst, "authentication", ln)
         families = {v.address.version for v in inst.virtual_ipaddress}
+        if inst.version == 2 and inst.virtual_ipaddress and inst.virtual_ipaddress[0].address.version == 6:
+            self.warn(f, self.line_of(inst, "version", ln), f"{label}: version 2 with IPv6 addresses: keepalived "
+                      "ignores it and runs VRRPv3 (there is no VRRPv2 for IPv6), and so does vrrpd", "remove it")
+            inst.version = 3
         if len(families) > 1:
             self.err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
                      "use one instance per address family")
@@ -3934,6 +4008,20 @@ class _Validator:
         if inst.nopreempt and inst.preempt_delay:
             self.warn(f, self.line_of(inst, "preempt_delay", ln),
                       f"{label}: preempt_delay has no effect with nopreempt")
+        if self.p.where(inst, "unicast_ttl") is not None and not inst.unicast_peer:
+            self.warn(f, self.line_of(inst, "unicast_ttl", ln), f"{label}: unicast_ttl without unicast_peer: "
+                      "keepalived ignores it, and so does vrrpd")
+            inst.unicast_ttl = 255
+        if inst.native_ipv6 and any(v.address.version == 4 for v in inst.virtual_ipaddress):
+            v4 = [v for v in inst.virtual_ipaddress if v.address.version == 4]
+            listed = ", ".join(str(v.address) for v in v4)
+            self.warn(f, v4[0].line, f"{label}: native_ipv6 with IPv4 addresses ({listed}): keepalived ignores "
+                      "them, and so does vrrpd", "use a separate IPv4 instance")
+            inst.virtual_ipaddress = [v for v in inst.virtual_ipaddress if v.address.version == 6]
+        if inst.preempt_delay and inst.state is State.MASTER:
+            self.warn(f, self.line_of(inst, "preempt_delay", ln), f"{label}: preempt_delay does not work with state "
+                      "MASTER: keepalived clears it, and so does vrrpd", "set 'state BACKUP' on every node")
+            inst.preempt_delay = 0.0
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
             self.warn(f, self.line_of(inst, "nopreempt", ln),
                       f"{label}: nopreempt is ignored with state MASTER or priority 255",
@@ -3955,9 +4043,9 @@ class _Validator:
                      "remove vrrp_strict for unicast")
         if not inst.virtual_ipaddress:
             self.err(f, ln, f"{label}: {why} needs at least one virtual_ipaddress")
-        elif version == 2 and any(v.address.version == 6 for v in inst.virtual_ipaddress):
-            self.err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
-                     "add 'version 3'")
+        elif inst.virtual_ipaddress[0].address.version == 6 and not inst.virtual_ipaddress[0].address.is_link_local:
+            self.warn(f, inst.virtual_ipaddress[0].line, f"{label}: under {why} keepalived wants the first IPv6 "
+                      "address link-local and drops the instance; vrrpd runs it", "list an fe80:: address first")
         if inst.preempt_delay:
             self.warn(f, self.line_of(inst, "preempt_delay", ln), f"{label}: {why} does not allow preempt_delay; "
                       "it is ignored (as keepalived does)")
@@ -3971,17 +4059,14 @@ class _Validator:
         """Names that must refer to something, and VRIDs that must be unique per interface and family."""
         f, cfg = inst.file, self.cfg
         label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
-        for ref in inst.track_script:
-            if ref.name not in cfg.vrrp_scripts:
+        for ref in list(inst.track_script):
+            if ref.name not in cfg.vrrp_scripts:  # keepalived: "track script X not found, ignoring..."
                 close = close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
-                self.err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
-                         f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
-        for ref in inst.track_file:
-            if ref.name not in cfg.track_files:
-                self.err(f, ref.line, f"{label}: track_file '{ref.name}' names no track_file block")
-        for ref in inst.track_process:
-            if ref.name not in cfg.track_processes:
-                self.err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
+                self.warn(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script: keepalived "
+                          "ignores it, and so does vrrpd",
+                          f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
+                inst.track_script.remove(ref)
+        self.unknown_tracks(f, label, inst)
         self.track_bfd_refs(f, label, inst.track_bfd)
         if inst.virtual_router_id:
             for other in vrids.setdefault((inst.virtual_router_id, _instance_family(inst)), []):
@@ -3993,6 +4078,18 @@ class _Validator:
                     break
             else:
                 vrids[(inst.virtual_router_id, _instance_family(inst))].append(inst)
+
+    def unknown_tracks(self, f: str, label: str, obj: Any) -> None:
+        """track_file / track_process naming no block: keepalived ("track file X not found, ignoring...")
+        ignores the entry; so does vrrpd, with a warning."""
+        for attr, known, what in (("track_file", self.cfg.track_files, "track_file"),
+                                  ("track_process", self.cfg.track_processes, "vrrp_track_process")):
+            for ref in list(getattr(obj, attr)):
+                if ref.name not in known:
+                    close = close_matches(ref.name, list(known), n=1)
+                    self.warn(f, ref.line, f"{label}: {attr} '{ref.name}' names no {what} block: keepalived "
+                              "ignores it, and so does vrrpd", f"did you mean '{close[0]}'?" if close else "")
+                    getattr(obj, attr).remove(ref)
 
     def vrid_conflict(self, inst: VrrpInstance, other: VrrpInstance) -> str:
         """keepalived's rule (vrrp.c check_vrid_conflicts) for two instances of one VRID and address family:
@@ -4058,10 +4155,25 @@ class _Validator:
                     member_of[member] = sg.name
                     inst.sync_group = sg.name
             self.track_bfd_refs(sg.file, f"vrrp_sync_group {sg.name}", sg.track_bfd)
-            for ref in sg.track_script:
+            for ref in list(sg.track_script):
                 if ref.name not in self.cfg.vrrp_scripts:
-                    self.err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
-                             "names no vrrp_script")
+                    self.warn(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
+                              "names no vrrp_script: keepalived ignores it, and so does vrrpd")
+                    sg.track_script.remove(ref)
+            self.unknown_tracks(sg.file, f"vrrp_sync_group {sg.name}", sg)
+            self.sync_group_start_state(sg)
+
+    def sync_group_start_state(self, sg: SyncGroup) -> None:
+        """keepalived (vrrp_complete_init): members start as MASTER only if all can; one member that is BACKUP
+        or not the address owner (priority 255) makes every state MASTER member start as BACKUP."""
+        members = [self.names[m] for m in sg.group if m in self.names and self.names[m].sync_group == sg.name]
+        masters = [i for i in members if i.state is State.MASTER]
+        if masters and any(i.state is State.BACKUP or i.priority != 255 for i in members):
+            self.warn(sg.file, sg.line, f"vrrp_sync_group {sg.name}: state MASTER members ("
+                      f"{', '.join(i.name for i in masters)}) start as BACKUP, because not every member is MASTER "
+                      "with priority 255: keepalived does so, and so does vrrpd")
+            for inst in masters:
+                inst.state = State.BACKUP
 
     def fwmark_only(self, vs: VirtualServer) -> bool:
         """A fwmark virtual server, or one whose group holds fwmarks only."""
@@ -4127,9 +4239,8 @@ class _Validator:
             self.warn(f, self.line_of(vs, "hysteresis", ln), f"hysteresis {vs.hysteresis} >= quorum {vs.quorum}; "
                       f"using {max(0, vs.quorum - 1)}, as keepalived does")
             vs.hysteresis = max(0, vs.quorum - 1)
+        self.real_server_ports(vs)
         for rs in vs.real_servers:
-            if rs.port is None and vs.port and vs.fwmark is None:
-                rs.port = vs.port
             for chk in list(rs.checkers):
                 if chk.kind != "BFD_CHECK":
                     continue
@@ -4138,6 +4249,42 @@ class _Validator:
                            "bfd_instance")
                     self.warn(f, chk.line, f"BFD_CHECK {why} - ignoring", "BFD_CHECK { name BFD_INSTANCE }")
                     rs.checkers.remove(chk)
+
+    def real_server_ports(self, vs: VirtualServer) -> None:
+        """keepalived (check_data.c): DR and TUN cannot change the port, so a real server's port follows the
+        virtual server's (a fwmark service has none); NAT keeps it, or takes the service's when it has none."""
+        if vs.group is not None:
+            return
+        f = vs.file
+        for rs in vs.real_servers:
+            method = rs.lb_kind or vs.lb_kind
+            if method is LbKind.NAT:
+                if rs.port is None and vs.port and vs.fwmark is None:
+                    rs.port = vs.port
+            elif vs.fwmark is not None:
+                if rs.port:
+                    self.warn(f, rs.line, f"real_server {rs.address} port {rs.port} with {method.name} on a fwmark "
+                              "virtual server: keepalived clears it, and so does vrrpd", "remove the port")
+                rs.port = None
+            elif rs.port is None:
+                rs.port = vs.port
+            elif rs.port != vs.port:
+                self.warn(f, rs.line, f"real_server {rs.address} port {rs.port} differs from the virtual server's "
+                          f"{vs.port}, which {method.name} cannot change: keepalived uses {vs.port}, and so does "
+                          "vrrpd", f"write real_server {rs.address} {vs.port}")
+                rs.port = vs.port
+        sorry = vs.sorry_server
+        if sorry is not None and (vs.sorry_server_lvs_method or vs.lb_kind) is not LbKind.NAT:
+            addr, port = sorry
+            if vs.fwmark is not None:
+                port = None
+            elif port is None:
+                port = vs.port
+            elif port != vs.port:
+                self.warn(f, self.line_of(vs, "sorry_server", vs.line), f"sorry_server port {port} differs from "
+                          f"the virtual server's {vs.port}: keepalived uses {vs.port}, and so does vrrpd")
+                port = vs.port
+            vs.sorry_server = (addr, port)
 
 
 def _sort_diagnostics(diags: List[Diagnostic], files: List[str]) -> List[Diagnostic]:
@@ -12926,10 +13073,12 @@ def runtime_paths(g: GlobalDefs) -> Dict[str, str]:
 
       (nothing)               /run/vrrpd.pid            /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
       use_pid_dir             /run/vrrpd/vrrpd.pid      /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
-      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.data.I
-      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.data.N[_I]
+      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.I.data
+      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.N[_I].data
 
-    keepalived adds the dump suffix only with data_use_instance; vrrpd whenever a name is given."""
+    The dump suffix goes before the extension, where keepalived puts it; keepalived adds it only with
+    data_use_instance and only to .data (its .stats and .json are shared), vrrpd to all three whenever a name is
+    given, so that two daemons never write one file."""
     inst, ns = g.instance_name, g.net_namespace
     if not (inst or ns or g.use_pid_dir):
         return {"pid": DEFAULT_PID_FILE, "control": DEFAULT_CONTROL_SOCKET, "dump_suffix": ""}
@@ -13310,7 +13459,20 @@ class Operator:
 
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
-        return os.path.join(self.dump_dir, f"{PROG}.{kind}{runtime_paths(self.d.g)['dump_suffix']}")
+        """/tmp/vrrpd.data (.stats, .json), named per instance (runtime_paths); state_dump_file names the .data
+        file as keepalived reads it: an absolute path gives the directory, a trailing '/' keeps vrrpd.data."""
+        suffix = runtime_paths(self.d.g)["dump_suffix"]
+        directory, name = self.dump_dir, f"{PROG}.{kind}"
+        path = self.d.g.state_dump_file if kind == "data" else None
+        if path:
+            if path.startswith("/"):
+                directory = path if path.endswith("/") else os.path.dirname(path)
+            if not path.endswith("/"):
+                name = os.path.basename(path)
+        stem, dot, ext = name.rpartition(".")
+        if not dot:
+            stem, ext = name, ""
+        return os.path.join(directory, stem + suffix + (dot + ext if dot else ""))
 
     def dump(self, kind: str, clear: bool = False) -> Optional[str]:
         """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
