@@ -4193,7 +4193,13 @@ def test_bfd_10ms_session_detects_a_dead_peer_and_the_tracking_master_fails_over
     MASTER tracking it leaves at once, far inside VRRP's own 3.6 s master-down interval at advert_int 1.
     (`make bench` measures the same for keepalived; 40 ms is the target, the margin is for a loaded machine.)"""
     require_root_netns()
-    got = bench_bfd_failover("vrrpd", tmp_path)
+    for attempt in range(3):
+        try:
+            got = bench_bfd_failover("vrrpd", tmp_path / str(attempt))
+            break
+        except BfdFlapped:
+            if attempt == 2:
+                raise
     print(f"BFD detection {got['bfd_detect'] * 1000:.1f} ms, backup holds the VIP after {got['bfd_failover']:.3f} s")
     assert got["bfd_detect"] <= 0.25, got
     assert got["bfd_failover"] <= got["bfd_detect"] + (256 - 100) / 256 + 0.4, got
@@ -9304,6 +9310,10 @@ def bfd_node(lab: Lab, kind: str, ns: str, conf: str, workdir: Path) -> BenchNod
     return node
 
 
+class BfdFlapped(AssertionError):
+    """The set-up of a BFD measurement did not hold (the machine was too loaded): measure again."""
+
+
 def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multiplier: int = 3) -> dict:
     """A MASTER (advert_int 1) tracks a BFD session (min_rx = min_tx = interval_ms, multiplier 3) to a router R;
     R dies (kill -9). How long until the MASTER drops the VIP (BFD detection + FAULT), and until the
@@ -9331,11 +9341,16 @@ def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multip
         probe_m, probe_b = Probe(lab, m_ns), Probe(lab, b_ns)
         r.start()
         m.start()
-        wait_for(lambda: lab.has_address(m_ns, "10.77.0.100"), 20, what="VIP on the BFD-tracking master")
+        try:
+            wait_for(lambda: lab.has_address(m_ns, "10.77.0.100"), 20, what="VIP on the BFD-tracking master")
+        except AssertionError as exc:
+            raise BfdFlapped(str(exc)) from None
         b.start()
         b.wait_started()
         time.sleep(1.5)
-        assert lab.has_address(m_ns, "10.77.0.100") and not lab.has_address(b_ns, "10.77.0.100"), "one master"
+        if not (lab.has_address(m_ns, "10.77.0.100") and not lab.has_address(b_ns, "10.77.0.100")):
+            # a 10 ms session on a loaded 2-core machine can miss three packets before the measurement starts
+            raise BfdFlapped("the session flapped before R was killed: not one master")
         killed = time.time()
         r.kill_hard()
         wait_for(lambda: lab.has_address(b_ns, "10.77.0.100"), 6, 0.005, "VIP on the backup")
