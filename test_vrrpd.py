@@ -4550,7 +4550,7 @@ def test_bfd_sessions_with_frr_bfdd_come_up_negotiate_and_see_each_other_go(lab,
     ns_f = lab.host("f", f"{BFD_NET}.2/24")
     for ns, own in ((ns_v, "fd00:58::1"), (ns_f, "fd00:58::2")):
         lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
-    frr = _Bfdd(lab, ns_f, _frr_conf([(f"{BFD_NET}.1", f"{BFD_NET}.2", 60, 40),
+    frr = _Bfdd(lab, ns_f, _frr_conf([(f"{BFD_NET}.1", f"{BFD_NET}.2", 120, 80),
                                       ("fd00:58::1", "fd00:58::2", 300, 300),
                                       (f"{BFD_NET}.1 multihop", f"{BFD_NET}.2", 300, 300)]))
     try:
@@ -4560,7 +4560,7 @@ def test_bfd_sessions_with_frr_bfdd_come_up_negotiate_and_see_each_other_go(lab,
 
 
 def _frr_session_checks(lab, tmp_path, ns_v, frr):
-    conf = (_global("v") + _bfd_block("BFD4", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=50, min_tx=50)
+    conf = (_global("v") + _bfd_block("BFD4", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=100, min_tx=100)
             + _bfd_block("BFD6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300, extra="    hoplimit 255\n")
             + _bfd_block("BFDM", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=300, min_tx=300,
                          extra="    multihop\n    max_hops 10\n")
@@ -4572,13 +4572,14 @@ def _frr_session_checks(lab, tmp_path, ns_v, frr):
     assert "(BFDM) Entering Up state" in node.log()
     wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "track_bfd weight")
     p4, p6 = frr.peers()[f"{BFD_NET}.1"], frr.peers()["fd00:58::1"]
-    # RFC 5880 section 6.8: FRR learned our intervals and multiplier; FRR sends at max(its 40, our 50) ms
+    # RFC 5880 section 6.8: FRR learned our intervals and multiplier; we send at max(our 100, its 120) ms and
+    # detect after 3 x max(our 100, its 80) ms
     remote4 = (p4["remote-receive-interval"], p4["remote-transmit-interval"], p4["remote-detect-multiplier"])
-    assert remote4 == (50, 50, 3)
+    assert remote4 == (100, 100, 3)
     assert (p6["remote-receive-interval"], p6["remote-transmit-interval"]) == (300, 300)
     status = node.status()
     s4 = status["trackers"]["bfd_instance"]["BFD4"]
-    assert s4["state"] == "Up" and s4["tx_interval_ms"] == 60 and s4["detect_time_ms"] == 150, s4
+    assert s4["state"] == "Up" and s4["tx_interval_ms"] == 120 and s4["detect_time_ms"] == 300, s4
     assert 49152 <= s4["source_port"] <= 65535
     # the peer dies: we detect it and the priority falls; it comes back: Up again
     frr.kill()
@@ -4646,12 +4647,12 @@ class _KaBfd:
 def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_path):
     ns_k = lab.host("k", f"{BFD_NET}.1/24")
     ns_v = lab.host("v", f"{BFD_NET}.2/24")
-    ka_conf = (_global("ka") + _bfd_block("BFDV", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=40, min_tx=60,
+    ka_conf = (_global("ka") + _bfd_block("BFDV", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=100, min_tx=150,
                                           extra="    idle_tx 1000\n")
                + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDV", vip=f"{BFD_NET}.101/24").replace(
                    "virtual_router_id 58", "virtual_router_id 59"))
     ka = _KaBfd(lab, ns_k, tmp_path, ka_conf)
-    conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=50, min_tx=30, mult=4)
+    conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=120, min_tx=80, mult=4)
             + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDK"))
     node = _OpsNode(lab, ns_v, tmp_path, "V", conf)
     node.wait_started()
@@ -4659,21 +4660,21 @@ def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_pat
     wait_for(lambda: "Tracked BFD instance BFDV is UP" in ka.log(), 5, 0.05, "keepalived's session up")
     wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "our track_bfd weight")
     wait_for(lambda: "Changing effective priority from 100 to 120" in ka.log(), 5, 0.05, "keepalived's weight")
-    # RFC 5880 section 6.8: we send at max(our 30, its min_rx 40) ms; we detect after its 3 x max(our 50, its 60)
+    # RFC 5880 section 6.8: we send at max(our 80, its min_rx 100) ms; we detect after its 3 x max(our 120, its 150)
     s = node.status()["trackers"]["bfd_instance"]["BFDK"]
-    assert (s["state"], s["tx_interval_ms"], s["detect_time_ms"]) == ("Up", 40, 180), s
+    assert (s["state"], s["tx_interval_ms"], s["detect_time_ms"]) == ("Up", 100, 450), s
     assert s["remote_discriminator"] and 49152 <= s["source_port"] <= 65535
     # keepalived dies: we see it within our detection time, and it comes back
     ka.kill()
-    wait_for(lambda: "(BFDK) Expired after 180 ms" in node.log(), 3, 0.02, "our expiry")
+    wait_for(lambda: "(BFDK) Expired after 450 ms" in node.log(), 3, 0.02, "our expiry")
     wait_for(lambda: "Changing effective priority from 120 to 100" in node.log(), 3, 0.02, "priority back")
     ka.start()
     wait_for(lambda: node.log().count("(BFDK) Entering Up state") >= 2, 15, 0.05, "up again with keepalived")
     wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 2, 5, 0.05, "keepalived up again")
-    # we die: keepalived sees it (its detection time: our mult 4 x max(its 40, our 30) = 160 ms)
+    # we die: keepalived sees it (its detection time: our mult 4 x max(its 100, our 80) = 400 ms)
     node.kill()
     wait_for(lambda: "Tracked BFD instance BFDV is DOWN" in ka.log(), 3, 0.02, "keepalived sees us go")
-    assert "(BFDV) Expired after 160 ms" in ka.log(), ka.log()[-2000:]
+    assert "(BFDV) Expired after 400 ms" in ka.log(), ka.log()[-2000:]
     node.start()
     node.wait_started()
     wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 3, 15, 0.05, "keepalived sees us back")
@@ -4686,7 +4687,13 @@ def test_bfd_10ms_session_detects_a_dead_peer_and_the_tracking_master_fails_over
     MASTER tracking it leaves at once, far inside VRRP's own 3.6 s master-down interval at advert_int 1.
     (`make bench` measures the same for keepalived; 40 ms is the target, the margin is for a loaded machine.)"""
     require_root_netns()
-    got = bench_bfd_failover("vrrpd", tmp_path)
+    for attempt in range(3):
+        try:
+            got = bench_bfd_failover("vrrpd", tmp_path / str(attempt))
+            break
+        except BfdFlapped:
+            if attempt == 2:
+                raise
     print(f"BFD detection {got['bfd_detect'] * 1000:.1f} ms, backup holds the VIP after {got['bfd_failover']:.3f} s")
     assert got["bfd_detect"] <= 0.25, got
     assert got["bfd_failover"] <= got["bfd_detect"] + (256 - 100) / 256 + 0.4, got
@@ -9806,6 +9813,10 @@ def bfd_node(lab: Lab, kind: str, ns: str, conf: str, workdir: Path) -> BenchNod
     return node
 
 
+class BfdFlapped(AssertionError):
+    """The set-up of a BFD measurement did not hold (the machine was too loaded): measure again."""
+
+
 def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multiplier: int = 3) -> dict:
     """A MASTER (advert_int 1) tracks a BFD session (min_rx = min_tx = interval_ms, multiplier 3) to a router R;
     R dies (kill -9). How long until the MASTER drops the VIP (BFD detection + FAULT), and until the
@@ -9833,11 +9844,16 @@ def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multip
         probe_m, probe_b = Probe(lab, m_ns), Probe(lab, b_ns)
         r.start()
         m.start()
-        wait_for(lambda: lab.has_address(m_ns, "10.77.0.100"), 20, what="VIP on the BFD-tracking master")
+        try:
+            wait_for(lambda: lab.has_address(m_ns, "10.77.0.100"), 20, what="VIP on the BFD-tracking master")
+        except AssertionError as exc:
+            raise BfdFlapped(str(exc)) from None
         b.start()
         b.wait_started()
         time.sleep(1.5)
-        assert lab.has_address(m_ns, "10.77.0.100") and not lab.has_address(b_ns, "10.77.0.100"), "one master"
+        if not (lab.has_address(m_ns, "10.77.0.100") and not lab.has_address(b_ns, "10.77.0.100")):
+            # a 10 ms session on a loaded 2-core machine can miss three packets before the measurement starts
+            raise BfdFlapped("the session flapped before R was killed: not one master")
         killed = time.time()
         r.kill_hard()
         wait_for(lambda: lab.has_address(b_ns, "10.77.0.100"), 6, 0.005, "VIP on the backup")
