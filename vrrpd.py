@@ -10985,7 +10985,9 @@ class Daemon:
     def _reschedule(self, rt: InstanceRuntime) -> None:
         deadline = rt.machine.next_deadline()
         if rt.timer is not None:
-            if not rt.timer.cancelled and deadline is not None and rt.timer.when == deadline:
+            if not rt.timer.cancelled and deadline is not None and rt.timer.when <= deadline:
+                # a BACKUP's Master_Down_Timer moves on with every advert: the earlier timer stays, finds nothing
+                # due when it fires and is set again then (not a new timer in the heap per advert received)
                 return
             rt.timer.cancel()
             rt.timer = None
