@@ -7921,6 +7921,16 @@ def test_bytecode_cache_is_made_once_and_refused_in_a_directory_others_can_write
     assert list(shared.iterdir()) == []
 
 
+def test_bytecode_cache_from_the_compiled_script_equals_what_py_compile_writes(tmp_path):
+    source = tmp_path / "vrrpd_copy.py"
+    source.write_text((HERE / "vrrpd.py").read_text())
+    code = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
+    ours = vrrpd.bytecode_cache(str(source), (str(tmp_path / "ours"),), code=code)
+    compiled = vrrpd.bytecode_cache(str(source), (str(tmp_path / "compiled"),))
+    assert ours and compiled and Path(ours).name == Path(compiled).name
+    assert Path(ours).read_bytes() == Path(compiled).read_bytes()
+
+
 def test_daemon_reexecs_from_bytecode_cache_keeping_its_pid(lab, tmp_path):
     ns = lab.host("a", "10.66.0.1/24")
     conf = tmp_path / "a.conf"
@@ -9606,6 +9616,7 @@ class BenchNode:
         self.conf.write_text(conf)
         self.log = workdir / f"{ns}.log"
         self.workdir = workdir
+        self.program = VRRPD
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> float:
@@ -9615,7 +9626,7 @@ class BenchNode:
                    "-p", str(self.workdir / f"{self.ns}.pid"), "-r", str(self.workdir / f"{self.ns}.vrrp.pid"),
                    "-c", str(self.workdir / f"{self.ns}.chk.pid")]
         else:
-            cmd = [PYTHON, VRRPD, "-n", "-l", "-f", str(self.conf)]
+            cmd = [PYTHON, self.program, "-n", "-l", "-f", str(self.conf)]
         started = time.time()
         marks = self.log.read_text().count("Startup complete") if self.log.exists() else 0
         self.proc = self.lab.exec(self.ns, cmd, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
@@ -9877,27 +9888,75 @@ def bench_first_master(kind: str, workdir: Path) -> dict:
         lab.close()
 
 
-def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) -> dict:
-    """CPU seconds per minute and RSS of one node running `count` MASTER instances (advert_int 1)."""
+# The floor of the per-advert cost, run in the daemon's namespace during the same scenario: a loop that only
+# sends the cached bytes of one advert ("send"), or only receives adverts ("recv"); CPU µs per packet.
+BENCH_FLOOR = r"""
+import socket, struct, sys, time
+mode, count = sys.argv[1], int(sys.argv[2])
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+if mode == "send":
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    src = socket.inet_aton(sys.argv[3])
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, src)
+    vrrp = bytes([0x31, 250, 100, 1, 0, 100, 0, 0]) + socket.inet_aton("10.79.9.9")
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(vrrp), 0, 0, 255, 112, 0, src,
+                         socket.inet_aton("224.0.0.18"))
+    packet = header + vrrp
+    t0 = time.process_time()
+    for _ in range(count):
+        sock.sendto(packet, ("224.0.0.18", 0))
+else:
+    for name in sys.argv[3:]:
+        mreqn = socket.inet_aton("224.0.0.18") + bytes(4) + struct.pack("=i", socket.if_nametoindex(name))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+    sock.recvmsg(4096, 256)
+    t0 = time.process_time()
+    for _ in range(count):
+        sock.recvmsg(4096, 256)
+print("%.3f" % ((time.process_time() - t0) / count * 1e6))
+"""
+
+
+def _bench_floor(lab: Lab, ns: str, mode: str, count: int, *args: str) -> float:
+    out = lab.run(ns, [PYTHON, "-c", BENCH_FLOOR, mode, str(count), *args], timeout=120).stdout
+    return float(out.split()[-1])
+
+
+def _multi_interface_node(lab: Lab, short: str, count: int, host_octet: int) -> str:
+    """A namespace with one veth on the lab bridge per 250 instances (eth0..), address 10.78.<i>.<host_octet>/16."""
+    ns = lab.netns(short)
+    for i in range(max(1, (count + 249) // 250)):
+        lab._port += 1
+        peer = f"p{lab._port}"
+        lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
+        lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
+        lab.ip("addr", "add", f"10.78.{i}.{host_octet}/16", "dev", f"eth{i}", ns=ns)
+        lab.ip("link", "set", f"eth{i}", "up", ns=ns)
+    return ns
+
+
+def _bench_instances(count: int, state: str, priority: int, advert: float, version: Optional[int]) -> list:
+    instances = []
+    for n in range(count):
+        i, vrid = divmod(n, 250)
+        inst = {"name": f"VI_{n}", "state": state, "interface": f"eth{i}", "virtual_router_id": vrid + 1,
+                "priority": priority, "advert_int": advert, "vips": [f"10.79.{i}.{vrid + 1}/32"]}
+        if version is not None:
+            inst["version"] = version
+        instances.append(inst)
+    return instances
+
+
+def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0, advert: float = 1.0,
+                    version: Optional[int] = None, floor: bool = False) -> dict:
+    """CPU seconds per minute and RSS of one node running `count` MASTER instances (advert_int `advert`), the
+    jitter of one instance's adverts, and the CPU cost of one advert sent (µs) beside the floor (`floor`)."""
     lab = Lab()
     try:
-        interfaces = max(1, (count + 249) // 250)
-        ns = lab.netns("n")
+        ns = _multi_interface_node(lab, "n", count, 1)
         obs = lab.host("o", "10.78.0.254/16")
-        for i in range(interfaces):
-            lab._port += 1
-            peer = f"p{lab._port}"
-            lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
-            lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
-            lab.ip("addr", "add", f"10.78.{i}.1/16", "dev", f"eth{i}", ns=ns)
-            lab.ip("link", "set", f"eth{i}", "up", ns=ns)
-        instances = []
-        for n in range(count):
-            i, vrid = divmod(n, 250)
-            instances.append({"name": f"VI_{n}", "state": "MASTER", "interface": f"eth{i}",
-                              "virtual_router_id": vrid + 1, "priority": 150, "advert_int": 1,
-                              "vips": [f"10.79.{i}.{vrid + 1}/32"]})
-        node = BenchNode(lab, kind, ns, bench_config(instances), workdir / kind)
+        node = BenchNode(lab, kind, ns, bench_config(_bench_instances(count, "MASTER", 150, advert, version)),
+                         workdir / kind)
         probe = Probe(lab, obs, ("224.0.0.18@eth0",))
         node.start()
         wait_for(lambda: len({e[3] for e in probe.adverts(since=time.time() - 1.5)}) >= min(count, 250),
@@ -9910,13 +9969,104 @@ def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) 
         intervals = []
         first_vrid = "1"
         stamps = [e[1] for e in probe.adverts(src="10.78.0.1", since=t0) if e[3] == first_vrid]
-        intervals = [abs((b - a) - 1.0) for a, b in zip(stamps, stamps[1:])]
+        intervals = [abs((b - a) - advert) for a, b in zip(stamps, stamps[1:])]
         intervals.sort()
-        result = {"cpu_s_per_min": (cpu1 - cpu0) * 60.0 / (t1 - t0), "rss_mb": _rss_mb(pids)}
+        cpu = (cpu1 - cpu0) / (t1 - t0)
+        result = {"cpu_s_per_min": cpu * 60.0, "rss_mb": _rss_mb(pids), "sent_us": cpu / (count / advert) * 1e6}
         if intervals:
             result["jitter_p50_ms"] = intervals[len(intervals) // 2] * 1000
             result["jitter_p99_ms"] = intervals[min(len(intervals) - 1, int(len(intervals) * 0.99))] * 1000
+        if floor:
+            result["send_floor_us"] = _bench_floor(lab, ns, "send", 20000, "10.78.0.1")
         return result
+    finally:
+        lab.close()
+
+
+def bench_receive_cost(kind: str, workdir: Path, count: int = 1000, window: float = 20.0) -> dict:
+    """CPU cost (µs) of one advert received: a node of `kind` with `count` BACKUP instances hears a keepalived
+    with the same instances as MASTER (advert_int 1); beside it the floor, a loop of only recvmsg there."""
+    lab = Lab()
+    try:
+        master_ns = _multi_interface_node(lab, "m", count, 1)
+        backup_ns = _multi_interface_node(lab, "b", count, 2)
+        master = BenchNode(lab, "keepalived", master_ns,
+                           bench_config(_bench_instances(count, "MASTER", 150, 1.0, None)), workdir / "sender")
+        backup = BenchNode(lab, kind, backup_ns, bench_config(_bench_instances(count, "BACKUP", 100, 1.0, None)),
+                           workdir / kind)
+        master.start()
+        wait_for(lambda: lab.has_address(master_ns, f"10.79.{(count - 1) // 250}.{(count - 1) % 250 + 1}",
+                                         f"eth{(count - 1) // 250}"), 60, 0.2, "the sender's last VIP")
+        backup.start()
+        backup.wait_started(60)
+        time.sleep(5)
+        pids = backup.pids()
+        cpu0, t0 = _cpu_seconds(pids), time.time()
+        time.sleep(window)
+        cpu1, t1 = _cpu_seconds(pids), time.time()
+        held = [n for n in range(0, count, 50) if lab.has_address(backup_ns, f"10.79.{n // 250}.{n % 250 + 1}",
+                                                                  f"eth{n // 250}")]
+        assert not held, f"the backup took over instances {held}"
+        interfaces = [f"eth{i}" for i in range(max(1, (count + 249) // 250))]
+        return {"received_us": (cpu1 - cpu0) / (t1 - t0) / count * 1e6,
+                "recv_floor_us": _bench_floor(lab, backup_ns, "recv", 3 * count, *interfaces)}
+    finally:
+        lab.close()
+
+
+def bench_fast_failover(kind: str, workdir: Path, count: int = 10, advert: float = 0.01) -> dict:
+    """`count` VRRPv3 instances at advert_int `advert` on two nodes; kill -9 of the master; seconds from the
+    kill until the backup holds the last of their VIPs."""
+    lab = Lab()
+    try:
+        a_ns, b_ns = lab.host("a", "10.77.0.1/24"), lab.host("b", "10.77.0.2/24")
+        vips = [f"10.77.0.{100 + n}" for n in range(count)]
+
+        def conf(state: str, prio: int, router: str) -> str:
+            return bench_config([{"name": f"VI_{n}", "state": state, "interface": "eth0", "virtual_router_id": 51 + n,
+                                  "priority": prio, "advert_int": advert, "version": 3, "vips": [f"{vips[n]}/24"]}
+                                 for n in range(count)], router)
+
+        a = BenchNode(lab, kind, a_ns, conf("MASTER", 150, "nodeA"), workdir / kind)
+        b = BenchNode(lab, kind, b_ns, conf("BACKUP", 100, "nodeB"), workdir / kind)
+        probe_b = Probe(lab, b_ns)
+        a.start()
+        wait_for(lambda: all(lab.has_address(a_ns, v) for v in vips), 15, what="the VIPs on node A")
+        b.start()
+        b.wait_started()
+        time.sleep(1.0)
+        assert not any(lab.has_address(b_ns, v) for v in vips), "both nodes hold VIPs"
+        killed = time.time()
+        a.kill_hard()
+        lab.link(a_ns, "eth0", False)
+        wait_for(lambda: all(probe_b.address_added(v, killed) for v in vips), 10, 0.005, "every VIP on node B")
+        return {"fast_failover": max(probe_b.address_added(v, killed) for v in vips) - killed}
+    finally:
+        lab.close()
+
+
+def bench_start_to_ready(kind: str, workdir: Path) -> dict:
+    """Seconds from exec to "Startup complete" with one instance: a first start (vrrpd: a source it has never
+    seen, so no byte-code cache) and the next start of the same file."""
+    lab = Lab()
+    try:
+        ns = lab.host("a", "10.77.0.1/24")
+        conf = bench_config([{"name": "VI_1", "state": "BACKUP", "interface": "eth0", "virtual_router_id": 51,
+                              "priority": 100, "advert_int": 1, "vips": ["10.77.0.100/24"]}])
+        node = BenchNode(lab, kind, ns, conf, workdir / kind)
+        if kind == "vrrpd":
+            copy = workdir / f"vrrpd-{uuid.uuid4().hex[:8]}.py"
+            copy.write_text(Path(VRRPD).read_text() + f"# bench {copy.name}\n")
+            node.program = str(copy)
+        out = {}
+        for key in ("first_start", "next_start"):
+            started = node.start()
+            node.wait_started()
+            out[key] = time.time() - started
+            node.stop()
+        if kind == "vrrpd":
+            Path(node.program).unlink()
+        return out
     finally:
         lab.close()
 
@@ -10043,12 +10193,16 @@ def _preempt_scenario(kind: str, workdir: Path) -> dict:
     return {"preempt_gap": r["ping_gap"], "preempt_lost": r["pings_lost"]}
 
 
-def _idle_scenario(count: int, window: float):
+def _idle_scenario(count: int, window: float, advert: float = 1.0, version: Optional[int] = None, tag: str = ""):
+    tag = tag or str(count)
+
     def run(kind: str, workdir: Path) -> dict:
-        r = bench_idle_cost(kind, workdir, count, window)
-        out = {f"cpu_{count}": r["cpu_s_per_min"], f"rss_{count}": r["rss_mb"]}
+        r = bench_idle_cost(kind, workdir, count, window, advert, version, floor=count == 1000)
+        out = {f"cpu_{tag}": r["cpu_s_per_min"], f"rss_{tag}": r["rss_mb"]}
         if "jitter_p50_ms" in r:
-            out.update({f"jit50_{count}": r["jitter_p50_ms"], f"jit99_{count}": r["jitter_p99_ms"]})
+            out.update({f"jit50_{tag}": r["jitter_p50_ms"], f"jit99_{tag}": r["jitter_p99_ms"]})
+        if count == 1000:
+            out.update({"sent_us": r["sent_us"], "send_floor_us": r["send_floor_us"]})
         return out
 
     return run
@@ -10071,12 +10225,13 @@ def bench_main(argv: List[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter windows")
     parser.add_argument("--output", default=str(HERE / "bench-results.json"))
     parser.add_argument("--scenario", help="only the scenarios whose key contains this (e.g. flood)")
+    parser.add_argument("--window", type=float, help="seconds each CPU measurement lasts (20; --quick: 8)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or shutil.which("keepalived") is None:
         print("make bench needs root and keepalived (sudo make deps)", file=sys.stderr)
         return 2
     reps = 2 if args.quick else args.reps
-    window = 8.0 if args.quick else 20.0
+    window = args.window or (8.0 if args.quick else 20.0)
     kinds = [args.only] if args.only else ["vrrpd", "keepalived"]
     scenarios = [
         ("time to first MASTER (s)", "start_to_master", lambda k, w: bench_first_master(k, w), reps),
@@ -10107,11 +10262,26 @@ def bench_main(argv: List[str]) -> int:
     ]
     for count in (1, 255, 1000):
         scenarios += [
-            (f"{count} instances: CPU s/min", f"cpu_{count}", _idle_scenario(count, window), 1 if count > 1 else reps),
+            (f"{count} instances: CPU s/min", f"cpu_{count}", _idle_scenario(count, window), reps),
             (f"{count} instances: RSS MB", f"rss_{count}", None, 0),
             (f"{count} instances: advert jitter p50 (ms)", f"jit50_{count}", None, 0),
             (f"{count} instances: advert jitter p99 (ms)", f"jit99_{count}", None, 0),
         ]
+    scenarios += [
+        ("  one advert sent: CPU (us)", "sent_us", None, 0),
+        ("  floor: a loop of only sendto of cached bytes (us)", "send_floor_us", None, 0),
+        ("1000 BACKUP instances: one advert received: CPU (us)", "received_us",
+         lambda k, w: bench_receive_cost(k, w, 1000, window), reps),
+        ("  floor: a loop of only recvmsg (us)", "recv_floor_us", None, 0),
+        ("10 instances v3 advert_int 0.01: MASTER CPU s/min", "cpu_fast",
+         _idle_scenario(10, window, 0.01, 3, "fast"), reps),
+        ("  RSS MB", "rss_fast", None, 0),
+        ("  advert jitter p99 (ms)", "jit99_fast", None, 0),
+        ("10 instances v3 advert_int 0.01: hard failover, kill -> last VIP (s)", "fast_failover",
+         bench_fast_failover, reps),
+        ("start to ready, first start (s)", "first_start", bench_start_to_ready, reps),
+        ("start to ready, next start (s)", "next_start", None, 0),
+    ]
     if args.scenario:
         keep, chosen = False, []
         for row in scenarios:  # a scenario's follow-up rows (func None) go with it

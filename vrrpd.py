@@ -11946,20 +11946,28 @@ _BYTECODE_LOADER = (
 )
 
 
-def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS) -> Optional[str]:
+# The compiled script, when run as one: the first start writes it to the byte-code cache as it is instead of
+# compiling the file a second time (compiling is most of a first start on a small CPU)
+_SCRIPT_CODE: Any = sys._getframe().f_code if __name__ == "__main__" else None
+
+
+def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS, code: Any = None) -> Optional[str]:
     """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
 
     A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
-    runs as root. The file name carries the source's hash; older files are removed when a new one is made."""
+    runs as root. The file name carries the source's hash; older files are removed when a new one is made.
+    `code`, the code object already compiled from `source`, is written as it is (no second compilation)."""
     import glob as _glob
     import hashlib
     import importlib.util
+    import marshal
     import py_compile
     import stat
 
     try:
         with open(source, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()[:24]
+            text = fh.read()
+        digest = hashlib.sha256(text).hexdigest()[:24]
     except OSError:
         return None
     for base in dirs:
@@ -11971,8 +11979,14 @@ def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS) -> 
             pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
             if not os.path.exists(pyc):
                 partial = f"{pyc}.{os.getpid()}"
-                py_compile.compile(source, cfile=partial, doraise=True,
-                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                if code is not None:
+                    # PEP 552's unchecked hash-based pyc, as py_compile writes it: magic, flags 0b01, hash, code
+                    with open(partial, "wb") as fh:
+                        fh.write(importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+                                 + importlib.util.source_hash(text) + marshal.dumps(code))
+                else:
+                    py_compile.compile(source, cfile=partial, doraise=True,
+                                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
                 os.replace(partial, pyc)
                 for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
                     if old != pyc:
@@ -11991,8 +12005,10 @@ def reexec_from_bytecode_cache() -> None:
     site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
     if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
         return
+    global _SCRIPT_CODE
     source = os.path.abspath(__file__)
-    pyc = bytecode_cache(source)
+    pyc = bytecode_cache(source, code=_SCRIPT_CODE)
+    _SCRIPT_CODE = None
     if pyc is None:
         return
     sys.stdout.flush()
