@@ -4647,16 +4647,22 @@ class _KaBfd:
 def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_path):
     ns_k = lab.host("k", f"{BFD_NET}.1/24")
     ns_v = lab.host("v", f"{BFD_NET}.2/24")
+    for ns, own in ((ns_k, "fd00:58::1"), (ns_v, "fd00:58::2")):
+        lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
     ka_conf = (_global("ka") + _bfd_block("BFDV", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=100, min_tx=150,
                                           extra="    idle_tx 1000\n")
+               + _bfd_block("BFDV6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300)  # keepalived's hoplimit 64
                + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDV", vip=f"{BFD_NET}.101/24").replace(
                    "virtual_router_id 58", "virtual_router_id 59"))
     ka = _KaBfd(lab, ns_k, tmp_path, ka_conf)
     conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=120, min_tx=80, mult=4)
+            + _bfd_block("BFDK6", "fd00:58::1", "fd00:58::2", min_rx=300, min_tx=300)
             + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDK"))
     node = _OpsNode(lab, ns_v, tmp_path, "V", conf)
     node.wait_started()
     wait_for(lambda: "(BFDK) Entering Up state" in node.log(), 10, 0.05, "our session up")
+    wait_for(lambda: "(BFDK6) Entering Up state" in node.log() and "(BFDV6) Entering Up state" in ka.log(), 10,
+             0.05, "the IPv6 sessions up (both at keepalived's default hop limit 64)")
     wait_for(lambda: "Tracked BFD instance BFDV is UP" in ka.log(), 5, 0.05, "keepalived's session up")
     wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "our track_bfd weight")
     wait_for(lambda: "Changing effective priority from 100 to 120" in ka.log(), 5, 0.05, "keepalived's weight")
@@ -4808,6 +4814,73 @@ def test_bfd_reload_keeps_an_unchanged_session_and_restarts_a_changed_one(lab, t
     assert s["local_discriminator"] != disc and s["tx_interval_ms"] == 100  # max(our 60, its min_rx 100)
     v.stop()
     w.stop()
+
+
+HMAC_HOSTILE = r"""
+import ipaddress, socket, struct, sys, time
+sys.path.insert(0, sys.argv[1])
+import vrrpd
+IP4 = ipaddress.IPv4Address
+master, group, seconds = IP4(sys.argv[2]), IP4("224.0.0.18"), float(sys.argv[3])
+tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4,
+                                                                socket.if_nametoindex("eth0")))
+rx.setblocking(False)
+retired = vrrpd.AuthHmac({9: bytes(range(9, 41))}, 9)
+captured, stamps, sent, end = [], [], 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    while True:
+        try:
+            data = rx.recv(2000)
+        except BlockingIOError:
+            break
+        ip = vrrpd.decode_ipv4(data)
+        if ip.src == master:
+            stamps.append(time.monotonic())
+            captured.append(ip.payload)
+    for pdu in captured[-3:]:  # the master's own signed adverts, replayed from its address
+        hostile = [pdu, pdu[:2] + b"\xff" + pdu[3:], pdu[:-1], pdu[:-28]]  # replay, tamper, truncate, strip
+        plain = vrrpd.auth_hmac_split(pdu, 4)[0]
+        hostile.append(plain + retired.sign(plain, master, 3, 51, time.time_ns()))  # a key nobody has any more
+        for payload in hostile:
+            tx.sendto(vrrpd.encode_ipv4(master, group, payload), (str(group), 0))
+            sent += 1
+    time.sleep(0.001)
+gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+print(sent, len(stamps), max(gaps) if gaps else -1)
+"""
+
+
+def test_auth_hmac_replayed_tampered_and_retired_key_adverts_in_the_lab_change_nothing(lab, tmp_path):
+    """A node on the link replays the master's signed adverts from the master's own address, tampers with them,
+    cuts them and signs with a retired key: the backup counts each kind and drops it, stays BACKUP, and the
+    master's adverts keep their interval."""
+    block = _hmac_block(HMAC_KEY.hex())
+    a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A",
+                 _global("a") + _v6_conf("VI_1", 51, 150, [f"{VIP}/24"], advert=0.1, extra=block))
+    b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B",
+                 _global("b") + _v6_conf("VI_1", 51, 100, [f"{VIP}/24"], advert=0.1, extra=block))
+    _wait_holders(lab, [a, b], ["A"], timeout=10)
+    time.sleep(0.5)
+    ns_x = lab.host("x", f"{LAB_NET}.66/24")
+    script = tmp_path / "hmac_hostile.py"
+    script.write_text(HMAC_HOSTILE)
+    out = lab.run(ns_x, [PYTHON, str(script), str(HERE), f"{LAB_NET}.1", "3"], timeout=30).stdout.split()
+    sent, adverts, max_gap = int(out[0]), int(out[1]), float(out[2])
+    assert sent > 1000 and adverts >= 20, out
+    assert max_gap < 0.1 + 0.15, out  # the master's interval held (a margin for a loaded machine)
+    assert _holders(lab, [a, b], VIP) == ["A"]
+    assert b.log().count("Entering MASTER STATE") == 0 and a.log().count("Entering MASTER STATE") == 1
+    bad = b.instance()["stats"]["bad_packets"]
+    for counter in ("auth_ext_replay", "auth_ext_invalid_hmac", "auth_ext_missing", "auth_ext_unknown_key"):
+        assert bad.get(counter, 0) > 0, bad
+    assert len(b.log().splitlines()) < 80  # RFC 9568: each kind logged once
+    a.stop()
+    b.stop()
 
 
 def _capture(lab, ns, bpf, count, timeout=15):
