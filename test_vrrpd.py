@@ -168,6 +168,273 @@ def lab():
         the_lab.close()
 
 
+# -- the Daemon offline: a fake kernel and a fake clock -----------------------------------------
+
+IP4, IP6 = ipaddress.IPv4Address, ipaddress.IPv6Address
+ETH0 = 2  # the fake kernel's eth0
+
+
+class FakeClockLoop(vrrpd.EventLoop):
+    """The real event loop with a clock that moves only when a test says so (advance)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        super().__init__()
+        self.now = now
+
+    def time(self) -> float:  # type: ignore[override]
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Run, in order, every timer that falls due within `seconds`, the clock at each one's time."""
+        import heapq
+
+        end = self.now + seconds
+        while self._ready or (self._timers and self._timers[0].when <= end):
+            ready, self._ready = self._ready, []
+            for callback, args in ready:
+                self._call(callback, args)
+            while self._timers and self._timers[0].cancelled:
+                heapq.heappop(self._timers)
+            if self._timers and self._timers[0].when <= end:
+                timer = heapq.heappop(self._timers)
+                self.now = max(self.now, timer.when)
+                self._call(timer.callback, timer.args)
+        self.now = end
+
+
+class FakeVrrpSocket:
+    """Stands in for VrrpSocket: selectable, records what would have gone out, and hands over what a test
+    puts in its inbox (raw IPv4 datagrams are decoded as the real socket decodes them)."""
+
+    packet = vrrpd.VrrpSocket.packet
+
+    def __init__(self, family, ifname, ifindex, protocol=vrrpd.IPPROTO_VRRP):
+        import socket as _socket
+
+        self.family, self.ifname, self.ifindex, self.protocol = family, ifname, ifindex, protocol
+        self.kernel_checksum = family == 6
+        self.groups, self.ident, self.sent, self.inbox = [], 0, [], []
+        self.sock, self._peer = _socket.socketpair()
+
+    def join(self, group):
+        if group not in self.groups:
+            self.groups.append(group)
+
+    def send(self, src, dst, packet):
+        self.sent.append((src, dst, packet))
+
+    def recv(self):
+        if not self.inbox:
+            return None
+        item = self.inbox.pop(0)
+        return vrrpd.decode_ipv4(item) if isinstance(item, bytes) else item
+
+    def close(self):
+        self.sock.close()
+        self._peer.close()
+
+
+class FakeRtnl:
+    """Stands in for Rtnetlink: links and addresses in memory; address, route and rule requests recorded."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def links(self):
+        return dict(self.kernel.links)
+
+    def addresses(self):
+        return list(self.kernel.addrs)
+
+    def add_address(self, index, vip):
+        key = (index, vip.address.ip)
+        self.kernel.calls.append(("add", index, str(vip.address)))
+        if key in self.kernel.held:
+            return False
+        self.kernel.held.add(key)
+        return True
+
+    def del_address(self, index, vip):
+        self.kernel.calls.append(("del", index, str(vip.address)))
+        key = (index, vip.address.ip)
+        if key not in self.kernel.held:
+            return False
+        self.kernel.held.discard(key)
+        return True
+
+    def route(self, route, ifindex, add, replace=False):
+        self.kernel.calls.append(("route", str(route), add))
+
+    def rule(self, rule, add):
+        self.kernel.calls.append(("rule", str(rule), add))
+
+    def close(self):
+        pass
+
+
+class FakeMonitor:
+    def __init__(self):
+        import socket as _socket
+
+        self.sock, self._peer = _socket.socketpair()
+        self.events, self.overrun, self.routes = [], False, False
+
+    def read(self):
+        events, self.events = self.events, []
+        return events
+
+    def watch_routes(self):
+        self.routes = True
+
+    def close(self):
+        self.sock.close()
+        self._peer.close()
+
+
+class FakeFirewall:
+    def __init__(self, table):
+        self.table, self.vips, self.active = table, None, False
+
+    def start(self, vips):
+        self.vips, self.active = list(vips), bool(vips)
+        return True
+
+    def replace(self, vips):
+        return self.start(vips)
+
+    def stop(self):
+        self.active = False
+
+
+class FakeVmacs:
+    def __init__(self, kernel):
+        self.kernel, self.created = kernel, {}
+
+    def create(self, name, base, vrid, family=4):
+        index = 100 + vrid
+        self.kernel.links[index] = vrrpd.LinkInfo(index, name, vrrpd.IFF_UP | vrrpd.IFF_RUNNING,
+                                                  vrrpd.vmac_address(vrid, family))
+        self.created[name] = index
+        return index
+
+    def remove(self, index):
+        self.created = {n: i for n, i in self.created.items() if i != index}
+        self.kernel.links.pop(index, None)
+
+    def remove_all(self):
+        for index in list(self.created.values()):
+            self.remove(index)
+
+
+class FakeAnnouncer:
+    def __init__(self, kernel, ifname):
+        self.kernel, self.ifname = kernel, ifname
+
+    def send(self, mac, address):
+        self.kernel.announced.append((self.ifname, str(address)))
+
+    def close(self):
+        pass
+
+
+class FakeKernel(vrrpd.Kernel):
+    """A kernel for Daemon tests: eth0 (index 2, up) holds 10.0.0.1/24 and the link-local fe80::1; sockets,
+    announcers, VIPs, VMACs and the firewall exist only in memory."""
+
+    def __init__(self):
+        up = vrrpd.IFF_UP | vrrpd.IFF_RUNNING
+        self.links = {ETH0: vrrpd.LinkInfo(ETH0, "eth0", up, bytes.fromhex("020000000001"))}
+        self.addrs = [vrrpd.AddrInfo(ETH0, ipaddress.ip_interface("10.0.0.1/24")),
+                      vrrpd.AddrInfo(ETH0, ipaddress.ip_interface("fe80::1/64"), scope=253)]
+        self.held, self.calls, self.announced, self.sockets = set(), [], [], {}
+        self.monitor_ = FakeMonitor()
+        self.firewall_ = None
+
+    def rtnetlink(self):
+        return FakeRtnl(self)
+
+    def monitor(self):
+        return self.monitor_
+
+    def vrrp_socket(self, family, ifname, ifindex, protocol=vrrpd.IPPROTO_VRRP):
+        sock = self.sockets[(ifname, family, protocol)] = FakeVrrpSocket(family, ifname, ifindex, protocol)
+        return sock
+
+    def announcer(self, ifname):
+        return FakeAnnouncer(self, ifname)
+
+    def vmacs(self, rtnl):
+        return FakeVmacs(self)
+
+    def firewall(self, table):
+        self.firewall_ = FakeFirewall(table)
+        return self.firewall_
+
+    def sent(self, family=4, ifname="eth0"):
+        """Every packet sent on the interface's VRRP socket of that family: [(src, dst, packet)]."""
+        sock = self.sockets.get((ifname, family, vrrpd.IPPROTO_VRRP))
+        return sock.sent if sock is not None else []
+
+    def deliver(self, daemon, item, family=4, ifname="eth0", protocol=vrrpd.IPPROTO_VRRP):
+        """A datagram arrives: raw IPv4 bytes or a vrrpd.Received, read by the Daemon as from the real socket."""
+        sock = self.sockets[(ifname, family, protocol)]
+        sock.inbox.append(item)
+        daemon._on_vrrp_readable(sock)
+
+
+def offline_daemon(config, loop=None, start=True, kernel=None):
+    """A Daemon on a FakeKernel and (unless `loop` is given) a FakeClockLoop; `config` is a vrrpd.Config or
+    keepalived.conf text. Started unless start=False. Returns (daemon, kernel)."""
+    if isinstance(config, str):
+        config, diags = vrrpd.parse_config_text(config, "offline.conf")
+        assert not [x for x in diags if x.severity is vrrpd.Severity.ERROR], diags
+    kernel = kernel or FakeKernel()
+    d = vrrpd.Daemon(config, loop or FakeClockLoop(), kernel=kernel)
+    if start:
+        d.start()
+    return d, kernel
+
+
+def _offline_daemon(config, monkeypatch=None, loop=None):
+    """offline_daemon() not started, its instances added: eth0 is index 7 with 10.9.0.250/24."""
+    kernel = FakeKernel()
+    kernel.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
+    kernel.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.9.0.250/24"))]
+    d, _kernel = offline_daemon(config, loop=loop, start=False, kernel=kernel)
+    d.rtnl, d.links, d.addrs = kernel.rtnetlink(), kernel.links, list(kernel.addrs)
+    for inst in config.vrrp_instances:
+        d._add_instance(inst)
+    return d
+
+
+@pytest.fixture
+def offline():
+    """offline_daemon(), with every Daemon it built closed afterwards."""
+    built = []
+
+    def build(config, **kw):
+        d, kernel = offline_daemon(config, **kw)
+        built.append((d, "loop" not in kw))
+        return d, kernel
+
+    yield build
+    for d, own_loop in built:
+        d.close()
+        if own_loop:
+            d.loop.close()
+
+
+def instance_text(name="VI_1", vrid=51, priority=100, family=4, version=3, advert=1.0, state="BACKUP",
+                  vips=None, extra="", global_extra=""):
+    """keepalived.conf text of one instance on eth0, IPv4 or IPv6."""
+    vips = vips or (["10.0.0.100/24"] if family == 4 else ["2001:db8::100/64"])
+    vip_lines = "".join(f"        {v}\n" for v in vips)
+    return (f"global_defs {{\n    router_id offline\n{global_extra}}}\n"
+            f"vrrp_instance {name} {{\n    state {state}\n    interface eth0\n    virtual_router_id {vrid}\n"
+            f"    priority {priority}\n    advert_int {advert}\n    version {version}\n"
+            f"    virtual_ipaddress {{\n{vip_lines}    }}\n{extra}}}\n")
+
+
 # ============================================================================================
 # B. Configuration language and --check
 # ============================================================================================
@@ -1783,10 +2050,10 @@ def test_lower_effective_priority_master_is_preempted_by_backup_timeout():
 def test_backup_does_not_become_master_while_a_tracker_is_initialising():
     m = _machine(priority=150)
     m.start(0.0)
-    m.hold_master = True
+    m.set_hold_master(True)
     deadline = m.next_deadline()
     assert m.on_timer(deadline) == [] and m.state == vrrpd.State.BACKUP
-    m.hold_master = False
+    m.set_hold_master(False)
     m.on_timer(m.next_deadline())
     assert m.state == vrrpd.State.MASTER
 
@@ -1822,6 +2089,259 @@ def test_address_list_mismatch_is_reported_unless_skipped():
     assert m.address_mismatch(_adv(addresses=("10.0.0.101",)))
     assert not m.address_mismatch(_adv(addresses=("10.0.0.100",)))
     assert not _machine(skip_check_adv_addr=True).address_mismatch(_adv(addresses=("10.0.0.101",)))
+
+
+# -- RFC 5798 section 7.1: the receive checks, each for both families -------------------------------
+
+FAMILY = {4: dict(peer=IP4("10.0.0.2"), group=IP4("224.0.0.18"), me=IP4("10.0.0.1"), vip=IP4("10.0.0.100"),
+                  other=IP4("10.0.0.101")),
+          6: dict(peer=IP6("fe80::2"), group=IP6("ff02::12"), me=IP6("fe80::1"), vip=IP6("2001:db8::100"),
+                  other=IP6("2001:db8::101"))}
+
+
+def _rx(family, priority=200, dst=None, ttl=255, src=None, version=3, advert_int=1.0, addresses=None,
+        mutate=None):
+    """A Received advert of `family` as the socket hands it over (the IPv6 checksum left to the kernel)."""
+    f = FAMILY[family]
+    src, dst = src or f["peer"], dst or f["group"]
+    adv = vrrpd.VrrpAdvert(version, 51, priority, addresses if addresses is not None else [f["vip"]], advert_int)
+    msg = vrrpd.encode_advert(adv, src, dst) if family == 4 else vrrpd.encode_advert(adv)
+    if mutate is not None:
+        msg = mutate(bytearray(msg))
+    return vrrpd.Received(src, dst, ttl, bytes(msg))
+
+
+def _rx_machine(family, **kw):
+    return vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, 3, addresses=[FAMILY[family]["vip"]],
+                             primary_ip=FAMILY[family]["me"], **kw)
+
+
+def _check(pkt, machine, unicast=False, peers=(), check_src=False):
+    return vrrpd.receive_checks(pkt, machine, unicast, list(peers), check_src)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_accepts_a_good_advert(family):
+    adv = _check(_rx(family), _rx_machine(family))
+    assert isinstance(adv, vrrpd.VrrpAdvert) and adv.priority == 200 and adv.addresses == [FAMILY[family]["vip"]]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_multicast_needs_ttl_255(family):
+    verdict = _check(_rx(family, ttl=64), _rx_machine(family))
+    assert verdict == vrrpd.Drop("bad_ttl", "(VI_1) invalid TTL/HL. Received 64 and expect 255")
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_unicast_ttl_must_be_in_the_peers_range(family):
+    f = FAMILY[family]
+    peers = [vrrpd.UnicastPeer(f["peer"], min_ttl=250, max_ttl=255)]
+    assert isinstance(_check(_rx(family, dst=f["me"], ttl=254), _rx_machine(family), True, peers), vrrpd.VrrpAdvert)
+    verdict = _check(_rx(family, dst=f["me"], ttl=64), _rx_machine(family), True, peers)
+    assert verdict.reason == "bad_ttl" and "outside [250, 255]" in verdict.message
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_mode_unicast_versus_multicast(family):
+    f = FAMILY[family]
+    assert _check(_rx(family, dst=f["me"]), _rx_machine(family), unicast=False).reason == "mode_mismatch"
+    assert _check(_rx(family), _rx_machine(family), unicast=True).reason == "mode_mismatch"
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_unicast_source_must_be_a_peer_when_checked(family):
+    f = FAMILY[family]
+    pkt = _rx(family, dst=f["me"])
+    assert _check(pkt, _rx_machine(family), True, [], check_src=True).reason == "unknown_peer"
+    assert isinstance(_check(pkt, _rx_machine(family), True, [], check_src=False), vrrpd.VrrpAdvert)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda b: b[:3], "truncated"),
+    (lambda b: bytes([0x41]) + b[1:], "bad_version"),
+    (lambda b: bytes([0x32]) + b[1:], "bad_type"),
+    (lambda b: b + b"\0\0\0\0", "bad_length"),
+    (lambda b: b[:4] + b"\0\0" + b[6:], "bad_interval"),
+], ids=["truncated", "version", "type", "length", "interval"])
+def test_receive_check_rejects_malformed_messages(family, mutate, reason):
+    def fix(b):
+        out = bytearray(mutate(bytes(b)))
+        if family == 4 and len(out) >= 8:  # keep the checksum right, so the field under test is what fails
+            out[6:8] = b"\0\0"
+            src, dst = FAMILY[4]["peer"], FAMILY[4]["group"]
+            out[6:8] = vrrpd.inet_checksum(vrrpd.pseudo_header(src, dst, len(out)) + bytes(out)).to_bytes(2, "big")
+        return out
+
+    assert _check(_rx(family, mutate=fix), _rx_machine(family)).reason == reason
+
+
+def test_receive_check_ipv4_checksum_covers_the_pseudo_header():
+    # IPv6 checksums are the kernel's to check (IPV6_CHECKSUM): a bad one never reaches vrrpd
+    good = _rx(4)
+    spoofed = vrrpd.Received(IP4("10.0.0.3"), good.dst, good.ttl, good.payload)
+    assert _check(spoofed, _rx_machine(4)).reason == "bad_checksum"
+    bad = _rx(4, mutate=lambda b: b[:6] + bytes([b[6] ^ 1]) + b[7:])
+    assert _check(bad, _rx_machine(4)).reason == "bad_checksum"
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_version_must_be_ours(family):
+    m = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, 2) if family == 4 else _rx_machine(family)
+    if family == 4:
+        assert _check(_rx(4), m).reason == "bad_version"  # a v3 advert for a v2 instance
+    else:
+        v2 = _rx(6, mutate=lambda b: bytes([0x21]) + b[1:] + bytes(8))
+        assert _check(v2, m).reason == "bad_version"  # IPv6 is VRRPv3 only
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_address_list_mismatch_is_counted_not_dropped(family):
+    f = FAMILY[family]
+    adv = _check(_rx(family, addresses=[f["other"]]), _rx_machine(family))
+    assert isinstance(adv, vrrpd.VrrpAdvert) and _rx_machine(family).address_mismatch(adv)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_unwrap_runs_after_the_ttl_and_before_the_message(family):
+    seen = []
+
+    def unwrap(msg):
+        seen.append(msg)
+        return msg[:-4]  # a trailer of 4 bytes taken off
+
+    pkt = _rx(family)
+    padded = vrrpd.Received(pkt.src, pkt.dst, pkt.ttl, pkt.payload + b"TRLR")
+    assert isinstance(vrrpd.receive_checks(padded, _rx_machine(family), False, [], False, False, unwrap),
+                      vrrpd.VrrpAdvert)
+    low = vrrpd.Received(pkt.src, pkt.dst, 1, pkt.payload + b"TRLR")
+    assert vrrpd.receive_checks(low, _rx_machine(family), False, [], False, False, unwrap).reason == "bad_ttl"
+    assert len(seen) == 1
+    assert vrrpd.receive_checks(padded, _rx_machine(family), False, [], False, False, lambda m: None) is None
+
+
+# -- the receive and send paths of the Daemon, each for both families (fake kernel, fake clock) -------
+
+
+def _master(d, kernel):
+    """Nobody else advertises: the instance becomes MASTER after its Master_Down_Interval."""
+    rt = d.runtimes[0]
+    d.loop.advance(rt.machine.master_down_interval + 0.01)
+    assert rt.machine.state == vrrpd.State.MASTER
+    return rt
+
+
+def _advert_pkt(family, priority=200, vrid=51, src=None, ttl=255, received_at=None):
+    pkt = _rx(family, priority=priority, src=src, ttl=ttl)
+    if vrid != 51:
+        pkt.payload = pkt.payload[:1] + bytes([vrid]) + pkt.payload[2:]
+        if family == 4:
+            pkt = _rx(4, priority=priority, src=src, ttl=ttl, mutate=lambda b: b)  # re-encode below
+            adv = vrrpd.VrrpAdvert(3, vrid, priority, [FAMILY[4]["vip"]], 1.0)
+            pkt.payload = vrrpd.encode_advert(adv, pkt.src, pkt.dst)
+    pkt.received_at = received_at
+    return pkt
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_sources_targets_and_socket_follow_the_family(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    rt = d.runtimes[0]
+    assert rt.src == FAMILY[family]["me"] and rt.machine.primary_ip == rt.src
+    assert rt.targets == [(FAMILY[family]["group"], 255)] and kernel.sockets[("eth0", family, 112)].groups
+    rt = _master(d, kernel)
+    src, dst, packet = kernel.sent(family)[-1]
+    assert (src, dst) == (FAMILY[family]["me"], FAMILY[family]["group"])
+    msg = vrrpd.decode_ipv4(packet).payload if family == 4 else packet
+    adv = vrrpd.decode_advert(msg, src if family == 4 else None, dst if family == 4 else None, family=family)
+    assert (adv.vrid, adv.priority, adv.addresses) == (51, 100, [FAMILY[family]["vip"]])
+    assert (ETH0, FAMILY[family]["vip"]) in kernel.held
+    assert (("eth0", str(FAMILY[family]["vip"])) in kernel.announced)  # a GARP or an unsolicited NA
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_backup_follows_a_master_of_either_family(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    rt = d.runtimes[0]
+    for _ in range(5):
+        kernel.deliver(d, _advert_pkt(family, 200), family)
+        d.loop.advance(1.0)
+    assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_ip == FAMILY[family]["peer"]
+    assert rt.adverts_received == 5 and not rt.bad_packets
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_ignores_its_own_echoes(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    kernel.deliver(d, _advert_pkt(family, 200, src=FAMILY[family]["me"]), family)
+    assert d.runtimes[0].adverts_received == 0 and not d.runtimes[0].bad_packets
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_unknown_vrid_is_logged_once_per_interface(offline, family, caplog):
+    d, kernel = offline(instance_text(family=family))
+    caplog.set_level(logging.WARNING, logger="vrrpd")
+    for vrid in (7, 8, 9):
+        pkt = _rx(family)
+        pkt.payload = pkt.payload[:1] + bytes([vrid]) + pkt.payload[2:]
+        kernel.deliver(d, pkt, family)
+    assert sum("Unknown VRID" in r.getMessage() for r in caplog.records) == 1
+    assert d.runtimes[0].adverts_received == 0
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_counts_priority_zero_both_ways(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    rt = _master(d, kernel)
+    d.stop()
+    assert rt.priority_zero_sent == 1
+    d2, kernel2 = offline(instance_text(family=family))
+    kernel2.deliver(d2, _advert_pkt(family, 0), family)
+    assert d2.runtimes[0].priority_zero_received == 1
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_dates_an_advert_by_its_kernel_receive_time(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    m = d.runtimes[0].machine
+    kernel.deliver(d, _advert_pkt(family, 200), family)
+    fresh = m.master_down_timer
+    kernel.deliver(d, _advert_pkt(family, 200, received_at=time.time() - 0.05), family)
+    assert fresh - 0.1 < m.master_down_timer < fresh - 0.03  # started when it arrived, not when it was read
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_encodes_an_advert_once_and_sends_the_bytes_again(offline, family):
+    d, kernel = offline(instance_text(family=family, advert=0.1))
+    rt = _master(d, kernel)
+    d.loop.advance(1.0)
+    packets = {p for _s, _d, p in kernel.sent(family)}
+    assert len(kernel.sent(family)) >= 10 and len(packets) == 1 and len(rt.packets) == 1
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_puts_back_a_vip_deleted_behind_its_back(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    _master(d, kernel)
+    vip = FAMILY[family]["vip"]
+    kernel.held.discard((ETH0, vip))
+    prefix = 24 if family == 4 else 64
+    kernel.monitor_.events.append((vrrpd.RTM_DELADDR, vrrpd.AddrInfo(ETH0, ipaddress.ip_interface(f"{vip}/{prefix}"))))
+    d._on_netlink()
+    assert (ETH0, vip) in kernel.held and kernel.calls[-1] == ("add", ETH0, f"{vip}/{prefix}")
+
+
+def test_daemon_ipv6_instance_waits_for_its_link_local_address(offline):
+    kernel = FakeKernel()
+    kernel.addrs = [a for a in kernel.addrs if a.address.version == 4]
+    tentative = vrrpd.AddrInfo(ETH0, ipaddress.ip_interface("fe80::1/64"), scope=253, flags=vrrpd.IFA_F_TENTATIVE)
+    kernel.addrs.append(tentative)
+    d, kernel = offline(instance_text(family=6), kernel=kernel)
+    rt = d.runtimes[0]
+    assert rt.src is None and rt.machine.state == vrrpd.State.FAULT
+    kernel.monitor_.events.append((vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(ETH0, tentative.address, scope=253)))
+    d._on_netlink()  # DAD is over: the kernel says so, nothing polls
+    assert rt.src == IP6("fe80::1") and rt.machine.state == vrrpd.State.BACKUP
 
 
 # -- C2. Why each state change happened: the reason carried by Notify (issue 16) ---------------
@@ -1894,7 +2414,7 @@ def test_reason_fault_fault_cleared_shutdown_and_sync_group():
     assert _reason(_machine().start(0.0, fault=True))[:2] == (vrrpd.State.FAULT, "fault")
     member = _machine()
     member.start(0.0)
-    assert _reason(vrrpd.sync_force(member, 1.0, vrrpd.State.MASTER))[:2] == (vrrpd.State.MASTER, "sync-group")
+    assert _reason(member.force_state(1.0, vrrpd.State.MASTER))[:2] == (vrrpd.State.MASTER, "sync-group")
     lost = _machine(priority=150)
     lost.start(0.0)
     lost.on_timer(lost.next_deadline())
@@ -2066,31 +2586,31 @@ def test_auth_hmac_config_keys_modes_and_validation(tmp_path):
 
 def _hmac_daemon(version=3, mode="enforce", unicast=False, state_master=True):
     """A started fuzz-style Daemon whose instance signs and checks auth_hmac trailers; sends are captured."""
-    d, rt, sock = _fuzz_daemon(version)
-    rt.inst.auth_type, rt.inst.auth_pass = vrrpd.AuthType.NONE, b""
-    rt.machine.auth_type = vrrpd.AuthType.NONE
-    rt.inst.auth_hmac = vrrpd.AuthHmacConfig(keys={1: HMAC_KEY, 2: bytes(range(1, 33))}, active_key=1, mode=mode)
-    if unicast:
-        rt.inst.unicast_peer = [vrrpd.UnicastPeer(IP4("10.0.0.2"))]
-        rt.unicast = True
-        rt.targets = [(IP4("10.0.0.2"), 255)]
-    d._attach_hmac(rt)
-    sent = []
-
-    class VSock:
-        def __init__(self):
-            self.sock = self
-
-        def sendto(self, packet, addr):
-            sent.append(packet)
-
-    rt.vsock = VSock()
-    if not rt.targets:
-        rt.targets = [(IP4("224.0.0.18"), 255)]
+    hmac = vrrpd.AuthHmacConfig(keys={1: HMAC_KEY, 2: bytes(range(1, 33))}, active_key=1, mode=mode)
+    peers = [vrrpd.UnicastPeer(IP4("10.0.0.2"))] if unicast else []
+    d, rt, kernel = _fuzz_daemon(version, auth="NONE", auth_hmac=hmac, unicast_peer=peers)
     if state_master:
-        d._apply(rt, rt.machine.set_effective_priority(d.loop.time(), 100))
-        d._apply(rt, vrrpd.sync_force(rt.machine, d.loop.time(), vrrpd.State.MASTER))
-    return d, rt, sock, sent
+        _become_master(d, rt)
+    return d, rt, kernel, _SentPackets(kernel)
+
+
+class _SentPackets:
+    """The packets the fake kernel's eth0 VRRP socket sent, as a list of bytes."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def _all(self):
+        return [packet for _src, _dst, packet in self.kernel.sent(4)]
+
+    def __getitem__(self, item):
+        return self._all()[item]
+
+    def __len__(self):
+        return len(self._all())
+
+    def __iter__(self):
+        return iter(self._all())
 
 
 def _peer_advert(version, priority, engine, dst=IP4("224.0.0.18"), src=IP4("10.0.0.2"), now_ns=None):
@@ -2102,7 +2622,7 @@ def _peer_advert(version, priority, engine, dst=IP4("224.0.0.18"), src=IP4("10.0
 
 @pytest.mark.parametrize("version", [2, 3])
 def test_auth_hmac_master_signs_every_advert_with_a_fresh_sequence(version):
-    d, rt, sock, sent = _hmac_daemon(version)
+    d, rt, kernel, sent = _hmac_daemon(version)
     try:
         assert rt.machine.state == vrrpd.State.MASTER and sent
         d._send_advert(rt, 100)
@@ -2119,7 +2639,7 @@ def test_auth_hmac_master_signs_every_advert_with_a_fresh_sequence(version):
         assert seqs[1] > seqs[0]
     finally:
         d.loop.close()
-    d, rt, sock, sent = _hmac_daemon(version, mode="receive-only")
+    d, rt, kernel, sent = _hmac_daemon(version, mode="receive-only")
     try:
         assert sent and all(len(vrrpd.decode_ipv4(p).payload) == (20 if version == 2 else 12) for p in sent)
     finally:
@@ -2128,7 +2648,7 @@ def test_auth_hmac_master_signs_every_advert_with_a_fresh_sequence(version):
 
 @pytest.mark.parametrize("version,unicast", [(2, False), (3, False), (3, True)])
 def test_auth_hmac_hostile_adverts_are_counted_and_dropped_without_any_state_change(version, unicast):
-    d, rt, sock, sent = _hmac_daemon(version, unicast=unicast)
+    d, rt, kernel, sent = _hmac_daemon(version, unicast=unicast)
     dst = IP4("10.0.0.1") if unicast else IP4("224.0.0.18")
     try:
         m = rt.machine
@@ -2141,12 +2661,12 @@ def test_auth_hmac_hostile_adverts_are_counted_and_dropped_without_any_state_cha
         unsigned = _peer_advert(version, 200, None, dst)
         truncated = good[:-1]
         stranger = _peer_advert(version, 200, vrrpd.AuthHmac({1: bytes(32)}, 1), dst, src=IP4("10.0.0.9"))
-        d._handle_packet(sock, good)  # first accepted: we are MASTER at 100, it is 200 -> BACKUP
+        kernel.deliver(d, good)  # first accepted: we are MASTER at 100, it is 200 -> BACKUP
         assert m.state == vrrpd.State.BACKUP
         down_timer = m.master_down_timer
         for packet in (good, bytes(tampered), _peer_advert(version, 200, retired, dst), stale, unsigned, truncated,
                        stranger):
-            d._handle_packet(sock, packet)
+            kernel.deliver(d, packet)
         assert (m.state, m.master_down_timer, rt.adverts_received) == (vrrpd.State.BACKUP, down_timer, 1)
         bad = rt.bad_packets
         assert bad.get("auth_ext_replay") == 1, bad
@@ -2157,16 +2677,16 @@ def test_auth_hmac_hostile_adverts_are_counted_and_dropped_without_any_state_cha
         else:
             assert bad.get("auth_ext_invalid_hmac") == 2, bad
         # a MASTER attacked the same way keeps its advert timer to the tick
-        d2, rt2, sock2, sent2 = _hmac_daemon(version, unicast=unicast)
+        d2, rt2, kernel2, sent2 = _hmac_daemon(version, unicast=unicast)
         m2 = rt2.machine
         attack = _hmac_engine(anti_replay="time")
         replay = _peer_advert(version, 200, attack, dst)
         before = (m2.state, m2.adver_timer, m2.effective_priority, len(sent2))
-        d2._handle_packet(sock2, _peer_advert(version, 50, attack, dst))  # genuine lower priority: re-asserts
+        kernel2.deliver(d2, _peer_advert(version, 50, attack, dst))  # genuine lower priority: re-asserts
         sent_after_genuine = len(sent2)
         timer_after_genuine = m2.adver_timer
         for packet in (replay[:-3], bytes(bytearray(replay[:-1]) + b"\0"), _peer_advert(version, 200, retired, dst)):
-            d2._handle_packet(sock2, packet)
+            kernel2.deliver(d2, packet)
         assert (m2.state, m2.adver_timer, len(sent2)) == (vrrpd.State.MASTER, timer_after_genuine,
                                                           sent_after_genuine), before
         d2.loop.close()
@@ -2175,13 +2695,13 @@ def test_auth_hmac_hostile_adverts_are_counted_and_dropped_without_any_state_cha
 
 
 def test_auth_hmac_permissive_accepts_unsigned_but_checks_signed():
-    d, rt, sock, sent = _hmac_daemon(3, mode="permissive", state_master=False)
+    d, rt, kernel, sent = _hmac_daemon(3, mode="permissive", state_master=False)
     try:
-        d._handle_packet(sock, _peer_advert(3, 200, None))
+        kernel.deliver(d, _peer_advert(3, 200, None))
         assert rt.adverts_received == 1
         tampered = bytearray(_peer_advert(3, 200, _hmac_engine(anti_replay="time")))
         tampered[-1] ^= 1
-        d._handle_packet(sock, bytes(tampered))
+        kernel.deliver(d, bytes(tampered))
         assert rt.adverts_received == 1 and rt.bad_packets.get("auth_ext_invalid_hmac") == 1
     finally:
         d.loop.close()
@@ -2552,42 +3072,39 @@ def test_vrrp_delay_after_boot_counts_from_boot_and_takes_the_longer_delay():
     assert cfg.global_defs.vrrp_delay_after_boot == 90.5 and not diags
 
 
-def test_startup_delay_holds_machines_in_init_until_it_is_over():
-    d, rt, sock = _fuzz_daemon(3)
-    try:
-        fresh = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, 3)
-        rt.machine = fresh  # not started
-        d.startup_pending = True  # as start() leaves it while vrrp_startup_delay / vrrp_delay_after_boot runs
-        d._reevaluate()  # trackers and links changing meanwhile do not start it
-        assert rt.machine.state == vrrpd.State.INIT
-        d._start_machines()  # the delay is over
-        assert rt.machine.state != vrrpd.State.INIT and not d.startup_pending
-    finally:
-        d.loop.close()
+def test_startup_delay_holds_machines_in_init_until_it_is_over(offline):
+    d, _kernel = offline(instance_text(global_extra="    vrrp_startup_delay 5\n"))
+    rt = d.runtimes[0]
+    assert d.startup_pending and rt.machine.state == vrrpd.State.INIT
+    d._reevaluate()  # trackers and links changing meanwhile do not start it
+    d.loop.advance(4.9)
+    assert rt.machine.state == vrrpd.State.INIT
+    d.loop.advance(0.2)  # the delay is over
+    assert rt.machine.state != vrrpd.State.INIT and not d.startup_pending
 
 
 def test_rfc9568_rate_limited_logging_once_per_class_until_master_changes(caplog):
-    d, rt, sock = _fuzz_daemon(3)
+    d, rt, kernel = _fuzz_daemon(3)
     try:
         src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
         bad_ttl = vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
             vrrpd.VrrpAdvert(3, 51, 200, [IP4("10.0.0.100")], 1.0), src, group), ttl=64)
         with caplog.at_level(logging.WARNING, logger="vrrpd"):
             for _ in range(50):
-                d._handle_packet(sock, bad_ttl)
+                kernel.deliver(d, bad_ttl)
             assert rt.bad_packets["bad_ttl"] == 50
             assert caplog.text.count("invalid TTL/HL") == 1
             # a spoofed source does not re-open the log: only an accepted advert of a new master does
             good = vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
                 vrrpd.VrrpAdvert(3, 51, 200, [IP4("10.0.0.100")], 1.0), src, group))
-            d._handle_packet(sock, good)
-            d._handle_packet(sock, bad_ttl)
+            kernel.deliver(d, good)
+            kernel.deliver(d, bad_ttl)
             assert caplog.text.count("invalid TTL/HL") == 2
-            d._handle_packet(sock, good)  # the same master again: still suppressed
-            d._handle_packet(sock, bad_ttl)
+            kernel.deliver(d, good)  # the same master again: still suppressed
+            kernel.deliver(d, bad_ttl)
             assert caplog.text.count("invalid TTL/HL") == 2
-            d._apply(rt, vrrpd.sync_force(rt.machine, d.loop.time(), vrrpd.State.MASTER))  # becoming MASTER
-            d._handle_packet(sock, bad_ttl)
+            d._apply(rt, rt.machine.force_state(d.loop.time(), vrrpd.State.MASTER))  # becoming MASTER
+            kernel.deliver(d, bad_ttl)
             assert caplog.text.count("invalid TTL/HL") == 3
     finally:
         d.loop.close()
@@ -3267,9 +3784,10 @@ def test_vrrp6_checksum_matches_golden_vector():
     src, dst = vrrpd.ipaddress.IPv6Address("fe80::c8"), vrrpd.VRRP_MCAST_GROUP6
     message = bytes.fromhex("310a640200640000") + vrrpd.ipaddress.IPv6Address("fe80::1").packed
     message += vrrpd.ipaddress.IPv6Address("2001:db8::1").packed
-    assert vrrpd.vrrp6_checksum(src, dst, message) == 0x3F5D
+    assert vrrpd.inet_checksum(vrrpd.pseudo_header(src, dst, len(message)) + message) == 0x3F5D
     # a different source changes the sum: the pseudo-header is really included
-    assert vrrpd.vrrp6_checksum(vrrpd.ipaddress.IPv6Address("fe80::c9"), dst, message) != 0x3F5D
+    other = vrrpd.ipaddress.IPv6Address("fe80::c9")
+    assert vrrpd.inet_checksum(vrrpd.pseudo_header(other, dst, len(message)) + message) != 0x3F5D
 
 
 def test_unsolicited_na_frame_layout_flags_and_checksum():
@@ -3285,7 +3803,7 @@ def test_unsolicited_na_frame_layout_flags_and_checksum():
     assert icmp[0] == 136 and icmp[1] == 0
     assert icmp[4] == 0xA0  # Router + Override, not Solicited
     assert icmp[8:24] == target.packed and icmp[24:26] == b"\x02\x01" and icmp[26:32] == mac
-    assert _csum_ok(vrrpd.ipv6_pseudo_header(target, vrrpd.ALL_NODES6, len(icmp), 58) + icmp)
+    assert _csum_ok(vrrpd.pseudo_header(target, vrrpd.ALL_NODES6, len(icmp), 58) + icmp)
     assert vrrpd.build_unsolicited_na(mac, target, router=False)[54 + 4] == 0x20
 
 
@@ -3379,149 +3897,119 @@ def test_sync_group_backup_or_fault_of_one_member_moves_all(caplog):
     assert group.state == vrrpd.State.BACKUP
 
 
-def _group_daemon(strict=False):
-    """A Daemon with two started instances in sync group G (no sockets: adverts go nowhere)."""
-    insts = [vrrpd.VrrpInstance(name, interface="eth0", virtual_router_id=vrid, priority=100, advert_int=0.1,
-                                version=3, sync_group="G")
-             for name, vrid in (("VI_1", 1), ("VI_2", 2))]
-    config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="t", vrrp_strict=strict), vrrp_instances=insts,
-                          sync_groups=[vrrpd.SyncGroup("G", group=["VI_1", "VI_2"])])
-    d = vrrpd.Daemon(config)
-    d.rtnl = object()  # no VIPs here, so never used
-    d.beyond.groups["G"] = (config.sync_groups[0], vrrpd.SyncGroupEngine("G", ["VI_1", "VI_2"]))
-    d.beyond.group_of.update({"VI_1": "G", "VI_2": "G"})
-    for inst in insts:
-        machine = vrrpd.VrrpMachine(inst.name, inst.virtual_router_id, 100, 0.1, 3,
-                                    garp_lower_prio_repeat=3)
-        rt = vrrpd.InstanceRuntime(inst, machine, 3)
-        d.beyond.apply_strict(rt)
-        d.runtimes.append(rt)
-    now = d.loop.time()
-    for rt in d.runtimes:
-        d._apply(rt, rt.machine.start(now))
-    return d
+def _group_text(strict=False, track=""):
+    """Two instances in sync group G on eth0; VI_1 (priority 100) times out before VI_2 (90, longer Skew_Time)."""
+    insts = "".join(
+        f"vrrp_instance {name} {{\n    interface eth0\n    virtual_router_id {vrid}\n    priority {prio}\n"
+        f"    advert_int 0.1\n    version 3\n    garp_lower_prio_repeat 3\n"
+        f"    virtual_ipaddress {{\n        10.0.0.{vrid}0/24\n    }}\n}}\n"
+        for name, vrid, prio in (("VI_1", 1, 100), ("VI_2", 2, 90)))
+    return (f"global_defs {{\n    router_id t\n{'    vrrp_strict' + chr(10) if strict else ''}}}\n"
+            f"vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n{track}}}\n" + insts)
 
 
 def _fire_down_timer(d, rt):
-    rt.machine.master_down_timer = d.loop.time() - 0.001
-    d._on_timer(rt)
+    """Let the clock run to rt's Master_Down_Timer (only reading the machine's timer)."""
+    d.loop.advance(max(0.0, rt.machine.master_down_timer - d.loop.time()))
 
 
-def test_daemon_sync_group_waits_for_every_member_then_moves_together():
-    d = _group_daemon()
+def test_daemon_sync_group_waits_for_every_member_then_moves_together(offline):
+    d, _kernel = offline(_group_text())
     one, two = d.runtimes
-    try:
-        _fire_down_timer(d, one)
-        assert one.machine.state == vrrpd.State.BACKUP and one.machine.master_down_timer is None  # parked
-        _fire_down_timer(d, two)
-        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.MASTER] * 2
-        assert d.beyond.status() == [{"name": "G", "state": "MASTER", "members": ["VI_1", "VI_2"]}]
-        d._apply(two, two.machine.set_fault(d.loop.time(), True))
-        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.FAULT] * 2
-        d._apply(two, two.machine.set_fault(d.loop.time(), False))
-        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
-        assert all(rt.machine.master_down_timer is not None for rt in d.runtimes)
-    finally:
-        d.loop.close()
+    _fire_down_timer(d, one)
+    assert one.machine.state == vrrpd.State.BACKUP and one.machine.parked
+    _fire_down_timer(d, two)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.MASTER] * 2
+    assert d.status()["sync_groups"] == [{"name": "G", "state": "MASTER", "members": ["VI_1", "VI_2"]}]
+    d._apply(two, two.machine.set_fault(d.loop.time(), True))
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.FAULT] * 2
+    d._apply(two, two.machine.set_fault(d.loop.time(), False))
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
+    assert not any(rt.machine.parked for rt in d.runtimes)
 
 
-def test_daemon_parked_member_that_hears_a_master_no_longer_counts_as_wanting():
-    d = _group_daemon()
+def test_daemon_parked_member_that_hears_a_master_no_longer_counts_as_wanting(offline):
+    d, _kernel = offline(_group_text())
     one, two = d.runtimes
-    try:
-        _fire_down_timer(d, one)
-        adv = vrrpd.VrrpAdvert(3, 1, 200, [], 0.1)
-        d._apply(one, one.machine.on_advert(d.loop.time(), adv, vrrpd.ipaddress.ip_address("10.0.0.9")))
-        _fire_down_timer(d, two)
-        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
-    finally:
-        d.loop.close()
+    _fire_down_timer(d, one)
+    adv = vrrpd.VrrpAdvert(3, 1, 200, [], 0.1)
+    d._apply(one, one.machine.on_advert(d.loop.time(), adv, vrrpd.ipaddress.ip_address("10.0.0.9")))
+    _fire_down_timer(d, two)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
 
 
-def test_sync_group_track_interface_faults_every_member():
-    d = _group_daemon()
-    try:
-        d.beyond.groups["G"][0].track_interface = [vrrpd.TrackRef("eth9")]
-        assert all(d.beyond.group_fault(rt) for rt in d.runtimes)
-        d.links[9] = vrpd_link = vrrpd.LinkInfo(9, "eth9", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)
-        assert vrpd_link.up and not any(d.beyond.group_fault(rt) for rt in d.runtimes)
-        assert vrrpd.instance_family(vrrpd.VrrpInstance("x", native_ipv6=True)) == 6
-        assert vrrpd.instance_family(vrrpd.VrrpInstance("x")) == 4
-    finally:
-        d.loop.close()
+def test_sync_group_track_interface_faults_every_member(offline):
+    d, kernel = offline(_group_text(track="    track_interface {\n        eth9\n    }\n"))
+    assert all(d._group_fault(rt) for rt in d.runtimes)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.FAULT] * 2
+    kernel.monitor_.events.append((vrrpd.RTM_NEWLINK, vrrpd.LinkInfo(9, "eth9", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)))
+    d._on_netlink()
+    assert not any(d._group_fault(rt) for rt in d.runtimes)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
+    assert vrrpd.instance_family(vrrpd.VrrpInstance("x", native_ipv6=True)) == 6
+    assert vrrpd.instance_family(vrrpd.VrrpInstance("x")) == 4
 
 
-def test_beyond_reload_keeps_an_unchanged_sync_group_state():
-    d = _group_daemon()
-    try:
-        for rt in d.runtimes:
-            _fire_down_timer(d, rt)
-        engine = d.beyond.groups["G"][1]
-        assert engine.state == vrrpd.State.MASTER
-        d.beyond.reload(d.config)
-        assert d.beyond.groups["G"][1] is engine
-        changed = vrrpd.Config(global_defs=d.config.global_defs, vrrp_instances=d.config.vrrp_instances,
-                               sync_groups=[vrrpd.SyncGroup("G", group=["VI_1"])])
-        d.beyond.reload(changed)
-        assert d.beyond.groups["G"][1] is not engine and d.beyond.group_of == {"VI_1": "G"}
-    finally:
-        d.loop.close()
+def test_reload_keeps_an_unchanged_sync_group_state(offline):
+    d, _kernel = offline(_group_text())
+    for rt in d.runtimes:
+        _fire_down_timer(d, rt)
+    engine = d.sync_groups["G"][1]
+    assert engine.state == vrrpd.State.MASTER
+    d.reload(d.config)
+    assert d.sync_groups["G"][1] is engine
+    changed = vrrpd.Config(global_defs=d.config.global_defs, vrrp_instances=d.config.vrrp_instances,
+                           sync_groups=[vrrpd.SyncGroup("G", group=["VI_1"])])
+    d.reload(changed)
+    assert d.sync_groups["G"][1] is not engine and d.group_of == {"VI_1": "G"}
 
 
-def test_nftables_keyword_names_the_table():
-    cfg, _ = vrrpd.parse_config_text("global_defs {\n    nftables keepalived\n}\n")
-    d = vrrpd.Daemon(cfg)
-    try:
-        assert d.beyond.firewall.table == "keepalived"
-        assert "table inet keepalived {" in vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "keepalived")
-    finally:
-        d.loop.close()
-    d = vrrpd.Daemon(vrrpd.Config())
-    try:
-        assert d.beyond.firewall.table == "vrrpd"
-    finally:
-        d.loop.close()
+def test_nftables_keyword_names_the_table(offline):
+    d, kernel = offline("global_defs {\n    nftables keepalived\n}\n")
+    assert d.firewall.table == "keepalived"
+    assert "table inet keepalived {" in vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "keepalived")
+    d, kernel = offline("global_defs {\n    router_id x\n}\n")
+    assert d.firewall.table == "vrrpd"
 
 
-def test_ah_clears_an_initial_master_state_as_keepalived(caplog):
-    inst = vrrpd.VrrpInstance("VI_AH", interface="eth0", virtual_router_id=9, state=vrrpd.State.MASTER,
-                              auth_type=vrrpd.AuthType.AH, auth_pass=b"pw")
-    d = vrrpd.Daemon(vrrpd.Config(vrrp_instances=[inst]))
-    try:
-        machine = vrrpd.VrrpMachine("VI_AH", 9, 100, 1.0, 2, auth_type=vrrpd.AuthType.AH, start_master=True)
-        with caplog.at_level("WARNING", logger="vrrpd"):
-            d.beyond.attach4(vrrpd.InstanceRuntime(inst, machine, 2))
-        assert not machine.start_master
-        assert "Initial state master is incompatible with AH authentication" in caplog.text
-    finally:
-        d.loop.close()
+def test_ah_clears_an_initial_master_state_as_keepalived(offline, caplog):
+    # the configuration check warns about it too; a Config built otherwise is cleared by the Daemon
+    inst = vrrpd.VrrpInstance("VI_AH", interface="eth0", virtual_router_id=9, state=vrrpd.State.MASTER, version=2,
+                              auth_type=vrrpd.AuthType.AH, auth_pass=b"pw",
+                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.ip_interface("10.0.0.100/24"))])
+    with caplog.at_level("WARNING", logger="vrrpd"):
+        d, kernel = offline(vrrpd.Config(vrrp_instances=[inst]))
+    rt = d.runtimes[0]
+    assert not rt.machine.start_master and rt.ah is not None and ("eth0", 4, vrrpd.IPPROTO_AH) in kernel.sockets
+    assert "Initial state master is incompatible with AH authentication" in caplog.text
 
 
-def test_strict_mode_silences_a_master_hearing_a_lower_priority():
-    d = _group_daemon(strict=True)
-    try:
-        assert all(rt.machine.lower_prio_no_advert and rt.machine.garp_lower_prio_repeat == 0 for rt in d.runtimes)
-        relaxed = _group_daemon(strict=False)
-        assert not relaxed.runtimes[0].machine.lower_prio_no_advert
-        relaxed.loop.close()
-    finally:
-        d.loop.close()
+def test_strict_mode_silences_a_master_hearing_a_lower_priority(offline):
+    d, _kernel = offline(_group_text(strict=True))
+    assert all(rt.machine.lower_prio_no_advert and rt.machine.garp_lower_prio_repeat == 0 for rt in d.runtimes)
+    relaxed, _kernel = offline(_group_text(strict=False))
+    assert not relaxed.runtimes[0].machine.lower_prio_no_advert
 
 
 def test_ipv6_advert_encode_decode_round_trip_and_checksum():
+    """The one codec: the address width and the pseudo-header follow the addresses."""
     src = vrrpd.ipaddress.IPv6Address("fe80::c8")
     addrs = [vrrpd.ipaddress.IPv6Address("fe80::1"), vrrpd.ipaddress.IPv6Address("2001:db8::1")]
-    msg = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0), src, vrrpd.VRRP_MCAST_GROUP6)
+    msg = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0), src, vrrpd.VRRP_MCAST_GROUP6)
     assert msg[:8].hex() == "310a640200643f5d"  # the golden vector, checksum included
-    adv = vrrpd.decode_advert6(msg, src, vrrpd.VRRP_MCAST_GROUP6)
+    adv = vrrpd.decode_advert(msg, src, vrrpd.VRRP_MCAST_GROUP6)
     assert (adv.vrid, adv.priority, adv.addresses, adv.advert_int) == (10, 100, addrs, 1.0)
     with pytest.raises(vrrpd.PacketError) as err:
-        vrrpd.decode_advert6(msg, vrrpd.ipaddress.IPv6Address("fe80::c9"), vrrpd.VRRP_MCAST_GROUP6)
+        vrrpd.decode_advert(msg, vrrpd.ipaddress.IPv6Address("fe80::c9"), vrrpd.VRRP_MCAST_GROUP6)
     assert err.value.reason == "bad_checksum"
     with pytest.raises(vrrpd.PacketError) as err:
-        vrrpd.decode_advert6(msg[:-1])
+        vrrpd.decode_advert(msg[:-1], family=6)
     assert err.value.reason == "bad_length"
-    assert vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0))[6:8] == b"\0\0"  # left to the kernel
+    assert vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0))[6:8] == b"\0\0"  # left to the kernel
+    with pytest.raises(ValueError):
+        vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 10, 100, addrs, 1.0))  # IPv6 is VRRPv3 only
+    with pytest.raises(ValueError):
+        vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 10, 100, addrs + [vrrpd.ipaddress.IPv4Address("10.0.0.1")], 1.0))
 
 
 def test_unsolicited_na_updates_a_neighbours_cache(lab):
@@ -3691,7 +4179,7 @@ def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
     # our side: listen 2 s (keepalived becomes MASTER and advertises), then advertise priority 200 for 2 s
     out = run_py_in(lab, us, (
         "import ipaddress, socket, struct, time, json\n"
-        "s = vrrpd.VrrpSocket6('eth0', socket.if_nametoindex('eth0'))\n"
+        "s = vrrpd.VrrpSocket(6, 'eth0', socket.if_nametoindex('eth0'))\n"
         "s.join(vrrpd.VRRP_MCAST_GROUP6)\n"
         "src = next(a.address.ip for a in vrrpd.Rtnetlink().addresses()\n"
         "           if a.address.version == 6 and a.scope == 253 and a.usable)\n"
@@ -3699,26 +4187,27 @@ def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
         "seen, t0 = [], time.monotonic()\n"
         "while time.monotonic() - t0 < 4.5:\n"
         "    if time.monotonic() - t0 > 2:\n"
-        "        s.send(src, vrrpd.VRRP_MCAST_GROUP6, msg)\n"
+        "        s.send(src, vrrpd.VRRP_MCAST_GROUP6, s.packet(src, vrrpd.VRRP_MCAST_GROUP6, msg))\n"
         "    time.sleep(0.1)\n"
         "    while True:\n"
         "        got = s.recv()\n"
         "        if got is None:\n"
         "            break\n"
-        "        data, frm, dst, hl = got\n"
-        "        seen.append([data.hex(), str(frm), str(dst), hl, round(time.monotonic() - t0, 2)])\n"
+        "        seen.append([got.payload.hex(), str(got.src), str(got.dst), got.ttl,\n"
+        "                     round(time.monotonic() - t0, 2), got.received_at is not None])\n"
         "print(json.dumps(seen))\n"
     ), timeout=30).stdout
     import json
     seen = json.loads(out)
     assert seen, "no advert from keepalived"
     first = bytes.fromhex(seen[0][0])
-    assert seen[0][1] == ka_ll and seen[0][2] == "ff02::12" and seen[0][3] == 255
+    assert seen[0][1] == ka_ll and seen[0][2] == "ff02::12" and seen[0][3] == 255 and seen[0][5]
     assert first[:4] == bytes([0x31, 60, 100, 1]) and struct_unpack_h(first, 4) & 0xFFF == 10
     assert first[8:] == vrrpd.ipaddress.IPv6Address("2001:db8:60::100").packed
     # kernel-verified checksum matches ours over the pseudo-header
     zeroed = first[:6] + b"\0\0" + first[8:]
-    assert vrrpd.vrrp6_checksum(vrrpd.ipaddress.IPv6Address(ka_ll), vrrpd.VRRP_MCAST_GROUP6, zeroed) == \
+    ka_src = vrrpd.ipaddress.IPv6Address(ka_ll)
+    assert vrrpd.inet_checksum(vrrpd.pseudo_header(ka_src, vrrpd.VRRP_MCAST_GROUP6, len(zeroed)) + zeroed) == \
         struct_unpack_h(first, 6)
     # keepalived heard our priority-200 adverts (checksum filled by the kernel) and stepped down
     text = wait_for(lambda: (lambda t: t if "Entering BACKUP STATE" in t.split("Entering MASTER STATE", 1)[-1]
@@ -3838,7 +4327,8 @@ def test_ipv6_instance_against_keepalived_failover_nodad_and_neighbour_advert(la
     wait_for(lambda: not sh(["ip", "netns", "pids", ns_k], check=False).stdout.strip(), 10, 0.1, "keepalived gone")
     ka.start()
     wait_for(lambda: not _has_addr6(lab, ns_v, vip6), 10, 0.05, "vrrpd gives the VIP back")
-    assert "Master received advert from fe80::" in ours.log()
+    # the log line follows the kernel work of the same transition
+    wait_for(lambda: "Master received advert from fe80::" in ours.log(), 2, 0.02, "the step-down logged")
     ours.stop()
 
 
@@ -4061,7 +4551,7 @@ def test_bfd_sessions_with_frr_bfdd_come_up_negotiate_and_see_each_other_go(lab,
     ns_f = lab.host("f", f"{BFD_NET}.2/24")
     for ns, own in ((ns_v, "fd00:58::1"), (ns_f, "fd00:58::2")):
         lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
-    frr = _Bfdd(lab, ns_f, _frr_conf([(f"{BFD_NET}.1", f"{BFD_NET}.2", 60, 40),
+    frr = _Bfdd(lab, ns_f, _frr_conf([(f"{BFD_NET}.1", f"{BFD_NET}.2", 120, 80),
                                       ("fd00:58::1", "fd00:58::2", 300, 300),
                                       (f"{BFD_NET}.1 multihop", f"{BFD_NET}.2", 300, 300)]))
     try:
@@ -4071,7 +4561,7 @@ def test_bfd_sessions_with_frr_bfdd_come_up_negotiate_and_see_each_other_go(lab,
 
 
 def _frr_session_checks(lab, tmp_path, ns_v, frr):
-    conf = (_global("v") + _bfd_block("BFD4", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=50, min_tx=50)
+    conf = (_global("v") + _bfd_block("BFD4", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=100, min_tx=100)
             + _bfd_block("BFD6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300, extra="    hoplimit 255\n")
             + _bfd_block("BFDM", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=300, min_tx=300,
                          extra="    multihop\n    max_hops 10\n")
@@ -4083,13 +4573,14 @@ def _frr_session_checks(lab, tmp_path, ns_v, frr):
     assert "(BFDM) Entering Up state" in node.log()
     wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "track_bfd weight")
     p4, p6 = frr.peers()[f"{BFD_NET}.1"], frr.peers()["fd00:58::1"]
-    # RFC 5880 section 6.8: FRR learned our intervals and multiplier; FRR sends at max(its 40, our 50) ms
+    # RFC 5880 section 6.8: FRR learned our intervals and multiplier; we send at max(our 100, its 120) ms and
+    # detect after 3 x max(our 100, its 80) ms
     remote4 = (p4["remote-receive-interval"], p4["remote-transmit-interval"], p4["remote-detect-multiplier"])
-    assert remote4 == (50, 50, 3)
+    assert remote4 == (100, 100, 3)
     assert (p6["remote-receive-interval"], p6["remote-transmit-interval"]) == (300, 300)
     status = node.status()
     s4 = status["trackers"]["bfd_instance"]["BFD4"]
-    assert s4["state"] == "Up" and s4["tx_interval_ms"] == 60 and s4["detect_time_ms"] == 150, s4
+    assert s4["state"] == "Up" and s4["tx_interval_ms"] == 120 and s4["detect_time_ms"] == 300, s4
     assert 49152 <= s4["source_port"] <= 65535
     # the peer dies: we detect it and the priority falls; it comes back: Up again
     frr.kill()
@@ -4157,34 +4648,40 @@ class _KaBfd:
 def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_path):
     ns_k = lab.host("k", f"{BFD_NET}.1/24")
     ns_v = lab.host("v", f"{BFD_NET}.2/24")
-    ka_conf = (_global("ka") + _bfd_block("BFDV", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=40, min_tx=60,
+    for ns, own in ((ns_k, "fd00:58::1"), (ns_v, "fd00:58::2")):
+        lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
+    ka_conf = (_global("ka") + _bfd_block("BFDV", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=100, min_tx=150,
                                           extra="    idle_tx 1000\n")
+               + _bfd_block("BFDV6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300)  # keepalived's hoplimit 64
                + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDV", vip=f"{BFD_NET}.101/24").replace(
                    "virtual_router_id 58", "virtual_router_id 59"))
     ka = _KaBfd(lab, ns_k, tmp_path, ka_conf)
-    conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=50, min_tx=30, mult=4)
+    conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=120, min_tx=80, mult=4)
+            + _bfd_block("BFDK6", "fd00:58::1", "fd00:58::2", min_rx=300, min_tx=300)
             + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDK"))
     node = _OpsNode(lab, ns_v, tmp_path, "V", conf)
     node.wait_started()
     wait_for(lambda: "(BFDK) Entering Up state" in node.log(), 10, 0.05, "our session up")
+    wait_for(lambda: "(BFDK6) Entering Up state" in node.log() and "(BFDV6) Entering Up state" in ka.log(), 10,
+             0.05, "the IPv6 sessions up (both at keepalived's default hop limit 64)")
     wait_for(lambda: "Tracked BFD instance BFDV is UP" in ka.log(), 5, 0.05, "keepalived's session up")
     wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "our track_bfd weight")
     wait_for(lambda: "Changing effective priority from 100 to 120" in ka.log(), 5, 0.05, "keepalived's weight")
-    # RFC 5880 section 6.8: we send at max(our 30, its min_rx 40) ms; we detect after its 3 x max(our 50, its 60)
+    # RFC 5880 section 6.8: we send at max(our 80, its min_rx 100) ms; we detect after its 3 x max(our 120, its 150)
     s = node.status()["trackers"]["bfd_instance"]["BFDK"]
-    assert (s["state"], s["tx_interval_ms"], s["detect_time_ms"]) == ("Up", 40, 180), s
+    assert (s["state"], s["tx_interval_ms"], s["detect_time_ms"]) == ("Up", 100, 450), s
     assert s["remote_discriminator"] and 49152 <= s["source_port"] <= 65535
     # keepalived dies: we see it within our detection time, and it comes back
     ka.kill()
-    wait_for(lambda: "(BFDK) Expired after 180 ms" in node.log(), 3, 0.02, "our expiry")
+    wait_for(lambda: "(BFDK) Expired after 450 ms" in node.log(), 3, 0.02, "our expiry")
     wait_for(lambda: "Changing effective priority from 120 to 100" in node.log(), 3, 0.02, "priority back")
     ka.start()
     wait_for(lambda: node.log().count("(BFDK) Entering Up state") >= 2, 15, 0.05, "up again with keepalived")
     wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 2, 5, 0.05, "keepalived up again")
-    # we die: keepalived sees it (its detection time: our mult 4 x max(its 40, our 30) = 160 ms)
+    # we die: keepalived sees it (its detection time: our mult 4 x max(its 100, our 80) = 400 ms)
     node.kill()
     wait_for(lambda: "Tracked BFD instance BFDV is DOWN" in ka.log(), 3, 0.02, "keepalived sees us go")
-    assert "(BFDV) Expired after 160 ms" in ka.log(), ka.log()[-2000:]
+    assert "(BFDV) Expired after 400 ms" in ka.log(), ka.log()[-2000:]
     node.start()
     node.wait_started()
     wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 3, 15, 0.05, "keepalived sees us back")
@@ -4197,7 +4694,13 @@ def test_bfd_10ms_session_detects_a_dead_peer_and_the_tracking_master_fails_over
     MASTER tracking it leaves at once, far inside VRRP's own 3.6 s master-down interval at advert_int 1.
     (`make bench` measures the same for keepalived; 40 ms is the target, the margin is for a loaded machine.)"""
     require_root_netns()
-    got = bench_bfd_failover("vrrpd", tmp_path)
+    for attempt in range(3):
+        try:
+            got = bench_bfd_failover("vrrpd", tmp_path / str(attempt))
+            break
+        except BfdFlapped:
+            if attempt == 2:
+                raise
     print(f"BFD detection {got['bfd_detect'] * 1000:.1f} ms, backup holds the VIP after {got['bfd_failover']:.3f} s")
     assert got["bfd_detect"] <= 0.25, got
     assert got["bfd_failover"] <= got["bfd_detect"] + (256 - 100) / 256 + 0.4, got
@@ -4312,6 +4815,73 @@ def test_bfd_reload_keeps_an_unchanged_session_and_restarts_a_changed_one(lab, t
     assert s["local_discriminator"] != disc and s["tx_interval_ms"] == 100  # max(our 60, its min_rx 100)
     v.stop()
     w.stop()
+
+
+HMAC_HOSTILE = r"""
+import ipaddress, socket, struct, sys, time
+sys.path.insert(0, sys.argv[1])
+import vrrpd
+IP4 = ipaddress.IPv4Address
+master, group, seconds = IP4(sys.argv[2]), IP4("224.0.0.18"), float(sys.argv[3])
+tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4,
+                                                                socket.if_nametoindex("eth0")))
+rx.setblocking(False)
+retired = vrrpd.AuthHmac({9: bytes(range(9, 41))}, 9)
+captured, stamps, sent, end = [], [], 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    while True:
+        try:
+            data = rx.recv(2000)
+        except BlockingIOError:
+            break
+        ip = vrrpd.decode_ipv4(data)
+        if ip.src == master:
+            stamps.append(time.monotonic())
+            captured.append(ip.payload)
+    for pdu in captured[-3:]:  # the master's own signed adverts, replayed from its address
+        hostile = [pdu, pdu[:2] + b"\xff" + pdu[3:], pdu[:-1], pdu[:-28]]  # replay, tamper, truncate, strip
+        plain = vrrpd.auth_hmac_split(pdu, 4)[0]
+        hostile.append(plain + retired.sign(plain, master, 3, 51, time.time_ns()))  # a key nobody has any more
+        for payload in hostile:
+            tx.sendto(vrrpd.encode_ipv4(master, group, payload), (str(group), 0))
+            sent += 1
+    time.sleep(0.001)
+gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+print(sent, len(stamps), max(gaps) if gaps else -1)
+"""
+
+
+def test_auth_hmac_replayed_tampered_and_retired_key_adverts_in_the_lab_change_nothing(lab, tmp_path):
+    """A node on the link replays the master's signed adverts from the master's own address, tampers with them,
+    cuts them and signs with a retired key: the backup counts each kind and drops it, stays BACKUP, and the
+    master's adverts keep their interval."""
+    block = _hmac_block(HMAC_KEY.hex())
+    a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A",
+                 _global("a") + _v6_conf("VI_1", 51, 150, [f"{VIP}/24"], advert=0.1, extra=block))
+    b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B",
+                 _global("b") + _v6_conf("VI_1", 51, 100, [f"{VIP}/24"], advert=0.1, extra=block))
+    _wait_holders(lab, [a, b], ["A"], timeout=10)
+    time.sleep(0.5)
+    ns_x = lab.host("x", f"{LAB_NET}.66/24")
+    script = tmp_path / "hmac_hostile.py"
+    script.write_text(HMAC_HOSTILE)
+    out = lab.run(ns_x, [PYTHON, str(script), str(HERE), f"{LAB_NET}.1", "3"], timeout=30).stdout.split()
+    sent, adverts, max_gap = int(out[0]), int(out[1]), float(out[2])
+    assert sent > 1000 and adverts >= 20, out
+    assert max_gap < 0.1 + 0.15, out  # the master's interval held (a margin for a loaded machine)
+    assert _holders(lab, [a, b], VIP) == ["A"]
+    assert b.log().count("Entering MASTER STATE") == 0 and a.log().count("Entering MASTER STATE") == 1
+    bad = b.instance()["stats"]["bad_packets"]
+    for counter in ("auth_ext_replay", "auth_ext_invalid_hmac", "auth_ext_missing", "auth_ext_unknown_key"):
+        assert bad.get(counter, 0) > 0, bad
+    assert len(b.log().splitlines()) < 80  # RFC 9568: each kind logged once
+    a.stop()
+    b.stop()
 
 
 def _capture(lab, ns, bpf, count, timeout=15):
@@ -7464,6 +8034,16 @@ def test_bytecode_cache_is_made_once_and_refused_in_a_directory_others_can_write
     assert list(shared.iterdir()) == []
 
 
+def test_bytecode_cache_from_the_compiled_script_equals_what_py_compile_writes(tmp_path):
+    source = tmp_path / "vrrpd_copy.py"
+    source.write_text((HERE / "vrrpd.py").read_text())
+    code = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
+    ours = vrrpd.bytecode_cache(str(source), (str(tmp_path / "ours"),), code=code)
+    compiled = vrrpd.bytecode_cache(str(source), (str(tmp_path / "compiled"),))
+    assert ours and compiled and Path(ours).name == Path(compiled).name
+    assert Path(ours).read_bytes() == Path(compiled).read_bytes()
+
+
 def test_daemon_reexecs_from_bytecode_cache_keeping_its_pid(lab, tmp_path):
     ns = lab.host("a", "10.66.0.1/24")
     conf = tmp_path / "a.conf"
@@ -7983,49 +8563,10 @@ vrrp_instance VI_2 {
 """
 
 
-class _SilentVrrpSocket:
-    """Stands in for VrrpSocket: selectable, sends nothing, counts what would have gone out."""
-
-    def __init__(self, ifname, ifindex):
-        import socket as _socket
-
-        self.ifname, self.ifindex, self.groups, self.sent = ifname, ifindex, [], 0
-        self.sock, self._peer = _socket.socketpair()
-
-    def join(self, group):
-        self.groups.append(group)
-
-    def send(self, src, dst, data, ttl):
-        self.sent += 1
-
-    def recv(self):
-        return None
-
-    def close(self):
-        self.sock.close()
-        self._peer.close()
-
-
-def _offline_daemon(config, monkeypatch, loop):
-    """A Daemon whose instances exist without the network: eth0 is up, adverts go nowhere, no VIPs are set."""
-    monkeypatch.setattr(vrrpd, "VrrpSocket", _SilentVrrpSocket)
-    d = vrrpd.Daemon(config, loop)
-    d.rtnl = object()
-    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
-    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.9.0.250/24"))]
-    for inst in config.vrrp_instances:
-        d._add_instance(inst)
-    return d
-
-
-def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, monkeypatch):
+def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, offline):
     config, diags = vrrpd.parse_config_text(RELOAD_BASE, "a.conf")
     assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR]
-    d = _offline_daemon(config, monkeypatch, loop)
-    d.tracking.start()
-    now = loop.time()
-    for rt in d.runtimes:
-        d._apply(rt, rt.machine.start(now))
+    d, _kernel = offline(config, loop=loop)  # the real clock: the scripts run
     _spin(loop, lambda: all(r.result.good for r in d.tracking.scripts.values()), 5, "both scripts GOOD")
     vi1 = d.runtimes[0]
     machine, same_runner = vi1.machine, d.tracking.scripts["chk_same"]
@@ -8053,11 +8594,11 @@ def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, mo
     d.tracking.stop()
 
 
-def test_operator_dumps_are_written_atomically_and_stats_clear_zeroes_counters(tmp_path, loop, monkeypatch):
+def test_operator_dumps_are_written_atomically_and_stats_clear_zeroes_counters(tmp_path, offline):
     import json
 
     config, _ = vrrpd.parse_config_text(RELOAD_BASE, "a.conf")
-    d = _offline_daemon(config, monkeypatch, loop)
+    d, _kernel = offline(config)
     op = vrrpd.Operator(d, "a.conf", control_socket=None, dump_dir=str(tmp_path))
     rt = d.runtimes[0]
     rt.adverts_sent, rt.bad_packets = 12, {"bad_ttl": 3}
@@ -9188,6 +9729,7 @@ class BenchNode:
         self.conf.write_text(conf)
         self.log = workdir / f"{ns}.log"
         self.workdir = workdir
+        self.program = VRRPD
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> float:
@@ -9197,7 +9739,7 @@ class BenchNode:
                    "-p", str(self.workdir / f"{self.ns}.pid"), "-r", str(self.workdir / f"{self.ns}.vrrp.pid"),
                    "-c", str(self.workdir / f"{self.ns}.chk.pid")]
         else:
-            cmd = [PYTHON, VRRPD, "-n", "-l", "-f", str(self.conf)]
+            cmd = [PYTHON, self.program, "-n", "-l", "-f", str(self.conf)]
         started = time.time()
         marks = self.log.read_text().count("Startup complete") if self.log.exists() else 0
         self.proc = self.lab.exec(self.ns, cmd, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
@@ -9390,6 +9932,10 @@ def bfd_node(lab: Lab, kind: str, ns: str, conf: str, workdir: Path) -> BenchNod
     return node
 
 
+class BfdFlapped(AssertionError):
+    """The set-up of a BFD measurement did not hold (the machine was too loaded): measure again."""
+
+
 def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multiplier: int = 3) -> dict:
     """A MASTER (advert_int 1) tracks a BFD session (min_rx = min_tx = interval_ms, multiplier 3) to a router R;
     R dies (kill -9). How long until the MASTER drops the VIP (BFD detection + FAULT), and until the
@@ -9417,11 +9963,16 @@ def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multip
         probe_m, probe_b = Probe(lab, m_ns), Probe(lab, b_ns)
         r.start()
         m.start()
-        wait_for(lambda: lab.has_address(m_ns, "10.77.0.100"), 20, what="VIP on the BFD-tracking master")
+        try:
+            wait_for(lambda: lab.has_address(m_ns, "10.77.0.100"), 20, what="VIP on the BFD-tracking master")
+        except AssertionError as exc:
+            raise BfdFlapped(str(exc)) from None
         b.start()
         b.wait_started()
         time.sleep(1.5)
-        assert lab.has_address(m_ns, "10.77.0.100") and not lab.has_address(b_ns, "10.77.0.100"), "one master"
+        if not (lab.has_address(m_ns, "10.77.0.100") and not lab.has_address(b_ns, "10.77.0.100")):
+            # a 10 ms session on a loaded 2-core machine can miss three packets before the measurement starts
+            raise BfdFlapped("the session flapped before R was killed: not one master")
         killed = time.time()
         r.kill_hard()
         wait_for(lambda: lab.has_address(b_ns, "10.77.0.100"), 6, 0.005, "VIP on the backup")
@@ -9450,27 +10001,75 @@ def bench_first_master(kind: str, workdir: Path) -> dict:
         lab.close()
 
 
-def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) -> dict:
-    """CPU seconds per minute and RSS of one node running `count` MASTER instances (advert_int 1)."""
+# The floor of the per-advert cost, run in the daemon's namespace during the same scenario: a loop that only
+# sends the cached bytes of one advert ("send"), or only receives adverts ("recv"); CPU µs per packet.
+BENCH_FLOOR = r"""
+import socket, struct, sys, time
+mode, count = sys.argv[1], int(sys.argv[2])
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+if mode == "send":
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    src = socket.inet_aton(sys.argv[3])
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, src)
+    vrrp = bytes([0x31, 250, 100, 1, 0, 100, 0, 0]) + socket.inet_aton("10.79.9.9")
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(vrrp), 0, 0, 255, 112, 0, src,
+                         socket.inet_aton("224.0.0.18"))
+    packet = header + vrrp
+    t0 = time.process_time()
+    for _ in range(count):
+        sock.sendto(packet, ("224.0.0.18", 0))
+else:
+    for name in sys.argv[3:]:
+        mreqn = socket.inet_aton("224.0.0.18") + bytes(4) + struct.pack("=i", socket.if_nametoindex(name))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+    sock.recvmsg(4096, 256)
+    t0 = time.process_time()
+    for _ in range(count):
+        sock.recvmsg(4096, 256)
+print("%.3f" % ((time.process_time() - t0) / count * 1e6))
+"""
+
+
+def _bench_floor(lab: Lab, ns: str, mode: str, count: int, *args: str) -> float:
+    out = lab.run(ns, [PYTHON, "-c", BENCH_FLOOR, mode, str(count), *args], timeout=120).stdout
+    return float(out.split()[-1])
+
+
+def _multi_interface_node(lab: Lab, short: str, count: int, host_octet: int) -> str:
+    """A namespace with one veth on the lab bridge per 250 instances (eth0..), address 10.78.<i>.<host_octet>/16."""
+    ns = lab.netns(short)
+    for i in range(max(1, (count + 249) // 250)):
+        lab._port += 1
+        peer = f"p{lab._port}"
+        lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
+        lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
+        lab.ip("addr", "add", f"10.78.{i}.{host_octet}/16", "dev", f"eth{i}", ns=ns)
+        lab.ip("link", "set", f"eth{i}", "up", ns=ns)
+    return ns
+
+
+def _bench_instances(count: int, state: str, priority: int, advert: float, version: Optional[int]) -> list:
+    instances = []
+    for n in range(count):
+        i, vrid = divmod(n, 250)
+        inst = {"name": f"VI_{n}", "state": state, "interface": f"eth{i}", "virtual_router_id": vrid + 1,
+                "priority": priority, "advert_int": advert, "vips": [f"10.79.{i}.{vrid + 1}/32"]}
+        if version is not None:
+            inst["version"] = version
+        instances.append(inst)
+    return instances
+
+
+def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0, advert: float = 1.0,
+                    version: Optional[int] = None, floor: bool = False) -> dict:
+    """CPU seconds per minute and RSS of one node running `count` MASTER instances (advert_int `advert`), the
+    jitter of one instance's adverts, and the CPU cost of one advert sent (µs) beside the floor (`floor`)."""
     lab = Lab()
     try:
-        interfaces = max(1, (count + 249) // 250)
-        ns = lab.netns("n")
+        ns = _multi_interface_node(lab, "n", count, 1)
         obs = lab.host("o", "10.78.0.254/16")
-        for i in range(interfaces):
-            lab._port += 1
-            peer = f"p{lab._port}"
-            lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
-            lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
-            lab.ip("addr", "add", f"10.78.{i}.1/16", "dev", f"eth{i}", ns=ns)
-            lab.ip("link", "set", f"eth{i}", "up", ns=ns)
-        instances = []
-        for n in range(count):
-            i, vrid = divmod(n, 250)
-            instances.append({"name": f"VI_{n}", "state": "MASTER", "interface": f"eth{i}",
-                              "virtual_router_id": vrid + 1, "priority": 150, "advert_int": 1,
-                              "vips": [f"10.79.{i}.{vrid + 1}/32"]})
-        node = BenchNode(lab, kind, ns, bench_config(instances), workdir / kind)
+        node = BenchNode(lab, kind, ns, bench_config(_bench_instances(count, "MASTER", 150, advert, version)),
+                         workdir / kind)
         probe = Probe(lab, obs, ("224.0.0.18@eth0",))
         node.start()
         wait_for(lambda: len({e[3] for e in probe.adverts(since=time.time() - 1.5)}) >= min(count, 250),
@@ -9483,13 +10082,104 @@ def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) 
         intervals = []
         first_vrid = "1"
         stamps = [e[1] for e in probe.adverts(src="10.78.0.1", since=t0) if e[3] == first_vrid]
-        intervals = [abs((b - a) - 1.0) for a, b in zip(stamps, stamps[1:])]
+        intervals = [abs((b - a) - advert) for a, b in zip(stamps, stamps[1:])]
         intervals.sort()
-        result = {"cpu_s_per_min": (cpu1 - cpu0) * 60.0 / (t1 - t0), "rss_mb": _rss_mb(pids)}
+        cpu = (cpu1 - cpu0) / (t1 - t0)
+        result = {"cpu_s_per_min": cpu * 60.0, "rss_mb": _rss_mb(pids), "sent_us": cpu / (count / advert) * 1e6}
         if intervals:
             result["jitter_p50_ms"] = intervals[len(intervals) // 2] * 1000
             result["jitter_p99_ms"] = intervals[min(len(intervals) - 1, int(len(intervals) * 0.99))] * 1000
+        if floor:
+            result["send_floor_us"] = _bench_floor(lab, ns, "send", 20000, "10.78.0.1")
         return result
+    finally:
+        lab.close()
+
+
+def bench_receive_cost(kind: str, workdir: Path, count: int = 1000, window: float = 20.0) -> dict:
+    """CPU cost (µs) of one advert received: a node of `kind` with `count` BACKUP instances hears a keepalived
+    with the same instances as MASTER (advert_int 1); beside it the floor, a loop of only recvmsg there."""
+    lab = Lab()
+    try:
+        master_ns = _multi_interface_node(lab, "m", count, 1)
+        backup_ns = _multi_interface_node(lab, "b", count, 2)
+        master = BenchNode(lab, "keepalived", master_ns,
+                           bench_config(_bench_instances(count, "MASTER", 150, 1.0, None)), workdir / "sender")
+        backup = BenchNode(lab, kind, backup_ns, bench_config(_bench_instances(count, "BACKUP", 100, 1.0, None)),
+                           workdir / kind)
+        master.start()
+        wait_for(lambda: lab.has_address(master_ns, f"10.79.{(count - 1) // 250}.{(count - 1) % 250 + 1}",
+                                         f"eth{(count - 1) // 250}"), 60, 0.2, "the sender's last VIP")
+        backup.start()
+        backup.wait_started(60)
+        time.sleep(5)
+        pids = backup.pids()
+        cpu0, t0 = _cpu_seconds(pids), time.time()
+        time.sleep(window)
+        cpu1, t1 = _cpu_seconds(pids), time.time()
+        held = [n for n in range(0, count, 50) if lab.has_address(backup_ns, f"10.79.{n // 250}.{n % 250 + 1}",
+                                                                  f"eth{n // 250}")]
+        assert not held, f"the backup took over instances {held}"
+        interfaces = [f"eth{i}" for i in range(max(1, (count + 249) // 250))]
+        return {"received_us": (cpu1 - cpu0) / (t1 - t0) / count * 1e6,
+                "recv_floor_us": _bench_floor(lab, backup_ns, "recv", 3 * count, *interfaces)}
+    finally:
+        lab.close()
+
+
+def bench_fast_failover(kind: str, workdir: Path, count: int = 10, advert: float = 0.01) -> dict:
+    """`count` VRRPv3 instances at advert_int `advert` on two nodes; kill -9 of the master; seconds from the
+    kill until the backup holds the last of their VIPs."""
+    lab = Lab()
+    try:
+        a_ns, b_ns = lab.host("a", "10.77.0.1/24"), lab.host("b", "10.77.0.2/24")
+        vips = [f"10.77.0.{100 + n}" for n in range(count)]
+
+        def conf(state: str, prio: int, router: str) -> str:
+            return bench_config([{"name": f"VI_{n}", "state": state, "interface": "eth0", "virtual_router_id": 51 + n,
+                                  "priority": prio, "advert_int": advert, "version": 3, "vips": [f"{vips[n]}/24"]}
+                                 for n in range(count)], router)
+
+        a = BenchNode(lab, kind, a_ns, conf("MASTER", 150, "nodeA"), workdir / kind)
+        b = BenchNode(lab, kind, b_ns, conf("BACKUP", 100, "nodeB"), workdir / kind)
+        probe_b = Probe(lab, b_ns)
+        a.start()
+        wait_for(lambda: all(lab.has_address(a_ns, v) for v in vips), 15, what="the VIPs on node A")
+        b.start()
+        b.wait_started()
+        time.sleep(1.0)
+        assert not any(lab.has_address(b_ns, v) for v in vips), "both nodes hold VIPs"
+        killed = time.time()
+        a.kill_hard()
+        lab.link(a_ns, "eth0", False)
+        wait_for(lambda: all(probe_b.address_added(v, killed) for v in vips), 10, 0.005, "every VIP on node B")
+        return {"fast_failover": max(probe_b.address_added(v, killed) for v in vips) - killed}
+    finally:
+        lab.close()
+
+
+def bench_start_to_ready(kind: str, workdir: Path) -> dict:
+    """Seconds from exec to "Startup complete" with one instance: a first start (vrrpd: a source it has never
+    seen, so no byte-code cache) and the next start of the same file."""
+    lab = Lab()
+    try:
+        ns = lab.host("a", "10.77.0.1/24")
+        conf = bench_config([{"name": "VI_1", "state": "BACKUP", "interface": "eth0", "virtual_router_id": 51,
+                              "priority": 100, "advert_int": 1, "vips": ["10.77.0.100/24"]}])
+        node = BenchNode(lab, kind, ns, conf, workdir / kind)
+        if kind == "vrrpd":
+            copy = workdir / f"vrrpd-{uuid.uuid4().hex[:8]}.py"
+            copy.write_text(Path(VRRPD).read_text() + f"# bench {copy.name}\n")
+            node.program = str(copy)
+        out = {}
+        for key in ("first_start", "next_start"):
+            started = node.start()
+            node.wait_started()
+            out[key] = time.time() - started
+            node.stop()
+        if kind == "vrrpd":
+            Path(node.program).unlink()
+        return out
     finally:
         lab.close()
 
@@ -9616,12 +10306,16 @@ def _preempt_scenario(kind: str, workdir: Path) -> dict:
     return {"preempt_gap": r["ping_gap"], "preempt_lost": r["pings_lost"]}
 
 
-def _idle_scenario(count: int, window: float):
+def _idle_scenario(count: int, window: float, advert: float = 1.0, version: Optional[int] = None, tag: str = ""):
+    tag = tag or str(count)
+
     def run(kind: str, workdir: Path) -> dict:
-        r = bench_idle_cost(kind, workdir, count, window)
-        out = {f"cpu_{count}": r["cpu_s_per_min"], f"rss_{count}": r["rss_mb"]}
+        r = bench_idle_cost(kind, workdir, count, window, advert, version, floor=count == 1000)
+        out = {f"cpu_{tag}": r["cpu_s_per_min"], f"rss_{tag}": r["rss_mb"]}
         if "jitter_p50_ms" in r:
-            out.update({f"jit50_{count}": r["jitter_p50_ms"], f"jit99_{count}": r["jitter_p99_ms"]})
+            out.update({f"jit50_{tag}": r["jitter_p50_ms"], f"jit99_{tag}": r["jitter_p99_ms"]})
+        if count == 1000:
+            out.update({"sent_us": r["sent_us"], "send_floor_us": r["send_floor_us"]})
         return out
 
     return run
@@ -9644,12 +10338,13 @@ def bench_main(argv: List[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter windows")
     parser.add_argument("--output", default=str(HERE / "bench-results.json"))
     parser.add_argument("--scenario", help="only the scenarios whose key contains this (e.g. flood)")
+    parser.add_argument("--window", type=float, help="seconds each CPU measurement lasts (20; --quick: 8)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or shutil.which("keepalived") is None:
         print("make bench needs root and keepalived (sudo make deps)", file=sys.stderr)
         return 2
     reps = 2 if args.quick else args.reps
-    window = 8.0 if args.quick else 20.0
+    window = args.window or (8.0 if args.quick else 20.0)
     kinds = [args.only] if args.only else ["vrrpd", "keepalived"]
     scenarios = [
         ("time to first MASTER (s)", "start_to_master", lambda k, w: bench_first_master(k, w), reps),
@@ -9680,11 +10375,26 @@ def bench_main(argv: List[str]) -> int:
     ]
     for count in (1, 255, 1000):
         scenarios += [
-            (f"{count} instances: CPU s/min", f"cpu_{count}", _idle_scenario(count, window), 1 if count > 1 else reps),
+            (f"{count} instances: CPU s/min", f"cpu_{count}", _idle_scenario(count, window), reps),
             (f"{count} instances: RSS MB", f"rss_{count}", None, 0),
             (f"{count} instances: advert jitter p50 (ms)", f"jit50_{count}", None, 0),
             (f"{count} instances: advert jitter p99 (ms)", f"jit99_{count}", None, 0),
         ]
+    scenarios += [
+        ("  one advert sent: CPU (us)", "sent_us", None, 0),
+        ("  floor: a loop of only sendto of cached bytes (us)", "send_floor_us", None, 0),
+        ("1000 BACKUP instances: one advert received: CPU (us)", "received_us",
+         lambda k, w: bench_receive_cost(k, w, 1000, window), reps),
+        ("  floor: a loop of only recvmsg (us)", "recv_floor_us", None, 0),
+        ("10 instances v3 advert_int 0.01: MASTER CPU s/min", "cpu_fast",
+         _idle_scenario(10, window, 0.01, 3, "fast"), reps),
+        ("  RSS MB", "rss_fast", None, 0),
+        ("  advert jitter p99 (ms)", "jit99_fast", None, 0),
+        ("10 instances v3 advert_int 0.01: hard failover, kill -> last VIP (s)", "fast_failover",
+         bench_fast_failover, reps),
+        ("start to ready, first start (s)", "first_start", bench_start_to_ready, reps),
+        ("start to ready, next start (s)", "next_start", None, 0),
+    ]
     if args.scenario:
         keep, chosen = False, []
         for row in scenarios:  # a scenario's follow-up rows (func None) go with it
@@ -9793,8 +10503,8 @@ def _fuzz_targets():
     adv3 = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 51, 100, [IP4("10.0.0.100"), IP4("10.0.0.101")], 0.1, 0, b""),
                                src, group)
     src6, group6 = IP6("fe80::2"), IP6("ff02::12")
-    adv6 = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 51, 100, [IP6("fe80::1"), IP6("2001:db8::1")], 1.0, 0, b""),
-                                src6, group6)
+    adv6 = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 51, 100, [IP6("fe80::1"), IP6("2001:db8::1")], 1.0, 0, b""),
+                               src6, group6)
     key = vrrpd.ah_key(b"secret12")
     ah = vrrpd.build_ipv4_ah(src, group, adv2, key, 7, 1)
     link = vrrpd.nlmsg_pack(vrrpd.RTM_NEWLINK, 0, 1, vrrpd.ifinfomsg(3, vrrpd.IFF_UP)
@@ -9822,7 +10532,7 @@ def _fuzz_targets():
         ("VRRP advert v2/v3", lambda d: vrrpd.decode_advert(d, src, group), [adv2, adv3]),
         ("VRRP advert v3 as v2 checksum", lambda d: vrrpd.decode_advert(d, src, group, True),
          [vrrpd.encode_advert(vrrpd.decode_advert(adv3, src, group), src, group, True)]),
-        ("VRRP advert IPv6", lambda d: vrrpd.decode_advert6(d, src6, group6), [adv6]),
+        ("VRRP advert IPv6", lambda d: vrrpd.decode_advert(d, src6, group6), [adv6]),
         ("IPv4 header", vrrpd.decode_ipv4, [vrrpd.encode_ipv4(src, group, adv2)]),
         ("IPv4 AH", lambda d: vrrpd.parse_ipv4_ah(d, key), [ah]),
         ("rtnetlink link/address/error", rtnl, [link, addr, err, link + addr]),
@@ -9922,45 +10632,27 @@ def test_fuzz_finding_an_http_status_of_thousands_of_digits_is_a_bad_response():
     assert vrrpd.http_response_ok(b"HTTP/1.1 " + b"2" * 5000 + b" OK\r\n\r\n", url) == (False, "bad HTTP response")
 
 
-def _fuzz_daemon(version: int):
-    """A Daemon with one started instance on a fake socket, as the receive path sees it."""
-    inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=100, advert_int=1.0,
-                              version=version, auth_type=vrrpd.AuthType.PASS if version == 2 else None,
+def _fuzz_daemon(version: int, auth: str = "", family: int = 4, vrid: int = 51, **kw):
+    """A started Daemon (fake kernel, fake clock) with one instance, as the receive path sees it: (d, rt, kernel).
+    v2 uses auth_pass secret12 (PASS unless `auth` says AH)."""
+    vip = "10.0.0.100/24" if family == 4 else "2001:db8::100/64"
+    inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=vrid, priority=100, advert_int=1.0,
+                              version=version, auth_type=vrrpd.AuthType[auth or "PASS"] if version == 2 else None,
                               auth_pass=b"secret12" if version == 2 else b"",
-                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv4Interface("10.0.0.100/24"))])
+                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.ip_interface(vip))], **kw)
     config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz"), vrrp_instances=[inst])
-    d = vrrpd.Daemon(config)
+    d, kernel = offline_daemon(config)
+    return d, d.runtimes[0], kernel
 
-    class Rtnl:
-        def add_address(self, index, vip):
-            pass
 
-        def del_address(self, index, vip):
-            pass
-
-    class Sock:
-        ifname = "eth0"
-        received_at = None
-        sock = None  # no kernel queue behind it
-
-    d.rtnl = Rtnl()
-    machine = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, version, addresses=[IP4("10.0.0.100")],
-                                primary_ip=IP4("10.0.0.1"), auth_type=inst.auth_type or vrrpd.AuthType.NONE,
-                                auth_pass=inst.auth_pass)
-    rt = vrrpd.InstanceRuntime(inst, machine, version)
-    rt.src = IP4("10.0.0.1")
-    d.runtimes.append(rt)
-    d.by_socket["eth0"] = [rt]
-    d.by_vrid[("eth0", 51)] = [rt]
-    d.own_sources = {rt.src}
-    d._apply(rt, machine.start(d.loop.time()))
-    return d, rt, Sock()
+def _become_master(d, rt):
+    d.loop.advance(max(0.0, rt.machine.master_down_timer - d.loop.time()) + 0.001)
 
 
 @pytest.mark.parametrize("version", [2, 3])
 def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
-    """Whole packets through Daemon._handle_packet: receive checks, demultiplexing and the state machine."""
-    d, rt, sock = _fuzz_daemon(version)
+    """Whole packets through the Daemon's receive path: receive checks, demultiplexing and the state machine."""
+    d, rt, kernel = _fuzz_daemon(version)
     rng = random.Random(version)
     src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
     seeds = [vrrpd.encode_ipv4(src, dst, vrrpd.encode_advert(
@@ -9972,7 +10664,7 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
     while time.monotonic() < deadline:
         data = rng.choice(seeds) if rng.random() < 0.2 else _mutate_bytes(rng, rng.choice(seeds))
         try:
-            d._handle_packet(sock, data)
+            kernel.deliver(d, data)
         except Exception as exc:
             raise AssertionError(f"{exc!r} on packet {data.hex()}") from exc
         count += 1
@@ -9980,52 +10672,21 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
     assert rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, (rt.adverts_received, rt.bad_packets)
 
 
-def _fuzz_daemon6():
-    """A Daemon with one started IPv6 instance (VRID 52) on a fake socket."""
-    IP6 = ipaddress.IPv6Address
-    inst = vrrpd.VrrpInstance("VI_6", interface="eth0", virtual_router_id=52, priority=100, advert_int=1.0,
-                              version=3,
-                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv6Interface("2001:db8::100/64"))])
-    d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz6"), vrrp_instances=[inst]))
-
-    class Rtnl:
-        def add_address(self, index, vip):
-            pass
-
-        def del_address(self, index, vip):
-            pass
-
-    d.rtnl = Rtnl()
-    machine = vrrpd.VrrpMachine("VI_6", 52, 100, 1.0, 3, addresses=[IP6("2001:db8::100")],
-                                primary_ip=IP6("fe80::1"))
-    rt = vrrpd.InstanceRuntime(inst, machine, 3)
-    rt.src = IP6("fe80::1")
-    d.runtimes.append(rt)
-    d.beyond.by_socket6["eth0"] = [rt]
-    d._apply(rt, machine.start(d.loop.time()))
-
-    class Sock:
-        ifname = "eth0"
-
-    return d, rt, Sock()
-
-
 def test_fuzz_daemon_ipv6_receive_path_survives_mutated_adverts():
     IP6 = ipaddress.IPv6Address
-    d, rt, sock = _fuzz_daemon6()
+    d, rt, kernel = _fuzz_daemon(3, family=6, vrid=52)
     rng = random.Random(6)
-    seeds = [vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 52, prio, [IP6("2001:db8::100")], 1.0, 0, b""),
-                                  IP6("fe80::2"), IP6("ff02::12")) for prio in (0, 50, 100, 200, 255)]
+    seeds = [vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 52, prio, [IP6("2001:db8::100")], 1.0, 0, b""))
+             for prio in (0, 50, 100, 200, 255)]
     deadline = time.monotonic() + _fuzz_budget(0.5)
     count = 0
     while time.monotonic() < deadline:
         msg = _mutate_bytes(rng, rng.choice(seeds)) if rng.random() < 0.8 else rng.choice(seeds)
         if count % 20 == 0 and rt.machine.state != vrrpd.State.MASTER:  # as MASTER too
-            rt.machine.master_down_timer = d.loop.time() - 0.001
-            d._on_timer(rt)
+            _become_master(d, rt)
         dst = IP6(rng.choice(["ff02::12", "fe80::1"]))
         try:
-            d.beyond._handle_packet6(sock, msg, IP6("fe80::2"), dst, rng.choice([255, 255, 64]))
+            kernel.deliver(d, vrrpd.Received(IP6("fe80::2"), dst, rng.choice([255, 255, 64]), msg), family=6)
         except Exception as exc:
             raise AssertionError(f"{exc!r} on IPv6 advert {msg.hex()} to {dst}") from exc
         count += 1
@@ -10036,24 +10697,19 @@ def test_fuzz_finding_ipv6_adverts_of_ever_new_vrids_log_once_per_period(caplog)
     """Found by the IPv6 receive fuzz: the complaint was rate-limited per VRID, so garbage with ever new VRIDs
     logged up to 255 lines per period (IPv4 already limits per interface)."""
     IP6 = ipaddress.IPv6Address
-    d, _rt, sock = _fuzz_daemon6()
+    d, _rt, kernel = _fuzz_daemon(3, family=6, vrid=52)
     caplog.set_level(logging.WARNING, logger="vrrpd")
     for vrid in range(1, 200):
         if vrid != 52:
-            msg = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, vrid, 100, [IP6("2001:db8::1")], 1.0, 0, b""))
-            d.beyond._handle_packet6(sock, msg, IP6("fe80::2"), IP6("ff02::12"), 255)
+            msg = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, vrid, 100, [IP6("2001:db8::1")], 1.0, 0, b""))
+            kernel.deliver(d, vrrpd.Received(IP6("fe80::2"), IP6("ff02::12"), 255, msg), family=6)
     assert sum("Unknown VRID" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
     """A peer holding the AH key sends mutated VRRP inside a correct AH header (ICV over the garbage)."""
-    d, rt, sock = _fuzz_daemon(2)
-    rt.vsock = sock
-    d.beyond.ah_seq["VI_1"] = vrrpd.AhSequence()
-
-    class AhSock:
-        ifname = "eth0"
-
+    d, rt, kernel = _fuzz_daemon(2, auth="AH")
+    assert rt.ah is not None
     rng = random.Random(5)
     src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
     good = vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 51, 100, [IP4("10.0.0.100")], 1.0, 2, b""))
@@ -10064,11 +10720,10 @@ def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
         vrrp = vrrp[:1] + b"\x33" + vrrp[2:] if len(vrrp) > 1 else vrrp  # keep VRID 51 for demultiplexing
         seq += 1
         if seq % 20 == 0 and rt.machine.state != vrrpd.State.MASTER:  # as MASTER too, not only as BACKUP
-            rt.machine.master_down_timer = d.loop.time() - 0.001
-            d._on_timer(rt)
+            _become_master(d, rt)
         packet = vrrpd.build_ipv4_ah(src, group, vrrp, b"secret12", seq, seq & 0xFFFF or 1)
         try:
-            d.beyond._handle_ah(AhSock(), packet)
+            kernel.deliver(d, packet, protocol=vrrpd.IPPROTO_AH)
         except Exception as exc:
             raise AssertionError(f"{exc!r} on AH packet {packet.hex()}") from exc
         count += 1
@@ -10077,18 +10732,12 @@ def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
 
 def test_fuzz_finding_master_hearing_a_two_byte_vrrp_message_inside_valid_ah():
     """Found by the fuzzer: a MASTER read the priority byte of an AH-carried message without checking its length."""
-    d, rt, sock = _fuzz_daemon(2)
-    rt.vsock = sock
-    d.beyond.ah_seq["VI_1"] = vrrpd.AhSequence()
-    rt.machine.master_down_timer = d.loop.time() - 0.001
-    d._on_timer(rt)
+    d, rt, kernel = _fuzz_daemon(2, auth="AH")
+    _become_master(d, rt)
     assert rt.machine.state == vrrpd.State.MASTER
-
-    class AhSock:
-        ifname = "eth0"
-
-    d.beyond._handle_ah(AhSock(), vrrpd.build_ipv4_ah(IP4("10.0.0.2"), IP4("224.0.0.18"), b"\x21\x33", b"secret12",
-                                                       1, 1))
+    # a sequence number above the ones our own adverts used (the counter is shared)
+    kernel.deliver(d, vrrpd.build_ipv4_ah(IP4("10.0.0.2"), IP4("224.0.0.18"), b"\x21\x33", b"secret12", 1000, 1),
+                   protocol=vrrpd.IPPROTO_AH)
     assert rt.bad_packets.get("truncated") == 1 and rt.machine.state == vrrpd.State.MASTER
 
 
@@ -10955,25 +11604,28 @@ for line in sys.stdin:
         r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
         out = {"rc": r.returncode, "err": r.stderr.decode(errors="replace")}
     else:  # the VRRP model: start the VRRP child with -d for a moment, until it has dumped its topology
-        tag = str(abs(hash(path)))
-        cmd += ["-n", "-l", "-d", "-P", "-p", "/tmp/ka-c-%s.pid" % tag, "-r", "/tmp/ka-c-%s.vpid" % tag]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        data, deadline = b"", time.monotonic() + 5
-        try:
-            while time.monotonic() < deadline and b"------< Interfaces >------" not in data:
-                ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    break
-                chunk = os.read(p.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
+        for attempt in range(3):  # a loaded machine can be slow to start it: try again
+            tag = "%s-%d" % (abs(hash(path)), attempt)
+            run = cmd + ["-n", "-l", "-d", "-P", "-p", "/tmp/ka-c-%s.pid" % tag, "-r", "/tmp/ka-c-%s.vpid" % tag]
+            p = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            data, deadline = b"", time.monotonic() + 10
             try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            p.wait()
+                while time.monotonic() < deadline and b"------< Interfaces >------" not in data:
+                    ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                    if not ready:
+                        break
+                    chunk = os.read(p.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            finally:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                p.wait()
+            if b"------< Interfaces >------" in data:
+                break
         out = {"rc": 0, "err": data.decode(errors="replace")}
     print(json.dumps(out), flush=True)
 """
@@ -11649,11 +12301,11 @@ def test_rx_filter_ipv6_checks_the_hop_limit_through_the_network_header():
     def ipv6_header(hop_limit: int, dst: str) -> bytes:
         return struct.pack("!IHBB16s16s", 0x60000000, 20, 112, hop_limit, IP6("fe80::2").packed, IP6(dst).packed)
 
-    adv = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 52, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    adv = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 52, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
     assert _run_bpf(prog, adv, ipv6_header(255, "ff02::12"))
     assert not _run_bpf(prog, adv, ipv6_header(64, "ff02::12"))
     assert _run_bpf(prog, adv, ipv6_header(64, "fe80::1"))  # unicast
-    other = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 53, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    other = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 53, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
     assert not _run_bpf(prog, other, ipv6_header(255, "ff02::12"))
     assert not _run_bpf(prog, adv[:7], ipv6_header(255, "ff02::12"))
 
@@ -11690,15 +12342,7 @@ def test_rx_filter_attaches_to_a_real_socket_and_drops_in_the_kernel():
         tx.close()
 
 
-class _FakeClockLoop(vrrpd.EventLoop):
-    """The real loop on a fake clock: the test moves time; select() never waits."""
-
-    def __init__(self):
-        super().__init__()
-        self.now = 1000.0
-
-    def time(self):
-        return self.now
+_FakeClockLoop = FakeClockLoop  # the real loop on a fake clock: the test moves time
 
 
 class _BacklogSocket:
@@ -11709,6 +12353,7 @@ class _BacklogSocket:
         import socket
 
         self.ifname, self.ifindex, self.groups, self.sent = ifname, 7, [], []
+        self.family, self.protocol, self.kernel_checksum, self.ident = 4, vrrpd.IPPROTO_VRRP, False, 0
         self.rx, self.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.rx.setblocking(False)
         self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -11721,8 +12366,13 @@ class _BacklogSocket:
     def fileno(self):
         return self.rx.fileno()
 
-    def sendto(self, data, address):
-        self.sent.append(data)
+    packet = vrrpd.VrrpSocket.packet
+
+    def send(self, src, dst, packet):
+        self.sent.append(packet)
+
+    def receive_nothing(self):
+        pass
 
     def queue(self, packet: bytes) -> None:
         self.peer.send(packet)
@@ -11731,7 +12381,7 @@ class _BacklogSocket:
         if size is not None:  # a peek
             return self.rx.recv(size, flags)
         try:
-            return self.rx.recv(65535)
+            return vrrpd.decode_ipv4(self.rx.recv(65535))
         except BlockingIOError:
             return None
 
@@ -11748,29 +12398,30 @@ def _backlog_daemon(monkeypatch):
     loop = _FakeClockLoop()
     inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=95, advert_int=0.5,
                               version=3, virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv4Interface("10.0.0.100/24"))])
-    d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="backlog"), vrrp_instances=[inst]), loop)
-    vips = []
-
-    class Rtnl:
-        def add_address(self, index, vip):
-            vips.append(vip)
-
-        def del_address(self, index, vip):
-            pass
-
-        def close(self):
-            pass
-
     sock = _BacklogSocket()
-    d.rtnl = Rtnl()
-    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
-    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.0.0.1/24"))]
-    monkeypatch.setattr(vrrpd, "VrrpSocket", lambda ifname, ifindex: sock)
-    monkeypatch.setattr(vrrpd, "GarpSocket", lambda ifname: type("G", (), {"send": lambda *a: None,
-                                                                           "close": lambda *a: None})())
-    rt = d._add_instance(inst)
-    d._apply(rt, rt.machine.start(loop.now))
-    return d, loop, rt, sock, vips
+
+    class Kernel(FakeKernel):
+        def vrrp_socket(self, family, ifname, ifindex, protocol=vrrpd.IPPROTO_VRRP):
+            return sock
+
+    kernel = Kernel()
+    config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="backlog"), vrrp_instances=[inst])
+    d, kernel = offline_daemon(config, loop=loop, kernel=kernel)
+    vips = _HeldVips(kernel)
+    return d, loop, d.runtimes[0], sock, vips
+
+
+class _HeldVips:
+    """The VIPs the fake kernel was asked to add, as a list of their addresses (truthy once any was added)."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __len__(self):
+        return sum(1 for call in self.kernel.calls if call[0] == "add")
+
+    def __bool__(self):
+        return len(self) > 0
 
 
 def _master_advert(prio=150):
@@ -11993,7 +12644,7 @@ def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab)
     receiver = lab.exec(rx_ns, [PYTHON, "-c", (
         f"import sys, json, socket, time; sys.path.insert(0, {str(HERE)!r}); import vrrpd\n"
         "i = socket.if_nametoindex('eth0')\n"
-        "s4, s6 = vrrpd.VrrpSocket('eth0', i), vrrpd.VrrpSocket6('eth0', i)\n"
+        "s4, s6 = vrrpd.VrrpSocket(4, 'eth0', i), vrrpd.VrrpSocket(6, 'eth0', i)\n"
         "s4.join(vrrpd.VRRP_MCAST_GROUP4)\n"
         "s6.join(vrrpd.VRRP_MCAST_GROUP6)\n"
         "s4.set_filter(vrrpd.rx_filter_for(4, [3], [51]))\n"
@@ -12001,12 +12652,10 @@ def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab)
         "print('READY', s4.rx_filter is not None and s6.rx_filter is not None, flush=True)\n"
         "got, end = [], time.monotonic() + 4\n"
         "while time.monotonic() < end:\n"
-        "    d = s4.recv()\n"
-        "    if d is not None:\n"
-        "        got.append([4, d[21], d[8]])\n"
-        "    g = s6.recv()\n"
-        "    if g is not None:\n"
-        "        got.append([6, g[0][1], g[3]])\n"
+        "    for family, s in ((4, s4), (6, s6)):\n"
+        "        p = s.recv()\n"
+        "        if p is not None:\n"
+        "            got.append([family, p.payload[1], p.ttl])\n"
         "    time.sleep(0.001)\n"
         "print(json.dumps(got), flush=True)\n")], stdout=subprocess.PIPE, text=True)
     assert receiver.stdout.readline().split() == ["READY", "True"]
@@ -12014,11 +12663,11 @@ def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab)
         "import ipaddress, socket, struct\n"
         "IP4, IP6 = ipaddress.IPv4Address, ipaddress.IPv6Address\n"
         "i = socket.if_nametoindex('eth0')\n"
-        "s4, s6 = vrrpd.VrrpSocket('eth0', i), vrrpd.VrrpSocket6('eth0', i)\n"
+        "s4, s6 = vrrpd.VrrpSocket(4, 'eth0', i), vrrpd.VrrpSocket(6, 'eth0', i)\n"
         "src, g4 = IP4('10.86.0.2'), vrrpd.VRRP_MCAST_GROUP4\n"
         "for vrid, ttl in ((51, 255), (51, 64), (50, 255), (51, 1), (51, 255)):\n"
         "    adv = vrrpd.VrrpAdvert(3, vrid, 100, [IP4('10.86.0.100')], 1.0, 0, b'')\n"
-        "    s4.send(src, g4, vrrpd.encode_advert(adv, src, g4), ttl)\n"
+        "    s4.send(src, g4, s4.packet(src, g4, vrrpd.encode_advert(adv, src, g4), ttl))\n"
         f"ll = IP6({tx_ll!r})\n"
         "for vrid, hops in ((52, 255), (52, 64), (53, 255), (52, 255)):\n"
         "    s6.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hops)\n"

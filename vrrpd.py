@@ -4501,38 +4501,42 @@ def inet_checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _pseudo_header4(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, length: int) -> bytes:
-    return src.packed + dst.packed + struct.pack("!BBH", 0, IPPROTO_VRRP, length)
+def pseudo_header(src: IPAddress, dst: IPAddress, length: int, protocol: int = IPPROTO_VRRP) -> bytes:
+    """The pseudo-header of the upper-layer checksum: IPv4 {src, dst, 0, protocol, length} (RFC 5798
+    section 5.2.8) or IPv6 {src, dst, 32-bit length, 3 zero bytes, next header} (RFC 8200 section 8.1)."""
+    if src.version == 4:
+        return src.packed + dst.packed + struct.pack("!BBH", 0, protocol, length)
+    return src.packed + dst.packed + struct.pack("!I3xB", length, protocol)
 
 
 @dataclass
 class VrrpAdvert:
-    """One decoded VRRP ADVERTISEMENT (RFC 3768 section 5 for v2, RFC 5798 section 5.2 for v3).
+    """One decoded VRRP ADVERTISEMENT (RFC 3768 section 5 for v2, RFC 5798 section 5.2 for v3), either family.
 
     `advert_int` is in seconds (v2 whole seconds, v3 centisecond resolution)."""
 
     version: int
     vrid: int
     priority: int
-    addresses: List[ipaddress.IPv4Address]
+    addresses: List[IPAddress]
     advert_int: float
     auth_type: int = 0
     auth_data: bytes = b""
     checksum: int = 0
 
 
-def encode_advert(
-    adv: VrrpAdvert,
-    src: Optional[ipaddress.IPv4Address] = None,
-    dst: Optional[ipaddress.IPv4Address] = None,
-    checksum_as_v2: bool = False,
-) -> bytes:
-    """The VRRP message bytes of adv, checksum filled in.
+def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
+                  checksum_as_v2: bool = False) -> bytes:
+    """The VRRP message bytes of adv, for IPv4 or IPv6 addresses alike, checksum filled in.
 
-    v3 over IPv4 sums the pseudo-header {src, dst, 0, 112, length} (RFC 5798 section 5.2.8) unless
-    checksum_as_v2 (keepalived's v3_checksum_as_v2); v2 sums the message only."""
+    v3 sums the pseudo-header of src and dst (RFC 5798 section 5.2.8) unless checksum_as_v2 (keepalived's
+    v3_checksum_as_v2); v2 sums the message only. Without src and dst an IPv6 checksum stays zero, for a
+    socket whose kernel computes it (IPV6_CHECKSUM)."""
+    family = (src or dst or (adv.addresses[0] if adv.addresses else None) or ipaddress.IPv4Address(0)).version
+    if any(a.version != family for a in adv.addresses):
+        raise ValueError("an advert carries addresses of one family")
     addrs = b"".join(a.packed for a in adv.addresses)
-    if adv.version == 2:
+    if adv.version == 2 and family == 4:
         auth = adv.auth_data[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
         intvl = max(1, min(255, int(round(adv.advert_int))))
         head = VRRP_V2_HEADER.pack(0x21, adv.vrid, adv.priority, len(adv.addresses), adv.auth_type, intvl, 0)
@@ -4541,45 +4545,50 @@ def encode_advert(
     elif adv.version == 3:
         centis = max(1, min(0xFFF, int(round(adv.advert_int * 100))))
         msg = VRRP_V3_HEADER.pack(0x31, adv.vrid, adv.priority, len(adv.addresses), centis, 0) + addrs
-        if checksum_as_v2 or src is None or dst is None:
-            csum = inet_checksum(msg)
+        if src is not None and dst is not None and not (checksum_as_v2 and family == 4):
+            csum = inet_checksum(pseudo_header(src, dst, len(msg)) + msg)
+        elif family == 6:
+            return msg
         else:
-            csum = inet_checksum(_pseudo_header4(src, dst, len(msg)) + msg)
+            csum = inet_checksum(msg)
     else:
-        raise ValueError(f"VRRP version {adv.version} not supported")
+        raise ValueError(f"VRRP version {adv.version} not supported" + (" over IPv6" if family == 6 else ""))
     return msg[:6] + struct.pack("!H", csum) + msg[8:]
 
 
-def decode_advert(
-    msg: bytes,
-    src: Optional[ipaddress.IPv4Address] = None,
-    dst: Optional[ipaddress.IPv4Address] = None,
-    checksum_as_v2: bool = False,
-) -> VrrpAdvert:
-    """Decode and verify an IPv4 VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
+def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
+                  checksum_as_v2: bool = False, family: int = 4) -> VrrpAdvert:
+    """Decode and verify a VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
 
-    Checks (RFC 5798 section 7.1): version, type, complete packet for the address count, checksum."""
+    The family (the address width) is src's, else `family`. Checks (RFC 5798 section 7.1): version (IPv6 is
+    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given."""
+    if src is not None:
+        family = src.version
     if len(msg) < VRRP_HEADER_LEN:
         raise PacketError("truncated", f"{len(msg)} bytes")
     vers_type, vrid, priority, naddr = msg[0], msg[1], msg[2], msg[3]
     version, ptype = vers_type >> 4, vers_type & 0x0F
-    if version not in (2, 3):
-        raise PacketError("bad_version", str(version))
+    if version not in (2, 3) or (version == 2 and family == 6):
+        raise PacketError("bad_version", str(version) + (" (IPv6 needs VRRPv3)" if family == 6 else ""))
     if ptype != VRRP_TYPE_ADVERTISEMENT:
         raise PacketError("bad_type", str(ptype))
-    expected = VRRP_HEADER_LEN + 4 * naddr + (VRRP_AUTH_DATA_LEN if version == 2 else 0)
+    width = 4 if family == 4 else 16
+    expected = VRRP_HEADER_LEN + width * naddr + (VRRP_AUTH_DATA_LEN if version == 2 else 0)
     if len(msg) != expected:
         raise PacketError("bad_length", f"{len(msg)} bytes for {naddr} addresses (expected {expected})")
     if naddr == 0 and version == 2:
         raise PacketError("bad_length", "no address")
     checksum = struct.unpack_from("!H", msg, 6)[0]
-    if version == 2 or checksum_as_v2 or src is None or dst is None:
+    if version == 2 or (checksum_as_v2 and family == 4):
         ok = inet_checksum(msg) == 0
+    elif src is None or dst is None:
+        ok = True if family == 6 else inet_checksum(msg) == 0  # IPv6: the kernel checked (IPV6_CHECKSUM)
     else:
-        ok = inet_checksum(_pseudo_header4(src, dst, len(msg)) + msg) == 0
+        ok = inet_checksum(pseudo_header(src, dst, len(msg)) + msg) == 0
     if not ok:
         raise PacketError("bad_checksum", f"0x{checksum:04x}")
-    addresses = [ipaddress.IPv4Address(msg[8 + 4 * i: 12 + 4 * i]) for i in range(naddr)]
+    make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+    addresses: List[IPAddress] = [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(naddr)]
     if version == 2:
         auth_type, intvl = msg[4], msg[5]
         if intvl == 0:
@@ -4593,17 +4602,20 @@ def decode_advert(
 
 
 @dataclass
-class IPv4Packet:
-    """The fields of a received IPv4 header that VRRP's receive checks need, and its payload."""
+class Received:
+    """One datagram as a VRRP socket hands it over, either family: the header fields the receive checks
+    need, the payload after the IP header, and the kernel receive time (CLOCK_REALTIME) when known."""
 
-    ttl: int
-    protocol: int
-    src: ipaddress.IPv4Address
-    dst: ipaddress.IPv4Address
+    src: IPAddress
+    dst: IPAddress
+    ttl: int  # IPv4 TTL or IPv6 hop limit
     payload: bytes
+    protocol: int = IPPROTO_VRRP
+    received_at: Optional[float] = None
+    header: bytes = b""  # IPv4: the IP header itself (AH authenticates it)
 
 
-def decode_ipv4(packet: bytes) -> IPv4Packet:
+def decode_ipv4(packet: bytes) -> Received:
     """Split a raw IPv4 datagram (as a raw socket returns it) into header fields and payload."""
     if len(packet) < IPV4_HEADER.size:
         raise PacketError("truncated", "short IP header")
@@ -4612,7 +4624,8 @@ def decode_ipv4(packet: bytes) -> IPv4Packet:
     if ver_ihl >> 4 != 4 or ihl < IPV4_HEADER.size or len(packet) < ihl:
         raise PacketError("bad_ip_header")
     end = min(len(packet), tot_len) if tot_len >= ihl else len(packet)
-    return IPv4Packet(ttl, proto, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), packet[ihl:end])
+    return Received(ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), ttl, packet[ihl:end], proto,
+                    None, packet[:ihl])
 
 
 def encode_ipv4(
@@ -5144,53 +5157,6 @@ IN6_ADDR_GEN_MODE_NONE = 1
 IN6_ADDR_GEN_MODE_RANDOM = 3
 
 
-def ipv6_pseudo_header(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, length: int, next_header: int) -> bytes:
-    """RFC 8200 section 8.1 pseudo-header: source, destination, 32-bit length, 3 zero bytes, next header."""
-    return src.packed + dst.packed + struct.pack("!I3xB", length, next_header)
-
-
-def vrrp6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, message: bytes) -> int:
-    """VRRPv3 checksum over an IPv6 message (RFC 5798 section 5.2.8); the checksum field must be zero."""
-    return inet_checksum(ipv6_pseudo_header(src, dst, len(message), IPPROTO_VRRP) + message)
-
-
-def encode_advert6(adv: VrrpAdvert, src: Optional[ipaddress.IPv6Address] = None,
-                   dst: Optional[ipaddress.IPv6Address] = None) -> bytes:
-    """A VRRPv3 message with IPv6 addresses (RFC 5798 section 5.1.2).
-
-    With src and dst the checksum is filled in; without them it stays zero for a socket whose kernel
-    computes it (IPV6_CHECKSUM), as ours does."""
-    centis = max(1, min(0xFFF, int(round(adv.advert_int * 100))))
-    msg = VRRP_V3_HEADER.pack(0x31, adv.vrid, adv.priority, len(adv.addresses), centis, 0)
-    msg += b"".join(a.packed for a in adv.addresses)
-    if src is not None and dst is not None:
-        msg = msg[:6] + struct.pack("!H", vrrp6_checksum(src, dst, msg)) + msg[8:]
-    return msg
-
-
-def decode_advert6(msg: bytes, src: Optional[ipaddress.IPv6Address] = None,
-                   dst: Optional[ipaddress.IPv6Address] = None) -> VrrpAdvert:
-    """Decode a VRRPv3 message with IPv6 addresses; the checksum is checked when src and dst are given
-    (a socket with IPV6_CHECKSUM has already dropped bad ones). Raises PacketError."""
-    if len(msg) < VRRP_HEADER_LEN:
-        raise PacketError("truncated", f"{len(msg)} bytes")
-    version, ptype, vrid, priority, naddr = msg[0] >> 4, msg[0] & 0x0F, msg[1], msg[2], msg[3]
-    if version != 3:
-        raise PacketError("bad_version", f"{version} (IPv6 needs VRRPv3)")
-    if ptype != VRRP_TYPE_ADVERTISEMENT:
-        raise PacketError("bad_type", str(ptype))
-    if len(msg) != VRRP_HEADER_LEN + 16 * naddr:
-        raise PacketError("bad_length", f"{len(msg)} bytes for {naddr} addresses")
-    checksum = struct.unpack_from("!H", msg, 6)[0]
-    if src is not None and dst is not None and inet_checksum(ipv6_pseudo_header(src, dst, len(msg), 112) + msg):
-        raise PacketError("bad_checksum", f"0x{checksum:04x}")
-    centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
-    if centis == 0:
-        raise PacketError("bad_interval", "0")
-    addresses = [ipaddress.IPv6Address(msg[8 + 16 * i: 24 + 16 * i]) for i in range(naddr)]
-    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)  # type: ignore[arg-type]
-
-
 def multicast_mac6(group: ipaddress.IPv6Address) -> bytes:
     """Ethernet address of an IPv6 multicast group (RFC 2464 section 7): 33:33 + low 32 bits."""
     return b"\x33\x33" + group.packed[12:]
@@ -5204,7 +5170,7 @@ def build_unsolicited_na(src_mac: bytes, target: ipaddress.IPv6Address, router: 
     flags = ND_NA_FLAG_OVERRIDE | (ND_NA_FLAG_ROUTER if router else 0)
     option = struct.pack("!BB", ND_OPT_TARGET_LINKADDR, 1) + src_mac
     icmp = struct.pack("!BBHB3x", ND_NEIGHBOR_ADVERT, 0, 0, flags) + target.packed + option
-    checksum = inet_checksum(ipv6_pseudo_header(target, ALL_NODES6, len(icmp), IPPROTO_ICMPV6) + icmp)
+    checksum = inet_checksum(pseudo_header(target, ALL_NODES6, len(icmp), IPPROTO_ICMPV6) + icmp)
     icmp = icmp[:2] + struct.pack("!H", checksum) + icmp[4:]
     ip6 = struct.pack("!IHBB", 6 << 28, len(icmp), IPPROTO_ICMPV6, NDISC_HOPLIMIT) + target.packed + ALL_NODES6.packed
     return multicast_mac6(ALL_NODES6) + src_mac + struct.pack("!H", ETH_P_IPV6) + ip6 + icmp
@@ -5698,13 +5664,40 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
+# Every state change of the machine, and what causes it (RFC 5798 section 6.4, with keepalived's FAULT and
+# vrrpd's STOP). VrrpMachine._set_state() refuses anything not listed here.
+TRANSITIONS: Dict[Tuple[State, State], str] = {
+    (State.INIT, State.BACKUP): "Startup (6.4.1), below priority 255",
+    (State.INIT, State.MASTER): "Startup (6.4.1) of the address owner",
+    (State.INIT, State.FAULT): "Startup with an interface or tracker fault",
+    (State.INIT, State.STOP): "Shutdown before the start-up delay ran out",
+    (State.BACKUP, State.MASTER): "Master_Down_Timer fired (6.4.2), or the sync group went MASTER",
+    (State.BACKUP, State.BACKUP): "the sync group went BACKUP",
+    (State.BACKUP, State.FAULT): "an interface or tracker fault, or the sync group's",
+    (State.BACKUP, State.STOP): "Shutdown (6.4.2)",
+    (State.MASTER, State.MASTER): "the fault of a forced MASTER cleared (the owner stays MASTER)",
+    (State.MASTER, State.BACKUP): "an advert of higher priority (6.4.3), or the sync group went BACKUP",
+    (State.MASTER, State.FAULT): "a fault: priority 0 is sent first",
+    (State.MASTER, State.STOP): "Shutdown (6.4.3): priority 0 is sent first",
+    (State.FAULT, State.FAULT): "its own fault while the sync group holds it in FAULT",
+    (State.FAULT, State.BACKUP): "the fault cleared",
+    (State.FAULT, State.MASTER): "the fault of the address owner cleared",
+    (State.FAULT, State.STOP): "Shutdown",
+}
+
 
 class VrrpMachine:
     """One VRRP instance's protocol state (RFC 5798 section 6, with keepalived's variations), sans-IO.
 
     Every event method takes `now` (seconds, any monotonic clock) and returns a list of actions;
     `next_deadline()` says when `on_timer(now)` must be called next. Nothing here reads a clock,
-    touches a socket or logs by itself."""
+    touches a socket or logs by itself, and nothing outside assigns its state or timers: sync groups,
+    handover and reload use the public operations (force_state, park, end_handover, reconfigure...)."""
+
+    # the settings a reload may change without disturbing the state (reconfigure)
+    SETTINGS = ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
+                "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
+                "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts", "timer_expired_backup")
 
     def __init__(
         self,
@@ -5713,8 +5706,8 @@ class VrrpMachine:
         priority: int,
         advert_int: float,
         version: int = 2,
-        primary_ip: Optional[ipaddress.IPv4Address] = None,
-        addresses: Optional[List[ipaddress.IPv4Address]] = None,
+        primary_ip: Optional[IPAddress] = None,
+        addresses: Optional[List[IPAddress]] = None,
         auth_type: AuthType = AuthType.NONE,
         auth_pass: bytes = b"",
         start_master: bool = False,
@@ -5761,10 +5754,57 @@ class VrrpMachine:
         self.master_down_timer: Optional[float] = None
         self.preempt_delay_timer: Optional[float] = None
         self.handover_timer: Optional[float] = None
-        self.master_ip: Optional[ipaddress.IPv4Address] = None
+        self.master_ip: Optional[IPAddress] = None
         self.master_priority: Optional[int] = None  # priority in the last advert heard from the master
         self.last_advert: Optional[float] = None  # when it came (`now` of on_advert)
         self.vips_set = False
+
+    # -- public operations for the Daemon: sync groups, trackers, handover, reload ---------------
+    def set_primary_ip(self, address: Optional[IPAddress]) -> None:
+        """Our primary address (the advert source), which breaks priority ties (RFC 5798 section 6.4.3)."""
+        self.primary_ip = address
+
+    def set_hold_master(self, hold: bool) -> None:
+        """While a weight-0 tracker has not reported, keepalived does not let a BACKUP become MASTER."""
+        self.hold_master = hold
+
+    def reconfigure(self, fresh: VrrpMachine) -> None:
+        """Reload: take fresh's settings (SETTINGS) and keep the state, timers and VIPs."""
+        for attr in self.SETTINGS:
+            setattr(self, attr, getattr(fresh, attr))
+        if self.state != State.BACKUP or self.version == 2:
+            self.master_adver_int = self.advert_int
+
+    @property
+    def parked(self) -> bool:
+        """A BACKUP waiting for its sync group without a Master_Down_Timer (see park())."""
+        return self.state == State.BACKUP and self.master_down_timer is None
+
+    def park(self) -> None:
+        """Sync groups: a member that wants MASTER waits, timer-less, for the other members to want it too;
+        an advert re-arms its timer, force_state() moves it."""
+        if self.state == State.BACKUP:
+            self.master_down_timer = None
+
+    def force_state(self, now: float, state: State) -> List[Action]:
+        """Move to `state` because the sync group does (keepalived's vrrp_sync_master/backup/fault).
+
+        A MASTER forced to FAULT sends priority 0, so that the peer's members take over at once."""
+        if self.state == state or self.state in (State.STOP, State.INIT):
+            return []
+        if state == State.MASTER:
+            return self._become_master(now, "sync-group")
+        if state == State.FAULT:
+            return self._enter_fault(now, reason="sync-group")
+        self.master_adver_int = self.advert_int
+        return self._enter_backup(now, reason="sync-group")
+
+    def end_handover(self, now: float) -> List[Action]:
+        """A second stop signal: do not wait for the new master any longer."""
+        if self.handover_timer is None:
+            return []
+        self.handover_timer = now
+        return self.on_timer(now)
 
     # -- timers (RFC 5798 section 6.1, keepalived vrrp.h) ---------------------------------------
     @property
@@ -5875,7 +5915,7 @@ class VrrpMachine:
         """True when the advert's address list differs from ours (logged unless skip_check_adv_addr)."""
         return not self.skip_check_adv_addr and sorted(adv.addresses) != sorted(self.addresses)
 
-    def on_advert(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+    def on_advert(self, now: float, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
         """An advert that passed the receive checks arrived from `src`."""
         if self.state == State.STOP:
             if self.handover_timer is not None and adv.priority > 0:
@@ -5888,7 +5928,7 @@ class VrrpMachine:
             return self._master_rx(now, adv, src)
         return []  # INIT and FAULT ignore adverts
 
-    def _backup_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+    def _backup_rx(self, now: float, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
         # RFC 5798 section 6.4.2, "If an ADVERTISEMENT is received"
         self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
         if adv.priority == 0:
@@ -5917,7 +5957,7 @@ class VrrpMachine:
         return [Log(f"({self.name}) received lower priority ({adv.priority}) advert from {src} - discarding",
                     detail=True)]
 
-    def _master_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+    def _master_rx(self, now: float, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
         # RFC 5798 section 6.4.3, "If an ADVERTISEMENT is received"
         if adv.priority == 0:
             # "If the Priority in the ADVERTISEMENT is zero, then: Send an ADVERTISEMENT, Reset the Adver_Timer"
@@ -6006,7 +6046,7 @@ class VrrpMachine:
                 self.handover_timer = now + longest_skew + self.advert_int
             else:
                 acts += self._remove_vips()
-        self.state = State.STOP
+        self._set_state(State.STOP)
         acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
@@ -6023,9 +6063,14 @@ class VrrpMachine:
         return acts
 
     # -- transitions ---------------------------------------------------------------------------
+    def _set_state(self, state: State) -> None:
+        if (self.state, state) not in TRANSITIONS:
+            raise AssertionError(f"({self.name}) no transition {self.state.value} -> {state.value}")
+        self.state = state
+
     def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
-        self.state = State.MASTER
+        self._set_state(State.MASTER)
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
@@ -6046,7 +6091,7 @@ class VrrpMachine:
 
     def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
         was_master = self.state == State.MASTER
-        self.state = State.BACKUP
+        self._set_state(State.BACKUP)
         self.adver_timer = None
         self.master_down_timer = now + self.master_down_interval
         acts: List[Action] = [Log(f"({self.name}) Entering BACKUP STATE" + (" (init)" if init else ""))]
@@ -6062,7 +6107,7 @@ class VrrpMachine:
         if self.state == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
             acts += [SendAdvert(0), StopGarp()]
-        self.state = State.FAULT
+        self._set_state(State.FAULT)
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
@@ -6078,6 +6123,57 @@ class VrrpMachine:
     def _finish_handover(self, why: str) -> List[Action]:
         self.handover_timer = None
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A received advert fails a receive check: the counter it goes to, and the log line."""
+
+    reason: str
+    message: str
+
+
+def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peers: List[UnicastPeer],
+                   check_unicast_src: bool = False, checksum_as_v2: bool = False,
+                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None) -> Union[VrrpAdvert, Drop, None]:
+    """RFC 5798 section 7.1 for one instance, either family, unicast or multicast: the advert, or why not.
+
+    In keepalived's order: the mode (unicast vs multicast), the TTL/hop limit (255 for multicast, the
+    peer's min_ttl..max_ttl for unicast), the unicast source, `unwrap` (auth_hmac: the message without its
+    trailer, None when it dropped and counted the advert itself), the message (version, type, length,
+    checksum, interval), then the instance's own rules (version, v2 authentication and interval). AH is
+    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine."""
+    name, src = machine.name, pkt.src
+    unicast = not pkt.dst.is_multicast
+    if unicast != unicast_mode:
+        return Drop("mode_mismatch", f"({name}) received {'unicast' if unicast else 'multicast'} advert from "
+                    f"{src}, but we are {'unicast' if unicast_mode else 'multicast'}")
+    if not unicast and pkt.ttl != VRRP_TTL:
+        return Drop("bad_ttl", f"({name}) invalid TTL/HL. Received {pkt.ttl} and expect {VRRP_TTL}")
+    if unicast:
+        peer = next((p for p in peers if p.address == src), None)
+        if peer is None and check_unicast_src:
+            return Drop("unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
+        if peer is not None and not (peer.min_ttl <= pkt.ttl <= peer.max_ttl):
+            return Drop("bad_ttl", f"({name}) unicast advert from {src} with TTL {pkt.ttl} outside "
+                        f"[{peer.min_ttl}, {peer.max_ttl}]")
+    payload = pkt.payload
+    if unwrap is not None:
+        unwrapped = unwrap(pkt.payload)
+        if unwrapped is None:
+            return None
+        payload = unwrapped
+    try:
+        if src.version == 4:
+            adv = decode_advert(payload, src, pkt.dst, checksum_as_v2)
+        else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
+            adv = decode_advert(payload, family=6)
+    except PacketError as exc:
+        return Drop(exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
+    problem = machine.check_advert(adv, src)
+    if problem is not None:
+        return Drop(problem[0], f"({name}) {problem[1]}")
+    return adv
 
 
 # --------------------------------------------------------------------------------------------
@@ -7523,77 +7619,141 @@ class RtnetlinkMonitor:
 
 
 class VrrpSocket(_RxSocket):
-    """The raw IPPROTO_VRRP socket of one interface: receives every VRRP packet arriving there and sends
-    adverts with our own IPv4 header (IP_HDRINCL: source, TTL 255 and TOS are ours to set)."""
+    """The raw VRRP socket of one interface and one family (RFC 5798 section 5.1).
 
-    def __init__(self, ifname: str, ifindex: int):
+    IPv4 adverts go out with our own header (IP_HDRINCL: source, TTL and TOS are ours to set); IPv6 ones
+    from the source given per packet with hop limit 255, the kernel filling in and verifying the checksum
+    over the pseudo-header (IPV6_CHECKSUM), as keepalived has it do. With `protocol` IPPROTO_AH it receives
+    the AH-wrapped adverts of `auth_type AH` (IPv4)."""
+
+    def __init__(self, family: int, ifname: str, ifindex: int, protocol: int = IPPROTO_VRRP):
+        self.family = family
         self.ifname = ifname
         self.ifindex = ifindex
-        self.groups: List[ipaddress.IPv4Address] = []
+        self.protocol = protocol
+        self.kernel_checksum = family == 6
+        self.groups: List[IPAddress] = []
         self.ident = 0
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_VRRP)
+        sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, protocol)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(b"\0" * 4, b"\0" * 4, ifindex))
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            if family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(bytes(4), bytes(4), ifindex))
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+                _optional_sockopt(sock, socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)  # Linux >= 4.20
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, IPTOS_PREC_INTERNETCONTROL)
             sock.setblocking(False)
             self.sock = sock
             self._rx_init()
         except OSError:
             sock.close()
             raise
-        self.received_at: Optional[float] = None  # kernel receive time (CLOCK_REALTIME) of the last datagram
 
-    def join(self, group: ipaddress.IPv4Address) -> None:
-        """Join `group` on this interface (IP_ADD_MEMBERSHIP with the interface index)."""
+    def join(self, group: IPAddress) -> None:
+        """Join `group` on this interface (by interface index)."""
         if group in self.groups:
             return
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                             IP_MREQN.pack(group.packed, b"\0" * 4, self.ifindex))
+        if self.family == 4:
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                                 IP_MREQN.pack(group.packed, bytes(4), self.ifindex))
+        else:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                                 group.packed + struct.pack("=I", self.ifindex))
         self.groups.append(group)
 
-    def send(self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload: bytes, ttl: int) -> None:
-        self.ident = self.ident % 0xFFFF + 1
-        self.sock.sendto(encode_ipv4(src, dst, payload, ttl=ttl, ident=self.ident), (str(dst), 0))
+    def packet(self, src: IPAddress, dst: IPAddress, msg: bytes, ttl: int = VRRP_TTL) -> bytes:
+        """What send() takes for the VRRP message msg: IPv4 puts our header in front (IP id left to the
+        kernel), IPv6 sends the message as it is."""
+        return encode_ipv4(src, dst, msg, ttl=ttl) if self.family == 4 else msg  # type: ignore[arg-type]
 
-    def recv(self) -> Optional[bytes]:
-        """One pending datagram (IP header included), or None when there is none; its kernel receive
-        time goes to `received_at`, so that timers start when the advert arrived, not when it was read."""
+    def send(self, src: IPAddress, dst: IPAddress, packet: bytes) -> None:
+        if self.family == 4:
+            self.sock.sendto(packet, (str(dst), 0))
+        else:
+            pktinfo = src.packed + struct.pack("=I", self.ifindex)
+            self.sock.sendmsg([packet], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
+                              (str(dst), 0, 0, self.ifindex))
+
+    def recv(self) -> Optional[Received]:
+        """One pending datagram, or None when there is none. Its kernel receive time comes with it, so that
+        timers start when the advert arrived, not when it was read. PacketError for a bad IPv4 header."""
         try:
-            data, ancillary, _flags, _addr = self.sock.recvmsg(65535, 64)
+            data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
         except (BlockingIOError, InterruptedError):
             return None
-        self.received_at = None
+        received_at: Optional[float] = None
+        hoplimit, dst = -1, None
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
-                self.received_at = sec + nsec * 1e-9
-        return data
+                received_at = sec + nsec * 1e-9
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hoplimit = struct.unpack_from("=i", value)[0]
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                dst = ipaddress.IPv6Address(value[:16])
+        if self.family == 4:
+            pkt = decode_ipv4(data)
+            pkt.received_at = received_at
+            return pkt
+        src = ipaddress.IPv6Address(addr[0].split("%")[0])
+        return Received(src, dst or ipaddress.IPv6Address(0), hoplimit, data, self.protocol, received_at)
 
     def close(self) -> None:
         self.sock.close()
 
 
-class GarpSocket:
-    """An AF_PACKET socket used only to send gratuitous ARP frames on one interface (it receives nothing).
-    NdiscSocket (section 7c) is the same for IPv6's unsolicited Neighbour Advertisements."""
+class Announcer:
+    """An AF_PACKET socket announcing VIPs on one interface (it receives nothing): gratuitous ARPs for IPv4
+    (RFC 5227 section 3), unsolicited Neighbour Advertisements for IPv6 (RFC 4861 section 4.4)."""
 
     def __init__(self, ifname: str):
         self.ifname = ifname
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self.sock.setblocking(False)
 
-    def send(self, mac: bytes, address: Any) -> None:
-        self.sock.sendto(garp_frame(mac, address), (self.ifname, ETH_P_ARP))
+    def send(self, mac: bytes, address: IPAddress) -> None:
+        if address.version == 4:
+            self.sock.sendto(garp_frame(mac, address), (self.ifname, ETH_P_ARP))  # type: ignore[arg-type]
+        else:
+            frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))  # type: ignore[arg-type]
+            self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
 
     def close(self) -> None:
         self.sock.close()
 
 
+class Kernel:
+    """What the Daemon opens on the kernel, in one place: tests hand the Daemon a fake one."""
+
+    def rtnetlink(self) -> Rtnetlink:
+        return Rtnetlink()
+
+    def monitor(self) -> RtnetlinkMonitor:
+        return RtnetlinkMonitor()
+
+    def vrrp_socket(self, family: int, ifname: str, ifindex: int, protocol: int = IPPROTO_VRRP) -> VrrpSocket:
+        return VrrpSocket(family, ifname, ifindex, protocol)
+
+    def announcer(self, ifname: str) -> Announcer:
+        return Announcer(ifname)
+
+    def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
+        return VmacManager(rtnl)
+
+    def firewall(self, table: str) -> StrictFirewall:
+        return StrictFirewall(table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -8998,74 +9158,6 @@ class VmacManager:
         self._saved_sysctls.clear()
 
 
-class VrrpSocket6(_RxSocket):
-    """The raw IPv6 VRRP socket of one interface (RFC 5798 section 5.1.2).
-
-    Adverts go from the interface's link-local address with hop limit 255; the kernel fills in and
-    verifies the checksum over the IPv6 pseudo-header (IPV6_CHECKSUM), as keepalived has it do."""
-
-    def __init__(self, ifname: str, ifindex: int):
-        self.ifname = ifname
-        self.ifindex = ifindex
-        self.groups: List[ipaddress.IPv6Address] = []
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25), ifname.encode())
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-            _optional_sockopt(sock, socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)  # Linux >= 4.20
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, IPTOS_PREC_INTERNETCONTROL)
-            sock.setblocking(False)
-            self.sock = sock
-            self._rx_init()
-        except OSError:
-            sock.close()
-            raise
-
-    def join(self, group: ipaddress.IPv6Address) -> None:
-        if group in self.groups:
-            return
-        mreq = group.packed + struct.pack("=I", self.ifindex)
-        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
-        self.groups.append(group)
-
-    def send(self, src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, payload: bytes) -> None:
-        """Send payload (checksum left zero for the kernel) from src, which is set per packet."""
-        pktinfo = src.packed + struct.pack("=I", self.ifindex)
-        self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
-                          (str(dst), 0, 0, self.ifindex))
-
-    def recv(self) -> Optional[Tuple[bytes, ipaddress.IPv6Address, ipaddress.IPv6Address, int]]:
-        """One pending advert as (VRRP message, source, destination, hop limit), or None."""
-        try:
-            data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
-        except (BlockingIOError, InterruptedError):
-            return None
-        hoplimit, dst = -1, ipaddress.IPv6Address(0)
-        for level, kind, value in ancillary:
-            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
-                hoplimit = struct.unpack("=i", value[:4])[0]
-            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
-                dst = ipaddress.IPv6Address(value[:16])
-        return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class NdiscSocket(GarpSocket):
-    """An AF_PACKET socket that sends unsolicited Neighbour Advertisements on one interface."""
-
-    def send(self, mac: bytes, address: Any) -> None:
-        frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))
-        self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
-
-
 # --------------------------------------------------------------------------------------------
 # 7d. BFD sockets, and the sessions of section 6c run on the loop
 #     One receive socket per family and port (3784, 4784 for multihop) reporting TTL and destination;
@@ -10165,6 +10257,11 @@ RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before du
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
+def instance_family(inst: VrrpInstance) -> int:
+    """4 or 6: `native_ipv6` makes an instance IPv6 even without IPv6 VIPs (keepalived), else its first VIP."""
+    return 6 if inst.native_ipv6 else inst.family
+
+
 def startup_delay(g: GlobalDefs, uptime: Optional[float] = None) -> float:
     """vrrp_startup_delay, or what is left of vrrp_delay_after_boot since boot (/proc/uptime), whichever is longer."""
     after_boot = 0.0
@@ -10180,16 +10277,21 @@ def startup_delay(g: GlobalDefs, uptime: Optional[float] = None) -> float:
 
 
 class InstanceRuntime:
-    """One configured vrrp_instance at run time: its machine, interface, sockets, timers and counters."""
+    """One configured vrrp_instance at run time, either family: its machine, interface, sockets, timers
+    and counters."""
 
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
         self.machine = machine
         self.version = version
+        self.family = instance_family(inst)
         self.ifindex = 0
-        self.vsock: Optional[VrrpSocket] = None
-        self.src: Optional[ipaddress.IPv4Address] = None
-        self.targets: List[Tuple[ipaddress.IPv4Address, int]] = []
+        self.vmac_index = 0  # use_vmac: the macvlan the VIPs go on
+        self.vsock: Optional[VrrpSocket] = None  # receives; sends too unless `xmit`
+        self.xmit: Optional[VrrpSocket] = None  # use_vmac without vmac_xmit_base: sends from the VMAC
+        self.ah: Optional[AhSequence] = None  # auth_type AH: the sequence counter, shared by both directions
+        self.src: Optional[IPAddress] = None
+        self.targets: List[Tuple[IPAddress, int]] = []
         self.unicast = bool(inst.unicast_peer)
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
@@ -10223,18 +10325,19 @@ class Daemon:
 
     run() returns the exit status once stop() (SIGTERM/SIGINT) has finished."""
 
-    def __init__(self, config: Config, loop: Optional[EventLoop] = None, config_path: Optional[str] = None):
+    def __init__(self, config: Config, loop: Optional[EventLoop] = None, config_path: Optional[str] = None,
+                 kernel: Optional[Kernel] = None):
         self.config = config
         self.config_path = config_path or (config.files[0] if config.files else None)
         self.loop = loop or EventLoop()
+        self.kernel = kernel or Kernel()
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
-        self.by_socket: Dict[str, List[InstanceRuntime]] = {}
-        self.by_vrid: Dict[Tuple[str, int], List[InstanceRuntime]] = {}
+        self.by_vrid: Dict[Tuple[str, int, int], List[InstanceRuntime]] = {}  # (ifname, family, VRID)
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
-        self.vsocks: Dict[str, VrrpSocket] = {}
-        self.garp_socks: Dict[str, GarpSocket] = {}
+        self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self.announcers: Dict[str, Announcer] = {}
         self.links: Dict[int, LinkInfo] = {}
         self.addrs: List[AddrInfo] = []
         self.rtnl: Optional[Rtnetlink] = None
@@ -10254,19 +10357,29 @@ class Daemon:
         self.lvs = LvsManager(self.loop, config, self.notifier)
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
-        self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
+        # keepalived's `nftables NAME` names the no_accept table; ours is `vrrpd` by default
+        self.firewall = self.kernel.firewall((self.g.other.get("nftables") or [NFT_TABLE])[0])
+        self.vmacs: Optional[VmacManager] = None
+        self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
+        self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
+        self.group_of: Dict[str, str] = {}  # instance -> its sync group
+        self.last_state: Dict[str, State] = {}
+        self._syncing = False
         # who follows the event stream (transitions with their reason, priority changes): the control socket
         self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
         log.info("Starting %s v%s", PROG, __version__)
-        self.monitor = RtnetlinkMonitor()
+        self.monitor = self.kernel.monitor()
         self.loop.add_reader(self.monitor.sock, self._on_netlink)
-        self.rtnl = Rtnetlink()
+        self.rtnl = self.kernel.rtnetlink()
         self.links = self.rtnl.links()
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
-        self.beyond.start()
+        self.vmacs = self.kernel.vmacs(self.rtnl)
+        self.firewall.start(no_accept_vips(self.config))
+        self._set_sync_groups(self.config)
+        self._set_vmacs(self.config)
         for inst in self.config.vrrp_instances:
             try:
                 self._add_instance(inst)
@@ -10327,17 +10440,26 @@ class Daemon:
     def _make_machine(self, inst: VrrpInstance, version: int) -> VrrpMachine:
         g = self.g
         pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
+        # vrrp_strict's run-time rules (keepalived): a MASTER hearing a lower priority stays silent, no GARPs
+        strict = bool(pick(inst.strict_mode, g.vrrp_strict))
+        ah = version == 2 and inst.auth_type == AuthType.AH
+        start_master = inst.state == State.MASTER
+        if ah and start_master and inst.priority != 255:
+            # keepalived: a new master must first hear the current AH sequence number
+            log.warning("(%s) Initial state master is incompatible with AH authentication - clearing", inst.name)
+            start_master = False
         return VrrpMachine(
             inst.name, inst.virtual_router_id, inst.priority, inst.advert_int, version,
             addresses=[v.address.ip for v in inst.virtual_ipaddress],  # excluded VIPs are not advertised
             auth_type=inst.auth_type if version == 2 else AuthType.NONE,
             auth_pass=inst.auth_pass,
-            start_master=inst.state == State.MASTER,
+            start_master=start_master,
             preempt=not inst.nopreempt,
             preempt_delay=inst.preempt_delay,
-            lower_prio_no_advert=bool(pick(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
-            garp_lower_prio_repeat=int(pick(inst.garp_lower_prio_repeat,
-                                            pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
+            lower_prio_no_advert=strict or bool(pick(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
+            garp_lower_prio_repeat=0 if strict else int(pick(inst.garp_lower_prio_repeat,
+                                                             pick(g.vrrp_garp_lower_prio_repeat,
+                                                                  g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
             owner_ignore_adverts=bool(inst.owner_ignore_adverts) and inst.priority == 255,
@@ -10357,53 +10479,66 @@ class Daemon:
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
         self._attach_hmac(rt)
-        if instance_family(inst) == 6:
-            self.beyond.attach6(rt)
-            self.runtimes.append(rt)
-            return rt
-        ifname = inst.interface
-        if ifname is None:
+        if inst.interface is None:
             raise ValueError("no interface")
-        if self._link_by_name(ifname) is None:
-            log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        if self._link_by_name(inst.interface) is None:
+            log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, inst.interface)
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
         self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
-        self._set_targets(rt)
-        self.beyond.attach4(rt)
+        self._attach(rt)
         self.runtimes.append(rt)
         if rt.src is not None:
             self.own_sources.add(rt.src)
         return rt
 
+    def _vrrp_socket(self, link: LinkInfo, family: int, protocol: int) -> VrrpSocket:
+        """The interface's VRRP (or AH) socket of that family, opened on first use and shared."""
+        key = (link.name, family, protocol)
+        vsock = self.vsocks.get(key)
+        if vsock is None:
+            vsock = self.vsocks[key] = self.kernel.vrrp_socket(family, link.name, link.index, protocol)
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
+        return vsock
+
+    def _attach(self, rt: InstanceRuntime) -> None:
+        """Targets, source address, the VMAC and its sending socket, the AH socket: at start and after a reload
+        (what is still wanted is kept, the AH sequence number too)."""
+        inst = rt.inst
+        self._set_targets(rt)
+        rt.vmac_index = self.vmac_index.get(inst.name, 0)
+        if rt.xmit is not None and (not rt.vmac_index or inst.vmac_xmit_base or rt.xmit.ifindex != rt.vmac_index):
+            rt.xmit.close()
+            rt.xmit = None
+        if rt.vmac_index and not inst.vmac_xmit_base and rt.xmit is None:
+            try:
+                rt.xmit = self.kernel.vrrp_socket(rt.family, vmac_ifname(inst.virtual_router_id, inst.vmac_name),
+                                                  rt.vmac_index)
+                rt.xmit.receive_nothing()  # nobody reads it: its queue would only fill
+            except OSError as exc:
+                log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
+        if not (rt.version == 2 and inst.auth_type == AuthType.AH):
+            rt.ah = None
+        elif rt.vsock is not None:
+            link = self.links.get(rt.ifindex)
+            if link is not None:
+                ahsock = self._vrrp_socket(link, 4, IPPROTO_AH)
+                for group in rt.vsock.groups:
+                    ahsock.join(group)
+            rt.ah = rt.ah or AhSequence()
     def _attach_interface(self, rt: InstanceRuntime) -> bool:
-        """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
-        if instance_family(rt.inst) == 6:
-            self.beyond.attach6(rt)
-            sock6 = self.beyond.sock6_of.get(rt.inst.name)
-            if sock6 is not None:
-                self._interface_settings(rt, sock6.sock)
-            return bool(rt.ifindex)
-        ifname, inst = rt.inst.interface or "", rt.inst
-        link = self._link_by_name(ifname)
+        """Open (or share) the VRRP socket of the instance's family on its interface, if the interface exists
+        now; True if it does."""
+        link = self._link_by_name(rt.inst.interface or "")
         if link is None:
             return False
         rt.ifindex = link.index
-        vsock = self.vsocks.get(ifname)
-        if vsock is None:
-            vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
-            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
-            self.by_socket[ifname] = []
-        rt.vsock = vsock
-        if ifname not in self.garp_socks:
-            self.garp_socks[ifname] = GarpSocket(ifname)
-        if rt not in self.by_socket[ifname]:
-            self.by_socket[ifname].append(rt)
-        members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
+        rt.vsock = self._vrrp_socket(link, rt.family, IPPROTO_VRRP)
+        members = self.by_vrid.setdefault((link.name, rt.family, rt.inst.virtual_router_id), [])
         if rt not in members:
             members.append(rt)
-        self._interface_settings(rt, vsock.sock)
+        self._interface_settings(rt, rt.vsock.sock)
         return True
 
     def _interface_settings(self, rt: InstanceRuntime, sock: socket.socket) -> None:
@@ -10426,22 +10561,25 @@ class Daemon:
                 self._promoted.add(inst.interface)
 
     def _detach_interface(self, rt: InstanceRuntime) -> None:
-        """The instance's interface was deleted: close its socket (bound to the old interface index)."""
-        ifname = rt.inst.interface or ""
+        """The instance's interface was deleted: close its sockets (bound to the old interface index)."""
         rt.ifindex = 0
-        if instance_family(rt.inst) == 6:
-            self.beyond.detach6(rt)
-            return
-        vsock, rt.vsock = rt.vsock, None
-        if rt in self.by_socket.get(ifname, []):
-            self.by_socket[ifname].remove(rt)
-        if vsock is not None and not any(r.vsock is vsock for r in self.runtimes):
-            self.loop.remove_reader(vsock.sock)
-            vsock.close()
-            self.vsocks.pop(ifname, None)
+        rt.vsock = None
+        for members in self.by_vrid.values():
+            if rt in members:
+                members.remove(rt)
+        self._close_unused_sockets()
         if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
             rt.src = None
-            rt.machine.primary_ip = None
+            rt.machine.set_primary_ip(None)
+
+    def _close_unused_sockets(self) -> None:
+        for key, vsock in list(self.vsocks.items()):
+            users = [r for r in self.runtimes if r.vsock is not None and r.vsock.ifname == key[0]
+                     and r.family == key[1] and (key[2] == IPPROTO_VRRP or r.ah is not None)]
+            if not users:
+                self.loop.remove_reader(vsock.sock)
+                vsock.close()
+                del self.vsocks[key]
 
     def _follow_interfaces(self) -> bool:
         """After link events: attach instances whose interface appeared (or was re-created with a new index),
@@ -10461,15 +10599,14 @@ class Daemon:
                 try:
                     if self._attach_interface(rt):
                         log.info("(%s) interface %s appeared (index %d)", rt.inst.name, rt.inst.interface, index)
-                        if instance_family(rt.inst) == 4:
-                            self._set_targets(rt)
-                            self.beyond.attach4(rt)
+                        self._attach(rt)
                 except OSError as exc:
                     log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
         if changed:
             self._update_own_sources()
             self._update_rx_filters()  # a socket opened on an interface that appeared
         return changed
+
 
     @staticmethod
     def _attach_hmac(rt: InstanceRuntime) -> None:
@@ -10514,19 +10651,135 @@ class Daemon:
         return pdu
 
     def _set_targets(self, rt: InstanceRuntime) -> None:
-        """Where adverts go (the multicast group, or each unicast_peer) and from which source address."""
+        """Where adverts go (the family's multicast group, or each unicast_peer of the family) and from which
+        source address."""
         inst, g = rt.inst, self.g
         rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
-            rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
+            ttl = inst.unicast_ttl if rt.family == 4 else VRRP_TTL
+            rt.targets = [(p.address, ttl) for p in inst.unicast_peer if p.address.version == rt.family]
         else:
-            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 4 \
-                else g.vrrp_mcast_group4
-            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
+            group: IPAddress = g.vrrp_mcast_group4 if rt.family == 4 else g.vrrp_mcast_group6
+            if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == rt.family:
+                group = inst.mcast_dst_ip
+            rt.targets = [(group, VRRP_TTL)]
             if rt.vsock is not None:
-                rt.vsock.join(group)  # type: ignore[arg-type]
+                rt.vsock.join(group)
         rt.src = self._source_address(rt)
-        rt.machine.primary_ip = rt.src
+        rt.machine.set_primary_ip(rt.src)
+
+    # -- sync groups, VMACs (keepalived's vrrp_sync.c and vrrp_vmac.c) -----------------------------
+    def _set_sync_groups(self, config: Config) -> None:
+        """The sync groups of `config`; one that keeps its members keeps its engine (and state) on reload."""
+        names = {inst.name for inst in config.vrrp_instances}
+        old, self.sync_groups, self.group_of = self.sync_groups, {}, {}
+        for sg in config.sync_groups:
+            members = [m for m in sg.group if m in names and m not in self.group_of]
+            if not members:
+                continue
+            kept = old.get(sg.name)
+            engine = kept[1] if kept is not None and kept[1].members == members else SyncGroupEngine(sg.name, members)
+            self.sync_groups[sg.name] = (sg, engine)
+            self.group_of.update({m: sg.name for m in members})
+
+    def _set_vmacs(self, config: Config) -> None:
+        """Create the VMACs `config` wants and remove those it no longer wants, before instances attach."""
+        assert self.vmacs is not None
+        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
+        before = dict(self.vmac_index)
+        for name, index in before.items():
+            if name not in wanted:
+                self.vmacs.remove(index)
+                del self.vmac_index[name]
+        for name, inst in wanted.items():
+            if name in self.vmac_index:
+                continue
+            ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
+            try:
+                self.vmac_index[name] = self.vmacs.create(ifname, inst.interface or "", inst.virtual_router_id,
+                                                          instance_family(inst))
+            except (OSError, VrrpdError) as exc:
+                log.error("(%s) use_vmac: cannot create %s: %s", name, ifname, exc)
+        if self.vmac_index != before and self.rtnl is not None:
+            self.links = self.rtnl.links()
+
+    def _group_fault(self, rt: InstanceRuntime) -> bool:
+        """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
+        gname = self.group_of.get(rt.inst.name)
+        if gname is None:
+            return False
+        sg = self.sync_groups[gname][0]
+        return any(self._link_up(ref.name) == ref.reverse for ref in sg.track_interface)
+
+    def _group_holds_master(self, rt: InstanceRuntime) -> bool:
+        """The member's Master_Down_Timer is due: True when its sync group makes it wait.
+
+        A waiting member parks (no timer) until every member wants MASTER or an advert re-arms it;
+        members whose timer was re-armed by an advert no longer want MASTER."""
+        m, name = rt.machine, rt.inst.name
+        gname = self.group_of.get(name)
+        if gname is None or self._syncing or not m.master_down_due(self.loop.time()):
+            return False
+        engine = self.sync_groups[gname][1]
+        before = engine.state
+        for member in engine.members:
+            other = self._runtime(member)
+            if other is not None and other is not rt and other.machine.state == State.BACKUP \
+                    and not other.machine.parked:
+                engine.withdraw(member)
+        moves = engine.request_master(name)
+        if not moves:
+            m.park()
+            self._reschedule(rt)
+            return True
+        self._move_group([mv for mv in moves if mv[0] != name], gname, before)
+        return False
+
+    def _follow_group(self, rt: InstanceRuntime, actions: List[Action]) -> None:
+        """The member changed state: the rest of its sync group follows (and AH restarts its counter)."""
+        for act in actions:
+            if not isinstance(act, Notify):
+                continue
+            name, state = rt.inst.name, act.state
+            prev, self.last_state[name] = self.last_state.get(name), state
+            if state == State.MASTER and rt.ah is not None:
+                rt.ah.becoming_master()
+            gname = self.group_of.get(name)
+            if gname is None or self._syncing or state == State.STOP:
+                continue
+            engine = self.sync_groups[gname][1]
+            before = engine.state
+            moves: List[Tuple[str, State]] = []
+            if state == State.FAULT:
+                moves = engine.set_fault(name, True)
+            elif prev == State.FAULT:
+                moves = engine.set_fault(name, False)
+            elif engine.state == State.FAULT:
+                moves = [(name, State.FAULT)]
+            elif state == State.BACKUP:
+                moves = engine.backup(name)
+            elif state == State.MASTER:
+                moves = engine.request_master(name) or [(name, State.BACKUP)]
+            self._move_group(moves, gname, before)
+
+    def _move_group(self, moves: List[Tuple[str, State]], gname: str, before: State) -> None:
+        sg, engine = self.sync_groups[gname]
+        now = self.loop.time()
+        self._syncing = True
+        try:
+            for member, state in moves:
+                other = self._runtime(member)
+                if other is not None:
+                    acts = other.machine.force_state(now, state)
+                    if acts:
+                        self._apply(other, acts)
+        finally:
+            self._syncing = False
+        if engine.state != before:
+            self._safe(self.notifier.vrrp_group, sg, engine.state)
+
+    def _runtime(self, name: str) -> Optional[InstanceRuntime]:
+        return next((rt for rt in self.runtimes if rt.inst.name == name), None)
 
     def _update_own_sources(self) -> None:
         """Our own advert sources and interface addresses: packets from them are our own echoes."""
@@ -10553,9 +10806,9 @@ class Daemon:
         if self.stopping:
             # a second signal cuts a pending handover short
             for rt in self.runtimes:
-                if rt.machine.handover_timer is not None:
-                    rt.machine.handover_timer = now
-                    self._apply(rt, rt.machine.on_timer(now))
+                acts = rt.machine.end_handover(now)
+                if acts:
+                    self._apply(rt, acts)
             self._maybe_finish()
             return
         self.stopping = True
@@ -10581,7 +10834,10 @@ class Daemon:
             self._set_static(self.config, add=False)
             self.tracking.stop()
             self.lvs.stop()
-            self.beyond.stop()
+            # after the VIPs are gone: the VMACs and our nftables table
+            if self.vmacs is not None:
+                self.vmacs.remove_all()
+            self.firewall.stop()
         finally:
             self.notifier.close(0.5)
             log.info("Stopped %s v%s", PROG, __version__)
@@ -10605,9 +10861,9 @@ class Daemon:
         for ifname in self._promoted:
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
         self._promoted.clear()
-        for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
+        socks: List[Any] = list(self.vsocks.values()) + list(self.announcers.values())
+        for sock in socks + [rt.xmit for rt in self.runtimes if rt.xmit is not None]:
             sock.close()
-        self.beyond.close()
         if self.monitor is not None:
             self.monitor.close()
         if self.rtnl is not None:
@@ -10659,7 +10915,9 @@ class Daemon:
         self._safe(self.tracking.reload, config)
         self._safe(self.notifier.reload, config)
         self._safe(self.lvs.reload, config)
-        self.beyond.reload(config)
+        self.firewall.replace(no_accept_vips(config))
+        self._set_sync_groups(config)
+        self._set_vmacs(config)
         self._unset_static_not_in(config)
         self._set_static(config, add=True)
         for ident, inst in wanted.items():
@@ -10687,21 +10945,10 @@ class Daemon:
         """Take the new settings of a surviving instance without touching its state; VIPs are diffed."""
         old_vips = {self._vip_key(rt, v): v for v in rt.vips}
         rt.inst = inst
-        fresh = self._make_machine(inst, rt.version)
         m = rt.machine
-        for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
-                     "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                     "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts",
-                     "timer_expired_backup"):
-            setattr(m, attr, getattr(fresh, attr))
-        if m.state != State.BACKUP or rt.version == 2:
-            m.master_adver_int = m.advert_int
+        m.reconfigure(self._make_machine(inst, rt.version))
         self._attach_hmac(rt)
-        if instance_family(inst) == 6:
-            self.beyond.attach6(rt)
-        else:
-            self._set_targets(rt)
-            self.beyond.attach4(rt)
+        self._attach(rt)
         rt.packets.clear()
         self._update_own_sources()
         new_vips = {self._vip_key(rt, v): v for v in rt.vips}
@@ -10730,15 +10977,13 @@ class Daemon:
             rt.timer.cancel()
             rt.timer = None
         self.runtimes.remove(rt)
-        self.beyond.forget(rt)
-        if rt.inst.interface in self.by_socket and rt in self.by_socket[rt.inst.interface]:
-            self.by_socket[rt.inst.interface].remove(rt)
-        key = (rt.inst.interface or "", rt.machine.vrid)
-        if rt in self.by_vrid.get(key, []):
-            self.by_vrid[key].remove(rt)
-        for members in getattr(self.beyond, "by_socket6", {}).values():
+        for members in self.by_vrid.values():
             if rt in members:
                 members.remove(rt)
+        self.last_state.pop(rt.inst.name, None)
+        if rt.xmit is not None:
+            rt.xmit.close()
+            rt.xmit = None
         self._update_own_sources()
 
     # -- actions -------------------------------------------------------------------------------
@@ -10781,7 +11026,7 @@ class Daemon:
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
-        self.beyond.after_actions(rt, actions)
+        self._follow_group(rt, actions)
         if self.stopping and not self._shutting_down_all:
             self._maybe_finish()
 
@@ -10806,7 +11051,7 @@ class Daemon:
         timer, rt.timer = rt.timer, None
         if self._timeout_waits_for_backlog(rt):
             return
-        if self.beyond.hold_master(rt):
+        if self.group_of and self._group_holds_master(rt):
             return
         now = self.loop.time()
         if timer is not None and 0.0 <= now - timer.when < rt.machine.advert_int:
@@ -10824,40 +11069,53 @@ class Daemon:
         self._apply(rt, actions)
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
-        if self.beyond.send_advert(rt, priority) or rt.vsock is None or rt.src is None:
+        sock = rt.xmit or rt.vsock
+        src = rt.src
+        if sock is None or src is None:
             return
-        key = (priority, rt.src)
-        packets = rt.packets.get(key)
-        if rt.hmac is not None and rt.hmac.sends:
-            # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
-            m = rt.machine
-            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int)
-            msgs = [(dst, ttl, encode_advert(adv, rt.src, dst, rt.checksum_as_v2)) for dst, ttl in rt.targets]
-            trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
-            packets = [(str(dst), encode_ipv4(rt.src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs]
-        elif packets is None:
-            # an advert only changes with the priority or the source: encode once, send the bytes again
-            m = rt.machine
-            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
-                             m.auth_type.value if rt.version == 2 else 0,
-                             m.auth_pass if m.auth_type == AuthType.PASS else b"")
-            packets = [(str(dst), encode_ipv4(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl))
-                       for dst, ttl in rt.targets]
-            if len(rt.packets) > 8:
-                rt.packets.clear()
-            rt.packets[key] = packets
+        packets = rt.packets.get((priority, src))
+        if packets is None:
+            packets = self._encode_adverts(rt, sock, src, priority)
         for dst, packet in packets:
             try:
-                rt.vsock.sock.sendto(packet, (dst, 0))  # IP_HDRINCL: the kernel fills in id and checksum
+                sock.send(src, dst, packet)
                 rt.adverts_sent += 1
                 rt.priority_zero_sent += priority == 0
             except OSError as exc:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
                                f"({rt.inst.name}) cannot send advert to {dst}: {exc.strerror}")
 
+    def _encode_adverts(self, rt: InstanceRuntime, sock: VrrpSocket, src: IPAddress,
+                        priority: int) -> List[Tuple[IPAddress, bytes]]:
+        """The packets of one advert, one per target, either family. They only change with the priority and
+        the source, so they are kept and sent again, unless each carries a new sequence number (AH, auth_hmac)."""
+        m = rt.machine
+        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
+                         m.auth_type.value if rt.version == 2 else 0,
+                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
+        kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
+        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, dst, rt.checksum_as_v2))
+                for dst, ttl in rt.targets]
+        if rt.ah is not None:
+            packets = []
+            for dst, ttl, msg in msgs:
+                sock.ident = sock.ident % 0xFFFF + 1  # non-zero: the ICV covers it
+                packets.append((dst, build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
+                                                   sock.ident, ttl, unicast=rt.unicast)))
+            return packets
+        if rt.hmac is not None and rt.hmac.sends:
+            # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
+            trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
+            return [(dst, sock.packet(src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs]
+        packets = [(dst, sock.packet(src, dst, msg, ttl)) for dst, ttl, msg in msgs]
+        if len(rt.packets) > 8:
+            rt.packets.clear()
+        rt.packets[(priority, src)] = packets
+        return packets
+
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
         if vip.dev is None or vip.dev == rt.inst.interface:
-            return self.beyond.vip_ifindex(rt) or rt.ifindex
+            return rt.vmac_index or rt.ifindex
         link = self._link_by_name(vip.dev)
         return link.index if link is not None else 0
 
@@ -11097,7 +11355,7 @@ class Daemon:
         if rt.machine.state != State.MASTER or not rt.machine.vips_set:
             return
         for frame in self._extra_garp_frames(rt, every):
-            self._send_one_garp(*frame)
+            self._announce(*frame)
         rt.garp_timers.append(self.loop.call_later(interval, self._garp_extra_if, rt, interval, every))
 
     def _garp_refresh(self, rt: InstanceRuntime, refresh: float, repeat: int) -> None:
@@ -11112,52 +11370,61 @@ class Daemon:
         rt.garp_timers = []
 
     def _send_garps(self, rt: InstanceRuntime, repeat: int, announce: bool = False) -> None:
-        """`repeat` GARPs per IPv4 VIP, paced by vrrp_garp_interval when it is set."""
-        self.beyond.send_nas(rt, repeat)
+        """`repeat` gratuitous ARPs per IPv4 VIP and unsolicited Neighbour Advertisements per IPv6 VIP, paced
+        by vrrp_garp_interval and vrrp_gna_interval when they are set."""
         if rt.machine.state != State.MASTER and not (rt.machine.state == State.STOP and rt.machine.vips_set):
             return
-        frames: List[Tuple[str, bytes, ipaddress.IPv4Address]] = []
+        frames: Dict[int, List[Tuple[str, bytes, IPAddress]]] = {4: [], 6: []}
         for vip in rt.vips:
-            index = self._vip_index(rt, vip)
-            link = self.links.get(index)
-            if link is None or len(link.mac) != 6 or vip.address.version != 4:
+            link = self.links.get(self._vip_index(rt, vip))
+            if link is None or len(link.mac) != 6:
                 continue
-            if announce:
+            if announce and vip.address.version == 4:
                 self._pending_logs.append(
                     f"({rt.inst.name}) Sending/queueing gratuitous ARPs on {link.name} for {vip.address.ip}")
-            frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
-        interval = self.g.vrrp_garp_interval
-        if interval > 0:
-            for n, frame in enumerate(frames):
-                rt.garp_timers.append(self.loop.call_later(n * interval, self._send_one_garp, *frame))
-        else:
-            for frame in frames:
-                self._send_one_garp(*frame)
+            frames[vip.address.version] += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)
+        for family, interval in ((4, self.g.vrrp_garp_interval), (6, self.g.vrrp_gna_interval)):
+            for n, frame in enumerate(frames[family]):
+                if interval > 0:
+                    rt.garp_timers.append(self.loop.call_later(n * interval, self._announce, *frame))
+                else:
+                    self._announce(*frame)
 
-    def _send_one_garp(self, ifname: str, mac: bytes, address: ipaddress.IPv4Address) -> None:
+    def _announce(self, ifname: str, mac: bytes, address: IPAddress) -> None:
+        """One gratuitous ARP (IPv4) or unsolicited Neighbour Advertisement (IPv6) for address."""
         try:
-            sock = self.garp_socks.get(ifname)
+            sock = self.announcers.get(ifname)
             if sock is None:
-                sock = self.garp_socks[ifname] = GarpSocket(ifname)
+                sock = self.announcers[ifname] = self.kernel.announcer(ifname)
+            if address.version == 6:
+                log.debug("Sending unsolicited Neighbour Advert on %s for %s", ifname, address)
             sock.send(mac, address)
         except OSError as exc:
-            self.ratelimit(("garp", ifname), self.loop.time(), f"cannot send gratuitous ARP on {ifname}: {exc}")
+            what = "gratuitous ARP" if address.version == 4 else "neighbour advert"
+            self.ratelimit(("garp", ifname, address.version), self.loop.time(),
+                           f"cannot send {what} on {ifname}: {exc}")
 
     # -- receive path --------------------------------------------------------------------------
     def _on_vrrp_readable(self, vsock: VrrpSocket) -> None:
         for _ in range(RX_BATCH):  # one batch per wake-up: the loop's due timers (adverts) run before the next
-            data = vsock.recv()
-            if data is None:
+            try:
+                pkt = vsock.recv()
+            except PacketError as exc:
+                self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
+                continue
+            if pkt is None:
                 return
-            self._handle_packet(vsock, data)
+            self._receive(vsock, pkt)
 
     def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
         """The sockets that carry the instance's adverts, each with the reader of one batch."""
         out: List[Tuple[socket.socket, Callable[[], None]]] = []
-        vsock = rt.vsock
-        if vsock is not None:
-            out.append((vsock.sock, lambda: self._on_vrrp_readable(vsock)))
-        return out + self.beyond.rx_sockets(rt)
+        socks = [rt.vsock] if rt.vsock is not None else []
+        if rt.vsock is not None and rt.ah is not None:
+            socks += [s for k, s in self.vsocks.items() if k == (rt.vsock.ifname, 4, IPPROTO_AH)]
+        for vsock in socks:
+            out.append((vsock.sock, lambda vsock=vsock: self._on_vrrp_readable(vsock)))  # type: ignore[misc]
+        return out
 
     def _timeout_waits_for_backlog(self, rt: InstanceRuntime) -> bool:
         """A due Master_Down_Timer says the master fell silent; adverts still queued in the kernel (read late
@@ -11189,9 +11456,10 @@ class Daemon:
 
     def _update_rx_filters(self) -> None:
         """Each VRRP socket's kernel filter and receive buffer follow the instances on it (start, reload)."""
-        for ifname, vsock in self.vsocks.items():
-            self._tune_rx_socket(vsock, 4, self.by_socket.get(ifname, []))
-        self.beyond.update_rx_filters()
+        for (_ifname, family, protocol), vsock in self.vsocks.items():
+            if protocol == IPPROTO_VRRP:  # the filter reads VRRP headers; an AH socket keeps none
+                rts = [rt for rt in self.runtimes if rt.vsock is vsock]
+                self._tune_rx_socket(vsock, family, rts)
 
     def _tune_rx_socket(self, vsock: Any, family: int, rts: List[InstanceRuntime]) -> None:
         if not rts or not isinstance(vsock, _RxSocket):
@@ -11205,7 +11473,7 @@ class Daemon:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
         instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
         the receive queue was full (counted by the kernel)."""
-        socks = [(4, s) for s in self.vsocks.values()] + [(6, s) for s in self.beyond.vsocks6.values()]
+        socks = [(s.family, s) for s in self.vsocks.values()]
         return [{"interface": s.ifname, "family": family,
                  "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
                  "kernel_filter_error": s.rx_filter_error, "rcvbuf": s.rcvbuf,
@@ -11229,71 +11497,84 @@ class Daemon:
         if m.state == State.BACKUP and adv.priority and src != m.master_ip:
             rt.logged.clear()
 
-    def _handle_packet(self, vsock: VrrpSocket, data: bytes) -> None:
-        """RFC 5798 section 7.1 receive checks, VRID demultiplexing, then the machine."""
-        try:
-            ip = decode_ipv4(data)
-        except PacketError as exc:
-            self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
+    def _receive(self, vsock: VrrpSocket, pkt: Received) -> None:
+        """One datagram from a VRRP or AH socket, either family: our own echoes dropped, the instance found by
+        interface, family, VRID and mode, AH unwrapped, the receive checks (receive_checks), then the machine."""
+        if pkt.src in self.own_sources or pkt.protocol not in (IPPROTO_VRRP, IPPROTO_AH):
             return
-        if ip.protocol != IPPROTO_VRRP or ip.src in self.own_sources:
+        ah = pkt.protocol == IPPROTO_AH
+        vrrp = pkt.payload[AH_HEADER_LEN:] if ah else pkt.payload
+        if len(vrrp) < 2:
+            if not ah:
+                self._bad(None, "truncated", f"truncated VRRP packet from {pkt.src} on {vsock.ifname}")
             return
-        if len(ip.payload) < 2:
-            self._bad(None, "truncated", f"truncated VRRP packet from {ip.src} on {vsock.ifname}")
-            return
-        vrid = ip.payload[1]
-        unicast = not ip.dst.is_multicast
-        candidates = self.by_vrid.get((vsock.ifname, vrid))
-        if candidates is None:  # not indexed (an instance attached by hand): look through the interface's list
-            candidates = [r for r in self.by_socket.get(vsock.ifname, []) if r.machine.vrid == vrid]
+        vrid = vrrp[1]
+        candidates = self.by_vrid.get((vsock.ifname, vsock.family, vrid), [])
+        if ah:
+            candidates = [r for r in candidates if r.ah is not None]
+            if not candidates:
+                return
+        unicast = not pkt.dst.is_multicast
+        # the instance of that mode (a unicast one that lists the sender first), else the first: mode_mismatch
         rt = next((r for r in candidates if r.unicast == unicast
-                   and (not unicast or any(p.address == ip.src for p in r.inst.unicast_peer))), None) \
-            or next((r for r in candidates if r.unicast == unicast), None)
+                   and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
+            or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
         if rt is None:
-            rt = candidates[0] if candidates else None
-            if rt is None:
-                self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
-                               f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
+            self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
+                           f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
+            return
+        if ah:
+            unwrapped = self._unwrap_ah(rt, pkt)
+            if unwrapped is None:
                 return
-            self._bad(rt, "mode_mismatch", f"({rt.inst.name}) received {'unicast' if unicast else 'multicast'} "
-                      f"advert from {ip.src}, but we are {'unicast' if rt.unicast else 'multicast'}")
+            pkt = unwrapped
+        unwrap = None
+        if rt.hmac is not None:
+            src = pkt.src
+
+            def unwrap(msg: bytes) -> Optional[bytes]:
+                return self.hmac_receive(rt, msg, src, unicast)  # type: ignore[arg-type]
+
+        check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
+        verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src, rt.checksum_as_v2,
+                                 unwrap)
+        if verdict is None:
             return
-        name = rt.inst.name
-        if not unicast and ip.ttl != VRRP_TTL:
-            self._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {ip.ttl} and expect {VRRP_TTL}")
+        if isinstance(verdict, Drop):
+            self._bad(rt, verdict.reason, verdict.message)
             return
-        if unicast:
-            peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
-            if peer is None and (self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src):
-                self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
-                return
-            if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
-                self._bad(rt, "bad_ttl", f"({name}) unicast advert from {ip.src} with TTL {ip.ttl} outside "
-                          f"[{peer.min_ttl}, {peer.max_ttl}]")
-                return
-        payload = self.hmac_receive(rt, ip.payload, ip.src, unicast) if rt.hmac is not None else ip.payload
-        if payload is None:
-            return
-        try:
-            adv = decode_advert(payload, ip.src, ip.dst, rt.checksum_as_v2)
-        except PacketError as exc:
-            self._bad(rt, exc.reason, f"({name}) bad VRRP packet from {ip.src}: {exc}")
-            return
-        problem = rt.machine.check_advert(adv, ip.src)
-        if problem is not None:
-            self._bad(rt, problem[0], f"({name}) {problem[1]}")
-            return
-        self._accepted_from(rt, ip.src, adv)
+        adv = verdict
+        self._accepted_from(rt, pkt.src, adv)
         if adv.priority and rt.machine.address_mismatch(adv):
-            self._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
-                      f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
+            self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
+                      f"in MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
         rt.adverts_received += 1
         rt.priority_zero_received += adv.priority == 0
         now = self.loop.time()
-        if vsock.received_at is not None:
+        if pkt.received_at is not None:
             # the advert arrived before we read it: date it back (bounded, in case the wall clock jumped)
-            now -= min(max(0.0, time.time() - vsock.received_at), 0.1)
-        self._apply(rt, rt.machine.on_advert(now, adv, ip.src))
+            now -= min(max(0.0, time.time() - pkt.received_at), 0.1)
+        self._apply(rt, rt.machine.on_advert(now, adv, pkt.src))
+
+    def _unwrap_ah(self, rt: InstanceRuntime, pkt: Received) -> Optional[Received]:
+        """auth_type AH: check the AH header and the sequence number; the advert inside, as if received bare."""
+        name, counter = rt.inst.name, rt.ah
+        assert counter is not None
+        try:
+            seq, vrrp = parse_ipv4_ah(pkt.header + pkt.payload, rt.inst.auth_pass, unicast=rt.unicast)
+        except PacketError as exc:
+            self._bad(rt, exc.reason, f"({name}) IPSEC-AH : {exc}")
+            return None
+        if not counter.accept(seq):
+            self._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
+                      f"Packet dropped. Local({counter.seq_number})")
+            return None
+        if rt.machine.state == State.MASTER and len(vrrp) > 2 and 0 < vrrp[2] < rt.machine.effective_priority:
+            counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
+        if len(vrrp) < 2:
+            self._bad(rt, "truncated", f"truncated VRRP packet from {pkt.src} on {rt.inst.interface}")
+            return None
+        return Received(pkt.src, pkt.dst, pkt.ttl, vrrp, IPPROTO_VRRP, pkt.received_at)
 
     # -- links, addresses, tracking ------------------------------------------------------------
     def _link_by_name(self, name: str) -> Optional[LinkInfo]:
@@ -11308,7 +11589,7 @@ class Daemon:
         parts = self._contributions(rt)
         try:
             initialising = getattr(self.tracking, "initialising", None)
-            rt.machine.hold_master = bool(initialising(rt.inst)) if initialising is not None else False
+            rt.machine.set_hold_master(bool(initialising(rt.inst)) if initialising is not None else False)
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
@@ -11322,7 +11603,7 @@ class Daemon:
         if not inst.dont_track_primary and not self._link_up(inst.interface):
             parts.append(("interface", f"{inst.interface} down", 0, True))
         if rt.src is None and not rt.unicast:
-            parts.append(("interface", f"{inst.interface} has no IPv4 address", 0, True))
+            parts.append(("interface", f"{inst.interface} has no IPv{rt.family} address", 0, True))
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             # keepalived: "Cannot use unicast without any peers - going to fault state"
             parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
@@ -11340,7 +11621,7 @@ class Daemon:
                 n for r in inst.virtual_rules if not r.no_track for n in (r.iif, r.oif) if n}):
             if not self._link_up(name):
                 parts.append(("virtual_routes", f"{name} down", 0, True))
-        if self.beyond.group_fault(rt):
+        if self._group_fault(rt):
             parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
             up = self._link_up(ref.name)
@@ -11483,7 +11764,7 @@ class Daemon:
         for rt in self.runtimes:
             if rt.src is None and rt.ifindex:
                 rt.src = self._source_address(rt)
-                rt.machine.primary_ip = rt.src
+                rt.machine.set_primary_ip(rt.src)
                 changed = changed or rt.src is not None
         if changed:
             self._update_own_sources()
@@ -11543,6 +11824,10 @@ class Daemon:
                 self._route_op("static", route, add=True)
 
     # -- status ----------------------------------------------------------------------------------
+    def _sync_group_status(self) -> List[Dict[str, Any]]:
+        return [{"name": name, "state": engine.state.value, "members": list(engine.members)}
+                for name, (_sg, engine) in self.sync_groups.items()]
+
     def status(self) -> Dict[str, Any]:
         """The status document described at format_status_table()."""
         instances = []
@@ -11582,514 +11867,9 @@ class Daemon:
                           "priority_zero_received": rt.priority_zero_received},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
-                "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
+                "uptime": time.time() - self.started, "instances": instances, "sync_groups": self._sync_group_status(),
                 "sockets": self.rx_sockets_status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
-
-
-# --------------------------------------------------------------------------------------------
-# 10b. Beyond IPv4: IPv6 instances, VMAC, sync groups, the strict-mode firewall and AH
-#      One helper the Daemon calls from a few hooks; it owns the extra sockets and state.
-# --------------------------------------------------------------------------------------------
-
-
-def instance_family(inst: VrrpInstance) -> int:
-    """4 or 6: `native_ipv6` makes an instance IPv6 even without IPv6 VIPs (keepalived), else its first VIP."""
-    return 6 if inst.native_ipv6 else inst.family
-
-
-class AhSocket:
-    """A raw IPPROTO_AH socket on one interface: receives the AH-wrapped adverts of `auth_type AH`."""
-
-    def __init__(self, ifname: str, ifindex: int):
-        self.ifname = ifname
-        self.ifindex = ifindex
-        self.groups: List[ipaddress.IPv4Address] = []
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_AH)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-    def join(self, group: ipaddress.IPv4Address) -> None:
-        if group not in self.groups:
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                                 IP_MREQN.pack(group.packed, b"\0" * 4, self.ifindex))
-            self.groups.append(group)
-
-    def recv(self) -> Optional[bytes]:
-        try:
-            return self.sock.recv(65535)
-        except (BlockingIOError, InterruptedError):
-            return None
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def sync_force(machine: VrrpMachine, now: float, state: State) -> List[Action]:
-    """Move a sync-group member to `state` as keepalived's vrrp_sync_master/backup/fault do.
-
-    A MASTER forced to FAULT sends priority 0, so the peer's members take over at once."""
-    if machine.state == state or machine.state in (State.STOP, State.INIT):
-        return []
-    if state == State.MASTER:
-        return machine._become_master(now, "sync-group")
-    if state == State.FAULT:
-        return machine._enter_fault(now, reason="sync-group")
-    machine.master_adver_int = machine.advert_int
-    return machine._enter_backup(now, reason="sync-group")
-
-
-class BeyondIPv4:
-    """IPv6 instances, VMACs, sync groups, the no_accept firewall and AH, for one Daemon."""
-
-    def __init__(self, daemon: Daemon):
-        self.d = daemon
-        # keepalived's `nftables NAME` names the table; ours is `vrrpd` by default
-        table = (daemon.g.other.get("nftables") or [NFT_TABLE])[0]
-        self.firewall = StrictFirewall(table)
-        self.vmacs = VmacManager()
-        self.vsocks6: Dict[str, VrrpSocket6] = {}
-        self.by_socket6: Dict[str, List[InstanceRuntime]] = {}
-        self.sock6_of: Dict[str, VrrpSocket6] = {}
-        self.ndisc: Dict[str, NdiscSocket] = {}
-        self.ah_socks: Dict[str, AhSocket] = {}
-        self.ah_seq: Dict[str, AhSequence] = {}
-        self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
-        self.xmit: Dict[str, VrrpSocket] = {}  # instance -> socket sending from its VMAC
-        self.groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
-        self.group_of: Dict[str, str] = {}
-        self.last_state: Dict[str, State] = {}
-        self.syncing = False
-
-    # -- start and stop ------------------------------------------------------------------------
-    def start(self) -> None:
-        """Firewall, sync groups and VMACs, before the instances are added."""
-        cfg = self.d.config
-        self.firewall.start(no_accept_vips(cfg))
-        names = {inst.name for inst in cfg.vrrp_instances}
-        for sg in cfg.sync_groups:
-            members = [m for m in sg.group if m in names and m not in self.group_of]
-            if members:
-                self.groups[sg.name] = (sg, SyncGroupEngine(sg.name, members))
-                self.group_of.update({m: sg.name for m in members})
-        created = False
-        for inst in cfg.vrrp_instances:
-            if not inst.use_vmac or not inst.interface:
-                continue
-            name = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
-            try:
-                self.vmac_index[inst.name] = self.vmacs.create(name, inst.interface, inst.virtual_router_id,
-                                                               instance_family(inst))
-                created = True
-            except (OSError, VrrpdError) as exc:
-                log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
-        if created and self.d.rtnl is not None:
-            self.d.links = self.d.rtnl.links()
-
-    def reload(self, config: Config) -> None:
-        """A new configuration (SIGHUP): new firewall set, sync groups (unchanged ones keep their state),
-        VMACs created or removed. The Daemon then re-attaches its instances with attach4/attach6."""
-        self.firewall.replace(no_accept_vips(config))
-        names = {inst.name for inst in config.vrrp_instances}
-        old, self.groups, self.group_of = self.groups, {}, {}
-        for sg in config.sync_groups:
-            members = [m for m in sg.group if m in names and m not in self.group_of]
-            if not members:
-                continue
-            kept = old.get(sg.name)
-            engine = kept[1] if kept is not None and kept[1].members == members else SyncGroupEngine(sg.name, members)
-            self.groups[sg.name] = (sg, engine)
-            self.group_of.update({m: sg.name for m in members})
-        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
-        before = dict(self.vmac_index)
-        for name, index in before.items():
-            if name not in wanted:
-                self.vmacs.remove(index)
-                del self.vmac_index[name]
-        for name, inst in wanted.items():
-            if name not in self.vmac_index:
-                try:
-                    self.vmac_index[name] = self.vmacs.create(vmac_ifname(inst.virtual_router_id, inst.vmac_name),
-                                                              inst.interface, inst.virtual_router_id,
-                                                              instance_family(inst))
-                except (OSError, VrrpdError) as exc:
-                    log.error("(%s) use_vmac: %s", name, exc)
-        if self.vmac_index != before and self.d.rtnl is not None:
-            self.d.links = self.d.rtnl.links()
-
-    def stop(self) -> None:
-        """After the VIPs are gone: remove the VMACs and our nftables table."""
-        self.vmacs.remove_all()
-        self.firewall.stop()
-
-    def close(self) -> None:
-        socks: List[Any] = list(self.vsocks6.values()) + list(self.ndisc.values()) + list(self.ah_socks.values())
-        for sock in socks + list(self.xmit.values()):
-            sock.close()
-
-    # -- instances -----------------------------------------------------------------------------
-    def apply_strict(self, rt: InstanceRuntime) -> None:
-        """vrrp_strict's run-time rules (keepalived): a MASTER hearing a lower priority stays silent and
-        sends no extra GARPs."""
-        inst = rt.inst
-        if inst.strict_mode if inst.strict_mode is not None else self.d.g.vrrp_strict:
-            rt.machine.lower_prio_no_advert = True
-            rt.machine.garp_lower_prio_repeat = 0
-
-    def attach6(self, rt: InstanceRuntime) -> None:
-        """Socket, source (the link-local address) and targets of an IPv6 instance."""
-        d, inst = self.d, rt.inst
-        self.apply_strict(rt)
-        link = d._link_by_name(inst.interface) if inst.interface else None
-        if link is None:
-            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, inst.interface)
-            return
-        rt.ifindex = link.index
-        vsock = self.vsocks6.get(link.name)
-        if vsock is None:
-            vsock = self.vsocks6[link.name] = VrrpSocket6(link.name, link.index)
-            d.loop.add_reader(vsock.sock, self._on_readable6, vsock)
-            self.by_socket6[link.name] = []
-        self.sock6_of[inst.name] = vsock
-        if rt not in self.by_socket6[link.name]:
-            self.by_socket6[link.name].append(rt)
-        rt.unicast = bool(inst.unicast_peer)
-        if rt.unicast:
-            rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
-        else:
-            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 6 \
-                else d.g.vrrp_mcast_group6
-            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
-            vsock.join(group)  # type: ignore[arg-type]
-        rt.src = d._source_address(rt)
-        rt.machine.primary_ip = rt.src  # type: ignore[assignment]
-
-    def detach6(self, rt: InstanceRuntime) -> None:
-        """The interface of an IPv6 instance was deleted: close its socket once no instance uses it."""
-        d = self.d
-        vsock = self.sock6_of.pop(rt.inst.name, None)
-        name = rt.inst.interface or ""
-        if rt in self.by_socket6.get(name, []):
-            self.by_socket6[name].remove(rt)
-        if vsock is not None and vsock not in self.sock6_of.values():
-            d.loop.remove_reader(vsock.sock)
-            vsock.close()
-            self.vsocks6.pop(name, None)
-        rt.src = None
-        rt.machine.primary_ip = None
-
-    def attach4(self, rt: InstanceRuntime) -> None:
-        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
-
-        Called again after a reload: what is still wanted is kept (the AH sequence number too)."""
-        d, inst = self.d, rt.inst
-        self.apply_strict(rt)
-        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.machine.start_master and inst.priority != 255:
-            # keepalived: a new master must first hear the current AH sequence number
-            log.warning("(%s) Initial state master is incompatible with AH authentication - clearing", inst.name)
-            rt.machine.start_master = False
-        index = self.vmac_index.get(inst.name)
-        old = self.xmit.get(inst.name)
-        if old is not None and (index is None or inst.vmac_xmit_base or old.ifindex != index):
-            old.close()
-            del self.xmit[inst.name]
-        if index is not None and not inst.vmac_xmit_base and inst.name not in self.xmit:
-            try:
-                self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
-                self.xmit[inst.name].receive_nothing()  # nobody reads it: its queue would only fill
-            except OSError as exc:
-                log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
-        if not (rt.version == 2 and inst.auth_type == AuthType.AH):
-            self.ah_seq.pop(inst.name, None)
-        elif rt.vsock is not None:
-            ahsock = self.ah_socks.get(rt.vsock.ifname)
-            if ahsock is None:
-                ahsock = self.ah_socks[rt.vsock.ifname] = AhSocket(rt.vsock.ifname, rt.vsock.ifindex)
-                d.loop.add_reader(ahsock.sock, self._on_ah_readable, ahsock)
-            for group in rt.vsock.groups:
-                ahsock.join(group)
-            self.ah_seq.setdefault(inst.name, AhSequence())
-
-    def forget(self, rt: InstanceRuntime) -> None:
-        """The instance is gone (reload): drop what this helper holds for it."""
-        name = rt.inst.name
-        for rts in self.by_socket6.values():
-            if rt in rts:
-                rts.remove(rt)
-        self.sock6_of.pop(name, None)
-        self.ah_seq.pop(name, None)
-        self.last_state.pop(name, None)
-        sock = self.xmit.pop(name, None)
-        if sock is not None:
-            sock.close()
-
-    def vip_ifindex(self, rt: InstanceRuntime) -> Optional[int]:
-        """Where the instance's VIPs go: its VMAC when it has one."""
-        return self.vmac_index.get(rt.inst.name)
-
-    # -- sending -------------------------------------------------------------------------------
-    def send_advert(self, rt: InstanceRuntime, priority: int) -> bool:
-        """Send the advert if it is ours to send (IPv6, VMAC, AH); False leaves it to the Daemon."""
-        inst, m = rt.inst, rt.machine
-        if instance_family(inst) == 6:
-            sock6 = self.sock6_of.get(inst.name)
-            if sock6 is None or rt.src is None:
-                return True
-            msg = encode_advert6(VrrpAdvert(3, m.vrid, priority, m.addresses, m.advert_int))
-            msg += self.d.hmac_trailer(rt, msg)
-            for dst, _ttl in rt.targets:
-                try:
-                    sock6.send(rt.src, dst, msg)  # type: ignore[arg-type]
-                    rt.adverts_sent += 1
-                except OSError as exc:
-                    self.d.ratelimit(("send6", inst.name, exc.errno), self.d.loop.time(),
-                                     f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
-            return True
-        ah = inst.name in self.ah_seq
-        sock = self.xmit.get(inst.name) or rt.vsock
-        if not ah and inst.name not in self.xmit:
-            return False
-        if sock is None or rt.src is None:
-            return True
-        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
-                         m.auth_type.value if rt.version == 2 else 0,
-                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
-        trailer = b""
-        for n, (dst, ttl) in enumerate(rt.targets):
-            msg = encode_advert(adv, rt.src, dst, rt.checksum_as_v2)
-            if n == 0:
-                trailer = self.d.hmac_trailer(rt, msg)
-            msg += trailer
-            try:
-                if ah:
-                    sock.ident = sock.ident % 0xFFFF + 1
-                    packet = build_ipv4_ah(rt.src, dst, msg, inst.auth_pass, self.ah_seq[inst.name].next(),
-                                           sock.ident, ttl, unicast=rt.unicast)
-                    sock.sock.sendto(packet, (str(dst), 0))
-                else:
-                    sock.send(rt.src, dst, msg, ttl)
-                rt.adverts_sent += 1
-            except OSError as exc:
-                self.d.ratelimit(("send", inst.name, exc.errno), self.d.loop.time(),
-                                 f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
-        return True
-
-    def send_nas(self, rt: InstanceRuntime, repeat: int) -> None:
-        """`repeat` unsolicited Neighbour Advertisements per IPv6 VIP, paced by vrrp_gna_interval."""
-        d, m = self.d, rt.machine
-        if m.state != State.MASTER and not (m.state == State.STOP and m.vips_set):
-            return
-        frames: List[Tuple[str, bytes, ipaddress.IPv6Address]] = []
-        for vip in rt.vips:
-            link = d.links.get(d._vip_index(rt, vip))
-            if link is None or len(link.mac) != 6 or vip.address.version != 6:
-                continue
-            frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
-        interval = d.g.vrrp_gna_interval
-        for n, frame in enumerate(frames):
-            if interval > 0:
-                rt.garp_timers.append(d.loop.call_later(n * interval, self._send_na, *frame))
-            else:
-                self._send_na(*frame)
-
-    def _send_na(self, ifname: str, mac: bytes, address: ipaddress.IPv6Address) -> None:
-        try:
-            sock = self.ndisc.get(ifname)
-            if sock is None:
-                sock = self.ndisc[ifname] = NdiscSocket(ifname)
-            log.debug("Sending unsolicited Neighbour Advert on %s for %s", ifname, address)
-            sock.send(mac, address)
-        except OSError as exc:
-            self.d.ratelimit(("na", ifname), self.d.loop.time(), f"cannot send neighbour advert on {ifname}: {exc}")
-
-    # -- receiving -----------------------------------------------------------------------------
-    def rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
-        """The IPv6 and AH sockets that carry the instance's adverts, each with the reader of one batch."""
-        out: List[Tuple[socket.socket, Callable[[], None]]] = []
-        vsock6 = self.sock6_of.get(rt.inst.name)
-        if vsock6 is not None:
-            out.append((vsock6.sock, lambda: self._on_readable6(vsock6)))
-        ahsock = self.ah_socks.get(rt.vsock.ifname) if rt.vsock is not None and rt.inst.name in self.ah_seq else None
-        if ahsock is not None:
-            out.append((ahsock.sock, lambda: self._on_ah_readable(ahsock)))
-        return out
-
-    def update_rx_filters(self) -> None:
-        for ifname, vsock in self.vsocks6.items():
-            self.d._tune_rx_socket(vsock, 6, self.by_socket6.get(ifname, []))
-
-    def _on_readable6(self, vsock: VrrpSocket6) -> None:
-        for _ in range(RX_BATCH):
-            got = vsock.recv()
-            if got is None:
-                return
-            self._handle_packet6(vsock, *got)
-
-    def _handle_packet6(self, vsock: VrrpSocket6, msg: bytes, src: ipaddress.IPv6Address,
-                        dst: ipaddress.IPv6Address, hoplimit: int) -> None:
-        """RFC 5798 section 7.1 for IPv6 (the kernel has checked the checksum), then the machine."""
-        d = self.d
-        rts = self.by_socket6.get(vsock.ifname, [])
-        if len(msg) < 2 or any(src == rt.src for rt in rts):
-            return
-        vrid, unicast = msg[1], not dst.is_multicast
-        rt = next((r for r in rts if r.machine.vrid == vrid), None)
-        if rt is None:
-            d.ratelimit(("vrid6", vsock.ifname), d.loop.time(),
-                        f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
-            return
-        name = rt.inst.name
-        if not unicast and hoplimit != VRRP_TTL:
-            d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
-            return
-        if unicast and (d.g.vrrp_check_unicast_src or rt.inst.check_unicast_src) \
-                and src not in [p.address for p in rt.inst.unicast_peer]:
-            d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
-            return
-        if rt.hmac is not None:
-            msg = d.hmac_receive(rt, msg, src, unicast)  # type: ignore[assignment]
-            if msg is None:
-                return
-        try:
-            adv = decode_advert6(msg)
-        except PacketError as exc:
-            d._bad(rt, exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
-            return
-        problem = rt.machine.check_advert(adv, src)
-        if problem is not None:
-            d._bad(rt, problem[0], f"({name}) {problem[1]}")
-            return
-        d._accepted_from(rt, src, adv)
-        if adv.priority and rt.machine.address_mismatch(adv):
-            d._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
-                   f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
-        rt.adverts_received += 1
-        d._apply(rt, rt.machine.on_advert(d.loop.time(), adv, src))  # type: ignore[arg-type]
-
-    def _on_ah_readable(self, ahsock: AhSocket) -> None:
-        for _ in range(RX_BATCH):
-            data = ahsock.recv()
-            if data is None:
-                return
-            self._handle_ah(ahsock, data)
-
-    def _handle_ah(self, ahsock: AhSocket, data: bytes) -> None:
-        """Check the AH header and the sequence number, then hand the bare advert to the Daemon."""
-        d = self.d
-        ihl = (data[0] & 0x0F) * 4 if data else 0
-        if len(data) < ihl + AH_HEADER_LEN + 2:
-            return
-        src, vrid = ipaddress.IPv4Address(data[12:16]), data[ihl + AH_HEADER_LEN + 1]
-        rt = next((r for r in d.by_socket.get(ahsock.ifname, [])
-                   if r.machine.vrid == vrid and r.inst.name in self.ah_seq), None)
-        if rt is None or rt.vsock is None or src == rt.src:
-            return
-        name = rt.inst.name
-        try:
-            seq, vrrp = parse_ipv4_ah(data, rt.inst.auth_pass, unicast=rt.unicast)
-        except PacketError as exc:
-            d._bad(rt, exc.reason, f"({name}) IPSEC-AH : {exc}")
-            return
-        counter = self.ah_seq[name]
-        if not counter.accept(seq):
-            d._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
-                   f"Packet dropped. Local({counter.seq_number})")
-            return
-        if rt.machine.state == State.MASTER and len(vrrp) > 2 and 0 < vrrp[2] < rt.machine.effective_priority:
-            counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
-        d._handle_packet(rt.vsock, encode_ipv4(src, ipaddress.IPv4Address(data[16:20]), vrrp, ttl=data[8]))
-
-    # -- sync groups ---------------------------------------------------------------------------
-    def _runtime(self, name: str) -> Optional[InstanceRuntime]:
-        return next((rt for rt in self.d.runtimes if rt.inst.name == name), None)
-
-    def hold_master(self, rt: InstanceRuntime) -> bool:
-        """The member's master-down timer is due: True when its sync group makes it wait.
-
-        A waiting member parks (no timer) until every member wants MASTER or an advert re-arms it;
-        members whose timer was re-armed by an advert no longer want MASTER."""
-        d, m, name = self.d, rt.machine, rt.inst.name
-        gname = self.group_of.get(name)
-        if (gname is None or self.syncing or m.state != State.BACKUP or m.master_down_timer is None
-                or d.loop.time() < m.master_down_timer):
-            return False
-        engine = self.groups[gname][1]
-        before = engine.state
-        for member in engine.members:
-            other = self._runtime(member)
-            if other is not None and other is not rt and other.machine.state == State.BACKUP \
-                    and other.machine.master_down_timer is not None:
-                engine.withdraw(member)
-        moves = engine.request_master(name)
-        if not moves:
-            m.master_down_timer = None
-            d._reschedule(rt)
-            return True
-        self._apply_moves([mv for mv in moves if mv[0] != name], gname, before)
-        return False
-
-    def after_actions(self, rt: InstanceRuntime, actions: List[Action]) -> None:
-        """Follow the member's state changes with the rest of its sync group."""
-        for act in actions:
-            if isinstance(act, Notify):
-                self._state_changed(rt, act.state)
-
-    def _state_changed(self, rt: InstanceRuntime, state: State) -> None:
-        name = rt.inst.name
-        prev, self.last_state[name] = self.last_state.get(name), state
-        if state == State.MASTER and name in self.ah_seq:
-            self.ah_seq[name].becoming_master()
-        gname = self.group_of.get(name)
-        if gname is None or self.syncing or state == State.STOP:
-            return
-        engine = self.groups[gname][1]
-        before = engine.state
-        moves: List[Tuple[str, State]] = []
-        if state == State.FAULT:
-            moves = engine.set_fault(name, True)
-        elif prev == State.FAULT:
-            moves = engine.set_fault(name, False)
-        elif engine.state == State.FAULT:
-            moves = [(name, State.FAULT)]
-        elif state == State.BACKUP:
-            moves = engine.backup(name)
-        elif state == State.MASTER:
-            moves = engine.request_master(name) or [(name, State.BACKUP)]
-        self._apply_moves(moves, gname, before)
-
-    def _apply_moves(self, moves: List[Tuple[str, State]], gname: str, before: State) -> None:
-        sg, engine = self.groups[gname]
-        now = self.d.loop.time()
-        self.syncing = True
-        try:
-            for member, state in moves:
-                other = self._runtime(member)
-                if other is not None:
-                    acts = sync_force(other.machine, now, state)
-                    if acts:
-                        self.d._apply(other, acts)
-        finally:
-            self.syncing = False
-        if engine.state != before:
-            self.d._safe(self.d.notifier.vrrp_group, sg, engine.state)
-
-    def group_fault(self, rt: InstanceRuntime) -> bool:
-        """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
-        gname = self.group_of.get(rt.inst.name)
-        if gname is None:
-            return False
-        sg = self.groups[gname][0]
-        return any(self.d._link_up(ref.name) == ref.reverse for ref in sg.track_interface)
-
-    def status(self) -> List[Dict[str, Any]]:
-        return [{"name": name, "state": engine.state.value, "members": list(engine.members)}
-                for name, (_sg, engine) in self.groups.items()]
 
 
 # ============================================================================================
@@ -12219,20 +11999,28 @@ _BYTECODE_LOADER = (
 )
 
 
-def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS) -> Optional[str]:
+# The compiled script, when run as one: the first start writes it to the byte-code cache as it is instead of
+# compiling the file a second time (compiling is most of a first start on a small CPU)
+_SCRIPT_CODE: Any = sys._getframe().f_code if __name__ == "__main__" else None
+
+
+def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS, code: Any = None) -> Optional[str]:
     """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
 
     A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
-    runs as root. The file name carries the source's hash; older files are removed when a new one is made."""
+    runs as root. The file name carries the source's hash; older files are removed when a new one is made.
+    `code`, the code object already compiled from `source`, is written as it is (no second compilation)."""
     import glob as _glob
     import hashlib
     import importlib.util
+    import marshal
     import py_compile
     import stat
 
     try:
         with open(source, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()[:24]
+            text = fh.read()
+        digest = hashlib.sha256(text).hexdigest()[:24]
     except OSError:
         return None
     for base in dirs:
@@ -12244,8 +12032,14 @@ def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS) -> 
             pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
             if not os.path.exists(pyc):
                 partial = f"{pyc}.{os.getpid()}"
-                py_compile.compile(source, cfile=partial, doraise=True,
-                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                if code is not None:
+                    # PEP 552's unchecked hash-based pyc, as py_compile writes it: magic, flags 0b01, hash, code
+                    with open(partial, "wb") as fh:
+                        fh.write(importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+                                 + importlib.util.source_hash(text) + marshal.dumps(code))
+                else:
+                    py_compile.compile(source, cfile=partial, doraise=True,
+                                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
                 os.replace(partial, pyc)
                 for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
                     if old != pyc:
@@ -12264,8 +12058,10 @@ def reexec_from_bytecode_cache() -> None:
     site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
     if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
         return
+    global _SCRIPT_CODE
     source = os.path.abspath(__file__)
-    pyc = bytecode_cache(source)
+    pyc = bytecode_cache(source, code=_SCRIPT_CODE)
+    _SCRIPT_CODE = None
     if pyc is None:
         return
     sys.stdout.flush()
