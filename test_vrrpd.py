@@ -11559,25 +11559,28 @@ for line in sys.stdin:
         r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
         out = {"rc": r.returncode, "err": r.stderr.decode(errors="replace")}
     else:  # the VRRP model: start the VRRP child with -d for a moment, until it has dumped its topology
-        tag = str(abs(hash(path)))
-        cmd += ["-n", "-l", "-d", "-P", "-p", "/tmp/ka-c-%s.pid" % tag, "-r", "/tmp/ka-c-%s.vpid" % tag]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        data, deadline = b"", time.monotonic() + 5
-        try:
-            while time.monotonic() < deadline and b"------< Interfaces >------" not in data:
-                ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    break
-                chunk = os.read(p.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
+        for attempt in range(3):  # a loaded machine can be slow to start it: try again
+            tag = "%s-%d" % (abs(hash(path)), attempt)
+            run = cmd + ["-n", "-l", "-d", "-P", "-p", "/tmp/ka-c-%s.pid" % tag, "-r", "/tmp/ka-c-%s.vpid" % tag]
+            p = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            data, deadline = b"", time.monotonic() + 10
             try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            p.wait()
+                while time.monotonic() < deadline and b"------< Interfaces >------" not in data:
+                    ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                    if not ready:
+                        break
+                    chunk = os.read(p.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            finally:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                p.wait()
+            if b"------< Interfaces >------" in data:
+                break
         out = {"rc": 0, "err": data.decode(errors="replace")}
     print(json.dumps(out), flush=True)
 """
