@@ -6254,7 +6254,7 @@ class SyncGroupEngine:
 # --------------------------------------------------------------------------------------------
 # 6a. VRRP trackers: vrrp_script, track_file, track_process
 #     Pure decisions first (rise/fall counters, weight rules, process matching), then the
-#     Tracking class that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
+#     TrackerRunner that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
 # --------------------------------------------------------------------------------------------
 
 TRACK_FILE_FAULT = -254  # a track_file contribution at or below this puts the instance in FAULT
@@ -6515,7 +6515,7 @@ _unsafe_scripts_logged: set = set()  # scripts already reported as unsafe (said 
 class _ScriptRunner:
     """One vrrp_script: runs it every `interval` on the loop and keeps its ScriptResult."""
 
-    def __init__(self, tracking: Tracking, script: VrrpScript):
+    def __init__(self, tracking: TrackerRunner, script: VrrpScript):
         self.tracking = tracking
         self.script = script
         self.result = ScriptResult(script.rise, script.fall, script.init_fail)
@@ -6602,7 +6602,7 @@ class _ScriptRunner:
 
 
 class _FileWatch:
-    """One track_file: its last value, re-read every Tracking.file_poll_interval seconds."""
+    """One track_file: its last value, re-read every TrackerRunner.file_poll_interval seconds."""
 
     def __init__(self, track_file: TrackFile):
         self.track_file = track_file
@@ -6699,11 +6699,13 @@ def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     return found
 
 
-class Tracking:
-    """vrrp_script / track_file / track_process state for every instance and sync group.
+class TrackerRunner:
+    """Runs the trackers on the loop: vrrp_script / track_file / track_process (and track_bfd) state for every
+    instance and sync group.
 
     Contract used by the Daemon (section 10):
-      Tracking(loop, config, on_change)   on_change() is called on the loop whenever any tracked
+      TrackerRunner(loop, config, on_change)
+                                          on_change() is called on the loop whenever any tracked
                                           object changes state, so the daemon re-reads adjustments.
       start() / stop()                    begin / end running scripts and watching files/processes.
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
@@ -8719,7 +8721,7 @@ class LvsManager:
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
-        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to Tracking
+        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to TrackerRunner
         self.bfd_up: Callable[[str], bool] = lambda name: False
 
     def bfd_event(self, name: str, up: bool) -> None:
@@ -10353,7 +10355,7 @@ class Daemon:
         self.exit_code = 0
         self.started = time.time()
         self.notifier = Notifier(self.loop, config)
-        self.tracking = Tracking(self.loop, config, self._on_tracking_change)
+        self.tracking = TrackerRunner(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
@@ -11585,7 +11587,7 @@ class Daemon:
         return link is not None and link.up
 
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
-        """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
+        """(priority delta, fault) from the instance's own link, track_interface and the TrackerRunner."""
         parts = self._contributions(rt)
         try:
             initialising = getattr(self.tracking, "initialising", None)
