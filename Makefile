@@ -5,7 +5,7 @@ APT_PACKAGES = python3-pip keepalived ipvsadm iproute2 iputils-ping tcpdump nfta
                qemu-system-x86 busybox-static kmod xz-utils frr prometheus tshark
 PIP_PACKAGES = pytest ruff vermin aiosmtpd
 
-.PHONY: all test deps lint check demo bench fuzz soak install uninstall clean readme
+.PHONY: all test deps lint check demo bench fuzz soak compat install uninstall clean readme
 
 all: check
 
@@ -54,6 +54,12 @@ VRRPD_SOAK_LOGS ?= soak-logs
 soak:
 	VRRPD_SOAK_SECONDS=$(VRRPD_SOAK_SECONDS) VRRPD_SOAK_SEED=$(VRRPD_SOAK_SEED) VRRPD_SOAK_LOGS=$(VRRPD_SOAK_LOGS) \
 	  $(PYTEST) -q -s -k soak test_vrrpd.py
+
+# Differential test against keepalived 2.2.7 -t / -d (root: network namespaces): testdata/compat and
+# VRRPD_COMPAT_GENERATED generated configurations; prints the agreement and the table of known differences.
+VRRPD_COMPAT_GENERATED ?= 2000
+compat:
+	VRRPD_COMPAT_GENERATED=$(VRRPD_COMPAT_GENERATED) $(PYTEST) -q -s -k test_compat_differential test_vrrpd.py
 
 PREFIX ?= /usr/local
 install:

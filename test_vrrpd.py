@@ -19,6 +19,7 @@ import io
 import ipaddress
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -26,8 +27,9 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
 
@@ -164,6 +166,273 @@ def lab():
         yield the_lab
     finally:
         the_lab.close()
+
+
+# -- the Daemon offline: a fake kernel and a fake clock -----------------------------------------
+
+IP4, IP6 = ipaddress.IPv4Address, ipaddress.IPv6Address
+ETH0 = 2  # the fake kernel's eth0
+
+
+class FakeClockLoop(vrrpd.EventLoop):
+    """The real event loop with a clock that moves only when a test says so (advance)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        super().__init__()
+        self.now = now
+
+    def time(self) -> float:  # type: ignore[override]
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Run, in order, every timer that falls due within `seconds`, the clock at each one's time."""
+        import heapq
+
+        end = self.now + seconds
+        while self._ready or (self._timers and self._timers[0].when <= end):
+            ready, self._ready = self._ready, []
+            for callback, args in ready:
+                self._call(callback, args)
+            while self._timers and self._timers[0].cancelled:
+                heapq.heappop(self._timers)
+            if self._timers and self._timers[0].when <= end:
+                timer = heapq.heappop(self._timers)
+                self.now = max(self.now, timer.when)
+                self._call(timer.callback, timer.args)
+        self.now = end
+
+
+class FakeVrrpSocket:
+    """Stands in for VrrpSocket: selectable, records what would have gone out, and hands over what a test
+    puts in its inbox (raw IPv4 datagrams are decoded as the real socket decodes them)."""
+
+    packet = vrrpd.VrrpSocket.packet
+
+    def __init__(self, family, ifname, ifindex, protocol=vrrpd.IPPROTO_VRRP):
+        import socket as _socket
+
+        self.family, self.ifname, self.ifindex, self.protocol = family, ifname, ifindex, protocol
+        self.kernel_checksum = family == 6
+        self.groups, self.ident, self.sent, self.inbox = [], 0, [], []
+        self.sock, self._peer = _socket.socketpair()
+
+    def join(self, group):
+        if group not in self.groups:
+            self.groups.append(group)
+
+    def send(self, src, dst, packet):
+        self.sent.append((src, dst, packet))
+
+    def recv(self):
+        if not self.inbox:
+            return None
+        item = self.inbox.pop(0)
+        return vrrpd.decode_ipv4(item) if isinstance(item, bytes) else item
+
+    def close(self):
+        self.sock.close()
+        self._peer.close()
+
+
+class FakeRtnl:
+    """Stands in for Rtnetlink: links and addresses in memory; address, route and rule requests recorded."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def links(self):
+        return dict(self.kernel.links)
+
+    def addresses(self):
+        return list(self.kernel.addrs)
+
+    def add_address(self, index, vip):
+        key = (index, vip.address.ip)
+        self.kernel.calls.append(("add", index, str(vip.address)))
+        if key in self.kernel.held:
+            return False
+        self.kernel.held.add(key)
+        return True
+
+    def del_address(self, index, vip):
+        self.kernel.calls.append(("del", index, str(vip.address)))
+        key = (index, vip.address.ip)
+        if key not in self.kernel.held:
+            return False
+        self.kernel.held.discard(key)
+        return True
+
+    def route(self, route, ifindex, add, replace=False):
+        self.kernel.calls.append(("route", str(route), add))
+
+    def rule(self, rule, add):
+        self.kernel.calls.append(("rule", str(rule), add))
+
+    def close(self):
+        pass
+
+
+class FakeMonitor:
+    def __init__(self):
+        import socket as _socket
+
+        self.sock, self._peer = _socket.socketpair()
+        self.events, self.overrun, self.routes = [], False, False
+
+    def read(self):
+        events, self.events = self.events, []
+        return events
+
+    def watch_routes(self):
+        self.routes = True
+
+    def close(self):
+        self.sock.close()
+        self._peer.close()
+
+
+class FakeFirewall:
+    def __init__(self, table):
+        self.table, self.vips, self.active = table, None, False
+
+    def start(self, vips):
+        self.vips, self.active = list(vips), bool(vips)
+        return True
+
+    def replace(self, vips):
+        return self.start(vips)
+
+    def stop(self):
+        self.active = False
+
+
+class FakeVmacs:
+    def __init__(self, kernel):
+        self.kernel, self.created = kernel, {}
+
+    def create(self, name, base, vrid, family=4):
+        index = 100 + vrid
+        self.kernel.links[index] = vrrpd.LinkInfo(index, name, vrrpd.IFF_UP | vrrpd.IFF_RUNNING,
+                                                  vrrpd.vmac_address(vrid, family))
+        self.created[name] = index
+        return index
+
+    def remove(self, index):
+        self.created = {n: i for n, i in self.created.items() if i != index}
+        self.kernel.links.pop(index, None)
+
+    def remove_all(self):
+        for index in list(self.created.values()):
+            self.remove(index)
+
+
+class FakeAnnouncer:
+    def __init__(self, kernel, ifname):
+        self.kernel, self.ifname = kernel, ifname
+
+    def send(self, mac, address):
+        self.kernel.announced.append((self.ifname, str(address)))
+
+    def close(self):
+        pass
+
+
+class FakeKernel(vrrpd.Kernel):
+    """A kernel for Daemon tests: eth0 (index 2, up) holds 10.0.0.1/24 and the link-local fe80::1; sockets,
+    announcers, VIPs, VMACs and the firewall exist only in memory."""
+
+    def __init__(self):
+        up = vrrpd.IFF_UP | vrrpd.IFF_RUNNING
+        self.links = {ETH0: vrrpd.LinkInfo(ETH0, "eth0", up, bytes.fromhex("020000000001"))}
+        self.addrs = [vrrpd.AddrInfo(ETH0, ipaddress.ip_interface("10.0.0.1/24")),
+                      vrrpd.AddrInfo(ETH0, ipaddress.ip_interface("fe80::1/64"), scope=253)]
+        self.held, self.calls, self.announced, self.sockets = set(), [], [], {}
+        self.monitor_ = FakeMonitor()
+        self.firewall_ = None
+
+    def rtnetlink(self):
+        return FakeRtnl(self)
+
+    def monitor(self):
+        return self.monitor_
+
+    def vrrp_socket(self, family, ifname, ifindex, protocol=vrrpd.IPPROTO_VRRP):
+        sock = self.sockets[(ifname, family, protocol)] = FakeVrrpSocket(family, ifname, ifindex, protocol)
+        return sock
+
+    def announcer(self, ifname):
+        return FakeAnnouncer(self, ifname)
+
+    def vmacs(self, rtnl):
+        return FakeVmacs(self)
+
+    def firewall(self, table):
+        self.firewall_ = FakeFirewall(table)
+        return self.firewall_
+
+    def sent(self, family=4, ifname="eth0"):
+        """Every packet sent on the interface's VRRP socket of that family: [(src, dst, packet)]."""
+        sock = self.sockets.get((ifname, family, vrrpd.IPPROTO_VRRP))
+        return sock.sent if sock is not None else []
+
+    def deliver(self, daemon, item, family=4, ifname="eth0", protocol=vrrpd.IPPROTO_VRRP):
+        """A datagram arrives: raw IPv4 bytes or a vrrpd.Received, read by the Daemon as from the real socket."""
+        sock = self.sockets[(ifname, family, protocol)]
+        sock.inbox.append(item)
+        daemon._on_vrrp_readable(sock)
+
+
+def offline_daemon(config, loop=None, start=True, kernel=None):
+    """A Daemon on a FakeKernel and (unless `loop` is given) a FakeClockLoop; `config` is a vrrpd.Config or
+    keepalived.conf text. Started unless start=False. Returns (daemon, kernel)."""
+    if isinstance(config, str):
+        config, diags = vrrpd.parse_config_text(config, "offline.conf")
+        assert not [x for x in diags if x.severity is vrrpd.Severity.ERROR], diags
+    kernel = kernel or FakeKernel()
+    d = vrrpd.Daemon(config, loop or FakeClockLoop(), kernel=kernel)
+    if start:
+        d.start()
+    return d, kernel
+
+
+def _offline_daemon(config, monkeypatch=None, loop=None):
+    """offline_daemon() not started, its instances added: eth0 is index 7 with 10.9.0.250/24."""
+    kernel = FakeKernel()
+    kernel.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
+    kernel.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.9.0.250/24"))]
+    d, _kernel = offline_daemon(config, loop=loop, start=False, kernel=kernel)
+    d.rtnl, d.links, d.addrs = kernel.rtnetlink(), kernel.links, list(kernel.addrs)
+    for inst in config.vrrp_instances:
+        d._add_instance(inst)
+    return d
+
+
+@pytest.fixture
+def offline():
+    """offline_daemon(), with every Daemon it built closed afterwards."""
+    built = []
+
+    def build(config, **kw):
+        d, kernel = offline_daemon(config, **kw)
+        built.append((d, "loop" not in kw))
+        return d, kernel
+
+    yield build
+    for d, own_loop in built:
+        d.close()
+        if own_loop:
+            d.loop.close()
+
+
+def instance_text(name="VI_1", vrid=51, priority=100, family=4, version=3, advert=1.0, state="BACKUP",
+                  vips=None, extra="", global_extra=""):
+    """keepalived.conf text of one instance on eth0, IPv4 or IPv6."""
+    vips = vips or (["10.0.0.100/24"] if family == 4 else ["2001:db8::100/64"])
+    vip_lines = "".join(f"        {v}\n" for v in vips)
+    return (f"global_defs {{\n    router_id offline\n{global_extra}}}\n"
+            f"vrrp_instance {name} {{\n    state {state}\n    interface eth0\n    virtual_router_id {vrid}\n"
+            f"    priority {priority}\n    advert_int {advert}\n    version {version}\n"
+            f"    virtual_ipaddress {{\n{vip_lines}    }}\n{extra}}}\n")
 
 
 # ============================================================================================
@@ -841,8 +1110,8 @@ VALIDATION_CASES = [
     ("strict-no-vip", "global_defs {\n vrrp_strict\n}\n" + inst("interface lo\nvirtual_router_id 3"), 4, "error",
      "vrrp_strict needs at least one virtual_ipaddress"),
     ("strict-v2-ipv6", "global_defs {\n vrrp_strict\n}\n" + inst(
-        "interface lo\nvirtual_router_id 3\nvirtual_ipaddress {\n 2001:db8::1\n}"), 8, "error",
-     "IPv6 addresses need VRRPv3 under vrrp_strict"),
+        "interface lo\nvirtual_router_id 3\nvirtual_ipaddress {\n 2001:db8::1\n}"), 8, "warning",
+     "under vrrp_strict keepalived wants the first IPv6 address link-local and drops the instance; vrrpd runs it"),
     ("strict-mode-instance", inst("interface lo\nvirtual_router_id 3\nstrict_mode"), 1, "error",
      "strict_mode needs at least one virtual_ipaddress"),
     ("dup-vrid", inst(BASE) + inst(BASE.replace("10.0.0.1", "10.0.0.2"), "VI_2"), 10, "error",
@@ -850,10 +1119,12 @@ VALIDATION_CASES = [
     ("dup-name", inst(BASE) + inst(BASE.replace("50", "51")), 8, "error",
      "duplicate vrrp_instance name 'VI_1' (first defined at line 1)"),
     ("track-script", "vrrp_script chk_nginx {\n script /bin/true\n}\n" + inst(BASE + "\ntrack_script {\n chk_ngnix\n}"),
-     11, "error", "track_script 'chk_ngnix' names no vrrp_script (did you mean 'chk_nginx'?)"),
+     11, "warning", "track_script 'chk_ngnix' names no vrrp_script: keepalived ignores it, and so does vrrpd "
+     "(did you mean 'chk_nginx'?)"),
     ("sync-member", inst(BASE) + "vrrp_sync_group G {\n group {\n  VI_1\n  VI_9\n }\n}\n", 11, "error",
      "vrrp_sync_group G: 'VI_9' names no vrrp_instance"),
-    ("script-missing", "vrrp_script chk {\n interval 2\n}\n", 1, "error", "vrrp_script chk has no 'script'"),
+    ("script-missing", "vrrp_script chk {\n interval 2\n}\n", 1, "warning",
+     "vrrp_script chk has no 'script': keepalived removes it"),
     ("preempt-delay-unit", inst(BASE + "\npreempt_delay 60s"), 7, "warning",
      "preempt_delay '60s': keepalived rejects time units; read as 60 seconds"),
     ("garp-zero", "global_defs {\n vrrp_garp_interval 0\n}\n", 2, "warning", "vrrp_garp_interval 0: keepalived 2.2 "
@@ -1424,7 +1695,6 @@ def test_large_generated_config_parses_completely():
 # ============================================================================================
 
 
-import random  # noqa: E402
 
 IP4 = ipaddress.IPv4Address
 
@@ -1780,10 +2050,10 @@ def test_lower_effective_priority_master_is_preempted_by_backup_timeout():
 def test_backup_does_not_become_master_while_a_tracker_is_initialising():
     m = _machine(priority=150)
     m.start(0.0)
-    m.hold_master = True
+    m.set_hold_master(True)
     deadline = m.next_deadline()
     assert m.on_timer(deadline) == [] and m.state == vrrpd.State.BACKUP
-    m.hold_master = False
+    m.set_hold_master(False)
     m.on_timer(m.next_deadline())
     assert m.state == vrrpd.State.MASTER
 
@@ -1819,6 +2089,259 @@ def test_address_list_mismatch_is_reported_unless_skipped():
     assert m.address_mismatch(_adv(addresses=("10.0.0.101",)))
     assert not m.address_mismatch(_adv(addresses=("10.0.0.100",)))
     assert not _machine(skip_check_adv_addr=True).address_mismatch(_adv(addresses=("10.0.0.101",)))
+
+
+# -- RFC 5798 section 7.1: the receive checks, each for both families -------------------------------
+
+FAMILY = {4: dict(peer=IP4("10.0.0.2"), group=IP4("224.0.0.18"), me=IP4("10.0.0.1"), vip=IP4("10.0.0.100"),
+                  other=IP4("10.0.0.101")),
+          6: dict(peer=IP6("fe80::2"), group=IP6("ff02::12"), me=IP6("fe80::1"), vip=IP6("2001:db8::100"),
+                  other=IP6("2001:db8::101"))}
+
+
+def _rx(family, priority=200, dst=None, ttl=255, src=None, version=3, advert_int=1.0, addresses=None,
+        mutate=None):
+    """A Received advert of `family` as the socket hands it over (the IPv6 checksum left to the kernel)."""
+    f = FAMILY[family]
+    src, dst = src or f["peer"], dst or f["group"]
+    adv = vrrpd.VrrpAdvert(version, 51, priority, addresses if addresses is not None else [f["vip"]], advert_int)
+    msg = vrrpd.encode_advert(adv, src, dst) if family == 4 else vrrpd.encode_advert(adv)
+    if mutate is not None:
+        msg = mutate(bytearray(msg))
+    return vrrpd.Received(src, dst, ttl, bytes(msg))
+
+
+def _rx_machine(family, **kw):
+    return vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, 3, addresses=[FAMILY[family]["vip"]],
+                             primary_ip=FAMILY[family]["me"], **kw)
+
+
+def _check(pkt, machine, unicast=False, peers=(), check_src=False):
+    return vrrpd.receive_checks(pkt, machine, unicast, list(peers), check_src)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_accepts_a_good_advert(family):
+    adv = _check(_rx(family), _rx_machine(family))
+    assert isinstance(adv, vrrpd.VrrpAdvert) and adv.priority == 200 and adv.addresses == [FAMILY[family]["vip"]]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_multicast_needs_ttl_255(family):
+    verdict = _check(_rx(family, ttl=64), _rx_machine(family))
+    assert verdict == vrrpd.Drop("bad_ttl", "(VI_1) invalid TTL/HL. Received 64 and expect 255")
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_unicast_ttl_must_be_in_the_peers_range(family):
+    f = FAMILY[family]
+    peers = [vrrpd.UnicastPeer(f["peer"], min_ttl=250, max_ttl=255)]
+    assert isinstance(_check(_rx(family, dst=f["me"], ttl=254), _rx_machine(family), True, peers), vrrpd.VrrpAdvert)
+    verdict = _check(_rx(family, dst=f["me"], ttl=64), _rx_machine(family), True, peers)
+    assert verdict.reason == "bad_ttl" and "outside [250, 255]" in verdict.message
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_mode_unicast_versus_multicast(family):
+    f = FAMILY[family]
+    assert _check(_rx(family, dst=f["me"]), _rx_machine(family), unicast=False).reason == "mode_mismatch"
+    assert _check(_rx(family), _rx_machine(family), unicast=True).reason == "mode_mismatch"
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_unicast_source_must_be_a_peer_when_checked(family):
+    f = FAMILY[family]
+    pkt = _rx(family, dst=f["me"])
+    assert _check(pkt, _rx_machine(family), True, [], check_src=True).reason == "unknown_peer"
+    assert isinstance(_check(pkt, _rx_machine(family), True, [], check_src=False), vrrpd.VrrpAdvert)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda b: b[:3], "truncated"),
+    (lambda b: bytes([0x41]) + b[1:], "bad_version"),
+    (lambda b: bytes([0x32]) + b[1:], "bad_type"),
+    (lambda b: b + b"\0\0\0\0", "bad_length"),
+    (lambda b: b[:4] + b"\0\0" + b[6:], "bad_interval"),
+], ids=["truncated", "version", "type", "length", "interval"])
+def test_receive_check_rejects_malformed_messages(family, mutate, reason):
+    def fix(b):
+        out = bytearray(mutate(bytes(b)))
+        if family == 4 and len(out) >= 8:  # keep the checksum right, so the field under test is what fails
+            out[6:8] = b"\0\0"
+            src, dst = FAMILY[4]["peer"], FAMILY[4]["group"]
+            out[6:8] = vrrpd.inet_checksum(vrrpd.pseudo_header(src, dst, len(out)) + bytes(out)).to_bytes(2, "big")
+        return out
+
+    assert _check(_rx(family, mutate=fix), _rx_machine(family)).reason == reason
+
+
+def test_receive_check_ipv4_checksum_covers_the_pseudo_header():
+    # IPv6 checksums are the kernel's to check (IPV6_CHECKSUM): a bad one never reaches vrrpd
+    good = _rx(4)
+    spoofed = vrrpd.Received(IP4("10.0.0.3"), good.dst, good.ttl, good.payload)
+    assert _check(spoofed, _rx_machine(4)).reason == "bad_checksum"
+    bad = _rx(4, mutate=lambda b: b[:6] + bytes([b[6] ^ 1]) + b[7:])
+    assert _check(bad, _rx_machine(4)).reason == "bad_checksum"
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_version_must_be_ours(family):
+    m = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, 2) if family == 4 else _rx_machine(family)
+    if family == 4:
+        assert _check(_rx(4), m).reason == "bad_version"  # a v3 advert for a v2 instance
+    else:
+        v2 = _rx(6, mutate=lambda b: bytes([0x21]) + b[1:] + bytes(8))
+        assert _check(v2, m).reason == "bad_version"  # IPv6 is VRRPv3 only
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_address_list_mismatch_is_counted_not_dropped(family):
+    f = FAMILY[family]
+    adv = _check(_rx(family, addresses=[f["other"]]), _rx_machine(family))
+    assert isinstance(adv, vrrpd.VrrpAdvert) and _rx_machine(family).address_mismatch(adv)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_receive_check_unwrap_runs_after_the_ttl_and_before_the_message(family):
+    seen = []
+
+    def unwrap(msg):
+        seen.append(msg)
+        return msg[:-4]  # a trailer of 4 bytes taken off
+
+    pkt = _rx(family)
+    padded = vrrpd.Received(pkt.src, pkt.dst, pkt.ttl, pkt.payload + b"TRLR")
+    assert isinstance(vrrpd.receive_checks(padded, _rx_machine(family), False, [], False, False, unwrap),
+                      vrrpd.VrrpAdvert)
+    low = vrrpd.Received(pkt.src, pkt.dst, 1, pkt.payload + b"TRLR")
+    assert vrrpd.receive_checks(low, _rx_machine(family), False, [], False, False, unwrap).reason == "bad_ttl"
+    assert len(seen) == 1
+    assert vrrpd.receive_checks(padded, _rx_machine(family), False, [], False, False, lambda m: None) is None
+
+
+# -- the receive and send paths of the Daemon, each for both families (fake kernel, fake clock) -------
+
+
+def _master(d, kernel):
+    """Nobody else advertises: the instance becomes MASTER after its Master_Down_Interval."""
+    rt = d.runtimes[0]
+    d.loop.advance(rt.machine.master_down_interval + 0.01)
+    assert rt.machine.state == vrrpd.State.MASTER
+    return rt
+
+
+def _advert_pkt(family, priority=200, vrid=51, src=None, ttl=255, received_at=None):
+    pkt = _rx(family, priority=priority, src=src, ttl=ttl)
+    if vrid != 51:
+        pkt.payload = pkt.payload[:1] + bytes([vrid]) + pkt.payload[2:]
+        if family == 4:
+            pkt = _rx(4, priority=priority, src=src, ttl=ttl, mutate=lambda b: b)  # re-encode below
+            adv = vrrpd.VrrpAdvert(3, vrid, priority, [FAMILY[4]["vip"]], 1.0)
+            pkt.payload = vrrpd.encode_advert(adv, pkt.src, pkt.dst)
+    pkt.received_at = received_at
+    return pkt
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_sources_targets_and_socket_follow_the_family(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    rt = d.runtimes[0]
+    assert rt.src == FAMILY[family]["me"] and rt.machine.primary_ip == rt.src
+    assert rt.targets == [(FAMILY[family]["group"], 255)] and kernel.sockets[("eth0", family, 112)].groups
+    rt = _master(d, kernel)
+    src, dst, packet = kernel.sent(family)[-1]
+    assert (src, dst) == (FAMILY[family]["me"], FAMILY[family]["group"])
+    msg = vrrpd.decode_ipv4(packet).payload if family == 4 else packet
+    adv = vrrpd.decode_advert(msg, src if family == 4 else None, dst if family == 4 else None, family=family)
+    assert (adv.vrid, adv.priority, adv.addresses) == (51, 100, [FAMILY[family]["vip"]])
+    assert (ETH0, FAMILY[family]["vip"]) in kernel.held
+    assert (("eth0", str(FAMILY[family]["vip"])) in kernel.announced)  # a GARP or an unsolicited NA
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_backup_follows_a_master_of_either_family(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    rt = d.runtimes[0]
+    for _ in range(5):
+        kernel.deliver(d, _advert_pkt(family, 200), family)
+        d.loop.advance(1.0)
+    assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_ip == FAMILY[family]["peer"]
+    assert rt.adverts_received == 5 and not rt.bad_packets
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_ignores_its_own_echoes(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    kernel.deliver(d, _advert_pkt(family, 200, src=FAMILY[family]["me"]), family)
+    assert d.runtimes[0].adverts_received == 0 and not d.runtimes[0].bad_packets
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_unknown_vrid_is_logged_once_per_interface(offline, family, caplog):
+    d, kernel = offline(instance_text(family=family))
+    caplog.set_level(logging.WARNING, logger="vrrpd")
+    for vrid in (7, 8, 9):
+        pkt = _rx(family)
+        pkt.payload = pkt.payload[:1] + bytes([vrid]) + pkt.payload[2:]
+        kernel.deliver(d, pkt, family)
+    assert sum("Unknown VRID" in r.getMessage() for r in caplog.records) == 1
+    assert d.runtimes[0].adverts_received == 0
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_counts_priority_zero_both_ways(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    rt = _master(d, kernel)
+    d.stop()
+    assert rt.priority_zero_sent == 1
+    d2, kernel2 = offline(instance_text(family=family))
+    kernel2.deliver(d2, _advert_pkt(family, 0), family)
+    assert d2.runtimes[0].priority_zero_received == 1
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_dates_an_advert_by_its_kernel_receive_time(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    m = d.runtimes[0].machine
+    kernel.deliver(d, _advert_pkt(family, 200), family)
+    fresh = m.master_down_timer
+    kernel.deliver(d, _advert_pkt(family, 200, received_at=time.time() - 0.05), family)
+    assert fresh - 0.1 < m.master_down_timer < fresh - 0.03  # started when it arrived, not when it was read
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_encodes_an_advert_once_and_sends_the_bytes_again(offline, family):
+    d, kernel = offline(instance_text(family=family, advert=0.1))
+    rt = _master(d, kernel)
+    d.loop.advance(1.0)
+    packets = {p for _s, _d, p in kernel.sent(family)}
+    assert len(kernel.sent(family)) >= 10 and len(packets) == 1 and len(rt.packets) == 1
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_puts_back_a_vip_deleted_behind_its_back(offline, family):
+    d, kernel = offline(instance_text(family=family))
+    _master(d, kernel)
+    vip = FAMILY[family]["vip"]
+    kernel.held.discard((ETH0, vip))
+    prefix = 24 if family == 4 else 64
+    kernel.monitor_.events.append((vrrpd.RTM_DELADDR, vrrpd.AddrInfo(ETH0, ipaddress.ip_interface(f"{vip}/{prefix}"))))
+    d._on_netlink()
+    assert (ETH0, vip) in kernel.held and kernel.calls[-1] == ("add", ETH0, f"{vip}/{prefix}")
+
+
+def test_daemon_ipv6_instance_waits_for_its_link_local_address(offline):
+    kernel = FakeKernel()
+    kernel.addrs = [a for a in kernel.addrs if a.address.version == 4]
+    tentative = vrrpd.AddrInfo(ETH0, ipaddress.ip_interface("fe80::1/64"), scope=253, flags=vrrpd.IFA_F_TENTATIVE)
+    kernel.addrs.append(tentative)
+    d, kernel = offline(instance_text(family=6), kernel=kernel)
+    rt = d.runtimes[0]
+    assert rt.src is None and rt.machine.state == vrrpd.State.FAULT
+    kernel.monitor_.events.append((vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(ETH0, tentative.address, scope=253)))
+    d._on_netlink()  # DAD is over: the kernel says so, nothing polls
+    assert rt.src == IP6("fe80::1") and rt.machine.state == vrrpd.State.BACKUP
 
 
 # -- C2. Why each state change happened: the reason carried by Notify (issue 16) ---------------
@@ -1891,7 +2414,7 @@ def test_reason_fault_fault_cleared_shutdown_and_sync_group():
     assert _reason(_machine().start(0.0, fault=True))[:2] == (vrrpd.State.FAULT, "fault")
     member = _machine()
     member.start(0.0)
-    assert _reason(vrrpd.sync_force(member, 1.0, vrrpd.State.MASTER))[:2] == (vrrpd.State.MASTER, "sync-group")
+    assert _reason(member.force_state(1.0, vrrpd.State.MASTER))[:2] == (vrrpd.State.MASTER, "sync-group")
     lost = _machine(priority=150)
     lost.start(0.0)
     lost.on_timer(lost.next_deadline())
@@ -2063,31 +2586,31 @@ def test_auth_hmac_config_keys_modes_and_validation(tmp_path):
 
 def _hmac_daemon(version=3, mode="enforce", unicast=False, state_master=True):
     """A started fuzz-style Daemon whose instance signs and checks auth_hmac trailers; sends are captured."""
-    d, rt, sock = _fuzz_daemon(version)
-    rt.inst.auth_type, rt.inst.auth_pass = vrrpd.AuthType.NONE, b""
-    rt.machine.auth_type = vrrpd.AuthType.NONE
-    rt.inst.auth_hmac = vrrpd.AuthHmacConfig(keys={1: HMAC_KEY, 2: bytes(range(1, 33))}, active_key=1, mode=mode)
-    if unicast:
-        rt.inst.unicast_peer = [vrrpd.UnicastPeer(IP4("10.0.0.2"))]
-        rt.unicast = True
-        rt.targets = [(IP4("10.0.0.2"), 255)]
-    d._attach_hmac(rt)
-    sent = []
-
-    class VSock:
-        def __init__(self):
-            self.sock = self
-
-        def sendto(self, packet, addr):
-            sent.append(packet)
-
-    rt.vsock = VSock()
-    if not rt.targets:
-        rt.targets = [(IP4("224.0.0.18"), 255)]
+    hmac = vrrpd.AuthHmacConfig(keys={1: HMAC_KEY, 2: bytes(range(1, 33))}, active_key=1, mode=mode)
+    peers = [vrrpd.UnicastPeer(IP4("10.0.0.2"))] if unicast else []
+    d, rt, kernel = _fuzz_daemon(version, auth="NONE", auth_hmac=hmac, unicast_peer=peers)
     if state_master:
-        d._apply(rt, rt.machine.set_effective_priority(d.loop.time(), 100))
-        d._apply(rt, vrrpd.sync_force(rt.machine, d.loop.time(), vrrpd.State.MASTER))
-    return d, rt, sock, sent
+        _become_master(d, rt)
+    return d, rt, kernel, _SentPackets(kernel)
+
+
+class _SentPackets:
+    """The packets the fake kernel's eth0 VRRP socket sent, as a list of bytes."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def _all(self):
+        return [packet for _src, _dst, packet in self.kernel.sent(4)]
+
+    def __getitem__(self, item):
+        return self._all()[item]
+
+    def __len__(self):
+        return len(self._all())
+
+    def __iter__(self):
+        return iter(self._all())
 
 
 def _peer_advert(version, priority, engine, dst=IP4("224.0.0.18"), src=IP4("10.0.0.2"), now_ns=None):
@@ -2099,7 +2622,7 @@ def _peer_advert(version, priority, engine, dst=IP4("224.0.0.18"), src=IP4("10.0
 
 @pytest.mark.parametrize("version", [2, 3])
 def test_auth_hmac_master_signs_every_advert_with_a_fresh_sequence(version):
-    d, rt, sock, sent = _hmac_daemon(version)
+    d, rt, kernel, sent = _hmac_daemon(version)
     try:
         assert rt.machine.state == vrrpd.State.MASTER and sent
         d._send_advert(rt, 100)
@@ -2116,7 +2639,7 @@ def test_auth_hmac_master_signs_every_advert_with_a_fresh_sequence(version):
         assert seqs[1] > seqs[0]
     finally:
         d.loop.close()
-    d, rt, sock, sent = _hmac_daemon(version, mode="receive-only")
+    d, rt, kernel, sent = _hmac_daemon(version, mode="receive-only")
     try:
         assert sent and all(len(vrrpd.decode_ipv4(p).payload) == (20 if version == 2 else 12) for p in sent)
     finally:
@@ -2125,7 +2648,7 @@ def test_auth_hmac_master_signs_every_advert_with_a_fresh_sequence(version):
 
 @pytest.mark.parametrize("version,unicast", [(2, False), (3, False), (3, True)])
 def test_auth_hmac_hostile_adverts_are_counted_and_dropped_without_any_state_change(version, unicast):
-    d, rt, sock, sent = _hmac_daemon(version, unicast=unicast)
+    d, rt, kernel, sent = _hmac_daemon(version, unicast=unicast)
     dst = IP4("10.0.0.1") if unicast else IP4("224.0.0.18")
     try:
         m = rt.machine
@@ -2138,12 +2661,12 @@ def test_auth_hmac_hostile_adverts_are_counted_and_dropped_without_any_state_cha
         unsigned = _peer_advert(version, 200, None, dst)
         truncated = good[:-1]
         stranger = _peer_advert(version, 200, vrrpd.AuthHmac({1: bytes(32)}, 1), dst, src=IP4("10.0.0.9"))
-        d._handle_packet(sock, good)  # first accepted: we are MASTER at 100, it is 200 -> BACKUP
+        kernel.deliver(d, good)  # first accepted: we are MASTER at 100, it is 200 -> BACKUP
         assert m.state == vrrpd.State.BACKUP
         down_timer = m.master_down_timer
         for packet in (good, bytes(tampered), _peer_advert(version, 200, retired, dst), stale, unsigned, truncated,
                        stranger):
-            d._handle_packet(sock, packet)
+            kernel.deliver(d, packet)
         assert (m.state, m.master_down_timer, rt.adverts_received) == (vrrpd.State.BACKUP, down_timer, 1)
         bad = rt.bad_packets
         assert bad.get("auth_ext_replay") == 1, bad
@@ -2154,16 +2677,16 @@ def test_auth_hmac_hostile_adverts_are_counted_and_dropped_without_any_state_cha
         else:
             assert bad.get("auth_ext_invalid_hmac") == 2, bad
         # a MASTER attacked the same way keeps its advert timer to the tick
-        d2, rt2, sock2, sent2 = _hmac_daemon(version, unicast=unicast)
+        d2, rt2, kernel2, sent2 = _hmac_daemon(version, unicast=unicast)
         m2 = rt2.machine
         attack = _hmac_engine(anti_replay="time")
         replay = _peer_advert(version, 200, attack, dst)
         before = (m2.state, m2.adver_timer, m2.effective_priority, len(sent2))
-        d2._handle_packet(sock2, _peer_advert(version, 50, attack, dst))  # genuine lower priority: re-asserts
+        kernel2.deliver(d2, _peer_advert(version, 50, attack, dst))  # genuine lower priority: re-asserts
         sent_after_genuine = len(sent2)
         timer_after_genuine = m2.adver_timer
         for packet in (replay[:-3], bytes(bytearray(replay[:-1]) + b"\0"), _peer_advert(version, 200, retired, dst)):
-            d2._handle_packet(sock2, packet)
+            kernel2.deliver(d2, packet)
         assert (m2.state, m2.adver_timer, len(sent2)) == (vrrpd.State.MASTER, timer_after_genuine,
                                                           sent_after_genuine), before
         d2.loop.close()
@@ -2172,13 +2695,13 @@ def test_auth_hmac_hostile_adverts_are_counted_and_dropped_without_any_state_cha
 
 
 def test_auth_hmac_permissive_accepts_unsigned_but_checks_signed():
-    d, rt, sock, sent = _hmac_daemon(3, mode="permissive", state_master=False)
+    d, rt, kernel, sent = _hmac_daemon(3, mode="permissive", state_master=False)
     try:
-        d._handle_packet(sock, _peer_advert(3, 200, None))
+        kernel.deliver(d, _peer_advert(3, 200, None))
         assert rt.adverts_received == 1
         tampered = bytearray(_peer_advert(3, 200, _hmac_engine(anti_replay="time")))
         tampered[-1] ^= 1
-        d._handle_packet(sock, bytes(tampered))
+        kernel.deliver(d, bytes(tampered))
         assert rt.adverts_received == 1 and rt.bad_packets.get("auth_ext_invalid_hmac") == 1
     finally:
         d.loop.close()
@@ -2443,7 +2966,7 @@ def test_track_bfd_weight_reverse_fault_and_sync_group_through_tracking():
     loop = vrrpd.EventLoop()
     changes = []
     try:
-        tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(1))
+        tracking = vrrpd.TrackerRunner(loop, cfg, lambda: changes.append(1))
         for bfd in (b, g):
             tracking.bfd.runs[bfd.name] = vrrpd._BfdRun(bfd, vrrpd.BfdSession(bfd.name, 10_000, 10_000))
         tracking._started = True
@@ -2548,42 +3071,39 @@ def test_vrrp_delay_after_boot_counts_from_boot_and_takes_the_longer_delay():
     assert cfg.global_defs.vrrp_delay_after_boot == 90.5 and not diags
 
 
-def test_startup_delay_holds_machines_in_init_until_it_is_over():
-    d, rt, sock = _fuzz_daemon(3)
-    try:
-        fresh = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, 3)
-        rt.machine = fresh  # not started
-        d.startup_pending = True  # as start() leaves it while vrrp_startup_delay / vrrp_delay_after_boot runs
-        d._reevaluate()  # trackers and links changing meanwhile do not start it
-        assert rt.machine.state == vrrpd.State.INIT
-        d._start_machines()  # the delay is over
-        assert rt.machine.state != vrrpd.State.INIT and not d.startup_pending
-    finally:
-        d.loop.close()
+def test_startup_delay_holds_machines_in_init_until_it_is_over(offline):
+    d, _kernel = offline(instance_text(global_extra="    vrrp_startup_delay 5\n"))
+    rt = d.runtimes[0]
+    assert d.startup_pending and rt.machine.state == vrrpd.State.INIT
+    d._reevaluate()  # trackers and links changing meanwhile do not start it
+    d.loop.advance(4.9)
+    assert rt.machine.state == vrrpd.State.INIT
+    d.loop.advance(0.2)  # the delay is over
+    assert rt.machine.state != vrrpd.State.INIT and not d.startup_pending
 
 
 def test_rfc9568_rate_limited_logging_once_per_class_until_master_changes(caplog):
-    d, rt, sock = _fuzz_daemon(3)
+    d, rt, kernel = _fuzz_daemon(3)
     try:
         src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
         bad_ttl = vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
             vrrpd.VrrpAdvert(3, 51, 200, [IP4("10.0.0.100")], 1.0), src, group), ttl=64)
         with caplog.at_level(logging.WARNING, logger="vrrpd"):
             for _ in range(50):
-                d._handle_packet(sock, bad_ttl)
+                kernel.deliver(d, bad_ttl)
             assert rt.bad_packets["bad_ttl"] == 50
             assert caplog.text.count("invalid TTL/HL") == 1
             # a spoofed source does not re-open the log: only an accepted advert of a new master does
             good = vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
                 vrrpd.VrrpAdvert(3, 51, 200, [IP4("10.0.0.100")], 1.0), src, group))
-            d._handle_packet(sock, good)
-            d._handle_packet(sock, bad_ttl)
+            kernel.deliver(d, good)
+            kernel.deliver(d, bad_ttl)
             assert caplog.text.count("invalid TTL/HL") == 2
-            d._handle_packet(sock, good)  # the same master again: still suppressed
-            d._handle_packet(sock, bad_ttl)
+            kernel.deliver(d, good)  # the same master again: still suppressed
+            kernel.deliver(d, bad_ttl)
             assert caplog.text.count("invalid TTL/HL") == 2
-            d._apply(rt, vrrpd.sync_force(rt.machine, d.loop.time(), vrrpd.State.MASTER))  # becoming MASTER
-            d._handle_packet(sock, bad_ttl)
+            d._apply(rt, rt.machine.force_state(d.loop.time(), vrrpd.State.MASTER))  # becoming MASTER
+            kernel.deliver(d, bad_ttl)
             assert caplog.text.count("invalid TTL/HL") == 3
     finally:
         d.loop.close()
@@ -3263,9 +3783,10 @@ def test_vrrp6_checksum_matches_golden_vector():
     src, dst = vrrpd.ipaddress.IPv6Address("fe80::c8"), vrrpd.VRRP_MCAST_GROUP6
     message = bytes.fromhex("310a640200640000") + vrrpd.ipaddress.IPv6Address("fe80::1").packed
     message += vrrpd.ipaddress.IPv6Address("2001:db8::1").packed
-    assert vrrpd.vrrp6_checksum(src, dst, message) == 0x3F5D
+    assert vrrpd.inet_checksum(vrrpd.pseudo_header(src, dst, len(message)) + message) == 0x3F5D
     # a different source changes the sum: the pseudo-header is really included
-    assert vrrpd.vrrp6_checksum(vrrpd.ipaddress.IPv6Address("fe80::c9"), dst, message) != 0x3F5D
+    other = vrrpd.ipaddress.IPv6Address("fe80::c9")
+    assert vrrpd.inet_checksum(vrrpd.pseudo_header(other, dst, len(message)) + message) != 0x3F5D
 
 
 def test_unsolicited_na_frame_layout_flags_and_checksum():
@@ -3281,7 +3802,7 @@ def test_unsolicited_na_frame_layout_flags_and_checksum():
     assert icmp[0] == 136 and icmp[1] == 0
     assert icmp[4] == 0xA0  # Router + Override, not Solicited
     assert icmp[8:24] == target.packed and icmp[24:26] == b"\x02\x01" and icmp[26:32] == mac
-    assert _csum_ok(vrrpd.ipv6_pseudo_header(target, vrrpd.ALL_NODES6, len(icmp), 58) + icmp)
+    assert _csum_ok(vrrpd.pseudo_header(target, vrrpd.ALL_NODES6, len(icmp), 58) + icmp)
     assert vrrpd.build_unsolicited_na(mac, target, router=False)[54 + 4] == 0x20
 
 
@@ -3375,149 +3896,119 @@ def test_sync_group_backup_or_fault_of_one_member_moves_all(caplog):
     assert group.state == vrrpd.State.BACKUP
 
 
-def _group_daemon(strict=False):
-    """A Daemon with two started instances in sync group G (no sockets: adverts go nowhere)."""
-    insts = [vrrpd.VrrpInstance(name, interface="eth0", virtual_router_id=vrid, priority=100, advert_int=0.1,
-                                version=3, sync_group="G")
-             for name, vrid in (("VI_1", 1), ("VI_2", 2))]
-    config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="t", vrrp_strict=strict), vrrp_instances=insts,
-                          sync_groups=[vrrpd.SyncGroup("G", group=["VI_1", "VI_2"])])
-    d = vrrpd.Daemon(config)
-    d.rtnl = object()  # no VIPs here, so never used
-    d.beyond.groups["G"] = (config.sync_groups[0], vrrpd.SyncGroupEngine("G", ["VI_1", "VI_2"]))
-    d.beyond.group_of.update({"VI_1": "G", "VI_2": "G"})
-    for inst in insts:
-        machine = vrrpd.VrrpMachine(inst.name, inst.virtual_router_id, 100, 0.1, 3,
-                                    garp_lower_prio_repeat=3)
-        rt = vrrpd.InstanceRuntime(inst, machine, 3)
-        d.beyond.apply_strict(rt)
-        d.runtimes.append(rt)
-    now = d.loop.time()
-    for rt in d.runtimes:
-        d._apply(rt, rt.machine.start(now))
-    return d
+def _group_text(strict=False, track=""):
+    """Two instances in sync group G on eth0; VI_1 (priority 100) times out before VI_2 (90, longer Skew_Time)."""
+    insts = "".join(
+        f"vrrp_instance {name} {{\n    interface eth0\n    virtual_router_id {vrid}\n    priority {prio}\n"
+        f"    advert_int 0.1\n    version 3\n    garp_lower_prio_repeat 3\n"
+        f"    virtual_ipaddress {{\n        10.0.0.{vrid}0/24\n    }}\n}}\n"
+        for name, vrid, prio in (("VI_1", 1, 100), ("VI_2", 2, 90)))
+    return (f"global_defs {{\n    router_id t\n{'    vrrp_strict' + chr(10) if strict else ''}}}\n"
+            f"vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n{track}}}\n" + insts)
 
 
 def _fire_down_timer(d, rt):
-    rt.machine.master_down_timer = d.loop.time() - 0.001
-    d._on_timer(rt)
+    """Let the clock run to rt's Master_Down_Timer (only reading the machine's timer)."""
+    d.loop.advance(max(0.0, rt.machine.master_down_timer - d.loop.time()))
 
 
-def test_daemon_sync_group_waits_for_every_member_then_moves_together():
-    d = _group_daemon()
+def test_daemon_sync_group_waits_for_every_member_then_moves_together(offline):
+    d, _kernel = offline(_group_text())
     one, two = d.runtimes
-    try:
-        _fire_down_timer(d, one)
-        assert one.machine.state == vrrpd.State.BACKUP and one.machine.master_down_timer is None  # parked
-        _fire_down_timer(d, two)
-        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.MASTER] * 2
-        assert d.beyond.status() == [{"name": "G", "state": "MASTER", "members": ["VI_1", "VI_2"]}]
-        d._apply(two, two.machine.set_fault(d.loop.time(), True))
-        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.FAULT] * 2
-        d._apply(two, two.machine.set_fault(d.loop.time(), False))
-        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
-        assert all(rt.machine.master_down_timer is not None for rt in d.runtimes)
-    finally:
-        d.loop.close()
+    _fire_down_timer(d, one)
+    assert one.machine.state == vrrpd.State.BACKUP and one.machine.parked
+    _fire_down_timer(d, two)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.MASTER] * 2
+    assert d.status()["sync_groups"] == [{"name": "G", "state": "MASTER", "members": ["VI_1", "VI_2"]}]
+    d._apply(two, two.machine.set_fault(d.loop.time(), True))
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.FAULT] * 2
+    d._apply(two, two.machine.set_fault(d.loop.time(), False))
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
+    assert not any(rt.machine.parked for rt in d.runtimes)
 
 
-def test_daemon_parked_member_that_hears_a_master_no_longer_counts_as_wanting():
-    d = _group_daemon()
+def test_daemon_parked_member_that_hears_a_master_no_longer_counts_as_wanting(offline):
+    d, _kernel = offline(_group_text())
     one, two = d.runtimes
-    try:
-        _fire_down_timer(d, one)
-        adv = vrrpd.VrrpAdvert(3, 1, 200, [], 0.1)
-        d._apply(one, one.machine.on_advert(d.loop.time(), adv, vrrpd.ipaddress.ip_address("10.0.0.9")))
-        _fire_down_timer(d, two)
-        assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
-    finally:
-        d.loop.close()
+    _fire_down_timer(d, one)
+    adv = vrrpd.VrrpAdvert(3, 1, 200, [], 0.1)
+    d._apply(one, one.machine.on_advert(d.loop.time(), adv, vrrpd.ipaddress.ip_address("10.0.0.9")))
+    _fire_down_timer(d, two)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
 
 
-def test_sync_group_track_interface_faults_every_member():
-    d = _group_daemon()
-    try:
-        d.beyond.groups["G"][0].track_interface = [vrrpd.TrackRef("eth9")]
-        assert all(d.beyond.group_fault(rt) for rt in d.runtimes)
-        d.links[9] = vrpd_link = vrrpd.LinkInfo(9, "eth9", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)
-        assert vrpd_link.up and not any(d.beyond.group_fault(rt) for rt in d.runtimes)
-        assert vrrpd.instance_family(vrrpd.VrrpInstance("x", native_ipv6=True)) == 6
-        assert vrrpd.instance_family(vrrpd.VrrpInstance("x")) == 4
-    finally:
-        d.loop.close()
+def test_sync_group_track_interface_faults_every_member(offline):
+    d, kernel = offline(_group_text(track="    track_interface {\n        eth9\n    }\n"))
+    assert all(d._group_fault(rt) for rt in d.runtimes)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.FAULT] * 2
+    kernel.monitor_.events.append((vrrpd.RTM_NEWLINK, vrrpd.LinkInfo(9, "eth9", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)))
+    d._on_netlink()
+    assert not any(d._group_fault(rt) for rt in d.runtimes)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.BACKUP] * 2
+    assert vrrpd.instance_family(vrrpd.VrrpInstance("x", native_ipv6=True)) == 6
+    assert vrrpd.instance_family(vrrpd.VrrpInstance("x")) == 4
 
 
-def test_beyond_reload_keeps_an_unchanged_sync_group_state():
-    d = _group_daemon()
-    try:
-        for rt in d.runtimes:
-            _fire_down_timer(d, rt)
-        engine = d.beyond.groups["G"][1]
-        assert engine.state == vrrpd.State.MASTER
-        d.beyond.reload(d.config)
-        assert d.beyond.groups["G"][1] is engine
-        changed = vrrpd.Config(global_defs=d.config.global_defs, vrrp_instances=d.config.vrrp_instances,
-                               sync_groups=[vrrpd.SyncGroup("G", group=["VI_1"])])
-        d.beyond.reload(changed)
-        assert d.beyond.groups["G"][1] is not engine and d.beyond.group_of == {"VI_1": "G"}
-    finally:
-        d.loop.close()
+def test_reload_keeps_an_unchanged_sync_group_state(offline):
+    d, _kernel = offline(_group_text())
+    for rt in d.runtimes:
+        _fire_down_timer(d, rt)
+    engine = d.sync_groups["G"][1]
+    assert engine.state == vrrpd.State.MASTER
+    d.reload(d.config)
+    assert d.sync_groups["G"][1] is engine
+    changed = vrrpd.Config(global_defs=d.config.global_defs, vrrp_instances=d.config.vrrp_instances,
+                           sync_groups=[vrrpd.SyncGroup("G", group=["VI_1"])])
+    d.reload(changed)
+    assert d.sync_groups["G"][1] is not engine and d.group_of == {"VI_1": "G"}
 
 
-def test_nftables_keyword_names_the_table():
-    cfg, _ = vrrpd.parse_config_text("global_defs {\n    nftables keepalived\n}\n")
-    d = vrrpd.Daemon(cfg)
-    try:
-        assert d.beyond.firewall.table == "keepalived"
-        assert "table inet keepalived {" in vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "keepalived")
-    finally:
-        d.loop.close()
-    d = vrrpd.Daemon(vrrpd.Config())
-    try:
-        assert d.beyond.firewall.table == "vrrpd"
-    finally:
-        d.loop.close()
+def test_nftables_keyword_names_the_table(offline):
+    d, kernel = offline("global_defs {\n    nftables keepalived\n}\n")
+    assert d.firewall.table == "keepalived"
+    assert "table inet keepalived {" in vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "keepalived")
+    d, kernel = offline("global_defs {\n    router_id x\n}\n")
+    assert d.firewall.table == "vrrpd"
 
 
-def test_ah_clears_an_initial_master_state_as_keepalived(caplog):
-    inst = vrrpd.VrrpInstance("VI_AH", interface="eth0", virtual_router_id=9, state=vrrpd.State.MASTER,
-                              auth_type=vrrpd.AuthType.AH, auth_pass=b"pw")
-    d = vrrpd.Daemon(vrrpd.Config(vrrp_instances=[inst]))
-    try:
-        machine = vrrpd.VrrpMachine("VI_AH", 9, 100, 1.0, 2, auth_type=vrrpd.AuthType.AH, start_master=True)
-        with caplog.at_level("WARNING", logger="vrrpd"):
-            d.beyond.attach4(vrrpd.InstanceRuntime(inst, machine, 2))
-        assert not machine.start_master
-        assert "Initial state master is incompatible with AH authentication" in caplog.text
-    finally:
-        d.loop.close()
+def test_ah_clears_an_initial_master_state_as_keepalived(offline, caplog):
+    # the configuration check warns about it too; a Config built otherwise is cleared by the Daemon
+    inst = vrrpd.VrrpInstance("VI_AH", interface="eth0", virtual_router_id=9, state=vrrpd.State.MASTER, version=2,
+                              auth_type=vrrpd.AuthType.AH, auth_pass=b"pw",
+                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.ip_interface("10.0.0.100/24"))])
+    with caplog.at_level("WARNING", logger="vrrpd"):
+        d, kernel = offline(vrrpd.Config(vrrp_instances=[inst]))
+    rt = d.runtimes[0]
+    assert not rt.machine.start_master and rt.ah is not None and ("eth0", 4, vrrpd.IPPROTO_AH) in kernel.sockets
+    assert "Initial state master is incompatible with AH authentication" in caplog.text
 
 
-def test_strict_mode_silences_a_master_hearing_a_lower_priority():
-    d = _group_daemon(strict=True)
-    try:
-        assert all(rt.machine.lower_prio_no_advert and rt.machine.garp_lower_prio_repeat == 0 for rt in d.runtimes)
-        relaxed = _group_daemon(strict=False)
-        assert not relaxed.runtimes[0].machine.lower_prio_no_advert
-        relaxed.loop.close()
-    finally:
-        d.loop.close()
+def test_strict_mode_silences_a_master_hearing_a_lower_priority(offline):
+    d, _kernel = offline(_group_text(strict=True))
+    assert all(rt.machine.lower_prio_no_advert and rt.machine.garp_lower_prio_repeat == 0 for rt in d.runtimes)
+    relaxed, _kernel = offline(_group_text(strict=False))
+    assert not relaxed.runtimes[0].machine.lower_prio_no_advert
 
 
 def test_ipv6_advert_encode_decode_round_trip_and_checksum():
+    """The one codec: the address width and the pseudo-header follow the addresses."""
     src = vrrpd.ipaddress.IPv6Address("fe80::c8")
     addrs = [vrrpd.ipaddress.IPv6Address("fe80::1"), vrrpd.ipaddress.IPv6Address("2001:db8::1")]
-    msg = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0), src, vrrpd.VRRP_MCAST_GROUP6)
+    msg = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0), src, vrrpd.VRRP_MCAST_GROUP6)
     assert msg[:8].hex() == "310a640200643f5d"  # the golden vector, checksum included
-    adv = vrrpd.decode_advert6(msg, src, vrrpd.VRRP_MCAST_GROUP6)
+    adv = vrrpd.decode_advert(msg, src, vrrpd.VRRP_MCAST_GROUP6)
     assert (adv.vrid, adv.priority, adv.addresses, adv.advert_int) == (10, 100, addrs, 1.0)
     with pytest.raises(vrrpd.PacketError) as err:
-        vrrpd.decode_advert6(msg, vrrpd.ipaddress.IPv6Address("fe80::c9"), vrrpd.VRRP_MCAST_GROUP6)
+        vrrpd.decode_advert(msg, vrrpd.ipaddress.IPv6Address("fe80::c9"), vrrpd.VRRP_MCAST_GROUP6)
     assert err.value.reason == "bad_checksum"
     with pytest.raises(vrrpd.PacketError) as err:
-        vrrpd.decode_advert6(msg[:-1])
+        vrrpd.decode_advert(msg[:-1], family=6)
     assert err.value.reason == "bad_length"
-    assert vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0))[6:8] == b"\0\0"  # left to the kernel
+    assert vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 10, 100, addrs, 1.0))[6:8] == b"\0\0"  # left to the kernel
+    with pytest.raises(ValueError):
+        vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 10, 100, addrs, 1.0))  # IPv6 is VRRPv3 only
+    with pytest.raises(ValueError):
+        vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 10, 100, addrs + [vrrpd.ipaddress.IPv4Address("10.0.0.1")], 1.0))
 
 
 def test_unsolicited_na_updates_a_neighbours_cache(lab):
@@ -3687,7 +4178,7 @@ def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
     # our side: listen 2 s (keepalived becomes MASTER and advertises), then advertise priority 200 for 2 s
     out = run_py_in(lab, us, (
         "import ipaddress, socket, struct, time, json\n"
-        "s = vrrpd.VrrpSocket6('eth0', socket.if_nametoindex('eth0'))\n"
+        "s = vrrpd.VrrpSocket(6, 'eth0', socket.if_nametoindex('eth0'))\n"
         "s.join(vrrpd.VRRP_MCAST_GROUP6)\n"
         "src = next(a.address.ip for a in vrrpd.Rtnetlink().addresses()\n"
         "           if a.address.version == 6 and a.scope == 253 and a.usable)\n"
@@ -3695,26 +4186,27 @@ def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
         "seen, t0 = [], time.monotonic()\n"
         "while time.monotonic() - t0 < 4.5:\n"
         "    if time.monotonic() - t0 > 2:\n"
-        "        s.send(src, vrrpd.VRRP_MCAST_GROUP6, msg)\n"
+        "        s.send(src, vrrpd.VRRP_MCAST_GROUP6, s.packet(src, vrrpd.VRRP_MCAST_GROUP6, msg))\n"
         "    time.sleep(0.1)\n"
         "    while True:\n"
         "        got = s.recv()\n"
         "        if got is None:\n"
         "            break\n"
-        "        data, frm, dst, hl = got\n"
-        "        seen.append([data.hex(), str(frm), str(dst), hl, round(time.monotonic() - t0, 2)])\n"
+        "        seen.append([got.payload.hex(), str(got.src), str(got.dst), got.ttl,\n"
+        "                     round(time.monotonic() - t0, 2), got.received_at is not None])\n"
         "print(json.dumps(seen))\n"
     ), timeout=30).stdout
     import json
     seen = json.loads(out)
     assert seen, "no advert from keepalived"
     first = bytes.fromhex(seen[0][0])
-    assert seen[0][1] == ka_ll and seen[0][2] == "ff02::12" and seen[0][3] == 255
+    assert seen[0][1] == ka_ll and seen[0][2] == "ff02::12" and seen[0][3] == 255 and seen[0][5]
     assert first[:4] == bytes([0x31, 60, 100, 1]) and struct_unpack_h(first, 4) & 0xFFF == 10
     assert first[8:] == vrrpd.ipaddress.IPv6Address("2001:db8:60::100").packed
     # kernel-verified checksum matches ours over the pseudo-header
     zeroed = first[:6] + b"\0\0" + first[8:]
-    assert vrrpd.vrrp6_checksum(vrrpd.ipaddress.IPv6Address(ka_ll), vrrpd.VRRP_MCAST_GROUP6, zeroed) == \
+    ka_src = vrrpd.ipaddress.IPv6Address(ka_ll)
+    assert vrrpd.inet_checksum(vrrpd.pseudo_header(ka_src, vrrpd.VRRP_MCAST_GROUP6, len(zeroed)) + zeroed) == \
         struct_unpack_h(first, 6)
     # keepalived heard our priority-200 adverts (checksum filled by the kernel) and stepped down
     text = wait_for(lambda: (lambda t: t if "Entering BACKUP STATE" in t.split("Entering MASTER STATE", 1)[-1]
@@ -3834,7 +4326,8 @@ def test_ipv6_instance_against_keepalived_failover_nodad_and_neighbour_advert(la
     wait_for(lambda: not sh(["ip", "netns", "pids", ns_k], check=False).stdout.strip(), 10, 0.1, "keepalived gone")
     ka.start()
     wait_for(lambda: not _has_addr6(lab, ns_v, vip6), 10, 0.05, "vrrpd gives the VIP back")
-    assert "Master received advert from fe80::" in ours.log()
+    # the log line follows the kernel work of the same transition
+    wait_for(lambda: "Master received advert from fe80::" in ours.log(), 2, 0.02, "the step-down logged")
     ours.stop()
 
 
@@ -4057,7 +4550,7 @@ def test_bfd_sessions_with_frr_bfdd_come_up_negotiate_and_see_each_other_go(lab,
     ns_f = lab.host("f", f"{BFD_NET}.2/24")
     for ns, own in ((ns_v, "fd00:58::1"), (ns_f, "fd00:58::2")):
         lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
-    frr = _Bfdd(lab, ns_f, _frr_conf([(f"{BFD_NET}.1", f"{BFD_NET}.2", 60, 40),
+    frr = _Bfdd(lab, ns_f, _frr_conf([(f"{BFD_NET}.1", f"{BFD_NET}.2", 120, 80),
                                       ("fd00:58::1", "fd00:58::2", 300, 300),
                                       (f"{BFD_NET}.1 multihop", f"{BFD_NET}.2", 300, 300)]))
     try:
@@ -4067,7 +4560,7 @@ def test_bfd_sessions_with_frr_bfdd_come_up_negotiate_and_see_each_other_go(lab,
 
 
 def _frr_session_checks(lab, tmp_path, ns_v, frr):
-    conf = (_global("v") + _bfd_block("BFD4", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=50, min_tx=50)
+    conf = (_global("v") + _bfd_block("BFD4", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=100, min_tx=100)
             + _bfd_block("BFD6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300, extra="    hoplimit 255\n")
             + _bfd_block("BFDM", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=300, min_tx=300,
                          extra="    multihop\n    max_hops 10\n")
@@ -4079,13 +4572,14 @@ def _frr_session_checks(lab, tmp_path, ns_v, frr):
     assert "(BFDM) Entering Up state" in node.log()
     wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "track_bfd weight")
     p4, p6 = frr.peers()[f"{BFD_NET}.1"], frr.peers()["fd00:58::1"]
-    # RFC 5880 section 6.8: FRR learned our intervals and multiplier; FRR sends at max(its 40, our 50) ms
+    # RFC 5880 section 6.8: FRR learned our intervals and multiplier; we send at max(our 100, its 120) ms and
+    # detect after 3 x max(our 100, its 80) ms
     remote4 = (p4["remote-receive-interval"], p4["remote-transmit-interval"], p4["remote-detect-multiplier"])
-    assert remote4 == (50, 50, 3)
+    assert remote4 == (100, 100, 3)
     assert (p6["remote-receive-interval"], p6["remote-transmit-interval"]) == (300, 300)
     status = node.status()
     s4 = status["trackers"]["bfd_instance"]["BFD4"]
-    assert s4["state"] == "Up" and s4["tx_interval_ms"] == 60 and s4["detect_time_ms"] == 150, s4
+    assert s4["state"] == "Up" and s4["tx_interval_ms"] == 120 and s4["detect_time_ms"] == 300, s4
     assert 49152 <= s4["source_port"] <= 65535
     # the peer dies: we detect it and the priority falls; it comes back: Up again
     frr.kill()
@@ -4153,34 +4647,41 @@ class _KaBfd:
 def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_path):
     ns_k = lab.host("k", f"{BFD_NET}.1/24")
     ns_v = lab.host("v", f"{BFD_NET}.2/24")
-    ka_conf = (_global("ka") + _bfd_block("BFDV", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=40, min_tx=60,
+    for ns, own in ((ns_k, "fd00:58::1"), (ns_v, "fd00:58::2")):
+        lab.ip("addr", "add", f"{own}/64", "dev", "eth0", "nodad", ns=ns)
+    ka_conf = (_global("ka") + _bfd_block("BFDV", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=100, min_tx=150,
                                           extra="    idle_tx 1000\n")
+               + _bfd_block("BFDV6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300)  # keepalived's hoplimit 64
                + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDV", vip=f"{BFD_NET}.101/24").replace(
                    "virtual_router_id 58", "virtual_router_id 59"))
     ka = _KaBfd(lab, ns_k, tmp_path, ka_conf)
-    conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=50, min_tx=30, mult=4)
+    conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=120, min_tx=80, mult=4)
+            + _bfd_block("BFDK6", "fd00:58::1", "fd00:58::2", min_rx=300, min_tx=300)
             + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDK"))
     node = _OpsNode(lab, ns_v, tmp_path, "V", conf)
     node.wait_started()
     wait_for(lambda: "(BFDK) Entering Up state" in node.log(), 10, 0.05, "our session up")
+    wait_for(lambda: "(BFDK6) Entering Up state" in node.log() and "(BFDV6) Entering Up state" in ka.log(), 10,
+             0.05, "the IPv6 sessions up (both at keepalived's default hop limit 64)")
     wait_for(lambda: "Tracked BFD instance BFDV is UP" in ka.log(), 5, 0.05, "keepalived's session up")
     wait_for(lambda: "Changing effective priority from 100 to 120" in node.log(), 5, 0.05, "our track_bfd weight")
     wait_for(lambda: "Changing effective priority from 100 to 120" in ka.log(), 5, 0.05, "keepalived's weight")
-    # RFC 5880 section 6.8: we send at max(our 30, its min_rx 40) ms; we detect after its 3 x max(our 50, its 60)
+    # RFC 5880 section 6.8: we send at max(our 80, its min_rx 100) ms; we detect after its 3 x max(our 120, its 150)
     s = node.status()["trackers"]["bfd_instance"]["BFDK"]
-    assert (s["state"], s["tx_interval_ms"], s["detect_time_ms"]) == ("Up", 40, 180), s
+    assert (s["state"], s["tx_interval_ms"], s["detect_time_ms"]) == ("Up", 100, 450), s
     assert s["remote_discriminator"] and 49152 <= s["source_port"] <= 65535
     # keepalived dies: we see it within our detection time, and it comes back
     ka.kill()
-    wait_for(lambda: "(BFDK) Expired after 180 ms" in node.log(), 3, 0.02, "our expiry")
+    wait_for(lambda: "(BFDK) Expired after 450 ms" in node.log(), 3, 0.02, "our expiry")
     wait_for(lambda: "Changing effective priority from 120 to 100" in node.log(), 3, 0.02, "priority back")
     ka.start()
     wait_for(lambda: node.log().count("(BFDK) Entering Up state") >= 2, 15, 0.05, "up again with keepalived")
     wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 2, 5, 0.05, "keepalived up again")
-    # we die: keepalived sees it (its detection time: our mult 4 x max(its 40, our 30) = 160 ms)
+    # we die: keepalived sees it (its detection time: our mult 4 x max(its 100, our 80) = 400 ms)
     node.kill()
     wait_for(lambda: "Tracked BFD instance BFDV is DOWN" in ka.log(), 3, 0.02, "keepalived sees us go")
-    assert "(BFDV) Expired after 160 ms" in ka.log(), ka.log()[-2000:]
+    expired = re.findall(r"\(BFDV\) Expired after (\d+) ms", ka.log())
+    assert expired and 400 <= int(expired[-1]) < 600, ka.log()[-2000:]  # keepalived prints the time it took
     node.start()
     node.wait_started()
     wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 3, 15, 0.05, "keepalived sees us back")
@@ -4193,7 +4694,13 @@ def test_bfd_10ms_session_detects_a_dead_peer_and_the_tracking_master_fails_over
     MASTER tracking it leaves at once, far inside VRRP's own 3.6 s master-down interval at advert_int 1.
     (`make bench` measures the same for keepalived; 40 ms is the target, the margin is for a loaded machine.)"""
     require_root_netns()
-    got = bench_bfd_failover("vrrpd", tmp_path)
+    for attempt in range(3):
+        try:
+            got = bench_bfd_failover("vrrpd", tmp_path / str(attempt))
+            break
+        except BfdFlapped:
+            if attempt == 2:
+                raise
     print(f"BFD detection {got['bfd_detect'] * 1000:.1f} ms, backup holds the VIP after {got['bfd_failover']:.3f} s")
     assert got["bfd_detect"] <= 0.25, got
     assert got["bfd_failover"] <= got["bfd_detect"] + (256 - 100) / 256 + 0.4, got
@@ -4229,7 +4736,7 @@ while time.monotonic() < end:
     for make in kinds:
         raw.sendto(make(), (str(target), 0))
         sent += 1
-    time.sleep(0.0002)
+    time.sleep(0.0005)
 print(sent)
 """
 
@@ -4238,8 +4745,10 @@ def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(l
     ns_v = lab.host("v", f"{BFD_NET}.1/24")
     ns_w = lab.host("w", f"{BFD_NET}.2/24")
     ns_x = lab.host("x", f"{BFD_NET}.66/24")
-    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1"))
-    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2"))
+    # 200 ms x 5: what is proved is that no bad packet moves the session, not how a loaded 2-core machine
+    # schedules a flooded Python process (the 10 ms test measures that)
+    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 200, 200, 5))
+    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 200, 200, 5))
     v.wait_started()
     w.wait_started()
     wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 10, 0.05,
@@ -4250,13 +4759,13 @@ def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(l
     script.write_text(BFD_FLOOD)
     out = lab.run(ns_x, [PYTHON, str(script), str(HERE), f"{BFD_NET}.66", f"{BFD_NET}.1", f"{BFD_NET}.2",
                          str(session["local_discriminator"]), "2.5"], timeout=30).stdout
-    assert int(out) > 3000, out
+    assert int(out) > 2000, out
     after = v.status()["trackers"]["bfd_instance"]
     assert after["BW"]["state"] == "Up" and after["BW"]["local_discriminator"] == session["local_discriminator"]
     assert "Entering Down" not in v.log() + w.log() and v.log().count("(BW) Entering Up") == 1, (v.log(), w.log())
     bad = after["bad_packets"]
     assert {"bfd_ttl", "bfd_no_session", "bfd_spoofed", "bfd_length"} <= set(bad), bad
-    assert sum(bad.values()) > 3000 * 0.9, bad
+    assert sum(bad.values()) > int(out) * 0.9, bad
     assert len(v.log().splitlines()) < 60  # rate-limited
     v.stop()
     w.stop()
@@ -4281,6 +4790,97 @@ def test_two_address_owners_in_the_lab_the_lower_yields_or_a_deaf_one_makes_the_
     assert "Dropping packet(s) from" in a.log() and "since we are address owner" in a.log()
     a.stop()  # the deaf owner leaves: B is the owner again, at 255
     _wait_holders(lab, [a, b], ["B"], timeout=3)
+    b.stop()
+
+
+def test_bfd_reload_keeps_an_unchanged_session_and_restarts_a_changed_one(lab, tmp_path):
+    ns_v = lab.host("v", f"{BFD_NET}.1/24")
+    ns_w = lab.host("w", f"{BFD_NET}.2/24")
+    conf_v = _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 100, 100)
+    v = _OpsNode(lab, ns_v, tmp_path, "V", conf_v)
+    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 100, 100))
+    wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 15, 0.05,
+             "the session up")
+    disc = v.status()["trackers"]["bfd_instance"]["BW"]["local_discriminator"]
+    v.reload(conf_v.replace("router_id v", "router_id v2"))  # the session is not touched
+    time.sleep(0.5)
+    s = v.status()["trackers"]["bfd_instance"]["BW"]
+    assert s["state"] == "Up" and s["local_discriminator"] == disc
+    assert "Entering Down" not in w.log()
+    v.reload(conf_v.replace("min_tx 100", "min_tx 60"))  # a new session: the old one says AdminDown first
+    wait_for(lambda: "(BV) Entering Down state (Local diagnostic - Neighbor Signaled Session Down)" in w.log(), 5,
+             0.05, "the peer hears the old session go")
+    wait_for(lambda: v.status()["trackers"]["bfd_instance"]["BW"]["state"] == "Up", 10, 0.1, "the new session up")
+    s = v.status()["trackers"]["bfd_instance"]["BW"]
+    assert s["local_discriminator"] != disc and s["tx_interval_ms"] == 100  # max(our 60, its min_rx 100)
+    v.stop()
+    w.stop()
+
+
+HMAC_HOSTILE = r"""
+import ipaddress, socket, struct, sys, time
+sys.path.insert(0, sys.argv[1])
+import vrrpd
+IP4 = ipaddress.IPv4Address
+master, group, seconds = IP4(sys.argv[2]), IP4("224.0.0.18"), float(sys.argv[3])
+tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4,
+                                                                socket.if_nametoindex("eth0")))
+rx.setblocking(False)
+retired = vrrpd.AuthHmac({9: bytes(range(9, 41))}, 9)
+captured, stamps, sent, end = [], [], 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    while True:
+        try:
+            data = rx.recv(2000)
+        except BlockingIOError:
+            break
+        ip = vrrpd.decode_ipv4(data)
+        if ip.src == master:
+            stamps.append(time.monotonic())
+            captured.append(ip.payload)
+    for pdu in captured[-3:]:  # the master's own signed adverts, replayed from its address
+        hostile = [pdu, pdu[:2] + b"\xff" + pdu[3:], pdu[:-1], pdu[:-28]]  # replay, tamper, truncate, strip
+        plain = vrrpd.auth_hmac_split(pdu, 4)[0]
+        hostile.append(plain + retired.sign(plain, master, 3, 51, time.time_ns()))  # a key nobody has any more
+        for payload in hostile:
+            tx.sendto(vrrpd.encode_ipv4(master, group, payload), (str(group), 0))
+            sent += 1
+    time.sleep(0.001)
+gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+print(sent, len(stamps), max(gaps) if gaps else -1)
+"""
+
+
+def test_auth_hmac_replayed_tampered_and_retired_key_adverts_in_the_lab_change_nothing(lab, tmp_path):
+    """A node on the link replays the master's signed adverts from the master's own address, tampers with them,
+    cuts them and signs with a retired key: the backup counts each kind and drops it, stays BACKUP, and the
+    master's adverts keep their interval."""
+    block = _hmac_block(HMAC_KEY.hex())
+    a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A",
+                 _global("a") + _v6_conf("VI_1", 51, 150, [f"{VIP}/24"], advert=0.1, extra=block))
+    b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B",
+                 _global("b") + _v6_conf("VI_1", 51, 100, [f"{VIP}/24"], advert=0.1, extra=block))
+    _wait_holders(lab, [a, b], ["A"], timeout=10)
+    time.sleep(0.5)
+    ns_x = lab.host("x", f"{LAB_NET}.66/24")
+    script = tmp_path / "hmac_hostile.py"
+    script.write_text(HMAC_HOSTILE)
+    out = lab.run(ns_x, [PYTHON, str(script), str(HERE), f"{LAB_NET}.1", "3"], timeout=30).stdout.split()
+    sent, adverts, max_gap = int(out[0]), int(out[1]), float(out[2])
+    assert sent > 1000 and adverts >= 20, out
+    assert max_gap < 0.1 + 0.15, out  # the master's interval held (a margin for a loaded machine)
+    assert _holders(lab, [a, b], VIP) == ["A"]
+    assert b.log().count("Entering MASTER STATE") == 0 and a.log().count("Entering MASTER STATE") == 1
+    bad = b.instance()["stats"]["bad_packets"]
+    for counter in ("auth_ext_replay", "auth_ext_invalid_hmac", "auth_ext_missing", "auth_ext_unknown_key"):
+        assert bad.get(counter, 0) > 0, bad
+    assert len(b.log().splitlines()) < 80  # RFC 9568: each kind logged once
+    a.stop()
     b.stop()
 
 
@@ -4507,6 +5107,16 @@ def test_static_ipaddress_without_dev_uses_default_interface():
         ("192.168.9.1/24", "eth7", None), ("192.168.9.2/24", "eth1", "eth1:9")]
 
 
+def test_track_group_blocks_and_references():
+    text = ("track_group TG {\n    group {\n        VI_1\n    }\n}\n"
+            "static_routes {\n    10.0.0.0/8 dev eth1 track_group TG\n    10.1.0.0/16 dev eth1 track_group NOPE\n}\n")
+    config, diags = vrrpd.parse_config_text(text + MINIMAL, "t.conf")
+    assert config.track_groups["TG"].group == ["VI_1"]
+    assert [r.track_group for r in config.static_routes] == ["TG", "NOPE"]
+    assert messages(diags, vrrpd.Severity.ERROR) == [
+        "t.conf:8: error: track_group NOPE not found (track_group NAME { group { VI_1 } })"]
+
+
 def test_route_request_bytes_match_the_rtmsg_layout():
     route, _ = vrrpd.parse_route_line("10.9.0.0/16 via 10.55.0.254 dev eth0 table 1000 metric 5".split())
     msg_type, flags, payload = vrrpd.route_request(route, {"eth0": 7}.get)
@@ -4668,6 +5278,22 @@ def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab,
              what="static route back after eth1 up")
     node.stop()
     assert not lab.has_address(ns, "192.168.77.1", "eth1") and not _routes(lab, ns, 300)
+
+
+def test_lab_track_group_instances_fault_with_a_static_address_interface(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    for dev in ("eth1p", "eth1"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+    text = ("track_group TG {\n    group {\n        VI_1\n    }\n}\n"
+            "static_ipaddress {\n    192.168.79.1/24 dev eth1 track_group TG\n}\n")
+    node = _Node(lab, ns, tmp_path, "A", text + _conf(priority=150, state="MASTER"))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.link(ns, "eth1", up=False)
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="FAULT: a track_group interface is down")
+    lab.link(ns, "eth1", up=True)
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="MASTER again")
+    node.stop()
 
 
 def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path):
@@ -5233,7 +5859,7 @@ def test_adjustment_sums_instance_and_sync_group_trackers_with_weight_override(t
     (tmp_path / "f2").write_text("7\n")
     cfg, inst = _tracking_config(files=[f1, f2], refs={"file": [vrrpd.TrackRef("f1", weight=3, reverse=True)]})
     cfg.sync_groups.append(vrrpd.SyncGroup(name="G", group=["VI_1"], track_file=[vrrpd.TrackRef("f2")]))
-    tracking = vrrpd.Tracking(vrrpd.EventLoop(), cfg, lambda: None)
+    tracking = vrrpd.TrackerRunner(vrrpd.EventLoop(), cfg, lambda: None)
     tracking.start()
     try:
         assert tracking.adjustment(inst) == (2 * 3 * -1 + 7, False)
@@ -5251,7 +5877,7 @@ def test_adjustment_sums_instance_and_sync_group_trackers_with_weight_override(t
 
 
 def test_parsed_seed001_configuration_drives_tracking_and_notify(tmp_path, loop):
-    """The parser's model (section 3) feeds Tracking and Notifier: shell syntax, weight override, notify."""
+    """The parser's model (section 3) feeds TrackerRunner and Notifier: shell syntax, weight override, notify."""
     require(hasattr(vrrpd, "parse_config_text"), "needs the config parser")
     tmp_path.chmod(0o755)
     down = tmp_path / "down"
@@ -5280,7 +5906,7 @@ vrrp_instance VI_1 {{
     assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR], diags
     inst = cfg.vrrp_instances[0]
     assert cfg.vrrp_scripts["chk_down"].script.shell
-    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking = vrrpd.TrackerRunner(loop, cfg, lambda: None)
     tracking.start()
     down.touch()
     _spin(loop, lambda: tracking.adjustment(inst) == (-20, False), 5, "the instance's weight -20 to apply")
@@ -5301,7 +5927,7 @@ def test_down_file_script_lowers_priority_by_weight_and_recovers(tmp_path, loop,
                            interval=0.1, weight=-5)
     cfg, inst = _tracking_config(scripts=[chk])
     changes: list = []
-    tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(tracking.adjustment(inst)))
+    tracking = vrrpd.TrackerRunner(loop, cfg, lambda: changes.append(tracking.adjustment(inst)))
     tracking.start()
     assert tracking.adjustment(inst) == (0, False)
     _spin(loop, lambda: tracking.scripts["chk_down"].runs >= 2, 5, "two runs")
@@ -5330,7 +5956,7 @@ def test_reload_keeps_the_state_of_unchanged_trackers(tmp_path, loop):
     (tmp_path / "tf").write_text("3\n")
     cfg, inst = config(0.1, line=10, with_file=True)
     changes: list = []
-    tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(1))
+    tracking = vrrpd.TrackerRunner(loop, cfg, lambda: changes.append(1))
     tracking.start()
     _spin(loop, lambda: tracking.adjustment(inst) == (-8, False), 5, "the check to fail")
     runner = tracking.scripts["chk"]
@@ -5351,7 +5977,7 @@ def test_hung_script_is_killed_with_its_group_at_timeout_and_counts_as_failure(t
     chk = vrrpd.VrrpScript(name="chk_hang", script=_cmd(f"sleep {marker} & sleep {marker}", shell=True),
                            interval=5, timeout=0.3, weight=0)
     cfg, inst = _tracking_config(scripts=[chk])
-    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking = vrrpd.TrackerRunner(loop, cfg, lambda: None)
     start = time.monotonic()
     tracking.start()
     _spin(loop, lambda: tracking.adjustment(inst)[1], 5, "FAULT from the hung script")
@@ -5381,7 +6007,7 @@ def test_missing_script_logs_clearly_and_faults_only_with_weight_0(tmp_path, loo
     inst0 = vrrpd.VrrpInstance(name="VI_0", track_script=[vrrpd.TrackRef("chk_0")])
     cfg.vrrp_scripts["chk_0"] = unweighted
     cfg.vrrp_instances.append(inst0)
-    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking = vrrpd.TrackerRunner(loop, cfg, lambda: None)
     tracking.start()
     _spin(loop, lambda: tracking.adjustment(inst) == (-10, False) and tracking.adjustment(inst0) == (0, True),
           5, "both scripts failed")
@@ -5397,7 +6023,7 @@ def test_track_file_changes_reach_the_daemon(tmp_path, loop):
     tf = vrrpd.TrackFile(name="tf", path=str(path), weight=-2, init_file=0)
     cfg, inst = _tracking_config(files=[tf])
     changes: list = []
-    tracking = vrrpd.Tracking(loop, cfg, lambda: changes.append(tracking.adjustment(inst)))
+    tracking = vrrpd.TrackerRunner(loop, cfg, lambda: changes.append(tracking.adjustment(inst)))
     tracking.file_poll_interval = 0.05
     tracking.start()
     assert path.read_text().strip() == "0"  # init_file created it
@@ -5415,7 +6041,7 @@ def test_track_file_change_is_seen_at_once_through_inotify(tmp_path, loop):
     path = tmp_path / "weight"
     path.write_text("0\n")
     cfg, inst = _tracking_config(files=[vrrpd.TrackFile(name="tf", path=str(path), weight=-1)])
-    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking = vrrpd.TrackerRunner(loop, cfg, lambda: None)
     tracking.file_poll_interval = 3600  # only inotify can see the change in time
     tracking.start()
     require(tracking._inotify is not None, "needs inotify")
@@ -5434,7 +6060,7 @@ def test_track_process_counts_a_running_process_and_fails_over_when_it_stops(tmp
     try:
         tp = vrrpd.TrackProcess(name="chk_proc", process=[name], weight=-20, quorum=1)
         cfg, inst = _tracking_config(processes=[tp])
-        tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+        tracking = vrrpd.TrackerRunner(loop, cfg, lambda: None)
         tracking.process_scan_interval = 0.1
         wait_for(lambda: _comm(proc.pid) == name, 3, what="the process to start")
         tracking.start()
@@ -5467,14 +6093,14 @@ def test_enable_script_security_refuses_a_world_writable_script(tmp_path, loop, 
     chk = vrrpd.VrrpScript(name="chk", script=_cmd(str(script)), interval=0.1, weight=-7)
     cfg, inst = _tracking_config(scripts=[chk])
     cfg.global_defs.enable_script_security = True
-    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking = vrrpd.TrackerRunner(loop, cfg, lambda: None)
     tracking.start()
     _spin(loop, lambda: tracking.adjustment(inst) == (-7, False), 3, "the script to be refused")
     assert f"unsafe permissions found for script '{script}'" in vlog.text
     tracking.stop()
     # without enable_script_security it runs (and succeeds), with a warning
     cfg.global_defs.enable_script_security = False
-    tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+    tracking = vrrpd.TrackerRunner(loop, cfg, lambda: None)
     tracking.start()
     _spin(loop, lambda: tracking.scripts["chk"].result.good is True, 3, "the script to run")
     tracking.stop()
@@ -5492,7 +6118,7 @@ def test_scripts_run_as_script_user(tmp_path, loop):
         cfg, inst = _tracking_config(scripts=[chk])
         cfg.global_defs.script_user = "nobody"
         inst.notify_master = _cmd(f"id -u > {out}/notify", shell=True)
-        tracking = vrrpd.Tracking(loop, cfg, lambda: None)
+        tracking = vrrpd.TrackerRunner(loop, cfg, lambda: None)
         tracking.start()
         _spin(loop, lambda: tracking.scripts["chk_id"].runs, 5, "the script to run")
         tracking.stop()
@@ -7363,6 +7989,16 @@ def test_bytecode_cache_is_made_once_and_refused_in_a_directory_others_can_write
     assert list(shared.iterdir()) == []
 
 
+def test_bytecode_cache_from_the_compiled_script_equals_what_py_compile_writes(tmp_path):
+    source = tmp_path / "vrrpd_copy.py"
+    source.write_text((HERE / "vrrpd.py").read_text())
+    code = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
+    ours = vrrpd.bytecode_cache(str(source), (str(tmp_path / "ours"),), code=code)
+    compiled = vrrpd.bytecode_cache(str(source), (str(tmp_path / "compiled"),))
+    assert ours and compiled and Path(ours).name == Path(compiled).name
+    assert Path(ours).read_bytes() == Path(compiled).read_bytes()
+
+
 def test_daemon_reexecs_from_bytecode_cache_keeping_its_pid(lab, tmp_path):
     ns = lab.host("a", "10.66.0.1/24")
     conf = tmp_path / "a.conf"
@@ -7882,49 +8518,10 @@ vrrp_instance VI_2 {
 """
 
 
-class _SilentVrrpSocket:
-    """Stands in for VrrpSocket: selectable, sends nothing, counts what would have gone out."""
-
-    def __init__(self, ifname, ifindex):
-        import socket as _socket
-
-        self.ifname, self.ifindex, self.groups, self.sent = ifname, ifindex, [], 0
-        self.sock, self._peer = _socket.socketpair()
-
-    def join(self, group):
-        self.groups.append(group)
-
-    def send(self, src, dst, data, ttl):
-        self.sent += 1
-
-    def recv(self):
-        return None
-
-    def close(self):
-        self.sock.close()
-        self._peer.close()
-
-
-def _offline_daemon(config, monkeypatch, loop):
-    """A Daemon whose instances exist without the network: eth0 is up, adverts go nowhere, no VIPs are set."""
-    monkeypatch.setattr(vrrpd, "VrrpSocket", _SilentVrrpSocket)
-    d = vrrpd.Daemon(config, loop)
-    d.rtnl = object()
-    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
-    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.9.0.250/24"))]
-    for inst in config.vrrp_instances:
-        d._add_instance(inst)
-    return d
-
-
-def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, monkeypatch):
+def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, offline):
     config, diags = vrrpd.parse_config_text(RELOAD_BASE, "a.conf")
     assert not [d for d in diags if d.severity is vrrpd.Severity.ERROR]
-    d = _offline_daemon(config, monkeypatch, loop)
-    d.tracking.start()
-    now = loop.time()
-    for rt in d.runtimes:
-        d._apply(rt, rt.machine.start(now))
+    d, _kernel = offline(config, loop=loop)  # the real clock: the scripts run
     _spin(loop, lambda: all(r.result.good for r in d.tracking.scripts.values()), 5, "both scripts GOOD")
     vi1 = d.runtimes[0]
     machine, same_runner = vi1.machine, d.tracking.scripts["chk_same"]
@@ -7952,11 +8549,11 @@ def test_reload_keeps_machines_and_unchanged_scripts_and_swaps_the_rest(loop, mo
     d.tracking.stop()
 
 
-def test_operator_dumps_are_written_atomically_and_stats_clear_zeroes_counters(tmp_path, loop, monkeypatch):
+def test_operator_dumps_are_written_atomically_and_stats_clear_zeroes_counters(tmp_path, offline):
     import json
 
     config, _ = vrrpd.parse_config_text(RELOAD_BASE, "a.conf")
-    d = _offline_daemon(config, monkeypatch, loop)
+    d, _kernel = offline(config)
     op = vrrpd.Operator(d, "a.conf", control_socket=None, dump_dir=str(tmp_path))
     rt = d.runtimes[0]
     rt.adverts_sent, rt.bad_packets = 12, {"bad_ttl": 3}
@@ -8397,6 +8994,11 @@ def test_event_lines_are_one_line_json_also_without_the_json_module(monkeypatch)
     assert "\n" not in line and json.loads(line) == event
 
 
+def test_events_without_a_daemon_says_so_and_exits_3(tmp_path, capsys):
+    assert vrrpd.main(["--events", "--control-socket", str(tmp_path / "none.sock")]) == vrrpd.EXIT_NOT_RUNNING
+    assert "no running vrrpd" in capsys.readouterr().err
+
+
 def test_metrics_listen_keyword_and_metrics_option():
     config, diags = parse_ok("global_defs {\n    metrics_listen 127.0.0.1:9650\n}\n")
     assert config.global_defs.metrics_listen == "127.0.0.1:9650"
@@ -8406,22 +9008,36 @@ def test_metrics_listen_keyword_and_metrics_option():
     assert vrrpd.build_arg_parser().parse_args(["--metrics", "127.0.0.1:1"]).metrics == "127.0.0.1:1"
 
 
-def _read_line_until(proc, predicate, timeout=10.0):
-    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout."""
-    import select
+_LINE_QUEUES: dict = {}
 
+
+def _read_line_until(proc, predicate, timeout=10.0):
+    """Lines of proc's stdout until one satisfies predicate (returned); fail after timeout. (A thread reads the
+    pipe: select() on a buffered text file misses the lines already in its buffer.)"""
+    import queue
+    import threading
+
+    lines = _LINE_QUEUES.get(proc.pid)
+    if lines is None:
+        lines = _LINE_QUEUES[proc.pid] = queue.Queue()
+
+        def pump():
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
     deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None or time.monotonic() > deadline:
+            raise AssertionError(f"no such line within {timeout} s; got {seen}")
         seen.append(line)
         if predicate(line):
             return line
-    raise AssertionError(f"no such line within {timeout} s; got {seen}")
 
 
 def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
@@ -8440,7 +9056,7 @@ def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
     lab.processes += [human, as_json]
     # the recent history comes first: B started as BACKUP
     _read_line_until(human, lambda line: "VI_1 INIT -> BACKUP (not-master" in line)
-    assert json.loads(as_json.stdout.readline())["reason"] == "not-master"
+    assert json.loads(_read_line_until(as_json, lambda line: True))["reason"] == "not-master"
     status = sh([PYTHON, VRRPD, "--status", "--control-socket", b.ctl]).stdout
     assert f"VI_1: master {LAB_NET}.1 at priority 150, last advert" in status, status
     history = len(b.instance()["recent_transitions"])
@@ -8471,6 +9087,38 @@ def test_runtime_files_are_named_per_instance_and_namespace_as_keepalived_names_
         "pid": "/run/vrrpd/red/vrrpd_blue.pid", "control": "/run/vrrpd/red/vrrpd_blue.sock", "dump_suffix": ".red_blue"}
     _, diags = vrrpd.parse_config_text("instance ../x\n", "n.conf")
     assert messages(diags) == ["n.conf:1: error: instance: '../x' cannot name a file (letters, digits, '_', '-', '.')"]
+
+
+def test_dump_files_follow_state_dump_file_and_the_instance_name(tmp_path):
+    config, _ = parse_ok(f"instance blue\nglobal_defs {{\n    state_dump_file {tmp_path}/sub/ka.dump\n}}\n" + MINIMAL)
+    op = vrrpd.Operator(vrrpd.Daemon(config), "x.conf", control_socket=None, dump_dir=str(tmp_path))
+    assert op.dump_path("data") == f"{tmp_path}/sub/ka.blue.dump"
+    assert op.dump_path("stats") == f"{tmp_path}/vrrpd.blue.stats"
+    config.global_defs.state_dump_file = f"{tmp_path}/d/"
+    assert op.dump_path("data") == f"{tmp_path}/d/vrrpd.blue.data"
+    config.global_defs.state_dump_file, config.global_defs.instance_name = "mine.txt", None
+    assert op.dump_path("data") == f"{tmp_path}/mine.txt" and op.dump_path("json") == f"{tmp_path}/vrrpd.json"
+
+
+def test_syslog_ident_names_the_namespace_and_instance(tmp_path):
+    import socket
+
+    path = str(tmp_path / "log")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(2)
+    logger = logging.getLogger("vrrpd")
+    handler = vrrpd.SyslogHandler(path, facility=3)
+    saved = list(logger.handlers)
+    logger.handlers = [handler]
+    try:
+        vrrpd.set_syslog_ident(vrrpd.GlobalDefs(instance_name="blue", net_namespace="red"))
+        logger.warning("hello")
+        assert b"vrrpd_red_blue[" in server.recv(4096)
+    finally:
+        logger.handlers = saved
+        handler.close()
+        server.close()
 
 
 def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path):
@@ -8513,7 +9161,7 @@ def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path)
     doc = json.loads(sh([PYTHON, VRRPD, "--json", "-f", str(conf)]).stdout)
     assert [i["name"] for i in doc["instances"]] == ["VI_Z"]
     proc.send_signal(signal.SIGUSR1)
-    wait_for(lambda: (tmp_path / f"vrrpd.data.{other}_{name}").exists(), 3, what="dump file named per instance")
+    wait_for(lambda: (tmp_path / f"vrrpd.{other}_{name}.data").exists(), 3, what="dump file named per instance")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
     assert not Path(f"/run/vrrpd/{other}/vrrpd_{name}.pid").exists()
@@ -9036,6 +9684,7 @@ class BenchNode:
         self.conf.write_text(conf)
         self.log = workdir / f"{ns}.log"
         self.workdir = workdir
+        self.program = VRRPD
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> float:
@@ -9045,7 +9694,7 @@ class BenchNode:
                    "-p", str(self.workdir / f"{self.ns}.pid"), "-r", str(self.workdir / f"{self.ns}.vrrp.pid"),
                    "-c", str(self.workdir / f"{self.ns}.chk.pid")]
         else:
-            cmd = [PYTHON, VRRPD, "-n", "-l", "-f", str(self.conf)]
+            cmd = [PYTHON, self.program, "-n", "-l", "-f", str(self.conf)]
         started = time.time()
         marks = self.log.read_text().count("Startup complete") if self.log.exists() else 0
         self.proc = self.lab.exec(self.ns, cmd, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
@@ -9238,6 +9887,10 @@ def bfd_node(lab: Lab, kind: str, ns: str, conf: str, workdir: Path) -> BenchNod
     return node
 
 
+class BfdFlapped(AssertionError):
+    """The set-up of a BFD measurement did not hold (the machine was too loaded): measure again."""
+
+
 def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multiplier: int = 3) -> dict:
     """A MASTER (advert_int 1) tracks a BFD session (min_rx = min_tx = interval_ms, multiplier 3) to a router R;
     R dies (kill -9). How long until the MASTER drops the VIP (BFD detection + FAULT), and until the
@@ -9265,11 +9918,16 @@ def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multip
         probe_m, probe_b = Probe(lab, m_ns), Probe(lab, b_ns)
         r.start()
         m.start()
-        wait_for(lambda: lab.has_address(m_ns, "10.77.0.100"), 20, what="VIP on the BFD-tracking master")
+        try:
+            wait_for(lambda: lab.has_address(m_ns, "10.77.0.100"), 20, what="VIP on the BFD-tracking master")
+        except AssertionError as exc:
+            raise BfdFlapped(str(exc)) from None
         b.start()
         b.wait_started()
         time.sleep(1.5)
-        assert lab.has_address(m_ns, "10.77.0.100") and not lab.has_address(b_ns, "10.77.0.100"), "one master"
+        if not (lab.has_address(m_ns, "10.77.0.100") and not lab.has_address(b_ns, "10.77.0.100")):
+            # a 10 ms session on a loaded 2-core machine can miss three packets before the measurement starts
+            raise BfdFlapped("the session flapped before R was killed: not one master")
         killed = time.time()
         r.kill_hard()
         wait_for(lambda: lab.has_address(b_ns, "10.77.0.100"), 6, 0.005, "VIP on the backup")
@@ -9298,27 +9956,75 @@ def bench_first_master(kind: str, workdir: Path) -> dict:
         lab.close()
 
 
-def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) -> dict:
-    """CPU seconds per minute and RSS of one node running `count` MASTER instances (advert_int 1)."""
+# The floor of the per-advert cost, run in the daemon's namespace during the same scenario: a loop that only
+# sends the cached bytes of one advert ("send"), or only receives adverts ("recv"); CPU µs per packet.
+BENCH_FLOOR = r"""
+import socket, struct, sys, time
+mode, count = sys.argv[1], int(sys.argv[2])
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+if mode == "send":
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    src = socket.inet_aton(sys.argv[3])
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, src)
+    vrrp = bytes([0x31, 250, 100, 1, 0, 100, 0, 0]) + socket.inet_aton("10.79.9.9")
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(vrrp), 0, 0, 255, 112, 0, src,
+                         socket.inet_aton("224.0.0.18"))
+    packet = header + vrrp
+    t0 = time.process_time()
+    for _ in range(count):
+        sock.sendto(packet, ("224.0.0.18", 0))
+else:
+    for name in sys.argv[3:]:
+        mreqn = socket.inet_aton("224.0.0.18") + bytes(4) + struct.pack("=i", socket.if_nametoindex(name))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+    sock.recvmsg(4096, 256)
+    t0 = time.process_time()
+    for _ in range(count):
+        sock.recvmsg(4096, 256)
+print("%.3f" % ((time.process_time() - t0) / count * 1e6))
+"""
+
+
+def _bench_floor(lab: Lab, ns: str, mode: str, count: int, *args: str) -> float:
+    out = lab.run(ns, [PYTHON, "-c", BENCH_FLOOR, mode, str(count), *args], timeout=120).stdout
+    return float(out.split()[-1])
+
+
+def _multi_interface_node(lab: Lab, short: str, count: int, host_octet: int) -> str:
+    """A namespace with one veth on the lab bridge per 250 instances (eth0..), address 10.78.<i>.<host_octet>/16."""
+    ns = lab.netns(short)
+    for i in range(max(1, (count + 249) // 250)):
+        lab._port += 1
+        peer = f"p{lab._port}"
+        lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
+        lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
+        lab.ip("addr", "add", f"10.78.{i}.{host_octet}/16", "dev", f"eth{i}", ns=ns)
+        lab.ip("link", "set", f"eth{i}", "up", ns=ns)
+    return ns
+
+
+def _bench_instances(count: int, state: str, priority: int, advert: float, version: Optional[int]) -> list:
+    instances = []
+    for n in range(count):
+        i, vrid = divmod(n, 250)
+        inst = {"name": f"VI_{n}", "state": state, "interface": f"eth{i}", "virtual_router_id": vrid + 1,
+                "priority": priority, "advert_int": advert, "vips": [f"10.79.{i}.{vrid + 1}/32"]}
+        if version is not None:
+            inst["version"] = version
+        instances.append(inst)
+    return instances
+
+
+def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0, advert: float = 1.0,
+                    version: Optional[int] = None, floor: bool = False) -> dict:
+    """CPU seconds per minute and RSS of one node running `count` MASTER instances (advert_int `advert`), the
+    jitter of one instance's adverts, and the CPU cost of one advert sent (µs) beside the floor (`floor`)."""
     lab = Lab()
     try:
-        interfaces = max(1, (count + 249) // 250)
-        ns = lab.netns("n")
+        ns = _multi_interface_node(lab, "n", count, 1)
         obs = lab.host("o", "10.78.0.254/16")
-        for i in range(interfaces):
-            lab._port += 1
-            peer = f"p{lab._port}"
-            lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
-            lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
-            lab.ip("addr", "add", f"10.78.{i}.1/16", "dev", f"eth{i}", ns=ns)
-            lab.ip("link", "set", f"eth{i}", "up", ns=ns)
-        instances = []
-        for n in range(count):
-            i, vrid = divmod(n, 250)
-            instances.append({"name": f"VI_{n}", "state": "MASTER", "interface": f"eth{i}",
-                              "virtual_router_id": vrid + 1, "priority": 150, "advert_int": 1,
-                              "vips": [f"10.79.{i}.{vrid + 1}/32"]})
-        node = BenchNode(lab, kind, ns, bench_config(instances), workdir / kind)
+        node = BenchNode(lab, kind, ns, bench_config(_bench_instances(count, "MASTER", 150, advert, version)),
+                         workdir / kind)
         probe = Probe(lab, obs, ("224.0.0.18@eth0",))
         node.start()
         wait_for(lambda: len({e[3] for e in probe.adverts(since=time.time() - 1.5)}) >= min(count, 250),
@@ -9331,13 +10037,104 @@ def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0) 
         intervals = []
         first_vrid = "1"
         stamps = [e[1] for e in probe.adverts(src="10.78.0.1", since=t0) if e[3] == first_vrid]
-        intervals = [abs((b - a) - 1.0) for a, b in zip(stamps, stamps[1:])]
+        intervals = [abs((b - a) - advert) for a, b in zip(stamps, stamps[1:])]
         intervals.sort()
-        result = {"cpu_s_per_min": (cpu1 - cpu0) * 60.0 / (t1 - t0), "rss_mb": _rss_mb(pids)}
+        cpu = (cpu1 - cpu0) / (t1 - t0)
+        result = {"cpu_s_per_min": cpu * 60.0, "rss_mb": _rss_mb(pids), "sent_us": cpu / (count / advert) * 1e6}
         if intervals:
             result["jitter_p50_ms"] = intervals[len(intervals) // 2] * 1000
             result["jitter_p99_ms"] = intervals[min(len(intervals) - 1, int(len(intervals) * 0.99))] * 1000
+        if floor:
+            result["send_floor_us"] = _bench_floor(lab, ns, "send", 20000, "10.78.0.1")
         return result
+    finally:
+        lab.close()
+
+
+def bench_receive_cost(kind: str, workdir: Path, count: int = 1000, window: float = 20.0) -> dict:
+    """CPU cost (µs) of one advert received: a node of `kind` with `count` BACKUP instances hears a keepalived
+    with the same instances as MASTER (advert_int 1); beside it the floor, a loop of only recvmsg there."""
+    lab = Lab()
+    try:
+        master_ns = _multi_interface_node(lab, "m", count, 1)
+        backup_ns = _multi_interface_node(lab, "b", count, 2)
+        master = BenchNode(lab, "keepalived", master_ns,
+                           bench_config(_bench_instances(count, "MASTER", 150, 1.0, None)), workdir / "sender")
+        backup = BenchNode(lab, kind, backup_ns, bench_config(_bench_instances(count, "BACKUP", 100, 1.0, None)),
+                           workdir / kind)
+        master.start()
+        wait_for(lambda: lab.has_address(master_ns, f"10.79.{(count - 1) // 250}.{(count - 1) % 250 + 1}",
+                                         f"eth{(count - 1) // 250}"), 60, 0.2, "the sender's last VIP")
+        backup.start()
+        backup.wait_started(60)
+        time.sleep(5)
+        pids = backup.pids()
+        cpu0, t0 = _cpu_seconds(pids), time.time()
+        time.sleep(window)
+        cpu1, t1 = _cpu_seconds(pids), time.time()
+        held = [n for n in range(0, count, 50) if lab.has_address(backup_ns, f"10.79.{n // 250}.{n % 250 + 1}",
+                                                                  f"eth{n // 250}")]
+        assert not held, f"the backup took over instances {held}"
+        interfaces = [f"eth{i}" for i in range(max(1, (count + 249) // 250))]
+        return {"received_us": (cpu1 - cpu0) / (t1 - t0) / count * 1e6,
+                "recv_floor_us": _bench_floor(lab, backup_ns, "recv", 3 * count, *interfaces)}
+    finally:
+        lab.close()
+
+
+def bench_fast_failover(kind: str, workdir: Path, count: int = 10, advert: float = 0.01) -> dict:
+    """`count` VRRPv3 instances at advert_int `advert` on two nodes; kill -9 of the master; seconds from the
+    kill until the backup holds the last of their VIPs."""
+    lab = Lab()
+    try:
+        a_ns, b_ns = lab.host("a", "10.77.0.1/24"), lab.host("b", "10.77.0.2/24")
+        vips = [f"10.77.0.{100 + n}" for n in range(count)]
+
+        def conf(state: str, prio: int, router: str) -> str:
+            return bench_config([{"name": f"VI_{n}", "state": state, "interface": "eth0", "virtual_router_id": 51 + n,
+                                  "priority": prio, "advert_int": advert, "version": 3, "vips": [f"{vips[n]}/24"]}
+                                 for n in range(count)], router)
+
+        a = BenchNode(lab, kind, a_ns, conf("MASTER", 150, "nodeA"), workdir / kind)
+        b = BenchNode(lab, kind, b_ns, conf("BACKUP", 100, "nodeB"), workdir / kind)
+        probe_b = Probe(lab, b_ns)
+        a.start()
+        wait_for(lambda: all(lab.has_address(a_ns, v) for v in vips), 15, what="the VIPs on node A")
+        b.start()
+        b.wait_started()
+        time.sleep(1.0)
+        assert not any(lab.has_address(b_ns, v) for v in vips), "both nodes hold VIPs"
+        killed = time.time()
+        a.kill_hard()
+        lab.link(a_ns, "eth0", False)
+        wait_for(lambda: all(probe_b.address_added(v, killed) for v in vips), 10, 0.005, "every VIP on node B")
+        return {"fast_failover": max(probe_b.address_added(v, killed) for v in vips) - killed}
+    finally:
+        lab.close()
+
+
+def bench_start_to_ready(kind: str, workdir: Path) -> dict:
+    """Seconds from exec to "Startup complete" with one instance: a first start (vrrpd: a source it has never
+    seen, so no byte-code cache) and the next start of the same file."""
+    lab = Lab()
+    try:
+        ns = lab.host("a", "10.77.0.1/24")
+        conf = bench_config([{"name": "VI_1", "state": "BACKUP", "interface": "eth0", "virtual_router_id": 51,
+                              "priority": 100, "advert_int": 1, "vips": ["10.77.0.100/24"]}])
+        node = BenchNode(lab, kind, ns, conf, workdir / kind)
+        if kind == "vrrpd":
+            copy = workdir / f"vrrpd-{uuid.uuid4().hex[:8]}.py"
+            copy.write_text(Path(VRRPD).read_text() + f"# bench {copy.name}\n")
+            node.program = str(copy)
+        out = {}
+        for key in ("first_start", "next_start"):
+            started = node.start()
+            node.wait_started()
+            out[key] = time.time() - started
+            node.stop()
+        if kind == "vrrpd":
+            Path(node.program).unlink()
+        return out
     finally:
         lab.close()
 
@@ -9464,12 +10261,16 @@ def _preempt_scenario(kind: str, workdir: Path) -> dict:
     return {"preempt_gap": r["ping_gap"], "preempt_lost": r["pings_lost"]}
 
 
-def _idle_scenario(count: int, window: float):
+def _idle_scenario(count: int, window: float, advert: float = 1.0, version: Optional[int] = None, tag: str = ""):
+    tag = tag or str(count)
+
     def run(kind: str, workdir: Path) -> dict:
-        r = bench_idle_cost(kind, workdir, count, window)
-        out = {f"cpu_{count}": r["cpu_s_per_min"], f"rss_{count}": r["rss_mb"]}
+        r = bench_idle_cost(kind, workdir, count, window, advert, version, floor=count == 1000)
+        out = {f"cpu_{tag}": r["cpu_s_per_min"], f"rss_{tag}": r["rss_mb"]}
         if "jitter_p50_ms" in r:
-            out.update({f"jit50_{count}": r["jitter_p50_ms"], f"jit99_{count}": r["jitter_p99_ms"]})
+            out.update({f"jit50_{tag}": r["jitter_p50_ms"], f"jit99_{tag}": r["jitter_p99_ms"]})
+        if count == 1000:
+            out.update({"sent_us": r["sent_us"], "send_floor_us": r["send_floor_us"]})
         return out
 
     return run
@@ -9492,12 +10293,13 @@ def bench_main(argv: List[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter windows")
     parser.add_argument("--output", default=str(HERE / "bench-results.json"))
     parser.add_argument("--scenario", help="only the scenarios whose key contains this (e.g. flood)")
+    parser.add_argument("--window", type=float, help="seconds each CPU measurement lasts (20; --quick: 8)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or shutil.which("keepalived") is None:
         print("make bench needs root and keepalived (sudo make deps)", file=sys.stderr)
         return 2
     reps = 2 if args.quick else args.reps
-    window = 8.0 if args.quick else 20.0
+    window = args.window or (8.0 if args.quick else 20.0)
     kinds = [args.only] if args.only else ["vrrpd", "keepalived"]
     scenarios = [
         ("time to first MASTER (s)", "start_to_master", lambda k, w: bench_first_master(k, w), reps),
@@ -9528,11 +10330,26 @@ def bench_main(argv: List[str]) -> int:
     ]
     for count in (1, 255, 1000):
         scenarios += [
-            (f"{count} instances: CPU s/min", f"cpu_{count}", _idle_scenario(count, window), 1 if count > 1 else reps),
+            (f"{count} instances: CPU s/min", f"cpu_{count}", _idle_scenario(count, window), reps),
             (f"{count} instances: RSS MB", f"rss_{count}", None, 0),
             (f"{count} instances: advert jitter p50 (ms)", f"jit50_{count}", None, 0),
             (f"{count} instances: advert jitter p99 (ms)", f"jit99_{count}", None, 0),
         ]
+    scenarios += [
+        ("  one advert sent: CPU (us)", "sent_us", None, 0),
+        ("  floor: a loop of only sendto of cached bytes (us)", "send_floor_us", None, 0),
+        ("1000 BACKUP instances: one advert received: CPU (us)", "received_us",
+         lambda k, w: bench_receive_cost(k, w, 1000, window), reps),
+        ("  floor: a loop of only recvmsg (us)", "recv_floor_us", None, 0),
+        ("10 instances v3 advert_int 0.01: MASTER CPU s/min", "cpu_fast",
+         _idle_scenario(10, window, 0.01, 3, "fast"), reps),
+        ("  RSS MB", "rss_fast", None, 0),
+        ("  advert jitter p99 (ms)", "jit99_fast", None, 0),
+        ("10 instances v3 advert_int 0.01: hard failover, kill -> last VIP (s)", "fast_failover",
+         bench_fast_failover, reps),
+        ("start to ready, first start (s)", "first_start", bench_start_to_ready, reps),
+        ("start to ready, next start (s)", "next_start", None, 0),
+    ]
     if args.scenario:
         keep, chosen = False, []
         for row in scenarios:  # a scenario's follow-up rows (func None) go with it
@@ -9641,8 +10458,8 @@ def _fuzz_targets():
     adv3 = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 51, 100, [IP4("10.0.0.100"), IP4("10.0.0.101")], 0.1, 0, b""),
                                src, group)
     src6, group6 = IP6("fe80::2"), IP6("ff02::12")
-    adv6 = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 51, 100, [IP6("fe80::1"), IP6("2001:db8::1")], 1.0, 0, b""),
-                                src6, group6)
+    adv6 = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 51, 100, [IP6("fe80::1"), IP6("2001:db8::1")], 1.0, 0, b""),
+                               src6, group6)
     key = vrrpd.ah_key(b"secret12")
     ah = vrrpd.build_ipv4_ah(src, group, adv2, key, 7, 1)
     link = vrrpd.nlmsg_pack(vrrpd.RTM_NEWLINK, 0, 1, vrrpd.ifinfomsg(3, vrrpd.IFF_UP)
@@ -9670,7 +10487,7 @@ def _fuzz_targets():
         ("VRRP advert v2/v3", lambda d: vrrpd.decode_advert(d, src, group), [adv2, adv3]),
         ("VRRP advert v3 as v2 checksum", lambda d: vrrpd.decode_advert(d, src, group, True),
          [vrrpd.encode_advert(vrrpd.decode_advert(adv3, src, group), src, group, True)]),
-        ("VRRP advert IPv6", lambda d: vrrpd.decode_advert6(d, src6, group6), [adv6]),
+        ("VRRP advert IPv6", lambda d: vrrpd.decode_advert(d, src6, group6), [adv6]),
         ("IPv4 header", vrrpd.decode_ipv4, [vrrpd.encode_ipv4(src, group, adv2)]),
         ("IPv4 AH", lambda d: vrrpd.parse_ipv4_ah(d, key), [ah]),
         ("rtnetlink link/address/error", rtnl, [link, addr, err, link + addr]),
@@ -9770,45 +10587,27 @@ def test_fuzz_finding_an_http_status_of_thousands_of_digits_is_a_bad_response():
     assert vrrpd.http_response_ok(b"HTTP/1.1 " + b"2" * 5000 + b" OK\r\n\r\n", url) == (False, "bad HTTP response")
 
 
-def _fuzz_daemon(version: int):
-    """A Daemon with one started instance on a fake socket, as the receive path sees it."""
-    inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=100, advert_int=1.0,
-                              version=version, auth_type=vrrpd.AuthType.PASS if version == 2 else None,
+def _fuzz_daemon(version: int, auth: str = "", family: int = 4, vrid: int = 51, **kw):
+    """A started Daemon (fake kernel, fake clock) with one instance, as the receive path sees it: (d, rt, kernel).
+    v2 uses auth_pass secret12 (PASS unless `auth` says AH)."""
+    vip = "10.0.0.100/24" if family == 4 else "2001:db8::100/64"
+    inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=vrid, priority=100, advert_int=1.0,
+                              version=version, auth_type=vrrpd.AuthType[auth or "PASS"] if version == 2 else None,
                               auth_pass=b"secret12" if version == 2 else b"",
-                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv4Interface("10.0.0.100/24"))])
+                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.ip_interface(vip))], **kw)
     config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz"), vrrp_instances=[inst])
-    d = vrrpd.Daemon(config)
+    d, kernel = offline_daemon(config)
+    return d, d.runtimes[0], kernel
 
-    class Rtnl:
-        def add_address(self, index, vip):
-            pass
 
-        def del_address(self, index, vip):
-            pass
-
-    class Sock:
-        ifname = "eth0"
-        received_at = None
-        sock = None  # no kernel queue behind it
-
-    d.rtnl = Rtnl()
-    machine = vrrpd.VrrpMachine("VI_1", 51, 100, 1.0, version, addresses=[IP4("10.0.0.100")],
-                                primary_ip=IP4("10.0.0.1"), auth_type=inst.auth_type or vrrpd.AuthType.NONE,
-                                auth_pass=inst.auth_pass)
-    rt = vrrpd.InstanceRuntime(inst, machine, version)
-    rt.src = IP4("10.0.0.1")
-    d.runtimes.append(rt)
-    d.by_socket["eth0"] = [rt]
-    d.by_vrid[("eth0", 51)] = [rt]
-    d.own_sources = {rt.src}
-    d._apply(rt, machine.start(d.loop.time()))
-    return d, rt, Sock()
+def _become_master(d, rt):
+    d.loop.advance(max(0.0, rt.machine.master_down_timer - d.loop.time()) + 0.001)
 
 
 @pytest.mark.parametrize("version", [2, 3])
 def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
-    """Whole packets through Daemon._handle_packet: receive checks, demultiplexing and the state machine."""
-    d, rt, sock = _fuzz_daemon(version)
+    """Whole packets through the Daemon's receive path: receive checks, demultiplexing and the state machine."""
+    d, rt, kernel = _fuzz_daemon(version)
     rng = random.Random(version)
     src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
     seeds = [vrrpd.encode_ipv4(src, dst, vrrpd.encode_advert(
@@ -9820,7 +10619,7 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
     while time.monotonic() < deadline:
         data = rng.choice(seeds) if rng.random() < 0.2 else _mutate_bytes(rng, rng.choice(seeds))
         try:
-            d._handle_packet(sock, data)
+            kernel.deliver(d, data)
         except Exception as exc:
             raise AssertionError(f"{exc!r} on packet {data.hex()}") from exc
         count += 1
@@ -9828,52 +10627,21 @@ def test_fuzz_daemon_receive_path_survives_mutated_adverts(version):
     assert rt.adverts_received > 0 and sum(rt.bad_packets.values()) > 0, (rt.adverts_received, rt.bad_packets)
 
 
-def _fuzz_daemon6():
-    """A Daemon with one started IPv6 instance (VRID 52) on a fake socket."""
-    IP6 = ipaddress.IPv6Address
-    inst = vrrpd.VrrpInstance("VI_6", interface="eth0", virtual_router_id=52, priority=100, advert_int=1.0,
-                              version=3,
-                              virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv6Interface("2001:db8::100/64"))])
-    d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz6"), vrrp_instances=[inst]))
-
-    class Rtnl:
-        def add_address(self, index, vip):
-            pass
-
-        def del_address(self, index, vip):
-            pass
-
-    d.rtnl = Rtnl()
-    machine = vrrpd.VrrpMachine("VI_6", 52, 100, 1.0, 3, addresses=[IP6("2001:db8::100")],
-                                primary_ip=IP6("fe80::1"))
-    rt = vrrpd.InstanceRuntime(inst, machine, 3)
-    rt.src = IP6("fe80::1")
-    d.runtimes.append(rt)
-    d.beyond.by_socket6["eth0"] = [rt]
-    d._apply(rt, machine.start(d.loop.time()))
-
-    class Sock:
-        ifname = "eth0"
-
-    return d, rt, Sock()
-
-
 def test_fuzz_daemon_ipv6_receive_path_survives_mutated_adverts():
     IP6 = ipaddress.IPv6Address
-    d, rt, sock = _fuzz_daemon6()
+    d, rt, kernel = _fuzz_daemon(3, family=6, vrid=52)
     rng = random.Random(6)
-    seeds = [vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 52, prio, [IP6("2001:db8::100")], 1.0, 0, b""),
-                                  IP6("fe80::2"), IP6("ff02::12")) for prio in (0, 50, 100, 200, 255)]
+    seeds = [vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 52, prio, [IP6("2001:db8::100")], 1.0, 0, b""))
+             for prio in (0, 50, 100, 200, 255)]
     deadline = time.monotonic() + _fuzz_budget(0.5)
     count = 0
     while time.monotonic() < deadline:
         msg = _mutate_bytes(rng, rng.choice(seeds)) if rng.random() < 0.8 else rng.choice(seeds)
         if count % 20 == 0 and rt.machine.state != vrrpd.State.MASTER:  # as MASTER too
-            rt.machine.master_down_timer = d.loop.time() - 0.001
-            d._on_timer(rt)
+            _become_master(d, rt)
         dst = IP6(rng.choice(["ff02::12", "fe80::1"]))
         try:
-            d.beyond._handle_packet6(sock, msg, IP6("fe80::2"), dst, rng.choice([255, 255, 64]))
+            kernel.deliver(d, vrrpd.Received(IP6("fe80::2"), dst, rng.choice([255, 255, 64]), msg), family=6)
         except Exception as exc:
             raise AssertionError(f"{exc!r} on IPv6 advert {msg.hex()} to {dst}") from exc
         count += 1
@@ -9884,24 +10652,19 @@ def test_fuzz_finding_ipv6_adverts_of_ever_new_vrids_log_once_per_period(caplog)
     """Found by the IPv6 receive fuzz: the complaint was rate-limited per VRID, so garbage with ever new VRIDs
     logged up to 255 lines per period (IPv4 already limits per interface)."""
     IP6 = ipaddress.IPv6Address
-    d, _rt, sock = _fuzz_daemon6()
+    d, _rt, kernel = _fuzz_daemon(3, family=6, vrid=52)
     caplog.set_level(logging.WARNING, logger="vrrpd")
     for vrid in range(1, 200):
         if vrid != 52:
-            msg = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, vrid, 100, [IP6("2001:db8::1")], 1.0, 0, b""))
-            d.beyond._handle_packet6(sock, msg, IP6("fe80::2"), IP6("ff02::12"), 255)
+            msg = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, vrid, 100, [IP6("2001:db8::1")], 1.0, 0, b""))
+            kernel.deliver(d, vrrpd.Received(IP6("fe80::2"), IP6("ff02::12"), 255, msg), family=6)
     assert sum("Unknown VRID" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
     """A peer holding the AH key sends mutated VRRP inside a correct AH header (ICV over the garbage)."""
-    d, rt, sock = _fuzz_daemon(2)
-    rt.vsock = sock
-    d.beyond.ah_seq["VI_1"] = vrrpd.AhSequence()
-
-    class AhSock:
-        ifname = "eth0"
-
+    d, rt, kernel = _fuzz_daemon(2, auth="AH")
+    assert rt.ah is not None
     rng = random.Random(5)
     src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
     good = vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 51, 100, [IP4("10.0.0.100")], 1.0, 2, b""))
@@ -9912,11 +10675,10 @@ def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
         vrrp = vrrp[:1] + b"\x33" + vrrp[2:] if len(vrrp) > 1 else vrrp  # keep VRID 51 for demultiplexing
         seq += 1
         if seq % 20 == 0 and rt.machine.state != vrrpd.State.MASTER:  # as MASTER too, not only as BACKUP
-            rt.machine.master_down_timer = d.loop.time() - 0.001
-            d._on_timer(rt)
+            _become_master(d, rt)
         packet = vrrpd.build_ipv4_ah(src, group, vrrp, b"secret12", seq, seq & 0xFFFF or 1)
         try:
-            d.beyond._handle_ah(AhSock(), packet)
+            kernel.deliver(d, packet, protocol=vrrpd.IPPROTO_AH)
         except Exception as exc:
             raise AssertionError(f"{exc!r} on AH packet {packet.hex()}") from exc
         count += 1
@@ -9925,18 +10687,12 @@ def test_fuzz_daemon_ah_receive_path_survives_authenticated_garbage():
 
 def test_fuzz_finding_master_hearing_a_two_byte_vrrp_message_inside_valid_ah():
     """Found by the fuzzer: a MASTER read the priority byte of an AH-carried message without checking its length."""
-    d, rt, sock = _fuzz_daemon(2)
-    rt.vsock = sock
-    d.beyond.ah_seq["VI_1"] = vrrpd.AhSequence()
-    rt.machine.master_down_timer = d.loop.time() - 0.001
-    d._on_timer(rt)
+    d, rt, kernel = _fuzz_daemon(2, auth="AH")
+    _become_master(d, rt)
     assert rt.machine.state == vrrpd.State.MASTER
-
-    class AhSock:
-        ifname = "eth0"
-
-    d.beyond._handle_ah(AhSock(), vrrpd.build_ipv4_ah(IP4("10.0.0.2"), IP4("224.0.0.18"), b"\x21\x33", b"secret12",
-                                                       1, 1))
+    # a sequence number above the ones our own adverts used (the counter is shared)
+    kernel.deliver(d, vrrpd.build_ipv4_ah(IP4("10.0.0.2"), IP4("224.0.0.18"), b"\x21\x33", b"secret12", 1000, 1),
+                   protocol=vrrpd.IPPROTO_AH)
     assert rt.bad_packets.get("truncated") == 1 and rt.machine.state == vrrpd.State.MASTER
 
 
@@ -10683,6 +11439,728 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     assert _sleepers(lab, soak.nodes["A"].ns) <= 1, report
 
 
+# ================================================================================================
+# compat: the differential test against the real keepalived (make compat)
+#
+# Every configuration of testdata/compat (the seeds, Debian's keepalived samples, our own files covering
+# every keyword and lexical form) and thousands the grammar-based generator makes from fixed seeds go
+# through `keepalived -t` (2.2.7, in a network namespace that has every interface the files name) and
+# through vrrpd's --check code path. Rules: keepalived exits 0 => vrrpd has no error; keepalived reports
+# a problem at a line => vrrpd reports one there (or at the header of the block keepalived closes on that
+# line: keepalived checks a block when it reads its '}'). A difference is fixed, or it is listed in
+# COMPAT_DIFFERENCES with the reason. `keepalived -d` dumps the VRRP model, compared field by field.
+# ================================================================================================
+
+COMPAT_DIR = HERE / "testdata" / "compat"
+KEEPALIVED = "/usr/sbin/keepalived"
+COMPAT_GENERATED = int(os.environ.get("VRRPD_COMPAT_GENERATED", "2000"))
+COMPAT_WORKERS = int(os.environ.get("VRRPD_COMPAT_WORKERS", "4"))
+_KA_LINE_RE = re.compile(r"^\((?:(?P<file>[^()]+): )?Line (?P<line>\d+)\) (?P<msg>.*)$")
+_COMPAT_ID_RE = re.compile(r"^[!#] compat: -i (\S+)", re.M)
+_IFNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
+
+# (kind, regular expression on keepalived's message (kind "silent") or vrrpd's error (kind "rejects"),
+#  regular expression one of vrrpd's messages for the same file must match (or ""), reason)
+COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
+    ("silent", r"cannot use a loopback interface \(lo\) for vrrp", "",
+     "vrrpd runs VRRP on lo (its own unit tests do); keepalived refuses it and ignores the instance"),
+    ("rejects", r"configuration nested too deeply|parameter substitution does not terminate", "",
+     "vrrpd stops a runaway recursion with an error; keepalived truncates the line silently"),
+    ("silent", r"Unknown keyword|Unexpected '\{'", r"block opened here is (not|never) closed",
+     "after a block left open, keepalived reads the following blocks inside it and reports each of their "
+     "keywords; vrrpd reports the open block once, at its line, and reads the rest where it belongs"),
+    ("silent", r"cannot track route .* with no interface specified", "",
+     "pending-13: routes and rules are helper 13's (static_routes, virtual_routes)"),
+    ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|bfd_log_file|checker_log_file|vrrp_log_file|"
+     r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|local_name|lvs_id|nftables_no_lvs|"
+     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|vrrp_garp_interval_random|"
+     r"vrrp_ipset_table|vrrp_ipsets|vrrp_iptables_table|vrrp_max_timer_adverts|vrrp_nftables|"
+     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|vrrp_startup_delay_log|vrrp_track_process_sleep|tun_port|"
+     r"tun_type|no_virtual_ipaddress|timer_expired_backup|ICMP_CHECK)'", "",
+     "a keyword of keepalived 2.3/2.4 (vrrpd reads the language of 2.4.3) that 2.2.7 predates, or that this "
+     "nftables build of 2.2.7 lacks"),
+    ("silent", r"Unknown keyword 'vrrp_handover_on_stop'", "", "vrrpd's own extension (a graceful MASTER stop)"),
+    ("silent", r"Unknown keyword '\}'|Unexpected '\{'|Unknown keyword '10\.0\.0\.9'|Unknown keyword 'ICMP_CHECK'",
+     r"^keepalived: Unknown keyword 'ICMP_CHECK'",
+     "ICMP_CHECK is keepalived 2.4's other name of PING_CHECK; 2.2.7 does not know it and reads its block as "
+     "unknown keywords"),
+    ("silent", r"Unknown keyword 'from'|No name has been specified for BFD_CHECKER|FILE_CHECK has no track_file",
+     "", "pending-13: vrrpd accepts the UDP/PING/FILE/BFD checker blocks without reading them (helper 13's)"),
+]
+
+# (regular expression on a model difference, reason)
+COMPAT_MODEL_DIFFERENCES: List[Tuple[str, str]] = [
+    (r": VI_\d+ vips \(a duplicate VIP\):", "keepalived 2.4 ignores a VIP listed twice in an instance, and so does "
+     "vrrpd; 2.2.7 keeps both"),
+    (r"^builtins\.conf: .* vrid:", "${_RANDOM} draws its own number in each program"),
+    (r"^top-net_namespace\.conf: vrrp_instance VI_1 only in vrrpd",
+     "keepalived moves into the named network namespace (absent here) before it reads the instances; vrrpd "
+     "accepts net_namespace without acting on it"),
+    (r": VI_\d+ version: keepalived 2, vrrpd 3",
+     "keepalived 2.2.7 keeps 'version 2' written before an instance's IPv6 addresses (there is no VRRPv2 for "
+     "IPv6, RFC 3768); vrrpd runs such an instance with VRRPv3 and warns"),
+]
+
+
+def compat_corpus() -> List[Path]:
+    """The hand-kept corpus: seeds, keepalived's samples and our own files (testdata/compat/*/*.conf)."""
+    return sorted((HERE / "testdata" / "seeds").glob("*.conf")) + sorted(COMPAT_DIR.glob("*/*.conf"))
+
+
+def compat_config_id(text: str) -> Optional[str]:
+    """`! compat: -i ID` in a corpus file: run both programs with that config id."""
+    m = _COMPAT_ID_RE.search(text[:2000])
+    return m.group(1) if m else None
+
+
+def compat_interfaces(paths: List[Path]) -> List[str]:
+    """Every interface name the files name (instances, VIPs, trackers, checkers), so none is missing."""
+    names = {"eth0"}
+    word = re.compile(r"\b(?:interface|dev|lvs_sync_daemon_interface|bind_if|oif|iif|use_vmac|track_interface)"
+                      r"[ \t]+([A-Za-z][A-Za-z0-9_.-]*)")
+    for path in paths:
+        text = path.read_text(errors="replace")
+        names.update(word.findall(text))
+        config, _ = vrrpd.parse_config(str(path), config_id=compat_config_id(text))
+        for inst in config.vrrp_instances:
+            names.update(n for n in [inst.interface] + [v.dev for v in inst.virtual_ipaddress] if n)
+            names.update(r.name for r in inst.track_interface)
+        for sg in config.sync_groups:
+            names.update(r.name for r in sg.track_interface)
+        for block in re.findall(r"track_interface\s*\{([^}]*)\}", text):
+            names.update(line.split()[0] for line in block.splitlines() if line.split())
+    return sorted(n for n in names if _IFNAME_RE.match(n) and n not in ("lo", "weight"))
+
+
+class CompatNet:
+    """Network namespaces (one per worker) holding veth pairs named after every interface of the corpus."""
+
+    def __init__(self, interfaces: List[str], count: int):
+        self.names = [f"vrrpd-compat-{os.getpid()}-{i}" for i in range(count)]
+        names = list(interfaces) + (["compat-peer"] if len(interfaces) % 2 else [])
+        for ns in self.names:
+            sh(["ip", "netns", "add", ns])
+            script = ["link set lo up"]
+            for a, b in zip(names[::2], names[1::2]):
+                script += [f"link add {a} type veth peer name {b}", f"link set {a} up", f"link set {b} up"]
+            sh(["ip", "-n", ns, "-batch", "-"], input="\n".join(script) + "\n")
+
+    def close(self) -> None:
+        for ns in self.names:
+            sh(["ip", "netns", "del", ns], check=False)
+
+
+_KA_BATCH = r"""
+import json, os, select, signal, subprocess, sys, time
+for line in sys.stdin:
+    path, cid, mode = json.loads(line)
+    cmd = ["/usr/sbin/keepalived", "-f", path]
+    if cid:
+        cmd += ["-i", cid]
+    if mode == "check":
+        cmd += ["-t"]
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        out = {"rc": r.returncode, "err": r.stderr.decode(errors="replace")}
+    else:  # the VRRP model: start the VRRP child with -d for a moment, until it has dumped its topology
+        for attempt in range(3):  # a loaded machine can be slow to start it: try again
+            tag = "%s-%d" % (abs(hash(path)), attempt)
+            run = cmd + ["-n", "-l", "-d", "-P", "-p", "/tmp/ka-c-%s.pid" % tag, "-r", "/tmp/ka-c-%s.vpid" % tag]
+            p = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            data, deadline = b"", time.monotonic() + 10
+            try:
+                while time.monotonic() < deadline and b"------< Interfaces >------" not in data:
+                    ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                    if not ready:
+                        break
+                    chunk = os.read(p.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            finally:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                p.wait()
+            if b"------< Interfaces >------" in data:
+                break
+        out = {"rc": 0, "err": data.decode(errors="replace")}
+    print(json.dumps(out), flush=True)
+"""
+
+
+def run_keepalived_batches(net: CompatNet, jobs: List[Tuple[str, Optional[str], str]]) -> List[dict]:
+    """keepalived for every (path, config id, "check"|"dump") job, spread over the namespaces' workers."""
+    import concurrent.futures
+    import json
+
+    results: List[Optional[dict]] = [None] * len(jobs)
+    chunks = [list(range(i, len(jobs), len(net.names))) for i in range(len(net.names))]
+
+    def work(ns: str, idx: List[int]) -> None:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", _KA_BATCH], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        for i in idx:
+            proc.stdin.write(json.dumps(jobs[i]) + "\n")
+            proc.stdin.flush()
+            results[i] = json.loads(proc.stdout.readline())
+        proc.stdin.close()
+        proc.wait()
+
+    with concurrent.futures.ThreadPoolExecutor(len(net.names)) as pool:
+        for f in [pool.submit(work, ns, idx) for ns, idx in zip(net.names, chunks)]:
+            f.result()
+    return results  # type: ignore[return-value]
+
+
+def keepalived_reports(err: str, path: str) -> Set[Tuple[str, int, str]]:
+    """(file basename, line, message) of every line-numbered problem keepalived -t printed."""
+    out = set()
+    for line in err.splitlines():
+        m = _KA_LINE_RE.match(line.strip())
+        if m:
+            out.add((os.path.basename(m.group("file") or path), int(m.group("line")), m.group("msg").strip()))
+    return out
+
+
+def block_headers(path: str, config_id: Optional[str]) -> Dict[Tuple[str, int], Set[int]]:
+    """(file, line of a '}') -> lines of the keywords whose blocks close there."""
+    lexer = vrrpd._Lexer([], config_id)
+    lexer.read_file(path)
+    toks = lexer.tokens
+    stack: List[int] = []
+    out: Dict[Tuple[str, int], Set[int]] = {}
+    for i, t in enumerate(toks):
+        if t.quoted:
+            continue
+        if t.text == "{":
+            stack.append(toks[i - 1].line if i else t.line)
+        elif t.text == "}" and stack:
+            out.setdefault((os.path.basename(t.file), t.line), set()).add(stack.pop())
+    return out
+
+
+@dataclass
+class CompatResult:
+    path: str
+    ka_rc: int
+    ka_reports: Set[Tuple[str, int, str]]
+    vd_errors: List[str]
+    problems: List[Tuple[str, str]]  # (kind, text): "rejects" / "silent"
+    explained: List[Tuple[str, str, str]]  # (kind, text, reason)
+    ka_err: str = ""
+
+
+def compare_one(path: str, ka: dict, config_id: Optional[str]) -> CompatResult:
+    config, diags = vrrpd.parse_config(path, check_interfaces=False, config_id=config_id)
+    errors = [str(d) for d in diags if d.severity is vrrpd.Severity.ERROR]
+    reports = keepalived_reports(ka["err"], path)
+    at: Dict[str, Set[int]] = {}
+    for d in diags:
+        at.setdefault(os.path.basename(d.file), set()).add(d.line)
+    headers = block_headers(path, config_id) if reports else {}
+    problems: List[Tuple[str, str]] = []
+    if ka["rc"] == 0 and errors:
+        problems += [("rejects", e) for e in errors]
+    for file, line, msg in sorted(reports):
+        lines = at.get(file, set())
+        # keepalived checks a block when it reads its '}': a report anywhere in that block is at the same place
+        if line in lines or any(h <= n <= line for h in headers.get((file, line), ()) for n in lines):
+            continue
+        problems.append(("silent", f"{file}:{line}: keepalived: {msg}"))
+    explained, left = [], []
+    said = [d.message for d in diags] + [f"keepalived: {msg}" for _f, _l, msg in reports]
+    for kind, text in problems:
+        reason = next((r for k, rx, ours, r in COMPAT_DIFFERENCES if k == kind and re.search(rx, text)
+                       and (not ours or any(re.search(ours, m) for m in said))), None)
+        if reason is None:
+            left.append((kind, text))
+        else:
+            explained.append((kind, text, reason))
+    return CompatResult(path, ka["rc"], reports, errors, left, explained, ka["err"])
+
+
+# -- the VRRP model keepalived -d prints, against vrrpd's -----------------------------------------------
+
+def keepalived_vrrp_model(dump: str) -> Dict[str, dict]:
+    """name -> {vrid, priority, state, interface, version, advert, auth, vips} from `keepalived -d -P`."""
+    out: Dict[str, dict] = {}
+    cur: Optional[dict] = None
+    in_vips = False
+    for raw in dump.splitlines():
+        text = raw.split(": ", 1)[1] if re.match(r"^\w{3} \w{3} +\d+ [\d:]+ \d{4}: ", raw) else raw
+        stripped = text.strip()
+        if text.startswith(" VRRP Instance = "):
+            cur = out.setdefault(stripped.split(" = ", 1)[1], {"vips": []})
+            in_vips = False
+            continue
+        if cur is None or not stripped:
+            continue
+        if not text.startswith("   ") and not text.startswith(" VRRP"):
+            if text.startswith(" ") and not text.startswith("  "):
+                cur, in_vips = None, False
+            continue
+        if in_vips:
+            if text.startswith("     "):
+                dev = stripped.split(" dev ")[1].split()[0]
+                cur["vips"].append(stripped.split()[0] + " dev " + dev.split("@")[-1])  # vrrp.51@eth0: on eth0
+                continue
+            in_vips = False
+        key, _, value = stripped.partition(" = ")
+        if key == "Virtual Router ID":
+            cur["vrid"] = int(value)
+        elif key == "Priority":
+            cur["priority"] = int(value)
+        elif key == "Wantstate":
+            cur["state"] = value
+        elif key == "Interface":  # "vrrp.51, vmac on eth0": the base interface
+            cur["interface"] = value.split(" on ", 1)[1] if ", vmac on " in value or ", ipvlan on " in value \
+                else value
+        elif key == "VRRP Version":
+            cur["version"] = int(value)
+        elif key == "Advert interval":
+            number, unit = value.split()
+            cur["advert"] = round(float(number) / (1000.0 if unit.startswith("milli") else 1.0), 3)
+        elif key == "Authentication type":
+            cur["auth"] = value.split()[0]
+        elif stripped.startswith("Virtual IP ("):
+            in_vips = True
+    return out
+
+
+def vrrpd_vrrp_model(config) -> Dict[str, dict]:
+    g = config.global_defs
+    out = {}
+    for inst in config.vrrp_instances:
+        vips = []
+        for v in inst.virtual_ipaddress:
+            full = v.address.network.prefixlen == v.address.max_prefixlen
+            vips.append((str(v.address.ip) if full else str(v.address)) + " dev " + (v.dev or inst.interface or "?"))
+        auth = {"NONE": "none", "PASS": "SIMPLE_PASSWORD", "AH": "IPSEC_AH"}[inst.auth_type.name]
+        out[inst.name] = {"vrid": inst.virtual_router_id, "priority": inst.priority, "state": inst.state.value,
+                          "interface": inst.interface, "version": vrrpd.effective_version(inst, g),
+                          "advert": round(vrrpd.advert_interval(inst, g), 3), "auth": auth, "vips": vips}
+    return out
+
+
+def compare_models(path: str, dump: str, config_id: Optional[str]) -> List[str]:
+    config, _ = vrrpd.parse_config(path, check_interfaces=False, config_id=config_id)
+    theirs, ours = keepalived_vrrp_model(dump), vrrpd_vrrp_model(config)
+    out = []
+    for name in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(name), ours.get(name)
+        if a is None or b is None:
+            only = "vrrpd" if a is None else "keepalived"
+            out.append(f"{os.path.basename(path)}: vrrp_instance {name} only in {only}")
+            continue
+        for key in sorted(set(a) | set(b)):
+            if key == "auth" and key not in a:
+                continue  # keepalived prints no authentication line for VRRPv3
+            if a.get(key) != b.get(key):
+                dup = " (a duplicate VIP)" if key == "vips" and list(dict.fromkeys(a[key])) == b[key] else ""
+                out.append(f"{os.path.basename(path)}: {name} {key}{dup}: keepalived {a.get(key)!r}, "
+                           f"vrrpd {b.get(key)!r}")
+    return out
+
+
+# -- the grammar-based generator ---------------------------------------------------------------------------
+
+class CompatGenerator:
+    """Random but deterministic keepalived configurations: every block, many keywords, awkward layouts
+    (brace on the next line, glued braces, comments, tabs, CRLF, parameters, @conditions, ~SEQ) and a few
+    deliberate mistakes, so that both verdicts and line numbers are exercised."""
+
+    IFACES = ["eth0", "eth1", "eth2", "ens3", "bond0", "eth0.10", "enp0s8"]
+
+    def __init__(self, seed: int):
+        self.r = random.Random(seed)
+        self.vrids: Set[Tuple[str, int]] = set()
+        self.params: Dict[str, str] = {}
+        self.scripts: List[str] = []
+        self.instances: List[str] = []
+
+    def pick(self, seq):
+        return self.r.choice(seq)
+
+    def chance(self, p: float) -> bool:
+        return self.r.random() < p
+
+    def ip(self, prefix: str = "10") -> str:
+        octets = prefix.split(".") + [str(self.r.randint(0, 255)) for _ in range(3 - prefix.count("."))]
+        return ".".join(octets[:3] + [str(self.r.randint(1, 254))])
+
+    def value(self, text: str) -> str:
+        """Sometimes a value goes through a $PARAMETER (or ${PARAMETER})."""
+        if self.chance(0.06) and " " not in text:
+            name = f"P{len(self.params)}"
+            self.params[name] = text
+            return f"${{{name}}}" if self.chance(0.5) else f"${name}"
+        return text
+
+    # a node is (keyword words, children or None, is value block)
+    def global_defs(self) -> tuple:
+        body = []
+        opts = [
+            lambda: (["router_id", self.pick(["lb1", "node-2", "r1.example.com"])], None),
+            lambda: (["notification_email"], [[w] for w in self.r.sample(["a@b.c", "ops@x.org", "root"],
+                                                                        self.r.randint(1, 3))]),
+            lambda: (["notification_email_from", "keepalived@x.org"], None),
+            lambda: (["smtp_server", "127.0.0.1"] + (["25"] if self.chance(0.5) else []), None),
+            lambda: (["smtp_connect_timeout", str(self.r.randint(1, 60))], None),
+            lambda: (["vrrp_skip_check_adv_addr"], None),
+            lambda: (["vrrp_garp_master_delay", str(self.r.randint(1, 10))], None),
+            lambda: (["vrrp_garp_master_repeat", str(self.r.randint(1, 10))], None),
+            lambda: (["vrrp_garp_master_refresh", str(self.r.randint(0, 60))], None),
+            lambda: (["vrrp_mcast_group4", f"224.0.0.{self.r.randint(18, 250)}"], None),
+            lambda: (["vrrp_version", self.pick(["2", "3"])], None),
+            lambda: (["vrrp_garp_interval", self.pick(["0.001", "0.01", "1"])], None),
+            lambda: (["vrrp_gna_interval", self.pick(["0.001", "0.5"])], None),
+            lambda: (["vrrp_lower_prio_no_advert"], None),
+            lambda: (["vrrp_higher_prio_send_advert"], None),
+            lambda: (["lvs_flush"], None),
+            lambda: (["vrrp_check_unicast_src"], None),
+            lambda: (["smtp_alert"], None),
+            lambda: (["no_email_faults"], None),
+            lambda: (["vrrp_startup_delay", str(self.r.randint(1, 5))], None),
+        ]
+        for f in self.r.sample(opts, self.r.randint(1, 7)):
+            body.append(f())
+        body.append((["enable_script_security"], None))
+        body.append((["script_user", "root"], None))
+        return (["global_defs"], body)
+
+    def vrrp_script(self) -> tuple:
+        name = f"chk_{len(self.scripts)}"
+        self.scripts.append(name)
+        body = [(["script", self.pick(['"/bin/true"', "/bin/true", '"/bin/sh -c true"', '"/bin/false x"'])],
+                 None)]
+        for kw, gen in (("interval", lambda: str(self.r.randint(1, 10))),
+                        ("timeout", lambda: str(self.r.randint(1, 5))),
+                        ("weight", lambda: str(self.r.randint(-50, 50))),
+                        ("rise", lambda: str(self.r.randint(1, 5))),
+                        ("fall", lambda: str(self.r.randint(1, 5))), ("user", lambda: "root")):
+            if self.chance(0.5):
+                body.append(([kw, self.value(gen())], None))
+        if self.chance(0.2):
+            body.append((["init_fail"], None))
+        return (["vrrp_script", name], body)
+
+    def vrrp_instance(self, version: int) -> tuple:
+        name = f"VI_{len(self.instances) + 1}"
+        self.instances.append(name)
+        iface = self.pick(self.IFACES)
+        vrid = self.r.randint(1, 255)
+        while (iface, vrid) in self.vrids:
+            vrid = self.r.randint(1, 255)
+        self.vrids.add((iface, vrid))
+        six = self.chance(0.15)
+        body = [(["state", self.pick(["MASTER", "BACKUP"])], None), (["interface", self.value(iface)], None),
+                (["virtual_router_id", self.value(str(vrid))], None),
+                (["priority", self.value(str(self.r.randint(1, 254)))], None)]
+        if self.chance(0.3):
+            version = 3 if version == 2 else 2
+            body.append((["version", str(version)], None))
+        body.append((["advert_int", self.pick(["1", "2", "3"]) if version == 2 else self.pick(["1", "0.5", "0.1"])],
+                     None))
+        if version == 2 and not six and self.chance(0.3):
+            body.append((["authentication"], [(["auth_type", "PASS"], None),
+                                              (["auth_pass", self.pick(["secret", "1111", "abcdefgh"])], None)]))
+        vips = []
+        for _ in range(self.r.randint(1, 3)):
+            addr = f"fd00::{self.r.randint(1, 0xffff):x}" if six else self.ip()
+            words = [addr + self.pick(["", "/24", "/32"] if not six else ["", "/64"])]
+            if self.chance(0.3):
+                words += ["dev", self.pick(self.IFACES)]
+            if not six and self.chance(0.2):
+                words += ["label", f"{iface}:{self.r.randint(0, 9)}"]
+            if self.chance(0.1):
+                words += ["scope", self.pick(["global", "link", "host"])]
+            vips.append(words)
+        body.append((["virtual_ipaddress"], vips))
+        if not six and self.chance(0.15):
+            body.append((["virtual_ipaddress_excluded"], [[self.ip()]]))
+        if self.chance(0.3):
+            body.append((["track_interface"], [[self.pick(self.IFACES)] + (["weight", str(self.r.randint(-50, 50))]
+                                                                         if self.chance(0.5) else [])]))
+        if self.scripts and self.chance(0.5):
+            body.append((["track_script"], [[self.pick(self.scripts)] + (["weight", str(self.r.randint(-20, 20))]
+                                                                         if self.chance(0.3) else [])]))
+        if not six and self.chance(0.2):
+            body.append((["unicast_src_ip", self.ip()], None))
+            body.append((["unicast_peer"], [[self.ip()] for _ in range(self.r.randint(1, 2))]))
+        for kw, gen in (("nopreempt", None), ("preempt_delay", lambda: str(self.r.randint(1, 60))),
+                        ("garp_master_delay", lambda: str(self.r.randint(1, 10))),
+                        ("garp_master_refresh", lambda: str(self.r.randint(1, 60))),
+                        ("notify_master", lambda: '"/bin/true master"'), ("notify_backup", lambda: "/bin/true"),
+                        ("notify_fault", lambda: '"/bin/true fault"'), ("notify", lambda: "/bin/true"),
+                        ("smtp_alert", None), ("dont_track_primary", None), ("accept", None),
+                        ("skip_check_adv_addr", None), ("garp_master_repeat", lambda: str(self.r.randint(1, 5)))):
+            if self.chance(0.12):
+                body.append(([kw] + ([gen()] if gen else []), None))
+        self.r.shuffle(body)
+        return (["vrrp_instance", name], body)
+
+    def sync_group(self) -> tuple:
+        members = self.r.sample(self.instances, min(len(self.instances), self.r.randint(2, 3)))
+        body = [(["group"], [[m] for m in members])]
+        if self.chance(0.3):
+            body.append((["notify_master", '"/bin/true group"'], None))
+        return (["vrrp_sync_group", f"VG_{self.r.randint(1, 99)}"], body)
+
+    def checker(self) -> tuple:
+        kind = self.pick(["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK"])
+        body = []
+        if kind in ("HTTP_GET", "SSL_GET"):
+            url = [(["path", self.pick(["/", "/index.html", "/health"])], None)]
+            url.append((["status_code", self.pick(["200", "200-299"])] if self.chance(0.7)
+                        else ["digest", "9b3a0c85a887a256d6939da88aabd8cd"], None))
+            body.append((["url"], url))
+        if kind == "MISC_CHECK":
+            body.append((["misc_path", self.pick(['"/bin/true"', '"/bin/sh -c true"'])], None))
+            if self.chance(0.3):
+                body.append((["misc_timeout", str(self.r.randint(1, 10))], None))
+        else:
+            for kw, gen in (("connect_timeout", lambda: str(self.r.randint(1, 10))),
+                            ("connect_port", lambda: str(self.r.randint(1, 65535))),
+                            ("retry", lambda: str(self.r.randint(1, 5))),
+                            ("delay_before_retry", lambda: str(self.r.randint(1, 5)))):
+                if self.chance(0.4):
+                    body.append(([kw, gen()], None))
+        return ([kind], body)
+
+    def virtual_server(self) -> tuple:
+        fwmark = self.chance(0.15)
+        where = ["fwmark", str(self.r.randint(1, 999))] if fwmark else [self.ip("192.168"),
+                                                                        str(self.r.randint(1, 65535))]
+        head = ["virtual_server"] + where
+        body = [(["delay_loop", str(self.r.randint(1, 30))], None),
+                ([self.pick(["lb_algo", "lvs_sched"]), self.pick(["rr", "wrr", "lc", "wlc", "sh", "dh"])], None),
+                ([self.pick(["lb_kind", "lvs_method"]), self.pick(["NAT", "DR", "TUN"])], None)]
+        if not fwmark:
+            body.append((["protocol", self.pick(["TCP", "UDP"]) if self.chance(0.5) else "TCP"], None))
+        if self.chance(0.3):
+            body.append((["persistence_timeout", str(self.r.randint(1, 600))], None))
+        if self.chance(0.2):
+            body.append((["sorry_server", self.ip("192.168")] + ([where[-1]] if self.chance(0.7) else []), None))
+        for kw in ("alpha", "omega", "quorum", "hysteresis", "ha_suspend"):
+            if self.chance(0.1):
+                body.append(([kw] + ([str(self.r.randint(1, 5))] if kw in ("quorum", "hysteresis") else []), None))
+        for _ in range(self.r.randint(1, 3)):
+            rs_body = [(["weight", str(self.r.randint(0, 100))], None)]
+            if self.chance(0.8):
+                rs_body.append(self.checker())
+            if self.chance(0.1):
+                rs_body.append((["inhibit_on_failure"], None))
+            port = [] if self.chance(0.2) else [where[-1] if not fwmark and self.chance(0.8)
+                                                 else str(self.r.randint(1, 65535))]
+            body.append((["real_server", self.ip("172.16")] + port, rs_body))
+        return (head, body)
+
+    def mistake(self, tree: list) -> None:
+        """One deliberate mistake somewhere: an unknown keyword, a bad number or a missing value."""
+        target = self.pick(tree)
+        if target[1] is None:
+            return
+        kind = self.r.randint(0, 2)
+        if kind == 0:
+            target[1].insert(self.r.randint(0, len(target[1])), ([self.pick(["bogus_keyword", "prioritty",
+                                                                              "nat_mask"]), "1"], None))
+        elif kind == 1 and target[0][0] == "vrrp_instance":
+            target[1].append((["virtual_router_id", self.pick(["0", "256", "abc"])], None))
+        elif kind == 2 and target[0][0] == "vrrp_instance":
+            target[1].append((["advert_int", self.pick(["300", "-1", "x"])], None))
+
+    def tree(self) -> list:
+        tree = []
+        version = 2
+        if self.chance(0.95):
+            tree.append(self.global_defs())
+            version = next((int(n[0][1]) for n in tree[0][1] if n[0][0] == "vrrp_version"), 2)
+        for _ in range(self.r.randint(0, 2)):
+            tree.append(self.vrrp_script())
+        for _ in range(self.r.randint(1, 4)):
+            tree.append(self.vrrp_instance(version))
+        if len(self.instances) >= 2 and self.chance(0.2):
+            tree.append(self.sync_group())
+        for _ in range(self.r.randint(0, 2) if self.chance(0.5) else 0):
+            tree.append(self.virtual_server())
+        if self.chance(0.12):
+            self.mistake(tree)
+        return tree
+
+    def render(self, tree: list) -> Tuple[str, Optional[str]]:
+        indent_unit = self.pick(["    ", "  ", "\t", ""])
+        brace = self.pick(["same", "same", "same", "next", "glued"])
+        comment = self.chance(0.4)
+        lines: List[str] = []
+
+        def emit(depth: int, text: str) -> None:
+            if comment and self.chance(0.05):
+                lines.append(indent_unit * depth + self.pick(["! a comment", "# another one", "#"]))
+            if comment and self.chance(0.05):
+                text += self.pick(["   # trailing", " ! trailing"])
+            lines.append(indent_unit * depth + text)
+            if self.chance(0.03):
+                lines.append("")
+
+        def node(depth: int, words: List[str], body: Any, value_block: bool) -> None:
+            head = " ".join(words)
+            if body is None:
+                emit(depth, head)
+                return
+            if brace == "next":
+                emit(depth, head)
+                emit(depth, "{")
+            else:
+                emit(depth, head + ("{" if brace == "glued" else " {"))
+            for child in body:
+                if value_block or isinstance(child, list):
+                    emit(depth + 1, " ".join(child))
+                else:
+                    node(depth + 1, child[0], child[1], child[0][0] in (
+                        "virtual_ipaddress", "virtual_ipaddress_excluded", "track_interface", "track_script",
+                        "unicast_peer", "notification_email", "group"))
+            emit(depth, "}")
+
+        for words, body in tree:
+            node(0, words, body, False)
+        config_id = None
+        head: List[str] = []
+        for name, value in self.params.items():
+            if self.chance(0.3):
+                config_id = config_id or self.pick(["lb1", "alpha", "node7"])
+                head += [f"@{config_id} ${name}={value}", f"@^{config_id} ${name}=wrong"]
+            else:
+                head.append(f"${name}={value}")
+        if self.chance(0.1):
+            head += ["$SEQ_VS= \\", "virtual_server 10.99.0.${I} 80 { \\", "  protocol TCP \\",
+                     "  real_server 10.98.0.${I} 80 { \\", "  } \\", "}", "~SEQ(I, 1, 2, 5) $SEQ_VS"]
+        text = "\n".join(head + lines) + "\n"
+        if self.chance(0.05):
+            text = text.replace("\n", "\r\n")
+        return text, config_id
+
+    def config(self) -> Tuple[str, Optional[str]]:
+        return self.render(self.tree())
+
+
+def generated_compat_configs(directory: Path, count: int) -> List[Tuple[Path, Optional[str]]]:
+    out = []
+    for seed in range(count):
+        text, config_id = CompatGenerator(seed).config()
+        path = directory / f"gen{seed:05d}.conf"
+        path.write_text(text)
+        out.append((path, config_id))
+    return out
+
+
+@dataclass
+class CompatRun:
+    results: List[CompatResult]
+    model_diffs: List[str]
+    model_checked: int
+    seconds: float
+    model_explained: List[Tuple[str, str]]
+
+    def accepted(self) -> List[CompatResult]:
+        return [r for r in self.results if r.ka_rc == 0]
+
+    def agreement(self, among: Optional[List[CompatResult]] = None) -> float:
+        acc = self.accepted() if among is None else among
+        return 100.0 * sum(1 for r in acc if not r.problems and not r.explained) / max(1, len(acc))
+
+    def report(self) -> str:
+        acc = self.accepted()
+        lines = [f"compat: {len(self.results)} configurations ({len(acc)} accepted by keepalived -t) in "
+                 f"{self.seconds:.1f} s",
+                 f"agreement on configurations keepalived accepts: {self.agreement():.2f} %",
+                 f"agreement on all: {self.agreement(self.results):.2f} %",
+                 f"VRRP model (keepalived -d) compared on {self.model_checked} files: {len(self.model_diffs)} "
+                 "difference(s)"]
+        explained: Dict[str, List[str]] = {}
+        for r in self.results:
+            for kind, text, reason in r.explained:
+                explained.setdefault(f"{kind}: {reason}", []).append(f"{os.path.basename(r.path)}: {text}")
+        lines.append("")
+        lines.append("| difference | files | reason |")
+        lines.append("|---|---|---|")
+        for d, reason in self.model_explained:
+            explained.setdefault(f"model: {reason}", []).append(d)
+        for key, where in sorted(explained.items()):
+            kind, reason = key.split(": ", 1)
+            lines.append(f"| {kind} | {len(where)} (e.g. {where[0][:90]}) | {reason} |")
+        unexplained = [(r.path, k, t) for r in self.results for k, t in r.problems]
+        if unexplained:
+            lines.append("")
+            lines.append(f"UNEXPLAINED ({len(unexplained)}):")
+            lines += [f"  {os.path.basename(p)}: {k}: {t}" for p, k, t in unexplained[:200]]
+        if self.model_diffs:
+            lines.append("")
+            lines.append(f"MODEL DIFFERENCES ({len(self.model_diffs)}):")
+            lines += ["  " + d for d in self.model_diffs[:200]]
+        return "\n".join(lines)
+
+
+def run_compat(tmp: Path, generated: int, model_sample: int = 400) -> CompatRun:
+    started = time.monotonic()
+    files: List[Tuple[Path, Optional[str]]] = [(p, compat_config_id(p.read_text(errors="replace")))
+                                               for p in compat_corpus()]
+    files += generated_compat_configs(tmp, generated)
+    net = CompatNet(compat_interfaces([p for p, _ in files]), COMPAT_WORKERS)
+    try:
+        kas = run_keepalived_batches(net, [(str(p), cid, "check") for p, cid in files])
+        results = [compare_one(str(p), ka, cid) for (p, cid), ka in zip(files, kas)]
+        # the model: every accepted corpus file and a sample of the accepted generated ones
+        accepted = [(p, cid) for (p, cid), r in zip(files, results) if r.ka_rc == 0 and not r.vd_errors
+                    and "vrrp_instance" in p.read_text(errors="replace")]
+        corpus_set = {str(p) for p in compat_corpus()}
+        sample = [f for f in accepted if str(f[0]) in corpus_set]
+        sample += [f for f in accepted if str(f[0]) not in corpus_set][:max(0, model_sample - len(sample))]
+        dumps = run_keepalived_batches(net, [(str(p), cid, "dump") for p, cid in sample])
+    finally:
+        net.close()
+    diffs, explained = [], []
+    for (p, cid), dump in zip(sample, dumps):
+        for d in compare_models(str(p), dump["err"], cid):
+            reason = next((r for rx, r in COMPAT_MODEL_DIFFERENCES if re.search(rx, d)), None)
+            (diffs.append(d) if reason is None else explained.append((d, reason)))
+    return CompatRun(results, diffs, len(sample), time.monotonic() - started, explained)
+
+
+def test_compat_corpus_is_large_and_covers_the_samples():
+    corpus = compat_corpus()
+    assert len(corpus) >= 300, len(corpus)
+    samples = Path("/usr/share/doc/keepalived/samples")
+    if samples.is_dir():
+        ours = {p.name for p in (COMPAT_DIR / "samples").glob("*.conf")}
+        assert {p.name + ".conf" for p in samples.glob("keepalived.conf.*")} <= ours
+
+
+def test_compat_generator_is_deterministic_and_varied():
+    a = [CompatGenerator(s).config() for s in range(50)]
+    assert a == [CompatGenerator(s).config() for s in range(50)]
+    texts = "".join(t for t, _ in a)
+    for feature in ("vrrp_instance", "virtual_server", "\n{", "${", "@", "real_server", "track_script"):
+        assert feature in texts, feature
+    assert len({t for t, _ in a}) == 50
+
+
+def test_compat_differential_against_keepalived(tmp_path):
+    """make compat: keepalived -t and vrrpd --check agree on every file, or the difference has a reason."""
+    require_root_netns()
+    require(os.path.exists(KEEPALIVED), "needs keepalived (apt-get install keepalived)")
+    run = run_compat(tmp_path, COMPAT_GENERATED, model_sample=200)
+    report = run.report()
+    print(report)
+    keep = os.environ.get("VRRPD_COMPAT_REPORT")
+    if keep:
+        Path(keep).write_text(report + "\n")
+    assert len(run.results) >= 300 + min(COMPAT_GENERATED, 1000), report
+    assert len(run.accepted()) >= 0.35 * len(run.results), report  # much of the corpus is clean configuration
+    assert not [p for r in run.results for p in r.problems], report
+    assert run.agreement() >= 99.0, report
+    assert run.model_checked >= 100 and not run.model_diffs, report
+
 # --------------------------------------------------------------------------------------------
 # H4. Floods: the kernel receive filter, the backlog rule of the master-down timeout, sending first
 # --------------------------------------------------------------------------------------------
@@ -10781,11 +12259,11 @@ def test_rx_filter_ipv6_checks_the_hop_limit_through_the_network_header():
     def ipv6_header(hop_limit: int, dst: str) -> bytes:
         return struct.pack("!IHBB16s16s", 0x60000000, 20, 112, hop_limit, IP6("fe80::2").packed, IP6(dst).packed)
 
-    adv = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 52, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    adv = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 52, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
     assert _run_bpf(prog, adv, ipv6_header(255, "ff02::12"))
     assert not _run_bpf(prog, adv, ipv6_header(64, "ff02::12"))
     assert _run_bpf(prog, adv, ipv6_header(64, "fe80::1"))  # unicast
-    other = vrrpd.encode_advert6(vrrpd.VrrpAdvert(3, 53, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
+    other = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 53, 100, [IP6("2001:db8::100")], 1.0, 0, b""))
     assert not _run_bpf(prog, other, ipv6_header(255, "ff02::12"))
     assert not _run_bpf(prog, adv[:7], ipv6_header(255, "ff02::12"))
 
@@ -10822,15 +12300,7 @@ def test_rx_filter_attaches_to_a_real_socket_and_drops_in_the_kernel():
         tx.close()
 
 
-class _FakeClockLoop(vrrpd.EventLoop):
-    """The real loop on a fake clock: the test moves time; select() never waits."""
-
-    def __init__(self):
-        super().__init__()
-        self.now = 1000.0
-
-    def time(self):
-        return self.now
+_FakeClockLoop = FakeClockLoop  # the real loop on a fake clock: the test moves time
 
 
 class _BacklogSocket:
@@ -10841,6 +12311,7 @@ class _BacklogSocket:
         import socket
 
         self.ifname, self.ifindex, self.groups, self.sent = ifname, 7, [], []
+        self.family, self.protocol, self.kernel_checksum, self.ident = 4, vrrpd.IPPROTO_VRRP, False, 0
         self.rx, self.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.rx.setblocking(False)
         self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -10853,8 +12324,13 @@ class _BacklogSocket:
     def fileno(self):
         return self.rx.fileno()
 
-    def sendto(self, data, address):
-        self.sent.append(data)
+    packet = vrrpd.VrrpSocket.packet
+
+    def send(self, src, dst, packet):
+        self.sent.append(packet)
+
+    def receive_nothing(self):
+        pass
 
     def queue(self, packet: bytes) -> None:
         self.peer.send(packet)
@@ -10863,7 +12339,7 @@ class _BacklogSocket:
         if size is not None:  # a peek
             return self.rx.recv(size, flags)
         try:
-            return self.rx.recv(65535)
+            return vrrpd.decode_ipv4(self.rx.recv(65535))
         except BlockingIOError:
             return None
 
@@ -10880,29 +12356,30 @@ def _backlog_daemon(monkeypatch):
     loop = _FakeClockLoop()
     inst = vrrpd.VrrpInstance("VI_1", interface="eth0", virtual_router_id=51, priority=95, advert_int=0.5,
                               version=3, virtual_ipaddress=[vrrpd.VirtualIP(ipaddress.IPv4Interface("10.0.0.100/24"))])
-    d = vrrpd.Daemon(vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="backlog"), vrrp_instances=[inst]), loop)
-    vips = []
-
-    class Rtnl:
-        def add_address(self, index, vip):
-            vips.append(vip)
-
-        def del_address(self, index, vip):
-            pass
-
-        def close(self):
-            pass
-
     sock = _BacklogSocket()
-    d.rtnl = Rtnl()
-    d.links = {7: vrrpd.LinkInfo(7, "eth0", vrrpd.IFF_UP | vrrpd.IFF_RUNNING)}
-    d.addrs = [vrrpd.AddrInfo(7, ipaddress.IPv4Interface("10.0.0.1/24"))]
-    monkeypatch.setattr(vrrpd, "VrrpSocket", lambda ifname, ifindex: sock)
-    monkeypatch.setattr(vrrpd, "GarpSocket", lambda ifname: type("G", (), {"send": lambda *a: None,
-                                                                           "close": lambda *a: None})())
-    rt = d._add_instance(inst)
-    d._apply(rt, rt.machine.start(loop.now))
-    return d, loop, rt, sock, vips
+
+    class Kernel(FakeKernel):
+        def vrrp_socket(self, family, ifname, ifindex, protocol=vrrpd.IPPROTO_VRRP):
+            return sock
+
+    kernel = Kernel()
+    config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="backlog"), vrrp_instances=[inst])
+    d, kernel = offline_daemon(config, loop=loop, kernel=kernel)
+    vips = _HeldVips(kernel)
+    return d, loop, d.runtimes[0], sock, vips
+
+
+class _HeldVips:
+    """The VIPs the fake kernel was asked to add, as a list of their addresses (truthy once any was added)."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __len__(self):
+        return sum(1 for call in self.kernel.calls if call[0] == "add")
+
+    def __bool__(self):
+        return len(self) > 0
 
 
 def _master_advert(prio=150):
@@ -11126,7 +12603,7 @@ def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab)
     receiver = lab.exec(rx_ns, [PYTHON, "-c", (
         f"import sys, json, socket, time; sys.path.insert(0, {str(HERE)!r}); import vrrpd\n"
         "i = socket.if_nametoindex('eth0')\n"
-        "s4, s6 = vrrpd.VrrpSocket('eth0', i), vrrpd.VrrpSocket6('eth0', i)\n"
+        "s4, s6 = vrrpd.VrrpSocket(4, 'eth0', i), vrrpd.VrrpSocket(6, 'eth0', i)\n"
         "s4.join(vrrpd.VRRP_MCAST_GROUP4)\n"
         "s6.join(vrrpd.VRRP_MCAST_GROUP6)\n"
         "s4.set_filter(vrrpd.rx_filter_for(4, [3], [51]))\n"
@@ -11134,12 +12611,10 @@ def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab)
         "print('READY', s4.rx_filter is not None and s6.rx_filter is not None, flush=True)\n"
         "got, end = [], time.monotonic() + 4\n"
         "while time.monotonic() < end:\n"
-        "    d = s4.recv()\n"
-        "    if d is not None:\n"
-        "        got.append([4, d[21], d[8]])\n"
-        "    g = s6.recv()\n"
-        "    if g is not None:\n"
-        "        got.append([6, g[0][1], g[3]])\n"
+        "    for family, s in ((4, s4), (6, s6)):\n"
+        "        p = s.recv()\n"
+        "        if p is not None:\n"
+        "            got.append([family, p.payload[1], p.ttl])\n"
         "    time.sleep(0.001)\n"
         "print(json.dumps(got), flush=True)\n")], stdout=subprocess.PIPE, text=True)
     assert receiver.stdout.readline().split() == ["READY", "True"]
@@ -11147,11 +12622,11 @@ def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab)
         "import ipaddress, socket, struct\n"
         "IP4, IP6 = ipaddress.IPv4Address, ipaddress.IPv6Address\n"
         "i = socket.if_nametoindex('eth0')\n"
-        "s4, s6 = vrrpd.VrrpSocket('eth0', i), vrrpd.VrrpSocket6('eth0', i)\n"
+        "s4, s6 = vrrpd.VrrpSocket(4, 'eth0', i), vrrpd.VrrpSocket(6, 'eth0', i)\n"
         "src, g4 = IP4('10.86.0.2'), vrrpd.VRRP_MCAST_GROUP4\n"
         "for vrid, ttl in ((51, 255), (51, 64), (50, 255), (51, 1), (51, 255)):\n"
         "    adv = vrrpd.VrrpAdvert(3, vrid, 100, [IP4('10.86.0.100')], 1.0, 0, b'')\n"
-        "    s4.send(src, g4, vrrpd.encode_advert(adv, src, g4), ttl)\n"
+        "    s4.send(src, g4, s4.packet(src, g4, vrrpd.encode_advert(adv, src, g4), ttl))\n"
         f"ll = IP6({tx_ll!r})\n"
         "for vrid, hops in ((52, 255), (52, 64), (53, 255), (52, 255)):\n"
         "    s6.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hops)\n"

@@ -377,6 +377,7 @@ class GlobalDefs:
     net_namespace: Optional[str] = None
     use_pid_dir: bool = False
     data_use_instance: bool = False
+    state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -406,6 +407,7 @@ class VirtualIP:
     peer: Optional[IPAddress] = None
     nodad: bool = False
     no_track: bool = False
+    track_group: Optional[str] = None  # static_ipaddress: the track_group whose instances track its interface
     line: int = 0
 
 
@@ -678,6 +680,17 @@ class TrackProcess:
 
 
 @dataclass
+class TrackGroup:
+    """`track_group NAME { group { VI_1 ... } }`: instances that track the interfaces of the static addresses,
+    routes and rules naming this group (FAULT while one is down)."""
+
+    name: str
+    group: List[str] = field(default_factory=list)
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
 class SyncGroup:
     name: str
     file: str = ""
@@ -861,6 +874,7 @@ class Config:
     static_ipaddress: List[VirtualIP] = field(default_factory=list)
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
+    track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -1488,6 +1502,9 @@ def _not_keyword_of(block: str) -> Callable[[str], bool]:
 
 def _h_str(attr: str) -> Handler:
     def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        if not args:  # a keyword keepalived takes without its value (and then ignores)
+            p.warning(kw, f"{kw.text} without a value: keepalived ignores it, and so does vrrpd")
+            return
         setattr(obj, attr, args[0].text)
     return handler
 
@@ -1527,6 +1544,12 @@ def _h_ip(attr: str) -> Handler:
 
 def _h_cmd(attr: str) -> Handler:
     def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        if not args:
+            if kw.text == "notify_deleted":  # a flag too: notify scripts say DELETED instead of FAULT
+                _h_other(p, obj, kw, args)
+                return
+            p.warning(kw, f"{kw.text} without a command: keepalived ignores it, and so does vrrpd")
+            return
         setattr(obj, attr, p.command_value(kw, args))
     return handler
 
@@ -1988,7 +2011,11 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                 elif opt == "scope" and val is not None:
                     if val.text not in _SCOPES and not val.text.isdigit():
                         raise _Invalid(f"unknown scope '{val.text}'")
-                    vip.scope = val.text
+                    if address.version == 6:
+                        p.warning(opt_tok, f"scope given for the IPv6 address {head.text}: keepalived ignores it, "
+                                  "and so does vrrpd", "remove 'scope ...'")
+                    else:
+                        vip.scope = val.text
                 elif opt == "label" and val is not None:
                     if len(val.text) > 15:
                         p.warning(val, f"label '{val.text}' longer than 15 characters is truncated")
@@ -1999,6 +2026,8 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                     vip.nodad = True
                 elif opt == "no_track":
                     vip.no_track = True
+                elif opt == "track_group" and val is not None:
+                    vip.track_group = val.text
             except _Invalid as exc:
                 p.error(opt_tok, f"virtual address {head.text}: {exc}")
         vips.append(vip)
@@ -2722,7 +2751,21 @@ _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OP
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _accept_only("top", "linkbeat_interfaces interface_up_down_delays "
-             "garp_group SSL track_group", (0, 1), "skip")
+             "garp_group SSL", (0, 1), "skip")
+
+
+def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
+    group = TrackGroup(name=args[0].text, file=kw.file, line=kw.line)
+    cfg.track_groups[group.name] = group
+    return group
+
+
+def _tg_group(p: _Parser, tg: TrackGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    tg.group.extend(t.text for entry in entries for t in entry)
+
+
+_kw("top", "track_group", _top_track_group, (1, 1), "track_group")
+_kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
 _accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
 
 
@@ -2779,9 +2822,11 @@ def _g_mcast(attr: str, version: int) -> Handler:
     return handler
 
 
-def _g_iptables(attr: str) -> Handler:
+def _g_iptables(attr: str, warning: str = "") -> Handler:
     """A flag with optional words kept in `other` (vrrp_iptables IN OUT, lvs_flush_on_stop VS)."""
     def handler(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+        if warning:
+            p.warning(kw, f"{kw.text}: {warning}", "write 'nftables' instead")
         setattr(g, attr, True)
         if args:
             g.other[kw.text] = [a.text for a in args]
@@ -2838,7 +2883,7 @@ _G = "global_defs"
 _kw(_G, "notification_email", _g_email, (0, 0), ValueBlock())
 _kw(_G, "notification_email_from", _h_str("notification_email_from"))
 _kw(_G, "smtp_server", _g_smtp_server, (1, 2), accept=_is_number)
-_kw(_G, "smtp_helo_name", _h_str("smtp_helo_name"))
+_kw(_G, "smtp_helo_name", _h_str("smtp_helo_name"), (0, 1))
 _kw(_G, "smtp_connect_timeout", _g_smtp_connect_timeout)
 _kw(_G, "router_id", _h_str("router_id"))
 for _name in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
@@ -2849,7 +2894,9 @@ for _name in ("no_email_faults", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrr
               "log_unknown_vrids"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _kw(_G, "lvs_flush_on_stop", _g_iptables("lvs_flush_on_stop"), (0, 1), accept=lambda t: t == "VS")
-_kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables"), (0, 2), accept=_not_keyword_of(_G))
+_kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables", "keepalived's nftables build (Debian's) says iptables is "
+                                     "not supported and uses nftables; vrrpd uses nftables too"),
+    (0, 2), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
 _kw(_G, "vrrp_gna_interval", _g_garp_interval("vrrp_gna_interval"))
@@ -2872,6 +2919,7 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
+_kw(_G, "state_dump_file", _h_str("state_dump_file"))
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
@@ -2921,7 +2969,7 @@ _accept_only(_G, "startup_script startup_script_timeout shutdown_script shutdown
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check state_dump_file "
+             "reload_time_file reload_repeat reload_file include_check "
              "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
@@ -3137,12 +3185,16 @@ _kw(_I, "unicast_ttl", _i_unicast_ttl)
 _kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
 
 
+def _i_lvs_sync_interface(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    _h_other(p, inst, kw, args)
+    p.warning(kw, "lvs_sync_daemon_interface in a vrrp_instance is deprecated (keepalived says so too); vrrpd does "
+              "not run the LVS sync daemon", "use global_defs { lvs_sync_daemon IF INSTANCE }")
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted", "notify",
               "notify_master_rx_lower_pri"):
-    _kw(_I, _name, _h_cmd(_name), (1, None))
+    _kw(_I, _name, _h_cmd(_name), (0 if _name == "notify_deleted" else 1, None))
 _kw(_I, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
 _kw(_I, "garp_master_delay", _h_time("garp_master_delay", 0, 255))
 _kw(_I, "garp_master_repeat", _h_int("garp_master_repeat", 0, 255))
@@ -3161,9 +3213,10 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf "
-             "old_unicast_checksum debug linkbeat_use_polling "
-             "lvs_sync_daemon_interface")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum debug")
+KEYWORDS[_I]["vrf"].nargs = (1, 1)
+KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
+                                                    supported=False)
 
 
 def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -3204,7 +3257,7 @@ def _s_user(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
 
 
 _S = "vrrp_script"
-_kw(_S, "script", _h_cmd("script"), (1, None))
+_kw(_S, "script", _h_cmd("script"), (0, None))
 _kw(_S, "interval", _h_time("interval", 0, 4294, zero_to=1.0))
 _kw(_S, "timeout", _h_time("timeout", 0, 4294))
 _kw(_S, "weight", _weight_reverse(-253, 253), (1, 2), accept=lambda t: t in ("reverse", "noreverse"))
@@ -3229,7 +3282,7 @@ _kw("track_file", "init_file", _tf_init, (0, 2))
 
 _P = "vrrp_track_process"
 _kw(_P, "process", _h_words("process"), (1, None))
-_kw(_P, "param_match", _h_str("param_match"))
+_kw(_P, "param_match", _h_str("param_match"), (0, 1))
 _kw(_P, "weight", _weight_reverse(-254, 254), (1, 2), accept=lambda t: t == "reverse")
 _kw(_P, "quorum", _h_int("quorum", 1, 65535))
 _kw(_P, "delay", _h_time("delay", 0, 3600))
@@ -3242,6 +3295,10 @@ _kw(_P, "terminate_delay", _h_time("terminate_delay", 0, 3600))
 
 
 def _sg_group(p: _Parser, sg: SyncGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    if sg.group:
+        p.warning(kw, f"vrrp_sync_group {sg.name}: a second group list: keepalived ignores it, and so does vrrpd",
+                  "list every member in one group { ... }")
+        return
     for entry in entries:
         for t in entry:
             sg.group.append(t.text)
@@ -3257,8 +3314,23 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "global_tracking sync_group_tracking_weight")
+_accept_only(_SG, "sync_group_tracking_weight")
 _kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
+
+
+def _deprecated(message: str, hint: str = "") -> Handler:
+    """Accepted, not acted upon, with keepalived's deprecation said as a warning."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        _h_other(p, obj, kw, args)
+        p.warning(kw, f"{kw.text} is deprecated ({message}); vrrpd ignores it", hint)
+    return handler
+
+
+KEYWORDS[_SG]["global_tracking"] = Keyword("global_tracking", _deprecated(
+    "keepalived says so too", "use track_interface/track_script/track_file in the sync group"), (0, None),
+    supported=False)
+KEYWORDS["vrrp_instance"]["linkbeat_use_polling"] = Keyword("linkbeat_use_polling", _deprecated(
+    "in a vrrp_instance; keepalived says so too", "use a linkbeat_interfaces block"), (0, None), supported=False)
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
@@ -3373,6 +3445,11 @@ def _v_sorry(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> Non
 
 
 def _v_sched_flag(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    needs = "mh" if kw.text.startswith("mh-") else "sh" if kw.text.startswith("sh-") else ""
+    if needs and vs.lb_algo != needs:  # keepalived checks the scheduler set so far, at this line
+        p.warning(kw, f"{kw.text} only applies to the {needs} scheduler (lb_algo {needs} before it): keepalived "
+                  "ignores it, and so does vrrpd", f"write 'lb_algo {needs}' first")
+        return
     if kw.text not in vs.sched_flags:
         vs.sched_flags.append(kw.text)
 
@@ -3411,17 +3488,36 @@ _kw(_V, "persistence_granularity", _h_ip("persistence_granularity"))
 _kw(_V, "persistence_engine", _h_str("persistence_engine"))
 _kw(_V, "protocol", _v_protocol)
 _kw(_V, "sorry_server", _v_sorry, (1, 2), accept=_is_number)
-_kw(_V, "sorry_server_inhibit", _h_flag("sorry_server_inhibit"), (0, 1), accept=_is_bool_word)
+def _v_sorry_inhibit(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if vs.sorry_server is None:
+        p.warning(kw, "sorry_server_inhibit before (or without) sorry_server: keepalived ignores it, and so does "
+                  "vrrpd", "write it after sorry_server")
+        return
+    _h_flag("sorry_server_inhibit")(p, vs, kw, args)
+
+
+_kw(_V, "sorry_server_inhibit", _v_sorry_inhibit, (0, 1), accept=_is_bool_word)
 _kw(_V, "sorry_server_lvs_method", _v_sorry_method)
 _kw(_V, "quorum", _h_int("quorum", 0, 2147483647))
 _kw(_V, "hysteresis", _h_int("hysteresis", 0, 2147483647))
 _kw(_V, "quorum_up", _h_cmd("quorum_up"), (1, None))
 _kw(_V, "quorum_down", _h_cmd("quorum_down"), (1, None))
-for _name in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "hashed", "smtp_alert"):
+for _name in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "smtp_alert"):
     _kw(_V, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 for _name in ("flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback"):
     _kw(_V, _name, _v_sched_flag, (0, 0))
 _kw(_V, "ip_family", _v_ip_family)
+
+
+def _v_hashed(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    if vs.lb_algo != "sh":
+        p.warning(kw, "hashed only applies to the sh scheduler (lb_algo sh before it): keepalived ignores it, and "
+                  "so does vrrpd", "write 'lb_algo sh' first")
+        return
+    _h_flag("hashed")(p, vs, kw, args)
+
+
+_kw(_V, "hashed", _v_hashed, (0, 1), accept=_is_bool_word)
 _kw(_V, "virtualhost", _h_str("virtualhost"))
 _kw(_V, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_V, "retry", _h_int("retry", 0, 2147483647))
@@ -3607,7 +3703,9 @@ for _blk, _spec in KEYWORDS.items():
 
 
 def effective_version(inst: VrrpInstance, g: GlobalDefs) -> int:
-    """The VRRP version an instance runs: its own `version`, else global `vrrp_version`."""
+    """The VRRP version an instance runs: its own `version`, else global `vrrp_version`; IPv6 is always 3."""
+    if inst.virtual_ipaddress and inst.virtual_ipaddress[0].address.version == 6:
+        return 3
     return inst.version if inst.version is not None else g.vrrp_version
 
 
@@ -3686,6 +3784,11 @@ class _Validator:
     def run(self) -> None:
         vrids: Dict[Tuple[int, int], List[VrrpInstance]] = {}
         self.bfd_instances()
+        for script in list(self.cfg.vrrp_scripts.values()):
+            if script.script is None:  # keepalived: "No script set for vrrp_script X - removing"
+                self.warn(script.file, script.line, f"vrrp_script {script.name} has no 'script': keepalived removes "
+                          "it (and the instances ignore it), and so does vrrpd", 'script "/path/to/check args"')
+                del self.cfg.vrrp_scripts[script.name]
         for inst in self.cfg.vrrp_instances:
             self.instance(inst)
             self.instance_strict(inst)
@@ -3696,12 +3799,9 @@ class _Validator:
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
-        for script in self.cfg.vrrp_scripts.values():
-            if script.script is None:
-                self.err(script.file, script.line, f"vrrp_script {script.name} has no 'script'",
-                         'script "/path/to/check args"')
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
+        self.track_groups()
         self.mail()
 
     def bfd_instances(self) -> None:
@@ -3864,6 +3964,10 @@ class _Validator:
                       "(VRRPv3 counts centiseconds)")
         ln_auth = self.line_of(inst, "authentication", ln)
         families = {v.address.version for v in inst.virtual_ipaddress}
+        if inst.version == 2 and inst.virtual_ipaddress and inst.virtual_ipaddress[0].address.version == 6:
+            self.warn(f, self.line_of(inst, "version", ln), f"{label}: version 2 with IPv6 addresses: keepalived "
+                      "ignores it and runs VRRPv3 (there is no VRRPv2 for IPv6), and so does vrrpd", "remove it")
+            inst.version = 3
         if len(families) > 1:
             self.err(f, inst.virtual_ipaddress[0].line, f"{label}: virtual_ipaddress mixes IPv4 and IPv6",
                      "use one instance per address family")
@@ -3904,6 +4008,20 @@ class _Validator:
         if inst.nopreempt and inst.preempt_delay:
             self.warn(f, self.line_of(inst, "preempt_delay", ln),
                       f"{label}: preempt_delay has no effect with nopreempt")
+        if self.p.where(inst, "unicast_ttl") is not None and not inst.unicast_peer:
+            self.warn(f, self.line_of(inst, "unicast_ttl", ln), f"{label}: unicast_ttl without unicast_peer: "
+                      "keepalived ignores it, and so does vrrpd")
+            inst.unicast_ttl = 255
+        if inst.native_ipv6 and any(v.address.version == 4 for v in inst.virtual_ipaddress):
+            v4 = [v for v in inst.virtual_ipaddress if v.address.version == 4]
+            listed = ", ".join(str(v.address) for v in v4)
+            self.warn(f, v4[0].line, f"{label}: native_ipv6 with IPv4 addresses ({listed}): keepalived ignores "
+                      "them, and so does vrrpd", "use a separate IPv4 instance")
+            inst.virtual_ipaddress = [v for v in inst.virtual_ipaddress if v.address.version == 6]
+        if inst.preempt_delay and inst.state is State.MASTER:
+            self.warn(f, self.line_of(inst, "preempt_delay", ln), f"{label}: preempt_delay does not work with state "
+                      "MASTER: keepalived clears it, and so does vrrpd", "set 'state BACKUP' on every node")
+            inst.preempt_delay = 0.0
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
             self.warn(f, self.line_of(inst, "nopreempt", ln),
                       f"{label}: nopreempt is ignored with state MASTER or priority 255",
@@ -3925,9 +4043,9 @@ class _Validator:
                      "remove vrrp_strict for unicast")
         if not inst.virtual_ipaddress:
             self.err(f, ln, f"{label}: {why} needs at least one virtual_ipaddress")
-        elif version == 2 and any(v.address.version == 6 for v in inst.virtual_ipaddress):
-            self.err(f, inst.virtual_ipaddress[0].line, f"{label}: IPv6 addresses need VRRPv3 under {why}",
-                     "add 'version 3'")
+        elif inst.virtual_ipaddress[0].address.version == 6 and not inst.virtual_ipaddress[0].address.is_link_local:
+            self.warn(f, inst.virtual_ipaddress[0].line, f"{label}: under {why} keepalived wants the first IPv6 "
+                      "address link-local and drops the instance; vrrpd runs it", "list an fe80:: address first")
         if inst.preempt_delay:
             self.warn(f, self.line_of(inst, "preempt_delay", ln), f"{label}: {why} does not allow preempt_delay; "
                       "it is ignored (as keepalived does)")
@@ -3941,17 +4059,14 @@ class _Validator:
         """Names that must refer to something, and VRIDs that must be unique per interface and family."""
         f, cfg = inst.file, self.cfg
         label = f"vrrp_instance {inst.name}" if inst.name else "vrrp_instance"
-        for ref in inst.track_script:
-            if ref.name not in cfg.vrrp_scripts:
+        for ref in list(inst.track_script):
+            if ref.name not in cfg.vrrp_scripts:  # keepalived: "track script X not found, ignoring..."
                 close = close_matches(ref.name, list(cfg.vrrp_scripts), n=1)
-                self.err(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script",
-                         f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
-        for ref in inst.track_file:
-            if ref.name not in cfg.track_files:
-                self.err(f, ref.line, f"{label}: track_file '{ref.name}' names no track_file block")
-        for ref in inst.track_process:
-            if ref.name not in cfg.track_processes:
-                self.err(f, ref.line, f"{label}: track_process '{ref.name}' names no vrrp_track_process block")
+                self.warn(f, ref.line, f"{label}: track_script '{ref.name}' names no vrrp_script: keepalived "
+                          "ignores it, and so does vrrpd",
+                          f"did you mean '{close[0]}'?" if close else "define vrrp_script NAME { script ... }")
+                inst.track_script.remove(ref)
+        self.unknown_tracks(f, label, inst)
         self.track_bfd_refs(f, label, inst.track_bfd)
         if inst.virtual_router_id:
             for other in vrids.setdefault((inst.virtual_router_id, _instance_family(inst)), []):
@@ -3963,6 +4078,18 @@ class _Validator:
                     break
             else:
                 vrids[(inst.virtual_router_id, _instance_family(inst))].append(inst)
+
+    def unknown_tracks(self, f: str, label: str, obj: Any) -> None:
+        """track_file / track_process naming no block: keepalived ("track file X not found, ignoring...")
+        ignores the entry; so does vrrpd, with a warning."""
+        for attr, known, what in (("track_file", self.cfg.track_files, "track_file"),
+                                  ("track_process", self.cfg.track_processes, "vrrp_track_process")):
+            for ref in list(getattr(obj, attr)):
+                if ref.name not in known:
+                    close = close_matches(ref.name, list(known), n=1)
+                    self.warn(f, ref.line, f"{label}: {attr} '{ref.name}' names no {what} block: keepalived "
+                              "ignores it, and so does vrrpd", f"did you mean '{close[0]}'?" if close else "")
+                    getattr(obj, attr).remove(ref)
 
     def vrid_conflict(self, inst: VrrpInstance, other: VrrpInstance) -> str:
         """keepalived's rule (vrrp.c check_vrid_conflicts) for two instances of one VRID and address family:
@@ -4028,10 +4155,25 @@ class _Validator:
                     member_of[member] = sg.name
                     inst.sync_group = sg.name
             self.track_bfd_refs(sg.file, f"vrrp_sync_group {sg.name}", sg.track_bfd)
-            for ref in sg.track_script:
+            for ref in list(sg.track_script):
                 if ref.name not in self.cfg.vrrp_scripts:
-                    self.err(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
-                             "names no vrrp_script")
+                    self.warn(sg.file, ref.line, f"vrrp_sync_group {sg.name}: track_script '{ref.name}' "
+                              "names no vrrp_script: keepalived ignores it, and so does vrrpd")
+                    sg.track_script.remove(ref)
+            self.unknown_tracks(sg.file, f"vrrp_sync_group {sg.name}", sg)
+            self.sync_group_start_state(sg)
+
+    def sync_group_start_state(self, sg: SyncGroup) -> None:
+        """keepalived (vrrp_complete_init): members start as MASTER only if all can; one member that is BACKUP
+        or not the address owner (priority 255) makes every state MASTER member start as BACKUP."""
+        members = [self.names[m] for m in sg.group if m in self.names and self.names[m].sync_group == sg.name]
+        masters = [i for i in members if i.state is State.MASTER]
+        if masters and any(i.state is State.BACKUP or i.priority != 255 for i in members):
+            self.warn(sg.file, sg.line, f"vrrp_sync_group {sg.name}: state MASTER members ("
+                      f"{', '.join(i.name for i in masters)}) start as BACKUP, because not every member is MASTER "
+                      "with priority 255: keepalived does so, and so does vrrpd")
+            for inst in masters:
+                inst.state = State.BACKUP
 
     def fwmark_only(self, vs: VirtualServer) -> bool:
         """A fwmark virtual server, or one whose group holds fwmarks only."""
@@ -4039,6 +4181,20 @@ class _Validator:
             return True
         vsg = self.cfg.virtual_server_groups.get(vs.group or "")
         return vsg is not None and bool(vsg.entries) and all(e.fwmark is not None for e in vsg.entries)
+
+    def track_groups(self) -> None:
+        """A static entry's track_group must name a track_group block (keepalived: "track_group X not found")."""
+        cfg = self.cfg
+        for entry in cfg.static_ipaddress + cfg.static_routes + cfg.static_rules:  # type: ignore[operator]
+            name = entry.track_group
+            if name is not None and name not in cfg.track_groups:
+                self.err(getattr(entry, "file", "") or (cfg.files[0] if cfg.files else ""), entry.line,
+                         f"track_group {name} not found", "track_group NAME { group { VI_1 } }")
+        names = {inst.name for inst in cfg.vrrp_instances}
+        for tg in cfg.track_groups.values():
+            for member in tg.group:
+                if member not in names:
+                    self.warn(tg.file, tg.line, f"track_group {tg.name}: {member} is not a vrrp_instance")
 
     def checkers(self, vs: VirtualServer) -> None:
         """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
@@ -4083,9 +4239,8 @@ class _Validator:
             self.warn(f, self.line_of(vs, "hysteresis", ln), f"hysteresis {vs.hysteresis} >= quorum {vs.quorum}; "
                       f"using {max(0, vs.quorum - 1)}, as keepalived does")
             vs.hysteresis = max(0, vs.quorum - 1)
+        self.real_server_ports(vs)
         for rs in vs.real_servers:
-            if rs.port is None and vs.port and vs.fwmark is None:
-                rs.port = vs.port
             for chk in list(rs.checkers):
                 if chk.kind != "BFD_CHECK":
                     continue
@@ -4094,6 +4249,42 @@ class _Validator:
                            "bfd_instance")
                     self.warn(f, chk.line, f"BFD_CHECK {why} - ignoring", "BFD_CHECK { name BFD_INSTANCE }")
                     rs.checkers.remove(chk)
+
+    def real_server_ports(self, vs: VirtualServer) -> None:
+        """keepalived (check_data.c): DR and TUN cannot change the port, so a real server's port follows the
+        virtual server's (a fwmark service has none); NAT keeps it, or takes the service's when it has none."""
+        if vs.group is not None:
+            return
+        f = vs.file
+        for rs in vs.real_servers:
+            method = rs.lb_kind or vs.lb_kind
+            if method is LbKind.NAT:
+                if rs.port is None and vs.port and vs.fwmark is None:
+                    rs.port = vs.port
+            elif vs.fwmark is not None:
+                if rs.port:
+                    self.warn(f, rs.line, f"real_server {rs.address} port {rs.port} with {method.name} on a fwmark "
+                              "virtual server: keepalived clears it, and so does vrrpd", "remove the port")
+                rs.port = None
+            elif rs.port is None:
+                rs.port = vs.port
+            elif rs.port != vs.port:
+                self.warn(f, rs.line, f"real_server {rs.address} port {rs.port} differs from the virtual server's "
+                          f"{vs.port}, which {method.name} cannot change: keepalived uses {vs.port}, and so does "
+                          "vrrpd", f"write real_server {rs.address} {vs.port}")
+                rs.port = vs.port
+        sorry = vs.sorry_server
+        if sorry is not None and (vs.sorry_server_lvs_method or vs.lb_kind) is not LbKind.NAT:
+            addr, port = sorry
+            if vs.fwmark is not None:
+                port = None
+            elif port is None:
+                port = vs.port
+            elif port != vs.port:
+                self.warn(f, self.line_of(vs, "sorry_server", vs.line), f"sorry_server port {port} differs from "
+                          f"the virtual server's {vs.port}: keepalived uses {vs.port}, and so does vrrpd")
+                port = vs.port
+            vs.sorry_server = (addr, port)
 
 
 def _sort_diagnostics(diags: List[Diagnostic], files: List[str]) -> List[Diagnostic]:
@@ -4196,6 +4387,18 @@ def config_summary(config: Config) -> List[str]:
         if inst.track_script:
             out.append("    track_script: " + ", ".join(
                 r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_script))
+        if inst.track_bfd:
+            out.append("    track_bfd: " + ", ".join(
+                r.name + (f" weight {r.weight}" if r.weight is not None else "") for r in inst.track_bfd))
+        if inst.auth_hmac is not None:
+            ah = inst.auth_hmac
+            out.append(f"    auth_hmac: HMAC-SHA256-128, keys {sorted(ah.keys)}, active key {ah.active_key}, "
+                       f"mode {ah.mode}, anti_replay {ah.anti_replay}")
+    for bfd in config.bfd_instances.values():
+        port = BFD_MULTIHOP_PORT if bfd.multihop else BFD_PORT
+        out.append(f"bfd_instance {bfd.name}: neighbor {bfd.neighbor_ip} (UDP {port}), min_rx {bfd.min_rx:g} ms, "
+                   f"min_tx {bfd.min_tx:g} ms, idle_tx {bfd.idle_tx:g} ms, multiplier {bfd.multiplier}, "
+                   f"ttl {bfd.out_ttl}{', passive' if bfd.passive else ''}")
     for sg in config.sync_groups:
         out.append(f"vrrp_sync_group {sg.name}: {' '.join(sg.group)}")
     for script in config.vrrp_scripts.values():
@@ -4215,7 +4418,7 @@ def config_summary(config: Config) -> List[str]:
             where = f"[{rs.address}]:{rs.port}" if rs.address.version == 6 else f"{rs.address}:{rs.port}"
             checks = ", ".join(c.kind for c in rs.checkers) or "no checker (always up)"
             out.append(f"    real_server {where} weight {rs.weight}: {checks}")
-    if not config.vrrp_instances and not config.virtual_servers:
+    if not config.vrrp_instances and not config.virtual_servers and not config.bfd_instances:
         out.append("nothing would run: no vrrp_instance and no virtual_server")
     if config.accepted_only:
         out.append("accepted but not acted upon by vrrpd:")
@@ -4245,38 +4448,42 @@ def inet_checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _pseudo_header4(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, length: int) -> bytes:
-    return src.packed + dst.packed + struct.pack("!BBH", 0, IPPROTO_VRRP, length)
+def pseudo_header(src: IPAddress, dst: IPAddress, length: int, protocol: int = IPPROTO_VRRP) -> bytes:
+    """The pseudo-header of the upper-layer checksum: IPv4 {src, dst, 0, protocol, length} (RFC 5798
+    section 5.2.8) or IPv6 {src, dst, 32-bit length, 3 zero bytes, next header} (RFC 8200 section 8.1)."""
+    if src.version == 4:
+        return src.packed + dst.packed + struct.pack("!BBH", 0, protocol, length)
+    return src.packed + dst.packed + struct.pack("!I3xB", length, protocol)
 
 
 @dataclass
 class VrrpAdvert:
-    """One decoded VRRP ADVERTISEMENT (RFC 3768 section 5 for v2, RFC 5798 section 5.2 for v3).
+    """One decoded VRRP ADVERTISEMENT (RFC 3768 section 5 for v2, RFC 5798 section 5.2 for v3), either family.
 
     `advert_int` is in seconds (v2 whole seconds, v3 centisecond resolution)."""
 
     version: int
     vrid: int
     priority: int
-    addresses: List[ipaddress.IPv4Address]
+    addresses: List[IPAddress]
     advert_int: float
     auth_type: int = 0
     auth_data: bytes = b""
     checksum: int = 0
 
 
-def encode_advert(
-    adv: VrrpAdvert,
-    src: Optional[ipaddress.IPv4Address] = None,
-    dst: Optional[ipaddress.IPv4Address] = None,
-    checksum_as_v2: bool = False,
-) -> bytes:
-    """The VRRP message bytes of adv, checksum filled in.
+def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
+                  checksum_as_v2: bool = False) -> bytes:
+    """The VRRP message bytes of adv, for IPv4 or IPv6 addresses alike, checksum filled in.
 
-    v3 over IPv4 sums the pseudo-header {src, dst, 0, 112, length} (RFC 5798 section 5.2.8) unless
-    checksum_as_v2 (keepalived's v3_checksum_as_v2); v2 sums the message only."""
+    v3 sums the pseudo-header of src and dst (RFC 5798 section 5.2.8) unless checksum_as_v2 (keepalived's
+    v3_checksum_as_v2); v2 sums the message only. Without src and dst an IPv6 checksum stays zero, for a
+    socket whose kernel computes it (IPV6_CHECKSUM)."""
+    family = (src or dst or (adv.addresses[0] if adv.addresses else None) or ipaddress.IPv4Address(0)).version
+    if any(a.version != family for a in adv.addresses):
+        raise ValueError("an advert carries addresses of one family")
     addrs = b"".join(a.packed for a in adv.addresses)
-    if adv.version == 2:
+    if adv.version == 2 and family == 4:
         auth = adv.auth_data[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
         intvl = max(1, min(255, int(round(adv.advert_int))))
         head = VRRP_V2_HEADER.pack(0x21, adv.vrid, adv.priority, len(adv.addresses), adv.auth_type, intvl, 0)
@@ -4285,45 +4492,50 @@ def encode_advert(
     elif adv.version == 3:
         centis = max(1, min(0xFFF, int(round(adv.advert_int * 100))))
         msg = VRRP_V3_HEADER.pack(0x31, adv.vrid, adv.priority, len(adv.addresses), centis, 0) + addrs
-        if checksum_as_v2 or src is None or dst is None:
-            csum = inet_checksum(msg)
+        if src is not None and dst is not None and not (checksum_as_v2 and family == 4):
+            csum = inet_checksum(pseudo_header(src, dst, len(msg)) + msg)
+        elif family == 6:
+            return msg
         else:
-            csum = inet_checksum(_pseudo_header4(src, dst, len(msg)) + msg)
+            csum = inet_checksum(msg)
     else:
-        raise ValueError(f"VRRP version {adv.version} not supported")
+        raise ValueError(f"VRRP version {adv.version} not supported" + (" over IPv6" if family == 6 else ""))
     return msg[:6] + struct.pack("!H", csum) + msg[8:]
 
 
-def decode_advert(
-    msg: bytes,
-    src: Optional[ipaddress.IPv4Address] = None,
-    dst: Optional[ipaddress.IPv4Address] = None,
-    checksum_as_v2: bool = False,
-) -> VrrpAdvert:
-    """Decode and verify an IPv4 VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
+def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
+                  checksum_as_v2: bool = False, family: int = 4) -> VrrpAdvert:
+    """Decode and verify a VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
 
-    Checks (RFC 5798 section 7.1): version, type, complete packet for the address count, checksum."""
+    The family (the address width) is src's, else `family`. Checks (RFC 5798 section 7.1): version (IPv6 is
+    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given."""
+    if src is not None:
+        family = src.version
     if len(msg) < VRRP_HEADER_LEN:
         raise PacketError("truncated", f"{len(msg)} bytes")
     vers_type, vrid, priority, naddr = msg[0], msg[1], msg[2], msg[3]
     version, ptype = vers_type >> 4, vers_type & 0x0F
-    if version not in (2, 3):
-        raise PacketError("bad_version", str(version))
+    if version not in (2, 3) or (version == 2 and family == 6):
+        raise PacketError("bad_version", str(version) + (" (IPv6 needs VRRPv3)" if family == 6 else ""))
     if ptype != VRRP_TYPE_ADVERTISEMENT:
         raise PacketError("bad_type", str(ptype))
-    expected = VRRP_HEADER_LEN + 4 * naddr + (VRRP_AUTH_DATA_LEN if version == 2 else 0)
+    width = 4 if family == 4 else 16
+    expected = VRRP_HEADER_LEN + width * naddr + (VRRP_AUTH_DATA_LEN if version == 2 else 0)
     if len(msg) != expected:
         raise PacketError("bad_length", f"{len(msg)} bytes for {naddr} addresses (expected {expected})")
     if naddr == 0 and version == 2:
         raise PacketError("bad_length", "no address")
     checksum = struct.unpack_from("!H", msg, 6)[0]
-    if version == 2 or checksum_as_v2 or src is None or dst is None:
+    if version == 2 or (checksum_as_v2 and family == 4):
         ok = inet_checksum(msg) == 0
+    elif src is None or dst is None:
+        ok = True if family == 6 else inet_checksum(msg) == 0  # IPv6: the kernel checked (IPV6_CHECKSUM)
     else:
-        ok = inet_checksum(_pseudo_header4(src, dst, len(msg)) + msg) == 0
+        ok = inet_checksum(pseudo_header(src, dst, len(msg)) + msg) == 0
     if not ok:
         raise PacketError("bad_checksum", f"0x{checksum:04x}")
-    addresses = [ipaddress.IPv4Address(msg[8 + 4 * i: 12 + 4 * i]) for i in range(naddr)]
+    make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+    addresses: List[IPAddress] = [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(naddr)]
     if version == 2:
         auth_type, intvl = msg[4], msg[5]
         if intvl == 0:
@@ -4337,17 +4549,20 @@ def decode_advert(
 
 
 @dataclass
-class IPv4Packet:
-    """The fields of a received IPv4 header that VRRP's receive checks need, and its payload."""
+class Received:
+    """One datagram as a VRRP socket hands it over, either family: the header fields the receive checks
+    need, the payload after the IP header, and the kernel receive time (CLOCK_REALTIME) when known."""
 
-    ttl: int
-    protocol: int
-    src: ipaddress.IPv4Address
-    dst: ipaddress.IPv4Address
+    src: IPAddress
+    dst: IPAddress
+    ttl: int  # IPv4 TTL or IPv6 hop limit
     payload: bytes
+    protocol: int = IPPROTO_VRRP
+    received_at: Optional[float] = None
+    header: bytes = b""  # IPv4: the IP header itself (AH authenticates it)
 
 
-def decode_ipv4(packet: bytes) -> IPv4Packet:
+def decode_ipv4(packet: bytes) -> Received:
     """Split a raw IPv4 datagram (as a raw socket returns it) into header fields and payload."""
     if len(packet) < IPV4_HEADER.size:
         raise PacketError("truncated", "short IP header")
@@ -4356,7 +4571,8 @@ def decode_ipv4(packet: bytes) -> IPv4Packet:
     if ver_ihl >> 4 != 4 or ihl < IPV4_HEADER.size or len(packet) < ihl:
         raise PacketError("bad_ip_header")
     end = min(len(packet), tot_len) if tot_len >= ihl else len(packet)
-    return IPv4Packet(ttl, proto, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), packet[ihl:end])
+    return Received(ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), ttl, packet[ihl:end], proto,
+                    None, packet[:ihl])
 
 
 def encode_ipv4(
@@ -4888,53 +5104,6 @@ IN6_ADDR_GEN_MODE_NONE = 1
 IN6_ADDR_GEN_MODE_RANDOM = 3
 
 
-def ipv6_pseudo_header(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, length: int, next_header: int) -> bytes:
-    """RFC 8200 section 8.1 pseudo-header: source, destination, 32-bit length, 3 zero bytes, next header."""
-    return src.packed + dst.packed + struct.pack("!I3xB", length, next_header)
-
-
-def vrrp6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, message: bytes) -> int:
-    """VRRPv3 checksum over an IPv6 message (RFC 5798 section 5.2.8); the checksum field must be zero."""
-    return inet_checksum(ipv6_pseudo_header(src, dst, len(message), IPPROTO_VRRP) + message)
-
-
-def encode_advert6(adv: VrrpAdvert, src: Optional[ipaddress.IPv6Address] = None,
-                   dst: Optional[ipaddress.IPv6Address] = None) -> bytes:
-    """A VRRPv3 message with IPv6 addresses (RFC 5798 section 5.1.2).
-
-    With src and dst the checksum is filled in; without them it stays zero for a socket whose kernel
-    computes it (IPV6_CHECKSUM), as ours does."""
-    centis = max(1, min(0xFFF, int(round(adv.advert_int * 100))))
-    msg = VRRP_V3_HEADER.pack(0x31, adv.vrid, adv.priority, len(adv.addresses), centis, 0)
-    msg += b"".join(a.packed for a in adv.addresses)
-    if src is not None and dst is not None:
-        msg = msg[:6] + struct.pack("!H", vrrp6_checksum(src, dst, msg)) + msg[8:]
-    return msg
-
-
-def decode_advert6(msg: bytes, src: Optional[ipaddress.IPv6Address] = None,
-                   dst: Optional[ipaddress.IPv6Address] = None) -> VrrpAdvert:
-    """Decode a VRRPv3 message with IPv6 addresses; the checksum is checked when src and dst are given
-    (a socket with IPV6_CHECKSUM has already dropped bad ones). Raises PacketError."""
-    if len(msg) < VRRP_HEADER_LEN:
-        raise PacketError("truncated", f"{len(msg)} bytes")
-    version, ptype, vrid, priority, naddr = msg[0] >> 4, msg[0] & 0x0F, msg[1], msg[2], msg[3]
-    if version != 3:
-        raise PacketError("bad_version", f"{version} (IPv6 needs VRRPv3)")
-    if ptype != VRRP_TYPE_ADVERTISEMENT:
-        raise PacketError("bad_type", str(ptype))
-    if len(msg) != VRRP_HEADER_LEN + 16 * naddr:
-        raise PacketError("bad_length", f"{len(msg)} bytes for {naddr} addresses")
-    checksum = struct.unpack_from("!H", msg, 6)[0]
-    if src is not None and dst is not None and inet_checksum(ipv6_pseudo_header(src, dst, len(msg), 112) + msg):
-        raise PacketError("bad_checksum", f"0x{checksum:04x}")
-    centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
-    if centis == 0:
-        raise PacketError("bad_interval", "0")
-    addresses = [ipaddress.IPv6Address(msg[8 + 16 * i: 24 + 16 * i]) for i in range(naddr)]
-    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)  # type: ignore[arg-type]
-
-
 def multicast_mac6(group: ipaddress.IPv6Address) -> bytes:
     """Ethernet address of an IPv6 multicast group (RFC 2464 section 7): 33:33 + low 32 bits."""
     return b"\x33\x33" + group.packed[12:]
@@ -4948,7 +5117,7 @@ def build_unsolicited_na(src_mac: bytes, target: ipaddress.IPv6Address, router: 
     flags = ND_NA_FLAG_OVERRIDE | (ND_NA_FLAG_ROUTER if router else 0)
     option = struct.pack("!BB", ND_OPT_TARGET_LINKADDR, 1) + src_mac
     icmp = struct.pack("!BBHB3x", ND_NEIGHBOR_ADVERT, 0, 0, flags) + target.packed + option
-    checksum = inet_checksum(ipv6_pseudo_header(target, ALL_NODES6, len(icmp), IPPROTO_ICMPV6) + icmp)
+    checksum = inet_checksum(pseudo_header(target, ALL_NODES6, len(icmp), IPPROTO_ICMPV6) + icmp)
     icmp = icmp[:2] + struct.pack("!H", checksum) + icmp[4:]
     ip6 = struct.pack("!IHBB", 6 << 28, len(icmp), IPPROTO_ICMPV6, NDISC_HOPLIMIT) + target.packed + ALL_NODES6.packed
     return multicast_mac6(ALL_NODES6) + src_mac + struct.pack("!H", ETH_P_IPV6) + ip6 + icmp
@@ -5442,13 +5611,40 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
+# Every state change of the machine, and what causes it (RFC 5798 section 6.4, with keepalived's FAULT and
+# vrrpd's STOP). VrrpMachine._set_state() refuses anything not listed here.
+TRANSITIONS: Dict[Tuple[State, State], str] = {
+    (State.INIT, State.BACKUP): "Startup (6.4.1), below priority 255",
+    (State.INIT, State.MASTER): "Startup (6.4.1) of the address owner",
+    (State.INIT, State.FAULT): "Startup with an interface or tracker fault",
+    (State.INIT, State.STOP): "Shutdown before the start-up delay ran out",
+    (State.BACKUP, State.MASTER): "Master_Down_Timer fired (6.4.2), or the sync group went MASTER",
+    (State.BACKUP, State.BACKUP): "the sync group went BACKUP",
+    (State.BACKUP, State.FAULT): "an interface or tracker fault, or the sync group's",
+    (State.BACKUP, State.STOP): "Shutdown (6.4.2)",
+    (State.MASTER, State.MASTER): "the fault of a forced MASTER cleared (the owner stays MASTER)",
+    (State.MASTER, State.BACKUP): "an advert of higher priority (6.4.3), or the sync group went BACKUP",
+    (State.MASTER, State.FAULT): "a fault: priority 0 is sent first",
+    (State.MASTER, State.STOP): "Shutdown (6.4.3): priority 0 is sent first",
+    (State.FAULT, State.FAULT): "its own fault while the sync group holds it in FAULT",
+    (State.FAULT, State.BACKUP): "the fault cleared",
+    (State.FAULT, State.MASTER): "the fault of the address owner cleared",
+    (State.FAULT, State.STOP): "Shutdown",
+}
+
 
 class VrrpMachine:
     """One VRRP instance's protocol state (RFC 5798 section 6, with keepalived's variations), sans-IO.
 
     Every event method takes `now` (seconds, any monotonic clock) and returns a list of actions;
     `next_deadline()` says when `on_timer(now)` must be called next. Nothing here reads a clock,
-    touches a socket or logs by itself."""
+    touches a socket or logs by itself, and nothing outside assigns its state or timers: sync groups,
+    handover and reload use the public operations (force_state, park, end_handover, reconfigure...)."""
+
+    # the settings a reload may change without disturbing the state (reconfigure)
+    SETTINGS = ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
+                "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
+                "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts", "timer_expired_backup")
 
     def __init__(
         self,
@@ -5457,8 +5653,8 @@ class VrrpMachine:
         priority: int,
         advert_int: float,
         version: int = 2,
-        primary_ip: Optional[ipaddress.IPv4Address] = None,
-        addresses: Optional[List[ipaddress.IPv4Address]] = None,
+        primary_ip: Optional[IPAddress] = None,
+        addresses: Optional[List[IPAddress]] = None,
         auth_type: AuthType = AuthType.NONE,
         auth_pass: bytes = b"",
         start_master: bool = False,
@@ -5505,10 +5701,57 @@ class VrrpMachine:
         self.master_down_timer: Optional[float] = None
         self.preempt_delay_timer: Optional[float] = None
         self.handover_timer: Optional[float] = None
-        self.master_ip: Optional[ipaddress.IPv4Address] = None
+        self.master_ip: Optional[IPAddress] = None
         self.master_priority: Optional[int] = None  # priority in the last advert heard from the master
         self.last_advert: Optional[float] = None  # when it came (`now` of on_advert)
         self.vips_set = False
+
+    # -- public operations for the Daemon: sync groups, trackers, handover, reload ---------------
+    def set_primary_ip(self, address: Optional[IPAddress]) -> None:
+        """Our primary address (the advert source), which breaks priority ties (RFC 5798 section 6.4.3)."""
+        self.primary_ip = address
+
+    def set_hold_master(self, hold: bool) -> None:
+        """While a weight-0 tracker has not reported, keepalived does not let a BACKUP become MASTER."""
+        self.hold_master = hold
+
+    def reconfigure(self, fresh: VrrpMachine) -> None:
+        """Reload: take fresh's settings (SETTINGS) and keep the state, timers and VIPs."""
+        for attr in self.SETTINGS:
+            setattr(self, attr, getattr(fresh, attr))
+        if self.state != State.BACKUP or self.version == 2:
+            self.master_adver_int = self.advert_int
+
+    @property
+    def parked(self) -> bool:
+        """A BACKUP waiting for its sync group without a Master_Down_Timer (see park())."""
+        return self.state == State.BACKUP and self.master_down_timer is None
+
+    def park(self) -> None:
+        """Sync groups: a member that wants MASTER waits, timer-less, for the other members to want it too;
+        an advert re-arms its timer, force_state() moves it."""
+        if self.state == State.BACKUP:
+            self.master_down_timer = None
+
+    def force_state(self, now: float, state: State) -> List[Action]:
+        """Move to `state` because the sync group does (keepalived's vrrp_sync_master/backup/fault).
+
+        A MASTER forced to FAULT sends priority 0, so that the peer's members take over at once."""
+        if self.state == state or self.state in (State.STOP, State.INIT):
+            return []
+        if state == State.MASTER:
+            return self._become_master(now, "sync-group")
+        if state == State.FAULT:
+            return self._enter_fault(now, reason="sync-group")
+        self.master_adver_int = self.advert_int
+        return self._enter_backup(now, reason="sync-group")
+
+    def end_handover(self, now: float) -> List[Action]:
+        """A second stop signal: do not wait for the new master any longer."""
+        if self.handover_timer is None:
+            return []
+        self.handover_timer = now
+        return self.on_timer(now)
 
     # -- timers (RFC 5798 section 6.1, keepalived vrrp.h) ---------------------------------------
     @property
@@ -5619,7 +5862,7 @@ class VrrpMachine:
         """True when the advert's address list differs from ours (logged unless skip_check_adv_addr)."""
         return not self.skip_check_adv_addr and sorted(adv.addresses) != sorted(self.addresses)
 
-    def on_advert(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+    def on_advert(self, now: float, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
         """An advert that passed the receive checks arrived from `src`."""
         if self.state == State.STOP:
             if self.handover_timer is not None and adv.priority > 0:
@@ -5632,7 +5875,7 @@ class VrrpMachine:
             return self._master_rx(now, adv, src)
         return []  # INIT and FAULT ignore adverts
 
-    def _backup_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+    def _backup_rx(self, now: float, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
         # RFC 5798 section 6.4.2, "If an ADVERTISEMENT is received"
         self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
         if adv.priority == 0:
@@ -5661,7 +5904,7 @@ class VrrpMachine:
         return [Log(f"({self.name}) received lower priority ({adv.priority}) advert from {src} - discarding",
                     detail=True)]
 
-    def _master_rx(self, now: float, adv: VrrpAdvert, src: ipaddress.IPv4Address) -> List[Action]:
+    def _master_rx(self, now: float, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
         # RFC 5798 section 6.4.3, "If an ADVERTISEMENT is received"
         if adv.priority == 0:
             # "If the Priority in the ADVERTISEMENT is zero, then: Send an ADVERTISEMENT, Reset the Adver_Timer"
@@ -5750,7 +5993,7 @@ class VrrpMachine:
                 self.handover_timer = now + longest_skew + self.advert_int
             else:
                 acts += self._remove_vips()
-        self.state = State.STOP
+        self._set_state(State.STOP)
         acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
@@ -5767,9 +6010,14 @@ class VrrpMachine:
         return acts
 
     # -- transitions ---------------------------------------------------------------------------
+    def _set_state(self, state: State) -> None:
+        if (self.state, state) not in TRANSITIONS:
+            raise AssertionError(f"({self.name}) no transition {self.state.value} -> {state.value}")
+        self.state = state
+
     def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
-        self.state = State.MASTER
+        self._set_state(State.MASTER)
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
@@ -5790,7 +6038,7 @@ class VrrpMachine:
 
     def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
         was_master = self.state == State.MASTER
-        self.state = State.BACKUP
+        self._set_state(State.BACKUP)
         self.adver_timer = None
         self.master_down_timer = now + self.master_down_interval
         acts: List[Action] = [Log(f"({self.name}) Entering BACKUP STATE" + (" (init)" if init else ""))]
@@ -5806,7 +6054,7 @@ class VrrpMachine:
         if self.state == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
             acts += [SendAdvert(0), StopGarp()]
-        self.state = State.FAULT
+        self._set_state(State.FAULT)
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
@@ -5822,6 +6070,57 @@ class VrrpMachine:
     def _finish_handover(self, why: str) -> List[Action]:
         self.handover_timer = None
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A received advert fails a receive check: the counter it goes to, and the log line."""
+
+    reason: str
+    message: str
+
+
+def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peers: List[UnicastPeer],
+                   check_unicast_src: bool = False, checksum_as_v2: bool = False,
+                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None) -> Union[VrrpAdvert, Drop, None]:
+    """RFC 5798 section 7.1 for one instance, either family, unicast or multicast: the advert, or why not.
+
+    In keepalived's order: the mode (unicast vs multicast), the TTL/hop limit (255 for multicast, the
+    peer's min_ttl..max_ttl for unicast), the unicast source, `unwrap` (auth_hmac: the message without its
+    trailer, None when it dropped and counted the advert itself), the message (version, type, length,
+    checksum, interval), then the instance's own rules (version, v2 authentication and interval). AH is
+    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine."""
+    name, src = machine.name, pkt.src
+    unicast = not pkt.dst.is_multicast
+    if unicast != unicast_mode:
+        return Drop("mode_mismatch", f"({name}) received {'unicast' if unicast else 'multicast'} advert from "
+                    f"{src}, but we are {'unicast' if unicast_mode else 'multicast'}")
+    if not unicast and pkt.ttl != VRRP_TTL:
+        return Drop("bad_ttl", f"({name}) invalid TTL/HL. Received {pkt.ttl} and expect {VRRP_TTL}")
+    if unicast:
+        peer = next((p for p in peers if p.address == src), None)
+        if peer is None and check_unicast_src:
+            return Drop("unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
+        if peer is not None and not (peer.min_ttl <= pkt.ttl <= peer.max_ttl):
+            return Drop("bad_ttl", f"({name}) unicast advert from {src} with TTL {pkt.ttl} outside "
+                        f"[{peer.min_ttl}, {peer.max_ttl}]")
+    payload = pkt.payload
+    if unwrap is not None:
+        unwrapped = unwrap(pkt.payload)
+        if unwrapped is None:
+            return None
+        payload = unwrapped
+    try:
+        if src.version == 4:
+            adv = decode_advert(payload, src, pkt.dst, checksum_as_v2)
+        else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
+            adv = decode_advert(payload, family=6)
+    except PacketError as exc:
+        return Drop(exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
+    problem = machine.check_advert(adv, src)
+    if problem is not None:
+        return Drop(problem[0], f"({name}) {problem[1]}")
+    return adv
 
 
 # --------------------------------------------------------------------------------------------
@@ -5902,7 +6201,7 @@ class SyncGroupEngine:
 # --------------------------------------------------------------------------------------------
 # 6a. VRRP trackers: vrrp_script, track_file, track_process
 #     Pure decisions first (rise/fall counters, weight rules, process matching), then the
-#     Tracking class that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
+#     TrackerRunner that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
 # --------------------------------------------------------------------------------------------
 
 TRACK_FILE_FAULT = -254  # a track_file contribution at or below this puts the instance in FAULT
@@ -6163,7 +6462,7 @@ _unsafe_scripts_logged: set = set()  # scripts already reported as unsafe (said 
 class _ScriptRunner:
     """One vrrp_script: runs it every `interval` on the loop and keeps its ScriptResult."""
 
-    def __init__(self, tracking: Tracking, script: VrrpScript):
+    def __init__(self, tracking: TrackerRunner, script: VrrpScript):
         self.tracking = tracking
         self.script = script
         self.result = ScriptResult(script.rise, script.fall, script.init_fail)
@@ -6250,7 +6549,7 @@ class _ScriptRunner:
 
 
 class _FileWatch:
-    """One track_file: its last value, re-read every Tracking.file_poll_interval seconds."""
+    """One track_file: its last value, re-read every TrackerRunner.file_poll_interval seconds."""
 
     def __init__(self, track_file: TrackFile):
         self.track_file = track_file
@@ -6347,11 +6646,13 @@ def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     return found
 
 
-class Tracking:
-    """vrrp_script / track_file / track_process state for every instance and sync group.
+class TrackerRunner:
+    """Runs the trackers on the loop: vrrp_script / track_file / track_process (and track_bfd) state for every
+    instance and sync group.
 
     Contract used by the Daemon (section 10):
-      Tracking(loop, config, on_change)   on_change() is called on the loop whenever any tracked
+      TrackerRunner(loop, config, on_change)
+                                          on_change() is called on the loop whenever any tracked
                                           object changes state, so the daemon re-reads adjustments.
       start() / stop()                    begin / end running scripts and watching files/processes.
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
@@ -7267,77 +7568,141 @@ class RtnetlinkMonitor:
 
 
 class VrrpSocket(_RxSocket):
-    """The raw IPPROTO_VRRP socket of one interface: receives every VRRP packet arriving there and sends
-    adverts with our own IPv4 header (IP_HDRINCL: source, TTL 255 and TOS are ours to set)."""
+    """The raw VRRP socket of one interface and one family (RFC 5798 section 5.1).
 
-    def __init__(self, ifname: str, ifindex: int):
+    IPv4 adverts go out with our own header (IP_HDRINCL: source, TTL and TOS are ours to set); IPv6 ones
+    from the source given per packet with hop limit 255, the kernel filling in and verifying the checksum
+    over the pseudo-header (IPV6_CHECKSUM), as keepalived has it do. With `protocol` IPPROTO_AH it receives
+    the AH-wrapped adverts of `auth_type AH` (IPv4)."""
+
+    def __init__(self, family: int, ifname: str, ifindex: int, protocol: int = IPPROTO_VRRP):
+        self.family = family
         self.ifname = ifname
         self.ifindex = ifindex
-        self.groups: List[ipaddress.IPv4Address] = []
+        self.protocol = protocol
+        self.kernel_checksum = family == 6
+        self.groups: List[IPAddress] = []
         self.ident = 0
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_VRRP)
+        sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, protocol)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(b"\0" * 4, b"\0" * 4, ifindex))
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            if family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(bytes(4), bytes(4), ifindex))
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+                _optional_sockopt(sock, socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)  # Linux >= 4.20
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, IPTOS_PREC_INTERNETCONTROL)
             sock.setblocking(False)
             self.sock = sock
             self._rx_init()
         except OSError:
             sock.close()
             raise
-        self.received_at: Optional[float] = None  # kernel receive time (CLOCK_REALTIME) of the last datagram
 
-    def join(self, group: ipaddress.IPv4Address) -> None:
-        """Join `group` on this interface (IP_ADD_MEMBERSHIP with the interface index)."""
+    def join(self, group: IPAddress) -> None:
+        """Join `group` on this interface (by interface index)."""
         if group in self.groups:
             return
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                             IP_MREQN.pack(group.packed, b"\0" * 4, self.ifindex))
+        if self.family == 4:
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                                 IP_MREQN.pack(group.packed, bytes(4), self.ifindex))
+        else:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                                 group.packed + struct.pack("=I", self.ifindex))
         self.groups.append(group)
 
-    def send(self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload: bytes, ttl: int) -> None:
-        self.ident = self.ident % 0xFFFF + 1
-        self.sock.sendto(encode_ipv4(src, dst, payload, ttl=ttl, ident=self.ident), (str(dst), 0))
+    def packet(self, src: IPAddress, dst: IPAddress, msg: bytes, ttl: int = VRRP_TTL) -> bytes:
+        """What send() takes for the VRRP message msg: IPv4 puts our header in front (IP id left to the
+        kernel), IPv6 sends the message as it is."""
+        return encode_ipv4(src, dst, msg, ttl=ttl) if self.family == 4 else msg  # type: ignore[arg-type]
 
-    def recv(self) -> Optional[bytes]:
-        """One pending datagram (IP header included), or None when there is none; its kernel receive
-        time goes to `received_at`, so that timers start when the advert arrived, not when it was read."""
+    def send(self, src: IPAddress, dst: IPAddress, packet: bytes) -> None:
+        if self.family == 4:
+            self.sock.sendto(packet, (str(dst), 0))
+        else:
+            pktinfo = src.packed + struct.pack("=I", self.ifindex)
+            self.sock.sendmsg([packet], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
+                              (str(dst), 0, 0, self.ifindex))
+
+    def recv(self) -> Optional[Received]:
+        """One pending datagram, or None when there is none. Its kernel receive time comes with it, so that
+        timers start when the advert arrived, not when it was read. PacketError for a bad IPv4 header."""
         try:
-            data, ancillary, _flags, _addr = self.sock.recvmsg(65535, 64)
+            data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
         except (BlockingIOError, InterruptedError):
             return None
-        self.received_at = None
+        received_at: Optional[float] = None
+        hoplimit, dst = -1, None
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                 sec, nsec = struct.unpack_from("=qq", value)
-                self.received_at = sec + nsec * 1e-9
-        return data
+                received_at = sec + nsec * 1e-9
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hoplimit = struct.unpack_from("=i", value)[0]
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                dst = ipaddress.IPv6Address(value[:16])
+        if self.family == 4:
+            pkt = decode_ipv4(data)
+            pkt.received_at = received_at
+            return pkt
+        src = ipaddress.IPv6Address(addr[0].split("%")[0])
+        return Received(src, dst or ipaddress.IPv6Address(0), hoplimit, data, self.protocol, received_at)
 
     def close(self) -> None:
         self.sock.close()
 
 
-class GarpSocket:
-    """An AF_PACKET socket used only to send gratuitous ARP frames on one interface (it receives nothing).
-    NdiscSocket (section 7c) is the same for IPv6's unsolicited Neighbour Advertisements."""
+class Announcer:
+    """An AF_PACKET socket announcing VIPs on one interface (it receives nothing): gratuitous ARPs for IPv4
+    (RFC 5227 section 3), unsolicited Neighbour Advertisements for IPv6 (RFC 4861 section 4.4)."""
 
     def __init__(self, ifname: str):
         self.ifname = ifname
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self.sock.setblocking(False)
 
-    def send(self, mac: bytes, address: Any) -> None:
-        self.sock.sendto(garp_frame(mac, address), (self.ifname, ETH_P_ARP))
+    def send(self, mac: bytes, address: IPAddress) -> None:
+        if address.version == 4:
+            self.sock.sendto(garp_frame(mac, address), (self.ifname, ETH_P_ARP))  # type: ignore[arg-type]
+        else:
+            frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))  # type: ignore[arg-type]
+            self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
 
     def close(self) -> None:
         self.sock.close()
 
 
+class Kernel:
+    """What the Daemon opens on the kernel, in one place: tests hand the Daemon a fake one."""
+
+    def rtnetlink(self) -> Rtnetlink:
+        return Rtnetlink()
+
+    def monitor(self) -> RtnetlinkMonitor:
+        return RtnetlinkMonitor()
+
+    def vrrp_socket(self, family: int, ifname: str, ifindex: int, protocol: int = IPPROTO_VRRP) -> VrrpSocket:
+        return VrrpSocket(family, ifname, ifindex, protocol)
+
+    def announcer(self, ifname: str) -> Announcer:
+        return Announcer(ifname)
+
+    def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
+        return VmacManager(rtnl)
+
+    def firewall(self, table: str) -> StrictFirewall:
+        return StrictFirewall(table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -8303,7 +8668,7 @@ class LvsManager:
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
-        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to Tracking
+        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to TrackerRunner
         self.bfd_up: Callable[[str], bool] = lambda name: False
 
     def bfd_event(self, name: str, up: bool) -> None:
@@ -8740,74 +9105,6 @@ class VmacManager:
         for path, value in self._saved_sysctls.items():
             _write_sysctl(path, value)
         self._saved_sysctls.clear()
-
-
-class VrrpSocket6(_RxSocket):
-    """The raw IPv6 VRRP socket of one interface (RFC 5798 section 5.1.2).
-
-    Adverts go from the interface's link-local address with hop limit 255; the kernel fills in and
-    verifies the checksum over the IPv6 pseudo-header (IPV6_CHECKSUM), as keepalived has it do."""
-
-    def __init__(self, ifname: str, ifindex: int):
-        self.ifname = ifname
-        self.ifindex = ifindex
-        self.groups: List[ipaddress.IPv6Address] = []
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25), ifname.encode())
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-            _optional_sockopt(sock, socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)  # Linux >= 4.20
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, IPTOS_PREC_INTERNETCONTROL)
-            sock.setblocking(False)
-            self.sock = sock
-            self._rx_init()
-        except OSError:
-            sock.close()
-            raise
-
-    def join(self, group: ipaddress.IPv6Address) -> None:
-        if group in self.groups:
-            return
-        mreq = group.packed + struct.pack("=I", self.ifindex)
-        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
-        self.groups.append(group)
-
-    def send(self, src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, payload: bytes) -> None:
-        """Send payload (checksum left zero for the kernel) from src, which is set per packet."""
-        pktinfo = src.packed + struct.pack("=I", self.ifindex)
-        self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
-                          (str(dst), 0, 0, self.ifindex))
-
-    def recv(self) -> Optional[Tuple[bytes, ipaddress.IPv6Address, ipaddress.IPv6Address, int]]:
-        """One pending advert as (VRRP message, source, destination, hop limit), or None."""
-        try:
-            data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
-        except (BlockingIOError, InterruptedError):
-            return None
-        hoplimit, dst = -1, ipaddress.IPv6Address(0)
-        for level, kind, value in ancillary:
-            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
-                hoplimit = struct.unpack("=i", value[:4])[0]
-            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
-                dst = ipaddress.IPv6Address(value[:16])
-        return data, ipaddress.IPv6Address(addr[0].split("%")[0]), dst, hoplimit
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class NdiscSocket(GarpSocket):
-    """An AF_PACKET socket that sends unsolicited Neighbour Advertisements on one interface."""
-
-    def send(self, mac: bytes, address: Any) -> None:
-        frame = build_unsolicited_na(mac, address, ipv6_forwarding(self.ifname))
-        self.sock.sendto(frame, (self.ifname, ETH_P_IPV6))
 
 
 # --------------------------------------------------------------------------------------------
@@ -9909,6 +10206,11 @@ RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before du
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
+def instance_family(inst: VrrpInstance) -> int:
+    """4 or 6: `native_ipv6` makes an instance IPv6 even without IPv6 VIPs (keepalived), else its first VIP."""
+    return 6 if inst.native_ipv6 else inst.family
+
+
 def startup_delay(g: GlobalDefs, uptime: Optional[float] = None) -> float:
     """vrrp_startup_delay, or what is left of vrrp_delay_after_boot since boot (/proc/uptime), whichever is longer."""
     after_boot = 0.0
@@ -9924,16 +10226,21 @@ def startup_delay(g: GlobalDefs, uptime: Optional[float] = None) -> float:
 
 
 class InstanceRuntime:
-    """One configured vrrp_instance at run time: its machine, interface, sockets, timers and counters."""
+    """One configured vrrp_instance at run time, either family: its machine, interface, sockets, timers
+    and counters."""
 
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
         self.machine = machine
         self.version = version
+        self.family = instance_family(inst)
         self.ifindex = 0
-        self.vsock: Optional[VrrpSocket] = None
-        self.src: Optional[ipaddress.IPv4Address] = None
-        self.targets: List[Tuple[ipaddress.IPv4Address, int]] = []
+        self.vmac_index = 0  # use_vmac: the macvlan the VIPs go on
+        self.vsock: Optional[VrrpSocket] = None  # receives; sends too unless `xmit`
+        self.xmit: Optional[VrrpSocket] = None  # use_vmac without vmac_xmit_base: sends from the VMAC
+        self.ah: Optional[AhSequence] = None  # auth_type AH: the sequence counter, shared by both directions
+        self.src: Optional[IPAddress] = None
+        self.targets: List[Tuple[IPAddress, int]] = []
         self.unicast = bool(inst.unicast_peer)
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
@@ -9967,18 +10274,19 @@ class Daemon:
 
     run() returns the exit status once stop() (SIGTERM/SIGINT) has finished."""
 
-    def __init__(self, config: Config, loop: Optional[EventLoop] = None, config_path: Optional[str] = None):
+    def __init__(self, config: Config, loop: Optional[EventLoop] = None, config_path: Optional[str] = None,
+                 kernel: Optional[Kernel] = None):
         self.config = config
         self.config_path = config_path or (config.files[0] if config.files else None)
         self.loop = loop or EventLoop()
+        self.kernel = kernel or Kernel()
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
-        self.by_socket: Dict[str, List[InstanceRuntime]] = {}
-        self.by_vrid: Dict[Tuple[str, int], List[InstanceRuntime]] = {}
+        self.by_vrid: Dict[Tuple[str, int, int], List[InstanceRuntime]] = {}  # (ifname, family, VRID)
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
-        self.vsocks: Dict[str, VrrpSocket] = {}
-        self.garp_socks: Dict[str, GarpSocket] = {}
+        self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self.announcers: Dict[str, Announcer] = {}
         self.links: Dict[int, LinkInfo] = {}
         self.addrs: List[AddrInfo] = []
         self.rtnl: Optional[Rtnetlink] = None
@@ -9994,23 +10302,33 @@ class Daemon:
         self.exit_code = 0
         self.started = time.time()
         self.notifier = Notifier(self.loop, config)
-        self.tracking = Tracking(self.loop, config, self._on_tracking_change)
+        self.tracking = TrackerRunner(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
-        self.beyond = BeyondIPv4(self)  # IPv6, VMAC, sync groups, no_accept firewall, AH (section 10b)
+        # keepalived's `nftables NAME` names the no_accept table; ours is `vrrpd` by default
+        self.firewall = self.kernel.firewall((self.g.other.get("nftables") or [NFT_TABLE])[0])
+        self.vmacs: Optional[VmacManager] = None
+        self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
+        self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
+        self.group_of: Dict[str, str] = {}  # instance -> its sync group
+        self.last_state: Dict[str, State] = {}
+        self._syncing = False
         # who follows the event stream (transitions with their reason, priority changes): the control socket
         self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
 
     # -- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
         log.info("Starting %s v%s", PROG, __version__)
-        self.monitor = RtnetlinkMonitor()
+        self.monitor = self.kernel.monitor()
         self.loop.add_reader(self.monitor.sock, self._on_netlink)
-        self.rtnl = Rtnetlink()
+        self.rtnl = self.kernel.rtnetlink()
         self.links = self.rtnl.links()
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
-        self.beyond.start()
+        self.vmacs = self.kernel.vmacs(self.rtnl)
+        self.firewall.start(no_accept_vips(self.config))
+        self._set_sync_groups(self.config)
+        self._set_vmacs(self.config)
         for inst in self.config.vrrp_instances:
             try:
                 self._add_instance(inst)
@@ -10071,17 +10389,26 @@ class Daemon:
     def _make_machine(self, inst: VrrpInstance, version: int) -> VrrpMachine:
         g = self.g
         pick = (lambda own, glob: glob if own is None else own)  # noqa: E731
+        # vrrp_strict's run-time rules (keepalived): a MASTER hearing a lower priority stays silent, no GARPs
+        strict = bool(pick(inst.strict_mode, g.vrrp_strict))
+        ah = version == 2 and inst.auth_type == AuthType.AH
+        start_master = inst.state == State.MASTER
+        if ah and start_master and inst.priority != 255:
+            # keepalived: a new master must first hear the current AH sequence number
+            log.warning("(%s) Initial state master is incompatible with AH authentication - clearing", inst.name)
+            start_master = False
         return VrrpMachine(
             inst.name, inst.virtual_router_id, inst.priority, inst.advert_int, version,
             addresses=[v.address.ip for v in inst.virtual_ipaddress],  # excluded VIPs are not advertised
             auth_type=inst.auth_type if version == 2 else AuthType.NONE,
             auth_pass=inst.auth_pass,
-            start_master=inst.state == State.MASTER,
+            start_master=start_master,
             preempt=not inst.nopreempt,
             preempt_delay=inst.preempt_delay,
-            lower_prio_no_advert=bool(pick(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
-            garp_lower_prio_repeat=int(pick(inst.garp_lower_prio_repeat,
-                                            pick(g.vrrp_garp_lower_prio_repeat, g.vrrp_garp_master_repeat))),
+            lower_prio_no_advert=strict or bool(pick(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
+            garp_lower_prio_repeat=0 if strict else int(pick(inst.garp_lower_prio_repeat,
+                                                             pick(g.vrrp_garp_lower_prio_repeat,
+                                                                  g.vrrp_garp_master_repeat))),
             skip_check_adv_addr=bool(pick(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             higher_prio_send_advert=bool(pick(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
             owner_ignore_adverts=bool(inst.owner_ignore_adverts) and inst.priority == 255,
@@ -10101,53 +10428,66 @@ class Daemon:
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
         self._attach_hmac(rt)
-        if instance_family(inst) == 6:
-            self.beyond.attach6(rt)
-            self.runtimes.append(rt)
-            return rt
-        ifname = inst.interface
-        if ifname is None:
+        if inst.interface is None:
             raise ValueError("no interface")
-        if self._link_by_name(ifname) is None:
-            log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, ifname)
+        if self._link_by_name(inst.interface) is None:
+            log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, inst.interface)
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
         self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
-        self._set_targets(rt)
-        self.beyond.attach4(rt)
+        self._attach(rt)
         self.runtimes.append(rt)
         if rt.src is not None:
             self.own_sources.add(rt.src)
         return rt
 
+    def _vrrp_socket(self, link: LinkInfo, family: int, protocol: int) -> VrrpSocket:
+        """The interface's VRRP (or AH) socket of that family, opened on first use and shared."""
+        key = (link.name, family, protocol)
+        vsock = self.vsocks.get(key)
+        if vsock is None:
+            vsock = self.vsocks[key] = self.kernel.vrrp_socket(family, link.name, link.index, protocol)
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
+        return vsock
+
+    def _attach(self, rt: InstanceRuntime) -> None:
+        """Targets, source address, the VMAC and its sending socket, the AH socket: at start and after a reload
+        (what is still wanted is kept, the AH sequence number too)."""
+        inst = rt.inst
+        self._set_targets(rt)
+        rt.vmac_index = self.vmac_index.get(inst.name, 0)
+        if rt.xmit is not None and (not rt.vmac_index or inst.vmac_xmit_base or rt.xmit.ifindex != rt.vmac_index):
+            rt.xmit.close()
+            rt.xmit = None
+        if rt.vmac_index and not inst.vmac_xmit_base and rt.xmit is None:
+            try:
+                rt.xmit = self.kernel.vrrp_socket(rt.family, vmac_ifname(inst.virtual_router_id, inst.vmac_name),
+                                                  rt.vmac_index)
+                rt.xmit.receive_nothing()  # nobody reads it: its queue would only fill
+            except OSError as exc:
+                log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
+        if not (rt.version == 2 and inst.auth_type == AuthType.AH):
+            rt.ah = None
+        elif rt.vsock is not None:
+            link = self.links.get(rt.ifindex)
+            if link is not None:
+                ahsock = self._vrrp_socket(link, 4, IPPROTO_AH)
+                for group in rt.vsock.groups:
+                    ahsock.join(group)
+            rt.ah = rt.ah or AhSequence()
     def _attach_interface(self, rt: InstanceRuntime) -> bool:
-        """Open (or share) the VRRP socket on the instance's interface, if it exists now; True if it does."""
-        if instance_family(rt.inst) == 6:
-            self.beyond.attach6(rt)
-            sock6 = self.beyond.sock6_of.get(rt.inst.name)
-            if sock6 is not None:
-                self._interface_settings(rt, sock6.sock)
-            return bool(rt.ifindex)
-        ifname, inst = rt.inst.interface or "", rt.inst
-        link = self._link_by_name(ifname)
+        """Open (or share) the VRRP socket of the instance's family on its interface, if the interface exists
+        now; True if it does."""
+        link = self._link_by_name(rt.inst.interface or "")
         if link is None:
             return False
         rt.ifindex = link.index
-        vsock = self.vsocks.get(ifname)
-        if vsock is None:
-            vsock = self.vsocks[ifname] = VrrpSocket(ifname, link.index)
-            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
-            self.by_socket[ifname] = []
-        rt.vsock = vsock
-        if ifname not in self.garp_socks:
-            self.garp_socks[ifname] = GarpSocket(ifname)
-        if rt not in self.by_socket[ifname]:
-            self.by_socket[ifname].append(rt)
-        members = self.by_vrid.setdefault((ifname, inst.virtual_router_id), [])
+        rt.vsock = self._vrrp_socket(link, rt.family, IPPROTO_VRRP)
+        members = self.by_vrid.setdefault((link.name, rt.family, rt.inst.virtual_router_id), [])
         if rt not in members:
             members.append(rt)
-        self._interface_settings(rt, vsock.sock)
+        self._interface_settings(rt, rt.vsock.sock)
         return True
 
     def _interface_settings(self, rt: InstanceRuntime, sock: socket.socket) -> None:
@@ -10170,22 +10510,25 @@ class Daemon:
                 self._promoted.add(inst.interface)
 
     def _detach_interface(self, rt: InstanceRuntime) -> None:
-        """The instance's interface was deleted: close its socket (bound to the old interface index)."""
-        ifname = rt.inst.interface or ""
+        """The instance's interface was deleted: close its sockets (bound to the old interface index)."""
         rt.ifindex = 0
-        if instance_family(rt.inst) == 6:
-            self.beyond.detach6(rt)
-            return
-        vsock, rt.vsock = rt.vsock, None
-        if rt in self.by_socket.get(ifname, []):
-            self.by_socket[ifname].remove(rt)
-        if vsock is not None and not any(r.vsock is vsock for r in self.runtimes):
-            self.loop.remove_reader(vsock.sock)
-            vsock.close()
-            self.vsocks.pop(ifname, None)
+        rt.vsock = None
+        for members in self.by_vrid.values():
+            if rt in members:
+                members.remove(rt)
+        self._close_unused_sockets()
         if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
             rt.src = None
-            rt.machine.primary_ip = None
+            rt.machine.set_primary_ip(None)
+
+    def _close_unused_sockets(self) -> None:
+        for key, vsock in list(self.vsocks.items()):
+            users = [r for r in self.runtimes if r.vsock is not None and r.vsock.ifname == key[0]
+                     and r.family == key[1] and (key[2] == IPPROTO_VRRP or r.ah is not None)]
+            if not users:
+                self.loop.remove_reader(vsock.sock)
+                vsock.close()
+                del self.vsocks[key]
 
     def _follow_interfaces(self) -> bool:
         """After link events: attach instances whose interface appeared (or was re-created with a new index),
@@ -10205,15 +10548,14 @@ class Daemon:
                 try:
                     if self._attach_interface(rt):
                         log.info("(%s) interface %s appeared (index %d)", rt.inst.name, rt.inst.interface, index)
-                        if instance_family(rt.inst) == 4:
-                            self._set_targets(rt)
-                            self.beyond.attach4(rt)
+                        self._attach(rt)
                 except OSError as exc:
                     log.error("(%s) cannot open a socket on %s: %s", rt.inst.name, rt.inst.interface, exc)
         if changed:
             self._update_own_sources()
             self._update_rx_filters()  # a socket opened on an interface that appeared
         return changed
+
 
     @staticmethod
     def _attach_hmac(rt: InstanceRuntime) -> None:
@@ -10258,19 +10600,135 @@ class Daemon:
         return pdu
 
     def _set_targets(self, rt: InstanceRuntime) -> None:
-        """Where adverts go (the multicast group, or each unicast_peer) and from which source address."""
+        """Where adverts go (the family's multicast group, or each unicast_peer of the family) and from which
+        source address."""
         inst, g = rt.inst, self.g
         rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
-            rt.targets = [(p.address, inst.unicast_ttl) for p in inst.unicast_peer if p.address.version == 4]
+            ttl = inst.unicast_ttl if rt.family == 4 else VRRP_TTL
+            rt.targets = [(p.address, ttl) for p in inst.unicast_peer if p.address.version == rt.family]
         else:
-            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 4 \
-                else g.vrrp_mcast_group4
-            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
+            group: IPAddress = g.vrrp_mcast_group4 if rt.family == 4 else g.vrrp_mcast_group6
+            if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == rt.family:
+                group = inst.mcast_dst_ip
+            rt.targets = [(group, VRRP_TTL)]
             if rt.vsock is not None:
-                rt.vsock.join(group)  # type: ignore[arg-type]
+                rt.vsock.join(group)
         rt.src = self._source_address(rt)
-        rt.machine.primary_ip = rt.src
+        rt.machine.set_primary_ip(rt.src)
+
+    # -- sync groups, VMACs (keepalived's vrrp_sync.c and vrrp_vmac.c) -----------------------------
+    def _set_sync_groups(self, config: Config) -> None:
+        """The sync groups of `config`; one that keeps its members keeps its engine (and state) on reload."""
+        names = {inst.name for inst in config.vrrp_instances}
+        old, self.sync_groups, self.group_of = self.sync_groups, {}, {}
+        for sg in config.sync_groups:
+            members = [m for m in sg.group if m in names and m not in self.group_of]
+            if not members:
+                continue
+            kept = old.get(sg.name)
+            engine = kept[1] if kept is not None and kept[1].members == members else SyncGroupEngine(sg.name, members)
+            self.sync_groups[sg.name] = (sg, engine)
+            self.group_of.update({m: sg.name for m in members})
+
+    def _set_vmacs(self, config: Config) -> None:
+        """Create the VMACs `config` wants and remove those it no longer wants, before instances attach."""
+        assert self.vmacs is not None
+        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
+        before = dict(self.vmac_index)
+        for name, index in before.items():
+            if name not in wanted:
+                self.vmacs.remove(index)
+                del self.vmac_index[name]
+        for name, inst in wanted.items():
+            if name in self.vmac_index:
+                continue
+            ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
+            try:
+                self.vmac_index[name] = self.vmacs.create(ifname, inst.interface or "", inst.virtual_router_id,
+                                                          instance_family(inst))
+            except (OSError, VrrpdError) as exc:
+                log.error("(%s) use_vmac: cannot create %s: %s", name, ifname, exc)
+        if self.vmac_index != before and self.rtnl is not None:
+            self.links = self.rtnl.links()
+
+    def _group_fault(self, rt: InstanceRuntime) -> bool:
+        """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
+        gname = self.group_of.get(rt.inst.name)
+        if gname is None:
+            return False
+        sg = self.sync_groups[gname][0]
+        return any(self._link_up(ref.name) == ref.reverse for ref in sg.track_interface)
+
+    def _group_holds_master(self, rt: InstanceRuntime) -> bool:
+        """The member's Master_Down_Timer is due: True when its sync group makes it wait.
+
+        A waiting member parks (no timer) until every member wants MASTER or an advert re-arms it;
+        members whose timer was re-armed by an advert no longer want MASTER."""
+        m, name = rt.machine, rt.inst.name
+        gname = self.group_of.get(name)
+        if gname is None or self._syncing or not m.master_down_due(self.loop.time()):
+            return False
+        engine = self.sync_groups[gname][1]
+        before = engine.state
+        for member in engine.members:
+            other = self._runtime(member)
+            if other is not None and other is not rt and other.machine.state == State.BACKUP \
+                    and not other.machine.parked:
+                engine.withdraw(member)
+        moves = engine.request_master(name)
+        if not moves:
+            m.park()
+            self._reschedule(rt)
+            return True
+        self._move_group([mv for mv in moves if mv[0] != name], gname, before)
+        return False
+
+    def _follow_group(self, rt: InstanceRuntime, actions: List[Action]) -> None:
+        """The member changed state: the rest of its sync group follows (and AH restarts its counter)."""
+        for act in actions:
+            if not isinstance(act, Notify):
+                continue
+            name, state = rt.inst.name, act.state
+            prev, self.last_state[name] = self.last_state.get(name), state
+            if state == State.MASTER and rt.ah is not None:
+                rt.ah.becoming_master()
+            gname = self.group_of.get(name)
+            if gname is None or self._syncing or state == State.STOP:
+                continue
+            engine = self.sync_groups[gname][1]
+            before = engine.state
+            moves: List[Tuple[str, State]] = []
+            if state == State.FAULT:
+                moves = engine.set_fault(name, True)
+            elif prev == State.FAULT:
+                moves = engine.set_fault(name, False)
+            elif engine.state == State.FAULT:
+                moves = [(name, State.FAULT)]
+            elif state == State.BACKUP:
+                moves = engine.backup(name)
+            elif state == State.MASTER:
+                moves = engine.request_master(name) or [(name, State.BACKUP)]
+            self._move_group(moves, gname, before)
+
+    def _move_group(self, moves: List[Tuple[str, State]], gname: str, before: State) -> None:
+        sg, engine = self.sync_groups[gname]
+        now = self.loop.time()
+        self._syncing = True
+        try:
+            for member, state in moves:
+                other = self._runtime(member)
+                if other is not None:
+                    acts = other.machine.force_state(now, state)
+                    if acts:
+                        self._apply(other, acts)
+        finally:
+            self._syncing = False
+        if engine.state != before:
+            self._safe(self.notifier.vrrp_group, sg, engine.state)
+
+    def _runtime(self, name: str) -> Optional[InstanceRuntime]:
+        return next((rt for rt in self.runtimes if rt.inst.name == name), None)
 
     def _update_own_sources(self) -> None:
         """Our own advert sources and interface addresses: packets from them are our own echoes."""
@@ -10297,9 +10755,9 @@ class Daemon:
         if self.stopping:
             # a second signal cuts a pending handover short
             for rt in self.runtimes:
-                if rt.machine.handover_timer is not None:
-                    rt.machine.handover_timer = now
-                    self._apply(rt, rt.machine.on_timer(now))
+                acts = rt.machine.end_handover(now)
+                if acts:
+                    self._apply(rt, acts)
             self._maybe_finish()
             return
         self.stopping = True
@@ -10325,7 +10783,10 @@ class Daemon:
             self._set_static(self.config, add=False)
             self.tracking.stop()
             self.lvs.stop()
-            self.beyond.stop()
+            # after the VIPs are gone: the VMACs and our nftables table
+            if self.vmacs is not None:
+                self.vmacs.remove_all()
+            self.firewall.stop()
         finally:
             self.notifier.close(0.5)
             log.info("Stopped %s v%s", PROG, __version__)
@@ -10349,9 +10810,9 @@ class Daemon:
         for ifname in self._promoted:
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
         self._promoted.clear()
-        for sock in list(self.vsocks.values()) + list(self.garp_socks.values()):
+        socks: List[Any] = list(self.vsocks.values()) + list(self.announcers.values())
+        for sock in socks + [rt.xmit for rt in self.runtimes if rt.xmit is not None]:
             sock.close()
-        self.beyond.close()
         if self.monitor is not None:
             self.monitor.close()
         if self.rtnl is not None:
@@ -10403,7 +10864,9 @@ class Daemon:
         self._safe(self.tracking.reload, config)
         self._safe(self.notifier.reload, config)
         self._safe(self.lvs.reload, config)
-        self.beyond.reload(config)
+        self.firewall.replace(no_accept_vips(config))
+        self._set_sync_groups(config)
+        self._set_vmacs(config)
         self._unset_static_not_in(config)
         self._set_static(config, add=True)
         for ident, inst in wanted.items():
@@ -10431,21 +10894,10 @@ class Daemon:
         """Take the new settings of a surviving instance without touching its state; VIPs are diffed."""
         old_vips = {self._vip_key(rt, v): v for v in rt.vips}
         rt.inst = inst
-        fresh = self._make_machine(inst, rt.version)
         m = rt.machine
-        for attr in ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
-                     "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
-                     "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts",
-                     "timer_expired_backup"):
-            setattr(m, attr, getattr(fresh, attr))
-        if m.state != State.BACKUP or rt.version == 2:
-            m.master_adver_int = m.advert_int
+        m.reconfigure(self._make_machine(inst, rt.version))
         self._attach_hmac(rt)
-        if instance_family(inst) == 6:
-            self.beyond.attach6(rt)
-        else:
-            self._set_targets(rt)
-            self.beyond.attach4(rt)
+        self._attach(rt)
         rt.packets.clear()
         self._update_own_sources()
         new_vips = {self._vip_key(rt, v): v for v in rt.vips}
@@ -10474,15 +10926,13 @@ class Daemon:
             rt.timer.cancel()
             rt.timer = None
         self.runtimes.remove(rt)
-        self.beyond.forget(rt)
-        if rt.inst.interface in self.by_socket and rt in self.by_socket[rt.inst.interface]:
-            self.by_socket[rt.inst.interface].remove(rt)
-        key = (rt.inst.interface or "", rt.machine.vrid)
-        if rt in self.by_vrid.get(key, []):
-            self.by_vrid[key].remove(rt)
-        for members in getattr(self.beyond, "by_socket6", {}).values():
+        for members in self.by_vrid.values():
             if rt in members:
                 members.remove(rt)
+        self.last_state.pop(rt.inst.name, None)
+        if rt.xmit is not None:
+            rt.xmit.close()
+            rt.xmit = None
         self._update_own_sources()
 
     # -- actions -------------------------------------------------------------------------------
@@ -10525,7 +10975,7 @@ class Daemon:
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
-        self.beyond.after_actions(rt, actions)
+        self._follow_group(rt, actions)
         if self.stopping and not self._shutting_down_all:
             self._maybe_finish()
 
@@ -10547,12 +10997,17 @@ class Daemon:
             rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
-        rt.timer = None
+        timer, rt.timer = rt.timer, None
         if self._timeout_waits_for_backlog(rt):
             return
-        if self.beyond.hold_master(rt):
+        if self.group_of and self._group_holds_master(rt):
             return
-        actions = rt.machine.on_timer(self.loop.time())
+        now = self.loop.time()
+        if timer is not None and 0.0 <= now - timer.when < rt.machine.advert_int:
+            # served late, behind other instances due at the same moment: the machine acts at the deadline,
+            # so instances that fell due together stay due together and share one wake-up
+            now = timer.when
+        actions = rt.machine.on_timer(now)
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
             # the steady MASTER case, a few hundred times a second with many instances
             self._send_advert(rt, actions[0].priority)
@@ -10563,40 +11018,53 @@ class Daemon:
         self._apply(rt, actions)
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
-        if self.beyond.send_advert(rt, priority) or rt.vsock is None or rt.src is None:
+        sock = rt.xmit or rt.vsock
+        src = rt.src
+        if sock is None or src is None:
             return
-        key = (priority, rt.src)
-        packets = rt.packets.get(key)
-        if rt.hmac is not None and rt.hmac.sends:
-            # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
-            m = rt.machine
-            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int)
-            msgs = [(dst, ttl, encode_advert(adv, rt.src, dst, rt.checksum_as_v2)) for dst, ttl in rt.targets]
-            trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
-            packets = [(str(dst), encode_ipv4(rt.src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs]
-        elif packets is None:
-            # an advert only changes with the priority or the source: encode once, send the bytes again
-            m = rt.machine
-            adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
-                             m.auth_type.value if rt.version == 2 else 0,
-                             m.auth_pass if m.auth_type == AuthType.PASS else b"")
-            packets = [(str(dst), encode_ipv4(rt.src, dst, encode_advert(adv, rt.src, dst, rt.checksum_as_v2), ttl))
-                       for dst, ttl in rt.targets]
-            if len(rt.packets) > 8:
-                rt.packets.clear()
-            rt.packets[key] = packets
+        packets = rt.packets.get((priority, src))
+        if packets is None:
+            packets = self._encode_adverts(rt, sock, src, priority)
         for dst, packet in packets:
             try:
-                rt.vsock.sock.sendto(packet, (dst, 0))  # IP_HDRINCL: the kernel fills in id and checksum
+                sock.send(src, dst, packet)
                 rt.adverts_sent += 1
                 rt.priority_zero_sent += priority == 0
             except OSError as exc:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
                                f"({rt.inst.name}) cannot send advert to {dst}: {exc.strerror}")
 
+    def _encode_adverts(self, rt: InstanceRuntime, sock: VrrpSocket, src: IPAddress,
+                        priority: int) -> List[Tuple[IPAddress, bytes]]:
+        """The packets of one advert, one per target, either family. They only change with the priority and
+        the source, so they are kept and sent again, unless each carries a new sequence number (AH, auth_hmac)."""
+        m = rt.machine
+        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
+                         m.auth_type.value if rt.version == 2 else 0,
+                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
+        kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
+        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, dst, rt.checksum_as_v2))
+                for dst, ttl in rt.targets]
+        if rt.ah is not None:
+            packets = []
+            for dst, ttl, msg in msgs:
+                sock.ident = sock.ident % 0xFFFF + 1  # non-zero: the ICV covers it
+                packets.append((dst, build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
+                                                   sock.ident, ttl, unicast=rt.unicast)))
+            return packets
+        if rt.hmac is not None and rt.hmac.sends:
+            # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
+            trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
+            return [(dst, sock.packet(src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs]
+        packets = [(dst, sock.packet(src, dst, msg, ttl)) for dst, ttl, msg in msgs]
+        if len(rt.packets) > 8:
+            rt.packets.clear()
+        rt.packets[(priority, src)] = packets
+        return packets
+
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
         if vip.dev is None or vip.dev == rt.inst.interface:
-            return self.beyond.vip_ifindex(rt) or rt.ifindex
+            return rt.vmac_index or rt.ifindex
         link = self._link_by_name(vip.dev)
         return link.index if link is not None else 0
 
@@ -10653,7 +11121,8 @@ class Daemon:
             for rule in inst.virtual_rules:
                 if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
                     rt.rules_set.append(rule)
-            self._watch_routes()
+            if rt.routes_set or rt.rules_set:
+                self._watch_routes()
             return
         for rule in rt.rules_set:
             self._rule_op(name, rule, add=False)
@@ -10835,7 +11304,7 @@ class Daemon:
         if rt.machine.state != State.MASTER or not rt.machine.vips_set:
             return
         for frame in self._extra_garp_frames(rt, every):
-            self._send_one_garp(*frame)
+            self._announce(*frame)
         rt.garp_timers.append(self.loop.call_later(interval, self._garp_extra_if, rt, interval, every))
 
     def _garp_refresh(self, rt: InstanceRuntime, refresh: float, repeat: int) -> None:
@@ -10850,52 +11319,61 @@ class Daemon:
         rt.garp_timers = []
 
     def _send_garps(self, rt: InstanceRuntime, repeat: int, announce: bool = False) -> None:
-        """`repeat` GARPs per IPv4 VIP, paced by vrrp_garp_interval when it is set."""
-        self.beyond.send_nas(rt, repeat)
+        """`repeat` gratuitous ARPs per IPv4 VIP and unsolicited Neighbour Advertisements per IPv6 VIP, paced
+        by vrrp_garp_interval and vrrp_gna_interval when they are set."""
         if rt.machine.state != State.MASTER and not (rt.machine.state == State.STOP and rt.machine.vips_set):
             return
-        frames: List[Tuple[str, bytes, ipaddress.IPv4Address]] = []
+        frames: Dict[int, List[Tuple[str, bytes, IPAddress]]] = {4: [], 6: []}
         for vip in rt.vips:
-            index = self._vip_index(rt, vip)
-            link = self.links.get(index)
-            if link is None or len(link.mac) != 6 or vip.address.version != 4:
+            link = self.links.get(self._vip_index(rt, vip))
+            if link is None or len(link.mac) != 6:
                 continue
-            if announce:
+            if announce and vip.address.version == 4:
                 self._pending_logs.append(
                     f"({rt.inst.name}) Sending/queueing gratuitous ARPs on {link.name} for {vip.address.ip}")
-            frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
-        interval = self.g.vrrp_garp_interval
-        if interval > 0:
-            for n, frame in enumerate(frames):
-                rt.garp_timers.append(self.loop.call_later(n * interval, self._send_one_garp, *frame))
-        else:
-            for frame in frames:
-                self._send_one_garp(*frame)
+            frames[vip.address.version] += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)
+        for family, interval in ((4, self.g.vrrp_garp_interval), (6, self.g.vrrp_gna_interval)):
+            for n, frame in enumerate(frames[family]):
+                if interval > 0:
+                    rt.garp_timers.append(self.loop.call_later(n * interval, self._announce, *frame))
+                else:
+                    self._announce(*frame)
 
-    def _send_one_garp(self, ifname: str, mac: bytes, address: ipaddress.IPv4Address) -> None:
+    def _announce(self, ifname: str, mac: bytes, address: IPAddress) -> None:
+        """One gratuitous ARP (IPv4) or unsolicited Neighbour Advertisement (IPv6) for address."""
         try:
-            sock = self.garp_socks.get(ifname)
+            sock = self.announcers.get(ifname)
             if sock is None:
-                sock = self.garp_socks[ifname] = GarpSocket(ifname)
+                sock = self.announcers[ifname] = self.kernel.announcer(ifname)
+            if address.version == 6:
+                log.debug("Sending unsolicited Neighbour Advert on %s for %s", ifname, address)
             sock.send(mac, address)
         except OSError as exc:
-            self.ratelimit(("garp", ifname), self.loop.time(), f"cannot send gratuitous ARP on {ifname}: {exc}")
+            what = "gratuitous ARP" if address.version == 4 else "neighbour advert"
+            self.ratelimit(("garp", ifname, address.version), self.loop.time(),
+                           f"cannot send {what} on {ifname}: {exc}")
 
     # -- receive path --------------------------------------------------------------------------
     def _on_vrrp_readable(self, vsock: VrrpSocket) -> None:
         for _ in range(RX_BATCH):  # one batch per wake-up: the loop's due timers (adverts) run before the next
-            data = vsock.recv()
-            if data is None:
+            try:
+                pkt = vsock.recv()
+            except PacketError as exc:
+                self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
+                continue
+            if pkt is None:
                 return
-            self._handle_packet(vsock, data)
+            self._receive(vsock, pkt)
 
     def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
         """The sockets that carry the instance's adverts, each with the reader of one batch."""
         out: List[Tuple[socket.socket, Callable[[], None]]] = []
-        vsock = rt.vsock
-        if vsock is not None:
-            out.append((vsock.sock, lambda: self._on_vrrp_readable(vsock)))
-        return out + self.beyond.rx_sockets(rt)
+        socks = [rt.vsock] if rt.vsock is not None else []
+        if rt.vsock is not None and rt.ah is not None:
+            socks += [s for k, s in self.vsocks.items() if k == (rt.vsock.ifname, 4, IPPROTO_AH)]
+        for vsock in socks:
+            out.append((vsock.sock, lambda vsock=vsock: self._on_vrrp_readable(vsock)))  # type: ignore[misc]
+        return out
 
     def _timeout_waits_for_backlog(self, rt: InstanceRuntime) -> bool:
         """A due Master_Down_Timer says the master fell silent; adverts still queued in the kernel (read late
@@ -10927,9 +11405,10 @@ class Daemon:
 
     def _update_rx_filters(self) -> None:
         """Each VRRP socket's kernel filter and receive buffer follow the instances on it (start, reload)."""
-        for ifname, vsock in self.vsocks.items():
-            self._tune_rx_socket(vsock, 4, self.by_socket.get(ifname, []))
-        self.beyond.update_rx_filters()
+        for (_ifname, family, protocol), vsock in self.vsocks.items():
+            if protocol == IPPROTO_VRRP:  # the filter reads VRRP headers; an AH socket keeps none
+                rts = [rt for rt in self.runtimes if rt.vsock is vsock]
+                self._tune_rx_socket(vsock, family, rts)
 
     def _tune_rx_socket(self, vsock: Any, family: int, rts: List[InstanceRuntime]) -> None:
         if not rts or not isinstance(vsock, _RxSocket):
@@ -10943,7 +11422,7 @@ class Daemon:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
         instance could accept (not counted: the kernel keeps no count of them) and the datagrams dropped because
         the receive queue was full (counted by the kernel)."""
-        socks = [(4, s) for s in self.vsocks.values()] + [(6, s) for s in self.beyond.vsocks6.values()]
+        socks = [(s.family, s) for s in self.vsocks.values()]
         return [{"interface": s.ifname, "family": family,
                  "kernel_filter": s.rx_filter.describe() if s.rx_filter is not None else None,
                  "kernel_filter_error": s.rx_filter_error, "rcvbuf": s.rcvbuf,
@@ -10967,71 +11446,84 @@ class Daemon:
         if m.state == State.BACKUP and adv.priority and src != m.master_ip:
             rt.logged.clear()
 
-    def _handle_packet(self, vsock: VrrpSocket, data: bytes) -> None:
-        """RFC 5798 section 7.1 receive checks, VRID demultiplexing, then the machine."""
-        try:
-            ip = decode_ipv4(data)
-        except PacketError as exc:
-            self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
+    def _receive(self, vsock: VrrpSocket, pkt: Received) -> None:
+        """One datagram from a VRRP or AH socket, either family: our own echoes dropped, the instance found by
+        interface, family, VRID and mode, AH unwrapped, the receive checks (receive_checks), then the machine."""
+        if pkt.src in self.own_sources or pkt.protocol not in (IPPROTO_VRRP, IPPROTO_AH):
             return
-        if ip.protocol != IPPROTO_VRRP or ip.src in self.own_sources:
+        ah = pkt.protocol == IPPROTO_AH
+        vrrp = pkt.payload[AH_HEADER_LEN:] if ah else pkt.payload
+        if len(vrrp) < 2:
+            if not ah:
+                self._bad(None, "truncated", f"truncated VRRP packet from {pkt.src} on {vsock.ifname}")
             return
-        if len(ip.payload) < 2:
-            self._bad(None, "truncated", f"truncated VRRP packet from {ip.src} on {vsock.ifname}")
-            return
-        vrid = ip.payload[1]
-        unicast = not ip.dst.is_multicast
-        candidates = self.by_vrid.get((vsock.ifname, vrid))
-        if candidates is None:  # not indexed (an instance attached by hand): look through the interface's list
-            candidates = [r for r in self.by_socket.get(vsock.ifname, []) if r.machine.vrid == vrid]
+        vrid = vrrp[1]
+        candidates = self.by_vrid.get((vsock.ifname, vsock.family, vrid), [])
+        if ah:
+            candidates = [r for r in candidates if r.ah is not None]
+            if not candidates:
+                return
+        unicast = not pkt.dst.is_multicast
+        # the instance of that mode (a unicast one that lists the sender first), else the first: mode_mismatch
         rt = next((r for r in candidates if r.unicast == unicast
-                   and (not unicast or any(p.address == ip.src for p in r.inst.unicast_peer))), None) \
-            or next((r for r in candidates if r.unicast == unicast), None)
+                   and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
+            or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
         if rt is None:
-            rt = candidates[0] if candidates else None
-            if rt is None:
-                self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
-                               f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
+            self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
+                           f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
+            return
+        if ah:
+            unwrapped = self._unwrap_ah(rt, pkt)
+            if unwrapped is None:
                 return
-            self._bad(rt, "mode_mismatch", f"({rt.inst.name}) received {'unicast' if unicast else 'multicast'} "
-                      f"advert from {ip.src}, but we are {'unicast' if rt.unicast else 'multicast'}")
+            pkt = unwrapped
+        unwrap = None
+        if rt.hmac is not None:
+            src = pkt.src
+
+            def unwrap(msg: bytes) -> Optional[bytes]:
+                return self.hmac_receive(rt, msg, src, unicast)  # type: ignore[arg-type]
+
+        check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
+        verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src, rt.checksum_as_v2,
+                                 unwrap)
+        if verdict is None:
             return
-        name = rt.inst.name
-        if not unicast and ip.ttl != VRRP_TTL:
-            self._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {ip.ttl} and expect {VRRP_TTL}")
+        if isinstance(verdict, Drop):
+            self._bad(rt, verdict.reason, verdict.message)
             return
-        if unicast:
-            peer = next((p for p in rt.inst.unicast_peer if p.address == ip.src), None)
-            if peer is None and (self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src):
-                self._bad(rt, "unknown_peer", f"({name}) unicast advert from {ip.src} not in unicast_peer")
-                return
-            if peer is not None and not (peer.min_ttl <= ip.ttl <= peer.max_ttl):
-                self._bad(rt, "bad_ttl", f"({name}) unicast advert from {ip.src} with TTL {ip.ttl} outside "
-                          f"[{peer.min_ttl}, {peer.max_ttl}]")
-                return
-        payload = self.hmac_receive(rt, ip.payload, ip.src, unicast) if rt.hmac is not None else ip.payload
-        if payload is None:
-            return
-        try:
-            adv = decode_advert(payload, ip.src, ip.dst, rt.checksum_as_v2)
-        except PacketError as exc:
-            self._bad(rt, exc.reason, f"({name}) bad VRRP packet from {ip.src}: {exc}")
-            return
-        problem = rt.machine.check_advert(adv, ip.src)
-        if problem is not None:
-            self._bad(rt, problem[0], f"({name}) {problem[1]}")
-            return
-        self._accepted_from(rt, ip.src, adv)
+        adv = verdict
+        self._accepted_from(rt, pkt.src, adv)
         if adv.priority and rt.machine.address_mismatch(adv):
-            self._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
-                      f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
+            self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
+                      f"in MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
         rt.adverts_received += 1
         rt.priority_zero_received += adv.priority == 0
         now = self.loop.time()
-        if vsock.received_at is not None:
+        if pkt.received_at is not None:
             # the advert arrived before we read it: date it back (bounded, in case the wall clock jumped)
-            now -= min(max(0.0, time.time() - vsock.received_at), 0.1)
-        self._apply(rt, rt.machine.on_advert(now, adv, ip.src))
+            now -= min(max(0.0, time.time() - pkt.received_at), 0.1)
+        self._apply(rt, rt.machine.on_advert(now, adv, pkt.src))
+
+    def _unwrap_ah(self, rt: InstanceRuntime, pkt: Received) -> Optional[Received]:
+        """auth_type AH: check the AH header and the sequence number; the advert inside, as if received bare."""
+        name, counter = rt.inst.name, rt.ah
+        assert counter is not None
+        try:
+            seq, vrrp = parse_ipv4_ah(pkt.header + pkt.payload, rt.inst.auth_pass, unicast=rt.unicast)
+        except PacketError as exc:
+            self._bad(rt, exc.reason, f"({name}) IPSEC-AH : {exc}")
+            return None
+        if not counter.accept(seq):
+            self._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
+                      f"Packet dropped. Local({counter.seq_number})")
+            return None
+        if rt.machine.state == State.MASTER and len(vrrp) > 2 and 0 < vrrp[2] < rt.machine.effective_priority:
+            counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
+        if len(vrrp) < 2:
+            self._bad(rt, "truncated", f"truncated VRRP packet from {pkt.src} on {rt.inst.interface}")
+            return None
+        return Received(pkt.src, pkt.dst, pkt.ttl, vrrp, IPPROTO_VRRP, pkt.received_at)
 
     # -- links, addresses, tracking ------------------------------------------------------------
     def _link_by_name(self, name: str) -> Optional[LinkInfo]:
@@ -11042,11 +11534,11 @@ class Daemon:
         return link is not None and link.up
 
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
-        """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
+        """(priority delta, fault) from the instance's own link, track_interface and the TrackerRunner."""
         parts = self._contributions(rt)
         try:
             initialising = getattr(self.tracking, "initialising", None)
-            rt.machine.hold_master = bool(initialising(rt.inst)) if initialising is not None else False
+            rt.machine.set_hold_master(bool(initialising(rt.inst)) if initialising is not None else False)
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return sum(delta for _, _, delta, _ in parts), any(down for _, _, _, down in parts)
@@ -11060,7 +11552,7 @@ class Daemon:
         if not inst.dont_track_primary and not self._link_up(inst.interface):
             parts.append(("interface", f"{inst.interface} down", 0, True))
         if rt.src is None and not rt.unicast:
-            parts.append(("interface", f"{inst.interface} has no IPv4 address", 0, True))
+            parts.append(("interface", f"{inst.interface} has no IPv{rt.family} address", 0, True))
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             # keepalived: "Cannot use unicast without any peers - going to fault state"
             parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
@@ -11069,12 +11561,16 @@ class Daemon:
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
             # track_src_ip: the configured source address is not on the interface
             parts.append(("track_src_ip", f"{configured} not on {inst.interface}", 0, True))
+        # track_group: the interfaces of the static entries naming a group this instance is in
+        for name in sorted(self._track_group_interfaces(inst.name)):
+            if not self._link_up(name):
+                parts.append(("track_group", f"{name} down", 0, True))
         # tracked virtual routes and rules track the interfaces they name (dev, iif, oif), as in keepalived
         for name in sorted({r.dev for r in inst.virtual_routes if not r.no_track and r.dev} | {
                 n for r in inst.virtual_rules if not r.no_track for n in (r.iif, r.oif) if n}):
             if not self._link_up(name):
                 parts.append(("virtual_routes", f"{name} down", 0, True))
-        if self.beyond.group_fault(rt):
+        if self._group_fault(rt):
             parts.append(("sync_group", str(inst.sync_group or "group"), 0, True))
         for ref in inst.track_interface:
             up = self._link_up(ref.name)
@@ -11088,6 +11584,16 @@ class Daemon:
         except Exception as exc:
             log.exception("tracking failed: %s", exc)
         return parts
+
+    def _track_group_interfaces(self, name: str) -> set:
+        cfg = self.config
+        groups = {g.name for g in cfg.track_groups.values() if name in g.group}
+        if not groups:
+            return set()
+        found = {v.dev or self.g.default_interface for v in cfg.static_ipaddress if v.track_group in groups}
+        found |= {r.dev for r in cfg.static_routes if r.track_group in groups and r.dev}
+        found |= {r.iif for r in cfg.static_rules if r.track_group in groups and r.iif}
+        return found  # type: ignore[return-value]
 
     def _reevaluate(self) -> None:
         now = self.loop.time()
@@ -11160,8 +11666,26 @@ class Daemon:
             changed = True
         links_changed = changed
         appeared: set = set()
+        track_src: Optional[bool] = None  # does any instance track its source address (asked once per read)
+        addrs: Optional[Dict[Tuple[int, Any], AddrInfo]] = None  # self.addrs by (index, address) while reading
         for rtype, obj in events:
-            if isinstance(obj, LinkInfo):
+            if isinstance(obj, AddrInfo) and rtype in (RTM_NEWADDR, RTM_DELADDR):
+                # a takeover of many instances brings one event per VIP: no pass over every instance per event
+                if track_src is None:
+                    track_src = any(rt.inst.track_src_ip for rt in self.runtimes)
+                if addrs is None:
+                    addrs = {(a.index, a.address): a for a in self.addrs}
+                changed = changed or track_src
+                addrs.pop((obj.index, obj.address), None)
+                if rtype == RTM_NEWADDR and obj.usable:
+                    # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source,
+                    # not present; the RTM_NEWADDR that ends DAD brings it in
+                    addrs[(obj.index, obj.address)] = obj
+                self.addrs = list(addrs.values())
+                if rtype == RTM_DELADDR:
+                    self._vip_deleted(obj)
+                changed = self._refresh_sources() or changed
+            elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
                     changed = self.links.pop(obj.index, None) is not None or changed
                 else:
@@ -11176,18 +11700,6 @@ class Daemon:
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
-            elif rtype == RTM_NEWADDR:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source, not
-                # present; the RTM_NEWADDR that ends DAD brings it in
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)] + (
-                    [obj] if obj.usable else [])
-                changed = self._refresh_sources() or changed
-            else:
-                changed = changed or any(rt.inst.track_src_ip for rt in self.runtimes)
-                self.addrs = [a for a in self.addrs if (a.index, a.address) != (obj.index, obj.address)]
-                self._vip_deleted(obj)
-                changed = self._refresh_sources() or changed
         if links_changed and not self.stopping:
             changed = self._follow_interfaces() or changed
             if appeared:
@@ -11201,9 +11713,10 @@ class Daemon:
         for rt in self.runtimes:
             if rt.src is None and rt.ifindex:
                 rt.src = self._source_address(rt)
-                rt.machine.primary_ip = rt.src
+                rt.machine.set_primary_ip(rt.src)
                 changed = changed or rt.src is not None
-        self._update_own_sources()
+        if changed:
+            self._update_own_sources()
         return changed
 
     def _vip_deleted(self, addr: AddrInfo) -> None:
@@ -11260,6 +11773,10 @@ class Daemon:
                 self._route_op("static", route, add=True)
 
     # -- status ----------------------------------------------------------------------------------
+    def _sync_group_status(self) -> List[Dict[str, Any]]:
+        return [{"name": name, "state": engine.state.value, "members": list(engine.members)}
+                for name, (_sg, engine) in self.sync_groups.items()]
+
     def status(self) -> Dict[str, Any]:
         """The status document described at format_status_table()."""
         instances = []
@@ -11299,514 +11816,9 @@ class Daemon:
                           "priority_zero_received": rt.priority_zero_received},
             })
         return {"version": __version__, "pid": os.getpid(), "router_id": self.g.router_id,
-                "uptime": time.time() - self.started, "instances": instances, "sync_groups": self.beyond.status(),
+                "uptime": time.time() - self.started, "instances": instances, "sync_groups": self._sync_group_status(),
                 "sockets": self.rx_sockets_status(),
                 "trackers": self.tracking.status(), "lvs": self.lvs.status()}
-
-
-# --------------------------------------------------------------------------------------------
-# 10b. Beyond IPv4: IPv6 instances, VMAC, sync groups, the strict-mode firewall and AH
-#      One helper the Daemon calls from a few hooks; it owns the extra sockets and state.
-# --------------------------------------------------------------------------------------------
-
-
-def instance_family(inst: VrrpInstance) -> int:
-    """4 or 6: `native_ipv6` makes an instance IPv6 even without IPv6 VIPs (keepalived), else its first VIP."""
-    return 6 if inst.native_ipv6 else inst.family
-
-
-class AhSocket:
-    """A raw IPPROTO_AH socket on one interface: receives the AH-wrapped adverts of `auth_type AH`."""
-
-    def __init__(self, ifname: str, ifindex: int):
-        self.ifname = ifname
-        self.ifindex = ifindex
-        self.groups: List[ipaddress.IPv4Address] = []
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_AH)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-    def join(self, group: ipaddress.IPv4Address) -> None:
-        if group not in self.groups:
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                                 IP_MREQN.pack(group.packed, b"\0" * 4, self.ifindex))
-            self.groups.append(group)
-
-    def recv(self) -> Optional[bytes]:
-        try:
-            return self.sock.recv(65535)
-        except (BlockingIOError, InterruptedError):
-            return None
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def sync_force(machine: VrrpMachine, now: float, state: State) -> List[Action]:
-    """Move a sync-group member to `state` as keepalived's vrrp_sync_master/backup/fault do.
-
-    A MASTER forced to FAULT sends priority 0, so the peer's members take over at once."""
-    if machine.state == state or machine.state in (State.STOP, State.INIT):
-        return []
-    if state == State.MASTER:
-        return machine._become_master(now, "sync-group")
-    if state == State.FAULT:
-        return machine._enter_fault(now, reason="sync-group")
-    machine.master_adver_int = machine.advert_int
-    return machine._enter_backup(now, reason="sync-group")
-
-
-class BeyondIPv4:
-    """IPv6 instances, VMACs, sync groups, the no_accept firewall and AH, for one Daemon."""
-
-    def __init__(self, daemon: Daemon):
-        self.d = daemon
-        # keepalived's `nftables NAME` names the table; ours is `vrrpd` by default
-        table = (daemon.g.other.get("nftables") or [NFT_TABLE])[0]
-        self.firewall = StrictFirewall(table)
-        self.vmacs = VmacManager()
-        self.vsocks6: Dict[str, VrrpSocket6] = {}
-        self.by_socket6: Dict[str, List[InstanceRuntime]] = {}
-        self.sock6_of: Dict[str, VrrpSocket6] = {}
-        self.ndisc: Dict[str, NdiscSocket] = {}
-        self.ah_socks: Dict[str, AhSocket] = {}
-        self.ah_seq: Dict[str, AhSequence] = {}
-        self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
-        self.xmit: Dict[str, VrrpSocket] = {}  # instance -> socket sending from its VMAC
-        self.groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
-        self.group_of: Dict[str, str] = {}
-        self.last_state: Dict[str, State] = {}
-        self.syncing = False
-
-    # -- start and stop ------------------------------------------------------------------------
-    def start(self) -> None:
-        """Firewall, sync groups and VMACs, before the instances are added."""
-        cfg = self.d.config
-        self.firewall.start(no_accept_vips(cfg))
-        names = {inst.name for inst in cfg.vrrp_instances}
-        for sg in cfg.sync_groups:
-            members = [m for m in sg.group if m in names and m not in self.group_of]
-            if members:
-                self.groups[sg.name] = (sg, SyncGroupEngine(sg.name, members))
-                self.group_of.update({m: sg.name for m in members})
-        created = False
-        for inst in cfg.vrrp_instances:
-            if not inst.use_vmac or not inst.interface:
-                continue
-            name = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
-            try:
-                self.vmac_index[inst.name] = self.vmacs.create(name, inst.interface, inst.virtual_router_id,
-                                                               instance_family(inst))
-                created = True
-            except (OSError, VrrpdError) as exc:
-                log.error("(%s) use_vmac: cannot create %s: %s", inst.name, name, exc)
-        if created and self.d.rtnl is not None:
-            self.d.links = self.d.rtnl.links()
-
-    def reload(self, config: Config) -> None:
-        """A new configuration (SIGHUP): new firewall set, sync groups (unchanged ones keep their state),
-        VMACs created or removed. The Daemon then re-attaches its instances with attach4/attach6."""
-        self.firewall.replace(no_accept_vips(config))
-        names = {inst.name for inst in config.vrrp_instances}
-        old, self.groups, self.group_of = self.groups, {}, {}
-        for sg in config.sync_groups:
-            members = [m for m in sg.group if m in names and m not in self.group_of]
-            if not members:
-                continue
-            kept = old.get(sg.name)
-            engine = kept[1] if kept is not None and kept[1].members == members else SyncGroupEngine(sg.name, members)
-            self.groups[sg.name] = (sg, engine)
-            self.group_of.update({m: sg.name for m in members})
-        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
-        before = dict(self.vmac_index)
-        for name, index in before.items():
-            if name not in wanted:
-                self.vmacs.remove(index)
-                del self.vmac_index[name]
-        for name, inst in wanted.items():
-            if name not in self.vmac_index:
-                try:
-                    self.vmac_index[name] = self.vmacs.create(vmac_ifname(inst.virtual_router_id, inst.vmac_name),
-                                                              inst.interface, inst.virtual_router_id,
-                                                              instance_family(inst))
-                except (OSError, VrrpdError) as exc:
-                    log.error("(%s) use_vmac: %s", name, exc)
-        if self.vmac_index != before and self.d.rtnl is not None:
-            self.d.links = self.d.rtnl.links()
-
-    def stop(self) -> None:
-        """After the VIPs are gone: remove the VMACs and our nftables table."""
-        self.vmacs.remove_all()
-        self.firewall.stop()
-
-    def close(self) -> None:
-        socks: List[Any] = list(self.vsocks6.values()) + list(self.ndisc.values()) + list(self.ah_socks.values())
-        for sock in socks + list(self.xmit.values()):
-            sock.close()
-
-    # -- instances -----------------------------------------------------------------------------
-    def apply_strict(self, rt: InstanceRuntime) -> None:
-        """vrrp_strict's run-time rules (keepalived): a MASTER hearing a lower priority stays silent and
-        sends no extra GARPs."""
-        inst = rt.inst
-        if inst.strict_mode if inst.strict_mode is not None else self.d.g.vrrp_strict:
-            rt.machine.lower_prio_no_advert = True
-            rt.machine.garp_lower_prio_repeat = 0
-
-    def attach6(self, rt: InstanceRuntime) -> None:
-        """Socket, source (the link-local address) and targets of an IPv6 instance."""
-        d, inst = self.d, rt.inst
-        self.apply_strict(rt)
-        link = d._link_by_name(inst.interface) if inst.interface else None
-        if link is None:
-            log.error("(%s) WARNING - interface %s doesn't exist", inst.name, inst.interface)
-            return
-        rt.ifindex = link.index
-        vsock = self.vsocks6.get(link.name)
-        if vsock is None:
-            vsock = self.vsocks6[link.name] = VrrpSocket6(link.name, link.index)
-            d.loop.add_reader(vsock.sock, self._on_readable6, vsock)
-            self.by_socket6[link.name] = []
-        self.sock6_of[inst.name] = vsock
-        if rt not in self.by_socket6[link.name]:
-            self.by_socket6[link.name].append(rt)
-        rt.unicast = bool(inst.unicast_peer)
-        if rt.unicast:
-            rt.targets = [(p.address, VRRP_TTL) for p in inst.unicast_peer if p.address.version == 6]  # type: ignore
-        else:
-            group = inst.mcast_dst_ip if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == 6 \
-                else d.g.vrrp_mcast_group6
-            rt.targets = [(group, VRRP_TTL)]  # type: ignore[list-item]
-            vsock.join(group)  # type: ignore[arg-type]
-        rt.src = d._source_address(rt)
-        rt.machine.primary_ip = rt.src  # type: ignore[assignment]
-
-    def detach6(self, rt: InstanceRuntime) -> None:
-        """The interface of an IPv6 instance was deleted: close its socket once no instance uses it."""
-        d = self.d
-        vsock = self.sock6_of.pop(rt.inst.name, None)
-        name = rt.inst.interface or ""
-        if rt in self.by_socket6.get(name, []):
-            self.by_socket6[name].remove(rt)
-        if vsock is not None and vsock not in self.sock6_of.values():
-            d.loop.remove_reader(vsock.sock)
-            vsock.close()
-            self.vsocks6.pop(name, None)
-        rt.src = None
-        rt.machine.primary_ip = None
-
-    def attach4(self, rt: InstanceRuntime) -> None:
-        """The extras of an IPv4 instance: a socket sending from its VMAC, the AH socket.
-
-        Called again after a reload: what is still wanted is kept (the AH sequence number too)."""
-        d, inst = self.d, rt.inst
-        self.apply_strict(rt)
-        if rt.version == 2 and inst.auth_type == AuthType.AH and rt.machine.start_master and inst.priority != 255:
-            # keepalived: a new master must first hear the current AH sequence number
-            log.warning("(%s) Initial state master is incompatible with AH authentication - clearing", inst.name)
-            rt.machine.start_master = False
-        index = self.vmac_index.get(inst.name)
-        old = self.xmit.get(inst.name)
-        if old is not None and (index is None or inst.vmac_xmit_base or old.ifindex != index):
-            old.close()
-            del self.xmit[inst.name]
-        if index is not None and not inst.vmac_xmit_base and inst.name not in self.xmit:
-            try:
-                self.xmit[inst.name] = VrrpSocket(vmac_ifname(inst.virtual_router_id, inst.vmac_name), index)
-                self.xmit[inst.name].receive_nothing()  # nobody reads it: its queue would only fill
-            except OSError as exc:
-                log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
-        if not (rt.version == 2 and inst.auth_type == AuthType.AH):
-            self.ah_seq.pop(inst.name, None)
-        elif rt.vsock is not None:
-            ahsock = self.ah_socks.get(rt.vsock.ifname)
-            if ahsock is None:
-                ahsock = self.ah_socks[rt.vsock.ifname] = AhSocket(rt.vsock.ifname, rt.vsock.ifindex)
-                d.loop.add_reader(ahsock.sock, self._on_ah_readable, ahsock)
-            for group in rt.vsock.groups:
-                ahsock.join(group)
-            self.ah_seq.setdefault(inst.name, AhSequence())
-
-    def forget(self, rt: InstanceRuntime) -> None:
-        """The instance is gone (reload): drop what this helper holds for it."""
-        name = rt.inst.name
-        for rts in self.by_socket6.values():
-            if rt in rts:
-                rts.remove(rt)
-        self.sock6_of.pop(name, None)
-        self.ah_seq.pop(name, None)
-        self.last_state.pop(name, None)
-        sock = self.xmit.pop(name, None)
-        if sock is not None:
-            sock.close()
-
-    def vip_ifindex(self, rt: InstanceRuntime) -> Optional[int]:
-        """Where the instance's VIPs go: its VMAC when it has one."""
-        return self.vmac_index.get(rt.inst.name)
-
-    # -- sending -------------------------------------------------------------------------------
-    def send_advert(self, rt: InstanceRuntime, priority: int) -> bool:
-        """Send the advert if it is ours to send (IPv6, VMAC, AH); False leaves it to the Daemon."""
-        inst, m = rt.inst, rt.machine
-        if instance_family(inst) == 6:
-            sock6 = self.sock6_of.get(inst.name)
-            if sock6 is None or rt.src is None:
-                return True
-            msg = encode_advert6(VrrpAdvert(3, m.vrid, priority, m.addresses, m.advert_int))
-            msg += self.d.hmac_trailer(rt, msg)
-            for dst, _ttl in rt.targets:
-                try:
-                    sock6.send(rt.src, dst, msg)  # type: ignore[arg-type]
-                    rt.adverts_sent += 1
-                except OSError as exc:
-                    self.d.ratelimit(("send6", inst.name, exc.errno), self.d.loop.time(),
-                                     f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
-            return True
-        ah = inst.name in self.ah_seq
-        sock = self.xmit.get(inst.name) or rt.vsock
-        if not ah and inst.name not in self.xmit:
-            return False
-        if sock is None or rt.src is None:
-            return True
-        adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
-                         m.auth_type.value if rt.version == 2 else 0,
-                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
-        trailer = b""
-        for n, (dst, ttl) in enumerate(rt.targets):
-            msg = encode_advert(adv, rt.src, dst, rt.checksum_as_v2)
-            if n == 0:
-                trailer = self.d.hmac_trailer(rt, msg)
-            msg += trailer
-            try:
-                if ah:
-                    sock.ident = sock.ident % 0xFFFF + 1
-                    packet = build_ipv4_ah(rt.src, dst, msg, inst.auth_pass, self.ah_seq[inst.name].next(),
-                                           sock.ident, ttl, unicast=rt.unicast)
-                    sock.sock.sendto(packet, (str(dst), 0))
-                else:
-                    sock.send(rt.src, dst, msg, ttl)
-                rt.adverts_sent += 1
-            except OSError as exc:
-                self.d.ratelimit(("send", inst.name, exc.errno), self.d.loop.time(),
-                                 f"({inst.name}) cannot send advert to {dst}: {exc.strerror}")
-        return True
-
-    def send_nas(self, rt: InstanceRuntime, repeat: int) -> None:
-        """`repeat` unsolicited Neighbour Advertisements per IPv6 VIP, paced by vrrp_gna_interval."""
-        d, m = self.d, rt.machine
-        if m.state != State.MASTER and not (m.state == State.STOP and m.vips_set):
-            return
-        frames: List[Tuple[str, bytes, ipaddress.IPv6Address]] = []
-        for vip in rt.vips:
-            link = d.links.get(d._vip_index(rt, vip))
-            if link is None or len(link.mac) != 6 or vip.address.version != 6:
-                continue
-            frames += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)  # type: ignore[list-item]
-        interval = d.g.vrrp_gna_interval
-        for n, frame in enumerate(frames):
-            if interval > 0:
-                rt.garp_timers.append(d.loop.call_later(n * interval, self._send_na, *frame))
-            else:
-                self._send_na(*frame)
-
-    def _send_na(self, ifname: str, mac: bytes, address: ipaddress.IPv6Address) -> None:
-        try:
-            sock = self.ndisc.get(ifname)
-            if sock is None:
-                sock = self.ndisc[ifname] = NdiscSocket(ifname)
-            log.debug("Sending unsolicited Neighbour Advert on %s for %s", ifname, address)
-            sock.send(mac, address)
-        except OSError as exc:
-            self.d.ratelimit(("na", ifname), self.d.loop.time(), f"cannot send neighbour advert on {ifname}: {exc}")
-
-    # -- receiving -----------------------------------------------------------------------------
-    def rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
-        """The IPv6 and AH sockets that carry the instance's adverts, each with the reader of one batch."""
-        out: List[Tuple[socket.socket, Callable[[], None]]] = []
-        vsock6 = self.sock6_of.get(rt.inst.name)
-        if vsock6 is not None:
-            out.append((vsock6.sock, lambda: self._on_readable6(vsock6)))
-        ahsock = self.ah_socks.get(rt.vsock.ifname) if rt.vsock is not None and rt.inst.name in self.ah_seq else None
-        if ahsock is not None:
-            out.append((ahsock.sock, lambda: self._on_ah_readable(ahsock)))
-        return out
-
-    def update_rx_filters(self) -> None:
-        for ifname, vsock in self.vsocks6.items():
-            self.d._tune_rx_socket(vsock, 6, self.by_socket6.get(ifname, []))
-
-    def _on_readable6(self, vsock: VrrpSocket6) -> None:
-        for _ in range(RX_BATCH):
-            got = vsock.recv()
-            if got is None:
-                return
-            self._handle_packet6(vsock, *got)
-
-    def _handle_packet6(self, vsock: VrrpSocket6, msg: bytes, src: ipaddress.IPv6Address,
-                        dst: ipaddress.IPv6Address, hoplimit: int) -> None:
-        """RFC 5798 section 7.1 for IPv6 (the kernel has checked the checksum), then the machine."""
-        d = self.d
-        rts = self.by_socket6.get(vsock.ifname, [])
-        if len(msg) < 2 or any(src == rt.src for rt in rts):
-            return
-        vrid, unicast = msg[1], not dst.is_multicast
-        rt = next((r for r in rts if r.machine.vrid == vrid), None)
-        if rt is None:
-            d.ratelimit(("vrid6", vsock.ifname), d.loop.time(),
-                        f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
-            return
-        name = rt.inst.name
-        if not unicast and hoplimit != VRRP_TTL:
-            d._bad(rt, "bad_ttl", f"({name}) invalid TTL/HL. Received {hoplimit} and expect {VRRP_TTL}")
-            return
-        if unicast and (d.g.vrrp_check_unicast_src or rt.inst.check_unicast_src) \
-                and src not in [p.address for p in rt.inst.unicast_peer]:
-            d._bad(rt, "unknown_peer", f"({name}) unicast advert from {src} not in unicast_peer")
-            return
-        if rt.hmac is not None:
-            msg = d.hmac_receive(rt, msg, src, unicast)  # type: ignore[assignment]
-            if msg is None:
-                return
-        try:
-            adv = decode_advert6(msg)
-        except PacketError as exc:
-            d._bad(rt, exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
-            return
-        problem = rt.machine.check_advert(adv, src)
-        if problem is not None:
-            d._bad(rt, problem[0], f"({name}) {problem[1]}")
-            return
-        d._accepted_from(rt, src, adv)
-        if adv.priority and rt.machine.address_mismatch(adv):
-            d._bad(rt, "addr_mismatch", f"({name}) ip address associated with VRID {vrid} not present in "
-                   f"MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
-        rt.adverts_received += 1
-        d._apply(rt, rt.machine.on_advert(d.loop.time(), adv, src))  # type: ignore[arg-type]
-
-    def _on_ah_readable(self, ahsock: AhSocket) -> None:
-        for _ in range(RX_BATCH):
-            data = ahsock.recv()
-            if data is None:
-                return
-            self._handle_ah(ahsock, data)
-
-    def _handle_ah(self, ahsock: AhSocket, data: bytes) -> None:
-        """Check the AH header and the sequence number, then hand the bare advert to the Daemon."""
-        d = self.d
-        ihl = (data[0] & 0x0F) * 4 if data else 0
-        if len(data) < ihl + AH_HEADER_LEN + 2:
-            return
-        src, vrid = ipaddress.IPv4Address(data[12:16]), data[ihl + AH_HEADER_LEN + 1]
-        rt = next((r for r in d.by_socket.get(ahsock.ifname, [])
-                   if r.machine.vrid == vrid and r.inst.name in self.ah_seq), None)
-        if rt is None or rt.vsock is None or src == rt.src:
-            return
-        name = rt.inst.name
-        try:
-            seq, vrrp = parse_ipv4_ah(data, rt.inst.auth_pass, unicast=rt.unicast)
-        except PacketError as exc:
-            d._bad(rt, exc.reason, f"({name}) IPSEC-AH : {exc}")
-            return
-        counter = self.ah_seq[name]
-        if not counter.accept(seq):
-            d._bad(rt, "ah_replay", f"({name}) IPSEC-AH : sequence number {seq} already processed. "
-                   f"Packet dropped. Local({counter.seq_number})")
-            return
-        if rt.machine.state == State.MASTER and len(vrrp) > 2 and 0 < vrrp[2] < rt.machine.effective_priority:
-            counter.sync_from_lower(seq)  # keepalived: "IPSEC-AH : Syncing seq_num - Increment seq"
-        d._handle_packet(rt.vsock, encode_ipv4(src, ipaddress.IPv4Address(data[16:20]), vrrp, ttl=data[8]))
-
-    # -- sync groups ---------------------------------------------------------------------------
-    def _runtime(self, name: str) -> Optional[InstanceRuntime]:
-        return next((rt for rt in self.d.runtimes if rt.inst.name == name), None)
-
-    def hold_master(self, rt: InstanceRuntime) -> bool:
-        """The member's master-down timer is due: True when its sync group makes it wait.
-
-        A waiting member parks (no timer) until every member wants MASTER or an advert re-arms it;
-        members whose timer was re-armed by an advert no longer want MASTER."""
-        d, m, name = self.d, rt.machine, rt.inst.name
-        gname = self.group_of.get(name)
-        if (gname is None or self.syncing or m.state != State.BACKUP or m.master_down_timer is None
-                or d.loop.time() < m.master_down_timer):
-            return False
-        engine = self.groups[gname][1]
-        before = engine.state
-        for member in engine.members:
-            other = self._runtime(member)
-            if other is not None and other is not rt and other.machine.state == State.BACKUP \
-                    and other.machine.master_down_timer is not None:
-                engine.withdraw(member)
-        moves = engine.request_master(name)
-        if not moves:
-            m.master_down_timer = None
-            d._reschedule(rt)
-            return True
-        self._apply_moves([mv for mv in moves if mv[0] != name], gname, before)
-        return False
-
-    def after_actions(self, rt: InstanceRuntime, actions: List[Action]) -> None:
-        """Follow the member's state changes with the rest of its sync group."""
-        for act in actions:
-            if isinstance(act, Notify):
-                self._state_changed(rt, act.state)
-
-    def _state_changed(self, rt: InstanceRuntime, state: State) -> None:
-        name = rt.inst.name
-        prev, self.last_state[name] = self.last_state.get(name), state
-        if state == State.MASTER and name in self.ah_seq:
-            self.ah_seq[name].becoming_master()
-        gname = self.group_of.get(name)
-        if gname is None or self.syncing or state == State.STOP:
-            return
-        engine = self.groups[gname][1]
-        before = engine.state
-        moves: List[Tuple[str, State]] = []
-        if state == State.FAULT:
-            moves = engine.set_fault(name, True)
-        elif prev == State.FAULT:
-            moves = engine.set_fault(name, False)
-        elif engine.state == State.FAULT:
-            moves = [(name, State.FAULT)]
-        elif state == State.BACKUP:
-            moves = engine.backup(name)
-        elif state == State.MASTER:
-            moves = engine.request_master(name) or [(name, State.BACKUP)]
-        self._apply_moves(moves, gname, before)
-
-    def _apply_moves(self, moves: List[Tuple[str, State]], gname: str, before: State) -> None:
-        sg, engine = self.groups[gname]
-        now = self.d.loop.time()
-        self.syncing = True
-        try:
-            for member, state in moves:
-                other = self._runtime(member)
-                if other is not None:
-                    acts = sync_force(other.machine, now, state)
-                    if acts:
-                        self.d._apply(other, acts)
-        finally:
-            self.syncing = False
-        if engine.state != before:
-            self.d._safe(self.d.notifier.vrrp_group, sg, engine.state)
-
-    def group_fault(self, rt: InstanceRuntime) -> bool:
-        """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
-        gname = self.group_of.get(rt.inst.name)
-        if gname is None:
-            return False
-        sg = self.groups[gname][0]
-        return any(self.d._link_up(ref.name) == ref.reverse for ref in sg.track_interface)
-
-    def status(self) -> List[Dict[str, Any]]:
-        return [{"name": name, "state": engine.state.value, "members": list(engine.members)}
-                for name, (_sg, engine) in self.groups.items()]
 
 
 # ============================================================================================
@@ -11905,6 +11917,18 @@ def setup_logging(console: bool, detail: bool = False, facility: str = "daemon")
         root.addHandler(logging.StreamHandler(sys.stderr))
 
 
+def set_syslog_ident(g: GlobalDefs) -> None:
+    """keepalived's syslog ident for several daemons on one host: Keepalived_NAMESPACE_INSTANCE; ours is
+    vrrpd_NAMESPACE_INSTANCE (either part only when given)."""
+    parts = [x for x in (g.net_namespace, g.instance_name) if x]
+    if not parts:
+        return
+    ident = "_".join([PROG] + parts)
+    for handler in logging.getLogger(PROG).handlers:
+        if isinstance(handler, SyslogHandler):
+            handler.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
+
+
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
 _BYTECODE_LOADER = (
     "import os, sys, importlib.machinery as m, importlib.util as u\n"
@@ -11924,20 +11948,28 @@ _BYTECODE_LOADER = (
 )
 
 
-def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS) -> Optional[str]:
+# The compiled script, when run as one: the first start writes it to the byte-code cache as it is instead of
+# compiling the file a second time (compiling is most of a first start on a small CPU)
+_SCRIPT_CODE: Any = sys._getframe().f_code if __name__ == "__main__" else None
+
+
+def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS, code: Any = None) -> Optional[str]:
     """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
 
     A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
-    runs as root. The file name carries the source's hash; older files are removed when a new one is made."""
+    runs as root. The file name carries the source's hash; older files are removed when a new one is made.
+    `code`, the code object already compiled from `source`, is written as it is (no second compilation)."""
     import glob as _glob
     import hashlib
     import importlib.util
+    import marshal
     import py_compile
     import stat
 
     try:
         with open(source, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()[:24]
+            text = fh.read()
+        digest = hashlib.sha256(text).hexdigest()[:24]
     except OSError:
         return None
     for base in dirs:
@@ -11949,8 +11981,14 @@ def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS) -> 
             pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
             if not os.path.exists(pyc):
                 partial = f"{pyc}.{os.getpid()}"
-                py_compile.compile(source, cfile=partial, doraise=True,
-                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                if code is not None:
+                    # PEP 552's unchecked hash-based pyc, as py_compile writes it: magic, flags 0b01, hash, code
+                    with open(partial, "wb") as fh:
+                        fh.write(importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+                                 + importlib.util.source_hash(text) + marshal.dumps(code))
+                else:
+                    py_compile.compile(source, cfile=partial, doraise=True,
+                                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
                 os.replace(partial, pyc)
                 for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
                     if old != pyc:
@@ -11969,8 +12007,10 @@ def reexec_from_bytecode_cache() -> None:
     site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
     if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
         return
+    global _SCRIPT_CODE
     source = os.path.abspath(__file__)
-    pyc = bytecode_cache(source)
+    pyc = bytecode_cache(source, code=_SCRIPT_CODE)
+    _SCRIPT_CODE = None
     if pyc is None:
         return
     sys.stdout.flush()
@@ -13051,10 +13091,12 @@ def runtime_paths(g: GlobalDefs) -> Dict[str, str]:
 
       (nothing)               /run/vrrpd.pid            /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
       use_pid_dir             /run/vrrpd/vrrpd.pid      /run/vrrpd/vrrpd.sock         /tmp/vrrpd.data
-      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.data.I
-      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.data.N[_I]
+      instance I              /run/vrrpd/vrrpd_I.pid    /run/vrrpd/vrrpd_I.sock       /tmp/vrrpd.I.data
+      net_namespace N (+ I)   /run/vrrpd/N/vrrpd[_I].pid  /run/vrrpd/N/vrrpd[_I].sock /tmp/vrrpd.N[_I].data
 
-    keepalived adds the dump suffix only with data_use_instance; vrrpd whenever a name is given."""
+    The dump suffix goes before the extension, where keepalived puts it; keepalived adds it only with
+    data_use_instance and only to .data (its .stats and .json are shared), vrrpd to all three whenever a name is
+    given, so that two daemons never write one file."""
     inst, ns = g.instance_name, g.net_namespace
     if not (inst or ns or g.use_pid_dir):
         return {"pid": DEFAULT_PID_FILE, "control": DEFAULT_CONTROL_SOCKET, "dump_suffix": ""}
@@ -13435,7 +13477,20 @@ class Operator:
 
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
-        return os.path.join(self.dump_dir, f"{PROG}.{kind}{runtime_paths(self.d.g)['dump_suffix']}")
+        """/tmp/vrrpd.data (.stats, .json), named per instance (runtime_paths); state_dump_file names the .data
+        file as keepalived reads it: an absolute path gives the directory, a trailing '/' keeps vrrpd.data."""
+        suffix = runtime_paths(self.d.g)["dump_suffix"]
+        directory, name = self.dump_dir, f"{PROG}.{kind}"
+        path = self.d.g.state_dump_file if kind == "data" else None
+        if path:
+            if path.startswith("/"):
+                directory = path if path.endswith("/") else os.path.dirname(path)
+            if not path.endswith("/"):
+                name = os.path.basename(path)
+        stem, dot, ext = name.rpartition(".")
+        if not dot:
+            stem, ext = name, ""
+        return os.path.join(directory, stem + suffix + (dot + ext if dot else ""))
 
     def dump(self, kind: str, clear: bool = False) -> Optional[str]:
         """Write /tmp/vrrpd.data, /tmp/vrrpd.stats or /tmp/vrrpd.json; STATS_CLEAR zeroes the counters after."""
@@ -13615,6 +13670,7 @@ def run_daemon(args: Any) -> int:
         namespace, g = g.net_namespace, config.global_defs
         g.net_namespace = namespace
     paths = runtime_paths(g)
+    set_syslog_ident(g)
     named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
     pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
     control_socket = control_socket_of(args, config)
