@@ -2938,6 +2938,7 @@ vrrp_sync_group G {
     track_bfd {
         B6
     }
+    sync_group_tracking_weight
 }
 """ + inst(BASE + "\ntrack_bfd {\n    B4 weight 10\n    MISSING\n}")
     cfg, diags = vrrpd.parse_config_text(text)
@@ -5587,6 +5588,51 @@ def test_lab_vrrp_min_garp_and_garp_extra_if(lab, tmp_path):
     # min_garp: one GARP, no garp_master_delay burst; garp_extra_if sends nothing on our own interface
     assert own.count(f"who-has {VIP} tell {VIP}") == 1, own
     assert extra.count("who-has 192.168.78.100 tell 192.168.78.100") >= 2, extra  # one a second
+
+
+def test_sync_group_members_and_address_owners_do_not_float_their_priority():
+    text = ("vrrp_script chk {\n script /bin/true\n weight -10\n}\n"
+            "track_file tf {\n file /tmp/x\n}\n"
+            "vrrp_sync_group G {\n group {\n  VI_1\n }\n}\n"
+            "vrrp_sync_group H {\n group {\n  VI_2\n }\n sync_group_tracking_weight\n}\n")
+    body = "\ntrack_interface {\n    eth1 weight -10\n}\ntrack_script {\n    chk\n}\ntrack_file {\n    tf\n}"
+    text += inst(BASE + body) + inst(BASE.replace("50", "51") + body, name="VI_2")
+    text += inst(BASE.replace("50", "52") + "\npriority 255" + body, name="VI_3")
+    cfg, diags = vrrpd.parse_config_text(text, "s.conf")
+    one, two, owner = cfg.vrrp_instances
+    assert [(r.name, r.weight) for r in one.track_interface] == [("eth1", 0)]  # FAULT when down
+    assert one.track_script == [] and [(r.name, r.weight) for r in one.track_file] == [("tf", 0)]
+    assert [(r.name, r.weight) for r in two.track_interface] == [("eth1", -10)] and two.track_script
+    assert owner.track_interface == [] and owner.track_script == []
+    text = "\n".join(messages(diags))
+    assert "(VI_1) ignoring eth1 tracked interface weight due to SYNC group" in text
+    assert "(VI_1) ignoring tracked script chk with weights due to SYNC group" in text
+    assert "(VI_1) ignoring weight from tracked file tf due to SYNC group. specify weight 0" in text
+    assert "(VI_3) ignoring eth1 tracked interface due to address owner" in text
+
+
+def test_lab_sync_group_member_faults_where_its_weighted_interface_would_only_lower_it(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    for dev in ("eth1p", "eth1"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+
+    def run(extra):
+        text = f"vrrp_sync_group G {{\n    group {{\n        VI_1\n    }}\n{extra}}}\n"
+        text += _conf(priority=150, state="MASTER", instance_extra="    track_interface {\n        eth1 weight -10\n"
+                                                                    "    }\n")
+        node = _Node(lab, ns, tmp_path, "A", text)
+        wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+        lab.link(ns, "eth1", up=False)
+        return node
+    node = run("")  # keepalived: the weight is ignored in a sync group, the interface is tracked: FAULT
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="FAULT")
+    node.stop()
+    lab.link(ns, "eth1", up=True)
+    node = run("    sync_group_tracking_weight\n")  # the weight counts: 140, still MASTER
+    wait_for(lambda: "Changing effective priority from 150 to 140" in node.log(), 3, what="priority 140")
+    assert lab.has_address(ns, VIP)
+    node.stop()
 
 
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
