@@ -3008,6 +3008,7 @@ vrrp_sync_group G {
     track_bfd {
         B6
     }
+    sync_group_tracking_weight
 }
 """ + inst(BASE + "\ntrack_bfd {\n    B4 weight 10\n    MISSING\n}")
     cfg, diags = vrrpd.parse_config_text(text)
@@ -3024,6 +3025,12 @@ vrrp_sync_group G {
     assert "track_bfd 'MISSING' names no bfd_instance" in text
     assert [r.name for r in cfg.vrrp_instances[0].track_bfd] == ["B4"]
     assert cfg.vrrp_instances[0].track_bfd[0].weight == 10 and cfg.sync_groups[0].track_bfd[0].name == "B6"
+    assert "comes before its bfd_instance" not in text
+    cfg, diags = vrrpd.parse_config_text(inst(BASE + "\ntrack_bfd {\n    LATE\n}") +
+                                         "bfd_instance LATE {\n    neighbor_ip 10.0.0.2\n}\n")
+    assert "track_bfd 'LATE' comes before its bfd_instance (line 11); keepalived ignores it" in \
+        "\n".join(str(d) for d in diags)
+    assert [r.name for r in cfg.vrrp_instances[0].track_bfd] == ["LATE"]
 
 
 def test_track_bfd_weight_reverse_fault_and_sync_group_through_tracking():
@@ -5561,6 +5568,51 @@ def test_lab_vrrp_min_garp_and_garp_extra_if(lab, tmp_path):
     # min_garp: one GARP, no garp_master_delay burst; garp_extra_if sends nothing on our own interface
     assert own.count(f"who-has {VIP} tell {VIP}") == 1, own
     assert extra.count("who-has 192.168.78.100 tell 192.168.78.100") >= 2, extra  # one a second
+
+
+def test_sync_group_members_and_address_owners_do_not_float_their_priority():
+    text = ("vrrp_script chk {\n script /bin/true\n weight -10\n}\n"
+            "track_file tf {\n file /tmp/x\n}\n"
+            "vrrp_sync_group G {\n group {\n  VI_1\n }\n}\n"
+            "vrrp_sync_group H {\n group {\n  VI_2\n }\n sync_group_tracking_weight\n}\n")
+    body = "\ntrack_interface {\n    eth1 weight -10\n}\ntrack_script {\n    chk\n}\ntrack_file {\n    tf\n}"
+    text += inst(BASE + body) + inst(BASE.replace("50", "51") + body, name="VI_2")
+    text += inst(BASE.replace("50", "52") + "\npriority 255" + body, name="VI_3")
+    cfg, diags = vrrpd.parse_config_text(text, "s.conf")
+    one, two, owner = cfg.vrrp_instances
+    assert [(r.name, r.weight) for r in one.track_interface] == [("eth1", 0)]  # FAULT when down
+    assert one.track_script == [] and [(r.name, r.weight) for r in one.track_file] == [("tf", 0)]
+    assert [(r.name, r.weight) for r in two.track_interface] == [("eth1", -10)] and two.track_script
+    assert owner.track_interface == [] and owner.track_script == []
+    text = "\n".join(messages(diags))
+    assert "(VI_1) ignoring eth1 tracked interface weight due to SYNC group" in text
+    assert "(VI_1) ignoring tracked script chk with weights due to SYNC group" in text
+    assert "(VI_1) ignoring weight from tracked file tf due to SYNC group. specify weight 0" in text
+    assert "(VI_3) ignoring eth1 tracked interface due to address owner" in text
+
+
+def test_lab_sync_group_member_faults_where_its_weighted_interface_would_only_lower_it(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
+    for dev in ("eth1p", "eth1"):
+        lab.ip("link", "set", dev, "up", ns=ns)
+
+    def run(extra):
+        text = f"vrrp_sync_group G {{\n    group {{\n        VI_1\n    }}\n{extra}}}\n"
+        text += _conf(priority=150, state="MASTER", instance_extra="    track_interface {\n        eth1 weight -10\n"
+                                                                    "    }\n")
+        node = _Node(lab, ns, tmp_path, "A", text)
+        wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+        lab.link(ns, "eth1", up=False)
+        return node
+    node = run("")  # keepalived: the weight is ignored in a sync group, the interface is tracked: FAULT
+    wait_for(lambda: not lab.has_address(ns, VIP), 3, what="FAULT")
+    node.stop()
+    lab.link(ns, "eth1", up=True)
+    node = run("    sync_group_tracking_weight\n")  # the weight counts: 140, still MASTER
+    wait_for(lambda: "Changing effective priority from 150 to 140" in node.log(), 3, what="priority 140")
+    assert lab.has_address(ns, VIP)
+    node.stop()
 
 
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
@@ -11136,20 +11188,20 @@ class Soak:
             self.cpu_last[n.name] = (pids, now, cpu)
 
     def longest_master_gap(self, n: _SoakNode) -> Optional[tuple]:
-        """(seconds, adverts) of the longest gap between two of n's adverts on the wire while n held the VIP
-        (every holder sample between them has it, its link up), or None without a capture."""
+        """(seconds, adverts, wall time it began) of the longest gap between two of n's adverts on the wire
+        while n held the VIP (every holder sample between them has it, its link up), or None without a capture."""
         import bisect
 
         if n.tcpdump is None or not n.capture.exists():
             return None
         stamps = _advert_times(n.capture)
         times = [t for t, _h in self.holder_log]
-        longest = 0.0
+        longest, when = 0.0, 0.0
         for t1, t2 in zip(stamps, stamps[1:]):
             i, j = bisect.bisect_left(times, t1), bisect.bisect_right(times, t2)
-            if j > i and all(n.name in self.holder_log[k][1] for k in range(i, j)):
-                longest = max(longest, t2 - t1)
-        return longest, len(stamps)
+            if j > i and t2 - t1 > longest and all(n.name in self.holder_log[k][1] for k in range(i, j)):
+                longest, when = t2 - t1, t1
+        return longest, len(stamps), when
 
     def sample_rss(self) -> None:
         self.sample_cpu()
@@ -11304,8 +11356,9 @@ def _report_soak(soak: Soak) -> str:
                      f"cores on average{flooded}, peak {peak:.3f} over 1 s")
         gap = soak.longest_master_gap(n)
         if gap is not None:
+            began = time.strftime("%H:%M:%S", time.localtime(gap[2])) + f".{int(gap[2] * 1000) % 1000:03d}"
             lines.append(f"  master {n.name}: longest advert gap while holding the VIP {gap[0]:.3f} s "
-                         f"(advert_int {SOAK_ADVERT}), {gap[1]} adverts captured")
+                         f"(advert_int {SOAK_ADVERT}) from {began}, {gap[1]} adverts captured")
     lines += ["violations:"] + soak.violations[:30] + ["events:"] + soak.events
     if soak.violations:  # the daemons' own account of the moments that broke an invariant
         import re
@@ -11375,6 +11428,8 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
         Path(keep).mkdir(parents=True, exist_ok=True)
         for n in soak.nodes.values():
             shutil.copy(n.node.log_path, Path(keep) / n.node.log_path.name)
+            if n.capture.exists():
+                shutil.copy(n.capture, Path(keep) / n.capture.name)
         (Path(keep) / "soak-report.txt").write_text(report + "\n")
     c = soak.counts
     logs = {n.name: n.node.log() for n in soak.nodes.values() if not n.keepalived}
@@ -12487,20 +12542,21 @@ def test_soak_finding_a_cpu_starved_backup_under_a_garbage_flood_never_takes_the
         require(limit.available, "needs a cgroup cpu controller to starve the backup")
         ns_b = lab.host("b", f"{LAB_NET}.2/24")
         ns_a = lab.host("a", f"{LAB_NET}.1/24")
-        b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=150, advert=0.1))
-        _wait_holders(lab, [b], ["B"], timeout=5)
-        a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=95, advert=0.1))
+        # the soak's timers (advert_int 0.5, Master_Down_Interval 1.81 s): a starved node still runs them
+        b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=150, advert=0.5))
+        _wait_holders(lab, [b], ["B"], timeout=8)
+        a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=95, advert=0.5))
         wait_for(lambda: os.path.exists(a.ctl) and "Entering BACKUP STATE" in a.log(), 10, what="A in BACKUP")
         x = lab.host("x", f"{SOAK_X}/24")
         (tmp_path / "flood.py").write_text(SOAK_FLOOD)
         limit.add(a.proc.pid)
-        flood = lab.exec(x, [PYTHON, str(tmp_path / "flood.py"), str(HERE), SOAK_X, "10000", "6", "5"],
+        flood = lab.exec(x, [PYTHON, str(tmp_path / "flood.py"), str(HERE), SOAK_X, "10000", "12", "5"],
                          stdout=subprocess.PIPE, text=True)
-        seen = _steady_single_master(lab, [a, b], 7.5)  # the flood and a master-down interval after it
+        seen = _steady_single_master(lab, [a, b], 14.0)  # the flood and a master-down interval after it
         sent = int(flood.communicate(timeout=30)[0].split()[0])
         limit.close()
         assert seen == {"B"} and "Receive advertisement timeout" not in a.log()
-        assert sent > 20000, sent
+        assert sent > 50000, sent
         inst = a.instance()
         sockets = a.status()["sockets"]
         assert sockets and sockets[0]["kernel_filter"] and sockets[0]["kernel_filter"].endswith("VRID 51")
@@ -12520,10 +12576,12 @@ def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
         real = vrrpd._RxSocket()  # the receive-side bookkeeping of a real socket (VrrpSocket is faked here)
         rx, tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rx.bind(("127.0.0.1", 0))
-        real.ifname, real.sock = "eth0", rx
+        real.ifname, real.sock, real.family = "eth0", rx, 4
         real.rx_filter, real.rx_filter_error, real.rcvbuf = None, None, vrrpd.VRRP_RCVBUF
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)  # the smallest queue: a burst overflows it
-        d.vsocks["eth0"] = real
+        for key in list(d.vsocks):
+            d.vsocks.pop(key)
+        d.vsocks[("eth0", 4, vrrpd.IPPROTO_VRRP)] = real
         real.set_filter(vrrpd.rx_filter_for(4, [3], [51]))  # the kernel accepts it on any socket
         # these datagrams are no adverts: let them in, to fill the queue
         vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT)]))
@@ -12540,7 +12598,8 @@ def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
         assert "VRRP socket: eth0 (IPv4)" in text and f"Dropped by the kernel, receive queue full: {drops}" in text
         assert "VRID 51 (what it drops is not counted)" in text
     finally:
-        d.vsocks["eth0"] = sock
+        d.vsocks.clear()
+        sock.close()
         for each in (rx, tx):
             each.close()
         d.close()

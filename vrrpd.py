@@ -708,6 +708,7 @@ class SyncGroup:
     notify: Optional[Command] = None
     smtp_alert: Optional[bool] = None
     notify_priority_changes: Optional[bool] = None
+    sync_group_tracking_weight: bool = False  # members keep their tracking weights (global_tracking, deprecated)
 
 
 @dataclass
@@ -3314,7 +3315,16 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "sync_group_tracking_weight")
+
+
+def _sg_tracking_weight(p: _Parser, sg: SyncGroup, kw: Token, args: List[Token]) -> None:
+    if kw.text == "global_tracking":
+        p.warning(kw, f"({sg.name}) global_tracking is deprecated. Use track_interface/script/file on the sync group")
+    sg.sync_group_tracking_weight = True
+
+
+_kw(_SG, "global_tracking", _sg_tracking_weight, (0, 0))
+_kw(_SG, "sync_group_tracking_weight", _sg_tracking_weight, (0, 0))
 _kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
 
 
@@ -3326,9 +3336,6 @@ def _deprecated(message: str, hint: str = "") -> Handler:
     return handler
 
 
-KEYWORDS[_SG]["global_tracking"] = Keyword("global_tracking", _deprecated(
-    "keepalived says so too", "use track_interface/track_script/track_file in the sync group"), (0, None),
-    supported=False)
 KEYWORDS["vrrp_instance"]["linkbeat_use_polling"] = Keyword("linkbeat_use_polling", _deprecated(
     "in a vrrp_instance; keepalived says so too", "use a linkbeat_interfaces block"), (0, None), supported=False)
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
@@ -3799,6 +3806,7 @@ class _Validator:
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
+        self.unweighted_tracking()
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
         self.track_groups()
@@ -3826,10 +3834,16 @@ class _Validator:
                 bfd.max_hops = bfd.out_ttl
 
     def track_bfd_refs(self, f: str, label: str, refs: List[TrackRef]) -> None:
+        order = {name: i for i, name in enumerate(self.cfg.files)}
         for ref in list(refs):
-            if ref.name not in self.cfg.bfd_instances:
+            bfd = self.cfg.bfd_instances.get(ref.name)
+            if bfd is None:
                 self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
                 refs.remove(ref)
+            elif (order.get(bfd.file, 0), bfd.line) > (order.get(f, 0), ref.line):
+                self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' comes before its bfd_instance (line "
+                          f"{bfd.line}); keepalived ignores it (\"track bfd {ref.name} not found\"), vrrpd does not",
+                          "define the bfd_instance first")
 
     def instance_owner(self, inst: VrrpInstance) -> None:
         """keepalived 2.3's owner_ignore_adverts (only at priority 255) and timer_expired_backup (needs nopreempt)."""
@@ -4127,6 +4141,51 @@ class _Validator:
             elif _which(program) is None:
                 self.warn(tok.file, tok.line,
                           f"{tok.text}: '{program}' does not exist or is not executable on this host")
+
+    def unweighted_tracking(self) -> None:
+        """keepalived: a sync group member (without sync_group_tracking_weight) and an address owner do not float
+        their priority. A weighted track_interface becomes weight 0 (FAULT when down; an owner stops tracking it),
+        weighted scripts, bfds and files are dropped, a track_file with the default weight 1 becomes weight 0."""
+        cfg = self.cfg
+        groups = {sg.name: sg for sg in cfg.sync_groups}
+        for inst in cfg.vrrp_instances:
+            sg = groups.get(inst.sync_group or "")
+            sync = sg is not None and not sg.sync_group_tracking_weight
+            if not sync and inst.priority != 255:
+                continue
+            why = "SYNC group" if sync else "address owner"
+            f = inst.file
+            for ref in list(inst.track_interface):
+                if ref.weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring {ref.name} tracked interface "
+                              f"{'weight ' if sync else ''}due to {why}")
+                    if sync:
+                        ref.weight = 0
+                    else:
+                        inst.track_interface.remove(ref)
+            for ref in list(inst.track_script):
+                script = cfg.vrrp_scripts.get(ref.name)
+                weight = ref.weight if ref.weight is not None else (script.weight if script is not None else 0)
+                if weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring tracked script {ref.name} with weights due to "
+                              f"{why}")
+                    inst.track_script.remove(ref)
+            for ref in list(inst.track_file):
+                tfile = cfg.track_files.get(ref.name)
+                weight = ref.weight if ref.weight is not None else (tfile.weight if tfile is not None else 1)
+                if weight == 1:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring weight from tracked file {ref.name} due to "
+                              f"{why}. specify weight 0")
+                    ref.weight = 0
+                elif weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring tracked file {ref.name} with weight {weight} due "
+                              f"to {why}")
+                    inst.track_file.remove(ref)
+            for ref in list(inst.track_bfd):
+                if ref.weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring tracked bfd {ref.name} with weight {ref.weight} "
+                              f"due to {why}")
+                    inst.track_bfd.remove(ref)
 
     def sync_groups(self) -> None:
         seen: Dict[str, SyncGroup] = {}
