@@ -708,6 +708,7 @@ class SyncGroup:
     notify: Optional[Command] = None
     smtp_alert: Optional[bool] = None
     notify_priority_changes: Optional[bool] = None
+    sync_group_tracking_weight: bool = False  # members keep their tracking weights (global_tracking, deprecated)
 
 
 @dataclass
@@ -3314,7 +3315,16 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "sync_group_tracking_weight")
+
+
+def _sg_tracking_weight(p: _Parser, sg: SyncGroup, kw: Token, args: List[Token]) -> None:
+    if kw.text == "global_tracking":
+        p.warning(kw, f"({sg.name}) global_tracking is deprecated. Use track_interface/script/file on the sync group")
+    sg.sync_group_tracking_weight = True
+
+
+_kw(_SG, "global_tracking", _sg_tracking_weight, (0, 0))
+_kw(_SG, "sync_group_tracking_weight", _sg_tracking_weight, (0, 0))
 _kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
 
 
@@ -3326,9 +3336,6 @@ def _deprecated(message: str, hint: str = "") -> Handler:
     return handler
 
 
-KEYWORDS[_SG]["global_tracking"] = Keyword("global_tracking", _deprecated(
-    "keepalived says so too", "use track_interface/track_script/track_file in the sync group"), (0, None),
-    supported=False)
 KEYWORDS["vrrp_instance"]["linkbeat_use_polling"] = Keyword("linkbeat_use_polling", _deprecated(
     "in a vrrp_instance; keepalived says so too", "use a linkbeat_interfaces block"), (0, None), supported=False)
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
@@ -3799,6 +3806,7 @@ class _Validator:
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
+        self.unweighted_tracking()
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
         self.track_groups()
@@ -4127,6 +4135,51 @@ class _Validator:
             elif _which(program) is None:
                 self.warn(tok.file, tok.line,
                           f"{tok.text}: '{program}' does not exist or is not executable on this host")
+
+    def unweighted_tracking(self) -> None:
+        """keepalived: a sync group member (without sync_group_tracking_weight) and an address owner do not float
+        their priority. A weighted track_interface becomes weight 0 (FAULT when down; an owner stops tracking it),
+        weighted scripts, bfds and files are dropped, a track_file with the default weight 1 becomes weight 0."""
+        cfg = self.cfg
+        groups = {sg.name: sg for sg in cfg.sync_groups}
+        for inst in cfg.vrrp_instances:
+            sg = groups.get(inst.sync_group or "")
+            sync = sg is not None and not sg.sync_group_tracking_weight
+            if not sync and inst.priority != 255:
+                continue
+            why = "SYNC group" if sync else "address owner"
+            f = inst.file
+            for ref in list(inst.track_interface):
+                if ref.weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring {ref.name} tracked interface "
+                              f"{'weight ' if sync else ''}due to {why}")
+                    if sync:
+                        ref.weight = 0
+                    else:
+                        inst.track_interface.remove(ref)
+            for ref in list(inst.track_script):
+                script = cfg.vrrp_scripts.get(ref.name)
+                weight = ref.weight if ref.weight is not None else (script.weight if script is not None else 0)
+                if weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring tracked script {ref.name} with weights due to "
+                              f"{why}")
+                    inst.track_script.remove(ref)
+            for ref in list(inst.track_file):
+                tfile = cfg.track_files.get(ref.name)
+                weight = ref.weight if ref.weight is not None else (tfile.weight if tfile is not None else 1)
+                if weight == 1:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring weight from tracked file {ref.name} due to "
+                              f"{why}. specify weight 0")
+                    ref.weight = 0
+                elif weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring tracked file {ref.name} with weight {weight} due "
+                              f"to {why}")
+                    inst.track_file.remove(ref)
+            for ref in list(inst.track_bfd):
+                if ref.weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring tracked bfd {ref.name} with weight {ref.weight} "
+                              f"due to {why}")
+                    inst.track_bfd.remove(ref)
 
     def sync_groups(self) -> None:
         seen: Dict[str, SyncGroup] = {}
@@ -6201,7 +6254,7 @@ class SyncGroupEngine:
 # --------------------------------------------------------------------------------------------
 # 6a. VRRP trackers: vrrp_script, track_file, track_process
 #     Pure decisions first (rise/fall counters, weight rules, process matching), then the
-#     Tracking class that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
+#     TrackerRunner that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
 # --------------------------------------------------------------------------------------------
 
 TRACK_FILE_FAULT = -254  # a track_file contribution at or below this puts the instance in FAULT
@@ -6462,7 +6515,7 @@ _unsafe_scripts_logged: set = set()  # scripts already reported as unsafe (said 
 class _ScriptRunner:
     """One vrrp_script: runs it every `interval` on the loop and keeps its ScriptResult."""
 
-    def __init__(self, tracking: Tracking, script: VrrpScript):
+    def __init__(self, tracking: TrackerRunner, script: VrrpScript):
         self.tracking = tracking
         self.script = script
         self.result = ScriptResult(script.rise, script.fall, script.init_fail)
@@ -6549,7 +6602,7 @@ class _ScriptRunner:
 
 
 class _FileWatch:
-    """One track_file: its last value, re-read every Tracking.file_poll_interval seconds."""
+    """One track_file: its last value, re-read every TrackerRunner.file_poll_interval seconds."""
 
     def __init__(self, track_file: TrackFile):
         self.track_file = track_file
@@ -6646,11 +6699,13 @@ def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     return found
 
 
-class Tracking:
-    """vrrp_script / track_file / track_process state for every instance and sync group.
+class TrackerRunner:
+    """Runs the trackers on the loop: vrrp_script / track_file / track_process (and track_bfd) state for every
+    instance and sync group.
 
     Contract used by the Daemon (section 10):
-      Tracking(loop, config, on_change)   on_change() is called on the loop whenever any tracked
+      TrackerRunner(loop, config, on_change)
+                                          on_change() is called on the loop whenever any tracked
                                           object changes state, so the daemon re-reads adjustments.
       start() / stop()                    begin / end running scripts and watching files/processes.
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
@@ -8666,7 +8721,7 @@ class LvsManager:
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
-        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to Tracking
+        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to TrackerRunner
         self.bfd_up: Callable[[str], bool] = lambda name: False
 
     def bfd_event(self, name: str, up: bool) -> None:
@@ -10300,7 +10355,7 @@ class Daemon:
         self.exit_code = 0
         self.started = time.time()
         self.notifier = Notifier(self.loop, config)
-        self.tracking = Tracking(self.loop, config, self._on_tracking_change)
+        self.tracking = TrackerRunner(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
@@ -11532,7 +11587,7 @@ class Daemon:
         return link is not None and link.up
 
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
-        """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
+        """(priority delta, fault) from the instance's own link, track_interface and the TrackerRunner."""
         parts = self._contributions(rt)
         try:
             initialising = getattr(self.tracking, "initialising", None)
