@@ -2955,6 +2955,12 @@ vrrp_sync_group G {
     assert "track_bfd 'MISSING' names no bfd_instance" in text
     assert [r.name for r in cfg.vrrp_instances[0].track_bfd] == ["B4"]
     assert cfg.vrrp_instances[0].track_bfd[0].weight == 10 and cfg.sync_groups[0].track_bfd[0].name == "B6"
+    assert "comes before its bfd_instance" not in text
+    cfg, diags = vrrpd.parse_config_text(inst(BASE + "\ntrack_bfd {\n    LATE\n}") +
+                                         "bfd_instance LATE {\n    neighbor_ip 10.0.0.2\n}\n")
+    assert "track_bfd 'LATE' comes before its bfd_instance (line 11); keepalived ignores it" in \
+        "\n".join(str(d) for d in diags)
+    assert [r.name for r in cfg.vrrp_instances[0].track_bfd] == ["LATE"]
 
 
 def test_track_bfd_weight_reverse_fault_and_sync_group_through_tracking():

@@ -3834,10 +3834,16 @@ class _Validator:
                 bfd.max_hops = bfd.out_ttl
 
     def track_bfd_refs(self, f: str, label: str, refs: List[TrackRef]) -> None:
+        order = {name: i for i, name in enumerate(self.cfg.files)}
         for ref in list(refs):
-            if ref.name not in self.cfg.bfd_instances:
+            bfd = self.cfg.bfd_instances.get(ref.name)
+            if bfd is None:
                 self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
                 refs.remove(ref)
+            elif (order.get(bfd.file, 0), bfd.line) > (order.get(f, 0), ref.line):
+                self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' comes before its bfd_instance (line "
+                          f"{bfd.line}); keepalived ignores it (\"track bfd {ref.name} not found\"), vrrpd does not",
+                          "define the bfd_instance first")
 
     def instance_owner(self, inst: VrrpInstance) -> None:
         """keepalived 2.3's owner_ignore_adverts (only at priority 255) and timer_expired_backup (needs nopreempt)."""
