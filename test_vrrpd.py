@@ -12617,10 +12617,12 @@ def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
         real = vrrpd._RxSocket()  # the receive-side bookkeeping of a real socket (VrrpSocket is faked here)
         rx, tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rx.bind(("127.0.0.1", 0))
-        real.ifname, real.sock = "eth0", rx
+        real.ifname, real.sock, real.family = "eth0", rx, 4
         real.rx_filter, real.rx_filter_error, real.rcvbuf = None, None, vrrpd.VRRP_RCVBUF
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)  # the smallest queue: a burst overflows it
-        d.vsocks["eth0"] = real
+        for key in list(d.vsocks):
+            d.vsocks.pop(key)
+        d.vsocks[("eth0", 4, vrrpd.IPPROTO_VRRP)] = real
         real.set_filter(vrrpd.rx_filter_for(4, [3], [51]))  # the kernel accepts it on any socket
         # these datagrams are no adverts: let them in, to fill the queue
         vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT)]))
@@ -12637,7 +12639,8 @@ def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
         assert "VRRP socket: eth0 (IPv4)" in text and f"Dropped by the kernel, receive queue full: {drops}" in text
         assert "VRID 51 (what it drops is not counted)" in text
     finally:
-        d.vsocks["eth0"] = sock
+        d.vsocks.clear()
+        sock.close()
         for each in (rx, tx):
             each.close()
         d.close()
