@@ -5641,6 +5641,42 @@ def test_lab_sync_group_member_faults_where_its_weighted_interface_would_only_lo
     node.stop()
 
 
+def test_lab_startup_and_shutdown_scripts_and_fifo_states_on_reload(lab, tmp_path):
+    """startup_script runs before VRRP starts (here it adds a policy rule), shutdown_script after everything
+    stopped (it removes it); fifo_write_vrrp_states_on_reload writes every state to the FIFO on SIGHUP."""
+    tmp_path.chmod(0o755)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    start, stop = tmp_path / "start.sh", tmp_path / "stop.sh"
+    start.write_text(f"#!/bin/sh\nip rule add fwmark 5 table 55 priority 555\necho started > {tmp_path}/s\n")
+    stop.write_text("#!/bin/sh\nip rule del priority 555\n")
+    for script in (start, stop):
+        script.chmod(0o755)
+    fifo = tmp_path / "vrrp.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=(
+            f"    startup_script {start}\n    shutdown_script {stop}\n    shutdown_script_timeout 5\n"
+            f"    notify_fifo {fifo}\n    fifo_write_vrrp_states_on_reload\n")))
+        assert "555:\tfrom all fwmark 0x5 lookup 55" in lab.ip("rule", ns=ns).stdout
+        wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+        seen = []
+
+        def read(want):
+            try:
+                seen.append(os.read(reader, 65536).decode())
+            except BlockingIOError:
+                pass
+            return "".join(seen).count(want)
+        wait_for(lambda: read('INSTANCE "VI_1" MASTER 150') == 1, 3, what="the MASTER line")
+        node.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: read('INSTANCE "VI_1" MASTER 150') == 2, 5, what="the state written again on reload")
+        assert node.stop() == 0
+        assert "555:" not in lab.ip("rule", ns=ns).stdout
+    finally:
+        os.close(reader)
+
+
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
