@@ -5615,6 +5615,42 @@ def test_lab_sync_group_member_faults_where_its_weighted_interface_would_only_lo
     node.stop()
 
 
+def test_lab_startup_and_shutdown_scripts_and_fifo_states_on_reload(lab, tmp_path):
+    """startup_script runs before VRRP starts (here it adds a policy rule), shutdown_script after everything
+    stopped (it removes it); fifo_write_vrrp_states_on_reload writes every state to the FIFO on SIGHUP."""
+    tmp_path.chmod(0o755)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    start, stop = tmp_path / "start.sh", tmp_path / "stop.sh"
+    start.write_text(f"#!/bin/sh\nip rule add fwmark 5 table 55 priority 555\necho started > {tmp_path}/s\n")
+    stop.write_text("#!/bin/sh\nip rule del priority 555\n")
+    for script in (start, stop):
+        script.chmod(0o755)
+    fifo = tmp_path / "vrrp.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=(
+            f"    startup_script {start}\n    shutdown_script {stop}\n    shutdown_script_timeout 5\n"
+            f"    notify_fifo {fifo}\n    fifo_write_vrrp_states_on_reload\n")))
+        assert "555:\tfrom all fwmark 0x5 lookup 55" in lab.ip("rule", ns=ns).stdout
+        wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+        seen = []
+
+        def read(want):
+            try:
+                seen.append(os.read(reader, 65536).decode())
+            except BlockingIOError:
+                pass
+            return "".join(seen).count(want)
+        wait_for(lambda: read('INSTANCE "VI_1" MASTER 150') == 1, 3, what="the MASTER line")
+        node.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: read('INSTANCE "VI_1" MASTER 150') == 2, 5, what="the state written again on reload")
+        assert node.stop() == 0
+        assert "555:" not in lab.ip("rule", ns=ns).stdout
+    finally:
+        os.close(reader)
+
+
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
@@ -12648,3 +12684,53 @@ def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab)
         "    s6.send(ll, vrrpd.VRRP_MCAST_GROUP6, msg)\n"), timeout=30)
     got = json.loads(receiver.communicate(timeout=30)[0])
     assert sorted(map(tuple, got)) == [(4, 51, 255), (4, 51, 255), (6, 52, 255), (6, 52, 255)], got
+
+
+def test_compat_comparison_rules_on_known_keepalived_output(tmp_path):
+    """The rules of the differential, without keepalived: a line keepalived reports needs a vrrpd report at that
+    line or inside the block keepalived closes there; exit 0 needs no vrrpd error; the table explains the rest."""
+    path = tmp_path / "c.conf"
+    path.write_text("vrrp_script chk {\n    interval 2\n}\nvrrp_instance VI_1 {\n    interface eth0\n"
+                    "    virtual_router_id 51\n    bogus 1\n    virtual_ipaddress {\n        10.0.0.1/24\n    }\n}\n")
+    ka = {"rc": 5, "err": "(c.conf: Line 3) No script set for vrrp_script chk - removing\n"
+                          "(c.conf: Line 7) Unknown keyword 'bogus'\n(Line 9) Unknown keyword 'nothing_here'\n"
+                          "Non-existent interface specified in configuration\n"}
+    r = compare_one(str(path), ka, None)
+    # line 3 closes vrrp_script (vrrpd warns at its line 1); line 7 is the same line; line 9 vrrpd says nothing
+    assert r.problems == [("silent", "c.conf:9: keepalived: Unknown keyword 'nothing_here'")], r.problems
+    ok = compare_one(str(path), {"rc": 0, "err": ""}, None)
+    assert ok.problems == [] and ok.vd_errors == []
+    bad = tmp_path / "b.conf"
+    bad.write_text("vrrp_instance VI_1 {\n    interface eth0\n}\n")
+    r = compare_one(str(bad), {"rc": 0, "err": ""}, None)
+    assert [k for k, _ in r.problems] == ["rejects"] and "virtual_router_id" in r.problems[0][1]
+
+
+KEEPALIVED_DUMP_EXCERPT = """\
+Tue Dec  1 11:26:57 2026: ------< VRRP Topology >------
+Tue Dec  1 11:26:57 2026:  VRRP Instance = VI_1
+Tue Dec  1 11:26:57 2026:    VRRP Version = 2
+Tue Dec  1 11:26:57 2026:    Wantstate = MASTER
+Tue Dec  1 11:26:57 2026:    Interface = eth0
+Tue Dec  1 11:26:57 2026:    Virtual Router ID = 5
+Tue Dec  1 11:26:57 2026:    Priority = 255
+Tue Dec  1 11:26:57 2026:    Advert interval = 2 sec
+Tue Dec  1 11:26:57 2026:    Authentication type = none
+Tue Dec  1 11:26:57 2026:    Virtual IP (2):
+Tue Dec  1 11:26:57 2026:      10.0.0.5/24 dev eth0 scope global
+Tue Dec  1 11:26:57 2026:      10.0.0.6 dev eth1 scope global
+Tue Dec  1 11:26:57 2026:    No sockets allocated
+Tue Dec  1 11:26:57 2026: ------< Interfaces >------
+"""
+
+
+def test_keepalived_dump_model_equals_vrrpd_model_of_the_same_file():
+    text = ("vrrp_instance VI_1 {\n    interface eth0\n    state MASTER\n    virtual_router_id 5\n    advert_int 2\n"
+            "    virtual_ipaddress {\n        10.0.0.5/24\n        10.0.0.6 dev eth1\n    }\n}\n")
+    config, _ = vrrpd.parse_config_text(text, "d.conf")
+    theirs = keepalived_vrrp_model(KEEPALIVED_DUMP_EXCERPT)
+    assert theirs == {"VI_1": {"vrid": 5, "priority": 255, "state": "MASTER", "interface": "eth0", "version": 2,
+                               "advert": 2.0, "auth": "none", "vips": ["10.0.0.5/24 dev eth0", "10.0.0.6 dev eth1"]}}
+    assert vrrpd_vrrp_model(config) == theirs
+    config.vrrp_instances[0].priority = 100
+    assert vrrpd_vrrp_model(config) != theirs

@@ -378,6 +378,11 @@ class GlobalDefs:
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
+    startup_script: Optional[Command] = None  # run (and waited for) before VRRP and the checkers start
+    startup_script_timeout: float = 10.0
+    shutdown_script: Optional[Command] = None  # run after everything stopped
+    shutdown_script_timeout: float = 10.0
+    fifo_write_vrrp_states_on_reload: bool = False
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -1410,7 +1415,7 @@ def _split_command(text: str) -> List[str]:
 
 _COMMANDS_WITH_USER = frozenset(("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",
                                  "notify", "notify_master_rx_lower_pri", "quorum_up", "quorum_down", "notify_up",
-                                 "notify_down"))
+                                 "notify_down", "startup_script", "shutdown_script"))
 
 
 def _is_user(name: str) -> bool:
@@ -2960,9 +2965,14 @@ def _g_min_garp(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None
 _kw(_G, "vrrp_min_garp", _g_min_garp, (0, 1), accept=_is_bool_word)
 _kw(_G, "vrrp_garp_extra_if", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
 _kw(_G, "vrrp_vmac_garp_intvl", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
-_accept_only(_G, "startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
-             "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
+_kw(_G, "startup_script", _h_cmd("startup_script"), (1, None))
+_kw(_G, "shutdown_script", _h_cmd("shutdown_script"), (1, None))
+_kw(_G, "startup_script_timeout", _h_time("startup_script_timeout", 1, 1000))
+_kw(_G, "shutdown_script_timeout", _h_time("shutdown_script_timeout", 1, 1000))
+_kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
+    accept=_is_bool_word)
+_accept_only(_G, "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
+             "lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
@@ -10061,6 +10071,14 @@ class Notifier:
             subject, body = _VRRP_MAIL[state]
             self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
 
+    def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
+                              groups: List[Dict[str, Any]]) -> None:
+        """fifo_write_vrrp_states_on_reload: every sync group's and instance's current state, to the FIFO only."""
+        for group in groups:
+            self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group["name"], group["state"], 0))
+        for inst, state, priority in states:
+            self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
+
     def vrrp_deleted(self, inst: VrrpInstance, priority: int) -> None:
         """A reload removed `inst`: notify_deleted and `notify ... DELETED` if notify_deleted is set,
         otherwise a FAULT notification, as keepalived does for compatibility."""
@@ -10945,6 +10963,9 @@ class Daemon:
             self._apply(rt, rt.machine.start(now, fault=fault))
         self._update_rx_filters()
         self._reevaluate()
+        if self.g.fifo_write_vrrp_states_on_reload:
+            self._safe(self.notifier.vrrp_states_on_reload, [(rt.inst, rt.machine.state, rt.machine.effective_priority)
+                                                            for rt in self.runtimes], self._sync_group_status())
         log.info("Reload complete")
         sd_notify("READY=1")
         return True
@@ -13690,6 +13711,38 @@ def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: b
             root.addHandler(logging.NullHandler())
 
 
+def run_start_stop_script(g: GlobalDefs, startup: bool) -> None:
+    """keepalived's startup_script (before VRRP and the checkers start) and shutdown_script (after everything
+    stopped), waited for up to their timeout and killed after it. The event loop is not running either time."""
+    cmd = g.startup_script if startup else g.shutdown_script
+    if cmd is None:
+        return
+    kind = "startup script" if startup else "shutdown script"
+    timeout = g.startup_script_timeout if startup else g.shutdown_script_timeout
+    user, group = (cmd.user, cmd.group) if cmd.user is not None else default_script_user(g)
+    log.debug("Running %s %s", kind, cmd.argv[0] if cmd.argv else cmd.raw)
+    try:
+        proc = subprocess.Popen(script_argv(cmd), env=script_environment(), start_new_session=True,
+                                stdin=subprocess.DEVNULL, **_user_group_kwargs(user, group))
+    except (OSError, KeyError, ValueError) as exc:
+        log.info("Call of %s %s failed (%s)", kind, cmd.raw, exc)
+        return
+    try:
+        status = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.info("%s timed out after %g seconds - killing it", kind, timeout)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        return
+    if status:
+        log.info("%s script failed, status %d", kind, status)  # sic: keepalived's words
+    else:
+        log.debug("%s script succeeded", kind)
+
+
 def run_daemon(args: Any) -> int:
     """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
     reexec_from_bytecode_cache()
@@ -13759,6 +13812,7 @@ def run_daemon(args: Any) -> int:
         operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir,
                             args.metrics)
         operator.install()
+        run_start_stop_script(config.global_defs, startup=True)
         daemon.start()
     except Exception as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
@@ -13779,6 +13833,7 @@ def run_daemon(args: Any) -> int:
     finally:
         daemon.close()
         operator.close()
+        run_start_stop_script(daemon.g, startup=False)
         if pidfile is not None:
             pidfile.release()
     return daemon.exit_code
