@@ -378,11 +378,20 @@ class GlobalDefs:
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
+    startup_script: Optional[Command] = None  # run (and waited for) before VRRP and the checkers start
+    startup_script_timeout: float = 10.0
+    shutdown_script: Optional[Command] = None  # run after everything stopped
+    shutdown_script_timeout: float = 10.0
+    fifo_write_vrrp_states_on_reload: bool = False
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
     vrrp_notify_fifo: Optional[str] = None
     lvs_notify_fifo: Optional[str] = None
+    # a program keepalived starts to read each FIFO: its words, then the FIFO's path
+    notify_fifo_script: Optional[Command] = None
+    vrrp_notify_fifo_script: Optional[Command] = None
+    lvs_notify_fifo_script: Optional[Command] = None
     vrrp_notify_priority_changes: bool = False
     lvs_flush: bool = False
     lvs_flush_on_stop: bool = False
@@ -708,6 +717,7 @@ class SyncGroup:
     notify: Optional[Command] = None
     smtp_alert: Optional[bool] = None
     notify_priority_changes: Optional[bool] = None
+    sync_group_tracking_weight: bool = False  # members keep their tracking weights (global_tracking, deprecated)
 
 
 @dataclass
@@ -1409,7 +1419,8 @@ def _split_command(text: str) -> List[str]:
 
 _COMMANDS_WITH_USER = frozenset(("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",
                                  "notify", "notify_master_rx_lower_pri", "quorum_up", "quorum_down", "notify_up",
-                                 "notify_down"))
+                                 "notify_down", "startup_script", "shutdown_script", "notify_fifo_script",
+                                 "vrrp_notify_fifo_script", "lvs_notify_fifo_script"))
 
 
 def _is_user(name: str) -> bool:
@@ -2914,6 +2925,8 @@ _kw(_G, "script_user", _g_script_user, (1, 2), accept=_not_keyword_of(_G))
 _kw(_G, "notify_fifo", _h_str("notify_fifo"), (1, 3))
 _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
+for _name in ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script"):
+    _kw(_G, _name, _h_cmd(_name), (1, None))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
@@ -2959,9 +2972,14 @@ def _g_min_garp(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None
 _kw(_G, "vrrp_min_garp", _g_min_garp, (0, 1), accept=_is_bool_word)
 _kw(_G, "vrrp_garp_extra_if", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
 _kw(_G, "vrrp_vmac_garp_intvl", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
-_accept_only(_G, "startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
-             "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
+_kw(_G, "startup_script", _h_cmd("startup_script"), (1, None))
+_kw(_G, "shutdown_script", _h_cmd("shutdown_script"), (1, None))
+_kw(_G, "startup_script_timeout", _h_time("startup_script_timeout", 1, 1000))
+_kw(_G, "shutdown_script_timeout", _h_time("shutdown_script_timeout", 1, 1000))
+_kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
+    accept=_is_bool_word)
+_accept_only(_G, "checker_log_all_failures "
+             "lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
@@ -3314,7 +3332,16 @@ _kw(_SG, "track_process", _i_track("track_process", -254, 254), (0, 0), ValueBlo
 for _name in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
     _kw(_SG, _name, _h_cmd(_name), (1, None))
 _kw(_SG, "smtp_alert", _h_flag("smtp_alert"), (0, 1), accept=_is_bool_word)
-_accept_only(_SG, "sync_group_tracking_weight")
+
+
+def _sg_tracking_weight(p: _Parser, sg: SyncGroup, kw: Token, args: List[Token]) -> None:
+    if kw.text == "global_tracking":
+        p.warning(kw, f"({sg.name}) global_tracking is deprecated. Use track_interface/script/file on the sync group")
+    sg.sync_group_tracking_weight = True
+
+
+_kw(_SG, "global_tracking", _sg_tracking_weight, (0, 0))
+_kw(_SG, "sync_group_tracking_weight", _sg_tracking_weight, (0, 0))
 _kw(_SG, "notify_priority_changes", _h_flag("notify_priority_changes"), (0, 1), accept=_is_bool_word)
 
 
@@ -3326,9 +3353,6 @@ def _deprecated(message: str, hint: str = "") -> Handler:
     return handler
 
 
-KEYWORDS[_SG]["global_tracking"] = Keyword("global_tracking", _deprecated(
-    "keepalived says so too", "use track_interface/track_script/track_file in the sync group"), (0, None),
-    supported=False)
 KEYWORDS["vrrp_instance"]["linkbeat_use_polling"] = Keyword("linkbeat_use_polling", _deprecated(
     "in a vrrp_instance; keepalived says so too", "use a linkbeat_interfaces block"), (0, None), supported=False)
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
@@ -3799,6 +3823,7 @@ class _Validator:
             self.instance_references(inst, vrids)
         self.commands()
         self.sync_groups()
+        self.unweighted_tracking()
         for vs in self.cfg.virtual_servers:
             self.virtual_server(vs)
         self.track_groups()
@@ -3826,10 +3851,16 @@ class _Validator:
                 bfd.max_hops = bfd.out_ttl
 
     def track_bfd_refs(self, f: str, label: str, refs: List[TrackRef]) -> None:
+        order = {name: i for i, name in enumerate(self.cfg.files)}
         for ref in list(refs):
-            if ref.name not in self.cfg.bfd_instances:
+            bfd = self.cfg.bfd_instances.get(ref.name)
+            if bfd is None:
                 self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' names no bfd_instance (ignored)")
                 refs.remove(ref)
+            elif (order.get(bfd.file, 0), bfd.line) > (order.get(f, 0), ref.line):
+                self.warn(f, ref.line, f"{label}: track_bfd '{ref.name}' comes before its bfd_instance (line "
+                          f"{bfd.line}); keepalived ignores it (\"track bfd {ref.name} not found\"), vrrpd does not",
+                          "define the bfd_instance first")
 
     def instance_owner(self, inst: VrrpInstance) -> None:
         """keepalived 2.3's owner_ignore_adverts (only at priority 255) and timer_expired_backup (needs nopreempt)."""
@@ -4127,6 +4158,51 @@ class _Validator:
             elif _which(program) is None:
                 self.warn(tok.file, tok.line,
                           f"{tok.text}: '{program}' does not exist or is not executable on this host")
+
+    def unweighted_tracking(self) -> None:
+        """keepalived: a sync group member (without sync_group_tracking_weight) and an address owner do not float
+        their priority. A weighted track_interface becomes weight 0 (FAULT when down; an owner stops tracking it),
+        weighted scripts, bfds and files are dropped, a track_file with the default weight 1 becomes weight 0."""
+        cfg = self.cfg
+        groups = {sg.name: sg for sg in cfg.sync_groups}
+        for inst in cfg.vrrp_instances:
+            sg = groups.get(inst.sync_group or "")
+            sync = sg is not None and not sg.sync_group_tracking_weight
+            if not sync and inst.priority != 255:
+                continue
+            why = "SYNC group" if sync else "address owner"
+            f = inst.file
+            for ref in list(inst.track_interface):
+                if ref.weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring {ref.name} tracked interface "
+                              f"{'weight ' if sync else ''}due to {why}")
+                    if sync:
+                        ref.weight = 0
+                    else:
+                        inst.track_interface.remove(ref)
+            for ref in list(inst.track_script):
+                script = cfg.vrrp_scripts.get(ref.name)
+                weight = ref.weight if ref.weight is not None else (script.weight if script is not None else 0)
+                if weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring tracked script {ref.name} with weights due to "
+                              f"{why}")
+                    inst.track_script.remove(ref)
+            for ref in list(inst.track_file):
+                tfile = cfg.track_files.get(ref.name)
+                weight = ref.weight if ref.weight is not None else (tfile.weight if tfile is not None else 1)
+                if weight == 1:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring weight from tracked file {ref.name} due to "
+                              f"{why}. specify weight 0")
+                    ref.weight = 0
+                elif weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring tracked file {ref.name} with weight {weight} due "
+                              f"to {why}")
+                    inst.track_file.remove(ref)
+            for ref in list(inst.track_bfd):
+                if ref.weight:
+                    self.warn(f, ref.line, f"({inst.name}) ignoring tracked bfd {ref.name} with weight {ref.weight} "
+                              f"due to {why}")
+                    inst.track_bfd.remove(ref)
 
     def sync_groups(self) -> None:
         seen: Dict[str, SyncGroup] = {}
@@ -6201,7 +6277,7 @@ class SyncGroupEngine:
 # --------------------------------------------------------------------------------------------
 # 6a. VRRP trackers: vrrp_script, track_file, track_process
 #     Pure decisions first (rise/fall counters, weight rules, process matching), then the
-#     Tracking class that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
+#     TrackerRunner that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
 # --------------------------------------------------------------------------------------------
 
 TRACK_FILE_FAULT = -254  # a track_file contribution at or below this puts the instance in FAULT
@@ -6462,7 +6538,7 @@ _unsafe_scripts_logged: set = set()  # scripts already reported as unsafe (said 
 class _ScriptRunner:
     """One vrrp_script: runs it every `interval` on the loop and keeps its ScriptResult."""
 
-    def __init__(self, tracking: Tracking, script: VrrpScript):
+    def __init__(self, tracking: TrackerRunner, script: VrrpScript):
         self.tracking = tracking
         self.script = script
         self.result = ScriptResult(script.rise, script.fall, script.init_fail)
@@ -6549,7 +6625,7 @@ class _ScriptRunner:
 
 
 class _FileWatch:
-    """One track_file: its last value, re-read every Tracking.file_poll_interval seconds."""
+    """One track_file: its last value, re-read every TrackerRunner.file_poll_interval seconds."""
 
     def __init__(self, track_file: TrackFile):
         self.track_file = track_file
@@ -6646,11 +6722,13 @@ def scan_processes(want_cmdline: bool) -> List[Tuple[str, List[str]]]:
     return found
 
 
-class Tracking:
-    """vrrp_script / track_file / track_process state for every instance and sync group.
+class TrackerRunner:
+    """Runs the trackers on the loop: vrrp_script / track_file / track_process (and track_bfd) state for every
+    instance and sync group.
 
     Contract used by the Daemon (section 10):
-      Tracking(loop, config, on_change)   on_change() is called on the loop whenever any tracked
+      TrackerRunner(loop, config, on_change)
+                                          on_change() is called on the loop whenever any tracked
                                           object changes state, so the daemon re-reads adjustments.
       start() / stop()                    begin / end running scripts and watching files/processes.
       adjustment(inst) -> (delta, fault)  the sum of the weights of inst's trackers in their current
@@ -8664,7 +8742,7 @@ class LvsManager:
         self.max_late = 0.0  # the latest a check started after its due time, in seconds
         self.late_samples: Optional[List[float]] = None  # every check's lateness, when measuring
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
-        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to Tracking
+        # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to TrackerRunner
         self.bfd_up: Callable[[str], bool] = lambda name: False
 
     def bfd_event(self, name: str, up: bool) -> None:
@@ -9961,6 +10039,7 @@ class Notifier:
         self.scripts_run = 0
         self.vrrp_fifos: List[NotifyFifo] = []
         self.lvs_fifos: List[NotifyFifo] = []
+        self._fifo_readers: List[Child] = []
         self._open_fifos(gd)
 
     def _open_fifos(self, gd: GlobalDefs) -> None:
@@ -9968,6 +10047,22 @@ class Notifier:
         fifos = {p: NotifyFifo(p) for p in (gd.notify_fifo, gd.vrrp_notify_fifo, gd.lvs_notify_fifo) if p}
         self.vrrp_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.vrrp_notify_fifo)) if p]
         self.lvs_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.lvs_notify_fifo)) if p]
+        # notify_fifo_script & co: a reader of each FIFO, started with the FIFO's path as its last word
+        for path, cmd in ((gd.notify_fifo, gd.notify_fifo_script), (gd.vrrp_notify_fifo, gd.vrrp_notify_fifo_script),
+                          (gd.lvs_notify_fifo, gd.lvs_notify_fifo_script)):
+            if path and cmd is not None and fifos[path]._open():
+                user, group = (cmd.user, cmd.group) if cmd.user is not None else default_script_user(gd)
+                try:
+                    self._fifo_readers.append(self.loop.spawn(script_argv(cmd) + [path], env=script_environment(),
+                                                              user=user, group=group))
+                except (OSError, KeyError, ValueError) as exc:
+                    log.warning("cannot run the FIFO script %s: %s", cmd.raw, exc)
+
+    def _stop_fifo_readers(self) -> None:
+        for child in self._fifo_readers:
+            child.on_exit = None
+            child.kill()
+        self._fifo_readers = []
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (SIGHUP): queued scripts still run, mail settings apply to the
@@ -9976,8 +10071,10 @@ class Notifier:
         old, gd = self.config.global_defs, config.global_defs
         self.config = config
         self.mailer.global_defs = gd
-        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo", "notify_fifo_script", "vrrp_notify_fifo_script",
+                 "lvs_notify_fifo_script")
         if any(getattr(old, p) != getattr(gd, p) for p in paths):
+            self._stop_fifo_readers()
             for fifo in set(self.vrrp_fifos + self.lvs_fifos):
                 fifo.close()
             self._open_fifos(gd)
@@ -9997,6 +10094,14 @@ class Notifier:
         if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
             subject, body = _VRRP_MAIL[state]
             self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+
+    def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
+                              groups: List[Dict[str, Any]]) -> None:
+        """fifo_write_vrrp_states_on_reload: every sync group's and instance's current state, to the FIFO only."""
+        for group in groups:
+            self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group["name"], group["state"], 0))
+        for inst, state, priority in states:
+            self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
 
     def vrrp_deleted(self, inst: VrrpInstance, priority: int) -> None:
         """A reload removed `inst`: notify_deleted and `notify ... DELETED` if notify_deleted is set,
@@ -10091,6 +10196,7 @@ class Notifier:
         self._running.clear()
         self._queues.clear()
         self.mailer.close(max(0.0, deadline - self.loop.time()))
+        self._stop_fifo_readers()
         for fifo in set(self.vrrp_fifos + self.lvs_fifos):
             fifo.close()
 
@@ -10298,7 +10404,7 @@ class Daemon:
         self.exit_code = 0
         self.started = time.time()
         self.notifier = Notifier(self.loop, config)
-        self.tracking = Tracking(self.loop, config, self._on_tracking_change)
+        self.tracking = TrackerRunner(self.loop, config, self._on_tracking_change)
         self.lvs = LvsManager(self.loop, config, self.notifier)
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
@@ -10882,6 +10988,9 @@ class Daemon:
             self._apply(rt, rt.machine.start(now, fault=fault))
         self._update_rx_filters()
         self._reevaluate()
+        if self.g.fifo_write_vrrp_states_on_reload:
+            self._safe(self.notifier.vrrp_states_on_reload, [(rt.inst, rt.machine.state, rt.machine.effective_priority)
+                                                            for rt in self.runtimes], self._sync_group_status())
         log.info("Reload complete")
         sd_notify("READY=1")
         return True
@@ -11532,7 +11641,7 @@ class Daemon:
         return link is not None and link.up
 
     def _adjustment(self, rt: InstanceRuntime) -> Tuple[int, bool]:
-        """(priority delta, fault) from the instance's own link, track_interface and the Tracking engine."""
+        """(priority delta, fault) from the instance's own link, track_interface and the TrackerRunner."""
         parts = self._contributions(rt)
         try:
             initialising = getattr(self.tracking, "initialising", None)
@@ -13641,6 +13750,38 @@ def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: b
             root.addHandler(logging.NullHandler())
 
 
+def run_start_stop_script(g: GlobalDefs, startup: bool) -> None:
+    """keepalived's startup_script (before VRRP and the checkers start) and shutdown_script (after everything
+    stopped), waited for up to their timeout and killed after it. The event loop is not running either time."""
+    cmd = g.startup_script if startup else g.shutdown_script
+    if cmd is None:
+        return
+    kind = "startup script" if startup else "shutdown script"
+    timeout = g.startup_script_timeout if startup else g.shutdown_script_timeout
+    user, group = (cmd.user, cmd.group) if cmd.user is not None else default_script_user(g)
+    log.debug("Running %s %s", kind, cmd.argv[0] if cmd.argv else cmd.raw)
+    try:
+        proc = subprocess.Popen(script_argv(cmd), env=script_environment(), start_new_session=True,
+                                stdin=subprocess.DEVNULL, **_user_group_kwargs(user, group))
+    except (OSError, KeyError, ValueError) as exc:
+        log.info("Call of %s %s failed (%s)", kind, cmd.raw, exc)
+        return
+    try:
+        status = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.info("%s timed out after %g seconds - killing it", kind, timeout)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        return
+    if status:
+        log.info("%s script failed, status %d", kind, status)  # sic: keepalived's words
+    else:
+        log.debug("%s script succeeded", kind)
+
+
 def run_daemon(args: Any) -> int:
     """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
     reexec_from_bytecode_cache()
@@ -13710,6 +13851,7 @@ def run_daemon(args: Any) -> int:
         operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir,
                             args.metrics)
         operator.install()
+        run_start_stop_script(config.global_defs, startup=True)
         daemon.start()
     except Exception as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
@@ -13730,6 +13872,7 @@ def run_daemon(args: Any) -> int:
     finally:
         daemon.close()
         operator.close()
+        run_start_stop_script(daemon.g, startup=False)
         if pidfile is not None:
             pidfile.release()
     return daemon.exit_code
