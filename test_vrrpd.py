@@ -158,6 +158,76 @@ class Lab:
             sh(["ip", "netns", "del", ns], check=False)
 
 
+class _Node:
+    """A vrrpd or keepalived process in a lab namespace, with its configuration and log file: the one way the lab
+    tests start a daemon. `conf` is text (written to NAME.conf) or the Path of a file. keepalived runs VRRP only
+    (-P) unless `children` names its other processes ("c" checkers, "b" BFD); `detail` adds -D."""
+
+    def __init__(self, lab, ns, tmp_path, name, conf, keepalived=False, python=None, env=None, log_name=None,
+                 detail=True, children="", wait=True):
+        self.lab, self.ns, self.name = lab, ns, name
+        self.python, self.exec_env = python or [PYTHON], env
+        if isinstance(conf, Path):
+            self.conf = conf
+        else:
+            self.conf = tmp_path / f"{name}.conf"
+            self.conf.write_text(conf)
+        self.log_path = tmp_path / (log_name or f"{name}.log")
+        self.keepalived, self.detail, self.children, self.wait = keepalived, detail, children, wait
+        self.tmp_path = tmp_path
+        self.proc = None
+        self.start()
+
+    def start(self):
+        detail = ["-D"] if self.detail else []
+        if self.keepalived:
+            pid = self.tmp_path / f"{self.name}"
+            pids = [("-p", f"{pid}.pid"), ("-r", f"{pid}.vrrp.pid")] + [(f"-{c}", f"{pid}.{c}.pid")
+                                                                         for c in self.children]
+            for _flag, path in pids:  # left by a SIGKILL: keepalived would say "daemon is already running"
+                Path(path).unlink(missing_ok=True)
+            cmd = ["/usr/sbin/keepalived", "-n", "-l", *detail] + ([] if self.children else ["-P"])
+            cmd += ["-f", str(self.conf)] + [arg for pair in pids for arg in pair]
+        else:
+            cmd = [*self.python, VRRPD, "-n", "-l", *detail, "-f", str(self.conf)]
+        marks = self.log().count("Startup complete") if self.log_path.exists() else 0
+        logf = open(self.log_path, "a")
+        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=self.exec_env)
+        logf.close()
+        if self.wait:
+            self.wait_started(marks)
+        return self
+
+    def wait_started(self, marks=0, timeout=30.0):
+        """Wait for the daemon's "Startup complete" line, so that the protocol-timed waits of a test do not
+        also have to cover the interpreter's start-up on a loaded machine."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.log().count("Startup complete") > marks:
+                return
+            time.sleep(0.01)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self, whole_namespace=False):
+        """SIGKILL the daemon; with whole_namespace every process of the namespace at once (keepalived's
+        children too: the peer is simply gone)."""
+        if whole_namespace:
+            for pid in sh(["ip", "netns", "pids", self.ns], check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+        else:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+
+
 @pytest.fixture
 def lab():
     require_root_netns()
@@ -3177,55 +3247,6 @@ def _conf(name="VI_1", vrid=51, priority=100, state="BACKUP", version=3, advert=
             f"{auth_block}    virtual_ipaddress {{\n{vip_lines}    }}\n{instance_extra}}}\n")
 
 
-class _Node:
-    """A vrrpd (or keepalived) process in a lab namespace, with its log file."""
-
-    def __init__(self, lab, ns, tmp_path, name, conf_text, keepalived=False, python=None, env=None):
-        self.lab, self.ns, self.name = lab, ns, name
-        self.python, self.exec_env = python or [PYTHON], env
-        self.conf = tmp_path / f"{name}.conf"
-        self.log_path = tmp_path / f"{name}.log"
-        self.keepalived = keepalived
-        self.tmp_path = tmp_path
-        self.conf.write_text(conf_text)
-        self.proc = None
-        self.start()
-
-    def start(self):
-        logf = open(self.log_path, "a")
-        if self.keepalived:
-            pid = self.tmp_path / f"{self.name}"
-            cmd = ["/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", str(self.conf),
-                   "-p", f"{pid}.pid", "-r", f"{pid}.vrrp.pid"]
-        else:
-            cmd = [*self.python, VRRPD, "-n", "-l", "-D", "-f", str(self.conf)]
-        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=self.exec_env)
-        logf.close()
-        self.wait_started()
-        return self
-
-    def wait_started(self, timeout=30.0):
-        """Wait for the daemon's "Startup complete" line, so that the protocol-timed waits of a test do not
-        also have to cover the interpreter's start-up on a loaded machine."""
-        marks = self.log().count("Startup complete")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self.log().count("Startup complete") > marks:
-                return
-            time.sleep(0.01)
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig=signal.SIGTERM, timeout=5.0):
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait(timeout=5)
-
-
 def _holders(lab, nodes, vip=VIP, ifname="eth0"):
     return [n.name for n in nodes if lab.has_address(n.ns, vip, ifname)]
 
@@ -4156,17 +4177,6 @@ def keepalived_conf(tmp_path: Path, body: str, name: str = "keepalived.conf") ->
     return path
 
 
-def start_keepalived(lab: Lab, ns: str, conf: Path, tmp_path: Path) -> Path:
-    """keepalived in the foreground inside ns, logging to a file; returns the log path."""
-    require(shutil.which("keepalived") is not None, "needs keepalived")
-    logfile = tmp_path / f"keepalived-{ns}.log"
-    out = open(logfile, "w")
-    lab.exec(ns, ["keepalived", "-n", "-l", "-D", "--no-syslog", "-f", str(conf),
-                  "-p", str(tmp_path / f"ka-{ns}.pid"), "-r", str(tmp_path / f"vrrp-{ns}.pid")],
-             stdout=out, stderr=subprocess.STDOUT)
-    return logfile
-
-
 def wait_link_local(lab: Lab, ns: str, ifname: str = "eth0") -> str:
     def ready():
         out = lab.ip("-6", "-o", "addr", "show", "dev", ifname, "scope", "link", ns=ns).stdout
@@ -4181,7 +4191,7 @@ def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
     conf = keepalived_conf(tmp_path, (
         "vrrp_instance VI6 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 60\n  priority 100\n"
         "  advert_int 0.1\n  virtual_ipaddress {\n    2001:db8:60::100/64\n  }\n}\n"))
-    logfile = start_keepalived(lab, ka, conf, tmp_path)
+    logfile = _Node(lab, ka, tmp_path, f"keepalived-{ka}", conf, keepalived=True).log_path
     # our side: listen 2 s (keepalived becomes MASTER and advertises), then advertise priority 200 for 2 s
     out = run_py_in(lab, us, (
         "import ipaddress, socket, struct, time, json\n"
@@ -4230,7 +4240,7 @@ def test_ah_adverts_interoperate_with_keepalived(lab, tmp_path):
         "vrrp_instance VI_AH {\n  state MASTER\n  interface eth0\n  virtual_router_id 61\n  priority 100\n"
         "  advert_int 1\n  authentication {\n    auth_type AH\n    auth_pass s3cret\n  }\n"
         "  virtual_ipaddress {\n    10.86.0.100/24\n  }\n}\n"))
-    logfile = start_keepalived(lab, ka, conf, tmp_path)
+    logfile = _Node(lab, ka, tmp_path, f"keepalived-{ka}", conf, keepalived=True).log_path
     out = run_py_in(lab, us, (
         "import ipaddress, socket, struct, time, json\n"
         "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, vrrpd.IPPROTO_AH)\n"
@@ -4615,42 +4625,6 @@ def _frr_session_checks(lab, tmp_path, ns_v, frr):
     assert frr.peers()[f"{BFD_NET}.1"]["remote-diagnostic"] == "administratively down"
 
 
-class _KaBfd:
-    """keepalived 2.2.7 with its BFD child process in a lab namespace (the lab's _Node runs VRRP only)."""
-
-    def __init__(self, lab, ns, tmp_path, conf_text):
-        require(shutil.which("keepalived") is not None, "needs keepalived")
-        self.lab, self.ns, self.tmp = lab, ns, tmp_path
-        self.conf = tmp_path / "ka-bfd.conf"
-        self.conf.write_text(conf_text)
-        self.log_path = tmp_path / "ka-bfd.log"
-        self.start()
-
-    def start(self):
-        t = self.tmp
-        for stale in t.glob("ka*.pid"):
-            stale.unlink()  # left by a SIGKILL: keepalived would say "daemon is already running"
-        logf = open(self.log_path, "a")
-        self.proc = self.lab.exec(self.ns, ["/usr/sbin/keepalived", "-n", "-l", "-D", "-f", str(self.conf),
-                                            "-p", str(t / "ka.pid"), "-r", str(t / "ka.vrrp.pid"),
-                                            "-c", str(t / "ka.chk.pid"), "-b", str(t / "ka.bfd.pid")],
-                                  stdout=logf, stderr=subprocess.STDOUT)
-        logf.close()
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self):
-        """SIGKILL the parent and its children at once: the BFD peer is simply gone."""
-        pids = sh(["ip", "netns", "pids", self.ns], check=False).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
-        self.proc.wait(timeout=5)
-
-
 def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_path):
     ns_k = lab.host("k", f"{BFD_NET}.1/24")
     ns_v = lab.host("v", f"{BFD_NET}.2/24")
@@ -4661,7 +4635,7 @@ def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_pat
                + _bfd_block("BFDV6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300)  # keepalived's hoplimit 64
                + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDV", vip=f"{BFD_NET}.101/24").replace(
                    "virtual_router_id 58", "virtual_router_id 59"))
-    ka = _KaBfd(lab, ns_k, tmp_path, ka_conf)
+    ka = _Node(lab, ns_k, tmp_path, "ka-bfd", ka_conf, keepalived=True, children="cb", wait=False)
     conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=120, min_tx=80, mult=4)
             + _bfd_block("BFDK6", "fd00:58::1", "fd00:58::2", min_rx=300, min_tx=300)
             + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDK"))
@@ -4678,7 +4652,7 @@ def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_pat
     assert (s["state"], s["tx_interval_ms"], s["detect_time_ms"]) == ("Up", 100, 450), s
     assert s["remote_discriminator"] and 49152 <= s["source_port"] <= 65535
     # keepalived dies: we see it within our detection time, and it comes back
-    ka.kill()
+    ka.kill(whole_namespace=True)
     wait_for(lambda: "(BFDK) Expired after 450 ms" in node.log(), 3, 0.02, "our expiry")
     wait_for(lambda: "Changing effective priority from 120 to 100" in node.log(), 3, 0.02, "priority back")
     ka.start()
@@ -4693,7 +4667,7 @@ def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_pat
     node.wait_started()
     wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 3, 15, 0.05, "keepalived sees us back")
     node.stop()
-    ka.kill()
+    ka.kill(whole_namespace=True)
 
 
 def test_bfd_10ms_session_detects_a_dead_peer_and_the_tracking_master_fails_over_at_once(tmp_path):
@@ -5677,6 +5651,22 @@ def test_lab_startup_and_shutdown_scripts_and_fifo_states_on_reload(lab, tmp_pat
         os.close(reader)
 
 
+def test_lab_notify_fifo_script_reads_the_fifo(lab, tmp_path):
+    tmp_path.chmod(0o755)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    out = tmp_path / "fifo.out"
+    reader = tmp_path / "reader.sh"
+    reader.write_text(f'#!/bin/sh\nwhile read -r line; do echo "$line" >> {out}; done < "$1"\n')
+    reader.chmod(0o755)
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=(
+        f"    notify_fifo {tmp_path}/n.fifo\n    notify_fifo_script {reader}\n")))
+    wait_for(lambda: out.exists() and 'INSTANCE "VI_1" MASTER 150' in out.read_text(), 6,
+             what="the FIFO script got the MASTER line")
+    node.stop()
+    wait_for(lambda: not any(str(reader) in line for line in sh(["ps", "-eo", "args"]).stdout.splitlines()), 3,
+             what="the FIFO script stopped with the daemon")
+
+
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
@@ -6545,16 +6535,6 @@ vrrp_instance VI_1 {{
     return conf
 
 
-def _start_node(lab, ns: str, conf: Path, directory: Path, node: str):
-    err = open(directory / f"vrrpd-{node}.log", "w")
-    return lab.exec(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=err, stderr=subprocess.STDOUT)
-
-
-def _stop_node(proc) -> None:
-    proc.terminate()
-    proc.wait(timeout=15)
-
-
 def _notify_lines(directory: Path, node: str) -> List[str]:
     path = directory / f"notify-{node}.log"
     return path.read_text().splitlines() if path.exists() else []
@@ -6579,8 +6559,8 @@ def test_seed001_down_file_moves_the_vip_to_the_peer_and_back(lab, tmp_path):
     conf_a = _seed001_conf(tmp_path, "A", "MASTER", 100, check, "track_script {\n        chk_down\n    }")
     conf_b = _seed001_conf(tmp_path, "B", "BACKUP", 98, check.replace(str(down), str(tmp_path / "down-b")),
                            "track_script {\n        chk_down\n    }")
-    node_a = _start_node(lab, a, conf_a, tmp_path, "A")
-    node_b = _start_node(lab, b, conf_b, tmp_path, "B")
+    node_a = _Node(lab, a, tmp_path, "A", conf_a, log_name="vrrpd-A.log", detail=False)
+    node_b = _Node(lab, b, tmp_path, "B", conf_b, log_name="vrrpd-B.log", detail=False)
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
     wait_for(lambda: "master-A" in _notify_lines(tmp_path, "A"), 5, what="A's notify_master")
     down.touch()
@@ -6588,8 +6568,8 @@ def test_seed001_down_file_moves_the_vip_to_the_peer_and_back(lab, tmp_path):
     down.unlink()
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
     wait_for(lambda: _notify_lines(tmp_path, "A")[-1:] == ["INSTANCE VI_1 MASTER 100"], 5, what="A's notify")
-    _stop_node(node_b)  # B first: a stopping master sends priority 0 and B would take over
-    _stop_node(node_a)
+    node_b.stop(timeout=15)  # B first: a stopping master sends priority 0 and B would take over
+    node_a.stop(timeout=15)
     log_a = (tmp_path / "vrrpd-A.log").read_text()
     assert "VRRP_Script(chk_down) failed (exited with status 1)" in log_a
     assert "(VI_1) Changing effective priority from 100 to 95" in log_a
@@ -6620,13 +6600,11 @@ def test_vrrpd_and_keepalived_run_the_same_notify_sequence_for_a_failing_check(l
     b = lab.host("b", "10.77.0.2/24")
     conf_a = _seed001_conf(tmp_path, "A", "MASTER", 100, check, track)
     if impl == "keepalived":
-        out = open(tmp_path / "vrrpd-A.log", "w")
-        pids = [f"{flag}{tmp_path / name}" for flag, name in (("-p", "k.pid"), ("-r", "kv.pid"), ("-c", "kc.pid"))]
-        node_a = lab.exec(a, ["keepalived", "-n", "-l", "-P", "-f", str(conf_a)] + pids,
-                          stdout=out, stderr=subprocess.STDOUT)
+        node_a = _Node(lab, a, tmp_path, "A", conf_a, keepalived=True, log_name="vrrpd-A.log", detail=False)
     else:
-        node_a = _start_node(lab, a, conf_a, tmp_path, "A")
-    node_b = _start_node(lab, b, _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""), tmp_path, "B")
+        node_a = _Node(lab, a, tmp_path, "A", conf_a, log_name="vrrpd-A.log", detail=False)
+    node_b = _Node(lab, b, tmp_path, "B", _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""),
+                   log_name="vrrpd-B.log", detail=False)
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
     wait_for(lambda: "INSTANCE VI_1 MASTER 100" in _notify_lines(tmp_path, "A"), 5, what="A's notify")
     down.touch()
@@ -6636,8 +6614,8 @@ def test_vrrpd_and_keepalived_run_the_same_notify_sequence_for_a_failing_check(l
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
     wait_for(lambda: _notify_lines(tmp_path, "A").count("INSTANCE VI_1 MASTER 100") == 2
              and _notify_lines(tmp_path, "A").count("master-A") == 2, 5, what="A's notify scripts")
-    _stop_node(node_b)
-    _stop_node(node_a)
+    node_b.stop(timeout=15)
+    node_a.stop(timeout=15)
     log_a = (tmp_path / "vrrpd-A.log").read_text()
     assert "VRRP_Script(chk_down) failed (exited with status 1)" in log_a
     assert "(VI_1) Changing effective priority from 100 to 95" in log_a
@@ -6695,16 +6673,10 @@ def test_vrrpd_and_keepalived_send_the_same_alert_mail(lab, tmp_path, impl):
     lab.exec(a, [PYTHON, "-c", _SMTP_SINK, str(sink)])
     wait_for(lambda: Path(str(sink) + ".ready").exists(), 10, what="the SMTP sink")
     conf = _seed001_conf(tmp_path, "A", "MASTER", 100, "", "", mail)
-    out = open(tmp_path / "vrrpd-A.log", "w")
-    if impl == "keepalived":
-        pids = [f"{flag}{tmp_path / name}" for flag, name in (("-p", "k.pid"), ("-r", "kv.pid"), ("-c", "kc.pid"))]
-        node = lab.exec(a, ["keepalived", "-n", "-l", "-P", "-f", str(conf)] + pids,
-                        stdout=out, stderr=subprocess.STDOUT)
-    else:
-        node = lab.exec(a, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    node = _Node(lab, a, tmp_path, "A", conf, keepalived=impl == "keepalived", log_name="vrrpd-A.log", detail=False)
     wait_for(lambda: _vip_on(lab, a), 15, what="A to be MASTER")
     wait_for(lambda: sink.exists() and len(sink.read_text().splitlines()) >= 2, 10, what="two mails")
-    _stop_node(node)
+    node.stop(timeout=15)
     if impl == "vrrpd":
         wait_for(lambda: len(sink.read_text().splitlines()) >= 3, 10, what="the stop mail")
     else:
@@ -6743,14 +6715,16 @@ def test_seed001_check_on_a_stopped_process_fails_over(lab, tmp_path, how):
             track = "track_process {\n        chk_httpd\n    }"
         a = lab.host("a", "10.77.0.1/24")
         b = lab.host("b", "10.77.0.2/24")
-        node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 100, check, track), tmp_path, "A")
-        node_b = _start_node(lab, b, _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""), tmp_path, "B")
+        node_a = _Node(lab, a, tmp_path, "A", _seed001_conf(tmp_path, "A", "MASTER", 100, check, track),
+                       log_name="vrrpd-A.log", detail=False)
+        node_b = _Node(lab, b, tmp_path, "B", _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""),
+                       log_name="vrrpd-B.log", detail=False)
         wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
         httpd.kill()
         httpd.wait()
         wait_for(lambda: _vip_on(lab, b) and not _vip_on(lab, a), 10, what="B to take the VIP")
-        _stop_node(node_a)
-        _stop_node(node_b)
+        node_a.stop(timeout=15)
+        node_b.stop(timeout=15)
         assert _notify_lines(tmp_path, "A")[-3:] == ["backup-A", "INSTANCE VI_1 BACKUP 95", "INSTANCE VI_1 STOP 95"]
     finally:
         httpd.kill()
@@ -6774,7 +6748,8 @@ def test_adverts_stay_on_time_while_the_smtp_server_never_answers(lab, tmp_path)
     lab.exec(a, [PYTHON, "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',2525))\n"
                  "s.listen(50)\ntime.sleep(300)"])
     time.sleep(0.3)
-    node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 110, "", "", mail), tmp_path, "A")
+    node_a = _Node(lab, a, tmp_path, "A", _seed001_conf(tmp_path, "A", "MASTER", 110, "", "", mail),
+                   log_name="vrrpd-A.log", detail=False)
     wait_for(lambda: _vip_on(lab, a), 15, what="A to be MASTER")  # two mails queued: BACKUP (init), MASTER
     capture = tmp_path / "adverts.txt"
     dump = lab.exec(b, ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "ip proto 112 and src 10.77.0.1"],
@@ -6783,7 +6758,7 @@ def test_adverts_stay_on_time_while_the_smtp_server_never_answers(lab, tmp_path)
     dump.terminate()
     dump.wait(5)
     start = time.monotonic()
-    _stop_node(node_a)
+    node_a.stop(timeout=15)
     stop_time = time.monotonic() - start
     stamps = [float(line.split()[0]) for line in capture.read_text().splitlines() if "VRRP" in line]
     gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
