@@ -3200,30 +3200,19 @@ def test_duplicate_vips_evips_and_unicast_peers_are_dropped_with_a_warning():
     assert "unicast_peer 10.0.0.8 given twice - ignoring" in text
 
 
-def test_tentative_ipv6_addresses_are_not_there_until_dad_completes():
-    d = vrrpd.Daemon(vrrpd.Config())
-    try:
-        addr = ipaddress.ip_interface("2001:db8::5/64")
+def test_tentative_ipv6_addresses_are_not_there_until_dad_completes(offline):
+    d, kernel = offline(vrrpd.Config())
+    addr = ipaddress.ip_interface("2001:db8::5/64")
+    before = list(d.addrs)
 
-        class Monitor:
-            overrun = False
-            events: list = []
+    def event(flags):
+        kernel.monitor_.events.append((vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", flags)))
+        d._on_netlink()
+        return [a for a in d.addrs if a not in before]
 
-            def read(self):
-                return self.events
-
-        d.monitor = Monitor()
-        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", vrrpd.IFA_F_TENTATIVE))]
-        d._on_netlink()
-        assert d.addrs == []
-        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", 0))]
-        d._on_netlink()
-        assert [a.address for a in d.addrs] == [addr]
-        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", vrrpd.IFA_F_DADFAILED))]
-        d._on_netlink()
-        assert d.addrs == []
-    finally:
-        d.loop.close()
+    assert event(vrrpd.IFA_F_TENTATIVE) == []
+    assert [a.address for a in event(0)] == [addr]
+    assert event(vrrpd.IFA_F_DADFAILED) == []
 
 
 
