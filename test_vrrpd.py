@@ -5640,6 +5640,22 @@ def test_lab_startup_and_shutdown_scripts_and_fifo_states_on_reload(lab, tmp_pat
         os.close(reader)
 
 
+def test_lab_notify_fifo_script_reads_the_fifo(lab, tmp_path):
+    tmp_path.chmod(0o755)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    out = tmp_path / "fifo.out"
+    reader = tmp_path / "reader.sh"
+    reader.write_text(f'#!/bin/sh\nwhile read -r line; do echo "$line" >> {out}; done < "$1"\n')
+    reader.chmod(0o755)
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=(
+        f"    notify_fifo {tmp_path}/n.fifo\n    notify_fifo_script {reader}\n")))
+    wait_for(lambda: out.exists() and 'INSTANCE "VI_1" MASTER 150' in out.read_text(), 6,
+             what="the FIFO script got the MASTER line")
+    node.stop()
+    wait_for(lambda: not any(str(reader) in line for line in sh(["ps", "-eo", "args"]).stdout.splitlines()), 3,
+             what="the FIFO script stopped with the daemon")
+
+
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)

@@ -388,6 +388,10 @@ class GlobalDefs:
     notify_fifo: Optional[str] = None
     vrrp_notify_fifo: Optional[str] = None
     lvs_notify_fifo: Optional[str] = None
+    # a program keepalived starts to read each FIFO: its words, then the FIFO's path
+    notify_fifo_script: Optional[Command] = None
+    vrrp_notify_fifo_script: Optional[Command] = None
+    lvs_notify_fifo_script: Optional[Command] = None
     vrrp_notify_priority_changes: bool = False
     lvs_flush: bool = False
     lvs_flush_on_stop: bool = False
@@ -1415,7 +1419,8 @@ def _split_command(text: str) -> List[str]:
 
 _COMMANDS_WITH_USER = frozenset(("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",
                                  "notify", "notify_master_rx_lower_pri", "quorum_up", "quorum_down", "notify_up",
-                                 "notify_down", "startup_script", "shutdown_script"))
+                                 "notify_down", "startup_script", "shutdown_script", "notify_fifo_script",
+                                 "vrrp_notify_fifo_script", "lvs_notify_fifo_script"))
 
 
 def _is_user(name: str) -> bool:
@@ -2920,6 +2925,8 @@ _kw(_G, "script_user", _g_script_user, (1, 2), accept=_not_keyword_of(_G))
 _kw(_G, "notify_fifo", _h_str("notify_fifo"), (1, 3))
 _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
+for _name in ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script"):
+    _kw(_G, _name, _h_cmd(_name), (1, None))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
@@ -2971,7 +2978,7 @@ _kw(_G, "startup_script_timeout", _h_time("startup_script_timeout", 1, 1000))
 _kw(_G, "shutdown_script_timeout", _h_time("shutdown_script_timeout", 1, 1000))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
-_accept_only(_G, "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
+_accept_only(_G, "checker_log_all_failures "
              "lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
@@ -10034,6 +10041,7 @@ class Notifier:
         self.scripts_run = 0
         self.vrrp_fifos: List[NotifyFifo] = []
         self.lvs_fifos: List[NotifyFifo] = []
+        self._fifo_readers: List[Child] = []
         self._open_fifos(gd)
 
     def _open_fifos(self, gd: GlobalDefs) -> None:
@@ -10041,6 +10049,22 @@ class Notifier:
         fifos = {p: NotifyFifo(p) for p in (gd.notify_fifo, gd.vrrp_notify_fifo, gd.lvs_notify_fifo) if p}
         self.vrrp_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.vrrp_notify_fifo)) if p]
         self.lvs_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.lvs_notify_fifo)) if p]
+        # notify_fifo_script & co: a reader of each FIFO, started with the FIFO's path as its last word
+        for path, cmd in ((gd.notify_fifo, gd.notify_fifo_script), (gd.vrrp_notify_fifo, gd.vrrp_notify_fifo_script),
+                          (gd.lvs_notify_fifo, gd.lvs_notify_fifo_script)):
+            if path and cmd is not None and fifos[path]._open():
+                user, group = (cmd.user, cmd.group) if cmd.user is not None else default_script_user(gd)
+                try:
+                    self._fifo_readers.append(self.loop.spawn(script_argv(cmd) + [path], env=script_environment(),
+                                                              user=user, group=group))
+                except (OSError, KeyError, ValueError) as exc:
+                    log.warning("cannot run the FIFO script %s: %s", cmd.raw, exc)
+
+    def _stop_fifo_readers(self) -> None:
+        for child in self._fifo_readers:
+            child.on_exit = None
+            child.kill()
+        self._fifo_readers = []
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (SIGHUP): queued scripts still run, mail settings apply to the
@@ -10049,8 +10073,10 @@ class Notifier:
         old, gd = self.config.global_defs, config.global_defs
         self.config = config
         self.mailer.global_defs = gd
-        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo", "notify_fifo_script", "vrrp_notify_fifo_script",
+                 "lvs_notify_fifo_script")
         if any(getattr(old, p) != getattr(gd, p) for p in paths):
+            self._stop_fifo_readers()
             for fifo in set(self.vrrp_fifos + self.lvs_fifos):
                 fifo.close()
             self._open_fifos(gd)
@@ -10172,6 +10198,7 @@ class Notifier:
         self._running.clear()
         self._queues.clear()
         self.mailer.close(max(0.0, deadline - self.loop.time()))
+        self._stop_fifo_readers()
         for fifo in set(self.vrrp_fifos + self.lvs_fifos):
             fifo.close()
 
