@@ -2401,6 +2401,31 @@ def test_daemon_puts_back_a_vip_deleted_behind_its_back(offline, family):
     assert (ETH0, vip) in kernel.held and kernel.calls[-1] == ("add", ETH0, f"{vip}/{prefix}")
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_removes_vips_left_by_an_earlier_run(offline, family):
+    kernel = FakeKernel()
+    vip = FAMILY[family]["vip"]
+    prefix = 24 if family == 4 else 64
+    kernel.addrs.append(vrrpd.AddrInfo(ETH0, ipaddress.ip_interface(f"{vip}/{prefix}")))
+    kernel.held.add((ETH0, vip))
+    d, kernel = offline(instance_text(family=family), kernel=kernel)
+    assert ("del", ETH0, f"{vip}/{prefix}") in kernel.calls and (ETH0, vip) not in kernel.held
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_reload_adds_and_removes_only_the_changed_vips_of_a_master(offline, family):
+    f = FAMILY[family]
+    prefix = 24 if family == 4 else 64
+    d, kernel = offline(instance_text(family=family, vips=[f"{f['vip']}/{prefix}"]))
+    rt = _master(d, kernel)
+    kernel.calls.clear()
+    changed, _diags = vrrpd.parse_config_text(instance_text(family=family, vips=[f"{f['other']}/{prefix}"]))
+    assert d.reload(changed)
+    assert rt.machine.state == vrrpd.State.MASTER
+    assert kernel.calls == [("del", ETH0, f"{f['vip']}/{prefix}"), ("add", ETH0, f"{f['other']}/{prefix}")]
+    assert (ETH0, f["other"]) in kernel.held and (ETH0, f["vip"]) not in kernel.held
+
+
 def test_daemon_ipv6_instance_waits_for_its_link_local_address(offline):
     kernel = FakeKernel()
     kernel.addrs = [a for a in kernel.addrs if a.address.version == 4]
