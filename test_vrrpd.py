@@ -9233,6 +9233,19 @@ def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path)
         assert not Path(f"/run/vrrpd/vrrpd_{name}.pid").exists()
 
 
+def test_lab_umask_applies_to_the_pid_file(lab, tmp_path):
+    import stat
+
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    name = f"u{lab.tag}"
+    node = _Node(lab, ns, tmp_path, name, f"instance {name}\n" + _conf(
+        priority=150, state="MASTER", global_extra="    umask IRWXG|IRWXO\n"))
+    pid_file = Path(f"/run/vrrpd/vrrpd_{name}.pid")
+    wait_for(pid_file.exists, 5, what="the pid file")
+    assert stat.S_IMODE(pid_file.stat().st_mode) == 0o600  # 0644 & ~077
+    node.stop()
+
+
 def test_net_namespace_that_does_not_exist_is_fatal_and_nothing_runs_outside(tmp_path):
     require(os.geteuid() == 0, "needs root for setns")
     conf = tmp_path / "n.conf"
