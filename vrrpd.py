@@ -4080,8 +4080,10 @@ class _Validator:
             inst.preempt_delay = 0.0
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
             self.warn(f, self.line_of(inst, "nopreempt", ln),
-                      f"{label}: nopreempt is ignored with state MASTER or priority 255",
-                      "set 'state BACKUP' on every node")
+                      f"{label}: nopreempt is ignored with state MASTER or priority 255 (keepalived clears it "
+                      "with state MASTER, and so does vrrpd)", "set 'state BACKUP' on every node")
+            if inst.state is State.MASTER:
+                inst.nopreempt = False
 
     def has_auth(self, inst: VrrpInstance) -> bool:
         return self.p.where(inst, "auth_type") is not None or self.p.where(inst, "auth_pass") is not None
