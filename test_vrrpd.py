@@ -10067,13 +10067,18 @@ def _bench_floor(lab: Lab, ns: str, mode: str, count: int, *args: str) -> float:
 
 
 def _multi_interface_node(lab: Lab, short: str, count: int, host_octet: int) -> str:
-    """A namespace with one veth on the lab bridge per 250 instances (eth0..), address 10.78.<i>.<host_octet>/16."""
+    """A namespace with one veth per 250 instances (eth0..), address 10.78.<i>.<host_octet>/16; eth<i> is on
+    bridge br<i> of the lab (br0 is the lab's own), so VRIDs repeated on each interface never meet."""
     ns = lab.netns(short)
     for i in range(max(1, (count + 249) // 250)):
         lab._port += 1
-        peer = f"p{lab._port}"
+        peer, bridge = f"p{lab._port}", f"br{i}"
+        if lab.ip("link", "show", bridge, ns=lab.bridge_ns, check=False).returncode != 0:
+            lab.ip("link", "add", bridge, "type", "bridge", ns=lab.bridge_ns)
+            lab.ip("link", "set", bridge, "type", "bridge", "mcast_snooping", "0", ns=lab.bridge_ns)
+            lab.ip("link", "set", bridge, "up", ns=lab.bridge_ns)
         lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
-        lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
+        lab.ip("link", "set", peer, "master", bridge, "up", ns=lab.bridge_ns)
         lab.ip("addr", "add", f"10.78.{i}.{host_octet}/16", "dev", f"eth{i}", ns=ns)
         lab.ip("link", "set", f"eth{i}", "up", ns=ns)
     return ns

@@ -7413,15 +7413,13 @@ VRRP_RCVBUF = 1 << 20  # the receive buffer of a VRRP socket unless kernel_rx_bu
 def attach_filter(sock: socket.socket, code: bytes) -> None:
     """SO_ATTACH_FILTER: the kernel runs `code` (bpf_bytes()) on each packet and queues only what it accepts.
 
-    The sock_fprog points into our memory, hence ctypes (imported here: python3-minimal may lack it; then
-    OSError, and user space goes on checking everything as before)."""
-    try:
-        import ctypes
-    except ImportError as exc:
-        raise OSError(errno.ENOSYS, "no ctypes for SO_ATTACH_FILTER") from exc
-    buf = ctypes.create_string_buffer(code, len(code))
+    The sock_fprog points into our memory: an array's buffer, whose address array gives (no ctypes, which
+    costs memory and which python3-minimal lacks). The kernel copies the program during the call."""
+    import array
+
+    buf = array.array("B", code)
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                    struct.pack("@HP", len(code) // BPF_INSN.size, ctypes.addressof(buf)))
+                    struct.pack("@HP", len(code) // BPF_INSN.size, buf.buffer_info()[0]))
 
 
 def set_rcvbuf(sock: socket.socket, size: int) -> None:
@@ -11123,7 +11121,9 @@ class Daemon:
     def _reschedule(self, rt: InstanceRuntime) -> None:
         deadline = rt.machine.next_deadline()
         if rt.timer is not None:
-            if not rt.timer.cancelled and deadline is not None and rt.timer.when == deadline:
+            if not rt.timer.cancelled and deadline is not None and rt.timer.when <= deadline:
+                # a BACKUP's Master_Down_Timer moves on with every advert: the earlier timer stays, finds nothing
+                # due when it fires and is set again then (not a new timer in the heap per advert received)
                 return
             rt.timer.cancel()
             rt.timer = None
@@ -13653,8 +13653,20 @@ def build_arg_parser() -> Any:
     """keepalived's command line (the options vrrpd honours) plus --check, --status and --json."""
     import argparse
 
+    def formatter(prog: str) -> Any:
+        # the width argparse would take from shutil.get_terminal_size(), without shutil: that import pulls in
+        # bz2, lzma and zlib, a megabyte of the daemon's memory (and python3-minimal has no shutil)
+        try:
+            width = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+            except (AttributeError, ValueError, OSError):
+                width = 80
+        return argparse.HelpFormatter(prog, width=max(width - 2, 11))
+
     p = argparse.ArgumentParser(
-        prog=PROG, description="keepalived-compatible VRRP and LVS daemon",
+        prog=PROG, description="keepalived-compatible VRRP and LVS daemon", formatter_class=formatter,
         epilog="-C means keepalived's LVS-only mode; the long --check is the configuration check (same as -t). "
                "Signals: HUP reload, TERM/INT stop, USR1 data dump, USR2 stats, RTMIN+2 JSON "
                f"(files in {DEFAULT_DUMP_DIR}).")
