@@ -9247,6 +9247,19 @@ def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path)
         assert not Path(f"/run/vrrpd/vrrpd_{name}.pid").exists()
 
 
+def test_lab_umask_applies_to_the_pid_file(lab, tmp_path):
+    import stat
+
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    name = f"u{lab.tag}"
+    node = _Node(lab, ns, tmp_path, name, f"instance {name}\n" + _conf(
+        priority=150, state="MASTER", global_extra="    umask IRWXG|IRWXO\n"))
+    pid_file = Path(f"/run/vrrpd/vrrpd_{name}.pid")
+    wait_for(pid_file.exists, 5, what="the pid file")
+    assert stat.S_IMODE(pid_file.stat().st_mode) == 0o600  # 0644 & ~077
+    node.stop()
+
+
 def test_net_namespace_that_does_not_exist_is_fatal_and_nothing_runs_outside(tmp_path):
     require(os.geteuid() == 0, "needs root for setns")
     conf = tmp_path / "n.conf"
@@ -10068,13 +10081,18 @@ def _bench_floor(lab: Lab, ns: str, mode: str, count: int, *args: str) -> float:
 
 
 def _multi_interface_node(lab: Lab, short: str, count: int, host_octet: int) -> str:
-    """A namespace with one veth on the lab bridge per 250 instances (eth0..), address 10.78.<i>.<host_octet>/16."""
+    """A namespace with one veth per 250 instances (eth0..), address 10.78.<i>.<host_octet>/16; eth<i> is on
+    bridge br<i> of the lab (br0 is the lab's own), so VRIDs repeated on each interface never meet."""
     ns = lab.netns(short)
     for i in range(max(1, (count + 249) // 250)):
         lab._port += 1
-        peer = f"p{lab._port}"
+        peer, bridge = f"p{lab._port}", f"br{i}"
+        if lab.ip("link", "show", bridge, ns=lab.bridge_ns, check=False).returncode != 0:
+            lab.ip("link", "add", bridge, "type", "bridge", ns=lab.bridge_ns)
+            lab.ip("link", "set", bridge, "type", "bridge", "mcast_snooping", "0", ns=lab.bridge_ns)
+            lab.ip("link", "set", bridge, "up", ns=lab.bridge_ns)
         lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
-        lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
+        lab.ip("link", "set", peer, "master", bridge, "up", ns=lab.bridge_ns)
         lab.ip("addr", "add", f"10.78.{i}.{host_octet}/16", "dev", f"eth{i}", ns=ns)
         lab.ip("link", "set", f"eth{i}", "up", ns=ns)
     return ns
@@ -11567,6 +11585,8 @@ COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
 
 # (regular expression on a model difference, reason)
 COMPAT_MODEL_DIFFERENCES: List[Tuple[str, str]] = [
+    (r"^vrrp_instance-use_ipvlan\.conf: VI_1 src_ip:", "vrrpd accepts use_ipvlan without acting on it (no ipvlan "
+     "interface, so no source address from it); keepalived sends from the ipvlan address"),
     (r": VI_\d+ vips \(a duplicate VIP\):", "keepalived 2.4 ignores a VIP listed twice in an instance, and so does "
      "vrrpd; 2.2.7 keeps both"),
     (r"^builtins\.conf: .* vrid:", "${_RANDOM} draws its own number in each program"),
@@ -11763,13 +11783,13 @@ def keepalived_vrrp_model(dump: str) -> Dict[str, dict]:
     """name -> {vrid, priority, state, interface, version, advert, auth, vips} from `keepalived -d -P`."""
     out: Dict[str, dict] = {}
     cur: Optional[dict] = None
-    in_vips = False
+    in_vips = in_peers = False
     for raw in dump.splitlines():
         text = raw.split(": ", 1)[1] if re.match(r"^\w{3} \w{3} +\d+ [\d:]+ \d{4}: ", raw) else raw
         stripped = text.strip()
         if text.startswith(" VRRP Instance = "):
-            cur = out.setdefault(stripped.split(" = ", 1)[1], {"vips": []})
-            in_vips = False
+            cur = out.setdefault(stripped.split(" = ", 1)[1], {"vips": [], "peers": []})
+            in_vips = in_peers = False
             continue
         if cur is None or not stripped:
             continue
@@ -11777,6 +11797,11 @@ def keepalived_vrrp_model(dump: str) -> Dict[str, dict]:
             if text.startswith(" ") and not text.startswith("  "):
                 cur, in_vips = None, False
             continue
+        if in_peers:
+            if text.startswith("     "):
+                cur["peers"].append(stripped.split()[0])
+                continue
+            in_peers = False
         if in_vips:
             if text.startswith("     "):
                 dev = stripped.split(" dev ")[1].split()[0]
@@ -11800,6 +11825,16 @@ def keepalived_vrrp_model(dump: str) -> Dict[str, dict]:
             cur["advert"] = round(float(number) / (1000.0 if unit.startswith("milli") else 1.0), 3)
         elif key == "Authentication type":
             cur["auth"] = value.split()[0]
+        elif key == "Preempt":
+            cur["preempt"] = value
+        elif key == "Using src_ip" and ("from configuration" in value or value == "(none)"):
+            cur["src_ip"] = value.split()[0]  # (an interface's address is the host's, not the configuration's)
+        elif key == "Gratuitous ARP delay":
+            cur["garp_delay"] = float(value)
+        elif key == "Gratuitous ARP repeat":
+            cur["garp_repeat"] = int(value)
+        elif stripped.startswith("Unicast Peer"):
+            in_peers = True
         elif stripped.startswith("Virtual IP ("):
             in_vips = True
     return out
@@ -11814,9 +11849,16 @@ def vrrpd_vrrp_model(config) -> Dict[str, dict]:
             full = v.address.network.prefixlen == v.address.max_prefixlen
             vips.append((str(v.address.ip) if full else str(v.address)) + " dev " + (v.dev or inst.interface or "?"))
         auth = {"NONE": "none", "PASS": "SIMPLE_PASSWORD", "AH": "IPSEC_AH"}[inst.auth_type.name]
+        src = inst.unicast_src_ip or inst.mcast_src_ip
+        delay = inst.garp_master_delay if inst.garp_master_delay is not None else g.vrrp_garp_master_delay
+        repeat = inst.garp_master_repeat if inst.garp_master_repeat is not None else g.vrrp_garp_master_repeat
         out[inst.name] = {"vrid": inst.virtual_router_id, "priority": inst.priority, "state": inst.state.value,
                           "interface": inst.interface, "version": vrrpd.effective_version(inst, g),
-                          "advert": round(vrrpd.advert_interval(inst, g), 3), "auth": auth, "vips": vips}
+                          "advert": round(vrrpd.advert_interval(inst, g), 3), "auth": auth, "vips": vips,
+                          "preempt": "disabled" if inst.nopreempt else "enabled",
+                          "src_ip": str(src) if src is not None else "(none)",
+                          "peers": [str(p.address) for p in inst.unicast_peer],
+                          "garp_delay": float(delay), "garp_repeat": repeat}
     return out
 
 
@@ -11831,8 +11873,8 @@ def compare_models(path: str, dump: str, config_id: Optional[str]) -> List[str]:
             out.append(f"{os.path.basename(path)}: vrrp_instance {name} only in {only}")
             continue
         for key in sorted(set(a) | set(b)):
-            if key == "auth" and key not in a:
-                continue  # keepalived prints no authentication line for VRRPv3
+            if key in ("auth", "src_ip") and key not in a:
+                continue  # keepalived prints no authentication line for VRRPv3, a source taken from the host
             if a.get(key) != b.get(key):
                 dup = " (a duplicate VIP)" if key == "vips" and list(dict.fromkeys(a[key])) == b[key] else ""
                 out.append(f"{os.path.basename(path)}: {name} {key}{dup}: keepalived {a.get(key)!r}, "
@@ -12742,9 +12784,13 @@ Tue Dec  1 11:26:57 2026:  VRRP Instance = VI_1
 Tue Dec  1 11:26:57 2026:    VRRP Version = 2
 Tue Dec  1 11:26:57 2026:    Wantstate = MASTER
 Tue Dec  1 11:26:57 2026:    Interface = eth0
+Tue Dec  1 11:26:57 2026:    Using src_ip = (none)
+Tue Dec  1 11:26:57 2026:    Gratuitous ARP delay = 5
+Tue Dec  1 11:26:57 2026:    Gratuitous ARP repeat = 5
 Tue Dec  1 11:26:57 2026:    Virtual Router ID = 5
 Tue Dec  1 11:26:57 2026:    Priority = 255
 Tue Dec  1 11:26:57 2026:    Advert interval = 2 sec
+Tue Dec  1 11:26:57 2026:    Preempt = enabled
 Tue Dec  1 11:26:57 2026:    Authentication type = none
 Tue Dec  1 11:26:57 2026:    Virtual IP (2):
 Tue Dec  1 11:26:57 2026:      10.0.0.5/24 dev eth0 scope global
@@ -12760,7 +12806,9 @@ def test_keepalived_dump_model_equals_vrrpd_model_of_the_same_file():
     config, _ = vrrpd.parse_config_text(text, "d.conf")
     theirs = keepalived_vrrp_model(KEEPALIVED_DUMP_EXCERPT)
     assert theirs == {"VI_1": {"vrid": 5, "priority": 255, "state": "MASTER", "interface": "eth0", "version": 2,
-                               "advert": 2.0, "auth": "none", "vips": ["10.0.0.5/24 dev eth0", "10.0.0.6 dev eth1"]}}
+                               "advert": 2.0, "auth": "none", "vips": ["10.0.0.5/24 dev eth0", "10.0.0.6 dev eth1"],
+                               "peers": [], "preempt": "enabled", "src_ip": "(none)", "garp_delay": 5.0,
+                               "garp_repeat": 5}}
     assert vrrpd_vrrp_model(config) == theirs
     config.vrrp_instances[0].priority = 100
     assert vrrpd_vrrp_model(config) != theirs

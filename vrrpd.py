@@ -383,6 +383,7 @@ class GlobalDefs:
     shutdown_script: Optional[Command] = None  # run after everything stopped
     shutdown_script_timeout: float = 10.0
     fifo_write_vrrp_states_on_reload: bool = False
+    umask: Optional[int] = None  # the daemon's umask (pid file, FIFOs); None: 022 when forking, inherited with -n
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -2976,6 +2977,30 @@ _kw(_G, "startup_script", _h_cmd("startup_script"), (1, None))
 _kw(_G, "shutdown_script", _h_cmd("shutdown_script"), (1, None))
 _kw(_G, "startup_script_timeout", _h_time("startup_script_timeout", 1, 1000))
 _kw(_G, "shutdown_script_timeout", _h_time("shutdown_script_timeout", 1, 1000))
+_UMASK_BITS = {"IRUSR": 0o400, "IWUSR": 0o200, "IXUSR": 0o100, "IRGRP": 0o40, "IWGRP": 0o20, "IXGRP": 0o10,
+               "IROTH": 0o4, "IWOTH": 0o2, "IXOTH": 0o1, "IRWXU": 0o700, "IRWXG": 0o70, "IRWXO": 0o7}
+
+
+def _g_umask(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """umask NUMBER (C's strtol base 0: 077 is octal) or umask IWGRP|IWOTH (keepalived's names)."""
+    text = " ".join(a.text for a in args)
+    if text[:1].isdigit():
+        try:
+            value = int(text, 8) if re.fullmatch(r"0[0-7]*", text) else int(text, 0)
+        except ValueError:
+            raise _Invalid(f"invalid umask value {text}") from None
+    else:
+        value = 0
+        for word in filter(None, re.split(r"[|\s]+", text)):
+            if word not in _UMASK_BITS:
+                raise _Invalid(f"unknown umask bit '{word}' ({' '.join(_UMASK_BITS)})")
+            value |= _UMASK_BITS[word]
+    if not 0 <= value <= 0o777:
+        raise _Invalid(f"invalid umask value {text}")
+    g.umask = value
+
+
+_kw(_G, "umask", _g_umask, (1, None))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
 _accept_only(_G, "checker_log_all_failures "
@@ -2986,7 +3011,7 @@ _accept_only(_G, "checker_log_all_failures "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
-             "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
+             "enable_dbus enable_dbus_instance dbus_service_name random_seed reload_check_config "
              "reload_time_file reload_repeat reload_file include_check "
              "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
@@ -4055,8 +4080,10 @@ class _Validator:
             inst.preempt_delay = 0.0
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
             self.warn(f, self.line_of(inst, "nopreempt", ln),
-                      f"{label}: nopreempt is ignored with state MASTER or priority 255",
-                      "set 'state BACKUP' on every node")
+                      f"{label}: nopreempt is ignored with state MASTER or priority 255 (keepalived clears it "
+                      "with state MASTER, and so does vrrpd)", "set 'state BACKUP' on every node")
+            if inst.state is State.MASTER:
+                inst.nopreempt = False
 
     def has_auth(self, inst: VrrpInstance) -> bool:
         return self.p.where(inst, "auth_type") is not None or self.p.where(inst, "auth_pass") is not None
@@ -7372,15 +7399,13 @@ VRRP_RCVBUF = 1 << 20  # the receive buffer of a VRRP socket unless kernel_rx_bu
 def attach_filter(sock: socket.socket, code: bytes) -> None:
     """SO_ATTACH_FILTER: the kernel runs `code` (bpf_bytes()) on each packet and queues only what it accepts.
 
-    The sock_fprog points into our memory, hence ctypes (imported here: python3-minimal may lack it; then
-    OSError, and user space goes on checking everything as before)."""
-    try:
-        import ctypes
-    except ImportError as exc:
-        raise OSError(errno.ENOSYS, "no ctypes for SO_ATTACH_FILTER") from exc
-    buf = ctypes.create_string_buffer(code, len(code))
+    The sock_fprog points into our memory: an array's buffer, whose address array gives (no ctypes, which
+    costs memory and which python3-minimal lacks). The kernel copies the program during the call."""
+    import array
+
+    buf = array.array("B", code)
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                    struct.pack("@HP", len(code) // BPF_INSN.size, ctypes.addressof(buf)))
+                    struct.pack("@HP", len(code) // BPF_INSN.size, buf.buffer_info()[0]))
 
 
 def set_rcvbuf(sock: socket.socket, size: int) -> None:
@@ -11087,7 +11112,9 @@ class Daemon:
     def _reschedule(self, rt: InstanceRuntime) -> None:
         deadline = rt.machine.next_deadline()
         if rt.timer is not None:
-            if not rt.timer.cancelled and deadline is not None and rt.timer.when == deadline:
+            if not rt.timer.cancelled and deadline is not None and rt.timer.when <= deadline:
+                # a BACKUP's Master_Down_Timer moves on with every advert: the earlier timer stays, finds nothing
+                # due when it fires and is set again then (not a new timer in the heap per advert received)
                 return
             rt.timer.cancel()
             rt.timer = None
@@ -13617,8 +13644,20 @@ def build_arg_parser() -> Any:
     """keepalived's command line (the options vrrpd honours) plus --check, --status and --json."""
     import argparse
 
+    def formatter(prog: str) -> Any:
+        # the width argparse would take from shutil.get_terminal_size(), without shutil: that import pulls in
+        # bz2, lzma and zlib, a megabyte of the daemon's memory (and python3-minimal has no shutil)
+        try:
+            width = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+            except (AttributeError, ValueError, OSError):
+                width = 80
+        return argparse.HelpFormatter(prog, width=max(width - 2, 11))
+
     p = argparse.ArgumentParser(
-        prog=PROG, description="keepalived-compatible VRRP and LVS daemon",
+        prog=PROG, description="keepalived-compatible VRRP and LVS daemon", formatter_class=formatter,
         epilog="-C means keepalived's LVS-only mode; the long --check is the configuration check (same as -t). "
                "Signals: HUP reload, TERM/INT stop, USR1 data dump, USR2 stats, RTMIN+2 JSON "
                f"(files in {DEFAULT_DUMP_DIR}).")
@@ -13801,6 +13840,8 @@ def run_daemon(args: Any) -> int:
         g.net_namespace = namespace
     paths = runtime_paths(g)
     set_syslog_ident(g)
+    if g.umask is not None:
+        os.umask(g.umask)
     named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
     pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
     control_socket = control_socket_of(args, config)
@@ -13812,6 +13853,8 @@ def run_daemon(args: Any) -> int:
         log.error("%s", exc)
         return 1
     ready_fd = None if foreground else daemonize()
+    if g.umask is not None:
+        os.umask(g.umask)  # daemonize() set 022
 
     def report(text: str) -> None:
         if ready_fd is not None:
