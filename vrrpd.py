@@ -383,6 +383,7 @@ class GlobalDefs:
     shutdown_script: Optional[Command] = None  # run after everything stopped
     shutdown_script_timeout: float = 10.0
     fifo_write_vrrp_states_on_reload: bool = False
+    umask: Optional[int] = None  # the daemon's umask (pid file, FIFOs); None: 022 when forking, inherited with -n
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -2976,6 +2977,30 @@ _kw(_G, "startup_script", _h_cmd("startup_script"), (1, None))
 _kw(_G, "shutdown_script", _h_cmd("shutdown_script"), (1, None))
 _kw(_G, "startup_script_timeout", _h_time("startup_script_timeout", 1, 1000))
 _kw(_G, "shutdown_script_timeout", _h_time("shutdown_script_timeout", 1, 1000))
+_UMASK_BITS = {"IRUSR": 0o400, "IWUSR": 0o200, "IXUSR": 0o100, "IRGRP": 0o40, "IWGRP": 0o20, "IXGRP": 0o10,
+               "IROTH": 0o4, "IWOTH": 0o2, "IXOTH": 0o1, "IRWXU": 0o700, "IRWXG": 0o70, "IRWXO": 0o7}
+
+
+def _g_umask(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """umask NUMBER (C's strtol base 0: 077 is octal) or umask IWGRP|IWOTH (keepalived's names)."""
+    text = " ".join(a.text for a in args)
+    if text[:1].isdigit():
+        try:
+            value = int(text, 8) if re.fullmatch(r"0[0-7]*", text) else int(text, 0)
+        except ValueError:
+            raise _Invalid(f"invalid umask value {text}") from None
+    else:
+        value = 0
+        for word in filter(None, re.split(r"[|\s]+", text)):
+            if word not in _UMASK_BITS:
+                raise _Invalid(f"unknown umask bit '{word}' ({' '.join(_UMASK_BITS)})")
+            value |= _UMASK_BITS[word]
+    if not 0 <= value <= 0o777:
+        raise _Invalid(f"invalid umask value {text}")
+    g.umask = value
+
+
+_kw(_G, "umask", _g_umask, (1, None))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
 _accept_only(_G, "checker_log_all_failures "
@@ -2986,7 +3011,7 @@ _accept_only(_G, "checker_log_all_failures "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
-             "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
+             "enable_dbus enable_dbus_instance dbus_service_name random_seed reload_check_config "
              "reload_time_file reload_repeat reload_file include_check "
              "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
@@ -4675,12 +4700,6 @@ def garp_frame(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
     return eth + arp
 
 
-def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
-    """The Ethernet multicast address of an IPv4 group (01:00:5e + low 23 bits)."""
-    low = int(group) & 0x7FFFFF
-    return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
-
-
 # -- classic BPF receive filter (linux/filter.h): what the kernel drops before vrrpd wakes up ---------
 
 BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
@@ -5218,12 +5237,6 @@ def ah_key(auth_pass: bytes) -> bytes:
     return auth_pass[:8].ljust(8, b"\0")
 
 
-def _ipv4_header(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload_len: int, ident: int, ttl: int,
-                 proto: int, tos: int = 0xC0, frag_off: int = 0, checksum: int = 0) -> bytes:
-    return struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, ident, frag_off, ttl, proto, checksum,
-                       src.packed, dst.packed)
-
-
 def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast: bool = False) -> bytes:
     """The 96-bit ICV keepalived computes: HMAC-MD5 over IP header + AH header + VRRP message.
 
@@ -5256,11 +5269,9 @@ def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: 
 
     SPI = the source address, as keepalived chooses it; `ident` must be non-zero, otherwise the
     kernel would fill in an IP id after the ICV was computed."""
-    header = _ipv4_header(src, dst, AH_HEADER_LEN + len(vrrp), ident, ttl, IPPROTO_AH)
     ah = struct.pack("!BBH4sI", IPPROTO_VRRP, AH_PAYLOAD_LEN, 0, src.packed, seq) + bytes(AH_ICV_LEN)
-    icv = ah_icv(key, header, ah, vrrp, unicast)
-    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
-    return header + ah[:12] + icv + vrrp
+    header = encode_ipv4(src, dst, ah + vrrp, ttl=ttl, ident=ident, protocol=IPPROTO_AH)[:IPV4_HEADER.size]
+    return header + ah[:12] + ah_icv(key, header, ah, vrrp, unicast) + vrrp  # the ICV zeroes the header checksum
 
 
 def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int, bytes]:
@@ -7856,7 +7867,12 @@ def _inet_addr(addr: IPAddress) -> bytes:
 def genl_message(family: int, cmd: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST | NLM_F_ACK,
                  version: int = IPVS_GENL_VERSION) -> bytes:
     """nlmsghdr + genlmsghdr + attributes (the port id is left 0: the kernel fills it)."""
-    return nlmsg_pack(family, flags, seq, GENL_HEADER.pack(cmd, version, 0) + attrs)
+    return nlmsg_pack(family, flags, seq, genl_payload(cmd, attrs, version))
+
+
+def genl_payload(cmd: int, attrs: bytes, version: int = IPVS_GENL_VERSION) -> bytes:
+    """genlmsghdr + attributes: what a generic netlink request carries after its nlmsghdr."""
+    return GENL_HEADER.pack(cmd, version, 0) + attrs
 
 
 def genl_parse(payload: bytes) -> Tuple[int, Dict[int, bytes]]:
@@ -7986,7 +8002,7 @@ class IpvsNetlink(NetlinkSocket):
     def _genl(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
               version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
         try:
-            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, GENL_HEADER.pack(cmd, version, 0) + attrs)
+            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, genl_payload(cmd, attrs, version))
             return [genl_parse(body) for _type, body in replies]
         except PacketError as exc:
             raise NetlinkError(errno.EPROTO, f"malformed generic netlink answer ({exc})") from None
@@ -13824,6 +13840,8 @@ def run_daemon(args: Any) -> int:
         g.net_namespace = namespace
     paths = runtime_paths(g)
     set_syslog_ident(g)
+    if g.umask is not None:
+        os.umask(g.umask)
     named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
     pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
     control_socket = control_socket_of(args, config)
@@ -13835,6 +13853,8 @@ def run_daemon(args: Any) -> int:
         log.error("%s", exc)
         return 1
     ready_fd = None if foreground else daemonize()
+    if g.umask is not None:
+        os.umask(g.umask)  # daemonize() set 022
 
     def report(text: str) -> None:
         if ready_fd is not None:
