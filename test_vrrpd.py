@@ -2401,6 +2401,31 @@ def test_daemon_puts_back_a_vip_deleted_behind_its_back(offline, family):
     assert (ETH0, vip) in kernel.held and kernel.calls[-1] == ("add", ETH0, f"{vip}/{prefix}")
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_removes_vips_left_by_an_earlier_run(offline, family):
+    kernel = FakeKernel()
+    vip = FAMILY[family]["vip"]
+    prefix = 24 if family == 4 else 64
+    kernel.addrs.append(vrrpd.AddrInfo(ETH0, ipaddress.ip_interface(f"{vip}/{prefix}")))
+    kernel.held.add((ETH0, vip))
+    d, kernel = offline(instance_text(family=family), kernel=kernel)
+    assert ("del", ETH0, f"{vip}/{prefix}") in kernel.calls and (ETH0, vip) not in kernel.held
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_reload_adds_and_removes_only_the_changed_vips_of_a_master(offline, family):
+    f = FAMILY[family]
+    prefix = 24 if family == 4 else 64
+    d, kernel = offline(instance_text(family=family, vips=[f"{f['vip']}/{prefix}"]))
+    rt = _master(d, kernel)
+    kernel.calls.clear()
+    changed, _diags = vrrpd.parse_config_text(instance_text(family=family, vips=[f"{f['other']}/{prefix}"]))
+    assert d.reload(changed)
+    assert rt.machine.state == vrrpd.State.MASTER
+    assert kernel.calls == [("del", ETH0, f"{f['vip']}/{prefix}"), ("add", ETH0, f"{f['other']}/{prefix}")]
+    assert (ETH0, f["other"]) in kernel.held and (ETH0, f["vip"]) not in kernel.held
+
+
 def test_daemon_ipv6_instance_waits_for_its_link_local_address(offline):
     kernel = FakeKernel()
     kernel.addrs = [a for a in kernel.addrs if a.address.version == 4]
@@ -3200,30 +3225,19 @@ def test_duplicate_vips_evips_and_unicast_peers_are_dropped_with_a_warning():
     assert "unicast_peer 10.0.0.8 given twice - ignoring" in text
 
 
-def test_tentative_ipv6_addresses_are_not_there_until_dad_completes():
-    d = vrrpd.Daemon(vrrpd.Config())
-    try:
-        addr = ipaddress.ip_interface("2001:db8::5/64")
+def test_tentative_ipv6_addresses_are_not_there_until_dad_completes(offline):
+    d, kernel = offline(vrrpd.Config())
+    addr = ipaddress.ip_interface("2001:db8::5/64")
+    before = list(d.addrs)
 
-        class Monitor:
-            overrun = False
-            events: list = []
+    def event(flags):
+        kernel.monitor_.events.append((vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", flags)))
+        d._on_netlink()
+        return [a for a in d.addrs if a not in before]
 
-            def read(self):
-                return self.events
-
-        d.monitor = Monitor()
-        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", vrrpd.IFA_F_TENTATIVE))]
-        d._on_netlink()
-        assert d.addrs == []
-        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", 0))]
-        d._on_netlink()
-        assert [a.address for a in d.addrs] == [addr]
-        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", vrrpd.IFA_F_DADFAILED))]
-        d._on_netlink()
-        assert d.addrs == []
-    finally:
-        d.loop.close()
+    assert event(vrrpd.IFA_F_TENTATIVE) == []
+    assert [a.address for a in event(0)] == [addr]
+    assert event(vrrpd.IFA_F_DADFAILED) == []
 
 
 

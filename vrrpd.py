@@ -4702,12 +4702,6 @@ def garp_frame(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
     return eth + arp
 
 
-def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
-    """The Ethernet multicast address of an IPv4 group (01:00:5e + low 23 bits)."""
-    low = int(group) & 0x7FFFFF
-    return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
-
-
 # -- classic BPF receive filter (linux/filter.h): what the kernel drops before vrrpd wakes up ---------
 
 BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
@@ -5245,12 +5239,6 @@ def ah_key(auth_pass: bytes) -> bytes:
     return auth_pass[:8].ljust(8, b"\0")
 
 
-def _ipv4_header(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload_len: int, ident: int, ttl: int,
-                 proto: int, tos: int = 0xC0, frag_off: int = 0, checksum: int = 0) -> bytes:
-    return struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, ident, frag_off, ttl, proto, checksum,
-                       src.packed, dst.packed)
-
-
 def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast: bool = False) -> bytes:
     """The 96-bit ICV keepalived computes: HMAC-MD5 over IP header + AH header + VRRP message.
 
@@ -5283,11 +5271,9 @@ def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: 
 
     SPI = the source address, as keepalived chooses it; `ident` must be non-zero, otherwise the
     kernel would fill in an IP id after the ICV was computed."""
-    header = _ipv4_header(src, dst, AH_HEADER_LEN + len(vrrp), ident, ttl, IPPROTO_AH)
     ah = struct.pack("!BBH4sI", IPPROTO_VRRP, AH_PAYLOAD_LEN, 0, src.packed, seq) + bytes(AH_ICV_LEN)
-    icv = ah_icv(key, header, ah, vrrp, unicast)
-    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
-    return header + ah[:12] + icv + vrrp
+    header = encode_ipv4(src, dst, ah + vrrp, ttl=ttl, ident=ident, protocol=IPPROTO_AH)[:IPV4_HEADER.size]
+    return header + ah[:12] + ah_icv(key, header, ah, vrrp, unicast) + vrrp  # the ICV zeroes the header checksum
 
 
 def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int, bytes]:
@@ -7883,7 +7869,12 @@ def _inet_addr(addr: IPAddress) -> bytes:
 def genl_message(family: int, cmd: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST | NLM_F_ACK,
                  version: int = IPVS_GENL_VERSION) -> bytes:
     """nlmsghdr + genlmsghdr + attributes (the port id is left 0: the kernel fills it)."""
-    return nlmsg_pack(family, flags, seq, GENL_HEADER.pack(cmd, version, 0) + attrs)
+    return nlmsg_pack(family, flags, seq, genl_payload(cmd, attrs, version))
+
+
+def genl_payload(cmd: int, attrs: bytes, version: int = IPVS_GENL_VERSION) -> bytes:
+    """genlmsghdr + attributes: what a generic netlink request carries after its nlmsghdr."""
+    return GENL_HEADER.pack(cmd, version, 0) + attrs
 
 
 def genl_parse(payload: bytes) -> Tuple[int, Dict[int, bytes]]:
@@ -8013,7 +8004,7 @@ class IpvsNetlink(NetlinkSocket):
     def _genl(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
               version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
         try:
-            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, GENL_HEADER.pack(cmd, version, 0) + attrs)
+            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, genl_payload(cmd, attrs, version))
             return [genl_parse(body) for _type, body in replies]
         except PacketError as exc:
             raise NetlinkError(errno.EPROTO, f"malformed generic netlink answer ({exc})") from None
