@@ -5681,6 +5681,16 @@ def test_lab_notify_fifo_script_reads_the_fifo(lab, tmp_path):
              what="the FIFO script stopped with the daemon")
 
 
+def test_lab_vmac_prefix_names_the_macvlan(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra="    vmac_prefix vx\n",
+                                               instance_extra="    use_vmac\n"))
+    wait_for(lambda: lab.has_address(ns, VIP, "vx.51"), 6, what="the VIP on vx.51")
+    assert "00:00:5e:00:01:33" in lab.ip("link", "show", "vx.51", ns=ns).stdout
+    node.stop()
+    assert lab.ip("link", "show", "vx.51", ns=ns, check=False).returncode != 0
+
+
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)

@@ -384,6 +384,7 @@ class GlobalDefs:
     shutdown_script_timeout: float = 10.0
     fifo_write_vrrp_states_on_reload: bool = False
     umask: Optional[int] = None  # the daemon's umask (pid file, FIFOs); None: 022 when forking, inherited with -n
+    vmac_prefix: str = "vrrp"  # use_vmac without a name: PREFIX.VRID
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -3001,6 +3002,7 @@ def _g_umask(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
 
 
 _kw(_G, "umask", _g_umask, (1, None))
+_kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
 _accept_only(_G, "checker_log_all_failures "
@@ -3013,7 +3015,7 @@ _accept_only(_G, "checker_log_all_failures "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed reload_check_config "
              "reload_time_file reload_repeat reload_file include_check "
-             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
+             "stats_dump_file json_dump_file json_version vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
@@ -10664,8 +10666,8 @@ class Daemon:
             rt.xmit = None
         if rt.vmac_index and not inst.vmac_xmit_base and rt.xmit is None:
             try:
-                rt.xmit = self.kernel.vrrp_socket(rt.family, vmac_ifname(inst.virtual_router_id, inst.vmac_name),
-                                                  rt.vmac_index)
+                rt.xmit = self.kernel.vrrp_socket(rt.family, vmac_ifname(inst.virtual_router_id, inst.vmac_name,
+                                                                         self.g.vmac_prefix), rt.vmac_index)
                 rt.xmit.receive_nothing()  # nobody reads it: its queue would only fill
             except OSError as exc:
                 log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
@@ -10845,7 +10847,7 @@ class Daemon:
         for name, inst in wanted.items():
             if name in self.vmac_index:
                 continue
-            ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
+            ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name, self.g.vmac_prefix)
             try:
                 self.vmac_index[name] = self.vmacs.create(ifname, inst.interface or "", inst.virtual_router_id,
                                                           instance_family(inst))
