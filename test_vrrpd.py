@@ -158,6 +158,76 @@ class Lab:
             sh(["ip", "netns", "del", ns], check=False)
 
 
+class _Node:
+    """A vrrpd or keepalived process in a lab namespace, with its configuration and log file: the one way the lab
+    tests start a daemon. `conf` is text (written to NAME.conf) or the Path of a file. keepalived runs VRRP only
+    (-P) unless `children` names its other processes ("c" checkers, "b" BFD); `detail` adds -D."""
+
+    def __init__(self, lab, ns, tmp_path, name, conf, keepalived=False, python=None, env=None, log_name=None,
+                 detail=True, children="", wait=True):
+        self.lab, self.ns, self.name = lab, ns, name
+        self.python, self.exec_env = python or [PYTHON], env
+        if isinstance(conf, Path):
+            self.conf = conf
+        else:
+            self.conf = tmp_path / f"{name}.conf"
+            self.conf.write_text(conf)
+        self.log_path = tmp_path / (log_name or f"{name}.log")
+        self.keepalived, self.detail, self.children, self.wait = keepalived, detail, children, wait
+        self.tmp_path = tmp_path
+        self.proc = None
+        self.start()
+
+    def start(self):
+        detail = ["-D"] if self.detail else []
+        if self.keepalived:
+            pid = self.tmp_path / f"{self.name}"
+            pids = [("-p", f"{pid}.pid"), ("-r", f"{pid}.vrrp.pid")] + [(f"-{c}", f"{pid}.{c}.pid")
+                                                                         for c in self.children]
+            for _flag, path in pids:  # left by a SIGKILL: keepalived would say "daemon is already running"
+                Path(path).unlink(missing_ok=True)
+            cmd = ["/usr/sbin/keepalived", "-n", "-l", *detail] + ([] if self.children else ["-P"])
+            cmd += ["-f", str(self.conf)] + [arg for pair in pids for arg in pair]
+        else:
+            cmd = [*self.python, VRRPD, "-n", "-l", *detail, "-f", str(self.conf)]
+        marks = self.log().count("Startup complete") if self.log_path.exists() else 0
+        logf = open(self.log_path, "a")
+        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=self.exec_env)
+        logf.close()
+        if self.wait:
+            self.wait_started(marks)
+        return self
+
+    def wait_started(self, marks=0, timeout=30.0):
+        """Wait for the daemon's "Startup complete" line, so that the protocol-timed waits of a test do not
+        also have to cover the interpreter's start-up on a loaded machine."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.log().count("Startup complete") > marks:
+                return
+            time.sleep(0.01)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self, whole_namespace=False):
+        """SIGKILL the daemon; with whole_namespace every process of the namespace at once (keepalived's
+        children too: the peer is simply gone)."""
+        if whole_namespace:
+            for pid in sh(["ip", "netns", "pids", self.ns], check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+        else:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+
+
 @pytest.fixture
 def lab():
     require_root_netns()
@@ -2331,6 +2401,31 @@ def test_daemon_puts_back_a_vip_deleted_behind_its_back(offline, family):
     assert (ETH0, vip) in kernel.held and kernel.calls[-1] == ("add", ETH0, f"{vip}/{prefix}")
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_removes_vips_left_by_an_earlier_run(offline, family):
+    kernel = FakeKernel()
+    vip = FAMILY[family]["vip"]
+    prefix = 24 if family == 4 else 64
+    kernel.addrs.append(vrrpd.AddrInfo(ETH0, ipaddress.ip_interface(f"{vip}/{prefix}")))
+    kernel.held.add((ETH0, vip))
+    d, kernel = offline(instance_text(family=family), kernel=kernel)
+    assert ("del", ETH0, f"{vip}/{prefix}") in kernel.calls and (ETH0, vip) not in kernel.held
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_reload_adds_and_removes_only_the_changed_vips_of_a_master(offline, family):
+    f = FAMILY[family]
+    prefix = 24 if family == 4 else 64
+    d, kernel = offline(instance_text(family=family, vips=[f"{f['vip']}/{prefix}"]))
+    rt = _master(d, kernel)
+    kernel.calls.clear()
+    changed, _diags = vrrpd.parse_config_text(instance_text(family=family, vips=[f"{f['other']}/{prefix}"]))
+    assert d.reload(changed)
+    assert rt.machine.state == vrrpd.State.MASTER
+    assert kernel.calls == [("del", ETH0, f"{f['vip']}/{prefix}"), ("add", ETH0, f"{f['other']}/{prefix}")]
+    assert (ETH0, f["other"]) in kernel.held and (ETH0, f["vip"]) not in kernel.held
+
+
 def test_daemon_ipv6_instance_waits_for_its_link_local_address(offline):
     kernel = FakeKernel()
     kernel.addrs = [a for a in kernel.addrs if a.address.version == 4]
@@ -3130,30 +3225,19 @@ def test_duplicate_vips_evips_and_unicast_peers_are_dropped_with_a_warning():
     assert "unicast_peer 10.0.0.8 given twice - ignoring" in text
 
 
-def test_tentative_ipv6_addresses_are_not_there_until_dad_completes():
-    d = vrrpd.Daemon(vrrpd.Config())
-    try:
-        addr = ipaddress.ip_interface("2001:db8::5/64")
+def test_tentative_ipv6_addresses_are_not_there_until_dad_completes(offline):
+    d, kernel = offline(vrrpd.Config())
+    addr = ipaddress.ip_interface("2001:db8::5/64")
+    before = list(d.addrs)
 
-        class Monitor:
-            overrun = False
-            events: list = []
+    def event(flags):
+        kernel.monitor_.events.append((vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", flags)))
+        d._on_netlink()
+        return [a for a in d.addrs if a not in before]
 
-            def read(self):
-                return self.events
-
-        d.monitor = Monitor()
-        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", vrrpd.IFA_F_TENTATIVE))]
-        d._on_netlink()
-        assert d.addrs == []
-        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", 0))]
-        d._on_netlink()
-        assert [a.address for a in d.addrs] == [addr]
-        Monitor.events = [(vrrpd.RTM_NEWADDR, vrrpd.AddrInfo(2, addr, 0, "", vrrpd.IFA_F_DADFAILED))]
-        d._on_netlink()
-        assert d.addrs == []
-    finally:
-        d.loop.close()
+    assert event(vrrpd.IFA_F_TENTATIVE) == []
+    assert [a.address for a in event(0)] == [addr]
+    assert event(vrrpd.IFA_F_DADFAILED) == []
 
 
 
@@ -3175,55 +3259,6 @@ def _conf(name="VI_1", vrid=51, priority=100, state="BACKUP", version=3, advert=
             f"vrrp_instance {name} {{\n    state {state}\n    interface {interface}\n"
             f"    virtual_router_id {vrid}\n    priority {priority}\n    advert_int {advert}\n"
             f"{auth_block}    virtual_ipaddress {{\n{vip_lines}    }}\n{instance_extra}}}\n")
-
-
-class _Node:
-    """A vrrpd (or keepalived) process in a lab namespace, with its log file."""
-
-    def __init__(self, lab, ns, tmp_path, name, conf_text, keepalived=False, python=None, env=None):
-        self.lab, self.ns, self.name = lab, ns, name
-        self.python, self.exec_env = python or [PYTHON], env
-        self.conf = tmp_path / f"{name}.conf"
-        self.log_path = tmp_path / f"{name}.log"
-        self.keepalived = keepalived
-        self.tmp_path = tmp_path
-        self.conf.write_text(conf_text)
-        self.proc = None
-        self.start()
-
-    def start(self):
-        logf = open(self.log_path, "a")
-        if self.keepalived:
-            pid = self.tmp_path / f"{self.name}"
-            cmd = ["/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", str(self.conf),
-                   "-p", f"{pid}.pid", "-r", f"{pid}.vrrp.pid"]
-        else:
-            cmd = [*self.python, VRRPD, "-n", "-l", "-D", "-f", str(self.conf)]
-        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=self.exec_env)
-        logf.close()
-        self.wait_started()
-        return self
-
-    def wait_started(self, timeout=30.0):
-        """Wait for the daemon's "Startup complete" line, so that the protocol-timed waits of a test do not
-        also have to cover the interpreter's start-up on a loaded machine."""
-        marks = self.log().count("Startup complete")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self.log().count("Startup complete") > marks:
-                return
-            time.sleep(0.01)
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig=signal.SIGTERM, timeout=5.0):
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait(timeout=5)
 
 
 def _holders(lab, nodes, vip=VIP, ifname="eth0"):
@@ -4156,17 +4191,6 @@ def keepalived_conf(tmp_path: Path, body: str, name: str = "keepalived.conf") ->
     return path
 
 
-def start_keepalived(lab: Lab, ns: str, conf: Path, tmp_path: Path) -> Path:
-    """keepalived in the foreground inside ns, logging to a file; returns the log path."""
-    require(shutil.which("keepalived") is not None, "needs keepalived")
-    logfile = tmp_path / f"keepalived-{ns}.log"
-    out = open(logfile, "w")
-    lab.exec(ns, ["keepalived", "-n", "-l", "-D", "--no-syslog", "-f", str(conf),
-                  "-p", str(tmp_path / f"ka-{ns}.pid"), "-r", str(tmp_path / f"vrrp-{ns}.pid")],
-             stdout=out, stderr=subprocess.STDOUT)
-    return logfile
-
-
 def wait_link_local(lab: Lab, ns: str, ifname: str = "eth0") -> str:
     def ready():
         out = lab.ip("-6", "-o", "addr", "show", "dev", ifname, "scope", "link", ns=ns).stdout
@@ -4181,7 +4205,7 @@ def test_ipv6_vrrpv3_adverts_interoperate_with_keepalived(lab, tmp_path):
     conf = keepalived_conf(tmp_path, (
         "vrrp_instance VI6 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 60\n  priority 100\n"
         "  advert_int 0.1\n  virtual_ipaddress {\n    2001:db8:60::100/64\n  }\n}\n"))
-    logfile = start_keepalived(lab, ka, conf, tmp_path)
+    logfile = _Node(lab, ka, tmp_path, f"keepalived-{ka}", conf, keepalived=True).log_path
     # our side: listen 2 s (keepalived becomes MASTER and advertises), then advertise priority 200 for 2 s
     out = run_py_in(lab, us, (
         "import ipaddress, socket, struct, time, json\n"
@@ -4230,7 +4254,7 @@ def test_ah_adverts_interoperate_with_keepalived(lab, tmp_path):
         "vrrp_instance VI_AH {\n  state MASTER\n  interface eth0\n  virtual_router_id 61\n  priority 100\n"
         "  advert_int 1\n  authentication {\n    auth_type AH\n    auth_pass s3cret\n  }\n"
         "  virtual_ipaddress {\n    10.86.0.100/24\n  }\n}\n"))
-    logfile = start_keepalived(lab, ka, conf, tmp_path)
+    logfile = _Node(lab, ka, tmp_path, f"keepalived-{ka}", conf, keepalived=True).log_path
     out = run_py_in(lab, us, (
         "import ipaddress, socket, struct, time, json\n"
         "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, vrrpd.IPPROTO_AH)\n"
@@ -4615,42 +4639,6 @@ def _frr_session_checks(lab, tmp_path, ns_v, frr):
     assert frr.peers()[f"{BFD_NET}.1"]["remote-diagnostic"] == "administratively down"
 
 
-class _KaBfd:
-    """keepalived 2.2.7 with its BFD child process in a lab namespace (the lab's _Node runs VRRP only)."""
-
-    def __init__(self, lab, ns, tmp_path, conf_text):
-        require(shutil.which("keepalived") is not None, "needs keepalived")
-        self.lab, self.ns, self.tmp = lab, ns, tmp_path
-        self.conf = tmp_path / "ka-bfd.conf"
-        self.conf.write_text(conf_text)
-        self.log_path = tmp_path / "ka-bfd.log"
-        self.start()
-
-    def start(self):
-        t = self.tmp
-        for stale in t.glob("ka*.pid"):
-            stale.unlink()  # left by a SIGKILL: keepalived would say "daemon is already running"
-        logf = open(self.log_path, "a")
-        self.proc = self.lab.exec(self.ns, ["/usr/sbin/keepalived", "-n", "-l", "-D", "-f", str(self.conf),
-                                            "-p", str(t / "ka.pid"), "-r", str(t / "ka.vrrp.pid"),
-                                            "-c", str(t / "ka.chk.pid"), "-b", str(t / "ka.bfd.pid")],
-                                  stdout=logf, stderr=subprocess.STDOUT)
-        logf.close()
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self):
-        """SIGKILL the parent and its children at once: the BFD peer is simply gone."""
-        pids = sh(["ip", "netns", "pids", self.ns], check=False).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
-        self.proc.wait(timeout=5)
-
-
 def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_path):
     ns_k = lab.host("k", f"{BFD_NET}.1/24")
     ns_v = lab.host("v", f"{BFD_NET}.2/24")
@@ -4661,7 +4649,7 @@ def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_pat
                + _bfd_block("BFDV6", "fd00:58::2", "fd00:58::1", min_rx=300, min_tx=300)  # keepalived's hoplimit 64
                + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDV", vip=f"{BFD_NET}.101/24").replace(
                    "virtual_router_id 58", "virtual_router_id 59"))
-    ka = _KaBfd(lab, ns_k, tmp_path, ka_conf)
+    ka = _Node(lab, ns_k, tmp_path, "ka-bfd", ka_conf, keepalived=True, children="cb", wait=False)
     conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=120, min_tx=80, mult=4)
             + _bfd_block("BFDK6", "fd00:58::1", "fd00:58::2", min_rx=300, min_tx=300)
             + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDK"))
@@ -4678,7 +4666,7 @@ def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_pat
     assert (s["state"], s["tx_interval_ms"], s["detect_time_ms"]) == ("Up", 100, 450), s
     assert s["remote_discriminator"] and 49152 <= s["source_port"] <= 65535
     # keepalived dies: we see it within our detection time, and it comes back
-    ka.kill()
+    ka.kill(whole_namespace=True)
     wait_for(lambda: "(BFDK) Expired after 450 ms" in node.log(), 3, 0.02, "our expiry")
     wait_for(lambda: "Changing effective priority from 120 to 100" in node.log(), 3, 0.02, "priority back")
     ka.start()
@@ -4693,7 +4681,7 @@ def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_pat
     node.wait_started()
     wait_for(lambda: ka.log().count("Tracked BFD instance BFDV is UP") >= 3, 15, 0.05, "keepalived sees us back")
     node.stop()
-    ka.kill()
+    ka.kill(whole_namespace=True)
 
 
 def test_bfd_10ms_session_detects_a_dead_peer_and_the_tracking_master_fails_over_at_once(tmp_path):
@@ -5641,6 +5629,68 @@ def test_lab_sync_group_member_faults_where_its_weighted_interface_would_only_lo
     node.stop()
 
 
+def test_lab_startup_and_shutdown_scripts_and_fifo_states_on_reload(lab, tmp_path):
+    """startup_script runs before VRRP starts (here it adds a policy rule), shutdown_script after everything
+    stopped (it removes it); fifo_write_vrrp_states_on_reload writes every state to the FIFO on SIGHUP."""
+    tmp_path.chmod(0o755)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    start, stop = tmp_path / "start.sh", tmp_path / "stop.sh"
+    start.write_text(f"#!/bin/sh\nip rule add fwmark 5 table 55 priority 555\necho started > {tmp_path}/s\n")
+    stop.write_text("#!/bin/sh\nip rule del priority 555\n")
+    for script in (start, stop):
+        script.chmod(0o755)
+    fifo = tmp_path / "vrrp.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=(
+            f"    startup_script {start}\n    shutdown_script {stop}\n    shutdown_script_timeout 5\n"
+            f"    notify_fifo {fifo}\n    fifo_write_vrrp_states_on_reload\n")))
+        assert "555:\tfrom all fwmark 0x5 lookup 55" in lab.ip("rule", ns=ns).stdout
+        wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+        seen = []
+
+        def read(want):
+            try:
+                seen.append(os.read(reader, 65536).decode())
+            except BlockingIOError:
+                pass
+            return "".join(seen).count(want)
+        wait_for(lambda: read('INSTANCE "VI_1" MASTER 150') == 1, 3, what="the MASTER line")
+        node.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: read('INSTANCE "VI_1" MASTER 150') == 2, 5, what="the state written again on reload")
+        assert node.stop() == 0
+        assert "555:" not in lab.ip("rule", ns=ns).stdout
+    finally:
+        os.close(reader)
+
+
+def test_lab_notify_fifo_script_reads_the_fifo(lab, tmp_path):
+    tmp_path.chmod(0o755)
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    out = tmp_path / "fifo.out"
+    reader = tmp_path / "reader.sh"
+    reader.write_text(f'#!/bin/sh\nwhile read -r line; do echo "$line" >> {out}; done < "$1"\n')
+    reader.chmod(0o755)
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=(
+        f"    notify_fifo {tmp_path}/n.fifo\n    notify_fifo_script {reader}\n")))
+    wait_for(lambda: out.exists() and 'INSTANCE "VI_1" MASTER 150' in out.read_text(), 6,
+             what="the FIFO script got the MASTER line")
+    node.stop()
+    wait_for(lambda: not any(str(reader) in line for line in sh(["ps", "-eo", "args"]).stdout.splitlines()), 3,
+             what="the FIFO script stopped with the daemon")
+
+
+def test_lab_vmac_prefix_names_the_macvlan(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra="    vmac_prefix vx\n",
+                                               instance_extra="    use_vmac\n"))
+    wait_for(lambda: lab.has_address(ns, VIP, "vx.51"), 6, what="the VIP on vx.51")
+    assert "00:00:5e:00:01:33" in lab.ip("link", "show", "vx.51", ns=ns).stdout
+    node.stop()
+    assert lab.ip("link", "show", "vx.51", ns=ns, check=False).returncode != 0
+
+
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
@@ -6509,16 +6559,6 @@ vrrp_instance VI_1 {{
     return conf
 
 
-def _start_node(lab, ns: str, conf: Path, directory: Path, node: str):
-    err = open(directory / f"vrrpd-{node}.log", "w")
-    return lab.exec(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=err, stderr=subprocess.STDOUT)
-
-
-def _stop_node(proc) -> None:
-    proc.terminate()
-    proc.wait(timeout=15)
-
-
 def _notify_lines(directory: Path, node: str) -> List[str]:
     path = directory / f"notify-{node}.log"
     return path.read_text().splitlines() if path.exists() else []
@@ -6543,8 +6583,8 @@ def test_seed001_down_file_moves_the_vip_to_the_peer_and_back(lab, tmp_path):
     conf_a = _seed001_conf(tmp_path, "A", "MASTER", 100, check, "track_script {\n        chk_down\n    }")
     conf_b = _seed001_conf(tmp_path, "B", "BACKUP", 98, check.replace(str(down), str(tmp_path / "down-b")),
                            "track_script {\n        chk_down\n    }")
-    node_a = _start_node(lab, a, conf_a, tmp_path, "A")
-    node_b = _start_node(lab, b, conf_b, tmp_path, "B")
+    node_a = _Node(lab, a, tmp_path, "A", conf_a, log_name="vrrpd-A.log", detail=False)
+    node_b = _Node(lab, b, tmp_path, "B", conf_b, log_name="vrrpd-B.log", detail=False)
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
     wait_for(lambda: "master-A" in _notify_lines(tmp_path, "A"), 5, what="A's notify_master")
     down.touch()
@@ -6552,8 +6592,8 @@ def test_seed001_down_file_moves_the_vip_to_the_peer_and_back(lab, tmp_path):
     down.unlink()
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
     wait_for(lambda: _notify_lines(tmp_path, "A")[-1:] == ["INSTANCE VI_1 MASTER 100"], 5, what="A's notify")
-    _stop_node(node_b)  # B first: a stopping master sends priority 0 and B would take over
-    _stop_node(node_a)
+    node_b.stop(timeout=15)  # B first: a stopping master sends priority 0 and B would take over
+    node_a.stop(timeout=15)
     log_a = (tmp_path / "vrrpd-A.log").read_text()
     assert "VRRP_Script(chk_down) failed (exited with status 1)" in log_a
     assert "(VI_1) Changing effective priority from 100 to 95" in log_a
@@ -6584,13 +6624,11 @@ def test_vrrpd_and_keepalived_run_the_same_notify_sequence_for_a_failing_check(l
     b = lab.host("b", "10.77.0.2/24")
     conf_a = _seed001_conf(tmp_path, "A", "MASTER", 100, check, track)
     if impl == "keepalived":
-        out = open(tmp_path / "vrrpd-A.log", "w")
-        pids = [f"{flag}{tmp_path / name}" for flag, name in (("-p", "k.pid"), ("-r", "kv.pid"), ("-c", "kc.pid"))]
-        node_a = lab.exec(a, ["keepalived", "-n", "-l", "-P", "-f", str(conf_a)] + pids,
-                          stdout=out, stderr=subprocess.STDOUT)
+        node_a = _Node(lab, a, tmp_path, "A", conf_a, keepalived=True, log_name="vrrpd-A.log", detail=False)
     else:
-        node_a = _start_node(lab, a, conf_a, tmp_path, "A")
-    node_b = _start_node(lab, b, _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""), tmp_path, "B")
+        node_a = _Node(lab, a, tmp_path, "A", conf_a, log_name="vrrpd-A.log", detail=False)
+    node_b = _Node(lab, b, tmp_path, "B", _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""),
+                   log_name="vrrpd-B.log", detail=False)
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
     wait_for(lambda: "INSTANCE VI_1 MASTER 100" in _notify_lines(tmp_path, "A"), 5, what="A's notify")
     down.touch()
@@ -6600,8 +6638,8 @@ def test_vrrpd_and_keepalived_run_the_same_notify_sequence_for_a_failing_check(l
     wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 10, what="A to preempt back")
     wait_for(lambda: _notify_lines(tmp_path, "A").count("INSTANCE VI_1 MASTER 100") == 2
              and _notify_lines(tmp_path, "A").count("master-A") == 2, 5, what="A's notify scripts")
-    _stop_node(node_b)
-    _stop_node(node_a)
+    node_b.stop(timeout=15)
+    node_a.stop(timeout=15)
     log_a = (tmp_path / "vrrpd-A.log").read_text()
     assert "VRRP_Script(chk_down) failed (exited with status 1)" in log_a
     assert "(VI_1) Changing effective priority from 100 to 95" in log_a
@@ -6659,16 +6697,10 @@ def test_vrrpd_and_keepalived_send_the_same_alert_mail(lab, tmp_path, impl):
     lab.exec(a, [PYTHON, "-c", _SMTP_SINK, str(sink)])
     wait_for(lambda: Path(str(sink) + ".ready").exists(), 10, what="the SMTP sink")
     conf = _seed001_conf(tmp_path, "A", "MASTER", 100, "", "", mail)
-    out = open(tmp_path / "vrrpd-A.log", "w")
-    if impl == "keepalived":
-        pids = [f"{flag}{tmp_path / name}" for flag, name in (("-p", "k.pid"), ("-r", "kv.pid"), ("-c", "kc.pid"))]
-        node = lab.exec(a, ["keepalived", "-n", "-l", "-P", "-f", str(conf)] + pids,
-                        stdout=out, stderr=subprocess.STDOUT)
-    else:
-        node = lab.exec(a, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    node = _Node(lab, a, tmp_path, "A", conf, keepalived=impl == "keepalived", log_name="vrrpd-A.log", detail=False)
     wait_for(lambda: _vip_on(lab, a), 15, what="A to be MASTER")
     wait_for(lambda: sink.exists() and len(sink.read_text().splitlines()) >= 2, 10, what="two mails")
-    _stop_node(node)
+    node.stop(timeout=15)
     if impl == "vrrpd":
         wait_for(lambda: len(sink.read_text().splitlines()) >= 3, 10, what="the stop mail")
     else:
@@ -6707,14 +6739,16 @@ def test_seed001_check_on_a_stopped_process_fails_over(lab, tmp_path, how):
             track = "track_process {\n        chk_httpd\n    }"
         a = lab.host("a", "10.77.0.1/24")
         b = lab.host("b", "10.77.0.2/24")
-        node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 100, check, track), tmp_path, "A")
-        node_b = _start_node(lab, b, _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""), tmp_path, "B")
+        node_a = _Node(lab, a, tmp_path, "A", _seed001_conf(tmp_path, "A", "MASTER", 100, check, track),
+                       log_name="vrrpd-A.log", detail=False)
+        node_b = _Node(lab, b, tmp_path, "B", _seed001_conf(tmp_path, "B", "BACKUP", 98, "", ""),
+                       log_name="vrrpd-B.log", detail=False)
         wait_for(lambda: _vip_on(lab, a) and not _vip_on(lab, b), 15, what="A to be MASTER")
         httpd.kill()
         httpd.wait()
         wait_for(lambda: _vip_on(lab, b) and not _vip_on(lab, a), 10, what="B to take the VIP")
-        _stop_node(node_a)
-        _stop_node(node_b)
+        node_a.stop(timeout=15)
+        node_b.stop(timeout=15)
         assert _notify_lines(tmp_path, "A")[-3:] == ["backup-A", "INSTANCE VI_1 BACKUP 95", "INSTANCE VI_1 STOP 95"]
     finally:
         httpd.kill()
@@ -6738,7 +6772,8 @@ def test_adverts_stay_on_time_while_the_smtp_server_never_answers(lab, tmp_path)
     lab.exec(a, [PYTHON, "-c", "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',2525))\n"
                  "s.listen(50)\ntime.sleep(300)"])
     time.sleep(0.3)
-    node_a = _start_node(lab, a, _seed001_conf(tmp_path, "A", "MASTER", 110, "", "", mail), tmp_path, "A")
+    node_a = _Node(lab, a, tmp_path, "A", _seed001_conf(tmp_path, "A", "MASTER", 110, "", "", mail),
+                   log_name="vrrpd-A.log", detail=False)
     wait_for(lambda: _vip_on(lab, a), 15, what="A to be MASTER")  # two mails queued: BACKUP (init), MASTER
     capture = tmp_path / "adverts.txt"
     dump = lab.exec(b, ["tcpdump", "-i", "eth0", "-n", "-l", "-tt", "ip proto 112 and src 10.77.0.1"],
@@ -6747,7 +6782,7 @@ def test_adverts_stay_on_time_while_the_smtp_server_never_answers(lab, tmp_path)
     dump.terminate()
     dump.wait(5)
     start = time.monotonic()
-    _stop_node(node_a)
+    node_a.stop(timeout=15)
     stop_time = time.monotonic() - start
     stamps = [float(line.split()[0]) for line in capture.read_text().splitlines() if "VRRP" in line]
     gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
@@ -9222,6 +9257,19 @@ def test_lab_two_daemons_on_one_host_and_one_in_a_named_namespace(lab, tmp_path)
         assert not Path(f"/run/vrrpd/vrrpd_{name}.pid").exists()
 
 
+def test_lab_umask_applies_to_the_pid_file(lab, tmp_path):
+    import stat
+
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    name = f"u{lab.tag}"
+    node = _Node(lab, ns, tmp_path, name, f"instance {name}\n" + _conf(
+        priority=150, state="MASTER", global_extra="    umask IRWXG|IRWXO\n"))
+    pid_file = Path(f"/run/vrrpd/vrrpd_{name}.pid")
+    wait_for(pid_file.exists, 5, what="the pid file")
+    assert stat.S_IMODE(pid_file.stat().st_mode) == 0o600  # 0644 & ~077
+    node.stop()
+
+
 def test_net_namespace_that_does_not_exist_is_fatal_and_nothing_runs_outside(tmp_path):
     require(os.geteuid() == 0, "needs root for setns")
     conf = tmp_path / "n.conf"
@@ -10057,13 +10105,18 @@ def _bench_floor(lab: Lab, ns: str, mode: str, count: int, *args: str) -> float:
 
 
 def _multi_interface_node(lab: Lab, short: str, count: int, host_octet: int) -> str:
-    """A namespace with one veth on the lab bridge per 250 instances (eth0..), address 10.78.<i>.<host_octet>/16."""
+    """A namespace with one veth per 250 instances (eth0..), address 10.78.<i>.<host_octet>/16; eth<i> is on
+    bridge br<i> of the lab (br0 is the lab's own), so VRIDs repeated on each interface never meet."""
     ns = lab.netns(short)
     for i in range(max(1, (count + 249) // 250)):
         lab._port += 1
-        peer = f"p{lab._port}"
+        peer, bridge = f"p{lab._port}", f"br{i}"
+        if lab.ip("link", "show", bridge, ns=lab.bridge_ns, check=False).returncode != 0:
+            lab.ip("link", "add", bridge, "type", "bridge", ns=lab.bridge_ns)
+            lab.ip("link", "set", bridge, "type", "bridge", "mcast_snooping", "0", ns=lab.bridge_ns)
+            lab.ip("link", "set", bridge, "up", ns=lab.bridge_ns)
         lab.ip("link", "add", f"eth{i}", "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
-        lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
+        lab.ip("link", "set", peer, "master", bridge, "up", ns=lab.bridge_ns)
         lab.ip("addr", "add", f"10.78.{i}.{host_octet}/16", "dev", f"eth{i}", ns=ns)
         lab.ip("link", "set", f"eth{i}", "up", ns=ns)
     return ns
@@ -10664,6 +10717,30 @@ def _fuzz_daemon(version: int, auth: str = "", family: int = 4, vrid: int = 51, 
     config = vrrpd.Config(global_defs=vrrpd.GlobalDefs(router_id="fuzz"), vrrp_instances=[inst])
     d, kernel = offline_daemon(config)
     return d, d.runtimes[0], kernel
+
+
+def test_instances_due_together_stay_together_when_the_loop_serves_them_late():
+    """Ten `state MASTER` instances start together, so their Master_Down_Timers fall due at one moment; the loop
+    wakes late and serves them one after another. Each machine acts at the deadline, so their adverts are due
+    at one moment from then on (one wake-up for all, not one each)."""
+    text = "".join(f"vrrp_instance VI_{n} {{\n state MASTER\n interface eth0\n virtual_router_id {n + 1}\n"
+                   f" priority 150\n advert_int 1\n virtual_ipaddress {{\n 10.0.0.{100 + n}/24\n }}\n}}\n"
+                   for n in range(10))
+    d, kernel = offline_daemon(text)
+    deadline = d.runtimes[0].machine.master_down_timer
+    assert all(rt.machine.state is vrrpd.State.BACKUP and rt.timer.when == deadline for rt in d.runtimes)
+    d.loop.now = deadline + 0.3  # woken 300 ms late, and the clock moves on while each instance is served
+    for rt in d.runtimes:
+        d._on_timer(rt)
+        d.loop.now += 0.01
+    assert all(rt.machine.state is vrrpd.State.MASTER for rt in d.runtimes)
+    assert {rt.machine.adver_timer for rt in d.runtimes} == {deadline + 1.0}
+    assert {rt.timer.when for rt in d.runtimes} == {deadline + 1.0}
+    # served later than an advert interval: the machine acts at the real time
+    rt = d.runtimes[0]
+    d.loop.now = rt.timer.when + 1.5
+    d._on_timer(rt)
+    assert rt.machine.adver_timer == d.loop.now + 1.0
 
 
 def _become_master(d, rt):
@@ -11556,6 +11633,8 @@ COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
 
 # (regular expression on a model difference, reason)
 COMPAT_MODEL_DIFFERENCES: List[Tuple[str, str]] = [
+    (r"^vrrp_instance-use_ipvlan\.conf: VI_1 src_ip:", "vrrpd accepts use_ipvlan without acting on it (no ipvlan "
+     "interface, so no source address from it); keepalived sends from the ipvlan address"),
     (r": VI_\d+ vips \(a duplicate VIP\):", "keepalived 2.4 ignores a VIP listed twice in an instance, and so does "
      "vrrpd; 2.2.7 keeps both"),
     (r"^builtins\.conf: .* vrid:", "${_RANDOM} draws its own number in each program"),
@@ -11752,13 +11831,13 @@ def keepalived_vrrp_model(dump: str) -> Dict[str, dict]:
     """name -> {vrid, priority, state, interface, version, advert, auth, vips} from `keepalived -d -P`."""
     out: Dict[str, dict] = {}
     cur: Optional[dict] = None
-    in_vips = False
+    in_vips = in_peers = False
     for raw in dump.splitlines():
         text = raw.split(": ", 1)[1] if re.match(r"^\w{3} \w{3} +\d+ [\d:]+ \d{4}: ", raw) else raw
         stripped = text.strip()
         if text.startswith(" VRRP Instance = "):
-            cur = out.setdefault(stripped.split(" = ", 1)[1], {"vips": []})
-            in_vips = False
+            cur = out.setdefault(stripped.split(" = ", 1)[1], {"vips": [], "peers": []})
+            in_vips = in_peers = False
             continue
         if cur is None or not stripped:
             continue
@@ -11766,6 +11845,11 @@ def keepalived_vrrp_model(dump: str) -> Dict[str, dict]:
             if text.startswith(" ") and not text.startswith("  "):
                 cur, in_vips = None, False
             continue
+        if in_peers:
+            if text.startswith("     "):
+                cur["peers"].append(stripped.split()[0])
+                continue
+            in_peers = False
         if in_vips:
             if text.startswith("     "):
                 dev = stripped.split(" dev ")[1].split()[0]
@@ -11789,6 +11873,16 @@ def keepalived_vrrp_model(dump: str) -> Dict[str, dict]:
             cur["advert"] = round(float(number) / (1000.0 if unit.startswith("milli") else 1.0), 3)
         elif key == "Authentication type":
             cur["auth"] = value.split()[0]
+        elif key == "Preempt":
+            cur["preempt"] = value
+        elif key == "Using src_ip" and ("from configuration" in value or value == "(none)"):
+            cur["src_ip"] = value.split()[0]  # (an interface's address is the host's, not the configuration's)
+        elif key == "Gratuitous ARP delay":
+            cur["garp_delay"] = float(value)
+        elif key == "Gratuitous ARP repeat":
+            cur["garp_repeat"] = int(value)
+        elif stripped.startswith("Unicast Peer"):
+            in_peers = True
         elif stripped.startswith("Virtual IP ("):
             in_vips = True
     return out
@@ -11803,9 +11897,16 @@ def vrrpd_vrrp_model(config) -> Dict[str, dict]:
             full = v.address.network.prefixlen == v.address.max_prefixlen
             vips.append((str(v.address.ip) if full else str(v.address)) + " dev " + (v.dev or inst.interface or "?"))
         auth = {"NONE": "none", "PASS": "SIMPLE_PASSWORD", "AH": "IPSEC_AH"}[inst.auth_type.name]
+        src = inst.unicast_src_ip or inst.mcast_src_ip
+        delay = inst.garp_master_delay if inst.garp_master_delay is not None else g.vrrp_garp_master_delay
+        repeat = inst.garp_master_repeat if inst.garp_master_repeat is not None else g.vrrp_garp_master_repeat
         out[inst.name] = {"vrid": inst.virtual_router_id, "priority": inst.priority, "state": inst.state.value,
                           "interface": inst.interface, "version": vrrpd.effective_version(inst, g),
-                          "advert": round(vrrpd.advert_interval(inst, g), 3), "auth": auth, "vips": vips}
+                          "advert": round(vrrpd.advert_interval(inst, g), 3), "auth": auth, "vips": vips,
+                          "preempt": "disabled" if inst.nopreempt else "enabled",
+                          "src_ip": str(src) if src is not None else "(none)",
+                          "peers": [str(p.address) for p in inst.unicast_peer],
+                          "garp_delay": float(delay), "garp_repeat": repeat}
     return out
 
 
@@ -11820,8 +11921,8 @@ def compare_models(path: str, dump: str, config_id: Optional[str]) -> List[str]:
             out.append(f"{os.path.basename(path)}: vrrp_instance {name} only in {only}")
             continue
         for key in sorted(set(a) | set(b)):
-            if key == "auth" and key not in a:
-                continue  # keepalived prints no authentication line for VRRPv3
+            if key in ("auth", "src_ip") and key not in a:
+                continue  # keepalived prints no authentication line for VRRPv3, a source taken from the host
             if a.get(key) != b.get(key):
                 dup = " (a duplicate VIP)" if key == "vips" and list(dict.fromkeys(a[key])) == b[key] else ""
                 out.append(f"{os.path.basename(path)}: {name} {key}{dup}: keepalived {a.get(key)!r}, "
@@ -12631,10 +12732,12 @@ def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
         real = vrrpd._RxSocket()  # the receive-side bookkeeping of a real socket (VrrpSocket is faked here)
         rx, tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rx.bind(("127.0.0.1", 0))
-        real.ifname, real.sock = "eth0", rx
+        real.ifname, real.sock, real.family = "eth0", rx, 4
         real.rx_filter, real.rx_filter_error, real.rcvbuf = None, None, vrrpd.VRRP_RCVBUF
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)  # the smallest queue: a burst overflows it
-        d.vsocks["eth0"] = real
+        for key in list(d.vsocks):
+            d.vsocks.pop(key)
+        d.vsocks[("eth0", 4, vrrpd.IPPROTO_VRRP)] = real
         real.set_filter(vrrpd.rx_filter_for(4, [3], [51]))  # the kernel accepts it on any socket
         # these datagrams are no adverts: let them in, to fill the queue
         vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_RET | vrrpd.BPF_K, 0, 0, vrrpd.BPF_ACCEPT)]))
@@ -12651,7 +12754,8 @@ def test_stats_say_what_the_kernel_dropped_before_vrrpd_counted(monkeypatch):
         assert "VRRP socket: eth0 (IPv4)" in text and f"Dropped by the kernel, receive queue full: {drops}" in text
         assert "VRID 51 (what it drops is not counted)" in text
     finally:
-        d.vsocks["eth0"] = sock
+        d.vsocks.clear()
+        sock.close()
         for each in (rx, tx):
             each.close()
         d.close()
@@ -12700,3 +12804,59 @@ def test_rx_filter_on_real_sockets_keeps_filtered_packets_out_of_user_space(lab)
         "    s6.send(ll, vrrpd.VRRP_MCAST_GROUP6, msg)\n"), timeout=30)
     got = json.loads(receiver.communicate(timeout=30)[0])
     assert sorted(map(tuple, got)) == [(4, 51, 255), (4, 51, 255), (6, 52, 255), (6, 52, 255)], got
+
+
+def test_compat_comparison_rules_on_known_keepalived_output(tmp_path):
+    """The rules of the differential, without keepalived: a line keepalived reports needs a vrrpd report at that
+    line or inside the block keepalived closes there; exit 0 needs no vrrpd error; the table explains the rest."""
+    path = tmp_path / "c.conf"
+    path.write_text("vrrp_script chk {\n    interval 2\n}\nvrrp_instance VI_1 {\n    interface eth0\n"
+                    "    virtual_router_id 51\n    bogus 1\n    virtual_ipaddress {\n        10.0.0.1/24\n    }\n}\n")
+    ka = {"rc": 5, "err": "(c.conf: Line 3) No script set for vrrp_script chk - removing\n"
+                          "(c.conf: Line 7) Unknown keyword 'bogus'\n(Line 9) Unknown keyword 'nothing_here'\n"
+                          "Non-existent interface specified in configuration\n"}
+    r = compare_one(str(path), ka, None)
+    # line 3 closes vrrp_script (vrrpd warns at its line 1); line 7 is the same line; line 9 vrrpd says nothing
+    assert r.problems == [("silent", "c.conf:9: keepalived: Unknown keyword 'nothing_here'")], r.problems
+    ok = compare_one(str(path), {"rc": 0, "err": ""}, None)
+    assert ok.problems == [] and ok.vd_errors == []
+    bad = tmp_path / "b.conf"
+    bad.write_text("vrrp_instance VI_1 {\n    interface eth0\n}\n")
+    r = compare_one(str(bad), {"rc": 0, "err": ""}, None)
+    assert [k for k, _ in r.problems] == ["rejects"] and "virtual_router_id" in r.problems[0][1]
+
+
+KEEPALIVED_DUMP_EXCERPT = """\
+Tue Dec  1 11:26:57 2026: ------< VRRP Topology >------
+Tue Dec  1 11:26:57 2026:  VRRP Instance = VI_1
+Tue Dec  1 11:26:57 2026:    VRRP Version = 2
+Tue Dec  1 11:26:57 2026:    Wantstate = MASTER
+Tue Dec  1 11:26:57 2026:    Interface = eth0
+Tue Dec  1 11:26:57 2026:    Using src_ip = (none)
+Tue Dec  1 11:26:57 2026:    Gratuitous ARP delay = 5
+Tue Dec  1 11:26:57 2026:    Gratuitous ARP repeat = 5
+Tue Dec  1 11:26:57 2026:    Virtual Router ID = 5
+Tue Dec  1 11:26:57 2026:    Priority = 255
+Tue Dec  1 11:26:57 2026:    Advert interval = 2 sec
+Tue Dec  1 11:26:57 2026:    Preempt = enabled
+Tue Dec  1 11:26:57 2026:    Authentication type = none
+Tue Dec  1 11:26:57 2026:    Virtual IP (2):
+Tue Dec  1 11:26:57 2026:      10.0.0.5/24 dev eth0 scope global
+Tue Dec  1 11:26:57 2026:      10.0.0.6 dev eth1 scope global
+Tue Dec  1 11:26:57 2026:    No sockets allocated
+Tue Dec  1 11:26:57 2026: ------< Interfaces >------
+"""
+
+
+def test_keepalived_dump_model_equals_vrrpd_model_of_the_same_file():
+    text = ("vrrp_instance VI_1 {\n    interface eth0\n    state MASTER\n    virtual_router_id 5\n    advert_int 2\n"
+            "    virtual_ipaddress {\n        10.0.0.5/24\n        10.0.0.6 dev eth1\n    }\n}\n")
+    config, _ = vrrpd.parse_config_text(text, "d.conf")
+    theirs = keepalived_vrrp_model(KEEPALIVED_DUMP_EXCERPT)
+    assert theirs == {"VI_1": {"vrid": 5, "priority": 255, "state": "MASTER", "interface": "eth0", "version": 2,
+                               "advert": 2.0, "auth": "none", "vips": ["10.0.0.5/24 dev eth0", "10.0.0.6 dev eth1"],
+                               "peers": [], "preempt": "enabled", "src_ip": "(none)", "garp_delay": 5.0,
+                               "garp_repeat": 5}}
+    assert vrrpd_vrrp_model(config) == theirs
+    config.vrrp_instances[0].priority = 100
+    assert vrrpd_vrrp_model(config) != theirs

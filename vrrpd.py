@@ -378,11 +378,22 @@ class GlobalDefs:
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
+    startup_script: Optional[Command] = None  # run (and waited for) before VRRP and the checkers start
+    startup_script_timeout: float = 10.0
+    shutdown_script: Optional[Command] = None  # run after everything stopped
+    shutdown_script_timeout: float = 10.0
+    fifo_write_vrrp_states_on_reload: bool = False
+    umask: Optional[int] = None  # the daemon's umask (pid file, FIFOs); None: 022 when forking, inherited with -n
+    vmac_prefix: str = "vrrp"  # use_vmac without a name: PREFIX.VRID
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
     vrrp_notify_fifo: Optional[str] = None
     lvs_notify_fifo: Optional[str] = None
+    # a program keepalived starts to read each FIFO: its words, then the FIFO's path
+    notify_fifo_script: Optional[Command] = None
+    vrrp_notify_fifo_script: Optional[Command] = None
+    lvs_notify_fifo_script: Optional[Command] = None
     vrrp_notify_priority_changes: bool = False
     lvs_flush: bool = False
     lvs_flush_on_stop: bool = False
@@ -1410,7 +1421,8 @@ def _split_command(text: str) -> List[str]:
 
 _COMMANDS_WITH_USER = frozenset(("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",
                                  "notify", "notify_master_rx_lower_pri", "quorum_up", "quorum_down", "notify_up",
-                                 "notify_down"))
+                                 "notify_down", "startup_script", "shutdown_script", "notify_fifo_script",
+                                 "vrrp_notify_fifo_script", "lvs_notify_fifo_script"))
 
 
 def _is_user(name: str) -> bool:
@@ -2915,6 +2927,8 @@ _kw(_G, "script_user", _g_script_user, (1, 2), accept=_not_keyword_of(_G))
 _kw(_G, "notify_fifo", _h_str("notify_fifo"), (1, 3))
 _kw(_G, "vrrp_notify_fifo", _h_str("vrrp_notify_fifo"), (1, 3))
 _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
+for _name in ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script"):
+    _kw(_G, _name, _h_cmd(_name), (1, None))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
@@ -2960,18 +2974,48 @@ def _g_min_garp(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None
 _kw(_G, "vrrp_min_garp", _g_min_garp, (0, 1), accept=_is_bool_word)
 _kw(_G, "vrrp_garp_extra_if", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
 _kw(_G, "vrrp_vmac_garp_intvl", _garp_extra_if("vrrp_garp_extra_if", 1), (1, 2))
-_accept_only(_G, "startup_script startup_script_timeout shutdown_script shutdown_script_timeout "
-             "checker_log_all_failures notify_fifo_script vrrp_notify_fifo_script lvs_notify_fifo_script "
-             "fifo_write_vrrp_states_on_reload lvs_sync_daemon "
+_kw(_G, "startup_script", _h_cmd("startup_script"), (1, None))
+_kw(_G, "shutdown_script", _h_cmd("shutdown_script"), (1, None))
+_kw(_G, "startup_script_timeout", _h_time("startup_script_timeout", 1, 1000))
+_kw(_G, "shutdown_script_timeout", _h_time("shutdown_script_timeout", 1, 1000))
+_UMASK_BITS = {"IRUSR": 0o400, "IWUSR": 0o200, "IXUSR": 0o100, "IRGRP": 0o40, "IWGRP": 0o20, "IXGRP": 0o10,
+               "IROTH": 0o4, "IWOTH": 0o2, "IXOTH": 0o1, "IRWXU": 0o700, "IRWXG": 0o70, "IRWXO": 0o7}
+
+
+def _g_umask(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """umask NUMBER (C's strtol base 0: 077 is octal) or umask IWGRP|IWOTH (keepalived's names)."""
+    text = " ".join(a.text for a in args)
+    if text[:1].isdigit():
+        try:
+            value = int(text, 8) if re.fullmatch(r"0[0-7]*", text) else int(text, 0)
+        except ValueError:
+            raise _Invalid(f"invalid umask value {text}") from None
+    else:
+        value = 0
+        for word in filter(None, re.split(r"[|\s]+", text)):
+            if word not in _UMASK_BITS:
+                raise _Invalid(f"unknown umask bit '{word}' ({' '.join(_UMASK_BITS)})")
+            value |= _UMASK_BITS[word]
+    if not 0 <= value <= 0o777:
+        raise _Invalid(f"invalid umask value {text}")
+    g.umask = value
+
+
+_kw(_G, "umask", _g_umask, (1, None))
+_kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
+_kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
+    accept=_is_bool_word)
+_accept_only(_G, "checker_log_all_failures "
+             "lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
-             "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
+             "enable_dbus enable_dbus_instance dbus_service_name random_seed reload_check_config "
              "reload_time_file reload_repeat reload_file include_check "
-             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
+             "stats_dump_file json_dump_file json_version vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
@@ -4038,8 +4082,10 @@ class _Validator:
             inst.preempt_delay = 0.0
         if inst.nopreempt and (inst.state == State.MASTER or inst.priority == 255):
             self.warn(f, self.line_of(inst, "nopreempt", ln),
-                      f"{label}: nopreempt is ignored with state MASTER or priority 255",
-                      "set 'state BACKUP' on every node")
+                      f"{label}: nopreempt is ignored with state MASTER or priority 255 (keepalived clears it "
+                      "with state MASTER, and so does vrrpd)", "set 'state BACKUP' on every node")
+            if inst.state is State.MASTER:
+                inst.nopreempt = False
 
     def has_auth(self, inst: VrrpInstance) -> bool:
         return self.p.where(inst, "auth_type") is not None or self.p.where(inst, "auth_pass") is not None
@@ -4656,12 +4702,6 @@ def garp_frame(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
     return eth + arp
 
 
-def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
-    """The Ethernet multicast address of an IPv4 group (01:00:5e + low 23 bits)."""
-    low = int(group) & 0x7FFFFF
-    return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
-
-
 # -- classic BPF receive filter (linux/filter.h): what the kernel drops before vrrpd wakes up ---------
 
 BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
@@ -5199,12 +5239,6 @@ def ah_key(auth_pass: bytes) -> bytes:
     return auth_pass[:8].ljust(8, b"\0")
 
 
-def _ipv4_header(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload_len: int, ident: int, ttl: int,
-                 proto: int, tos: int = 0xC0, frag_off: int = 0, checksum: int = 0) -> bytes:
-    return struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, ident, frag_off, ttl, proto, checksum,
-                       src.packed, dst.packed)
-
-
 def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast: bool = False) -> bytes:
     """The 96-bit ICV keepalived computes: HMAC-MD5 over IP header + AH header + VRRP message.
 
@@ -5237,11 +5271,9 @@ def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: 
 
     SPI = the source address, as keepalived chooses it; `ident` must be non-zero, otherwise the
     kernel would fill in an IP id after the ICV was computed."""
-    header = _ipv4_header(src, dst, AH_HEADER_LEN + len(vrrp), ident, ttl, IPPROTO_AH)
     ah = struct.pack("!BBH4sI", IPPROTO_VRRP, AH_PAYLOAD_LEN, 0, src.packed, seq) + bytes(AH_ICV_LEN)
-    icv = ah_icv(key, header, ah, vrrp, unicast)
-    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
-    return header + ah[:12] + icv + vrrp
+    header = encode_ipv4(src, dst, ah + vrrp, ttl=ttl, ident=ident, protocol=IPPROTO_AH)[:IPV4_HEADER.size]
+    return header + ah[:12] + ah_icv(key, header, ah, vrrp, unicast) + vrrp  # the ICV zeroes the header checksum
 
 
 def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int, bytes]:
@@ -7369,15 +7401,13 @@ VRRP_RCVBUF = 1 << 20  # the receive buffer of a VRRP socket unless kernel_rx_bu
 def attach_filter(sock: socket.socket, code: bytes) -> None:
     """SO_ATTACH_FILTER: the kernel runs `code` (bpf_bytes()) on each packet and queues only what it accepts.
 
-    The sock_fprog points into our memory, hence ctypes (imported here: python3-minimal may lack it; then
-    OSError, and user space goes on checking everything as before)."""
-    try:
-        import ctypes
-    except ImportError as exc:
-        raise OSError(errno.ENOSYS, "no ctypes for SO_ATTACH_FILTER") from exc
-    buf = ctypes.create_string_buffer(code, len(code))
+    The sock_fprog points into our memory: an array's buffer, whose address array gives (no ctypes, which
+    costs memory and which python3-minimal lacks). The kernel copies the program during the call."""
+    import array
+
+    buf = array.array("B", code)
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                    struct.pack("@HP", len(code) // BPF_INSN.size, ctypes.addressof(buf)))
+                    struct.pack("@HP", len(code) // BPF_INSN.size, buf.buffer_info()[0]))
 
 
 def set_rcvbuf(sock: socket.socket, size: int) -> None:
@@ -7839,7 +7869,12 @@ def _inet_addr(addr: IPAddress) -> bytes:
 def genl_message(family: int, cmd: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST | NLM_F_ACK,
                  version: int = IPVS_GENL_VERSION) -> bytes:
     """nlmsghdr + genlmsghdr + attributes (the port id is left 0: the kernel fills it)."""
-    return nlmsg_pack(family, flags, seq, GENL_HEADER.pack(cmd, version, 0) + attrs)
+    return nlmsg_pack(family, flags, seq, genl_payload(cmd, attrs, version))
+
+
+def genl_payload(cmd: int, attrs: bytes, version: int = IPVS_GENL_VERSION) -> bytes:
+    """genlmsghdr + attributes: what a generic netlink request carries after its nlmsghdr."""
+    return GENL_HEADER.pack(cmd, version, 0) + attrs
 
 
 def genl_parse(payload: bytes) -> Tuple[int, Dict[int, bytes]]:
@@ -7969,7 +8004,7 @@ class IpvsNetlink(NetlinkSocket):
     def _genl(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
               version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
         try:
-            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, GENL_HEADER.pack(cmd, version, 0) + attrs)
+            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, genl_payload(cmd, attrs, version))
             return [genl_parse(body) for _type, body in replies]
         except PacketError as exc:
             raise NetlinkError(errno.EPROTO, f"malformed generic netlink answer ({exc})") from None
@@ -10024,6 +10059,7 @@ class Notifier:
         self.scripts_run = 0
         self.vrrp_fifos: List[NotifyFifo] = []
         self.lvs_fifos: List[NotifyFifo] = []
+        self._fifo_readers: List[Child] = []
         self._open_fifos(gd)
 
     def _open_fifos(self, gd: GlobalDefs) -> None:
@@ -10031,6 +10067,22 @@ class Notifier:
         fifos = {p: NotifyFifo(p) for p in (gd.notify_fifo, gd.vrrp_notify_fifo, gd.lvs_notify_fifo) if p}
         self.vrrp_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.vrrp_notify_fifo)) if p]
         self.lvs_fifos = [fifos[p] for p in dict.fromkeys((gd.notify_fifo, gd.lvs_notify_fifo)) if p]
+        # notify_fifo_script & co: a reader of each FIFO, started with the FIFO's path as its last word
+        for path, cmd in ((gd.notify_fifo, gd.notify_fifo_script), (gd.vrrp_notify_fifo, gd.vrrp_notify_fifo_script),
+                          (gd.lvs_notify_fifo, gd.lvs_notify_fifo_script)):
+            if path and cmd is not None and fifos[path]._open():
+                user, group = (cmd.user, cmd.group) if cmd.user is not None else default_script_user(gd)
+                try:
+                    self._fifo_readers.append(self.loop.spawn(script_argv(cmd) + [path], env=script_environment(),
+                                                              user=user, group=group))
+                except (OSError, KeyError, ValueError) as exc:
+                    log.warning("cannot run the FIFO script %s: %s", cmd.raw, exc)
+
+    def _stop_fifo_readers(self) -> None:
+        for child in self._fifo_readers:
+            child.on_exit = None
+            child.kill()
+        self._fifo_readers = []
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (SIGHUP): queued scripts still run, mail settings apply to the
@@ -10039,8 +10091,10 @@ class Notifier:
         old, gd = self.config.global_defs, config.global_defs
         self.config = config
         self.mailer.global_defs = gd
-        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+        paths = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo", "notify_fifo_script", "vrrp_notify_fifo_script",
+                 "lvs_notify_fifo_script")
         if any(getattr(old, p) != getattr(gd, p) for p in paths):
+            self._stop_fifo_readers()
             for fifo in set(self.vrrp_fifos + self.lvs_fifos):
                 fifo.close()
             self._open_fifos(gd)
@@ -10060,6 +10114,14 @@ class Notifier:
         if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
             subject, body = _VRRP_MAIL[state]
             self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+
+    def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
+                              groups: List[Dict[str, Any]]) -> None:
+        """fifo_write_vrrp_states_on_reload: every sync group's and instance's current state, to the FIFO only."""
+        for group in groups:
+            self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group["name"], group["state"], 0))
+        for inst, state, priority in states:
+            self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
 
     def vrrp_deleted(self, inst: VrrpInstance, priority: int) -> None:
         """A reload removed `inst`: notify_deleted and `notify ... DELETED` if notify_deleted is set,
@@ -10154,6 +10216,7 @@ class Notifier:
         self._running.clear()
         self._queues.clear()
         self.mailer.close(max(0.0, deadline - self.loop.time()))
+        self._stop_fifo_readers()
         for fifo in set(self.vrrp_fifos + self.lvs_fifos):
             fifo.close()
 
@@ -10521,8 +10584,8 @@ class Daemon:
             rt.xmit = None
         if rt.vmac_index and not inst.vmac_xmit_base and rt.xmit is None:
             try:
-                rt.xmit = self.kernel.vrrp_socket(rt.family, vmac_ifname(inst.virtual_router_id, inst.vmac_name),
-                                                  rt.vmac_index)
+                rt.xmit = self.kernel.vrrp_socket(rt.family, vmac_ifname(inst.virtual_router_id, inst.vmac_name,
+                                                                         self.g.vmac_prefix), rt.vmac_index)
                 rt.xmit.receive_nothing()  # nobody reads it: its queue would only fill
             except OSError as exc:
                 log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
@@ -10702,7 +10765,7 @@ class Daemon:
         for name, inst in wanted.items():
             if name in self.vmac_index:
                 continue
-            ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
+            ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name, self.g.vmac_prefix)
             try:
                 self.vmac_index[name] = self.vmacs.create(ifname, inst.interface or "", inst.virtual_router_id,
                                                           instance_family(inst))
@@ -10945,6 +11008,9 @@ class Daemon:
             self._apply(rt, rt.machine.start(now, fault=fault))
         self._update_rx_filters()
         self._reevaluate()
+        if self.g.fifo_write_vrrp_states_on_reload:
+            self._safe(self.notifier.vrrp_states_on_reload, [(rt.inst, rt.machine.state, rt.machine.effective_priority)
+                                                            for rt in self.runtimes], self._sync_group_status())
         log.info("Reload complete")
         sd_notify("READY=1")
         return True
@@ -11048,7 +11114,9 @@ class Daemon:
     def _reschedule(self, rt: InstanceRuntime) -> None:
         deadline = rt.machine.next_deadline()
         if rt.timer is not None:
-            if not rt.timer.cancelled and deadline is not None and rt.timer.when == deadline:
+            if not rt.timer.cancelled and deadline is not None and rt.timer.when <= deadline:
+                # a BACKUP's Master_Down_Timer moves on with every advert: the earlier timer stays, finds nothing
+                # due when it fires and is set again then (not a new timer in the heap per advert received)
                 return
             rt.timer.cancel()
             rt.timer = None
@@ -13578,8 +13646,20 @@ def build_arg_parser() -> Any:
     """keepalived's command line (the options vrrpd honours) plus --check, --status and --json."""
     import argparse
 
+    def formatter(prog: str) -> Any:
+        # the width argparse would take from shutil.get_terminal_size(), without shutil: that import pulls in
+        # bz2, lzma and zlib, a megabyte of the daemon's memory (and python3-minimal has no shutil)
+        try:
+            width = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+            except (AttributeError, ValueError, OSError):
+                width = 80
+        return argparse.HelpFormatter(prog, width=max(width - 2, 11))
+
     p = argparse.ArgumentParser(
-        prog=PROG, description="keepalived-compatible VRRP and LVS daemon",
+        prog=PROG, description="keepalived-compatible VRRP and LVS daemon", formatter_class=formatter,
         epilog="-C means keepalived's LVS-only mode; the long --check is the configuration check (same as -t). "
                "Signals: HUP reload, TERM/INT stop, USR1 data dump, USR2 stats, RTMIN+2 JSON "
                f"(files in {DEFAULT_DUMP_DIR}).")
@@ -13690,6 +13770,38 @@ def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: b
             root.addHandler(logging.NullHandler())
 
 
+def run_start_stop_script(g: GlobalDefs, startup: bool) -> None:
+    """keepalived's startup_script (before VRRP and the checkers start) and shutdown_script (after everything
+    stopped), waited for up to their timeout and killed after it. The event loop is not running either time."""
+    cmd = g.startup_script if startup else g.shutdown_script
+    if cmd is None:
+        return
+    kind = "startup script" if startup else "shutdown script"
+    timeout = g.startup_script_timeout if startup else g.shutdown_script_timeout
+    user, group = (cmd.user, cmd.group) if cmd.user is not None else default_script_user(g)
+    log.debug("Running %s %s", kind, cmd.argv[0] if cmd.argv else cmd.raw)
+    try:
+        proc = subprocess.Popen(script_argv(cmd), env=script_environment(), start_new_session=True,
+                                stdin=subprocess.DEVNULL, **_user_group_kwargs(user, group))
+    except (OSError, KeyError, ValueError) as exc:
+        log.info("Call of %s %s failed (%s)", kind, cmd.raw, exc)
+        return
+    try:
+        status = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.info("%s timed out after %g seconds - killing it", kind, timeout)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        return
+    if status:
+        log.info("%s script failed, status %d", kind, status)  # sic: keepalived's words
+    else:
+        log.debug("%s script succeeded", kind)
+
+
 def run_daemon(args: Any) -> int:
     """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
     reexec_from_bytecode_cache()
@@ -13730,6 +13842,8 @@ def run_daemon(args: Any) -> int:
         g.net_namespace = namespace
     paths = runtime_paths(g)
     set_syslog_ident(g)
+    if g.umask is not None:
+        os.umask(g.umask)
     named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
     pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
     control_socket = control_socket_of(args, config)
@@ -13741,6 +13855,8 @@ def run_daemon(args: Any) -> int:
         log.error("%s", exc)
         return 1
     ready_fd = None if foreground else daemonize()
+    if g.umask is not None:
+        os.umask(g.umask)  # daemonize() set 022
 
     def report(text: str) -> None:
         if ready_fd is not None:
@@ -13759,6 +13875,7 @@ def run_daemon(args: Any) -> int:
         operator = Operator(daemon, path, args.vrrp_only, args.lvs_only, control_socket, args.dump_dir,
                             args.metrics)
         operator.install()
+        run_start_stop_script(config.global_defs, startup=True)
         daemon.start()
     except Exception as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
@@ -13779,6 +13896,7 @@ def run_daemon(args: Any) -> int:
     finally:
         daemon.close()
         operator.close()
+        run_start_stop_script(daemon.g, startup=False)
         if pidfile is not None:
             pidfile.release()
     return daemon.exit_code
