@@ -12918,3 +12918,18 @@ def test_keepalived_dump_model_equals_vrrpd_model_of_the_same_file():
     assert vrrpd_vrrp_model(config) == theirs
     config.vrrp_instances[0].priority = 100
     assert vrrpd_vrrp_model(config) != theirs
+
+
+def test_reload_rebuilds_the_kernel_filter_when_the_vrids_change(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, advert=0.1))
+    wait_for(lambda: os.path.exists(node.ctl), 10, what="control socket")
+
+    def filters():
+        return [s["kernel_filter"] for s in node.status()["sockets"] if s["family"] == 4]
+
+    assert len(filters()) == 1 and "VRID 51," in filters()[0]
+    node.reload(_conf(priority=150, advert=0.1) + _second_instance(vrid=52))
+    wait_for(lambda: "VRID 51,52," in filters()[0], 5, what="the filter with VRID 52")
+    node.reload(_conf(priority=150, advert=0.1, global_extra="    log_unknown_vrids\n"))
+    wait_for(lambda: "VRID any," in filters()[0], 5, what="the filter keeping unknown VRIDs")
