@@ -383,6 +383,8 @@ class GlobalDefs:
     shutdown_script: Optional[Command] = None  # run after everything stopped
     shutdown_script_timeout: float = 10.0
     fifo_write_vrrp_states_on_reload: bool = False
+    umask: Optional[int] = None  # the daemon's umask (pid file, FIFOs); None: 022 when forking, inherited with -n
+    vmac_prefix: str = "vrrp"  # use_vmac without a name: PREFIX.VRID
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -2976,6 +2978,31 @@ _kw(_G, "startup_script", _h_cmd("startup_script"), (1, None))
 _kw(_G, "shutdown_script", _h_cmd("shutdown_script"), (1, None))
 _kw(_G, "startup_script_timeout", _h_time("startup_script_timeout", 1, 1000))
 _kw(_G, "shutdown_script_timeout", _h_time("shutdown_script_timeout", 1, 1000))
+_UMASK_BITS = {"IRUSR": 0o400, "IWUSR": 0o200, "IXUSR": 0o100, "IRGRP": 0o40, "IWGRP": 0o20, "IXGRP": 0o10,
+               "IROTH": 0o4, "IWOTH": 0o2, "IXOTH": 0o1, "IRWXU": 0o700, "IRWXG": 0o70, "IRWXO": 0o7}
+
+
+def _g_umask(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """umask NUMBER (C's strtol base 0: 077 is octal) or umask IWGRP|IWOTH (keepalived's names)."""
+    text = " ".join(a.text for a in args)
+    if text[:1].isdigit():
+        try:
+            value = int(text, 8) if re.fullmatch(r"0[0-7]*", text) else int(text, 0)
+        except ValueError:
+            raise _Invalid(f"invalid umask value {text}") from None
+    else:
+        value = 0
+        for word in filter(None, re.split(r"[|\s]+", text)):
+            if word not in _UMASK_BITS:
+                raise _Invalid(f"unknown umask bit '{word}' ({' '.join(_UMASK_BITS)})")
+            value |= _UMASK_BITS[word]
+    if not 0 <= value <= 0o777:
+        raise _Invalid(f"invalid umask value {text}")
+    g.umask = value
+
+
+_kw(_G, "umask", _g_umask, (1, None))
+_kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
 _accept_only(_G, "checker_log_all_failures "
@@ -2986,9 +3013,9 @@ _accept_only(_G, "checker_log_all_failures "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
-             "enable_dbus enable_dbus_instance dbus_service_name umask random_seed reload_check_config "
+             "enable_dbus enable_dbus_instance dbus_service_name random_seed reload_check_config "
              "reload_time_file reload_repeat reload_file include_check "
-             "stats_dump_file json_dump_file json_version vmac_prefix vmac_addr_prefix "
+             "stats_dump_file json_dump_file json_version vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
@@ -4675,20 +4702,16 @@ def garp_frame(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
     return eth + arp
 
 
-def vrrp_mcast_mac(group: ipaddress.IPv4Address) -> bytes:
-    """The Ethernet multicast address of an IPv4 group (01:00:5e + low 23 bits)."""
-    low = int(group) & 0x7FFFFF
-    return bytes([0x01, 0x00, 0x5E]) + low.to_bytes(3, "big")
-
-
 # -- classic BPF receive filter (linux/filter.h): what the kernel drops before vrrpd wakes up ---------
 
-BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
+BPF_LD, BPF_LDX, BPF_ST, BPF_ALU, BPF_JMP, BPF_RET, BPF_MISC = 0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07
 BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
-BPF_IMM, BPF_ABS, BPF_IND, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x80, 0xA0
-BPF_SUB, BPF_AND = 0x10, 0x50
-BPF_JA, BPF_JEQ, BPF_JGE = 0x00, 0x10, 0x30
+BPF_IMM, BPF_ABS, BPF_IND, BPF_MEM, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x60, 0x80, 0xA0
+BPF_ADD, BPF_SUB, BPF_AND, BPF_RSH = 0x00, 0x10, 0x50, 0x70
+BPF_JA, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET = 0x00, 0x10, 0x20, 0x30, 0x40
 BPF_K, BPF_X = 0x00, 0x08
+BPF_TAX, BPF_TXA = 0x00, 0x80
+BPF_CHECKSUM_MAX = 88  # the longest VRRP message whose checksum the filter verifies (longer ones go to user space)
 SKF_NET_OFF = -0x100000  # loads relative to the network header (an IPv6 raw socket sees the VRRP message at 0)
 BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
 BPF_ACCEPT = 0xFFFFFFFF
@@ -4705,19 +4728,105 @@ class RxFilter:
     kinds: Tuple[int, ...]
     vrids: Optional[Tuple[int, ...]]
     min_length: int = VRRP_HEADER_LEN
+    # IPv4 only (IPv6's the kernel verifies itself): verify the VRRP checksum of v2 adverts, and of v3 ones over
+    # the pseudo-header ("pseudo") or the message alone ("message", v3_checksum_as_v2); None: leave v3 to user space
+    checksum: bool = False
+    v3_checksum: Optional[str] = "pseudo"
 
     def describe(self) -> str:
         versions = ",".join(str(k >> 4) for k in self.kinds)
         vrids = "any" if self.vrids is None else ",".join(map(str, self.vrids))
-        return f"multicast TTL 255, VRRP length >= {self.min_length}, version {versions}, VRID {vrids}"
+        text = f"multicast TTL 255, VRRP length >= {self.min_length}, version {versions}, VRID {vrids}"
+        return text + (", checksum" if self.checksum and self.family == 4 else "")
 
 
-def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]]) -> RxFilter:
+def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]], checksum: bool = False,
+                  v3_checksum: Optional[str] = "pseudo") -> RxFilter:
     """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
     kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
     # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
     min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
-    return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length)
+    return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length,
+                    checksum and family == 4, v3_checksum)
+
+
+def _checksum_program(f: RxFilter, op: Any) -> None:
+    """The IPv4 checksum test: the one's complement sum of the VRRP message (v3: with the pseudo-header) must
+    be 0xFFFF. Unrolled (classic BPF has no loops) up to BPF_CHECKSUM_MAX bytes; an IP header with options, an
+    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0]."""
+    op(BPF_LD | BPF_B | BPF_ABS, 0)
+    op(BPF_JMP | BPF_JEQ | BPF_K, 0x45, jt=1)  # IP options: no fixed offsets, user space checks
+    op(BPF_JMP | BPF_JA, "accept")
+    op(BPF_LD | BPF_W | BPF_LEN)
+    op(BPF_ALU | BPF_SUB | BPF_K, IPV4_HEADER.size)
+    op(BPF_ST, 0)
+    op(BPF_JMP | BPF_JSET | BPF_K, 1, jt=1)  # odd length: not an advert; user space says why
+    op(BPF_JMP | BPF_JGT | BPF_K, BPF_CHECKSUM_MAX, jf=1)
+    op(BPF_JMP | BPF_JA, "accept")
+    op(BPF_LDX | BPF_W | BPF_IMM, 0)
+    op(BPF_LD | BPF_B | BPF_ABS, IPV4_HEADER.size)  # version
+    op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
+    op(BPF_JMP | BPF_JEQ | BPF_K, 0x30, jf=1)  # v2: the message alone
+    if f.v3_checksum is None:
+        op(BPF_JMP | BPF_JA, "accept")
+    else:
+        op(BPF_JMP | BPF_JA, "pseudo" if f.v3_checksum == "pseudo" else "message")
+    op(BPF_JMP | BPF_JA, "message")
+    op.label("pseudo")
+    for offset in (12, 14, 16, 18):  # source and destination addresses
+        op(BPF_LD | BPF_H | BPF_ABS, offset)
+        op(BPF_ALU | BPF_ADD | BPF_X)
+        op(BPF_MISC | BPF_TAX)
+    op(BPF_LD | BPF_W | BPF_IMM, IPPROTO_VRRP)  # zero and protocol
+    op(BPF_ALU | BPF_ADD | BPF_X)
+    op(BPF_MISC | BPF_TAX)
+    op(BPF_LD | BPF_W | BPF_MEM, 0)  # the pseudo-header's length
+    op(BPF_ALU | BPF_ADD | BPF_X)
+    op(BPF_MISC | BPF_TAX)
+    op.label("message")
+    for offset in range(0, BPF_CHECKSUM_MAX, 2):
+        op(BPF_LD | BPF_W | BPF_MEM, 0)
+        op(BPF_JMP | BPF_JGT | BPF_K, offset, jf="fold")
+        op(BPF_LD | BPF_H | BPF_ABS, IPV4_HEADER.size + offset)
+        op(BPF_ALU | BPF_ADD | BPF_X)
+        op(BPF_MISC | BPF_TAX)
+    op.label("fold")
+    for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+        op(BPF_MISC | BPF_TXA)
+        op(BPF_ALU | BPF_RSH | BPF_K, 16)
+        op(BPF_ST, 1)
+        op(BPF_MISC | BPF_TXA)
+        op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
+        op(BPF_LDX | BPF_W | BPF_MEM, 1)
+        op(BPF_ALU | BPF_ADD | BPF_X)
+        op(BPF_MISC | BPF_TAX)
+    op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept", jf="drop_checksum")
+
+
+class _BpfAssembler:
+    """Instructions with symbolic jumps: jt/jf None (the next instruction), a count to skip, or a label; an
+    unconditional BPF_JA takes its label in k (32 bits: the long jumps)."""
+
+    def __init__(self) -> None:
+        self.prog: List[list] = []
+        self.labels: Dict[str, int] = {}
+
+    def __call__(self, code: int, k: Any = 0, jt: Any = None, jf: Any = None) -> None:
+        self.prog.append([code, jt, jf, k])
+
+    def label(self, name: str) -> None:
+        self.labels[name] = len(self.prog)
+
+    def resolve(self) -> List[Tuple[int, int, int, int]]:
+        out = []
+        for i, (code, jt, jf, k) in enumerate(self.prog):
+            offsets = [j if isinstance(j, int) else 0 if j is None else self.labels[j] - i - 1 for j in (jt, jf)]
+            if isinstance(k, str):
+                k = self.labels[k] - i - 1
+            if not all(0 <= o <= 255 for o in offsets) or k < -0x80000000:
+                raise ValueError(f"BPF jump out of range at {i}")
+            out.append((code, offsets[0], offsets[1], k & 0xFFFFFFFF))
+        return out
 
 
 def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
@@ -4725,12 +4834,7 @@ def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
 
     An IPv4 raw socket's filter sees the packet from its IP header; an IPv6 one sees the VRRP message, and
     reaches the IPv6 header (destination, hop limit) through SKF_NET_OFF."""
-    prog: List[list] = []  # [code, jt, jf, k], jumps as label names or None (next instruction)
-    labels: Dict[str, int] = {}
-
-    def op(code: int, k: int = 0, jt: Optional[str] = None, jf: Optional[str] = None) -> None:
-        prog.append([code, jt, jf, k & 0xFFFFFFFF])
-
+    op = _BpfAssembler()
     if f.family == 4:
         op(BPF_LDX | BPF_B | BPF_MSH, 0)  # X = IP header length
         op(BPF_LD | BPF_W | BPF_LEN)
@@ -4750,27 +4854,26 @@ def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
         op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 7)  # hop limit
         op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
         byte0, byte1 = (BPF_LD | BPF_B | BPF_ABS, 0), (BPF_LD | BPF_B | BPF_ABS, 1)
-    labels["vrrp"] = len(prog)
+    op.label("vrrp")
     op(*byte0)  # version and type
     for kind in f.kinds:
         op(BPF_JMP | BPF_JEQ | BPF_K, kind, jt="vrid")
-    labels["drop"] = len(prog)
+    op.label("drop")
     op(BPF_RET | BPF_K, 0)
-    labels["vrid"] = len(prog)
+    op.label("vrid")
     if f.vrids is not None:
         op(*byte1)
         for vrid in f.vrids:
-            op(BPF_JMP | BPF_JEQ | BPF_K, vrid, jt="accept")
+            op(BPF_JMP | BPF_JEQ | BPF_K, vrid, jt="checked")
         op(BPF_RET | BPF_K, 0)
-    labels["accept"] = len(prog)
+    op.label("checked")
+    if f.checksum and f.family == 4:
+        _checksum_program(f, op)
+    op.label("accept")
     op(BPF_RET | BPF_K, BPF_ACCEPT)
-    out = []
-    for i, (code, jt, jf, k) in enumerate(prog):
-        offsets = [0 if j is None else labels[j] - i - 1 for j in (jt, jf)]
-        if not all(0 <= o <= 255 for o in offsets):
-            raise ValueError(f"BPF jump out of range at {i}")
-        out.append((code, offsets[0], offsets[1], k))
-    return out
+    op.label("drop_checksum")
+    op(BPF_RET | BPF_K, 0)
+    return op.resolve()
 
 
 def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
@@ -5218,12 +5321,6 @@ def ah_key(auth_pass: bytes) -> bytes:
     return auth_pass[:8].ljust(8, b"\0")
 
 
-def _ipv4_header(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload_len: int, ident: int, ttl: int,
-                 proto: int, tos: int = 0xC0, frag_off: int = 0, checksum: int = 0) -> bytes:
-    return struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, ident, frag_off, ttl, proto, checksum,
-                       src.packed, dst.packed)
-
-
 def ah_icv(key: bytes, ip_header: bytes, ah_header: bytes, vrrp: bytes, unicast: bool = False) -> bytes:
     """The 96-bit ICV keepalived computes: HMAC-MD5 over IP header + AH header + VRRP message.
 
@@ -5256,11 +5353,9 @@ def build_ipv4_ah(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, vrrp: 
 
     SPI = the source address, as keepalived chooses it; `ident` must be non-zero, otherwise the
     kernel would fill in an IP id after the ICV was computed."""
-    header = _ipv4_header(src, dst, AH_HEADER_LEN + len(vrrp), ident, ttl, IPPROTO_AH)
     ah = struct.pack("!BBH4sI", IPPROTO_VRRP, AH_PAYLOAD_LEN, 0, src.packed, seq) + bytes(AH_ICV_LEN)
-    icv = ah_icv(key, header, ah, vrrp, unicast)
-    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
-    return header + ah[:12] + icv + vrrp
+    header = encode_ipv4(src, dst, ah + vrrp, ttl=ttl, ident=ident, protocol=IPPROTO_AH)[:IPV4_HEADER.size]
+    return header + ah[:12] + ah_icv(key, header, ah, vrrp, unicast) + vrrp  # the ICV zeroes the header checksum
 
 
 def parse_ipv4_ah(packet: bytes, key: bytes, unicast: bool = False) -> Tuple[int, bytes]:
@@ -7388,15 +7483,13 @@ VRRP_RCVBUF = 1 << 20  # the receive buffer of a VRRP socket unless kernel_rx_bu
 def attach_filter(sock: socket.socket, code: bytes) -> None:
     """SO_ATTACH_FILTER: the kernel runs `code` (bpf_bytes()) on each packet and queues only what it accepts.
 
-    The sock_fprog points into our memory, hence ctypes (imported here: python3-minimal may lack it; then
-    OSError, and user space goes on checking everything as before)."""
-    try:
-        import ctypes
-    except ImportError as exc:
-        raise OSError(errno.ENOSYS, "no ctypes for SO_ATTACH_FILTER") from exc
-    buf = ctypes.create_string_buffer(code, len(code))
+    The sock_fprog points into our memory: an array's buffer, whose address array gives (no ctypes, which
+    costs memory and which python3-minimal lacks). The kernel copies the program during the call."""
+    import array
+
+    buf = array.array("B", code)
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                    struct.pack("@HP", len(code) // BPF_INSN.size, ctypes.addressof(buf)))
+                    struct.pack("@HP", len(code) // BPF_INSN.size, buf.buffer_info()[0]))
 
 
 def set_rcvbuf(sock: socket.socket, size: int) -> None:
@@ -7858,7 +7951,12 @@ def _inet_addr(addr: IPAddress) -> bytes:
 def genl_message(family: int, cmd: int, attrs: bytes, seq: int, flags: int = NLM_F_REQUEST | NLM_F_ACK,
                  version: int = IPVS_GENL_VERSION) -> bytes:
     """nlmsghdr + genlmsghdr + attributes (the port id is left 0: the kernel fills it)."""
-    return nlmsg_pack(family, flags, seq, GENL_HEADER.pack(cmd, version, 0) + attrs)
+    return nlmsg_pack(family, flags, seq, genl_payload(cmd, attrs, version))
+
+
+def genl_payload(cmd: int, attrs: bytes, version: int = IPVS_GENL_VERSION) -> bytes:
+    """genlmsghdr + attributes: what a generic netlink request carries after its nlmsghdr."""
+    return GENL_HEADER.pack(cmd, version, 0) + attrs
 
 
 def genl_parse(payload: bytes) -> Tuple[int, Dict[int, bytes]]:
@@ -7988,7 +8086,7 @@ class IpvsNetlink(NetlinkSocket):
     def _genl(self, family: int, cmd: int, attrs: bytes, dump: bool = False,
               version: int = IPVS_GENL_VERSION) -> List[Tuple[int, Dict[int, bytes]]]:
         try:
-            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, GENL_HEADER.pack(cmd, version, 0) + attrs)
+            replies = self.request(family, NLM_F_DUMP if dump else NLM_F_ACK, genl_payload(cmd, attrs, version))
             return [genl_parse(body) for _type, body in replies]
         except PacketError as exc:
             raise NetlinkError(errno.EPROTO, f"malformed generic netlink answer ({exc})") from None
@@ -10568,8 +10666,8 @@ class Daemon:
             rt.xmit = None
         if rt.vmac_index and not inst.vmac_xmit_base and rt.xmit is None:
             try:
-                rt.xmit = self.kernel.vrrp_socket(rt.family, vmac_ifname(inst.virtual_router_id, inst.vmac_name),
-                                                  rt.vmac_index)
+                rt.xmit = self.kernel.vrrp_socket(rt.family, vmac_ifname(inst.virtual_router_id, inst.vmac_name,
+                                                                         self.g.vmac_prefix), rt.vmac_index)
                 rt.xmit.receive_nothing()  # nobody reads it: its queue would only fill
             except OSError as exc:
                 log.error("(%s) cannot send from the VMAC: %s", inst.name, exc)
@@ -10749,7 +10847,7 @@ class Daemon:
         for name, inst in wanted.items():
             if name in self.vmac_index:
                 continue
-            ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name)
+            ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name, self.g.vmac_prefix)
             try:
                 self.vmac_index[name] = self.vmacs.create(ifname, inst.interface or "", inst.virtual_router_id,
                                                           instance_family(inst))
@@ -11098,7 +11196,9 @@ class Daemon:
     def _reschedule(self, rt: InstanceRuntime) -> None:
         deadline = rt.machine.next_deadline()
         if rt.timer is not None:
-            if not rt.timer.cancelled and deadline is not None and rt.timer.when == deadline:
+            if not rt.timer.cancelled and deadline is not None and rt.timer.when <= deadline:
+                # a BACKUP's Master_Down_Timer moves on with every advert: the earlier timer stays, finds nothing
+                # due when it fires and is set again then (not a new timer in the heap per advert received)
                 return
             rt.timer.cancel()
             rt.timer = None
@@ -11523,7 +11623,12 @@ class Daemon:
         if not rts or not isinstance(vsock, _RxSocket):
             return
         vrids = None if self.g.log_unknown_vrids else [rt.machine.vrid for rt in rts]
-        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids))
+        # checksums in the kernel too, unless auth_hmac changes what the message carries; v3's as its instances
+        # compute it (with the pseudo-header, or the message alone for v3_checksum_as_v2), if they agree
+        styles = {rt.checksum_as_v2 for rt in rts if rt.version == 3}
+        v3_checksum = None if len(styles) > 1 else "message" if styles == {True} else "pseudo"
+        checksum = all(getattr(rt, "hmac", None) is None for rt in rts)
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum))
         # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
         self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
 
@@ -13628,8 +13733,20 @@ def build_arg_parser() -> Any:
     """keepalived's command line (the options vrrpd honours) plus --check, --status and --json."""
     import argparse
 
+    def formatter(prog: str) -> Any:
+        # the width argparse would take from shutil.get_terminal_size(), without shutil: that import pulls in
+        # bz2, lzma and zlib, a megabyte of the daemon's memory (and python3-minimal has no shutil)
+        try:
+            width = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+            except (AttributeError, ValueError, OSError):
+                width = 80
+        return argparse.HelpFormatter(prog, width=max(width - 2, 11))
+
     p = argparse.ArgumentParser(
-        prog=PROG, description="keepalived-compatible VRRP and LVS daemon",
+        prog=PROG, description="keepalived-compatible VRRP and LVS daemon", formatter_class=formatter,
         epilog="-C means keepalived's LVS-only mode; the long --check is the configuration check (same as -t). "
                "Signals: HUP reload, TERM/INT stop, USR1 data dump, USR2 stats, RTMIN+2 JSON "
                f"(files in {DEFAULT_DUMP_DIR}).")
@@ -13812,6 +13929,8 @@ def run_daemon(args: Any) -> int:
         g.net_namespace = namespace
     paths = runtime_paths(g)
     set_syslog_ident(g)
+    if g.umask is not None:
+        os.umask(g.umask)
     named = bool(g.instance_name or g.net_namespace or g.use_pid_dir)
     pidfile = PidFile(args.pid or paths["pid"]) if (args.pid or named or not foreground) else None
     control_socket = control_socket_of(args, config)
@@ -13823,6 +13942,8 @@ def run_daemon(args: Any) -> int:
         log.error("%s", exc)
         return 1
     ready_fd = None if foreground else daemonize()
+    if g.umask is not None:
+        os.umask(g.umask)  # daemonize() set 022
 
     def report(text: str) -> None:
         if ready_fd is not None:
