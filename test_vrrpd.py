@@ -12933,3 +12933,30 @@ def test_reload_rebuilds_the_kernel_filter_when_the_vrids_change(lab, tmp_path):
     wait_for(lambda: "VRID 51,52," in filters()[0], 5, what="the filter with VRID 52")
     node.reload(_conf(priority=150, advert=0.1, global_extra="    log_unknown_vrids\n"))
     wait_for(lambda: "VRID any," in filters()[0], 5, what="the filter keeping unknown VRIDs")
+
+
+def test_unicast_instances_sharing_a_vrid_and_interface_each_hear_their_own_peer(lab, tmp_path):
+    """keepalived lets two unicast instances share VRID and interface when their peers differ (class 7 of
+    issue 12); each must hear only its own peer: A wins U1 against B (150 > 100) and loses U2 to C (50 < 100)."""
+    ns_a, ns_b, ns_c = (lab.host(n, f"{LAB_NET}.{i}/24") for i, n in ((1, "a"), (2, "b"), (3, "c")))
+    vip1, vip2 = f"{LAB_NET}.101", f"{LAB_NET}.102"
+
+    def unicast(name, prio, src, peer, vip):
+        return _conf(name=name, vrid=9, priority=prio, vips=(f"{vip}/24",), instance_extra=(
+            f"    unicast_src_ip {LAB_NET}.{src}\n    unicast_peer {{\n        {LAB_NET}.{peer}\n    }}\n"))
+
+    two = unicast("U1", 150, 1, 2, vip1) + unicast("U2", 50, 1, 3, vip2).split("}\n", 1)[1]
+    config, diags = vrrpd.parse_config_text(two, "a.conf")
+    assert not messages(diags, vrrpd.Severity.ERROR) and len(config.vrrp_instances) == 2
+    a = _Node(lab, ns_a, tmp_path, "A", two)
+    b = _Node(lab, ns_b, tmp_path, "B", unicast("U1", 100, 2, 1, vip1))
+    c = _Node(lab, ns_c, tmp_path, "C", unicast("U2", 100, 3, 1, vip2))
+    nodes = [a, b, c]
+    _wait_holders(lab, nodes, ["A"], 10, vip=vip1)
+    _wait_holders(lab, nodes, ["C"], 10, vip=vip2)
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:  # and it stays so: neither instance takes the other's adverts as its own
+        assert _holders(lab, nodes, vip1) == ["A"] and _holders(lab, nodes, vip2) == ["C"]
+        time.sleep(0.05)
+    for n in nodes:
+        n.stop()
