@@ -12151,7 +12151,7 @@ class CompatGenerator:
             tree.append(self.sync_group())
         for _ in range(self.r.randint(0, 2) if self.chance(0.5) else 0):
             tree.append(self.virtual_server())
-        if self.chance(0.12):
+        for _ in range(2 if self.chance(0.1) else 1 if self.chance(0.15) else 0):
             self.mistake(tree)
         return tree
 
@@ -12161,7 +12161,15 @@ class CompatGenerator:
         comment = self.chance(0.4)
         lines: List[str] = []
 
+        self.cond_id = self.pick(["lb1", "alpha", "node7"])
+        conditional = self.chance(0.1)
+
         def emit(depth: int, text: str) -> None:
+            if conditional and depth and "{" not in text and "}" not in text and self.chance(0.15):
+                # the line for this node and a decoy for another node (dropped by the config id)
+                lines.append(f"@{self.cond_id} " + indent_unit * depth + text)
+                lines.append(f"@^{self.cond_id} " + indent_unit * depth + self.pick(["bogus_for_others 1", text]))
+                return
             if comment and self.chance(0.05):
                 lines.append(indent_unit * depth + self.pick(["! a comment", "# another one", "#"]))
             if comment and self.chance(0.05):
@@ -12191,7 +12199,7 @@ class CompatGenerator:
 
         for words, body in tree:
             node(0, words, body, False)
-        config_id = None
+        config_id = self.cond_id if conditional else None
         head: List[str] = []
         for name, value in self.params.items():
             if self.chance(0.3):
@@ -12202,6 +12210,10 @@ class CompatGenerator:
         if self.chance(0.1):
             head += ["$SEQ_VS= \\", "virtual_server 10.99.0.${I} 80 { \\", "  protocol TCP \\",
                      "  real_server 10.98.0.${I} 80 { \\", "  } \\", "}", "~SEQ(I, 1, 2, 5) $SEQ_VS"]
+        if self.chance(0.05):
+            head += ["$LST_VI= \\", "vrrp_instance L_${N} { \\", "  interface eth3 \\",
+                     "  virtual_router_id ${V} \\", "  virtual_ipaddress { \\", "    10.97.0.${V} \\", "  } \\",
+                     "}", "~LST({N, V}, {a, 201}, {b, 202}, {c, 203}) $LST_VI"]
         text = "\n".join(head + lines) + "\n"
         if self.chance(0.05):
             text = text.replace("\n", "\r\n")
