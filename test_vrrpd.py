@@ -12932,6 +12932,21 @@ def test_keepalived_dump_model_equals_vrrpd_model_of_the_same_file():
     assert vrrpd_vrrp_model(config) != theirs
 
 
+def test_reload_rebuilds_the_kernel_filter_when_the_vrids_change(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, advert=0.1))
+    wait_for(lambda: os.path.exists(node.ctl), 10, what="control socket")
+
+    def filters():
+        return [s["kernel_filter"] for s in node.status()["sockets"] if s["family"] == 4]
+
+    assert len(filters()) == 1 and "VRID 51," in filters()[0]
+    node.reload(_conf(priority=150, advert=0.1) + _second_instance(vrid=52))
+    wait_for(lambda: "VRID 51,52," in filters()[0], 5, what="the filter with VRID 52")
+    node.reload(_conf(priority=150, advert=0.1, global_extra="    log_unknown_vrids\n"))
+    wait_for(lambda: "VRID any," in filters()[0], 5, what="the filter keeping unknown VRIDs")
+
+
 def test_unicast_instances_sharing_a_vrid_and_interface_each_hear_their_own_peer(lab, tmp_path):
     """keepalived lets two unicast instances share VRID and interface when their peers differ (class 7 of
     issue 12); each must hear only its own peer: A wins U1 against B (150 > 100) and loses U2 to C (50 < 100)."""
