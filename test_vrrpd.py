@@ -12261,7 +12261,10 @@ class CompatRun:
             for kind, text, reason in r.explained:
                 explained.setdefault(f"{kind}: {reason}", []).append(f"{os.path.basename(r.path)}: {text}")
         lines.append("")
-        lines.append("| difference | files | reason |")
+        lines.append("kinds: silent = keepalived reports a line where vrrpd reports nothing; rejects = keepalived "
+                     "exits 0, vrrpd has an error; model = keepalived -d and vrrpd's model differ")
+        lines.append("")
+        lines.append("| kind | how many (first) | reason |")
         lines.append("|---|---|---|")
         for d, reason in self.model_explained:
             explained.setdefault(f"model: {reason}", []).append(d)
