@@ -10717,6 +10717,30 @@ def _fuzz_daemon(version: int, auth: str = "", family: int = 4, vrid: int = 51, 
     return d, d.runtimes[0], kernel
 
 
+def test_instances_due_together_stay_together_when_the_loop_serves_them_late():
+    """Ten `state MASTER` instances start together, so their Master_Down_Timers fall due at one moment; the loop
+    wakes late and serves them one after another. Each machine acts at the deadline, so their adverts are due
+    at one moment from then on (one wake-up for all, not one each)."""
+    text = "".join(f"vrrp_instance VI_{n} {{\n state MASTER\n interface eth0\n virtual_router_id {n + 1}\n"
+                   f" priority 150\n advert_int 1\n virtual_ipaddress {{\n 10.0.0.{100 + n}/24\n }}\n}}\n"
+                   for n in range(10))
+    d, kernel = offline_daemon(text)
+    deadline = d.runtimes[0].machine.master_down_timer
+    assert all(rt.machine.state is vrrpd.State.BACKUP and rt.timer.when == deadline for rt in d.runtimes)
+    d.loop.now = deadline + 0.3  # woken 300 ms late, and the clock moves on while each instance is served
+    for rt in d.runtimes:
+        d._on_timer(rt)
+        d.loop.now += 0.01
+    assert all(rt.machine.state is vrrpd.State.MASTER for rt in d.runtimes)
+    assert {rt.machine.adver_timer for rt in d.runtimes} == {deadline + 1.0}
+    assert {rt.timer.when for rt in d.runtimes} == {deadline + 1.0}
+    # served later than an advert interval: the machine acts at the real time
+    rt = d.runtimes[0]
+    d.loop.now = rt.timer.when + 1.5
+    d._on_timer(rt)
+    assert rt.machine.adver_timer == d.loop.now + 1.0
+
+
 def _become_master(d, rt):
     d.loop.advance(max(0.0, rt.machine.master_down_timer - d.loop.time()) + 0.001)
 
