@@ -12345,6 +12345,7 @@ def _run_bpf(program, packet: bytes, net_header: bytes = b"") -> int:
         return int.from_bytes(data[offset:offset + size], "big")
 
     a = x = 0
+    mem = [0] * 16
     pc = 0
     for _ in range(4096):
         code, jt, jf, k = program[pc]
@@ -12353,22 +12354,42 @@ def _run_bpf(program, packet: bytes, net_header: bytes = b"") -> int:
         mode = code & 0xE0
         if cls == vrrpd.BPF_RET:
             return k
-        if cls == vrrpd.BPF_LD:
-            value = len(packet) if mode == vrrpd.BPF_LEN else load(k + (x if mode == vrrpd.BPF_IND else 0), size)
+        if cls in (vrrpd.BPF_LD, vrrpd.BPF_LDX):
+            if mode == vrrpd.BPF_IMM:
+                value = k
+            elif mode == vrrpd.BPF_MEM:
+                value = mem[k]
+            elif mode == vrrpd.BPF_LEN:
+                value = len(packet)
+            elif mode == vrrpd.BPF_MSH:
+                value = load(k, 1)
+                value = None if value is None else (value & 0x0F) * 4
+            else:
+                value = load(k + (x if mode == vrrpd.BPF_IND else 0), size)
             if value is None:
                 return 0  # the kernel drops a packet whose load is out of bounds
-            a = value
-        elif cls == vrrpd.BPF_LDX and mode == vrrpd.BPF_MSH:
-            value = load(k, 1)
-            if value is None:
-                return 0
-            x = (value & 0x0F) * 4
+            if cls == vrrpd.BPF_LD:
+                a = value
+            else:
+                x = value
+        elif cls == vrrpd.BPF_ST:
+            mem[k] = a
+        elif cls == vrrpd.BPF_MISC:
+            if code & 0xF8 == vrrpd.BPF_TXA:
+                a = x
+            else:
+                x = a
         elif cls == vrrpd.BPF_ALU:
             operand = x if code & vrrpd.BPF_X else k
-            a = {vrrpd.BPF_SUB: (a - operand) & 0xFFFFFFFF, vrrpd.BPF_AND: a & operand}[code & 0xF0]
+            a = {vrrpd.BPF_ADD: a + operand, vrrpd.BPF_SUB: a - operand, vrrpd.BPF_AND: a & operand,
+                 vrrpd.BPF_RSH: a >> operand}[code & 0xF0] & 0xFFFFFFFF
         elif cls == vrrpd.BPF_JMP:
             op = code & 0xF0
-            taken = {vrrpd.BPF_JEQ: a == k, vrrpd.BPF_JGE: a >= k}[op] if op != vrrpd.BPF_JA else True
+            if op == vrrpd.BPF_JA:
+                pc += k
+                continue
+            taken = {vrrpd.BPF_JEQ: a == k, vrrpd.BPF_JGT: a > k, vrrpd.BPF_JGE: a >= k,
+                     vrrpd.BPF_JSET: bool(a & k)}[op]
             pc += jt if taken else jf
         else:
             raise AssertionError(f"instruction {code:#x} not interpreted")
@@ -12415,6 +12436,40 @@ def test_rx_filter_ipv4_keeps_only_what_an_instance_on_the_socket_could_accept()
     assert all(_run_bpf(every, _adv4(vrid=v)) for v in (1, 128, 255))
 
 
+def test_rx_filter_verifies_ipv4_checksums_in_the_kernel():
+    """The garbage no header test can refuse: adverts with the right VRID and TTL but a bad checksum. The filter
+    sums the message (v3: with the pseudo-header) as decode_advert does; what it cannot sum goes to user space."""
+    def flip(packet: bytes, at: int = 26) -> bytes:  # a byte of the VRRP checksum
+        return packet[:at] + bytes([packet[at] ^ 0x5A]) + packet[at + 1:]
+
+    v3 = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [3], [51], checksum=True))
+    assert _run_bpf(v3, _adv4()) and _run_bpf(v3, _adv4(prio=0)) and _run_bpf(v3, _adv4(dst="10.0.0.1", ttl=64))
+    assert not _run_bpf(v3, flip(_adv4())) and not _run_bpf(v3, flip(_adv4(), 30))
+    moved = vrrpd.encode_ipv4(IP4("10.0.0.3"), IP4("224.0.0.18"), _adv4()[20:])  # same message, other source
+    assert not _run_bpf(v3, moved)  # the pseudo-header counts
+    long = vrrpd.VrrpAdvert(3, 51, 100, [IP4(f"10.0.1.{i}") for i in range(30)], 1.0, 0, b"")
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    msg = vrrpd.encode_advert(long, src, group)
+    assert len(msg) > vrrpd.BPF_CHECKSUM_MAX
+    assert _run_bpf(v3, vrrpd.encode_ipv4(src, group, msg[:6] + b"\0\0" + msg[8:]))  # too long: user space checks
+    assert _run_bpf(v3, vrrpd.encode_ipv4(src, group, msg[:6] + b"\0\0" + msg[8:-1]))  # odd: user space says why
+    for count in (0, 1, 19):  # every length up to the unrolled limit
+        adv = vrrpd.VrrpAdvert(3, 51, 100, [IP4(f"10.0.1.{i}") for i in range(count)], 1.0, 0, b"")
+        packet = vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(adv, src, group))
+        assert _run_bpf(v3, packet) and not _run_bpf(v3, flip(packet))
+    as_v2 = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [3], [51], checksum=True, v3_checksum="message"))
+    plain = vrrpd.encode_advert(vrrpd.VrrpAdvert(3, 51, 100, [IP4("10.0.0.100")], 1.0, 0, b""), src, group, True)
+    assert _run_bpf(as_v2, vrrpd.encode_ipv4(src, group, plain)) and not _run_bpf(as_v2, _adv4())
+    unsure = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [3], [51], checksum=True, v3_checksum=None))
+    assert _run_bpf(unsure, flip(_adv4()))  # mixed v3 checksum styles on one socket: user space decides
+    v2 = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2], [51], checksum=True))
+    assert _run_bpf(v2, _adv4(version=2)) and not _run_bpf(v2, flip(_adv4(version=2)))
+    options = bytes([0x46]) + flip(_adv4())[1:20] + b"\x01\x01\x01\x00" + flip(_adv4())[20:]
+    assert _run_bpf(v3, options)  # an IP header with options: no fixed offsets, user space checks
+    assert not _run_bpf(vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [3], [51])), _adv4(vrid=9))
+    assert _run_bpf(vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [3], [51])), flip(_adv4()))  # off: kept
+
+
 def test_rx_filter_ipv6_checks_the_hop_limit_through_the_network_header():
     import struct
 
@@ -12457,7 +12512,9 @@ def test_rx_filter_attaches_to_a_real_socket_and_drops_in_the_kernel():
             got.append(rx.recv(100)[0])
         assert got == [0x31, 0x31]
         for family in (4, 6):  # the VRRP programs pass the kernel's checker too
-            vrrpd.attach_filter(rx, vrrpd.bpf_bytes(vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(family, [3], [1]))))
+            for checksum in (False, True):
+                prog = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(family, [2, 3], [1, 2], checksum))
+                vrrpd.attach_filter(rx, vrrpd.bpf_bytes(prog))
         with pytest.raises(OSError):
             vrrpd.attach_filter(rx, vrrpd.bpf_bytes([(vrrpd.BPF_LD | vrrpd.BPF_W | vrrpd.BPF_ABS, 0, 0, 0)]))
     finally:
@@ -12690,7 +12747,7 @@ def test_soak_finding_a_cpu_starved_backup_under_a_garbage_flood_never_takes_the
     10,000 packets/s garbage flood. It used to read its socket more slowly than garbage arrived; the full receive
     queue made the kernel drop the master's adverts among the garbage, and the master-down timeout acted on a
     queue still full. Now the kernel filter drops most of the garbage before vrrpd wakes up, and the timeout
-    waits for what is queued: no takeover, and the TTL-64 garbage never reached vrrpd's counters."""
+    waits for what is queued: no takeover, and the TTL-64 or bad-checksum garbage never reached vrrpd."""
     limit = _CpuLimit(4)
     try:
         require(limit.available, "needs a cgroup cpu controller to starve the backup")
@@ -12713,11 +12770,12 @@ def test_soak_finding_a_cpu_starved_backup_under_a_garbage_flood_never_takes_the
         assert sent > 50000, sent
         inst = a.instance()
         sockets = a.status()["sockets"]
-        assert sockets and sockets[0]["kernel_filter"] and sockets[0]["kernel_filter"].endswith("VRID 51")
-        # a seventh of the flood had TTL 1, 64 or 254, and about as much another VRID: filtered in the kernel
-        assert inst["stats"]["bad_packets"].get("bad_ttl", 0) == 0, inst["stats"]
-        assert "Unknown VRID" not in a.log()
-        assert inst["stats"]["bad_packets"].get("bad_checksum", 0) > 0  # what no filter can drop reached vrrpd
+        assert sockets and "VRID 51, checksum" in sockets[0]["kernel_filter"]
+        # a seventh of the flood had TTL 1, 64 or 254, as much another VRID, two sevenths bad checksums:
+        # filtered in the kernel, while the master's adverts came through
+        bad = inst["stats"]["bad_packets"]
+        assert bad.get("bad_ttl", 0) == 0 and bad.get("bad_checksum", 0) == 0, inst["stats"]
+        assert "Unknown VRID" not in a.log() and inst["stats"]["adverts_received"] > 20
     finally:
         limit.close()
 
