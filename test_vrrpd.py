@@ -12163,7 +12163,7 @@ class CompatGenerator:
             tree.append(self.sync_group())
         for _ in range(self.r.randint(0, 2) if self.chance(0.5) else 0):
             tree.append(self.virtual_server())
-        if self.chance(0.12):
+        for _ in range(2 if self.chance(0.1) else 1 if self.chance(0.15) else 0):
             self.mistake(tree)
         return tree
 
@@ -12173,7 +12173,15 @@ class CompatGenerator:
         comment = self.chance(0.4)
         lines: List[str] = []
 
+        self.cond_id = self.pick(["lb1", "alpha", "node7"])
+        conditional = self.chance(0.1)
+
         def emit(depth: int, text: str) -> None:
+            if conditional and depth and "{" not in text and "}" not in text and self.chance(0.15):
+                # the line for this node and a decoy for another node (dropped by the config id)
+                lines.append(f"@{self.cond_id} " + indent_unit * depth + text)
+                lines.append(f"@^{self.cond_id} " + indent_unit * depth + self.pick(["bogus_for_others 1", text]))
+                return
             if comment and self.chance(0.05):
                 lines.append(indent_unit * depth + self.pick(["! a comment", "# another one", "#"]))
             if comment and self.chance(0.05):
@@ -12203,7 +12211,7 @@ class CompatGenerator:
 
         for words, body in tree:
             node(0, words, body, False)
-        config_id = None
+        config_id = self.cond_id if conditional else None
         head: List[str] = []
         for name, value in self.params.items():
             if self.chance(0.3):
@@ -12214,6 +12222,10 @@ class CompatGenerator:
         if self.chance(0.1):
             head += ["$SEQ_VS= \\", "virtual_server 10.99.0.${I} 80 { \\", "  protocol TCP \\",
                      "  real_server 10.98.0.${I} 80 { \\", "  } \\", "}", "~SEQ(I, 1, 2, 5) $SEQ_VS"]
+        if self.chance(0.05):
+            head += ["$LST_VI= \\", "vrrp_instance L_${N} { \\", "  interface eth3 \\",
+                     "  virtual_router_id ${V} \\", "  virtual_ipaddress { \\", "    10.97.0.${V} \\", "  } \\",
+                     "}", "~LST({N, V}, {a, 201}, {b, 202}, {c, 203}) $LST_VI"]
         text = "\n".join(head + lines) + "\n"
         if self.chance(0.05):
             text = text.replace("\n", "\r\n")
@@ -12930,3 +12942,45 @@ def test_keepalived_dump_model_equals_vrrpd_model_of_the_same_file():
     assert vrrpd_vrrp_model(config) == theirs
     config.vrrp_instances[0].priority = 100
     assert vrrpd_vrrp_model(config) != theirs
+
+
+def test_reload_rebuilds_the_kernel_filter_when_the_vrids_change(lab, tmp_path):
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, advert=0.1))
+    wait_for(lambda: os.path.exists(node.ctl), 10, what="control socket")
+
+    def filters():
+        return [s["kernel_filter"] for s in node.status()["sockets"] if s["family"] == 4]
+
+    assert len(filters()) == 1 and "VRID 51," in filters()[0]
+    node.reload(_conf(priority=150, advert=0.1) + _second_instance(vrid=52))
+    wait_for(lambda: "VRID 51,52," in filters()[0], 5, what="the filter with VRID 52")
+    node.reload(_conf(priority=150, advert=0.1, global_extra="    log_unknown_vrids\n"))
+    wait_for(lambda: "VRID any," in filters()[0], 5, what="the filter keeping unknown VRIDs")
+
+
+def test_unicast_instances_sharing_a_vrid_and_interface_each_hear_their_own_peer(lab, tmp_path):
+    """keepalived lets two unicast instances share VRID and interface when their peers differ (class 7 of
+    issue 12); each must hear only its own peer: A wins U1 against B (150 > 100) and loses U2 to C (50 < 100)."""
+    ns_a, ns_b, ns_c = (lab.host(n, f"{LAB_NET}.{i}/24") for i, n in ((1, "a"), (2, "b"), (3, "c")))
+    vip1, vip2 = f"{LAB_NET}.101", f"{LAB_NET}.102"
+
+    def unicast(name, prio, src, peer, vip):
+        return _conf(name=name, vrid=9, priority=prio, vips=(f"{vip}/24",), instance_extra=(
+            f"    unicast_src_ip {LAB_NET}.{src}\n    unicast_peer {{\n        {LAB_NET}.{peer}\n    }}\n"))
+
+    two = unicast("U1", 150, 1, 2, vip1) + unicast("U2", 50, 1, 3, vip2).split("}\n", 1)[1]
+    config, diags = vrrpd.parse_config_text(two, "a.conf")
+    assert not messages(diags, vrrpd.Severity.ERROR) and len(config.vrrp_instances) == 2
+    a = _Node(lab, ns_a, tmp_path, "A", two)
+    b = _Node(lab, ns_b, tmp_path, "B", unicast("U1", 100, 2, 1, vip1))
+    c = _Node(lab, ns_c, tmp_path, "C", unicast("U2", 100, 3, 1, vip2))
+    nodes = [a, b, c]
+    _wait_holders(lab, nodes, ["A"], 10, vip=vip1)
+    _wait_holders(lab, nodes, ["C"], 10, vip=vip2)
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:  # and it stays so: neither instance takes the other's adverts as its own
+        assert _holders(lab, nodes, vip1) == ["A"] and _holders(lab, nodes, vip2) == ["C"]
+        time.sleep(0.05)
+    for n in nodes:
+        n.stop()
