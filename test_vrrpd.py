@@ -7313,6 +7313,18 @@ def test_udp_ping_and_file_checks_move_real_servers(tmp_path, caplog):
     loop.close()
 
 
+def test_ping_check_over_ipv6_loopback(caplog):
+    caplog.set_level("INFO", logger="vrrpd")
+    ping = vrrpd.Checker(kind="PING_CHECK", connect_timeout=1, retry=0, alpha=True)
+    vs = _vs("fd00::100", 80, delay_loop=0.2, rss=[_rs("::1", 80, [ping])])
+    loop, m = _manager(vs)
+    m.start()
+    _run_until(loop, lambda: "::1:80" in str(m.nl.weights("[fd00::100]:tcp:80")), 5, "PING_CHECK over ICMPv6 up")
+    assert "ICMPv6 connection to [::1]:tcp:80 success." in caplog.text
+    m.stop()
+    loop.close()
+
+
 def test_bfd_check_follows_the_session_at_once_with_keepalived_lines(caplog):
     caplog.set_level("INFO", logger="vrrpd")
     chk = vrrpd.Checker(kind="BFD_CHECK", bfd_name="BRS")
