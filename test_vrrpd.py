@@ -7313,6 +7313,18 @@ def test_udp_ping_and_file_checks_move_real_servers(tmp_path, caplog):
     loop.close()
 
 
+def test_ping_check_over_ipv6_loopback(caplog):
+    caplog.set_level("INFO", logger="vrrpd")
+    ping = vrrpd.Checker(kind="PING_CHECK", connect_timeout=1, retry=0, alpha=True)
+    vs = _vs("fd00::100", 80, delay_loop=0.2, rss=[_rs("::1", 80, [ping])])
+    loop, m = _manager(vs)
+    m.start()
+    _run_until(loop, lambda: "::1:80" in str(m.nl.weights("[fd00::100]:tcp:80")), 5, "PING_CHECK over ICMPv6 up")
+    assert "ICMPv6 connection to [::1]:tcp:80 success." in caplog.text
+    m.stop()
+    loop.close()
+
+
 def test_bfd_check_follows_the_session_at_once_with_keepalived_lines(caplog):
     caplog.set_level("INFO", logger="vrrpd")
     chk = vrrpd.Checker(kind="BFD_CHECK", bfd_name="BRS")
@@ -12160,7 +12172,7 @@ class CompatGenerator:
             tree.append(self.sync_group())
         for _ in range(self.r.randint(0, 2) if self.chance(0.5) else 0):
             tree.append(self.virtual_server())
-        if self.chance(0.12):
+        for _ in range(2 if self.chance(0.1) else 1 if self.chance(0.15) else 0):
             self.mistake(tree)
         return tree
 
@@ -12170,7 +12182,15 @@ class CompatGenerator:
         comment = self.chance(0.4)
         lines: List[str] = []
 
+        self.cond_id = self.pick(["lb1", "alpha", "node7"])
+        conditional = self.chance(0.1)
+
         def emit(depth: int, text: str) -> None:
+            if conditional and depth and "{" not in text and "}" not in text and self.chance(0.15):
+                # the line for this node and a decoy for another node (dropped by the config id)
+                lines.append(f"@{self.cond_id} " + indent_unit * depth + text)
+                lines.append(f"@^{self.cond_id} " + indent_unit * depth + self.pick(["bogus_for_others 1", text]))
+                return
             if comment and self.chance(0.05):
                 lines.append(indent_unit * depth + self.pick(["! a comment", "# another one", "#"]))
             if comment and self.chance(0.05):
@@ -12200,7 +12220,7 @@ class CompatGenerator:
 
         for words, body in tree:
             node(0, words, body, False)
-        config_id = None
+        config_id = self.cond_id if conditional else None
         head: List[str] = []
         for name, value in self.params.items():
             if self.chance(0.3):
@@ -12211,6 +12231,10 @@ class CompatGenerator:
         if self.chance(0.1):
             head += ["$SEQ_VS= \\", "virtual_server 10.99.0.${I} 80 { \\", "  protocol TCP \\",
                      "  real_server 10.98.0.${I} 80 { \\", "  } \\", "}", "~SEQ(I, 1, 2, 5) $SEQ_VS"]
+        if self.chance(0.05):
+            head += ["$LST_VI= \\", "vrrp_instance L_${N} { \\", "  interface eth3 \\",
+                     "  virtual_router_id ${V} \\", "  virtual_ipaddress { \\", "    10.97.0.${V} \\", "  } \\",
+                     "}", "~LST({N, V}, {a, 201}, {b, 202}, {c, 203}) $LST_VI"]
         text = "\n".join(head + lines) + "\n"
         if self.chance(0.05):
             text = text.replace("\n", "\r\n")
@@ -12258,7 +12282,10 @@ class CompatRun:
             for kind, text, reason in r.explained:
                 explained.setdefault(f"{kind}: {reason}", []).append(f"{os.path.basename(r.path)}: {text}")
         lines.append("")
-        lines.append("| difference | files | reason |")
+        lines.append("kinds: silent = keepalived reports a line where vrrpd reports nothing; rejects = keepalived "
+                     "exits 0, vrrpd has an error; model = keepalived -d and vrrpd's model differ")
+        lines.append("")
+        lines.append("| kind | how many (first) | reason |")
         lines.append("|---|---|---|")
         for d, reason in self.model_explained:
             explained.setdefault(f"model: {reason}", []).append(d)
