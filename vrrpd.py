@@ -4708,12 +4708,14 @@ def garp_frame(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
 
 # -- classic BPF receive filter (linux/filter.h): what the kernel drops before vrrpd wakes up ---------
 
-BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
+BPF_LD, BPF_LDX, BPF_ST, BPF_ALU, BPF_JMP, BPF_RET, BPF_MISC = 0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07
 BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
-BPF_IMM, BPF_ABS, BPF_IND, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x80, 0xA0
-BPF_SUB, BPF_AND = 0x10, 0x50
-BPF_JA, BPF_JEQ, BPF_JGE = 0x00, 0x10, 0x30
+BPF_IMM, BPF_ABS, BPF_IND, BPF_MEM, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x60, 0x80, 0xA0
+BPF_ADD, BPF_SUB, BPF_AND, BPF_RSH = 0x00, 0x10, 0x50, 0x70
+BPF_JA, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET = 0x00, 0x10, 0x20, 0x30, 0x40
 BPF_K, BPF_X = 0x00, 0x08
+BPF_TAX, BPF_TXA = 0x00, 0x80
+BPF_CHECKSUM_MAX = 88  # the longest VRRP message whose checksum the filter verifies (longer ones go to user space)
 SKF_NET_OFF = -0x100000  # loads relative to the network header (an IPv6 raw socket sees the VRRP message at 0)
 BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
 BPF_ACCEPT = 0xFFFFFFFF
@@ -4730,19 +4732,105 @@ class RxFilter:
     kinds: Tuple[int, ...]
     vrids: Optional[Tuple[int, ...]]
     min_length: int = VRRP_HEADER_LEN
+    # IPv4 only (IPv6's the kernel verifies itself): verify the VRRP checksum of v2 adverts, and of v3 ones over
+    # the pseudo-header ("pseudo") or the message alone ("message", v3_checksum_as_v2); None: leave v3 to user space
+    checksum: bool = False
+    v3_checksum: Optional[str] = "pseudo"
 
     def describe(self) -> str:
         versions = ",".join(str(k >> 4) for k in self.kinds)
         vrids = "any" if self.vrids is None else ",".join(map(str, self.vrids))
-        return f"multicast TTL 255, VRRP length >= {self.min_length}, version {versions}, VRID {vrids}"
+        text = f"multicast TTL 255, VRRP length >= {self.min_length}, version {versions}, VRID {vrids}"
+        return text + (", checksum" if self.checksum and self.family == 4 else "")
 
 
-def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]]) -> RxFilter:
+def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]], checksum: bool = False,
+                  v3_checksum: Optional[str] = "pseudo") -> RxFilter:
     """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
     kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
     # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
     min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
-    return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length)
+    return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length,
+                    checksum and family == 4, v3_checksum)
+
+
+def _checksum_program(f: RxFilter, op: Any) -> None:
+    """The IPv4 checksum test: the one's complement sum of the VRRP message (v3: with the pseudo-header) must
+    be 0xFFFF. Unrolled (classic BPF has no loops) up to BPF_CHECKSUM_MAX bytes; an IP header with options, an
+    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0]."""
+    op(BPF_LD | BPF_B | BPF_ABS, 0)
+    op(BPF_JMP | BPF_JEQ | BPF_K, 0x45, jt=1)  # IP options: no fixed offsets, user space checks
+    op(BPF_JMP | BPF_JA, "accept")
+    op(BPF_LD | BPF_W | BPF_LEN)
+    op(BPF_ALU | BPF_SUB | BPF_K, IPV4_HEADER.size)
+    op(BPF_ST, 0)
+    op(BPF_JMP | BPF_JSET | BPF_K, 1, jt=1)  # odd length: not an advert; user space says why
+    op(BPF_JMP | BPF_JGT | BPF_K, BPF_CHECKSUM_MAX, jf=1)
+    op(BPF_JMP | BPF_JA, "accept")
+    op(BPF_LDX | BPF_W | BPF_IMM, 0)
+    op(BPF_LD | BPF_B | BPF_ABS, IPV4_HEADER.size)  # version
+    op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
+    op(BPF_JMP | BPF_JEQ | BPF_K, 0x30, jf=1)  # v2: the message alone
+    if f.v3_checksum is None:
+        op(BPF_JMP | BPF_JA, "accept")
+    else:
+        op(BPF_JMP | BPF_JA, "pseudo" if f.v3_checksum == "pseudo" else "message")
+    op(BPF_JMP | BPF_JA, "message")
+    op.label("pseudo")
+    for offset in (12, 14, 16, 18):  # source and destination addresses
+        op(BPF_LD | BPF_H | BPF_ABS, offset)
+        op(BPF_ALU | BPF_ADD | BPF_X)
+        op(BPF_MISC | BPF_TAX)
+    op(BPF_LD | BPF_W | BPF_IMM, IPPROTO_VRRP)  # zero and protocol
+    op(BPF_ALU | BPF_ADD | BPF_X)
+    op(BPF_MISC | BPF_TAX)
+    op(BPF_LD | BPF_W | BPF_MEM, 0)  # the pseudo-header's length
+    op(BPF_ALU | BPF_ADD | BPF_X)
+    op(BPF_MISC | BPF_TAX)
+    op.label("message")
+    for offset in range(0, BPF_CHECKSUM_MAX, 2):
+        op(BPF_LD | BPF_W | BPF_MEM, 0)
+        op(BPF_JMP | BPF_JGT | BPF_K, offset, jf="fold")
+        op(BPF_LD | BPF_H | BPF_ABS, IPV4_HEADER.size + offset)
+        op(BPF_ALU | BPF_ADD | BPF_X)
+        op(BPF_MISC | BPF_TAX)
+    op.label("fold")
+    for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+        op(BPF_MISC | BPF_TXA)
+        op(BPF_ALU | BPF_RSH | BPF_K, 16)
+        op(BPF_ST, 1)
+        op(BPF_MISC | BPF_TXA)
+        op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
+        op(BPF_LDX | BPF_W | BPF_MEM, 1)
+        op(BPF_ALU | BPF_ADD | BPF_X)
+        op(BPF_MISC | BPF_TAX)
+    op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept", jf="drop_checksum")
+
+
+class _BpfAssembler:
+    """Instructions with symbolic jumps: jt/jf None (the next instruction), a count to skip, or a label; an
+    unconditional BPF_JA takes its label in k (32 bits: the long jumps)."""
+
+    def __init__(self) -> None:
+        self.prog: List[list] = []
+        self.labels: Dict[str, int] = {}
+
+    def __call__(self, code: int, k: Any = 0, jt: Any = None, jf: Any = None) -> None:
+        self.prog.append([code, jt, jf, k])
+
+    def label(self, name: str) -> None:
+        self.labels[name] = len(self.prog)
+
+    def resolve(self) -> List[Tuple[int, int, int, int]]:
+        out = []
+        for i, (code, jt, jf, k) in enumerate(self.prog):
+            offsets = [j if isinstance(j, int) else 0 if j is None else self.labels[j] - i - 1 for j in (jt, jf)]
+            if isinstance(k, str):
+                k = self.labels[k] - i - 1
+            if not all(0 <= o <= 255 for o in offsets) or k < -0x80000000:
+                raise ValueError(f"BPF jump out of range at {i}")
+            out.append((code, offsets[0], offsets[1], k & 0xFFFFFFFF))
+        return out
 
 
 def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
@@ -4750,12 +4838,7 @@ def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
 
     An IPv4 raw socket's filter sees the packet from its IP header; an IPv6 one sees the VRRP message, and
     reaches the IPv6 header (destination, hop limit) through SKF_NET_OFF."""
-    prog: List[list] = []  # [code, jt, jf, k], jumps as label names or None (next instruction)
-    labels: Dict[str, int] = {}
-
-    def op(code: int, k: int = 0, jt: Optional[str] = None, jf: Optional[str] = None) -> None:
-        prog.append([code, jt, jf, k & 0xFFFFFFFF])
-
+    op = _BpfAssembler()
     if f.family == 4:
         op(BPF_LDX | BPF_B | BPF_MSH, 0)  # X = IP header length
         op(BPF_LD | BPF_W | BPF_LEN)
@@ -4775,27 +4858,26 @@ def vrrp_filter_program(f: RxFilter) -> List[Tuple[int, int, int, int]]:
         op(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 7)  # hop limit
         op(BPF_JMP | BPF_JEQ | BPF_K, VRRP_TTL, jf="drop")
         byte0, byte1 = (BPF_LD | BPF_B | BPF_ABS, 0), (BPF_LD | BPF_B | BPF_ABS, 1)
-    labels["vrrp"] = len(prog)
+    op.label("vrrp")
     op(*byte0)  # version and type
     for kind in f.kinds:
         op(BPF_JMP | BPF_JEQ | BPF_K, kind, jt="vrid")
-    labels["drop"] = len(prog)
+    op.label("drop")
     op(BPF_RET | BPF_K, 0)
-    labels["vrid"] = len(prog)
+    op.label("vrid")
     if f.vrids is not None:
         op(*byte1)
         for vrid in f.vrids:
-            op(BPF_JMP | BPF_JEQ | BPF_K, vrid, jt="accept")
+            op(BPF_JMP | BPF_JEQ | BPF_K, vrid, jt="checked")
         op(BPF_RET | BPF_K, 0)
-    labels["accept"] = len(prog)
+    op.label("checked")
+    if f.checksum and f.family == 4:
+        _checksum_program(f, op)
+    op.label("accept")
     op(BPF_RET | BPF_K, BPF_ACCEPT)
-    out = []
-    for i, (code, jt, jf, k) in enumerate(prog):
-        offsets = [0 if j is None else labels[j] - i - 1 for j in (jt, jf)]
-        if not all(0 <= o <= 255 for o in offsets):
-            raise ValueError(f"BPF jump out of range at {i}")
-        out.append((code, offsets[0], offsets[1], k))
-    return out
+    op.label("drop_checksum")
+    op(BPF_RET | BPF_K, 0)
+    return op.resolve()
 
 
 def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
@@ -11545,7 +11627,12 @@ class Daemon:
         if not rts or not isinstance(vsock, _RxSocket):
             return
         vrids = None if self.g.log_unknown_vrids else [rt.machine.vrid for rt in rts]
-        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids))
+        # checksums in the kernel too, unless auth_hmac changes what the message carries; v3's as its instances
+        # compute it (with the pseudo-header, or the message alone for v3_checksum_as_v2), if they agree
+        styles = {rt.checksum_as_v2 for rt in rts if rt.version == 3}
+        v3_checksum = None if len(styles) > 1 else "message" if styles == {True} else "pseudo"
+        checksum = all(getattr(rt, "hmac", None) is None for rt in rts)
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum))
         # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
         self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
 
@@ -12552,7 +12639,7 @@ class MetricsServer:
     max_clients = 16
     max_request = 8192
     idle_timeout = 5.0
-    accepts_per_wakeup = 64
+    accepts_per_wakeup = 8  # half of max_clients: a new connection outlives the next pass, so its request is read
     render_interval = 0.25
 
     def __init__(self, loop: EventLoop, address: str, render: Callable[[], str]):
