@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -5299,7 +5300,16 @@ def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path
     wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
     wait_for(lambda: len(_routes(lab, ns, 100)) == 2, 3, what="virtual routes")
     monitor = lab.exec(ns, ["ip", "-o", "monitor", "route", "rule"], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.3)
+    seen: List[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(monitor.stdout), daemon=True)
+    reader.start()
+
+    def canary_seen() -> bool:  # the monitor listens once it reports a route of ours (a sleep loses under load)
+        lab.ip("route", "replace", "10.254.254.0/24", "dev", "eth0", "table", "251", ns=ns)
+        time.sleep(0.05)
+        return any("10.254.254.0/24" in line for line in seen)
+
+    wait_for(canary_seen, 10, what="ip monitor listening")
     text = node.conf.read_text()
     text = text.replace("blackhole 10.10.0.0/16", "blackhole 10.20.0.0/16")  # one virtual route changed
     text = text.replace("from 2001:db8::/64 table vrrp_test priority 101", "to 10.30.0.0/16 table 7 priority 107")
@@ -5309,8 +5319,10 @@ def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path
     wait_for(lambda: "Reload complete" in node.log(), 5, what="reload")
     time.sleep(0.5)
     monitor.terminate()
-    events = sorted(" ".join(line.split()) for line in monitor.communicate(timeout=5)[0].splitlines()
-                    if "proto keepalived" in line)  # not the kernel's own (a late link-local address)
+    monitor.wait(timeout=5)
+    # "proto keepalived": ours, not the kernel's own (a late link-local address)
+    reader.join(timeout=5)
+    events = sorted(" ".join(line.split()) for line in seen if "proto keepalived" in line)
     assert events == sorted([
         "Deleted blackhole 10.10.0.0/16 table 100 proto keepalived",
         "blackhole 10.20.0.0/16 table 100 proto keepalived",
@@ -8417,7 +8429,7 @@ def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_
     second_vip = f"{LAB_NET}.101"
     wait_for(lambda: lab.has_address(a.ns, second_vip), 3, what="the added instance's VIP on A")
     sent, received = _ping_stats(ping.communicate(timeout=15)[0])
-    assert sent > 200 and received == sent, (sent, received)
+    assert sent > 100 and received == sent, (sent, received)  # 4 s at 10 ms: ~400, fewer on a loaded machine
     vi1 = [e for e in adverts.adverts(src=f"{LAB_NET}.1", since=t_start) if e[3] == "51"]
     gaps = [later[1] - earlier[1] for earlier, later in zip(vi1, vi1[1:])]
     assert len(vi1) > 20 and max(gaps) < 0.3, max(gaps)  # advert_int 0.1: no advert gap through the reload
