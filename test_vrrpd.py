@@ -3792,8 +3792,10 @@ def test_hostile_input_does_not_change_state_or_delay_adverts(lab, tmp_path):
     assert a.log().count("Entering MASTER STATE") == 1
     assert b.log().count("Entering MASTER STATE") == 0
     text = a.log()
-    for complaint in ("invalid TTL", "invalid passwd", "Unknown VRID(", "bad_checksum", "interval mismatch"):
+    for complaint in ("invalid passwd", "interval mismatch"):  # well-formed enough to pass the kernel's filter
         assert complaint in text
+    for complaint in ("invalid TTL", "Unknown VRID(", "bad_checksum"):  # the socket filter drops them in the kernel
+        assert complaint not in text
     assert len(text.splitlines()) < 200  # rate-limited, not one line per packet
 
 
