@@ -173,11 +173,15 @@ def small_dataclass(cls: Any = None, *, frozen: bool = False) -> Any:
             params.append(f"{name}=_NO_DEFAULT")
             value = f"_f_{name}() if {name} is _NO_DEFAULT else {name}"
         elif f.default is not _NO_DEFAULT:
+            # the default stays a class attribute: an instance holds only what differs (VrrpInstance has ~80
+            # fields, most at their default: a thousand instances save a megabyte)
             scope[f"_d_{name}"] = f.default
             params.append(f"{name}=_d_{name}")
+            body.append(f"    if {name} is not _d_{name}:")
         else:
             params.append(name)
-        body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
+        body.append(("        " if body and body[-1].endswith(":") else "    ")
+                    + (f"_set(self, {name!r}, {value})" if frozen else f"self.{name} = {value}"))
     exec(f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass"), scope)
     cls.__init__ = scope["__init__"]
     cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
