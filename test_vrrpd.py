@@ -3316,7 +3316,7 @@ def test_seed000_pair_vip_on_master_only_and_hard_failover_within_master_down_in
     wait_for(lambda: lab.has_address(b.ns, VIP), mdi + 1.0, 0.01, what="VIP on the backup")
     took = time.monotonic() - t_kill
     # the last advert was at most one interval before the kill
-    assert mdi - 1.0 - 0.05 <= took <= mdi + 0.3, took
+    assert mdi - 1.0 - 0.05 <= took <= mdi + 0.5, took  # + the polling `ip` on a loaded machine
     assert "(VI_1) Entering MASTER STATE" in b.log()
     sent, received = _ping_stats(ping.communicate(timeout=15)[0])
     assert (sent - received) * 0.02 <= mdi + 0.5, (sent, received)
