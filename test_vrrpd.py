@@ -515,6 +515,19 @@ def test_module_imports_and_has_map():
     assert vrrpd.__doc__ and "Map of this file" in vrrpd.__doc__
 
 
+def test_the_map_names_every_section_banner_in_order():
+    """The map at the top of vrrpd.py lists every section banner, numbered and titled as the banner is."""
+    doc = vrrpd.__doc__ or ""
+    mapped = re.findall(r"^ {1,2}(\d+\.) (.+?)(?: {2,}.*)?$|^ {5}(\d+\.\d+) (.+?)(?: {2,}.*)?$", doc, re.M)
+    mapped = [(a or c, b or d) for a, b, c, d in mapped]
+    banners = re.findall(r"^# (\d+\.(?:\d+)?) (.+)$", Path(VRRPD).read_text(), re.M)
+    assert [n for n, _ in mapped] == [n for n, _ in banners], (mapped, banners)
+    for (number, title), (_, banner) in zip(mapped, banners):
+        assert banner.startswith(title), f"section {number}: the map says {title!r}, the banner {banner!r}"
+    numbers = [tuple(int(x) for x in n.rstrip(".").split(".")) for n, _ in banners]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+
+
 SEED_HEADER = re.compile(r"# seed tutorial (\d{3})_[0-9a-f]{16}\.txt, lines (\d+)-(\d+): \S")
 
 

@@ -1,28 +1,44 @@
 #!/usr/bin/env python3
 """vrrpd - a keepalived-compatible VRRP and LVS daemon in one standard-library Python file.
 
-Map of this file (sections in the order data flows, from the edges to the core and back out):
+Map of this file: sections in the order data flows, from text and bytes at the edges to the pure protocol core
+and back out to the kernel. test_the_map_names_every_section_banner_in_order keeps it true.
 
-  1. Constants and small types   VRRP/netlink numbers, State, AuthType, LbKind, Diagnostic, errors
-  2. Configuration model         dataclasses, one per keepalived block, values already typed
-  3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), keyword registry,
-                                 parser, validation, --check
-  4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP frames, netlink packing
-     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, auth_hmac trailer,
-                                 BFD control packets (RFC 5880), nftables text
-  5. VRRP state machine          sans-IO: given `now` and events, returns actions (RFC 5798 section 6)
-     5b.                         sync groups
-  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process/track_bfd,
-                                 6b LVS checkers, 6c BFD sessions (RFC 5880, sans-IO)
-  7. Kernel edge                 7a rtnetlink, raw VRRP sockets, AF_PACKET; 7b generic netlink IPVS, checker
-                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets;
-                                 7d BFD sockets (RFC 5881/5883) and the sessions on the loop
-  8. Event loop                  one selectors loop with a timer heap, child processes, signals
-  9. Notification                notify scripts, notify FIFO, SMTP alerts (one worker thread)
- 10. Daemon                      wires config -> engines -> kernel, reload, status;
-     10b.                        IPv6 instances, VMAC, sync groups, firewall and AH for the Daemon
- 11. Command line                11a logging, sd_notify, status socket, byte-code cache; 11b running the
-                                 daemon and the demo; 11c keepalived's options, forking, signals, dumps
+  1. Constants and small types       VRRP/netlink numbers, State, AuthType, LbKind, Diagnostic, errors
+  2. Configuration model             dataclasses, one per keepalived block, values already typed
+  3. Configuration parser            text -> model; every problem reported with file:line, in one pass
+     3.1 Lexer                       comments, quotes, braces, continuation, $VARS, @id lines, include
+     3.2 Typed values and commands
+     3.3 The keyword registry        drives the parser; the README keyword table is rendered from it
+     3.4 Parser
+     3.5 Keywords by block           keepalived.conf(5); defaults live in the dataclasses of section 2
+     3.6 Validation                  the whole configuration at once
+     3.7 Public entry points         load_config(), parse_config_text(), --check
+  4. Wire formats                    pure functions on bytes, no sockets
+     4.1 VRRP, IPv4, ARP and netlink   encode_advert()/decode_advert() for both families, BPF filter,
+                                     netlink packing, addresses, routes, rules
+     4.2 More formats                Neighbour Advertisements, IPsec AH, the auth_hmac trailer, BFD packets,
+                                     the nftables ruleset, VMAC messages
+  5. VRRP core (sans-IO)             given `now` and events, returns actions
+     5.1 State machine and receive checks   VrrpMachine, TRANSITIONS, receive_checks() (RFC 5798 6, 7.1)
+     5.2 Sync groups                 members move together (keepalived's vrrp_sync.c)
+  6. Trackers and health checks      decisions, and the TrackerRunner that runs the VRRP trackers
+     6.1 VRRP trackers               vrrp_script, track_file, track_process, track_bfd
+     6.2 LVS checker decisions       sans-IO; their I/O is in 7.2
+     6.3 BFD sessions                RFC 5880, sans-IO; their sockets are in 7.4
+  7. Kernel edge                     the only code that knows the OS
+     7.1 rtnetlink and VRRP sockets  NetlinkSocket, events, VrrpSocket (both families, AH), Announcer, Kernel
+     7.2 IPVS and checkers           generic netlink IPVS, checker I/O, the LvsManager
+     7.3 Firewall and VMAC           strict mode's nftables table, the VMAC macvlans
+     7.4 BFD sockets                 and the sessions of 6.3 on the loop
+  8. Event loop                      one selectors loop with a timer heap, child processes, signals
+  9. Notification                    notify scripts, notify FIFO, SMTP alerts (one worker thread)
+ 10. Daemon                          config -> machines -> kernel for both families: sync groups, VMAC,
+                                     firewall, AH, reload, status
+ 11. Command line
+     11.1 Logging, systemd notification, and the status socket
+     11.2 Running the daemon, and the namespace demo
+     11.3 Operating it               keepalived's options, forking, signals, reload, dumps
 
 Only the standard library is used, and Python 3.9 is the minimum version.
 """
@@ -4536,8 +4552,14 @@ def config_summary(config: Config) -> List[str]:
 
 
 # ============================================================================================
-# 4. Wire formats: pure functions on bytes
+# 4. Wire formats: pure functions on bytes, no sockets
 # ============================================================================================
+
+# --------------------------------------------------------------------------------------------
+# 4.1 VRRP, IPv4, ARP and netlink: adverts of both families (RFC 3768, RFC 5798), the IPv4 header,
+#     gratuitous ARP, the kernel's BPF receive filter, netlink messages and attributes, addresses, routes
+#     and rules
+# --------------------------------------------------------------------------------------------
 
 VRRP_TYPE_ADVERTISEMENT = 1
 VRRP_AUTH_DATA_LEN = 8
@@ -5253,10 +5275,10 @@ def parse_route_msg(payload: bytes, rule: bool = False) -> RouteInfo:
 
 
 # --------------------------------------------------------------------------------------------
-# 4b. IPv6, AH and firewall formats
-#     IPv6 pseudo-header checksum, unsolicited Neighbour Advertisements, the IPsec AH header
-#     keepalived puts in front of VRRPv2 (`auth_type AH`), the nftables ruleset of strict mode,
-#     and the VMAC address and macvlan rtnetlink messages. Pure functions on bytes and text.
+# 4.2 More formats: Neighbour Advertisements, IPsec AH, auth_hmac, BFD, nftables, VMAC
+#     Unsolicited NAs (RFC 4861), the AH header keepalived puts in front of VRRPv2 (`auth_type AH`),
+#     keepalived 2.4's HMAC-SHA256 trailer, BFD control packets (RFC 5880), the nftables ruleset of
+#     strict mode, and the VMAC address and macvlan payloads. Pure functions on bytes and text.
 # --------------------------------------------------------------------------------------------
 
 ETH_P_IPV6 = 0x86DD
@@ -5719,8 +5741,14 @@ def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> b
 
 
 # ============================================================================================
-# 5. VRRP state machine (sans-IO)
+# 5. VRRP core (sans-IO): the state machine, its receive checks, sync groups
 # ============================================================================================
+
+# --------------------------------------------------------------------------------------------
+# 5.1 State machine and receive checks (RFC 5798 sections 6 and 7.1)
+#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS lists every state change;
+#     receive_checks() is RFC 5798 section 7.1 for both families. Nothing here reads a clock or a socket.
+# --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class SendAdvert:
@@ -6301,10 +6329,10 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
 
 
 # --------------------------------------------------------------------------------------------
-# 5b. Sync groups (keepalived's vrrp_sync.c, sans-IO)
+# 5.2 Sync groups (keepalived's vrrp_sync.c)
 #     Members move together: the group goes MASTER only when every member wants MASTER (its own
 #     master-down timer fired); one member going BACKUP or FAULT takes all the others with it.
-#     Methods return the moves [(instance name, state)] for the daemon to apply to each member.
+#     Methods return the moves [(instance name, state)]; the Daemon applies them with force_state().
 # --------------------------------------------------------------------------------------------
 
 
@@ -6370,15 +6398,13 @@ class SyncGroupEngine:
 
 
 # ============================================================================================
-# 6. Tracking and health-check decisions (sans-IO)
+# 6. Trackers and health checks: decisions, and the runner of the VRRP trackers
 # ============================================================================================
 
-# (LVS checker decision logic goes under "6b. LVS checkers", after 6a)
-
 # --------------------------------------------------------------------------------------------
-# 6a. VRRP trackers: vrrp_script, track_file, track_process
+# 6.1 VRRP trackers: vrrp_script, track_file, track_process, track_bfd
 #     Pure decisions first (rise/fall counters, weight rules, process matching), then the
-#     TrackerRunner that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
+#     TrackerRunner that runs scripts with EventLoop.spawn() and watches files and /proc on timers.
 # --------------------------------------------------------------------------------------------
 
 TRACK_FILE_FAULT = -254  # a track_file contribution at or below this puts the instance in FAULT
@@ -6853,7 +6879,7 @@ class TrackerRunner:
         self.scripts: Dict[str, _ScriptRunner] = {}
         self.files: Dict[str, _FileWatch] = {}
         self.processes: Dict[str, ProcessQuorum] = {}
-        self.bfd = BfdDriver(loop, self._bfd_event)  # bfd_instance sessions (sections 6c, 7d)
+        self.bfd = BfdDriver(loop, self._bfd_event)  # bfd_instance sessions (sections 6.3, 7.4)
         self.bfd_listeners: List[Callable[[str, bool], Any]] = []  # BFD_CHECK checkers hear the events too
         self._take(config)
 
@@ -7113,7 +7139,7 @@ class TrackerRunner:
 
 
 # --------------------------------------------------------------------------------------------
-# 6b. LVS checkers: decisions from results and time (sans-IO); the I/O is in section 7b
+# 6.2 LVS checker decisions: from results and time (sans-IO); their I/O is in section 7.2
 # --------------------------------------------------------------------------------------------
 
 LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
@@ -7284,8 +7310,8 @@ def lvs_desired_dests(
 
 
 # --------------------------------------------------------------------------------------------
-# 6c. BFD sessions (RFC 5880 asynchronous mode), sans-IO: given `now` and received packets, a session
-#     returns the packets to send and its state changes. Its UDP sockets are in section 7d.
+# 6.3 BFD sessions (RFC 5880 asynchronous mode), sans-IO: given `now` and received packets, a session
+#     returns the packets to send and its state changes. Its UDP sockets are in section 7.4.
 # --------------------------------------------------------------------------------------------
 
 
@@ -7470,7 +7496,8 @@ class BfdSession:
 # (raw VRRP sockets, AF_PACKET, rtnetlink, generic netlink IPVS go here)
 
 # --------------------------------------------------------------------------------------------
-# 7a. rtnetlink (links, addresses, events), raw VRRP sockets, AF_PACKET gratuitous ARP
+# 7.1 rtnetlink and VRRP sockets: one netlink request loop, link and address events of both families,
+#     VrrpSocket (both families, AH), Announcer (ARP and NA), and Kernel: what the Daemon opens
 # --------------------------------------------------------------------------------------------
 
 NETLINK_ROUTE = 0
@@ -7881,7 +7908,7 @@ class Kernel:
 
 
 # --------------------------------------------------------------------------------------------
-# 7b. Generic netlink IPVS, checker I/O and the LVS manager
+# 7.2 IPVS and checkers: generic netlink IPVS, checker I/O and the LVS manager
 # --------------------------------------------------------------------------------------------
 
 NETLINK_GENERIC = 16
@@ -9112,7 +9139,7 @@ def genhash(url: str, timeout: float = 5.0) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# 7c. Strict-mode firewall and VMAC links
+# 7.3 Firewall and VMAC: strict mode's nftables table and the VMAC links
 #     Both are set up at start and undone at stop with short blocking calls (the `nft` command,
 #     one rtnetlink request each); nothing here runs on the advert path.
 # --------------------------------------------------------------------------------------------
@@ -9288,7 +9315,7 @@ class VmacManager:
 
 
 # --------------------------------------------------------------------------------------------
-# 7d. BFD sockets, and the sessions of section 6c run on the loop
+# 7.4 BFD sockets, and the sessions of section 6.3 run on the loop
 #     One receive socket per family and port (3784, 4784 for multihop) reporting TTL and destination;
 #     one sending socket per session, bound to a source port in 49152-65535 and sending TTL 255.
 # --------------------------------------------------------------------------------------------
@@ -12044,7 +12071,7 @@ class Daemon:
 # ============================================================================================
 
 # --------------------------------------------------------------------------------------------
-# 11a. Logging, systemd notification, and the status socket
+# 11.1 Logging, systemd notification, and the status socket
 # --------------------------------------------------------------------------------------------
 
 SYSLOG_FACILITIES = {
@@ -12964,7 +12991,7 @@ def check_command(path: Optional[str], out: Any = None, config_id: Optional[str]
 
 
 # --------------------------------------------------------------------------------------------
-# 11b. Running the daemon, and the namespace demo
+# 11.2 Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
 DEMO_VIP = "192.0.2.100"
@@ -13288,8 +13315,8 @@ def run_demo() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# 11c. Operating it: keepalived's command line, daemonising with a pid file, signals, reload,
-#      dumps (SIGUSR1 data, SIGUSR2 stats, SIGRTMIN+2 JSON) and systemd notification
+# 11.3 Operating it: keepalived's command line, daemonising with a pid file, signals, reload,
+#     dumps (SIGUSR1 data, SIGUSR2 stats, SIGRTMIN+2 JSON) and systemd notification
 # --------------------------------------------------------------------------------------------
 
 DEFAULT_PID_FILE = "/run/vrrpd.pid"
