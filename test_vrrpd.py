@@ -291,6 +291,9 @@ class FakeVrrpSocket:
         if group not in self.groups:
             self.groups.append(group)
 
+    def receive_nothing(self):
+        self.send_only = True
+
     def send(self, src, dst, packet):
         self.sent.append((src, dst, packet))
 
@@ -2438,6 +2441,19 @@ def test_daemon_reload_adds_and_removes_only_the_changed_vips_of_a_master(offlin
     assert rt.machine.state == vrrpd.State.MASTER
     assert kernel.calls == [("del", ETH0, f"{f['vip']}/{prefix}"), ("add", ETH0, f"{f['other']}/{prefix}")]
     assert (ETH0, f["other"]) in kernel.held and (ETH0, f["vip"]) not in kernel.held
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_vmac_instance_puts_its_vips_on_the_vmac_and_sends_from_it(offline, family):
+    d, kernel = offline(instance_text(family=family, extra="    use_vmac\n"))
+    rt = _master(d, kernel)
+    vmac = 100 + 51  # FakeVmacs: index 100 + VRID
+    assert d.links[vmac].mac == vrrpd.vmac_address(51, family) and rt.vmac_index == vmac
+    assert (vmac, FAMILY[family]["vip"]) in kernel.held and (ETH0, FAMILY[family]["vip"]) not in kernel.held
+    xmit = kernel.sockets[("vrrp.51", family, vrrpd.IPPROTO_VRRP)]
+    assert rt.xmit is xmit and xmit.sent and getattr(xmit, "send_only", False)  # it queues nothing
+    d.stop()
+    assert vmac not in kernel.links and not d.vmacs.created  # removed at stop
 
 
 def test_daemon_ipv6_instance_waits_for_its_link_local_address(offline):
