@@ -3755,12 +3755,14 @@ def test_interop_with_keepalived(lab, tmp_path, version, unicast, keepalived_mas
     assert "entering master state" in text and "entering backup state" in text
 
 
-HOSTILE_SENDER = r"""
+# The start of the lab's hostile senders: a raw VRRP sender (tx, IP header ours) and a receiver of the group (rx)
+# on eth0, with vrrpd importable from argv[1].
+RAW_VRRP_PEER = r"""
 import ipaddress, random, socket, struct, sys, time
 sys.path.insert(0, sys.argv[1])
 import vrrpd
 IP4 = ipaddress.IPv4Address
-src, group, seconds = IP4(sys.argv[2]), IP4("224.0.0.18"), float(sys.argv[3])
+group = IP4("224.0.0.18")
 tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
 tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
 tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
@@ -3769,6 +3771,10 @@ rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
 rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4,
                                                                 socket.if_nametoindex("eth0")))
 rx.setblocking(False)
+"""
+
+HOSTILE_SENDER = RAW_VRRP_PEER + r"""
+src, seconds = IP4(sys.argv[2]), float(sys.argv[3])
 rng = random.Random(7)
 def adv(prio=250, vrid=51, pw=b"secret12", auth=1, intvl=1):
     return vrrpd.encode_advert(vrrpd.VrrpAdvert(2, vrid, prio, [IP4("10.55.0.100")], intvl, auth, pw))
@@ -4844,20 +4850,8 @@ def test_bfd_reload_keeps_an_unchanged_session_and_restarts_a_changed_one(lab, t
     w.stop()
 
 
-HMAC_HOSTILE = r"""
-import ipaddress, socket, struct, sys, time
-sys.path.insert(0, sys.argv[1])
-import vrrpd
-IP4 = ipaddress.IPv4Address
-master, group, seconds = IP4(sys.argv[2]), IP4("224.0.0.18"), float(sys.argv[3])
-tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
-tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
-rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
-rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
-rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4,
-                                                                socket.if_nametoindex("eth0")))
-rx.setblocking(False)
+HMAC_HOSTILE = RAW_VRRP_PEER + r"""
+master, seconds = IP4(sys.argv[2]), float(sys.argv[3])
 retired = vrrpd.AuthHmac({9: bytes(range(9, 41))}, 9)
 captured, stamps, sent, end = [], [], 0, time.monotonic() + seconds
 while time.monotonic() < end:

@@ -12351,7 +12351,69 @@ def _small_json(doc: Any, indent: str) -> str:
     return _json_string(str(doc))
 
 
-class ControlServer:
+class _StreamServer:
+    """The connections of one listening stream socket on the loop, each a dict with at least "out" (bytes still
+    to send) and "timer"; what the servers below share: receiving, flushing, dropping, closing."""
+
+    def __init__(self, loop: EventLoop, sock: socket.socket):
+        self.loop = loop
+        self.sock = sock
+        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
+        loop.add_reader(sock, self._accept)
+
+    def _accept(self) -> None:
+        raise NotImplementedError
+
+    def _receive(self, conn: socket.socket, size: int) -> Optional[Tuple[Dict[str, Any], bytes]]:
+        """(client, data) for a readable connection; None when there is nothing to do (it is dropped if closed)."""
+        client = self.clients.get(conn)
+        if client is None:
+            return None
+        try:
+            data = conn.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return None
+        return client, data
+
+    def _flush(self, conn: socket.socket) -> Optional[Dict[str, Any]]:
+        """Send what the socket takes; the client once all of it is sent, else None (more to send, or dropped)."""
+        client = self.clients.get(conn)
+        if client is None:
+            return None
+        try:
+            sent = conn.send(client["out"])
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            self._drop(conn)
+            return None
+        del client["out"][:sent]
+        return None if client["out"] else client
+
+    def _drop(self, conn: socket.socket) -> None:
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            client["timer"].cancel()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(conn)
+            except (KeyError, ValueError):
+                pass
+        conn.close()
+
+    def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
+        self.loop.remove_reader(self.sock)
+        self.sock.close()
+
+
+class ControlServer(_StreamServer):
     """The daemon's unix stream socket. A client sends one request line: `status` gets the status document
     (the dict documented at format_status_table()) as JSON; `events` subscribes to the event stream, one JSON
     object a line: the recent transitions first, then each event as it happens (see Daemon._publish). A client
@@ -12367,22 +12429,20 @@ class ControlServer:
 
     def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]],
                  history: Optional[Callable[[], List[Dict[str, Any]]]] = None):
-        self.loop = loop
         self.path = path
         self.status = status
         self.history = history or (lambda: [])
-        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
         os.chmod(path, 0o660)
-        self.sock.listen(8)
-        self.sock.setblocking(False)
-        loop.add_reader(self.sock, self._accept)
+        sock.listen(8)
+        sock.setblocking(False)
+        super().__init__(loop, sock)
 
     def _accept(self) -> None:
         try:
@@ -12398,18 +12458,11 @@ class ControlServer:
         self.loop.add_reader(conn, self._readable, conn)
 
     def _readable(self, conn: socket.socket) -> None:
-        client = self.clients.get(conn)
-        if client is None:
+        received = self._receive(conn, 512)
+        if received is None:
             return
-        try:
-            data = conn.recv(512)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(conn)
-        elif client["kind"] == "request":
+        client, data = received
+        if client["kind"] == "request":
             client["request"] += data
             if b"\n" in client["request"] or len(client["request"]) > 256:
                 self._answer(conn, client["request"].split(b"\n")[0].strip().decode(errors="replace"))
@@ -12451,41 +12504,18 @@ class ControlServer:
             self.loop.add_writer(conn, self._write, conn)
 
     def _write(self, conn: socket.socket) -> None:
-        client = self.clients.get(conn)
+        client = self._flush(conn)
         if client is None:
             return
         try:
-            sent = conn.send(client["out"])
-        except BlockingIOError:
-            return
-        except OSError:
+            self.loop.remove_writer(conn)
+        except (KeyError, ValueError):
+            pass
+        if client["kind"] == "reply":
             self._drop(conn)
-            return
-        del client["out"][:sent]
-        if not client["out"]:
-            try:
-                self.loop.remove_writer(conn)
-            except (KeyError, ValueError):
-                pass
-            if client["kind"] == "reply":
-                self._drop(conn)
-
-    def _drop(self, conn: socket.socket) -> None:
-        client = self.clients.pop(conn, None)
-        if client is not None:
-            client["timer"].cancel()
-        for remove in (self.loop.remove_reader, self.loop.remove_writer):
-            try:
-                remove(conn)
-            except (KeyError, ValueError):
-                pass
-        conn.close()
 
     def close(self) -> None:
-        for conn in list(self.clients):
-            self._drop(conn)
-        self.loop.remove_reader(self.sock)
-        self.sock.close()
+        super().close()
         try:
             os.unlink(self.path)
         except OSError:
@@ -12653,7 +12683,7 @@ def format_metrics(status: Dict[str, Any]) -> str:
     return m.text()
 
 
-class MetricsServer:
+class MetricsServer(_StreamServer):
     """HTTP GET /metrics (Prometheus text format) on the event loop, safe against slow or hostile scrapers.
 
     Nothing blocks: at most max_clients connections are open (the oldest is closed to make room for a new one),
@@ -12671,26 +12701,24 @@ class MetricsServer:
 
     def __init__(self, loop: EventLoop, address: str, render: Callable[[], str]):
         host, port = parse_listen(address)
-        self.loop = loop
         self.render = render
-        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         self.scrapes = 0
         self.evicted = 0
         self._body: Optional[str] = None
         self._rendered_at = 0.0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind((host, port))
-            self.sock.listen(128)
-            self.sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+            sock.setblocking(False)
         except OSError:
-            self.sock.close()
+            sock.close()
             raise
-        self.address = self.sock.getsockname()[:2]
+        self.address = sock.getsockname()[:2]
         self.listen = address
-        loop.add_reader(self.sock, self._accept)
+        super().__init__(loop, sock)
 
     def _accept(self) -> None:
         for _ in range(self.accepts_per_wakeup):
@@ -12711,18 +12739,10 @@ class MetricsServer:
             self.loop.add_reader(conn, self._readable, conn)
 
     def _readable(self, conn: socket.socket) -> None:
-        client = self.clients.get(conn)
-        if client is None:
+        received = self._receive(conn, 4096)
+        if received is None:
             return
-        try:
-            data = conn.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(conn)
-            return
+        client, data = received
         if client["out"] is not None:
             return  # answering already: what else comes is ignored
         client["in"] += data
@@ -12774,40 +12794,12 @@ class MetricsServer:
             self.loop.add_writer(conn, self._write, conn)
 
     def _write(self, conn: socket.socket) -> None:
-        client = self.clients.get(conn)
-        if client is None:
-            return
-        try:
-            sent = conn.send(client["out"])
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(conn)
-            return
-        del client["out"][:sent]
-        if not client["out"]:
+        if self._flush(conn) is not None:
             try:
                 conn.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
             self._drop(conn)
-
-    def _drop(self, conn: socket.socket) -> None:
-        client = self.clients.pop(conn, None)
-        if client is not None:
-            client["timer"].cancel()
-        for remove in (self.loop.remove_reader, self.loop.remove_writer):
-            try:
-                remove(conn)
-            except (KeyError, ValueError):
-                pass
-        conn.close()
-
-    def close(self) -> None:
-        for conn in list(self.clients):
-            self._drop(conn)
-        self.loop.remove_reader(self.sock)
-        self.sock.close()
 
 
 def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
