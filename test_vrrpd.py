@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -290,6 +291,9 @@ class FakeVrrpSocket:
         if group not in self.groups:
             self.groups.append(group)
 
+    def receive_nothing(self):
+        self.send_only = True
+
     def send(self, src, dst, packet):
         self.sent.append((src, dst, packet))
 
@@ -512,6 +516,19 @@ def instance_text(name="VI_1", vrid=51, priority=100, family=4, version=3, adver
 
 def test_module_imports_and_has_map():
     assert vrrpd.__doc__ and "Map of this file" in vrrpd.__doc__
+
+
+def test_the_map_names_every_section_banner_in_order():
+    """The map at the top of vrrpd.py lists every section banner, numbered and titled as the banner is."""
+    doc = vrrpd.__doc__ or ""
+    mapped = re.findall(r"^ {1,2}(\d+\.) (.+?)(?: {2,}.*)?$|^ {5}(\d+\.\d+) (.+?)(?: {2,}.*)?$", doc, re.M)
+    mapped = [(a or c, b or d) for a, b, c, d in mapped]
+    banners = re.findall(r"^# (\d+\.(?:\d+)?) (.+)$", Path(VRRPD).read_text(), re.M)
+    assert [n for n, _ in mapped] == [n for n, _ in banners], (mapped, banners)
+    for (number, title), (_, banner) in zip(mapped, banners):
+        assert banner.startswith(title), f"section {number}: the map says {title!r}, the banner {banner!r}"
+    numbers = [tuple(int(x) for x in n.rstrip(".").split(".")) for n, _ in banners]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
 
 
 SEED_HEADER = re.compile(r"# seed tutorial (\d{3})_[0-9a-f]{16}\.txt, lines (\d+)-(\d+): \S")
@@ -2426,6 +2443,19 @@ def test_daemon_reload_adds_and_removes_only_the_changed_vips_of_a_master(offlin
     assert (ETH0, f["other"]) in kernel.held and (ETH0, f["vip"]) not in kernel.held
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_daemon_vmac_instance_puts_its_vips_on_the_vmac_and_sends_from_it(offline, family):
+    d, kernel = offline(instance_text(family=family, extra="    use_vmac\n"))
+    rt = _master(d, kernel)
+    vmac = 100 + 51  # FakeVmacs: index 100 + VRID
+    assert d.links[vmac].mac == vrrpd.vmac_address(51, family) and rt.vmac_index == vmac
+    assert (vmac, FAMILY[family]["vip"]) in kernel.held and (ETH0, FAMILY[family]["vip"]) not in kernel.held
+    xmit = kernel.sockets[("vrrp.51", family, vrrpd.IPPROTO_VRRP)]
+    assert rt.xmit is xmit and xmit.sent and getattr(xmit, "send_only", False)  # it queues nothing
+    d.stop()
+    assert vmac not in kernel.links and not d.vmacs.created  # removed at stop
+
+
 def test_daemon_ipv6_instance_waits_for_its_link_local_address(offline):
     kernel = FakeKernel()
     kernel.addrs = [a for a in kernel.addrs if a.address.version == 4]
@@ -3315,7 +3345,7 @@ def test_seed000_pair_vip_on_master_only_and_hard_failover_within_master_down_in
     wait_for(lambda: lab.has_address(b.ns, VIP), mdi + 1.0, 0.01, what="VIP on the backup")
     took = time.monotonic() - t_kill
     # the last advert was at most one interval before the kill
-    assert mdi - 1.0 - 0.05 <= took <= mdi + 0.3, took
+    assert mdi - 1.0 - 0.05 <= took <= mdi + 0.5, took  # + the polling `ip` on a loaded machine
     assert "(VI_1) Entering MASTER STATE" in b.log()
     sent, received = _ping_stats(ping.communicate(timeout=15)[0])
     assert (sent - received) * 0.02 <= mdi + 0.5, (sent, received)
@@ -3725,12 +3755,14 @@ def test_interop_with_keepalived(lab, tmp_path, version, unicast, keepalived_mas
     assert "entering master state" in text and "entering backup state" in text
 
 
-HOSTILE_SENDER = r"""
+# The start of the lab's hostile senders: a raw VRRP sender (tx, IP header ours) and a receiver of the group (rx)
+# on eth0, with vrrpd importable from argv[1].
+RAW_VRRP_PEER = r"""
 import ipaddress, random, socket, struct, sys, time
 sys.path.insert(0, sys.argv[1])
 import vrrpd
 IP4 = ipaddress.IPv4Address
-src, group, seconds = IP4(sys.argv[2]), IP4("224.0.0.18"), float(sys.argv[3])
+group = IP4("224.0.0.18")
 tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
 tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
 tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
@@ -3739,6 +3771,10 @@ rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
 rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4,
                                                                 socket.if_nametoindex("eth0")))
 rx.setblocking(False)
+"""
+
+HOSTILE_SENDER = RAW_VRRP_PEER + r"""
+src, seconds = IP4(sys.argv[2]), float(sys.argv[3])
 rng = random.Random(7)
 def adv(prio=250, vrid=51, pw=b"secret12", auth=1, intvl=1):
     return vrrpd.encode_advert(vrrpd.VrrpAdvert(2, vrid, prio, [IP4("10.55.0.100")], intvl, auth, pw))
@@ -3791,8 +3827,10 @@ def test_hostile_input_does_not_change_state_or_delay_adverts(lab, tmp_path):
     assert a.log().count("Entering MASTER STATE") == 1
     assert b.log().count("Entering MASTER STATE") == 0
     text = a.log()
-    for complaint in ("invalid TTL", "invalid passwd", "Unknown VRID(", "bad_checksum", "interval mismatch"):
+    for complaint in ("invalid passwd", "interval mismatch"):  # well-formed enough to pass the kernel's filter
         assert complaint in text
+    for complaint in ("invalid TTL", "Unknown VRID(", "bad_checksum"):  # the socket filter drops them in the kernel
+        assert complaint not in text
     assert len(text.splitlines()) < 200  # rate-limited, not one line per packet
 
 
@@ -4812,20 +4850,8 @@ def test_bfd_reload_keeps_an_unchanged_session_and_restarts_a_changed_one(lab, t
     w.stop()
 
 
-HMAC_HOSTILE = r"""
-import ipaddress, socket, struct, sys, time
-sys.path.insert(0, sys.argv[1])
-import vrrpd
-IP4 = ipaddress.IPv4Address
-master, group, seconds = IP4(sys.argv[2]), IP4("224.0.0.18"), float(sys.argv[3])
-tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
-tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-tx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
-rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
-rx.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
-rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("=4s4si", group.packed, b"\0" * 4,
-                                                                socket.if_nametoindex("eth0")))
-rx.setblocking(False)
+HMAC_HOSTILE = RAW_VRRP_PEER + r"""
+master, seconds = IP4(sys.argv[2]), float(sys.argv[3])
 retired = vrrpd.AuthHmac({9: bytes(range(9, 41))}, 9)
 captured, stamps, sent, end = [], [], 0, time.monotonic() + seconds
 while time.monotonic() < end:
@@ -5299,7 +5325,17 @@ def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path
     wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
     wait_for(lambda: len(_routes(lab, ns, 100)) == 2, 3, what="virtual routes")
     monitor = lab.exec(ns, ["ip", "-o", "monitor", "route", "rule"], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.3)
+    seen: List[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(monitor.stdout), daemon=True)
+    reader.start()
+
+    def canary_seen() -> bool:  # the monitor listens once it reports a route of ours (a sleep loses under load)
+        for verb in ("add", "del"):  # a new event each try: replacing an identical route reports nothing
+            lab.ip("route", verb, "10.254.254.0/24", "dev", "eth0", "table", "251", ns=ns)
+        time.sleep(0.05)
+        return any("10.254.254.0/24" in line for line in seen)
+
+    wait_for(canary_seen, 10, what="ip monitor listening")
     text = node.conf.read_text()
     text = text.replace("blackhole 10.10.0.0/16", "blackhole 10.20.0.0/16")  # one virtual route changed
     text = text.replace("from 2001:db8::/64 table vrrp_test priority 101", "to 10.30.0.0/16 table 7 priority 107")
@@ -5309,8 +5345,10 @@ def test_lab_reload_changes_only_the_routes_and_rules_that_changed(lab, tmp_path
     wait_for(lambda: "Reload complete" in node.log(), 5, what="reload")
     time.sleep(0.5)
     monitor.terminate()
-    events = sorted(" ".join(line.split()) for line in monitor.communicate(timeout=5)[0].splitlines()
-                    if "proto keepalived" in line)  # not the kernel's own (a late link-local address)
+    monitor.wait(timeout=5)
+    # "proto keepalived": ours, not the kernel's own (a late link-local address)
+    reader.join(timeout=5)
+    events = sorted(" ".join(line.split()) for line in seen if "proto keepalived" in line)
     assert events == sorted([
         "Deleted blackhole 10.10.0.0/16 table 100 proto keepalived",
         "blackhole 10.20.0.0/16 table 100 proto keepalived",
@@ -8417,7 +8455,7 @@ def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_
     second_vip = f"{LAB_NET}.101"
     wait_for(lambda: lab.has_address(a.ns, second_vip), 3, what="the added instance's VIP on A")
     sent, received = _ping_stats(ping.communicate(timeout=15)[0])
-    assert sent > 200 and received == sent, (sent, received)
+    assert sent > 100 and received == sent, (sent, received)  # 4 s at 10 ms: ~400, fewer on a loaded machine
     vi1 = [e for e in adverts.adverts(src=f"{LAB_NET}.1", since=t_start) if e[3] == "51"]
     gaps = [later[1] - earlier[1] for earlier, later in zip(vi1, vi1[1:])]
     assert len(vi1) > 20 and max(gaps) < 0.3, max(gaps)  # advert_int 0.1: no advert gap through the reload

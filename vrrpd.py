@@ -1,28 +1,44 @@
 #!/usr/bin/env python3
 """vrrpd - a keepalived-compatible VRRP and LVS daemon in one standard-library Python file.
 
-Map of this file (sections in the order data flows, from the edges to the core and back out):
+Map of this file: sections in the order data flows, from text and bytes at the edges to the pure protocol core
+and back out to the kernel. test_the_map_names_every_section_banner_in_order keeps it true.
 
-  1. Constants and small types   VRRP/netlink numbers, State, AuthType, LbKind, Diagnostic, errors
-  2. Configuration model         dataclasses, one per keepalived block, values already typed
-  3. Configuration parser        lexer (comments, braces, quotes, include, $VARS), keyword registry,
-                                 parser, validation, --check
-  4. Wire formats                VRRP v2/v3 encode/decode, checksums, ARP frames, netlink packing
-     4b.                         IPv6 checksum and Neighbour Advertisements, IPsec AH, auth_hmac trailer,
-                                 BFD control packets (RFC 5880), nftables text
-  5. VRRP state machine          sans-IO: given `now` and events, returns actions (RFC 5798 section 6)
-     5b.                         sync groups
-  6. Tracking and health checks  decisions only: 6a vrrp_script/track_file/track_process/track_bfd,
-                                 6b LVS checkers, 6c BFD sessions (RFC 5880, sans-IO)
-  7. Kernel edge                 7a rtnetlink, raw VRRP sockets, AF_PACKET; 7b generic netlink IPVS, checker
-                                 I/O and the LvsManager; 7c strict-mode firewall, VMAC, IPv6 sockets;
-                                 7d BFD sockets (RFC 5881/5883) and the sessions on the loop
-  8. Event loop                  one selectors loop with a timer heap, child processes, signals
-  9. Notification                notify scripts, notify FIFO, SMTP alerts (one worker thread)
- 10. Daemon                      wires config -> engines -> kernel, reload, status;
-     10b.                        IPv6 instances, VMAC, sync groups, firewall and AH for the Daemon
- 11. Command line                11a logging, sd_notify, status socket, byte-code cache; 11b running the
-                                 daemon and the demo; 11c keepalived's options, forking, signals, dumps
+  1. Constants and small types       VRRP/netlink numbers, State, AuthType, LbKind, Diagnostic, errors
+  2. Configuration model             dataclasses, one per keepalived block, values already typed
+  3. Configuration parser            text -> model; every problem reported with file:line, in one pass
+     3.1 Lexer                       comments, quotes, braces, continuation, $VARS, @id lines, include
+     3.2 Typed values and commands
+     3.3 The keyword registry        drives the parser; the README keyword table is rendered from it
+     3.4 Parser
+     3.5 Keywords by block           keepalived.conf(5); defaults live in the dataclasses of section 2
+     3.6 Validation                  the whole configuration at once
+     3.7 Public entry points         load_config(), parse_config_text(), --check
+  4. Wire formats                    pure functions on bytes, no sockets
+     4.1 VRRP, IPv4, ARP and netlink   encode_advert()/decode_advert() for both families, BPF filter,
+                                     netlink packing, addresses, routes, rules
+     4.2 More formats                Neighbour Advertisements, IPsec AH, the auth_hmac trailer, BFD packets,
+                                     the nftables ruleset, VMAC messages
+  5. VRRP core (sans-IO)             given `now` and events, returns actions
+     5.1 State machine and receive checks   VrrpMachine, TRANSITIONS, receive_checks() (RFC 5798 6, 7.1)
+     5.2 Sync groups                 members move together (keepalived's vrrp_sync.c)
+  6. Trackers and health checks      decisions, and the TrackerRunner that runs the VRRP trackers
+     6.1 VRRP trackers               vrrp_script, track_file, track_process, track_bfd
+     6.2 LVS checker decisions       sans-IO; their I/O is in 7.2
+     6.3 BFD sessions                RFC 5880, sans-IO; their sockets are in 7.4
+  7. Kernel edge                     the only code that knows the OS
+     7.1 rtnetlink and VRRP sockets  NetlinkSocket, events, VrrpSocket (both families, AH), Announcer, Kernel
+     7.2 IPVS and checkers           generic netlink IPVS, checker I/O, the LvsManager
+     7.3 Firewall and VMAC           strict mode's nftables table, the VMAC macvlans
+     7.4 BFD sockets                 and the sessions of 6.3 on the loop
+  8. Event loop                      one selectors loop with a timer heap, child processes, signals
+  9. Notification                    notify scripts, notify FIFO, SMTP alerts (one worker thread)
+ 10. Daemon                          config -> machines -> kernel for both families: sync groups, VMAC,
+                                     firewall, AH, reload, status
+ 11. Command line
+     11.1 Logging, systemd notification, and the status socket
+     11.2 Running the daemon, and the namespace demo
+     11.3 Operating it               keepalived's options, forking, signals, reload, dumps
 
 Only the standard library is used, and Python 3.9 is the minimum version.
 """
@@ -4536,8 +4552,14 @@ def config_summary(config: Config) -> List[str]:
 
 
 # ============================================================================================
-# 4. Wire formats: pure functions on bytes
+# 4. Wire formats: pure functions on bytes, no sockets
 # ============================================================================================
+
+# --------------------------------------------------------------------------------------------
+# 4.1 VRRP, IPv4, ARP and netlink: adverts of both families (RFC 3768, RFC 5798), the IPv4 header,
+#     gratuitous ARP, the kernel's BPF receive filter, netlink messages and attributes, addresses, routes
+#     and rules
+# --------------------------------------------------------------------------------------------
 
 VRRP_TYPE_ADVERTISEMENT = 1
 VRRP_AUTH_DATA_LEN = 8
@@ -5253,10 +5275,10 @@ def parse_route_msg(payload: bytes, rule: bool = False) -> RouteInfo:
 
 
 # --------------------------------------------------------------------------------------------
-# 4b. IPv6, AH and firewall formats
-#     IPv6 pseudo-header checksum, unsolicited Neighbour Advertisements, the IPsec AH header
-#     keepalived puts in front of VRRPv2 (`auth_type AH`), the nftables ruleset of strict mode,
-#     and the VMAC address and macvlan rtnetlink messages. Pure functions on bytes and text.
+# 4.2 More formats: Neighbour Advertisements, IPsec AH, auth_hmac, BFD, nftables, VMAC
+#     Unsolicited NAs (RFC 4861), the AH header keepalived puts in front of VRRPv2 (`auth_type AH`),
+#     keepalived 2.4's HMAC-SHA256 trailer, BFD control packets (RFC 5880), the nftables ruleset of
+#     strict mode, and the VMAC address and macvlan payloads. Pure functions on bytes and text.
 # --------------------------------------------------------------------------------------------
 
 ETH_P_IPV6 = 0x86DD
@@ -5719,8 +5741,14 @@ def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> b
 
 
 # ============================================================================================
-# 5. VRRP state machine (sans-IO)
+# 5. VRRP core (sans-IO): the state machine, its receive checks, sync groups
 # ============================================================================================
+
+# --------------------------------------------------------------------------------------------
+# 5.1 State machine and receive checks (RFC 5798 sections 6 and 7.1)
+#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS lists every state change;
+#     receive_checks() is RFC 5798 section 7.1 for both families. Nothing here reads a clock or a socket.
+# --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class SendAdvert:
@@ -6301,10 +6329,10 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
 
 
 # --------------------------------------------------------------------------------------------
-# 5b. Sync groups (keepalived's vrrp_sync.c, sans-IO)
+# 5.2 Sync groups (keepalived's vrrp_sync.c)
 #     Members move together: the group goes MASTER only when every member wants MASTER (its own
 #     master-down timer fired); one member going BACKUP or FAULT takes all the others with it.
-#     Methods return the moves [(instance name, state)] for the daemon to apply to each member.
+#     Methods return the moves [(instance name, state)]; the Daemon applies them with force_state().
 # --------------------------------------------------------------------------------------------
 
 
@@ -6370,15 +6398,13 @@ class SyncGroupEngine:
 
 
 # ============================================================================================
-# 6. Tracking and health-check decisions (sans-IO)
+# 6. Trackers and health checks: decisions, and the runner of the VRRP trackers
 # ============================================================================================
 
-# (LVS checker decision logic goes under "6b. LVS checkers", after 6a)
-
 # --------------------------------------------------------------------------------------------
-# 6a. VRRP trackers: vrrp_script, track_file, track_process
+# 6.1 VRRP trackers: vrrp_script, track_file, track_process, track_bfd
 #     Pure decisions first (rise/fall counters, weight rules, process matching), then the
-#     TrackerRunner that runs scripts with EventLoop.spawn() and polls files and /proc on timers.
+#     TrackerRunner that runs scripts with EventLoop.spawn() and watches files and /proc on timers.
 # --------------------------------------------------------------------------------------------
 
 TRACK_FILE_FAULT = -254  # a track_file contribution at or below this puts the instance in FAULT
@@ -6853,7 +6879,7 @@ class TrackerRunner:
         self.scripts: Dict[str, _ScriptRunner] = {}
         self.files: Dict[str, _FileWatch] = {}
         self.processes: Dict[str, ProcessQuorum] = {}
-        self.bfd = BfdDriver(loop, self._bfd_event)  # bfd_instance sessions (sections 6c, 7d)
+        self.bfd = BfdDriver(loop, self._bfd_event)  # bfd_instance sessions (sections 6.3, 7.4)
         self.bfd_listeners: List[Callable[[str, bool], Any]] = []  # BFD_CHECK checkers hear the events too
         self._take(config)
 
@@ -7113,7 +7139,7 @@ class TrackerRunner:
 
 
 # --------------------------------------------------------------------------------------------
-# 6b. LVS checkers: decisions from results and time (sans-IO); the I/O is in section 7b
+# 6.2 LVS checker decisions: from results and time (sans-IO); their I/O is in section 7.2
 # --------------------------------------------------------------------------------------------
 
 LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
@@ -7284,8 +7310,8 @@ def lvs_desired_dests(
 
 
 # --------------------------------------------------------------------------------------------
-# 6c. BFD sessions (RFC 5880 asynchronous mode), sans-IO: given `now` and received packets, a session
-#     returns the packets to send and its state changes. Its UDP sockets are in section 7d.
+# 6.3 BFD sessions (RFC 5880 asynchronous mode), sans-IO: given `now` and received packets, a session
+#     returns the packets to send and its state changes. Its UDP sockets are in section 7.4.
 # --------------------------------------------------------------------------------------------
 
 
@@ -7470,7 +7496,8 @@ class BfdSession:
 # (raw VRRP sockets, AF_PACKET, rtnetlink, generic netlink IPVS go here)
 
 # --------------------------------------------------------------------------------------------
-# 7a. rtnetlink (links, addresses, events), raw VRRP sockets, AF_PACKET gratuitous ARP
+# 7.1 rtnetlink and VRRP sockets: one netlink request loop, link and address events of both families,
+#     VrrpSocket (both families, AH), Announcer (ARP and NA), and Kernel: what the Daemon opens
 # --------------------------------------------------------------------------------------------
 
 NETLINK_ROUTE = 0
@@ -7881,7 +7908,7 @@ class Kernel:
 
 
 # --------------------------------------------------------------------------------------------
-# 7b. Generic netlink IPVS, checker I/O and the LVS manager
+# 7.2 IPVS and checkers: generic netlink IPVS, checker I/O and the LVS manager
 # --------------------------------------------------------------------------------------------
 
 NETLINK_GENERIC = 16
@@ -9112,7 +9139,7 @@ def genhash(url: str, timeout: float = 5.0) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# 7c. Strict-mode firewall and VMAC links
+# 7.3 Firewall and VMAC: strict mode's nftables table and the VMAC links
 #     Both are set up at start and undone at stop with short blocking calls (the `nft` command,
 #     one rtnetlink request each); nothing here runs on the advert path.
 # --------------------------------------------------------------------------------------------
@@ -9288,7 +9315,7 @@ class VmacManager:
 
 
 # --------------------------------------------------------------------------------------------
-# 7d. BFD sockets, and the sessions of section 6c run on the loop
+# 7.4 BFD sockets, and the sessions of section 6.3 run on the loop
 #     One receive socket per family and port (3784, 4784 for multihop) reporting TTL and destination;
 #     one sending socket per session, bound to a source port in 49152-65535 and sending TTL 255.
 # --------------------------------------------------------------------------------------------
@@ -12044,7 +12071,7 @@ class Daemon:
 # ============================================================================================
 
 # --------------------------------------------------------------------------------------------
-# 11a. Logging, systemd notification, and the status socket
+# 11.1 Logging, systemd notification, and the status socket
 # --------------------------------------------------------------------------------------------
 
 SYSLOG_FACILITIES = {
@@ -12324,7 +12351,69 @@ def _small_json(doc: Any, indent: str) -> str:
     return _json_string(str(doc))
 
 
-class ControlServer:
+class _StreamServer:
+    """The connections of one listening stream socket on the loop, each a dict with at least "out" (bytes still
+    to send) and "timer"; what the servers below share: receiving, flushing, dropping, closing."""
+
+    def __init__(self, loop: EventLoop, sock: socket.socket):
+        self.loop = loop
+        self.sock = sock
+        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
+        loop.add_reader(sock, self._accept)
+
+    def _accept(self) -> None:
+        raise NotImplementedError
+
+    def _receive(self, conn: socket.socket, size: int) -> Optional[Tuple[Dict[str, Any], bytes]]:
+        """(client, data) for a readable connection; None when there is nothing to do (it is dropped if closed)."""
+        client = self.clients.get(conn)
+        if client is None:
+            return None
+        try:
+            data = conn.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return None
+        return client, data
+
+    def _flush(self, conn: socket.socket) -> Optional[Dict[str, Any]]:
+        """Send what the socket takes; the client once all of it is sent, else None (more to send, or dropped)."""
+        client = self.clients.get(conn)
+        if client is None:
+            return None
+        try:
+            sent = conn.send(client["out"])
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            self._drop(conn)
+            return None
+        del client["out"][:sent]
+        return None if client["out"] else client
+
+    def _drop(self, conn: socket.socket) -> None:
+        client = self.clients.pop(conn, None)
+        if client is not None:
+            client["timer"].cancel()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(conn)
+            except (KeyError, ValueError):
+                pass
+        conn.close()
+
+    def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
+        self.loop.remove_reader(self.sock)
+        self.sock.close()
+
+
+class ControlServer(_StreamServer):
     """The daemon's unix stream socket. A client sends one request line: `status` gets the status document
     (the dict documented at format_status_table()) as JSON; `events` subscribes to the event stream, one JSON
     object a line: the recent transitions first, then each event as it happens (see Daemon._publish). A client
@@ -12340,22 +12429,20 @@ class ControlServer:
 
     def __init__(self, loop: EventLoop, path: str, status: Callable[[], Dict[str, Any]],
                  history: Optional[Callable[[], List[Dict[str, Any]]]] = None):
-        self.loop = loop
         self.path = path
         self.status = status
         self.history = history or (lambda: [])
-        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
         os.chmod(path, 0o660)
-        self.sock.listen(8)
-        self.sock.setblocking(False)
-        loop.add_reader(self.sock, self._accept)
+        sock.listen(8)
+        sock.setblocking(False)
+        super().__init__(loop, sock)
 
     def _accept(self) -> None:
         try:
@@ -12371,18 +12458,11 @@ class ControlServer:
         self.loop.add_reader(conn, self._readable, conn)
 
     def _readable(self, conn: socket.socket) -> None:
-        client = self.clients.get(conn)
-        if client is None:
+        received = self._receive(conn, 512)
+        if received is None:
             return
-        try:
-            data = conn.recv(512)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(conn)
-        elif client["kind"] == "request":
+        client, data = received
+        if client["kind"] == "request":
             client["request"] += data
             if b"\n" in client["request"] or len(client["request"]) > 256:
                 self._answer(conn, client["request"].split(b"\n")[0].strip().decode(errors="replace"))
@@ -12424,41 +12504,18 @@ class ControlServer:
             self.loop.add_writer(conn, self._write, conn)
 
     def _write(self, conn: socket.socket) -> None:
-        client = self.clients.get(conn)
+        client = self._flush(conn)
         if client is None:
             return
         try:
-            sent = conn.send(client["out"])
-        except BlockingIOError:
-            return
-        except OSError:
+            self.loop.remove_writer(conn)
+        except (KeyError, ValueError):
+            pass
+        if client["kind"] == "reply":
             self._drop(conn)
-            return
-        del client["out"][:sent]
-        if not client["out"]:
-            try:
-                self.loop.remove_writer(conn)
-            except (KeyError, ValueError):
-                pass
-            if client["kind"] == "reply":
-                self._drop(conn)
-
-    def _drop(self, conn: socket.socket) -> None:
-        client = self.clients.pop(conn, None)
-        if client is not None:
-            client["timer"].cancel()
-        for remove in (self.loop.remove_reader, self.loop.remove_writer):
-            try:
-                remove(conn)
-            except (KeyError, ValueError):
-                pass
-        conn.close()
 
     def close(self) -> None:
-        for conn in list(self.clients):
-            self._drop(conn)
-        self.loop.remove_reader(self.sock)
-        self.sock.close()
+        super().close()
         try:
             os.unlink(self.path)
         except OSError:
@@ -12626,7 +12683,7 @@ def format_metrics(status: Dict[str, Any]) -> str:
     return m.text()
 
 
-class MetricsServer:
+class MetricsServer(_StreamServer):
     """HTTP GET /metrics (Prometheus text format) on the event loop, safe against slow or hostile scrapers.
 
     Nothing blocks: at most max_clients connections are open (the oldest is closed to make room for a new one),
@@ -12644,26 +12701,24 @@ class MetricsServer:
 
     def __init__(self, loop: EventLoop, address: str, render: Callable[[], str]):
         host, port = parse_listen(address)
-        self.loop = loop
         self.render = render
-        self.clients: Dict[socket.socket, Dict[str, Any]] = {}  # in the order they came
         self.scrapes = 0
         self.evicted = 0
         self._body: Optional[str] = None
         self._rendered_at = 0.0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind((host, port))
-            self.sock.listen(128)
-            self.sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+            sock.setblocking(False)
         except OSError:
-            self.sock.close()
+            sock.close()
             raise
-        self.address = self.sock.getsockname()[:2]
+        self.address = sock.getsockname()[:2]
         self.listen = address
-        loop.add_reader(self.sock, self._accept)
+        super().__init__(loop, sock)
 
     def _accept(self) -> None:
         for _ in range(self.accepts_per_wakeup):
@@ -12684,18 +12739,10 @@ class MetricsServer:
             self.loop.add_reader(conn, self._readable, conn)
 
     def _readable(self, conn: socket.socket) -> None:
-        client = self.clients.get(conn)
-        if client is None:
+        received = self._receive(conn, 4096)
+        if received is None:
             return
-        try:
-            data = conn.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(conn)
-            return
+        client, data = received
         if client["out"] is not None:
             return  # answering already: what else comes is ignored
         client["in"] += data
@@ -12747,40 +12794,12 @@ class MetricsServer:
             self.loop.add_writer(conn, self._write, conn)
 
     def _write(self, conn: socket.socket) -> None:
-        client = self.clients.get(conn)
-        if client is None:
-            return
-        try:
-            sent = conn.send(client["out"])
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(conn)
-            return
-        del client["out"][:sent]
-        if not client["out"]:
+        if self._flush(conn) is not None:
             try:
                 conn.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
             self._drop(conn)
-
-    def _drop(self, conn: socket.socket) -> None:
-        client = self.clients.pop(conn, None)
-        if client is not None:
-            client["timer"].cancel()
-        for remove in (self.loop.remove_reader, self.loop.remove_writer):
-            try:
-                remove(conn)
-            except (KeyError, ValueError):
-                pass
-        conn.close()
-
-    def close(self) -> None:
-        for conn in list(self.clients):
-            self._drop(conn)
-        self.loop.remove_reader(self.sock)
-        self.sock.close()
 
 
 def query_status(path: str = DEFAULT_CONTROL_SOCKET, timeout: float = 3.0) -> Dict[str, Any]:
@@ -12964,7 +12983,7 @@ def check_command(path: Optional[str], out: Any = None, config_id: Optional[str]
 
 
 # --------------------------------------------------------------------------------------------
-# 11b. Running the daemon, and the namespace demo
+# 11.2 Running the daemon, and the namespace demo
 # --------------------------------------------------------------------------------------------
 
 DEMO_VIP = "192.0.2.100"
@@ -13288,8 +13307,8 @@ def run_demo() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# 11c. Operating it: keepalived's command line, daemonising with a pid file, signals, reload,
-#      dumps (SIGUSR1 data, SIGUSR2 stats, SIGRTMIN+2 JSON) and systemd notification
+# 11.3 Operating it: keepalived's command line, daemonising with a pid file, signals, reload,
+#     dumps (SIGUSR1 data, SIGUSR2 stats, SIGRTMIN+2 JSON) and systemd notification
 # --------------------------------------------------------------------------------------------
 
 DEFAULT_PID_FILE = "/run/vrrpd.pid"
