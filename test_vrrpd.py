@@ -8910,19 +8910,8 @@ def test_control_socket_drops_a_follower_that_does_not_read_and_still_answers_ol
     # a client from before requests existed sends nothing and still gets the status
     old = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     old.connect(op.control.path)
-    old.setblocking(False)
-    got = bytearray()
-
-    def answered():
-        try:
-            chunk = old.recv(65536)
-        except BlockingIOError:
-            return False
-        got.extend(chunk)
-        return not chunk
-
-    _spin(loop, answered, 5, "the status for a silent client")
-    assert json.loads(bytes(got))["instances"][0]["name"] == "VI_1"
+    got = _read_until_closed(loop, old, 5, "the status for a silent client")
+    assert json.loads(got)["instances"][0]["name"] == "VI_1"
     old.close()
     # at most max_clients at once: the oldest makes room
     crowd = []
@@ -9048,24 +9037,30 @@ def test_metrics_exposition_passes_promtool(tmp_path):
     assert out.returncode == 0 and "error" not in out.stdout + out.stderr, (out.stdout, out.stderr)
 
 
+def _read_until_closed(loop, sock, timeout: float, what: str) -> bytes:
+    """Everything `sock` receives until its peer closes it, while `loop` runs."""
+    sock.setblocking(False)
+    got = bytearray()
+
+    def closed():
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            return False
+        got.extend(chunk)
+        return not chunk
+
+    _spin(loop, closed, timeout, what)
+    return bytes(got)
+
+
 def _http(address, request=b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", loop=None, timeout=5):
     """Send `request` to the metrics server while `loop` runs; the whole reply as bytes."""
     import socket as _socket
 
     client = _socket.create_connection(address, timeout=timeout)
     client.sendall(request)
-    client.setblocking(False)
-    reply = bytearray()
-
-    def done():
-        try:
-            chunk = client.recv(65536)
-        except BlockingIOError:
-            return False
-        reply.extend(chunk)
-        return not chunk
-
-    _spin(loop, done, timeout, "the reply")
+    reply = _read_until_closed(loop, client, timeout, "the reply")
     client.close()
     return bytes(reply)
 
