@@ -2407,6 +2407,19 @@ def test_daemon_encodes_an_advert_once_and_sends_the_bytes_again(offline, family
 
 
 @pytest.mark.parametrize("family", [4, 6])
+def test_daemon_master_that_cannot_send_says_so(offline, family, caplog):
+    d, kernel = offline(instance_text(family=family, advert=0.1))
+    rt = _master(d, kernel)
+    rt.src = None  # its source address went (the state a vanished interface address leaves)
+    sent = len(kernel.sent(family))
+    with caplog.at_level(logging.WARNING, logger="vrrpd"):
+        d.loop.advance(1.0)
+    assert len(kernel.sent(family)) == sent
+    said = [r.getMessage() for r in caplog.records if "cannot send advert" in r.getMessage()]
+    assert said and said[0] == "(VI_1) cannot send advert: no source address on eth0" and len(said) < 10, said
+
+
+@pytest.mark.parametrize("family", [4, 6])
 def test_daemon_puts_back_a_vip_deleted_behind_its_back(offline, family):
     d, kernel = offline(instance_text(family=family))
     _master(d, kernel)

@@ -11260,7 +11260,10 @@ class Daemon:
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         sock = rt.xmit or rt.vsock
         src = rt.src
-        if sock is None or src is None:
+        if sock is None or src is None:  # said once in a while: a MASTER that sends nothing must not be silent
+            self.ratelimit(("send", rt.inst.name, "unready"), self.loop.time(),
+                           f"({rt.inst.name}) cannot send advert: no {'socket' if sock is None else 'source address'}"
+                           f" on {rt.inst.interface}")
             return
         packets = rt.packets.get((priority, src))
         if packets is None:
