@@ -55,6 +55,7 @@ import logging
 import os
 import random
 import re
+import select
 import selectors
 import signal
 import socket
@@ -5846,6 +5847,14 @@ class VrrpMachine:
     touches a socket or logs by itself, and nothing outside assigns its state or timers: sync groups,
     handover and reload use the public operations (force_state, park, end_handover, reconfigure...)."""
 
+    # one per instance: no __dict__ (a thousand instances, a megabyte and a half less)
+    __slots__ = ("name", "down_timer_adverts", "vrid", "priority", "effective_priority", "version", "advert_int",
+                 "master_adver_int", "primary_ip", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
+                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
+                 "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup", "owner_conflicts",
+                 "owner_reduced", "hold_master", "state", "fault", "adver_timer", "master_down_timer",
+                 "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set")
+
     # the settings a reload may change without disturbing the state (reconfigure)
     SETTINGS = ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
@@ -9617,12 +9626,17 @@ class BfdDriver:
 
 
 class Timer:
-    """A callback scheduled on the EventLoop; cancel() is cheap (lazy removal from the heap)."""
+    """A callback scheduled on the EventLoop; cancel() is cheap (lazy removal from the heap).
 
-    __slots__ = ("when", "callback", "args", "cancelled")
+    Timers due at the same moment run in the order they were set (`seq`): instances that fall due together
+    (a MASTER re-arms at its deadline) keep their places in the batch, so each one's adverts stay evenly spaced."""
+
+    __slots__ = ("when", "seq", "callback", "args", "cancelled")
+    _next_seq = 0
 
     def __init__(self, when: float, callback: Callable[..., Any], args: tuple):
         self.when = when
+        self.seq = Timer._next_seq = Timer._next_seq + 1
         self.callback = callback
         self.args = args
         self.cancelled = False
@@ -9631,7 +9645,7 @@ class Timer:
         self.cancelled = True
 
     def __lt__(self, other: Timer) -> bool:
-        return self.when < other.when
+        return self.when < other.when or (self.when == other.when and self.seq < other.seq)
 
 
 class Child:
@@ -9857,32 +9871,41 @@ class EventLoop:
                 timeout = max(0.0, self._timers[0].when - now)
             if until is not None:
                 timeout = max(0.0, until - now) if timeout is None else min(timeout, max(0.0, until - now))
-        if timeout is not None and timeout > 0.0:
-            # epoll counts whole milliseconds and rounds up: wake up to 1 ms early instead, then sleep the rest
-            timeout = int(timeout * 1000) / 1000.0
+        fine = timeout is not None and timeout > 0.0
+        if fine:
+            # epoll counts whole milliseconds, rounded up, and the kernel lets any poll wake up to 0.1 % of its
+            # timeout late (1 ms in a second): wake early by that much, then wait out the rest in microseconds
+            timeout = max(0.0, int((timeout - timeout / 1000.0 - 0.001) * 1000) / 1000.0)
         try:
             events = self.selector.select(timeout)
         except InterruptedError:
             events = []
-        if not events and not self._ready and self._timers:
-            early = self._timers[0].when - self.time()
-            if 0.0 < early < 0.002:
-                time.sleep(early)  # sub-millisecond: adverts leave on time, not up to 1 ms late
+        if fine and not events and not self._ready and self._timers:
+            self._wait_fine(self._timers[0].when if until is None else min(until, self._timers[0].when))
+            try:
+                events = self.selector.select(0)
+            except InterruptedError:
+                events = []
         now = self.time()
-        due: List[Timer] = []
-        while self._timers and (self._timers[0].when <= now or self._timers[0].cancelled):
-            timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                due.append(timer)
         with self._lock:
             ready, self._ready = self._ready, []
         # Due timers first: an advert due now leaves before the next batch of a flooded socket is read (each
-        # reader takes a bounded batch per pass). Each handler is looked up again just before it runs: an
-        # earlier callback of this same pass may have removed a reader (and closed its socket) or cancelled a
-        # timer that had already fallen due.
-        for timer in due:
-            if not timer.cancelled:
+        # reader takes a bounded batch per pass). The timers due are those set before this pass that fall due by
+        # `now`; each runs as soon as it leaves the heap (the first of a thousand due together does not wait for
+        # the others to be sorted out), and one set during the pass waits for the next. Each handler is looked
+        # up again just before it runs: an earlier callback of this same pass may have removed a reader (and
+        # closed its socket) or cancelled a timer that had already fallen due.
+        timers, last, later = self._timers, Timer._next_seq, []
+        while timers and (timers[0].when <= now or timers[0].cancelled):
+            timer = heapq.heappop(timers)
+            if timer.cancelled:
+                continue
+            if timer.seq > last:
+                later.append(timer)
+            else:
                 self._call(timer.callback, timer.args)
+        for timer in later:
+            heapq.heappush(timers, timer)
         for key, mask in events:
             for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
                 if mask & flag:
@@ -9891,6 +9914,21 @@ class EventLoop:
                         self._call(*handlers[slot])
         for callback, args in ready:
             self._call(callback, args)
+
+    def _wait_fine(self, when: float) -> None:
+        """Wait, still woken by the loop's file descriptors, until `when`, at most a few ms away: select() on the
+        epoll descriptor takes microseconds, and so short a timeout has only the timer slack (50 µs)."""
+        remaining = when - self.time()
+        if remaining <= 0.0:
+            return
+        fd = self.selector.fileno()  # -1: a selector with no descriptor of its own
+        try:
+            if fd < 0:
+                time.sleep(remaining)
+            else:
+                select.select([fd], [], [], remaining)
+        except (InterruptedError, ValueError, OSError):
+            pass
 
     @staticmethod
     def _call(callback: Callable[..., Any], args: tuple) -> None:
@@ -10463,6 +10501,12 @@ def startup_delay(g: GlobalDefs, uptime: Optional[float] = None) -> float:
 class InstanceRuntime:
     """One configured vrrp_instance at run time, either family: its machine, interface, sockets, timers
     and counters."""
+
+    __slots__ = ("inst", "machine", "version", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
+                 "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
+                 "adverts_received", "transitions", "bad_packets", "entered", "released_master", "last_notified",
+                 "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set", "rules_set", "hmac",
+                 "logged", "history", "reasons")
 
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
