@@ -1589,10 +1589,12 @@ def _h_cmd(attr: str) -> Handler:
 
 def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     """(why, what keepalived does) for a keyword that has no meaning for vrrpd, which is one process without SNMP
-    or DBus: keepalived's per-process names, scheduling and limits, SNMP and DBus. `what` is "" for keywords
+    or DBus: keepalived's per-process names, scheduling and limits, the copy of the configuration its child
+    processes read (tmp_config_directory), SNMP and DBus. `what` is "" for keywords
     that change nothing keepalived does (names); None for every other keyword."""
-    if name in ("process_names", "process_name", "child_wait_time") or name.endswith("_process_name"):
-        return "one process", ""
+    if name in ("process_names", "process_name", "child_wait_time", "tmp_config_directory") \
+            or name.endswith("_process_name"):
+        return "one process", ""  # tmp_config_directory: where keepalived keeps the copy its children read
     for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
                          ("_cpu_affinity", "pins that process to CPUs"),
                          ("_rlimit_rttime", "limits that process's real-time CPU time"),
@@ -3040,10 +3042,10 @@ _accept_only(_G, "checker_log_all_failures "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
              "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "vrrp_startup_delay_log local_name disable_local_igmp "
+             "vrrp_startup_delay_log disable_local_igmp "
              "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
-             "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
+             "config_save_dir tmp_config_directory "
              "vrrp_garp_interval_random nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
              "rs_init_notifies")
 
