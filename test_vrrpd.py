@@ -5284,6 +5284,33 @@ def test_lab_tracked_route_deleted_behind_our_back(lab, tmp_path):
     node.stop()
 
 
+def test_lab_tracked_route_deleted_takes_the_whole_sync_group_to_backup_and_back(lab, tmp_path):
+    """keepalived's set_vrrp_backup: a tracked virtual route deleted while MASTER sends its instance and every
+    MASTER member of its sync group to BACKUP with priority 0, each with a Master_Down_Timer of only its Skew_Time,
+    so the group is MASTER again well before a Master_Down_Interval (3.4 s here) and the route is back."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    vip2 = f"{LAB_NET}.201"
+    text = ("vrrp_sync_group G {\n    group {\n        VI_1\n        VI_2\n    }\n}\n"
+            + _conf(name="VI_1", priority=150, state="MASTER", advert=1, instance_extra=(
+                f"    virtual_routes {{\n        10.9.0.0/16 via {LAB_NET}.254 dev eth0 table 100\n    }}\n"))
+            + _conf(name="VI_2", vrid=52, priority=150, state="MASTER", advert=1, vips=(f"{vip2}/24",)
+                    ).split("}\n", 1)[1])
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP) and lab.has_address(ns, vip2), 8, what="the group MASTER")
+    wait_for(lambda: _routes(lab, ns, 100), 3, what="virtual route")
+    lab.ip("route", "del", "10.9.0.0/16", "table", "100", ns=ns)
+    deleted = time.monotonic()
+    wait_for(lambda: node.log().count("(VI_2) Entering BACKUP STATE") >= 2, 2, what="VI_2 forced to BACKUP")
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2
+             and node.log().count("(VI_2) Entering MASTER STATE") == 2, 4, what="the group MASTER again")
+    took = time.monotonic() - deleted
+    assert took < 2.5, f"MASTER again after {took:.2f} s: the forced members waited a Master_Down_Interval"
+    after = node.log().split("tracked virtual route", 1)[1]
+    assert after.count("sent 0 priority") >= 2  # both members released the VIPs with priority 0
+    wait_for(lambda: _routes(lab, ns, 100) and lab.has_address(ns, vip2), 3, what="route and VIPs back")
+    node.stop()
+
+
 def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)

@@ -11466,8 +11466,7 @@ class Daemon:
             for entry in (rt.rules_set if info.rule else rt.routes_set):
                 if not entry.no_track and match(entry, info):
                     what = "rule" if info.rule else "route"
-                    self._apply(rt, rt.machine.release_master(
-                        self.loop.time(), f"tracked virtual {what} {entry} was deleted; going BACKUP"))
+                    self._release_master(rt, f"tracked virtual {what} {entry} was deleted; going BACKUP")
                     return
         for entry in (self.static_set[2] if info.rule else self.static_set[1]):
             if not entry.no_track and match(entry, info):
@@ -11478,6 +11477,26 @@ class Daemon:
                 else:
                     self._route_op("static", entry, add=True)  # type: ignore[arg-type]
                 return
+
+    def _release_master(self, rt: InstanceRuntime, why: str) -> None:
+        """keepalived's set_vrrp_backup: the instance and every MASTER member of its sync group release MASTER
+        (priority 0, BACKUP, a Master_Down_Timer of only their Skew_Time), and the group is BACKUP."""
+        now, gname = self.loop.time(), self.group_of.get(rt.inst.name)
+        members = [rt]
+        if gname is not None:
+            others = (self._runtime(name) for name in self.sync_groups[gname][1].members)
+            members += [o for o in others if o is not None and o is not rt and o.machine.state == State.MASTER]
+        self._syncing = True  # the group is moved here, not by each member's BACKUP
+        try:
+            for member in members:
+                reason = why if member is rt else f"sync group member {rt.inst.name}: {why}"
+                self._apply(member, member.machine.release_master(now, reason))
+        finally:
+            self._syncing = False
+        if gname is not None:
+            engine = self.sync_groups[gname][1]
+            before = engine.state
+            self._move_group(engine.backup(rt.inst.name), gname, before)
 
     def _route_matches(self, route: Route, info: RouteInfo) -> bool:
         """keepalived's compare_route: table, family, destination, tos, metric (and dev when configured). The
