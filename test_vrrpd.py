@@ -1102,12 +1102,35 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_garp_interval_random\n}\n"
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n random_seed 7\n}\n"
     config, diags = parse_ok(text + MINIMAL)
     assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
-    assert config.global_defs.other["vrrp_garp_interval_random"] == []
+    assert config.global_defs.other["random_seed"] == ["7"]
     assert not diags, messages(diags)
 
+
+def test_words_no_keepalived_knows_are_unknown_keywords_and_what_keepalived_ignores_is_said_so():
+    """vrrp_garp_interval_random and the like are in no keepalived (2.2.7, 2.4.3 or later): keepalived says
+    "Unknown keyword", and so does vrrpd. random_seed and vrrp_ipsets keepalived reads and does nothing with."""
+    for word in ("vrrp_garp_interval_random", "vrrp_max_timer_adverts", "vrrp_startup_delay_log",
+                 "vrrp_track_process_sleep", "vrrp_iptables_table", "vrrp_ipset_table"):
+        _, diags = vrrpd.parse_config_text(f"global_defs {{\n {word}\n}}\n" + MINIMAL, "u.conf")
+        assert f"unknown keyword '{word}' in global_defs" in " ".join(messages(diags)), word
+    table = vrrpd.keyword_table_markdown()
+    ignored = [r for r in table.splitlines() if r.endswith("| accepted; keepalived ignores it too |")]
+    assert ignored == ["| global_defs | `random_seed` `vrrp_ipsets` | accepted; keepalived ignores it too |"]
+    assert vrrpd.no_meaning_here("max_auto_priority")[0] == "one process"
+
+
+
+def test_debug_level_is_written_to_the_data_dump_as_keepalived_does(offline):
+    """keepalived's `debug N` (0-4) changes nothing but its data dump's "Debug level = N" line."""
+    d, _ = offline(instance_text(extra="    debug 3\n"))
+    assert "   Debug level = 3\n" in vrrpd.format_data_dump(d)
+    plain, _ = offline(instance_text())
+    assert "Debug level" not in vrrpd.format_data_dump(plain)
+    _, diags = vrrpd.parse_config_text(instance_text(extra="    debug 5\n"), "d.conf")
+    assert any(x.severity is vrrpd.Severity.ERROR and "debug" in x.message for x in diags), messages(diags)
 
 def test_keywords_without_meaning_in_one_process_warn_once_when_keepalived_acts_on_them(tmp_path, caplog):
     text = ("global_defs {\n vrrp_rt_priority 50\n checker_rt_priority 50\n vrrp_process_name vrrpx\n"
@@ -11708,9 +11731,9 @@ COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
      "pending-13: routes and rules are helper 13's (static_routes, virtual_routes)"),
     ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|bfd_log_file|checker_log_file|vrrp_log_file|"
      r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|local_name|lvs_id|nftables_no_lvs|"
-     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|vrrp_garp_interval_random|"
-     r"vrrp_ipset_table|vrrp_ipsets|vrrp_iptables_table|vrrp_max_timer_adverts|vrrp_nftables|"
-     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|vrrp_startup_delay_log|vrrp_track_process_sleep|tun_port|"
+     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|"
+     r"vrrp_ipsets|vrrp_nftables|"
+     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|tun_port|"
      r"tun_type|no_virtual_ipaddress|timer_expired_backup|ICMP_CHECK)'", "",
      "a keyword of keepalived 2.3/2.4 (vrrpd reads the language of 2.4.3) that 2.2.7 predates, or that this "
      "nftables build of 2.2.7 lacks"),
