@@ -11729,8 +11729,8 @@ COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
      "keywords; vrrpd reports the open block once, at its line, and reads the rest where it belongs"),
     ("silent", r"cannot track route .* with no interface specified", "",
      "pending-13: routes and rules are helper 13's (static_routes, virtual_routes)"),
-    ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|bfd_log_file|checker_log_file|vrrp_log_file|"
-     r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|local_name|lvs_id|nftables_no_lvs|"
+    ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|"
+     r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|lvs_id|nftables_no_lvs|"
      r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|"
      r"vrrp_ipsets|vrrp_nftables|"
      r"vrrp_owner_ignore_adverts|owner_ignore_adverts|tun_port|"
@@ -12422,6 +12422,16 @@ def run_compat(tmp: Path, generated: int, model_sample: int = 400) -> CompatRun:
             reason = next((r for rx, r in COMPAT_MODEL_DIFFERENCES if re.search(rx, d)), None)
             (diffs.append(d) if reason is None else explained.append((d, reason)))
     return CompatRun(results, diffs, len(sample), time.monotonic() - started, explained)
+
+
+def test_log_file_and_local_name_are_unknown_keywords_as_in_keepalived():
+    # no keepalived has them (its log file is -g/--log-file; local_name is its host name, not a keyword): keepalived
+    # says "Unknown keyword", and so does vrrpd, instead of pretending to act on them
+    for name in ("vrrp_log_file", "checker_log_file", "bfd_log_file", "local_name"):
+        assert name not in vrrpd.KEYWORDS["global_defs"]
+        _, diags = parse_ok(f"global_defs {{\n    {name} /tmp/x.log\n}}\n" + MINIMAL)
+        assert [(d.line, d.severity) for d in diags if "unknown keyword" in d.message] == [
+            (2, vrrpd.Severity.WARNING)], [str(d) for d in diags]
 
 
 def test_compat_corpus_is_large_and_covers_the_samples():

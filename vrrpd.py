@@ -1590,10 +1590,12 @@ def _h_cmd(attr: str) -> Handler:
 
 def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     """(why, what keepalived does) for a keyword that has no meaning for vrrpd, which is one process without SNMP
-    or DBus: keepalived's per-process names, scheduling and limits, SNMP and DBus. `what` is "" for keywords
+    or DBus: keepalived's per-process names, scheduling and limits, the copy of the configuration its child
+    processes read (tmp_config_directory), SNMP and DBus. `what` is "" for keywords
     that change nothing keepalived does (names); None for every other keyword."""
-    if name in ("process_names", "process_name", "child_wait_time") or name.endswith("_process_name"):
-        return "one process", ""
+    if name in ("process_names", "process_name", "child_wait_time", "tmp_config_directory") \
+            or name.endswith("_process_name"):
+        return "one process", ""  # tmp_config_directory: where keepalived keeps the copy its children read
     if name in ("max_auto_priority", "min_auto_priority_delay"):  # keepalived's set_process_priorities()
         return "one process", "raises its processes to real-time scheduling when their timers run late"
     for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
@@ -3057,10 +3059,10 @@ _accept_only(_G, "checker_log_all_failures "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
              "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "local_name disable_local_igmp "
+             "disable_local_igmp "
              "linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
-             "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
+             "config_save_dir tmp_config_directory "
              "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
              "rs_init_notifies")
 
