@@ -423,6 +423,7 @@ class FakeKernel(vrrpd.Kernel):
         self.held, self.calls, self.announced, self.sockets = set(), [], [], {}
         self.monitor_ = FakeMonitor()
         self.firewall_ = None
+        self.igmp_reports = "1"
 
     def rtnetlink(self):
         return FakeRtnl(self)
@@ -440,9 +441,14 @@ class FakeKernel(vrrpd.Kernel):
     def vmacs(self, rtnl):
         return FakeVmacs(self)
 
-    def firewall(self, table):
+    def firewall(self, table, priority=-1, counters=False):
         self.firewall_ = FakeFirewall(table)
+        self.firewall_.style = (priority, counters)
         return self.firewall_
+
+    def igmp_link_local_reports(self, value=None):
+        old, self.igmp_reports = self.igmp_reports, value or self.igmp_reports
+        return old
 
     def sent(self, family=4, ifname="eth0"):
         """Every packet sent on the interface's VRRP socket of that family: [(src, dst, packet)]."""
@@ -4164,6 +4170,49 @@ def test_nft_ruleset_drops_traffic_to_vips_and_goes_away(lab):
     assert "vrrpd" not in lab.run(node, ["nft", "list", "tables"]).stdout
     assert lab.run(client, ping, check=False).returncode == 0
 
+
+
+def test_lab_nftables_name_priority_and_counters_shape_the_strict_mode_table(lab, tmp_path):
+    """keepalived's nftables NAME, nftables_priority and nftables_counters: the no_accept table has that name, its
+    chains hook at that priority, and each drop rule counts what it dropped (here a client's pings to the VIP)."""
+    require(shutil.which("nft") is not None, "needs nft")
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    conf = _conf(priority=150, state="MASTER", version=2, advert=1, global_extra=(
+        "    vrrp_strict\n    nftables ka_test\n    nftables_priority -7\n    nftables_counters\n"))
+    node = _Node(lab, ns, tmp_path, "A", conf)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(client, ["ping", "-c2", "-i0.2", "-W1", VIP], check=False).returncode != 0  # dropped
+    listing = lab.run(ns, ["nft", "list", "table", "inet", "ka_test"]).stdout
+    assert "type filter hook input priority filter - 7; policy accept;" in listing, listing  # filter is 0
+    assert "type filter hook output priority filter - 7; policy accept;" in listing, listing
+    counted = [int(n) for n in re.findall(r"ip daddr @vips4 counter packets (\d+) bytes \d+ drop", listing)]
+    assert counted and counted[0] >= 2, listing
+    assert "vrrpd" not in lab.run(ns, ["nft", "list", "tables"]).stdout
+    node.stop()
+    assert "ka_test" not in lab.run(ns, ["nft", "list", "tables"]).stdout
+
+
+def test_nftables_without_a_name_is_keepalived_and_the_ruleset_has_no_counters_by_default():
+    config, diags = parse_ok("global_defs {\n    nftables\n}\n" + MINIMAL)
+    assert config.global_defs.nftables == "keepalived" and config.global_defs.nftables_priority == -1
+    plain = vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")])
+    assert "counter" not in plain and "priority -1;" in plain
+    counted = vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "t", 5, True)
+    assert counted.count("counter drop") == 4 and "priority 5;" in counted
+
+
+def test_lab_disable_local_igmp_stops_link_local_igmp_reports_while_running(lab, tmp_path):
+    """keepalived's disable_local_igmp: net.ipv4.igmp_link_local_mcast_reports is 0 while the daemon runs (no IGMP
+    report for 224.0.0.18 leaves), and 1 again after it stops."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    sysctl = ["sysctl", "-n", "net.ipv4.igmp_link_local_mcast_reports"]
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra="    disable_local_igmp\n"))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(ns, sysctl).stdout.strip() == "0"
+    node.stop()
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
 
 def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
     node = lab.host("n", "10.81.0.2/24")

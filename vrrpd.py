@@ -364,6 +364,10 @@ class GlobalDefs:
     vrrp_strict: bool = False
     vrrp_iptables: bool = False
     vrrp_nftables: bool = False
+    nftables: Optional[str] = None  # the no_accept table's name (keepalived's `nftables NAME`); None: vrrpd
+    nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
+    nftables_counters: bool = False  # a counter on each drop rule
+    disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
     vrrp_garp_interval: float = 0.0
     vrrp_gna_interval: float = 0.0
     vrrp_mcast_group4: ipaddress.IPv4Address = VRRP_MCAST_GROUP4
@@ -2885,6 +2889,17 @@ def _g_iptables(attr: str, warning: str = "") -> Handler:
     return handler
 
 
+def _g_nftables(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """nftables [NAME]: the no_accept table (keepalived: NAME defaults to `keepalived`; its first one wins)."""
+    if g.nftables is not None:
+        p.warning(kw, "nftables already specified - ignoring")
+        return
+    name = args[0].text if args else "keepalived"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", name):
+        raise _Invalid(f"'{name}' is not a valid nftables table name")
+    g.nftables = name
+
+
 def _g_script_user(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     g.script_user = args[0].text
     g.script_group = args[1].text if len(args) > 1 else None
@@ -2950,6 +2965,10 @@ _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables", "keepalived's nftables bui
                                      "not supported and uses nftables; vrrpd uses nftables too"),
     (0, 2), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
+_kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
+_kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
 _kw(_G, "vrrp_gna_interval", _g_garp_interval("vrrp_gna_interval"))
 _kw(_G, "vrrp_mcast_group4", _g_mcast("vrrp_mcast_group4", 4))
@@ -3046,7 +3065,7 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
     accept=_is_bool_word)
 _accept_only(_G, "checker_log_all_failures "
              "lvs_sync_daemon "
-             "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
+             "nftables_ifindex nftables_no_lvs "
              "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
@@ -3059,7 +3078,6 @@ _accept_only(_G, "checker_log_all_failures "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
              "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "disable_local_igmp "
              "linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "config_save_dir tmp_config_directory "
@@ -5697,13 +5715,14 @@ def decode_bfd(data: bytes) -> BfdPacket:
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
 
 
-def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
+def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE, priority: int = -1, counters: bool = False) -> str:
     """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
 
     The sets hold every VIP of instances without `accept` that are not address owners. Packets
     only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
     so one static set gives keepalived's behaviour without touching the firewall on transitions.
-    Neighbour discovery stays allowed so IPv6 VIPs still resolve."""
+    Neighbour discovery stays allowed so IPv6 VIPs still resolve. `priority` is the chains' hook priority and
+    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters)."""
     v4 = sorted({a for a in vips if a.version == 4})
     v6 = sorted({a for a in vips if a.version == 6})
 
@@ -5711,14 +5730,15 @@ def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
         return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
 
     nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+    drop = "counter drop" if counters else "drop"
     return (
         f"table inet {table} {{\n"
         f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
         f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
-        f"  chain in {{\n    type filter hook input priority -1; policy accept;\n"
-        f"    {nd}\n    ip daddr @vips4 drop\n    ip6 daddr @vips6 drop\n  }}\n"
-        f"  chain out {{\n    type filter hook output priority -1; policy accept;\n"
-        f"    {nd}\n    ip saddr @vips4 drop\n    ip6 saddr @vips6 drop\n  }}\n"
+        f"  chain in {{\n    type filter hook input priority {priority}; policy accept;\n"
+        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n  }}\n"
+        f"  chain out {{\n    type filter hook output priority {priority}; policy accept;\n"
+        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n  }}\n"
         f"}}\n"
     )
 
@@ -7926,8 +7946,19 @@ class Kernel:
     def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
         return VmacManager(rtnl)
 
-    def firewall(self, table: str) -> StrictFirewall:
-        return StrictFirewall(table)
+    def firewall(self, table: str, priority: int = -1, counters: bool = False) -> StrictFirewall:
+        return StrictFirewall(table, priority, counters)
+
+    IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
+
+    def igmp_link_local_reports(self, value: Optional[str] = None) -> Optional[str]:
+        """Read (and, given `value`, then write) the network namespace's igmp_link_local_mcast_reports: whether
+        the kernel sends IGMP reports for 224.0.0.X groups such as VRRP's. None when it cannot."""
+        old = _read_sysctl(self.IGMP_LINK_LOCAL_REPORTS)
+        if old is not None and value is not None and value != old and \
+                not _write_sysctl(self.IGMP_LINK_LOCAL_REPORTS, value):
+            return None
+        return old
 
 
 # --------------------------------------------------------------------------------------------
@@ -9192,8 +9223,8 @@ def no_accept_vips(config: Config) -> List[IPAddress]:
 class StrictFirewall:
     """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
 
-    def __init__(self, table: str = NFT_TABLE):
-        self.table = table
+    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False):
+        self.table, self.priority, self.counters = table, priority, counters
         self.active = False
 
     def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
@@ -9207,7 +9238,7 @@ class StrictFirewall:
                 self._nft(nft_delete_argv(self.table))
             if not vips:
                 return True
-            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table))
+            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table, self.priority, self.counters))
         except (OSError, subprocess.SubprocessError) as exc:
             if vips:
                 log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
@@ -9224,7 +9255,7 @@ class StrictFirewall:
         if not vips and not self.active:
             return True
         script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
-        script += nft_ruleset(vips, self.table) if vips else ""
+        script += nft_ruleset(vips, self.table, self.priority, self.counters) if vips else ""
         try:
             result = self._nft(["nft", "-f", "-"], script)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -10564,9 +10595,12 @@ class Daemon:
         self.lvs = LvsManager(self.loop, config, self.notifier)
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
-        # keepalived's `nftables NAME` names the no_accept table; ours is `vrrpd` by default
-        self.firewall = self.kernel.firewall((self.g.other.get("nftables") or [NFT_TABLE])[0])
+        # keepalived's `nftables NAME` names the no_accept table (ours is `vrrpd` by default); nftables_priority
+        # and nftables_counters shape its chains and rules as they do keepalived's
+        self.firewall = self.kernel.firewall(self.g.nftables or NFT_TABLE, self.g.nftables_priority,
+                                             self.g.nftables_counters)
         self.vmacs: Optional[VmacManager] = None
+        self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
@@ -10585,6 +10619,13 @@ class Daemon:
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
         self.firewall.start(no_accept_vips(self.config))
+        if self.g.disable_local_igmp:
+            # keepalived's set_disable_local_igmp: no IGMP reports for 224.0.0.X (VRRP's group) while we run;
+            # set at start only (not on reload), put back at stop if we changed it
+            old = self.kernel.igmp_link_local_reports("0")
+            if old is None:
+                log.info("Unable to set %s", Kernel.IGMP_LINK_LOCAL_REPORTS)
+            self._igmp_restore = old if old == "1" else None
         self._set_sync_groups(self.config)
         self._set_vmacs(self.config)
         for inst in self.config.vrrp_instances:
@@ -11045,6 +11086,9 @@ class Daemon:
             if self.vmacs is not None:
                 self.vmacs.remove_all()
             self.firewall.stop()
+            if self._igmp_restore is not None:
+                self.kernel.igmp_link_local_reports(self._igmp_restore)
+                self._igmp_restore = None
         finally:
             self.notifier.close(0.5)
             log.info("Stopped %s v%s", PROG, __version__)
@@ -11122,6 +11166,9 @@ class Daemon:
         self._safe(self.tracking.reload, config)
         self._safe(self.notifier.reload, config)
         self._safe(self.lvs.reload, config)
+        if isinstance(self.firewall, StrictFirewall):  # the same table, with the new chain priority and counters
+            self.firewall.priority = config.global_defs.nftables_priority
+            self.firewall.counters = config.global_defs.nftables_counters
         self.firewall.replace(no_accept_vips(config))
         self._set_sync_groups(config)
         self._set_vmacs(config)
