@@ -1102,12 +1102,35 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_garp_interval_random\n}\n"
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n random_seed 7\n}\n"
     config, diags = parse_ok(text + MINIMAL)
     assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
-    assert config.global_defs.other["vrrp_garp_interval_random"] == []
+    assert config.global_defs.other["random_seed"] == ["7"]
     assert not diags, messages(diags)
 
+
+def test_words_no_keepalived_knows_are_unknown_keywords_and_what_keepalived_ignores_is_said_so():
+    """vrrp_garp_interval_random and the like are in no keepalived (2.2.7, 2.4.3 or later): keepalived says
+    "Unknown keyword", and so does vrrpd. random_seed and vrrp_ipsets keepalived reads and does nothing with."""
+    for word in ("vrrp_garp_interval_random", "vrrp_max_timer_adverts", "vrrp_startup_delay_log",
+                 "vrrp_track_process_sleep", "vrrp_iptables_table", "vrrp_ipset_table"):
+        _, diags = vrrpd.parse_config_text(f"global_defs {{\n {word}\n}}\n" + MINIMAL, "u.conf")
+        assert f"unknown keyword '{word}' in global_defs" in " ".join(messages(diags)), word
+    table = vrrpd.keyword_table_markdown()
+    ignored = [r for r in table.splitlines() if r.endswith("| accepted; keepalived ignores it too |")]
+    assert ignored == ["| global_defs | `random_seed` `vrrp_ipsets` | accepted; keepalived ignores it too |"]
+    assert vrrpd.no_meaning_here("max_auto_priority")[0] == "one process"
+
+
+
+def test_debug_level_is_written_to_the_data_dump_as_keepalived_does(offline):
+    """keepalived's `debug N` (0-4) changes nothing but its data dump's "Debug level = N" line."""
+    d, _ = offline(instance_text(extra="    debug 3\n"))
+    assert "   Debug level = 3\n" in vrrpd.format_data_dump(d)
+    plain, _ = offline(instance_text())
+    assert "Debug level" not in vrrpd.format_data_dump(plain)
+    _, diags = vrrpd.parse_config_text(instance_text(extra="    debug 5\n"), "d.conf")
+    assert any(x.severity is vrrpd.Severity.ERROR and "debug" in x.message for x in diags), messages(diags)
 
 def test_keywords_without_meaning_in_one_process_warn_once_when_keepalived_acts_on_them(tmp_path, caplog):
     text = ("global_defs {\n vrrp_rt_priority 50\n checker_rt_priority 50\n vrrp_process_name vrrpx\n"
@@ -5281,6 +5304,33 @@ def test_lab_tracked_route_deleted_behind_our_back(lab, tmp_path):
     lab.ip("-6", "route", "del", "2001:db8:9::/64", "table", "100", ns=ns)
     wait_for(lambda: node.log().count("Entering MASTER STATE") == 3, 3, what="MASTER after the IPv6 route went")
     wait_for(lambda: _routes(lab, ns, 100, "-6"), 3, what="IPv6 route back")
+    node.stop()
+
+
+def test_lab_tracked_route_deleted_takes_the_whole_sync_group_to_backup_and_back(lab, tmp_path):
+    """keepalived's set_vrrp_backup: a tracked virtual route deleted while MASTER sends its instance and every
+    MASTER member of its sync group to BACKUP with priority 0, each with a Master_Down_Timer of only its Skew_Time,
+    so the group is MASTER again well before a Master_Down_Interval (3.4 s here) and the route is back."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    vip2 = f"{LAB_NET}.201"
+    text = ("vrrp_sync_group G {\n    group {\n        VI_1\n        VI_2\n    }\n}\n"
+            + _conf(name="VI_1", priority=150, state="MASTER", advert=1, instance_extra=(
+                f"    virtual_routes {{\n        10.9.0.0/16 via {LAB_NET}.254 dev eth0 table 100\n    }}\n"))
+            + _conf(name="VI_2", vrid=52, priority=150, state="MASTER", advert=1, vips=(f"{vip2}/24",)
+                    ).split("}\n", 1)[1])
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP) and lab.has_address(ns, vip2), 8, what="the group MASTER")
+    wait_for(lambda: _routes(lab, ns, 100), 3, what="virtual route")
+    lab.ip("route", "del", "10.9.0.0/16", "table", "100", ns=ns)
+    deleted = time.monotonic()
+    wait_for(lambda: node.log().count("(VI_2) Entering BACKUP STATE") >= 2, 2, what="VI_2 forced to BACKUP")
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2
+             and node.log().count("(VI_2) Entering MASTER STATE") == 2, 4, what="the group MASTER again")
+    took = time.monotonic() - deleted
+    assert took < 2.5, f"MASTER again after {took:.2f} s: the forced members waited a Master_Down_Interval"
+    after = node.log().split("tracked virtual route", 1)[1]
+    assert after.count("sent 0 priority") >= 2  # both members released the VIPs with priority 0
+    wait_for(lambda: _routes(lab, ns, 100) and lab.has_address(ns, vip2), 3, what="route and VIPs back")
     node.stop()
 
 
@@ -11808,11 +11858,11 @@ COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
      "keywords; vrrpd reports the open block once, at its line, and reads the rest where it belongs"),
     ("silent", r"cannot track route .* with no interface specified", "",
      "pending-13: routes and rules are helper 13's (static_routes, virtual_routes)"),
-    ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|bfd_log_file|checker_log_file|vrrp_log_file|"
-     r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|local_name|lvs_id|nftables_no_lvs|"
-     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|vrrp_garp_interval_random|"
-     r"vrrp_ipset_table|vrrp_ipsets|vrrp_iptables_table|vrrp_max_timer_adverts|vrrp_nftables|"
-     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|vrrp_startup_delay_log|vrrp_track_process_sleep|tun_port|"
+    ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|"
+     r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|lvs_id|nftables_no_lvs|"
+     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|"
+     r"vrrp_ipsets|vrrp_nftables|"
+     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|tun_port|"
      r"tun_type|no_virtual_ipaddress|timer_expired_backup|ICMP_CHECK)'", "",
      "a keyword of keepalived 2.3/2.4 (vrrpd reads the language of 2.4.3) that 2.2.7 predates, or that this "
      "nftables build of 2.2.7 lacks"),
@@ -12501,6 +12551,16 @@ def run_compat(tmp: Path, generated: int, model_sample: int = 400) -> CompatRun:
             reason = next((r for rx, r in COMPAT_MODEL_DIFFERENCES if re.search(rx, d)), None)
             (diffs.append(d) if reason is None else explained.append((d, reason)))
     return CompatRun(results, diffs, len(sample), time.monotonic() - started, explained)
+
+
+def test_log_file_and_local_name_are_unknown_keywords_as_in_keepalived():
+    # no keepalived has them (its log file is -g/--log-file; local_name is its host name, not a keyword): keepalived
+    # says "Unknown keyword", and so does vrrpd, instead of pretending to act on them
+    for name in ("vrrp_log_file", "checker_log_file", "bfd_log_file", "local_name"):
+        assert name not in vrrpd.KEYWORDS["global_defs"]
+        _, diags = parse_ok(f"global_defs {{\n    {name} /tmp/x.log\n}}\n" + MINIMAL)
+        assert [(d.line, d.severity) for d in diags if "unknown keyword" in d.message] == [
+            (2, vrrpd.Severity.WARNING)], [str(d) for d in diags]
 
 
 def test_compat_corpus_is_large_and_covers_the_samples():

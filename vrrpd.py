@@ -615,6 +615,7 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
     unicast_fault_no_peer: bool = False
     no_virtual_ipaddress: bool = False
@@ -1591,10 +1592,14 @@ def _h_cmd(attr: str) -> Handler:
 
 def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     """(why, what keepalived does) for a keyword that has no meaning for vrrpd, which is one process without SNMP
-    or DBus: keepalived's per-process names, scheduling and limits, SNMP and DBus. `what` is "" for keywords
+    or DBus: keepalived's per-process names, scheduling and limits, the copy of the configuration its child
+    processes read (tmp_config_directory), SNMP and DBus. `what` is "" for keywords
     that change nothing keepalived does (names); None for every other keyword."""
-    if name in ("process_names", "process_name", "child_wait_time") or name.endswith("_process_name"):
-        return "one process", ""
+    if name in ("process_names", "process_name", "child_wait_time", "tmp_config_directory") \
+            or name.endswith("_process_name"):
+        return "one process", ""  # tmp_config_directory: where keepalived keeps the copy its children read
+    if name in ("max_auto_priority", "min_auto_priority_delay"):  # keepalived's set_process_priorities()
+        return "one process", "raises its processes to real-time scheduling when their timers run late"
     for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
                          ("_cpu_affinity", "pins that process to CPUs"),
                          ("_rlimit_rttime", "limits that process's real-time CPU time"),
@@ -1607,6 +1612,20 @@ def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     if "dbus" in name:
         return "DBus", ("offers a DBus interface" if name.startswith("enable_") else "")
     return None
+
+
+def keepalived_ignores(name: str) -> Optional[str]:
+    """Why keepalived 2.4.3 itself does nothing with keyword `name` (read in its source), or None. vrrpd accepts
+    these and does nothing either: pretending otherwise would not be compatible."""
+    return {
+        # lib/parser.c init_data() clears the seed before set_std_definitions() seeds random() for ${_RANDOM},
+        # and the keyword is only read later in the same pass: no ${_RANDOM} ever sees it (since 2019, d58dc785)
+        "random_seed": "it clears the seed before each read of the configuration, so ${_RANDOM} never uses it",
+        # core/global_parser.c installs vrrp_ipsets only in the iptables build (_HAVE_LIBIPSET_); the nftables
+        # build (Debian's, and vrrpd's firewall is nftables) has no ipsets
+        "vrrp_ipsets": "only its iptables build reads it; its nftables firewall (Debian's build, and vrrpd's) "
+                       "has no ipsets",
+    }.get(name)
 
 
 def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
@@ -1628,7 +1647,11 @@ def _accept_only(block: str, names: str, nargs: Tuple[int, Optional[int]] = (0, 
         _kw(block, name, _h_other, nargs, sub, supported=False)
 
 
-KEEPALIVED_IGNORES = "accepted; keepalived 2.4.3 ignores it too"
+KEEPALIVED_IGNORES = "accepted; keepalived ignores it too"
+
+
+def _ignored_by_keepalived(name: str, kw: Keyword) -> bool:
+    return keepalived_ignores(name) is not None or kw.doc == KEEPALIVED_IGNORES
 
 
 def _keepalived_ignores(block: str, names: str, why: str, nargs: Tuple[int, Optional[int]] = (0, None),
@@ -3047,7 +3070,7 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
 _accept_only(_G, "checker_log_all_failures "
              "lvs_sync_daemon "
              "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
-             "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
+             "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
@@ -3059,11 +3082,11 @@ _accept_only(_G, "checker_log_all_failures "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
              "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "vrrp_startup_delay_log local_name disable_local_igmp "
-             "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
-             "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
-             "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
-             "vrrp_garp_interval_random nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
+             "disable_local_igmp "
+             "linkbeat_use_polling no_checker_emails process_names process_name "
+             "vrrp_process_name checker_process_name bfd_process_name "
+             "config_save_dir tmp_config_directory "
+             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
              "rs_init_notifies")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
@@ -3297,7 +3320,8 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum debug")
+_kw(_I, "debug", _h_int("debug", 0, 4))
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
                                                     supported=False)
@@ -4530,11 +4554,11 @@ def keyword_table_markdown() -> str:
     for block, spec in KEYWORDS.items():
         title = "(top level)" if block == "top" else BLOCK_TITLES.get(block, block)
         kinds = (("supported", lambda n, kw: kw.supported),
-                 (KEEPALIVED_IGNORES, lambda n, kw: not kw.supported and kw.doc == KEEPALIVED_IGNORES),
                  ("accepted, not acted upon (no meaning in one process without SNMP and DBus)",
-                  lambda n, kw: not kw.supported and kw.doc != KEEPALIVED_IGNORES and no_meaning_here(n) is not None),
-                 ("accepted, not yet acted upon",
-                  lambda n, kw: not kw.supported and kw.doc != KEEPALIVED_IGNORES and no_meaning_here(n) is None))
+                  lambda n, kw: not kw.supported and no_meaning_here(n) is not None),
+                 (KEEPALIVED_IGNORES, lambda n, kw: not kw.supported and _ignored_by_keepalived(n, kw)),
+                 ("accepted, not yet acted upon", lambda n, kw: not kw.supported and no_meaning_here(n) is None
+                  and not _ignored_by_keepalived(n, kw)))
         for what, wanted in kinds:
             names = sorted((n for n, kw in spec.items() if wanted(n, kw)), key=str.lower)
             if names:
@@ -11541,8 +11565,7 @@ class Daemon:
             for entry in (rt.rules_set if info.rule else rt.routes_set):
                 if not entry.no_track and match(entry, info):
                     what = "rule" if info.rule else "route"
-                    self._apply(rt, rt.machine.release_master(
-                        self.loop.time(), f"tracked virtual {what} {entry} was deleted; going BACKUP"))
+                    self._release_master(rt, f"tracked virtual {what} {entry} was deleted; going BACKUP")
                     return
         for entry in (self.static_set[2] if info.rule else self.static_set[1]):
             if not entry.no_track and match(entry, info):
@@ -11553,6 +11576,26 @@ class Daemon:
                 else:
                     self._route_op("static", entry, add=True)  # type: ignore[arg-type]
                 return
+
+    def _release_master(self, rt: InstanceRuntime, why: str) -> None:
+        """keepalived's set_vrrp_backup: the instance and every MASTER member of its sync group release MASTER
+        (priority 0, BACKUP, a Master_Down_Timer of only their Skew_Time), and the group is BACKUP."""
+        now, gname = self.loop.time(), self.group_of.get(rt.inst.name)
+        members = [rt]
+        if gname is not None:
+            others = (self._runtime(name) for name in self.sync_groups[gname][1].members)
+            members += [o for o in others if o is not None and o is not rt and o.machine.state == State.MASTER]
+        self._syncing = True  # the group is moved here, not by each member's BACKUP
+        try:
+            for member in members:
+                reason = why if member is rt else f"sync group member {rt.inst.name}: {why}"
+                self._apply(member, member.machine.release_master(now, reason))
+        finally:
+            self._syncing = False
+        if gname is not None:
+            engine = self.sync_groups[gname][1]
+            before = engine.state
+            self._move_group(engine.backup(rt.inst.name), gname, before)
 
     def _route_matches(self, route: Route, info: RouteInfo) -> bool:
         """keepalived's compare_route: table, family, destination, tos, metric (and dev when configured). The
@@ -13597,7 +13640,10 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
                   f"   Master router = {m.master_ip or '-'}", f"   Source address = {rt.src or '-'}",
                   f"   Mode = {mode}", f"   Preempt = {'enabled' if m.preempt else 'disabled'}, "
                   f"delay {m.preempt_delay:g} sec", f"   Authentication = {m.auth_type.name}",
-                  f"   VIPs set = {'yes' if m.vips_set else 'no'}",
+                  f"   VIPs set = {'yes' if m.vips_set else 'no'}"]
+        if inst.debug:
+            lines.append(f"   Debug level = {inst.debug}")
+        lines += [
                   f"   Virtual IP ({len(inst.virtual_ipaddress)}):"]
         lines += [f"     {v.address} dev {v.dev or inst.interface}" + (f" label {v.label}" if v.label else "")
                   for v in inst.virtual_ipaddress]
