@@ -1124,7 +1124,7 @@ def test_words_no_keepalived_knows_are_unknown_keywords_and_what_keepalived_igno
         assert f"unknown keyword '{word}' in global_defs" in " ".join(messages(diags)), word
     table = vrrpd.keyword_table_markdown()
     ignored = [r for r in table.splitlines() if r.endswith("| accepted; keepalived ignores it too |")]
-    assert ignored == ["| global_defs | `random_seed` `vrrp_ipsets` | accepted; keepalived ignores it too |"]
+    assert "| global_defs | `random_seed` `vrrp_ipsets` | accepted; keepalived ignores it too |" in ignored
     assert vrrpd.no_meaning_here("max_auto_priority")[0] == "one process"
 
 
@@ -7729,6 +7729,135 @@ def test_smtp_and_dns_checks_against_loopback_servers():
     loop.close()
     smtp.close()
     dns.close()
+
+
+# -- bind_if and fwmark: the checker's socket leaves by one interface, or with a mark policy routing sees ------
+
+_BOUND_SERVERS = """
+import selectors, socket
+sel = selectors.DefaultSelector()
+def listen(kind, port):
+    s = socket.socket(socket.AF_INET, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("192.0.2.10", port))
+    if kind == socket.SOCK_STREAM:
+        s.listen(16)
+    sel.register(s, selectors.EVENT_READ, (kind, port))
+for kind, port in ((socket.SOCK_STREAM, 80), (socket.SOCK_STREAM, 25), (socket.SOCK_DGRAM, 5353),
+                   (socket.SOCK_DGRAM, 53)):
+    listen(kind, port)
+print("ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        kind, port = key.data
+        if kind == socket.SOCK_DGRAM:
+            data, peer = key.fileobj.recvfrom(512)
+            if port == 53:  # one answer, NOERROR
+                data = data[:2] + bytes([0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]) + data[12:]
+            else:
+                data = b"OK"
+            key.fileobj.sendto(data, peer)
+            continue
+        conn, _ = key.fileobj.accept()
+        conn.settimeout(2)
+        try:
+            if port == 80:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
+            else:
+                conn.sendall(b"220 ready\\r\\n")
+                conn.recv(100)
+                conn.sendall(b"250 ok\\r\\n")
+                conn.recv(100)
+        except OSError:
+            pass
+        conn.close()
+"""
+
+
+class _InNetns:
+    """The calling thread inside namespace `ns` until the with-block ends (every socket it makes is there)."""
+
+    def __init__(self, ns: str):
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.ns = ns
+
+    def __enter__(self):
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
+        try:
+            assert self.libc.setns(target, 0x40000000) == 0, f"setns {self.ns}"
+        finally:
+            os.close(target)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            assert self.libc.setns(self.home, 0x40000000) == 0, "setns back home"
+        finally:
+            os.close(self.home)
+
+
+def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog):
+    """192.0.2.10 is on two hosts: the main route leads to s1, where nothing listens; s2, which serves TCP, HTTP,
+    SMTP, DNS and UDP, is reached only by a socket bound to a2 (bind_if, SO_BINDTODEVICE) or marked 7 (fwmark,
+    SO_MARK, `ip rule fwmark 7 lookup 100`). Checkers without either go to s1 and fail."""
+    caplog.set_level("INFO", logger="vrrpd")
+    lb = lab.netns("lb")
+    for n in (1, 2):
+        s = lab.netns(f"s{n}")
+        lab.ip("link", "add", f"a{n}", "netns", lb, "type", "veth", "peer", "name", "eth0", "netns", s)
+        lab.ip("addr", "add", f"10.71.{n}.1/24", "dev", f"a{n}", ns=lb)
+        lab.ip("link", "set", f"a{n}", "up", ns=lb)
+        lab.ip("addr", "add", f"10.71.{n}.2/24", "dev", "eth0", ns=s)
+        lab.ip("link", "set", "eth0", "up", ns=s)
+        lab.ip("addr", "add", "192.0.2.10/32", "dev", "lo", ns=s)
+    lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.1.2", "dev", "a1", ns=lb)
+    lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "metric", "50", ns=lb)
+    lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "table", "100", ns=lb)
+    lab.ip("rule", "add", "fwmark", "7", "lookup", "100", ns=lb)
+    server = lab.exec(f"vt{lab.tag}s2", [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    common = "connect_timeout 1\n retry 0\n"
+    checkers = {  # VS port -> (checker text, real server port, reaches s2)
+        1: ("TCP_CHECK", "", 80, False),
+        2: ("TCP_CHECK", "bind_if a2", 80, True),
+        3: ("TCP_CHECK", "fwmark 7", 80, True),
+        4: ("HTTP_GET", "bind_if a2\n url {\n path /\n }", 80, True),
+        5: ("HTTP_GET", "fwmark 7\n url {\n path /\n }", 80, True),
+        6: ("SMTP_CHECK", "bind_if a2", 25, True),
+        7: ("DNS_CHECK", "fwmark 7", 53, True),
+        8: ("UDP_CHECK", "fwmark 7\n require_reply 4f4b", 5353, True),
+        9: ("UDP_CHECK", "require_reply 4f4b", 5353, False),
+        10: ("TCP_CHECK", "bind_if nosuch0", 80, False),
+    }
+    text = "".join(
+        f"virtual_server 10.0.0.1 {port} {{\n delay_loop 0.2\n alpha\n"
+        f"{' protocol UDP' if kind in ('DNS_CHECK', 'UDP_CHECK') else ''}\n"
+        f" real_server 192.0.2.10 {rs_port} {{\n  {kind} {{\n {common} {extra}\n  }}\n }}\n}}\n"
+        for port, (kind, extra, rs_port, _) in checkers.items())
+    config, _ = parse_ok(text)
+    assert [vs.real_servers[0].checkers[0].fwmark for vs in config.virtual_servers][:3] == [0, 0, 7]
+    loop, m = _manager()
+    m.config = config
+    with _InNetns(lb):
+        m.start()
+
+        def reached():
+            return {port for port in checkers
+                    if m.nl.weights(f"[10.0.0.1]:{'udp' if port in (7, 8, 9) else 'tcp'}:{port}")}
+
+        want = {port for port, (*_, ok) in checkers.items() if ok}
+        _run_until(loop, lambda: reached() == want, 10, f"the checkers that reach s2: {sorted(want)}")
+        runners = {c.vs.port: c for vsr in m.vs.values() for r in vsr.rs.values() for c in r.checkers}
+        _run_until(loop, lambda: all(runners[p].results[False] for p in checkers if p not in want), 5,
+                   "the checkers that go to s1 fail")
+        assert reached() == want
+        m.stop()
+    loop.close()
+    assert "Checker can't bind to device nosuch0: No such device" in caplog.text
 
 
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():

@@ -773,6 +773,8 @@ class Checker:
     warmup: Optional[float] = None
     alpha: Optional[bool] = None
     log_all_failures: bool = False
+    bind_if: Optional[str] = None  # SO_BINDTODEVICE: the connection leaves by this interface only
+    fwmark: int = 0  # SO_MARK: policy routing (ip rule fwmark) and nftables see the checker's packets marked
     # HTTP_GET / SSL_GET
     urls: List[UrlCheck] = field(default_factory=list)
     virtualhost: Optional[str] = None
@@ -1647,6 +1649,27 @@ def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
 def _accept_only(block: str, names: str, nargs: Tuple[int, Optional[int]] = (0, None), sub: Any = None) -> None:
     for name in names.split():
         _kw(block, name, _h_other, nargs, sub, supported=False)
+
+
+KEEPALIVED_IGNORES = "accepted; keepalived ignores it too"
+
+
+def _ignored_by_keepalived(name: str, kw: Keyword) -> bool:
+    return keepalived_ignores(name) is not None or kw.doc == KEEPALIVED_IGNORES
+
+
+def _keepalived_ignores(block: str, names: str, why: str, nargs: Tuple[int, Optional[int]] = (0, None),
+                        sub: Any = None) -> None:
+    """Keywords keepalived 2.4.3 reads (or rejects as unknown) and then does nothing with: vrrpd does nothing
+    either, and says so once with keepalived's reason (`why`). The README table has a row of their own."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        if (block, kw.text) not in p.said_once:
+            p.said_once.add((block, kw.text))
+            p.warning(kw, f"{kw.text} in {BLOCK_TITLES.get(block, block)}: {why}; keepalived ignores it, and so "
+                      "does vrrpd")
+    for name in names.split():
+        _kw(block, name, handler, nargs, sub, supported=False)
+        KEYWORDS[block][name].doc = KEEPALIVED_IGNORES
 
 
 def _parse_ip(text: str) -> IPAddress:
@@ -3662,6 +3685,20 @@ def _checker(kind: str) -> Handler:
     return handler
 
 
+def _c_bind_if(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    if len(args[0].text) > 15:  # IFNAMSIZ - 1
+        p.warning(args[0], f"Interface name {args[0].text} is too long - ignoring", "at most 15 characters")
+        return
+    chk.bind_if = args[0].text
+
+
+def _c_fwmark(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    try:
+        chk.fwmark = _parse_int(args[0].text, 0, 0xFFFFFFFF)
+    except _Invalid:
+        p.warning(args[0], f"Invalid fwmark connection value '{args[0].text}'", "0..4294967295")
+
+
 def _c_nb_get_retry(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
     p.warning(kw, "nb_get_retry is deprecated", "write 'retry'")
     chk.retry = _parse_int(args[0].text, 0, 2147483647)
@@ -3777,7 +3814,18 @@ for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "
     _kw(_blk, "warmup", _h_time("warmup", 0, 86400))
     _kw(_blk, "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
     _kw(_blk, "log_all_failures", _h_flag("log_all_failures"), (0, 1), accept=_is_bool_word)
-    _accept_only(_blk, "bind_if fwmark")
+# keepalived sets SO_MARK and SO_BINDTODEVICE in socket_bind_connect() (TCP, HTTP/SSL, SMTP, DNS); UDP_CHECK's
+# udp_bind_connect() sets SO_MARK only; PING_CHECK's socket takes neither; MISC_CHECK has no connection keywords
+for _blk in ("HTTP_GET", "TCP_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK"):
+    _kw(_blk, "fwmark", _c_fwmark)
+for _blk in ("HTTP_GET", "TCP_CHECK", "SMTP_CHECK", "DNS_CHECK"):
+    _kw(_blk, "bind_if", _c_bind_if)
+_keepalived_ignores("UDP_CHECK", "bind_if", "keepalived's UDP_CHECK socket is never bound to the interface "
+                    "(udp_bind_connect sets SO_MARK only)")
+_keepalived_ignores("PING_CHECK", "bind_if fwmark", "keepalived's PING_CHECK socket takes neither SO_BINDTODEVICE "
+                    "nor SO_MARK")
+_keepalived_ignores("MISC_CHECK", "bind_if fwmark", "not a MISC_CHECK keyword in keepalived (it logs \"Unknown "
+                    "keyword\"): the script makes its own connections")
 _kw("HTTP_GET", "nb_get_retry", _c_nb_get_retry)
 _kw("HTTP_GET", "url", _c_url, (0, 0), "url")
 _kw("HTTP_GET", "http_protocol", _h_str("http_protocol"))
@@ -4526,10 +4574,9 @@ def keyword_table_markdown() -> str:
         kinds = (("supported", lambda n, kw: kw.supported),
                  ("accepted, not acted upon (no meaning in one process without SNMP and DBus)",
                   lambda n, kw: not kw.supported and no_meaning_here(n) is not None),
-                 ("accepted; keepalived ignores it too",
-                  lambda n, kw: not kw.supported and keepalived_ignores(n) is not None),
+                 (KEEPALIVED_IGNORES, lambda n, kw: not kw.supported and _ignored_by_keepalived(n, kw)),
                  ("accepted, not yet acted upon", lambda n, kw: not kw.supported and no_meaning_here(n) is None
-                  and keepalived_ignores(n) is None))
+                  and not _ignored_by_keepalived(n, kw)))
         for what, wanted in kinds:
             names = sorted((n for n, kw in spec.items() if wanted(n, kw)), key=str.lower)
             if names:
@@ -8283,6 +8330,12 @@ def _service_differs(want: IpvsService, have: IpvsService) -> bool:
 
 # -- checker I/O on the event loop -------------------------------------------------------------
 
+SO_MARK, SO_BINDTODEVICE = getattr(socket, "SO_MARK", 36), getattr(socket, "SO_BINDTODEVICE", 25)
+
+
+class _SocketSetupError(OSError):
+    """A checker socket refused fwmark or bind_if; the attempt fails and the reason is logged already."""
+
 
 class _CheckRunner:
     """Runs one checker on the loop; subclasses start an attempt and end it with _done()."""
@@ -8363,6 +8416,8 @@ class _CheckRunner:
             self.manager.late_samples.append(late)
         try:
             self.begin()
+        except _SocketSetupError:  # logged already, at every attempt (as keepalived does)
+            self._done(False, "")
         except OSError as exc:
             self._done(False, str(exc))
 
@@ -8378,7 +8433,7 @@ class _CheckRunner:
         self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
         self.results[ok] += 1
         was_up = self.decision.up
-        if not ok and (was_up or self.chk.log_all_failures):
+        if not ok and reason and (was_up or self.chk.log_all_failures):
             log.info("%s", reason)
         change, when = self.decision.record(self.loop.time(), ok, weight)
         if change is False:
@@ -8422,6 +8477,22 @@ class _CheckRunner:
     def _deadline(self, seconds: float) -> None:
         self.deadline = self.loop.call_later(seconds, self._timeout, self.attempt)
 
+    def _mark_and_bind_device(self, sock: socket.socket) -> None:
+        """fwmark (SO_MARK) and bind_if (SO_BINDTODEVICE) on a new checker socket, before bind() and connect(),
+        as keepalived's socket_bind_connect(); a failure fails the attempt with keepalived's words."""
+        if self.chk.fwmark:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.chk.fwmark)
+            except OSError as exc:
+                log.error("Error setting fwmark %d to socket: %s", self.chk.fwmark, exc.strerror)
+                raise _SocketSetupError(exc.errno, exc.strerror) from None
+        if self.chk.bind_if:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.chk.bind_if.encode() + b"\0")
+            except OSError as exc:
+                log.info("Checker can't bind to device %s: %s", self.chk.bind_if, exc.strerror)
+                raise _SocketSetupError(exc.errno, exc.strerror) from None
+
     # -- a non-blocking TCP connection shared by the stream checkers -----------------------
     def _connect(self, on_connected: Callable[[], Any]) -> None:
         ip, port = self.target
@@ -8429,6 +8500,7 @@ class _CheckRunner:
         self.sock = sock
         self.watching = 0
         sock.setblocking(False)
+        self._mark_and_bind_device(sock)
         if self.chk.kind == "TCP_CHECK":
             # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -8657,6 +8729,9 @@ class _DnsCheck(_CheckRunner):
         self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
         self.watching = 0
         self.sock.setblocking(False)
+        self._mark_and_bind_device(self.sock)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            self.sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
@@ -8726,6 +8801,7 @@ class _UdpCheck(_CheckRunner):
         self.watching = 0
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
+        self._mark_and_bind_device(sock)  # (keepalived's UDP_CHECK has no bind_if: it is never set here)
         if self.chk.bindto is not None or self.chk.bind_port:
             sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
         try:
