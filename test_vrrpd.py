@@ -423,6 +423,7 @@ class FakeKernel(vrrpd.Kernel):
         self.held, self.calls, self.announced, self.sockets = set(), [], [], {}
         self.monitor_ = FakeMonitor()
         self.firewall_ = None
+        self.igmp_reports = "1"
 
     def rtnetlink(self):
         return FakeRtnl(self)
@@ -440,9 +441,14 @@ class FakeKernel(vrrpd.Kernel):
     def vmacs(self, rtnl):
         return FakeVmacs(self)
 
-    def firewall(self, table):
+    def firewall(self, table, priority=-1, counters=False):
         self.firewall_ = FakeFirewall(table)
+        self.firewall_.style = (priority, counters)
         return self.firewall_
+
+    def igmp_link_local_reports(self, value=None):
+        old, self.igmp_reports = self.igmp_reports, value or self.igmp_reports
+        return old
 
     def sent(self, family=4, ifname="eth0"):
         """Every packet sent on the interface's VRRP socket of that family: [(src, dst, packet)]."""
@@ -1132,12 +1138,35 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_garp_interval_random\n}\n"
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n random_seed 7\n}\n"
     config, diags = parse_ok(text + MINIMAL)
     assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
-    assert config.global_defs.other["vrrp_garp_interval_random"] == []
+    assert config.global_defs.other["random_seed"] == ["7"]
     assert not diags, messages(diags)
 
+
+def test_words_no_keepalived_knows_are_unknown_keywords_and_what_keepalived_ignores_is_said_so():
+    """vrrp_garp_interval_random and the like are in no keepalived (2.2.7, 2.4.3 or later): keepalived says
+    "Unknown keyword", and so does vrrpd. random_seed and vrrp_ipsets keepalived reads and does nothing with."""
+    for word in ("vrrp_garp_interval_random", "vrrp_max_timer_adverts", "vrrp_startup_delay_log",
+                 "vrrp_track_process_sleep", "vrrp_iptables_table", "vrrp_ipset_table"):
+        _, diags = vrrpd.parse_config_text(f"global_defs {{\n {word}\n}}\n" + MINIMAL, "u.conf")
+        assert f"unknown keyword '{word}' in global_defs" in " ".join(messages(diags)), word
+    table = vrrpd.keyword_table_markdown()
+    ignored = [r for r in table.splitlines() if r.endswith("| accepted; keepalived ignores it too |")]
+    assert "| global_defs | `random_seed` `vrrp_ipsets` | accepted; keepalived ignores it too |" in ignored
+    assert vrrpd.no_meaning_here("max_auto_priority")[0] == "one process"
+
+
+
+def test_debug_level_is_written_to_the_data_dump_as_keepalived_does(offline):
+    """keepalived's `debug N` (0-4) changes nothing but its data dump's "Debug level = N" line."""
+    d, _ = offline(instance_text(extra="    debug 3\n"))
+    assert "   Debug level = 3\n" in vrrpd.format_data_dump(d)
+    plain, _ = offline(instance_text())
+    assert "Debug level" not in vrrpd.format_data_dump(plain)
+    _, diags = vrrpd.parse_config_text(instance_text(extra="    debug 5\n"), "d.conf")
+    assert any(x.severity is vrrpd.Severity.ERROR and "debug" in x.message for x in diags), messages(diags)
 
 def test_keywords_without_meaning_in_one_process_warn_once_when_keepalived_acts_on_them(tmp_path, caplog):
     text = ("global_defs {\n vrrp_rt_priority 50\n checker_rt_priority 50\n vrrp_process_name vrrpx\n"
@@ -4172,6 +4201,49 @@ def test_nft_ruleset_drops_traffic_to_vips_and_goes_away(lab):
     assert lab.run(client, ping, check=False).returncode == 0
 
 
+
+def test_lab_nftables_name_priority_and_counters_shape_the_strict_mode_table(lab, tmp_path):
+    """keepalived's nftables NAME, nftables_priority and nftables_counters: the no_accept table has that name, its
+    chains hook at that priority, and each drop rule counts what it dropped (here a client's pings to the VIP)."""
+    require(shutil.which("nft") is not None, "needs nft")
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    conf = _conf(priority=150, state="MASTER", version=2, advert=1, global_extra=(
+        "    vrrp_strict\n    nftables ka_test\n    nftables_priority -7\n    nftables_counters\n"))
+    node = _Node(lab, ns, tmp_path, "A", conf)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(client, ["ping", "-c2", "-i0.2", "-W1", VIP], check=False).returncode != 0  # dropped
+    listing = lab.run(ns, ["nft", "list", "table", "inet", "ka_test"]).stdout
+    assert "type filter hook input priority filter - 7; policy accept;" in listing, listing  # filter is 0
+    assert "type filter hook output priority filter - 7; policy accept;" in listing, listing
+    counted = [int(n) for n in re.findall(r"ip daddr @vips4 counter packets (\d+) bytes \d+ drop", listing)]
+    assert counted and counted[0] >= 2, listing
+    assert "vrrpd" not in lab.run(ns, ["nft", "list", "tables"]).stdout
+    node.stop()
+    assert "ka_test" not in lab.run(ns, ["nft", "list", "tables"]).stdout
+
+
+def test_nftables_without_a_name_is_keepalived_and_the_ruleset_has_no_counters_by_default():
+    config, diags = parse_ok("global_defs {\n    nftables\n}\n" + MINIMAL)
+    assert config.global_defs.nftables == "keepalived" and config.global_defs.nftables_priority == -1
+    plain = vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")])
+    assert "counter" not in plain and "priority -1;" in plain
+    counted = vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "t", 5, True)
+    assert counted.count("counter drop") == 4 and "priority 5;" in counted
+
+
+def test_lab_disable_local_igmp_stops_link_local_igmp_reports_while_running(lab, tmp_path):
+    """keepalived's disable_local_igmp: net.ipv4.igmp_link_local_mcast_reports is 0 while the daemon runs (no IGMP
+    report for 224.0.0.18 leaves), and 1 again after it stops."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    sysctl = ["sysctl", "-n", "net.ipv4.igmp_link_local_mcast_reports"]
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra="    disable_local_igmp\n"))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(ns, sysctl).stdout.strip() == "0"
+    node.stop()
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
+
 def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
     node = lab.host("n", "10.81.0.2/24")
     run_py_in(lab, node, (
@@ -5311,6 +5383,33 @@ def test_lab_tracked_route_deleted_behind_our_back(lab, tmp_path):
     lab.ip("-6", "route", "del", "2001:db8:9::/64", "table", "100", ns=ns)
     wait_for(lambda: node.log().count("Entering MASTER STATE") == 3, 3, what="MASTER after the IPv6 route went")
     wait_for(lambda: _routes(lab, ns, 100, "-6"), 3, what="IPv6 route back")
+    node.stop()
+
+
+def test_lab_tracked_route_deleted_takes_the_whole_sync_group_to_backup_and_back(lab, tmp_path):
+    """keepalived's set_vrrp_backup: a tracked virtual route deleted while MASTER sends its instance and every
+    MASTER member of its sync group to BACKUP with priority 0, each with a Master_Down_Timer of only its Skew_Time,
+    so the group is MASTER again well before a Master_Down_Interval (3.4 s here) and the route is back."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    vip2 = f"{LAB_NET}.201"
+    text = ("vrrp_sync_group G {\n    group {\n        VI_1\n        VI_2\n    }\n}\n"
+            + _conf(name="VI_1", priority=150, state="MASTER", advert=1, instance_extra=(
+                f"    virtual_routes {{\n        10.9.0.0/16 via {LAB_NET}.254 dev eth0 table 100\n    }}\n"))
+            + _conf(name="VI_2", vrid=52, priority=150, state="MASTER", advert=1, vips=(f"{vip2}/24",)
+                    ).split("}\n", 1)[1])
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP) and lab.has_address(ns, vip2), 8, what="the group MASTER")
+    wait_for(lambda: _routes(lab, ns, 100), 3, what="virtual route")
+    lab.ip("route", "del", "10.9.0.0/16", "table", "100", ns=ns)
+    deleted = time.monotonic()
+    wait_for(lambda: node.log().count("(VI_2) Entering BACKUP STATE") >= 2, 2, what="VI_2 forced to BACKUP")
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2
+             and node.log().count("(VI_2) Entering MASTER STATE") == 2, 4, what="the group MASTER again")
+    took = time.monotonic() - deleted
+    assert took < 2.5, f"MASTER again after {took:.2f} s: the forced members waited a Master_Down_Interval"
+    after = node.log().split("tracked virtual route", 1)[1]
+    assert after.count("sent 0 priority") >= 2  # both members released the VIPs with priority 0
+    wait_for(lambda: _routes(lab, ns, 100) and lab.has_address(ns, vip2), 3, what="route and VIPs back")
     node.stop()
 
 
@@ -7660,6 +7759,135 @@ def test_smtp_and_dns_checks_against_loopback_servers():
     loop.close()
     smtp.close()
     dns.close()
+
+
+# -- bind_if and fwmark: the checker's socket leaves by one interface, or with a mark policy routing sees ------
+
+_BOUND_SERVERS = """
+import selectors, socket
+sel = selectors.DefaultSelector()
+def listen(kind, port):
+    s = socket.socket(socket.AF_INET, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("192.0.2.10", port))
+    if kind == socket.SOCK_STREAM:
+        s.listen(16)
+    sel.register(s, selectors.EVENT_READ, (kind, port))
+for kind, port in ((socket.SOCK_STREAM, 80), (socket.SOCK_STREAM, 25), (socket.SOCK_DGRAM, 5353),
+                   (socket.SOCK_DGRAM, 53)):
+    listen(kind, port)
+print("ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        kind, port = key.data
+        if kind == socket.SOCK_DGRAM:
+            data, peer = key.fileobj.recvfrom(512)
+            if port == 53:  # one answer, NOERROR
+                data = data[:2] + bytes([0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]) + data[12:]
+            else:
+                data = b"OK"
+            key.fileobj.sendto(data, peer)
+            continue
+        conn, _ = key.fileobj.accept()
+        conn.settimeout(2)
+        try:
+            if port == 80:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
+            else:
+                conn.sendall(b"220 ready\\r\\n")
+                conn.recv(100)
+                conn.sendall(b"250 ok\\r\\n")
+                conn.recv(100)
+        except OSError:
+            pass
+        conn.close()
+"""
+
+
+class _InNetns:
+    """The calling thread inside namespace `ns` until the with-block ends (every socket it makes is there)."""
+
+    def __init__(self, ns: str):
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.ns = ns
+
+    def __enter__(self):
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
+        try:
+            assert self.libc.setns(target, 0x40000000) == 0, f"setns {self.ns}"
+        finally:
+            os.close(target)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            assert self.libc.setns(self.home, 0x40000000) == 0, "setns back home"
+        finally:
+            os.close(self.home)
+
+
+def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog):
+    """192.0.2.10 is on two hosts: the main route leads to s1, where nothing listens; s2, which serves TCP, HTTP,
+    SMTP, DNS and UDP, is reached only by a socket bound to a2 (bind_if, SO_BINDTODEVICE) or marked 7 (fwmark,
+    SO_MARK, `ip rule fwmark 7 lookup 100`). Checkers without either go to s1 and fail."""
+    caplog.set_level("INFO", logger="vrrpd")
+    lb = lab.netns("lb")
+    for n in (1, 2):
+        s = lab.netns(f"s{n}")
+        lab.ip("link", "add", f"a{n}", "netns", lb, "type", "veth", "peer", "name", "eth0", "netns", s)
+        lab.ip("addr", "add", f"10.71.{n}.1/24", "dev", f"a{n}", ns=lb)
+        lab.ip("link", "set", f"a{n}", "up", ns=lb)
+        lab.ip("addr", "add", f"10.71.{n}.2/24", "dev", "eth0", ns=s)
+        lab.ip("link", "set", "eth0", "up", ns=s)
+        lab.ip("addr", "add", "192.0.2.10/32", "dev", "lo", ns=s)
+    lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.1.2", "dev", "a1", ns=lb)
+    lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "metric", "50", ns=lb)
+    lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "table", "100", ns=lb)
+    lab.ip("rule", "add", "fwmark", "7", "lookup", "100", ns=lb)
+    server = lab.exec(f"vt{lab.tag}s2", [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    common = "connect_timeout 1\n retry 0\n"
+    checkers = {  # VS port -> (checker text, real server port, reaches s2)
+        1: ("TCP_CHECK", "", 80, False),
+        2: ("TCP_CHECK", "bind_if a2", 80, True),
+        3: ("TCP_CHECK", "fwmark 7", 80, True),
+        4: ("HTTP_GET", "bind_if a2\n url {\n path /\n }", 80, True),
+        5: ("HTTP_GET", "fwmark 7\n url {\n path /\n }", 80, True),
+        6: ("SMTP_CHECK", "bind_if a2", 25, True),
+        7: ("DNS_CHECK", "fwmark 7", 53, True),
+        8: ("UDP_CHECK", "fwmark 7\n require_reply 4f4b", 5353, True),
+        9: ("UDP_CHECK", "require_reply 4f4b", 5353, False),
+        10: ("TCP_CHECK", "bind_if nosuch0", 80, False),
+    }
+    text = "".join(
+        f"virtual_server 10.0.0.1 {port} {{\n delay_loop 0.2\n alpha\n"
+        f"{' protocol UDP' if kind in ('DNS_CHECK', 'UDP_CHECK') else ''}\n"
+        f" real_server 192.0.2.10 {rs_port} {{\n  {kind} {{\n {common} {extra}\n  }}\n }}\n}}\n"
+        for port, (kind, extra, rs_port, _) in checkers.items())
+    config, _ = parse_ok(text)
+    assert [vs.real_servers[0].checkers[0].fwmark for vs in config.virtual_servers][:3] == [0, 0, 7]
+    loop, m = _manager()
+    m.config = config
+    with _InNetns(lb):
+        m.start()
+
+        def reached():
+            return {port for port in checkers
+                    if m.nl.weights(f"[10.0.0.1]:{'udp' if port in (7, 8, 9) else 'tcp'}:{port}")}
+
+        want = {port for port, (*_, ok) in checkers.items() if ok}
+        _run_until(loop, lambda: reached() == want, 10, f"the checkers that reach s2: {sorted(want)}")
+        runners = {c.vs.port: c for vsr in m.vs.values() for r in vsr.rs.values() for c in r.checkers}
+        _run_until(loop, lambda: all(runners[p].results[False] for p in checkers if p not in want), 5,
+                   "the checkers that go to s1 fail")
+        assert reached() == want
+        m.stop()
+    loop.close()
+    assert "Checker can't bind to device nosuch0: No such device" in caplog.text
 
 
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
@@ -11835,9 +12063,9 @@ COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
      "pending-13: routes and rules are helper 13's (static_routes, virtual_routes)"),
     ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|"
      r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|lvs_id|nftables_no_lvs|"
-     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|vrrp_garp_interval_random|"
-     r"vrrp_ipset_table|vrrp_ipsets|vrrp_iptables_table|vrrp_max_timer_adverts|vrrp_nftables|"
-     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|vrrp_startup_delay_log|vrrp_track_process_sleep|tun_port|"
+     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|"
+     r"vrrp_ipsets|vrrp_nftables|"
+     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|tun_port|"
      r"tun_type|no_virtual_ipaddress|timer_expired_backup|ICMP_CHECK)'", "",
      "a keyword of keepalived 2.3/2.4 (vrrpd reads the language of 2.4.3) that 2.2.7 predates, or that this "
      "nftables build of 2.2.7 lacks"),

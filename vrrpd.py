@@ -364,6 +364,10 @@ class GlobalDefs:
     vrrp_strict: bool = False
     vrrp_iptables: bool = False
     vrrp_nftables: bool = False
+    nftables: Optional[str] = None  # the no_accept table's name (keepalived's `nftables NAME`); None: vrrpd
+    nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
+    nftables_counters: bool = False  # a counter on each drop rule
+    disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
     vrrp_garp_interval: float = 0.0
     vrrp_gna_interval: float = 0.0
     vrrp_mcast_group4: ipaddress.IPv4Address = VRRP_MCAST_GROUP4
@@ -628,6 +632,7 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
     unicast_fault_no_peer: bool = False
     no_virtual_ipaddress: bool = False
@@ -781,6 +786,8 @@ class Checker:
     warmup: Optional[float] = None
     alpha: Optional[bool] = None
     log_all_failures: bool = False
+    bind_if: Optional[str] = None  # SO_BINDTODEVICE: the connection leaves by this interface only
+    fwmark: int = 0  # SO_MARK: policy routing (ip rule fwmark) and nftables see the checker's packets marked
     # HTTP_GET / SSL_GET
     urls: List[UrlCheck] = field(default_factory=list)
     virtualhost: Optional[str] = None
@@ -1670,6 +1677,8 @@ def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     if name in ("process_names", "process_name", "child_wait_time", "tmp_config_directory") \
             or name.endswith("_process_name"):
         return "one process", ""  # tmp_config_directory: where keepalived keeps the copy its children read
+    if name in ("max_auto_priority", "min_auto_priority_delay"):  # keepalived's set_process_priorities()
+        return "one process", "raises its processes to real-time scheduling when their timers run late"
     for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
                          ("_cpu_affinity", "pins that process to CPUs"),
                          ("_rlimit_rttime", "limits that process's real-time CPU time"),
@@ -1682,6 +1691,20 @@ def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     if "dbus" in name:
         return "DBus", ("offers a DBus interface" if name.startswith("enable_") else "")
     return None
+
+
+def keepalived_ignores(name: str) -> Optional[str]:
+    """Why keepalived 2.4.3 itself does nothing with keyword `name` (read in its source), or None. vrrpd accepts
+    these and does nothing either: pretending otherwise would not be compatible."""
+    return {
+        # lib/parser.c init_data() clears the seed before set_std_definitions() seeds random() for ${_RANDOM},
+        # and the keyword is only read later in the same pass: no ${_RANDOM} ever sees it (since 2019, d58dc785)
+        "random_seed": "it clears the seed before each read of the configuration, so ${_RANDOM} never uses it",
+        # core/global_parser.c installs vrrp_ipsets only in the iptables build (_HAVE_LIBIPSET_); the nftables
+        # build (Debian's, and vrrpd's firewall is nftables) has no ipsets
+        "vrrp_ipsets": "only its iptables build reads it; its nftables firewall (Debian's build, and vrrpd's) "
+                       "has no ipsets",
+    }.get(name)
 
 
 def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
@@ -1701,6 +1724,27 @@ def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
 def _accept_only(block: str, names: str, nargs: Tuple[int, Optional[int]] = (0, None), sub: Any = None) -> None:
     for name in names.split():
         _kw(block, name, _h_other, nargs, sub, supported=False)
+
+
+KEEPALIVED_IGNORES = "accepted; keepalived ignores it too"
+
+
+def _ignored_by_keepalived(name: str, kw: Keyword) -> bool:
+    return keepalived_ignores(name) is not None or kw.doc == KEEPALIVED_IGNORES
+
+
+def _keepalived_ignores(block: str, names: str, why: str, nargs: Tuple[int, Optional[int]] = (0, None),
+                        sub: Any = None) -> None:
+    """Keywords keepalived 2.4.3 reads (or rejects as unknown) and then does nothing with: vrrpd does nothing
+    either, and says so once with keepalived's reason (`why`). The README table has a row of their own."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        if (block, kw.text) not in p.said_once:
+            p.said_once.add((block, kw.text))
+            p.warning(kw, f"{kw.text} in {BLOCK_TITLES.get(block, block)}: {why}; keepalived ignores it, and so "
+                      "does vrrpd")
+    for name in names.split():
+        _kw(block, name, handler, nargs, sub, supported=False)
+        KEYWORDS[block][name].doc = KEEPALIVED_IGNORES
 
 
 def _parse_ip(text: str) -> IPAddress:
@@ -2943,6 +2987,17 @@ def _g_iptables(attr: str, warning: str = "") -> Handler:
     return handler
 
 
+def _g_nftables(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """nftables [NAME]: the no_accept table (keepalived: NAME defaults to `keepalived`; its first one wins)."""
+    if g.nftables is not None:
+        p.warning(kw, "nftables already specified - ignoring")
+        return
+    name = args[0].text if args else "keepalived"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", name):
+        raise _Invalid(f"'{name}' is not a valid nftables table name")
+    g.nftables = name
+
+
 def _g_script_user(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     g.script_user = args[0].text
     g.script_group = args[1].text if len(args) > 1 else None
@@ -3008,6 +3063,10 @@ _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables", "keepalived's nftables bui
                                      "not supported and uses nftables; vrrpd uses nftables too"),
     (0, 2), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
+_kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
+_kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
 _kw(_G, "vrrp_gna_interval", _g_garp_interval("vrrp_gna_interval"))
 _kw(_G, "vrrp_mcast_group4", _g_mcast("vrrp_mcast_group4", 4))
@@ -3139,8 +3198,8 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
     accept=_is_bool_word)
 _accept_only(_G, "checker_log_all_failures "
              "lvs_sync_daemon "
-             "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
-             "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
+             "nftables_ifindex nftables_no_lvs "
+             "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
@@ -3151,11 +3210,10 @@ _accept_only(_G, "checker_log_all_failures "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
              "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "vrrp_startup_delay_log disable_local_igmp "
-             "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
-             "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
+             "linkbeat_use_polling no_checker_emails process_names process_name "
+             "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory "
-             "vrrp_garp_interval_random nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
+             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
              "rs_init_notifies")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
@@ -3389,7 +3447,8 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum debug")
+_kw(_I, "debug", _h_int("debug", 0, 4))
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
                                                     supported=False)
@@ -3735,6 +3794,20 @@ def _checker(kind: str) -> Handler:
     return handler
 
 
+def _c_bind_if(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    if len(args[0].text) > 15:  # IFNAMSIZ - 1
+        p.warning(args[0], f"Interface name {args[0].text} is too long - ignoring", "at most 15 characters")
+        return
+    chk.bind_if = args[0].text
+
+
+def _c_fwmark(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    try:
+        chk.fwmark = _parse_int(args[0].text, 0, 0xFFFFFFFF)
+    except _Invalid:
+        p.warning(args[0], f"Invalid fwmark connection value '{args[0].text}'", "0..4294967295")
+
+
 def _c_nb_get_retry(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
     p.warning(kw, "nb_get_retry is deprecated", "write 'retry'")
     chk.retry = _parse_int(args[0].text, 0, 2147483647)
@@ -3850,7 +3923,18 @@ for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "
     _kw(_blk, "warmup", _h_time("warmup", 0, 86400))
     _kw(_blk, "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
     _kw(_blk, "log_all_failures", _h_flag("log_all_failures"), (0, 1), accept=_is_bool_word)
-    _accept_only(_blk, "bind_if fwmark")
+# keepalived sets SO_MARK and SO_BINDTODEVICE in socket_bind_connect() (TCP, HTTP/SSL, SMTP, DNS); UDP_CHECK's
+# udp_bind_connect() sets SO_MARK only; PING_CHECK's socket takes neither; MISC_CHECK has no connection keywords
+for _blk in ("HTTP_GET", "TCP_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK"):
+    _kw(_blk, "fwmark", _c_fwmark)
+for _blk in ("HTTP_GET", "TCP_CHECK", "SMTP_CHECK", "DNS_CHECK"):
+    _kw(_blk, "bind_if", _c_bind_if)
+_keepalived_ignores("UDP_CHECK", "bind_if", "keepalived's UDP_CHECK socket is never bound to the interface "
+                    "(udp_bind_connect sets SO_MARK only)")
+_keepalived_ignores("PING_CHECK", "bind_if fwmark", "keepalived's PING_CHECK socket takes neither SO_BINDTODEVICE "
+                    "nor SO_MARK")
+_keepalived_ignores("MISC_CHECK", "bind_if fwmark", "not a MISC_CHECK keyword in keepalived (it logs \"Unknown "
+                    "keyword\"): the script makes its own connections")
 _kw("HTTP_GET", "nb_get_retry", _c_nb_get_retry)
 _kw("HTTP_GET", "url", _c_url, (0, 0), "url")
 _kw("HTTP_GET", "http_protocol", _h_str("http_protocol"))
@@ -4599,7 +4683,9 @@ def keyword_table_markdown() -> str:
         kinds = (("supported", lambda n, kw: kw.supported),
                  ("accepted, not acted upon (no meaning in one process without SNMP and DBus)",
                   lambda n, kw: not kw.supported and no_meaning_here(n) is not None),
-                 ("accepted, not yet acted upon", lambda n, kw: not kw.supported and no_meaning_here(n) is None))
+                 (KEEPALIVED_IGNORES, lambda n, kw: not kw.supported and _ignored_by_keepalived(n, kw)),
+                 ("accepted, not yet acted upon", lambda n, kw: not kw.supported and no_meaning_here(n) is None
+                  and not _ignored_by_keepalived(n, kw)))
         for what, wanted in kinds:
             names = sorted((n for n, kw in spec.items() if wanted(n, kw)), key=str.lower)
             if names:
@@ -5785,13 +5871,14 @@ def decode_bfd(data: bytes) -> BfdPacket:
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
 
 
-def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
+def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE, priority: int = -1, counters: bool = False) -> str:
     """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
 
     The sets hold every VIP of instances without `accept` that are not address owners. Packets
     only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
     so one static set gives keepalived's behaviour without touching the firewall on transitions.
-    Neighbour discovery stays allowed so IPv6 VIPs still resolve."""
+    Neighbour discovery stays allowed so IPv6 VIPs still resolve. `priority` is the chains' hook priority and
+    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters)."""
     v4 = sorted({a for a in vips if a.version == 4})
     v6 = sorted({a for a in vips if a.version == 6})
 
@@ -5799,14 +5886,15 @@ def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
         return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
 
     nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+    drop = "counter drop" if counters else "drop"
     return (
         f"table inet {table} {{\n"
         f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
         f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
-        f"  chain in {{\n    type filter hook input priority -1; policy accept;\n"
-        f"    {nd}\n    ip daddr @vips4 drop\n    ip6 daddr @vips6 drop\n  }}\n"
-        f"  chain out {{\n    type filter hook output priority -1; policy accept;\n"
-        f"    {nd}\n    ip saddr @vips4 drop\n    ip6 saddr @vips6 drop\n  }}\n"
+        f"  chain in {{\n    type filter hook input priority {priority}; policy accept;\n"
+        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n  }}\n"
+        f"  chain out {{\n    type filter hook output priority {priority}; policy accept;\n"
+        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n  }}\n"
         f"}}\n"
     )
 
@@ -8014,8 +8102,19 @@ class Kernel:
     def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
         return VmacManager(rtnl)
 
-    def firewall(self, table: str) -> StrictFirewall:
-        return StrictFirewall(table)
+    def firewall(self, table: str, priority: int = -1, counters: bool = False) -> StrictFirewall:
+        return StrictFirewall(table, priority, counters)
+
+    IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
+
+    def igmp_link_local_reports(self, value: Optional[str] = None) -> Optional[str]:
+        """Read (and, given `value`, then write) the network namespace's igmp_link_local_mcast_reports: whether
+        the kernel sends IGMP reports for 224.0.0.X groups such as VRRP's. None when it cannot."""
+        old = _read_sysctl(self.IGMP_LINK_LOCAL_REPORTS)
+        if old is not None and value is not None and value != old and \
+                not _write_sysctl(self.IGMP_LINK_LOCAL_REPORTS, value):
+            return None
+        return old
 
 
 # --------------------------------------------------------------------------------------------
@@ -8340,6 +8439,12 @@ def _service_differs(want: IpvsService, have: IpvsService) -> bool:
 
 # -- checker I/O on the event loop -------------------------------------------------------------
 
+SO_MARK, SO_BINDTODEVICE = getattr(socket, "SO_MARK", 36), getattr(socket, "SO_BINDTODEVICE", 25)
+
+
+class _SocketSetupError(OSError):
+    """A checker socket refused fwmark or bind_if; the attempt fails and the reason is logged already."""
+
 
 class _CheckRunner:
     """Runs one checker on the loop; subclasses start an attempt and end it with _done()."""
@@ -8420,6 +8525,8 @@ class _CheckRunner:
             self.manager.late_samples.append(late)
         try:
             self.begin()
+        except _SocketSetupError:  # logged already, at every attempt (as keepalived does)
+            self._done(False, "")
         except OSError as exc:
             self._done(False, str(exc))
 
@@ -8435,7 +8542,7 @@ class _CheckRunner:
         self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
         self.results[ok] += 1
         was_up = self.decision.up
-        if not ok and (was_up or self.chk.log_all_failures):
+        if not ok and reason and (was_up or self.chk.log_all_failures):
             log.info("%s", reason)
         change, when = self.decision.record(self.loop.time(), ok, weight)
         if change is False:
@@ -8479,6 +8586,22 @@ class _CheckRunner:
     def _deadline(self, seconds: float) -> None:
         self.deadline = self.loop.call_later(seconds, self._timeout, self.attempt)
 
+    def _mark_and_bind_device(self, sock: socket.socket) -> None:
+        """fwmark (SO_MARK) and bind_if (SO_BINDTODEVICE) on a new checker socket, before bind() and connect(),
+        as keepalived's socket_bind_connect(); a failure fails the attempt with keepalived's words."""
+        if self.chk.fwmark:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.chk.fwmark)
+            except OSError as exc:
+                log.error("Error setting fwmark %d to socket: %s", self.chk.fwmark, exc.strerror)
+                raise _SocketSetupError(exc.errno, exc.strerror) from None
+        if self.chk.bind_if:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.chk.bind_if.encode() + b"\0")
+            except OSError as exc:
+                log.info("Checker can't bind to device %s: %s", self.chk.bind_if, exc.strerror)
+                raise _SocketSetupError(exc.errno, exc.strerror) from None
+
     # -- a non-blocking TCP connection shared by the stream checkers -----------------------
     def _connect(self, on_connected: Callable[[], Any]) -> None:
         ip, port = self.target
@@ -8486,6 +8609,7 @@ class _CheckRunner:
         self.sock = sock
         self.watching = 0
         sock.setblocking(False)
+        self._mark_and_bind_device(sock)
         if self.chk.kind == "TCP_CHECK":
             # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -8714,6 +8838,9 @@ class _DnsCheck(_CheckRunner):
         self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
         self.watching = 0
         self.sock.setblocking(False)
+        self._mark_and_bind_device(self.sock)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            self.sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
@@ -8783,6 +8910,7 @@ class _UdpCheck(_CheckRunner):
         self.watching = 0
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
+        self._mark_and_bind_device(sock)  # (keepalived's UDP_CHECK has no bind_if: it is never set here)
         if self.chk.bindto is not None or self.chk.bind_port:
             sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
         try:
@@ -9280,8 +9408,8 @@ def no_accept_vips(config: Config) -> List[IPAddress]:
 class StrictFirewall:
     """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
 
-    def __init__(self, table: str = NFT_TABLE):
-        self.table = table
+    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False):
+        self.table, self.priority, self.counters = table, priority, counters
         self.active = False
 
     def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
@@ -9295,7 +9423,7 @@ class StrictFirewall:
                 self._nft(nft_delete_argv(self.table))
             if not vips:
                 return True
-            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table))
+            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table, self.priority, self.counters))
         except (OSError, subprocess.SubprocessError) as exc:
             if vips:
                 log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
@@ -9312,7 +9440,7 @@ class StrictFirewall:
         if not vips and not self.active:
             return True
         script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
-        script += nft_ruleset(vips, self.table) if vips else ""
+        script += nft_ruleset(vips, self.table, self.priority, self.counters) if vips else ""
         try:
             result = self._nft(["nft", "-f", "-"], script)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -10652,9 +10780,12 @@ class Daemon:
         self.lvs = LvsManager(self.loop, config, self.notifier)
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
-        # keepalived's `nftables NAME` names the no_accept table; ours is `vrrpd` by default
-        self.firewall = self.kernel.firewall((self.g.other.get("nftables") or [NFT_TABLE])[0])
+        # keepalived's `nftables NAME` names the no_accept table (ours is `vrrpd` by default); nftables_priority
+        # and nftables_counters shape its chains and rules as they do keepalived's
+        self.firewall = self.kernel.firewall(self.g.nftables or NFT_TABLE, self.g.nftables_priority,
+                                             self.g.nftables_counters)
         self.vmacs: Optional[VmacManager] = None
+        self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
@@ -10673,6 +10804,13 @@ class Daemon:
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
         self.firewall.start(no_accept_vips(self.config))
+        if self.g.disable_local_igmp:
+            # keepalived's set_disable_local_igmp: no IGMP reports for 224.0.0.X (VRRP's group) while we run;
+            # set at start only (not on reload), put back at stop if we changed it
+            old = self.kernel.igmp_link_local_reports("0")
+            if old is None:
+                log.info("Unable to set %s", Kernel.IGMP_LINK_LOCAL_REPORTS)
+            self._igmp_restore = old if old == "1" else None
         self._set_sync_groups(self.config)
         self._set_vmacs(self.config)
         for inst in self.config.vrrp_instances:
@@ -11133,6 +11271,9 @@ class Daemon:
             if self.vmacs is not None:
                 self.vmacs.remove_all()
             self.firewall.stop()
+            if self._igmp_restore is not None:
+                self.kernel.igmp_link_local_reports(self._igmp_restore)
+                self._igmp_restore = None
         finally:
             self.notifier.close(0.5)
             log.info("Stopped %s v%s", PROG, __version__)
@@ -11210,6 +11351,9 @@ class Daemon:
         self._safe(self.tracking.reload, config)
         self._safe(self.notifier.reload, config)
         self._safe(self.lvs.reload, config)
+        if isinstance(self.firewall, StrictFirewall):  # the same table, with the new chain priority and counters
+            self.firewall.priority = config.global_defs.nftables_priority
+            self.firewall.counters = config.global_defs.nftables_counters
         self.firewall.replace(no_accept_vips(config))
         self._set_sync_groups(config)
         self._set_vmacs(config)
@@ -11577,8 +11721,7 @@ class Daemon:
             for entry in (rt.rules_set if info.rule else rt.routes_set):
                 if not entry.no_track and match(entry, info):
                     what = "rule" if info.rule else "route"
-                    self._apply(rt, rt.machine.release_master(
-                        self.loop.time(), f"tracked virtual {what} {entry} was deleted; going BACKUP"))
+                    self._release_master(rt, f"tracked virtual {what} {entry} was deleted; going BACKUP")
                     return
         for entry in (self.static_set[2] if info.rule else self.static_set[1]):
             if not entry.no_track and match(entry, info):
@@ -11589,6 +11732,26 @@ class Daemon:
                 else:
                     self._route_op("static", entry, add=True)  # type: ignore[arg-type]
                 return
+
+    def _release_master(self, rt: InstanceRuntime, why: str) -> None:
+        """keepalived's set_vrrp_backup: the instance and every MASTER member of its sync group release MASTER
+        (priority 0, BACKUP, a Master_Down_Timer of only their Skew_Time), and the group is BACKUP."""
+        now, gname = self.loop.time(), self.group_of.get(rt.inst.name)
+        members = [rt]
+        if gname is not None:
+            others = (self._runtime(name) for name in self.sync_groups[gname][1].members)
+            members += [o for o in others if o is not None and o is not rt and o.machine.state == State.MASTER]
+        self._syncing = True  # the group is moved here, not by each member's BACKUP
+        try:
+            for member in members:
+                reason = why if member is rt else f"sync group member {rt.inst.name}: {why}"
+                self._apply(member, member.machine.release_master(now, reason))
+        finally:
+            self._syncing = False
+        if gname is not None:
+            engine = self.sync_groups[gname][1]
+            before = engine.state
+            self._move_group(engine.backup(rt.inst.name), gname, before)
 
     def _route_matches(self, route: Route, info: RouteInfo) -> bool:
         """keepalived's compare_route: table, family, destination, tos, metric (and dev when configured). The
@@ -13633,7 +13796,10 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
                   f"   Master router = {m.master_ip or '-'}", f"   Source address = {rt.src or '-'}",
                   f"   Mode = {mode}", f"   Preempt = {'enabled' if m.preempt else 'disabled'}, "
                   f"delay {m.preempt_delay:g} sec", f"   Authentication = {m.auth_type.name}",
-                  f"   VIPs set = {'yes' if m.vips_set else 'no'}",
+                  f"   VIPs set = {'yes' if m.vips_set else 'no'}"]
+        if inst.debug:
+            lines.append(f"   Debug level = {inst.debug}")
+        lines += [
                   f"   Virtual IP ({len(inst.virtual_ipaddress)}):"]
         lines += [f"     {v.address} dev {v.dev or inst.interface}" + (f" label {v.label}" if v.label else "")
                   for v in inst.virtual_ipaddress]
