@@ -4244,6 +4244,72 @@ def test_lab_disable_local_igmp_stops_link_local_igmp_reports_while_running(lab,
     node.stop()
     assert lab.run(ns, sysctl).stdout.strip() == "1"
 
+
+def _daemon_sockets(pid):
+    """The sockets of process `pid`, as the kernel has them: [(family, type, protocol, address, SO_RCVBUF)], each
+    read through a copy of the process's descriptor (pidfd_getfd, Linux 5.6) - nothing the daemon says itself."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    found = []
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            fd = libc.syscall(438, pidfd, int(name), 0)  # SYS_pidfd_getfd
+            if fd < 0:
+                continue
+            sock = socket.socket(fileno=fd)
+            try:
+                address = sock.getsockname()
+            except OSError:
+                address = None
+            found.append((sock.family, sock.type, sock.proto, address,
+                          sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)))
+            sock.close()
+    finally:
+        os.close(pidfd)
+    return found
+
+
+def test_lab_netlink_and_vrrp_receive_buffers_follow_the_rcv_bufs_keywords(lab, tmp_path):
+    """vrrp_netlink_monitor_rcv_bufs(_force), vrrp_netlink_cmd_rcv_bufs and vrrp_rx_bufs_policy MTU with
+    vrrp_rx_bufs_multiplier, as keepalived sets them: the kernel reports twice what was asked (it doubles
+    SO_RCVBUF for its bookkeeping); without _force a size is capped by net.core.rmem_max."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "set", "eth0", "mtu", "1400", ns=ns)
+    conf = _conf(priority=150, state="MASTER", global_extra=(
+        "    vrrp_netlink_monitor_rcv_bufs 3000000\n    vrrp_netlink_monitor_rcv_bufs_force\n"
+        "    vrrp_netlink_cmd_rcv_bufs 100000\n    vrrp_rx_bufs_policy MTU\n    vrrp_rx_bufs_multiplier 5\n"))
+    node = _Node(lab, ns, tmp_path, "A", conf)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    socks = _daemon_sockets(node.proc.pid)
+    route = [(addr[1], rcvbuf) for family, _t, proto, addr, rcvbuf in socks
+             if family == socket.AF_NETLINK and proto == 0]
+    assert (vrrpd.RTMGRP_LINK | vrrpd.RTMGRP_IPV4_IFADDR | vrrpd.RTMGRP_IPV6_IFADDR, 6000000) in route, route
+    assert any(groups == 0 and rcvbuf == 200000 for groups, rcvbuf in route), route
+    vrrp = [rcvbuf for family, _t, proto, _a, rcvbuf in socks if family == socket.AF_INET and proto == 112]
+    assert vrrp == [2 * (vrrpd.VRRP_RCVBUF + 5 * 1400)], vrrp
+    node.stop()
+
+
+def test_rx_bufs_policy_advert_and_size_are_keepalived_s_shares(offline):
+    """ADVERT: multiplier x the advert's length (IPv4 header 20 + VRRPv3 header 8 + 2 VIPs x 4 = 36 here); a size
+    wins over a policy, and kernel_rx_buf_size over both (keepalived's vrrp_scheduler.c)."""
+    vips = ["10.0.0.100/24", "10.0.0.101/24"]
+    d, _ = offline(instance_text(vips=vips, global_extra="    vrrp_rx_bufs_policy ADVERT\n"))
+    assert d._rx_buf_share(d.runtimes[0]) == 3 * 36
+    d, _ = offline(instance_text(vips=vips, extra="    kernel_rx_buf_size 999\n",
+                                 global_extra="    vrrp_rx_bufs_policy ADVERT\n"))
+    assert d._rx_buf_share(d.runtimes[0]) == 999
+    config, diags = vrrpd.parse_config_text("global_defs {\n vrrp_rx_bufs_policy MTU 4096\n}\n", "r.conf")
+    assert config.global_defs.vrrp_rx_bufs_size == 4096 and config.global_defs.vrrp_rx_bufs_policy == ""
+    assert "ignoring policy" in " ".join(messages(diags))
+
 def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
     node = lab.host("n", "10.81.0.2/24")
     run_py_in(lab, node, (

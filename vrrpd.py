@@ -368,6 +368,13 @@ class GlobalDefs:
     nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
     nftables_counters: bool = False  # a counter on each drop rule
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
+    vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
+    vrrp_netlink_cmd_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead (past net.core.rmem_max)
+    vrrp_netlink_monitor_rcv_bufs: int = 0  # the same for the socket of link/address/route events
+    vrrp_netlink_monitor_rcv_bufs_force: bool = False
+    vrrp_rx_bufs_policy: str = ""  # what a VRRP socket's receive buffer grows by per instance: MTU, ADVERT
+    vrrp_rx_bufs_size: int = 0  # ... or this many bytes (vrrp_rx_bufs_policy SIZE)
+    vrrp_rx_bufs_multiplier: int = 3  # MTU or ADVERT times this
     vrrp_garp_interval: float = 0.0
     vrrp_gna_interval: float = 0.0
     vrrp_mcast_group4: ipaddress.IPv4Address = VRRP_MCAST_GROUP4
@@ -2998,6 +3005,21 @@ def _g_nftables(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None
     g.nftables = name
 
 
+def _g_rx_bufs_policy(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """vrrp_rx_bufs_policy MTU|ADVERT|SIZE (keepalived: a size wins over a policy, MTU over ADVERT)."""
+    words = [a.text.upper() for a in args]
+    for a in args:
+        if a.text.upper() not in ("MTU", "ADVERT"):
+            g.vrrp_rx_bufs_size = _parse_int(a.text, 0, 0xFFFFFFFF)
+    policies = [w for w in ("MTU", "ADVERT") if w in words]
+    if g.vrrp_rx_bufs_size and policies:
+        p.warning(kw, "Cannot set vrrp_rx_bufs_policy size and policy, ignoring policy")
+        policies = []
+    elif len(policies) == 2:
+        p.warning(kw, "Cannot set both vrrp_rx_bufs_policy MTU and ADVERT, ignoring ADVERT")
+    g.vrrp_rx_bufs_policy = policies[0] if policies else ""
+
+
 def _g_script_user(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     g.script_user = args[0].text
     g.script_group = args[1].text if len(args) > 1 else None
@@ -3067,6 +3089,11 @@ _kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
 _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
+for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
+    _kw(_G, _name, _h_int(_name, 0, 0xFFFFFFFF))
+    _kw(_G, _name + "_force", _h_flag(_name + "_force"), (0, 1), accept=_is_bool_word)
+_kw(_G, "vrrp_rx_bufs_policy", _g_rx_bufs_policy, (1, None))
+_kw(_G, "vrrp_rx_bufs_multiplier", _h_int("vrrp_rx_bufs_multiplier", 1, 0xFFFFFFFF))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
 _kw(_G, "vrrp_gna_interval", _g_garp_interval("vrrp_gna_interval"))
 _kw(_G, "vrrp_mcast_group4", _g_mcast("vrrp_mcast_group4", 4))
@@ -3208,8 +3235,6 @@ _accept_only(_G, "checker_log_all_failures "
              "json_version vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
-             "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
              "linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory "
@@ -5128,7 +5153,7 @@ RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE = 1, 3, 4, 16
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
 IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
@@ -5225,6 +5250,7 @@ class LinkInfo:
     name: str
     flags: int
     mac: bytes = b""
+    mtu: int = 0
 
     @property
     def up(self) -> bool:
@@ -5253,7 +5279,8 @@ def parse_link(payload: bytes) -> LinkInfo:
         raise PacketError("bad_netlink", "short ifinfomsg")
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
     attrs = nla_parse(payload[IFINFOMSG.size:])
-    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""))
+    mtu = struct.unpack("=I", attrs[IFLA_MTU])[0] if len(attrs.get(IFLA_MTU, b"")) == 4 else 0
+    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""), mtu)
 
 
 def parse_addr(payload: bytes) -> Optional[AddrInfo]:
@@ -7731,6 +7758,18 @@ def set_rcvbuf(sock: socket.socket, size: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
         except OSError:
             pass
+
+
+def set_netlink_rcvbuf(sock: Optional[socket.socket], size: int, force: bool, what: str) -> None:
+    """keepalived's vrrp_netlink_{cmd,monitor}_rcv_bufs[_force]: SO_RCVBUF (capped by net.core.rmem_max), or
+    SO_RCVBUFFORCE, of a netlink socket; nothing when `size` is 0 (vrrpd's own default stays)."""
+    if not size or sock is None:
+        return
+    option, name = (SO_RCVBUFFORCE, "SO_RCVBUFFORCE") if force else (socket.SO_RCVBUF, "SO_RCVBUF")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+    except OSError as exc:
+        log.info("Cannot set %s on the netlink %s socket: %s", name, what, exc)
 
 
 def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
@@ -10800,6 +10839,11 @@ class Daemon:
         self.monitor = self.kernel.monitor()
         self.loop.add_reader(self.monitor.sock, self._on_netlink)
         self.rtnl = self.kernel.rtnetlink()
+        g = self.g
+        set_netlink_rcvbuf(getattr(self.monitor, "sock", None), g.vrrp_netlink_monitor_rcv_bufs,
+                           g.vrrp_netlink_monitor_rcv_bufs_force, "monitor")
+        set_netlink_rcvbuf(getattr(self.rtnl, "sock", None), g.vrrp_netlink_cmd_rcv_bufs,
+                           g.vrrp_netlink_cmd_rcv_bufs_force, "command")
         self.links = self.rtnl.links()
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
@@ -10978,9 +11022,9 @@ class Daemon:
         """kernel_rx_buf_size (added to the receive buffer of the socket the instances share) and
         promote_secondaries (net.ipv4.conf.IF.promote_secondaries=1, put back at exit if we set it)."""
         inst = rt.inst
-        if inst.kernel_rx_buf_size:
+        if self._rx_buf_share(rt):
             sharing = [r for r in self.runtimes if r is not rt] + [rt]
-            extra = sum(r.inst.kernel_rx_buf_size for r in sharing if r.inst.interface == inst.interface
+            extra = sum(self._rx_buf_share(r) for r in sharing if r.inst.interface == inst.interface
                         and instance_family(r.inst) == instance_family(inst))
             try:
                 sock.setsockopt(socket.SOL_SOCKET, 33, (1 << 20) + extra)  # SO_RCVBUFFORCE
@@ -11937,8 +11981,26 @@ class Daemon:
         v3_checksum = None if len(styles) > 1 else "message" if styles == {True} else "pseudo"
         checksum = all(getattr(rt, "hmac", None) is None for rt in rts)
         self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum))
-        # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
-        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
+        # kernel_rx_buf_size (or vrrp_rx_bufs_policy): each instance adds its share to the socket's buffer
+        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(self._rx_buf_share(rt) for rt in rts))
+
+    def _rx_buf_share(self, rt: InstanceRuntime) -> int:
+        """What the instance adds to the receive buffer of its VRRP socket (keepalived's vrrp_scheduler.c):
+        kernel_rx_buf_size, else vrrp_rx_bufs_policy's size, or vrrp_rx_bufs_multiplier times its advert's
+        length (ADVERT: IPv4 header, AH and the auth_hmac trailer included) or its interface's MTU (MTU)."""
+        g, inst = self.g, rt.inst
+        if inst.kernel_rx_buf_size or g.vrrp_rx_bufs_size:
+            return inst.kernel_rx_buf_size or g.vrrp_rx_bufs_size
+        if g.vrrp_rx_bufs_policy == "ADVERT":
+            width = 4 if rt.family == 4 else 16
+            length = VRRP_HEADER_LEN + width * len(inst.virtual_ipaddress) + (8 if rt.version == 2 else 0)
+            if rt.family == 4:
+                length += 20 + (24 if inst.auth_type == AuthType.AH else 0)
+            return g.vrrp_rx_bufs_multiplier * (length + (28 if getattr(rt, "hmac", None) is not None else 0))
+        if g.vrrp_rx_bufs_policy == "MTU":
+            link = self.links.get(rt.ifindex or 0)
+            return g.vrrp_rx_bufs_multiplier * (link.mtu if link is not None else 0)
+        return 0
 
     def rx_sockets_status(self) -> List[Dict[str, Any]]:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
