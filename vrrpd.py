@@ -13140,117 +13140,153 @@ def demo_prerequisites() -> List[str]:
     return []
 
 
-class _DemoLab:
-    """The demo's throw-away network: namespaces on a bridge, removed again by close()."""
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
+    """Poll predicate() until it returns a true value and return that value; None once `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
 
-    def __init__(self) -> None:
-        self.tag = f"vd{os.getpid() % 100000}"
+
+class Lab:
+    """A throw-away network: namespaces joined by a bridge (in its own namespace), removed again by close().
+
+    The demo's network, and the one the lab tests of test_vrrpd.py build on. Names are unique per lab
+    (`prefix` and a random tag), so several labs, and several runs, can coexist. Needs only iproute2."""
+
+    def __init__(self, prefix: str = "vt") -> None:
+        self.tag = prefix + os.urandom(3).hex()
         self.namespaces: List[str] = []
-        self.procs: List[subprocess.Popen] = []
+        self.processes: List[subprocess.Popen] = []
+        self.bridge_ns = self.netns("br")
+        self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
+        # VRRP multicast must not be eaten by IGMP snooping
+        self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
+        self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
+        self._port = 0
 
-    def run(self, *argv: str, check: bool = True) -> str:
-        return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=20).stdout
+    @staticmethod
+    def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, check=check, timeout=timeout, capture_output=True, text=True, **kw)
 
     def netns(self, short: str) -> str:
         name = f"{self.tag}{short}"
-        self.run("ip", "netns", "add", name)
+        self.sh(["ip", "netns", "add", name])
         self.namespaces.append(name)
-        self.run("ip", "-n", name, "link", "set", "lo", "up")
+        self.ip("link", "set", "lo", "up", ns=name)
         return name
 
-    def build(self, hosts: List[Tuple[str, str]]) -> Dict[str, str]:
-        bridge = self.netns("br")
-        self.run("ip", "-n", bridge, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-        self.run("ip", "-n", bridge, "link", "set", "br0", "up")
-        names = {}
-        for n, (short, address) in enumerate(hosts):
-            ns = names[short] = self.netns(short)
-            self.run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", f"p{n}", "netns", bridge)
-            self.run("ip", "-n", bridge, "link", "set", f"p{n}", "master", "br0", "up")
-            self.run("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
-            self.run("ip", "-n", ns, "link", "set", "eth0", "up")
-        return names
+    def ip(self, *args: str, ns: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+        return self.sh(["ip"] + (["-n", ns] if ns else []) + list(args), check=check)
 
-    def start(self, ns: str, argv: List[str], **kw: Any) -> subprocess.Popen:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns] + argv, **kw)
-        self.procs.append(proc)
+    def host(self, short: str, address: str, ifname: str = "eth0") -> str:
+        """A namespace with one interface `ifname` on the lab bridge, holding `address` (CIDR)."""
+        ns = self.netns(short)
+        self._port += 1
+        peer = f"p{self._port}"
+        self.ip("link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", self.bridge_ns)
+        self.ip("link", "set", peer, "master", "br0", "up", ns=self.bridge_ns)
+        self.ip("addr", "add", address, "dev", ifname, ns=ns)
+        self.ip("link", "set", ifname, "up", ns=ns)
+        return ns
+
+    def link(self, ns: str, ifname: str, up: bool) -> None:
+        self.ip("link", "set", ifname, "up" if up else "down", ns=ns)
+
+    def addresses(self, ns: str, ifname: str = "eth0") -> List[str]:
+        out = self.ip("-o", "addr", "show", "dev", ifname, ns=ns, check=False).stdout
+        return [line.split()[3] for line in out.splitlines() if " inet" in line]
+
+    def has_address(self, ns: str, address: str, ifname: str = "eth0") -> bool:
+        return any(a.split("/")[0] == address for a in self.addresses(ns, ifname))
+
+    def exec(self, ns: str, cmd: List[str], **kw: Any) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, **kw)
+        self.processes.append(proc)
         return proc
 
-    def vip_holder(self, names: Dict[str, str], vip: str) -> List[str]:
-        return [short for short, ns in names.items()
-                if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
-
-    @staticmethod
-    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
-        """Seconds until predicate() held, or None after timeout."""
-        t0 = time.monotonic()
-        while not predicate():
-            if time.monotonic() - t0 > timeout:
-                return None
-            time.sleep(0.005)
-        return time.monotonic() - t0
-
-    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
-        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
-        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
-        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
-        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
-        import json
-        import select
-
-        me = os.path.abspath(__file__)
-        nodes: Dict[str, subprocess.Popen] = {}
-        probe: Optional[subprocess.Popen] = None
-        try:
-            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-                conf = os.path.join(tmp, f"{tag}-{node}.conf")
-                with open(conf, "w") as fh:
-                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
-                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
-                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
-                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
-                                             stdout=logf, stderr=subprocess.STDOUT)
-            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
-                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
-                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
-            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            assert probe.stdout is not None
-            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
-                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
-            time.sleep(0.5)
-            nodes["A"].terminate()
-            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
-            time.sleep(0.5)
-            out, _ = probe.communicate(input=b"stop\n", timeout=10)
-            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
-            result["moved"] = None if moved is None else round(moved, 4)
-            try:
-                result["a_status"] = nodes["A"].wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                result["a_status"] = None
-            return result
-        finally:
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    def run(self, ns: str, cmd: List[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return self.sh(["ip", "netns", "exec", ns] + cmd, check=check, timeout=timeout)
 
     def close(self) -> None:
-        for proc in self.procs:
+        for proc in self.processes:
             if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs:
+                try:
+                    proc.send_signal(signal.SIGKILL)
+                except OSError:
+                    pass
+        for proc in self.processes:
             try:
-                proc.wait(timeout=3)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
         for ns in reversed(self.namespaces):
-            self.run("ip", "netns", "del", ns, check=False)
+            # kill anything left inside (e.g. children of a killed daemon)
+            for pid in self.sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            self.sh(["ip", "netns", "del", ns], check=False)
+
+
+def demo_planned_stop(lab: Lab, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+    """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+    SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+    0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+    and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+    import json
+    import select
+
+    def holders() -> List[str]:
+        return [short for short, ns in names.items() if lab.has_address(ns, DEMO_VIP)]
+
+    me = os.path.abspath(__file__)
+    nodes: Dict[str, subprocess.Popen] = {}
+    probe: Optional[subprocess.Popen] = None
+    try:
+        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+            conf = os.path.join(tmp, f"{tag}-{node}.conf")
+            with open(conf, "w") as fh:
+                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                            handover="    vrrp_handover_on_stop\n" if handover else ""))
+            with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                nodes[node] = lab.exec(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                       stdout=logf, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: holders() == ["A"], 10, 0.005):
+            raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on {holders() or 'nobody'}; "
+                             f"logs in {tmp})")
+        probe = lab.exec(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert probe.stdout is not None
+        if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+            raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+        time.sleep(0.5)
+        nodes["A"].terminate()
+        stopped = time.monotonic()
+        moved = time.monotonic() - stopped if wait_until(lambda: holders() == ["B"], 10, 0.005) else None
+        time.sleep(0.5)
+        out, _ = probe.communicate(input=b"stop\n", timeout=10)
+        result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+        result["moved"] = None if moved is None else round(moved, 4)
+        try:
+            result["a_status"] = nodes["A"].wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            result["a_status"] = None
+        return result
+    finally:
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
@@ -13278,13 +13314,14 @@ def run_demo() -> int:
         for item in missing:
             print(f"  - {item}", file=sys.stderr)
         return 1
-    lab = _DemoLab()
+    lab = Lab("vd")
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
     old_int = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
+        names = {short: lab.host(short, address)
+                 for short, address in (("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24"))}
         say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
             f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
         say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
@@ -13292,7 +13329,7 @@ def run_demo() -> int:
         for n, (title, handover) in enumerate(DEMO_STOPS, 1):
             say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
                                        else ": A sends priority 0 and drops the VIP at once"))
-            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+            runs.append((title, demo_planned_stop(lab, names, tmp, handover, f"stop{n}")))
         print("\n" + format_demo_table(runs) + "\n", flush=True)
         for title, r in runs:
             say(f"{title}: node A exited with status {r['a_status']}")
