@@ -3155,7 +3155,8 @@ def test_two_address_owners_the_lower_yields_and_a_deaf_one_makes_the_higher_ste
 def test_timer_expired_backup_leaves_master_quietly_when_the_loop_ran_late():
     m = vrrpd.VrrpMachine("VI", 51, 100, 1.0, 3, primary_ip=IP4("10.0.0.1"), preempt=False,
                           timer_expired_backup=200)
-    m._become_master(0.0, "test")
+    m.start(-m.master_down_interval)
+    m.on_timer(0.0)  # MASTER at 0.0: Adver_Timer due at 1.0
     assert [type(a) for a in m.on_timer(1.05) if isinstance(a, vrrpd.SendAdvert)] == [vrrpd.SendAdvert]
     # due at 2.0; the loop wakes at 5.5 > last advert (1.0) + 3 x 1 + skew(200) = 4.22
     acts = m.on_timer(5.5)

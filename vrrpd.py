@@ -5816,25 +5816,56 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
-# Every state change of the machine, and what causes it (RFC 5798 section 6.4, with keepalived's FAULT and
-# vrrpd's STOP). VrrpMachine._set_state() refuses anything not listed here.
-TRANSITIONS: Dict[Tuple[State, State], str] = {
-    (State.INIT, State.BACKUP): "Startup (6.4.1), below priority 255",
-    (State.INIT, State.MASTER): "Startup (6.4.1) of the address owner",
-    (State.INIT, State.FAULT): "Startup with an interface or tracker fault",
-    (State.INIT, State.STOP): "Shutdown before the start-up delay ran out",
-    (State.BACKUP, State.MASTER): "Master_Down_Timer fired (6.4.2), or the sync group went MASTER",
-    (State.BACKUP, State.BACKUP): "the sync group went BACKUP",
-    (State.BACKUP, State.FAULT): "an interface or tracker fault, or the sync group's",
-    (State.BACKUP, State.STOP): "Shutdown (6.4.2)",
-    (State.MASTER, State.MASTER): "the fault of a forced MASTER cleared (the owner stays MASTER)",
-    (State.MASTER, State.BACKUP): "an advert of higher priority (6.4.3), or the sync group went BACKUP",
-    (State.MASTER, State.FAULT): "a fault: priority 0 is sent first",
-    (State.MASTER, State.STOP): "Shutdown (6.4.3): priority 0 is sent first",
-    (State.FAULT, State.FAULT): "its own fault while the sync group holds it in FAULT",
-    (State.FAULT, State.BACKUP): "the fault cleared",
-    (State.FAULT, State.MASTER): "the fault of the address owner cleared",
-    (State.FAULT, State.STOP): "Shutdown",
+class Event(enum.Enum):
+    """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
+    set_fault, force_state, release_master, shutdown) say which of these happened, TRANSITIONS does the rest."""
+
+    STARTUP = "Startup (RFC 5798 6.4.1), below priority 255"
+    OWNER_STARTUP = "Startup (6.4.1) of the address owner"
+    FAULTY_STARTUP = "Startup with an interface or tracker fault"
+    MASTER_DOWN_TIMER = "Master_Down_Timer fired (6.4.2)"
+    HIGHER_PRIORITY_ADVERT = "an advert of higher priority, or of equal priority from a higher address (6.4.3)"
+    LATE_ADVER_TIMER = "Adver_Timer fired so late that a backup has taken over (timer_expired_backup)"
+    RELEASE = "something MASTER must hold vanished (keepalived's set_vrrp_backup)"
+    FAULT = "an interface or tracker fault"
+    FAULT_CLEARED = "the fault cleared"
+    OWNER_FAULT_CLEARED = "the fault of the address owner cleared"
+    SYNC_MASTER = "the sync group went MASTER"
+    SYNC_BACKUP = "the sync group went BACKUP"
+    SYNC_FAULT = "the sync group went FAULT"
+    SHUTDOWN = "Shutdown (6.4.2, 6.4.3)"
+
+
+# The machine's transitions (RFC 5798 section 6.4, with keepalived's FAULT and vrrpd's STOP): (state, event) ->
+# (new state, the VrrpMachine method that returns the transition's actions). VrrpMachine._fire() is the only
+# code that changes the state; an event with no row here in the current state is a bug, and raises.
+TRANSITIONS: Dict[Tuple[State, Event], Tuple[State, str]] = {
+    (State.INIT, Event.STARTUP): (State.BACKUP, "_enter_backup"),
+    (State.INIT, Event.OWNER_STARTUP): (State.MASTER, "_enter_master"),
+    (State.INIT, Event.FAULTY_STARTUP): (State.FAULT, "_enter_fault"),
+    (State.INIT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.BACKUP, Event.MASTER_DOWN_TIMER): (State.MASTER, "_take_over"),
+    (State.BACKUP, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.BACKUP, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.MASTER, Event.HIGHER_PRIORITY_ADVERT): (State.BACKUP, "_yield_to_higher_priority"),
+    (State.MASTER, Event.LATE_ADVER_TIMER): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.RELEASE): (State.BACKUP, "_release"),
+    (State.MASTER, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.MASTER, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.FAULT, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.FAULT, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
 }
 
 
@@ -5944,12 +5975,10 @@ class VrrpMachine:
         A MASTER forced to FAULT sends priority 0, so that the peer's members take over at once."""
         if self.state == state or self.state in (State.STOP, State.INIT):
             return []
-        if state == State.MASTER:
-            return self._become_master(now, "sync-group")
-        if state == State.FAULT:
-            return self._enter_fault(now, reason="sync-group")
-        self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="sync-group")
+        if state == State.BACKUP:
+            self.master_adver_int = self.advert_int
+        event = {State.MASTER: Event.SYNC_MASTER, State.BACKUP: Event.SYNC_BACKUP, State.FAULT: Event.SYNC_FAULT}[state]
+        return self._fire(now, event, reason="sync-group")
 
     def end_handover(self, now: float) -> List[Action]:
         """A second stop signal: do not wait for the new master any longer."""
@@ -5990,12 +6019,12 @@ class VrrpMachine:
         """RFC 5798 section 6.4.1 Initialize; keepalived always passes through BACKUP (init) unless owner or faulty."""
         self.fault = fault
         if fault:
-            return self._enter_fault(now, init=True)
+            return self._fire(now, Event.FAULTY_STARTUP, init=True)
         if self.priority == 255:
             # the address owner goes straight to MASTER
-            return self._become_master(now, "priority", "address owner (priority 255)")
+            return self._fire(now, Event.OWNER_STARTUP, reason="priority", detail="address owner (priority 255)")
         self.master_adver_int = self.advert_int
-        acts = self._enter_backup(now, init=True, reason="not-master", detail="starting up")
+        acts = self._fire(now, Event.STARTUP, init=True, reason="not-master", detail="starting up")
         if self.start_master:
             # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
             self.master_down_timer = now + self.advert_int + self.skew_time
@@ -6010,9 +6039,7 @@ class VrrpMachine:
             if self.hold_master:
                 self.master_down_timer = now + self.master_down_interval
                 return acts
-            # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
-            acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
-            acts += self._become_master(now, *self._takeover_reason(now))
+            acts += self._fire(now, Event.MASTER_DOWN_TIMER)
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
             if self.timer_expired_backup is not None:
                 # keepalived's timer_expired_backup: the loop ran so late that a backup (of priority at most P)
@@ -6022,7 +6049,7 @@ class VrrpMachine:
                 late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
-                                       logging.WARNING)] + self._enter_backup(now)
+                                       logging.WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -6130,21 +6157,7 @@ class VrrpMachine:
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
                                    "reducing our priority", logging.ERROR))
         if higher:
-            # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
-            #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
-            #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
-            why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
-                   (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
-            acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
-                                      f"{adv.priority}, ours {self.effective_priority}")]
-            if self.higher_prio_send_advert:
-                # keepalived's higher_prio_send_advert: tell the winner once more that we were master
-                acts.append(SendAdvert(self.effective_priority))
-            if self.version == 3:
-                self.master_adver_int = adv.advert_int
-            acts = pre + acts + self._enter_backup(now, reason="priority", detail=why)
-            self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
-            return acts
+            return pre + self._fire(now, Event.HIGHER_PRIORITY_ADVERT, adv=adv, src=src)
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
         acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
                     f"ours {self.effective_priority}, forcing new election"),
@@ -6176,31 +6189,19 @@ class VrrpMachine:
         if self.state in (State.STOP, State.INIT):
             return []
         if fault:
-            return self._enter_fault(now)
+            return self._fire(now, Event.FAULT, reason="fault")
         # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
         if self.priority == 255:
-            return self._become_master(now, "fault-cleared", "address owner")
+            return self._fire(now, Event.OWNER_FAULT_CLEARED, reason="fault-cleared", detail="address owner")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="fault-cleared")
+        return self._fire(now, Event.FAULT_CLEARED, reason="fault-cleared")
 
     def shutdown(self, now: float, handover: bool = False) -> List[Action]:
         """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
 
         With `handover` (vrrpd's vrrp_handover_on_stop) the VIPs stay until the new master is heard, bounded
         by the longest Skew_Time plus one advert interval."""
-        acts: List[Action] = []
-        was_master = self.state == State.MASTER
-        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
-        if was_master:
-            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
-            if handover:
-                longest_skew = 1.0 if self.version == 2 else self.advert_int
-                self.handover_timer = now + longest_skew + self.advert_int
-            else:
-                acts += self._remove_vips()
-        self._set_state(State.STOP)
-        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
-        return acts
+        return self._fire(now, Event.SHUTDOWN, handover=handover)
 
     def release_master(self, now: float, why: str) -> List[Action]:
         """keepalived's set_vrrp_backup: something MASTER must hold vanished (a tracked virtual route or rule
@@ -6208,21 +6209,20 @@ class VrrpMachine:
         router is MASTER again at once and reinstalls everything."""
         if self.state != State.MASTER:
             return []
-        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
-                              Log(f"({self.name}) sent 0 priority", detail=True)]
-        acts += self._enter_backup(now, reason="fault", detail=why)
-        self.master_down_timer = now + self.skew_time
-        return acts
+        return self._fire(now, Event.RELEASE, why=why)
 
-    # -- transitions ---------------------------------------------------------------------------
-    def _set_state(self, state: State) -> None:
-        if (self.state, state) not in TRANSITIONS:
-            raise AssertionError(f"({self.name}) no transition {self.state.value} -> {state.value}")
-        self.state = state
+    # -- transitions: TRANSITIONS names these; each gets the state the machine left ------------
+    def _fire(self, now: float, event: Event, **details: Any) -> List[Action]:
+        """Move as TRANSITIONS says for (state, event), and return the transition's actions."""
+        try:
+            target, actions = TRANSITIONS[self.state, event]
+        except KeyError:
+            raise AssertionError(f"({self.name}) no transition from {self.state.value} on {event.name}") from None
+        previous, self.state = self.state, target
+        return getattr(self, actions)(now, previous, **details)
 
-    def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
+    def _enter_master(self, now: float, previous: State, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
-        self._set_state(State.MASTER)
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
@@ -6241,29 +6241,71 @@ class VrrpMachine:
                  Notify(State.MASTER, self.effective_priority, reason, detail)]
         return acts
 
-    def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
-        was_master = self.state == State.MASTER
-        self._set_state(State.BACKUP)
+    def _take_over(self, now: float, previous: State) -> List[Action]:
+        # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
+        reason, detail = self._takeover_reason(now)
+        return ([Log(f"({self.name}) Receive advertisement timeout", detail=True)] +
+                self._enter_master(now, previous, reason, detail))
+
+    def _enter_backup(self, now: float, previous: State, init: bool = False, reason: str = "",
+                      detail: str = "") -> List[Action]:
         self.adver_timer = None
         self.master_down_timer = now + self.master_down_interval
         acts: List[Action] = [Log(f"({self.name}) Entering BACKUP STATE" + (" (init)" if init else ""))]
-        if was_master:
+        if previous == State.MASTER:
             acts.append(StopGarp())
         acts += self._remove_vips()
         self.master_priority = self.last_advert = None
         acts.append(Notify(State.BACKUP, self.effective_priority, reason, detail))
         return acts
 
-    def _enter_fault(self, now: float, init: bool = False, reason: str = "fault") -> List[Action]:
+    def _yield_to_higher_priority(self, now: float, previous: State, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
+        # RFC 5798 section 6.4.3: "... greater than the local Priority, or ... equal ... and the primary IPvX
+        # Address of the sender is greater than the local primary IPvX Address: Cancel Adver_Timer, Set
+        # Master_Adver_Interval, Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition
+        # to Backup"
+        why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
+               (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
+        acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
+                                  f"{adv.priority}, ours {self.effective_priority}")]
+        if self.higher_prio_send_advert:
+            # keepalived's higher_prio_send_advert: tell the winner once more that we were master
+            acts.append(SendAdvert(self.effective_priority))
+        if self.version == 3:
+            self.master_adver_int = adv.advert_int
+        acts += self._enter_backup(now, previous, reason="priority", detail=why)
+        self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
+        return acts
+
+    def _release(self, now: float, previous: State, why: str) -> List[Action]:
+        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
+                              Log(f"({self.name}) sent 0 priority", detail=True)]
+        acts += self._enter_backup(now, previous, reason="fault", detail=why)
+        self.master_down_timer = now + self.skew_time
+        return acts
+
+    def _enter_fault(self, now: float, previous: State, init: bool = False, reason: str = "fault") -> List[Action]:
         acts: List[Action] = []
-        if self.state == State.MASTER:
+        if previous == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
             acts += [SendAdvert(0), StopGarp()]
-        self._set_state(State.FAULT)
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
         acts.append(Notify(State.FAULT, self.effective_priority, reason))
+        return acts
+
+    def _enter_stop(self, now: float, previous: State, handover: bool = False) -> List[Action]:
+        acts: List[Action] = []
+        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
+        if previous == State.MASTER:
+            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
+            if handover:
+                longest_skew = 1.0 if self.version == 2 else self.advert_int
+                self.handover_timer = now + longest_skew + self.advert_int
+            else:
+                acts += self._remove_vips()
+        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
     def _remove_vips(self) -> List[Action]:
