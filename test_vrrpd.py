@@ -3152,6 +3152,31 @@ def test_two_address_owners_the_lower_yields_and_a_deaf_one_makes_the_higher_ste
     assert high.state == vrrpd.State.MASTER and high.effective_priority == 255
 
 
+def test_the_transition_table_makes_every_state_change_and_refuses_the_rest():
+    import inspect
+
+    S, E = vrrpd.State, vrrpd.Event
+    for (state, event), (target, actions) in vrrpd.TRANSITIONS.items():
+        assert callable(getattr(vrrpd.VrrpMachine, actions)), (state, event, actions)
+    # nothing but _fire() (and the constructor) assigns the state
+    source = inspect.getsource(vrrpd.VrrpMachine)
+    assigning = [name for name, fn in inspect.getmembers(vrrpd.VrrpMachine, inspect.isfunction)
+                 if re.search(r"self\.state\s*=[^=]|, self\.state\s*=[^=]", inspect.getsource(fn))]
+    assert sorted(assigning) == ["__init__", "_fire"], assigning
+    assert "TRANSITIONS[" in source
+    # a row moves the machine and runs its actions: BACKUP + FAULT -> FAULT, the FAULT entry actions
+    m = vrrpd.VrrpMachine("VI", 51, 100, 1.0, 3, primary_ip=IP4("10.0.0.1"))
+    m.start(0.0)
+    assert vrrpd.TRANSITIONS[S.BACKUP, E.FAULT] == (S.FAULT, "_enter_fault")
+    acts = m.set_fault(1.0, True)
+    assert m.state == S.FAULT and vrrpd.Notify(S.FAULT, 100) in acts
+    # an event with no row in the current state is a bug, not a silent move
+    m.shutdown(2.0)
+    assert m.state == S.STOP and not [k for k in vrrpd.TRANSITIONS if k[0] == S.STOP]
+    with pytest.raises(AssertionError, match="no transition from STOP on SHUTDOWN"):
+        m.shutdown(3.0)
+
+
 def test_timer_expired_backup_leaves_master_quietly_when_the_loop_ran_late():
     m = vrrpd.VrrpMachine("VI", 51, 100, 1.0, 3, primary_ip=IP4("10.0.0.1"), preempt=False,
                           timer_expired_backup=200)

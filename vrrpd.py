@@ -5746,7 +5746,7 @@ def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> b
 
 # --------------------------------------------------------------------------------------------
 # 5.1 State machine and receive checks (RFC 5798 sections 6 and 7.1)
-#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS lists every state change;
+#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS makes every state change;
 #     receive_checks() is RFC 5798 section 7.1 for both families. Nothing here reads a clock or a socket.
 # --------------------------------------------------------------------------------------------
 
