@@ -3215,7 +3215,7 @@ def test_the_transition_table_makes_every_state_change_and_refuses_the_rest():
     import inspect
 
     S, E = vrrpd.State, vrrpd.Event
-    for (state, event), (target, actions) in vrrpd.TRANSITIONS.items():
+    for (state, event), (_target, actions) in vrrpd.TRANSITIONS.items():
         assert callable(getattr(vrrpd.VrrpMachine, actions)), (state, event, actions)
     # nothing but _fire() (and the constructor) assigns the state
     source = inspect.getsource(vrrpd.VrrpMachine)
@@ -8739,7 +8739,8 @@ def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir
              f"    reload_check_config {check_log}\n    reload_file {reload_file}\n    config_save_dir {saved}/\n")
     (tmp_path / "out").mkdir()
     ns = lab.host("a", f"{LAB_NET}.1/24")
-    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra),
+                 control=True, wait=False)
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
     wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
     pid = node.status()["pid"]
@@ -8799,7 +8800,8 @@ def test_lab_reload_time_file_reloads_at_the_time_it_holds(lab, tmp_path):
     when_file = tmp_path / "reload-at"
     ns = lab.host("a", f"{LAB_NET}.1/24")
     extra = f"    reload_time_file {when_file}\n"
-    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra),
+                 control=True, wait=False)
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
     wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
     assert f"add watch for {when_file}" in node.log()
@@ -8844,7 +8846,7 @@ def test_lab_include_check_refuses_to_start_on_a_missing_include(lab, tmp_path):
     line = conf.read_text().count("\n")  # the include is the last line
     assert f"{conf}:{line}: error: Config files missing 'conf.d/missing.conf'." in refused.stderr, refused.stderr
     assert not lab.has_address(ns, VIP)
-    node = _OpsNode(lab, ns, tmp_path, "A", body)
+    node = _Node(lab, ns, tmp_path, "A", body, control=True, wait=False)
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP without include_check")
     assert "warning: Config files missing 'conf.d/missing.conf'." in node.log()
 
