@@ -943,8 +943,38 @@ def test_include_loop_is_reported_once_and_terminates(tmp_path):
 def test_include_without_match_warns_and_includem_errors(tmp_path):
     (tmp_path / "m.conf").write_text(MINIMAL + "include nothing-*.conf\nincludem missing.conf\n")
     config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
-    got = {(d.line, d.severity) for d in diags if "matches no file" in d.message}
-    assert got == {(8, vrrpd.Severity.WARNING), (9, vrrpd.Severity.ERROR)}
+    got = {(d.line, d.severity, d.message) for d in diags if "onfig files" in d.message}
+    assert got == {(8, vrrpd.Severity.WARNING, "No config files matched 'nothing-*.conf'."),
+                   (9, vrrpd.Severity.ERROR, "Config files missing 'missing.conf'.")}
+
+
+def test_include_check_makes_include_problems_errors_as_keepalived_does(tmp_path):
+    (tmp_path / "ok.conf").write_text("")
+    (tmp_path / "exec.conf").write_text("")
+    (tmp_path / "exec.conf").chmod(0o755)
+    includes = "include missing.conf\ninclude none-*.conf\ninclude {ok,gone}.conf\ninclude exec.conf\n"
+
+    def problems(words=None):
+        head = "" if words is None else f"global_defs {{\n    include_check {words}\n}}\n"
+        (tmp_path / "m.conf").write_text(head + includes + MINIMAL)
+        _config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
+        return {(d.line - head.count("\n"), d.severity.value) for d in diags}
+
+    # plain include: every problem is said, none is an error (an executable file is skipped all the same)
+    assert problems() == {(1, "warning"), (2, "warning"), (3, "warning"), (4, "warning")}
+    assert problems("") == {(1, "error"), (2, "error"), (3, "error"), (4, "error")}  # every check
+    assert problems("read") == {(1, "warning"), (2, "warning"), (3, "warning"), (4, "error")}
+    assert problems("match") == {(1, "error"), (2, "warning"), (3, "warning"), (4, "error")}
+    assert problems("+wildcard_match") == {(1, "warning"), (2, "error"), (3, "warning"), (4, "warning")}
+    assert problems("brace_match -read") == {(1, "warning"), (2, "warning"), (3, "error"), (4, "warning")}
+    # an included file cannot change the checks of the file that includes it
+    (tmp_path / "sets.conf").write_text("global_defs {\n    include_check\n}\n")
+    (tmp_path / "m.conf").write_text("include sets.conf\ninclude missing.conf\n" + MINIMAL)
+    _config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
+    assert [(d.line, d.severity.value) for d in diags if "missing" in d.message] == [(2, "warning")]
+    _config, diags = parse_ok("global_defs {\n include_check match bogus +nope\n}\n" + MINIMAL)
+    assert [d.message for d in diags] == ["Duplicate include_check 'bogus' specified - ignoring",
+                                          "Unknown include_check type 'nope' - ignoring"]
 
 
 def test_unreadable_file_is_an_error_diagnostic(tmp_path):
@@ -8809,6 +8839,128 @@ def test_status_json_signal_dumps_and_sd_notify_of_a_running_daemon(lab, tmp_pat
         notify.close()
 
 
+def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir(lab, tmp_path):
+    """global_defs' runtime files in a running vrrpd: stats_dump_file and json_dump_file name the SIGUSR2 and
+    SIGRTMIN+2 dumps; reload_check_config writes a refused file's problems to its log file and says keepalived's
+    line; reload_file is gone once the files are read; config_save_dir keeps each configuration read and the
+    state before and after each reload."""
+    import json
+
+    check_log, reload_file, saved = tmp_path / "check.log", tmp_path / "ka.reload", tmp_path / "saved"
+    extra = (f"    stats_dump_file {tmp_path}/out/my.stats\n    json_dump_file {tmp_path}/out/\n"
+             f"    reload_check_config {check_log}\n    reload_file {reload_file}\n    config_save_dir {saved}/\n")
+    (tmp_path / "out").mkdir()
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    pid = node.status()["pid"]
+    node.proc.send_signal(signal.SIGUSR2)
+    wait_for(lambda: (tmp_path / "out" / "my.stats").exists(), 5, what="the stats dump at stats_dump_file")
+    assert "VRRP Instance: VI_1" in (tmp_path / "out" / "my.stats").read_text()
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: (tmp_path / "out" / "vrrpd.json").exists(), 5, what="the JSON dump in json_dump_file's dir")
+    assert json.loads((tmp_path / "out" / "vrrpd.json").read_text())["instances"][0]["state"] == "MASTER"
+    assert not (node.dumps / "vrrpd.stats").exists() and not (node.dumps / "vrrpd.json").exists()
+    # config_save_dir was created, and holds the configuration read at start
+    assert saved.is_dir() and (saved.stat().st_mode & 0o777) == 0o700
+    assert (saved / f"vrrpd.conf.{pid}.0").read_text() == f"# {node.conf}\n" + node.conf.read_text()
+    # a refused reload: its problems in the check log, keepalived's line in the log, the master kept
+    good = node.conf.read_text()
+    reload_file.write_text("updating")  # an updater's mark: vrrpd removes it once it has read the files
+    node.reload(good.replace("virtual_router_id 51", "virtual_router_id 300"))
+    assert f"New config failed validation, see {check_log} for details" in node.log()
+    problems = check_log.read_text().splitlines()
+    assert any(f"{node.conf}:" in line and "error" in line and "300" in line for line in problems), problems
+    assert not any("virtual_router_id" in line for line in node.log().splitlines()), node.log()
+    assert not reload_file.exists()
+    assert node.instance()["state"] == "MASTER" and lab.has_address(ns, VIP)
+    assert not (saved / f"vrrpd.{pid}.1.pre").exists()  # nothing was applied
+    # a good reload: the check log is emptied, the state before and after it saved
+    reload_file.write_text("updating")
+    node.reload(good.replace("priority 150", "priority 120"))
+    wait_for(lambda: node.instance()["effective_priority"] == 120, 3, what="the reloaded priority")
+    assert check_log.read_text() == "" and not reload_file.exists()
+    assert "   Priority = 150" in (saved / f"vrrpd.{pid}.1.pre").read_text()
+    assert "   Priority = 120" in (saved / f"vrrpd.{pid}.1.post").read_text()
+    assert "priority 120" in (saved / f"vrrpd.conf.{pid}.2").read_text()
+    assert "virtual_router_id 300" in (saved / f"vrrpd.conf.{pid}.1").read_text()
+
+
+def test_reload_time_formats_are_keepalived_s():
+    now = time.mktime((2026, 12, 1, 12, 0, 0, 0, 0, -1))
+    local = lambda *t: time.mktime(t + (0, 0, -1))  # noqa: E731
+    assert vrrpd.parse_reload_time("13:30:00", now) == (local(2026, 12, 1, 13, 30, 0), False, "")
+    assert vrrpd.parse_reload_time("11:00:00", now) == (local(2026, 12, 2, 11, 0, 0), False, "")  # tomorrow
+    assert vrrpd.parse_reload_time("2026-12-24 18:00:00", now) == (local(2026, 12, 24, 18, 0, 0), True, "")
+    assert vrrpd.parse_reload_time("26-12-24 18:00:00", now)[0] == local(2026, 12, 24, 18, 0, 0)
+    utc_now = float(vrrpd._timegm((2026, 12, 1, 12, 0, 0)))
+    assert vrrpd.parse_reload_time("2026-12-01 12:00:05Z", utc_now)[0] == utc_now + 5
+    assert vrrpd.parse_reload_time("12:00:05Z", utc_now)[0] == utc_now + 5
+    assert utc_now == 1796126400.0  # date -u -d '2026-12-01 12:00:00' +%s
+    for text, problem in (("2026-11-30 10:00:00", "is in the past"), ("1:2:3", "format is incorrect"),
+                          ("25:00:00", "invalid"), ("13:30:0x", "invalid"), (" 13:30:00", "format is incorrect"),
+                          ("2026-02-30 10:00:00", "invalid")):
+        when, _dated, said = vrrpd.parse_reload_time(text, now)
+        assert when is None and problem in said, (text, said)
+
+
+def test_lab_reload_time_file_reloads_at_the_time_it_holds(lab, tmp_path):
+    """reload_time_file: the reload happens at the time written in the file, which is then deleted; with
+    reload_repeat a time alone is kept and comes again the next day; a past date is refused."""
+    when_file = tmp_path / "reload-at"
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    extra = f"    reload_time_file {when_file}\n"
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    assert f"add watch for {when_file}" in node.log()
+    when_file.write_text("2020-01-01 00:00:00\n")
+    wait_for(lambda: "Reload time 2020-01-01 00:00:00 is in the past - ignoring" in node.log(), 5,
+             what="a past date refused")
+    # the new configuration is in place long before the time comes: only the time file starts the reload
+    node.conf.write_text(_conf(priority=120, state="MASTER", global_extra=extra + "    reload_repeat\n"))
+    at = time.time() + 3
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    when_file.write_text(stamp + "\n")
+    wait_for(lambda: "Scheduling reload for " + time.strftime("%Y-%m-%d ", time.localtime(at)) + stamp
+             in node.log(), 5, what="the reload scheduled")
+    assert node.instance()["effective_priority"] == 150
+    wait_for(lambda: node.instance()["effective_priority"] == 120, 8, 0.05, what="the scheduled reload")
+    assert time.time() >= int(at) - 0.05, "reloaded before its time"
+    assert not when_file.exists()  # deleted: the configuration that ran the reload had no reload_repeat
+    # now reload_repeat is on: a time alone is kept and scheduled again for the next day after the reload
+    at = time.time() + 3
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    node.conf.write_text(_conf(priority=110, state="MASTER", global_extra=extra + "    reload_repeat\n"))
+    when_file.write_text(stamp + "\n")
+    wait_for(lambda: node.instance()["effective_priority"] == 110, 9, 0.05, what="the second scheduled reload")
+    assert when_file.exists()
+    tomorrow = time.strftime("%Y-%m-%d ", time.localtime(at + 86400)) + stamp
+    wait_for(lambda: "Scheduling reload for " + tomorrow in node.log(), 5, what="the same time tomorrow")
+    when_file.unlink()
+    wait_for(lambda: "Cancelling reload scheduled for " + tomorrow in node.log(), 5, what="the reload cancelled")
+    assert node.status()["reloads"]["done"] == 2
+
+
+def test_lab_include_check_refuses_to_start_on_a_missing_include(lab, tmp_path):
+    """include_check makes a missing include an error: the daemon does not start (keepalived exits too); without
+    it the same file runs, with keepalived's words as a warning."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    body = _conf(priority=150, state="MASTER") + "include conf.d/missing.conf\n"
+    conf = tmp_path / "checked.conf"
+    conf.write_text(body.replace("global_defs {\n", "global_defs {\n    include_check match\n"))
+    refused = lab.run(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf), "--control-socket", str(tmp_path / "x.sock")],
+                      check=False, timeout=30)
+    assert refused.returncode == 1, refused
+    line = conf.read_text().count("\n")  # the include is the last line
+    assert f"{conf}:{line}: error: Config files missing 'conf.d/missing.conf'." in refused.stderr, refused.stderr
+    assert not lab.has_address(ns, VIP)
+    node = _OpsNode(lab, ns, tmp_path, "A", body)
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP without include_check")
+    assert "warning: Config files missing 'conf.d/missing.conf'." in node.log()
+
+
 def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_path):
     a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, state="MASTER"))
     b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B", _conf(priority=100))
@@ -9603,6 +9755,8 @@ def test_dump_files_follow_state_dump_file_and_the_instance_name(tmp_path):
     assert op.dump_path("data") == f"{tmp_path}/d/vrrpd.blue.data"
     config.global_defs.state_dump_file, config.global_defs.instance_name = "mine.txt", None
     assert op.dump_path("data") == f"{tmp_path}/mine.txt" and op.dump_path("json") == f"{tmp_path}/vrrpd.json"
+    config.global_defs.stats_dump_file, config.global_defs.json_dump_file = "/var/x/s.txt", "/var/y/"
+    assert op.dump_path("stats") == "/var/x/s.txt" and op.dump_path("json") == "/var/y/vrrpd.json"
 
 
 def test_syslog_ident_names_the_namespace_and_instance(tmp_path):

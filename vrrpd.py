@@ -409,6 +409,19 @@ class GlobalDefs:
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
+    # where SIGUSR2 and SIGRTMIN+2 write .stats and .json, by state_dump_file's rules (keepalived 2.4.3 parses
+    # these two and still writes $TMPDIR/keepalived.stats and .json: vrrpd does what they say)
+    stats_dump_file: Optional[str] = None
+    json_dump_file: Optional[str] = None
+    # reload: reload_check_config LOG_FILE (the new file's problems are written there; "/dev/null" when bare),
+    # reload_file (there while the files are read; "" means the default next to the pid file),
+    # reload_time_file (a reload at the time it holds) and reload_repeat (keep the file: every day at that time),
+    # config_save_dir (the configuration read, and the state before and after each reload)
+    reload_check_config: Optional[str] = None
+    reload_file: Optional[str] = None
+    reload_time_file: Optional[str] = None
+    reload_repeat: bool = False
+    config_save_dir: Optional[str] = None
     startup_script: Optional[Command] = None  # run (and waited for) before VRRP and the checkers start
     startup_script_timeout: float = 10.0
     shutdown_script: Optional[Command] = None  # run after everything stopped
@@ -976,6 +989,38 @@ _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
 
 
+# include checks (keepalived's include_check and the include variants): what makes a problem of an include an error
+INCLUDE_READ, INCLUDE_MATCH, INCLUDE_WILDCARD, INCLUDE_BRACE = 1, 2, 4, 8
+INCLUDE_ALL = INCLUDE_READ | INCLUDE_MATCH | INCLUDE_WILDCARD | INCLUDE_BRACE
+_INCLUDE_CHECK_WORDS = {"read": INCLUDE_READ, "readable": INCLUDE_READ, "match": INCLUDE_MATCH,
+                        "wildcard_match": INCLUDE_WILDCARD, "brace_match": INCLUDE_BRACE}
+_INCLUDE_KINDS = {"include": 0, "includer": INCLUDE_READ, "includem": INCLUDE_READ | INCLUDE_MATCH,
+                  "includew": INCLUDE_READ | INCLUDE_MATCH | INCLUDE_WILDCARD,
+                  "includeb": INCLUDE_READ | INCLUDE_BRACE, "includea": INCLUDE_ALL}
+
+
+def include_check_flags(words: List[str], current: int) -> Tuple[int, List[str]]:
+    """`include_check [[+|-]read|match|wildcard_match|brace_match]...` -> (checks, problems), as keepalived's
+    include_check_set: no word means every check, a plain word sets (with read), +/- add and remove. The man page's
+    `readable` is taken for keepalived's `read`."""
+    if not words:
+        return INCLUDE_ALL, []
+    flags, problems = current, []
+    for i, word in enumerate(words):
+        sign, name = (word[0], word[1:]) if word[:1] in "+-" else ("", word)
+        if not sign:
+            if i:
+                problems.append(f"Duplicate include_check '{word}' specified - ignoring")
+                continue
+            flags = 0
+        bit = _INCLUDE_CHECK_WORDS.get(name)
+        if bit is None:
+            problems.append(f"Unknown include_check type '{name}' - ignoring")
+            continue
+        flags = (INCLUDE_READ | bit) if not sign else (flags | bit) if sign == "+" else (flags & ~bit)
+    return flags, problems
+
+
 def _expand_braces(pattern: str) -> List[str]:
     """csh-style `{a,b}` expansion as keepalived's include does (no nesting across commas)."""
     m = re.search(r"\{([^{}]*,[^{}]*)\}", pattern)
@@ -998,6 +1043,7 @@ class _Lexer:
         self.stack: List[str] = []
         self.lid = 0
         self.config_id = config_id if config_id is not None else socket.gethostname().split(".")[0]
+        self.include_check = 0  # global_defs' include_check, as far as read; each file restores it at its end
 
     def error(self, file: str, line: int, message: str, hint: str = "") -> None:
         self.diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
@@ -1029,10 +1075,12 @@ class _Lexer:
             return
         text = data.decode("utf-8", errors="replace")
         self.stack.append(real)
+        saved_check = self.include_check  # keepalived: an included file cannot change its includer's checks
         try:
             self.lex_text(text, path)
         finally:
             self.stack.pop()
+            self.include_check = saved_check
 
     def lex_text(self, text: str, file: str) -> None:
         """Append the tokens of `text` (the contents of `file`) to self.tokens."""
@@ -1115,6 +1163,8 @@ class _Lexer:
             self.lid += 1
             self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
             return
+        if first == "include_check":  # it applies to the includes read after it (the parser checks its words)
+            self.include_check = include_check_flags(_strip_comment(stripped).split()[1:], self.include_check)[0]
         self.emit(stripped, file, line_no)
 
     def emit(self, line: str, file: str, line_no: int) -> None:
@@ -1249,23 +1299,48 @@ class _Lexer:
             self.error(file, line_no, f"{kind} needs a file name or pattern")
             return
         base = os.path.dirname(os.path.abspath(file)) if file and not file.startswith("<") else os.getcwd()
+        checks = self.include_check | _INCLUDE_KINDS[kind]
+
+        def problem(check: int, message: str) -> None:  # an error where that check is on, else a warning
+            (self.error if checks & check else self.warning)(file, line_no, message)
+
         for pattern in patterns:
             pattern = pattern.strip('"')
             matched: List[str] = []
-            for pat in _expand_braces(pattern):
+            missing = wildcard = False
+            alternatives = _expand_braces(pattern)
+            for pat in alternatives:
                 full = pat if os.path.isabs(pat) else os.path.join(base, pat)
                 if any(c in full for c in "*?["):
-                    matched.extend(sorted(glob.glob(full)))
-                elif os.path.exists(full):
+                    wildcard = True
+                    found = sorted(glob.glob(full))
+                    missing = missing or (not found and not os.path.isdir(os.path.dirname(full)))
+                    matched.extend(found)
+                elif os.path.lexists(full):
                     matched.append(full)
-                elif kind in ("includer", "includea"):
-                    matched.append(full)
-            if not matched:
-                sev = self.error if kind in ("includem", "includew", "includea") else self.warning
-                sev(file, line_no, f"include '{pattern}' matches no file")
+                else:
+                    missing = True
+            brace = len(alternatives) > 1
+            if not matched:  # keepalived's words (lib/parser.c open_and_check_glob)
+                if missing:
+                    problem(INCLUDE_BRACE if brace else INCLUDE_MATCH, f"Config files missing '{pattern}'.")
+                elif wildcard:
+                    problem(INCLUDE_WILDCARD, f"No config files matched '{pattern}'.")
                 continue
+            if missing and brace:
+                problem(INCLUDE_BRACE, f'Some config files missing: "{pattern}".')
+                if checks & INCLUDE_BRACE:
+                    continue
             for path in matched:
-                self.read_file(path, file, line_no)
+                if os.path.isdir(path):
+                    problem(INCLUDE_READ, f"Configuration file '{path}' is a directory - skipping")
+                elif not os.path.isfile(path) or os.stat(path).st_mode & 0o111:
+                    problem(INCLUDE_READ, f"Configuration file '{path}' is not a regular non-executable file - "
+                                          "skipping")
+                elif not os.access(path, os.R_OK):
+                    problem(INCLUDE_READ, f"Configuration file '{path}' open problem (Permission denied) - skipping")
+                else:
+                    self.read_file(path, file, line_no)
 
 
 class _SourceLines:
@@ -3043,7 +3118,42 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
-_kw(_G, "state_dump_file", _h_str("state_dump_file"))
+for _name in ("state_dump_file", "stats_dump_file", "json_dump_file"):
+    _kw(_G, _name, _h_str(_name))
+
+
+def _g_reload_check_config(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.reload_check_config = args[0].text if args else "/dev/null"
+
+
+def _g_reload_file(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.reload_file = args[0].text if args else ""
+
+
+def _g_reload_repeat(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.reload_repeat = True  # keepalived sets it whatever follows
+
+
+def _g_config_save_dir(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    path = args[0].text
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise _Invalid(f"config_save_dir {path} exists and is not a directory")
+    g.config_save_dir = path[:-1] if len(path) > 1 and path.endswith("/") else path
+
+
+def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """The lexer applies include_check to the includes after it (include_check_flags); here its words are checked."""
+    _flags, problems = include_check_flags([a.text for a in args], 0)
+    for problem in problems:
+        p.warning(kw, problem)
+
+
+_kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
+_kw(_G, "reload_file", _g_reload_file, (0, 1))
+_kw(_G, "reload_time_file", _h_str("reload_time_file"))
+_kw(_G, "reload_repeat", _g_reload_repeat, (0, None))
+_kw(_G, "config_save_dir", _g_config_save_dir)
+_kw(_G, "include_check", _g_include_check, (0, None))
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
@@ -3122,14 +3232,13 @@ _accept_only(_G, "checker_log_all_failures "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
-             "enable_dbus enable_dbus_instance dbus_service_name random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check "
-             "stats_dump_file json_dump_file json_version vmac_addr_prefix "
+             "enable_dbus enable_dbus_instance dbus_service_name random_seed "
+             "json_version vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "linkbeat_use_polling no_checker_emails process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
-             "config_save_dir tmp_config_directory "
+             "tmp_config_directory "
              "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
              "rs_init_notifies")
 
@@ -13877,6 +13986,142 @@ def format_stats(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _timegm(tm: Tuple[int, ...]) -> int:
+    """calendar.timegm without the calendar module: seconds since the epoch of a UTC broken-down time."""
+    year, month, day, hour, minute, second = tm[:6]
+    y = year - (month <= 2)
+    era, yoe = divmod(y, 400)
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return ((days * 24 + hour) * 60 + minute) * 60 + second
+
+
+def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str]:
+    """The first line of a reload_time_file -> (when, a date was given, problem): exactly HH:MM:SS,
+    YY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS, each with an optional Z for UTC (else local time). A time alone
+    is the next one to come (tomorrow if already past today); a date and time in the past is ignored."""
+    utc = text.endswith("Z")
+    body = text[:-1] if utc else text
+    formats = {8: "%H:%M:%S", 17: "%y-%m-%d %H:%M:%S", 19: "%Y-%m-%d %H:%M:%S"}
+    if len(body) not in formats:
+        return None, False, f"Reload time {text} format is incorrect - ignoring"
+    today = time.gmtime(now) if utc else time.localtime(now)
+    try:
+        parsed = time.strptime(body, formats[len(body)])
+    except ValueError:
+        return None, False, f"Reload date/time {text} invalid - ignoring"
+    dated = len(body) > 8
+    fields = (parsed[0], parsed[1], parsed[2]) if dated else (today[0], today[1], today[2])
+    wanted = fields + (parsed[3], parsed[4], parsed[5])
+
+    def epoch(day_offset: int = 0) -> Optional[float]:
+        y, mo, d, h, mi, se = wanted
+        if utc:
+            return float(_timegm((y, mo, d, h, mi, se)) + 86400 * day_offset)
+        t = time.mktime((y, mo, d + day_offset, h, mi, se, 0, 0, -1))
+        back = time.localtime(t)
+        if not day_offset and tuple(back[:6]) != wanted:  # a local time that does not exist (DST)
+            return None
+        return t
+
+    when = epoch()
+    if when is None:
+        return None, False, f"Reload time {text} is not valid - ignoring"
+    if when <= now:
+        if dated:
+            return None, True, f"Reload time {text} is in the past - ignoring"
+        when = epoch(1)
+    return when, dated, ""
+
+
+class ReloadSchedule:
+    """keepalived's reload_time_file: a reload at the time the file's first line holds. The file is read when
+    it appears or changes (looked at every second: no inotify in the standard library), a new time moves the
+    reload, a deleted or unreadable file cancels it. When the reload is done the file is deleted, unless
+    reload_repeat is set and it holds a time alone: then the same time comes again every day."""
+
+    POLL = 1.0
+
+    def __init__(self, loop: EventLoop, path: str, repeat: bool, reload: Callable[[float], Any],
+                 not_before: float = 0.0):
+        self.loop, self.path, self.repeat, self.reload = loop, path, repeat, reload
+        self.not_before = not_before  # the reload just done is in the past even if the wall clock lags the loop's
+        self.seen: Optional[Tuple[int, int, int]] = None  # (inode, mtime, size) of the file last read
+        self.when = 0.0  # wall-clock time of the scheduled reload, 0 if none
+        self.dated = False
+        self.timer: Optional[Timer] = None
+        self.poll_timer: Optional[Timer] = None
+        log.info("add watch for %s", path)
+        self.poll()
+
+    def stop(self) -> None:
+        for timer in (self.timer, self.poll_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.poll_timer = None
+
+    @staticmethod
+    def _stamp(when: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+    def _cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+            if self.when:
+                log.info("Cancelling reload scheduled for %s", self._stamp(self.when))
+        self.when = 0.0
+
+    def poll(self) -> None:
+        self.poll_timer = self.loop.call_later(self.POLL, self.poll)
+        try:
+            st = os.stat(self.path)
+            seen: Optional[Tuple[int, int, int]] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            seen = None
+        if seen == self.seen:
+            return
+        self.seen = seen
+        self.read()
+
+    def read(self) -> None:
+        try:
+            with open(self.path, errors="replace") as fh:
+                line = fh.readline(21)
+        except OSError:
+            line = ""
+        line = line[:-1] if line.endswith("\n") else line
+        if not line:
+            self._cancel()
+            return
+        now = max(time.time(), self.not_before)
+        when, dated, problem = parse_reload_time(line, now)
+        if when is None:
+            log.info("%s", problem)
+            self._cancel()
+            return
+        self.dated = dated
+        if when == self.when and self.timer is not None:
+            return
+        if self.timer is not None:
+            log.info("Reload time updated from %s to %s", self._stamp(self.when), self._stamp(when))
+            self.timer.cancel()
+        else:
+            log.info("Scheduling reload for %s", self._stamp(when))
+        self.when = when
+        self.timer = self.loop.call_later(when - now, self.fire)
+
+    def fire(self) -> None:
+        self.timer = None
+        self.stop()
+        if not self.repeat or self.dated:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self.reload(self.when)  # which watches the file again, as the new configuration says
+
+
 class Operator:
     """What an operator drives in a running daemon: signals, reload, dumps, the control socket, systemd."""
 
@@ -13894,6 +14139,10 @@ class Operator:
         self.reloads = 0
         self.reload_failures = 0
         self.last_reload: Optional[Dict[str, Any]] = None
+        self.reload_schedule: Optional[ReloadSchedule] = None
+        self.scheduled_reload_at = 0.0  # wall-clock time of the last reload reload_time_file asked for
+        self.config_reads = 0  # config_save_dir: vrrpd.conf.PID.N is the Nth configuration read
+        self.saved_reloads = 0  # config_save_dir: vrrpd.PID.N.pre/.post around the Nth reload
 
     def install(self) -> None:
         """Signal handlers and the control socket (never taken from another live daemon)."""
@@ -13908,6 +14157,8 @@ class Operator:
         if self.control_path:
             self._open_control()
         self._open_metrics()
+        self.save_config_copy(self.d.config)
+        self._schedule_reloads()
 
     def _open_metrics(self) -> None:
         """Serve /metrics on --metrics or metrics_listen; a reload that changes the address moves it."""
@@ -13947,6 +14198,9 @@ class Operator:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
+        if self.reload_schedule is not None:
+            self.reload_schedule.stop()
+            self.reload_schedule = None
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
@@ -13977,24 +14231,53 @@ class Operator:
             return False
         log.info("Reload requested: reading %s", self.config_file)
         started = time.monotonic()
+        g = self.d.g  # the running configuration says how to reload
+        if self.reload_schedule is not None:
+            self.reload_schedule.stop()
+            self.reload_schedule = None
+        reload_file = self.reload_file_path(g)
+        if reload_file:  # there while the files are read: an updater waits for it to go before writing again
+            try:
+                os.close(os.open(reload_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644))
+            except OSError as exc:
+                log.info("Failed to create reload file (%s) %d - %s", reload_file, exc.errno, exc.strerror)
         try:
             config, diags = parse_config(self.config_file, check_interfaces=True,
                                          config_id=self.d.config.config_id or None)
         except Exception as exc:  # the parser reports problems as diagnostics; anything else is a bug
             config, diags = None, [Diagnostic(self.config_file, 0, Severity.ERROR, f"internal error: {exc}")]
+        finally:
+            if reload_file:
+                try:
+                    os.unlink(reload_file)
+                except OSError:
+                    pass
+        if config is not None:
+            self.save_config_copy(config)
         errors = [x for x in diags if x.severity is Severity.ERROR]
+        if g.reload_check_config:
+            log.debug("validate conf before Reload")
+            self._write_config_check_log(g.reload_check_config, diags)
         if errors or config is None:
-            for x in diags:
-                log.error("%s", x)
+            if g.reload_check_config:
+                log.info("New config failed validation, see %s for details", g.reload_check_config)
+            else:
+                for x in diags:
+                    log.error("%s", x)
             log.error("Reload aborted: %s has %d error(s); the running configuration is kept",
                       self.config_file, len(errors))
             self.reload_failures += 1
             self.last_reload = {"ok": False, "at": time.time(), "errors": [str(x) for x in errors]}
+            self._schedule_reloads()
             return False
         for x in diags:
             log.warning("%s", x)
         before = {rt.inst.name: (rt, rt.inst) for rt in self.d.runtimes}
+        self.saved_reloads += 1
+        self.save_state("pre")
         ok = self.d.reload(_select_subsystems(config, self.vrrp_only, self.lvs_only))
+        self.save_state("post")
+        self._schedule_reloads()
         after = {rt.inst.name: rt for rt in self.d.runtimes}
         kept = [n for n, rt in after.items() if n in before and before[n][0] is rt]
         changed = [n for n in kept if not _same_definition(before[n][1], after[n].inst)]
@@ -14011,6 +14294,94 @@ class Operator:
             sd_notify(f"STATUS={self._status_line()}")
         return ok
 
+    @staticmethod
+    def reload_file_path(g: GlobalDefs) -> Optional[str]:
+        """reload_file's path; bare, keepalived's default: the pid file's name with .reload."""
+        if g.reload_file is None:
+            return None
+        return g.reload_file or os.path.splitext(runtime_paths(g)["pid"])[0] + ".reload"
+
+    @staticmethod
+    def _write_config_check_log(path: str, diags: List[Diagnostic]) -> None:
+        """reload_check_config LOG_FILE: the new file's problems, as `vrrpd --check` prints them (keepalived runs
+        `keepalived --config-test=LOG_FILE`); the file is emptied first (a character device such as /dev/null
+        is written as it is)."""
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
+            if not (os.path.exists(path) and stat.S_ISCHR(os.stat(path).st_mode)):
+                flags |= os.O_TRUNC
+            fd = os.open(path, flags, 0o644)
+            try:
+                os.write(fd, "".join(f"{x}\n" for x in diags).encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.info("truncate of config check log %s failed (%d) - %s", path, exc.errno or 0, exc.strerror)
+
+    def _config_save_dir(self) -> Optional[str]:
+        """config_save_dir, created (0700) if missing; None when not configured or not usable."""
+        path = self.d.g.config_save_dir
+        if not path:
+            return None
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                log.error("config_save_dir %s exists and is not a directory", path)
+                return None
+        except OSError as exc:
+            log.error("Unable to create config_save_dir %s (error %d - %s)", path, exc.errno, exc.strerror)
+            return None
+        return path
+
+    def save_config_copy(self, config: Config) -> None:
+        """config_save_dir: every configuration read (at start and at each reload) as DIR/vrrpd.conf.PID.N, its
+        files one after the other, each after a `# PATH` line (keepalived's keepalived.conf.PID.N)."""
+        directory = self._config_save_dir()
+        if directory is None:
+            return
+        parts = []
+        for path in config.files:
+            try:
+                with open(path, errors="replace") as fh:
+                    parts.append(f"# {path}\n{fh.read()}")
+            except OSError as exc:
+                parts.append(f"# {path}: {exc}\n")
+        target = os.path.join(directory, f"{PROG}.conf.{os.getpid()}.{self.config_reads}")
+        self.config_reads += 1
+        try:
+            _atomic_write(target, "".join(parts))
+        except OSError as exc:
+            log.info("Failed to open config_save file %s (%s)", target, exc)
+
+    def save_state(self, when: str) -> None:
+        """config_save_dir: the data dump before ("pre") and after ("post") each reload, as DIR/vrrpd.PID.N.pre
+        and .post (keepalived's keepalived_vrrp.PID.N.pre/.post)."""
+        directory = self._config_save_dir()
+        if directory is None:
+            return
+        target = os.path.join(directory, f"{PROG}.{os.getpid()}.{self.saved_reloads}.{when}")
+        try:
+            _atomic_write(target, format_data_dump(self.d, {"config_file": self.config_file,
+                                                            "reloads": self.reloads}))
+        except OSError as exc:
+            log.info("Failed to open config_save file %s (%s)", target, exc)
+
+    def _schedule_reloads(self) -> None:
+        """reload_time_file: watch the file the running configuration names (none: no watch)."""
+        if self.reload_schedule is not None:
+            self.reload_schedule.stop()
+            self.reload_schedule = None
+        g = self.d.g
+        if g.reload_time_file and not self.d.stopping:
+            self.reload_schedule = ReloadSchedule(self.d.loop, g.reload_time_file, g.reload_repeat,
+                                                  self._scheduled_reload, self.scheduled_reload_at + 1.0)
+
+    def _scheduled_reload(self, when: float) -> None:
+        self.scheduled_reload_at = when
+        log.info("Scheduled reload (reload_time_file %s)", self.d.g.reload_time_file)
+        self.reload()
+
     def _status_line(self) -> str:
         states = [f"{rt.inst.name} {rt.machine.state.value}" for rt in self.d.runtimes]
         return ", ".join(states) or "no VRRP instances"
@@ -14018,10 +14389,12 @@ class Operator:
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
         """/tmp/vrrpd.data (.stats, .json), named per instance (runtime_paths); state_dump_file names the .data
-        file as keepalived reads it: an absolute path gives the directory, a trailing '/' keeps vrrpd.data."""
+        file as keepalived reads it: an absolute path gives the directory, a trailing '/' keeps vrrpd.data.
+        stats_dump_file and json_dump_file name the .stats and .json files by the same rules."""
         suffix = runtime_paths(self.d.g)["dump_suffix"]
         directory, name = self.dump_dir, f"{PROG}.{kind}"
-        path = self.d.g.state_dump_file if kind == "data" else None
+        g = self.d.g
+        path = {"data": g.state_dump_file, "stats": g.stats_dump_file, "json": g.json_dump_file}.get(kind)
         if path:
             if path.startswith("/"):
                 directory = path if path.endswith("/") else os.path.dirname(path)
