@@ -8887,6 +8887,60 @@ def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir
     assert "virtual_router_id 300" in (saved / f"vrrpd.conf.{pid}.1").read_text()
 
 
+def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
+    """json_version 1|2: the JSON dump (SIGRTMIN+2) in keepalived's layout, for the tools that read keepalived.json.
+    The real keepalived writes its dump of the same configuration first; vrrpd's has every key of it (2.2.7's are
+    a subset of 2.4.3's), with the same values where they describe the configuration and the state."""
+    import json
+
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    body = _conf(priority=150, state="MASTER",
+                 instance_extra=(f"    virtual_ipaddress_excluded {{\n        {LAB_NET}.101/24\n    }}\n"
+                                 "    track_script {\n        chk\n    }\n    notify_master \"/bin/true master\"\n"))
+    body = "vrrp_script chk {\n    script /bin/true\n    interval 1\n}\n" + body
+    require(os.path.exists(KEEPALIVED), "needs keepalived (apt-get install keepalived)")
+    (tmp_path / "ka").mkdir()
+    ka = _Node(lab, ns, tmp_path, "K", body, keepalived=True, env=dict(os.environ, TMPDIR=str(tmp_path / "ka")))
+    wait_for(lambda: lab.has_address(ns, VIP), 10, what="keepalived's VIP")
+    time.sleep(0.5)
+    os.kill(int((tmp_path / "K.vrrp.pid").read_text()), signal.SIGRTMIN + 2)
+    theirs_path = tmp_path / "ka" / "keepalived.json"
+    wait_for(lambda: theirs_path.exists() and theirs_path.read_text().rstrip().endswith("]"), 5, what="keepalived.json")
+    theirs = json.loads(theirs_path.read_text())
+    assert ka.stop() == 0
+    wait_for(lambda: not lab.has_address(ns, VIP), 5, what="keepalived gone")
+
+    out = tmp_path / "ours" / "keepalived.json"
+    out.parent.mkdir()
+    extra = f"    json_version 1\n    json_dump_file {out}\n"
+    node = _OpsNode(lab, ns, tmp_path, "A", body.replace("vrrp_version 3\n", "vrrp_version 3\n" + extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="vrrpd's VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    time.sleep(0.5)
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: out.exists(), 5, what="vrrpd's keepalived.json")
+    ours = json.loads(out.read_text())
+    assert isinstance(ours, list) and len(ours) == len(theirs) == 1
+    (t_data, t_stats), (o_data, o_stats) = (theirs[0]["data"], theirs[0]["stats"]), (ours[0]["data"], ours[0]["stats"])
+    assert set(t_data) <= set(o_data), set(t_data) - set(o_data)
+    assert set(t_stats) <= set(o_stats), set(t_stats) - set(o_stats)
+    differ = {k: (t_data[k], o_data[k]) for k in t_data if k != "last_transition" and t_data[k] != o_data[k]}
+    assert not differ, differ
+    assert o_stats["become_master"] == t_stats["become_master"] == 1 and o_stats["advert_sent"] > 0
+    assert abs(o_data["last_transition"] - time.time()) < 30
+    # json_version 2: the same array under "vrrp", and the tracked processes beside it
+    node.reload(node.conf.read_text().replace("json_version 1", "json_version 2")
+                + "vrrp_track_process tp {\n    process no-such-program-here\n    weight 10\n}\n")
+    out.unlink()
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: out.exists(), 5, what="the version 2 dump")
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"vrrp", "track_process"} and doc["vrrp"][0]["data"]["iname"] == "VI_1"
+    assert doc["track_process"] == [{"process": "no-such-program-here", "param_match": "none", "min_processes": 1,
+                                     "current_processes": 0, "have_quorum": False, "weight": 10,
+                                     "terminate_delay": 0.0, "fork_delay": 0.0, "full_command": False}]
+
+
 def test_reload_time_formats_are_keepalived_s():
     now = time.mktime((2026, 12, 1, 12, 0, 0, 0, 0, -1))
     local = lambda *t: time.mktime(t + (0, 0, -1))  # noqa: E731

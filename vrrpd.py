@@ -413,6 +413,7 @@ class GlobalDefs:
     # these two and still writes $TMPDIR/keepalived.stats and .json: vrrpd does what they say)
     stats_dump_file: Optional[str] = None
     json_dump_file: Optional[str] = None
+    json_version: Optional[int] = None  # 1|2: the JSON dump in keepalived's layout of that version; None: vrrpd's
     # reload: reload_check_config LOG_FILE (the new file's problems are written there; "/dev/null" when bare),
     # reload_file (there while the files are read; "" means the default next to the pid file),
     # reload_time_file (a reload at the time it holds) and reload_repeat (keep the file: every day at that time),
@@ -3148,6 +3149,7 @@ def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
         p.warning(kw, problem)
 
 
+_kw(_G, "json_version", _h_int("json_version", 1, 2))
 _kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
 _kw(_G, "reload_file", _g_reload_file, (0, 1))
 _kw(_G, "reload_time_file", _h_str("reload_time_file"))
@@ -3233,7 +3235,7 @@ _accept_only(_G, "checker_log_all_failures "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
-             "json_version vmac_addr_prefix "
+             "vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "linkbeat_use_polling no_checker_emails process_names process_name "
@@ -13961,6 +13963,123 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
     return "\n".join(lines) + "\n"
 
 
+_KEEPALIVED_STATE_NUMBER = {State.INIT: 0, State.BACKUP: 1, State.MASTER: 2, State.FAULT: 3}
+# vrrpd's reasons for a dropped advert -> keepalived's counter (vrrp_json.c, vrrp_stats), by the words they hold
+_KEEPALIVED_BAD_COUNTERS = (("hmac", "auth_ext_invalid_hmac"), ("replay", "auth_ext_replay"),
+                            ("length", "packet_len_err"), ("short", "packet_len_err"), ("truncated", "packet_len_err"),
+                            ("interval", "advert_interval_err"), ("ttl", "ip_ttl_err"), ("type", "invalid_type_rcvd"),
+                            ("version", "invalid_type_rcvd"), ("addr", "addr_list_err"), ("vip", "addr_list_err"),
+                            ("auth_mismatch", "authtype_mismatch"), ("auth", "auth_failure"), ("ah_", "auth_failure"))
+_KEEPALIVED_STATS = ("advert_rcvd", "advert_sent", "become_master", "release_master", "packet_len_err",
+                     "advert_interval_err", "ip_ttl_err", "invalid_type_rcvd", "addr_list_err", "invalid_authtype",
+                     "authtype_mismatch", "auth_failure", "auth_ext_missing", "auth_ext_malformed",
+                     "auth_ext_unknown_key", "auth_ext_invalid_hmac", "auth_ext_stale", "auth_ext_replay",
+                     "pri_zero_rcvd", "pri_zero_sent")
+
+
+def _keepalived_ip(v: VirtualIP, ifname: Optional[str], is_set: bool) -> str:
+    """A VIP as keepalived's format_ipaddress writes it in its JSON dump."""
+    text = str(v.address) + (f" brd {v.brd}" if v.brd is not None else "") + f" dev {v.dev or ifname}"
+    text += f" scope {v.scope}" + (f" label {v.label}" if v.label else "")
+    text += (f" peer {v.peer}/{v.address.network.prefixlen}" if v.peer is not None else "")
+    text += (" -nodad" if v.nodad else "") + (" no_track" if v.no_track else "")
+    return text + (" set" if is_set else "")
+
+
+def _keepalived_cmd(cmd: Command) -> str:
+    """A script as keepalived's cmd_str writes it: each word in single quotes, the program's full path."""
+    argv = list(cmd.argv)
+    if argv and not argv[0].startswith(("<", ">")):
+        found = find_script(argv[0])
+        argv[0] = os.path.realpath(found) if found else argv[0]  # keepalived resolves it (check_script_secure)
+    return " ".join(a if not i and a[:1] in "<>" else "'" + a.replace("'", "'\\''") + "'"
+                    for i, a in enumerate(argv))
+
+
+def keepalived_json(daemon: Daemon, version: int) -> Any:
+    """The JSON dump in keepalived's layout (vrrp_json.c) for json_version 1 or 2, for the tools that read
+    keepalived.json: version 1 is an array with one {"data", "stats"} object per instance; version 2 puts that
+    array in an object under "vrrp", with "track_process" beside it (when there are any)."""
+    g, instances = daemon.g, []
+
+    def some(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    for rt in daemon.runtimes:
+        inst, m = rt.inst, rt.machine
+        delay, repeat, refresh, rrepeat = daemon._garp_params(rt)
+        strict = some(inst.strict_mode, g.vrrp_strict)
+        data: Dict[str, Any] = {
+            "iname": inst.name, "dont_track_primary": int(inst.dont_track_primary),
+            "skip_check_adv_addr": int(some(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
+            "strict_mode": int(strict), "vmac_ifname": inst.vmac_name or "", "ifp_ifname": inst.interface or "",
+            "master_priority": m.master_priority or 0,
+            "last_transition": rt.history[-1]["time"] if rt.history else 0.0,
+            "garp_delay": delay, "garp_refresh": int(refresh), "garp_rep": repeat, "garp_refresh_rep": rrepeat,
+            "garp_lower_prio_delay": int(some(inst.garp_lower_prio_delay, some(g.vrrp_garp_lower_prio_delay, delay))),
+            "garp_lower_prio_rep": some(inst.garp_lower_prio_repeat, some(g.vrrp_garp_lower_prio_repeat, repeat)),
+            "lower_prio_no_advert": int(some(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
+            "higher_prio_send_advert": int(some(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            "vrid": m.vrid, "base_priority": m.priority, "effective_priority": m.effective_priority,
+            "vipset": bool(m.vips_set), "promote_secondaries": inst.promote_secondaries,
+            "adver_int": m.advert_int, "master_adver_int": m.master_adver_int,
+            "accept": int(some(inst.accept, not strict)), "nopreempt": inst.nopreempt,
+            "preempt_delay": int(inst.preempt_delay), "state": _KEEPALIVED_STATE_NUMBER.get(m.state, 0),
+            "wantstate": _KEEPALIVED_STATE_NUMBER.get(m.state, 0), "version": rt.version,
+            "smtp_alert": bool(some(inst.smtp_alert, some(g.smtp_alert_vrrp, some(g.smtp_alert, False)))),
+            "notify_deleted": inst.notify_deleted is not None,
+        }
+        for key, cmd in (("script_backup", inst.notify_backup), ("script_master", inst.notify_master),
+                         ("script_fault", inst.notify_fault), ("script_stop", inst.notify_stop),
+                         ("script_deleted", inst.notify_deleted), ("script", inst.notify),
+                         ("script_master_rx_lower_pri", inst.notify_master_rx_lower_pri)):
+            if cmd is not None:
+                data[key] = _keepalived_cmd(cmd)
+        lists = (("vips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress]),
+                 ("evips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress_excluded]),
+                 ("vroutes", [str(r) for r in inst.virtual_routes]), ("vrules", [str(r) for r in inst.virtual_rules]),
+                 ("track_ifp", [r.name for r in inst.track_interface]),
+                 ("track_script", [_keepalived_cmd(daemon.config.vrrp_scripts[r.name].script) for r in inst.track_script
+                                   if r.name in daemon.config.vrrp_scripts
+                                   and daemon.config.vrrp_scripts[r.name].script is not None]),
+                 ("track_process", [" ".join(daemon.config.track_processes[r.name].process) for r in
+                                    inst.track_process if r.name in daemon.config.track_processes]))
+        data.update((key, values) for key, values in lists if values)
+        data["auth_type"] = {AuthType.NONE: 0, AuthType.PASS: 1}.get(inst.auth_type, 2)
+        if inst.auth_type is not AuthType.NONE:
+            data["auth_data"] = "********"
+        stats = dict.fromkeys(_KEEPALIVED_STATS, 0)
+        stats.update(advert_rcvd=rt.adverts_received, advert_sent=rt.adverts_sent,
+                     become_master=rt.entered.get("MASTER", 0), release_master=rt.released_master,
+                     pri_zero_rcvd=rt.priority_zero_received, pri_zero_sent=rt.priority_zero_sent)
+        for reason, count in rt.bad_packets.items():
+            counter = next((c for word, c in _KEEPALIVED_BAD_COUNTERS if word in reason), None)
+            if counter is not None:
+                stats[counter] += count
+        instances.append({"data": data, "stats": stats})
+    if version == 1:
+        return instances
+    doc: Dict[str, Any] = {"vrrp": instances}
+    tracked = daemon.tracking.status().get("track_process", {})
+    processes = []
+    for name, tp in daemon.config.track_processes.items():
+        now = tracked.get(name, {})
+        entry: Dict[str, Any] = {"process": tp.process[0] if tp.process else ""}
+        if len(tp.process) > 1:
+            entry["parameters"] = " ".join(tp.process[1:])
+        entry.update(param_match=tp.param_match if len(tp.process) > 1 else "none", min_processes=tp.quorum)
+        if tp.quorum_max is not None:
+            entry["max_processes"] = tp.quorum_max
+        entry.update(current_processes=now.get("count", 0), have_quorum=now.get("state") == "UP",
+                     weight=-tp.weight if tp.weight_reverse else tp.weight,
+                     terminate_delay=some(tp.terminate_delay, tp.delay), fork_delay=some(tp.fork_delay, tp.delay),
+                     full_command=tp.full_command)
+        processes.append(entry)
+    if processes:
+        doc["track_process"] = processes
+    return doc
+
+
 def format_stats(status: Dict[str, Any]) -> str:
     """SIGUSR2: per-instance counters, in keepalived's /tmp/keepalived.stats layout."""
     lines: List[str] = []
@@ -14413,6 +14532,8 @@ class Operator:
                 text = format_data_dump(self.d, {"config_file": self.config_file, "reloads": self.reloads})
             elif kind == "stats":
                 text = format_stats(self.d.status())
+            elif self.d.g.json_version:  # keepalived's layout, for the tools that read keepalived.json
+                text = json_text(keepalived_json(self.d, self.d.g.json_version)) + "\n"
             else:
                 text = json_text(self.status()) + "\n"
             _atomic_write(path, text)
