@@ -640,6 +640,7 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    old_unicast_checksum: Optional[str] = None  # "config" (always), "never"; None: switch if the peer does
     debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
     unicast_fault_no_peer: bool = False
@@ -3246,6 +3247,13 @@ _accept_only(_G, "checker_log_all_failures "
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
 
+def _i_old_unicast_checksum(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """keepalived 1.3.6 and older summed a unicast VRRPv3 advert's pseudo-header with the multicast group as its
+    destination. `old_unicast_checksum`: send and expect that sum; `never`: do not switch to it on hearing a peer
+    that uses it (keepalived's default switches)."""
+    inst.old_unicast_checksum = "never" if args else "config"
+
+
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
     text = args[0].text
     if text == "MASTER":
@@ -3475,7 +3483,8 @@ _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum")
+_kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
                                                     supported=False)
@@ -4825,6 +4834,7 @@ class VrrpAdvert:
     auth_type: int = 0
     auth_data: bytes = b""
     checksum: int = 0
+    old_checksum: bool = False  # a unicast v3 advert summed with the multicast group (old_unicast_checksum)
 
 
 def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
@@ -4982,6 +4992,9 @@ class RxFilter:
     # the pseudo-header ("pseudo") or the message alone ("message", v3_checksum_as_v2); None: leave v3 to user space
     checksum: bool = False
     v3_checksum: Optional[str] = "pseudo"
+    # also accept a v3 pseudo-header sum with this address (an int) as the destination: keepalived's
+    # old_unicast_checksum, the multicast group in the sum of a unicast advert; 0: no
+    old_group: int = 0
 
     def describe(self) -> str:
         versions = ",".join(str(k >> 4) for k in self.kinds)
@@ -4991,19 +5004,23 @@ class RxFilter:
 
 
 def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]], checksum: bool = False,
-                  v3_checksum: Optional[str] = "pseudo") -> RxFilter:
+                  v3_checksum: Optional[str] = "pseudo", old_group: Optional[IPAddress] = None) -> RxFilter:
     """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
     kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
     # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
     min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
     return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length,
-                    checksum and family == 4, v3_checksum)
+                    checksum and family == 4, v3_checksum,
+                    int(old_group) if old_group is not None and v3_checksum == "pseudo" else 0)
 
 
 def _checksum_program(f: RxFilter, op: Any) -> None:
     """The IPv4 checksum test: the one's complement sum of the VRRP message (v3: with the pseudo-header) must
     be 0xFFFF. Unrolled (classic BPF has no loops) up to BPF_CHECKSUM_MAX bytes; an IP header with options, an
-    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0]."""
+    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0].
+    With `old_group` the v3 sum is taken without the destination (M[2], M[3]=1 on that path) and passes with the
+    packet's destination or with old_group."""
+    old = f.old_group
     op(BPF_LD | BPF_B | BPF_ABS, 0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x45, jt=1)  # IP options: no fixed offsets, user space checks
     op(BPF_JMP | BPF_JA, "accept")
@@ -5014,6 +5031,9 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
     op(BPF_JMP | BPF_JGT | BPF_K, BPF_CHECKSUM_MAX, jf=1)
     op(BPF_JMP | BPF_JA, "accept")
     op(BPF_LDX | BPF_W | BPF_IMM, 0)
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 0)
+        op(BPF_ST, 3)
     op(BPF_LD | BPF_B | BPF_ABS, IPV4_HEADER.size)  # version
     op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x30, jf=1)  # v2: the message alone
@@ -5023,7 +5043,10 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_JMP | BPF_JA, "pseudo" if f.v3_checksum == "pseudo" else "message")
     op(BPF_JMP | BPF_JA, "message")
     op.label("pseudo")
-    for offset in (12, 14, 16, 18):  # source and destination addresses
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 1)
+        op(BPF_ST, 3)
+    for offset in (12, 14) if old else (12, 14, 16, 18):  # source and destination addresses
         op(BPF_LD | BPF_H | BPF_ABS, offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
@@ -5040,16 +5063,35 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_LD | BPF_H | BPF_ABS, IPV4_HEADER.size + offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    def fold() -> None:
+        for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_RSH | BPF_K, 16)
+            op(BPF_ST, 1)
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
+            op(BPF_LDX | BPF_W | BPF_MEM, 1)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+
     op.label("fold")
-    for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+    if old:
+        op(BPF_LD | BPF_W | BPF_MEM, 3)
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, jt="fold_message")
         op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_RSH | BPF_K, 16)
-        op(BPF_ST, 1)
-        op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
-        op(BPF_LDX | BPF_W | BPF_MEM, 1)
+        op(BPF_ST, 2)  # the sum without a destination
+        for offset in (16, 18):  # the packet's destination
+            op(BPF_LD | BPF_H | BPF_ABS, offset)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+        fold()
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept")
+        op(BPF_LDX | BPF_W | BPF_MEM, 2)  # else the old one: the multicast group as the destination
+        op(BPF_LD | BPF_W | BPF_IMM, (old >> 16) + (old & 0xFFFF))
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    op.label("fold_message")
+    fold()
     op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept", jf="drop_checksum")
 
 
@@ -6515,14 +6557,20 @@ class Drop:
 
 def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peers: List[UnicastPeer],
                    check_unicast_src: bool = False, checksum_as_v2: bool = False,
-                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None) -> Union[VrrpAdvert, Drop, None]:
+                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None,
+                   old_checksum: Optional[bool] = False,
+                   group4: IPAddress = VRRP_MCAST_GROUP4) -> Union[VrrpAdvert, Drop, None]:
     """RFC 5798 section 7.1 for one instance, either family, unicast or multicast: the advert, or why not.
 
     In keepalived's order: the mode (unicast vs multicast), the TTL/hop limit (255 for multicast, the
     peer's min_ttl..max_ttl for unicast), the unicast source, `unwrap` (auth_hmac: the message without its
     trailer, None when it dropped and counted the advert itself), the message (version, type, length,
     checksum, interval), then the instance's own rules (version, v2 authentication and interval). AH is
-    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine."""
+    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine.
+
+    A unicast IPv4 VRRPv3 checksum is summed with `group4` as the destination when `old_checksum` is True
+    (keepalived's old_unicast_checksum); when it is None, that sum is tried after the right one fails, and an
+    advert that passes it says so (old_checksum=True: keepalived then switches to it)."""
     name, src = machine.name, pkt.src
     unicast = not pkt.dst.is_multicast
     if unicast != unicast_mode:
@@ -6545,7 +6593,16 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
         payload = unwrapped
     try:
         if src.version == 4:
-            adv = decode_advert(payload, src, pkt.dst, checksum_as_v2)
+            old = unicast and old_checksum is True and not checksum_as_v2
+            try:
+                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2)
+            except PacketError as exc:
+                if exc.reason != "bad_checksum" or not unicast or old_checksum is not None or checksum_as_v2:
+                    raise
+                adv = decode_advert(payload, src, group4)  # raises the same bad_checksum when that fails too
+                if adv.version != 3:
+                    raise exc from None
+                adv.old_checksum = True
         else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
             adv = decode_advert(payload, family=6)
     except PacketError as exc:
@@ -10760,6 +10817,9 @@ class InstanceRuntime:
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
         self.checksum_as_v2 = False
+        # old_unicast_checksum: a unicast IPv4 VRRPv3 instance sums with the multicast group (True), or switches
+        # to that when a peer does (None: keepalived's default), or never does (False)
+        self.old_checksum: Optional[bool] = False
         self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
         self.adverts_sent = 0
         self.adverts_received = 0
@@ -10957,6 +11017,8 @@ class Daemon:
         machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
+        if rt.unicast and version == 3 and rt.family == 4:
+            rt.old_checksum = {"config": True, "never": False}.get(inst.old_unicast_checksum or "")
         self._attach_hmac(rt)
         if inst.interface is None:
             raise ValueError("no interface")
@@ -11587,7 +11649,8 @@ class Daemon:
                          m.auth_type.value if rt.version == 2 else 0,
                          m.auth_pass if m.auth_type == AuthType.PASS else b"")
         kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
-        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, dst, rt.checksum_as_v2))
+        old = self.g.vrrp_mcast_group4 if rt.old_checksum else None  # old_unicast_checksum: the group's sum
+        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, old or dst, rt.checksum_as_v2))
                 for dst, ttl in rt.targets]
         if rt.ah is not None:
             packets = []
@@ -11982,7 +12045,10 @@ class Daemon:
         styles = {rt.checksum_as_v2 for rt in rts if rt.version == 3}
         v3_checksum = None if len(styles) > 1 else "message" if styles == {True} else "pseudo"
         checksum = all(getattr(rt, "hmac", None) is None for rt in rts)
-        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum))
+        # old_unicast_checksum (or a default instance that may switch to it): the group's sum passes too
+        old = self.g.vrrp_mcast_group4 if any(rt.old_checksum is not False for rt in rts) else None
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum,
+                                                   old))
         # kernel_rx_buf_size (or vrrp_rx_bufs_policy): each instance adds its share to the socket's buffer
         self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(self._rx_buf_share(rt) for rt in rts))
 
@@ -12072,13 +12138,17 @@ class Daemon:
 
         check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
         verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src, rt.checksum_as_v2,
-                                 unwrap)
+                                 unwrap, rt.old_checksum, self.g.vrrp_mcast_group4)
         if verdict is None:
             return
         if isinstance(verdict, Drop):
             self._bad(rt, verdict.reason, verdict.message)
             return
         adv = verdict
+        if adv.old_checksum and rt.old_checksum is None:
+            rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
+            rt.packets.clear()
+            log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
         self._accepted_from(rt, pkt.src, adv)
         if adv.priority and rt.machine.address_mismatch(adv):
             self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
