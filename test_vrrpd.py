@@ -3819,6 +3819,72 @@ def test_interop_with_keepalived(lab, tmp_path, version, unicast, keepalived_mas
     assert "entering master state" in text and "entering backup state" in text
 
 
+
+def test_lab_old_unicast_checksum_interoperates_with_keepalived_both_ways(lab, tmp_path):
+    """keepalived's old_unicast_checksum (a unicast VRRPv3 sum with 224.0.0.18 as the destination, as keepalived
+    1.3.6 and older sent): vrrpd configured with it is heard by keepalived 2.2.7, which switches to it; keepalived
+    configured with it is heard by a default vrrpd, which switches too (keepalived's log line), and neither
+    claims the VIP while the other is MASTER."""
+    require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
+
+    def conf(prio, state, me, peer, old):
+        return _conf(priority=prio, state=state, advert=0.1, instance_extra=(
+            f"    unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}\n"
+            + ("    old_unicast_checksum\n" if old else "")))
+    ns_k, ns_v = lab.host("k", f"{LAB_NET}.1/24"), lab.host("v", f"{LAB_NET}.2/24")
+    switched = "(VI_1) Setting unicast VRRPv3 checksum to old version"
+    # vrrpd MASTER with old_unicast_checksum, keepalived's default BACKUP hears it and switches
+    v = _Node(lab, ns_v, tmp_path, "V", conf(150, "MASTER", f"{LAB_NET}.2", f"{LAB_NET}.1", True))
+    _wait_holders(lab, [v], ["V"], timeout=3)
+    k = _Node(lab, ns_k, tmp_path, "K", conf(100, "BACKUP", f"{LAB_NET}.1", f"{LAB_NET}.2", False), keepalived=True)
+    wait_for(lambda: switched in k.log(), 3, what="keepalived switching to the old checksum")
+    _steady_single_master(lab, [k, v], 1.0)
+    assert _holders(lab, [k, v]) == ["V"] and "invalid vrrpv3 checksum" not in k.log().lower()
+    k.stop()
+    v.stop()
+    # keepalived MASTER with old_unicast_checksum, a default vrrpd BACKUP hears it and switches
+    k = _Node(lab, ns_k, tmp_path, "K2", conf(150, "MASTER", f"{LAB_NET}.1", f"{LAB_NET}.2", True), keepalived=True)
+    _wait_holders(lab, [k], ["K2"], timeout=3)
+    v = _Node(lab, ns_v, tmp_path, "V2", conf(100, "BACKUP", f"{LAB_NET}.2", f"{LAB_NET}.1", False))
+    wait_for(lambda: switched in v.log(), 3, what="vrrpd switching to the old checksum")
+    _steady_single_master(lab, [k, v], 1.0)
+    assert _holders(lab, [k, v]) == ["K2"] and "checksum" not in v.log().replace(switched, "").lower()
+    # a reload raises vrrpd's priority: it preempts with the old sum, which keepalived (expecting it) accepts
+    v.conf.write_text(conf(200, "BACKUP", f"{LAB_NET}.2", f"{LAB_NET}.1", False))
+    v.proc.send_signal(signal.SIGHUP)
+    _wait_holders(lab, [k, v], ["V2"], timeout=3)
+    _steady_single_master(lab, [k, v], 1.0)
+    assert "invalid vrrpv3 checksum" not in k.log().lower()
+    v.stop()
+    k.stop()
+
+
+def test_old_unicast_checksum_receive_checks_and_kernel_filter():
+    """The old sum (group as the pseudo-header destination) passes only where keepalived takes it: always with
+    old_unicast_checksum, as a switch by default, never with `never`; the kernel filter lets both sums through
+    exactly when an instance on the socket could take the old one."""
+    me, peer, group = IP4("10.0.0.1"), IP4("10.0.0.2"), IP4("224.0.0.18")
+    adv = vrrpd.VrrpAdvert(3, 51, 200, [IP4("10.0.0.100")], 1.0)
+    old = vrrpd.Received(peer, me, 255, vrrpd.encode_advert(adv, peer, group))
+    new = vrrpd.Received(peer, me, 255, vrrpd.encode_advert(adv, peer, me))
+    unicast = [vrrpd.UnicastPeer(peer)]
+
+    def check(pkt, mode):
+        return vrrpd.receive_checks(pkt, _rx_machine(4), True, unicast, old_checksum=mode)
+    assert check(old, None).old_checksum is True and check(new, None).old_checksum is False
+    assert check(old, True).old_checksum is False  # expected, not a switch
+    assert check(old, False).reason == "bad_checksum" and check(new, True).reason == "bad_checksum"
+    for style, old_passes in ((None, False), (group, True)):
+        prog = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2, 3], [51], True, "pseudo", style))
+        raw = [vrrpd.encode_ipv4(peer, me, pkt.payload, ttl=255) for pkt in (new, old)]
+        assert _run_bpf(prog, raw[0]) != 0 and (_run_bpf(prog, raw[1]) != 0) == old_passes
+        bad = bytearray(raw[1])
+        bad[-1] ^= 1
+        assert _run_bpf(prog, bytes(bad)) == 0
+        v2 = vrrpd.encode_ipv4(peer, me, vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 51, 9, [IP4("10.0.0.100")], 1.0)),
+                               ttl=255)
+        assert _run_bpf(prog, v2) != 0
+
 # The start of the lab's hostile senders: a raw VRRP sender (tx, IP header ours) and a receiver of the group (rx)
 # on eth0, with vrrpd importable from argv[1].
 RAW_VRRP_PEER = r"""
@@ -8774,6 +8840,60 @@ def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir
     assert "   Priority = 120" in (saved / f"vrrpd.{pid}.1.post").read_text()
     assert "priority 120" in (saved / f"vrrpd.conf.{pid}.2").read_text()
     assert "virtual_router_id 300" in (saved / f"vrrpd.conf.{pid}.1").read_text()
+
+
+def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
+    """json_version 1|2: the JSON dump (SIGRTMIN+2) in keepalived's layout, for the tools that read keepalived.json.
+    The real keepalived writes its dump of the same configuration first; vrrpd's has every key of it (2.2.7's are
+    a subset of 2.4.3's), with the same values where they describe the configuration and the state."""
+    import json
+
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    body = _conf(priority=150, state="MASTER",
+                 instance_extra=(f"    virtual_ipaddress_excluded {{\n        {LAB_NET}.101/24\n    }}\n"
+                                 "    track_script {\n        chk\n    }\n    notify_master \"/bin/true master\"\n"))
+    body = "vrrp_script chk {\n    script /bin/true\n    interval 1\n}\n" + body
+    require(os.path.exists(KEEPALIVED), "needs keepalived (apt-get install keepalived)")
+    (tmp_path / "ka").mkdir()
+    ka = _Node(lab, ns, tmp_path, "K", body, keepalived=True, env=dict(os.environ, TMPDIR=str(tmp_path / "ka")))
+    wait_for(lambda: lab.has_address(ns, VIP), 10, what="keepalived's VIP")
+    time.sleep(0.5)
+    os.kill(int((tmp_path / "K.vrrp.pid").read_text()), signal.SIGRTMIN + 2)
+    theirs_path = tmp_path / "ka" / "keepalived.json"
+    wait_for(lambda: theirs_path.exists() and theirs_path.read_text().rstrip().endswith("]"), 5, what="keepalived.json")
+    theirs = json.loads(theirs_path.read_text())
+    assert ka.stop() == 0
+    wait_for(lambda: not lab.has_address(ns, VIP), 5, what="keepalived gone")
+
+    out = tmp_path / "ours" / "keepalived.json"
+    out.parent.mkdir()
+    extra = f"    json_version 1\n    json_dump_file {out}\n"
+    node = _OpsNode(lab, ns, tmp_path, "A", body.replace("vrrp_version 3\n", "vrrp_version 3\n" + extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="vrrpd's VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    time.sleep(0.5)
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: out.exists(), 5, what="vrrpd's keepalived.json")
+    ours = json.loads(out.read_text())
+    assert isinstance(ours, list) and len(ours) == len(theirs) == 1
+    (t_data, t_stats), (o_data, o_stats) = (theirs[0]["data"], theirs[0]["stats"]), (ours[0]["data"], ours[0]["stats"])
+    assert set(t_data) <= set(o_data), set(t_data) - set(o_data)
+    assert set(t_stats) <= set(o_stats), set(t_stats) - set(o_stats)
+    differ = {k: (t_data[k], o_data[k]) for k in t_data if k != "last_transition" and t_data[k] != o_data[k]}
+    assert not differ, differ
+    assert o_stats["become_master"] == t_stats["become_master"] == 1 and o_stats["advert_sent"] > 0
+    assert abs(o_data["last_transition"] - time.time()) < 30
+    # json_version 2: the same array under "vrrp", and the tracked processes beside it
+    node.reload(node.conf.read_text().replace("json_version 1", "json_version 2")
+                + "vrrp_track_process tp {\n    process no-such-program-here\n    weight 10\n}\n")
+    out.unlink()
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: out.exists(), 5, what="the version 2 dump")
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"vrrp", "track_process"} and doc["vrrp"][0]["data"]["iname"] == "VI_1"
+    assert doc["track_process"] == [{"process": "no-such-program-here", "param_match": "none", "min_processes": 1,
+                                     "current_processes": 0, "have_quorum": False, "weight": 10,
+                                     "terminate_delay": 0.0, "fork_delay": 0.0, "full_command": False}]
 
 
 def test_reload_time_formats_are_keepalived_s():

@@ -413,6 +413,7 @@ class GlobalDefs:
     # these two and still writes $TMPDIR/keepalived.stats and .json: vrrpd does what they say)
     stats_dump_file: Optional[str] = None
     json_dump_file: Optional[str] = None
+    json_version: Optional[int] = None  # 1|2: the JSON dump in keepalived's layout of that version; None: vrrpd's
     # reload: reload_check_config LOG_FILE (the new file's problems are written there; "/dev/null" when bare),
     # reload_file (there while the files are read; "" means the default next to the pid file),
     # reload_time_file (a reload at the time it holds) and reload_repeat (keep the file: every day at that time),
@@ -639,6 +640,7 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    old_unicast_checksum: Optional[str] = None  # "config" (always), "never"; None: switch if the peer does
     debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
     unicast_fault_no_peer: bool = False
@@ -3147,6 +3149,7 @@ def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
         p.warning(kw, problem)
 
 
+_kw(_G, "json_version", _h_int("json_version", 1, 2))
 _kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
 _kw(_G, "reload_file", _g_reload_file, (0, 1))
 _kw(_G, "reload_time_file", _h_str("reload_time_file"))
@@ -3232,7 +3235,7 @@ _accept_only(_G, "checker_log_all_failures "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
-             "json_version vmac_addr_prefix "
+             "vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "linkbeat_use_polling no_checker_emails process_names process_name "
@@ -3242,6 +3245,13 @@ _accept_only(_G, "checker_log_all_failures "
              "rs_init_notifies")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
+
+
+def _i_old_unicast_checksum(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """keepalived 1.3.6 and older summed a unicast VRRPv3 advert's pseudo-header with the multicast group as its
+    destination. `old_unicast_checksum`: send and expect that sum; `never`: do not switch to it on hearing a peer
+    that uses it (keepalived's default switches)."""
+    inst.old_unicast_checksum = "never" if args else "config"
 
 
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -3473,7 +3483,8 @@ _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum")
+_kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
                                                     supported=False)
@@ -4823,6 +4834,7 @@ class VrrpAdvert:
     auth_type: int = 0
     auth_data: bytes = b""
     checksum: int = 0
+    old_checksum: bool = False  # a unicast v3 advert summed with the multicast group (old_unicast_checksum)
 
 
 def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
@@ -4980,6 +4992,9 @@ class RxFilter:
     # the pseudo-header ("pseudo") or the message alone ("message", v3_checksum_as_v2); None: leave v3 to user space
     checksum: bool = False
     v3_checksum: Optional[str] = "pseudo"
+    # also accept a v3 pseudo-header sum with this address (an int) as the destination: keepalived's
+    # old_unicast_checksum, the multicast group in the sum of a unicast advert; 0: no
+    old_group: int = 0
 
     def describe(self) -> str:
         versions = ",".join(str(k >> 4) for k in self.kinds)
@@ -4989,19 +5004,23 @@ class RxFilter:
 
 
 def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]], checksum: bool = False,
-                  v3_checksum: Optional[str] = "pseudo") -> RxFilter:
+                  v3_checksum: Optional[str] = "pseudo", old_group: Optional[IPAddress] = None) -> RxFilter:
     """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
     kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
     # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
     min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
     return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length,
-                    checksum and family == 4, v3_checksum)
+                    checksum and family == 4, v3_checksum,
+                    int(old_group) if old_group is not None and v3_checksum == "pseudo" else 0)
 
 
 def _checksum_program(f: RxFilter, op: Any) -> None:
     """The IPv4 checksum test: the one's complement sum of the VRRP message (v3: with the pseudo-header) must
     be 0xFFFF. Unrolled (classic BPF has no loops) up to BPF_CHECKSUM_MAX bytes; an IP header with options, an
-    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0]."""
+    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0].
+    With `old_group` the v3 sum is taken without the destination (M[2], M[3]=1 on that path) and passes with the
+    packet's destination or with old_group."""
+    old = f.old_group
     op(BPF_LD | BPF_B | BPF_ABS, 0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x45, jt=1)  # IP options: no fixed offsets, user space checks
     op(BPF_JMP | BPF_JA, "accept")
@@ -5012,6 +5031,9 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
     op(BPF_JMP | BPF_JGT | BPF_K, BPF_CHECKSUM_MAX, jf=1)
     op(BPF_JMP | BPF_JA, "accept")
     op(BPF_LDX | BPF_W | BPF_IMM, 0)
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 0)
+        op(BPF_ST, 3)
     op(BPF_LD | BPF_B | BPF_ABS, IPV4_HEADER.size)  # version
     op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x30, jf=1)  # v2: the message alone
@@ -5021,7 +5043,10 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_JMP | BPF_JA, "pseudo" if f.v3_checksum == "pseudo" else "message")
     op(BPF_JMP | BPF_JA, "message")
     op.label("pseudo")
-    for offset in (12, 14, 16, 18):  # source and destination addresses
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 1)
+        op(BPF_ST, 3)
+    for offset in (12, 14) if old else (12, 14, 16, 18):  # source and destination addresses
         op(BPF_LD | BPF_H | BPF_ABS, offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
@@ -5038,16 +5063,35 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_LD | BPF_H | BPF_ABS, IPV4_HEADER.size + offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    def fold() -> None:
+        for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_RSH | BPF_K, 16)
+            op(BPF_ST, 1)
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
+            op(BPF_LDX | BPF_W | BPF_MEM, 1)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+
     op.label("fold")
-    for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+    if old:
+        op(BPF_LD | BPF_W | BPF_MEM, 3)
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, jt="fold_message")
         op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_RSH | BPF_K, 16)
-        op(BPF_ST, 1)
-        op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
-        op(BPF_LDX | BPF_W | BPF_MEM, 1)
+        op(BPF_ST, 2)  # the sum without a destination
+        for offset in (16, 18):  # the packet's destination
+            op(BPF_LD | BPF_H | BPF_ABS, offset)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+        fold()
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept")
+        op(BPF_LDX | BPF_W | BPF_MEM, 2)  # else the old one: the multicast group as the destination
+        op(BPF_LD | BPF_W | BPF_IMM, (old >> 16) + (old & 0xFFFF))
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    op.label("fold_message")
+    fold()
     op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept", jf="drop_checksum")
 
 
@@ -6555,14 +6599,20 @@ class Drop:
 
 def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peers: List[UnicastPeer],
                    check_unicast_src: bool = False, checksum_as_v2: bool = False,
-                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None) -> Union[VrrpAdvert, Drop, None]:
+                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None,
+                   old_checksum: Optional[bool] = False,
+                   group4: IPAddress = VRRP_MCAST_GROUP4) -> Union[VrrpAdvert, Drop, None]:
     """RFC 5798 section 7.1 for one instance, either family, unicast or multicast: the advert, or why not.
 
     In keepalived's order: the mode (unicast vs multicast), the TTL/hop limit (255 for multicast, the
     peer's min_ttl..max_ttl for unicast), the unicast source, `unwrap` (auth_hmac: the message without its
     trailer, None when it dropped and counted the advert itself), the message (version, type, length,
     checksum, interval), then the instance's own rules (version, v2 authentication and interval). AH is
-    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine."""
+    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine.
+
+    A unicast IPv4 VRRPv3 checksum is summed with `group4` as the destination when `old_checksum` is True
+    (keepalived's old_unicast_checksum); when it is None, that sum is tried after the right one fails, and an
+    advert that passes it says so (old_checksum=True: keepalived then switches to it)."""
     name, src = machine.name, pkt.src
     unicast = not pkt.dst.is_multicast
     if unicast != unicast_mode:
@@ -6585,7 +6635,16 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
         payload = unwrapped
     try:
         if src.version == 4:
-            adv = decode_advert(payload, src, pkt.dst, checksum_as_v2)
+            old = unicast and old_checksum is True and not checksum_as_v2
+            try:
+                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2)
+            except PacketError as exc:
+                if exc.reason != "bad_checksum" or not unicast or old_checksum is not None or checksum_as_v2:
+                    raise
+                adv = decode_advert(payload, src, group4)  # raises the same bad_checksum when that fails too
+                if adv.version != 3:
+                    raise exc from None
+                adv.old_checksum = True
         else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
             adv = decode_advert(payload, family=6)
     except PacketError as exc:
@@ -10800,6 +10859,9 @@ class InstanceRuntime:
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
         self.checksum_as_v2 = False
+        # old_unicast_checksum: a unicast IPv4 VRRPv3 instance sums with the multicast group (True), or switches
+        # to that when a peer does (None: keepalived's default), or never does (False)
+        self.old_checksum: Optional[bool] = False
         self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
         self.adverts_sent = 0
         self.adverts_received = 0
@@ -10997,6 +11059,8 @@ class Daemon:
         machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
+        if rt.unicast and version == 3 and rt.family == 4:
+            rt.old_checksum = {"config": True, "never": False}.get(inst.old_unicast_checksum or "")
         self._attach_hmac(rt)
         if inst.interface is None:
             raise ValueError("no interface")
@@ -11627,7 +11691,8 @@ class Daemon:
                          m.auth_type.value if rt.version == 2 else 0,
                          m.auth_pass if m.auth_type == AuthType.PASS else b"")
         kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
-        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, dst, rt.checksum_as_v2))
+        old = self.g.vrrp_mcast_group4 if rt.old_checksum else None  # old_unicast_checksum: the group's sum
+        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, old or dst, rt.checksum_as_v2))
                 for dst, ttl in rt.targets]
         if rt.ah is not None:
             packets = []
@@ -12022,7 +12087,10 @@ class Daemon:
         styles = {rt.checksum_as_v2 for rt in rts if rt.version == 3}
         v3_checksum = None if len(styles) > 1 else "message" if styles == {True} else "pseudo"
         checksum = all(getattr(rt, "hmac", None) is None for rt in rts)
-        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum))
+        # old_unicast_checksum (or a default instance that may switch to it): the group's sum passes too
+        old = self.g.vrrp_mcast_group4 if any(rt.old_checksum is not False for rt in rts) else None
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum,
+                                                   old))
         # kernel_rx_buf_size (or vrrp_rx_bufs_policy): each instance adds its share to the socket's buffer
         self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(self._rx_buf_share(rt) for rt in rts))
 
@@ -12112,13 +12180,17 @@ class Daemon:
 
         check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
         verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src, rt.checksum_as_v2,
-                                 unwrap)
+                                 unwrap, rt.old_checksum, self.g.vrrp_mcast_group4)
         if verdict is None:
             return
         if isinstance(verdict, Drop):
             self._bad(rt, verdict.reason, verdict.message)
             return
         adv = verdict
+        if adv.old_checksum and rt.old_checksum is None:
+            rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
+            rt.packets.clear()
+            log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
         self._accepted_from(rt, pkt.src, adv)
         if adv.priority and rt.machine.address_mismatch(adv):
             self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
@@ -13970,6 +14042,123 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
     return "\n".join(lines) + "\n"
 
 
+_KEEPALIVED_STATE_NUMBER = {State.INIT: 0, State.BACKUP: 1, State.MASTER: 2, State.FAULT: 3}
+# vrrpd's reasons for a dropped advert -> keepalived's counter (vrrp_json.c, vrrp_stats), by the words they hold
+_KEEPALIVED_BAD_COUNTERS = (("hmac", "auth_ext_invalid_hmac"), ("replay", "auth_ext_replay"),
+                            ("length", "packet_len_err"), ("short", "packet_len_err"), ("truncated", "packet_len_err"),
+                            ("interval", "advert_interval_err"), ("ttl", "ip_ttl_err"), ("type", "invalid_type_rcvd"),
+                            ("version", "invalid_type_rcvd"), ("addr", "addr_list_err"), ("vip", "addr_list_err"),
+                            ("auth_mismatch", "authtype_mismatch"), ("auth", "auth_failure"), ("ah_", "auth_failure"))
+_KEEPALIVED_STATS = ("advert_rcvd", "advert_sent", "become_master", "release_master", "packet_len_err",
+                     "advert_interval_err", "ip_ttl_err", "invalid_type_rcvd", "addr_list_err", "invalid_authtype",
+                     "authtype_mismatch", "auth_failure", "auth_ext_missing", "auth_ext_malformed",
+                     "auth_ext_unknown_key", "auth_ext_invalid_hmac", "auth_ext_stale", "auth_ext_replay",
+                     "pri_zero_rcvd", "pri_zero_sent")
+
+
+def _keepalived_ip(v: VirtualIP, ifname: Optional[str], is_set: bool) -> str:
+    """A VIP as keepalived's format_ipaddress writes it in its JSON dump."""
+    text = str(v.address) + (f" brd {v.brd}" if v.brd is not None else "") + f" dev {v.dev or ifname}"
+    text += f" scope {v.scope}" + (f" label {v.label}" if v.label else "")
+    text += (f" peer {v.peer}/{v.address.network.prefixlen}" if v.peer is not None else "")
+    text += (" -nodad" if v.nodad else "") + (" no_track" if v.no_track else "")
+    return text + (" set" if is_set else "")
+
+
+def _keepalived_cmd(cmd: Command) -> str:
+    """A script as keepalived's cmd_str writes it: each word in single quotes, the program's full path."""
+    argv = list(cmd.argv)
+    if argv and not argv[0].startswith(("<", ">")):
+        found = find_script(argv[0])
+        argv[0] = os.path.realpath(found) if found else argv[0]  # keepalived resolves it (check_script_secure)
+    return " ".join(a if not i and a[:1] in "<>" else "'" + a.replace("'", "'\\''") + "'"
+                    for i, a in enumerate(argv))
+
+
+def keepalived_json(daemon: Daemon, version: int) -> Any:
+    """The JSON dump in keepalived's layout (vrrp_json.c) for json_version 1 or 2, for the tools that read
+    keepalived.json: version 1 is an array with one {"data", "stats"} object per instance; version 2 puts that
+    array in an object under "vrrp", with "track_process" beside it (when there are any)."""
+    g, instances = daemon.g, []
+
+    def some(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    for rt in daemon.runtimes:
+        inst, m = rt.inst, rt.machine
+        delay, repeat, refresh, rrepeat = daemon._garp_params(rt)
+        strict = some(inst.strict_mode, g.vrrp_strict)
+        data: Dict[str, Any] = {
+            "iname": inst.name, "dont_track_primary": int(inst.dont_track_primary),
+            "skip_check_adv_addr": int(some(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
+            "strict_mode": int(strict), "vmac_ifname": inst.vmac_name or "", "ifp_ifname": inst.interface or "",
+            "master_priority": m.master_priority or 0,
+            "last_transition": rt.history[-1]["time"] if rt.history else 0.0,
+            "garp_delay": delay, "garp_refresh": int(refresh), "garp_rep": repeat, "garp_refresh_rep": rrepeat,
+            "garp_lower_prio_delay": int(some(inst.garp_lower_prio_delay, some(g.vrrp_garp_lower_prio_delay, delay))),
+            "garp_lower_prio_rep": some(inst.garp_lower_prio_repeat, some(g.vrrp_garp_lower_prio_repeat, repeat)),
+            "lower_prio_no_advert": int(some(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
+            "higher_prio_send_advert": int(some(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            "vrid": m.vrid, "base_priority": m.priority, "effective_priority": m.effective_priority,
+            "vipset": bool(m.vips_set), "promote_secondaries": inst.promote_secondaries,
+            "adver_int": m.advert_int, "master_adver_int": m.master_adver_int,
+            "accept": int(some(inst.accept, not strict)), "nopreempt": inst.nopreempt,
+            "preempt_delay": int(inst.preempt_delay), "state": _KEEPALIVED_STATE_NUMBER.get(m.state, 0),
+            "wantstate": _KEEPALIVED_STATE_NUMBER.get(m.state, 0), "version": rt.version,
+            "smtp_alert": bool(some(inst.smtp_alert, some(g.smtp_alert_vrrp, some(g.smtp_alert, False)))),
+            "notify_deleted": inst.notify_deleted is not None,
+        }
+        for key, cmd in (("script_backup", inst.notify_backup), ("script_master", inst.notify_master),
+                         ("script_fault", inst.notify_fault), ("script_stop", inst.notify_stop),
+                         ("script_deleted", inst.notify_deleted), ("script", inst.notify),
+                         ("script_master_rx_lower_pri", inst.notify_master_rx_lower_pri)):
+            if cmd is not None:
+                data[key] = _keepalived_cmd(cmd)
+        lists = (("vips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress]),
+                 ("evips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress_excluded]),
+                 ("vroutes", [str(r) for r in inst.virtual_routes]), ("vrules", [str(r) for r in inst.virtual_rules]),
+                 ("track_ifp", [r.name for r in inst.track_interface]),
+                 ("track_script", [_keepalived_cmd(daemon.config.vrrp_scripts[r.name].script) for r in inst.track_script
+                                   if r.name in daemon.config.vrrp_scripts
+                                   and daemon.config.vrrp_scripts[r.name].script is not None]),
+                 ("track_process", [" ".join(daemon.config.track_processes[r.name].process) for r in
+                                    inst.track_process if r.name in daemon.config.track_processes]))
+        data.update((key, values) for key, values in lists if values)
+        data["auth_type"] = {AuthType.NONE: 0, AuthType.PASS: 1}.get(inst.auth_type, 2)
+        if inst.auth_type is not AuthType.NONE:
+            data["auth_data"] = "********"
+        stats = dict.fromkeys(_KEEPALIVED_STATS, 0)
+        stats.update(advert_rcvd=rt.adverts_received, advert_sent=rt.adverts_sent,
+                     become_master=rt.entered.get("MASTER", 0), release_master=rt.released_master,
+                     pri_zero_rcvd=rt.priority_zero_received, pri_zero_sent=rt.priority_zero_sent)
+        for reason, count in rt.bad_packets.items():
+            counter = next((c for word, c in _KEEPALIVED_BAD_COUNTERS if word in reason), None)
+            if counter is not None:
+                stats[counter] += count
+        instances.append({"data": data, "stats": stats})
+    if version == 1:
+        return instances
+    doc: Dict[str, Any] = {"vrrp": instances}
+    tracked = daemon.tracking.status().get("track_process", {})
+    processes = []
+    for name, tp in daemon.config.track_processes.items():
+        now = tracked.get(name, {})
+        entry: Dict[str, Any] = {"process": tp.process[0] if tp.process else ""}
+        if len(tp.process) > 1:
+            entry["parameters"] = " ".join(tp.process[1:])
+        entry.update(param_match=tp.param_match if len(tp.process) > 1 else "none", min_processes=tp.quorum)
+        if tp.quorum_max is not None:
+            entry["max_processes"] = tp.quorum_max
+        entry.update(current_processes=now.get("count", 0), have_quorum=now.get("state") == "UP",
+                     weight=-tp.weight if tp.weight_reverse else tp.weight,
+                     terminate_delay=some(tp.terminate_delay, tp.delay), fork_delay=some(tp.fork_delay, tp.delay),
+                     full_command=tp.full_command)
+        processes.append(entry)
+    if processes:
+        doc["track_process"] = processes
+    return doc
+
+
 def format_stats(status: Dict[str, Any]) -> str:
     """SIGUSR2: per-instance counters, in keepalived's /tmp/keepalived.stats layout."""
     lines: List[str] = []
@@ -14422,6 +14611,8 @@ class Operator:
                 text = format_data_dump(self.d, {"config_file": self.config_file, "reloads": self.reloads})
             elif kind == "stats":
                 text = format_stats(self.d.status())
+            elif self.d.g.json_version:  # keepalived's layout, for the tools that read keepalived.json
+                text = json_text(keepalived_json(self.d, self.d.g.json_version)) + "\n"
             else:
                 text = json_text(self.status()) + "\n"
             _atomic_write(path, text)
