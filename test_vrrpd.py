@@ -8868,7 +8868,8 @@ def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
     out = tmp_path / "ours" / "keepalived.json"
     out.parent.mkdir()
     extra = f"    json_version 1\n    json_dump_file {out}\n"
-    node = _OpsNode(lab, ns, tmp_path, "A", body.replace("vrrp_version 3\n", "vrrp_version 3\n" + extra))
+    node = _Node(lab, ns, tmp_path, "A", body.replace("vrrp_version 3\n", "vrrp_version 3\n" + extra),
+                 control=True, wait=False)
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="vrrpd's VIP")
     wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
     time.sleep(0.5)
