@@ -6086,6 +6086,7 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
+
 class Event(enum.Enum):
     """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
     set_fault, force_state, release_master, shutdown) say which of these happened, TRANSITIONS does the rest."""
@@ -8004,43 +8005,29 @@ class Rtnetlink(NetlinkSocket):
         else:
             payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
             flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-        try:
-            self.request(RTM_NEWADDR, flags, payload)
-        except NetlinkError as exc:
-            if exc.errno == errno.EEXIST:
-                return False
-            raise
-        return True
+        return self._change(RTM_NEWADDR, flags, payload, (errno.EEXIST,))
 
     def del_address(self, index: int, vip: VirtualIP) -> bool:
         """Delete a VIP; False when it was not there."""
         payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer)
-        try:
-            self.request(RTM_DELADDR, NLM_F_ACK, payload)
-        except NetlinkError as exc:
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
-                return False
-            raise
-        return True
+        return self._change(RTM_DELADDR, NLM_F_ACK, payload, (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV))
 
     def route(self, route: Route, ifindex: Callable[[str], int], add: bool, replace: bool = False) -> bool:
         """Add (or delete) one route; False when it was already there (or already gone)."""
-        msg_type, flags, payload = route_request(route, ifindex, delete=not add, replace=replace)
-        try:
-            self.request(msg_type, flags, payload)
-        except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
-                return False
-            raise
-        return True
+        return self._change(*route_request(route, ifindex, delete=not add, replace=replace),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
 
     def rule(self, rule: Rule, add: bool) -> bool:
         """Add (or delete) one policy-routing rule; False when it was already there (or already gone)."""
-        msg_type, flags, payload = rule_request(rule, delete=not add)
+        return self._change(*rule_request(rule, delete=not add),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
+
+    def _change(self, msg_type: int, flags: int, payload: bytes, done_already: Tuple[int, ...]) -> bool:
+        """One change request; False when the kernel answers that it is done already (an errno in done_already)."""
         try:
             self.request(msg_type, flags, payload)
         except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+            if exc.errno in done_already:
                 return False
             raise
         return True
@@ -10594,18 +10581,8 @@ class Notifier:
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
         """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
-        specific = {State.MASTER: inst.notify_master, State.BACKUP: inst.notify_backup,
-                    State.FAULT: inst.notify_fault, State.STOP: inst.notify_stop}.get(state)
-        key = f"INSTANCE {inst.name}"
-        if specific is not None:
-            self._queue(key, specific, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, state.value, str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
-            subject, body = _VRRP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, f"notify_{state.value.lower()}", None),
+                        inst.notify, inst.smtp_alert, _VRRP_MAIL.get(state))
 
     def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
                               groups: List[Dict[str, Any]]) -> None:
@@ -10621,30 +10598,27 @@ class Notifier:
         if inst.notify_deleted is None:
             self.vrrp_instance(inst, State.FAULT, priority)
             return
-        key = f"INSTANCE {inst.name}"
-        self._queue(key, inst.notify_deleted, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, "DELETED", str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "DELETED", priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
-            self._mail(key, "DELETED", f"[{gd.router_id}] VRRP Instance {inst.name} - Deleted",
-                       "=> VRRP Deleted at reload <=")
+        self._vrrp_news("INSTANCE", inst.name, "DELETED", priority, inst.notify_deleted, inst.notify, inst.smtp_alert,
+                        ("Deleted", "=> VRRP Deleted at reload <="))
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
-        specific = {State.MASTER: group.notify_master, State.BACKUP: group.notify_backup,
-                    State.FAULT: group.notify_fault, State.STOP: group.notify_stop}.get(state)
-        key = f"GROUP {group.name}"
+        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, f"notify_{state.value.lower()}", None),
+                        group.notify, group.smtp_alert, _GROUP_MAIL.get(state))
+
+    def _vrrp_news(self, kind: str, name: str, state: Union[State, str], priority: int, specific: Optional[Command],
+                   notify: Optional[Command], smtp_alert: Optional[bool], mail: Optional[Tuple[str, str]]) -> None:
+        """What an instance's or group's news sets going: the state's own script, `notify KIND NAME STATE
+        PRIORITY`, the FIFO line and, with smtp_alert, the mail (subject, body)."""
+        key, what = f"{kind} {name}", state.value if isinstance(state, State) else state
         if specific is not None:
             self._queue(key, specific, [])
-        if group.notify is not None:
-            self._queue(key, group.notify, ["GROUP", group.name, state.value, "0"])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group.name, state.value, 0))
+        if notify is not None:
+            self._queue(key, notify, [kind, name, what, str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line(kind, name, what, priority))
         gd = self.config.global_defs
-        if smtp_alert_wanted(group.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _GROUP_MAIL:
-            subject, body = _GROUP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Group {group.name} - {subject}", body)
+        if mail is not None and smtp_alert_wanted(smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
+            self._mail(key, state, f"[{gd.router_id}] VRRP {kind.title()} {name} - {mail[0]}", mail[1])
 
     def vrrp_master_rx_lower_pri(self, inst: VrrpInstance, priority: int) -> None:
         """The MASTER received a lower-priority advert: notify_master_rx_lower_pri and the FIFO."""
