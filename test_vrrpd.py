@@ -423,6 +423,7 @@ class FakeKernel(vrrpd.Kernel):
         self.held, self.calls, self.announced, self.sockets = set(), [], [], {}
         self.monitor_ = FakeMonitor()
         self.firewall_ = None
+        self.igmp_reports = "1"
 
     def rtnetlink(self):
         return FakeRtnl(self)
@@ -440,9 +441,14 @@ class FakeKernel(vrrpd.Kernel):
     def vmacs(self, rtnl):
         return FakeVmacs(self)
 
-    def firewall(self, table):
+    def firewall(self, table, priority=-1, counters=False):
         self.firewall_ = FakeFirewall(table)
+        self.firewall_.style = (priority, counters)
         return self.firewall_
+
+    def igmp_link_local_reports(self, value=None):
+        old, self.igmp_reports = self.igmp_reports, value or self.igmp_reports
+        return old
 
     def sent(self, family=4, ifname="eth0"):
         """Every packet sent on the interface's VRRP socket of that family: [(src, dst, packet)]."""
@@ -937,8 +943,38 @@ def test_include_loop_is_reported_once_and_terminates(tmp_path):
 def test_include_without_match_warns_and_includem_errors(tmp_path):
     (tmp_path / "m.conf").write_text(MINIMAL + "include nothing-*.conf\nincludem missing.conf\n")
     config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
-    got = {(d.line, d.severity) for d in diags if "matches no file" in d.message}
-    assert got == {(8, vrrpd.Severity.WARNING), (9, vrrpd.Severity.ERROR)}
+    got = {(d.line, d.severity, d.message) for d in diags if "onfig files" in d.message}
+    assert got == {(8, vrrpd.Severity.WARNING, "No config files matched 'nothing-*.conf'."),
+                   (9, vrrpd.Severity.ERROR, "Config files missing 'missing.conf'.")}
+
+
+def test_include_check_makes_include_problems_errors_as_keepalived_does(tmp_path):
+    (tmp_path / "ok.conf").write_text("")
+    (tmp_path / "exec.conf").write_text("")
+    (tmp_path / "exec.conf").chmod(0o755)
+    includes = "include missing.conf\ninclude none-*.conf\ninclude {ok,gone}.conf\ninclude exec.conf\n"
+
+    def problems(words=None):
+        head = "" if words is None else f"global_defs {{\n    include_check {words}\n}}\n"
+        (tmp_path / "m.conf").write_text(head + includes + MINIMAL)
+        _config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
+        return {(d.line - head.count("\n"), d.severity.value) for d in diags}
+
+    # plain include: every problem is said, none is an error (an executable file is skipped all the same)
+    assert problems() == {(1, "warning"), (2, "warning"), (3, "warning"), (4, "warning")}
+    assert problems("") == {(1, "error"), (2, "error"), (3, "error"), (4, "error")}  # every check
+    assert problems("read") == {(1, "warning"), (2, "warning"), (3, "warning"), (4, "error")}
+    assert problems("match") == {(1, "error"), (2, "warning"), (3, "warning"), (4, "error")}
+    assert problems("+wildcard_match") == {(1, "warning"), (2, "error"), (3, "warning"), (4, "warning")}
+    assert problems("brace_match -read") == {(1, "warning"), (2, "warning"), (3, "error"), (4, "warning")}
+    # an included file cannot change the checks of the file that includes it
+    (tmp_path / "sets.conf").write_text("global_defs {\n    include_check\n}\n")
+    (tmp_path / "m.conf").write_text("include sets.conf\ninclude missing.conf\n" + MINIMAL)
+    _config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
+    assert [(d.line, d.severity.value) for d in diags if "missing" in d.message] == [(2, "warning")]
+    _config, diags = parse_ok("global_defs {\n include_check match bogus +nope\n}\n" + MINIMAL)
+    assert [d.message for d in diags] == ["Duplicate include_check 'bogus' specified - ignoring",
+                                          "Unknown include_check type 'nope' - ignoring"]
 
 
 def test_unreadable_file_is_an_error_diagnostic(tmp_path):
@@ -4164,6 +4200,115 @@ def test_nft_ruleset_drops_traffic_to_vips_and_goes_away(lab):
     assert "vrrpd" not in lab.run(node, ["nft", "list", "tables"]).stdout
     assert lab.run(client, ping, check=False).returncode == 0
 
+
+
+def test_lab_nftables_name_priority_and_counters_shape_the_strict_mode_table(lab, tmp_path):
+    """keepalived's nftables NAME, nftables_priority and nftables_counters: the no_accept table has that name, its
+    chains hook at that priority, and each drop rule counts what it dropped (here a client's pings to the VIP)."""
+    require(shutil.which("nft") is not None, "needs nft")
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    conf = _conf(priority=150, state="MASTER", version=2, advert=1, global_extra=(
+        "    vrrp_strict\n    nftables ka_test\n    nftables_priority -7\n    nftables_counters\n"))
+    node = _Node(lab, ns, tmp_path, "A", conf)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(client, ["ping", "-c2", "-i0.2", "-W1", VIP], check=False).returncode != 0  # dropped
+    listing = lab.run(ns, ["nft", "list", "table", "inet", "ka_test"]).stdout
+    assert "type filter hook input priority filter - 7; policy accept;" in listing, listing  # filter is 0
+    assert "type filter hook output priority filter - 7; policy accept;" in listing, listing
+    counted = [int(n) for n in re.findall(r"ip daddr @vips4 counter packets (\d+) bytes \d+ drop", listing)]
+    assert counted and counted[0] >= 2, listing
+    assert "vrrpd" not in lab.run(ns, ["nft", "list", "tables"]).stdout
+    node.stop()
+    assert "ka_test" not in lab.run(ns, ["nft", "list", "tables"]).stdout
+
+
+def test_nftables_without_a_name_is_keepalived_and_the_ruleset_has_no_counters_by_default():
+    config, diags = parse_ok("global_defs {\n    nftables\n}\n" + MINIMAL)
+    assert config.global_defs.nftables == "keepalived" and config.global_defs.nftables_priority == -1
+    plain = vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")])
+    assert "counter" not in plain and "priority -1;" in plain
+    counted = vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "t", 5, True)
+    assert counted.count("counter drop") == 4 and "priority 5;" in counted
+
+
+def test_lab_disable_local_igmp_stops_link_local_igmp_reports_while_running(lab, tmp_path):
+    """keepalived's disable_local_igmp: net.ipv4.igmp_link_local_mcast_reports is 0 while the daemon runs (no IGMP
+    report for 224.0.0.18 leaves), and 1 again after it stops."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    sysctl = ["sysctl", "-n", "net.ipv4.igmp_link_local_mcast_reports"]
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra="    disable_local_igmp\n"))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(ns, sysctl).stdout.strip() == "0"
+    node.stop()
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
+
+
+def _daemon_sockets(pid):
+    """The sockets of process `pid`, as the kernel has them: [(family, type, protocol, address, SO_RCVBUF)], each
+    read through a copy of the process's descriptor (pidfd_getfd, Linux 5.6) - nothing the daemon says itself."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    found = []
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            fd = libc.syscall(438, pidfd, int(name), 0)  # SYS_pidfd_getfd
+            if fd < 0:
+                continue
+            sock = socket.socket(fileno=fd)
+            try:
+                address = sock.getsockname()
+            except OSError:
+                address = None
+            found.append((sock.family, sock.type, sock.proto, address,
+                          sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)))
+            sock.close()
+    finally:
+        os.close(pidfd)
+    return found
+
+
+def test_lab_netlink_and_vrrp_receive_buffers_follow_the_rcv_bufs_keywords(lab, tmp_path):
+    """vrrp_netlink_monitor_rcv_bufs(_force), vrrp_netlink_cmd_rcv_bufs and vrrp_rx_bufs_policy MTU with
+    vrrp_rx_bufs_multiplier, as keepalived sets them: the kernel reports twice what was asked (it doubles
+    SO_RCVBUF for its bookkeeping); without _force a size is capped by net.core.rmem_max."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "set", "eth0", "mtu", "1400", ns=ns)
+    conf = _conf(priority=150, state="MASTER", global_extra=(
+        "    vrrp_netlink_monitor_rcv_bufs 3000000\n    vrrp_netlink_monitor_rcv_bufs_force\n"
+        "    vrrp_netlink_cmd_rcv_bufs 100000\n    vrrp_rx_bufs_policy MTU\n    vrrp_rx_bufs_multiplier 5\n"))
+    node = _Node(lab, ns, tmp_path, "A", conf)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    socks = _daemon_sockets(node.proc.pid)
+    route = [(addr[1], rcvbuf) for family, _t, proto, addr, rcvbuf in socks
+             if family == socket.AF_NETLINK and proto == 0]
+    assert (vrrpd.RTMGRP_LINK | vrrpd.RTMGRP_IPV4_IFADDR | vrrpd.RTMGRP_IPV6_IFADDR, 6000000) in route, route
+    assert any(groups == 0 and rcvbuf == 200000 for groups, rcvbuf in route), route
+    vrrp = [rcvbuf for family, _t, proto, _a, rcvbuf in socks if family == socket.AF_INET and proto == 112]
+    assert vrrp == [2 * (vrrpd.VRRP_RCVBUF + 5 * 1400)], vrrp
+    node.stop()
+
+
+def test_rx_bufs_policy_advert_and_size_are_keepalived_s_shares(offline):
+    """ADVERT: multiplier x the advert's length (IPv4 header 20 + VRRPv3 header 8 + 2 VIPs x 4 = 36 here); a size
+    wins over a policy, and kernel_rx_buf_size over both (keepalived's vrrp_scheduler.c)."""
+    vips = ["10.0.0.100/24", "10.0.0.101/24"]
+    d, _ = offline(instance_text(vips=vips, global_extra="    vrrp_rx_bufs_policy ADVERT\n"))
+    assert d._rx_buf_share(d.runtimes[0]) == 3 * 36
+    d, _ = offline(instance_text(vips=vips, extra="    kernel_rx_buf_size 999\n",
+                                 global_extra="    vrrp_rx_bufs_policy ADVERT\n"))
+    assert d._rx_buf_share(d.runtimes[0]) == 999
+    config, diags = vrrpd.parse_config_text("global_defs {\n vrrp_rx_bufs_policy MTU 4096\n}\n", "r.conf")
+    assert config.global_defs.vrrp_rx_bufs_size == 4096 and config.global_defs.vrrp_rx_bufs_policy == ""
+    assert "ignoring policy" in " ".join(messages(diags))
 
 def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
     node = lab.host("n", "10.81.0.2/24")
@@ -8726,6 +8871,128 @@ def test_status_json_signal_dumps_and_sd_notify_of_a_running_daemon(lab, tmp_pat
         notify.close()
 
 
+def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir(lab, tmp_path):
+    """global_defs' runtime files in a running vrrpd: stats_dump_file and json_dump_file name the SIGUSR2 and
+    SIGRTMIN+2 dumps; reload_check_config writes a refused file's problems to its log file and says keepalived's
+    line; reload_file is gone once the files are read; config_save_dir keeps each configuration read and the
+    state before and after each reload."""
+    import json
+
+    check_log, reload_file, saved = tmp_path / "check.log", tmp_path / "ka.reload", tmp_path / "saved"
+    extra = (f"    stats_dump_file {tmp_path}/out/my.stats\n    json_dump_file {tmp_path}/out/\n"
+             f"    reload_check_config {check_log}\n    reload_file {reload_file}\n    config_save_dir {saved}/\n")
+    (tmp_path / "out").mkdir()
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    pid = node.status()["pid"]
+    node.proc.send_signal(signal.SIGUSR2)
+    wait_for(lambda: (tmp_path / "out" / "my.stats").exists(), 5, what="the stats dump at stats_dump_file")
+    assert "VRRP Instance: VI_1" in (tmp_path / "out" / "my.stats").read_text()
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: (tmp_path / "out" / "vrrpd.json").exists(), 5, what="the JSON dump in json_dump_file's dir")
+    assert json.loads((tmp_path / "out" / "vrrpd.json").read_text())["instances"][0]["state"] == "MASTER"
+    assert not (node.dumps / "vrrpd.stats").exists() and not (node.dumps / "vrrpd.json").exists()
+    # config_save_dir was created, and holds the configuration read at start
+    assert saved.is_dir() and (saved.stat().st_mode & 0o777) == 0o700
+    assert (saved / f"vrrpd.conf.{pid}.0").read_text() == f"# {node.conf}\n" + node.conf.read_text()
+    # a refused reload: its problems in the check log, keepalived's line in the log, the master kept
+    good = node.conf.read_text()
+    reload_file.write_text("updating")  # an updater's mark: vrrpd removes it once it has read the files
+    node.reload(good.replace("virtual_router_id 51", "virtual_router_id 300"))
+    assert f"New config failed validation, see {check_log} for details" in node.log()
+    problems = check_log.read_text().splitlines()
+    assert any(f"{node.conf}:" in line and "error" in line and "300" in line for line in problems), problems
+    assert not any("virtual_router_id" in line for line in node.log().splitlines()), node.log()
+    assert not reload_file.exists()
+    assert node.instance()["state"] == "MASTER" and lab.has_address(ns, VIP)
+    assert not (saved / f"vrrpd.{pid}.1.pre").exists()  # nothing was applied
+    # a good reload: the check log is emptied, the state before and after it saved
+    reload_file.write_text("updating")
+    node.reload(good.replace("priority 150", "priority 120"))
+    wait_for(lambda: node.instance()["effective_priority"] == 120, 3, what="the reloaded priority")
+    assert check_log.read_text() == "" and not reload_file.exists()
+    assert "   Priority = 150" in (saved / f"vrrpd.{pid}.1.pre").read_text()
+    assert "   Priority = 120" in (saved / f"vrrpd.{pid}.1.post").read_text()
+    assert "priority 120" in (saved / f"vrrpd.conf.{pid}.2").read_text()
+    assert "virtual_router_id 300" in (saved / f"vrrpd.conf.{pid}.1").read_text()
+
+
+def test_reload_time_formats_are_keepalived_s():
+    now = time.mktime((2026, 12, 1, 12, 0, 0, 0, 0, -1))
+    local = lambda *t: time.mktime(t + (0, 0, -1))  # noqa: E731
+    assert vrrpd.parse_reload_time("13:30:00", now) == (local(2026, 12, 1, 13, 30, 0), False, "")
+    assert vrrpd.parse_reload_time("11:00:00", now) == (local(2026, 12, 2, 11, 0, 0), False, "")  # tomorrow
+    assert vrrpd.parse_reload_time("2026-12-24 18:00:00", now) == (local(2026, 12, 24, 18, 0, 0), True, "")
+    assert vrrpd.parse_reload_time("26-12-24 18:00:00", now)[0] == local(2026, 12, 24, 18, 0, 0)
+    utc_now = float(vrrpd._timegm((2026, 12, 1, 12, 0, 0)))
+    assert vrrpd.parse_reload_time("2026-12-01 12:00:05Z", utc_now)[0] == utc_now + 5
+    assert vrrpd.parse_reload_time("12:00:05Z", utc_now)[0] == utc_now + 5
+    assert utc_now == 1796126400.0  # date -u -d '2026-12-01 12:00:00' +%s
+    for text, problem in (("2026-11-30 10:00:00", "is in the past"), ("1:2:3", "format is incorrect"),
+                          ("25:00:00", "invalid"), ("13:30:0x", "invalid"), (" 13:30:00", "format is incorrect"),
+                          ("2026-02-30 10:00:00", "invalid")):
+        when, _dated, said = vrrpd.parse_reload_time(text, now)
+        assert when is None and problem in said, (text, said)
+
+
+def test_lab_reload_time_file_reloads_at_the_time_it_holds(lab, tmp_path):
+    """reload_time_file: the reload happens at the time written in the file, which is then deleted; with
+    reload_repeat a time alone is kept and comes again the next day; a past date is refused."""
+    when_file = tmp_path / "reload-at"
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    extra = f"    reload_time_file {when_file}\n"
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    assert f"add watch for {when_file}" in node.log()
+    when_file.write_text("2020-01-01 00:00:00\n")
+    wait_for(lambda: "Reload time 2020-01-01 00:00:00 is in the past - ignoring" in node.log(), 5,
+             what="a past date refused")
+    # the new configuration is in place long before the time comes: only the time file starts the reload
+    node.conf.write_text(_conf(priority=120, state="MASTER", global_extra=extra + "    reload_repeat\n"))
+    at = time.time() + 3
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    when_file.write_text(stamp + "\n")
+    wait_for(lambda: "Scheduling reload for " + time.strftime("%Y-%m-%d ", time.localtime(at)) + stamp
+             in node.log(), 5, what="the reload scheduled")
+    assert node.instance()["effective_priority"] == 150
+    wait_for(lambda: node.instance()["effective_priority"] == 120, 8, 0.05, what="the scheduled reload")
+    assert time.time() >= int(at) - 0.05, "reloaded before its time"
+    assert not when_file.exists()  # deleted: the configuration that ran the reload had no reload_repeat
+    # now reload_repeat is on: a time alone is kept and scheduled again for the next day after the reload
+    at = time.time() + 3
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    node.conf.write_text(_conf(priority=110, state="MASTER", global_extra=extra + "    reload_repeat\n"))
+    when_file.write_text(stamp + "\n")
+    wait_for(lambda: node.instance()["effective_priority"] == 110, 9, 0.05, what="the second scheduled reload")
+    assert when_file.exists()
+    tomorrow = time.strftime("%Y-%m-%d ", time.localtime(at + 86400)) + stamp
+    wait_for(lambda: "Scheduling reload for " + tomorrow in node.log(), 5, what="the same time tomorrow")
+    when_file.unlink()
+    wait_for(lambda: "Cancelling reload scheduled for " + tomorrow in node.log(), 5, what="the reload cancelled")
+    assert node.status()["reloads"]["done"] == 2
+
+
+def test_lab_include_check_refuses_to_start_on_a_missing_include(lab, tmp_path):
+    """include_check makes a missing include an error: the daemon does not start (keepalived exits too); without
+    it the same file runs, with keepalived's words as a warning."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    body = _conf(priority=150, state="MASTER") + "include conf.d/missing.conf\n"
+    conf = tmp_path / "checked.conf"
+    conf.write_text(body.replace("global_defs {\n", "global_defs {\n    include_check match\n"))
+    refused = lab.run(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf), "--control-socket", str(tmp_path / "x.sock")],
+                      check=False, timeout=30)
+    assert refused.returncode == 1, refused
+    line = conf.read_text().count("\n")  # the include is the last line
+    assert f"{conf}:{line}: error: Config files missing 'conf.d/missing.conf'." in refused.stderr, refused.stderr
+    assert not lab.has_address(ns, VIP)
+    node = _OpsNode(lab, ns, tmp_path, "A", body)
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP without include_check")
+    assert "warning: Config files missing 'conf.d/missing.conf'." in node.log()
+
+
 def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_path):
     a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, state="MASTER"))
     b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B", _conf(priority=100))
@@ -9520,6 +9787,8 @@ def test_dump_files_follow_state_dump_file_and_the_instance_name(tmp_path):
     assert op.dump_path("data") == f"{tmp_path}/d/vrrpd.blue.data"
     config.global_defs.state_dump_file, config.global_defs.instance_name = "mine.txt", None
     assert op.dump_path("data") == f"{tmp_path}/mine.txt" and op.dump_path("json") == f"{tmp_path}/vrrpd.json"
+    config.global_defs.stats_dump_file, config.global_defs.json_dump_file = "/var/x/s.txt", "/var/y/"
+    assert op.dump_path("stats") == "/var/x/s.txt" and op.dump_path("json") == "/var/y/vrrpd.json"
 
 
 def test_syslog_ident_names_the_namespace_and_instance(tmp_path):

@@ -364,6 +364,17 @@ class GlobalDefs:
     vrrp_strict: bool = False
     vrrp_iptables: bool = False
     vrrp_nftables: bool = False
+    nftables: Optional[str] = None  # the no_accept table's name (keepalived's `nftables NAME`); None: vrrpd
+    nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
+    nftables_counters: bool = False  # a counter on each drop rule
+    disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
+    vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
+    vrrp_netlink_cmd_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead (past net.core.rmem_max)
+    vrrp_netlink_monitor_rcv_bufs: int = 0  # the same for the socket of link/address/route events
+    vrrp_netlink_monitor_rcv_bufs_force: bool = False
+    vrrp_rx_bufs_policy: str = ""  # what a VRRP socket's receive buffer grows by per instance: MTU, ADVERT
+    vrrp_rx_bufs_size: int = 0  # ... or this many bytes (vrrp_rx_bufs_policy SIZE)
+    vrrp_rx_bufs_multiplier: int = 3  # MTU or ADVERT times this
     vrrp_garp_interval: float = 0.0
     vrrp_gna_interval: float = 0.0
     vrrp_mcast_group4: ipaddress.IPv4Address = VRRP_MCAST_GROUP4
@@ -398,6 +409,19 @@ class GlobalDefs:
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
+    # where SIGUSR2 and SIGRTMIN+2 write .stats and .json, by state_dump_file's rules (keepalived 2.4.3 parses
+    # these two and still writes $TMPDIR/keepalived.stats and .json: vrrpd does what they say)
+    stats_dump_file: Optional[str] = None
+    json_dump_file: Optional[str] = None
+    # reload: reload_check_config LOG_FILE (the new file's problems are written there; "/dev/null" when bare),
+    # reload_file (there while the files are read; "" means the default next to the pid file),
+    # reload_time_file (a reload at the time it holds) and reload_repeat (keep the file: every day at that time),
+    # config_save_dir (the configuration read, and the state before and after each reload)
+    reload_check_config: Optional[str] = None
+    reload_file: Optional[str] = None
+    reload_time_file: Optional[str] = None
+    reload_repeat: bool = False
+    config_save_dir: Optional[str] = None
     startup_script: Optional[Command] = None  # run (and waited for) before VRRP and the checkers start
     startup_script_timeout: float = 10.0
     shutdown_script: Optional[Command] = None  # run after everything stopped
@@ -972,6 +996,38 @@ _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
 
 
+# include checks (keepalived's include_check and the include variants): what makes a problem of an include an error
+INCLUDE_READ, INCLUDE_MATCH, INCLUDE_WILDCARD, INCLUDE_BRACE = 1, 2, 4, 8
+INCLUDE_ALL = INCLUDE_READ | INCLUDE_MATCH | INCLUDE_WILDCARD | INCLUDE_BRACE
+_INCLUDE_CHECK_WORDS = {"read": INCLUDE_READ, "readable": INCLUDE_READ, "match": INCLUDE_MATCH,
+                        "wildcard_match": INCLUDE_WILDCARD, "brace_match": INCLUDE_BRACE}
+_INCLUDE_KINDS = {"include": 0, "includer": INCLUDE_READ, "includem": INCLUDE_READ | INCLUDE_MATCH,
+                  "includew": INCLUDE_READ | INCLUDE_MATCH | INCLUDE_WILDCARD,
+                  "includeb": INCLUDE_READ | INCLUDE_BRACE, "includea": INCLUDE_ALL}
+
+
+def include_check_flags(words: List[str], current: int) -> Tuple[int, List[str]]:
+    """`include_check [[+|-]read|match|wildcard_match|brace_match]...` -> (checks, problems), as keepalived's
+    include_check_set: no word means every check, a plain word sets (with read), +/- add and remove. The man page's
+    `readable` is taken for keepalived's `read`."""
+    if not words:
+        return INCLUDE_ALL, []
+    flags, problems = current, []
+    for i, word in enumerate(words):
+        sign, name = (word[0], word[1:]) if word[:1] in "+-" else ("", word)
+        if not sign:
+            if i:
+                problems.append(f"Duplicate include_check '{word}' specified - ignoring")
+                continue
+            flags = 0
+        bit = _INCLUDE_CHECK_WORDS.get(name)
+        if bit is None:
+            problems.append(f"Unknown include_check type '{name}' - ignoring")
+            continue
+        flags = (INCLUDE_READ | bit) if not sign else (flags | bit) if sign == "+" else (flags & ~bit)
+    return flags, problems
+
+
 def _expand_braces(pattern: str) -> List[str]:
     """csh-style `{a,b}` expansion as keepalived's include does (no nesting across commas)."""
     m = re.search(r"\{([^{}]*,[^{}]*)\}", pattern)
@@ -994,6 +1050,7 @@ class _Lexer:
         self.stack: List[str] = []
         self.lid = 0
         self.config_id = config_id if config_id is not None else socket.gethostname().split(".")[0]
+        self.include_check = 0  # global_defs' include_check, as far as read; each file restores it at its end
 
     def error(self, file: str, line: int, message: str, hint: str = "") -> None:
         self.diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
@@ -1025,10 +1082,12 @@ class _Lexer:
             return
         text = data.decode("utf-8", errors="replace")
         self.stack.append(real)
+        saved_check = self.include_check  # keepalived: an included file cannot change its includer's checks
         try:
             self.lex_text(text, path)
         finally:
             self.stack.pop()
+            self.include_check = saved_check
 
     def lex_text(self, text: str, file: str) -> None:
         """Append the tokens of `text` (the contents of `file`) to self.tokens."""
@@ -1111,6 +1170,8 @@ class _Lexer:
             self.lid += 1
             self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
             return
+        if first == "include_check":  # it applies to the includes read after it (the parser checks its words)
+            self.include_check = include_check_flags(_strip_comment(stripped).split()[1:], self.include_check)[0]
         self.emit(stripped, file, line_no)
 
     def emit(self, line: str, file: str, line_no: int) -> None:
@@ -1245,23 +1306,48 @@ class _Lexer:
             self.error(file, line_no, f"{kind} needs a file name or pattern")
             return
         base = os.path.dirname(os.path.abspath(file)) if file and not file.startswith("<") else os.getcwd()
+        checks = self.include_check | _INCLUDE_KINDS[kind]
+
+        def problem(check: int, message: str) -> None:  # an error where that check is on, else a warning
+            (self.error if checks & check else self.warning)(file, line_no, message)
+
         for pattern in patterns:
             pattern = pattern.strip('"')
             matched: List[str] = []
-            for pat in _expand_braces(pattern):
+            missing = wildcard = False
+            alternatives = _expand_braces(pattern)
+            for pat in alternatives:
                 full = pat if os.path.isabs(pat) else os.path.join(base, pat)
                 if any(c in full for c in "*?["):
-                    matched.extend(sorted(glob.glob(full)))
-                elif os.path.exists(full):
+                    wildcard = True
+                    found = sorted(glob.glob(full))
+                    missing = missing or (not found and not os.path.isdir(os.path.dirname(full)))
+                    matched.extend(found)
+                elif os.path.lexists(full):
                     matched.append(full)
-                elif kind in ("includer", "includea"):
-                    matched.append(full)
-            if not matched:
-                sev = self.error if kind in ("includem", "includew", "includea") else self.warning
-                sev(file, line_no, f"include '{pattern}' matches no file")
+                else:
+                    missing = True
+            brace = len(alternatives) > 1
+            if not matched:  # keepalived's words (lib/parser.c open_and_check_glob)
+                if missing:
+                    problem(INCLUDE_BRACE if brace else INCLUDE_MATCH, f"Config files missing '{pattern}'.")
+                elif wildcard:
+                    problem(INCLUDE_WILDCARD, f"No config files matched '{pattern}'.")
                 continue
+            if missing and brace:
+                problem(INCLUDE_BRACE, f'Some config files missing: "{pattern}".')
+                if checks & INCLUDE_BRACE:
+                    continue
             for path in matched:
-                self.read_file(path, file, line_no)
+                if os.path.isdir(path):
+                    problem(INCLUDE_READ, f"Configuration file '{path}' is a directory - skipping")
+                elif not os.path.isfile(path) or os.stat(path).st_mode & 0o111:
+                    problem(INCLUDE_READ, f"Configuration file '{path}' is not a regular non-executable file - "
+                                          "skipping")
+                elif not os.access(path, os.R_OK):
+                    problem(INCLUDE_READ, f"Configuration file '{path}' open problem (Permission denied) - skipping")
+                else:
+                    self.read_file(path, file, line_no)
 
 
 class _SourceLines:
@@ -2919,6 +3005,32 @@ def _g_iptables(attr: str, warning: str = "") -> Handler:
     return handler
 
 
+def _g_nftables(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """nftables [NAME]: the no_accept table (keepalived: NAME defaults to `keepalived`; its first one wins)."""
+    if g.nftables is not None:
+        p.warning(kw, "nftables already specified - ignoring")
+        return
+    name = args[0].text if args else "keepalived"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", name):
+        raise _Invalid(f"'{name}' is not a valid nftables table name")
+    g.nftables = name
+
+
+def _g_rx_bufs_policy(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """vrrp_rx_bufs_policy MTU|ADVERT|SIZE (keepalived: a size wins over a policy, MTU over ADVERT)."""
+    words = [a.text.upper() for a in args]
+    for a in args:
+        if a.text.upper() not in ("MTU", "ADVERT"):
+            g.vrrp_rx_bufs_size = _parse_int(a.text, 0, 0xFFFFFFFF)
+    policies = [w for w in ("MTU", "ADVERT") if w in words]
+    if g.vrrp_rx_bufs_size and policies:
+        p.warning(kw, "Cannot set vrrp_rx_bufs_policy size and policy, ignoring policy")
+        policies = []
+    elif len(policies) == 2:
+        p.warning(kw, "Cannot set both vrrp_rx_bufs_policy MTU and ADVERT, ignoring ADVERT")
+    g.vrrp_rx_bufs_policy = policies[0] if policies else ""
+
+
 def _g_script_user(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     g.script_user = args[0].text
     g.script_group = args[1].text if len(args) > 1 else None
@@ -2984,6 +3096,15 @@ _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables", "keepalived's nftables bui
                                      "not supported and uses nftables; vrrpd uses nftables too"),
     (0, 2), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
+_kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
+_kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
+for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
+    _kw(_G, _name, _h_int(_name, 0, 0xFFFFFFFF))
+    _kw(_G, _name + "_force", _h_flag(_name + "_force"), (0, 1), accept=_is_bool_word)
+_kw(_G, "vrrp_rx_bufs_policy", _g_rx_bufs_policy, (1, None))
+_kw(_G, "vrrp_rx_bufs_multiplier", _h_int("vrrp_rx_bufs_multiplier", 1, 0xFFFFFFFF))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
 _kw(_G, "vrrp_gna_interval", _g_garp_interval("vrrp_gna_interval"))
 _kw(_G, "vrrp_mcast_group4", _g_mcast("vrrp_mcast_group4", 4))
@@ -3007,7 +3128,42 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
-_kw(_G, "state_dump_file", _h_str("state_dump_file"))
+for _name in ("state_dump_file", "stats_dump_file", "json_dump_file"):
+    _kw(_G, _name, _h_str(_name))
+
+
+def _g_reload_check_config(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.reload_check_config = args[0].text if args else "/dev/null"
+
+
+def _g_reload_file(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.reload_file = args[0].text if args else ""
+
+
+def _g_reload_repeat(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.reload_repeat = True  # keepalived sets it whatever follows
+
+
+def _g_config_save_dir(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    path = args[0].text
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise _Invalid(f"config_save_dir {path} exists and is not a directory")
+    g.config_save_dir = path[:-1] if len(path) > 1 and path.endswith("/") else path
+
+
+def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """The lexer applies include_check to the includes after it (include_check_flags); here its words are checked."""
+    _flags, problems = include_check_flags([a.text for a in args], 0)
+    for problem in problems:
+        p.warning(kw, problem)
+
+
+_kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
+_kw(_G, "reload_file", _g_reload_file, (0, 1))
+_kw(_G, "reload_time_file", _h_str("reload_time_file"))
+_kw(_G, "reload_repeat", _g_reload_repeat, (0, None))
+_kw(_G, "config_save_dir", _g_config_save_dir)
+_kw(_G, "include_check", _g_include_check, (0, None))
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
@@ -3081,23 +3237,19 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
 for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
 _accept_only(_G, "lvs_sync_daemon "
-             "nftables nftables_priority nftables_counters nftables_ifindex "
+             "nftables_ifindex "
              "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
-             "enable_dbus enable_dbus_instance dbus_service_name random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check "
-             "stats_dump_file json_dump_file json_version vmac_addr_prefix "
+             "enable_dbus enable_dbus_instance dbus_service_name random_seed "
+             "json_version vmac_addr_prefix "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
-             "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "disable_local_igmp "
              "linkbeat_use_polling process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
-             "config_save_dir tmp_config_directory "
+             "tmp_config_directory "
              "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
@@ -5055,7 +5207,7 @@ RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE = 1, 3, 4, 16
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
 IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
@@ -5152,6 +5304,7 @@ class LinkInfo:
     name: str
     flags: int
     mac: bytes = b""
+    mtu: int = 0
 
     @property
     def up(self) -> bool:
@@ -5180,7 +5333,8 @@ def parse_link(payload: bytes) -> LinkInfo:
         raise PacketError("bad_netlink", "short ifinfomsg")
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
     attrs = nla_parse(payload[IFINFOMSG.size:])
-    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""))
+    mtu = struct.unpack("=I", attrs[IFLA_MTU])[0] if len(attrs.get(IFLA_MTU, b"")) == 4 else 0
+    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""), mtu)
 
 
 def parse_addr(payload: bytes) -> Optional[AddrInfo]:
@@ -5798,13 +5952,14 @@ def decode_bfd(data: bytes) -> BfdPacket:
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
 
 
-def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
+def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE, priority: int = -1, counters: bool = False) -> str:
     """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
 
     The sets hold every VIP of instances without `accept` that are not address owners. Packets
     only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
     so one static set gives keepalived's behaviour without touching the firewall on transitions.
-    Neighbour discovery stays allowed so IPv6 VIPs still resolve."""
+    Neighbour discovery stays allowed so IPv6 VIPs still resolve. `priority` is the chains' hook priority and
+    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters)."""
     v4 = sorted({a for a in vips if a.version == 4})
     v6 = sorted({a for a in vips if a.version == 6})
 
@@ -5812,14 +5967,15 @@ def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
         return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
 
     nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+    drop = "counter drop" if counters else "drop"
     return (
         f"table inet {table} {{\n"
         f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
         f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
-        f"  chain in {{\n    type filter hook input priority -1; policy accept;\n"
-        f"    {nd}\n    ip daddr @vips4 drop\n    ip6 daddr @vips6 drop\n  }}\n"
-        f"  chain out {{\n    type filter hook output priority -1; policy accept;\n"
-        f"    {nd}\n    ip saddr @vips4 drop\n    ip6 saddr @vips6 drop\n  }}\n"
+        f"  chain in {{\n    type filter hook input priority {priority}; policy accept;\n"
+        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n  }}\n"
+        f"  chain out {{\n    type filter hook output priority {priority}; policy accept;\n"
+        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n  }}\n"
         f"}}\n"
     )
 
@@ -7658,6 +7814,18 @@ def set_rcvbuf(sock: socket.socket, size: int) -> None:
             pass
 
 
+def set_netlink_rcvbuf(sock: Optional[socket.socket], size: int, force: bool, what: str) -> None:
+    """keepalived's vrrp_netlink_{cmd,monitor}_rcv_bufs[_force]: SO_RCVBUF (capped by net.core.rmem_max), or
+    SO_RCVBUFFORCE, of a netlink socket; nothing when `size` is 0 (vrrpd's own default stays)."""
+    if not size or sock is None:
+        return
+    option, name = (SO_RCVBUFFORCE, "SO_RCVBUFFORCE") if force else (socket.SO_RCVBUF, "SO_RCVBUF")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+    except OSError as exc:
+        log.info("Cannot set %s on the netlink %s socket: %s", name, what, exc)
+
+
 def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
     try:
         sock.setsockopt(level, option, value)
@@ -8027,8 +8195,19 @@ class Kernel:
     def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
         return VmacManager(rtnl)
 
-    def firewall(self, table: str) -> StrictFirewall:
-        return StrictFirewall(table)
+    def firewall(self, table: str, priority: int = -1, counters: bool = False) -> StrictFirewall:
+        return StrictFirewall(table, priority, counters)
+
+    IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
+
+    def igmp_link_local_reports(self, value: Optional[str] = None) -> Optional[str]:
+        """Read (and, given `value`, then write) the network namespace's igmp_link_local_mcast_reports: whether
+        the kernel sends IGMP reports for 224.0.0.X groups such as VRRP's. None when it cannot."""
+        old = _read_sysctl(self.IGMP_LINK_LOCAL_REPORTS)
+        if old is not None and value is not None and value != old and \
+                not _write_sysctl(self.IGMP_LINK_LOCAL_REPORTS, value):
+            return None
+        return old
 
 
 # --------------------------------------------------------------------------------------------
@@ -9334,8 +9513,8 @@ def no_accept_vips(config: Config) -> List[IPAddress]:
 class StrictFirewall:
     """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
 
-    def __init__(self, table: str = NFT_TABLE):
-        self.table = table
+    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False):
+        self.table, self.priority, self.counters = table, priority, counters
         self.active = False
 
     def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
@@ -9349,7 +9528,7 @@ class StrictFirewall:
                 self._nft(nft_delete_argv(self.table))
             if not vips:
                 return True
-            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table))
+            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table, self.priority, self.counters))
         except (OSError, subprocess.SubprocessError) as exc:
             if vips:
                 log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
@@ -9366,7 +9545,7 @@ class StrictFirewall:
         if not vips and not self.active:
             return True
         script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
-        script += nft_ruleset(vips, self.table) if vips else ""
+        script += nft_ruleset(vips, self.table, self.priority, self.counters) if vips else ""
         try:
             result = self._nft(["nft", "-f", "-"], script)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -10720,9 +10899,12 @@ class Daemon:
         self.lvs = LvsManager(self.loop, config, self.notifier)
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
-        # keepalived's `nftables NAME` names the no_accept table; ours is `vrrpd` by default
-        self.firewall = self.kernel.firewall((self.g.other.get("nftables") or [NFT_TABLE])[0])
+        # keepalived's `nftables NAME` names the no_accept table (ours is `vrrpd` by default); nftables_priority
+        # and nftables_counters shape its chains and rules as they do keepalived's
+        self.firewall = self.kernel.firewall(self.g.nftables or NFT_TABLE, self.g.nftables_priority,
+                                             self.g.nftables_counters)
         self.vmacs: Optional[VmacManager] = None
+        self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
@@ -10737,10 +10919,22 @@ class Daemon:
         self.monitor = self.kernel.monitor()
         self.loop.add_reader(self.monitor.sock, self._on_netlink)
         self.rtnl = self.kernel.rtnetlink()
+        g = self.g
+        set_netlink_rcvbuf(getattr(self.monitor, "sock", None), g.vrrp_netlink_monitor_rcv_bufs,
+                           g.vrrp_netlink_monitor_rcv_bufs_force, "monitor")
+        set_netlink_rcvbuf(getattr(self.rtnl, "sock", None), g.vrrp_netlink_cmd_rcv_bufs,
+                           g.vrrp_netlink_cmd_rcv_bufs_force, "command")
         self.links = self.rtnl.links()
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
         self.firewall.start(no_accept_vips(self.config))
+        if self.g.disable_local_igmp:
+            # keepalived's set_disable_local_igmp: no IGMP reports for 224.0.0.X (VRRP's group) while we run;
+            # set at start only (not on reload), put back at stop if we changed it
+            old = self.kernel.igmp_link_local_reports("0")
+            if old is None:
+                log.info("Unable to set %s", Kernel.IGMP_LINK_LOCAL_REPORTS)
+            self._igmp_restore = old if old == "1" else None
         self._set_sync_groups(self.config)
         self._set_vmacs(self.config)
         for inst in self.config.vrrp_instances:
@@ -10908,9 +11102,9 @@ class Daemon:
         """kernel_rx_buf_size (added to the receive buffer of the socket the instances share) and
         promote_secondaries (net.ipv4.conf.IF.promote_secondaries=1, put back at exit if we set it)."""
         inst = rt.inst
-        if inst.kernel_rx_buf_size:
+        if self._rx_buf_share(rt):
             sharing = [r for r in self.runtimes if r is not rt] + [rt]
-            extra = sum(r.inst.kernel_rx_buf_size for r in sharing if r.inst.interface == inst.interface
+            extra = sum(self._rx_buf_share(r) for r in sharing if r.inst.interface == inst.interface
                         and instance_family(r.inst) == instance_family(inst))
             try:
                 sock.setsockopt(socket.SOL_SOCKET, 33, (1 << 20) + extra)  # SO_RCVBUFFORCE
@@ -11201,6 +11395,9 @@ class Daemon:
             if self.vmacs is not None:
                 self.vmacs.remove_all()
             self.firewall.stop()
+            if self._igmp_restore is not None:
+                self.kernel.igmp_link_local_reports(self._igmp_restore)
+                self._igmp_restore = None
         finally:
             self.notifier.close(0.5)
             log.info("Stopped %s v%s", PROG, __version__)
@@ -11278,6 +11475,9 @@ class Daemon:
         self._safe(self.tracking.reload, config)
         self._safe(self.notifier.reload, config)
         self._safe(self.lvs.reload, config)
+        if isinstance(self.firewall, StrictFirewall):  # the same table, with the new chain priority and counters
+            self.firewall.priority = config.global_defs.nftables_priority
+            self.firewall.counters = config.global_defs.nftables_counters
         self.firewall.replace(no_accept_vips(config))
         self._set_sync_groups(config)
         self._set_vmacs(config)
@@ -11861,8 +12061,26 @@ class Daemon:
         v3_checksum = None if len(styles) > 1 else "message" if styles == {True} else "pseudo"
         checksum = all(getattr(rt, "hmac", None) is None for rt in rts)
         self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum))
-        # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
-        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
+        # kernel_rx_buf_size (or vrrp_rx_bufs_policy): each instance adds its share to the socket's buffer
+        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(self._rx_buf_share(rt) for rt in rts))
+
+    def _rx_buf_share(self, rt: InstanceRuntime) -> int:
+        """What the instance adds to the receive buffer of its VRRP socket (keepalived's vrrp_scheduler.c):
+        kernel_rx_buf_size, else vrrp_rx_bufs_policy's size, or vrrp_rx_bufs_multiplier times its advert's
+        length (ADVERT: IPv4 header, AH and the auth_hmac trailer included) or its interface's MTU (MTU)."""
+        g, inst = self.g, rt.inst
+        if inst.kernel_rx_buf_size or g.vrrp_rx_bufs_size:
+            return inst.kernel_rx_buf_size or g.vrrp_rx_bufs_size
+        if g.vrrp_rx_bufs_policy == "ADVERT":
+            width = 4 if rt.family == 4 else 16
+            length = VRRP_HEADER_LEN + width * len(inst.virtual_ipaddress) + (8 if rt.version == 2 else 0)
+            if rt.family == 4:
+                length += 20 + (24 if inst.auth_type == AuthType.AH else 0)
+            return g.vrrp_rx_bufs_multiplier * (length + (28 if getattr(rt, "hmac", None) is not None else 0))
+        if g.vrrp_rx_bufs_policy == "MTU":
+            link = self.links.get(rt.ifindex or 0)
+            return g.vrrp_rx_bufs_multiplier * (link.mtu if link is not None else 0)
+        return 0
 
     def rx_sockets_status(self) -> List[Dict[str, Any]]:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
@@ -13778,6 +13996,142 @@ def format_stats(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _timegm(tm: Tuple[int, ...]) -> int:
+    """calendar.timegm without the calendar module: seconds since the epoch of a UTC broken-down time."""
+    year, month, day, hour, minute, second = tm[:6]
+    y = year - (month <= 2)
+    era, yoe = divmod(y, 400)
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return ((days * 24 + hour) * 60 + minute) * 60 + second
+
+
+def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str]:
+    """The first line of a reload_time_file -> (when, a date was given, problem): exactly HH:MM:SS,
+    YY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS, each with an optional Z for UTC (else local time). A time alone
+    is the next one to come (tomorrow if already past today); a date and time in the past is ignored."""
+    utc = text.endswith("Z")
+    body = text[:-1] if utc else text
+    formats = {8: "%H:%M:%S", 17: "%y-%m-%d %H:%M:%S", 19: "%Y-%m-%d %H:%M:%S"}
+    if len(body) not in formats:
+        return None, False, f"Reload time {text} format is incorrect - ignoring"
+    today = time.gmtime(now) if utc else time.localtime(now)
+    try:
+        parsed = time.strptime(body, formats[len(body)])
+    except ValueError:
+        return None, False, f"Reload date/time {text} invalid - ignoring"
+    dated = len(body) > 8
+    fields = (parsed[0], parsed[1], parsed[2]) if dated else (today[0], today[1], today[2])
+    wanted = fields + (parsed[3], parsed[4], parsed[5])
+
+    def epoch(day_offset: int = 0) -> Optional[float]:
+        y, mo, d, h, mi, se = wanted
+        if utc:
+            return float(_timegm((y, mo, d, h, mi, se)) + 86400 * day_offset)
+        t = time.mktime((y, mo, d + day_offset, h, mi, se, 0, 0, -1))
+        back = time.localtime(t)
+        if not day_offset and tuple(back[:6]) != wanted:  # a local time that does not exist (DST)
+            return None
+        return t
+
+    when = epoch()
+    if when is None:
+        return None, False, f"Reload time {text} is not valid - ignoring"
+    if when <= now:
+        if dated:
+            return None, True, f"Reload time {text} is in the past - ignoring"
+        when = epoch(1)
+    return when, dated, ""
+
+
+class ReloadSchedule:
+    """keepalived's reload_time_file: a reload at the time the file's first line holds. The file is read when
+    it appears or changes (looked at every second: no inotify in the standard library), a new time moves the
+    reload, a deleted or unreadable file cancels it. When the reload is done the file is deleted, unless
+    reload_repeat is set and it holds a time alone: then the same time comes again every day."""
+
+    POLL = 1.0
+
+    def __init__(self, loop: EventLoop, path: str, repeat: bool, reload: Callable[[float], Any],
+                 not_before: float = 0.0):
+        self.loop, self.path, self.repeat, self.reload = loop, path, repeat, reload
+        self.not_before = not_before  # the reload just done is in the past even if the wall clock lags the loop's
+        self.seen: Optional[Tuple[int, int, int]] = None  # (inode, mtime, size) of the file last read
+        self.when = 0.0  # wall-clock time of the scheduled reload, 0 if none
+        self.dated = False
+        self.timer: Optional[Timer] = None
+        self.poll_timer: Optional[Timer] = None
+        log.info("add watch for %s", path)
+        self.poll()
+
+    def stop(self) -> None:
+        for timer in (self.timer, self.poll_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.poll_timer = None
+
+    @staticmethod
+    def _stamp(when: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+    def _cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+            if self.when:
+                log.info("Cancelling reload scheduled for %s", self._stamp(self.when))
+        self.when = 0.0
+
+    def poll(self) -> None:
+        self.poll_timer = self.loop.call_later(self.POLL, self.poll)
+        try:
+            st = os.stat(self.path)
+            seen: Optional[Tuple[int, int, int]] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            seen = None
+        if seen == self.seen:
+            return
+        self.seen = seen
+        self.read()
+
+    def read(self) -> None:
+        try:
+            with open(self.path, errors="replace") as fh:
+                line = fh.readline(21)
+        except OSError:
+            line = ""
+        line = line[:-1] if line.endswith("\n") else line
+        if not line:
+            self._cancel()
+            return
+        now = max(time.time(), self.not_before)
+        when, dated, problem = parse_reload_time(line, now)
+        if when is None:
+            log.info("%s", problem)
+            self._cancel()
+            return
+        self.dated = dated
+        if when == self.when and self.timer is not None:
+            return
+        if self.timer is not None:
+            log.info("Reload time updated from %s to %s", self._stamp(self.when), self._stamp(when))
+            self.timer.cancel()
+        else:
+            log.info("Scheduling reload for %s", self._stamp(when))
+        self.when = when
+        self.timer = self.loop.call_later(when - now, self.fire)
+
+    def fire(self) -> None:
+        self.timer = None
+        self.stop()
+        if not self.repeat or self.dated:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self.reload(self.when)  # which watches the file again, as the new configuration says
+
+
 class Operator:
     """What an operator drives in a running daemon: signals, reload, dumps, the control socket, systemd."""
 
@@ -13795,6 +14149,10 @@ class Operator:
         self.reloads = 0
         self.reload_failures = 0
         self.last_reload: Optional[Dict[str, Any]] = None
+        self.reload_schedule: Optional[ReloadSchedule] = None
+        self.scheduled_reload_at = 0.0  # wall-clock time of the last reload reload_time_file asked for
+        self.config_reads = 0  # config_save_dir: vrrpd.conf.PID.N is the Nth configuration read
+        self.saved_reloads = 0  # config_save_dir: vrrpd.PID.N.pre/.post around the Nth reload
 
     def install(self) -> None:
         """Signal handlers and the control socket (never taken from another live daemon)."""
@@ -13809,6 +14167,8 @@ class Operator:
         if self.control_path:
             self._open_control()
         self._open_metrics()
+        self.save_config_copy(self.d.config)
+        self._schedule_reloads()
 
     def _open_metrics(self) -> None:
         """Serve /metrics on --metrics or metrics_listen; a reload that changes the address moves it."""
@@ -13848,6 +14208,9 @@ class Operator:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
+        if self.reload_schedule is not None:
+            self.reload_schedule.stop()
+            self.reload_schedule = None
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
@@ -13878,24 +14241,53 @@ class Operator:
             return False
         log.info("Reload requested: reading %s", self.config_file)
         started = time.monotonic()
+        g = self.d.g  # the running configuration says how to reload
+        if self.reload_schedule is not None:
+            self.reload_schedule.stop()
+            self.reload_schedule = None
+        reload_file = self.reload_file_path(g)
+        if reload_file:  # there while the files are read: an updater waits for it to go before writing again
+            try:
+                os.close(os.open(reload_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644))
+            except OSError as exc:
+                log.info("Failed to create reload file (%s) %d - %s", reload_file, exc.errno, exc.strerror)
         try:
             config, diags = parse_config(self.config_file, check_interfaces=True,
                                          config_id=self.d.config.config_id or None)
         except Exception as exc:  # the parser reports problems as diagnostics; anything else is a bug
             config, diags = None, [Diagnostic(self.config_file, 0, Severity.ERROR, f"internal error: {exc}")]
+        finally:
+            if reload_file:
+                try:
+                    os.unlink(reload_file)
+                except OSError:
+                    pass
+        if config is not None:
+            self.save_config_copy(config)
         errors = [x for x in diags if x.severity is Severity.ERROR]
+        if g.reload_check_config:
+            log.debug("validate conf before Reload")
+            self._write_config_check_log(g.reload_check_config, diags)
         if errors or config is None:
-            for x in diags:
-                log.error("%s", x)
+            if g.reload_check_config:
+                log.info("New config failed validation, see %s for details", g.reload_check_config)
+            else:
+                for x in diags:
+                    log.error("%s", x)
             log.error("Reload aborted: %s has %d error(s); the running configuration is kept",
                       self.config_file, len(errors))
             self.reload_failures += 1
             self.last_reload = {"ok": False, "at": time.time(), "errors": [str(x) for x in errors]}
+            self._schedule_reloads()
             return False
         for x in diags:
             log.warning("%s", x)
         before = {rt.inst.name: (rt, rt.inst) for rt in self.d.runtimes}
+        self.saved_reloads += 1
+        self.save_state("pre")
         ok = self.d.reload(_select_subsystems(config, self.vrrp_only, self.lvs_only))
+        self.save_state("post")
+        self._schedule_reloads()
         after = {rt.inst.name: rt for rt in self.d.runtimes}
         kept = [n for n, rt in after.items() if n in before and before[n][0] is rt]
         changed = [n for n in kept if not _same_definition(before[n][1], after[n].inst)]
@@ -13912,6 +14304,94 @@ class Operator:
             sd_notify(f"STATUS={self._status_line()}")
         return ok
 
+    @staticmethod
+    def reload_file_path(g: GlobalDefs) -> Optional[str]:
+        """reload_file's path; bare, keepalived's default: the pid file's name with .reload."""
+        if g.reload_file is None:
+            return None
+        return g.reload_file or os.path.splitext(runtime_paths(g)["pid"])[0] + ".reload"
+
+    @staticmethod
+    def _write_config_check_log(path: str, diags: List[Diagnostic]) -> None:
+        """reload_check_config LOG_FILE: the new file's problems, as `vrrpd --check` prints them (keepalived runs
+        `keepalived --config-test=LOG_FILE`); the file is emptied first (a character device such as /dev/null
+        is written as it is)."""
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
+            if not (os.path.exists(path) and stat.S_ISCHR(os.stat(path).st_mode)):
+                flags |= os.O_TRUNC
+            fd = os.open(path, flags, 0o644)
+            try:
+                os.write(fd, "".join(f"{x}\n" for x in diags).encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.info("truncate of config check log %s failed (%d) - %s", path, exc.errno or 0, exc.strerror)
+
+    def _config_save_dir(self) -> Optional[str]:
+        """config_save_dir, created (0700) if missing; None when not configured or not usable."""
+        path = self.d.g.config_save_dir
+        if not path:
+            return None
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                log.error("config_save_dir %s exists and is not a directory", path)
+                return None
+        except OSError as exc:
+            log.error("Unable to create config_save_dir %s (error %d - %s)", path, exc.errno, exc.strerror)
+            return None
+        return path
+
+    def save_config_copy(self, config: Config) -> None:
+        """config_save_dir: every configuration read (at start and at each reload) as DIR/vrrpd.conf.PID.N, its
+        files one after the other, each after a `# PATH` line (keepalived's keepalived.conf.PID.N)."""
+        directory = self._config_save_dir()
+        if directory is None:
+            return
+        parts = []
+        for path in config.files:
+            try:
+                with open(path, errors="replace") as fh:
+                    parts.append(f"# {path}\n{fh.read()}")
+            except OSError as exc:
+                parts.append(f"# {path}: {exc}\n")
+        target = os.path.join(directory, f"{PROG}.conf.{os.getpid()}.{self.config_reads}")
+        self.config_reads += 1
+        try:
+            _atomic_write(target, "".join(parts))
+        except OSError as exc:
+            log.info("Failed to open config_save file %s (%s)", target, exc)
+
+    def save_state(self, when: str) -> None:
+        """config_save_dir: the data dump before ("pre") and after ("post") each reload, as DIR/vrrpd.PID.N.pre
+        and .post (keepalived's keepalived_vrrp.PID.N.pre/.post)."""
+        directory = self._config_save_dir()
+        if directory is None:
+            return
+        target = os.path.join(directory, f"{PROG}.{os.getpid()}.{self.saved_reloads}.{when}")
+        try:
+            _atomic_write(target, format_data_dump(self.d, {"config_file": self.config_file,
+                                                            "reloads": self.reloads}))
+        except OSError as exc:
+            log.info("Failed to open config_save file %s (%s)", target, exc)
+
+    def _schedule_reloads(self) -> None:
+        """reload_time_file: watch the file the running configuration names (none: no watch)."""
+        if self.reload_schedule is not None:
+            self.reload_schedule.stop()
+            self.reload_schedule = None
+        g = self.d.g
+        if g.reload_time_file and not self.d.stopping:
+            self.reload_schedule = ReloadSchedule(self.d.loop, g.reload_time_file, g.reload_repeat,
+                                                  self._scheduled_reload, self.scheduled_reload_at + 1.0)
+
+    def _scheduled_reload(self, when: float) -> None:
+        self.scheduled_reload_at = when
+        log.info("Scheduled reload (reload_time_file %s)", self.d.g.reload_time_file)
+        self.reload()
+
     def _status_line(self) -> str:
         states = [f"{rt.inst.name} {rt.machine.state.value}" for rt in self.d.runtimes]
         return ", ".join(states) or "no VRRP instances"
@@ -13919,10 +14399,12 @@ class Operator:
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
         """/tmp/vrrpd.data (.stats, .json), named per instance (runtime_paths); state_dump_file names the .data
-        file as keepalived reads it: an absolute path gives the directory, a trailing '/' keeps vrrpd.data."""
+        file as keepalived reads it: an absolute path gives the directory, a trailing '/' keeps vrrpd.data.
+        stats_dump_file and json_dump_file name the .stats and .json files by the same rules."""
         suffix = runtime_paths(self.d.g)["dump_suffix"]
         directory, name = self.dump_dir, f"{PROG}.{kind}"
-        path = self.d.g.state_dump_file if kind == "data" else None
+        g = self.d.g
+        path = {"data": g.state_dump_file, "stats": g.stats_dump_file, "json": g.json_dump_file}.get(kind)
         if path:
             if path.startswith("/"):
                 directory = path if path.endswith("/") else os.path.dirname(path)
