@@ -8882,6 +8882,8 @@ def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir
     wait_for(lambda: node.instance()["effective_priority"] == 120, 3, what="the reloaded priority")
     assert check_log.read_text() == "" and not reload_file.exists()
     assert "   Priority = 150" in (saved / f"vrrpd.{pid}.1.pre").read_text()
+    assert f" Test config before reload, log to {check_log}\n Reload_file = {reload_file}\n" in (
+        saved / f"vrrpd.{pid}.1.pre").read_text()
     assert "   Priority = 120" in (saved / f"vrrpd.{pid}.1.post").read_text()
     assert "priority 120" in (saved / f"vrrpd.conf.{pid}.2").read_text()
     assert "virtual_router_id 300" in (saved / f"vrrpd.conf.{pid}.1").read_text()
@@ -8939,6 +8941,28 @@ def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
     assert doc["track_process"] == [{"process": "no-such-program-here", "param_match": "none", "min_processes": 1,
                                      "current_processes": 0, "have_quorum": False, "weight": 10,
                                      "terminate_delay": 0.0, "fork_delay": 0.0, "full_command": False}]
+
+
+def test_lab_log_file_option_writes_every_line_in_keepalived_s_file_format(lab, tmp_path):
+    """-g FILE (keepalived's --log-file; there is no vrrp_log_file keyword in any keepalived): a relative name is
+    in $TMPDIR; vrrpd is one process, so the lines keepalived splits into FILE_vrrp, FILE_healthcheckers... are all
+    in FILE, each stamped as keepalived stamps its log file."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    conf = tmp_path / "A.conf"
+    conf.write_text(_conf(priority=150, state="MASTER"))
+    proc = lab.exec(ns, [PYTHON, VRRPD, "-n", "-G", "-g", "ka.log", "--flush-log-file", "-f", str(conf),
+                         "--control-socket", str(tmp_path / "A.sock")],
+                    env=dict(os.environ, TMPDIR=str(tmp_path)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = tmp_path / "ka.log"
+    wait_for(lambda: log_path.exists() and "(VI_1) Entering MASTER STATE" in log_path.read_text(), 10,
+             what="the MASTER line in the log file")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    lines = log_path.read_text().splitlines()
+    stamp = r"^[A-Z][a-z]{2} [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2}\.\d{9} \d{4}: "
+    assert all(re.match(stamp, line) for line in lines), lines
+    assert any(line.endswith(": Startup complete") for line in lines)
+    assert any("Stopped" in line for line in lines[-3:]), lines[-3:]
 
 
 def test_reload_time_formats_are_keepalived_s():

@@ -13916,8 +13916,21 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
               f" Gratuitous ARP delay = {g.vrrp_garp_master_delay:g} sec, repeat = {g.vrrp_garp_master_repeat}",
               f" Handover on stop = {'yes' if g.vrrp_handover_on_stop else 'no'}",
               f" SMTP server = {g.smtp_server or '-'}",
-              f" Notification email = {', '.join(g.notification_email) or '-'}",
-              "------< VRRP Topology >------"]
+              f" Notification email = {', '.join(g.notification_email) or '-'}"]
+    # the runtime files, as keepalived's dump_global_data words them (only what is configured)
+    reload_file = Operator.reload_file_path(g)
+    for shown, line in ((g.config_save_dir, f" Config save dir = {g.config_save_dir}"),
+                        (g.reload_check_config, f" Test config before reload, log to {g.reload_check_config}"),
+                        (g.reload_time_file, f" Reload time file = {g.reload_time_file}"
+                                             + (" (repeat)" if g.reload_repeat else "")),
+                        (reload_file, f" Reload_file = {reload_file}"),
+                        (g.json_version, f" json_version {g.json_version}"),
+                        (g.state_dump_file, f" state dump file {g.state_dump_file}"),
+                        (g.stats_dump_file, f" stats dump file {g.stats_dump_file}"),
+                        (g.json_dump_file, f" json dump file {g.json_dump_file}")):
+        if shown:
+            lines.append(line)
+    lines.append("------< VRRP Topology >------")
     for rt in daemon.runtimes:
         inst, m = rt.inst, rt.machine
         mode = ("unicast to " + ", ".join(str(p.address) for p in inst.unicast_peer)) if rt.unicast \
@@ -14583,6 +14596,11 @@ def build_arg_parser() -> Any:
     p.add_argument("-S", "--log-facility", default="daemon", metavar="FACILITY",
                    help="syslog facility: 0-7 (local0-7), local0-7, user or daemon (default)")
     p.add_argument("-G", "--no-syslog", action="store_true", help="do not log to syslog")
+    p.add_argument("-g", "--log-file", nargs="?", const=f"{PROG}.log", metavar="FILE",
+                   help=f"also log to FILE (default {PROG}.log; a relative name is in $TMPDIR or /tmp). keepalived "
+                        "writes one file per process (FILE_vrrp...); vrrpd is one process and writes FILE")
+    p.add_argument("--flush-log-file", action="store_true",
+                   help="flush the log file after each line (vrrpd always does)")
     only = p.add_mutually_exclusive_group()
     only.add_argument("-P", "--vrrp", dest="vrrp_only", action="store_true", help="run only VRRP (no LVS)")
     only.add_argument("-C", "--lvs-only", dest="lvs_only", action="store_true",
@@ -14665,9 +14683,39 @@ def events_command(path: str, as_json: bool, out: Any = None) -> int:
     return EXIT_NOT_RUNNING
 
 
-def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
+class LogFileFormatter(logging.Formatter):
+    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        lt = time.localtime(record.created)
+        nanoseconds = int(record.created % 1 * 1e9)
+        stamp = f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
+        text = f"{stamp}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def log_file_path(name: str) -> str:
+    """-g FILE: a relative name is in $TMPDIR (an absolute one), else /tmp, as keepalived's make_file_name."""
+    if name.startswith("/"):
+        return name
+    tmp = os.environ.get("TMPDIR", "")
+    return os.path.join(tmp if tmp.startswith("/") else "/tmp", name)
+
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool,
+                       log_file: Optional[str] = None) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
     root = logging.getLogger(PROG)
+    if log_file:  # keepalived -g: each of its processes writes FILE_vrrp, FILE_healthcheckers...; vrrpd is one
+        path = log_file_path(log_file)
+        try:
+            handler: logging.Handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+            handler.setFormatter(LogFileFormatter())
+            root.addHandler(handler)
+        except OSError as exc:
+            print(f"{PROG}: cannot open the log file {path}: {exc}", file=sys.stderr)
     if not use_syslog:
         for handler in list(root.handlers):
             if isinstance(handler, SyslogHandler):
@@ -14716,7 +14764,8 @@ def run_daemon(args: Any) -> int:
         print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
         return 1
     foreground = args.dont_fork
-    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
+    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog,
+                       args.log_file)
     path = os.path.abspath(args.config or default_config_path())
     try:
         config = _select_subsystems(load_config(path, config_id=args.config_id), args.vrrp_only, args.lvs_only)
