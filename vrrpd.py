@@ -6016,7 +6016,7 @@ def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> b
 
 # --------------------------------------------------------------------------------------------
 # 5.1 State machine and receive checks (RFC 5798 sections 6 and 7.1)
-#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS lists every state change;
+#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS makes every state change;
 #     receive_checks() is RFC 5798 section 7.1 for both families. Nothing here reads a clock or a socket.
 # --------------------------------------------------------------------------------------------
 
@@ -6086,25 +6086,56 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
-# Every state change of the machine, and what causes it (RFC 5798 section 6.4, with keepalived's FAULT and
-# vrrpd's STOP). VrrpMachine._set_state() refuses anything not listed here.
-TRANSITIONS: Dict[Tuple[State, State], str] = {
-    (State.INIT, State.BACKUP): "Startup (6.4.1), below priority 255",
-    (State.INIT, State.MASTER): "Startup (6.4.1) of the address owner",
-    (State.INIT, State.FAULT): "Startup with an interface or tracker fault",
-    (State.INIT, State.STOP): "Shutdown before the start-up delay ran out",
-    (State.BACKUP, State.MASTER): "Master_Down_Timer fired (6.4.2), or the sync group went MASTER",
-    (State.BACKUP, State.BACKUP): "the sync group went BACKUP",
-    (State.BACKUP, State.FAULT): "an interface or tracker fault, or the sync group's",
-    (State.BACKUP, State.STOP): "Shutdown (6.4.2)",
-    (State.MASTER, State.MASTER): "the fault of a forced MASTER cleared (the owner stays MASTER)",
-    (State.MASTER, State.BACKUP): "an advert of higher priority (6.4.3), or the sync group went BACKUP",
-    (State.MASTER, State.FAULT): "a fault: priority 0 is sent first",
-    (State.MASTER, State.STOP): "Shutdown (6.4.3): priority 0 is sent first",
-    (State.FAULT, State.FAULT): "its own fault while the sync group holds it in FAULT",
-    (State.FAULT, State.BACKUP): "the fault cleared",
-    (State.FAULT, State.MASTER): "the fault of the address owner cleared",
-    (State.FAULT, State.STOP): "Shutdown",
+class Event(enum.Enum):
+    """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
+    set_fault, force_state, release_master, shutdown) say which of these happened, TRANSITIONS does the rest."""
+
+    STARTUP = "Startup (RFC 5798 6.4.1), below priority 255"
+    OWNER_STARTUP = "Startup (6.4.1) of the address owner"
+    FAULTY_STARTUP = "Startup with an interface or tracker fault"
+    MASTER_DOWN_TIMER = "Master_Down_Timer fired (6.4.2)"
+    HIGHER_PRIORITY_ADVERT = "an advert of higher priority, or of equal priority from a higher address (6.4.3)"
+    LATE_ADVER_TIMER = "Adver_Timer fired so late that a backup has taken over (timer_expired_backup)"
+    RELEASE = "something MASTER must hold vanished (keepalived's set_vrrp_backup)"
+    FAULT = "an interface or tracker fault"
+    FAULT_CLEARED = "the fault cleared"
+    OWNER_FAULT_CLEARED = "the fault of the address owner cleared"
+    SYNC_MASTER = "the sync group went MASTER"
+    SYNC_BACKUP = "the sync group went BACKUP"
+    SYNC_FAULT = "the sync group went FAULT"
+    SHUTDOWN = "Shutdown (6.4.2, 6.4.3)"
+
+
+# The machine's transitions (RFC 5798 section 6.4, with keepalived's FAULT and vrrpd's STOP): (state, event) ->
+# (new state, the VrrpMachine method that returns the transition's actions). VrrpMachine._fire() is the only
+# code that changes the state; an event with no row here in the current state is a bug, and raises.
+TRANSITIONS: Dict[Tuple[State, Event], Tuple[State, str]] = {
+    (State.INIT, Event.STARTUP): (State.BACKUP, "_enter_backup"),
+    (State.INIT, Event.OWNER_STARTUP): (State.MASTER, "_enter_master"),
+    (State.INIT, Event.FAULTY_STARTUP): (State.FAULT, "_enter_fault"),
+    (State.INIT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.BACKUP, Event.MASTER_DOWN_TIMER): (State.MASTER, "_take_over"),
+    (State.BACKUP, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.BACKUP, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.MASTER, Event.HIGHER_PRIORITY_ADVERT): (State.BACKUP, "_yield_to_higher_priority"),
+    (State.MASTER, Event.LATE_ADVER_TIMER): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.RELEASE): (State.BACKUP, "_release"),
+    (State.MASTER, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.MASTER, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.FAULT, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.FAULT, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
 }
 
 
@@ -6214,12 +6245,10 @@ class VrrpMachine:
         A MASTER forced to FAULT sends priority 0, so that the peer's members take over at once."""
         if self.state == state or self.state in (State.STOP, State.INIT):
             return []
-        if state == State.MASTER:
-            return self._become_master(now, "sync-group")
-        if state == State.FAULT:
-            return self._enter_fault(now, reason="sync-group")
-        self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="sync-group")
+        if state == State.BACKUP:
+            self.master_adver_int = self.advert_int
+        event = {State.MASTER: Event.SYNC_MASTER, State.BACKUP: Event.SYNC_BACKUP, State.FAULT: Event.SYNC_FAULT}[state]
+        return self._fire(now, event, reason="sync-group")
 
     def end_handover(self, now: float) -> List[Action]:
         """A second stop signal: do not wait for the new master any longer."""
@@ -6260,12 +6289,12 @@ class VrrpMachine:
         """RFC 5798 section 6.4.1 Initialize; keepalived always passes through BACKUP (init) unless owner or faulty."""
         self.fault = fault
         if fault:
-            return self._enter_fault(now, init=True)
+            return self._fire(now, Event.FAULTY_STARTUP, init=True)
         if self.priority == 255:
             # the address owner goes straight to MASTER
-            return self._become_master(now, "priority", "address owner (priority 255)")
+            return self._fire(now, Event.OWNER_STARTUP, reason="priority", detail="address owner (priority 255)")
         self.master_adver_int = self.advert_int
-        acts = self._enter_backup(now, init=True, reason="not-master", detail="starting up")
+        acts = self._fire(now, Event.STARTUP, init=True, reason="not-master", detail="starting up")
         if self.start_master:
             # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
             self.master_down_timer = now + self.advert_int + self.skew_time
@@ -6280,9 +6309,7 @@ class VrrpMachine:
             if self.hold_master:
                 self.master_down_timer = now + self.master_down_interval
                 return acts
-            # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
-            acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
-            acts += self._become_master(now, *self._takeover_reason(now))
+            acts += self._fire(now, Event.MASTER_DOWN_TIMER)
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
             if self.timer_expired_backup is not None:
                 # keepalived's timer_expired_backup: the loop ran so late that a backup (of priority at most P)
@@ -6292,7 +6319,7 @@ class VrrpMachine:
                 late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
-                                       logging.WARNING)] + self._enter_backup(now)
+                                       logging.WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -6400,21 +6427,7 @@ class VrrpMachine:
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
                                    "reducing our priority", logging.ERROR))
         if higher:
-            # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
-            #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
-            #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
-            why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
-                   (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
-            acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
-                                      f"{adv.priority}, ours {self.effective_priority}")]
-            if self.higher_prio_send_advert:
-                # keepalived's higher_prio_send_advert: tell the winner once more that we were master
-                acts.append(SendAdvert(self.effective_priority))
-            if self.version == 3:
-                self.master_adver_int = adv.advert_int
-            acts = pre + acts + self._enter_backup(now, reason="priority", detail=why)
-            self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
-            return acts
+            return pre + self._fire(now, Event.HIGHER_PRIORITY_ADVERT, adv=adv, src=src)
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
         acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
                     f"ours {self.effective_priority}, forcing new election"),
@@ -6446,31 +6459,19 @@ class VrrpMachine:
         if self.state in (State.STOP, State.INIT):
             return []
         if fault:
-            return self._enter_fault(now)
+            return self._fire(now, Event.FAULT, reason="fault")
         # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
         if self.priority == 255:
-            return self._become_master(now, "fault-cleared", "address owner")
+            return self._fire(now, Event.OWNER_FAULT_CLEARED, reason="fault-cleared", detail="address owner")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="fault-cleared")
+        return self._fire(now, Event.FAULT_CLEARED, reason="fault-cleared")
 
     def shutdown(self, now: float, handover: bool = False) -> List[Action]:
         """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
 
         With `handover` (vrrpd's vrrp_handover_on_stop) the VIPs stay until the new master is heard, bounded
         by the longest Skew_Time plus one advert interval."""
-        acts: List[Action] = []
-        was_master = self.state == State.MASTER
-        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
-        if was_master:
-            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
-            if handover:
-                longest_skew = 1.0 if self.version == 2 else self.advert_int
-                self.handover_timer = now + longest_skew + self.advert_int
-            else:
-                acts += self._remove_vips()
-        self._set_state(State.STOP)
-        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
-        return acts
+        return self._fire(now, Event.SHUTDOWN, handover=handover)
 
     def release_master(self, now: float, why: str) -> List[Action]:
         """keepalived's set_vrrp_backup: something MASTER must hold vanished (a tracked virtual route or rule
@@ -6478,21 +6479,20 @@ class VrrpMachine:
         router is MASTER again at once and reinstalls everything."""
         if self.state != State.MASTER:
             return []
-        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
-                              Log(f"({self.name}) sent 0 priority", detail=True)]
-        acts += self._enter_backup(now, reason="fault", detail=why)
-        self.master_down_timer = now + self.skew_time
-        return acts
+        return self._fire(now, Event.RELEASE, why=why)
 
-    # -- transitions ---------------------------------------------------------------------------
-    def _set_state(self, state: State) -> None:
-        if (self.state, state) not in TRANSITIONS:
-            raise AssertionError(f"({self.name}) no transition {self.state.value} -> {state.value}")
-        self.state = state
+    # -- transitions: TRANSITIONS names these; each gets the state the machine left ------------
+    def _fire(self, now: float, event: Event, **details: Any) -> List[Action]:
+        """Move as TRANSITIONS says for (state, event), and return the transition's actions."""
+        try:
+            target, actions = TRANSITIONS[self.state, event]
+        except KeyError:
+            raise AssertionError(f"({self.name}) no transition from {self.state.value} on {event.name}") from None
+        previous, self.state = self.state, target
+        return getattr(self, actions)(now, previous, **details)
 
-    def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
+    def _enter_master(self, now: float, previous: State, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
-        self._set_state(State.MASTER)
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
@@ -6511,29 +6511,71 @@ class VrrpMachine:
                  Notify(State.MASTER, self.effective_priority, reason, detail)]
         return acts
 
-    def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
-        was_master = self.state == State.MASTER
-        self._set_state(State.BACKUP)
+    def _take_over(self, now: float, previous: State) -> List[Action]:
+        # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
+        reason, detail = self._takeover_reason(now)
+        return ([Log(f"({self.name}) Receive advertisement timeout", detail=True)] +
+                self._enter_master(now, previous, reason, detail))
+
+    def _enter_backup(self, now: float, previous: State, init: bool = False, reason: str = "",
+                      detail: str = "") -> List[Action]:
         self.adver_timer = None
         self.master_down_timer = now + self.master_down_interval
         acts: List[Action] = [Log(f"({self.name}) Entering BACKUP STATE" + (" (init)" if init else ""))]
-        if was_master:
+        if previous == State.MASTER:
             acts.append(StopGarp())
         acts += self._remove_vips()
         self.master_priority = self.last_advert = None
         acts.append(Notify(State.BACKUP, self.effective_priority, reason, detail))
         return acts
 
-    def _enter_fault(self, now: float, init: bool = False, reason: str = "fault") -> List[Action]:
+    def _yield_to_higher_priority(self, now: float, previous: State, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
+        # RFC 5798 section 6.4.3: "... greater than the local Priority, or ... equal ... and the primary IPvX
+        # Address of the sender is greater than the local primary IPvX Address: Cancel Adver_Timer, Set
+        # Master_Adver_Interval, Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition
+        # to Backup"
+        why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
+               (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
+        acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
+                                  f"{adv.priority}, ours {self.effective_priority}")]
+        if self.higher_prio_send_advert:
+            # keepalived's higher_prio_send_advert: tell the winner once more that we were master
+            acts.append(SendAdvert(self.effective_priority))
+        if self.version == 3:
+            self.master_adver_int = adv.advert_int
+        acts += self._enter_backup(now, previous, reason="priority", detail=why)
+        self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
+        return acts
+
+    def _release(self, now: float, previous: State, why: str) -> List[Action]:
+        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
+                              Log(f"({self.name}) sent 0 priority", detail=True)]
+        acts += self._enter_backup(now, previous, reason="fault", detail=why)
+        self.master_down_timer = now + self.skew_time
+        return acts
+
+    def _enter_fault(self, now: float, previous: State, init: bool = False, reason: str = "fault") -> List[Action]:
         acts: List[Action] = []
-        if self.state == State.MASTER:
+        if previous == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
             acts += [SendAdvert(0), StopGarp()]
-        self._set_state(State.FAULT)
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
         acts.append(Notify(State.FAULT, self.effective_priority, reason))
+        return acts
+
+    def _enter_stop(self, now: float, previous: State, handover: bool = False) -> List[Action]:
+        acts: List[Action] = []
+        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
+        if previous == State.MASTER:
+            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
+            if handover:
+                longest_skew = 1.0 if self.version == 2 else self.advert_int
+                self.handover_timer = now + longest_skew + self.advert_int
+            else:
+                acts += self._remove_vips()
+        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
     def _remove_vips(self) -> List[Action]:
@@ -13548,117 +13590,153 @@ def demo_prerequisites() -> List[str]:
     return []
 
 
-class _DemoLab:
-    """The demo's throw-away network: namespaces on a bridge, removed again by close()."""
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
+    """Poll predicate() until it returns a true value and return that value; None once `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
 
-    def __init__(self) -> None:
-        self.tag = f"vd{os.getpid() % 100000}"
+
+class Lab:
+    """A throw-away network: namespaces joined by a bridge (in its own namespace), removed again by close().
+
+    The demo's network, and the one the lab tests of test_vrrpd.py build on. Names are unique per lab
+    (`prefix` and a random tag), so several labs, and several runs, can coexist. Needs only iproute2."""
+
+    def __init__(self, prefix: str = "vt") -> None:
+        self.tag = prefix + os.urandom(3).hex()
         self.namespaces: List[str] = []
-        self.procs: List[subprocess.Popen] = []
+        self.processes: List[subprocess.Popen] = []
+        self.bridge_ns = self.netns("br")
+        self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
+        # VRRP multicast must not be eaten by IGMP snooping
+        self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
+        self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
+        self._port = 0
 
-    def run(self, *argv: str, check: bool = True) -> str:
-        return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=20).stdout
+    @staticmethod
+    def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, check=check, timeout=timeout, capture_output=True, text=True, **kw)
 
     def netns(self, short: str) -> str:
         name = f"{self.tag}{short}"
-        self.run("ip", "netns", "add", name)
+        self.sh(["ip", "netns", "add", name])
         self.namespaces.append(name)
-        self.run("ip", "-n", name, "link", "set", "lo", "up")
+        self.ip("link", "set", "lo", "up", ns=name)
         return name
 
-    def build(self, hosts: List[Tuple[str, str]]) -> Dict[str, str]:
-        bridge = self.netns("br")
-        self.run("ip", "-n", bridge, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-        self.run("ip", "-n", bridge, "link", "set", "br0", "up")
-        names = {}
-        for n, (short, address) in enumerate(hosts):
-            ns = names[short] = self.netns(short)
-            self.run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", f"p{n}", "netns", bridge)
-            self.run("ip", "-n", bridge, "link", "set", f"p{n}", "master", "br0", "up")
-            self.run("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
-            self.run("ip", "-n", ns, "link", "set", "eth0", "up")
-        return names
+    def ip(self, *args: str, ns: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+        return self.sh(["ip"] + (["-n", ns] if ns else []) + list(args), check=check)
 
-    def start(self, ns: str, argv: List[str], **kw: Any) -> subprocess.Popen:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns] + argv, **kw)
-        self.procs.append(proc)
+    def host(self, short: str, address: str, ifname: str = "eth0") -> str:
+        """A namespace with one interface `ifname` on the lab bridge, holding `address` (CIDR)."""
+        ns = self.netns(short)
+        self._port += 1
+        peer = f"p{self._port}"
+        self.ip("link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", self.bridge_ns)
+        self.ip("link", "set", peer, "master", "br0", "up", ns=self.bridge_ns)
+        self.ip("addr", "add", address, "dev", ifname, ns=ns)
+        self.ip("link", "set", ifname, "up", ns=ns)
+        return ns
+
+    def link(self, ns: str, ifname: str, up: bool) -> None:
+        self.ip("link", "set", ifname, "up" if up else "down", ns=ns)
+
+    def addresses(self, ns: str, ifname: str = "eth0") -> List[str]:
+        out = self.ip("-o", "addr", "show", "dev", ifname, ns=ns, check=False).stdout
+        return [line.split()[3] for line in out.splitlines() if " inet" in line]
+
+    def has_address(self, ns: str, address: str, ifname: str = "eth0") -> bool:
+        return any(a.split("/")[0] == address for a in self.addresses(ns, ifname))
+
+    def exec(self, ns: str, cmd: List[str], **kw: Any) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, **kw)
+        self.processes.append(proc)
         return proc
 
-    def vip_holder(self, names: Dict[str, str], vip: str) -> List[str]:
-        return [short for short, ns in names.items()
-                if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
-
-    @staticmethod
-    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
-        """Seconds until predicate() held, or None after timeout."""
-        t0 = time.monotonic()
-        while not predicate():
-            if time.monotonic() - t0 > timeout:
-                return None
-            time.sleep(0.005)
-        return time.monotonic() - t0
-
-    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
-        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
-        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
-        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
-        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
-        import json
-        import select
-
-        me = os.path.abspath(__file__)
-        nodes: Dict[str, subprocess.Popen] = {}
-        probe: Optional[subprocess.Popen] = None
-        try:
-            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-                conf = os.path.join(tmp, f"{tag}-{node}.conf")
-                with open(conf, "w") as fh:
-                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
-                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
-                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
-                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
-                                             stdout=logf, stderr=subprocess.STDOUT)
-            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
-                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
-                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
-            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            assert probe.stdout is not None
-            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
-                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
-            time.sleep(0.5)
-            nodes["A"].terminate()
-            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
-            time.sleep(0.5)
-            out, _ = probe.communicate(input=b"stop\n", timeout=10)
-            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
-            result["moved"] = None if moved is None else round(moved, 4)
-            try:
-                result["a_status"] = nodes["A"].wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                result["a_status"] = None
-            return result
-        finally:
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    def run(self, ns: str, cmd: List[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return self.sh(["ip", "netns", "exec", ns] + cmd, check=check, timeout=timeout)
 
     def close(self) -> None:
-        for proc in self.procs:
+        for proc in self.processes:
             if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs:
+                try:
+                    proc.send_signal(signal.SIGKILL)
+                except OSError:
+                    pass
+        for proc in self.processes:
             try:
-                proc.wait(timeout=3)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
         for ns in reversed(self.namespaces):
-            self.run("ip", "netns", "del", ns, check=False)
+            # kill anything left inside (e.g. children of a killed daemon)
+            for pid in self.sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            self.sh(["ip", "netns", "del", ns], check=False)
+
+
+def demo_planned_stop(lab: Lab, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+    """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+    SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+    0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+    and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+    import json
+    import select
+
+    def holders() -> List[str]:
+        return [short for short, ns in names.items() if lab.has_address(ns, DEMO_VIP)]
+
+    me = os.path.abspath(__file__)
+    nodes: Dict[str, subprocess.Popen] = {}
+    probe: Optional[subprocess.Popen] = None
+    try:
+        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+            conf = os.path.join(tmp, f"{tag}-{node}.conf")
+            with open(conf, "w") as fh:
+                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                            handover="    vrrp_handover_on_stop\n" if handover else ""))
+            with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                nodes[node] = lab.exec(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                       stdout=logf, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: holders() == ["A"], 10, 0.005):
+            raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on {holders() or 'nobody'}; "
+                             f"logs in {tmp})")
+        probe = lab.exec(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert probe.stdout is not None
+        if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+            raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+        time.sleep(0.5)
+        nodes["A"].terminate()
+        stopped = time.monotonic()
+        moved = time.monotonic() - stopped if wait_until(lambda: holders() == ["B"], 10, 0.005) else None
+        time.sleep(0.5)
+        out, _ = probe.communicate(input=b"stop\n", timeout=10)
+        result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+        result["moved"] = None if moved is None else round(moved, 4)
+        try:
+            result["a_status"] = nodes["A"].wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            result["a_status"] = None
+        return result
+    finally:
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
@@ -13686,13 +13764,14 @@ def run_demo() -> int:
         for item in missing:
             print(f"  - {item}", file=sys.stderr)
         return 1
-    lab = _DemoLab()
+    lab = Lab("vd")
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
     old_int = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
+        names = {short: lab.host(short, address)
+                 for short, address in (("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24"))}
         say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
             f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
         say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
@@ -13700,7 +13779,7 @@ def run_demo() -> int:
         for n, (title, handover) in enumerate(DEMO_STOPS, 1):
             say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
                                        else ": A sends priority 0 and drops the VIP at once"))
-            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+            runs.append((title, demo_planned_stop(lab, names, tmp, handover, f"stop{n}")))
         print("\n" + format_demo_table(runs) + "\n", flush=True)
         for title, r in runs:
             say(f"{title}: node A exited with status {r['a_status']}")
