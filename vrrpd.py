@@ -413,6 +413,7 @@ class GlobalDefs:
     # these two and still writes $TMPDIR/keepalived.stats and .json: vrrpd does what they say)
     stats_dump_file: Optional[str] = None
     json_dump_file: Optional[str] = None
+    json_version: Optional[int] = None  # 1|2: the JSON dump in keepalived's layout of that version; None: vrrpd's
     # reload: reload_check_config LOG_FILE (the new file's problems are written there; "/dev/null" when bare),
     # reload_file (there while the files are read; "" means the default next to the pid file),
     # reload_time_file (a reload at the time it holds) and reload_repeat (keep the file: every day at that time),
@@ -642,6 +643,7 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    old_unicast_checksum: Optional[str] = None  # "config" (always), "never"; None: switch if the peer does
     debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
     unicast_fault_no_peer: bool = False
@@ -3158,6 +3160,7 @@ def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
         p.warning(kw, problem)
 
 
+_kw(_G, "json_version", _h_int("json_version", 1, 2))
 _kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
 _kw(_G, "reload_file", _g_reload_file, (0, 1))
 _kw(_G, "reload_time_file", _h_str("reload_time_file"))
@@ -3244,7 +3247,7 @@ _accept_only(_G, "lvs_sync_daemon "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
-             "json_version vmac_addr_prefix "
+             "vmac_addr_prefix "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "linkbeat_use_polling process_names process_name "
@@ -3253,6 +3256,13 @@ _accept_only(_G, "lvs_sync_daemon "
              "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
+
+
+def _i_old_unicast_checksum(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """keepalived 1.3.6 and older summed a unicast VRRPv3 advert's pseudo-header with the multicast group as its
+    destination. `old_unicast_checksum`: send and expect that sum; `never`: do not switch to it on hearing a peer
+    that uses it (keepalived's default switches)."""
+    inst.old_unicast_checksum = "never" if args else "config"
 
 
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -3484,7 +3494,8 @@ _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum")
+_kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
                                                     supported=False)
@@ -4877,6 +4888,7 @@ class VrrpAdvert:
     auth_type: int = 0
     auth_data: bytes = b""
     checksum: int = 0
+    old_checksum: bool = False  # a unicast v3 advert summed with the multicast group (old_unicast_checksum)
 
 
 def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
@@ -5034,6 +5046,9 @@ class RxFilter:
     # the pseudo-header ("pseudo") or the message alone ("message", v3_checksum_as_v2); None: leave v3 to user space
     checksum: bool = False
     v3_checksum: Optional[str] = "pseudo"
+    # also accept a v3 pseudo-header sum with this address (an int) as the destination: keepalived's
+    # old_unicast_checksum, the multicast group in the sum of a unicast advert; 0: no
+    old_group: int = 0
 
     def describe(self) -> str:
         versions = ",".join(str(k >> 4) for k in self.kinds)
@@ -5043,19 +5058,23 @@ class RxFilter:
 
 
 def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]], checksum: bool = False,
-                  v3_checksum: Optional[str] = "pseudo") -> RxFilter:
+                  v3_checksum: Optional[str] = "pseudo", old_group: Optional[IPAddress] = None) -> RxFilter:
     """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
     kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
     # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
     min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
     return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length,
-                    checksum and family == 4, v3_checksum)
+                    checksum and family == 4, v3_checksum,
+                    int(old_group) if old_group is not None and v3_checksum == "pseudo" else 0)
 
 
 def _checksum_program(f: RxFilter, op: Any) -> None:
     """The IPv4 checksum test: the one's complement sum of the VRRP message (v3: with the pseudo-header) must
     be 0xFFFF. Unrolled (classic BPF has no loops) up to BPF_CHECKSUM_MAX bytes; an IP header with options, an
-    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0]."""
+    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0].
+    With `old_group` the v3 sum is taken without the destination (M[2], M[3]=1 on that path) and passes with the
+    packet's destination or with old_group."""
+    old = f.old_group
     op(BPF_LD | BPF_B | BPF_ABS, 0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x45, jt=1)  # IP options: no fixed offsets, user space checks
     op(BPF_JMP | BPF_JA, "accept")
@@ -5066,6 +5085,9 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
     op(BPF_JMP | BPF_JGT | BPF_K, BPF_CHECKSUM_MAX, jf=1)
     op(BPF_JMP | BPF_JA, "accept")
     op(BPF_LDX | BPF_W | BPF_IMM, 0)
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 0)
+        op(BPF_ST, 3)
     op(BPF_LD | BPF_B | BPF_ABS, IPV4_HEADER.size)  # version
     op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x30, jf=1)  # v2: the message alone
@@ -5075,7 +5097,10 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_JMP | BPF_JA, "pseudo" if f.v3_checksum == "pseudo" else "message")
     op(BPF_JMP | BPF_JA, "message")
     op.label("pseudo")
-    for offset in (12, 14, 16, 18):  # source and destination addresses
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 1)
+        op(BPF_ST, 3)
+    for offset in (12, 14) if old else (12, 14, 16, 18):  # source and destination addresses
         op(BPF_LD | BPF_H | BPF_ABS, offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
@@ -5092,16 +5117,35 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_LD | BPF_H | BPF_ABS, IPV4_HEADER.size + offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    def fold() -> None:
+        for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_RSH | BPF_K, 16)
+            op(BPF_ST, 1)
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
+            op(BPF_LDX | BPF_W | BPF_MEM, 1)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+
     op.label("fold")
-    for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+    if old:
+        op(BPF_LD | BPF_W | BPF_MEM, 3)
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, jt="fold_message")
         op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_RSH | BPF_K, 16)
-        op(BPF_ST, 1)
-        op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
-        op(BPF_LDX | BPF_W | BPF_MEM, 1)
+        op(BPF_ST, 2)  # the sum without a destination
+        for offset in (16, 18):  # the packet's destination
+            op(BPF_LD | BPF_H | BPF_ABS, offset)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+        fold()
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept")
+        op(BPF_LDX | BPF_W | BPF_MEM, 2)  # else the old one: the multicast group as the destination
+        op(BPF_LD | BPF_W | BPF_IMM, (old >> 16) + (old & 0xFFFF))
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    op.label("fold_message")
+    fold()
     op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept", jf="drop_checksum")
 
 
@@ -6026,7 +6070,7 @@ def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> b
 
 # --------------------------------------------------------------------------------------------
 # 5.1 State machine and receive checks (RFC 5798 sections 6 and 7.1)
-#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS lists every state change;
+#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS makes every state change;
 #     receive_checks() is RFC 5798 section 7.1 for both families. Nothing here reads a clock or a socket.
 # --------------------------------------------------------------------------------------------
 
@@ -6096,25 +6140,56 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
-# Every state change of the machine, and what causes it (RFC 5798 section 6.4, with keepalived's FAULT and
-# vrrpd's STOP). VrrpMachine._set_state() refuses anything not listed here.
-TRANSITIONS: Dict[Tuple[State, State], str] = {
-    (State.INIT, State.BACKUP): "Startup (6.4.1), below priority 255",
-    (State.INIT, State.MASTER): "Startup (6.4.1) of the address owner",
-    (State.INIT, State.FAULT): "Startup with an interface or tracker fault",
-    (State.INIT, State.STOP): "Shutdown before the start-up delay ran out",
-    (State.BACKUP, State.MASTER): "Master_Down_Timer fired (6.4.2), or the sync group went MASTER",
-    (State.BACKUP, State.BACKUP): "the sync group went BACKUP",
-    (State.BACKUP, State.FAULT): "an interface or tracker fault, or the sync group's",
-    (State.BACKUP, State.STOP): "Shutdown (6.4.2)",
-    (State.MASTER, State.MASTER): "the fault of a forced MASTER cleared (the owner stays MASTER)",
-    (State.MASTER, State.BACKUP): "an advert of higher priority (6.4.3), or the sync group went BACKUP",
-    (State.MASTER, State.FAULT): "a fault: priority 0 is sent first",
-    (State.MASTER, State.STOP): "Shutdown (6.4.3): priority 0 is sent first",
-    (State.FAULT, State.FAULT): "its own fault while the sync group holds it in FAULT",
-    (State.FAULT, State.BACKUP): "the fault cleared",
-    (State.FAULT, State.MASTER): "the fault of the address owner cleared",
-    (State.FAULT, State.STOP): "Shutdown",
+class Event(enum.Enum):
+    """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
+    set_fault, force_state, release_master, shutdown) say which of these happened, TRANSITIONS does the rest."""
+
+    STARTUP = "Startup (RFC 5798 6.4.1), below priority 255"
+    OWNER_STARTUP = "Startup (6.4.1) of the address owner"
+    FAULTY_STARTUP = "Startup with an interface or tracker fault"
+    MASTER_DOWN_TIMER = "Master_Down_Timer fired (6.4.2)"
+    HIGHER_PRIORITY_ADVERT = "an advert of higher priority, or of equal priority from a higher address (6.4.3)"
+    LATE_ADVER_TIMER = "Adver_Timer fired so late that a backup has taken over (timer_expired_backup)"
+    RELEASE = "something MASTER must hold vanished (keepalived's set_vrrp_backup)"
+    FAULT = "an interface or tracker fault"
+    FAULT_CLEARED = "the fault cleared"
+    OWNER_FAULT_CLEARED = "the fault of the address owner cleared"
+    SYNC_MASTER = "the sync group went MASTER"
+    SYNC_BACKUP = "the sync group went BACKUP"
+    SYNC_FAULT = "the sync group went FAULT"
+    SHUTDOWN = "Shutdown (6.4.2, 6.4.3)"
+
+
+# The machine's transitions (RFC 5798 section 6.4, with keepalived's FAULT and vrrpd's STOP): (state, event) ->
+# (new state, the VrrpMachine method that returns the transition's actions). VrrpMachine._fire() is the only
+# code that changes the state; an event with no row here in the current state is a bug, and raises.
+TRANSITIONS: Dict[Tuple[State, Event], Tuple[State, str]] = {
+    (State.INIT, Event.STARTUP): (State.BACKUP, "_enter_backup"),
+    (State.INIT, Event.OWNER_STARTUP): (State.MASTER, "_enter_master"),
+    (State.INIT, Event.FAULTY_STARTUP): (State.FAULT, "_enter_fault"),
+    (State.INIT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.BACKUP, Event.MASTER_DOWN_TIMER): (State.MASTER, "_take_over"),
+    (State.BACKUP, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.BACKUP, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.MASTER, Event.HIGHER_PRIORITY_ADVERT): (State.BACKUP, "_yield_to_higher_priority"),
+    (State.MASTER, Event.LATE_ADVER_TIMER): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.RELEASE): (State.BACKUP, "_release"),
+    (State.MASTER, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.MASTER, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.FAULT, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.FAULT, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
 }
 
 
@@ -6224,12 +6299,10 @@ class VrrpMachine:
         A MASTER forced to FAULT sends priority 0, so that the peer's members take over at once."""
         if self.state == state or self.state in (State.STOP, State.INIT):
             return []
-        if state == State.MASTER:
-            return self._become_master(now, "sync-group")
-        if state == State.FAULT:
-            return self._enter_fault(now, reason="sync-group")
-        self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="sync-group")
+        if state == State.BACKUP:
+            self.master_adver_int = self.advert_int
+        event = {State.MASTER: Event.SYNC_MASTER, State.BACKUP: Event.SYNC_BACKUP, State.FAULT: Event.SYNC_FAULT}[state]
+        return self._fire(now, event, reason="sync-group")
 
     def end_handover(self, now: float) -> List[Action]:
         """A second stop signal: do not wait for the new master any longer."""
@@ -6270,12 +6343,12 @@ class VrrpMachine:
         """RFC 5798 section 6.4.1 Initialize; keepalived always passes through BACKUP (init) unless owner or faulty."""
         self.fault = fault
         if fault:
-            return self._enter_fault(now, init=True)
+            return self._fire(now, Event.FAULTY_STARTUP, init=True)
         if self.priority == 255:
             # the address owner goes straight to MASTER
-            return self._become_master(now, "priority", "address owner (priority 255)")
+            return self._fire(now, Event.OWNER_STARTUP, reason="priority", detail="address owner (priority 255)")
         self.master_adver_int = self.advert_int
-        acts = self._enter_backup(now, init=True, reason="not-master", detail="starting up")
+        acts = self._fire(now, Event.STARTUP, init=True, reason="not-master", detail="starting up")
         if self.start_master:
             # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
             self.master_down_timer = now + self.advert_int + self.skew_time
@@ -6290,9 +6363,7 @@ class VrrpMachine:
             if self.hold_master:
                 self.master_down_timer = now + self.master_down_interval
                 return acts
-            # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
-            acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
-            acts += self._become_master(now, *self._takeover_reason(now))
+            acts += self._fire(now, Event.MASTER_DOWN_TIMER)
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
             if self.timer_expired_backup is not None:
                 # keepalived's timer_expired_backup: the loop ran so late that a backup (of priority at most P)
@@ -6302,7 +6373,7 @@ class VrrpMachine:
                 late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
-                                       logging.WARNING)] + self._enter_backup(now)
+                                       logging.WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -6410,21 +6481,7 @@ class VrrpMachine:
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
                                    "reducing our priority", logging.ERROR))
         if higher:
-            # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
-            #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
-            #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
-            why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
-                   (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
-            acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
-                                      f"{adv.priority}, ours {self.effective_priority}")]
-            if self.higher_prio_send_advert:
-                # keepalived's higher_prio_send_advert: tell the winner once more that we were master
-                acts.append(SendAdvert(self.effective_priority))
-            if self.version == 3:
-                self.master_adver_int = adv.advert_int
-            acts = pre + acts + self._enter_backup(now, reason="priority", detail=why)
-            self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
-            return acts
+            return pre + self._fire(now, Event.HIGHER_PRIORITY_ADVERT, adv=adv, src=src)
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
         acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
                     f"ours {self.effective_priority}, forcing new election"),
@@ -6456,31 +6513,19 @@ class VrrpMachine:
         if self.state in (State.STOP, State.INIT):
             return []
         if fault:
-            return self._enter_fault(now)
+            return self._fire(now, Event.FAULT, reason="fault")
         # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
         if self.priority == 255:
-            return self._become_master(now, "fault-cleared", "address owner")
+            return self._fire(now, Event.OWNER_FAULT_CLEARED, reason="fault-cleared", detail="address owner")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="fault-cleared")
+        return self._fire(now, Event.FAULT_CLEARED, reason="fault-cleared")
 
     def shutdown(self, now: float, handover: bool = False) -> List[Action]:
         """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
 
         With `handover` (vrrpd's vrrp_handover_on_stop) the VIPs stay until the new master is heard, bounded
         by the longest Skew_Time plus one advert interval."""
-        acts: List[Action] = []
-        was_master = self.state == State.MASTER
-        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
-        if was_master:
-            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
-            if handover:
-                longest_skew = 1.0 if self.version == 2 else self.advert_int
-                self.handover_timer = now + longest_skew + self.advert_int
-            else:
-                acts += self._remove_vips()
-        self._set_state(State.STOP)
-        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
-        return acts
+        return self._fire(now, Event.SHUTDOWN, handover=handover)
 
     def release_master(self, now: float, why: str) -> List[Action]:
         """keepalived's set_vrrp_backup: something MASTER must hold vanished (a tracked virtual route or rule
@@ -6488,21 +6533,20 @@ class VrrpMachine:
         router is MASTER again at once and reinstalls everything."""
         if self.state != State.MASTER:
             return []
-        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
-                              Log(f"({self.name}) sent 0 priority", detail=True)]
-        acts += self._enter_backup(now, reason="fault", detail=why)
-        self.master_down_timer = now + self.skew_time
-        return acts
+        return self._fire(now, Event.RELEASE, why=why)
 
-    # -- transitions ---------------------------------------------------------------------------
-    def _set_state(self, state: State) -> None:
-        if (self.state, state) not in TRANSITIONS:
-            raise AssertionError(f"({self.name}) no transition {self.state.value} -> {state.value}")
-        self.state = state
+    # -- transitions: TRANSITIONS names these; each gets the state the machine left ------------
+    def _fire(self, now: float, event: Event, **details: Any) -> List[Action]:
+        """Move as TRANSITIONS says for (state, event), and return the transition's actions."""
+        try:
+            target, actions = TRANSITIONS[self.state, event]
+        except KeyError:
+            raise AssertionError(f"({self.name}) no transition from {self.state.value} on {event.name}") from None
+        previous, self.state = self.state, target
+        return getattr(self, actions)(now, previous, **details)
 
-    def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
+    def _enter_master(self, now: float, previous: State, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
-        self._set_state(State.MASTER)
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
@@ -6521,29 +6565,71 @@ class VrrpMachine:
                  Notify(State.MASTER, self.effective_priority, reason, detail)]
         return acts
 
-    def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
-        was_master = self.state == State.MASTER
-        self._set_state(State.BACKUP)
+    def _take_over(self, now: float, previous: State) -> List[Action]:
+        # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
+        reason, detail = self._takeover_reason(now)
+        return ([Log(f"({self.name}) Receive advertisement timeout", detail=True)] +
+                self._enter_master(now, previous, reason, detail))
+
+    def _enter_backup(self, now: float, previous: State, init: bool = False, reason: str = "",
+                      detail: str = "") -> List[Action]:
         self.adver_timer = None
         self.master_down_timer = now + self.master_down_interval
         acts: List[Action] = [Log(f"({self.name}) Entering BACKUP STATE" + (" (init)" if init else ""))]
-        if was_master:
+        if previous == State.MASTER:
             acts.append(StopGarp())
         acts += self._remove_vips()
         self.master_priority = self.last_advert = None
         acts.append(Notify(State.BACKUP, self.effective_priority, reason, detail))
         return acts
 
-    def _enter_fault(self, now: float, init: bool = False, reason: str = "fault") -> List[Action]:
+    def _yield_to_higher_priority(self, now: float, previous: State, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
+        # RFC 5798 section 6.4.3: "... greater than the local Priority, or ... equal ... and the primary IPvX
+        # Address of the sender is greater than the local primary IPvX Address: Cancel Adver_Timer, Set
+        # Master_Adver_Interval, Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition
+        # to Backup"
+        why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
+               (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
+        acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
+                                  f"{adv.priority}, ours {self.effective_priority}")]
+        if self.higher_prio_send_advert:
+            # keepalived's higher_prio_send_advert: tell the winner once more that we were master
+            acts.append(SendAdvert(self.effective_priority))
+        if self.version == 3:
+            self.master_adver_int = adv.advert_int
+        acts += self._enter_backup(now, previous, reason="priority", detail=why)
+        self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
+        return acts
+
+    def _release(self, now: float, previous: State, why: str) -> List[Action]:
+        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
+                              Log(f"({self.name}) sent 0 priority", detail=True)]
+        acts += self._enter_backup(now, previous, reason="fault", detail=why)
+        self.master_down_timer = now + self.skew_time
+        return acts
+
+    def _enter_fault(self, now: float, previous: State, init: bool = False, reason: str = "fault") -> List[Action]:
         acts: List[Action] = []
-        if self.state == State.MASTER:
+        if previous == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
             acts += [SendAdvert(0), StopGarp()]
-        self._set_state(State.FAULT)
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
         acts.append(Notify(State.FAULT, self.effective_priority, reason))
+        return acts
+
+    def _enter_stop(self, now: float, previous: State, handover: bool = False) -> List[Action]:
+        acts: List[Action] = []
+        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
+        if previous == State.MASTER:
+            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
+            if handover:
+                longest_skew = 1.0 if self.version == 2 else self.advert_int
+                self.handover_timer = now + longest_skew + self.advert_int
+            else:
+                acts += self._remove_vips()
+        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
     def _remove_vips(self) -> List[Action]:
@@ -6567,14 +6653,20 @@ class Drop:
 
 def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peers: List[UnicastPeer],
                    check_unicast_src: bool = False, checksum_as_v2: bool = False,
-                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None) -> Union[VrrpAdvert, Drop, None]:
+                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None,
+                   old_checksum: Optional[bool] = False,
+                   group4: IPAddress = VRRP_MCAST_GROUP4) -> Union[VrrpAdvert, Drop, None]:
     """RFC 5798 section 7.1 for one instance, either family, unicast or multicast: the advert, or why not.
 
     In keepalived's order: the mode (unicast vs multicast), the TTL/hop limit (255 for multicast, the
     peer's min_ttl..max_ttl for unicast), the unicast source, `unwrap` (auth_hmac: the message without its
     trailer, None when it dropped and counted the advert itself), the message (version, type, length,
     checksum, interval), then the instance's own rules (version, v2 authentication and interval). AH is
-    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine."""
+    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine.
+
+    A unicast IPv4 VRRPv3 checksum is summed with `group4` as the destination when `old_checksum` is True
+    (keepalived's old_unicast_checksum); when it is None, that sum is tried after the right one fails, and an
+    advert that passes it says so (old_checksum=True: keepalived then switches to it)."""
     name, src = machine.name, pkt.src
     unicast = not pkt.dst.is_multicast
     if unicast != unicast_mode:
@@ -6597,7 +6689,16 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
         payload = unwrapped
     try:
         if src.version == 4:
-            adv = decode_advert(payload, src, pkt.dst, checksum_as_v2)
+            old = unicast and old_checksum is True and not checksum_as_v2
+            try:
+                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2)
+            except PacketError as exc:
+                if exc.reason != "bad_checksum" or not unicast or old_checksum is not None or checksum_as_v2:
+                    raise
+                adv = decode_advert(payload, src, group4)  # raises the same bad_checksum when that fails too
+                if adv.version != 3:
+                    raise exc from None
+                adv.old_checksum = True
         else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
             adv = decode_advert(payload, family=6)
     except PacketError as exc:
@@ -10838,6 +10939,9 @@ class InstanceRuntime:
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
         self.checksum_as_v2 = False
+        # old_unicast_checksum: a unicast IPv4 VRRPv3 instance sums with the multicast group (True), or switches
+        # to that when a peer does (None: keepalived's default), or never does (False)
+        self.old_checksum: Optional[bool] = False
         self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
         self.adverts_sent = 0
         self.adverts_received = 0
@@ -11035,6 +11139,8 @@ class Daemon:
         machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
+        if rt.unicast and version == 3 and rt.family == 4:
+            rt.old_checksum = {"config": True, "never": False}.get(inst.old_unicast_checksum or "")
         self._attach_hmac(rt)
         if inst.interface is None:
             raise ValueError("no interface")
@@ -11665,7 +11771,8 @@ class Daemon:
                          m.auth_type.value if rt.version == 2 else 0,
                          m.auth_pass if m.auth_type == AuthType.PASS else b"")
         kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
-        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, dst, rt.checksum_as_v2))
+        old = self.g.vrrp_mcast_group4 if rt.old_checksum else None  # old_unicast_checksum: the group's sum
+        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, old or dst, rt.checksum_as_v2))
                 for dst, ttl in rt.targets]
         if rt.ah is not None:
             packets = []
@@ -12060,7 +12167,10 @@ class Daemon:
         styles = {rt.checksum_as_v2 for rt in rts if rt.version == 3}
         v3_checksum = None if len(styles) > 1 else "message" if styles == {True} else "pseudo"
         checksum = all(getattr(rt, "hmac", None) is None for rt in rts)
-        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum))
+        # old_unicast_checksum (or a default instance that may switch to it): the group's sum passes too
+        old = self.g.vrrp_mcast_group4 if any(rt.old_checksum is not False for rt in rts) else None
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum,
+                                                   old))
         # kernel_rx_buf_size (or vrrp_rx_bufs_policy): each instance adds its share to the socket's buffer
         self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(self._rx_buf_share(rt) for rt in rts))
 
@@ -12150,13 +12260,17 @@ class Daemon:
 
         check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
         verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src, rt.checksum_as_v2,
-                                 unwrap)
+                                 unwrap, rt.old_checksum, self.g.vrrp_mcast_group4)
         if verdict is None:
             return
         if isinstance(verdict, Drop):
             self._bad(rt, verdict.reason, verdict.message)
             return
         adv = verdict
+        if adv.old_checksum and rt.old_checksum is None:
+            rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
+            rt.packets.clear()
+            log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
         self._accepted_from(rt, pkt.src, adv)
         if adv.priority and rt.machine.address_mismatch(adv):
             self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
@@ -13556,117 +13670,153 @@ def demo_prerequisites() -> List[str]:
     return []
 
 
-class _DemoLab:
-    """The demo's throw-away network: namespaces on a bridge, removed again by close()."""
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
+    """Poll predicate() until it returns a true value and return that value; None once `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
 
-    def __init__(self) -> None:
-        self.tag = f"vd{os.getpid() % 100000}"
+
+class Lab:
+    """A throw-away network: namespaces joined by a bridge (in its own namespace), removed again by close().
+
+    The demo's network, and the one the lab tests of test_vrrpd.py build on. Names are unique per lab
+    (`prefix` and a random tag), so several labs, and several runs, can coexist. Needs only iproute2."""
+
+    def __init__(self, prefix: str = "vt") -> None:
+        self.tag = prefix + os.urandom(3).hex()
         self.namespaces: List[str] = []
-        self.procs: List[subprocess.Popen] = []
+        self.processes: List[subprocess.Popen] = []
+        self.bridge_ns = self.netns("br")
+        self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
+        # VRRP multicast must not be eaten by IGMP snooping
+        self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
+        self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
+        self._port = 0
 
-    def run(self, *argv: str, check: bool = True) -> str:
-        return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=20).stdout
+    @staticmethod
+    def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, check=check, timeout=timeout, capture_output=True, text=True, **kw)
 
     def netns(self, short: str) -> str:
         name = f"{self.tag}{short}"
-        self.run("ip", "netns", "add", name)
+        self.sh(["ip", "netns", "add", name])
         self.namespaces.append(name)
-        self.run("ip", "-n", name, "link", "set", "lo", "up")
+        self.ip("link", "set", "lo", "up", ns=name)
         return name
 
-    def build(self, hosts: List[Tuple[str, str]]) -> Dict[str, str]:
-        bridge = self.netns("br")
-        self.run("ip", "-n", bridge, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-        self.run("ip", "-n", bridge, "link", "set", "br0", "up")
-        names = {}
-        for n, (short, address) in enumerate(hosts):
-            ns = names[short] = self.netns(short)
-            self.run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", f"p{n}", "netns", bridge)
-            self.run("ip", "-n", bridge, "link", "set", f"p{n}", "master", "br0", "up")
-            self.run("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
-            self.run("ip", "-n", ns, "link", "set", "eth0", "up")
-        return names
+    def ip(self, *args: str, ns: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+        return self.sh(["ip"] + (["-n", ns] if ns else []) + list(args), check=check)
 
-    def start(self, ns: str, argv: List[str], **kw: Any) -> subprocess.Popen:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns] + argv, **kw)
-        self.procs.append(proc)
+    def host(self, short: str, address: str, ifname: str = "eth0") -> str:
+        """A namespace with one interface `ifname` on the lab bridge, holding `address` (CIDR)."""
+        ns = self.netns(short)
+        self._port += 1
+        peer = f"p{self._port}"
+        self.ip("link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", self.bridge_ns)
+        self.ip("link", "set", peer, "master", "br0", "up", ns=self.bridge_ns)
+        self.ip("addr", "add", address, "dev", ifname, ns=ns)
+        self.ip("link", "set", ifname, "up", ns=ns)
+        return ns
+
+    def link(self, ns: str, ifname: str, up: bool) -> None:
+        self.ip("link", "set", ifname, "up" if up else "down", ns=ns)
+
+    def addresses(self, ns: str, ifname: str = "eth0") -> List[str]:
+        out = self.ip("-o", "addr", "show", "dev", ifname, ns=ns, check=False).stdout
+        return [line.split()[3] for line in out.splitlines() if " inet" in line]
+
+    def has_address(self, ns: str, address: str, ifname: str = "eth0") -> bool:
+        return any(a.split("/")[0] == address for a in self.addresses(ns, ifname))
+
+    def exec(self, ns: str, cmd: List[str], **kw: Any) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, **kw)
+        self.processes.append(proc)
         return proc
 
-    def vip_holder(self, names: Dict[str, str], vip: str) -> List[str]:
-        return [short for short, ns in names.items()
-                if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
-
-    @staticmethod
-    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
-        """Seconds until predicate() held, or None after timeout."""
-        t0 = time.monotonic()
-        while not predicate():
-            if time.monotonic() - t0 > timeout:
-                return None
-            time.sleep(0.005)
-        return time.monotonic() - t0
-
-    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
-        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
-        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
-        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
-        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
-        import json
-        import select
-
-        me = os.path.abspath(__file__)
-        nodes: Dict[str, subprocess.Popen] = {}
-        probe: Optional[subprocess.Popen] = None
-        try:
-            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-                conf = os.path.join(tmp, f"{tag}-{node}.conf")
-                with open(conf, "w") as fh:
-                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
-                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
-                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
-                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
-                                             stdout=logf, stderr=subprocess.STDOUT)
-            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
-                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
-                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
-            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            assert probe.stdout is not None
-            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
-                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
-            time.sleep(0.5)
-            nodes["A"].terminate()
-            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
-            time.sleep(0.5)
-            out, _ = probe.communicate(input=b"stop\n", timeout=10)
-            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
-            result["moved"] = None if moved is None else round(moved, 4)
-            try:
-                result["a_status"] = nodes["A"].wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                result["a_status"] = None
-            return result
-        finally:
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    def run(self, ns: str, cmd: List[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return self.sh(["ip", "netns", "exec", ns] + cmd, check=check, timeout=timeout)
 
     def close(self) -> None:
-        for proc in self.procs:
+        for proc in self.processes:
             if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs:
+                try:
+                    proc.send_signal(signal.SIGKILL)
+                except OSError:
+                    pass
+        for proc in self.processes:
             try:
-                proc.wait(timeout=3)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
         for ns in reversed(self.namespaces):
-            self.run("ip", "netns", "del", ns, check=False)
+            # kill anything left inside (e.g. children of a killed daemon)
+            for pid in self.sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            self.sh(["ip", "netns", "del", ns], check=False)
+
+
+def demo_planned_stop(lab: Lab, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+    """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+    SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+    0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+    and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+    import json
+    import select
+
+    def holders() -> List[str]:
+        return [short for short, ns in names.items() if lab.has_address(ns, DEMO_VIP)]
+
+    me = os.path.abspath(__file__)
+    nodes: Dict[str, subprocess.Popen] = {}
+    probe: Optional[subprocess.Popen] = None
+    try:
+        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+            conf = os.path.join(tmp, f"{tag}-{node}.conf")
+            with open(conf, "w") as fh:
+                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                            handover="    vrrp_handover_on_stop\n" if handover else ""))
+            with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                nodes[node] = lab.exec(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                       stdout=logf, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: holders() == ["A"], 10, 0.005):
+            raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on {holders() or 'nobody'}; "
+                             f"logs in {tmp})")
+        probe = lab.exec(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert probe.stdout is not None
+        if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+            raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+        time.sleep(0.5)
+        nodes["A"].terminate()
+        stopped = time.monotonic()
+        moved = time.monotonic() - stopped if wait_until(lambda: holders() == ["B"], 10, 0.005) else None
+        time.sleep(0.5)
+        out, _ = probe.communicate(input=b"stop\n", timeout=10)
+        result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+        result["moved"] = None if moved is None else round(moved, 4)
+        try:
+            result["a_status"] = nodes["A"].wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            result["a_status"] = None
+        return result
+    finally:
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
@@ -13694,13 +13844,14 @@ def run_demo() -> int:
         for item in missing:
             print(f"  - {item}", file=sys.stderr)
         return 1
-    lab = _DemoLab()
+    lab = Lab("vd")
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
     old_int = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
+        names = {short: lab.host(short, address)
+                 for short, address in (("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24"))}
         say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
             f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
         say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
@@ -13708,7 +13859,7 @@ def run_demo() -> int:
         for n, (title, handover) in enumerate(DEMO_STOPS, 1):
             say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
                                        else ": A sends priority 0 and drops the VIP at once"))
-            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+            runs.append((title, demo_planned_stop(lab, names, tmp, handover, f"stop{n}")))
         print("\n" + format_demo_table(runs) + "\n", flush=True)
         for title, r in runs:
             say(f"{title}: node A exited with status {r['a_status']}")
@@ -13924,8 +14075,21 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
               f" Gratuitous ARP delay = {g.vrrp_garp_master_delay:g} sec, repeat = {g.vrrp_garp_master_repeat}",
               f" Handover on stop = {'yes' if g.vrrp_handover_on_stop else 'no'}",
               f" SMTP server = {g.smtp_server or '-'}",
-              f" Notification email = {', '.join(g.notification_email) or '-'}",
-              "------< VRRP Topology >------"]
+              f" Notification email = {', '.join(g.notification_email) or '-'}"]
+    # the runtime files, as keepalived's dump_global_data words them (only what is configured)
+    reload_file = Operator.reload_file_path(g)
+    for shown, line in ((g.config_save_dir, f" Config save dir = {g.config_save_dir}"),
+                        (g.reload_check_config, f" Test config before reload, log to {g.reload_check_config}"),
+                        (g.reload_time_file, f" Reload time file = {g.reload_time_file}"
+                                             + (" (repeat)" if g.reload_repeat else "")),
+                        (reload_file, f" Reload_file = {reload_file}"),
+                        (g.json_version, f" json_version {g.json_version}"),
+                        (g.state_dump_file, f" state dump file {g.state_dump_file}"),
+                        (g.stats_dump_file, f" stats dump file {g.stats_dump_file}"),
+                        (g.json_dump_file, f" json dump file {g.json_dump_file}")):
+        if shown:
+            lines.append(line)
+    lines.append("------< VRRP Topology >------")
     for rt in daemon.runtimes:
         inst, m = rt.inst, rt.machine
         mode = ("unicast to " + ", ".join(str(p.address) for p in inst.unicast_peer)) if rt.unicast \
@@ -13969,6 +14133,123 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
     lines.append("------< LVS Topology >------")
     lines += _kv_lines(st.get("lvs") or {}, 1)
     return "\n".join(lines) + "\n"
+
+
+_KEEPALIVED_STATE_NUMBER = {State.INIT: 0, State.BACKUP: 1, State.MASTER: 2, State.FAULT: 3}
+# vrrpd's reasons for a dropped advert -> keepalived's counter (vrrp_json.c, vrrp_stats), by the words they hold
+_KEEPALIVED_BAD_COUNTERS = (("hmac", "auth_ext_invalid_hmac"), ("replay", "auth_ext_replay"),
+                            ("length", "packet_len_err"), ("short", "packet_len_err"), ("truncated", "packet_len_err"),
+                            ("interval", "advert_interval_err"), ("ttl", "ip_ttl_err"), ("type", "invalid_type_rcvd"),
+                            ("version", "invalid_type_rcvd"), ("addr", "addr_list_err"), ("vip", "addr_list_err"),
+                            ("auth_mismatch", "authtype_mismatch"), ("auth", "auth_failure"), ("ah_", "auth_failure"))
+_KEEPALIVED_STATS = ("advert_rcvd", "advert_sent", "become_master", "release_master", "packet_len_err",
+                     "advert_interval_err", "ip_ttl_err", "invalid_type_rcvd", "addr_list_err", "invalid_authtype",
+                     "authtype_mismatch", "auth_failure", "auth_ext_missing", "auth_ext_malformed",
+                     "auth_ext_unknown_key", "auth_ext_invalid_hmac", "auth_ext_stale", "auth_ext_replay",
+                     "pri_zero_rcvd", "pri_zero_sent")
+
+
+def _keepalived_ip(v: VirtualIP, ifname: Optional[str], is_set: bool) -> str:
+    """A VIP as keepalived's format_ipaddress writes it in its JSON dump."""
+    text = str(v.address) + (f" brd {v.brd}" if v.brd is not None else "") + f" dev {v.dev or ifname}"
+    text += f" scope {v.scope}" + (f" label {v.label}" if v.label else "")
+    text += (f" peer {v.peer}/{v.address.network.prefixlen}" if v.peer is not None else "")
+    text += (" -nodad" if v.nodad else "") + (" no_track" if v.no_track else "")
+    return text + (" set" if is_set else "")
+
+
+def _keepalived_cmd(cmd: Command) -> str:
+    """A script as keepalived's cmd_str writes it: each word in single quotes, the program's full path."""
+    argv = list(cmd.argv)
+    if argv and not argv[0].startswith(("<", ">")):
+        found = find_script(argv[0])
+        argv[0] = os.path.realpath(found) if found else argv[0]  # keepalived resolves it (check_script_secure)
+    return " ".join(a if not i and a[:1] in "<>" else "'" + a.replace("'", "'\\''") + "'"
+                    for i, a in enumerate(argv))
+
+
+def keepalived_json(daemon: Daemon, version: int) -> Any:
+    """The JSON dump in keepalived's layout (vrrp_json.c) for json_version 1 or 2, for the tools that read
+    keepalived.json: version 1 is an array with one {"data", "stats"} object per instance; version 2 puts that
+    array in an object under "vrrp", with "track_process" beside it (when there are any)."""
+    g, instances = daemon.g, []
+
+    def some(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    for rt in daemon.runtimes:
+        inst, m = rt.inst, rt.machine
+        delay, repeat, refresh, rrepeat = daemon._garp_params(rt)
+        strict = some(inst.strict_mode, g.vrrp_strict)
+        data: Dict[str, Any] = {
+            "iname": inst.name, "dont_track_primary": int(inst.dont_track_primary),
+            "skip_check_adv_addr": int(some(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
+            "strict_mode": int(strict), "vmac_ifname": inst.vmac_name or "", "ifp_ifname": inst.interface or "",
+            "master_priority": m.master_priority or 0,
+            "last_transition": rt.history[-1]["time"] if rt.history else 0.0,
+            "garp_delay": delay, "garp_refresh": int(refresh), "garp_rep": repeat, "garp_refresh_rep": rrepeat,
+            "garp_lower_prio_delay": int(some(inst.garp_lower_prio_delay, some(g.vrrp_garp_lower_prio_delay, delay))),
+            "garp_lower_prio_rep": some(inst.garp_lower_prio_repeat, some(g.vrrp_garp_lower_prio_repeat, repeat)),
+            "lower_prio_no_advert": int(some(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
+            "higher_prio_send_advert": int(some(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            "vrid": m.vrid, "base_priority": m.priority, "effective_priority": m.effective_priority,
+            "vipset": bool(m.vips_set), "promote_secondaries": inst.promote_secondaries,
+            "adver_int": m.advert_int, "master_adver_int": m.master_adver_int,
+            "accept": int(some(inst.accept, not strict)), "nopreempt": inst.nopreempt,
+            "preempt_delay": int(inst.preempt_delay), "state": _KEEPALIVED_STATE_NUMBER.get(m.state, 0),
+            "wantstate": _KEEPALIVED_STATE_NUMBER.get(m.state, 0), "version": rt.version,
+            "smtp_alert": bool(some(inst.smtp_alert, some(g.smtp_alert_vrrp, some(g.smtp_alert, False)))),
+            "notify_deleted": inst.notify_deleted is not None,
+        }
+        for key, cmd in (("script_backup", inst.notify_backup), ("script_master", inst.notify_master),
+                         ("script_fault", inst.notify_fault), ("script_stop", inst.notify_stop),
+                         ("script_deleted", inst.notify_deleted), ("script", inst.notify),
+                         ("script_master_rx_lower_pri", inst.notify_master_rx_lower_pri)):
+            if cmd is not None:
+                data[key] = _keepalived_cmd(cmd)
+        lists = (("vips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress]),
+                 ("evips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress_excluded]),
+                 ("vroutes", [str(r) for r in inst.virtual_routes]), ("vrules", [str(r) for r in inst.virtual_rules]),
+                 ("track_ifp", [r.name for r in inst.track_interface]),
+                 ("track_script", [_keepalived_cmd(daemon.config.vrrp_scripts[r.name].script) for r in inst.track_script
+                                   if r.name in daemon.config.vrrp_scripts
+                                   and daemon.config.vrrp_scripts[r.name].script is not None]),
+                 ("track_process", [" ".join(daemon.config.track_processes[r.name].process) for r in
+                                    inst.track_process if r.name in daemon.config.track_processes]))
+        data.update((key, values) for key, values in lists if values)
+        data["auth_type"] = {AuthType.NONE: 0, AuthType.PASS: 1}.get(inst.auth_type, 2)
+        if inst.auth_type is not AuthType.NONE:
+            data["auth_data"] = "********"
+        stats = dict.fromkeys(_KEEPALIVED_STATS, 0)
+        stats.update(advert_rcvd=rt.adverts_received, advert_sent=rt.adverts_sent,
+                     become_master=rt.entered.get("MASTER", 0), release_master=rt.released_master,
+                     pri_zero_rcvd=rt.priority_zero_received, pri_zero_sent=rt.priority_zero_sent)
+        for reason, count in rt.bad_packets.items():
+            counter = next((c for word, c in _KEEPALIVED_BAD_COUNTERS if word in reason), None)
+            if counter is not None:
+                stats[counter] += count
+        instances.append({"data": data, "stats": stats})
+    if version == 1:
+        return instances
+    doc: Dict[str, Any] = {"vrrp": instances}
+    tracked = daemon.tracking.status().get("track_process", {})
+    processes = []
+    for name, tp in daemon.config.track_processes.items():
+        now = tracked.get(name, {})
+        entry: Dict[str, Any] = {"process": tp.process[0] if tp.process else ""}
+        if len(tp.process) > 1:
+            entry["parameters"] = " ".join(tp.process[1:])
+        entry.update(param_match=tp.param_match if len(tp.process) > 1 else "none", min_processes=tp.quorum)
+        if tp.quorum_max is not None:
+            entry["max_processes"] = tp.quorum_max
+        entry.update(current_processes=now.get("count", 0), have_quorum=now.get("state") == "UP",
+                     weight=-tp.weight if tp.weight_reverse else tp.weight,
+                     terminate_delay=some(tp.terminate_delay, tp.delay), fork_delay=some(tp.fork_delay, tp.delay),
+                     full_command=tp.full_command)
+        processes.append(entry)
+    if processes:
+        doc["track_process"] = processes
+    return doc
 
 
 def format_stats(status: Dict[str, Any]) -> str:
@@ -14423,6 +14704,8 @@ class Operator:
                 text = format_data_dump(self.d, {"config_file": self.config_file, "reloads": self.reloads})
             elif kind == "stats":
                 text = format_stats(self.d.status())
+            elif self.d.g.json_version:  # keepalived's layout, for the tools that read keepalived.json
+                text = json_text(keepalived_json(self.d, self.d.g.json_version)) + "\n"
             else:
                 text = json_text(self.status()) + "\n"
             _atomic_write(path, text)
@@ -14472,6 +14755,11 @@ def build_arg_parser() -> Any:
     p.add_argument("-S", "--log-facility", default="daemon", metavar="FACILITY",
                    help="syslog facility: 0-7 (local0-7), local0-7, user or daemon (default)")
     p.add_argument("-G", "--no-syslog", action="store_true", help="do not log to syslog")
+    p.add_argument("-g", "--log-file", nargs="?", const=f"{PROG}.log", metavar="FILE",
+                   help=f"also log to FILE (default {PROG}.log; a relative name is in $TMPDIR or /tmp). keepalived "
+                        "writes one file per process (FILE_vrrp...); vrrpd is one process and writes FILE")
+    p.add_argument("--flush-log-file", action="store_true",
+                   help="flush the log file after each line (vrrpd always does)")
     only = p.add_mutually_exclusive_group()
     only.add_argument("-P", "--vrrp", dest="vrrp_only", action="store_true", help="run only VRRP (no LVS)")
     only.add_argument("-C", "--lvs-only", dest="lvs_only", action="store_true",
@@ -14554,9 +14842,39 @@ def events_command(path: str, as_json: bool, out: Any = None) -> int:
     return EXIT_NOT_RUNNING
 
 
-def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
+class LogFileFormatter(logging.Formatter):
+    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        lt = time.localtime(record.created)
+        nanoseconds = int(record.created % 1 * 1e9)
+        stamp = f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
+        text = f"{stamp}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def log_file_path(name: str) -> str:
+    """-g FILE: a relative name is in $TMPDIR (an absolute one), else /tmp, as keepalived's make_file_name."""
+    if name.startswith("/"):
+        return name
+    tmp = os.environ.get("TMPDIR", "")
+    return os.path.join(tmp if tmp.startswith("/") else "/tmp", name)
+
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool,
+                       log_file: Optional[str] = None) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
     root = logging.getLogger(PROG)
+    if log_file:  # keepalived -g: each of its processes writes FILE_vrrp, FILE_healthcheckers...; vrrpd is one
+        path = log_file_path(log_file)
+        try:
+            handler: logging.Handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+            handler.setFormatter(LogFileFormatter())
+            root.addHandler(handler)
+        except OSError as exc:
+            print(f"{PROG}: cannot open the log file {path}: {exc}", file=sys.stderr)
     if not use_syslog:
         for handler in list(root.handlers):
             if isinstance(handler, SyslogHandler):
@@ -14605,7 +14923,8 @@ def run_daemon(args: Any) -> int:
         print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
         return 1
     foreground = args.dont_fork
-    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
+    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog,
+                       args.log_file)
     path = os.path.abspath(args.config or default_config_path())
     try:
         config = _select_subsystems(load_config(path, config_id=args.config_id), args.vrrp_only, args.lvs_only)
