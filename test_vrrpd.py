@@ -6624,15 +6624,18 @@ def test_deleted_instance_notifies_deleted_or_fault_like_keepalived(tmp_path, lo
     assert (tmp_path / "log").read_text().splitlines() == ["deleted-1", "INSTANCE VI_1 DELETED 100", "fault-2"]
 
 
-def test_checker_events_write_the_lvs_fifo_and_leave_scripts_to_the_lvs_manager(tmp_path, loop):
+def test_checker_events_write_the_lvs_fifo_and_run_notify_up_and_quorum_down(tmp_path, loop):
     tmp_path.chmod(0o755)
     fifo = tmp_path / "lvs.fifo"
     cfg = vrrpd.Config()
     cfg.global_defs.lvs_notify_fifo = str(fifo)
     notifier = vrrpd.Notifier(loop, cfg)
     vs = vrrpd.VirtualServer(address=ipaddress.ip_address("10.0.0.10"), port=443, protocol="TCP")
-    rs = vrrpd.RealServer(address=ipaddress.ip_address("10.0.0.21"), notify_up=_cmd(_recorder(tmp_path, "up.sh")))
-    fw = vrrpd.VirtualServer(fwmark=7)
+    rs = vrrpd.RealServer(address=ipaddress.ip_address("10.0.0.21"),
+                          notify_up=_cmd(_recorder(tmp_path, "up.sh") + " rs-up"),
+                          notify_down=_cmd(_recorder(tmp_path, "down.sh") + " rs-down"))
+    fw = vrrpd.VirtualServer(fwmark=7, quorum_up=_cmd(_recorder(tmp_path, "qup.sh") + " quorum-up"),
+                             quorum_down=_cmd(_recorder(tmp_path, "qdown.sh") + " quorum-down"))
     notifier.checker(vs, rs, True)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -6643,7 +6646,7 @@ def test_checker_events_write_the_lvs_fifo_and_leave_scripts_to_the_lvs_manager(
         os.close(reader)
         notifier.close(timeout=2)
     assert data.splitlines() == ["RS [10.0.0.21]:tcp:443 [10.0.0.10]:tcp:443 UP", "VS FWM 7 DOWN"]
-    assert not (tmp_path / "log").exists()  # notify_up is run by the LVS manager, not twice
+    assert sorted((tmp_path / "log").read_text().splitlines()) == ["quorum-down", "rs-up"]  # each once
 
 
 def test_notifier_reload_keeps_the_mail_memory_and_moves_the_fifo(tmp_path, loop):
@@ -7954,8 +7957,9 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
     SO_MARK, `ip rule fwmark 7 lookup 100`). Checkers without either go to s1 and fail."""
     caplog.set_level("INFO", logger="vrrpd")
     lb = lab.netns("lb")
+    hosts = {}
     for n in (1, 2):
-        s = lab.netns(f"s{n}")
+        s = hosts[n] = lab.netns(f"s{n}")
         lab.ip("link", "add", f"a{n}", "netns", lb, "type", "veth", "peer", "name", "eth0", "netns", s)
         lab.ip("addr", "add", f"10.71.{n}.1/24", "dev", f"a{n}", ns=lb)
         lab.ip("link", "set", f"a{n}", "up", ns=lb)
@@ -7966,7 +7970,7 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
     lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "metric", "50", ns=lb)
     lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "table", "100", ns=lb)
     lab.ip("rule", "add", "fwmark", "7", "lookup", "100", ns=lb)
-    server = lab.exec(f"vt{lab.tag}s2", [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
+    server = lab.exec(hosts[2], [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
     assert server.stdout.readline().strip() == "ready"
     common = "connect_timeout 1\n retry 0\n"
     checkers = {  # VS port -> (checker text, real server port, reaches s2)
@@ -8006,6 +8010,101 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
         m.stop()
     loop.close()
     assert "Checker can't bind to device nosuch0: No such device" in caplog.text
+
+
+def test_real_server_lvs_method_tunnels_and_the_virtual_servers_weight_as_keepalived_reads_them():
+    """keepalived 2.4.3 has no tun_type/tun_port keywords: a real server's tunnel is in its `lvs_method TUN type
+    gue port N csum`; a bad tunnel line is refused with keepalived's words; `weight` of a virtual server is the
+    weight of its real servers that do not say theirs."""
+    config, diags = vrrpd.parse_config_text("""
+virtual_server 10.0.0.1 80 {
+    lvs_method TUN type gre csum
+    weight 7
+    real_server 10.1.0.1 80 {
+        lvs_method TUN type gue port 6080 remcsum
+    }
+    real_server 10.1.0.2 80 {
+        weight 2
+    }
+    real_server 10.1.0.3 80 {
+        tun_type gue
+        lvs_method TUN type gue
+    }
+    real_server 10.1.0.4 80 {
+        lvs_method TUN type ipip csum
+    }
+}
+""", "test.conf")
+    vs = config.virtual_servers[0]
+    assert (vs.tunnel_type, vs.tunnel_port, vs.tunnel_csum, vs.weight) == ("gre", None, "csum", 7)
+    a, b, c, d = vs.real_servers
+    assert (a.lb_kind, a.tunnel_type, a.tunnel_port, a.tunnel_csum, a.weight) == (
+        vrrpd.LbKind.TUN, "gue", 6080, "remcsum", 7)
+    assert (b.weight, b.lb_kind, c.lb_kind, d.lb_kind) == (2, None, None, None)
+    text = " ".join(messages(diags))
+    assert "unknown keyword 'tun_type' in real_server" in text
+    assert "test.conf:13: error: lvs_method: gue tunnels require port, otherwise cannot have port." in text
+    assert "test.conf:16: error: lvs_method: ipip tunnels do not support checksum option." in text
+    for word in ("lvs_id", "nftables_no_lvs"):  # in no keepalived (1.x had lvs_id): unknown there and here
+        _, diags = vrrpd.parse_config_text(f"global_defs {{\n {word} x\n}}\n" + MINIMAL, "u.conf")
+        assert f"unknown keyword '{word}' in global_defs" in " ".join(messages(diags)), word
+    # IPVS: the real server's own tunnel, else the virtual server's; the virtual server's weight
+    loop, m = _manager()
+    m.config = config
+    m.start()
+    (_, dests), = m.nl.table.values()
+    got = {str(k[0]): (x.fwd_method, x.weight, x.tun_type, x.tun_port, x.tun_flags) for k, x in dests.items()}
+    assert got == {"10.1.0.1": (2, 7, 1, 6080, 2), "10.1.0.2": (2, 2, 2, 0, 1), "10.1.0.3": (2, 7, 2, 0, 1),
+                   "10.1.0.4": (2, 7, 2, 0, 1)}
+    m.stop()
+    loop.close()
+
+
+def test_checker_log_all_failures_no_checker_emails_and_rs_init_notifies(tmp_path, caplog):
+    """checker_log_all_failures logs every failure; without no_checker_emails each checker's change is mailed even
+    when another checker keeps the real server down; rs_init_notifies runs notify_up of a server up at start."""
+    tmp_path.chmod(0o755)
+    caplog.set_level("INFO", logger="vrrpd")
+
+    def run(**gd):
+        mails, notifies = [], []
+
+        class Recorder(vrrpd.Notifier):
+            def checker_mail(self, vs, rs, up, reason="", checker=""):
+                mails.append((str(rs.address), up, checker))
+
+            def real_server_notifies(self, vs, rs, up):
+                notifies.append((str(rs.address), up))
+
+        dead = [vrrpd.Checker(kind="TCP_CHECK", connect_ip=_ip("127.0.0.1"), connect_port=_free_port(),
+                              connect_timeout=1, retry=0) for _ in range(2)]
+        up = _rs("10.1.0.9", 80)  # no checker: up at start
+        vs = _vs(rss=[_rs("10.1.0.1", 80, dead), up], delay_loop=0.1)
+        loop = vrrpd.EventLoop()
+        config = vrrpd.Config(virtual_servers=[vs])
+        for k, v in gd.items():
+            setattr(config.global_defs, k, v)
+        m = vrrpd.LvsManager(loop, config, Recorder(loop, config))
+        m.nl = FakeIpvs()
+        m.start()
+        runners = [c for r in m.vs["[10.0.0.100]:tcp:80"].rs.values() for c in r.checkers]
+        _run_until(loop, lambda: all(c.results[False] >= 3 for c in runners), 5, "both checkers failed thrice")
+        m.stop()
+        loop.close()
+        return mails, notifies
+
+    mails, notifies = run()
+    assert sorted(m[:2] for m in mails) == [("10.1.0.1", False)] * 2
+    assert sorted(m[2][:10] for m in mails) == ["", "TCP_CHECK#"]  # the real server's mail, the other checker's
+    assert notifies == [("10.1.0.1", False)]  # the real server, once
+    failed = [r.message for r in caplog.records if r.message.startswith("TCP connection to [127.0.0.1]")]
+    assert len(failed) == 2, failed  # each checker's first failure; none once down
+    caplog.clear()
+    mails, notifies = run(no_checker_emails=True, rs_init_notifies=True, checker_log_all_failures=True)
+    assert mails == [("10.1.0.1", False, "")]
+    assert notifies == [("10.1.0.1", True), ("10.1.0.9", True), ("10.1.0.1", False)]
+    failed = [r.message for r in caplog.records if r.message.startswith("TCP connection to [127.0.0.1]")]
+    assert len(failed) >= 6, failed  # every failure of both checkers, while down too
 
 
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
@@ -8837,6 +8936,8 @@ def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir
     wait_for(lambda: node.instance()["effective_priority"] == 120, 3, what="the reloaded priority")
     assert check_log.read_text() == "" and not reload_file.exists()
     assert "   Priority = 150" in (saved / f"vrrpd.{pid}.1.pre").read_text()
+    assert f" Test config before reload, log to {check_log}\n Reload_file = {reload_file}\n" in (
+        saved / f"vrrpd.{pid}.1.pre").read_text()
     assert "   Priority = 120" in (saved / f"vrrpd.{pid}.1.post").read_text()
     assert "priority 120" in (saved / f"vrrpd.conf.{pid}.2").read_text()
     assert "virtual_router_id 300" in (saved / f"vrrpd.conf.{pid}.1").read_text()
@@ -8895,6 +8996,28 @@ def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
     assert doc["track_process"] == [{"process": "no-such-program-here", "param_match": "none", "min_processes": 1,
                                      "current_processes": 0, "have_quorum": False, "weight": 10,
                                      "terminate_delay": 0.0, "fork_delay": 0.0, "full_command": False}]
+
+
+def test_lab_log_file_option_writes_every_line_in_keepalived_s_file_format(lab, tmp_path):
+    """-g FILE (keepalived's --log-file; there is no vrrp_log_file keyword in any keepalived): a relative name is
+    in $TMPDIR; vrrpd is one process, so the lines keepalived splits into FILE_vrrp, FILE_healthcheckers... are all
+    in FILE, each stamped as keepalived stamps its log file."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    conf = tmp_path / "A.conf"
+    conf.write_text(_conf(priority=150, state="MASTER"))
+    proc = lab.exec(ns, [PYTHON, VRRPD, "-n", "-G", "-g", "ka.log", "--flush-log-file", "-f", str(conf),
+                         "--control-socket", str(tmp_path / "A.sock")],
+                    env=dict(os.environ, TMPDIR=str(tmp_path)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = tmp_path / "ka.log"
+    wait_for(lambda: log_path.exists() and "(VI_1) Entering MASTER STATE" in log_path.read_text(), 10,
+             what="the MASTER line in the log file")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    lines = log_path.read_text().splitlines()
+    stamp = r"^[A-Z][a-z]{2} [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2}\.\d{9} \d{4}: "
+    assert all(re.match(stamp, line) for line in lines), lines
+    assert any(line.endswith(": Startup complete") for line in lines)
+    assert any("Stopped" in line for line in lines[-3:]), lines[-3:]
 
 
 def test_reload_time_formats_are_keepalived_s():

@@ -442,6 +442,9 @@ class GlobalDefs:
     vrrp_notify_priority_changes: bool = False
     lvs_flush: bool = False
     lvs_flush_on_stop: bool = False
+    checker_log_all_failures: bool = False  # every checker logs every failure (its log_all_failures)
+    no_checker_emails: bool = False  # mail only when a real server goes up or down, not for each checker
+    rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
@@ -833,8 +836,12 @@ class RealServer:
     address: IPAddress
     port: Optional[int] = None
     line: int = 0
-    weight: int = 1
-    lb_kind: Optional[LbKind] = None  # None: the virtual server's
+    weight: int = 1  # without its own `weight`, the virtual server's `weight` (keepalived's default weight)
+    weight_set: bool = False  # the real server said `weight`
+    lb_kind: Optional[LbKind] = None  # None: the virtual server's (and its tunnel settings)
+    tunnel_type: Optional[str] = None  # `lvs_method TUN type ipip|gue|gre [port N] [nocsum|csum|remcsum]`
+    tunnel_port: Optional[int] = None
+    tunnel_csum: Optional[str] = None
     notify_up: Optional[Command] = None
     notify_down: Optional[Command] = None
     uthreshold: int = 0
@@ -885,6 +892,7 @@ class VirtualServer:
     tunnel_type: Optional[str] = None  # ipip | gue | gre
     tunnel_port: Optional[int] = None
     tunnel_csum: Optional[str] = None
+    weight: int = 1  # the weight of its real servers that do not say theirs
     persistence_timeout: Optional[int] = None
     persistence_granularity: Optional[IPAddress] = None
     persistence_engine: Optional[str] = None
@@ -1686,6 +1694,9 @@ def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     if name in ("process_names", "process_name", "child_wait_time", "tmp_config_directory") \
             or name.endswith("_process_name"):
         return "one process", ""  # tmp_config_directory: where keepalived keeps the copy its children read
+    if name.startswith("lvs_netlink_"):  # keepalived_netlink.c: the checker process's own rtnetlink sockets
+        return "one process", ("sizes the checker process's own netlink socket (vrrpd's one set is sized by "
+                               "vrrp_netlink_*)" if not name.endswith("_force") else "")
     if name in ("max_auto_priority", "min_auto_priority_delay"):  # keepalived's set_process_priorities()
         return "one process", "raises its processes to real-time scheduling when their timers run late"
     for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
@@ -3226,9 +3237,10 @@ _kw(_G, "umask", _g_umask, (1, None))
 _kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
-_accept_only(_G, "checker_log_all_failures "
-             "lvs_sync_daemon "
-             "nftables_ifindex nftables_no_lvs "
+for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
+    _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_accept_only(_G, "lvs_sync_daemon "
+             "nftables_ifindex "
              "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
@@ -3236,13 +3248,12 @@ _accept_only(_G, "checker_log_all_failures "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
              "vmac_addr_prefix "
-             "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
+             "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "linkbeat_use_polling no_checker_emails process_names process_name "
+             "linkbeat_use_polling process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory "
-             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
-             "rs_init_notifies")
+             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
@@ -3670,22 +3681,52 @@ def _lb_kind(text: str) -> LbKind:
 
 
 def _v_lb_kind(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
-    obj.lb_kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
-    if isinstance(obj, VirtualServer):
-        words = [a.text for a in args[1:]]
-        k = 0
-        while k < len(words):
-            if words[k] == "type" and k + 1 < len(words):
-                obj.tunnel_type = words[k + 1]
-                k += 2
-            elif words[k] == "port" and k + 1 < len(words):
-                obj.tunnel_port = _parse_port(words[k + 1])
-                k += 2
-            elif words[k] in ("nocsum", "csum", "remcsum"):
-                obj.tunnel_csum = words[k]
-                k += 1
-            else:
-                raise _Invalid(f"unexpected '{words[k]}' after {args[0].text}")
+    """`lvs_method NAT|DR|TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]`, for a virtual server or one
+    real server (keepalived's svr_forwarding_handler, its checks and messages; a bad line changes nothing)."""
+    kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
+    what = "virtual" if isinstance(obj, VirtualServer) else "real"
+    tun_type, port, csum = "ipip", 0, "nocsum"
+    words = [a.text for a in args[1:]]
+    k = 0
+    while k < len(words):
+        if words[k] == "type" and k + 1 < len(words):
+            if words[k + 1] not in ("ipip", "gue", "gre"):
+                raise _Invalid(f"Unknown tunnel type {words[k + 1]} for {what} server.")
+            tun_type = words[k + 1]
+            k += 2
+        elif words[k] == "port" and k + 1 < len(words):
+            try:
+                port = _parse_int(words[k + 1], 1, 65535)
+            except _Invalid:
+                raise _Invalid(f"Invalid gue tunnel port {words[k + 1]} for {what} server.") from None
+            k += 2
+        elif words[k] in ("nocsum", "csum", "remcsum"):
+            csum = words[k]
+            k += 1
+        else:
+            raise _Invalid(f"Invalid tunnel option {words[k]} for {what} server.")
+    if (tun_type == "gue") != (port != 0):
+        raise _Invalid("gue tunnels require port, otherwise cannot have port.")
+    if tun_type == "ipip" and csum != "nocsum":
+        raise _Invalid("ipip tunnels do not support checksum option.")
+    if tun_type == "gre" and csum == "remcsum":
+        raise _Invalid("gre tunnels do not support remote checksum option.")
+    obj.lb_kind = kind
+    if words:
+        obj.tunnel_type, obj.tunnel_port, obj.tunnel_csum = tun_type, port or None, csum
+
+
+def _v_weight(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    try:
+        vs.weight = _parse_int(args[0].text, 1, 2147483647)
+    except _Invalid:
+        p.warning(args[0], f"Virtual server weight {args[0].text} is outside range 1-2147483647", "keepalived "
+                  "ignores it, and so does vrrpd")
+
+
+def _r_weight(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> None:
+    rs.weight = _parse_int(args[0].text, 0, 2147483647)
+    rs.weight_set = True
 
 
 _SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos")
@@ -3757,9 +3798,9 @@ _V = "virtual_server"
 _kw(_V, "delay_loop", _h_time("delay_loop", 0.001, 86400))
 for _name in ("lb_algo", "lvs_sched"):
     _kw(_V, _name, _v_sched)
+_TUN_WORDS = ("type", "port", "nocsum", "csum", "remcsum", "ipip", "gue", "gre")
 for _name in ("lb_kind", "lvs_method"):
-    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in ("type", "port", "nocsum", "csum", "remcsum", "ipip",
-                                                               "gue", "gre") or t.isdigit())
+    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in _TUN_WORDS or t.isdigit())
 _kw(_V, "persistence_timeout", _v_persistence, (0, 1), accept=_is_number)
 _kw(_V, "persistence_granularity", _h_ip("persistence_granularity"))
 _kw(_V, "persistence_engine", _h_str("persistence_engine"))
@@ -3801,12 +3842,13 @@ _kw(_V, "retry", _h_int("retry", 0, 2147483647))
 _kw(_V, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_V, "warmup", _h_time("warmup", 0, 86400))
 _kw(_V, "real_server", _v_real_server, (1, 2), "real_server")
-_accept_only(_V, "snmp_name weight")
+_kw(_V, "weight", _v_weight)
+_accept_only(_V, "snmp_name")
 
 _R = "real_server"
-_kw(_R, "weight", _h_int("weight", 0, 2147483647))
+_kw(_R, "weight", _r_weight)
 for _name in ("lb_kind", "lvs_method"):
-    _kw(_R, _name, _v_lb_kind)
+    _kw(_R, _name, _v_lb_kind, (1, 6), accept=lambda t: t in _TUN_WORDS or t.isdigit())
 _kw(_R, "notify_up", _h_cmd("notify_up"), (1, None))
 _kw(_R, "notify_down", _h_cmd("notify_down"), (1, None))
 _kw(_R, "uthreshold", _h_int("uthreshold", 0, 2147483647))
@@ -3819,7 +3861,6 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "tun_type tun_port")
 
 
 def _checker(kind: str) -> Handler:
@@ -4050,6 +4091,9 @@ def _which(program: str) -> Optional[str]:
         return which(program)
     except (ValueError, OSError):
         return None
+
+
+_CONNECTION_CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK")
 
 
 class _Validator:
@@ -4553,10 +4597,20 @@ class _Validator:
                     self.warn(tg.file, tg.line, f"track_group {tg.name}: {member} is not a vrrp_instance")
 
     def checkers(self, vs: VirtualServer) -> None:
-        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
+        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths; a link-local
+        IPv6 target needs bind_if (keepalived's check_conn_opts drops the checker). A real server without its own
+        weight takes the virtual server's."""
         for rs in vs.real_servers:
+            if not rs.weight_set:
+                rs.weight = vs.weight
             for chk in list(rs.checkers):
-                if chk.kind == "FILE_CHECK":
+                target = chk.connect_ip or rs.address
+                if (chk.kind in _CONNECTION_CHECKERS and target.version == 6 and target.is_link_local
+                        and not chk.bind_if):
+                    self.err(vs.file, chk.line, f"Checker link local address {target} requires a bind_if",
+                             "keepalived drops the checker; write bind_if IFNAME")
+                    rs.checkers.remove(chk)
+                elif chk.kind == "FILE_CHECK":
                     if chk.track_file is None:
                         self.warn(vs.file, chk.line, "FILE_CHECK has no track_file specified - ignoring")
                         rs.checkers.remove(chk)
@@ -8669,7 +8723,8 @@ class _CheckRunner:
         self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
         self.results[ok] += 1
         was_up = self.decision.up
-        if not ok and reason and (was_up or self.chk.log_all_failures):
+        if not ok and reason and (was_up or self.chk.log_all_failures
+                                  or self.manager.config.global_defs.checker_log_all_failures):
             log.info("%s", reason)
         change, when = self.decision.record(self.loop.time(), ok, weight)
         if change is False:
@@ -8678,7 +8733,7 @@ class _CheckRunner:
             log.info("%s", self._success_line())
         if change is not None or (ok and weight != self.rsr.weight_seen.get(id(self))):
             self.rsr.weight_seen[id(self)] = weight
-            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
+            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "", self, change)
         self.due = when
         self.timer = self.loop.call_at(when, self._attempt, self.attempt)
 
@@ -9387,14 +9442,22 @@ class LvsManager:
                 first = self.spread * min(check.params.delay_loop, 1.0)
                 check.start(check.params.warmup * random.random() if check.params.warmup else first)
             rsr.was_alive = rsr.alive
+            if rsr.alive and self.config.global_defs.rs_init_notifies:
+                self.notifier.real_server_notifies(vs, rs, True)  # keepalived: an RS up at start tells so
         for rsr in old.rs.values() if old is not None else []:
             for c in rsr.checkers:
                 c.stop()
 
-    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str) -> None:
+    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str, check: Optional[_CheckRunner] = None,
+                         change: Optional[bool] = None) -> None:
         if self.vs.get(_vs_name(vsr.vs)) is not vsr:
             return
         alive = rsr.alive
+        if alive == rsr.was_alive and change is not None and check is not None \
+                and not self.config.global_defs.no_checker_emails:
+            # a checker changed but its real server did not (another checker holds it down): keepalived mails it
+            self.notifier.checker_mail(vsr.vs, rsr.rs, change, reason,
+                                       f"{check._label()}#{rsr.checkers.index(check)}")
         if alive != rsr.was_alive:
             rsr.was_alive = alive
             inhibit = rsr.rs.inhibit_on_failure if rsr.rs.inhibit_on_failure is not None else vsr.vs.inhibit_on_failure
@@ -9427,10 +9490,13 @@ class LvsManager:
         want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
         for key, (weight, method, uthr, lthr) in plan.items():
             dest = IpvsDest(key[0], key[1], method.value, weight, uthr, lthr)
-            if method == LbKind.TUN and vs.tunnel_type:
-                dest.tun_type = IPVS_TUN_TYPES.get(vs.tunnel_type, 0)
-                dest.tun_port = vs.tunnel_port or 0
-                dest.tun_flags = IPVS_TUN_CSUM.get(vs.tunnel_csum or "nocsum", 0)
+            rsr = vsr.rs.get(key)
+            # a real server with its own lvs_method has its own tunnel; else the virtual server's (keepalived)
+            tunnel: Any = rsr.rs if rsr is not None and rsr.rs.lb_kind is not None else vs
+            if method == LbKind.TUN and tunnel.tunnel_type:
+                dest.tun_type = IPVS_TUN_TYPES.get(tunnel.tunnel_type, 0)
+                dest.tun_port = tunnel.tunnel_port or 0
+                dest.tun_flags = IPVS_TUN_CSUM.get(tunnel.tunnel_csum or "nocsum", 0)
             want[key] = dest
         assert self.nl is not None
         for skey in vsr.keys:
@@ -10638,13 +10704,24 @@ class Notifier:
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        """Real server `rs` of `vs` went up or down: the FIFO `RS ...` line and the mail.
+        """Real server `rs` of `vs` went up or down: its notify_up/notify_down, the FIFO `RS ...` line and the mail."""
+        self.real_server_notifies(vs, rs, up)
+        self.checker_mail(vs, rs, up, reason)
 
-        The LVS manager runs the real server's notify_up/notify_down scripts itself."""
+    def real_server_notifies(self, vs: VirtualServer, rs: RealServer, up: bool) -> None:
+        """keepalived's do_rs_notifies(): notify_up or notify_down, and the FIFO `RS ...` line (no mail)."""
         rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
-        key = f"RS {rs_name} {vs_name}"
+        cmd = rs.notify_up if up else rs.notify_down
+        if cmd is not None:
+            self._queue(f"RS {rs_name} {vs_name}", cmd, [])
+        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {'UP' if up else 'DOWN'}\n")
+
+    def checker_mail(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "", checker: str = "") -> None:
+        """The mail of a checker of `rs` that went up or down (`checker` names it when the real server itself did
+        not change: keepalived mails each checker's change unless no_checker_emails)."""
+        rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
+        key = f"RS {rs_name} {vs_name}" + (f" {checker}" if checker else "")
         word = "UP" if up else "DOWN"
-        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
             if reason.startswith("=>"):
@@ -10658,11 +10735,14 @@ class Notifier:
             self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
 
     def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
-        """A virtual server gained (up) or lost its quorum: the FIFO `VS ...` line and the mail
-        (the LVS manager runs quorum_up/quorum_down itself)."""
+        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, the FIFO `VS ...` line and
+        the mail."""
         vs_name = format_virtual_server(vs)
         key = f"VS {vs_name}"
         word = "UP" if up else "DOWN"
+        cmd = vs.quorum_up if up else vs.quorum_down
+        if cmd is not None:
+            self._queue(key, cmd, [])
         self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(vs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert):
@@ -13969,8 +14049,21 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
               f" Gratuitous ARP delay = {g.vrrp_garp_master_delay:g} sec, repeat = {g.vrrp_garp_master_repeat}",
               f" Handover on stop = {'yes' if g.vrrp_handover_on_stop else 'no'}",
               f" SMTP server = {g.smtp_server or '-'}",
-              f" Notification email = {', '.join(g.notification_email) or '-'}",
-              "------< VRRP Topology >------"]
+              f" Notification email = {', '.join(g.notification_email) or '-'}"]
+    # the runtime files, as keepalived's dump_global_data words them (only what is configured)
+    reload_file = Operator.reload_file_path(g)
+    for shown, line in ((g.config_save_dir, f" Config save dir = {g.config_save_dir}"),
+                        (g.reload_check_config, f" Test config before reload, log to {g.reload_check_config}"),
+                        (g.reload_time_file, f" Reload time file = {g.reload_time_file}"
+                                             + (" (repeat)" if g.reload_repeat else "")),
+                        (reload_file, f" Reload_file = {reload_file}"),
+                        (g.json_version, f" json_version {g.json_version}"),
+                        (g.state_dump_file, f" state dump file {g.state_dump_file}"),
+                        (g.stats_dump_file, f" stats dump file {g.stats_dump_file}"),
+                        (g.json_dump_file, f" json dump file {g.json_dump_file}")):
+        if shown:
+            lines.append(line)
+    lines.append("------< VRRP Topology >------")
     for rt in daemon.runtimes:
         inst, m = rt.inst, rt.machine
         mode = ("unicast to " + ", ".join(str(p.address) for p in inst.unicast_peer)) if rt.unicast \
@@ -14636,6 +14729,11 @@ def build_arg_parser() -> Any:
     p.add_argument("-S", "--log-facility", default="daemon", metavar="FACILITY",
                    help="syslog facility: 0-7 (local0-7), local0-7, user or daemon (default)")
     p.add_argument("-G", "--no-syslog", action="store_true", help="do not log to syslog")
+    p.add_argument("-g", "--log-file", nargs="?", const=f"{PROG}.log", metavar="FILE",
+                   help=f"also log to FILE (default {PROG}.log; a relative name is in $TMPDIR or /tmp). keepalived "
+                        "writes one file per process (FILE_vrrp...); vrrpd is one process and writes FILE")
+    p.add_argument("--flush-log-file", action="store_true",
+                   help="flush the log file after each line (vrrpd always does)")
     only = p.add_mutually_exclusive_group()
     only.add_argument("-P", "--vrrp", dest="vrrp_only", action="store_true", help="run only VRRP (no LVS)")
     only.add_argument("-C", "--lvs-only", dest="lvs_only", action="store_true",
@@ -14718,9 +14816,39 @@ def events_command(path: str, as_json: bool, out: Any = None) -> int:
     return EXIT_NOT_RUNNING
 
 
-def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
+class LogFileFormatter(logging.Formatter):
+    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        lt = time.localtime(record.created)
+        nanoseconds = int(record.created % 1 * 1e9)
+        stamp = f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
+        text = f"{stamp}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def log_file_path(name: str) -> str:
+    """-g FILE: a relative name is in $TMPDIR (an absolute one), else /tmp, as keepalived's make_file_name."""
+    if name.startswith("/"):
+        return name
+    tmp = os.environ.get("TMPDIR", "")
+    return os.path.join(tmp if tmp.startswith("/") else "/tmp", name)
+
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool,
+                       log_file: Optional[str] = None) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
     root = logging.getLogger(PROG)
+    if log_file:  # keepalived -g: each of its processes writes FILE_vrrp, FILE_healthcheckers...; vrrpd is one
+        path = log_file_path(log_file)
+        try:
+            handler: logging.Handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+            handler.setFormatter(LogFileFormatter())
+            root.addHandler(handler)
+        except OSError as exc:
+            print(f"{PROG}: cannot open the log file {path}: {exc}", file=sys.stderr)
     if not use_syslog:
         for handler in list(root.handlers):
             if isinstance(handler, SyslogHandler):
@@ -14769,7 +14897,8 @@ def run_daemon(args: Any) -> int:
         print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
         return 1
     foreground = args.dont_fork
-    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
+    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog,
+                       args.log_file)
     path = os.path.abspath(args.config or default_config_path())
     try:
         config = _select_subsystems(load_config(path, config_id=args.config_id), args.vrrp_only, args.lvs_only)
