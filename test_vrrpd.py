@@ -12801,6 +12801,53 @@ def test_a_queue_that_never_empties_postpones_the_timeout_by_one_master_down_int
         loop.close()
 
 
+def test_a_flooded_socket_is_read_every_rx_pause_rather_than_once_per_packet(monkeypatch):
+    """Each wake-up of the loop costs more than rejecting a packet: a socket readable again right after a pass
+    emptied it is taken off the loop for RX_PAUSE and read then, all at once; a quiet socket is read at once."""
+    d, loop, rt, sock, _vips = _backlog_daemon(monkeypatch)
+    try:
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        counted = lambda: rt.bad_packets.get("bad_ttl", 0)  # noqa: E731
+        sock.queue(garbage)
+        loop.run_once()
+        loop.now += 0.5  # a quiet socket: every packet is read on the wake-up it causes
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 2
+        loop.now += vrrpd.RX_PAUSE / 4  # readable again at once: flooded
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 3
+        for _ in range(20):  # what arrives now waits in the kernel for the end of the pause
+            sock.queue(garbage)
+        loop.run_once(until=loop.now)
+        assert counted() == 3 and vrrpd.kernel_holds_packets(sock.sock)
+        loop.now += vrrpd.RX_PAUSE
+        loop.run_once(until=loop.now)  # the pause ends: the socket is watched again
+        loop.run_once(until=loop.now)
+        assert counted() == 23 and not vrrpd.kernel_holds_packets(sock.sock)
+        # during a pause, a due Master_Down_Timer still reads the queue before it acts
+        loop.now += 0.5
+        sock.queue(_master_advert())
+        loop.run_once(until=loop.now)
+        loop.run_once(until=loop.now)
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_ip == IP4("10.0.0.2")
+        due = rt.machine.master_down_timer
+        for now in (due - vrrpd.RX_PAUSE / 2, due - vrrpd.RX_PAUSE / 4):  # emptied twice at once: paused
+            loop.now = now
+            sock.queue(garbage)
+            loop.run_once(until=loop.now)
+        assert d._rx_paused
+        sock.queue(_master_advert())
+        loop.now = due + 0.0001
+        loop.run_once(until=loop.now)
+        assert d._rx_paused, "the pause lasts past the timeout: the timeout itself read the queue"
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_down_timer > loop.now
+    finally:
+        d.close()
+        loop.close()
+
+
 def test_a_due_advert_is_sent_before_the_next_batch_of_a_flooded_socket_is_read():
     import socket
 
