@@ -423,6 +423,7 @@ class FakeKernel(vrrpd.Kernel):
         self.held, self.calls, self.announced, self.sockets = set(), [], [], {}
         self.monitor_ = FakeMonitor()
         self.firewall_ = None
+        self.igmp_reports = "1"
 
     def rtnetlink(self):
         return FakeRtnl(self)
@@ -440,9 +441,14 @@ class FakeKernel(vrrpd.Kernel):
     def vmacs(self, rtnl):
         return FakeVmacs(self)
 
-    def firewall(self, table):
+    def firewall(self, table, priority=-1, counters=False):
         self.firewall_ = FakeFirewall(table)
+        self.firewall_.style = (priority, counters)
         return self.firewall_
+
+    def igmp_link_local_reports(self, value=None):
+        old, self.igmp_reports = self.igmp_reports, value or self.igmp_reports
+        return old
 
     def sent(self, family=4, ifname="eth0"):
         """Every packet sent on the interface's VRRP socket of that family: [(src, dst, packet)]."""
@@ -937,8 +943,38 @@ def test_include_loop_is_reported_once_and_terminates(tmp_path):
 def test_include_without_match_warns_and_includem_errors(tmp_path):
     (tmp_path / "m.conf").write_text(MINIMAL + "include nothing-*.conf\nincludem missing.conf\n")
     config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
-    got = {(d.line, d.severity) for d in diags if "matches no file" in d.message}
-    assert got == {(8, vrrpd.Severity.WARNING), (9, vrrpd.Severity.ERROR)}
+    got = {(d.line, d.severity, d.message) for d in diags if "onfig files" in d.message}
+    assert got == {(8, vrrpd.Severity.WARNING, "No config files matched 'nothing-*.conf'."),
+                   (9, vrrpd.Severity.ERROR, "Config files missing 'missing.conf'.")}
+
+
+def test_include_check_makes_include_problems_errors_as_keepalived_does(tmp_path):
+    (tmp_path / "ok.conf").write_text("")
+    (tmp_path / "exec.conf").write_text("")
+    (tmp_path / "exec.conf").chmod(0o755)
+    includes = "include missing.conf\ninclude none-*.conf\ninclude {ok,gone}.conf\ninclude exec.conf\n"
+
+    def problems(words=None):
+        head = "" if words is None else f"global_defs {{\n    include_check {words}\n}}\n"
+        (tmp_path / "m.conf").write_text(head + includes + MINIMAL)
+        _config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
+        return {(d.line - head.count("\n"), d.severity.value) for d in diags}
+
+    # plain include: every problem is said, none is an error (an executable file is skipped all the same)
+    assert problems() == {(1, "warning"), (2, "warning"), (3, "warning"), (4, "warning")}
+    assert problems("") == {(1, "error"), (2, "error"), (3, "error"), (4, "error")}  # every check
+    assert problems("read") == {(1, "warning"), (2, "warning"), (3, "warning"), (4, "error")}
+    assert problems("match") == {(1, "error"), (2, "warning"), (3, "warning"), (4, "error")}
+    assert problems("+wildcard_match") == {(1, "warning"), (2, "error"), (3, "warning"), (4, "warning")}
+    assert problems("brace_match -read") == {(1, "warning"), (2, "warning"), (3, "error"), (4, "warning")}
+    # an included file cannot change the checks of the file that includes it
+    (tmp_path / "sets.conf").write_text("global_defs {\n    include_check\n}\n")
+    (tmp_path / "m.conf").write_text("include sets.conf\ninclude missing.conf\n" + MINIMAL)
+    _config, diags = vrrpd.parse_config(str(tmp_path / "m.conf"))
+    assert [(d.line, d.severity.value) for d in diags if "missing" in d.message] == [(2, "warning")]
+    _config, diags = parse_ok("global_defs {\n include_check match bogus +nope\n}\n" + MINIMAL)
+    assert [d.message for d in diags] == ["Duplicate include_check 'bogus' specified - ignoring",
+                                          "Unknown include_check type 'nope' - ignoring"]
 
 
 def test_unreadable_file_is_an_error_diagnostic(tmp_path):
@@ -1102,12 +1138,35 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n vrrp_garp_interval_random\n}\n"
+    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n random_seed 7\n}\n"
     config, diags = parse_ok(text + MINIMAL)
     assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
-    assert config.global_defs.other["vrrp_garp_interval_random"] == []
+    assert config.global_defs.other["random_seed"] == ["7"]
     assert not diags, messages(diags)
 
+
+def test_words_no_keepalived_knows_are_unknown_keywords_and_what_keepalived_ignores_is_said_so():
+    """vrrp_garp_interval_random and the like are in no keepalived (2.2.7, 2.4.3 or later): keepalived says
+    "Unknown keyword", and so does vrrpd. random_seed and vrrp_ipsets keepalived reads and does nothing with."""
+    for word in ("vrrp_garp_interval_random", "vrrp_max_timer_adverts", "vrrp_startup_delay_log",
+                 "vrrp_track_process_sleep", "vrrp_iptables_table", "vrrp_ipset_table"):
+        _, diags = vrrpd.parse_config_text(f"global_defs {{\n {word}\n}}\n" + MINIMAL, "u.conf")
+        assert f"unknown keyword '{word}' in global_defs" in " ".join(messages(diags)), word
+    table = vrrpd.keyword_table_markdown()
+    ignored = [r for r in table.splitlines() if r.endswith("| accepted; keepalived ignores it too |")]
+    assert "| global_defs | `random_seed` `vrrp_ipsets` | accepted; keepalived ignores it too |" in ignored
+    assert vrrpd.no_meaning_here("max_auto_priority")[0] == "one process"
+
+
+
+def test_debug_level_is_written_to_the_data_dump_as_keepalived_does(offline):
+    """keepalived's `debug N` (0-4) changes nothing but its data dump's "Debug level = N" line."""
+    d, _ = offline(instance_text(extra="    debug 3\n"))
+    assert "   Debug level = 3\n" in vrrpd.format_data_dump(d)
+    plain, _ = offline(instance_text())
+    assert "Debug level" not in vrrpd.format_data_dump(plain)
+    _, diags = vrrpd.parse_config_text(instance_text(extra="    debug 5\n"), "d.conf")
+    assert any(x.severity is vrrpd.Severity.ERROR and "debug" in x.message for x in diags), messages(diags)
 
 def test_keywords_without_meaning_in_one_process_warn_once_when_keepalived_acts_on_them(tmp_path, caplog):
     text = ("global_defs {\n vrrp_rt_priority 50\n checker_rt_priority 50\n vrrp_process_name vrrpx\n"
@@ -3768,6 +3827,72 @@ def test_interop_with_keepalived(lab, tmp_path, version, unicast, keepalived_mas
     assert "entering master state" in text and "entering backup state" in text
 
 
+
+def test_lab_old_unicast_checksum_interoperates_with_keepalived_both_ways(lab, tmp_path):
+    """keepalived's old_unicast_checksum (a unicast VRRPv3 sum with 224.0.0.18 as the destination, as keepalived
+    1.3.6 and older sent): vrrpd configured with it is heard by keepalived 2.2.7, which switches to it; keepalived
+    configured with it is heard by a default vrrpd, which switches too (keepalived's log line), and neither
+    claims the VIP while the other is MASTER."""
+    require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
+
+    def conf(prio, state, me, peer, old):
+        return _conf(priority=prio, state=state, advert=0.1, instance_extra=(
+            f"    unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}\n"
+            + ("    old_unicast_checksum\n" if old else "")))
+    ns_k, ns_v = lab.host("k", f"{LAB_NET}.1/24"), lab.host("v", f"{LAB_NET}.2/24")
+    switched = "(VI_1) Setting unicast VRRPv3 checksum to old version"
+    # vrrpd MASTER with old_unicast_checksum, keepalived's default BACKUP hears it and switches
+    v = _Node(lab, ns_v, tmp_path, "V", conf(150, "MASTER", f"{LAB_NET}.2", f"{LAB_NET}.1", True))
+    _wait_holders(lab, [v], ["V"], timeout=3)
+    k = _Node(lab, ns_k, tmp_path, "K", conf(100, "BACKUP", f"{LAB_NET}.1", f"{LAB_NET}.2", False), keepalived=True)
+    wait_for(lambda: switched in k.log(), 3, what="keepalived switching to the old checksum")
+    _steady_single_master(lab, [k, v], 1.0)
+    assert _holders(lab, [k, v]) == ["V"] and "invalid vrrpv3 checksum" not in k.log().lower()
+    k.stop()
+    v.stop()
+    # keepalived MASTER with old_unicast_checksum, a default vrrpd BACKUP hears it and switches
+    k = _Node(lab, ns_k, tmp_path, "K2", conf(150, "MASTER", f"{LAB_NET}.1", f"{LAB_NET}.2", True), keepalived=True)
+    _wait_holders(lab, [k], ["K2"], timeout=3)
+    v = _Node(lab, ns_v, tmp_path, "V2", conf(100, "BACKUP", f"{LAB_NET}.2", f"{LAB_NET}.1", False))
+    wait_for(lambda: switched in v.log(), 3, what="vrrpd switching to the old checksum")
+    _steady_single_master(lab, [k, v], 1.0)
+    assert _holders(lab, [k, v]) == ["K2"] and "checksum" not in v.log().replace(switched, "").lower()
+    # a reload raises vrrpd's priority: it preempts with the old sum, which keepalived (expecting it) accepts
+    v.conf.write_text(conf(200, "BACKUP", f"{LAB_NET}.2", f"{LAB_NET}.1", False))
+    v.proc.send_signal(signal.SIGHUP)
+    _wait_holders(lab, [k, v], ["V2"], timeout=3)
+    _steady_single_master(lab, [k, v], 1.0)
+    assert "invalid vrrpv3 checksum" not in k.log().lower()
+    v.stop()
+    k.stop()
+
+
+def test_old_unicast_checksum_receive_checks_and_kernel_filter():
+    """The old sum (group as the pseudo-header destination) passes only where keepalived takes it: always with
+    old_unicast_checksum, as a switch by default, never with `never`; the kernel filter lets both sums through
+    exactly when an instance on the socket could take the old one."""
+    me, peer, group = IP4("10.0.0.1"), IP4("10.0.0.2"), IP4("224.0.0.18")
+    adv = vrrpd.VrrpAdvert(3, 51, 200, [IP4("10.0.0.100")], 1.0)
+    old = vrrpd.Received(peer, me, 255, vrrpd.encode_advert(adv, peer, group))
+    new = vrrpd.Received(peer, me, 255, vrrpd.encode_advert(adv, peer, me))
+    unicast = [vrrpd.UnicastPeer(peer)]
+
+    def check(pkt, mode):
+        return vrrpd.receive_checks(pkt, _rx_machine(4), True, unicast, old_checksum=mode)
+    assert check(old, None).old_checksum is True and check(new, None).old_checksum is False
+    assert check(old, True).old_checksum is False  # expected, not a switch
+    assert check(old, False).reason == "bad_checksum" and check(new, True).reason == "bad_checksum"
+    for style, old_passes in ((None, False), (group, True)):
+        prog = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2, 3], [51], True, "pseudo", style))
+        raw = [vrrpd.encode_ipv4(peer, me, pkt.payload, ttl=255) for pkt in (new, old)]
+        assert _run_bpf(prog, raw[0]) != 0 and (_run_bpf(prog, raw[1]) != 0) == old_passes
+        bad = bytearray(raw[1])
+        bad[-1] ^= 1
+        assert _run_bpf(prog, bytes(bad)) == 0
+        v2 = vrrpd.encode_ipv4(peer, me, vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 51, 9, [IP4("10.0.0.100")], 1.0)),
+                               ttl=255)
+        assert _run_bpf(prog, v2) != 0
+
 # The start of the lab's hostile senders: a raw VRRP sender (tx, IP header ours) and a receiver of the group (rx)
 # on eth0, with vrrpd importable from argv[1].
 RAW_VRRP_PEER = r"""
@@ -4141,6 +4266,115 @@ def test_nft_ruleset_drops_traffic_to_vips_and_goes_away(lab):
     assert "vrrpd" not in lab.run(node, ["nft", "list", "tables"]).stdout
     assert lab.run(client, ping, check=False).returncode == 0
 
+
+
+def test_lab_nftables_name_priority_and_counters_shape_the_strict_mode_table(lab, tmp_path):
+    """keepalived's nftables NAME, nftables_priority and nftables_counters: the no_accept table has that name, its
+    chains hook at that priority, and each drop rule counts what it dropped (here a client's pings to the VIP)."""
+    require(shutil.which("nft") is not None, "needs nft")
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    conf = _conf(priority=150, state="MASTER", version=2, advert=1, global_extra=(
+        "    vrrp_strict\n    nftables ka_test\n    nftables_priority -7\n    nftables_counters\n"))
+    node = _Node(lab, ns, tmp_path, "A", conf)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(client, ["ping", "-c2", "-i0.2", "-W1", VIP], check=False).returncode != 0  # dropped
+    listing = lab.run(ns, ["nft", "list", "table", "inet", "ka_test"]).stdout
+    assert "type filter hook input priority filter - 7; policy accept;" in listing, listing  # filter is 0
+    assert "type filter hook output priority filter - 7; policy accept;" in listing, listing
+    counted = [int(n) for n in re.findall(r"ip daddr @vips4 counter packets (\d+) bytes \d+ drop", listing)]
+    assert counted and counted[0] >= 2, listing
+    assert "vrrpd" not in lab.run(ns, ["nft", "list", "tables"]).stdout
+    node.stop()
+    assert "ka_test" not in lab.run(ns, ["nft", "list", "tables"]).stdout
+
+
+def test_nftables_without_a_name_is_keepalived_and_the_ruleset_has_no_counters_by_default():
+    config, diags = parse_ok("global_defs {\n    nftables\n}\n" + MINIMAL)
+    assert config.global_defs.nftables == "keepalived" and config.global_defs.nftables_priority == -1
+    plain = vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")])
+    assert "counter" not in plain and "priority -1;" in plain
+    counted = vrrpd.nft_ruleset([vrrpd.ipaddress.ip_address("10.0.0.1")], "t", 5, True)
+    assert counted.count("counter drop") == 4 and "priority 5;" in counted
+
+
+def test_lab_disable_local_igmp_stops_link_local_igmp_reports_while_running(lab, tmp_path):
+    """keepalived's disable_local_igmp: net.ipv4.igmp_link_local_mcast_reports is 0 while the daemon runs (no IGMP
+    report for 224.0.0.18 leaves), and 1 again after it stops."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    sysctl = ["sysctl", "-n", "net.ipv4.igmp_link_local_mcast_reports"]
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra="    disable_local_igmp\n"))
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    assert lab.run(ns, sysctl).stdout.strip() == "0"
+    node.stop()
+    assert lab.run(ns, sysctl).stdout.strip() == "1"
+
+
+def _daemon_sockets(pid):
+    """The sockets of process `pid`, as the kernel has them: [(family, type, protocol, address, SO_RCVBUF)], each
+    read through a copy of the process's descriptor (pidfd_getfd, Linux 5.6) - nothing the daemon says itself."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    found = []
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            fd = libc.syscall(438, pidfd, int(name), 0)  # SYS_pidfd_getfd
+            if fd < 0:
+                continue
+            sock = socket.socket(fileno=fd)
+            try:
+                address = sock.getsockname()
+            except OSError:
+                address = None
+            found.append((sock.family, sock.type, sock.proto, address,
+                          sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)))
+            sock.close()
+    finally:
+        os.close(pidfd)
+    return found
+
+
+def test_lab_netlink_and_vrrp_receive_buffers_follow_the_rcv_bufs_keywords(lab, tmp_path):
+    """vrrp_netlink_monitor_rcv_bufs(_force), vrrp_netlink_cmd_rcv_bufs and vrrp_rx_bufs_policy MTU with
+    vrrp_rx_bufs_multiplier, as keepalived sets them: the kernel reports twice what was asked (it doubles
+    SO_RCVBUF for its bookkeeping); without _force a size is capped by net.core.rmem_max."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    lab.ip("link", "set", "eth0", "mtu", "1400", ns=ns)
+    conf = _conf(priority=150, state="MASTER", global_extra=(
+        "    vrrp_netlink_monitor_rcv_bufs 3000000\n    vrrp_netlink_monitor_rcv_bufs_force\n"
+        "    vrrp_netlink_cmd_rcv_bufs 100000\n    vrrp_rx_bufs_policy MTU\n    vrrp_rx_bufs_multiplier 5\n"))
+    node = _Node(lab, ns, tmp_path, "A", conf)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    socks = _daemon_sockets(node.proc.pid)
+    route = [(addr[1], rcvbuf) for family, _t, proto, addr, rcvbuf in socks
+             if family == socket.AF_NETLINK and proto == 0]
+    assert (vrrpd.RTMGRP_LINK | vrrpd.RTMGRP_IPV4_IFADDR | vrrpd.RTMGRP_IPV6_IFADDR, 6000000) in route, route
+    assert any(groups == 0 and rcvbuf == 200000 for groups, rcvbuf in route), route
+    vrrp = [rcvbuf for family, _t, proto, _a, rcvbuf in socks if family == socket.AF_INET and proto == 112]
+    assert vrrp == [2 * (vrrpd.VRRP_RCVBUF + 5 * 1400)], vrrp
+    node.stop()
+
+
+def test_rx_bufs_policy_advert_and_size_are_keepalived_s_shares(offline):
+    """ADVERT: multiplier x the advert's length (IPv4 header 20 + VRRPv3 header 8 + 2 VIPs x 4 = 36 here); a size
+    wins over a policy, and kernel_rx_buf_size over both (keepalived's vrrp_scheduler.c)."""
+    vips = ["10.0.0.100/24", "10.0.0.101/24"]
+    d, _ = offline(instance_text(vips=vips, global_extra="    vrrp_rx_bufs_policy ADVERT\n"))
+    assert d._rx_buf_share(d.runtimes[0]) == 3 * 36
+    d, _ = offline(instance_text(vips=vips, extra="    kernel_rx_buf_size 999\n",
+                                 global_extra="    vrrp_rx_bufs_policy ADVERT\n"))
+    assert d._rx_buf_share(d.runtimes[0]) == 999
+    config, diags = vrrpd.parse_config_text("global_defs {\n vrrp_rx_bufs_policy MTU 4096\n}\n", "r.conf")
+    assert config.global_defs.vrrp_rx_bufs_size == 4096 and config.global_defs.vrrp_rx_bufs_policy == ""
+    assert "ignoring policy" in " ".join(messages(diags))
 
 def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
     node = lab.host("n", "10.81.0.2/24")
@@ -5281,6 +5515,33 @@ def test_lab_tracked_route_deleted_behind_our_back(lab, tmp_path):
     lab.ip("-6", "route", "del", "2001:db8:9::/64", "table", "100", ns=ns)
     wait_for(lambda: node.log().count("Entering MASTER STATE") == 3, 3, what="MASTER after the IPv6 route went")
     wait_for(lambda: _routes(lab, ns, 100, "-6"), 3, what="IPv6 route back")
+    node.stop()
+
+
+def test_lab_tracked_route_deleted_takes_the_whole_sync_group_to_backup_and_back(lab, tmp_path):
+    """keepalived's set_vrrp_backup: a tracked virtual route deleted while MASTER sends its instance and every
+    MASTER member of its sync group to BACKUP with priority 0, each with a Master_Down_Timer of only its Skew_Time,
+    so the group is MASTER again well before a Master_Down_Interval (3.4 s here) and the route is back."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    vip2 = f"{LAB_NET}.201"
+    text = ("vrrp_sync_group G {\n    group {\n        VI_1\n        VI_2\n    }\n}\n"
+            + _conf(name="VI_1", priority=150, state="MASTER", advert=1, instance_extra=(
+                f"    virtual_routes {{\n        10.9.0.0/16 via {LAB_NET}.254 dev eth0 table 100\n    }}\n"))
+            + _conf(name="VI_2", vrid=52, priority=150, state="MASTER", advert=1, vips=(f"{vip2}/24",)
+                    ).split("}\n", 1)[1])
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP) and lab.has_address(ns, vip2), 8, what="the group MASTER")
+    wait_for(lambda: _routes(lab, ns, 100), 3, what="virtual route")
+    lab.ip("route", "del", "10.9.0.0/16", "table", "100", ns=ns)
+    deleted = time.monotonic()
+    wait_for(lambda: node.log().count("(VI_2) Entering BACKUP STATE") >= 2, 2, what="VI_2 forced to BACKUP")
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2
+             and node.log().count("(VI_2) Entering MASTER STATE") == 2, 4, what="the group MASTER again")
+    took = time.monotonic() - deleted
+    assert took < 2.5, f"MASTER again after {took:.2f} s: the forced members waited a Master_Down_Interval"
+    after = node.log().split("tracked virtual route", 1)[1]
+    assert after.count("sent 0 priority") >= 2  # both members released the VIPs with priority 0
+    wait_for(lambda: _routes(lab, ns, 100) and lab.has_address(ns, vip2), 3, what="route and VIPs back")
     node.stop()
 
 
@@ -7632,6 +7893,135 @@ def test_smtp_and_dns_checks_against_loopback_servers():
     dns.close()
 
 
+# -- bind_if and fwmark: the checker's socket leaves by one interface, or with a mark policy routing sees ------
+
+_BOUND_SERVERS = """
+import selectors, socket
+sel = selectors.DefaultSelector()
+def listen(kind, port):
+    s = socket.socket(socket.AF_INET, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("192.0.2.10", port))
+    if kind == socket.SOCK_STREAM:
+        s.listen(16)
+    sel.register(s, selectors.EVENT_READ, (kind, port))
+for kind, port in ((socket.SOCK_STREAM, 80), (socket.SOCK_STREAM, 25), (socket.SOCK_DGRAM, 5353),
+                   (socket.SOCK_DGRAM, 53)):
+    listen(kind, port)
+print("ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        kind, port = key.data
+        if kind == socket.SOCK_DGRAM:
+            data, peer = key.fileobj.recvfrom(512)
+            if port == 53:  # one answer, NOERROR
+                data = data[:2] + bytes([0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]) + data[12:]
+            else:
+                data = b"OK"
+            key.fileobj.sendto(data, peer)
+            continue
+        conn, _ = key.fileobj.accept()
+        conn.settimeout(2)
+        try:
+            if port == 80:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
+            else:
+                conn.sendall(b"220 ready\\r\\n")
+                conn.recv(100)
+                conn.sendall(b"250 ok\\r\\n")
+                conn.recv(100)
+        except OSError:
+            pass
+        conn.close()
+"""
+
+
+class _InNetns:
+    """The calling thread inside namespace `ns` until the with-block ends (every socket it makes is there)."""
+
+    def __init__(self, ns: str):
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.ns = ns
+
+    def __enter__(self):
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
+        try:
+            assert self.libc.setns(target, 0x40000000) == 0, f"setns {self.ns}"
+        finally:
+            os.close(target)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            assert self.libc.setns(self.home, 0x40000000) == 0, "setns back home"
+        finally:
+            os.close(self.home)
+
+
+def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog):
+    """192.0.2.10 is on two hosts: the main route leads to s1, where nothing listens; s2, which serves TCP, HTTP,
+    SMTP, DNS and UDP, is reached only by a socket bound to a2 (bind_if, SO_BINDTODEVICE) or marked 7 (fwmark,
+    SO_MARK, `ip rule fwmark 7 lookup 100`). Checkers without either go to s1 and fail."""
+    caplog.set_level("INFO", logger="vrrpd")
+    lb = lab.netns("lb")
+    for n in (1, 2):
+        s = lab.netns(f"s{n}")
+        lab.ip("link", "add", f"a{n}", "netns", lb, "type", "veth", "peer", "name", "eth0", "netns", s)
+        lab.ip("addr", "add", f"10.71.{n}.1/24", "dev", f"a{n}", ns=lb)
+        lab.ip("link", "set", f"a{n}", "up", ns=lb)
+        lab.ip("addr", "add", f"10.71.{n}.2/24", "dev", "eth0", ns=s)
+        lab.ip("link", "set", "eth0", "up", ns=s)
+        lab.ip("addr", "add", "192.0.2.10/32", "dev", "lo", ns=s)
+    lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.1.2", "dev", "a1", ns=lb)
+    lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "metric", "50", ns=lb)
+    lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "table", "100", ns=lb)
+    lab.ip("rule", "add", "fwmark", "7", "lookup", "100", ns=lb)
+    server = lab.exec(f"vt{lab.tag}s2", [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    common = "connect_timeout 1\n retry 0\n"
+    checkers = {  # VS port -> (checker text, real server port, reaches s2)
+        1: ("TCP_CHECK", "", 80, False),
+        2: ("TCP_CHECK", "bind_if a2", 80, True),
+        3: ("TCP_CHECK", "fwmark 7", 80, True),
+        4: ("HTTP_GET", "bind_if a2\n url {\n path /\n }", 80, True),
+        5: ("HTTP_GET", "fwmark 7\n url {\n path /\n }", 80, True),
+        6: ("SMTP_CHECK", "bind_if a2", 25, True),
+        7: ("DNS_CHECK", "fwmark 7", 53, True),
+        8: ("UDP_CHECK", "fwmark 7\n require_reply 4f4b", 5353, True),
+        9: ("UDP_CHECK", "require_reply 4f4b", 5353, False),
+        10: ("TCP_CHECK", "bind_if nosuch0", 80, False),
+    }
+    text = "".join(
+        f"virtual_server 10.0.0.1 {port} {{\n delay_loop 0.2\n alpha\n"
+        f"{' protocol UDP' if kind in ('DNS_CHECK', 'UDP_CHECK') else ''}\n"
+        f" real_server 192.0.2.10 {rs_port} {{\n  {kind} {{\n {common} {extra}\n  }}\n }}\n}}\n"
+        for port, (kind, extra, rs_port, _) in checkers.items())
+    config, _ = parse_ok(text)
+    assert [vs.real_servers[0].checkers[0].fwmark for vs in config.virtual_servers][:3] == [0, 0, 7]
+    loop, m = _manager()
+    m.config = config
+    with _InNetns(lb):
+        m.start()
+
+        def reached():
+            return {port for port in checkers
+                    if m.nl.weights(f"[10.0.0.1]:{'udp' if port in (7, 8, 9) else 'tcp'}:{port}")}
+
+        want = {port for port, (*_, ok) in checkers.items() if ok}
+        _run_until(loop, lambda: reached() == want, 10, f"the checkers that reach s2: {sorted(want)}")
+        runners = {c.vs.port: c for vsr in m.vs.values() for r in vsr.rs.values() for c in r.checkers}
+        _run_until(loop, lambda: all(runners[p].results[False] for p in checkers if p not in want), 5,
+                   "the checkers that go to s1 fail")
+        assert reached() == want
+        m.stop()
+    loop.close()
+    assert "Checker can't bind to device nosuch0: No such device" in caplog.text
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()
@@ -8449,6 +8839,182 @@ def test_status_json_signal_dumps_and_sd_notify_of_a_running_daemon(lab, tmp_pat
         notify.close()
 
 
+def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir(lab, tmp_path):
+    """global_defs' runtime files in a running vrrpd: stats_dump_file and json_dump_file name the SIGUSR2 and
+    SIGRTMIN+2 dumps; reload_check_config writes a refused file's problems to its log file and says keepalived's
+    line; reload_file is gone once the files are read; config_save_dir keeps each configuration read and the
+    state before and after each reload."""
+    import json
+
+    check_log, reload_file, saved = tmp_path / "check.log", tmp_path / "ka.reload", tmp_path / "saved"
+    extra = (f"    stats_dump_file {tmp_path}/out/my.stats\n    json_dump_file {tmp_path}/out/\n"
+             f"    reload_check_config {check_log}\n    reload_file {reload_file}\n    config_save_dir {saved}/\n")
+    (tmp_path / "out").mkdir()
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    pid = node.status()["pid"]
+    node.proc.send_signal(signal.SIGUSR2)
+    wait_for(lambda: (tmp_path / "out" / "my.stats").exists(), 5, what="the stats dump at stats_dump_file")
+    assert "VRRP Instance: VI_1" in (tmp_path / "out" / "my.stats").read_text()
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: (tmp_path / "out" / "vrrpd.json").exists(), 5, what="the JSON dump in json_dump_file's dir")
+    assert json.loads((tmp_path / "out" / "vrrpd.json").read_text())["instances"][0]["state"] == "MASTER"
+    assert not (node.dumps / "vrrpd.stats").exists() and not (node.dumps / "vrrpd.json").exists()
+    # config_save_dir was created, and holds the configuration read at start
+    assert saved.is_dir() and (saved.stat().st_mode & 0o777) == 0o700
+    assert (saved / f"vrrpd.conf.{pid}.0").read_text() == f"# {node.conf}\n" + node.conf.read_text()
+    # a refused reload: its problems in the check log, keepalived's line in the log, the master kept
+    good = node.conf.read_text()
+    reload_file.write_text("updating")  # an updater's mark: vrrpd removes it once it has read the files
+    node.reload(good.replace("virtual_router_id 51", "virtual_router_id 300"))
+    assert f"New config failed validation, see {check_log} for details" in node.log()
+    problems = check_log.read_text().splitlines()
+    assert any(f"{node.conf}:" in line and "error" in line and "300" in line for line in problems), problems
+    assert not any("virtual_router_id" in line for line in node.log().splitlines()), node.log()
+    assert not reload_file.exists()
+    assert node.instance()["state"] == "MASTER" and lab.has_address(ns, VIP)
+    assert not (saved / f"vrrpd.{pid}.1.pre").exists()  # nothing was applied
+    # a good reload: the check log is emptied, the state before and after it saved
+    reload_file.write_text("updating")
+    node.reload(good.replace("priority 150", "priority 120"))
+    wait_for(lambda: node.instance()["effective_priority"] == 120, 3, what="the reloaded priority")
+    assert check_log.read_text() == "" and not reload_file.exists()
+    assert "   Priority = 150" in (saved / f"vrrpd.{pid}.1.pre").read_text()
+    assert "   Priority = 120" in (saved / f"vrrpd.{pid}.1.post").read_text()
+    assert "priority 120" in (saved / f"vrrpd.conf.{pid}.2").read_text()
+    assert "virtual_router_id 300" in (saved / f"vrrpd.conf.{pid}.1").read_text()
+
+
+def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
+    """json_version 1|2: the JSON dump (SIGRTMIN+2) in keepalived's layout, for the tools that read keepalived.json.
+    The real keepalived writes its dump of the same configuration first; vrrpd's has every key of it (2.2.7's are
+    a subset of 2.4.3's), with the same values where they describe the configuration and the state."""
+    import json
+
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    body = _conf(priority=150, state="MASTER",
+                 instance_extra=(f"    virtual_ipaddress_excluded {{\n        {LAB_NET}.101/24\n    }}\n"
+                                 "    track_script {\n        chk\n    }\n    notify_master \"/bin/true master\"\n"))
+    body = "vrrp_script chk {\n    script /bin/true\n    interval 1\n}\n" + body
+    require(os.path.exists(KEEPALIVED), "needs keepalived (apt-get install keepalived)")
+    (tmp_path / "ka").mkdir()
+    ka = _Node(lab, ns, tmp_path, "K", body, keepalived=True, env=dict(os.environ, TMPDIR=str(tmp_path / "ka")))
+    wait_for(lambda: lab.has_address(ns, VIP), 10, what="keepalived's VIP")
+    time.sleep(0.5)
+    os.kill(int((tmp_path / "K.vrrp.pid").read_text()), signal.SIGRTMIN + 2)
+    theirs_path = tmp_path / "ka" / "keepalived.json"
+    wait_for(lambda: theirs_path.exists() and theirs_path.read_text().rstrip().endswith("]"), 5, what="keepalived.json")
+    theirs = json.loads(theirs_path.read_text())
+    assert ka.stop() == 0
+    wait_for(lambda: not lab.has_address(ns, VIP), 5, what="keepalived gone")
+
+    out = tmp_path / "ours" / "keepalived.json"
+    out.parent.mkdir()
+    extra = f"    json_version 1\n    json_dump_file {out}\n"
+    node = _OpsNode(lab, ns, tmp_path, "A", body.replace("vrrp_version 3\n", "vrrp_version 3\n" + extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="vrrpd's VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    time.sleep(0.5)
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: out.exists(), 5, what="vrrpd's keepalived.json")
+    ours = json.loads(out.read_text())
+    assert isinstance(ours, list) and len(ours) == len(theirs) == 1
+    (t_data, t_stats), (o_data, o_stats) = (theirs[0]["data"], theirs[0]["stats"]), (ours[0]["data"], ours[0]["stats"])
+    assert set(t_data) <= set(o_data), set(t_data) - set(o_data)
+    assert set(t_stats) <= set(o_stats), set(t_stats) - set(o_stats)
+    differ = {k: (t_data[k], o_data[k]) for k in t_data if k != "last_transition" and t_data[k] != o_data[k]}
+    assert not differ, differ
+    assert o_stats["become_master"] == t_stats["become_master"] == 1 and o_stats["advert_sent"] > 0
+    assert abs(o_data["last_transition"] - time.time()) < 30
+    # json_version 2: the same array under "vrrp", and the tracked processes beside it
+    node.reload(node.conf.read_text().replace("json_version 1", "json_version 2")
+                + "vrrp_track_process tp {\n    process no-such-program-here\n    weight 10\n}\n")
+    out.unlink()
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: out.exists(), 5, what="the version 2 dump")
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"vrrp", "track_process"} and doc["vrrp"][0]["data"]["iname"] == "VI_1"
+    assert doc["track_process"] == [{"process": "no-such-program-here", "param_match": "none", "min_processes": 1,
+                                     "current_processes": 0, "have_quorum": False, "weight": 10,
+                                     "terminate_delay": 0.0, "fork_delay": 0.0, "full_command": False}]
+
+
+def test_reload_time_formats_are_keepalived_s():
+    now = time.mktime((2026, 12, 1, 12, 0, 0, 0, 0, -1))
+    local = lambda *t: time.mktime(t + (0, 0, -1))  # noqa: E731
+    assert vrrpd.parse_reload_time("13:30:00", now) == (local(2026, 12, 1, 13, 30, 0), False, "")
+    assert vrrpd.parse_reload_time("11:00:00", now) == (local(2026, 12, 2, 11, 0, 0), False, "")  # tomorrow
+    assert vrrpd.parse_reload_time("2026-12-24 18:00:00", now) == (local(2026, 12, 24, 18, 0, 0), True, "")
+    assert vrrpd.parse_reload_time("26-12-24 18:00:00", now)[0] == local(2026, 12, 24, 18, 0, 0)
+    utc_now = float(vrrpd._timegm((2026, 12, 1, 12, 0, 0)))
+    assert vrrpd.parse_reload_time("2026-12-01 12:00:05Z", utc_now)[0] == utc_now + 5
+    assert vrrpd.parse_reload_time("12:00:05Z", utc_now)[0] == utc_now + 5
+    assert utc_now == 1796126400.0  # date -u -d '2026-12-01 12:00:00' +%s
+    for text, problem in (("2026-11-30 10:00:00", "is in the past"), ("1:2:3", "format is incorrect"),
+                          ("25:00:00", "invalid"), ("13:30:0x", "invalid"), (" 13:30:00", "format is incorrect"),
+                          ("2026-02-30 10:00:00", "invalid")):
+        when, _dated, said = vrrpd.parse_reload_time(text, now)
+        assert when is None and problem in said, (text, said)
+
+
+def test_lab_reload_time_file_reloads_at_the_time_it_holds(lab, tmp_path):
+    """reload_time_file: the reload happens at the time written in the file, which is then deleted; with
+    reload_repeat a time alone is kept and comes again the next day; a past date is refused."""
+    when_file = tmp_path / "reload-at"
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    extra = f"    reload_time_file {when_file}\n"
+    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    assert f"add watch for {when_file}" in node.log()
+    when_file.write_text("2020-01-01 00:00:00\n")
+    wait_for(lambda: "Reload time 2020-01-01 00:00:00 is in the past - ignoring" in node.log(), 5,
+             what="a past date refused")
+    # the new configuration is in place long before the time comes: only the time file starts the reload
+    node.conf.write_text(_conf(priority=120, state="MASTER", global_extra=extra + "    reload_repeat\n"))
+    at = time.time() + 3
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    when_file.write_text(stamp + "\n")
+    wait_for(lambda: "Scheduling reload for " + time.strftime("%Y-%m-%d ", time.localtime(at)) + stamp
+             in node.log(), 5, what="the reload scheduled")
+    assert node.instance()["effective_priority"] == 150
+    wait_for(lambda: node.instance()["effective_priority"] == 120, 8, 0.05, what="the scheduled reload")
+    assert time.time() >= int(at) - 0.05, "reloaded before its time"
+    assert not when_file.exists()  # deleted: the configuration that ran the reload had no reload_repeat
+    # now reload_repeat is on: a time alone is kept and scheduled again for the next day after the reload
+    at = time.time() + 3
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    node.conf.write_text(_conf(priority=110, state="MASTER", global_extra=extra + "    reload_repeat\n"))
+    when_file.write_text(stamp + "\n")
+    wait_for(lambda: node.instance()["effective_priority"] == 110, 9, 0.05, what="the second scheduled reload")
+    assert when_file.exists()
+    tomorrow = time.strftime("%Y-%m-%d ", time.localtime(at + 86400)) + stamp
+    wait_for(lambda: "Scheduling reload for " + tomorrow in node.log(), 5, what="the same time tomorrow")
+    when_file.unlink()
+    wait_for(lambda: "Cancelling reload scheduled for " + tomorrow in node.log(), 5, what="the reload cancelled")
+    assert node.status()["reloads"]["done"] == 2
+
+
+def test_lab_include_check_refuses_to_start_on_a_missing_include(lab, tmp_path):
+    """include_check makes a missing include an error: the daemon does not start (keepalived exits too); without
+    it the same file runs, with keepalived's words as a warning."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    body = _conf(priority=150, state="MASTER") + "include conf.d/missing.conf\n"
+    conf = tmp_path / "checked.conf"
+    conf.write_text(body.replace("global_defs {\n", "global_defs {\n    include_check match\n"))
+    refused = lab.run(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf), "--control-socket", str(tmp_path / "x.sock")],
+                      check=False, timeout=30)
+    assert refused.returncode == 1, refused
+    line = conf.read_text().count("\n")  # the include is the last line
+    assert f"{conf}:{line}: error: Config files missing 'conf.d/missing.conf'." in refused.stderr, refused.stderr
+    assert not lab.has_address(ns, VIP)
+    node = _OpsNode(lab, ns, tmp_path, "A", body)
+    wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP without include_check")
+    assert "warning: Config files missing 'conf.d/missing.conf'." in node.log()
+
+
 def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_path):
     a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, state="MASTER"))
     b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B", _conf(priority=100))
@@ -9243,6 +9809,8 @@ def test_dump_files_follow_state_dump_file_and_the_instance_name(tmp_path):
     assert op.dump_path("data") == f"{tmp_path}/d/vrrpd.blue.data"
     config.global_defs.state_dump_file, config.global_defs.instance_name = "mine.txt", None
     assert op.dump_path("data") == f"{tmp_path}/mine.txt" and op.dump_path("json") == f"{tmp_path}/vrrpd.json"
+    config.global_defs.stats_dump_file, config.global_defs.json_dump_file = "/var/x/s.txt", "/var/y/"
+    assert op.dump_path("stats") == "/var/x/s.txt" and op.dump_path("json") == "/var/y/vrrpd.json"
 
 
 def test_syslog_ident_names_the_namespace_and_instance(tmp_path):
@@ -11734,11 +12302,11 @@ COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
      "keywords; vrrpd reports the open block once, at its line, and reads the rest where it belongs"),
     ("silent", r"cannot track route .* with no interface specified", "",
      "pending-13: routes and rules are helper 13's (static_routes, virtual_routes)"),
-    ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|bfd_log_file|checker_log_file|vrrp_log_file|"
-     r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|local_name|lvs_id|nftables_no_lvs|"
-     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|vrrp_garp_interval_random|"
-     r"vrrp_ipset_table|vrrp_ipsets|vrrp_iptables_table|vrrp_max_timer_adverts|vrrp_nftables|"
-     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|vrrp_startup_delay_log|vrrp_track_process_sleep|tun_port|"
+    ("silent", r"Unknown keyword '(tls_compliant|bind_if|fwmark|"
+     r"enable_dbus_instance|json_dump_file|json_version|linkbeat_use_polling|lvs_id|nftables_no_lvs|"
+     r"state_dump_file|stats_dump_file|v3_checksum_as_v2|vrrp_delay_after_boot|"
+     r"vrrp_ipsets|vrrp_nftables|"
+     r"vrrp_owner_ignore_adverts|owner_ignore_adverts|tun_port|"
      r"tun_type|no_virtual_ipaddress|timer_expired_backup|ICMP_CHECK)'", "",
      "a keyword of keepalived 2.3/2.4 (vrrpd reads the language of 2.4.3) that 2.2.7 predates, or that this "
      "nftables build of 2.2.7 lacks"),
@@ -12427,6 +12995,16 @@ def run_compat(tmp: Path, generated: int, model_sample: int = 400) -> CompatRun:
             reason = next((r for rx, r in COMPAT_MODEL_DIFFERENCES if re.search(rx, d)), None)
             (diffs.append(d) if reason is None else explained.append((d, reason)))
     return CompatRun(results, diffs, len(sample), time.monotonic() - started, explained)
+
+
+def test_log_file_and_local_name_are_unknown_keywords_as_in_keepalived():
+    # no keepalived has them (its log file is -g/--log-file; local_name is its host name, not a keyword): keepalived
+    # says "Unknown keyword", and so does vrrpd, instead of pretending to act on them
+    for name in ("vrrp_log_file", "checker_log_file", "bfd_log_file", "local_name"):
+        assert name not in vrrpd.KEYWORDS["global_defs"]
+        _, diags = parse_ok(f"global_defs {{\n    {name} /tmp/x.log\n}}\n" + MINIMAL)
+        assert [(d.line, d.severity) for d in diags if "unknown keyword" in d.message] == [
+            (2, vrrpd.Severity.WARNING)], [str(d) for d in diags]
 
 
 def test_compat_corpus_is_large_and_covers_the_samples():

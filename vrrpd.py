@@ -367,6 +367,17 @@ class GlobalDefs:
     vrrp_strict: bool = False
     vrrp_iptables: bool = False
     vrrp_nftables: bool = False
+    nftables: Optional[str] = None  # the no_accept table's name (keepalived's `nftables NAME`); None: vrrpd
+    nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
+    nftables_counters: bool = False  # a counter on each drop rule
+    disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
+    vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
+    vrrp_netlink_cmd_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead (past net.core.rmem_max)
+    vrrp_netlink_monitor_rcv_bufs: int = 0  # the same for the socket of link/address/route events
+    vrrp_netlink_monitor_rcv_bufs_force: bool = False
+    vrrp_rx_bufs_policy: str = ""  # what a VRRP socket's receive buffer grows by per instance: MTU, ADVERT
+    vrrp_rx_bufs_size: int = 0  # ... or this many bytes (vrrp_rx_bufs_policy SIZE)
+    vrrp_rx_bufs_multiplier: int = 3  # MTU or ADVERT times this
     vrrp_garp_interval: float = 0.0
     vrrp_gna_interval: float = 0.0
     vrrp_mcast_group4: ipaddress.IPv4Address = VRRP_MCAST_GROUP4
@@ -401,6 +412,20 @@ class GlobalDefs:
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
+    # where SIGUSR2 and SIGRTMIN+2 write .stats and .json, by state_dump_file's rules (keepalived 2.4.3 parses
+    # these two and still writes $TMPDIR/keepalived.stats and .json: vrrpd does what they say)
+    stats_dump_file: Optional[str] = None
+    json_dump_file: Optional[str] = None
+    json_version: Optional[int] = None  # 1|2: the JSON dump in keepalived's layout of that version; None: vrrpd's
+    # reload: reload_check_config LOG_FILE (the new file's problems are written there; "/dev/null" when bare),
+    # reload_file (there while the files are read; "" means the default next to the pid file),
+    # reload_time_file (a reload at the time it holds) and reload_repeat (keep the file: every day at that time),
+    # config_save_dir (the configuration read, and the state before and after each reload)
+    reload_check_config: Optional[str] = None
+    reload_file: Optional[str] = None
+    reload_time_file: Optional[str] = None
+    reload_repeat: bool = False
+    config_save_dir: Optional[str] = None
     startup_script: Optional[Command] = None  # run (and waited for) before VRRP and the checkers start
     startup_script_timeout: float = 10.0
     shutdown_script: Optional[Command] = None  # run after everything stopped
@@ -618,6 +643,8 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    old_unicast_checksum: Optional[str] = None  # "config" (always), "never"; None: switch if the peer does
+    debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
     unicast_fault_no_peer: bool = False
     no_virtual_ipaddress: bool = False
@@ -771,6 +798,8 @@ class Checker:
     warmup: Optional[float] = None
     alpha: Optional[bool] = None
     log_all_failures: bool = False
+    bind_if: Optional[str] = None  # SO_BINDTODEVICE: the connection leaves by this interface only
+    fwmark: int = 0  # SO_MARK: policy routing (ip rule fwmark) and nftables see the checker's packets marked
     # HTTP_GET / SSL_GET
     urls: List[UrlCheck] = field(default_factory=list)
     virtualhost: Optional[str] = None
@@ -964,6 +993,38 @@ _MAX_SUBSTITUTIONS = 32
 _BUILTIN_PARAMS = {"_HASH": "\\#", "_BANG": "\\!"}
 
 
+# include checks (keepalived's include_check and the include variants): what makes a problem of an include an error
+INCLUDE_READ, INCLUDE_MATCH, INCLUDE_WILDCARD, INCLUDE_BRACE = 1, 2, 4, 8
+INCLUDE_ALL = INCLUDE_READ | INCLUDE_MATCH | INCLUDE_WILDCARD | INCLUDE_BRACE
+_INCLUDE_CHECK_WORDS = {"read": INCLUDE_READ, "readable": INCLUDE_READ, "match": INCLUDE_MATCH,
+                        "wildcard_match": INCLUDE_WILDCARD, "brace_match": INCLUDE_BRACE}
+_INCLUDE_KINDS = {"include": 0, "includer": INCLUDE_READ, "includem": INCLUDE_READ | INCLUDE_MATCH,
+                  "includew": INCLUDE_READ | INCLUDE_MATCH | INCLUDE_WILDCARD,
+                  "includeb": INCLUDE_READ | INCLUDE_BRACE, "includea": INCLUDE_ALL}
+
+
+def include_check_flags(words: List[str], current: int) -> Tuple[int, List[str]]:
+    """`include_check [[+|-]read|match|wildcard_match|brace_match]...` -> (checks, problems), as keepalived's
+    include_check_set: no word means every check, a plain word sets (with read), +/- add and remove. The man page's
+    `readable` is taken for keepalived's `read`."""
+    if not words:
+        return INCLUDE_ALL, []
+    flags, problems = current, []
+    for i, word in enumerate(words):
+        sign, name = (word[0], word[1:]) if word[:1] in "+-" else ("", word)
+        if not sign:
+            if i:
+                problems.append(f"Duplicate include_check '{word}' specified - ignoring")
+                continue
+            flags = 0
+        bit = _INCLUDE_CHECK_WORDS.get(name)
+        if bit is None:
+            problems.append(f"Unknown include_check type '{name}' - ignoring")
+            continue
+        flags = (INCLUDE_READ | bit) if not sign else (flags | bit) if sign == "+" else (flags & ~bit)
+    return flags, problems
+
+
 def _expand_braces(pattern: str) -> List[str]:
     """csh-style `{a,b}` expansion as keepalived's include does (no nesting across commas)."""
     m = re.search(r"\{([^{}]*,[^{}]*)\}", pattern)
@@ -986,6 +1047,7 @@ class _Lexer:
         self.stack: List[str] = []
         self.lid = 0
         self.config_id = config_id if config_id is not None else socket.gethostname().split(".")[0]
+        self.include_check = 0  # global_defs' include_check, as far as read; each file restores it at its end
 
     def error(self, file: str, line: int, message: str, hint: str = "") -> None:
         self.diags.append(Diagnostic(file, line, Severity.ERROR, message, hint))
@@ -1017,10 +1079,12 @@ class _Lexer:
             return
         text = data.decode("utf-8", errors="replace")
         self.stack.append(real)
+        saved_check = self.include_check  # keepalived: an included file cannot change its includer's checks
         try:
             self.lex_text(text, path)
         finally:
             self.stack.pop()
+            self.include_check = saved_check
 
     def lex_text(self, text: str, file: str) -> None:
         """Append the tokens of `text` (the contents of `file`) to self.tokens."""
@@ -1103,6 +1167,8 @@ class _Lexer:
             self.lid += 1
             self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
             return
+        if first == "include_check":  # it applies to the includes read after it (the parser checks its words)
+            self.include_check = include_check_flags(_strip_comment(stripped).split()[1:], self.include_check)[0]
         self.emit(stripped, file, line_no)
 
     def emit(self, line: str, file: str, line_no: int) -> None:
@@ -1237,23 +1303,48 @@ class _Lexer:
             self.error(file, line_no, f"{kind} needs a file name or pattern")
             return
         base = os.path.dirname(os.path.abspath(file)) if file and not file.startswith("<") else os.getcwd()
+        checks = self.include_check | _INCLUDE_KINDS[kind]
+
+        def problem(check: int, message: str) -> None:  # an error where that check is on, else a warning
+            (self.error if checks & check else self.warning)(file, line_no, message)
+
         for pattern in patterns:
             pattern = pattern.strip('"')
             matched: List[str] = []
-            for pat in _expand_braces(pattern):
+            missing = wildcard = False
+            alternatives = _expand_braces(pattern)
+            for pat in alternatives:
                 full = pat if os.path.isabs(pat) else os.path.join(base, pat)
                 if any(c in full for c in "*?["):
-                    matched.extend(sorted(glob.glob(full)))
-                elif os.path.exists(full):
+                    wildcard = True
+                    found = sorted(glob.glob(full))
+                    missing = missing or (not found and not os.path.isdir(os.path.dirname(full)))
+                    matched.extend(found)
+                elif os.path.lexists(full):
                     matched.append(full)
-                elif kind in ("includer", "includea"):
-                    matched.append(full)
-            if not matched:
-                sev = self.error if kind in ("includem", "includew", "includea") else self.warning
-                sev(file, line_no, f"include '{pattern}' matches no file")
+                else:
+                    missing = True
+            brace = len(alternatives) > 1
+            if not matched:  # keepalived's words (lib/parser.c open_and_check_glob)
+                if missing:
+                    problem(INCLUDE_BRACE if brace else INCLUDE_MATCH, f"Config files missing '{pattern}'.")
+                elif wildcard:
+                    problem(INCLUDE_WILDCARD, f"No config files matched '{pattern}'.")
                 continue
+            if missing and brace:
+                problem(INCLUDE_BRACE, f'Some config files missing: "{pattern}".')
+                if checks & INCLUDE_BRACE:
+                    continue
             for path in matched:
-                self.read_file(path, file, line_no)
+                if os.path.isdir(path):
+                    problem(INCLUDE_READ, f"Configuration file '{path}' is a directory - skipping")
+                elif not os.path.isfile(path) or os.stat(path).st_mode & 0o111:
+                    problem(INCLUDE_READ, f"Configuration file '{path}' is not a regular non-executable file - "
+                                          "skipping")
+                elif not os.access(path, os.R_OK):
+                    problem(INCLUDE_READ, f"Configuration file '{path}' open problem (Permission denied) - skipping")
+                else:
+                    self.read_file(path, file, line_no)
 
 
 class _SourceLines:
@@ -1592,10 +1683,14 @@ def _h_cmd(attr: str) -> Handler:
 
 def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     """(why, what keepalived does) for a keyword that has no meaning for vrrpd, which is one process without SNMP
-    or DBus: keepalived's per-process names, scheduling and limits, SNMP and DBus. `what` is "" for keywords
+    or DBus: keepalived's per-process names, scheduling and limits, the copy of the configuration its child
+    processes read (tmp_config_directory), SNMP and DBus. `what` is "" for keywords
     that change nothing keepalived does (names); None for every other keyword."""
-    if name in ("process_names", "process_name", "child_wait_time") or name.endswith("_process_name"):
-        return "one process", ""
+    if name in ("process_names", "process_name", "child_wait_time", "tmp_config_directory") \
+            or name.endswith("_process_name"):
+        return "one process", ""  # tmp_config_directory: where keepalived keeps the copy its children read
+    if name in ("max_auto_priority", "min_auto_priority_delay"):  # keepalived's set_process_priorities()
+        return "one process", "raises its processes to real-time scheduling when their timers run late"
     for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
                          ("_cpu_affinity", "pins that process to CPUs"),
                          ("_rlimit_rttime", "limits that process's real-time CPU time"),
@@ -1608,6 +1703,20 @@ def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     if "dbus" in name:
         return "DBus", ("offers a DBus interface" if name.startswith("enable_") else "")
     return None
+
+
+def keepalived_ignores(name: str) -> Optional[str]:
+    """Why keepalived 2.4.3 itself does nothing with keyword `name` (read in its source), or None. vrrpd accepts
+    these and does nothing either: pretending otherwise would not be compatible."""
+    return {
+        # lib/parser.c init_data() clears the seed before set_std_definitions() seeds random() for ${_RANDOM},
+        # and the keyword is only read later in the same pass: no ${_RANDOM} ever sees it (since 2019, d58dc785)
+        "random_seed": "it clears the seed before each read of the configuration, so ${_RANDOM} never uses it",
+        # core/global_parser.c installs vrrp_ipsets only in the iptables build (_HAVE_LIBIPSET_); the nftables
+        # build (Debian's, and vrrpd's firewall is nftables) has no ipsets
+        "vrrp_ipsets": "only its iptables build reads it; its nftables firewall (Debian's build, and vrrpd's) "
+                       "has no ipsets",
+    }.get(name)
 
 
 def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
@@ -1627,6 +1736,27 @@ def _h_other(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
 def _accept_only(block: str, names: str, nargs: Tuple[int, Optional[int]] = (0, None), sub: Any = None) -> None:
     for name in names.split():
         _kw(block, name, _h_other, nargs, sub, supported=False)
+
+
+KEEPALIVED_IGNORES = "accepted; keepalived ignores it too"
+
+
+def _ignored_by_keepalived(name: str, kw: Keyword) -> bool:
+    return keepalived_ignores(name) is not None or kw.doc == KEEPALIVED_IGNORES
+
+
+def _keepalived_ignores(block: str, names: str, why: str, nargs: Tuple[int, Optional[int]] = (0, None),
+                        sub: Any = None) -> None:
+    """Keywords keepalived 2.4.3 reads (or rejects as unknown) and then does nothing with: vrrpd does nothing
+    either, and says so once with keepalived's reason (`why`). The README table has a row of their own."""
+    def handler(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
+        if (block, kw.text) not in p.said_once:
+            p.said_once.add((block, kw.text))
+            p.warning(kw, f"{kw.text} in {BLOCK_TITLES.get(block, block)}: {why}; keepalived ignores it, and so "
+                      "does vrrpd")
+    for name in names.split():
+        _kw(block, name, handler, nargs, sub, supported=False)
+        KEYWORDS[block][name].doc = KEEPALIVED_IGNORES
 
 
 def _parse_ip(text: str) -> IPAddress:
@@ -2869,6 +2999,32 @@ def _g_iptables(attr: str, warning: str = "") -> Handler:
     return handler
 
 
+def _g_nftables(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """nftables [NAME]: the no_accept table (keepalived: NAME defaults to `keepalived`; its first one wins)."""
+    if g.nftables is not None:
+        p.warning(kw, "nftables already specified - ignoring")
+        return
+    name = args[0].text if args else "keepalived"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", name):
+        raise _Invalid(f"'{name}' is not a valid nftables table name")
+    g.nftables = name
+
+
+def _g_rx_bufs_policy(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """vrrp_rx_bufs_policy MTU|ADVERT|SIZE (keepalived: a size wins over a policy, MTU over ADVERT)."""
+    words = [a.text.upper() for a in args]
+    for a in args:
+        if a.text.upper() not in ("MTU", "ADVERT"):
+            g.vrrp_rx_bufs_size = _parse_int(a.text, 0, 0xFFFFFFFF)
+    policies = [w for w in ("MTU", "ADVERT") if w in words]
+    if g.vrrp_rx_bufs_size and policies:
+        p.warning(kw, "Cannot set vrrp_rx_bufs_policy size and policy, ignoring policy")
+        policies = []
+    elif len(policies) == 2:
+        p.warning(kw, "Cannot set both vrrp_rx_bufs_policy MTU and ADVERT, ignoring ADVERT")
+    g.vrrp_rx_bufs_policy = policies[0] if policies else ""
+
+
 def _g_script_user(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     g.script_user = args[0].text
     g.script_group = args[1].text if len(args) > 1 else None
@@ -2934,6 +3090,15 @@ _kw(_G, "vrrp_iptables", _g_iptables("vrrp_iptables", "keepalived's nftables bui
                                      "not supported and uses nftables; vrrpd uses nftables too"),
     (0, 2), accept=_not_keyword_of(_G))
 _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
+_kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
+_kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
+_kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
+for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
+    _kw(_G, _name, _h_int(_name, 0, 0xFFFFFFFF))
+    _kw(_G, _name + "_force", _h_flag(_name + "_force"), (0, 1), accept=_is_bool_word)
+_kw(_G, "vrrp_rx_bufs_policy", _g_rx_bufs_policy, (1, None))
+_kw(_G, "vrrp_rx_bufs_multiplier", _h_int("vrrp_rx_bufs_multiplier", 1, 0xFFFFFFFF))
 _kw(_G, "vrrp_garp_interval", _g_garp_interval("vrrp_garp_interval"))
 _kw(_G, "vrrp_gna_interval", _g_garp_interval("vrrp_gna_interval"))
 _kw(_G, "vrrp_mcast_group4", _g_mcast("vrrp_mcast_group4", 4))
@@ -2957,7 +3122,43 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
-_kw(_G, "state_dump_file", _h_str("state_dump_file"))
+for _name in ("state_dump_file", "stats_dump_file", "json_dump_file"):
+    _kw(_G, _name, _h_str(_name))
+
+
+def _g_reload_check_config(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.reload_check_config = args[0].text if args else "/dev/null"
+
+
+def _g_reload_file(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.reload_file = args[0].text if args else ""
+
+
+def _g_reload_repeat(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    g.reload_repeat = True  # keepalived sets it whatever follows
+
+
+def _g_config_save_dir(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    path = args[0].text
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise _Invalid(f"config_save_dir {path} exists and is not a directory")
+    g.config_save_dir = path[:-1] if len(path) > 1 and path.endswith("/") else path
+
+
+def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """The lexer applies include_check to the includes after it (include_check_flags); here its words are checked."""
+    _flags, problems = include_check_flags([a.text for a in args], 0)
+    for problem in problems:
+        p.warning(kw, problem)
+
+
+_kw(_G, "json_version", _h_int("json_version", 1, 2))
+_kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
+_kw(_G, "reload_file", _g_reload_file, (0, 1))
+_kw(_G, "reload_time_file", _h_str("reload_time_file"))
+_kw(_G, "reload_repeat", _g_reload_repeat, (0, None))
+_kw(_G, "config_save_dir", _g_config_save_dir)
+_kw(_G, "include_check", _g_include_check, (0, None))
 _kw(_G, "dynamic_interfaces", _h_flag("dynamic_interfaces"), (0, 1), accept=lambda t: t == "allow_if_changes")
 _kw(_G, "iproute_etc_dir", _h_str("iproute_etc_dir"))
 _kw(_G, "iproute_usr_dir", _h_str("iproute_usr_dir"))
@@ -3030,27 +3231,30 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
     accept=_is_bool_word)
 _accept_only(_G, "checker_log_all_failures "
              "lvs_sync_daemon "
-             "nftables nftables_priority nftables_counters nftables_ifindex nftables_no_lvs "
-             "vrrp_ipsets vrrp_iptables_table vrrp_ipset_table max_auto_priority min_auto_priority_delay "
+             "nftables_ifindex nftables_no_lvs "
+             "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
-             "enable_dbus enable_dbus_instance dbus_service_name random_seed reload_check_config "
-             "reload_time_file reload_repeat reload_file include_check "
-             "stats_dump_file json_dump_file json_version vmac_addr_prefix "
+             "enable_dbus enable_dbus_instance dbus_service_name random_seed "
+             "vmac_addr_prefix "
              "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
-             "vrrp_netlink_monitor_rcv_bufs_force vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier "
-             "vrrp_startup_delay_log local_name disable_local_igmp "
-             "vrrp_max_timer_adverts linkbeat_use_polling no_checker_emails process_names process_name "
-             "vrrp_process_name checker_process_name bfd_process_name vrrp_track_process_sleep "
-             "config_save_dir tmp_config_directory checker_log_file vrrp_log_file bfd_log_file "
-             "vrrp_garp_interval_random nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
+             "linkbeat_use_polling no_checker_emails process_names process_name "
+             "vrrp_process_name checker_process_name bfd_process_name "
+             "tmp_config_directory "
+             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
              "rs_init_notifies")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
+
+
+def _i_old_unicast_checksum(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """keepalived 1.3.6 and older summed a unicast VRRPv3 advert's pseudo-header with the multicast group as its
+    destination. `old_unicast_checksum`: send and expect that sum; `never`: do not switch to it on hearing a peer
+    that uses it (keepalived's default switches)."""
+    inst.old_unicast_checksum = "never" if args else "config"
 
 
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -3281,7 +3485,9 @@ for _name in ("skip_check_adv_addr", "strict_mode", "lower_prio_no_advert", "hig
 _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum debug")
+_kw(_I, "debug", _h_int("debug", 0, 4))
+_kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
                                                     supported=False)
@@ -3627,6 +3833,20 @@ def _checker(kind: str) -> Handler:
     return handler
 
 
+def _c_bind_if(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    if len(args[0].text) > 15:  # IFNAMSIZ - 1
+        p.warning(args[0], f"Interface name {args[0].text} is too long - ignoring", "at most 15 characters")
+        return
+    chk.bind_if = args[0].text
+
+
+def _c_fwmark(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    try:
+        chk.fwmark = _parse_int(args[0].text, 0, 0xFFFFFFFF)
+    except _Invalid:
+        p.warning(args[0], f"Invalid fwmark connection value '{args[0].text}'", "0..4294967295")
+
+
 def _c_nb_get_retry(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
     p.warning(kw, "nb_get_retry is deprecated", "write 'retry'")
     chk.retry = _parse_int(args[0].text, 0, 2147483647)
@@ -3742,7 +3962,18 @@ for _blk in ("HTTP_GET", "TCP_CHECK", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "
     _kw(_blk, "warmup", _h_time("warmup", 0, 86400))
     _kw(_blk, "alpha", _h_flag("alpha"), (0, 1), accept=_is_bool_word)
     _kw(_blk, "log_all_failures", _h_flag("log_all_failures"), (0, 1), accept=_is_bool_word)
-    _accept_only(_blk, "bind_if fwmark")
+# keepalived sets SO_MARK and SO_BINDTODEVICE in socket_bind_connect() (TCP, HTTP/SSL, SMTP, DNS); UDP_CHECK's
+# udp_bind_connect() sets SO_MARK only; PING_CHECK's socket takes neither; MISC_CHECK has no connection keywords
+for _blk in ("HTTP_GET", "TCP_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK"):
+    _kw(_blk, "fwmark", _c_fwmark)
+for _blk in ("HTTP_GET", "TCP_CHECK", "SMTP_CHECK", "DNS_CHECK"):
+    _kw(_blk, "bind_if", _c_bind_if)
+_keepalived_ignores("UDP_CHECK", "bind_if", "keepalived's UDP_CHECK socket is never bound to the interface "
+                    "(udp_bind_connect sets SO_MARK only)")
+_keepalived_ignores("PING_CHECK", "bind_if fwmark", "keepalived's PING_CHECK socket takes neither SO_BINDTODEVICE "
+                    "nor SO_MARK")
+_keepalived_ignores("MISC_CHECK", "bind_if fwmark", "not a MISC_CHECK keyword in keepalived (it logs \"Unknown "
+                    "keyword\"): the script makes its own connections")
 _kw("HTTP_GET", "nb_get_retry", _c_nb_get_retry)
 _kw("HTTP_GET", "url", _c_url, (0, 0), "url")
 _kw("HTTP_GET", "http_protocol", _h_str("http_protocol"))
@@ -4491,7 +4722,9 @@ def keyword_table_markdown() -> str:
         kinds = (("supported", lambda n, kw: kw.supported),
                  ("accepted, not acted upon (no meaning in one process without SNMP and DBus)",
                   lambda n, kw: not kw.supported and no_meaning_here(n) is not None),
-                 ("accepted, not yet acted upon", lambda n, kw: not kw.supported and no_meaning_here(n) is None))
+                 (KEEPALIVED_IGNORES, lambda n, kw: not kw.supported and _ignored_by_keepalived(n, kw)),
+                 ("accepted, not yet acted upon", lambda n, kw: not kw.supported and no_meaning_here(n) is None
+                  and not _ignored_by_keepalived(n, kw)))
         for what, wanted in kinds:
             names = sorted((n for n, kw in spec.items() if wanted(n, kw)), key=str.lower)
             if names:
@@ -4607,6 +4840,7 @@ class VrrpAdvert:
     auth_type: int = 0
     auth_data: bytes = b""
     checksum: int = 0
+    old_checksum: bool = False  # a unicast v3 advert summed with the multicast group (old_unicast_checksum)
 
 
 def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
@@ -4789,6 +5023,9 @@ class RxFilter:
     # the pseudo-header ("pseudo") or the message alone ("message", v3_checksum_as_v2); None: leave v3 to user space
     checksum: bool = False
     v3_checksum: Optional[str] = "pseudo"
+    # also accept a v3 pseudo-header sum with this address (an int) as the destination: keepalived's
+    # old_unicast_checksum, the multicast group in the sum of a unicast advert; 0: no
+    old_group: int = 0
 
     def describe(self) -> str:
         versions = ",".join(str(k >> 4) for k in self.kinds)
@@ -4798,19 +5035,23 @@ class RxFilter:
 
 
 def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]], checksum: bool = False,
-                  v3_checksum: Optional[str] = "pseudo") -> RxFilter:
+                  v3_checksum: Optional[str] = "pseudo", old_group: Optional[IPAddress] = None) -> RxFilter:
     """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
     kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
     # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
     min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
     return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length,
-                    checksum and family == 4, v3_checksum)
+                    checksum and family == 4, v3_checksum,
+                    int(old_group) if old_group is not None and v3_checksum == "pseudo" else 0)
 
 
 def _checksum_program(f: RxFilter, op: Any) -> None:
     """The IPv4 checksum test: the one's complement sum of the VRRP message (v3: with the pseudo-header) must
     be 0xFFFF. Unrolled (classic BPF has no loops) up to BPF_CHECKSUM_MAX bytes; an IP header with options, an
-    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0]."""
+    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0].
+    With `old_group` the v3 sum is taken without the destination (M[2], M[3]=1 on that path) and passes with the
+    packet's destination or with old_group."""
+    old = f.old_group
     op(BPF_LD | BPF_B | BPF_ABS, 0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x45, jt=1)  # IP options: no fixed offsets, user space checks
     op(BPF_JMP | BPF_JA, "accept")
@@ -4821,6 +5062,9 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
     op(BPF_JMP | BPF_JGT | BPF_K, BPF_CHECKSUM_MAX, jf=1)
     op(BPF_JMP | BPF_JA, "accept")
     op(BPF_LDX | BPF_W | BPF_IMM, 0)
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 0)
+        op(BPF_ST, 3)
     op(BPF_LD | BPF_B | BPF_ABS, IPV4_HEADER.size)  # version
     op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x30, jf=1)  # v2: the message alone
@@ -4830,7 +5074,10 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_JMP | BPF_JA, "pseudo" if f.v3_checksum == "pseudo" else "message")
     op(BPF_JMP | BPF_JA, "message")
     op.label("pseudo")
-    for offset in (12, 14, 16, 18):  # source and destination addresses
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 1)
+        op(BPF_ST, 3)
+    for offset in (12, 14) if old else (12, 14, 16, 18):  # source and destination addresses
         op(BPF_LD | BPF_H | BPF_ABS, offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
@@ -4847,16 +5094,35 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_LD | BPF_H | BPF_ABS, IPV4_HEADER.size + offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    def fold() -> None:
+        for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_RSH | BPF_K, 16)
+            op(BPF_ST, 1)
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
+            op(BPF_LDX | BPF_W | BPF_MEM, 1)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+
     op.label("fold")
-    for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+    if old:
+        op(BPF_LD | BPF_W | BPF_MEM, 3)
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, jt="fold_message")
         op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_RSH | BPF_K, 16)
-        op(BPF_ST, 1)
-        op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
-        op(BPF_LDX | BPF_W | BPF_MEM, 1)
+        op(BPF_ST, 2)  # the sum without a destination
+        for offset in (16, 18):  # the packet's destination
+            op(BPF_LD | BPF_H | BPF_ABS, offset)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+        fold()
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept")
+        op(BPF_LDX | BPF_W | BPF_MEM, 2)  # else the old one: the multicast group as the destination
+        op(BPF_LD | BPF_W | BPF_IMM, (old >> 16) + (old & 0xFFFF))
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    op.label("fold_message")
+    fold()
     op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept", jf="drop_checksum")
 
 
@@ -4962,7 +5228,7 @@ RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE = 1, 3, 16
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE = 1, 3, 4, 16
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
 IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
@@ -5059,6 +5325,7 @@ class LinkInfo:
     name: str
     flags: int
     mac: bytes = b""
+    mtu: int = 0
 
     @property
     def up(self) -> bool:
@@ -5087,7 +5354,8 @@ def parse_link(payload: bytes) -> LinkInfo:
         raise PacketError("bad_netlink", "short ifinfomsg")
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
     attrs = nla_parse(payload[IFINFOMSG.size:])
-    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""))
+    mtu = struct.unpack("=I", attrs[IFLA_MTU])[0] if len(attrs.get(IFLA_MTU, b"")) == 4 else 0
+    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""), mtu)
 
 
 def parse_addr(payload: bytes) -> Optional[AddrInfo]:
@@ -5705,13 +5973,14 @@ def decode_bfd(data: bytes) -> BfdPacket:
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
 
 
-def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
+def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE, priority: int = -1, counters: bool = False) -> str:
     """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
 
     The sets hold every VIP of instances without `accept` that are not address owners. Packets
     only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
     so one static set gives keepalived's behaviour without touching the firewall on transitions.
-    Neighbour discovery stays allowed so IPv6 VIPs still resolve."""
+    Neighbour discovery stays allowed so IPv6 VIPs still resolve. `priority` is the chains' hook priority and
+    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters)."""
     v4 = sorted({a for a in vips if a.version == 4})
     v6 = sorted({a for a in vips if a.version == 6})
 
@@ -5719,14 +5988,15 @@ def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE) -> str:
         return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
 
     nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+    drop = "counter drop" if counters else "drop"
     return (
         f"table inet {table} {{\n"
         f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
         f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
-        f"  chain in {{\n    type filter hook input priority -1; policy accept;\n"
-        f"    {nd}\n    ip daddr @vips4 drop\n    ip6 daddr @vips6 drop\n  }}\n"
-        f"  chain out {{\n    type filter hook output priority -1; policy accept;\n"
-        f"    {nd}\n    ip saddr @vips4 drop\n    ip6 saddr @vips6 drop\n  }}\n"
+        f"  chain in {{\n    type filter hook input priority {priority}; policy accept;\n"
+        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n  }}\n"
+        f"  chain out {{\n    type filter hook output priority {priority}; policy accept;\n"
+        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n  }}\n"
         f"}}\n"
     )
 
@@ -6319,14 +6589,20 @@ class Drop(NamedTuple):
 
 def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peers: List[UnicastPeer],
                    check_unicast_src: bool = False, checksum_as_v2: bool = False,
-                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None) -> Union[VrrpAdvert, Drop, None]:
+                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None,
+                   old_checksum: Optional[bool] = False,
+                   group4: IPAddress = VRRP_MCAST_GROUP4) -> Union[VrrpAdvert, Drop, None]:
     """RFC 5798 section 7.1 for one instance, either family, unicast or multicast: the advert, or why not.
 
     In keepalived's order: the mode (unicast vs multicast), the TTL/hop limit (255 for multicast, the
     peer's min_ttl..max_ttl for unicast), the unicast source, `unwrap` (auth_hmac: the message without its
     trailer, None when it dropped and counted the advert itself), the message (version, type, length,
     checksum, interval), then the instance's own rules (version, v2 authentication and interval). AH is
-    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine."""
+    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine.
+
+    A unicast IPv4 VRRPv3 checksum is summed with `group4` as the destination when `old_checksum` is True
+    (keepalived's old_unicast_checksum); when it is None, that sum is tried after the right one fails, and an
+    advert that passes it says so (old_checksum=True: keepalived then switches to it)."""
     name, src = machine.name, pkt.src
     unicast = not is_multicast(pkt.dst)
     if unicast != unicast_mode:
@@ -6350,7 +6626,17 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
     family = src.version
     try:
         if family == 4:
-            adv = decode_advert(payload, src, pkt.dst, checksum_as_v2, addresses=False)
+            old = unicast and old_checksum is True and not checksum_as_v2
+            try:
+                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2, addresses=False)
+            except PacketError as exc:
+                if exc.reason != "bad_checksum" or not unicast or old_checksum is not None or checksum_as_v2:
+                    raise
+                # raises the same bad_checksum when that fails too
+                adv = decode_advert(payload, src, group4, addresses=False)
+                if adv.version != 3:
+                    raise exc from None
+                adv.old_checksum = True
         else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
             adv = decode_advert(payload, family=6, addresses=False)
     except PacketError as exc:
@@ -7568,6 +7854,18 @@ def set_rcvbuf(sock: socket.socket, size: int) -> None:
             pass
 
 
+def set_netlink_rcvbuf(sock: Optional[socket.socket], size: int, force: bool, what: str) -> None:
+    """keepalived's vrrp_netlink_{cmd,monitor}_rcv_bufs[_force]: SO_RCVBUF (capped by net.core.rmem_max), or
+    SO_RCVBUFFORCE, of a netlink socket; nothing when `size` is 0 (vrrpd's own default stays)."""
+    if not size or sock is None:
+        return
+    option, name = (SO_RCVBUFFORCE, "SO_RCVBUFFORCE") if force else (socket.SO_RCVBUF, "SO_RCVBUF")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+    except OSError as exc:
+        log.info("Cannot set %s on the netlink %s socket: %s", name, what, exc)
+
+
 def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
     try:
         sock.setsockopt(level, option, value)
@@ -7937,8 +8235,19 @@ class Kernel:
     def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
         return VmacManager(rtnl)
 
-    def firewall(self, table: str) -> StrictFirewall:
-        return StrictFirewall(table)
+    def firewall(self, table: str, priority: int = -1, counters: bool = False) -> StrictFirewall:
+        return StrictFirewall(table, priority, counters)
+
+    IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
+
+    def igmp_link_local_reports(self, value: Optional[str] = None) -> Optional[str]:
+        """Read (and, given `value`, then write) the network namespace's igmp_link_local_mcast_reports: whether
+        the kernel sends IGMP reports for 224.0.0.X groups such as VRRP's. None when it cannot."""
+        old = _read_sysctl(self.IGMP_LINK_LOCAL_REPORTS)
+        if old is not None and value is not None and value != old and \
+                not _write_sysctl(self.IGMP_LINK_LOCAL_REPORTS, value):
+            return None
+        return old
 
 
 # --------------------------------------------------------------------------------------------
@@ -8263,6 +8572,12 @@ def _service_differs(want: IpvsService, have: IpvsService) -> bool:
 
 # -- checker I/O on the event loop -------------------------------------------------------------
 
+SO_MARK, SO_BINDTODEVICE = getattr(socket, "SO_MARK", 36), getattr(socket, "SO_BINDTODEVICE", 25)
+
+
+class _SocketSetupError(OSError):
+    """A checker socket refused fwmark or bind_if; the attempt fails and the reason is logged already."""
+
 
 class _CheckRunner:
     """Runs one checker on the loop; subclasses start an attempt and end it with _done()."""
@@ -8343,6 +8658,8 @@ class _CheckRunner:
             self.manager.late_samples.append(late)
         try:
             self.begin()
+        except _SocketSetupError:  # logged already, at every attempt (as keepalived does)
+            self._done(False, "")
         except OSError as exc:
             self._done(False, str(exc))
 
@@ -8358,7 +8675,7 @@ class _CheckRunner:
         self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
         self.results[ok] += 1
         was_up = self.decision.up
-        if not ok and (was_up or self.chk.log_all_failures):
+        if not ok and reason and (was_up or self.chk.log_all_failures):
             log.info("%s", reason)
         change, when = self.decision.record(self.loop.time(), ok, weight)
         if change is False:
@@ -8402,6 +8719,22 @@ class _CheckRunner:
     def _deadline(self, seconds: float) -> None:
         self.deadline = self.loop.call_later(seconds, self._timeout, self.attempt)
 
+    def _mark_and_bind_device(self, sock: socket.socket) -> None:
+        """fwmark (SO_MARK) and bind_if (SO_BINDTODEVICE) on a new checker socket, before bind() and connect(),
+        as keepalived's socket_bind_connect(); a failure fails the attempt with keepalived's words."""
+        if self.chk.fwmark:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.chk.fwmark)
+            except OSError as exc:
+                log.error("Error setting fwmark %d to socket: %s", self.chk.fwmark, exc.strerror)
+                raise _SocketSetupError(exc.errno, exc.strerror) from None
+        if self.chk.bind_if:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.chk.bind_if.encode() + b"\0")
+            except OSError as exc:
+                log.info("Checker can't bind to device %s: %s", self.chk.bind_if, exc.strerror)
+                raise _SocketSetupError(exc.errno, exc.strerror) from None
+
     # -- a non-blocking TCP connection shared by the stream checkers -----------------------
     def _connect(self, on_connected: Callable[[], Any]) -> None:
         ip, port = self.target
@@ -8409,6 +8742,7 @@ class _CheckRunner:
         self.sock = sock
         self.watching = 0
         sock.setblocking(False)
+        self._mark_and_bind_device(sock)
         if self.chk.kind == "TCP_CHECK":
             # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -8637,6 +8971,9 @@ class _DnsCheck(_CheckRunner):
         self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
         self.watching = 0
         self.sock.setblocking(False)
+        self._mark_and_bind_device(self.sock)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            self.sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
@@ -8706,6 +9043,7 @@ class _UdpCheck(_CheckRunner):
         self.watching = 0
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
+        self._mark_and_bind_device(sock)  # (keepalived's UDP_CHECK has no bind_if: it is never set here)
         if self.chk.bindto is not None or self.chk.bind_port:
             sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
         try:
@@ -9203,8 +9541,8 @@ def no_accept_vips(config: Config) -> List[IPAddress]:
 class StrictFirewall:
     """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
 
-    def __init__(self, table: str = NFT_TABLE):
-        self.table = table
+    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False):
+        self.table, self.priority, self.counters = table, priority, counters
         self.active = False
 
     def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
@@ -9218,7 +9556,7 @@ class StrictFirewall:
                 self._nft(nft_delete_argv(self.table))
             if not vips:
                 return True
-            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table))
+            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table, self.priority, self.counters))
         except (OSError, subprocess.SubprocessError) as exc:
             if vips:
                 log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
@@ -9235,7 +9573,7 @@ class StrictFirewall:
         if not vips and not self.active:
             return True
         script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
-        script += nft_ruleset(vips, self.table) if vips else ""
+        script += nft_ruleset(vips, self.table, self.priority, self.counters) if vips else ""
         try:
             result = self._nft(["nft", "-f", "-"], script)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -10518,6 +10856,9 @@ class InstanceRuntime:
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
         self.checksum_as_v2 = False
+        # old_unicast_checksum: a unicast IPv4 VRRPv3 instance sums with the multicast group (True), or switches
+        # to that when a peer does (None: keepalived's default), or never does (False)
+        self.old_checksum: Optional[bool] = False
         self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
         self.adverts_sent = 0
         self.adverts_received = 0
@@ -10581,9 +10922,12 @@ class Daemon:
         self.lvs = LvsManager(self.loop, config, self.notifier)
         self.lvs.bfd_up = self.tracking.bfd_up_for_checker
         self.tracking.bfd_listeners.append(self.lvs.bfd_event)
-        # keepalived's `nftables NAME` names the no_accept table; ours is `vrrpd` by default
-        self.firewall = self.kernel.firewall((self.g.other.get("nftables") or [NFT_TABLE])[0])
+        # keepalived's `nftables NAME` names the no_accept table (ours is `vrrpd` by default); nftables_priority
+        # and nftables_counters shape its chains and rules as they do keepalived's
+        self.firewall = self.kernel.firewall(self.g.nftables or NFT_TABLE, self.g.nftables_priority,
+                                             self.g.nftables_counters)
         self.vmacs: Optional[VmacManager] = None
+        self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
@@ -10598,10 +10942,22 @@ class Daemon:
         self.monitor = self.kernel.monitor()
         self.loop.add_reader(self.monitor.sock, self._on_netlink)
         self.rtnl = self.kernel.rtnetlink()
+        g = self.g
+        set_netlink_rcvbuf(getattr(self.monitor, "sock", None), g.vrrp_netlink_monitor_rcv_bufs,
+                           g.vrrp_netlink_monitor_rcv_bufs_force, "monitor")
+        set_netlink_rcvbuf(getattr(self.rtnl, "sock", None), g.vrrp_netlink_cmd_rcv_bufs,
+                           g.vrrp_netlink_cmd_rcv_bufs_force, "command")
         self.links = self.rtnl.links()
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
         self.firewall.start(no_accept_vips(self.config))
+        if self.g.disable_local_igmp:
+            # keepalived's set_disable_local_igmp: no IGMP reports for 224.0.0.X (VRRP's group) while we run;
+            # set at start only (not on reload), put back at stop if we changed it
+            old = self.kernel.igmp_link_local_reports("0")
+            if old is None:
+                log.info("Unable to set %s", Kernel.IGMP_LINK_LOCAL_REPORTS)
+            self._igmp_restore = old if old == "1" else None
         self._set_sync_groups(self.config)
         self._set_vmacs(self.config)
         for inst in self.config.vrrp_instances:
@@ -10702,6 +11058,8 @@ class Daemon:
         machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
+        if rt.unicast and version == 3 and rt.family == 4:
+            rt.old_checksum = {"config": True, "never": False}.get(inst.old_unicast_checksum or "")
         self._attach_hmac(rt)
         if inst.interface is None:
             raise ValueError("no interface")
@@ -10769,9 +11127,9 @@ class Daemon:
         """kernel_rx_buf_size (added to the receive buffer of the socket the instances share) and
         promote_secondaries (net.ipv4.conf.IF.promote_secondaries=1, put back at exit if we set it)."""
         inst = rt.inst
-        if inst.kernel_rx_buf_size:
+        if self._rx_buf_share(rt):
             sharing = [r for r in self.runtimes if r is not rt] + [rt]
-            extra = sum(r.inst.kernel_rx_buf_size for r in sharing if r.inst.interface == inst.interface
+            extra = sum(self._rx_buf_share(r) for r in sharing if r.inst.interface == inst.interface
                         and instance_family(r.inst) == instance_family(inst))
             try:
                 sock.setsockopt(socket.SOL_SOCKET, 33, (1 << 20) + extra)  # SO_RCVBUFFORCE
@@ -11066,6 +11424,9 @@ class Daemon:
             if self.vmacs is not None:
                 self.vmacs.remove_all()
             self.firewall.stop()
+            if self._igmp_restore is not None:
+                self.kernel.igmp_link_local_reports(self._igmp_restore)
+                self._igmp_restore = None
         finally:
             self.notifier.close(0.5)
             log.info("Stopped %s v%s", PROG, __version__)
@@ -11146,6 +11507,9 @@ class Daemon:
         self._safe(self.tracking.reload, config)
         self._safe(self.notifier.reload, config)
         self._safe(self.lvs.reload, config)
+        if isinstance(self.firewall, StrictFirewall):  # the same table, with the new chain priority and counters
+            self.firewall.priority = config.global_defs.nftables_priority
+            self.firewall.counters = config.global_defs.nftables_counters
         self.firewall.replace(no_accept_vips(config))
         self._set_sync_groups(config)
         self._set_vmacs(config)
@@ -11333,7 +11697,8 @@ class Daemon:
                          m.auth_type.value if rt.version == 2 else 0,
                          m.auth_pass if m.auth_type == AuthType.PASS else b"")
         kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
-        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, dst, rt.checksum_as_v2))
+        old = self.g.vrrp_mcast_group4 if rt.old_checksum else None  # old_unicast_checksum: the group's sum
+        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, old or dst, rt.checksum_as_v2))
                 for dst, ttl in rt.targets]
         if rt.ah is not None:
             packets = []
@@ -11513,8 +11878,7 @@ class Daemon:
             for entry in (rt.rules_set if info.rule else rt.routes_set):
                 if not entry.no_track and match(entry, info):
                     what = "rule" if info.rule else "route"
-                    self._apply(rt, rt.machine.release_master(
-                        self.loop.time(), f"tracked virtual {what} {entry} was deleted; going BACKUP"))
+                    self._release_master(rt, f"tracked virtual {what} {entry} was deleted; going BACKUP")
                     return
         for entry in (self.static_set[2] if info.rule else self.static_set[1]):
             if not entry.no_track and match(entry, info):
@@ -11525,6 +11889,26 @@ class Daemon:
                 else:
                     self._route_op("static", entry, add=True)  # type: ignore[arg-type]
                 return
+
+    def _release_master(self, rt: InstanceRuntime, why: str) -> None:
+        """keepalived's set_vrrp_backup: the instance and every MASTER member of its sync group release MASTER
+        (priority 0, BACKUP, a Master_Down_Timer of only their Skew_Time), and the group is BACKUP."""
+        now, gname = self.loop.time(), self.group_of.get(rt.inst.name)
+        members = [rt]
+        if gname is not None:
+            others = (self._runtime(name) for name in self.sync_groups[gname][1].members)
+            members += [o for o in others if o is not None and o is not rt and o.machine.state == State.MASTER]
+        self._syncing = True  # the group is moved here, not by each member's BACKUP
+        try:
+            for member in members:
+                reason = why if member is rt else f"sync group member {rt.inst.name}: {why}"
+                self._apply(member, member.machine.release_master(now, reason))
+        finally:
+            self._syncing = False
+        if gname is not None:
+            engine = self.sync_groups[gname][1]
+            before = engine.state
+            self._move_group(engine.backup(rt.inst.name), gname, before)
 
     def _route_matches(self, route: Route, info: RouteInfo) -> bool:
         """keepalived's compare_route: table, family, destination, tos, metric (and dev when configured). The
@@ -11728,9 +12112,30 @@ class Daemon:
         styles = {rt.checksum_as_v2 for rt in rts if rt.version == 3}
         v3_checksum = None if len(styles) > 1 else "message" if styles == {True} else "pseudo"
         checksum = all(getattr(rt, "hmac", None) is None for rt in rts)
-        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum))
-        # kernel_rx_buf_size: each instance adds its size to the buffer of the socket they share
-        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(rt.inst.kernel_rx_buf_size for rt in rts))
+        # old_unicast_checksum (or a default instance that may switch to it): the group's sum passes too
+        old = self.g.vrrp_mcast_group4 if any(rt.old_checksum is not False for rt in rts) else None
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum,
+                                                   old))
+        # kernel_rx_buf_size (or vrrp_rx_bufs_policy): each instance adds its share to the socket's buffer
+        self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(self._rx_buf_share(rt) for rt in rts))
+
+    def _rx_buf_share(self, rt: InstanceRuntime) -> int:
+        """What the instance adds to the receive buffer of its VRRP socket (keepalived's vrrp_scheduler.c):
+        kernel_rx_buf_size, else vrrp_rx_bufs_policy's size, or vrrp_rx_bufs_multiplier times its advert's
+        length (ADVERT: IPv4 header, AH and the auth_hmac trailer included) or its interface's MTU (MTU)."""
+        g, inst = self.g, rt.inst
+        if inst.kernel_rx_buf_size or g.vrrp_rx_bufs_size:
+            return inst.kernel_rx_buf_size or g.vrrp_rx_bufs_size
+        if g.vrrp_rx_bufs_policy == "ADVERT":
+            width = 4 if rt.family == 4 else 16
+            length = VRRP_HEADER_LEN + width * len(inst.virtual_ipaddress) + (8 if rt.version == 2 else 0)
+            if rt.family == 4:
+                length += 20 + (24 if inst.auth_type == AuthType.AH else 0)
+            return g.vrrp_rx_bufs_multiplier * (length + (28 if getattr(rt, "hmac", None) is not None else 0))
+        if g.vrrp_rx_bufs_policy == "MTU":
+            link = self.links.get(rt.ifindex or 0)
+            return g.vrrp_rx_bufs_multiplier * (link.mtu if link is not None else 0)
+        return 0
 
     def rx_sockets_status(self) -> List[Dict[str, Any]]:
         """What the kernel does before vrrpd counts anything: per socket, the filter that drops packets no
@@ -11802,13 +12207,17 @@ class Daemon:
 
         check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
         verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src, rt.checksum_as_v2,
-                                 unwrap)
+                                 unwrap, rt.old_checksum, self.g.vrrp_mcast_group4)
         if verdict is None:
             return
         if isinstance(verdict, Drop):
             self._bad(rt, verdict.reason, verdict.message)
             return
         adv = verdict
+        if adv.old_checksum and rt.old_checksum is None:
+            rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
+            rt.packets.clear()
+            log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
         self._accepted_from(rt, pkt.src, adv)
         if adv.priority and rt.machine.address_mismatch(adv):
             self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
@@ -13590,7 +13999,10 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
                   f"   Master router = {m.master_ip or '-'}", f"   Source address = {rt.src or '-'}",
                   f"   Mode = {mode}", f"   Preempt = {'enabled' if m.preempt else 'disabled'}, "
                   f"delay {m.preempt_delay:g} sec", f"   Authentication = {m.auth_type.name}",
-                  f"   VIPs set = {'yes' if m.vips_set else 'no'}",
+                  f"   VIPs set = {'yes' if m.vips_set else 'no'}"]
+        if inst.debug:
+            lines.append(f"   Debug level = {inst.debug}")
+        lines += [
                   f"   Virtual IP ({len(inst.virtual_ipaddress)}):"]
         lines += [f"     {v.address} dev {v.dev or inst.interface}" + (f" label {v.label}" if v.label else "")
                   for v in inst.virtual_ipaddress]
@@ -13620,6 +14032,123 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
     return "\n".join(lines) + "\n"
 
 
+_KEEPALIVED_STATE_NUMBER = {State.INIT: 0, State.BACKUP: 1, State.MASTER: 2, State.FAULT: 3}
+# vrrpd's reasons for a dropped advert -> keepalived's counter (vrrp_json.c, vrrp_stats), by the words they hold
+_KEEPALIVED_BAD_COUNTERS = (("hmac", "auth_ext_invalid_hmac"), ("replay", "auth_ext_replay"),
+                            ("length", "packet_len_err"), ("short", "packet_len_err"), ("truncated", "packet_len_err"),
+                            ("interval", "advert_interval_err"), ("ttl", "ip_ttl_err"), ("type", "invalid_type_rcvd"),
+                            ("version", "invalid_type_rcvd"), ("addr", "addr_list_err"), ("vip", "addr_list_err"),
+                            ("auth_mismatch", "authtype_mismatch"), ("auth", "auth_failure"), ("ah_", "auth_failure"))
+_KEEPALIVED_STATS = ("advert_rcvd", "advert_sent", "become_master", "release_master", "packet_len_err",
+                     "advert_interval_err", "ip_ttl_err", "invalid_type_rcvd", "addr_list_err", "invalid_authtype",
+                     "authtype_mismatch", "auth_failure", "auth_ext_missing", "auth_ext_malformed",
+                     "auth_ext_unknown_key", "auth_ext_invalid_hmac", "auth_ext_stale", "auth_ext_replay",
+                     "pri_zero_rcvd", "pri_zero_sent")
+
+
+def _keepalived_ip(v: VirtualIP, ifname: Optional[str], is_set: bool) -> str:
+    """A VIP as keepalived's format_ipaddress writes it in its JSON dump."""
+    text = str(v.address) + (f" brd {v.brd}" if v.brd is not None else "") + f" dev {v.dev or ifname}"
+    text += f" scope {v.scope}" + (f" label {v.label}" if v.label else "")
+    text += (f" peer {v.peer}/{v.address.network.prefixlen}" if v.peer is not None else "")
+    text += (" -nodad" if v.nodad else "") + (" no_track" if v.no_track else "")
+    return text + (" set" if is_set else "")
+
+
+def _keepalived_cmd(cmd: Command) -> str:
+    """A script as keepalived's cmd_str writes it: each word in single quotes, the program's full path."""
+    argv = list(cmd.argv)
+    if argv and not argv[0].startswith(("<", ">")):
+        found = find_script(argv[0])
+        argv[0] = os.path.realpath(found) if found else argv[0]  # keepalived resolves it (check_script_secure)
+    return " ".join(a if not i and a[:1] in "<>" else "'" + a.replace("'", "'\\''") + "'"
+                    for i, a in enumerate(argv))
+
+
+def keepalived_json(daemon: Daemon, version: int) -> Any:
+    """The JSON dump in keepalived's layout (vrrp_json.c) for json_version 1 or 2, for the tools that read
+    keepalived.json: version 1 is an array with one {"data", "stats"} object per instance; version 2 puts that
+    array in an object under "vrrp", with "track_process" beside it (when there are any)."""
+    g, instances = daemon.g, []
+
+    def some(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    for rt in daemon.runtimes:
+        inst, m = rt.inst, rt.machine
+        delay, repeat, refresh, rrepeat = daemon._garp_params(rt)
+        strict = some(inst.strict_mode, g.vrrp_strict)
+        data: Dict[str, Any] = {
+            "iname": inst.name, "dont_track_primary": int(inst.dont_track_primary),
+            "skip_check_adv_addr": int(some(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
+            "strict_mode": int(strict), "vmac_ifname": inst.vmac_name or "", "ifp_ifname": inst.interface or "",
+            "master_priority": m.master_priority or 0,
+            "last_transition": rt.history[-1]["time"] if rt.history else 0.0,
+            "garp_delay": delay, "garp_refresh": int(refresh), "garp_rep": repeat, "garp_refresh_rep": rrepeat,
+            "garp_lower_prio_delay": int(some(inst.garp_lower_prio_delay, some(g.vrrp_garp_lower_prio_delay, delay))),
+            "garp_lower_prio_rep": some(inst.garp_lower_prio_repeat, some(g.vrrp_garp_lower_prio_repeat, repeat)),
+            "lower_prio_no_advert": int(some(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
+            "higher_prio_send_advert": int(some(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            "vrid": m.vrid, "base_priority": m.priority, "effective_priority": m.effective_priority,
+            "vipset": bool(m.vips_set), "promote_secondaries": inst.promote_secondaries,
+            "adver_int": m.advert_int, "master_adver_int": m.master_adver_int,
+            "accept": int(some(inst.accept, not strict)), "nopreempt": inst.nopreempt,
+            "preempt_delay": int(inst.preempt_delay), "state": _KEEPALIVED_STATE_NUMBER.get(m.state, 0),
+            "wantstate": _KEEPALIVED_STATE_NUMBER.get(m.state, 0), "version": rt.version,
+            "smtp_alert": bool(some(inst.smtp_alert, some(g.smtp_alert_vrrp, some(g.smtp_alert, False)))),
+            "notify_deleted": inst.notify_deleted is not None,
+        }
+        for key, cmd in (("script_backup", inst.notify_backup), ("script_master", inst.notify_master),
+                         ("script_fault", inst.notify_fault), ("script_stop", inst.notify_stop),
+                         ("script_deleted", inst.notify_deleted), ("script", inst.notify),
+                         ("script_master_rx_lower_pri", inst.notify_master_rx_lower_pri)):
+            if cmd is not None:
+                data[key] = _keepalived_cmd(cmd)
+        lists = (("vips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress]),
+                 ("evips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress_excluded]),
+                 ("vroutes", [str(r) for r in inst.virtual_routes]), ("vrules", [str(r) for r in inst.virtual_rules]),
+                 ("track_ifp", [r.name for r in inst.track_interface]),
+                 ("track_script", [_keepalived_cmd(daemon.config.vrrp_scripts[r.name].script) for r in inst.track_script
+                                   if r.name in daemon.config.vrrp_scripts
+                                   and daemon.config.vrrp_scripts[r.name].script is not None]),
+                 ("track_process", [" ".join(daemon.config.track_processes[r.name].process) for r in
+                                    inst.track_process if r.name in daemon.config.track_processes]))
+        data.update((key, values) for key, values in lists if values)
+        data["auth_type"] = {AuthType.NONE: 0, AuthType.PASS: 1}.get(inst.auth_type, 2)
+        if inst.auth_type is not AuthType.NONE:
+            data["auth_data"] = "********"
+        stats = dict.fromkeys(_KEEPALIVED_STATS, 0)
+        stats.update(advert_rcvd=rt.adverts_received, advert_sent=rt.adverts_sent,
+                     become_master=rt.entered.get("MASTER", 0), release_master=rt.released_master,
+                     pri_zero_rcvd=rt.priority_zero_received, pri_zero_sent=rt.priority_zero_sent)
+        for reason, count in rt.bad_packets.items():
+            counter = next((c for word, c in _KEEPALIVED_BAD_COUNTERS if word in reason), None)
+            if counter is not None:
+                stats[counter] += count
+        instances.append({"data": data, "stats": stats})
+    if version == 1:
+        return instances
+    doc: Dict[str, Any] = {"vrrp": instances}
+    tracked = daemon.tracking.status().get("track_process", {})
+    processes = []
+    for name, tp in daemon.config.track_processes.items():
+        now = tracked.get(name, {})
+        entry: Dict[str, Any] = {"process": tp.process[0] if tp.process else ""}
+        if len(tp.process) > 1:
+            entry["parameters"] = " ".join(tp.process[1:])
+        entry.update(param_match=tp.param_match if len(tp.process) > 1 else "none", min_processes=tp.quorum)
+        if tp.quorum_max is not None:
+            entry["max_processes"] = tp.quorum_max
+        entry.update(current_processes=now.get("count", 0), have_quorum=now.get("state") == "UP",
+                     weight=-tp.weight if tp.weight_reverse else tp.weight,
+                     terminate_delay=some(tp.terminate_delay, tp.delay), fork_delay=some(tp.fork_delay, tp.delay),
+                     full_command=tp.full_command)
+        processes.append(entry)
+    if processes:
+        doc["track_process"] = processes
+    return doc
+
+
 def format_stats(status: Dict[str, Any]) -> str:
     """SIGUSR2: per-instance counters, in keepalived's /tmp/keepalived.stats layout."""
     lines: List[str] = []
@@ -13645,6 +14174,142 @@ def format_stats(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _timegm(tm: Tuple[int, ...]) -> int:
+    """calendar.timegm without the calendar module: seconds since the epoch of a UTC broken-down time."""
+    year, month, day, hour, minute, second = tm[:6]
+    y = year - (month <= 2)
+    era, yoe = divmod(y, 400)
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return ((days * 24 + hour) * 60 + minute) * 60 + second
+
+
+def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str]:
+    """The first line of a reload_time_file -> (when, a date was given, problem): exactly HH:MM:SS,
+    YY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS, each with an optional Z for UTC (else local time). A time alone
+    is the next one to come (tomorrow if already past today); a date and time in the past is ignored."""
+    utc = text.endswith("Z")
+    body = text[:-1] if utc else text
+    formats = {8: "%H:%M:%S", 17: "%y-%m-%d %H:%M:%S", 19: "%Y-%m-%d %H:%M:%S"}
+    if len(body) not in formats:
+        return None, False, f"Reload time {text} format is incorrect - ignoring"
+    today = time.gmtime(now) if utc else time.localtime(now)
+    try:
+        parsed = time.strptime(body, formats[len(body)])
+    except ValueError:
+        return None, False, f"Reload date/time {text} invalid - ignoring"
+    dated = len(body) > 8
+    fields = (parsed[0], parsed[1], parsed[2]) if dated else (today[0], today[1], today[2])
+    wanted = fields + (parsed[3], parsed[4], parsed[5])
+
+    def epoch(day_offset: int = 0) -> Optional[float]:
+        y, mo, d, h, mi, se = wanted
+        if utc:
+            return float(_timegm((y, mo, d, h, mi, se)) + 86400 * day_offset)
+        t = time.mktime((y, mo, d + day_offset, h, mi, se, 0, 0, -1))
+        back = time.localtime(t)
+        if not day_offset and tuple(back[:6]) != wanted:  # a local time that does not exist (DST)
+            return None
+        return t
+
+    when = epoch()
+    if when is None:
+        return None, False, f"Reload time {text} is not valid - ignoring"
+    if when <= now:
+        if dated:
+            return None, True, f"Reload time {text} is in the past - ignoring"
+        when = epoch(1)
+    return when, dated, ""
+
+
+class ReloadSchedule:
+    """keepalived's reload_time_file: a reload at the time the file's first line holds. The file is read when
+    it appears or changes (looked at every second: no inotify in the standard library), a new time moves the
+    reload, a deleted or unreadable file cancels it. When the reload is done the file is deleted, unless
+    reload_repeat is set and it holds a time alone: then the same time comes again every day."""
+
+    POLL = 1.0
+
+    def __init__(self, loop: EventLoop, path: str, repeat: bool, reload: Callable[[float], Any],
+                 not_before: float = 0.0):
+        self.loop, self.path, self.repeat, self.reload = loop, path, repeat, reload
+        self.not_before = not_before  # the reload just done is in the past even if the wall clock lags the loop's
+        self.seen: Optional[Tuple[int, int, int]] = None  # (inode, mtime, size) of the file last read
+        self.when = 0.0  # wall-clock time of the scheduled reload, 0 if none
+        self.dated = False
+        self.timer: Optional[Timer] = None
+        self.poll_timer: Optional[Timer] = None
+        log.info("add watch for %s", path)
+        self.poll()
+
+    def stop(self) -> None:
+        for timer in (self.timer, self.poll_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.poll_timer = None
+
+    @staticmethod
+    def _stamp(when: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+    def _cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+            if self.when:
+                log.info("Cancelling reload scheduled for %s", self._stamp(self.when))
+        self.when = 0.0
+
+    def poll(self) -> None:
+        self.poll_timer = self.loop.call_later(self.POLL, self.poll)
+        try:
+            st = os.stat(self.path)
+            seen: Optional[Tuple[int, int, int]] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            seen = None
+        if seen == self.seen:
+            return
+        self.seen = seen
+        self.read()
+
+    def read(self) -> None:
+        try:
+            with open(self.path, errors="replace") as fh:
+                line = fh.readline(21)
+        except OSError:
+            line = ""
+        line = line[:-1] if line.endswith("\n") else line
+        if not line:
+            self._cancel()
+            return
+        now = max(time.time(), self.not_before)
+        when, dated, problem = parse_reload_time(line, now)
+        if when is None:
+            log.info("%s", problem)
+            self._cancel()
+            return
+        self.dated = dated
+        if when == self.when and self.timer is not None:
+            return
+        if self.timer is not None:
+            log.info("Reload time updated from %s to %s", self._stamp(self.when), self._stamp(when))
+            self.timer.cancel()
+        else:
+            log.info("Scheduling reload for %s", self._stamp(when))
+        self.when = when
+        self.timer = self.loop.call_later(when - now, self.fire)
+
+    def fire(self) -> None:
+        self.timer = None
+        self.stop()
+        if not self.repeat or self.dated:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self.reload(self.when)  # which watches the file again, as the new configuration says
+
+
 class Operator:
     """What an operator drives in a running daemon: signals, reload, dumps, the control socket, systemd."""
 
@@ -13662,6 +14327,10 @@ class Operator:
         self.reloads = 0
         self.reload_failures = 0
         self.last_reload: Optional[Dict[str, Any]] = None
+        self.reload_schedule: Optional[ReloadSchedule] = None
+        self.scheduled_reload_at = 0.0  # wall-clock time of the last reload reload_time_file asked for
+        self.config_reads = 0  # config_save_dir: vrrpd.conf.PID.N is the Nth configuration read
+        self.saved_reloads = 0  # config_save_dir: vrrpd.PID.N.pre/.post around the Nth reload
 
     def install(self) -> None:
         """Signal handlers and the control socket (never taken from another live daemon)."""
@@ -13676,6 +14345,8 @@ class Operator:
         if self.control_path:
             self._open_control()
         self._open_metrics()
+        self.save_config_copy(self.d.config)
+        self._schedule_reloads()
 
     def _open_metrics(self) -> None:
         """Serve /metrics on --metrics or metrics_listen; a reload that changes the address moves it."""
@@ -13715,6 +14386,9 @@ class Operator:
             log.warning("cannot open the control socket %s: %s (--status will not work)", path, exc)
 
     def close(self) -> None:
+        if self.reload_schedule is not None:
+            self.reload_schedule.stop()
+            self.reload_schedule = None
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
@@ -13745,24 +14419,53 @@ class Operator:
             return False
         log.info("Reload requested: reading %s", self.config_file)
         started = time.monotonic()
+        g = self.d.g  # the running configuration says how to reload
+        if self.reload_schedule is not None:
+            self.reload_schedule.stop()
+            self.reload_schedule = None
+        reload_file = self.reload_file_path(g)
+        if reload_file:  # there while the files are read: an updater waits for it to go before writing again
+            try:
+                os.close(os.open(reload_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644))
+            except OSError as exc:
+                log.info("Failed to create reload file (%s) %d - %s", reload_file, exc.errno, exc.strerror)
         try:
             config, diags = parse_config(self.config_file, check_interfaces=True,
                                          config_id=self.d.config.config_id or None)
         except Exception as exc:  # the parser reports problems as diagnostics; anything else is a bug
             config, diags = None, [Diagnostic(self.config_file, 0, Severity.ERROR, f"internal error: {exc}")]
+        finally:
+            if reload_file:
+                try:
+                    os.unlink(reload_file)
+                except OSError:
+                    pass
+        if config is not None:
+            self.save_config_copy(config)
         errors = [x for x in diags if x.severity is Severity.ERROR]
+        if g.reload_check_config:
+            log.debug("validate conf before Reload")
+            self._write_config_check_log(g.reload_check_config, diags)
         if errors or config is None:
-            for x in diags:
-                log.error("%s", x)
+            if g.reload_check_config:
+                log.info("New config failed validation, see %s for details", g.reload_check_config)
+            else:
+                for x in diags:
+                    log.error("%s", x)
             log.error("Reload aborted: %s has %d error(s); the running configuration is kept",
                       self.config_file, len(errors))
             self.reload_failures += 1
             self.last_reload = {"ok": False, "at": time.time(), "errors": [str(x) for x in errors]}
+            self._schedule_reloads()
             return False
         for x in diags:
             log.warning("%s", x)
         before = {rt.inst.name: (rt, rt.inst) for rt in self.d.runtimes}
+        self.saved_reloads += 1
+        self.save_state("pre")
         ok = self.d.reload(_select_subsystems(config, self.vrrp_only, self.lvs_only))
+        self.save_state("post")
+        self._schedule_reloads()
         after = {rt.inst.name: rt for rt in self.d.runtimes}
         kept = [n for n, rt in after.items() if n in before and before[n][0] is rt]
         changed = [n for n in kept if not _same_definition(before[n][1], after[n].inst)]
@@ -13779,6 +14482,94 @@ class Operator:
             sd_notify(f"STATUS={self._status_line()}")
         return ok
 
+    @staticmethod
+    def reload_file_path(g: GlobalDefs) -> Optional[str]:
+        """reload_file's path; bare, keepalived's default: the pid file's name with .reload."""
+        if g.reload_file is None:
+            return None
+        return g.reload_file or os.path.splitext(runtime_paths(g)["pid"])[0] + ".reload"
+
+    @staticmethod
+    def _write_config_check_log(path: str, diags: List[Diagnostic]) -> None:
+        """reload_check_config LOG_FILE: the new file's problems, as `vrrpd --check` prints them (keepalived runs
+        `keepalived --config-test=LOG_FILE`); the file is emptied first (a character device such as /dev/null
+        is written as it is)."""
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
+            if not (os.path.exists(path) and stat.S_ISCHR(os.stat(path).st_mode)):
+                flags |= os.O_TRUNC
+            fd = os.open(path, flags, 0o644)
+            try:
+                os.write(fd, "".join(f"{x}\n" for x in diags).encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.info("truncate of config check log %s failed (%d) - %s", path, exc.errno or 0, exc.strerror)
+
+    def _config_save_dir(self) -> Optional[str]:
+        """config_save_dir, created (0700) if missing; None when not configured or not usable."""
+        path = self.d.g.config_save_dir
+        if not path:
+            return None
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                log.error("config_save_dir %s exists and is not a directory", path)
+                return None
+        except OSError as exc:
+            log.error("Unable to create config_save_dir %s (error %d - %s)", path, exc.errno, exc.strerror)
+            return None
+        return path
+
+    def save_config_copy(self, config: Config) -> None:
+        """config_save_dir: every configuration read (at start and at each reload) as DIR/vrrpd.conf.PID.N, its
+        files one after the other, each after a `# PATH` line (keepalived's keepalived.conf.PID.N)."""
+        directory = self._config_save_dir()
+        if directory is None:
+            return
+        parts = []
+        for path in config.files:
+            try:
+                with open(path, errors="replace") as fh:
+                    parts.append(f"# {path}\n{fh.read()}")
+            except OSError as exc:
+                parts.append(f"# {path}: {exc}\n")
+        target = os.path.join(directory, f"{PROG}.conf.{os.getpid()}.{self.config_reads}")
+        self.config_reads += 1
+        try:
+            _atomic_write(target, "".join(parts))
+        except OSError as exc:
+            log.info("Failed to open config_save file %s (%s)", target, exc)
+
+    def save_state(self, when: str) -> None:
+        """config_save_dir: the data dump before ("pre") and after ("post") each reload, as DIR/vrrpd.PID.N.pre
+        and .post (keepalived's keepalived_vrrp.PID.N.pre/.post)."""
+        directory = self._config_save_dir()
+        if directory is None:
+            return
+        target = os.path.join(directory, f"{PROG}.{os.getpid()}.{self.saved_reloads}.{when}")
+        try:
+            _atomic_write(target, format_data_dump(self.d, {"config_file": self.config_file,
+                                                            "reloads": self.reloads}))
+        except OSError as exc:
+            log.info("Failed to open config_save file %s (%s)", target, exc)
+
+    def _schedule_reloads(self) -> None:
+        """reload_time_file: watch the file the running configuration names (none: no watch)."""
+        if self.reload_schedule is not None:
+            self.reload_schedule.stop()
+            self.reload_schedule = None
+        g = self.d.g
+        if g.reload_time_file and not self.d.stopping:
+            self.reload_schedule = ReloadSchedule(self.d.loop, g.reload_time_file, g.reload_repeat,
+                                                  self._scheduled_reload, self.scheduled_reload_at + 1.0)
+
+    def _scheduled_reload(self, when: float) -> None:
+        self.scheduled_reload_at = when
+        log.info("Scheduled reload (reload_time_file %s)", self.d.g.reload_time_file)
+        self.reload()
+
     def _status_line(self) -> str:
         states = [f"{rt.inst.name} {rt.machine.state.value}" for rt in self.d.runtimes]
         return ", ".join(states) or "no VRRP instances"
@@ -13786,10 +14577,12 @@ class Operator:
     # -- dumps -----------------------------------------------------------------------------
     def dump_path(self, kind: str) -> str:
         """/tmp/vrrpd.data (.stats, .json), named per instance (runtime_paths); state_dump_file names the .data
-        file as keepalived reads it: an absolute path gives the directory, a trailing '/' keeps vrrpd.data."""
+        file as keepalived reads it: an absolute path gives the directory, a trailing '/' keeps vrrpd.data.
+        stats_dump_file and json_dump_file name the .stats and .json files by the same rules."""
         suffix = runtime_paths(self.d.g)["dump_suffix"]
         directory, name = self.dump_dir, f"{PROG}.{kind}"
-        path = self.d.g.state_dump_file if kind == "data" else None
+        g = self.d.g
+        path = {"data": g.state_dump_file, "stats": g.stats_dump_file, "json": g.json_dump_file}.get(kind)
         if path:
             if path.startswith("/"):
                 directory = path if path.endswith("/") else os.path.dirname(path)
@@ -13808,6 +14601,8 @@ class Operator:
                 text = format_data_dump(self.d, {"config_file": self.config_file, "reloads": self.reloads})
             elif kind == "stats":
                 text = format_stats(self.d.status())
+            elif self.d.g.json_version:  # keepalived's layout, for the tools that read keepalived.json
+                text = json_text(keepalived_json(self.d, self.d.g.json_version)) + "\n"
             else:
                 text = json_text(self.status()) + "\n"
             _atomic_write(path, text)
