@@ -7957,8 +7957,9 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
     SO_MARK, `ip rule fwmark 7 lookup 100`). Checkers without either go to s1 and fail."""
     caplog.set_level("INFO", logger="vrrpd")
     lb = lab.netns("lb")
+    hosts = {}
     for n in (1, 2):
-        s = lab.netns(f"s{n}")
+        s = hosts[n] = lab.netns(f"s{n}")
         lab.ip("link", "add", f"a{n}", "netns", lb, "type", "veth", "peer", "name", "eth0", "netns", s)
         lab.ip("addr", "add", f"10.71.{n}.1/24", "dev", f"a{n}", ns=lb)
         lab.ip("link", "set", f"a{n}", "up", ns=lb)
@@ -7969,7 +7970,7 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
     lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "metric", "50", ns=lb)
     lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "table", "100", ns=lb)
     lab.ip("rule", "add", "fwmark", "7", "lookup", "100", ns=lb)
-    server = lab.exec(f"vt{lab.tag}s2", [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
+    server = lab.exec(hosts[2], [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
     assert server.stdout.readline().strip() == "ready"
     common = "connect_timeout 1\n retry 0\n"
     checkers = {  # VS port -> (checker text, real server port, reaches s2)
