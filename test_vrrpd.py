@@ -11561,6 +11561,27 @@ SOAK_SCRIPT_INTERVAL, SOAK_SCRIPT_TIMEOUT = 1, 1
 SOAK_X = f"{LAB_NET}.66"  # garbage sender and the SMTP server that never answers
 
 
+def _pcap_last_time(path: Path) -> Optional[float]:
+    """Time stamp of the last whole packet of a pcap file being written (tcpdump -U), None without one."""
+    import struct
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < 24:
+        return None
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    scale = 1e-9 if data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
+    offset, last = 24, None
+    while offset + 16 <= len(data):
+        sec, frac, caplen, _wire = struct.unpack_from(order + "IIII", data, offset)
+        if offset + 16 + caplen > len(data):
+            break
+        last, offset = sec + frac * scale, offset + 16 + caplen
+    return last
+
+
 def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
     """Master_Down_Interval of RFC 5798 (VRRPv3): 3 * advert + skew."""
     return 3 * advert + (256 - priority) * advert / 256
@@ -11569,6 +11590,7 @@ def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
 # a tick of observation lag and the daemons' own reaction time on a loaded 2-core machine
 SOAK_SETTLE = _master_down(min(SOAK_PRIORITY.values()) + SOAK_WEIGHT) + 0.6
 SOAK_STARTUP = 3.0  # a restarted daemon is up and listening within this
+SOAK_STALL = 2.0  # a master holding the VIP this long without an advert on the wire is stuck (4 adverts missed)
 
 
 def _socket_in_netns(ns: str, family: int, kind: int, proto: int):
@@ -11726,9 +11748,13 @@ class _SoakNode:
                                                     str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)
-        self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived)
+        # a master that goes silent gets its Python stacks dumped (SIGABRT with faulthandler on): see stalled()
+        env = None if keepalived else dict(os.environ, PYTHONFAULTHANDLER="1")
+        self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived, env=env)
         self.alive = True
         self.link_up = True
+        self.link_since = time.monotonic()
+        self.dumped: set = set()  # pids whose stacks the soak dumped (and so ended): not counted as crashes
         self.started = time.monotonic()
         self.lifetimes: List[tuple] = []  # (pid, first RSS kB, last RSS kB, samples) of processes that ended
 
@@ -11806,7 +11832,7 @@ class Soak:
         self.disturbed_until = time.monotonic() + SOAK_STARTUP + SOAK_SETTLE
         self.counts = {k: 0 for k in (
             "samples", "checked", "violation_two_holders", "violation_no_holder", "two_holders_keepalived_flooded",
-            "vrrpd_crash", "keepalived_exit",
+            "vrrpd_crash", "keepalived_exit", "stalled_master_dumped",
             "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_seconds", "flood_packets",
             "script_hang", "vip_deleted", "settled_seconds")}
         self.violations: List[str] = []
@@ -11854,7 +11880,7 @@ class Soak:
                     self.lab.ip("link", "set", n.port, "up" if up else "down", ns=self.lab.bridge_ns)
                 else:
                     self.lab.ip("link", "set", "eth0", "up" if up else "down", ns=n.ns)
-                n.link_up = up
+                n.link_up, n.link_since = up, time.monotonic()
                 self.disturb(0)
             set_link(False)
             self.later(down, f"link up {n.name}", lambda: set_link(True))
@@ -11970,16 +11996,40 @@ class Soak:
                 longest, when = t2 - t1, t1
         return longest, len(stamps), when
 
+    def stalled(self) -> None:
+        """A vrrpd master that has held the VIP, link up, for SOAK_STALL seconds without one advert on the wire
+        is stuck: its C stacks (gdb) and then its Python stacks (SIGABRT; faulthandler writes every thread's
+        stack to its log) are dumped once, to find what its loop waits for. It ends; the soak restarts it."""
+        now, wall = time.monotonic(), time.time()
+        recent = [h for t, h in self.holder_log if t >= wall - SOAK_STALL]
+        for n in self.nodes.values():
+            if (n.keepalived or not n.alive or not n.link_up or now - n.link_since < SOAK_STALL
+                    or now - n.started < SOAK_STARTUP + SOAK_STALL or n.pid in n.dumped
+                    or len(recent) < SOAK_STALL * 5 or not all(n.name in h for h in recent)):
+                continue
+            last = _pcap_last_time(n.capture)
+            if last is None or wall - last < SOAK_STALL:
+                continue
+            n.dumped.add(n.pid)
+            dump = self.directory / f"{n.name}-stall-{n.pid}.txt"
+            self.log(f"{n.name} (pid {n.pid}) holds the VIP and sent no advert for {wall - last:.1f}s: "
+                     f"dumping its stacks to {dump.name} and its log")
+            subprocess.Popen(["sh", "-c", f"timeout 30 gdb -p {n.pid} -batch -ex 'thread apply all bt' "
+                              f"-ex 'info threads' >{dump} 2>&1; kill -ABRT {n.pid}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def sample_rss(self) -> None:
         self.sample_cpu()
+        self.stalled()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
                 kb = _rss_kb(n.pid)
                 fds = _open_fds(n.pid)
                 if kb:
-                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name, fds, fds])
-                    entry[1], entry[2], entry[5] = kb, entry[2] + 1, fds
+                    now = time.monotonic()
+                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name, fds, fds, now, now])
+                    entry[1], entry[2], entry[5], entry[7] = kb, entry[2] + 1, fds, now
 
     def end_rss(self, n: _SoakNode) -> None:
         pass  # the per-pid series stays in self.rss; a new pid starts a new one
@@ -11990,7 +12040,8 @@ class Soak:
         for n in self.nodes.values():
             if n.alive and n.node.proc.poll() is not None:
                 n.alive = False
-                key = "keepalived_exit" if n.keepalived else "vrrpd_crash"
+                key = "stalled_master_dumped" if n.pid in n.dumped else (
+                    "keepalived_exit" if n.keepalived else "vrrpd_crash")
                 self.counts[key] += 1
                 self.log(f"{n.name} EXITED by itself with status {n.node.proc.returncode}; its log ends:\n"
                          + "\n".join(n.node.log().splitlines()[-15:]))
@@ -12094,9 +12145,11 @@ class Soak:
         return blame
 
 
-def _rss_growth(rss: dict, minimum_samples: int) -> List[tuple]:
-    """(name, pid, first kB, last kB, first fds, last fds) of each long-lived vrrpd process."""
-    return [(v[3], pid, v[0], v[1], v[4], v[5]) for pid, v in rss.items() if v[2] >= minimum_samples]
+def _rss_growth(rss: dict, minimum_seconds: float) -> List[tuple]:
+    """(name, pid, first kB, last kB, first fds, last fds) of each vrrpd process whose RSS was sampled over at
+    least `minimum_seconds` (first to last sample: on a loaded machine the 1 s sampler falls behind, and a count
+    of samples would call a process that lived through the whole run short-lived)."""
+    return [(v[3], pid, v[0], v[1], v[4], v[5]) for pid, v in rss.items() if v[7] - v[6] >= minimum_seconds]
 
 
 def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed: int = 8) -> Soak:
@@ -12197,6 +12250,8 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
             shutil.copy(n.node.log_path, Path(keep) / n.node.log_path.name)
             if n.capture.exists():
                 shutil.copy(n.capture, Path(keep) / n.capture.name)
+        for dump in tmp_path.glob("*-stall-*.txt"):
+            shutil.copy(dump, Path(keep) / dump.name)
         (Path(keep) / "soak-report.txt").write_text(report + "\n")
     c = soak.counts
     logs = {n.name: n.node.log() for n in soak.nodes.values() if not n.keepalived}
@@ -12208,7 +12263,7 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     assert c["link_flap"] + c["kill9_restart"] + c["script_hang"] + c["flood"] >= 4, report
     assert c["flood_packets"] > 0 or c["flood"] == 0, report
     # RSS: the vrrpd that lived through the whole run did not grow beyond start-up noise
-    lived = [g for g in _rss_growth(soak.rss, int(seconds * 0.8)) if g[0] == "A"]
+    lived = [g for g in _rss_growth(soak.rss, seconds * 0.8) if g[0] == "A"]
     assert lived, report
     for _name, _pid, first, last, fds0, fds1 in lived:
         assert last < first * 1.25 + 2048, report
@@ -13321,6 +13376,53 @@ def test_a_queue_that_never_empties_postpones_the_timeout_by_one_master_down_int
             loop.now += 0.05
             assert loop.now < due + 2 * m.master_down_interval
         assert loop.now >= due + m.master_down_interval and vips
+    finally:
+        d.close()
+        loop.close()
+
+
+def test_a_flooded_socket_is_read_every_rx_pause_rather_than_once_per_packet(monkeypatch):
+    """Each wake-up of the loop costs more than rejecting a packet: a socket readable again right after a pass
+    emptied it is taken off the loop for RX_PAUSE and read then, all at once; a quiet socket is read at once."""
+    d, loop, rt, sock, _vips = _backlog_daemon(monkeypatch)
+    try:
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        counted = lambda: rt.bad_packets.get("bad_ttl", 0)  # noqa: E731
+        sock.queue(garbage)
+        loop.run_once()
+        loop.now += 0.5  # a quiet socket: every packet is read on the wake-up it causes
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 2
+        loop.now += vrrpd.RX_PAUSE / 4  # readable again at once: flooded
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 3
+        for _ in range(20):  # what arrives now waits in the kernel for the end of the pause
+            sock.queue(garbage)
+        loop.run_once(until=loop.now)
+        assert counted() == 3 and vrrpd.kernel_holds_packets(sock.sock)
+        loop.now += vrrpd.RX_PAUSE
+        loop.run_once(until=loop.now)  # the pause ends: the socket is watched again
+        loop.run_once(until=loop.now)
+        assert counted() == 23 and not vrrpd.kernel_holds_packets(sock.sock)
+        # during a pause, a due Master_Down_Timer still reads the queue before it acts
+        loop.now += 0.5
+        sock.queue(_master_advert())
+        loop.run_once(until=loop.now)
+        loop.run_once(until=loop.now)
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_ip == IP4("10.0.0.2")
+        due = rt.machine.master_down_timer
+        for now in (due - vrrpd.RX_PAUSE / 2, due - vrrpd.RX_PAUSE / 4):  # emptied twice at once: paused
+            loop.now = now
+            sock.queue(garbage)
+            loop.run_once(until=loop.now)
+        assert d._rx_paused
+        sock.queue(_master_advert())
+        loop.now = due + 0.0001
+        loop.run_once(until=loop.now)
+        assert d._rx_paused, "the pause lasts past the timeout: the timeout itself read the queue"
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_down_timer > loop.now
     finally:
         d.close()
         loop.close()

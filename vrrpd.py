@@ -64,7 +64,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
 
@@ -268,6 +268,9 @@ class AuthType(enum.Enum):
     NONE = 0
     PASS = 1
     AH = 2
+
+
+_AUTH_TYPES = {a.value: a for a in AuthType}
 
 
 class LbKind(enum.Enum):
@@ -4857,12 +4860,15 @@ VRRP_V3_HEADER = struct.Struct("!BBBBHH")  # vers_type, vrid, priority, naddr, r
 
 
 def inet_checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum."""
+    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum.
+
+    That sum of 16-bit words is the data as one big number modulo 0xFFFF (2**16 is 1 modulo 0xFFFF), with
+    0xFFFF standing for a zero remainder unless every byte is zero: one big-number operation per packet."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if not total and any(data):
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 
@@ -4923,11 +4929,13 @@ def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optiona
 
 
 def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
-                  checksum_as_v2: bool = False, family: int = 4) -> VrrpAdvert:
+                  checksum_as_v2: bool = False, family: int = 4, addresses: bool = True) -> VrrpAdvert:
     """Decode and verify a VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
 
     The family (the address width) is src's, else `family`. Checks (RFC 5798 section 7.1): version (IPv6 is
-    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given."""
+    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given.
+    addresses=False leaves the address list empty (advert_addresses() decodes it): the receive path builds
+    those objects only for an advert that passed its instance's checks, not for each one of a flood."""
     if src is not None:
         family = src.version
     if len(msg) < VRRP_HEADER_LEN:
@@ -4953,18 +4961,42 @@ def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPA
         ok = inet_checksum(pseudo_header(src, dst, len(msg)) + msg) == 0
     if not ok:
         raise PacketError("bad_checksum", f"0x{checksum:04x}")
-    make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
-    addresses: List[IPAddress] = [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(naddr)]
+    addrs = advert_addresses(msg, family) if addresses else []
     if version == 2:
         auth_type, intvl = msg[4], msg[5]
         if intvl == 0:
             raise PacketError("bad_interval", "0")
         auth_data = msg[expected - VRRP_AUTH_DATA_LEN: expected]
-        return VrrpAdvert(2, vrid, priority, addresses, float(intvl), auth_type, auth_data, checksum)
+        return VrrpAdvert(2, vrid, priority, addrs, float(intvl), auth_type, auth_data, checksum)
     centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
     if centis == 0:
         raise PacketError("bad_interval", "0")
-    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)
+    return VrrpAdvert(3, vrid, priority, addrs, centis / 100.0, 0, b"", checksum)
+
+
+def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
+    """The address list of a VRRP message that decode_advert() has verified."""
+    width, make = (4, ipaddress.IPv4Address) if family == 4 else (16, ipaddress.IPv6Address)
+    return [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(msg[3])]
+
+
+def is_multicast(address: IPAddress) -> bool:
+    """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
+    return int(address) >> 28 == 0xE if address.version == 4 else int(address) >> 120 == 0xFF
+
+
+_IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
+
+
+def _ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
+    """IPv4Address(packed), the same (immutable) object for the same bytes: the few sources and groups a
+    segment carries are built once, not for each packet. Bounded: a flood of spoofed sources only refills it."""
+    addr = _IPV4_INTERNED.get(packed)
+    if addr is None:
+        if len(_IPV4_INTERNED) >= 4096:
+            _IPV4_INTERNED.clear()
+        addr = _IPV4_INTERNED[packed] = ipaddress.IPv4Address(packed)
+    return addr
 
 
 @dataclass
@@ -4990,8 +5022,7 @@ def decode_ipv4(packet: bytes) -> Received:
     if ver_ihl >> 4 != 4 or ihl < IPV4_HEADER.size or len(packet) < ihl:
         raise PacketError("bad_ip_header")
     end = min(len(packet), tot_len) if tot_len >= ihl else len(packet)
-    return Received(ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), ttl, packet[ihl:end], proto,
-                    None, packet[:ihl])
+    return Received(_ipv4_address(src), _ipv4_address(dst), ttl, packet[ihl:end], proto, None, packet[:ihl])
 
 
 def encode_ipv4(
@@ -6404,11 +6435,12 @@ class VrrpMachine:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
             # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
-            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+            auth_type = _AUTH_TYPES.get(adv.auth_type)  # (by value: Enum's .value is slow, and a flood asks)
+            if auth_type is None:
                 return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
-            if adv.auth_type != self.auth_type.value:
+            if auth_type is not self.auth_type:
                 return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
-            if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
+            if auth_type is AuthType.PASS and adv.auth_data != self.auth_pass:
                 return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
@@ -6644,9 +6676,9 @@ class VrrpMachine:
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
-@dataclass(frozen=True)
-class Drop:
-    """A received advert fails a receive check: the counter it goes to, and the log line."""
+class Drop(NamedTuple):
+    """A received advert fails a receive check: the counter it goes to, and the log line. (A tuple: a flood
+    makes one per packet, and a frozen dataclass costs three times as much to build.)"""
 
     reason: str
     message: str
@@ -6669,7 +6701,7 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
     (keepalived's old_unicast_checksum); when it is None, that sum is tried after the right one fails, and an
     advert that passes it says so (old_checksum=True: keepalived then switches to it)."""
     name, src = machine.name, pkt.src
-    unicast = not pkt.dst.is_multicast
+    unicast = not is_multicast(pkt.dst)
     if unicast != unicast_mode:
         return Drop("mode_mismatch", f"({name}) received {'unicast' if unicast else 'multicast'} advert from "
                     f"{src}, but we are {'unicast' if unicast_mode else 'multicast'}")
@@ -6688,25 +6720,28 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
         if unwrapped is None:
             return None
         payload = unwrapped
+    family = src.version
     try:
-        if src.version == 4:
+        if family == 4:
             old = unicast and old_checksum is True and not checksum_as_v2
             try:
-                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2)
+                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2, addresses=False)
             except PacketError as exc:
                 if exc.reason != "bad_checksum" or not unicast or old_checksum is not None or checksum_as_v2:
                     raise
-                adv = decode_advert(payload, src, group4)  # raises the same bad_checksum when that fails too
+                # raises the same bad_checksum when that fails too
+                adv = decode_advert(payload, src, group4, addresses=False)
                 if adv.version != 3:
                     raise exc from None
                 adv.old_checksum = True
         else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
-            adv = decode_advert(payload, family=6)
+            adv = decode_advert(payload, family=6, addresses=False)
     except PacketError as exc:
         return Drop(exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
     problem = machine.check_advert(adv, src)
     if problem is not None:
         return Drop(problem[0], f"({name}) {problem[1]}")
+    adv.addresses = advert_addresses(payload, family)
     return adv
 
 
@@ -10871,6 +10906,10 @@ class _RateLimit:
 
 
 RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
+# A socket readable again within RX_PAUSE of the pass that emptied it is flooded: it is then read every RX_PAUSE
+# (its reader off the loop in between) rather than once per packet, each wake-up of the loop costing more than
+# rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
+RX_PAUSE = 0.002
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
@@ -10957,6 +10996,8 @@ class Daemon:
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self._rx_drained: Dict[int, float] = {}  # id(vsock) -> when a pass last emptied it (RX_PAUSE)
+        self._rx_paused: Dict[int, Timer] = {}  # id(vsock) -> the timer that watches it again
         self.announcers: Dict[str, Announcer] = {}
         self.links: Dict[int, LinkInfo] = {}
         self.addrs: List[AddrInfo] = []
@@ -11215,6 +11256,10 @@ class Daemon:
                      and r.family == key[1] and (key[2] == IPPROTO_VRRP or r.ah is not None)]
             if not users:
                 self.loop.remove_reader(vsock.sock)
+                paused = self._rx_paused.pop(id(vsock), None)
+                if paused is not None:
+                    paused.cancel()
+                self._rx_drained.pop(id(vsock), None)
                 vsock.close()
                 del self.vsocks[key]
 
@@ -11501,6 +11546,9 @@ class Daemon:
         for ifname in self._promoted:
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
         self._promoted.clear()
+        for paused in self._rx_paused.values():
+            paused.cancel()
+        self._rx_paused.clear()
         socks: List[Any] = list(self.vsocks.values()) + list(self.announcers.values())
         for sock in socks + [rt.xmit for rt in self.runtimes if rt.xmit is not None]:
             sock.close()
@@ -12084,8 +12132,27 @@ class Daemon:
                 self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
                 continue
             if pkt is None:
+                self._rx_emptied(vsock)
                 return
             self._receive(vsock, pkt)
+
+    def _rx_emptied(self, vsock: VrrpSocket) -> None:
+        """A pass read the socket empty: if the previous one did so less than RX_PAUSE ago, packets arrive
+        faster than the loop should wake up for them; the socket is read again in RX_PAUSE (see RX_PAUSE)."""
+        now, key = self.loop.time(), id(vsock)
+        last = self._rx_drained.get(key)
+        self._rx_drained[key] = now
+        if last is None or now - last >= RX_PAUSE or key in self._rx_paused:
+            return
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is not vsock:
+            return  # read by a master-down check after a reload took it off the loop
+        self.loop.remove_reader(vsock.sock)
+        self._rx_paused[key] = self.loop.call_later(RX_PAUSE, self._rx_resume, vsock)
+
+    def _rx_resume(self, vsock: VrrpSocket) -> None:
+        self._rx_paused.pop(id(vsock), None)
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is vsock:
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
 
     def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
         """The sockets that carry the instance's adverts, each with the reader of one batch."""
@@ -12211,11 +12278,13 @@ class Daemon:
             candidates = [r for r in candidates if r.ah is not None]
             if not candidates:
                 return
-        unicast = not pkt.dst.is_multicast
-        # the instance of that mode (a unicast one that lists the sender first), else the first: mode_mismatch
-        rt = next((r for r in candidates if r.unicast == unicast
-                   and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
-            or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
+        unicast = not is_multicast(pkt.dst)
+        if len(candidates) == 1 and not unicast:  # the common case, and a flood's: one instance for the VRID
+            rt: Optional[InstanceRuntime] = candidates[0]
+        else:  # the instance of that mode (a unicast one that lists the sender first), else the first
+            rt = next((r for r in candidates if r.unicast == unicast
+                       and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
+                or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
         if rt is None:
             self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                            f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
