@@ -6238,50 +6238,23 @@ class VrrpMachine:
                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                 "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts", "timer_expired_backup")
 
-    def __init__(
-        self,
-        name: str,
-        vrid: int,
-        priority: int,
-        advert_int: float,
-        version: int = 2,
-        primary_ip: Optional[IPAddress] = None,
-        addresses: Optional[List[IPAddress]] = None,
-        auth_type: AuthType = AuthType.NONE,
-        auth_pass: bytes = b"",
-        start_master: bool = False,
-        preempt: bool = True,
-        preempt_delay: float = 0.0,
-        lower_prio_no_advert: bool = False,
-        garp_lower_prio_repeat: int = 0,
-        skip_check_adv_addr: bool = False,
-        higher_prio_send_advert: bool = False,
-        owner_ignore_adverts: bool = False,
-        timer_expired_backup: Optional[int] = None,
-        down_timer_adverts: int = 3,
-    ):
-        self.name = name
-        self.down_timer_adverts = down_timer_adverts
-        self.vrid = vrid
-        self.priority = priority  # configured base priority
+    def __init__(self, name: str, vrid: int, priority: int, advert_int: float, version: int = 2,
+                 primary_ip: Optional[IPAddress] = None, addresses: Optional[List[IPAddress]] = None,
+                 auth_type: AuthType = AuthType.NONE, auth_pass: bytes = b"", start_master: bool = False,
+                 preempt: bool = True, preempt_delay: float = 0.0, lower_prio_no_advert: bool = False,
+                 garp_lower_prio_repeat: int = 0, skip_check_adv_addr: bool = False,
+                 higher_prio_send_advert: bool = False, owner_ignore_adverts: bool = False,
+                 timer_expired_backup: Optional[int] = None, down_timer_adverts: int = 3):
+        given = locals()
+        for attr in self.SETTINGS:  # `priority` is the configured base priority
+            setattr(self, attr, given[attr])
+        self.name, self.vrid, self.version, self.primary_ip = name, vrid, version, primary_ip
         self.effective_priority = priority
-        self.version = version
         # RFC 5798 section 6.1: v3 carries centiseconds; v2 whole seconds (keepalived rounds, minimum 1)
         self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
         self.master_adver_int = self.advert_int
-        self.primary_ip = primary_ip
         self.addresses = list(addresses or [])
-        self.auth_type = auth_type
         self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
-        self.start_master = start_master
-        self.preempt = preempt
-        self.preempt_delay = preempt_delay
-        self.lower_prio_no_advert = lower_prio_no_advert
-        self.garp_lower_prio_repeat = garp_lower_prio_repeat
-        self.skip_check_adv_addr = skip_check_adv_addr
-        self.higher_prio_send_advert = higher_prio_send_advert
-        self.owner_ignore_adverts = owner_ignore_adverts
-        self.timer_expired_backup = timer_expired_backup
         # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
         self.owner_conflicts = 0
         self.owner_reduced = False
