@@ -6624,15 +6624,18 @@ def test_deleted_instance_notifies_deleted_or_fault_like_keepalived(tmp_path, lo
     assert (tmp_path / "log").read_text().splitlines() == ["deleted-1", "INSTANCE VI_1 DELETED 100", "fault-2"]
 
 
-def test_checker_events_write_the_lvs_fifo_and_leave_scripts_to_the_lvs_manager(tmp_path, loop):
+def test_checker_events_write_the_lvs_fifo_and_run_notify_up_and_quorum_down(tmp_path, loop):
     tmp_path.chmod(0o755)
     fifo = tmp_path / "lvs.fifo"
     cfg = vrrpd.Config()
     cfg.global_defs.lvs_notify_fifo = str(fifo)
     notifier = vrrpd.Notifier(loop, cfg)
     vs = vrrpd.VirtualServer(address=ipaddress.ip_address("10.0.0.10"), port=443, protocol="TCP")
-    rs = vrrpd.RealServer(address=ipaddress.ip_address("10.0.0.21"), notify_up=_cmd(_recorder(tmp_path, "up.sh")))
-    fw = vrrpd.VirtualServer(fwmark=7)
+    rs = vrrpd.RealServer(address=ipaddress.ip_address("10.0.0.21"),
+                          notify_up=_cmd(_recorder(tmp_path, "up.sh") + " rs-up"),
+                          notify_down=_cmd(_recorder(tmp_path, "down.sh") + " rs-down"))
+    fw = vrrpd.VirtualServer(fwmark=7, quorum_up=_cmd(_recorder(tmp_path, "qup.sh") + " quorum-up"),
+                             quorum_down=_cmd(_recorder(tmp_path, "qdown.sh") + " quorum-down"))
     notifier.checker(vs, rs, True)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -6643,7 +6646,7 @@ def test_checker_events_write_the_lvs_fifo_and_leave_scripts_to_the_lvs_manager(
         os.close(reader)
         notifier.close(timeout=2)
     assert data.splitlines() == ["RS [10.0.0.21]:tcp:443 [10.0.0.10]:tcp:443 UP", "VS FWM 7 DOWN"]
-    assert not (tmp_path / "log").exists()  # notify_up is run by the LVS manager, not twice
+    assert sorted((tmp_path / "log").read_text().splitlines()) == ["quorum-down", "rs-up"]  # each once
 
 
 def test_notifier_reload_keeps_the_mail_memory_and_moves_the_fifo(tmp_path, loop):
@@ -7954,8 +7957,9 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
     SO_MARK, `ip rule fwmark 7 lookup 100`). Checkers without either go to s1 and fail."""
     caplog.set_level("INFO", logger="vrrpd")
     lb = lab.netns("lb")
+    hosts = {}
     for n in (1, 2):
-        s = lab.netns(f"s{n}")
+        s = hosts[n] = lab.netns(f"s{n}")
         lab.ip("link", "add", f"a{n}", "netns", lb, "type", "veth", "peer", "name", "eth0", "netns", s)
         lab.ip("addr", "add", f"10.71.{n}.1/24", "dev", f"a{n}", ns=lb)
         lab.ip("link", "set", f"a{n}", "up", ns=lb)
@@ -7966,7 +7970,7 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
     lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "metric", "50", ns=lb)
     lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "table", "100", ns=lb)
     lab.ip("rule", "add", "fwmark", "7", "lookup", "100", ns=lb)
-    server = lab.exec(f"vt{lab.tag}s2", [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
+    server = lab.exec(hosts[2], [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
     assert server.stdout.readline().strip() == "ready"
     common = "connect_timeout 1\n retry 0\n"
     checkers = {  # VS port -> (checker text, real server port, reaches s2)
@@ -8006,6 +8010,101 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
         m.stop()
     loop.close()
     assert "Checker can't bind to device nosuch0: No such device" in caplog.text
+
+
+def test_real_server_lvs_method_tunnels_and_the_virtual_servers_weight_as_keepalived_reads_them():
+    """keepalived 2.4.3 has no tun_type/tun_port keywords: a real server's tunnel is in its `lvs_method TUN type
+    gue port N csum`; a bad tunnel line is refused with keepalived's words; `weight` of a virtual server is the
+    weight of its real servers that do not say theirs."""
+    config, diags = vrrpd.parse_config_text("""
+virtual_server 10.0.0.1 80 {
+    lvs_method TUN type gre csum
+    weight 7
+    real_server 10.1.0.1 80 {
+        lvs_method TUN type gue port 6080 remcsum
+    }
+    real_server 10.1.0.2 80 {
+        weight 2
+    }
+    real_server 10.1.0.3 80 {
+        tun_type gue
+        lvs_method TUN type gue
+    }
+    real_server 10.1.0.4 80 {
+        lvs_method TUN type ipip csum
+    }
+}
+""", "test.conf")
+    vs = config.virtual_servers[0]
+    assert (vs.tunnel_type, vs.tunnel_port, vs.tunnel_csum, vs.weight) == ("gre", None, "csum", 7)
+    a, b, c, d = vs.real_servers
+    assert (a.lb_kind, a.tunnel_type, a.tunnel_port, a.tunnel_csum, a.weight) == (
+        vrrpd.LbKind.TUN, "gue", 6080, "remcsum", 7)
+    assert (b.weight, b.lb_kind, c.lb_kind, d.lb_kind) == (2, None, None, None)
+    text = " ".join(messages(diags))
+    assert "unknown keyword 'tun_type' in real_server" in text
+    assert "test.conf:13: error: lvs_method: gue tunnels require port, otherwise cannot have port." in text
+    assert "test.conf:16: error: lvs_method: ipip tunnels do not support checksum option." in text
+    for word in ("lvs_id", "nftables_no_lvs"):  # in no keepalived (1.x had lvs_id): unknown there and here
+        _, diags = vrrpd.parse_config_text(f"global_defs {{\n {word} x\n}}\n" + MINIMAL, "u.conf")
+        assert f"unknown keyword '{word}' in global_defs" in " ".join(messages(diags)), word
+    # IPVS: the real server's own tunnel, else the virtual server's; the virtual server's weight
+    loop, m = _manager()
+    m.config = config
+    m.start()
+    (_, dests), = m.nl.table.values()
+    got = {str(k[0]): (x.fwd_method, x.weight, x.tun_type, x.tun_port, x.tun_flags) for k, x in dests.items()}
+    assert got == {"10.1.0.1": (2, 7, 1, 6080, 2), "10.1.0.2": (2, 2, 2, 0, 1), "10.1.0.3": (2, 7, 2, 0, 1),
+                   "10.1.0.4": (2, 7, 2, 0, 1)}
+    m.stop()
+    loop.close()
+
+
+def test_checker_log_all_failures_no_checker_emails_and_rs_init_notifies(tmp_path, caplog):
+    """checker_log_all_failures logs every failure; without no_checker_emails each checker's change is mailed even
+    when another checker keeps the real server down; rs_init_notifies runs notify_up of a server up at start."""
+    tmp_path.chmod(0o755)
+    caplog.set_level("INFO", logger="vrrpd")
+
+    def run(**gd):
+        mails, notifies = [], []
+
+        class Recorder(vrrpd.Notifier):
+            def checker_mail(self, vs, rs, up, reason="", checker=""):
+                mails.append((str(rs.address), up, checker))
+
+            def real_server_notifies(self, vs, rs, up):
+                notifies.append((str(rs.address), up))
+
+        dead = [vrrpd.Checker(kind="TCP_CHECK", connect_ip=_ip("127.0.0.1"), connect_port=_free_port(),
+                              connect_timeout=1, retry=0) for _ in range(2)]
+        up = _rs("10.1.0.9", 80)  # no checker: up at start
+        vs = _vs(rss=[_rs("10.1.0.1", 80, dead), up], delay_loop=0.1)
+        loop = vrrpd.EventLoop()
+        config = vrrpd.Config(virtual_servers=[vs])
+        for k, v in gd.items():
+            setattr(config.global_defs, k, v)
+        m = vrrpd.LvsManager(loop, config, Recorder(loop, config))
+        m.nl = FakeIpvs()
+        m.start()
+        runners = [c for r in m.vs["[10.0.0.100]:tcp:80"].rs.values() for c in r.checkers]
+        _run_until(loop, lambda: all(c.results[False] >= 3 for c in runners), 5, "both checkers failed thrice")
+        m.stop()
+        loop.close()
+        return mails, notifies
+
+    mails, notifies = run()
+    assert sorted(m[:2] for m in mails) == [("10.1.0.1", False)] * 2
+    assert sorted(m[2][:10] for m in mails) == ["", "TCP_CHECK#"]  # the real server's mail, the other checker's
+    assert notifies == [("10.1.0.1", False)]  # the real server, once
+    failed = [r.message for r in caplog.records if r.message.startswith("TCP connection to [127.0.0.1]")]
+    assert len(failed) == 2, failed  # each checker's first failure; none once down
+    caplog.clear()
+    mails, notifies = run(no_checker_emails=True, rs_init_notifies=True, checker_log_all_failures=True)
+    assert mails == [("10.1.0.1", False, "")]
+    assert notifies == [("10.1.0.1", True), ("10.1.0.9", True), ("10.1.0.1", False)]
+    failed = [r.message for r in caplog.records if r.message.startswith("TCP connection to [127.0.0.1]")]
+    assert len(failed) >= 6, failed  # every failure of both checkers, while down too
 
 
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
@@ -11463,6 +11562,27 @@ SOAK_SCRIPT_INTERVAL, SOAK_SCRIPT_TIMEOUT = 1, 1
 SOAK_X = f"{LAB_NET}.66"  # garbage sender and the SMTP server that never answers
 
 
+def _pcap_last_time(path: Path) -> Optional[float]:
+    """Time stamp of the last whole packet of a pcap file being written (tcpdump -U), None without one."""
+    import struct
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < 24:
+        return None
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    scale = 1e-9 if data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
+    offset, last = 24, None
+    while offset + 16 <= len(data):
+        sec, frac, caplen, _wire = struct.unpack_from(order + "IIII", data, offset)
+        if offset + 16 + caplen > len(data):
+            break
+        last, offset = sec + frac * scale, offset + 16 + caplen
+    return last
+
+
 def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
     """Master_Down_Interval of RFC 5798 (VRRPv3): 3 * advert + skew."""
     return 3 * advert + (256 - priority) * advert / 256
@@ -11471,6 +11591,7 @@ def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
 # a tick of observation lag and the daemons' own reaction time on a loaded 2-core machine
 SOAK_SETTLE = _master_down(min(SOAK_PRIORITY.values()) + SOAK_WEIGHT) + 0.6
 SOAK_STARTUP = 3.0  # a restarted daemon is up and listening within this
+SOAK_STALL = 2.0  # a master holding the VIP this long without an advert on the wire is stuck (4 adverts missed)
 
 
 def _socket_in_netns(ns: str, family: int, kind: int, proto: int):
@@ -11628,9 +11749,13 @@ class _SoakNode:
                                                     str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)
-        self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived)
+        # a master that goes silent gets its Python stacks dumped (SIGABRT with faulthandler on): see stalled()
+        env = None if keepalived else dict(os.environ, PYTHONFAULTHANDLER="1")
+        self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived, env=env)
         self.alive = True
         self.link_up = True
+        self.link_since = time.monotonic()
+        self.dumped: set = set()  # pids whose stacks the soak dumped (and so ended): not counted as crashes
         self.started = time.monotonic()
         self.lifetimes: List[tuple] = []  # (pid, first RSS kB, last RSS kB, samples) of processes that ended
 
@@ -11708,7 +11833,7 @@ class Soak:
         self.disturbed_until = time.monotonic() + SOAK_STARTUP + SOAK_SETTLE
         self.counts = {k: 0 for k in (
             "samples", "checked", "violation_two_holders", "violation_no_holder", "two_holders_keepalived_flooded",
-            "vrrpd_crash", "keepalived_exit",
+            "vrrpd_crash", "keepalived_exit", "stalled_master_dumped",
             "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_seconds", "flood_packets",
             "script_hang", "vip_deleted", "settled_seconds")}
         self.violations: List[str] = []
@@ -11756,7 +11881,7 @@ class Soak:
                     self.lab.ip("link", "set", n.port, "up" if up else "down", ns=self.lab.bridge_ns)
                 else:
                     self.lab.ip("link", "set", "eth0", "up" if up else "down", ns=n.ns)
-                n.link_up = up
+                n.link_up, n.link_since = up, time.monotonic()
                 self.disturb(0)
             set_link(False)
             self.later(down, f"link up {n.name}", lambda: set_link(True))
@@ -11872,16 +11997,40 @@ class Soak:
                 longest, when = t2 - t1, t1
         return longest, len(stamps), when
 
+    def stalled(self) -> None:
+        """A vrrpd master that has held the VIP, link up, for SOAK_STALL seconds without one advert on the wire
+        is stuck: its C stacks (gdb) and then its Python stacks (SIGABRT; faulthandler writes every thread's
+        stack to its log) are dumped once, to find what its loop waits for. It ends; the soak restarts it."""
+        now, wall = time.monotonic(), time.time()
+        recent = [h for t, h in self.holder_log if t >= wall - SOAK_STALL]
+        for n in self.nodes.values():
+            if (n.keepalived or not n.alive or not n.link_up or now - n.link_since < SOAK_STALL
+                    or now - n.started < SOAK_STARTUP + SOAK_STALL or n.pid in n.dumped
+                    or len(recent) < SOAK_STALL * 5 or not all(n.name in h for h in recent)):
+                continue
+            last = _pcap_last_time(n.capture)
+            if last is None or wall - last < SOAK_STALL:
+                continue
+            n.dumped.add(n.pid)
+            dump = self.directory / f"{n.name}-stall-{n.pid}.txt"
+            self.log(f"{n.name} (pid {n.pid}) holds the VIP and sent no advert for {wall - last:.1f}s: "
+                     f"dumping its stacks to {dump.name} and its log")
+            subprocess.Popen(["sh", "-c", f"timeout 30 gdb -p {n.pid} -batch -ex 'thread apply all bt' "
+                              f"-ex 'info threads' >{dump} 2>&1; kill -ABRT {n.pid}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def sample_rss(self) -> None:
         self.sample_cpu()
+        self.stalled()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
                 kb = _rss_kb(n.pid)
                 fds = _open_fds(n.pid)
                 if kb:
-                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name, fds, fds])
-                    entry[1], entry[2], entry[5] = kb, entry[2] + 1, fds
+                    now = time.monotonic()
+                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name, fds, fds, now, now])
+                    entry[1], entry[2], entry[5], entry[7] = kb, entry[2] + 1, fds, now
 
     def end_rss(self, n: _SoakNode) -> None:
         pass  # the per-pid series stays in self.rss; a new pid starts a new one
@@ -11892,7 +12041,8 @@ class Soak:
         for n in self.nodes.values():
             if n.alive and n.node.proc.poll() is not None:
                 n.alive = False
-                key = "keepalived_exit" if n.keepalived else "vrrpd_crash"
+                key = "stalled_master_dumped" if n.pid in n.dumped else (
+                    "keepalived_exit" if n.keepalived else "vrrpd_crash")
                 self.counts[key] += 1
                 self.log(f"{n.name} EXITED by itself with status {n.node.proc.returncode}; its log ends:\n"
                          + "\n".join(n.node.log().splitlines()[-15:]))
@@ -11996,9 +12146,11 @@ class Soak:
         return blame
 
 
-def _rss_growth(rss: dict, minimum_samples: int) -> List[tuple]:
-    """(name, pid, first kB, last kB, first fds, last fds) of each long-lived vrrpd process."""
-    return [(v[3], pid, v[0], v[1], v[4], v[5]) for pid, v in rss.items() if v[2] >= minimum_samples]
+def _rss_growth(rss: dict, minimum_seconds: float) -> List[tuple]:
+    """(name, pid, first kB, last kB, first fds, last fds) of each vrrpd process whose RSS was sampled over at
+    least `minimum_seconds` (first to last sample: on a loaded machine the 1 s sampler falls behind, and a count
+    of samples would call a process that lived through the whole run short-lived)."""
+    return [(v[3], pid, v[0], v[1], v[4], v[5]) for pid, v in rss.items() if v[7] - v[6] >= minimum_seconds]
 
 
 def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed: int = 8) -> Soak:
@@ -12099,6 +12251,8 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
             shutil.copy(n.node.log_path, Path(keep) / n.node.log_path.name)
             if n.capture.exists():
                 shutil.copy(n.capture, Path(keep) / n.capture.name)
+        for dump in tmp_path.glob("*-stall-*.txt"):
+            shutil.copy(dump, Path(keep) / dump.name)
         (Path(keep) / "soak-report.txt").write_text(report + "\n")
     c = soak.counts
     logs = {n.name: n.node.log() for n in soak.nodes.values() if not n.keepalived}
@@ -12110,7 +12264,7 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     assert c["link_flap"] + c["kill9_restart"] + c["script_hang"] + c["flood"] >= 4, report
     assert c["flood_packets"] > 0 or c["flood"] == 0, report
     # RSS: the vrrpd that lived through the whole run did not grow beyond start-up noise
-    lived = [g for g in _rss_growth(soak.rss, int(seconds * 0.8)) if g[0] == "A"]
+    lived = [g for g in _rss_growth(soak.rss, seconds * 0.8) if g[0] == "A"]
     assert lived, report
     for _name, _pid, first, last, fds0, fds1 in lived:
         assert last < first * 1.25 + 2048, report
@@ -13223,6 +13377,53 @@ def test_a_queue_that_never_empties_postpones_the_timeout_by_one_master_down_int
             loop.now += 0.05
             assert loop.now < due + 2 * m.master_down_interval
         assert loop.now >= due + m.master_down_interval and vips
+    finally:
+        d.close()
+        loop.close()
+
+
+def test_a_flooded_socket_is_read_every_rx_pause_rather_than_once_per_packet(monkeypatch):
+    """Each wake-up of the loop costs more than rejecting a packet: a socket readable again right after a pass
+    emptied it is taken off the loop for RX_PAUSE and read then, all at once; a quiet socket is read at once."""
+    d, loop, rt, sock, _vips = _backlog_daemon(monkeypatch)
+    try:
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        counted = lambda: rt.bad_packets.get("bad_ttl", 0)  # noqa: E731
+        sock.queue(garbage)
+        loop.run_once()
+        loop.now += 0.5  # a quiet socket: every packet is read on the wake-up it causes
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 2
+        loop.now += vrrpd.RX_PAUSE / 4  # readable again at once: flooded
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 3
+        for _ in range(20):  # what arrives now waits in the kernel for the end of the pause
+            sock.queue(garbage)
+        loop.run_once(until=loop.now)
+        assert counted() == 3 and vrrpd.kernel_holds_packets(sock.sock)
+        loop.now += vrrpd.RX_PAUSE
+        loop.run_once(until=loop.now)  # the pause ends: the socket is watched again
+        loop.run_once(until=loop.now)
+        assert counted() == 23 and not vrrpd.kernel_holds_packets(sock.sock)
+        # during a pause, a due Master_Down_Timer still reads the queue before it acts
+        loop.now += 0.5
+        sock.queue(_master_advert())
+        loop.run_once(until=loop.now)
+        loop.run_once(until=loop.now)
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_ip == IP4("10.0.0.2")
+        due = rt.machine.master_down_timer
+        for now in (due - vrrpd.RX_PAUSE / 2, due - vrrpd.RX_PAUSE / 4):  # emptied twice at once: paused
+            loop.now = now
+            sock.queue(garbage)
+            loop.run_once(until=loop.now)
+        assert d._rx_paused
+        sock.queue(_master_advert())
+        loop.now = due + 0.0001
+        loop.run_once(until=loop.now)
+        assert d._rx_paused, "the pause lasts past the timeout: the timeout itself read the queue"
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_down_timer > loop.now
     finally:
         d.close()
         loop.close()

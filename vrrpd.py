@@ -64,7 +64,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
 
@@ -270,6 +270,9 @@ class AuthType(enum.Enum):
     AH = 2
 
 
+_AUTH_TYPES = {a.value: a for a in AuthType}
+
+
 class LbKind(enum.Enum):
     """IPVS forwarding methods; the values are IP_VS_CONN_F_* numbers."""
 
@@ -442,6 +445,9 @@ class GlobalDefs:
     vrrp_notify_priority_changes: bool = False
     lvs_flush: bool = False
     lvs_flush_on_stop: bool = False
+    checker_log_all_failures: bool = False  # every checker logs every failure (its log_all_failures)
+    no_checker_emails: bool = False  # mail only when a real server goes up or down, not for each checker
+    rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
@@ -833,8 +839,12 @@ class RealServer:
     address: IPAddress
     port: Optional[int] = None
     line: int = 0
-    weight: int = 1
-    lb_kind: Optional[LbKind] = None  # None: the virtual server's
+    weight: int = 1  # without its own `weight`, the virtual server's `weight` (keepalived's default weight)
+    weight_set: bool = False  # the real server said `weight`
+    lb_kind: Optional[LbKind] = None  # None: the virtual server's (and its tunnel settings)
+    tunnel_type: Optional[str] = None  # `lvs_method TUN type ipip|gue|gre [port N] [nocsum|csum|remcsum]`
+    tunnel_port: Optional[int] = None
+    tunnel_csum: Optional[str] = None
     notify_up: Optional[Command] = None
     notify_down: Optional[Command] = None
     uthreshold: int = 0
@@ -885,6 +895,7 @@ class VirtualServer:
     tunnel_type: Optional[str] = None  # ipip | gue | gre
     tunnel_port: Optional[int] = None
     tunnel_csum: Optional[str] = None
+    weight: int = 1  # the weight of its real servers that do not say theirs
     persistence_timeout: Optional[int] = None
     persistence_granularity: Optional[IPAddress] = None
     persistence_engine: Optional[str] = None
@@ -1686,6 +1697,9 @@ def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     if name in ("process_names", "process_name", "child_wait_time", "tmp_config_directory") \
             or name.endswith("_process_name"):
         return "one process", ""  # tmp_config_directory: where keepalived keeps the copy its children read
+    if name.startswith("lvs_netlink_"):  # keepalived_netlink.c: the checker process's own rtnetlink sockets
+        return "one process", ("sizes the checker process's own netlink socket (vrrpd's one set is sized by "
+                               "vrrp_netlink_*)" if not name.endswith("_force") else "")
     if name in ("max_auto_priority", "min_auto_priority_delay"):  # keepalived's set_process_priorities()
         return "one process", "raises its processes to real-time scheduling when their timers run late"
     for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
@@ -3226,9 +3240,10 @@ _kw(_G, "umask", _g_umask, (1, None))
 _kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
-_accept_only(_G, "checker_log_all_failures "
-             "lvs_sync_daemon "
-             "nftables_ifindex nftables_no_lvs "
+for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
+    _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_accept_only(_G, "lvs_sync_daemon "
+             "nftables_ifindex "
              "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
@@ -3236,13 +3251,12 @@ _accept_only(_G, "checker_log_all_failures "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
              "vmac_addr_prefix "
-             "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
+             "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "linkbeat_use_polling no_checker_emails process_names process_name "
+             "linkbeat_use_polling process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory "
-             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
-             "rs_init_notifies")
+             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
@@ -3670,22 +3684,52 @@ def _lb_kind(text: str) -> LbKind:
 
 
 def _v_lb_kind(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
-    obj.lb_kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
-    if isinstance(obj, VirtualServer):
-        words = [a.text for a in args[1:]]
-        k = 0
-        while k < len(words):
-            if words[k] == "type" and k + 1 < len(words):
-                obj.tunnel_type = words[k + 1]
-                k += 2
-            elif words[k] == "port" and k + 1 < len(words):
-                obj.tunnel_port = _parse_port(words[k + 1])
-                k += 2
-            elif words[k] in ("nocsum", "csum", "remcsum"):
-                obj.tunnel_csum = words[k]
-                k += 1
-            else:
-                raise _Invalid(f"unexpected '{words[k]}' after {args[0].text}")
+    """`lvs_method NAT|DR|TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]`, for a virtual server or one
+    real server (keepalived's svr_forwarding_handler, its checks and messages; a bad line changes nothing)."""
+    kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
+    what = "virtual" if isinstance(obj, VirtualServer) else "real"
+    tun_type, port, csum = "ipip", 0, "nocsum"
+    words = [a.text for a in args[1:]]
+    k = 0
+    while k < len(words):
+        if words[k] == "type" and k + 1 < len(words):
+            if words[k + 1] not in ("ipip", "gue", "gre"):
+                raise _Invalid(f"Unknown tunnel type {words[k + 1]} for {what} server.")
+            tun_type = words[k + 1]
+            k += 2
+        elif words[k] == "port" and k + 1 < len(words):
+            try:
+                port = _parse_int(words[k + 1], 1, 65535)
+            except _Invalid:
+                raise _Invalid(f"Invalid gue tunnel port {words[k + 1]} for {what} server.") from None
+            k += 2
+        elif words[k] in ("nocsum", "csum", "remcsum"):
+            csum = words[k]
+            k += 1
+        else:
+            raise _Invalid(f"Invalid tunnel option {words[k]} for {what} server.")
+    if (tun_type == "gue") != (port != 0):
+        raise _Invalid("gue tunnels require port, otherwise cannot have port.")
+    if tun_type == "ipip" and csum != "nocsum":
+        raise _Invalid("ipip tunnels do not support checksum option.")
+    if tun_type == "gre" and csum == "remcsum":
+        raise _Invalid("gre tunnels do not support remote checksum option.")
+    obj.lb_kind = kind
+    if words:
+        obj.tunnel_type, obj.tunnel_port, obj.tunnel_csum = tun_type, port or None, csum
+
+
+def _v_weight(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    try:
+        vs.weight = _parse_int(args[0].text, 1, 2147483647)
+    except _Invalid:
+        p.warning(args[0], f"Virtual server weight {args[0].text} is outside range 1-2147483647", "keepalived "
+                  "ignores it, and so does vrrpd")
+
+
+def _r_weight(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> None:
+    rs.weight = _parse_int(args[0].text, 0, 2147483647)
+    rs.weight_set = True
 
 
 _SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos")
@@ -3757,9 +3801,9 @@ _V = "virtual_server"
 _kw(_V, "delay_loop", _h_time("delay_loop", 0.001, 86400))
 for _name in ("lb_algo", "lvs_sched"):
     _kw(_V, _name, _v_sched)
+_TUN_WORDS = ("type", "port", "nocsum", "csum", "remcsum", "ipip", "gue", "gre")
 for _name in ("lb_kind", "lvs_method"):
-    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in ("type", "port", "nocsum", "csum", "remcsum", "ipip",
-                                                               "gue", "gre") or t.isdigit())
+    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in _TUN_WORDS or t.isdigit())
 _kw(_V, "persistence_timeout", _v_persistence, (0, 1), accept=_is_number)
 _kw(_V, "persistence_granularity", _h_ip("persistence_granularity"))
 _kw(_V, "persistence_engine", _h_str("persistence_engine"))
@@ -3801,12 +3845,13 @@ _kw(_V, "retry", _h_int("retry", 0, 2147483647))
 _kw(_V, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_V, "warmup", _h_time("warmup", 0, 86400))
 _kw(_V, "real_server", _v_real_server, (1, 2), "real_server")
-_accept_only(_V, "snmp_name weight")
+_kw(_V, "weight", _v_weight)
+_accept_only(_V, "snmp_name")
 
 _R = "real_server"
-_kw(_R, "weight", _h_int("weight", 0, 2147483647))
+_kw(_R, "weight", _r_weight)
 for _name in ("lb_kind", "lvs_method"):
-    _kw(_R, _name, _v_lb_kind)
+    _kw(_R, _name, _v_lb_kind, (1, 6), accept=lambda t: t in _TUN_WORDS or t.isdigit())
 _kw(_R, "notify_up", _h_cmd("notify_up"), (1, None))
 _kw(_R, "notify_down", _h_cmd("notify_down"), (1, None))
 _kw(_R, "uthreshold", _h_int("uthreshold", 0, 2147483647))
@@ -3819,7 +3864,6 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "tun_type tun_port")
 
 
 def _checker(kind: str) -> Handler:
@@ -4050,6 +4094,9 @@ def _which(program: str) -> Optional[str]:
         return which(program)
     except (ValueError, OSError):
         return None
+
+
+_CONNECTION_CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK")
 
 
 class _Validator:
@@ -4553,10 +4600,20 @@ class _Validator:
                     self.warn(tg.file, tg.line, f"track_group {tg.name}: {member} is not a vrrp_instance")
 
     def checkers(self, vs: VirtualServer) -> None:
-        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
+        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths; a link-local
+        IPv6 target needs bind_if (keepalived's check_conn_opts drops the checker). A real server without its own
+        weight takes the virtual server's."""
         for rs in vs.real_servers:
+            if not rs.weight_set:
+                rs.weight = vs.weight
             for chk in list(rs.checkers):
-                if chk.kind == "FILE_CHECK":
+                target = chk.connect_ip or rs.address
+                if (chk.kind in _CONNECTION_CHECKERS and target.version == 6 and target.is_link_local
+                        and not chk.bind_if):
+                    self.err(vs.file, chk.line, f"Checker link local address {target} requires a bind_if",
+                             "keepalived drops the checker; write bind_if IFNAME")
+                    rs.checkers.remove(chk)
+                elif chk.kind == "FILE_CHECK":
                     if chk.track_file is None:
                         self.warn(vs.file, chk.line, "FILE_CHECK has no track_file specified - ignoring")
                         rs.checkers.remove(chk)
@@ -4803,12 +4860,15 @@ VRRP_V3_HEADER = struct.Struct("!BBBBHH")  # vers_type, vrid, priority, naddr, r
 
 
 def inet_checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum."""
+    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum.
+
+    That sum of 16-bit words is the data as one big number modulo 0xFFFF (2**16 is 1 modulo 0xFFFF), with
+    0xFFFF standing for a zero remainder unless every byte is zero: one big-number operation per packet."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if not total and any(data):
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 
@@ -4869,11 +4929,13 @@ def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optiona
 
 
 def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
-                  checksum_as_v2: bool = False, family: int = 4) -> VrrpAdvert:
+                  checksum_as_v2: bool = False, family: int = 4, addresses: bool = True) -> VrrpAdvert:
     """Decode and verify a VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
 
     The family (the address width) is src's, else `family`. Checks (RFC 5798 section 7.1): version (IPv6 is
-    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given."""
+    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given.
+    addresses=False leaves the address list empty (advert_addresses() decodes it): the receive path builds
+    those objects only for an advert that passed its instance's checks, not for each one of a flood."""
     if src is not None:
         family = src.version
     if len(msg) < VRRP_HEADER_LEN:
@@ -4899,18 +4961,42 @@ def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPA
         ok = inet_checksum(pseudo_header(src, dst, len(msg)) + msg) == 0
     if not ok:
         raise PacketError("bad_checksum", f"0x{checksum:04x}")
-    make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
-    addresses: List[IPAddress] = [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(naddr)]
+    addrs = advert_addresses(msg, family) if addresses else []
     if version == 2:
         auth_type, intvl = msg[4], msg[5]
         if intvl == 0:
             raise PacketError("bad_interval", "0")
         auth_data = msg[expected - VRRP_AUTH_DATA_LEN: expected]
-        return VrrpAdvert(2, vrid, priority, addresses, float(intvl), auth_type, auth_data, checksum)
+        return VrrpAdvert(2, vrid, priority, addrs, float(intvl), auth_type, auth_data, checksum)
     centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
     if centis == 0:
         raise PacketError("bad_interval", "0")
-    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)
+    return VrrpAdvert(3, vrid, priority, addrs, centis / 100.0, 0, b"", checksum)
+
+
+def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
+    """The address list of a VRRP message that decode_advert() has verified."""
+    width, make = (4, ipaddress.IPv4Address) if family == 4 else (16, ipaddress.IPv6Address)
+    return [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(msg[3])]
+
+
+def is_multicast(address: IPAddress) -> bool:
+    """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
+    return int(address) >> 28 == 0xE if address.version == 4 else int(address) >> 120 == 0xFF
+
+
+_IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
+
+
+def _ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
+    """IPv4Address(packed), the same (immutable) object for the same bytes: the few sources and groups a
+    segment carries are built once, not for each packet. Bounded: a flood of spoofed sources only refills it."""
+    addr = _IPV4_INTERNED.get(packed)
+    if addr is None:
+        if len(_IPV4_INTERNED) >= 4096:
+            _IPV4_INTERNED.clear()
+        addr = _IPV4_INTERNED[packed] = ipaddress.IPv4Address(packed)
+    return addr
 
 
 @dataclass
@@ -4936,8 +5022,7 @@ def decode_ipv4(packet: bytes) -> Received:
     if ver_ihl >> 4 != 4 or ihl < IPV4_HEADER.size or len(packet) < ihl:
         raise PacketError("bad_ip_header")
     end = min(len(packet), tot_len) if tot_len >= ihl else len(packet)
-    return Received(ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), ttl, packet[ihl:end], proto,
-                    None, packet[:ihl])
+    return Received(_ipv4_address(src), _ipv4_address(dst), ttl, packet[ihl:end], proto, None, packet[:ihl])
 
 
 def encode_ipv4(
@@ -6086,6 +6171,7 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
+
 class Event(enum.Enum):
     """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
     set_fault, force_state, release_master, shutdown) say which of these happened, TRANSITIONS does the rest."""
@@ -6349,11 +6435,12 @@ class VrrpMachine:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
             # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
-            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+            auth_type = _AUTH_TYPES.get(adv.auth_type)  # (by value: Enum's .value is slow, and a flood asks)
+            if auth_type is None:
                 return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
-            if adv.auth_type != self.auth_type.value:
+            if auth_type is not self.auth_type:
                 return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
-            if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
+            if auth_type is AuthType.PASS and adv.auth_data != self.auth_pass:
                 return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
@@ -6589,9 +6676,9 @@ class VrrpMachine:
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
-@dataclass(frozen=True)
-class Drop:
-    """A received advert fails a receive check: the counter it goes to, and the log line."""
+class Drop(NamedTuple):
+    """A received advert fails a receive check: the counter it goes to, and the log line. (A tuple: a flood
+    makes one per packet, and a frozen dataclass costs three times as much to build.)"""
 
     reason: str
     message: str
@@ -6614,7 +6701,7 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
     (keepalived's old_unicast_checksum); when it is None, that sum is tried after the right one fails, and an
     advert that passes it says so (old_checksum=True: keepalived then switches to it)."""
     name, src = machine.name, pkt.src
-    unicast = not pkt.dst.is_multicast
+    unicast = not is_multicast(pkt.dst)
     if unicast != unicast_mode:
         return Drop("mode_mismatch", f"({name}) received {'unicast' if unicast else 'multicast'} advert from "
                     f"{src}, but we are {'unicast' if unicast_mode else 'multicast'}")
@@ -6633,25 +6720,28 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
         if unwrapped is None:
             return None
         payload = unwrapped
+    family = src.version
     try:
-        if src.version == 4:
+        if family == 4:
             old = unicast and old_checksum is True and not checksum_as_v2
             try:
-                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2)
+                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2, addresses=False)
             except PacketError as exc:
                 if exc.reason != "bad_checksum" or not unicast or old_checksum is not None or checksum_as_v2:
                     raise
-                adv = decode_advert(payload, src, group4)  # raises the same bad_checksum when that fails too
+                # raises the same bad_checksum when that fails too
+                adv = decode_advert(payload, src, group4, addresses=False)
                 if adv.version != 3:
                     raise exc from None
                 adv.old_checksum = True
         else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
-            adv = decode_advert(payload, family=6)
+            adv = decode_advert(payload, family=6, addresses=False)
     except PacketError as exc:
         return Drop(exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
     problem = machine.check_advert(adv, src)
     if problem is not None:
         return Drop(problem[0], f"({name}) {problem[1]}")
+    adv.addresses = advert_addresses(payload, family)
     return adv
 
 
@@ -8004,43 +8094,29 @@ class Rtnetlink(NetlinkSocket):
         else:
             payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
             flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-        try:
-            self.request(RTM_NEWADDR, flags, payload)
-        except NetlinkError as exc:
-            if exc.errno == errno.EEXIST:
-                return False
-            raise
-        return True
+        return self._change(RTM_NEWADDR, flags, payload, (errno.EEXIST,))
 
     def del_address(self, index: int, vip: VirtualIP) -> bool:
         """Delete a VIP; False when it was not there."""
         payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer)
-        try:
-            self.request(RTM_DELADDR, NLM_F_ACK, payload)
-        except NetlinkError as exc:
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
-                return False
-            raise
-        return True
+        return self._change(RTM_DELADDR, NLM_F_ACK, payload, (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV))
 
     def route(self, route: Route, ifindex: Callable[[str], int], add: bool, replace: bool = False) -> bool:
         """Add (or delete) one route; False when it was already there (or already gone)."""
-        msg_type, flags, payload = route_request(route, ifindex, delete=not add, replace=replace)
-        try:
-            self.request(msg_type, flags, payload)
-        except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
-                return False
-            raise
-        return True
+        return self._change(*route_request(route, ifindex, delete=not add, replace=replace),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
 
     def rule(self, rule: Rule, add: bool) -> bool:
         """Add (or delete) one policy-routing rule; False when it was already there (or already gone)."""
-        msg_type, flags, payload = rule_request(rule, delete=not add)
+        return self._change(*rule_request(rule, delete=not add),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
+
+    def _change(self, msg_type: int, flags: int, payload: bytes, done_already: Tuple[int, ...]) -> bool:
+        """One change request; False when the kernel answers that it is done already (an errno in done_already)."""
         try:
             self.request(msg_type, flags, payload)
         except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+            if exc.errno in done_already:
                 return False
             raise
         return True
@@ -8682,7 +8758,8 @@ class _CheckRunner:
         self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
         self.results[ok] += 1
         was_up = self.decision.up
-        if not ok and reason and (was_up or self.chk.log_all_failures):
+        if not ok and reason and (was_up or self.chk.log_all_failures
+                                  or self.manager.config.global_defs.checker_log_all_failures):
             log.info("%s", reason)
         change, when = self.decision.record(self.loop.time(), ok, weight)
         if change is False:
@@ -8691,7 +8768,7 @@ class _CheckRunner:
             log.info("%s", self._success_line())
         if change is not None or (ok and weight != self.rsr.weight_seen.get(id(self))):
             self.rsr.weight_seen[id(self)] = weight
-            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
+            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "", self, change)
         self.due = when
         self.timer = self.loop.call_at(when, self._attempt, self.attempt)
 
@@ -9400,14 +9477,22 @@ class LvsManager:
                 first = self.spread * min(check.params.delay_loop, 1.0)
                 check.start(check.params.warmup * random.random() if check.params.warmup else first)
             rsr.was_alive = rsr.alive
+            if rsr.alive and self.config.global_defs.rs_init_notifies:
+                self.notifier.real_server_notifies(vs, rs, True)  # keepalived: an RS up at start tells so
         for rsr in old.rs.values() if old is not None else []:
             for c in rsr.checkers:
                 c.stop()
 
-    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str) -> None:
+    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str, check: Optional[_CheckRunner] = None,
+                         change: Optional[bool] = None) -> None:
         if self.vs.get(_vs_name(vsr.vs)) is not vsr:
             return
         alive = rsr.alive
+        if alive == rsr.was_alive and change is not None and check is not None \
+                and not self.config.global_defs.no_checker_emails:
+            # a checker changed but its real server did not (another checker holds it down): keepalived mails it
+            self.notifier.checker_mail(vsr.vs, rsr.rs, change, reason,
+                                       f"{check._label()}#{rsr.checkers.index(check)}")
         if alive != rsr.was_alive:
             rsr.was_alive = alive
             inhibit = rsr.rs.inhibit_on_failure if rsr.rs.inhibit_on_failure is not None else vsr.vs.inhibit_on_failure
@@ -9440,10 +9525,13 @@ class LvsManager:
         want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
         for key, (weight, method, uthr, lthr) in plan.items():
             dest = IpvsDest(key[0], key[1], method.value, weight, uthr, lthr)
-            if method == LbKind.TUN and vs.tunnel_type:
-                dest.tun_type = IPVS_TUN_TYPES.get(vs.tunnel_type, 0)
-                dest.tun_port = vs.tunnel_port or 0
-                dest.tun_flags = IPVS_TUN_CSUM.get(vs.tunnel_csum or "nocsum", 0)
+            rsr = vsr.rs.get(key)
+            # a real server with its own lvs_method has its own tunnel; else the virtual server's (keepalived)
+            tunnel: Any = rsr.rs if rsr is not None and rsr.rs.lb_kind is not None else vs
+            if method == LbKind.TUN and tunnel.tunnel_type:
+                dest.tun_type = IPVS_TUN_TYPES.get(tunnel.tunnel_type, 0)
+                dest.tun_port = tunnel.tunnel_port or 0
+                dest.tun_flags = IPVS_TUN_CSUM.get(tunnel.tunnel_csum or "nocsum", 0)
             want[key] = dest
         assert self.nl is not None
         for skey in vsr.keys:
@@ -10594,18 +10682,8 @@ class Notifier:
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
         """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
-        specific = {State.MASTER: inst.notify_master, State.BACKUP: inst.notify_backup,
-                    State.FAULT: inst.notify_fault, State.STOP: inst.notify_stop}.get(state)
-        key = f"INSTANCE {inst.name}"
-        if specific is not None:
-            self._queue(key, specific, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, state.value, str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
-            subject, body = _VRRP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, f"notify_{state.value.lower()}", None),
+                        inst.notify, inst.smtp_alert, _VRRP_MAIL.get(state))
 
     def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
                               groups: List[Dict[str, Any]]) -> None:
@@ -10621,30 +10699,27 @@ class Notifier:
         if inst.notify_deleted is None:
             self.vrrp_instance(inst, State.FAULT, priority)
             return
-        key = f"INSTANCE {inst.name}"
-        self._queue(key, inst.notify_deleted, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, "DELETED", str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "DELETED", priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
-            self._mail(key, "DELETED", f"[{gd.router_id}] VRRP Instance {inst.name} - Deleted",
-                       "=> VRRP Deleted at reload <=")
+        self._vrrp_news("INSTANCE", inst.name, "DELETED", priority, inst.notify_deleted, inst.notify, inst.smtp_alert,
+                        ("Deleted", "=> VRRP Deleted at reload <="))
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
-        specific = {State.MASTER: group.notify_master, State.BACKUP: group.notify_backup,
-                    State.FAULT: group.notify_fault, State.STOP: group.notify_stop}.get(state)
-        key = f"GROUP {group.name}"
+        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, f"notify_{state.value.lower()}", None),
+                        group.notify, group.smtp_alert, _GROUP_MAIL.get(state))
+
+    def _vrrp_news(self, kind: str, name: str, state: Union[State, str], priority: int, specific: Optional[Command],
+                   notify: Optional[Command], smtp_alert: Optional[bool], mail: Optional[Tuple[str, str]]) -> None:
+        """What an instance's or group's news sets going: the state's own script, `notify KIND NAME STATE
+        PRIORITY`, the FIFO line and, with smtp_alert, the mail (subject, body)."""
+        key, what = f"{kind} {name}", state.value if isinstance(state, State) else state
         if specific is not None:
             self._queue(key, specific, [])
-        if group.notify is not None:
-            self._queue(key, group.notify, ["GROUP", group.name, state.value, "0"])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group.name, state.value, 0))
+        if notify is not None:
+            self._queue(key, notify, [kind, name, what, str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line(kind, name, what, priority))
         gd = self.config.global_defs
-        if smtp_alert_wanted(group.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _GROUP_MAIL:
-            subject, body = _GROUP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Group {group.name} - {subject}", body)
+        if mail is not None and smtp_alert_wanted(smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
+            self._mail(key, state, f"[{gd.router_id}] VRRP {kind.title()} {name} - {mail[0]}", mail[1])
 
     def vrrp_master_rx_lower_pri(self, inst: VrrpInstance, priority: int) -> None:
         """The MASTER received a lower-priority advert: notify_master_rx_lower_pri and the FIFO."""
@@ -10664,13 +10739,24 @@ class Notifier:
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        """Real server `rs` of `vs` went up or down: the FIFO `RS ...` line and the mail.
+        """Real server `rs` of `vs` went up or down: its notify_up/notify_down, the FIFO `RS ...` line and the mail."""
+        self.real_server_notifies(vs, rs, up)
+        self.checker_mail(vs, rs, up, reason)
 
-        The LVS manager runs the real server's notify_up/notify_down scripts itself."""
+    def real_server_notifies(self, vs: VirtualServer, rs: RealServer, up: bool) -> None:
+        """keepalived's do_rs_notifies(): notify_up or notify_down, and the FIFO `RS ...` line (no mail)."""
         rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
-        key = f"RS {rs_name} {vs_name}"
+        cmd = rs.notify_up if up else rs.notify_down
+        if cmd is not None:
+            self._queue(f"RS {rs_name} {vs_name}", cmd, [])
+        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {'UP' if up else 'DOWN'}\n")
+
+    def checker_mail(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "", checker: str = "") -> None:
+        """The mail of a checker of `rs` that went up or down (`checker` names it when the real server itself did
+        not change: keepalived mails each checker's change unless no_checker_emails)."""
+        rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
+        key = f"RS {rs_name} {vs_name}" + (f" {checker}" if checker else "")
         word = "UP" if up else "DOWN"
-        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
             if reason.startswith("=>"):
@@ -10684,11 +10770,14 @@ class Notifier:
             self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
 
     def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
-        """A virtual server gained (up) or lost its quorum: the FIFO `VS ...` line and the mail
-        (the LVS manager runs quorum_up/quorum_down itself)."""
+        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, the FIFO `VS ...` line and
+        the mail."""
         vs_name = format_virtual_server(vs)
         key = f"VS {vs_name}"
         word = "UP" if up else "DOWN"
+        cmd = vs.quorum_up if up else vs.quorum_down
+        if cmd is not None:
+            self._queue(key, cmd, [])
         self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(vs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert):
@@ -10817,6 +10906,10 @@ class _RateLimit:
 
 
 RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
+# A socket readable again within RX_PAUSE of the pass that emptied it is flooded: it is then read every RX_PAUSE
+# (its reader off the loop in between) rather than once per packet, each wake-up of the loop costing more than
+# rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
+RX_PAUSE = 0.002
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
@@ -10903,6 +10996,8 @@ class Daemon:
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self._rx_drained: Dict[int, float] = {}  # id(vsock) -> when a pass last emptied it (RX_PAUSE)
+        self._rx_paused: Dict[int, Timer] = {}  # id(vsock) -> the timer that watches it again
         self.announcers: Dict[str, Announcer] = {}
         self.links: Dict[int, LinkInfo] = {}
         self.addrs: List[AddrInfo] = []
@@ -11161,6 +11256,10 @@ class Daemon:
                      and r.family == key[1] and (key[2] == IPPROTO_VRRP or r.ah is not None)]
             if not users:
                 self.loop.remove_reader(vsock.sock)
+                paused = self._rx_paused.pop(id(vsock), None)
+                if paused is not None:
+                    paused.cancel()
+                self._rx_drained.pop(id(vsock), None)
                 vsock.close()
                 del self.vsocks[key]
 
@@ -11447,6 +11546,9 @@ class Daemon:
         for ifname in self._promoted:
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
         self._promoted.clear()
+        for paused in self._rx_paused.values():
+            paused.cancel()
+        self._rx_paused.clear()
         socks: List[Any] = list(self.vsocks.values()) + list(self.announcers.values())
         for sock in socks + [rt.xmit for rt in self.runtimes if rt.xmit is not None]:
             sock.close()
@@ -12030,8 +12132,27 @@ class Daemon:
                 self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
                 continue
             if pkt is None:
+                self._rx_emptied(vsock)
                 return
             self._receive(vsock, pkt)
+
+    def _rx_emptied(self, vsock: VrrpSocket) -> None:
+        """A pass read the socket empty: if the previous one did so less than RX_PAUSE ago, packets arrive
+        faster than the loop should wake up for them; the socket is read again in RX_PAUSE (see RX_PAUSE)."""
+        now, key = self.loop.time(), id(vsock)
+        last = self._rx_drained.get(key)
+        self._rx_drained[key] = now
+        if last is None or now - last >= RX_PAUSE or key in self._rx_paused:
+            return
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is not vsock:
+            return  # read by a master-down check after a reload took it off the loop
+        self.loop.remove_reader(vsock.sock)
+        self._rx_paused[key] = self.loop.call_later(RX_PAUSE, self._rx_resume, vsock)
+
+    def _rx_resume(self, vsock: VrrpSocket) -> None:
+        self._rx_paused.pop(id(vsock), None)
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is vsock:
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
 
     def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
         """The sockets that carry the instance's adverts, each with the reader of one batch."""
@@ -12157,11 +12278,13 @@ class Daemon:
             candidates = [r for r in candidates if r.ah is not None]
             if not candidates:
                 return
-        unicast = not pkt.dst.is_multicast
-        # the instance of that mode (a unicast one that lists the sender first), else the first: mode_mismatch
-        rt = next((r for r in candidates if r.unicast == unicast
-                   and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
-            or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
+        unicast = not is_multicast(pkt.dst)
+        if len(candidates) == 1 and not unicast:  # the common case, and a flood's: one instance for the VRID
+            rt: Optional[InstanceRuntime] = candidates[0]
+        else:  # the instance of that mode (a unicast one that lists the sender first), else the first
+            rt = next((r for r in candidates if r.unicast == unicast
+                       and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
+                or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
         if rt is None:
             self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                            f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
