@@ -8957,27 +8957,28 @@ def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
     require(os.path.exists(KEEPALIVED), "needs keepalived (apt-get install keepalived)")
     (tmp_path / "ka").mkdir()
     ka = _Node(lab, ns, tmp_path, "K", body, keepalived=True, env=dict(os.environ, TMPDIR=str(tmp_path / "ka")))
-    wait_for(lambda: lab.has_address(ns, VIP), 10, what="keepalived's VIP")
+    wait_for(lambda: lab.has_address(ns, VIP), 20, what="keepalived's VIP")
     time.sleep(0.5)
     os.kill(int((tmp_path / "K.vrrp.pid").read_text()), signal.SIGRTMIN + 2)
     theirs_path = tmp_path / "ka" / "keepalived.json"
-    wait_for(lambda: theirs_path.exists() and theirs_path.read_text().rstrip().endswith("]"), 5, what="keepalived.json")
+    wait_for(lambda: theirs_path.exists() and theirs_path.read_text().rstrip().endswith("]"), 15,
+             what="keepalived.json")
     theirs = json.loads(theirs_path.read_text())
-    assert ka.stop() == 0
-    wait_for(lambda: not lab.has_address(ns, VIP), 5, what="keepalived gone")
+    ka.stop(timeout=20)
+    wait_for(lambda: not lab.has_address(ns, VIP), 10, what="keepalived gone")
 
     out = tmp_path / "ours" / "keepalived.json"
     out.parent.mkdir()
     extra = f"    json_version 1\n    json_dump_file {out}\n"
     node = _Node(lab, ns, tmp_path, "A", body.replace("vrrp_version 3\n", "vrrp_version 3\n" + extra),
                  control=True, wait=False)
-    wait_for(lambda: lab.has_address(ns, VIP), 5, what="vrrpd's VIP")
-    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    wait_for(lambda: lab.has_address(ns, VIP), 15, what="vrrpd's VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 15, what="control socket")
     time.sleep(0.5)
     node.proc.send_signal(signal.SIGRTMIN + 2)
-    wait_for(lambda: out.exists(), 5, what="vrrpd's keepalived.json")
+    wait_for(lambda: out.exists(), 15, what="vrrpd's keepalived.json")
     ours = json.loads(out.read_text())
-    assert isinstance(ours, list) and len(ours) == len(theirs) == 1
+    assert isinstance(ours, list) and len(ours) == len(theirs) == 1, (ours, theirs)
     (t_data, t_stats), (o_data, o_stats) = (theirs[0]["data"], theirs[0]["stats"]), (ours[0]["data"], ours[0]["stats"])
     assert set(t_data) <= set(o_data), set(t_data) - set(o_data)
     assert set(t_stats) <= set(o_stats), set(t_stats) - set(o_stats)
@@ -8990,7 +8991,7 @@ def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
                 + "vrrp_track_process tp {\n    process no-such-program-here\n    weight 10\n}\n")
     out.unlink()
     node.proc.send_signal(signal.SIGRTMIN + 2)
-    wait_for(lambda: out.exists(), 5, what="the version 2 dump")
+    wait_for(lambda: out.exists(), 15, what="the version 2 dump")
     doc = json.loads(out.read_text())
     assert set(doc) == {"vrrp", "track_process"} and doc["vrrp"][0]["data"]["iname"] == "VI_1"
     assert doc["track_process"] == [{"process": "no-such-program-here", "param_match": "none", "min_processes": 1,
