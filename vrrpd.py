@@ -64,7 +64,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
 
@@ -270,6 +270,9 @@ class AuthType(enum.Enum):
     AH = 2
 
 
+_AUTH_TYPES = {a.value: a for a in AuthType}
+
+
 class LbKind(enum.Enum):
     """IPVS forwarding methods; the values are IP_VS_CONN_F_* numbers."""
 
@@ -442,6 +445,9 @@ class GlobalDefs:
     vrrp_notify_priority_changes: bool = False
     lvs_flush: bool = False
     lvs_flush_on_stop: bool = False
+    checker_log_all_failures: bool = False  # every checker logs every failure (its log_all_failures)
+    no_checker_emails: bool = False  # mail only when a real server goes up or down, not for each checker
+    rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
@@ -833,8 +839,12 @@ class RealServer:
     address: IPAddress
     port: Optional[int] = None
     line: int = 0
-    weight: int = 1
-    lb_kind: Optional[LbKind] = None  # None: the virtual server's
+    weight: int = 1  # without its own `weight`, the virtual server's `weight` (keepalived's default weight)
+    weight_set: bool = False  # the real server said `weight`
+    lb_kind: Optional[LbKind] = None  # None: the virtual server's (and its tunnel settings)
+    tunnel_type: Optional[str] = None  # `lvs_method TUN type ipip|gue|gre [port N] [nocsum|csum|remcsum]`
+    tunnel_port: Optional[int] = None
+    tunnel_csum: Optional[str] = None
     notify_up: Optional[Command] = None
     notify_down: Optional[Command] = None
     uthreshold: int = 0
@@ -885,6 +895,7 @@ class VirtualServer:
     tunnel_type: Optional[str] = None  # ipip | gue | gre
     tunnel_port: Optional[int] = None
     tunnel_csum: Optional[str] = None
+    weight: int = 1  # the weight of its real servers that do not say theirs
     persistence_timeout: Optional[int] = None
     persistence_granularity: Optional[IPAddress] = None
     persistence_engine: Optional[str] = None
@@ -1688,6 +1699,9 @@ def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     if name in ("process_names", "process_name", "child_wait_time", "tmp_config_directory") \
             or name.endswith("_process_name"):
         return "one process", ""  # tmp_config_directory: where keepalived keeps the copy its children read
+    if name.startswith("lvs_netlink_"):  # keepalived_netlink.c: the checker process's own rtnetlink sockets
+        return "one process", ("sizes the checker process's own netlink socket (vrrpd's one set is sized by "
+                               "vrrp_netlink_*)" if not name.endswith("_force") else "")
     if name in ("max_auto_priority", "min_auto_priority_delay"):  # keepalived's set_process_priorities()
         return "one process", "raises its processes to real-time scheduling when their timers run late"
     for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
@@ -3249,9 +3263,10 @@ _kw(_G, "umask", _g_umask, (1, None))
 _kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
-_accept_only(_G, "checker_log_all_failures "
-             "lvs_sync_daemon "
-             "nftables_ifindex nftables_no_lvs "
+for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
+    _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_accept_only(_G, "lvs_sync_daemon "
+             "nftables_ifindex "
              "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
@@ -3259,13 +3274,12 @@ _accept_only(_G, "checker_log_all_failures "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
              "vmac_addr_prefix "
-             "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
+             "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "linkbeat_use_polling no_checker_emails process_names process_name "
+             "linkbeat_use_polling process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory "
-             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
-             "rs_init_notifies")
+             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
@@ -3693,22 +3707,52 @@ def _lb_kind(text: str) -> LbKind:
 
 
 def _v_lb_kind(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
-    obj.lb_kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
-    if isinstance(obj, VirtualServer):
-        words = [a.text for a in args[1:]]
-        k = 0
-        while k < len(words):
-            if words[k] == "type" and k + 1 < len(words):
-                obj.tunnel_type = words[k + 1]
-                k += 2
-            elif words[k] == "port" and k + 1 < len(words):
-                obj.tunnel_port = _parse_port(words[k + 1])
-                k += 2
-            elif words[k] in ("nocsum", "csum", "remcsum"):
-                obj.tunnel_csum = words[k]
-                k += 1
-            else:
-                raise _Invalid(f"unexpected '{words[k]}' after {args[0].text}")
+    """`lvs_method NAT|DR|TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]`, for a virtual server or one
+    real server (keepalived's svr_forwarding_handler, its checks and messages; a bad line changes nothing)."""
+    kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
+    what = "virtual" if isinstance(obj, VirtualServer) else "real"
+    tun_type, port, csum = "ipip", 0, "nocsum"
+    words = [a.text for a in args[1:]]
+    k = 0
+    while k < len(words):
+        if words[k] == "type" and k + 1 < len(words):
+            if words[k + 1] not in ("ipip", "gue", "gre"):
+                raise _Invalid(f"Unknown tunnel type {words[k + 1]} for {what} server.")
+            tun_type = words[k + 1]
+            k += 2
+        elif words[k] == "port" and k + 1 < len(words):
+            try:
+                port = _parse_int(words[k + 1], 1, 65535)
+            except _Invalid:
+                raise _Invalid(f"Invalid gue tunnel port {words[k + 1]} for {what} server.") from None
+            k += 2
+        elif words[k] in ("nocsum", "csum", "remcsum"):
+            csum = words[k]
+            k += 1
+        else:
+            raise _Invalid(f"Invalid tunnel option {words[k]} for {what} server.")
+    if (tun_type == "gue") != (port != 0):
+        raise _Invalid("gue tunnels require port, otherwise cannot have port.")
+    if tun_type == "ipip" and csum != "nocsum":
+        raise _Invalid("ipip tunnels do not support checksum option.")
+    if tun_type == "gre" and csum == "remcsum":
+        raise _Invalid("gre tunnels do not support remote checksum option.")
+    obj.lb_kind = kind
+    if words:
+        obj.tunnel_type, obj.tunnel_port, obj.tunnel_csum = tun_type, port or None, csum
+
+
+def _v_weight(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    try:
+        vs.weight = _parse_int(args[0].text, 1, 2147483647)
+    except _Invalid:
+        p.warning(args[0], f"Virtual server weight {args[0].text} is outside range 1-2147483647", "keepalived "
+                  "ignores it, and so does vrrpd")
+
+
+def _r_weight(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> None:
+    rs.weight = _parse_int(args[0].text, 0, 2147483647)
+    rs.weight_set = True
 
 
 _SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos")
@@ -3780,9 +3824,9 @@ _V = "virtual_server"
 _kw(_V, "delay_loop", _h_time("delay_loop", 0.001, 86400))
 for _name in ("lb_algo", "lvs_sched"):
     _kw(_V, _name, _v_sched)
+_TUN_WORDS = ("type", "port", "nocsum", "csum", "remcsum", "ipip", "gue", "gre")
 for _name in ("lb_kind", "lvs_method"):
-    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in ("type", "port", "nocsum", "csum", "remcsum", "ipip",
-                                                               "gue", "gre") or t.isdigit())
+    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in _TUN_WORDS or t.isdigit())
 _kw(_V, "persistence_timeout", _v_persistence, (0, 1), accept=_is_number)
 _kw(_V, "persistence_granularity", _h_ip("persistence_granularity"))
 _kw(_V, "persistence_engine", _h_str("persistence_engine"))
@@ -3824,12 +3868,13 @@ _kw(_V, "retry", _h_int("retry", 0, 2147483647))
 _kw(_V, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_V, "warmup", _h_time("warmup", 0, 86400))
 _kw(_V, "real_server", _v_real_server, (1, 2), "real_server")
-_accept_only(_V, "snmp_name weight")
+_kw(_V, "weight", _v_weight)
+_accept_only(_V, "snmp_name")
 
 _R = "real_server"
-_kw(_R, "weight", _h_int("weight", 0, 2147483647))
+_kw(_R, "weight", _r_weight)
 for _name in ("lb_kind", "lvs_method"):
-    _kw(_R, _name, _v_lb_kind)
+    _kw(_R, _name, _v_lb_kind, (1, 6), accept=lambda t: t in _TUN_WORDS or t.isdigit())
 _kw(_R, "notify_up", _h_cmd("notify_up"), (1, None))
 _kw(_R, "notify_down", _h_cmd("notify_down"), (1, None))
 _kw(_R, "uthreshold", _h_int("uthreshold", 0, 2147483647))
@@ -3842,7 +3887,6 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "tun_type tun_port")
 
 
 def _checker(kind: str) -> Handler:
@@ -4073,6 +4117,9 @@ def _which(program: str) -> Optional[str]:
         return which(program)
     except (ValueError, OSError):
         return None
+
+
+_CONNECTION_CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK")
 
 
 class _Validator:
@@ -4576,10 +4623,20 @@ class _Validator:
                     self.warn(tg.file, tg.line, f"track_group {tg.name}: {member} is not a vrrp_instance")
 
     def checkers(self, vs: VirtualServer) -> None:
-        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
+        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths; a link-local
+        IPv6 target needs bind_if (keepalived's check_conn_opts drops the checker). A real server without its own
+        weight takes the virtual server's."""
         for rs in vs.real_servers:
+            if not rs.weight_set:
+                rs.weight = vs.weight
             for chk in list(rs.checkers):
-                if chk.kind == "FILE_CHECK":
+                target = chk.connect_ip or rs.address
+                if (chk.kind in _CONNECTION_CHECKERS and target.version == 6 and target.is_link_local
+                        and not chk.bind_if):
+                    self.err(vs.file, chk.line, f"Checker link local address {target} requires a bind_if",
+                             "keepalived drops the checker; write bind_if IFNAME")
+                    rs.checkers.remove(chk)
+                elif chk.kind == "FILE_CHECK":
                     if chk.track_file is None:
                         self.warn(vs.file, chk.line, "FILE_CHECK has no track_file specified - ignoring")
                         rs.checkers.remove(chk)
@@ -4826,12 +4883,15 @@ VRRP_V3_HEADER = struct.Struct("!BBBBHH")  # vers_type, vrid, priority, naddr, r
 
 
 def inet_checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum."""
+    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum.
+
+    That sum of 16-bit words is the data as one big number modulo 0xFFFF (2**16 is 1 modulo 0xFFFF), with
+    0xFFFF standing for a zero remainder unless every byte is zero: one big-number operation per packet."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if not total and any(data):
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 
@@ -4892,11 +4952,13 @@ def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optiona
 
 
 def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
-                  checksum_as_v2: bool = False, family: int = 4) -> VrrpAdvert:
+                  checksum_as_v2: bool = False, family: int = 4, addresses: bool = True) -> VrrpAdvert:
     """Decode and verify a VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
 
     The family (the address width) is src's, else `family`. Checks (RFC 5798 section 7.1): version (IPv6 is
-    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given."""
+    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given.
+    addresses=False leaves the address list empty (advert_addresses() decodes it): the receive path builds
+    those objects only for an advert that passed its instance's checks, not for each one of a flood."""
     if src is not None:
         family = src.version
     if len(msg) < VRRP_HEADER_LEN:
@@ -4922,18 +4984,42 @@ def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPA
         ok = inet_checksum(pseudo_header(src, dst, len(msg)) + msg) == 0
     if not ok:
         raise PacketError("bad_checksum", f"0x{checksum:04x}")
-    make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
-    addresses: List[IPAddress] = [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(naddr)]
+    addrs = advert_addresses(msg, family) if addresses else []
     if version == 2:
         auth_type, intvl = msg[4], msg[5]
         if intvl == 0:
             raise PacketError("bad_interval", "0")
         auth_data = msg[expected - VRRP_AUTH_DATA_LEN: expected]
-        return VrrpAdvert(2, vrid, priority, addresses, float(intvl), auth_type, auth_data, checksum)
+        return VrrpAdvert(2, vrid, priority, addrs, float(intvl), auth_type, auth_data, checksum)
     centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
     if centis == 0:
         raise PacketError("bad_interval", "0")
-    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)
+    return VrrpAdvert(3, vrid, priority, addrs, centis / 100.0, 0, b"", checksum)
+
+
+def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
+    """The address list of a VRRP message that decode_advert() has verified."""
+    width, make = (4, ipaddress.IPv4Address) if family == 4 else (16, ipaddress.IPv6Address)
+    return [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(msg[3])]
+
+
+def is_multicast(address: IPAddress) -> bool:
+    """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
+    return int(address) >> 28 == 0xE if address.version == 4 else int(address) >> 120 == 0xFF
+
+
+_IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
+
+
+def _ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
+    """IPv4Address(packed), the same (immutable) object for the same bytes: the few sources and groups a
+    segment carries are built once, not for each packet. Bounded: a flood of spoofed sources only refills it."""
+    addr = _IPV4_INTERNED.get(packed)
+    if addr is None:
+        if len(_IPV4_INTERNED) >= 4096:
+            _IPV4_INTERNED.clear()
+        addr = _IPV4_INTERNED[packed] = ipaddress.IPv4Address(packed)
+    return addr
 
 
 @dataclass
@@ -4959,8 +5045,7 @@ def decode_ipv4(packet: bytes) -> Received:
     if ver_ihl >> 4 != 4 or ihl < IPV4_HEADER.size or len(packet) < ihl:
         raise PacketError("bad_ip_header")
     end = min(len(packet), tot_len) if tot_len >= ihl else len(packet)
-    return Received(ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), ttl, packet[ihl:end], proto,
-                    None, packet[:ihl])
+    return Received(_ipv4_address(src), _ipv4_address(dst), ttl, packet[ihl:end], proto, None, packet[:ihl])
 
 
 def encode_ipv4(
@@ -6039,7 +6124,7 @@ def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> b
 
 # --------------------------------------------------------------------------------------------
 # 5.1 State machine and receive checks (RFC 5798 sections 6 and 7.1)
-#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS lists every state change;
+#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS makes every state change;
 #     receive_checks() is RFC 5798 section 7.1 for both families. Nothing here reads a clock or a socket.
 # --------------------------------------------------------------------------------------------
 
@@ -6109,25 +6194,57 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
-# Every state change of the machine, and what causes it (RFC 5798 section 6.4, with keepalived's FAULT and
-# vrrpd's STOP). VrrpMachine._set_state() refuses anything not listed here.
-TRANSITIONS: Dict[Tuple[State, State], str] = {
-    (State.INIT, State.BACKUP): "Startup (6.4.1), below priority 255",
-    (State.INIT, State.MASTER): "Startup (6.4.1) of the address owner",
-    (State.INIT, State.FAULT): "Startup with an interface or tracker fault",
-    (State.INIT, State.STOP): "Shutdown before the start-up delay ran out",
-    (State.BACKUP, State.MASTER): "Master_Down_Timer fired (6.4.2), or the sync group went MASTER",
-    (State.BACKUP, State.BACKUP): "the sync group went BACKUP",
-    (State.BACKUP, State.FAULT): "an interface or tracker fault, or the sync group's",
-    (State.BACKUP, State.STOP): "Shutdown (6.4.2)",
-    (State.MASTER, State.MASTER): "the fault of a forced MASTER cleared (the owner stays MASTER)",
-    (State.MASTER, State.BACKUP): "an advert of higher priority (6.4.3), or the sync group went BACKUP",
-    (State.MASTER, State.FAULT): "a fault: priority 0 is sent first",
-    (State.MASTER, State.STOP): "Shutdown (6.4.3): priority 0 is sent first",
-    (State.FAULT, State.FAULT): "its own fault while the sync group holds it in FAULT",
-    (State.FAULT, State.BACKUP): "the fault cleared",
-    (State.FAULT, State.MASTER): "the fault of the address owner cleared",
-    (State.FAULT, State.STOP): "Shutdown",
+
+class Event(enum.Enum):
+    """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
+    set_fault, force_state, release_master, shutdown) say which of these happened, TRANSITIONS does the rest."""
+
+    STARTUP = "Startup (RFC 5798 6.4.1), below priority 255"
+    OWNER_STARTUP = "Startup (6.4.1) of the address owner"
+    FAULTY_STARTUP = "Startup with an interface or tracker fault"
+    MASTER_DOWN_TIMER = "Master_Down_Timer fired (6.4.2)"
+    HIGHER_PRIORITY_ADVERT = "an advert of higher priority, or of equal priority from a higher address (6.4.3)"
+    LATE_ADVER_TIMER = "Adver_Timer fired so late that a backup has taken over (timer_expired_backup)"
+    RELEASE = "something MASTER must hold vanished (keepalived's set_vrrp_backup)"
+    FAULT = "an interface or tracker fault"
+    FAULT_CLEARED = "the fault cleared"
+    OWNER_FAULT_CLEARED = "the fault of the address owner cleared"
+    SYNC_MASTER = "the sync group went MASTER"
+    SYNC_BACKUP = "the sync group went BACKUP"
+    SYNC_FAULT = "the sync group went FAULT"
+    SHUTDOWN = "Shutdown (6.4.2, 6.4.3)"
+
+
+# The machine's transitions (RFC 5798 section 6.4, with keepalived's FAULT and vrrpd's STOP): (state, event) ->
+# (new state, the VrrpMachine method that returns the transition's actions). VrrpMachine._fire() is the only
+# code that changes the state; an event with no row here in the current state is a bug, and raises.
+TRANSITIONS: Dict[Tuple[State, Event], Tuple[State, str]] = {
+    (State.INIT, Event.STARTUP): (State.BACKUP, "_enter_backup"),
+    (State.INIT, Event.OWNER_STARTUP): (State.MASTER, "_enter_master"),
+    (State.INIT, Event.FAULTY_STARTUP): (State.FAULT, "_enter_fault"),
+    (State.INIT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.BACKUP, Event.MASTER_DOWN_TIMER): (State.MASTER, "_take_over"),
+    (State.BACKUP, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.BACKUP, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.MASTER, Event.HIGHER_PRIORITY_ADVERT): (State.BACKUP, "_yield_to_higher_priority"),
+    (State.MASTER, Event.LATE_ADVER_TIMER): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.RELEASE): (State.BACKUP, "_release"),
+    (State.MASTER, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.MASTER, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.FAULT, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.FAULT, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
 }
 
 
@@ -6237,12 +6354,10 @@ class VrrpMachine:
         A MASTER forced to FAULT sends priority 0, so that the peer's members take over at once."""
         if self.state == state or self.state in (State.STOP, State.INIT):
             return []
-        if state == State.MASTER:
-            return self._become_master(now, "sync-group")
-        if state == State.FAULT:
-            return self._enter_fault(now, reason="sync-group")
-        self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="sync-group")
+        if state == State.BACKUP:
+            self.master_adver_int = self.advert_int
+        event = {State.MASTER: Event.SYNC_MASTER, State.BACKUP: Event.SYNC_BACKUP, State.FAULT: Event.SYNC_FAULT}[state]
+        return self._fire(now, event, reason="sync-group")
 
     def end_handover(self, now: float) -> List[Action]:
         """A second stop signal: do not wait for the new master any longer."""
@@ -6283,12 +6398,12 @@ class VrrpMachine:
         """RFC 5798 section 6.4.1 Initialize; keepalived always passes through BACKUP (init) unless owner or faulty."""
         self.fault = fault
         if fault:
-            return self._enter_fault(now, init=True)
+            return self._fire(now, Event.FAULTY_STARTUP, init=True)
         if self.priority == 255:
             # the address owner goes straight to MASTER
-            return self._become_master(now, "priority", "address owner (priority 255)")
+            return self._fire(now, Event.OWNER_STARTUP, reason="priority", detail="address owner (priority 255)")
         self.master_adver_int = self.advert_int
-        acts = self._enter_backup(now, init=True, reason="not-master", detail="starting up")
+        acts = self._fire(now, Event.STARTUP, init=True, reason="not-master", detail="starting up")
         if self.start_master:
             # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
             self.master_down_timer = now + self.advert_int + self.skew_time
@@ -6303,9 +6418,7 @@ class VrrpMachine:
             if self.hold_master:
                 self.master_down_timer = now + self.master_down_interval
                 return acts
-            # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
-            acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
-            acts += self._become_master(now, *self._takeover_reason(now))
+            acts += self._fire(now, Event.MASTER_DOWN_TIMER)
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
             if self.timer_expired_backup is not None:
                 # keepalived's timer_expired_backup: the loop ran so late that a backup (of priority at most P)
@@ -6315,7 +6428,7 @@ class VrrpMachine:
                 late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
-                                       logging.WARNING)] + self._enter_backup(now)
+                                       logging.WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -6345,11 +6458,12 @@ class VrrpMachine:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
             # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
-            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+            auth_type = _AUTH_TYPES.get(adv.auth_type)  # (by value: Enum's .value is slow, and a flood asks)
+            if auth_type is None:
                 return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
-            if adv.auth_type != self.auth_type.value:
+            if auth_type is not self.auth_type:
                 return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
-            if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
+            if auth_type is AuthType.PASS and adv.auth_data != self.auth_pass:
                 return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
@@ -6423,21 +6537,7 @@ class VrrpMachine:
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
                                    "reducing our priority", logging.ERROR))
         if higher:
-            # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
-            #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
-            #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
-            why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
-                   (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
-            acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
-                                      f"{adv.priority}, ours {self.effective_priority}")]
-            if self.higher_prio_send_advert:
-                # keepalived's higher_prio_send_advert: tell the winner once more that we were master
-                acts.append(SendAdvert(self.effective_priority))
-            if self.version == 3:
-                self.master_adver_int = adv.advert_int
-            acts = pre + acts + self._enter_backup(now, reason="priority", detail=why)
-            self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
-            return acts
+            return pre + self._fire(now, Event.HIGHER_PRIORITY_ADVERT, adv=adv, src=src)
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
         acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
                     f"ours {self.effective_priority}, forcing new election"),
@@ -6469,31 +6569,19 @@ class VrrpMachine:
         if self.state in (State.STOP, State.INIT):
             return []
         if fault:
-            return self._enter_fault(now)
+            return self._fire(now, Event.FAULT, reason="fault")
         # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
         if self.priority == 255:
-            return self._become_master(now, "fault-cleared", "address owner")
+            return self._fire(now, Event.OWNER_FAULT_CLEARED, reason="fault-cleared", detail="address owner")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="fault-cleared")
+        return self._fire(now, Event.FAULT_CLEARED, reason="fault-cleared")
 
     def shutdown(self, now: float, handover: bool = False) -> List[Action]:
         """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
 
         With `handover` (vrrpd's vrrp_handover_on_stop) the VIPs stay until the new master is heard, bounded
         by the longest Skew_Time plus one advert interval."""
-        acts: List[Action] = []
-        was_master = self.state == State.MASTER
-        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
-        if was_master:
-            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
-            if handover:
-                longest_skew = 1.0 if self.version == 2 else self.advert_int
-                self.handover_timer = now + longest_skew + self.advert_int
-            else:
-                acts += self._remove_vips()
-        self._set_state(State.STOP)
-        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
-        return acts
+        return self._fire(now, Event.SHUTDOWN, handover=handover)
 
     def release_master(self, now: float, why: str) -> List[Action]:
         """keepalived's set_vrrp_backup: something MASTER must hold vanished (a tracked virtual route or rule
@@ -6501,21 +6589,20 @@ class VrrpMachine:
         router is MASTER again at once and reinstalls everything."""
         if self.state != State.MASTER:
             return []
-        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
-                              Log(f"({self.name}) sent 0 priority", detail=True)]
-        acts += self._enter_backup(now, reason="fault", detail=why)
-        self.master_down_timer = now + self.skew_time
-        return acts
+        return self._fire(now, Event.RELEASE, why=why)
 
-    # -- transitions ---------------------------------------------------------------------------
-    def _set_state(self, state: State) -> None:
-        if (self.state, state) not in TRANSITIONS:
-            raise AssertionError(f"({self.name}) no transition {self.state.value} -> {state.value}")
-        self.state = state
+    # -- transitions: TRANSITIONS names these; each gets the state the machine left ------------
+    def _fire(self, now: float, event: Event, **details: Any) -> List[Action]:
+        """Move as TRANSITIONS says for (state, event), and return the transition's actions."""
+        try:
+            target, actions = TRANSITIONS[self.state, event]
+        except KeyError:
+            raise AssertionError(f"({self.name}) no transition from {self.state.value} on {event.name}") from None
+        previous, self.state = self.state, target
+        return getattr(self, actions)(now, previous, **details)
 
-    def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
+    def _enter_master(self, now: float, previous: State, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
-        self._set_state(State.MASTER)
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
@@ -6534,29 +6621,71 @@ class VrrpMachine:
                  Notify(State.MASTER, self.effective_priority, reason, detail)]
         return acts
 
-    def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
-        was_master = self.state == State.MASTER
-        self._set_state(State.BACKUP)
+    def _take_over(self, now: float, previous: State) -> List[Action]:
+        # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
+        reason, detail = self._takeover_reason(now)
+        return ([Log(f"({self.name}) Receive advertisement timeout", detail=True)] +
+                self._enter_master(now, previous, reason, detail))
+
+    def _enter_backup(self, now: float, previous: State, init: bool = False, reason: str = "",
+                      detail: str = "") -> List[Action]:
         self.adver_timer = None
         self.master_down_timer = now + self.master_down_interval
         acts: List[Action] = [Log(f"({self.name}) Entering BACKUP STATE" + (" (init)" if init else ""))]
-        if was_master:
+        if previous == State.MASTER:
             acts.append(StopGarp())
         acts += self._remove_vips()
         self.master_priority = self.last_advert = None
         acts.append(Notify(State.BACKUP, self.effective_priority, reason, detail))
         return acts
 
-    def _enter_fault(self, now: float, init: bool = False, reason: str = "fault") -> List[Action]:
+    def _yield_to_higher_priority(self, now: float, previous: State, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
+        # RFC 5798 section 6.4.3: "... greater than the local Priority, or ... equal ... and the primary IPvX
+        # Address of the sender is greater than the local primary IPvX Address: Cancel Adver_Timer, Set
+        # Master_Adver_Interval, Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition
+        # to Backup"
+        why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
+               (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
+        acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
+                                  f"{adv.priority}, ours {self.effective_priority}")]
+        if self.higher_prio_send_advert:
+            # keepalived's higher_prio_send_advert: tell the winner once more that we were master
+            acts.append(SendAdvert(self.effective_priority))
+        if self.version == 3:
+            self.master_adver_int = adv.advert_int
+        acts += self._enter_backup(now, previous, reason="priority", detail=why)
+        self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
+        return acts
+
+    def _release(self, now: float, previous: State, why: str) -> List[Action]:
+        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
+                              Log(f"({self.name}) sent 0 priority", detail=True)]
+        acts += self._enter_backup(now, previous, reason="fault", detail=why)
+        self.master_down_timer = now + self.skew_time
+        return acts
+
+    def _enter_fault(self, now: float, previous: State, init: bool = False, reason: str = "fault") -> List[Action]:
         acts: List[Action] = []
-        if self.state == State.MASTER:
+        if previous == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
             acts += [SendAdvert(0), StopGarp()]
-        self._set_state(State.FAULT)
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
         acts.append(Notify(State.FAULT, self.effective_priority, reason))
+        return acts
+
+    def _enter_stop(self, now: float, previous: State, handover: bool = False) -> List[Action]:
+        acts: List[Action] = []
+        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
+        if previous == State.MASTER:
+            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
+            if handover:
+                longest_skew = 1.0 if self.version == 2 else self.advert_int
+                self.handover_timer = now + longest_skew + self.advert_int
+            else:
+                acts += self._remove_vips()
+        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
     def _remove_vips(self) -> List[Action]:
@@ -6570,9 +6699,9 @@ class VrrpMachine:
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
-@dataclass(frozen=True)
-class Drop:
-    """A received advert fails a receive check: the counter it goes to, and the log line."""
+class Drop(NamedTuple):
+    """A received advert fails a receive check: the counter it goes to, and the log line. (A tuple: a flood
+    makes one per packet, and a frozen dataclass costs three times as much to build.)"""
 
     reason: str
     message: str
@@ -6595,7 +6724,7 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
     (keepalived's old_unicast_checksum); when it is None, that sum is tried after the right one fails, and an
     advert that passes it says so (old_checksum=True: keepalived then switches to it)."""
     name, src = machine.name, pkt.src
-    unicast = not pkt.dst.is_multicast
+    unicast = not is_multicast(pkt.dst)
     if unicast != unicast_mode:
         return Drop("mode_mismatch", f"({name}) received {'unicast' if unicast else 'multicast'} advert from "
                     f"{src}, but we are {'unicast' if unicast_mode else 'multicast'}")
@@ -6614,25 +6743,28 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
         if unwrapped is None:
             return None
         payload = unwrapped
+    family = src.version
     try:
-        if src.version == 4:
+        if family == 4:
             old = unicast and old_checksum is True and not checksum_as_v2
             try:
-                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2)
+                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2, addresses=False)
             except PacketError as exc:
                 if exc.reason != "bad_checksum" or not unicast or old_checksum is not None or checksum_as_v2:
                     raise
-                adv = decode_advert(payload, src, group4)  # raises the same bad_checksum when that fails too
+                # raises the same bad_checksum when that fails too
+                adv = decode_advert(payload, src, group4, addresses=False)
                 if adv.version != 3:
                     raise exc from None
                 adv.old_checksum = True
         else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
-            adv = decode_advert(payload, family=6)
+            adv = decode_advert(payload, family=6, addresses=False)
     except PacketError as exc:
         return Drop(exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
     problem = machine.check_advert(adv, src)
     if problem is not None:
         return Drop(problem[0], f"({name}) {problem[1]}")
+    adv.addresses = advert_addresses(payload, family)
     return adv
 
 
@@ -7985,43 +8117,29 @@ class Rtnetlink(NetlinkSocket):
         else:
             payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
             flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-        try:
-            self.request(RTM_NEWADDR, flags, payload)
-        except NetlinkError as exc:
-            if exc.errno == errno.EEXIST:
-                return False
-            raise
-        return True
+        return self._change(RTM_NEWADDR, flags, payload, (errno.EEXIST,))
 
     def del_address(self, index: int, vip: VirtualIP) -> bool:
         """Delete a VIP; False when it was not there."""
         payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer)
-        try:
-            self.request(RTM_DELADDR, NLM_F_ACK, payload)
-        except NetlinkError as exc:
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
-                return False
-            raise
-        return True
+        return self._change(RTM_DELADDR, NLM_F_ACK, payload, (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV))
 
     def route(self, route: Route, ifindex: Callable[[str], int], add: bool, replace: bool = False) -> bool:
         """Add (or delete) one route; False when it was already there (or already gone)."""
-        msg_type, flags, payload = route_request(route, ifindex, delete=not add, replace=replace)
-        try:
-            self.request(msg_type, flags, payload)
-        except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
-                return False
-            raise
-        return True
+        return self._change(*route_request(route, ifindex, delete=not add, replace=replace),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
 
     def rule(self, rule: Rule, add: bool) -> bool:
         """Add (or delete) one policy-routing rule; False when it was already there (or already gone)."""
-        msg_type, flags, payload = rule_request(rule, delete=not add)
+        return self._change(*rule_request(rule, delete=not add),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
+
+    def _change(self, msg_type: int, flags: int, payload: bytes, done_already: Tuple[int, ...]) -> bool:
+        """One change request; False when the kernel answers that it is done already (an errno in done_already)."""
         try:
             self.request(msg_type, flags, payload)
         except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+            if exc.errno in done_already:
                 return False
             raise
         return True
@@ -8663,7 +8781,8 @@ class _CheckRunner:
         self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
         self.results[ok] += 1
         was_up = self.decision.up
-        if not ok and reason and (was_up or self.chk.log_all_failures):
+        if not ok and reason and (was_up or self.chk.log_all_failures
+                                  or self.manager.config.global_defs.checker_log_all_failures):
             log.info("%s", reason)
         change, when = self.decision.record(self.loop.time(), ok, weight)
         if change is False:
@@ -8672,7 +8791,7 @@ class _CheckRunner:
             log.info("%s", self._success_line())
         if change is not None or (ok and weight != self.rsr.weight_seen.get(id(self))):
             self.rsr.weight_seen[id(self)] = weight
-            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
+            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "", self, change)
         self.due = when
         self.timer = self.loop.call_at(when, self._attempt, self.attempt)
 
@@ -9381,14 +9500,22 @@ class LvsManager:
                 first = self.spread * min(check.params.delay_loop, 1.0)
                 check.start(check.params.warmup * random.random() if check.params.warmup else first)
             rsr.was_alive = rsr.alive
+            if rsr.alive and self.config.global_defs.rs_init_notifies:
+                self.notifier.real_server_notifies(vs, rs, True)  # keepalived: an RS up at start tells so
         for rsr in old.rs.values() if old is not None else []:
             for c in rsr.checkers:
                 c.stop()
 
-    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str) -> None:
+    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str, check: Optional[_CheckRunner] = None,
+                         change: Optional[bool] = None) -> None:
         if self.vs.get(_vs_name(vsr.vs)) is not vsr:
             return
         alive = rsr.alive
+        if alive == rsr.was_alive and change is not None and check is not None \
+                and not self.config.global_defs.no_checker_emails:
+            # a checker changed but its real server did not (another checker holds it down): keepalived mails it
+            self.notifier.checker_mail(vsr.vs, rsr.rs, change, reason,
+                                       f"{check._label()}#{rsr.checkers.index(check)}")
         if alive != rsr.was_alive:
             rsr.was_alive = alive
             inhibit = rsr.rs.inhibit_on_failure if rsr.rs.inhibit_on_failure is not None else vsr.vs.inhibit_on_failure
@@ -9421,10 +9548,13 @@ class LvsManager:
         want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
         for key, (weight, method, uthr, lthr) in plan.items():
             dest = IpvsDest(key[0], key[1], method.value, weight, uthr, lthr)
-            if method == LbKind.TUN and vs.tunnel_type:
-                dest.tun_type = IPVS_TUN_TYPES.get(vs.tunnel_type, 0)
-                dest.tun_port = vs.tunnel_port or 0
-                dest.tun_flags = IPVS_TUN_CSUM.get(vs.tunnel_csum or "nocsum", 0)
+            rsr = vsr.rs.get(key)
+            # a real server with its own lvs_method has its own tunnel; else the virtual server's (keepalived)
+            tunnel: Any = rsr.rs if rsr is not None and rsr.rs.lb_kind is not None else vs
+            if method == LbKind.TUN and tunnel.tunnel_type:
+                dest.tun_type = IPVS_TUN_TYPES.get(tunnel.tunnel_type, 0)
+                dest.tun_port = tunnel.tunnel_port or 0
+                dest.tun_flags = IPVS_TUN_CSUM.get(tunnel.tunnel_csum or "nocsum", 0)
             want[key] = dest
         assert self.nl is not None
         for skey in vsr.keys:
@@ -10575,18 +10705,8 @@ class Notifier:
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
         """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
-        specific = {State.MASTER: inst.notify_master, State.BACKUP: inst.notify_backup,
-                    State.FAULT: inst.notify_fault, State.STOP: inst.notify_stop}.get(state)
-        key = f"INSTANCE {inst.name}"
-        if specific is not None:
-            self._queue(key, specific, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, state.value, str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
-            subject, body = _VRRP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, f"notify_{state.value.lower()}", None),
+                        inst.notify, inst.smtp_alert, _VRRP_MAIL.get(state))
 
     def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
                               groups: List[Dict[str, Any]]) -> None:
@@ -10602,30 +10722,27 @@ class Notifier:
         if inst.notify_deleted is None:
             self.vrrp_instance(inst, State.FAULT, priority)
             return
-        key = f"INSTANCE {inst.name}"
-        self._queue(key, inst.notify_deleted, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, "DELETED", str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "DELETED", priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
-            self._mail(key, "DELETED", f"[{gd.router_id}] VRRP Instance {inst.name} - Deleted",
-                       "=> VRRP Deleted at reload <=")
+        self._vrrp_news("INSTANCE", inst.name, "DELETED", priority, inst.notify_deleted, inst.notify, inst.smtp_alert,
+                        ("Deleted", "=> VRRP Deleted at reload <="))
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
-        specific = {State.MASTER: group.notify_master, State.BACKUP: group.notify_backup,
-                    State.FAULT: group.notify_fault, State.STOP: group.notify_stop}.get(state)
-        key = f"GROUP {group.name}"
+        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, f"notify_{state.value.lower()}", None),
+                        group.notify, group.smtp_alert, _GROUP_MAIL.get(state))
+
+    def _vrrp_news(self, kind: str, name: str, state: Union[State, str], priority: int, specific: Optional[Command],
+                   notify: Optional[Command], smtp_alert: Optional[bool], mail: Optional[Tuple[str, str]]) -> None:
+        """What an instance's or group's news sets going: the state's own script, `notify KIND NAME STATE
+        PRIORITY`, the FIFO line and, with smtp_alert, the mail (subject, body)."""
+        key, what = f"{kind} {name}", state.value if isinstance(state, State) else state
         if specific is not None:
             self._queue(key, specific, [])
-        if group.notify is not None:
-            self._queue(key, group.notify, ["GROUP", group.name, state.value, "0"])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group.name, state.value, 0))
+        if notify is not None:
+            self._queue(key, notify, [kind, name, what, str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line(kind, name, what, priority))
         gd = self.config.global_defs
-        if smtp_alert_wanted(group.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _GROUP_MAIL:
-            subject, body = _GROUP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Group {group.name} - {subject}", body)
+        if mail is not None and smtp_alert_wanted(smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
+            self._mail(key, state, f"[{gd.router_id}] VRRP {kind.title()} {name} - {mail[0]}", mail[1])
 
     def vrrp_master_rx_lower_pri(self, inst: VrrpInstance, priority: int) -> None:
         """The MASTER received a lower-priority advert: notify_master_rx_lower_pri and the FIFO."""
@@ -10645,13 +10762,24 @@ class Notifier:
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        """Real server `rs` of `vs` went up or down: the FIFO `RS ...` line and the mail.
+        """Real server `rs` of `vs` went up or down: its notify_up/notify_down, the FIFO `RS ...` line and the mail."""
+        self.real_server_notifies(vs, rs, up)
+        self.checker_mail(vs, rs, up, reason)
 
-        The LVS manager runs the real server's notify_up/notify_down scripts itself."""
+    def real_server_notifies(self, vs: VirtualServer, rs: RealServer, up: bool) -> None:
+        """keepalived's do_rs_notifies(): notify_up or notify_down, and the FIFO `RS ...` line (no mail)."""
         rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
-        key = f"RS {rs_name} {vs_name}"
+        cmd = rs.notify_up if up else rs.notify_down
+        if cmd is not None:
+            self._queue(f"RS {rs_name} {vs_name}", cmd, [])
+        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {'UP' if up else 'DOWN'}\n")
+
+    def checker_mail(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "", checker: str = "") -> None:
+        """The mail of a checker of `rs` that went up or down (`checker` names it when the real server itself did
+        not change: keepalived mails each checker's change unless no_checker_emails)."""
+        rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
+        key = f"RS {rs_name} {vs_name}" + (f" {checker}" if checker else "")
         word = "UP" if up else "DOWN"
-        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
             if reason.startswith("=>"):
@@ -10665,11 +10793,14 @@ class Notifier:
             self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
 
     def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
-        """A virtual server gained (up) or lost its quorum: the FIFO `VS ...` line and the mail
-        (the LVS manager runs quorum_up/quorum_down itself)."""
+        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, the FIFO `VS ...` line and
+        the mail."""
         vs_name = format_virtual_server(vs)
         key = f"VS {vs_name}"
         word = "UP" if up else "DOWN"
+        cmd = vs.quorum_up if up else vs.quorum_down
+        if cmd is not None:
+            self._queue(key, cmd, [])
         self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(vs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert):
@@ -10798,6 +10929,10 @@ class _RateLimit:
 
 
 RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
+# A socket readable again within RX_PAUSE of the pass that emptied it is flooded: it is then read every RX_PAUSE
+# (its reader off the loop in between) rather than once per packet, each wake-up of the loop costing more than
+# rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
+RX_PAUSE = 0.002
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
@@ -10884,6 +11019,8 @@ class Daemon:
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self._rx_drained: Dict[int, float] = {}  # id(vsock) -> when a pass last emptied it (RX_PAUSE)
+        self._rx_paused: Dict[int, Timer] = {}  # id(vsock) -> the timer that watches it again
         self.announcers: Dict[str, Announcer] = {}
         self.links: Dict[int, LinkInfo] = {}
         self.addrs: List[AddrInfo] = []
@@ -11146,6 +11283,10 @@ class Daemon:
                      and r.family == key[1] and (key[2] == IPPROTO_VRRP or r.ah is not None)]
             if not users:
                 self.loop.remove_reader(vsock.sock)
+                paused = self._rx_paused.pop(id(vsock), None)
+                if paused is not None:
+                    paused.cancel()
+                self._rx_drained.pop(id(vsock), None)
                 vsock.close()
                 del self.vsocks[key]
 
@@ -11432,6 +11573,9 @@ class Daemon:
         for ifname in self._promoted:
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
         self._promoted.clear()
+        for paused in self._rx_paused.values():
+            paused.cancel()
+        self._rx_paused.clear()
         socks: List[Any] = list(self.vsocks.values()) + list(self.announcers.values())
         for sock in socks + [rt.xmit for rt in self.runtimes if rt.xmit is not None]:
             sock.close()
@@ -12015,8 +12159,27 @@ class Daemon:
                 self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
                 continue
             if pkt is None:
+                self._rx_emptied(vsock)
                 return
             self._receive(vsock, pkt)
+
+    def _rx_emptied(self, vsock: VrrpSocket) -> None:
+        """A pass read the socket empty: if the previous one did so less than RX_PAUSE ago, packets arrive
+        faster than the loop should wake up for them; the socket is read again in RX_PAUSE (see RX_PAUSE)."""
+        now, key = self.loop.time(), id(vsock)
+        last = self._rx_drained.get(key)
+        self._rx_drained[key] = now
+        if last is None or now - last >= RX_PAUSE or key in self._rx_paused:
+            return
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is not vsock:
+            return  # read by a master-down check after a reload took it off the loop
+        self.loop.remove_reader(vsock.sock)
+        self._rx_paused[key] = self.loop.call_later(RX_PAUSE, self._rx_resume, vsock)
+
+    def _rx_resume(self, vsock: VrrpSocket) -> None:
+        self._rx_paused.pop(id(vsock), None)
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is vsock:
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
 
     def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
         """The sockets that carry the instance's adverts, each with the reader of one batch."""
@@ -12142,11 +12305,13 @@ class Daemon:
             candidates = [r for r in candidates if r.ah is not None]
             if not candidates:
                 return
-        unicast = not pkt.dst.is_multicast
-        # the instance of that mode (a unicast one that lists the sender first), else the first: mode_mismatch
-        rt = next((r for r in candidates if r.unicast == unicast
-                   and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
-            or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
+        unicast = not is_multicast(pkt.dst)
+        if len(candidates) == 1 and not unicast:  # the common case, and a flood's: one instance for the VRID
+            rt: Optional[InstanceRuntime] = candidates[0]
+        else:  # the instance of that mode (a unicast one that lists the sender first), else the first
+            rt = next((r for r in candidates if r.unicast == unicast
+                       and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
+                or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
         if rt is None:
             self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                            f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
@@ -13622,117 +13787,153 @@ def demo_prerequisites() -> List[str]:
     return []
 
 
-class _DemoLab:
-    """The demo's throw-away network: namespaces on a bridge, removed again by close()."""
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
+    """Poll predicate() until it returns a true value and return that value; None once `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
 
-    def __init__(self) -> None:
-        self.tag = f"vd{os.getpid() % 100000}"
+
+class Lab:
+    """A throw-away network: namespaces joined by a bridge (in its own namespace), removed again by close().
+
+    The demo's network, and the one the lab tests of test_vrrpd.py build on. Names are unique per lab
+    (`prefix` and a random tag), so several labs, and several runs, can coexist. Needs only iproute2."""
+
+    def __init__(self, prefix: str = "vt") -> None:
+        self.tag = prefix + os.urandom(3).hex()
         self.namespaces: List[str] = []
-        self.procs: List[subprocess.Popen] = []
+        self.processes: List[subprocess.Popen] = []
+        self.bridge_ns = self.netns("br")
+        self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
+        # VRRP multicast must not be eaten by IGMP snooping
+        self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
+        self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
+        self._port = 0
 
-    def run(self, *argv: str, check: bool = True) -> str:
-        return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=20).stdout
+    @staticmethod
+    def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, check=check, timeout=timeout, capture_output=True, text=True, **kw)
 
     def netns(self, short: str) -> str:
         name = f"{self.tag}{short}"
-        self.run("ip", "netns", "add", name)
+        self.sh(["ip", "netns", "add", name])
         self.namespaces.append(name)
-        self.run("ip", "-n", name, "link", "set", "lo", "up")
+        self.ip("link", "set", "lo", "up", ns=name)
         return name
 
-    def build(self, hosts: List[Tuple[str, str]]) -> Dict[str, str]:
-        bridge = self.netns("br")
-        self.run("ip", "-n", bridge, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-        self.run("ip", "-n", bridge, "link", "set", "br0", "up")
-        names = {}
-        for n, (short, address) in enumerate(hosts):
-            ns = names[short] = self.netns(short)
-            self.run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", f"p{n}", "netns", bridge)
-            self.run("ip", "-n", bridge, "link", "set", f"p{n}", "master", "br0", "up")
-            self.run("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
-            self.run("ip", "-n", ns, "link", "set", "eth0", "up")
-        return names
+    def ip(self, *args: str, ns: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+        return self.sh(["ip"] + (["-n", ns] if ns else []) + list(args), check=check)
 
-    def start(self, ns: str, argv: List[str], **kw: Any) -> subprocess.Popen:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns] + argv, **kw)
-        self.procs.append(proc)
+    def host(self, short: str, address: str, ifname: str = "eth0") -> str:
+        """A namespace with one interface `ifname` on the lab bridge, holding `address` (CIDR)."""
+        ns = self.netns(short)
+        self._port += 1
+        peer = f"p{self._port}"
+        self.ip("link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", self.bridge_ns)
+        self.ip("link", "set", peer, "master", "br0", "up", ns=self.bridge_ns)
+        self.ip("addr", "add", address, "dev", ifname, ns=ns)
+        self.ip("link", "set", ifname, "up", ns=ns)
+        return ns
+
+    def link(self, ns: str, ifname: str, up: bool) -> None:
+        self.ip("link", "set", ifname, "up" if up else "down", ns=ns)
+
+    def addresses(self, ns: str, ifname: str = "eth0") -> List[str]:
+        out = self.ip("-o", "addr", "show", "dev", ifname, ns=ns, check=False).stdout
+        return [line.split()[3] for line in out.splitlines() if " inet" in line]
+
+    def has_address(self, ns: str, address: str, ifname: str = "eth0") -> bool:
+        return any(a.split("/")[0] == address for a in self.addresses(ns, ifname))
+
+    def exec(self, ns: str, cmd: List[str], **kw: Any) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, **kw)
+        self.processes.append(proc)
         return proc
 
-    def vip_holder(self, names: Dict[str, str], vip: str) -> List[str]:
-        return [short for short, ns in names.items()
-                if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
-
-    @staticmethod
-    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
-        """Seconds until predicate() held, or None after timeout."""
-        t0 = time.monotonic()
-        while not predicate():
-            if time.monotonic() - t0 > timeout:
-                return None
-            time.sleep(0.005)
-        return time.monotonic() - t0
-
-    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
-        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
-        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
-        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
-        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
-        import json
-        import select
-
-        me = os.path.abspath(__file__)
-        nodes: Dict[str, subprocess.Popen] = {}
-        probe: Optional[subprocess.Popen] = None
-        try:
-            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-                conf = os.path.join(tmp, f"{tag}-{node}.conf")
-                with open(conf, "w") as fh:
-                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
-                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
-                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
-                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
-                                             stdout=logf, stderr=subprocess.STDOUT)
-            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
-                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
-                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
-            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            assert probe.stdout is not None
-            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
-                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
-            time.sleep(0.5)
-            nodes["A"].terminate()
-            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
-            time.sleep(0.5)
-            out, _ = probe.communicate(input=b"stop\n", timeout=10)
-            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
-            result["moved"] = None if moved is None else round(moved, 4)
-            try:
-                result["a_status"] = nodes["A"].wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                result["a_status"] = None
-            return result
-        finally:
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    def run(self, ns: str, cmd: List[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return self.sh(["ip", "netns", "exec", ns] + cmd, check=check, timeout=timeout)
 
     def close(self) -> None:
-        for proc in self.procs:
+        for proc in self.processes:
             if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs:
+                try:
+                    proc.send_signal(signal.SIGKILL)
+                except OSError:
+                    pass
+        for proc in self.processes:
             try:
-                proc.wait(timeout=3)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
         for ns in reversed(self.namespaces):
-            self.run("ip", "netns", "del", ns, check=False)
+            # kill anything left inside (e.g. children of a killed daemon)
+            for pid in self.sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            self.sh(["ip", "netns", "del", ns], check=False)
+
+
+def demo_planned_stop(lab: Lab, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+    """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+    SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+    0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+    and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+    import json
+    import select
+
+    def holders() -> List[str]:
+        return [short for short, ns in names.items() if lab.has_address(ns, DEMO_VIP)]
+
+    me = os.path.abspath(__file__)
+    nodes: Dict[str, subprocess.Popen] = {}
+    probe: Optional[subprocess.Popen] = None
+    try:
+        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+            conf = os.path.join(tmp, f"{tag}-{node}.conf")
+            with open(conf, "w") as fh:
+                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                            handover="    vrrp_handover_on_stop\n" if handover else ""))
+            with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                nodes[node] = lab.exec(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                       stdout=logf, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: holders() == ["A"], 10, 0.005):
+            raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on {holders() or 'nobody'}; "
+                             f"logs in {tmp})")
+        probe = lab.exec(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert probe.stdout is not None
+        if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+            raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+        time.sleep(0.5)
+        nodes["A"].terminate()
+        stopped = time.monotonic()
+        moved = time.monotonic() - stopped if wait_until(lambda: holders() == ["B"], 10, 0.005) else None
+        time.sleep(0.5)
+        out, _ = probe.communicate(input=b"stop\n", timeout=10)
+        result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+        result["moved"] = None if moved is None else round(moved, 4)
+        try:
+            result["a_status"] = nodes["A"].wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            result["a_status"] = None
+        return result
+    finally:
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
@@ -13760,13 +13961,14 @@ def run_demo() -> int:
         for item in missing:
             print(f"  - {item}", file=sys.stderr)
         return 1
-    lab = _DemoLab()
+    lab = Lab("vd")
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
     old_int = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
+        names = {short: lab.host(short, address)
+                 for short, address in (("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24"))}
         say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
             f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
         say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
@@ -13774,7 +13976,7 @@ def run_demo() -> int:
         for n, (title, handover) in enumerate(DEMO_STOPS, 1):
             say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
                                        else ": A sends priority 0 and drops the VIP at once"))
-            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+            runs.append((title, demo_planned_stop(lab, names, tmp, handover, f"stop{n}")))
         print("\n" + format_demo_table(runs) + "\n", flush=True)
         for title, r in runs:
             say(f"{title}: node A exited with status {r['a_status']}")
@@ -13990,8 +14192,21 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
               f" Gratuitous ARP delay = {g.vrrp_garp_master_delay:g} sec, repeat = {g.vrrp_garp_master_repeat}",
               f" Handover on stop = {'yes' if g.vrrp_handover_on_stop else 'no'}",
               f" SMTP server = {g.smtp_server or '-'}",
-              f" Notification email = {', '.join(g.notification_email) or '-'}",
-              "------< VRRP Topology >------"]
+              f" Notification email = {', '.join(g.notification_email) or '-'}"]
+    # the runtime files, as keepalived's dump_global_data words them (only what is configured)
+    reload_file = Operator.reload_file_path(g)
+    for shown, line in ((g.config_save_dir, f" Config save dir = {g.config_save_dir}"),
+                        (g.reload_check_config, f" Test config before reload, log to {g.reload_check_config}"),
+                        (g.reload_time_file, f" Reload time file = {g.reload_time_file}"
+                                             + (" (repeat)" if g.reload_repeat else "")),
+                        (reload_file, f" Reload_file = {reload_file}"),
+                        (g.json_version, f" json_version {g.json_version}"),
+                        (g.state_dump_file, f" state dump file {g.state_dump_file}"),
+                        (g.stats_dump_file, f" stats dump file {g.stats_dump_file}"),
+                        (g.json_dump_file, f" json dump file {g.json_dump_file}")):
+        if shown:
+            lines.append(line)
+    lines.append("------< VRRP Topology >------")
     for rt in daemon.runtimes:
         inst, m = rt.inst, rt.machine
         mode = ("unicast to " + ", ".join(str(p.address) for p in inst.unicast_peer)) if rt.unicast \
@@ -14657,6 +14872,11 @@ def build_arg_parser() -> Any:
     p.add_argument("-S", "--log-facility", default="daemon", metavar="FACILITY",
                    help="syslog facility: 0-7 (local0-7), local0-7, user or daemon (default)")
     p.add_argument("-G", "--no-syslog", action="store_true", help="do not log to syslog")
+    p.add_argument("-g", "--log-file", nargs="?", const=f"{PROG}.log", metavar="FILE",
+                   help=f"also log to FILE (default {PROG}.log; a relative name is in $TMPDIR or /tmp). keepalived "
+                        "writes one file per process (FILE_vrrp...); vrrpd is one process and writes FILE")
+    p.add_argument("--flush-log-file", action="store_true",
+                   help="flush the log file after each line (vrrpd always does)")
     only = p.add_mutually_exclusive_group()
     only.add_argument("-P", "--vrrp", dest="vrrp_only", action="store_true", help="run only VRRP (no LVS)")
     only.add_argument("-C", "--lvs-only", dest="lvs_only", action="store_true",
@@ -14739,9 +14959,39 @@ def events_command(path: str, as_json: bool, out: Any = None) -> int:
     return EXIT_NOT_RUNNING
 
 
-def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
+class LogFileFormatter(logging.Formatter):
+    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        lt = time.localtime(record.created)
+        nanoseconds = int(record.created % 1 * 1e9)
+        stamp = f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
+        text = f"{stamp}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def log_file_path(name: str) -> str:
+    """-g FILE: a relative name is in $TMPDIR (an absolute one), else /tmp, as keepalived's make_file_name."""
+    if name.startswith("/"):
+        return name
+    tmp = os.environ.get("TMPDIR", "")
+    return os.path.join(tmp if tmp.startswith("/") else "/tmp", name)
+
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool,
+                       log_file: Optional[str] = None) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
     root = logging.getLogger(PROG)
+    if log_file:  # keepalived -g: each of its processes writes FILE_vrrp, FILE_healthcheckers...; vrrpd is one
+        path = log_file_path(log_file)
+        try:
+            handler: logging.Handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+            handler.setFormatter(LogFileFormatter())
+            root.addHandler(handler)
+        except OSError as exc:
+            print(f"{PROG}: cannot open the log file {path}: {exc}", file=sys.stderr)
     if not use_syslog:
         for handler in list(root.handlers):
             if isinstance(handler, SyslogHandler):
@@ -14790,7 +15040,8 @@ def run_daemon(args: Any) -> int:
         print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
         return 1
     foreground = args.dont_fork
-    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
+    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog,
+                       args.log_file)
     path = os.path.abspath(args.config or default_config_path())
     try:
         config = _select_subsystems(load_config(path, config_id=args.config_id), args.vrrp_only, args.lvs_only)
