@@ -5542,6 +5542,38 @@ def test_lab_tracked_route_deleted_takes_the_whole_sync_group_to_backup_and_back
     node.stop()
 
 
+
+def test_lab_interface_up_down_delays_ride_out_a_short_flap_and_count_a_long_one(lab, tmp_path):
+    """keepalived's interface_up_down_delays: eth0 down for less than its down delay changes nothing (the VIP
+    stays, "Delay timer for eth0 cancelled"); down for longer is a FAULT, one delay after it went."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    text = "interface_up_down_delays {\n    eth0 1 0.2\n}\n" + _conf(priority=150, state="MASTER", advert=1)
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.ip("link", "set", "eth0", "down", ns=ns)
+    time.sleep(0.4)
+    assert lab.has_address(ns, VIP)
+    lab.ip("link", "set", "eth0", "up", ns=ns)
+    wait_for(lambda: "Delay timer for eth0 cancelled" in node.log(), 2, what="the delay cancelled")
+    assert "eth0: Adding flags change from" in node.log() and "FAULT" not in node.log()
+    lab.ip("link", "set", "eth0", "down", ns=ns)
+    went = time.monotonic()
+    wait_for(lambda: "(VI_1) Entering FAULT STATE" in node.log(), 3, what="FAULT after the delay")
+    assert time.monotonic() - went >= 0.9
+    lab.ip("link", "set", "eth0", "up", ns=ns)
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2, 6, what="MASTER again")
+    node.stop()
+
+
+def test_interface_up_down_delays_are_capped_below_the_master_down_interval(offline):
+    """keepalived's check_debounce_timers: a delay at or beyond (down_timer_adverts - 1) advert intervals would
+    let a peer take over first; it is cut to (down_timer_adverts - 1) x advert_int - advert_int / 256."""
+    d, _ = offline("interface_up_down_delays {\n    eth0 5 3\n    eth1 0.5\n}\n" + instance_text(advert=1.0))
+    assert d._if_delays("eth0") == (2 - 1 / 256, 2 - 1 / 256) and d._if_delays("eth1") == (0.5, 0.0)
+    _, diags = vrrpd.parse_config_text("interface_up_down_delays {\n    eth0\n    eth1 300\n}\n", "d.conf")
+    assert "No timeouts specified for eth0 up/down delays" in " ".join(messages(diags))
+    assert any(x.severity is vrrpd.Severity.ERROR and "eth1" in x.message for x in diags)
+
 def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)

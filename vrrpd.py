@@ -947,6 +947,8 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
+    # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
+    if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -2780,6 +2782,26 @@ def _top_static_ipaddress(p: _Parser, cfg: Config, kw: Token, args: List[Token],
         cfg.static_ipaddress.append(vip)
 
 
+def _top_if_up_down_delays(p: _Parser, cfg: Config, kw: Token, args: List[Token],
+                           entries: List[List[Token]]) -> None:
+    """interface_up_down_delays { IF DOWN_DELAY [UP_DELAY] }: seconds (0-255) a carrier change of IF must last
+    before it counts (keepalived's debounce timers; no UP_DELAY: 0)."""
+    for entry in entries:
+        name, words = entry[0], entry[1:]
+        if not words:
+            p.warning(name, f"No timeouts specified for {name.text} up/down delays")
+            continue
+        if len(words) > 2:
+            p.warning(name, f"Too many parameters for {name.text} up/down delays")
+        try:
+            down = p.time_value(kw, words[0], 0, 255)
+            up = p.time_value(kw, words[1], 0, 255) if len(words) > 1 else 0.0
+        except _Invalid as exc:
+            p.error(name, f"interface_up_down_delays {name.text}: {exc}")
+            continue
+        cfg.if_up_down_delays[name.text] = (down, up)
+
+
 # a route or rule is one line: every word after the first belongs to it
 _LINE_BLOCK = ValueBlock({}, starts_entry=lambda text: False)
 
@@ -2927,7 +2949,8 @@ _kw("top", "virtual_server_group", _top_vs_group, (1, 1),
 _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
-_accept_only("top", "linkbeat_interfaces interface_up_down_delays "
+_kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
+_accept_only("top", "linkbeat_interfaces "
              "garp_group SSL", (0, 1), "skip")
 
 
@@ -6259,50 +6282,23 @@ class VrrpMachine:
                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                 "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts", "timer_expired_backup")
 
-    def __init__(
-        self,
-        name: str,
-        vrid: int,
-        priority: int,
-        advert_int: float,
-        version: int = 2,
-        primary_ip: Optional[IPAddress] = None,
-        addresses: Optional[List[IPAddress]] = None,
-        auth_type: AuthType = AuthType.NONE,
-        auth_pass: bytes = b"",
-        start_master: bool = False,
-        preempt: bool = True,
-        preempt_delay: float = 0.0,
-        lower_prio_no_advert: bool = False,
-        garp_lower_prio_repeat: int = 0,
-        skip_check_adv_addr: bool = False,
-        higher_prio_send_advert: bool = False,
-        owner_ignore_adverts: bool = False,
-        timer_expired_backup: Optional[int] = None,
-        down_timer_adverts: int = 3,
-    ):
-        self.name = name
-        self.down_timer_adverts = down_timer_adverts
-        self.vrid = vrid
-        self.priority = priority  # configured base priority
+    def __init__(self, name: str, vrid: int, priority: int, advert_int: float, version: int = 2,
+                 primary_ip: Optional[IPAddress] = None, addresses: Optional[List[IPAddress]] = None,
+                 auth_type: AuthType = AuthType.NONE, auth_pass: bytes = b"", start_master: bool = False,
+                 preempt: bool = True, preempt_delay: float = 0.0, lower_prio_no_advert: bool = False,
+                 garp_lower_prio_repeat: int = 0, skip_check_adv_addr: bool = False,
+                 higher_prio_send_advert: bool = False, owner_ignore_adverts: bool = False,
+                 timer_expired_backup: Optional[int] = None, down_timer_adverts: int = 3):
+        given = locals()
+        for attr in self.SETTINGS:  # `priority` is the configured base priority
+            setattr(self, attr, given[attr])
+        self.name, self.vrid, self.version, self.primary_ip = name, vrid, version, primary_ip
         self.effective_priority = priority
-        self.version = version
         # RFC 5798 section 6.1: v3 carries centiseconds; v2 whole seconds (keepalived rounds, minimum 1)
         self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
         self.master_adver_int = self.advert_int
-        self.primary_ip = primary_ip
         self.addresses = list(addresses or [])
-        self.auth_type = auth_type
         self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
-        self.start_master = start_master
-        self.preempt = preempt
-        self.preempt_delay = preempt_delay
-        self.lower_prio_no_advert = lower_prio_no_advert
-        self.garp_lower_prio_repeat = garp_lower_prio_repeat
-        self.skip_check_adv_addr = skip_check_adv_addr
-        self.higher_prio_send_advert = higher_prio_send_advert
-        self.owner_ignore_adverts = owner_ignore_adverts
-        self.timer_expired_backup = timer_expired_backup
         # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
         self.owner_conflicts = 0
         self.owner_reduced = False
@@ -11045,6 +11041,9 @@ class Daemon:
                                              self.g.nftables_counters)
         self.vmacs: Optional[VmacManager] = None
         self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
+        # interface_up_down_delays: a carrier change waiting out its delay, by ifindex: (timer, the new LinkInfo)
+        self._link_pending: Dict[int, Tuple[Timer, LinkInfo]] = {}
+        self._seen_up: set = set()  # interfaces seen up once: only their changes are delayed (keepalived)
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
@@ -11065,6 +11064,7 @@ class Daemon:
         set_netlink_rcvbuf(getattr(self.rtnl, "sock", None), g.vrrp_netlink_cmd_rcv_bufs,
                            g.vrrp_netlink_cmd_rcv_bufs_force, "command")
         self.links = self.rtnl.links()
+        self._seen_up.update(link.name for link in self.links.values() if link.up)
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
         self.firewall.start(no_accept_vips(self.config))
@@ -12500,6 +12500,46 @@ class Daemon:
         except OSError as exc:
             log.error("netlink monitor: %s", exc)
             return
+        self._netlink_events(events)
+
+    def _if_delays(self, name: str) -> Tuple[float, float]:
+        """interface_up_down_delays of `name`, each capped below (down_timer_adverts - 1) advert intervals of
+        every instance on it (keepalived's check_debounce_timers), so a peer never sees a gap from it."""
+        down, up = self.config.if_up_down_delays.get(name, (0.0, 0.0))
+        for rt in self.runtimes:
+            if rt.inst.interface == name and (down or up):
+                adverts = rt.machine.down_timer_adverts
+                cap = 0.0 if adverts == 1 else (adverts - 1) * rt.machine.advert_int - rt.machine.advert_int / 256
+                down, up = min(down, cap), min(up, cap)
+        return down, up
+
+    def _debounced(self, obj: LinkInfo) -> bool:
+        """interface_up_down_delays: True when this link event waits (or a wait is re-aimed) instead of counting.
+        A change back to the state that counts before the delay ends cancels it (keepalived's log lines)."""
+        old, pending = self.links.get(obj.index), self._link_pending.get(obj.index)
+        if pending is not None:
+            if pending[1].up == obj.up:
+                self._link_pending[obj.index] = (pending[0], obj)  # the same change, newer flags
+                return True
+            pending[0].cancel()
+            del self._link_pending[obj.index]
+            log.info("Delay timer for %s cancelled", obj.name)
+        if old is None or old.name != obj.name or old.up == obj.up or obj.name not in self._seen_up:
+            return False
+        delay = self._if_delays(obj.name)[1 if obj.up else 0]
+        if not delay:
+            return False
+        log.info("%s: Adding flags change from 0x%x to 0x%x delay by %d", obj.name, old.flags, obj.flags,
+                 int(delay * 1e6))
+
+        def fire(index: int = obj.index) -> None:
+            waited = self._link_pending.pop(index, None)
+            if waited is not None and not self.stopping:
+                self._netlink_events([(RTM_NEWLINK, waited[1])], delayed=True)
+        self._link_pending[obj.index] = (self.loop.call_later(delay, fire), obj)
+        return True
+
+    def _netlink_events(self, events: List[Tuple[int, Any]], delayed: bool = False) -> None:
         changed = False
         if self.monitor.overrun and self.rtnl is not None:
             self.monitor.overrun = False
@@ -12529,8 +12569,15 @@ class Daemon:
                 changed = self._refresh_sources() or changed
             elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
+                    pending = self._link_pending.pop(obj.index, None)
+                    if pending is not None:
+                        pending[0].cancel()
                     changed = self.links.pop(obj.index, None) is not None or changed
+                elif self.config.if_up_down_delays and not delayed and self._debounced(obj):
+                    continue
                 else:
+                    if obj.up:
+                        self._seen_up.add(obj.name)
                     old = self.links.get(obj.index)
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
