@@ -3156,8 +3156,28 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
-for _name in ("state_dump_file", "stats_dump_file", "json_dump_file"):
-    _kw(_G, _name, _h_str(_name))
+_kw(_G, "state_dump_file", _h_str("state_dump_file"))
+
+
+def _g_dump_file(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args or not args[0].text:  # keepalived says so and runs on
+        p.warning(kw, f"{kw.text} requires a non-empty path - ignoring")
+        return
+    setattr(g, kw.text, args[0].text)
+
+
+def _g_json_version(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args:
+        p.warning(kw, "json_version requires version - ignoring")
+        return
+    if args[0].text not in ("1", "2"):
+        p.warning(args[0], f"Invalid JSON version '{args[0].text}' (1 or 2) - ignoring")
+        return
+    g.json_version = int(args[0].text)
+
+
+_kw(_G, "stats_dump_file", _g_dump_file, (0, 1))
+_kw(_G, "json_dump_file", _g_dump_file, (0, 1))
 
 
 def _g_reload_check_config(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
@@ -3174,8 +3194,9 @@ def _g_reload_repeat(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
 
 def _g_config_save_dir(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     path = args[0].text
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise _Invalid(f"config_save_dir {path} exists and is not a directory")
+    if os.path.exists(path) and not os.path.isdir(path):  # keepalived says so and runs on without it
+        p.warning(args[0], f"config_save_dir {path} exists and is not a directory - ignoring")
+        return
     g.config_save_dir = path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
@@ -3186,7 +3207,7 @@ def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
         p.warning(kw, problem)
 
 
-_kw(_G, "json_version", _h_int("json_version", 1, 2))
+_kw(_G, "json_version", _g_json_version, (0, 1))
 _kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
 _kw(_G, "reload_file", _g_reload_file, (0, 1))
 _kw(_G, "reload_time_file", _h_str("reload_time_file"))
