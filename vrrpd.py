@@ -5306,7 +5306,6 @@ def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
 
 NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 NLA_HEADER = struct.Struct("=HH")  # len, type
-NLMSG_NOOP = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -5510,7 +5509,6 @@ RTNH_F_ONLINK = 4
 FIB_RULE_INVERT = 0x2
 RT_SCOPE_NOWHERE = 255
 RTPROT_KEEPALIVED = 18
-RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_ROUTE = 0x40, 0x80, 0x400
 RTNLGRP_IPV6_RULE = 19
 
 
@@ -5683,7 +5681,6 @@ IPPROTO_ICMPV6 = 58
 ND_NEIGHBOR_ADVERT = 136
 ND_OPT_TARGET_LINKADDR = 2
 ND_NA_FLAG_ROUTER = 0x80
-ND_NA_FLAG_SOLICITED = 0x40
 ND_NA_FLAG_OVERRIDE = 0x20
 ALL_NODES6 = ipaddress.IPv6Address("ff02::1")
 NDISC_HOPLIMIT = 255
@@ -5704,7 +5701,6 @@ IFLA_INFO_DATA = 2
 IFLA_MACVLAN_MODE = 1
 IFLA_INET6_ADDR_GEN_MODE = 8
 MACVLAN_MODE_PRIVATE = 1
-IN6_ADDR_GEN_MODE_NONE = 1
 IN6_ADDR_GEN_MODE_RANDOM = 3
 
 
@@ -5848,7 +5844,6 @@ AUTH_HMAC_TRAILER = struct.Struct("!BBHIHH16s")  # ext_type, key_id, reserved, s
 AUTH_HMAC_TRAILER_LEN = AUTH_HMAC_TRAILER.size  # 28
 AUTH_HMAC_SHA256 = 1  # VRRP_AUTH_HMAC_TYPE_SHA256: HMAC-SHA256 truncated to 128 bits
 AUTH_HMAC_LEN = 16
-AUTH_HMAC_MODES = ("enforce", "permissive", "receive-only")
 AUTH_HMAC_LRU = 4  # keepalived's replay table of multicast senders
 # receive results, as keepalived names its counters (auth_ext_*)
 HMAC_MISSING = "auth_ext_missing"
@@ -7575,8 +7570,6 @@ class TrackerRunner:
 # --------------------------------------------------------------------------------------------
 # 6.2 LVS checker decisions: from results and time (sans-IO); their I/O is in section 7.2
 # --------------------------------------------------------------------------------------------
-
-LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
 
 
 @dataclass
