@@ -14388,20 +14388,12 @@ def format_stats(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _timegm(tm: Tuple[int, ...]) -> int:
-    """calendar.timegm without the calendar module: seconds since the epoch of a UTC broken-down time."""
-    year, month, day, hour, minute, second = tm[:6]
-    y = year - (month <= 2)
-    era, yoe = divmod(y, 400)
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return ((days * 24 + hour) * 60 + minute) * 60 + second
-
-
 def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str]:
     """The first line of a reload_time_file -> (when, a date was given, problem): exactly HH:MM:SS,
     YY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS, each with an optional Z for UTC (else local time). A time alone
     is the next one to come (tomorrow if already past today); a date and time in the past is ignored."""
+    import calendar  # python3-minimal has it (and time.strptime imports it anyway)
+
     utc = text.endswith("Z")
     body = text[:-1] if utc else text
     formats = {8: "%H:%M:%S", 17: "%y-%m-%d %H:%M:%S", 19: "%Y-%m-%d %H:%M:%S"}
@@ -14419,7 +14411,7 @@ def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str
     def epoch(day_offset: int = 0) -> Optional[float]:
         y, mo, d, h, mi, se = wanted
         if utc:
-            return float(_timegm((y, mo, d, h, mi, se)) + 86400 * day_offset)
+            return float(calendar.timegm((y, mo, d, h, mi, se, 0, 0, 0)) + 86400 * day_offset)
         t = time.mktime((y, mo, d + day_offset, h, mi, se, 0, 0, -1))
         back = time.localtime(t)
         if not day_offset and tuple(back[:6]) != wanted:  # a local time that does not exist (DST)
