@@ -13761,23 +13761,19 @@ def demo_prerequisites() -> List[str]:
                        "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
     if missing:
         return missing
-    name = f"vdchk{os.getpid() % 100000}"
-    steps = (("network namespaces", ["ip", "netns", "add", name]),
-             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
-             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
-    try:
-        for what, argv in steps:
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-                said = done.stderr.strip() if done.returncode else ""
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                said = str(exc)
-            if said:
-                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
-                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
-                        "run it privileged (docker run --privileged)"]
+    lab = None
+    try:  # a lab of one host, built and removed again
+        lab = Lab("vdchk")
+        lab.host("h", "192.0.2.1/24")
+    except (OSError, subprocess.SubprocessError) as exc:
+        said = getattr(exc, "stderr", None) or str(exc)
+        argv = getattr(exc, "cmd", None) or ["ip"]
+        return [f"network namespaces, veth and bridge devices (`{' '.join(argv)}` says: {said.strip()}): the kernel "
+                "needs CONFIG_NET_NS, CONFIG_VETH and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); "
+                "in a container, run it privileged (docker run --privileged)"]
     finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+        if lab is not None:
+            lab.close()
     return []
 
 
@@ -13803,12 +13799,16 @@ class Lab:
         self.tag = prefix + os.urandom(3).hex()
         self.namespaces: List[str] = []
         self.processes: List[subprocess.Popen] = []
-        self.bridge_ns = self.netns("br")
-        self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
-        # VRRP multicast must not be eaten by IGMP snooping
-        self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
-        self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
         self._port = 0
+        try:
+            self.bridge_ns = self.netns("br")
+            self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
+            # VRRP multicast must not be eaten by IGMP snooping
+            self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
+            self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
