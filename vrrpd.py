@@ -3200,8 +3200,28 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
-for _name in ("state_dump_file", "stats_dump_file", "json_dump_file"):
-    _kw(_G, _name, _h_str(_name))
+_kw(_G, "state_dump_file", _h_str("state_dump_file"))
+
+
+def _g_dump_file(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args or not args[0].text:  # keepalived says so and runs on
+        p.warning(kw, f"{kw.text} requires a non-empty path - ignoring")
+        return
+    setattr(g, kw.text, args[0].text)
+
+
+def _g_json_version(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args:
+        p.warning(kw, "json_version requires version - ignoring")
+        return
+    if args[0].text not in ("1", "2"):
+        p.warning(args[0], f"Invalid JSON version '{args[0].text}' (1 or 2) - ignoring")
+        return
+    g.json_version = int(args[0].text)
+
+
+_kw(_G, "stats_dump_file", _g_dump_file, (0, 1))
+_kw(_G, "json_dump_file", _g_dump_file, (0, 1))
 
 
 def _g_reload_check_config(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
@@ -3218,8 +3238,9 @@ def _g_reload_repeat(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
 
 def _g_config_save_dir(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     path = args[0].text
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise _Invalid(f"config_save_dir {path} exists and is not a directory")
+    if os.path.exists(path) and not os.path.isdir(path):  # keepalived says so and runs on without it
+        p.warning(args[0], f"config_save_dir {path} exists and is not a directory - ignoring")
+        return
     g.config_save_dir = path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
@@ -3230,7 +3251,7 @@ def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
         p.warning(kw, problem)
 
 
-_kw(_G, "json_version", _h_int("json_version", 1, 2))
+_kw(_G, "json_version", _g_json_version, (0, 1))
 _kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
 _kw(_G, "reload_file", _g_reload_file, (0, 1))
 _kw(_G, "reload_time_file", _h_str("reload_time_file"))
@@ -6321,50 +6342,23 @@ class VrrpMachine:
                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                 "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts", "timer_expired_backup")
 
-    def __init__(
-        self,
-        name: str,
-        vrid: int,
-        priority: int,
-        advert_int: float,
-        version: int = 2,
-        primary_ip: Optional[IPAddress] = None,
-        addresses: Optional[List[IPAddress]] = None,
-        auth_type: AuthType = AuthType.NONE,
-        auth_pass: bytes = b"",
-        start_master: bool = False,
-        preempt: bool = True,
-        preempt_delay: float = 0.0,
-        lower_prio_no_advert: bool = False,
-        garp_lower_prio_repeat: int = 0,
-        skip_check_adv_addr: bool = False,
-        higher_prio_send_advert: bool = False,
-        owner_ignore_adverts: bool = False,
-        timer_expired_backup: Optional[int] = None,
-        down_timer_adverts: int = 3,
-    ):
-        self.name = name
-        self.down_timer_adverts = down_timer_adverts
-        self.vrid = vrid
-        self.priority = priority  # configured base priority
+    def __init__(self, name: str, vrid: int, priority: int, advert_int: float, version: int = 2,
+                 primary_ip: Optional[IPAddress] = None, addresses: Optional[List[IPAddress]] = None,
+                 auth_type: AuthType = AuthType.NONE, auth_pass: bytes = b"", start_master: bool = False,
+                 preempt: bool = True, preempt_delay: float = 0.0, lower_prio_no_advert: bool = False,
+                 garp_lower_prio_repeat: int = 0, skip_check_adv_addr: bool = False,
+                 higher_prio_send_advert: bool = False, owner_ignore_adverts: bool = False,
+                 timer_expired_backup: Optional[int] = None, down_timer_adverts: int = 3):
+        given = locals()
+        for attr in self.SETTINGS:  # `priority` is the configured base priority
+            setattr(self, attr, given[attr])
+        self.name, self.vrid, self.version, self.primary_ip = name, vrid, version, primary_ip
         self.effective_priority = priority
-        self.version = version
         # RFC 5798 section 6.1: v3 carries centiseconds; v2 whole seconds (keepalived rounds, minimum 1)
         self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
         self.master_adver_int = self.advert_int
-        self.primary_ip = primary_ip
         self.addresses = list(addresses or [])
-        self.auth_type = auth_type
         self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
-        self.start_master = start_master
-        self.preempt = preempt
-        self.preempt_delay = preempt_delay
-        self.lower_prio_no_advert = lower_prio_no_advert
-        self.garp_lower_prio_repeat = garp_lower_prio_repeat
-        self.skip_check_adv_addr = skip_check_adv_addr
-        self.higher_prio_send_advert = higher_prio_send_advert
-        self.owner_ignore_adverts = owner_ignore_adverts
-        self.timer_expired_backup = timer_expired_backup
         # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
         self.owner_conflicts = 0
         self.owner_reduced = False
@@ -13862,23 +13856,19 @@ def demo_prerequisites() -> List[str]:
                        "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
     if missing:
         return missing
-    name = f"vdchk{os.getpid() % 100000}"
-    steps = (("network namespaces", ["ip", "netns", "add", name]),
-             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
-             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
-    try:
-        for what, argv in steps:
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-                said = done.stderr.strip() if done.returncode else ""
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                said = str(exc)
-            if said:
-                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
-                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
-                        "run it privileged (docker run --privileged)"]
+    lab = None
+    try:  # a lab of one host, built and removed again
+        lab = Lab("vdchk")
+        lab.host("h", "192.0.2.1/24")
+    except (OSError, subprocess.SubprocessError) as exc:
+        said = getattr(exc, "stderr", None) or str(exc)
+        argv = getattr(exc, "cmd", None) or ["ip"]
+        return [f"network namespaces, veth and bridge devices (`{' '.join(argv)}` says: {said.strip()}): the kernel "
+                "needs CONFIG_NET_NS, CONFIG_VETH and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); "
+                "in a container, run it privileged (docker run --privileged)"]
     finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+        if lab is not None:
+            lab.close()
     return []
 
 
@@ -13904,12 +13894,16 @@ class Lab:
         self.tag = prefix + os.urandom(3).hex()
         self.namespaces: List[str] = []
         self.processes: List[subprocess.Popen] = []
-        self.bridge_ns = self.netns("br")
-        self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
-        # VRRP multicast must not be eaten by IGMP snooping
-        self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
-        self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
         self._port = 0
+        try:
+            self.bridge_ns = self.netns("br")
+            self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
+            # VRRP multicast must not be eaten by IGMP snooping
+            self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
+            self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
@@ -14489,20 +14483,12 @@ def format_stats(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _timegm(tm: Tuple[int, ...]) -> int:
-    """calendar.timegm without the calendar module: seconds since the epoch of a UTC broken-down time."""
-    year, month, day, hour, minute, second = tm[:6]
-    y = year - (month <= 2)
-    era, yoe = divmod(y, 400)
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return ((days * 24 + hour) * 60 + minute) * 60 + second
-
-
 def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str]:
     """The first line of a reload_time_file -> (when, a date was given, problem): exactly HH:MM:SS,
     YY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS, each with an optional Z for UTC (else local time). A time alone
     is the next one to come (tomorrow if already past today); a date and time in the past is ignored."""
+    import calendar  # python3-minimal has it (and time.strptime imports it anyway)
+
     utc = text.endswith("Z")
     body = text[:-1] if utc else text
     formats = {8: "%H:%M:%S", 17: "%y-%m-%d %H:%M:%S", 19: "%Y-%m-%d %H:%M:%S"}
@@ -14520,7 +14506,7 @@ def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str
     def epoch(day_offset: int = 0) -> Optional[float]:
         y, mo, d, h, mi, se = wanted
         if utc:
-            return float(_timegm((y, mo, d, h, mi, se)) + 86400 * day_offset)
+            return float(calendar.timegm((y, mo, d, h, mi, se, 0, 0, 0)) + 86400 * day_offset)
         t = time.mktime((y, mo, d + day_offset, h, mi, se, 0, 0, -1))
         back = time.localtime(t)
         if not day_offset and tuple(back[:6]) != wanted:  # a local time that does not exist (DST)
