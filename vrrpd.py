@@ -744,6 +744,19 @@ class TrackProcess:
 
 
 @dataclass
+class GarpGroup:
+    """`garp_group { garp_interval S gna_interval S interface IF | interfaces { IF ... } }`: the gratuitous ARPs
+    (IPv4) and unsolicited NAs (IPv6) sent on these interfaces, by every instance together, are at least this far
+    apart; the interfaces of one group share the spacing (keepalived's garp_delay). None: the global value."""
+
+    garp_interval: Optional[float] = None
+    gna_interval: Optional[float] = None
+    interfaces: List[str] = field(default_factory=list)
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
 class TrackGroup:
     """`track_group NAME { group { VI_1 ... } }`: instances that track the interfaces of the static addresses,
     routes and rules naming this group (FAULT while one is down)."""
@@ -949,6 +962,7 @@ class Config:
     track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
     # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
     if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    garp_groups: List[GarpGroup] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -2950,8 +2964,7 @@ _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OP
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
-_accept_only("top", "linkbeat_interfaces "
-             "garp_group SSL", (0, 1), "skip")
+_accept_only("top", "linkbeat_interfaces SSL", (0, 1), "skip")
 
 
 def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
@@ -2964,6 +2977,37 @@ def _tg_group(p: _Parser, tg: TrackGroup, kw: Token, args: List[Token], entries:
     tg.group.extend(t.text for entry in entries for t in entry)
 
 
+def _top_garp_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> GarpGroup:
+    group = GarpGroup(file=kw.file, line=kw.line)
+    cfg.garp_groups.append(group)
+    return group
+
+
+def _gg_interval(attr: str) -> Handler:
+    def handler(p: _Parser, gg: GarpGroup, kw: Token, args: List[Token]) -> None:
+        value = p.time_value(kw, args[0], 0, 4294)
+        if value >= 1:
+            p.warning(kw, f"The {kw.text} is very large - {args[0].text} seconds")
+        setattr(gg, attr, value)
+    return handler
+
+
+def _gg_interface(p: _Parser, gg: GarpGroup, kw: Token, args: List[Token]) -> None:
+    gg.interfaces.append(args[0].text)
+
+
+def _gg_interfaces(p: _Parser, gg: GarpGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    names = [t.text for entry in entries for t in entry]
+    if not names:
+        p.warning(kw, "Warning - empty garp_group interfaces block")
+    gg.interfaces.extend(names)
+
+
+_kw("top", "garp_group", _top_garp_group, (0, 0), "garp_group")
+_kw("garp_group", "garp_interval", _gg_interval("garp_interval"))
+_kw("garp_group", "gna_interval", _gg_interval("gna_interval"))
+_kw("garp_group", "interface", _gg_interface)
+_kw("garp_group", "interfaces", _gg_interfaces, (0, 0), ValueBlock())
 _kw("top", "track_group", _top_track_group, (1, 1), "track_group")
 _kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
 _accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
@@ -4174,8 +4218,24 @@ class _Validator:
         self.warn(file, line, message, "the instance stays in FAULT until it appears" if self.check_interfaces
                   else "")
 
+    def garp_groups(self) -> None:
+        """keepalived's garp_group end handler: a group without a delay is removed; an interface in two groups
+        keeps the first."""
+        taken: Dict[str, GarpGroup] = {}
+        for n, gg in enumerate(list(self.cfg.garp_groups), 1):
+            if gg.garp_interval is None and gg.gna_interval is None:
+                self.warn(gg.file, gg.line, f"garp group {n} does not have any delay set - removing")
+                self.cfg.garp_groups.remove(gg)
+                continue
+            for name in list(gg.interfaces):
+                if name in taken:
+                    self.warn(gg.file, gg.line, f"garp_group already specified for {name} - ignoring")
+                    gg.interfaces.remove(name)
+                taken.setdefault(name, gg)
+
     def run(self) -> None:
         vrids: Dict[Tuple[int, int], List[VrrpInstance]] = {}
+        self.garp_groups()
         self.bfd_instances()
         for script in list(self.cfg.vrrp_scripts.values()):
             if script.script is None:  # keepalived: "No script set for vrrp_script X - removing"
@@ -11037,6 +11097,9 @@ class Daemon:
         # interface_up_down_delays: a carrier change waiting out its delay, by ifindex: (timer, the new LinkInfo)
         self._link_pending: Dict[int, Tuple[Timer, LinkInfo]] = {}
         self._seen_up: set = set()  # interfaces seen up once: only their changes are delayed (keepalived)
+        # keepalived's garp_delay: the earliest time of the next GARP (4) / NA (6) on each interface's group
+        self._garp_next: Dict[Tuple[Any, int], float] = {}
+        self._garp_queue: Dict[Tuple[Any, int], List[Tuple[InstanceRuntime, Tuple[str, bytes, IPAddress]]]] = {}
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
@@ -12116,12 +12179,44 @@ class Daemon:
                 self._pending_logs.append(
                     f"({rt.inst.name}) Sending/queueing gratuitous ARPs on {link.name} for {vip.address.ip}")
             frames[vip.address.version] += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)
-        for family, interval in ((4, self.g.vrrp_garp_interval), (6, self.g.vrrp_gna_interval)):
-            for n, frame in enumerate(frames[family]):
-                if interval > 0:
-                    rt.garp_timers.append(self.loop.call_later(n * interval, self._announce, *frame))
+        for family in (4, 6):
+            for frame in frames[family]:
+                key = self._garp_spacing(frame[0], family)[0]
+                queue = self._garp_queue.setdefault((key, family), [])
+                if queue or self.loop.time() < self._garp_next.get((key, family), 0.0):
+                    queue.append((rt, frame))  # keepalived's queue_garp: sent when the spacing allows
+                    if len(queue) == 1:
+                        self.loop.call_at(self._garp_next[(key, family)], self._garp_dequeue, key, family)
                 else:
-                    self._announce(*frame)
+                    self._garp_sent(key, family, frame)
+
+    def _garp_sent(self, key: Any, family: int, frame: Tuple[str, bytes, IPAddress]) -> None:
+        """Send one, and note when the next may go on its interface (group): the spacing counts from the send."""
+        self._announce(*frame)
+        interval = self._garp_spacing(frame[0], family)[1]
+        if interval > 0:
+            self._garp_next[(key, family)] = self.loop.time() + interval
+
+    def _garp_dequeue(self, key: Any, family: int) -> None:
+        queue = self._garp_queue.get((key, family)) or []
+        while queue:
+            rt, frame = queue.pop(0)
+            m = rt.machine
+            if m.state == State.MASTER or (m.state == State.STOP and m.vips_set):  # still ours to announce
+                self._garp_sent(key, family, frame)
+                break
+        if queue:
+            self.loop.call_at(self._garp_next.get((key, family), self.loop.time()), self._garp_dequeue, key, family)
+
+    def _garp_spacing(self, ifname: str, family: int) -> Tuple[Any, float]:
+        """(what shares the spacing, the spacing) of GARPs (4) or NAs (6) on `ifname`: its garp_group (all the
+        group's interfaces together), else the interface alone with vrrp_garp_interval / vrrp_gna_interval. The
+        spacing holds across instances, as keepalived's per-interface garp_delay does."""
+        for n, gg in enumerate(self.config.garp_groups):
+            if ifname in gg.interfaces:
+                value = gg.garp_interval if family == 4 else gg.gna_interval
+                return ("group", n), value or 0.0  # a member without this family's interval: no spacing
+        return ifname, self.g.vrrp_garp_interval if family == 4 else self.g.vrrp_gna_interval
 
     def _announce(self, ifname: str, mac: bytes, address: IPAddress) -> None:
         """One gratuitous ARP (IPv4) or unsolicited Neighbour Advertisement (IPv6) for address."""
@@ -14381,20 +14476,12 @@ def format_stats(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _timegm(tm: Tuple[int, ...]) -> int:
-    """calendar.timegm without the calendar module: seconds since the epoch of a UTC broken-down time."""
-    year, month, day, hour, minute, second = tm[:6]
-    y = year - (month <= 2)
-    era, yoe = divmod(y, 400)
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return ((days * 24 + hour) * 60 + minute) * 60 + second
-
-
 def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str]:
     """The first line of a reload_time_file -> (when, a date was given, problem): exactly HH:MM:SS,
     YY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS, each with an optional Z for UTC (else local time). A time alone
     is the next one to come (tomorrow if already past today); a date and time in the past is ignored."""
+    import calendar  # python3-minimal has it (and time.strptime imports it anyway)
+
     utc = text.endswith("Z")
     body = text[:-1] if utc else text
     formats = {8: "%H:%M:%S", 17: "%y-%m-%d %H:%M:%S", 19: "%Y-%m-%d %H:%M:%S"}
@@ -14412,7 +14499,7 @@ def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str
     def epoch(day_offset: int = 0) -> Optional[float]:
         y, mo, d, h, mi, se = wanted
         if utc:
-            return float(_timegm((y, mo, d, h, mi, se)) + 86400 * day_offset)
+            return float(calendar.timegm((y, mo, d, h, mi, se, 0, 0, 0)) + 86400 * day_offset)
         t = time.mktime((y, mo, d + day_offset, h, mi, se, 0, 0, -1))
         back = time.localtime(t)
         if not day_offset and tuple(back[:6]) != wanted:  # a local time that does not exist (DST)
