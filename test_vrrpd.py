@@ -65,109 +65,31 @@ def require_root_netns() -> None:
 
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.02, what: str = "condition"):
     """Poll predicate until it returns a true value; return it, or fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.2f}s waiting for {what}")
-        time.sleep(interval)
+    value = vrrpd.wait_until(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out after {timeout:.2f}s waiting for {what}")
+    return value
 
 
 def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=check, timeout=timeout, capture_output=True, text=True, **kw)
 
 
-class Lab:
-    """A throw-away network: namespaces joined by a bridge (in its own namespace), removed on close().
-
-    Names are unique per lab so several labs (and several test runs) can coexist."""
-
-    def __init__(self) -> None:
-        self.tag = uuid.uuid4().hex[:6]
-        self.namespaces: List[str] = []
-        self.processes: List[subprocess.Popen] = []
-        self.bridge_ns = self.netns("br")
-        self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
-        # VRRP multicast must not be eaten by IGMP snooping
-        self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
-        self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
-        self._port = 0
-
-    def netns(self, short: str) -> str:
-        name = f"vt{self.tag}{short}"
-        sh(["ip", "netns", "add", name])
-        self.namespaces.append(name)
-        self.ip("link", "set", "lo", "up", ns=name)
-        return name
-
-    def ip(self, *args: str, ns: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = ["ip"] + (["-n", ns] if ns else []) + list(args)
-        return sh(cmd, check=check)
-
-    def host(self, short: str, address: str, ifname: str = "eth0") -> str:
-        """A namespace with one interface `ifname` on the lab bridge, holding `address` (CIDR)."""
-        ns = self.netns(short)
-        self._port += 1
-        peer = f"p{self._port}"
-        self.ip("link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", self.bridge_ns)
-        self.ip("link", "set", peer, "master", "br0", "up", ns=self.bridge_ns)
-        self.ip("addr", "add", address, "dev", ifname, ns=ns)
-        self.ip("link", "set", ifname, "up", ns=ns)
-        return ns
-
-    def link(self, ns: str, ifname: str, up: bool) -> None:
-        self.ip("link", "set", ifname, "up" if up else "down", ns=ns)
-
-    def addresses(self, ns: str, ifname: str = "eth0") -> List[str]:
-        out = self.ip("-o", "addr", "show", "dev", ifname, ns=ns, check=False).stdout
-        return [line.split()[3] for line in out.splitlines() if " inet" in line]
-
-    def has_address(self, ns: str, address: str, ifname: str = "eth0") -> bool:
-        return any(a.split("/")[0] == address for a in self.addresses(ns, ifname))
-
-    def exec(self, ns: str, cmd: List[str], **kw) -> subprocess.Popen:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, **kw)
-        self.processes.append(proc)
-        return proc
-
-    def run(self, ns: str, cmd: List[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-        return sh(["ip", "netns", "exec", ns] + cmd, check=check, timeout=timeout)
-
-    def close(self) -> None:
-        for proc in self.processes:
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGKILL)
-                except OSError:
-                    pass
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        for ns in reversed(self.namespaces):
-            # kill anything left inside (e.g. children of a killed daemon)
-            sh(["ip", "netns", "pids", ns], check=False)
-            pids = sh(["ip", "netns", "pids", ns], check=False).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (OSError, ValueError):
-                    pass
-            sh(["ip", "netns", "del", ns], check=False)
+Lab = vrrpd.Lab  # the namespace lab, shared with `make demo`: namespaces on one bridge, removed by close()
 
 
 class _Node:
     """A vrrpd or keepalived process in a lab namespace, with its configuration and log file: the one way the lab
-    tests start a daemon. `conf` is text (written to NAME.conf) or the Path of a file. keepalived runs VRRP only
-    (-P) unless `children` names its other processes ("c" checkers, "b" BFD); `detail` adds -D."""
+    tests and the benchmarks start a daemon. `conf` is text (written to NAME.conf) or the Path of a file.
+    keepalived runs VRRP only (-P) unless `children` names its other processes ("c" checkers, "b" BFD);
+    `detail` adds -D; `control` gives vrrpd its own control socket and dump directory (status(), reload()).
+    The daemon starts at once unless `autostart` is false; start() waits for "Startup complete" if `wait`."""
 
     def __init__(self, lab, ns, tmp_path, name, conf, keepalived=False, python=None, env=None, log_name=None,
-                 detail=True, children="", wait=True):
+                 detail=True, children="", wait=True, control=False, autostart=True):
         self.lab, self.ns, self.name = lab, ns, name
-        self.python, self.exec_env = python or [PYTHON], env
+        self.python, self.program, self.exec_env = python or [PYTHON], VRRPD, env
+        tmp_path.mkdir(parents=True, exist_ok=True)
         if isinstance(conf, Path):
             self.conf = conf
         else:
@@ -176,8 +98,14 @@ class _Node:
         self.log_path = tmp_path / (log_name or f"{name}.log")
         self.keepalived, self.detail, self.children, self.wait = keepalived, detail, children, wait
         self.tmp_path = tmp_path
+        self.ctl = str(tmp_path / f"{name}.sock") if control else None
+        self.dumps = tmp_path / f"{name}-dumps"
+        if control:
+            self.dumps.mkdir(exist_ok=True)
         self.proc = None
-        self.start()
+        self._marks = 0
+        if autostart:
+            self.start()
 
     def start(self):
         detail = ["-D"] if self.detail else []
@@ -190,26 +118,38 @@ class _Node:
             cmd = ["/usr/sbin/keepalived", "-n", "-l", *detail] + ([] if self.children else ["-P"])
             cmd += ["-f", str(self.conf)] + [arg for pair in pids for arg in pair]
         else:
-            cmd = [*self.python, VRRPD, "-n", "-l", *detail, "-f", str(self.conf)]
-        marks = self.log().count("Startup complete") if self.log_path.exists() else 0
+            cmd = [*self.python, self.program, "-n", "-l", *detail, "-f", str(self.conf)]
+            if self.ctl:
+                cmd += ["--control-socket", self.ctl, "--dump-dir", str(self.dumps)]
+        self._marks = self.log().count("Startup complete") if self.log_path.exists() else 0
         logf = open(self.log_path, "a")
         self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=self.exec_env)
         logf.close()
         if self.wait:
-            self.wait_started(marks)
+            self.wait_started()
         return self
 
-    def wait_started(self, marks=0, timeout=30.0):
-        """Wait for the daemon's "Startup complete" line, so that the protocol-timed waits of a test do not
-        also have to cover the interpreter's start-up on a loaded machine."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self.log().count("Startup complete") > marks:
-                return
-            time.sleep(0.01)
+    def wait_started(self, timeout=30.0):
+        """Wait for the daemon's "Startup complete" line (or its exit), so that the protocol-timed waits of a
+        test do not also have to cover the interpreter's start-up on a loaded machine."""
+        vrrpd.wait_until(lambda: self.log().count("Startup complete") > self._marks or self.proc.poll() is not None,
+                         timeout, 0.01)
 
     def log(self):
         return self.log_path.read_text(errors="replace")
+
+    def pids(self) -> List[int]:
+        """Every live process of the daemon: keepalived's children (from their pid files) after the parent."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        pids = [self.proc.pid]
+        if self.keepalived:
+            for child in ["vrrp", *self.children]:
+                try:
+                    pids.append(int((self.tmp_path / f"{self.name}.{child}.pid").read_text().split()[0]))
+                except (OSError, ValueError, IndexError):
+                    pass
+        return pids
 
     def stop(self, sig=signal.SIGTERM, timeout=5.0):
         self.proc.send_signal(sig)
@@ -227,6 +167,32 @@ class _Node:
         else:
             self.proc.kill()
         self.proc.wait(timeout=5)
+
+    def crash(self) -> None:
+        """kill -9 every process of the daemon, children first (keepalived's VRRP child has a parent-death
+        signal and would otherwise resign cleanly): no priority-0 advert, the VIPs left behind."""
+        for pid in reversed(self.pids()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def status(self):
+        return vrrpd.query_status(self.ctl)
+
+    def instance(self, name="VI_1"):
+        return next(i for i in self.status()["instances"] if i["name"] == name)
+
+    def reload(self, conf_text):
+        self.conf.write_text(conf_text)
+        before = self.log().count("Reload: ") + self.log().count("Reload aborted")
+        self.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.log().count("Reload: ") + self.log().count("Reload aborted") > before, 5,
+                 what=f"node {self.name} to finish its reload")
 
 
 @pytest.fixture
@@ -3245,10 +3211,36 @@ def test_two_address_owners_the_lower_yields_and_a_deaf_one_makes_the_higher_ste
     assert high.state == vrrpd.State.MASTER and high.effective_priority == 255
 
 
+def test_the_transition_table_makes_every_state_change_and_refuses_the_rest():
+    import inspect
+
+    S, E = vrrpd.State, vrrpd.Event
+    for (state, event), (_target, actions) in vrrpd.TRANSITIONS.items():
+        assert callable(getattr(vrrpd.VrrpMachine, actions)), (state, event, actions)
+    # nothing but _fire() (and the constructor) assigns the state
+    source = inspect.getsource(vrrpd.VrrpMachine)
+    assigning = [name for name, fn in inspect.getmembers(vrrpd.VrrpMachine, inspect.isfunction)
+                 if re.search(r"self\.state\s*=[^=]|, self\.state\s*=[^=]", inspect.getsource(fn))]
+    assert sorted(assigning) == ["__init__", "_fire"], assigning
+    assert "TRANSITIONS[" in source
+    # a row moves the machine and runs its actions: BACKUP + FAULT -> FAULT, the FAULT entry actions
+    m = vrrpd.VrrpMachine("VI", 51, 100, 1.0, 3, primary_ip=IP4("10.0.0.1"))
+    m.start(0.0)
+    assert vrrpd.TRANSITIONS[S.BACKUP, E.FAULT] == (S.FAULT, "_enter_fault")
+    acts = m.set_fault(1.0, True)
+    assert m.state == S.FAULT and vrrpd.Notify(S.FAULT, 100) in acts
+    # an event with no row in the current state is a bug, not a silent move
+    m.shutdown(2.0)
+    assert m.state == S.STOP and not [k for k in vrrpd.TRANSITIONS if k[0] == S.STOP]
+    with pytest.raises(AssertionError, match="no transition from STOP on SHUTDOWN"):
+        m.shutdown(3.0)
+
+
 def test_timer_expired_backup_leaves_master_quietly_when_the_loop_ran_late():
     m = vrrpd.VrrpMachine("VI", 51, 100, 1.0, 3, primary_ip=IP4("10.0.0.1"), preempt=False,
                           timer_expired_backup=200)
-    m._become_master(0.0, "test")
+    m.start(-m.master_down_interval)
+    m.on_timer(0.0)  # MASTER at 0.0: Adver_Timer due at 1.0
     assert [type(a) for a in m.on_timer(1.05) if isinstance(a, vrrpd.SendAdvert)] == [vrrpd.SendAdvert]
     # due at 2.0; the loop wakes at 5.5 > last advert (1.0) + 3 x 1 + skew(200) = 4.22
     acts = m.on_timer(5.5)
@@ -3826,6 +3818,72 @@ def test_interop_with_keepalived(lab, tmp_path, version, unicast, keepalived_mas
         assert complaint not in text, [line for line in text.splitlines() if complaint in line]
     assert "entering master state" in text and "entering backup state" in text
 
+
+
+def test_lab_old_unicast_checksum_interoperates_with_keepalived_both_ways(lab, tmp_path):
+    """keepalived's old_unicast_checksum (a unicast VRRPv3 sum with 224.0.0.18 as the destination, as keepalived
+    1.3.6 and older sent): vrrpd configured with it is heard by keepalived 2.2.7, which switches to it; keepalived
+    configured with it is heard by a default vrrpd, which switches too (keepalived's log line), and neither
+    claims the VIP while the other is MASTER."""
+    require(os.path.exists("/usr/sbin/keepalived"), "needs keepalived")
+
+    def conf(prio, state, me, peer, old):
+        return _conf(priority=prio, state=state, advert=0.1, instance_extra=(
+            f"    unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}\n"
+            + ("    old_unicast_checksum\n" if old else "")))
+    ns_k, ns_v = lab.host("k", f"{LAB_NET}.1/24"), lab.host("v", f"{LAB_NET}.2/24")
+    switched = "(VI_1) Setting unicast VRRPv3 checksum to old version"
+    # vrrpd MASTER with old_unicast_checksum, keepalived's default BACKUP hears it and switches
+    v = _Node(lab, ns_v, tmp_path, "V", conf(150, "MASTER", f"{LAB_NET}.2", f"{LAB_NET}.1", True))
+    _wait_holders(lab, [v], ["V"], timeout=3)
+    k = _Node(lab, ns_k, tmp_path, "K", conf(100, "BACKUP", f"{LAB_NET}.1", f"{LAB_NET}.2", False), keepalived=True)
+    wait_for(lambda: switched in k.log(), 3, what="keepalived switching to the old checksum")
+    _steady_single_master(lab, [k, v], 1.0)
+    assert _holders(lab, [k, v]) == ["V"] and "invalid vrrpv3 checksum" not in k.log().lower()
+    k.stop()
+    v.stop()
+    # keepalived MASTER with old_unicast_checksum, a default vrrpd BACKUP hears it and switches
+    k = _Node(lab, ns_k, tmp_path, "K2", conf(150, "MASTER", f"{LAB_NET}.1", f"{LAB_NET}.2", True), keepalived=True)
+    _wait_holders(lab, [k], ["K2"], timeout=3)
+    v = _Node(lab, ns_v, tmp_path, "V2", conf(100, "BACKUP", f"{LAB_NET}.2", f"{LAB_NET}.1", False))
+    wait_for(lambda: switched in v.log(), 3, what="vrrpd switching to the old checksum")
+    _steady_single_master(lab, [k, v], 1.0)
+    assert _holders(lab, [k, v]) == ["K2"] and "checksum" not in v.log().replace(switched, "").lower()
+    # a reload raises vrrpd's priority: it preempts with the old sum, which keepalived (expecting it) accepts
+    v.conf.write_text(conf(200, "BACKUP", f"{LAB_NET}.2", f"{LAB_NET}.1", False))
+    v.proc.send_signal(signal.SIGHUP)
+    _wait_holders(lab, [k, v], ["V2"], timeout=3)
+    _steady_single_master(lab, [k, v], 1.0)
+    assert "invalid vrrpv3 checksum" not in k.log().lower()
+    v.stop()
+    k.stop()
+
+
+def test_old_unicast_checksum_receive_checks_and_kernel_filter():
+    """The old sum (group as the pseudo-header destination) passes only where keepalived takes it: always with
+    old_unicast_checksum, as a switch by default, never with `never`; the kernel filter lets both sums through
+    exactly when an instance on the socket could take the old one."""
+    me, peer, group = IP4("10.0.0.1"), IP4("10.0.0.2"), IP4("224.0.0.18")
+    adv = vrrpd.VrrpAdvert(3, 51, 200, [IP4("10.0.0.100")], 1.0)
+    old = vrrpd.Received(peer, me, 255, vrrpd.encode_advert(adv, peer, group))
+    new = vrrpd.Received(peer, me, 255, vrrpd.encode_advert(adv, peer, me))
+    unicast = [vrrpd.UnicastPeer(peer)]
+
+    def check(pkt, mode):
+        return vrrpd.receive_checks(pkt, _rx_machine(4), True, unicast, old_checksum=mode)
+    assert check(old, None).old_checksum is True and check(new, None).old_checksum is False
+    assert check(old, True).old_checksum is False  # expected, not a switch
+    assert check(old, False).reason == "bad_checksum" and check(new, True).reason == "bad_checksum"
+    for style, old_passes in ((None, False), (group, True)):
+        prog = vrrpd.vrrp_filter_program(vrrpd.rx_filter_for(4, [2, 3], [51], True, "pseudo", style))
+        raw = [vrrpd.encode_ipv4(peer, me, pkt.payload, ttl=255) for pkt in (new, old)]
+        assert _run_bpf(prog, raw[0]) != 0 and (_run_bpf(prog, raw[1]) != 0) == old_passes
+        bad = bytearray(raw[1])
+        bad[-1] ^= 1
+        assert _run_bpf(prog, bytes(bad)) == 0
+        v2 = vrrpd.encode_ipv4(peer, me, vrrpd.encode_advert(vrrpd.VrrpAdvert(2, 51, 9, [IP4("10.0.0.100")], 1.0)),
+                               ttl=255)
+        assert _run_bpf(prog, v2) != 0
 
 # The start of the lab's hostile senders: a raw VRRP sender (tx, IP header ours) and a receiver of the group (rx)
 # on eth0, with vrrpd importable from argv[1].
@@ -4815,7 +4873,7 @@ def _frr_session_checks(lab, tmp_path, ns_v, frr):
             + _bfd_block("BFDM", f"{BFD_NET}.2", f"{BFD_NET}.1", min_rx=300, min_tx=300,
                          extra="    multihop\n    max_hops 10\n")
             + _bfd_tracking_instance(prio=100, weight=20))
-    node = _OpsNode(lab, ns_v, tmp_path, "V", conf)
+    node = _Node(lab, ns_v, tmp_path, "V", conf, control=True, wait=False)
     node.wait_started()
     wait_for(lambda: len(frr.peers()) == 3 and all(p.get("status") == "up" for p in frr.peers().values()), 10,
              0.1, "the three FRR sessions up")
@@ -4872,7 +4930,7 @@ def test_bfd_sessions_with_keepalived_come_up_and_see_each_other_go(lab, tmp_pat
     conf = (_global("v") + _bfd_block("BFDK", f"{BFD_NET}.1", f"{BFD_NET}.2", min_rx=120, min_tx=80, mult=4)
             + _bfd_block("BFDK6", "fd00:58::1", "fd00:58::2", min_rx=300, min_tx=300)
             + _bfd_tracking_instance(prio=100, weight=20, bfd="BFDK"))
-    node = _OpsNode(lab, ns_v, tmp_path, "V", conf)
+    node = _Node(lab, ns_v, tmp_path, "V", conf, control=True, wait=False)
     node.wait_started()
     wait_for(lambda: "(BFDK) Entering Up state" in node.log(), 10, 0.05, "our session up")
     wait_for(lambda: "(BFDK6) Entering Up state" in node.log() and "(BFDV6) Entering Up state" in ka.log(), 10,
@@ -4961,8 +5019,10 @@ def test_bfd_flood_of_malformed_and_spoofed_packets_never_flaps_a_live_session(l
     ns_x = lab.host("x", f"{BFD_NET}.66/24")
     # 200 ms x 5: what is proved is that no bad packet moves the session, not how a loaded 2-core machine
     # schedules a flooded Python process (the 10 ms test measures that)
-    v = _OpsNode(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 200, 200, 5))
-    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 200, 200, 5))
+    v = _Node(lab, ns_v, tmp_path, "V", _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 200, 200, 5),
+              control=True, wait=False)
+    w = _Node(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 200, 200, 5),
+              control=True, wait=False)
     v.wait_started()
     w.wait_started()
     wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 10, 0.05,
@@ -5011,8 +5071,9 @@ def test_bfd_reload_keeps_an_unchanged_session_and_restarts_a_changed_one(lab, t
     ns_v = lab.host("v", f"{BFD_NET}.1/24")
     ns_w = lab.host("w", f"{BFD_NET}.2/24")
     conf_v = _global("v") + _bfd_block("BW", f"{BFD_NET}.2", f"{BFD_NET}.1", 100, 100)
-    v = _OpsNode(lab, ns_v, tmp_path, "V", conf_v)
-    w = _OpsNode(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 100, 100))
+    v = _Node(lab, ns_v, tmp_path, "V", conf_v, control=True, wait=False)
+    w = _Node(lab, ns_w, tmp_path, "W", _global("w") + _bfd_block("BV", f"{BFD_NET}.1", f"{BFD_NET}.2", 100, 100),
+              control=True, wait=False)
     wait_for(lambda: "(BW) Entering Up state" in v.log() and "(BV) Entering Up state" in w.log(), 15, 0.05,
              "the session up")
     disc = v.status()["trackers"]["bfd_instance"]["BW"]["local_discriminator"]
@@ -5063,10 +5124,12 @@ def test_auth_hmac_replayed_tampered_and_retired_key_adverts_in_the_lab_change_n
     cuts them and signs with a retired key: the backup counts each kind and drops it, stays BACKUP, and the
     master's adverts keep their interval."""
     block = _hmac_block(HMAC_KEY.hex())
-    a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A",
-                 _global("a") + _v6_conf("VI_1", 51, 150, [f"{VIP}/24"], advert=0.1, extra=block))
-    b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B",
-                 _global("b") + _v6_conf("VI_1", 51, 100, [f"{VIP}/24"], advert=0.1, extra=block))
+    a = _Node(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A",
+                 _global("a") + _v6_conf("VI_1", 51, 150, [f"{VIP}/24"], advert=0.1, extra=block),
+              control=True, wait=False)
+    b = _Node(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B",
+                 _global("b") + _v6_conf("VI_1", 51, 100, [f"{VIP}/24"], advert=0.1, extra=block),
+              control=True, wait=False)
     _wait_holders(lab, [a, b], ["A"], timeout=10)
     time.sleep(0.5)
     ns_x = lab.host("x", f"{LAB_NET}.66/24")
@@ -5478,6 +5541,95 @@ def test_lab_tracked_route_deleted_takes_the_whole_sync_group_to_backup_and_back
     wait_for(lambda: _routes(lab, ns, 100) and lab.has_address(ns, vip2), 3, what="route and VIPs back")
     node.stop()
 
+
+
+def test_lab_interface_up_down_delays_ride_out_a_short_flap_and_count_a_long_one(lab, tmp_path):
+    """keepalived's interface_up_down_delays: eth0 down for less than its down delay changes nothing (the VIP
+    stays, "Delay timer for eth0 cancelled"); down for longer is a FAULT, one delay after it went."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    text = "interface_up_down_delays {\n    eth0 1 0.2\n}\n" + _conf(priority=150, state="MASTER", advert=1)
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.ip("link", "set", "eth0", "down", ns=ns)
+    time.sleep(0.4)
+    assert lab.has_address(ns, VIP)
+    lab.ip("link", "set", "eth0", "up", ns=ns)
+    wait_for(lambda: "Delay timer for eth0 cancelled" in node.log(), 2, what="the delay cancelled")
+    assert "eth0: Adding flags change from" in node.log() and "FAULT" not in node.log()
+    lab.ip("link", "set", "eth0", "down", ns=ns)
+    went = time.monotonic()
+    wait_for(lambda: "(VI_1) Entering FAULT STATE" in node.log(), 3, what="FAULT after the delay")
+    assert time.monotonic() - went >= 0.9
+    lab.ip("link", "set", "eth0", "up", ns=ns)
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2, 6, what="MASTER again")
+    node.stop()
+
+
+def test_interface_up_down_delays_are_capped_below_the_master_down_interval(offline):
+    """keepalived's check_debounce_timers: a delay at or beyond (down_timer_adverts - 1) advert intervals would
+    let a peer take over first; it is cut to (down_timer_adverts - 1) x advert_int - advert_int / 256."""
+    d, _ = offline("interface_up_down_delays {\n    eth0 5 3\n    eth1 0.5\n}\n" + instance_text(advert=1.0))
+    assert d._if_delays("eth0") == (2 - 1 / 256, 2 - 1 / 256) and d._if_delays("eth1") == (0.5, 0.0)
+    _, diags = vrrpd.parse_config_text("interface_up_down_delays {\n    eth0\n    eth1 300\n}\n", "d.conf")
+    assert "No timeouts specified for eth0 up/down delays" in " ".join(messages(diags))
+    assert any(x.severity is vrrpd.Severity.ERROR and "eth1" in x.message for x in diags)
+
+
+ARP_CAPTURE = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind(("eth0", 0))
+print("READY", flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    s.settimeout(max(0.01, end - time.monotonic()))
+    try:
+        frame = s.recv(100)
+    except socket.timeout:
+        break
+    if frame[20:22] in (b"\x00\x01", b"\x00\x02") and frame[28:32] == frame[38:42]:  # gratuitous
+        print(f"{time.monotonic():.4f} {socket.inet_ntoa(frame[28:32])}", flush=True)
+"""
+
+
+def test_lab_garp_group_spaces_the_gratuitous_arps_of_every_instance_on_its_interfaces(lab, tmp_path):
+    """keepalived's garp_group: the gratuitous ARPs on its interfaces are garp_interval apart, counting those of
+    every instance together (two instances, two VIPs each, one GARP per VIP: four GARPs 0.25 s apart)."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    one = _conf(name="VI_1", priority=150, state="MASTER", vips=(f"{LAB_NET}.101/24", f"{LAB_NET}.102/24"),
+                instance_extra="    garp_master_repeat 1\n    garp_master_delay 0\n")
+    two = _conf(name="VI_2", vrid=52, priority=150, state="MASTER", vips=(f"{LAB_NET}.103/24", f"{LAB_NET}.104/24"),
+                instance_extra="    garp_master_repeat 1\n    garp_master_delay 0\n").split("}\n", 1)[1]
+    text = "garp_group {\n    garp_interval 0.25\n    interfaces {\n        eth0\n    }\n}\n" + one + two
+    capture = lab.exec(client, [PYTHON, "-c", ARP_CAPTURE, "6"], stdout=subprocess.PIPE, text=True)
+    assert capture.stdout.readline().strip() == "READY"
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, f"{LAB_NET}.104"), 6, what="both MASTER")
+    time.sleep(1.2)
+    node.stop()
+    capture.kill()
+    lines = [line.split() for line in capture.stdout.read().splitlines() if line.strip()]
+    garps = [(float(t), ip) for t, ip in lines if ip.startswith(f"{LAB_NET}.10")]
+    first = {}
+    for t, ip in garps:
+        first.setdefault(ip, t)  # the first GARP of each VIP (a stop sends none; refreshes are off)
+    times = sorted(first.values())
+    assert len(times) == 4, garps
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(gap >= 0.2 for gap in gaps), gaps
+
+
+def test_garp_group_without_a_delay_is_removed_and_an_interface_keeps_its_first_group():
+    text = ("garp_group {\n    interface eth0\n}\n"
+            "garp_group {\n    gna_interval 0.1\n    interface eth1\n    interfaces {\n        eth2\n    }\n}\n"
+            "garp_group {\n    garp_interval 0.2\n    interface eth1\n}\n")
+    config, diags = vrrpd.parse_config_text(text, "g.conf")
+    said = " ".join(messages(diags))
+    assert "garp group 1 does not have any delay set - removing" in said
+    assert "garp_group already specified for eth1 - ignoring" in said
+    assert [(g.garp_interval, g.gna_interval, g.interfaces) for g in config.garp_groups] == [
+        (None, 0.1, ["eth1", "eth2"]), (0.2, None, [])]
 
 def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
@@ -5979,15 +6131,9 @@ def _cmd(raw: str, shell: bool = False) -> vrrpd.Command:
 
 
 def _spin(loop, predicate, timeout: float, what: str = "condition"):
-    """Run `loop` until predicate() is true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        loop.run_once(until=min(deadline, time.monotonic() + 0.05))
+    """Run `loop` one iteration at a time until predicate() is true; fail after `timeout` seconds."""
+    return wait_for(lambda: predicate() or loop.run_once(until=time.monotonic() + 0.05) or predicate(), timeout, 0,
+                    what)
 
 
 def _tracking_config(scripts=(), files=(), processes=(), refs=None):
@@ -6567,15 +6713,18 @@ def test_deleted_instance_notifies_deleted_or_fault_like_keepalived(tmp_path, lo
     assert (tmp_path / "log").read_text().splitlines() == ["deleted-1", "INSTANCE VI_1 DELETED 100", "fault-2"]
 
 
-def test_checker_events_write_the_lvs_fifo_and_leave_scripts_to_the_lvs_manager(tmp_path, loop):
+def test_checker_events_write_the_lvs_fifo_and_run_notify_up_and_quorum_down(tmp_path, loop):
     tmp_path.chmod(0o755)
     fifo = tmp_path / "lvs.fifo"
     cfg = vrrpd.Config()
     cfg.global_defs.lvs_notify_fifo = str(fifo)
     notifier = vrrpd.Notifier(loop, cfg)
     vs = vrrpd.VirtualServer(address=ipaddress.ip_address("10.0.0.10"), port=443, protocol="TCP")
-    rs = vrrpd.RealServer(address=ipaddress.ip_address("10.0.0.21"), notify_up=_cmd(_recorder(tmp_path, "up.sh")))
-    fw = vrrpd.VirtualServer(fwmark=7)
+    rs = vrrpd.RealServer(address=ipaddress.ip_address("10.0.0.21"),
+                          notify_up=_cmd(_recorder(tmp_path, "up.sh") + " rs-up"),
+                          notify_down=_cmd(_recorder(tmp_path, "down.sh") + " rs-down"))
+    fw = vrrpd.VirtualServer(fwmark=7, quorum_up=_cmd(_recorder(tmp_path, "qup.sh") + " quorum-up"),
+                             quorum_down=_cmd(_recorder(tmp_path, "qdown.sh") + " quorum-down"))
     notifier.checker(vs, rs, True)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -6586,7 +6735,7 @@ def test_checker_events_write_the_lvs_fifo_and_leave_scripts_to_the_lvs_manager(
         os.close(reader)
         notifier.close(timeout=2)
     assert data.splitlines() == ["RS [10.0.0.21]:tcp:443 [10.0.0.10]:tcp:443 UP", "VS FWM 7 DOWN"]
-    assert not (tmp_path / "log").exists()  # notify_up is run by the LVS manager, not twice
+    assert sorted((tmp_path / "log").read_text().splitlines()) == ["quorum-down", "rs-up"]  # each once
 
 
 def test_notifier_reload_keeps_the_mail_memory_and_moves_the_fifo(tmp_path, loop):
@@ -7132,13 +7281,8 @@ def _manager(*vss, fake=None):
 
 
 def _run_until(loop, predicate, timeout: float, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        loop.run(until=min(deadline, time.monotonic() + 0.05))
-        value = predicate()
-        if value:
-            return value
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """Run `loop` in slices of 50 ms until predicate() is true after one; fail after `timeout` seconds."""
+    return wait_for(lambda: loop.run(until=time.monotonic() + 0.05) or predicate(), timeout, 0, what)
 
 
 def _nl_hex(text: str) -> bytes:
@@ -7902,8 +8046,9 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
     SO_MARK, `ip rule fwmark 7 lookup 100`). Checkers without either go to s1 and fail."""
     caplog.set_level("INFO", logger="vrrpd")
     lb = lab.netns("lb")
+    hosts = {}
     for n in (1, 2):
-        s = lab.netns(f"s{n}")
+        s = hosts[n] = lab.netns(f"s{n}")
         lab.ip("link", "add", f"a{n}", "netns", lb, "type", "veth", "peer", "name", "eth0", "netns", s)
         lab.ip("addr", "add", f"10.71.{n}.1/24", "dev", f"a{n}", ns=lb)
         lab.ip("link", "set", f"a{n}", "up", ns=lb)
@@ -7914,7 +8059,7 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
     lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "metric", "50", ns=lb)
     lab.ip("route", "add", "192.0.2.10/32", "via", "10.71.2.2", "dev", "a2", "table", "100", ns=lb)
     lab.ip("rule", "add", "fwmark", "7", "lookup", "100", ns=lb)
-    server = lab.exec(f"vt{lab.tag}s2", [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
+    server = lab.exec(hosts[2], [PYTHON, "-c", _BOUND_SERVERS], stdout=subprocess.PIPE, text=True)
     assert server.stdout.readline().strip() == "ready"
     common = "connect_timeout 1\n retry 0\n"
     checkers = {  # VS port -> (checker text, real server port, reaches s2)
@@ -7954,6 +8099,101 @@ def test_lab_checker_bind_if_and_fwmark_reach_a_server_only_that_way(lab, caplog
         m.stop()
     loop.close()
     assert "Checker can't bind to device nosuch0: No such device" in caplog.text
+
+
+def test_real_server_lvs_method_tunnels_and_the_virtual_servers_weight_as_keepalived_reads_them():
+    """keepalived 2.4.3 has no tun_type/tun_port keywords: a real server's tunnel is in its `lvs_method TUN type
+    gue port N csum`; a bad tunnel line is refused with keepalived's words; `weight` of a virtual server is the
+    weight of its real servers that do not say theirs."""
+    config, diags = vrrpd.parse_config_text("""
+virtual_server 10.0.0.1 80 {
+    lvs_method TUN type gre csum
+    weight 7
+    real_server 10.1.0.1 80 {
+        lvs_method TUN type gue port 6080 remcsum
+    }
+    real_server 10.1.0.2 80 {
+        weight 2
+    }
+    real_server 10.1.0.3 80 {
+        tun_type gue
+        lvs_method TUN type gue
+    }
+    real_server 10.1.0.4 80 {
+        lvs_method TUN type ipip csum
+    }
+}
+""", "test.conf")
+    vs = config.virtual_servers[0]
+    assert (vs.tunnel_type, vs.tunnel_port, vs.tunnel_csum, vs.weight) == ("gre", None, "csum", 7)
+    a, b, c, d = vs.real_servers
+    assert (a.lb_kind, a.tunnel_type, a.tunnel_port, a.tunnel_csum, a.weight) == (
+        vrrpd.LbKind.TUN, "gue", 6080, "remcsum", 7)
+    assert (b.weight, b.lb_kind, c.lb_kind, d.lb_kind) == (2, None, None, None)
+    text = " ".join(messages(diags))
+    assert "unknown keyword 'tun_type' in real_server" in text
+    assert "test.conf:13: error: lvs_method: gue tunnels require port, otherwise cannot have port." in text
+    assert "test.conf:16: error: lvs_method: ipip tunnels do not support checksum option." in text
+    for word in ("lvs_id", "nftables_no_lvs"):  # in no keepalived (1.x had lvs_id): unknown there and here
+        _, diags = vrrpd.parse_config_text(f"global_defs {{\n {word} x\n}}\n" + MINIMAL, "u.conf")
+        assert f"unknown keyword '{word}' in global_defs" in " ".join(messages(diags)), word
+    # IPVS: the real server's own tunnel, else the virtual server's; the virtual server's weight
+    loop, m = _manager()
+    m.config = config
+    m.start()
+    (_, dests), = m.nl.table.values()
+    got = {str(k[0]): (x.fwd_method, x.weight, x.tun_type, x.tun_port, x.tun_flags) for k, x in dests.items()}
+    assert got == {"10.1.0.1": (2, 7, 1, 6080, 2), "10.1.0.2": (2, 2, 2, 0, 1), "10.1.0.3": (2, 7, 2, 0, 1),
+                   "10.1.0.4": (2, 7, 2, 0, 1)}
+    m.stop()
+    loop.close()
+
+
+def test_checker_log_all_failures_no_checker_emails_and_rs_init_notifies(tmp_path, caplog):
+    """checker_log_all_failures logs every failure; without no_checker_emails each checker's change is mailed even
+    when another checker keeps the real server down; rs_init_notifies runs notify_up of a server up at start."""
+    tmp_path.chmod(0o755)
+    caplog.set_level("INFO", logger="vrrpd")
+
+    def run(**gd):
+        mails, notifies = [], []
+
+        class Recorder(vrrpd.Notifier):
+            def checker_mail(self, vs, rs, up, reason="", checker=""):
+                mails.append((str(rs.address), up, checker))
+
+            def real_server_notifies(self, vs, rs, up):
+                notifies.append((str(rs.address), up))
+
+        dead = [vrrpd.Checker(kind="TCP_CHECK", connect_ip=_ip("127.0.0.1"), connect_port=_free_port(),
+                              connect_timeout=1, retry=0) for _ in range(2)]
+        up = _rs("10.1.0.9", 80)  # no checker: up at start
+        vs = _vs(rss=[_rs("10.1.0.1", 80, dead), up], delay_loop=0.1)
+        loop = vrrpd.EventLoop()
+        config = vrrpd.Config(virtual_servers=[vs])
+        for k, v in gd.items():
+            setattr(config.global_defs, k, v)
+        m = vrrpd.LvsManager(loop, config, Recorder(loop, config))
+        m.nl = FakeIpvs()
+        m.start()
+        runners = [c for r in m.vs["[10.0.0.100]:tcp:80"].rs.values() for c in r.checkers]
+        _run_until(loop, lambda: all(c.results[False] >= 3 for c in runners), 5, "both checkers failed thrice")
+        m.stop()
+        loop.close()
+        return mails, notifies
+
+    mails, notifies = run()
+    assert sorted(m[:2] for m in mails) == [("10.1.0.1", False)] * 2
+    assert sorted(m[2][:10] for m in mails) == ["", "TCP_CHECK#"]  # the real server's mail, the other checker's
+    assert notifies == [("10.1.0.1", False)]  # the real server, once
+    failed = [r.message for r in caplog.records if r.message.startswith("TCP connection to [127.0.0.1]")]
+    assert len(failed) == 2, failed  # each checker's first failure; none once down
+    caplog.clear()
+    mails, notifies = run(no_checker_emails=True, rs_init_notifies=True, checker_log_all_failures=True)
+    assert mails == [("10.1.0.1", False, "")]
+    assert notifies == [("10.1.0.1", True), ("10.1.0.9", True), ("10.1.0.1", False)]
+    failed = [r.message for r in caplog.records if r.message.startswith("TCP connection to [127.0.0.1]")]
+    assert len(failed) >= 6, failed  # every failure of both checkers, while down too
 
 
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
@@ -8625,39 +8865,6 @@ def test_event_loop_runs_timers_children_and_kills_on_timeout():
 # -- G2. Command line, daemonising, signals, dumps, reload (issue 7) ---------------------------
 
 
-class _OpsNode(_Node):
-    """A vrrpd node with its own control socket and dump directory, so nodes never share them."""
-
-    def __init__(self, lab, ns, tmp_path, name, conf_text, env=None):
-        self.ctl = str(tmp_path / f"{name}.sock")
-        self.dumps = tmp_path / f"{name}-dumps"
-        self.dumps.mkdir(exist_ok=True)
-        self.env = env
-        super().__init__(lab, ns, tmp_path, name, conf_text)
-
-    def start(self):
-        logf = open(self.log_path, "a")
-        cmd = [PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(self.conf), "--control-socket", self.ctl,
-               "--dump-dir", str(self.dumps)]
-        env = dict(os.environ, **(self.env or {}))
-        self.proc = self.lab.exec(self.ns, cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-        logf.close()
-        return self
-
-    def status(self):
-        return vrrpd.query_status(self.ctl)
-
-    def instance(self, name="VI_1"):
-        return next(i for i in self.status()["instances"] if i["name"] == name)
-
-    def reload(self, conf_text):
-        self.conf.write_text(conf_text)
-        before = self.log().count("Reload: ") + self.log().count("Reload aborted")
-        self.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: self.log().count("Reload: ") + self.log().count("Reload aborted") > before, 5,
-                 what=f"node {self.name} to finish its reload")
-
-
 def _second_instance(name="VI_2", vrid=52, priority=100, state="BACKUP", vip=f"{LAB_NET}.101/24"):
     """A vrrp_instance block to append to _conf()'s text."""
     return (f"vrrp_instance {name} {{\n    state {state}\n    interface eth0\n    virtual_router_id {vrid}\n"
@@ -8755,7 +8962,8 @@ def test_status_json_signal_dumps_and_sd_notify_of_a_running_daemon(lab, tmp_pat
     notify.bind(notify_path)
     notify.settimeout(10)
     ns = lab.host("a", f"{LAB_NET}.1/24")
-    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"), env={"NOTIFY_SOCKET": notify_path})
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"),
+                 env=dict(os.environ, NOTIFY_SOCKET=notify_path), control=True, wait=False)
 
     def next_notify():
         while True:
@@ -8806,7 +9014,8 @@ def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir
              f"    reload_check_config {check_log}\n    reload_file {reload_file}\n    config_save_dir {saved}/\n")
     (tmp_path / "out").mkdir()
     ns = lab.host("a", f"{LAB_NET}.1/24")
-    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra),
+                 control=True, wait=False)
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
     wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
     pid = node.status()["pid"]
@@ -8837,9 +9046,89 @@ def test_lab_dump_file_names_reload_check_config_reload_file_and_config_save_dir
     wait_for(lambda: node.instance()["effective_priority"] == 120, 3, what="the reloaded priority")
     assert check_log.read_text() == "" and not reload_file.exists()
     assert "   Priority = 150" in (saved / f"vrrpd.{pid}.1.pre").read_text()
+    assert f" Test config before reload, log to {check_log}\n Reload_file = {reload_file}\n" in (
+        saved / f"vrrpd.{pid}.1.pre").read_text()
     assert "   Priority = 120" in (saved / f"vrrpd.{pid}.1.post").read_text()
     assert "priority 120" in (saved / f"vrrpd.conf.{pid}.2").read_text()
     assert "virtual_router_id 300" in (saved / f"vrrpd.conf.{pid}.1").read_text()
+
+
+def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
+    """json_version 1|2: the JSON dump (SIGRTMIN+2) in keepalived's layout, for the tools that read keepalived.json.
+    The real keepalived writes its dump of the same configuration first; vrrpd's has every key of it (2.2.7's are
+    a subset of 2.4.3's), with the same values where they describe the configuration and the state."""
+    import json
+
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    body = _conf(priority=150, state="MASTER",
+                 instance_extra=(f"    virtual_ipaddress_excluded {{\n        {LAB_NET}.101/24\n    }}\n"
+                                 "    track_script {\n        chk\n    }\n    notify_master \"/bin/true master\"\n"))
+    body = "vrrp_script chk {\n    script /bin/true\n    interval 1\n}\n" + body
+    require(os.path.exists(KEEPALIVED), "needs keepalived (apt-get install keepalived)")
+    (tmp_path / "ka").mkdir()
+    ka = _Node(lab, ns, tmp_path, "K", body, keepalived=True, env=dict(os.environ, TMPDIR=str(tmp_path / "ka")))
+    wait_for(lambda: lab.has_address(ns, VIP), 20, what="keepalived's VIP")
+    time.sleep(0.5)
+    os.kill(int((tmp_path / "K.vrrp.pid").read_text()), signal.SIGRTMIN + 2)
+    theirs_path = tmp_path / "ka" / "keepalived.json"
+    wait_for(lambda: theirs_path.exists() and theirs_path.read_text().rstrip().endswith("]"), 15,
+             what="keepalived.json")
+    theirs = json.loads(theirs_path.read_text())
+    ka.stop(timeout=20)
+    wait_for(lambda: not lab.has_address(ns, VIP), 10, what="keepalived gone")
+
+    out = tmp_path / "ours" / "keepalived.json"
+    out.parent.mkdir()
+    extra = f"    json_version 1\n    json_dump_file {out}\n"
+    node = _Node(lab, ns, tmp_path, "A", body.replace("vrrp_version 3\n", "vrrp_version 3\n" + extra),
+                 control=True, wait=False)
+    wait_for(lambda: lab.has_address(ns, VIP), 15, what="vrrpd's VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 15, what="control socket")
+    time.sleep(0.5)
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: out.exists(), 15, what="vrrpd's keepalived.json")
+    ours = json.loads(out.read_text())
+    assert isinstance(ours, list) and len(ours) == len(theirs) == 1, (ours, theirs)
+    (t_data, t_stats), (o_data, o_stats) = (theirs[0]["data"], theirs[0]["stats"]), (ours[0]["data"], ours[0]["stats"])
+    assert set(t_data) <= set(o_data), set(t_data) - set(o_data)
+    assert set(t_stats) <= set(o_stats), set(t_stats) - set(o_stats)
+    differ = {k: (t_data[k], o_data[k]) for k in t_data if k != "last_transition" and t_data[k] != o_data[k]}
+    assert not differ, differ
+    assert o_stats["become_master"] == t_stats["become_master"] == 1 and o_stats["advert_sent"] > 0
+    assert abs(o_data["last_transition"] - time.time()) < 30
+    # json_version 2: the same array under "vrrp", and the tracked processes beside it
+    node.reload(node.conf.read_text().replace("json_version 1", "json_version 2")
+                + "vrrp_track_process tp {\n    process no-such-program-here\n    weight 10\n}\n")
+    out.unlink()
+    node.proc.send_signal(signal.SIGRTMIN + 2)
+    wait_for(lambda: out.exists(), 15, what="the version 2 dump")
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"vrrp", "track_process"} and doc["vrrp"][0]["data"]["iname"] == "VI_1"
+    assert doc["track_process"] == [{"process": "no-such-program-here", "param_match": "none", "min_processes": 1,
+                                     "current_processes": 0, "have_quorum": False, "weight": 10,
+                                     "terminate_delay": 0.0, "fork_delay": 0.0, "full_command": False}]
+
+
+def test_lab_log_file_option_writes_every_line_in_keepalived_s_file_format(lab, tmp_path):
+    """-g FILE (keepalived's --log-file; there is no vrrp_log_file keyword in any keepalived): a relative name is
+    in $TMPDIR; vrrpd is one process, so the lines keepalived splits into FILE_vrrp, FILE_healthcheckers... are all
+    in FILE, each stamped as keepalived stamps its log file."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    conf = tmp_path / "A.conf"
+    conf.write_text(_conf(priority=150, state="MASTER"))
+    proc = lab.exec(ns, [PYTHON, VRRPD, "-n", "-G", "-g", "ka.log", "--flush-log-file", "-f", str(conf),
+                         "--control-socket", str(tmp_path / "A.sock")],
+                    env=dict(os.environ, TMPDIR=str(tmp_path)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = tmp_path / "ka.log"
+    wait_for(lambda: log_path.exists() and "(VI_1) Entering MASTER STATE" in log_path.read_text(), 10,
+             what="the MASTER line in the log file")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    lines = log_path.read_text().splitlines()
+    stamp = r"^[A-Z][a-z]{2} [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2}\.\d{9} \d{4}: "
+    assert all(re.match(stamp, line) for line in lines), lines
+    assert any(line.endswith(": Startup complete") for line in lines)
+    assert any("Stopped" in line for line in lines[-3:]), lines[-3:]
 
 
 def test_reload_time_formats_are_keepalived_s():
@@ -8849,10 +9138,9 @@ def test_reload_time_formats_are_keepalived_s():
     assert vrrpd.parse_reload_time("11:00:00", now) == (local(2026, 12, 2, 11, 0, 0), False, "")  # tomorrow
     assert vrrpd.parse_reload_time("2026-12-24 18:00:00", now) == (local(2026, 12, 24, 18, 0, 0), True, "")
     assert vrrpd.parse_reload_time("26-12-24 18:00:00", now)[0] == local(2026, 12, 24, 18, 0, 0)
-    utc_now = float(vrrpd._timegm((2026, 12, 1, 12, 0, 0)))
+    utc_now = 1796126400.0  # date -u -d '2026-12-01 12:00:00' +%s
     assert vrrpd.parse_reload_time("2026-12-01 12:00:05Z", utc_now)[0] == utc_now + 5
     assert vrrpd.parse_reload_time("12:00:05Z", utc_now)[0] == utc_now + 5
-    assert utc_now == 1796126400.0  # date -u -d '2026-12-01 12:00:00' +%s
     for text, problem in (("2026-11-30 10:00:00", "is in the past"), ("1:2:3", "format is incorrect"),
                           ("25:00:00", "invalid"), ("13:30:0x", "invalid"), (" 13:30:00", "format is incorrect"),
                           ("2026-02-30 10:00:00", "invalid")):
@@ -8866,7 +9154,8 @@ def test_lab_reload_time_file_reloads_at_the_time_it_holds(lab, tmp_path):
     when_file = tmp_path / "reload-at"
     ns = lab.host("a", f"{LAB_NET}.1/24")
     extra = f"    reload_time_file {when_file}\n"
-    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra))
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", global_extra=extra),
+                 control=True, wait=False)
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
     wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
     assert f"add watch for {when_file}" in node.log()
@@ -8911,14 +9200,15 @@ def test_lab_include_check_refuses_to_start_on_a_missing_include(lab, tmp_path):
     line = conf.read_text().count("\n")  # the include is the last line
     assert f"{conf}:{line}: error: Config files missing 'conf.d/missing.conf'." in refused.stderr, refused.stderr
     assert not lab.has_address(ns, VIP)
-    node = _OpsNode(lab, ns, tmp_path, "A", body)
+    node = _Node(lab, ns, tmp_path, "A", body, control=True, wait=False)
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP without include_check")
     assert "warning: Config files missing 'conf.d/missing.conf'." in node.log()
 
 
 def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_path):
-    a = _OpsNode(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, state="MASTER"))
-    b = _OpsNode(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B", _conf(priority=100))
+    a = _Node(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A", _conf(priority=150, state="MASTER"),
+              control=True, wait=False)
+    b = _Node(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B", _conf(priority=100), control=True, wait=False)
     client = lab.host("c", f"{LAB_NET}.10/24")
     _wait_holders(lab, [a, b], ["A"], timeout=5)
     wait_for(lambda: os.path.exists(a.ctl), 5, what="control socket")
@@ -8958,7 +9248,7 @@ def test_reload_changing_priority_and_adding_an_instance_loses_no_ping(lab, tmp_
 
 def test_invalid_reload_logs_every_problem_and_keeps_running(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
-    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"))
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER"), control=True, wait=False)
     wait_for(lambda: lab.has_address(ns, VIP), 5, what="VIP")
     wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
     good = node.conf.read_text()
@@ -8989,8 +9279,9 @@ def test_reload_that_removes_the_master_instance_hands_over_at_once(lab, tmp_pat
     ns_a = lab.host("a", f"{LAB_NET}.1/24")
     ns_b = lab.host("b", f"{LAB_NET}.2/24")
     other = _second_instance(name="VI_9", vrid=59, vip=f"{LAB_NET}.109/24")
-    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER", version=2, advert=1) + other)
-    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100, version=2, advert=1))
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER", version=2, advert=1) + other,
+              control=True, wait=False)
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100, version=2, advert=1), control=True, wait=False)
     _wait_holders(lab, [a, b], ["A"], timeout=6)
     time.sleep(0.3)
     t0 = time.monotonic()
@@ -9656,8 +9947,8 @@ def test_lab_events_follow_a_failover_and_say_why(lab, tmp_path):
     import json
 
     ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
-    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER"))
-    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER"), control=True, wait=False)
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100), control=True, wait=False)
     _wait_holders(lab, [a, b], ["A"], timeout=10)
     wait_for(lambda: os.path.exists(b.ctl), 5, what="B's control socket")
     wait_for(lambda: (b.instance().get("master") or {}).get("priority") == 150, 5, what="B to follow A")
@@ -10118,8 +10409,9 @@ def test_lab_hostile_scrapers_do_not_delay_the_masters_adverts(lab, tmp_path):
     import statistics
 
     ns_a, scraper = lab.host("a", f"{LAB_NET}.1/24"), lab.host("c", f"{LAB_NET}.10/24")
-    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER",
-                                                 global_extra=f"    metrics_listen {LAB_NET}.1:9650\n"))
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER",
+                                                 global_extra=f"    metrics_listen {LAB_NET}.1:9650\n"),
+              control=True, wait=False)
     _wait_holders(lab, [a], ["A"], timeout=10)
     wait_for(lambda: os.path.exists(a.ctl), 10, what="A's control socket")
     url = f"http://{LAB_NET}.1:9650/metrics"
@@ -10179,9 +10471,10 @@ def test_lab_real_prometheus_sees_keepalived_vrrp_state_change_on_failover(lab, 
 
     require(shutil.which("prometheus") is not None, "needs Debian's prometheus package")
     ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
-    a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER"))
+    a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=150, state="MASTER"), control=True, wait=False)
     # B serves its metrics on loopback inside its namespace; Prometheus runs there too
-    b = _OpsNode(lab, ns_b, tmp_path, "B", _conf(priority=100, global_extra="    metrics_listen 127.0.0.1:9650\n"))
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100, global_extra="    metrics_listen 127.0.0.1:9650\n"),
+              control=True, wait=False)
     _wait_holders(lab, [a, b], ["A"], timeout=10)
     (tmp_path / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -10315,66 +10608,12 @@ def bench_config(instances: list, router_id: str = "bench") -> str:
     return "\n".join(out) + "\n"
 
 
-class BenchNode:
-    """One daemon (vrrpd or keepalived) in a namespace, with the same keepalived-syntax config."""
-
-    def __init__(self, lab: Lab, kind: str, ns: str, conf: str, workdir: Path):
-        self.lab, self.kind, self.ns = lab, kind, ns
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.conf = workdir / f"{ns}.conf"
-        self.conf.write_text(conf)
-        self.log = workdir / f"{ns}.log"
-        self.workdir = workdir
-        self.program = VRRPD
-        self.proc: Optional[subprocess.Popen] = None
-
-    def start(self) -> float:
-        """Start the daemon; returns the wall-clock start time (comparable with probe stamps)."""
-        if self.kind == "keepalived":
-            cmd = ["keepalived", "-n", "-l", "-D", "-P", "-f", str(self.conf),
-                   "-p", str(self.workdir / f"{self.ns}.pid"), "-r", str(self.workdir / f"{self.ns}.vrrp.pid"),
-                   "-c", str(self.workdir / f"{self.ns}.chk.pid")]
-        else:
-            cmd = [PYTHON, self.program, "-n", "-l", "-f", str(self.conf)]
-        started = time.time()
-        marks = self.log.read_text().count("Startup complete") if self.log.exists() else 0
-        self.proc = self.lab.exec(self.ns, cmd, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
-        self._marks = marks
-        return started
-
-    def wait_started(self, timeout: float = 30.0) -> None:
-        """Both daemons log "Startup complete" once their instances run."""
-        wait_for(lambda: self.log.read_text().count("Startup complete") > self._marks or self.proc.poll() is not None,
-                 timeout, 0.01, f"{self.kind} start-up")
-
-    def pids(self) -> List[int]:
-        """Every process of this daemon (keepalived runs a parent and a VRRP child)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return []
-        pids = [self.proc.pid]
-        out = sh(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], check=False).stdout.split()
-        return pids + [int(p) for p in out]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill_hard(self) -> None:
-        """kill -9 every process of the daemon at once (a crash: no priority-0 advert, VIPs left).
-
-        Children first: keepalived's VRRP child has a parent-death signal and would otherwise resign cleanly."""
-        for pid in reversed(self.pids()):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if self.proc is not None:
-            self.proc.wait()
+def bench_node(lab: Lab, kind: str, ns: str, conf: str, workdir: Path, children: str = "") -> _Node:
+    """A benchmark's daemon (vrrpd, or keepalived with -D) in `ns`, named after it, not started yet: the
+    benchmark times start() and waits for wait_started() itself."""
+    keepalived = kind == "keepalived"
+    return _Node(lab, ns, workdir, ns, conf, keepalived=keepalived, detail=keepalived,
+                 children=children if keepalived else "", wait=False, autostart=False)
 
 
 def _cpu_seconds(pids: List[int]) -> float:
@@ -10413,8 +10652,8 @@ def _pair_lab(kind: str, workdir: Path, version: int, advert: float, prio_a: int
     common.update(extra or {})
     conf_a = bench_config([dict(common, name="VI_1", state="MASTER", priority=prio_a)], "nodeA")
     conf_b = bench_config([dict(common, name="VI_1", state="BACKUP", priority=prio_b)], "nodeB")
-    a = BenchNode(lab, kind, a_ns, conf_a, workdir / kind)
-    b = BenchNode(lab, kind, b_ns, conf_b, workdir / kind)
+    a = bench_node(lab, kind, a_ns, conf_a, workdir / kind)
+    b = bench_node(lab, kind, b_ns, conf_b, workdir / kind)
     probe_b = Probe(lab, b_ns, ("224.0.0.18@eth0",))
     return lab, a, b, client, probe_b
 
@@ -10441,7 +10680,7 @@ def bench_hard_failover(kind: str, workdir: Path, version: int = 2, advert: floa
     try:
         _start_pair(lab, a, b, probe_b, advert)
         killed = time.time()
-        a.kill_hard()
+        a.crash()
         lab.link(a.ns, "eth0", False)
         wait_for(lambda: probe_b.address_added("10.77.0.100", killed), 10 + 4 * advert, 0.005, "VIP on node B")
         took = probe_b.address_added("10.77.0.100", killed)
@@ -10511,21 +10750,9 @@ def bench_preempt_back(kind: str, workdir: Path, version: int = 2, advert: float
         lab.close()
 
 
-def bfd_node(lab: Lab, kind: str, ns: str, conf: str, workdir: Path) -> BenchNode:
-    """A BenchNode whose keepalived also runs its BFD child process (BenchNode's runs VRRP only)."""
-    node = BenchNode(lab, kind, ns, conf, workdir)
-    if kind == "keepalived":
-        def start() -> float:
-            for stale in workdir.glob(f"{ns}*.pid"):
-                stale.unlink()
-            w = workdir / ns
-            node.proc = lab.exec(ns, ["keepalived", "-n", "-l", "-D", "-f", str(node.conf), "-p", f"{w}.pid",
-                                      "-r", f"{w}.vrrp.pid", "-c", f"{w}.chk.pid", "-b", f"{w}.bfd.pid"],
-                                 stdout=open(node.log, "a"), stderr=subprocess.STDOUT)
-            node._marks = 0
-            return time.time()
-        node.start = start  # type: ignore[method-assign]
-    return node
+def bfd_node(lab: Lab, kind: str, ns: str, conf: str, workdir: Path) -> _Node:
+    """A bench_node whose keepalived also runs its checker and BFD child processes (bench_node's runs VRRP only)."""
+    return bench_node(lab, kind, ns, conf, workdir, children="cb")
 
 
 class BfdFlapped(AssertionError):
@@ -10555,7 +10782,7 @@ def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multip
         wd = workdir / f"bfd-{kind}"
         r = bfd_node(lab, kind, r_ns, conf_r, wd)
         m = bfd_node(lab, kind, m_ns, conf_m, wd)
-        b = BenchNode(lab, kind, b_ns, conf_b, wd)
+        b = bench_node(lab, kind, b_ns, conf_b, wd)
         probe_m, probe_b = Probe(lab, m_ns), Probe(lab, b_ns)
         r.start()
         m.start()
@@ -10570,7 +10797,7 @@ def bench_bfd_failover(kind: str, workdir: Path, interval_ms: float = 10, multip
             # a 10 ms session on a loaded 2-core machine can miss three packets before the measurement starts
             raise BfdFlapped("the session flapped before R was killed: not one master")
         killed = time.time()
-        r.kill_hard()
+        r.crash()
         wait_for(lambda: lab.has_address(b_ns, "10.77.0.100"), 6, 0.005, "VIP on the backup")
         time.sleep(0.1)
         left = next((e[1] for e in list(probe_m.events) if e[0] == "ADDR" and e[2] == "-"
@@ -10588,9 +10815,10 @@ def bench_first_master(kind: str, workdir: Path) -> dict:
         ns = lab.host("a", "10.77.0.1/24")
         conf = bench_config([{"name": "VI_1", "state": "MASTER", "interface": "eth0", "virtual_router_id": 51,
                               "priority": 150, "advert_int": 1, "vips": ["10.77.0.100/24"]}])
-        node = BenchNode(lab, kind, ns, conf, workdir / kind)
+        node = bench_node(lab, kind, ns, conf, workdir / kind)
         probe = Probe(lab, ns)
-        started = node.start()
+        started = time.time()
+        node.start()
         wait_for(lambda: probe.address_added("10.77.0.100", started), 15, 0.005, "VIP")
         return {"start_to_master": probe.address_added("10.77.0.100", started) - started}
     finally:
@@ -10669,7 +10897,7 @@ def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0, 
     try:
         ns = _multi_interface_node(lab, "n", count, 1)
         obs = lab.host("o", "10.78.0.254/16")
-        node = BenchNode(lab, kind, ns, bench_config(_bench_instances(count, "MASTER", 150, advert, version)),
+        node = bench_node(lab, kind, ns, bench_config(_bench_instances(count, "MASTER", 150, advert, version)),
                          workdir / kind)
         probe = Probe(lab, obs, ("224.0.0.18@eth0",))
         node.start()
@@ -10704,9 +10932,9 @@ def bench_receive_cost(kind: str, workdir: Path, count: int = 1000, window: floa
     try:
         master_ns = _multi_interface_node(lab, "m", count, 1)
         backup_ns = _multi_interface_node(lab, "b", count, 2)
-        master = BenchNode(lab, "keepalived", master_ns,
+        master = bench_node(lab, "keepalived", master_ns,
                            bench_config(_bench_instances(count, "MASTER", 150, 1.0, None)), workdir / "sender")
-        backup = BenchNode(lab, kind, backup_ns, bench_config(_bench_instances(count, "BACKUP", 100, 1.0, None)),
+        backup = bench_node(lab, kind, backup_ns, bench_config(_bench_instances(count, "BACKUP", 100, 1.0, None)),
                            workdir / kind)
         master.start()
         wait_for(lambda: lab.has_address(master_ns, f"10.79.{(count - 1) // 250}.{(count - 1) % 250 + 1}",
@@ -10741,8 +10969,8 @@ def bench_fast_failover(kind: str, workdir: Path, count: int = 10, advert: float
                                   "priority": prio, "advert_int": advert, "version": 3, "vips": [f"{vips[n]}/24"]}
                                  for n in range(count)], router)
 
-        a = BenchNode(lab, kind, a_ns, conf("MASTER", 150, "nodeA"), workdir / kind)
-        b = BenchNode(lab, kind, b_ns, conf("BACKUP", 100, "nodeB"), workdir / kind)
+        a = bench_node(lab, kind, a_ns, conf("MASTER", 150, "nodeA"), workdir / kind)
+        b = bench_node(lab, kind, b_ns, conf("BACKUP", 100, "nodeB"), workdir / kind)
         probe_b = Probe(lab, b_ns)
         a.start()
         wait_for(lambda: all(lab.has_address(a_ns, v) for v in vips), 15, what="the VIPs on node A")
@@ -10751,7 +10979,7 @@ def bench_fast_failover(kind: str, workdir: Path, count: int = 10, advert: float
         time.sleep(1.0)
         assert not any(lab.has_address(b_ns, v) for v in vips), "both nodes hold VIPs"
         killed = time.time()
-        a.kill_hard()
+        a.crash()
         lab.link(a_ns, "eth0", False)
         wait_for(lambda: all(probe_b.address_added(v, killed) for v in vips), 10, 0.005, "every VIP on node B")
         return {"fast_failover": max(probe_b.address_added(v, killed) for v in vips) - killed}
@@ -10767,15 +10995,15 @@ def bench_start_to_ready(kind: str, workdir: Path) -> dict:
         ns = lab.host("a", "10.77.0.1/24")
         conf = bench_config([{"name": "VI_1", "state": "BACKUP", "interface": "eth0", "virtual_router_id": 51,
                               "priority": 100, "advert_int": 1, "vips": ["10.77.0.100/24"]}])
-        node = BenchNode(lab, kind, ns, conf, workdir / kind)
+        node = bench_node(lab, kind, ns, conf, workdir / kind)
         if kind == "vrrpd":
             copy = workdir / f"vrrpd-{uuid.uuid4().hex[:8]}.py"
             copy.write_text(Path(VRRPD).read_text() + f"# bench {copy.name}\n")
             node.program = str(copy)
         out = {}
         for key in ("first_start", "next_start"):
-            started = node.start()
-            node.wait_started()
+            started = time.time()
+            node.start().wait_started()
             out[key] = time.time() - started
             node.stop()
         if kind == "vrrpd":
@@ -10872,7 +11100,7 @@ def bench_flood(kind: str, workdir: Path, seconds: float = 8.0) -> dict:
             cap_own = lab.exec(a.ns, ["tcpdump", "-i", "eth0", "-Q", "out", "-nn", "-w", str(own),
                                       "ip proto 112 and src 10.77.0.1"], stderr=subprocess.DEVNULL)
             time.sleep(1.5)
-            takeovers0 = b.log.read_text().count("Entering MASTER STATE")
+            takeovers0 = b.log().count("Entering MASTER STATE")
             pa, pb = a.pids(), b.pids()
             cpu_a, cpu_b, t0 = _cpu_seconds(pa), _cpu_seconds(pb), time.time()
             flood = lab.exec(client, [PYTHON, str(workdir / "flood.py"), str(HERE), "10.77.0.9", name, str(rate),
@@ -10890,7 +11118,7 @@ def bench_flood(kind: str, workdir: Path, seconds: float = 8.0) -> dict:
             sent_gaps = [y - x for x, y in zip(sent, sent[1:])]
             result.update({
                 f"flood_{name}_rate": int(out[0]) / float(out[1]) if len(out) == 2 else 0.0,
-                f"flood_{name}_takeovers": b.log.read_text().count("Entering MASTER STATE") - takeovers0,
+                f"flood_{name}_takeovers": b.log().count("Entering MASTER STATE") - takeovers0,
                 f"flood_{name}_gap": max(gaps) if gaps else float("nan"),
                 f"flood_{name}_sent_gap": max(sent_gaps) if sent_gaps else float("nan"),
                 f"flood_{name}_cpu_master": cpu_a, f"flood_{name}_cpu_backup": cpu_b})
@@ -11443,6 +11671,27 @@ SOAK_SCRIPT_INTERVAL, SOAK_SCRIPT_TIMEOUT = 1, 1
 SOAK_X = f"{LAB_NET}.66"  # garbage sender and the SMTP server that never answers
 
 
+def _pcap_last_time(path: Path) -> Optional[float]:
+    """Time stamp of the last whole packet of a pcap file being written (tcpdump -U), None without one."""
+    import struct
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < 24:
+        return None
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    scale = 1e-9 if data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
+    offset, last = 24, None
+    while offset + 16 <= len(data):
+        sec, frac, caplen, _wire = struct.unpack_from(order + "IIII", data, offset)
+        if offset + 16 + caplen > len(data):
+            break
+        last, offset = sec + frac * scale, offset + 16 + caplen
+    return last
+
+
 def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
     """Master_Down_Interval of RFC 5798 (VRRPv3): 3 * advert + skew."""
     return 3 * advert + (256 - priority) * advert / 256
@@ -11451,6 +11700,7 @@ def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
 # a tick of observation lag and the daemons' own reaction time on a loaded 2-core machine
 SOAK_SETTLE = _master_down(min(SOAK_PRIORITY.values()) + SOAK_WEIGHT) + 0.6
 SOAK_STARTUP = 3.0  # a restarted daemon is up and listening within this
+SOAK_STALL = 2.0  # a master holding the VIP this long without an advert on the wire is stuck (4 adverts missed)
 
 
 def _socket_in_netns(ns: str, family: int, kind: int, proto: int):
@@ -11608,9 +11858,13 @@ class _SoakNode:
                                                     str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)
-        self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived)
+        # a master that goes silent gets its Python stacks dumped (SIGABRT with faulthandler on): see stalled()
+        env = None if keepalived else dict(os.environ, PYTHONFAULTHANDLER="1")
+        self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived, env=env)
         self.alive = True
         self.link_up = True
+        self.link_since = time.monotonic()
+        self.dumped: set = set()  # pids whose stacks the soak dumped (and so ended): not counted as crashes
         self.started = time.monotonic()
         self.lifetimes: List[tuple] = []  # (pid, first RSS kB, last RSS kB, samples) of processes that ended
 
@@ -11622,30 +11876,13 @@ class _SoakNode:
         return self.node.proc.pid
 
     def pids(self) -> List[int]:
-        pids = [self.pid]
-        if self.keepalived:
-            child = self.directory / f"{self.name}.vrrp.pid"
-            try:
-                pids.append(int(child.read_text().split()[0]))
-            except (OSError, ValueError, IndexError):
-                pass
-        return pids
+        return self.node.pids()
 
     def kill9(self) -> None:
-        for pid in reversed(self.pids()):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        try:
-            self.node.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        self.node.crash()
         self.alive = False
 
     def restart(self) -> None:
-        for suffix in (".pid", ".vrrp.pid"):
-            (self.directory / f"{self.name}{suffix}").unlink(missing_ok=True)
         self.node.conf.write_text(self.conf_text())
         self.node.start()
         self.alive = True
@@ -11705,7 +11942,7 @@ class Soak:
         self.disturbed_until = time.monotonic() + SOAK_STARTUP + SOAK_SETTLE
         self.counts = {k: 0 for k in (
             "samples", "checked", "violation_two_holders", "violation_no_holder", "two_holders_keepalived_flooded",
-            "vrrpd_crash", "keepalived_exit",
+            "vrrpd_crash", "keepalived_exit", "stalled_master_dumped",
             "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_seconds", "flood_packets",
             "script_hang", "vip_deleted", "settled_seconds")}
         self.violations: List[str] = []
@@ -11753,7 +11990,7 @@ class Soak:
                     self.lab.ip("link", "set", n.port, "up" if up else "down", ns=self.lab.bridge_ns)
                 else:
                     self.lab.ip("link", "set", "eth0", "up" if up else "down", ns=n.ns)
-                n.link_up = up
+                n.link_up, n.link_since = up, time.monotonic()
                 self.disturb(0)
             set_link(False)
             self.later(down, f"link up {n.name}", lambda: set_link(True))
@@ -11869,16 +12106,40 @@ class Soak:
                 longest, when = t2 - t1, t1
         return longest, len(stamps), when
 
+    def stalled(self) -> None:
+        """A vrrpd master that has held the VIP, link up, for SOAK_STALL seconds without one advert on the wire
+        is stuck: its C stacks (gdb) and then its Python stacks (SIGABRT; faulthandler writes every thread's
+        stack to its log) are dumped once, to find what its loop waits for. It ends; the soak restarts it."""
+        now, wall = time.monotonic(), time.time()
+        recent = [h for t, h in self.holder_log if t >= wall - SOAK_STALL]
+        for n in self.nodes.values():
+            if (n.keepalived or not n.alive or not n.link_up or now - n.link_since < SOAK_STALL
+                    or now - n.started < SOAK_STARTUP + SOAK_STALL or n.pid in n.dumped
+                    or len(recent) < SOAK_STALL * 5 or not all(n.name in h for h in recent)):
+                continue
+            last = _pcap_last_time(n.capture)
+            if last is None or wall - last < SOAK_STALL:
+                continue
+            n.dumped.add(n.pid)
+            dump = self.directory / f"{n.name}-stall-{n.pid}.txt"
+            self.log(f"{n.name} (pid {n.pid}) holds the VIP and sent no advert for {wall - last:.1f}s: "
+                     f"dumping its stacks to {dump.name} and its log")
+            subprocess.Popen(["sh", "-c", f"timeout 30 gdb -p {n.pid} -batch -ex 'thread apply all bt' "
+                              f"-ex 'info threads' >{dump} 2>&1; kill -ABRT {n.pid}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def sample_rss(self) -> None:
         self.sample_cpu()
+        self.stalled()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
                 kb = _rss_kb(n.pid)
                 fds = _open_fds(n.pid)
                 if kb:
-                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name, fds, fds])
-                    entry[1], entry[2], entry[5] = kb, entry[2] + 1, fds
+                    now = time.monotonic()
+                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name, fds, fds, now, now])
+                    entry[1], entry[2], entry[5], entry[7] = kb, entry[2] + 1, fds, now
 
     def end_rss(self, n: _SoakNode) -> None:
         pass  # the per-pid series stays in self.rss; a new pid starts a new one
@@ -11889,7 +12150,8 @@ class Soak:
         for n in self.nodes.values():
             if n.alive and n.node.proc.poll() is not None:
                 n.alive = False
-                key = "keepalived_exit" if n.keepalived else "vrrpd_crash"
+                key = "stalled_master_dumped" if n.pid in n.dumped else (
+                    "keepalived_exit" if n.keepalived else "vrrpd_crash")
                 self.counts[key] += 1
                 self.log(f"{n.name} EXITED by itself with status {n.node.proc.returncode}; its log ends:\n"
                          + "\n".join(n.node.log().splitlines()[-15:]))
@@ -11993,9 +12255,11 @@ class Soak:
         return blame
 
 
-def _rss_growth(rss: dict, minimum_samples: int) -> List[tuple]:
-    """(name, pid, first kB, last kB, first fds, last fds) of each long-lived vrrpd process."""
-    return [(v[3], pid, v[0], v[1], v[4], v[5]) for pid, v in rss.items() if v[2] >= minimum_samples]
+def _rss_growth(rss: dict, minimum_seconds: float) -> List[tuple]:
+    """(name, pid, first kB, last kB, first fds, last fds) of each vrrpd process whose RSS was sampled over at
+    least `minimum_seconds` (first to last sample: on a loaded machine the 1 s sampler falls behind, and a count
+    of samples would call a process that lived through the whole run short-lived)."""
+    return [(v[3], pid, v[0], v[1], v[4], v[5]) for pid, v in rss.items() if v[7] - v[6] >= minimum_seconds]
 
 
 def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed: int = 8) -> Soak:
@@ -12096,6 +12360,8 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
             shutil.copy(n.node.log_path, Path(keep) / n.node.log_path.name)
             if n.capture.exists():
                 shutil.copy(n.capture, Path(keep) / n.capture.name)
+        for dump in tmp_path.glob("*-stall-*.txt"):
+            shutil.copy(dump, Path(keep) / dump.name)
         (Path(keep) / "soak-report.txt").write_text(report + "\n")
     c = soak.counts
     logs = {n.name: n.node.log() for n in soak.nodes.values() if not n.keepalived}
@@ -12107,7 +12373,7 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     assert c["link_flap"] + c["kill9_restart"] + c["script_hang"] + c["flood"] >= 4, report
     assert c["flood_packets"] > 0 or c["flood"] == 0, report
     # RSS: the vrrpd that lived through the whole run did not grow beyond start-up noise
-    lived = [g for g in _rss_growth(soak.rss, int(seconds * 0.8)) if g[0] == "A"]
+    lived = [g for g in _rss_growth(soak.rss, seconds * 0.8) if g[0] == "A"]
     assert lived, report
     for _name, _pid, first, last, fds0, fds1 in lived:
         assert last < first * 1.25 + 2048, report
@@ -13225,6 +13491,53 @@ def test_a_queue_that_never_empties_postpones_the_timeout_by_one_master_down_int
         loop.close()
 
 
+def test_a_flooded_socket_is_read_every_rx_pause_rather_than_once_per_packet(monkeypatch):
+    """Each wake-up of the loop costs more than rejecting a packet: a socket readable again right after a pass
+    emptied it is taken off the loop for RX_PAUSE and read then, all at once; a quiet socket is read at once."""
+    d, loop, rt, sock, _vips = _backlog_daemon(monkeypatch)
+    try:
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        counted = lambda: rt.bad_packets.get("bad_ttl", 0)  # noqa: E731
+        sock.queue(garbage)
+        loop.run_once()
+        loop.now += 0.5  # a quiet socket: every packet is read on the wake-up it causes
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 2
+        loop.now += vrrpd.RX_PAUSE / 4  # readable again at once: flooded
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 3
+        for _ in range(20):  # what arrives now waits in the kernel for the end of the pause
+            sock.queue(garbage)
+        loop.run_once(until=loop.now)
+        assert counted() == 3 and vrrpd.kernel_holds_packets(sock.sock)
+        loop.now += vrrpd.RX_PAUSE
+        loop.run_once(until=loop.now)  # the pause ends: the socket is watched again
+        loop.run_once(until=loop.now)
+        assert counted() == 23 and not vrrpd.kernel_holds_packets(sock.sock)
+        # during a pause, a due Master_Down_Timer still reads the queue before it acts
+        loop.now += 0.5
+        sock.queue(_master_advert())
+        loop.run_once(until=loop.now)
+        loop.run_once(until=loop.now)
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_ip == IP4("10.0.0.2")
+        due = rt.machine.master_down_timer
+        for now in (due - vrrpd.RX_PAUSE / 2, due - vrrpd.RX_PAUSE / 4):  # emptied twice at once: paused
+            loop.now = now
+            sock.queue(garbage)
+            loop.run_once(until=loop.now)
+        assert d._rx_paused
+        sock.queue(_master_advert())
+        loop.now = due + 0.0001
+        loop.run_once(until=loop.now)
+        assert d._rx_paused, "the pause lasts past the timeout: the timeout itself read the queue"
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_down_timer > loop.now
+    finally:
+        d.close()
+        loop.close()
+
+
 def test_a_due_advert_is_sent_before_the_next_batch_of_a_flooded_socket_is_read():
     import socket
 
@@ -13317,7 +13630,7 @@ def test_soak_finding_a_cpu_starved_backup_under_a_garbage_flood_never_takes_the
         # the soak's timers (advert_int 0.5, Master_Down_Interval 1.81 s): a starved node still runs them
         b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=150, advert=0.5))
         _wait_holders(lab, [b], ["B"], timeout=8)
-        a = _OpsNode(lab, ns_a, tmp_path, "A", _conf(priority=95, advert=0.5))
+        a = _Node(lab, ns_a, tmp_path, "A", _conf(priority=95, advert=0.5), control=True, wait=False)
         wait_for(lambda: os.path.exists(a.ctl) and "Entering BACKUP STATE" in a.log(), 10, what="A in BACKUP")
         x = lab.host("x", f"{SOAK_X}/24")
         (tmp_path / "flood.py").write_text(SOAK_FLOOD)
@@ -13481,7 +13794,7 @@ def test_keepalived_dump_model_equals_vrrpd_model_of_the_same_file():
 
 def test_reload_rebuilds_the_kernel_filter_when_the_vrids_change(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
-    node = _OpsNode(lab, ns, tmp_path, "A", _conf(priority=150, advert=0.1))
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, advert=0.1), control=True, wait=False)
     wait_for(lambda: os.path.exists(node.ctl), 10, what="control socket")
 
     def filters():

@@ -45,6 +45,7 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
+import collections
 import enum
 import errno
 import gc
@@ -309,6 +310,9 @@ class AuthType(enum.Enum):
     AH = 2
 
 
+_AUTH_TYPES = {a.value: a for a in AuthType}
+
+
 class LbKind(enum.Enum):
     """IPVS forwarding methods; the values are IP_VS_CONN_F_* numbers."""
 
@@ -452,6 +456,7 @@ class GlobalDefs:
     # these two and still writes $TMPDIR/keepalived.stats and .json: vrrpd does what they say)
     stats_dump_file: Optional[str] = None
     json_dump_file: Optional[str] = None
+    json_version: Optional[int] = None  # 1|2: the JSON dump in keepalived's layout of that version; None: vrrpd's
     # reload: reload_check_config LOG_FILE (the new file's problems are written there; "/dev/null" when bare),
     # reload_file (there while the files are read; "" means the default next to the pid file),
     # reload_time_file (a reload at the time it holds) and reload_repeat (keep the file: every day at that time),
@@ -480,6 +485,9 @@ class GlobalDefs:
     vrrp_notify_priority_changes: bool = False
     lvs_flush: bool = False
     lvs_flush_on_stop: bool = False
+    checker_log_all_failures: bool = False  # every checker logs every failure (its log_all_failures)
+    no_checker_emails: bool = False  # mail only when a real server goes up or down, not for each checker
+    rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
@@ -678,6 +686,7 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    old_unicast_checksum: Optional[str] = None  # "config" (always), "never"; None: switch if the peer does
     debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
     unicast_fault_no_peer: bool = False
@@ -772,6 +781,19 @@ class TrackProcess:
     fork_delay: Optional[float] = None  # None: `delay`; how long a gained quorum must last to count
     terminate_delay: Optional[float] = None  # None: `delay`; how long a lost quorum must last to count
     full_command: bool = False
+
+
+@dataclass
+class GarpGroup:
+    """`garp_group { garp_interval S gna_interval S interface IF | interfaces { IF ... } }`: the gratuitous ARPs
+    (IPv4) and unsolicited NAs (IPv6) sent on these interfaces, by every instance together, are at least this far
+    apart; the interfaces of one group share the spacing (keepalived's garp_delay). None: the global value."""
+
+    garp_interval: Optional[float] = None
+    gna_interval: Optional[float] = None
+    interfaces: List[str] = field(default_factory=list)
+    file: str = ""
+    line: int = 0
 
 
 @dataclass
@@ -870,8 +892,12 @@ class RealServer:
     address: IPAddress
     port: Optional[int] = None
     line: int = 0
-    weight: int = 1
-    lb_kind: Optional[LbKind] = None  # None: the virtual server's
+    weight: int = 1  # without its own `weight`, the virtual server's `weight` (keepalived's default weight)
+    weight_set: bool = False  # the real server said `weight`
+    lb_kind: Optional[LbKind] = None  # None: the virtual server's (and its tunnel settings)
+    tunnel_type: Optional[str] = None  # `lvs_method TUN type ipip|gue|gre [port N] [nocsum|csum|remcsum]`
+    tunnel_port: Optional[int] = None
+    tunnel_csum: Optional[str] = None
     notify_up: Optional[Command] = None
     notify_down: Optional[Command] = None
     uthreshold: int = 0
@@ -922,6 +948,7 @@ class VirtualServer:
     tunnel_type: Optional[str] = None  # ipip | gue | gre
     tunnel_port: Optional[int] = None
     tunnel_csum: Optional[str] = None
+    weight: int = 1  # the weight of its real servers that do not say theirs
     persistence_timeout: Optional[int] = None
     persistence_granularity: Optional[IPAddress] = None
     persistence_engine: Optional[str] = None
@@ -973,6 +1000,9 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
+    # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
+    if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    garp_groups: List[GarpGroup] = field(default_factory=list)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -1723,6 +1753,9 @@ def no_meaning_here(name: str) -> Optional[Tuple[str, str]]:
     if name in ("process_names", "process_name", "child_wait_time", "tmp_config_directory") \
             or name.endswith("_process_name"):
         return "one process", ""  # tmp_config_directory: where keepalived keeps the copy its children read
+    if name.startswith("lvs_netlink_"):  # keepalived_netlink.c: the checker process's own rtnetlink sockets
+        return "one process", ("sizes the checker process's own netlink socket (vrrpd's one set is sized by "
+                               "vrrp_netlink_*)" if not name.endswith("_force") else "")
     if name in ("max_auto_priority", "min_auto_priority_delay"):  # keepalived's set_process_priorities()
         return "one process", "raises its processes to real-time scheduling when their timers run late"
     for suffix, what in (("_rt_priority", "runs that process with real-time scheduling"),
@@ -2803,6 +2836,26 @@ def _top_static_ipaddress(p: _Parser, cfg: Config, kw: Token, args: List[Token],
         cfg.static_ipaddress.append(vip)
 
 
+def _top_if_up_down_delays(p: _Parser, cfg: Config, kw: Token, args: List[Token],
+                           entries: List[List[Token]]) -> None:
+    """interface_up_down_delays { IF DOWN_DELAY [UP_DELAY] }: seconds (0-255) a carrier change of IF must last
+    before it counts (keepalived's debounce timers; no UP_DELAY: 0)."""
+    for entry in entries:
+        name, words = entry[0], entry[1:]
+        if not words:
+            p.warning(name, f"No timeouts specified for {name.text} up/down delays")
+            continue
+        if len(words) > 2:
+            p.warning(name, f"Too many parameters for {name.text} up/down delays")
+        try:
+            down = p.time_value(kw, words[0], 0, 255)
+            up = p.time_value(kw, words[1], 0, 255) if len(words) > 1 else 0.0
+        except _Invalid as exc:
+            p.error(name, f"interface_up_down_delays {name.text}: {exc}")
+            continue
+        cfg.if_up_down_delays[name.text] = (down, up)
+
+
 # a route or rule is one line: every word after the first belongs to it
 _LINE_BLOCK = ValueBlock({}, starts_entry=lambda text: False)
 
@@ -2950,8 +3003,8 @@ _kw("top", "virtual_server_group", _top_vs_group, (1, 1),
 _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
-_accept_only("top", "linkbeat_interfaces interface_up_down_delays "
-             "garp_group SSL", (0, 1), "skip")
+_kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
+_accept_only("top", "linkbeat_interfaces SSL", (0, 1), "skip")
 
 
 def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
@@ -2964,6 +3017,37 @@ def _tg_group(p: _Parser, tg: TrackGroup, kw: Token, args: List[Token], entries:
     tg.group.extend(t.text for entry in entries for t in entry)
 
 
+def _top_garp_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> GarpGroup:
+    group = GarpGroup(file=kw.file, line=kw.line)
+    cfg.garp_groups.append(group)
+    return group
+
+
+def _gg_interval(attr: str) -> Handler:
+    def handler(p: _Parser, gg: GarpGroup, kw: Token, args: List[Token]) -> None:
+        value = p.time_value(kw, args[0], 0, 4294)
+        if value >= 1:
+            p.warning(kw, f"The {kw.text} is very large - {args[0].text} seconds")
+        setattr(gg, attr, value)
+    return handler
+
+
+def _gg_interface(p: _Parser, gg: GarpGroup, kw: Token, args: List[Token]) -> None:
+    gg.interfaces.append(args[0].text)
+
+
+def _gg_interfaces(p: _Parser, gg: GarpGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    names = [t.text for entry in entries for t in entry]
+    if not names:
+        p.warning(kw, "Warning - empty garp_group interfaces block")
+    gg.interfaces.extend(names)
+
+
+_kw("top", "garp_group", _top_garp_group, (0, 0), "garp_group")
+_kw("garp_group", "garp_interval", _gg_interval("garp_interval"))
+_kw("garp_group", "gna_interval", _gg_interval("gna_interval"))
+_kw("garp_group", "interface", _gg_interface)
+_kw("garp_group", "interfaces", _gg_interfaces, (0, 0), ValueBlock())
 _kw("top", "track_group", _top_track_group, (1, 1), "track_group")
 _kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
 _accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
@@ -3156,8 +3240,28 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
-for _name in ("state_dump_file", "stats_dump_file", "json_dump_file"):
-    _kw(_G, _name, _h_str(_name))
+_kw(_G, "state_dump_file", _h_str("state_dump_file"))
+
+
+def _g_dump_file(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args or not args[0].text:  # keepalived says so and runs on
+        p.warning(kw, f"{kw.text} requires a non-empty path - ignoring")
+        return
+    setattr(g, kw.text, args[0].text)
+
+
+def _g_json_version(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args:
+        p.warning(kw, "json_version requires version - ignoring")
+        return
+    if args[0].text not in ("1", "2"):
+        p.warning(args[0], f"Invalid JSON version '{args[0].text}' (1 or 2) - ignoring")
+        return
+    g.json_version = int(args[0].text)
+
+
+_kw(_G, "stats_dump_file", _g_dump_file, (0, 1))
+_kw(_G, "json_dump_file", _g_dump_file, (0, 1))
 
 
 def _g_reload_check_config(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
@@ -3174,8 +3278,9 @@ def _g_reload_repeat(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
 
 def _g_config_save_dir(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     path = args[0].text
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise _Invalid(f"config_save_dir {path} exists and is not a directory")
+    if os.path.exists(path) and not os.path.isdir(path):  # keepalived says so and runs on without it
+        p.warning(args[0], f"config_save_dir {path} exists and is not a directory - ignoring")
+        return
     g.config_save_dir = path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
@@ -3186,6 +3291,7 @@ def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
         p.warning(kw, problem)
 
 
+_kw(_G, "json_version", _g_json_version, (0, 1))
 _kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
 _kw(_G, "reload_file", _g_reload_file, (0, 1))
 _kw(_G, "reload_time_file", _h_str("reload_time_file"))
@@ -3262,25 +3368,32 @@ _kw(_G, "umask", _g_umask, (1, None))
 _kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
-_accept_only(_G, "checker_log_all_failures "
-             "lvs_sync_daemon "
-             "nftables_ifindex nftables_no_lvs "
+for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
+    _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
+_accept_only(_G, "lvs_sync_daemon "
+             "nftables_ifindex "
              "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
-             "json_version vmac_addr_prefix "
-             "lvs_id lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
+             "vmac_addr_prefix "
+             "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "linkbeat_use_polling no_checker_emails process_names process_name "
+             "linkbeat_use_polling process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory "
-             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark "
-             "rs_init_notifies")
+             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
+
+
+def _i_old_unicast_checksum(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """keepalived 1.3.6 and older summed a unicast VRRPv3 advert's pseudo-header with the multicast group as its
+    destination. `old_unicast_checksum`: send and expect that sum; `never`: do not switch to it on hearing a peer
+    that uses it (keepalived's default switches)."""
+    inst.old_unicast_checksum = "never" if args else "config"
 
 
 def _i_state(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -3512,7 +3625,8 @@ _kw(_I, "dont_track_primary", _h_flag("dont_track_primary"), (0, 0))
 _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf old_unicast_checksum")
+_kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
+_accept_only(_I, "use_vmac_addr use_ipvlan vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
                                                     supported=False)
@@ -3698,22 +3812,52 @@ def _lb_kind(text: str) -> LbKind:
 
 
 def _v_lb_kind(p: _Parser, obj: Any, kw: Token, args: List[Token]) -> None:
-    obj.lb_kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
-    if isinstance(obj, VirtualServer):
-        words = [a.text for a in args[1:]]
-        k = 0
-        while k < len(words):
-            if words[k] == "type" and k + 1 < len(words):
-                obj.tunnel_type = words[k + 1]
-                k += 2
-            elif words[k] == "port" and k + 1 < len(words):
-                obj.tunnel_port = _parse_port(words[k + 1])
-                k += 2
-            elif words[k] in ("nocsum", "csum", "remcsum"):
-                obj.tunnel_csum = words[k]
-                k += 1
-            else:
-                raise _Invalid(f"unexpected '{words[k]}' after {args[0].text}")
+    """`lvs_method NAT|DR|TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]`, for a virtual server or one
+    real server (keepalived's svr_forwarding_handler, its checks and messages; a bad line changes nothing)."""
+    kind = LbKind[_upper_case_word(p, kw, args[0], ("NAT", "DR", "TUN"))]
+    what = "virtual" if isinstance(obj, VirtualServer) else "real"
+    tun_type, port, csum = "ipip", 0, "nocsum"
+    words = [a.text for a in args[1:]]
+    k = 0
+    while k < len(words):
+        if words[k] == "type" and k + 1 < len(words):
+            if words[k + 1] not in ("ipip", "gue", "gre"):
+                raise _Invalid(f"Unknown tunnel type {words[k + 1]} for {what} server.")
+            tun_type = words[k + 1]
+            k += 2
+        elif words[k] == "port" and k + 1 < len(words):
+            try:
+                port = _parse_int(words[k + 1], 1, 65535)
+            except _Invalid:
+                raise _Invalid(f"Invalid gue tunnel port {words[k + 1]} for {what} server.") from None
+            k += 2
+        elif words[k] in ("nocsum", "csum", "remcsum"):
+            csum = words[k]
+            k += 1
+        else:
+            raise _Invalid(f"Invalid tunnel option {words[k]} for {what} server.")
+    if (tun_type == "gue") != (port != 0):
+        raise _Invalid("gue tunnels require port, otherwise cannot have port.")
+    if tun_type == "ipip" and csum != "nocsum":
+        raise _Invalid("ipip tunnels do not support checksum option.")
+    if tun_type == "gre" and csum == "remcsum":
+        raise _Invalid("gre tunnels do not support remote checksum option.")
+    obj.lb_kind = kind
+    if words:
+        obj.tunnel_type, obj.tunnel_port, obj.tunnel_csum = tun_type, port or None, csum
+
+
+def _v_weight(p: _Parser, vs: VirtualServer, kw: Token, args: List[Token]) -> None:
+    try:
+        vs.weight = _parse_int(args[0].text, 1, 2147483647)
+    except _Invalid:
+        p.warning(args[0], f"Virtual server weight {args[0].text} is outside range 1-2147483647", "keepalived "
+                  "ignores it, and so does vrrpd")
+
+
+def _r_weight(p: _Parser, rs: RealServer, kw: Token, args: List[Token]) -> None:
+    rs.weight = _parse_int(args[0].text, 0, 2147483647)
+    rs.weight_set = True
 
 
 _SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos")
@@ -3785,9 +3929,9 @@ _V = "virtual_server"
 _kw(_V, "delay_loop", _h_time("delay_loop", 0.001, 86400))
 for _name in ("lb_algo", "lvs_sched"):
     _kw(_V, _name, _v_sched)
+_TUN_WORDS = ("type", "port", "nocsum", "csum", "remcsum", "ipip", "gue", "gre")
 for _name in ("lb_kind", "lvs_method"):
-    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in ("type", "port", "nocsum", "csum", "remcsum", "ipip",
-                                                               "gue", "gre") or t.isdigit())
+    _kw(_V, _name, _v_lb_kind, (1, 6), accept=lambda t: t in _TUN_WORDS or t.isdigit())
 _kw(_V, "persistence_timeout", _v_persistence, (0, 1), accept=_is_number)
 _kw(_V, "persistence_granularity", _h_ip("persistence_granularity"))
 _kw(_V, "persistence_engine", _h_str("persistence_engine"))
@@ -3829,12 +3973,13 @@ _kw(_V, "retry", _h_int("retry", 0, 2147483647))
 _kw(_V, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_V, "warmup", _h_time("warmup", 0, 86400))
 _kw(_V, "real_server", _v_real_server, (1, 2), "real_server")
-_accept_only(_V, "snmp_name weight")
+_kw(_V, "weight", _v_weight)
+_accept_only(_V, "snmp_name")
 
 _R = "real_server"
-_kw(_R, "weight", _h_int("weight", 0, 2147483647))
+_kw(_R, "weight", _r_weight)
 for _name in ("lb_kind", "lvs_method"):
-    _kw(_R, _name, _v_lb_kind)
+    _kw(_R, _name, _v_lb_kind, (1, 6), accept=lambda t: t in _TUN_WORDS or t.isdigit())
 _kw(_R, "notify_up", _h_cmd("notify_up"), (1, None))
 _kw(_R, "notify_down", _h_cmd("notify_down"), (1, None))
 _kw(_R, "uthreshold", _h_int("uthreshold", 0, 2147483647))
@@ -3847,7 +3992,6 @@ _kw(_R, "delay_before_retry", _h_time("delay_before_retry", 0, 86400))
 _kw(_R, "warmup", _h_time("warmup", 0, 86400))
 _kw(_R, "connect_timeout", _h_time("connect_timeout", 0.001, 86400))
 _kw(_R, "delay_loop", _h_time("delay_loop", 0.001, 86400))
-_accept_only(_R, "tun_type tun_port")
 
 
 def _checker(kind: str) -> Handler:
@@ -4080,6 +4224,9 @@ def _which(program: str) -> Optional[str]:
         return None
 
 
+_CONNECTION_CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK")
+
+
 class _Validator:
     """Cross-checks that need the whole configuration (names, duplicates, strict mode, the host).
 
@@ -4111,8 +4258,24 @@ class _Validator:
         self.warn(file, line, message, "the instance stays in FAULT until it appears" if self.check_interfaces
                   else "")
 
+    def garp_groups(self) -> None:
+        """keepalived's garp_group end handler: a group without a delay is removed; an interface in two groups
+        keeps the first."""
+        taken: Dict[str, GarpGroup] = {}
+        for n, gg in enumerate(list(self.cfg.garp_groups), 1):
+            if gg.garp_interval is None and gg.gna_interval is None:
+                self.warn(gg.file, gg.line, f"garp group {n} does not have any delay set - removing")
+                self.cfg.garp_groups.remove(gg)
+                continue
+            for name in list(gg.interfaces):
+                if name in taken:
+                    self.warn(gg.file, gg.line, f"garp_group already specified for {name} - ignoring")
+                    gg.interfaces.remove(name)
+                taken.setdefault(name, gg)
+
     def run(self) -> None:
         vrids: Dict[Tuple[int, int], List[VrrpInstance]] = {}
+        self.garp_groups()
         self.bfd_instances()
         for script in list(self.cfg.vrrp_scripts.values()):
             if script.script is None:  # keepalived: "No script set for vrrp_script X - removing"
@@ -4581,10 +4744,20 @@ class _Validator:
                     self.warn(tg.file, tg.line, f"track_group {tg.name}: {member} is not a vrrp_instance")
 
     def checkers(self, vs: VirtualServer) -> None:
-        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths."""
+        """FILE_CHECK needs a track_file (keepalived drops it otherwise); UDP_CHECK's reply lengths; a link-local
+        IPv6 target needs bind_if (keepalived's check_conn_opts drops the checker). A real server without its own
+        weight takes the virtual server's."""
         for rs in vs.real_servers:
+            if not rs.weight_set:
+                rs.weight = vs.weight
             for chk in list(rs.checkers):
-                if chk.kind == "FILE_CHECK":
+                target = chk.connect_ip or rs.address
+                if (chk.kind in _CONNECTION_CHECKERS and target.version == 6 and target.is_link_local
+                        and not chk.bind_if):
+                    self.err(vs.file, chk.line, f"Checker link local address {target} requires a bind_if",
+                             "keepalived drops the checker; write bind_if IFNAME")
+                    rs.checkers.remove(chk)
+                elif chk.kind == "FILE_CHECK":
                     if chk.track_file is None:
                         self.warn(vs.file, chk.line, "FILE_CHECK has no track_file specified - ignoring")
                         rs.checkers.remove(chk)
@@ -4831,12 +5004,15 @@ VRRP_V3_HEADER = struct.Struct("!BBBBHH")  # vers_type, vrid, priority, naddr, r
 
 
 def inet_checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum."""
+    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum.
+
+    That sum of 16-bit words is the data as one big number modulo 0xFFFF (2**16 is 1 modulo 0xFFFF), with
+    0xFFFF standing for a zero remainder unless every byte is zero: one big-number operation per packet."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if not total and any(data):
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 
@@ -4862,6 +5038,7 @@ class VrrpAdvert:
     auth_type: int = 0
     auth_data: bytes = b""
     checksum: int = 0
+    old_checksum: bool = False  # a unicast v3 advert summed with the multicast group (old_unicast_checksum)
 
 
 def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
@@ -4896,11 +5073,13 @@ def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optiona
 
 
 def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
-                  checksum_as_v2: bool = False, family: int = 4) -> VrrpAdvert:
+                  checksum_as_v2: bool = False, family: int = 4, addresses: bool = True) -> VrrpAdvert:
     """Decode and verify a VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
 
     The family (the address width) is src's, else `family`. Checks (RFC 5798 section 7.1): version (IPv6 is
-    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given."""
+    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given.
+    addresses=False leaves the address list empty (advert_addresses() decodes it): the receive path builds
+    those objects only for an advert that passed its instance's checks, not for each one of a flood."""
     if src is not None:
         family = src.version
     if len(msg) < VRRP_HEADER_LEN:
@@ -4926,18 +5105,42 @@ def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPA
         ok = inet_checksum(pseudo_header(src, dst, len(msg)) + msg) == 0
     if not ok:
         raise PacketError("bad_checksum", f"0x{checksum:04x}")
-    make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
-    addresses: List[IPAddress] = [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(naddr)]
+    addrs = advert_addresses(msg, family) if addresses else []
     if version == 2:
         auth_type, intvl = msg[4], msg[5]
         if intvl == 0:
             raise PacketError("bad_interval", "0")
         auth_data = msg[expected - VRRP_AUTH_DATA_LEN: expected]
-        return VrrpAdvert(2, vrid, priority, addresses, float(intvl), auth_type, auth_data, checksum)
+        return VrrpAdvert(2, vrid, priority, addrs, float(intvl), auth_type, auth_data, checksum)
     centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
     if centis == 0:
         raise PacketError("bad_interval", "0")
-    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)
+    return VrrpAdvert(3, vrid, priority, addrs, centis / 100.0, 0, b"", checksum)
+
+
+def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
+    """The address list of a VRRP message that decode_advert() has verified."""
+    width, make = (4, ipaddress.IPv4Address) if family == 4 else (16, ipaddress.IPv6Address)
+    return [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(msg[3])]
+
+
+def is_multicast(address: IPAddress) -> bool:
+    """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
+    return int(address) >> 28 == 0xE if address.version == 4 else int(address) >> 120 == 0xFF
+
+
+_IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
+
+
+def _ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
+    """IPv4Address(packed), the same (immutable) object for the same bytes: the few sources and groups a
+    segment carries are built once, not for each packet. Bounded: a flood of spoofed sources only refills it."""
+    addr = _IPV4_INTERNED.get(packed)
+    if addr is None:
+        if len(_IPV4_INTERNED) >= 4096:
+            _IPV4_INTERNED.clear()
+        addr = _IPV4_INTERNED[packed] = ipaddress.IPv4Address(packed)
+    return addr
 
 
 @dataclass
@@ -5031,6 +5234,9 @@ class RxFilter:
     # the pseudo-header ("pseudo") or the message alone ("message", v3_checksum_as_v2); None: leave v3 to user space
     checksum: bool = False
     v3_checksum: Optional[str] = "pseudo"
+    # also accept a v3 pseudo-header sum with this address (an int) as the destination: keepalived's
+    # old_unicast_checksum, the multicast group in the sum of a unicast advert; 0: no
+    old_group: int = 0
 
     def describe(self) -> str:
         versions = ",".join(str(k >> 4) for k in self.kinds)
@@ -5040,19 +5246,23 @@ class RxFilter:
 
 
 def rx_filter_for(family: int, versions: List[int], vrids: Optional[List[int]], checksum: bool = False,
-                  v3_checksum: Optional[str] = "pseudo") -> RxFilter:
+                  v3_checksum: Optional[str] = "pseudo", old_group: Optional[IPAddress] = None) -> RxFilter:
     """The filter of a socket whose instances use `versions` and `vrids` (None: keep unknown VRIDs)."""
     kinds = tuple(sorted({(v << 4) | VRRP_TYPE_ADVERTISEMENT for v in versions}))
     # the shortest advert: a v3 header with no address; v2 always carries 8 bytes of authentication data
     min_length = VRRP_HEADER_LEN if 3 in versions else VRRP_HEADER_LEN + VRRP_AUTH_DATA_LEN
     return RxFilter(family, kinds, None if vrids is None else tuple(sorted(set(vrids))), min_length,
-                    checksum and family == 4, v3_checksum)
+                    checksum and family == 4, v3_checksum,
+                    int(old_group) if old_group is not None and v3_checksum == "pseudo" else 0)
 
 
 def _checksum_program(f: RxFilter, op: Any) -> None:
     """The IPv4 checksum test: the one's complement sum of the VRRP message (v3: with the pseudo-header) must
     be 0xFFFF. Unrolled (classic BPF has no loops) up to BPF_CHECKSUM_MAX bytes; an IP header with options, an
-    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0]."""
+    odd or a longer message goes to user space unverified. The sum is kept in X, the VRRP length in M[0].
+    With `old_group` the v3 sum is taken without the destination (M[2], M[3]=1 on that path) and passes with the
+    packet's destination or with old_group."""
+    old = f.old_group
     op(BPF_LD | BPF_B | BPF_ABS, 0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x45, jt=1)  # IP options: no fixed offsets, user space checks
     op(BPF_JMP | BPF_JA, "accept")
@@ -5063,6 +5273,9 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
     op(BPF_JMP | BPF_JGT | BPF_K, BPF_CHECKSUM_MAX, jf=1)
     op(BPF_JMP | BPF_JA, "accept")
     op(BPF_LDX | BPF_W | BPF_IMM, 0)
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 0)
+        op(BPF_ST, 3)
     op(BPF_LD | BPF_B | BPF_ABS, IPV4_HEADER.size)  # version
     op(BPF_ALU | BPF_AND | BPF_K, 0xF0)
     op(BPF_JMP | BPF_JEQ | BPF_K, 0x30, jf=1)  # v2: the message alone
@@ -5072,7 +5285,10 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_JMP | BPF_JA, "pseudo" if f.v3_checksum == "pseudo" else "message")
     op(BPF_JMP | BPF_JA, "message")
     op.label("pseudo")
-    for offset in (12, 14, 16, 18):  # source and destination addresses
+    if old:
+        op(BPF_LD | BPF_W | BPF_IMM, 1)
+        op(BPF_ST, 3)
+    for offset in (12, 14) if old else (12, 14, 16, 18):  # source and destination addresses
         op(BPF_LD | BPF_H | BPF_ABS, offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
@@ -5089,16 +5305,35 @@ def _checksum_program(f: RxFilter, op: Any) -> None:
         op(BPF_LD | BPF_H | BPF_ABS, IPV4_HEADER.size + offset)
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    def fold() -> None:
+        for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_RSH | BPF_K, 16)
+            op(BPF_ST, 1)
+            op(BPF_MISC | BPF_TXA)
+            op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
+            op(BPF_LDX | BPF_W | BPF_MEM, 1)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+
     op.label("fold")
-    for _ in range(2):  # A = (X & 0xFFFF) + (X >> 16), twice
+    if old:
+        op(BPF_LD | BPF_W | BPF_MEM, 3)
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, jt="fold_message")
         op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_RSH | BPF_K, 16)
-        op(BPF_ST, 1)
-        op(BPF_MISC | BPF_TXA)
-        op(BPF_ALU | BPF_AND | BPF_K, 0xFFFF)
-        op(BPF_LDX | BPF_W | BPF_MEM, 1)
+        op(BPF_ST, 2)  # the sum without a destination
+        for offset in (16, 18):  # the packet's destination
+            op(BPF_LD | BPF_H | BPF_ABS, offset)
+            op(BPF_ALU | BPF_ADD | BPF_X)
+            op(BPF_MISC | BPF_TAX)
+        fold()
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept")
+        op(BPF_LDX | BPF_W | BPF_MEM, 2)  # else the old one: the multicast group as the destination
+        op(BPF_LD | BPF_W | BPF_IMM, (old >> 16) + (old & 0xFFFF))
         op(BPF_ALU | BPF_ADD | BPF_X)
         op(BPF_MISC | BPF_TAX)
+    op.label("fold_message")
+    fold()
     op(BPF_JMP | BPF_JEQ | BPF_K, 0xFFFF, jt="accept", jf="drop_checksum")
 
 
@@ -5184,7 +5419,6 @@ def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
 
 NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 NLA_HEADER = struct.Struct("=HH")  # len, type
-NLMSG_NOOP = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -5388,7 +5622,6 @@ RTNH_F_ONLINK = 4
 FIB_RULE_INVERT = 0x2
 RT_SCOPE_NOWHERE = 255
 RTPROT_KEEPALIVED = 18
-RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_ROUTE = 0x40, 0x80, 0x400
 RTNLGRP_IPV6_RULE = 19
 
 
@@ -5561,7 +5794,6 @@ IPPROTO_ICMPV6 = 58
 ND_NEIGHBOR_ADVERT = 136
 ND_OPT_TARGET_LINKADDR = 2
 ND_NA_FLAG_ROUTER = 0x80
-ND_NA_FLAG_SOLICITED = 0x40
 ND_NA_FLAG_OVERRIDE = 0x20
 ALL_NODES6 = ipaddress.IPv6Address("ff02::1")
 NDISC_HOPLIMIT = 255
@@ -5582,7 +5814,6 @@ IFLA_INFO_DATA = 2
 IFLA_MACVLAN_MODE = 1
 IFLA_INET6_ADDR_GEN_MODE = 8
 MACVLAN_MODE_PRIVATE = 1
-IN6_ADDR_GEN_MODE_NONE = 1
 IN6_ADDR_GEN_MODE_RANDOM = 3
 
 
@@ -5726,7 +5957,6 @@ AUTH_HMAC_TRAILER = struct.Struct("!BBHIHH16s")  # ext_type, key_id, reserved, s
 AUTH_HMAC_TRAILER_LEN = AUTH_HMAC_TRAILER.size  # 28
 AUTH_HMAC_SHA256 = 1  # VRRP_AUTH_HMAC_TYPE_SHA256: HMAC-SHA256 truncated to 128 bits
 AUTH_HMAC_LEN = 16
-AUTH_HMAC_MODES = ("enforce", "permissive", "receive-only")
 AUTH_HMAC_LRU = 4  # keepalived's replay table of multicast senders
 # receive results, as keepalived names its counters (auth_ext_*)
 HMAC_MISSING = "auth_ext_missing"
@@ -6023,7 +6253,7 @@ def addrgenmode_payload(ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> b
 
 # --------------------------------------------------------------------------------------------
 # 5.1 State machine and receive checks (RFC 5798 sections 6 and 7.1)
-#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS lists every state change;
+#     VrrpMachine is given `now` and events and returns actions; TRANSITIONS makes every state change;
 #     receive_checks() is RFC 5798 section 7.1 for both families. Nothing here reads a clock or a socket.
 # --------------------------------------------------------------------------------------------
 
@@ -6093,25 +6323,57 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
-# Every state change of the machine, and what causes it (RFC 5798 section 6.4, with keepalived's FAULT and
-# vrrpd's STOP). VrrpMachine._set_state() refuses anything not listed here.
-TRANSITIONS: Dict[Tuple[State, State], str] = {
-    (State.INIT, State.BACKUP): "Startup (6.4.1), below priority 255",
-    (State.INIT, State.MASTER): "Startup (6.4.1) of the address owner",
-    (State.INIT, State.FAULT): "Startup with an interface or tracker fault",
-    (State.INIT, State.STOP): "Shutdown before the start-up delay ran out",
-    (State.BACKUP, State.MASTER): "Master_Down_Timer fired (6.4.2), or the sync group went MASTER",
-    (State.BACKUP, State.BACKUP): "the sync group went BACKUP",
-    (State.BACKUP, State.FAULT): "an interface or tracker fault, or the sync group's",
-    (State.BACKUP, State.STOP): "Shutdown (6.4.2)",
-    (State.MASTER, State.MASTER): "the fault of a forced MASTER cleared (the owner stays MASTER)",
-    (State.MASTER, State.BACKUP): "an advert of higher priority (6.4.3), or the sync group went BACKUP",
-    (State.MASTER, State.FAULT): "a fault: priority 0 is sent first",
-    (State.MASTER, State.STOP): "Shutdown (6.4.3): priority 0 is sent first",
-    (State.FAULT, State.FAULT): "its own fault while the sync group holds it in FAULT",
-    (State.FAULT, State.BACKUP): "the fault cleared",
-    (State.FAULT, State.MASTER): "the fault of the address owner cleared",
-    (State.FAULT, State.STOP): "Shutdown",
+
+class Event(enum.Enum):
+    """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
+    set_fault, force_state, release_master, shutdown) say which of these happened, TRANSITIONS does the rest."""
+
+    STARTUP = "Startup (RFC 5798 6.4.1), below priority 255"
+    OWNER_STARTUP = "Startup (6.4.1) of the address owner"
+    FAULTY_STARTUP = "Startup with an interface or tracker fault"
+    MASTER_DOWN_TIMER = "Master_Down_Timer fired (6.4.2)"
+    HIGHER_PRIORITY_ADVERT = "an advert of higher priority, or of equal priority from a higher address (6.4.3)"
+    LATE_ADVER_TIMER = "Adver_Timer fired so late that a backup has taken over (timer_expired_backup)"
+    RELEASE = "something MASTER must hold vanished (keepalived's set_vrrp_backup)"
+    FAULT = "an interface or tracker fault"
+    FAULT_CLEARED = "the fault cleared"
+    OWNER_FAULT_CLEARED = "the fault of the address owner cleared"
+    SYNC_MASTER = "the sync group went MASTER"
+    SYNC_BACKUP = "the sync group went BACKUP"
+    SYNC_FAULT = "the sync group went FAULT"
+    SHUTDOWN = "Shutdown (6.4.2, 6.4.3)"
+
+
+# The machine's transitions (RFC 5798 section 6.4, with keepalived's FAULT and vrrpd's STOP): (state, event) ->
+# (new state, the VrrpMachine method that returns the transition's actions). VrrpMachine._fire() is the only
+# code that changes the state; an event with no row here in the current state is a bug, and raises.
+TRANSITIONS: Dict[Tuple[State, Event], Tuple[State, str]] = {
+    (State.INIT, Event.STARTUP): (State.BACKUP, "_enter_backup"),
+    (State.INIT, Event.OWNER_STARTUP): (State.MASTER, "_enter_master"),
+    (State.INIT, Event.FAULTY_STARTUP): (State.FAULT, "_enter_fault"),
+    (State.INIT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.BACKUP, Event.MASTER_DOWN_TIMER): (State.MASTER, "_take_over"),
+    (State.BACKUP, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.BACKUP, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.BACKUP, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.BACKUP, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.MASTER, Event.HIGHER_PRIORITY_ADVERT): (State.BACKUP, "_yield_to_higher_priority"),
+    (State.MASTER, Event.LATE_ADVER_TIMER): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.RELEASE): (State.BACKUP, "_release"),
+    (State.MASTER, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.MASTER, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.MASTER, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SYNC_FAULT): (State.FAULT, "_enter_fault"),
+    (State.MASTER, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
+    (State.FAULT, Event.FAULT): (State.FAULT, "_enter_fault"),
+    (State.FAULT, Event.FAULT_CLEARED): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.SYNC_BACKUP): (State.BACKUP, "_enter_backup"),
+    (State.FAULT, Event.OWNER_FAULT_CLEARED): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SYNC_MASTER): (State.MASTER, "_enter_master"),
+    (State.FAULT, Event.SHUTDOWN): (State.STOP, "_enter_stop"),
 }
 
 
@@ -6136,50 +6398,23 @@ class VrrpMachine:
                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                 "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts", "timer_expired_backup")
 
-    def __init__(
-        self,
-        name: str,
-        vrid: int,
-        priority: int,
-        advert_int: float,
-        version: int = 2,
-        primary_ip: Optional[IPAddress] = None,
-        addresses: Optional[List[IPAddress]] = None,
-        auth_type: AuthType = AuthType.NONE,
-        auth_pass: bytes = b"",
-        start_master: bool = False,
-        preempt: bool = True,
-        preempt_delay: float = 0.0,
-        lower_prio_no_advert: bool = False,
-        garp_lower_prio_repeat: int = 0,
-        skip_check_adv_addr: bool = False,
-        higher_prio_send_advert: bool = False,
-        owner_ignore_adverts: bool = False,
-        timer_expired_backup: Optional[int] = None,
-        down_timer_adverts: int = 3,
-    ):
-        self.name = name
-        self.down_timer_adverts = down_timer_adverts
-        self.vrid = vrid
-        self.priority = priority  # configured base priority
+    def __init__(self, name: str, vrid: int, priority: int, advert_int: float, version: int = 2,
+                 primary_ip: Optional[IPAddress] = None, addresses: Optional[List[IPAddress]] = None,
+                 auth_type: AuthType = AuthType.NONE, auth_pass: bytes = b"", start_master: bool = False,
+                 preempt: bool = True, preempt_delay: float = 0.0, lower_prio_no_advert: bool = False,
+                 garp_lower_prio_repeat: int = 0, skip_check_adv_addr: bool = False,
+                 higher_prio_send_advert: bool = False, owner_ignore_adverts: bool = False,
+                 timer_expired_backup: Optional[int] = None, down_timer_adverts: int = 3):
+        given = locals()
+        for attr in self.SETTINGS:  # `priority` is the configured base priority
+            setattr(self, attr, given[attr])
+        self.name, self.vrid, self.version, self.primary_ip = name, vrid, version, primary_ip
         self.effective_priority = priority
-        self.version = version
         # RFC 5798 section 6.1: v3 carries centiseconds; v2 whole seconds (keepalived rounds, minimum 1)
         self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
         self.master_adver_int = self.advert_int
-        self.primary_ip = primary_ip
         self.addresses = list(addresses or [])
-        self.auth_type = auth_type
         self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
-        self.start_master = start_master
-        self.preempt = preempt
-        self.preempt_delay = preempt_delay
-        self.lower_prio_no_advert = lower_prio_no_advert
-        self.garp_lower_prio_repeat = garp_lower_prio_repeat
-        self.skip_check_adv_addr = skip_check_adv_addr
-        self.higher_prio_send_advert = higher_prio_send_advert
-        self.owner_ignore_adverts = owner_ignore_adverts
-        self.timer_expired_backup = timer_expired_backup
         # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
         self.owner_conflicts = 0
         self.owner_reduced = False
@@ -6229,12 +6464,10 @@ class VrrpMachine:
         A MASTER forced to FAULT sends priority 0, so that the peer's members take over at once."""
         if self.state == state or self.state in (State.STOP, State.INIT):
             return []
-        if state == State.MASTER:
-            return self._become_master(now, "sync-group")
-        if state == State.FAULT:
-            return self._enter_fault(now, reason="sync-group")
-        self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="sync-group")
+        if state == State.BACKUP:
+            self.master_adver_int = self.advert_int
+        event = {State.MASTER: Event.SYNC_MASTER, State.BACKUP: Event.SYNC_BACKUP, State.FAULT: Event.SYNC_FAULT}[state]
+        return self._fire(now, event, reason="sync-group")
 
     def end_handover(self, now: float) -> List[Action]:
         """A second stop signal: do not wait for the new master any longer."""
@@ -6275,12 +6508,12 @@ class VrrpMachine:
         """RFC 5798 section 6.4.1 Initialize; keepalived always passes through BACKUP (init) unless owner or faulty."""
         self.fault = fault
         if fault:
-            return self._enter_fault(now, init=True)
+            return self._fire(now, Event.FAULTY_STARTUP, init=True)
         if self.priority == 255:
             # the address owner goes straight to MASTER
-            return self._become_master(now, "priority", "address owner (priority 255)")
+            return self._fire(now, Event.OWNER_STARTUP, reason="priority", detail="address owner (priority 255)")
         self.master_adver_int = self.advert_int
-        acts = self._enter_backup(now, init=True, reason="not-master", detail="starting up")
+        acts = self._fire(now, Event.STARTUP, init=True, reason="not-master", detail="starting up")
         if self.start_master:
             # keepalived: `state MASTER` below 255 waits one advert interval + skew, not the full down interval
             self.master_down_timer = now + self.advert_int + self.skew_time
@@ -6295,9 +6528,7 @@ class VrrpMachine:
             if self.hold_master:
                 self.master_down_timer = now + self.master_down_interval
                 return acts
-            # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
-            acts.append(Log(f"({self.name}) Receive advertisement timeout", detail=True))
-            acts += self._become_master(now, *self._takeover_reason(now))
+            acts += self._fire(now, Event.MASTER_DOWN_TIMER)
         elif self.state == State.MASTER and self.adver_timer is not None and now >= self.adver_timer:
             if self.timer_expired_backup is not None:
                 # keepalived's timer_expired_backup: the loop ran so late that a backup (of priority at most P)
@@ -6307,7 +6538,7 @@ class VrrpMachine:
                 late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
-                                       logging.WARNING)] + self._enter_backup(now)
+                                       logging.WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -6337,11 +6568,12 @@ class VrrpMachine:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
             # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
-            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+            auth_type = _AUTH_TYPES.get(adv.auth_type)  # (by value: Enum's .value is slow, and a flood asks)
+            if auth_type is None:
                 return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
-            if adv.auth_type != self.auth_type.value:
+            if auth_type is not self.auth_type:
                 return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
-            if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
+            if auth_type is AuthType.PASS and adv.auth_data != self.auth_pass:
                 return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
@@ -6415,21 +6647,7 @@ class VrrpMachine:
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
                                    "reducing our priority", logging.ERROR))
         if higher:
-            # "... greater than the local Priority, or ... equal ... and the primary IPvX Address of the sender is
-            #  greater than the local primary IPvX Address: Cancel Adver_Timer, Set Master_Adver_Interval,
-            #  Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition to Backup"
-            why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
-                   (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
-            acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
-                                      f"{adv.priority}, ours {self.effective_priority}")]
-            if self.higher_prio_send_advert:
-                # keepalived's higher_prio_send_advert: tell the winner once more that we were master
-                acts.append(SendAdvert(self.effective_priority))
-            if self.version == 3:
-                self.master_adver_int = adv.advert_int
-            acts = pre + acts + self._enter_backup(now, reason="priority", detail=why)
-            self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
-            return acts
+            return pre + self._fire(now, Event.HIGHER_PRIORITY_ADVERT, adv=adv, src=src)
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
         acts = [Log(f"({self.name}) Received advert from {src} with lower priority {adv.priority}, "
                     f"ours {self.effective_priority}, forcing new election"),
@@ -6461,31 +6679,19 @@ class VrrpMachine:
         if self.state in (State.STOP, State.INIT):
             return []
         if fault:
-            return self._enter_fault(now)
+            return self._fire(now, Event.FAULT, reason="fault")
         # keepalived: leaving FAULT goes to BACKUP and a fresh election (the owner goes straight to MASTER)
         if self.priority == 255:
-            return self._become_master(now, "fault-cleared", "address owner")
+            return self._fire(now, Event.OWNER_FAULT_CLEARED, reason="fault-cleared", detail="address owner")
         self.master_adver_int = self.advert_int
-        return self._enter_backup(now, reason="fault-cleared")
+        return self._fire(now, Event.FAULT_CLEARED, reason="fault-cleared")
 
     def shutdown(self, now: float, handover: bool = False) -> List[Action]:
         """RFC 5798 section 6.4.3 Shutdown: a Master sends priority 0 and leaves.
 
         With `handover` (vrrpd's vrrp_handover_on_stop) the VIPs stay until the new master is heard, bounded
         by the longest Skew_Time plus one advert interval."""
-        acts: List[Action] = []
-        was_master = self.state == State.MASTER
-        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
-        if was_master:
-            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
-            if handover:
-                longest_skew = 1.0 if self.version == 2 else self.advert_int
-                self.handover_timer = now + longest_skew + self.advert_int
-            else:
-                acts += self._remove_vips()
-        self._set_state(State.STOP)
-        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
-        return acts
+        return self._fire(now, Event.SHUTDOWN, handover=handover)
 
     def release_master(self, now: float, why: str) -> List[Action]:
         """keepalived's set_vrrp_backup: something MASTER must hold vanished (a tracked virtual route or rule
@@ -6493,21 +6699,20 @@ class VrrpMachine:
         router is MASTER again at once and reinstalls everything."""
         if self.state != State.MASTER:
             return []
-        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
-                              Log(f"({self.name}) sent 0 priority", detail=True)]
-        acts += self._enter_backup(now, reason="fault", detail=why)
-        self.master_down_timer = now + self.skew_time
-        return acts
+        return self._fire(now, Event.RELEASE, why=why)
 
-    # -- transitions ---------------------------------------------------------------------------
-    def _set_state(self, state: State) -> None:
-        if (self.state, state) not in TRANSITIONS:
-            raise AssertionError(f"({self.name}) no transition {self.state.value} -> {state.value}")
-        self.state = state
+    # -- transitions: TRANSITIONS names these; each gets the state the machine left ------------
+    def _fire(self, now: float, event: Event, **details: Any) -> List[Action]:
+        """Move as TRANSITIONS says for (state, event), and return the transition's actions."""
+        try:
+            target, actions = TRANSITIONS[self.state, event]
+        except KeyError:
+            raise AssertionError(f"({self.name}) no transition from {self.state.value} on {event.name}") from None
+        previous, self.state = self.state, target
+        return getattr(self, actions)(now, previous, **details)
 
-    def _become_master(self, now: float, reason: str, detail: str = "") -> List[Action]:
+    def _enter_master(self, now: float, previous: State, reason: str, detail: str = "") -> List[Action]:
         # RFC 5798 section 6.4.1/6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARPs, Adver_Timer, -> Master
-        self._set_state(State.MASTER)
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
@@ -6526,29 +6731,71 @@ class VrrpMachine:
                  Notify(State.MASTER, self.effective_priority, reason, detail)]
         return acts
 
-    def _enter_backup(self, now: float, init: bool = False, reason: str = "", detail: str = "") -> List[Action]:
-        was_master = self.state == State.MASTER
-        self._set_state(State.BACKUP)
+    def _take_over(self, now: float, previous: State) -> List[Action]:
+        # RFC 5798 section 6.4.2: Master_Down_Timer fires -> send advert, GARP, become Master
+        reason, detail = self._takeover_reason(now)
+        return ([Log(f"({self.name}) Receive advertisement timeout", detail=True)] +
+                self._enter_master(now, previous, reason, detail))
+
+    def _enter_backup(self, now: float, previous: State, init: bool = False, reason: str = "",
+                      detail: str = "") -> List[Action]:
         self.adver_timer = None
         self.master_down_timer = now + self.master_down_interval
         acts: List[Action] = [Log(f"({self.name}) Entering BACKUP STATE" + (" (init)" if init else ""))]
-        if was_master:
+        if previous == State.MASTER:
             acts.append(StopGarp())
         acts += self._remove_vips()
         self.master_priority = self.last_advert = None
         acts.append(Notify(State.BACKUP, self.effective_priority, reason, detail))
         return acts
 
-    def _enter_fault(self, now: float, init: bool = False, reason: str = "fault") -> List[Action]:
+    def _yield_to_higher_priority(self, now: float, previous: State, adv: VrrpAdvert, src: IPAddress) -> List[Action]:
+        # RFC 5798 section 6.4.3: "... greater than the local Priority, or ... equal ... and the primary IPvX
+        # Address of the sender is greater than the local primary IPvX Address: Cancel Adver_Timer, Set
+        # Master_Adver_Interval, Recompute Skew_Time and Master_Down_Interval, Set Master_Down_Timer, Transition
+        # to Backup"
+        why = (f"advert from {src} with priority {adv.priority}, ours {self.effective_priority}" +
+               (" (equal, higher address)" if adv.priority == self.effective_priority else ""))
+        acts: List[Action] = [Log(f"({self.name}) Master received advert from {src} with higher priority "
+                                  f"{adv.priority}, ours {self.effective_priority}")]
+        if self.higher_prio_send_advert:
+            # keepalived's higher_prio_send_advert: tell the winner once more that we were master
+            acts.append(SendAdvert(self.effective_priority))
+        if self.version == 3:
+            self.master_adver_int = adv.advert_int
+        acts += self._enter_backup(now, previous, reason="priority", detail=why)
+        self.master_ip, self.master_priority, self.last_advert = src, adv.priority, now
+        return acts
+
+    def _release(self, now: float, previous: State, why: str) -> List[Action]:
+        acts: List[Action] = [Log(f"({self.name}) {why}"), SendAdvert(0),
+                              Log(f"({self.name}) sent 0 priority", detail=True)]
+        acts += self._enter_backup(now, previous, reason="fault", detail=why)
+        self.master_down_timer = now + self.skew_time
+        return acts
+
+    def _enter_fault(self, now: float, previous: State, init: bool = False, reason: str = "fault") -> List[Action]:
         acts: List[Action] = []
-        if self.state == State.MASTER:
+        if previous == State.MASTER:
             # keepalived sends priority 0 when a MASTER goes to FAULT
             acts += [SendAdvert(0), StopGarp()]
-        self._set_state(State.FAULT)
         self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
         acts.append(Log(f"({self.name}) Entering FAULT STATE" + (" (init)" if init else "")))
         acts += self._remove_vips()
         acts.append(Notify(State.FAULT, self.effective_priority, reason))
+        return acts
+
+    def _enter_stop(self, now: float, previous: State, handover: bool = False) -> List[Action]:
+        acts: List[Action] = []
+        self.adver_timer = self.master_down_timer = self.preempt_delay_timer = None
+        if previous == State.MASTER:
+            acts += [SendAdvert(0), Log(f"({self.name}) sent 0 priority", detail=True), StopGarp()]
+            if handover:
+                longest_skew = 1.0 if self.version == 2 else self.advert_int
+                self.handover_timer = now + longest_skew + self.advert_int
+            else:
+                acts += self._remove_vips()
+        acts.append(Notify(State.STOP, self.effective_priority, "shutdown"))
         return acts
 
     def _remove_vips(self) -> List[Action]:
@@ -6562,26 +6809,31 @@ class VrrpMachine:
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
-@dataclass(frozen=True)
-class Drop:
-    """A received advert fails a receive check: the counter it goes to, and the log line."""
+class Drop(collections.namedtuple("Drop", "reason message")):
+    """A received advert fails a receive check: the counter it goes to (`reason`), and the log line (`message`).
+    (A tuple: a flood makes one per packet, and a frozen dataclass costs three times as much to build.)"""
 
-    reason: str
-    message: str
+    __slots__ = ()
 
 
 def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peers: List[UnicastPeer],
                    check_unicast_src: bool = False, checksum_as_v2: bool = False,
-                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None) -> Union[VrrpAdvert, Drop, None]:
+                   unwrap: Optional[Callable[[bytes], Optional[bytes]]] = None,
+                   old_checksum: Optional[bool] = False,
+                   group4: IPAddress = VRRP_MCAST_GROUP4) -> Union[VrrpAdvert, Drop, None]:
     """RFC 5798 section 7.1 for one instance, either family, unicast or multicast: the advert, or why not.
 
     In keepalived's order: the mode (unicast vs multicast), the TTL/hop limit (255 for multicast, the
     peer's min_ttl..max_ttl for unicast), the unicast source, `unwrap` (auth_hmac: the message without its
     trailer, None when it dropped and counted the advert itself), the message (version, type, length,
     checksum, interval), then the instance's own rules (version, v2 authentication and interval). AH is
-    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine."""
+    unwrapped before this. Pure: the caller counts, logs and hands the advert to the machine.
+
+    A unicast IPv4 VRRPv3 checksum is summed with `group4` as the destination when `old_checksum` is True
+    (keepalived's old_unicast_checksum); when it is None, that sum is tried after the right one fails, and an
+    advert that passes it says so (old_checksum=True: keepalived then switches to it)."""
     name, src = machine.name, pkt.src
-    unicast = not pkt.dst.is_multicast
+    unicast = not is_multicast(pkt.dst)
     if unicast != unicast_mode:
         return Drop("mode_mismatch", f"({name}) received {'unicast' if unicast else 'multicast'} advert from "
                     f"{src}, but we are {'unicast' if unicast_mode else 'multicast'}")
@@ -6600,16 +6852,28 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
         if unwrapped is None:
             return None
         payload = unwrapped
+    family = src.version
     try:
-        if src.version == 4:
-            adv = decode_advert(payload, src, pkt.dst, checksum_as_v2)
+        if family == 4:
+            old = unicast and old_checksum is True and not checksum_as_v2
+            try:
+                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2, addresses=False)
+            except PacketError as exc:
+                if exc.reason != "bad_checksum" or not unicast or old_checksum is not None or checksum_as_v2:
+                    raise
+                # raises the same bad_checksum when that fails too
+                adv = decode_advert(payload, src, group4, addresses=False)
+                if adv.version != 3:
+                    raise exc from None
+                adv.old_checksum = True
         else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
-            adv = decode_advert(payload, family=6)
+            adv = decode_advert(payload, family=6, addresses=False)
     except PacketError as exc:
         return Drop(exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
     problem = machine.check_advert(adv, src)
     if problem is not None:
         return Drop(problem[0], f"({name}) {problem[1]}")
+    adv.addresses = advert_addresses(payload, family)
     return adv
 
 
@@ -7427,8 +7691,6 @@ class TrackerRunner:
 # 6.2 LVS checker decisions: from results and time (sans-IO); their I/O is in section 7.2
 # --------------------------------------------------------------------------------------------
 
-LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
-
 
 @dataclass
 class CheckerParams:
@@ -7962,43 +8224,29 @@ class Rtnetlink(NetlinkSocket):
         else:
             payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
             flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-        try:
-            self.request(RTM_NEWADDR, flags, payload)
-        except NetlinkError as exc:
-            if exc.errno == errno.EEXIST:
-                return False
-            raise
-        return True
+        return self._change(RTM_NEWADDR, flags, payload, (errno.EEXIST,))
 
     def del_address(self, index: int, vip: VirtualIP) -> bool:
         """Delete a VIP; False when it was not there."""
         payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer)
-        try:
-            self.request(RTM_DELADDR, NLM_F_ACK, payload)
-        except NetlinkError as exc:
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
-                return False
-            raise
-        return True
+        return self._change(RTM_DELADDR, NLM_F_ACK, payload, (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV))
 
     def route(self, route: Route, ifindex: Callable[[str], int], add: bool, replace: bool = False) -> bool:
         """Add (or delete) one route; False when it was already there (or already gone)."""
-        msg_type, flags, payload = route_request(route, ifindex, delete=not add, replace=replace)
-        try:
-            self.request(msg_type, flags, payload)
-        except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
-                return False
-            raise
-        return True
+        return self._change(*route_request(route, ifindex, delete=not add, replace=replace),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
 
     def rule(self, rule: Rule, add: bool) -> bool:
         """Add (or delete) one policy-routing rule; False when it was already there (or already gone)."""
-        msg_type, flags, payload = rule_request(rule, delete=not add)
+        return self._change(*rule_request(rule, delete=not add),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
+
+    def _change(self, msg_type: int, flags: int, payload: bytes, done_already: Tuple[int, ...]) -> bool:
+        """One change request; False when the kernel answers that it is done already (an errno in done_already)."""
         try:
             self.request(msg_type, flags, payload)
         except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+            if exc.errno in done_already:
                 return False
             raise
         return True
@@ -8640,7 +8888,8 @@ class _CheckRunner:
         self.latency = self.loop.time() - self.began  # seconds the check took (metrics)
         self.results[ok] += 1
         was_up = self.decision.up
-        if not ok and reason and (was_up or self.chk.log_all_failures):
+        if not ok and reason and (was_up or self.chk.log_all_failures
+                                  or self.manager.config.global_defs.checker_log_all_failures):
             log.info("%s", reason)
         change, when = self.decision.record(self.loop.time(), ok, weight)
         if change is False:
@@ -8649,7 +8898,7 @@ class _CheckRunner:
             log.info("%s", self._success_line())
         if change is not None or (ok and weight != self.rsr.weight_seen.get(id(self))):
             self.rsr.weight_seen[id(self)] = weight
-            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "")
+            self.manager._checker_changed(self.vsr, self.rsr, reason if change is False else "", self, change)
         self.due = when
         self.timer = self.loop.call_at(when, self._attempt, self.attempt)
 
@@ -9358,14 +9607,22 @@ class LvsManager:
                 first = self.spread * min(check.params.delay_loop, 1.0)
                 check.start(check.params.warmup * random.random() if check.params.warmup else first)
             rsr.was_alive = rsr.alive
+            if rsr.alive and self.config.global_defs.rs_init_notifies:
+                self.notifier.real_server_notifies(vs, rs, True)  # keepalived: an RS up at start tells so
         for rsr in old.rs.values() if old is not None else []:
             for c in rsr.checkers:
                 c.stop()
 
-    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str) -> None:
+    def _checker_changed(self, vsr: _VsRuntime, rsr: _RsRuntime, reason: str, check: Optional[_CheckRunner] = None,
+                         change: Optional[bool] = None) -> None:
         if self.vs.get(_vs_name(vsr.vs)) is not vsr:
             return
         alive = rsr.alive
+        if alive == rsr.was_alive and change is not None and check is not None \
+                and not self.config.global_defs.no_checker_emails:
+            # a checker changed but its real server did not (another checker holds it down): keepalived mails it
+            self.notifier.checker_mail(vsr.vs, rsr.rs, change, reason,
+                                       f"{check._label()}#{rsr.checkers.index(check)}")
         if alive != rsr.was_alive:
             rsr.was_alive = alive
             inhibit = rsr.rs.inhibit_on_failure if rsr.rs.inhibit_on_failure is not None else vsr.vs.inhibit_on_failure
@@ -9398,10 +9655,13 @@ class LvsManager:
         want: Dict[Tuple[IPAddress, int], IpvsDest] = {}
         for key, (weight, method, uthr, lthr) in plan.items():
             dest = IpvsDest(key[0], key[1], method.value, weight, uthr, lthr)
-            if method == LbKind.TUN and vs.tunnel_type:
-                dest.tun_type = IPVS_TUN_TYPES.get(vs.tunnel_type, 0)
-                dest.tun_port = vs.tunnel_port or 0
-                dest.tun_flags = IPVS_TUN_CSUM.get(vs.tunnel_csum or "nocsum", 0)
+            rsr = vsr.rs.get(key)
+            # a real server with its own lvs_method has its own tunnel; else the virtual server's (keepalived)
+            tunnel: Any = rsr.rs if rsr is not None and rsr.rs.lb_kind is not None else vs
+            if method == LbKind.TUN and tunnel.tunnel_type:
+                dest.tun_type = IPVS_TUN_TYPES.get(tunnel.tunnel_type, 0)
+                dest.tun_port = tunnel.tunnel_port or 0
+                dest.tun_flags = IPVS_TUN_CSUM.get(tunnel.tunnel_csum or "nocsum", 0)
             want[key] = dest
         assert self.nl is not None
         for skey in vsr.keys:
@@ -10609,18 +10869,8 @@ class Notifier:
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
         """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
-        specific = {State.MASTER: inst.notify_master, State.BACKUP: inst.notify_backup,
-                    State.FAULT: inst.notify_fault, State.STOP: inst.notify_stop}.get(state)
-        key = f"INSTANCE {inst.name}"
-        if specific is not None:
-            self._queue(key, specific, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, state.value, str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
-            subject, body = _VRRP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, f"notify_{state.value.lower()}", None),
+                        inst.notify, inst.smtp_alert, _VRRP_MAIL.get(state))
 
     def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
                               groups: List[Dict[str, Any]]) -> None:
@@ -10636,30 +10886,27 @@ class Notifier:
         if inst.notify_deleted is None:
             self.vrrp_instance(inst, State.FAULT, priority)
             return
-        key = f"INSTANCE {inst.name}"
-        self._queue(key, inst.notify_deleted, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, "DELETED", str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "DELETED", priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
-            self._mail(key, "DELETED", f"[{gd.router_id}] VRRP Instance {inst.name} - Deleted",
-                       "=> VRRP Deleted at reload <=")
+        self._vrrp_news("INSTANCE", inst.name, "DELETED", priority, inst.notify_deleted, inst.notify, inst.smtp_alert,
+                        ("Deleted", "=> VRRP Deleted at reload <="))
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
-        specific = {State.MASTER: group.notify_master, State.BACKUP: group.notify_backup,
-                    State.FAULT: group.notify_fault, State.STOP: group.notify_stop}.get(state)
-        key = f"GROUP {group.name}"
+        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, f"notify_{state.value.lower()}", None),
+                        group.notify, group.smtp_alert, _GROUP_MAIL.get(state))
+
+    def _vrrp_news(self, kind: str, name: str, state: Union[State, str], priority: int, specific: Optional[Command],
+                   notify: Optional[Command], smtp_alert: Optional[bool], mail: Optional[Tuple[str, str]]) -> None:
+        """What an instance's or group's news sets going: the state's own script, `notify KIND NAME STATE
+        PRIORITY`, the FIFO line and, with smtp_alert, the mail (subject, body)."""
+        key, what = f"{kind} {name}", state.value if isinstance(state, State) else state
         if specific is not None:
             self._queue(key, specific, [])
-        if group.notify is not None:
-            self._queue(key, group.notify, ["GROUP", group.name, state.value, "0"])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group.name, state.value, 0))
+        if notify is not None:
+            self._queue(key, notify, [kind, name, what, str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line(kind, name, what, priority))
         gd = self.config.global_defs
-        if smtp_alert_wanted(group.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _GROUP_MAIL:
-            subject, body = _GROUP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Group {group.name} - {subject}", body)
+        if mail is not None and smtp_alert_wanted(smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
+            self._mail(key, state, f"[{gd.router_id}] VRRP {kind.title()} {name} - {mail[0]}", mail[1])
 
     def vrrp_master_rx_lower_pri(self, inst: VrrpInstance, priority: int) -> None:
         """The MASTER received a lower-priority advert: notify_master_rx_lower_pri and the FIFO."""
@@ -10679,13 +10926,24 @@ class Notifier:
             self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, kind, priority))
 
     def checker(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "") -> None:
-        """Real server `rs` of `vs` went up or down: the FIFO `RS ...` line and the mail.
+        """Real server `rs` of `vs` went up or down: its notify_up/notify_down, the FIFO `RS ...` line and the mail."""
+        self.real_server_notifies(vs, rs, up)
+        self.checker_mail(vs, rs, up, reason)
 
-        The LVS manager runs the real server's notify_up/notify_down scripts itself."""
+    def real_server_notifies(self, vs: VirtualServer, rs: RealServer, up: bool) -> None:
+        """keepalived's do_rs_notifies(): notify_up or notify_down, and the FIFO `RS ...` line (no mail)."""
         rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
-        key = f"RS {rs_name} {vs_name}"
+        cmd = rs.notify_up if up else rs.notify_down
+        if cmd is not None:
+            self._queue(f"RS {rs_name} {vs_name}", cmd, [])
+        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {'UP' if up else 'DOWN'}\n")
+
+    def checker_mail(self, vs: VirtualServer, rs: RealServer, up: bool, reason: str = "", checker: str = "") -> None:
+        """The mail of a checker of `rs` that went up or down (`checker` names it when the real server itself did
+        not change: keepalived mails each checker's change unless no_checker_emails)."""
+        rs_name, vs_name = format_real_server(vs, rs), format_virtual_server(vs)
+        key = f"RS {rs_name} {vs_name}" + (f" {checker}" if checker else "")
         word = "UP" if up else "DOWN"
-        self._fifo(self.lvs_fifos, f"RS {rs_name} {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(rs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert, default=True):
             if reason.startswith("=>"):
@@ -10699,11 +10957,14 @@ class Notifier:
             self._mail(key, up, f"[{gd.router_id}] Realserver {rs_name} of virtual server {vs_name} - {word}", body)
 
     def virtual_server_quorum(self, vs: VirtualServer, up: bool, body: str = "") -> None:
-        """A virtual server gained (up) or lost its quorum: the FIFO `VS ...` line and the mail
-        (the LVS manager runs quorum_up/quorum_down itself)."""
+        """A virtual server gained (up) or lost its quorum: quorum_up/quorum_down, the FIFO `VS ...` line and
+        the mail."""
         vs_name = format_virtual_server(vs)
         key = f"VS {vs_name}"
         word = "UP" if up else "DOWN"
+        cmd = vs.quorum_up if up else vs.quorum_down
+        if cmd is not None:
+            self._queue(key, cmd, [])
         self._fifo(self.lvs_fifos, f"VS {vs_name} {word}\n")
         gd = self.config.global_defs
         if smtp_alert_wanted(vs.smtp_alert, gd.smtp_alert_checker, gd.smtp_alert):
@@ -10832,6 +11093,10 @@ class _RateLimit:
 
 
 RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
+# A socket readable again within RX_PAUSE of the pass that emptied it is flooded: it is then read every RX_PAUSE
+# (its reader off the loop in between) rather than once per packet, each wake-up of the loop costing more than
+# rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
+RX_PAUSE = 0.002
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
@@ -10862,7 +11127,7 @@ class InstanceRuntime:
                  "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
                  "adverts_received", "transitions", "bad_packets", "entered", "released_master", "last_notified",
                  "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set", "rules_set", "hmac",
-                 "logged", "history", "reasons", "rx_memo")
+                 "logged", "history", "reasons", "rx_memo", "old_checksum")
 
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
@@ -10880,6 +11145,9 @@ class InstanceRuntime:
         self.timer: Optional[Timer] = None
         self.garp_timers: List[Timer] = []
         self.checksum_as_v2 = False
+        # old_unicast_checksum: a unicast IPv4 VRRPv3 instance sums with the multicast group (True), or switches
+        # to that when a peer does (None: keepalived's default), or never does (False)
+        self.old_checksum: Optional[bool] = False
         self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
         self.adverts_sent = 0
         self.adverts_received = 0
@@ -10898,8 +11166,8 @@ class InstanceRuntime:
         self.logged: set = set()  # bad-advert classes logged since the last MASTER change (RFC 9568)
         self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
         self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
-        # (payload, src, dst, ttl, advert, address mismatch) of the last advert accepted (see Daemon._receive)
-        self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool]] = None
+        # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
+        self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -10923,6 +11191,8 @@ class Daemon:
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self._rx_drained: Dict[int, float] = {}  # id(vsock) -> when a pass last emptied it (RX_PAUSE)
+        self._rx_paused: Dict[int, Timer] = {}  # id(vsock) -> the timer that watches it again
         self.announcers: Dict[str, Announcer] = {}
         self.links: Dict[int, LinkInfo] = {}
         self.addrs: List[AddrInfo] = []
@@ -10949,6 +11219,12 @@ class Daemon:
                                              self.g.nftables_counters)
         self.vmacs: Optional[VmacManager] = None
         self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
+        # interface_up_down_delays: a carrier change waiting out its delay, by ifindex: (timer, the new LinkInfo)
+        self._link_pending: Dict[int, Tuple[Timer, LinkInfo]] = {}
+        self._seen_up: set = set()  # interfaces seen up once: only their changes are delayed (keepalived)
+        # keepalived's garp_delay: the earliest time of the next GARP (4) / NA (6) on each interface's group
+        self._garp_next: Dict[Tuple[Any, int], float] = {}
+        self._garp_queue: Dict[Tuple[Any, int], List[Tuple[InstanceRuntime, Tuple[str, bytes, IPAddress]]]] = {}
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
@@ -10969,6 +11245,7 @@ class Daemon:
         set_netlink_rcvbuf(getattr(self.rtnl, "sock", None), g.vrrp_netlink_cmd_rcv_bufs,
                            g.vrrp_netlink_cmd_rcv_bufs_force, "command")
         self.links = self.rtnl.links()
+        self._seen_up.update(link.name for link in self.links.values() if link.up)
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
         self.firewall.start(no_accept_vips(self.config))
@@ -11079,6 +11356,8 @@ class Daemon:
         machine = self._make_machine(inst, version)
         rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
+        if rt.unicast and version == 3 and rt.family == 4:
+            rt.old_checksum = {"config": True, "never": False}.get(inst.old_unicast_checksum or "")
         self._attach_hmac(rt)
         if inst.interface is None:
             raise ValueError("no interface")
@@ -11180,6 +11459,10 @@ class Daemon:
                      and r.family == key[1] and (key[2] == IPPROTO_VRRP or r.ah is not None)]
             if not users:
                 self.loop.remove_reader(vsock.sock)
+                paused = self._rx_paused.pop(id(vsock), None)
+                if paused is not None:
+                    paused.cancel()
+                self._rx_drained.pop(id(vsock), None)
                 vsock.close()
                 del self.vsocks[key]
 
@@ -11466,6 +11749,9 @@ class Daemon:
         for ifname in self._promoted:
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
         self._promoted.clear()
+        for paused in self._rx_paused.values():
+            paused.cancel()
+        self._rx_paused.clear()
         socks: List[Any] = list(self.vsocks.values()) + list(self.announcers.values())
         for sock in socks + [rt.xmit for rt in self.runtimes if rt.xmit is not None]:
             sock.close()
@@ -11710,7 +11996,8 @@ class Daemon:
                          m.auth_type.value if rt.version == 2 else 0,
                          m.auth_pass if m.auth_type == AuthType.PASS else b"")
         kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
-        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, dst, rt.checksum_as_v2))
+        old = self.g.vrrp_mcast_group4 if rt.old_checksum else None  # old_unicast_checksum: the group's sum
+        msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, old or dst, rt.checksum_as_v2))
                 for dst, ttl in rt.targets]
         if rt.ah is not None:
             packets = []
@@ -12018,12 +12305,44 @@ class Daemon:
                 self._pending_logs.append(
                     f"({rt.inst.name}) Sending/queueing gratuitous ARPs on {link.name} for {vip.address.ip}")
             frames[vip.address.version] += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)
-        for family, interval in ((4, self.g.vrrp_garp_interval), (6, self.g.vrrp_gna_interval)):
-            for n, frame in enumerate(frames[family]):
-                if interval > 0:
-                    rt.garp_timers.append(self.loop.call_later(n * interval, self._announce, *frame))
+        for family in (4, 6):
+            for frame in frames[family]:
+                key = self._garp_spacing(frame[0], family)[0]
+                queue = self._garp_queue.setdefault((key, family), [])
+                if queue or self.loop.time() < self._garp_next.get((key, family), 0.0):
+                    queue.append((rt, frame))  # keepalived's queue_garp: sent when the spacing allows
+                    if len(queue) == 1:
+                        self.loop.call_at(self._garp_next[(key, family)], self._garp_dequeue, key, family)
                 else:
-                    self._announce(*frame)
+                    self._garp_sent(key, family, frame)
+
+    def _garp_sent(self, key: Any, family: int, frame: Tuple[str, bytes, IPAddress]) -> None:
+        """Send one, and note when the next may go on its interface (group): the spacing counts from the send."""
+        self._announce(*frame)
+        interval = self._garp_spacing(frame[0], family)[1]
+        if interval > 0:
+            self._garp_next[(key, family)] = self.loop.time() + interval
+
+    def _garp_dequeue(self, key: Any, family: int) -> None:
+        queue = self._garp_queue.get((key, family)) or []
+        while queue:
+            rt, frame = queue.pop(0)
+            m = rt.machine
+            if m.state == State.MASTER or (m.state == State.STOP and m.vips_set):  # still ours to announce
+                self._garp_sent(key, family, frame)
+                break
+        if queue:
+            self.loop.call_at(self._garp_next.get((key, family), self.loop.time()), self._garp_dequeue, key, family)
+
+    def _garp_spacing(self, ifname: str, family: int) -> Tuple[Any, float]:
+        """(what shares the spacing, the spacing) of GARPs (4) or NAs (6) on `ifname`: its garp_group (all the
+        group's interfaces together), else the interface alone with vrrp_garp_interval / vrrp_gna_interval. The
+        spacing holds across instances, as keepalived's per-interface garp_delay does."""
+        for n, gg in enumerate(self.config.garp_groups):
+            if ifname in gg.interfaces:
+                value = gg.garp_interval if family == 4 else gg.gna_interval
+                return ("group", n), value or 0.0  # a member without this family's interval: no spacing
+        return ifname, self.g.vrrp_garp_interval if family == 4 else self.g.vrrp_gna_interval
 
     def _announce(self, ifname: str, mac: bytes, address: IPAddress) -> None:
         """One gratuitous ARP (IPv4) or unsolicited Neighbour Advertisement (IPv6) for address."""
@@ -12048,8 +12367,27 @@ class Daemon:
                 self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
                 continue
             if pkt is None:
+                self._rx_emptied(vsock)
                 return
             self._receive(vsock, pkt)
+
+    def _rx_emptied(self, vsock: VrrpSocket) -> None:
+        """A pass read the socket empty: if the previous one did so less than RX_PAUSE ago, packets arrive
+        faster than the loop should wake up for them; the socket is read again in RX_PAUSE (see RX_PAUSE)."""
+        now, key = self.loop.time(), id(vsock)
+        last = self._rx_drained.get(key)
+        self._rx_drained[key] = now
+        if last is None or now - last >= RX_PAUSE or key in self._rx_paused:
+            return
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is not vsock:
+            return  # read by a master-down check after a reload took it off the loop
+        self.loop.remove_reader(vsock.sock)
+        self._rx_paused[key] = self.loop.call_later(RX_PAUSE, self._rx_resume, vsock)
+
+    def _rx_resume(self, vsock: VrrpSocket) -> None:
+        self._rx_paused.pop(id(vsock), None)
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is vsock:
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
 
     def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
         """The sockets that carry the instance's adverts, each with the reader of one batch."""
@@ -12105,7 +12443,10 @@ class Daemon:
         styles = {rt.checksum_as_v2 for rt in rts if rt.version == 3}
         v3_checksum = None if len(styles) > 1 else "message" if styles == {True} else "pseudo"
         checksum = all(getattr(rt, "hmac", None) is None for rt in rts)
-        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum))
+        # old_unicast_checksum (or a default instance that may switch to it): the group's sum passes too
+        old = self.g.vrrp_mcast_group4 if any(rt.old_checksum is not False for rt in rts) else None
+        self._safe(vsock.set_filter, rx_filter_for(family, [rt.version for rt in rts], vrids, checksum, v3_checksum,
+                                                   old))
         # kernel_rx_buf_size (or vrrp_rx_bufs_policy): each instance adds its share to the socket's buffer
         self._safe(vsock.set_rcvbuf, VRRP_RCVBUF + sum(self._rx_buf_share(rt) for rt in rts))
 
@@ -12172,11 +12513,13 @@ class Daemon:
             candidates = [r for r in candidates if r.ah is not None]
             if not candidates:
                 return
-        unicast = not pkt.dst.is_multicast
-        # the instance of that mode (a unicast one that lists the sender first), else the first: mode_mismatch
-        rt = next((r for r in candidates if r.unicast == unicast
-                   and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
-            or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
+        unicast = not is_multicast(pkt.dst)
+        if len(candidates) == 1 and not unicast:  # the common case, and a flood's: one instance for the VRID
+            rt: Optional[InstanceRuntime] = candidates[0]
+        else:  # the instance of that mode (a unicast one that lists the sender first), else the first
+            rt = next((r for r in candidates if r.unicast == unicast
+                       and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
+                or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
         if rt is None:
             self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                            f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
@@ -12195,7 +12538,7 @@ class Daemon:
 
         memo = rt.rx_memo
         if memo is not None and memo[0] == pkt.payload and memo[1] == pkt.src and memo[2] == pkt.dst \
-                and memo[3] == pkt.ttl:
+                and memo[3] == pkt.ttl and memo[6] == rt.old_checksum:
             # the same bytes as the last advert accepted, from the same source: a steady master's adverts are
             # identical, and receive_checks() is a pure function of them and of settings that only a reload
             # changes (_attach forgets the memo then)
@@ -12203,17 +12546,21 @@ class Daemon:
         else:
             check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
             verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src,
-                                     rt.checksum_as_v2, unwrap)
+                                     rt.checksum_as_v2, unwrap, rt.old_checksum, self.g.vrrp_mcast_group4)
             if verdict is None:
                 return
             if isinstance(verdict, Drop):
                 self._bad(rt, verdict.reason, verdict.message)
                 return
             adv = verdict
+            if adv.old_checksum and rt.old_checksum is None:
+                rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
+                rt.packets.clear()
+                log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
             mismatch = bool(adv.priority) and rt.machine.address_mismatch(adv)
             # not with auth_hmac (a replay is the same bytes) or AH, nor for an owner that ignores adverts
             if unwrap is None and not ah and not rt.machine.owner_ignore_adverts:
-                rt.rx_memo = (pkt.payload, pkt.src, pkt.dst, pkt.ttl, adv, mismatch)
+                rt.rx_memo = (pkt.payload, pkt.src, pkt.dst, pkt.ttl, adv, mismatch, rt.old_checksum)
         self._accepted_from(rt, pkt.src, adv)
         if mismatch:
             self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
@@ -12379,6 +12726,46 @@ class Daemon:
         except OSError as exc:
             log.error("netlink monitor: %s", exc)
             return
+        self._netlink_events(events)
+
+    def _if_delays(self, name: str) -> Tuple[float, float]:
+        """interface_up_down_delays of `name`, each capped below (down_timer_adverts - 1) advert intervals of
+        every instance on it (keepalived's check_debounce_timers), so a peer never sees a gap from it."""
+        down, up = self.config.if_up_down_delays.get(name, (0.0, 0.0))
+        for rt in self.runtimes:
+            if rt.inst.interface == name and (down or up):
+                adverts = rt.machine.down_timer_adverts
+                cap = 0.0 if adverts == 1 else (adverts - 1) * rt.machine.advert_int - rt.machine.advert_int / 256
+                down, up = min(down, cap), min(up, cap)
+        return down, up
+
+    def _debounced(self, obj: LinkInfo) -> bool:
+        """interface_up_down_delays: True when this link event waits (or a wait is re-aimed) instead of counting.
+        A change back to the state that counts before the delay ends cancels it (keepalived's log lines)."""
+        old, pending = self.links.get(obj.index), self._link_pending.get(obj.index)
+        if pending is not None:
+            if pending[1].up == obj.up:
+                self._link_pending[obj.index] = (pending[0], obj)  # the same change, newer flags
+                return True
+            pending[0].cancel()
+            del self._link_pending[obj.index]
+            log.info("Delay timer for %s cancelled", obj.name)
+        if old is None or old.name != obj.name or old.up == obj.up or obj.name not in self._seen_up:
+            return False
+        delay = self._if_delays(obj.name)[1 if obj.up else 0]
+        if not delay:
+            return False
+        log.info("%s: Adding flags change from 0x%x to 0x%x delay by %d", obj.name, old.flags, obj.flags,
+                 int(delay * 1e6))
+
+        def fire(index: int = obj.index) -> None:
+            waited = self._link_pending.pop(index, None)
+            if waited is not None and not self.stopping:
+                self._netlink_events([(RTM_NEWLINK, waited[1])], delayed=True)
+        self._link_pending[obj.index] = (self.loop.call_later(delay, fire), obj)
+        return True
+
+    def _netlink_events(self, events: List[Tuple[int, Any]], delayed: bool = False) -> None:
         changed = False
         if self.monitor.overrun and self.rtnl is not None:
             self.monitor.overrun = False
@@ -12408,8 +12795,15 @@ class Daemon:
                 changed = self._refresh_sources() or changed
             elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
+                    pending = self._link_pending.pop(obj.index, None)
+                    if pending is not None:
+                        pending[0].cancel()
                     changed = self.links.pop(obj.index, None) is not None or changed
+                elif self.config.if_up_down_delays and not delayed and self._debounced(obj):
+                    continue
                 else:
+                    if obj.up:
+                        self._seen_up.add(obj.name)
                     old = self.links.get(obj.index)
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
@@ -13593,137 +13987,173 @@ def demo_prerequisites() -> List[str]:
                        "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
     if missing:
         return missing
-    name = f"vdchk{os.getpid() % 100000}"
-    steps = (("network namespaces", ["ip", "netns", "add", name]),
-             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
-             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
-    try:
-        for what, argv in steps:
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-                said = done.stderr.strip() if done.returncode else ""
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                said = str(exc)
-            if said:
-                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
-                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
-                        "run it privileged (docker run --privileged)"]
+    lab = None
+    try:  # a lab of one host, built and removed again
+        lab = Lab("vdchk")
+        lab.host("h", "192.0.2.1/24")
+    except (OSError, subprocess.SubprocessError) as exc:
+        said = getattr(exc, "stderr", None) or str(exc)
+        argv = getattr(exc, "cmd", None) or ["ip"]
+        return [f"network namespaces, veth and bridge devices (`{' '.join(argv)}` says: {said.strip()}): the kernel "
+                "needs CONFIG_NET_NS, CONFIG_VETH and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); "
+                "in a container, run it privileged (docker run --privileged)"]
     finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+        if lab is not None:
+            lab.close()
     return []
 
 
-class _DemoLab:
-    """The demo's throw-away network: namespaces on a bridge, removed again by close()."""
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
+    """Poll predicate() until it returns a true value and return that value; None once `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
 
-    def __init__(self) -> None:
-        self.tag = f"vd{os.getpid() % 100000}"
+
+class Lab:
+    """A throw-away network: namespaces joined by a bridge (in its own namespace), removed again by close().
+
+    The demo's network, and the one the lab tests of test_vrrpd.py build on. Names are unique per lab
+    (`prefix` and a random tag), so several labs, and several runs, can coexist. Needs only iproute2."""
+
+    def __init__(self, prefix: str = "vt") -> None:
+        self.tag = prefix + os.urandom(3).hex()
         self.namespaces: List[str] = []
-        self.procs: List[subprocess.Popen] = []
+        self.processes: List[subprocess.Popen] = []
+        self._port = 0
+        try:
+            self.bridge_ns = self.netns("br")
+            self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
+            # VRRP multicast must not be eaten by IGMP snooping
+            self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
+            self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
+        except BaseException:
+            self.close()
+            raise
 
-    def run(self, *argv: str, check: bool = True) -> str:
-        return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=20).stdout
+    @staticmethod
+    def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, check=check, timeout=timeout, capture_output=True, text=True, **kw)
 
     def netns(self, short: str) -> str:
         name = f"{self.tag}{short}"
-        self.run("ip", "netns", "add", name)
+        self.sh(["ip", "netns", "add", name])
         self.namespaces.append(name)
-        self.run("ip", "-n", name, "link", "set", "lo", "up")
+        self.ip("link", "set", "lo", "up", ns=name)
         return name
 
-    def build(self, hosts: List[Tuple[str, str]]) -> Dict[str, str]:
-        bridge = self.netns("br")
-        self.run("ip", "-n", bridge, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-        self.run("ip", "-n", bridge, "link", "set", "br0", "up")
-        names = {}
-        for n, (short, address) in enumerate(hosts):
-            ns = names[short] = self.netns(short)
-            self.run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", f"p{n}", "netns", bridge)
-            self.run("ip", "-n", bridge, "link", "set", f"p{n}", "master", "br0", "up")
-            self.run("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
-            self.run("ip", "-n", ns, "link", "set", "eth0", "up")
-        return names
+    def ip(self, *args: str, ns: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+        return self.sh(["ip"] + (["-n", ns] if ns else []) + list(args), check=check)
 
-    def start(self, ns: str, argv: List[str], **kw: Any) -> subprocess.Popen:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns] + argv, **kw)
-        self.procs.append(proc)
+    def host(self, short: str, address: str, ifname: str = "eth0") -> str:
+        """A namespace with one interface `ifname` on the lab bridge, holding `address` (CIDR)."""
+        ns = self.netns(short)
+        self._port += 1
+        peer = f"p{self._port}"
+        self.ip("link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", self.bridge_ns)
+        self.ip("link", "set", peer, "master", "br0", "up", ns=self.bridge_ns)
+        self.ip("addr", "add", address, "dev", ifname, ns=ns)
+        self.ip("link", "set", ifname, "up", ns=ns)
+        return ns
+
+    def link(self, ns: str, ifname: str, up: bool) -> None:
+        self.ip("link", "set", ifname, "up" if up else "down", ns=ns)
+
+    def addresses(self, ns: str, ifname: str = "eth0") -> List[str]:
+        out = self.ip("-o", "addr", "show", "dev", ifname, ns=ns, check=False).stdout
+        return [line.split()[3] for line in out.splitlines() if " inet" in line]
+
+    def has_address(self, ns: str, address: str, ifname: str = "eth0") -> bool:
+        return any(a.split("/")[0] == address for a in self.addresses(ns, ifname))
+
+    def exec(self, ns: str, cmd: List[str], **kw: Any) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, **kw)
+        self.processes.append(proc)
         return proc
 
-    def vip_holder(self, names: Dict[str, str], vip: str) -> List[str]:
-        return [short for short, ns in names.items()
-                if f"inet {vip}/" in self.run("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0", check=False)]
-
-    @staticmethod
-    def wait_until(predicate: Callable[[], bool], timeout: float) -> Optional[float]:
-        """Seconds until predicate() held, or None after timeout."""
-        t0 = time.monotonic()
-        while not predicate():
-            if time.monotonic() - t0 > timeout:
-                return None
-            time.sleep(0.005)
-        return time.monotonic() - t0
-
-    def planned_stop(self, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
-        """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
-        SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
-        0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
-        and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
-        import json
-        import select
-
-        me = os.path.abspath(__file__)
-        nodes: Dict[str, subprocess.Popen] = {}
-        probe: Optional[subprocess.Popen] = None
-        try:
-            for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
-                conf = os.path.join(tmp, f"{tag}-{node}.conf")
-                with open(conf, "w") as fh:
-                    fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
-                                                handover="    vrrp_handover_on_stop\n" if handover else ""))
-                with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
-                    nodes[node] = self.start(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
-                                             stdout=logf, stderr=subprocess.STDOUT)
-            if self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["A"], 10) is None:
-                raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on "
-                                 f"{self.vip_holder(names, DEMO_VIP) or 'nobody'}; logs in {tmp})")
-            probe = self.start(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            assert probe.stdout is not None
-            if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
-                raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
-            time.sleep(0.5)
-            nodes["A"].terminate()
-            moved = self.wait_until(lambda: self.vip_holder(names, DEMO_VIP) == ["B"], 10)
-            time.sleep(0.5)
-            out, _ = probe.communicate(input=b"stop\n", timeout=10)
-            result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
-            result["moved"] = None if moved is None else round(moved, 4)
-            try:
-                result["a_status"] = nodes["A"].wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                result["a_status"] = None
-            return result
-        finally:
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in list(nodes.values()) + ([probe] if probe else []):
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    def run(self, ns: str, cmd: List[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return self.sh(["ip", "netns", "exec", ns] + cmd, check=check, timeout=timeout)
 
     def close(self) -> None:
-        for proc in self.procs:
+        for proc in self.processes:
             if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs:
+                try:
+                    proc.send_signal(signal.SIGKILL)
+                except OSError:
+                    pass
+        for proc in self.processes:
             try:
-                proc.wait(timeout=3)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
         for ns in reversed(self.namespaces):
-            self.run("ip", "netns", "del", ns, check=False)
+            # kill anything left inside (e.g. children of a killed daemon)
+            for pid in self.sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            self.sh(["ip", "netns", "del", ns], check=False)
+
+
+def demo_planned_stop(lab: Lab, names: Dict[str, str], tmp: str, handover: bool, tag: str) -> Dict[str, Any]:
+    """Start node A (MASTER, 150) and node B (BACKUP, 100), have the client probe the VIP, stop A with
+    SIGTERM (with or without vrrp_handover_on_stop), stop the probe once B alone has held the VIP for
+    0.5 s. Returns the probe's figures, `moved` (seconds from the stop until B alone had the VIP, or None)
+    and `a_status` (A's exit status). The daemons' configurations and logs stay in tmp."""
+    import json
+    import select
+
+    def holders() -> List[str]:
+        return [short for short, ns in names.items() if lab.has_address(ns, DEMO_VIP)]
+
+    me = os.path.abspath(__file__)
+    nodes: Dict[str, subprocess.Popen] = {}
+    probe: Optional[subprocess.Popen] = None
+    try:
+        for node, state, prio in (("A", "MASTER", 150), ("B", "BACKUP", 100)):
+            conf = os.path.join(tmp, f"{tag}-{node}.conf")
+            with open(conf, "w") as fh:
+                fh.write(DEMO_CONFIG.format(node=node, state=state, priority=prio, vip=DEMO_VIP,
+                                            handover="    vrrp_handover_on_stop\n" if handover else ""))
+            with open(os.path.join(tmp, f"{tag}-{node}.log"), "w") as logf:
+                nodes[node] = lab.exec(names[node], [sys.executable, me, "-n", "-l", "-f", conf],
+                                       stdout=logf, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: holders() == ["A"], 10, 0.005):
+            raise VrrpdError(f"the VIP is not on node A alone after 10 s (it is on {holders() or 'nobody'}; "
+                             f"logs in {tmp})")
+        probe = lab.exec(names["client"], [sys.executable, me, "--demo-probe", DEMO_VIP],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert probe.stdout is not None
+        if not select.select([probe.stdout], [], [], 10)[0] or probe.stdout.readline() != b"ready\n":
+            raise VrrpdError(f"the client gets no echo reply from the VIP {DEMO_VIP} on node A")
+        time.sleep(0.5)
+        nodes["A"].terminate()
+        stopped = time.monotonic()
+        moved = time.monotonic() - stopped if wait_until(lambda: holders() == ["B"], 10, 0.005) else None
+        time.sleep(0.5)
+        out, _ = probe.communicate(input=b"stop\n", timeout=10)
+        result: Dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+        result["moved"] = None if moved is None else round(moved, 4)
+        try:
+            result["a_status"] = nodes["A"].wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            result["a_status"] = None
+        return result
+    finally:
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in list(nodes.values()) + ([probe] if probe else []):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def format_demo_table(runs: List[Tuple[str, Dict[str, Any]]]) -> str:
@@ -13751,13 +14181,14 @@ def run_demo() -> int:
         for item in missing:
             print(f"  - {item}", file=sys.stderr)
         return 1
-    lab = _DemoLab()
+    lab = Lab("vd")
     tmp = tempfile.mkdtemp(prefix="vrrpd-demo-")
     say = (lambda text: print(f"==> {text}", flush=True))  # noqa: E731
     old_int = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        names = lab.build([("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24")])
+        names = {short: lab.host(short, address)
+                 for short, address in (("A", "192.0.2.1/24"), ("B", "192.0.2.2/24"), ("client", "192.0.2.10/24"))}
         say(f"two vrrpd nodes, A (MASTER, priority 150) and B (BACKUP, 100), VRRPv3 every 100 ms, and a client, "
             f"in namespaces {', '.join(names.values())} on one bridge; VIP {DEMO_VIP}")
         say("the client sends an ICMP echo request to the VIP every 10 ms while A is stopped (SIGTERM), twice:")
@@ -13765,7 +14196,7 @@ def run_demo() -> int:
         for n, (title, handover) in enumerate(DEMO_STOPS, 1):
             say(f"stop {n}: {title}" + (": A keeps the VIP until B is master" if handover
                                        else ": A sends priority 0 and drops the VIP at once"))
-            runs.append((title, lab.planned_stop(names, tmp, handover, f"stop{n}")))
+            runs.append((title, demo_planned_stop(lab, names, tmp, handover, f"stop{n}")))
         print("\n" + format_demo_table(runs) + "\n", flush=True)
         for title, r in runs:
             say(f"{title}: node A exited with status {r['a_status']}")
@@ -13981,8 +14412,21 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
               f" Gratuitous ARP delay = {g.vrrp_garp_master_delay:g} sec, repeat = {g.vrrp_garp_master_repeat}",
               f" Handover on stop = {'yes' if g.vrrp_handover_on_stop else 'no'}",
               f" SMTP server = {g.smtp_server or '-'}",
-              f" Notification email = {', '.join(g.notification_email) or '-'}",
-              "------< VRRP Topology >------"]
+              f" Notification email = {', '.join(g.notification_email) or '-'}"]
+    # the runtime files, as keepalived's dump_global_data words them (only what is configured)
+    reload_file = Operator.reload_file_path(g)
+    for shown, line in ((g.config_save_dir, f" Config save dir = {g.config_save_dir}"),
+                        (g.reload_check_config, f" Test config before reload, log to {g.reload_check_config}"),
+                        (g.reload_time_file, f" Reload time file = {g.reload_time_file}"
+                                             + (" (repeat)" if g.reload_repeat else "")),
+                        (reload_file, f" Reload_file = {reload_file}"),
+                        (g.json_version, f" json_version {g.json_version}"),
+                        (g.state_dump_file, f" state dump file {g.state_dump_file}"),
+                        (g.stats_dump_file, f" stats dump file {g.stats_dump_file}"),
+                        (g.json_dump_file, f" json dump file {g.json_dump_file}")):
+        if shown:
+            lines.append(line)
+    lines.append("------< VRRP Topology >------")
     for rt in daemon.runtimes:
         inst, m = rt.inst, rt.machine
         mode = ("unicast to " + ", ".join(str(p.address) for p in inst.unicast_peer)) if rt.unicast \
@@ -14028,6 +14472,123 @@ def format_data_dump(daemon: Daemon, extra: Optional[Dict[str, Any]] = None) -> 
     return "\n".join(lines) + "\n"
 
 
+_KEEPALIVED_STATE_NUMBER = {State.INIT: 0, State.BACKUP: 1, State.MASTER: 2, State.FAULT: 3}
+# vrrpd's reasons for a dropped advert -> keepalived's counter (vrrp_json.c, vrrp_stats), by the words they hold
+_KEEPALIVED_BAD_COUNTERS = (("hmac", "auth_ext_invalid_hmac"), ("replay", "auth_ext_replay"),
+                            ("length", "packet_len_err"), ("short", "packet_len_err"), ("truncated", "packet_len_err"),
+                            ("interval", "advert_interval_err"), ("ttl", "ip_ttl_err"), ("type", "invalid_type_rcvd"),
+                            ("version", "invalid_type_rcvd"), ("addr", "addr_list_err"), ("vip", "addr_list_err"),
+                            ("auth_mismatch", "authtype_mismatch"), ("auth", "auth_failure"), ("ah_", "auth_failure"))
+_KEEPALIVED_STATS = ("advert_rcvd", "advert_sent", "become_master", "release_master", "packet_len_err",
+                     "advert_interval_err", "ip_ttl_err", "invalid_type_rcvd", "addr_list_err", "invalid_authtype",
+                     "authtype_mismatch", "auth_failure", "auth_ext_missing", "auth_ext_malformed",
+                     "auth_ext_unknown_key", "auth_ext_invalid_hmac", "auth_ext_stale", "auth_ext_replay",
+                     "pri_zero_rcvd", "pri_zero_sent")
+
+
+def _keepalived_ip(v: VirtualIP, ifname: Optional[str], is_set: bool) -> str:
+    """A VIP as keepalived's format_ipaddress writes it in its JSON dump."""
+    text = str(v.address) + (f" brd {v.brd}" if v.brd is not None else "") + f" dev {v.dev or ifname}"
+    text += f" scope {v.scope}" + (f" label {v.label}" if v.label else "")
+    text += (f" peer {v.peer}/{v.address.network.prefixlen}" if v.peer is not None else "")
+    text += (" -nodad" if v.nodad else "") + (" no_track" if v.no_track else "")
+    return text + (" set" if is_set else "")
+
+
+def _keepalived_cmd(cmd: Command) -> str:
+    """A script as keepalived's cmd_str writes it: each word in single quotes, the program's full path."""
+    argv = list(cmd.argv)
+    if argv and not argv[0].startswith(("<", ">")):
+        found = find_script(argv[0])
+        argv[0] = os.path.realpath(found) if found else argv[0]  # keepalived resolves it (check_script_secure)
+    return " ".join(a if not i and a[:1] in "<>" else "'" + a.replace("'", "'\\''") + "'"
+                    for i, a in enumerate(argv))
+
+
+def keepalived_json(daemon: Daemon, version: int) -> Any:
+    """The JSON dump in keepalived's layout (vrrp_json.c) for json_version 1 or 2, for the tools that read
+    keepalived.json: version 1 is an array with one {"data", "stats"} object per instance; version 2 puts that
+    array in an object under "vrrp", with "track_process" beside it (when there are any)."""
+    g, instances = daemon.g, []
+
+    def some(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    for rt in daemon.runtimes:
+        inst, m = rt.inst, rt.machine
+        delay, repeat, refresh, rrepeat = daemon._garp_params(rt)
+        strict = some(inst.strict_mode, g.vrrp_strict)
+        data: Dict[str, Any] = {
+            "iname": inst.name, "dont_track_primary": int(inst.dont_track_primary),
+            "skip_check_adv_addr": int(some(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
+            "strict_mode": int(strict), "vmac_ifname": inst.vmac_name or "", "ifp_ifname": inst.interface or "",
+            "master_priority": m.master_priority or 0,
+            "last_transition": rt.history[-1]["time"] if rt.history else 0.0,
+            "garp_delay": delay, "garp_refresh": int(refresh), "garp_rep": repeat, "garp_refresh_rep": rrepeat,
+            "garp_lower_prio_delay": int(some(inst.garp_lower_prio_delay, some(g.vrrp_garp_lower_prio_delay, delay))),
+            "garp_lower_prio_rep": some(inst.garp_lower_prio_repeat, some(g.vrrp_garp_lower_prio_repeat, repeat)),
+            "lower_prio_no_advert": int(some(inst.lower_prio_no_advert, g.vrrp_lower_prio_no_advert)),
+            "higher_prio_send_advert": int(some(inst.higher_prio_send_advert, g.vrrp_higher_prio_send_advert)),
+            "vrid": m.vrid, "base_priority": m.priority, "effective_priority": m.effective_priority,
+            "vipset": bool(m.vips_set), "promote_secondaries": inst.promote_secondaries,
+            "adver_int": m.advert_int, "master_adver_int": m.master_adver_int,
+            "accept": int(some(inst.accept, not strict)), "nopreempt": inst.nopreempt,
+            "preempt_delay": int(inst.preempt_delay), "state": _KEEPALIVED_STATE_NUMBER.get(m.state, 0),
+            "wantstate": _KEEPALIVED_STATE_NUMBER.get(m.state, 0), "version": rt.version,
+            "smtp_alert": bool(some(inst.smtp_alert, some(g.smtp_alert_vrrp, some(g.smtp_alert, False)))),
+            "notify_deleted": inst.notify_deleted is not None,
+        }
+        for key, cmd in (("script_backup", inst.notify_backup), ("script_master", inst.notify_master),
+                         ("script_fault", inst.notify_fault), ("script_stop", inst.notify_stop),
+                         ("script_deleted", inst.notify_deleted), ("script", inst.notify),
+                         ("script_master_rx_lower_pri", inst.notify_master_rx_lower_pri)):
+            if cmd is not None:
+                data[key] = _keepalived_cmd(cmd)
+        lists = (("vips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress]),
+                 ("evips", [_keepalived_ip(v, inst.interface, m.vips_set) for v in inst.virtual_ipaddress_excluded]),
+                 ("vroutes", [str(r) for r in inst.virtual_routes]), ("vrules", [str(r) for r in inst.virtual_rules]),
+                 ("track_ifp", [r.name for r in inst.track_interface]),
+                 ("track_script", [_keepalived_cmd(daemon.config.vrrp_scripts[r.name].script) for r in inst.track_script
+                                   if r.name in daemon.config.vrrp_scripts
+                                   and daemon.config.vrrp_scripts[r.name].script is not None]),
+                 ("track_process", [" ".join(daemon.config.track_processes[r.name].process) for r in
+                                    inst.track_process if r.name in daemon.config.track_processes]))
+        data.update((key, values) for key, values in lists if values)
+        data["auth_type"] = {AuthType.NONE: 0, AuthType.PASS: 1}.get(inst.auth_type, 2)
+        if inst.auth_type is not AuthType.NONE:
+            data["auth_data"] = "********"
+        stats = dict.fromkeys(_KEEPALIVED_STATS, 0)
+        stats.update(advert_rcvd=rt.adverts_received, advert_sent=rt.adverts_sent,
+                     become_master=rt.entered.get("MASTER", 0), release_master=rt.released_master,
+                     pri_zero_rcvd=rt.priority_zero_received, pri_zero_sent=rt.priority_zero_sent)
+        for reason, count in rt.bad_packets.items():
+            counter = next((c for word, c in _KEEPALIVED_BAD_COUNTERS if word in reason), None)
+            if counter is not None:
+                stats[counter] += count
+        instances.append({"data": data, "stats": stats})
+    if version == 1:
+        return instances
+    doc: Dict[str, Any] = {"vrrp": instances}
+    tracked = daemon.tracking.status().get("track_process", {})
+    processes = []
+    for name, tp in daemon.config.track_processes.items():
+        now = tracked.get(name, {})
+        entry: Dict[str, Any] = {"process": tp.process[0] if tp.process else ""}
+        if len(tp.process) > 1:
+            entry["parameters"] = " ".join(tp.process[1:])
+        entry.update(param_match=tp.param_match if len(tp.process) > 1 else "none", min_processes=tp.quorum)
+        if tp.quorum_max is not None:
+            entry["max_processes"] = tp.quorum_max
+        entry.update(current_processes=now.get("count", 0), have_quorum=now.get("state") == "UP",
+                     weight=-tp.weight if tp.weight_reverse else tp.weight,
+                     terminate_delay=some(tp.terminate_delay, tp.delay), fork_delay=some(tp.fork_delay, tp.delay),
+                     full_command=tp.full_command)
+        processes.append(entry)
+    if processes:
+        doc["track_process"] = processes
+    return doc
+
+
 def format_stats(status: Dict[str, Any]) -> str:
     """SIGUSR2: per-instance counters, in keepalived's /tmp/keepalived.stats layout."""
     lines: List[str] = []
@@ -14053,20 +14614,12 @@ def format_stats(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _timegm(tm: Tuple[int, ...]) -> int:
-    """calendar.timegm without the calendar module: seconds since the epoch of a UTC broken-down time."""
-    year, month, day, hour, minute, second = tm[:6]
-    y = year - (month <= 2)
-    era, yoe = divmod(y, 400)
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return ((days * 24 + hour) * 60 + minute) * 60 + second
-
-
 def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str]:
     """The first line of a reload_time_file -> (when, a date was given, problem): exactly HH:MM:SS,
     YY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS, each with an optional Z for UTC (else local time). A time alone
     is the next one to come (tomorrow if already past today); a date and time in the past is ignored."""
+    import calendar  # python3-minimal has it (and time.strptime imports it anyway)
+
     utc = text.endswith("Z")
     body = text[:-1] if utc else text
     formats = {8: "%H:%M:%S", 17: "%y-%m-%d %H:%M:%S", 19: "%Y-%m-%d %H:%M:%S"}
@@ -14084,7 +14637,7 @@ def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str
     def epoch(day_offset: int = 0) -> Optional[float]:
         y, mo, d, h, mi, se = wanted
         if utc:
-            return float(_timegm((y, mo, d, h, mi, se)) + 86400 * day_offset)
+            return float(calendar.timegm((y, mo, d, h, mi, se, 0, 0, 0)) + 86400 * day_offset)
         t = time.mktime((y, mo, d + day_offset, h, mi, se, 0, 0, -1))
         back = time.localtime(t)
         if not day_offset and tuple(back[:6]) != wanted:  # a local time that does not exist (DST)
@@ -14480,6 +15033,8 @@ class Operator:
                 text = format_data_dump(self.d, {"config_file": self.config_file, "reloads": self.reloads})
             elif kind == "stats":
                 text = format_stats(self.d.status())
+            elif self.d.g.json_version:  # keepalived's layout, for the tools that read keepalived.json
+                text = json_text(keepalived_json(self.d, self.d.g.json_version)) + "\n"
             else:
                 text = json_text(self.status()) + "\n"
             _atomic_write(path, text)
@@ -14529,6 +15084,11 @@ def build_arg_parser() -> Any:
     p.add_argument("-S", "--log-facility", default="daemon", metavar="FACILITY",
                    help="syslog facility: 0-7 (local0-7), local0-7, user or daemon (default)")
     p.add_argument("-G", "--no-syslog", action="store_true", help="do not log to syslog")
+    p.add_argument("-g", "--log-file", nargs="?", const=f"{PROG}.log", metavar="FILE",
+                   help=f"also log to FILE (default {PROG}.log; a relative name is in $TMPDIR or /tmp). keepalived "
+                        "writes one file per process (FILE_vrrp...); vrrpd is one process and writes FILE")
+    p.add_argument("--flush-log-file", action="store_true",
+                   help="flush the log file after each line (vrrpd always does)")
     only = p.add_mutually_exclusive_group()
     only.add_argument("-P", "--vrrp", dest="vrrp_only", action="store_true", help="run only VRRP (no LVS)")
     only.add_argument("-C", "--lvs-only", dest="lvs_only", action="store_true",
@@ -14611,9 +15171,39 @@ def events_command(path: str, as_json: bool, out: Any = None) -> int:
     return EXIT_NOT_RUNNING
 
 
-def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool) -> None:
+class LogFileFormatter(logging.Formatter):
+    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        lt = time.localtime(record.created)
+        nanoseconds = int(record.created % 1 * 1e9)
+        stamp = f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
+        text = f"{stamp}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def log_file_path(name: str) -> str:
+    """-g FILE: a relative name is in $TMPDIR (an absolute one), else /tmp, as keepalived's make_file_name."""
+    if name.startswith("/"):
+        return name
+    tmp = os.environ.get("TMPDIR", "")
+    return os.path.join(tmp if tmp.startswith("/") else "/tmp", name)
+
+
+def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool,
+                       log_file: Optional[str] = None) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
     root = logging.getLogger(PROG)
+    if log_file:  # keepalived -g: each of its processes writes FILE_vrrp, FILE_healthcheckers...; vrrpd is one
+        path = log_file_path(log_file)
+        try:
+            handler: logging.Handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+            handler.setFormatter(LogFileFormatter())
+            root.addHandler(handler)
+        except OSError as exc:
+            print(f"{PROG}: cannot open the log file {path}: {exc}", file=sys.stderr)
     if not use_syslog:
         for handler in list(root.handlers):
             if isinstance(handler, SyslogHandler):
@@ -14680,7 +15270,8 @@ def run_daemon(args: Any) -> int:
         print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
         return 1
     foreground = args.dont_fork
-    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog)
+    _setup_run_logging(args.log_console and foreground, args.log_detail, args.log_facility, not args.no_syslog,
+                       args.log_file)
     path = os.path.abspath(args.config or default_config_path())
     try:
         config = _select_subsystems(load_config(path, config_id=args.config_id), args.vrrp_only, args.lvs_only)
