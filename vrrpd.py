@@ -947,6 +947,8 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
+    # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
+    if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -2780,6 +2782,26 @@ def _top_static_ipaddress(p: _Parser, cfg: Config, kw: Token, args: List[Token],
         cfg.static_ipaddress.append(vip)
 
 
+def _top_if_up_down_delays(p: _Parser, cfg: Config, kw: Token, args: List[Token],
+                           entries: List[List[Token]]) -> None:
+    """interface_up_down_delays { IF DOWN_DELAY [UP_DELAY] }: seconds (0-255) a carrier change of IF must last
+    before it counts (keepalived's debounce timers; no UP_DELAY: 0)."""
+    for entry in entries:
+        name, words = entry[0], entry[1:]
+        if not words:
+            p.warning(name, f"No timeouts specified for {name.text} up/down delays")
+            continue
+        if len(words) > 2:
+            p.warning(name, f"Too many parameters for {name.text} up/down delays")
+        try:
+            down = p.time_value(kw, words[0], 0, 255)
+            up = p.time_value(kw, words[1], 0, 255) if len(words) > 1 else 0.0
+        except _Invalid as exc:
+            p.error(name, f"interface_up_down_delays {name.text}: {exc}")
+            continue
+        cfg.if_up_down_delays[name.text] = (down, up)
+
+
 # a route or rule is one line: every word after the first belongs to it
 _LINE_BLOCK = ValueBlock({}, starts_entry=lambda text: False)
 
@@ -2927,7 +2949,8 @@ _kw("top", "virtual_server_group", _top_vs_group, (1, 1),
 _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
-_accept_only("top", "linkbeat_interfaces interface_up_down_delays "
+_kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
+_accept_only("top", "linkbeat_interfaces "
              "garp_group SSL", (0, 1), "skip")
 
 
@@ -3133,8 +3156,28 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
-for _name in ("state_dump_file", "stats_dump_file", "json_dump_file"):
-    _kw(_G, _name, _h_str(_name))
+_kw(_G, "state_dump_file", _h_str("state_dump_file"))
+
+
+def _g_dump_file(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args or not args[0].text:  # keepalived says so and runs on
+        p.warning(kw, f"{kw.text} requires a non-empty path - ignoring")
+        return
+    setattr(g, kw.text, args[0].text)
+
+
+def _g_json_version(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args:
+        p.warning(kw, "json_version requires version - ignoring")
+        return
+    if args[0].text not in ("1", "2"):
+        p.warning(args[0], f"Invalid JSON version '{args[0].text}' (1 or 2) - ignoring")
+        return
+    g.json_version = int(args[0].text)
+
+
+_kw(_G, "stats_dump_file", _g_dump_file, (0, 1))
+_kw(_G, "json_dump_file", _g_dump_file, (0, 1))
 
 
 def _g_reload_check_config(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
@@ -3151,8 +3194,9 @@ def _g_reload_repeat(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
 
 def _g_config_save_dir(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     path = args[0].text
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise _Invalid(f"config_save_dir {path} exists and is not a directory")
+    if os.path.exists(path) and not os.path.isdir(path):  # keepalived says so and runs on without it
+        p.warning(args[0], f"config_save_dir {path} exists and is not a directory - ignoring")
+        return
     g.config_save_dir = path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
@@ -3163,7 +3207,7 @@ def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
         p.warning(kw, problem)
 
 
-_kw(_G, "json_version", _h_int("json_version", 1, 2))
+_kw(_G, "json_version", _g_json_version, (0, 1))
 _kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
 _kw(_G, "reload_file", _g_reload_file, (0, 1))
 _kw(_G, "reload_time_file", _h_str("reload_time_file"))
@@ -6171,6 +6215,7 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
+
 class Event(enum.Enum):
     """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
     set_fault, force_state, release_master, shutdown) say which of these happened, TRANSITIONS does the rest."""
@@ -6237,50 +6282,23 @@ class VrrpMachine:
                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                 "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts", "timer_expired_backup")
 
-    def __init__(
-        self,
-        name: str,
-        vrid: int,
-        priority: int,
-        advert_int: float,
-        version: int = 2,
-        primary_ip: Optional[IPAddress] = None,
-        addresses: Optional[List[IPAddress]] = None,
-        auth_type: AuthType = AuthType.NONE,
-        auth_pass: bytes = b"",
-        start_master: bool = False,
-        preempt: bool = True,
-        preempt_delay: float = 0.0,
-        lower_prio_no_advert: bool = False,
-        garp_lower_prio_repeat: int = 0,
-        skip_check_adv_addr: bool = False,
-        higher_prio_send_advert: bool = False,
-        owner_ignore_adverts: bool = False,
-        timer_expired_backup: Optional[int] = None,
-        down_timer_adverts: int = 3,
-    ):
-        self.name = name
-        self.down_timer_adverts = down_timer_adverts
-        self.vrid = vrid
-        self.priority = priority  # configured base priority
+    def __init__(self, name: str, vrid: int, priority: int, advert_int: float, version: int = 2,
+                 primary_ip: Optional[IPAddress] = None, addresses: Optional[List[IPAddress]] = None,
+                 auth_type: AuthType = AuthType.NONE, auth_pass: bytes = b"", start_master: bool = False,
+                 preempt: bool = True, preempt_delay: float = 0.0, lower_prio_no_advert: bool = False,
+                 garp_lower_prio_repeat: int = 0, skip_check_adv_addr: bool = False,
+                 higher_prio_send_advert: bool = False, owner_ignore_adverts: bool = False,
+                 timer_expired_backup: Optional[int] = None, down_timer_adverts: int = 3):
+        given = locals()
+        for attr in self.SETTINGS:  # `priority` is the configured base priority
+            setattr(self, attr, given[attr])
+        self.name, self.vrid, self.version, self.primary_ip = name, vrid, version, primary_ip
         self.effective_priority = priority
-        self.version = version
         # RFC 5798 section 6.1: v3 carries centiseconds; v2 whole seconds (keepalived rounds, minimum 1)
         self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
         self.master_adver_int = self.advert_int
-        self.primary_ip = primary_ip
         self.addresses = list(addresses or [])
-        self.auth_type = auth_type
         self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
-        self.start_master = start_master
-        self.preempt = preempt
-        self.preempt_delay = preempt_delay
-        self.lower_prio_no_advert = lower_prio_no_advert
-        self.garp_lower_prio_repeat = garp_lower_prio_repeat
-        self.skip_check_adv_addr = skip_check_adv_addr
-        self.higher_prio_send_advert = higher_prio_send_advert
-        self.owner_ignore_adverts = owner_ignore_adverts
-        self.timer_expired_backup = timer_expired_backup
         # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
         self.owner_conflicts = 0
         self.owner_reduced = False
@@ -8094,43 +8112,29 @@ class Rtnetlink(NetlinkSocket):
         else:
             payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
             flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-        try:
-            self.request(RTM_NEWADDR, flags, payload)
-        except NetlinkError as exc:
-            if exc.errno == errno.EEXIST:
-                return False
-            raise
-        return True
+        return self._change(RTM_NEWADDR, flags, payload, (errno.EEXIST,))
 
     def del_address(self, index: int, vip: VirtualIP) -> bool:
         """Delete a VIP; False when it was not there."""
         payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer)
-        try:
-            self.request(RTM_DELADDR, NLM_F_ACK, payload)
-        except NetlinkError as exc:
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
-                return False
-            raise
-        return True
+        return self._change(RTM_DELADDR, NLM_F_ACK, payload, (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV))
 
     def route(self, route: Route, ifindex: Callable[[str], int], add: bool, replace: bool = False) -> bool:
         """Add (or delete) one route; False when it was already there (or already gone)."""
-        msg_type, flags, payload = route_request(route, ifindex, delete=not add, replace=replace)
-        try:
-            self.request(msg_type, flags, payload)
-        except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
-                return False
-            raise
-        return True
+        return self._change(*route_request(route, ifindex, delete=not add, replace=replace),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
 
     def rule(self, rule: Rule, add: bool) -> bool:
         """Add (or delete) one policy-routing rule; False when it was already there (or already gone)."""
-        msg_type, flags, payload = rule_request(rule, delete=not add)
+        return self._change(*rule_request(rule, delete=not add),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
+
+    def _change(self, msg_type: int, flags: int, payload: bytes, done_already: Tuple[int, ...]) -> bool:
+        """One change request; False when the kernel answers that it is done already (an errno in done_already)."""
         try:
             self.request(msg_type, flags, payload)
         except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+            if exc.errno in done_already:
                 return False
             raise
         return True
@@ -10717,18 +10721,8 @@ class Notifier:
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
         """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
-        specific = {State.MASTER: inst.notify_master, State.BACKUP: inst.notify_backup,
-                    State.FAULT: inst.notify_fault, State.STOP: inst.notify_stop}.get(state)
-        key = f"INSTANCE {inst.name}"
-        if specific is not None:
-            self._queue(key, specific, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, state.value, str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
-            subject, body = _VRRP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, f"notify_{state.value.lower()}", None),
+                        inst.notify, inst.smtp_alert, _VRRP_MAIL.get(state))
 
     def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
                               groups: List[Dict[str, Any]]) -> None:
@@ -10744,30 +10738,27 @@ class Notifier:
         if inst.notify_deleted is None:
             self.vrrp_instance(inst, State.FAULT, priority)
             return
-        key = f"INSTANCE {inst.name}"
-        self._queue(key, inst.notify_deleted, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, "DELETED", str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "DELETED", priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
-            self._mail(key, "DELETED", f"[{gd.router_id}] VRRP Instance {inst.name} - Deleted",
-                       "=> VRRP Deleted at reload <=")
+        self._vrrp_news("INSTANCE", inst.name, "DELETED", priority, inst.notify_deleted, inst.notify, inst.smtp_alert,
+                        ("Deleted", "=> VRRP Deleted at reload <="))
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
-        specific = {State.MASTER: group.notify_master, State.BACKUP: group.notify_backup,
-                    State.FAULT: group.notify_fault, State.STOP: group.notify_stop}.get(state)
-        key = f"GROUP {group.name}"
+        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, f"notify_{state.value.lower()}", None),
+                        group.notify, group.smtp_alert, _GROUP_MAIL.get(state))
+
+    def _vrrp_news(self, kind: str, name: str, state: Union[State, str], priority: int, specific: Optional[Command],
+                   notify: Optional[Command], smtp_alert: Optional[bool], mail: Optional[Tuple[str, str]]) -> None:
+        """What an instance's or group's news sets going: the state's own script, `notify KIND NAME STATE
+        PRIORITY`, the FIFO line and, with smtp_alert, the mail (subject, body)."""
+        key, what = f"{kind} {name}", state.value if isinstance(state, State) else state
         if specific is not None:
             self._queue(key, specific, [])
-        if group.notify is not None:
-            self._queue(key, group.notify, ["GROUP", group.name, state.value, "0"])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group.name, state.value, 0))
+        if notify is not None:
+            self._queue(key, notify, [kind, name, what, str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line(kind, name, what, priority))
         gd = self.config.global_defs
-        if smtp_alert_wanted(group.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _GROUP_MAIL:
-            subject, body = _GROUP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Group {group.name} - {subject}", body)
+        if mail is not None and smtp_alert_wanted(smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
+            self._mail(key, state, f"[{gd.router_id}] VRRP {kind.title()} {name} - {mail[0]}", mail[1])
 
     def vrrp_master_rx_lower_pri(self, inst: VrrpInstance, priority: int) -> None:
         """The MASTER received a lower-priority advert: notify_master_rx_lower_pri and the FIFO."""
@@ -11072,6 +11063,9 @@ class Daemon:
                                              self.g.nftables_counters)
         self.vmacs: Optional[VmacManager] = None
         self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
+        # interface_up_down_delays: a carrier change waiting out its delay, by ifindex: (timer, the new LinkInfo)
+        self._link_pending: Dict[int, Tuple[Timer, LinkInfo]] = {}
+        self._seen_up: set = set()  # interfaces seen up once: only their changes are delayed (keepalived)
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
@@ -11092,6 +11086,7 @@ class Daemon:
         set_netlink_rcvbuf(getattr(self.rtnl, "sock", None), g.vrrp_netlink_cmd_rcv_bufs,
                            g.vrrp_netlink_cmd_rcv_bufs_force, "command")
         self.links = self.rtnl.links()
+        self._seen_up.update(link.name for link in self.links.values() if link.up)
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
         self.firewall.start(no_accept_vips(self.config))
@@ -12528,6 +12523,46 @@ class Daemon:
         except OSError as exc:
             log.error("netlink monitor: %s", exc)
             return
+        self._netlink_events(events)
+
+    def _if_delays(self, name: str) -> Tuple[float, float]:
+        """interface_up_down_delays of `name`, each capped below (down_timer_adverts - 1) advert intervals of
+        every instance on it (keepalived's check_debounce_timers), so a peer never sees a gap from it."""
+        down, up = self.config.if_up_down_delays.get(name, (0.0, 0.0))
+        for rt in self.runtimes:
+            if rt.inst.interface == name and (down or up):
+                adverts = rt.machine.down_timer_adverts
+                cap = 0.0 if adverts == 1 else (adverts - 1) * rt.machine.advert_int - rt.machine.advert_int / 256
+                down, up = min(down, cap), min(up, cap)
+        return down, up
+
+    def _debounced(self, obj: LinkInfo) -> bool:
+        """interface_up_down_delays: True when this link event waits (or a wait is re-aimed) instead of counting.
+        A change back to the state that counts before the delay ends cancels it (keepalived's log lines)."""
+        old, pending = self.links.get(obj.index), self._link_pending.get(obj.index)
+        if pending is not None:
+            if pending[1].up == obj.up:
+                self._link_pending[obj.index] = (pending[0], obj)  # the same change, newer flags
+                return True
+            pending[0].cancel()
+            del self._link_pending[obj.index]
+            log.info("Delay timer for %s cancelled", obj.name)
+        if old is None or old.name != obj.name or old.up == obj.up or obj.name not in self._seen_up:
+            return False
+        delay = self._if_delays(obj.name)[1 if obj.up else 0]
+        if not delay:
+            return False
+        log.info("%s: Adding flags change from 0x%x to 0x%x delay by %d", obj.name, old.flags, obj.flags,
+                 int(delay * 1e6))
+
+        def fire(index: int = obj.index) -> None:
+            waited = self._link_pending.pop(index, None)
+            if waited is not None and not self.stopping:
+                self._netlink_events([(RTM_NEWLINK, waited[1])], delayed=True)
+        self._link_pending[obj.index] = (self.loop.call_later(delay, fire), obj)
+        return True
+
+    def _netlink_events(self, events: List[Tuple[int, Any]], delayed: bool = False) -> None:
         changed = False
         if self.monitor.overrun and self.rtnl is not None:
             self.monitor.overrun = False
@@ -12557,8 +12592,15 @@ class Daemon:
                 changed = self._refresh_sources() or changed
             elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
+                    pending = self._link_pending.pop(obj.index, None)
+                    if pending is not None:
+                        pending[0].cancel()
                     changed = self.links.pop(obj.index, None) is not None or changed
+                elif self.config.if_up_down_delays and not delayed and self._debounced(obj):
+                    continue
                 else:
+                    if obj.up:
+                        self._seen_up.add(obj.name)
                     old = self.links.get(obj.index)
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
@@ -13742,23 +13784,19 @@ def demo_prerequisites() -> List[str]:
                        "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
     if missing:
         return missing
-    name = f"vdchk{os.getpid() % 100000}"
-    steps = (("network namespaces", ["ip", "netns", "add", name]),
-             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
-             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
-    try:
-        for what, argv in steps:
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-                said = done.stderr.strip() if done.returncode else ""
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                said = str(exc)
-            if said:
-                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
-                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
-                        "run it privileged (docker run --privileged)"]
+    lab = None
+    try:  # a lab of one host, built and removed again
+        lab = Lab("vdchk")
+        lab.host("h", "192.0.2.1/24")
+    except (OSError, subprocess.SubprocessError) as exc:
+        said = getattr(exc, "stderr", None) or str(exc)
+        argv = getattr(exc, "cmd", None) or ["ip"]
+        return [f"network namespaces, veth and bridge devices (`{' '.join(argv)}` says: {said.strip()}): the kernel "
+                "needs CONFIG_NET_NS, CONFIG_VETH and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); "
+                "in a container, run it privileged (docker run --privileged)"]
     finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+        if lab is not None:
+            lab.close()
     return []
 
 
@@ -13784,12 +13822,16 @@ class Lab:
         self.tag = prefix + os.urandom(3).hex()
         self.namespaces: List[str] = []
         self.processes: List[subprocess.Popen] = []
-        self.bridge_ns = self.netns("br")
-        self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
-        # VRRP multicast must not be eaten by IGMP snooping
-        self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
-        self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
         self._port = 0
+        try:
+            self.bridge_ns = self.netns("br")
+            self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
+            # VRRP multicast must not be eaten by IGMP snooping
+            self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
+            self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
@@ -14369,20 +14411,12 @@ def format_stats(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _timegm(tm: Tuple[int, ...]) -> int:
-    """calendar.timegm without the calendar module: seconds since the epoch of a UTC broken-down time."""
-    year, month, day, hour, minute, second = tm[:6]
-    y = year - (month <= 2)
-    era, yoe = divmod(y, 400)
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return ((days * 24 + hour) * 60 + minute) * 60 + second
-
-
 def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str]:
     """The first line of a reload_time_file -> (when, a date was given, problem): exactly HH:MM:SS,
     YY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS, each with an optional Z for UTC (else local time). A time alone
     is the next one to come (tomorrow if already past today); a date and time in the past is ignored."""
+    import calendar  # python3-minimal has it (and time.strptime imports it anyway)
+
     utc = text.endswith("Z")
     body = text[:-1] if utc else text
     formats = {8: "%H:%M:%S", 17: "%y-%m-%d %H:%M:%S", 19: "%Y-%m-%d %H:%M:%S"}
@@ -14400,7 +14434,7 @@ def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str
     def epoch(day_offset: int = 0) -> Optional[float]:
         y, mo, d, h, mi, se = wanted
         if utc:
-            return float(_timegm((y, mo, d, h, mi, se)) + 86400 * day_offset)
+            return float(calendar.timegm((y, mo, d, h, mi, se, 0, 0, 0)) + 86400 * day_offset)
         t = time.mktime((y, mo, d + day_offset, h, mi, se, 0, 0, -1))
         back = time.localtime(t)
         if not day_offset and tuple(back[:6]) != wanted:  # a local time that does not exist (DST)
