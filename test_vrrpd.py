@@ -5631,6 +5631,28 @@ def test_garp_group_without_a_delay_is_removed_and_an_interface_keeps_its_first_
     assert [(g.garp_interval, g.gna_interval, g.interfaces) for g in config.garp_groups] == [
         (None, 0.1, ["eth1", "eth2"]), (0.2, None, [])]
 
+
+@pytest.mark.parametrize("how", ["linkbeat_interfaces", "global"])
+def test_lab_linkbeat_polls_the_carrier_instead_of_netlink(lab, tmp_path, how):
+    """keepalived's linkbeat (linkbeat_interfaces { eth0 }, or global_defs linkbeat_use_polling): the carrier is
+    read by ioctl every second and netlink's link events are not followed, so the FAULT comes from the poll
+    ("Linkbeat reports eth0 down" first), and MASTER again from the poll that sees it up."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    if how == "global":
+        text = _conf(priority=150, state="MASTER", global_extra="    linkbeat_use_polling\n")
+    else:
+        text = "linkbeat_interfaces {\n    eth0\n}\n" + _conf(priority=150, state="MASTER")
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.ip("link", "set", "eth0", "down", ns=ns)
+    wait_for(lambda: "(VI_1) Entering FAULT STATE" in node.log(), 3, what="FAULT")
+    log_text = node.log()
+    assert log_text.index("Linkbeat reports eth0 down") < log_text.index("(VI_1) Entering FAULT STATE")
+    lab.ip("link", "set", "eth0", "up", ns=ns)
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2, 6, what="MASTER again")
+    assert "Linkbeat reports eth0 up" in node.log()
+    node.stop()
+
 def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)

@@ -371,6 +371,7 @@ class GlobalDefs:
     nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
     nftables_counters: bool = False  # a counter on each drop rule
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
+    linkbeat_use_polling: bool = False  # every instance's interface: poll its carrier, ignore netlink's
     vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
     vrrp_netlink_cmd_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead (past net.core.rmem_max)
     vrrp_netlink_monitor_rcv_bufs: int = 0  # the same for the socket of link/address/route events
@@ -646,6 +647,7 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    linkbeat_use_polling: bool = False  # deprecated here (keepalived says so) but acted upon
     old_unicast_checksum: Optional[str] = None  # "config" (always), "never"; None: switch if the peer does
     debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
@@ -963,6 +965,7 @@ class Config:
     # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
     if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     garp_groups: List[GarpGroup] = field(default_factory=list)
+    linkbeat_interfaces: Dict[str, str] = field(default_factory=dict)  # polled interface -> MII/ETHTOOL/IOCTL or ""
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -2816,6 +2819,18 @@ def _top_if_up_down_delays(p: _Parser, cfg: Config, kw: Token, args: List[Token]
         cfg.if_up_down_delays[name.text] = (down, up)
 
 
+def _top_linkbeat_interfaces(p: _Parser, cfg: Config, kw: Token, args: List[Token],
+                             entries: List[List[Token]]) -> None:
+    """linkbeat_interfaces { IF [MII|ETHTOOL|IOCTL] }: poll these interfaces' carrier every second instead of
+    following netlink's link events (keepalived's linkbeat, for drivers that do not report carrier changes)."""
+    for entry in entries:
+        kind = entry[1].text if len(entry) > 1 else ""
+        if kind not in ("", "MII", "ETHTOOL", "IOCTL") or len(entry) > 2:
+            p.error(entry[1], f"extra characters {entry[1].text} in linkbeat interface")
+            continue
+        cfg.linkbeat_interfaces[entry[0].text] = kind
+
+
 # a route or rule is one line: every word after the first belongs to it
 _LINE_BLOCK = ValueBlock({}, starts_entry=lambda text: False)
 
@@ -2964,7 +2979,8 @@ _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OP
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
-_accept_only("top", "linkbeat_interfaces SSL", (0, 1), "skip")
+_kw("top", "linkbeat_interfaces", _top_linkbeat_interfaces, (0, 0), _LINE_BLOCK)
+_accept_only("top", "SSL", (0, 1), "skip")
 
 
 def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
@@ -3172,6 +3188,7 @@ _kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
 _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
+_kw(_G, "linkbeat_use_polling", _h_flag("linkbeat_use_polling"), (0, 0))
 for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
     _kw(_G, _name, _h_int(_name, 0, 0xFFFFFFFF))
     _kw(_G, _name + "_force", _h_flag(_name + "_force"), (0, 1), accept=_is_bool_word)
@@ -3341,7 +3358,7 @@ _accept_only(_G, "lvs_sync_daemon "
              "vmac_addr_prefix "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "linkbeat_use_polling process_names process_name "
+             "process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory "
              "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
@@ -3708,8 +3725,13 @@ def _deprecated(message: str, hint: str = "") -> Handler:
     return handler
 
 
-KEYWORDS["vrrp_instance"]["linkbeat_use_polling"] = Keyword("linkbeat_use_polling", _deprecated(
-    "in a vrrp_instance; keepalived says so too", "use a linkbeat_interfaces block"), (0, None), supported=False)
+def _i_linkbeat(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    inst.linkbeat_use_polling = True
+    p.warning(kw, f"({inst.name}) 'linkbeat_use_polling' in vrrp instance deprecated - use linkbeat_interfaces "
+              "block", "keepalived still polls the interface, and so does vrrpd")
+
+
+_kw(_I, "linkbeat_use_polling", _i_linkbeat, (0, 0))
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
@@ -8040,6 +8062,39 @@ def set_netlink_rcvbuf(sock: Optional[socket.socket], size: int, force: bool, wh
         log.info("Cannot set %s on the netlink %s socket: %s", name, what, exc)
 
 
+SIOCGIFFLAGS, SIOCETHTOOL, ETHTOOL_GLINK = 0x8913, 0x8946, 0x0000000A
+LINKBEAT_INTERVAL = 1.0  # keepalived's POLLING_DELAY
+
+
+def linkbeat_probe(ifname: str, kind: str = "") -> Tuple[bool, str]:
+    """keepalived's linkbeat: (carrier up, how it was read), read now. ETHTOOL_GLINK (SIOCETHTOOL) where the
+    driver answers it, with the interface's IFF_UP|IFF_RUNNING (SIOCGIFFLAGS, "Some buggy drivers need this");
+    SIOCGIFFLAGS alone for IOCTL or a driver without ethtool. MII registers are not read: MII falls back to
+    ETHTOOL, as keepalived does where the NIC has no MII. fcntl is imported only when polling is configured."""
+    import array
+    import fcntl
+
+    name = ifname.encode()[:15]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        how = "IOCTL"
+        if kind != "IOCTL":
+            value = array.array("I", [ETHTOOL_GLINK, 0])
+            try:
+                request = struct.pack("16sP", name, value.buffer_info()[0]).ljust(40, b"\0")  # ifr_data -> value
+                fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
+                how = "ETHTOOL"
+                if not value[1]:
+                    return False, how
+            except OSError:
+                pass
+        try:
+            answer = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, struct.pack("16s", name).ljust(40, b"\0"))
+        except OSError:
+            return False, how
+        flags = struct.unpack_from("=H", answer, 16)[0]
+        return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING), how
+
+
 def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
     try:
         sock.setsockopt(level, option, value)
@@ -8399,6 +8454,9 @@ class Kernel:
         return StrictFirewall(table, priority, counters)
 
     IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
+
+    def linkbeat(self, ifname: str, kind: str = "") -> Tuple[bool, str]:
+        return linkbeat_probe(ifname, kind)
 
     def igmp_link_local_reports(self, value: Optional[str] = None) -> Optional[str]:
         """Read (and, given `value`, then write) the network namespace's igmp_link_local_mcast_reports: whether
@@ -11106,6 +11164,9 @@ class Daemon:
         self._seen_up: set = set()  # interfaces seen up once: only their changes are delayed (keepalived)
         # keepalived's garp_delay: the earliest time of the next GARP (4) / NA (6) on each interface's group
         self._garp_next: Dict[Tuple[Any, int], float] = {}
+        # linkbeat: polled interface -> (kind asked, carrier up as last polled); their netlink carrier is ignored
+        self._linkbeat: Dict[str, Tuple[str, Optional[bool]]] = {}
+        self._linkbeat_timer: Optional[Timer] = None
         self._garp_queue: Dict[Tuple[Any, int], List[Tuple[InstanceRuntime, Tuple[str, bytes, IPAddress]]]] = {}
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
@@ -11151,6 +11212,7 @@ class Daemon:
         self._update_rx_filters()
         self._remove_stale_vips()
         self._start_static()
+        self._set_linkbeat()
         self.tracking.start()
         self.lvs.start()
         delay = startup_delay(self.g)
@@ -11711,6 +11773,7 @@ class Daemon:
             self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
         self._update_rx_filters()
+        self._set_linkbeat()
         self._reevaluate()
         if self.g.fifo_write_vrrp_states_on_reload:
             self._safe(self.notifier.vrrp_states_on_reload, [(rt.inst, rt.machine.state, rt.machine.effective_priority)
@@ -12597,6 +12660,53 @@ class Daemon:
             return
         self._netlink_events(events)
 
+    def _set_linkbeat(self) -> None:
+        """keepalived's init_interface_linkbeat: the interfaces of linkbeat_interfaces, and every instance's own
+        with linkbeat_use_polling (global or the instance's), have their carrier polled every second; one no
+        instance uses is not polled, nor one of our VMACs (netlink works for them)."""
+        wanted = dict(self.config.linkbeat_interfaces)
+        for inst in self.config.vrrp_instances:
+            if inst.interface and (self.g.linkbeat_use_polling or inst.linkbeat_use_polling):
+                wanted.setdefault(inst.interface, "")
+        used = {rt.inst.interface for rt in self.runtimes} | {
+            ref.name for rt in self.runtimes for ref in rt.inst.track_interface}
+        polled: Dict[str, Tuple[str, Optional[bool]]] = {}
+        for name, kind in wanted.items():
+            if name not in used:
+                log.info("Turning off linkbeat for %s since not used for tracking", name)
+            elif self.vmacs is not None and name in getattr(self.vmacs, "created", {}):
+                log.info("Turning off linkbeat for %s since netlink works for vmacs/ipvlans", name)
+            else:
+                polled[name] = self._linkbeat.get(name, (kind, None))
+        self._linkbeat = polled
+        if polled and self._linkbeat_timer is None:
+            self._linkbeat_poll()
+        elif not polled and self._linkbeat_timer is not None:
+            self._linkbeat_timer.cancel()
+            self._linkbeat_timer = None
+
+    def _linkbeat_poll(self) -> None:
+        """Read each polled carrier; a change is a link event, as keepalived's "Linkbeat reports" is."""
+        self._linkbeat_timer = self.loop.call_later(LINKBEAT_INTERVAL, self._linkbeat_poll)
+        events = []
+        for name, (kind, _was) in list(self._linkbeat.items()):
+            link = self._link_by_name(name)
+            try:
+                up = self.kernel.linkbeat(name, kind)[0] if link is not None else False
+            except OSError:
+                up = False
+            self._linkbeat[name] = (kind, up)
+            if link is not None and up != link.up:
+                log.info("Linkbeat reports %s %s", name, "up" if up else "down")
+                events.append((RTM_NEWLINK, self._polled_flags(link, up)))
+        if events and not self.stopping:
+            self._netlink_events(events, delayed=True)
+
+    @staticmethod
+    def _polled_flags(link: LinkInfo, up: bool) -> LinkInfo:
+        carrier = IFF_UP | IFF_RUNNING
+        return LinkInfo(link.index, link.name, (link.flags & ~carrier) | (carrier if up else 0), link.mac, link.mtu)
+
     def _if_delays(self, name: str) -> Tuple[float, float]:
         """interface_up_down_delays of `name`, each capped below (down_timer_adverts - 1) advert intervals of
         every instance on it (keepalived's check_debounce_timers), so a peer never sees a gap from it."""
@@ -12668,9 +12778,11 @@ class Daemon:
                     if pending is not None:
                         pending[0].cancel()
                     changed = self.links.pop(obj.index, None) is not None or changed
-                elif self.config.if_up_down_delays and not delayed and self._debounced(obj):
-                    continue
                 else:
+                    if not delayed and obj.name in self._linkbeat and self._linkbeat[obj.name][1] is not None:
+                        obj = self._polled_flags(obj, bool(self._linkbeat[obj.name][1]))  # the poll says, not netlink
+                    if self.config.if_up_down_delays and not delayed and self._debounced(obj):
+                        continue
                     if obj.up:
                         self._seen_up.add(obj.name)
                     old = self.links.get(obj.index)
