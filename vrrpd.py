@@ -5388,7 +5388,6 @@ def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
 
 NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 NLA_HEADER = struct.Struct("=HH")  # len, type
-NLMSG_NOOP = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -5592,7 +5591,6 @@ RTNH_F_ONLINK = 4
 FIB_RULE_INVERT = 0x2
 RT_SCOPE_NOWHERE = 255
 RTPROT_KEEPALIVED = 18
-RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_ROUTE = 0x40, 0x80, 0x400
 RTNLGRP_IPV6_RULE = 19
 
 
@@ -5765,7 +5763,6 @@ IPPROTO_ICMPV6 = 58
 ND_NEIGHBOR_ADVERT = 136
 ND_OPT_TARGET_LINKADDR = 2
 ND_NA_FLAG_ROUTER = 0x80
-ND_NA_FLAG_SOLICITED = 0x40
 ND_NA_FLAG_OVERRIDE = 0x20
 ALL_NODES6 = ipaddress.IPv6Address("ff02::1")
 NDISC_HOPLIMIT = 255
@@ -5786,7 +5783,6 @@ IFLA_INFO_DATA = 2
 IFLA_MACVLAN_MODE = 1
 IFLA_INET6_ADDR_GEN_MODE = 8
 MACVLAN_MODE_PRIVATE = 1
-IN6_ADDR_GEN_MODE_NONE = 1
 IN6_ADDR_GEN_MODE_RANDOM = 3
 
 
@@ -5930,7 +5926,6 @@ AUTH_HMAC_TRAILER = struct.Struct("!BBHIHH16s")  # ext_type, key_id, reserved, s
 AUTH_HMAC_TRAILER_LEN = AUTH_HMAC_TRAILER.size  # 28
 AUTH_HMAC_SHA256 = 1  # VRRP_AUTH_HMAC_TYPE_SHA256: HMAC-SHA256 truncated to 128 bits
 AUTH_HMAC_LEN = 16
-AUTH_HMAC_MODES = ("enforce", "permissive", "receive-only")
 AUTH_HMAC_LRU = 4  # keepalived's replay table of multicast senders
 # receive results, as keepalived names its counters (auth_ext_*)
 HMAC_MISSING = "auth_ext_missing"
@@ -7658,8 +7653,6 @@ class TrackerRunner:
 # 6.2 LVS checker decisions: from results and time (sans-IO); their I/O is in section 7.2
 # --------------------------------------------------------------------------------------------
 
-LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
-
 
 @dataclass
 class CheckerParams:
@@ -8954,19 +8947,36 @@ class _CheckRunner:
                 log.info("Checker can't bind to device %s: %s", self.chk.bind_if, exc.strerror)
                 raise _SocketSetupError(exc.errno, exc.strerror) from None
 
-    # -- a non-blocking TCP connection shared by the stream checkers -----------------------
-    def _connect(self, on_connected: Callable[[], Any]) -> None:
-        ip, port = self.target
-        sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
-        self.sock = sock
+    def _socket(self, kind: int) -> socket.socket:
+        """The attempt's non-blocking socket (SOCK_STREAM or SOCK_DGRAM) of the target's family: marked, on
+        bind_if, and bound to bindto/bind_port when they are given."""
+        v6 = self.target[0].version == 6
+        sock = self.sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
         self.watching = 0
         sock.setblocking(False)
         self._mark_and_bind_device(sock)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
+        return sock
+
+    def _recv(self, size: int, failed: Callable[[OSError], str]) -> Optional[bytes]:
+        """What the socket holds (b"" at its end); None while nothing came yet, and when the read failed:
+        the attempt is then done, failed(exc) saying why."""
+        assert self.sock is not None
+        try:
+            return self.sock.recv(size)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self._done(False, failed(exc))
+            return None
+
+    # -- a non-blocking TCP connection shared by the stream checkers -----------------------
+    def _connect(self, on_connected: Callable[[], Any]) -> None:
+        sock = self._socket(socket.SOCK_STREAM)
         if self.chk.kind == "TCP_CHECK":
             # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        if self.chk.bindto is not None or self.chk.bind_port:
-            sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
         err = sock.connect_ex(self.sockaddr)
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
@@ -9149,13 +9159,8 @@ class _SmtpCheck(_CheckRunner):
         self._connect(lambda: self._watch(False, self._read))
 
     def _read(self) -> None:
-        assert self.sock is not None
-        try:
-            data = self.sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._done(False, f"SMTP connection to {self.name} failed ({exc}).")
+        data = self._recv(4096, lambda exc: f"SMTP connection to {self.name} failed ({exc}).")
+        if data is None:
             return
         if not data:
             self._done(False, f"SMTP server {self.name} closed the connection.")
@@ -9187,30 +9192,19 @@ class _DnsCheck(_CheckRunner):
 
     def begin(self) -> None:
         ip, port = self.target
-        self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
-        self.watching = 0
-        self.sock.setblocking(False)
-        self._mark_and_bind_device(self.sock)
-        if self.chk.bindto is not None or self.chk.bind_port:
-            self.sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
+        self._socket(socket.SOCK_DGRAM)
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
         query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
+        assert self.sock is not None
         self.sock.sendto(query, (str(ip), port or 53))
         self._deadline(self.params.connect_timeout)
         self._watch(False, self._read)
 
     def _read(self) -> None:
-        assert self.sock is not None
-        try:
-            data = self.sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._done(False, f"DNS query to {self.name} failed ({exc}).")
-            return
-        if len(data) < 12:
+        data = self._recv(4096, lambda exc: f"DNS query to {self.name} failed ({exc}).")
+        if data is None or len(data) < 12:
             return
         qid, flags, _qd, ancount = struct.unpack_from("!HHHH", data)
         if qid != self.qid or not flags & 0x8000:
@@ -9255,16 +9249,9 @@ class _UdpCheck(_CheckRunner):
     ICMP unreachable (IP_RECVERR) failure; with it a matching reply is needed."""
 
     def begin(self) -> None:
-        ip, _port = self.target
-        v6 = ip.version == 6
-        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock = sock
-        self.watching = 0
-        sock.setblocking(False)
+        v6 = self.target[0].version == 6
+        sock = self._socket(socket.SOCK_DGRAM)  # (keepalived's UDP_CHECK has no bind_if: it is never set here)
         sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
-        self._mark_and_bind_device(sock)  # (keepalived's UDP_CHECK has no bind_if: it is never set here)
-        if self.chk.bindto is not None or self.chk.bind_port:
-            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
         try:
             sock.connect(self.sockaddr)
             sock.send(self.chk.payload if self.chk.payload is not None else UDP_CHECK_PAYLOAD)
@@ -9275,13 +9262,9 @@ class _UdpCheck(_CheckRunner):
         self._watch(False, self._read)
 
     def _read(self) -> None:
-        assert self.sock is not None
-        try:
-            data = self.sock.recv(65535)
-        except BlockingIOError:
-            return
-        except OSError:  # ICMP destination unreachable, as the kernel reports it on a connected socket
-            self._done(False, f"UDP connection to {self.name} failed.")
+        # a failed read is the ICMP destination unreachable the kernel reports on a connected socket
+        data = self._recv(65535, lambda exc: f"UDP connection to {self.name} failed.")
+        if data is None:
             return
         if udp_reply_ok(self.chk, data):
             self._done(True)
@@ -9337,15 +9320,10 @@ class _PingCheck(_CheckRunner):
         self._watch(False, self._read)
 
     def _read(self) -> None:
-        assert self.sock is not None
         v6 = self.target[0].version == 6
         what = "ICMPv6" if v6 else "ICMP"
-        try:
-            data = self.sock.recv(65535)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._done(False, f"recv {what} packet error")
+        data = self._recv(65535, lambda exc: f"recv {what} packet error")
+        if data is None:
             return
         if self.raw and not v6 and data:
             data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 delivers the IP header
