@@ -5620,6 +5620,85 @@ def test_interface_up_down_delays_are_capped_below_the_master_down_interval(offl
     assert "No timeouts specified for eth0 up/down delays" in " ".join(messages(diags))
     assert any(x.severity is vrrpd.Severity.ERROR and "eth1" in x.message for x in diags)
 
+
+ARP_CAPTURE = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind(("eth0", 0))
+print("READY", flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    s.settimeout(max(0.01, end - time.monotonic()))
+    try:
+        frame = s.recv(100)
+    except socket.timeout:
+        break
+    if frame[20:22] in (b"\x00\x01", b"\x00\x02") and frame[28:32] == frame[38:42]:  # gratuitous
+        print(f"{time.monotonic():.4f} {socket.inet_ntoa(frame[28:32])}", flush=True)
+"""
+
+
+def test_lab_garp_group_spaces_the_gratuitous_arps_of_every_instance_on_its_interfaces(lab, tmp_path):
+    """keepalived's garp_group: the gratuitous ARPs on its interfaces are garp_interval apart, counting those of
+    every instance together (two instances, two VIPs each, one GARP per VIP: four GARPs 0.25 s apart)."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    one = _conf(name="VI_1", priority=150, state="MASTER", vips=(f"{LAB_NET}.101/24", f"{LAB_NET}.102/24"),
+                instance_extra="    garp_master_repeat 1\n    garp_master_delay 0\n")
+    two = _conf(name="VI_2", vrid=52, priority=150, state="MASTER", vips=(f"{LAB_NET}.103/24", f"{LAB_NET}.104/24"),
+                instance_extra="    garp_master_repeat 1\n    garp_master_delay 0\n").split("}\n", 1)[1]
+    text = "garp_group {\n    garp_interval 0.25\n    interfaces {\n        eth0\n    }\n}\n" + one + two
+    capture = lab.exec(client, [PYTHON, "-c", ARP_CAPTURE, "6"], stdout=subprocess.PIPE, text=True)
+    assert capture.stdout.readline().strip() == "READY"
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, f"{LAB_NET}.104"), 6, what="both MASTER")
+    time.sleep(1.2)
+    node.stop()
+    capture.kill()
+    lines = [line.split() for line in capture.stdout.read().splitlines() if line.strip()]
+    garps = [(float(t), ip) for t, ip in lines if ip.startswith(f"{LAB_NET}.10")]
+    first = {}
+    for t, ip in garps:
+        first.setdefault(ip, t)  # the first GARP of each VIP (a stop sends none; refreshes are off)
+    times = sorted(first.values())
+    assert len(times) == 4, garps
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(gap >= 0.2 for gap in gaps), gaps
+
+
+def test_garp_group_without_a_delay_is_removed_and_an_interface_keeps_its_first_group():
+    text = ("garp_group {\n    interface eth0\n}\n"
+            "garp_group {\n    gna_interval 0.1\n    interface eth1\n    interfaces {\n        eth2\n    }\n}\n"
+            "garp_group {\n    garp_interval 0.2\n    interface eth1\n}\n")
+    config, diags = vrrpd.parse_config_text(text, "g.conf")
+    said = " ".join(messages(diags))
+    assert "garp group 1 does not have any delay set - removing" in said
+    assert "garp_group already specified for eth1 - ignoring" in said
+    assert [(g.garp_interval, g.gna_interval, g.interfaces) for g in config.garp_groups] == [
+        (None, 0.1, ["eth1", "eth2"]), (0.2, None, [])]
+
+
+@pytest.mark.parametrize("how", ["linkbeat_interfaces", "global"])
+def test_lab_linkbeat_polls_the_carrier_instead_of_netlink(lab, tmp_path, how):
+    """keepalived's linkbeat (linkbeat_interfaces { eth0 }, or global_defs linkbeat_use_polling): the carrier is
+    read by ioctl every second and netlink's link events are not followed, so the FAULT comes from the poll
+    ("Linkbeat reports eth0 down" first), and MASTER again from the poll that sees it up."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    if how == "global":
+        text = _conf(priority=150, state="MASTER", global_extra="    linkbeat_use_polling\n")
+    else:
+        text = "linkbeat_interfaces {\n    eth0\n}\n" + _conf(priority=150, state="MASTER")
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.ip("link", "set", "eth0", "down", ns=ns)
+    wait_for(lambda: "(VI_1) Entering FAULT STATE" in node.log(), 3, what="FAULT")
+    log_text = node.log()
+    assert log_text.index("Linkbeat reports eth0 down") < log_text.index("(VI_1) Entering FAULT STATE")
+    lab.ip("link", "set", "eth0", "up", ns=ns)
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2, 6, what="MASTER again")
+    assert "Linkbeat reports eth0 up" in node.log()
+    node.stop()
+
 def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
