@@ -411,6 +411,7 @@ class GlobalDefs:
     nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
     nftables_counters: bool = False  # a counter on each drop rule
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
+    linkbeat_use_polling: bool = False  # every instance's interface: poll its carrier, ignore netlink's
     vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
     vrrp_netlink_cmd_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead (past net.core.rmem_max)
     vrrp_netlink_monitor_rcv_bufs: int = 0  # the same for the socket of link/address/route events
@@ -686,6 +687,7 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    linkbeat_use_polling: bool = False  # deprecated here (keepalived says so) but acted upon
     old_unicast_checksum: Optional[str] = None  # "config" (always), "never"; None: switch if the peer does
     debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
@@ -1003,6 +1005,7 @@ class Config:
     # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
     if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     garp_groups: List[GarpGroup] = field(default_factory=list)
+    linkbeat_interfaces: Dict[str, str] = field(default_factory=dict)  # polled interface -> MII/ETHTOOL/IOCTL or ""
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -2856,6 +2859,18 @@ def _top_if_up_down_delays(p: _Parser, cfg: Config, kw: Token, args: List[Token]
         cfg.if_up_down_delays[name.text] = (down, up)
 
 
+def _top_linkbeat_interfaces(p: _Parser, cfg: Config, kw: Token, args: List[Token],
+                             entries: List[List[Token]]) -> None:
+    """linkbeat_interfaces { IF [MII|ETHTOOL|IOCTL] }: poll these interfaces' carrier every second instead of
+    following netlink's link events (keepalived's linkbeat, for drivers that do not report carrier changes)."""
+    for entry in entries:
+        kind = entry[1].text if len(entry) > 1 else ""
+        if kind not in ("", "MII", "ETHTOOL", "IOCTL") or len(entry) > 2:
+            p.error(entry[1], f"extra characters {entry[1].text} in linkbeat interface")
+            continue
+        cfg.linkbeat_interfaces[entry[0].text] = kind
+
+
 # a route or rule is one line: every word after the first belongs to it
 _LINE_BLOCK = ValueBlock({}, starts_entry=lambda text: False)
 
@@ -3004,7 +3019,8 @@ _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OP
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
-_accept_only("top", "linkbeat_interfaces SSL", (0, 1), "skip")
+_kw("top", "linkbeat_interfaces", _top_linkbeat_interfaces, (0, 0), _LINE_BLOCK)
+_accept_only("top", "SSL", (0, 1), "skip")
 
 
 def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
@@ -3212,6 +3228,7 @@ _kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
 _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
+_kw(_G, "linkbeat_use_polling", _h_flag("linkbeat_use_polling"), (0, 0))
 for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
     _kw(_G, _name, _h_int(_name, 0, 0xFFFFFFFF))
     _kw(_G, _name + "_force", _h_flag(_name + "_force"), (0, 1), accept=_is_bool_word)
@@ -3381,7 +3398,7 @@ _accept_only(_G, "lvs_sync_daemon "
              "vmac_addr_prefix "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "linkbeat_use_polling process_names process_name "
+             "process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory "
              "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
@@ -3748,8 +3765,13 @@ def _deprecated(message: str, hint: str = "") -> Handler:
     return handler
 
 
-KEYWORDS["vrrp_instance"]["linkbeat_use_polling"] = Keyword("linkbeat_use_polling", _deprecated(
-    "in a vrrp_instance; keepalived says so too", "use a linkbeat_interfaces block"), (0, None), supported=False)
+def _i_linkbeat(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    inst.linkbeat_use_polling = True
+    p.warning(kw, f"({inst.name}) 'linkbeat_use_polling' in vrrp instance deprecated - use linkbeat_interfaces "
+              "block", "keepalived still polls the interface, and so does vrrpd")
+
+
+_kw(_I, "linkbeat_use_polling", _i_linkbeat, (0, 0))
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
@@ -8050,6 +8072,7 @@ class BfdSession:
 NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
+SIOCGSTAMPNS = 0x8907  # ioctl: the kernel receive time of the datagram read last
 SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
 SO_MEMINFO, SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 55, 9, 8  # the socket's memory counters, drops among them
 IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
@@ -8091,6 +8114,39 @@ def set_netlink_rcvbuf(sock: Optional[socket.socket], size: int, force: bool, wh
         sock.setsockopt(socket.SOL_SOCKET, option, size)
     except OSError as exc:
         log.info("Cannot set %s on the netlink %s socket: %s", name, what, exc)
+
+
+SIOCGIFFLAGS, SIOCETHTOOL, ETHTOOL_GLINK = 0x8913, 0x8946, 0x0000000A
+LINKBEAT_INTERVAL = 1.0  # keepalived's POLLING_DELAY
+
+
+def linkbeat_probe(ifname: str, kind: str = "") -> Tuple[bool, str]:
+    """keepalived's linkbeat: (carrier up, how it was read), read now. ETHTOOL_GLINK (SIOCETHTOOL) where the
+    driver answers it, with the interface's IFF_UP|IFF_RUNNING (SIOCGIFFLAGS, "Some buggy drivers need this");
+    SIOCGIFFLAGS alone for IOCTL or a driver without ethtool. MII registers are not read: MII falls back to
+    ETHTOOL, as keepalived does where the NIC has no MII. fcntl is imported only when polling is configured."""
+    import array
+    import fcntl
+
+    name = ifname.encode()[:15]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        how = "IOCTL"
+        if kind != "IOCTL":
+            value = array.array("I", [ETHTOOL_GLINK, 0])
+            try:
+                request = struct.pack("16sP", name, value.buffer_info()[0]).ljust(40, b"\0")  # ifr_data -> value
+                fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
+                how = "ETHTOOL"
+                if not value[1]:
+                    return False, how
+            except OSError:
+                pass
+        try:
+            answer = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, struct.pack("16s", name).ljust(40, b"\0"))
+        except OSError:
+            return False, how
+        flags = struct.unpack_from("=H", answer, 16)[0]
+        return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING), how
 
 
 def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
@@ -8314,6 +8370,18 @@ class RtnetlinkMonitor:
         self.sock.close()
 
 
+def _receive_time(sock: socket.socket) -> Optional[float]:
+    """SIOCGSTAMPNS: when the kernel received the datagram read last from sock (the first call on a socket
+    turns the stamps on and finds none)."""
+    import fcntl
+
+    try:
+        sec, nsec = struct.unpack("=qq", fcntl.ioctl(sock.fileno(), SIOCGSTAMPNS, bytes(16)))
+    except OSError:
+        return None
+    return sec + nsec * 1e-9
+
+
 class VrrpSocket(_RxSocket):
     """The raw VRRP socket of one interface and one family (RFC 5798 section 5.1).
 
@@ -8333,14 +8401,17 @@ class VrrpSocket(_RxSocket):
         sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, protocol)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             if family == 4:
+                # the receive time is asked for (SIOCGSTAMPNS) only for an advert that passed the checks: a
+                # flood is read with recv(), which costs half a recvmsg() with its control message
+                _receive_time(sock)  # the first call makes the kernel stamp this socket's datagrams
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(bytes(4), bytes(4), ifindex))
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
                 _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
             else:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
@@ -8383,8 +8454,14 @@ class VrrpSocket(_RxSocket):
                               (str(dst), 0, 0, self.ifindex))
 
     def recv(self) -> Optional[Received]:
-        """One pending datagram, or None when there is none. Its kernel receive time comes with it, so that
-        timers start when the advert arrived, not when it was read. PacketError for a bad IPv4 header."""
+        """One pending datagram, or None when there is none. PacketError for a bad IPv4 header. Its kernel
+        receive time is in received_at (IPv6) or comes from receive_time() (IPv4), so that timers start when
+        the advert arrived, not when it was read."""
+        if self.family == 4:
+            try:
+                return decode_ipv4(self.sock.recv(65535))
+            except (BlockingIOError, InterruptedError):
+                return None
         try:
             data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
         except (BlockingIOError, InterruptedError):
@@ -8399,12 +8476,12 @@ class VrrpSocket(_RxSocket):
                 hoplimit = struct.unpack_from("=i", value)[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
                 dst = ipaddress.IPv6Address(value[:16])
-        if self.family == 4:
-            pkt = decode_ipv4(data)
-            pkt.received_at = received_at
-            return pkt
         src = ipaddress.IPv6Address(addr[0].split("%")[0])
         return Received(src, dst or ipaddress.IPv6Address(0), hoplimit, data, self.protocol, received_at)
+
+    def receive_time(self) -> Optional[float]:
+        """The kernel receive time (CLOCK_REALTIME) of the IPv4 datagram recv() returned last; None if unknown."""
+        return _receive_time(self.sock) if self.family == 4 else None
 
     def close(self) -> None:
         self.sock.close()
@@ -8452,6 +8529,9 @@ class Kernel:
         return StrictFirewall(table, priority, counters)
 
     IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
+
+    def linkbeat(self, ifname: str, kind: str = "") -> Tuple[bool, str]:
+        return linkbeat_probe(ifname, kind)
 
     def igmp_link_local_reports(self, value: Optional[str] = None) -> Optional[str]:
         """Read (and, given `value`, then write) the network namespace's igmp_link_local_mcast_reports: whether
@@ -8949,19 +9029,36 @@ class _CheckRunner:
                 log.info("Checker can't bind to device %s: %s", self.chk.bind_if, exc.strerror)
                 raise _SocketSetupError(exc.errno, exc.strerror) from None
 
-    # -- a non-blocking TCP connection shared by the stream checkers -----------------------
-    def _connect(self, on_connected: Callable[[], Any]) -> None:
-        ip, port = self.target
-        sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
-        self.sock = sock
+    def _socket(self, kind: int) -> socket.socket:
+        """The attempt's non-blocking socket (SOCK_STREAM or SOCK_DGRAM) of the target's family: marked, on
+        bind_if, and bound to bindto/bind_port when they are given."""
+        v6 = self.target[0].version == 6
+        sock = self.sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
         self.watching = 0
         sock.setblocking(False)
         self._mark_and_bind_device(sock)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
+        return sock
+
+    def _recv(self, size: int, failed: Callable[[OSError], str]) -> Optional[bytes]:
+        """What the socket holds (b"" at its end); None while nothing came yet, and when the read failed:
+        the attempt is then done, failed(exc) saying why."""
+        assert self.sock is not None
+        try:
+            return self.sock.recv(size)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self._done(False, failed(exc))
+            return None
+
+    # -- a non-blocking TCP connection shared by the stream checkers -----------------------
+    def _connect(self, on_connected: Callable[[], Any]) -> None:
+        sock = self._socket(socket.SOCK_STREAM)
         if self.chk.kind == "TCP_CHECK":
             # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        if self.chk.bindto is not None or self.chk.bind_port:
-            sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
         err = sock.connect_ex(self.sockaddr)
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
@@ -9144,13 +9241,8 @@ class _SmtpCheck(_CheckRunner):
         self._connect(lambda: self._watch(False, self._read))
 
     def _read(self) -> None:
-        assert self.sock is not None
-        try:
-            data = self.sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._done(False, f"SMTP connection to {self.name} failed ({exc}).")
+        data = self._recv(4096, lambda exc: f"SMTP connection to {self.name} failed ({exc}).")
+        if data is None:
             return
         if not data:
             self._done(False, f"SMTP server {self.name} closed the connection.")
@@ -9182,30 +9274,19 @@ class _DnsCheck(_CheckRunner):
 
     def begin(self) -> None:
         ip, port = self.target
-        self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
-        self.watching = 0
-        self.sock.setblocking(False)
-        self._mark_and_bind_device(self.sock)
-        if self.chk.bindto is not None or self.chk.bind_port:
-            self.sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
+        self._socket(socket.SOCK_DGRAM)
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
         query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
+        assert self.sock is not None
         self.sock.sendto(query, (str(ip), port or 53))
         self._deadline(self.params.connect_timeout)
         self._watch(False, self._read)
 
     def _read(self) -> None:
-        assert self.sock is not None
-        try:
-            data = self.sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._done(False, f"DNS query to {self.name} failed ({exc}).")
-            return
-        if len(data) < 12:
+        data = self._recv(4096, lambda exc: f"DNS query to {self.name} failed ({exc}).")
+        if data is None or len(data) < 12:
             return
         qid, flags, _qd, ancount = struct.unpack_from("!HHHH", data)
         if qid != self.qid or not flags & 0x8000:
@@ -9250,16 +9331,9 @@ class _UdpCheck(_CheckRunner):
     ICMP unreachable (IP_RECVERR) failure; with it a matching reply is needed."""
 
     def begin(self) -> None:
-        ip, _port = self.target
-        v6 = ip.version == 6
-        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock = sock
-        self.watching = 0
-        sock.setblocking(False)
+        v6 = self.target[0].version == 6
+        sock = self._socket(socket.SOCK_DGRAM)  # (keepalived's UDP_CHECK has no bind_if: it is never set here)
         sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
-        self._mark_and_bind_device(sock)  # (keepalived's UDP_CHECK has no bind_if: it is never set here)
-        if self.chk.bindto is not None or self.chk.bind_port:
-            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
         try:
             sock.connect(self.sockaddr)
             sock.send(self.chk.payload if self.chk.payload is not None else UDP_CHECK_PAYLOAD)
@@ -9270,13 +9344,9 @@ class _UdpCheck(_CheckRunner):
         self._watch(False, self._read)
 
     def _read(self) -> None:
-        assert self.sock is not None
-        try:
-            data = self.sock.recv(65535)
-        except BlockingIOError:
-            return
-        except OSError:  # ICMP destination unreachable, as the kernel reports it on a connected socket
-            self._done(False, f"UDP connection to {self.name} failed.")
+        # a failed read is the ICMP destination unreachable the kernel reports on a connected socket
+        data = self._recv(65535, lambda exc: f"UDP connection to {self.name} failed.")
+        if data is None:
             return
         if udp_reply_ok(self.chk, data):
             self._done(True)
@@ -9332,15 +9402,10 @@ class _PingCheck(_CheckRunner):
         self._watch(False, self._read)
 
     def _read(self) -> None:
-        assert self.sock is not None
         v6 = self.target[0].version == 6
         what = "ICMPv6" if v6 else "ICMP"
-        try:
-            data = self.sock.recv(65535)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._done(False, f"recv {what} packet error")
+        data = self._recv(65535, lambda exc: f"recv {what} packet error")
+        if data is None:
             return
         if self.raw and not v6 and data:
             data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 delivers the IP header
@@ -11224,6 +11289,9 @@ class Daemon:
         self._seen_up: set = set()  # interfaces seen up once: only their changes are delayed (keepalived)
         # keepalived's garp_delay: the earliest time of the next GARP (4) / NA (6) on each interface's group
         self._garp_next: Dict[Tuple[Any, int], float] = {}
+        # linkbeat: polled interface -> (kind asked, carrier up as last polled); their netlink carrier is ignored
+        self._linkbeat: Dict[str, Tuple[str, Optional[bool]]] = {}
+        self._linkbeat_timer: Optional[Timer] = None
         self._garp_queue: Dict[Tuple[Any, int], List[Tuple[InstanceRuntime, Tuple[str, bytes, IPAddress]]]] = {}
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
@@ -11269,6 +11337,7 @@ class Daemon:
         self._update_rx_filters()
         self._remove_stale_vips()
         self._start_static()
+        self._set_linkbeat()
         self.tracking.start()
         self.lvs.start()
         delay = startup_delay(self.g)
@@ -11830,6 +11899,7 @@ class Daemon:
             self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
         self._update_rx_filters()
+        self._set_linkbeat()
         self._reevaluate()
         if self.g.fifo_write_vrrp_states_on_reload:
             self._safe(self.notifier.vrrp_states_on_reload, [(rt.inst, rt.machine.state, rt.machine.effective_priority)
@@ -12568,9 +12638,10 @@ class Daemon:
         rt.adverts_received += 1
         rt.priority_zero_received += adv.priority == 0
         now = self.loop.time()
-        if pkt.received_at is not None:
+        received_at = pkt.received_at if pkt.received_at is not None else vsock.receive_time()
+        if received_at is not None:
             # the advert arrived before we read it: date it back (bounded, in case the wall clock jumped)
-            now -= min(max(0.0, time.time() - pkt.received_at), 0.1)
+            now -= min(max(0.0, time.time() - received_at), 0.1)
         self._apply(rt, rt.machine.on_advert(now, adv, pkt.src))
 
     def _unwrap_ah(self, rt: InstanceRuntime, pkt: Received) -> Optional[Received]:
@@ -12728,6 +12799,53 @@ class Daemon:
             return
         self._netlink_events(events)
 
+    def _set_linkbeat(self) -> None:
+        """keepalived's init_interface_linkbeat: the interfaces of linkbeat_interfaces, and every instance's own
+        with linkbeat_use_polling (global or the instance's), have their carrier polled every second; one no
+        instance uses is not polled, nor one of our VMACs (netlink works for them)."""
+        wanted = dict(self.config.linkbeat_interfaces)
+        for inst in self.config.vrrp_instances:
+            if inst.interface and (self.g.linkbeat_use_polling or inst.linkbeat_use_polling):
+                wanted.setdefault(inst.interface, "")
+        used = {rt.inst.interface for rt in self.runtimes} | {
+            ref.name for rt in self.runtimes for ref in rt.inst.track_interface}
+        polled: Dict[str, Tuple[str, Optional[bool]]] = {}
+        for name, kind in wanted.items():
+            if name not in used:
+                log.info("Turning off linkbeat for %s since not used for tracking", name)
+            elif self.vmacs is not None and name in getattr(self.vmacs, "created", {}):
+                log.info("Turning off linkbeat for %s since netlink works for vmacs/ipvlans", name)
+            else:
+                polled[name] = self._linkbeat.get(name, (kind, None))
+        self._linkbeat = polled
+        if polled and self._linkbeat_timer is None:
+            self._linkbeat_poll()
+        elif not polled and self._linkbeat_timer is not None:
+            self._linkbeat_timer.cancel()
+            self._linkbeat_timer = None
+
+    def _linkbeat_poll(self) -> None:
+        """Read each polled carrier; a change is a link event, as keepalived's "Linkbeat reports" is."""
+        self._linkbeat_timer = self.loop.call_later(LINKBEAT_INTERVAL, self._linkbeat_poll)
+        events = []
+        for name, (kind, _was) in list(self._linkbeat.items()):
+            link = self._link_by_name(name)
+            try:
+                up = self.kernel.linkbeat(name, kind)[0] if link is not None else False
+            except OSError:
+                up = False
+            self._linkbeat[name] = (kind, up)
+            if link is not None and up != link.up:
+                log.info("Linkbeat reports %s %s", name, "up" if up else "down")
+                events.append((RTM_NEWLINK, self._polled_flags(link, up)))
+        if events and not self.stopping:
+            self._netlink_events(events, delayed=True)
+
+    @staticmethod
+    def _polled_flags(link: LinkInfo, up: bool) -> LinkInfo:
+        carrier = IFF_UP | IFF_RUNNING
+        return LinkInfo(link.index, link.name, (link.flags & ~carrier) | (carrier if up else 0), link.mac, link.mtu)
+
     def _if_delays(self, name: str) -> Tuple[float, float]:
         """interface_up_down_delays of `name`, each capped below (down_timer_adverts - 1) advert intervals of
         every instance on it (keepalived's check_debounce_timers), so a peer never sees a gap from it."""
@@ -12799,9 +12917,11 @@ class Daemon:
                     if pending is not None:
                         pending[0].cancel()
                     changed = self.links.pop(obj.index, None) is not None or changed
-                elif self.config.if_up_down_delays and not delayed and self._debounced(obj):
-                    continue
                 else:
+                    if not delayed and obj.name in self._linkbeat and self._linkbeat[obj.name][1] is not None:
+                        obj = self._polled_flags(obj, bool(self._linkbeat[obj.name][1]))  # the poll says, not netlink
+                    if self.config.if_up_down_delays and not delayed and self._debounced(obj):
+                        continue
                     if obj.up:
                         self._seen_up.add(obj.name)
                     old = self.links.get(obj.index)
