@@ -3281,6 +3281,25 @@ def test_startup_delay_holds_machines_in_init_until_it_is_over(offline):
     assert rt.machine.state != vrrpd.State.INIT and not d.startup_pending
 
 
+def test_repeated_advert_bytes_are_checked_again_after_a_reload_changes_the_password(offline):
+    """A steady master's adverts are the same bytes each time, so the verdict on the last accepted one is kept;
+    a reload that changes what the checks want (here the password) forgets it."""
+    auth = "    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n"
+    d, kernel = offline(instance_text(version=2, extra=auth % "secret1"))
+    rt = d.runtimes[0]
+    src, group = IP4("10.0.0.2"), IP4("224.0.0.18")
+    advert = vrrpd.encode_ipv4(src, group, vrrpd.encode_advert(
+        vrrpd.VrrpAdvert(2, 51, 200, [IP4("10.0.0.100")], 1.0, vrrpd.AuthType.PASS.value, b"secret1")))
+    for _ in range(3):
+        kernel.deliver(d, advert)
+    assert rt.adverts_received == 3 and not rt.bad_packets
+    changed, _diags = vrrpd.parse_config_text(instance_text(version=2, extra=auth % "secret2"))
+    assert d.reload(changed)
+    rt = d.runtimes[0]
+    kernel.deliver(d, advert)
+    assert rt.adverts_received == 3 and rt.bad_packets == {"auth_failure": 1}
+
+
 def test_rfc9568_rate_limited_logging_once_per_class_until_master_changes(caplog):
     d, rt, kernel = _fuzz_daemon(3)
     try:
