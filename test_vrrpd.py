@@ -11330,8 +11330,10 @@ def bench_main(argv: List[str]) -> int:
         for title, _key, func, n in scenarios:
             if func is None:
                 continue
-            for kind in kinds:
-                for rep in range(n):
+            # the daemons take turns, repetition by repetition: a load that comes and goes on a shared machine
+            # then falls on both alike, and their ratio stays fair
+            for rep in range(n):
+                for kind in kinds:
                     try:
                         values = func(kind, Path(tmp))
                     except Exception as exc:  # one failed scenario must not lose the others
