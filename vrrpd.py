@@ -348,6 +348,23 @@ class Command:
 
 
 @dataclass
+class LvsSyncDaemon:
+    """`lvs_sync_daemon IFNAME [inst VRRP_INSTANCE] [id SYNCID] [maxlen N] [port N] [ttl N] [group IP]`: the
+    kernel's IPVS connection sync daemon. With an instance it is the master daemon while that instance is MASTER
+    and the backup daemon otherwise; without one, both run all the time."""
+
+    ifname: str
+    instance: Optional[str] = None
+    syncid: Optional[int] = None  # None: the instance's VRID (0 without an instance)
+    maxlen: int = 0  # 0: the kernel's defaults
+    port: int = 0
+    ttl: int = 0
+    group: Optional[IPAddress] = None
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
 class GlobalDefs:
     router_id: str = field(default_factory=lambda: socket.gethostname())
     notification_email: List[str] = field(default_factory=list)
@@ -406,6 +423,7 @@ class GlobalDefs:
     # several daemons on one host: `instance NAME` and `net_namespace NAME` name the runtime files
     instance_name: Optional[str] = None
     net_namespace: Optional[str] = None
+    net_namespace_ipvs: Optional[str] = None  # IPVS (and only IPVS) in this named namespace; "": the init one
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
@@ -446,6 +464,7 @@ class GlobalDefs:
     no_checker_emails: bool = False  # mail only when a real server goes up or down, not for each checker
     rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
+    lvs_sync_daemon: Optional[LvsSyncDaemon] = None
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
     # vrrpd extension: serve Prometheus metrics over HTTP on this ADDRESS:PORT (also --metrics)
@@ -2940,7 +2959,23 @@ def _tg_group(p: _Parser, tg: TrackGroup, kw: Token, args: List[Token], entries:
 
 _kw("top", "track_group", _top_track_group, (1, 1), "track_group")
 _kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
-_accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
+_accept_only("top", "child_wait_time")
+
+
+def _top_net_namespace_ipvs(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> None:
+    g = cfg.global_defs
+    if g.net_namespace_ipvs is not None:
+        p.warning(kw, f"Duplicate net_namespace_ipvs definition {args[0].text if args else ''} - ignoring")
+        return
+    name = args[0].text if args else ""  # keepalived: no name is the default namespace (that of pid 1)
+    if name and (not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) or name in (".", "..")):
+        raise _Invalid(f"'{name}' cannot name a network namespace (letters, digits, '_', '-', '.')")
+    g.net_namespace_ipvs = name
+
+
+_kw("top", "net_namespace_ipvs", _top_net_namespace_ipvs, (0, 1))
+_keepalived_ignores("top", "namespace_with_ipsets", "only the ipsets of its iptables build use it (an override for "
+                    "namespaces on Linux < 3.13); its nftables firewall (Debian's build, and vrrpd's) has no ipsets")
 
 
 def _top_global_attr(attr: str, flag: bool = False) -> Handler:
@@ -3048,6 +3083,53 @@ def _g_lvs_timeouts(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> 
         g.lvs_timeouts[name] = _parse_int(value, 0, 86400 * 31)
 
 
+def _g_lvs_sync_daemon(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """keepalived's lvs_syncd_handler: bad options are reported and skipped, the rest is kept."""
+    if g.lvs_sync_daemon is not None:
+        p.warning(kw, f"lvs_sync_daemon has already been specified as {g.lvs_sync_daemon.ifname} - ignoring")
+        return
+    if len(args[0].text) >= 16:
+        p.warning(args[0], f"lvs_sync_daemon interface name '{args[0].text}' too long - ignoring")
+        return
+    sd = g.lvs_sync_daemon = LvsSyncDaemon(args[0].text, file=kw.file, line=kw.line)
+    words = [a.text for a in args]
+    limits = {"id": (0, 255), "maxlen": (1, 65535 - 20 - 8), "port": (1, 65535), "ttl": (1, 255)}
+    i = 1
+    while i < len(words):
+        word, value = words[i], words[i + 1] if i + 1 < len(words) else None
+        if word in limits or word in ("inst", "group"):
+            i += 2
+            if value is None:
+                p.warning(args[i - 2], f"No value specified for lvs_sync_daemon {word} - ignoring")
+            elif word == "inst":
+                sd.instance = value
+            elif word == "group":
+                try:
+                    group = ipaddress.ip_address(value)
+                except ValueError:
+                    group = None
+                if group is None or not group.is_multicast:
+                    p.warning(args[i - 1], f"lvs_sync_daemon group address {value} is not multicast - ignoring")
+                else:
+                    sd.group = group
+            else:
+                try:
+                    number = _parse_int(value, *limits[word])
+                except _Invalid:
+                    p.warning(args[i - 1], f"Invalid lvs_sync_daemon {word} ({value}) - ignoring")
+                    continue
+                setattr(sd, "syncid" if word == "id" else word, number)
+            continue
+        if i == 1 and sd.instance is None:  # the old form: lvs_sync_daemon IF VRRP_INSTANCE [SYNCID]
+            sd.instance = word
+        elif i == 2 and word.isdigit():
+            p.warning(args[i], 'Please use keyword "id" before lvs_sync_daemon SYNCID')
+            sd.syncid = _parse_int(word, 0, 255)
+        else:
+            p.warning(args[i], f"Unknown option {word} specified for lvs_sync_daemon")
+        i += 1
+
+
 def parse_listen(text: str) -> Tuple[str, int]:
     """ADDRESS:PORT or [IPv6]:PORT -> (address, port); ValueError says what is wrong."""
     host, sep, port = text.rpartition(":")
@@ -3126,6 +3208,7 @@ _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 for _name in ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script"):
     _kw(_G, _name, _h_cmd(_name), (1, None))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
+_kw(_G, "lvs_sync_daemon", _g_lvs_sync_daemon, (1, None))
 _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
@@ -3239,8 +3322,7 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
     accept=_is_bool_word)
 for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_accept_only(_G, "lvs_sync_daemon "
-             "nftables_ifindex "
+_accept_only(_G, "nftables_ifindex "
              "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
@@ -3466,9 +3548,15 @@ _kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
 
 
 def _i_lvs_sync_interface(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    _h_other(p, inst, kw, args)
-    p.warning(kw, "lvs_sync_daemon_interface in a vrrp_instance is deprecated (keepalived says so too); vrrpd does "
-              "not run the LVS sync daemon", "use global_defs { lvs_sync_daemon IF INSTANCE }")
+    """The deprecated form of `lvs_sync_daemon IF INSTANCE` (keepalived's vrrp_lvs_syncd_handler)."""
+    p.warning(kw, f"({inst.name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated.",
+              "use global_defs { lvs_sync_daemon IF inst INSTANCE }")
+    g = p.config.global_defs
+    if g.lvs_sync_daemon is not None:
+        p.warning(kw, f"({inst.name}) lvs_sync_daemon_interface has already been specified as "
+                  f"{g.lvs_sync_daemon.ifname} - ignoring")
+    elif args:
+        g.lvs_sync_daemon = LvsSyncDaemon(args[0].text, instance=inst.name, file=kw.file, line=kw.line)
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
@@ -3497,8 +3585,7 @@ _kw(_I, "debug", _h_int("debug", 0, 4))
 _kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
 _accept_only(_I, "use_vmac_addr use_ipvlan vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
-KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
-                                                    supported=False)
+KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (1, 1))
 
 
 def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -4150,6 +4237,24 @@ class _Validator:
             self.virtual_server(vs)
         self.track_groups()
         self.mail()
+        self.lvs_sync_daemon()
+
+    def lvs_sync_daemon(self) -> None:
+        """keepalived: the instance must exist (else the sync daemon is dropped); the sync id defaults to its VRID."""
+        sd = self.cfg.global_defs.lvs_sync_daemon
+        if sd is None:
+            return
+        if sd.instance is not None:
+            inst = next((i for i in self.cfg.vrrp_instances if i.name == sd.instance), None)
+            if inst is None:
+                self.warn(sd.file, sd.line, f"Unable to find vrrp instance {sd.instance} for lvs_syncd - clearing "
+                          "lvs_syncd config")
+                self.cfg.global_defs.lvs_sync_daemon = None
+                return
+            if sd.syncid is None:
+                sd.syncid = inst.virtual_router_id
+        elif sd.syncid is None:
+            sd.syncid = 0
 
     def bfd_instances(self) -> None:
         """keepalived's bfd_end_handler: a session needs a neighbour; (source, neighbour, multihop) is unique."""
@@ -8322,7 +8427,12 @@ CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
-IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 12, 17
+IPVS_CMD_NEW_DAEMON, IPVS_CMD_DEL_DAEMON, IPVS_CMD_GET_DAEMON, IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 9, 10, 11, 12, 17
+IPVS_CMD_ATTR_DAEMON = 3
+(IPVS_DAEMON_ATTR_STATE, IPVS_DAEMON_ATTR_MCAST_IFN, IPVS_DAEMON_ATTR_SYNC_ID, IPVS_DAEMON_ATTR_SYNC_MAXLEN,
+ IPVS_DAEMON_ATTR_MCAST_GROUP, IPVS_DAEMON_ATTR_MCAST_GROUP6, IPVS_DAEMON_ATTR_MCAST_PORT,
+ IPVS_DAEMON_ATTR_MCAST_TTL) = range(1, 9)
+IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP = 1, 2
 IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
@@ -8441,6 +8551,24 @@ def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
     return nla_pack(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
 
 
+def ipvs_daemon_attr(state: int, sd: Optional[LvsSyncDaemon] = None) -> bytes:
+    """IPVS_CMD_ATTR_DAEMON: the state alone (DEL_DAEMON), or everything NEW_DAEMON takes (libipvs's order)."""
+    body = nla_pack(IPVS_DAEMON_ATTR_STATE, struct.pack("=I", state))
+    if sd is not None:
+        body += nla_pack_str(IPVS_DAEMON_ATTR_MCAST_IFN, sd.ifname)
+        body += nla_pack(IPVS_DAEMON_ATTR_SYNC_ID, struct.pack("=I", sd.syncid or 0))
+        if sd.maxlen:
+            body += nla_pack(IPVS_DAEMON_ATTR_SYNC_MAXLEN, struct.pack("=H", sd.maxlen))
+        if sd.port:
+            body += nla_pack(IPVS_DAEMON_ATTR_MCAST_PORT, struct.pack("=H", sd.port))
+        if sd.ttl:
+            body += nla_pack(IPVS_DAEMON_ATTR_MCAST_TTL, struct.pack("=B", sd.ttl))
+        if sd.group is not None:
+            kind = IPVS_DAEMON_ATTR_MCAST_GROUP6 if sd.group.version == 6 else IPVS_DAEMON_ATTR_MCAST_GROUP
+            body += nla_pack(kind, sd.group.packed)
+    return nla_pack(IPVS_CMD_ATTR_DAEMON | NLA_F_NESTED, body)
+
+
 def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
     """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
     return b"".join(nla_pack(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
@@ -8506,10 +8634,32 @@ def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
 
 
 class IpvsNetlink(NetlinkSocket):
-    """Generic netlink requests to the kernel's IPVS family."""
+    """Generic netlink requests to the kernel's IPVS family; with `netns`, the IPVS of that named network namespace
+    ("" the init namespace's): the socket is made there (setns and back, this thread only) and stays there."""
 
-    def __init__(self) -> None:
-        super().__init__(NETLINK_GENERIC, timeout=5.0)
+    def __init__(self, netns: Optional[str] = None) -> None:
+        if netns is None:
+            super().__init__(NETLINK_GENERIC, timeout=5.0)
+        else:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                target = os.open(f"/run/netns/{netns}" if netns else "/proc/1/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if libc.setns(target, 0x40000000) != 0:  # CLONE_NEWNET
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"net_namespace_ipvs {netns}: {os.strerror(err)}")
+                finally:
+                    os.close(target)
+                try:
+                    super().__init__(NETLINK_GENERIC, timeout=5.0)
+                finally:
+                    if libc.setns(home, 0x40000000) != 0:  # never go on in the wrong namespace
+                        raise SystemExit(f"cannot return from the IPVS network namespace {netns}")
+            finally:
+                os.close(home)
         try:
             replies = self._genl(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
                                  nla_pack_str(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME), version=1)
@@ -8554,6 +8704,12 @@ class IpvsNetlink(NetlinkSocket):
 
     def del_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
         self.genl_request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
+
+    def new_daemon(self, state: int, sd: LvsSyncDaemon) -> None:
+        self.genl_request(IPVS_CMD_NEW_DAEMON, ipvs_daemon_attr(state, sd))
+
+    def del_daemon(self, state: int) -> None:
+        self.genl_request(IPVS_CMD_DEL_DAEMON, ipvs_daemon_attr(state))
 
 
 def _vs_name(vs: VirtualServer) -> str:
@@ -9311,6 +9467,11 @@ class LvsManager:
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
         # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to TrackerRunner
         self.bfd_up: Callable[[str], bool] = lambda name: False
+        # lvs_sync_daemon: the kernel's sync daemon states running (IP_VS_STATE_*), the VRRP states heard
+        self.syncd: Optional[LvsSyncDaemon] = None
+        self.syncd_states: set = set()
+        self.syncd_nl: Optional[IpvsNetlink] = None
+        self.vrrp_states: Dict[str, State] = {}
 
     def bfd_event(self, name: str, up: bool) -> None:
         """A BFD session changed: its BFD_CHECK checkers decide again now."""
@@ -9321,11 +9482,12 @@ class LvsManager:
                         check.bfd_event()
 
     def start(self) -> None:
+        self._syncd_configure(self.config.global_defs.lvs_sync_daemon)
         if not self.config.virtual_servers:
             return
         try:
             if self.nl is None:
-                self.nl = IpvsNetlink()
+                self.nl = IpvsNetlink(self.config.global_defs.net_namespace_ipvs)
             self.kernel = {svc.key: svc for svc in self.nl.services()}
         except (OSError, VrrpdError) as exc:
             self.error = f"the kernel has no IPVS (is the ip_vs module available?): {exc}"
@@ -9346,6 +9508,10 @@ class LvsManager:
         for vsr in list(self.vs.values()):
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
+        self._syncd_configure(None)
+        if self.syncd_nl is not None:
+            self.syncd_nl.close()
+            self.syncd_nl = None
         if self.nl is not None:
             if self.config.global_defs.lvs_flush_on_stop:
                 self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
@@ -9353,7 +9519,12 @@ class LvsManager:
             self.nl = None
 
     def reload(self, config: Config) -> None:
+        before = self.config.global_defs.net_namespace_ipvs
+        if config.global_defs.net_namespace_ipvs != before:
+            log.info("Cannot change IPVS network namespace at a reload - please restart %s", PROG)
+            config.global_defs.net_namespace_ipvs = before
         self.config = config
+        self._syncd_configure(config.global_defs.lvs_sync_daemon)
         if self.nl is None:
             self.error = None
             self.start()
@@ -9376,6 +9547,69 @@ class LvsManager:
                                                for c in r.checkers]} for k, r in vsr.rs.items()],
             })
         return out
+
+    # -- the IPVS connection sync daemon (keepalived's ipvs_syncd_cmd) ---------------------------
+    def vrrp_state(self, name: str, state: State) -> None:
+        """A VRRP instance entered `state`. The sync daemon of `lvs_sync_daemon IF inst NAME` follows it: the
+        master daemon while NAME is MASTER, the backup daemon otherwise (keepalived's vrrp_state_become_master and
+        vrrp_state_leave_master); at STOP it stops."""
+        self.vrrp_states[name] = state
+        if self.syncd is not None and self.syncd.instance == name:
+            self._syncd_run(self._syncd_wanted())
+
+    def _syncd_wanted(self) -> set:
+        sd = self.syncd
+        if sd is None:
+            return set()
+        if sd.instance is None:  # no instance: the checker process runs both, all the time
+            return {IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP}
+        state = self.vrrp_states.get(sd.instance)
+        if state is None or state == State.STOP:
+            return set()
+        return {IP_VS_STATE_MASTER if state == State.MASTER else IP_VS_STATE_BACKUP}
+
+    def _syncd_configure(self, sd: Optional[LvsSyncDaemon]) -> None:
+        """Start, change or stop the sync daemon as the configuration says (a reload that changes it restarts it)."""
+        def where_from_left_out(x: Optional[LvsSyncDaemon]) -> Any:
+            return None if x is None else dataclass_replace(x, file="", line=0)
+        if where_from_left_out(sd) != where_from_left_out(self.syncd):
+            self._syncd_run(set())
+        self.syncd = sd
+        self._syncd_run(self._syncd_wanted())
+
+    def _syncd_run(self, wanted: set) -> None:
+        if wanted == self.syncd_states:
+            return
+        nl = self.nl or self.syncd_nl
+        if nl is None:
+            try:
+                nl = self.syncd_nl = IpvsNetlink(self.config.global_defs.net_namespace_ipvs)
+            except (OSError, VrrpdError) as exc:
+                log.error("LVS: the sync daemon cannot be started: the kernel has no IPVS (%s)", exc)
+                self.syncd_states = set(wanted)  # said once
+                return
+        names = {IP_VS_STATE_MASTER: "master", IP_VS_STATE_BACKUP: "backup"}
+        for state in sorted(self.syncd_states - wanted):
+            try:
+                nl.del_daemon(state)
+                log.info("LVS: stopped the %s sync daemon", names[state])
+            except (OSError, VrrpdError) as exc:
+                log.info("IPVS cmd stop daemon (%s) error: %s", names[state], exc)
+        for state in sorted(wanted - self.syncd_states):
+            sd = self.syncd
+            assert sd is not None
+            try:
+                nl.new_daemon(state, sd)
+                log.info("LVS: started the %s sync daemon on %s, syncid %d", names[state], sd.ifname, sd.syncid or 0)
+            except NetlinkError as exc:
+                if exc.errno != errno.EEXIST:
+                    log.error("IPVS cmd start daemon (%s) error: %s", names[state], exc)
+                    continue
+                log.info("LVS: the %s sync daemon was already running", names[state])
+            except (OSError, VrrpdError) as exc:
+                log.error("IPVS cmd start daemon (%s) error: %s", names[state], exc)
+                continue
+        self.syncd_states = set(wanted)
 
     # -- reconciliation ----------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
@@ -11695,6 +11929,7 @@ class Daemon:
                 rt.last_notified = act.state
                 rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
+                self._safe(self.lvs.vrrp_state, inst.name, act.state)  # lvs_sync_daemon follows its instance
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
