@@ -269,6 +269,9 @@ class FakeVrrpSocket:
         item = self.inbox.pop(0)
         return vrrpd.decode_ipv4(item) if isinstance(item, bytes) else item
 
+    def receive_time(self):
+        return None
+
     def close(self):
         self.sock.close()
         self._peer.close()
@@ -4335,6 +4338,49 @@ def _daemon_sockets(pid):
     return found
 
 
+def test_lab_ipv4_vrrp_socket_reads_with_recv_and_gives_each_datagram_its_kernel_receive_time(lab):
+    """IPv4 adverts are read with recv() (a flood costs half as much as with recvmsg and its control message);
+    receive_time() then says when the kernel received the datagram read last, for each one of a backlog."""
+    a = lab.host("a", f"{LAB_NET}.1/24")
+    b = lab.host("b", f"{LAB_NET}.2/24")
+    reader = lab.exec(b, [PYTHON, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r}); import vrrpd\n" + (
+        "import socket, time, json\n"
+        "s = vrrpd.VrrpSocket(4, 'eth0', socket.if_nametoindex('eth0'))\n"
+        "s.join(vrrpd.VRRP_MCAST_GROUP4)\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"  # both adverts wait in the kernel until then
+        "got = []\n"
+        "while True:\n"
+        "    pkt = s.recv()\n"
+        "    if pkt is None:\n"
+        "        break\n"
+        "    got.append([str(pkt.src), pkt.payload[2], s.receive_time()])\n"
+        "print(json.dumps(got), flush=True)\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "ready"
+    sent = []
+    for prio in (100, 101):
+        sent.append(time.time())
+        run_py_in(lab, a, (
+            "import socket, ipaddress\n"
+            "s = vrrpd.VrrpSocket(4, 'eth0', socket.if_nametoindex('eth0'))\n"
+            f"src = ipaddress.IPv4Address('{LAB_NET}.1')\n"
+            f"adv = vrrpd.VrrpAdvert(3, 51, {prio}, [ipaddress.IPv4Address('{VIP}')], 1.0)\n"
+            "msg = vrrpd.encode_advert(adv, src, vrrpd.VRRP_MCAST_GROUP4)\n"
+            "s.send(src, vrrpd.VRRP_MCAST_GROUP4, s.packet(src, vrrpd.VRRP_MCAST_GROUP4, msg))\n"))
+        sent[-1] = (sent[-1] + time.time()) / 2
+        time.sleep(0.5)
+    import json
+
+    reader.stdin.write("go\n")
+    reader.stdin.flush()
+    got = json.loads(reader.stdout.readline())
+    reader.wait(timeout=10)
+    assert [(g[0], g[1]) for g in got] == [(f"{LAB_NET}.1", 100), (f"{LAB_NET}.1", 101)]
+    for (_src, _prio, stamp), when in zip(got, sent):  # within the time the sending snippet took to run
+        assert stamp is not None and abs(stamp - when) < 0.5, (stamp, when)
+    assert got[1][2] - got[0][2] > 0.4  # each datagram its own time, though both were read together, later
+
+
 def test_lab_netlink_and_vrrp_receive_buffers_follow_the_rcv_bufs_keywords(lab, tmp_path):
     """vrrp_netlink_monitor_rcv_bufs(_force), vrrp_netlink_cmd_rcv_bufs and vrrp_rx_bufs_policy MTU with
     vrrp_rx_bufs_multiplier, as keepalived sets them: the kernel reports twice what was asked (it doubles
@@ -5542,6 +5588,117 @@ def test_lab_tracked_route_deleted_takes_the_whole_sync_group_to_backup_and_back
     wait_for(lambda: _routes(lab, ns, 100) and lab.has_address(ns, vip2), 3, what="route and VIPs back")
     node.stop()
 
+
+
+def test_lab_interface_up_down_delays_ride_out_a_short_flap_and_count_a_long_one(lab, tmp_path):
+    """keepalived's interface_up_down_delays: eth0 down for less than its down delay changes nothing (the VIP
+    stays, "Delay timer for eth0 cancelled"); down for longer is a FAULT, one delay after it went."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    text = "interface_up_down_delays {\n    eth0 1 0.2\n}\n" + _conf(priority=150, state="MASTER", advert=1)
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.ip("link", "set", "eth0", "down", ns=ns)
+    time.sleep(0.4)
+    assert lab.has_address(ns, VIP)
+    lab.ip("link", "set", "eth0", "up", ns=ns)
+    wait_for(lambda: "Delay timer for eth0 cancelled" in node.log(), 2, what="the delay cancelled")
+    assert "eth0: Adding flags change from" in node.log() and "FAULT" not in node.log()
+    lab.ip("link", "set", "eth0", "down", ns=ns)
+    went = time.monotonic()
+    wait_for(lambda: "(VI_1) Entering FAULT STATE" in node.log(), 3, what="FAULT after the delay")
+    assert time.monotonic() - went >= 0.9
+    lab.ip("link", "set", "eth0", "up", ns=ns)
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2, 6, what="MASTER again")
+    node.stop()
+
+
+def test_interface_up_down_delays_are_capped_below_the_master_down_interval(offline):
+    """keepalived's check_debounce_timers: a delay at or beyond (down_timer_adverts - 1) advert intervals would
+    let a peer take over first; it is cut to (down_timer_adverts - 1) x advert_int - advert_int / 256."""
+    d, _ = offline("interface_up_down_delays {\n    eth0 5 3\n    eth1 0.5\n}\n" + instance_text(advert=1.0))
+    assert d._if_delays("eth0") == (2 - 1 / 256, 2 - 1 / 256) and d._if_delays("eth1") == (0.5, 0.0)
+    _, diags = vrrpd.parse_config_text("interface_up_down_delays {\n    eth0\n    eth1 300\n}\n", "d.conf")
+    assert "No timeouts specified for eth0 up/down delays" in " ".join(messages(diags))
+    assert any(x.severity is vrrpd.Severity.ERROR and "eth1" in x.message for x in diags)
+
+
+ARP_CAPTURE = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind(("eth0", 0))
+print("READY", flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    s.settimeout(max(0.01, end - time.monotonic()))
+    try:
+        frame = s.recv(100)
+    except socket.timeout:
+        break
+    if frame[20:22] in (b"\x00\x01", b"\x00\x02") and frame[28:32] == frame[38:42]:  # gratuitous
+        print(f"{time.monotonic():.4f} {socket.inet_ntoa(frame[28:32])}", flush=True)
+"""
+
+
+def test_lab_garp_group_spaces_the_gratuitous_arps_of_every_instance_on_its_interfaces(lab, tmp_path):
+    """keepalived's garp_group: the gratuitous ARPs on its interfaces are garp_interval apart, counting those of
+    every instance together (two instances, two VIPs each, one GARP per VIP: four GARPs 0.25 s apart)."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    one = _conf(name="VI_1", priority=150, state="MASTER", vips=(f"{LAB_NET}.101/24", f"{LAB_NET}.102/24"),
+                instance_extra="    garp_master_repeat 1\n    garp_master_delay 0\n")
+    two = _conf(name="VI_2", vrid=52, priority=150, state="MASTER", vips=(f"{LAB_NET}.103/24", f"{LAB_NET}.104/24"),
+                instance_extra="    garp_master_repeat 1\n    garp_master_delay 0\n").split("}\n", 1)[1]
+    text = "garp_group {\n    garp_interval 0.25\n    interfaces {\n        eth0\n    }\n}\n" + one + two
+    capture = lab.exec(client, [PYTHON, "-c", ARP_CAPTURE, "6"], stdout=subprocess.PIPE, text=True)
+    assert capture.stdout.readline().strip() == "READY"
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, f"{LAB_NET}.104"), 6, what="both MASTER")
+    time.sleep(1.2)
+    node.stop()
+    capture.kill()
+    lines = [line.split() for line in capture.stdout.read().splitlines() if line.strip()]
+    garps = [(float(t), ip) for t, ip in lines if ip.startswith(f"{LAB_NET}.10")]
+    first = {}
+    for t, ip in garps:
+        first.setdefault(ip, t)  # the first GARP of each VIP (a stop sends none; refreshes are off)
+    times = sorted(first.values())
+    assert len(times) == 4, garps
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(gap >= 0.2 for gap in gaps), gaps
+
+
+def test_garp_group_without_a_delay_is_removed_and_an_interface_keeps_its_first_group():
+    text = ("garp_group {\n    interface eth0\n}\n"
+            "garp_group {\n    gna_interval 0.1\n    interface eth1\n    interfaces {\n        eth2\n    }\n}\n"
+            "garp_group {\n    garp_interval 0.2\n    interface eth1\n}\n")
+    config, diags = vrrpd.parse_config_text(text, "g.conf")
+    said = " ".join(messages(diags))
+    assert "garp group 1 does not have any delay set - removing" in said
+    assert "garp_group already specified for eth1 - ignoring" in said
+    assert [(g.garp_interval, g.gna_interval, g.interfaces) for g in config.garp_groups] == [
+        (None, 0.1, ["eth1", "eth2"]), (0.2, None, [])]
+
+
+@pytest.mark.parametrize("how", ["linkbeat_interfaces", "global"])
+def test_lab_linkbeat_polls_the_carrier_instead_of_netlink(lab, tmp_path, how):
+    """keepalived's linkbeat (linkbeat_interfaces { eth0 }, or global_defs linkbeat_use_polling): the carrier is
+    read by ioctl every second and netlink's link events are not followed, so the FAULT comes from the poll
+    ("Linkbeat reports eth0 down" first), and MASTER again from the poll that sees it up."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    if how == "global":
+        text = _conf(priority=150, state="MASTER", global_extra="    linkbeat_use_polling\n")
+    else:
+        text = "linkbeat_interfaces {\n    eth0\n}\n" + _conf(priority=150, state="MASTER")
+    node = _Node(lab, ns, tmp_path, "A", text)
+    wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
+    lab.ip("link", "set", "eth0", "down", ns=ns)
+    wait_for(lambda: "(VI_1) Entering FAULT STATE" in node.log(), 3, what="FAULT")
+    log_text = node.log()
+    assert log_text.index("Linkbeat reports eth0 down") < log_text.index("(VI_1) Entering FAULT STATE")
+    lab.ip("link", "set", "eth0", "up", ns=ns)
+    wait_for(lambda: node.log().count("(VI_1) Entering MASTER STATE") == 2, 6, what="MASTER again")
+    assert "Linkbeat reports eth0 up" in node.log()
+    node.stop()
 
 def test_lab_static_entries_come_back_and_a_route_interface_down_is_a_fault(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
@@ -9074,27 +9231,28 @@ def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
     require(os.path.exists(KEEPALIVED), "needs keepalived (apt-get install keepalived)")
     (tmp_path / "ka").mkdir()
     ka = _Node(lab, ns, tmp_path, "K", body, keepalived=True, env=dict(os.environ, TMPDIR=str(tmp_path / "ka")))
-    wait_for(lambda: lab.has_address(ns, VIP), 10, what="keepalived's VIP")
+    wait_for(lambda: lab.has_address(ns, VIP), 20, what="keepalived's VIP")
     time.sleep(0.5)
     os.kill(int((tmp_path / "K.vrrp.pid").read_text()), signal.SIGRTMIN + 2)
     theirs_path = tmp_path / "ka" / "keepalived.json"
-    wait_for(lambda: theirs_path.exists() and theirs_path.read_text().rstrip().endswith("]"), 5, what="keepalived.json")
+    wait_for(lambda: theirs_path.exists() and theirs_path.read_text().rstrip().endswith("]"), 15,
+             what="keepalived.json")
     theirs = json.loads(theirs_path.read_text())
-    assert ka.stop() == 0
-    wait_for(lambda: not lab.has_address(ns, VIP), 5, what="keepalived gone")
+    ka.stop(timeout=20)
+    wait_for(lambda: not lab.has_address(ns, VIP), 10, what="keepalived gone")
 
     out = tmp_path / "ours" / "keepalived.json"
     out.parent.mkdir()
     extra = f"    json_version 1\n    json_dump_file {out}\n"
     node = _Node(lab, ns, tmp_path, "A", body.replace("vrrp_version 3\n", "vrrp_version 3\n" + extra),
                  control=True, wait=False)
-    wait_for(lambda: lab.has_address(ns, VIP), 5, what="vrrpd's VIP")
-    wait_for(lambda: os.path.exists(node.ctl), 5, what="control socket")
+    wait_for(lambda: lab.has_address(ns, VIP), 15, what="vrrpd's VIP")
+    wait_for(lambda: os.path.exists(node.ctl), 15, what="control socket")
     time.sleep(0.5)
     node.proc.send_signal(signal.SIGRTMIN + 2)
-    wait_for(lambda: out.exists(), 5, what="vrrpd's keepalived.json")
+    wait_for(lambda: out.exists(), 15, what="vrrpd's keepalived.json")
     ours = json.loads(out.read_text())
-    assert isinstance(ours, list) and len(ours) == len(theirs) == 1
+    assert isinstance(ours, list) and len(ours) == len(theirs) == 1, (ours, theirs)
     (t_data, t_stats), (o_data, o_stats) = (theirs[0]["data"], theirs[0]["stats"]), (ours[0]["data"], ours[0]["stats"])
     assert set(t_data) <= set(o_data), set(t_data) - set(o_data)
     assert set(t_stats) <= set(o_stats), set(t_stats) - set(o_stats)
@@ -9107,7 +9265,7 @@ def test_lab_json_version_writes_keepalived_s_json_layout(lab, tmp_path):
                 + "vrrp_track_process tp {\n    process no-such-program-here\n    weight 10\n}\n")
     out.unlink()
     node.proc.send_signal(signal.SIGRTMIN + 2)
-    wait_for(lambda: out.exists(), 5, what="the version 2 dump")
+    wait_for(lambda: out.exists(), 15, what="the version 2 dump")
     doc = json.loads(out.read_text())
     assert set(doc) == {"vrrp", "track_process"} and doc["vrrp"][0]["data"]["iname"] == "VI_1"
     assert doc["track_process"] == [{"process": "no-such-program-here", "param_match": "none", "min_processes": 1,
@@ -9144,10 +9302,9 @@ def test_reload_time_formats_are_keepalived_s():
     assert vrrpd.parse_reload_time("11:00:00", now) == (local(2026, 12, 2, 11, 0, 0), False, "")  # tomorrow
     assert vrrpd.parse_reload_time("2026-12-24 18:00:00", now) == (local(2026, 12, 24, 18, 0, 0), True, "")
     assert vrrpd.parse_reload_time("26-12-24 18:00:00", now)[0] == local(2026, 12, 24, 18, 0, 0)
-    utc_now = float(vrrpd._timegm((2026, 12, 1, 12, 0, 0)))
+    utc_now = 1796126400.0  # date -u -d '2026-12-01 12:00:00' +%s
     assert vrrpd.parse_reload_time("2026-12-01 12:00:05Z", utc_now)[0] == utc_now + 5
     assert vrrpd.parse_reload_time("12:00:05Z", utc_now)[0] == utc_now + 5
-    assert utc_now == 1796126400.0  # date -u -d '2026-12-01 12:00:00' +%s
     for text, problem in (("2026-11-30 10:00:00", "is in the past"), ("1:2:3", "format is incorrect"),
                           ("25:00:00", "invalid"), ("13:30:0x", "invalid"), (" 13:30:00", "format is incorrect"),
                           ("2026-02-30 10:00:00", "invalid")):
@@ -11678,6 +11835,27 @@ SOAK_SCRIPT_INTERVAL, SOAK_SCRIPT_TIMEOUT = 1, 1
 SOAK_X = f"{LAB_NET}.66"  # garbage sender and the SMTP server that never answers
 
 
+def _pcap_last_time(path: Path) -> Optional[float]:
+    """Time stamp of the last whole packet of a pcap file being written (tcpdump -U), None without one."""
+    import struct
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < 24:
+        return None
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    scale = 1e-9 if data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
+    offset, last = 24, None
+    while offset + 16 <= len(data):
+        sec, frac, caplen, _wire = struct.unpack_from(order + "IIII", data, offset)
+        if offset + 16 + caplen > len(data):
+            break
+        last, offset = sec + frac * scale, offset + 16 + caplen
+    return last
+
+
 def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
     """Master_Down_Interval of RFC 5798 (VRRPv3): 3 * advert + skew."""
     return 3 * advert + (256 - priority) * advert / 256
@@ -11686,6 +11864,7 @@ def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
 # a tick of observation lag and the daemons' own reaction time on a loaded 2-core machine
 SOAK_SETTLE = _master_down(min(SOAK_PRIORITY.values()) + SOAK_WEIGHT) + 0.6
 SOAK_STARTUP = 3.0  # a restarted daemon is up and listening within this
+SOAK_STALL = 2.0  # a master holding the VIP this long without an advert on the wire is stuck (4 adverts missed)
 
 
 def _socket_in_netns(ns: str, family: int, kind: int, proto: int):
@@ -11843,9 +12022,13 @@ class _SoakNode:
                                                     str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)
-        self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived)
+        # a master that goes silent gets its Python stacks dumped (SIGABRT with faulthandler on): see stalled()
+        env = None if keepalived else dict(os.environ, PYTHONFAULTHANDLER="1")
+        self.node = _Node(lab, self.ns, directory, name, self.conf_text(), keepalived=keepalived, env=env)
         self.alive = True
         self.link_up = True
+        self.link_since = time.monotonic()
+        self.dumped: set = set()  # pids whose stacks the soak dumped (and so ended): not counted as crashes
         self.started = time.monotonic()
         self.lifetimes: List[tuple] = []  # (pid, first RSS kB, last RSS kB, samples) of processes that ended
 
@@ -11923,7 +12106,7 @@ class Soak:
         self.disturbed_until = time.monotonic() + SOAK_STARTUP + SOAK_SETTLE
         self.counts = {k: 0 for k in (
             "samples", "checked", "violation_two_holders", "violation_no_holder", "two_holders_keepalived_flooded",
-            "vrrpd_crash", "keepalived_exit",
+            "vrrpd_crash", "keepalived_exit", "stalled_master_dumped",
             "link_flap", "kill9_restart", "sighup_valid", "sighup_invalid", "flood", "flood_seconds", "flood_packets",
             "script_hang", "vip_deleted", "settled_seconds")}
         self.violations: List[str] = []
@@ -11971,7 +12154,7 @@ class Soak:
                     self.lab.ip("link", "set", n.port, "up" if up else "down", ns=self.lab.bridge_ns)
                 else:
                     self.lab.ip("link", "set", "eth0", "up" if up else "down", ns=n.ns)
-                n.link_up = up
+                n.link_up, n.link_since = up, time.monotonic()
                 self.disturb(0)
             set_link(False)
             self.later(down, f"link up {n.name}", lambda: set_link(True))
@@ -12087,16 +12270,40 @@ class Soak:
                 longest, when = t2 - t1, t1
         return longest, len(stamps), when
 
+    def stalled(self) -> None:
+        """A vrrpd master that has held the VIP, link up, for SOAK_STALL seconds without one advert on the wire
+        is stuck: its C stacks (gdb) and then its Python stacks (SIGABRT; faulthandler writes every thread's
+        stack to its log) are dumped once, to find what its loop waits for. It ends; the soak restarts it."""
+        now, wall = time.monotonic(), time.time()
+        recent = [h for t, h in self.holder_log if t >= wall - SOAK_STALL]
+        for n in self.nodes.values():
+            if (n.keepalived or not n.alive or not n.link_up or now - n.link_since < SOAK_STALL
+                    or now - n.started < SOAK_STARTUP + SOAK_STALL or n.pid in n.dumped
+                    or len(recent) < SOAK_STALL * 5 or not all(n.name in h for h in recent)):
+                continue
+            last = _pcap_last_time(n.capture)
+            if last is None or wall - last < SOAK_STALL:
+                continue
+            n.dumped.add(n.pid)
+            dump = self.directory / f"{n.name}-stall-{n.pid}.txt"
+            self.log(f"{n.name} (pid {n.pid}) holds the VIP and sent no advert for {wall - last:.1f}s: "
+                     f"dumping its stacks to {dump.name} and its log")
+            subprocess.Popen(["sh", "-c", f"timeout 30 gdb -p {n.pid} -batch -ex 'thread apply all bt' "
+                              f"-ex 'info threads' >{dump} 2>&1; kill -ABRT {n.pid}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def sample_rss(self) -> None:
         self.sample_cpu()
+        self.stalled()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
                 kb = _rss_kb(n.pid)
                 fds = _open_fds(n.pid)
                 if kb:
-                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name, fds, fds])
-                    entry[1], entry[2], entry[5] = kb, entry[2] + 1, fds
+                    now = time.monotonic()
+                    entry = self.rss.setdefault(n.pid, [kb, kb, 0, n.name, fds, fds, now, now])
+                    entry[1], entry[2], entry[5], entry[7] = kb, entry[2] + 1, fds, now
 
     def end_rss(self, n: _SoakNode) -> None:
         pass  # the per-pid series stays in self.rss; a new pid starts a new one
@@ -12107,7 +12314,8 @@ class Soak:
         for n in self.nodes.values():
             if n.alive and n.node.proc.poll() is not None:
                 n.alive = False
-                key = "keepalived_exit" if n.keepalived else "vrrpd_crash"
+                key = "stalled_master_dumped" if n.pid in n.dumped else (
+                    "keepalived_exit" if n.keepalived else "vrrpd_crash")
                 self.counts[key] += 1
                 self.log(f"{n.name} EXITED by itself with status {n.node.proc.returncode}; its log ends:\n"
                          + "\n".join(n.node.log().splitlines()[-15:]))
@@ -12211,9 +12419,11 @@ class Soak:
         return blame
 
 
-def _rss_growth(rss: dict, minimum_samples: int) -> List[tuple]:
-    """(name, pid, first kB, last kB, first fds, last fds) of each long-lived vrrpd process."""
-    return [(v[3], pid, v[0], v[1], v[4], v[5]) for pid, v in rss.items() if v[2] >= minimum_samples]
+def _rss_growth(rss: dict, minimum_seconds: float) -> List[tuple]:
+    """(name, pid, first kB, last kB, first fds, last fds) of each vrrpd process whose RSS was sampled over at
+    least `minimum_seconds` (first to last sample: on a loaded machine the 1 s sampler falls behind, and a count
+    of samples would call a process that lived through the whole run short-lived)."""
+    return [(v[3], pid, v[0], v[1], v[4], v[5]) for pid, v in rss.items() if v[7] - v[6] >= minimum_seconds]
 
 
 def run_soak(lab: Lab, directory: Path, seconds: float, flood_rate: float, seed: int = 8) -> Soak:
@@ -12314,6 +12524,8 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
             shutil.copy(n.node.log_path, Path(keep) / n.node.log_path.name)
             if n.capture.exists():
                 shutil.copy(n.capture, Path(keep) / n.capture.name)
+        for dump in tmp_path.glob("*-stall-*.txt"):
+            shutil.copy(dump, Path(keep) / dump.name)
         (Path(keep) / "soak-report.txt").write_text(report + "\n")
     c = soak.counts
     logs = {n.name: n.node.log() for n in soak.nodes.values() if not n.keepalived}
@@ -12325,7 +12537,7 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
     assert c["link_flap"] + c["kill9_restart"] + c["script_hang"] + c["flood"] >= 4, report
     assert c["flood_packets"] > 0 or c["flood"] == 0, report
     # RSS: the vrrpd that lived through the whole run did not grow beyond start-up noise
-    lived = [g for g in _rss_growth(soak.rss, int(seconds * 0.8)) if g[0] == "A"]
+    lived = [g for g in _rss_growth(soak.rss, seconds * 0.8) if g[0] == "A"]
     assert lived, report
     for _name, _pid, first, last, fds0, fds1 in lived:
         assert last < first * 1.25 + 2048, report
@@ -13344,6 +13556,9 @@ class _BacklogSocket:
         except BlockingIOError:
             return None
 
+    def receive_time(self):
+        return self.received_at
+
     def join(self, group):
         self.groups.append(group)
 
@@ -13438,6 +13653,53 @@ def test_a_queue_that_never_empties_postpones_the_timeout_by_one_master_down_int
             loop.now += 0.05
             assert loop.now < due + 2 * m.master_down_interval
         assert loop.now >= due + m.master_down_interval and vips
+    finally:
+        d.close()
+        loop.close()
+
+
+def test_a_flooded_socket_is_read_every_rx_pause_rather_than_once_per_packet(monkeypatch):
+    """Each wake-up of the loop costs more than rejecting a packet: a socket readable again right after a pass
+    emptied it is taken off the loop for RX_PAUSE and read then, all at once; a quiet socket is read at once."""
+    d, loop, rt, sock, _vips = _backlog_daemon(monkeypatch)
+    try:
+        garbage = _adv4(vrid=51, ttl=64, src="10.0.0.66")
+        counted = lambda: rt.bad_packets.get("bad_ttl", 0)  # noqa: E731
+        sock.queue(garbage)
+        loop.run_once()
+        loop.now += 0.5  # a quiet socket: every packet is read on the wake-up it causes
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 2
+        loop.now += vrrpd.RX_PAUSE / 4  # readable again at once: flooded
+        sock.queue(garbage)
+        loop.run_once()
+        assert counted() == 3
+        for _ in range(20):  # what arrives now waits in the kernel for the end of the pause
+            sock.queue(garbage)
+        loop.run_once(until=loop.now)
+        assert counted() == 3 and vrrpd.kernel_holds_packets(sock.sock)
+        loop.now += vrrpd.RX_PAUSE
+        loop.run_once(until=loop.now)  # the pause ends: the socket is watched again
+        loop.run_once(until=loop.now)
+        assert counted() == 23 and not vrrpd.kernel_holds_packets(sock.sock)
+        # during a pause, a due Master_Down_Timer still reads the queue before it acts
+        loop.now += 0.5
+        sock.queue(_master_advert())
+        loop.run_once(until=loop.now)
+        loop.run_once(until=loop.now)
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_ip == IP4("10.0.0.2")
+        due = rt.machine.master_down_timer
+        for now in (due - vrrpd.RX_PAUSE / 2, due - vrrpd.RX_PAUSE / 4):  # emptied twice at once: paused
+            loop.now = now
+            sock.queue(garbage)
+            loop.run_once(until=loop.now)
+        assert d._rx_paused
+        sock.queue(_master_advert())
+        loop.now = due + 0.0001
+        loop.run_once(until=loop.now)
+        assert d._rx_paused, "the pause lasts past the timeout: the timeout itself read the queue"
+        assert rt.machine.state == vrrpd.State.BACKUP and rt.machine.master_down_timer > loop.now
     finally:
         d.close()
         loop.close()

@@ -64,7 +64,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
 
@@ -270,6 +270,9 @@ class AuthType(enum.Enum):
     AH = 2
 
 
+_AUTH_TYPES = {a.value: a for a in AuthType}
+
+
 class LbKind(enum.Enum):
     """IPVS forwarding methods; the values are IP_VS_CONN_F_* numbers."""
 
@@ -385,6 +388,7 @@ class GlobalDefs:
     nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
     nftables_counters: bool = False  # a counter on each drop rule
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
+    linkbeat_use_polling: bool = False  # every instance's interface: poll its carrier, ignore netlink's
     vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
     vrrp_netlink_cmd_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead (past net.core.rmem_max)
     vrrp_netlink_monitor_rcv_bufs: int = 0  # the same for the socket of link/address/route events
@@ -662,6 +666,7 @@ class VrrpInstance:
     check_unicast_src: bool = False
     promote_secondaries: bool = False
     kernel_rx_buf_size: int = 0
+    linkbeat_use_polling: bool = False  # deprecated here (keepalived says so) but acted upon
     old_unicast_checksum: Optional[str] = None  # "config" (always), "never"; None: switch if the peer does
     debug: int = 0  # keepalived only writes it to the data dump ("Debug level = N"), and so does vrrpd
     track_src_ip: bool = False
@@ -757,6 +762,19 @@ class TrackProcess:
     fork_delay: Optional[float] = None  # None: `delay`; how long a gained quorum must last to count
     terminate_delay: Optional[float] = None  # None: `delay`; how long a lost quorum must last to count
     full_command: bool = False
+
+
+@dataclass
+class GarpGroup:
+    """`garp_group { garp_interval S gna_interval S interface IF | interfaces { IF ... } }`: the gratuitous ARPs
+    (IPv4) and unsolicited NAs (IPv6) sent on these interfaces, by every instance together, are at least this far
+    apart; the interfaces of one group share the spacing (keepalived's garp_delay). None: the global value."""
+
+    garp_interval: Optional[float] = None
+    gna_interval: Optional[float] = None
+    interfaces: List[str] = field(default_factory=list)
+    file: str = ""
+    line: int = 0
 
 
 @dataclass
@@ -963,6 +981,10 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
+    # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
+    if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    garp_groups: List[GarpGroup] = field(default_factory=list)
+    linkbeat_interfaces: Dict[str, str] = field(default_factory=dict)  # polled interface -> MII/ETHTOOL/IOCTL or ""
     files: List[str] = field(default_factory=list)  # every file read, includes too
     config_id: str = ""  # the id `@ID` lines were selected with (keepalived's -i; default: short host name)
     # keywords read but not acted upon by vrrpd, as "FILE:LINE: keyword" (for --check)
@@ -2796,6 +2818,38 @@ def _top_static_ipaddress(p: _Parser, cfg: Config, kw: Token, args: List[Token],
         cfg.static_ipaddress.append(vip)
 
 
+def _top_if_up_down_delays(p: _Parser, cfg: Config, kw: Token, args: List[Token],
+                           entries: List[List[Token]]) -> None:
+    """interface_up_down_delays { IF DOWN_DELAY [UP_DELAY] }: seconds (0-255) a carrier change of IF must last
+    before it counts (keepalived's debounce timers; no UP_DELAY: 0)."""
+    for entry in entries:
+        name, words = entry[0], entry[1:]
+        if not words:
+            p.warning(name, f"No timeouts specified for {name.text} up/down delays")
+            continue
+        if len(words) > 2:
+            p.warning(name, f"Too many parameters for {name.text} up/down delays")
+        try:
+            down = p.time_value(kw, words[0], 0, 255)
+            up = p.time_value(kw, words[1], 0, 255) if len(words) > 1 else 0.0
+        except _Invalid as exc:
+            p.error(name, f"interface_up_down_delays {name.text}: {exc}")
+            continue
+        cfg.if_up_down_delays[name.text] = (down, up)
+
+
+def _top_linkbeat_interfaces(p: _Parser, cfg: Config, kw: Token, args: List[Token],
+                             entries: List[List[Token]]) -> None:
+    """linkbeat_interfaces { IF [MII|ETHTOOL|IOCTL] }: poll these interfaces' carrier every second instead of
+    following netlink's link events (keepalived's linkbeat, for drivers that do not report carrier changes)."""
+    for entry in entries:
+        kind = entry[1].text if len(entry) > 1 else ""
+        if kind not in ("", "MII", "ETHTOOL", "IOCTL") or len(entry) > 2:
+            p.error(entry[1], f"extra characters {entry[1].text} in linkbeat interface")
+            continue
+        cfg.linkbeat_interfaces[entry[0].text] = kind
+
+
 # a route or rule is one line: every word after the first belongs to it
 _LINE_BLOCK = ValueBlock({}, starts_entry=lambda text: False)
 
@@ -2943,8 +2997,9 @@ _kw("top", "virtual_server_group", _top_vs_group, (1, 1),
 _kw("top", "static_ipaddress", _top_static_ipaddress, (0, 0), ValueBlock(_VIP_OPTIONS, _looks_like_address))
 _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
-_accept_only("top", "linkbeat_interfaces interface_up_down_delays "
-             "garp_group SSL", (0, 1), "skip")
+_kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
+_kw("top", "linkbeat_interfaces", _top_linkbeat_interfaces, (0, 0), _LINE_BLOCK)
+_accept_only("top", "SSL", (0, 1), "skip")
 
 
 def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
@@ -2957,6 +3012,37 @@ def _tg_group(p: _Parser, tg: TrackGroup, kw: Token, args: List[Token], entries:
     tg.group.extend(t.text for entry in entries for t in entry)
 
 
+def _top_garp_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> GarpGroup:
+    group = GarpGroup(file=kw.file, line=kw.line)
+    cfg.garp_groups.append(group)
+    return group
+
+
+def _gg_interval(attr: str) -> Handler:
+    def handler(p: _Parser, gg: GarpGroup, kw: Token, args: List[Token]) -> None:
+        value = p.time_value(kw, args[0], 0, 4294)
+        if value >= 1:
+            p.warning(kw, f"The {kw.text} is very large - {args[0].text} seconds")
+        setattr(gg, attr, value)
+    return handler
+
+
+def _gg_interface(p: _Parser, gg: GarpGroup, kw: Token, args: List[Token]) -> None:
+    gg.interfaces.append(args[0].text)
+
+
+def _gg_interfaces(p: _Parser, gg: GarpGroup, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
+    names = [t.text for entry in entries for t in entry]
+    if not names:
+        p.warning(kw, "Warning - empty garp_group interfaces block")
+    gg.interfaces.extend(names)
+
+
+_kw("top", "garp_group", _top_garp_group, (0, 0), "garp_group")
+_kw("garp_group", "garp_interval", _gg_interval("garp_interval"))
+_kw("garp_group", "gna_interval", _gg_interval("gna_interval"))
+_kw("garp_group", "interface", _gg_interface)
+_kw("garp_group", "interfaces", _gg_interfaces, (0, 0), ValueBlock())
 _kw("top", "track_group", _top_track_group, (1, 1), "track_group")
 _kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
 _accept_only("top", "child_wait_time")
@@ -3184,6 +3270,7 @@ _kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
 _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
+_kw(_G, "linkbeat_use_polling", _h_flag("linkbeat_use_polling"), (0, 0))
 for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
     _kw(_G, _name, _h_int(_name, 0, 0xFFFFFFFF))
     _kw(_G, _name + "_force", _h_flag(_name + "_force"), (0, 1), accept=_is_bool_word)
@@ -3213,8 +3300,28 @@ _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
 _kw(_G, "data_use_instance", _h_flag("data_use_instance"), (0, 1), accept=_is_bool_word)
-for _name in ("state_dump_file", "stats_dump_file", "json_dump_file"):
-    _kw(_G, _name, _h_str(_name))
+_kw(_G, "state_dump_file", _h_str("state_dump_file"))
+
+
+def _g_dump_file(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args or not args[0].text:  # keepalived says so and runs on
+        p.warning(kw, f"{kw.text} requires a non-empty path - ignoring")
+        return
+    setattr(g, kw.text, args[0].text)
+
+
+def _g_json_version(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if not args:
+        p.warning(kw, "json_version requires version - ignoring")
+        return
+    if args[0].text not in ("1", "2"):
+        p.warning(args[0], f"Invalid JSON version '{args[0].text}' (1 or 2) - ignoring")
+        return
+    g.json_version = int(args[0].text)
+
+
+_kw(_G, "stats_dump_file", _g_dump_file, (0, 1))
+_kw(_G, "json_dump_file", _g_dump_file, (0, 1))
 
 
 def _g_reload_check_config(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
@@ -3231,8 +3338,9 @@ def _g_reload_repeat(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
 
 def _g_config_save_dir(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
     path = args[0].text
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise _Invalid(f"config_save_dir {path} exists and is not a directory")
+    if os.path.exists(path) and not os.path.isdir(path):  # keepalived says so and runs on without it
+        p.warning(args[0], f"config_save_dir {path} exists and is not a directory - ignoring")
+        return
     g.config_save_dir = path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
@@ -3243,7 +3351,7 @@ def _g_include_check(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) ->
         p.warning(kw, problem)
 
 
-_kw(_G, "json_version", _h_int("json_version", 1, 2))
+_kw(_G, "json_version", _g_json_version, (0, 1))
 _kw(_G, "reload_check_config", _g_reload_check_config, (0, 1))
 _kw(_G, "reload_file", _g_reload_file, (0, 1))
 _kw(_G, "reload_time_file", _h_str("reload_time_file"))
@@ -3332,7 +3440,7 @@ _accept_only(_G, "nftables_ifindex "
              "vmac_addr_prefix "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
-             "linkbeat_use_polling process_names process_name "
+             "process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory "
              "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
@@ -3704,8 +3812,13 @@ def _deprecated(message: str, hint: str = "") -> Handler:
     return handler
 
 
-KEYWORDS["vrrp_instance"]["linkbeat_use_polling"] = Keyword("linkbeat_use_polling", _deprecated(
-    "in a vrrp_instance; keepalived says so too", "use a linkbeat_interfaces block"), (0, None), supported=False)
+def _i_linkbeat(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    inst.linkbeat_use_polling = True
+    p.warning(kw, f"({inst.name}) 'linkbeat_use_polling' in vrrp instance deprecated - use linkbeat_interfaces "
+              "block", "keepalived still polls the interface, and so does vrrpd")
+
+
+_kw(_I, "linkbeat_use_polling", _i_linkbeat, (0, 0))
 _kw(_SG, "track_bfd", _i_track("track_bfd"), (0, 0), ValueBlock(_TRACK_OPTIONS))
 
 # -- bfd_instance (keepalived's bfd_parser.c) --------------------------------------------------------
@@ -4214,8 +4327,24 @@ class _Validator:
         self.warn(file, line, message, "the instance stays in FAULT until it appears" if self.check_interfaces
                   else "")
 
+    def garp_groups(self) -> None:
+        """keepalived's garp_group end handler: a group without a delay is removed; an interface in two groups
+        keeps the first."""
+        taken: Dict[str, GarpGroup] = {}
+        for n, gg in enumerate(list(self.cfg.garp_groups), 1):
+            if gg.garp_interval is None and gg.gna_interval is None:
+                self.warn(gg.file, gg.line, f"garp group {n} does not have any delay set - removing")
+                self.cfg.garp_groups.remove(gg)
+                continue
+            for name in list(gg.interfaces):
+                if name in taken:
+                    self.warn(gg.file, gg.line, f"garp_group already specified for {name} - ignoring")
+                    gg.interfaces.remove(name)
+                taken.setdefault(name, gg)
+
     def run(self) -> None:
         vrids: Dict[Tuple[int, int], List[VrrpInstance]] = {}
+        self.garp_groups()
         self.bfd_instances()
         for script in list(self.cfg.vrrp_scripts.values()):
             if script.script is None:  # keepalived: "No script set for vrrp_script X - removing"
@@ -4962,12 +5091,15 @@ VRRP_V3_HEADER = struct.Struct("!BBBBHH")  # vers_type, vrid, priority, naddr, r
 
 
 def inet_checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum."""
+    """The Internet checksum (RFC 1071) of data: one's complement of the one's complement sum.
+
+    That sum of 16-bit words is the data as one big number modulo 0xFFFF (2**16 is 1 modulo 0xFFFF), with
+    0xFFFF standing for a zero remainder unless every byte is zero: one big-number operation per packet."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if not total and any(data):
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 
@@ -5028,11 +5160,13 @@ def encode_advert(adv: VrrpAdvert, src: Optional[IPAddress] = None, dst: Optiona
 
 
 def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPAddress] = None,
-                  checksum_as_v2: bool = False, family: int = 4) -> VrrpAdvert:
+                  checksum_as_v2: bool = False, family: int = 4, addresses: bool = True) -> VrrpAdvert:
     """Decode and verify a VRRP v2/v3 message; raises PacketError (with a counter key) on anything wrong.
 
     The family (the address width) is src's, else `family`. Checks (RFC 5798 section 7.1): version (IPv6 is
-    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given."""
+    VRRPv3 only), type, complete packet for the address count, and the checksum when src and dst are given.
+    addresses=False leaves the address list empty (advert_addresses() decodes it): the receive path builds
+    those objects only for an advert that passed its instance's checks, not for each one of a flood."""
     if src is not None:
         family = src.version
     if len(msg) < VRRP_HEADER_LEN:
@@ -5058,18 +5192,42 @@ def decode_advert(msg: bytes, src: Optional[IPAddress] = None, dst: Optional[IPA
         ok = inet_checksum(pseudo_header(src, dst, len(msg)) + msg) == 0
     if not ok:
         raise PacketError("bad_checksum", f"0x{checksum:04x}")
-    make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
-    addresses: List[IPAddress] = [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(naddr)]
+    addrs = advert_addresses(msg, family) if addresses else []
     if version == 2:
         auth_type, intvl = msg[4], msg[5]
         if intvl == 0:
             raise PacketError("bad_interval", "0")
         auth_data = msg[expected - VRRP_AUTH_DATA_LEN: expected]
-        return VrrpAdvert(2, vrid, priority, addresses, float(intvl), auth_type, auth_data, checksum)
+        return VrrpAdvert(2, vrid, priority, addrs, float(intvl), auth_type, auth_data, checksum)
     centis = struct.unpack_from("!H", msg, 4)[0] & 0x0FFF
     if centis == 0:
         raise PacketError("bad_interval", "0")
-    return VrrpAdvert(3, vrid, priority, addresses, centis / 100.0, 0, b"", checksum)
+    return VrrpAdvert(3, vrid, priority, addrs, centis / 100.0, 0, b"", checksum)
+
+
+def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
+    """The address list of a VRRP message that decode_advert() has verified."""
+    width, make = (4, ipaddress.IPv4Address) if family == 4 else (16, ipaddress.IPv6Address)
+    return [make(msg[8 + width * i: 8 + width * (i + 1)]) for i in range(msg[3])]
+
+
+def is_multicast(address: IPAddress) -> bool:
+    """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
+    return int(address) >> 28 == 0xE if address.version == 4 else int(address) >> 120 == 0xFF
+
+
+_IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
+
+
+def _ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
+    """IPv4Address(packed), the same (immutable) object for the same bytes: the few sources and groups a
+    segment carries are built once, not for each packet. Bounded: a flood of spoofed sources only refills it."""
+    addr = _IPV4_INTERNED.get(packed)
+    if addr is None:
+        if len(_IPV4_INTERNED) >= 4096:
+            _IPV4_INTERNED.clear()
+        addr = _IPV4_INTERNED[packed] = ipaddress.IPv4Address(packed)
+    return addr
 
 
 @dataclass
@@ -5095,8 +5253,7 @@ def decode_ipv4(packet: bytes) -> Received:
     if ver_ihl >> 4 != 4 or ihl < IPV4_HEADER.size or len(packet) < ihl:
         raise PacketError("bad_ip_header")
     end = min(len(packet), tot_len) if tot_len >= ihl else len(packet)
-    return Received(ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), ttl, packet[ihl:end], proto,
-                    None, packet[:ihl])
+    return Received(_ipv4_address(src), _ipv4_address(dst), ttl, packet[ihl:end], proto, None, packet[:ihl])
 
 
 def encode_ipv4(
@@ -5336,7 +5493,6 @@ def bpf_bytes(program: List[Tuple[int, int, int, int]]) -> bytes:
 
 NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 NLA_HEADER = struct.Struct("=HH")  # len, type
-NLMSG_NOOP = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -5540,7 +5696,6 @@ RTNH_F_ONLINK = 4
 FIB_RULE_INVERT = 0x2
 RT_SCOPE_NOWHERE = 255
 RTPROT_KEEPALIVED = 18
-RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_ROUTE = 0x40, 0x80, 0x400
 RTNLGRP_IPV6_RULE = 19
 
 
@@ -5713,7 +5868,6 @@ IPPROTO_ICMPV6 = 58
 ND_NEIGHBOR_ADVERT = 136
 ND_OPT_TARGET_LINKADDR = 2
 ND_NA_FLAG_ROUTER = 0x80
-ND_NA_FLAG_SOLICITED = 0x40
 ND_NA_FLAG_OVERRIDE = 0x20
 ALL_NODES6 = ipaddress.IPv6Address("ff02::1")
 NDISC_HOPLIMIT = 255
@@ -5734,7 +5888,6 @@ IFLA_INFO_DATA = 2
 IFLA_MACVLAN_MODE = 1
 IFLA_INET6_ADDR_GEN_MODE = 8
 MACVLAN_MODE_PRIVATE = 1
-IN6_ADDR_GEN_MODE_NONE = 1
 IN6_ADDR_GEN_MODE_RANDOM = 3
 
 
@@ -5878,7 +6031,6 @@ AUTH_HMAC_TRAILER = struct.Struct("!BBHIHH16s")  # ext_type, key_id, reserved, s
 AUTH_HMAC_TRAILER_LEN = AUTH_HMAC_TRAILER.size  # 28
 AUTH_HMAC_SHA256 = 1  # VRRP_AUTH_HMAC_TYPE_SHA256: HMAC-SHA256 truncated to 128 bits
 AUTH_HMAC_LEN = 16
-AUTH_HMAC_MODES = ("enforce", "permissive", "receive-only")
 AUTH_HMAC_LRU = 4  # keepalived's replay table of multicast senders
 # receive results, as keepalived names its counters (auth_ext_*)
 HMAC_MISSING = "auth_ext_missing"
@@ -6245,6 +6397,7 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
+
 class Event(enum.Enum):
     """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
     set_fault, force_state, release_master, shutdown) say which of these happened, TRANSITIONS does the rest."""
@@ -6311,50 +6464,23 @@ class VrrpMachine:
                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                 "higher_prio_send_advert", "down_timer_adverts", "owner_ignore_adverts", "timer_expired_backup")
 
-    def __init__(
-        self,
-        name: str,
-        vrid: int,
-        priority: int,
-        advert_int: float,
-        version: int = 2,
-        primary_ip: Optional[IPAddress] = None,
-        addresses: Optional[List[IPAddress]] = None,
-        auth_type: AuthType = AuthType.NONE,
-        auth_pass: bytes = b"",
-        start_master: bool = False,
-        preempt: bool = True,
-        preempt_delay: float = 0.0,
-        lower_prio_no_advert: bool = False,
-        garp_lower_prio_repeat: int = 0,
-        skip_check_adv_addr: bool = False,
-        higher_prio_send_advert: bool = False,
-        owner_ignore_adverts: bool = False,
-        timer_expired_backup: Optional[int] = None,
-        down_timer_adverts: int = 3,
-    ):
-        self.name = name
-        self.down_timer_adverts = down_timer_adverts
-        self.vrid = vrid
-        self.priority = priority  # configured base priority
+    def __init__(self, name: str, vrid: int, priority: int, advert_int: float, version: int = 2,
+                 primary_ip: Optional[IPAddress] = None, addresses: Optional[List[IPAddress]] = None,
+                 auth_type: AuthType = AuthType.NONE, auth_pass: bytes = b"", start_master: bool = False,
+                 preempt: bool = True, preempt_delay: float = 0.0, lower_prio_no_advert: bool = False,
+                 garp_lower_prio_repeat: int = 0, skip_check_adv_addr: bool = False,
+                 higher_prio_send_advert: bool = False, owner_ignore_adverts: bool = False,
+                 timer_expired_backup: Optional[int] = None, down_timer_adverts: int = 3):
+        given = locals()
+        for attr in self.SETTINGS:  # `priority` is the configured base priority
+            setattr(self, attr, given[attr])
+        self.name, self.vrid, self.version, self.primary_ip = name, vrid, version, primary_ip
         self.effective_priority = priority
-        self.version = version
         # RFC 5798 section 6.1: v3 carries centiseconds; v2 whole seconds (keepalived rounds, minimum 1)
         self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
         self.master_adver_int = self.advert_int
-        self.primary_ip = primary_ip
         self.addresses = list(addresses or [])
-        self.auth_type = auth_type
         self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
-        self.start_master = start_master
-        self.preempt = preempt
-        self.preempt_delay = preempt_delay
-        self.lower_prio_no_advert = lower_prio_no_advert
-        self.garp_lower_prio_repeat = garp_lower_prio_repeat
-        self.skip_check_adv_addr = skip_check_adv_addr
-        self.higher_prio_send_advert = higher_prio_send_advert
-        self.owner_ignore_adverts = owner_ignore_adverts
-        self.timer_expired_backup = timer_expired_backup
         # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
         self.owner_conflicts = 0
         self.owner_reduced = False
@@ -6508,11 +6634,12 @@ class VrrpMachine:
             return "bad_version", f"received version {adv.version} advert, ours is {self.version}"
         if adv.version == 2:
             # keepalived's three counters: invalid_authtype, authtype_mismatch, auth_failure
-            if adv.auth_type not in (AuthType.NONE.value, AuthType.PASS.value, AuthType.AH.value):
+            auth_type = _AUTH_TYPES.get(adv.auth_type)  # (by value: Enum's .value is slow, and a flood asks)
+            if auth_type is None:
                 return "auth_invalid", f"received an invalid auth type {adv.auth_type}"
-            if adv.auth_type != self.auth_type.value:
+            if auth_type is not self.auth_type:
                 return "auth_type_mismatch", f"received an invalid auth type {adv.auth_type}"
-            if self.auth_type == AuthType.PASS and adv.auth_data != self.auth_pass:
+            if auth_type is AuthType.PASS and adv.auth_data != self.auth_pass:
                 return "auth_failure", "received an invalid passwd"
             if adv.advert_int != self.advert_int:
                 return "bad_interval", (f"advertisement interval mismatch mine={int(self.advert_int)} "
@@ -6748,9 +6875,9 @@ class VrrpMachine:
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
-@dataclass(frozen=True)
-class Drop:
-    """A received advert fails a receive check: the counter it goes to, and the log line."""
+class Drop(NamedTuple):
+    """A received advert fails a receive check: the counter it goes to, and the log line. (A tuple: a flood
+    makes one per packet, and a frozen dataclass costs three times as much to build.)"""
 
     reason: str
     message: str
@@ -6773,7 +6900,7 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
     (keepalived's old_unicast_checksum); when it is None, that sum is tried after the right one fails, and an
     advert that passes it says so (old_checksum=True: keepalived then switches to it)."""
     name, src = machine.name, pkt.src
-    unicast = not pkt.dst.is_multicast
+    unicast = not is_multicast(pkt.dst)
     if unicast != unicast_mode:
         return Drop("mode_mismatch", f"({name}) received {'unicast' if unicast else 'multicast'} advert from "
                     f"{src}, but we are {'unicast' if unicast_mode else 'multicast'}")
@@ -6792,25 +6919,28 @@ def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peer
         if unwrapped is None:
             return None
         payload = unwrapped
+    family = src.version
     try:
-        if src.version == 4:
+        if family == 4:
             old = unicast and old_checksum is True and not checksum_as_v2
             try:
-                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2)
+                adv = decode_advert(payload, src, group4 if old else pkt.dst, checksum_as_v2, addresses=False)
             except PacketError as exc:
                 if exc.reason != "bad_checksum" or not unicast or old_checksum is not None or checksum_as_v2:
                     raise
-                adv = decode_advert(payload, src, group4)  # raises the same bad_checksum when that fails too
+                # raises the same bad_checksum when that fails too
+                adv = decode_advert(payload, src, group4, addresses=False)
                 if adv.version != 3:
                     raise exc from None
                 adv.old_checksum = True
         else:  # the IPv6 socket's kernel has verified the checksum (IPV6_CHECKSUM)
-            adv = decode_advert(payload, family=6)
+            adv = decode_advert(payload, family=6, addresses=False)
     except PacketError as exc:
         return Drop(exc.reason, f"({name}) bad VRRP packet from {src}: {exc}")
     problem = machine.check_advert(adv, src)
     if problem is not None:
         return Drop(problem[0], f"({name}) {problem[1]}")
+    adv.addresses = advert_addresses(payload, family)
     return adv
 
 
@@ -7628,8 +7758,6 @@ class TrackerRunner:
 # 6.2 LVS checker decisions: from results and time (sans-IO); their I/O is in section 7.2
 # --------------------------------------------------------------------------------------------
 
-LVS_CHECKER_KINDS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK")
-
 
 @dataclass
 class CheckerParams:
@@ -7989,6 +8117,7 @@ class BfdSession:
 NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
+SIOCGSTAMPNS = 0x8907  # ioctl: the kernel receive time of the datagram read last
 SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
 SO_MEMINFO, SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 55, 9, 8  # the socket's memory counters, drops among them
 IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
@@ -8030,6 +8159,39 @@ def set_netlink_rcvbuf(sock: Optional[socket.socket], size: int, force: bool, wh
         sock.setsockopt(socket.SOL_SOCKET, option, size)
     except OSError as exc:
         log.info("Cannot set %s on the netlink %s socket: %s", name, what, exc)
+
+
+SIOCGIFFLAGS, SIOCETHTOOL, ETHTOOL_GLINK = 0x8913, 0x8946, 0x0000000A
+LINKBEAT_INTERVAL = 1.0  # keepalived's POLLING_DELAY
+
+
+def linkbeat_probe(ifname: str, kind: str = "") -> Tuple[bool, str]:
+    """keepalived's linkbeat: (carrier up, how it was read), read now. ETHTOOL_GLINK (SIOCETHTOOL) where the
+    driver answers it, with the interface's IFF_UP|IFF_RUNNING (SIOCGIFFLAGS, "Some buggy drivers need this");
+    SIOCGIFFLAGS alone for IOCTL or a driver without ethtool. MII registers are not read: MII falls back to
+    ETHTOOL, as keepalived does where the NIC has no MII. fcntl is imported only when polling is configured."""
+    import array
+    import fcntl
+
+    name = ifname.encode()[:15]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        how = "IOCTL"
+        if kind != "IOCTL":
+            value = array.array("I", [ETHTOOL_GLINK, 0])
+            try:
+                request = struct.pack("16sP", name, value.buffer_info()[0]).ljust(40, b"\0")  # ifr_data -> value
+                fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
+                how = "ETHTOOL"
+                if not value[1]:
+                    return False, how
+            except OSError:
+                pass
+        try:
+            answer = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, struct.pack("16s", name).ljust(40, b"\0"))
+        except OSError:
+            return False, how
+        flags = struct.unpack_from("=H", answer, 16)[0]
+        return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING), how
 
 
 def _optional_sockopt(sock: socket.socket, level: int, option: int, value: int) -> None:
@@ -8163,43 +8325,29 @@ class Rtnetlink(NetlinkSocket):
         else:
             payload = addr_request_payload(index, vip.address, vip.scope, vip.label, vip.brd, vip.peer)
             flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-        try:
-            self.request(RTM_NEWADDR, flags, payload)
-        except NetlinkError as exc:
-            if exc.errno == errno.EEXIST:
-                return False
-            raise
-        return True
+        return self._change(RTM_NEWADDR, flags, payload, (errno.EEXIST,))
 
     def del_address(self, index: int, vip: VirtualIP) -> bool:
         """Delete a VIP; False when it was not there."""
         payload = addr_request_payload(index, vip.address, vip.scope, None, None, vip.peer)
-        try:
-            self.request(RTM_DELADDR, NLM_F_ACK, payload)
-        except NetlinkError as exc:
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
-                return False
-            raise
-        return True
+        return self._change(RTM_DELADDR, NLM_F_ACK, payload, (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV))
 
     def route(self, route: Route, ifindex: Callable[[str], int], add: bool, replace: bool = False) -> bool:
         """Add (or delete) one route; False when it was already there (or already gone)."""
-        msg_type, flags, payload = route_request(route, ifindex, delete=not add, replace=replace)
-        try:
-            self.request(msg_type, flags, payload)
-        except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
-                return False
-            raise
-        return True
+        return self._change(*route_request(route, ifindex, delete=not add, replace=replace),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
 
     def rule(self, rule: Rule, add: bool) -> bool:
         """Add (or delete) one policy-routing rule; False when it was already there (or already gone)."""
-        msg_type, flags, payload = rule_request(rule, delete=not add)
+        return self._change(*rule_request(rule, delete=not add),
+                            (errno.EEXIST,) if add else (errno.ESRCH, errno.ENOENT))
+
+    def _change(self, msg_type: int, flags: int, payload: bytes, done_already: Tuple[int, ...]) -> bool:
+        """One change request; False when the kernel answers that it is done already (an errno in done_already)."""
         try:
             self.request(msg_type, flags, payload)
         except NetlinkError as exc:
-            if add and exc.errno == errno.EEXIST or not add and exc.errno in (errno.ESRCH, errno.ENOENT):
+            if exc.errno in done_already:
                 return False
             raise
         return True
@@ -8267,6 +8415,18 @@ class RtnetlinkMonitor:
         self.sock.close()
 
 
+def _receive_time(sock: socket.socket) -> Optional[float]:
+    """SIOCGSTAMPNS: when the kernel received the datagram read last from sock (the first call on a socket
+    turns the stamps on and finds none)."""
+    import fcntl
+
+    try:
+        sec, nsec = struct.unpack("=qq", fcntl.ioctl(sock.fileno(), SIOCGSTAMPNS, bytes(16)))
+    except OSError:
+        return None
+    return sec + nsec * 1e-9
+
+
 class VrrpSocket(_RxSocket):
     """The raw VRRP socket of one interface and one family (RFC 5798 section 5.1).
 
@@ -8286,14 +8446,17 @@ class VrrpSocket(_RxSocket):
         sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, protocol)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             if family == 4:
+                # the receive time is asked for (SIOCGSTAMPNS) only for an advert that passed the checks: a
+                # flood is read with recv(), which costs half a recvmsg() with its control message
+                _receive_time(sock)  # the first call makes the kernel stamp this socket's datagrams
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(bytes(4), bytes(4), ifindex))
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
                 _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
             else:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
@@ -8336,8 +8499,14 @@ class VrrpSocket(_RxSocket):
                               (str(dst), 0, 0, self.ifindex))
 
     def recv(self) -> Optional[Received]:
-        """One pending datagram, or None when there is none. Its kernel receive time comes with it, so that
-        timers start when the advert arrived, not when it was read. PacketError for a bad IPv4 header."""
+        """One pending datagram, or None when there is none. PacketError for a bad IPv4 header. Its kernel
+        receive time is in received_at (IPv6) or comes from receive_time() (IPv4), so that timers start when
+        the advert arrived, not when it was read."""
+        if self.family == 4:
+            try:
+                return decode_ipv4(self.sock.recv(65535))
+            except (BlockingIOError, InterruptedError):
+                return None
         try:
             data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
         except (BlockingIOError, InterruptedError):
@@ -8352,12 +8521,12 @@ class VrrpSocket(_RxSocket):
                 hoplimit = struct.unpack_from("=i", value)[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
                 dst = ipaddress.IPv6Address(value[:16])
-        if self.family == 4:
-            pkt = decode_ipv4(data)
-            pkt.received_at = received_at
-            return pkt
         src = ipaddress.IPv6Address(addr[0].split("%")[0])
         return Received(src, dst or ipaddress.IPv6Address(0), hoplimit, data, self.protocol, received_at)
+
+    def receive_time(self) -> Optional[float]:
+        """The kernel receive time (CLOCK_REALTIME) of the IPv4 datagram recv() returned last; None if unknown."""
+        return _receive_time(self.sock) if self.family == 4 else None
 
     def close(self) -> None:
         self.sock.close()
@@ -8405,6 +8574,9 @@ class Kernel:
         return StrictFirewall(table, priority, counters)
 
     IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
+
+    def linkbeat(self, ifname: str, kind: str = "") -> Tuple[bool, str]:
+        return linkbeat_probe(ifname, kind)
 
     def igmp_link_local_reports(self, value: Optional[str] = None) -> Optional[str]:
         """Read (and, given `value`, then write) the network namespace's igmp_link_local_mcast_reports: whether
@@ -8953,19 +9125,36 @@ class _CheckRunner:
                 log.info("Checker can't bind to device %s: %s", self.chk.bind_if, exc.strerror)
                 raise _SocketSetupError(exc.errno, exc.strerror) from None
 
-    # -- a non-blocking TCP connection shared by the stream checkers -----------------------
-    def _connect(self, on_connected: Callable[[], Any]) -> None:
-        ip, port = self.target
-        sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
-        self.sock = sock
+    def _socket(self, kind: int) -> socket.socket:
+        """The attempt's non-blocking socket (SOCK_STREAM or SOCK_DGRAM) of the target's family: marked, on
+        bind_if, and bound to bindto/bind_port when they are given."""
+        v6 = self.target[0].version == 6
+        sock = self.sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
         self.watching = 0
         sock.setblocking(False)
         self._mark_and_bind_device(sock)
+        if self.chk.bindto is not None or self.chk.bind_port:
+            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
+        return sock
+
+    def _recv(self, size: int, failed: Callable[[OSError], str]) -> Optional[bytes]:
+        """What the socket holds (b"" at its end); None while nothing came yet, and when the read failed:
+        the attempt is then done, failed(exc) saying why."""
+        assert self.sock is not None
+        try:
+            return self.sock.recv(size)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self._done(False, failed(exc))
+            return None
+
+    # -- a non-blocking TCP connection shared by the stream checkers -----------------------
+    def _connect(self, on_connected: Callable[[], Any]) -> None:
+        sock = self._socket(socket.SOCK_STREAM)
         if self.chk.kind == "TCP_CHECK":
             # close with a reset: no FIN exchange and no TIME_WAIT left behind by every check
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        if self.chk.bindto is not None or self.chk.bind_port:
-            sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
         err = sock.connect_ex(self.sockaddr)
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
@@ -9148,13 +9337,8 @@ class _SmtpCheck(_CheckRunner):
         self._connect(lambda: self._watch(False, self._read))
 
     def _read(self) -> None:
-        assert self.sock is not None
-        try:
-            data = self.sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._done(False, f"SMTP connection to {self.name} failed ({exc}).")
+        data = self._recv(4096, lambda exc: f"SMTP connection to {self.name} failed ({exc}).")
+        if data is None:
             return
         if not data:
             self._done(False, f"SMTP server {self.name} closed the connection.")
@@ -9186,30 +9370,19 @@ class _DnsCheck(_CheckRunner):
 
     def begin(self) -> None:
         ip, port = self.target
-        self.sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
-        self.watching = 0
-        self.sock.setblocking(False)
-        self._mark_and_bind_device(self.sock)
-        if self.chk.bindto is not None or self.chk.bind_port:
-            self.sock.bind((str(self.chk.bindto or ("::" if ip.version == 6 else "0.0.0.0")), self.chk.bind_port or 0))
+        self._socket(socket.SOCK_DGRAM)
         self.qid = int.from_bytes(os.urandom(2), "big")
         qname = b"".join(bytes([len(p)]) + p.encode() for p in self.chk.dns_name.strip(".").split(".") if p) + b"\0"
         query = struct.pack("!HHHHHH", self.qid, 0x0100, 1, 0, 0, 0) + qname
         query += struct.pack("!HH", self.TYPES.get(self.chk.dns_type.upper(), 6), 1)
+        assert self.sock is not None
         self.sock.sendto(query, (str(ip), port or 53))
         self._deadline(self.params.connect_timeout)
         self._watch(False, self._read)
 
     def _read(self) -> None:
-        assert self.sock is not None
-        try:
-            data = self.sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._done(False, f"DNS query to {self.name} failed ({exc}).")
-            return
-        if len(data) < 12:
+        data = self._recv(4096, lambda exc: f"DNS query to {self.name} failed ({exc}).")
+        if data is None or len(data) < 12:
             return
         qid, flags, _qd, ancount = struct.unpack_from("!HHHH", data)
         if qid != self.qid or not flags & 0x8000:
@@ -9254,16 +9427,9 @@ class _UdpCheck(_CheckRunner):
     ICMP unreachable (IP_RECVERR) failure; with it a matching reply is needed."""
 
     def begin(self) -> None:
-        ip, _port = self.target
-        v6 = ip.version == 6
-        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock = sock
-        self.watching = 0
-        sock.setblocking(False)
+        v6 = self.target[0].version == 6
+        sock = self._socket(socket.SOCK_DGRAM)  # (keepalived's UDP_CHECK has no bind_if: it is never set here)
         sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
-        self._mark_and_bind_device(sock)  # (keepalived's UDP_CHECK has no bind_if: it is never set here)
-        if self.chk.bindto is not None or self.chk.bind_port:
-            sock.bind((str(self.chk.bindto or ("::" if v6 else "0.0.0.0")), self.chk.bind_port or 0))
         try:
             sock.connect(self.sockaddr)
             sock.send(self.chk.payload if self.chk.payload is not None else UDP_CHECK_PAYLOAD)
@@ -9274,13 +9440,9 @@ class _UdpCheck(_CheckRunner):
         self._watch(False, self._read)
 
     def _read(self) -> None:
-        assert self.sock is not None
-        try:
-            data = self.sock.recv(65535)
-        except BlockingIOError:
-            return
-        except OSError:  # ICMP destination unreachable, as the kernel reports it on a connected socket
-            self._done(False, f"UDP connection to {self.name} failed.")
+        # a failed read is the ICMP destination unreachable the kernel reports on a connected socket
+        data = self._recv(65535, lambda exc: f"UDP connection to {self.name} failed.")
+        if data is None:
             return
         if udp_reply_ok(self.chk, data):
             self._done(True)
@@ -9336,15 +9498,10 @@ class _PingCheck(_CheckRunner):
         self._watch(False, self._read)
 
     def _read(self) -> None:
-        assert self.sock is not None
         v6 = self.target[0].version == 6
         what = "ICMPv6" if v6 else "ICMP"
-        try:
-            data = self.sock.recv(65535)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._done(False, f"recv {what} packet error")
+        data = self._recv(65535, lambda exc: f"recv {what} packet error")
+        if data is None:
             return
         if self.raw and not v6 and data:
             data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 delivers the IP header
@@ -10894,18 +11051,8 @@ class Notifier:
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
         """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
-        specific = {State.MASTER: inst.notify_master, State.BACKUP: inst.notify_backup,
-                    State.FAULT: inst.notify_fault, State.STOP: inst.notify_stop}.get(state)
-        key = f"INSTANCE {inst.name}"
-        if specific is not None:
-            self._queue(key, specific, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, state.value, str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, state.value, priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _VRRP_MAIL:
-            subject, body = _VRRP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Instance {inst.name} - {subject}", body)
+        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, f"notify_{state.value.lower()}", None),
+                        inst.notify, inst.smtp_alert, _VRRP_MAIL.get(state))
 
     def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
                               groups: List[Dict[str, Any]]) -> None:
@@ -10921,30 +11068,27 @@ class Notifier:
         if inst.notify_deleted is None:
             self.vrrp_instance(inst, State.FAULT, priority)
             return
-        key = f"INSTANCE {inst.name}"
-        self._queue(key, inst.notify_deleted, [])
-        if inst.notify is not None:
-            self._queue(key, inst.notify, ["INSTANCE", inst.name, "DELETED", str(priority)])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("INSTANCE", inst.name, "DELETED", priority))
-        gd = self.config.global_defs
-        if smtp_alert_wanted(inst.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
-            self._mail(key, "DELETED", f"[{gd.router_id}] VRRP Instance {inst.name} - Deleted",
-                       "=> VRRP Deleted at reload <=")
+        self._vrrp_news("INSTANCE", inst.name, "DELETED", priority, inst.notify_deleted, inst.notify, inst.smtp_alert,
+                        ("Deleted", "=> VRRP Deleted at reload <="))
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
-        specific = {State.MASTER: group.notify_master, State.BACKUP: group.notify_backup,
-                    State.FAULT: group.notify_fault, State.STOP: group.notify_stop}.get(state)
-        key = f"GROUP {group.name}"
+        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, f"notify_{state.value.lower()}", None),
+                        group.notify, group.smtp_alert, _GROUP_MAIL.get(state))
+
+    def _vrrp_news(self, kind: str, name: str, state: Union[State, str], priority: int, specific: Optional[Command],
+                   notify: Optional[Command], smtp_alert: Optional[bool], mail: Optional[Tuple[str, str]]) -> None:
+        """What an instance's or group's news sets going: the state's own script, `notify KIND NAME STATE
+        PRIORITY`, the FIFO line and, with smtp_alert, the mail (subject, body)."""
+        key, what = f"{kind} {name}", state.value if isinstance(state, State) else state
         if specific is not None:
             self._queue(key, specific, [])
-        if group.notify is not None:
-            self._queue(key, group.notify, ["GROUP", group.name, state.value, "0"])
-        self._fifo(self.vrrp_fifos, notify_fifo_line("GROUP", group.name, state.value, 0))
+        if notify is not None:
+            self._queue(key, notify, [kind, name, what, str(priority)])
+        self._fifo(self.vrrp_fifos, notify_fifo_line(kind, name, what, priority))
         gd = self.config.global_defs
-        if smtp_alert_wanted(group.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert) and state in _GROUP_MAIL:
-            subject, body = _GROUP_MAIL[state]
-            self._mail(key, state, f"[{gd.router_id}] VRRP Group {group.name} - {subject}", body)
+        if mail is not None and smtp_alert_wanted(smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert):
+            self._mail(key, state, f"[{gd.router_id}] VRRP {kind.title()} {name} - {mail[0]}", mail[1])
 
     def vrrp_master_rx_lower_pri(self, inst: VrrpInstance, priority: int) -> None:
         """The MASTER received a lower-priority advert: notify_master_rx_lower_pri and the FIFO."""
@@ -11131,6 +11275,10 @@ class _RateLimit:
 
 
 RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before due timers run again
+# A socket readable again within RX_PAUSE of the pass that emptied it is flooded: it is then read every RX_PAUSE
+# (its reader off the loop in between) rather than once per packet, each wake-up of the loop costing more than
+# rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
+RX_PAUSE = 0.002
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
@@ -11217,6 +11365,8 @@ class Daemon:
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self._rx_drained: Dict[int, float] = {}  # id(vsock) -> when a pass last emptied it (RX_PAUSE)
+        self._rx_paused: Dict[int, Timer] = {}  # id(vsock) -> the timer that watches it again
         self.announcers: Dict[str, Announcer] = {}
         self.links: Dict[int, LinkInfo] = {}
         self.addrs: List[AddrInfo] = []
@@ -11243,6 +11393,15 @@ class Daemon:
                                              self.g.nftables_counters)
         self.vmacs: Optional[VmacManager] = None
         self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
+        # interface_up_down_delays: a carrier change waiting out its delay, by ifindex: (timer, the new LinkInfo)
+        self._link_pending: Dict[int, Tuple[Timer, LinkInfo]] = {}
+        self._seen_up: set = set()  # interfaces seen up once: only their changes are delayed (keepalived)
+        # keepalived's garp_delay: the earliest time of the next GARP (4) / NA (6) on each interface's group
+        self._garp_next: Dict[Tuple[Any, int], float] = {}
+        # linkbeat: polled interface -> (kind asked, carrier up as last polled); their netlink carrier is ignored
+        self._linkbeat: Dict[str, Tuple[str, Optional[bool]]] = {}
+        self._linkbeat_timer: Optional[Timer] = None
+        self._garp_queue: Dict[Tuple[Any, int], List[Tuple[InstanceRuntime, Tuple[str, bytes, IPAddress]]]] = {}
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
@@ -11263,6 +11422,7 @@ class Daemon:
         set_netlink_rcvbuf(getattr(self.rtnl, "sock", None), g.vrrp_netlink_cmd_rcv_bufs,
                            g.vrrp_netlink_cmd_rcv_bufs_force, "command")
         self.links = self.rtnl.links()
+        self._seen_up.update(link.name for link in self.links.values() if link.up)
         self.addrs = [a for a in self.rtnl.addresses() if a.usable]
         self.vmacs = self.kernel.vmacs(self.rtnl)
         self.firewall.start(no_accept_vips(self.config))
@@ -11286,6 +11446,7 @@ class Daemon:
         self._update_rx_filters()
         self._remove_stale_vips()
         self._start_static()
+        self._set_linkbeat()
         self.tracking.start()
         self.lvs.start()
         delay = startup_delay(self.g)
@@ -11475,6 +11636,10 @@ class Daemon:
                      and r.family == key[1] and (key[2] == IPPROTO_VRRP or r.ah is not None)]
             if not users:
                 self.loop.remove_reader(vsock.sock)
+                paused = self._rx_paused.pop(id(vsock), None)
+                if paused is not None:
+                    paused.cancel()
+                self._rx_drained.pop(id(vsock), None)
                 vsock.close()
                 del self.vsocks[key]
 
@@ -11761,6 +11926,9 @@ class Daemon:
         for ifname in self._promoted:
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries", "0")
         self._promoted.clear()
+        for paused in self._rx_paused.values():
+            paused.cancel()
+        self._rx_paused.clear()
         socks: List[Any] = list(self.vsocks.values()) + list(self.announcers.values())
         for sock in socks + [rt.xmit for rt in self.runtimes if rt.xmit is not None]:
             sock.close()
@@ -11839,6 +12007,7 @@ class Daemon:
             self._apply(rt, rt.machine.set_effective_priority(now, inst.priority + delta))
             self._apply(rt, rt.machine.start(now, fault=fault))
         self._update_rx_filters()
+        self._set_linkbeat()
         self._reevaluate()
         if self.g.fifo_write_vrrp_states_on_reload:
             self._safe(self.notifier.vrrp_states_on_reload, [(rt.inst, rt.machine.state, rt.machine.effective_priority)
@@ -12315,12 +12484,44 @@ class Daemon:
                 self._pending_logs.append(
                     f"({rt.inst.name}) Sending/queueing gratuitous ARPs on {link.name} for {vip.address.ip}")
             frames[vip.address.version] += [(link.name, link.mac, vip.address.ip)] * max(0, repeat)
-        for family, interval in ((4, self.g.vrrp_garp_interval), (6, self.g.vrrp_gna_interval)):
-            for n, frame in enumerate(frames[family]):
-                if interval > 0:
-                    rt.garp_timers.append(self.loop.call_later(n * interval, self._announce, *frame))
+        for family in (4, 6):
+            for frame in frames[family]:
+                key = self._garp_spacing(frame[0], family)[0]
+                queue = self._garp_queue.setdefault((key, family), [])
+                if queue or self.loop.time() < self._garp_next.get((key, family), 0.0):
+                    queue.append((rt, frame))  # keepalived's queue_garp: sent when the spacing allows
+                    if len(queue) == 1:
+                        self.loop.call_at(self._garp_next[(key, family)], self._garp_dequeue, key, family)
                 else:
-                    self._announce(*frame)
+                    self._garp_sent(key, family, frame)
+
+    def _garp_sent(self, key: Any, family: int, frame: Tuple[str, bytes, IPAddress]) -> None:
+        """Send one, and note when the next may go on its interface (group): the spacing counts from the send."""
+        self._announce(*frame)
+        interval = self._garp_spacing(frame[0], family)[1]
+        if interval > 0:
+            self._garp_next[(key, family)] = self.loop.time() + interval
+
+    def _garp_dequeue(self, key: Any, family: int) -> None:
+        queue = self._garp_queue.get((key, family)) or []
+        while queue:
+            rt, frame = queue.pop(0)
+            m = rt.machine
+            if m.state == State.MASTER or (m.state == State.STOP and m.vips_set):  # still ours to announce
+                self._garp_sent(key, family, frame)
+                break
+        if queue:
+            self.loop.call_at(self._garp_next.get((key, family), self.loop.time()), self._garp_dequeue, key, family)
+
+    def _garp_spacing(self, ifname: str, family: int) -> Tuple[Any, float]:
+        """(what shares the spacing, the spacing) of GARPs (4) or NAs (6) on `ifname`: its garp_group (all the
+        group's interfaces together), else the interface alone with vrrp_garp_interval / vrrp_gna_interval. The
+        spacing holds across instances, as keepalived's per-interface garp_delay does."""
+        for n, gg in enumerate(self.config.garp_groups):
+            if ifname in gg.interfaces:
+                value = gg.garp_interval if family == 4 else gg.gna_interval
+                return ("group", n), value or 0.0  # a member without this family's interval: no spacing
+        return ifname, self.g.vrrp_garp_interval if family == 4 else self.g.vrrp_gna_interval
 
     def _announce(self, ifname: str, mac: bytes, address: IPAddress) -> None:
         """One gratuitous ARP (IPv4) or unsolicited Neighbour Advertisement (IPv6) for address."""
@@ -12345,8 +12546,27 @@ class Daemon:
                 self._bad(None, exc.reason, f"bad IP packet on {vsock.ifname}: {exc}")
                 continue
             if pkt is None:
+                self._rx_emptied(vsock)
                 return
             self._receive(vsock, pkt)
+
+    def _rx_emptied(self, vsock: VrrpSocket) -> None:
+        """A pass read the socket empty: if the previous one did so less than RX_PAUSE ago, packets arrive
+        faster than the loop should wake up for them; the socket is read again in RX_PAUSE (see RX_PAUSE)."""
+        now, key = self.loop.time(), id(vsock)
+        last = self._rx_drained.get(key)
+        self._rx_drained[key] = now
+        if last is None or now - last >= RX_PAUSE or key in self._rx_paused:
+            return
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is not vsock:
+            return  # read by a master-down check after a reload took it off the loop
+        self.loop.remove_reader(vsock.sock)
+        self._rx_paused[key] = self.loop.call_later(RX_PAUSE, self._rx_resume, vsock)
+
+    def _rx_resume(self, vsock: VrrpSocket) -> None:
+        self._rx_paused.pop(id(vsock), None)
+        if self.vsocks.get((vsock.ifname, vsock.family, vsock.protocol)) is vsock:
+            self.loop.add_reader(vsock.sock, self._on_vrrp_readable, vsock)
 
     def _rx_sockets(self, rt: InstanceRuntime) -> List[Tuple[socket.socket, Callable[[], None]]]:
         """The sockets that carry the instance's adverts, each with the reader of one batch."""
@@ -12472,11 +12692,13 @@ class Daemon:
             candidates = [r for r in candidates if r.ah is not None]
             if not candidates:
                 return
-        unicast = not pkt.dst.is_multicast
-        # the instance of that mode (a unicast one that lists the sender first), else the first: mode_mismatch
-        rt = next((r for r in candidates if r.unicast == unicast
-                   and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
-            or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
+        unicast = not is_multicast(pkt.dst)
+        if len(candidates) == 1 and not unicast:  # the common case, and a flood's: one instance for the VRID
+            rt: Optional[InstanceRuntime] = candidates[0]
+        else:  # the instance of that mode (a unicast one that lists the sender first), else the first
+            rt = next((r for r in candidates if r.unicast == unicast
+                       and (not unicast or any(p.address == pkt.src for p in r.inst.unicast_peer))), None) \
+                or next((r for r in candidates if r.unicast == unicast), candidates[0] if candidates else None)
         if rt is None:
             self.ratelimit(("vrid", vsock.ifname), self.loop.time(),
                            f"Unknown VRID({vrid}) received on interface({vsock.ifname}). ignoring...")
@@ -12513,9 +12735,10 @@ class Daemon:
         rt.adverts_received += 1
         rt.priority_zero_received += adv.priority == 0
         now = self.loop.time()
-        if pkt.received_at is not None:
+        received_at = pkt.received_at if pkt.received_at is not None else vsock.receive_time()
+        if received_at is not None:
             # the advert arrived before we read it: date it back (bounded, in case the wall clock jumped)
-            now -= min(max(0.0, time.time() - pkt.received_at), 0.1)
+            now -= min(max(0.0, time.time() - received_at), 0.1)
         self._apply(rt, rt.machine.on_advert(now, adv, pkt.src))
 
     def _unwrap_ah(self, rt: InstanceRuntime, pkt: Received) -> Optional[Received]:
@@ -12671,6 +12894,93 @@ class Daemon:
         except OSError as exc:
             log.error("netlink monitor: %s", exc)
             return
+        self._netlink_events(events)
+
+    def _set_linkbeat(self) -> None:
+        """keepalived's init_interface_linkbeat: the interfaces of linkbeat_interfaces, and every instance's own
+        with linkbeat_use_polling (global or the instance's), have their carrier polled every second; one no
+        instance uses is not polled, nor one of our VMACs (netlink works for them)."""
+        wanted = dict(self.config.linkbeat_interfaces)
+        for inst in self.config.vrrp_instances:
+            if inst.interface and (self.g.linkbeat_use_polling or inst.linkbeat_use_polling):
+                wanted.setdefault(inst.interface, "")
+        used = {rt.inst.interface for rt in self.runtimes} | {
+            ref.name for rt in self.runtimes for ref in rt.inst.track_interface}
+        polled: Dict[str, Tuple[str, Optional[bool]]] = {}
+        for name, kind in wanted.items():
+            if name not in used:
+                log.info("Turning off linkbeat for %s since not used for tracking", name)
+            elif self.vmacs is not None and name in getattr(self.vmacs, "created", {}):
+                log.info("Turning off linkbeat for %s since netlink works for vmacs/ipvlans", name)
+            else:
+                polled[name] = self._linkbeat.get(name, (kind, None))
+        self._linkbeat = polled
+        if polled and self._linkbeat_timer is None:
+            self._linkbeat_poll()
+        elif not polled and self._linkbeat_timer is not None:
+            self._linkbeat_timer.cancel()
+            self._linkbeat_timer = None
+
+    def _linkbeat_poll(self) -> None:
+        """Read each polled carrier; a change is a link event, as keepalived's "Linkbeat reports" is."""
+        self._linkbeat_timer = self.loop.call_later(LINKBEAT_INTERVAL, self._linkbeat_poll)
+        events = []
+        for name, (kind, _was) in list(self._linkbeat.items()):
+            link = self._link_by_name(name)
+            try:
+                up = self.kernel.linkbeat(name, kind)[0] if link is not None else False
+            except OSError:
+                up = False
+            self._linkbeat[name] = (kind, up)
+            if link is not None and up != link.up:
+                log.info("Linkbeat reports %s %s", name, "up" if up else "down")
+                events.append((RTM_NEWLINK, self._polled_flags(link, up)))
+        if events and not self.stopping:
+            self._netlink_events(events, delayed=True)
+
+    @staticmethod
+    def _polled_flags(link: LinkInfo, up: bool) -> LinkInfo:
+        carrier = IFF_UP | IFF_RUNNING
+        return LinkInfo(link.index, link.name, (link.flags & ~carrier) | (carrier if up else 0), link.mac, link.mtu)
+
+    def _if_delays(self, name: str) -> Tuple[float, float]:
+        """interface_up_down_delays of `name`, each capped below (down_timer_adverts - 1) advert intervals of
+        every instance on it (keepalived's check_debounce_timers), so a peer never sees a gap from it."""
+        down, up = self.config.if_up_down_delays.get(name, (0.0, 0.0))
+        for rt in self.runtimes:
+            if rt.inst.interface == name and (down or up):
+                adverts = rt.machine.down_timer_adverts
+                cap = 0.0 if adverts == 1 else (adverts - 1) * rt.machine.advert_int - rt.machine.advert_int / 256
+                down, up = min(down, cap), min(up, cap)
+        return down, up
+
+    def _debounced(self, obj: LinkInfo) -> bool:
+        """interface_up_down_delays: True when this link event waits (or a wait is re-aimed) instead of counting.
+        A change back to the state that counts before the delay ends cancels it (keepalived's log lines)."""
+        old, pending = self.links.get(obj.index), self._link_pending.get(obj.index)
+        if pending is not None:
+            if pending[1].up == obj.up:
+                self._link_pending[obj.index] = (pending[0], obj)  # the same change, newer flags
+                return True
+            pending[0].cancel()
+            del self._link_pending[obj.index]
+            log.info("Delay timer for %s cancelled", obj.name)
+        if old is None or old.name != obj.name or old.up == obj.up or obj.name not in self._seen_up:
+            return False
+        delay = self._if_delays(obj.name)[1 if obj.up else 0]
+        if not delay:
+            return False
+        log.info("%s: Adding flags change from 0x%x to 0x%x delay by %d", obj.name, old.flags, obj.flags,
+                 int(delay * 1e6))
+
+        def fire(index: int = obj.index) -> None:
+            waited = self._link_pending.pop(index, None)
+            if waited is not None and not self.stopping:
+                self._netlink_events([(RTM_NEWLINK, waited[1])], delayed=True)
+        self._link_pending[obj.index] = (self.loop.call_later(delay, fire), obj)
+        return True
+
+    def _netlink_events(self, events: List[Tuple[int, Any]], delayed: bool = False) -> None:
         changed = False
         if self.monitor.overrun and self.rtnl is not None:
             self.monitor.overrun = False
@@ -12700,8 +13010,17 @@ class Daemon:
                 changed = self._refresh_sources() or changed
             elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
+                    pending = self._link_pending.pop(obj.index, None)
+                    if pending is not None:
+                        pending[0].cancel()
                     changed = self.links.pop(obj.index, None) is not None or changed
                 else:
+                    if not delayed and obj.name in self._linkbeat and self._linkbeat[obj.name][1] is not None:
+                        obj = self._polled_flags(obj, bool(self._linkbeat[obj.name][1]))  # the poll says, not netlink
+                    if self.config.if_up_down_delays and not delayed and self._debounced(obj):
+                        continue
+                    if obj.up:
+                        self._seen_up.add(obj.name)
                     old = self.links.get(obj.index)
                     if old is None or old.up != obj.up or old.name != obj.name:
                         changed = True
@@ -13885,23 +14204,19 @@ def demo_prerequisites() -> List[str]:
                        "(Debian/Ubuntu: `sudo apt-get install iproute2`; Fedora/RHEL: `sudo dnf install iproute`)")
     if missing:
         return missing
-    name = f"vdchk{os.getpid() % 100000}"
-    steps = (("network namespaces", ["ip", "netns", "add", name]),
-             ("veth devices", ["ip", "-n", name, "link", "add", "c0", "type", "veth", "peer", "name", "c1"]),
-             ("bridge devices", ["ip", "-n", name, "link", "add", "cbr", "type", "bridge"]))
-    try:
-        for what, argv in steps:
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-                said = done.stderr.strip() if done.returncode else ""
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                said = str(exc)
-            if said:
-                return [f"{what} (`{' '.join(argv)}` says: {said}): the kernel needs CONFIG_NET_NS, CONFIG_VETH "
-                        "and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); in a container, "
-                        "run it privileged (docker run --privileged)"]
+    lab = None
+    try:  # a lab of one host, built and removed again
+        lab = Lab("vdchk")
+        lab.host("h", "192.0.2.1/24")
+    except (OSError, subprocess.SubprocessError) as exc:
+        said = getattr(exc, "stderr", None) or str(exc)
+        argv = getattr(exc, "cmd", None) or ["ip"]
+        return [f"network namespaces, veth and bridge devices (`{' '.join(argv)}` says: {said.strip()}): the kernel "
+                "needs CONFIG_NET_NS, CONFIG_VETH and CONFIG_BRIDGE (`sudo modprobe veth bridge` loads the modules); "
+                "in a container, run it privileged (docker run --privileged)"]
     finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+        if lab is not None:
+            lab.close()
     return []
 
 
@@ -13927,12 +14242,16 @@ class Lab:
         self.tag = prefix + os.urandom(3).hex()
         self.namespaces: List[str] = []
         self.processes: List[subprocess.Popen] = []
-        self.bridge_ns = self.netns("br")
-        self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
-        # VRRP multicast must not be eaten by IGMP snooping
-        self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
-        self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
         self._port = 0
+        try:
+            self.bridge_ns = self.netns("br")
+            self.ip("link", "add", "br0", "type", "bridge", ns=self.bridge_ns)
+            # VRRP multicast must not be eaten by IGMP snooping
+            self.ip("link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=self.bridge_ns)
+            self.ip("link", "set", "br0", "up", ns=self.bridge_ns)
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
@@ -14512,20 +14831,12 @@ def format_stats(status: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _timegm(tm: Tuple[int, ...]) -> int:
-    """calendar.timegm without the calendar module: seconds since the epoch of a UTC broken-down time."""
-    year, month, day, hour, minute, second = tm[:6]
-    y = year - (month <= 2)
-    era, yoe = divmod(y, 400)
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return ((days * 24 + hour) * 60 + minute) * 60 + second
-
-
 def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str]:
     """The first line of a reload_time_file -> (when, a date was given, problem): exactly HH:MM:SS,
     YY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS, each with an optional Z for UTC (else local time). A time alone
     is the next one to come (tomorrow if already past today); a date and time in the past is ignored."""
+    import calendar  # python3-minimal has it (and time.strptime imports it anyway)
+
     utc = text.endswith("Z")
     body = text[:-1] if utc else text
     formats = {8: "%H:%M:%S", 17: "%y-%m-%d %H:%M:%S", 19: "%Y-%m-%d %H:%M:%S"}
@@ -14543,7 +14854,7 @@ def parse_reload_time(text: str, now: float) -> Tuple[Optional[float], bool, str
     def epoch(day_offset: int = 0) -> Optional[float]:
         y, mo, d, h, mi, se = wanted
         if utc:
-            return float(_timegm((y, mo, d, h, mi, se)) + 86400 * day_offset)
+            return float(calendar.timegm((y, mo, d, h, mi, se, 0, 0, 0)) + 86400 * day_offset)
         t = time.mktime((y, mo, d + day_offset, h, mi, se, 0, 0, -1))
         back = time.localtime(t)
         if not day_offset and tuple(back[:6]) != wanted:  # a local time that does not exist (DST)
