@@ -434,6 +434,7 @@ class GlobalDefs:
     fifo_write_vrrp_states_on_reload: bool = False
     umask: Optional[int] = None  # the daemon's umask (pid file, FIFOs); None: 022 when forking, inherited with -n
     vmac_prefix: str = "vrrp"  # use_vmac without a name: PREFIX.VRID
+    vmac_addr_prefix: Optional[str] = None  # the VMACs of use_vmac_addr / a VIP's use_vmac; None: vmac_prefix
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -470,6 +471,7 @@ class VirtualIP:
     peer: Optional[IPAddress] = None
     nodad: bool = False
     no_track: bool = False
+    use_vmac: bool = False  # on a VMAC of its own interface (keepalived's per-address use_vmac)
     track_group: Optional[str] = None  # static_ipaddress: the track_group whose instances track its interface
     line: int = 0
 
@@ -634,6 +636,7 @@ class VrrpInstance:
     garp_lower_prio_delay: Optional[float] = None
     garp_lower_prio_repeat: Optional[int] = None
     use_vmac: bool = False
+    use_vmac_addr: bool = False  # a VMAC for each VIP on another interface, or of the other family
     vmac_name: Optional[str] = None
     vmac_xmit_base: bool = False
     native_ipv6: bool = False
@@ -2222,6 +2225,8 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                     vip.nodad = True
                 elif opt == "no_track":
                     vip.no_track = True
+                elif opt == "use_vmac":
+                    vip.use_vmac = True
                 elif opt == "track_group" and val is not None:
                     vip.track_group = val.text
             except _Invalid as exc:
@@ -3343,6 +3348,7 @@ def _g_umask(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
 
 _kw(_G, "umask", _g_umask, (1, None))
 _kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
+_kw(_G, "vmac_addr_prefix", _h_str("vmac_addr_prefix"))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
 for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
@@ -3355,7 +3361,6 @@ _accept_only(_G, "lvs_sync_daemon "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
-             "vmac_addr_prefix "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "process_names process_name "
@@ -3603,7 +3608,8 @@ _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
 _kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf")
+_kw(_I, "use_vmac_addr", _h_flag("use_vmac_addr"), (0, 0))
+_accept_only(_I, "use_ipvlan vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
                                                     supported=False)
@@ -6191,6 +6197,31 @@ def vmac_address(vrid: int, family: int = 4) -> bytes:
 def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> str:
     """The macvlan's name: the one given to `use_vmac`, else keepalived's `vrrp.<VRID>`."""
     return name or f"{prefix}.{vrid}"
+
+
+def addr_vmac_wanted(inst: VrrpInstance, vip: VirtualIP, family: int) -> bool:
+    """Whether keepalived puts this VIP/eVIP on a VMAC of its own (vrrp_complete_instance): with the VIP's
+    `use_vmac`, unless the instance's own VMAC already carries it; with the instance's use_vmac_addr, when the
+    VIP is on another interface or of the other family."""
+    elsewhere = vip.dev is not None and vip.dev != inst.interface
+    other_family = vip.address.version != family
+    if vip.use_vmac:
+        return elsewhere or other_family or not inst.use_vmac
+    return inst.use_vmac_addr and (elsewhere or other_family)
+
+
+def addr_vmac_name(prefix: str, vrid: int, family: int, taken: Callable[[str], bool]) -> str:
+    """keepalived's create_vmac_name: PREFIX.VRID, else (IPv6) PREFIX6.VRID, else PREFIX1.VRID, PREFIX2.VRID...
+    (IPv6 skips 6), the first that `taken` says is free; the prefix is cut to fit IFNAMSIZ."""
+    def fit(num: str) -> str:
+        tail = f"{num}.{vrid}"
+        return prefix[:15 - len(tail)] + tail
+
+    order = ([6] if family == 6 else []) + [n for n in range(1, 100) if not (family == 6 and n == 6)]
+    for candidate in [fit("")] + [fit(str(n)) for n in order]:
+        if not taken(candidate):
+            return candidate
+    raise VrrpdError(f"no free VMAC name for VRID {vrid}")
 
 
 def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
@@ -11147,6 +11178,8 @@ class Daemon:
         self._linkbeat_timer: Optional[Timer] = None
         self._garp_queue: Dict[Tuple[Any, int], List[Tuple[InstanceRuntime, Tuple[str, bytes, IPAddress]]]] = {}
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
+        # use_vmac_addr / a VIP's use_vmac: (base interface, family, VRID) -> (the VMAC's name, ifindex)
+        self.addr_vmacs: Dict[Tuple[str, int, int], Tuple[str, int]] = {}
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
         self.last_state: Dict[str, State] = {}
@@ -11506,8 +11539,39 @@ class Daemon:
                                                           instance_family(inst))
             except (OSError, VrrpdError) as exc:
                 log.error("(%s) use_vmac: cannot create %s: %s", name, ifname, exc)
-        if self.vmac_index != before and self.rtnl is not None:
+        addr_before = dict(self.addr_vmacs)
+        self._set_addr_vmacs(config)
+        if (self.vmac_index != before or self.addr_vmacs != addr_before) and self.rtnl is not None:
             self.links = self.rtnl.links()
+
+    def _set_addr_vmacs(self, config: Config) -> None:
+        """The VMACs of addresses (keepalived's use_vmac_addr and per-VIP use_vmac): one per base interface,
+        family and VRID, shared by the VIPs that want it, named from vmac_addr_prefix (else vmac_prefix)."""
+        assert self.vmacs is not None
+        wanted: Dict[Tuple[str, int, int], str] = {}
+        for inst in config.vrrp_instances:
+            family = instance_family(inst)
+            for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                base = vip.dev or inst.interface
+                if base and addr_vmac_wanted(inst, vip, family):
+                    wanted.setdefault((base, vip.address.version, inst.virtual_router_id), inst.name)
+        for key, (_name, index) in list(self.addr_vmacs.items()):
+            if key not in wanted:
+                self.vmacs.remove(index)
+                del self.addr_vmacs[key]
+        prefix = config.global_defs.vmac_addr_prefix or config.global_defs.vmac_prefix or "vrrp"
+        own = {vmac_ifname(i.virtual_router_id, i.vmac_name, config.global_defs.vmac_prefix)
+               for i in config.vrrp_instances if i.use_vmac}
+        for key, owner in wanted.items():
+            if key in self.addr_vmacs:
+                continue
+            base, family, vrid = key
+            names = {link.name for link in self.links.values()} | own | {n for n, _ in self.addr_vmacs.values()}
+            try:
+                ifname = addr_vmac_name(prefix, vrid, family, lambda n, names=names: n in names)  # type: ignore
+                self.addr_vmacs[key] = (ifname, self.vmacs.create(ifname, base, vrid, family))
+            except (OSError, VrrpdError) as exc:
+                log.error("(%s) use_vmac_addr: cannot create a VMAC on %s: %s", owner, base, exc)
 
     def _group_fault(self, rt: InstanceRuntime) -> bool:
         """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
@@ -11939,7 +12003,12 @@ class Daemon:
         return packets
 
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
+        if self.addr_vmacs and addr_vmac_wanted(rt.inst, vip, rt.family):
+            key = (vip.dev or rt.inst.interface or "", vip.address.version, rt.inst.virtual_router_id)
+            return self.addr_vmacs[key][1] if key in self.addr_vmacs else 0
         if vip.dev is None or vip.dev == rt.inst.interface:
+            if vip.address.version != rt.family:  # keepalived: the other family's eVIP stays on the interface
+                return rt.ifindex
             return rt.vmac_index or rt.ifindex
         link = self._link_by_name(vip.dev)
         return link.index if link is not None else 0
