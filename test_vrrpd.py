@@ -269,6 +269,9 @@ class FakeVrrpSocket:
         item = self.inbox.pop(0)
         return vrrpd.decode_ipv4(item) if isinstance(item, bytes) else item
 
+    def receive_time(self):
+        return None
+
     def close(self):
         self.sock.close()
         self._peer.close()
@@ -4332,6 +4335,49 @@ def _daemon_sockets(pid):
     finally:
         os.close(pidfd)
     return found
+
+
+def test_lab_ipv4_vrrp_socket_reads_with_recv_and_gives_each_datagram_its_kernel_receive_time(lab):
+    """IPv4 adverts are read with recv() (a flood costs half as much as with recvmsg and its control message);
+    receive_time() then says when the kernel received the datagram read last, for each one of a backlog."""
+    a = lab.host("a", f"{LAB_NET}.1/24")
+    b = lab.host("b", f"{LAB_NET}.2/24")
+    reader = lab.exec(b, [PYTHON, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r}); import vrrpd\n" + (
+        "import socket, time, json\n"
+        "s = vrrpd.VrrpSocket(4, 'eth0', socket.if_nametoindex('eth0'))\n"
+        "s.join(vrrpd.VRRP_MCAST_GROUP4)\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"  # both adverts wait in the kernel until then
+        "got = []\n"
+        "while True:\n"
+        "    pkt = s.recv()\n"
+        "    if pkt is None:\n"
+        "        break\n"
+        "    got.append([str(pkt.src), pkt.payload[2], s.receive_time()])\n"
+        "print(json.dumps(got), flush=True)\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "ready"
+    sent = []
+    for prio in (100, 101):
+        sent.append(time.time())
+        run_py_in(lab, a, (
+            "import socket, ipaddress\n"
+            "s = vrrpd.VrrpSocket(4, 'eth0', socket.if_nametoindex('eth0'))\n"
+            f"src = ipaddress.IPv4Address('{LAB_NET}.1')\n"
+            f"adv = vrrpd.VrrpAdvert(3, 51, {prio}, [ipaddress.IPv4Address('{VIP}')], 1.0)\n"
+            "msg = vrrpd.encode_advert(adv, src, vrrpd.VRRP_MCAST_GROUP4)\n"
+            "s.send(src, vrrpd.VRRP_MCAST_GROUP4, s.packet(src, vrrpd.VRRP_MCAST_GROUP4, msg))\n"))
+        sent[-1] = (sent[-1] + time.time()) / 2
+        time.sleep(0.5)
+    import json
+
+    reader.stdin.write("go\n")
+    reader.stdin.flush()
+    got = json.loads(reader.stdout.readline())
+    reader.wait(timeout=10)
+    assert [(g[0], g[1]) for g in got] == [(f"{LAB_NET}.1", 100), (f"{LAB_NET}.1", 101)]
+    for (_src, _prio, stamp), when in zip(got, sent):  # within the time the sending snippet took to run
+        assert stamp is not None and abs(stamp - when) < 0.5, (stamp, when)
+    assert got[1][2] - got[0][2] > 0.4  # each datagram its own time, though both were read together, later
 
 
 def test_lab_netlink_and_vrrp_receive_buffers_follow_the_rcv_bufs_keywords(lab, tmp_path):
@@ -13436,6 +13482,9 @@ class _BacklogSocket:
             return vrrpd.decode_ipv4(self.rx.recv(65535))
         except BlockingIOError:
             return None
+
+    def receive_time(self):
+        return self.received_at
 
     def join(self, group):
         self.groups.append(group)

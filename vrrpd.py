@@ -8043,6 +8043,7 @@ class BfdSession:
 NETLINK_ROUTE = 0
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_TIMESTAMPNS = 35  # SOL_SOCKET option: the kernel receive time of each datagram
+SIOCGSTAMPNS = 0x8907  # ioctl: the kernel receive time of the datagram read last
 SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
 SO_MEMINFO, SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 55, 9, 8  # the socket's memory counters, drops among them
 IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
@@ -8340,6 +8341,18 @@ class RtnetlinkMonitor:
         self.sock.close()
 
 
+def _receive_time(sock: socket.socket) -> Optional[float]:
+    """SIOCGSTAMPNS: when the kernel received the datagram read last from sock (the first call on a socket
+    turns the stamps on and finds none)."""
+    import fcntl
+
+    try:
+        sec, nsec = struct.unpack("=qq", fcntl.ioctl(sock.fileno(), SIOCGSTAMPNS, bytes(16)))
+    except OSError:
+        return None
+    return sec + nsec * 1e-9
+
+
 class VrrpSocket(_RxSocket):
     """The raw VRRP socket of one interface and one family (RFC 5798 section 5.1).
 
@@ -8359,14 +8372,17 @@ class VrrpSocket(_RxSocket):
         sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, protocol)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             if family == 4:
+                # the receive time is asked for (SIOCGSTAMPNS) only for an advert that passed the checks: a
+                # flood is read with recv(), which costs half a recvmsg() with its control message
+                _receive_time(sock)  # the first call makes the kernel stamp this socket's datagrams
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, IP_MREQN.pack(bytes(4), bytes(4), ifindex))
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
                 _optional_sockopt(sock, socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)  # only the groups joined here
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_PREC_INTERNETCONTROL)
             else:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
@@ -8409,8 +8425,14 @@ class VrrpSocket(_RxSocket):
                               (str(dst), 0, 0, self.ifindex))
 
     def recv(self) -> Optional[Received]:
-        """One pending datagram, or None when there is none. Its kernel receive time comes with it, so that
-        timers start when the advert arrived, not when it was read. PacketError for a bad IPv4 header."""
+        """One pending datagram, or None when there is none. PacketError for a bad IPv4 header. Its kernel
+        receive time is in received_at (IPv6) or comes from receive_time() (IPv4), so that timers start when
+        the advert arrived, not when it was read."""
+        if self.family == 4:
+            try:
+                return decode_ipv4(self.sock.recv(65535))
+            except (BlockingIOError, InterruptedError):
+                return None
         try:
             data, ancillary, _flags, addr = self.sock.recvmsg(65535, 256)
         except (BlockingIOError, InterruptedError):
@@ -8425,12 +8447,12 @@ class VrrpSocket(_RxSocket):
                 hoplimit = struct.unpack_from("=i", value)[0]
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
                 dst = ipaddress.IPv6Address(value[:16])
-        if self.family == 4:
-            pkt = decode_ipv4(data)
-            pkt.received_at = received_at
-            return pkt
         src = ipaddress.IPv6Address(addr[0].split("%")[0])
         return Received(src, dst or ipaddress.IPv6Address(0), hoplimit, data, self.protocol, received_at)
+
+    def receive_time(self) -> Optional[float]:
+        """The kernel receive time (CLOCK_REALTIME) of the IPv4 datagram recv() returned last; None if unknown."""
+        return _receive_time(self.sock) if self.family == 4 else None
 
     def close(self) -> None:
         self.sock.close()
@@ -12547,9 +12569,10 @@ class Daemon:
         rt.adverts_received += 1
         rt.priority_zero_received += adv.priority == 0
         now = self.loop.time()
-        if pkt.received_at is not None:
+        received_at = pkt.received_at if pkt.received_at is not None else vsock.receive_time()
+        if received_at is not None:
             # the advert arrived before we read it: date it back (bounded, in case the wall clock jumped)
-            now -= min(max(0.0, time.time() - pkt.received_at), 0.1)
+            now -= min(max(0.0, time.time() - received_at), 0.1)
         self._apply(rt, rt.machine.on_advert(now, adv, pkt.src))
 
     def _unwrap_ah(self, rt: InstanceRuntime, pkt: Received) -> Optional[Received]:
