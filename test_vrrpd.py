@@ -8934,6 +8934,27 @@ def test_event_loop_skips_a_timer_or_reader_removed_earlier_in_the_same_pass():
     loop.close()
 
 
+
+def test_event_loop_runs_timers_due_together_in_the_order_set_round_after_round():
+    """Instances that fall due together keep their places in the batch (each re-arms at its deadline), so
+    every instance's adverts stay evenly spaced; a timer set during a pass for `now` waits for the next pass."""
+    loop = vrrpd.EventLoop()
+    ran: list = []
+    start = loop.time() - 10.0
+
+    def advert(n: int, when: float) -> None:
+        ran.append(n)
+        if when + 1.0 <= start + 2.0:
+            loop.call_at(when + 1.0, advert, n, when + 1.0)  # due at once: not run in this same pass
+    for n in range(64):
+        loop.call_at(start, advert, n, start)
+    loop.run_once(0)
+    assert ran == list(range(64))
+    loop.run_once(0)
+    loop.run_once(0)
+    assert ran == list(range(64)) * 3
+    loop.close()
+
 def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop = vrrpd.EventLoop()
     seen: list = []
