@@ -6158,6 +6158,50 @@ def test_lab_vmac_prefix_names_the_macvlan(lab, tmp_path):
     assert lab.ip("link", "show", "vx.51", ns=ns, check=False).returncode != 0
 
 
+
+def test_lab_use_vmac_addr_puts_each_other_interface_s_vips_on_a_vmac_named_by_vmac_addr_prefix(lab, tmp_path):
+    """keepalived's use_vmac_addr: a VIP on another interface (eth1) and an eVIP of the other family go on VMACs of
+    their own (00:00:5e:00:01:VRID on eth1, :02: for IPv6), and so does a VIP with its own `use_vmac` (eth2), named
+    from vmac_addr_prefix in keepalived's order (VIPs, then eVIPs): vx.51, vx1.51, vx6.51. All go at stop."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    for n in (1, 2):
+        lab.ip("link", "add", f"eth{n}", "type", "veth", "peer", "name", f"eth{n}p", ns=ns)
+        lab.ip("link", "set", f"eth{n}p", "up", ns=ns)
+        lab.ip("link", "set", f"eth{n}", "up", ns=ns)
+    extra = ("    use_vmac_addr\n    virtual_ipaddress_excluded {\n        10.91.0.5/24 dev eth1\n"
+             "        2001:db8:91::5/64\n    }\n")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", instance_extra=extra,
+                                               global_extra="    vmac_addr_prefix vx\n")
+                 .replace(f"        {VIP}/24\n", f"        {VIP}/24\n        10.92.0.5/24 dev eth2 use_vmac\n"))
+    wait_for(lambda: lab.has_address(ns, "10.92.0.5", "vx.51"), 6, what="the use_vmac VIP on vx.51")
+    assert lab.has_address(ns, VIP, "eth0")  # the instance's own interface, no VMAC: stays
+    wait_for(lambda: lab.has_address(ns, "2001:db8:91::5", "vx6.51"), 3, what="the IPv6 eVIP on vx6.51")
+    assert lab.has_address(ns, "10.91.0.5", "vx1.51")
+    for name, link, mac in (("vx.51", "eth2", "00:00:5e:00:01:33"), ("vx6.51", "eth0", "00:00:5e:00:02:33"),
+                            ("vx1.51", "eth1", "00:00:5e:00:01:33")):
+        shown = lab.ip("-d", "link", "show", name, ns=ns).stdout
+        assert f"{name}@{link}" in shown and mac in shown and "macvlan mode private" in shown, shown
+    node.stop()
+    for name in ("vx.51", "vx6.51", "vx1.51"):
+        assert lab.ip("link", "show", name, ns=ns, check=False).returncode != 0
+
+
+def test_addr_vmac_names_follow_keepalived_s_create_vmac_name():
+    taken = {"vrrp.5", "vrrp6.5", "vrrp1.5"}
+    assert vrrpd.addr_vmac_name("vrrp", 5, 4, taken.__contains__) == "vrrp2.5"
+    assert vrrpd.addr_vmac_name("vrrp", 5, 6, {"vrrp.5"}.__contains__) == "vrrp6.5"
+    assert vrrpd.addr_vmac_name("vrrp", 5, 6, taken.__contains__) == "vrrp2.5"
+    assert vrrpd.addr_vmac_name("averyveryverylongprefix", 200, 4, set().__contains__) == "averyveryve.200"
+    inst = vrrpd.VrrpInstance("VI", interface="eth0", use_vmac_addr=True)
+    vip = lambda text, **kw: vrrpd.VirtualIP(ipaddress.ip_interface(text), **kw)  # noqa: E731
+    assert not vrrpd.addr_vmac_wanted(inst, vip("10.0.0.1/24"), 4)
+    assert vrrpd.addr_vmac_wanted(inst, vip("10.0.0.1/24", dev="eth1"), 4)
+    assert vrrpd.addr_vmac_wanted(inst, vip("2001:db8::1/64"), 4)
+    plain = vrrpd.VrrpInstance("VI", interface="eth0")
+    assert vrrpd.addr_vmac_wanted(plain, vip("10.0.0.1/24", use_vmac=True), 4)
+    assert not vrrpd.addr_vmac_wanted(vrrpd.VrrpInstance("VI", interface="eth0", use_vmac=True),
+                                      vip("10.0.0.1/24", use_vmac=True), 4)
+
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
@@ -9006,6 +9050,27 @@ def test_event_loop_skips_a_timer_or_reader_removed_earlier_in_the_same_pass():
         sock.close()
     loop.close()
 
+
+
+def test_event_loop_runs_timers_due_together_in_the_order_set_round_after_round():
+    """Instances that fall due together keep their places in the batch (each re-arms at its deadline), so
+    every instance's adverts stay evenly spaced; a timer set during a pass for `now` waits for the next pass."""
+    loop = vrrpd.EventLoop()
+    ran: list = []
+    start = loop.time() - 10.0
+
+    def advert(n: int, when: float) -> None:
+        ran.append(n)
+        if when + 1.0 <= start + 2.0:
+            loop.call_at(when + 1.0, advert, n, when + 1.0)  # due at once: not run in this same pass
+    for n in range(64):
+        loop.call_at(start, advert, n, start)
+    loop.run_once(0)
+    assert ran == list(range(64))
+    loop.run_once(0)
+    loop.run_once(0)
+    assert ran == list(range(64)) * 3
+    loop.close()
 
 def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop = vrrpd.EventLoop()
