@@ -1107,9 +1107,9 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n random_seed 7\n}\n"
+    text = "global_defs {\n nftables_ipvs_priority -5\n random_seed 7\n}\n"
     config, diags = parse_ok(text + MINIMAL)
-    assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
+    assert config.global_defs.other["nftables_ipvs_priority"] == ["-5"]
     assert config.global_defs.other["random_seed"] == ["7"]
     assert not diags, messages(diags)
 
@@ -1179,7 +1179,8 @@ def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
               for r in rows for name in re.findall(r"`([^`]+)`", r)]
     assert len(listed) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
     assert ("vrrp_instance", "virtual_router_id", "supported") in listed
-    assert ("global_defs", "lvs_sync_daemon", "accepted, not yet acted upon") in listed
+    assert ("global_defs", "lvs_sync_daemon", "supported") in listed
+    assert ("global_defs", "nftables_ipvs", "accepted, not yet acted upon") in listed
     assert ("global_defs", "enable_snmp_vrrp",
             "accepted, not acted upon (no meaning in one process without SNMP and DBus)") in listed
     for name in ("virtual_routes", "static_rules", "dynamic_interfaces", "instance", "UDP_CHECK", "mcast_dst_ip"):
@@ -1626,13 +1627,13 @@ def test_check_summary_lists_virtual_and_real_servers(tmp_path):
 
 def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     path = tmp_path / "a.conf"
-    path.write_text("global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"
+    path.write_text("global_defs {\n nftables_ipvs\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"
                     " src 10.0.0.1 to 10.1.0.0/16 dev lo\n}"))
     out = io.StringIO()
     assert vrrpd.check_command(str(path), out) == 0
     text = out.getvalue()
     assert "accepted but not acted upon by vrrpd:" in text
-    for where in (f"{path}:2: lvs_sync_daemon", f"{path}:10: use_ipvlan"):
+    for where in (f"{path}:2: nftables_ipvs", f"{path}:10: use_ipvlan"):
         assert where in text, text
     assert "virtual_routes" not in text  # acted upon since routes go through rtnetlink
 
@@ -6157,6 +6158,50 @@ def test_lab_vmac_prefix_names_the_macvlan(lab, tmp_path):
     assert lab.ip("link", "show", "vx.51", ns=ns, check=False).returncode != 0
 
 
+
+def test_lab_use_vmac_addr_puts_each_other_interface_s_vips_on_a_vmac_named_by_vmac_addr_prefix(lab, tmp_path):
+    """keepalived's use_vmac_addr: a VIP on another interface (eth1) and an eVIP of the other family go on VMACs of
+    their own (00:00:5e:00:01:VRID on eth1, :02: for IPv6), and so does a VIP with its own `use_vmac` (eth2), named
+    from vmac_addr_prefix in keepalived's order (VIPs, then eVIPs): vx.51, vx1.51, vx6.51. All go at stop."""
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    for n in (1, 2):
+        lab.ip("link", "add", f"eth{n}", "type", "veth", "peer", "name", f"eth{n}p", ns=ns)
+        lab.ip("link", "set", f"eth{n}p", "up", ns=ns)
+        lab.ip("link", "set", f"eth{n}", "up", ns=ns)
+    extra = ("    use_vmac_addr\n    virtual_ipaddress_excluded {\n        10.91.0.5/24 dev eth1\n"
+             "        2001:db8:91::5/64\n    }\n")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", instance_extra=extra,
+                                               global_extra="    vmac_addr_prefix vx\n")
+                 .replace(f"        {VIP}/24\n", f"        {VIP}/24\n        10.92.0.5/24 dev eth2 use_vmac\n"))
+    wait_for(lambda: lab.has_address(ns, "10.92.0.5", "vx.51"), 6, what="the use_vmac VIP on vx.51")
+    assert lab.has_address(ns, VIP, "eth0")  # the instance's own interface, no VMAC: stays
+    wait_for(lambda: lab.has_address(ns, "2001:db8:91::5", "vx6.51"), 3, what="the IPv6 eVIP on vx6.51")
+    assert lab.has_address(ns, "10.91.0.5", "vx1.51")
+    for name, link, mac in (("vx.51", "eth2", "00:00:5e:00:01:33"), ("vx6.51", "eth0", "00:00:5e:00:02:33"),
+                            ("vx1.51", "eth1", "00:00:5e:00:01:33")):
+        shown = lab.ip("-d", "link", "show", name, ns=ns).stdout
+        assert f"{name}@{link}" in shown and mac in shown and "macvlan mode private" in shown, shown
+    node.stop()
+    for name in ("vx.51", "vx6.51", "vx1.51"):
+        assert lab.ip("link", "show", name, ns=ns, check=False).returncode != 0
+
+
+def test_addr_vmac_names_follow_keepalived_s_create_vmac_name():
+    taken = {"vrrp.5", "vrrp6.5", "vrrp1.5"}
+    assert vrrpd.addr_vmac_name("vrrp", 5, 4, taken.__contains__) == "vrrp2.5"
+    assert vrrpd.addr_vmac_name("vrrp", 5, 6, {"vrrp.5"}.__contains__) == "vrrp6.5"
+    assert vrrpd.addr_vmac_name("vrrp", 5, 6, taken.__contains__) == "vrrp2.5"
+    assert vrrpd.addr_vmac_name("averyveryverylongprefix", 200, 4, set().__contains__) == "averyveryve.200"
+    inst = vrrpd.VrrpInstance("VI", interface="eth0", use_vmac_addr=True)
+    vip = lambda text, **kw: vrrpd.VirtualIP(ipaddress.ip_interface(text), **kw)  # noqa: E731
+    assert not vrrpd.addr_vmac_wanted(inst, vip("10.0.0.1/24"), 4)
+    assert vrrpd.addr_vmac_wanted(inst, vip("10.0.0.1/24", dev="eth1"), 4)
+    assert vrrpd.addr_vmac_wanted(inst, vip("2001:db8::1/64"), 4)
+    plain = vrrpd.VrrpInstance("VI", interface="eth0")
+    assert vrrpd.addr_vmac_wanted(plain, vip("10.0.0.1/24", use_vmac=True), 4)
+    assert not vrrpd.addr_vmac_wanted(vrrpd.VrrpInstance("VI", interface="eth0", use_vmac=True),
+                                      vip("10.0.0.1/24", use_vmac=True), 4)
+
 def test_lab_notify_priority_changes_writes_the_fifo(lab, tmp_path):
     ns = lab.host("a", f"{LAB_NET}.1/24")
     lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns)
@@ -7311,6 +7356,12 @@ class FakeIpvs:
         self.calls.append(("del_dest", str(key), str(dest.addr)))
         del self.table[key][1][(dest.addr, dest.port)]
 
+    def new_daemon(self, state, sd):
+        self.calls.append(("new_daemon", state, sd.ifname, sd.syncid))
+
+    def del_daemon(self, state):
+        self.calls.append(("del_daemon", state))
+
     def close(self) -> None:
         pass
 
@@ -8264,6 +8315,68 @@ def test_checker_log_all_failures_no_checker_emails_and_rs_init_notifies(tmp_pat
     assert len(failed) >= 6, failed  # every failure of both checkers, while down too
 
 
+def test_lvs_sync_daemon_is_read_as_keepalived_reads_it_and_follows_its_vrrp_instance():
+    """`lvs_sync_daemon IF [inst] VI [id N] ...`: with an instance, the master daemon while it is MASTER and the
+    backup daemon otherwise; the sync id defaults to its VRID; without an instance both run all the time."""
+    config, diags = vrrpd.parse_config_text("""
+global_defs {
+    lvs_sync_daemon br0 VI_1 maxlen 1400 port 8848 ttl 2 group 224.0.0.81 bogus
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    virtual_ipaddress {
+        10.0.0.1
+    }
+}
+""", "s.conf")
+    sd = config.global_defs.lvs_sync_daemon
+    assert (sd.ifname, sd.instance, sd.syncid, sd.maxlen, sd.port, sd.ttl, str(sd.group)) == (
+        "br0", "VI_1", 51, 1400, 8848, 2, "224.0.0.81")
+    assert "s.conf:3: warning: Unknown option bogus specified for lvs_sync_daemon" in messages(diags)
+    # the bytes of IPVS_CMD_ATTR_DAEMON: state, ifname, syncid, maxlen, port, ttl, group (libipvs's order)
+    assert vrrpd.ipvs_daemon_attr(1, sd).hex() == _nl_hex(
+        "3c 00 03 80  08 00 01 00 01 00 00 00  08 00 02 00 62 72 30 00  08 00 03 00 33 00 00 00"
+        "  06 00 04 00 78 05 00 00  06 00 07 00 90 22 00 00  05 00 08 00 02 00 00 00"
+        "  08 00 05 00 e0 00 00 51").hex()
+    _, diags = vrrpd.parse_config_text("global_defs {\n lvs_sync_daemon br0 inst VI_9\n}\n" + MINIMAL, "n.conf")
+    assert "n.conf:2: warning: Unable to find vrrp instance VI_9 for lvs_syncd - clearing lvs_syncd config" in \
+        messages(diags)
+    loop, m = _manager()
+    m.config, fake = config, m.nl
+    m.start()
+    assert not [c for c in fake.calls if "daemon" in c[0]]  # nothing until the instance has a state
+    m.vrrp_state("VI_1", vrrpd.State.BACKUP)
+    m.vrrp_state("VI_1", vrrpd.State.FAULT)  # still the backup daemon
+    m.vrrp_state("VI_2", vrrpd.State.MASTER)  # another instance: nothing
+    m.vrrp_state("VI_1", vrrpd.State.MASTER)
+    m.stop()
+    assert [c for c in fake.calls if "daemon" in c[0]] == [
+        ("new_daemon", 2, "br0", 51), ("del_daemon", 2), ("new_daemon", 1, "br0", 51), ("del_daemon", 1)]
+    alone = vrrpd.Config()
+    alone.global_defs.lvs_sync_daemon = vrrpd.LvsSyncDaemon("br0", syncid=0)
+    loop2, m2 = _manager()
+    m2.config, fake2 = alone, m2.nl
+    m2.start()
+    m2.stop()
+    assert fake2.calls == [("new_daemon", 1, "br0", 0), ("new_daemon", 2, "br0", 0), ("del_daemon", 1),
+                           ("del_daemon", 2)]
+    loop.close()
+    loop2.close()
+
+
+def test_net_namespace_ipvs_and_namespace_with_ipsets_are_read_as_keepalived_reads_them():
+    config, diags = vrrpd.parse_config_text("net_namespace_ipvs lvs\nnet_namespace_ipvs other\n"
+                                            "namespace_with_ipsets\n" + MINIMAL, "n.conf")
+    assert config.global_defs.net_namespace_ipvs == "lvs"
+    text = messages(diags)
+    assert "n.conf:2: warning: Duplicate net_namespace_ipvs definition other - ignoring" in text
+    assert any("namespace_with_ipsets in the top level: only the ipsets of its iptables build" in t for t in text)
+    config, _ = vrrpd.parse_config_text("net_namespace_ipvs\n" + MINIMAL, "n.conf")
+    assert config.global_defs.net_namespace_ipvs == ""  # the init namespace
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()
@@ -8541,9 +8654,26 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
     track.write_text("0\n")
     file_vs = _vs("172.16.1.49", 80, delay_loop=1, lb_kind=vrrpd.LbKind.DR, rss=[
         _rs("172.16.1.2", 80, [vrrpd.Checker(kind="FILE_CHECK", track_file="tf", file_weight=2)])])
-    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds)
+    # a real server's own GUE tunnel and the virtual server's GRE one; the virtual server's weight for the first
+    tun_conf, _ = parse_ok("""
+virtual_server 10.9.0.7 80 {
+    protocol TCP
+    lvs_method TUN type gre csum
+    weight 4
+    real_server 10.9.1.9 80 {
+        lvs_method TUN type gue port 6080 csum
+    }
+    real_server 10.9.1.10 80 {
+        weight 2
+    }
+}
+""")
+    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds, *tun_conf.virtual_servers)
     m.config.track_files["tf"] = vrrpd.TrackFile(name="tf", path=str(track))
     m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
+    # lvs_sync_daemon br0 inst VI_1 id 9 ...: the daemon follows VI_1's state
+    m.config.global_defs.lvs_sync_daemon = vrrpd.LvsSyncDaemon("br0", instance="VI_1", syncid=9, port=8848, ttl=2,
+                                                               group=_ip("224.0.0.81"))
     m.nl = None  # the real kernel this time
     seed_svc = "TCP 172.16.1.44:80"
     try:
@@ -8565,7 +8695,37 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert "UDP  10.9.0.6:5060 rr persistent 60 pe sip" in out
         timeouts = sh(["ipvsadm", "-L", "--timeout"]).stdout.split(":")[-1].split()
         assert timeouts[0] == "7200" and timeouts[2] == "60"  # lvs_timeouts tcp and udp; tcpfin kept
-        stage("1 and 4 checked")
+        tun = sh(["ipvsadm", "-Ln", "--tun-info"]).stdout
+        print(tun)
+        assert sorted(_ipvs_lines("TCP 10.9.0.7:80")) == ["10.9.1.10:80 Tunnel 2", "10.9.1.9:80 Tunnel 4"]
+        tun_lines = {line.split()[1]: line.split() for line in tun.splitlines() if "10.9.1.9:" in line
+                     or "10.9.1.10:" in line}
+        assert tun_lines["10.9.1.9:80"][2:5] == ["Tunnel", "gue:6080:+c", "4"], tun  # its own tunnel
+        assert tun_lines["10.9.1.10:80"][2:5] == ["Tunnel", "gre:+c", "2"], tun  # the virtual server's
+        stage("1 and 4 checked, tunnels and the virtual server's weight")
+        # the sync daemon: none before VI_1 has a state, the backup one in BACKUP, the master one in MASTER
+        assert sh(["ipvsadm", "-L", "--daemon"]).stdout.strip() == ""
+        m.vrrp_state("VI_1", vrrpd.State.BACKUP)
+        daemons = sh(["ipvsadm", "-L", "--daemon"]).stdout
+        print(daemons)
+        assert "backup sync daemon (mcast=br0, syncid=9" in daemons and "master" not in daemons, daemons
+        m.vrrp_state("VI_1", vrrpd.State.MASTER)
+        daemons = sh(["ipvsadm", "-L", "--daemon"]).stdout
+        assert "master sync daemon (mcast=br0, syncid=9" in daemons and "backup" not in daemons, daemons
+        assert "port=8848" in daemons and "ttl=2" in daemons and "group=224.0.0.81" in daemons, daemons
+        stage("lvs_sync_daemon checked")
+        # net_namespace_ipvs: a second manager programs the IPVS of namespace lvsns, not this one's
+        sh(["ip", "netns", "add", "lvsns"])
+        ns_conf = vrrpd.Config(virtual_servers=[_vs("10.9.0.8", 80, lb_algo="rr", rss=[_rs("10.9.1.11", 80)])])
+        ns_conf.global_defs.net_namespace_ipvs = "lvsns"
+        m2 = vrrpd.LvsManager(loop, ns_conf, vrrpd.Notifier(loop, ns_conf))
+        m2.start()
+        assert m2.error is None, m2.error
+        assert "TCP  10.9.0.8:80 rr" in sh(["ip", "netns", "exec", "lvsns", "ipvsadm", "-Ln"]).stdout
+        assert "10.9.0.8" not in _ipvsadm()
+        m2.stop()
+        assert "10.9.0.8" not in sh(["ip", "netns", "exec", "lvsns", "ipvsadm", "-Ln"]).stdout
+        stage("net_namespace_ipvs checked")
         # SSL_GET with alpha comes up once the HTTPS server answers
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.46:443") == ["172.16.1.1:443 Route 1"], 30, "SSL_GET up")
         stage("SSL_GET up")
@@ -8609,8 +8769,9 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert "10.9.0.4:443" not in out and "[fd00::100]:80" not in out
         assert sorted(_ipvs_lines("TCP 10.9.0.3:80")) == ["10.9.1.3:80 Route 5", "10.9.1.4:80 Route 1"]
         stage("reload checked")
-        # 5. stop: vrrpd's services are gone, the unrelated one is untouched
+        # 5. stop: vrrpd's services are gone, the unrelated one is untouched; the sync daemon stopped
         m.stop()
+        assert sh(["ipvsadm", "-L", "--daemon"]).stdout.strip() == ""
         out = _ipvsadm()
         assert "172.16.1.44" not in out and "10.9.0" not in out and "FWM" not in out
         stage("5 checked")
@@ -8889,6 +9050,27 @@ def test_event_loop_skips_a_timer_or_reader_removed_earlier_in_the_same_pass():
         sock.close()
     loop.close()
 
+
+
+def test_event_loop_runs_timers_due_together_in_the_order_set_round_after_round():
+    """Instances that fall due together keep their places in the batch (each re-arms at its deadline), so
+    every instance's adverts stay evenly spaced; a timer set during a pass for `now` waits for the next pass."""
+    loop = vrrpd.EventLoop()
+    ran: list = []
+    start = loop.time() - 10.0
+
+    def advert(n: int, when: float) -> None:
+        ran.append(n)
+        if when + 1.0 <= start + 2.0:
+            loop.call_at(when + 1.0, advert, n, when + 1.0)  # due at once: not run in this same pass
+    for n in range(64):
+        loop.call_at(start, advert, n, start)
+    loop.run_once(0)
+    assert ran == list(range(64))
+    loop.run_once(0)
+    loop.run_once(0)
+    assert ran == list(range(64)) * 3
+    loop.close()
 
 def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop = vrrpd.EventLoop()

@@ -45,6 +45,7 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
+import collections
 import enum
 import errno
 import gc
@@ -53,20 +54,59 @@ import heapq
 import ipaddress
 import logging
 import os
-import random
 import re
+import select
 import selectors
 import signal
 import socket
 import stat
 import struct
-import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
+
+# Memory: the annotations are never evaluated (`from __future__ import annotations`), so at run time the typing
+# names need only be subscriptable for the few aliases below; importing typing would cost 0.9 MB of the daemon's
+# resident memory. Type checkers take the `if TYPE_CHECKING` branch.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import random
+    import subprocess
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+else:
+    class _Hint:
+        """A typing name at run time: `Union[...]`, `Callable[..., Any]` give the name itself back."""
+
+        def __init__(self, name: str):
+            self._name = name
+
+        def __getitem__(self, _item: object) -> object:
+            return self
+
+        def __repr__(self) -> str:
+            return f"typing.{self._name}"
+
+    Any, Callable, Dict, List, Optional, Tuple, Union = (_Hint(n) for n in (
+        "Any", "Callable", "Dict", "List", "Optional", "Tuple", "Union"))
+
+    class _LazyModule:
+        """A standard module imported when first used, then bound in its place (subprocess and random are
+        only needed when scripts, checkers or BFD are configured: 0.6 MB less for a daemon without them)."""
+
+        def __init__(self, name: str):
+            self._name = name
+
+        def __getattr__(self, attr: str) -> object:
+            import importlib
+
+            module = importlib.import_module(self._name)
+            globals()[self._name] = module
+            return getattr(module, attr)
+
+    subprocess = _LazyModule("subprocess")
+    random = _LazyModule("random")
 
 __version__ = "0.1.0"
 PROG = "vrrpd"
@@ -351,6 +391,23 @@ class Command:
 
 
 @dataclass
+class LvsSyncDaemon:
+    """`lvs_sync_daemon IFNAME [inst VRRP_INSTANCE] [id SYNCID] [maxlen N] [port N] [ttl N] [group IP]`: the
+    kernel's IPVS connection sync daemon. With an instance it is the master daemon while that instance is MASTER
+    and the backup daemon otherwise; without one, both run all the time."""
+
+    ifname: str
+    instance: Optional[str] = None
+    syncid: Optional[int] = None  # None: the instance's VRID (0 without an instance)
+    maxlen: int = 0  # 0: the kernel's defaults
+    port: int = 0
+    ttl: int = 0
+    group: Optional[IPAddress] = None
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
 class GlobalDefs:
     router_id: str = field(default_factory=lambda: socket.gethostname())
     notification_email: List[str] = field(default_factory=list)
@@ -410,6 +467,7 @@ class GlobalDefs:
     # several daemons on one host: `instance NAME` and `net_namespace NAME` name the runtime files
     instance_name: Optional[str] = None
     net_namespace: Optional[str] = None
+    net_namespace_ipvs: Optional[str] = None  # IPVS (and only IPVS) in this named namespace; "": the init one
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
@@ -434,6 +492,7 @@ class GlobalDefs:
     fifo_write_vrrp_states_on_reload: bool = False
     umask: Optional[int] = None  # the daemon's umask (pid file, FIFOs); None: 022 when forking, inherited with -n
     vmac_prefix: str = "vrrp"  # use_vmac without a name: PREFIX.VRID
+    vmac_addr_prefix: Optional[str] = None  # the VMACs of use_vmac_addr / a VIP's use_vmac; None: vmac_prefix
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -450,6 +509,7 @@ class GlobalDefs:
     no_checker_emails: bool = False  # mail only when a real server goes up or down, not for each checker
     rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
+    lvs_sync_daemon: Optional[LvsSyncDaemon] = None
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
     # vrrpd extension: serve Prometheus metrics over HTTP on this ADDRESS:PORT (also --metrics)
@@ -470,6 +530,7 @@ class VirtualIP:
     peer: Optional[IPAddress] = None
     nodad: bool = False
     no_track: bool = False
+    use_vmac: bool = False  # on a VMAC of its own interface (keepalived's per-address use_vmac)
     track_group: Optional[str] = None  # static_ipaddress: the track_group whose instances track its interface
     line: int = 0
 
@@ -634,6 +695,7 @@ class VrrpInstance:
     garp_lower_prio_delay: Optional[float] = None
     garp_lower_prio_repeat: Optional[int] = None
     use_vmac: bool = False
+    use_vmac_addr: bool = False  # a VMAC for each VIP on another interface, or of the other family
     vmac_name: Optional[str] = None
     vmac_xmit_base: bool = False
     native_ipv6: bool = False
@@ -2222,6 +2284,8 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                     vip.nodad = True
                 elif opt == "no_track":
                     vip.no_track = True
+                elif opt == "use_vmac":
+                    vip.use_vmac = True
                 elif opt == "track_group" and val is not None:
                     vip.track_group = val.text
             except _Invalid as exc:
@@ -3026,7 +3090,23 @@ _kw("garp_group", "interface", _gg_interface)
 _kw("garp_group", "interfaces", _gg_interfaces, (0, 0), ValueBlock())
 _kw("top", "track_group", _top_track_group, (1, 1), "track_group")
 _kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
-_accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
+_accept_only("top", "child_wait_time")
+
+
+def _top_net_namespace_ipvs(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> None:
+    g = cfg.global_defs
+    if g.net_namespace_ipvs is not None:
+        p.warning(kw, f"Duplicate net_namespace_ipvs definition {args[0].text if args else ''} - ignoring")
+        return
+    name = args[0].text if args else ""  # keepalived: no name is the default namespace (that of pid 1)
+    if name and (not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) or name in (".", "..")):
+        raise _Invalid(f"'{name}' cannot name a network namespace (letters, digits, '_', '-', '.')")
+    g.net_namespace_ipvs = name
+
+
+_kw("top", "net_namespace_ipvs", _top_net_namespace_ipvs, (0, 1))
+_keepalived_ignores("top", "namespace_with_ipsets", "only the ipsets of its iptables build use it (an override for "
+                    "namespaces on Linux < 3.13); its nftables firewall (Debian's build, and vrrpd's) has no ipsets")
 
 
 def _top_global_attr(attr: str, flag: bool = False) -> Handler:
@@ -3134,6 +3214,53 @@ def _g_lvs_timeouts(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> 
         g.lvs_timeouts[name] = _parse_int(value, 0, 86400 * 31)
 
 
+def _g_lvs_sync_daemon(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """keepalived's lvs_syncd_handler: bad options are reported and skipped, the rest is kept."""
+    if g.lvs_sync_daemon is not None:
+        p.warning(kw, f"lvs_sync_daemon has already been specified as {g.lvs_sync_daemon.ifname} - ignoring")
+        return
+    if len(args[0].text) >= 16:
+        p.warning(args[0], f"lvs_sync_daemon interface name '{args[0].text}' too long - ignoring")
+        return
+    sd = g.lvs_sync_daemon = LvsSyncDaemon(args[0].text, file=kw.file, line=kw.line)
+    words = [a.text for a in args]
+    limits = {"id": (0, 255), "maxlen": (1, 65535 - 20 - 8), "port": (1, 65535), "ttl": (1, 255)}
+    i = 1
+    while i < len(words):
+        word, value = words[i], words[i + 1] if i + 1 < len(words) else None
+        if word in limits or word in ("inst", "group"):
+            i += 2
+            if value is None:
+                p.warning(args[i - 2], f"No value specified for lvs_sync_daemon {word} - ignoring")
+            elif word == "inst":
+                sd.instance = value
+            elif word == "group":
+                try:
+                    group = ipaddress.ip_address(value)
+                except ValueError:
+                    group = None
+                if group is None or not group.is_multicast:
+                    p.warning(args[i - 1], f"lvs_sync_daemon group address {value} is not multicast - ignoring")
+                else:
+                    sd.group = group
+            else:
+                try:
+                    number = _parse_int(value, *limits[word])
+                except _Invalid:
+                    p.warning(args[i - 1], f"Invalid lvs_sync_daemon {word} ({value}) - ignoring")
+                    continue
+                setattr(sd, "syncid" if word == "id" else word, number)
+            continue
+        if i == 1 and sd.instance is None:  # the old form: lvs_sync_daemon IF VRRP_INSTANCE [SYNCID]
+            sd.instance = word
+        elif i == 2 and word.isdigit():
+            p.warning(args[i], 'Please use keyword "id" before lvs_sync_daemon SYNCID')
+            sd.syncid = _parse_int(word, 0, 255)
+        else:
+            p.warning(args[i], f"Unknown option {word} specified for lvs_sync_daemon")
+        i += 1
+
+
 def parse_listen(text: str) -> Tuple[str, int]:
     """ADDRESS:PORT or [IPv6]:PORT -> (address, port); ValueError says what is wrong."""
     host, sep, port = text.rpartition(":")
@@ -3213,6 +3340,7 @@ _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 for _name in ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script"):
     _kw(_G, _name, _h_cmd(_name), (1, None))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
+_kw(_G, "lvs_sync_daemon", _g_lvs_sync_daemon, (1, None))
 _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
@@ -3343,19 +3471,18 @@ def _g_umask(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
 
 _kw(_G, "umask", _g_umask, (1, None))
 _kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
+_kw(_G, "vmac_addr_prefix", _h_str("vmac_addr_prefix"))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
 for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_accept_only(_G, "lvs_sync_daemon "
-             "nftables_ifindex "
+_accept_only(_G, "nftables_ifindex "
              "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
-             "vmac_addr_prefix "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "process_names process_name "
@@ -3574,9 +3701,15 @@ _kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
 
 
 def _i_lvs_sync_interface(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    _h_other(p, inst, kw, args)
-    p.warning(kw, "lvs_sync_daemon_interface in a vrrp_instance is deprecated (keepalived says so too); vrrpd does "
-              "not run the LVS sync daemon", "use global_defs { lvs_sync_daemon IF INSTANCE }")
+    """The deprecated form of `lvs_sync_daemon IF INSTANCE` (keepalived's vrrp_lvs_syncd_handler)."""
+    p.warning(kw, f"({inst.name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated.",
+              "use global_defs { lvs_sync_daemon IF inst INSTANCE }")
+    g = p.config.global_defs
+    if g.lvs_sync_daemon is not None:
+        p.warning(kw, f"({inst.name}) lvs_sync_daemon_interface has already been specified as "
+                  f"{g.lvs_sync_daemon.ifname} - ignoring")
+    elif args:
+        g.lvs_sync_daemon = LvsSyncDaemon(args[0].text, instance=inst.name, file=kw.file, line=kw.line)
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
@@ -3603,10 +3736,10 @@ _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
 _kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf")
+_kw(_I, "use_vmac_addr", _h_flag("use_vmac_addr"), (0, 0))
+_accept_only(_I, "use_ipvlan vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
-KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
-                                                    supported=False)
+KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (1, 1))
 
 
 def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -4279,6 +4412,24 @@ class _Validator:
             self.virtual_server(vs)
         self.track_groups()
         self.mail()
+        self.lvs_sync_daemon()
+
+    def lvs_sync_daemon(self) -> None:
+        """keepalived: the instance must exist (else the sync daemon is dropped); the sync id defaults to its VRID."""
+        sd = self.cfg.global_defs.lvs_sync_daemon
+        if sd is None:
+            return
+        if sd.instance is not None:
+            inst = next((i for i in self.cfg.vrrp_instances if i.name == sd.instance), None)
+            if inst is None:
+                self.warn(sd.file, sd.line, f"Unable to find vrrp instance {sd.instance} for lvs_syncd - clearing "
+                          "lvs_syncd config")
+                self.cfg.global_defs.lvs_sync_daemon = None
+                return
+            if sd.syncid is None:
+                sd.syncid = inst.virtual_router_id
+        elif sd.syncid is None:
+            sd.syncid = 0
 
     def bfd_instances(self) -> None:
         """keepalived's bfd_end_handler: a session needs a neighbour; (source, neighbour, multihop) is unique."""
@@ -5137,6 +5288,19 @@ class Received:
     protocol: int = IPPROTO_VRRP
     received_at: Optional[float] = None
     header: bytes = b""  # IPv4: the IP header itself (AH authenticates it)
+
+
+_IPV4_SEEN: Dict[bytes, ipaddress.IPv4Address] = {}  # packed -> address: the same few peers, advert after advert
+
+
+def _ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
+    """ipaddress.IPv4Address(packed), made once per address (they are immutable); bounded against forged sources."""
+    addr = _IPV4_SEEN.get(packed)
+    if addr is None:
+        if len(_IPV4_SEEN) >= 1024:
+            _IPV4_SEEN.clear()
+        addr = _IPV4_SEEN[packed] = ipaddress.IPv4Address(packed)
+    return addr
 
 
 def decode_ipv4(packet: bytes) -> Received:
@@ -6193,6 +6357,31 @@ def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> 
     return name or f"{prefix}.{vrid}"
 
 
+def addr_vmac_wanted(inst: VrrpInstance, vip: VirtualIP, family: int) -> bool:
+    """Whether keepalived puts this VIP/eVIP on a VMAC of its own (vrrp_complete_instance): with the VIP's
+    `use_vmac`, unless the instance's own VMAC already carries it; with the instance's use_vmac_addr, when the
+    VIP is on another interface or of the other family."""
+    elsewhere = vip.dev is not None and vip.dev != inst.interface
+    other_family = vip.address.version != family
+    if vip.use_vmac:
+        return elsewhere or other_family or not inst.use_vmac
+    return inst.use_vmac_addr and (elsewhere or other_family)
+
+
+def addr_vmac_name(prefix: str, vrid: int, family: int, taken: Callable[[str], bool]) -> str:
+    """keepalived's create_vmac_name: PREFIX.VRID, else (IPv6) PREFIX6.VRID, else PREFIX1.VRID, PREFIX2.VRID...
+    (IPv6 skips 6), the first that `taken` says is free; the prefix is cut to fit IFNAMSIZ."""
+    def fit(num: str) -> str:
+        tail = f"{num}.{vrid}"
+        return prefix[:15 - len(tail)] + tail
+
+    order = ([6] if family == 6 else []) + [n for n in range(1, 100) if not (family == 6 and n == 6)]
+    for candidate in [fit("")] + [fit(str(n)) for n in order]:
+        if not taken(candidate):
+            return candidate
+    raise VrrpdError(f"no free VMAC name for VRID {vrid}")
+
+
 def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
@@ -6353,6 +6542,14 @@ class VrrpMachine:
     `next_deadline()` says when `on_timer(now)` must be called next. Nothing here reads a clock,
     touches a socket or logs by itself, and nothing outside assigns its state or timers: sync groups,
     handover and reload use the public operations (force_state, park, end_handover, reconfigure...)."""
+
+    # one per instance: no __dict__ (a thousand instances, a megabyte and a half less)
+    __slots__ = ("name", "down_timer_adverts", "vrid", "priority", "effective_priority", "version", "advert_int",
+                 "master_adver_int", "primary_ip", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
+                 "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
+                 "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup", "owner_conflicts",
+                 "owner_reduced", "hold_master", "state", "fault", "adver_timer", "master_down_timer",
+                 "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set")
 
     # the settings a reload may change without disturbing the state (reconfigure)
     SETTINGS = ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
@@ -6770,12 +6967,11 @@ class VrrpMachine:
         return [Log(f"({self.name}) handover complete ({why})", detail=True)] + self._remove_vips()
 
 
-class Drop(NamedTuple):
-    """A received advert fails a receive check: the counter it goes to, and the log line. (A tuple: a flood
-    makes one per packet, and a frozen dataclass costs three times as much to build.)"""
+class Drop(collections.namedtuple("Drop", "reason message")):
+    """A received advert fails a receive check: the counter it goes to (`reason`), and the log line (`message`).
+    (A tuple: a flood makes one per packet, and a frozen dataclass costs three times as much to build.)"""
 
-    reason: str
-    message: str
+    __slots__ = ()
 
 
 def receive_checks(pkt: Received, machine: VrrpMachine, unicast_mode: bool, peers: List[UnicastPeer],
@@ -7851,14 +8047,14 @@ class BfdSession:
     not used (as keepalived). `jitter()` returns a number in [0, 1) (random.random)."""
 
     def __init__(self, name: str, min_tx: int, min_rx: int, idle_tx: int = 1_000_000, multiplier: int = 3,
-                 passive: bool = False, discriminator: int = 0, jitter: Callable[[], float] = random.random):
+                 passive: bool = False, discriminator: int = 0, jitter: Optional[Callable[[], float]] = None):
         self.name = name
         self.min_tx = min_tx  # DesiredMinTxInterval while Up
         self.idle_tx = max(idle_tx, 1_000_000)  # section 6.8.3: at least one second while not Up
         self.required_min_rx = min_rx
         self.detect_mult = multiplier
         self.passive = passive
-        self.jitter = jitter
+        self.jitter = jitter or random.random
         self.state = BfdState.Down
         self.remote_state = BfdState.Down
         self.local_disc = discriminator or random.randint(1, 0xFFFFFFFF)
@@ -8494,7 +8690,12 @@ CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
-IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 12, 17
+IPVS_CMD_NEW_DAEMON, IPVS_CMD_DEL_DAEMON, IPVS_CMD_GET_DAEMON, IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 9, 10, 11, 12, 17
+IPVS_CMD_ATTR_DAEMON = 3
+(IPVS_DAEMON_ATTR_STATE, IPVS_DAEMON_ATTR_MCAST_IFN, IPVS_DAEMON_ATTR_SYNC_ID, IPVS_DAEMON_ATTR_SYNC_MAXLEN,
+ IPVS_DAEMON_ATTR_MCAST_GROUP, IPVS_DAEMON_ATTR_MCAST_GROUP6, IPVS_DAEMON_ATTR_MCAST_PORT,
+ IPVS_DAEMON_ATTR_MCAST_TTL) = range(1, 9)
+IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP = 1, 2
 IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
@@ -8613,6 +8814,24 @@ def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
     return nla_pack(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
 
 
+def ipvs_daemon_attr(state: int, sd: Optional[LvsSyncDaemon] = None) -> bytes:
+    """IPVS_CMD_ATTR_DAEMON: the state alone (DEL_DAEMON), or everything NEW_DAEMON takes (libipvs's order)."""
+    body = nla_pack(IPVS_DAEMON_ATTR_STATE, struct.pack("=I", state))
+    if sd is not None:
+        body += nla_pack_str(IPVS_DAEMON_ATTR_MCAST_IFN, sd.ifname)
+        body += nla_pack(IPVS_DAEMON_ATTR_SYNC_ID, struct.pack("=I", sd.syncid or 0))
+        if sd.maxlen:
+            body += nla_pack(IPVS_DAEMON_ATTR_SYNC_MAXLEN, struct.pack("=H", sd.maxlen))
+        if sd.port:
+            body += nla_pack(IPVS_DAEMON_ATTR_MCAST_PORT, struct.pack("=H", sd.port))
+        if sd.ttl:
+            body += nla_pack(IPVS_DAEMON_ATTR_MCAST_TTL, struct.pack("=B", sd.ttl))
+        if sd.group is not None:
+            kind = IPVS_DAEMON_ATTR_MCAST_GROUP6 if sd.group.version == 6 else IPVS_DAEMON_ATTR_MCAST_GROUP
+            body += nla_pack(kind, sd.group.packed)
+    return nla_pack(IPVS_CMD_ATTR_DAEMON | NLA_F_NESTED, body)
+
+
 def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
     """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
     return b"".join(nla_pack(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
@@ -8678,10 +8897,32 @@ def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
 
 
 class IpvsNetlink(NetlinkSocket):
-    """Generic netlink requests to the kernel's IPVS family."""
+    """Generic netlink requests to the kernel's IPVS family; with `netns`, the IPVS of that named network namespace
+    ("" the init namespace's): the socket is made there (setns and back, this thread only) and stays there."""
 
-    def __init__(self) -> None:
-        super().__init__(NETLINK_GENERIC, timeout=5.0)
+    def __init__(self, netns: Optional[str] = None) -> None:
+        if netns is None:
+            super().__init__(NETLINK_GENERIC, timeout=5.0)
+        else:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                target = os.open(f"/run/netns/{netns}" if netns else "/proc/1/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if libc.setns(target, 0x40000000) != 0:  # CLONE_NEWNET
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"net_namespace_ipvs {netns}: {os.strerror(err)}")
+                finally:
+                    os.close(target)
+                try:
+                    super().__init__(NETLINK_GENERIC, timeout=5.0)
+                finally:
+                    if libc.setns(home, 0x40000000) != 0:  # never go on in the wrong namespace
+                        raise SystemExit(f"cannot return from the IPVS network namespace {netns}")
+            finally:
+                os.close(home)
         try:
             replies = self._genl(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
                                  nla_pack_str(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME), version=1)
@@ -8726,6 +8967,12 @@ class IpvsNetlink(NetlinkSocket):
 
     def del_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
         self.genl_request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
+
+    def new_daemon(self, state: int, sd: LvsSyncDaemon) -> None:
+        self.genl_request(IPVS_CMD_NEW_DAEMON, ipvs_daemon_attr(state, sd))
+
+    def del_daemon(self, state: int) -> None:
+        self.genl_request(IPVS_CMD_DEL_DAEMON, ipvs_daemon_attr(state))
 
 
 def _vs_name(vs: VirtualServer) -> str:
@@ -9468,6 +9715,11 @@ class LvsManager:
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
         # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to TrackerRunner
         self.bfd_up: Callable[[str], bool] = lambda name: False
+        # lvs_sync_daemon: the kernel's sync daemon states running (IP_VS_STATE_*), the VRRP states heard
+        self.syncd: Optional[LvsSyncDaemon] = None
+        self.syncd_states: set = set()
+        self.syncd_nl: Optional[IpvsNetlink] = None
+        self.vrrp_states: Dict[str, State] = {}
 
     def bfd_event(self, name: str, up: bool) -> None:
         """A BFD session changed: its BFD_CHECK checkers decide again now."""
@@ -9478,11 +9730,12 @@ class LvsManager:
                         check.bfd_event()
 
     def start(self) -> None:
+        self._syncd_configure(self.config.global_defs.lvs_sync_daemon)
         if not self.config.virtual_servers:
             return
         try:
             if self.nl is None:
-                self.nl = IpvsNetlink()
+                self.nl = IpvsNetlink(self.config.global_defs.net_namespace_ipvs)
             self.kernel = {svc.key: svc for svc in self.nl.services()}
         except (OSError, VrrpdError) as exc:
             self.error = f"the kernel has no IPVS (is the ip_vs module available?): {exc}"
@@ -9503,6 +9756,10 @@ class LvsManager:
         for vsr in list(self.vs.values()):
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
+        self._syncd_configure(None)
+        if self.syncd_nl is not None:
+            self.syncd_nl.close()
+            self.syncd_nl = None
         if self.nl is not None:
             if self.config.global_defs.lvs_flush_on_stop:
                 self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
@@ -9510,7 +9767,12 @@ class LvsManager:
             self.nl = None
 
     def reload(self, config: Config) -> None:
+        before = self.config.global_defs.net_namespace_ipvs
+        if config.global_defs.net_namespace_ipvs != before:
+            log.info("Cannot change IPVS network namespace at a reload - please restart %s", PROG)
+            config.global_defs.net_namespace_ipvs = before
         self.config = config
+        self._syncd_configure(config.global_defs.lvs_sync_daemon)
         if self.nl is None:
             self.error = None
             self.start()
@@ -9533,6 +9795,69 @@ class LvsManager:
                                                for c in r.checkers]} for k, r in vsr.rs.items()],
             })
         return out
+
+    # -- the IPVS connection sync daemon (keepalived's ipvs_syncd_cmd) ---------------------------
+    def vrrp_state(self, name: str, state: State) -> None:
+        """A VRRP instance entered `state`. The sync daemon of `lvs_sync_daemon IF inst NAME` follows it: the
+        master daemon while NAME is MASTER, the backup daemon otherwise (keepalived's vrrp_state_become_master and
+        vrrp_state_leave_master); at STOP it stops."""
+        self.vrrp_states[name] = state
+        if self.syncd is not None and self.syncd.instance == name:
+            self._syncd_run(self._syncd_wanted())
+
+    def _syncd_wanted(self) -> set:
+        sd = self.syncd
+        if sd is None:
+            return set()
+        if sd.instance is None:  # no instance: the checker process runs both, all the time
+            return {IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP}
+        state = self.vrrp_states.get(sd.instance)
+        if state is None or state == State.STOP:
+            return set()
+        return {IP_VS_STATE_MASTER if state == State.MASTER else IP_VS_STATE_BACKUP}
+
+    def _syncd_configure(self, sd: Optional[LvsSyncDaemon]) -> None:
+        """Start, change or stop the sync daemon as the configuration says (a reload that changes it restarts it)."""
+        def where_from_left_out(x: Optional[LvsSyncDaemon]) -> Any:
+            return None if x is None else dataclass_replace(x, file="", line=0)
+        if where_from_left_out(sd) != where_from_left_out(self.syncd):
+            self._syncd_run(set())
+        self.syncd = sd
+        self._syncd_run(self._syncd_wanted())
+
+    def _syncd_run(self, wanted: set) -> None:
+        if wanted == self.syncd_states:
+            return
+        nl = self.nl or self.syncd_nl
+        if nl is None:
+            try:
+                nl = self.syncd_nl = IpvsNetlink(self.config.global_defs.net_namespace_ipvs)
+            except (OSError, VrrpdError) as exc:
+                log.error("LVS: the sync daemon cannot be started: the kernel has no IPVS (%s)", exc)
+                self.syncd_states = set(wanted)  # said once
+                return
+        names = {IP_VS_STATE_MASTER: "master", IP_VS_STATE_BACKUP: "backup"}
+        for state in sorted(self.syncd_states - wanted):
+            try:
+                nl.del_daemon(state)
+                log.info("LVS: stopped the %s sync daemon", names[state])
+            except (OSError, VrrpdError) as exc:
+                log.info("IPVS cmd stop daemon (%s) error: %s", names[state], exc)
+        for state in sorted(wanted - self.syncd_states):
+            sd = self.syncd
+            assert sd is not None
+            try:
+                nl.new_daemon(state, sd)
+                log.info("LVS: started the %s sync daemon on %s, syncid %d", names[state], sd.ifname, sd.syncid or 0)
+            except NetlinkError as exc:
+                if exc.errno != errno.EEXIST:
+                    log.error("IPVS cmd start daemon (%s) error: %s", names[state], exc)
+                    continue
+                log.info("LVS: the %s sync daemon was already running", names[state])
+            except (OSError, VrrpdError) as exc:
+                log.error("IPVS cmd start daemon (%s) error: %s", names[state], exc)
+                continue
+        self.syncd_states = set(wanted)
 
     # -- reconciliation ----------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
@@ -9768,6 +10093,31 @@ def no_accept_vips(config: Config) -> List[IPAddress]:
     return vips
 
 
+NETLINK_NETFILTER = 12
+NFT_MSG_GETTABLE = (10 << 8) | 1  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETTABLE
+NFTA_TABLE_NAME = 1
+NFPROTO_INET = 1
+
+
+def nft_table_exists(table: str) -> Optional[bool]:
+    """Whether nftables holds the table `inet <table>`, asked over netlink (no nft process, no fork at every
+    start); None when the kernel cannot say."""
+    try:
+        nl = NetlinkSocket(NETLINK_NETFILTER, timeout=2.0)
+    except OSError:
+        return None
+    try:
+        nl.request(NFT_MSG_GETTABLE, NLM_F_ACK, struct.pack("!BBH", NFPROTO_INET, 0, 0)
+                   + nla_pack_str(NFTA_TABLE_NAME, table))
+        return True
+    except NetlinkError as exc:
+        return False if exc.errno == errno.ENOENT else None
+    except OSError:
+        return None
+    finally:
+        nl.close()
+
+
 class StrictFirewall:
     """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
 
@@ -9780,6 +10130,8 @@ class StrictFirewall:
 
     def start(self, vips: List[IPAddress]) -> bool:
         """Remove a table left by a crashed run, then add ours if some VIP needs it; False on failure."""
+        if not vips and nft_table_exists(self.table) is False:
+            return True  # the common case: nothing to remove, nothing to add, and nft not run at all
         try:
             if self._nft(["nft", "list", "table", "inet", self.table]).returncode == 0:
                 log.info("Deleting old inet %s table", self.table)
@@ -10219,12 +10571,17 @@ class BfdDriver:
 
 
 class Timer:
-    """A callback scheduled on the EventLoop; cancel() is cheap (lazy removal from the heap)."""
+    """A callback scheduled on the EventLoop; cancel() is cheap (lazy removal from the heap).
 
-    __slots__ = ("when", "callback", "args", "cancelled")
+    Timers due at the same moment run in the order they were set (`seq`): instances that fall due together
+    (a MASTER re-arms at its deadline) keep their places in the batch, so each one's adverts stay evenly spaced."""
+
+    __slots__ = ("when", "seq", "callback", "args", "cancelled")
+    _next_seq = 0
 
     def __init__(self, when: float, callback: Callable[..., Any], args: tuple):
         self.when = when
+        self.seq = Timer._next_seq = Timer._next_seq + 1
         self.callback = callback
         self.args = args
         self.cancelled = False
@@ -10233,7 +10590,7 @@ class Timer:
         self.cancelled = True
 
     def __lt__(self, other: Timer) -> bool:
-        return self.when < other.when
+        return self.when < other.when or (self.when == other.when and self.seq < other.seq)
 
 
 class Child:
@@ -10347,9 +10704,10 @@ class EventLoop:
         env: Optional[Dict[str, str]] = None,
         user: Optional[str] = None,
         group: Optional[str] = None,
-        stdout: Any = subprocess.DEVNULL,
+        stdout: Any = None,
     ) -> Child:
-        """Start argv in its own session; on_exit(child) runs on the loop when it ends.
+        """Start argv in its own session; on_exit(child) runs on the loop when it ends. Its output goes to
+        `stdout` (a file or subprocess.PIPE), by default nowhere.
 
         A child still running after `timeout` seconds is killed with its process group and
         reported with child.timed_out = True. Raises OSError if it cannot be started."""
@@ -10359,7 +10717,7 @@ class EventLoop:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=stdout,
+            stdout=subprocess.DEVNULL if stdout is None else stdout,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
@@ -10459,32 +10817,41 @@ class EventLoop:
                 timeout = max(0.0, self._timers[0].when - now)
             if until is not None:
                 timeout = max(0.0, until - now) if timeout is None else min(timeout, max(0.0, until - now))
-        if timeout is not None and timeout > 0.0:
-            # epoll counts whole milliseconds and rounds up: wake up to 1 ms early instead, then sleep the rest
-            timeout = int(timeout * 1000) / 1000.0
+        fine = timeout is not None and timeout > 0.0
+        if fine:
+            # epoll counts whole milliseconds, rounded up, and the kernel lets any poll wake up to 0.1 % of its
+            # timeout late (1 ms in a second): wake early by that much, then wait out the rest in microseconds
+            timeout = max(0.0, int((timeout - timeout / 1000.0 - 0.001) * 1000) / 1000.0)
         try:
             events = self.selector.select(timeout)
         except InterruptedError:
             events = []
-        if not events and not self._ready and self._timers:
-            early = self._timers[0].when - self.time()
-            if 0.0 < early < 0.002:
-                time.sleep(early)  # sub-millisecond: adverts leave on time, not up to 1 ms late
+        if fine and not events and not self._ready and self._timers:
+            self._wait_fine(self._timers[0].when if until is None else min(until, self._timers[0].when))
+            try:
+                events = self.selector.select(0)
+            except InterruptedError:
+                events = []
         now = self.time()
-        due: List[Timer] = []
-        while self._timers and (self._timers[0].when <= now or self._timers[0].cancelled):
-            timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                due.append(timer)
         with self._lock:
             ready, self._ready = self._ready, []
         # Due timers first: an advert due now leaves before the next batch of a flooded socket is read (each
-        # reader takes a bounded batch per pass). Each handler is looked up again just before it runs: an
-        # earlier callback of this same pass may have removed a reader (and closed its socket) or cancelled a
-        # timer that had already fallen due.
-        for timer in due:
-            if not timer.cancelled:
+        # reader takes a bounded batch per pass). The timers due are those set before this pass that fall due by
+        # `now`; each runs as soon as it leaves the heap (the first of a thousand due together does not wait for
+        # the others to be sorted out), and one set during the pass waits for the next. Each handler is looked
+        # up again just before it runs: an earlier callback of this same pass may have removed a reader (and
+        # closed its socket) or cancelled a timer that had already fallen due.
+        timers, last, later = self._timers, Timer._next_seq, []
+        while timers and (timers[0].when <= now or timers[0].cancelled):
+            timer = heapq.heappop(timers)
+            if timer.cancelled:
+                continue
+            if timer.seq > last:
+                later.append(timer)
+            else:
                 self._call(timer.callback, timer.args)
+        for timer in later:
+            heapq.heappush(timers, timer)
         for key, mask in events:
             for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
                 if mask & flag:
@@ -10493,6 +10860,21 @@ class EventLoop:
                         self._call(*handlers[slot])
         for callback, args in ready:
             self._call(callback, args)
+
+    def _wait_fine(self, when: float) -> None:
+        """Wait, still woken by the loop's file descriptors, until `when`, at most a few ms away: select() on the
+        epoll descriptor takes microseconds, and so short a timeout has only the timer slack (50 µs)."""
+        remaining = when - self.time()
+        if remaining <= 0.0:
+            return
+        fd = self.selector.fileno()  # -1: a selector with no descriptor of its own
+        try:
+            if fd < 0:
+                time.sleep(remaining)
+            else:
+                select.select([fd], [], [], remaining)
+        except (InterruptedError, ValueError, OSError):
+            pass
 
     @staticmethod
     def _call(callback: Callable[..., Any], args: tuple) -> None:
@@ -11071,6 +11453,12 @@ class InstanceRuntime:
     """One configured vrrp_instance at run time, either family: its machine, interface, sockets, timers
     and counters."""
 
+    __slots__ = ("inst", "machine", "version", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
+                 "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
+                 "adverts_received", "transitions", "bad_packets", "entered", "released_master", "last_notified",
+                 "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set", "rules_set", "hmac",
+                 "logged", "history", "reasons", "rx_memo", "old_checksum")
+
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
         self.machine = machine
@@ -11108,6 +11496,8 @@ class InstanceRuntime:
         self.logged: set = set()  # bad-advert classes logged since the last MASTER change (RFC 9568)
         self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
         self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
+        # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
+        self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -11169,6 +11559,8 @@ class Daemon:
         self._linkbeat_timer: Optional[Timer] = None
         self._garp_queue: Dict[Tuple[Any, int], List[Tuple[InstanceRuntime, Tuple[str, bytes, IPAddress]]]] = {}
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
+        # use_vmac_addr / a VIP's use_vmac: (base interface, family, VRID) -> (the VMAC's name, ifindex)
+        self.addr_vmacs: Dict[Tuple[str, int, int], Tuple[str, int]] = {}
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
         self.last_state: Dict[str, State] = {}
@@ -11330,6 +11722,7 @@ class Daemon:
         """Targets, source address, the VMAC and its sending socket, the AH socket: at start and after a reload
         (what is still wanted is kept, the AH sequence number too)."""
         inst = rt.inst
+        rt.rx_memo = None  # the receive checks' settings may have changed
         self._set_targets(rt)
         rt.vmac_index = self.vmac_index.get(inst.name, 0)
         if rt.xmit is not None and (not rt.vmac_index or inst.vmac_xmit_base or rt.xmit.ifindex != rt.vmac_index):
@@ -11528,8 +11921,39 @@ class Daemon:
                                                           instance_family(inst))
             except (OSError, VrrpdError) as exc:
                 log.error("(%s) use_vmac: cannot create %s: %s", name, ifname, exc)
-        if self.vmac_index != before and self.rtnl is not None:
+        addr_before = dict(self.addr_vmacs)
+        self._set_addr_vmacs(config)
+        if (self.vmac_index != before or self.addr_vmacs != addr_before) and self.rtnl is not None:
             self.links = self.rtnl.links()
+
+    def _set_addr_vmacs(self, config: Config) -> None:
+        """The VMACs of addresses (keepalived's use_vmac_addr and per-VIP use_vmac): one per base interface,
+        family and VRID, shared by the VIPs that want it, named from vmac_addr_prefix (else vmac_prefix)."""
+        assert self.vmacs is not None
+        wanted: Dict[Tuple[str, int, int], str] = {}
+        for inst in config.vrrp_instances:
+            family = instance_family(inst)
+            for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                base = vip.dev or inst.interface
+                if base and addr_vmac_wanted(inst, vip, family):
+                    wanted.setdefault((base, vip.address.version, inst.virtual_router_id), inst.name)
+        for key, (_name, index) in list(self.addr_vmacs.items()):
+            if key not in wanted:
+                self.vmacs.remove(index)
+                del self.addr_vmacs[key]
+        prefix = config.global_defs.vmac_addr_prefix or config.global_defs.vmac_prefix or "vrrp"
+        own = {vmac_ifname(i.virtual_router_id, i.vmac_name, config.global_defs.vmac_prefix)
+               for i in config.vrrp_instances if i.use_vmac}
+        for key, owner in wanted.items():
+            if key in self.addr_vmacs:
+                continue
+            base, family, vrid = key
+            names = {link.name for link in self.links.values()} | own | {n for n, _ in self.addr_vmacs.values()}
+            try:
+                ifname = addr_vmac_name(prefix, vrid, family, lambda n, names=names: n in names)  # type: ignore
+                self.addr_vmacs[key] = (ifname, self.vmacs.create(ifname, base, vrid, family))
+            except (OSError, VrrpdError) as exc:
+                log.error("(%s) use_vmac_addr: cannot create a VMAC on %s: %s", owner, base, exc)
 
     def _group_fault(self, rt: InstanceRuntime) -> bool:
         """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
@@ -11864,6 +12288,7 @@ class Daemon:
                 rt.last_notified = act.state
                 rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
+                self._safe(self.lvs.vrrp_state, inst.name, act.state)  # lvs_sync_daemon follows its instance
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
@@ -11961,7 +12386,12 @@ class Daemon:
         return packets
 
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
+        if self.addr_vmacs and addr_vmac_wanted(rt.inst, vip, rt.family):
+            key = (vip.dev or rt.inst.interface or "", vip.address.version, rt.inst.virtual_router_id)
+            return self.addr_vmacs[key][1] if key in self.addr_vmacs else 0
         if vip.dev is None or vip.dev == rt.inst.interface:
+            if vip.address.version != rt.family:  # keepalived: the other family's eVIP stays on the interface
+                return rt.ifindex
             return rt.vmac_index or rt.ifindex
         link = self._link_by_name(vip.dev)
         return link.index if link is not None else 0
@@ -12480,21 +12910,33 @@ class Daemon:
             def unwrap(msg: bytes) -> Optional[bytes]:
                 return self.hmac_receive(rt, msg, src, unicast)  # type: ignore[arg-type]
 
-        check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
-        verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src, rt.checksum_as_v2,
-                                 unwrap, rt.old_checksum, self.g.vrrp_mcast_group4)
-        if verdict is None:
-            return
-        if isinstance(verdict, Drop):
-            self._bad(rt, verdict.reason, verdict.message)
-            return
-        adv = verdict
-        if adv.old_checksum and rt.old_checksum is None:
-            rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
-            rt.packets.clear()
-            log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
+        memo = rt.rx_memo
+        if memo is not None and memo[0] == pkt.payload and memo[1] == pkt.src and memo[2] == pkt.dst \
+                and memo[3] == pkt.ttl and memo[6] == rt.old_checksum:
+            # the same bytes as the last advert accepted, from the same source: a steady master's adverts are
+            # identical, and receive_checks() is a pure function of them and of settings that only a reload
+            # changes (_attach forgets the memo then)
+            adv, mismatch = memo[4], memo[5]
+        else:
+            check_src = self.g.vrrp_check_unicast_src or rt.inst.check_unicast_src
+            verdict = receive_checks(pkt, rt.machine, rt.unicast, rt.inst.unicast_peer, check_src,
+                                     rt.checksum_as_v2, unwrap, rt.old_checksum, self.g.vrrp_mcast_group4)
+            if verdict is None:
+                return
+            if isinstance(verdict, Drop):
+                self._bad(rt, verdict.reason, verdict.message)
+                return
+            adv = verdict
+            if adv.old_checksum and rt.old_checksum is None:
+                rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
+                rt.packets.clear()
+                log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
+            mismatch = bool(adv.priority) and rt.machine.address_mismatch(adv)
+            # not with auth_hmac (a replay is the same bytes) or AH, nor for an owner that ignores adverts
+            if unwrap is None and not ah and not rt.machine.owner_ignore_adverts:
+                rt.rx_memo = (pkt.payload, pkt.src, pkt.dst, pkt.ttl, adv, mismatch, rt.old_checksum)
         self._accepted_from(rt, pkt.src, adv)
-        if adv.priority and rt.machine.address_mismatch(adv):
+        if mismatch:
             self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
                       f"in MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
         rt.adverts_received += 1
@@ -15227,9 +15669,27 @@ def run_start_stop_script(g: GlobalDefs, startup: bool) -> None:
         log.debug("%s script succeeded", kind)
 
 
+class _Options:
+    """The parsed command line as a plain object (see _forget_argparse)."""
+
+    def __init__(self, **values: Any):
+        self.__dict__.update(values)
+
+
+def _forget_argparse(args: Any) -> Any:
+    """The daemon's options without argparse: argparse and what it imports (gettext, textwrap) are unloaded,
+    and the 0.4 MB they took serves the configuration and the instances instead."""
+    options = _Options(**vars(args))
+    for name in ("argparse", "gettext", "textwrap"):
+        sys.modules.pop(name, None)
+    gc.collect()  # the parser's reference cycles
+    return options
+
+
 def run_daemon(args: Any) -> int:
     """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
     reexec_from_bytecode_cache()
+    args = _forget_argparse(args)
     if args.log_facility not in SYSLOG_FACILITIES:
         print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
         return 1
