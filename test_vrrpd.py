@@ -9091,6 +9091,20 @@ def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop.close()
 
 
+def test_soak_finding_a_child_that_ended_while_the_loop_was_held_up_did_not_time_out():
+    """A tracked script ended within its timeout, but the loop was held up: the next pass ran the due timeout
+    timer before the readable pidfd, and the script "timed out" (a priority drop and a lost VIP in the soak)."""
+    loop = vrrpd.EventLoop()
+    seen: list = []
+    child = loop.spawn(["true"], on_exit=lambda c: seen.append((c.timed_out, c.returncode)), timeout=0.2)
+    stat = Path(f"/proc/{child.pid}/stat")
+    wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", 10, 0.01, "the child ended")
+    time.sleep(0.3)  # while the loop does not run, the child ended and its timeout passed
+    loop.run(until=time.monotonic() + 0.5)
+    assert seen == [(False, 0)]
+    loop.close()
+
+
 # -- G2. Command line, daemonising, signals, dumps, reload (issue 7) ---------------------------
 
 

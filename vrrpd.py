@@ -10741,6 +10741,10 @@ class EventLoop:
 
     def _child_timeout(self, child: Child) -> None:
         if child.returncode is None:
+            # a loop held up (a stall, a long pass) runs this timer before it reads the exit the child already
+            # made: that child finished, it did not time out (the soak saw a tracked script "time out" so)
+            self._reap(child)
+        if child.returncode is None:
             child.timed_out = True
             child.kill()
 
