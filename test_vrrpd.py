@@ -11943,7 +11943,7 @@ def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
 # a tick of observation lag and the daemons' own reaction time on a loaded 2-core machine
 SOAK_SETTLE = _master_down(min(SOAK_PRIORITY.values()) + SOAK_WEIGHT) + 0.6
 SOAK_STARTUP = 3.0  # a restarted daemon is up and listening within this
-SOAK_STALL = 1.5  # a master holding the VIP this long without an advert on the wire is stuck (3 adverts missed)
+SOAK_STALL = 2.0  # a master holding the VIP this long without an advert on the wire is stuck (4 adverts missed)
 
 
 def _read_or(path, default: str = "?\n") -> str:
@@ -12104,7 +12104,10 @@ class _SoakNode:
         self.capture = directory / f"{name}-adverts.pcap"
         self.tcpdump = None
         if shutil.which("tcpdump"):
-            self.tcpdump = lab.exec(lab.bridge_ns, ["tcpdump", "-i", self.port, "-Q", "in", "-nn", "-U", "-w",
+            # --immediate-mode: each advert reaches the file when it is captured, not up to a second later with the
+            # buffer it came in (the watchdog reads the file while the soak runs)
+            self.tcpdump = lab.exec(lab.bridge_ns, ["tcpdump", "-i", self.port, "-Q", "in", "-nn", "-U",
+                                                    "--immediate-mode", "-w",
                                                     str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)

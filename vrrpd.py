@@ -5259,7 +5259,7 @@ def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
 
 def is_multicast(address: IPAddress) -> bool:
     """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
-    return int(address) >> 28 == 0xE if address.version == 4 else int(address) >> 120 == 0xFF
+    return int(address) >> 28 == 0xE if isinstance(address, ipaddress.IPv4Address) else int(address) >> 120 == 0xFF
 
 
 _IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
