@@ -8377,6 +8377,147 @@ def test_net_namespace_ipvs_and_namespace_with_ipsets_are_read_as_keepalived_rea
     assert config.global_defs.net_namespace_ipvs == ""  # the init namespace
 
 
+def test_url_regex_offsets_options_and_no_match_as_keepalived_checks_them():
+    def url(regex, *options, lo=0, hi=None, no_match=False):
+        return vrrpd.UrlCheck(regex=regex, regex_options=list(options), regex_min_offset=lo, regex_max_offset=hi,
+                              regex_no_match=no_match)
+
+    body = b"Status: OK\nload 42\nend"
+    cases = [
+        (url(rb"load \d+".decode()), True),
+        (url("LOAD"), False), (url("LOAD", "caseless"), True),
+        (url("^load", ), False), (url("^load", "multiline"), True),
+        (url("OK.load", ), False), (url("OK.load", "dotall"), True),
+        (url("l o a d  # spaced", "extended"), True),
+        (url("load", "firstline"), False), (url("Status", "firstline"), True),  # must start on the first line
+        (url("load", lo=12), False), (url("load", lo=11), True),  # starts at offset 11
+        (url("load", hi=10), False), (url("load", hi=11), True),
+        (url("load", no_match=True), False), (url("nothing", no_match=True), True),
+    ]
+    for u, want in cases:
+        assert vrrpd.http_response_ok(b"HTTP/1.0 200 OK\r\n\r\n" + body, u)[0] is want, u
+    assert vrrpd.http_response_ok(b"HTTP/1.0 200 OK\r\n\r\n" + body, url("nothing"))[1] == "Regex match failed"
+    assert vrrpd.url_regex_matches(url("caf\u00e9", "utf"), "un caf\u00e9".encode())
+    assert not vrrpd.url_regex_matches(url("caf\u00e9", "utf"), b"\xff caf")  # not UTF-8: no match, as PCRE2
+    text = """virtual_server 10.0.0.1 80 {
+ protocol TCP
+ real_server 10.1.0.1 80 {
+  HTTP_GET {
+   url {
+    path /a
+    regex_no_match
+    regex_min_offset 3
+   }
+   url {
+    path /b
+    regex ok
+    regex_min_offset 9
+    regex_max_offset 4
+    regex_options ungreedy
+   }
+   url {
+    path /c
+    regex "(unclosed"
+   }
+  }
+ }
+}
+"""
+    config, diags = vrrpd.parse_config_text(text, "r.conf")
+    a, b, c = config.virtual_servers[0].real_servers[0].checkers[0].urls
+    assert (a.regex, a.regex_no_match, a.regex_min_offset) == (None, False, 0)
+    assert (b.regex, b.regex_min_offset, b.regex_max_offset) == ("ok", 0, None) and c.regex is None
+    text = "\n".join(messages(diags))
+    assert "r.conf:4: warning: regex parameters specified without regex" in text
+    assert "r.conf:4: warning: regex min offset 9 > regex_max_offset 4 - ignoring" in text
+    assert "r.conf:15: warning: regex option ungreedy: Python's re has no equivalent" in text
+    assert "r.conf:4: warning: Invalid regex: '(unclosed' at offset 0: missing ), unterminated subpattern" in text
+
+
+def test_ssl_get_offers_the_ssl_blocks_certificate_and_tls_compliant_sends_close_notify(tmp_path):
+    """A server that requires a client certificate: SSL_GET passes only with the SSL block's certificate and its
+    password-protected key. tls_compliant ends the session with close_notify (the server's unwrap() completes);
+    without it the TCP connection just closes, as keepalived's quiet shutdown. A url regex decides too."""
+    import socket
+    import ssl
+    import threading
+
+    server_cert, server_key = _self_signed(tmp_path)
+    client_cert, client_key = tmp_path / "client.pem", tmp_path / "client.key"
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "2",
+        "-subj", "/CN=checker", "-passout", "pass:s3cret", "-keyout", str(client_key), "-out", str(client_cert)])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(server_cert, server_key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(client_cert)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    seen: list = []
+
+    def serve():
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            raw.settimeout(3)
+            try:
+                conn = ctx.wrap_socket(raw, server_side=True)
+            except (OSError, ssl.SSLError):
+                seen.append(("no client certificate", ""))
+                raw.close()
+                continue
+            try:
+                path = conn.recv(4096).split()[1].decode()
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nstatus ok 42")
+                try:
+                    conn.unwrap()  # close_notify, then wait for the checker's
+                    seen.append((path, "close_notify"))
+                except (OSError, ssl.SSLError):
+                    seen.append((path, "closed without close_notify"))
+            except (OSError, ssl.SSLError, IndexError):
+                pass
+            raw.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def ssl_get(path, regex=None, no_match=False, **kw):
+        return vrrpd.Checker(kind="SSL_GET", urls=[vrrpd.UrlCheck(path, regex=regex, regex_no_match=no_match)],
+                             connect_timeout=2, retry=0, alpha=True, **kw)
+
+    def run(ssl_block):
+        checkers = {"/compliant": ssl_get("/compliant", tls_compliant=True), "/quiet": ssl_get("/quiet"),
+                    "/regex": ssl_get("/regex", regex=r"ok \d+"), "/no-match": ssl_get("/no-match", "ok", True)}
+        rss = [_rs("127.0.0.1", port, [chk]) for chk in checkers.values()]
+        for n, rs in enumerate(rss):
+            rs.address = _ip(f"127.0.0.{n + 1}")
+            rs.checkers[0].connect_ip = _ip("127.0.0.1")
+        loop, m = _manager(_vs(port=443, rss=rss, delay_loop=0.2))
+        m.config.ssl = ssl_block
+        fake = m.nl
+        m.start()
+        _run_until(loop, lambda: all(c.results[True] + c.results[False] >= 2 for vsr in m.vs.values()
+                                     for r in vsr.rs.values() for c in r.checkers), 10, "two rounds of checks")
+        up = sorted(path for path, chk in checkers.items()
+                    if f"127.0.0.{list(checkers).index(path) + 1}:{port}" in fake.weights("[10.0.0.100]:tcp:443"))
+        m.stop()
+        loop.close()
+        return up
+
+    assert run(None) == [] and seen and {s[0] for s in seen} == {"no client certificate"}
+    seen.clear()
+    block = vrrpd.SslConfig(certificate=str(client_cert), key=str(client_key), password="s3cret")
+    assert run(block) == ["/compliant", "/quiet", "/regex"]
+    assert ("/compliant", "close_notify") in seen and ("/quiet", "closed without close_notify") in seen
+    assert ("/compliant", "closed without close_notify") not in seen and ("/quiet", "close_notify") not in seen
+    config, diags = parse_ok(f"SSL {{\n password s3cret\n certificate {client_cert}\n key {client_key}\n"
+                             f" ca {client_cert}\n}}\n")
+    assert config.ssl == vrrpd.SslConfig("s3cret", str(client_cert), str(client_cert), str(client_key))
+    listener.close()
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()

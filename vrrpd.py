@@ -858,6 +858,15 @@ class UrlCheck:
     digest: Optional[str] = None  # lower-case hex MD5 of the body
     status_code: List[Tuple[int, int]] = field(default_factory=list)  # ranges; empty: 200-299
     virtualhost: Optional[str] = None
+    # keepalived's regex check (PCRE2 there, Python's re here): the body must match (or, with regex_no_match, must
+    # not), the match starting at offset regex_min_offset .. regex_max_offset
+    regex: Optional[str] = None
+    regex_options: List[str] = field(default_factory=list)
+    regex_no_match: bool = False
+    regex_min_offset: int = 0
+    regex_max_offset: Optional[int] = None
+    regex_stack: Optional[Tuple[int, int]] = None  # PCRE2's JIT stack (start, max): Python's re needs none
+    tls_compliant: bool = False  # SSL_GET: end the TLS session with close_notify
 
 
 @dataclass
@@ -886,6 +895,8 @@ class Checker:
     http_protocol: str = "1.0"
     enable_sni: bool = True
     sni_name: Optional[str] = None
+    tls_compliant: bool = False  # SSL_GET: end each TLS session with close_notify (keepalived: quiet shutdown)
+    fast_recovery: bool = False  # vrrpd checks every url in one attempt: what fast_recovery makes keepalived do
     # MISC_CHECK
     misc_path: Optional[Command] = None
     misc_timeout: Optional[float] = None
@@ -1007,6 +1018,16 @@ class VirtualServer:
 
 
 @dataclass
+class SslConfig:
+    """The top-level `SSL` block: the client side of every SSL_GET (keepalived's one SSL context)."""
+
+    password: Optional[str] = None  # of the key
+    ca: Optional[str] = None  # loaded, not verified against (keepalived sets no verify mode)
+    certificate: Optional[str] = None  # the client certificate chain, offered when the server asks
+    key: Optional[str] = None
+
+
+@dataclass
 class Config:
     """Everything one configuration file (with its includes) says."""
 
@@ -1024,6 +1045,7 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
+    ssl: Optional[SslConfig] = None  # the top-level SSL block (SSL_GET's client certificate)
     # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
     if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     garp_groups: List[GarpGroup] = field(default_factory=list)
@@ -3044,7 +3066,19 @@ _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
 _kw("top", "linkbeat_interfaces", _top_linkbeat_interfaces, (0, 0), _LINE_BLOCK)
-_accept_only("top", "SSL", (0, 1), "skip")
+
+
+
+def _top_ssl(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> SslConfig:
+    if cfg.ssl is not None:
+        p.warning(kw, "SSL context already specified - replacing")
+    cfg.ssl = SslConfig()
+    return cfg.ssl
+
+
+_kw("top", "SSL", _top_ssl, (0, 0), "SSL")
+for _name in ("password", "ca", "certificate", "key"):
+    _kw("SSL", _name, _h_str(_name))
 
 
 def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
@@ -4150,6 +4184,67 @@ def _u_status(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
             url.status_code.append((lo, _parse_int(hi_text, lo, 599) if hi_text else lo))
 
 
+def _c_tls_compliant(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    if chk.kind != "SSL_GET":
+        p.warning(kw, "tls_compliant is a keyword of SSL_GET only (keepalived's HTTP_GET does not know it) - "
+                  "ignored")
+        return
+    _h_flag("tls_compliant")(p, chk, kw, args)
+
+
+def _u_regex(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    if url.regex is not None:
+        p.warning(kw, f"Duplicate regex specified - replacing {url.regex} with {args[0].text}")
+    url.regex = args[0].text
+
+
+# PCRE2 options (keepalived's names) and Python's re: a flag, a rule vrrpd applies itself, "" for options that
+# change nothing about whether a body matches, or None where re has no equivalent
+REGEX_OPTIONS: Dict[str, Any] = {
+    "caseless": re.IGNORECASE, "dotall": re.DOTALL, "multiline": re.MULTILINE, "extended": re.VERBOSE,
+    "utf": "utf", "ucp": "utf", "never_utf": "", "never_ucp": "", "firstline": "firstline",
+    "no_auto_capture": "", "no_auto_possess": "", "no_dotstar_anchor": "", "no_start_optimize": "",
+    "auto_callout": "", "use_offset_limit": "",
+    "ungreedy": None, "dollar_endonly": None, "dupnames": None, "allow_empty_class": None, "alt_bsux": None,
+    "match_unset_backref": None, "never_backslash_c": None, "alt_circumflex": None, "alt_verbnames": None,
+}
+
+
+def _u_regex_options(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    for a in args:
+        if a.text not in REGEX_OPTIONS:  # keepalived skips it without a word
+            p.warning(a, f"unknown regex option '{a.text}' (ignored)", " ".join(REGEX_OPTIONS))
+        elif REGEX_OPTIONS[a.text] is None:
+            p.warning(a, f"regex option {a.text}: Python's re has no equivalent; vrrpd matches without it")
+            url.regex_options.append(a.text)
+        else:
+            url.regex_options.append(a.text)
+
+
+def _u_regex_offset(attr: str) -> Handler:
+    def handler(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+        if not args[0].text.isdigit():
+            p.warning(args[0], f"Invalid {attr} {args[0].text} specified")
+            value = 0
+        else:
+            value = int(args[0].text)
+        setattr(url, attr, value if attr == "regex_min_offset" or value else None)
+    return handler
+
+
+def _u_regex_stack(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    """PCRE2's JIT stack for big matches: checked as keepalived checks it; Python's re needs no stack."""
+    start, top = args[0].text, args[1].text
+    if not start.isdigit():
+        p.warning(args[0], "regex_stack invalid start value")
+    elif not top.isdigit():
+        p.warning(args[1], "regex_stack invalid max value")
+    elif int(start) > int(top):
+        p.warning(kw, "regex stack start cannot exceed max value")
+    else:
+        url.regex_stack = (int(start), int(top))
+
+
 def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
     text = args[0].text.lower()
     if not re.fullmatch(r"[0-9a-f]{32}", text):
@@ -4264,12 +4359,19 @@ _kw("HTTP_GET", "http_protocol", _h_str("http_protocol"))
 _kw("HTTP_GET", "virtualhost", _h_str("virtualhost"))
 _kw("HTTP_GET", "enable_sni", _h_flag("enable_sni"), (0, 1), accept=_is_bool_word)
 _kw("HTTP_GET", "sni_name", _h_str("sni_name"))
-_accept_only("HTTP_GET", "fast_recovery tls_compliant")
+_kw("HTTP_GET", "fast_recovery", _h_flag("fast_recovery"), (0, 1), accept=_is_bool_word)
+_kw("HTTP_GET", "tls_compliant", _c_tls_compliant, (0, 1), accept=_is_bool_word)
 _kw("url", "path", _h_str("path"))
 _kw("url", "digest", _u_digest)
 _kw("url", "status_code", _u_status, (1, None), accept=lambda t: t[:1].isdigit())
 _kw("url", "virtualhost", _h_str("virtualhost"))
-_accept_only("url", "regex regex_no_match regex_options regex_min_offset regex_max_offset regex_stack")
+_kw("url", "regex", _u_regex)
+_kw("url", "regex_no_match", _h_flag("regex_no_match"), (0, 0))
+_kw("url", "regex_options", _u_regex_options, (1, None))
+_kw("url", "regex_min_offset", _u_regex_offset("regex_min_offset"))
+_kw("url", "regex_max_offset", _u_regex_offset("regex_max_offset"))
+_kw("url", "regex_stack", _u_regex_stack, (2, 2))
+_kw("url", "tls_compliant", _h_flag("tls_compliant"), (0, 1), accept=_is_bool_word)
 _kw("MISC_CHECK", "misc_path", _h_cmd("misc_path"), (1, None))
 _kw("MISC_CHECK", "misc_timeout", _h_time("misc_timeout", 0.001, 86400))
 _kw("MISC_CHECK", "misc_dynamic", _h_flag("misc_dynamic"), (0, 1), accept=_is_bool_word)
@@ -4884,6 +4986,8 @@ class _Validator:
             if not rs.weight_set:
                 rs.weight = vs.weight
             for chk in list(rs.checkers):
+                for url in chk.urls:
+                    self.url_regex(vs, chk, url)
                 target = chk.connect_ip or rs.address
                 if (chk.kind in _CONNECTION_CHECKERS and target.version == 6 and target.is_link_local
                         and not chk.bind_if):
@@ -4900,6 +5004,27 @@ class _Validator:
                 elif chk.kind == "UDP_CHECK" and chk.min_reply_length > chk.max_reply_length:
                     self.warn(vs.file, chk.line, f"UDP_CHECK min_reply_length {chk.min_reply_length} > "
                               f"max_reply_length {chk.max_reply_length} - will always fail")
+
+    def url_regex(self, vs: VirtualServer, chk: Checker, url: UrlCheck) -> None:
+        """keepalived's url_check(): regex parameters without a regex are dropped, as are offsets that cannot both
+        hold; a regex that does not compile is dropped ("Invalid regex")."""
+        if url.regex is None:
+            if url.regex_options or url.regex_no_match or url.regex_min_offset or url.regex_max_offset is not None \
+                    or url.regex_stack:
+                self.warn(vs.file, chk.line, "regex parameters specified without regex")
+                url.regex_options, url.regex_no_match, url.regex_min_offset = [], False, 0
+                url.regex_max_offset = url.regex_stack = None
+            return
+        if url.regex_max_offset is not None and url.regex_min_offset > url.regex_max_offset:
+            self.warn(vs.file, chk.line, f"regex min offset {url.regex_min_offset} > regex_max_offset "
+                      f"{url.regex_max_offset} - ignoring")
+            url.regex_min_offset, url.regex_max_offset = 0, None
+        try:
+            url_pattern(url)
+        except re.error as exc:
+            self.warn(vs.file, chk.line, f"Invalid regex: '{url.regex}' at offset {exc.pos}: {exc.msg}",
+                      "Python's re reads it (most PCRE syntax is the same)")
+            url.regex = None
 
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
@@ -7957,6 +8082,44 @@ def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool)
     return False, None
 
 
+_URL_PATTERNS: Dict[Tuple[str, Tuple[str, ...]], Any] = {}
+
+
+def url_pattern(url: UrlCheck) -> Any:
+    """The url's regex compiled with its options (cached); re.error if it does not compile."""
+    key = (url.regex or "", tuple(url.regex_options))
+    pattern = _URL_PATTERNS.get(key)
+    if pattern is None:
+        flags = 0
+        for name in url.regex_options:
+            if isinstance(REGEX_OPTIONS.get(name), int):
+                flags |= REGEX_OPTIONS[name]
+        text = key[0] if "utf" in [REGEX_OPTIONS.get(n) for n in url.regex_options] else key[0].encode()
+        if isinstance(text, str) and ("never_ucp" in url.regex_options or "ucp" not in url.regex_options):
+            flags |= re.ASCII  # PCRE2's utf without ucp: \w, \d and caseless stay ASCII
+        pattern = _URL_PATTERNS[key] = re.compile(text, flags)
+    return pattern
+
+
+def url_regex_matches(url: UrlCheck, body: bytes) -> bool:
+    """Whether the body matches the url's regex with a match starting within [regex_min_offset, regex_max_offset]
+    (firstline: at or before the first newline), as keepalived's check_regex() decides."""
+    pattern = url_pattern(url)
+    subject: Any = body
+    if isinstance(pattern.pattern, str):
+        try:
+            subject = body.decode("utf-8")
+        except UnicodeDecodeError:  # PCRE2 with utf reports a UTF error: no match
+            return False
+    last = url.regex_max_offset
+    if "firstline" in url.regex_options:
+        newline = subject.find("\n" if isinstance(subject, str) else b"\n")
+        if newline >= 0:
+            last = newline if last is None else min(last, newline)
+    found = pattern.search(subject, url.regex_min_offset)
+    return found is not None and (last is None or found.start() <= last)
+
+
 def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
     """Judge an HTTP response against a `url` block: status in range (200-299 by default) and digest."""
     head, sep, body = response.partition(b"\r\n\r\n")
@@ -7975,6 +8138,8 @@ def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
         got = hashlib.md5(body).hexdigest()
         if got != url.digest.lower():
             return False, f"MD5 digest error, expected {url.digest.lower()}, got {got}"
+    if url.regex is not None and url_regex_matches(url, body) == url.regex_no_match:
+        return False, "Regex match failed"
     return True, ""
 
 
@@ -9296,11 +9461,10 @@ class _HttpCheck(_CheckRunner):
         self._connect(self._tls_start if self.chk.kind == "SSL_GET" else self._send)
 
     def _tls_start(self) -> None:
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = self.manager.ssl_context()
+        if ctx is None:
+            self._done(False, f"SSL_CHECK on {self.name}: Error Initialize SSL, ctx Instance")
+            return
         sni = (self.chk.sni_name or self.url.virtualhost or self.chk.virtualhost or self.rs.virtualhost
                or self.vs.virtualhost) if self.chk.enable_sni else None
         assert self.sock is not None
@@ -9376,6 +9540,11 @@ class _HttpCheck(_CheckRunner):
             self.response += data
             if len(self.response) > 16 << 20:
                 break
+        if self.chk.kind == "SSL_GET" and (self.chk.tls_compliant or self.url.tls_compliant):
+            try:  # close_notify, as keepalived's SSL_shutdown() without quiet shutdown; not waiting for the peer's
+                self.sock.unwrap()  # type: ignore[attr-defined]
+            except (OSError, ValueError):
+                pass
         ok, why = http_response_ok(bytes(self.response), self.url)
         if not ok:
             self._done(False, f"HTTP {why} to {self.name} url({self.url.path}).")
@@ -9720,6 +9889,37 @@ class LvsManager:
         self.syncd_states: set = set()
         self.syncd_nl: Optional[IpvsNetlink] = None
         self.vrrp_states: Dict[str, State] = {}
+        self._ssl_ctx: Any = None  # SSL_GET's context once made (False: it could not be)
+
+    def ssl_context(self) -> Any:
+        """The one client SSL context of SSL_GET (keepalived's build_ssl_ctx): the `SSL` block's certificate and key
+        (with its password) and CA; no verification, as keepalived sets no verify mode. None if it cannot be made
+        (logged once, as keepalived's "SSL error" lines)."""
+        if self._ssl_ctx is not None:
+            return self._ssl_ctx or None
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conf = self.config.ssl
+        step = ""
+        try:
+            if conf is not None and conf.certificate:
+                step = "certificate"
+                ctx.load_cert_chain(conf.certificate, conf.key or None, conf.password)
+            elif conf is not None and conf.key:
+                log.warning("SSL: key without certificate - not used")
+            if conf is not None and conf.ca:
+                step = "CA"
+                ctx.load_verify_locations(conf.ca)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.error("SSL error : Cant load %s file... (%s)", step, exc)
+            log.error("Error Initialize SSL, ctx Instance")
+            self._ssl_ctx = False
+            return None
+        self._ssl_ctx = ctx
+        return ctx
 
     def bfd_event(self, name: str, up: bool) -> None:
         """A BFD session changed: its BFD_CHECK checkers decide again now."""
@@ -9772,6 +9972,7 @@ class LvsManager:
             log.info("Cannot change IPVS network namespace at a reload - please restart %s", PROG)
             config.global_defs.net_namespace_ipvs = before
         self.config = config
+        self._ssl_ctx = None  # the SSL block may have changed: made again at the next SSL_GET
         self._syncd_configure(config.global_defs.lvs_sync_daemon)
         if self.nl is None:
             self.error = None
