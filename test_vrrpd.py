@@ -12070,7 +12070,14 @@ def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
 # a tick of observation lag and the daemons' own reaction time on a loaded 2-core machine
 SOAK_SETTLE = _master_down(min(SOAK_PRIORITY.values()) + SOAK_WEIGHT) + 0.6
 SOAK_STARTUP = 3.0  # a restarted daemon is up and listening within this
-SOAK_STALL = 2.0  # a master holding the VIP this long without an advert on the wire is stuck (4 adverts missed)
+SOAK_STALL = 1.5  # a master holding the VIP this long without an advert on the wire is stuck (3 adverts missed)
+
+
+def _read_or(path, default: str = "?\n") -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return default
 
 
 def _socket_in_netns(ns: str, family: int, kind: int, proto: int):
@@ -12327,6 +12334,7 @@ class Soak:
         self.first_round: List[str] = []
         self.two_holders: List[tuple] = []  # (wall time, holder names) of each two-holder sample
         self.flood_until = 0.0  # a flood is on (or its Master_Down_Interval after) until then
+        self.stopping = threading.Event()  # the run is over: the watchdog ends
 
     # -- faults ---------------------------------------------------------------------------------
     def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
@@ -12476,31 +12484,66 @@ class Soak:
                 longest, when = t2 - t1, t1
         return longest, len(stamps), when
 
-    def stalled(self) -> None:
-        """A vrrpd master that has held the VIP, link up, for SOAK_STALL seconds without one advert on the wire
-        is stuck: its C stacks (gdb) and then its Python stacks (SIGABRT; faulthandler writes every thread's
-        stack to its log) are dumped once, to find what its loop waits for. It ends; the soak restarts it."""
+    def watchdog(self) -> None:
+        """A thread: a vrrpd node that holds the VIP (at the last sample), link up, and has put no advert on the
+        wire for SOAK_STALL seconds is stuck. Once per process, while it is stuck: the kernel stacks and wait
+        channels of its threads and of this harness (which has hung with it), this harness's Python stacks, then
+        the node's C stacks and Python stacks (gdb calls the function faulthandler uses; they go to its log).
+        Being traced may upset it: it is then killed and restarted (counted as stalled_master_dumped)."""
+        while not self.stopping.wait(0.25):
+            try:
+                self._watch_once()
+            except Exception as exc:  # the watchdog must not end the soak
+                self.log(f"watchdog error: {exc!r}")
+
+    def _watch_once(self) -> None:
+        import faulthandler
+
         now, wall = time.monotonic(), time.time()
-        recent = [h for t, h in self.holder_log if t >= wall - SOAK_STALL]
-        for n in self.nodes.values():
-            if (n.keepalived or not n.alive or not n.link_up or now - n.link_since < SOAK_STALL
-                    or now - n.started < SOAK_STARTUP + SOAK_STALL or n.pid in n.dumped
-                    or len(recent) < SOAK_STALL * 5 or not all(n.name in h for h in recent)):
+        sampled, holders = self.holder_log[-1] if self.holder_log else (wall, set())
+        for n in list(self.nodes.values()):
+            if (n.keepalived or not n.alive or not n.link_up or n.name not in holders or n.pid in n.dumped
+                    or now - n.link_since < SOAK_STALL or now - n.started < SOAK_STARTUP + SOAK_STALL):
                 continue
             last = _pcap_last_time(n.capture)
-            if last is None or wall - last < SOAK_STALL:
+            since = sampled  # it has held the VIP since the first of the latest samples that all have it
+            for t, h in reversed(self.holder_log):
+                if n.name not in h:
+                    break
+                since = t
+            if last is None or wall - max(last, since) < SOAK_STALL:
                 continue
-            n.dumped.add(n.pid)
-            dump = self.directory / f"{n.name}-stall-{n.pid}.txt"
-            self.log(f"{n.name} (pid {n.pid}) holds the VIP and sent no advert for {wall - last:.1f}s: "
-                     f"dumping its stacks to {dump.name} and its log")
-            subprocess.Popen(["sh", "-c", f"timeout 30 gdb -p {n.pid} -batch -ex 'thread apply all bt' "
-                              f"-ex 'info threads' >{dump} 2>&1; kill -ABRT {n.pid}"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pid = n.pid
+            n.dumped.add(pid)
+            dump = self.directory / f"{n.name}-stall-{pid}.txt"
+            self.log(f"{n.name} (pid {pid}) holds the VIP and sent no advert for {wall - last:.1f}s (holding for "
+                     f"{wall - since:.1f}s): stacks in {dump.name} and its log")
+            with open(dump, "w") as out:
+                out.write(f"{n.name} pid {pid}: no advert for {wall - last:.3f} s; the harness's last sample "
+                          f"{wall - sampled:.3f} s ago; load {Path('/proc/loadavg').read_text()}")
+                for what in ("cpu", "io", "memory"):
+                    out.write(f"pressure {what}: {_read_or(f'/proc/pressure/{what}')}")
+                for label, proc in ((f"{n.name} {pid}", pid), (f"harness {os.getpid()}", os.getpid())):
+                    for task in sorted(Path(f"/proc/{proc}/task").glob("*")):
+                        out.write(f"--- {label} task {task.name} {_read_or(task / 'comm').strip()} "
+                                  f"state {_read_or(task / 'stat').rsplit(')', 1)[-1].split()[:1]} "
+                                  f"wchan {_read_or(task / 'wchan')}\nsyscall {_read_or(task / 'syscall')}"
+                                  f"{_read_or(task / 'stack')}\n")
+                out.write("--- harness Python stacks\n")
+                out.flush()
+                faulthandler.dump_traceback(out, all_threads=True)
+                out.write("\n--- gdb\n")
+                out.flush()
+                subprocess.run(["timeout", "30", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30",
+                                "-ex", "call (void)_Py_DumpTracebackThreads(2, 0, 0)"],
+                               stdout=out, stderr=subprocess.STDOUT, check=False)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def sample_rss(self) -> None:
         self.sample_cpu()
-        self.stalled()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
@@ -12551,6 +12594,15 @@ class Soak:
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> dict:
         self.t0 = time.monotonic()
+        watchdog = threading.Thread(target=self.watchdog, name="soak-watchdog", daemon=True)
+        watchdog.start()
+        try:
+            return self._run()
+        finally:
+            self.stopping.set()
+            watchdog.join(timeout=60)
+
+    def _run(self) -> dict:
         end = self.t0 + self.seconds
         next_fault, gap, overlap = self.t0, 0.0, False
         next_rss = self.t0
