@@ -8518,6 +8518,47 @@ def test_ssl_get_offers_the_ssl_blocks_certificate_and_tls_compliant_sends_close
     listener.close()
 
 
+def test_smtp_check_host_blocks_become_checkers_as_in_keepalived():
+    """The deprecated `host` block: one SMTP_CHECK per host with the host's connection settings and the rest of the
+    SMTP_CHECK's (helo_name, retry); an SMTP_CHECK without connection settings takes the first host's."""
+    text = """virtual_server 10.0.0.1 25 {
+    protocol TCP
+    real_server 10.1.0.1 25 {
+        SMTP_CHECK {
+            helo_name mx.test
+            retry 4
+            host {
+                connect_ip 127.0.0.2
+                connect_port 2525
+                retry 9
+            }
+            host {
+                connect_ip 127.0.0.3
+                bind_if lo
+                fwmark 3
+            }
+        }
+        SMTP_CHECK {
+            connect_port 26
+            host {
+                connect_ip 127.0.0.4
+            }
+        }
+    }
+}
+"""
+    config, diags = vrrpd.parse_config_text(text, "h.conf")
+    got = [(str(c.connect_ip), c.connect_port, c.bind_if, c.fwmark, c.retry, c.helo_name)
+           for c in config.virtual_servers[0].real_servers[0].checkers]
+    assert got == [("127.0.0.2", 2525, None, 0, 4, "mx.test"), ("127.0.0.3", None, "lo", 3, 4, "mx.test"),
+                   ("None", 26, None, 0, None, None), ("127.0.0.4", None, None, 0, None, None)]
+    assert messages(diags) == [
+        "h.conf:4: warning: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+        "h.conf:10: warning: retry in host (SMTP_CHECK): keepalived gives the host's checker the SMTP_CHECK's own "
+        "setting; keepalived ignores it, and so does vrrpd",
+        "h.conf:18: warning: The SMTP_CHECK host block is deprecated. Please define additional checkers."]
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()

@@ -904,6 +904,7 @@ class Checker:
     user: Optional[str] = None
     # SMTP_CHECK
     helo_name: Optional[str] = None
+    hosts: List[Checker] = field(default_factory=list)  # deprecated `host { }` blocks: one more checker each
     # DNS_CHECK
     dns_type: str = "SOA"
     dns_name: str = "."
@@ -4377,7 +4378,26 @@ _kw("MISC_CHECK", "misc_timeout", _h_time("misc_timeout", 0.001, 86400))
 _kw("MISC_CHECK", "misc_dynamic", _h_flag("misc_dynamic"), (0, 1), accept=_is_bool_word)
 _kw("MISC_CHECK", "user", _s_user, (1, 2))
 _kw("SMTP_CHECK", "helo_name", _h_str("helo_name"))
-_accept_only("SMTP_CHECK", "host", (0, 0), "skip")
+
+
+def _c_smtp_host(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> Checker:
+    host = Checker(kind="SMTP_CHECK", line=kw.line)
+    chk.hosts.append(host)
+    return host
+
+
+_kw("SMTP_CHECK", "host", _c_smtp_host, (0, 0), "SMTP_CHECK host")
+_SH = "SMTP_CHECK host"
+BLOCK_TITLES[_SH] = "host (SMTP_CHECK)"
+for _name, _handler in (("connect_ip", _h_ip("connect_ip")), ("connect_port", _h_int("connect_port", 0, 65535)),
+                        ("bindto", _h_ip("bindto")), ("bind_port", _h_int("bind_port", 0, 65535)),
+                        ("bind_if", _c_bind_if), ("fwmark", _c_fwmark),
+                        ("connect_timeout", _h_time("connect_timeout", 0.001, 86400))):
+    _kw(_SH, _name, _handler)
+# keepalived's host block installs all the common checker keywords, but copies the SMTP_CHECK's own settings
+# over the checker it makes of the host: only the connection keywords above count
+_keepalived_ignores(_SH, "retry delay_before_retry warmup delay_loop alpha log_all_failures", "keepalived gives "
+                    "the host's checker the SMTP_CHECK's own setting", (0, 1))
 _kw("DNS_CHECK", "type", _c_dns_type)
 _kw("DNS_CHECK", "name", _h_str("dns_name"))
 
@@ -4985,6 +5005,7 @@ class _Validator:
         for rs in vs.real_servers:
             if not rs.weight_set:
                 rs.weight = vs.weight
+            self.smtp_hosts(vs, rs)
             for chk in list(rs.checkers):
                 for url in chk.urls:
                     self.url_regex(vs, chk, url)
@@ -5004,6 +5025,26 @@ class _Validator:
                 elif chk.kind == "UDP_CHECK" and chk.min_reply_length > chk.max_reply_length:
                     self.warn(vs.file, chk.line, f"UDP_CHECK min_reply_length {chk.min_reply_length} > "
                               f"max_reply_length {chk.max_reply_length} - will always fail")
+
+    _CONNECTION = ("connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "fwmark", "connect_timeout")
+
+    def smtp_hosts(self, vs: VirtualServer, rs: RealServer) -> None:
+        """keepalived's smtp_check_end_handler: each deprecated `host` block of an SMTP_CHECK is one more SMTP_CHECK
+        with the host's connection settings and the rest of the SMTP_CHECK's; an SMTP_CHECK without connection
+        settings of its own takes the first host's instead."""
+        for chk in list(rs.checkers):
+            if not chk.hosts:
+                continue
+            self.warn(vs.file, chk.line, "The SMTP_CHECK host block is deprecated. Please define additional checkers.")
+            hosts, chk.hosts = chk.hosts, []
+            if all(getattr(chk, k) in (None, 0) for k in self._CONNECTION):
+                first = hosts.pop(0)
+                for k in self._CONNECTION:
+                    setattr(chk, k, getattr(first, k))
+            at = rs.checkers.index(chk)
+            for n, host in enumerate(hosts, 1):
+                rs.checkers.insert(at + n, dataclass_replace(chk, line=host.line, hosts=[],
+                                                             **{k: getattr(host, k) for k in self._CONNECTION}))
 
     def url_regex(self, vs: VirtualServer, chk: Checker, url: UrlCheck) -> None:
         """keepalived's url_check(): regex parameters without a regex are dropped, as are offsets that cannot both
