@@ -1114,9 +1114,9 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n lvs_sync_daemon eth0 VI_1\n random_seed 7\n}\n"
+    text = "global_defs {\n nftables_ipvs_priority -5\n random_seed 7\n}\n"
     config, diags = parse_ok(text + MINIMAL)
-    assert config.global_defs.other["lvs_sync_daemon"] == ["eth0", "VI_1"]
+    assert config.global_defs.other["nftables_ipvs_priority"] == ["-5"]
     assert config.global_defs.other["random_seed"] == ["7"]
     assert not diags, messages(diags)
 
@@ -1186,7 +1186,8 @@ def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
               for r in rows for name in re.findall(r"`([^`]+)`", r)]
     assert len(listed) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
     assert ("vrrp_instance", "virtual_router_id", "supported") in listed
-    assert ("global_defs", "lvs_sync_daemon", "accepted, not yet acted upon") in listed
+    assert ("global_defs", "lvs_sync_daemon", "supported") in listed
+    assert ("global_defs", "nftables_ipvs", "accepted, not yet acted upon") in listed
     assert ("global_defs", "enable_snmp_vrrp",
             "accepted, not acted upon (no meaning in one process without SNMP and DBus)") in listed
     for name in ("virtual_routes", "static_rules", "dynamic_interfaces", "instance", "UDP_CHECK", "mcast_dst_ip"):
@@ -1633,13 +1634,13 @@ def test_check_summary_lists_virtual_and_real_servers(tmp_path):
 
 def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     path = tmp_path / "a.conf"
-    path.write_text("global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"
+    path.write_text("global_defs {\n nftables_ipvs\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"
                     " src 10.0.0.1 to 10.1.0.0/16 dev lo\n}"))
     out = io.StringIO()
     assert vrrpd.check_command(str(path), out) == 0
     text = out.getvalue()
     assert "accepted but not acted upon by vrrpd:" in text
-    for where in (f"{path}:2: lvs_sync_daemon", f"{path}:10: use_ipvlan"):
+    for where in (f"{path}:2: nftables_ipvs", f"{path}:10: use_ipvlan"):
         assert where in text, text
     assert "virtual_routes" not in text  # acted upon since routes go through rtnetlink
 
@@ -7382,6 +7383,12 @@ class FakeIpvs:
         self.calls.append(("del_dest", str(key), str(dest.addr)))
         del self.table[key][1][(dest.addr, dest.port)]
 
+    def new_daemon(self, state, sd):
+        self.calls.append(("new_daemon", state, sd.ifname, sd.syncid))
+
+    def del_daemon(self, state):
+        self.calls.append(("del_daemon", state))
+
     def close(self) -> None:
         pass
 
@@ -8335,6 +8342,250 @@ def test_checker_log_all_failures_no_checker_emails_and_rs_init_notifies(tmp_pat
     assert len(failed) >= 6, failed  # every failure of both checkers, while down too
 
 
+def test_lvs_sync_daemon_is_read_as_keepalived_reads_it_and_follows_its_vrrp_instance():
+    """`lvs_sync_daemon IF [inst] VI [id N] ...`: with an instance, the master daemon while it is MASTER and the
+    backup daemon otherwise; the sync id defaults to its VRID; without an instance both run all the time."""
+    config, diags = vrrpd.parse_config_text("""
+global_defs {
+    lvs_sync_daemon br0 VI_1 maxlen 1400 port 8848 ttl 2 group 224.0.0.81 bogus
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    virtual_ipaddress {
+        10.0.0.1
+    }
+}
+""", "s.conf")
+    sd = config.global_defs.lvs_sync_daemon
+    assert (sd.ifname, sd.instance, sd.syncid, sd.maxlen, sd.port, sd.ttl, str(sd.group)) == (
+        "br0", "VI_1", 51, 1400, 8848, 2, "224.0.0.81")
+    assert "s.conf:3: warning: Unknown option bogus specified for lvs_sync_daemon" in messages(diags)
+    # the bytes of IPVS_CMD_ATTR_DAEMON: state, ifname, syncid, maxlen, port, ttl, group (libipvs's order)
+    assert vrrpd.ipvs_daemon_attr(1, sd).hex() == _nl_hex(
+        "3c 00 03 80  08 00 01 00 01 00 00 00  08 00 02 00 62 72 30 00  08 00 03 00 33 00 00 00"
+        "  06 00 04 00 78 05 00 00  06 00 07 00 90 22 00 00  05 00 08 00 02 00 00 00"
+        "  08 00 05 00 e0 00 00 51").hex()
+    _, diags = vrrpd.parse_config_text("global_defs {\n lvs_sync_daemon br0 inst VI_9\n}\n" + MINIMAL, "n.conf")
+    assert "n.conf:2: warning: Unable to find vrrp instance VI_9 for lvs_syncd - clearing lvs_syncd config" in \
+        messages(diags)
+    loop, m = _manager()
+    m.config, fake = config, m.nl
+    m.start()
+    assert not [c for c in fake.calls if "daemon" in c[0]]  # nothing until the instance has a state
+    m.vrrp_state("VI_1", vrrpd.State.BACKUP)
+    m.vrrp_state("VI_1", vrrpd.State.FAULT)  # still the backup daemon
+    m.vrrp_state("VI_2", vrrpd.State.MASTER)  # another instance: nothing
+    m.vrrp_state("VI_1", vrrpd.State.MASTER)
+    m.stop()
+    assert [c for c in fake.calls if "daemon" in c[0]] == [
+        ("new_daemon", 2, "br0", 51), ("del_daemon", 2), ("new_daemon", 1, "br0", 51), ("del_daemon", 1)]
+    alone = vrrpd.Config()
+    alone.global_defs.lvs_sync_daemon = vrrpd.LvsSyncDaemon("br0", syncid=0)
+    loop2, m2 = _manager()
+    m2.config, fake2 = alone, m2.nl
+    m2.start()
+    m2.stop()
+    assert fake2.calls == [("new_daemon", 1, "br0", 0), ("new_daemon", 2, "br0", 0), ("del_daemon", 1),
+                           ("del_daemon", 2)]
+    loop.close()
+    loop2.close()
+
+
+def test_net_namespace_ipvs_and_namespace_with_ipsets_are_read_as_keepalived_reads_them():
+    config, diags = vrrpd.parse_config_text("net_namespace_ipvs lvs\nnet_namespace_ipvs other\n"
+                                            "namespace_with_ipsets\n" + MINIMAL, "n.conf")
+    assert config.global_defs.net_namespace_ipvs == "lvs"
+    text = messages(diags)
+    assert "n.conf:2: warning: Duplicate net_namespace_ipvs definition other - ignoring" in text
+    assert any("namespace_with_ipsets in the top level: only the ipsets of its iptables build" in t for t in text)
+    config, _ = vrrpd.parse_config_text("net_namespace_ipvs\n" + MINIMAL, "n.conf")
+    assert config.global_defs.net_namespace_ipvs == ""  # the init namespace
+
+
+def test_url_regex_offsets_options_and_no_match_as_keepalived_checks_them():
+    def url(regex, *options, lo=0, hi=None, no_match=False):
+        return vrrpd.UrlCheck(regex=regex, regex_options=list(options), regex_min_offset=lo, regex_max_offset=hi,
+                              regex_no_match=no_match)
+
+    body = b"Status: OK\nload 42\nend"
+    cases = [
+        (url(rb"load \d+".decode()), True),
+        (url("LOAD"), False), (url("LOAD", "caseless"), True),
+        (url("^load", ), False), (url("^load", "multiline"), True),
+        (url("OK.load", ), False), (url("OK.load", "dotall"), True),
+        (url("l o a d  # spaced", "extended"), True),
+        (url("load", "firstline"), False), (url("Status", "firstline"), True),  # must start on the first line
+        (url("load", lo=12), False), (url("load", lo=11), True),  # starts at offset 11
+        (url("load", hi=10), False), (url("load", hi=11), True),
+        (url("load", no_match=True), False), (url("nothing", no_match=True), True),
+    ]
+    for u, want in cases:
+        assert vrrpd.http_response_ok(b"HTTP/1.0 200 OK\r\n\r\n" + body, u)[0] is want, u
+    assert vrrpd.http_response_ok(b"HTTP/1.0 200 OK\r\n\r\n" + body, url("nothing"))[1] == "Regex match failed"
+    assert vrrpd.url_regex_matches(url("caf\u00e9", "utf"), "un caf\u00e9".encode())
+    assert not vrrpd.url_regex_matches(url("caf\u00e9", "utf"), b"\xff caf")  # not UTF-8: no match, as PCRE2
+    text = """virtual_server 10.0.0.1 80 {
+ protocol TCP
+ real_server 10.1.0.1 80 {
+  HTTP_GET {
+   url {
+    path /a
+    regex_no_match
+    regex_min_offset 3
+   }
+   url {
+    path /b
+    regex ok
+    regex_min_offset 9
+    regex_max_offset 4
+    regex_options ungreedy
+   }
+   url {
+    path /c
+    regex "(unclosed"
+   }
+  }
+ }
+}
+"""
+    config, diags = vrrpd.parse_config_text(text, "r.conf")
+    a, b, c = config.virtual_servers[0].real_servers[0].checkers[0].urls
+    assert (a.regex, a.regex_no_match, a.regex_min_offset) == (None, False, 0)
+    assert (b.regex, b.regex_min_offset, b.regex_max_offset) == ("ok", 0, None) and c.regex is None
+    text = "\n".join(messages(diags))
+    assert "r.conf:4: warning: regex parameters specified without regex" in text
+    assert "r.conf:4: warning: regex min offset 9 > regex_max_offset 4 - ignoring" in text
+    assert "r.conf:15: warning: regex option ungreedy: Python's re has no equivalent" in text
+    assert "r.conf:4: warning: Invalid regex: '(unclosed' at offset 0: missing ), unterminated subpattern" in text
+
+
+def test_ssl_get_offers_the_ssl_blocks_certificate_and_tls_compliant_sends_close_notify(tmp_path):
+    """A server that requires a client certificate: SSL_GET passes only with the SSL block's certificate and its
+    password-protected key. tls_compliant ends the session with close_notify (the server's unwrap() completes);
+    without it the TCP connection just closes, as keepalived's quiet shutdown. A url regex decides too."""
+    import socket
+    import ssl
+    import threading
+
+    server_cert, server_key = _self_signed(tmp_path)
+    client_cert, client_key = tmp_path / "client.pem", tmp_path / "client.key"
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "2",
+        "-subj", "/CN=checker", "-passout", "pass:s3cret", "-keyout", str(client_key), "-out", str(client_cert)])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(server_cert, server_key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(client_cert)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    seen: list = []
+
+    def serve():
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            raw.settimeout(3)
+            try:
+                conn = ctx.wrap_socket(raw, server_side=True)
+            except (OSError, ssl.SSLError):
+                seen.append(("no client certificate", ""))
+                raw.close()
+                continue
+            try:
+                path = conn.recv(4096).split()[1].decode()
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nstatus ok 42")
+                try:
+                    conn.unwrap()  # close_notify, then wait for the checker's
+                    seen.append((path, "close_notify"))
+                except (OSError, ssl.SSLError):
+                    seen.append((path, "closed without close_notify"))
+            except (OSError, ssl.SSLError, IndexError):
+                pass
+            raw.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def ssl_get(path, regex=None, no_match=False, **kw):
+        return vrrpd.Checker(kind="SSL_GET", urls=[vrrpd.UrlCheck(path, regex=regex, regex_no_match=no_match)],
+                             connect_timeout=2, retry=0, alpha=True, **kw)
+
+    def run(ssl_block):
+        checkers = {"/compliant": ssl_get("/compliant", tls_compliant=True), "/quiet": ssl_get("/quiet"),
+                    "/regex": ssl_get("/regex", regex=r"ok \d+"), "/no-match": ssl_get("/no-match", "ok", True)}
+        rss = [_rs("127.0.0.1", port, [chk]) for chk in checkers.values()]
+        for n, rs in enumerate(rss):
+            rs.address = _ip(f"127.0.0.{n + 1}")
+            rs.checkers[0].connect_ip = _ip("127.0.0.1")
+        loop, m = _manager(_vs(port=443, rss=rss, delay_loop=0.2))
+        m.config.ssl = ssl_block
+        fake = m.nl
+        m.start()
+        _run_until(loop, lambda: all(c.results[True] + c.results[False] >= 2 for vsr in m.vs.values()
+                                     for r in vsr.rs.values() for c in r.checkers), 10, "two rounds of checks")
+        up = sorted(path for path, chk in checkers.items()
+                    if f"127.0.0.{list(checkers).index(path) + 1}:{port}" in fake.weights("[10.0.0.100]:tcp:443"))
+        m.stop()
+        loop.close()
+        return up
+
+    assert run(None) == [] and seen and {s[0] for s in seen} == {"no client certificate"}
+    seen.clear()
+    block = vrrpd.SslConfig(certificate=str(client_cert), key=str(client_key), password="s3cret")
+    assert run(block) == ["/compliant", "/quiet", "/regex"]
+    assert ("/compliant", "close_notify") in seen and ("/quiet", "closed without close_notify") in seen
+    assert ("/compliant", "closed without close_notify") not in seen and ("/quiet", "close_notify") not in seen
+    config, diags = parse_ok(f"SSL {{\n password s3cret\n certificate {client_cert}\n key {client_key}\n"
+                             f" ca {client_cert}\n}}\n")
+    assert config.ssl == vrrpd.SslConfig("s3cret", str(client_cert), str(client_cert), str(client_key))
+    listener.close()
+
+
+def test_smtp_check_host_blocks_become_checkers_as_in_keepalived():
+    """The deprecated `host` block: one SMTP_CHECK per host with the host's connection settings and the rest of the
+    SMTP_CHECK's (helo_name, retry); an SMTP_CHECK without connection settings takes the first host's."""
+    text = """virtual_server 10.0.0.1 25 {
+    protocol TCP
+    real_server 10.1.0.1 25 {
+        SMTP_CHECK {
+            helo_name mx.test
+            retry 4
+            host {
+                connect_ip 127.0.0.2
+                connect_port 2525
+                retry 9
+            }
+            host {
+                connect_ip 127.0.0.3
+                bind_if lo
+                fwmark 3
+            }
+        }
+        SMTP_CHECK {
+            connect_port 26
+            host {
+                connect_ip 127.0.0.4
+            }
+        }
+    }
+}
+"""
+    config, diags = vrrpd.parse_config_text(text, "h.conf")
+    got = [(str(c.connect_ip), c.connect_port, c.bind_if, c.fwmark, c.retry, c.helo_name)
+           for c in config.virtual_servers[0].real_servers[0].checkers]
+    assert got == [("127.0.0.2", 2525, None, 0, 4, "mx.test"), ("127.0.0.3", None, "lo", 3, 4, "mx.test"),
+                   ("None", 26, None, 0, None, None), ("127.0.0.4", None, None, 0, None, None)]
+    assert messages(diags) == [
+        "h.conf:4: warning: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+        "h.conf:10: warning: retry in host (SMTP_CHECK): keepalived gives the host's checker the SMTP_CHECK's own "
+        "setting; keepalived ignores it, and so does vrrpd",
+        "h.conf:18: warning: The SMTP_CHECK host block is deprecated. Please define additional checkers."]
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()
@@ -8612,9 +8863,26 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
     track.write_text("0\n")
     file_vs = _vs("172.16.1.49", 80, delay_loop=1, lb_kind=vrrpd.LbKind.DR, rss=[
         _rs("172.16.1.2", 80, [vrrpd.Checker(kind="FILE_CHECK", track_file="tf", file_weight=2)])])
-    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds)
+    # a real server's own GUE tunnel and the virtual server's GRE one; the virtual server's weight for the first
+    tun_conf, _ = parse_ok("""
+virtual_server 10.9.0.7 80 {
+    protocol TCP
+    lvs_method TUN type gre csum
+    weight 4
+    real_server 10.9.1.9 80 {
+        lvs_method TUN type gue port 6080 csum
+    }
+    real_server 10.9.1.10 80 {
+        weight 2
+    }
+}
+""")
+    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds, *tun_conf.virtual_servers)
     m.config.track_files["tf"] = vrrpd.TrackFile(name="tf", path=str(track))
     m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
+    # lvs_sync_daemon br0 inst VI_1 id 9 ...: the daemon follows VI_1's state
+    m.config.global_defs.lvs_sync_daemon = vrrpd.LvsSyncDaemon("br0", instance="VI_1", syncid=9, port=8848, ttl=2,
+                                                               group=_ip("224.0.0.81"))
     m.nl = None  # the real kernel this time
     seed_svc = "TCP 172.16.1.44:80"
     try:
@@ -8636,7 +8904,37 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert "UDP  10.9.0.6:5060 rr persistent 60 pe sip" in out
         timeouts = sh(["ipvsadm", "-L", "--timeout"]).stdout.split(":")[-1].split()
         assert timeouts[0] == "7200" and timeouts[2] == "60"  # lvs_timeouts tcp and udp; tcpfin kept
-        stage("1 and 4 checked")
+        tun = sh(["ipvsadm", "-Ln", "--tun-info"]).stdout
+        print(tun)
+        assert sorted(_ipvs_lines("TCP 10.9.0.7:80")) == ["10.9.1.10:80 Tunnel 2", "10.9.1.9:80 Tunnel 4"]
+        tun_lines = {line.split()[1]: line.split() for line in tun.splitlines() if "10.9.1.9:" in line
+                     or "10.9.1.10:" in line}
+        assert tun_lines["10.9.1.9:80"][2:5] == ["Tunnel", "gue:6080:+c", "4"], tun  # its own tunnel
+        assert tun_lines["10.9.1.10:80"][2:5] == ["Tunnel", "gre:+c", "2"], tun  # the virtual server's
+        stage("1 and 4 checked, tunnels and the virtual server's weight")
+        # the sync daemon: none before VI_1 has a state, the backup one in BACKUP, the master one in MASTER
+        assert sh(["ipvsadm", "-L", "--daemon"]).stdout.strip() == ""
+        m.vrrp_state("VI_1", vrrpd.State.BACKUP)
+        daemons = sh(["ipvsadm", "-L", "--daemon"]).stdout
+        print(daemons)
+        assert "backup sync daemon (mcast=br0, syncid=9" in daemons and "master" not in daemons, daemons
+        m.vrrp_state("VI_1", vrrpd.State.MASTER)
+        daemons = sh(["ipvsadm", "-L", "--daemon"]).stdout
+        assert "master sync daemon (mcast=br0, syncid=9" in daemons and "backup" not in daemons, daemons
+        assert "port=8848" in daemons and "ttl=2" in daemons and "group=224.0.0.81" in daemons, daemons
+        stage("lvs_sync_daemon checked")
+        # net_namespace_ipvs: a second manager programs the IPVS of namespace lvsns, not this one's
+        sh(["ip", "netns", "add", "lvsns"])
+        ns_conf = vrrpd.Config(virtual_servers=[_vs("10.9.0.8", 80, lb_algo="rr", rss=[_rs("10.9.1.11", 80)])])
+        ns_conf.global_defs.net_namespace_ipvs = "lvsns"
+        m2 = vrrpd.LvsManager(loop, ns_conf, vrrpd.Notifier(loop, ns_conf))
+        m2.start()
+        assert m2.error is None, m2.error
+        assert "TCP  10.9.0.8:80 rr" in sh(["ip", "netns", "exec", "lvsns", "ipvsadm", "-Ln"]).stdout
+        assert "10.9.0.8" not in _ipvsadm()
+        m2.stop()
+        assert "10.9.0.8" not in sh(["ip", "netns", "exec", "lvsns", "ipvsadm", "-Ln"]).stdout
+        stage("net_namespace_ipvs checked")
         # SSL_GET with alpha comes up once the HTTPS server answers
         _run_until(loop, lambda: _ipvs_lines("TCP 172.16.1.46:443") == ["172.16.1.1:443 Route 1"], 30, "SSL_GET up")
         stage("SSL_GET up")
@@ -8680,8 +8978,9 @@ def test_in_vm_seed_001_dr_failover_sorry_server_and_kinds(tmp_path):
         assert "10.9.0.4:443" not in out and "[fd00::100]:80" not in out
         assert sorted(_ipvs_lines("TCP 10.9.0.3:80")) == ["10.9.1.3:80 Route 5", "10.9.1.4:80 Route 1"]
         stage("reload checked")
-        # 5. stop: vrrpd's services are gone, the unrelated one is untouched
+        # 5. stop: vrrpd's services are gone, the unrelated one is untouched; the sync daemon stopped
         m.stop()
+        assert sh(["ipvsadm", "-L", "--daemon"]).stdout.strip() == ""
         out = _ipvsadm()
         assert "172.16.1.44" not in out and "10.9.0" not in out and "FWM" not in out
         stage("5 checked")
@@ -11870,7 +12169,14 @@ def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
 # a tick of observation lag and the daemons' own reaction time on a loaded 2-core machine
 SOAK_SETTLE = _master_down(min(SOAK_PRIORITY.values()) + SOAK_WEIGHT) + 0.6
 SOAK_STARTUP = 3.0  # a restarted daemon is up and listening within this
-SOAK_STALL = 2.0  # a master holding the VIP this long without an advert on the wire is stuck (4 adverts missed)
+SOAK_STALL = 1.5  # a master holding the VIP this long without an advert on the wire is stuck (3 adverts missed)
+
+
+def _read_or(path, default: str = "?\n") -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return default
 
 
 def _socket_in_netns(ns: str, family: int, kind: int, proto: int):
@@ -12127,6 +12433,7 @@ class Soak:
         self.first_round: List[str] = []
         self.two_holders: List[tuple] = []  # (wall time, holder names) of each two-holder sample
         self.flood_until = 0.0  # a flood is on (or its Master_Down_Interval after) until then
+        self.stopping = threading.Event()  # the run is over: the watchdog ends
 
     # -- faults ---------------------------------------------------------------------------------
     def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
@@ -12276,31 +12583,66 @@ class Soak:
                 longest, when = t2 - t1, t1
         return longest, len(stamps), when
 
-    def stalled(self) -> None:
-        """A vrrpd master that has held the VIP, link up, for SOAK_STALL seconds without one advert on the wire
-        is stuck: its C stacks (gdb) and then its Python stacks (SIGABRT; faulthandler writes every thread's
-        stack to its log) are dumped once, to find what its loop waits for. It ends; the soak restarts it."""
+    def watchdog(self) -> None:
+        """A thread: a vrrpd node that holds the VIP (at the last sample), link up, and has put no advert on the
+        wire for SOAK_STALL seconds is stuck. Once per process, while it is stuck: the kernel stacks and wait
+        channels of its threads and of this harness (which has hung with it), this harness's Python stacks, then
+        the node's C stacks and Python stacks (gdb calls the function faulthandler uses; they go to its log).
+        Being traced may upset it: it is then killed and restarted (counted as stalled_master_dumped)."""
+        while not self.stopping.wait(0.25):
+            try:
+                self._watch_once()
+            except Exception as exc:  # the watchdog must not end the soak
+                self.log(f"watchdog error: {exc!r}")
+
+    def _watch_once(self) -> None:
+        import faulthandler
+
         now, wall = time.monotonic(), time.time()
-        recent = [h for t, h in self.holder_log if t >= wall - SOAK_STALL]
-        for n in self.nodes.values():
-            if (n.keepalived or not n.alive or not n.link_up or now - n.link_since < SOAK_STALL
-                    or now - n.started < SOAK_STARTUP + SOAK_STALL or n.pid in n.dumped
-                    or len(recent) < SOAK_STALL * 5 or not all(n.name in h for h in recent)):
+        sampled, holders = self.holder_log[-1] if self.holder_log else (wall, set())
+        for n in list(self.nodes.values()):
+            if (n.keepalived or not n.alive or not n.link_up or n.name not in holders or n.pid in n.dumped
+                    or now - n.link_since < SOAK_STALL or now - n.started < SOAK_STARTUP + SOAK_STALL):
                 continue
             last = _pcap_last_time(n.capture)
-            if last is None or wall - last < SOAK_STALL:
+            since = sampled  # it has held the VIP since the first of the latest samples that all have it
+            for t, h in reversed(self.holder_log):
+                if n.name not in h:
+                    break
+                since = t
+            if last is None or wall - max(last, since) < SOAK_STALL:
                 continue
-            n.dumped.add(n.pid)
-            dump = self.directory / f"{n.name}-stall-{n.pid}.txt"
-            self.log(f"{n.name} (pid {n.pid}) holds the VIP and sent no advert for {wall - last:.1f}s: "
-                     f"dumping its stacks to {dump.name} and its log")
-            subprocess.Popen(["sh", "-c", f"timeout 30 gdb -p {n.pid} -batch -ex 'thread apply all bt' "
-                              f"-ex 'info threads' >{dump} 2>&1; kill -ABRT {n.pid}"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pid = n.pid
+            n.dumped.add(pid)
+            dump = self.directory / f"{n.name}-stall-{pid}.txt"
+            self.log(f"{n.name} (pid {pid}) holds the VIP and sent no advert for {wall - last:.1f}s (holding for "
+                     f"{wall - since:.1f}s): stacks in {dump.name} and its log")
+            with open(dump, "w") as out:
+                out.write(f"{n.name} pid {pid}: no advert for {wall - last:.3f} s; the harness's last sample "
+                          f"{wall - sampled:.3f} s ago; load {Path('/proc/loadavg').read_text()}")
+                for what in ("cpu", "io", "memory"):
+                    out.write(f"pressure {what}: {_read_or(f'/proc/pressure/{what}')}")
+                for label, proc in ((f"{n.name} {pid}", pid), (f"harness {os.getpid()}", os.getpid())):
+                    for task in sorted(Path(f"/proc/{proc}/task").glob("*")):
+                        out.write(f"--- {label} task {task.name} {_read_or(task / 'comm').strip()} "
+                                  f"state {_read_or(task / 'stat').rsplit(')', 1)[-1].split()[:1]} "
+                                  f"wchan {_read_or(task / 'wchan')}\nsyscall {_read_or(task / 'syscall')}"
+                                  f"{_read_or(task / 'stack')}\n")
+                out.write("--- harness Python stacks\n")
+                out.flush()
+                faulthandler.dump_traceback(out, all_threads=True)
+                out.write("\n--- gdb\n")
+                out.flush()
+                subprocess.run(["timeout", "30", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30",
+                                "-ex", "call (void)_Py_DumpTracebackThreads(2, 0, 0)"],
+                               stdout=out, stderr=subprocess.STDOUT, check=False)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def sample_rss(self) -> None:
         self.sample_cpu()
-        self.stalled()
         for n in self.nodes.values():
             # the series of a process starts once it has finished starting (imports, first timers)
             if n.alive and not n.keepalived and time.monotonic() - n.started > SOAK_STARTUP + 2:
@@ -12351,6 +12693,15 @@ class Soak:
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> dict:
         self.t0 = time.monotonic()
+        watchdog = threading.Thread(target=self.watchdog, name="soak-watchdog", daemon=True)
+        watchdog.start()
+        try:
+            return self._run()
+        finally:
+            self.stopping.set()
+            watchdog.join(timeout=60)
+
+    def _run(self) -> dict:
         end = self.t0 + self.seconds
         next_fault, gap, overlap = self.t0, 0.0, False
         next_rss = self.t0

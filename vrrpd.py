@@ -391,6 +391,23 @@ class Command:
 
 
 @dataclass
+class LvsSyncDaemon:
+    """`lvs_sync_daemon IFNAME [inst VRRP_INSTANCE] [id SYNCID] [maxlen N] [port N] [ttl N] [group IP]`: the
+    kernel's IPVS connection sync daemon. With an instance it is the master daemon while that instance is MASTER
+    and the backup daemon otherwise; without one, both run all the time."""
+
+    ifname: str
+    instance: Optional[str] = None
+    syncid: Optional[int] = None  # None: the instance's VRID (0 without an instance)
+    maxlen: int = 0  # 0: the kernel's defaults
+    port: int = 0
+    ttl: int = 0
+    group: Optional[IPAddress] = None
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
 class GlobalDefs:
     router_id: str = field(default_factory=lambda: socket.gethostname())
     notification_email: List[str] = field(default_factory=list)
@@ -450,6 +467,7 @@ class GlobalDefs:
     # several daemons on one host: `instance NAME` and `net_namespace NAME` name the runtime files
     instance_name: Optional[str] = None
     net_namespace: Optional[str] = None
+    net_namespace_ipvs: Optional[str] = None  # IPVS (and only IPVS) in this named namespace; "": the init one
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
@@ -491,6 +509,7 @@ class GlobalDefs:
     no_checker_emails: bool = False  # mail only when a real server goes up or down, not for each checker
     rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
+    lvs_sync_daemon: Optional[LvsSyncDaemon] = None
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
     # vrrpd extension: serve Prometheus metrics over HTTP on this ADDRESS:PORT (also --metrics)
@@ -842,6 +861,15 @@ class UrlCheck:
     digest: Optional[str] = None  # lower-case hex MD5 of the body
     status_code: List[Tuple[int, int]] = field(default_factory=list)  # ranges; empty: 200-299
     virtualhost: Optional[str] = None
+    # keepalived's regex check (PCRE2 there, Python's re here): the body must match (or, with regex_no_match, must
+    # not), the match starting at offset regex_min_offset .. regex_max_offset
+    regex: Optional[str] = None
+    regex_options: List[str] = field(default_factory=list)
+    regex_no_match: bool = False
+    regex_min_offset: int = 0
+    regex_max_offset: Optional[int] = None
+    regex_stack: Optional[Tuple[int, int]] = None  # PCRE2's JIT stack (start, max): Python's re needs none
+    tls_compliant: bool = False  # SSL_GET: end the TLS session with close_notify
 
 
 @dataclass
@@ -870,6 +898,8 @@ class Checker:
     http_protocol: str = "1.0"
     enable_sni: bool = True
     sni_name: Optional[str] = None
+    tls_compliant: bool = False  # SSL_GET: end each TLS session with close_notify (keepalived: quiet shutdown)
+    fast_recovery: bool = False  # vrrpd checks every url in one attempt: what fast_recovery makes keepalived do
     # MISC_CHECK
     misc_path: Optional[Command] = None
     misc_timeout: Optional[float] = None
@@ -877,6 +907,7 @@ class Checker:
     user: Optional[str] = None
     # SMTP_CHECK
     helo_name: Optional[str] = None
+    hosts: List[Checker] = field(default_factory=list)  # deprecated `host { }` blocks: one more checker each
     # DNS_CHECK
     dns_type: str = "SOA"
     dns_name: str = "."
@@ -991,6 +1022,16 @@ class VirtualServer:
 
 
 @dataclass
+class SslConfig:
+    """The top-level `SSL` block: the client side of every SSL_GET (keepalived's one SSL context)."""
+
+    password: Optional[str] = None  # of the key
+    ca: Optional[str] = None  # loaded, not verified against (keepalived sets no verify mode)
+    certificate: Optional[str] = None  # the client certificate chain, offered when the server asks
+    key: Optional[str] = None
+
+
+@dataclass
 class Config:
     """Everything one configuration file (with its includes) says."""
 
@@ -1008,6 +1049,7 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
+    ssl: Optional[SslConfig] = None  # the top-level SSL block (SSL_GET's client certificate)
     # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
     if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     garp_groups: List[GarpGroup] = field(default_factory=list)
@@ -3028,7 +3070,19 @@ _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
 _kw("top", "linkbeat_interfaces", _top_linkbeat_interfaces, (0, 0), _LINE_BLOCK)
-_accept_only("top", "SSL", (0, 1), "skip")
+
+
+
+def _top_ssl(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> SslConfig:
+    if cfg.ssl is not None:
+        p.warning(kw, "SSL context already specified - replacing")
+    cfg.ssl = SslConfig()
+    return cfg.ssl
+
+
+_kw("top", "SSL", _top_ssl, (0, 0), "SSL")
+for _name in ("password", "ca", "certificate", "key"):
+    _kw("SSL", _name, _h_str(_name))
 
 
 def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
@@ -3074,7 +3128,23 @@ _kw("garp_group", "interface", _gg_interface)
 _kw("garp_group", "interfaces", _gg_interfaces, (0, 0), ValueBlock())
 _kw("top", "track_group", _top_track_group, (1, 1), "track_group")
 _kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
-_accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
+_accept_only("top", "child_wait_time")
+
+
+def _top_net_namespace_ipvs(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> None:
+    g = cfg.global_defs
+    if g.net_namespace_ipvs is not None:
+        p.warning(kw, f"Duplicate net_namespace_ipvs definition {args[0].text if args else ''} - ignoring")
+        return
+    name = args[0].text if args else ""  # keepalived: no name is the default namespace (that of pid 1)
+    if name and (not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) or name in (".", "..")):
+        raise _Invalid(f"'{name}' cannot name a network namespace (letters, digits, '_', '-', '.')")
+    g.net_namespace_ipvs = name
+
+
+_kw("top", "net_namespace_ipvs", _top_net_namespace_ipvs, (0, 1))
+_keepalived_ignores("top", "namespace_with_ipsets", "only the ipsets of its iptables build use it (an override for "
+                    "namespaces on Linux < 3.13); its nftables firewall (Debian's build, and vrrpd's) has no ipsets")
 
 
 def _top_global_attr(attr: str, flag: bool = False) -> Handler:
@@ -3182,6 +3252,53 @@ def _g_lvs_timeouts(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> 
         g.lvs_timeouts[name] = _parse_int(value, 0, 86400 * 31)
 
 
+def _g_lvs_sync_daemon(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """keepalived's lvs_syncd_handler: bad options are reported and skipped, the rest is kept."""
+    if g.lvs_sync_daemon is not None:
+        p.warning(kw, f"lvs_sync_daemon has already been specified as {g.lvs_sync_daemon.ifname} - ignoring")
+        return
+    if len(args[0].text) >= 16:
+        p.warning(args[0], f"lvs_sync_daemon interface name '{args[0].text}' too long - ignoring")
+        return
+    sd = g.lvs_sync_daemon = LvsSyncDaemon(args[0].text, file=kw.file, line=kw.line)
+    words = [a.text for a in args]
+    limits = {"id": (0, 255), "maxlen": (1, 65535 - 20 - 8), "port": (1, 65535), "ttl": (1, 255)}
+    i = 1
+    while i < len(words):
+        word, value = words[i], words[i + 1] if i + 1 < len(words) else None
+        if word in limits or word in ("inst", "group"):
+            i += 2
+            if value is None:
+                p.warning(args[i - 2], f"No value specified for lvs_sync_daemon {word} - ignoring")
+            elif word == "inst":
+                sd.instance = value
+            elif word == "group":
+                try:
+                    group = ipaddress.ip_address(value)
+                except ValueError:
+                    group = None
+                if group is None or not group.is_multicast:
+                    p.warning(args[i - 1], f"lvs_sync_daemon group address {value} is not multicast - ignoring")
+                else:
+                    sd.group = group
+            else:
+                try:
+                    number = _parse_int(value, *limits[word])
+                except _Invalid:
+                    p.warning(args[i - 1], f"Invalid lvs_sync_daemon {word} ({value}) - ignoring")
+                    continue
+                setattr(sd, "syncid" if word == "id" else word, number)
+            continue
+        if i == 1 and sd.instance is None:  # the old form: lvs_sync_daemon IF VRRP_INSTANCE [SYNCID]
+            sd.instance = word
+        elif i == 2 and word.isdigit():
+            p.warning(args[i], 'Please use keyword "id" before lvs_sync_daemon SYNCID')
+            sd.syncid = _parse_int(word, 0, 255)
+        else:
+            p.warning(args[i], f"Unknown option {word} specified for lvs_sync_daemon")
+        i += 1
+
+
 def parse_listen(text: str) -> Tuple[str, int]:
     """ADDRESS:PORT or [IPv6]:PORT -> (address, port); ValueError says what is wrong."""
     host, sep, port = text.rpartition(":")
@@ -3261,6 +3378,7 @@ _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 for _name in ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script"):
     _kw(_G, _name, _h_cmd(_name), (1, None))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
+_kw(_G, "lvs_sync_daemon", _g_lvs_sync_daemon, (1, None))
 _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
@@ -3396,8 +3514,7 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
     accept=_is_bool_word)
 for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_accept_only(_G, "lvs_sync_daemon "
-             "nftables_ifindex "
+_accept_only(_G, "nftables_ifindex "
              "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
@@ -3655,9 +3772,15 @@ _kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
 
 
 def _i_lvs_sync_interface(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    _h_other(p, inst, kw, args)
-    p.warning(kw, "lvs_sync_daemon_interface in a vrrp_instance is deprecated (keepalived says so too); vrrpd does "
-              "not run the LVS sync daemon", "use global_defs { lvs_sync_daemon IF INSTANCE }")
+    """The deprecated form of `lvs_sync_daemon IF INSTANCE` (keepalived's vrrp_lvs_syncd_handler)."""
+    p.warning(kw, f"({inst.name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated.",
+              "use global_defs { lvs_sync_daemon IF inst INSTANCE }")
+    g = p.config.global_defs
+    if g.lvs_sync_daemon is not None:
+        p.warning(kw, f"({inst.name}) lvs_sync_daemon_interface has already been specified as "
+                  f"{g.lvs_sync_daemon.ifname} - ignoring")
+    elif args:
+        g.lvs_sync_daemon = LvsSyncDaemon(args[0].text, instance=inst.name, file=kw.file, line=kw.line)
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
@@ -3688,8 +3811,7 @@ _kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t
 _kw(_I, "use_vmac_addr", _h_flag("use_vmac_addr"), (0, 0))
 _accept_only(_I, "vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
-KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
-                                                    supported=False)
+KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (1, 1))
 
 
 def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -4100,6 +4222,67 @@ def _u_status(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
             url.status_code.append((lo, _parse_int(hi_text, lo, 599) if hi_text else lo))
 
 
+def _c_tls_compliant(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    if chk.kind != "SSL_GET":
+        p.warning(kw, "tls_compliant is a keyword of SSL_GET only (keepalived's HTTP_GET does not know it) - "
+                  "ignored")
+        return
+    _h_flag("tls_compliant")(p, chk, kw, args)
+
+
+def _u_regex(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    if url.regex is not None:
+        p.warning(kw, f"Duplicate regex specified - replacing {url.regex} with {args[0].text}")
+    url.regex = args[0].text
+
+
+# PCRE2 options (keepalived's names) and Python's re: a flag, a rule vrrpd applies itself, "" for options that
+# change nothing about whether a body matches, or None where re has no equivalent
+REGEX_OPTIONS: Dict[str, Any] = {
+    "caseless": re.IGNORECASE, "dotall": re.DOTALL, "multiline": re.MULTILINE, "extended": re.VERBOSE,
+    "utf": "utf", "ucp": "utf", "never_utf": "", "never_ucp": "", "firstline": "firstline",
+    "no_auto_capture": "", "no_auto_possess": "", "no_dotstar_anchor": "", "no_start_optimize": "",
+    "auto_callout": "", "use_offset_limit": "",
+    "ungreedy": None, "dollar_endonly": None, "dupnames": None, "allow_empty_class": None, "alt_bsux": None,
+    "match_unset_backref": None, "never_backslash_c": None, "alt_circumflex": None, "alt_verbnames": None,
+}
+
+
+def _u_regex_options(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    for a in args:
+        if a.text not in REGEX_OPTIONS:  # keepalived skips it without a word
+            p.warning(a, f"unknown regex option '{a.text}' (ignored)", " ".join(REGEX_OPTIONS))
+        elif REGEX_OPTIONS[a.text] is None:
+            p.warning(a, f"regex option {a.text}: Python's re has no equivalent; vrrpd matches without it")
+            url.regex_options.append(a.text)
+        else:
+            url.regex_options.append(a.text)
+
+
+def _u_regex_offset(attr: str) -> Handler:
+    def handler(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+        if not args[0].text.isdigit():
+            p.warning(args[0], f"Invalid {attr} {args[0].text} specified")
+            value = 0
+        else:
+            value = int(args[0].text)
+        setattr(url, attr, value if attr == "regex_min_offset" or value else None)
+    return handler
+
+
+def _u_regex_stack(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    """PCRE2's JIT stack for big matches: checked as keepalived checks it; Python's re needs no stack."""
+    start, top = args[0].text, args[1].text
+    if not start.isdigit():
+        p.warning(args[0], "regex_stack invalid start value")
+    elif not top.isdigit():
+        p.warning(args[1], "regex_stack invalid max value")
+    elif int(start) > int(top):
+        p.warning(kw, "regex stack start cannot exceed max value")
+    else:
+        url.regex_stack = (int(start), int(top))
+
+
 def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
     text = args[0].text.lower()
     if not re.fullmatch(r"[0-9a-f]{32}", text):
@@ -4214,18 +4397,44 @@ _kw("HTTP_GET", "http_protocol", _h_str("http_protocol"))
 _kw("HTTP_GET", "virtualhost", _h_str("virtualhost"))
 _kw("HTTP_GET", "enable_sni", _h_flag("enable_sni"), (0, 1), accept=_is_bool_word)
 _kw("HTTP_GET", "sni_name", _h_str("sni_name"))
-_accept_only("HTTP_GET", "fast_recovery tls_compliant")
+_kw("HTTP_GET", "fast_recovery", _h_flag("fast_recovery"), (0, 1), accept=_is_bool_word)
+_kw("HTTP_GET", "tls_compliant", _c_tls_compliant, (0, 1), accept=_is_bool_word)
 _kw("url", "path", _h_str("path"))
 _kw("url", "digest", _u_digest)
 _kw("url", "status_code", _u_status, (1, None), accept=lambda t: t[:1].isdigit())
 _kw("url", "virtualhost", _h_str("virtualhost"))
-_accept_only("url", "regex regex_no_match regex_options regex_min_offset regex_max_offset regex_stack")
+_kw("url", "regex", _u_regex)
+_kw("url", "regex_no_match", _h_flag("regex_no_match"), (0, 0))
+_kw("url", "regex_options", _u_regex_options, (1, None))
+_kw("url", "regex_min_offset", _u_regex_offset("regex_min_offset"))
+_kw("url", "regex_max_offset", _u_regex_offset("regex_max_offset"))
+_kw("url", "regex_stack", _u_regex_stack, (2, 2))
+_kw("url", "tls_compliant", _h_flag("tls_compliant"), (0, 1), accept=_is_bool_word)
 _kw("MISC_CHECK", "misc_path", _h_cmd("misc_path"), (1, None))
 _kw("MISC_CHECK", "misc_timeout", _h_time("misc_timeout", 0.001, 86400))
 _kw("MISC_CHECK", "misc_dynamic", _h_flag("misc_dynamic"), (0, 1), accept=_is_bool_word)
 _kw("MISC_CHECK", "user", _s_user, (1, 2))
 _kw("SMTP_CHECK", "helo_name", _h_str("helo_name"))
-_accept_only("SMTP_CHECK", "host", (0, 0), "skip")
+
+
+def _c_smtp_host(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> Checker:
+    host = Checker(kind="SMTP_CHECK", line=kw.line)
+    chk.hosts.append(host)
+    return host
+
+
+_kw("SMTP_CHECK", "host", _c_smtp_host, (0, 0), "SMTP_CHECK host")
+_SH = "SMTP_CHECK host"
+BLOCK_TITLES[_SH] = "host (SMTP_CHECK)"
+for _name, _handler in (("connect_ip", _h_ip("connect_ip")), ("connect_port", _h_int("connect_port", 0, 65535)),
+                        ("bindto", _h_ip("bindto")), ("bind_port", _h_int("bind_port", 0, 65535)),
+                        ("bind_if", _c_bind_if), ("fwmark", _c_fwmark),
+                        ("connect_timeout", _h_time("connect_timeout", 0.001, 86400))):
+    _kw(_SH, _name, _handler)
+# keepalived's host block installs all the common checker keywords, but copies the SMTP_CHECK's own settings
+# over the checker it makes of the host: only the connection keywords above count
+_keepalived_ignores(_SH, "retry delay_before_retry warmup delay_loop alpha log_all_failures", "keepalived gives "
+                    "the host's checker the SMTP_CHECK's own setting", (0, 1))
 _kw("DNS_CHECK", "type", _c_dns_type)
 _kw("DNS_CHECK", "name", _h_str("dns_name"))
 
@@ -4362,6 +4571,24 @@ class _Validator:
             self.virtual_server(vs)
         self.track_groups()
         self.mail()
+        self.lvs_sync_daemon()
+
+    def lvs_sync_daemon(self) -> None:
+        """keepalived: the instance must exist (else the sync daemon is dropped); the sync id defaults to its VRID."""
+        sd = self.cfg.global_defs.lvs_sync_daemon
+        if sd is None:
+            return
+        if sd.instance is not None:
+            inst = next((i for i in self.cfg.vrrp_instances if i.name == sd.instance), None)
+            if inst is None:
+                self.warn(sd.file, sd.line, f"Unable to find vrrp instance {sd.instance} for lvs_syncd - clearing "
+                          "lvs_syncd config")
+                self.cfg.global_defs.lvs_sync_daemon = None
+                return
+            if sd.syncid is None:
+                sd.syncid = inst.virtual_router_id
+        elif sd.syncid is None:
+            sd.syncid = 0
 
     def bfd_instances(self) -> None:
         """keepalived's bfd_end_handler: a session needs a neighbour; (source, neighbour, multihop) is unique."""
@@ -4815,7 +5042,10 @@ class _Validator:
         for rs in vs.real_servers:
             if not rs.weight_set:
                 rs.weight = vs.weight
+            self.smtp_hosts(vs, rs)
             for chk in list(rs.checkers):
+                for url in chk.urls:
+                    self.url_regex(vs, chk, url)
                 target = chk.connect_ip or rs.address
                 if (chk.kind in _CONNECTION_CHECKERS and target.version == 6 and target.is_link_local
                         and not chk.bind_if):
@@ -4832,6 +5062,47 @@ class _Validator:
                 elif chk.kind == "UDP_CHECK" and chk.min_reply_length > chk.max_reply_length:
                     self.warn(vs.file, chk.line, f"UDP_CHECK min_reply_length {chk.min_reply_length} > "
                               f"max_reply_length {chk.max_reply_length} - will always fail")
+
+    _CONNECTION = ("connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "fwmark", "connect_timeout")
+
+    def smtp_hosts(self, vs: VirtualServer, rs: RealServer) -> None:
+        """keepalived's smtp_check_end_handler: each deprecated `host` block of an SMTP_CHECK is one more SMTP_CHECK
+        with the host's connection settings and the rest of the SMTP_CHECK's; an SMTP_CHECK without connection
+        settings of its own takes the first host's instead."""
+        for chk in list(rs.checkers):
+            if not chk.hosts:
+                continue
+            self.warn(vs.file, chk.line, "The SMTP_CHECK host block is deprecated. Please define additional checkers.")
+            hosts, chk.hosts = chk.hosts, []
+            if all(getattr(chk, k) in (None, 0) for k in self._CONNECTION):
+                first = hosts.pop(0)
+                for k in self._CONNECTION:
+                    setattr(chk, k, getattr(first, k))
+            at = rs.checkers.index(chk)
+            for n, host in enumerate(hosts, 1):
+                rs.checkers.insert(at + n, dataclass_replace(chk, line=host.line, hosts=[],
+                                                             **{k: getattr(host, k) for k in self._CONNECTION}))
+
+    def url_regex(self, vs: VirtualServer, chk: Checker, url: UrlCheck) -> None:
+        """keepalived's url_check(): regex parameters without a regex are dropped, as are offsets that cannot both
+        hold; a regex that does not compile is dropped ("Invalid regex")."""
+        if url.regex is None:
+            if url.regex_options or url.regex_no_match or url.regex_min_offset or url.regex_max_offset is not None \
+                    or url.regex_stack:
+                self.warn(vs.file, chk.line, "regex parameters specified without regex")
+                url.regex_options, url.regex_no_match, url.regex_min_offset = [], False, 0
+                url.regex_max_offset = url.regex_stack = None
+            return
+        if url.regex_max_offset is not None and url.regex_min_offset > url.regex_max_offset:
+            self.warn(vs.file, chk.line, f"regex min offset {url.regex_min_offset} > regex_max_offset "
+                      f"{url.regex_max_offset} - ignoring")
+            url.regex_min_offset, url.regex_max_offset = 0, None
+        try:
+            url_pattern(url)
+        except re.error as exc:
+            self.warn(vs.file, chk.line, f"Invalid regex: '{url.regex}' at offset {exc.pos}: {exc.msg}",
+                      "Python's re reads it (most PCRE syntax is the same)")
+            url.regex = None
 
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
@@ -7913,6 +8184,44 @@ def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool)
     return False, None
 
 
+_URL_PATTERNS: Dict[Tuple[str, Tuple[str, ...]], Any] = {}
+
+
+def url_pattern(url: UrlCheck) -> Any:
+    """The url's regex compiled with its options (cached); re.error if it does not compile."""
+    key = (url.regex or "", tuple(url.regex_options))
+    pattern = _URL_PATTERNS.get(key)
+    if pattern is None:
+        flags = 0
+        for name in url.regex_options:
+            if isinstance(REGEX_OPTIONS.get(name), int):
+                flags |= REGEX_OPTIONS[name]
+        text = key[0] if "utf" in [REGEX_OPTIONS.get(n) for n in url.regex_options] else key[0].encode()
+        if isinstance(text, str) and ("never_ucp" in url.regex_options or "ucp" not in url.regex_options):
+            flags |= re.ASCII  # PCRE2's utf without ucp: \w, \d and caseless stay ASCII
+        pattern = _URL_PATTERNS[key] = re.compile(text, flags)
+    return pattern
+
+
+def url_regex_matches(url: UrlCheck, body: bytes) -> bool:
+    """Whether the body matches the url's regex with a match starting within [regex_min_offset, regex_max_offset]
+    (firstline: at or before the first newline), as keepalived's check_regex() decides."""
+    pattern = url_pattern(url)
+    subject: Any = body
+    if isinstance(pattern.pattern, str):
+        try:
+            subject = body.decode("utf-8")
+        except UnicodeDecodeError:  # PCRE2 with utf reports a UTF error: no match
+            return False
+    last = url.regex_max_offset
+    if "firstline" in url.regex_options:
+        newline = subject.find("\n" if isinstance(subject, str) else b"\n")
+        if newline >= 0:
+            last = newline if last is None else min(last, newline)
+    found = pattern.search(subject, url.regex_min_offset)
+    return found is not None and (last is None or found.start() <= last)
+
+
 def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
     """Judge an HTTP response against a `url` block: status in range (200-299 by default) and digest."""
     head, sep, body = response.partition(b"\r\n\r\n")
@@ -7931,6 +8240,8 @@ def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
         got = hashlib.md5(body).hexdigest()
         if got != url.digest.lower():
             return False, f"MD5 digest error, expected {url.digest.lower()}, got {got}"
+    if url.regex is not None and url_regex_matches(url, body) == url.regex_no_match:
+        return False, "Regex match failed"
     return True, ""
 
 
@@ -8651,7 +8962,12 @@ CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
-IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 12, 17
+IPVS_CMD_NEW_DAEMON, IPVS_CMD_DEL_DAEMON, IPVS_CMD_GET_DAEMON, IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 9, 10, 11, 12, 17
+IPVS_CMD_ATTR_DAEMON = 3
+(IPVS_DAEMON_ATTR_STATE, IPVS_DAEMON_ATTR_MCAST_IFN, IPVS_DAEMON_ATTR_SYNC_ID, IPVS_DAEMON_ATTR_SYNC_MAXLEN,
+ IPVS_DAEMON_ATTR_MCAST_GROUP, IPVS_DAEMON_ATTR_MCAST_GROUP6, IPVS_DAEMON_ATTR_MCAST_PORT,
+ IPVS_DAEMON_ATTR_MCAST_TTL) = range(1, 9)
+IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP = 1, 2
 IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
@@ -8770,6 +9086,24 @@ def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
     return nla_pack(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
 
 
+def ipvs_daemon_attr(state: int, sd: Optional[LvsSyncDaemon] = None) -> bytes:
+    """IPVS_CMD_ATTR_DAEMON: the state alone (DEL_DAEMON), or everything NEW_DAEMON takes (libipvs's order)."""
+    body = nla_pack(IPVS_DAEMON_ATTR_STATE, struct.pack("=I", state))
+    if sd is not None:
+        body += nla_pack_str(IPVS_DAEMON_ATTR_MCAST_IFN, sd.ifname)
+        body += nla_pack(IPVS_DAEMON_ATTR_SYNC_ID, struct.pack("=I", sd.syncid or 0))
+        if sd.maxlen:
+            body += nla_pack(IPVS_DAEMON_ATTR_SYNC_MAXLEN, struct.pack("=H", sd.maxlen))
+        if sd.port:
+            body += nla_pack(IPVS_DAEMON_ATTR_MCAST_PORT, struct.pack("=H", sd.port))
+        if sd.ttl:
+            body += nla_pack(IPVS_DAEMON_ATTR_MCAST_TTL, struct.pack("=B", sd.ttl))
+        if sd.group is not None:
+            kind = IPVS_DAEMON_ATTR_MCAST_GROUP6 if sd.group.version == 6 else IPVS_DAEMON_ATTR_MCAST_GROUP
+            body += nla_pack(kind, sd.group.packed)
+    return nla_pack(IPVS_CMD_ATTR_DAEMON | NLA_F_NESTED, body)
+
+
 def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
     """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
     return b"".join(nla_pack(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
@@ -8835,10 +9169,32 @@ def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
 
 
 class IpvsNetlink(NetlinkSocket):
-    """Generic netlink requests to the kernel's IPVS family."""
+    """Generic netlink requests to the kernel's IPVS family; with `netns`, the IPVS of that named network namespace
+    ("" the init namespace's): the socket is made there (setns and back, this thread only) and stays there."""
 
-    def __init__(self) -> None:
-        super().__init__(NETLINK_GENERIC, timeout=5.0)
+    def __init__(self, netns: Optional[str] = None) -> None:
+        if netns is None:
+            super().__init__(NETLINK_GENERIC, timeout=5.0)
+        else:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                target = os.open(f"/run/netns/{netns}" if netns else "/proc/1/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if libc.setns(target, 0x40000000) != 0:  # CLONE_NEWNET
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"net_namespace_ipvs {netns}: {os.strerror(err)}")
+                finally:
+                    os.close(target)
+                try:
+                    super().__init__(NETLINK_GENERIC, timeout=5.0)
+                finally:
+                    if libc.setns(home, 0x40000000) != 0:  # never go on in the wrong namespace
+                        raise SystemExit(f"cannot return from the IPVS network namespace {netns}")
+            finally:
+                os.close(home)
         try:
             replies = self._genl(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
                                  nla_pack_str(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME), version=1)
@@ -8883,6 +9239,12 @@ class IpvsNetlink(NetlinkSocket):
 
     def del_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
         self.genl_request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
+
+    def new_daemon(self, state: int, sd: LvsSyncDaemon) -> None:
+        self.genl_request(IPVS_CMD_NEW_DAEMON, ipvs_daemon_attr(state, sd))
+
+    def del_daemon(self, state: int) -> None:
+        self.genl_request(IPVS_CMD_DEL_DAEMON, ipvs_daemon_attr(state))
 
 
 def _vs_name(vs: VirtualServer) -> str:
@@ -9206,11 +9568,10 @@ class _HttpCheck(_CheckRunner):
         self._connect(self._tls_start if self.chk.kind == "SSL_GET" else self._send)
 
     def _tls_start(self) -> None:
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = self.manager.ssl_context()
+        if ctx is None:
+            self._done(False, f"SSL_CHECK on {self.name}: Error Initialize SSL, ctx Instance")
+            return
         sni = (self.chk.sni_name or self.url.virtualhost or self.chk.virtualhost or self.rs.virtualhost
                or self.vs.virtualhost) if self.chk.enable_sni else None
         assert self.sock is not None
@@ -9286,6 +9647,11 @@ class _HttpCheck(_CheckRunner):
             self.response += data
             if len(self.response) > 16 << 20:
                 break
+        if self.chk.kind == "SSL_GET" and (self.chk.tls_compliant or self.url.tls_compliant):
+            try:  # close_notify, as keepalived's SSL_shutdown() without quiet shutdown; not waiting for the peer's
+                self.sock.unwrap()  # type: ignore[attr-defined]
+            except (OSError, ValueError):
+                pass
         ok, why = http_response_ok(bytes(self.response), self.url)
         if not ok:
             self._done(False, f"HTTP {why} to {self.name} url({self.url.path}).")
@@ -9625,6 +9991,42 @@ class LvsManager:
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
         # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to TrackerRunner
         self.bfd_up: Callable[[str], bool] = lambda name: False
+        # lvs_sync_daemon: the kernel's sync daemon states running (IP_VS_STATE_*), the VRRP states heard
+        self.syncd: Optional[LvsSyncDaemon] = None
+        self.syncd_states: set = set()
+        self.syncd_nl: Optional[IpvsNetlink] = None
+        self.vrrp_states: Dict[str, State] = {}
+        self._ssl_ctx: Any = None  # SSL_GET's context once made (False: it could not be)
+
+    def ssl_context(self) -> Any:
+        """The one client SSL context of SSL_GET (keepalived's build_ssl_ctx): the `SSL` block's certificate and key
+        (with its password) and CA; no verification, as keepalived sets no verify mode. None if it cannot be made
+        (logged once, as keepalived's "SSL error" lines)."""
+        if self._ssl_ctx is not None:
+            return self._ssl_ctx or None
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conf = self.config.ssl
+        step = ""
+        try:
+            if conf is not None and conf.certificate:
+                step = "certificate"
+                ctx.load_cert_chain(conf.certificate, conf.key or None, conf.password)
+            elif conf is not None and conf.key:
+                log.warning("SSL: key without certificate - not used")
+            if conf is not None and conf.ca:
+                step = "CA"
+                ctx.load_verify_locations(conf.ca)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.error("SSL error : Cant load %s file... (%s)", step, exc)
+            log.error("Error Initialize SSL, ctx Instance")
+            self._ssl_ctx = False
+            return None
+        self._ssl_ctx = ctx
+        return ctx
 
     def bfd_event(self, name: str, up: bool) -> None:
         """A BFD session changed: its BFD_CHECK checkers decide again now."""
@@ -9635,11 +10037,12 @@ class LvsManager:
                         check.bfd_event()
 
     def start(self) -> None:
+        self._syncd_configure(self.config.global_defs.lvs_sync_daemon)
         if not self.config.virtual_servers:
             return
         try:
             if self.nl is None:
-                self.nl = IpvsNetlink()
+                self.nl = IpvsNetlink(self.config.global_defs.net_namespace_ipvs)
             self.kernel = {svc.key: svc for svc in self.nl.services()}
         except (OSError, VrrpdError) as exc:
             self.error = f"the kernel has no IPVS (is the ip_vs module available?): {exc}"
@@ -9660,6 +10063,10 @@ class LvsManager:
         for vsr in list(self.vs.values()):
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
+        self._syncd_configure(None)
+        if self.syncd_nl is not None:
+            self.syncd_nl.close()
+            self.syncd_nl = None
         if self.nl is not None:
             if self.config.global_defs.lvs_flush_on_stop:
                 self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
@@ -9667,7 +10074,13 @@ class LvsManager:
             self.nl = None
 
     def reload(self, config: Config) -> None:
+        before = self.config.global_defs.net_namespace_ipvs
+        if config.global_defs.net_namespace_ipvs != before:
+            log.info("Cannot change IPVS network namespace at a reload - please restart %s", PROG)
+            config.global_defs.net_namespace_ipvs = before
         self.config = config
+        self._ssl_ctx = None  # the SSL block may have changed: made again at the next SSL_GET
+        self._syncd_configure(config.global_defs.lvs_sync_daemon)
         if self.nl is None:
             self.error = None
             self.start()
@@ -9690,6 +10103,69 @@ class LvsManager:
                                                for c in r.checkers]} for k, r in vsr.rs.items()],
             })
         return out
+
+    # -- the IPVS connection sync daemon (keepalived's ipvs_syncd_cmd) ---------------------------
+    def vrrp_state(self, name: str, state: State) -> None:
+        """A VRRP instance entered `state`. The sync daemon of `lvs_sync_daemon IF inst NAME` follows it: the
+        master daemon while NAME is MASTER, the backup daemon otherwise (keepalived's vrrp_state_become_master and
+        vrrp_state_leave_master); at STOP it stops."""
+        self.vrrp_states[name] = state
+        if self.syncd is not None and self.syncd.instance == name:
+            self._syncd_run(self._syncd_wanted())
+
+    def _syncd_wanted(self) -> set:
+        sd = self.syncd
+        if sd is None:
+            return set()
+        if sd.instance is None:  # no instance: the checker process runs both, all the time
+            return {IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP}
+        state = self.vrrp_states.get(sd.instance)
+        if state is None or state == State.STOP:
+            return set()
+        return {IP_VS_STATE_MASTER if state == State.MASTER else IP_VS_STATE_BACKUP}
+
+    def _syncd_configure(self, sd: Optional[LvsSyncDaemon]) -> None:
+        """Start, change or stop the sync daemon as the configuration says (a reload that changes it restarts it)."""
+        def where_from_left_out(x: Optional[LvsSyncDaemon]) -> Any:
+            return None if x is None else dataclass_replace(x, file="", line=0)
+        if where_from_left_out(sd) != where_from_left_out(self.syncd):
+            self._syncd_run(set())
+        self.syncd = sd
+        self._syncd_run(self._syncd_wanted())
+
+    def _syncd_run(self, wanted: set) -> None:
+        if wanted == self.syncd_states:
+            return
+        nl = self.nl or self.syncd_nl
+        if nl is None:
+            try:
+                nl = self.syncd_nl = IpvsNetlink(self.config.global_defs.net_namespace_ipvs)
+            except (OSError, VrrpdError) as exc:
+                log.error("LVS: the sync daemon cannot be started: the kernel has no IPVS (%s)", exc)
+                self.syncd_states = set(wanted)  # said once
+                return
+        names = {IP_VS_STATE_MASTER: "master", IP_VS_STATE_BACKUP: "backup"}
+        for state in sorted(self.syncd_states - wanted):
+            try:
+                nl.del_daemon(state)
+                log.info("LVS: stopped the %s sync daemon", names[state])
+            except (OSError, VrrpdError) as exc:
+                log.info("IPVS cmd stop daemon (%s) error: %s", names[state], exc)
+        for state in sorted(wanted - self.syncd_states):
+            sd = self.syncd
+            assert sd is not None
+            try:
+                nl.new_daemon(state, sd)
+                log.info("LVS: started the %s sync daemon on %s, syncid %d", names[state], sd.ifname, sd.syncid or 0)
+            except NetlinkError as exc:
+                if exc.errno != errno.EEXIST:
+                    log.error("IPVS cmd start daemon (%s) error: %s", names[state], exc)
+                    continue
+                log.info("LVS: the %s sync daemon was already running", names[state])
+            except (OSError, VrrpdError) as exc:
+                log.error("IPVS cmd start daemon (%s) error: %s", names[state], exc)
+                continue
+        self.syncd_states = set(wanted)
 
     # -- reconciliation ----------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
@@ -12152,6 +12628,7 @@ class Daemon:
                 rt.last_notified = act.state
                 rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
+                self._safe(self.lvs.vrrp_state, inst.name, act.state)  # lvs_sync_daemon follows its instance
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
