@@ -417,7 +417,7 @@ class FakeKernel(vrrpd.Kernel):
     def vmacs(self, rtnl):
         return FakeVmacs(self)
 
-    def firewall(self, table, priority=-1, counters=False):
+    def firewall(self, table, priority=-1, counters=False, ifindex=False):
         self.firewall_ = FakeFirewall(table)
         self.firewall_.style = (priority, counters)
         return self.firewall_
@@ -4291,6 +4291,31 @@ def test_lab_nftables_name_priority_and_counters_shape_the_strict_mode_table(lab
     node.stop()
     assert "ka_test" not in lab.run(ns, ["nft", "list", "tables"]).stdout
 
+
+
+@pytest.mark.parametrize("ifindex", [False, True], ids=["by-name", "nftables_ifindex"])
+def test_lab_a_link_local_vip_is_dropped_on_its_own_interface_by_name_or_by_index(lab, tmp_path, ifindex):
+    """keepalived's strict-mode table keeps a link-local IPv6 VIP with its interface (set vips_link_local_name of
+    ipv6_addr . ifname, or with nftables_ifindex set vips_link_local of ipv6_addr . iface_index): the same
+    address is another one on each link. A client's ping to it on eth0 is dropped; the global VIP is in vips6."""
+    require(shutil.which("nft") is not None, "needs nft")
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    extra = "    vrrp_strict\n" + ("    nftables_ifindex\n" if ifindex else "")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", vips=("fe80::5/64", "2001:db8:5::5/64"),
+                                               global_extra=extra))
+    wait_for(lambda: lab.has_address(ns, "fe80::5"), 8, what="MASTER")
+    listing = lab.run(ns, ["nft", "list", "table", "inet", "vrrpd"]).stdout
+    name, kind, iif = ("vips_link_local", "iface_index", "iif") if ifindex else ("vips_link_local_name", "ifname",
+                                                                                   "iifname")
+    assert f"set {name} {{" in listing and f"type ipv6_addr . {kind}" in listing, listing
+    assert re.search(r'fe80::5 \. "?eth0"?', listing) and f"ip6 daddr . {iif} @{name} drop" in listing, listing
+    assert "2001:db8:5::5" in listing.split("set vips6", 1)[1].split("}", 1)[0]
+    ping = ["ping", "-6", "-c1", "-W1", "fe80::5%eth0"]
+    assert lab.run(client, ping, check=False).returncode != 0
+    lab.run(ns, ["nft", "delete", "table", "inet", "vrrpd"])  # without the table the VIP answers
+    assert lab.run(client, ping, check=False).returncode == 0
+    node.stop()
 
 def test_nftables_without_a_name_is_keepalived_and_the_ruleset_has_no_counters_by_default():
     config, diags = parse_ok("global_defs {\n    nftables\n}\n" + MINIMAL)

@@ -427,6 +427,7 @@ class GlobalDefs:
     nftables: Optional[str] = None  # the no_accept table's name (keepalived's `nftables NAME`); None: vrrpd
     nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
     nftables_counters: bool = False  # a counter on each drop rule
+    nftables_ifindex: bool = False  # link-local VIPs matched with their interface's index, not its name
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
     linkbeat_use_polling: bool = False  # every instance's interface: poll its carrier, ignore netlink's
     vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
@@ -3352,6 +3353,7 @@ _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keywo
 _kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
 _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
+_kw(_G, "nftables_ifindex", _h_flag("nftables_ifindex"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
 _kw(_G, "linkbeat_use_polling", _h_flag("linkbeat_use_polling"), (0, 0))
 for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
@@ -3514,8 +3516,7 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
     accept=_is_bool_word)
 for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_accept_only(_G, "nftables_ifindex "
-             "vrrp_ipsets max_auto_priority min_auto_priority_delay "
+_accept_only(_G, "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
@@ -6520,30 +6521,44 @@ def decode_bfd(data: bytes) -> BfdPacket:
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
 
 
-def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE, priority: int = -1, counters: bool = False) -> str:
+def nft_ruleset(vips: List[Any], table: str = NFT_TABLE, priority: int = -1, counters: bool = False,
+                ifindex: bool = False) -> str:
     """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
 
     The sets hold every VIP of instances without `accept` that are not address owners. Packets
     only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
     so one static set gives keepalived's behaviour without touching the firewall on transitions.
     Neighbour discovery stays allowed so IPv6 VIPs still resolve. `priority` is the chains' hook priority and
-    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters)."""
-    v4 = sorted({a for a in vips if a.version == 4})
-    v6 = sorted({a for a in vips if a.version == 6})
+    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters).
+
+    A link-local IPv6 VIP comes as (address, interface): the same address is another one on each link, so it is
+    matched with its interface, by name (keepalived's set vips_link_local_name) or, with `ifindex` (its
+    nftables_ifindex), by index (set vips_link_local)."""
+    v4 = sorted({a for a in vips if not isinstance(a, tuple) and a.version == 4})
+    v6 = sorted({a for a in vips if not isinstance(a, tuple) and a.version == 6})
+    local = sorted({a for a in vips if isinstance(a, tuple)}, key=lambda t: (t[1], t[0]))
 
     def elements(addrs: List[Any]) -> str:
         return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
 
     nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
     drop = "counter drop" if counters else "drop"
+    set_name, if_type, iif, oif = (("vips_link_local", "iface_index", "iif", "oif") if ifindex else
+                                   ("vips_link_local_name", "ifname", "iifname", "oifname"))
+    lines_in = lines_out = local_set = ""
+    if local:
+        entries = ", ".join(f'{a} . "{ifname}"' for a, ifname in local)
+        local_set = f"  set {set_name} {{ type ipv6_addr . {if_type}; elements = {{ {entries} }}; }}\n"
+        lines_in = f"    ip6 daddr . {iif} @{set_name} {drop}\n"
+        lines_out = f"    ip6 saddr . {oif} @{set_name} {drop}\n"
     return (
         f"table inet {table} {{\n"
         f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
-        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
+        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n{local_set}"
         f"  chain in {{\n    type filter hook input priority {priority}; policy accept;\n"
-        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n  }}\n"
+        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n{lines_in}  }}\n"
         f"  chain out {{\n    type filter hook output priority {priority}; policy accept;\n"
-        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n  }}\n"
+        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n{lines_out}  }}\n"
         f"}}\n"
     )
 
@@ -8933,8 +8948,8 @@ class Kernel:
     def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
         return VmacManager(rtnl)
 
-    def firewall(self, table: str, priority: int = -1, counters: bool = False) -> StrictFirewall:
-        return StrictFirewall(table, priority, counters)
+    def firewall(self, table: str, priority: int = -1, counters: bool = False, ifindex: bool = False) -> StrictFirewall:
+        return StrictFirewall(table, priority, counters, ifindex)
 
     IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
 
@@ -10392,12 +10407,15 @@ def instance_accepts(inst: VrrpInstance, global_defs: GlobalDefs) -> bool:
     return not strict
 
 
-def no_accept_vips(config: Config) -> List[IPAddress]:
-    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them."""
-    vips: List[IPAddress] = []
+def no_accept_vips(config: Config) -> List[Any]:
+    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them; a link-local IPv6 one
+    as (address, its interface)."""
+    vips: List[Any] = []
     for inst in config.vrrp_instances:
         if not instance_accepts(inst, config.global_defs):
-            vips += [v.address.ip for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded]
+            for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                ip = v.address.ip
+                vips.append((ip, v.dev or inst.interface or "") if ip.version == 6 and ip.is_link_local else ip)
     return vips
 
 
@@ -10429,9 +10447,12 @@ def nft_table_exists(table: str) -> Optional[bool]:
 class StrictFirewall:
     """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
 
-    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False):
-        self.table, self.priority, self.counters = table, priority, counters
+    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False, ifindex: bool = False):
+        self.table, self.priority, self.counters, self.ifindex = table, priority, counters, ifindex
         self.active = False
+
+    def _ruleset(self, vips: List[Any]) -> str:
+        return nft_ruleset(vips, self.table, self.priority, self.counters, self.ifindex)
 
     def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
         return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10, check=False)
@@ -10446,7 +10467,7 @@ class StrictFirewall:
                 self._nft(nft_delete_argv(self.table))
             if not vips:
                 return True
-            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table, self.priority, self.counters))
+            result = self._nft(["nft", "-f", "-"], self._ruleset(vips))
         except (OSError, subprocess.SubprocessError) as exc:
             if vips:
                 log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
@@ -10463,7 +10484,7 @@ class StrictFirewall:
         if not vips and not self.active:
             return True
         script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
-        script += nft_ruleset(vips, self.table, self.priority, self.counters) if vips else ""
+        script += self._ruleset(vips) if vips else ""
         try:
             result = self._nft(["nft", "-f", "-"], script)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -11878,7 +11899,7 @@ class Daemon:
         # keepalived's `nftables NAME` names the no_accept table (ours is `vrrpd` by default); nftables_priority
         # and nftables_counters shape its chains and rules as they do keepalived's
         self.firewall = self.kernel.firewall(self.g.nftables or NFT_TABLE, self.g.nftables_priority,
-                                             self.g.nftables_counters)
+                                             self.g.nftables_counters, self.g.nftables_ifindex)
         self.vmacs: Optional[VmacManager] = None
         self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
         # interface_up_down_delays: a carrier change waiting out its delay, by ifindex: (timer, the new LinkInfo)
@@ -12516,6 +12537,7 @@ class Daemon:
         if isinstance(self.firewall, StrictFirewall):  # the same table, with the new chain priority and counters
             self.firewall.priority = config.global_defs.nftables_priority
             self.firewall.counters = config.global_defs.nftables_counters
+            self.firewall.ifindex = config.global_defs.nftables_ifindex
         self.firewall.replace(no_accept_vips(config))
         self._set_sync_groups(config)
         self._set_vmacs(config)
