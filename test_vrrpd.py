@@ -360,6 +360,13 @@ class FakeVmacs:
         self.created[name] = index
         return index
 
+    def create_ipvlan(self, name, base, flags, family, address=None):
+        index = 200 + len(self.created)
+        self.kernel.links[index] = vrrpd.LinkInfo(index, name, vrrpd.IFF_UP | vrrpd.IFF_RUNNING,
+                                                  self.kernel.links[ETH0].mac, kind="ipvlan")
+        self.created[name] = index
+        return index
+
     def remove(self, index):
         self.created = {n: i for n, i in self.created.items() if i != index}
         self.kernel.links.pop(index, None)
@@ -410,7 +417,7 @@ class FakeKernel(vrrpd.Kernel):
     def vmacs(self, rtnl):
         return FakeVmacs(self)
 
-    def firewall(self, table, priority=-1, counters=False):
+    def firewall(self, table, priority=-1, counters=False, ifindex=False):
         self.firewall_ = FakeFirewall(table)
         self.firewall_.style = (priority, counters)
         return self.firewall_
@@ -4285,6 +4292,31 @@ def test_lab_nftables_name_priority_and_counters_shape_the_strict_mode_table(lab
     assert "ka_test" not in lab.run(ns, ["nft", "list", "tables"]).stdout
 
 
+
+@pytest.mark.parametrize("ifindex", [False, True], ids=["by-name", "nftables_ifindex"])
+def test_lab_a_link_local_vip_is_dropped_on_its_own_interface_by_name_or_by_index(lab, tmp_path, ifindex):
+    """keepalived's strict-mode table keeps a link-local IPv6 VIP with its interface (set vips_link_local_name of
+    ipv6_addr . ifname, or with nftables_ifindex set vips_link_local of ipv6_addr . iface_index): the same
+    address is another one on each link. A client's ping to it on eth0 is dropped; the global VIP is in vips6."""
+    require(shutil.which("nft") is not None, "needs nft")
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    extra = "    vrrp_strict\n" + ("    nftables_ifindex\n" if ifindex else "")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", vips=("fe80::5/64", "2001:db8:5::5/64"),
+                                               global_extra=extra))
+    wait_for(lambda: lab.has_address(ns, "fe80::5"), 8, what="MASTER")
+    listing = lab.run(ns, ["nft", "list", "table", "inet", "vrrpd"]).stdout
+    name, kind, iif = ("vips_link_local", "iface_index", "iif") if ifindex else ("vips_link_local_name", "ifname",
+                                                                                   "iifname")
+    assert f"set {name} {{" in listing and f"type ipv6_addr . {kind}" in listing, listing
+    assert re.search(r'fe80::5 \. "?eth0"?', listing) and f"ip6 daddr . {iif} @{name} drop" in listing, listing
+    assert "2001:db8:5::5" in listing.split("set vips6", 1)[1].split("}", 1)[0]
+    ping = ["ping", "-6", "-c1", "-W1", "fe80::5%eth0"]
+    assert lab.run(client, ping, check=False).returncode != 0
+    lab.run(ns, ["nft", "delete", "table", "inet", "vrrpd"])  # without the table the VIP answers
+    assert lab.run(client, ping, check=False).returncode == 0
+    node.stop()
+
 def test_nftables_without_a_name_is_keepalived_and_the_ruleset_has_no_counters_by_default():
     config, diags = parse_ok("global_defs {\n    nftables\n}\n" + MINIMAL)
     assert config.global_defs.nftables == "keepalived" and config.global_defs.nftables_priority == -1
@@ -6185,6 +6217,26 @@ def test_lab_use_vmac_addr_puts_each_other_interface_s_vips_on_a_vmac_named_by_v
     for name in ("vx.51", "vx6.51", "vx1.51"):
         assert lab.ip("link", "show", name, ns=ns, check=False).returncode != 0
 
+
+
+def test_use_ipvlan_is_read_as_keepalived_reads_it_and_asks_rtnetlink_for_an_l2_ipvlan(offline):
+    """The kernel side is proven in the VM (test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf); here the words and the
+    RTM_NEWLINK bytes: kind ipvlan, IFLA_IPVLAN_MODE L2, IFLA_IPVLAN_FLAGS, the link and the VRF master."""
+    config, diags = parse_ok(instance_text(extra="    use_ipvlan ipv9 10.0.0.50/24 private\n"))
+    inst = config.vrrp_instances[0]
+    assert (inst.use_ipvlan, inst.vmac_name, str(inst.ipvlan_addr), inst.ipvlan_flags) == (
+        True, "ipv9", "10.0.0.50/24", 1)
+    assert inst.mcast_src_ip == IP4("10.0.0.50")  # keepalived: the ipvlan's address is the source
+    payload = vrrpd.ipvlan_link_payload("ipv9", 7, 2, master=9)
+    attrs = dict(vrrpd.nla_parse_list(payload[vrrpd.IFINFOMSG.size:]))
+    assert attrs[vrrpd.IFLA_IFNAME] == b"ipv9\0" and attrs[vrrpd.IFLA_LINK] == struct.pack("=I", 7)
+    assert attrs[vrrpd.IFLA_MASTER] == struct.pack("=I", 9)
+    info = dict(vrrpd.nla_parse_list(attrs[vrrpd.IFLA_LINKINFO]))
+    assert info[vrrpd.IFLA_INFO_KIND] == b"ipvlan"
+    data = dict(vrrpd.nla_parse_list(info[vrrpd.IFLA_INFO_DATA]))
+    assert data == {vrrpd.IFLA_IPVLAN_MODE: struct.pack("=H", 0), vrrpd.IFLA_IPVLAN_FLAGS: struct.pack("=H", 2)}
+    d, _ = offline(instance_text(extra="    use_ipvlan\n"))  # IPv4 without an address: keepalived's FAULT
+    assert d.runtimes[0].machine.state == vrrpd.State.FAULT
 
 def test_addr_vmac_names_follow_keepalived_s_create_vmac_name():
     taken = {"vrrp.5", "vrrp6.5", "vrrp1.5"}
@@ -8377,6 +8429,188 @@ def test_net_namespace_ipvs_and_namespace_with_ipsets_are_read_as_keepalived_rea
     assert config.global_defs.net_namespace_ipvs == ""  # the init namespace
 
 
+def test_url_regex_offsets_options_and_no_match_as_keepalived_checks_them():
+    def url(regex, *options, lo=0, hi=None, no_match=False):
+        return vrrpd.UrlCheck(regex=regex, regex_options=list(options), regex_min_offset=lo, regex_max_offset=hi,
+                              regex_no_match=no_match)
+
+    body = b"Status: OK\nload 42\nend"
+    cases = [
+        (url(rb"load \d+".decode()), True),
+        (url("LOAD"), False), (url("LOAD", "caseless"), True),
+        (url("^load", ), False), (url("^load", "multiline"), True),
+        (url("OK.load", ), False), (url("OK.load", "dotall"), True),
+        (url("l o a d  # spaced", "extended"), True),
+        (url("load", "firstline"), False), (url("Status", "firstline"), True),  # must start on the first line
+        (url("load", lo=12), False), (url("load", lo=11), True),  # starts at offset 11
+        (url("load", hi=10), False), (url("load", hi=11), True),
+        (url("load", no_match=True), False), (url("nothing", no_match=True), True),
+    ]
+    for u, want in cases:
+        assert vrrpd.http_response_ok(b"HTTP/1.0 200 OK\r\n\r\n" + body, u)[0] is want, u
+    assert vrrpd.http_response_ok(b"HTTP/1.0 200 OK\r\n\r\n" + body, url("nothing"))[1] == "Regex match failed"
+    assert vrrpd.url_regex_matches(url("caf\u00e9", "utf"), "un caf\u00e9".encode())
+    assert not vrrpd.url_regex_matches(url("caf\u00e9", "utf"), b"\xff caf")  # not UTF-8: no match, as PCRE2
+    text = """virtual_server 10.0.0.1 80 {
+ protocol TCP
+ real_server 10.1.0.1 80 {
+  HTTP_GET {
+   url {
+    path /a
+    regex_no_match
+    regex_min_offset 3
+   }
+   url {
+    path /b
+    regex ok
+    regex_min_offset 9
+    regex_max_offset 4
+    regex_options ungreedy
+   }
+   url {
+    path /c
+    regex "(unclosed"
+   }
+  }
+ }
+}
+"""
+    config, diags = vrrpd.parse_config_text(text, "r.conf")
+    a, b, c = config.virtual_servers[0].real_servers[0].checkers[0].urls
+    assert (a.regex, a.regex_no_match, a.regex_min_offset) == (None, False, 0)
+    assert (b.regex, b.regex_min_offset, b.regex_max_offset) == ("ok", 0, None) and c.regex is None
+    text = "\n".join(messages(diags))
+    assert "r.conf:4: warning: regex parameters specified without regex" in text
+    assert "r.conf:4: warning: regex min offset 9 > regex_max_offset 4 - ignoring" in text
+    assert "r.conf:15: warning: regex option ungreedy: Python's re has no equivalent" in text
+    assert "r.conf:4: warning: Invalid regex: '(unclosed' at offset 0: missing ), unterminated subpattern" in text
+
+
+def test_ssl_get_offers_the_ssl_blocks_certificate_and_tls_compliant_sends_close_notify(tmp_path):
+    """A server that requires a client certificate: SSL_GET passes only with the SSL block's certificate and its
+    password-protected key. tls_compliant ends the session with close_notify (the server's unwrap() completes);
+    without it the TCP connection just closes, as keepalived's quiet shutdown. A url regex decides too."""
+    import socket
+    import ssl
+    import threading
+
+    server_cert, server_key = _self_signed(tmp_path)
+    client_cert, client_key = tmp_path / "client.pem", tmp_path / "client.key"
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "2",
+        "-subj", "/CN=checker", "-passout", "pass:s3cret", "-keyout", str(client_key), "-out", str(client_cert)])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(server_cert, server_key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(client_cert)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    seen: list = []
+
+    def serve():
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            raw.settimeout(3)
+            try:
+                conn = ctx.wrap_socket(raw, server_side=True)
+            except (OSError, ssl.SSLError):
+                seen.append(("no client certificate", ""))
+                raw.close()
+                continue
+            try:
+                path = conn.recv(4096).split()[1].decode()
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nstatus ok 42")
+                try:
+                    conn.unwrap()  # close_notify, then wait for the checker's
+                    seen.append((path, "close_notify"))
+                except (OSError, ssl.SSLError):
+                    seen.append((path, "closed without close_notify"))
+            except (OSError, ssl.SSLError, IndexError):
+                pass
+            raw.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def ssl_get(path, regex=None, no_match=False, **kw):
+        return vrrpd.Checker(kind="SSL_GET", urls=[vrrpd.UrlCheck(path, regex=regex, regex_no_match=no_match)],
+                             connect_timeout=2, retry=0, alpha=True, **kw)
+
+    def run(ssl_block):
+        checkers = {"/compliant": ssl_get("/compliant", tls_compliant=True), "/quiet": ssl_get("/quiet"),
+                    "/regex": ssl_get("/regex", regex=r"ok \d+"), "/no-match": ssl_get("/no-match", "ok", True)}
+        rss = [_rs("127.0.0.1", port, [chk]) for chk in checkers.values()]
+        for n, rs in enumerate(rss):
+            rs.address = _ip(f"127.0.0.{n + 1}")
+            rs.checkers[0].connect_ip = _ip("127.0.0.1")
+        loop, m = _manager(_vs(port=443, rss=rss, delay_loop=0.2))
+        m.config.ssl = ssl_block
+        fake = m.nl
+        m.start()
+        _run_until(loop, lambda: all(c.results[True] + c.results[False] >= 2 for vsr in m.vs.values()
+                                     for r in vsr.rs.values() for c in r.checkers), 10, "two rounds of checks")
+        up = sorted(path for path, chk in checkers.items()
+                    if f"127.0.0.{list(checkers).index(path) + 1}:{port}" in fake.weights("[10.0.0.100]:tcp:443"))
+        m.stop()
+        loop.close()
+        return up
+
+    assert run(None) == [] and seen and {s[0] for s in seen} == {"no client certificate"}
+    seen.clear()
+    block = vrrpd.SslConfig(certificate=str(client_cert), key=str(client_key), password="s3cret")
+    assert run(block) == ["/compliant", "/quiet", "/regex"]
+    assert ("/compliant", "close_notify") in seen and ("/quiet", "closed without close_notify") in seen
+    assert ("/compliant", "closed without close_notify") not in seen and ("/quiet", "close_notify") not in seen
+    config, diags = parse_ok(f"SSL {{\n password s3cret\n certificate {client_cert}\n key {client_key}\n"
+                             f" ca {client_cert}\n}}\n")
+    assert config.ssl == vrrpd.SslConfig("s3cret", str(client_cert), str(client_cert), str(client_key))
+    listener.close()
+
+
+def test_smtp_check_host_blocks_become_checkers_as_in_keepalived():
+    """The deprecated `host` block: one SMTP_CHECK per host with the host's connection settings and the rest of the
+    SMTP_CHECK's (helo_name, retry); an SMTP_CHECK without connection settings takes the first host's."""
+    text = """virtual_server 10.0.0.1 25 {
+    protocol TCP
+    real_server 10.1.0.1 25 {
+        SMTP_CHECK {
+            helo_name mx.test
+            retry 4
+            host {
+                connect_ip 127.0.0.2
+                connect_port 2525
+                retry 9
+            }
+            host {
+                connect_ip 127.0.0.3
+                bind_if lo
+                fwmark 3
+            }
+        }
+        SMTP_CHECK {
+            connect_port 26
+            host {
+                connect_ip 127.0.0.4
+            }
+        }
+    }
+}
+"""
+    config, diags = vrrpd.parse_config_text(text, "h.conf")
+    got = [(str(c.connect_ip), c.connect_port, c.bind_if, c.fwmark, c.retry, c.helo_name)
+           for c in config.virtual_servers[0].real_servers[0].checkers]
+    assert got == [("127.0.0.2", 2525, None, 0, 4, "mx.test"), ("127.0.0.3", None, "lo", 3, 4, "mx.test"),
+                   ("None", 26, None, 0, None, None), ("127.0.0.4", None, None, 0, None, None)]
+    assert messages(diags) == [
+        "h.conf:4: warning: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+        "h.conf:10: warning: retry in host (SMTP_CHECK): keepalived gives the host's checker the SMTP_CHECK's own "
+        "setting; keepalived ignores it, and so does vrrpd",
+        "h.conf:18: warning: The SMTP_CHECK host block is deprecated. Please define additional checkers."]
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()
@@ -8905,9 +9139,40 @@ def test_lvs_checker_benchmark_small():
     assert result["late_p99_ms"] < 250 and result["max_late_ms"] < 1000  # generous: a shared 2-core machine
 
 
+
+def test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf(lab, tmp_path):
+    """Runs inside the IPVS VM only (the lab's kernel has no ipvlan and no vrf): keepalived's use_ipvlan makes an
+    L2 ipvlan (rtnetlink, kind ipvlan) holding its address, which carries the VIP and is the adverts' source, so a
+    peer stays BACKUP; a VMAC whose interface is enslaved to a VRF is enslaved to it too. Both go at stop."""
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    lab.ip("link", "add", "vrf-blue", "type", "vrf", "table", "10", ns=ns_a)
+    lab.ip("link", "set", "vrf-blue", "up", ns=ns_a)
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns_a)
+    lab.ip("link", "set", "eth1", "master", "vrf-blue", ns=ns_a)
+    for name in ("eth1", "eth1p"):
+        lab.ip("link", "set", name, "up", ns=ns_a)
+    a_conf = (_conf(priority=150, state="MASTER", instance_extra=f"    use_ipvlan ipv0 {LAB_NET}.50/24\n")
+              + _conf(name="VI_2", vrid=52, interface="eth1", vips=("10.93.0.5/24",),
+                      instance_extra="    use_vmac\n").split("}\n", 1)[1])
+    a = _Node(lab, ns_a, tmp_path, "A", a_conf)
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    wait_for(lambda: lab.has_address(ns_a, VIP, "ipv0"), 8, what="the VIP on the ipvlan")
+    shown = lab.ip("-d", "addr", "show", "ipv0", ns=ns_a).stdout
+    assert "ipvlan  mode l2 bridge" in shown and f"{LAB_NET}.50/24" in shown, shown
+    time.sleep(1.0)  # B's Master_Down_Interval is 0.3 s: it would have taken over if it heard nothing
+    assert not lab.has_address(ns_b, VIP) and "Entering MASTER STATE" not in b.log()
+    vmac = lab.ip("-d", "link", "show", "vrrp.52", ns=ns_a).stdout
+    assert "master vrf-blue" in vmac and "macvlan mode private" in vmac, vmac
+    a.stop()
+    b.stop()
+    for name in ("ipv0", "vrrp.52"):
+        assert lab.ip("link", "show", name, ns=ns_a, check=False).returncode != 0
+
+
 if not IN_VM:
-    # the in-guest scenario is collected only inside the VM; on the host the VM test above runs it
+    # the in-guest scenarios are collected only inside the VM; on the host the VM test above runs them
     del test_in_vm_seed_001_dr_failover_sorry_server_and_kinds
+    del test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf
 
 
 # ============================================================================================
@@ -12731,8 +12996,6 @@ COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
 
 # (regular expression on a model difference, reason)
 COMPAT_MODEL_DIFFERENCES: List[Tuple[str, str]] = [
-    (r"^vrrp_instance-use_ipvlan\.conf: VI_1 src_ip:", "vrrpd accepts use_ipvlan without acting on it (no ipvlan "
-     "interface, so no source address from it); keepalived sends from the ipvlan address"),
     (r": VI_\d+ vips \(a duplicate VIP\):", "keepalived 2.4 ignores a VIP listed twice in an instance, and so does "
      "vrrpd; 2.2.7 keeps both"),
     (r"^builtins\.conf: .* vrid:", "${_RANDOM} draws its own number in each program"),

@@ -427,6 +427,7 @@ class GlobalDefs:
     nftables: Optional[str] = None  # the no_accept table's name (keepalived's `nftables NAME`); None: vrrpd
     nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
     nftables_counters: bool = False  # a counter on each drop rule
+    nftables_ifindex: bool = False  # link-local VIPs matched with their interface's index, not its name
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
     linkbeat_use_polling: bool = False  # every instance's interface: poll its carrier, ignore netlink's
     vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
@@ -696,6 +697,9 @@ class VrrpInstance:
     garp_lower_prio_repeat: Optional[int] = None
     use_vmac: bool = False
     use_vmac_addr: bool = False  # a VMAC for each VIP on another interface, or of the other family
+    use_ipvlan: bool = False  # an L2 ipvlan (the interface's MAC) instead of the VMAC macvlan; named by vmac_name
+    ipvlan_addr: Optional[IPInterface] = None  # its own address, the adverts' source (IPv4 needs one)
+    ipvlan_flags: int = 0  # IFLA_IPVLAN_FLAGS: 0 bridge, 1 private, 2 vepa
     vmac_name: Optional[str] = None
     vmac_xmit_base: bool = False
     native_ipv6: bool = False
@@ -858,6 +862,15 @@ class UrlCheck:
     digest: Optional[str] = None  # lower-case hex MD5 of the body
     status_code: List[Tuple[int, int]] = field(default_factory=list)  # ranges; empty: 200-299
     virtualhost: Optional[str] = None
+    # keepalived's regex check (PCRE2 there, Python's re here): the body must match (or, with regex_no_match, must
+    # not), the match starting at offset regex_min_offset .. regex_max_offset
+    regex: Optional[str] = None
+    regex_options: List[str] = field(default_factory=list)
+    regex_no_match: bool = False
+    regex_min_offset: int = 0
+    regex_max_offset: Optional[int] = None
+    regex_stack: Optional[Tuple[int, int]] = None  # PCRE2's JIT stack (start, max): Python's re needs none
+    tls_compliant: bool = False  # SSL_GET: end the TLS session with close_notify
 
 
 @dataclass
@@ -886,6 +899,8 @@ class Checker:
     http_protocol: str = "1.0"
     enable_sni: bool = True
     sni_name: Optional[str] = None
+    tls_compliant: bool = False  # SSL_GET: end each TLS session with close_notify (keepalived: quiet shutdown)
+    fast_recovery: bool = False  # vrrpd checks every url in one attempt: what fast_recovery makes keepalived do
     # MISC_CHECK
     misc_path: Optional[Command] = None
     misc_timeout: Optional[float] = None
@@ -893,6 +908,7 @@ class Checker:
     user: Optional[str] = None
     # SMTP_CHECK
     helo_name: Optional[str] = None
+    hosts: List[Checker] = field(default_factory=list)  # deprecated `host { }` blocks: one more checker each
     # DNS_CHECK
     dns_type: str = "SOA"
     dns_name: str = "."
@@ -1007,6 +1023,16 @@ class VirtualServer:
 
 
 @dataclass
+class SslConfig:
+    """The top-level `SSL` block: the client side of every SSL_GET (keepalived's one SSL context)."""
+
+    password: Optional[str] = None  # of the key
+    ca: Optional[str] = None  # loaded, not verified against (keepalived sets no verify mode)
+    certificate: Optional[str] = None  # the client certificate chain, offered when the server asks
+    key: Optional[str] = None
+
+
+@dataclass
 class Config:
     """Everything one configuration file (with its includes) says."""
 
@@ -1024,6 +1050,7 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
+    ssl: Optional[SslConfig] = None  # the top-level SSL block (SSL_GET's client certificate)
     # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
     if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     garp_groups: List[GarpGroup] = field(default_factory=list)
@@ -3044,7 +3071,19 @@ _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
 _kw("top", "linkbeat_interfaces", _top_linkbeat_interfaces, (0, 0), _LINE_BLOCK)
-_accept_only("top", "SSL", (0, 1), "skip")
+
+
+
+def _top_ssl(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> SslConfig:
+    if cfg.ssl is not None:
+        p.warning(kw, "SSL context already specified - replacing")
+    cfg.ssl = SslConfig()
+    return cfg.ssl
+
+
+_kw("top", "SSL", _top_ssl, (0, 0), "SSL")
+for _name in ("password", "ca", "certificate", "key"):
+    _kw("SSL", _name, _h_str(_name))
 
 
 def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
@@ -3314,6 +3353,7 @@ _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keywo
 _kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
 _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
+_kw(_G, "nftables_ifindex", _h_flag("nftables_ifindex"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
 _kw(_G, "linkbeat_use_polling", _h_flag("linkbeat_use_polling"), (0, 0))
 for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
@@ -3476,8 +3516,7 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
     accept=_is_bool_word)
 for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_accept_only(_G, "nftables_ifindex "
-             "vrrp_ipsets max_auto_priority min_auto_priority_delay "
+_accept_only(_G, "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
@@ -3665,6 +3704,39 @@ def _i_use_vmac(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) ->
         inst.vmac_name = args[0].text
 
 
+def _i_use_ipvlan(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """use_ipvlan [NAME] [ADDRESS[/PREFIX]] [bridge|private|vepa] (keepalived's vrrp_ipvlan_handler)."""
+    if inst.use_ipvlan:
+        p.warning(kw, f"({inst.name}) use_ipvlan already specified")
+        return
+    inst.use_ipvlan = True
+    had_flags = False
+    for tok in args:
+        word = tok.text
+        if word in ("bridge", "private", "vepa"):
+            if had_flags:
+                p.warning(tok, f"({inst.name}) ipvlan type already specified - ignoring '{word}'")
+            inst.ipvlan_flags = inst.ipvlan_flags if had_flags else {"bridge": 0, "private": 1, "vepa": 2}[word]
+            had_flags = True
+            continue
+        try:
+            addr = ipaddress.ip_interface(word)
+        except ValueError:
+            if inst.vmac_name:
+                p.warning(tok, f"({inst.name}) IPVLAN interface already specified - ignoring '{word}'")
+            elif len(word) > 15:
+                p.warning(tok, f"({inst.name}) IPVLAN interface name '{word}' too long - ignoring")
+            else:
+                inst.vmac_name = word
+            continue
+        if inst.ipvlan_addr is not None:
+            p.warning(tok, f"({inst.name}) ipvlan address already specified - ignoring '{word}'")
+            continue
+        inst.ipvlan_addr = addr
+        if inst.mcast_src_ip is None and inst.unicast_src_ip is None:
+            inst.mcast_src_ip = addr.ip  # keepalived: "We also want to use this address as the source address"
+
+
 def _i_accept(value: bool) -> Handler:
     def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
         inst.accept = value
@@ -3724,6 +3796,7 @@ _kw(_I, "garp_master_refresh_repeat", _h_int("garp_master_refresh_repeat", 0, 25
 _kw(_I, "garp_lower_prio_delay", _h_time("garp_lower_prio_delay", 0, 255))
 _kw(_I, "garp_lower_prio_repeat", _h_int("garp_lower_prio_repeat", 0, 255))
 _kw(_I, "use_vmac", _i_use_vmac, (0, 3), accept=_not_keyword_of(_I))
+_kw(_I, "use_ipvlan", _i_use_ipvlan, (0, 4), accept=_not_keyword_of(_I))
 _kw(_I, "vmac_xmit_base", _h_flag("vmac_xmit_base"), (0, 0))
 _kw(_I, "native_ipv6", _h_flag("native_ipv6"), (0, 0))
 _kw(_I, "accept", _i_accept(True), (0, 0))
@@ -3737,7 +3810,7 @@ _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
 _kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
 _kw(_I, "use_vmac_addr", _h_flag("use_vmac_addr"), (0, 0))
-_accept_only(_I, "use_ipvlan vrf")
+_accept_only(_I, "vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (1, 1))
 
@@ -4150,6 +4223,67 @@ def _u_status(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
             url.status_code.append((lo, _parse_int(hi_text, lo, 599) if hi_text else lo))
 
 
+def _c_tls_compliant(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    if chk.kind != "SSL_GET":
+        p.warning(kw, "tls_compliant is a keyword of SSL_GET only (keepalived's HTTP_GET does not know it) - "
+                  "ignored")
+        return
+    _h_flag("tls_compliant")(p, chk, kw, args)
+
+
+def _u_regex(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    if url.regex is not None:
+        p.warning(kw, f"Duplicate regex specified - replacing {url.regex} with {args[0].text}")
+    url.regex = args[0].text
+
+
+# PCRE2 options (keepalived's names) and Python's re: a flag, a rule vrrpd applies itself, "" for options that
+# change nothing about whether a body matches, or None where re has no equivalent
+REGEX_OPTIONS: Dict[str, Any] = {
+    "caseless": re.IGNORECASE, "dotall": re.DOTALL, "multiline": re.MULTILINE, "extended": re.VERBOSE,
+    "utf": "utf", "ucp": "utf", "never_utf": "", "never_ucp": "", "firstline": "firstline",
+    "no_auto_capture": "", "no_auto_possess": "", "no_dotstar_anchor": "", "no_start_optimize": "",
+    "auto_callout": "", "use_offset_limit": "",
+    "ungreedy": None, "dollar_endonly": None, "dupnames": None, "allow_empty_class": None, "alt_bsux": None,
+    "match_unset_backref": None, "never_backslash_c": None, "alt_circumflex": None, "alt_verbnames": None,
+}
+
+
+def _u_regex_options(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    for a in args:
+        if a.text not in REGEX_OPTIONS:  # keepalived skips it without a word
+            p.warning(a, f"unknown regex option '{a.text}' (ignored)", " ".join(REGEX_OPTIONS))
+        elif REGEX_OPTIONS[a.text] is None:
+            p.warning(a, f"regex option {a.text}: Python's re has no equivalent; vrrpd matches without it")
+            url.regex_options.append(a.text)
+        else:
+            url.regex_options.append(a.text)
+
+
+def _u_regex_offset(attr: str) -> Handler:
+    def handler(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+        if not args[0].text.isdigit():
+            p.warning(args[0], f"Invalid {attr} {args[0].text} specified")
+            value = 0
+        else:
+            value = int(args[0].text)
+        setattr(url, attr, value if attr == "regex_min_offset" or value else None)
+    return handler
+
+
+def _u_regex_stack(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    """PCRE2's JIT stack for big matches: checked as keepalived checks it; Python's re needs no stack."""
+    start, top = args[0].text, args[1].text
+    if not start.isdigit():
+        p.warning(args[0], "regex_stack invalid start value")
+    elif not top.isdigit():
+        p.warning(args[1], "regex_stack invalid max value")
+    elif int(start) > int(top):
+        p.warning(kw, "regex stack start cannot exceed max value")
+    else:
+        url.regex_stack = (int(start), int(top))
+
+
 def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
     text = args[0].text.lower()
     if not re.fullmatch(r"[0-9a-f]{32}", text):
@@ -4264,18 +4398,44 @@ _kw("HTTP_GET", "http_protocol", _h_str("http_protocol"))
 _kw("HTTP_GET", "virtualhost", _h_str("virtualhost"))
 _kw("HTTP_GET", "enable_sni", _h_flag("enable_sni"), (0, 1), accept=_is_bool_word)
 _kw("HTTP_GET", "sni_name", _h_str("sni_name"))
-_accept_only("HTTP_GET", "fast_recovery tls_compliant")
+_kw("HTTP_GET", "fast_recovery", _h_flag("fast_recovery"), (0, 1), accept=_is_bool_word)
+_kw("HTTP_GET", "tls_compliant", _c_tls_compliant, (0, 1), accept=_is_bool_word)
 _kw("url", "path", _h_str("path"))
 _kw("url", "digest", _u_digest)
 _kw("url", "status_code", _u_status, (1, None), accept=lambda t: t[:1].isdigit())
 _kw("url", "virtualhost", _h_str("virtualhost"))
-_accept_only("url", "regex regex_no_match regex_options regex_min_offset regex_max_offset regex_stack")
+_kw("url", "regex", _u_regex)
+_kw("url", "regex_no_match", _h_flag("regex_no_match"), (0, 0))
+_kw("url", "regex_options", _u_regex_options, (1, None))
+_kw("url", "regex_min_offset", _u_regex_offset("regex_min_offset"))
+_kw("url", "regex_max_offset", _u_regex_offset("regex_max_offset"))
+_kw("url", "regex_stack", _u_regex_stack, (2, 2))
+_kw("url", "tls_compliant", _h_flag("tls_compliant"), (0, 1), accept=_is_bool_word)
 _kw("MISC_CHECK", "misc_path", _h_cmd("misc_path"), (1, None))
 _kw("MISC_CHECK", "misc_timeout", _h_time("misc_timeout", 0.001, 86400))
 _kw("MISC_CHECK", "misc_dynamic", _h_flag("misc_dynamic"), (0, 1), accept=_is_bool_word)
 _kw("MISC_CHECK", "user", _s_user, (1, 2))
 _kw("SMTP_CHECK", "helo_name", _h_str("helo_name"))
-_accept_only("SMTP_CHECK", "host", (0, 0), "skip")
+
+
+def _c_smtp_host(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> Checker:
+    host = Checker(kind="SMTP_CHECK", line=kw.line)
+    chk.hosts.append(host)
+    return host
+
+
+_kw("SMTP_CHECK", "host", _c_smtp_host, (0, 0), "SMTP_CHECK host")
+_SH = "SMTP_CHECK host"
+BLOCK_TITLES[_SH] = "host (SMTP_CHECK)"
+for _name, _handler in (("connect_ip", _h_ip("connect_ip")), ("connect_port", _h_int("connect_port", 0, 65535)),
+                        ("bindto", _h_ip("bindto")), ("bind_port", _h_int("bind_port", 0, 65535)),
+                        ("bind_if", _c_bind_if), ("fwmark", _c_fwmark),
+                        ("connect_timeout", _h_time("connect_timeout", 0.001, 86400))):
+    _kw(_SH, _name, _handler)
+# keepalived's host block installs all the common checker keywords, but copies the SMTP_CHECK's own settings
+# over the checker it makes of the host: only the connection keywords above count
+_keepalived_ignores(_SH, "retry delay_before_retry warmup delay_loop alpha log_all_failures", "keepalived gives "
+                    "the host's checker the SMTP_CHECK's own setting", (0, 1))
 _kw("DNS_CHECK", "type", _c_dns_type)
 _kw("DNS_CHECK", "name", _h_str("dns_name"))
 
@@ -4883,7 +5043,10 @@ class _Validator:
         for rs in vs.real_servers:
             if not rs.weight_set:
                 rs.weight = vs.weight
+            self.smtp_hosts(vs, rs)
             for chk in list(rs.checkers):
+                for url in chk.urls:
+                    self.url_regex(vs, chk, url)
                 target = chk.connect_ip or rs.address
                 if (chk.kind in _CONNECTION_CHECKERS and target.version == 6 and target.is_link_local
                         and not chk.bind_if):
@@ -4900,6 +5063,47 @@ class _Validator:
                 elif chk.kind == "UDP_CHECK" and chk.min_reply_length > chk.max_reply_length:
                     self.warn(vs.file, chk.line, f"UDP_CHECK min_reply_length {chk.min_reply_length} > "
                               f"max_reply_length {chk.max_reply_length} - will always fail")
+
+    _CONNECTION = ("connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "fwmark", "connect_timeout")
+
+    def smtp_hosts(self, vs: VirtualServer, rs: RealServer) -> None:
+        """keepalived's smtp_check_end_handler: each deprecated `host` block of an SMTP_CHECK is one more SMTP_CHECK
+        with the host's connection settings and the rest of the SMTP_CHECK's; an SMTP_CHECK without connection
+        settings of its own takes the first host's instead."""
+        for chk in list(rs.checkers):
+            if not chk.hosts:
+                continue
+            self.warn(vs.file, chk.line, "The SMTP_CHECK host block is deprecated. Please define additional checkers.")
+            hosts, chk.hosts = chk.hosts, []
+            if all(getattr(chk, k) in (None, 0) for k in self._CONNECTION):
+                first = hosts.pop(0)
+                for k in self._CONNECTION:
+                    setattr(chk, k, getattr(first, k))
+            at = rs.checkers.index(chk)
+            for n, host in enumerate(hosts, 1):
+                rs.checkers.insert(at + n, dataclass_replace(chk, line=host.line, hosts=[],
+                                                             **{k: getattr(host, k) for k in self._CONNECTION}))
+
+    def url_regex(self, vs: VirtualServer, chk: Checker, url: UrlCheck) -> None:
+        """keepalived's url_check(): regex parameters without a regex are dropped, as are offsets that cannot both
+        hold; a regex that does not compile is dropped ("Invalid regex")."""
+        if url.regex is None:
+            if url.regex_options or url.regex_no_match or url.regex_min_offset or url.regex_max_offset is not None \
+                    or url.regex_stack:
+                self.warn(vs.file, chk.line, "regex parameters specified without regex")
+                url.regex_options, url.regex_no_match, url.regex_min_offset = [], False, 0
+                url.regex_max_offset = url.regex_stack = None
+            return
+        if url.regex_max_offset is not None and url.regex_min_offset > url.regex_max_offset:
+            self.warn(vs.file, chk.line, f"regex min offset {url.regex_min_offset} > regex_max_offset "
+                      f"{url.regex_max_offset} - ignoring")
+            url.regex_min_offset, url.regex_max_offset = 0, None
+        try:
+            url_pattern(url)
+        except re.error as exc:
+            self.warn(vs.file, chk.line, f"Invalid regex: '{url.regex}' at offset {exc.pos}: {exc.msg}",
+                      "Python's re reads it (most PCRE syntax is the same)")
+            url.regex = None
 
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
@@ -5571,7 +5775,7 @@ RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE = 1, 3, 4, 16
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_OPERSTATE = 1, 3, 4, 10, 16
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
 IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
@@ -5669,6 +5873,8 @@ class LinkInfo:
     flags: int
     mac: bytes = b""
     mtu: int = 0
+    master: int = 0  # IFLA_MASTER: the bridge, bond or VRF it is enslaved to
+    kind: str = ""  # IFLA_INFO_KIND: "vrf", "macvlan", "ipvlan", "veth"...
 
     @property
     def up(self) -> bool:
@@ -5698,7 +5904,10 @@ def parse_link(payload: bytes) -> LinkInfo:
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
     attrs = nla_parse(payload[IFINFOMSG.size:])
     mtu = struct.unpack("=I", attrs[IFLA_MTU])[0] if len(attrs.get(IFLA_MTU, b"")) == 4 else 0
-    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""), mtu)
+    master = struct.unpack("=I", attrs[IFLA_MASTER])[0] if len(attrs.get(IFLA_MASTER, b"")) == 4 else 0
+    kind = nla_str(nla_parse(attrs[IFLA_LINKINFO]).get(IFLA_INFO_KIND, b"")) if IFLA_LINKINFO in attrs else ""
+    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""), mtu, master,
+                    kind)
 
 
 def parse_addr(payload: bytes) -> Optional[AddrInfo]:
@@ -6312,30 +6521,44 @@ def decode_bfd(data: bytes) -> BfdPacket:
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
 
 
-def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE, priority: int = -1, counters: bool = False) -> str:
+def nft_ruleset(vips: List[Any], table: str = NFT_TABLE, priority: int = -1, counters: bool = False,
+                ifindex: bool = False) -> str:
     """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
 
     The sets hold every VIP of instances without `accept` that are not address owners. Packets
     only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
     so one static set gives keepalived's behaviour without touching the firewall on transitions.
     Neighbour discovery stays allowed so IPv6 VIPs still resolve. `priority` is the chains' hook priority and
-    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters)."""
-    v4 = sorted({a for a in vips if a.version == 4})
-    v6 = sorted({a for a in vips if a.version == 6})
+    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters).
+
+    A link-local IPv6 VIP comes as (address, interface): the same address is another one on each link, so it is
+    matched with its interface, by name (keepalived's set vips_link_local_name) or, with `ifindex` (its
+    nftables_ifindex), by index (set vips_link_local)."""
+    v4 = sorted({a for a in vips if not isinstance(a, tuple) and a.version == 4})
+    v6 = sorted({a for a in vips if not isinstance(a, tuple) and a.version == 6})
+    local = sorted({a for a in vips if isinstance(a, tuple)}, key=lambda t: (t[1], t[0]))
 
     def elements(addrs: List[Any]) -> str:
         return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
 
     nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
     drop = "counter drop" if counters else "drop"
+    set_name, if_type, iif, oif = (("vips_link_local", "iface_index", "iif", "oif") if ifindex else
+                                   ("vips_link_local_name", "ifname", "iifname", "oifname"))
+    lines_in = lines_out = local_set = ""
+    if local:
+        entries = ", ".join(f'{a} . "{ifname}"' for a, ifname in local)
+        local_set = f"  set {set_name} {{ type ipv6_addr . {if_type}; elements = {{ {entries} }}; }}\n"
+        lines_in = f"    ip6 daddr . {iif} @{set_name} {drop}\n"
+        lines_out = f"    ip6 saddr . {oif} @{set_name} {drop}\n"
     return (
         f"table inet {table} {{\n"
         f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
-        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
+        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n{local_set}"
         f"  chain in {{\n    type filter hook input priority {priority}; policy accept;\n"
-        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n  }}\n"
+        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n{lines_in}  }}\n"
         f"  chain out {{\n    type filter hook output priority {priority}; policy accept;\n"
-        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n  }}\n"
+        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n{lines_out}  }}\n"
         f"}}\n"
     )
 
@@ -6386,12 +6609,31 @@ def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
 
-def macvlan_link_payload(name: str, base_ifindex: int, mac: bytes) -> bytes:
-    """RTM_NEWLINK payload creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
+def macvlan_link_payload(name: str, base_ifindex: int, mac: bytes, master: int = 0) -> bytes:
+    """RTM_NEWLINK payload creating macvlan `name` (mode private, address `mac`) on base_ifindex, down; enslaved
+    to VRF `master` when the base is (keepalived: "this interface should be as well")."""
     info = nla_pack(IFLA_INFO_KIND, b"macvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED,
                                                   nla_pack(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
     attrs = (nla_pack_str(IFLA_IFNAME, name) + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
              + nla_pack(IFLA_ADDRESS, mac) + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
+    if master:
+        attrs += nla_pack(IFLA_MASTER, struct.pack("=I", master))
+    return ifinfomsg() + attrs
+
+
+IFLA_IPVLAN_MODE, IFLA_IPVLAN_FLAGS, IPVLAN_MODE_L2 = 1, 2, 0
+
+
+def ipvlan_link_payload(name: str, base_ifindex: int, flags: int = 0, master: int = 0) -> bytes:
+    """RTM_NEWLINK payload creating L2 ipvlan `name` on base_ifindex (keepalived's netlink_link_add_ipvlan):
+    the base's MAC, IFLA_IPVLAN_FLAGS bridge (0) / private (1) / vepa (2), enslaved to VRF `master` if given."""
+    data = nla_pack(IFLA_IPVLAN_MODE, struct.pack("=H", IPVLAN_MODE_L2)) + nla_pack(IFLA_IPVLAN_FLAGS,
+                                                                                      struct.pack("=H", flags))
+    info = nla_pack(IFLA_INFO_KIND, b"ipvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    attrs = (nla_pack_str(IFLA_IFNAME, name) + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
+             + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
+    if master:
+        attrs += nla_pack(IFLA_MASTER, struct.pack("=I", master))
     return ifinfomsg() + attrs
 
 
@@ -7957,6 +8199,44 @@ def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool)
     return False, None
 
 
+_URL_PATTERNS: Dict[Tuple[str, Tuple[str, ...]], Any] = {}
+
+
+def url_pattern(url: UrlCheck) -> Any:
+    """The url's regex compiled with its options (cached); re.error if it does not compile."""
+    key = (url.regex or "", tuple(url.regex_options))
+    pattern = _URL_PATTERNS.get(key)
+    if pattern is None:
+        flags = 0
+        for name in url.regex_options:
+            if isinstance(REGEX_OPTIONS.get(name), int):
+                flags |= REGEX_OPTIONS[name]
+        text = key[0] if "utf" in [REGEX_OPTIONS.get(n) for n in url.regex_options] else key[0].encode()
+        if isinstance(text, str) and ("never_ucp" in url.regex_options or "ucp" not in url.regex_options):
+            flags |= re.ASCII  # PCRE2's utf without ucp: \w, \d and caseless stay ASCII
+        pattern = _URL_PATTERNS[key] = re.compile(text, flags)
+    return pattern
+
+
+def url_regex_matches(url: UrlCheck, body: bytes) -> bool:
+    """Whether the body matches the url's regex with a match starting within [regex_min_offset, regex_max_offset]
+    (firstline: at or before the first newline), as keepalived's check_regex() decides."""
+    pattern = url_pattern(url)
+    subject: Any = body
+    if isinstance(pattern.pattern, str):
+        try:
+            subject = body.decode("utf-8")
+        except UnicodeDecodeError:  # PCRE2 with utf reports a UTF error: no match
+            return False
+    last = url.regex_max_offset
+    if "firstline" in url.regex_options:
+        newline = subject.find("\n" if isinstance(subject, str) else b"\n")
+        if newline >= 0:
+            last = newline if last is None else min(last, newline)
+    found = pattern.search(subject, url.regex_min_offset)
+    return found is not None and (last is None or found.start() <= last)
+
+
 def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
     """Judge an HTTP response against a `url` block: status in range (200-299 by default) and digest."""
     head, sep, body = response.partition(b"\r\n\r\n")
@@ -7975,6 +8255,8 @@ def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
         got = hashlib.md5(body).hexdigest()
         if got != url.digest.lower():
             return False, f"MD5 digest error, expected {url.digest.lower()}, got {got}"
+    if url.regex is not None and url_regex_matches(url, body) == url.regex_no_match:
+        return False, "Regex match failed"
     return True, ""
 
 
@@ -8443,8 +8725,13 @@ class Rtnetlink(NetlinkSocket):
             raise
         return True
 
-    def new_macvlan(self, name: str, base_ifindex: int, mac: bytes) -> None:
-        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, macvlan_link_payload(name, base_ifindex, mac))
+    def new_macvlan(self, name: str, base_ifindex: int, mac: bytes, master: int = 0) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                     macvlan_link_payload(name, base_ifindex, mac, master))
+
+    def new_ipvlan(self, name: str, base_ifindex: int, flags: int = 0, master: int = 0) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                     ipvlan_link_payload(name, base_ifindex, flags, master))
 
     def set_addrgenmode(self, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> None:
         self.request(RTM_NEWLINK, NLM_F_ACK, addrgenmode_payload(ifindex, mode))
@@ -8661,8 +8948,8 @@ class Kernel:
     def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
         return VmacManager(rtnl)
 
-    def firewall(self, table: str, priority: int = -1, counters: bool = False) -> StrictFirewall:
-        return StrictFirewall(table, priority, counters)
+    def firewall(self, table: str, priority: int = -1, counters: bool = False, ifindex: bool = False) -> StrictFirewall:
+        return StrictFirewall(table, priority, counters, ifindex)
 
     IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
 
@@ -9296,11 +9583,10 @@ class _HttpCheck(_CheckRunner):
         self._connect(self._tls_start if self.chk.kind == "SSL_GET" else self._send)
 
     def _tls_start(self) -> None:
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = self.manager.ssl_context()
+        if ctx is None:
+            self._done(False, f"SSL_CHECK on {self.name}: Error Initialize SSL, ctx Instance")
+            return
         sni = (self.chk.sni_name or self.url.virtualhost or self.chk.virtualhost or self.rs.virtualhost
                or self.vs.virtualhost) if self.chk.enable_sni else None
         assert self.sock is not None
@@ -9376,6 +9662,11 @@ class _HttpCheck(_CheckRunner):
             self.response += data
             if len(self.response) > 16 << 20:
                 break
+        if self.chk.kind == "SSL_GET" and (self.chk.tls_compliant or self.url.tls_compliant):
+            try:  # close_notify, as keepalived's SSL_shutdown() without quiet shutdown; not waiting for the peer's
+                self.sock.unwrap()  # type: ignore[attr-defined]
+            except (OSError, ValueError):
+                pass
         ok, why = http_response_ok(bytes(self.response), self.url)
         if not ok:
             self._done(False, f"HTTP {why} to {self.name} url({self.url.path}).")
@@ -9720,6 +10011,37 @@ class LvsManager:
         self.syncd_states: set = set()
         self.syncd_nl: Optional[IpvsNetlink] = None
         self.vrrp_states: Dict[str, State] = {}
+        self._ssl_ctx: Any = None  # SSL_GET's context once made (False: it could not be)
+
+    def ssl_context(self) -> Any:
+        """The one client SSL context of SSL_GET (keepalived's build_ssl_ctx): the `SSL` block's certificate and key
+        (with its password) and CA; no verification, as keepalived sets no verify mode. None if it cannot be made
+        (logged once, as keepalived's "SSL error" lines)."""
+        if self._ssl_ctx is not None:
+            return self._ssl_ctx or None
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conf = self.config.ssl
+        step = ""
+        try:
+            if conf is not None and conf.certificate:
+                step = "certificate"
+                ctx.load_cert_chain(conf.certificate, conf.key or None, conf.password)
+            elif conf is not None and conf.key:
+                log.warning("SSL: key without certificate - not used")
+            if conf is not None and conf.ca:
+                step = "CA"
+                ctx.load_verify_locations(conf.ca)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.error("SSL error : Cant load %s file... (%s)", step, exc)
+            log.error("Error Initialize SSL, ctx Instance")
+            self._ssl_ctx = False
+            return None
+        self._ssl_ctx = ctx
+        return ctx
 
     def bfd_event(self, name: str, up: bool) -> None:
         """A BFD session changed: its BFD_CHECK checkers decide again now."""
@@ -9772,6 +10094,7 @@ class LvsManager:
             log.info("Cannot change IPVS network namespace at a reload - please restart %s", PROG)
             config.global_defs.net_namespace_ipvs = before
         self.config = config
+        self._ssl_ctx = None  # the SSL block may have changed: made again at the next SSL_GET
         self._syncd_configure(config.global_defs.lvs_sync_daemon)
         if self.nl is None:
             self.error = None
@@ -10084,12 +10407,15 @@ def instance_accepts(inst: VrrpInstance, global_defs: GlobalDefs) -> bool:
     return not strict
 
 
-def no_accept_vips(config: Config) -> List[IPAddress]:
-    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them."""
-    vips: List[IPAddress] = []
+def no_accept_vips(config: Config) -> List[Any]:
+    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them; a link-local IPv6 one
+    as (address, its interface)."""
+    vips: List[Any] = []
     for inst in config.vrrp_instances:
         if not instance_accepts(inst, config.global_defs):
-            vips += [v.address.ip for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded]
+            for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                ip = v.address.ip
+                vips.append((ip, v.dev or inst.interface or "") if ip.version == 6 and ip.is_link_local else ip)
     return vips
 
 
@@ -10121,9 +10447,12 @@ def nft_table_exists(table: str) -> Optional[bool]:
 class StrictFirewall:
     """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
 
-    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False):
-        self.table, self.priority, self.counters = table, priority, counters
+    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False, ifindex: bool = False):
+        self.table, self.priority, self.counters, self.ifindex = table, priority, counters, ifindex
         self.active = False
+
+    def _ruleset(self, vips: List[Any]) -> str:
+        return nft_ruleset(vips, self.table, self.priority, self.counters, self.ifindex)
 
     def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
         return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10, check=False)
@@ -10138,7 +10467,7 @@ class StrictFirewall:
                 self._nft(nft_delete_argv(self.table))
             if not vips:
                 return True
-            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table, self.priority, self.counters))
+            result = self._nft(["nft", "-f", "-"], self._ruleset(vips))
         except (OSError, subprocess.SubprocessError) as exc:
             if vips:
                 log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
@@ -10155,7 +10484,7 @@ class StrictFirewall:
         if not vips and not self.active:
             return True
         script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
-        script += nft_ruleset(vips, self.table, self.priority, self.counters) if vips else ""
+        script += self._ruleset(vips) if vips else ""
         try:
             result = self._nft(["nft", "-f", "-"], script)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -10227,7 +10556,7 @@ class VmacManager:
                 raise VrrpdError(f"use_vmac: interface {name} exists with MAC {found}, not the VMAC")
             log.info("use_vmac: removing stale %s", name)
             self.rtnl.del_link(socket.if_nametoindex(name))
-        self.rtnl.new_macvlan(name, socket.if_nametoindex(base), mac)
+        self.rtnl.new_macvlan(name, socket.if_nametoindex(base), mac, self._vrf_of(base))
         index = socket.if_nametoindex(name)
         self.created[name] = index
         self.rtnl.set_addrgenmode(index)
@@ -10246,6 +10575,30 @@ class VmacManager:
             self._set_sysctl(f"{conf4}/{base}/arp_announce", "2", restore=True)
         self.rtnl.set_link_up(index)
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
+        return index
+
+    def _vrf_of(self, base: str) -> int:
+        """The ifindex of the VRF `base` is enslaved to (its IFLA_MASTER, when that is a vrf), else 0."""
+        links = self.rtnl.links()
+        found = next((link for link in links.values() if link.name == base), None)
+        master = links.get(found.master) if found is not None and found.master else None
+        return master.index if master is not None and master.kind == "vrf" else 0
+
+    def create_ipvlan(self, name: str, base: str, flags: int, family: int,
+                      address: Optional[IPInterface] = None) -> int:
+        """keepalived's use_ipvlan: L2 ipvlan `name` on `base` (in the base's VRF), up, IPv6 off for an IPv4
+        instance, holding `address`; returns its ifindex. An existing interface of that name must be an ipvlan."""
+        if os.path.exists(f"/sys/class/net/{name}"):
+            raise VrrpdError(f"use_ipvlan: interface {name} already exists")
+        self.rtnl.new_ipvlan(name, socket.if_nametoindex(base), flags, self._vrf_of(base))
+        index = socket.if_nametoindex(name)
+        self.created[name] = index
+        if family == 4:
+            self._set_sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
+        self.rtnl.set_link_up(index)
+        if address is not None:
+            self.rtnl.add_address(index, VirtualIP(address))
+        log.info("use_ipvlan: created %s on %s%s", name, base, f" with {address}" if address else "")
         return index
 
     def remove(self, index: int) -> None:
@@ -11550,7 +11903,7 @@ class Daemon:
         # keepalived's `nftables NAME` names the no_accept table (ours is `vrrpd` by default); nftables_priority
         # and nftables_counters shape its chains and rules as they do keepalived's
         self.firewall = self.kernel.firewall(self.g.nftables or NFT_TABLE, self.g.nftables_priority,
-                                             self.g.nftables_counters)
+                                             self.g.nftables_counters, self.g.nftables_ifindex)
         self.vmacs: Optional[VmacManager] = None
         self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
         # interface_up_down_delays: a carrier change waiting out its delay, by ifindex: (timer, the new LinkInfo)
@@ -11705,6 +12058,9 @@ class Daemon:
             log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, inst.interface)
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
+        if self._ipvlan_unaddressed(inst):
+            log.error("(%s) IPv4 ipvlan requires a source ip address to be configured. setting instance to fault "
+                      "state", inst.name)
         self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._attach(rt)
@@ -11910,7 +12266,8 @@ class Daemon:
     def _set_vmacs(self, config: Config) -> None:
         """Create the VMACs `config` wants and remove those it no longer wants, before instances attach."""
         assert self.vmacs is not None
-        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
+        wanted = {inst.name: inst for inst in config.vrrp_instances
+                  if (inst.use_vmac or inst.use_ipvlan) and inst.interface}
         before = dict(self.vmac_index)
         for name, index in before.items():
             if name not in wanted:
@@ -11921,6 +12278,10 @@ class Daemon:
                 continue
             ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name, self.g.vmac_prefix)
             try:
+                if inst.use_ipvlan:
+                    self.vmac_index[name] = self.vmacs.create_ipvlan(ifname, inst.interface or "", inst.ipvlan_flags,
+                                                                     instance_family(inst), inst.ipvlan_addr)
+                    continue
                 self.vmac_index[name] = self.vmacs.create(ifname, inst.interface or "", inst.virtual_router_id,
                                                           instance_family(inst))
             except (OSError, VrrpdError) as exc:
@@ -12180,6 +12541,7 @@ class Daemon:
         if isinstance(self.firewall, StrictFirewall):  # the same table, with the new chain priority and counters
             self.firewall.priority = config.global_defs.nftables_priority
             self.firewall.counters = config.global_defs.nftables_counters
+            self.firewall.ifindex = config.global_defs.nftables_ifindex
         self.firewall.replace(no_accept_vips(config))
         self._set_sync_groups(config)
         self._set_vmacs(config)
@@ -12388,6 +12750,11 @@ class Daemon:
             rt.packets.clear()
         rt.packets[(priority, src)] = packets
         return packets
+
+    @staticmethod
+    def _ipvlan_unaddressed(inst: VrrpInstance) -> bool:
+        """keepalived's config fault: an IPv4 ipvlan shares its interface's MAC and needs an address of its own."""
+        return inst.use_ipvlan and inst.ipvlan_addr is None and instance_family(inst) == 4
 
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
         if self.addr_vmacs and addr_vmac_wanted(rt.inst, vip, rt.family):
@@ -13003,6 +13370,8 @@ class Daemon:
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             # keepalived: "Cannot use unicast without any peers - going to fault state"
             parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
+        if self._ipvlan_unaddressed(inst):
+            parts.append(("use_ipvlan", "an IPv4 ipvlan without an address", 0, True))
         configured = inst.unicast_src_ip or inst.mcast_src_ip
         if inst.track_src_ip and configured is not None and rt.ifindex and not any(
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
