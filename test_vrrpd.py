@@ -12476,6 +12476,7 @@ class Soak:
         self.two_holders: List[tuple] = []  # (wall time, holder names) of each two-holder sample
         self.flood_until = 0.0  # a flood is on (or its Master_Down_Interval after) until then
         self.stopping = threading.Event()  # the run is over: the watchdog ends
+        self.harness_stalls, self.harness_stalled = 0, 0.0  # snapshots of the machine taken while the harness hung
 
     # -- faults ---------------------------------------------------------------------------------
     def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
@@ -12642,6 +12643,24 @@ class Soak:
 
         now, wall = time.monotonic(), time.time()
         sampled, holders = self.holder_log[-1] if self.holder_log else (wall, set())
+        if wall - sampled > SOAK_STALL and self.harness_stalls < 3 and wall - self.harness_stalled > 10:
+            # the harness's own loop (a sample every 100 ms) is held up: what holds the machine
+            self.harness_stalls += 1
+            self.harness_stalled = wall
+            dump = self.directory / f"harness-stall-{self.harness_stalls}.txt"
+            self.log(f"the harness took no sample for {wall - sampled:.1f}s: the machine's state in {dump.name}")
+            with open(dump, "w") as out:
+                out.write(f"no sample for {wall - sampled:.3f} s; load {_read_or('/proc/loadavg')}")
+                for what in ("cpu", "io", "memory"):
+                    out.write(f"pressure {what}: {_read_or(f'/proc/pressure/{what}')}")
+                for task in sorted(Path(f"/proc/{os.getpid()}/task").glob("*")):
+                    out.write(f"--- harness task {task.name} wchan {_read_or(task / 'wchan')}\n"
+                              f"{_read_or(task / 'stack')}\n")
+                out.flush()
+                faulthandler.dump_traceback(out, all_threads=True)
+                out.flush()
+                subprocess.run(["ps", "-eo", "pid,cls,rtprio,ni,stat,pcpu,etime,wchan:24,args", "--sort=-pcpu"],
+                               stdout=out, stderr=subprocess.STDOUT, check=False, timeout=30)
         for n in list(self.nodes.values()):
             if (n.keepalived or not n.alive or not n.link_up or n.name not in holders or n.pid in n.dumped
                     or now - n.link_since < SOAK_STALL or now - n.started < SOAK_STARTUP + SOAK_STALL):
@@ -12923,7 +12942,7 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
             shutil.copy(n.node.log_path, Path(keep) / n.node.log_path.name)
             if n.capture.exists():
                 shutil.copy(n.capture, Path(keep) / n.capture.name)
-        for dump in tmp_path.glob("*-stall-*.txt"):
+        for dump in tmp_path.glob("*-stall-*.txt"):  # the watchdog's snapshots (a silent master, a hung harness)
             shutil.copy(dump, Path(keep) / dump.name)
         (Path(keep) / "soak-report.txt").write_text(report + "\n")
     c = soak.counts
