@@ -12382,7 +12382,7 @@ class _SoakNode:
         self.alive = True
         self.link_up = True
         self.link_since = time.monotonic()
-        self.dumped: set = set()  # pids whose stacks the soak dumped (and so ended): not counted as crashes
+        self.dumped: set = set()  # pids whose stacks the soak's watchdog took (once per process)
         self.started = time.monotonic()
         self.lifetimes: List[tuple] = []  # (pid, first RSS kB, last RSS kB, samples) of processes that ended
 
@@ -12627,11 +12627,11 @@ class Soak:
         return longest, len(stamps), when
 
     def watchdog(self) -> None:
-        """A thread: a vrrpd node that holds the VIP (at the last sample), link up, and has put no advert on the
-        wire for SOAK_STALL seconds is stuck. Once per process, while it is stuck: the kernel stacks and wait
-        channels of its threads and of this harness (which has hung with it), this harness's Python stacks, then
-        the node's C stacks and Python stacks (gdb calls the function faulthandler uses; they go to its log).
-        Being traced may upset it: it is then killed and restarted (counted as stalled_master_dumped)."""
+        """A thread: a vrrpd node that holds the VIP (at a sample less than 0.5 s old), link up, and has put no
+        advert on the wire for SOAK_STALL seconds is stuck. Once per process, while it is stuck: the kernel stacks
+        and wait channels of its threads, of its children and of this harness, this harness's Python stacks, then
+        the node's C stacks (gdb; the Python functions show as their C frames). It runs on: a stall is often
+        the machine's (a file system held up by slow discards blocks every writer and every exec for seconds)."""
         while not self.stopping.wait(0.25):
             try:
                 self._watch_once()
@@ -12663,7 +12663,8 @@ class Soak:
                                stdout=out, stderr=subprocess.STDOUT, check=False, timeout=30)
         for n in list(self.nodes.values()):
             if (n.keepalived or not n.alive or not n.link_up or n.name not in holders or n.pid in n.dumped
-                    or now - n.link_since < SOAK_STALL or now - n.started < SOAK_STARTUP + SOAK_STALL):
+                    or wall - sampled > 0.5 or now - n.link_since < SOAK_STALL
+                    or now - n.started < SOAK_STARTUP + SOAK_STALL):
                 continue
             last = _pcap_last_time(n.capture)
             since = sampled  # it has held the VIP since the first of the latest samples that all have it
@@ -12675,6 +12676,7 @@ class Soak:
                 continue
             pid = n.pid
             n.dumped.add(pid)
+            self.counts["stalled_master_dumped"] += 1
             dump = self.directory / f"{n.name}-stall-{pid}.txt"
             self.log(f"{n.name} (pid {pid}) holds the VIP and sent no advert for {wall - last:.1f}s (holding for "
                      f"{wall - since:.1f}s): stacks in {dump.name} and its log")
@@ -12683,7 +12685,10 @@ class Soak:
                           f"{wall - sampled:.3f} s ago; load {Path('/proc/loadavg').read_text()}")
                 for what in ("cpu", "io", "memory"):
                     out.write(f"pressure {what}: {_read_or(f'/proc/pressure/{what}')}")
-                for label, proc in ((f"{n.name} {pid}", pid), (f"harness {os.getpid()}", os.getpid())):
+                children = [int(c) for t in Path(f"/proc/{pid}/task").glob("*")
+                            for c in _read_or(t / "children", "").split()]  # a script it is starting, say
+                for label, proc in ([(f"{n.name} {pid}", pid)] + [(f"{n.name}'s child {c}", c) for c in children]
+                                    + [(f"harness {os.getpid()}", os.getpid())]):
                     for task in sorted(Path(f"/proc/{proc}/task").glob("*")):
                         out.write(f"--- {label} task {task.name} {_read_or(task / 'comm').strip()} "
                                   f"state {_read_or(task / 'stat').rsplit(')', 1)[-1].split()[:1]} "
@@ -12694,13 +12699,8 @@ class Soak:
                 faulthandler.dump_traceback(out, all_threads=True)
                 out.write("\n--- gdb\n")
                 out.flush()
-                subprocess.run(["timeout", "30", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30",
-                                "-ex", "call (void)_Py_DumpTracebackThreads(2, 0, 0)"],
+                subprocess.run(["timeout", "30", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
                                stdout=out, stderr=subprocess.STDOUT, check=False)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
     def sample_rss(self) -> None:
         self.sample_cpu()
@@ -12723,8 +12723,7 @@ class Soak:
         for n in self.nodes.values():
             if n.alive and n.node.proc.poll() is not None:
                 n.alive = False
-                key = "stalled_master_dumped" if n.pid in n.dumped else (
-                    "keepalived_exit" if n.keepalived else "vrrpd_crash")
+                key = "keepalived_exit" if n.keepalived else "vrrpd_crash"
                 self.counts[key] += 1
                 self.log(f"{n.name} EXITED by itself with status {n.node.proc.returncode}; its log ends:\n"
                          + "\n".join(n.node.log().splitlines()[-15:]))
