@@ -5483,7 +5483,7 @@ def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
 
 def is_multicast(address: IPAddress) -> bool:
     """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
-    return int(address) >> 28 == 0xE if address.version == 4 else int(address) >> 120 == 0xFF
+    return int(address) >> 28 == 0xE if isinstance(address, ipaddress.IPv4Address) else int(address) >> 120 == 0xFF
 
 
 _IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
@@ -11113,6 +11113,10 @@ class EventLoop:
         return child
 
     def _child_timeout(self, child: Child) -> None:
+        if child.returncode is None:
+            # a loop held up (a stall, a long pass) runs this timer before it reads the exit the child already
+            # made: that child finished, it did not time out (the soak saw a tracked script "time out" so)
+            self._reap(child)
         if child.returncode is None:
             child.timed_out = True
             child.kill()
