@@ -510,6 +510,11 @@ class GlobalDefs:
     rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
     lvs_sync_daemon: Optional[LvsSyncDaemon] = None
+    # nftables_ipvs [TABLE]: a virtual_server group without fwmark entries becomes one fwmark service per protocol,
+    # its addresses and ports marked by an nftables map in TABLE (keepalived's check_nftables.c)
+    nftables_ipvs: Optional[str] = None
+    nftables_ipvs_priority: int = -1
+    nftables_ipvs_start_fwmark: int = 1000
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
     # vrrpd extension: serve Prometheus metrics over HTTP on this ADDRESS:PORT (also --metrics)
@@ -3376,6 +3381,28 @@ for _name in ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_
     _kw(_G, _name, _h_cmd(_name), (1, None))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "lvs_sync_daemon", _g_lvs_sync_daemon, (1, None))
+
+
+def _g_nftables_ipvs(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if g.nftables_ipvs is not None:
+        p.warning(kw, "ipvs nftables already specified - ignoring")
+        return
+    name = args[0].text if args else "keepalived_ipvs"
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", name):
+        raise _Invalid(f"'{name}' cannot name an nftables table")
+    g.nftables_ipvs = name
+
+
+def _g_nftables_ipvs_start_fwmark(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    try:
+        g.nftables_ipvs_start_fwmark = _parse_int(args[0].text, 1, 0xFFFFFFFF)
+    except _Invalid:
+        p.warning(args[0], f"invalid ipvs nftables start_fwmark priority '{args[0].text}'")
+
+
+_kw(_G, "nftables_ipvs", _g_nftables_ipvs, (0, 1))
+_kw(_G, "nftables_ipvs_priority", _h_int("nftables_ipvs_priority", -2147483648, 2147483647))
+_kw(_G, "nftables_ipvs_start_fwmark", _g_nftables_ipvs_start_fwmark)
 _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
@@ -3522,8 +3549,7 @@ _accept_only(_G, "nftables_ifindex "
              "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
              "process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
-             "tmp_config_directory "
-             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
+             "tmp_config_directory")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
@@ -9199,13 +9225,68 @@ def _rs_name(vs: VirtualServer, key: Tuple[IPAddress, int]) -> str:
     return f"[{key[0]}]:{vs.protocol.lower()}:{key[1]}"
 
 
+def nft_ipvs_marks(config: Config) -> Dict[Tuple[str, str], int]:
+    """nftables_ipvs: the fwmark of each (group, protocol) whose virtual servers use one, numbered from
+    nftables_ipvs_start_fwmark in the order of the configuration (keepalived's get_next_fwmark); a group with a
+    fwmark entry of its own keeps its addresses as services."""
+    g = config.global_defs
+    marks: Dict[Tuple[str, str], int] = {}
+    if g.nftables_ipvs is None:
+        return marks
+    for vs in config.virtual_servers:
+        group = config.virtual_server_groups.get(vs.group or "")
+        if group is None or any(e.fwmark for e in group.entries) or not group.entries:
+            continue
+        key = (group.name, vs.protocol.upper())
+        if key not in marks:
+            marks[key] = g.nftables_ipvs_start_fwmark + len(marks)
+    return marks
+
+
+def nft_ipvs_ruleset(config: Config) -> str:
+    """The `nft -f -` input of nftables_ipvs: per family a table with a map per protocol from (address range .
+    port) to the fwmark, and an input chain (before IPVS) that sets the mark from it, as keepalived's
+    setup_rule_set_mark(). "" when no group uses it."""
+    g = config.global_defs
+    marks = nft_ipvs_marks(config)
+    elements: Dict[Tuple[int, str], List[str]] = {}
+    for (name, proto), mark in marks.items():
+        vs = next(v for v in config.virtual_servers if v.group == name and v.protocol.upper() == proto)
+        for e in config.virtual_server_groups[name].entries:
+            if e.first is None:
+                continue
+            port = e.port if e.port is not None else (vs.port or 0)
+            span = str(e.first) if e.last in (None, e.first) else f"{e.first}-{e.last}"
+            elements.setdefault((e.family, proto.lower()), []).append(f"{span} . {port} : {mark}")
+    out = []
+    for family, ip, addr_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+        protos = sorted(p for f, p in elements if f == family)
+        if not protos:
+            continue
+        out.append(f"table {ip} {g.nftables_ipvs} {{")
+        for proto in protos:
+            out.append(f"  map {proto}_map {{\n    type {addr_type} . inet_service : mark\n    flags interval\n"
+                       f"    elements = {{ {', '.join(elements[(family, proto)])} }}\n  }}")
+        out.append(f"  chain in {{\n    type filter hook input priority {g.nftables_ipvs_priority}; policy accept;")
+        for proto in protos:
+            out.append(f"    meta l4proto {proto} meta mark set {ip} daddr . {proto} dport map @{proto}_map counter "
+                       "return")
+        out.append("  }\n}")
+    return "\n".join(out) + "\n" if out else ""
+
+
 def lvs_service_keys(vs: VirtualServer, config: Config) -> List[IpvsServiceKey]:
-    """The kernel services one virtual_server stands for (a group gives one per address or fwmark)."""
+    """The kernel services one virtual_server stands for (a group gives one per address or fwmark; with
+    nftables_ipvs, one fwmark for all its addresses)."""
     proto = IPVS_PROTOCOLS.get(vs.protocol.upper(), socket.IPPROTO_TCP)
 
     def af_of(version: int) -> int:
         return socket.AF_INET6 if version == 6 else socket.AF_INET
 
+    mark = nft_ipvs_marks(config).get((vs.group or "", vs.protocol.upper())) if vs.group else None
+    if mark is not None:
+        group = config.virtual_server_groups[vs.group or ""]
+        return [IpvsServiceKey(af_of(v), fwmark=mark) for v in sorted({e.family for e in group.entries})]
     if vs.fwmark:
         return [IpvsServiceKey(af_of(vs.family), fwmark=vs.fwmark)]
     if vs.address is not None:
@@ -9931,6 +10012,7 @@ class LvsManager:
         self.syncd_nl: Optional[IpvsNetlink] = None
         self.vrrp_states: Dict[str, State] = {}
         self._ssl_ctx: Any = None  # SSL_GET's context once made (False: it could not be)
+        self.nft_ipvs_tables: List[str] = []  # "ip NAME" / "ip6 NAME": the nftables_ipvs tables we made
 
     def ssl_context(self) -> Any:
         """The one client SSL context of SSL_GET (keepalived's build_ssl_ctx): the `SSL` block's certificate and key
@@ -9991,12 +10073,14 @@ class LvsManager:
         if self.config.global_defs.lvs_timeouts:
             self._call(self.nl.genl_request, IPVS_CMD_SET_CONFIG,
                        ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
+        self._nft_ipvs(self.config)
         self._apply(self.config)
 
     def stop(self) -> None:
         for vsr in list(self.vs.values()):
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
+        self._nft_ipvs(None)
         self._syncd_configure(None)
         if self.syncd_nl is not None:
             self.syncd_nl.close()
@@ -10023,6 +10107,7 @@ class LvsManager:
             self.kernel = {svc.key: svc for svc in self.nl.services()}
         except (OSError, VrrpdError) as exc:
             log.error("LVS: reading the kernel's IPVS table failed: %s", exc)
+        self._nft_ipvs(config)
         self._apply(config)
 
     def status(self) -> Dict[str, Any]:
@@ -10037,6 +10122,27 @@ class LvsManager:
                                                for c in r.checkers]} for k, r in vsr.rs.items()],
             })
         return out
+
+    # -- nftables_ipvs: the table that marks a group's traffic for its fwmark service ---------------
+    def _nft_ipvs(self, config: Optional[Config]) -> None:
+        """Replace our nftables_ipvs tables by what `config` asks (None: remove them), in one nft transaction."""
+        ruleset = nft_ipvs_ruleset(config) if config is not None else ""
+        old = self.nft_ipvs_tables
+        new = sorted({line.split()[1] + " " + line.split()[2] for line in ruleset.splitlines()
+                      if line.startswith("table ")})
+        if not ruleset and not old:
+            return
+        script = "".join(f"add table {t}\ndelete table {t}\n" for t in sorted(set(old) | set(new))) + ruleset
+        try:
+            result = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=10,
+                                    check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.error("nftables_ipvs: cannot run nft (%s); the groups' fwmark services get no traffic", exc)
+            return
+        if result.returncode != 0:
+            log.error("nftables_ipvs: nft refused the ruleset: %s", result.stderr.strip())
+            return
+        self.nft_ipvs_tables = new
 
     # -- the IPVS connection sync daemon (keepalived's ipvs_syncd_cmd) ---------------------------
     def vrrp_state(self, name: str, state: State) -> None:
