@@ -360,6 +360,13 @@ class FakeVmacs:
         self.created[name] = index
         return index
 
+    def create_ipvlan(self, name, base, flags, family, address=None):
+        index = 200 + len(self.created)
+        self.kernel.links[index] = vrrpd.LinkInfo(index, name, vrrpd.IFF_UP | vrrpd.IFF_RUNNING,
+                                                  self.kernel.links[ETH0].mac, kind="ipvlan")
+        self.created[name] = index
+        return index
+
     def remove(self, index):
         self.created = {n: i for n, i in self.created.items() if i != index}
         self.kernel.links.pop(index, None)
@@ -410,7 +417,7 @@ class FakeKernel(vrrpd.Kernel):
     def vmacs(self, rtnl):
         return FakeVmacs(self)
 
-    def firewall(self, table, priority=-1, counters=False):
+    def firewall(self, table, priority=-1, counters=False, ifindex=False):
         self.firewall_ = FakeFirewall(table)
         self.firewall_.style = (priority, counters)
         return self.firewall_
@@ -4285,6 +4292,31 @@ def test_lab_nftables_name_priority_and_counters_shape_the_strict_mode_table(lab
     assert "ka_test" not in lab.run(ns, ["nft", "list", "tables"]).stdout
 
 
+
+@pytest.mark.parametrize("ifindex", [False, True], ids=["by-name", "nftables_ifindex"])
+def test_lab_a_link_local_vip_is_dropped_on_its_own_interface_by_name_or_by_index(lab, tmp_path, ifindex):
+    """keepalived's strict-mode table keeps a link-local IPv6 VIP with its interface (set vips_link_local_name of
+    ipv6_addr . ifname, or with nftables_ifindex set vips_link_local of ipv6_addr . iface_index): the same
+    address is another one on each link. A client's ping to it on eth0 is dropped; the global VIP is in vips6."""
+    require(shutil.which("nft") is not None, "needs nft")
+    ns = lab.host("a", f"{LAB_NET}.1/24")
+    client = lab.host("c", f"{LAB_NET}.10/24")
+    extra = "    vrrp_strict\n" + ("    nftables_ifindex\n" if ifindex else "")
+    node = _Node(lab, ns, tmp_path, "A", _conf(priority=150, state="MASTER", vips=("fe80::5/64", "2001:db8:5::5/64"),
+                                               global_extra=extra))
+    wait_for(lambda: lab.has_address(ns, "fe80::5"), 8, what="MASTER")
+    listing = lab.run(ns, ["nft", "list", "table", "inet", "vrrpd"]).stdout
+    name, kind, iif = ("vips_link_local", "iface_index", "iif") if ifindex else ("vips_link_local_name", "ifname",
+                                                                                   "iifname")
+    assert f"set {name} {{" in listing and f"type ipv6_addr . {kind}" in listing, listing
+    assert re.search(r'fe80::5 \. "?eth0"?', listing) and f"ip6 daddr . {iif} @{name} drop" in listing, listing
+    assert "2001:db8:5::5" in listing.split("set vips6", 1)[1].split("}", 1)[0]
+    ping = ["ping", "-6", "-c1", "-W1", "fe80::5%eth0"]
+    assert lab.run(client, ping, check=False).returncode != 0
+    lab.run(ns, ["nft", "delete", "table", "inet", "vrrpd"])  # without the table the VIP answers
+    assert lab.run(client, ping, check=False).returncode == 0
+    node.stop()
+
 def test_nftables_without_a_name_is_keepalived_and_the_ruleset_has_no_counters_by_default():
     config, diags = parse_ok("global_defs {\n    nftables\n}\n" + MINIMAL)
     assert config.global_defs.nftables == "keepalived" and config.global_defs.nftables_priority == -1
@@ -6185,6 +6217,26 @@ def test_lab_use_vmac_addr_puts_each_other_interface_s_vips_on_a_vmac_named_by_v
     for name in ("vx.51", "vx6.51", "vx1.51"):
         assert lab.ip("link", "show", name, ns=ns, check=False).returncode != 0
 
+
+
+def test_use_ipvlan_is_read_as_keepalived_reads_it_and_asks_rtnetlink_for_an_l2_ipvlan(offline):
+    """The kernel side is proven in the VM (test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf); here the words and the
+    RTM_NEWLINK bytes: kind ipvlan, IFLA_IPVLAN_MODE L2, IFLA_IPVLAN_FLAGS, the link and the VRF master."""
+    config, diags = parse_ok(instance_text(extra="    use_ipvlan ipv9 10.0.0.50/24 private\n"))
+    inst = config.vrrp_instances[0]
+    assert (inst.use_ipvlan, inst.vmac_name, str(inst.ipvlan_addr), inst.ipvlan_flags) == (
+        True, "ipv9", "10.0.0.50/24", 1)
+    assert inst.mcast_src_ip == IP4("10.0.0.50")  # keepalived: the ipvlan's address is the source
+    payload = vrrpd.ipvlan_link_payload("ipv9", 7, 2, master=9)
+    attrs = dict(vrrpd.nla_parse_list(payload[vrrpd.IFINFOMSG.size:]))
+    assert attrs[vrrpd.IFLA_IFNAME] == b"ipv9\0" and attrs[vrrpd.IFLA_LINK] == struct.pack("=I", 7)
+    assert attrs[vrrpd.IFLA_MASTER] == struct.pack("=I", 9)
+    info = dict(vrrpd.nla_parse_list(attrs[vrrpd.IFLA_LINKINFO]))
+    assert info[vrrpd.IFLA_INFO_KIND] == b"ipvlan"
+    data = dict(vrrpd.nla_parse_list(info[vrrpd.IFLA_INFO_DATA]))
+    assert data == {vrrpd.IFLA_IPVLAN_MODE: struct.pack("=H", 0), vrrpd.IFLA_IPVLAN_FLAGS: struct.pack("=H", 2)}
+    d, _ = offline(instance_text(extra="    use_ipvlan\n"))  # IPv4 without an address: keepalived's FAULT
+    assert d.runtimes[0].machine.state == vrrpd.State.FAULT
 
 def test_addr_vmac_names_follow_keepalived_s_create_vmac_name():
     taken = {"vrrp.5", "vrrp6.5", "vrrp1.5"}
@@ -9176,9 +9228,40 @@ def test_lvs_checker_benchmark_small():
     assert result["late_p99_ms"] < 250 and result["max_late_ms"] < 1000  # generous: a shared 2-core machine
 
 
+
+def test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf(lab, tmp_path):
+    """Runs inside the IPVS VM only (the lab's kernel has no ipvlan and no vrf): keepalived's use_ipvlan makes an
+    L2 ipvlan (rtnetlink, kind ipvlan) holding its address, which carries the VIP and is the adverts' source, so a
+    peer stays BACKUP; a VMAC whose interface is enslaved to a VRF is enslaved to it too. Both go at stop."""
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    lab.ip("link", "add", "vrf-blue", "type", "vrf", "table", "10", ns=ns_a)
+    lab.ip("link", "set", "vrf-blue", "up", ns=ns_a)
+    lab.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p", ns=ns_a)
+    lab.ip("link", "set", "eth1", "master", "vrf-blue", ns=ns_a)
+    for name in ("eth1", "eth1p"):
+        lab.ip("link", "set", name, "up", ns=ns_a)
+    a_conf = (_conf(priority=150, state="MASTER", instance_extra=f"    use_ipvlan ipv0 {LAB_NET}.50/24\n")
+              + _conf(name="VI_2", vrid=52, interface="eth1", vips=("10.93.0.5/24",),
+                      instance_extra="    use_vmac\n").split("}\n", 1)[1])
+    a = _Node(lab, ns_a, tmp_path, "A", a_conf)
+    b = _Node(lab, ns_b, tmp_path, "B", _conf(priority=100))
+    wait_for(lambda: lab.has_address(ns_a, VIP, "ipv0"), 8, what="the VIP on the ipvlan")
+    shown = lab.ip("-d", "addr", "show", "ipv0", ns=ns_a).stdout
+    assert "ipvlan  mode l2 bridge" in shown and f"{LAB_NET}.50/24" in shown, shown
+    time.sleep(1.0)  # B's Master_Down_Interval is 0.3 s: it would have taken over if it heard nothing
+    assert not lab.has_address(ns_b, VIP) and "Entering MASTER STATE" not in b.log()
+    vmac = lab.ip("-d", "link", "show", "vrrp.52", ns=ns_a).stdout
+    assert "master vrf-blue" in vmac and "macvlan mode private" in vmac, vmac
+    a.stop()
+    b.stop()
+    for name in ("ipv0", "vrrp.52"):
+        assert lab.ip("link", "show", name, ns=ns_a, check=False).returncode != 0
+
+
 if not IN_VM:
-    # the in-guest scenario is collected only inside the VM; on the host the VM test above runs it
+    # the in-guest scenarios are collected only inside the VM; on the host the VM test above runs them
     del test_in_vm_seed_001_dr_failover_sorry_server_and_kinds
+    del test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf
 
 
 # ============================================================================================
@@ -12985,8 +13068,6 @@ COMPAT_DIFFERENCES: List[Tuple[str, str, str, str]] = [
 
 # (regular expression on a model difference, reason)
 COMPAT_MODEL_DIFFERENCES: List[Tuple[str, str]] = [
-    (r"^vrrp_instance-use_ipvlan\.conf: VI_1 src_ip:", "vrrpd accepts use_ipvlan without acting on it (no ipvlan "
-     "interface, so no source address from it); keepalived sends from the ipvlan address"),
     (r": VI_\d+ vips \(a duplicate VIP\):", "keepalived 2.4 ignores a VIP listed twice in an instance, and so does "
      "vrrpd; 2.2.7 keeps both"),
     (r"^builtins\.conf: .* vrid:", "${_RANDOM} draws its own number in each program"),

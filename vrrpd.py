@@ -427,6 +427,7 @@ class GlobalDefs:
     nftables: Optional[str] = None  # the no_accept table's name (keepalived's `nftables NAME`); None: vrrpd
     nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
     nftables_counters: bool = False  # a counter on each drop rule
+    nftables_ifindex: bool = False  # link-local VIPs matched with their interface's index, not its name
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
     linkbeat_use_polling: bool = False  # every instance's interface: poll its carrier, ignore netlink's
     vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
@@ -701,6 +702,9 @@ class VrrpInstance:
     garp_lower_prio_repeat: Optional[int] = None
     use_vmac: bool = False
     use_vmac_addr: bool = False  # a VMAC for each VIP on another interface, or of the other family
+    use_ipvlan: bool = False  # an L2 ipvlan (the interface's MAC) instead of the VMAC macvlan; named by vmac_name
+    ipvlan_addr: Optional[IPInterface] = None  # its own address, the adverts' source (IPv4 needs one)
+    ipvlan_flags: int = 0  # IFLA_IPVLAN_FLAGS: 0 bridge, 1 private, 2 vepa
     vmac_name: Optional[str] = None
     vmac_xmit_base: bool = False
     native_ipv6: bool = False
@@ -3354,6 +3358,7 @@ _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keywo
 _kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
 _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
+_kw(_G, "nftables_ifindex", _h_flag("nftables_ifindex"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
 _kw(_G, "linkbeat_use_polling", _h_flag("linkbeat_use_polling"), (0, 0))
 for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
@@ -3538,8 +3543,7 @@ _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_r
     accept=_is_bool_word)
 for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_accept_only(_G, "nftables_ifindex "
-             "vrrp_ipsets max_auto_priority min_auto_priority_delay "
+_accept_only(_G, "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
@@ -3726,6 +3730,39 @@ def _i_use_vmac(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) ->
         inst.vmac_name = args[0].text
 
 
+def _i_use_ipvlan(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """use_ipvlan [NAME] [ADDRESS[/PREFIX]] [bridge|private|vepa] (keepalived's vrrp_ipvlan_handler)."""
+    if inst.use_ipvlan:
+        p.warning(kw, f"({inst.name}) use_ipvlan already specified")
+        return
+    inst.use_ipvlan = True
+    had_flags = False
+    for tok in args:
+        word = tok.text
+        if word in ("bridge", "private", "vepa"):
+            if had_flags:
+                p.warning(tok, f"({inst.name}) ipvlan type already specified - ignoring '{word}'")
+            inst.ipvlan_flags = inst.ipvlan_flags if had_flags else {"bridge": 0, "private": 1, "vepa": 2}[word]
+            had_flags = True
+            continue
+        try:
+            addr = ipaddress.ip_interface(word)
+        except ValueError:
+            if inst.vmac_name:
+                p.warning(tok, f"({inst.name}) IPVLAN interface already specified - ignoring '{word}'")
+            elif len(word) > 15:
+                p.warning(tok, f"({inst.name}) IPVLAN interface name '{word}' too long - ignoring")
+            else:
+                inst.vmac_name = word
+            continue
+        if inst.ipvlan_addr is not None:
+            p.warning(tok, f"({inst.name}) ipvlan address already specified - ignoring '{word}'")
+            continue
+        inst.ipvlan_addr = addr
+        if inst.mcast_src_ip is None and inst.unicast_src_ip is None:
+            inst.mcast_src_ip = addr.ip  # keepalived: "We also want to use this address as the source address"
+
+
 def _i_accept(value: bool) -> Handler:
     def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
         inst.accept = value
@@ -3785,6 +3822,7 @@ _kw(_I, "garp_master_refresh_repeat", _h_int("garp_master_refresh_repeat", 0, 25
 _kw(_I, "garp_lower_prio_delay", _h_time("garp_lower_prio_delay", 0, 255))
 _kw(_I, "garp_lower_prio_repeat", _h_int("garp_lower_prio_repeat", 0, 255))
 _kw(_I, "use_vmac", _i_use_vmac, (0, 3), accept=_not_keyword_of(_I))
+_kw(_I, "use_ipvlan", _i_use_ipvlan, (0, 4), accept=_not_keyword_of(_I))
 _kw(_I, "vmac_xmit_base", _h_flag("vmac_xmit_base"), (0, 0))
 _kw(_I, "native_ipv6", _h_flag("native_ipv6"), (0, 0))
 _kw(_I, "accept", _i_accept(True), (0, 0))
@@ -3798,7 +3836,7 @@ _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
 _kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
 _kw(_I, "use_vmac_addr", _h_flag("use_vmac_addr"), (0, 0))
-_accept_only(_I, "use_ipvlan vrf")
+_accept_only(_I, "vrf")
 KEYWORDS[_I]["vrf"].nargs = (1, 1)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (1, 1))
 
@@ -5763,7 +5801,7 @@ RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE = 1, 3, 4, 16
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_OPERSTATE = 1, 3, 4, 10, 16
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
 IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
@@ -5861,6 +5899,8 @@ class LinkInfo:
     flags: int
     mac: bytes = b""
     mtu: int = 0
+    master: int = 0  # IFLA_MASTER: the bridge, bond or VRF it is enslaved to
+    kind: str = ""  # IFLA_INFO_KIND: "vrf", "macvlan", "ipvlan", "veth"...
 
     @property
     def up(self) -> bool:
@@ -5890,7 +5930,10 @@ def parse_link(payload: bytes) -> LinkInfo:
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
     attrs = nla_parse(payload[IFINFOMSG.size:])
     mtu = struct.unpack("=I", attrs[IFLA_MTU])[0] if len(attrs.get(IFLA_MTU, b"")) == 4 else 0
-    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""), mtu)
+    master = struct.unpack("=I", attrs[IFLA_MASTER])[0] if len(attrs.get(IFLA_MASTER, b"")) == 4 else 0
+    kind = nla_str(nla_parse(attrs[IFLA_LINKINFO]).get(IFLA_INFO_KIND, b"")) if IFLA_LINKINFO in attrs else ""
+    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""), mtu, master,
+                    kind)
 
 
 def parse_addr(payload: bytes) -> Optional[AddrInfo]:
@@ -6504,30 +6547,44 @@ def decode_bfd(data: bytes) -> BfdPacket:
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
 
 
-def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE, priority: int = -1, counters: bool = False) -> str:
+def nft_ruleset(vips: List[Any], table: str = NFT_TABLE, priority: int = -1, counters: bool = False,
+                ifindex: bool = False) -> str:
     """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
 
     The sets hold every VIP of instances without `accept` that are not address owners. Packets
     only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
     so one static set gives keepalived's behaviour without touching the firewall on transitions.
     Neighbour discovery stays allowed so IPv6 VIPs still resolve. `priority` is the chains' hook priority and
-    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters)."""
-    v4 = sorted({a for a in vips if a.version == 4})
-    v6 = sorted({a for a in vips if a.version == 6})
+    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters).
+
+    A link-local IPv6 VIP comes as (address, interface): the same address is another one on each link, so it is
+    matched with its interface, by name (keepalived's set vips_link_local_name) or, with `ifindex` (its
+    nftables_ifindex), by index (set vips_link_local)."""
+    v4 = sorted({a for a in vips if not isinstance(a, tuple) and a.version == 4})
+    v6 = sorted({a for a in vips if not isinstance(a, tuple) and a.version == 6})
+    local = sorted({a for a in vips if isinstance(a, tuple)}, key=lambda t: (t[1], t[0]))
 
     def elements(addrs: List[Any]) -> str:
         return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
 
     nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
     drop = "counter drop" if counters else "drop"
+    set_name, if_type, iif, oif = (("vips_link_local", "iface_index", "iif", "oif") if ifindex else
+                                   ("vips_link_local_name", "ifname", "iifname", "oifname"))
+    lines_in = lines_out = local_set = ""
+    if local:
+        entries = ", ".join(f'{a} . "{ifname}"' for a, ifname in local)
+        local_set = f"  set {set_name} {{ type ipv6_addr . {if_type}; elements = {{ {entries} }}; }}\n"
+        lines_in = f"    ip6 daddr . {iif} @{set_name} {drop}\n"
+        lines_out = f"    ip6 saddr . {oif} @{set_name} {drop}\n"
     return (
         f"table inet {table} {{\n"
         f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
-        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
+        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n{local_set}"
         f"  chain in {{\n    type filter hook input priority {priority}; policy accept;\n"
-        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n  }}\n"
+        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n{lines_in}  }}\n"
         f"  chain out {{\n    type filter hook output priority {priority}; policy accept;\n"
-        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n  }}\n"
+        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n{lines_out}  }}\n"
         f"}}\n"
     )
 
@@ -6578,12 +6635,31 @@ def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
 
-def macvlan_link_payload(name: str, base_ifindex: int, mac: bytes) -> bytes:
-    """RTM_NEWLINK payload creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
+def macvlan_link_payload(name: str, base_ifindex: int, mac: bytes, master: int = 0) -> bytes:
+    """RTM_NEWLINK payload creating macvlan `name` (mode private, address `mac`) on base_ifindex, down; enslaved
+    to VRF `master` when the base is (keepalived: "this interface should be as well")."""
     info = nla_pack(IFLA_INFO_KIND, b"macvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED,
                                                   nla_pack(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
     attrs = (nla_pack_str(IFLA_IFNAME, name) + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
              + nla_pack(IFLA_ADDRESS, mac) + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
+    if master:
+        attrs += nla_pack(IFLA_MASTER, struct.pack("=I", master))
+    return ifinfomsg() + attrs
+
+
+IFLA_IPVLAN_MODE, IFLA_IPVLAN_FLAGS, IPVLAN_MODE_L2 = 1, 2, 0
+
+
+def ipvlan_link_payload(name: str, base_ifindex: int, flags: int = 0, master: int = 0) -> bytes:
+    """RTM_NEWLINK payload creating L2 ipvlan `name` on base_ifindex (keepalived's netlink_link_add_ipvlan):
+    the base's MAC, IFLA_IPVLAN_FLAGS bridge (0) / private (1) / vepa (2), enslaved to VRF `master` if given."""
+    data = nla_pack(IFLA_IPVLAN_MODE, struct.pack("=H", IPVLAN_MODE_L2)) + nla_pack(IFLA_IPVLAN_FLAGS,
+                                                                                      struct.pack("=H", flags))
+    info = nla_pack(IFLA_INFO_KIND, b"ipvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    attrs = (nla_pack_str(IFLA_IFNAME, name) + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
+             + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
+    if master:
+        attrs += nla_pack(IFLA_MASTER, struct.pack("=I", master))
     return ifinfomsg() + attrs
 
 
@@ -8675,8 +8751,13 @@ class Rtnetlink(NetlinkSocket):
             raise
         return True
 
-    def new_macvlan(self, name: str, base_ifindex: int, mac: bytes) -> None:
-        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, macvlan_link_payload(name, base_ifindex, mac))
+    def new_macvlan(self, name: str, base_ifindex: int, mac: bytes, master: int = 0) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                     macvlan_link_payload(name, base_ifindex, mac, master))
+
+    def new_ipvlan(self, name: str, base_ifindex: int, flags: int = 0, master: int = 0) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                     ipvlan_link_payload(name, base_ifindex, flags, master))
 
     def set_addrgenmode(self, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> None:
         self.request(RTM_NEWLINK, NLM_F_ACK, addrgenmode_payload(ifindex, mode))
@@ -8893,8 +8974,8 @@ class Kernel:
     def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
         return VmacManager(rtnl)
 
-    def firewall(self, table: str, priority: int = -1, counters: bool = False) -> StrictFirewall:
-        return StrictFirewall(table, priority, counters)
+    def firewall(self, table: str, priority: int = -1, counters: bool = False, ifindex: bool = False) -> StrictFirewall:
+        return StrictFirewall(table, priority, counters, ifindex)
 
     IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
 
@@ -10432,12 +10513,15 @@ def instance_accepts(inst: VrrpInstance, global_defs: GlobalDefs) -> bool:
     return not strict
 
 
-def no_accept_vips(config: Config) -> List[IPAddress]:
-    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them."""
-    vips: List[IPAddress] = []
+def no_accept_vips(config: Config) -> List[Any]:
+    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them; a link-local IPv6 one
+    as (address, its interface)."""
+    vips: List[Any] = []
     for inst in config.vrrp_instances:
         if not instance_accepts(inst, config.global_defs):
-            vips += [v.address.ip for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded]
+            for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                ip = v.address.ip
+                vips.append((ip, v.dev or inst.interface or "") if ip.version == 6 and ip.is_link_local else ip)
     return vips
 
 
@@ -10469,9 +10553,12 @@ def nft_table_exists(table: str) -> Optional[bool]:
 class StrictFirewall:
     """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
 
-    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False):
-        self.table, self.priority, self.counters = table, priority, counters
+    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False, ifindex: bool = False):
+        self.table, self.priority, self.counters, self.ifindex = table, priority, counters, ifindex
         self.active = False
+
+    def _ruleset(self, vips: List[Any]) -> str:
+        return nft_ruleset(vips, self.table, self.priority, self.counters, self.ifindex)
 
     def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
         return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10, check=False)
@@ -10486,7 +10573,7 @@ class StrictFirewall:
                 self._nft(nft_delete_argv(self.table))
             if not vips:
                 return True
-            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table, self.priority, self.counters))
+            result = self._nft(["nft", "-f", "-"], self._ruleset(vips))
         except (OSError, subprocess.SubprocessError) as exc:
             if vips:
                 log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
@@ -10503,7 +10590,7 @@ class StrictFirewall:
         if not vips and not self.active:
             return True
         script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
-        script += nft_ruleset(vips, self.table, self.priority, self.counters) if vips else ""
+        script += self._ruleset(vips) if vips else ""
         try:
             result = self._nft(["nft", "-f", "-"], script)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -10575,7 +10662,7 @@ class VmacManager:
                 raise VrrpdError(f"use_vmac: interface {name} exists with MAC {found}, not the VMAC")
             log.info("use_vmac: removing stale %s", name)
             self.rtnl.del_link(socket.if_nametoindex(name))
-        self.rtnl.new_macvlan(name, socket.if_nametoindex(base), mac)
+        self.rtnl.new_macvlan(name, socket.if_nametoindex(base), mac, self._vrf_of(base))
         index = socket.if_nametoindex(name)
         self.created[name] = index
         self.rtnl.set_addrgenmode(index)
@@ -10594,6 +10681,30 @@ class VmacManager:
             self._set_sysctl(f"{conf4}/{base}/arp_announce", "2", restore=True)
         self.rtnl.set_link_up(index)
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
+        return index
+
+    def _vrf_of(self, base: str) -> int:
+        """The ifindex of the VRF `base` is enslaved to (its IFLA_MASTER, when that is a vrf), else 0."""
+        links = self.rtnl.links()
+        found = next((link for link in links.values() if link.name == base), None)
+        master = links.get(found.master) if found is not None and found.master else None
+        return master.index if master is not None and master.kind == "vrf" else 0
+
+    def create_ipvlan(self, name: str, base: str, flags: int, family: int,
+                      address: Optional[IPInterface] = None) -> int:
+        """keepalived's use_ipvlan: L2 ipvlan `name` on `base` (in the base's VRF), up, IPv6 off for an IPv4
+        instance, holding `address`; returns its ifindex. An existing interface of that name must be an ipvlan."""
+        if os.path.exists(f"/sys/class/net/{name}"):
+            raise VrrpdError(f"use_ipvlan: interface {name} already exists")
+        self.rtnl.new_ipvlan(name, socket.if_nametoindex(base), flags, self._vrf_of(base))
+        index = socket.if_nametoindex(name)
+        self.created[name] = index
+        if family == 4:
+            self._set_sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
+        self.rtnl.set_link_up(index)
+        if address is not None:
+            self.rtnl.add_address(index, VirtualIP(address))
+        log.info("use_ipvlan: created %s on %s%s", name, base, f" with {address}" if address else "")
         return index
 
     def remove(self, index: int) -> None:
@@ -11894,7 +12005,7 @@ class Daemon:
         # keepalived's `nftables NAME` names the no_accept table (ours is `vrrpd` by default); nftables_priority
         # and nftables_counters shape its chains and rules as they do keepalived's
         self.firewall = self.kernel.firewall(self.g.nftables or NFT_TABLE, self.g.nftables_priority,
-                                             self.g.nftables_counters)
+                                             self.g.nftables_counters, self.g.nftables_ifindex)
         self.vmacs: Optional[VmacManager] = None
         self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
         # interface_up_down_delays: a carrier change waiting out its delay, by ifindex: (timer, the new LinkInfo)
@@ -12049,6 +12160,9 @@ class Daemon:
             log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, inst.interface)
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
+        if self._ipvlan_unaddressed(inst):
+            log.error("(%s) IPv4 ipvlan requires a source ip address to be configured. setting instance to fault "
+                      "state", inst.name)
         self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._attach(rt)
@@ -12254,7 +12368,8 @@ class Daemon:
     def _set_vmacs(self, config: Config) -> None:
         """Create the VMACs `config` wants and remove those it no longer wants, before instances attach."""
         assert self.vmacs is not None
-        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
+        wanted = {inst.name: inst for inst in config.vrrp_instances
+                  if (inst.use_vmac or inst.use_ipvlan) and inst.interface}
         before = dict(self.vmac_index)
         for name, index in before.items():
             if name not in wanted:
@@ -12265,6 +12380,10 @@ class Daemon:
                 continue
             ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name, self.g.vmac_prefix)
             try:
+                if inst.use_ipvlan:
+                    self.vmac_index[name] = self.vmacs.create_ipvlan(ifname, inst.interface or "", inst.ipvlan_flags,
+                                                                     instance_family(inst), inst.ipvlan_addr)
+                    continue
                 self.vmac_index[name] = self.vmacs.create(ifname, inst.interface or "", inst.virtual_router_id,
                                                           instance_family(inst))
             except (OSError, VrrpdError) as exc:
@@ -12524,6 +12643,7 @@ class Daemon:
         if isinstance(self.firewall, StrictFirewall):  # the same table, with the new chain priority and counters
             self.firewall.priority = config.global_defs.nftables_priority
             self.firewall.counters = config.global_defs.nftables_counters
+            self.firewall.ifindex = config.global_defs.nftables_ifindex
         self.firewall.replace(no_accept_vips(config))
         self._set_sync_groups(config)
         self._set_vmacs(config)
@@ -12732,6 +12852,11 @@ class Daemon:
             rt.packets.clear()
         rt.packets[(priority, src)] = packets
         return packets
+
+    @staticmethod
+    def _ipvlan_unaddressed(inst: VrrpInstance) -> bool:
+        """keepalived's config fault: an IPv4 ipvlan shares its interface's MAC and needs an address of its own."""
+        return inst.use_ipvlan and inst.ipvlan_addr is None and instance_family(inst) == 4
 
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
         if self.addr_vmacs and addr_vmac_wanted(rt.inst, vip, rt.family):
@@ -13347,6 +13472,8 @@ class Daemon:
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             # keepalived: "Cannot use unicast without any peers - going to fault state"
             parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
+        if self._ipvlan_unaddressed(inst):
+            parts.append(("use_ipvlan", "an IPv4 ipvlan without an address", 0, True))
         configured = inst.unicast_src_ip or inst.mcast_src_ip
         if inst.track_src_ip and configured is not None and rt.ifindex and not any(
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
