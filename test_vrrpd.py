@@ -4340,8 +4340,9 @@ def test_lab_disable_local_igmp_stops_link_local_igmp_reports_while_running(lab,
 
 
 def _daemon_sockets(pid):
-    """The sockets of process `pid`, as the kernel has them: [(family, type, protocol, address, SO_RCVBUF)], each
-    read through a copy of the process's descriptor (pidfd_getfd, Linux 5.6) - nothing the daemon says itself."""
+    """The sockets of process `pid`, as the kernel has them: [(family, type, protocol, address, SO_RCVBUF,
+    SO_BINDTODEVICE)], each read through a copy of the process's descriptor (pidfd_getfd, Linux 5.6) - nothing
+    the daemon says itself."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -4362,8 +4363,9 @@ def _daemon_sockets(pid):
                 address = sock.getsockname()
             except OSError:
                 address = None
+            device = sock.getsockopt(socket.SOL_SOCKET, 25, 16).split(b"\0", 1)[0].decode()  # SO_BINDTODEVICE
             found.append((sock.family, sock.type, sock.proto, address,
-                          sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)))
+                          sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), device))
             sock.close()
     finally:
         os.close(pidfd)
@@ -4425,11 +4427,11 @@ def test_lab_netlink_and_vrrp_receive_buffers_follow_the_rcv_bufs_keywords(lab, 
     node = _Node(lab, ns, tmp_path, "A", conf)
     wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
     socks = _daemon_sockets(node.proc.pid)
-    route = [(addr[1], rcvbuf) for family, _t, proto, addr, rcvbuf in socks
+    route = [(addr[1], rcvbuf) for family, _t, proto, addr, rcvbuf, _d in socks
              if family == socket.AF_NETLINK and proto == 0]
     assert (vrrpd.RTMGRP_LINK | vrrpd.RTMGRP_IPV4_IFADDR | vrrpd.RTMGRP_IPV6_IFADDR, 6000000) in route, route
     assert any(groups == 0 and rcvbuf == 200000 for groups, rcvbuf in route), route
-    vrrp = [rcvbuf for family, _t, proto, _a, rcvbuf in socks if family == socket.AF_INET and proto == 112]
+    vrrp = [rcvbuf for family, _t, proto, _a, rcvbuf, _d in socks if family == socket.AF_INET and proto == 112]
     assert vrrp == [2 * (vrrpd.VRRP_RCVBUF + 5 * 1400)], vrrp
     node.stop()
 
@@ -6237,6 +6239,20 @@ def test_use_ipvlan_is_read_as_keepalived_reads_it_and_asks_rtnetlink_for_an_l2_
     assert data == {vrrpd.IFLA_IPVLAN_MODE: struct.pack("=H", 0), vrrpd.IFLA_IPVLAN_FLAGS: struct.pack("=H", 2)}
     d, _ = offline(instance_text(extra="    use_ipvlan\n"))  # IPv4 without an address: keepalived's FAULT
     assert d.runtimes[0].machine.state == vrrpd.State.FAULT
+
+
+def test_vrf_is_read_as_keepalived_reads_it():
+    """vrf NAME binds an interface-less unicast instance to the VRF (its device stands in as the interface, the
+    VIPs without dev go on default_interface); after `interface` it is ignored with keepalived's words."""
+    text = ("vrrp_instance VI_1 {\n vrf blue\n virtual_router_id 5\n unicast_src_ip 10.0.0.1\n"
+            " unicast_peer {\n  10.0.0.2\n }\n virtual_ipaddress {\n  10.0.0.100/24\n  10.1.0.1/24 dev eth1\n }\n}\n")
+    config, diags = vrrpd.parse_config_text(text, "v.conf")
+    inst = config.vrrp_instances[0]
+    assert (inst.vrf, inst.interface) == ("blue", "blue") and [v.dev for v in inst.virtual_ipaddress] == [
+        "eth0", "eth1"]
+    assert not [x for x in diags if x.severity is vrrpd.Severity.ERROR], messages(diags)
+    _, diags = vrrpd.parse_config_text(text.replace(" vrf blue\n", " interface eth0\n vrf blue\n"), "v.conf")
+    assert "(VI_1) Cannot specify VRF interface and interface - ignoring" in " ".join(messages(diags))
 
 def test_addr_vmac_names_follow_keepalived_s_create_vmac_name():
     taken = {"vrrp.5", "vrrp6.5", "vrrp1.5"}
@@ -9258,10 +9274,40 @@ def test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf(lab, tmp_path):
         assert lab.ip("link", "show", name, ns=ns_a, check=False).returncode != 0
 
 
+
+def test_in_vm_a_unicast_instance_in_a_vrf_binds_its_sockets_to_the_vrf(lab, tmp_path):
+    """Runs inside the IPVS VM only: keepalived's `vrf NAME` for a unicast instance without `interface`. eth0 is
+    enslaved to vrf-blue, so its subnet is routed in table 10 only; the VRRP socket is bound to vrf-blue
+    (SO_BINDTODEVICE read from the kernel), the adverts reach the peer (which stays BACKUP) and the VIP, without
+    `dev`, goes on default_interface (eth0)."""
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    lab.ip("link", "add", "vrf-blue", "type", "vrf", "table", "10", ns=ns_a)
+    lab.ip("link", "set", "vrf-blue", "up", ns=ns_a)
+    lab.ip("link", "set", "eth0", "master", "vrf-blue", ns=ns_a)
+    assert lab.ip("route", "show", "table", "10", ns=ns_a).stdout.strip()
+    a_conf = (f"global_defs {{\n    router_id a\n}}\nvrrp_instance VI_1 {{\n    state MASTER\n    vrf vrf-blue\n"
+              f"    virtual_router_id 51\n    priority 150\n    advert_int 0.1\n    version 3\n"
+              f"    unicast_src_ip {LAB_NET}.1\n    unicast_peer {{\n        {LAB_NET}.2\n    }}\n"
+              f"    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n")
+    b_conf = _conf(priority=100, instance_extra=f"    unicast_src_ip {LAB_NET}.2\n    unicast_peer {{\n"
+                                                f"        {LAB_NET}.1\n    }}\n")
+    a = _Node(lab, ns_a, tmp_path, "A", a_conf)
+    b = _Node(lab, ns_b, tmp_path, "B", b_conf)
+    wait_for(lambda: lab.has_address(ns_a, VIP, "eth0"), 8, what="A MASTER with the VIP on eth0")
+    time.sleep(1.0)  # B's Master_Down_Interval is 0.3 s: it would have taken over if A's adverts did not reach it
+    assert not lab.has_address(ns_b, VIP) and "Entering MASTER STATE" not in b.log(), b.log()
+    bound = [d for family, _t, proto, _a, _r, d in _daemon_sockets(a.proc.pid)
+             if family == socket.AF_INET and proto == 112]
+    assert bound == ["vrf-blue"], bound
+    a.stop()
+    _wait_holders(lab, [b], ["B"], timeout=3)
+    b.stop()
+
 if not IN_VM:
     # the in-guest scenarios are collected only inside the VM; on the host the VM test above runs them
     del test_in_vm_seed_001_dr_failover_sorry_server_and_kinds
     del test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf
+    del test_in_vm_a_unicast_instance_in_a_vrf_binds_its_sockets_to_the_vrf
 
 
 # ============================================================================================
@@ -9442,6 +9488,20 @@ def test_event_loop_runs_timers_children_and_kills_on_timeout():
     assert ("rc", 3) in seen and "timer" in seen
     assert ("timeout", True, -signal.SIGKILL) in seen
     assert time.monotonic() - start < 1.5
+    loop.close()
+
+
+def test_soak_finding_a_child_that_ended_while_the_loop_was_held_up_did_not_time_out():
+    """A tracked script ended within its timeout, but the loop was held up: the next pass ran the due timeout
+    timer before the readable pidfd, and the script "timed out" (a priority drop and a lost VIP in the soak)."""
+    loop = vrrpd.EventLoop()
+    seen: list = []
+    child = loop.spawn(["true"], on_exit=lambda c: seen.append((c.timed_out, c.returncode)), timeout=0.2)
+    stat = Path(f"/proc/{child.pid}/stat")
+    wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", 10, 0.01, "the child ended")
+    time.sleep(0.3)  # while the loop does not run, the child ended and its timeout passed
+    loop.run(until=time.monotonic() + 0.5)
+    assert seen == [(False, 0)]
     loop.close()
 
 
@@ -12283,7 +12343,7 @@ def _master_down(priority: int, advert: float = SOAK_ADVERT) -> float:
 # a tick of observation lag and the daemons' own reaction time on a loaded 2-core machine
 SOAK_SETTLE = _master_down(min(SOAK_PRIORITY.values()) + SOAK_WEIGHT) + 0.6
 SOAK_STARTUP = 3.0  # a restarted daemon is up and listening within this
-SOAK_STALL = 1.5  # a master holding the VIP this long without an advert on the wire is stuck (3 adverts missed)
+SOAK_STALL = 2.0  # a master holding the VIP this long without an advert on the wire is stuck (4 adverts missed)
 
 
 def _read_or(path, default: str = "?\n") -> str:
@@ -12444,7 +12504,10 @@ class _SoakNode:
         self.capture = directory / f"{name}-adverts.pcap"
         self.tcpdump = None
         if shutil.which("tcpdump"):
-            self.tcpdump = lab.exec(lab.bridge_ns, ["tcpdump", "-i", self.port, "-Q", "in", "-nn", "-U", "-w",
+            # --immediate-mode: each advert reaches the file when it is captured, not up to a second later with the
+            # buffer it came in (the watchdog reads the file while the soak runs)
+            self.tcpdump = lab.exec(lab.bridge_ns, ["tcpdump", "-i", self.port, "-Q", "in", "-nn", "-U",
+                                                    "--immediate-mode", "-w",
                                                     str(self.capture), f"ip proto 112 and src {address.split('/')[0]}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.watch = _AddrWatch(self.ns)

@@ -702,6 +702,7 @@ class VrrpInstance:
     garp_lower_prio_repeat: Optional[int] = None
     use_vmac: bool = False
     use_vmac_addr: bool = False  # a VMAC for each VIP on another interface, or of the other family
+    vrf: Optional[str] = None  # a unicast instance without `interface`: its sockets are bound to this VRF
     use_ipvlan: bool = False  # an L2 ipvlan (the interface's MAC) instead of the VMAC macvlan; named by vmac_name
     ipvlan_addr: Optional[IPInterface] = None  # its own address, the adverts' source (IPv4 needs one)
     ipvlan_flags: int = 0  # IFLA_IPVLAN_FLAGS: 0 bridge, 1 private, 2 vepa
@@ -3763,6 +3764,20 @@ def _i_use_ipvlan(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) 
             inst.mcast_src_ip = addr.ip  # keepalived: "We also want to use this address as the source address"
 
 
+def _i_vrf(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """vrf NAME (keepalived's vrrp_vrf_handler): for a unicast instance without `interface`, whose VRRP sockets are
+    then bound to the VRF device, so that its adverts are routed in the VRF's table."""
+    name = args[0].text
+    if len(name) > 15:
+        p.warning(kw, f"({inst.name}) VRF interface name '{name}' too long - ignoring")
+    elif inst.interface is not None:
+        p.warning(kw, f"({inst.name}) Cannot specify VRF interface and interface - ignoring")
+    elif inst.vrf is not None:
+        p.warning(kw, f"({inst.name}) VRF interface already specified as '{inst.vrf}' - ignoring")
+    else:
+        inst.vrf = name
+
+
 def _i_accept(value: bool) -> Handler:
     def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
         inst.accept = value
@@ -3836,8 +3851,7 @@ _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
 _kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
 _kw(_I, "use_vmac_addr", _h_flag("use_vmac_addr"), (0, 0))
-_accept_only(_I, "vrf")
-KEYWORDS[_I]["vrf"].nargs = (1, 1)
+_kw(_I, "vrf", _i_vrf)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (1, 1))
 
 
@@ -4748,6 +4762,12 @@ class _Validator:
         else:
             self.names[inst.name] = inst
         interfaces = self.interfaces
+        if inst.vrf is not None and inst.interface is None:
+            # keepalived binds the sockets of an interface-less instance to the VRF device; its VIPs without
+            # `dev` go on default_interface. The VRF device stands in as the instance's interface
+            for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                vip.dev = vip.dev or g.default_interface
+            inst.interface = inst.vrf
         if inst.interface is None and inst.unicast_src_ip is None:
             self.err(f, ln, f"{label}: no 'interface'", "interface IFNAME")
         elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
@@ -5489,7 +5509,7 @@ def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
 
 def is_multicast(address: IPAddress) -> bool:
     """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
-    return int(address) >> 28 == 0xE if address.version == 4 else int(address) >> 120 == 0xFF
+    return int(address) >> 28 == 0xE if isinstance(address, ipaddress.IPv4Address) else int(address) >> 120 == 0xFF
 
 
 _IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
@@ -11199,6 +11219,10 @@ class EventLoop:
         return child
 
     def _child_timeout(self, child: Child) -> None:
+        if child.returncode is None:
+            # a loop held up (a stall, a long pass) runs this timer before it reads the exit the child already
+            # made: that child finished, it did not time out (the soak saw a tracked script "time out" so)
+            self._reap(child)
         if child.returncode is None:
             child.timed_out = True
             child.kill()
