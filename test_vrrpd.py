@@ -8706,6 +8706,21 @@ def test_lab_nftables_ipvs_marks_the_groups_traffic_in_the_kernel(lab):
     loop.close()
 
 
+def test_dr_and_tun_destinations_take_the_services_port_as_keepalived_gives_them():
+    """keepalived's ipvs_cmd(): a DR or TUN destination has the service's port (0 for a fwmark service); NAT keeps
+    the real server's."""
+    dr = _vs("10.0.0.1", 80, lb_kind=vrrpd.LbKind.DR, rss=[_rs("10.1.0.1", 8080)])
+    nat = _vs("10.0.0.2", 80, rss=[_rs("10.1.0.2", 8080)])
+    fw = vrrpd.VirtualServer(fwmark=7, lb_kind=vrrpd.LbKind.TUN, real_servers=[_rs("10.1.0.3", 80)])
+    loop, m = _manager(dr, nat, fw)
+    m.start()
+    got = {str(k): sorted((str(d.addr), d.port) for d in dests.values()) for k, (_, dests) in m.nl.table.items()}
+    assert got == {"[10.0.0.1]:tcp:80": [("10.1.0.1", 80)], "[10.0.0.2]:tcp:80": [("10.1.0.2", 8080)],
+                   "FWM 7": [("10.1.0.3", 0)]}
+    m.stop()
+    loop.close()
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()
@@ -9037,7 +9052,7 @@ virtual_server 10.9.0.7 80 {
         assert tun_lines["10.9.1.10:80"][2:5] == ["Tunnel", "gre:+c", "2"], tun  # the virtual server's
         stage("1 and 4 checked, tunnels and the virtual server's weight")
         # nftables_ipvs: the group is one fwmark service, its addresses in the nftables map
-        assert _ipvs_lines("FWM 1000") == ["10.9.1.12:80 Route 1"], _ipvsadm()
+        assert _ipvs_lines("FWM 1000") == ["10.9.1.12:0 Route 1"], _ipvsadm()  # DR to a fwmark service: port 0
         nft = sh(["nft", "list", "table", "ip", "keepalived_ipvs"]).stdout
         assert "10.9.2.1-10.9.2.3 . 80 : 0x000003e8" in nft, nft
         stage("nftables_ipvs checked")

@@ -10447,10 +10447,16 @@ class LvsManager:
             have = vsr.programmed.get(skey)
             if have is None:
                 continue
-            for dkey in [k for k in have if k not in want]:
+            # keepalived's ipvs_cmd: a DR or TUN destination takes the service's port (0 for a fwmark service)
+            here: Dict[Tuple[IPAddress, int], IpvsDest] = {}
+            for dest in want.values():
+                if dest.fwd_method != LbKind.NAT.value:
+                    dest = dataclass_replace(dest, port=0 if skey.fwmark else skey.port)
+                here[(dest.addr, dest.port)] = dest
+            for dkey in [k for k in have if k not in here]:
                 if self._call(self.nl.del_dest, skey, have[dkey]):
                     del have[dkey]
-            for dkey, dest in want.items():
+            for dkey, dest in here.items():
                 if dkey not in have:
                     if self._call(self.nl.new_dest, skey, dest):
                         have[dkey] = dest
