@@ -8395,7 +8395,6 @@ class BfdSession:
         self.tx_timer: Optional[float] = None
         self.detect_timer: Optional[float] = None
         self.received = 0
-        self.up_since: Optional[float] = None
 
     # -- the numbers of section 6.8 -----------------------------------------------------------
     @property
@@ -8492,13 +8491,8 @@ class BfdSession:
     def _set_state(self, now: float, new: BfdState, diag: int, peer_admin_down: bool = False) -> List[BfdAction]:
         old = self.state
         self.state, self.local_diag = new, diag
-        if new == BfdState.Up:
-            self.up_since = now
-            # our DesiredMinTxInterval changes from the slow rate: a Poll Sequence announces it (section 6.8.3)
-            self.polling = self.min_tx != self.idle_tx
-        else:
-            self.up_since = None
-            self.polling = False
+        # Up: our DesiredMinTxInterval changes from the slow rate, a Poll Sequence announces it (section 6.8.3)
+        self.polling = new == BfdState.Up and self.min_tx != self.idle_tx
         return [BfdStateChange(old, new, diag, peer_admin_down)]
 
     def _packet(self, final: bool = False) -> BfdPacket:
@@ -10860,7 +10854,6 @@ class _BfdRun:
         self.timer: Optional[Timer] = None
         self.up = False  # what trackers see: keepalived's events (AdminDown from the peer is no event)
         self.sent = 0
-        self.changed_at: Optional[float] = None
         self.retry: Optional[Timer] = None
 
 
@@ -10971,7 +10964,6 @@ class BfdDriver:
 
     def _state_changed(self, run: _BfdRun, act: BfdStateChange) -> None:
         name, s = run.bfd.name, run.session
-        run.changed_at = self.loop.time()
         if act.new == BfdState.Up:
             log.info("(%s) Entering Up state (tx %g ms, detect time %g ms)", name, s.tx_interval / 1000,
                      s.detection_time * 1000)
