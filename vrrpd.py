@@ -37,7 +37,7 @@ and back out to the kernel. test_the_map_names_every_section_banner_in_order kee
                                      firewall, AH, reload, status
  11. Command line
      11.1 Logging, systemd notification, and the status socket
-     11.2 Running the daemon, and the namespace demo
+     11.2 Running the daemon, and the namespace demo   its Lab of namespaces is the lab of test_vrrpd.py too
      11.3 Operating it               keepalived's options, forking, signals, reload, dumps
 
 Only the standard library is used, and Python 3.9 is the minimum version.
@@ -14774,7 +14774,8 @@ def check_command(path: Optional[str], out: Any = None, config_id: Optional[str]
 
 
 # --------------------------------------------------------------------------------------------
-# 11.2 Running the daemon, and the namespace demo
+# 11.2 Running the daemon, and the namespace demo; its Lab (namespaces on one bridge, iproute2 only) is
+#      also the lab of test_vrrpd.py's integration tests
 # --------------------------------------------------------------------------------------------
 
 DEMO_VIP = "192.0.2.100"
