@@ -8721,6 +8721,23 @@ def test_dr_and_tun_destinations_take_the_services_port_as_keepalived_gives_them
     loop.close()
 
 
+def test_daemon_runs_the_sync_daemon_of_its_instances_state(offline):
+    """The Daemon tells the LVS side each state its instances enter: lvs_sync_daemon's backup daemon while VI_1 is
+    BACKUP, the master one once it is MASTER, none once stopped (fake kernel, fake clock, fake IPVS)."""
+    d, kernel = offline(instance_text(global_extra="    lvs_sync_daemon eth0 VI_1\n"), start=False)
+    fake = d.lvs.nl = FakeIpvs()
+    d.start()
+
+    def daemons():
+        return [c for c in fake.calls if "daemon" in c[0]]
+
+    assert daemons() == [("new_daemon", 2, "eth0", 51)]  # BACKUP at start; the sync id is the VRID
+    _master(d, kernel)
+    assert daemons()[1:] == [("del_daemon", 2), ("new_daemon", 1, "eth0", 51)]
+    d.lvs.stop()
+    assert daemons()[3:] == [("del_daemon", 1)]
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()
