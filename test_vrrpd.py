@@ -1114,9 +1114,9 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n nftables_ipvs_priority -5\n random_seed 7\n}\n"
+    text = "global_defs {\n vrrp_process_name vx\n random_seed 7\n}\n"
     config, diags = parse_ok(text + MINIMAL)
-    assert config.global_defs.other["nftables_ipvs_priority"] == ["-5"]
+    assert config.global_defs.other["vrrp_process_name"] == ["vx"]
     assert config.global_defs.other["random_seed"] == ["7"]
     assert not diags, messages(diags)
 
@@ -1187,7 +1187,7 @@ def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
     assert len(listed) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
     assert ("vrrp_instance", "virtual_router_id", "supported") in listed
     assert ("global_defs", "lvs_sync_daemon", "supported") in listed
-    assert ("global_defs", "nftables_ipvs", "accepted, not yet acted upon") in listed
+    assert ("global_defs", "nftables_ipvs", "supported") in listed
     assert ("global_defs", "enable_snmp_vrrp",
             "accepted, not acted upon (no meaning in one process without SNMP and DBus)") in listed
     for name in ("virtual_routes", "static_rules", "dynamic_interfaces", "instance", "UDP_CHECK", "mcast_dst_ip"):
@@ -1634,13 +1634,13 @@ def test_check_summary_lists_virtual_and_real_servers(tmp_path):
 
 def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     path = tmp_path / "a.conf"
-    path.write_text("global_defs {\n nftables_ipvs\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"
+    path.write_text("global_defs {\n vrrp_process_name vx\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"
                     " src 10.0.0.1 to 10.1.0.0/16 dev lo\n}"))
     out = io.StringIO()
     assert vrrpd.check_command(str(path), out) == 0
     text = out.getvalue()
     assert "accepted but not acted upon by vrrpd:" in text
-    for where in (f"{path}:2: nftables_ipvs", f"{path}:10: use_ipvlan"):
+    for where in (f"{path}:2: vrrp_process_name",):
         assert where in text, text
     assert "virtual_routes" not in text  # acted upon since routes go through rtnetlink
 
@@ -8649,6 +8649,117 @@ def test_smtp_check_host_blocks_become_checkers_as_in_keepalived():
         "h.conf:18: warning: The SMTP_CHECK host block is deprecated. Please define additional checkers."]
 
 
+NFT_IPVS_CONF = """global_defs {
+    nftables_ipvs
+    nftables_ipvs_start_fwmark 1000
+}
+virtual_server_group web {
+    10.9.2.1-3 80
+    fd00:9::1-fd00:9::2 80
+}
+virtual_server_group marked {
+    fwmark 7
+}
+virtual_server group web {
+    protocol TCP
+    lvs_method DR
+    real_server 10.9.1.12 80 {
+    }
+}
+virtual_server group marked {
+    protocol TCP
+    real_server 10.9.1.13 80 {
+    }
+}
+"""
+
+
+def test_nftables_ipvs_gives_a_group_one_fwmark_service_and_a_map():
+    config, _ = parse_ok(NFT_IPVS_CONF)
+    web, marked = config.virtual_servers
+    assert vrrpd.nft_ipvs_marks(config) == {("web", "TCP"): 1000}  # a group with a fwmark keeps it
+    assert [str(k) for k in vrrpd.lvs_service_keys(web, config)] == ["FWM 1000", "FWM 1000"]
+    assert [k.af for k in vrrpd.lvs_service_keys(web, config)] == [2, 10]
+    assert [str(k) for k in vrrpd.lvs_service_keys(marked, config)] == ["FWM 7"]
+    text = vrrpd.nft_ipvs_ruleset(config)
+    assert "table ip keepalived_ipvs {" in text and "table ip6 keepalived_ipvs {" in text
+    assert "elements = { 10.9.2.1-10.9.2.3 . 80 : 1000 }" in text
+    assert "type filter hook input priority -1; policy accept;" in text
+    assert "meta l4proto tcp meta mark set ip daddr . tcp dport map @tcp_map counter return" in text
+    plain, _ = parse_ok(NFT_IPVS_CONF.replace("    nftables_ipvs\n", ""))
+    assert vrrpd.nft_ipvs_ruleset(plain) == "" and len(vrrpd.lvs_service_keys(plain.virtual_servers[0], plain)) == 5
+    _, diags = vrrpd.parse_config_text("global_defs {\n nftables_ipvs t1\n nftables_ipvs t2\n nftables_ipvs_priority"
+                                       " -50\n}\n" + MINIMAL, "n.conf")
+    assert "n.conf:3: warning: ipvs nftables already specified - ignoring" in messages(diags)
+
+
+def test_lab_nftables_ipvs_marks_the_groups_traffic_in_the_kernel(lab):
+    """In a namespace: the group's fwmark service is programmed, and nftables marks a packet to one of the group's
+    addresses and ports with its fwmark (a probe chain after ours counts marked packets); others stay unmarked.
+    Stopping removes the table."""
+    import socket
+
+    require(shutil.which("nft") is not None, "needs nft")
+    ns = lab.netns("nft")
+    for addr in ("10.9.2.2/32", "10.9.2.9/32"):
+        lab.ip("addr", "add", addr, "dev", "lo", ns=ns)
+    config, _ = parse_ok(NFT_IPVS_CONF.replace("    fd00:9::1-fd00:9::2 80\n", ""))
+    loop, m = _manager()
+    m.config, fake = config, m.nl
+
+    def marked() -> int:
+        out = lab.run(ns, ["nft", "list", "table", "ip", "probe"]).stdout
+        return int(re.search(r"packets (\d+)", out).group(1))
+
+    with _InNetns(ns):
+        m.start()
+        assert sorted(str(k) for k in fake.table) == ["FWM 1000", "FWM 7"]
+        lab.run(ns, ["nft", "add table ip probe; add chain ip probe in { type filter hook input priority 10; }; "
+                           "add rule ip probe in meta mark 1000 counter"])
+        for host, port in (("10.9.2.9", 80), ("10.9.2.2", 81)):  # not in the group's map
+            with pytest.raises(OSError):
+                socket.create_connection((host, port), timeout=1)
+        assert marked() == 0
+        with pytest.raises(OSError):
+            socket.create_connection(("10.9.2.2", 80), timeout=1)  # refused: nothing listens, but it was marked
+        assert marked() >= 1
+        m.stop()
+    assert lab.run(ns, ["nft", "list", "table", "ip", "keepalived_ipvs"], check=False).returncode != 0
+    loop.close()
+
+
+def test_dr_and_tun_destinations_take_the_services_port_as_keepalived_gives_them():
+    """keepalived's ipvs_cmd(): a DR or TUN destination has the service's port (0 for a fwmark service); NAT keeps
+    the real server's."""
+    dr = _vs("10.0.0.1", 80, lb_kind=vrrpd.LbKind.DR, rss=[_rs("10.1.0.1", 8080)])
+    nat = _vs("10.0.0.2", 80, rss=[_rs("10.1.0.2", 8080)])
+    fw = vrrpd.VirtualServer(fwmark=7, lb_kind=vrrpd.LbKind.TUN, real_servers=[_rs("10.1.0.3", 80)])
+    loop, m = _manager(dr, nat, fw)
+    m.start()
+    got = {str(k): sorted((str(d.addr), d.port) for d in dests.values()) for k, (_, dests) in m.nl.table.items()}
+    assert got == {"[10.0.0.1]:tcp:80": [("10.1.0.1", 80)], "[10.0.0.2]:tcp:80": [("10.1.0.2", 8080)],
+                   "FWM 7": [("10.1.0.3", 0)]}
+    m.stop()
+    loop.close()
+
+
+def test_daemon_runs_the_sync_daemon_of_its_instances_state(offline):
+    """The Daemon tells the LVS side each state its instances enter: lvs_sync_daemon's backup daemon while VI_1 is
+    BACKUP, the master one once it is MASTER, none once stopped (fake kernel, fake clock, fake IPVS)."""
+    d, kernel = offline(instance_text(global_extra="    lvs_sync_daemon eth0 VI_1\n"), start=False)
+    fake = d.lvs.nl = FakeIpvs()
+    d.start()
+
+    def daemons():
+        return [c for c in fake.calls if "daemon" in c[0]]
+
+    assert daemons() == [("new_daemon", 2, "eth0", 51)]  # BACKUP at start; the sync id is the VRID
+    _master(d, kernel)
+    assert daemons()[1:] == [("del_daemon", 2), ("new_daemon", 1, "eth0", 51)]
+    d.lvs.stop()
+    assert daemons()[3:] == [("del_daemon", 1)]
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()
@@ -8940,7 +9051,11 @@ virtual_server 10.9.0.7 80 {
     }
 }
 """)
-    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds, *tun_conf.virtual_servers)
+    nft_conf, _ = parse_ok(NFT_IPVS_CONF.replace("    fd00:9::1-fd00:9::2 80\n", ""))  # nftables_ipvs
+    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds, *tun_conf.virtual_servers,
+                       nft_conf.virtual_servers[0])
+    m.config.virtual_server_groups = nft_conf.virtual_server_groups
+    m.config.global_defs.nftables_ipvs = "keepalived_ipvs"
     m.config.track_files["tf"] = vrrpd.TrackFile(name="tf", path=str(track))
     m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
     # lvs_sync_daemon br0 inst VI_1 id 9 ...: the daemon follows VI_1's state
@@ -8975,6 +9090,11 @@ virtual_server 10.9.0.7 80 {
         assert tun_lines["10.9.1.9:80"][2:5] == ["Tunnel", "gue:6080:+c", "4"], tun  # its own tunnel
         assert tun_lines["10.9.1.10:80"][2:5] == ["Tunnel", "gre:+c", "2"], tun  # the virtual server's
         stage("1 and 4 checked, tunnels and the virtual server's weight")
+        # nftables_ipvs: the group is one fwmark service, its addresses in the nftables map
+        assert _ipvs_lines("FWM 1000") == ["10.9.1.12:0 Route 1"], _ipvsadm()  # DR to a fwmark service: port 0
+        nft = sh(["nft", "list", "table", "ip", "keepalived_ipvs"]).stdout
+        assert "10.9.2.1-10.9.2.3 . 80 : 0x000003e8" in nft, nft
+        stage("nftables_ipvs checked")
         # the sync daemon: none before VI_1 has a state, the backup one in BACKUP, the master one in MASTER
         assert sh(["ipvsadm", "-L", "--daemon"]).stdout.strip() == ""
         m.vrrp_state("VI_1", vrrpd.State.BACKUP)
@@ -9038,7 +9158,8 @@ virtual_server 10.9.0.7 80 {
             _vs("10.9.0.3", 80, lb_algo="wrr", lb_kind=vrrpd.LbKind.DR,
                 rss=[_rs("10.9.1.3", 80, weight=5), _rs("10.9.1.4", 80, weight=1)])]))
         out = _ipvsadm()
-        assert "10.9.0.4:443" not in out and "[fd00::100]:80" not in out
+        assert "10.9.0.4:443" not in out and "[fd00::100]:80" not in out and "FWM 1000" not in out
+        assert sh(["nft", "list", "table", "ip", "keepalived_ipvs"], check=False).returncode != 0  # no group now
         assert sorted(_ipvs_lines("TCP 10.9.0.3:80")) == ["10.9.1.3:80 Route 5", "10.9.1.4:80 Route 1"]
         stage("reload checked")
         # 5. stop: vrrpd's services are gone, the unrelated one is untouched; the sync daemon stopped
