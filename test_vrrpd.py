@@ -6493,6 +6493,28 @@ def test_lab_track_process_quorum_max_faults_with_too_many_processes(lab, tmp_pa
                 proc.wait()
 
 
+
+def test_proc_events_wake_on_a_new_process_in_the_initial_namespace_only(lab):
+    """The proc connector track_process listens to (a socket only, no daemon): its SO_RCVBUFFORCE is
+    process_monitor_rcv_bufs, a new process is an event; in a network namespace the kernel refuses it
+    (ECONNREFUSED), so open() gives None there and the /proc scans alone count."""
+    import select
+
+    require(os.geteuid() == 0, "needs root for the proc connector")
+    events = vrrpd.ProcEvents.open(300000, force=True)
+    assert events is not None
+    try:
+        assert events.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 600000
+        events.drain()
+        subprocess.run(["true"], check=True)
+        assert select.select([events.sock], [], [], 2.0)[0], "no process event"
+    finally:
+        events.close()
+    ns = lab.netns("p")
+    out = lab.run(ns, [PYTHON, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r}); import vrrpd; "
+                                      "print(vrrpd.ProcEvents.open() is None)"]).stdout
+    assert out.strip() == "True"
+
 def test_script_argv_runs_double_brackets_under_bash(tmp_path):
     require(os.path.exists("/bin/bash"), "needs /bin/bash")
     down = tmp_path / "down"
@@ -9332,11 +9354,50 @@ def test_in_vm_a_unicast_instance_in_a_vrf_binds_its_sockets_to_the_vrf(lab, tmp
     _wait_holders(lab, [b], ["B"], timeout=3)
     b.stop()
 
+
+def test_in_vm_track_process_listens_to_process_events_with_process_monitor_rcv_bufs(tmp_path):
+    """Runs inside the IPVS VM only: the proc connector exists only in the initial network namespace, where the
+    host's lab never runs a daemon; the guest's is a throw-away one (VRRP on a dummy). process_monitor_rcv_bufs
+    and _force size the daemon's proc-connector socket (read from the kernel through pidfd_getfd), and the
+    tracked process's exit puts the instance in FAULT."""
+    require_root_netns()
+    name = "vt" + uuid.uuid4().hex[:10]
+    binary = tmp_path / name
+    shutil.copy("/bin/sleep", binary)
+    sh(["ip", "link", "add", "vt-d0", "type", "dummy"])  # the guest's own, thrown away with it
+    sh(["ip", "addr", "add", "10.250.0.254/24", "dev", "vt-d0"])
+    sh(["ip", "link", "set", "vt-d0", "up"])
+    conf = tmp_path / "p.conf"
+    conf.write_text("global_defs {\n    process_monitor_rcv_bufs 300000\n    process_monitor_rcv_bufs_force\n}\n"
+                    f"vrrp_track_process proc {{\n    process {name}\n    weight 0\n    delay 0\n}}\n"
+                    "vrrp_instance VI_1 {\n    state MASTER\n    interface vt-d0\n    virtual_router_id 9\n"
+                    "    priority 150\n    advert_int 1\n    track_process {\n        proc\n    }\n"
+                    "    virtual_ipaddress {\n        10.250.0.1/32\n    }\n}\n")
+    tracked = subprocess.Popen([str(binary), "300"])
+    log_path = tmp_path / "p.log"
+    with open(log_path, "w") as logf:
+        daemon = subprocess.Popen([PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(conf)], stdout=logf,
+                                  stderr=subprocess.STDOUT)
+    try:
+        # (the guest is an emulated CPU: the interpreter's start-up alone can take many seconds)
+        wait_for(lambda: "(VI_1) Entering MASTER STATE" in log_path.read_text(), 90, what="MASTER")
+        connector = [rcvbuf for family, _t, proto, _a, rcvbuf, _d in _daemon_sockets(daemon.pid)
+                     if family == socket.AF_NETLINK and proto == vrrpd.ProcEvents.NETLINK_CONNECTOR]
+        assert connector == [600000], connector
+        tracked.kill()
+        tracked.wait()
+        wait_for(lambda: "(VI_1) Entering FAULT STATE" in log_path.read_text(), 15, what="FAULT")
+    finally:
+        tracked.kill()
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
 if not IN_VM:
     # the in-guest scenarios are collected only inside the VM; on the host the VM test above runs them
     del test_in_vm_seed_001_dr_failover_sorry_server_and_kinds
     del test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf
     del test_in_vm_a_unicast_instance_in_a_vrf_binds_its_sockets_to_the_vrf
+    del test_in_vm_track_process_listens_to_process_events_with_process_monitor_rcv_bufs
 
 
 # ============================================================================================

@@ -430,6 +430,8 @@ class GlobalDefs:
     nftables_ifindex: bool = False  # link-local VIPs matched with their interface's index, not its name
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
     linkbeat_use_polling: bool = False  # every instance's interface: poll its carrier, ignore netlink's
+    process_monitor_rcv_bufs: int = 0  # SO_RCVBUF of track_process's proc-connector socket; 0: the default
+    process_monitor_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead
     vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
     vrrp_netlink_cmd_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead (past net.core.rmem_max)
     vrrp_netlink_monitor_rcv_bufs: int = 0  # the same for the socket of link/address/route events
@@ -3362,7 +3364,7 @@ _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
 _kw(_G, "nftables_ifindex", _h_flag("nftables_ifindex"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
 _kw(_G, "linkbeat_use_polling", _h_flag("linkbeat_use_polling"), (0, 0))
-for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
+for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs", "process_monitor_rcv_bufs"):
     _kw(_G, _name, _h_int(_name, 0, 0xFFFFFFFF))
     _kw(_G, _name + "_force", _h_flag(_name + "_force"), (0, 1), accept=_is_bool_word)
 _kw(_G, "vrrp_rx_bufs_policy", _g_rx_bufs_policy, (1, None))
@@ -3551,7 +3553,7 @@ _accept_only(_G, "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
-             "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
+             "lvs_netlink_monitor_rcv_bufs_force "
              "process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
              "tmp_config_directory")
@@ -7782,6 +7784,50 @@ class _FileWatch:
         return True
 
 
+class ProcEvents:
+    """The kernel's process events (the netlink proc connector, keepalived's track_process source): a fork, exec,
+    exit or comm change makes the TrackerRunner count the processes again at once instead of at its next /proc
+    scan. The kernel offers it only in the initial network namespace (ECONNREFUSED elsewhere), so open() gives
+    None there and the scans alone count. `rcvbuf` is process_monitor_rcv_bufs (with _force: SO_RCVBUFFORCE)."""
+
+    NETLINK_CONNECTOR, CN_IDX_PROC, CN_VAL_PROC, PROC_CN_MCAST_LISTEN = 11, 1, 1, 1
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    @classmethod
+    def open(cls, rcvbuf: int = 0, force: bool = False) -> Optional[ProcEvents]:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, cls.NETLINK_CONNECTOR)
+        except OSError:
+            return None
+        try:
+            set_netlink_rcvbuf(sock, rcvbuf, force, "process monitor")
+            sock.bind((0, cls.CN_IDX_PROC))
+            op = struct.pack("=I", cls.PROC_CN_MCAST_LISTEN)
+            cn_msg = struct.pack("=IIIIHH", cls.CN_IDX_PROC, cls.CN_VAL_PROC, 0, 0, len(op), 0) + op
+            sock.send(nlmsg_pack(NLMSG_DONE, 0, 0, cn_msg))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            return None
+        return cls(sock)
+
+    def drain(self) -> None:
+        """Read and discard what is queued (the runner counts from /proc; ENOBUFS only means events were lost)."""
+        for _ in range(1024):
+            try:
+                if not self.sock.recv(65536):
+                    return
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Inotify:
     """Watches directories with inotify(7) (through ctypes and the C library already loaded), so a
     track_file change is seen at once, as keepalived sees it; open() gives None where unavailable."""
@@ -7871,6 +7917,8 @@ class TrackerRunner:
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
         self._inotify: Optional[Inotify] = None
+        self._proc_events: Optional[ProcEvents] = None
+        self._proc_rescan: Optional[Timer] = None
         self.scripts: Dict[str, _ScriptRunner] = {}
         self.files: Dict[str, _FileWatch] = {}
         self.processes: Dict[str, ProcessQuorum] = {}
@@ -7946,6 +7994,11 @@ class TrackerRunner:
             watch.read()
         if self.processes:
             self._scan(initial=True)
+            if self._proc_events is None:
+                g = self.config.global_defs
+                self._proc_events = ProcEvents.open(g.process_monitor_rcv_bufs, g.process_monitor_rcv_bufs_force)
+                if self._proc_events is not None:
+                    self.loop.add_reader(self._proc_events.sock, self._on_proc_events)
         if self.files:
             self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
             self._inotify = Inotify.open()
@@ -7963,6 +8016,13 @@ class TrackerRunner:
             self.loop.remove_reader(self._inotify.fd)
             self._inotify.close()
             self._inotify = None
+        if self._proc_events is not None:
+            self.loop.remove_reader(self._proc_events.sock)
+            self._proc_events.close()
+            self._proc_events = None
+        if self._proc_rescan is not None:
+            self._proc_rescan.cancel()
+            self._proc_rescan = None
 
     def stop(self) -> None:
         self._started = False
@@ -8023,6 +8083,19 @@ class TrackerRunner:
                 changed = True
         if changed:
             self._changed()
+
+    def _on_proc_events(self) -> None:
+        """Processes started or ended: count again soon (a burst of fork, exec and exit events is one count)."""
+        if self._proc_events is not None:
+            self._proc_events.drain()
+        if self._proc_rescan is None and self._started and self.processes:
+            self._proc_rescan = self.loop.call_later(0.02, self._rescan_now)
+
+    def _rescan_now(self) -> None:
+        self._proc_rescan = None
+        if self._process_timer is not None:
+            self._process_timer.cancel()  # _scan() arms the next one: one chain of scans
+        self._scan()
 
     def _scan(self, initial: bool = False) -> None:
         now = self.loop.time()
