@@ -71,11 +71,8 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
     return value
 
 
-def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, timeout=timeout, capture_output=True, text=True, **kw)
-
-
 Lab = vrrpd.Lab  # the namespace lab, shared with `make demo`: namespaces on one bridge, removed by close()
+sh = Lab.sh  # run a command, its output captured as text
 
 
 class _Node:
