@@ -71,11 +71,8 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
     return value
 
 
-def sh(cmd: List[str], check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, timeout=timeout, capture_output=True, text=True, **kw)
-
-
 Lab = vrrpd.Lab  # the namespace lab, shared with `make demo`: namespaces on one bridge, removed by close()
+sh = Lab.sh  # run a command, its output captured as text
 
 
 class _Node:
@@ -1114,9 +1111,9 @@ vrrp_track_process nginx {
 
 
 def test_accepted_only_keywords_are_kept_in_global_other_without_diagnostics():
-    text = "global_defs {\n nftables_ipvs_priority -5\n random_seed 7\n}\n"
+    text = "global_defs {\n vrrp_process_name vx\n random_seed 7\n}\n"
     config, diags = parse_ok(text + MINIMAL)
-    assert config.global_defs.other["nftables_ipvs_priority"] == ["-5"]
+    assert config.global_defs.other["vrrp_process_name"] == ["vx"]
     assert config.global_defs.other["random_seed"] == ["7"]
     assert not diags, messages(diags)
 
@@ -1187,7 +1184,7 @@ def test_keyword_table_markdown_comes_from_the_registry_and_is_in_the_readme():
     assert len(listed) == sum(len(spec) for spec in vrrpd.KEYWORDS.values())
     assert ("vrrp_instance", "virtual_router_id", "supported") in listed
     assert ("global_defs", "lvs_sync_daemon", "supported") in listed
-    assert ("global_defs", "nftables_ipvs", "accepted, not yet acted upon") in listed
+    assert ("global_defs", "nftables_ipvs", "supported") in listed
     assert ("global_defs", "enable_snmp_vrrp",
             "accepted, not acted upon (no meaning in one process without SNMP and DBus)") in listed
     for name in ("virtual_routes", "static_rules", "dynamic_interfaces", "instance", "UDP_CHECK", "mcast_dst_ip"):
@@ -1634,13 +1631,13 @@ def test_check_summary_lists_virtual_and_real_servers(tmp_path):
 
 def test_check_lists_keywords_accepted_but_not_acted_upon(tmp_path):
     path = tmp_path / "a.conf"
-    path.write_text("global_defs {\n nftables_ipvs\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"
+    path.write_text("global_defs {\n vrrp_process_name vx\n}\n" + inst(BASE + "\nuse_ipvlan\nvirtual_routes {\n"
                     " src 10.0.0.1 to 10.1.0.0/16 dev lo\n}"))
     out = io.StringIO()
     assert vrrpd.check_command(str(path), out) == 0
     text = out.getvalue()
     assert "accepted but not acted upon by vrrpd:" in text
-    for where in (f"{path}:2: nftables_ipvs", f"{path}:10: use_ipvlan"):
+    for where in (f"{path}:2: vrrp_process_name",):
         assert where in text, text
     assert "virtual_routes" not in text  # acted upon since routes go through rtnetlink
 
@@ -4340,8 +4337,9 @@ def test_lab_disable_local_igmp_stops_link_local_igmp_reports_while_running(lab,
 
 
 def _daemon_sockets(pid):
-    """The sockets of process `pid`, as the kernel has them: [(family, type, protocol, address, SO_RCVBUF)], each
-    read through a copy of the process's descriptor (pidfd_getfd, Linux 5.6) - nothing the daemon says itself."""
+    """The sockets of process `pid`, as the kernel has them: [(family, type, protocol, address, SO_RCVBUF,
+    SO_BINDTODEVICE)], each read through a copy of the process's descriptor (pidfd_getfd, Linux 5.6) - nothing
+    the daemon says itself."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -4362,8 +4360,9 @@ def _daemon_sockets(pid):
                 address = sock.getsockname()
             except OSError:
                 address = None
+            device = sock.getsockopt(socket.SOL_SOCKET, 25, 16).split(b"\0", 1)[0].decode()  # SO_BINDTODEVICE
             found.append((sock.family, sock.type, sock.proto, address,
-                          sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)))
+                          sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), device))
             sock.close()
     finally:
         os.close(pidfd)
@@ -4425,11 +4424,11 @@ def test_lab_netlink_and_vrrp_receive_buffers_follow_the_rcv_bufs_keywords(lab, 
     node = _Node(lab, ns, tmp_path, "A", conf)
     wait_for(lambda: lab.has_address(ns, VIP), 6, what="MASTER")
     socks = _daemon_sockets(node.proc.pid)
-    route = [(addr[1], rcvbuf) for family, _t, proto, addr, rcvbuf in socks
+    route = [(addr[1], rcvbuf) for family, _t, proto, addr, rcvbuf, _d in socks
              if family == socket.AF_NETLINK and proto == 0]
     assert (vrrpd.RTMGRP_LINK | vrrpd.RTMGRP_IPV4_IFADDR | vrrpd.RTMGRP_IPV6_IFADDR, 6000000) in route, route
     assert any(groups == 0 and rcvbuf == 200000 for groups, rcvbuf in route), route
-    vrrp = [rcvbuf for family, _t, proto, _a, rcvbuf in socks if family == socket.AF_INET and proto == 112]
+    vrrp = [rcvbuf for family, _t, proto, _a, rcvbuf, _d in socks if family == socket.AF_INET and proto == 112]
     assert vrrp == [2 * (vrrpd.VRRP_RCVBUF + 5 * 1400)], vrrp
     node.stop()
 
@@ -6238,6 +6237,20 @@ def test_use_ipvlan_is_read_as_keepalived_reads_it_and_asks_rtnetlink_for_an_l2_
     d, _ = offline(instance_text(extra="    use_ipvlan\n"))  # IPv4 without an address: keepalived's FAULT
     assert d.runtimes[0].machine.state == vrrpd.State.FAULT
 
+
+def test_vrf_is_read_as_keepalived_reads_it():
+    """vrf NAME binds an interface-less unicast instance to the VRF (its device stands in as the interface, the
+    VIPs without dev go on default_interface); after `interface` it is ignored with keepalived's words."""
+    text = ("vrrp_instance VI_1 {\n vrf blue\n virtual_router_id 5\n unicast_src_ip 10.0.0.1\n"
+            " unicast_peer {\n  10.0.0.2\n }\n virtual_ipaddress {\n  10.0.0.100/24\n  10.1.0.1/24 dev eth1\n }\n}\n")
+    config, diags = vrrpd.parse_config_text(text, "v.conf")
+    inst = config.vrrp_instances[0]
+    assert (inst.vrf, inst.interface) == ("blue", "blue") and [v.dev for v in inst.virtual_ipaddress] == [
+        "eth0", "eth1"]
+    assert not [x for x in diags if x.severity is vrrpd.Severity.ERROR], messages(diags)
+    _, diags = vrrpd.parse_config_text(text.replace(" vrf blue\n", " interface eth0\n vrf blue\n"), "v.conf")
+    assert "(VI_1) Cannot specify VRF interface and interface - ignoring" in " ".join(messages(diags))
+
 def test_addr_vmac_names_follow_keepalived_s_create_vmac_name():
     taken = {"vrrp.5", "vrrp6.5", "vrrp1.5"}
     assert vrrpd.addr_vmac_name("vrrp", 5, 4, taken.__contains__) == "vrrp2.5"
@@ -6479,6 +6492,28 @@ def test_lab_track_process_quorum_max_faults_with_too_many_processes(lab, tmp_pa
                 proc.kill()
                 proc.wait()
 
+
+
+def test_proc_events_wake_on_a_new_process_in_the_initial_namespace_only(lab):
+    """The proc connector track_process listens to (a socket only, no daemon): its SO_RCVBUFFORCE is
+    process_monitor_rcv_bufs, a new process is an event; in a network namespace the kernel refuses it
+    (ECONNREFUSED), so open() gives None there and the /proc scans alone count."""
+    import select
+
+    require(os.geteuid() == 0, "needs root for the proc connector")
+    events = vrrpd.ProcEvents.open(300000, force=True)
+    assert events is not None
+    try:
+        assert events.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 600000
+        events.drain()
+        subprocess.run(["true"], check=True)
+        assert select.select([events.sock], [], [], 2.0)[0], "no process event"
+    finally:
+        events.close()
+    ns = lab.netns("p")
+    out = lab.run(ns, [PYTHON, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r}); import vrrpd; "
+                                      "print(vrrpd.ProcEvents.open() is None)"]).stdout
+    assert out.strip() == "True"
 
 def test_script_argv_runs_double_brackets_under_bash(tmp_path):
     require(os.path.exists("/bin/bash"), "needs /bin/bash")
@@ -8611,6 +8646,117 @@ def test_smtp_check_host_blocks_become_checkers_as_in_keepalived():
         "h.conf:18: warning: The SMTP_CHECK host block is deprecated. Please define additional checkers."]
 
 
+NFT_IPVS_CONF = """global_defs {
+    nftables_ipvs
+    nftables_ipvs_start_fwmark 1000
+}
+virtual_server_group web {
+    10.9.2.1-3 80
+    fd00:9::1-fd00:9::2 80
+}
+virtual_server_group marked {
+    fwmark 7
+}
+virtual_server group web {
+    protocol TCP
+    lvs_method DR
+    real_server 10.9.1.12 80 {
+    }
+}
+virtual_server group marked {
+    protocol TCP
+    real_server 10.9.1.13 80 {
+    }
+}
+"""
+
+
+def test_nftables_ipvs_gives_a_group_one_fwmark_service_and_a_map():
+    config, _ = parse_ok(NFT_IPVS_CONF)
+    web, marked = config.virtual_servers
+    assert vrrpd.nft_ipvs_marks(config) == {("web", "TCP"): 1000}  # a group with a fwmark keeps it
+    assert [str(k) for k in vrrpd.lvs_service_keys(web, config)] == ["FWM 1000", "FWM 1000"]
+    assert [k.af for k in vrrpd.lvs_service_keys(web, config)] == [2, 10]
+    assert [str(k) for k in vrrpd.lvs_service_keys(marked, config)] == ["FWM 7"]
+    text = vrrpd.nft_ipvs_ruleset(config)
+    assert "table ip keepalived_ipvs {" in text and "table ip6 keepalived_ipvs {" in text
+    assert "elements = { 10.9.2.1-10.9.2.3 . 80 : 1000 }" in text
+    assert "type filter hook input priority -1; policy accept;" in text
+    assert "meta l4proto tcp meta mark set ip daddr . tcp dport map @tcp_map counter return" in text
+    plain, _ = parse_ok(NFT_IPVS_CONF.replace("    nftables_ipvs\n", ""))
+    assert vrrpd.nft_ipvs_ruleset(plain) == "" and len(vrrpd.lvs_service_keys(plain.virtual_servers[0], plain)) == 5
+    _, diags = vrrpd.parse_config_text("global_defs {\n nftables_ipvs t1\n nftables_ipvs t2\n nftables_ipvs_priority"
+                                       " -50\n}\n" + MINIMAL, "n.conf")
+    assert "n.conf:3: warning: ipvs nftables already specified - ignoring" in messages(diags)
+
+
+def test_lab_nftables_ipvs_marks_the_groups_traffic_in_the_kernel(lab):
+    """In a namespace: the group's fwmark service is programmed, and nftables marks a packet to one of the group's
+    addresses and ports with its fwmark (a probe chain after ours counts marked packets); others stay unmarked.
+    Stopping removes the table."""
+    import socket
+
+    require(shutil.which("nft") is not None, "needs nft")
+    ns = lab.netns("nft")
+    for addr in ("10.9.2.2/32", "10.9.2.9/32"):
+        lab.ip("addr", "add", addr, "dev", "lo", ns=ns)
+    config, _ = parse_ok(NFT_IPVS_CONF.replace("    fd00:9::1-fd00:9::2 80\n", ""))
+    loop, m = _manager()
+    m.config, fake = config, m.nl
+
+    def marked() -> int:
+        out = lab.run(ns, ["nft", "list", "table", "ip", "probe"]).stdout
+        return int(re.search(r"packets (\d+)", out).group(1))
+
+    with _InNetns(ns):
+        m.start()
+        assert sorted(str(k) for k in fake.table) == ["FWM 1000", "FWM 7"]
+        lab.run(ns, ["nft", "add table ip probe; add chain ip probe in { type filter hook input priority 10; }; "
+                           "add rule ip probe in meta mark 1000 counter"])
+        for host, port in (("10.9.2.9", 80), ("10.9.2.2", 81)):  # not in the group's map
+            with pytest.raises(OSError):
+                socket.create_connection((host, port), timeout=1)
+        assert marked() == 0
+        with pytest.raises(OSError):
+            socket.create_connection(("10.9.2.2", 80), timeout=1)  # refused: nothing listens, but it was marked
+        assert marked() >= 1
+        m.stop()
+    assert lab.run(ns, ["nft", "list", "table", "ip", "keepalived_ipvs"], check=False).returncode != 0
+    loop.close()
+
+
+def test_dr_and_tun_destinations_take_the_services_port_as_keepalived_gives_them():
+    """keepalived's ipvs_cmd(): a DR or TUN destination has the service's port (0 for a fwmark service); NAT keeps
+    the real server's."""
+    dr = _vs("10.0.0.1", 80, lb_kind=vrrpd.LbKind.DR, rss=[_rs("10.1.0.1", 8080)])
+    nat = _vs("10.0.0.2", 80, rss=[_rs("10.1.0.2", 8080)])
+    fw = vrrpd.VirtualServer(fwmark=7, lb_kind=vrrpd.LbKind.TUN, real_servers=[_rs("10.1.0.3", 80)])
+    loop, m = _manager(dr, nat, fw)
+    m.start()
+    got = {str(k): sorted((str(d.addr), d.port) for d in dests.values()) for k, (_, dests) in m.nl.table.items()}
+    assert got == {"[10.0.0.1]:tcp:80": [("10.1.0.1", 80)], "[10.0.0.2]:tcp:80": [("10.1.0.2", 8080)],
+                   "FWM 7": [("10.1.0.3", 0)]}
+    m.stop()
+    loop.close()
+
+
+def test_daemon_runs_the_sync_daemon_of_its_instances_state(offline):
+    """The Daemon tells the LVS side each state its instances enter: lvs_sync_daemon's backup daemon while VI_1 is
+    BACKUP, the master one once it is MASTER, none once stopped (fake kernel, fake clock, fake IPVS)."""
+    d, kernel = offline(instance_text(global_extra="    lvs_sync_daemon eth0 VI_1\n"), start=False)
+    fake = d.lvs.nl = FakeIpvs()
+    d.start()
+
+    def daemons():
+        return [c for c in fake.calls if "daemon" in c[0]]
+
+    assert daemons() == [("new_daemon", 2, "eth0", 51)]  # BACKUP at start; the sync id is the VRID
+    _master(d, kernel)
+    assert daemons()[1:] == [("del_daemon", 2), ("new_daemon", 1, "eth0", 51)]
+    d.lvs.stop()
+    assert daemons()[3:] == [("del_daemon", 1)]
+
+
 def test_seed_001_text_programs_dr_rr_service_with_sorry_server_ready():
     config, _ = vrrpd.parse_config_text(SEED_001_LVS)
     loop, m = _manager()
@@ -8902,7 +9048,11 @@ virtual_server 10.9.0.7 80 {
     }
 }
 """)
-    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds, *tun_conf.virtual_servers)
+    nft_conf, _ = parse_ok(NFT_IPVS_CONF.replace("    fd00:9::1-fd00:9::2 80\n", ""))  # nftables_ipvs
+    loop, m = _manager(seed, inhibit, ssl_vs, udp_vs, ping_vs, file_vs, *kinds, *tun_conf.virtual_servers,
+                       nft_conf.virtual_servers[0])
+    m.config.virtual_server_groups = nft_conf.virtual_server_groups
+    m.config.global_defs.nftables_ipvs = "keepalived_ipvs"
     m.config.track_files["tf"] = vrrpd.TrackFile(name="tf", path=str(track))
     m.config.global_defs.lvs_timeouts = {"tcp": 7200, "udp": 60}
     # lvs_sync_daemon br0 inst VI_1 id 9 ...: the daemon follows VI_1's state
@@ -8937,6 +9087,11 @@ virtual_server 10.9.0.7 80 {
         assert tun_lines["10.9.1.9:80"][2:5] == ["Tunnel", "gue:6080:+c", "4"], tun  # its own tunnel
         assert tun_lines["10.9.1.10:80"][2:5] == ["Tunnel", "gre:+c", "2"], tun  # the virtual server's
         stage("1 and 4 checked, tunnels and the virtual server's weight")
+        # nftables_ipvs: the group is one fwmark service, its addresses in the nftables map
+        assert _ipvs_lines("FWM 1000") == ["10.9.1.12:0 Route 1"], _ipvsadm()  # DR to a fwmark service: port 0
+        nft = sh(["nft", "list", "table", "ip", "keepalived_ipvs"]).stdout
+        assert "10.9.2.1-10.9.2.3 . 80 : 0x000003e8" in nft, nft
+        stage("nftables_ipvs checked")
         # the sync daemon: none before VI_1 has a state, the backup one in BACKUP, the master one in MASTER
         assert sh(["ipvsadm", "-L", "--daemon"]).stdout.strip() == ""
         m.vrrp_state("VI_1", vrrpd.State.BACKUP)
@@ -9000,7 +9155,8 @@ virtual_server 10.9.0.7 80 {
             _vs("10.9.0.3", 80, lb_algo="wrr", lb_kind=vrrpd.LbKind.DR,
                 rss=[_rs("10.9.1.3", 80, weight=5), _rs("10.9.1.4", 80, weight=1)])]))
         out = _ipvsadm()
-        assert "10.9.0.4:443" not in out and "[fd00::100]:80" not in out
+        assert "10.9.0.4:443" not in out and "[fd00::100]:80" not in out and "FWM 1000" not in out
+        assert sh(["nft", "list", "table", "ip", "keepalived_ipvs"], check=False).returncode != 0  # no group now
         assert sorted(_ipvs_lines("TCP 10.9.0.3:80")) == ["10.9.1.3:80 Route 5", "10.9.1.4:80 Route 1"]
         stage("reload checked")
         # 5. stop: vrrpd's services are gone, the unrelated one is untouched; the sync daemon stopped
@@ -9169,10 +9325,79 @@ def test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf(lab, tmp_path):
         assert lab.ip("link", "show", name, ns=ns_a, check=False).returncode != 0
 
 
+
+def test_in_vm_a_unicast_instance_in_a_vrf_binds_its_sockets_to_the_vrf(lab, tmp_path):
+    """Runs inside the IPVS VM only: keepalived's `vrf NAME` for a unicast instance without `interface`. eth0 is
+    enslaved to vrf-blue, so its subnet is routed in table 10 only; the VRRP socket is bound to vrf-blue
+    (SO_BINDTODEVICE read from the kernel), the adverts reach the peer (which stays BACKUP) and the VIP, without
+    `dev`, goes on default_interface (eth0)."""
+    ns_a, ns_b = lab.host("a", f"{LAB_NET}.1/24"), lab.host("b", f"{LAB_NET}.2/24")
+    lab.ip("link", "add", "vrf-blue", "type", "vrf", "table", "10", ns=ns_a)
+    lab.ip("link", "set", "vrf-blue", "up", ns=ns_a)
+    lab.ip("link", "set", "eth0", "master", "vrf-blue", ns=ns_a)
+    assert lab.ip("route", "show", "table", "10", ns=ns_a).stdout.strip()
+    a_conf = (f"global_defs {{\n    router_id a\n}}\nvrrp_instance VI_1 {{\n    state MASTER\n    vrf vrf-blue\n"
+              f"    virtual_router_id 51\n    priority 150\n    advert_int 0.1\n    version 3\n"
+              f"    unicast_src_ip {LAB_NET}.1\n    unicast_peer {{\n        {LAB_NET}.2\n    }}\n"
+              f"    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n")
+    b_conf = _conf(priority=100, instance_extra=f"    unicast_src_ip {LAB_NET}.2\n    unicast_peer {{\n"
+                                                f"        {LAB_NET}.1\n    }}\n")
+    a = _Node(lab, ns_a, tmp_path, "A", a_conf)
+    b = _Node(lab, ns_b, tmp_path, "B", b_conf)
+    wait_for(lambda: lab.has_address(ns_a, VIP, "eth0"), 8, what="A MASTER with the VIP on eth0")
+    time.sleep(1.0)  # B's Master_Down_Interval is 0.3 s: it would have taken over if A's adverts did not reach it
+    assert not lab.has_address(ns_b, VIP) and "Entering MASTER STATE" not in b.log(), b.log()
+    bound = [d for family, _t, proto, _a, _r, d in _daemon_sockets(a.proc.pid)
+             if family == socket.AF_INET and proto == 112]
+    assert bound == ["vrf-blue"], bound
+    a.stop()
+    _wait_holders(lab, [b], ["B"], timeout=3)
+    b.stop()
+
+
+def test_in_vm_track_process_listens_to_process_events_with_process_monitor_rcv_bufs(tmp_path):
+    """Runs inside the IPVS VM only: the proc connector exists only in the initial network namespace, where the
+    host's lab never runs a daemon; the guest's is a throw-away one (VRRP on a dummy). process_monitor_rcv_bufs
+    and _force size the daemon's proc-connector socket (read from the kernel through pidfd_getfd), and the
+    tracked process's exit puts the instance in FAULT."""
+    require_root_netns()
+    name = "vt" + uuid.uuid4().hex[:10]
+    binary = tmp_path / name
+    shutil.copy("/bin/sleep", binary)
+    sh(["ip", "link", "add", "vt-d0", "type", "dummy"])  # the guest's own, thrown away with it
+    sh(["ip", "addr", "add", "10.250.0.254/24", "dev", "vt-d0"])
+    sh(["ip", "link", "set", "vt-d0", "up"])
+    conf = tmp_path / "p.conf"
+    conf.write_text("global_defs {\n    process_monitor_rcv_bufs 300000\n    process_monitor_rcv_bufs_force\n}\n"
+                    f"vrrp_track_process proc {{\n    process {name}\n    weight 0\n    delay 0\n}}\n"
+                    "vrrp_instance VI_1 {\n    state MASTER\n    interface vt-d0\n    virtual_router_id 9\n"
+                    "    priority 150\n    advert_int 1\n    track_process {\n        proc\n    }\n"
+                    "    virtual_ipaddress {\n        10.250.0.1/32\n    }\n}\n")
+    tracked = subprocess.Popen([str(binary), "300"])
+    log_path = tmp_path / "p.log"
+    with open(log_path, "w") as logf:
+        daemon = subprocess.Popen([PYTHON, VRRPD, "-n", "-l", "-D", "-f", str(conf)], stdout=logf,
+                                  stderr=subprocess.STDOUT)
+    try:
+        # (the guest is an emulated CPU: the interpreter's start-up alone can take many seconds)
+        wait_for(lambda: "(VI_1) Entering MASTER STATE" in log_path.read_text(), 90, what="MASTER")
+        connector = [rcvbuf for family, _t, proto, _a, rcvbuf, _d in _daemon_sockets(daemon.pid)
+                     if family == socket.AF_NETLINK and proto == vrrpd.ProcEvents.NETLINK_CONNECTOR]
+        assert connector == [600000], connector
+        tracked.kill()
+        tracked.wait()
+        wait_for(lambda: "(VI_1) Entering FAULT STATE" in log_path.read_text(), 15, what="FAULT")
+    finally:
+        tracked.kill()
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
 if not IN_VM:
     # the in-guest scenarios are collected only inside the VM; on the host the VM test above runs them
     del test_in_vm_seed_001_dr_failover_sorry_server_and_kinds
     del test_in_vm_use_ipvlan_and_a_vmac_in_a_vrf
+    del test_in_vm_a_unicast_instance_in_a_vrf_binds_its_sockets_to_the_vrf
+    del test_in_vm_track_process_listens_to_process_events_with_process_monitor_rcv_bufs
 
 
 # ============================================================================================

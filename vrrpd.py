@@ -37,7 +37,7 @@ and back out to the kernel. test_the_map_names_every_section_banner_in_order kee
                                      firewall, AH, reload, status
  11. Command line
      11.1 Logging, systemd notification, and the status socket
-     11.2 Running the daemon, and the namespace demo
+     11.2 Running the daemon, and the namespace demo   its Lab of namespaces is the lab of test_vrrpd.py too
      11.3 Operating it               keepalived's options, forking, signals, reload, dumps
 
 Only the standard library is used, and Python 3.9 is the minimum version.
@@ -430,6 +430,8 @@ class GlobalDefs:
     nftables_ifindex: bool = False  # link-local VIPs matched with their interface's index, not its name
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
     linkbeat_use_polling: bool = False  # every instance's interface: poll its carrier, ignore netlink's
+    process_monitor_rcv_bufs: int = 0  # SO_RCVBUF of track_process's proc-connector socket; 0: the default
+    process_monitor_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead
     vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
     vrrp_netlink_cmd_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead (past net.core.rmem_max)
     vrrp_netlink_monitor_rcv_bufs: int = 0  # the same for the socket of link/address/route events
@@ -511,6 +513,11 @@ class GlobalDefs:
     rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
     lvs_sync_daemon: Optional[LvsSyncDaemon] = None
+    # nftables_ipvs [TABLE]: a virtual_server group without fwmark entries becomes one fwmark service per protocol,
+    # its addresses and ports marked by an nftables map in TABLE (keepalived's check_nftables.c)
+    nftables_ipvs: Optional[str] = None
+    nftables_ipvs_priority: int = -1
+    nftables_ipvs_start_fwmark: int = 1000
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
     # vrrpd extension: serve Prometheus metrics over HTTP on this ADDRESS:PORT (also --metrics)
@@ -697,6 +704,7 @@ class VrrpInstance:
     garp_lower_prio_repeat: Optional[int] = None
     use_vmac: bool = False
     use_vmac_addr: bool = False  # a VMAC for each VIP on another interface, or of the other family
+    vrf: Optional[str] = None  # a unicast instance without `interface`: its sockets are bound to this VRF
     use_ipvlan: bool = False  # an L2 ipvlan (the interface's MAC) instead of the VMAC macvlan; named by vmac_name
     ipvlan_addr: Optional[IPInterface] = None  # its own address, the adverts' source (IPv4 needs one)
     ipvlan_flags: int = 0  # IFLA_IPVLAN_FLAGS: 0 bridge, 1 private, 2 vepa
@@ -3356,7 +3364,7 @@ _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
 _kw(_G, "nftables_ifindex", _h_flag("nftables_ifindex"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
 _kw(_G, "linkbeat_use_polling", _h_flag("linkbeat_use_polling"), (0, 0))
-for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
+for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs", "process_monitor_rcv_bufs"):
     _kw(_G, _name, _h_int(_name, 0, 0xFFFFFFFF))
     _kw(_G, _name + "_force", _h_flag(_name + "_force"), (0, 1), accept=_is_bool_word)
 _kw(_G, "vrrp_rx_bufs_policy", _g_rx_bufs_policy, (1, None))
@@ -3381,6 +3389,28 @@ for _name in ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_
     _kw(_G, _name, _h_cmd(_name), (1, None))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
 _kw(_G, "lvs_sync_daemon", _g_lvs_sync_daemon, (1, None))
+
+
+def _g_nftables_ipvs(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if g.nftables_ipvs is not None:
+        p.warning(kw, "ipvs nftables already specified - ignoring")
+        return
+    name = args[0].text if args else "keepalived_ipvs"
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", name):
+        raise _Invalid(f"'{name}' cannot name an nftables table")
+    g.nftables_ipvs = name
+
+
+def _g_nftables_ipvs_start_fwmark(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    try:
+        g.nftables_ipvs_start_fwmark = _parse_int(args[0].text, 1, 0xFFFFFFFF)
+    except _Invalid:
+        p.warning(args[0], f"invalid ipvs nftables start_fwmark priority '{args[0].text}'")
+
+
+_kw(_G, "nftables_ipvs", _g_nftables_ipvs, (0, 1))
+_kw(_G, "nftables_ipvs_priority", _h_int("nftables_ipvs_priority", -2147483648, 2147483647))
+_kw(_G, "nftables_ipvs_start_fwmark", _g_nftables_ipvs_start_fwmark)
 _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
@@ -3523,11 +3553,10 @@ _accept_only(_G, "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
-             "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
+             "lvs_netlink_monitor_rcv_bufs_force "
              "process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
-             "tmp_config_directory "
-             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
+             "tmp_config_directory")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
@@ -3737,6 +3766,20 @@ def _i_use_ipvlan(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) 
             inst.mcast_src_ip = addr.ip  # keepalived: "We also want to use this address as the source address"
 
 
+def _i_vrf(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """vrf NAME (keepalived's vrrp_vrf_handler): for a unicast instance without `interface`, whose VRRP sockets are
+    then bound to the VRF device, so that its adverts are routed in the VRF's table."""
+    name = args[0].text
+    if len(name) > 15:
+        p.warning(kw, f"({inst.name}) VRF interface name '{name}' too long - ignoring")
+    elif inst.interface is not None:
+        p.warning(kw, f"({inst.name}) Cannot specify VRF interface and interface - ignoring")
+    elif inst.vrf is not None:
+        p.warning(kw, f"({inst.name}) VRF interface already specified as '{inst.vrf}' - ignoring")
+    else:
+        inst.vrf = name
+
+
 def _i_accept(value: bool) -> Handler:
     def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
         inst.accept = value
@@ -3810,8 +3853,7 @@ _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
 _kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
 _kw(_I, "use_vmac_addr", _h_flag("use_vmac_addr"), (0, 0))
-_accept_only(_I, "vrf")
-KEYWORDS[_I]["vrf"].nargs = (1, 1)
+_kw(_I, "vrf", _i_vrf)
 KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (1, 1))
 
 
@@ -4722,6 +4764,12 @@ class _Validator:
         else:
             self.names[inst.name] = inst
         interfaces = self.interfaces
+        if inst.vrf is not None and inst.interface is None:
+            # keepalived binds the sockets of an interface-less instance to the VRF device; its VIPs without
+            # `dev` go on default_interface. The VRF device stands in as the instance's interface
+            for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                vip.dev = vip.dev or g.default_interface
+            inst.interface = inst.vrf
         if inst.interface is None and inst.unicast_src_ip is None:
             self.err(f, ln, f"{label}: no 'interface'", "interface IFNAME")
         elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
@@ -7736,6 +7784,50 @@ class _FileWatch:
         return True
 
 
+class ProcEvents:
+    """The kernel's process events (the netlink proc connector, keepalived's track_process source): a fork, exec,
+    exit or comm change makes the TrackerRunner count the processes again at once instead of at its next /proc
+    scan. The kernel offers it only in the initial network namespace (ECONNREFUSED elsewhere), so open() gives
+    None there and the scans alone count. `rcvbuf` is process_monitor_rcv_bufs (with _force: SO_RCVBUFFORCE)."""
+
+    NETLINK_CONNECTOR, CN_IDX_PROC, CN_VAL_PROC, PROC_CN_MCAST_LISTEN = 11, 1, 1, 1
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    @classmethod
+    def open(cls, rcvbuf: int = 0, force: bool = False) -> Optional[ProcEvents]:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, cls.NETLINK_CONNECTOR)
+        except OSError:
+            return None
+        try:
+            set_netlink_rcvbuf(sock, rcvbuf, force, "process monitor")
+            sock.bind((0, cls.CN_IDX_PROC))
+            op = struct.pack("=I", cls.PROC_CN_MCAST_LISTEN)
+            cn_msg = struct.pack("=IIIIHH", cls.CN_IDX_PROC, cls.CN_VAL_PROC, 0, 0, len(op), 0) + op
+            sock.send(nlmsg_pack(NLMSG_DONE, 0, 0, cn_msg))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            return None
+        return cls(sock)
+
+    def drain(self) -> None:
+        """Read and discard what is queued (the runner counts from /proc; ENOBUFS only means events were lost)."""
+        for _ in range(1024):
+            try:
+                if not self.sock.recv(65536):
+                    return
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Inotify:
     """Watches directories with inotify(7) (through ctypes and the C library already loaded), so a
     track_file change is seen at once, as keepalived sees it; open() gives None where unavailable."""
@@ -7825,6 +7917,8 @@ class TrackerRunner:
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
         self._inotify: Optional[Inotify] = None
+        self._proc_events: Optional[ProcEvents] = None
+        self._proc_rescan: Optional[Timer] = None
         self.scripts: Dict[str, _ScriptRunner] = {}
         self.files: Dict[str, _FileWatch] = {}
         self.processes: Dict[str, ProcessQuorum] = {}
@@ -7900,6 +7994,11 @@ class TrackerRunner:
             watch.read()
         if self.processes:
             self._scan(initial=True)
+            if self._proc_events is None:
+                g = self.config.global_defs
+                self._proc_events = ProcEvents.open(g.process_monitor_rcv_bufs, g.process_monitor_rcv_bufs_force)
+                if self._proc_events is not None:
+                    self.loop.add_reader(self._proc_events.sock, self._on_proc_events)
         if self.files:
             self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
             self._inotify = Inotify.open()
@@ -7917,6 +8016,13 @@ class TrackerRunner:
             self.loop.remove_reader(self._inotify.fd)
             self._inotify.close()
             self._inotify = None
+        if self._proc_events is not None:
+            self.loop.remove_reader(self._proc_events.sock)
+            self._proc_events.close()
+            self._proc_events = None
+        if self._proc_rescan is not None:
+            self._proc_rescan.cancel()
+            self._proc_rescan = None
 
     def stop(self) -> None:
         self._started = False
@@ -7977,6 +8083,19 @@ class TrackerRunner:
                 changed = True
         if changed:
             self._changed()
+
+    def _on_proc_events(self) -> None:
+        """Processes started or ended: count again soon (a burst of fork, exec and exit events is one count)."""
+        if self._proc_events is not None:
+            self._proc_events.drain()
+        if self._proc_rescan is None and self._started and self.processes:
+            self._proc_rescan = self.loop.call_later(0.02, self._rescan_now)
+
+    def _rescan_now(self) -> None:
+        self._proc_rescan = None
+        if self._process_timer is not None:
+            self._process_timer.cancel()  # _scan() arms the next one: one chain of scans
+        self._scan()
 
     def _scan(self, initial: bool = False) -> None:
         now = self.loop.time()
@@ -8349,7 +8468,6 @@ class BfdSession:
         self.tx_timer: Optional[float] = None
         self.detect_timer: Optional[float] = None
         self.received = 0
-        self.up_since: Optional[float] = None
 
     # -- the numbers of section 6.8 -----------------------------------------------------------
     @property
@@ -8446,13 +8564,8 @@ class BfdSession:
     def _set_state(self, now: float, new: BfdState, diag: int, peer_admin_down: bool = False) -> List[BfdAction]:
         old = self.state
         self.state, self.local_diag = new, diag
-        if new == BfdState.Up:
-            self.up_since = now
-            # our DesiredMinTxInterval changes from the slow rate: a Poll Sequence announces it (section 6.8.3)
-            self.polling = self.min_tx != self.idle_tx
-        else:
-            self.up_since = None
-            self.polling = False
+        # Up: our DesiredMinTxInterval changes from the slow rate, a Poll Sequence announces it (section 6.8.3)
+        self.polling = new == BfdState.Up and self.min_tx != self.idle_tx
         return [BfdStateChange(old, new, diag, peer_admin_down)]
 
     def _packet(self, final: bool = False) -> BfdPacket:
@@ -9280,13 +9393,68 @@ def _rs_name(vs: VirtualServer, key: Tuple[IPAddress, int]) -> str:
     return f"[{key[0]}]:{vs.protocol.lower()}:{key[1]}"
 
 
+def nft_ipvs_marks(config: Config) -> Dict[Tuple[str, str], int]:
+    """nftables_ipvs: the fwmark of each (group, protocol) whose virtual servers use one, numbered from
+    nftables_ipvs_start_fwmark in the order of the configuration (keepalived's get_next_fwmark); a group with a
+    fwmark entry of its own keeps its addresses as services."""
+    g = config.global_defs
+    marks: Dict[Tuple[str, str], int] = {}
+    if g.nftables_ipvs is None:
+        return marks
+    for vs in config.virtual_servers:
+        group = config.virtual_server_groups.get(vs.group or "")
+        if group is None or any(e.fwmark for e in group.entries) or not group.entries:
+            continue
+        key = (group.name, vs.protocol.upper())
+        if key not in marks:
+            marks[key] = g.nftables_ipvs_start_fwmark + len(marks)
+    return marks
+
+
+def nft_ipvs_ruleset(config: Config) -> str:
+    """The `nft -f -` input of nftables_ipvs: per family a table with a map per protocol from (address range .
+    port) to the fwmark, and an input chain (before IPVS) that sets the mark from it, as keepalived's
+    setup_rule_set_mark(). "" when no group uses it."""
+    g = config.global_defs
+    marks = nft_ipvs_marks(config)
+    elements: Dict[Tuple[int, str], List[str]] = {}
+    for (name, proto), mark in marks.items():
+        vs = next(v for v in config.virtual_servers if v.group == name and v.protocol.upper() == proto)
+        for e in config.virtual_server_groups[name].entries:
+            if e.first is None:
+                continue
+            port = e.port if e.port is not None else (vs.port or 0)
+            span = str(e.first) if e.last in (None, e.first) else f"{e.first}-{e.last}"
+            elements.setdefault((e.family, proto.lower()), []).append(f"{span} . {port} : {mark}")
+    out = []
+    for family, ip, addr_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+        protos = sorted(p for f, p in elements if f == family)
+        if not protos:
+            continue
+        out.append(f"table {ip} {g.nftables_ipvs} {{")
+        for proto in protos:
+            out.append(f"  map {proto}_map {{\n    type {addr_type} . inet_service : mark\n    flags interval\n"
+                       f"    elements = {{ {', '.join(elements[(family, proto)])} }}\n  }}")
+        out.append(f"  chain in {{\n    type filter hook input priority {g.nftables_ipvs_priority}; policy accept;")
+        for proto in protos:
+            out.append(f"    meta l4proto {proto} meta mark set {ip} daddr . {proto} dport map @{proto}_map counter "
+                       "return")
+        out.append("  }\n}")
+    return "\n".join(out) + "\n" if out else ""
+
+
 def lvs_service_keys(vs: VirtualServer, config: Config) -> List[IpvsServiceKey]:
-    """The kernel services one virtual_server stands for (a group gives one per address or fwmark)."""
+    """The kernel services one virtual_server stands for (a group gives one per address or fwmark; with
+    nftables_ipvs, one fwmark for all its addresses)."""
     proto = IPVS_PROTOCOLS.get(vs.protocol.upper(), socket.IPPROTO_TCP)
 
     def af_of(version: int) -> int:
         return socket.AF_INET6 if version == 6 else socket.AF_INET
 
+    mark = nft_ipvs_marks(config).get((vs.group or "", vs.protocol.upper())) if vs.group else None
+    if mark is not None:
+        group = config.virtual_server_groups[vs.group or ""]
+        return [IpvsServiceKey(af_of(v), fwmark=mark) for v in sorted({e.family for e in group.entries})]
     if vs.fwmark:
         return [IpvsServiceKey(af_of(vs.family), fwmark=vs.fwmark)]
     if vs.address is not None:
@@ -10012,6 +10180,7 @@ class LvsManager:
         self.syncd_nl: Optional[IpvsNetlink] = None
         self.vrrp_states: Dict[str, State] = {}
         self._ssl_ctx: Any = None  # SSL_GET's context once made (False: it could not be)
+        self.nft_ipvs_tables: List[str] = []  # "ip NAME" / "ip6 NAME": the nftables_ipvs tables we made
 
     def ssl_context(self) -> Any:
         """The one client SSL context of SSL_GET (keepalived's build_ssl_ctx): the `SSL` block's certificate and key
@@ -10072,12 +10241,14 @@ class LvsManager:
         if self.config.global_defs.lvs_timeouts:
             self._call(self.nl.genl_request, IPVS_CMD_SET_CONFIG,
                        ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
+        self._nft_ipvs(self.config)
         self._apply(self.config)
 
     def stop(self) -> None:
         for vsr in list(self.vs.values()):
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
+        self._nft_ipvs(None)
         self._syncd_configure(None)
         if self.syncd_nl is not None:
             self.syncd_nl.close()
@@ -10104,6 +10275,7 @@ class LvsManager:
             self.kernel = {svc.key: svc for svc in self.nl.services()}
         except (OSError, VrrpdError) as exc:
             log.error("LVS: reading the kernel's IPVS table failed: %s", exc)
+        self._nft_ipvs(config)
         self._apply(config)
 
     def status(self) -> Dict[str, Any]:
@@ -10118,6 +10290,27 @@ class LvsManager:
                                                for c in r.checkers]} for k, r in vsr.rs.items()],
             })
         return out
+
+    # -- nftables_ipvs: the table that marks a group's traffic for its fwmark service ---------------
+    def _nft_ipvs(self, config: Optional[Config]) -> None:
+        """Replace our nftables_ipvs tables by what `config` asks (None: remove them), in one nft transaction."""
+        ruleset = nft_ipvs_ruleset(config) if config is not None else ""
+        old = self.nft_ipvs_tables
+        new = sorted({line.split()[1] + " " + line.split()[2] for line in ruleset.splitlines()
+                      if line.startswith("table ")})
+        if not ruleset and not old:
+            return
+        script = "".join(f"add table {t}\ndelete table {t}\n" for t in sorted(set(old) | set(new))) + ruleset
+        try:
+            result = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=10,
+                                    check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.error("nftables_ipvs: cannot run nft (%s); the groups' fwmark services get no traffic", exc)
+            return
+        if result.returncode != 0:
+            log.error("nftables_ipvs: nft refused the ruleset: %s", result.stderr.strip())
+            return
+        self.nft_ipvs_tables = new
 
     # -- the IPVS connection sync daemon (keepalived's ipvs_syncd_cmd) ---------------------------
     def vrrp_state(self, name: str, state: State) -> None:
@@ -10321,10 +10514,16 @@ class LvsManager:
             have = vsr.programmed.get(skey)
             if have is None:
                 continue
-            for dkey in [k for k in have if k not in want]:
+            # keepalived's ipvs_cmd: a DR or TUN destination takes the service's port (0 for a fwmark service)
+            here: Dict[Tuple[IPAddress, int], IpvsDest] = {}
+            for dest in want.values():
+                if dest.fwd_method != LbKind.NAT.value:
+                    dest = dataclass_replace(dest, port=0 if skey.fwmark else skey.port)
+                here[(dest.addr, dest.port)] = dest
+            for dkey in [k for k in have if k not in here]:
                 if self._call(self.nl.del_dest, skey, have[dkey]):
                     del have[dkey]
-            for dkey, dest in want.items():
+            for dkey, dest in here.items():
                 if dkey not in have:
                     if self._call(self.nl.new_dest, skey, dest):
                         have[dkey] = dest
@@ -10728,7 +10927,6 @@ class _BfdRun:
         self.timer: Optional[Timer] = None
         self.up = False  # what trackers see: keepalived's events (AdminDown from the peer is no event)
         self.sent = 0
-        self.changed_at: Optional[float] = None
         self.retry: Optional[Timer] = None
 
 
@@ -10839,7 +11037,6 @@ class BfdDriver:
 
     def _state_changed(self, run: _BfdRun, act: BfdStateChange) -> None:
         name, s = run.bfd.name, run.session
-        run.changed_at = self.loop.time()
         if act.new == BfdState.Up:
             log.info("(%s) Entering Up state (tx %g ms, detect time %g ms)", name, s.tx_interval / 1000,
                      s.detection_time * 1000)
@@ -14650,7 +14847,8 @@ def check_command(path: Optional[str], out: Any = None, config_id: Optional[str]
 
 
 # --------------------------------------------------------------------------------------------
-# 11.2 Running the daemon, and the namespace demo
+# 11.2 Running the daemon, and the namespace demo; its Lab (namespaces on one bridge, iproute2 only) is
+#      also the lab of test_vrrpd.py's integration tests
 # --------------------------------------------------------------------------------------------
 
 DEMO_VIP = "192.0.2.100"
