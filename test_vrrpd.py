@@ -12702,6 +12702,8 @@ class Soak:
         self.flood_until = 0.0  # a flood is on (or its Master_Down_Interval after) until then
         self.stopping = threading.Event()  # the run is over: the watchdog ends
         self.harness_stalls, self.harness_stalled = 0, 0.0  # snapshots of the machine taken while the harness hung
+        self.clock_offset: Optional[float] = None  # wall clock minus monotonic clock, and when it last jumped
+        self.clock_jumped = -1e9
 
     # -- faults ---------------------------------------------------------------------------------
     def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
@@ -12854,9 +12856,9 @@ class Soak:
     def watchdog(self) -> None:
         """A thread: a vrrpd node that holds the VIP (at a sample less than 0.5 s old), link up, and has put no
         advert on the wire for SOAK_STALL seconds is stuck. Once per process, while it is stuck: the kernel stacks
-        and wait channels of its threads, of its children and of this harness, this harness's Python stacks, then
-        the node's C stacks (gdb; the Python functions show as their C frames). It runs on: a stall is often
-        the machine's (a file system held up by slow discards blocks every writer and every exec for seconds)."""
+        and wait channels of its threads, of its children and of this harness, and this harness's Python stacks;
+        nothing that stops the node (a stall is often the machine's: a file system held up by slow discards blocks
+        writers and execs for seconds). A jump of the wall clock (the capture's time) is said, not taken for one."""
         while not self.stopping.wait(0.25):
             try:
                 self._watch_once()
@@ -12867,6 +12869,12 @@ class Soak:
         import faulthandler
 
         now, wall = time.monotonic(), time.time()
+        offset, self.clock_offset = self.clock_offset, wall - now
+        if offset is not None and abs(self.clock_offset - offset) > 0.2:
+            self.log(f"the wall clock jumped by {self.clock_offset - offset:+.1f}s")  # not a silence on the wire
+            self.clock_jumped = now
+        if now - self.clock_jumped < 2 * SOAK_STALL:
+            return
         sampled, holders = self.holder_log[-1] if self.holder_log else (wall, set())
         if wall - sampled > SOAK_STALL and self.harness_stalls < 3 and wall - self.harness_stalled > 10:
             # the harness's own loop (a sample every 100 ms) is held up: what holds the machine
@@ -12922,10 +12930,6 @@ class Soak:
                 out.write("--- harness Python stacks\n")
                 out.flush()
                 faulthandler.dump_traceback(out, all_threads=True)
-                out.write("\n--- gdb\n")
-                out.flush()
-                subprocess.run(["timeout", "30", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
-                               stdout=out, stderr=subprocess.STDOUT, check=False)
 
     def sample_rss(self) -> None:
         self.sample_cpu()
