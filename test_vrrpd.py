@@ -5698,6 +5698,21 @@ def test_lab_garp_group_spaces_the_gratuitous_arps_of_every_instance_on_its_inte
     assert all(gap >= 0.2 for gap in gaps), gaps
 
 
+
+def test_vrrp_garp_interval_paces_the_vmacs_of_an_interface_together(offline):
+    """keepalived's garp_delay belongs to the base interface (IF_BASE_IFP): two use_vmac instances on eth0 send
+    their gratuitous ARPs vrrp_garp_interval apart, although each goes out on its own VMAC."""
+    extra = "    use_vmac\n    garp_master_repeat 1\n    garp_master_delay 0\n"
+    text = instance_text(extra=extra, global_extra="    vrrp_garp_interval 0.5\n") + instance_text(
+        name="VI_2", vrid=52, vips=["10.0.0.101/24"], extra=extra).split("}\n", 1)[1]
+    d, kernel = offline(text)
+    d.loop.advance(max(rt.machine.master_down_interval for rt in d.runtimes) + 0.01)
+    assert all(rt.machine.state == vrrpd.State.MASTER for rt in d.runtimes)
+    sent = [ifname for ifname, _a in kernel.announced]
+    assert len(sent) == 1, sent  # the second waits its turn on eth0
+    d.loop.advance(0.6)
+    assert sorted(ifname for ifname, _a in kernel.announced) == ["vrrp.51", "vrrp.52"]
+
 def test_garp_group_without_a_delay_is_removed_and_an_interface_keeps_its_first_group():
     text = ("garp_group {\n    interface eth0\n}\n"
             "garp_group {\n    gna_interval 0.1\n    interface eth1\n    interfaces {\n        eth2\n    }\n}\n"
