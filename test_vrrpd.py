@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -13347,14 +13348,17 @@ def run_keepalived_batches(net: CompatNet, jobs: List[Tuple[str, Optional[str], 
     chunks = [list(range(i, len(jobs), len(net.names))) for i in range(len(net.names))]
 
     def work(ns: str, idx: List[int]) -> None:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", _KA_BATCH], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
-        for i in idx:
-            proc.stdin.write(json.dumps(jobs[i]) + "\n")
-            proc.stdin.flush()
-            results[i] = json.loads(proc.stdout.readline())
-        proc.stdin.close()
-        proc.wait()
+        # keepalived -d creates the FIFOs a file names (`notify_fifo 1`) relative to its working directory: give it
+        # its own, so nothing is left in the checkout for a later case (`config_save_dir 1`) to trip over
+        with tempfile.TemporaryDirectory(prefix="vrrpd-compat-") as cwd:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", _KA_BATCH], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True, cwd=cwd)
+            for i in idx:
+                proc.stdin.write(json.dumps(jobs[i]) + "\n")
+                proc.stdin.flush()
+                results[i] = json.loads(proc.stdout.readline())
+            proc.stdin.close()
+            proc.wait()
 
     with concurrent.futures.ThreadPoolExecutor(len(net.names)) as pool:
         for f in [pool.submit(work, ns, idx) for ns, idx in zip(net.names, chunks)]:
