@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -12622,7 +12623,7 @@ class _SoakNode:
         self.alive = True
         self.link_up = True
         self.link_since = time.monotonic()
-        self.dumped: set = set()  # pids whose stacks the soak dumped (and so ended): not counted as crashes
+        self.dumped: set = set()  # pids whose stacks the soak's watchdog took (once per process)
         self.started = time.monotonic()
         self.lifetimes: List[tuple] = []  # (pid, first RSS kB, last RSS kB, samples) of processes that ended
 
@@ -12716,6 +12717,7 @@ class Soak:
         self.two_holders: List[tuple] = []  # (wall time, holder names) of each two-holder sample
         self.flood_until = 0.0  # a flood is on (or its Master_Down_Interval after) until then
         self.stopping = threading.Event()  # the run is over: the watchdog ends
+        self.harness_stalls, self.harness_stalled = 0, 0.0  # snapshots of the machine taken while the harness hung
 
     # -- faults ---------------------------------------------------------------------------------
     def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
@@ -12866,11 +12868,11 @@ class Soak:
         return longest, len(stamps), when
 
     def watchdog(self) -> None:
-        """A thread: a vrrpd node that holds the VIP (at the last sample), link up, and has put no advert on the
-        wire for SOAK_STALL seconds is stuck. Once per process, while it is stuck: the kernel stacks and wait
-        channels of its threads and of this harness (which has hung with it), this harness's Python stacks, then
-        the node's C stacks and Python stacks (gdb calls the function faulthandler uses; they go to its log).
-        Being traced may upset it: it is then killed and restarted (counted as stalled_master_dumped)."""
+        """A thread: a vrrpd node that holds the VIP (at a sample less than 0.5 s old), link up, and has put no
+        advert on the wire for SOAK_STALL seconds is stuck. Once per process, while it is stuck: the kernel stacks
+        and wait channels of its threads, of its children and of this harness, this harness's Python stacks, then
+        the node's C stacks (gdb; the Python functions show as their C frames). It runs on: a stall is often
+        the machine's (a file system held up by slow discards blocks every writer and every exec for seconds)."""
         while not self.stopping.wait(0.25):
             try:
                 self._watch_once()
@@ -12882,9 +12884,28 @@ class Soak:
 
         now, wall = time.monotonic(), time.time()
         sampled, holders = self.holder_log[-1] if self.holder_log else (wall, set())
+        if wall - sampled > SOAK_STALL and self.harness_stalls < 3 and wall - self.harness_stalled > 10:
+            # the harness's own loop (a sample every 100 ms) is held up: what holds the machine
+            self.harness_stalls += 1
+            self.harness_stalled = wall
+            dump = self.directory / f"harness-stall-{self.harness_stalls}.txt"
+            self.log(f"the harness took no sample for {wall - sampled:.1f}s: the machine's state in {dump.name}")
+            with open(dump, "w") as out:
+                out.write(f"no sample for {wall - sampled:.3f} s; load {_read_or('/proc/loadavg')}")
+                for what in ("cpu", "io", "memory"):
+                    out.write(f"pressure {what}: {_read_or(f'/proc/pressure/{what}')}")
+                for task in sorted(Path(f"/proc/{os.getpid()}/task").glob("*")):
+                    out.write(f"--- harness task {task.name} wchan {_read_or(task / 'wchan')}\n"
+                              f"{_read_or(task / 'stack')}\n")
+                out.flush()
+                faulthandler.dump_traceback(out, all_threads=True)
+                out.flush()
+                subprocess.run(["ps", "-eo", "pid,cls,rtprio,ni,stat,pcpu,etime,wchan:24,args", "--sort=-pcpu"],
+                               stdout=out, stderr=subprocess.STDOUT, check=False, timeout=30)
         for n in list(self.nodes.values()):
             if (n.keepalived or not n.alive or not n.link_up or n.name not in holders or n.pid in n.dumped
-                    or now - n.link_since < SOAK_STALL or now - n.started < SOAK_STARTUP + SOAK_STALL):
+                    or wall - sampled > 0.5 or now - n.link_since < SOAK_STALL
+                    or now - n.started < SOAK_STARTUP + SOAK_STALL):
                 continue
             last = _pcap_last_time(n.capture)
             since = sampled  # it has held the VIP since the first of the latest samples that all have it
@@ -12896,6 +12917,7 @@ class Soak:
                 continue
             pid = n.pid
             n.dumped.add(pid)
+            self.counts["stalled_master_dumped"] += 1
             dump = self.directory / f"{n.name}-stall-{pid}.txt"
             self.log(f"{n.name} (pid {pid}) holds the VIP and sent no advert for {wall - last:.1f}s (holding for "
                      f"{wall - since:.1f}s): stacks in {dump.name} and its log")
@@ -12904,7 +12926,10 @@ class Soak:
                           f"{wall - sampled:.3f} s ago; load {Path('/proc/loadavg').read_text()}")
                 for what in ("cpu", "io", "memory"):
                     out.write(f"pressure {what}: {_read_or(f'/proc/pressure/{what}')}")
-                for label, proc in ((f"{n.name} {pid}", pid), (f"harness {os.getpid()}", os.getpid())):
+                children = [int(c) for t in Path(f"/proc/{pid}/task").glob("*")
+                            for c in _read_or(t / "children", "").split()]  # a script it is starting, say
+                for label, proc in ([(f"{n.name} {pid}", pid)] + [(f"{n.name}'s child {c}", c) for c in children]
+                                    + [(f"harness {os.getpid()}", os.getpid())]):
                     for task in sorted(Path(f"/proc/{proc}/task").glob("*")):
                         out.write(f"--- {label} task {task.name} {_read_or(task / 'comm').strip()} "
                                   f"state {_read_or(task / 'stat').rsplit(')', 1)[-1].split()[:1]} "
@@ -12915,13 +12940,8 @@ class Soak:
                 faulthandler.dump_traceback(out, all_threads=True)
                 out.write("\n--- gdb\n")
                 out.flush()
-                subprocess.run(["timeout", "30", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30",
-                                "-ex", "call (void)_Py_DumpTracebackThreads(2, 0, 0)"],
+                subprocess.run(["timeout", "30", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
                                stdout=out, stderr=subprocess.STDOUT, check=False)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
     def sample_rss(self) -> None:
         self.sample_cpu()
@@ -12944,8 +12964,7 @@ class Soak:
         for n in self.nodes.values():
             if n.alive and n.node.proc.poll() is not None:
                 n.alive = False
-                key = "stalled_master_dumped" if n.pid in n.dumped else (
-                    "keepalived_exit" if n.keepalived else "vrrpd_crash")
+                key = "keepalived_exit" if n.keepalived else "vrrpd_crash"
                 self.counts[key] += 1
                 self.log(f"{n.name} EXITED by itself with status {n.node.proc.returncode}; its log ends:\n"
                          + "\n".join(n.node.log().splitlines()[-15:]))
@@ -13163,7 +13182,7 @@ def test_soak_two_vrrpd_and_keepalived_under_random_faults(lab, tmp_path):
             shutil.copy(n.node.log_path, Path(keep) / n.node.log_path.name)
             if n.capture.exists():
                 shutil.copy(n.capture, Path(keep) / n.capture.name)
-        for dump in tmp_path.glob("*-stall-*.txt"):
+        for dump in tmp_path.glob("*-stall-*.txt"):  # the watchdog's snapshots (a silent master, a hung harness)
             shutil.copy(dump, Path(keep) / dump.name)
         (Path(keep) / "soak-report.txt").write_text(report + "\n")
     c = soak.counts
@@ -13344,14 +13363,17 @@ def run_keepalived_batches(net: CompatNet, jobs: List[Tuple[str, Optional[str], 
     chunks = [list(range(i, len(jobs), len(net.names))) for i in range(len(net.names))]
 
     def work(ns: str, idx: List[int]) -> None:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", _KA_BATCH], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
-        for i in idx:
-            proc.stdin.write(json.dumps(jobs[i]) + "\n")
-            proc.stdin.flush()
-            results[i] = json.loads(proc.stdout.readline())
-        proc.stdin.close()
-        proc.wait()
+        # keepalived -d creates the FIFOs a file names (`notify_fifo 1`) relative to its working directory: give it
+        # its own, so nothing is left in the checkout for a later case (`config_save_dir 1`) to trip over
+        with tempfile.TemporaryDirectory(prefix="vrrpd-compat-") as cwd:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", _KA_BATCH], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True, cwd=cwd)
+            for i in idx:
+                proc.stdin.write(json.dumps(jobs[i]) + "\n")
+                proc.stdin.flush()
+                results[i] = json.loads(proc.stdout.readline())
+            proc.stdin.close()
+            proc.wait()
 
     with concurrent.futures.ThreadPoolExecutor(len(net.names)) as pool:
         for f in [pool.submit(work, ns, idx) for ns, idx in zip(net.names, chunks)]:
