@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -5697,6 +5698,21 @@ def test_lab_garp_group_spaces_the_gratuitous_arps_of_every_instance_on_its_inte
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert all(gap >= 0.2 for gap in gaps), gaps
 
+
+
+def test_vrrp_garp_interval_paces_the_vmacs_of_an_interface_together(offline):
+    """keepalived's garp_delay belongs to the base interface (IF_BASE_IFP): two use_vmac instances on eth0 send
+    their gratuitous ARPs vrrp_garp_interval apart, although each goes out on its own VMAC."""
+    extra = "    use_vmac\n    garp_master_repeat 1\n    garp_master_delay 0\n"
+    text = instance_text(extra=extra, global_extra="    vrrp_garp_interval 0.5\n") + instance_text(
+        name="VI_2", vrid=52, vips=["10.0.0.101/24"], extra=extra).split("}\n", 1)[1]
+    d, kernel = offline(text)
+    d.loop.advance(max(rt.machine.master_down_interval for rt in d.runtimes) + 0.01)
+    assert all(rt.machine.state == vrrpd.State.MASTER for rt in d.runtimes)
+    sent = [ifname for ifname, _a in kernel.announced]
+    assert len(sent) == 1, sent  # the second waits its turn on eth0
+    d.loop.advance(0.6)
+    assert sorted(ifname for ifname, _a in kernel.announced) == ["vrrp.51", "vrrp.52"]
 
 def test_garp_group_without_a_delay_is_removed_and_an_interface_keeps_its_first_group():
     text = ("garp_group {\n    interface eth0\n}\n"
@@ -13351,14 +13367,17 @@ def run_keepalived_batches(net: CompatNet, jobs: List[Tuple[str, Optional[str], 
     chunks = [list(range(i, len(jobs), len(net.names))) for i in range(len(net.names))]
 
     def work(ns: str, idx: List[int]) -> None:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", _KA_BATCH], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
-        for i in idx:
-            proc.stdin.write(json.dumps(jobs[i]) + "\n")
-            proc.stdin.flush()
-            results[i] = json.loads(proc.stdout.readline())
-        proc.stdin.close()
-        proc.wait()
+        # keepalived -d creates the FIFOs a file names (`notify_fifo 1`) relative to its working directory: give it
+        # its own, so nothing is left in the checkout for a later case (`config_save_dir 1`) to trip over
+        with tempfile.TemporaryDirectory(prefix="vrrpd-compat-") as cwd:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", _KA_BATCH], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True, cwd=cwd)
+            for i in idx:
+                proc.stdin.write(json.dumps(jobs[i]) + "\n")
+                proc.stdin.flush()
+                results[i] = json.loads(proc.stdout.readline())
+            proc.stdin.close()
+            proc.wait()
 
     with concurrent.futures.ThreadPoolExecutor(len(net.names)) as pool:
         for f in [pool.submit(work, ns, idx) for ns, idx in zip(net.names, chunks)]:

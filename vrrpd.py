@@ -12108,6 +12108,7 @@ class Daemon:
         self._seen_up: set = set()  # interfaces seen up once: only their changes are delayed (keepalived)
         # keepalived's garp_delay: the earliest time of the next GARP (4) / NA (6) on each interface's group
         self._garp_next: Dict[Tuple[Any, int], float] = {}
+        self._vmac_base: Dict[str, str] = {}  # a VMAC or ipvlan we made -> its interface
         # linkbeat: polled interface -> (kind asked, carrier up as last polled); their netlink carrier is ignored
         self._linkbeat: Dict[str, Tuple[str, Optional[bool]]] = {}
         self._linkbeat_timer: Optional[Timer] = None
@@ -12485,6 +12486,10 @@ class Daemon:
                 log.error("(%s) use_vmac: cannot create %s: %s", name, ifname, exc)
         addr_before = dict(self.addr_vmacs)
         self._set_addr_vmacs(config)
+        # keepalived's IF_BASE_IFP: a VMAC's gratuitous ARPs are paced with its interface's
+        self._vmac_base = {vmac_ifname(inst.virtual_router_id, inst.vmac_name, self.g.vmac_prefix): inst.interface or ""
+                           for inst in wanted.values()}
+        self._vmac_base.update({vname: key[0] for key, (vname, _index) in self.addr_vmacs.items()})
         if (self.vmac_index != before or self.addr_vmacs != addr_before) and self.rtnl is not None:
             self.links = self.rtnl.links()
 
@@ -13279,7 +13284,9 @@ class Daemon:
     def _garp_spacing(self, ifname: str, family: int) -> Tuple[Any, float]:
         """(what shares the spacing, the spacing) of GARPs (4) or NAs (6) on `ifname`: its garp_group (all the
         group's interfaces together), else the interface alone with vrrp_garp_interval / vrrp_gna_interval. The
-        spacing holds across instances, as keepalived's per-interface garp_delay does."""
+        spacing holds across instances, as keepalived's per-interface garp_delay does; a VMAC counts as its
+        interface."""
+        ifname = self._vmac_base.get(ifname, ifname)
         for n, gg in enumerate(self.config.garp_groups):
             if ifname in gg.interfaces:
                 value = gg.garp_interval if family == 4 else gg.gna_interval
