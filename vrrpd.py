@@ -37,7 +37,7 @@ and back out to the kernel. test_the_map_names_every_section_banner_in_order kee
                                      firewall, AH, reload, status
  11. Command line
      11.1 Logging, systemd notification, and the status socket
-     11.2 Running the daemon, and the namespace demo
+     11.2 Running the daemon, and the namespace demo   its Lab of namespaces is the lab of test_vrrpd.py too
      11.3 Operating it               keepalived's options, forking, signals, reload, dumps
 
 Only the standard library is used, and Python 3.9 is the minimum version.
@@ -391,6 +391,23 @@ class Command:
 
 
 @dataclass
+class LvsSyncDaemon:
+    """`lvs_sync_daemon IFNAME [inst VRRP_INSTANCE] [id SYNCID] [maxlen N] [port N] [ttl N] [group IP]`: the
+    kernel's IPVS connection sync daemon. With an instance it is the master daemon while that instance is MASTER
+    and the backup daemon otherwise; without one, both run all the time."""
+
+    ifname: str
+    instance: Optional[str] = None
+    syncid: Optional[int] = None  # None: the instance's VRID (0 without an instance)
+    maxlen: int = 0  # 0: the kernel's defaults
+    port: int = 0
+    ttl: int = 0
+    group: Optional[IPAddress] = None
+    file: str = ""
+    line: int = 0
+
+
+@dataclass
 class GlobalDefs:
     router_id: str = field(default_factory=lambda: socket.gethostname())
     notification_email: List[str] = field(default_factory=list)
@@ -410,8 +427,11 @@ class GlobalDefs:
     nftables: Optional[str] = None  # the no_accept table's name (keepalived's `nftables NAME`); None: vrrpd
     nftables_priority: int = -1  # its chains' hook priority, keepalived's default -1
     nftables_counters: bool = False  # a counter on each drop rule
+    nftables_ifindex: bool = False  # link-local VIPs matched with their interface's index, not its name
     disable_local_igmp: bool = False  # igmp_link_local_mcast_reports 0 while running (keepalived's)
     linkbeat_use_polling: bool = False  # every instance's interface: poll its carrier, ignore netlink's
+    process_monitor_rcv_bufs: int = 0  # SO_RCVBUF of track_process's proc-connector socket; 0: the default
+    process_monitor_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead
     vrrp_netlink_cmd_rcv_bufs: int = 0  # SO_RCVBUF of the rtnetlink request socket; 0: vrrpd's default
     vrrp_netlink_cmd_rcv_bufs_force: bool = False  # SO_RCVBUFFORCE instead (past net.core.rmem_max)
     vrrp_netlink_monitor_rcv_bufs: int = 0  # the same for the socket of link/address/route events
@@ -450,6 +470,7 @@ class GlobalDefs:
     # several daemons on one host: `instance NAME` and `net_namespace NAME` name the runtime files
     instance_name: Optional[str] = None
     net_namespace: Optional[str] = None
+    net_namespace_ipvs: Optional[str] = None  # IPVS (and only IPVS) in this named namespace; "": the init one
     use_pid_dir: bool = False
     data_use_instance: bool = False
     state_dump_file: Optional[str] = None  # where SIGUSR1 writes the .data dump (keepalived's rules)
@@ -474,6 +495,7 @@ class GlobalDefs:
     fifo_write_vrrp_states_on_reload: bool = False
     umask: Optional[int] = None  # the daemon's umask (pid file, FIFOs); None: 022 when forking, inherited with -n
     vmac_prefix: str = "vrrp"  # use_vmac without a name: PREFIX.VRID
+    vmac_addr_prefix: Optional[str] = None  # the VMACs of use_vmac_addr / a VIP's use_vmac; None: vmac_prefix
     iproute_etc_dir: str = "/etc/iproute2"  # where rt_tables, rt_protos... names are read
     iproute_usr_dir: str = "/usr/share/iproute2"
     notify_fifo: Optional[str] = None
@@ -490,6 +512,12 @@ class GlobalDefs:
     no_checker_emails: bool = False  # mail only when a real server goes up or down, not for each checker
     rs_init_notifies: bool = False  # real servers up at start run notify_up and write the FIFO
     lvs_timeouts: Dict[str, int] = field(default_factory=dict)
+    lvs_sync_daemon: Optional[LvsSyncDaemon] = None
+    # nftables_ipvs [TABLE]: a virtual_server group without fwmark entries becomes one fwmark service per protocol,
+    # its addresses and ports marked by an nftables map in TABLE (keepalived's check_nftables.c)
+    nftables_ipvs: Optional[str] = None
+    nftables_ipvs_priority: int = -1
+    nftables_ipvs_start_fwmark: int = 1000
     # vrrpd extension: a stopping MASTER keeps its VIPs until the new master is heard.
     vrrp_handover_on_stop: bool = False
     # vrrpd extension: serve Prometheus metrics over HTTP on this ADDRESS:PORT (also --metrics)
@@ -510,6 +538,7 @@ class VirtualIP:
     peer: Optional[IPAddress] = None
     nodad: bool = False
     no_track: bool = False
+    use_vmac: bool = False  # on a VMAC of its own interface (keepalived's per-address use_vmac)
     track_group: Optional[str] = None  # static_ipaddress: the track_group whose instances track its interface
     line: int = 0
 
@@ -674,6 +703,11 @@ class VrrpInstance:
     garp_lower_prio_delay: Optional[float] = None
     garp_lower_prio_repeat: Optional[int] = None
     use_vmac: bool = False
+    use_vmac_addr: bool = False  # a VMAC for each VIP on another interface, or of the other family
+    vrf: Optional[str] = None  # a unicast instance without `interface`: its sockets are bound to this VRF
+    use_ipvlan: bool = False  # an L2 ipvlan (the interface's MAC) instead of the VMAC macvlan; named by vmac_name
+    ipvlan_addr: Optional[IPInterface] = None  # its own address, the adverts' source (IPv4 needs one)
+    ipvlan_flags: int = 0  # IFLA_IPVLAN_FLAGS: 0 bridge, 1 private, 2 vepa
     vmac_name: Optional[str] = None
     vmac_xmit_base: bool = False
     native_ipv6: bool = False
@@ -836,6 +870,15 @@ class UrlCheck:
     digest: Optional[str] = None  # lower-case hex MD5 of the body
     status_code: List[Tuple[int, int]] = field(default_factory=list)  # ranges; empty: 200-299
     virtualhost: Optional[str] = None
+    # keepalived's regex check (PCRE2 there, Python's re here): the body must match (or, with regex_no_match, must
+    # not), the match starting at offset regex_min_offset .. regex_max_offset
+    regex: Optional[str] = None
+    regex_options: List[str] = field(default_factory=list)
+    regex_no_match: bool = False
+    regex_min_offset: int = 0
+    regex_max_offset: Optional[int] = None
+    regex_stack: Optional[Tuple[int, int]] = None  # PCRE2's JIT stack (start, max): Python's re needs none
+    tls_compliant: bool = False  # SSL_GET: end the TLS session with close_notify
 
 
 @dataclass
@@ -864,6 +907,8 @@ class Checker:
     http_protocol: str = "1.0"
     enable_sni: bool = True
     sni_name: Optional[str] = None
+    tls_compliant: bool = False  # SSL_GET: end each TLS session with close_notify (keepalived: quiet shutdown)
+    fast_recovery: bool = False  # vrrpd checks every url in one attempt: what fast_recovery makes keepalived do
     # MISC_CHECK
     misc_path: Optional[Command] = None
     misc_timeout: Optional[float] = None
@@ -871,6 +916,7 @@ class Checker:
     user: Optional[str] = None
     # SMTP_CHECK
     helo_name: Optional[str] = None
+    hosts: List[Checker] = field(default_factory=list)  # deprecated `host { }` blocks: one more checker each
     # DNS_CHECK
     dns_type: str = "SOA"
     dns_name: str = "."
@@ -985,6 +1031,16 @@ class VirtualServer:
 
 
 @dataclass
+class SslConfig:
+    """The top-level `SSL` block: the client side of every SSL_GET (keepalived's one SSL context)."""
+
+    password: Optional[str] = None  # of the key
+    ca: Optional[str] = None  # loaded, not verified against (keepalived sets no verify mode)
+    certificate: Optional[str] = None  # the client certificate chain, offered when the server asks
+    key: Optional[str] = None
+
+
+@dataclass
 class Config:
     """Everything one configuration file (with its includes) says."""
 
@@ -1002,6 +1058,7 @@ class Config:
     static_routes: List[Route] = field(default_factory=list)
     static_rules: List[Rule] = field(default_factory=list)
     track_groups: Dict[str, TrackGroup] = field(default_factory=dict)
+    ssl: Optional[SslConfig] = None  # the top-level SSL block (SSL_GET's client certificate)
     # interface_up_down_delays: interface -> (down delay, up delay) in seconds, before a carrier change counts
     if_up_down_delays: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     garp_groups: List[GarpGroup] = field(default_factory=list)
@@ -2262,6 +2319,8 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
                     vip.nodad = True
                 elif opt == "no_track":
                     vip.no_track = True
+                elif opt == "use_vmac":
+                    vip.use_vmac = True
                 elif opt == "track_group" and val is not None:
                     vip.track_group = val.text
             except _Invalid as exc:
@@ -3020,7 +3079,19 @@ _kw("top", "static_routes", _top_static_routes, (0, 0), _LINE_BLOCK)
 _kw("top", "static_rules", _top_static_rules, (0, 0), _LINE_BLOCK)
 _kw("top", "interface_up_down_delays", _top_if_up_down_delays, (0, 0), _LINE_BLOCK)
 _kw("top", "linkbeat_interfaces", _top_linkbeat_interfaces, (0, 0), _LINE_BLOCK)
-_accept_only("top", "SSL", (0, 1), "skip")
+
+
+
+def _top_ssl(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> SslConfig:
+    if cfg.ssl is not None:
+        p.warning(kw, "SSL context already specified - replacing")
+    cfg.ssl = SslConfig()
+    return cfg.ssl
+
+
+_kw("top", "SSL", _top_ssl, (0, 0), "SSL")
+for _name in ("password", "ca", "certificate", "key"):
+    _kw("SSL", _name, _h_str(_name))
 
 
 def _top_track_group(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> TrackGroup:
@@ -3066,7 +3137,23 @@ _kw("garp_group", "interface", _gg_interface)
 _kw("garp_group", "interfaces", _gg_interfaces, (0, 0), ValueBlock())
 _kw("top", "track_group", _top_track_group, (1, 1), "track_group")
 _kw("track_group", "group", _tg_group, (0, 0), ValueBlock())
-_accept_only("top", "net_namespace_ipvs namespace_with_ipsets child_wait_time")
+_accept_only("top", "child_wait_time")
+
+
+def _top_net_namespace_ipvs(p: _Parser, cfg: Config, kw: Token, args: List[Token]) -> None:
+    g = cfg.global_defs
+    if g.net_namespace_ipvs is not None:
+        p.warning(kw, f"Duplicate net_namespace_ipvs definition {args[0].text if args else ''} - ignoring")
+        return
+    name = args[0].text if args else ""  # keepalived: no name is the default namespace (that of pid 1)
+    if name and (not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) or name in (".", "..")):
+        raise _Invalid(f"'{name}' cannot name a network namespace (letters, digits, '_', '-', '.')")
+    g.net_namespace_ipvs = name
+
+
+_kw("top", "net_namespace_ipvs", _top_net_namespace_ipvs, (0, 1))
+_keepalived_ignores("top", "namespace_with_ipsets", "only the ipsets of its iptables build use it (an override for "
+                    "namespaces on Linux < 3.13); its nftables firewall (Debian's build, and vrrpd's) has no ipsets")
 
 
 def _top_global_attr(attr: str, flag: bool = False) -> Handler:
@@ -3174,6 +3261,53 @@ def _g_lvs_timeouts(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> 
         g.lvs_timeouts[name] = _parse_int(value, 0, 86400 * 31)
 
 
+def _g_lvs_sync_daemon(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    """keepalived's lvs_syncd_handler: bad options are reported and skipped, the rest is kept."""
+    if g.lvs_sync_daemon is not None:
+        p.warning(kw, f"lvs_sync_daemon has already been specified as {g.lvs_sync_daemon.ifname} - ignoring")
+        return
+    if len(args[0].text) >= 16:
+        p.warning(args[0], f"lvs_sync_daemon interface name '{args[0].text}' too long - ignoring")
+        return
+    sd = g.lvs_sync_daemon = LvsSyncDaemon(args[0].text, file=kw.file, line=kw.line)
+    words = [a.text for a in args]
+    limits = {"id": (0, 255), "maxlen": (1, 65535 - 20 - 8), "port": (1, 65535), "ttl": (1, 255)}
+    i = 1
+    while i < len(words):
+        word, value = words[i], words[i + 1] if i + 1 < len(words) else None
+        if word in limits or word in ("inst", "group"):
+            i += 2
+            if value is None:
+                p.warning(args[i - 2], f"No value specified for lvs_sync_daemon {word} - ignoring")
+            elif word == "inst":
+                sd.instance = value
+            elif word == "group":
+                try:
+                    group = ipaddress.ip_address(value)
+                except ValueError:
+                    group = None
+                if group is None or not group.is_multicast:
+                    p.warning(args[i - 1], f"lvs_sync_daemon group address {value} is not multicast - ignoring")
+                else:
+                    sd.group = group
+            else:
+                try:
+                    number = _parse_int(value, *limits[word])
+                except _Invalid:
+                    p.warning(args[i - 1], f"Invalid lvs_sync_daemon {word} ({value}) - ignoring")
+                    continue
+                setattr(sd, "syncid" if word == "id" else word, number)
+            continue
+        if i == 1 and sd.instance is None:  # the old form: lvs_sync_daemon IF VRRP_INSTANCE [SYNCID]
+            sd.instance = word
+        elif i == 2 and word.isdigit():
+            p.warning(args[i], 'Please use keyword "id" before lvs_sync_daemon SYNCID')
+            sd.syncid = _parse_int(word, 0, 255)
+        else:
+            p.warning(args[i], f"Unknown option {word} specified for lvs_sync_daemon")
+        i += 1
+
+
 def parse_listen(text: str) -> Tuple[str, int]:
     """ADDRESS:PORT or [IPv6]:PORT -> (address, port); ValueError says what is wrong."""
     host, sep, port = text.rpartition(":")
@@ -3227,9 +3361,10 @@ _kw(_G, "vrrp_nftables", _g_iptables("vrrp_nftables"), (0, 1), accept=_not_keywo
 _kw(_G, "nftables", _g_nftables, (0, 1), accept=_not_keyword_of(_G))
 _kw(_G, "nftables_priority", _h_int("nftables_priority", -2 ** 31, 2 ** 31 - 1))
 _kw(_G, "nftables_counters", _h_flag("nftables_counters"), (0, 0))
+_kw(_G, "nftables_ifindex", _h_flag("nftables_ifindex"), (0, 0))
 _kw(_G, "disable_local_igmp", _h_flag("disable_local_igmp"), (0, 0))
 _kw(_G, "linkbeat_use_polling", _h_flag("linkbeat_use_polling"), (0, 0))
-for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs"):
+for _name in ("vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs", "process_monitor_rcv_bufs"):
     _kw(_G, _name, _h_int(_name, 0, 0xFFFFFFFF))
     _kw(_G, _name + "_force", _h_flag(_name + "_force"), (0, 1), accept=_is_bool_word)
 _kw(_G, "vrrp_rx_bufs_policy", _g_rx_bufs_policy, (1, None))
@@ -3253,6 +3388,29 @@ _kw(_G, "lvs_notify_fifo", _h_str("lvs_notify_fifo"), (1, 3))
 for _name in ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script"):
     _kw(_G, _name, _h_cmd(_name), (1, None))
 _kw(_G, "lvs_timeouts", _g_lvs_timeouts, (2, 6))
+_kw(_G, "lvs_sync_daemon", _g_lvs_sync_daemon, (1, None))
+
+
+def _g_nftables_ipvs(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    if g.nftables_ipvs is not None:
+        p.warning(kw, "ipvs nftables already specified - ignoring")
+        return
+    name = args[0].text if args else "keepalived_ipvs"
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", name):
+        raise _Invalid(f"'{name}' cannot name an nftables table")
+    g.nftables_ipvs = name
+
+
+def _g_nftables_ipvs_start_fwmark(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
+    try:
+        g.nftables_ipvs_start_fwmark = _parse_int(args[0].text, 1, 0xFFFFFFFF)
+    except _Invalid:
+        p.warning(args[0], f"invalid ipvs nftables start_fwmark priority '{args[0].text}'")
+
+
+_kw(_G, "nftables_ipvs", _g_nftables_ipvs, (0, 1))
+_kw(_G, "nftables_ipvs_priority", _h_int("nftables_ipvs_priority", -2147483648, 2147483647))
+_kw(_G, "nftables_ipvs_start_fwmark", _g_nftables_ipvs_start_fwmark)
 _kw(_G, "default_interface", _h_str("default_interface"))
 _kw(_G, "instance", _top_global_attr("instance_name"))
 _kw(_G, "net_namespace", _top_global_attr("net_namespace"))
@@ -3383,25 +3541,22 @@ def _g_umask(p: _Parser, g: GlobalDefs, kw: Token, args: List[Token]) -> None:
 
 _kw(_G, "umask", _g_umask, (1, None))
 _kw(_G, "vmac_prefix", _h_str("vmac_prefix"))
+_kw(_G, "vmac_addr_prefix", _h_str("vmac_addr_prefix"))
 _kw(_G, "fifo_write_vrrp_states_on_reload", _h_flag("fifo_write_vrrp_states_on_reload"), (0, 1),
     accept=_is_bool_word)
 for _name in ("checker_log_all_failures", "no_checker_emails", "rs_init_notifies"):
     _kw(_G, _name, _h_flag(_name), (0, 1), accept=_is_bool_word)
-_accept_only(_G, "lvs_sync_daemon "
-             "nftables_ifindex "
-             "vrrp_ipsets max_auto_priority min_auto_priority_delay "
+_accept_only(_G, "vrrp_ipsets max_auto_priority min_auto_priority_delay "
              "vrrp_priority checker_priority bfd_priority vrrp_rt_priority checker_rt_priority bfd_rt_priority "
              "vrrp_rlimit_rttime checker_rlimit_rttime bfd_rlimit_rttime vrrp_cpu_affinity checker_cpu_affinity "
              "bfd_cpu_affinity vrrp_no_swap checker_no_swap bfd_no_swap enable_snmp_vrrp enable_snmp_keepalived "
              "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket enable_traps "
              "enable_dbus enable_dbus_instance dbus_service_name random_seed "
-             "vmac_addr_prefix "
              "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs "
-             "lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
+             "lvs_netlink_monitor_rcv_bufs_force "
              "process_names process_name "
              "vrrp_process_name checker_process_name bfd_process_name "
-             "tmp_config_directory "
-             "nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark")
+             "tmp_config_directory")
 
 # -- vrrp_instance ---------------------------------------------------------------------------------
 
@@ -3578,6 +3733,53 @@ def _i_use_vmac(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) ->
         inst.vmac_name = args[0].text
 
 
+def _i_use_ipvlan(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """use_ipvlan [NAME] [ADDRESS[/PREFIX]] [bridge|private|vepa] (keepalived's vrrp_ipvlan_handler)."""
+    if inst.use_ipvlan:
+        p.warning(kw, f"({inst.name}) use_ipvlan already specified")
+        return
+    inst.use_ipvlan = True
+    had_flags = False
+    for tok in args:
+        word = tok.text
+        if word in ("bridge", "private", "vepa"):
+            if had_flags:
+                p.warning(tok, f"({inst.name}) ipvlan type already specified - ignoring '{word}'")
+            inst.ipvlan_flags = inst.ipvlan_flags if had_flags else {"bridge": 0, "private": 1, "vepa": 2}[word]
+            had_flags = True
+            continue
+        try:
+            addr = ipaddress.ip_interface(word)
+        except ValueError:
+            if inst.vmac_name:
+                p.warning(tok, f"({inst.name}) IPVLAN interface already specified - ignoring '{word}'")
+            elif len(word) > 15:
+                p.warning(tok, f"({inst.name}) IPVLAN interface name '{word}' too long - ignoring")
+            else:
+                inst.vmac_name = word
+            continue
+        if inst.ipvlan_addr is not None:
+            p.warning(tok, f"({inst.name}) ipvlan address already specified - ignoring '{word}'")
+            continue
+        inst.ipvlan_addr = addr
+        if inst.mcast_src_ip is None and inst.unicast_src_ip is None:
+            inst.mcast_src_ip = addr.ip  # keepalived: "We also want to use this address as the source address"
+
+
+def _i_vrf(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
+    """vrf NAME (keepalived's vrrp_vrf_handler): for a unicast instance without `interface`, whose VRRP sockets are
+    then bound to the VRF device, so that its adverts are routed in the VRF's table."""
+    name = args[0].text
+    if len(name) > 15:
+        p.warning(kw, f"({inst.name}) VRF interface name '{name}' too long - ignoring")
+    elif inst.interface is not None:
+        p.warning(kw, f"({inst.name}) Cannot specify VRF interface and interface - ignoring")
+    elif inst.vrf is not None:
+        p.warning(kw, f"({inst.name}) VRF interface already specified as '{inst.vrf}' - ignoring")
+    else:
+        inst.vrf = name
+
+
 def _i_accept(value: bool) -> Handler:
     def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
         inst.accept = value
@@ -3614,9 +3816,15 @@ _kw(_I, "mcast_src_ip", _i_src_ip("mcast_src_ip"))
 
 
 def _i_lvs_sync_interface(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
-    _h_other(p, inst, kw, args)
-    p.warning(kw, "lvs_sync_daemon_interface in a vrrp_instance is deprecated (keepalived says so too); vrrpd does "
-              "not run the LVS sync daemon", "use global_defs { lvs_sync_daemon IF INSTANCE }")
+    """The deprecated form of `lvs_sync_daemon IF INSTANCE` (keepalived's vrrp_lvs_syncd_handler)."""
+    p.warning(kw, f"({inst.name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated.",
+              "use global_defs { lvs_sync_daemon IF inst INSTANCE }")
+    g = p.config.global_defs
+    if g.lvs_sync_daemon is not None:
+        p.warning(kw, f"({inst.name}) lvs_sync_daemon_interface has already been specified as "
+                  f"{g.lvs_sync_daemon.ifname} - ignoring")
+    elif args:
+        g.lvs_sync_daemon = LvsSyncDaemon(args[0].text, instance=inst.name, file=kw.file, line=kw.line)
 _kw(_I, "nopreempt", _h_flag("nopreempt"), (0, 0))
 _kw(_I, "preempt", _h_flag("nopreempt", False), (0, 0))
 _kw(_I, "preempt_delay", _h_time("preempt_delay", 0, 1000))
@@ -3631,6 +3839,7 @@ _kw(_I, "garp_master_refresh_repeat", _h_int("garp_master_refresh_repeat", 0, 25
 _kw(_I, "garp_lower_prio_delay", _h_time("garp_lower_prio_delay", 0, 255))
 _kw(_I, "garp_lower_prio_repeat", _h_int("garp_lower_prio_repeat", 0, 255))
 _kw(_I, "use_vmac", _i_use_vmac, (0, 3), accept=_not_keyword_of(_I))
+_kw(_I, "use_ipvlan", _i_use_ipvlan, (0, 4), accept=_not_keyword_of(_I))
 _kw(_I, "vmac_xmit_base", _h_flag("vmac_xmit_base"), (0, 0))
 _kw(_I, "native_ipv6", _h_flag("native_ipv6"), (0, 0))
 _kw(_I, "accept", _i_accept(True), (0, 0))
@@ -3643,10 +3852,9 @@ _kw(_I, "virtual_routes", _i_routes, (0, 0), _LINE_BLOCK)
 _kw(_I, "virtual_rules", _i_rules, (0, 0), _LINE_BLOCK)
 _kw(_I, "debug", _h_int("debug", 0, 4))
 _kw(_I, "old_unicast_checksum", _i_old_unicast_checksum, (0, 1), accept=lambda t: t == "never")
-_accept_only(_I, "use_vmac_addr use_ipvlan vrf")
-KEYWORDS[_I]["vrf"].nargs = (1, 1)
-KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (0, None),
-                                                    supported=False)
+_kw(_I, "use_vmac_addr", _h_flag("use_vmac_addr"), (0, 0))
+_kw(_I, "vrf", _i_vrf)
+KEYWORDS[_I]["lvs_sync_daemon_interface"] = Keyword("lvs_sync_daemon_interface", _i_lvs_sync_interface, (1, 1))
 
 
 def _i_mcast_dst_ip(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]) -> None:
@@ -4057,6 +4265,67 @@ def _u_status(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
             url.status_code.append((lo, _parse_int(hi_text, lo, 599) if hi_text else lo))
 
 
+def _c_tls_compliant(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> None:
+    if chk.kind != "SSL_GET":
+        p.warning(kw, "tls_compliant is a keyword of SSL_GET only (keepalived's HTTP_GET does not know it) - "
+                  "ignored")
+        return
+    _h_flag("tls_compliant")(p, chk, kw, args)
+
+
+def _u_regex(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    if url.regex is not None:
+        p.warning(kw, f"Duplicate regex specified - replacing {url.regex} with {args[0].text}")
+    url.regex = args[0].text
+
+
+# PCRE2 options (keepalived's names) and Python's re: a flag, a rule vrrpd applies itself, "" for options that
+# change nothing about whether a body matches, or None where re has no equivalent
+REGEX_OPTIONS: Dict[str, Any] = {
+    "caseless": re.IGNORECASE, "dotall": re.DOTALL, "multiline": re.MULTILINE, "extended": re.VERBOSE,
+    "utf": "utf", "ucp": "utf", "never_utf": "", "never_ucp": "", "firstline": "firstline",
+    "no_auto_capture": "", "no_auto_possess": "", "no_dotstar_anchor": "", "no_start_optimize": "",
+    "auto_callout": "", "use_offset_limit": "",
+    "ungreedy": None, "dollar_endonly": None, "dupnames": None, "allow_empty_class": None, "alt_bsux": None,
+    "match_unset_backref": None, "never_backslash_c": None, "alt_circumflex": None, "alt_verbnames": None,
+}
+
+
+def _u_regex_options(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    for a in args:
+        if a.text not in REGEX_OPTIONS:  # keepalived skips it without a word
+            p.warning(a, f"unknown regex option '{a.text}' (ignored)", " ".join(REGEX_OPTIONS))
+        elif REGEX_OPTIONS[a.text] is None:
+            p.warning(a, f"regex option {a.text}: Python's re has no equivalent; vrrpd matches without it")
+            url.regex_options.append(a.text)
+        else:
+            url.regex_options.append(a.text)
+
+
+def _u_regex_offset(attr: str) -> Handler:
+    def handler(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+        if not args[0].text.isdigit():
+            p.warning(args[0], f"Invalid {attr} {args[0].text} specified")
+            value = 0
+        else:
+            value = int(args[0].text)
+        setattr(url, attr, value if attr == "regex_min_offset" or value else None)
+    return handler
+
+
+def _u_regex_stack(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
+    """PCRE2's JIT stack for big matches: checked as keepalived checks it; Python's re needs no stack."""
+    start, top = args[0].text, args[1].text
+    if not start.isdigit():
+        p.warning(args[0], "regex_stack invalid start value")
+    elif not top.isdigit():
+        p.warning(args[1], "regex_stack invalid max value")
+    elif int(start) > int(top):
+        p.warning(kw, "regex stack start cannot exceed max value")
+    else:
+        url.regex_stack = (int(start), int(top))
+
+
 def _u_digest(p: _Parser, url: UrlCheck, kw: Token, args: List[Token]) -> None:
     text = args[0].text.lower()
     if not re.fullmatch(r"[0-9a-f]{32}", text):
@@ -4171,18 +4440,44 @@ _kw("HTTP_GET", "http_protocol", _h_str("http_protocol"))
 _kw("HTTP_GET", "virtualhost", _h_str("virtualhost"))
 _kw("HTTP_GET", "enable_sni", _h_flag("enable_sni"), (0, 1), accept=_is_bool_word)
 _kw("HTTP_GET", "sni_name", _h_str("sni_name"))
-_accept_only("HTTP_GET", "fast_recovery tls_compliant")
+_kw("HTTP_GET", "fast_recovery", _h_flag("fast_recovery"), (0, 1), accept=_is_bool_word)
+_kw("HTTP_GET", "tls_compliant", _c_tls_compliant, (0, 1), accept=_is_bool_word)
 _kw("url", "path", _h_str("path"))
 _kw("url", "digest", _u_digest)
 _kw("url", "status_code", _u_status, (1, None), accept=lambda t: t[:1].isdigit())
 _kw("url", "virtualhost", _h_str("virtualhost"))
-_accept_only("url", "regex regex_no_match regex_options regex_min_offset regex_max_offset regex_stack")
+_kw("url", "regex", _u_regex)
+_kw("url", "regex_no_match", _h_flag("regex_no_match"), (0, 0))
+_kw("url", "regex_options", _u_regex_options, (1, None))
+_kw("url", "regex_min_offset", _u_regex_offset("regex_min_offset"))
+_kw("url", "regex_max_offset", _u_regex_offset("regex_max_offset"))
+_kw("url", "regex_stack", _u_regex_stack, (2, 2))
+_kw("url", "tls_compliant", _h_flag("tls_compliant"), (0, 1), accept=_is_bool_word)
 _kw("MISC_CHECK", "misc_path", _h_cmd("misc_path"), (1, None))
 _kw("MISC_CHECK", "misc_timeout", _h_time("misc_timeout", 0.001, 86400))
 _kw("MISC_CHECK", "misc_dynamic", _h_flag("misc_dynamic"), (0, 1), accept=_is_bool_word)
 _kw("MISC_CHECK", "user", _s_user, (1, 2))
 _kw("SMTP_CHECK", "helo_name", _h_str("helo_name"))
-_accept_only("SMTP_CHECK", "host", (0, 0), "skip")
+
+
+def _c_smtp_host(p: _Parser, chk: Checker, kw: Token, args: List[Token]) -> Checker:
+    host = Checker(kind="SMTP_CHECK", line=kw.line)
+    chk.hosts.append(host)
+    return host
+
+
+_kw("SMTP_CHECK", "host", _c_smtp_host, (0, 0), "SMTP_CHECK host")
+_SH = "SMTP_CHECK host"
+BLOCK_TITLES[_SH] = "host (SMTP_CHECK)"
+for _name, _handler in (("connect_ip", _h_ip("connect_ip")), ("connect_port", _h_int("connect_port", 0, 65535)),
+                        ("bindto", _h_ip("bindto")), ("bind_port", _h_int("bind_port", 0, 65535)),
+                        ("bind_if", _c_bind_if), ("fwmark", _c_fwmark),
+                        ("connect_timeout", _h_time("connect_timeout", 0.001, 86400))):
+    _kw(_SH, _name, _handler)
+# keepalived's host block installs all the common checker keywords, but copies the SMTP_CHECK's own settings
+# over the checker it makes of the host: only the connection keywords above count
+_keepalived_ignores(_SH, "retry delay_before_retry warmup delay_loop alpha log_all_failures", "keepalived gives "
+                    "the host's checker the SMTP_CHECK's own setting", (0, 1))
 _kw("DNS_CHECK", "type", _c_dns_type)
 _kw("DNS_CHECK", "name", _h_str("dns_name"))
 
@@ -4319,6 +4614,24 @@ class _Validator:
             self.virtual_server(vs)
         self.track_groups()
         self.mail()
+        self.lvs_sync_daemon()
+
+    def lvs_sync_daemon(self) -> None:
+        """keepalived: the instance must exist (else the sync daemon is dropped); the sync id defaults to its VRID."""
+        sd = self.cfg.global_defs.lvs_sync_daemon
+        if sd is None:
+            return
+        if sd.instance is not None:
+            inst = next((i for i in self.cfg.vrrp_instances if i.name == sd.instance), None)
+            if inst is None:
+                self.warn(sd.file, sd.line, f"Unable to find vrrp instance {sd.instance} for lvs_syncd - clearing "
+                          "lvs_syncd config")
+                self.cfg.global_defs.lvs_sync_daemon = None
+                return
+            if sd.syncid is None:
+                sd.syncid = inst.virtual_router_id
+        elif sd.syncid is None:
+            sd.syncid = 0
 
     def bfd_instances(self) -> None:
         """keepalived's bfd_end_handler: a session needs a neighbour; (source, neighbour, multihop) is unique."""
@@ -4451,6 +4764,12 @@ class _Validator:
         else:
             self.names[inst.name] = inst
         interfaces = self.interfaces
+        if inst.vrf is not None and inst.interface is None:
+            # keepalived binds the sockets of an interface-less instance to the VRF device; its VIPs without
+            # `dev` go on default_interface. The VRF device stands in as the instance's interface
+            for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                vip.dev = vip.dev or g.default_interface
+            inst.interface = inst.vrf
         if inst.interface is None and inst.unicast_src_ip is None:
             self.err(f, ln, f"{label}: no 'interface'", "interface IFNAME")
         elif inst.interface is not None and interfaces is not None and inst.interface not in interfaces:
@@ -4772,7 +5091,10 @@ class _Validator:
         for rs in vs.real_servers:
             if not rs.weight_set:
                 rs.weight = vs.weight
+            self.smtp_hosts(vs, rs)
             for chk in list(rs.checkers):
+                for url in chk.urls:
+                    self.url_regex(vs, chk, url)
                 target = chk.connect_ip or rs.address
                 if (chk.kind in _CONNECTION_CHECKERS and target.version == 6 and target.is_link_local
                         and not chk.bind_if):
@@ -4789,6 +5111,47 @@ class _Validator:
                 elif chk.kind == "UDP_CHECK" and chk.min_reply_length > chk.max_reply_length:
                     self.warn(vs.file, chk.line, f"UDP_CHECK min_reply_length {chk.min_reply_length} > "
                               f"max_reply_length {chk.max_reply_length} - will always fail")
+
+    _CONNECTION = ("connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "fwmark", "connect_timeout")
+
+    def smtp_hosts(self, vs: VirtualServer, rs: RealServer) -> None:
+        """keepalived's smtp_check_end_handler: each deprecated `host` block of an SMTP_CHECK is one more SMTP_CHECK
+        with the host's connection settings and the rest of the SMTP_CHECK's; an SMTP_CHECK without connection
+        settings of its own takes the first host's instead."""
+        for chk in list(rs.checkers):
+            if not chk.hosts:
+                continue
+            self.warn(vs.file, chk.line, "The SMTP_CHECK host block is deprecated. Please define additional checkers.")
+            hosts, chk.hosts = chk.hosts, []
+            if all(getattr(chk, k) in (None, 0) for k in self._CONNECTION):
+                first = hosts.pop(0)
+                for k in self._CONNECTION:
+                    setattr(chk, k, getattr(first, k))
+            at = rs.checkers.index(chk)
+            for n, host in enumerate(hosts, 1):
+                rs.checkers.insert(at + n, dataclass_replace(chk, line=host.line, hosts=[],
+                                                             **{k: getattr(host, k) for k in self._CONNECTION}))
+
+    def url_regex(self, vs: VirtualServer, chk: Checker, url: UrlCheck) -> None:
+        """keepalived's url_check(): regex parameters without a regex are dropped, as are offsets that cannot both
+        hold; a regex that does not compile is dropped ("Invalid regex")."""
+        if url.regex is None:
+            if url.regex_options or url.regex_no_match or url.regex_min_offset or url.regex_max_offset is not None \
+                    or url.regex_stack:
+                self.warn(vs.file, chk.line, "regex parameters specified without regex")
+                url.regex_options, url.regex_no_match, url.regex_min_offset = [], False, 0
+                url.regex_max_offset = url.regex_stack = None
+            return
+        if url.regex_max_offset is not None and url.regex_min_offset > url.regex_max_offset:
+            self.warn(vs.file, chk.line, f"regex min offset {url.regex_min_offset} > regex_max_offset "
+                      f"{url.regex_max_offset} - ignoring")
+            url.regex_min_offset, url.regex_max_offset = 0, None
+        try:
+            url_pattern(url)
+        except re.error as exc:
+            self.warn(vs.file, chk.line, f"Invalid regex: '{url.regex}' at offset {exc.pos}: {exc.msg}",
+                      "Python's re reads it (most PCRE syntax is the same)")
+            url.regex = None
 
     def virtual_server(self, vs: VirtualServer) -> None:
         f, ln = vs.file, vs.line
@@ -5148,7 +5511,7 @@ def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
 
 def is_multicast(address: IPAddress) -> bool:
     """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
-    return int(address) >> 28 == 0xE if address.version == 4 else int(address) >> 120 == 0xFF
+    return int(address) >> 28 == 0xE if isinstance(address, ipaddress.IPv4Address) else int(address) >> 120 == 0xFF
 
 
 _IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
@@ -5460,7 +5823,7 @@ RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE = 1, 3, 4, 16
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_OPERSTATE = 1, 3, 4, 10, 16
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
 IFA_F_NODAD, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x02, 0x08, 0x40
 IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
@@ -5558,6 +5921,8 @@ class LinkInfo:
     flags: int
     mac: bytes = b""
     mtu: int = 0
+    master: int = 0  # IFLA_MASTER: the bridge, bond or VRF it is enslaved to
+    kind: str = ""  # IFLA_INFO_KIND: "vrf", "macvlan", "ipvlan", "veth"...
 
     @property
     def up(self) -> bool:
@@ -5587,7 +5952,10 @@ def parse_link(payload: bytes) -> LinkInfo:
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
     attrs = nla_parse(payload[IFINFOMSG.size:])
     mtu = struct.unpack("=I", attrs[IFLA_MTU])[0] if len(attrs.get(IFLA_MTU, b"")) == 4 else 0
-    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""), mtu)
+    master = struct.unpack("=I", attrs[IFLA_MASTER])[0] if len(attrs.get(IFLA_MASTER, b"")) == 4 else 0
+    kind = nla_str(nla_parse(attrs[IFLA_LINKINFO]).get(IFLA_INFO_KIND, b"")) if IFLA_LINKINFO in attrs else ""
+    return LinkInfo(index, nla_str(attrs.get(IFLA_IFNAME, b"")), flags, attrs.get(IFLA_ADDRESS, b""), mtu, master,
+                    kind)
 
 
 def parse_addr(payload: bytes) -> Optional[AddrInfo]:
@@ -6201,30 +6569,44 @@ def decode_bfd(data: bytes) -> BfdPacket:
 # -- strict mode firewall: the nftables ruleset -------------------------------------------------
 
 
-def nft_ruleset(vips: List[IPAddress], table: str = NFT_TABLE, priority: int = -1, counters: bool = False) -> str:
+def nft_ruleset(vips: List[Any], table: str = NFT_TABLE, priority: int = -1, counters: bool = False,
+                ifindex: bool = False) -> str:
     """The `nft -f -` input creating our table that drops traffic to no-accept VIPs.
 
     The sets hold every VIP of instances without `accept` that are not address owners. Packets
     only reach the input hook for an address the host holds, i.e. while the instance is MASTER,
     so one static set gives keepalived's behaviour without touching the firewall on transitions.
     Neighbour discovery stays allowed so IPv6 VIPs still resolve. `priority` is the chains' hook priority and
-    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters)."""
-    v4 = sorted({a for a in vips if a.version == 4})
-    v6 = sorted({a for a in vips if a.version == 6})
+    `counters` puts a counter on each drop rule (keepalived's nftables_priority and nftables_counters).
+
+    A link-local IPv6 VIP comes as (address, interface): the same address is another one on each link, so it is
+    matched with its interface, by name (keepalived's set vips_link_local_name) or, with `ifindex` (its
+    nftables_ifindex), by index (set vips_link_local)."""
+    v4 = sorted({a for a in vips if not isinstance(a, tuple) and a.version == 4})
+    v6 = sorted({a for a in vips if not isinstance(a, tuple) and a.version == 6})
+    local = sorted({a for a in vips if isinstance(a, tuple)}, key=lambda t: (t[1], t[0]))
 
     def elements(addrs: List[Any]) -> str:
         return f" elements = {{ {', '.join(str(a) for a in addrs)} }};" if addrs else ""
 
     nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
     drop = "counter drop" if counters else "drop"
+    set_name, if_type, iif, oif = (("vips_link_local", "iface_index", "iif", "oif") if ifindex else
+                                   ("vips_link_local_name", "ifname", "iifname", "oifname"))
+    lines_in = lines_out = local_set = ""
+    if local:
+        entries = ", ".join(f'{a} . "{ifname}"' for a, ifname in local)
+        local_set = f"  set {set_name} {{ type ipv6_addr . {if_type}; elements = {{ {entries} }}; }}\n"
+        lines_in = f"    ip6 daddr . {iif} @{set_name} {drop}\n"
+        lines_out = f"    ip6 saddr . {oif} @{set_name} {drop}\n"
     return (
         f"table inet {table} {{\n"
         f"  set vips4 {{ type ipv4_addr;{elements(v4)} }}\n"
-        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n"
+        f"  set vips6 {{ type ipv6_addr;{elements(v6)} }}\n{local_set}"
         f"  chain in {{\n    type filter hook input priority {priority}; policy accept;\n"
-        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n  }}\n"
+        f"    {nd}\n    ip daddr @vips4 {drop}\n    ip6 daddr @vips6 {drop}\n{lines_in}  }}\n"
         f"  chain out {{\n    type filter hook output priority {priority}; policy accept;\n"
-        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n  }}\n"
+        f"    {nd}\n    ip saddr @vips4 {drop}\n    ip6 saddr @vips6 {drop}\n{lines_out}  }}\n"
         f"}}\n"
     )
 
@@ -6246,16 +6628,60 @@ def vmac_ifname(vrid: int, name: Optional[str] = None, prefix: str = "vrrp") -> 
     return name or f"{prefix}.{vrid}"
 
 
+def addr_vmac_wanted(inst: VrrpInstance, vip: VirtualIP, family: int) -> bool:
+    """Whether keepalived puts this VIP/eVIP on a VMAC of its own (vrrp_complete_instance): with the VIP's
+    `use_vmac`, unless the instance's own VMAC already carries it; with the instance's use_vmac_addr, when the
+    VIP is on another interface or of the other family."""
+    elsewhere = vip.dev is not None and vip.dev != inst.interface
+    other_family = vip.address.version != family
+    if vip.use_vmac:
+        return elsewhere or other_family or not inst.use_vmac
+    return inst.use_vmac_addr and (elsewhere or other_family)
+
+
+def addr_vmac_name(prefix: str, vrid: int, family: int, taken: Callable[[str], bool]) -> str:
+    """keepalived's create_vmac_name: PREFIX.VRID, else (IPv6) PREFIX6.VRID, else PREFIX1.VRID, PREFIX2.VRID...
+    (IPv6 skips 6), the first that `taken` says is free; the prefix is cut to fit IFNAMSIZ."""
+    def fit(num: str) -> str:
+        tail = f"{num}.{vrid}"
+        return prefix[:15 - len(tail)] + tail
+
+    order = ([6] if family == 6 else []) + [n for n in range(1, 100) if not (family == 6 and n == 6)]
+    for candidate in [fit("")] + [fit(str(n)) for n in order]:
+        if not taken(candidate):
+            return candidate
+    raise VrrpdError(f"no free VMAC name for VRID {vrid}")
+
+
 def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
 
-def macvlan_link_payload(name: str, base_ifindex: int, mac: bytes) -> bytes:
-    """RTM_NEWLINK payload creating macvlan `name` (mode private, address `mac`) on base_ifindex, down."""
+def macvlan_link_payload(name: str, base_ifindex: int, mac: bytes, master: int = 0) -> bytes:
+    """RTM_NEWLINK payload creating macvlan `name` (mode private, address `mac`) on base_ifindex, down; enslaved
+    to VRF `master` when the base is (keepalived: "this interface should be as well")."""
     info = nla_pack(IFLA_INFO_KIND, b"macvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED,
                                                   nla_pack(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODE_PRIVATE)))
     attrs = (nla_pack_str(IFLA_IFNAME, name) + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
              + nla_pack(IFLA_ADDRESS, mac) + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
+    if master:
+        attrs += nla_pack(IFLA_MASTER, struct.pack("=I", master))
+    return ifinfomsg() + attrs
+
+
+IFLA_IPVLAN_MODE, IFLA_IPVLAN_FLAGS, IPVLAN_MODE_L2 = 1, 2, 0
+
+
+def ipvlan_link_payload(name: str, base_ifindex: int, flags: int = 0, master: int = 0) -> bytes:
+    """RTM_NEWLINK payload creating L2 ipvlan `name` on base_ifindex (keepalived's netlink_link_add_ipvlan):
+    the base's MAC, IFLA_IPVLAN_FLAGS bridge (0) / private (1) / vepa (2), enslaved to VRF `master` if given."""
+    data = nla_pack(IFLA_IPVLAN_MODE, struct.pack("=H", IPVLAN_MODE_L2)) + nla_pack(IFLA_IPVLAN_FLAGS,
+                                                                                      struct.pack("=H", flags))
+    info = nla_pack(IFLA_INFO_KIND, b"ipvlan") + nla_pack(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    attrs = (nla_pack_str(IFLA_IFNAME, name) + nla_pack(IFLA_LINK, struct.pack("=I", base_ifindex))
+             + nla_pack(IFLA_LINKINFO | NLA_F_NESTED, info))
+    if master:
+        attrs += nla_pack(IFLA_MASTER, struct.pack("=I", master))
     return ifinfomsg() + attrs
 
 
@@ -7358,6 +7784,50 @@ class _FileWatch:
         return True
 
 
+class ProcEvents:
+    """The kernel's process events (the netlink proc connector, keepalived's track_process source): a fork, exec,
+    exit or comm change makes the TrackerRunner count the processes again at once instead of at its next /proc
+    scan. The kernel offers it only in the initial network namespace (ECONNREFUSED elsewhere), so open() gives
+    None there and the scans alone count. `rcvbuf` is process_monitor_rcv_bufs (with _force: SO_RCVBUFFORCE)."""
+
+    NETLINK_CONNECTOR, CN_IDX_PROC, CN_VAL_PROC, PROC_CN_MCAST_LISTEN = 11, 1, 1, 1
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    @classmethod
+    def open(cls, rcvbuf: int = 0, force: bool = False) -> Optional[ProcEvents]:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, cls.NETLINK_CONNECTOR)
+        except OSError:
+            return None
+        try:
+            set_netlink_rcvbuf(sock, rcvbuf, force, "process monitor")
+            sock.bind((0, cls.CN_IDX_PROC))
+            op = struct.pack("=I", cls.PROC_CN_MCAST_LISTEN)
+            cn_msg = struct.pack("=IIIIHH", cls.CN_IDX_PROC, cls.CN_VAL_PROC, 0, 0, len(op), 0) + op
+            sock.send(nlmsg_pack(NLMSG_DONE, 0, 0, cn_msg))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            return None
+        return cls(sock)
+
+    def drain(self) -> None:
+        """Read and discard what is queued (the runner counts from /proc; ENOBUFS only means events were lost)."""
+        for _ in range(1024):
+            try:
+                if not self.sock.recv(65536):
+                    return
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Inotify:
     """Watches directories with inotify(7) (through ctypes and the C library already loaded), so a
     track_file change is seen at once, as keepalived sees it; open() gives None where unavailable."""
@@ -7447,6 +7917,8 @@ class TrackerRunner:
         self._file_timer: Optional[Timer] = None
         self._process_timer: Optional[Timer] = None
         self._inotify: Optional[Inotify] = None
+        self._proc_events: Optional[ProcEvents] = None
+        self._proc_rescan: Optional[Timer] = None
         self.scripts: Dict[str, _ScriptRunner] = {}
         self.files: Dict[str, _FileWatch] = {}
         self.processes: Dict[str, ProcessQuorum] = {}
@@ -7522,6 +7994,11 @@ class TrackerRunner:
             watch.read()
         if self.processes:
             self._scan(initial=True)
+            if self._proc_events is None:
+                g = self.config.global_defs
+                self._proc_events = ProcEvents.open(g.process_monitor_rcv_bufs, g.process_monitor_rcv_bufs_force)
+                if self._proc_events is not None:
+                    self.loop.add_reader(self._proc_events.sock, self._on_proc_events)
         if self.files:
             self._file_timer = self.loop.call_later(self.file_poll_interval, self._poll_files)
             self._inotify = Inotify.open()
@@ -7539,6 +8016,13 @@ class TrackerRunner:
             self.loop.remove_reader(self._inotify.fd)
             self._inotify.close()
             self._inotify = None
+        if self._proc_events is not None:
+            self.loop.remove_reader(self._proc_events.sock)
+            self._proc_events.close()
+            self._proc_events = None
+        if self._proc_rescan is not None:
+            self._proc_rescan.cancel()
+            self._proc_rescan = None
 
     def stop(self) -> None:
         self._started = False
@@ -7599,6 +8083,19 @@ class TrackerRunner:
                 changed = True
         if changed:
             self._changed()
+
+    def _on_proc_events(self) -> None:
+        """Processes started or ended: count again soon (a burst of fork, exec and exit events is one count)."""
+        if self._proc_events is not None:
+            self._proc_events.drain()
+        if self._proc_rescan is None and self._started and self.processes:
+            self._proc_rescan = self.loop.call_later(0.02, self._rescan_now)
+
+    def _rescan_now(self) -> None:
+        self._proc_rescan = None
+        if self._process_timer is not None:
+            self._process_timer.cancel()  # _scan() arms the next one: one chain of scans
+        self._scan()
 
     def _scan(self, initial: bool = False) -> None:
         now = self.loop.time()
@@ -7821,6 +8318,44 @@ def misc_check_result(returncode: Optional[int], timed_out: bool, dynamic: bool)
     return False, None
 
 
+_URL_PATTERNS: Dict[Tuple[str, Tuple[str, ...]], Any] = {}
+
+
+def url_pattern(url: UrlCheck) -> Any:
+    """The url's regex compiled with its options (cached); re.error if it does not compile."""
+    key = (url.regex or "", tuple(url.regex_options))
+    pattern = _URL_PATTERNS.get(key)
+    if pattern is None:
+        flags = 0
+        for name in url.regex_options:
+            if isinstance(REGEX_OPTIONS.get(name), int):
+                flags |= REGEX_OPTIONS[name]
+        text = key[0] if "utf" in [REGEX_OPTIONS.get(n) for n in url.regex_options] else key[0].encode()
+        if isinstance(text, str) and ("never_ucp" in url.regex_options or "ucp" not in url.regex_options):
+            flags |= re.ASCII  # PCRE2's utf without ucp: \w, \d and caseless stay ASCII
+        pattern = _URL_PATTERNS[key] = re.compile(text, flags)
+    return pattern
+
+
+def url_regex_matches(url: UrlCheck, body: bytes) -> bool:
+    """Whether the body matches the url's regex with a match starting within [regex_min_offset, regex_max_offset]
+    (firstline: at or before the first newline), as keepalived's check_regex() decides."""
+    pattern = url_pattern(url)
+    subject: Any = body
+    if isinstance(pattern.pattern, str):
+        try:
+            subject = body.decode("utf-8")
+        except UnicodeDecodeError:  # PCRE2 with utf reports a UTF error: no match
+            return False
+    last = url.regex_max_offset
+    if "firstline" in url.regex_options:
+        newline = subject.find("\n" if isinstance(subject, str) else b"\n")
+        if newline >= 0:
+            last = newline if last is None else min(last, newline)
+    found = pattern.search(subject, url.regex_min_offset)
+    return found is not None and (last is None or found.start() <= last)
+
+
 def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
     """Judge an HTTP response against a `url` block: status in range (200-299 by default) and digest."""
     head, sep, body = response.partition(b"\r\n\r\n")
@@ -7839,6 +8374,8 @@ def http_response_ok(response: bytes, url: UrlCheck) -> Tuple[bool, str]:
         got = hashlib.md5(body).hexdigest()
         if got != url.digest.lower():
             return False, f"MD5 digest error, expected {url.digest.lower()}, got {got}"
+    if url.regex is not None and url_regex_matches(url, body) == url.regex_no_match:
+        return False, "Regex match failed"
     return True, ""
 
 
@@ -7931,7 +8468,6 @@ class BfdSession:
         self.tx_timer: Optional[float] = None
         self.detect_timer: Optional[float] = None
         self.received = 0
-        self.up_since: Optional[float] = None
 
     # -- the numbers of section 6.8 -----------------------------------------------------------
     @property
@@ -8028,13 +8564,8 @@ class BfdSession:
     def _set_state(self, now: float, new: BfdState, diag: int, peer_admin_down: bool = False) -> List[BfdAction]:
         old = self.state
         self.state, self.local_diag = new, diag
-        if new == BfdState.Up:
-            self.up_since = now
-            # our DesiredMinTxInterval changes from the slow rate: a Poll Sequence announces it (section 6.8.3)
-            self.polling = self.min_tx != self.idle_tx
-        else:
-            self.up_since = None
-            self.polling = False
+        # Up: our DesiredMinTxInterval changes from the slow rate, a Poll Sequence announces it (section 6.8.3)
+        self.polling = new == BfdState.Up and self.min_tx != self.idle_tx
         return [BfdStateChange(old, new, diag, peer_admin_down)]
 
     def _packet(self, final: bool = False) -> BfdPacket:
@@ -8307,8 +8838,13 @@ class Rtnetlink(NetlinkSocket):
             raise
         return True
 
-    def new_macvlan(self, name: str, base_ifindex: int, mac: bytes) -> None:
-        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, macvlan_link_payload(name, base_ifindex, mac))
+    def new_macvlan(self, name: str, base_ifindex: int, mac: bytes, master: int = 0) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                     macvlan_link_payload(name, base_ifindex, mac, master))
+
+    def new_ipvlan(self, name: str, base_ifindex: int, flags: int = 0, master: int = 0) -> None:
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                     ipvlan_link_payload(name, base_ifindex, flags, master))
 
     def set_addrgenmode(self, ifindex: int, mode: int = IN6_ADDR_GEN_MODE_RANDOM) -> None:
         self.request(RTM_NEWLINK, NLM_F_ACK, addrgenmode_payload(ifindex, mode))
@@ -8525,8 +9061,8 @@ class Kernel:
     def vmacs(self, rtnl: Rtnetlink) -> VmacManager:
         return VmacManager(rtnl)
 
-    def firewall(self, table: str, priority: int = -1, counters: bool = False) -> StrictFirewall:
-        return StrictFirewall(table, priority, counters)
+    def firewall(self, table: str, priority: int = -1, counters: bool = False, ifindex: bool = False) -> StrictFirewall:
+        return StrictFirewall(table, priority, counters, ifindex)
 
     IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
 
@@ -8554,7 +9090,12 @@ CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 3, 1, 2
 IPVS_GENL_NAME, IPVS_GENL_VERSION = "IPVS", 1
 (IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE,
  IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST) = range(1, 9)
-IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 12, 17
+IPVS_CMD_NEW_DAEMON, IPVS_CMD_DEL_DAEMON, IPVS_CMD_GET_DAEMON, IPVS_CMD_SET_CONFIG, IPVS_CMD_FLUSH = 9, 10, 11, 12, 17
+IPVS_CMD_ATTR_DAEMON = 3
+(IPVS_DAEMON_ATTR_STATE, IPVS_DAEMON_ATTR_MCAST_IFN, IPVS_DAEMON_ATTR_SYNC_ID, IPVS_DAEMON_ATTR_SYNC_MAXLEN,
+ IPVS_DAEMON_ATTR_MCAST_GROUP, IPVS_DAEMON_ATTR_MCAST_GROUP6, IPVS_DAEMON_ATTR_MCAST_PORT,
+ IPVS_DAEMON_ATTR_MCAST_TTL) = range(1, 9)
+IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP = 1, 2
 IPVS_CMD_ATTR_TIMEOUT = {"tcp": 4, "tcpfin": 5, "udp": 6}
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 (IPVS_SVC_ATTR_AF, IPVS_SVC_ATTR_PROTOCOL, IPVS_SVC_ATTR_ADDR, IPVS_SVC_ATTR_PORT, IPVS_SVC_ATTR_FWMARK,
@@ -8673,6 +9214,24 @@ def ipvs_dest_attr(dest: IpvsDest, full: bool = True) -> bytes:
     return nla_pack(IPVS_CMD_ATTR_DEST | NLA_F_NESTED, body)
 
 
+def ipvs_daemon_attr(state: int, sd: Optional[LvsSyncDaemon] = None) -> bytes:
+    """IPVS_CMD_ATTR_DAEMON: the state alone (DEL_DAEMON), or everything NEW_DAEMON takes (libipvs's order)."""
+    body = nla_pack(IPVS_DAEMON_ATTR_STATE, struct.pack("=I", state))
+    if sd is not None:
+        body += nla_pack_str(IPVS_DAEMON_ATTR_MCAST_IFN, sd.ifname)
+        body += nla_pack(IPVS_DAEMON_ATTR_SYNC_ID, struct.pack("=I", sd.syncid or 0))
+        if sd.maxlen:
+            body += nla_pack(IPVS_DAEMON_ATTR_SYNC_MAXLEN, struct.pack("=H", sd.maxlen))
+        if sd.port:
+            body += nla_pack(IPVS_DAEMON_ATTR_MCAST_PORT, struct.pack("=H", sd.port))
+        if sd.ttl:
+            body += nla_pack(IPVS_DAEMON_ATTR_MCAST_TTL, struct.pack("=B", sd.ttl))
+        if sd.group is not None:
+            kind = IPVS_DAEMON_ATTR_MCAST_GROUP6 if sd.group.version == 6 else IPVS_DAEMON_ATTR_MCAST_GROUP
+            body += nla_pack(kind, sd.group.packed)
+    return nla_pack(IPVS_CMD_ATTR_DAEMON | NLA_F_NESTED, body)
+
+
 def ipvs_timeouts_attrs(timeouts: Dict[str, int]) -> bytes:
     """IPVS_CMD_SET_CONFIG attributes for `lvs_timeouts` (tcp, tcpfin, udp seconds; the others are kept)."""
     return b"".join(nla_pack(IPVS_CMD_ATTR_TIMEOUT[name], struct.pack("=I", value))
@@ -8738,10 +9297,32 @@ def _ipvs_parse_dest(nested: bytes, af: int) -> IpvsDest:
 
 
 class IpvsNetlink(NetlinkSocket):
-    """Generic netlink requests to the kernel's IPVS family."""
+    """Generic netlink requests to the kernel's IPVS family; with `netns`, the IPVS of that named network namespace
+    ("" the init namespace's): the socket is made there (setns and back, this thread only) and stays there."""
 
-    def __init__(self) -> None:
-        super().__init__(NETLINK_GENERIC, timeout=5.0)
+    def __init__(self, netns: Optional[str] = None) -> None:
+        if netns is None:
+            super().__init__(NETLINK_GENERIC, timeout=5.0)
+        else:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                target = os.open(f"/run/netns/{netns}" if netns else "/proc/1/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if libc.setns(target, 0x40000000) != 0:  # CLONE_NEWNET
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"net_namespace_ipvs {netns}: {os.strerror(err)}")
+                finally:
+                    os.close(target)
+                try:
+                    super().__init__(NETLINK_GENERIC, timeout=5.0)
+                finally:
+                    if libc.setns(home, 0x40000000) != 0:  # never go on in the wrong namespace
+                        raise SystemExit(f"cannot return from the IPVS network namespace {netns}")
+            finally:
+                os.close(home)
         try:
             replies = self._genl(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
                                  nla_pack_str(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME), version=1)
@@ -8787,6 +9368,12 @@ class IpvsNetlink(NetlinkSocket):
     def del_dest(self, key: IpvsServiceKey, dest: IpvsDest) -> None:
         self.genl_request(IPVS_CMD_DEL_DEST, ipvs_service_attr(key) + ipvs_dest_attr(dest, full=False))
 
+    def new_daemon(self, state: int, sd: LvsSyncDaemon) -> None:
+        self.genl_request(IPVS_CMD_NEW_DAEMON, ipvs_daemon_attr(state, sd))
+
+    def del_daemon(self, state: int) -> None:
+        self.genl_request(IPVS_CMD_DEL_DAEMON, ipvs_daemon_attr(state))
+
 
 def _vs_name(vs: VirtualServer) -> str:
     return format_virtual_server(vs)
@@ -8806,13 +9393,68 @@ def _rs_name(vs: VirtualServer, key: Tuple[IPAddress, int]) -> str:
     return f"[{key[0]}]:{vs.protocol.lower()}:{key[1]}"
 
 
+def nft_ipvs_marks(config: Config) -> Dict[Tuple[str, str], int]:
+    """nftables_ipvs: the fwmark of each (group, protocol) whose virtual servers use one, numbered from
+    nftables_ipvs_start_fwmark in the order of the configuration (keepalived's get_next_fwmark); a group with a
+    fwmark entry of its own keeps its addresses as services."""
+    g = config.global_defs
+    marks: Dict[Tuple[str, str], int] = {}
+    if g.nftables_ipvs is None:
+        return marks
+    for vs in config.virtual_servers:
+        group = config.virtual_server_groups.get(vs.group or "")
+        if group is None or any(e.fwmark for e in group.entries) or not group.entries:
+            continue
+        key = (group.name, vs.protocol.upper())
+        if key not in marks:
+            marks[key] = g.nftables_ipvs_start_fwmark + len(marks)
+    return marks
+
+
+def nft_ipvs_ruleset(config: Config) -> str:
+    """The `nft -f -` input of nftables_ipvs: per family a table with a map per protocol from (address range .
+    port) to the fwmark, and an input chain (before IPVS) that sets the mark from it, as keepalived's
+    setup_rule_set_mark(). "" when no group uses it."""
+    g = config.global_defs
+    marks = nft_ipvs_marks(config)
+    elements: Dict[Tuple[int, str], List[str]] = {}
+    for (name, proto), mark in marks.items():
+        vs = next(v for v in config.virtual_servers if v.group == name and v.protocol.upper() == proto)
+        for e in config.virtual_server_groups[name].entries:
+            if e.first is None:
+                continue
+            port = e.port if e.port is not None else (vs.port or 0)
+            span = str(e.first) if e.last in (None, e.first) else f"{e.first}-{e.last}"
+            elements.setdefault((e.family, proto.lower()), []).append(f"{span} . {port} : {mark}")
+    out = []
+    for family, ip, addr_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+        protos = sorted(p for f, p in elements if f == family)
+        if not protos:
+            continue
+        out.append(f"table {ip} {g.nftables_ipvs} {{")
+        for proto in protos:
+            out.append(f"  map {proto}_map {{\n    type {addr_type} . inet_service : mark\n    flags interval\n"
+                       f"    elements = {{ {', '.join(elements[(family, proto)])} }}\n  }}")
+        out.append(f"  chain in {{\n    type filter hook input priority {g.nftables_ipvs_priority}; policy accept;")
+        for proto in protos:
+            out.append(f"    meta l4proto {proto} meta mark set {ip} daddr . {proto} dport map @{proto}_map counter "
+                       "return")
+        out.append("  }\n}")
+    return "\n".join(out) + "\n" if out else ""
+
+
 def lvs_service_keys(vs: VirtualServer, config: Config) -> List[IpvsServiceKey]:
-    """The kernel services one virtual_server stands for (a group gives one per address or fwmark)."""
+    """The kernel services one virtual_server stands for (a group gives one per address or fwmark; with
+    nftables_ipvs, one fwmark for all its addresses)."""
     proto = IPVS_PROTOCOLS.get(vs.protocol.upper(), socket.IPPROTO_TCP)
 
     def af_of(version: int) -> int:
         return socket.AF_INET6 if version == 6 else socket.AF_INET
 
+    mark = nft_ipvs_marks(config).get((vs.group or "", vs.protocol.upper())) if vs.group else None
+    if mark is not None:
+        group = config.virtual_server_groups[vs.group or ""]
+        return [IpvsServiceKey(af_of(v), fwmark=mark) for v in sorted({e.family for e in group.entries})]
     if vs.fwmark:
         return [IpvsServiceKey(af_of(vs.family), fwmark=vs.fwmark)]
     if vs.address is not None:
@@ -9109,11 +9751,10 @@ class _HttpCheck(_CheckRunner):
         self._connect(self._tls_start if self.chk.kind == "SSL_GET" else self._send)
 
     def _tls_start(self) -> None:
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = self.manager.ssl_context()
+        if ctx is None:
+            self._done(False, f"SSL_CHECK on {self.name}: Error Initialize SSL, ctx Instance")
+            return
         sni = (self.chk.sni_name or self.url.virtualhost or self.chk.virtualhost or self.rs.virtualhost
                or self.vs.virtualhost) if self.chk.enable_sni else None
         assert self.sock is not None
@@ -9189,6 +9830,11 @@ class _HttpCheck(_CheckRunner):
             self.response += data
             if len(self.response) > 16 << 20:
                 break
+        if self.chk.kind == "SSL_GET" and (self.chk.tls_compliant or self.url.tls_compliant):
+            try:  # close_notify, as keepalived's SSL_shutdown() without quiet shutdown; not waiting for the peer's
+                self.sock.unwrap()  # type: ignore[attr-defined]
+            except (OSError, ValueError):
+                pass
         ok, why = http_response_ok(bytes(self.response), self.url)
         if not ok:
             self._done(False, f"HTTP {why} to {self.name} url({self.url.path}).")
@@ -9528,6 +10174,43 @@ class LvsManager:
         self.spread = 0.0  # golden-ratio sequence of first-check offsets
         # BFD_CHECK: is a bfd_instance's session Up (for checkers); the Daemon connects it to TrackerRunner
         self.bfd_up: Callable[[str], bool] = lambda name: False
+        # lvs_sync_daemon: the kernel's sync daemon states running (IP_VS_STATE_*), the VRRP states heard
+        self.syncd: Optional[LvsSyncDaemon] = None
+        self.syncd_states: set = set()
+        self.syncd_nl: Optional[IpvsNetlink] = None
+        self.vrrp_states: Dict[str, State] = {}
+        self._ssl_ctx: Any = None  # SSL_GET's context once made (False: it could not be)
+        self.nft_ipvs_tables: List[str] = []  # "ip NAME" / "ip6 NAME": the nftables_ipvs tables we made
+
+    def ssl_context(self) -> Any:
+        """The one client SSL context of SSL_GET (keepalived's build_ssl_ctx): the `SSL` block's certificate and key
+        (with its password) and CA; no verification, as keepalived sets no verify mode. None if it cannot be made
+        (logged once, as keepalived's "SSL error" lines)."""
+        if self._ssl_ctx is not None:
+            return self._ssl_ctx or None
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conf = self.config.ssl
+        step = ""
+        try:
+            if conf is not None and conf.certificate:
+                step = "certificate"
+                ctx.load_cert_chain(conf.certificate, conf.key or None, conf.password)
+            elif conf is not None and conf.key:
+                log.warning("SSL: key without certificate - not used")
+            if conf is not None and conf.ca:
+                step = "CA"
+                ctx.load_verify_locations(conf.ca)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.error("SSL error : Cant load %s file... (%s)", step, exc)
+            log.error("Error Initialize SSL, ctx Instance")
+            self._ssl_ctx = False
+            return None
+        self._ssl_ctx = ctx
+        return ctx
 
     def bfd_event(self, name: str, up: bool) -> None:
         """A BFD session changed: its BFD_CHECK checkers decide again now."""
@@ -9538,11 +10221,12 @@ class LvsManager:
                         check.bfd_event()
 
     def start(self) -> None:
+        self._syncd_configure(self.config.global_defs.lvs_sync_daemon)
         if not self.config.virtual_servers:
             return
         try:
             if self.nl is None:
-                self.nl = IpvsNetlink()
+                self.nl = IpvsNetlink(self.config.global_defs.net_namespace_ipvs)
             self.kernel = {svc.key: svc for svc in self.nl.services()}
         except (OSError, VrrpdError) as exc:
             self.error = f"the kernel has no IPVS (is the ip_vs module available?): {exc}"
@@ -9557,12 +10241,18 @@ class LvsManager:
         if self.config.global_defs.lvs_timeouts:
             self._call(self.nl.genl_request, IPVS_CMD_SET_CONFIG,
                        ipvs_timeouts_attrs(self.config.global_defs.lvs_timeouts))
+        self._nft_ipvs(self.config)
         self._apply(self.config)
 
     def stop(self) -> None:
         for vsr in list(self.vs.values()):
             self._remove_vs(vsr, shutdown=True)
         self.vs = {}
+        self._nft_ipvs(None)
+        self._syncd_configure(None)
+        if self.syncd_nl is not None:
+            self.syncd_nl.close()
+            self.syncd_nl = None
         if self.nl is not None:
             if self.config.global_defs.lvs_flush_on_stop:
                 self._call(self.nl.genl_request, IPVS_CMD_FLUSH, b"")
@@ -9570,7 +10260,13 @@ class LvsManager:
             self.nl = None
 
     def reload(self, config: Config) -> None:
+        before = self.config.global_defs.net_namespace_ipvs
+        if config.global_defs.net_namespace_ipvs != before:
+            log.info("Cannot change IPVS network namespace at a reload - please restart %s", PROG)
+            config.global_defs.net_namespace_ipvs = before
         self.config = config
+        self._ssl_ctx = None  # the SSL block may have changed: made again at the next SSL_GET
+        self._syncd_configure(config.global_defs.lvs_sync_daemon)
         if self.nl is None:
             self.error = None
             self.start()
@@ -9579,6 +10275,7 @@ class LvsManager:
             self.kernel = {svc.key: svc for svc in self.nl.services()}
         except (OSError, VrrpdError) as exc:
             log.error("LVS: reading the kernel's IPVS table failed: %s", exc)
+        self._nft_ipvs(config)
         self._apply(config)
 
     def status(self) -> Dict[str, Any]:
@@ -9593,6 +10290,90 @@ class LvsManager:
                                                for c in r.checkers]} for k, r in vsr.rs.items()],
             })
         return out
+
+    # -- nftables_ipvs: the table that marks a group's traffic for its fwmark service ---------------
+    def _nft_ipvs(self, config: Optional[Config]) -> None:
+        """Replace our nftables_ipvs tables by what `config` asks (None: remove them), in one nft transaction."""
+        ruleset = nft_ipvs_ruleset(config) if config is not None else ""
+        old = self.nft_ipvs_tables
+        new = sorted({line.split()[1] + " " + line.split()[2] for line in ruleset.splitlines()
+                      if line.startswith("table ")})
+        if not ruleset and not old:
+            return
+        script = "".join(f"add table {t}\ndelete table {t}\n" for t in sorted(set(old) | set(new))) + ruleset
+        try:
+            result = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=10,
+                                    check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.error("nftables_ipvs: cannot run nft (%s); the groups' fwmark services get no traffic", exc)
+            return
+        if result.returncode != 0:
+            log.error("nftables_ipvs: nft refused the ruleset: %s", result.stderr.strip())
+            return
+        self.nft_ipvs_tables = new
+
+    # -- the IPVS connection sync daemon (keepalived's ipvs_syncd_cmd) ---------------------------
+    def vrrp_state(self, name: str, state: State) -> None:
+        """A VRRP instance entered `state`. The sync daemon of `lvs_sync_daemon IF inst NAME` follows it: the
+        master daemon while NAME is MASTER, the backup daemon otherwise (keepalived's vrrp_state_become_master and
+        vrrp_state_leave_master); at STOP it stops."""
+        self.vrrp_states[name] = state
+        if self.syncd is not None and self.syncd.instance == name:
+            self._syncd_run(self._syncd_wanted())
+
+    def _syncd_wanted(self) -> set:
+        sd = self.syncd
+        if sd is None:
+            return set()
+        if sd.instance is None:  # no instance: the checker process runs both, all the time
+            return {IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP}
+        state = self.vrrp_states.get(sd.instance)
+        if state is None or state == State.STOP:
+            return set()
+        return {IP_VS_STATE_MASTER if state == State.MASTER else IP_VS_STATE_BACKUP}
+
+    def _syncd_configure(self, sd: Optional[LvsSyncDaemon]) -> None:
+        """Start, change or stop the sync daemon as the configuration says (a reload that changes it restarts it)."""
+        def where_from_left_out(x: Optional[LvsSyncDaemon]) -> Any:
+            return None if x is None else dataclass_replace(x, file="", line=0)
+        if where_from_left_out(sd) != where_from_left_out(self.syncd):
+            self._syncd_run(set())
+        self.syncd = sd
+        self._syncd_run(self._syncd_wanted())
+
+    def _syncd_run(self, wanted: set) -> None:
+        if wanted == self.syncd_states:
+            return
+        nl = self.nl or self.syncd_nl
+        if nl is None:
+            try:
+                nl = self.syncd_nl = IpvsNetlink(self.config.global_defs.net_namespace_ipvs)
+            except (OSError, VrrpdError) as exc:
+                log.error("LVS: the sync daemon cannot be started: the kernel has no IPVS (%s)", exc)
+                self.syncd_states = set(wanted)  # said once
+                return
+        names = {IP_VS_STATE_MASTER: "master", IP_VS_STATE_BACKUP: "backup"}
+        for state in sorted(self.syncd_states - wanted):
+            try:
+                nl.del_daemon(state)
+                log.info("LVS: stopped the %s sync daemon", names[state])
+            except (OSError, VrrpdError) as exc:
+                log.info("IPVS cmd stop daemon (%s) error: %s", names[state], exc)
+        for state in sorted(wanted - self.syncd_states):
+            sd = self.syncd
+            assert sd is not None
+            try:
+                nl.new_daemon(state, sd)
+                log.info("LVS: started the %s sync daemon on %s, syncid %d", names[state], sd.ifname, sd.syncid or 0)
+            except NetlinkError as exc:
+                if exc.errno != errno.EEXIST:
+                    log.error("IPVS cmd start daemon (%s) error: %s", names[state], exc)
+                    continue
+                log.info("LVS: the %s sync daemon was already running", names[state])
+            except (OSError, VrrpdError) as exc:
+                log.error("IPVS cmd start daemon (%s) error: %s", names[state], exc)
+                continue
+        self.syncd_states = set(wanted)
 
     # -- reconciliation ----------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
@@ -9733,10 +10514,16 @@ class LvsManager:
             have = vsr.programmed.get(skey)
             if have is None:
                 continue
-            for dkey in [k for k in have if k not in want]:
+            # keepalived's ipvs_cmd: a DR or TUN destination takes the service's port (0 for a fwmark service)
+            here: Dict[Tuple[IPAddress, int], IpvsDest] = {}
+            for dest in want.values():
+                if dest.fwd_method != LbKind.NAT.value:
+                    dest = dataclass_replace(dest, port=0 if skey.fwmark else skey.port)
+                here[(dest.addr, dest.port)] = dest
+            for dkey in [k for k in have if k not in here]:
                 if self._call(self.nl.del_dest, skey, have[dkey]):
                     del have[dkey]
-            for dkey, dest in want.items():
+            for dkey, dest in here.items():
                 if dkey not in have:
                     if self._call(self.nl.new_dest, skey, dest):
                         have[dkey] = dest
@@ -9819,12 +10606,15 @@ def instance_accepts(inst: VrrpInstance, global_defs: GlobalDefs) -> bool:
     return not strict
 
 
-def no_accept_vips(config: Config) -> List[IPAddress]:
-    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them."""
-    vips: List[IPAddress] = []
+def no_accept_vips(config: Config) -> List[Any]:
+    """Every VIP (and excluded VIP) of the instances that must not accept traffic to them; a link-local IPv6 one
+    as (address, its interface)."""
+    vips: List[Any] = []
     for inst in config.vrrp_instances:
         if not instance_accepts(inst, config.global_defs):
-            vips += [v.address.ip for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded]
+            for v in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                ip = v.address.ip
+                vips.append((ip, v.dev or inst.interface or "") if ip.version == 6 and ip.is_link_local else ip)
     return vips
 
 
@@ -9856,9 +10646,12 @@ def nft_table_exists(table: str) -> Optional[bool]:
 class StrictFirewall:
     """Our nftables table (`inet vrrpd`) for no_accept instances; keepalived 2.2 maps vrrp_iptables here too."""
 
-    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False):
-        self.table, self.priority, self.counters = table, priority, counters
+    def __init__(self, table: str = NFT_TABLE, priority: int = -1, counters: bool = False, ifindex: bool = False):
+        self.table, self.priority, self.counters, self.ifindex = table, priority, counters, ifindex
         self.active = False
+
+    def _ruleset(self, vips: List[Any]) -> str:
+        return nft_ruleset(vips, self.table, self.priority, self.counters, self.ifindex)
 
     def _nft(self, argv: List[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
         return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10, check=False)
@@ -9873,7 +10666,7 @@ class StrictFirewall:
                 self._nft(nft_delete_argv(self.table))
             if not vips:
                 return True
-            result = self._nft(["nft", "-f", "-"], nft_ruleset(vips, self.table, self.priority, self.counters))
+            result = self._nft(["nft", "-f", "-"], self._ruleset(vips))
         except (OSError, subprocess.SubprocessError) as exc:
             if vips:
                 log.error("no_accept: cannot run nft (%s); VIPs stay reachable on the MASTER", exc)
@@ -9890,7 +10683,7 @@ class StrictFirewall:
         if not vips and not self.active:
             return True
         script = f"add table inet {self.table}\ndelete table inet {self.table}\n"
-        script += nft_ruleset(vips, self.table, self.priority, self.counters) if vips else ""
+        script += self._ruleset(vips) if vips else ""
         try:
             result = self._nft(["nft", "-f", "-"], script)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -9962,7 +10755,7 @@ class VmacManager:
                 raise VrrpdError(f"use_vmac: interface {name} exists with MAC {found}, not the VMAC")
             log.info("use_vmac: removing stale %s", name)
             self.rtnl.del_link(socket.if_nametoindex(name))
-        self.rtnl.new_macvlan(name, socket.if_nametoindex(base), mac)
+        self.rtnl.new_macvlan(name, socket.if_nametoindex(base), mac, self._vrf_of(base))
         index = socket.if_nametoindex(name)
         self.created[name] = index
         self.rtnl.set_addrgenmode(index)
@@ -9981,6 +10774,30 @@ class VmacManager:
             self._set_sysctl(f"{conf4}/{base}/arp_announce", "2", restore=True)
         self.rtnl.set_link_up(index)
         log.info("use_vmac: created %s on %s with MAC %s", name, base, ":".join(f"{b:02x}" for b in mac))
+        return index
+
+    def _vrf_of(self, base: str) -> int:
+        """The ifindex of the VRF `base` is enslaved to (its IFLA_MASTER, when that is a vrf), else 0."""
+        links = self.rtnl.links()
+        found = next((link for link in links.values() if link.name == base), None)
+        master = links.get(found.master) if found is not None and found.master else None
+        return master.index if master is not None and master.kind == "vrf" else 0
+
+    def create_ipvlan(self, name: str, base: str, flags: int, family: int,
+                      address: Optional[IPInterface] = None) -> int:
+        """keepalived's use_ipvlan: L2 ipvlan `name` on `base` (in the base's VRF), up, IPv6 off for an IPv4
+        instance, holding `address`; returns its ifindex. An existing interface of that name must be an ipvlan."""
+        if os.path.exists(f"/sys/class/net/{name}"):
+            raise VrrpdError(f"use_ipvlan: interface {name} already exists")
+        self.rtnl.new_ipvlan(name, socket.if_nametoindex(base), flags, self._vrf_of(base))
+        index = socket.if_nametoindex(name)
+        self.created[name] = index
+        if family == 4:
+            self._set_sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
+        self.rtnl.set_link_up(index)
+        if address is not None:
+            self.rtnl.add_address(index, VirtualIP(address))
+        log.info("use_ipvlan: created %s on %s%s", name, base, f" with {address}" if address else "")
         return index
 
     def remove(self, index: int) -> None:
@@ -10110,7 +10927,6 @@ class _BfdRun:
         self.timer: Optional[Timer] = None
         self.up = False  # what trackers see: keepalived's events (AdminDown from the peer is no event)
         self.sent = 0
-        self.changed_at: Optional[float] = None
         self.retry: Optional[Timer] = None
 
 
@@ -10221,7 +11037,6 @@ class BfdDriver:
 
     def _state_changed(self, run: _BfdRun, act: BfdStateChange) -> None:
         name, s = run.bfd.name, run.session
-        run.changed_at = self.loop.time()
         if act.new == BfdState.Up:
             log.info("(%s) Entering Up state (tx %g ms, detect time %g ms)", name, s.tx_interval / 1000,
                      s.detection_time * 1000)
@@ -10475,6 +11290,10 @@ class EventLoop:
         return child
 
     def _child_timeout(self, child: Child) -> None:
+        if child.returncode is None:
+            # a loop held up (a stall, a long pass) runs this timer before it reads the exit the child already
+            # made: that child finished, it did not time out (the soak saw a tracked script "time out" so)
+            self._reap(child)
         if child.returncode is None:
             child.timed_out = True
             child.kill()
@@ -11281,7 +12100,7 @@ class Daemon:
         # keepalived's `nftables NAME` names the no_accept table (ours is `vrrpd` by default); nftables_priority
         # and nftables_counters shape its chains and rules as they do keepalived's
         self.firewall = self.kernel.firewall(self.g.nftables or NFT_TABLE, self.g.nftables_priority,
-                                             self.g.nftables_counters)
+                                             self.g.nftables_counters, self.g.nftables_ifindex)
         self.vmacs: Optional[VmacManager] = None
         self._igmp_restore: Optional[str] = None  # disable_local_igmp: the value to put back at stop
         # interface_up_down_delays: a carrier change waiting out its delay, by ifindex: (timer, the new LinkInfo)
@@ -11289,11 +12108,14 @@ class Daemon:
         self._seen_up: set = set()  # interfaces seen up once: only their changes are delayed (keepalived)
         # keepalived's garp_delay: the earliest time of the next GARP (4) / NA (6) on each interface's group
         self._garp_next: Dict[Tuple[Any, int], float] = {}
+        self._vmac_base: Dict[str, str] = {}  # a VMAC or ipvlan we made -> its interface
         # linkbeat: polled interface -> (kind asked, carrier up as last polled); their netlink carrier is ignored
         self._linkbeat: Dict[str, Tuple[str, Optional[bool]]] = {}
         self._linkbeat_timer: Optional[Timer] = None
         self._garp_queue: Dict[Tuple[Any, int], List[Tuple[InstanceRuntime, Tuple[str, bytes, IPAddress]]]] = {}
         self.vmac_index: Dict[str, int] = {}  # instance -> its VMAC's ifindex
+        # use_vmac_addr / a VIP's use_vmac: (base interface, family, VRID) -> (the VMAC's name, ifindex)
+        self.addr_vmacs: Dict[Tuple[str, int, int], Tuple[str, int]] = {}
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
         self.last_state: Dict[str, State] = {}
@@ -11434,6 +12256,9 @@ class Daemon:
             log.error("(%s) interface %s doesn't exist - FAULT until it is created", inst.name, inst.interface)
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             log.error("(%s) Cannot use unicast without any peers - going to fault state", inst.name)
+        if self._ipvlan_unaddressed(inst):
+            log.error("(%s) IPv4 ipvlan requires a source ip address to be configured. setting instance to fault "
+                      "state", inst.name)
         self._attach_interface(rt)
         self._vip_addresses.update(v.address.ip for v in rt.vips)
         self._attach(rt)
@@ -11639,7 +12464,8 @@ class Daemon:
     def _set_vmacs(self, config: Config) -> None:
         """Create the VMACs `config` wants and remove those it no longer wants, before instances attach."""
         assert self.vmacs is not None
-        wanted = {inst.name: inst for inst in config.vrrp_instances if inst.use_vmac and inst.interface}
+        wanted = {inst.name: inst for inst in config.vrrp_instances
+                  if (inst.use_vmac or inst.use_ipvlan) and inst.interface}
         before = dict(self.vmac_index)
         for name, index in before.items():
             if name not in wanted:
@@ -11650,12 +12476,51 @@ class Daemon:
                 continue
             ifname = vmac_ifname(inst.virtual_router_id, inst.vmac_name, self.g.vmac_prefix)
             try:
+                if inst.use_ipvlan:
+                    self.vmac_index[name] = self.vmacs.create_ipvlan(ifname, inst.interface or "", inst.ipvlan_flags,
+                                                                     instance_family(inst), inst.ipvlan_addr)
+                    continue
                 self.vmac_index[name] = self.vmacs.create(ifname, inst.interface or "", inst.virtual_router_id,
                                                           instance_family(inst))
             except (OSError, VrrpdError) as exc:
                 log.error("(%s) use_vmac: cannot create %s: %s", name, ifname, exc)
-        if self.vmac_index != before and self.rtnl is not None:
+        addr_before = dict(self.addr_vmacs)
+        self._set_addr_vmacs(config)
+        # keepalived's IF_BASE_IFP: a VMAC's gratuitous ARPs are paced with its interface's
+        self._vmac_base = {vmac_ifname(inst.virtual_router_id, inst.vmac_name, self.g.vmac_prefix): inst.interface or ""
+                           for inst in wanted.values()}
+        self._vmac_base.update({vname: key[0] for key, (vname, _index) in self.addr_vmacs.items()})
+        if (self.vmac_index != before or self.addr_vmacs != addr_before) and self.rtnl is not None:
             self.links = self.rtnl.links()
+
+    def _set_addr_vmacs(self, config: Config) -> None:
+        """The VMACs of addresses (keepalived's use_vmac_addr and per-VIP use_vmac): one per base interface,
+        family and VRID, shared by the VIPs that want it, named from vmac_addr_prefix (else vmac_prefix)."""
+        assert self.vmacs is not None
+        wanted: Dict[Tuple[str, int, int], str] = {}
+        for inst in config.vrrp_instances:
+            family = instance_family(inst)
+            for vip in inst.virtual_ipaddress + inst.virtual_ipaddress_excluded:
+                base = vip.dev or inst.interface
+                if base and addr_vmac_wanted(inst, vip, family):
+                    wanted.setdefault((base, vip.address.version, inst.virtual_router_id), inst.name)
+        for key, (_name, index) in list(self.addr_vmacs.items()):
+            if key not in wanted:
+                self.vmacs.remove(index)
+                del self.addr_vmacs[key]
+        prefix = config.global_defs.vmac_addr_prefix or config.global_defs.vmac_prefix or "vrrp"
+        own = {vmac_ifname(i.virtual_router_id, i.vmac_name, config.global_defs.vmac_prefix)
+               for i in config.vrrp_instances if i.use_vmac}
+        for key, owner in wanted.items():
+            if key in self.addr_vmacs:
+                continue
+            base, family, vrid = key
+            names = {link.name for link in self.links.values()} | own | {n for n, _ in self.addr_vmacs.values()}
+            try:
+                ifname = addr_vmac_name(prefix, vrid, family, lambda n, names=names: n in names)  # type: ignore
+                self.addr_vmacs[key] = (ifname, self.vmacs.create(ifname, base, vrid, family))
+            except (OSError, VrrpdError) as exc:
+                log.error("(%s) use_vmac_addr: cannot create a VMAC on %s: %s", owner, base, exc)
 
     def _group_fault(self, rt: InstanceRuntime) -> bool:
         """A sync group's own track_interface: any listed interface down puts every member in FAULT."""
@@ -11878,6 +12743,7 @@ class Daemon:
         if isinstance(self.firewall, StrictFirewall):  # the same table, with the new chain priority and counters
             self.firewall.priority = config.global_defs.nftables_priority
             self.firewall.counters = config.global_defs.nftables_counters
+            self.firewall.ifindex = config.global_defs.nftables_ifindex
         self.firewall.replace(no_accept_vips(config))
         self._set_sync_groups(config)
         self._set_vmacs(config)
@@ -11990,6 +12856,7 @@ class Daemon:
                 rt.last_notified = act.state
                 rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
+                self._safe(self.lvs.vrrp_state, inst.name, act.state)  # lvs_sync_daemon follows its instance
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
@@ -12086,8 +12953,18 @@ class Daemon:
         rt.packets[(priority, src)] = packets
         return packets
 
+    @staticmethod
+    def _ipvlan_unaddressed(inst: VrrpInstance) -> bool:
+        """keepalived's config fault: an IPv4 ipvlan shares its interface's MAC and needs an address of its own."""
+        return inst.use_ipvlan and inst.ipvlan_addr is None and instance_family(inst) == 4
+
     def _vip_index(self, rt: InstanceRuntime, vip: VirtualIP) -> int:
+        if self.addr_vmacs and addr_vmac_wanted(rt.inst, vip, rt.family):
+            key = (vip.dev or rt.inst.interface or "", vip.address.version, rt.inst.virtual_router_id)
+            return self.addr_vmacs[key][1] if key in self.addr_vmacs else 0
         if vip.dev is None or vip.dev == rt.inst.interface:
+            if vip.address.version != rt.family:  # keepalived: the other family's eVIP stays on the interface
+                return rt.ifindex
             return rt.vmac_index or rt.ifindex
         link = self._link_by_name(vip.dev)
         return link.index if link is not None else 0
@@ -12407,7 +13284,9 @@ class Daemon:
     def _garp_spacing(self, ifname: str, family: int) -> Tuple[Any, float]:
         """(what shares the spacing, the spacing) of GARPs (4) or NAs (6) on `ifname`: its garp_group (all the
         group's interfaces together), else the interface alone with vrrp_garp_interval / vrrp_gna_interval. The
-        spacing holds across instances, as keepalived's per-interface garp_delay does."""
+        spacing holds across instances, as keepalived's per-interface garp_delay does; a VMAC counts as its
+        interface."""
+        ifname = self._vmac_base.get(ifname, ifname)
         for n, gg in enumerate(self.config.garp_groups):
             if ifname in gg.interfaces:
                 value = gg.garp_interval if family == 4 else gg.gna_interval
@@ -12695,6 +13574,8 @@ class Daemon:
         if inst.unicast_fault_no_peer and not inst.unicast_peer:
             # keepalived: "Cannot use unicast without any peers - going to fault state"
             parts.append(("unicast_fault_no_peer", "no unicast_peer", 0, True))
+        if self._ipvlan_unaddressed(inst):
+            parts.append(("use_ipvlan", "an IPv4 ipvlan without an address", 0, True))
         configured = inst.unicast_src_ip or inst.mcast_src_ip
         if inst.track_src_ip and configured is not None and rt.ifindex and not any(
                 a.index == rt.ifindex and a.address.ip == configured for a in self.addrs):
@@ -13973,7 +14854,8 @@ def check_command(path: Optional[str], out: Any = None, config_id: Optional[str]
 
 
 # --------------------------------------------------------------------------------------------
-# 11.2 Running the daemon, and the namespace demo
+# 11.2 Running the daemon, and the namespace demo; its Lab (namespaces on one bridge, iproute2 only) is
+#      also the lab of test_vrrpd.py's integration tests
 # --------------------------------------------------------------------------------------------
 
 DEMO_VIP = "192.0.2.100"
