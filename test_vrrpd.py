@@ -5225,6 +5225,8 @@ def test_auth_hmac_replayed_tampered_and_retired_key_adverts_in_the_lab_change_n
     a = _Node(lab, lab.host("a", f"{LAB_NET}.1/24"), tmp_path, "A",
                  _global("a") + _v6_conf("VI_1", 51, 150, [f"{VIP}/24"], advert=0.1, extra=block),
               control=True, wait=False)
+    # B starts once A is MASTER: started together, whichever of the two starts faster could win the first election
+    _wait_holders(lab, [a], ["A"], timeout=10)
     b = _Node(lab, lab.host("b", f"{LAB_NET}.2/24"), tmp_path, "B",
                  _global("b") + _v6_conf("VI_1", 51, 100, [f"{VIP}/24"], advert=0.1, extra=block),
               control=True, wait=False)
