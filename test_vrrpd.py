@@ -10928,6 +10928,19 @@ def test_check_with_the_modules_python3_minimal_lacks_blocked():
     assert "smtp_server needs the Python module(s) queue, hmac, smtplib" in result.stdout + result.stderr
 
 
+def test_the_daemon_module_loads_without_typing_subprocess_random_or_argparse():
+    """What costs memory and is not needed to run VRRP stays out: typing (the annotations are never evaluated),
+    subprocess and random (loaded for scripts, checkers and BFD), argparse (unloaded once the options are read)."""
+    code = (f"import sys\nsys.path.insert(0, {str(HERE)!r})\nimport vrrpd\n"
+            "args = vrrpd._forget_argparse(vrrpd.build_arg_parser().parse_args(['-n', '-f', 'x.conf']))\n"
+            "assert args.dont_fork and args.config == 'x.conf', vars(args)\n"
+            "print(' '.join(m for m in ('typing', 'subprocess', 'random', 'argparse') if m in sys.modules))\n"
+            "vrrpd.subprocess.DEVNULL, vrrpd.random.random\n"
+            "print(' '.join(m for m in ('subprocess', 'random') if m in sys.modules))\n")
+    out = sh([PYTHON, "-S", "-c", code], env=dict(os.environ, VRRPD_NO_REEXEC="1")).stdout.splitlines()
+    assert out == ["", "subprocess random"], out
+
+
 def test_check_runs_on_minimal_python_and_names_what_smtp_needs(minimal_python, tmp_path):
     python, env = minimal_python
     result = sh([*python, VRRPD, "--check", "-f", str(HERE / "vrrpd.conf.example")], check=False, env=env)
