@@ -3647,7 +3647,7 @@ def test_track_interface_weight_lowers_priority_and_backup_preempts(lab, tmp_pat
     ns_a, a, b = _pair_tracking_eth1(lab, tmp_path, "eth1 weight -60")
     _wait_holders(lab, [a, b], ["A"], timeout=5)
     lab.link(ns_a, "eth1", up=False)
-    _wait_holders(lab, [a, b], ["B"], timeout=3)
+    _wait_holders(lab, [a, b], ["B"], timeout=5)  # a loaded CI machine once took more than 3 s
     assert "(VI_1) Changing effective priority from 150 to 90" in a.log() and "FAULT" not in a.log()
     lab.link(ns_a, "eth1", up=True)
     _wait_holders(lab, [a, b], ["A"], timeout=3)
@@ -9630,6 +9630,46 @@ def test_soak_finding_a_child_that_ended_while_the_loop_was_held_up_did_not_time
     loop.run(until=time.monotonic() + 0.5)
     assert seen == [(False, 0)]
     loop.close()
+
+
+def test_soak_finding_an_exec_held_up_in_the_child_does_not_hold_the_loop(monkeypatch, tmp_path):
+    """The soak's 4 s master stall: the loop sat in subprocess.Popen, which waits until the child has exec'd, while
+    a slow file system held the exec up. spawn() forks and goes on: a timer due 0.1 s later fires on time while
+    the child is still before its exec (held here for 1.5 s), and the child runs the program afterwards."""
+    real_execvp = os.execvp
+
+    def slow_execvp(file, args):  # runs in the forked child only
+        time.sleep(1.5)
+        real_execvp(file, args)
+
+    monkeypatch.setattr(os, "execvp", slow_execvp)
+    loop = vrrpd.EventLoop()
+    marker = tmp_path / "ran"
+    seen: list = []
+    spawned = time.monotonic()
+    loop.spawn(["sh", "-c", f"touch {marker}"], on_exit=lambda c: seen.append(("exit", c.returncode,
+                                                                            time.monotonic() - spawned)))
+    returned = time.monotonic() - spawned
+    loop.call_later(0.1, lambda: seen.append(("timer", time.monotonic() - spawned)))
+    loop.run(until=time.monotonic() + 4)
+    loop.close()
+    assert returned < 0.5, returned
+    timer = next(t for kind, *t in seen if kind == "timer")
+    exit_ = next(t for kind, *t in seen if kind == "exit")
+    assert timer[0] < 0.6, seen  # on time, not after the child's exec
+    assert exit_[0] == 0 and exit_[1] >= 1.4 and marker.exists(), seen
+
+
+def test_a_program_that_cannot_be_run_is_logged_and_exits_127(caplog):
+    loop = vrrpd.EventLoop()
+    seen: list = []
+    with caplog.at_level(logging.WARNING, logger="vrrpd"):
+        child = loop.spawn(["/nonexistent/vrrpd-no-such-program"], on_exit=lambda c: seen.append(c.returncode))
+        loop.run(until=time.monotonic() + 2)
+    loop.close()
+    assert seen == [127]
+    assert "cannot run /nonexistent/vrrpd-no-such-program:" in caplog.text and "No such file" in caplog.text
+    assert child.exec_error and "No such file" in child.exec_error
 
 
 # -- G2. Command line, daemonising, signals, dumps, reload (issue 7) ---------------------------

@@ -11146,22 +11146,22 @@ class Timer:
 class Child:
     """A child process started by EventLoop.spawn(); its exit is reported on the loop."""
 
-    def __init__(self, proc: subprocess.Popen, on_exit: Optional[Callable[[Child], Any]]):
-        self.proc = proc
-        self.pid = proc.pid
+    def __init__(self, pid: int, argv: List[str], on_exit: Optional[Callable[[Child], Any]]):
+        self.pid = pid
+        self.argv = argv
         self.on_exit = on_exit
         self.returncode: Optional[int] = None  # exit status, or -signal
         self.timed_out = False
         self.timer: Optional[Timer] = None
         self.pidfd: Optional[int] = None
+        self.exec_error: Optional[str] = None  # why the exec failed (the child then exits with 127)
 
     def kill(self) -> None:
         """Kill the child's whole process group (scripts run in their own session)."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
+        for kill in (os.killpg, os.kill):
             try:
-                self.proc.kill()
+                kill(self.pid, signal.SIGKILL)
+                return
             except OSError:
                 pass
 
@@ -11257,24 +11257,23 @@ class EventLoop:
         stdout: Any = None,
     ) -> Child:
         """Start argv in its own session; on_exit(child) runs on the loop when it ends. Its output goes to
-        `stdout` (a file or subprocess.PIPE), by default nowhere.
+        `stdout` (a file), by default nowhere.
 
+        The loop does not wait for the exec: it forks and goes on (subprocess.Popen would read a pipe until the
+        child has exec'd, and an exec held up by a slow file system held the whole loop, adverts and all, in the
+        soak). A failed exec is logged when the loop hears of it and the child exits with 127.
         A child still running after `timeout` seconds is killed with its process group and
-        reported with child.timed_out = True. Raises OSError if it cannot be started."""
-        kwargs: Dict[str, Any] = {}
-        if user is not None or group is not None:
-            kwargs.update(_user_group_kwargs(user, group))
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL if stdout is None else stdout,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            **kwargs,
-        )
-        child = Child(proc, on_exit)
+        reported with child.timed_out = True. Raises OSError if it cannot be started (no fork), KeyError for
+        an unknown user or group."""
+        ids = _user_group_ids(user, group)
+        out = stdout.fileno() if stdout is not None else None
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = _fork_exec(argv, env, ids, out, err_w)
+        finally:
+            os.close(err_w)
+        child = Child(pid, argv, on_exit)
+        self.add_reader(err_r, self._exec_done, child, err_r)
         self._children[child.pid] = child
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is not None:
@@ -11288,6 +11287,18 @@ class EventLoop:
         if timeout is not None:
             child.timer = self.call_later(timeout, self._child_timeout, child)
         return child
+
+    def _exec_done(self, child: Child, err_r: int) -> None:
+        """The exec pipe of a child: closed by its exec, or the reason the exec failed."""
+        try:
+            why = os.read(err_r, 512)
+        except OSError:
+            why = b""
+        self.remove_reader(err_r)
+        os.close(err_r)
+        if why:
+            child.exec_error = why.decode(errors="replace")
+            log.warning("cannot run %s: %s", child.argv[0], child.exec_error)
 
     def _child_timeout(self, child: Child) -> None:
         if child.returncode is None:
@@ -11314,7 +11325,6 @@ class EventLoop:
         if pid == 0:
             return
         child.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
-        child.proc.returncode = child.returncode
         self._children.pop(child.pid, None)
         if child.pidfd is not None:
             self.remove_reader(child.pidfd)
@@ -11444,6 +11454,62 @@ class EventLoop:
         self.selector.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _user_group_ids(user: Optional[str], group: Optional[str]) -> Optional[Tuple[Optional[int], Optional[int]]]:
+    """(uid, gid) a child drops to (names or numbers; the user's own group unless `group`), or None for no change."""
+    if user is None and group is None:
+        return None
+    kwargs = _user_group_kwargs(user, group)
+    return kwargs.get("user"), kwargs.get("group")
+
+
+def _fork_exec(argv: List[str], env: Optional[Dict[str, str]], ids: Optional[Tuple[Optional[int], Optional[int]]],
+               out: Optional[int], err_w: int) -> int:
+    """Fork a child that execs argv in a session of its own, stdin and stderr on /dev/null and stdout on `out`
+    (or /dev/null), with signals as a new program expects; return its pid at once. The child writes why its
+    exec failed to `err_w` (close-on-exec, so an exec that works closes it) and exits with 127."""
+    import warnings
+
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        with warnings.catch_warnings():  # Python 3.12 warns of fork() in a process with threads: the child execs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid:
+            return pid
+        try:  # the child: only system calls from here to the exec, no logging, no locks
+            if threading.current_thread() is threading.main_thread():
+                signal.set_wakeup_fd(-1)  # a signal before the exec must not reach the daemon's loop
+            for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                           signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            os.setsid()
+            os.dup2(null, 0, inheritable=True)
+            os.dup2(null if out is None else out, 1, inheritable=True)
+            os.dup2(null, 2, inheritable=True)
+            os.closerange(3, err_w)
+            os.closerange(err_w + 1, 1 << 20)
+            if ids is not None:
+                uid, gid = ids
+                if uid is not None:
+                    os.setgroups([])
+                if gid is not None:
+                    os.setregid(gid, gid)
+                if uid is not None:
+                    os.setreuid(uid, uid)
+            if env is None:
+                os.execvp(argv[0], argv)
+            os.execvpe(argv[0], argv, env)
+        except BaseException as exc:  # noqa: BLE001 - whatever it is, the child must not return into the daemon
+            try:
+                os.write(err_w, str(exc).encode(errors="replace")[:500] or b"exec failed")
+            finally:
+                os._exit(127)
+        os._exit(127)
+    finally:
+        os.close(null)
 
 
 def _user_group_kwargs(user: Optional[str], group: Optional[str]) -> Dict[str, Any]:
