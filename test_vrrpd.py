@@ -4756,20 +4756,11 @@ def test_ah_instance_against_keepalived_both_ways(lab, tmp_path):
     assert "Backup received priority 0 advertisement" in ka.log() or "Entering MASTER STATE" in ka.log()
 
 
-def _second_port(lab, ns, ifname, address):
-    lab._port += 1
-    peer = f"p{lab._port}"
-    lab.ip("link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", lab.bridge_ns)
-    lab.ip("link", "set", peer, "master", "br0", "up", ns=lab.bridge_ns)
-    lab.ip("addr", "add", address, "dev", ifname, ns=ns)
-    lab.ip("link", "set", ifname, "up", ns=ns)
-
-
 def test_sync_group_moves_both_instances_when_one_interface_dies(lab, tmp_path):
     ns_a = lab.host("a", f"{V6_NET}.1/24")
     ns_b = lab.host("b", f"{V6_NET}.2/24")
-    _second_port(lab, ns_a, "eth1", "10.57.0.1/24")
-    _second_port(lab, ns_b, "eth1", "10.57.0.2/24")
+    lab.port(ns_a, "eth1", "10.57.0.1/24")
+    lab.port(ns_b, "eth1", "10.57.0.2/24")
 
     tmp_path.chmod(0o755)
     recorders = {node: _recorder_script(tmp_path, node) for node in ("a", "b")}

@@ -15121,13 +15121,17 @@ class Lab:
     def host(self, short: str, address: str, ifname: str = "eth0") -> str:
         """A namespace with one interface `ifname` on the lab bridge, holding `address` (CIDR)."""
         ns = self.netns(short)
+        self.port(ns, ifname, address)
+        return ns
+
+    def port(self, ns: str, ifname: str, address: str) -> None:
+        """One more interface `ifname` of namespace `ns` on the lab bridge, holding `address` (CIDR)."""
         self._port += 1
         peer = f"p{self._port}"
         self.ip("link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", self.bridge_ns)
         self.ip("link", "set", peer, "master", "br0", "up", ns=self.bridge_ns)
         self.ip("addr", "add", address, "dev", ifname, ns=ns)
         self.ip("link", "set", ifname, "up", ns=ns)
-        return ns
 
     def link(self, ns: str, ifname: str, up: bool) -> None:
         self.ip("link", "set", ifname, "up" if up else "down", ns=ns)
