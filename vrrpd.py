@@ -12048,6 +12048,10 @@ RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before du
 # rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
 RX_PAUSE = 0.002
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
+# What a thousand instances would each hold a copy of, held once (a few hundred bytes an instance):
+_NO_COUNTS: Dict[str, int] = type(type.__dict__)({})  # types.MappingProxyType: an empty read-only dict
+_REASON_KEYS: Dict[Tuple[str, str], Tuple[str, str]] = {}  # the (state, reason) keys of InstanceRuntime.reasons
+_GROUP_TARGETS: Dict[IPAddress, List[Tuple[IPAddress, int]]] = {}  # a multicast group's InstanceRuntime.targets
 
 
 def instance_family(inst: VrrpInstance) -> int:
@@ -12075,9 +12079,9 @@ class InstanceRuntime:
 
     __slots__ = ("inst", "machine", "version", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
                  "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
-                 "adverts_received", "transitions", "bad_packets", "entered", "released_master", "last_notified",
-                 "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set", "rules_set", "hmac",
-                 "logged", "history", "reasons", "rx_memo", "old_checksum")
+                 "adverts_received", "transitions", "bad_packets", "entered_since_clear", "released_master",
+                 "last_notified", "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set",
+                 "rules_set", "hmac", "logged", "recent", "reasons", "rx_memo", "old_checksum")
 
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
@@ -12090,31 +12094,35 @@ class InstanceRuntime:
         self.xmit: Optional[VrrpSocket] = None  # use_vmac without vmac_xmit_base: sends from the VMAC
         self.ah: Optional[AhSequence] = None  # auth_type AH: the sequence counter, shared by both directions
         self.src: Optional[IPAddress] = None
-        self.targets: List[Tuple[IPAddress, int]] = []
+        # (address, ttl) of each advert; the list of a multicast group is one list shared by its instances
+        self.targets: List[Tuple[IPAddress, int]] = ()  # type: ignore[assignment]
         self.unicast = bool(inst.unicast_peer)
         self.timer: Optional[Timer] = None
-        self.garp_timers: List[Timer] = []
+        self.garp_timers: Tuple[Timer, ...] = ()  # pending GARP delay/refresh/extra_if timers
         self.checksum_as_v2 = False
         # old_unicast_checksum: a unicast IPv4 VRRPv3 instance sums with the multicast group (True), or switches
         # to that when a peer does (None: keepalived's default), or never does (False)
         self.old_checksum: Optional[bool] = False
-        self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
+        # (priority, source, [(dst, packet)]): the adverts last encoded, sent again while neither changes
+        self.packets: Optional[Tuple[int, Any, Tuple[Tuple[IPAddress, bytes], ...]]] = None
         self.adverts_sent = 0
         self.adverts_received = 0
         self.transitions = 0
-        self.bad_packets: Dict[str, int] = {}
-        self.entered: Dict[str, int] = {}  # state name -> times entered (SIGUSR2 stats)
+        self.bad_packets: Dict[str, int] = _NO_COUNTS  # reason -> dropped adverts (a dict from the first)
+        # state name -> times entered since the stats were last cleared (None: never cleared, see `entered`)
+        self.entered_since_clear: Optional[Dict[str, int]] = None
         self.released_master = 0
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
         # (Master_Down_Timer, since): a due master-down timeout waiting for the adverts still queued in the kernel
         self.backlog_wait: Optional[Tuple[float, float]] = None
-        self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
-        self.rules_set: List[Rule] = []
+        self.routes_set: Tuple[Route, ...] = ()  # virtual_routes / virtual_rules this instance installed
+        self.rules_set: Tuple[Rule, ...] = ()
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
-        self.logged: set = set()  # bad-advert classes logged since the last MASTER change (RFC 9568)
-        self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
+        self.logged: Tuple[str, ...] = ()  # bad-advert classes logged since the last MASTER change (RFC 9568)
+        # the last TRANSITION_HISTORY transitions, oldest first: (time, from, to, reason, detail, priority)
+        self.recent: Tuple[Tuple[float, str, str, str, str, int], ...] = ()
         self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
         # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
         self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
@@ -12122,6 +12130,24 @@ class InstanceRuntime:
     @property
     def vips(self) -> List[VirtualIP]:
         return self.inst.virtual_ipaddress + self.inst.virtual_ipaddress_excluded
+
+    @property
+    def history(self) -> List[Dict[str, Any]]:
+        """The recent transitions as the event stream told them (kept as tuples: a dict each would cost 1 KB
+        an instance)."""
+        name = self.inst.name
+        return [{"type": "transition", "time": when, "instance": name, "from": old, "to": new, "reason": reason,
+                 "detail": detail, "priority": priority} for when, old, new, reason, detail, priority in self.recent]
+
+    @property
+    def entered(self) -> Dict[str, int]:
+        """State name -> times entered (SIGUSR2 stats): `reasons` summed by state, until the stats are cleared."""
+        if self.entered_since_clear is not None:
+            return self.entered_since_clear
+        counts: Dict[str, int] = {}
+        for (state, _reason), n in self.reasons.items():
+            counts[state] = counts.get(state, 0) + n
+        return counts
 
 
 class Daemon:
@@ -12507,7 +12533,7 @@ class Daemon:
             group: IPAddress = g.vrrp_mcast_group4 if rt.family == 4 else g.vrrp_mcast_group6
             if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == rt.family:
                 group = inst.mcast_dst_ip
-            rt.targets = [(group, VRRP_TTL)]
+            rt.targets = _GROUP_TARGETS.setdefault(group, [(group, VRRP_TTL)])  # never changed in place
             if rt.vsock is not None:
                 rt.vsock.join(group)
         rt.src = self._source_address(rt)
@@ -12848,7 +12874,7 @@ class Daemon:
         m.reconfigure(self._make_machine(inst, rt.version))
         self._attach_hmac(rt)
         self._attach(rt)
-        rt.packets.clear()
+        rt.packets = None
         self._update_own_sources()
         new_vips = {self._vip_key(rt, v): v for v in rt.vips}
         if m.vips_set and self.rtnl is not None:
@@ -12861,10 +12887,10 @@ class Daemon:
             # routes and rules: only what changed
             for rule in [r for r in rt.rules_set if r not in inst.virtual_rules]:
                 self._rule_op(inst.name, rule, add=False)
-                rt.rules_set.remove(rule)
+            rt.rules_set = tuple(r for r in rt.rules_set if r in inst.virtual_rules)
             for route in [r for r in rt.routes_set if r not in inst.virtual_routes]:
                 self._route_op(inst.name, route, add=False)
-                rt.routes_set.remove(route)
+            rt.routes_set = tuple(r for r in rt.routes_set if r in inst.virtual_routes)
             self._set_routes(rt, add=True)
 
     def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[Any, ...]:
@@ -12916,11 +12942,12 @@ class Daemon:
                 self._record_transition(rt, act)
                 rt.transitions += 1
                 if State.MASTER in (rt.last_notified, act.state) and rt.last_notified != act.state:
-                    rt.logged.clear()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
+                    rt.logged = ()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
                     rt.released_master += 1
                 rt.last_notified = act.state
-                rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
+                if rt.entered_since_clear is not None:
+                    rt.entered_since_clear[act.state.value] = rt.entered_since_clear.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
                 self._safe(self.lvs.vrrp_state, inst.name, act.state)  # lvs_sync_daemon follows its instance
             elif isinstance(act, NotifyRxLowerPri):
@@ -12978,8 +13005,10 @@ class Daemon:
                            f"({rt.inst.name}) cannot send advert: no {'socket' if sock is None else 'source address'}"
                            f" on {rt.inst.interface}")
             return
-        packets = rt.packets.get((priority, src))
-        if packets is None:
+        memo = rt.packets
+        if memo is not None and memo[0] == priority and memo[1] == src:
+            packets = memo[2]
+        else:
             packets = self._encode_adverts(rt, sock, src, priority)
         for dst, packet in packets:
             try:
@@ -12991,7 +13020,7 @@ class Daemon:
                                f"({rt.inst.name}) cannot send advert to {dst}: {exc.strerror}")
 
     def _encode_adverts(self, rt: InstanceRuntime, sock: VrrpSocket, src: IPAddress,
-                        priority: int) -> List[Tuple[IPAddress, bytes]]:
+                        priority: int) -> Tuple[Tuple[IPAddress, bytes], ...]:
         """The packets of one advert, one per target, either family. They only change with the priority and
         the source, so they are kept and sent again, unless each carries a new sequence number (AH, auth_hmac)."""
         m = rt.machine
@@ -13008,15 +13037,13 @@ class Daemon:
                 sock.ident = sock.ident % 0xFFFF + 1  # non-zero: the ICV covers it
                 packets.append((dst, build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
                                                    sock.ident, ttl, unicast=rt.unicast)))
-            return packets
+            return tuple(packets)
         if rt.hmac is not None and rt.hmac.sends:
             # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
             trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
-            return [(dst, sock.packet(src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs]
-        packets = [(dst, sock.packet(src, dst, msg, ttl)) for dst, ttl, msg in msgs]
-        if len(rt.packets) > 8:
-            rt.packets.clear()
-        rt.packets[(priority, src)] = packets
+            return tuple((dst, sock.packet(src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs)
+        packets = tuple((dst, sock.packet(src, dst, msg, ttl)) for dst, ttl, msg in msgs)
+        rt.packets = (priority, src, packets)
         return packets
 
     @staticmethod
@@ -13084,10 +13111,10 @@ class Daemon:
         if add:
             for route in inst.virtual_routes:
                 if route not in rt.routes_set and self._route_op(name, route, add=True):
-                    rt.routes_set.append(route)
+                    rt.routes_set += (route,)
             for rule in inst.virtual_rules:
                 if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
-                    rt.rules_set.append(rule)
+                    rt.rules_set += (rule,)
             if rt.routes_set or rt.rules_set:
                 self._watch_routes()
             return
@@ -13095,7 +13122,7 @@ class Daemon:
             self._rule_op(name, rule, add=False)
         for route in rt.routes_set:
             self._route_op(name, route, add=False)
-        rt.routes_set, rt.rules_set = [], []
+        rt.routes_set, rt.rules_set = (), ()
 
     def _watch_routes(self) -> None:
         """Route and rule events are only read when something tracked is installed (keepalived subscribes per
@@ -13262,14 +13289,14 @@ class Daemon:
         delay, repeat, refresh, rrepeat = self._garp_params(rt)
         self._send_garps(rt, repeat, announce=True)
         if delay > 0:
-            rt.garp_timers.append(self.loop.call_later(delay, self._send_garps, rt, repeat))
+            self._garp_timer(rt, delay, self._garp_delayed, repeat)
         if refresh > 0:
-            rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, rrepeat))
+            self._garp_timer(rt, refresh, self._garp_refresh, refresh, rrepeat)
         extra, every = rt.inst.garp_extra_if, rt.inst.garp_extra_if_all
         if extra is None:
             extra, every = self.g.vrrp_garp_extra_if, self.g.vrrp_garp_extra_if_all
         if extra and self._extra_garp_frames(rt, every):
-            rt.garp_timers.append(self.loop.call_later(delay + extra, self._garp_extra_if, rt, extra, every))
+            self._garp_timer(rt, delay + extra, self._garp_extra_if, extra, every)
 
     def _extra_garp_frames(self, rt: InstanceRuntime, every: bool) -> List[Tuple[str, bytes, ipaddress.IPv4Address]]:
         """garp_extra_if: one GARP per interface carrying a VIP or excluded VIP, other than the instance's own
@@ -13291,18 +13318,29 @@ class Daemon:
             return
         for frame in self._extra_garp_frames(rt, every):
             self._announce(*frame)
-        rt.garp_timers.append(self.loop.call_later(interval, self._garp_extra_if, rt, interval, every))
+        self._garp_timer(rt, interval, self._garp_extra_if, interval, every)
 
     def _garp_refresh(self, rt: InstanceRuntime, refresh: float, repeat: int) -> None:
         if rt.machine.state != State.MASTER:
             return
         self._send_garps(rt, repeat)
-        rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, repeat))
+        self._garp_timer(rt, refresh, self._garp_refresh, refresh, repeat)
+
+    def _garp_delayed(self, rt: InstanceRuntime, repeat: int) -> None:
+        """garp_master_delay after becoming MASTER: the GARPs again."""
+        rt.garp_timers = tuple(t for t in rt.garp_timers if t.callback != self._garp_delayed)  # it has run
+        self._send_garps(rt, repeat)
+
+    def _garp_timer(self, rt: InstanceRuntime, delay: float, callback: Callable[..., Any], *args: Any) -> None:
+        """Arm one of the instance's GARP timers (one each of delay, refresh, extra_if); the one that just ran
+        to re-arm itself is forgotten, so a MASTER keeps only what is pending."""
+        kept = tuple(t for t in rt.garp_timers if t.callback != callback)
+        rt.garp_timers = kept + (self.loop.call_later(delay, callback, rt, *args),)
 
     def _cancel_garp(self, rt: InstanceRuntime) -> None:
         for timer in rt.garp_timers:
             timer.cancel()
-        rt.garp_timers = []
+        rt.garp_timers = ()
 
     def _send_garps(self, rt: InstanceRuntime, repeat: int, announce: bool = False) -> None:
         """`repeat` gratuitous ARPs per IPv4 VIP and unsolicited Neighbour Advertisements per IPv6 VIP, paced
@@ -13500,16 +13538,18 @@ class Daemon:
         if rt is None:
             self.ratelimit((reason, None), self.loop.time(), message)
             return
+        if rt.bad_packets is _NO_COUNTS:
+            rt.bad_packets = {}
         rt.bad_packets[reason] = rt.bad_packets.get(reason, 0) + 1
         if reason not in rt.logged:
-            rt.logged.add(reason)
+            rt.logged += (reason,)
             log.warning("%s", message)
 
     def _accepted_from(self, rt: InstanceRuntime, src: Any, adv: VrrpAdvert) -> None:
         """An advert passed every check: one from a new master re-opens the instance's rate-limited log classes."""
         m = rt.machine
         if m.state == State.BACKUP and adv.priority and src != m.master_ip:
-            rt.logged.clear()
+            rt.logged = ()
 
     def _receive(self, vsock: VrrpSocket, pkt: Received) -> None:
         """One datagram from a VRRP or AH socket, either family: our own echoes dropped, the instance found by
@@ -13570,7 +13610,7 @@ class Daemon:
             adv = verdict
             if adv.old_checksum and rt.old_checksum is None:
                 rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
-                rt.packets.clear()
+                rt.packets = None
                 log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
             mismatch = bool(adv.priority) and rt.machine.address_mismatch(adv)
             # not with auth_hmac (a replay is the same bytes) or AH, nor for an owner that ignores adverts
@@ -13716,14 +13756,13 @@ class Daemon:
             cause = self._causes(rt, lambda d, f: d != 0)
             cause = f"our priority {act.priority} = {rt.inst.priority} base, {cause}" if cause else ""
         detail = "; ".join(x for x in (detail, cause) if x)
-        event = {"type": "transition", "time": time.time(), "instance": rt.inst.name,
-                 "from": (rt.last_notified or State.INIT).value, "to": act.state.value,
-                 "reason": act.reason or "unknown", "detail": detail, "priority": act.priority}
-        rt.history.append(event)
-        del rt.history[:-TRANSITION_HISTORY]
-        key = (act.state.value, event["reason"])
+        entry = (time.time(), (rt.last_notified or State.INIT).value, act.state.value, act.reason or "unknown",
+                 detail, act.priority)
+        rt.recent = (rt.recent + (entry,))[-TRANSITION_HISTORY:]
+        key = _REASON_KEYS.setdefault(entry[2:4], entry[2:4])  # one tuple per (state, reason) for all instances
         rt.reasons[key] = rt.reasons.get(key, 0) + 1
-        self._publish(event)
+        self._publish({"type": "transition", "time": entry[0], "instance": rt.inst.name, "from": entry[1],
+                       "to": entry[2], "reason": entry[3], "detail": detail, "priority": act.priority})
 
     def _publish(self, event: Dict[str, Any]) -> None:
         for sink in list(self.event_sinks):
@@ -15595,7 +15634,7 @@ def keepalived_json(daemon: Daemon, version: int) -> Any:
             "skip_check_adv_addr": int(some(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             "strict_mode": int(strict), "vmac_ifname": inst.vmac_name or "", "ifp_ifname": inst.interface or "",
             "master_priority": m.master_priority or 0,
-            "last_transition": rt.history[-1]["time"] if rt.history else 0.0,
+            "last_transition": rt.recent[-1][0] if rt.recent else 0.0,
             "garp_delay": delay, "garp_refresh": int(refresh), "garp_rep": repeat, "garp_refresh_rep": rrepeat,
             "garp_lower_prio_delay": int(some(inst.garp_lower_prio_delay, some(g.vrrp_garp_lower_prio_delay, delay))),
             "garp_lower_prio_rep": some(inst.garp_lower_prio_repeat, some(g.vrrp_garp_lower_prio_repeat, repeat)),
@@ -16117,7 +16156,7 @@ class Operator:
             for rt in self.d.runtimes:
                 rt.adverts_sent = rt.adverts_received = rt.transitions = rt.released_master = 0
                 rt.priority_zero_sent = rt.priority_zero_received = 0
-                rt.bad_packets, rt.entered = {}, {}
+                rt.bad_packets, rt.entered_since_clear = _NO_COUNTS, {}
         log.info("Wrote %s", path)
         return path
 
