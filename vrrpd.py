@@ -6839,7 +6839,8 @@ class VrrpMachine:
                  "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                  "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup", "owner_conflicts",
                  "owner_reduced", "hold_master", "state", "fault", "adver_timer", "master_down_timer",
-                 "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set")
+                 "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set",
+                 "advanced")
 
     # the settings a reload may change without disturbing the state (reconfigure)
     SETTINGS = ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
@@ -6878,6 +6879,7 @@ class VrrpMachine:
         self.master_priority: Optional[int] = None  # priority in the last advert heard from the master
         self.last_advert: Optional[float] = None  # when it came (`now` of on_advert)
         self.vips_set = False
+        self.advanced = False  # advance_advert() used since entering MASTER
 
     # -- public operations for the Daemon: sync groups, trackers, handover, reload ---------------
     def set_primary_ip(self, address: Optional[IPAddress]) -> None:
@@ -6945,6 +6947,13 @@ class VrrpMachine:
     def next_deadline(self) -> Optional[float]:
         deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
         return min(deadlines) if deadlines else None
+
+    def advance_advert(self, seconds: float) -> None:
+        """Send the next advert `seconds` sooner (never later, nor less than half an interval after the last
+        one), once as MASTER: the caller spreads instances that fell due together over the interval."""
+        if self.state == State.MASTER and self.adver_timer is not None and not self.advanced:
+            self.adver_timer -= max(0.0, min(seconds, self.advert_int / 2))
+            self.advanced = True
 
     @property
     def stopped(self) -> bool:
@@ -7164,6 +7173,7 @@ class VrrpMachine:
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
+        self.advanced = False
         self.master_ip = self.primary_ip
         self.owner_conflicts = 0
         if self.owner_reduced:
@@ -12047,6 +12057,7 @@ RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before du
 # (its reader off the loop in between) rather than once per packet, each wake-up of the loop costing more than
 # rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
 RX_PAUSE = 0.002
+ADVERT_BURST, ADVERT_GAP = 64, 0.002  # adverts sent back to back at most, and the time between such groups
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 # What a thousand instances would each hold a copy of, held once (a few hundred bytes an instance):
 _NO_COUNTS: Dict[str, int] = type(type.__dict__)({})  # types.MappingProxyType: an empty read-only dict
@@ -12167,6 +12178,7 @@ class Daemon:
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self._burst = (0.0, 0)  # (deadline, adverts sent at it): see _spread()
         self._rx_drained: Dict[int, float] = {}  # id(vsock) -> when a pass last emptied it (RX_PAUSE)
         self._rx_paused: Dict[int, Timer] = {}  # id(vsock) -> the timer that watches it again
         self.announcers: Dict[str, Announcer] = {}
@@ -12991,11 +13003,26 @@ class Daemon:
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
             # the steady MASTER case, a few hundred times a second with many instances
             self._send_advert(rt, actions[0].priority)
+            if timer is not None:
+                self._spread(rt, timer.when)
             deadline = rt.machine.next_deadline()
             if deadline is not None:
                 rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
             return
         self._apply(rt, actions)
+
+    def _spread(self, rt: InstanceRuntime, due: float) -> None:
+        """Instances that fall due at one moment (they became MASTER together) are sent back to back: a
+        thousand take 10 ms, long enough for the scheduler to preempt the daemon in the middle, and every
+        instance after that point is late. So they leave in groups of ADVERT_BURST, ADVERT_GAP apart: from
+        the second group on, an instance's next advert comes that many gaps sooner, once; then its group has a
+        moment of its own. keepalived's instances are spread by their start; sooner adverts are harmless."""
+        gap = min(ADVERT_GAP, rt.machine.advert_int / 64)
+        when, count = self._burst
+        count = count + 1 if abs(due - when) < gap / 2 else 1
+        self._burst = (when if count > 1 else due, count)
+        if count > ADVERT_BURST:
+            rt.machine.advance_advert((count - 1) // ADVERT_BURST * gap)
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         sock = rt.xmit or rt.vsock
