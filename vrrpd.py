@@ -6850,7 +6850,8 @@ class VrrpMachine:
                  "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                  "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup", "owner_conflicts",
                  "owner_reduced", "hold_master", "state", "fault", "adver_timer", "master_down_timer",
-                 "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set")
+                 "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set",
+                 "advanced")
 
     # the settings a reload may change without disturbing the state (reconfigure)
     SETTINGS = ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
@@ -6889,6 +6890,7 @@ class VrrpMachine:
         self.master_priority: Optional[int] = None  # priority in the last advert heard from the master
         self.last_advert: Optional[float] = None  # when it came (`now` of on_advert)
         self.vips_set = False
+        self.advanced = False  # advance_advert() used since entering MASTER
 
     # -- public operations for the Daemon: sync groups, trackers, handover, reload ---------------
     def set_primary_ip(self, address: Optional[IPAddress]) -> None:
@@ -6960,6 +6962,13 @@ class VrrpMachine:
             if deadline is not None and (first is None or deadline < first):
                 first = deadline
         return first
+
+    def advance_advert(self, seconds: float) -> None:
+        """Send the next advert `seconds` sooner (never later, nor less than half an interval after the last
+        one), once as MASTER: the caller spreads instances that fell due together over the interval."""
+        if self.state == State.MASTER and self.adver_timer is not None and not self.advanced:
+            self.adver_timer -= max(0.0, min(seconds, self.advert_int / 2))
+            self.advanced = True
 
     @property
     def stopped(self) -> bool:
@@ -7179,6 +7188,7 @@ class VrrpMachine:
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
+        self.advanced = False
         self.master_ip = self.primary_ip
         self.owner_conflicts = 0
         if self.owner_reduced:
@@ -12112,6 +12122,7 @@ RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before du
 # (its reader off the loop in between) rather than once per packet, each wake-up of the loop costing more than
 # rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
 RX_PAUSE = 0.002
+ADVERT_BURST, ADVERT_GAP = 64, 0.002  # adverts sent back to back at most, and the time between such groups
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 
 
@@ -12206,6 +12217,7 @@ class Daemon:
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self._burst = (0.0, 0)  # (deadline, adverts sent at it): see _spread()
         self._rx_drained: Dict[int, float] = {}  # id(vsock) -> when a pass last emptied it (RX_PAUSE)
         self._rx_paused: Dict[int, Timer] = {}  # id(vsock) -> the timer that watches it again
         self.announcers: Dict[str, Announcer] = {}
@@ -13032,12 +13044,27 @@ class Daemon:
             # the steady MASTER case, a thousand times a second with a thousand instances: the advert, and the
             # same Timer set again for the next one
             self._send_advert(rt, actions[0].priority)
+            if timer is not None:
+                self._spread(rt, timer.when)
             deadline = m.next_deadline()
             if deadline is not None:
                 rt.timer = self.loop.call_again(timer, deadline) if timer is not None \
                     else self.loop.call_at(deadline, self._on_timer, rt)
             return
         self._apply(rt, actions)
+
+    def _spread(self, rt: InstanceRuntime, due: float) -> None:
+        """Instances that fall due at one moment (they became MASTER together) are sent back to back: a
+        thousand take 10 ms, long enough for the scheduler to preempt the daemon in the middle, and every
+        instance after that point is late. So they leave in groups of ADVERT_BURST, ADVERT_GAP apart: from
+        the second group on, an instance's next advert comes that many gaps sooner, once; then its group has a
+        moment of its own. keepalived's instances are spread by their start; sooner adverts are harmless."""
+        gap = min(ADVERT_GAP, rt.machine.advert_int / 64)
+        when, count = self._burst
+        count = count + 1 if abs(due - when) < gap / 2 else 1
+        self._burst = (when if count > 1 else due, count)
+        if count > ADVERT_BURST:
+            rt.machine.advance_advert((count - 1) // ADVERT_BURST * gap)
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         sock = rt.xmit or rt.vsock
