@@ -225,16 +225,17 @@ class FakeClockLoop(vrrpd.EventLoop):
         import heapq
 
         end = self.now + seconds
-        while self._ready or (self._timers and self._timers[0].when <= end):
+        while True:
             ready, self._ready = self._ready, []
             for callback, args in ready:
                 self._call(callback, args)
-            while self._timers and self._timers[0].cancelled:
+            timer = self._next_timer()
+            if timer is not None and timer.when <= end:
                 heapq.heappop(self._timers)
-            if self._timers and self._timers[0].when <= end:
-                timer = heapq.heappop(self._timers)
                 self.now = max(self.now, timer.when)
                 self._call(timer.callback, timer.args)
+            elif not self._ready:
+                break
         self.now = end
 
 
@@ -249,7 +250,7 @@ class FakeVrrpSocket:
 
         self.family, self.ifname, self.ifindex, self.protocol = family, ifname, ifindex, protocol
         self.kernel_checksum = family == 6
-        self.groups, self.ident, self.sent, self.inbox = [], 0, [], []
+        self.groups, self.ident, self.sent, self.inbox, self.destinations = [], 0, [], [], {}
         self.sock, self._peer = _socket.socketpair()
 
     def join(self, group):
@@ -259,8 +260,13 @@ class FakeVrrpSocket:
     def receive_nothing(self):
         self.send_only = True
 
+    destination = vrrpd.VrrpSocket.destination
+
     def send(self, src, dst, packet):
         self.sent.append((src, dst, packet))
+
+    def send_to(self, packet, dest):
+        self.send(dest[0], dest[1], packet)
 
     def recv(self):
         if not self.inbox:
@@ -8864,7 +8870,7 @@ def test_late_timers_and_stale_events_never_start_a_second_check_chain():
     assert runner.attempt == done and not runner.busy
 
     def pending():
-        return [t for t in loop._timers if not t.cancelled and getattr(t.callback, "__self__", None) is runner]
+        return [t for t in loop.pending_timers() if getattr(t.callback, "__self__", None) is runner]
 
     assert len(pending()) == 1
     loop.run(until=time.monotonic() + 1.0)
@@ -14299,7 +14305,7 @@ class _BacklogSocket:
     def __init__(self, ifname="eth0"):
         import socket
 
-        self.ifname, self.ifindex, self.groups, self.sent = ifname, 7, [], []
+        self.ifname, self.ifindex, self.groups, self.sent, self.destinations = ifname, 7, [], [], {}
         self.family, self.protocol, self.kernel_checksum, self.ident = 4, vrrpd.IPPROTO_VRRP, False, 0
         self.rx, self.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.rx.setblocking(False)
@@ -14314,9 +14320,13 @@ class _BacklogSocket:
         return self.rx.fileno()
 
     packet = vrrpd.VrrpSocket.packet
+    destination = vrrpd.VrrpSocket.destination
 
     def send(self, src, dst, packet):
         self.sent.append(packet)
+
+    def send_to(self, packet, dest):
+        self.send(dest[0], dest[1], packet)
 
     def receive_nothing(self):
         pass

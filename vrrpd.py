@@ -6771,6 +6771,17 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
+_SEND_ADVERTS: Dict[int, SendAdvert] = {}
+
+
+def _send_advert_action(priority: int) -> SendAdvert:
+    """SendAdvert(priority), one (immutable) object per priority: a MASTER asks for one every advert_int, and a
+    frozen dataclass is slow to build."""
+    action = _SEND_ADVERTS.get(priority)
+    if action is None:
+        action = _SEND_ADVERTS[priority] = SendAdvert(priority)
+    return action
+
 
 class Event(enum.Enum):
     """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
@@ -6945,8 +6956,12 @@ class VrrpMachine:
         return self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer
 
     def next_deadline(self) -> Optional[float]:
-        deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
-        return min(deadlines) if deadlines else None
+        """The earliest of the timers that run (None when none does); no list built: it is asked per advert."""
+        first = self.adver_timer
+        for deadline in (self.master_down_timer, self.handover_timer):
+            if deadline is not None and (first is None or deadline < first):
+                first = deadline
+        return first
 
     def advance_advert(self, seconds: float) -> None:
         """Send the next advert `seconds` sooner (never later, nor less than half an interval after the last
@@ -6997,7 +7012,7 @@ class VrrpMachine:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
                                        logging.WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
-            acts.append(SendAdvert(self.effective_priority))
+            acts.append(_SEND_ADVERTS.get(self.effective_priority) or _send_advert_action(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
             self.adver_timer = nxt if nxt > now else now + self.advert_int
         return acts
@@ -8944,6 +8959,7 @@ class VrrpSocket(_RxSocket):
         self.kernel_checksum = family == 6
         self.groups: List[IPAddress] = []
         self.ident = 0
+        self.destinations: Dict[Tuple[IPAddress, IPAddress], tuple] = {}  # see destination()
         sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, protocol)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
@@ -8991,13 +9007,31 @@ class VrrpSocket(_RxSocket):
         kernel), IPv6 sends the message as it is."""
         return encode_ipv4(src, dst, msg, ttl=ttl) if self.family == 4 else msg  # type: ignore[arg-type]
 
+    def destination(self, src: IPAddress, dst: IPAddress) -> Tuple[IPAddress, IPAddress, tuple, Optional[list]]:
+        """(src, dst, socket address, ancillary data or None): what send_to() takes, made once for the packets
+        of an advert that are kept and sent again (str() of an address costs more than the sendto), and shared
+        by the instances that send from the same source to the same group on this socket."""
+        dest = self.destinations.get((src, dst))
+        if dest is None:
+            if len(self.destinations) >= 256:
+                self.destinations.clear()
+            if self.family == 4:
+                dest = src, dst, (str(dst), 0), None
+            else:
+                pktinfo = src.packed + struct.pack("=I", self.ifindex)
+                dest = src, dst, (str(dst), 0, 0, self.ifindex), [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
+            self.destinations[(src, dst)] = dest
+        return dest
+
     def send(self, src: IPAddress, dst: IPAddress, packet: bytes) -> None:
-        if self.family == 4:
-            self.sock.sendto(packet, (str(dst), 0))
+        self.send_to(packet, self.destination(src, dst))
+
+    def send_to(self, packet: bytes, dest: Tuple[IPAddress, IPAddress, tuple, Optional[list]]) -> None:
+        """Send packet to the destination() made for it."""
+        if dest[3] is None:
+            self.sock.sendto(packet, dest[2])
         else:
-            pktinfo = src.packed + struct.pack("=I", self.ifindex)
-            self.sock.sendmsg([packet], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
-                              (str(dst), 0, 0, self.ifindex))
+            self.sock.sendmsg([packet], dest[3], 0, dest[2])
 
     def recv(self) -> Optional[Received]:
         """One pending datagram, or None when there is none. PacketError for a bad IPv4 header. Its kernel
@@ -11134,23 +11168,22 @@ class Timer:
     """A callback scheduled on the EventLoop; cancel() is cheap (lazy removal from the heap).
 
     Timers due at the same moment run in the order they were set (`seq`): instances that fall due together
-    (a MASTER re-arms at its deadline) keep their places in the batch, so each one's adverts stay evenly spaced."""
+    (a MASTER re-arms at its deadline) keep their places in the batch, so each one's adverts stay evenly spaced.
+    The heap holds (when, seq, timer): tuples compare in C, where a __lt__ of ours cost a Python call per step of
+    every push and pop (eleven per advert with a thousand instances). An entry whose seq is no longer its timer's
+    was left behind by EventLoop.call_again() and is skipped like a cancelled one."""
 
     __slots__ = ("when", "seq", "callback", "args", "cancelled")
-    _next_seq = 0
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple):
+    def __init__(self, when: float, seq: int, callback: Callable[..., Any], args: tuple):
         self.when = when
-        self.seq = Timer._next_seq = Timer._next_seq + 1
+        self.seq = seq
         self.callback = callback
         self.args = args
         self.cancelled = False
 
     def cancel(self) -> None:
         self.cancelled = True
-
-    def __lt__(self, other: Timer) -> bool:
-        return self.when < other.when or (self.when == other.when and self.seq < other.seq)
 
 
 class Child:
@@ -11183,7 +11216,8 @@ class EventLoop:
 
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
-        self._timers: List[Timer] = []
+        self._timers: List[Tuple[float, int, Timer]] = []  # a heap of (when, seq, timer), see Timer
+        self._seq = 0  # the seq of the last timer set
         self._ready: List[Tuple[Callable[..., Any], tuple]] = []
         self._handlers: Dict[int, Tuple[Optional[tuple], Optional[tuple]]] = {}  # fd -> (reader, writer)
         self._lock = threading.Lock()
@@ -11203,9 +11237,33 @@ class EventLoop:
         return time.monotonic()
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
-        timer = Timer(when, callback, args)
-        heapq.heappush(self._timers, timer)
+        self._seq = seq = self._seq + 1
+        timer = Timer(when, seq, callback, args)
+        heapq.heappush(self._timers, (when, seq, timer))
         return timer
+
+    def call_again(self, timer: Timer, when: float) -> Timer:
+        """Set `timer` (one that has run, or is pending, or was cancelled) again for `when`, with its callback:
+        a periodic timer re-armed from its own callback costs no new Timer. It takes its place behind the
+        timers set before it, as a new one would; any earlier entry of it in the heap is left to be skipped."""
+        self._seq = seq = self._seq + 1
+        timer.when, timer.seq, timer.cancelled = when, seq, False
+        heapq.heappush(self._timers, (when, seq, timer))
+        return timer
+
+    def _next_timer(self) -> Optional[Timer]:
+        """The pending timer due first (cancelled and left-behind entries at the top are dropped), or None."""
+        timers = self._timers
+        while timers:
+            _when, seq, timer = timers[0]
+            if timer.seq == seq and not timer.cancelled:
+                return timer
+            heapq.heappop(timers)
+        return None
+
+    def pending_timers(self) -> List[Timer]:
+        """Every timer still to run, in no particular order (for status and tests)."""
+        return [timer for _when, seq, timer in self._timers if timer.seq == seq and not timer.cancelled]
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self.call_at(self.time() + max(0.0, delay), callback, *args)
@@ -11382,13 +11440,12 @@ class EventLoop:
     def run_once(self, until: Optional[float] = None) -> None:
         now = self.time()
         timeout: Optional[float] = None
+        first = self._next_timer()
         if self._ready:
             timeout = 0.0
         else:
-            while self._timers and self._timers[0].cancelled:
-                heapq.heappop(self._timers)
-            if self._timers:
-                timeout = max(0.0, self._timers[0].when - now)
+            if first is not None:
+                timeout = max(0.0, first.when - now)
             if until is not None:
                 timeout = max(0.0, until - now) if timeout is None else min(timeout, max(0.0, until - now))
         fine = timeout is not None and timeout > 0.0
@@ -11400,8 +11457,8 @@ class EventLoop:
             events = self.selector.select(timeout)
         except InterruptedError:
             events = []
-        if fine and not events and not self._ready and self._timers:
-            self._wait_fine(self._timers[0].when if until is None else min(until, self._timers[0].when))
+        if fine and not events and not self._ready and first is not None:
+            self._wait_fine(first.when if until is None else min(until, first.when))
             try:
                 events = self.selector.select(0)
             except InterruptedError:
@@ -11415,17 +11472,21 @@ class EventLoop:
         # the others to be sorted out), and one set during the pass waits for the next. Each handler is looked
         # up again just before it runs: an earlier callback of this same pass may have removed a reader (and
         # closed its socket) or cancelled a timer that had already fallen due.
-        timers, last, later = self._timers, Timer._next_seq, []
-        while timers and (timers[0].when <= now or timers[0].cancelled):
-            timer = heapq.heappop(timers)
-            if timer.cancelled:
+        timers, last, later, heappop = self._timers, self._seq, [], heapq.heappop
+        while timers and timers[0][0] <= now:
+            entry = heappop(timers)
+            timer = entry[2]
+            if timer.seq != entry[1] or timer.cancelled:
                 continue
-            if timer.seq > last:
-                later.append(timer)
-            else:
-                self._call(timer.callback, timer.args)
-        for timer in later:
-            heapq.heappush(timers, timer)
+            if entry[1] > last:
+                later.append(entry)
+                continue
+            try:  # _call(), inline: a thousand timers due together make a thousand calls less
+                timer.callback(*timer.args)
+            except Exception as exc:  # one faulty callback must not stop the daemon
+                self._failed(timer.callback, exc)
+        for entry in later:
+            heapq.heappush(timers, entry)
         for key, mask in events:
             for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
                 if mask & flag:
@@ -11455,7 +11516,11 @@ class EventLoop:
         try:
             callback(*args)
         except Exception as exc:  # one faulty callback must not stop the daemon
-            log.exception("internal error in %s: %s", getattr(callback, "__qualname__", callback), exc)
+            EventLoop._failed(callback, exc)
+
+    @staticmethod
+    def _failed(callback: Callable[..., Any], exc: Exception) -> None:
+        log.exception("internal error in %s: %s", getattr(callback, "__qualname__", callback), exc)
 
     def close(self) -> None:
         if self._old_wakeup_fd is not None:
@@ -12114,8 +12179,9 @@ class InstanceRuntime:
         # old_unicast_checksum: a unicast IPv4 VRRPv3 instance sums with the multicast group (True), or switches
         # to that when a peer does (None: keepalived's default), or never does (False)
         self.old_checksum: Optional[bool] = False
-        # (priority, source, [(dst, packet)]): the adverts last encoded, sent again while neither changes
-        self.packets: Optional[Tuple[int, Any, Tuple[Tuple[IPAddress, bytes], ...]]] = None
+        # (priority, source, socket, [(packet, destination)]): the adverts last encoded, sent again while none
+        # of the three changes
+        self.packets: Optional[Tuple[int, Any, Any, List[Tuple[bytes, tuple]]]] = None
         self.adverts_sent = 0
         self.adverts_received = 0
         self.transitions = 0
@@ -12990,24 +13056,28 @@ class Daemon:
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         timer, rt.timer = rt.timer, None
-        if self._timeout_waits_for_backlog(rt):
+        m = rt.machine
+        # (a MASTER has no Master_Down_Timer: the backlog check is skipped without a call)
+        if m.master_down_timer is not None and self._timeout_waits_for_backlog(rt):
             return
         if self.group_of and self._group_holds_master(rt):
             return
         now = self.loop.time()
-        if timer is not None and 0.0 <= now - timer.when < rt.machine.advert_int:
+        if timer is not None and 0.0 <= now - timer.when < m.advert_int:
             # served late, behind other instances due at the same moment: the machine acts at the deadline,
             # so instances that fell due together stay due together and share one wake-up
             now = timer.when
-        actions = rt.machine.on_timer(now)
+        actions = m.on_timer(now)
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
-            # the steady MASTER case, a few hundred times a second with many instances
+            # the steady MASTER case, a thousand times a second with a thousand instances: the advert, and the
+            # same Timer set again for the next one
             self._send_advert(rt, actions[0].priority)
             if timer is not None:
                 self._spread(rt, timer.when)
-            deadline = rt.machine.next_deadline()
+            deadline = m.next_deadline()
             if deadline is not None:
-                rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
+                rt.timer = self.loop.call_again(timer, deadline) if timer is not None \
+                    else self.loop.call_at(deadline, self._on_timer, rt)
             return
         self._apply(rt, actions)
 
@@ -13032,24 +13102,25 @@ class Daemon:
                            f"({rt.inst.name}) cannot send advert: no {'socket' if sock is None else 'source address'}"
                            f" on {rt.inst.interface}")
             return
-        memo = rt.packets
-        if memo is not None and memo[0] == priority and memo[1] == src:
-            packets = memo[2]
+        kept = rt.packets  # (priority, source, socket, packets)
+        if kept is not None and kept[0] == priority and kept[2] is sock and (kept[1] is src or kept[1] == src):
+            packets = kept[3]
         else:
             packets = self._encode_adverts(rt, sock, src, priority)
-        for dst, packet in packets:
+        for packet, dest in packets:
             try:
-                sock.send(src, dst, packet)
+                sock.send_to(packet, dest)
                 rt.adverts_sent += 1
                 rt.priority_zero_sent += priority == 0
             except OSError as exc:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
-                               f"({rt.inst.name}) cannot send advert to {dst}: {exc.strerror}")
+                               f"({rt.inst.name}) cannot send advert to {dest[1]}: {exc.strerror}")
 
     def _encode_adverts(self, rt: InstanceRuntime, sock: VrrpSocket, src: IPAddress,
-                        priority: int) -> Tuple[Tuple[IPAddress, bytes], ...]:
-        """The packets of one advert, one per target, either family. They only change with the priority and
-        the source, so they are kept and sent again, unless each carries a new sequence number (AH, auth_hmac)."""
+                        priority: int) -> List[Tuple[bytes, tuple]]:
+        """The packets of one advert, one per target, either family, each with its destination() on `sock`. They
+        only change with the priority, the source and the socket, so they are kept and sent again, unless each
+        carries a new sequence number (AH, auth_hmac)."""
         m = rt.machine
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
                          m.auth_type.value if rt.version == 2 else 0,
@@ -13062,15 +13133,15 @@ class Daemon:
             packets = []
             for dst, ttl, msg in msgs:
                 sock.ident = sock.ident % 0xFFFF + 1  # non-zero: the ICV covers it
-                packets.append((dst, build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
-                                                   sock.ident, ttl, unicast=rt.unicast)))
-            return tuple(packets)
+                packets.append((build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
+                                              sock.ident, ttl, unicast=rt.unicast), sock.destination(src, dst)))
+            return packets
         if rt.hmac is not None and rt.hmac.sends:
             # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
             trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
-            return tuple((dst, sock.packet(src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs)
-        packets = tuple((dst, sock.packet(src, dst, msg, ttl)) for dst, ttl, msg in msgs)
-        rt.packets = (priority, src, packets)
+            return [(sock.packet(src, dst, msg + trailer, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs]
+        packets = [(sock.packet(src, dst, msg, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs]
+        rt.packets = (priority, src, sock, packets)
         return packets
 
     @staticmethod
