@@ -282,7 +282,9 @@ def small_asdict(obj: Any) -> Any:
     fields = getattr(type(obj), "_small_fields", None)
     if fields is not None:
         return {name: small_asdict(getattr(obj, name)) for name in fields}
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, list):  # a plain list also for a shared empty one (_SharedEmptyList)
+        return [small_asdict(v) for v in obj]
+    if isinstance(obj, tuple):
         return type(obj)(small_asdict(v) for v in obj)
     if isinstance(obj, dict):
         return {small_asdict(k): small_asdict(v) for k, v in obj.items()}
@@ -292,6 +294,31 @@ def small_asdict(obj: Any) -> Any:
 # Our own also where the full standard library is there: dataclasses imports inspect (ast, dis, tokenize),
 # a megabyte of the daemon's memory, and python3-minimal does not have it.
 dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace
+
+
+class _SharedEmptyList(list):
+    """The one empty list that the empty list fields of a parsed model share (a vrrp_instance has ten such
+    fields, mostly empty: 0.7 KB an instance). Read-only: a change is an error, not a change of every model."""
+
+    __slots__ = ()
+
+    def _read_only(self, *_args: Any) -> Any:
+        raise TypeError("a shared empty list is read-only: give the field a list of its own")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _read_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+
+
+_EMPTY_LIST = _SharedEmptyList()
+
+
+def share_empty_lists(obj: Any) -> None:
+    """Point each empty list field (default_factory=list) of a small_dataclass at _EMPTY_LIST."""
+    for name, f in type(obj)._small_fields.items():
+        if f.default_factory is list:
+            value = getattr(obj, name)
+            if value.__class__ is list and not value:
+                setattr(obj, name, _EMPTY_LIST)
 
 
 class State(enum.Enum):
@@ -5250,6 +5277,8 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
                                 "configuration nested too deeply"))
     config.files = list(lexer.files)
     config.config_id = lexer.config_id
+    for inst in config.vrrp_instances:  # parsed and validated: what is empty stays empty
+        share_empty_lists(inst)
     return config, _sort_diagnostics(diags, lexer.files)
 
 
