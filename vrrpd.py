@@ -49,10 +49,8 @@ import collections
 import enum
 import errno
 import gc
-import glob
 import heapq
 import ipaddress
-import logging
 import os
 import re
 import select
@@ -62,18 +60,20 @@ import socket
 import stat
 import struct
 import sys
-import threading
 import time
 
 from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
+from _thread import allocate_lock  # threading.Lock is this; threading loads only for the SMTP worker
 
 # Memory: the annotations are never evaluated (`from __future__ import annotations`), so at run time the typing
 # names need only be subscriptable for the few aliases below; importing typing would cost 0.9 MB of the daemon's
 # resident memory. Type checkers take the `if TYPE_CHECKING` branch.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import glob
     import random
     import subprocess
+    import threading
     from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 else:
     class _Hint:
@@ -93,7 +93,8 @@ else:
 
     class _LazyModule:
         """A standard module imported when first used, then bound in its place (subprocess and random are
-        only needed when scripts, checkers or BFD are configured: 0.6 MB less for a daemon without them)."""
+        only needed when scripts, checkers or BFD are configured: 0.6 MB less for a daemon without them; glob
+        for include files, threading for the SMTP worker)."""
 
         def __init__(self, name: str):
             self._name = name
@@ -107,10 +108,12 @@ else:
 
     subprocess = _LazyModule("subprocess")
     random = _LazyModule("random")
+    glob = _LazyModule("glob")
+    threading = _LazyModule("threading")
 
 __version__ = "0.1.0"
 PROG = "vrrpd"
-log = logging.getLogger(PROG)
+# `log`, the daemon's logger, is made in section 11.1 (its own, not logging's: see Logger)
 
 # ============================================================================================
 # 1. Constants and small types
@@ -121,6 +124,8 @@ IPPROTO_AH = 51
 VRRP_MCAST_GROUP4 = ipaddress.IPv4Address("224.0.0.18")
 VRRP_MCAST_GROUP6 = ipaddress.IPv6Address("ff02::12")
 VRRP_TTL = 255
+
+DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50  # log levels, with logging's numbers
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -6765,7 +6770,7 @@ class Log:
     """A log line in keepalived's words; `detail` lines show only with -D."""
 
     message: str
-    level: int = logging.INFO
+    level: int = INFO
     detail: bool = False
 
 
@@ -6986,7 +6991,7 @@ class VrrpMachine:
                 late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
-                                       logging.WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
+                                       WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(SendAdvert(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -7087,13 +7092,13 @@ class VrrpMachine:
             # keepalived 2.3.3: two routers both configured as the address owner
             if higher:
                 pre.append(Log(f"({self.name}) CONFIGURATION ERROR: {src} and we are both configured as address "
-                               "owner", logging.ERROR))
+                               "owner", ERROR))
             else:
                 self.owner_conflicts += 1
                 if self.owner_conflicts >= 2:
                     self.owner_reduced, self.effective_priority, higher = True, 254, True
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
-                                   "reducing our priority", logging.ERROR))
+                                   "reducing our priority", ERROR))
         if higher:
             return pre + self._fire(now, Event.HIGHER_PRIORITY_ADVERT, adv=adv, src=src)
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
@@ -11176,7 +11181,7 @@ class EventLoop:
         self._timers: List[Timer] = []
         self._ready: List[Tuple[Callable[..., Any], tuple]] = []
         self._handlers: Dict[int, Tuple[Optional[tuple], Optional[tuple]]] = {}  # fd -> (reader, writer)
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._running = False
         self._children: Dict[int, Child] = {}
         self._signal_handlers: Dict[int, Callable[[int], Any]] = {}
@@ -11479,8 +11484,10 @@ def _fork_exec(argv: List[str], env: Optional[Dict[str, str]], ids: Optional[Tup
         if pid:
             return pid
         try:  # the child: only system calls from here to the exec, no logging, no locks
-            if threading.current_thread() is threading.main_thread():
+            try:
                 signal.set_wakeup_fd(-1)  # a signal before the exec must not reach the daemon's loop
+            except ValueError:
+                pass  # not the main thread: it has none
             for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
                            signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
                 signal.signal(signum, signal.SIG_DFL)
@@ -11608,7 +11615,7 @@ class SmtpAlerter:
         self.global_defs = global_defs
         self._queue: Any = None  # a queue.Queue once the first alert is submitted
         self._thread: Optional[threading.Thread] = None
-        self._closing = threading.Event()
+        self._closing: Any = None  # a threading.Event once the first alert is submitted
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -11619,7 +11626,11 @@ class SmtpAlerter:
 
     def submit(self, subject: str, body: str) -> None:
         """Queue one mail; returns at once."""
-        if not self.configured or self._closing.is_set():
+        if not self.configured:
+            return
+        if self._closing is None:
+            self._closing = threading.Event()
+        if self._closing.is_set():
             return
         if self._queue is None:
             try:
@@ -12019,7 +12030,7 @@ class _RateLimit:
         self.last: Dict[Any, Tuple[float, int]] = {}
         self.pending: Dict[Any, Tuple[str, int]] = {}  # key -> (latest message, level) awaiting a summary
 
-    def __call__(self, key: Any, now: float, message: str, level: int = logging.WARNING) -> None:
+    def __call__(self, key: Any, now: float, message: str, level: int = WARNING) -> None:
         last, suppressed = self.last.get(key, (-1e18, 0))
         if now - last >= self.period:
             if suppressed:
@@ -12907,7 +12918,7 @@ class Daemon:
                 self._send_garps(rt, act.repeat)
         for act in actions:
             if isinstance(act, Log):
-                log.log(logging.DEBUG if act.detail else act.level, act.message)
+                log.log(DEBUG if act.detail else act.level, act.message)
         for message in self._pending_logs:
             log.debug(message)
         self._pending_logs = []
@@ -14019,28 +14030,47 @@ SYSLOG_FACILITIES = {
 DEFAULT_CONTROL_SOCKET = "/run/vrrpd/vrrpd.sock"
 
 
-class ConsoleFormatter(logging.Formatter):
+LEVEL_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR", CRITICAL: "CRITICAL"}
+
+
+def console_stamp(created: float) -> str:
     """keepalived's console format: `Sun Nov 22 01:02:03 2026: (VI_1) Entering MASTER STATE`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(record.created))
-        text = f"{stamp}: {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(created))
 
 
-class SyslogHandler(logging.Handler):
-    """Records to syslog through /dev/log, as logging.handlers.SysLogHandler sends them (`<PRI>text\\0`).
+def log_file_stamp(created: float) -> str:
+    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
+    lt = time.localtime(created)
+    nanoseconds = int(created % 1 * 1e9)
+    return f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
 
-    Our own because logging.handlers costs a megabyte and python3-minimal lacks what it imports (queue)."""
 
-    SEVERITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+class LogStream:
+    """Log lines to a text stream (stderr for -l, the -g file), each `STAMP: text` when given a stamp."""
 
-    def __init__(self, address: str = "/dev/log", facility: int = 3):
-        super().__init__()
+    def __init__(self, stream: Any, stamp: Optional[Callable[[float], str]] = None):
+        self.stream = stream
+        self.stamp = stamp
+
+    def emit(self, level: int, created: float, text: str) -> None:
+        self.stream.write(f"{self.stamp(created)}: {text}\n" if self.stamp else text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream not in (sys.stderr, sys.__stderr__):
+            self.stream.close()
+
+
+class SyslogOutput:
+    """Log lines to syslog through /dev/log, as logging.handlers.SysLogHandler sends them
+    (`<PRI>ident[pid]: text\\0`), without the megabyte logging.handlers costs (python3-minimal lacks its queue)."""
+
+    SEVERITIES = {DEBUG: 7, INFO: 6, WARNING: 4, ERROR: 3, CRITICAL: 2}
+
+    def __init__(self, address: str = "/dev/log", facility: int = 3, ident: str = PROG):
         self.address = address
         self.facility = facility
+        self.ident = ident
         self.sock = self._connect()
 
     def _connect(self) -> socket.socket:
@@ -14055,48 +14085,102 @@ class SyslogHandler(logging.Handler):
                     raise
         raise OSError(errno.EPROTOTYPE, f"cannot connect to {self.address}")
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, level: int, created: float, text: str) -> None:
+        prio = self.facility << 3 | self.SEVERITIES.get(level, 4)
+        data = f"<{prio}>{self.ident}[{os.getpid()}]: {text}\0".encode("utf-8", "replace")
         try:
-            prio = self.facility << 3 | self.SEVERITIES.get(record.levelname, 4)
-            data = f"<{prio}>{self.format(record)}\0".encode("utf-8", "replace")
-            try:
-                self.sock.sendall(data)
-            except OSError:  # syslogd restarted: connect again once
-                self.sock.close()
-                self.sock = self._connect()
-                self.sock.sendall(data)
-        except Exception:
-            self.handleError(record)
+            self.sock.sendall(data)
+        except OSError:  # syslogd restarted: connect again once
+            self.sock.close()
+            self.sock = self._connect()
+            self.sock.sendall(data)
 
     def close(self) -> None:
-        self.acquire()
+        self.sock.close()
+
+
+class Logger:
+    """The daemon's logger: logging.Logger's calls (debug/info/warning/error/exception/log, %-style arguments)
+    writing to the outputs setup_logging() chose. Not logging itself: logging and what it imports (threading,
+    traceback, string, weakref...) cost 1.2 MB of the daemon's resident memory.
+
+    Until the daemon sets its outputs, each call goes to logging.getLogger(name) instead, so that a program or
+    test using vrrpd as a library (pytest's caplog) gets logging's records as from any logger."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.level = INFO
+        self.disabled = False
+        self.outputs: Optional[List[Any]] = None  # None: logging's logger of that name has them
+        self._lock = allocate_lock()  # the SMTP worker logs from its thread
+
+    def set_outputs(self, outputs: Optional[List[Any]], level: int = INFO) -> None:
+        """Write to `outputs` (closing the ones before) from `level` up; None goes back to logging."""
+        for old in self.outputs or ():
+            if old not in (outputs or ()):
+                old.close()
+        self.outputs, self.level = outputs, level
+
+    def log(self, level: int, msg: Any, *args: Any, exc_info: bool = False, stacklevel: int = 1) -> None:
+        if self.disabled:
+            return
+        if self.outputs is None:
+            import logging
+
+            logging.getLogger(self.name).log(level, msg, *args, exc_info=exc_info, stacklevel=stacklevel + 1)
+            return
+        if level < self.level:
+            return
+        created = time.time()
         try:
-            self.sock.close()
-        finally:
-            self.release()
-        super().close()
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError, KeyError):  # a bad format: say what there is rather than lose the line
+            text = f"{msg} {args!r}"
+        if exc_info:
+            import traceback
+
+            trace = "".join(traceback.format_exception(*sys.exc_info()))
+            text += "\n" + (trace[:-1] if trace.endswith("\n") else trace)
+        with self._lock:
+            for output in self.outputs:
+                try:
+                    output.emit(level, created, text)
+                except (OSError, ValueError):  # a closed stderr or syslog gone: the others still get it
+                    pass
+
+    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(DEBUG, msg, *args, stacklevel=2, **kwargs)
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(INFO, msg, *args, stacklevel=2, **kwargs)
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(WARNING, msg, *args, stacklevel=2, **kwargs)
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(ERROR, msg, *args, stacklevel=2, **kwargs)
+
+    def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(ERROR, msg, *args, exc_info=True, stacklevel=2, **kwargs)
+
+
+log = Logger(PROG)
 
 
 def setup_logging(console: bool, detail: bool = False, facility: str = "daemon") -> None:
     """Log to stderr (`-l`) and/or syslog through /dev/log with the `-S` facility; `-D` adds detail lines."""
-    root = logging.getLogger(PROG)
-    root.handlers.clear()
-    root.setLevel(logging.DEBUG if detail else logging.INFO)
-    root.propagate = False
+    outputs: List[Any] = []
     if console:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(ConsoleFormatter())
-        root.addHandler(handler)
+        outputs.append(LogStream(sys.stderr, console_stamp))
     if os.path.exists("/dev/log"):
         try:
             code = SYSLOG_FACILITIES.get(facility, SYSLOG_FACILITIES["daemon"]) >> 3
-            syslog = SyslogHandler("/dev/log", facility=code)
-            syslog.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(message)s"))
-            root.addHandler(syslog)
+            outputs.append(SyslogOutput("/dev/log", facility=code))
         except OSError:
             pass
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler(sys.stderr))
+    if not outputs:
+        outputs.append(LogStream(sys.stderr))
+    log.set_outputs(outputs, DEBUG if detail else INFO)
 
 
 def set_syslog_ident(g: GlobalDefs) -> None:
@@ -14106,9 +14190,9 @@ def set_syslog_ident(g: GlobalDefs) -> None:
     if not parts:
         return
     ident = "_".join([PROG] + parts)
-    for handler in logging.getLogger(PROG).handlers:
-        if isinstance(handler, SyslogHandler):
-            handler.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
+    for output in log.outputs or ():
+        if isinstance(output, SyslogOutput):
+            output.ident = ident
 
 
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
@@ -16243,19 +16327,6 @@ def events_command(path: str, as_json: bool, out: Any = None) -> int:
     return EXIT_NOT_RUNNING
 
 
-class LogFileFormatter(logging.Formatter):
-    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        lt = time.localtime(record.created)
-        nanoseconds = int(record.created % 1 * 1e9)
-        stamp = f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
-        text = f"{stamp}: {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
 def log_file_path(name: str) -> str:
     """-g FILE: a relative name is in $TMPDIR (an absolute one), else /tmp, as keepalived's make_file_name."""
     if name.startswith("/"):
@@ -16267,22 +16338,16 @@ def log_file_path(name: str) -> str:
 def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool,
                        log_file: Optional[str] = None) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
-    root = logging.getLogger(PROG)
+    outputs = list(log.outputs or ())
     if log_file:  # keepalived -g: each of its processes writes FILE_vrrp, FILE_healthcheckers...; vrrpd is one
         path = log_file_path(log_file)
         try:
-            handler: logging.Handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-            handler.setFormatter(LogFileFormatter())
-            root.addHandler(handler)
+            outputs.append(LogStream(open(path, "a", encoding="utf-8", errors="backslashreplace"), log_file_stamp))
         except OSError as exc:
             print(f"{PROG}: cannot open the log file {path}: {exc}", file=sys.stderr)
     if not use_syslog:
-        for handler in list(root.handlers):
-            if isinstance(handler, SyslogHandler):
-                root.removeHandler(handler)
-                handler.close()
-        if not root.handlers:
-            root.addHandler(logging.NullHandler())
+        outputs = [output for output in outputs if not isinstance(output, SyslogOutput)]
+    log.set_outputs(outputs, log.level)
 
 
 def run_start_stop_script(g: GlobalDefs, startup: bool) -> None:
