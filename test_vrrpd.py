@@ -9450,7 +9450,10 @@ def test_bytecode_cache_is_made_once_and_refused_in_a_directory_others_can_write
     assert list(shared.iterdir()) == []
 
 
-def test_bytecode_cache_from_the_compiled_script_equals_what_py_compile_writes(tmp_path):
+def test_bytecode_cache_from_the_compiled_script_equals_the_file_compiled_without_docstrings(tmp_path):
+    import importlib.machinery
+    import py_compile
+
     source = tmp_path / "vrrpd_copy.py"
     source.write_text((HERE / "vrrpd.py").read_text())
     code = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
@@ -9458,6 +9461,39 @@ def test_bytecode_cache_from_the_compiled_script_equals_what_py_compile_writes(t
     compiled = vrrpd.bytecode_cache(str(source), (str(tmp_path / "compiled"),))
     assert ours and compiled and Path(ours).name == Path(compiled).name
     assert Path(ours).read_bytes() == Path(compiled).read_bytes()
+    reference = py_compile.compile(str(source), cfile=str(tmp_path / "reference.pyc"), doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    assert Path(ours).read_bytes()[:16] == Path(reference).read_bytes()[:16]  # the header py_compile writes
+    loaded = importlib.machinery.SourcelessFileLoader("vrrpd_copy", ours).get_code("vrrpd_copy")
+    namespace = {"__name__": "vrrpd_copy"}
+    exec(loaded, namespace)
+    assert namespace["bytecode_cache"].__doc__ is None and namespace["Logger"].log.__doc__ is None
+    assert namespace["Logger"].__doc__ == vrrpd.Logger.__doc__  # class docstrings stay
+    assert namespace["close_matches"]("advert_itn", ["advert_int", "priority"]) == ["advert_int"]
+
+
+def test_without_docstrings_drops_the_docstrings_optimize_2_drops_from_functions():
+    def codes(code):  # the code objects, depth first
+        return [code] + [c for k in code.co_consts if isinstance(k, type(code)) for c in codes(k)]
+
+    def constants(code):
+        return tuple(c for c in code.co_consts if not isinstance(c, type(code)))
+
+    text = ('"""module"""\nclass A:\n    """class"""\n    def f(self):\n        """doc"""\n        return "text"\n'
+            'def g():\n    return ["<" + s for s in "ab"], lambda: "x", (s for s in "c")\n'
+            'async def h():\n    """doc"""\n    yield "y"\n')
+    plain, optimized = codes(compile(text, "t.py", "exec")), codes(compile(text, "t.py", "exec", optimize=2))
+    ours = codes(vrrpd.without_docstrings(compile(text, "t.py", "exec")))
+    functions = 0
+    for before, after, expected in zip(plain, ours, optimized):
+        function = before.co_flags & 0x2 and not before.co_name.startswith("<")
+        functions += bool(function)
+        if function:  # -OO's first constant is None too; ours keeps the others where they were
+            assert constants(after) == (None,) + constants(before)[1:] and constants(expected)[0] is None
+        else:
+            assert constants(after) == constants(before), before.co_name
+    assert functions == 3 and len(ours) == len(plain) == 8
+    assert "doc" not in str([constants(c) for c in ours]) and "module" in str(constants(ours[0]))
 
 
 def test_daemon_reexecs_from_bytecode_cache_keeping_its_pid(lab, tmp_path):

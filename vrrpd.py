@@ -115,6 +115,120 @@ __version__ = "0.1.0"
 PROG = "vrrpd"
 # `log`, the daemon's logger, is made in section 11.1 (its own, not logging's: see Logger)
 
+# -- Start-up from the byte-code cache ------------------------------------------------------------
+# `python3 vrrpd.py` compiles the whole file on every start. The first thing the module does is to re-execute
+# itself from a cached compilation (below), so that the rest of the module runs only in the new process.
+
+BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
+_BYTECODE_LOADER = (  # what `python3 -S -c` runs: only builtin modules, no importlib.util (contextlib, warnings)
+    "import marshal, os, sys, _frozen_importlib_external as b\n"
+    "try:\n"
+    "    with open(sys.argv[1], 'rb') as fh:\n"
+    "        data = fh.read()\n"
+    "    if data[:4] != b.MAGIC_NUMBER:\n"
+    "        raise ValueError(sys.argv[1])\n"
+    "    code = marshal.loads(memoryview(data)[16:])\n"
+    # another vrrpd version sharing the cache may have removed the file since: run the source instead
+    "except (OSError, EOFError, ValueError, TypeError):\n"
+    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
+    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
+    "module = type(sys)('vrrpd')\n"
+    "module.__file__ = sys.argv[2]\n"
+    "sys.modules['vrrpd'] = module\n"
+    "exec(code, module.__dict__)\n"
+    "del data, code  # the module's own code and its class bodies have run: their memory serves the daemon\n"
+    "sys.argv = sys.argv[2:]\n"
+    "sys.exit(module.main())\n"
+)
+
+
+# The compiled script, when run as one: the first start writes it to the byte-code cache as it is instead of
+# compiling the file a second time (compiling is most of a first start on a small CPU)
+_SCRIPT_CODE: Any = sys._getframe().f_code if __name__ == "__main__" else None
+
+
+def without_docstrings(code: Any) -> Any:
+    """`code` with its functions' docstrings dropped, as `python3 -OO` compiles them (their first constant is
+    the docstring or None; Python 3.14 flags the ones that have one). Nothing in vrrpd reads a __doc__, and
+    they are 0.1 MB of the daemon's memory; class docstrings stay."""
+    consts = tuple(without_docstrings(c) if isinstance(c, type(code)) else c for c in code.co_consts)
+    is_function = code.co_flags & 0x2 and not code.co_name.startswith("<")  # CO_NEWLOCALS; no comprehension
+    has_doc = code.co_flags & 0x4000000 if sys.version_info >= (3, 14) else consts and isinstance(consts[0], str)
+    if is_function and has_doc:
+        consts = (None,) + consts[1:]
+    return code.replace(co_consts=consts)
+
+
+def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS, code: Any = None) -> Optional[str]:
+    """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
+
+    A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
+    runs as root. The file name carries the source's hash; older files are removed when a new one is made.
+    `code`, the code object already compiled from `source`, saves compiling it a second time. The file is
+    PEP 552's unchecked hash-based pyc, as py_compile writes it, of the code without_docstrings()."""
+    try:
+        import glob as _glob
+        import hashlib
+        import importlib.util
+        import marshal
+    except ImportError:  # a Python without them: run from the source
+        return None
+    try:
+        with open(source, "rb") as fh:
+            text = fh.read()
+        digest = hashlib.sha256(text).hexdigest()[:24]
+    except OSError:
+        return None
+    for base in dirs:
+        try:
+            os.makedirs(base, mode=0o700, exist_ok=True)
+            st = os.lstat(base)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                continue
+            pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
+            if not os.path.exists(pyc):
+                if code is None:
+                    code = compile(text, source, "exec", dont_inherit=True)
+                partial = f"{pyc}.{os.getpid()}"
+                with open(partial, "wb") as fh:  # magic, flags 0b01 (unchecked hash), the source's hash, code
+                    fh.write(importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+                             + importlib.util.source_hash(text) + marshal.dumps(without_docstrings(code)))
+                os.replace(partial, pyc)
+                for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
+                    if old != pyc:
+                        os.unlink(old)
+            return pyc
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return None
+
+
+def reexec_from_bytecode_cache() -> None:
+    """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script: at the
+    start of the module, before the rest of it runs here for nothing (and before `log` exists).
+
+    Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
+    of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
+    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
+    if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
+        return
+    global _SCRIPT_CODE
+    source = os.path.abspath(__file__)
+    pyc = bytecode_cache(source, code=_SCRIPT_CODE)
+    _SCRIPT_CODE = None
+    if pyc is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
+    except OSError:
+        pass  # run from the source, as without a cache
+
+
+if __name__ == "__main__":
+    reexec_from_bytecode_cache()
+
 # ============================================================================================
 # 1. Constants and small types
 # ============================================================================================
@@ -14195,98 +14309,6 @@ def set_syslog_ident(g: GlobalDefs) -> None:
             output.ident = ident
 
 
-BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
-_BYTECODE_LOADER = (
-    "import os, sys, importlib.machinery as m, importlib.util as u\n"
-    "loader = m.SourcelessFileLoader('vrrpd', sys.argv[1])\n"
-    "try:\n"
-    "    code = loader.get_code('vrrpd')\n"
-    # another vrrpd version sharing the cache may have removed the file since: run the source instead
-    "except (OSError, ImportError, EOFError, ValueError):\n"
-    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
-    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
-    "module = u.module_from_spec(u.spec_from_loader('vrrpd', loader))\n"
-    "module.__file__ = sys.argv[2]\n"
-    "sys.modules['vrrpd'] = module\n"
-    "exec(code, module.__dict__)\n"
-    "sys.argv = sys.argv[2:]\n"
-    "sys.exit(module.main())\n"
-)
-
-
-# The compiled script, when run as one: the first start writes it to the byte-code cache as it is instead of
-# compiling the file a second time (compiling is most of a first start on a small CPU)
-_SCRIPT_CODE: Any = sys._getframe().f_code if __name__ == "__main__" else None
-
-
-def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS, code: Any = None) -> Optional[str]:
-    """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
-
-    A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
-    runs as root. The file name carries the source's hash; older files are removed when a new one is made.
-    `code`, the code object already compiled from `source`, is written as it is (no second compilation)."""
-    import glob as _glob
-    import hashlib
-    import importlib.util
-    import marshal
-    import py_compile
-    import stat
-
-    try:
-        with open(source, "rb") as fh:
-            text = fh.read()
-        digest = hashlib.sha256(text).hexdigest()[:24]
-    except OSError:
-        return None
-    for base in dirs:
-        try:
-            os.makedirs(base, mode=0o700, exist_ok=True)
-            st = os.lstat(base)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                continue
-            pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
-            if not os.path.exists(pyc):
-                partial = f"{pyc}.{os.getpid()}"
-                if code is not None:
-                    # PEP 552's unchecked hash-based pyc, as py_compile writes it: magic, flags 0b01, hash, code
-                    with open(partial, "wb") as fh:
-                        fh.write(importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
-                                 + importlib.util.source_hash(text) + marshal.dumps(code))
-                else:
-                    py_compile.compile(source, cfile=partial, doraise=True,
-                                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-                os.replace(partial, pyc)
-                for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
-                    if old != pyc:
-                        os.unlink(old)
-            return pyc
-        except (OSError, py_compile.PyCompileError):
-            continue
-    return None
-
-
-def reexec_from_bytecode_cache() -> None:
-    """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script.
-
-    Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
-    of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
-    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
-    if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
-        return
-    global _SCRIPT_CODE
-    source = os.path.abspath(__file__)
-    pyc = bytecode_cache(source, code=_SCRIPT_CODE)
-    _SCRIPT_CODE = None
-    if pyc is None:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
-    except OSError as exc:
-        log.debug("re-exec from %s failed: %s", pyc, exc)
-
-
 def sd_notify(message: str) -> bool:
     """Send a systemd notification (READY=1, RELOADING=1, STOPPING=1, STATUS=...) to $NOTIFY_SOCKET."""
     path = os.environ.get("NOTIFY_SOCKET")
@@ -16390,10 +16412,10 @@ class _Options:
 
 
 def _forget_argparse(args: Any) -> Any:
-    """The daemon's options without argparse: argparse and what it imports (gettext, textwrap) are unloaded,
+    """The daemon's options without argparse: argparse and what it imports (gettext, textwrap, locale) are unloaded,
     and the 0.4 MB they took serves the configuration and the instances instead."""
     options = _Options(**vars(args))
-    for name in ("argparse", "gettext", "textwrap"):
+    for name in ("argparse", "gettext", "textwrap", "locale"):
         sys.modules.pop(name, None)
     gc.collect()  # the parser's reference cycles
     return options
@@ -16401,7 +16423,6 @@ def _forget_argparse(args: Any) -> Any:
 
 def run_daemon(args: Any) -> int:
     """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
-    reexec_from_bytecode_cache()
     args = _forget_argparse(args)
     if args.log_facility not in SYSLOG_FACILITIES:
         print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
