@@ -6890,6 +6890,17 @@ class Log:
 
 Action = Union[SendAdvert, AddVips, RemoveVips, StartGarp, StopGarp, SendGarp, Notify, NotifyRxLowerPri, Log]
 
+_SEND_ADVERTS: Dict[int, SendAdvert] = {}
+
+
+def _send_advert_action(priority: int) -> SendAdvert:
+    """SendAdvert(priority), one (immutable) object per priority: a MASTER asks for one every advert_int, and a
+    frozen dataclass is slow to build."""
+    action = _SEND_ADVERTS.get(priority)
+    if action is None:
+        action = _SEND_ADVERTS[priority] = SendAdvert(priority)
+    return action
+
 
 class Event(enum.Enum):
     """What moves a VrrpMachine from one state to another: the event methods (start, on_timer, on_advert,
@@ -6958,7 +6969,8 @@ class VrrpMachine:
                  "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                  "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup", "owner_conflicts",
                  "owner_reduced", "hold_master", "state", "fault", "adver_timer", "master_down_timer",
-                 "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set")
+                 "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set",
+                 "advanced")
 
     # the settings a reload may change without disturbing the state (reconfigure)
     SETTINGS = ("priority", "advert_int", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
@@ -6997,6 +7009,7 @@ class VrrpMachine:
         self.master_priority: Optional[int] = None  # priority in the last advert heard from the master
         self.last_advert: Optional[float] = None  # when it came (`now` of on_advert)
         self.vips_set = False
+        self.advanced = False  # advance_advert() used since entering MASTER
 
     # -- public operations for the Daemon: sync groups, trackers, handover, reload ---------------
     def set_primary_ip(self, address: Optional[IPAddress]) -> None:
@@ -7062,8 +7075,19 @@ class VrrpMachine:
         return self.state == State.BACKUP and self.master_down_timer is not None and now >= self.master_down_timer
 
     def next_deadline(self) -> Optional[float]:
-        deadlines = [t for t in (self.adver_timer, self.master_down_timer, self.handover_timer) if t is not None]
-        return min(deadlines) if deadlines else None
+        """The earliest of the timers that run (None when none does); no list built: it is asked per advert."""
+        first = self.adver_timer
+        for deadline in (self.master_down_timer, self.handover_timer):
+            if deadline is not None and (first is None or deadline < first):
+                first = deadline
+        return first
+
+    def advance_advert(self, seconds: float) -> None:
+        """Send the next advert `seconds` sooner (never later, nor less than half an interval after the last
+        one), once as MASTER: the caller spreads instances that fell due together over the interval."""
+        if self.state == State.MASTER and self.adver_timer is not None and not self.advanced:
+            self.adver_timer -= max(0.0, min(seconds, self.advert_int / 2))
+            self.advanced = True
 
     @property
     def stopped(self) -> bool:
@@ -7107,7 +7131,7 @@ class VrrpMachine:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
                                        WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
-            acts.append(SendAdvert(self.effective_priority))
+            acts.append(_SEND_ADVERTS.get(self.effective_priority) or _send_advert_action(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
             self.adver_timer = nxt if nxt > now else now + self.advert_int
         return acts
@@ -7283,6 +7307,7 @@ class VrrpMachine:
         self.master_down_timer = None
         self.preempt_delay_timer = None
         self.adver_timer = now + self.advert_int
+        self.advanced = False
         self.master_ip = self.primary_ip
         self.owner_conflicts = 0
         if self.owner_reduced:
@@ -9053,6 +9078,7 @@ class VrrpSocket(_RxSocket):
         self.kernel_checksum = family == 6
         self.groups: List[IPAddress] = []
         self.ident = 0
+        self.destinations: Dict[Tuple[IPAddress, IPAddress], tuple] = {}  # see destination()
         sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, protocol)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
@@ -9100,13 +9126,31 @@ class VrrpSocket(_RxSocket):
         kernel), IPv6 sends the message as it is."""
         return encode_ipv4(src, dst, msg, ttl=ttl) if self.family == 4 else msg  # type: ignore[arg-type]
 
+    def destination(self, src: IPAddress, dst: IPAddress) -> Tuple[IPAddress, IPAddress, tuple, Optional[list]]:
+        """(src, dst, socket address, ancillary data or None): what send_to() takes, made once for the packets
+        of an advert that are kept and sent again (str() of an address costs more than the sendto), and shared
+        by the instances that send from the same source to the same group on this socket."""
+        dest = self.destinations.get((src, dst))
+        if dest is None:
+            if len(self.destinations) >= 256:
+                self.destinations.clear()
+            if self.family == 4:
+                dest = src, dst, (str(dst), 0), None
+            else:
+                pktinfo = src.packed + struct.pack("=I", self.ifindex)
+                dest = src, dst, (str(dst), 0, 0, self.ifindex), [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
+            self.destinations[(src, dst)] = dest
+        return dest
+
     def send(self, src: IPAddress, dst: IPAddress, packet: bytes) -> None:
-        if self.family == 4:
-            self.sock.sendto(packet, (str(dst), 0))
+        self.send_to(packet, self.destination(src, dst))
+
+    def send_to(self, packet: bytes, dest: Tuple[IPAddress, IPAddress, tuple, Optional[list]]) -> None:
+        """Send packet to the destination() made for it."""
+        if dest[3] is None:
+            self.sock.sendto(packet, dest[2])
         else:
-            pktinfo = src.packed + struct.pack("=I", self.ifindex)
-            self.sock.sendmsg([packet], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0,
-                              (str(dst), 0, 0, self.ifindex))
+            self.sock.sendmsg([packet], dest[3], 0, dest[2])
 
     def recv(self) -> Optional[Received]:
         """One pending datagram, or None when there is none. PacketError for a bad IPv4 header. Its kernel
@@ -11243,23 +11287,22 @@ class Timer:
     """A callback scheduled on the EventLoop; cancel() is cheap (lazy removal from the heap).
 
     Timers due at the same moment run in the order they were set (`seq`): instances that fall due together
-    (a MASTER re-arms at its deadline) keep their places in the batch, so each one's adverts stay evenly spaced."""
+    (a MASTER re-arms at its deadline) keep their places in the batch, so each one's adverts stay evenly spaced.
+    The heap holds (when, seq, timer): tuples compare in C, where a __lt__ of ours cost a Python call per step of
+    every push and pop (eleven per advert with a thousand instances). An entry whose seq is no longer its timer's
+    was left behind by EventLoop.call_again() and is skipped like a cancelled one."""
 
     __slots__ = ("when", "seq", "callback", "args", "cancelled")
-    _next_seq = 0
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple):
+    def __init__(self, when: float, seq: int, callback: Callable[..., Any], args: tuple):
         self.when = when
-        self.seq = Timer._next_seq = Timer._next_seq + 1
+        self.seq = seq
         self.callback = callback
         self.args = args
         self.cancelled = False
 
     def cancel(self) -> None:
         self.cancelled = True
-
-    def __lt__(self, other: Timer) -> bool:
-        return self.when < other.when or (self.when == other.when and self.seq < other.seq)
 
 
 class Child:
@@ -11292,7 +11335,8 @@ class EventLoop:
 
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
-        self._timers: List[Timer] = []
+        self._timers: List[Tuple[float, int, Timer]] = []  # a heap of (when, seq, timer), see Timer
+        self._seq = 0  # the seq of the last timer set
         self._ready: List[Tuple[Callable[..., Any], tuple]] = []
         self._handlers: Dict[int, Tuple[Optional[tuple], Optional[tuple]]] = {}  # fd -> (reader, writer)
         self._lock = allocate_lock()
@@ -11312,9 +11356,33 @@ class EventLoop:
         return time.monotonic()
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
-        timer = Timer(when, callback, args)
-        heapq.heappush(self._timers, timer)
+        self._seq = seq = self._seq + 1
+        timer = Timer(when, seq, callback, args)
+        heapq.heappush(self._timers, (when, seq, timer))
         return timer
+
+    def call_again(self, timer: Timer, when: float) -> Timer:
+        """Set `timer` (one that has run, or is pending, or was cancelled) again for `when`, with its callback:
+        a periodic timer re-armed from its own callback costs no new Timer. It takes its place behind the
+        timers set before it, as a new one would; any earlier entry of it in the heap is left to be skipped."""
+        self._seq = seq = self._seq + 1
+        timer.when, timer.seq, timer.cancelled = when, seq, False
+        heapq.heappush(self._timers, (when, seq, timer))
+        return timer
+
+    def _next_timer(self) -> Optional[Timer]:
+        """The pending timer due first (cancelled and left-behind entries at the top are dropped), or None."""
+        timers = self._timers
+        while timers:
+            _when, seq, timer = timers[0]
+            if timer.seq == seq and not timer.cancelled:
+                return timer
+            heapq.heappop(timers)
+        return None
+
+    def pending_timers(self) -> List[Timer]:
+        """Every timer still to run, in no particular order (for status and tests)."""
+        return [timer for _when, seq, timer in self._timers if timer.seq == seq and not timer.cancelled]
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self.call_at(self.time() + max(0.0, delay), callback, *args)
@@ -11491,13 +11559,12 @@ class EventLoop:
     def run_once(self, until: Optional[float] = None) -> None:
         now = self.time()
         timeout: Optional[float] = None
+        first = self._next_timer()
         if self._ready:
             timeout = 0.0
         else:
-            while self._timers and self._timers[0].cancelled:
-                heapq.heappop(self._timers)
-            if self._timers:
-                timeout = max(0.0, self._timers[0].when - now)
+            if first is not None:
+                timeout = max(0.0, first.when - now)
             if until is not None:
                 timeout = max(0.0, until - now) if timeout is None else min(timeout, max(0.0, until - now))
         fine = timeout is not None and timeout > 0.0
@@ -11509,8 +11576,8 @@ class EventLoop:
             events = self.selector.select(timeout)
         except InterruptedError:
             events = []
-        if fine and not events and not self._ready and self._timers:
-            self._wait_fine(self._timers[0].when if until is None else min(until, self._timers[0].when))
+        if fine and not events and not self._ready and first is not None:
+            self._wait_fine(first.when if until is None else min(until, first.when))
             try:
                 events = self.selector.select(0)
             except InterruptedError:
@@ -11524,17 +11591,21 @@ class EventLoop:
         # the others to be sorted out), and one set during the pass waits for the next. Each handler is looked
         # up again just before it runs: an earlier callback of this same pass may have removed a reader (and
         # closed its socket) or cancelled a timer that had already fallen due.
-        timers, last, later = self._timers, Timer._next_seq, []
-        while timers and (timers[0].when <= now or timers[0].cancelled):
-            timer = heapq.heappop(timers)
-            if timer.cancelled:
+        timers, last, later, heappop = self._timers, self._seq, [], heapq.heappop
+        while timers and timers[0][0] <= now:
+            entry = heappop(timers)
+            timer = entry[2]
+            if timer.seq != entry[1] or timer.cancelled:
                 continue
-            if timer.seq > last:
-                later.append(timer)
-            else:
-                self._call(timer.callback, timer.args)
-        for timer in later:
-            heapq.heappush(timers, timer)
+            if entry[1] > last:
+                later.append(entry)
+                continue
+            try:  # _call(), inline: a thousand timers due together make a thousand calls less
+                timer.callback(*timer.args)
+            except Exception as exc:  # one faulty callback must not stop the daemon
+                self._failed(timer.callback, exc)
+        for entry in later:
+            heapq.heappush(timers, entry)
         for key, mask in events:
             for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
                 if mask & flag:
@@ -11564,7 +11635,11 @@ class EventLoop:
         try:
             callback(*args)
         except Exception as exc:  # one faulty callback must not stop the daemon
-            log.exception("internal error in %s: %s", getattr(callback, "__qualname__", callback), exc)
+            EventLoop._failed(callback, exc)
+
+    @staticmethod
+    def _failed(callback: Callable[..., Any], exc: Exception) -> None:
+        log.exception("internal error in %s: %s", getattr(callback, "__qualname__", callback), exc)
 
     def close(self) -> None:
         if self._old_wakeup_fd is not None:
@@ -12172,7 +12247,12 @@ RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before du
 # (its reader off the loop in between) rather than once per packet, each wake-up of the loop costing more than
 # rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
 RX_PAUSE = 0.002
+ADVERT_BURST, ADVERT_GAP = 64, 0.002  # adverts sent back to back at most, and the time between such groups
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
+# What a thousand instances would each hold a copy of, held once (a few hundred bytes an instance):
+_NO_COUNTS: Dict[str, int] = type(type.__dict__)({})  # types.MappingProxyType: an empty read-only dict
+_REASON_KEYS: Dict[Tuple[str, str], Tuple[str, str]] = {}  # the (state, reason) keys of InstanceRuntime.reasons
+_GROUP_TARGETS: Dict[IPAddress, List[Tuple[IPAddress, int]]] = {}  # a multicast group's InstanceRuntime.targets
 
 
 def instance_family(inst: VrrpInstance) -> int:
@@ -12200,9 +12280,9 @@ class InstanceRuntime:
 
     __slots__ = ("inst", "machine", "version", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
                  "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
-                 "adverts_received", "transitions", "bad_packets", "entered", "released_master", "last_notified",
-                 "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set", "rules_set", "hmac",
-                 "logged", "history", "reasons", "rx_memo", "old_checksum")
+                 "adverts_received", "transitions", "bad_packets", "entered_since_clear", "released_master",
+                 "last_notified", "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set",
+                 "rules_set", "hmac", "logged", "recent", "reasons", "rx_memo", "old_checksum")
 
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
@@ -12215,31 +12295,36 @@ class InstanceRuntime:
         self.xmit: Optional[VrrpSocket] = None  # use_vmac without vmac_xmit_base: sends from the VMAC
         self.ah: Optional[AhSequence] = None  # auth_type AH: the sequence counter, shared by both directions
         self.src: Optional[IPAddress] = None
-        self.targets: List[Tuple[IPAddress, int]] = []
+        # (address, ttl) of each advert; the list of a multicast group is one list shared by its instances
+        self.targets: List[Tuple[IPAddress, int]] = ()  # type: ignore[assignment]
         self.unicast = bool(inst.unicast_peer)
         self.timer: Optional[Timer] = None
-        self.garp_timers: List[Timer] = []
+        self.garp_timers: Tuple[Timer, ...] = ()  # pending GARP delay/refresh/extra_if timers
         self.checksum_as_v2 = False
         # old_unicast_checksum: a unicast IPv4 VRRPv3 instance sums with the multicast group (True), or switches
         # to that when a peer does (None: keepalived's default), or never does (False)
         self.old_checksum: Optional[bool] = False
-        self.packets: Dict[Tuple[int, Any], List[Tuple[str, bytes]]] = {}
+        # (priority, source, socket, [(packet, destination)]): the adverts last encoded, sent again while none
+        # of the three changes
+        self.packets: Optional[Tuple[int, Any, Any, List[Tuple[bytes, tuple]]]] = None
         self.adverts_sent = 0
         self.adverts_received = 0
         self.transitions = 0
-        self.bad_packets: Dict[str, int] = {}
-        self.entered: Dict[str, int] = {}  # state name -> times entered (SIGUSR2 stats)
+        self.bad_packets: Dict[str, int] = _NO_COUNTS  # reason -> dropped adverts (a dict from the first)
+        # state name -> times entered since the stats were last cleared (None: never cleared, see `entered`)
+        self.entered_since_clear: Optional[Dict[str, int]] = None
         self.released_master = 0
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
         # (Master_Down_Timer, since): a due master-down timeout waiting for the adverts still queued in the kernel
         self.backlog_wait: Optional[Tuple[float, float]] = None
-        self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
-        self.rules_set: List[Rule] = []
+        self.routes_set: Tuple[Route, ...] = ()  # virtual_routes / virtual_rules this instance installed
+        self.rules_set: Tuple[Rule, ...] = ()
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
-        self.logged: set = set()  # bad-advert classes logged since the last MASTER change (RFC 9568)
-        self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
+        self.logged: Tuple[str, ...] = ()  # bad-advert classes logged since the last MASTER change (RFC 9568)
+        # the last TRANSITION_HISTORY transitions, oldest first: (time, from, to, reason, detail, priority)
+        self.recent: Tuple[Tuple[float, str, str, str, str, int], ...] = ()
         self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
         # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
         self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
@@ -12247,6 +12332,24 @@ class InstanceRuntime:
     @property
     def vips(self) -> List[VirtualIP]:
         return self.inst.virtual_ipaddress + self.inst.virtual_ipaddress_excluded
+
+    @property
+    def history(self) -> List[Dict[str, Any]]:
+        """The recent transitions as the event stream told them (kept as tuples: a dict each would cost 1 KB
+        an instance)."""
+        name = self.inst.name
+        return [{"type": "transition", "time": when, "instance": name, "from": old, "to": new, "reason": reason,
+                 "detail": detail, "priority": priority} for when, old, new, reason, detail, priority in self.recent]
+
+    @property
+    def entered(self) -> Dict[str, int]:
+        """State name -> times entered (SIGUSR2 stats): `reasons` summed by state, until the stats are cleared."""
+        if self.entered_since_clear is not None:
+            return self.entered_since_clear
+        counts: Dict[str, int] = {}
+        for (state, _reason), n in self.reasons.items():
+            counts[state] = counts.get(state, 0) + n
+        return counts
 
 
 class Daemon:
@@ -12266,6 +12369,7 @@ class Daemon:
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
+        self._burst = (0.0, 0)  # (deadline, adverts sent at it): see _spread()
         self._rx_drained: Dict[int, float] = {}  # id(vsock) -> when a pass last emptied it (RX_PAUSE)
         self._rx_paused: Dict[int, Timer] = {}  # id(vsock) -> the timer that watches it again
         self.announcers: Dict[str, Announcer] = {}
@@ -12632,7 +12736,7 @@ class Daemon:
             group: IPAddress = g.vrrp_mcast_group4 if rt.family == 4 else g.vrrp_mcast_group6
             if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == rt.family:
                 group = inst.mcast_dst_ip
-            rt.targets = [(group, VRRP_TTL)]
+            rt.targets = _GROUP_TARGETS.setdefault(group, [(group, VRRP_TTL)])  # never changed in place
             if rt.vsock is not None:
                 rt.vsock.join(group)
         rt.src = self._source_address(rt)
@@ -12973,7 +13077,7 @@ class Daemon:
         m.reconfigure(self._make_machine(inst, rt.version))
         self._attach_hmac(rt)
         self._attach(rt)
-        rt.packets.clear()
+        rt.packets = None
         self._update_own_sources()
         new_vips = {self._vip_key(rt, v): v for v in rt.vips}
         if m.vips_set and self.rtnl is not None:
@@ -12986,10 +13090,10 @@ class Daemon:
             # routes and rules: only what changed
             for rule in [r for r in rt.rules_set if r not in inst.virtual_rules]:
                 self._rule_op(inst.name, rule, add=False)
-                rt.rules_set.remove(rule)
+            rt.rules_set = tuple(r for r in rt.rules_set if r in inst.virtual_rules)
             for route in [r for r in rt.routes_set if r not in inst.virtual_routes]:
                 self._route_op(inst.name, route, add=False)
-                rt.routes_set.remove(route)
+            rt.routes_set = tuple(r for r in rt.routes_set if r in inst.virtual_routes)
             self._set_routes(rt, add=True)
 
     def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[Any, ...]:
@@ -13041,11 +13145,12 @@ class Daemon:
                 self._record_transition(rt, act)
                 rt.transitions += 1
                 if State.MASTER in (rt.last_notified, act.state) and rt.last_notified != act.state:
-                    rt.logged.clear()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
+                    rt.logged = ()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
                     rt.released_master += 1
                 rt.last_notified = act.state
-                rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
+                if rt.entered_since_clear is not None:
+                    rt.entered_since_clear[act.state.value] = rt.entered_since_clear.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
                 self._safe(self.lvs.vrrp_state, inst.name, act.state)  # lvs_sync_daemon follows its instance
             elif isinstance(act, NotifyRxLowerPri):
@@ -13076,24 +13181,43 @@ class Daemon:
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         timer, rt.timer = rt.timer, None
-        if self._timeout_waits_for_backlog(rt):
+        m = rt.machine
+        # (a MASTER has no Master_Down_Timer: the backlog check is skipped without a call)
+        if m.master_down_timer is not None and self._timeout_waits_for_backlog(rt):
             return
         if self.group_of and self._group_holds_master(rt):
             return
         now = self.loop.time()
-        if timer is not None and 0.0 <= now - timer.when < rt.machine.advert_int:
+        if timer is not None and 0.0 <= now - timer.when < m.advert_int:
             # served late, behind other instances due at the same moment: the machine acts at the deadline,
             # so instances that fell due together stay due together and share one wake-up
             now = timer.when
-        actions = rt.machine.on_timer(now)
+        actions = m.on_timer(now)
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
-            # the steady MASTER case, a few hundred times a second with many instances
+            # the steady MASTER case, a thousand times a second with a thousand instances: the advert, and the
+            # same Timer set again for the next one
             self._send_advert(rt, actions[0].priority)
-            deadline = rt.machine.next_deadline()
+            if timer is not None:
+                self._spread(rt, timer.when)
+            deadline = m.next_deadline()
             if deadline is not None:
-                rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
+                rt.timer = self.loop.call_again(timer, deadline) if timer is not None \
+                    else self.loop.call_at(deadline, self._on_timer, rt)
             return
         self._apply(rt, actions)
+
+    def _spread(self, rt: InstanceRuntime, due: float) -> None:
+        """Instances that fall due at one moment (they became MASTER together) are sent back to back: a
+        thousand take 10 ms, long enough for the scheduler to preempt the daemon in the middle, and every
+        instance after that point is late. So they leave in groups of ADVERT_BURST, ADVERT_GAP apart: from
+        the second group on, an instance's next advert comes that many gaps sooner, once; then its group has a
+        moment of its own. keepalived's instances are spread by their start; sooner adverts are harmless."""
+        gap = min(ADVERT_GAP, rt.machine.advert_int / 64)
+        when, count = self._burst
+        count = count + 1 if abs(due - when) < gap / 2 else 1
+        self._burst = (when if count > 1 else due, count)
+        if count > ADVERT_BURST:
+            rt.machine.advance_advert((count - 1) // ADVERT_BURST * gap)
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         sock = rt.xmit or rt.vsock
@@ -13103,22 +13227,25 @@ class Daemon:
                            f"({rt.inst.name}) cannot send advert: no {'socket' if sock is None else 'source address'}"
                            f" on {rt.inst.interface}")
             return
-        packets = rt.packets.get((priority, src))
-        if packets is None:
+        kept = rt.packets  # (priority, source, socket, packets)
+        if kept is not None and kept[0] == priority and kept[2] is sock and (kept[1] is src or kept[1] == src):
+            packets = kept[3]
+        else:
             packets = self._encode_adverts(rt, sock, src, priority)
-        for dst, packet in packets:
+        for packet, dest in packets:
             try:
-                sock.send(src, dst, packet)
+                sock.send_to(packet, dest)
                 rt.adverts_sent += 1
                 rt.priority_zero_sent += priority == 0
             except OSError as exc:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
-                               f"({rt.inst.name}) cannot send advert to {dst}: {exc.strerror}")
+                               f"({rt.inst.name}) cannot send advert to {dest[1]}: {exc.strerror}")
 
     def _encode_adverts(self, rt: InstanceRuntime, sock: VrrpSocket, src: IPAddress,
-                        priority: int) -> List[Tuple[IPAddress, bytes]]:
-        """The packets of one advert, one per target, either family. They only change with the priority and
-        the source, so they are kept and sent again, unless each carries a new sequence number (AH, auth_hmac)."""
+                        priority: int) -> List[Tuple[bytes, tuple]]:
+        """The packets of one advert, one per target, either family, each with its destination() on `sock`. They
+        only change with the priority, the source and the socket, so they are kept and sent again, unless each
+        carries a new sequence number (AH, auth_hmac)."""
         m = rt.machine
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
                          m.auth_type.value if rt.version == 2 else 0,
@@ -13131,17 +13258,15 @@ class Daemon:
             packets = []
             for dst, ttl, msg in msgs:
                 sock.ident = sock.ident % 0xFFFF + 1  # non-zero: the ICV covers it
-                packets.append((dst, build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
-                                                   sock.ident, ttl, unicast=rt.unicast)))
+                packets.append((build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
+                                              sock.ident, ttl, unicast=rt.unicast), sock.destination(src, dst)))
             return packets
         if rt.hmac is not None and rt.hmac.sends:
             # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
             trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
-            return [(dst, sock.packet(src, dst, msg + trailer, ttl)) for dst, ttl, msg in msgs]
-        packets = [(dst, sock.packet(src, dst, msg, ttl)) for dst, ttl, msg in msgs]
-        if len(rt.packets) > 8:
-            rt.packets.clear()
-        rt.packets[(priority, src)] = packets
+            return [(sock.packet(src, dst, msg + trailer, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs]
+        packets = [(sock.packet(src, dst, msg, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs]
+        rt.packets = (priority, src, sock, packets)
         return packets
 
     @staticmethod
@@ -13209,10 +13334,10 @@ class Daemon:
         if add:
             for route in inst.virtual_routes:
                 if route not in rt.routes_set and self._route_op(name, route, add=True):
-                    rt.routes_set.append(route)
+                    rt.routes_set += (route,)
             for rule in inst.virtual_rules:
                 if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
-                    rt.rules_set.append(rule)
+                    rt.rules_set += (rule,)
             if rt.routes_set or rt.rules_set:
                 self._watch_routes()
             return
@@ -13220,7 +13345,7 @@ class Daemon:
             self._rule_op(name, rule, add=False)
         for route in rt.routes_set:
             self._route_op(name, route, add=False)
-        rt.routes_set, rt.rules_set = [], []
+        rt.routes_set, rt.rules_set = (), ()
 
     def _watch_routes(self) -> None:
         """Route and rule events are only read when something tracked is installed (keepalived subscribes per
@@ -13387,14 +13512,14 @@ class Daemon:
         delay, repeat, refresh, rrepeat = self._garp_params(rt)
         self._send_garps(rt, repeat, announce=True)
         if delay > 0:
-            rt.garp_timers.append(self.loop.call_later(delay, self._send_garps, rt, repeat))
+            self._garp_timer(rt, delay, self._garp_delayed, repeat)
         if refresh > 0:
-            rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, rrepeat))
+            self._garp_timer(rt, refresh, self._garp_refresh, refresh, rrepeat)
         extra, every = rt.inst.garp_extra_if, rt.inst.garp_extra_if_all
         if extra is None:
             extra, every = self.g.vrrp_garp_extra_if, self.g.vrrp_garp_extra_if_all
         if extra and self._extra_garp_frames(rt, every):
-            rt.garp_timers.append(self.loop.call_later(delay + extra, self._garp_extra_if, rt, extra, every))
+            self._garp_timer(rt, delay + extra, self._garp_extra_if, extra, every)
 
     def _extra_garp_frames(self, rt: InstanceRuntime, every: bool) -> List[Tuple[str, bytes, ipaddress.IPv4Address]]:
         """garp_extra_if: one GARP per interface carrying a VIP or excluded VIP, other than the instance's own
@@ -13416,18 +13541,29 @@ class Daemon:
             return
         for frame in self._extra_garp_frames(rt, every):
             self._announce(*frame)
-        rt.garp_timers.append(self.loop.call_later(interval, self._garp_extra_if, rt, interval, every))
+        self._garp_timer(rt, interval, self._garp_extra_if, interval, every)
 
     def _garp_refresh(self, rt: InstanceRuntime, refresh: float, repeat: int) -> None:
         if rt.machine.state != State.MASTER:
             return
         self._send_garps(rt, repeat)
-        rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, repeat))
+        self._garp_timer(rt, refresh, self._garp_refresh, refresh, repeat)
+
+    def _garp_delayed(self, rt: InstanceRuntime, repeat: int) -> None:
+        """garp_master_delay after becoming MASTER: the GARPs again."""
+        rt.garp_timers = tuple(t for t in rt.garp_timers if t.callback != self._garp_delayed)  # it has run
+        self._send_garps(rt, repeat)
+
+    def _garp_timer(self, rt: InstanceRuntime, delay: float, callback: Callable[..., Any], *args: Any) -> None:
+        """Arm one of the instance's GARP timers (one each of delay, refresh, extra_if); the one that just ran
+        to re-arm itself is forgotten, so a MASTER keeps only what is pending."""
+        kept = tuple(t for t in rt.garp_timers if t.callback != callback)
+        rt.garp_timers = kept + (self.loop.call_later(delay, callback, rt, *args),)
 
     def _cancel_garp(self, rt: InstanceRuntime) -> None:
         for timer in rt.garp_timers:
             timer.cancel()
-        rt.garp_timers = []
+        rt.garp_timers = ()
 
     def _send_garps(self, rt: InstanceRuntime, repeat: int, announce: bool = False) -> None:
         """`repeat` gratuitous ARPs per IPv4 VIP and unsolicited Neighbour Advertisements per IPv6 VIP, paced
@@ -13625,16 +13761,18 @@ class Daemon:
         if rt is None:
             self.ratelimit((reason, None), self.loop.time(), message)
             return
+        if rt.bad_packets is _NO_COUNTS:
+            rt.bad_packets = {}
         rt.bad_packets[reason] = rt.bad_packets.get(reason, 0) + 1
         if reason not in rt.logged:
-            rt.logged.add(reason)
+            rt.logged += (reason,)
             log.warning("%s", message)
 
     def _accepted_from(self, rt: InstanceRuntime, src: Any, adv: VrrpAdvert) -> None:
         """An advert passed every check: one from a new master re-opens the instance's rate-limited log classes."""
         m = rt.machine
         if m.state == State.BACKUP and adv.priority and src != m.master_ip:
-            rt.logged.clear()
+            rt.logged = ()
 
     def _receive(self, vsock: VrrpSocket, pkt: Received) -> None:
         """One datagram from a VRRP or AH socket, either family: our own echoes dropped, the instance found by
@@ -13695,7 +13833,7 @@ class Daemon:
             adv = verdict
             if adv.old_checksum and rt.old_checksum is None:
                 rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
-                rt.packets.clear()
+                rt.packets = None
                 log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
             mismatch = bool(adv.priority) and rt.machine.address_mismatch(adv)
             # not with auth_hmac (a replay is the same bytes) or AH, nor for an owner that ignores adverts
@@ -13841,14 +13979,13 @@ class Daemon:
             cause = self._causes(rt, lambda d, f: d != 0)
             cause = f"our priority {act.priority} = {rt.inst.priority} base, {cause}" if cause else ""
         detail = "; ".join(x for x in (detail, cause) if x)
-        event = {"type": "transition", "time": time.time(), "instance": rt.inst.name,
-                 "from": (rt.last_notified or State.INIT).value, "to": act.state.value,
-                 "reason": act.reason or "unknown", "detail": detail, "priority": act.priority}
-        rt.history.append(event)
-        del rt.history[:-TRANSITION_HISTORY]
-        key = (act.state.value, event["reason"])
+        entry = (time.time(), (rt.last_notified or State.INIT).value, act.state.value, act.reason or "unknown",
+                 detail, act.priority)
+        rt.recent = (rt.recent + (entry,))[-TRANSITION_HISTORY:]
+        key = _REASON_KEYS.setdefault(entry[2:4], entry[2:4])  # one tuple per (state, reason) for all instances
         rt.reasons[key] = rt.reasons.get(key, 0) + 1
-        self._publish(event)
+        self._publish({"type": "transition", "time": entry[0], "instance": rt.inst.name, "from": entry[1],
+                       "to": entry[2], "reason": entry[3], "detail": detail, "priority": act.priority})
 
     def _publish(self, event: Dict[str, Any]) -> None:
         for sink in list(self.event_sinks):
@@ -15701,7 +15838,7 @@ def keepalived_json(daemon: Daemon, version: int) -> Any:
             "skip_check_adv_addr": int(some(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             "strict_mode": int(strict), "vmac_ifname": inst.vmac_name or "", "ifp_ifname": inst.interface or "",
             "master_priority": m.master_priority or 0,
-            "last_transition": rt.history[-1]["time"] if rt.history else 0.0,
+            "last_transition": rt.recent[-1][0] if rt.recent else 0.0,
             "garp_delay": delay, "garp_refresh": int(refresh), "garp_rep": repeat, "garp_refresh_rep": rrepeat,
             "garp_lower_prio_delay": int(some(inst.garp_lower_prio_delay, some(g.vrrp_garp_lower_prio_delay, delay))),
             "garp_lower_prio_rep": some(inst.garp_lower_prio_repeat, some(g.vrrp_garp_lower_prio_repeat, repeat)),
@@ -16223,7 +16360,7 @@ class Operator:
             for rt in self.d.runtimes:
                 rt.adverts_sent = rt.adverts_received = rt.transitions = rt.released_master = 0
                 rt.priority_zero_sent = rt.priority_zero_received = 0
-                rt.bad_packets, rt.entered = {}, {}
+                rt.bad_packets, rt.entered_since_clear = _NO_COUNTS, {}
         log.info("Wrote %s", path)
         return path
 
