@@ -49,10 +49,8 @@ import collections
 import enum
 import errno
 import gc
-import glob
 import heapq
 import ipaddress
-import logging
 import os
 import re
 import select
@@ -62,18 +60,20 @@ import socket
 import stat
 import struct
 import sys
-import threading
 import time
 
 from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
+from _thread import allocate_lock  # threading.Lock is this; threading loads only for the SMTP worker
 
 # Memory: the annotations are never evaluated (`from __future__ import annotations`), so at run time the typing
 # names need only be subscriptable for the few aliases below; importing typing would cost 0.9 MB of the daemon's
 # resident memory. Type checkers take the `if TYPE_CHECKING` branch.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import glob
     import random
     import subprocess
+    import threading
     from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 else:
     class _Hint:
@@ -93,7 +93,8 @@ else:
 
     class _LazyModule:
         """A standard module imported when first used, then bound in its place (subprocess and random are
-        only needed when scripts, checkers or BFD are configured: 0.6 MB less for a daemon without them)."""
+        only needed when scripts, checkers or BFD are configured: 0.6 MB less for a daemon without them; glob
+        for include files, threading for the SMTP worker)."""
 
         def __init__(self, name: str):
             self._name = name
@@ -107,10 +108,126 @@ else:
 
     subprocess = _LazyModule("subprocess")
     random = _LazyModule("random")
+    glob = _LazyModule("glob")
+    threading = _LazyModule("threading")
 
 __version__ = "0.1.0"
 PROG = "vrrpd"
-log = logging.getLogger(PROG)
+# `log`, the daemon's logger, is made in section 11.1 (its own, not logging's: see Logger)
+
+# -- Start-up from the byte-code cache ------------------------------------------------------------
+# `python3 vrrpd.py` compiles the whole file on every start. The first thing the module does is to re-execute
+# itself from a cached compilation (below), so that the rest of the module runs only in the new process.
+
+BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
+_BYTECODE_LOADER = (  # what `python3 -S -c` runs: only builtin modules, no importlib.util (contextlib, warnings)
+    "import marshal, os, sys, _frozen_importlib_external as b\n"
+    "try:\n"
+    "    with open(sys.argv[1], 'rb') as fh:\n"
+    "        data = fh.read()\n"
+    "    if data[:4] != b.MAGIC_NUMBER:\n"
+    "        raise ValueError(sys.argv[1])\n"
+    "    code = marshal.loads(memoryview(data)[16:])\n"
+    # another vrrpd version sharing the cache may have removed the file since: run the source instead
+    "except (OSError, EOFError, ValueError, TypeError):\n"
+    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
+    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
+    "module = type(sys)('vrrpd')\n"
+    "module.__file__ = sys.argv[2]\n"
+    "sys.modules['vrrpd'] = module\n"
+    "exec(code, module.__dict__)\n"
+    "del data, code  # the module's own code and its class bodies have run: their memory serves the daemon\n"
+    "sys.argv = sys.argv[2:]\n"
+    "sys.exit(module.main())\n"
+)
+
+
+# The compiled script, when run as one: the first start writes it to the byte-code cache as it is instead of
+# compiling the file a second time (compiling is most of a first start on a small CPU)
+_SCRIPT_CODE: Any = sys._getframe().f_code if __name__ == "__main__" else None
+
+
+def without_docstrings(code: Any) -> Any:
+    """`code` with its functions' docstrings dropped, as `python3 -OO` compiles them (their first constant is
+    the docstring or None; Python 3.14 flags the ones that have one). Nothing in vrrpd reads a __doc__, and
+    they are 0.1 MB of the daemon's memory; class docstrings stay."""
+    consts = tuple(without_docstrings(c) if isinstance(c, type(code)) else c for c in code.co_consts)
+    is_function = code.co_flags & 0x2 and not code.co_name.startswith("<")  # CO_NEWLOCALS; no comprehension
+    has_doc = code.co_flags & 0x4000000 if sys.version_info >= (3, 14) else consts and isinstance(consts[0], str)
+    if is_function and has_doc:
+        consts = (None,) + consts[1:]
+    return code.replace(co_consts=consts)
+
+
+def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS, code: Any = None) -> Optional[str]:
+    """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
+
+    A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
+    runs as root. The file name carries the source's hash; older files are removed when a new one is made.
+    `code`, the code object already compiled from `source`, saves compiling it a second time. The file is
+    PEP 552's unchecked hash-based pyc, as py_compile writes it, of the code without_docstrings()."""
+    try:
+        import glob as _glob
+        import hashlib
+        import importlib.util
+        import marshal
+    except ImportError:  # a Python without them: run from the source
+        return None
+    try:
+        with open(source, "rb") as fh:
+            text = fh.read()
+        digest = hashlib.sha256(text).hexdigest()[:24]
+    except OSError:
+        return None
+    for base in dirs:
+        try:
+            os.makedirs(base, mode=0o700, exist_ok=True)
+            st = os.lstat(base)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                continue
+            pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
+            if not os.path.exists(pyc):
+                if code is None:
+                    code = compile(text, source, "exec", dont_inherit=True)
+                partial = f"{pyc}.{os.getpid()}"
+                with open(partial, "wb") as fh:  # magic, flags 0b01 (unchecked hash), the source's hash, code
+                    fh.write(importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+                             + importlib.util.source_hash(text) + marshal.dumps(without_docstrings(code)))
+                os.replace(partial, pyc)
+                for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
+                    if old != pyc:
+                        os.unlink(old)
+            return pyc
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return None
+
+
+def reexec_from_bytecode_cache() -> None:
+    """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script: at the
+    start of the module, before the rest of it runs here for nothing (and before `log` exists).
+
+    Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
+    of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
+    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
+    if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
+        return
+    global _SCRIPT_CODE
+    source = os.path.abspath(__file__)
+    pyc = bytecode_cache(source, code=_SCRIPT_CODE)
+    _SCRIPT_CODE = None
+    if pyc is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
+    except OSError:
+        pass  # run from the source, as without a cache
+
+
+if __name__ == "__main__":
+    reexec_from_bytecode_cache()
 
 # ============================================================================================
 # 1. Constants and small types
@@ -121,6 +238,8 @@ IPPROTO_AH = 51
 VRRP_MCAST_GROUP4 = ipaddress.IPv4Address("224.0.0.18")
 VRRP_MCAST_GROUP6 = ipaddress.IPv6Address("ff02::12")
 VRRP_TTL = 255
+
+DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50  # log levels, with logging's numbers
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -6794,7 +6913,7 @@ class Log:
     """A log line in keepalived's words; `detail` lines show only with -D."""
 
     message: str
-    level: int = logging.INFO
+    level: int = INFO
     detail: bool = False
 
 
@@ -7039,7 +7158,7 @@ class VrrpMachine:
                 late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
-                                       logging.WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
+                                       WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(_SEND_ADVERTS.get(self.effective_priority) or _send_advert_action(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -7140,13 +7259,13 @@ class VrrpMachine:
             # keepalived 2.3.3: two routers both configured as the address owner
             if higher:
                 pre.append(Log(f"({self.name}) CONFIGURATION ERROR: {src} and we are both configured as address "
-                               "owner", logging.ERROR))
+                               "owner", ERROR))
             else:
                 self.owner_conflicts += 1
                 if self.owner_conflicts >= 2:
                     self.owner_reduced, self.effective_priority, higher = True, 254, True
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
-                                   "reducing our priority", logging.ERROR))
+                                   "reducing our priority", ERROR))
         if higher:
             return pre + self._fire(now, Event.HIGHER_PRIORITY_ADVERT, adv=adv, src=src)
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
@@ -11249,7 +11368,7 @@ class EventLoop:
         self._seq = 0  # the seq of the last timer set
         self._ready: List[Tuple[Callable[..., Any], tuple]] = []
         self._handlers: Dict[int, Tuple[Optional[tuple], Optional[tuple]]] = {}  # fd -> (reader, writer)
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._running = False
         self._children: Dict[int, Child] = {}
         self._signal_handlers: Dict[int, Callable[[int], Any]] = {}
@@ -11583,8 +11702,10 @@ def _fork_exec(argv: List[str], env: Optional[Dict[str, str]], ids: Optional[Tup
         if pid:
             return pid
         try:  # the child: only system calls from here to the exec, no logging, no locks
-            if threading.current_thread() is threading.main_thread():
+            try:
                 signal.set_wakeup_fd(-1)  # a signal before the exec must not reach the daemon's loop
+            except ValueError:
+                pass  # not the main thread: it has none
             for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
                            signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
                 signal.signal(signum, signal.SIG_DFL)
@@ -11712,7 +11833,7 @@ class SmtpAlerter:
         self.global_defs = global_defs
         self._queue: Any = None  # a queue.Queue once the first alert is submitted
         self._thread: Optional[threading.Thread] = None
-        self._closing = threading.Event()
+        self._closing: Any = None  # a threading.Event once the first alert is submitted
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -11723,7 +11844,11 @@ class SmtpAlerter:
 
     def submit(self, subject: str, body: str) -> None:
         """Queue one mail; returns at once."""
-        if not self.configured or self._closing.is_set():
+        if not self.configured:
+            return
+        if self._closing is None:
+            self._closing = threading.Event()
+        if self._closing.is_set():
             return
         if self._queue is None:
             try:
@@ -12123,7 +12248,7 @@ class _RateLimit:
         self.last: Dict[Any, Tuple[float, int]] = {}
         self.pending: Dict[Any, Tuple[str, int]] = {}  # key -> (latest message, level) awaiting a summary
 
-    def __call__(self, key: Any, now: float, message: str, level: int = logging.WARNING) -> None:
+    def __call__(self, key: Any, now: float, message: str, level: int = WARNING) -> None:
         last, suppressed = self.last.get(key, (-1e18, 0))
         if now - last >= self.period:
             if suppressed:
@@ -13040,7 +13165,7 @@ class Daemon:
                 self._send_garps(rt, act.repeat)
         for act in actions:
             if isinstance(act, Log):
-                log.log(logging.DEBUG if act.detail else act.level, act.message)
+                log.log(DEBUG if act.detail else act.level, act.message)
         for message in self._pending_logs:
             log.debug(message)
         self._pending_logs = []
@@ -14185,28 +14310,47 @@ SYSLOG_FACILITIES = {
 DEFAULT_CONTROL_SOCKET = "/run/vrrpd/vrrpd.sock"
 
 
-class ConsoleFormatter(logging.Formatter):
+LEVEL_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR", CRITICAL: "CRITICAL"}
+
+
+def console_stamp(created: float) -> str:
     """keepalived's console format: `Sun Nov 22 01:02:03 2026: (VI_1) Entering MASTER STATE`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(record.created))
-        text = f"{stamp}: {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(created))
 
 
-class SyslogHandler(logging.Handler):
-    """Records to syslog through /dev/log, as logging.handlers.SysLogHandler sends them (`<PRI>text\\0`).
+def log_file_stamp(created: float) -> str:
+    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
+    lt = time.localtime(created)
+    nanoseconds = int(created % 1 * 1e9)
+    return f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
 
-    Our own because logging.handlers costs a megabyte and python3-minimal lacks what it imports (queue)."""
 
-    SEVERITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+class LogStream:
+    """Log lines to a text stream (stderr for -l, the -g file), each `STAMP: text` when given a stamp."""
 
-    def __init__(self, address: str = "/dev/log", facility: int = 3):
-        super().__init__()
+    def __init__(self, stream: Any, stamp: Optional[Callable[[float], str]] = None):
+        self.stream = stream
+        self.stamp = stamp
+
+    def emit(self, level: int, created: float, text: str) -> None:
+        self.stream.write(f"{self.stamp(created)}: {text}\n" if self.stamp else text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream not in (sys.stderr, sys.__stderr__):
+            self.stream.close()
+
+
+class SyslogOutput:
+    """Log lines to syslog through /dev/log, as logging.handlers.SysLogHandler sends them
+    (`<PRI>ident[pid]: text\\0`), without the megabyte logging.handlers costs (python3-minimal lacks its queue)."""
+
+    SEVERITIES = {DEBUG: 7, INFO: 6, WARNING: 4, ERROR: 3, CRITICAL: 2}
+
+    def __init__(self, address: str = "/dev/log", facility: int = 3, ident: str = PROG):
         self.address = address
         self.facility = facility
+        self.ident = ident
         self.sock = self._connect()
 
     def _connect(self) -> socket.socket:
@@ -14221,48 +14365,102 @@ class SyslogHandler(logging.Handler):
                     raise
         raise OSError(errno.EPROTOTYPE, f"cannot connect to {self.address}")
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, level: int, created: float, text: str) -> None:
+        prio = self.facility << 3 | self.SEVERITIES.get(level, 4)
+        data = f"<{prio}>{self.ident}[{os.getpid()}]: {text}\0".encode("utf-8", "replace")
         try:
-            prio = self.facility << 3 | self.SEVERITIES.get(record.levelname, 4)
-            data = f"<{prio}>{self.format(record)}\0".encode("utf-8", "replace")
-            try:
-                self.sock.sendall(data)
-            except OSError:  # syslogd restarted: connect again once
-                self.sock.close()
-                self.sock = self._connect()
-                self.sock.sendall(data)
-        except Exception:
-            self.handleError(record)
+            self.sock.sendall(data)
+        except OSError:  # syslogd restarted: connect again once
+            self.sock.close()
+            self.sock = self._connect()
+            self.sock.sendall(data)
 
     def close(self) -> None:
-        self.acquire()
+        self.sock.close()
+
+
+class Logger:
+    """The daemon's logger: logging.Logger's calls (debug/info/warning/error/exception/log, %-style arguments)
+    writing to the outputs setup_logging() chose. Not logging itself: logging and what it imports (threading,
+    traceback, string, weakref...) cost 1.2 MB of the daemon's resident memory.
+
+    Until the daemon sets its outputs, each call goes to logging.getLogger(name) instead, so that a program or
+    test using vrrpd as a library (pytest's caplog) gets logging's records as from any logger."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.level = INFO
+        self.disabled = False
+        self.outputs: Optional[List[Any]] = None  # None: logging's logger of that name has them
+        self._lock = allocate_lock()  # the SMTP worker logs from its thread
+
+    def set_outputs(self, outputs: Optional[List[Any]], level: int = INFO) -> None:
+        """Write to `outputs` (closing the ones before) from `level` up; None goes back to logging."""
+        for old in self.outputs or ():
+            if old not in (outputs or ()):
+                old.close()
+        self.outputs, self.level = outputs, level
+
+    def log(self, level: int, msg: Any, *args: Any, exc_info: bool = False, stacklevel: int = 1) -> None:
+        if self.disabled:
+            return
+        if self.outputs is None:
+            import logging
+
+            logging.getLogger(self.name).log(level, msg, *args, exc_info=exc_info, stacklevel=stacklevel + 1)
+            return
+        if level < self.level:
+            return
+        created = time.time()
         try:
-            self.sock.close()
-        finally:
-            self.release()
-        super().close()
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError, KeyError):  # a bad format: say what there is rather than lose the line
+            text = f"{msg} {args!r}"
+        if exc_info:
+            import traceback
+
+            trace = "".join(traceback.format_exception(*sys.exc_info()))
+            text += "\n" + (trace[:-1] if trace.endswith("\n") else trace)
+        with self._lock:
+            for output in self.outputs:
+                try:
+                    output.emit(level, created, text)
+                except (OSError, ValueError):  # a closed stderr or syslog gone: the others still get it
+                    pass
+
+    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(DEBUG, msg, *args, stacklevel=2, **kwargs)
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(INFO, msg, *args, stacklevel=2, **kwargs)
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(WARNING, msg, *args, stacklevel=2, **kwargs)
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(ERROR, msg, *args, stacklevel=2, **kwargs)
+
+    def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(ERROR, msg, *args, exc_info=True, stacklevel=2, **kwargs)
+
+
+log = Logger(PROG)
 
 
 def setup_logging(console: bool, detail: bool = False, facility: str = "daemon") -> None:
     """Log to stderr (`-l`) and/or syslog through /dev/log with the `-S` facility; `-D` adds detail lines."""
-    root = logging.getLogger(PROG)
-    root.handlers.clear()
-    root.setLevel(logging.DEBUG if detail else logging.INFO)
-    root.propagate = False
+    outputs: List[Any] = []
     if console:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(ConsoleFormatter())
-        root.addHandler(handler)
+        outputs.append(LogStream(sys.stderr, console_stamp))
     if os.path.exists("/dev/log"):
         try:
             code = SYSLOG_FACILITIES.get(facility, SYSLOG_FACILITIES["daemon"]) >> 3
-            syslog = SyslogHandler("/dev/log", facility=code)
-            syslog.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(message)s"))
-            root.addHandler(syslog)
+            outputs.append(SyslogOutput("/dev/log", facility=code))
         except OSError:
             pass
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler(sys.stderr))
+    if not outputs:
+        outputs.append(LogStream(sys.stderr))
+    log.set_outputs(outputs, DEBUG if detail else INFO)
 
 
 def set_syslog_ident(g: GlobalDefs) -> None:
@@ -14272,101 +14470,9 @@ def set_syslog_ident(g: GlobalDefs) -> None:
     if not parts:
         return
     ident = "_".join([PROG] + parts)
-    for handler in logging.getLogger(PROG).handlers:
-        if isinstance(handler, SyslogHandler):
-            handler.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
-
-
-BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
-_BYTECODE_LOADER = (
-    "import os, sys, importlib.machinery as m, importlib.util as u\n"
-    "loader = m.SourcelessFileLoader('vrrpd', sys.argv[1])\n"
-    "try:\n"
-    "    code = loader.get_code('vrrpd')\n"
-    # another vrrpd version sharing the cache may have removed the file since: run the source instead
-    "except (OSError, ImportError, EOFError, ValueError):\n"
-    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
-    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
-    "module = u.module_from_spec(u.spec_from_loader('vrrpd', loader))\n"
-    "module.__file__ = sys.argv[2]\n"
-    "sys.modules['vrrpd'] = module\n"
-    "exec(code, module.__dict__)\n"
-    "sys.argv = sys.argv[2:]\n"
-    "sys.exit(module.main())\n"
-)
-
-
-# The compiled script, when run as one: the first start writes it to the byte-code cache as it is instead of
-# compiling the file a second time (compiling is most of a first start on a small CPU)
-_SCRIPT_CODE: Any = sys._getframe().f_code if __name__ == "__main__" else None
-
-
-def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS, code: Any = None) -> Optional[str]:
-    """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
-
-    A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
-    runs as root. The file name carries the source's hash; older files are removed when a new one is made.
-    `code`, the code object already compiled from `source`, is written as it is (no second compilation)."""
-    import glob as _glob
-    import hashlib
-    import importlib.util
-    import marshal
-    import py_compile
-    import stat
-
-    try:
-        with open(source, "rb") as fh:
-            text = fh.read()
-        digest = hashlib.sha256(text).hexdigest()[:24]
-    except OSError:
-        return None
-    for base in dirs:
-        try:
-            os.makedirs(base, mode=0o700, exist_ok=True)
-            st = os.lstat(base)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                continue
-            pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
-            if not os.path.exists(pyc):
-                partial = f"{pyc}.{os.getpid()}"
-                if code is not None:
-                    # PEP 552's unchecked hash-based pyc, as py_compile writes it: magic, flags 0b01, hash, code
-                    with open(partial, "wb") as fh:
-                        fh.write(importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
-                                 + importlib.util.source_hash(text) + marshal.dumps(code))
-                else:
-                    py_compile.compile(source, cfile=partial, doraise=True,
-                                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-                os.replace(partial, pyc)
-                for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
-                    if old != pyc:
-                        os.unlink(old)
-            return pyc
-        except (OSError, py_compile.PyCompileError):
-            continue
-    return None
-
-
-def reexec_from_bytecode_cache() -> None:
-    """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script.
-
-    Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
-    of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
-    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
-    if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
-        return
-    global _SCRIPT_CODE
-    source = os.path.abspath(__file__)
-    pyc = bytecode_cache(source, code=_SCRIPT_CODE)
-    _SCRIPT_CODE = None
-    if pyc is None:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
-    except OSError as exc:
-        log.debug("re-exec from %s failed: %s", pyc, exc)
+    for output in log.outputs or ():
+        if isinstance(output, SyslogOutput):
+            output.ident = ident
 
 
 def sd_notify(message: str) -> bool:
@@ -16409,19 +16515,6 @@ def events_command(path: str, as_json: bool, out: Any = None) -> int:
     return EXIT_NOT_RUNNING
 
 
-class LogFileFormatter(logging.Formatter):
-    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        lt = time.localtime(record.created)
-        nanoseconds = int(record.created % 1 * 1e9)
-        stamp = f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
-        text = f"{stamp}: {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
 def log_file_path(name: str) -> str:
     """-g FILE: a relative name is in $TMPDIR (an absolute one), else /tmp, as keepalived's make_file_name."""
     if name.startswith("/"):
@@ -16433,22 +16526,16 @@ def log_file_path(name: str) -> str:
 def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool,
                        log_file: Optional[str] = None) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
-    root = logging.getLogger(PROG)
+    outputs = list(log.outputs or ())
     if log_file:  # keepalived -g: each of its processes writes FILE_vrrp, FILE_healthcheckers...; vrrpd is one
         path = log_file_path(log_file)
         try:
-            handler: logging.Handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-            handler.setFormatter(LogFileFormatter())
-            root.addHandler(handler)
+            outputs.append(LogStream(open(path, "a", encoding="utf-8", errors="backslashreplace"), log_file_stamp))
         except OSError as exc:
             print(f"{PROG}: cannot open the log file {path}: {exc}", file=sys.stderr)
     if not use_syslog:
-        for handler in list(root.handlers):
-            if isinstance(handler, SyslogHandler):
-                root.removeHandler(handler)
-                handler.close()
-        if not root.handlers:
-            root.addHandler(logging.NullHandler())
+        outputs = [output for output in outputs if not isinstance(output, SyslogOutput)]
+    log.set_outputs(outputs, log.level)
 
 
 def run_start_stop_script(g: GlobalDefs, startup: bool) -> None:
@@ -16491,10 +16578,10 @@ class _Options:
 
 
 def _forget_argparse(args: Any) -> Any:
-    """The daemon's options without argparse: argparse and what it imports (gettext, textwrap) are unloaded,
+    """The daemon's options without argparse: argparse and what it imports (gettext, textwrap, locale) are unloaded,
     and the 0.4 MB they took serves the configuration and the instances instead."""
     options = _Options(**vars(args))
-    for name in ("argparse", "gettext", "textwrap"):
+    for name in ("argparse", "gettext", "textwrap", "locale"):
         sys.modules.pop(name, None)
     gc.collect()  # the parser's reference cycles
     return options
@@ -16502,7 +16589,6 @@ def _forget_argparse(args: Any) -> Any:
 
 def run_daemon(args: Any) -> int:
     """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
-    reexec_from_bytecode_cache()
     args = _forget_argparse(args)
     if args.log_facility not in SYSLOG_FACILITIES:
         print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
