@@ -116,8 +116,8 @@ PROG = "vrrpd"
 # `log`, the daemon's logger, is made in section 11.1 (its own, not logging's: see Logger)
 
 # -- Start-up from the byte-code cache ------------------------------------------------------------
-# `python3 vrrpd.py` compiles the whole file on every start. The first thing the module does is to re-execute
-# itself from a cached compilation (below), so that the rest of the module runs only in the new process.
+# `python3 vrrpd.py` compiles the whole file on every start. The first thing the module does to run the daemon is
+# to re-execute itself from a cached compilation (below), so that the rest of the module runs only in the new process.
 
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
 _BYTECODE_LOADER = (  # what `python3 -S -c` runs: only builtin modules, no importlib.util (contextlib, warnings)
@@ -226,7 +226,11 @@ def reexec_from_bytecode_cache() -> None:
         pass  # run from the source, as without a cache
 
 
-if __name__ == "__main__":
+# Commands that answer and exit (--check, --status...) run on from the source: a second interpreter would cost them
+# more than it saves. Their options as spelt in full; an abbreviation only misses the shortcut.
+_ANSWERING_OPTIONS = frozenset(("-t", "--config-test", "--check", "--status", "--json", "--events", "--signum", "-v",
+                                "--version", "--genhash", "--demo", "--demo-probe", "-h", "--help"))
+if __name__ == "__main__" and not _ANSWERING_OPTIONS.intersection(arg.split("=", 1)[0] for arg in sys.argv[1:]):
     reexec_from_bytecode_cache()
 
 # ============================================================================================
