@@ -435,6 +435,72 @@ class _SharedEmptyList(list):
 _EMPTY_LIST = _SharedEmptyList()
 
 
+class _LeanInterface:
+    """An ipaddress interface without the network object ipaddress builds for each one (with a dict and, for a
+    /32 or /128, a `hosts` lambda: 0.5 KB an interface, and a VRRP instance has two for each VIP, the config's
+    and the kernel address cache's). Its network, netmask and hostmask are made when asked for; it compares and
+    hashes as the ipaddress interface it stands for, and shows as one."""
+
+    __slots__ = ()
+    _standard: Any  # the ipaddress class: IPv4Interface, IPv6Interface
+    _network_class: Any
+
+    def __init__(self, address: Any):
+        addr, mask = self._split_addr_prefix(address)  # type: ignore[attr-defined]
+        self._standard.__mro__[1].__init__(self, addr)  # IPv4Address / IPv6Address
+        self._prefixlen = self._make_netmask(mask)[1]  # type: ignore[attr-defined]
+
+    @property
+    def network(self) -> Any:
+        scope = getattr(self, "_scope_id", None)
+        addr = self._ip if scope is None else f"{self._string_from_ip_int(self._ip)}%{scope}"  # type: ignore
+        return self._network_class((addr, self._prefixlen), strict=False)  # type: ignore[attr-defined]
+
+    @property
+    def netmask(self) -> Any:
+        return self._make_netmask(self._prefixlen)[0]  # type: ignore[attr-defined]
+
+    @property
+    def hostmask(self) -> Any:
+        return self.network.hostmask
+
+    def __eq__(self, other: Any) -> Any:
+        equal = self._standard.__mro__[1].__eq__(self, other)  # the address and, for IPv6, its scope
+        if equal is NotImplemented or not equal:
+            return equal
+        # equal addresses have equal networks when the prefixes are: no network needs to be made
+        return isinstance(other, _INTERFACE_TYPES) and self._prefixlen == other._prefixlen  # type: ignore
+
+    def __hash__(self) -> int:
+        return hash((self._ip, self._prefixlen, self._ip & int(self.netmask)))  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"{self._standard.__name__}({str(self)!r})"
+
+
+class _LeanIPv4Interface(_LeanInterface, ipaddress.IPv4Interface):
+    __slots__ = ("_prefixlen",)
+    _standard, _network_class = ipaddress.IPv4Interface, ipaddress.IPv4Network
+
+
+class _LeanIPv6Interface(_LeanInterface, ipaddress.IPv6Interface):
+    __slots__ = ("_prefixlen",)
+    _standard, _network_class = ipaddress.IPv6Interface, ipaddress.IPv6Network
+
+
+_INTERFACE_TYPES = (ipaddress.IPv4Interface, ipaddress.IPv6Interface)
+
+
+def ip_interface(address: Any) -> IPInterface:
+    """ipaddress.ip_interface for what is kept per VIP and per kernel address (_LeanInterface); same errors."""
+    for kind in (_LeanIPv4Interface, _LeanIPv6Interface):
+        try:
+            return kind(address)  # type: ignore[return-value]
+        except (ipaddress.AddressValueError, ipaddress.NetmaskValueError):
+            pass
+    raise ValueError(f"{address!r} does not appear to be an IPv4 or IPv6 interface")
+
+
 def share_empty_lists(obj: Any) -> None:
     """Point each empty list field (default_factory=list) of a small_dataclass at _EMPTY_LIST."""
     for name, f in type(obj)._small_fields.items():
@@ -2426,7 +2492,7 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
     for entry in entries:
         head = entry[0]
         try:
-            address: IPInterface = ipaddress.ip_interface(head.text)
+            address: IPInterface = ip_interface(head.text)
         except ValueError:
             p.error(head, f"'{_short(head.text)}' is not an IP address", "virtual_ipaddress { IP[/MASK] [dev IF] ... }")
             continue
@@ -6131,7 +6197,7 @@ def parse_addr(payload: bytes) -> Optional[AddrInfo]:
         raise PacketError("bad_netlink", f"prefix length {prefixlen}")
     if len(attrs.get(IFA_FLAGS, b"")) == 4:
         flags = struct.unpack("=I", attrs[IFA_FLAGS])[0]  # the 32-bit flags; the header has the low 8
-    address = ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
+    address = (_LeanIPv4Interface if width == 4 else _LeanIPv6Interface)((raw, prefixlen))
     return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")), flags)
 
 
