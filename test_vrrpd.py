@@ -2444,7 +2444,7 @@ def test_daemon_encodes_an_advert_once_and_sends_the_bytes_again(offline, family
     rt = _master(d, kernel)
     d.loop.advance(1.0)
     packets = {p for _s, _d, p in kernel.sent(family)}
-    assert len(kernel.sent(family)) >= 10 and len(packets) == 1 and len(rt.packets) == 1
+    assert len(kernel.sent(family)) >= 10 and len(packets) == 1 and rt.packets[:2] == (rt.machine.priority, rt.src)
 
 
 @pytest.mark.parametrize("family", [4, 6])
@@ -9457,7 +9457,10 @@ def test_bytecode_cache_is_made_once_and_refused_in_a_directory_others_can_write
     assert list(shared.iterdir()) == []
 
 
-def test_bytecode_cache_from_the_compiled_script_equals_what_py_compile_writes(tmp_path):
+def test_bytecode_cache_from_the_compiled_script_equals_the_file_compiled_without_docstrings(tmp_path):
+    import importlib.machinery
+    import py_compile
+
     source = tmp_path / "vrrpd_copy.py"
     source.write_text((HERE / "vrrpd.py").read_text())
     code = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
@@ -9465,6 +9468,39 @@ def test_bytecode_cache_from_the_compiled_script_equals_what_py_compile_writes(t
     compiled = vrrpd.bytecode_cache(str(source), (str(tmp_path / "compiled"),))
     assert ours and compiled and Path(ours).name == Path(compiled).name
     assert Path(ours).read_bytes() == Path(compiled).read_bytes()
+    reference = py_compile.compile(str(source), cfile=str(tmp_path / "reference.pyc"), doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    assert Path(ours).read_bytes()[:16] == Path(reference).read_bytes()[:16]  # the header py_compile writes
+    loaded = importlib.machinery.SourcelessFileLoader("vrrpd_copy", ours).get_code("vrrpd_copy")
+    namespace = {"__name__": "vrrpd_copy"}
+    exec(loaded, namespace)
+    assert namespace["bytecode_cache"].__doc__ is None and namespace["Logger"].log.__doc__ is None
+    assert namespace["Logger"].__doc__ == vrrpd.Logger.__doc__  # class docstrings stay
+    assert namespace["close_matches"]("advert_itn", ["advert_int", "priority"]) == ["advert_int"]
+
+
+def test_without_docstrings_drops_the_docstrings_optimize_2_drops_from_functions():
+    def codes(code):  # the code objects, depth first
+        return [code] + [c for k in code.co_consts if isinstance(k, type(code)) for c in codes(k)]
+
+    def constants(code):
+        return tuple(c for c in code.co_consts if not isinstance(c, type(code)))
+
+    text = ('"""module"""\nclass A:\n    """class"""\n    def f(self):\n        """doc"""\n        return "text"\n'
+            'def g():\n    return ["<" + s for s in "ab"], lambda: "x", (s for s in "c")\n'
+            'async def h():\n    """doc"""\n    yield "y"\n')
+    plain, optimized = codes(compile(text, "t.py", "exec")), codes(compile(text, "t.py", "exec", optimize=2))
+    ours = codes(vrrpd.without_docstrings(compile(text, "t.py", "exec")))
+    functions = 0
+    for before, after, expected in zip(plain, ours, optimized):
+        function = before.co_flags & 0x2 and not before.co_name.startswith("<")
+        functions += bool(function)
+        if function:  # -OO's first constant is None too; ours keeps the others where they were
+            assert constants(after) == (None,) + constants(before)[1:] and constants(expected)[0] is None
+        else:
+            assert constants(after) == constants(before), before.co_name
+    assert functions == 3 and len(ours) == len(plain) == 8
+    assert "doc" not in str([constants(c) for c in ours]) and "module" in str(constants(ours[0]))
 
 
 def test_daemon_reexecs_from_bytecode_cache_keeping_its_pid(lab, tmp_path):
@@ -10820,17 +10856,14 @@ def test_syslog_ident_names_the_namespace_and_instance(tmp_path):
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(path)
     server.settimeout(2)
-    logger = logging.getLogger("vrrpd")
-    handler = vrrpd.SyslogHandler(path, facility=3)
-    saved = list(logger.handlers)
-    logger.handlers = [handler]
+    saved = vrrpd.log.outputs, vrrpd.log.level
+    vrrpd.log.set_outputs([vrrpd.SyslogOutput(path, facility=3)])
     try:
         vrrpd.set_syslog_ident(vrrpd.GlobalDefs(instance_name="blue", net_namespace="red"))
-        logger.warning("hello")
-        assert b"vrrpd_red_blue[" in server.recv(4096)
+        vrrpd.log.warning("hello")
+        assert server.recv(4096) == f"<28>vrrpd_red_blue[{os.getpid()}]: hello\0".encode()
     finally:
-        logger.handlers = saved
-        handler.close()
+        vrrpd.log.set_outputs(*saved)
         server.close()
 
 
@@ -10966,17 +10999,67 @@ def test_check_with_the_modules_python3_minimal_lacks_blocked():
     assert "smtp_server needs the Python module(s) queue, hmac, smtplib" in result.stdout + result.stderr
 
 
-def test_the_daemon_module_loads_without_typing_subprocess_random_or_argparse():
+LOADED_WHEN_USED = ("typing", "subprocess", "random", "argparse", "logging", "threading", "glob", "traceback")
+
+
+def test_the_daemon_module_loads_without_the_modules_it_does_not_need():
     """What costs memory and is not needed to run VRRP stays out: typing (the annotations are never evaluated),
-    subprocess and random (loaded for scripts, checkers and BFD), argparse (unloaded once the options are read)."""
+    subprocess and random (loaded for scripts, checkers and BFD), argparse (unloaded once the options are read),
+    logging (vrrpd's Logger writes the lines itself), threading (the SMTP worker), glob (include files)."""
     code = (f"import sys\nsys.path.insert(0, {str(HERE)!r})\nimport vrrpd\n"
             "args = vrrpd._forget_argparse(vrrpd.build_arg_parser().parse_args(['-n', '-f', 'x.conf']))\n"
             "assert args.dont_fork and args.config == 'x.conf', vars(args)\n"
-            "print(' '.join(m for m in ('typing', 'subprocess', 'random', 'argparse') if m in sys.modules))\n"
-            "vrrpd.subprocess.DEVNULL, vrrpd.random.random\n"
-            "print(' '.join(m for m in ('subprocess', 'random') if m in sys.modules))\n")
-    out = sh([PYTHON, "-S", "-c", code], env=dict(os.environ, VRRPD_NO_REEXEC="1")).stdout.splitlines()
-    assert out == ["", "subprocess random"], out
+            "vrrpd.setup_logging(console=True)\n"
+            "vrrpd.log.info('one line')\n"
+            f"print(' '.join(m for m in {LOADED_WHEN_USED!r} if m in sys.modules))\n"
+            "vrrpd.subprocess.DEVNULL, vrrpd.random.random, vrrpd.threading.Event, vrrpd.glob.glob\n"
+            "print(' '.join(m for m in ('subprocess', 'random', 'threading', 'glob') if m in sys.modules))\n")
+    result = sh([PYTHON, "-S", "-c", code], env=dict(os.environ, VRRPD_NO_REEXEC="1"))
+    assert result.stdout.splitlines() == ["", "subprocess random threading glob"], result.stdout
+    assert result.stderr.endswith(": one line\n"), result.stderr
+
+
+def test_logger_writes_keepalived_s_formats_and_tracebacks_without_logging(monkeypatch):
+    import io
+
+    console, plain, in_file = io.StringIO(), io.StringIO(), io.StringIO()
+    outputs = [vrrpd.LogStream(console, vrrpd.console_stamp), vrrpd.LogStream(plain),
+               vrrpd.LogStream(in_file, vrrpd.log_file_stamp)]
+    logger = vrrpd.Logger("vrrpd-test")
+    logger.set_outputs(outputs)
+    monkeypatch.setattr(time, "time", lambda: time.mktime((2026, 12, 1, 13, 58, 52, 0, 0, -1)) + 0.123456789)
+    logger.info("(%s) Entering %s STATE", "VI_1", "MASTER")
+    logger.debug("a detail line")  # -D only
+    logger.warning("100% sure")  # no arguments: no formatting
+    logger.error("%d of %s", "x")  # a bad format loses nothing and raises nothing
+    try:
+        {}["missing"]
+    except KeyError:
+        logger.exception("internal error in %s", "f")
+    lines = plain.getvalue().splitlines()
+    assert lines[:4] == ["(VI_1) Entering MASTER STATE", "100% sure", "%d of %s ('x',)", "internal error in f"]
+    assert lines[4] == "Traceback (most recent call last):" and lines[-1] == "KeyError: 'missing'", lines
+    assert console.getvalue().startswith("Tue Dec 01 13:58:52 2026: (VI_1) Entering MASTER STATE\n")
+    assert in_file.getvalue().startswith("Tue Dec 01 13:58:52.123456") and " 2026: 100% sure\n" in in_file.getvalue()
+    assert console.getvalue().count("\nTue Dec 01") == 3  # the traceback's lines are not stamped
+    logger.set_outputs(outputs, vrrpd.DEBUG)  # -D
+    logger.debug("a detail line")
+    logger.disabled = True
+    logger.error("not written")
+    assert plain.getvalue().splitlines()[-1] == "a detail line"
+
+
+def test_logger_hands_records_to_logging_until_the_daemon_sets_its_outputs(caplog):
+    logger = vrrpd.Logger("vrrpd")
+    with caplog.at_level(logging.DEBUG, logger="vrrpd"):
+        logger.debug("(%s) detail", "VI_1")
+        try:
+            raise OSError("boom")
+        except OSError:
+            logger.exception("failed")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(10, "(VI_1) detail"), (40, "failed")]
+    assert caplog.records[1].exc_info[0] is OSError
+    assert caplog.records[0].funcName == "test_logger_hands_records_to_logging_until_the_daemon_sets_its_outputs"
 
 
 def test_check_runs_on_minimal_python_and_names_what_smtp_needs(minimal_python, tmp_path):
@@ -11085,7 +11168,7 @@ def test_missing_smtplib_is_a_check_warning_and_one_clear_log_line(monkeypatch, 
     mailer.close(1.0)
 
 
-def test_syslog_handler_sends_what_sysloghandler_sends(tmp_path):
+def test_syslog_output_sends_what_sysloghandler_sends(tmp_path):
     import logging.handlers
     import socket
 
@@ -11093,20 +11176,22 @@ def test_syslog_handler_sends_what_sysloghandler_sends(tmp_path):
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(path)
     server.settimeout(2)
-    record = logging.LogRecord("vrrpd", logging.WARNING, __file__, 1, "(VI_1) héllo %s", ("x",), None)
-    ours = vrrpd.SyslogHandler(path, facility=16)
+    ours = vrrpd.SyslogOutput(path, facility=16)
     theirs = logging.handlers.SysLogHandler(path, facility=16)
     try:
-        for handler in (ours, theirs):
-            handler.setFormatter(logging.Formatter("vrrpd[1]: %(message)s"))
-            handler.emit(record)
-        assert server.recv(4096) == server.recv(4096) == "<132>vrrpd[1]: (VI_1) héllo x\0".encode()
+        for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL):
+            record = logging.LogRecord("vrrpd", level, __file__, 1, "(VI_1) héllo %s", ("x",), None)
+            theirs.setFormatter(logging.Formatter(f"vrrpd[{os.getpid()}]: %(message)s"))
+            theirs.emit(record)
+            ours.emit(level, time.time(), record.getMessage())
+            expected = f"<{16 * 8 + {10: 7, 20: 6, 30: 4, 40: 3, 50: 2}[level]}>vrrpd[{os.getpid()}]: (VI_1) héllo x\0"
+            assert server.recv(4096) == server.recv(4096) == expected.encode(), level
         server.close()  # syslogd restarts: the next record reconnects
         os.unlink(path)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         server.bind(path)
         server.settimeout(2)
-        ours.emit(record)
+        ours.emit(logging.WARNING, time.time(), "again")
         assert server.recv(4096).startswith(b"<132>")
     finally:
         ours.close()

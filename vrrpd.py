@@ -49,10 +49,8 @@ import collections
 import enum
 import errno
 import gc
-import glob
 import heapq
 import ipaddress
-import logging
 import os
 import re
 import select
@@ -62,18 +60,20 @@ import socket
 import stat
 import struct
 import sys
-import threading
 import time
 
 from _operator import _compare_digest  # hmac.compare_digest is this; python3-minimal has no hmac
+from _thread import allocate_lock  # threading.Lock is this; threading loads only for the SMTP worker
 
 # Memory: the annotations are never evaluated (`from __future__ import annotations`), so at run time the typing
 # names need only be subscriptable for the few aliases below; importing typing would cost 0.9 MB of the daemon's
 # resident memory. Type checkers take the `if TYPE_CHECKING` branch.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import glob
     import random
     import subprocess
+    import threading
     from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 else:
     class _Hint:
@@ -93,7 +93,8 @@ else:
 
     class _LazyModule:
         """A standard module imported when first used, then bound in its place (subprocess and random are
-        only needed when scripts, checkers or BFD are configured: 0.6 MB less for a daemon without them)."""
+        only needed when scripts, checkers or BFD are configured: 0.6 MB less for a daemon without them; glob
+        for include files, threading for the SMTP worker)."""
 
         def __init__(self, name: str):
             self._name = name
@@ -107,10 +108,130 @@ else:
 
     subprocess = _LazyModule("subprocess")
     random = _LazyModule("random")
+    glob = _LazyModule("glob")
+    threading = _LazyModule("threading")
 
 __version__ = "0.1.0"
 PROG = "vrrpd"
-log = logging.getLogger(PROG)
+# `log`, the daemon's logger, is made in section 11.1 (its own, not logging's: see Logger)
+
+# -- Start-up from the byte-code cache ------------------------------------------------------------
+# `python3 vrrpd.py` compiles the whole file on every start. The first thing the module does to run the daemon is
+# to re-execute itself from a cached compilation (below), so that the rest of the module runs only in the new process.
+
+BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
+_BYTECODE_LOADER = (  # what `python3 -S -c` runs: only builtin modules, no importlib.util (contextlib, warnings)
+    "import marshal, os, sys, _frozen_importlib_external as b\n"
+    "try:\n"
+    "    with open(sys.argv[1], 'rb') as fh:\n"
+    "        data = fh.read()\n"
+    "    if data[:4] != b.MAGIC_NUMBER:\n"
+    "        raise ValueError(sys.argv[1])\n"
+    "    code = marshal.loads(memoryview(data)[16:])\n"
+    # another vrrpd version sharing the cache may have removed the file since: run the source instead
+    "except (OSError, EOFError, ValueError, TypeError):\n"
+    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
+    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
+    "module = type(sys)('vrrpd')\n"
+    "module.__file__ = sys.argv[2]\n"
+    "sys.modules['vrrpd'] = module\n"
+    "exec(code, module.__dict__)\n"
+    "del data, code  # the module's own code and its class bodies have run: their memory serves the daemon\n"
+    "sys.argv = sys.argv[2:]\n"
+    "sys.exit(module.main())\n"
+)
+
+
+# The compiled script, when run as one: the first start writes it to the byte-code cache as it is instead of
+# compiling the file a second time (compiling is most of a first start on a small CPU)
+_SCRIPT_CODE: Any = sys._getframe().f_code if __name__ == "__main__" else None
+
+
+def without_docstrings(code: Any) -> Any:
+    """`code` with its functions' docstrings dropped, as `python3 -OO` compiles them (their first constant is
+    the docstring or None; Python 3.14 flags the ones that have one). Nothing in vrrpd reads a __doc__, and
+    they are 0.1 MB of the daemon's memory; class docstrings stay."""
+    consts = tuple(without_docstrings(c) if isinstance(c, type(code)) else c for c in code.co_consts)
+    is_function = code.co_flags & 0x2 and not code.co_name.startswith("<")  # CO_NEWLOCALS; no comprehension
+    has_doc = code.co_flags & 0x4000000 if sys.version_info >= (3, 14) else consts and isinstance(consts[0], str)
+    if is_function and has_doc:
+        consts = (None,) + consts[1:]
+    return code.replace(co_consts=consts)
+
+
+def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS, code: Any = None) -> Optional[str]:
+    """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
+
+    A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
+    runs as root. The file name carries the source's hash; older files are removed when a new one is made.
+    `code`, the code object already compiled from `source`, saves compiling it a second time. The file is
+    PEP 552's unchecked hash-based pyc, as py_compile writes it, of the code without_docstrings()."""
+    try:
+        import glob as _glob
+        import hashlib
+        import importlib.util
+        import marshal
+    except ImportError:  # a Python without them: run from the source
+        return None
+    try:
+        with open(source, "rb") as fh:
+            text = fh.read()
+        digest = hashlib.sha256(text).hexdigest()[:24]
+    except OSError:
+        return None
+    for base in dirs:
+        try:
+            os.makedirs(base, mode=0o700, exist_ok=True)
+            st = os.lstat(base)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                continue
+            pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
+            if not os.path.exists(pyc):
+                if code is None:
+                    code = compile(text, source, "exec", dont_inherit=True)
+                partial = f"{pyc}.{os.getpid()}"
+                with open(partial, "wb") as fh:  # magic, flags 0b01 (unchecked hash), the source's hash, code
+                    fh.write(importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+                             + importlib.util.source_hash(text) + marshal.dumps(without_docstrings(code)))
+                os.replace(partial, pyc)
+                for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
+                    if old != pyc:
+                        os.unlink(old)
+            return pyc
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return None
+
+
+def reexec_from_bytecode_cache() -> None:
+    """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script: at the
+    start of the module, before the rest of it runs here for nothing (and before `log` exists).
+
+    Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
+    of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
+    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
+    if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
+        return
+    global _SCRIPT_CODE
+    source = os.path.abspath(__file__)
+    pyc = bytecode_cache(source, code=_SCRIPT_CODE)
+    _SCRIPT_CODE = None
+    if pyc is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
+    except OSError:
+        pass  # run from the source, as without a cache
+
+
+# Commands that answer and exit (--check, --status...) run on from the source: a second interpreter would cost them
+# more than it saves. Their options as spelt in full; an abbreviation only misses the shortcut.
+_ANSWERING_OPTIONS = frozenset(("-t", "--config-test", "--check", "--status", "--json", "--events", "--signum", "-v",
+                                "--version", "--genhash", "--demo", "--demo-probe", "-h", "--help"))
+if __name__ == "__main__" and not _ANSWERING_OPTIONS.intersection(arg.split("=", 1)[0] for arg in sys.argv[1:]):
+    reexec_from_bytecode_cache()
 
 # ============================================================================================
 # 1. Constants and small types
@@ -121,6 +242,8 @@ IPPROTO_AH = 51
 VRRP_MCAST_GROUP4 = ipaddress.IPv4Address("224.0.0.18")
 VRRP_MCAST_GROUP6 = ipaddress.IPv6Address("ff02::12")
 VRRP_TTL = 255
+
+DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50  # log levels, with logging's numbers
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -282,7 +405,9 @@ def small_asdict(obj: Any) -> Any:
     fields = getattr(type(obj), "_small_fields", None)
     if fields is not None:
         return {name: small_asdict(getattr(obj, name)) for name in fields}
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, list):  # a plain list also for a shared empty one (_SharedEmptyList)
+        return [small_asdict(v) for v in obj]
+    if isinstance(obj, tuple):
         return type(obj)(small_asdict(v) for v in obj)
     if isinstance(obj, dict):
         return {small_asdict(k): small_asdict(v) for k, v in obj.items()}
@@ -292,6 +417,97 @@ def small_asdict(obj: Any) -> Any:
 # Our own also where the full standard library is there: dataclasses imports inspect (ast, dis, tokenize),
 # a megabyte of the daemon's memory, and python3-minimal does not have it.
 dataclass, field, dataclass_replace = small_dataclass, small_field, small_replace
+
+
+class _SharedEmptyList(list):
+    """The one empty list that the empty list fields of a parsed model share (a vrrp_instance has ten such
+    fields, mostly empty: 0.7 KB an instance). Read-only: a change is an error, not a change of every model."""
+
+    __slots__ = ()
+
+    def _read_only(self, *_args: Any) -> Any:
+        raise TypeError("a shared empty list is read-only: give the field a list of its own")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _read_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+
+
+_EMPTY_LIST = _SharedEmptyList()
+
+
+class _LeanInterface:
+    """An ipaddress interface without the network object ipaddress builds for each one (with a dict and, for a
+    /32 or /128, a `hosts` lambda: 0.5 KB an interface, and a VRRP instance has two for each VIP, the config's
+    and the kernel address cache's). Its network, netmask and hostmask are made when asked for; it compares and
+    hashes as the ipaddress interface it stands for, and shows as one."""
+
+    __slots__ = ()
+    _standard: Any  # the ipaddress class: IPv4Interface, IPv6Interface
+    _network_class: Any
+
+    def __init__(self, address: Any):
+        addr, mask = self._split_addr_prefix(address)  # type: ignore[attr-defined]
+        self._standard.__mro__[1].__init__(self, addr)  # IPv4Address / IPv6Address
+        self._prefixlen = self._make_netmask(mask)[1]  # type: ignore[attr-defined]
+
+    @property
+    def network(self) -> Any:
+        scope = getattr(self, "_scope_id", None)
+        addr = self._ip if scope is None else f"{self._string_from_ip_int(self._ip)}%{scope}"  # type: ignore
+        return self._network_class((addr, self._prefixlen), strict=False)  # type: ignore[attr-defined]
+
+    @property
+    def netmask(self) -> Any:
+        return self._make_netmask(self._prefixlen)[0]  # type: ignore[attr-defined]
+
+    @property
+    def hostmask(self) -> Any:
+        return self.network.hostmask
+
+    def __eq__(self, other: Any) -> Any:
+        equal = self._standard.__mro__[1].__eq__(self, other)  # the address and, for IPv6, its scope
+        if equal is NotImplemented or not equal:
+            return equal
+        # equal addresses have equal networks when the prefixes are: no network needs to be made
+        return isinstance(other, _INTERFACE_TYPES) and self._prefixlen == other._prefixlen  # type: ignore
+
+    def __hash__(self) -> int:
+        return hash((self._ip, self._prefixlen, self._ip & int(self.netmask)))  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"{self._standard.__name__}({str(self)!r})"
+
+
+class _LeanIPv4Interface(_LeanInterface, ipaddress.IPv4Interface):
+    __slots__ = ("_prefixlen",)
+    _standard, _network_class = ipaddress.IPv4Interface, ipaddress.IPv4Network
+
+
+class _LeanIPv6Interface(_LeanInterface, ipaddress.IPv6Interface):
+    __slots__ = ("_prefixlen",)
+    _standard, _network_class = ipaddress.IPv6Interface, ipaddress.IPv6Network
+
+
+_INTERFACE_TYPES = (ipaddress.IPv4Interface, ipaddress.IPv6Interface)
+
+
+def ip_interface(address: Any) -> IPInterface:
+    """ipaddress.ip_interface for what is kept per VIP and per kernel address (_LeanInterface); same errors."""
+    for kind in (_LeanIPv4Interface, _LeanIPv6Interface):
+        try:
+            return kind(address)  # type: ignore[return-value]
+        except (ipaddress.AddressValueError, ipaddress.NetmaskValueError):
+            pass
+    raise ValueError(f"{address!r} does not appear to be an IPv4 or IPv6 interface")
+
+
+def share_empty_lists(obj: Any) -> None:
+    """Point each empty list field (default_factory=list) of a small_dataclass at _EMPTY_LIST."""
+    for name, f in type(obj)._small_fields.items():
+        if f.default_factory is list:
+            value = getattr(obj, name)
+            if value.__class__ is list and not value:
+                setattr(obj, name, _EMPTY_LIST)
 
 
 class State(enum.Enum):
@@ -2271,7 +2487,7 @@ def _vip_entries(p: _Parser, entries: List[List[Token]]) -> List[VirtualIP]:
     for entry in entries:
         head = entry[0]
         try:
-            address: IPInterface = ipaddress.ip_interface(head.text)
+            address: IPInterface = ip_interface(head.text)
         except ValueError:
             p.error(head, f"'{_short(head.text)}' is not an IP address", "virtual_ipaddress { IP[/MASK] [dev IF] ... }")
             continue
@@ -5250,6 +5466,8 @@ def _finish(lexer: _Lexer, diags: List[Diagnostic], check_interfaces: bool) -> T
                                 "configuration nested too deeply"))
     config.files = list(lexer.files)
     config.config_id = lexer.config_id
+    for inst in config.vrrp_instances:  # parsed and validated: what is empty stays empty
+        share_empty_lists(inst)
     return config, _sort_diagnostics(diags, lexer.files)
 
 
@@ -5962,7 +6180,7 @@ def parse_addr(payload: bytes) -> Optional[AddrInfo]:
         raise PacketError("bad_netlink", f"prefix length {prefixlen}")
     if len(attrs.get(IFA_FLAGS, b"")) == 4:
         flags = struct.unpack("=I", attrs[IFA_FLAGS])[0]  # the 32-bit flags; the header has the low 8
-    address = ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
+    address = (_LeanIPv4Interface if width == 4 else _LeanIPv6Interface)((raw, prefixlen))
     return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")), flags)
 
 
@@ -6753,7 +6971,7 @@ class Log:
     """A log line in keepalived's words; `detail` lines show only with -D."""
 
     message: str
-    level: int = logging.INFO
+    level: int = INFO
     detail: bool = False
 
 
@@ -6998,7 +7216,7 @@ class VrrpMachine:
                 late = now - (self.adver_timer - self.advert_int + 3 * self.advert_int + skew)
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
-                                       logging.WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
+                                       WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
             # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(_SEND_ADVERTS.get(self.effective_priority) or _send_advert_action(self.effective_priority))
             nxt = self.adver_timer + self.advert_int
@@ -7099,13 +7317,13 @@ class VrrpMachine:
             # keepalived 2.3.3: two routers both configured as the address owner
             if higher:
                 pre.append(Log(f"({self.name}) CONFIGURATION ERROR: {src} and we are both configured as address "
-                               "owner", logging.ERROR))
+                               "owner", ERROR))
             else:
                 self.owner_conflicts += 1
                 if self.owner_conflicts >= 2:
                     self.owner_reduced, self.effective_priority, higher = True, 254, True
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
-                                   "reducing our priority", logging.ERROR))
+                                   "reducing our priority", ERROR))
         if higher:
             return pre + self._fire(now, Event.HIGHER_PRIORITY_ADVERT, adv=adv, src=src)
         # RFC: discard. keepalived: re-assert with an advert (unless lower_prio_no_advert) and GARPs
@@ -11211,7 +11429,7 @@ class EventLoop:
         self._seq = 0  # the seq of the last timer set
         self._ready: List[Tuple[Callable[..., Any], tuple]] = []
         self._handlers: Dict[int, Tuple[Optional[tuple], Optional[tuple]]] = {}  # fd -> (reader, writer)
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._running = False
         self._children: Dict[int, Child] = {}
         self._signal_handlers: Dict[int, Callable[[int], Any]] = {}
@@ -11564,8 +11782,10 @@ def _fork_exec(argv: List[str], env: Optional[Dict[str, str]], ids: Optional[Tup
         if pid:
             return pid
         try:  # the child: only system calls from here to the exec, no logging, no locks
-            if threading.current_thread() is threading.main_thread():
+            try:
                 signal.set_wakeup_fd(-1)  # a signal before the exec must not reach the daemon's loop
+            except ValueError:
+                pass  # not the main thread: it has none
             for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
                            signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
                 signal.signal(signum, signal.SIG_DFL)
@@ -11693,7 +11913,7 @@ class SmtpAlerter:
         self.global_defs = global_defs
         self._queue: Any = None  # a queue.Queue once the first alert is submitted
         self._thread: Optional[threading.Thread] = None
-        self._closing = threading.Event()
+        self._closing: Any = None  # a threading.Event once the first alert is submitted
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -11704,7 +11924,11 @@ class SmtpAlerter:
 
     def submit(self, subject: str, body: str) -> None:
         """Queue one mail; returns at once."""
-        if not self.configured or self._closing.is_set():
+        if not self.configured:
+            return
+        if self._closing is None:
+            self._closing = threading.Event()
+        if self._closing.is_set():
             return
         if self._queue is None:
             try:
@@ -12104,7 +12328,7 @@ class _RateLimit:
         self.last: Dict[Any, Tuple[float, int]] = {}
         self.pending: Dict[Any, Tuple[str, int]] = {}  # key -> (latest message, level) awaiting a summary
 
-    def __call__(self, key: Any, now: float, message: str, level: int = logging.WARNING) -> None:
+    def __call__(self, key: Any, now: float, message: str, level: int = WARNING) -> None:
         last, suppressed = self.last.get(key, (-1e18, 0))
         if now - last >= self.period:
             if suppressed:
@@ -12134,6 +12358,10 @@ RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before du
 RX_PAUSE = 0.002
 ADVERT_BURST, ADVERT_GAP = 64, 0.002  # adverts sent back to back at most, and the time between such groups
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
+# What a thousand instances would each hold a copy of, held once (a few hundred bytes an instance):
+_NO_COUNTS: Dict[str, int] = type(type.__dict__)({})  # types.MappingProxyType: an empty read-only dict
+_REASON_KEYS: Dict[Tuple[str, str], Tuple[str, str]] = {}  # the (state, reason) keys of InstanceRuntime.reasons
+_GROUP_TARGETS: Dict[IPAddress, List[Tuple[IPAddress, int]]] = {}  # a multicast group's InstanceRuntime.targets
 
 
 def instance_family(inst: VrrpInstance) -> int:
@@ -12161,9 +12389,9 @@ class InstanceRuntime:
 
     __slots__ = ("inst", "machine", "version", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
                  "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
-                 "adverts_received", "transitions", "bad_packets", "entered", "released_master", "last_notified",
-                 "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set", "rules_set", "hmac",
-                 "logged", "history", "reasons", "rx_memo", "old_checksum")
+                 "adverts_received", "transitions", "bad_packets", "entered_since_clear", "released_master",
+                 "last_notified", "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set",
+                 "rules_set", "hmac", "logged", "recent", "reasons", "rx_memo", "old_checksum")
 
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
@@ -12176,31 +12404,36 @@ class InstanceRuntime:
         self.xmit: Optional[VrrpSocket] = None  # use_vmac without vmac_xmit_base: sends from the VMAC
         self.ah: Optional[AhSequence] = None  # auth_type AH: the sequence counter, shared by both directions
         self.src: Optional[IPAddress] = None
-        self.targets: List[Tuple[IPAddress, int]] = []
+        # (address, ttl) of each advert; the list of a multicast group is one list shared by its instances
+        self.targets: List[Tuple[IPAddress, int]] = ()  # type: ignore[assignment]
         self.unicast = bool(inst.unicast_peer)
         self.timer: Optional[Timer] = None
-        self.garp_timers: List[Timer] = []
+        self.garp_timers: Tuple[Timer, ...] = ()  # pending GARP delay/refresh/extra_if timers
         self.checksum_as_v2 = False
         # old_unicast_checksum: a unicast IPv4 VRRPv3 instance sums with the multicast group (True), or switches
         # to that when a peer does (None: keepalived's default), or never does (False)
         self.old_checksum: Optional[bool] = False
-        self.packets: Dict[int, Tuple[Any, Any, List[Tuple[bytes, tuple]]]] = {}  # priority -> (src, socket, packets)
+        # (priority, source, socket, [(packet, destination)]): the adverts last encoded, sent again while none
+        # of the three changes
+        self.packets: Optional[Tuple[int, Any, Any, List[Tuple[bytes, tuple]]]] = None
         self.adverts_sent = 0
         self.adverts_received = 0
         self.transitions = 0
-        self.bad_packets: Dict[str, int] = {}
-        self.entered: Dict[str, int] = {}  # state name -> times entered (SIGUSR2 stats)
+        self.bad_packets: Dict[str, int] = _NO_COUNTS  # reason -> dropped adverts (a dict from the first)
+        # state name -> times entered since the stats were last cleared (None: never cleared, see `entered`)
+        self.entered_since_clear: Optional[Dict[str, int]] = None
         self.released_master = 0
         self.last_notified: Optional[State] = None
         self.priority_zero_sent = 0
         self.priority_zero_received = 0
         # (Master_Down_Timer, since): a due master-down timeout waiting for the adverts still queued in the kernel
         self.backlog_wait: Optional[Tuple[float, float]] = None
-        self.routes_set: List[Route] = []  # virtual_routes / virtual_rules this instance installed
-        self.rules_set: List[Rule] = []
+        self.routes_set: Tuple[Route, ...] = ()  # virtual_routes / virtual_rules this instance installed
+        self.rules_set: Tuple[Rule, ...] = ()
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
-        self.logged: set = set()  # bad-advert classes logged since the last MASTER change (RFC 9568)
-        self.history: List[Dict[str, Any]] = []  # the last TRANSITION_HISTORY transitions, oldest first
+        self.logged: Tuple[str, ...] = ()  # bad-advert classes logged since the last MASTER change (RFC 9568)
+        # the last TRANSITION_HISTORY transitions, oldest first: (time, from, to, reason, detail, priority)
+        self.recent: Tuple[Tuple[float, str, str, str, str, int], ...] = ()
         self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
         # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
         self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
@@ -12208,6 +12441,24 @@ class InstanceRuntime:
     @property
     def vips(self) -> List[VirtualIP]:
         return self.inst.virtual_ipaddress + self.inst.virtual_ipaddress_excluded
+
+    @property
+    def history(self) -> List[Dict[str, Any]]:
+        """The recent transitions as the event stream told them (kept as tuples: a dict each would cost 1 KB
+        an instance)."""
+        name = self.inst.name
+        return [{"type": "transition", "time": when, "instance": name, "from": old, "to": new, "reason": reason,
+                 "detail": detail, "priority": priority} for when, old, new, reason, detail, priority in self.recent]
+
+    @property
+    def entered(self) -> Dict[str, int]:
+        """State name -> times entered (SIGUSR2 stats): `reasons` summed by state, until the stats are cleared."""
+        if self.entered_since_clear is not None:
+            return self.entered_since_clear
+        counts: Dict[str, int] = {}
+        for (state, _reason), n in self.reasons.items():
+            counts[state] = counts.get(state, 0) + n
+        return counts
 
 
 class Daemon:
@@ -12594,7 +12845,7 @@ class Daemon:
             group: IPAddress = g.vrrp_mcast_group4 if rt.family == 4 else g.vrrp_mcast_group6
             if inst.mcast_dst_ip is not None and inst.mcast_dst_ip.version == rt.family:
                 group = inst.mcast_dst_ip
-            rt.targets = [(group, VRRP_TTL)]
+            rt.targets = _GROUP_TARGETS.setdefault(group, [(group, VRRP_TTL)])  # never changed in place
             if rt.vsock is not None:
                 rt.vsock.join(group)
         rt.src = self._source_address(rt)
@@ -12935,7 +13186,7 @@ class Daemon:
         m.reconfigure(self._make_machine(inst, rt.version))
         self._attach_hmac(rt)
         self._attach(rt)
-        rt.packets.clear()
+        rt.packets = None
         self._update_own_sources()
         new_vips = {self._vip_key(rt, v): v for v in rt.vips}
         if m.vips_set and self.rtnl is not None:
@@ -12948,10 +13199,10 @@ class Daemon:
             # routes and rules: only what changed
             for rule in [r for r in rt.rules_set if r not in inst.virtual_rules]:
                 self._rule_op(inst.name, rule, add=False)
-                rt.rules_set.remove(rule)
+            rt.rules_set = tuple(r for r in rt.rules_set if r in inst.virtual_rules)
             for route in [r for r in rt.routes_set if r not in inst.virtual_routes]:
                 self._route_op(inst.name, route, add=False)
-                rt.routes_set.remove(route)
+            rt.routes_set = tuple(r for r in rt.routes_set if r in inst.virtual_routes)
             self._set_routes(rt, add=True)
 
     def _vip_key(self, rt: InstanceRuntime, vip: VirtualIP) -> Tuple[Any, ...]:
@@ -12999,7 +13250,7 @@ class Daemon:
                 self._send_garps(rt, act.repeat)
         for act in actions:
             if isinstance(act, Log):
-                log.log(logging.DEBUG if act.detail else act.level, act.message)
+                log.log(DEBUG if act.detail else act.level, act.message)
         for message in self._pending_logs:
             log.debug(message)
         self._pending_logs = []
@@ -13008,11 +13259,12 @@ class Daemon:
                 self._record_transition(rt, act)
                 rt.transitions += 1
                 if State.MASTER in (rt.last_notified, act.state) and rt.last_notified != act.state:
-                    rt.logged.clear()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
+                    rt.logged = ()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
                     rt.released_master += 1
                 rt.last_notified = act.state
-                rt.entered[act.state.value] = rt.entered.get(act.state.value, 0) + 1
+                if rt.entered_since_clear is not None:
+                    rt.entered_since_clear[act.state.value] = rt.entered_since_clear.get(act.state.value, 0) + 1
                 self._safe(self.notifier.vrrp_instance, inst, act.state, act.priority)
                 self._safe(self.lvs.vrrp_state, inst.name, act.state)  # lvs_sync_daemon follows its instance
             elif isinstance(act, NotifyRxLowerPri):
@@ -13089,9 +13341,9 @@ class Daemon:
                            f"({rt.inst.name}) cannot send advert: no {'socket' if sock is None else 'source address'}"
                            f" on {rt.inst.interface}")
             return
-        kept = rt.packets.get(priority)  # (source, socket, packets); a key without the source hashes in C
-        if kept is not None and kept[1] is sock and (kept[0] is src or kept[0] == src):
-            packets = kept[2]
+        kept = rt.packets  # (priority, source, socket, packets)
+        if kept is not None and kept[0] == priority and kept[2] is sock and (kept[1] is src or kept[1] == src):
+            packets = kept[3]
         else:
             packets = self._encode_adverts(rt, sock, src, priority)
         for packet, dest in packets:
@@ -13128,9 +13380,7 @@ class Daemon:
             trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
             return [(sock.packet(src, dst, msg + trailer, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs]
         packets = [(sock.packet(src, dst, msg, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs]
-        if len(rt.packets) > 8:
-            rt.packets.clear()
-        rt.packets[priority] = (src, sock, packets)
+        rt.packets = (priority, src, sock, packets)
         return packets
 
     @staticmethod
@@ -13198,10 +13448,10 @@ class Daemon:
         if add:
             for route in inst.virtual_routes:
                 if route not in rt.routes_set and self._route_op(name, route, add=True):
-                    rt.routes_set.append(route)
+                    rt.routes_set += (route,)
             for rule in inst.virtual_rules:
                 if rule not in rt.rules_set and self._rule_op(name, rule, add=True):
-                    rt.rules_set.append(rule)
+                    rt.rules_set += (rule,)
             if rt.routes_set or rt.rules_set:
                 self._watch_routes()
             return
@@ -13209,7 +13459,7 @@ class Daemon:
             self._rule_op(name, rule, add=False)
         for route in rt.routes_set:
             self._route_op(name, route, add=False)
-        rt.routes_set, rt.rules_set = [], []
+        rt.routes_set, rt.rules_set = (), ()
 
     def _watch_routes(self) -> None:
         """Route and rule events are only read when something tracked is installed (keepalived subscribes per
@@ -13376,14 +13626,14 @@ class Daemon:
         delay, repeat, refresh, rrepeat = self._garp_params(rt)
         self._send_garps(rt, repeat, announce=True)
         if delay > 0:
-            rt.garp_timers.append(self.loop.call_later(delay, self._send_garps, rt, repeat))
+            self._garp_timer(rt, delay, self._garp_delayed, repeat)
         if refresh > 0:
-            rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, rrepeat))
+            self._garp_timer(rt, refresh, self._garp_refresh, refresh, rrepeat)
         extra, every = rt.inst.garp_extra_if, rt.inst.garp_extra_if_all
         if extra is None:
             extra, every = self.g.vrrp_garp_extra_if, self.g.vrrp_garp_extra_if_all
         if extra and self._extra_garp_frames(rt, every):
-            rt.garp_timers.append(self.loop.call_later(delay + extra, self._garp_extra_if, rt, extra, every))
+            self._garp_timer(rt, delay + extra, self._garp_extra_if, extra, every)
 
     def _extra_garp_frames(self, rt: InstanceRuntime, every: bool) -> List[Tuple[str, bytes, ipaddress.IPv4Address]]:
         """garp_extra_if: one GARP per interface carrying a VIP or excluded VIP, other than the instance's own
@@ -13405,18 +13655,29 @@ class Daemon:
             return
         for frame in self._extra_garp_frames(rt, every):
             self._announce(*frame)
-        rt.garp_timers.append(self.loop.call_later(interval, self._garp_extra_if, rt, interval, every))
+        self._garp_timer(rt, interval, self._garp_extra_if, interval, every)
 
     def _garp_refresh(self, rt: InstanceRuntime, refresh: float, repeat: int) -> None:
         if rt.machine.state != State.MASTER:
             return
         self._send_garps(rt, repeat)
-        rt.garp_timers.append(self.loop.call_later(refresh, self._garp_refresh, rt, refresh, repeat))
+        self._garp_timer(rt, refresh, self._garp_refresh, refresh, repeat)
+
+    def _garp_delayed(self, rt: InstanceRuntime, repeat: int) -> None:
+        """garp_master_delay after becoming MASTER: the GARPs again."""
+        rt.garp_timers = tuple(t for t in rt.garp_timers if t.callback != self._garp_delayed)  # it has run
+        self._send_garps(rt, repeat)
+
+    def _garp_timer(self, rt: InstanceRuntime, delay: float, callback: Callable[..., Any], *args: Any) -> None:
+        """Arm one of the instance's GARP timers (one each of delay, refresh, extra_if); the one that just ran
+        to re-arm itself is forgotten, so a MASTER keeps only what is pending."""
+        kept = tuple(t for t in rt.garp_timers if t.callback != callback)
+        rt.garp_timers = kept + (self.loop.call_later(delay, callback, rt, *args),)
 
     def _cancel_garp(self, rt: InstanceRuntime) -> None:
         for timer in rt.garp_timers:
             timer.cancel()
-        rt.garp_timers = []
+        rt.garp_timers = ()
 
     def _send_garps(self, rt: InstanceRuntime, repeat: int, announce: bool = False) -> None:
         """`repeat` gratuitous ARPs per IPv4 VIP and unsolicited Neighbour Advertisements per IPv6 VIP, paced
@@ -13614,16 +13875,18 @@ class Daemon:
         if rt is None:
             self.ratelimit((reason, None), self.loop.time(), message)
             return
+        if rt.bad_packets is _NO_COUNTS:
+            rt.bad_packets = {}
         rt.bad_packets[reason] = rt.bad_packets.get(reason, 0) + 1
         if reason not in rt.logged:
-            rt.logged.add(reason)
+            rt.logged += (reason,)
             log.warning("%s", message)
 
     def _accepted_from(self, rt: InstanceRuntime, src: Any, adv: VrrpAdvert) -> None:
         """An advert passed every check: one from a new master re-opens the instance's rate-limited log classes."""
         m = rt.machine
         if m.state == State.BACKUP and adv.priority and src is not m.master_ip and src != m.master_ip:
-            rt.logged.clear()
+            rt.logged = ()
 
     def _receive(self, vsock: VrrpSocket, pkt: Received) -> None:
         """One datagram from a VRRP or AH socket, either family: our own echoes dropped, the instance found by
@@ -13685,7 +13948,7 @@ class Daemon:
             adv = verdict
             if adv.old_checksum and rt.old_checksum is None:
                 rt.old_checksum = True  # keepalived's CHKSUM_COMPATIBILITY_AUTO: the peer is keepalived <= 1.3.6
-                rt.packets.clear()
+                rt.packets = None
                 log.info("(%s) Setting unicast VRRPv3 checksum to old version", rt.inst.name)
             mismatch = bool(adv.priority) and rt.machine.address_mismatch(adv)
             # not with auth_hmac (a replay is the same bytes) or AH, nor for an owner that ignores adverts
@@ -13831,14 +14094,13 @@ class Daemon:
             cause = self._causes(rt, lambda d, f: d != 0)
             cause = f"our priority {act.priority} = {rt.inst.priority} base, {cause}" if cause else ""
         detail = "; ".join(x for x in (detail, cause) if x)
-        event = {"type": "transition", "time": time.time(), "instance": rt.inst.name,
-                 "from": (rt.last_notified or State.INIT).value, "to": act.state.value,
-                 "reason": act.reason or "unknown", "detail": detail, "priority": act.priority}
-        rt.history.append(event)
-        del rt.history[:-TRANSITION_HISTORY]
-        key = (act.state.value, event["reason"])
+        entry = (time.time(), (rt.last_notified or State.INIT).value, act.state.value, act.reason or "unknown",
+                 detail, act.priority)
+        rt.recent = (rt.recent + (entry,))[-TRANSITION_HISTORY:]
+        key = _REASON_KEYS.setdefault(entry[2:4], entry[2:4])  # one tuple per (state, reason) for all instances
         rt.reasons[key] = rt.reasons.get(key, 0) + 1
-        self._publish(event)
+        self._publish({"type": "transition", "time": entry[0], "instance": rt.inst.name, "from": entry[1],
+                       "to": entry[2], "reason": entry[3], "detail": detail, "priority": act.priority})
 
     def _publish(self, event: Dict[str, Any]) -> None:
         for sink in list(self.event_sinks):
@@ -14134,28 +14396,47 @@ SYSLOG_FACILITIES = {
 DEFAULT_CONTROL_SOCKET = "/run/vrrpd/vrrpd.sock"
 
 
-class ConsoleFormatter(logging.Formatter):
+LEVEL_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR", CRITICAL: "CRITICAL"}
+
+
+def console_stamp(created: float) -> str:
     """keepalived's console format: `Sun Nov 22 01:02:03 2026: (VI_1) Entering MASTER STATE`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(record.created))
-        text = f"{stamp}: {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(created))
 
 
-class SyslogHandler(logging.Handler):
-    """Records to syslog through /dev/log, as logging.handlers.SysLogHandler sends them (`<PRI>text\\0`).
+def log_file_stamp(created: float) -> str:
+    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
+    lt = time.localtime(created)
+    nanoseconds = int(created % 1 * 1e9)
+    return f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
 
-    Our own because logging.handlers costs a megabyte and python3-minimal lacks what it imports (queue)."""
 
-    SEVERITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+class LogStream:
+    """Log lines to a text stream (stderr for -l, the -g file), each `STAMP: text` when given a stamp."""
 
-    def __init__(self, address: str = "/dev/log", facility: int = 3):
-        super().__init__()
+    def __init__(self, stream: Any, stamp: Optional[Callable[[float], str]] = None):
+        self.stream = stream
+        self.stamp = stamp
+
+    def emit(self, level: int, created: float, text: str) -> None:
+        self.stream.write(f"{self.stamp(created)}: {text}\n" if self.stamp else text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream not in (sys.stderr, sys.__stderr__):
+            self.stream.close()
+
+
+class SyslogOutput:
+    """Log lines to syslog through /dev/log, as logging.handlers.SysLogHandler sends them
+    (`<PRI>ident[pid]: text\\0`), without the megabyte logging.handlers costs (python3-minimal lacks its queue)."""
+
+    SEVERITIES = {DEBUG: 7, INFO: 6, WARNING: 4, ERROR: 3, CRITICAL: 2}
+
+    def __init__(self, address: str = "/dev/log", facility: int = 3, ident: str = PROG):
         self.address = address
         self.facility = facility
+        self.ident = ident
         self.sock = self._connect()
 
     def _connect(self) -> socket.socket:
@@ -14170,48 +14451,102 @@ class SyslogHandler(logging.Handler):
                     raise
         raise OSError(errno.EPROTOTYPE, f"cannot connect to {self.address}")
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, level: int, created: float, text: str) -> None:
+        prio = self.facility << 3 | self.SEVERITIES.get(level, 4)
+        data = f"<{prio}>{self.ident}[{os.getpid()}]: {text}\0".encode("utf-8", "replace")
         try:
-            prio = self.facility << 3 | self.SEVERITIES.get(record.levelname, 4)
-            data = f"<{prio}>{self.format(record)}\0".encode("utf-8", "replace")
-            try:
-                self.sock.sendall(data)
-            except OSError:  # syslogd restarted: connect again once
-                self.sock.close()
-                self.sock = self._connect()
-                self.sock.sendall(data)
-        except Exception:
-            self.handleError(record)
+            self.sock.sendall(data)
+        except OSError:  # syslogd restarted: connect again once
+            self.sock.close()
+            self.sock = self._connect()
+            self.sock.sendall(data)
 
     def close(self) -> None:
-        self.acquire()
+        self.sock.close()
+
+
+class Logger:
+    """The daemon's logger: logging.Logger's calls (debug/info/warning/error/exception/log, %-style arguments)
+    writing to the outputs setup_logging() chose. Not logging itself: logging and what it imports (threading,
+    traceback, string, weakref...) cost 1.2 MB of the daemon's resident memory.
+
+    Until the daemon sets its outputs, each call goes to logging.getLogger(name) instead, so that a program or
+    test using vrrpd as a library (pytest's caplog) gets logging's records as from any logger."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.level = INFO
+        self.disabled = False
+        self.outputs: Optional[List[Any]] = None  # None: logging's logger of that name has them
+        self._lock = allocate_lock()  # the SMTP worker logs from its thread
+
+    def set_outputs(self, outputs: Optional[List[Any]], level: int = INFO) -> None:
+        """Write to `outputs` (closing the ones before) from `level` up; None goes back to logging."""
+        for old in self.outputs or ():
+            if old not in (outputs or ()):
+                old.close()
+        self.outputs, self.level = outputs, level
+
+    def log(self, level: int, msg: Any, *args: Any, exc_info: bool = False, stacklevel: int = 1) -> None:
+        if self.disabled:
+            return
+        if self.outputs is None:
+            import logging
+
+            logging.getLogger(self.name).log(level, msg, *args, exc_info=exc_info, stacklevel=stacklevel + 1)
+            return
+        if level < self.level:
+            return
+        created = time.time()
         try:
-            self.sock.close()
-        finally:
-            self.release()
-        super().close()
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError, KeyError):  # a bad format: say what there is rather than lose the line
+            text = f"{msg} {args!r}"
+        if exc_info:
+            import traceback
+
+            trace = "".join(traceback.format_exception(*sys.exc_info()))
+            text += "\n" + (trace[:-1] if trace.endswith("\n") else trace)
+        with self._lock:
+            for output in self.outputs:
+                try:
+                    output.emit(level, created, text)
+                except (OSError, ValueError):  # a closed stderr or syslog gone: the others still get it
+                    pass
+
+    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(DEBUG, msg, *args, stacklevel=2, **kwargs)
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(INFO, msg, *args, stacklevel=2, **kwargs)
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(WARNING, msg, *args, stacklevel=2, **kwargs)
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(ERROR, msg, *args, stacklevel=2, **kwargs)
+
+    def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.log(ERROR, msg, *args, exc_info=True, stacklevel=2, **kwargs)
+
+
+log = Logger(PROG)
 
 
 def setup_logging(console: bool, detail: bool = False, facility: str = "daemon") -> None:
     """Log to stderr (`-l`) and/or syslog through /dev/log with the `-S` facility; `-D` adds detail lines."""
-    root = logging.getLogger(PROG)
-    root.handlers.clear()
-    root.setLevel(logging.DEBUG if detail else logging.INFO)
-    root.propagate = False
+    outputs: List[Any] = []
     if console:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(ConsoleFormatter())
-        root.addHandler(handler)
+        outputs.append(LogStream(sys.stderr, console_stamp))
     if os.path.exists("/dev/log"):
         try:
             code = SYSLOG_FACILITIES.get(facility, SYSLOG_FACILITIES["daemon"]) >> 3
-            syslog = SyslogHandler("/dev/log", facility=code)
-            syslog.setFormatter(logging.Formatter(f"{PROG}[%(process)d]: %(message)s"))
-            root.addHandler(syslog)
+            outputs.append(SyslogOutput("/dev/log", facility=code))
         except OSError:
             pass
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler(sys.stderr))
+    if not outputs:
+        outputs.append(LogStream(sys.stderr))
+    log.set_outputs(outputs, DEBUG if detail else INFO)
 
 
 def set_syslog_ident(g: GlobalDefs) -> None:
@@ -14221,101 +14556,9 @@ def set_syslog_ident(g: GlobalDefs) -> None:
     if not parts:
         return
     ident = "_".join([PROG] + parts)
-    for handler in logging.getLogger(PROG).handlers:
-        if isinstance(handler, SyslogHandler):
-            handler.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
-
-
-BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
-_BYTECODE_LOADER = (
-    "import os, sys, importlib.machinery as m, importlib.util as u\n"
-    "loader = m.SourcelessFileLoader('vrrpd', sys.argv[1])\n"
-    "try:\n"
-    "    code = loader.get_code('vrrpd')\n"
-    # another vrrpd version sharing the cache may have removed the file since: run the source instead
-    "except (OSError, ImportError, EOFError, ValueError):\n"
-    "    os.environ['VRRPD_NO_REEXEC'] = '1'\n"
-    "    os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n"
-    "module = u.module_from_spec(u.spec_from_loader('vrrpd', loader))\n"
-    "module.__file__ = sys.argv[2]\n"
-    "sys.modules['vrrpd'] = module\n"
-    "exec(code, module.__dict__)\n"
-    "sys.argv = sys.argv[2:]\n"
-    "sys.exit(module.main())\n"
-)
-
-
-# The compiled script, when run as one: the first start writes it to the byte-code cache as it is instead of
-# compiling the file a second time (compiling is most of a first start on a small CPU)
-_SCRIPT_CODE: Any = sys._getframe().f_code if __name__ == "__main__" else None
-
-
-def bytecode_cache(source: str, dirs: Tuple[str, ...] = BYTECODE_CACHE_DIRS, code: Any = None) -> Optional[str]:
-    """The path of an up-to-date byte-code file of `source` in the first usable cache directory, or None.
-
-    A directory is usable only if it is ours, a real directory, and writable by nobody else: what is in it
-    runs as root. The file name carries the source's hash; older files are removed when a new one is made.
-    `code`, the code object already compiled from `source`, is written as it is (no second compilation)."""
-    import glob as _glob
-    import hashlib
-    import importlib.util
-    import marshal
-    import py_compile
-    import stat
-
-    try:
-        with open(source, "rb") as fh:
-            text = fh.read()
-        digest = hashlib.sha256(text).hexdigest()[:24]
-    except OSError:
-        return None
-    for base in dirs:
-        try:
-            os.makedirs(base, mode=0o700, exist_ok=True)
-            st = os.lstat(base)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                continue
-            pyc = os.path.join(base, f"vrrpd-{digest}-{importlib.util.MAGIC_NUMBER.hex()}.pyc")
-            if not os.path.exists(pyc):
-                partial = f"{pyc}.{os.getpid()}"
-                if code is not None:
-                    # PEP 552's unchecked hash-based pyc, as py_compile writes it: magic, flags 0b01, hash, code
-                    with open(partial, "wb") as fh:
-                        fh.write(importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
-                                 + importlib.util.source_hash(text) + marshal.dumps(code))
-                else:
-                    py_compile.compile(source, cfile=partial, doraise=True,
-                                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-                os.replace(partial, pyc)
-                for old in _glob.glob(os.path.join(base, "vrrpd-*.pyc")):
-                    if old != pyc:
-                        os.unlink(old)
-            return pyc
-        except (OSError, py_compile.PyCompileError):
-            continue
-    return None
-
-
-def reexec_from_bytecode_cache() -> None:
-    """Re-execute this process (same pid) from a byte-code cache of this file, when run as a script.
-
-    Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
-    of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
-    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
-    if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
-        return
-    global _SCRIPT_CODE
-    source = os.path.abspath(__file__)
-    pyc = bytecode_cache(source, code=_SCRIPT_CODE)
-    _SCRIPT_CODE = None
-    if pyc is None:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
-    except OSError as exc:
-        log.debug("re-exec from %s failed: %s", pyc, exc)
+    for output in log.outputs or ():
+        if isinstance(output, SyslogOutput):
+            output.ident = ident
 
 
 def sd_notify(message: str) -> bool:
@@ -15710,7 +15953,7 @@ def keepalived_json(daemon: Daemon, version: int) -> Any:
             "skip_check_adv_addr": int(some(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             "strict_mode": int(strict), "vmac_ifname": inst.vmac_name or "", "ifp_ifname": inst.interface or "",
             "master_priority": m.master_priority or 0,
-            "last_transition": rt.history[-1]["time"] if rt.history else 0.0,
+            "last_transition": rt.recent[-1][0] if rt.recent else 0.0,
             "garp_delay": delay, "garp_refresh": int(refresh), "garp_rep": repeat, "garp_refresh_rep": rrepeat,
             "garp_lower_prio_delay": int(some(inst.garp_lower_prio_delay, some(g.vrrp_garp_lower_prio_delay, delay))),
             "garp_lower_prio_rep": some(inst.garp_lower_prio_repeat, some(g.vrrp_garp_lower_prio_repeat, repeat)),
@@ -16232,7 +16475,7 @@ class Operator:
             for rt in self.d.runtimes:
                 rt.adverts_sent = rt.adverts_received = rt.transitions = rt.released_master = 0
                 rt.priority_zero_sent = rt.priority_zero_received = 0
-                rt.bad_packets, rt.entered = {}, {}
+                rt.bad_packets, rt.entered_since_clear = _NO_COUNTS, {}
         log.info("Wrote %s", path)
         return path
 
@@ -16358,19 +16601,6 @@ def events_command(path: str, as_json: bool, out: Any = None) -> int:
     return EXIT_NOT_RUNNING
 
 
-class LogFileFormatter(logging.Formatter):
-    """keepalived's log file format (-g): `Tue Dec 01 13:58:52.123456789 2026: (VI_1) Entering MASTER STATE`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        lt = time.localtime(record.created)
-        nanoseconds = int(record.created % 1 * 1e9)
-        stamp = f"{time.strftime('%a %b %d %H:%M:%S', lt)}.{nanoseconds:09d} {time.strftime('%Y', lt)}"
-        text = f"{stamp}: {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
 def log_file_path(name: str) -> str:
     """-g FILE: a relative name is in $TMPDIR (an absolute one), else /tmp, as keepalived's make_file_name."""
     if name.startswith("/"):
@@ -16382,22 +16612,16 @@ def log_file_path(name: str) -> str:
 def _setup_run_logging(console: bool, detail: bool, facility: str, use_syslog: bool,
                        log_file: Optional[str] = None) -> None:
     setup_logging(console=console, detail=detail, facility=facility)
-    root = logging.getLogger(PROG)
+    outputs = list(log.outputs or ())
     if log_file:  # keepalived -g: each of its processes writes FILE_vrrp, FILE_healthcheckers...; vrrpd is one
         path = log_file_path(log_file)
         try:
-            handler: logging.Handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-            handler.setFormatter(LogFileFormatter())
-            root.addHandler(handler)
+            outputs.append(LogStream(open(path, "a", encoding="utf-8", errors="backslashreplace"), log_file_stamp))
         except OSError as exc:
             print(f"{PROG}: cannot open the log file {path}: {exc}", file=sys.stderr)
     if not use_syslog:
-        for handler in list(root.handlers):
-            if isinstance(handler, SyslogHandler):
-                root.removeHandler(handler)
-                handler.close()
-        if not root.handlers:
-            root.addHandler(logging.NullHandler())
+        outputs = [output for output in outputs if not isinstance(output, SyslogOutput)]
+    log.set_outputs(outputs, log.level)
 
 
 def run_start_stop_script(g: GlobalDefs, startup: bool) -> None:
@@ -16440,10 +16664,10 @@ class _Options:
 
 
 def _forget_argparse(args: Any) -> Any:
-    """The daemon's options without argparse: argparse and what it imports (gettext, textwrap) are unloaded,
+    """The daemon's options without argparse: argparse and what it imports (gettext, textwrap, locale) are unloaded,
     and the 0.4 MB they took serves the configuration and the instances instead."""
     options = _Options(**vars(args))
-    for name in ("argparse", "gettext", "textwrap"):
+    for name in ("argparse", "gettext", "textwrap", "locale"):
         sys.modules.pop(name, None)
     gc.collect()  # the parser's reference cycles
     return options
@@ -16451,7 +16675,6 @@ def _forget_argparse(args: Any) -> Any:
 
 def run_daemon(args: Any) -> int:
     """Validate, take the pid file, fork unless -n, then run until SIGTERM/SIGINT."""
-    reexec_from_bytecode_cache()
     args = _forget_argparse(args)
     if args.log_facility not in SYSLOG_FACILITIES:
         print(f"{PROG}: unknown log facility {args.log_facility!r} (0-7, local0-7, user, daemon)", file=sys.stderr)
