@@ -895,6 +895,24 @@ def test_config_id_selects_conditional_lines_and_env_parameters(monkeypatch):
     assert one.vrrp_instances[0].notify.argv == ["/bin/echo", "#x"]
 
 
+def test_lexer_keeps_one_string_per_distinct_word(tmp_path):
+    """A thousand instances repeat the same keywords: their tokens share one string each (the token list is
+    most of what a start's memory peaks at), and what the model keeps of them too."""
+    one = "vrrp_instance VI_{n} {{\n    state MASTER\n    interface eth0\n    virtual_router_id {n}\n}}\n"
+    text = "".join(one.format(n=n) for n in (1, 2)) + "@x " + one.format(n=3)
+    path = tmp_path / "k.conf"
+    path.write_text(text)
+    lexer = vrrpd._Lexer([], "x")
+    lexer.read_file(str(path))
+    words = [t.text for t in lexer.tokens]
+    assert words.count("MASTER") == 3 and words.count("{") == 3
+    for word in ("state", "MASTER", "eth0", "{"):
+        assert len({id(t.text) for t in lexer.tokens if t.text == word}) == 1, word
+    config, _diags = vrrpd.parse_config(str(path), config_id="x")
+    assert [i.name for i in config.vrrp_instances] == ["VI_1", "VI_2", "VI_3"]
+    assert config.vrrp_instances[0].interface is config.vrrp_instances[1].interface
+
+
 def test_include_glob_relative_to_including_file_and_nested(tmp_path):
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "sub").mkdir()

@@ -1382,6 +1382,9 @@ class _Lexer:
     def __init__(self, diags: List[Diagnostic], config_id: Optional[str] = None):
         self.diags = diags
         self.tokens: List[Token] = []
+        # one string per distinct word: a thousand instances repeat `state`, `MASTER`, `{`... and the token list
+        # is most of the memory a start needs (its peak stays in the daemon's resident memory)
+        self.words: Dict[str, str] = {}
         self.params: Dict[str, str] = {}
         self.files: List[str] = []
         self.stack: List[str] = []
@@ -1443,6 +1446,7 @@ class _Lexer:
         special = "$" in text or "@" in text or "include" in text or "~" in text
         slow_chars = _SLOW_CHARS_RE.search
         tokens = self.tokens
+        word = self.words.setdefault
         src = _SourceLines(lines)
         n = len(lines)
         while src.i < n:
@@ -1465,7 +1469,7 @@ class _Lexer:
                 if words:
                     self.lid += 1
                     lid = self.lid
-                    tokens.extend([Token(w, file, line_no, lid) for w in words])
+                    tokens.extend([Token(word(w, w), file, line_no, lid) for w in words])
             else:
                 self.lid += 1
                 tokens.extend(self.split_line(line, file, line_no))
@@ -1520,7 +1524,8 @@ class _Lexer:
             if words:
                 self.lid += 1
                 lid = self.lid
-                self.tokens.extend([Token(w, file, line_no, lid) for w in words])
+                word = self.words.setdefault
+                self.tokens.extend([Token(word(w, w), file, line_no, lid) for w in words])
         else:
             self.lid += 1
             self.tokens.extend(self.split_line(line, file, line_no))
