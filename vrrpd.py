@@ -31,7 +31,7 @@ and back out to the kernel. test_the_map_names_every_section_banner_in_order kee
      7.2 IPVS and checkers           generic netlink IPVS, checker I/O, the LvsManager
      7.3 Firewall and VMAC           strict mode's nftables table, the VMAC macvlans
      7.4 BFD sockets                 and the sessions of 6.3 on the loop
-  8. Event loop                      one selectors loop with a timer heap, child processes, signals
+  8. Event loop                      one epoll loop with a timer heap, child processes, signals
   9. Notification                    notify scripts, notify FIFO, SMTP alerts (one worker thread)
  10. Daemon                          config -> machines -> kernel for both families: sync groups, VMAC,
                                      firewall, AH, reload, status
@@ -5744,20 +5744,6 @@ def is_multicast(address: IPAddress) -> bool:
     return int(address) >> 28 == 0xE if isinstance(address, ipaddress.IPv4Address) else int(address) >> 120 == 0xFF
 
 
-_IPV4_INTERNED: Dict[bytes, ipaddress.IPv4Address] = {}
-
-
-def _ipv4_address(packed: bytes) -> ipaddress.IPv4Address:
-    """IPv4Address(packed), the same (immutable) object for the same bytes: the few sources and groups a
-    segment carries are built once, not for each packet. Bounded: a flood of spoofed sources only refills it."""
-    addr = _IPV4_INTERNED.get(packed)
-    if addr is None:
-        if len(_IPV4_INTERNED) >= 4096:
-            _IPV4_INTERNED.clear()
-        addr = _IPV4_INTERNED[packed] = ipaddress.IPv4Address(packed)
-    return addr
-
-
 @dataclass
 class Received:
     """One datagram as a VRRP socket hands it over, either family: the header fields the receive checks
@@ -5794,7 +5780,9 @@ def decode_ipv4(packet: bytes) -> Received:
     if ver_ihl >> 4 != 4 or ihl < IPV4_HEADER.size or len(packet) < ihl:
         raise PacketError("bad_ip_header")
     end = min(len(packet), tot_len) if tot_len >= ihl else len(packet)
-    return Received(_ipv4_address(src), _ipv4_address(dst), ttl, packet[ihl:end], proto, None, packet[:ihl])
+    seen = _IPV4_SEEN  # (the addresses seen before without a call: this is every advert received)
+    return Received(seen.get(src) or _ipv4_address(src), seen.get(dst) or _ipv4_address(dst), ttl, packet[ihl:end],
+                    proto, None, packet[:ihl])
 
 
 def encode_ipv4(
@@ -11439,13 +11427,16 @@ class Child:
                 pass
 
 
+_NOT_EPOLLIN, _NOT_EPOLLOUT = ~select.EPOLLIN, ~select.EPOLLOUT  # see EventLoop.run_once
+
+
 class EventLoop:
-    """One selectors loop with a timer heap, child processes and signals; nothing here blocks.
+    """One epoll loop with a timer heap, child processes and signals; nothing here blocks.
 
     Time is `time.monotonic()`. Thread-safe entry: call_soon_threadsafe()."""
 
     def __init__(self) -> None:
-        self.selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()  # the daemon is Linux's: epoll itself, without the selectors layer above it
         self._timers: List[Tuple[float, int, Timer]] = []  # a heap of (when, seq, timer), see Timer
         self._seq = 0  # the seq of the last timer set
         self._ready: List[Tuple[Callable[..., Any], tuple]] = []
@@ -11530,14 +11521,17 @@ class EventLoop:
             reader = handler
         else:
             writer = handler
-        mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        mask = (select.EPOLLIN if reader else 0) | (select.EPOLLOUT if writer else 0)
         if known is None:
             if mask:
-                self.selector.register(fd, mask)
+                self._epoll.register(fd, mask)
         elif mask:
-            self.selector.modify(fd, mask)
+            self._epoll.modify(fd, mask)
         else:
-            self.selector.unregister(fd)
+            try:
+                self._epoll.unregister(fd)
+            except OSError:  # closed already: the kernel dropped it from the epoll set by itself
+                pass
         if mask:
             self._handlers[fd] = (reader, writer)
         else:
@@ -11683,19 +11677,22 @@ class EventLoop:
             # epoll counts whole milliseconds, rounded up, and the kernel lets any poll wake up to 0.1 % of its
             # timeout late (1 ms in a second): wake early by that much, then wait out the rest in microseconds
             timeout = max(0.0, int((timeout - timeout / 1000.0 - 0.001) * 1000) / 1000.0)
-        try:
-            events = self.selector.select(timeout)
-        except InterruptedError:
-            events = []
-        if fine and not events and not self._ready and first is not None:
-            self._wait_fine(first.when if until is None else min(until, first.when))
-            try:
-                events = self.selector.select(0)
-            except InterruptedError:
-                events = []
+        if fine and timeout == 0.0 and first is not None:
+            # due in less than 2 ms: no poll that could only time out; the fine wait says whether a descriptor
+            # is ready (and then the poll of them takes no time), or runs out when the timer is due
+            events = self._poll(0.0) if self._wait_fine(first.when if until is None else min(until, first.when)) \
+                else []
+        else:
+            events = self._poll(timeout)
+            if fine and not events and not self._ready and first is not None:
+                if self._wait_fine(first.when if until is None else min(until, first.when)):
+                    events = self._poll(0.0)
         now = self.time()
-        with self._lock:
-            ready, self._ready = self._ready, []
+        if self._ready:  # (call_soon_threadsafe appends under the lock, and then wakes the loop up)
+            with self._lock:
+                ready, self._ready = self._ready, []
+        else:
+            ready = []
         # Due timers first: an advert due now leaves before the next batch of a flooded socket is read (each
         # reader takes a bounded batch per pass). The timers due are those set before this pass that fall due by
         # `now`; each runs as soon as it leaves the heap (the first of a thousand due together does not wait for
@@ -11717,29 +11714,42 @@ class EventLoop:
                 self._failed(timer.callback, exc)
         for entry in later:
             heapq.heappush(timers, entry)
-        for key, mask in events:
-            for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
-                if mask & flag:
-                    handlers = self._handlers.get(key.fd)
-                    if handlers is not None and handlers[slot] is not None:
-                        self._call(*handlers[slot])
+        handlers_of = self._handlers
+        for fd, mask in events:
+            # what selectors makes of epoll's bits: an error or hang-up wakes the reader and the writer
+            if mask & _NOT_EPOLLOUT:
+                handlers = handlers_of.get(fd)
+                if handlers is not None and handlers[0] is not None:
+                    callback, args = handlers[0]
+                    try:
+                        callback(*args)
+                    except Exception as exc:  # one faulty callback must not stop the daemon
+                        self._failed(callback, exc)
+            if mask & _NOT_EPOLLIN:
+                handlers = handlers_of.get(fd)
+                if handlers is not None and handlers[1] is not None:
+                    self._call(*handlers[1])
         for callback, args in ready:
             self._call(callback, args)
 
-    def _wait_fine(self, when: float) -> None:
+    def _poll(self, timeout: Optional[float]) -> List[Tuple[int, int]]:
+        """(fd, epoll events) of the descriptors ready within `timeout` seconds (None: until one is)."""
+        try:
+            return self._epoll.poll(-1 if timeout is None else timeout, len(self._handlers) or 1)
+        except InterruptedError:
+            return []
+
+    def _wait_fine(self, when: float) -> bool:
         """Wait, still woken by the loop's file descriptors, until `when`, at most a few ms away: select() on the
-        epoll descriptor takes microseconds, and so short a timeout has only the timer slack (50 µs)."""
+        epoll descriptor takes microseconds, and so short a timeout has only the timer slack (50 µs). True when a
+        descriptor became ready (or may have: then a poll of them is worth its system call)."""
         remaining = when - self.time()
         if remaining <= 0.0:
-            return
-        fd = self.selector.fileno()  # -1: a selector with no descriptor of its own
+            return True
         try:
-            if fd < 0:
-                time.sleep(remaining)
-            else:
-                select.select([fd], [], [], remaining)
+            return bool(select.select([self._epoll.fileno()], [], [], remaining)[0])
         except (InterruptedError, ValueError, OSError):
-            pass
+            return True
 
     @staticmethod
     def _call(callback: Callable[..., Any], args: tuple) -> None:
@@ -11756,7 +11766,7 @@ class EventLoop:
         if self._old_wakeup_fd is not None:
             signal.set_wakeup_fd(self._old_wakeup_fd)
             self._old_wakeup_fd = None
-        self.selector.close()
+        self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()
 
@@ -13228,6 +13238,11 @@ class Daemon:
     # -- actions -------------------------------------------------------------------------------
     def _apply(self, rt: InstanceRuntime, actions: List[Action]) -> None:
         """Carry out what the machine asked for, then re-arm its timer."""
+        if not actions and not self._pending_logs:  # a steady BACKUP's every advert
+            self._reschedule(rt)
+            if self.stopping and not self._shutting_down_all:
+                self._maybe_finish()
+            return
         inst = rt.inst
         # kernel actions first, in order; log lines and notifications after them (they may be slow)
         for act in actions:
@@ -13882,7 +13897,7 @@ class Daemon:
     def _accepted_from(self, rt: InstanceRuntime, src: Any, adv: VrrpAdvert) -> None:
         """An advert passed every check: one from a new master re-opens the instance's rate-limited log classes."""
         m = rt.machine
-        if m.state == State.BACKUP and adv.priority and src != m.master_ip:
+        if m.state == State.BACKUP and adv.priority and src is not m.master_ip and src != m.master_ip:
             rt.logged = ()
 
     def _receive(self, vsock: VrrpSocket, pkt: Received) -> None:
@@ -13926,8 +13941,9 @@ class Daemon:
                 return self.hmac_receive(rt, msg, src, unicast)  # type: ignore[arg-type]
 
         memo = rt.rx_memo
-        if memo is not None and memo[0] == pkt.payload and memo[1] == pkt.src and memo[2] == pkt.dst \
-                and memo[3] == pkt.ttl and memo[6] == rt.old_checksum:
+        # (the addresses of the same peer are the same objects, see _ipv4_address: `is` before a Python __eq__)
+        if memo is not None and memo[0] == pkt.payload and (memo[1] is pkt.src or memo[1] == pkt.src) \
+                and (memo[2] is pkt.dst or memo[2] == pkt.dst) and memo[3] == pkt.ttl and memo[6] == rt.old_checksum:
             # the same bytes as the last advert accepted, from the same source: a steady master's adverts are
             # identical, and receive_checks() is a pure function of them and of settings that only a reload
             # changes (_attach forgets the memo then)
