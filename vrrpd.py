@@ -2124,7 +2124,8 @@ def _parse_port(text: str) -> int:
 
 
 class _Parser:
-    """Recursive descent over the token list, driven by KEYWORDS; fills a Config."""
+    """Recursive descent over the token list, driven by KEYWORDS; fills a Config. The tokens of each top-level
+    statement read are released from the list (None)."""
 
     def __init__(self, tokens: List[Token], diags: List[Diagnostic]):
         self.toks = tokens
@@ -2265,8 +2266,14 @@ class _Parser:
         depth = len(self.stack)
         self.stack.append(block)
         previous: Optional[Token] = None  # the last keyword read in this block
+        released = 0
         try:
             while self.i < self.n:
+                if opener is None and released < self.i:
+                    # the top level's statements read so far need their tokens no more (what the model and the
+                    # validation need is referenced): a thousand instances' tokens are most of a start's peak
+                    toks[released:self.i] = [None] * (self.i - released)
+                    released = self.i
                 tok = toks[self.i]
                 if not tok.quoted and tok.text in ("{", "}"):
                     self.i += 1
@@ -2328,7 +2335,7 @@ class _Parser:
             toks = self.toks
             for j in range(self.n - 1, -1, -1):
                 t = toks[j]
-                if not t.quoted:
+                if t is not None and not t.quoted:  # None: a released token, before any i asked for
                     if t.text == "}":
                         acc += 1
                     elif t.text == "{":
