@@ -5749,7 +5749,8 @@ def advert_addresses(msg: bytes, family: int = 4) -> List[IPAddress]:
 
 def is_multicast(address: IPAddress) -> bool:
     """address.is_multicast without ipaddress's network lookup: the receive path asks it of every packet."""
-    return int(address) >> 28 == 0xE if isinstance(address, ipaddress.IPv4Address) else int(address) >> 120 == 0xFF
+    # (the integer itself: int() of an address is a Python __int__)
+    return address._ip >> 28 == 0xE if isinstance(address, ipaddress.IPv4Address) else address._ip >> 120 == 0xFF
 
 
 @dataclass
@@ -11461,9 +11462,7 @@ class EventLoop:
         self._poll_children_timer: Optional[Timer] = None
 
     # -- time and timers ------------------------------------------------------------------
-    @staticmethod
-    def time() -> float:
-        return time.monotonic()
+    time = staticmethod(time.monotonic)  # loop.time(): the clock itself, no Python frame around it (4 per advert)
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
         self._seq = seq = self._seq + 1
@@ -11672,7 +11671,9 @@ class EventLoop:
     def run_once(self, until: Optional[float] = None) -> None:
         now = self.time()
         timeout: Optional[float] = None
-        first = self._next_timer()
+        head = self._timers[0] if self._timers else None  # (_next_timer() when the head is pending: no call)
+        first = head[2] if head is not None and head[2].seq == head[1] and not head[2].cancelled \
+            else self._next_timer()
         if self._ready:
             timeout = 0.0
         else:
@@ -11691,7 +11692,10 @@ class EventLoop:
             events = self._poll(0.0) if self._wait_fine(first.when if until is None else min(until, first.when)) \
                 else []
         else:
-            events = self._poll(timeout)
+            try:  # _poll(), inline: a wake-up per advert received
+                events = self._epoll.poll(-1 if timeout is None else timeout, len(self._handlers) or 1)
+            except InterruptedError:
+                events = []
             if fine and not events and not self._ready and first is not None:
                 if self._wait_fine(first.when if until is None else min(until, first.when)):
                     events = self._poll(0.0)
@@ -13975,7 +13979,8 @@ class Daemon:
             # not with auth_hmac (a replay is the same bytes) or AH, nor for an owner that ignores adverts
             if unwrap is None and not ah and not rt.machine.owner_ignore_adverts:
                 rt.rx_memo = (pkt.payload, pkt.src, pkt.dst, pkt.ttl, adv, mismatch, rt.old_checksum)
-        self._accepted_from(rt, pkt.src, adv)
+        if pkt.src is not rt.machine.master_ip:  # (from the master it knows, _accepted_from() has nothing to do)
+            self._accepted_from(rt, pkt.src, adv)
         if mismatch:
             self._bad(rt, "addr_mismatch", f"({rt.inst.name}) ip address associated with VRID {vrid} not present "
                       f"in MASTER advert : {', '.join(str(a) for a in rt.machine.addresses)}")
