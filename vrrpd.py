@@ -449,6 +449,14 @@ class _LeanInterface:
         addr, mask = self._split_addr_prefix(address)  # type: ignore[attr-defined]
         self._standard.__mro__[1].__init__(self, addr)  # IPv4Address / IPv6Address
         self._prefixlen = self._make_netmask(mask)[1]  # type: ignore[attr-defined]
+        self._address: Any = None
+
+    @property
+    def ip(self) -> Any:
+        """The address alone, made once: the instances on an interface all hold its address as their source."""
+        if self._address is None:
+            self._address = self._standard.__mro__[1](self._ip)  # type: ignore[attr-defined]
+        return self._address
 
     @property
     def network(self) -> Any:
@@ -479,12 +487,12 @@ class _LeanInterface:
 
 
 class _LeanIPv4Interface(_LeanInterface, ipaddress.IPv4Interface):
-    __slots__ = ("_prefixlen",)
+    __slots__ = ("_prefixlen", "_address")
     _standard, _network_class = ipaddress.IPv4Interface, ipaddress.IPv4Network
 
 
 class _LeanIPv6Interface(_LeanInterface, ipaddress.IPv6Interface):
-    __slots__ = ("_prefixlen",)
+    __slots__ = ("_prefixlen", "_address")
     _standard, _network_class = ipaddress.IPv6Interface, ipaddress.IPv6Network
 
 
@@ -12432,7 +12440,7 @@ class InstanceRuntime:
         self.old_checksum: Optional[bool] = False
         # (priority, source, socket, [(packet, destination)]): the adverts last encoded, sent again while none
         # of the three changes
-        self.packets: Optional[Tuple[int, Any, Any, List[Tuple[bytes, tuple]]]] = None
+        self.packets: Optional[Tuple[int, Any, Any, Tuple[Tuple[bytes, tuple], ...]]] = None
         self.adverts_sent = 0
         self.adverts_received = 0
         self.transitions = 0
@@ -13373,7 +13381,7 @@ class Daemon:
                                f"({rt.inst.name}) cannot send advert to {dest[1]}: {exc.strerror}")
 
     def _encode_adverts(self, rt: InstanceRuntime, sock: VrrpSocket, src: IPAddress,
-                        priority: int) -> List[Tuple[bytes, tuple]]:
+                        priority: int) -> Tuple[Tuple[bytes, tuple], ...]:
         """The packets of one advert, one per target, either family, each with its destination() on `sock`. They
         only change with the priority, the source and the socket, so they are kept and sent again, unless each
         carries a new sequence number (AH, auth_hmac)."""
@@ -13391,12 +13399,13 @@ class Daemon:
                 sock.ident = sock.ident % 0xFFFF + 1  # non-zero: the ICV covers it
                 packets.append((build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
                                               sock.ident, ttl, unicast=rt.unicast), sock.destination(src, dst)))
-            return packets
+            return tuple(packets)
         if rt.hmac is not None and rt.hmac.sends:
             # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
             trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
-            return [(sock.packet(src, dst, msg + trailer, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs]
-        packets = [(sock.packet(src, dst, msg, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs]
+            return tuple((sock.packet(src, dst, msg + trailer, ttl), sock.destination(src, dst))
+                         for dst, ttl, msg in msgs)
+        packets = tuple((sock.packet(src, dst, msg, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs)
         rt.packets = (priority, src, sock, packets)
         return packets
 
