@@ -12386,6 +12386,7 @@ TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, -
 # What a thousand instances would each hold a copy of, held once (a few hundred bytes an instance):
 _NO_COUNTS: Dict[str, int] = type(type.__dict__)({})  # types.MappingProxyType: an empty read-only dict
 _REASON_KEYS: Dict[Tuple[str, str], Tuple[str, str]] = {}  # the (state, reason) keys of InstanceRuntime.reasons
+_TRANSITION_FIELDS = 6  # InstanceRuntime.recent: time, from, to, reason, detail, priority
 _GROUP_TARGETS: Dict[IPAddress, List[Tuple[IPAddress, int]]] = {}  # a multicast group's InstanceRuntime.targets
 
 
@@ -12416,7 +12417,7 @@ class InstanceRuntime:
                  "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
                  "adverts_received", "transitions", "bad_packets", "entered_since_clear", "released_master",
                  "last_notified", "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set",
-                 "rules_set", "hmac", "logged", "recent", "reasons", "rx_memo", "old_checksum")
+                 "rules_set", "hmac", "logged", "recent", "reason_counts", "rx_memo", "old_checksum")
 
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
@@ -12457,9 +12458,10 @@ class InstanceRuntime:
         self.rules_set: Tuple[Rule, ...] = ()
         self.hmac: Optional[AuthHmac] = None  # auth_hmac: keys, send sequence, anti-replay marks
         self.logged: Tuple[str, ...] = ()  # bad-advert classes logged since the last MASTER change (RFC 9568)
-        # the last TRANSITION_HISTORY transitions, oldest first: (time, from, to, reason, detail, priority)
-        self.recent: Tuple[Tuple[float, str, str, str, str, int], ...] = ()
-        self.reasons: Dict[Tuple[str, str], int] = {}  # (state entered, reason) -> times
+        # the last TRANSITION_HISTORY transitions, oldest first, one flat tuple (no tuple per transition):
+        # time, from, to, reason, detail, priority, time, from...
+        self.recent: Tuple[Any, ...] = ()
+        self.reason_counts: Tuple[Any, ...] = ()  # (state entered, reason), times, (state, reason), times...
         # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
         self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
 
@@ -12473,7 +12475,25 @@ class InstanceRuntime:
         an instance)."""
         name = self.inst.name
         return [{"type": "transition", "time": when, "instance": name, "from": old, "to": new, "reason": reason,
-                 "detail": detail, "priority": priority} for when, old, new, reason, detail, priority in self.recent]
+                 "detail": detail, "priority": priority} for when, old, new, reason, detail, priority in
+                zip(*[iter(self.recent)] * _TRANSITION_FIELDS)]
+
+    @property
+    def reasons(self) -> Dict[Tuple[str, str], int]:
+        """(state entered, reason) -> times."""
+        counts = self.reason_counts
+        return dict(zip(counts[::2], counts[1::2]))
+
+    def record_transition(self, entry: Tuple[Any, ...]) -> None:
+        """Keep `entry` (time, from, to, reason, detail, priority) and count its (state, reason)."""
+        self.recent = (self.recent + entry)[-TRANSITION_HISTORY * _TRANSITION_FIELDS:]
+        key = _REASON_KEYS.setdefault(entry[2:4], entry[2:4])  # one tuple per (state, reason) for all instances
+        counts = self.reason_counts
+        for i in range(0, len(counts), 2):
+            if counts[i] == key:
+                self.reason_counts = counts[:i + 1] + (counts[i + 1] + 1,) + counts[i + 2:]
+                return
+        self.reason_counts = counts + (key, 1)
 
     @property
     def entered(self) -> Dict[str, int]:
@@ -14123,9 +14143,7 @@ class Daemon:
         detail = "; ".join(x for x in (detail, cause) if x)
         entry = (time.time(), (rt.last_notified or State.INIT).value, act.state.value, act.reason or "unknown",
                  detail, act.priority)
-        rt.recent = (rt.recent + (entry,))[-TRANSITION_HISTORY:]
-        key = _REASON_KEYS.setdefault(entry[2:4], entry[2:4])  # one tuple per (state, reason) for all instances
-        rt.reasons[key] = rt.reasons.get(key, 0) + 1
+        rt.record_transition(entry)
         self._publish({"type": "transition", "time": entry[0], "instance": rt.inst.name, "from": entry[1],
                        "to": entry[2], "reason": entry[3], "detail": detail, "priority": act.priority})
 
@@ -15980,7 +15998,7 @@ def keepalived_json(daemon: Daemon, version: int) -> Any:
             "skip_check_adv_addr": int(some(inst.skip_check_adv_addr, g.vrrp_skip_check_adv_addr)),
             "strict_mode": int(strict), "vmac_ifname": inst.vmac_name or "", "ifp_ifname": inst.interface or "",
             "master_priority": m.master_priority or 0,
-            "last_transition": rt.recent[-1][0] if rt.recent else 0.0,
+            "last_transition": rt.recent[-_TRANSITION_FIELDS] if rt.recent else 0.0,
             "garp_delay": delay, "garp_refresh": int(refresh), "garp_rep": repeat, "garp_refresh_rep": rrepeat,
             "garp_lower_prio_delay": int(some(inst.garp_lower_prio_delay, some(g.vrrp_garp_lower_prio_delay, delay))),
             "garp_lower_prio_rep": some(inst.garp_lower_prio_repeat, some(g.vrrp_garp_lower_prio_repeat, repeat)),
