@@ -1306,22 +1306,31 @@ class Config:
 class Token:
     """One word of the configuration, with where it came from.
 
-    `lid` numbers logical lines across all files, so "same line" is one integer comparison."""
+    `lid` numbers logical lines across all files, so "same line" is one integer comparison. A quoted word
+    is a QuotedToken: four slots are a 64-byte object, the size of most of what the daemon keeps per instance,
+    so the memory of the tokens, released after the parse, serves the instances made next."""
 
-    __slots__ = ("text", "file", "line", "lid", "quoted")
+    __slots__ = ("text", "file", "line", "lid")
+    quoted = False
 
-    def __init__(self, text: str, file: str, line: int, lid: int, quoted: bool = False):
+    def __init__(self, text: str, file: str, line: int, lid: int):
         self.text = text
         self.file = file
         self.line = line
         self.lid = lid
-        self.quoted = quoted
 
     def is_brace(self, brace: str) -> bool:
         return self.text == brace and not self.quoted
 
     def __repr__(self) -> str:
         return f"Token({self.text!r}, {self.file}:{self.line})"
+
+
+class QuotedToken(Token):
+    """A word written in double quotes: never a keyword or a brace."""
+
+    __slots__ = ()
+    quoted = True
 
 
 _WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"(?:[^"\\]|\\.)*(?:"|\\?$))+)""")
@@ -1647,7 +1656,7 @@ class _Lexer:
                 word = _QUOTE_RE.sub(lambda q: q.group(0) if len(q.group(0)) == 2 else "", word)
             if "\\" in word:
                 word = word.replace("\\#", "#").replace("\\!", "!")
-            out.append(Token(word, file, line_no, lid, quoted))
+            out.append((QuotedToken if quoted else Token)(word, file, line_no, lid))
         return out
 
     def include(self, kind: str, patterns: List[str], file: str, line_no: int) -> None:
