@@ -9668,6 +9668,35 @@ def test_event_loop_runs_timers_due_together_in_the_order_set_round_after_round(
     assert ran == list(range(64)) * 3
     loop.close()
 
+def test_event_loop_call_again_moves_a_timer_which_then_runs_once_in_its_new_place():
+    """A periodic timer set again from its own callback (a MASTER's Adver_Timer) is the same Timer; set again while
+    pending or after cancel(), it runs once, at its new time, behind the timers set before it."""
+    loop = vrrpd.EventLoop()
+    ran: list = []
+    start = loop.time() - 10.0
+    moved = loop.call_at(start, ran.append, "moved")
+    loop.call_at(start + 1.0, ran.append, "set before")
+    assert loop.call_again(moved, start + 1.0) is moved and moved.when == start + 1.0
+    cancelled = loop.call_at(start, ran.append, "cancelled, then set again")
+    cancelled.cancel()
+    loop.call_again(cancelled, start + 2.0)
+    assert len(loop.pending_timers()) == 3  # the entries they left behind are not timers to run
+    loop.run_once(0)
+    assert ran == ["set before", "moved", "cancelled, then set again"]
+    assert loop.pending_timers() == []
+
+    def periodic(n: int) -> None:
+        ran.append(n)
+        if n < 3:
+            loop.call_again(timer, timer.when + 1.0).args = (n + 1,)
+    ran.clear()
+    timer = loop.call_at(start, periodic, 0)
+    for _ in range(4):
+        loop.run_once(0)  # one a pass: set again during a pass, it waits for the next
+    assert ran == [0, 1, 2, 3] and not loop._timers
+    loop.close()
+
+
 def test_event_loop_runs_timers_children_and_kills_on_timeout():
     loop = vrrpd.EventLoop()
     seen: list = []

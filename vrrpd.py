@@ -11542,7 +11542,8 @@ class EventLoop:
             if mask:
                 self._epoll.register(fd, mask)
         elif mask:
-            self._epoll.modify(fd, mask)
+            if mask != (select.EPOLLIN if known[0] else 0) | (select.EPOLLOUT if known[1] else 0):
+                self._epoll.modify(fd, mask)  # (a new callback for the same events is no system call)
         else:
             try:
                 self._epoll.unregister(fd)
