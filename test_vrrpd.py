@@ -2483,6 +2483,46 @@ def test_daemon_encodes_an_advert_once_and_sends_the_bytes_again(offline, family
 
 
 @pytest.mark.parametrize("family", [4, 6])
+def test_a_master_keeps_only_its_pending_garp_timers(offline, family):
+    """The GARP delay timer that has run, and each garp_master_refresh timer that re-armed, are forgotten."""
+    d, kernel = offline(instance_text(family=family, advert=0.1, extra="    garp_master_delay 1\n"
+                                                                      "    garp_master_refresh 2\n"))
+    rt = _master(d, kernel)
+    assert len(rt.garp_timers) == 2  # the delay one and the first refresh
+    d.loop.advance(11.0)  # the delay timer ran, and five refreshes
+    assert [t.callback for t in rt.garp_timers] == [d._garp_refresh] and not rt.garp_timers[0].cancelled
+
+
+def test_parsed_vips_and_kernel_addresses_behave_as_ipaddress_interfaces():
+    """ip_interface() keeps no network object per address, and is still the ipaddress interface it stands for."""
+    for text in ("10.0.0.1/24", "10.0.0.1", "192.168.1.1/255.255.255.0", "fe80::1%eth0/64", "2001:db8::1/128"):
+        ours, theirs = vrrpd.ip_interface(text), ipaddress.ip_interface(text)
+        assert (ours == theirs, theirs == ours, hash(ours) == hash(theirs), {ours} == {theirs}) == (True,) * 4
+        assert (repr(ours), str(ours), ours.with_netmask, ours.hostmask) == (
+            repr(theirs), str(theirs), theirs.with_netmask, theirs.hostmask)
+        assert ours.network == theirs.network and ours.ip == theirs.ip and ours.ip is ours.ip
+        assert "network" not in getattr(ours, "__dict__", {})
+    assert vrrpd.ip_interface("10.0.0.1/24") != ipaddress.ip_interface("10.0.0.1/25")
+    assert vrrpd.ip_interface("10.0.0.1/32") != ipaddress.ip_address("10.0.0.1")
+    for bad in ("10.0.0.1/33", "10.0.0.300", "fe80::1/129", "10.0.0.1/255.0.255.0"):
+        with pytest.raises(ValueError) as ours_error:
+            vrrpd.ip_interface(bad)
+        with pytest.raises(ValueError) as their_error:
+            ipaddress.ip_interface(bad)
+        assert str(ours_error.value) == str(their_error.value)
+
+
+def test_the_empty_list_fields_of_parsed_instances_are_one_read_only_list():
+    config, _ = vrrpd.parse_config_text(instance_text() + instance_text(name="VI_2", vrid=52), "a.conf")
+    a, b = config.vrrp_instances
+    assert a.track_script is b.virtual_routes and a.track_script == [] and repr(a.unicast_peer) == "[]"
+    with pytest.raises(TypeError):
+        a.track_script.append(vrrpd.TrackRef("chk"))
+    assert b.track_script == [] and type(vrrpd.small_asdict(a)["track_script"]) is list
+    assert a == vrrpd.dataclass_replace(a) and len(a.virtual_ipaddress) == 1
+
+
+@pytest.mark.parametrize("family", [4, 6])
 def test_daemon_master_that_cannot_send_says_so(offline, family, caplog):
     d, kernel = offline(instance_text(family=family, advert=0.1))
     rt = _master(d, kernel)
