@@ -13361,6 +13361,14 @@ class Daemon:
             # so instances that fell due together stay due together and share one wake-up
             now = timer.when
         actions = m.on_timer(now)
+        if not actions and not self.stopping and not self._pending_logs:
+            # nothing due: a BACKUP's Master_Down_Timer moved on with the adverts heard since it was set (see
+            # _reschedule); the same Timer waits for the new deadline, as _apply() would set a new one
+            deadline = m.next_deadline()
+            if deadline is not None:
+                rt.timer = self.loop.call_again(timer, deadline) if timer is not None \
+                    else self.loop.call_at(deadline, self._on_timer, rt)
+            return
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
             # the steady MASTER case, a thousand times a second with a thousand instances: the advert, and the
             # same Timer set again for the next one
