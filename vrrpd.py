@@ -13358,7 +13358,8 @@ class Daemon:
         now = self.loop.time()
         if timer is not None and 0.0 <= now - timer.when < m.advert_int:
             # served late, behind other instances due at the same moment: the machine acts at the deadline,
-            # so instances that fell due together stay due together and share one wake-up
+            # so instances that fell due together stay due together and share one wake-up (_spread() then
+            # splits a large such batch into groups once)
             now = timer.when
         actions = m.on_timer(now)
         if not actions and not self.stopping and not self._pending_logs:
