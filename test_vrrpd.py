@@ -1949,6 +1949,19 @@ def test_addr_request_carries_label_and_scope():
     assert info.index == 5 and info.address == vip and info.scope == 253 and info.label == "eth1:0"
 
 
+def test_the_kernel_addresses_of_an_interface_share_one_label_string():
+    """The Daemon keeps every address of the host, a thousand VIPs among them, as AddrInfo: one tuple each, and
+    one label string for all the addresses that carry the interface's name."""
+    infos = [vrrpd.parse_addr(vrrpd.addr_request_payload(5, ipaddress.IPv4Interface(f"10.1.0.{i}/32"),
+                                                          label="eth" + "1")) for i in range(1, 4)]
+    assert [str(a.address) for a in infos] == ["10.1.0.1/32", "10.1.0.2/32", "10.1.0.3/32"]
+    assert all(a.label == "eth1" for a in infos) and infos[0].label is infos[1].label is infos[2].label
+    unlabelled = vrrpd.parse_addr(vrrpd.addr_request_payload(5, ipaddress.IPv4Interface("10.1.0.9/24")))
+    assert unlabelled == vrrpd.AddrInfo(5, ipaddress.IPv4Interface("10.1.0.9/24"))  # scope 0, no label, no flags
+    assert unlabelled.usable and not vrrpd.AddrInfo(5, unlabelled.address, flags=vrrpd.IFA_F_TENTATIVE).usable
+    assert not hasattr(unlabelled, "__dict__")
+
+
 def test_fuzz_decoder_only_raises_packet_error():
     seconds = float(os.environ.get("VRRPD_FUZZ_SECONDS", "2"))
     rng = random.Random(1234)

@@ -6166,15 +6166,12 @@ class LinkInfo:
         return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
 
 
-@dataclass
-class AddrInfo:
-    """One interface address as rtnetlink reports it (either family)."""
+class AddrInfo(collections.namedtuple("AddrInfo", "index address scope label flags", defaults=(0, "", 0))):
+    """One interface address as rtnetlink reports it (either family): ifindex, IPInterface, scope, label, and the
+    IFA_F_* flags (an IPv6 address is usable once neither TENTATIVE nor DADFAILED). A tuple: the Daemon keeps one
+    for every address, a thousand VIPs' among them, and a dataclass costs half as much again."""
 
-    index: int
-    address: IPInterface
-    scope: int = 0
-    label: str = ""
-    flags: int = 0  # IFA_F_*: an IPv6 address is usable once neither TENTATIVE nor DADFAILED
+    __slots__ = ()
 
     @property
     def usable(self) -> bool:
@@ -6211,7 +6208,8 @@ def parse_addr(payload: bytes) -> Optional[AddrInfo]:
     if len(attrs.get(IFA_FLAGS, b"")) == 4:
         flags = struct.unpack("=I", attrs[IFA_FLAGS])[0]  # the 32-bit flags; the header has the low 8
     address = (_LeanIPv4Interface if width == 4 else _LeanIPv6Interface)((raw, prefixlen))
-    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")), flags)
+    # the label is the interface's name (or empty) on nearly every address: one string for them all
+    return AddrInfo(index, address, scope, sys.intern(nla_str(attrs.get(IFA_LABEL, b""))), flags)
 
 
 def addr_request_payload(
