@@ -2260,6 +2260,32 @@ def test_receive_checks_for_v2_auth_interval_and_version():
     assert v3.check_advert(_adv(version=3, advert_int=0.5)) is None  # v3: the backup learns it instead
 
 
+def test_adverts_carry_the_password_of_auth_type_pass_only_also_after_a_reload(offline):
+    """VRRPv2: a PASS instance's adverts carry its password NUL-padded to 8 bytes, the others' eight zeros; the
+    machine keeps the padded password only for PASS, and a reload that sets one is sent from the next advert on."""
+    def block(name, vrid, password=""):
+        auth = f"    authentication {{\n        auth_type PASS\n        auth_pass {password}\n    }}\n"
+        return instance_text(name=name, vrid=vrid, version=2, state="MASTER", priority=255 - vrid,
+                             vips=[f"10.0.0.{vrid}/24"], extra=auth if password else "").split("}\n", 1)[1]
+    head = "global_defs {\n    router_id offline\n}\n"
+    d, kernel = offline(head + block("VI_P", 51, "secret") + block("VI_N", 52))
+
+    def last_auth():
+        sent = {}
+        for src, dst, packet in kernel.sent(4):
+            adv = vrrpd.decode_advert(vrrpd.decode_ipv4(packet).payload, src, dst)
+            sent[adv.vrid] = (adv.auth_type, adv.auth_data)
+        return sent
+    d.loop.advance(4.0)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.MASTER] * 2
+    assert last_auth() == {51: (1, b"secret\0\0"), 52: (0, bytes(8))}
+    assert [rt.machine.auth_pass for rt in d.runtimes] == [b"secret\0\0", b""]
+    changed, _diags = vrrpd.parse_config_text(head + block("VI_P", 51) + block("VI_N", 52, "abc"))
+    assert d.reload(changed)
+    d.loop.advance(1.0)
+    assert last_auth() == {51: (0, bytes(8)), 52: (1, b"abc" + bytes(5))}
+
+
 def test_address_list_mismatch_is_reported_unless_skipped():
     m = _machine(addresses=[IP4("10.0.0.100")])
     assert m.address_mismatch(_adv(addresses=("10.0.0.101",)))

@@ -7083,7 +7083,7 @@ class VrrpMachine:
                  "master_adver_int", "primary_ip", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                  "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                  "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup", "owner_conflicts",
-                 "owner_reduced", "hold_master", "state", "fault", "adver_timer", "master_down_timer",
+                 "hold_master", "state", "fault", "adver_timer", "master_down_timer",
                  "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set",
                  "advanced")
 
@@ -7108,10 +7108,11 @@ class VrrpMachine:
         self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
         self.master_adver_int = self.advert_int
         self.addresses = tuple(addresses or ())  # the VIPs it advertises
-        self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
+        # the password as adverts carry it, NUL-padded; only auth_type PASS has one (AH keys its HMAC itself)
+        self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0") \
+            if auth_type is AuthType.PASS else b""
         # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
         self.owner_conflicts = 0
-        self.owner_reduced = False
         # set while a weight-0 tracker has not reported yet: keepalived does not become MASTER then
         self.hold_master = False
         self.state = State.INIT
@@ -7141,6 +7142,11 @@ class VrrpMachine:
             setattr(self, attr, getattr(fresh, attr))
         if self.state != State.BACKUP or self.version == 2:
             self.master_adver_int = self.advert_int
+
+    @property
+    def owner_reduced(self) -> bool:
+        """Another router kept advertising as the address owner: we advertise 254 until it goes quiet."""
+        return self.owner_conflicts >= 2
 
     @property
     def parked(self) -> bool:
@@ -7349,7 +7355,7 @@ class VrrpMachine:
             else:
                 self.owner_conflicts += 1
                 if self.owner_conflicts >= 2:
-                    self.owner_reduced, self.effective_priority, higher = True, 254, True
+                    self.effective_priority, higher = 254, True
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
                                    "reducing our priority", ERROR))
         if higher:
@@ -7424,10 +7430,10 @@ class VrrpMachine:
         self.adver_timer = now + self.advert_int
         self.advanced = False
         self.master_ip = self.primary_ip
-        self.owner_conflicts = 0
         if self.owner_reduced:
             # the other claimed owner has gone quiet: we are the owner again (keepalived 2.3.3)
-            self.owner_reduced, self.effective_priority = False, 255
+            self.effective_priority = 255
+        self.owner_conflicts = 0
         # the VIPs go up just before the advert (the RFC does not order them), so the old master, which drops
         # them on hearing us, and the client, which follows our GARPs, never find the address missing
         acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE")]
@@ -13424,7 +13430,7 @@ class Daemon:
         m = rt.machine
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
                          m.auth_type.value if rt.version == 2 else 0,
-                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
+                         m.auth_pass)
         kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
         old = self.g.vrrp_mcast_group4 if rt.old_checksum else None  # old_unicast_checksum: the group's sum
         msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, old or dst, rt.checksum_as_v2))
