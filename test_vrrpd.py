@@ -2491,6 +2491,40 @@ def test_daemon_unknown_vrid_is_logged_once_per_interface(offline, family, caplo
     assert d.runtimes[0].adverts_received == 0
 
 
+def test_daemon_hands_each_advert_to_the_instance_of_its_interface_family_vrid_and_mode(offline, caplog):
+    """Adverts find their instance by interface, family, VRID and mode (by_vrid), also after a reload took
+    instances away: a multicast and a unicast IPv4 instance and an IPv6 one, all of VRID 51 on eth0."""
+    def block(name, family, peer=""):
+        vip = FAMILY[family]["vip"] if name != "VI_U" else FAMILY[family]["other"]
+        extra = f"    unicast_peer {{\n        {peer}\n    }}\n" if peer else ""
+        return instance_text(name=name, family=family, vips=[f"{vip}/{24 if family == 4 else 64}"],
+                             extra=extra).split("}\n", 1)[1]
+    head = "global_defs {\n    router_id offline\n}\n"
+    d, kernel = offline(head + block("VI_M", 4) + block("VI_U", 4, "10.0.0.3") + block("VI_6", 6))
+    rts = {rt.inst.name: rt for rt in d.runtimes}
+    unicast = _rx(4, src=IP4("10.0.0.3"), dst=FAMILY[4]["me"], addresses=[FAMILY[4]["other"]])
+
+    def heard():
+        return {name: (rt.adverts_received, sum(rt.bad_packets.values())) for name, rt in rts.items()}
+    kernel.deliver(d, _rx(4))
+    kernel.deliver(d, unicast)
+    kernel.deliver(d, _rx(6), family=6)
+    assert heard() == {"VI_M": (1, 0), "VI_U": (1, 0), "VI_6": (1, 0)}
+    changed, _diags = vrrpd.parse_config_text(head + block("VI_U", 4, "10.0.0.3") + block("VI_6", 6))
+    assert d.reload(changed) and [rt.inst.name for rt in d.runtimes] == ["VI_U", "VI_6"]
+    kernel.deliver(d, unicast)
+    kernel.deliver(d, _rx(4))  # VI_M's advert now reaches the unicast instance of the VRID, which drops it
+    kernel.deliver(d, _rx(6), family=6)
+    assert heard() == {"VI_M": (1, 0), "VI_U": (2, 1), "VI_6": (2, 0)}
+    caplog.set_level(logging.WARNING, logger="vrrpd")
+    changed, _diags = vrrpd.parse_config_text(head + block("VI_6", 6))
+    assert d.reload(changed)
+    kernel.deliver(d, _rx(4))
+    kernel.deliver(d, _rx(6), family=6)
+    assert heard() == {"VI_M": (1, 0), "VI_U": (2, 1), "VI_6": (3, 0)}
+    assert sum("Unknown VRID(51) received on interface(eth0)" in r.getMessage() for r in caplog.records) == 1
+
+
 @pytest.mark.parametrize("family", [4, 6])
 def test_daemon_counts_priority_zero_both_ways(offline, family):
     d, kernel = offline(instance_text(family=family))

@@ -12426,16 +12426,15 @@ class InstanceRuntime:
     """One configured vrrp_instance at run time, either family: its machine, interface, sockets, timers
     and counters."""
 
-    __slots__ = ("inst", "machine", "version", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
-                 "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
+    __slots__ = ("inst", "machine", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
+                 "targets", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
                  "adverts_received", "transitions", "bad_packets", "entered_since_clear", "released_master",
                  "last_notified", "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set",
                  "rules_set", "hmac", "logged", "recent", "reason_counts", "rx_memo", "old_checksum")
 
-    def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
+    def __init__(self, inst: VrrpInstance, machine: VrrpMachine):
         self.inst = inst
         self.machine = machine
-        self.version = version
         self.family = instance_family(inst)
         self.ifindex = 0
         self.vmac_index = 0  # use_vmac: the macvlan the VIPs go on
@@ -12445,7 +12444,6 @@ class InstanceRuntime:
         self.src: Optional[IPAddress] = None
         # (address, ttl) of each advert; the list of a multicast group is one list shared by its instances
         self.targets: List[Tuple[IPAddress, int]] = ()  # type: ignore[assignment]
-        self.unicast = bool(inst.unicast_peer)
         self.timer: Optional[Timer] = None
         self.garp_timers: Tuple[Timer, ...] = ()  # pending GARP delay/refresh/extra_if timers
         self.checksum_as_v2 = False
@@ -12477,6 +12475,16 @@ class InstanceRuntime:
         self.reason_counts: Tuple[Any, ...] = ()  # (state entered, reason), times, (state, reason), times...
         # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
         self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
+
+    @property
+    def version(self) -> int:
+        """The VRRP version its machine speaks."""
+        return self.machine.version
+
+    @property
+    def unicast(self) -> bool:
+        """Adverts go to unicast_peer, not to the multicast group."""
+        return bool(self.inst.unicast_peer)
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -12532,7 +12540,9 @@ class Daemon:
         self.kernel = kernel or Kernel()
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
-        self.by_vrid: Dict[Tuple[str, int, int], List[InstanceRuntime]] = {}  # (ifname, family, VRID)
+        # (ifname, family) -> VRID -> the instances that receive for it: a key per interface and family, not one
+        # per instance, and a tuple of the few members (mostly one)
+        self.by_vrid: Dict[Tuple[str, int], Dict[int, Tuple[InstanceRuntime, ...]]] = {}
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
@@ -12580,7 +12590,6 @@ class Daemon:
         self.addr_vmacs: Dict[Tuple[str, int, int], Tuple[str, int]] = {}
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
-        self.last_state: Dict[str, State] = {}
         self._syncing = False
         # who follows the event stream (transitions with their reason, priority changes): the control socket
         self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
@@ -12707,7 +12716,7 @@ class Daemon:
         g = self.g
         version = self._version(inst)
         machine = self._make_machine(inst, version)
-        rt = InstanceRuntime(inst, machine, version)
+        rt = InstanceRuntime(inst, machine)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
         if rt.unicast and version == 3 and rt.family == 4:
             rt.old_checksum = {"config": True, "never": False}.get(inst.old_unicast_checksum or "")
@@ -12772,9 +12781,10 @@ class Daemon:
             return False
         rt.ifindex = link.index
         rt.vsock = self._vrrp_socket(link, rt.family, IPPROTO_VRRP)
-        members = self.by_vrid.setdefault((link.name, rt.family, rt.inst.virtual_router_id), [])
+        vrids = self.by_vrid.setdefault((link.name, rt.family), {})
+        members = vrids.get(rt.inst.virtual_router_id, ())
         if rt not in members:
-            members.append(rt)
+            vrids[rt.inst.virtual_router_id] = members + (rt,)
         self._interface_settings(rt, rt.vsock.sock)
         return True
 
@@ -12801,13 +12811,18 @@ class Daemon:
         """The instance's interface was deleted: close its sockets (bound to the old interface index)."""
         rt.ifindex = 0
         rt.vsock = None
-        for members in self.by_vrid.values():
-            if rt in members:
-                members.remove(rt)
+        self._leave_vrid(rt)
         self._close_unused_sockets()
         if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
             rt.src = None
             rt.machine.set_primary_ip(None)
+
+    def _leave_vrid(self, rt: InstanceRuntime) -> None:
+        """The instance no longer receives the adverts of its VRID (by_vrid)."""
+        for vrids in self.by_vrid.values():
+            for vrid, members in vrids.items():
+                if rt in members:
+                    vrids[vrid] = tuple(r for r in members if r is not rt)
 
     def _close_unused_sockets(self) -> None:
         for key, vsock in list(self.vsocks.items()):
@@ -12895,7 +12910,6 @@ class Daemon:
         """Where adverts go (the family's multicast group, or each unicast_peer of the family) and from which
         source address."""
         inst, g = rt.inst, self.g
-        rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
             ttl = inst.unicast_ttl if rt.family == 4 else VRRP_TTL
             rt.targets = [(p.address, ttl) for p in inst.unicast_peer if p.address.version == rt.family]
@@ -13016,13 +13030,14 @@ class Daemon:
         self._move_group([mv for mv in moves if mv[0] != name], gname, before)
         return False
 
-    def _follow_group(self, rt: InstanceRuntime, actions: List[Action]) -> None:
-        """The member changed state: the rest of its sync group follows (and AH restarts its counter)."""
+    def _follow_group(self, rt: InstanceRuntime, actions: List[Action], notified: Optional[State]) -> None:
+        """The member changed state (from `notified`, the state it had notified before `actions`): the rest of its
+        sync group follows (and AH restarts its counter)."""
         for act in actions:
             if not isinstance(act, Notify):
                 continue
-            name, state = rt.inst.name, act.state
-            prev, self.last_state[name] = self.last_state.get(name), state
+            name, state, prev = rt.inst.name, act.state, notified
+            notified = state
             if state == State.MASTER and rt.ah is not None:
                 rt.ah.becoming_master()
             gname = self.group_of.get(name)
@@ -13272,10 +13287,7 @@ class Daemon:
             rt.timer.cancel()
             rt.timer = None
         self.runtimes.remove(rt)
-        for members in self.by_vrid.values():
-            if rt in members:
-                members.remove(rt)
-        self.last_state.pop(rt.inst.name, None)
+        self._leave_vrid(rt)
         if rt.xmit is not None:
             rt.xmit.close()
             rt.xmit = None
@@ -13289,7 +13301,7 @@ class Daemon:
             if self.stopping and not self._shutting_down_all:
                 self._maybe_finish()
             return
-        inst = rt.inst
+        inst, notified = rt.inst, rt.last_notified
         # kernel actions first, in order; log lines and notifications after them (they may be slow)
         for act in actions:
             if isinstance(act, (Log, Notify, NotifyRxLowerPri)):
@@ -13328,7 +13340,7 @@ class Daemon:
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
-        self._follow_group(rt, actions)
+        self._follow_group(rt, actions, notified)
         if self.stopping and not self._shutting_down_all:
             self._maybe_finish()
 
@@ -13968,9 +13980,10 @@ class Daemon:
                 self._bad(None, "truncated", f"truncated VRRP packet from {pkt.src} on {vsock.ifname}")
             return
         vrid = vrrp[1]
-        candidates = self.by_vrid.get((vsock.ifname, vsock.family, vrid), [])
+        vrids = self.by_vrid.get((vsock.ifname, vsock.family))
+        candidates = vrids.get(vrid, ()) if vrids is not None else ()
         if ah:
-            candidates = [r for r in candidates if r.ah is not None]
+            candidates = tuple(r for r in candidates if r.ah is not None)
             if not candidates:
                 return
         unicast = not is_multicast(pkt.dst)
