@@ -6794,6 +6794,35 @@ vrrp_instance VI_1 {{
     assert (tmp_path / "log").read_text().splitlines() == ["master-A", "INSTANCE VI_1 MASTER 80"]
 
 
+def test_notifying_many_transitions_leaves_no_strings_behind():
+    """Each transition looks up the state's notify_<state> script by one shared field name: a name built per
+    call stayed in CPython's type attribute cache, up to 4,096 strings of a long-running daemon."""
+    import gc
+    import tracemalloc
+
+    cfg, _diags = vrrpd.parse_config_text(instance_text())
+    inst = cfg.vrrp_instances[0]
+    loop = vrrpd.EventLoop()
+    notifier = vrrpd.Notifier(loop, cfg)
+    try:
+        sys._clear_type_cache()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        elsewhere = []  # what a daemon does between two transitions: each name built would be at a new address
+        for i in range(200):
+            for state in (vrrpd.State.MASTER, vrrpd.State.BACKUP):
+                notifier.vrrp_instance(inst, state, 100)
+                elsewhere.append(f"{i:013d}")
+        del elsewhere
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        notifier.close(timeout=5)
+        loop.close()
+    assert grown < 4000, f"{grown} bytes kept by 400 notifications"
+
+
 # -- trackers on a real event loop ------------------------------------------------------------
 
 

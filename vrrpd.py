@@ -11881,6 +11881,9 @@ def _user_group_kwargs(user: Optional[str], group: Optional[str]) -> Dict[str, A
 
 NOTIFY_SCRIPT_TIMEOUT = 120.0  # a notify script still running after this is killed, so its queue moves on
 
+# the notify_<state> field of an instance or sync group, by state: one string each, as CPython's type attribute
+# cache keeps the name it was asked with (a name built per transition left up to 4,096 strings there)
+_NOTIFY_FIELD = {state: f"notify_{state.value.lower()}" for state in State}
 # (subject, body) of keepalived's VRRP mails, by state
 _VRRP_MAIL = {
     State.MASTER: ("Entering MASTER state", "=> VRRP Instance is now owning VRRP VIPs <="),
@@ -12166,7 +12169,7 @@ class Notifier:
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
         """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
-        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, f"notify_{state.value.lower()}", None),
+        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, _NOTIFY_FIELD[state], None),
                         inst.notify, inst.smtp_alert, _VRRP_MAIL.get(state))
 
     def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
@@ -12188,7 +12191,7 @@ class Notifier:
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
-        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, f"notify_{state.value.lower()}", None),
+        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, _NOTIFY_FIELD[state], None),
                         group.notify, group.smtp_alert, _GROUP_MAIL.get(state))
 
     def _vrrp_news(self, kind: str, name: str, state: Union[State, str], priority: int, specific: Optional[Command],
