@@ -2749,6 +2749,30 @@ def test_reason_fault_fault_cleared_shutdown_and_sync_group():
                                                                           "virtual route deleted")
 
 
+def test_transition_counts_by_reason_cover_every_transition_beyond_the_history(offline):
+    """--status keeps the last TRANSITION_HISTORY transitions, and counts all of them by (state, reason), in
+    the order first seen; an instance that changed state fewer times keeps no counts of its own."""
+    d, kernel = offline(instance_text())
+    events = []
+    d.event_sinks.append(events.append)
+    rt = d.runtimes[0]
+    for _ in range(7):  # BACKUP -> MASTER (nobody heard), -> BACKUP (a higher priority master), 14 transitions
+        d.loop.advance(rt.machine.master_down_interval + 0.01)
+        kernel.deliver(d, _advert_pkt(4, 200))
+        if len(events) == 4:
+            assert rt.older_reasons == () and len(rt.history) == 5  # with the start's INIT -> BACKUP
+    assert [e["to"] for e in events] == ["MASTER", "BACKUP"] * 7
+    everything = [("BACKUP", "not-master")] + [(e["to"], e["reason"]) for e in events]
+    counted = {}
+    for key in everything:
+        counted[key] = counted.get(key, 0) + 1
+    stats = d.status()["instances"][0]["stats"]
+    assert [(r["state"], r["reason"], r["count"]) for r in stats["by_reason"]] == [
+        (state, reason, n) for (state, reason), n in counted.items()]
+    assert stats["entered"] == {"BACKUP": 8, "MASTER": 7} and stats["transitions"] == 15
+    assert [(e["to"], e["reason"]) for e in rt.history] == everything[-vrrpd.TRANSITION_HISTORY:]
+
+
 def test_reason_does_not_change_what_notify_compares():
     # notify scripts, FIFO and mail see the state and priority; the reason rides along
     assert vrrpd.Notify(vrrpd.State.MASTER, 100, "priority", "x") == vrrpd.Notify(vrrpd.State.MASTER, 100)

@@ -12433,7 +12433,7 @@ class InstanceRuntime:
                  "targets", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
                  "adverts_received", "transitions", "bad_packets", "entered_since_clear", "released_master",
                  "last_notified", "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set",
-                 "rules_set", "hmac", "logged", "recent", "reason_counts", "rx_memo", "old_checksum")
+                 "rules_set", "hmac", "logged", "recent", "older_reasons", "rx_memo", "old_checksum")
 
     def __init__(self, inst: VrrpInstance, machine: VrrpMachine):
         self.inst = inst
@@ -12475,7 +12475,8 @@ class InstanceRuntime:
         # the last TRANSITION_HISTORY transitions, oldest first, one flat tuple (no tuple per transition):
         # time, from, to, reason, detail, priority, time, from...
         self.recent: Tuple[Any, ...] = ()
-        self.reason_counts: Tuple[Any, ...] = ()  # (state entered, reason), times, (state, reason), times...
+        # the transitions `recent` no longer holds, counted: (state entered, reason), times, (state, reason)...
+        self.older_reasons: Tuple[Any, ...] = ()
         # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
         self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
 
@@ -12504,20 +12505,31 @@ class InstanceRuntime:
 
     @property
     def reasons(self) -> Dict[Tuple[str, str], int]:
-        """(state entered, reason) -> times."""
-        counts = self.reason_counts
-        return dict(zip(counts[::2], counts[1::2]))
+        """(state entered, reason) -> times, in the order first seen: the older transitions', then the recent."""
+        older, recent = self.older_reasons, self.recent
+        counts = dict(zip(older[::2], older[1::2]))
+        for i in range(2, len(recent), _TRANSITION_FIELDS):
+            key = recent[i:i + 2]
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def record_transition(self, entry: Tuple[Any, ...]) -> None:
-        """Keep `entry` (time, from, to, reason, detail, priority) and count its (state, reason)."""
-        self.recent = (self.recent + entry)[-TRANSITION_HISTORY * _TRANSITION_FIELDS:]
-        key = _REASON_KEYS.setdefault(entry[2:4], entry[2:4])  # one tuple per (state, reason) for all instances
-        counts = self.reason_counts
+        """Keep `entry` (time, from, to, reason, detail, priority); the one it pushes out of the history is
+        counted in older_reasons (an instance that changed state less often than that keeps no counts)."""
+        recent = self.recent + entry
+        if len(recent) > TRANSITION_HISTORY * _TRANSITION_FIELDS:
+            self._count_older(recent[2:4])
+            recent = recent[_TRANSITION_FIELDS:]
+        self.recent = recent
+
+    def _count_older(self, reason: Tuple[str, str]) -> None:
+        key = _REASON_KEYS.setdefault(reason, reason)  # one tuple per (state, reason) for all instances
+        counts = self.older_reasons
         for i in range(0, len(counts), 2):
             if counts[i] == key:
-                self.reason_counts = counts[:i + 1] + (counts[i + 1] + 1,) + counts[i + 2:]
+                self.older_reasons = counts[:i + 1] + (counts[i + 1] + 1,) + counts[i + 2:]
                 return
-        self.reason_counts = counts + (key, 1)
+        self.older_reasons = counts + (key, 1)
 
     @property
     def entered(self) -> Dict[str, int]:
