@@ -45,6 +45,7 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
+import array
 import collections
 import enum
 import errno
@@ -1304,11 +1305,10 @@ class Config:
 
 
 class Token:
-    """One word of the configuration, with where it came from.
+    """One word of the configuration, with where it came from, as the parser reads it from the _Tokens.
 
     `lid` numbers logical lines across all files, so "same line" is one integer comparison. A quoted word
-    is a QuotedToken: four slots are a 64-byte object, the size of most of what the daemon keeps per instance,
-    so the memory of the tokens, released after the parse, serves the instances made next."""
+    is a QuotedToken."""
 
     __slots__ = ("text", "file", "line", "lid")
     quoted = False
@@ -1331,6 +1331,63 @@ class QuotedToken(Token):
 
     __slots__ = ()
     quoted = True
+
+
+class _Tokens:
+    """Every token of a configuration in a compact form, a Token made only when the parser reads one.
+
+    Per token, its word (one shared string per distinct word), its logical line and whether it was quoted; per
+    logical line, its file and line number: 13 bytes a token where a Token object and its two numbers were 130.
+    A thousand instances are some 20,000 tokens, and the memory they took as objects stayed in the daemon's
+    resident memory after the parse: the small-object allocator keeps every page it has used once a few live
+    objects share it."""
+
+    __slots__ = ("texts", "lids", "quoted", "lines", "file_of", "files", "file_index")
+
+    def __init__(self) -> None:
+        self.texts: List[str] = []
+        self.lids = array.array("I")
+        self.quoted = bytearray()
+        self.lines = array.array("I", [0])  # by lid; lid 0 is before the first line
+        self.file_of = array.array("I", [0])
+        self.files: List[str] = [""]
+        self.file_index: Dict[str, int] = {}
+
+    def new_line(self, file: str, line: int) -> int:
+        """The lid of a new logical line, at `line` of `file`."""
+        index = self.file_index.get(file)
+        if index is None:
+            index = self.file_index[file] = len(self.files)
+            self.files.append(file)
+        self.lines.append(line)
+        self.file_of.append(index)
+        return len(self.lines) - 1
+
+    def add(self, text: str, lid: int, quoted: bool = False) -> None:
+        self.texts.append(text)
+        self.lids.append(lid)
+        self.quoted.append(quoted)
+
+    def add_words(self, words: List[str], lid: int) -> None:
+        """The unquoted words of one logical line."""
+        self.texts.extend(words)
+        self.lids.extend([lid] * len(words))
+        self.quoted.extend(bytes(len(words)))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> Token:
+        lid = self.lids[i]
+        return (QuotedToken if self.quoted[i] else Token)(self.texts[i], self.files[self.file_of[lid]],
+                                                          self.lines[lid], lid)
+
+    def keyword_at(self, text: str, lid: int) -> Token:
+        """The keyword `text` as it was read on logical line `lid` (see _Parser.where)."""
+        return Token(text, self.files[self.file_of[lid]], self.lines[lid], lid)
+
+    def is_brace(self, i: int, brace: str) -> bool:
+        return self.texts[i] == brace and not self.quoted[i]
 
 
 _WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"(?:[^"\\]|\\.)*(?:"|\\?$))+)""")
@@ -1398,14 +1455,12 @@ class _Lexer:
 
     def __init__(self, diags: List[Diagnostic], config_id: Optional[str] = None):
         self.diags = diags
-        self.tokens: List[Token] = []
-        # one string per distinct word: a thousand instances repeat `state`, `MASTER`, `{`... and the token list
-        # is most of the memory a start needs (its peak stays in the daemon's resident memory)
+        self.tokens = _Tokens()
+        # one string per distinct word: a thousand instances repeat `state`, `MASTER`, `{`...
         self.words: Dict[str, str] = {}
         self.params: Dict[str, str] = {}
         self.files: List[str] = []
         self.stack: List[str] = []
-        self.lid = 0
         self.config_id = config_id if config_id is not None else socket.gethostname().split(".")[0]
         self.include_check = 0  # global_defs' include_check, as far as read; each file restores it at its end
 
@@ -1452,31 +1507,22 @@ class _Lexer:
             self.files.append(file)
         if "\0" in text:
             text = text.replace("\0", " ")
-        # lines end at "\n" only (as editors and keepalived count them), with a "\r" before it dropped
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        if "\r" in text:
-            lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
         # features absent from the whole text cost nothing per line
         has_backslash = "\\" in text
         special = "$" in text or "@" in text or "include" in text or "~" in text
         slow_chars = _SLOW_CHARS_RE.search
         tokens = self.tokens
-        word = self.words.setdefault
-        src = _SourceLines(lines)
-        n = len(lines)
-        while src.i < n:
-            line = lines[src.i]
-            src.i += 1
+        words_of = self.words.setdefault
+        src = _SourceLines(text)
+        while src.more():
+            line = src.next()
             line_no = src.i
             # vrrpd extension: a trailing backslash joins the next line (not in comments, and not in a
             # parameter definition, where keepalived's own multi-line form applies)
             if has_backslash and line.endswith("\\") and not _is_comment_line(line) \
                     and not _PARAM_DEF_RE.match(_strip_condition(line)):
-                while line.endswith("\\") and not line.endswith("\\\\") and src.i < n:
-                    line = line[:-1] + " " + lines[src.i]
-                    src.i += 1
+                while line.endswith("\\") and not line.endswith("\\\\") and src.more():
+                    line = line[:-1] + " " + src.next()
             if special:
                 self.logical(line, file, line_no, src, 0)
             elif slow_chars(line) is None:
@@ -1484,12 +1530,9 @@ class _Lexer:
                     line = line.replace("{", " { ").replace("}", " } ")
                 words = line.split()
                 if words:
-                    self.lid += 1
-                    lid = self.lid
-                    tokens.extend([Token(word(w, w), file, line_no, lid) for w in words])
+                    tokens.add_words([words_of(w, w) for w in words], tokens.new_line(file, line_no))
             else:
-                self.lid += 1
-                tokens.extend(self.split_line(line, file, line_no))
+                self.split_line(line, file, line_no)
 
     def logical(self, line: str, file: str, line_no: int, src: Optional[_SourceLines], depth: int) -> None:
         """One line as keepalived's read_line sees it: `@ID` condition first, then a `$NAME=` definition,
@@ -1525,7 +1568,7 @@ class _Lexer:
                 return
         first = stripped.split(None, 1)[0]
         if first in _INCLUDE_WORDS:
-            self.lid += 1
+            self.tokens.new_line(file, line_no)  # what follows the include is not on its line
             self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
             return
         if first == "include_check":  # it applies to the includes read after it (the parser checks its words)
@@ -1539,13 +1582,10 @@ class _Lexer:
                 line = line.replace("{", " { ").replace("}", " } ")
             words = line.split()
             if words:
-                self.lid += 1
-                lid = self.lid
-                word = self.words.setdefault
-                self.tokens.extend([Token(word(w, w), file, line_no, lid) for w in words])
+                words_of = self.words.setdefault
+                self.tokens.add_words([words_of(w, w) for w in words], self.tokens.new_line(file, line_no))
         else:
-            self.lid += 1
-            self.tokens.extend(self.split_line(line, file, line_no))
+            self.split_line(line, file, line_no)
 
     def define(self, name: str, value: str, src: Optional[_SourceLines]) -> None:
         """`$NAME=VALUE`; a value ending in `\\` continues on the next lines (each ending in `\\` but
@@ -1554,9 +1594,8 @@ class _Lexer:
             self.params[name] = value
             return
         parts = [value[:-1].rstrip()] if value[:-1].strip() else []
-        while src.i < len(src.lines):
-            text = _strip_comment(src.lines[src.i]).strip()
-            src.i += 1
+        while src.more():
+            text = _strip_comment(src.next()).strip()
             if not text:
                 break
             if text.endswith("\\"):
@@ -1635,16 +1674,17 @@ class _Lexer:
             self.params.update(values)
             self.logical(text, file, line_no, src, depth + 1)
 
-    def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
-        """Words of a line with quotes, escapes or comments (the simple lines never get here)."""
-        lid = self.lid
-        out: List[Token] = []
+    def split_line(self, line: str, file: str, line_no: int) -> None:
+        """The words of a line with quotes, escapes or comments (the simple lines never get here)."""
+        tokens = self.tokens
+        lid = tokens.new_line(file, line_no)
+        words_of = self.words.setdefault
         for m in _WORD_RE.finditer(line):
             if m.group(1) is not None:
                 break
             brace = m.group(2)
             if brace is not None:
-                out.append(Token(brace, file, line_no, lid))
+                tokens.add(brace, lid)
                 continue
             word = m.group(3)
             if word is None:
@@ -1656,8 +1696,7 @@ class _Lexer:
                 word = _QUOTE_RE.sub(lambda q: q.group(0) if len(q.group(0)) == 2 else "", word)
             if "\\" in word:
                 word = word.replace("\\#", "#").replace("\\!", "!")
-            out.append((QuotedToken if quoted else Token)(word, file, line_no, lid))
-        return out
+            tokens.add(words_of(word, word), lid, quoted)
 
     def include(self, kind: str, patterns: List[str], file: str, line_no: int) -> None:
         """`include GLOB...`: relative to the including file's directory, sorted, loop-guarded."""
@@ -1710,13 +1749,28 @@ class _Lexer:
 
 
 class _SourceLines:
-    """The lines of one file and the index of the next one to read (multi-line definitions read ahead)."""
+    """The lines of one file, read one at a time (a multi-line definition reads ahead), and the number of the
+    last one read. Lines end at "\n" only, as editors and keepalived count them, with a "\r" before it dropped.
+    A list of all the lines of a large file was a megabyte of small strings at the peak of a start."""
 
-    __slots__ = ("lines", "i")
+    __slots__ = ("text", "pos", "i")
 
-    def __init__(self, lines: List[str]):
-        self.lines = lines
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
         self.i = 0
+
+    def more(self) -> bool:
+        return self.pos < len(self.text)
+
+    def next(self) -> str:
+        end = self.text.find("\n", self.pos)
+        if end < 0:
+            end = len(self.text)
+        line = self.text[self.pos:end]
+        self.pos = end + 1
+        self.i += 1
+        return line[:-1] if line.endswith("\r") else line
 
 
 def _strip_condition(line: str) -> str:
@@ -2141,10 +2195,9 @@ def _parse_port(text: str) -> int:
 
 
 class _Parser:
-    """Recursive descent over the token list, driven by KEYWORDS; fills a Config. The tokens of each top-level
-    statement read are released from the list (None)."""
+    """Recursive descent over the tokens, driven by KEYWORDS; fills a Config."""
 
-    def __init__(self, tokens: List[Token], diags: List[Diagnostic]):
+    def __init__(self, tokens: _Tokens, diags: List[Diagnostic]):
         self.toks = tokens
         self.n = len(tokens)
         self.i = 0
@@ -2153,7 +2206,13 @@ class _Parser:
         self.stack: List[str] = []  # names of the blocks being read, top level first
         self.unwind_to: Optional[int] = None  # after a missing '}': return up to this stack depth
         self._suffix_closes: Optional[List[int]] = None
-        self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
+        # where each keyword was set (see where()): records of (keyword, lid, the object's record before) in
+        # flat arrays, and id(object) -> its last record. A dict of keywords per block was a third of what a
+        # start's parse of a thousand instances took, and that memory stayed in the daemon's.
+        self.set_words: List[str] = []
+        self.set_lids = array.array("I")
+        self.set_before = array.array("i")
+        self.last_set: Dict[int, int] = {}
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
         self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
@@ -2166,8 +2225,21 @@ class _Parser:
     def warning(self, tok: Token, message: str, hint: str = "") -> None:
         self.diags.append(Diagnostic(tok.file, tok.line, Severity.WARNING, message, hint))
 
+    def note_set(self, obj: Any, kw: Token) -> None:
+        """`kw` was read (with its values) in the block of `obj`."""
+        self.set_before.append(self.last_set.get(id(obj), -1))
+        self.last_set[id(obj)] = len(self.set_words)
+        self.set_words.append(kw.text)
+        self.set_lids.append(kw.lid)
+
     def where(self, obj: Any, keyword: str) -> Optional[Token]:
-        return self.seen.get(id(obj), {}).get(keyword)
+        """The keyword as last set in `obj`'s block, or None if it was not set there."""
+        i = self.last_set.get(id(obj), -1)
+        while i >= 0:
+            if self.set_words[i] == keyword:
+                return self.toks.keyword_at(keyword, self.set_lids[i])
+            i = self.set_before[i]
+        return None
 
     # -- typed values ---------------------------------------------------------------------
     def time_value(self, kw: Token, tok: Token, lo: float, hi: float) -> float:
@@ -2283,14 +2355,8 @@ class _Parser:
         depth = len(self.stack)
         self.stack.append(block)
         previous: Optional[Token] = None  # the last keyword read in this block
-        released = 0
         try:
             while self.i < self.n:
-                if opener is None and released < self.i:
-                    # the top level's statements read so far need their tokens no more (what the model and the
-                    # validation need is referenced): a thousand instances' tokens are most of a start's peak
-                    toks[released:self.i] = [None] * (self.i - released)
-                    released = self.i
                 tok = toks[self.i]
                 if not tok.quoted and tok.text in ("{", "}"):
                     self.i += 1
@@ -2349,13 +2415,12 @@ class _Parser:
         if self._suffix_closes is None:
             suffix = [0] * (self.n + 1)
             acc = 0
-            toks = self.toks
+            texts, quoted = self.toks.texts, self.toks.quoted
             for j in range(self.n - 1, -1, -1):
-                t = toks[j]
-                if t is not None and not t.quoted:  # None: a released token, before any i asked for
-                    if t.text == "}":
+                if not quoted[j]:
+                    if texts[j] == "}":
                         acc += 1
-                    elif t.text == "{":
+                    elif texts[j] == "{":
                         acc -= 1
                 suffix[j] = acc
             self._suffix_closes = suffix
@@ -2395,7 +2460,7 @@ class _Parser:
             else:
                 self.error(tok, f"'{tok.text}' needs {'a value' if lo == 1 else f'{lo} values'}")
                 return
-        self.seen.setdefault(id(obj), {})[tok.text] = tok
+        self.note_set(obj, tok)
         if sub is None:
             self.call(kw, tok, obj, args)
             return
@@ -2421,8 +2486,7 @@ class _Parser:
         self.statements(sub, child, tok)
 
     def _brace_next(self) -> bool:
-        nxt = self.peek()
-        return nxt is not None and nxt.is_brace("{")
+        return self.i < self.n and self.toks.is_brace(self.i, "{")
 
     def call(self, kw: Keyword, tok: Token, obj: Any, args: List[Token], *extra: Any) -> Any:
         if kw.handler is None:
@@ -6166,12 +6230,15 @@ class LinkInfo:
         return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
 
 
-class AddrInfo(collections.namedtuple("AddrInfo", "index address scope label flags", defaults=(0, "", 0))):
-    """One interface address as rtnetlink reports it (either family): ifindex, IPInterface, scope, label, and the
-    IFA_F_* flags (an IPv6 address is usable once neither TENTATIVE nor DADFAILED). A tuple: the Daemon keeps one
-    for every address, a thousand VIPs' among them, and a dataclass costs half as much again."""
+@dataclass
+class AddrInfo:
+    """One interface address as rtnetlink reports it (either family)."""
 
-    __slots__ = ()
+    index: int
+    address: IPInterface
+    scope: int = 0
+    label: str = ""
+    flags: int = 0  # IFA_F_*: an IPv6 address is usable once neither TENTATIVE nor DADFAILED
 
     @property
     def usable(self) -> bool:
@@ -6208,8 +6275,7 @@ def parse_addr(payload: bytes) -> Optional[AddrInfo]:
     if len(attrs.get(IFA_FLAGS, b"")) == 4:
         flags = struct.unpack("=I", attrs[IFA_FLAGS])[0]  # the 32-bit flags; the header has the low 8
     address = (_LeanIPv4Interface if width == 4 else _LeanIPv6Interface)((raw, prefixlen))
-    # the label is the interface's name (or empty) on nearly every address: one string for them all
-    return AddrInfo(index, address, scope, sys.intern(nla_str(attrs.get(IFA_LABEL, b""))), flags)
+    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")), flags)
 
 
 def addr_request_payload(
@@ -7083,7 +7149,7 @@ class VrrpMachine:
                  "master_adver_int", "primary_ip", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                  "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                  "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup", "owner_conflicts",
-                 "hold_master", "state", "fault", "adver_timer", "master_down_timer",
+                 "owner_reduced", "hold_master", "state", "fault", "adver_timer", "master_down_timer",
                  "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set",
                  "advanced")
 
@@ -7108,11 +7174,10 @@ class VrrpMachine:
         self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
         self.master_adver_int = self.advert_int
         self.addresses = tuple(addresses or ())  # the VIPs it advertises
-        # the password as adverts carry it, NUL-padded; only auth_type PASS has one (AH keys its HMAC itself)
-        self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0") \
-            if auth_type is AuthType.PASS else b""
+        self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
         # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
         self.owner_conflicts = 0
+        self.owner_reduced = False
         # set while a weight-0 tracker has not reported yet: keepalived does not become MASTER then
         self.hold_master = False
         self.state = State.INIT
@@ -7142,11 +7207,6 @@ class VrrpMachine:
             setattr(self, attr, getattr(fresh, attr))
         if self.state != State.BACKUP or self.version == 2:
             self.master_adver_int = self.advert_int
-
-    @property
-    def owner_reduced(self) -> bool:
-        """Another router kept advertising as the address owner: we advertise 254 until it goes quiet."""
-        return self.owner_conflicts >= 2
 
     @property
     def parked(self) -> bool:
@@ -7355,7 +7415,7 @@ class VrrpMachine:
             else:
                 self.owner_conflicts += 1
                 if self.owner_conflicts >= 2:
-                    self.effective_priority, higher = 254, True
+                    self.owner_reduced, self.effective_priority, higher = True, 254, True
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
                                    "reducing our priority", ERROR))
         if higher:
@@ -7430,10 +7490,10 @@ class VrrpMachine:
         self.adver_timer = now + self.advert_int
         self.advanced = False
         self.master_ip = self.primary_ip
+        self.owner_conflicts = 0
         if self.owner_reduced:
             # the other claimed owner has gone quiet: we are the owner again (keepalived 2.3.3)
-            self.effective_priority = 255
-        self.owner_conflicts = 0
+            self.owner_reduced, self.effective_priority = False, 255
         # the VIPs go up just before the advert (the RFC does not order them), so the old master, which drops
         # them on hearing us, and the client, which follows our GARPs, never find the address missing
         acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE")]
@@ -11881,9 +11941,6 @@ def _user_group_kwargs(user: Optional[str], group: Optional[str]) -> Dict[str, A
 
 NOTIFY_SCRIPT_TIMEOUT = 120.0  # a notify script still running after this is killed, so its queue moves on
 
-# the notify_<state> field of an instance or sync group, by state: one string each, as CPython's type attribute
-# cache keeps the name it was asked with (a name built per transition left up to 4,096 strings there)
-_NOTIFY_FIELD = {state: f"notify_{state.value.lower()}" for state in State}
 # (subject, body) of keepalived's VRRP mails, by state
 _VRRP_MAIL = {
     State.MASTER: ("Entering MASTER state", "=> VRRP Instance is now owning VRRP VIPs <="),
@@ -12169,7 +12226,7 @@ class Notifier:
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
         """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
-        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, _NOTIFY_FIELD[state], None),
+        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, f"notify_{state.value.lower()}", None),
                         inst.notify, inst.smtp_alert, _VRRP_MAIL.get(state))
 
     def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
@@ -12191,7 +12248,7 @@ class Notifier:
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
-        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, _NOTIFY_FIELD[state], None),
+        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, f"notify_{state.value.lower()}", None),
                         group.notify, group.smtp_alert, _GROUP_MAIL.get(state))
 
     def _vrrp_news(self, kind: str, name: str, state: Union[State, str], priority: int, specific: Optional[Command],
@@ -12429,15 +12486,16 @@ class InstanceRuntime:
     """One configured vrrp_instance at run time, either family: its machine, interface, sockets, timers
     and counters."""
 
-    __slots__ = ("inst", "machine", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
-                 "targets", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
+    __slots__ = ("inst", "machine", "version", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
+                 "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
                  "adverts_received", "transitions", "bad_packets", "entered_since_clear", "released_master",
                  "last_notified", "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set",
-                 "rules_set", "hmac", "logged", "recent", "older_reasons", "rx_memo", "old_checksum")
+                 "rules_set", "hmac", "logged", "recent", "reason_counts", "rx_memo", "old_checksum")
 
-    def __init__(self, inst: VrrpInstance, machine: VrrpMachine):
+    def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
         self.inst = inst
         self.machine = machine
+        self.version = version
         self.family = instance_family(inst)
         self.ifindex = 0
         self.vmac_index = 0  # use_vmac: the macvlan the VIPs go on
@@ -12447,6 +12505,7 @@ class InstanceRuntime:
         self.src: Optional[IPAddress] = None
         # (address, ttl) of each advert; the list of a multicast group is one list shared by its instances
         self.targets: List[Tuple[IPAddress, int]] = ()  # type: ignore[assignment]
+        self.unicast = bool(inst.unicast_peer)
         self.timer: Optional[Timer] = None
         self.garp_timers: Tuple[Timer, ...] = ()  # pending GARP delay/refresh/extra_if timers
         self.checksum_as_v2 = False
@@ -12475,20 +12534,9 @@ class InstanceRuntime:
         # the last TRANSITION_HISTORY transitions, oldest first, one flat tuple (no tuple per transition):
         # time, from, to, reason, detail, priority, time, from...
         self.recent: Tuple[Any, ...] = ()
-        # the transitions `recent` no longer holds, counted: (state entered, reason), times, (state, reason)...
-        self.older_reasons: Tuple[Any, ...] = ()
+        self.reason_counts: Tuple[Any, ...] = ()  # (state entered, reason), times, (state, reason), times...
         # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
         self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
-
-    @property
-    def version(self) -> int:
-        """The VRRP version its machine speaks."""
-        return self.machine.version
-
-    @property
-    def unicast(self) -> bool:
-        """Adverts go to unicast_peer, not to the multicast group."""
-        return bool(self.inst.unicast_peer)
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -12505,31 +12553,20 @@ class InstanceRuntime:
 
     @property
     def reasons(self) -> Dict[Tuple[str, str], int]:
-        """(state entered, reason) -> times, in the order first seen: the older transitions', then the recent."""
-        older, recent = self.older_reasons, self.recent
-        counts = dict(zip(older[::2], older[1::2]))
-        for i in range(2, len(recent), _TRANSITION_FIELDS):
-            key = recent[i:i + 2]
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+        """(state entered, reason) -> times."""
+        counts = self.reason_counts
+        return dict(zip(counts[::2], counts[1::2]))
 
     def record_transition(self, entry: Tuple[Any, ...]) -> None:
-        """Keep `entry` (time, from, to, reason, detail, priority); the one it pushes out of the history is
-        counted in older_reasons (an instance that changed state less often than that keeps no counts)."""
-        recent = self.recent + entry
-        if len(recent) > TRANSITION_HISTORY * _TRANSITION_FIELDS:
-            self._count_older(recent[2:4])
-            recent = recent[_TRANSITION_FIELDS:]
-        self.recent = recent
-
-    def _count_older(self, reason: Tuple[str, str]) -> None:
-        key = _REASON_KEYS.setdefault(reason, reason)  # one tuple per (state, reason) for all instances
-        counts = self.older_reasons
+        """Keep `entry` (time, from, to, reason, detail, priority) and count its (state, reason)."""
+        self.recent = (self.recent + entry)[-TRANSITION_HISTORY * _TRANSITION_FIELDS:]
+        key = _REASON_KEYS.setdefault(entry[2:4], entry[2:4])  # one tuple per (state, reason) for all instances
+        counts = self.reason_counts
         for i in range(0, len(counts), 2):
             if counts[i] == key:
-                self.older_reasons = counts[:i + 1] + (counts[i + 1] + 1,) + counts[i + 2:]
+                self.reason_counts = counts[:i + 1] + (counts[i + 1] + 1,) + counts[i + 2:]
                 return
-        self.older_reasons = counts + (key, 1)
+        self.reason_counts = counts + (key, 1)
 
     @property
     def entered(self) -> Dict[str, int]:
@@ -12555,9 +12592,7 @@ class Daemon:
         self.kernel = kernel or Kernel()
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
-        # (ifname, family) -> VRID -> the instances that receive for it: a key per interface and family, not one
-        # per instance, and a tuple of the few members (mostly one)
-        self.by_vrid: Dict[Tuple[str, int], Dict[int, Tuple[InstanceRuntime, ...]]] = {}
+        self.by_vrid: Dict[Tuple[str, int, int], List[InstanceRuntime]] = {}  # (ifname, family, VRID)
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
@@ -12605,6 +12640,7 @@ class Daemon:
         self.addr_vmacs: Dict[Tuple[str, int, int], Tuple[str, int]] = {}
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
+        self.last_state: Dict[str, State] = {}
         self._syncing = False
         # who follows the event stream (transitions with their reason, priority changes): the control socket
         self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
@@ -12731,7 +12767,7 @@ class Daemon:
         g = self.g
         version = self._version(inst)
         machine = self._make_machine(inst, version)
-        rt = InstanceRuntime(inst, machine)
+        rt = InstanceRuntime(inst, machine, version)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
         if rt.unicast and version == 3 and rt.family == 4:
             rt.old_checksum = {"config": True, "never": False}.get(inst.old_unicast_checksum or "")
@@ -12796,10 +12832,9 @@ class Daemon:
             return False
         rt.ifindex = link.index
         rt.vsock = self._vrrp_socket(link, rt.family, IPPROTO_VRRP)
-        vrids = self.by_vrid.setdefault((link.name, rt.family), {})
-        members = vrids.get(rt.inst.virtual_router_id, ())
+        members = self.by_vrid.setdefault((link.name, rt.family, rt.inst.virtual_router_id), [])
         if rt not in members:
-            vrids[rt.inst.virtual_router_id] = members + (rt,)
+            members.append(rt)
         self._interface_settings(rt, rt.vsock.sock)
         return True
 
@@ -12826,18 +12861,13 @@ class Daemon:
         """The instance's interface was deleted: close its sockets (bound to the old interface index)."""
         rt.ifindex = 0
         rt.vsock = None
-        self._leave_vrid(rt)
+        for members in self.by_vrid.values():
+            if rt in members:
+                members.remove(rt)
         self._close_unused_sockets()
         if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
             rt.src = None
             rt.machine.set_primary_ip(None)
-
-    def _leave_vrid(self, rt: InstanceRuntime) -> None:
-        """The instance no longer receives the adverts of its VRID (by_vrid)."""
-        for vrids in self.by_vrid.values():
-            for vrid, members in vrids.items():
-                if rt in members:
-                    vrids[vrid] = tuple(r for r in members if r is not rt)
 
     def _close_unused_sockets(self) -> None:
         for key, vsock in list(self.vsocks.items()):
@@ -12925,6 +12955,7 @@ class Daemon:
         """Where adverts go (the family's multicast group, or each unicast_peer of the family) and from which
         source address."""
         inst, g = rt.inst, self.g
+        rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
             ttl = inst.unicast_ttl if rt.family == 4 else VRRP_TTL
             rt.targets = [(p.address, ttl) for p in inst.unicast_peer if p.address.version == rt.family]
@@ -13045,14 +13076,13 @@ class Daemon:
         self._move_group([mv for mv in moves if mv[0] != name], gname, before)
         return False
 
-    def _follow_group(self, rt: InstanceRuntime, actions: List[Action], notified: Optional[State]) -> None:
-        """The member changed state (from `notified`, the state it had notified before `actions`): the rest of its
-        sync group follows (and AH restarts its counter)."""
+    def _follow_group(self, rt: InstanceRuntime, actions: List[Action]) -> None:
+        """The member changed state: the rest of its sync group follows (and AH restarts its counter)."""
         for act in actions:
             if not isinstance(act, Notify):
                 continue
-            name, state, prev = rt.inst.name, act.state, notified
-            notified = state
+            name, state = rt.inst.name, act.state
+            prev, self.last_state[name] = self.last_state.get(name), state
             if state == State.MASTER and rt.ah is not None:
                 rt.ah.becoming_master()
             gname = self.group_of.get(name)
@@ -13302,7 +13332,10 @@ class Daemon:
             rt.timer.cancel()
             rt.timer = None
         self.runtimes.remove(rt)
-        self._leave_vrid(rt)
+        for members in self.by_vrid.values():
+            if rt in members:
+                members.remove(rt)
+        self.last_state.pop(rt.inst.name, None)
         if rt.xmit is not None:
             rt.xmit.close()
             rt.xmit = None
@@ -13316,7 +13349,7 @@ class Daemon:
             if self.stopping and not self._shutting_down_all:
                 self._maybe_finish()
             return
-        inst, notified = rt.inst, rt.last_notified
+        inst = rt.inst
         # kernel actions first, in order; log lines and notifications after them (they may be slow)
         for act in actions:
             if isinstance(act, (Log, Notify, NotifyRxLowerPri)):
@@ -13355,7 +13388,7 @@ class Daemon:
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
-        self._follow_group(rt, actions, notified)
+        self._follow_group(rt, actions)
         if self.stopping and not self._shutting_down_all:
             self._maybe_finish()
 
@@ -13457,7 +13490,7 @@ class Daemon:
         m = rt.machine
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
                          m.auth_type.value if rt.version == 2 else 0,
-                         m.auth_pass)
+                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
         kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
         old = self.g.vrrp_mcast_group4 if rt.old_checksum else None  # old_unicast_checksum: the group's sum
         msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, old or dst, rt.checksum_as_v2))
@@ -13995,10 +14028,9 @@ class Daemon:
                 self._bad(None, "truncated", f"truncated VRRP packet from {pkt.src} on {vsock.ifname}")
             return
         vrid = vrrp[1]
-        vrids = self.by_vrid.get((vsock.ifname, vsock.family))
-        candidates = vrids.get(vrid, ()) if vrids is not None else ()
+        candidates = self.by_vrid.get((vsock.ifname, vsock.family, vrid), [])
         if ah:
-            candidates = tuple(r for r in candidates if r.ah is not None)
+            candidates = [r for r in candidates if r.ah is not None]
             if not candidates:
                 return
         unicast = not is_multicast(pkt.dst)
