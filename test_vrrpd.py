@@ -1958,6 +1958,19 @@ def test_addr_request_carries_label_and_scope():
     assert info.index == 5 and info.address == vip and info.scope == 253 and info.label == "eth1:0"
 
 
+def test_the_kernel_addresses_of_an_interface_share_one_label_string():
+    """The Daemon keeps every address of the host, a thousand VIPs among them, as AddrInfo: one tuple each, and
+    one label string for all the addresses that carry the interface's name."""
+    infos = [vrrpd.parse_addr(vrrpd.addr_request_payload(5, ipaddress.IPv4Interface(f"10.1.0.{i}/32"),
+                                                          label="eth" + "1")) for i in range(1, 4)]
+    assert [str(a.address) for a in infos] == ["10.1.0.1/32", "10.1.0.2/32", "10.1.0.3/32"]
+    assert all(a.label == "eth1" for a in infos) and infos[0].label is infos[1].label is infos[2].label
+    unlabelled = vrrpd.parse_addr(vrrpd.addr_request_payload(5, ipaddress.IPv4Interface("10.1.0.9/24")))
+    assert unlabelled == vrrpd.AddrInfo(5, ipaddress.IPv4Interface("10.1.0.9/24"))  # scope 0, no label, no flags
+    assert unlabelled.usable and not vrrpd.AddrInfo(5, unlabelled.address, flags=vrrpd.IFA_F_TENTATIVE).usable
+    assert not hasattr(unlabelled, "__dict__")
+
+
 def test_fuzz_decoder_only_raises_packet_error():
     seconds = float(os.environ.get("VRRPD_FUZZ_SECONDS", "2"))
     rng = random.Random(1234)
@@ -2256,6 +2269,32 @@ def test_receive_checks_for_v2_auth_interval_and_version():
     assert v3.check_advert(_adv(version=3, advert_int=0.5)) is None  # v3: the backup learns it instead
 
 
+def test_adverts_carry_the_password_of_auth_type_pass_only_also_after_a_reload(offline):
+    """VRRPv2: a PASS instance's adverts carry its password NUL-padded to 8 bytes, the others' eight zeros; the
+    machine keeps the padded password only for PASS, and a reload that sets one is sent from the next advert on."""
+    def block(name, vrid, password=""):
+        auth = f"    authentication {{\n        auth_type PASS\n        auth_pass {password}\n    }}\n"
+        return instance_text(name=name, vrid=vrid, version=2, state="MASTER", priority=255 - vrid,
+                             vips=[f"10.0.0.{vrid}/24"], extra=auth if password else "").split("}\n", 1)[1]
+    head = "global_defs {\n    router_id offline\n}\n"
+    d, kernel = offline(head + block("VI_P", 51, "secret") + block("VI_N", 52))
+
+    def last_auth():
+        sent = {}
+        for src, dst, packet in kernel.sent(4):
+            adv = vrrpd.decode_advert(vrrpd.decode_ipv4(packet).payload, src, dst)
+            sent[adv.vrid] = (adv.auth_type, adv.auth_data)
+        return sent
+    d.loop.advance(4.0)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.MASTER] * 2
+    assert last_auth() == {51: (1, b"secret\0\0"), 52: (0, bytes(8))}
+    assert [rt.machine.auth_pass for rt in d.runtimes] == [b"secret\0\0", b""]
+    changed, _diags = vrrpd.parse_config_text(head + block("VI_P", 51) + block("VI_N", 52, "abc"))
+    assert d.reload(changed)
+    d.loop.advance(1.0)
+    assert last_auth() == {51: (0, bytes(8)), 52: (1, b"abc" + bytes(5))}
+
+
 def test_address_list_mismatch_is_reported_unless_skipped():
     m = _machine(addresses=[IP4("10.0.0.100")])
     assert m.address_mismatch(_adv(addresses=("10.0.0.101",)))
@@ -2459,6 +2498,40 @@ def test_daemon_unknown_vrid_is_logged_once_per_interface(offline, family, caplo
         kernel.deliver(d, pkt, family)
     assert sum("Unknown VRID" in r.getMessage() for r in caplog.records) == 1
     assert d.runtimes[0].adverts_received == 0
+
+
+def test_daemon_hands_each_advert_to_the_instance_of_its_interface_family_vrid_and_mode(offline, caplog):
+    """Adverts find their instance by interface, family, VRID and mode (by_vrid), also after a reload took
+    instances away: a multicast and a unicast IPv4 instance and an IPv6 one, all of VRID 51 on eth0."""
+    def block(name, family, peer=""):
+        vip = FAMILY[family]["vip"] if name != "VI_U" else FAMILY[family]["other"]
+        extra = f"    unicast_peer {{\n        {peer}\n    }}\n" if peer else ""
+        return instance_text(name=name, family=family, vips=[f"{vip}/{24 if family == 4 else 64}"],
+                             extra=extra).split("}\n", 1)[1]
+    head = "global_defs {\n    router_id offline\n}\n"
+    d, kernel = offline(head + block("VI_M", 4) + block("VI_U", 4, "10.0.0.3") + block("VI_6", 6))
+    rts = {rt.inst.name: rt for rt in d.runtimes}
+    unicast = _rx(4, src=IP4("10.0.0.3"), dst=FAMILY[4]["me"], addresses=[FAMILY[4]["other"]])
+
+    def heard():
+        return {name: (rt.adverts_received, sum(rt.bad_packets.values())) for name, rt in rts.items()}
+    kernel.deliver(d, _rx(4))
+    kernel.deliver(d, unicast)
+    kernel.deliver(d, _rx(6), family=6)
+    assert heard() == {"VI_M": (1, 0), "VI_U": (1, 0), "VI_6": (1, 0)}
+    changed, _diags = vrrpd.parse_config_text(head + block("VI_U", 4, "10.0.0.3") + block("VI_6", 6))
+    assert d.reload(changed) and [rt.inst.name for rt in d.runtimes] == ["VI_U", "VI_6"]
+    kernel.deliver(d, unicast)
+    kernel.deliver(d, _rx(4))  # VI_M's advert now reaches the unicast instance of the VRID, which drops it
+    kernel.deliver(d, _rx(6), family=6)
+    assert heard() == {"VI_M": (1, 0), "VI_U": (2, 1), "VI_6": (2, 0)}
+    caplog.set_level(logging.WARNING, logger="vrrpd")
+    changed, _diags = vrrpd.parse_config_text(head + block("VI_6", 6))
+    assert d.reload(changed)
+    kernel.deliver(d, _rx(4))
+    kernel.deliver(d, _rx(6), family=6)
+    assert heard() == {"VI_M": (1, 0), "VI_U": (2, 1), "VI_6": (3, 0)}
+    assert sum("Unknown VRID(51) received on interface(eth0)" in r.getMessage() for r in caplog.records) == 1
 
 
 @pytest.mark.parametrize("family", [4, 6])
@@ -2683,6 +2756,30 @@ def test_reason_fault_fault_cleared_shutdown_and_sync_group():
     lost.on_timer(lost.next_deadline())
     assert _reason(lost.release_master(5.0, "virtual route deleted")) == (vrrpd.State.BACKUP, "fault",
                                                                           "virtual route deleted")
+
+
+def test_transition_counts_by_reason_cover_every_transition_beyond_the_history(offline):
+    """--status keeps the last TRANSITION_HISTORY transitions, and counts all of them by (state, reason), in
+    the order first seen; an instance that changed state fewer times keeps no counts of its own."""
+    d, kernel = offline(instance_text())
+    events = []
+    d.event_sinks.append(events.append)
+    rt = d.runtimes[0]
+    for _ in range(7):  # BACKUP -> MASTER (nobody heard), -> BACKUP (a higher priority master), 14 transitions
+        d.loop.advance(rt.machine.master_down_interval + 0.01)
+        kernel.deliver(d, _advert_pkt(4, 200))
+        if len(events) == 4:
+            assert rt.older_reasons == () and len(rt.history) == 5  # with the start's INIT -> BACKUP
+    assert [e["to"] for e in events] == ["MASTER", "BACKUP"] * 7
+    everything = [("BACKUP", "not-master")] + [(e["to"], e["reason"]) for e in events]
+    counted = {}
+    for key in everything:
+        counted[key] = counted.get(key, 0) + 1
+    stats = d.status()["instances"][0]["stats"]
+    assert [(r["state"], r["reason"], r["count"]) for r in stats["by_reason"]] == [
+        (state, reason, n) for (state, reason), n in counted.items()]
+    assert stats["entered"] == {"BACKUP": 8, "MASTER": 7} and stats["transitions"] == 15
+    assert [(e["to"], e["reason"]) for e in rt.history] == everything[-vrrpd.TRANSITION_HISTORY:]
 
 
 def test_reason_does_not_change_what_notify_compares():
@@ -6728,6 +6825,35 @@ vrrp_instance VI_1 {{
     notifier.vrrp_instance(inst, vrrpd.State.MASTER, 80)
     notifier.close(timeout=5)
     assert (tmp_path / "log").read_text().splitlines() == ["master-A", "INSTANCE VI_1 MASTER 80"]
+
+
+def test_notifying_many_transitions_leaves_no_strings_behind():
+    """Each transition looks up the state's notify_<state> script by one shared field name: a name built per
+    call stayed in CPython's type attribute cache, up to 4,096 strings of a long-running daemon."""
+    import gc
+    import tracemalloc
+
+    cfg, _diags = vrrpd.parse_config_text(instance_text())
+    inst = cfg.vrrp_instances[0]
+    loop = vrrpd.EventLoop()
+    notifier = vrrpd.Notifier(loop, cfg)
+    try:
+        sys._clear_type_cache()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        elsewhere = []  # what a daemon does between two transitions: each name built would be at a new address
+        for i in range(200):
+            for state in (vrrpd.State.MASTER, vrrpd.State.BACKUP):
+                notifier.vrrp_instance(inst, state, 100)
+                elsewhere.append(f"{i:013d}")
+        del elsewhere
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        notifier.close(timeout=5)
+        loop.close()
+    assert grown < 4000, f"{grown} bytes kept by 400 notifications"
 
 
 # -- trackers on a real event loop ------------------------------------------------------------

@@ -6230,15 +6230,12 @@ class LinkInfo:
         return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
 
 
-@dataclass
-class AddrInfo:
-    """One interface address as rtnetlink reports it (either family)."""
+class AddrInfo(collections.namedtuple("AddrInfo", "index address scope label flags", defaults=(0, "", 0))):
+    """One interface address as rtnetlink reports it (either family): ifindex, IPInterface, scope, label, and the
+    IFA_F_* flags (an IPv6 address is usable once neither TENTATIVE nor DADFAILED). A tuple: the Daemon keeps one
+    for every address, a thousand VIPs' among them, and a dataclass costs half as much again."""
 
-    index: int
-    address: IPInterface
-    scope: int = 0
-    label: str = ""
-    flags: int = 0  # IFA_F_*: an IPv6 address is usable once neither TENTATIVE nor DADFAILED
+    __slots__ = ()
 
     @property
     def usable(self) -> bool:
@@ -6275,7 +6272,8 @@ def parse_addr(payload: bytes) -> Optional[AddrInfo]:
     if len(attrs.get(IFA_FLAGS, b"")) == 4:
         flags = struct.unpack("=I", attrs[IFA_FLAGS])[0]  # the 32-bit flags; the header has the low 8
     address = (_LeanIPv4Interface if width == 4 else _LeanIPv6Interface)((raw, prefixlen))
-    return AddrInfo(index, address, scope, nla_str(attrs.get(IFA_LABEL, b"")), flags)
+    # the label is the interface's name (or empty) on nearly every address: one string for them all
+    return AddrInfo(index, address, scope, sys.intern(nla_str(attrs.get(IFA_LABEL, b""))), flags)
 
 
 def addr_request_payload(
@@ -7149,7 +7147,7 @@ class VrrpMachine:
                  "master_adver_int", "primary_ip", "addresses", "auth_type", "auth_pass", "start_master", "preempt",
                  "preempt_delay", "lower_prio_no_advert", "garp_lower_prio_repeat", "skip_check_adv_addr",
                  "higher_prio_send_advert", "owner_ignore_adverts", "timer_expired_backup", "owner_conflicts",
-                 "owner_reduced", "hold_master", "state", "fault", "adver_timer", "master_down_timer",
+                 "hold_master", "state", "fault", "adver_timer", "master_down_timer",
                  "preempt_delay_timer", "handover_timer", "master_ip", "master_priority", "last_advert", "vips_set",
                  "advanced")
 
@@ -7174,10 +7172,11 @@ class VrrpMachine:
         self.advert_int = max(1.0, float(round(advert_int))) if version == 2 else max(0.01, round(advert_int, 2))
         self.master_adver_int = self.advert_int
         self.addresses = tuple(addresses or ())  # the VIPs it advertises
-        self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0")
+        # the password as adverts carry it, NUL-padded; only auth_type PASS has one (AH keys its HMAC itself)
+        self.auth_pass = auth_pass[:VRRP_AUTH_DATA_LEN].ljust(VRRP_AUTH_DATA_LEN, b"\0") \
+            if auth_type is AuthType.PASS else b""
         # keepalived 2.3.3: another router also claims address ownership; after two of its adverts we step to 254
         self.owner_conflicts = 0
-        self.owner_reduced = False
         # set while a weight-0 tracker has not reported yet: keepalived does not become MASTER then
         self.hold_master = False
         self.state = State.INIT
@@ -7207,6 +7206,11 @@ class VrrpMachine:
             setattr(self, attr, getattr(fresh, attr))
         if self.state != State.BACKUP or self.version == 2:
             self.master_adver_int = self.advert_int
+
+    @property
+    def owner_reduced(self) -> bool:
+        """Another router kept advertising as the address owner: we advertise 254 until it goes quiet."""
+        return self.owner_conflicts >= 2
 
     @property
     def parked(self) -> bool:
@@ -7415,7 +7419,7 @@ class VrrpMachine:
             else:
                 self.owner_conflicts += 1
                 if self.owner_conflicts >= 2:
-                    self.owner_reduced, self.effective_priority, higher = True, 254, True
+                    self.effective_priority, higher = 254, True
                     pre.append(Log(f"({self.name}) {src} still advertising as address owner, please resolve - "
                                    "reducing our priority", ERROR))
         if higher:
@@ -7490,10 +7494,10 @@ class VrrpMachine:
         self.adver_timer = now + self.advert_int
         self.advanced = False
         self.master_ip = self.primary_ip
-        self.owner_conflicts = 0
         if self.owner_reduced:
             # the other claimed owner has gone quiet: we are the owner again (keepalived 2.3.3)
-            self.owner_reduced, self.effective_priority = False, 255
+            self.effective_priority = 255
+        self.owner_conflicts = 0
         # the VIPs go up just before the advert (the RFC does not order them), so the old master, which drops
         # them on hearing us, and the client, which follows our GARPs, never find the address missing
         acts: List[Action] = [Log(f"({self.name}) Entering MASTER STATE")]
@@ -11941,6 +11945,9 @@ def _user_group_kwargs(user: Optional[str], group: Optional[str]) -> Dict[str, A
 
 NOTIFY_SCRIPT_TIMEOUT = 120.0  # a notify script still running after this is killed, so its queue moves on
 
+# the notify_<state> field of an instance or sync group, by state: one string each, as CPython's type attribute
+# cache keeps the name it was asked with (a name built per transition left up to 4,096 strings there)
+_NOTIFY_FIELD = {state: f"notify_{state.value.lower()}" for state in State}
 # (subject, body) of keepalived's VRRP mails, by state
 _VRRP_MAIL = {
     State.MASTER: ("Entering MASTER state", "=> VRRP Instance is now owning VRRP VIPs <="),
@@ -12226,7 +12233,7 @@ class Notifier:
     # -- the contract ---------------------------------------------------------------------
     def vrrp_instance(self, inst: VrrpInstance, state: State, priority: int) -> None:
         """Instance `inst` entered `state`: notify_<state>, then notify ... INSTANCE, FIFO, mail."""
-        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, f"notify_{state.value.lower()}", None),
+        self._vrrp_news("INSTANCE", inst.name, state, priority, getattr(inst, _NOTIFY_FIELD[state], None),
                         inst.notify, inst.smtp_alert, _VRRP_MAIL.get(state))
 
     def vrrp_states_on_reload(self, states: List[Tuple[VrrpInstance, State, int]],
@@ -12248,7 +12255,7 @@ class Notifier:
 
     def vrrp_group(self, group: SyncGroup, state: State) -> None:
         """Sync group `group` entered `state` (groups report priority 0, as keepalived)."""
-        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, f"notify_{state.value.lower()}", None),
+        self._vrrp_news("GROUP", group.name, state, 0, getattr(group, _NOTIFY_FIELD[state], None),
                         group.notify, group.smtp_alert, _GROUP_MAIL.get(state))
 
     def _vrrp_news(self, kind: str, name: str, state: Union[State, str], priority: int, specific: Optional[Command],
@@ -12486,16 +12493,15 @@ class InstanceRuntime:
     """One configured vrrp_instance at run time, either family: its machine, interface, sockets, timers
     and counters."""
 
-    __slots__ = ("inst", "machine", "version", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
-                 "targets", "unicast", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
+    __slots__ = ("inst", "machine", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
+                 "targets", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
                  "adverts_received", "transitions", "bad_packets", "entered_since_clear", "released_master",
                  "last_notified", "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set",
-                 "rules_set", "hmac", "logged", "recent", "reason_counts", "rx_memo", "old_checksum")
+                 "rules_set", "hmac", "logged", "recent", "older_reasons", "rx_memo", "old_checksum")
 
-    def __init__(self, inst: VrrpInstance, machine: VrrpMachine, version: int):
+    def __init__(self, inst: VrrpInstance, machine: VrrpMachine):
         self.inst = inst
         self.machine = machine
-        self.version = version
         self.family = instance_family(inst)
         self.ifindex = 0
         self.vmac_index = 0  # use_vmac: the macvlan the VIPs go on
@@ -12505,7 +12511,6 @@ class InstanceRuntime:
         self.src: Optional[IPAddress] = None
         # (address, ttl) of each advert; the list of a multicast group is one list shared by its instances
         self.targets: List[Tuple[IPAddress, int]] = ()  # type: ignore[assignment]
-        self.unicast = bool(inst.unicast_peer)
         self.timer: Optional[Timer] = None
         self.garp_timers: Tuple[Timer, ...] = ()  # pending GARP delay/refresh/extra_if timers
         self.checksum_as_v2 = False
@@ -12534,9 +12539,20 @@ class InstanceRuntime:
         # the last TRANSITION_HISTORY transitions, oldest first, one flat tuple (no tuple per transition):
         # time, from, to, reason, detail, priority, time, from...
         self.recent: Tuple[Any, ...] = ()
-        self.reason_counts: Tuple[Any, ...] = ()  # (state entered, reason), times, (state, reason), times...
+        # the transitions `recent` no longer holds, counted: (state entered, reason), times, (state, reason)...
+        self.older_reasons: Tuple[Any, ...] = ()
         # (payload, src, dst, ttl, advert, address mismatch, old_checksum) of the last advert accepted (Daemon._receive)
         self.rx_memo: Optional[Tuple[bytes, Any, Any, int, VrrpAdvert, bool, Optional[bool]]] = None
+
+    @property
+    def version(self) -> int:
+        """The VRRP version its machine speaks."""
+        return self.machine.version
+
+    @property
+    def unicast(self) -> bool:
+        """Adverts go to unicast_peer, not to the multicast group."""
+        return bool(self.inst.unicast_peer)
 
     @property
     def vips(self) -> List[VirtualIP]:
@@ -12553,20 +12569,31 @@ class InstanceRuntime:
 
     @property
     def reasons(self) -> Dict[Tuple[str, str], int]:
-        """(state entered, reason) -> times."""
-        counts = self.reason_counts
-        return dict(zip(counts[::2], counts[1::2]))
+        """(state entered, reason) -> times, in the order first seen: the older transitions', then the recent."""
+        older, recent = self.older_reasons, self.recent
+        counts = dict(zip(older[::2], older[1::2]))
+        for i in range(2, len(recent), _TRANSITION_FIELDS):
+            key = recent[i:i + 2]
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def record_transition(self, entry: Tuple[Any, ...]) -> None:
-        """Keep `entry` (time, from, to, reason, detail, priority) and count its (state, reason)."""
-        self.recent = (self.recent + entry)[-TRANSITION_HISTORY * _TRANSITION_FIELDS:]
-        key = _REASON_KEYS.setdefault(entry[2:4], entry[2:4])  # one tuple per (state, reason) for all instances
-        counts = self.reason_counts
+        """Keep `entry` (time, from, to, reason, detail, priority); the one it pushes out of the history is
+        counted in older_reasons (an instance that changed state less often than that keeps no counts)."""
+        recent = self.recent + entry
+        if len(recent) > TRANSITION_HISTORY * _TRANSITION_FIELDS:
+            self._count_older(recent[2:4])
+            recent = recent[_TRANSITION_FIELDS:]
+        self.recent = recent
+
+    def _count_older(self, reason: Tuple[str, str]) -> None:
+        key = _REASON_KEYS.setdefault(reason, reason)  # one tuple per (state, reason) for all instances
+        counts = self.older_reasons
         for i in range(0, len(counts), 2):
             if counts[i] == key:
-                self.reason_counts = counts[:i + 1] + (counts[i + 1] + 1,) + counts[i + 2:]
+                self.older_reasons = counts[:i + 1] + (counts[i + 1] + 1,) + counts[i + 2:]
                 return
-        self.reason_counts = counts + (key, 1)
+        self.older_reasons = counts + (key, 1)
 
     @property
     def entered(self) -> Dict[str, int]:
@@ -12592,7 +12619,9 @@ class Daemon:
         self.kernel = kernel or Kernel()
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
-        self.by_vrid: Dict[Tuple[str, int, int], List[InstanceRuntime]] = {}  # (ifname, family, VRID)
+        # (ifname, family) -> VRID -> the instances that receive for it: a key per interface and family, not one
+        # per instance, and a tuple of the few members (mostly one)
+        self.by_vrid: Dict[Tuple[str, int], Dict[int, Tuple[InstanceRuntime, ...]]] = {}
         self.own_sources: set = set()
         self._vip_addresses: set = set()  # every VIP of every instance: never an advert source
         self.vsocks: Dict[Tuple[str, int, int], VrrpSocket] = {}  # (ifname, family, protocol)
@@ -12640,7 +12669,6 @@ class Daemon:
         self.addr_vmacs: Dict[Tuple[str, int, int], Tuple[str, int]] = {}
         self.sync_groups: Dict[str, Tuple[SyncGroup, SyncGroupEngine]] = {}
         self.group_of: Dict[str, str] = {}  # instance -> its sync group
-        self.last_state: Dict[str, State] = {}
         self._syncing = False
         # who follows the event stream (transitions with their reason, priority changes): the control socket
         self.event_sinks: List[Callable[[Dict[str, Any]], None]] = []
@@ -12767,7 +12795,7 @@ class Daemon:
         g = self.g
         version = self._version(inst)
         machine = self._make_machine(inst, version)
-        rt = InstanceRuntime(inst, machine, version)
+        rt = InstanceRuntime(inst, machine)
         rt.checksum_as_v2 = bool(g.v3_checksum_as_v2 if inst.v3_checksum_as_v2 is None else inst.v3_checksum_as_v2)
         if rt.unicast and version == 3 and rt.family == 4:
             rt.old_checksum = {"config": True, "never": False}.get(inst.old_unicast_checksum or "")
@@ -12832,9 +12860,10 @@ class Daemon:
             return False
         rt.ifindex = link.index
         rt.vsock = self._vrrp_socket(link, rt.family, IPPROTO_VRRP)
-        members = self.by_vrid.setdefault((link.name, rt.family, rt.inst.virtual_router_id), [])
+        vrids = self.by_vrid.setdefault((link.name, rt.family), {})
+        members = vrids.get(rt.inst.virtual_router_id, ())
         if rt not in members:
-            members.append(rt)
+            vrids[rt.inst.virtual_router_id] = members + (rt,)
         self._interface_settings(rt, rt.vsock.sock)
         return True
 
@@ -12861,13 +12890,18 @@ class Daemon:
         """The instance's interface was deleted: close its sockets (bound to the old interface index)."""
         rt.ifindex = 0
         rt.vsock = None
-        for members in self.by_vrid.values():
-            if rt in members:
-                members.remove(rt)
+        self._leave_vrid(rt)
         self._close_unused_sockets()
         if rt.inst.unicast_src_ip is None and rt.inst.mcast_src_ip is None:
             rt.src = None
             rt.machine.set_primary_ip(None)
+
+    def _leave_vrid(self, rt: InstanceRuntime) -> None:
+        """The instance no longer receives the adverts of its VRID (by_vrid)."""
+        for vrids in self.by_vrid.values():
+            for vrid, members in vrids.items():
+                if rt in members:
+                    vrids[vrid] = tuple(r for r in members if r is not rt)
 
     def _close_unused_sockets(self) -> None:
         for key, vsock in list(self.vsocks.items()):
@@ -12955,7 +12989,6 @@ class Daemon:
         """Where adverts go (the family's multicast group, or each unicast_peer of the family) and from which
         source address."""
         inst, g = rt.inst, self.g
-        rt.unicast = bool(inst.unicast_peer)
         if rt.unicast:
             ttl = inst.unicast_ttl if rt.family == 4 else VRRP_TTL
             rt.targets = [(p.address, ttl) for p in inst.unicast_peer if p.address.version == rt.family]
@@ -13076,13 +13109,14 @@ class Daemon:
         self._move_group([mv for mv in moves if mv[0] != name], gname, before)
         return False
 
-    def _follow_group(self, rt: InstanceRuntime, actions: List[Action]) -> None:
-        """The member changed state: the rest of its sync group follows (and AH restarts its counter)."""
+    def _follow_group(self, rt: InstanceRuntime, actions: List[Action], notified: Optional[State]) -> None:
+        """The member changed state (from `notified`, the state it had notified before `actions`): the rest of its
+        sync group follows (and AH restarts its counter)."""
         for act in actions:
             if not isinstance(act, Notify):
                 continue
-            name, state = rt.inst.name, act.state
-            prev, self.last_state[name] = self.last_state.get(name), state
+            name, state, prev = rt.inst.name, act.state, notified
+            notified = state
             if state == State.MASTER and rt.ah is not None:
                 rt.ah.becoming_master()
             gname = self.group_of.get(name)
@@ -13332,10 +13366,7 @@ class Daemon:
             rt.timer.cancel()
             rt.timer = None
         self.runtimes.remove(rt)
-        for members in self.by_vrid.values():
-            if rt in members:
-                members.remove(rt)
-        self.last_state.pop(rt.inst.name, None)
+        self._leave_vrid(rt)
         if rt.xmit is not None:
             rt.xmit.close()
             rt.xmit = None
@@ -13349,7 +13380,7 @@ class Daemon:
             if self.stopping and not self._shutting_down_all:
                 self._maybe_finish()
             return
-        inst = rt.inst
+        inst, notified = rt.inst, rt.last_notified
         # kernel actions first, in order; log lines and notifications after them (they may be slow)
         for act in actions:
             if isinstance(act, (Log, Notify, NotifyRxLowerPri)):
@@ -13388,7 +13419,7 @@ class Daemon:
             elif isinstance(act, NotifyRxLowerPri):
                 self._safe(self.notifier.vrrp_master_rx_lower_pri, inst, act.priority)
         self._reschedule(rt)
-        self._follow_group(rt, actions)
+        self._follow_group(rt, actions, notified)
         if self.stopping and not self._shutting_down_all:
             self._maybe_finish()
 
@@ -13490,7 +13521,7 @@ class Daemon:
         m = rt.machine
         adv = VrrpAdvert(rt.version, m.vrid, priority, m.addresses, m.advert_int,
                          m.auth_type.value if rt.version == 2 else 0,
-                         m.auth_pass if m.auth_type == AuthType.PASS else b"")
+                         m.auth_pass)
         kernel_sum = sock.kernel_checksum  # IPv6: the kernel fills in the checksum
         old = self.g.vrrp_mcast_group4 if rt.old_checksum else None  # old_unicast_checksum: the group's sum
         msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, old or dst, rt.checksum_as_v2))
@@ -14028,9 +14059,10 @@ class Daemon:
                 self._bad(None, "truncated", f"truncated VRRP packet from {pkt.src} on {vsock.ifname}")
             return
         vrid = vrrp[1]
-        candidates = self.by_vrid.get((vsock.ifname, vsock.family, vrid), [])
+        vrids = self.by_vrid.get((vsock.ifname, vsock.family))
+        candidates = vrids.get(vrid, ()) if vrids is not None else ()
         if ah:
-            candidates = [r for r in candidates if r.ah is not None]
+            candidates = tuple(r for r in candidates if r.ah is not None)
             if not candidates:
                 return
         unicast = not is_multicast(pkt.dst)
