@@ -45,6 +45,7 @@ Only the standard library is used, and Python 3.9 is the minimum version.
 
 from __future__ import annotations
 
+import array
 import collections
 import enum
 import errno
@@ -1304,11 +1305,10 @@ class Config:
 
 
 class Token:
-    """One word of the configuration, with where it came from.
+    """One word of the configuration, with where it came from, as the parser reads it from the _Tokens.
 
     `lid` numbers logical lines across all files, so "same line" is one integer comparison. A quoted word
-    is a QuotedToken: four slots are a 64-byte object, the size of most of what the daemon keeps per instance,
-    so the memory of the tokens, released after the parse, serves the instances made next."""
+    is a QuotedToken."""
 
     __slots__ = ("text", "file", "line", "lid")
     quoted = False
@@ -1331,6 +1331,63 @@ class QuotedToken(Token):
 
     __slots__ = ()
     quoted = True
+
+
+class _Tokens:
+    """Every token of a configuration in a compact form, a Token made only when the parser reads one.
+
+    Per token, its word (one shared string per distinct word), its logical line and whether it was quoted; per
+    logical line, its file and line number: 13 bytes a token where a Token object and its two numbers were 130.
+    A thousand instances are some 20,000 tokens, and the memory they took as objects stayed in the daemon's
+    resident memory after the parse: the small-object allocator keeps every page it has used once a few live
+    objects share it."""
+
+    __slots__ = ("texts", "lids", "quoted", "lines", "file_of", "files", "file_index")
+
+    def __init__(self) -> None:
+        self.texts: List[str] = []
+        self.lids = array.array("I")
+        self.quoted = bytearray()
+        self.lines = array.array("I", [0])  # by lid; lid 0 is before the first line
+        self.file_of = array.array("I", [0])
+        self.files: List[str] = [""]
+        self.file_index: Dict[str, int] = {}
+
+    def new_line(self, file: str, line: int) -> int:
+        """The lid of a new logical line, at `line` of `file`."""
+        index = self.file_index.get(file)
+        if index is None:
+            index = self.file_index[file] = len(self.files)
+            self.files.append(file)
+        self.lines.append(line)
+        self.file_of.append(index)
+        return len(self.lines) - 1
+
+    def add(self, text: str, lid: int, quoted: bool = False) -> None:
+        self.texts.append(text)
+        self.lids.append(lid)
+        self.quoted.append(quoted)
+
+    def add_words(self, words: List[str], lid: int) -> None:
+        """The unquoted words of one logical line."""
+        self.texts.extend(words)
+        self.lids.extend([lid] * len(words))
+        self.quoted.extend(bytes(len(words)))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> Token:
+        lid = self.lids[i]
+        return (QuotedToken if self.quoted[i] else Token)(self.texts[i], self.files[self.file_of[lid]],
+                                                          self.lines[lid], lid)
+
+    def keyword_at(self, text: str, lid: int) -> Token:
+        """The keyword `text` as it was read on logical line `lid` (see _Parser.where)."""
+        return Token(text, self.files[self.file_of[lid]], self.lines[lid], lid)
+
+    def is_brace(self, i: int, brace: str) -> bool:
+        return self.texts[i] == brace and not self.quoted[i]
 
 
 _WORD_RE = re.compile(r"""[ \t\r\f\v]+|([!#].*)|([{}])|((?:\\.|\\$|[^\s{}"!#\\]|"(?:[^"\\]|\\.)*(?:"|\\?$))+)""")
@@ -1398,14 +1455,12 @@ class _Lexer:
 
     def __init__(self, diags: List[Diagnostic], config_id: Optional[str] = None):
         self.diags = diags
-        self.tokens: List[Token] = []
-        # one string per distinct word: a thousand instances repeat `state`, `MASTER`, `{`... and the token list
-        # is most of the memory a start needs (its peak stays in the daemon's resident memory)
+        self.tokens = _Tokens()
+        # one string per distinct word: a thousand instances repeat `state`, `MASTER`, `{`...
         self.words: Dict[str, str] = {}
         self.params: Dict[str, str] = {}
         self.files: List[str] = []
         self.stack: List[str] = []
-        self.lid = 0
         self.config_id = config_id if config_id is not None else socket.gethostname().split(".")[0]
         self.include_check = 0  # global_defs' include_check, as far as read; each file restores it at its end
 
@@ -1452,31 +1507,22 @@ class _Lexer:
             self.files.append(file)
         if "\0" in text:
             text = text.replace("\0", " ")
-        # lines end at "\n" only (as editors and keepalived count them), with a "\r" before it dropped
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        if "\r" in text:
-            lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
         # features absent from the whole text cost nothing per line
         has_backslash = "\\" in text
         special = "$" in text or "@" in text or "include" in text or "~" in text
         slow_chars = _SLOW_CHARS_RE.search
         tokens = self.tokens
-        word = self.words.setdefault
-        src = _SourceLines(lines)
-        n = len(lines)
-        while src.i < n:
-            line = lines[src.i]
-            src.i += 1
+        words_of = self.words.setdefault
+        src = _SourceLines(text)
+        while src.more():
+            line = src.next()
             line_no = src.i
             # vrrpd extension: a trailing backslash joins the next line (not in comments, and not in a
             # parameter definition, where keepalived's own multi-line form applies)
             if has_backslash and line.endswith("\\") and not _is_comment_line(line) \
                     and not _PARAM_DEF_RE.match(_strip_condition(line)):
-                while line.endswith("\\") and not line.endswith("\\\\") and src.i < n:
-                    line = line[:-1] + " " + lines[src.i]
-                    src.i += 1
+                while line.endswith("\\") and not line.endswith("\\\\") and src.more():
+                    line = line[:-1] + " " + src.next()
             if special:
                 self.logical(line, file, line_no, src, 0)
             elif slow_chars(line) is None:
@@ -1484,12 +1530,9 @@ class _Lexer:
                     line = line.replace("{", " { ").replace("}", " } ")
                 words = line.split()
                 if words:
-                    self.lid += 1
-                    lid = self.lid
-                    tokens.extend([Token(word(w, w), file, line_no, lid) for w in words])
+                    tokens.add_words([words_of(w, w) for w in words], tokens.new_line(file, line_no))
             else:
-                self.lid += 1
-                tokens.extend(self.split_line(line, file, line_no))
+                self.split_line(line, file, line_no)
 
     def logical(self, line: str, file: str, line_no: int, src: Optional[_SourceLines], depth: int) -> None:
         """One line as keepalived's read_line sees it: `@ID` condition first, then a `$NAME=` definition,
@@ -1525,7 +1568,7 @@ class _Lexer:
                 return
         first = stripped.split(None, 1)[0]
         if first in _INCLUDE_WORDS:
-            self.lid += 1
+            self.tokens.new_line(file, line_no)  # what follows the include is not on its line
             self.include(first, _strip_comment(stripped[len(first):]).split(), file, line_no)
             return
         if first == "include_check":  # it applies to the includes read after it (the parser checks its words)
@@ -1539,13 +1582,10 @@ class _Lexer:
                 line = line.replace("{", " { ").replace("}", " } ")
             words = line.split()
             if words:
-                self.lid += 1
-                lid = self.lid
-                word = self.words.setdefault
-                self.tokens.extend([Token(word(w, w), file, line_no, lid) for w in words])
+                words_of = self.words.setdefault
+                self.tokens.add_words([words_of(w, w) for w in words], self.tokens.new_line(file, line_no))
         else:
-            self.lid += 1
-            self.tokens.extend(self.split_line(line, file, line_no))
+            self.split_line(line, file, line_no)
 
     def define(self, name: str, value: str, src: Optional[_SourceLines]) -> None:
         """`$NAME=VALUE`; a value ending in `\\` continues on the next lines (each ending in `\\` but
@@ -1554,9 +1594,8 @@ class _Lexer:
             self.params[name] = value
             return
         parts = [value[:-1].rstrip()] if value[:-1].strip() else []
-        while src.i < len(src.lines):
-            text = _strip_comment(src.lines[src.i]).strip()
-            src.i += 1
+        while src.more():
+            text = _strip_comment(src.next()).strip()
             if not text:
                 break
             if text.endswith("\\"):
@@ -1635,16 +1674,17 @@ class _Lexer:
             self.params.update(values)
             self.logical(text, file, line_no, src, depth + 1)
 
-    def split_line(self, line: str, file: str, line_no: int) -> List[Token]:
-        """Words of a line with quotes, escapes or comments (the simple lines never get here)."""
-        lid = self.lid
-        out: List[Token] = []
+    def split_line(self, line: str, file: str, line_no: int) -> None:
+        """The words of a line with quotes, escapes or comments (the simple lines never get here)."""
+        tokens = self.tokens
+        lid = tokens.new_line(file, line_no)
+        words_of = self.words.setdefault
         for m in _WORD_RE.finditer(line):
             if m.group(1) is not None:
                 break
             brace = m.group(2)
             if brace is not None:
-                out.append(Token(brace, file, line_no, lid))
+                tokens.add(brace, lid)
                 continue
             word = m.group(3)
             if word is None:
@@ -1656,8 +1696,7 @@ class _Lexer:
                 word = _QUOTE_RE.sub(lambda q: q.group(0) if len(q.group(0)) == 2 else "", word)
             if "\\" in word:
                 word = word.replace("\\#", "#").replace("\\!", "!")
-            out.append((QuotedToken if quoted else Token)(word, file, line_no, lid))
-        return out
+            tokens.add(words_of(word, word), lid, quoted)
 
     def include(self, kind: str, patterns: List[str], file: str, line_no: int) -> None:
         """`include GLOB...`: relative to the including file's directory, sorted, loop-guarded."""
@@ -1710,13 +1749,28 @@ class _Lexer:
 
 
 class _SourceLines:
-    """The lines of one file and the index of the next one to read (multi-line definitions read ahead)."""
+    """The lines of one file, read one at a time (a multi-line definition reads ahead), and the number of the
+    last one read. Lines end at "\n" only, as editors and keepalived count them, with a "\r" before it dropped.
+    A list of all the lines of a large file was a megabyte of small strings at the peak of a start."""
 
-    __slots__ = ("lines", "i")
+    __slots__ = ("text", "pos", "i")
 
-    def __init__(self, lines: List[str]):
-        self.lines = lines
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
         self.i = 0
+
+    def more(self) -> bool:
+        return self.pos < len(self.text)
+
+    def next(self) -> str:
+        end = self.text.find("\n", self.pos)
+        if end < 0:
+            end = len(self.text)
+        line = self.text[self.pos:end]
+        self.pos = end + 1
+        self.i += 1
+        return line[:-1] if line.endswith("\r") else line
 
 
 def _strip_condition(line: str) -> str:
@@ -2141,10 +2195,9 @@ def _parse_port(text: str) -> int:
 
 
 class _Parser:
-    """Recursive descent over the token list, driven by KEYWORDS; fills a Config. The tokens of each top-level
-    statement read are released from the list (None)."""
+    """Recursive descent over the tokens, driven by KEYWORDS; fills a Config."""
 
-    def __init__(self, tokens: List[Token], diags: List[Diagnostic]):
+    def __init__(self, tokens: _Tokens, diags: List[Diagnostic]):
         self.toks = tokens
         self.n = len(tokens)
         self.i = 0
@@ -2153,7 +2206,13 @@ class _Parser:
         self.stack: List[str] = []  # names of the blocks being read, top level first
         self.unwind_to: Optional[int] = None  # after a missing '}': return up to this stack depth
         self._suffix_closes: Optional[List[int]] = None
-        self.seen: Dict[int, Dict[str, Token]] = {}  # id(object) -> keyword -> where it was set
+        # where each keyword was set (see where()): records of (keyword, lid, the object's record before) in
+        # flat arrays, and id(object) -> its last record. A dict of keywords per block was a third of what a
+        # start's parse of a thousand instances took, and that memory stayed in the daemon's.
+        self.set_words: List[str] = []
+        self.set_lids = array.array("I")
+        self.set_before = array.array("i")
+        self.last_set: Dict[int, int] = {}
         self.member_lines: Dict[Tuple[int, str], Token] = {}  # (id(sync group), member) -> token
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
         self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
@@ -2166,8 +2225,21 @@ class _Parser:
     def warning(self, tok: Token, message: str, hint: str = "") -> None:
         self.diags.append(Diagnostic(tok.file, tok.line, Severity.WARNING, message, hint))
 
+    def note_set(self, obj: Any, kw: Token) -> None:
+        """`kw` was read (with its values) in the block of `obj`."""
+        self.set_before.append(self.last_set.get(id(obj), -1))
+        self.last_set[id(obj)] = len(self.set_words)
+        self.set_words.append(kw.text)
+        self.set_lids.append(kw.lid)
+
     def where(self, obj: Any, keyword: str) -> Optional[Token]:
-        return self.seen.get(id(obj), {}).get(keyword)
+        """The keyword as last set in `obj`'s block, or None if it was not set there."""
+        i = self.last_set.get(id(obj), -1)
+        while i >= 0:
+            if self.set_words[i] == keyword:
+                return self.toks.keyword_at(keyword, self.set_lids[i])
+            i = self.set_before[i]
+        return None
 
     # -- typed values ---------------------------------------------------------------------
     def time_value(self, kw: Token, tok: Token, lo: float, hi: float) -> float:
@@ -2283,14 +2355,8 @@ class _Parser:
         depth = len(self.stack)
         self.stack.append(block)
         previous: Optional[Token] = None  # the last keyword read in this block
-        released = 0
         try:
             while self.i < self.n:
-                if opener is None and released < self.i:
-                    # the top level's statements read so far need their tokens no more (what the model and the
-                    # validation need is referenced): a thousand instances' tokens are most of a start's peak
-                    toks[released:self.i] = [None] * (self.i - released)
-                    released = self.i
                 tok = toks[self.i]
                 if not tok.quoted and tok.text in ("{", "}"):
                     self.i += 1
@@ -2349,13 +2415,12 @@ class _Parser:
         if self._suffix_closes is None:
             suffix = [0] * (self.n + 1)
             acc = 0
-            toks = self.toks
+            texts, quoted = self.toks.texts, self.toks.quoted
             for j in range(self.n - 1, -1, -1):
-                t = toks[j]
-                if t is not None and not t.quoted:  # None: a released token, before any i asked for
-                    if t.text == "}":
+                if not quoted[j]:
+                    if texts[j] == "}":
                         acc += 1
-                    elif t.text == "{":
+                    elif texts[j] == "{":
                         acc -= 1
                 suffix[j] = acc
             self._suffix_closes = suffix
@@ -2395,7 +2460,7 @@ class _Parser:
             else:
                 self.error(tok, f"'{tok.text}' needs {'a value' if lo == 1 else f'{lo} values'}")
                 return
-        self.seen.setdefault(id(obj), {})[tok.text] = tok
+        self.note_set(obj, tok)
         if sub is None:
             self.call(kw, tok, obj, args)
             return
@@ -2421,8 +2486,7 @@ class _Parser:
         self.statements(sub, child, tok)
 
     def _brace_next(self) -> bool:
-        nxt = self.peek()
-        return nxt is not None and nxt.is_brace("{")
+        return self.i < self.n and self.toks.is_brace(self.i, "{")
 
     def call(self, kw: Keyword, tok: Token, obj: Any, args: List[Token], *extra: Any) -> Any:
         if kw.handler is None:
