@@ -4673,6 +4673,28 @@ def test_rx_bufs_policy_advert_and_size_are_keepalived_s_shares(offline):
     assert config.global_defs.vrrp_rx_bufs_size == 4096 and config.global_defs.vrrp_rx_bufs_policy == ""
     assert "ignoring policy" in " ".join(messages(diags))
 
+def test_rtnetlink_reads_a_dump_much_larger_than_one_receive_buffer_whole(lab):
+    """A netlink request reads NETLINK_RECV_SIZE at a time: 4,000 addresses (some 400 KB of dump) still arrive
+    whole, with their labels, and an address added or deleted is acknowledged."""
+    node = lab.host("n", "10.82.0.2/16")
+    batch = "".join(f"address add 10.82.{i // 250 + 1}.{i % 250 + 1}/32 dev eth0 label eth0:v\n" for i in range(4000))
+    lab.sh(["ip", "-n", node, "-batch", "-"], input=batch)
+    out = run_py_in(lab, node, (
+        "import ipaddress, socket\n"
+        "nl = vrrpd.Rtnetlink()\n"
+        "found = [a for a in nl.addresses() if a.address.version == 4 and a.address.ip.packed[1] == 82]\n"
+        "print(len(found), len({a.address for a in found}), sorted({a.label for a in found}))\n"
+        "vip = vrrpd.VirtualIP(address=ipaddress.ip_interface('10.82.200.1/32'))\n"
+        "eth0 = socket.if_nametoindex('eth0')\n"
+        "print(nl.add_address(eth0, vip), len(nl.addresses()))\n"
+        "nl.del_address(eth0, vip)\n"
+        "print(len(nl.addresses()), len(nl.links()))\n"
+    ), timeout=60).stdout.splitlines()
+    assert out[0] == "4001 4001 ['eth0', 'eth0:v']", out  # and 10.82.0.2, labelled eth0
+    assert out[1].split()[0] == "True" and int(out[2].split()[0]) == int(out[1].split()[1]) - 1, out
+    assert int(out[2].split()[1]) >= 2, out  # lo and eth0
+
+
 def test_macvlan_rtnetlink_messages_create_a_private_vmac(lab):
     node = lab.host("n", "10.81.0.2/24")
     run_py_in(lab, node, (

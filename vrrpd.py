@@ -9078,6 +9078,12 @@ class _RxSocket:
         return struct.unpack_from(f"={len(info) // 4}I", info)[SK_MEMINFO_DROPS] if len(info) >= 36 else None
 
 
+# What one recv() of a netlink socket takes: the kernel fills each batch of a dump to the longest read of the
+# socket, but to a page at least and 32 KB at most (netlink_recvmsg, netlink_dump), and an event is smaller. More
+# would only be allocated for each answer (a takeover asks once per VIP) and never filled.
+NETLINK_RECV_SIZE = 1 << 16
+
+
 class NetlinkSocket:
     """A netlink socket with the one request loop of this file: rtnetlink (addresses, links, VMACs) and
     generic netlink (IPVS) both send through request().
@@ -9102,7 +9108,7 @@ class NetlinkSocket:
         out: List[Tuple[int, bytes]] = []
         while True:
             try:
-                replies, finished = nlmsg_replies(self.sock.recv(1 << 20), self.seq)
+                replies, finished = nlmsg_replies(self.sock.recv(NETLINK_RECV_SIZE), self.seq)
             except PacketError as exc:
                 raise NetlinkError(errno.EPROTO, f"malformed netlink answer ({exc})") from None
             out += [(rtype, body) for rtype, _rflags, body in replies]
@@ -9210,7 +9216,7 @@ class RtnetlinkMonitor:
         events: List[Tuple[int, Union[LinkInfo, AddrInfo, RouteInfo]]] = []
         while True:
             try:
-                data = self.sock.recv(1 << 16)
+                data = self.sock.recv(NETLINK_RECV_SIZE)
             except BlockingIOError:
                 return events
             except OSError as exc:
