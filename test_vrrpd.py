@@ -899,7 +899,8 @@ def test_config_id_selects_conditional_lines_and_env_parameters(monkeypatch):
 def test_lexer_keeps_one_string_per_distinct_word(tmp_path):
     """A thousand instances repeat the same keywords: their tokens share one string each (the token list is
     most of what a start's memory peaks at), and what the model keeps of them too."""
-    one = "vrrp_instance VI_{n} {{\n    state MASTER\n    interface eth0\n    virtual_router_id {n}\n}}\n"
+    one = "vrrp_instance VI_{n} {{\n    state MASTER\n    interface eth0\n    virtual_router_id {n}\n" \
+        "    advert_int 2\n}}\n"
     text = "".join(one.format(n=n) for n in (1, 2)) + "@x " + one.format(n=3)
     path = tmp_path / "k.conf"
     path.write_text(text)
@@ -912,6 +913,7 @@ def test_lexer_keeps_one_string_per_distinct_word(tmp_path):
     config, _diags = vrrpd.parse_config(str(path), config_id="x")
     assert [i.name for i in config.vrrp_instances] == ["VI_1", "VI_2", "VI_3"]
     assert config.vrrp_instances[0].interface is config.vrrp_instances[1].interface
+    assert config.vrrp_instances[0].advert_int is config.vrrp_instances[1].advert_int == 2.0  # one float
 
 
 def test_lexed_tokens_are_kept_compactly_and_the_parser_still_finds_an_unclosed_block():
@@ -2598,6 +2600,12 @@ def test_the_empty_list_fields_of_parsed_instances_are_one_read_only_list():
     config, _ = vrrpd.parse_config_text(instance_text() + instance_text(name="VI_2", vrid=52), "a.conf")
     a, b = config.vrrp_instances
     assert a.track_script is b.virtual_routes and a.track_script == [] and repr(a.unicast_peer) == "[]"
+    assert not {"track_script", "virtual_routes", "unicast_peer"} & set(vars(a))  # the class default: nothing held
+    fresh = vrrpd.VrrpInstance("VI_3")
+    with pytest.raises(TypeError):
+        fresh.track_script.append(vrrpd.TrackRef("chk"))
+    vrrpd.own_list(fresh, "track_script").append(vrrpd.TrackRef("chk"))
+    assert fresh.track_script == [vrrpd.TrackRef("chk")] and vrrpd.VrrpInstance("VI_4").track_script == []
     with pytest.raises(TypeError):
         a.track_script.append(vrrpd.TrackRef("chk"))
     assert b.track_script == [] and type(vrrpd.small_asdict(a)["track_script"]) is list

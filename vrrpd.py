@@ -510,13 +510,26 @@ def ip_interface(address: Any) -> IPInterface:
     raise ValueError(f"{address!r} does not appear to be an IPv4 or IPv6 interface")
 
 
+def own_list(obj: Any, name: str) -> List[Any]:
+    """The list field `name` of `obj`, made a list of its own first if it is the shared empty one."""
+    value = getattr(obj, name)
+    if value is _EMPTY_LIST:
+        value = []
+        setattr(obj, name, value)
+    return value
+
+
 def share_empty_lists(obj: Any) -> None:
-    """Point each empty list field (default_factory=list) of a small_dataclass at _EMPTY_LIST."""
+    """Point each empty list field of a small_dataclass at _EMPTY_LIST: where that is the field's default, the
+    object then holds nothing for it."""
     for name, f in type(obj)._small_fields.items():
-        if f.default_factory is list:
+        if f.default_factory is list or f.default is _EMPTY_LIST:
             value = getattr(obj, name)
             if value.__class__ is list and not value:
-                setattr(obj, name, _EMPTY_LIST)
+                if f.default is _EMPTY_LIST:
+                    delattr(obj, name)
+                else:
+                    setattr(obj, name, _EMPTY_LIST)
 
 
 class State(enum.Enum):
@@ -897,17 +910,19 @@ class VrrpInstance:
     version: Optional[int] = None  # None: global vrrp_version
     auth_type: AuthType = AuthType.NONE
     auth_pass: bytes = b""  # already truncated to 8 bytes
-    virtual_ipaddress: List[VirtualIP] = field(default_factory=list)
-    virtual_ipaddress_excluded: List[VirtualIP] = field(default_factory=list)
-    virtual_routes: List[Route] = field(default_factory=list)  # installed while MASTER
-    virtual_rules: List[Rule] = field(default_factory=list)
-    track_interface: List[TrackRef] = field(default_factory=list)
-    track_script: List[TrackRef] = field(default_factory=list)
-    track_file: List[TrackRef] = field(default_factory=list)
-    track_process: List[TrackRef] = field(default_factory=list)
-    track_bfd: List[TrackRef] = field(default_factory=list)
+    # the list fields start as the one read-only empty list, a class attribute like the other defaults: the
+    # parser gives a field a list of its own when it has something to put in it (own_list)
+    virtual_ipaddress: List[VirtualIP] = _EMPTY_LIST
+    virtual_ipaddress_excluded: List[VirtualIP] = _EMPTY_LIST
+    virtual_routes: List[Route] = _EMPTY_LIST  # installed while MASTER
+    virtual_rules: List[Rule] = _EMPTY_LIST
+    track_interface: List[TrackRef] = _EMPTY_LIST
+    track_script: List[TrackRef] = _EMPTY_LIST
+    track_file: List[TrackRef] = _EMPTY_LIST
+    track_process: List[TrackRef] = _EMPTY_LIST
+    track_bfd: List[TrackRef] = _EMPTY_LIST
     unicast_src_ip: Optional[IPAddress] = None
-    unicast_peer: List[UnicastPeer] = field(default_factory=list)
+    unicast_peer: List[UnicastPeer] = _EMPTY_LIST
     unicast_ttl: int = 255
     mcast_src_ip: Optional[IPAddress] = None
     mcast_dst_ip: Optional[IPAddress] = None  # None: the global vrrp_mcast_group4/6
@@ -2217,6 +2232,7 @@ class _Parser:
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
         self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
         self.said_once: set = set()  # accepted-only keywords already warned about
+        self.times: Dict[float, float] = {}
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -2252,7 +2268,7 @@ class _Parser:
                          f"write '{kw.text} {value:g}'")
         if not lo <= value <= hi:
             raise _Invalid(f"'{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
-        return value
+        return self.times.setdefault(value, value)  # a thousand instances' `advert_int 1` are one float
 
     def ip_value(self, tok: Token) -> IPAddress:
         return _parse_ip(tok.text)
@@ -3185,11 +3201,11 @@ def _rule_entries(p: _Parser, entries: List[List[Token]], static: bool) -> List[
 
 
 def _i_routes(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
-    inst.virtual_routes.extend(_route_entries(p, entries, static=False))
+    own_list(inst, "virtual_routes").extend(_route_entries(p, entries, static=False))
 
 
 def _i_rules(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
-    inst.virtual_rules.extend(_rule_entries(p, entries, static=False))
+    own_list(inst, "virtual_rules").extend(_rule_entries(p, entries, static=False))
 
 
 def _top_static_routes(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
@@ -4014,13 +4030,13 @@ def _ah_choice(attr: str, choices: Tuple[str, ...]) -> Handler:
 
 def _i_vips(attr: str) -> Handler:
     def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
-        getattr(inst, attr).extend(_vip_entries(p, entries))
+        own_list(inst, attr).extend(_vip_entries(p, entries))
     return handler
 
 
 def _i_track(attr: str, lo: int = -253, hi: int = 253) -> Handler:
     def handler(p: _Parser, obj: Any, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
-        getattr(obj, attr).extend(_track_refs(p, entries, lo, hi))
+        own_list(obj, attr).extend(_track_refs(p, entries, lo, hi))
     return handler
 
 
@@ -4031,7 +4047,7 @@ def _i_unicast_peer(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]
             words = [t.text for t in entry[1:]]
             for name, value in zip(words[::2], words[1::2]):
                 setattr(peer, name, _parse_int(value, 0, 255))
-            inst.unicast_peer.append(peer)
+            own_list(inst, "unicast_peer").append(peer)
         except _Invalid as exc:
             p.error(entry[0], f"unicast_peer: {exc}")
 
