@@ -2536,6 +2536,25 @@ def test_daemon_hands_each_advert_to_the_instance_of_its_interface_family_vrid_a
     assert sum("Unknown VRID(51) received on interface(eth0)" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_the_instances_share_one_timer_callback_and_a_master_keeps_its_timer(offline):
+    """Every instance's Timer calls the Daemon's one bound method; a MASTER's Timer is set again for each
+    advert, not made anew, and each instance sends its adverts on time."""
+    text = "global_defs {\n    router_id offline\n}\n" + "".join(
+        instance_text(name=f"VI_{vrid}", vrid=vrid, vips=[f"10.0.0.{vrid}/24"]).split("}\n", 1)[1]
+        for vrid in (51, 52, 53))
+    d, kernel = offline(text)
+    callbacks = {id(rt.timer.callback) for rt in d.runtimes}
+    assert len(callbacks) == 1 and [rt.timer.args for rt in d.runtimes] == [(rt,) for rt in d.runtimes]
+    d.loop.advance(max(rt.machine.master_down_interval for rt in d.runtimes) + 0.01)
+    assert [rt.machine.state for rt in d.runtimes] == [vrrpd.State.MASTER] * 3
+    timers = [rt.timer for rt in d.runtimes]
+    sent = [rt.adverts_sent for rt in d.runtimes]
+    for _ in range(5):
+        d.loop.advance(1.0)
+    assert [rt.timer for rt in d.runtimes] == timers and {id(t.callback) for t in timers} == callbacks
+    assert [rt.adverts_sent - n for rt, n in zip(d.runtimes, sent)] == [5, 5, 5]
+
+
 @pytest.mark.parametrize("family", [4, 6])
 def test_daemon_counts_priority_zero_both_ways(offline, family):
     d, kernel = offline(instance_text(family=family))

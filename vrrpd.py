@@ -12635,6 +12635,7 @@ class Daemon:
         self.kernel = kernel or Kernel()
         self.g = config.global_defs
         self.runtimes: List[InstanceRuntime] = []
+        self._on_instance_timer = self._on_timer  # the callback of every instance's Timer (see _arm)
         # (ifname, family) -> VRID -> the instances that receive for it: a key per interface and family, not one
         # per instance, and a tuple of the few members (mostly one)
         self.by_vrid: Dict[Tuple[str, int], Dict[int, Tuple[InstanceRuntime, ...]]] = {}
@@ -13456,7 +13457,14 @@ class Daemon:
             rt.timer.cancel()
             rt.timer = None
         if deadline is not None:
-            rt.timer = self.loop.call_at(deadline, self._on_timer, rt)
+            self._arm(rt, deadline)
+
+    def _arm(self, rt: InstanceRuntime, deadline: float, timer: Optional[Timer] = None) -> None:
+        """Set the instance's timer for `deadline`: `timer`, the one that has just run, again if given, else a
+        new Timer. Each calls back the one bound method of the Daemon, _on_instance_timer (a bound method made
+        per Timer is 64 bytes an instance)."""
+        rt.timer = self.loop.call_again(timer, deadline) if timer is not None \
+            else self.loop.call_at(deadline, self._on_instance_timer, rt)
 
     def _on_timer(self, rt: InstanceRuntime) -> None:
         timer, rt.timer = rt.timer, None
@@ -13478,8 +13486,7 @@ class Daemon:
             # _reschedule); the same Timer waits for the new deadline, as _apply() would set a new one
             deadline = m.next_deadline()
             if deadline is not None:
-                rt.timer = self.loop.call_again(timer, deadline) if timer is not None \
-                    else self.loop.call_at(deadline, self._on_timer, rt)
+                self._arm(rt, deadline, timer)
             return
         if len(actions) == 1 and type(actions[0]) is SendAdvert and not self.stopping:
             # the steady MASTER case, a thousand times a second with a thousand instances: the advert, and the
@@ -13489,8 +13496,7 @@ class Daemon:
                 self._spread(rt, timer.when)
             deadline = m.next_deadline()
             if deadline is not None:
-                rt.timer = self.loop.call_again(timer, deadline) if timer is not None \
-                    else self.loop.call_at(deadline, self._on_timer, rt)
+                self._arm(rt, deadline, timer)
             return
         self._apply(rt, actions)
 
@@ -13989,7 +13995,7 @@ class Daemon:
         for read in busy:
             read()
         if rt.timer is None:  # no advert of the master in that batch: look again on the next pass
-            rt.timer = self.loop.call_at(now, self._on_timer, rt)
+            self._arm(rt, now)
         return True
 
     def _update_rx_filters(self) -> None:
