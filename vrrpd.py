@@ -5014,18 +5014,21 @@ class _Validator:
 
     def instance_duplicates(self, inst: VrrpInstance) -> None:
         """keepalived 2.3.3: a VIP (or eVIP) already given on the same interface, and a unicast_peer given twice,
-        are dropped with a warning."""
+        are dropped with a warning. A list is replaced only when something is dropped from it: an instance that
+        is given a new attribute after the others were made has its own dict (232 bytes) made for it."""
         seen: Dict[Tuple[Any, Optional[str]], VirtualIP] = {}
         for attr in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+            vips = getattr(inst, attr)
             kept = []
-            for vip in getattr(inst, attr):
+            for vip in vips:
                 key = (vip.address.ip, vip.dev or inst.interface)
                 if key in seen:
                     self.warn(inst.file, vip.line, f"({inst.name}): VIP duplicates a VIP {vip.address.ip} - ignoring")
                     continue
                 seen[key] = vip
                 kept.append(vip)
-            setattr(inst, attr, kept)
+            if len(kept) < len(vips):
+                setattr(inst, attr, kept)
         peers: List[UnicastPeer] = []
         for peer in inst.unicast_peer:
             if any(p.address == peer.address for p in peers):
@@ -5033,7 +5036,8 @@ class _Validator:
                           f"({inst.name}) unicast_peer {peer.address} given twice - ignoring")
                 continue
             peers.append(peer)
-        inst.unicast_peer = peers
+        if len(peers) < len(inst.unicast_peer):
+            inst.unicast_peer = peers
 
     def instance_vips(self, inst: VrrpInstance) -> None:
         """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
