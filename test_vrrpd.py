@@ -917,7 +917,7 @@ def test_lexer_keeps_one_string_per_distinct_word(tmp_path):
 
 
 def test_lexed_tokens_are_kept_compactly_and_the_parser_still_finds_an_unclosed_block():
-    """The lexer makes no Token objects (the parser gets one per word it reads), about 13 bytes a token."""
+    """The lexer makes no Token objects (the parser gets one per word it reads), about 17 bytes a token."""
     one = "vrrp_instance VI_{n} {{\n    interface eth0\n    virtual_router_id {n}\n    priority 100\n}}\n"
     text = "global_defs {\n    router_id r1\n}\n" + one.format(n=1) + "vrrp_instance VI_2 {\n    interface eth0\n" \
         + "".join(one.format(n=n) for n in range(3, 203))  # VI_2 is not closed

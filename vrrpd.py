@@ -1352,7 +1352,8 @@ class _Tokens:
     """Every token of a configuration in a compact form, a Token made only when the parser reads one.
 
     Per token, its word (one shared string per distinct word), its logical line and whether it was quoted; per
-    logical line, its file and line number: 13 bytes a token where a Token object and its two numbers were 130.
+    logical line, its file and line number: about 17 bytes a token, where a Token object, its place in a list and
+    its two numbers were about 100.
     A thousand instances are some 20,000 tokens, and the memory they took as objects stayed in the daemon's
     resident memory after the parse: the small-object allocator keeps every page it has used once a few live
     objects share it."""
