@@ -9741,18 +9741,29 @@ def test_without_docstrings_drops_the_docstrings_optimize_2_drops_from_functions
 
 
 def test_daemon_reexecs_from_bytecode_cache_keeping_its_pid(lab, tmp_path):
+    """...with glibc's mmap threshold fixed for itself (the exec's environment), not for its scripts."""
     ns = lab.host("a", "10.66.0.1/24")
+    script = tmp_path / "env.sh"
+    script.write_text(f"#!/bin/sh\nenv > {tmp_path}/env.out\n")
+    script.chmod(0o755)
     conf = tmp_path / "a.conf"
     conf.write_text("vrrp_instance VI_1 {\n state MASTER\n interface eth0\n virtual_router_id 9\n"
-                    " priority 150\n advert_int 0.1\n version 3\n virtual_ipaddress {\n 10.66.0.100/24\n }\n}\n")
+                    " priority 150\n advert_int 0.1\n version 3\n virtual_ipaddress {\n 10.66.0.100/24\n }\n"
+                    f" notify_master {script}\n}}\n")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
     proc = lab.exec(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL)
+                    stderr=subprocess.DEVNULL, env=env)
     wait_for(lambda: lab.has_address(ns, "10.66.0.100"), 10, what="VIP on the node")
     pids = [int(p) for p in sh(["ip", "netns", "pids", ns]).stdout.split()]
     assert pids == [proc.pid]
     cmdline = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")
     assert b"-c" in cmdline and any(part.endswith(b".pyc") for part in cmdline), cmdline
     assert VRRPD.encode() in cmdline
+    assert b"MALLOC_MMAP_THRESHOLD_=131072" in Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+    wait_for(lambda: (tmp_path / "env.out").exists() and "PATH=" in (tmp_path / "env.out").read_text(), 10,
+             what="the notify script's environment")
+    assert "MALLOC_MMAP_THRESHOLD_" not in (tmp_path / "env.out").read_text()
+    assert "VRRPD_UNSET" not in (tmp_path / "env.out").read_text()
     proc.terminate()
     assert proc.wait(5) == 0
     assert not lab.has_address(ns, "10.66.0.100")
