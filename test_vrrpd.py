@@ -899,7 +899,8 @@ def test_config_id_selects_conditional_lines_and_env_parameters(monkeypatch):
 def test_lexer_keeps_one_string_per_distinct_word(tmp_path):
     """A thousand instances repeat the same keywords: their tokens share one string each (the token list is
     most of what a start's memory peaks at), and what the model keeps of them too."""
-    one = "vrrp_instance VI_{n} {{\n    state MASTER\n    interface eth0\n    virtual_router_id {n}\n}}\n"
+    one = "vrrp_instance VI_{n} {{\n    state MASTER\n    interface eth0\n    virtual_router_id {n}\n" \
+        "    advert_int 2\n}}\n"
     text = "".join(one.format(n=n) for n in (1, 2)) + "@x " + one.format(n=3)
     path = tmp_path / "k.conf"
     path.write_text(text)
@@ -912,10 +913,11 @@ def test_lexer_keeps_one_string_per_distinct_word(tmp_path):
     config, _diags = vrrpd.parse_config(str(path), config_id="x")
     assert [i.name for i in config.vrrp_instances] == ["VI_1", "VI_2", "VI_3"]
     assert config.vrrp_instances[0].interface is config.vrrp_instances[1].interface
+    assert config.vrrp_instances[0].advert_int is config.vrrp_instances[1].advert_int == 2.0  # one float
 
 
 def test_lexed_tokens_are_kept_compactly_and_the_parser_still_finds_an_unclosed_block():
-    """The lexer makes no Token objects (the parser gets one per word it reads), about 13 bytes a token."""
+    """The lexer makes no Token objects (the parser gets one per word it reads), about 17 bytes a token."""
     one = "vrrp_instance VI_{n} {{\n    interface eth0\n    virtual_router_id {n}\n    priority 100\n}}\n"
     text = "global_defs {\n    router_id r1\n}\n" + one.format(n=1) + "vrrp_instance VI_2 {\n    interface eth0\n" \
         + "".join(one.format(n=n) for n in range(3, 203))  # VI_2 is not closed
@@ -2617,6 +2619,12 @@ def test_the_empty_list_fields_of_parsed_instances_are_one_read_only_list():
     config, _ = vrrpd.parse_config_text(instance_text() + instance_text(name="VI_2", vrid=52), "a.conf")
     a, b = config.vrrp_instances
     assert a.track_script is b.virtual_routes and a.track_script == [] and repr(a.unicast_peer) == "[]"
+    assert not {"track_script", "virtual_routes", "unicast_peer"} & set(vars(a))  # the class default: nothing held
+    fresh = vrrpd.VrrpInstance("VI_3")
+    with pytest.raises(TypeError):
+        fresh.track_script.append(vrrpd.TrackRef("chk"))
+    vrrpd.own_list(fresh, "track_script").append(vrrpd.TrackRef("chk"))
+    assert fresh.track_script == [vrrpd.TrackRef("chk")] and vrrpd.VrrpInstance("VI_4").track_script == []
     with pytest.raises(TypeError):
         a.track_script.append(vrrpd.TrackRef("chk"))
     assert b.track_script == [] and type(vrrpd.small_asdict(a)["track_script"]) is list
@@ -9755,18 +9763,29 @@ def test_without_docstrings_drops_the_docstrings_optimize_2_drops_from_functions
 
 
 def test_daemon_reexecs_from_bytecode_cache_keeping_its_pid(lab, tmp_path):
+    """...with glibc's mmap threshold fixed for itself (the exec's environment), not for its scripts."""
     ns = lab.host("a", "10.66.0.1/24")
+    script = tmp_path / "env.sh"
+    script.write_text(f"#!/bin/sh\nenv > {tmp_path}/env.out\n")
+    script.chmod(0o755)
     conf = tmp_path / "a.conf"
     conf.write_text("vrrp_instance VI_1 {\n state MASTER\n interface eth0\n virtual_router_id 9\n"
-                    " priority 150\n advert_int 0.1\n version 3\n virtual_ipaddress {\n 10.66.0.100/24\n }\n}\n")
+                    " priority 150\n advert_int 0.1\n version 3\n virtual_ipaddress {\n 10.66.0.100/24\n }\n"
+                    f" notify_master {script}\n}}\n")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
     proc = lab.exec(ns, [PYTHON, VRRPD, "-n", "-l", "-f", str(conf)], stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL)
+                    stderr=subprocess.DEVNULL, env=env)
     wait_for(lambda: lab.has_address(ns, "10.66.0.100"), 10, what="VIP on the node")
     pids = [int(p) for p in sh(["ip", "netns", "pids", ns]).stdout.split()]
     assert pids == [proc.pid]
     cmdline = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")
     assert b"-c" in cmdline and any(part.endswith(b".pyc") for part in cmdline), cmdline
     assert VRRPD.encode() in cmdline
+    assert b"MALLOC_MMAP_THRESHOLD_=131072" in Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+    wait_for(lambda: (tmp_path / "env.out").exists() and "PATH=" in (tmp_path / "env.out").read_text(), 10,
+             what="the notify script's environment")
+    assert "MALLOC_MMAP_THRESHOLD_" not in (tmp_path / "env.out").read_text()
+    assert "VRRPD_UNSET" not in (tmp_path / "env.out").read_text()
     proc.terminate()
     assert proc.wait(5) == 0
     assert not lab.has_address(ns, "10.66.0.100")

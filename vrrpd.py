@@ -123,6 +123,8 @@ PROG = "vrrpd"
 BYTECODE_CACHE_DIRS = ("/var/cache/vrrpd", "/run/vrrpd/cache")
 _BYTECODE_LOADER = (  # what `python3 -S -c` runs: only builtin modules, no importlib.util (contextlib, warnings)
     "import marshal, os, sys, _frozen_importlib_external as b\n"
+    "for name in os.environ.pop('VRRPD_UNSET', '').split():  # set for this interpreter only\n"
+    "    os.environ.pop(name, None)\n"
     "try:\n"
     "    with open(sys.argv[1], 'rb') as fh:\n"
     "        data = fh.read()\n"
@@ -210,7 +212,12 @@ def reexec_from_bytecode_cache() -> None:
 
     Python compiles a script on every start and the compiler's freed memory stays in the heap: about 20 MB
     of the daemon's resident memory. The new interpreter also skips `site` (-S): vrrpd needs nothing from
-    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off."""
+    site-packages, and what `.pth` files pull in costs a few more MB. Set VRRPD_NO_REEXEC=1 to turn this off.
+
+    glibc's malloc raises its mmap threshold to the size of the largest block freed, here the byte code it loads
+    (1.2 MB); the arrays of a large configuration's parse then come from the heap and stay in it. The new
+    interpreter starts with the threshold fixed at glibc's default (MALLOC_MMAP_THRESHOLD_, unless already set):
+    0.2 MB less with 1,000 instances. The loader removes the variable again, so scripts do not inherit it."""
     if __name__ != "__main__" or os.environ.get("VRRPD_NO_REEXEC"):
         return
     global _SCRIPT_CODE
@@ -219,10 +226,13 @@ def reexec_from_bytecode_cache() -> None:
     _SCRIPT_CODE = None
     if pyc is None:
         return
+    env = os.environ
+    if "MALLOC_MMAP_THRESHOLD_" not in env:
+        env = dict(env, MALLOC_MMAP_THRESHOLD_=str(128 << 10), VRRPD_UNSET="MALLOC_MMAP_THRESHOLD_")
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execv(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:])
+        os.execve(sys.executable, [sys.executable, "-S", "-c", _BYTECODE_LOADER, pyc, source] + sys.argv[1:], env)
     except OSError:
         pass  # run from the source, as without a cache
 
@@ -510,13 +520,26 @@ def ip_interface(address: Any) -> IPInterface:
     raise ValueError(f"{address!r} does not appear to be an IPv4 or IPv6 interface")
 
 
+def own_list(obj: Any, name: str) -> List[Any]:
+    """The list field `name` of `obj`, made a list of its own first if it is the shared empty one."""
+    value = getattr(obj, name)
+    if value is _EMPTY_LIST:
+        value = []
+        setattr(obj, name, value)
+    return value
+
+
 def share_empty_lists(obj: Any) -> None:
-    """Point each empty list field (default_factory=list) of a small_dataclass at _EMPTY_LIST."""
+    """Point each empty list field of a small_dataclass at _EMPTY_LIST: where that is the field's default, the
+    object then holds nothing for it."""
     for name, f in type(obj)._small_fields.items():
-        if f.default_factory is list:
+        if f.default_factory is list or f.default is _EMPTY_LIST:
             value = getattr(obj, name)
             if value.__class__ is list and not value:
-                setattr(obj, name, _EMPTY_LIST)
+                if f.default is _EMPTY_LIST:
+                    delattr(obj, name)
+                else:
+                    setattr(obj, name, _EMPTY_LIST)
 
 
 class State(enum.Enum):
@@ -897,17 +920,19 @@ class VrrpInstance:
     version: Optional[int] = None  # None: global vrrp_version
     auth_type: AuthType = AuthType.NONE
     auth_pass: bytes = b""  # already truncated to 8 bytes
-    virtual_ipaddress: List[VirtualIP] = field(default_factory=list)
-    virtual_ipaddress_excluded: List[VirtualIP] = field(default_factory=list)
-    virtual_routes: List[Route] = field(default_factory=list)  # installed while MASTER
-    virtual_rules: List[Rule] = field(default_factory=list)
-    track_interface: List[TrackRef] = field(default_factory=list)
-    track_script: List[TrackRef] = field(default_factory=list)
-    track_file: List[TrackRef] = field(default_factory=list)
-    track_process: List[TrackRef] = field(default_factory=list)
-    track_bfd: List[TrackRef] = field(default_factory=list)
+    # the list fields start as the one read-only empty list, a class attribute like the other defaults: the
+    # parser gives a field a list of its own when it has something to put in it (own_list)
+    virtual_ipaddress: List[VirtualIP] = _EMPTY_LIST
+    virtual_ipaddress_excluded: List[VirtualIP] = _EMPTY_LIST
+    virtual_routes: List[Route] = _EMPTY_LIST  # installed while MASTER
+    virtual_rules: List[Rule] = _EMPTY_LIST
+    track_interface: List[TrackRef] = _EMPTY_LIST
+    track_script: List[TrackRef] = _EMPTY_LIST
+    track_file: List[TrackRef] = _EMPTY_LIST
+    track_process: List[TrackRef] = _EMPTY_LIST
+    track_bfd: List[TrackRef] = _EMPTY_LIST
     unicast_src_ip: Optional[IPAddress] = None
-    unicast_peer: List[UnicastPeer] = field(default_factory=list)
+    unicast_peer: List[UnicastPeer] = _EMPTY_LIST
     unicast_ttl: int = 255
     mcast_src_ip: Optional[IPAddress] = None
     mcast_dst_ip: Optional[IPAddress] = None  # None: the global vrrp_mcast_group4/6
@@ -1337,7 +1362,8 @@ class _Tokens:
     """Every token of a configuration in a compact form, a Token made only when the parser reads one.
 
     Per token, its word (one shared string per distinct word), its logical line and whether it was quoted; per
-    logical line, its file and line number: 13 bytes a token where a Token object and its two numbers were 130.
+    logical line, its file and line number: about 17 bytes a token, where a Token object, its place in a list and
+    its two numbers were about 100.
     A thousand instances are some 20,000 tokens, and the memory they took as objects stayed in the daemon's
     resident memory after the parse: the small-object allocator keeps every page it has used once a few live
     objects share it."""
@@ -2217,6 +2243,7 @@ class _Parser:
         self.commands: List[Tuple[Command, Token]] = []  # every script/notify command, for validation
         self.rule_priorities = {4: RULE_START_PRIORITY, 6: RULE_START_PRIORITY}  # rules without a preference
         self.said_once: set = set()  # accepted-only keywords already warned about
+        self.times: Dict[float, float] = {}
 
     # -- diagnostics ----------------------------------------------------------------------
     def error(self, tok: Token, message: str, hint: str = "") -> None:
@@ -2252,7 +2279,7 @@ class _Parser:
                          f"write '{kw.text} {value:g}'")
         if not lo <= value <= hi:
             raise _Invalid(f"'{tok.text}' outside range [{lo:g}, {hi:g}] seconds")
-        return value
+        return self.times.setdefault(value, value)  # a thousand instances' `advert_int 1` are one float
 
     def ip_value(self, tok: Token) -> IPAddress:
         return _parse_ip(tok.text)
@@ -3185,11 +3212,11 @@ def _rule_entries(p: _Parser, entries: List[List[Token]], static: bool) -> List[
 
 
 def _i_routes(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
-    inst.virtual_routes.extend(_route_entries(p, entries, static=False))
+    own_list(inst, "virtual_routes").extend(_route_entries(p, entries, static=False))
 
 
 def _i_rules(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
-    inst.virtual_rules.extend(_rule_entries(p, entries, static=False))
+    own_list(inst, "virtual_rules").extend(_rule_entries(p, entries, static=False))
 
 
 def _top_static_routes(p: _Parser, cfg: Config, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
@@ -4014,13 +4041,13 @@ def _ah_choice(attr: str, choices: Tuple[str, ...]) -> Handler:
 
 def _i_vips(attr: str) -> Handler:
     def handler(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
-        getattr(inst, attr).extend(_vip_entries(p, entries))
+        own_list(inst, attr).extend(_vip_entries(p, entries))
     return handler
 
 
 def _i_track(attr: str, lo: int = -253, hi: int = 253) -> Handler:
     def handler(p: _Parser, obj: Any, kw: Token, args: List[Token], entries: List[List[Token]]) -> None:
-        getattr(obj, attr).extend(_track_refs(p, entries, lo, hi))
+        own_list(obj, attr).extend(_track_refs(p, entries, lo, hi))
     return handler
 
 
@@ -4031,7 +4058,7 @@ def _i_unicast_peer(p: _Parser, inst: VrrpInstance, kw: Token, args: List[Token]
             words = [t.text for t in entry[1:]]
             for name, value in zip(words[::2], words[1::2]):
                 setattr(peer, name, _parse_int(value, 0, 255))
-            inst.unicast_peer.append(peer)
+            own_list(inst, "unicast_peer").append(peer)
         except _Invalid as exc:
             p.error(entry[0], f"unicast_peer: {exc}")
 
@@ -4998,18 +5025,21 @@ class _Validator:
 
     def instance_duplicates(self, inst: VrrpInstance) -> None:
         """keepalived 2.3.3: a VIP (or eVIP) already given on the same interface, and a unicast_peer given twice,
-        are dropped with a warning."""
+        are dropped with a warning. A list is replaced only when something is dropped from it: an instance that
+        is given a new attribute after the others were made has its own dict (232 bytes) made for it."""
         seen: Dict[Tuple[Any, Optional[str]], VirtualIP] = {}
         for attr in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+            vips = getattr(inst, attr)
             kept = []
-            for vip in getattr(inst, attr):
+            for vip in vips:
                 key = (vip.address.ip, vip.dev or inst.interface)
                 if key in seen:
                     self.warn(inst.file, vip.line, f"({inst.name}): VIP duplicates a VIP {vip.address.ip} - ignoring")
                     continue
                 seen[key] = vip
                 kept.append(vip)
-            setattr(inst, attr, kept)
+            if len(kept) < len(vips):
+                setattr(inst, attr, kept)
         peers: List[UnicastPeer] = []
         for peer in inst.unicast_peer:
             if any(p.address == peer.address for p in peers):
@@ -5017,7 +5047,8 @@ class _Validator:
                           f"({inst.name}) unicast_peer {peer.address} given twice - ignoring")
                 continue
             peers.append(peer)
-        inst.unicast_peer = peers
+        if len(peers) < len(inst.unicast_peer):
+            inst.unicast_peer = peers
 
     def instance_vips(self, inst: VrrpInstance) -> None:
         """keepalived 2.2.8+: an instance without VIPs needs no_virtual_ipaddress (VRRPv3 refuses it)."""
