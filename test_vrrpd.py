@@ -2785,9 +2785,10 @@ def test_reason_fault_fault_cleared_shutdown_and_sync_group():
                                                                           "virtual route deleted")
 
 
-def test_transition_counts_by_reason_cover_every_transition_beyond_the_history(offline):
+def test_transition_counts_by_reason_cover_every_transition_beyond_the_history(offline, tmp_path):
     """--status keeps the last TRANSITION_HISTORY transitions, and counts all of them by (state, reason), in
-    the order first seen; an instance that changed state fewer times keeps no counts of its own."""
+    the order first seen; an instance that changed state fewer times keeps no counts of its own. Clearing the
+    stats (SIGUSR2 with clear) starts the transitions and states entered from zero, not the reasons."""
     d, kernel = offline(instance_text())
     events = []
     d.event_sinks.append(events.append)
@@ -2807,6 +2808,13 @@ def test_transition_counts_by_reason_cover_every_transition_beyond_the_history(o
         (state, reason, n) for (state, reason), n in counted.items()]
     assert stats["entered"] == {"BACKUP": 8, "MASTER": 7} and stats["transitions"] == 15
     assert [(e["to"], e["reason"]) for e in rt.history] == everything[-vrrpd.TRANSITION_HISTORY:]
+    vrrpd.Operator(d, "offline.conf", control_socket=None, dump_dir=str(tmp_path)).dump("stats", clear=True)
+    stats = d.status()["instances"][0]["stats"]
+    assert (stats["transitions"], stats["entered"], len(stats["by_reason"])) == (0, {}, len(counted))
+    d.loop.advance(rt.machine.master_down_interval + 0.01)
+    stats = d.status()["instances"][0]["stats"]
+    assert (stats["transitions"], stats["entered"]) == (1, {"MASTER": 1})
+    assert sum(r["count"] for r in stats["by_reason"]) == len(everything) + 1
 
 
 def test_reason_does_not_change_what_notify_compares():

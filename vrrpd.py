@@ -12532,7 +12532,7 @@ class InstanceRuntime:
 
     __slots__ = ("inst", "machine", "family", "ifindex", "vmac_index", "vsock", "xmit", "ah", "src",
                  "targets", "timer", "garp_timers", "checksum_as_v2", "packets", "adverts_sent",
-                 "adverts_received", "transitions", "bad_packets", "entered_since_clear", "released_master",
+                 "adverts_received", "bad_packets", "entered_since_clear", "released_master",
                  "last_notified", "priority_zero_sent", "priority_zero_received", "backlog_wait", "routes_set",
                  "rules_set", "hmac", "logged", "recent", "older_reasons", "rx_memo", "old_checksum")
 
@@ -12559,7 +12559,6 @@ class InstanceRuntime:
         self.packets: Optional[Tuple[int, Any, Any, Tuple[Tuple[bytes, tuple], ...]]] = None
         self.adverts_sent = 0
         self.adverts_received = 0
-        self.transitions = 0
         self.bad_packets: Dict[str, int] = _NO_COUNTS  # reason -> dropped adverts (a dict from the first)
         # state name -> times entered since the stats were last cleared (None: never cleared, see `entered`)
         self.entered_since_clear: Optional[Dict[str, int]] = None
@@ -12631,6 +12630,11 @@ class InstanceRuntime:
                 self.older_reasons = counts[:i + 1] + (counts[i + 1] + 1,) + counts[i + 2:]
                 return
         self.older_reasons = counts + (key, 1)
+
+    @property
+    def transitions(self) -> int:
+        """State changes since the start, or since the stats were last cleared: `entered` summed."""
+        return sum(self.entered.values())
 
     @property
     def entered(self) -> Dict[str, int]:
@@ -13444,7 +13448,6 @@ class Daemon:
         for act in actions:
             if isinstance(act, Notify):
                 self._record_transition(rt, act)
-                rt.transitions += 1
                 if State.MASTER in (rt.last_notified, act.state) and rt.last_notified != act.state:
                     rt.logged = ()  # becoming or leaving MASTER re-opens the rate-limited log (RFC 9568)
                 if rt.last_notified == State.MASTER and act.state != State.MASTER:
@@ -16675,7 +16678,7 @@ class Operator:
             return None
         if clear:
             for rt in self.d.runtimes:
-                rt.adverts_sent = rt.adverts_received = rt.transitions = rt.released_master = 0
+                rt.adverts_sent = rt.adverts_received = rt.released_master = 0
                 rt.priority_zero_sent = rt.priority_zero_received = 0
                 rt.bad_packets, rt.entered_since_clear = _NO_COUNTS, {}
         log.info("Wrote %s", path)
