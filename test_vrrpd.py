@@ -2694,6 +2694,32 @@ def test_daemon_vmac_instance_puts_its_vips_on_the_vmac_and_sends_from_it(offlin
     assert vmac not in kernel.links and not d.vmacs.created  # removed at stop
 
 
+def test_a_read_of_many_address_events_leaves_the_address_table_as_the_kernel_has_it(offline):
+    """One read of the monitor brings a takeover's thousand RTM_NEWADDR at once, and other changes between them:
+    the table ends as the last event of each address says, in the order they came, an address seen again
+    moving to the end; a tentative address is not in it, and an IPv6 instance finds its source in the batch."""
+    kernel = FakeKernel()
+    kernel.addrs = [a for a in kernel.addrs if a.address.version == 4]
+    d, kernel = offline(instance_text() + instance_text(name="VI_6", family=6).split("}\n", 1)[1], kernel=kernel)
+    v6 = d.runtimes[1]
+    assert v6.src is None
+
+    def event(rtype, address, **kw):
+        return rtype, vrrpd.AddrInfo(ETH0, ipaddress.ip_interface(address), **kw)
+    new, gone = vrrpd.RTM_NEWADDR, vrrpd.RTM_DELADDR
+    kernel.monitor_.events.extend([event(new, f"10.1.{i // 250}.{i % 250}/32") for i in range(1000)] + [
+        event(new, "10.0.0.7/24"), event(gone, "10.0.0.7/24"), event(new, "10.0.0.8/24"),
+        event(new, "10.1.0.0/32"), event(new, "fe80::9/64", scope=253, flags=vrrpd.IFA_F_TENTATIVE),
+        event(new, "fe80::1/64", scope=253), event(gone, "10.1.0.1/32")])
+    d._on_netlink()
+    table = [str(a.address) for a in d.addrs]
+    assert table[:1] == ["10.0.0.1/24"] and len(table) == 1 + 998 + 3
+    assert table[-3:] == ["10.0.0.8/24", "10.1.0.0/32", "fe80::1/64"] and "10.1.0.1/32" not in table
+    assert "10.0.0.7/24" not in table and "fe80::9/64" not in table and table[1] == "10.1.0.2/32"
+    assert v6.src == IP6("fe80::1") and v6.machine.state == vrrpd.State.BACKUP
+    assert d.runtimes[0].src == IP4("10.0.0.1")
+
+
 def test_daemon_ipv6_instance_waits_for_its_link_local_address(offline):
     kernel = FakeKernel()
     kernel.addrs = [a for a in kernel.addrs if a.address.version == 4]

@@ -14421,25 +14421,19 @@ class Daemon:
             changed = True
         links_changed = changed
         appeared: set = set()
-        track_src: Optional[bool] = None  # does any instance track its source address (asked once per read)
-        addrs: Optional[Dict[Tuple[int, Any], AddrInfo]] = None  # self.addrs by (index, address) while reading
+        # the address events of this read, by (index, address), in the order of their last event: the address
+        # as it is now, or None (gone, or not usable yet). A takeover of many instances brings one event per
+        # VIP: the table is brought up to date once, and the sources looked for once, after them.
+        addressed: Dict[Tuple[int, Any], Optional[AddrInfo]] = {}
         for rtype, obj in events:
             if isinstance(obj, AddrInfo) and rtype in (RTM_NEWADDR, RTM_DELADDR):
-                # a takeover of many instances brings one event per VIP: no pass over every instance per event
-                if track_src is None:
-                    track_src = any(rt.inst.track_src_ip for rt in self.runtimes)
-                if addrs is None:
-                    addrs = {(a.index, a.address): a for a in self.addrs}
-                changed = changed or track_src
-                addrs.pop((obj.index, obj.address), None)
-                if rtype == RTM_NEWADDR and obj.usable:
-                    # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source,
-                    # not present; the RTM_NEWADDR that ends DAD brings it in
-                    addrs[(obj.index, obj.address)] = obj
-                self.addrs = list(addrs.values())
+                key = (obj.index, obj.address)
+                addressed.pop(key, None)
+                # keepalived 2.3.3: a tentative IPv6 address (DAD running) is not there yet - not a source, not
+                # present; the RTM_NEWADDR that ends DAD brings it in
+                addressed[key] = obj if rtype == RTM_NEWADDR and obj.usable else None
                 if rtype == RTM_DELADDR:
                     self._vip_deleted(obj)
-                changed = self._refresh_sources() or changed
             elif isinstance(obj, LinkInfo):
                 if rtype == RTM_DELLINK:
                     pending = self._link_pending.pop(obj.index, None)
@@ -14464,6 +14458,10 @@ class Daemon:
                 links_changed = True
             elif isinstance(obj, RouteInfo):
                 self._route_event(rtype, obj)
+        if addressed:
+            self.addrs = [a for a in self.addrs if (a.index, a.address) not in addressed] + [
+                a for a in addressed.values() if a is not None]
+            changed = self._refresh_sources() or any(rt.inst.track_src_ip for rt in self.runtimes) or changed
         if links_changed and not self.stopping:
             changed = self._follow_interfaces() or changed
             if appeared:
