@@ -2583,6 +2583,7 @@ def test_daemon_encodes_an_advert_once_and_sends_the_bytes_again(offline, family
     d.loop.advance(1.0)
     packets = {p for _s, _d, p in kernel.sent(family)}
     assert len(kernel.sent(family)) >= 10 and len(packets) == 1 and rt.packets[:2] == (rt.machine.priority, rt.src)
+    assert len(rt.packets) == 5 and type(rt.packets[3]) is bytes  # one flat tuple: priority, src, sock, packet, dest
 
 
 @pytest.mark.parametrize("family", [4, 6])

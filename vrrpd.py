@@ -12556,7 +12556,7 @@ class InstanceRuntime:
         self.old_checksum: Optional[bool] = False
         # (priority, source, socket, [(packet, destination)]): the adverts last encoded, sent again while none
         # of the three changes
-        self.packets: Optional[Tuple[int, Any, Any, Tuple[Tuple[bytes, tuple], ...]]] = None
+        self.packets: Optional[Tuple[Any, ...]] = None  # (priority, source, socket, packet, destination, ...)
         self.adverts_sent = 0
         self.adverts_received = 0
         self.bad_packets: Dict[str, int] = _NO_COUNTS  # reason -> dropped adverts (a dict from the first)
@@ -13545,12 +13545,12 @@ class Daemon:
                            f"({rt.inst.name}) cannot send advert: no {'socket' if sock is None else 'source address'}"
                            f" on {rt.inst.interface}")
             return
-        kept = rt.packets  # (priority, source, socket, packets)
-        if kept is not None and kept[0] == priority and kept[2] is sock and (kept[1] is src or kept[1] == src):
-            packets = kept[3]
-        else:
+        packets = rt.packets
+        if packets is None or packets[0] != priority or packets[2] is not sock or \
+                (packets[1] is not src and packets[1] != src):
             packets = self._encode_adverts(rt, sock, src, priority)
-        for packet, dest in packets:
+        for i in range(3, len(packets), 2):
+            packet, dest = packets[i], packets[i + 1]
             try:
                 sock.send_to(packet, dest)
                 rt.adverts_sent += 1
@@ -13559,9 +13559,9 @@ class Daemon:
                 self.ratelimit(("send", rt.inst.name, exc.errno), self.loop.time(),
                                f"({rt.inst.name}) cannot send advert to {dest[1]}: {exc.strerror}")
 
-    def _encode_adverts(self, rt: InstanceRuntime, sock: VrrpSocket, src: IPAddress,
-                        priority: int) -> Tuple[Tuple[bytes, tuple], ...]:
-        """The packets of one advert, one per target, either family, each with its destination() on `sock`. They
+    def _encode_adverts(self, rt: InstanceRuntime, sock: VrrpSocket, src: IPAddress, priority: int) -> Tuple[Any, ...]:
+        """One advert as (priority, src, sock, packet, destination, ...): a packet per target, either family, each
+        followed by its destination() on `sock`, in one flat tuple (a thousand instances keep theirs). The packets
         only change with the priority, the source and the socket, so they are kept and sent again, unless each
         carries a new sequence number (AH, auth_hmac)."""
         m = rt.machine
@@ -13572,21 +13572,23 @@ class Daemon:
         old = self.g.vrrp_mcast_group4 if rt.old_checksum else None  # old_unicast_checksum: the group's sum
         msgs = [(dst, ttl, encode_advert(adv) if kernel_sum else encode_advert(adv, src, old or dst, rt.checksum_as_v2))
                 for dst, ttl in rt.targets]
+        packets: List[Any] = [priority, src, sock]
         if rt.ah is not None:
-            packets = []
             for dst, ttl, msg in msgs:
                 sock.ident = sock.ident % 0xFFFF + 1  # non-zero: the ICV covers it
-                packets.append((build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
-                                              sock.ident, ttl, unicast=rt.unicast), sock.destination(src, dst)))
+                packets += (build_ipv4_ah(src, dst, msg, rt.inst.auth_pass, rt.ah.next(),  # type: ignore
+                                          sock.ident, ttl, unicast=rt.unicast), sock.destination(src, dst))
             return tuple(packets)
         if rt.hmac is not None and rt.hmac.sends:
             # a fresh sequence in every advert: sign it once, the same trailer goes to every peer
             trailer = self.hmac_trailer(rt, msgs[0][2]) if msgs else b""
-            return tuple((sock.packet(src, dst, msg + trailer, ttl), sock.destination(src, dst))
-                         for dst, ttl, msg in msgs)
-        packets = tuple((sock.packet(src, dst, msg, ttl), sock.destination(src, dst)) for dst, ttl, msg in msgs)
-        rt.packets = (priority, src, sock, packets)
-        return packets
+            for dst, ttl, msg in msgs:
+                packets += (sock.packet(src, dst, msg + trailer, ttl), sock.destination(src, dst))
+            return tuple(packets)
+        for dst, ttl, msg in msgs:
+            packets += (sock.packet(src, dst, msg, ttl), sock.destination(src, dst))
+        rt.packets = tuple(packets)
+        return rt.packets
 
     @staticmethod
     def _ipvlan_unaddressed(inst: VrrpInstance) -> bool:
