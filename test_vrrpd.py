@@ -12133,26 +12133,12 @@ def _bench_instances(count: int, state: str, priority: int, advert: float, versi
     return instances
 
 
-def _pin(pids: List[int], cpus: set) -> None:
-    """Keep every thread of each process on `cpus`."""
-    for pid in pids:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                os.sched_setaffinity(int(tid), cpus)
-            except OSError:  # (a thread that has ended)
-                pass
-
-
 def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0, advert: float = 1.0,
                     version: Optional[int] = None, floor: bool = False) -> dict:
     """CPU seconds per minute and RSS of one node running `count` MASTER instances (advert_int `advert`), the
     jitter of the adverts of every instance seen on eth0 (up to 250), and the CPU cost of one advert sent (µs)
-    beside the floor (`floor`).
-
-    The daemon runs on one core and the observer (the probe and this process) on the other, so that the
-    measuring does not take the daemon's core: each advert wakes the probe, and a probe woken on the daemon's
-    core would hold back the adverts still to be sent."""
-    lab, cpus = Lab(), os.sched_getaffinity(0)
+    beside the floor (`floor`)."""
+    lab = Lab()
     try:
         ns = _multi_interface_node(lab, "n", count, 1)
         obs = lab.host("o", "10.78.0.254/16")
@@ -12162,12 +12148,8 @@ def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0, 
         node.start()
         wait_for(lambda: len({e[3] for e in probe.adverts(since=time.time() - 1.5)}) >= min(count, 250),
                  60, 0.2, f"{count} instances advertising")
-        pids = node.pids()
-        if len(cpus) >= 2:
-            daemon_cpu, *observer_cpus = sorted(cpus)
-            _pin(pids, {daemon_cpu})
-            _pin([os.getpid(), probe.proc.pid], set(observer_cpus))
         time.sleep(2)
+        pids = node.pids()
         cpu0, t0 = _cpu_seconds(pids), time.time()
         time.sleep(window)
         cpu1, t1 = _cpu_seconds(pids), time.time()
@@ -12187,7 +12169,6 @@ def bench_idle_cost(kind: str, workdir: Path, count: int, window: float = 20.0, 
             result["send_floor_us"] = _bench_floor(lab, ns, "send", 20000, "10.78.0.1")
         return result
     finally:
-        _pin([os.getpid()], cpus)
         lab.close()
 
 
