@@ -7346,10 +7346,10 @@ class VrrpMachine:
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
                                        WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
-            # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer to the interval. (A
-            # driver that serves the timer on time passes its deadline as `now`, and the schedule keeps to it.)
+            # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
             acts.append(_SEND_ADVERTS.get(self.effective_priority) or _send_advert_action(self.effective_priority))
-            self.adver_timer = now + self.advert_int
+            nxt = self.adver_timer + self.advert_int
+            self.adver_timer = nxt if nxt > now else now + self.advert_int
         return acts
 
     def _takeover_reason(self, now: float) -> Tuple[str, str]:
@@ -11574,7 +11574,6 @@ class EventLoop:
         self.add_reader(self._wake_r, self._on_wakeup)
         self._old_wakeup_fd: Optional[int] = None
         self._poll_children_timer: Optional[Timer] = None
-        self.woke = 0.0  # the clock when the loop last woke up: the timers served in one pass share it
 
     # -- time and timers ------------------------------------------------------------------
     time = staticmethod(time.monotonic)  # loop.time(): the clock itself, no Python frame around it (4 per advert)
@@ -11815,7 +11814,7 @@ class EventLoop:
             if fine and not events and not self._ready and first is not None:
                 if self._wait_fine(first.when if until is None else min(until, first.when)):
                     events = self._poll(0.0)
-        self.woke = now = self.time()
+        now = self.time()
         if self._ready:  # (call_soon_threadsafe appends under the lock, and then wakes the loop up)
             with self._lock:
                 ready, self._ready = self._ready, []
@@ -11869,9 +11868,8 @@ class EventLoop:
 
     def _wait_fine(self, when: float) -> bool:
         """Wait, still woken by the loop's file descriptors, until `when`, at most a few ms away: select() on the
-        epoll descriptor takes microseconds, and so short a timeout has only the timer slack (see
-        set_timer_slack). True when a descriptor became ready (or may have: then a poll of them is worth its
-        system call)."""
+        epoll descriptor takes microseconds, and so short a timeout has only the timer slack (50 µs). True when a
+        descriptor became ready (or may have: then a poll of them is worth its system call)."""
         remaining = when - self.time()
         if remaining <= 0.0:
             return True
@@ -11908,33 +11906,6 @@ def _user_group_ids(user: Optional[str], group: Optional[str]) -> Optional[Tuple
     return kwargs.get("user"), kwargs.get("group")
 
 
-_timer_slack: Optional[bytes] = None  # the timer slack the daemon was started with, for its children
-
-
-def set_timer_slack(ns: Optional[int]) -> None:
-    """Set how late the kernel may end this process's sleeps to gather wake-ups (Linux 4.6+), in ns, or None
-    for what the daemon was started with (50 µs by default). The daemon asks for 1 ns: an advert then leaves
-    when it is due, not up to 50 µs after. A child gets the slack the daemon was started with back: a forked
-    child's default is its parent's present slack. Nothing happens on a kernel without the file."""
-    global _timer_slack
-    try:
-        fd = os.open("/proc/self/timerslack_ns", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        if ns is None:
-            if _timer_slack is not None:
-                os.write(fd, _timer_slack)
-            return
-        if _timer_slack is None:
-            _timer_slack = os.read(fd, 32).strip()
-        os.write(fd, str(ns).encode())
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fork_exec(argv: List[str], env: Optional[Dict[str, str]], ids: Optional[Tuple[Optional[int], Optional[int]]],
                out: Optional[int], err_w: int) -> int:
     """Fork a child that execs argv in a session of its own, stdin and stderr on /dev/null and stdout on `out`
@@ -11964,7 +11935,6 @@ def _fork_exec(argv: List[str], env: Optional[Dict[str, str]], ids: Optional[Tup
             os.dup2(null, 2, inheritable=True)
             os.closerange(3, err_w)
             os.closerange(err_w + 1, 1 << 20)
-            set_timer_slack(None)  # a script sleeps as any program does, not with the daemon's timer slack
             if ids is not None:
                 uid, gid = ids
                 if uid is not None:
@@ -12529,9 +12499,6 @@ RX_BATCH = 64  # packets read from one socket per wake-up of the loop, before du
 # rejecting a packet. Adverts keep their kernel receive time, and a due Master_Down_Timer reads the socket anyway.
 RX_PAUSE = 0.002
 ADVERT_BURST, ADVERT_GAP = 32, 0.002  # adverts sent back to back at most, and the time between such groups
-# A wake-up this much after its deadline is late: the instances it serves count their next advert from it (see
-# Daemon._on_timer). Below it they count from the deadline.
-WAKEUP_LATE = 0.0001
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 # What a thousand instances would each hold a copy of, held once (a few hundred bytes an instance):
 _NO_COUNTS: Dict[str, int] = type(type.__dict__)({})  # types.MappingProxyType: an empty read-only dict
@@ -12787,7 +12754,6 @@ class Daemon:
         self._set_linkbeat()
         self.tracking.start()
         self.lvs.start()
-        set_timer_slack(1)  # (scripts started from here on get the default back, see _fork_exec)
         delay = startup_delay(self.g)
         if delay > 0:
             # keepalived 2.4: no MASTER and no GARP before the delay is over, whatever the trackers say
@@ -13532,17 +13498,12 @@ class Daemon:
             return
         if self.group_of and self._group_holds_master(rt):
             return
-        late = self.loop.woke - timer.when if timer is not None else -1.0
-        if 0.0 <= late < m.advert_int:
-            # served behind other instances due at the same moment: the machine acts at the deadline, or, when
-            # the loop itself woke late, at that wake-up, which all the instances it serves share. Either way
-            # instances that fell due together stay due together and share one wake-up (_spread() then splits a
-            # large such batch into groups once). After a late wake-up the next advert comes a whole interval
-            # after this late one, as keepalived's would, and not early to make up for it: one uneven interval
-            # between adverts, not two.
-            now = timer.when if late < WAKEUP_LATE else self.loop.woke
-        else:
-            now = self.loop.time()
+        now = self.loop.time()
+        if timer is not None and 0.0 <= now - timer.when < m.advert_int:
+            # served late, behind other instances due at the same moment: the machine acts at the deadline,
+            # so instances that fell due together stay due together and share one wake-up (_spread() then
+            # splits a large such batch into groups once)
+            now = timer.when
         actions = m.on_timer(now)
         if not actions and not self.stopping and not self._pending_logs:
             # nothing due: a BACKUP's Master_Down_Timer moved on with the adverts heard since it was set (see
