@@ -12793,6 +12793,31 @@ def test_instances_due_together_leave_in_groups_a_gap_apart_once():
     assert all(rt.timer.when == before[rt.inst.name] + 1.0 for rt in d.runtimes)
 
 
+def test_instances_beyond_half_an_interval_of_groups_start_over_two_groups_to_a_moment():
+    """More instances due together than half an interval has moments for (here 300 at advert_int 0.1: 32
+    moments of 8): the groups after the last moment start over from the first one, rather than all of them
+    piling up at the last moment, and none comes sooner than half an interval."""
+    count = 300
+    vips = [f"10.9.0.{n + 1}/32" for n in range(200)] + [f"fd00::{n + 1:x}/128" for n in range(count - 200)]
+    text = "".join(f"vrrp_instance VI_{n} {{\n state MASTER\n interface eth0\n virtual_router_id {n % 200 + 1}\n"
+                   f" priority 150\n advert_int 0.1\n version 3\n virtual_ipaddress {{\n {vip}\n }}\n}}\n"
+                   for n, vip in enumerate(vips))
+    d, kernel = offline_daemon(text)
+    _become_master(d, d.runtimes[0])
+    assert all(rt.machine.state is vrrpd.State.MASTER for rt in d.runtimes)
+    due = {rt.timer.when for rt in d.runtimes}.pop()
+    d.loop.now = due
+    for rt in sorted(d.runtimes, key=lambda rt: rt.timer.seq):
+        d._on_timer(rt)
+        d.loop.now += 0.000001
+    burst, gap = vrrpd.ADVERT_BURST, min(vrrpd.ADVERT_GAP, 0.1 / 64)
+    moments = collections.Counter(round((due + 0.1 - rt.timer.when) / gap, 6) for rt in d.runtimes)
+    span = int(0.05 / gap + 1e-9)
+    rest = count - span * burst  # the instances of the second round: 44, from the first moment on
+    assert moments == {float(k): burst + min(burst, max(0, rest - k * burst)) for k in range(span)}
+    assert all(due + 0.05 <= rt.timer.when <= due + 0.1 for rt in d.runtimes)
+
+
 def test_advance_advert_acts_once_per_mastership_and_never_below_half_an_interval():
     m = vrrpd.VrrpMachine("VI_1", vrid=1, priority=255, advert_int=1.0, version=3, primary_ip=IP4("10.0.0.1"),
                           addresses=[IP4("10.0.0.100")])
