@@ -12765,8 +12765,9 @@ def test_instances_due_together_stay_together_when_the_loop_serves_them_late():
 
 
 def test_instances_due_together_leave_in_groups_a_gap_apart_once():
-    """200 instances MASTER together send their adverts in groups of ADVERT_BURST: from the second group on an
-    instance's next advert comes sooner by a gap per group, once, and then keeps its interval; none later."""
+    """200 instances MASTER together send their adverts in groups of ADVERT_BURST (the first of twice that: a
+    batch that small stays one): from the second group on an instance's next advert comes sooner by a gap per
+    group, once, and then keeps its interval; none later."""
     count = 200
     text = "".join(f"vrrp_instance VI_{n} {{\n state MASTER\n interface eth0\n virtual_router_id {n + 1}\n"
                    f" priority 150\n advert_int 1\n virtual_ipaddress {{\n 10.9.{n // 200}.{n % 200 + 1}/32\n }}\n}}\n"
@@ -12783,7 +12784,8 @@ def test_instances_due_together_leave_in_groups_a_gap_apart_once():
         d.loop.now += 0.00001
     burst, gap = vrrpd.ADVERT_BURST, vrrpd.ADVERT_GAP
     groups = collections.Counter(round((due + 1.0 - rt.timer.when) / gap, 6) for rt in d.runtimes)
-    assert groups == {float(k): min(burst, count - k * burst) for k in range((count + burst - 1) // burst)}
+    assert groups == {float(k): 2 * burst if k == 0 else min(burst, count - (k + 1) * burst)
+                      for k in range((count - 1) // burst)}
     assert all(rt.machine.adver_timer == rt.timer.when <= due + 1.0 for rt in d.runtimes)
     # the next round: each group at its own moment, every interval exactly advert_int
     before = {rt.inst.name: rt.timer.when for rt in d.runtimes}
@@ -12795,8 +12797,9 @@ def test_instances_due_together_leave_in_groups_a_gap_apart_once():
 
 def test_instances_beyond_half_an_interval_of_groups_start_over_two_groups_to_a_moment():
     """More instances due together than half an interval has moments for (here 300 at advert_int 0.1: 32
-    moments of 8): the groups after the last moment start over from the first one, rather than all of them
-    piling up at the last moment, and none comes sooner than half an interval."""
+    moments, 16 at the first and 8 at each of the others): the groups after the last moment start over from the
+    first one, rather than all of them piling up at the last moment, and none comes sooner than half an
+    interval."""
     count = 300
     vips = [f"10.9.0.{n + 1}/32" for n in range(200)] + [f"fd00::{n + 1:x}/128" for n in range(count - 200)]
     text = "".join(f"vrrp_instance VI_{n} {{\n state MASTER\n interface eth0\n virtual_router_id {n % 200 + 1}\n"
@@ -12813,8 +12816,9 @@ def test_instances_beyond_half_an_interval_of_groups_start_over_two_groups_to_a_
     burst, gap = vrrpd.ADVERT_BURST, min(vrrpd.ADVERT_GAP, 0.1 / 64)
     moments = collections.Counter(round((due + 0.1 - rt.timer.when) / gap, 6) for rt in d.runtimes)
     span = int(0.05 / gap + 1e-9)
-    rest = count - span * burst  # the instances of the second round: 44, from the first moment on
-    assert moments == {float(k): burst + min(burst, max(0, rest - k * burst)) for k in range(span)}
+    rest = count - (span + 1) * burst  # the instances of the second round: 36, from the first moment on
+    assert moments == {float(k): (2 * burst if k == 0 else burst) + min(burst, max(0, rest - k * burst))
+                       for k in range(span)}
     assert all(due + 0.05 <= rt.timer.when <= due + 0.1 for rt in d.runtimes)
 
 

@@ -13532,7 +13532,9 @@ class Daemon:
         thousand take 10 ms, long enough for the scheduler to preempt the daemon in the middle, and every
         instance after that point is late. So they leave in groups of ADVERT_BURST, ADVERT_GAP apart: from
         the second group on, an instance's next advert comes that many gaps sooner, once; then its group has a
-        moment of its own. keepalived's instances are spread by their start; sooner adverts are harmless.
+        moment of its own. The first group is twice as large, so a batch of up to that many (the ten instances
+        of a fast timer) still costs one wake-up of the loop, not two. keepalived's instances are spread by
+        their start; sooner adverts are harmless.
         The groups fill half an interval (2,000 instances at advert_int 1), then start over from the first
         moment, two groups to a moment (then three), rather than all the rest at the last one."""
         m = rt.machine
@@ -13540,9 +13542,9 @@ class Daemon:
         when, count = self._burst
         count = count + 1 if abs(due - when) < gap / 2 else 1
         self._burst = (when if count > 1 else due, count)
-        if count > ADVERT_BURST:
+        if count > 2 * ADVERT_BURST:
             groups = max(1, int(m.advert_int / (2 * gap) + 1e-9))  # the moments half an interval holds
-            m.advance_advert((count - 1) // ADVERT_BURST % groups * gap)
+            m.advance_advert(((count - 1) // ADVERT_BURST - 1) % groups * gap)
 
     def _send_advert(self, rt: InstanceRuntime, priority: int) -> None:
         sock = rt.xmit or rt.vsock
