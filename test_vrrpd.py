@@ -233,7 +233,7 @@ class FakeClockLoop(vrrpd.EventLoop):
             timer = self._next_timer()
             if timer is not None and timer.when <= end:
                 heapq.heappop(self._timers)
-                self.now = max(self.now, timer.when)
+                self.now = self.woke = max(self.now, timer.when)
                 self._call(timer.callback, timer.args)
             elif not self._ready:
                 break
@@ -3501,11 +3501,12 @@ def test_timer_expired_backup_leaves_master_quietly_when_the_loop_ran_late():
     m.start(-m.master_down_interval)
     m.on_timer(0.0)  # MASTER at 0.0: Adver_Timer due at 1.0
     assert [type(a) for a in m.on_timer(1.05) if isinstance(a, vrrpd.SendAdvert)] == [vrrpd.SendAdvert]
-    # due at 2.0; the loop wakes at 5.5 > last advert (1.0) + 3 x 1 + skew(200) = 4.22
+    # due at 2.05 (an interval after the advert sent late); the loop wakes at 5.5 > last advert (1.05) + 3 x 1 +
+    # skew(200) = 4.27
     acts = m.on_timer(5.5)
     assert m.state == vrrpd.State.BACKUP
     assert not [a for a in acts if isinstance(a, vrrpd.SendAdvert)]  # no priority 0
-    assert any("VRRP thread timer expired 1.3 seconds ago" in a.message for a in acts if isinstance(a, vrrpd.Log))
+    assert any("VRRP thread timer expired 1.2 seconds ago" in a.message for a in acts if isinstance(a, vrrpd.Log))
     cfg, diags = vrrpd.parse_config_text(inst(BASE + "\ntimer_expired_backup"))
     assert cfg.vrrp_instances[0].timer_expired_backup is None
     assert "expired_timer_backup requires nopreempt" in "\n".join(str(d) for d in diags)
@@ -12742,21 +12743,35 @@ def _fuzz_daemon(version: int, auth: str = "", family: int = 4, vrid: int = 51, 
 
 def test_instances_due_together_stay_together_when_the_loop_serves_them_late():
     """Ten `state MASTER` instances start together, so their Master_Down_Timers fall due at one moment; the loop
-    wakes late and serves them one after another. Each machine acts at the deadline, so their adverts are due
-    at one moment from then on (one wake-up for all, not one each)."""
+    serves them one after another. Each machine acts at the deadline, or after a stall (a wake-up STALL late or
+    more) at the wake-up, so their adverts are due at one moment from then on (one wake-up for all, not one
+    each)."""
     text = "".join(f"vrrp_instance VI_{n} {{\n state MASTER\n interface eth0\n virtual_router_id {n + 1}\n"
                    f" priority 150\n advert_int 1\n virtual_ipaddress {{\n 10.0.0.{100 + n}/24\n }}\n}}\n"
                    for n in range(10))
     d, kernel = offline_daemon(text)
     deadline = d.runtimes[0].machine.master_down_timer
     assert all(rt.machine.state is vrrpd.State.BACKUP and rt.timer.when == deadline for rt in d.runtimes)
-    d.loop.now = deadline + 0.3  # woken 300 ms late, and the clock moves on while each instance is served
+    d.loop.woke = deadline  # woken on time, and served 300 ms late, the clock moving on with each instance
+    d.loop.now = deadline + 0.3
     for rt in d.runtimes:
         d._on_timer(rt)
         d.loop.now += 0.01
     assert all(rt.machine.state is vrrpd.State.MASTER for rt in d.runtimes)
     assert {rt.machine.adver_timer for rt in d.runtimes} == {deadline + 1.0}
     assert {rt.timer.when for rt in d.runtimes} == {deadline + 1.0}
+    # woken 0.1 ms late: the deadlines hold
+    d.loop.woke = d.loop.now = deadline + 1.0 + vrrpd.STALL / 5
+    for rt in d.runtimes:
+        d._on_timer(rt)
+        d.loop.now += 0.01
+    assert {rt.timer.when for rt in d.runtimes} == {deadline + 2.0}
+    # a stall, woken 300 ms late: the next advert an interval after this late one, shared by all
+    woke = d.loop.woke = d.loop.now = deadline + 2.0 + 0.3
+    for rt in d.runtimes:
+        d._on_timer(rt)
+        d.loop.now += 0.01
+    assert {rt.timer.when for rt in d.runtimes} == {rt.machine.adver_timer for rt in d.runtimes} == {woke + 1.0}
     # served later than an advert interval: the machine acts at the real time
     rt = d.runtimes[0]
     d.loop.now = rt.timer.when + 1.5

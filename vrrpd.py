@@ -7346,10 +7346,10 @@ class VrrpMachine:
                 if late > 0:
                     return acts + [Log(f"({self.name}) VRRP thread timer expired {late:.1f} seconds ago",
                                        WARNING)] + self._fire(now, Event.LATE_ADVER_TIMER)
-            # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer
+            # RFC 5798 section 6.4.3: Adver_Timer fires -> send an advert, reset the timer to the interval. (A
+            # driver that serves the timer on time passes its deadline as `now`, and the schedule keeps to it.)
             acts.append(_SEND_ADVERTS.get(self.effective_priority) or _send_advert_action(self.effective_priority))
-            nxt = self.adver_timer + self.advert_int
-            self.adver_timer = nxt if nxt > now else now + self.advert_int
+            self.adver_timer = now + self.advert_int
         return acts
 
     def _takeover_reason(self, now: float) -> Tuple[str, str]:
@@ -11574,6 +11574,7 @@ class EventLoop:
         self.add_reader(self._wake_r, self._on_wakeup)
         self._old_wakeup_fd: Optional[int] = None
         self._poll_children_timer: Optional[Timer] = None
+        self.woke = 0.0  # the clock when the loop last woke up: the timers served in one pass share it
 
     # -- time and timers ------------------------------------------------------------------
     time = staticmethod(time.monotonic)  # loop.time(): the clock itself, no Python frame around it (4 per advert)
@@ -11814,7 +11815,7 @@ class EventLoop:
             if fine and not events and not self._ready and first is not None:
                 if self._wait_fine(first.when if until is None else min(until, first.when)):
                     events = self._poll(0.0)
-        now = self.time()
+        self.woke = now = self.time()
         if self._ready:  # (call_soon_threadsafe appends under the lock, and then wakes the loop up)
             with self._lock:
                 ready, self._ready = self._ready, []
@@ -12502,6 +12503,10 @@ RX_PAUSE = 0.002
 # one of 32 took 0.2-0.5 ms, and a preemption inside it made the rest of the group late in that round only
 # (two uneven intervals each). Each group costs a wake-up of the loop, the most of what a group of 8 costs.
 ADVERT_BURST, ADVERT_GAP = 8, 0.002
+# A wake-up of the loop this much after a deadline is a stall (the machine did not run the daemon): the
+# instances it serves count their next advert from it, one long interval rather than a long and a short one.
+# Below it (a wake-up here is typically 0.05-0.2 ms late) they keep to their deadlines.
+STALL = 0.0005
 TRANSITION_HISTORY = 10  # transitions kept per instance for --status, --json, --events and the metrics
 # What a thousand instances would each hold a copy of, held once (a few hundred bytes an instance):
 _NO_COUNTS: Dict[str, int] = type(type.__dict__)({})  # types.MappingProxyType: an empty read-only dict
@@ -13505,8 +13510,10 @@ class Daemon:
         if timer is not None and 0.0 <= now - timer.when < m.advert_int:
             # served late, behind other instances due at the same moment: the machine acts at the deadline,
             # so instances that fell due together stay due together and share one wake-up (_spread() then
-            # splits a large such batch into groups once)
-            now = timer.when
+            # splits a large such batch into groups once); after a stall, at the wake-up, which all the
+            # instances it serves share, as keepalived's would
+            woke = self.loop.woke
+            now = timer.when if woke - timer.when < STALL else woke
         actions = m.on_timer(now)
         if not actions and not self.stopping and not self._pending_logs:
             # nothing due: a BACKUP's Master_Down_Timer moved on with the adverts heard since it was set (see
